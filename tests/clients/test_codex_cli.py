@@ -1,0 +1,136 @@
+"""The real Codex CLI (`codex exec`, npm @openai/codex) using the gateway as a Responses provider.
+
+Config as in shared/spec/real-clients.md: model_provider "gw" with wire_api "responses", env_key GW_KEY,
+analytics and plugins off, a temporary CODEX_HOME and HOME, stdin closed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import harness
+
+TIMEOUT = 120
+
+
+def write_config(codex_home: Path, gateway_v1: str) -> None:
+    codex_home.mkdir(parents=True, exist_ok=True)
+    (codex_home / "config.toml").write_text(
+        f"""model = "gpt-5.4"
+model_provider = "gw"
+
+[model_providers.gw]
+name = "gateway"
+base_url = "{gateway_v1}"
+wire_api = "responses"
+env_key = "GW_KEY"
+request_max_retries = 1
+stream_max_retries = 1
+
+[analytics]
+enabled = false
+
+[features]
+plugins = false
+""",
+        "utf-8",
+    )
+
+
+def run_codex(tmp_path: Path, gateway, prompt: str) -> subprocess.CompletedProcess:
+    codex = harness.node_bin("codex")
+    home = tmp_path / "home"
+    codex_home = tmp_path / "codex-home"
+    work = tmp_path / "work"
+    for d in (home, work):
+        d.mkdir(parents=True, exist_ok=True)
+    write_config(codex_home, gateway.v1)
+    env = harness.child_env(
+        {
+            "HOME": str(home),
+            "CODEX_HOME": str(codex_home),
+            "GW_KEY": gateway.api_key,
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "NO_COLOR": "1",
+        }
+    )
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_API_KEY", "RUST_LOG"):
+        env.pop(name, None)
+    try:
+        return subprocess.run(
+            [str(codex), "exec", "--skip-git-repo-check", prompt],
+            cwd=str(work),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(
+            f"codex exec did not finish within {TIMEOUT}s\nstdout:\n{(e.stdout or b'').decode(errors='replace')}"
+            f"\nstderr:\n{(e.stderr or b'').decode(errors='replace')}"
+        )
+
+
+def show(proc: subprocess.CompletedProcess) -> str:
+    return (
+        f"exit {proc.returncode}\n--- stdout:\n{proc.stdout.decode(errors='replace')}"
+        f"\n--- stderr:\n{proc.stderr.decode(errors='replace')[-6000:]}"
+    )
+
+
+def test_codex_exec_plain_answer(tmp_path, gateway, fake):
+    proc = run_codex(tmp_path, gateway, "say codex-plain-5150")
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0, show(proc)
+    assert "You said: say codex-plain-5150" in out, show(proc)
+    reqs = [r for r in fake.requests("responses") if r["method"] == "POST"]
+    assert len(reqs) == 1, [r["path"] for r in reqs]
+    body = reqs[0]["body"]
+    assert body["model"] == "gpt-5.4"
+    assert body["stream"] is True and body["store"] is False
+    assert isinstance(body.get("instructions"), str), "the upstream needs top-level instructions"
+
+
+def _exec_tool(tools: list[dict]) -> tuple[str, dict]:
+    """The scripted call for the shell tool Codex offers: exec_command{cmd} or shell{command:[...]}."""
+    names = {t.get("name") for t in tools if t.get("type") == "function"}
+    if "exec_command" in names:
+        return "exec_command", {"cmd": "echo codex-tool-ok-123"}
+    if "shell" in names:
+        return "shell", {"command": ["bash", "-lc", "echo codex-tool-ok-123"]}
+    if "shell_command" in names:
+        return "shell_command", {"command": "echo codex-tool-ok-123"}
+    pytest.fail(f"Codex offered no shell tool; function tools: {sorted(n for n in names if n)}")
+
+
+def test_codex_exec_tool_round_trip(tmp_path, gateway, fake):
+    # Learn the shell tool's name and argument shape from what this Codex version sends.
+    probe = run_codex(tmp_path / "probe", gateway, "say codex-probe")
+    assert probe.returncode == 0, show(probe)
+    first = [r for r in fake.requests("responses") if r["method"] == "POST"][0]["body"]
+    name, args = _exec_tool(first.get("tools") or [])
+    fake.reset_requests()
+
+    directive = json.dumps({"kind": "tool_call", "name": name, "arguments": args})
+    proc = run_codex(tmp_path / "run", gateway, f"run the command <<fake {directive}>>")
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0, show(proc)
+
+    bodies = [r["body"] for r in fake.requests("responses") if r["method"] == "POST"]
+    assert len(bodies) >= 2, f"expected a follow-up request after the tool call, got {len(bodies)}\n{show(proc)}"
+    later = bodies[1:]
+    outputs = [
+        i for b in later for i in b.get("input", []) if i.get("type") == "function_call_output"
+    ]
+    assert any("codex-tool-ok-123" in json.dumps(o.get("output")) for o in outputs), (
+        f"no function_call_output containing the command's output: {json.dumps(outputs)[:2000]}\n{show(proc)}"
+    )
+    calls = [i for i in later[0].get("input", []) if i.get("type") == "function_call"]
+    assert {c["call_id"] for c in calls} >= {o["call_id"] for o in outputs}
+    assert "Tool result:" in out, show(proc)
