@@ -1,0 +1,357 @@
+//! Responses events -> Chat Completions chunks (streaming) and the non-streaming completion object.
+//!
+//! Stream rules (spec/dialects.md §1): one `role` delta, first; tool call `id`/`name` only in a call's first
+//! delta, `index` counting calls from 0; a closing chunk with `finish_reason`; an optional usage chunk with
+//! `choices: []`; `data: [DONE]`.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::assemble::{Collected, OutputItem};
+use crate::error::GatewayError;
+use crate::outcome::Finish;
+use crate::responses::event::{DoneItem, Event, ItemStart, Terminal, Usage};
+use crate::sse::write_data;
+
+/// The Chat `finish_reason` for an outcome (spec C4).
+pub fn finish_reason(finish: &Finish) -> &'static str {
+    match finish {
+        Finish::Stop | Finish::StopSequence(_) => "stop",
+        Finish::ToolCalls => "tool_calls",
+        Finish::Length => "length",
+        Finish::ContentFilter => "content_filter",
+    }
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: &'a [Choice<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<UsageOut>>,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCallDelta<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+struct ToolCallDelta<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function: Option<FunctionDelta<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom: Option<CustomDelta<'a>>,
+}
+
+#[derive(Serialize)]
+struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct CustomDelta<'a> {
+    name: &'a str,
+    input: &'a str,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct UsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: CachedOut,
+    completion_tokens_details: ReasoningOut,
+}
+#[derive(Serialize, Clone, Copy)]
+struct CachedOut {
+    cached_tokens: u64,
+}
+#[derive(Serialize, Clone, Copy)]
+struct ReasoningOut {
+    reasoning_tokens: u64,
+}
+
+fn usage_out(u: &Usage) -> UsageOut {
+    UsageOut {
+        prompt_tokens: u.input_tokens,
+        completion_tokens: u.output_tokens,
+        total_tokens: u.total_tokens,
+        prompt_tokens_details: CachedOut { cached_tokens: u.cached_tokens },
+        completion_tokens_details: ReasoningOut { reasoning_tokens: u.reasoning_tokens },
+    }
+}
+
+/// The usage object of the Chat dialect.
+pub fn usage_json(u: &Usage) -> Value {
+    serde_json::to_value(usage_out(u)).unwrap_or(Value::Null)
+}
+
+struct CallState {
+    item_id: String,
+    index: u32,
+    args_sent: usize,
+}
+
+/// Streaming encoder: a pure state machine fed upstream events, writing SSE bytes.
+pub struct ChatEncoder {
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+    role_sent: bool,
+    calls: Vec<CallState>,
+    reasoning_parts: u32,
+    finished: bool,
+}
+
+impl ChatEncoder {
+    pub fn new(id: String, created: u64, model: String, include_usage: bool) -> Self {
+        ChatEncoder {
+            id,
+            created,
+            model,
+            include_usage,
+            role_sent: false,
+            calls: Vec::new(),
+            reasoning_parts: 0,
+            finished: false,
+        }
+    }
+
+    fn chunk(&self, out: &mut Vec<u8>, delta: Delta<'_>, finish_reason: Option<&'static str>) {
+        let choices = [Choice { index: 0, delta, logprobs: None, finish_reason }];
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: &choices,
+            usage: if self.include_usage { Some(None) } else { None },
+        };
+        if let Ok(bytes) = serde_json::to_vec(&chunk) {
+            write_data(out, &bytes);
+        }
+    }
+
+    fn delta(&mut self, out: &mut Vec<u8>, mut delta: Delta<'_>) {
+        if !self.role_sent {
+            self.role_sent = true;
+            delta.role = Some("assistant");
+        }
+        self.chunk(out, delta, None);
+    }
+
+    fn call_first_delta(&mut self, out: &mut Vec<u8>, item_id: &str, call_id: &str, name: &str) -> u32 {
+        let index = self.calls.len() as u32;
+        self.calls.push(CallState { item_id: item_id.to_string(), index, args_sent: 0 });
+        let tc = ToolCallDelta {
+            index,
+            id: Some(call_id),
+            kind: Some("function"),
+            function: Some(FunctionDelta { name: Some(name), arguments: "" }),
+            custom: None,
+        };
+        self.delta(out, Delta { tool_calls: Some([tc]), ..Delta::default() });
+        index
+    }
+
+    fn call_args(&mut self, out: &mut Vec<u8>, pos: usize, fragment: &str) {
+        if fragment.is_empty() {
+            return;
+        }
+        let index = match self.calls.get_mut(pos) {
+            Some(c) => {
+                c.args_sent += fragment.len();
+                c.index
+            }
+            None => return,
+        };
+        let tc = ToolCallDelta {
+            index,
+            id: None,
+            kind: None,
+            function: Some(FunctionDelta { name: None, arguments: fragment }),
+            custom: None,
+        };
+        self.delta(out, Delta { tool_calls: Some([tc]), ..Delta::default() });
+    }
+
+    /// Feed one upstream event.
+    pub fn on_event(&mut self, event: &Event, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        match event {
+            Event::TextDelta { delta, .. } if !delta.is_empty() => {
+                self.delta(out, Delta { content: Some(delta), ..Delta::default() })
+            }
+            Event::RefusalDelta { delta, .. } if !delta.is_empty() => {
+                self.delta(out, Delta { refusal: Some(delta), ..Delta::default() })
+            }
+            Event::ReasoningSummaryPartAdded { summary_index, .. } => {
+                if *summary_index > 0 || self.reasoning_parts > 0 {
+                    self.delta(out, Delta { reasoning_content: Some("\n\n"), ..Delta::default() });
+                }
+                self.reasoning_parts += 1;
+            }
+            Event::ReasoningSummaryDelta { delta, .. } if !delta.is_empty() => {
+                self.delta(out, Delta { reasoning_content: Some(delta), ..Delta::default() })
+            }
+            Event::ItemAdded { item: ItemStart::FunctionCall { id, call_id, name }, .. } => {
+                self.call_first_delta(out, id, call_id, name);
+            }
+            Event::FunctionArgsDelta { item_id, delta } => {
+                if let Some(pos) = self.calls.iter().position(|c| &c.item_id == item_id) {
+                    self.call_args(out, pos, delta);
+                }
+            }
+            Event::ItemDone { item: DoneItem::FunctionCall { id, call_id, name, arguments }, .. } => {
+                let pos = match self.calls.iter().position(|c| &c.item_id == id) {
+                    Some(p) => p,
+                    None => {
+                        self.call_first_delta(out, id, call_id, name);
+                        self.calls.len() - 1
+                    }
+                };
+                let sent = self.calls.get(pos).map(|c| c.args_sent).unwrap_or(0);
+                if let Some(rest) = arguments.get(sent..) {
+                    self.call_args(out, pos, rest);
+                }
+            }
+            Event::ItemDone { item: DoneItem::CustomToolCall { call_id, name, input, .. }, .. } => {
+                let index = self.calls.len() as u32;
+                self.calls.push(CallState { item_id: call_id.clone(), index, args_sent: input.len() });
+                let tc = ToolCallDelta {
+                    index,
+                    id: Some(call_id),
+                    kind: Some("custom"),
+                    function: None,
+                    custom: Some(CustomDelta { name, input }),
+                };
+                self.delta(out, Delta { tool_calls: Some([tc]), ..Delta::default() });
+            }
+            Event::Finished { terminal, usage, .. } => {
+                let finish = match terminal {
+                    Terminal::Completed if !self.calls.is_empty() => Finish::ToolCalls,
+                    Terminal::Completed => Finish::Stop,
+                    Terminal::Incomplete { reason } => Finish::from_incomplete(reason),
+                    Terminal::Cut(f) => f.clone(),
+                };
+                self.finish(out, &finish, usage.as_ref());
+            }
+            Event::Failed { code, message } => {
+                let err = crate::outcome::upstream_failure(code.as_deref(), message);
+                self.error(&err, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// The closing chunk, the usage chunk if asked for, and `[DONE]`.
+    pub fn finish(&mut self, out: &mut Vec<u8>, finish: &Finish, usage: Option<&Usage>) {
+        if self.finished {
+            return;
+        }
+        if !self.role_sent {
+            self.delta(out, Delta { content: Some(""), ..Delta::default() });
+        }
+        self.finished = true;
+        self.chunk(out, Delta::default(), Some(finish_reason(finish)));
+        if self.include_usage {
+            let u = usage.copied().unwrap_or_default();
+            let chunk = Chunk {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                choices: &[],
+                usage: Some(Some(usage_out(&u))),
+            };
+            if let Ok(bytes) = serde_json::to_vec(&chunk) {
+                write_data(out, &bytes);
+            }
+        }
+        write_data(out, b"[DONE]");
+    }
+
+    /// An error after the stream began: `data: {"error":{...}}` (the SDKs raise on it). No `[DONE]` follows.
+    pub fn error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if let Ok(bytes) = serde_json::to_vec(&err.openai_body()) {
+            write_data(out, &bytes);
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+/// The non-streaming `chat.completion` object.
+pub fn render_completion(c: &Collected, id: &str, created: u64, model: &str) -> Value {
+    let text = c.text();
+    let mut tool_calls = Vec::new();
+    for item in &c.items {
+        match item {
+            OutputItem::FunctionCall { call_id, name, arguments } => tool_calls.push(json!({
+                "id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}
+            })),
+            OutputItem::CustomToolCall { call_id, name, input } => tool_calls.push(json!({
+                "id": call_id, "type": "custom", "custom": {"name": name, "input": input}
+            })),
+            _ => {}
+        }
+    }
+    let finish = c.finish.clone().unwrap_or(Finish::Stop);
+    let mut message = json!({
+        "role": "assistant",
+        "content": if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(text) },
+        "refusal": c.refusal(),
+    });
+    let reasoning = c.reasoning_summary();
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = Value::String(reasoning);
+    }
+    if !tool_calls.is_empty() {
+        message["tool_calls"] = Value::Array(tool_calls);
+    }
+    json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason(&finish)}],
+        "usage": usage_json(&c.usage),
+    })
+}

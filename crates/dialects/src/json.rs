@@ -1,0 +1,40 @@
+//! Decoding client JSON with errors that name the offending field, in the gateway's error type.
+
+use serde::de::DeserializeOwned;
+
+use crate::error::GatewayError;
+
+/// Parse a request body. Syntax errors and type errors become a 400 naming the field path.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            GatewayError::invalid(format!("The request body is not valid JSON: {inner}")).with_code("invalid_json")
+        } else if path.is_empty() || path == "." {
+            GatewayError::invalid(format!("Invalid request body: {inner}"))
+        } else {
+            GatewayError::invalid_param(&path, format!("Invalid value for `{path}`: {inner}"))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct T {
+        a: Vec<u32>,
+    }
+
+    #[test]
+    fn names_the_field() {
+        let e = decode_body::<T>(br#"{"a":[1,"x"]}"#).err();
+        assert_eq!(e.and_then(|e| e.param), Some("a[1]".to_string()));
+        let e = decode_body::<T>(b"{nope").err();
+        assert_eq!(e.and_then(|e| e.code), Some("invalid_json".to_string()));
+    }
+}

@@ -1,0 +1,7 @@
+//! OpenAI Responses: the backend's own protocol. Clients that speak it (Codex CLI, the AI SDK, LiteLLM) get a
+//! passthrough: the request is normalised into what the backend accepts, the events go back unchanged.
+
+pub mod event;
+mod passthrough;
+
+pub use passthrough::{ResponsesAssembler, decode, stream_error_frame};

@@ -1,0 +1,237 @@
+//! Normalising Responses requests for the Codex backend, and assembling non-streaming answers.
+
+use serde_json::{Map, Value, json};
+
+use crate::error::GatewayError;
+use crate::models::{ModelRef, normalize_effort};
+use crate::outcome::upstream_failure;
+use crate::upstream::{OutputLimits, UpstreamRequest};
+
+/// Top-level fields the backend accepts; everything else is handled by the policy below.
+const PASSED: [&str; 13] = [
+    "model",
+    "instructions",
+    "input",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "reasoning",
+    "include",
+    "service_tier",
+    "prompt_cache_key",
+    "text",
+    "client_metadata",
+    "truncation",
+];
+
+/// Fields dropped silently (documented in docs/parameter-policy.md): sampling knobs and bookkeeping the
+/// backend rejects.
+const DROPPED: [&str; 14] = [
+    "temperature",
+    "top_p",
+    "top_logprobs",
+    "metadata",
+    "user",
+    "safety_identifier",
+    "prompt_cache_retention",
+    "stream_options",
+    "max_tool_calls",
+    "store",
+    "stream",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+];
+
+/// Decode a Responses request body for passthrough.
+pub fn decode(body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
+    let value: Value = crate::json::decode_body(body)?;
+    let Value::Object(mut src) = value else {
+        return Err(GatewayError::invalid("The request body must be a JSON object"));
+    };
+    let model = match src.get("model") {
+        Some(Value::String(m)) if !m.trim().is_empty() => ModelRef::parse(m),
+        _ => return Err(GatewayError::invalid_param("model", "`model` must be a non-empty string")),
+    };
+    let stream = src.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if src.get("background").and_then(Value::as_bool) == Some(true) {
+        return Err(GatewayError::invalid_param("background", "Background responses are not supported"));
+    }
+    if src.get("previous_response_id").is_some_and(|v| !v.is_null()) {
+        return Err(GatewayError::invalid_param(
+            "previous_response_id",
+            "previous_response_id is not supported: the Codex backend keeps no state (store=false); send the full conversation in `input`",
+        ));
+    }
+    if src.get("conversation").is_some_and(|v| !v.is_null()) {
+        return Err(GatewayError::invalid_param("conversation", "Stored conversations are not supported; send the full `input`"));
+    }
+
+    let mut body = Map::new();
+    for key in PASSED {
+        if let Some(v) = src.remove(key) {
+            if !v.is_null() {
+                body.insert(key.to_string(), v);
+            }
+        }
+    }
+    for key in DROPPED {
+        src.remove(key);
+    }
+    src.remove("max_output_tokens");
+    src.remove("background");
+    src.remove("previous_response_id");
+    src.remove("conversation");
+    if let Some((unknown, _)) = src.iter().next() {
+        return Err(GatewayError::invalid_param(unknown, format!("Unsupported parameter: `{unknown}`")));
+    }
+
+    normalize_input(&mut body)?;
+    normalize_tools(&mut body);
+    if let Some(Value::Object(r)) = body.get_mut("reasoning") {
+        if let Some(Value::String(e)) = r.get("effort") {
+            let mapped = normalize_effort(e)
+                .ok_or_else(|| GatewayError::invalid_param("reasoning.effort", format!("Unknown reasoning effort `{e}`")))?;
+            r.insert("effort".into(), json!(mapped));
+        }
+    }
+    if let Some(Value::String(tier)) = body.get("service_tier") {
+        if tier != "priority" {
+            body.remove("service_tier");
+        }
+    }
+    let conversation_key = body.get("prompt_cache_key").and_then(Value::as_str).map(str::to_string);
+    Ok(UpstreamRequest {
+        body,
+        model,
+        stream,
+        conversation_key,
+        // max_output_tokens is dropped for passthrough (docs/parameter-policy.md): events go back unchanged.
+        limits: OutputLimits::default(),
+    })
+}
+
+/// String input -> one user message; `system` role -> `developer` (the backend refuses system messages);
+/// role-only "easy" messages get `type: message`.
+fn normalize_input(body: &mut Map<String, Value>) -> Result<(), GatewayError> {
+    let input = body.remove("input").unwrap_or(Value::Array(Vec::new()));
+    let mut items = match input {
+        Value::String(s) => vec![json!({"type":"message","role":"user","content":[{"type":"input_text","text":s}]})],
+        Value::Array(a) => a,
+        _ => return Err(GatewayError::invalid_param("input", "`input` must be a string or an array of items")),
+    };
+    for (i, item) in items.iter_mut().enumerate() {
+        let Value::Object(obj) = item else {
+            return Err(GatewayError::invalid_param(&format!("input[{i}]"), "Each input item must be an object"));
+        };
+        if obj.get("type").and_then(Value::as_str) == Some("item_reference") {
+            return Err(GatewayError::invalid_param(
+                &format!("input[{i}]"),
+                "item_reference needs stored responses, which the Codex backend does not keep; send the item itself",
+            ));
+        }
+        if obj.get("type").is_none() && obj.contains_key("role") {
+            obj.insert("type".into(), json!("message"));
+        }
+        if obj.get("role").and_then(Value::as_str) == Some("system") {
+            obj.insert("role".into(), json!("developer"));
+        }
+    }
+    body.insert("input".into(), Value::Array(items));
+    Ok(())
+}
+
+/// Function tools keep only the keys the backend knows (clients add `cache_control`, `defer_loading`, ...).
+fn normalize_tools(body: &mut Map<String, Value>) {
+    let Some(Value::Array(tools)) = body.get_mut("tools") else { return };
+    for tool in tools.iter_mut() {
+        if let Value::Object(t) = tool {
+            if t.get("type").and_then(Value::as_str) == Some("function") {
+                t.retain(|k, _| matches!(k.as_str(), "type" | "name" | "description" | "parameters" | "strict"));
+            }
+        }
+    }
+}
+
+/// Builds the non-streaming Responses object from raw event payloads.
+#[derive(Debug, Default)]
+pub struct ResponsesAssembler {
+    base: Option<Value>,
+    items: Vec<(u64, Value)>,
+    last: Option<Value>,
+    error: Option<GatewayError>,
+}
+
+impl ResponsesAssembler {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed one `data:` payload (already parsed as JSON).
+    pub fn on_payload(&mut self, mut payload: Value) {
+        let kind = payload.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+        match kind.as_str() {
+            "response.created" | "response.in_progress" => {
+                if let Some(r) = payload.get_mut("response") {
+                    self.base = Some(r.take());
+                }
+            }
+            "response.output_item.done" => {
+                let idx = payload.get("output_index").and_then(Value::as_u64).unwrap_or(self.items.len() as u64);
+                if let Some(item) = payload.get_mut("item") {
+                    self.items.push((idx, item.take()));
+                }
+            }
+            "response.completed" | "response.incomplete" => {
+                if let Some(r) = payload.get_mut("response") {
+                    self.last = Some(r.take());
+                }
+            }
+            "response.failed" | "error" => {
+                let err = payload.get("response").and_then(|r| r.get("error")).or_else(|| payload.get("error"));
+                let code = err.and_then(|e| e.get("code")).or_else(|| payload.get("code")).and_then(Value::as_str);
+                let message = err
+                    .and_then(|e| e.get("message"))
+                    .or_else(|| payload.get("message"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("the upstream response failed");
+                self.error = Some(upstream_failure(code, message));
+            }
+            _ => {}
+        }
+    }
+
+    /// The final response object, or the error that ended it.
+    pub fn finish(mut self) -> Result<Value, GatewayError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let mut response = self.last.take().ok_or_else(|| {
+            GatewayError::new(crate::error::ErrorKind::UpstreamUnavailable, "The upstream stream ended before the response completed")
+        })?;
+        let empty = response.get("output").and_then(Value::as_array).is_none_or(|o| o.is_empty());
+        if empty && !self.items.is_empty() {
+            self.items.sort_by_key(|(i, _)| *i);
+            response["output"] = Value::Array(self.items.into_iter().map(|(_, v)| v).collect());
+        }
+        if response.get("id").is_none() {
+            if let Some(id) = self.base.as_ref().and_then(|b| b.get("id")) {
+                response["id"] = id.clone();
+            }
+        }
+        Ok(response)
+    }
+}
+
+/// An in-stream error for Responses clients: `event: error` with the OpenAI error event payload.
+pub fn stream_error_frame(err: &GatewayError, out: &mut Vec<u8>) {
+    let payload = json!({
+        "type": "error",
+        "code": err.code.clone().unwrap_or_else(|| "upstream_error".into()),
+        "message": err.message,
+        "param": err.param,
+    });
+    if let Ok(bytes) = serde_json::to_vec(&payload) {
+        crate::sse::write_event(out, "error", &bytes);
+    }
+}

@@ -1,0 +1,112 @@
+//! The dialect-neutral request every decoder produces: a Responses body plus routing and output hints.
+
+use serde_json::{Map, Value};
+
+use crate::models::ModelRef;
+
+/// Output limits the backend cannot enforce itself; the gateway emulates them on the stream (spec C5).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Cut visible output after this many tokens and report a length stop.
+    pub max_output_tokens: Option<u64>,
+    /// Cut the text at the first of these sequences (the sequence itself is not emitted).
+    pub stop_sequences: Vec<String>,
+}
+
+/// What a dialect decoder hands to the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamRequest {
+    /// The Responses body. The gateway sets `model`, `store`, `stream`, `prompt_cache_key` before sending.
+    pub body: Map<String, Value>,
+    pub model: ModelRef,
+    /// Whether the client asked for a streamed answer.
+    pub stream: bool,
+    /// A conversation key the client supplied (prompt_cache_key, session header...). If None the gateway
+    /// derives one from the stable prefix of the conversation.
+    pub conversation_key: Option<String>,
+    pub limits: OutputLimits,
+}
+
+impl UpstreamRequest {
+    /// Force the fields the backend insists on and fill the model slug and cache key.
+    pub fn finalize(&mut self, default_effort: Option<&str>) {
+        self.body.insert("model".into(), Value::String(self.model.slug.clone()));
+        self.body.insert("store".into(), Value::Bool(false));
+        self.body.insert("stream".into(), Value::Bool(true));
+        if !matches!(self.body.get("instructions"), Some(Value::String(_))) {
+            self.body.insert("instructions".into(), Value::String(String::new()));
+        }
+        if self.model.fast {
+            self.body.insert("service_tier".into(), Value::String("priority".into()));
+        }
+        if let Some(effort) = self.model.effort.as_deref() {
+            let reasoning = self.body.entry("reasoning").or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(r) = reasoning {
+                r.entry("effort").or_insert_with(|| Value::String(effort.to_string()));
+            }
+        } else if let (Some(effort), Some(Value::Object(r))) = (default_effort, self.body.get_mut("reasoning")) {
+            r.entry("effort").or_insert_with(|| Value::String(effort.to_string()));
+        }
+        let key = self.conversation_key.clone().unwrap_or_else(|| stable_prefix_key(&self.body));
+        self.body.insert("prompt_cache_key".into(), Value::String(key));
+    }
+}
+
+/// A stable key for a conversation without a client-supplied id: a hash of what does not change between its
+/// turns (instructions and the first user message). Two turns of the same chat get the same key.
+pub fn stable_prefix_key(body: &Map<String, Value>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    if let Some(Value::String(s)) = body.get("instructions") {
+        h.update(s.as_bytes());
+    }
+    h.update([0u8]);
+    if let Some(Value::Array(items)) = body.get("input") {
+        let first_user = items.iter().find(|i| i.get("role").and_then(Value::as_str) == Some("user"));
+        if let Some(item) = first_user {
+            h.update(item.get("content").map(|c| c.to_string()).unwrap_or_default().as_bytes());
+        }
+    }
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("gw-{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req(body: Value) -> UpstreamRequest {
+        UpstreamRequest {
+            body: body.as_object().cloned().unwrap_or_default(),
+            model: ModelRef::parse("gpt-5.4-high-fast"),
+            stream: true,
+            conversation_key: None,
+            limits: OutputLimits::default(),
+        }
+    }
+
+    #[test]
+    fn finalize_sets_required_fields() {
+        let mut r = req(json!({"input": [{"role":"user","content":"hi"}]}));
+        r.finalize(None);
+        assert_eq!(r.body["model"], "gpt-5.4");
+        assert_eq!(r.body["store"], false);
+        assert_eq!(r.body["stream"], true);
+        assert_eq!(r.body["instructions"], "");
+        assert_eq!(r.body["service_tier"], "priority");
+        assert_eq!(r.body["reasoning"]["effort"], "high");
+        assert!(r.body["prompt_cache_key"].as_str().is_some_and(|k| k.starts_with("gw-")));
+    }
+
+    #[test]
+    fn prefix_key_is_stable_across_turns() {
+        let a = json!({"instructions":"sys","input":[{"role":"user","content":"q1"}]});
+        let b = json!({"instructions":"sys","input":[{"role":"user","content":"q1"},{"role":"assistant","content":"a"},{"role":"user","content":"q2"}]});
+        let c = json!({"instructions":"sys","input":[{"role":"user","content":"other"}]});
+        let k = |v: &Value| stable_prefix_key(v.as_object().unwrap_or(&Map::new()));
+        assert_eq!(k(&a), k(&b));
+        assert_ne!(k(&a), k(&c));
+    }
+}
