@@ -64,7 +64,11 @@ impl Collected {
                 }
                 ItemStart::Reasoning { id } => {
                     let rid = id.clone();
-                    self.slot(&id, || OutputItem::Reasoning { id: rid, summary: String::new(), encrypted_content: None });
+                    self.slot(&id, || OutputItem::Reasoning {
+                        id: rid,
+                        summary: String::new(),
+                        encrypted_content: None,
+                    });
                 }
                 ItemStart::FunctionCall { id, call_id, name } => {
                     self.slot(&id, || OutputItem::FunctionCall { call_id, name, arguments: String::new() });

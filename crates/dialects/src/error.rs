@@ -103,9 +103,10 @@ impl GatewayError {
     /// OpenAI `error.type` for this kind.
     fn openai_type(&self) -> &'static str {
         match self.kind {
-            ErrorKind::InvalidRequest | ErrorKind::ContextTooLong | ErrorKind::NotFound | ErrorKind::PayloadTooLarge => {
-                "invalid_request_error"
-            }
+            ErrorKind::InvalidRequest
+            | ErrorKind::ContextTooLong
+            | ErrorKind::NotFound
+            | ErrorKind::PayloadTooLarge => "invalid_request_error",
             ErrorKind::Unauthorized | ErrorKind::NotLoggedIn => "authentication_error",
             ErrorKind::PermissionDenied => "permission_error",
             ErrorKind::RateLimited => "rate_limit_error",

@@ -171,7 +171,9 @@ pub fn translate(req: ChatRequest) -> Result<(UpstreamRequest, ChatOptions), Gat
     let effort = match req.reasoning_effort.as_deref() {
         Some(e) => Some(
             normalize_effort(e)
-                .ok_or_else(|| GatewayError::invalid_param("reasoning_effort", format!("Unknown reasoning_effort `{e}`")))?
+                .ok_or_else(|| {
+                    GatewayError::invalid_param("reasoning_effort", format!("Unknown reasoning_effort `{e}`"))
+                })?
                 .to_string(),
         ),
         None => model.effort.clone(),
@@ -210,9 +212,8 @@ pub fn translate(req: ChatRequest) -> Result<(UpstreamRequest, ChatOptions), Gat
         max_output_tokens: req.max_completion_tokens.or(req.max_tokens),
         stop_sequences: stop_sequences.into_iter().filter(|s| !s.is_empty()).collect(),
     };
-    let options = ChatOptions {
-        include_usage: req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
-    };
+    let options =
+        ChatOptions { include_usage: req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false) };
     Ok((
         UpstreamRequest {
             body,
@@ -239,7 +240,9 @@ fn translate_messages(messages: &[ChatMessage]) -> Result<(String, Vec<Value>), 
                 if leading {
                     instructions.push(text);
                 } else {
-                    input.push(json!({"type":"message","role":"developer","content":[{"type":"input_text","text":text}]}));
+                    input.push(
+                        json!({"type":"message","role":"developer","content":[{"type":"input_text","text":text}]}),
+                    );
                 }
             }
             "user" => {
@@ -252,7 +255,9 @@ fn translate_messages(messages: &[ChatMessage]) -> Result<(String, Vec<Value>), 
                 if let Some(content) = &m.content {
                     let text = assistant_text(content, &at("content"))?;
                     if !text.is_empty() {
-                        input.push(json!({"type":"message","role":"assistant","content":[{"type":"output_text","text":text}]}));
+                        input.push(
+                            json!({"type":"message","role":"assistant","content":[{"type":"output_text","text":text}]}),
+                        );
                     }
                 }
                 for (j, call) in m.tool_calls.iter().flatten().enumerate() {
@@ -275,7 +280,10 @@ fn translate_messages(messages: &[ChatMessage]) -> Result<(String, Vec<Value>), 
             "function" => {
                 leading = false;
                 let call_id = legacy_call_ids.pop().ok_or_else(|| {
-                    GatewayError::invalid_param(&at("role"), "A function message must follow an assistant function_call")
+                    GatewayError::invalid_param(
+                        &at("role"),
+                        "A function message must follow an assistant function_call",
+                    )
                 })?;
                 let output = text_of(m.content.as_ref(), &at("content"))?;
                 input.push(json!({"type":"function_call_output","call_id":call_id,"output":output}));
@@ -380,7 +388,9 @@ fn assistant_text(content: &Value, at: &str) -> Result<String, GatewayError> {
 
 fn tool_output(content: Option<&Value>, at: &str) -> Result<Value, GatewayError> {
     match content {
-        Some(Value::Array(parts)) if parts.iter().any(|p| p.get("type").and_then(Value::as_str) == Some("image_url")) => {
+        Some(Value::Array(parts))
+            if parts.iter().any(|p| p.get("type").and_then(Value::as_str) == Some("image_url")) =>
+        {
             Ok(Value::Array(user_parts(content, at)?))
         }
         _ => Ok(Value::String(text_of(content, at)?)),
@@ -392,11 +402,9 @@ fn user_parts(content: Option<&Value>, at: &str) -> Result<Vec<Value>, GatewayEr
     match content {
         None | Some(Value::Null) => Ok(vec![json!({"type":"input_text","text":""})]),
         Some(Value::String(s)) => Ok(vec![json!({"type":"input_text","text":s})]),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(k, p)| user_part(p, &format!("{at}[{k}]")))
-            .collect::<Result<Vec<_>, _>>(),
+        Some(Value::Array(parts)) => {
+            parts.iter().enumerate().map(|(k, p)| user_part(p, &format!("{at}[{k}]"))).collect::<Result<Vec<_>, _>>()
+        }
         Some(_) => Err(GatewayError::invalid_param(at, "`content` must be a string or an array of content parts")),
     }
 }
@@ -429,10 +437,15 @@ fn user_part(p: &Value, at: &str) -> Result<Value, GatewayError> {
                 }
                 Ok(part)
             } else {
-                Err(GatewayError::invalid_param(at, "Only inline files (`file.file_data`) are supported; file ids are not"))
+                Err(GatewayError::invalid_param(
+                    at,
+                    "Only inline files (`file.file_data`) are supported; file ids are not",
+                ))
             }
         }
-        Some("input_audio") => Err(GatewayError::invalid_param(at, "Audio input is not supported by the Codex backend")),
+        Some("input_audio") => {
+            Err(GatewayError::invalid_param(at, "Audio input is not supported by the Codex backend"))
+        }
         other => Err(GatewayError::invalid_param(at, format!("Unknown content part type {other:?}"))),
     }
 }
@@ -448,12 +461,17 @@ fn check_image_url(url: &str, at: &str) -> Result<(), GatewayError> {
 fn translate_tool(tool: &Value, at: &str) -> Result<Value, GatewayError> {
     match tool.get("type").and_then(Value::as_str) {
         Some("function") | None => {
-            let f = tool.get("function").ok_or_else(|| GatewayError::invalid_param(at, "A function tool needs `function`"))?;
+            let f = tool
+                .get("function")
+                .ok_or_else(|| GatewayError::invalid_param(at, "A function tool needs `function`"))?;
             function_tool(f, &format!("{at}.function"))
         }
         Some("custom") => {
             let c = tool.get("custom").unwrap_or(tool);
-            let name = c.get("name").and_then(Value::as_str).ok_or_else(|| GatewayError::invalid_param(at, "A custom tool needs `name`"))?;
+            let name = c
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| GatewayError::invalid_param(at, "A custom tool needs `name`"))?;
             let mut out = json!({"type":"custom","name":name});
             if let Some(d) = c.get("description") {
                 out["description"] = d.clone();
@@ -490,11 +508,7 @@ fn translate_tool_choice(choice: &Value) -> Result<Value, GatewayError> {
     match choice {
         Value::String(s) if matches!(s.as_str(), "none" | "auto" | "required") => Ok(choice.clone()),
         Value::Object(o) => {
-            let name = o
-                .get("function")
-                .and_then(|f| f.get("name"))
-                .or_else(|| o.get("name"))
-                .and_then(Value::as_str);
+            let name = o.get("function").and_then(|f| f.get("name")).or_else(|| o.get("name")).and_then(Value::as_str);
             match (o.get("type").and_then(Value::as_str), name) {
                 (Some("allowed_tools"), _) => Ok(json!("auto")),
                 (_, Some(n)) => Ok(json!({"type":"function","name":n})),
@@ -512,7 +526,10 @@ fn translate_response_format(format: Option<&Value>) -> Result<Option<Value>, Ga
         Some("json_object") => Ok(Some(json!({"type":"json_object"}))),
         Some("json_schema") => {
             let js = f.get("json_schema").ok_or_else(|| {
-                GatewayError::invalid_param("response_format.json_schema", "json_schema response_format needs `json_schema`")
+                GatewayError::invalid_param(
+                    "response_format.json_schema",
+                    "json_schema response_format needs `json_schema`",
+                )
             })?;
             let schema = js.get("schema").cloned().unwrap_or_else(|| json!({"type":"object"}));
             let name = js.get("name").and_then(Value::as_str).unwrap_or("response");
@@ -523,8 +540,9 @@ fn translate_response_format(format: Option<&Value>) -> Result<Option<Value>, Ga
             }
             Ok(Some(out))
         }
-        Some(other) => {
-            Err(GatewayError::invalid_param("response_format.type", format!("Unsupported response_format type `{other}`")))
-        }
+        Some(other) => Err(GatewayError::invalid_param(
+            "response_format.type",
+            format!("Unsupported response_format type `{other}`"),
+        )),
     }
 }

@@ -30,13 +30,38 @@ pub enum ItemStart {
 /// A finished output item, as carried by `response.output_item.done`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DoneItem {
-    Message { id: String, text: String, refusal: Option<String> },
+    Message {
+        id: String,
+        text: String,
+        refusal: Option<String>,
+    },
     /// `encrypted_content` is kept byte for byte: dialects hand it to clients as an opaque signature.
-    Reasoning { id: String, summary: Vec<String>, encrypted_content: Option<String> },
-    FunctionCall { id: String, call_id: String, name: String, arguments: String },
-    CustomToolCall { id: String, call_id: String, name: String, input: String },
-    WebSearchCall { id: String, query: Option<String>, sources: Vec<Value> },
-    Other { kind: String, raw: Value },
+    Reasoning {
+        id: String,
+        summary: Vec<String>,
+        encrypted_content: Option<String>,
+    },
+    FunctionCall {
+        id: String,
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
+    CustomToolCall {
+        id: String,
+        call_id: String,
+        name: String,
+        input: String,
+    },
+    WebSearchCall {
+        id: String,
+        query: Option<String>,
+        sources: Vec<Value>,
+    },
+    Other {
+        kind: String,
+        raw: Value,
+    },
 }
 
 /// How the upstream response ended.
@@ -44,7 +69,9 @@ pub enum DoneItem {
 pub enum Terminal {
     Completed,
     /// `response.incomplete` with its `incomplete_details.reason`.
-    Incomplete { reason: String },
+    Incomplete {
+        reason: String,
+    },
     /// The gateway cut the stream itself (emulated stop sequence or token cap).
     Cut(crate::outcome::Finish),
 }
@@ -52,18 +79,50 @@ pub enum Terminal {
 /// One upstream event, reduced to what translation needs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    Created { response_id: String, model: Option<String> },
-    ItemAdded { output_index: u32, item: ItemStart },
-    TextDelta { item_id: String, delta: String },
-    RefusalDelta { item_id: String, delta: String },
-    ReasoningSummaryDelta { item_id: String, summary_index: u32, delta: String },
-    ReasoningSummaryPartAdded { item_id: String, summary_index: u32 },
-    FunctionArgsDelta { item_id: String, delta: String },
-    ItemDone { output_index: u32, item: DoneItem },
+    Created {
+        response_id: String,
+        model: Option<String>,
+    },
+    ItemAdded {
+        output_index: u32,
+        item: ItemStart,
+    },
+    TextDelta {
+        item_id: String,
+        delta: String,
+    },
+    RefusalDelta {
+        item_id: String,
+        delta: String,
+    },
+    ReasoningSummaryDelta {
+        item_id: String,
+        summary_index: u32,
+        delta: String,
+    },
+    ReasoningSummaryPartAdded {
+        item_id: String,
+        summary_index: u32,
+    },
+    FunctionArgsDelta {
+        item_id: String,
+        delta: String,
+    },
+    ItemDone {
+        output_index: u32,
+        item: DoneItem,
+    },
     /// The response finished. `output` is what `response.completed.output` carried (often empty).
-    Finished { terminal: Terminal, usage: Option<Usage>, output: Vec<DoneItem> },
+    Finished {
+        terminal: Terminal,
+        usage: Option<Usage>,
+        output: Vec<DoneItem>,
+    },
     /// `response.failed` or an `error` event.
-    Failed { code: Option<String>, message: String },
+    Failed {
+        code: Option<String>,
+        message: String,
+    },
     /// Keepalives, `in_progress`, `*.done` duplicates of deltas and anything not needed.
     Ignored,
 }
@@ -359,7 +418,13 @@ mod tests {
             e,
             Some(Event::Finished {
                 terminal: Terminal::Completed,
-                usage: Some(Usage { input_tokens: 10, cached_tokens: 4, output_tokens: 7, reasoning_tokens: 2, total_tokens: 17 }),
+                usage: Some(Usage {
+                    input_tokens: 10,
+                    cached_tokens: 4,
+                    output_tokens: 7,
+                    reasoning_tokens: 2,
+                    total_tokens: 17
+                }),
                 output: vec![]
             })
         );
@@ -372,7 +437,11 @@ mod tests {
             e,
             Some(Event::ItemDone {
                 output_index: 0,
-                item: DoneItem::Reasoning { id: "rs_1".into(), summary: vec!["thinking".into()], encrypted_content: Some("gAAA+/==".into()) }
+                item: DoneItem::Reasoning {
+                    id: "rs_1".into(),
+                    summary: vec!["thinking".into()],
+                    encrypted_content: Some("gAAA+/==".into())
+                }
             })
         );
     }

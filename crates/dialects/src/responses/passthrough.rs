@@ -64,15 +64,18 @@ pub fn decode(body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
         ));
     }
     if src.get("conversation").is_some_and(|v| !v.is_null()) {
-        return Err(GatewayError::invalid_param("conversation", "Stored conversations are not supported; send the full `input`"));
+        return Err(GatewayError::invalid_param(
+            "conversation",
+            "Stored conversations are not supported; send the full `input`",
+        ));
     }
 
     let mut body = Map::new();
     for key in PASSED {
-        if let Some(v) = src.remove(key) {
-            if !v.is_null() {
-                body.insert(key.to_string(), v);
-            }
+        if let Some(v) = src.remove(key)
+            && !v.is_null()
+        {
+            body.insert(key.to_string(), v);
         }
     }
     for key in DROPPED {
@@ -88,17 +91,18 @@ pub fn decode(body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
 
     normalize_input(&mut body)?;
     normalize_tools(&mut body);
-    if let Some(Value::Object(r)) = body.get_mut("reasoning") {
-        if let Some(Value::String(e)) = r.get("effort") {
-            let mapped = normalize_effort(e)
-                .ok_or_else(|| GatewayError::invalid_param("reasoning.effort", format!("Unknown reasoning effort `{e}`")))?;
-            r.insert("effort".into(), json!(mapped));
-        }
+    if let Some(Value::Object(r)) = body.get_mut("reasoning")
+        && let Some(Value::String(e)) = r.get("effort")
+    {
+        let mapped = normalize_effort(e).ok_or_else(|| {
+            GatewayError::invalid_param("reasoning.effort", format!("Unknown reasoning effort `{e}`"))
+        })?;
+        r.insert("effort".into(), json!(mapped));
     }
-    if let Some(Value::String(tier)) = body.get("service_tier") {
-        if tier != "priority" {
-            body.remove("service_tier");
-        }
+    if let Some(Value::String(tier)) = body.get("service_tier")
+        && tier != "priority"
+    {
+        body.remove("service_tier");
     }
     let conversation_key = body.get("prompt_cache_key").and_then(Value::as_str).map(str::to_string);
     Ok(UpstreamRequest {
@@ -145,10 +149,10 @@ fn normalize_input(body: &mut Map<String, Value>) -> Result<(), GatewayError> {
 fn normalize_tools(body: &mut Map<String, Value>) {
     let Some(Value::Array(tools)) = body.get_mut("tools") else { return };
     for tool in tools.iter_mut() {
-        if let Value::Object(t) = tool {
-            if t.get("type").and_then(Value::as_str) == Some("function") {
-                t.retain(|k, _| matches!(k.as_str(), "type" | "name" | "description" | "parameters" | "strict"));
-            }
+        if let Value::Object(t) = tool
+            && t.get("type").and_then(Value::as_str) == Some("function")
+        {
+            t.retain(|k, _| matches!(k.as_str(), "type" | "name" | "description" | "parameters" | "strict"));
         }
     }
 }
@@ -207,17 +211,20 @@ impl ResponsesAssembler {
             return Err(e);
         }
         let mut response = self.last.take().ok_or_else(|| {
-            GatewayError::new(crate::error::ErrorKind::UpstreamUnavailable, "The upstream stream ended before the response completed")
+            GatewayError::new(
+                crate::error::ErrorKind::UpstreamUnavailable,
+                "The upstream stream ended before the response completed",
+            )
         })?;
         let empty = response.get("output").and_then(Value::as_array).is_none_or(|o| o.is_empty());
         if empty && !self.items.is_empty() {
             self.items.sort_by_key(|(i, _)| *i);
             response["output"] = Value::Array(self.items.into_iter().map(|(_, v)| v).collect());
         }
-        if response.get("id").is_none() {
-            if let Some(id) = self.base.as_ref().and_then(|b| b.get("id")) {
-                response["id"] = id.clone();
-            }
+        if response.get("id").is_none()
+            && let Some(id) = self.base.as_ref().and_then(|b| b.get("id"))
+        {
+            response["id"] = id.clone();
         }
         Ok(response)
     }

@@ -1,0 +1,129 @@
+//! The OAuth refresh call: `POST {issuer}/oauth/token` with the single-use refresh token.
+//!
+//! Callers must hold the account's refresh lock and persist the returned tokens before using them: the old
+//! refresh token is dead the moment the issuer answers.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{CLIENT_ID, Tokens, jwt, now_unix};
+
+/// Why a refresh failed, and whether trying again later can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    /// The login is gone (reused, expired or revoked refresh token): the user must log in again.
+    #[error("the login is no longer valid ({0}); log in again")]
+    Permanent(String),
+    /// Network trouble or a server error: the refresh token is probably still good.
+    #[error("token refresh failed temporarily: {0}")]
+    Transient(String),
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    id_token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// Exchange `current.refresh_token` for new tokens. Fields the issuer omits keep their old values.
+pub async fn refresh(http: &reqwest::Client, issuer: &str, current: &Tokens) -> Result<Tokens, RefreshError> {
+    let url = format!("{issuer}/oauth/token");
+    let body = json!({"client_id": CLIENT_ID, "grant_type": "refresh_token", "refresh_token": current.refresh_token});
+    let resp = http
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| RefreshError::Transient(format!("cannot reach the token endpoint: {}", e.without_url())))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| RefreshError::Transient(e.without_url().to_string()))?;
+    if status.is_success() {
+        let t: TokenResponse = serde_json::from_slice(&bytes)
+            .map_err(|_| RefreshError::Transient("the token endpoint returned an unreadable answer".into()))?;
+        let id_token = t.id_token.unwrap_or_else(|| current.id_token.clone());
+        let account_id =
+            jwt::claims(&id_token).and_then(|c| c.account_id).unwrap_or_else(|| current.account_id.clone());
+        return Ok(Tokens {
+            id_token,
+            access_token: t.access_token.unwrap_or_else(|| current.access_token.clone()),
+            refresh_token: t.refresh_token.unwrap_or_else(|| current.refresh_token.clone()),
+            account_id,
+            last_refresh: now_unix(),
+        });
+    }
+    let code = error_code(&bytes);
+    let permanent = status == reqwest::StatusCode::UNAUTHORIZED
+        || matches!(
+            code.as_deref(),
+            Some("refresh_token_expired" | "refresh_token_reused" | "refresh_token_invalidated" | "invalid_grant")
+        );
+    let reason = code.unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+    if permanent { Err(RefreshError::Permanent(reason)) } else { Err(RefreshError::Transient(reason)) }
+}
+
+/// `{"error":{"code":..}}`, `{"error":"invalid_grant"}` or `{"code":..}`.
+fn error_code(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let err = v.get("error");
+    err.and_then(|e| e.get("code"))
+        .and_then(|c| c.as_str())
+        .or_else(|| err.and_then(|e| e.as_str()))
+        .or_else(|| v.get("code").and_then(|c| c.as_str()))
+        .map(str::to_string)
+}
+
+/// Refresh ahead of use: the access token expires within 5 minutes, or (no `exp`) the last refresh is over
+/// 8 days old (spec/codex-upstream.md).
+pub fn needs_refresh(tokens: &Tokens, now: i64) -> bool {
+    if tokens.refresh_token.is_empty() {
+        return false;
+    }
+    match jwt::claims(&tokens.access_token).and_then(|c| c.exp) {
+        Some(exp) => exp - now < 300,
+        None => now - tokens.last_refresh > 8 * 86400,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn tokens_with_exp(exp: Option<i64>, last_refresh: i64) -> Tokens {
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = match exp {
+            Some(x) => format!(r#"{{"exp":{x}}}"#),
+            None => "{}".to_string(),
+        };
+        Tokens {
+            id_token: String::new(),
+            access_token: format!("{}.{}.s", e.encode("{}"), e.encode(payload)),
+            refresh_token: "r".into(),
+            account_id: "a".into(),
+            last_refresh,
+        }
+    }
+
+    #[test]
+    fn refresh_policy() {
+        let now = 1_000_000;
+        assert!(needs_refresh(&tokens_with_exp(Some(now + 100), now), now));
+        assert!(!needs_refresh(&tokens_with_exp(Some(now + 3600), now), now));
+        assert!(needs_refresh(&tokens_with_exp(None, now - 9 * 86400), now));
+        assert!(!needs_refresh(&tokens_with_exp(None, now - 86400), now));
+    }
+
+    #[test]
+    fn error_codes() {
+        assert_eq!(
+            error_code(br#"{"error":{"code":"refresh_token_reused"}}"#).as_deref(),
+            Some("refresh_token_reused")
+        );
+        assert_eq!(error_code(br#"{"error":"invalid_grant"}"#).as_deref(), Some("invalid_grant"));
+        assert_eq!(error_code(b"<html>"), None);
+    }
+}

@@ -1,0 +1,261 @@
+//! Configuration in two stages: a raw TOML file (every key optional, unknown keys refused), then a resolved
+//! [`Config`] after environment variables and command-line flags are merged on top (flags win).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// The file format. Every field optional; see docs/configuration.md.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// Client API keys accepted by the gateway (any of them).
+    pub api_keys: Option<Vec<String>>,
+    pub data_dir: Option<PathBuf>,
+    pub upstream_base_url: Option<String>,
+    pub chatgpt_base_url: Option<String>,
+    pub auth_issuer: Option<String>,
+    pub openai_base_url: Option<String>,
+    pub codex_home: Option<PathBuf>,
+    pub proxy: Option<String>,
+    pub ca_bundle: Option<PathBuf>,
+    pub body_limit_mb: Option<u64>,
+    pub keepalive_secs: Option<u64>,
+    pub upstream_idle_timeout_secs: Option<u64>,
+    pub default_reasoning_effort: Option<String>,
+    pub log: Option<String>,
+}
+
+/// Values from the command line; `None` means "not given".
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub api_key: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The validated configuration every part of the gateway reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub api_keys: Vec<String>,
+    pub data_dir: PathBuf,
+    pub upstream_base_url: String,
+    pub chatgpt_base_url: String,
+    pub auth_issuer: String,
+    pub openai_base_url: String,
+    pub codex_home: PathBuf,
+    pub openai_api_key: Option<String>,
+    pub proxy: Option<String>,
+    pub ca_bundle: Option<PathBuf>,
+    pub body_limit: usize,
+    pub keepalive: Duration,
+    pub upstream_idle_timeout: Duration,
+    pub default_reasoning_effort: Option<String>,
+    pub log: String,
+}
+
+/// Environment lookups go through this so tests can pass a map instead of mutating the process.
+pub trait Env {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+impl Env for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for std::collections::HashMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        self.get(key).cloned()
+    }
+}
+
+fn home(env: &dyn Env) -> PathBuf {
+    env.get("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `$XDG_CONFIG_HOME/codex-gateway/config.toml` or `~/.config/codex-gateway/config.toml`.
+pub fn default_config_path(env: &dyn Env) -> PathBuf {
+    env.get("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home(env).join(".config"))
+        .join("codex-gateway/config.toml")
+}
+
+fn default_data_dir(env: &dyn Env) -> PathBuf {
+    env.get("XDG_DATA_HOME").map(PathBuf::from).unwrap_or_else(|| home(env).join(".local/share")).join("codex-gateway")
+}
+
+impl Config {
+    /// Load the file (explicit path must exist; the default path may be absent), then env, then flags.
+    pub fn load(overrides: &Overrides, env: &dyn Env) -> anyhow::Result<Config> {
+        let explicit = overrides.config.clone().or_else(|| env.get("CODEX_GATEWAY_CONFIG").map(PathBuf::from));
+        let raw = match &explicit {
+            Some(path) => read_raw(path)?,
+            None => {
+                let path = default_config_path(env);
+                if path.exists() { read_raw(&path)? } else { RawConfig::default() }
+            }
+        };
+        Self::resolve(raw, overrides, env)
+    }
+
+    pub fn resolve(raw: RawConfig, o: &Overrides, env: &dyn Env) -> anyhow::Result<Config> {
+        let host =
+            o.host.clone().or_else(|| env.get("CODEX_GATEWAY_HOST")).or(raw.host).unwrap_or_else(|| "127.0.0.1".into());
+        let port = match (o.port, env.get("CODEX_GATEWAY_PORT")) {
+            (Some(p), _) => p,
+            (None, Some(p)) => p.parse().with_context(|| format!("CODEX_GATEWAY_PORT={p} is not a port number"))?,
+            (None, None) => raw.port.unwrap_or(8765),
+        };
+        let ip: IpAddr = match host.as_str() {
+            "localhost" => IpAddr::from([127, 0, 0, 1]),
+            h => h.parse().with_context(|| format!("host `{h}` is not an IP address"))?,
+        };
+        let mut api_keys = raw.api_keys.unwrap_or_default();
+        if let Some(k) = env.get("CODEX_GATEWAY_API_KEY") {
+            api_keys = k.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        }
+        if let Some(k) = &o.api_key {
+            api_keys = vec![k.clone()];
+        }
+        if !ip.is_loopback() && api_keys.is_empty() {
+            bail!(
+                "refusing to listen on {ip}: it is reachable from other machines and no client API key is set. \
+                 Set CODEX_GATEWAY_API_KEY (or `api_keys` in the config file, or --api-key), or bind 127.0.0.1."
+            );
+        }
+        let data_dir = o
+            .data_dir
+            .clone()
+            .or_else(|| env.get("CODEX_GATEWAY_DATA_DIR").map(PathBuf::from))
+            .or(raw.data_dir)
+            .unwrap_or_else(|| default_data_dir(env));
+        let codex_home =
+            env.get("CODEX_HOME").map(PathBuf::from).or(raw.codex_home).unwrap_or_else(|| home(env).join(".codex"));
+        let pick = |key: &str, file: Option<String>, default: &str| -> String {
+            env.get(key).or(file).unwrap_or_else(|| default.to_string()).trim_end_matches('/').to_string()
+        };
+        let proxy = env
+            .get("CODEX_GATEWAY_PROXY")
+            .or(raw.proxy)
+            .or_else(|| env.get("HTTPS_PROXY"))
+            .or_else(|| env.get("https_proxy"))
+            .or_else(|| env.get("ALL_PROXY"))
+            .or_else(|| env.get("all_proxy"));
+        let ca_bundle = env
+            .get("CODEX_GATEWAY_CA_BUNDLE")
+            .map(PathBuf::from)
+            .or(raw.ca_bundle)
+            .or_else(|| env.get("SSL_CERT_FILE").map(PathBuf::from));
+        let effort = env.get("CODEX_GATEWAY_DEFAULT_REASONING_EFFORT").or(raw.default_reasoning_effort);
+        if let Some(e) = &effort
+            && dialects::models::normalize_effort(e).is_none()
+        {
+            bail!("default_reasoning_effort `{e}` is not one of none, minimal, low, medium, high, xhigh");
+        }
+        let body_limit_mb = match env.get("CODEX_GATEWAY_BODY_LIMIT_MB") {
+            Some(v) => v.parse().with_context(|| format!("CODEX_GATEWAY_BODY_LIMIT_MB={v} is not a number"))?,
+            None => raw.body_limit_mb.unwrap_or(64),
+        };
+        let keepalive_secs = match env.get("CODEX_GATEWAY_KEEPALIVE_SECS") {
+            Some(v) => v.parse().with_context(|| format!("CODEX_GATEWAY_KEEPALIVE_SECS={v} is not a number"))?,
+            None => raw.keepalive_secs.unwrap_or(15),
+        };
+        Ok(Config {
+            listen: SocketAddr::new(ip, port),
+            api_keys,
+            data_dir,
+            upstream_base_url: pick(
+                "CODEX_GATEWAY_UPSTREAM_BASE_URL",
+                raw.upstream_base_url,
+                "https://chatgpt.com/backend-api/codex",
+            ),
+            chatgpt_base_url: pick(
+                "CODEX_GATEWAY_CHATGPT_BASE_URL",
+                raw.chatgpt_base_url,
+                "https://chatgpt.com/backend-api",
+            ),
+            auth_issuer: pick("CODEX_GATEWAY_AUTH_ISSUER", raw.auth_issuer, "https://auth.openai.com"),
+            openai_base_url: pick("CODEX_GATEWAY_OPENAI_BASE_URL", raw.openai_base_url, "https://api.openai.com/v1"),
+            codex_home,
+            openai_api_key: env.get("OPENAI_API_KEY"),
+            proxy,
+            ca_bundle,
+            body_limit: (body_limit_mb as usize).saturating_mul(1024 * 1024),
+            keepalive: Duration::from_millis(keepalive_secs.max(1) * 1000),
+            upstream_idle_timeout: Duration::from_secs(raw.upstream_idle_timeout_secs.unwrap_or(300)),
+            default_reasoning_effort: effort,
+            log: env.get("RUST_LOG").or(raw.log).unwrap_or_else(|| "info".into()),
+        })
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("gateway.db")
+    }
+
+    pub fn codex_auth_file(&self) -> PathBuf {
+        self.codex_home.join("auth.json")
+    }
+}
+
+fn read_raw(path: &Path) -> anyhow::Result<RawConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults() -> anyhow::Result<()> {
+        let c = Config::resolve(RawConfig::default(), &Overrides::default(), &env(&[("HOME", "/h")]))?;
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8765");
+        assert_eq!(c.upstream_base_url, "https://chatgpt.com/backend-api/codex");
+        assert_eq!(c.codex_home, PathBuf::from("/h/.codex"));
+        assert_eq!(c.data_dir, PathBuf::from("/h/.local/share/codex-gateway"));
+        Ok(())
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() -> anyhow::Result<()> {
+        let raw: RawConfig = toml::from_str("port = 1000\nhost = \"127.0.0.2\"")?;
+        let e = env(&[("CODEX_GATEWAY_PORT", "2000")]);
+        let c = Config::resolve(raw, &Overrides { port: Some(3000), ..Default::default() }, &e)?;
+        assert_eq!(c.listen.to_string(), "127.0.0.2:3000");
+        let raw: RawConfig = toml::from_str("port = 1000")?;
+        assert_eq!(Config::resolve(raw, &Overrides::default(), &e)?.listen.port(), 2000);
+        Ok(())
+    }
+
+    #[test]
+    fn public_bind_needs_a_key() {
+        let e = env(&[("CODEX_GATEWAY_HOST", "0.0.0.0")]);
+        let err = Config::resolve(RawConfig::default(), &Overrides::default(), &e).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("CODEX_GATEWAY_API_KEY")));
+        let e = env(&[("CODEX_GATEWAY_HOST", "0.0.0.0"), ("CODEX_GATEWAY_API_KEY", "k")]);
+        assert!(Config::resolve(RawConfig::default(), &Overrides::default(), &e).is_ok());
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<RawConfig>("prot = 1").is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! codex-gateway: serve the ChatGPT Codex backend to OpenAI, Anthropic, Gemini and Ollama clients.
+//!
+//! Request path (docs/architecture.md): server (routes, auth, limits) -> dialect decode (crate `dialects`) ->
+//! catalog check -> account pool -> upstream client -> event reader -> dialect encoder -> client.
+
+pub mod accounts;
+pub mod auth;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod server;
+pub mod store;
+pub mod tokens;
+pub mod upstream;

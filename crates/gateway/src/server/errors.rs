@@ -1,0 +1,73 @@
+//! Rendering a [`GatewayError`] as an HTTP response in the client's own dialect.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dialects::GatewayError;
+
+/// Which client dialect a route speaks; decides error shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+    Anthropic,
+}
+
+impl Dialect {
+    /// Best guess from the path, for errors raised before a handler runs (auth, body limit, 404).
+    pub fn from_path(path: &str) -> Dialect {
+        if path.starts_with("/v1/messages") { Dialect::Anthropic } else { Dialect::OpenAi }
+    }
+}
+
+/// The error response for `dialect`. Adds `Retry-After` when the error carries one.
+pub fn error_response(dialect: Dialect, err: &GatewayError, request_id: &str) -> Response {
+    let (status, body) = match dialect {
+        Dialect::OpenAi => (err.status(), err.openai_body()),
+        Dialect::Anthropic => anthropic_error(err, request_id),
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, axum::Json(body)).into_response();
+    if let Some(secs) = err.retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    if dialect == Dialect::Anthropic
+        && let Ok(v) = HeaderValue::from_str(request_id)
+    {
+        resp.headers_mut().insert("request-id", v);
+    }
+    resp
+}
+
+/// Map a body-read failure (too large, broken connection) to an error.
+pub fn body_error(rejection: axum::extract::rejection::BytesRejection, limit: usize) -> GatewayError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        GatewayError::new(
+            dialects::ErrorKind::PayloadTooLarge,
+            format!(
+                "The request body is larger than the gateway's limit of {} MiB (body_limit_mb).",
+                limit / (1024 * 1024)
+            ),
+        )
+        .with_code("request_too_large")
+    } else {
+        GatewayError::invalid(format!("Could not read the request body: {rejection}"))
+    }
+}
+
+/// Interim Anthropic error shape until the dialect module lands: `{"type":"error","error":{type,message}}`.
+fn anthropic_error(err: &GatewayError, request_id: &str) -> (u16, serde_json::Value) {
+    use dialects::ErrorKind as K;
+    let (status, kind) = match err.kind {
+        K::InvalidRequest | K::ContextTooLong => (400, "invalid_request_error"),
+        K::Unauthorized | K::NotLoggedIn => (401, "authentication_error"),
+        K::PermissionDenied => (403, "permission_error"),
+        K::NotFound => (404, "not_found_error"),
+        K::PayloadTooLarge => (413, "request_too_large"),
+        K::RateLimited => (429, "rate_limit_error"),
+        K::Timeout => (504, "timeout_error"),
+        K::Overloaded => (529, "overloaded_error"),
+        K::UpstreamUnavailable | K::Internal => (500, "api_error"),
+    };
+    (status, serde_json::json!({"type":"error","error":{"type":kind,"message":err.message},"request_id":request_id}))
+}

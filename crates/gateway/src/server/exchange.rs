@@ -1,0 +1,212 @@
+//! One upstream exchange: finalize the neutral request, pick an account, send with a fresh token, refresh and
+//! retry once on 401, fail over to another account while nothing has reached the client, and peek at the
+//! first events so failures that arrive inside a 200 stream still become proper HTTP errors.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use dialects::sse::SseFrame;
+use dialects::{ErrorKind, Event, GatewayError, UpstreamRequest};
+use tracing::{info, warn};
+
+use crate::accounts::{Account, QuotaSnapshot};
+use crate::auth::now_unix;
+use crate::server::AppState;
+use crate::server::reader::{EventReader, Read, cut_error};
+use crate::upstream::{CallContext, UpstreamFailure, classify};
+
+/// An upstream response ready to be read, plus what the encoders need to know.
+pub struct Exchange {
+    pub reader: EventReader,
+    pub account: Arc<Account>,
+    pub request_id: String,
+    pub started: Instant,
+    /// Rough input size, for usage numbers when the gateway cuts a stream itself.
+    pub input_estimate: u64,
+}
+
+/// Headers clients use to name a conversation, most specific first.
+const SESSION_HEADERS: [&str; 5] =
+    ["x-claude-code-session-id", "session-id", "session_id", "x-session-id", "conversation_id"];
+
+/// Largest upstream error body we read.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
+
+/// Validate the model, finalize the body and open the upstream stream.
+pub async fn start(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequest) -> Result<Exchange, GatewayError> {
+    state.catalog.check(state, &req.model.slug).await?;
+    if req.conversation_key.is_none() {
+        req.conversation_key = SESSION_HEADERS
+            .iter()
+            .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
+            .map(str::to_string);
+    }
+    req.finalize(state.config.default_reasoning_effort.as_deref());
+    let key = req.body.get("prompt_cache_key").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let body = Bytes::from(serde_json::to_vec(&req.body).map_err(|e| GatewayError::internal(e.to_string()))?);
+    let input_estimate = (body.len() as u64).div_ceil(4);
+    let ctx = CallContext {
+        request_id: request_id(headers),
+        session_id: session_uuid(&key),
+        thread_id: headers.get("thread-id").and_then(|v| v.to_str().ok()).map(str::to_string),
+        turn_state: headers.get("x-codex-turn-state").and_then(|v| v.to_str().ok()).map(str::to_string),
+    };
+    let started = Instant::now();
+    let mut tried: Vec<String> = Vec::new();
+    let mut last_error: Option<GatewayError> = None;
+    loop {
+        let account = match state.pool.pick(&tried) {
+            Ok(a) => a,
+            Err(e) => return Err(last_error.unwrap_or(e)),
+        };
+        tried.push(account.id.clone());
+        match send_once(state, &account, body.clone(), &ctx).await {
+            Ok(response) => {
+                let mut reader = EventReader::new(response);
+                match peek(&mut reader, state.config.keepalive.min(Duration::from_secs(10))).await {
+                    Ok(()) => {
+                        return Ok(Exchange {
+                            reader,
+                            account,
+                            request_id: ctx.request_id.clone(),
+                            started,
+                            input_estimate,
+                        });
+                    }
+                    // Failed before any output: nothing has reached the client, so another account may try.
+                    Err(e) if retryable_on_other_account(&e) => {
+                        warn!(account = %account.id, error = %e, "upstream failed before output; trying another account");
+                        last_error = Some(pick_error(last_error, e));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(UpstreamFailure::Rejected(e)) => return Err(e),
+            Err(UpstreamFailure::Unauthorized(e)) | Err(UpstreamFailure::AccountUnavailable(e)) => {
+                warn!(account = %account.id, error = %e, "account could not serve the request");
+                last_error = Some(pick_error(last_error, e));
+            }
+        }
+    }
+}
+
+/// Among several account failures report one: the rate limit with the soonest reset, else the latest.
+fn pick_error(previous: Option<GatewayError>, new: GatewayError) -> GatewayError {
+    match previous {
+        Some(p) if p.kind == ErrorKind::RateLimited && new.kind == ErrorKind::RateLimited => {
+            if p.retry_after.unwrap_or(u64::MAX) <= new.retry_after.unwrap_or(u64::MAX) { p } else { new }
+        }
+        Some(p) if p.kind == ErrorKind::RateLimited => p,
+        _ => new,
+    }
+}
+
+fn retryable_on_other_account(e: &GatewayError) -> bool {
+    match e.kind {
+        ErrorKind::RateLimited | ErrorKind::Overloaded | ErrorKind::UpstreamUnavailable => true,
+        ErrorKind::InvalidRequest
+        | ErrorKind::Unauthorized
+        | ErrorKind::PermissionDenied
+        | ErrorKind::NotFound
+        | ErrorKind::PayloadTooLarge
+        | ErrorKind::ContextTooLong
+        | ErrorKind::NotLoggedIn
+        | ErrorKind::Timeout
+        | ErrorKind::Internal => false,
+    }
+}
+
+/// Send with a fresh token; on 401 refresh (single-flight) and send once more.
+async fn send_once(
+    state: &AppState,
+    account: &Arc<Account>,
+    body: Bytes,
+    ctx: &CallContext,
+) -> Result<reqwest::Response, UpstreamFailure> {
+    let mut token = state.pool.access_token(account, None).await.map_err(UpstreamFailure::AccountUnavailable)?;
+    let mut refreshed = false;
+    loop {
+        let response = state.upstream.send(account, &token, body.clone(), ctx).await.map_err(|e| {
+            UpstreamFailure::AccountUnavailable(GatewayError::new(
+                ErrorKind::UpstreamUnavailable,
+                format!("Cannot reach the upstream: {}", e.without_url()),
+            ))
+        })?;
+        let status = response.status();
+        if let Some(q) = QuotaSnapshot::from_headers(response.headers(), now_unix()) {
+            *account.quota.write() = q;
+        }
+        if status.is_success() {
+            return Ok(response);
+        }
+        let headers = response.headers().clone();
+        let bytes = read_limited(response).await;
+        let failure = classify(status, &headers, &bytes, now_unix());
+        match failure {
+            UpstreamFailure::Unauthorized(_) if !refreshed => {
+                info!(account = %account.id, "upstream said 401; refreshing the token once");
+                refreshed = true;
+                token = state.pool.access_token(account, Some(&token)).await.map_err(UpstreamFailure::Unauthorized)?;
+            }
+            other => return Err(other),
+        }
+    }
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        out.extend_from_slice(&chunk);
+        if out.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    out
+}
+
+/// Read until the first event that carries output (or `wait` passes). A failure before that is returned as an
+/// error; everything read is put back for the encoder.
+async fn peek(reader: &mut EventReader, wait: Duration) -> Result<(), GatewayError> {
+    let deadline = Instant::now() + wait;
+    let mut seen: Vec<SseFrame> = Vec::new();
+    let result = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break Ok(());
+        }
+        match reader.next(left).await {
+            Read::Frame(frame, event) => match event {
+                Event::Created { .. } | Event::Ignored => seen.push(frame),
+                Event::Failed { code, message } => {
+                    break Err(dialects::outcome::upstream_failure(code.as_deref(), &message));
+                }
+                _ => {
+                    seen.push(frame);
+                    break Ok(());
+                }
+            },
+            Read::Idle => break Ok(()),
+            Read::End => break Err(cut_error()),
+            Read::Error(e) => break Err(e),
+        }
+    };
+    for frame in seen.into_iter().rev() {
+        reader.unread(frame);
+    }
+    result
+}
+
+/// A UUID-shaped session id derived from the conversation key, stable across the conversation's turns.
+fn session_uuid(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(key.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    uuid::Builder::from_random_bytes(b).into_uuid().to_string()
+}

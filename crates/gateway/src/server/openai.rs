@@ -1,0 +1,142 @@
+//! OpenAI routes: Chat Completions (translated) and Responses (passthrough).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use dialects::chat::{ChatEncoder, render_completion};
+use dialects::responses::{ResponsesAssembler, stream_error_frame};
+use dialects::sse::{SseFrame, write_event};
+use dialects::{Event, GatewayError};
+
+use crate::auth::now_unix;
+use crate::server::errors::{Dialect, body_error, error_response};
+use crate::server::exchange::{self, request_id};
+use crate::server::pump::{self, StreamEncoder};
+use crate::server::{AppState, sse_response};
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match chat(&state, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => error_response(Dialect::OpenAi, &e, &request_id(&headers)),
+    }
+}
+
+async fn chat(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, GatewayError> {
+    let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
+    let (mut req, opts) = dialects::chat::decode(&body)?;
+    let ex = exchange::start(state, headers, &mut req).await?;
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = now_unix() as u64;
+    let model = req.model.requested.clone();
+    if req.stream {
+        let encoder = ChatStream(ChatEncoder::new(id, created, model.clone(), opts.include_usage));
+        let cfg = &state.config;
+        Ok(sse_response(pump::stream_body(ex, encoder, req.limits, cfg.keepalive, cfg.upstream_idle_timeout, model)))
+    } else {
+        let collected = pump::collect(ex, req.limits, state.config.upstream_idle_timeout).await?;
+        Ok(Json(render_completion(&collected, &id, created, &model)).into_response())
+    }
+}
+
+struct ChatStream(ChatEncoder);
+
+impl StreamEncoder for ChatStream {
+    fn on_event(&mut self, _frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
+        self.0.on_event(event, out);
+    }
+    fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
+        self.0.error(err, out);
+    }
+    fn keepalive(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b": keepalive\n\n");
+    }
+    fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
+/// `POST /v1/responses`: normalise the request, pass the events through unchanged.
+pub async fn responses(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match responses_inner(&state, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => error_response(Dialect::OpenAi, &e, &request_id(&headers)),
+    }
+}
+
+async fn responses_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, GatewayError> {
+    let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
+    let mut req = dialects::responses::decode(&body)?;
+    let ex = exchange::start(state, headers, &mut req).await?;
+    let model = req.model.requested.clone();
+    if req.stream {
+        let cfg = &state.config;
+        let encoder = Passthrough { finished: false };
+        Ok(sse_response(pump::stream_body(ex, encoder, req.limits, cfg.keepalive, cfg.upstream_idle_timeout, model)))
+    } else {
+        let mut assembler = ResponsesAssembler::new();
+        pump::drain_raw(ex, state.config.upstream_idle_timeout, |v| assembler.on_payload(v)).await?;
+        Ok(Json(assembler.finish()?).into_response())
+    }
+}
+
+/// Forwards upstream frames as they are (no re-serialisation).
+struct Passthrough {
+    finished: bool,
+}
+
+impl StreamEncoder for Passthrough {
+    fn on_event(&mut self, frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
+        let name = match &frame.event {
+            Some(n) => n.as_str(),
+            None => event_type(&frame.data),
+        };
+        write_event(out, name, frame.data.as_bytes());
+        if event.is_terminal() {
+            self.finished = true;
+        }
+    }
+    fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
+        if !self.finished {
+            stream_error_frame(err, out);
+            self.finished = true;
+        }
+    }
+    fn keepalive(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b": keepalive\n\n");
+    }
+    fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+/// The `type` of an event payload, for upstream frames that came without an `event:` line.
+fn event_type(data: &str) -> &str {
+    #[derive(serde::Deserialize)]
+    struct T<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: &'a str,
+    }
+    serde_json::from_str::<T>(data).map(|t| t.kind).unwrap_or("message")
+}

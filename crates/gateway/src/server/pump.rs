@@ -1,0 +1,211 @@
+//! Driving a dialect encoder from the upstream stream: the streaming body (pull-based, so a client disconnect
+//! drops the upstream connection at once), keepalives while upstream is silent, limits emulation, and the
+//! non-streaming collection of a whole response.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dialects::assemble::Collected;
+use dialects::limits::Limiter;
+use dialects::sse::SseFrame;
+use dialects::{ErrorKind, Event, GatewayError, OutputLimits, Usage};
+use tracing::info;
+
+use crate::server::exchange::Exchange;
+use crate::server::reader::{Read, cut_error};
+use crate::tokens;
+
+/// A dialect's streaming side, as the pump sees it.
+pub trait StreamEncoder: Send + 'static {
+    /// One upstream event (after limits emulation). `frame` is the raw upstream frame it came from.
+    fn on_event(&mut self, frame: &SseFrame, event: &Event, out: &mut Vec<u8>);
+    /// An error after the stream began.
+    fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>);
+    /// What to send while the upstream is silent.
+    fn keepalive(&mut self, out: &mut Vec<u8>);
+    /// True once the encoder wrote its final frame.
+    fn is_finished(&self) -> bool;
+}
+
+/// Which limits the pump applies before the encoder sees events.
+fn limiter_for(limits: OutputLimits, input_estimate: u64) -> Option<Limiter> {
+    let l = Limiter::new(limits, Box::new(tokens::count), input_estimate);
+    l.is_active().then_some(l)
+}
+
+struct Pump<E: StreamEncoder> {
+    ex: Exchange,
+    encoder: E,
+    limiter: Option<Limiter>,
+    keepalive: Duration,
+    idle_timeout: Duration,
+    last_data: Instant,
+    done: bool,
+    usage: Option<Usage>,
+    model: String,
+}
+
+impl<E: StreamEncoder> Pump<E> {
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        let mut out = Vec::new();
+        while !self.done {
+            match self.ex.reader.next(self.keepalive).await {
+                Read::Frame(frame, event) => {
+                    self.last_data = Instant::now();
+                    self.feed(&frame, event, &mut out);
+                }
+                Read::Idle => {
+                    if self.last_data.elapsed() >= self.idle_timeout {
+                        let err = GatewayError::new(ErrorKind::Timeout, "The upstream stopped sending data.");
+                        self.fail(&err, &mut out);
+                    } else {
+                        self.encoder.keepalive(&mut out);
+                    }
+                }
+                Read::End => {
+                    if !self.encoder.is_finished() {
+                        self.fail(&cut_error(), &mut out);
+                    }
+                    self.done = true;
+                }
+                Read::Error(e) => self.fail(&e, &mut out),
+            }
+            if self.encoder.is_finished() {
+                self.done = true;
+            }
+            if !out.is_empty() {
+                break;
+            }
+        }
+        if self.done {
+            self.log_outcome();
+        }
+        (!out.is_empty()).then(|| Bytes::from(out))
+    }
+
+    fn feed(&mut self, frame: &SseFrame, event: Event, out: &mut Vec<u8>) {
+        if let Event::Finished { usage: Some(u), .. } = &event {
+            self.usage = Some(*u);
+        }
+        match &mut self.limiter {
+            Some(limiter) => {
+                let encoder = &mut self.encoder;
+                let mut cut_usage = None;
+                limiter.apply(event, &mut |e| {
+                    if let Event::Finished { usage: Some(u), .. } = &e {
+                        cut_usage = Some(*u);
+                    }
+                    encoder.on_event(frame, &e, out)
+                });
+                if cut_usage.is_some() {
+                    self.usage = cut_usage;
+                }
+                if limiter.is_done() {
+                    // The gateway ended the answer itself: stop reading (drops the upstream connection).
+                    self.done = true;
+                }
+            }
+            None => self.encoder.on_event(frame, &event, out),
+        }
+    }
+
+    fn fail(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
+        info!(request_id = %self.ex.request_id, error = %err, "stream ended with an error");
+        self.encoder.on_error(err, out);
+        self.done = true;
+    }
+
+    fn log_outcome(&mut self) {
+        let u = self.usage.take().unwrap_or_default();
+        info!(
+            request_id = %self.ex.request_id,
+            account = %self.ex.account.id,
+            model = %self.model,
+            input_tokens = u.input_tokens,
+            cached_tokens = u.cached_tokens,
+            output_tokens = u.output_tokens,
+            ms = self.ex.started.elapsed().as_millis() as u64,
+            "stream finished"
+        );
+    }
+}
+
+/// The streaming response body for `encoder`.
+pub fn stream_body<E: StreamEncoder>(
+    ex: Exchange,
+    encoder: E,
+    limits: OutputLimits,
+    keepalive: Duration,
+    idle_timeout: Duration,
+    model: String,
+) -> axum::body::Body {
+    let limiter = limiter_for(limits, ex.input_estimate);
+    let pump = Pump {
+        ex,
+        encoder,
+        limiter,
+        keepalive,
+        idle_timeout,
+        last_data: Instant::now(),
+        done: false,
+        usage: None,
+        model,
+    };
+    let stream = futures_util::stream::unfold(pump, |mut p| async move {
+        p.next_chunk().await.map(|b| (Ok::<Bytes, Infallible>(b), p))
+    });
+    axum::body::Body::from_stream(stream)
+}
+
+/// Read the whole response into a [`Collected`] (non-streaming clients).
+pub async fn collect(
+    mut ex: Exchange,
+    limits: OutputLimits,
+    idle_timeout: Duration,
+) -> Result<Collected, GatewayError> {
+    let mut collected = Collected::new();
+    let mut limiter = limiter_for(limits, ex.input_estimate);
+    loop {
+        match ex.reader.next(idle_timeout).await {
+            Read::Frame(_, event) => {
+                match &mut limiter {
+                    Some(l) => l.apply(event, &mut |e| collected.on_event(e)),
+                    None => collected.on_event(event),
+                }
+                if let Some(e) = collected.error.take() {
+                    return Err(e);
+                }
+                if collected.finish.is_some() {
+                    return Ok(collected);
+                }
+            }
+            Read::Idle => return Err(GatewayError::new(ErrorKind::Timeout, "The upstream stopped sending data.")),
+            Read::End => return Err(cut_error()),
+            Read::Error(e) => return Err(e),
+        }
+    }
+}
+
+/// Read the whole response, handing each raw payload to `f` (Responses passthrough). Stops after a terminal.
+pub async fn drain_raw(
+    mut ex: Exchange,
+    idle_timeout: Duration,
+    mut f: impl FnMut(serde_json::Value),
+) -> Result<(), GatewayError> {
+    loop {
+        match ex.reader.next(idle_timeout).await {
+            Read::Frame(frame, event) => {
+                if let Ok(v) = serde_json::from_str(&frame.data) {
+                    f(v);
+                }
+                if event.is_terminal() {
+                    return Ok(());
+                }
+            }
+            Read::Idle => return Err(GatewayError::new(ErrorKind::Timeout, "The upstream stopped sending data.")),
+            Read::End => return Err(cut_error()),
+            Read::Error(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The gateway's own store: SQLite in the data directory (WAL, file mode 0600), numbered migrations.
+//!
+//! Writes that rotate tokens use `synchronous=FULL` so a committed refresh survives a crash or power loss.
+
+use std::path::Path;
+
+use anyhow::Context;
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::auth::Tokens;
+
+/// Each entry moves the schema one version forward; never edit an entry once released.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    label TEXT,
+    email TEXT,
+    plan TEXT,
+    chatgpt_account_id TEXT,
+    id_token TEXT,
+    access_token TEXT,
+    refresh_token TEXT,
+    api_key TEXT,
+    base_url TEXT,
+    last_refresh INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'active',
+    status_reason TEXT,
+    created_at INTEGER NOT NULL
+);
+"#];
+
+/// How an account authenticates upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKind {
+    /// ChatGPT login tokens against the Codex backend.
+    Chatgpt,
+    /// An OpenAI API key against the OpenAI API's /v1/responses.
+    ApiKey,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::Chatgpt => "chatgpt",
+            AccountKind::ApiKey => "api_key",
+        }
+    }
+    fn parse(s: &str) -> AccountKind {
+        if s == "api_key" { AccountKind::ApiKey } else { AccountKind::Chatgpt }
+    }
+}
+
+/// Whether an account may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountStatus {
+    Active,
+    /// The refresh token is dead: only a new login fixes it.
+    NeedsLogin,
+    /// Turned off by the user.
+    Disabled,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::NeedsLogin => "needs_login",
+            AccountStatus::Disabled => "disabled",
+        }
+    }
+    fn parse(s: &str) -> AccountStatus {
+        match s {
+            "needs_login" => AccountStatus::NeedsLogin,
+            "disabled" => AccountStatus::Disabled,
+            _ => AccountStatus::Active,
+        }
+    }
+}
+
+/// One row of `accounts`.
+#[derive(Debug, Clone)]
+pub struct StoredAccount {
+    pub id: String,
+    pub kind: AccountKind,
+    pub label: Option<String>,
+    pub email: Option<String>,
+    pub plan: Option<String>,
+    pub tokens: Option<Tokens>,
+    pub api_key: Option<String>,
+    pub base_url: Option<String>,
+    pub status: AccountStatus,
+    pub status_reason: Option<String>,
+    pub created_at: i64,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Open (creating with mode 0600) and migrate.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+            }
+        }
+        if !path.exists() {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(false);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+        }
+        let conn = Connection::open(path).with_context(|| format!("cannot open database {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = Store { conn: Mutex::new(conn) };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> anyhow::Result<()> {
+        let mut conn = self.conn.lock();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql).with_context(|| format!("migration {} failed", i + 1))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn list_accounts(&self) -> anyhow::Result<Vec<StoredAccount>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, kind, label, email, plan, chatgpt_account_id, id_token, access_token, refresh_token, api_key,
+                    base_url, last_refresh, status, status_reason, created_at FROM accounts ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map([], row_to_account)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    pub fn get_account(&self, id: &str) -> anyhow::Result<Option<StoredAccount>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, kind, label, email, plan, chatgpt_account_id, id_token, access_token, refresh_token, api_key,
+                    base_url, last_refresh, status, status_reason, created_at FROM accounts WHERE id = ?1",
+        )?;
+        Ok(stmt.query_row([id], row_to_account).optional()?)
+    }
+
+    /// Insert or replace an account (import, login).
+    pub fn upsert_account(&self, a: &StoredAccount) -> anyhow::Result<()> {
+        let conn = self.conn.lock();
+        let t = a.tokens.as_ref();
+        conn.execute(
+            "INSERT INTO accounts (id, kind, label, email, plan, chatgpt_account_id, id_token, access_token, refresh_token,
+                                   api_key, base_url, last_refresh, status, status_reason, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+             ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, label=COALESCE(excluded.label, accounts.label),
+                email=excluded.email, plan=excluded.plan, chatgpt_account_id=excluded.chatgpt_account_id,
+                id_token=excluded.id_token, access_token=excluded.access_token, refresh_token=excluded.refresh_token,
+                api_key=excluded.api_key, base_url=excluded.base_url, last_refresh=excluded.last_refresh,
+                status=excluded.status, status_reason=excluded.status_reason",
+            params![
+                a.id,
+                a.kind.as_str(),
+                a.label,
+                a.email,
+                a.plan,
+                t.map(|t| t.account_id.clone()),
+                t.map(|t| t.id_token.clone()),
+                t.map(|t| t.access_token.clone()),
+                t.map(|t| t.refresh_token.clone()),
+                a.api_key,
+                a.base_url,
+                t.map(|t| t.last_refresh).unwrap_or(0),
+                a.status.as_str(),
+                a.status_reason,
+                a.created_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Commit rotated tokens. Called the moment the token endpoint answers, before anything uses them.
+    pub fn save_tokens(&self, id: &str, t: &Tokens) -> anyhow::Result<()> {
+        let conn = self.conn.lock();
+        let n = conn.execute(
+            "UPDATE accounts SET id_token=?2, access_token=?3, refresh_token=?4, chatgpt_account_id=?5, last_refresh=?6,
+                    status='active', status_reason=NULL WHERE id=?1",
+            params![id, t.id_token, t.access_token, t.refresh_token, t.account_id, t.last_refresh],
+        )?;
+        anyhow::ensure!(n == 1, "account {id} is not in the store");
+        Ok(())
+    }
+
+    pub fn set_status(&self, id: &str, status: AccountStatus, reason: Option<&str>) -> anyhow::Result<()> {
+        let conn = self.conn.lock();
+        conn.execute(
+            "UPDATE accounts SET status=?2, status_reason=?3 WHERE id=?1",
+            params![id, status.as_str(), reason],
+        )?;
+        Ok(())
+    }
+}
+
+fn row_to_account(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAccount> {
+    let kind = AccountKind::parse(&r.get::<_, String>(1)?);
+    let refresh: Option<String> = r.get(8)?;
+    let access: Option<String> = r.get(7)?;
+    let tokens = match (kind, access, refresh) {
+        (AccountKind::Chatgpt, Some(access_token), Some(refresh_token)) => Some(Tokens {
+            id_token: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+            access_token,
+            refresh_token,
+            account_id: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+            last_refresh: r.get(11)?,
+        }),
+        _ => None,
+    };
+    Ok(StoredAccount {
+        id: r.get(0)?,
+        kind,
+        label: r.get(2)?,
+        email: r.get(3)?,
+        plan: r.get(4)?,
+        tokens,
+        api_key: r.get(9)?,
+        base_url: r.get(10)?,
+        status: AccountStatus::parse(&r.get::<_, String>(12)?),
+        status_reason: r.get(13)?,
+        created_at: r.get(14)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_private_file() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cg-store-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("gateway.db");
+        let store = Store::open(&path)?;
+        let tokens = Tokens {
+            id_token: "i".into(),
+            access_token: "a".into(),
+            refresh_token: "r".into(),
+            account_id: "acc".into(),
+            last_refresh: 5,
+        };
+        let acct = StoredAccount {
+            id: "x".into(),
+            kind: AccountKind::Chatgpt,
+            label: None,
+            email: Some("e@x".into()),
+            plan: Some("plus".into()),
+            tokens: Some(tokens.clone()),
+            api_key: None,
+            base_url: None,
+            status: AccountStatus::Active,
+            status_reason: None,
+            created_at: 1,
+        };
+        store.upsert_account(&acct)?;
+        let t2 = Tokens { refresh_token: "r2".into(), ..tokens };
+        store.save_tokens("x", &t2)?;
+        store.set_status("x", AccountStatus::NeedsLogin, Some("refresh_token_reused"))?;
+        drop(store);
+        let store = Store::open(&path)?;
+        let back = store.get_account("x")?.ok_or_else(|| anyhow::anyhow!("missing"))?;
+        assert_eq!(back.tokens.map(|t| t.refresh_token), Some("r2".into()));
+        assert_eq!(back.status, AccountStatus::NeedsLogin);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}

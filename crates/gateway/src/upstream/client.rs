@@ -1,0 +1,124 @@
+//! Sending a Responses request upstream with the credentials and headers the Codex backend expects.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+
+use crate::accounts::Account;
+use crate::config::Config;
+use crate::store::AccountKind;
+
+/// The Codex CLI version whose wire behaviour the gateway follows (spec/real-clients.md).
+pub const CODEX_CLIENT_VERSION: &str = "0.169.0";
+const ORIGINATOR: &str = "codex_cli_rs";
+
+/// One reqwest client for everything upstream: pooled connections, HTTP/2 where offered, rustls, the
+/// configured proxy and extra CA bundle.
+pub fn build_http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(Duration::from_secs(20))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .http2_adaptive_window(true)
+        .no_proxy();
+    if let Some(p) = &config.proxy {
+        let proxy = reqwest::Proxy::all(p).with_context(|| "invalid proxy URL (HTTPS_PROXY / ALL_PROXY / proxy)")?;
+        b = b.proxy(proxy.no_proxy(reqwest::NoProxy::from_env()));
+    }
+    if let Some(path) = &config.ca_bundle {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read CA bundle {}", path.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} is not a PEM certificate bundle", path.display()))?
+        {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build().context("cannot build the HTTP client")
+}
+
+/// Per-request details that shape the upstream headers.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    pub request_id: String,
+    /// Stable per conversation; sent as `session-id` (and `thread-id` unless the client sent its own).
+    pub session_id: String,
+    pub thread_id: Option<String>,
+    /// `x-codex-turn-state` echoed from the client (Codex CLI sticky routing).
+    pub turn_state: Option<String>,
+}
+
+pub struct Upstream {
+    http: reqwest::Client,
+    codex_url: String,
+    openai_url: String,
+    user_agent: String,
+}
+
+impl Upstream {
+    pub fn new(config: &Config, http: reqwest::Client) -> Upstream {
+        let user_agent = format!(
+            "{ORIGINATOR}/{CODEX_CLIENT_VERSION} ({} ; {}) codex-gateway/{}",
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            env!("CARGO_PKG_VERSION")
+        );
+        Upstream {
+            http,
+            codex_url: format!("{}/responses", config.upstream_base_url),
+            openai_url: format!("{}/responses", config.openai_base_url),
+            user_agent,
+        }
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// POST the Responses body. Returns the response as soon as headers arrive; the body streams.
+    pub async fn send(
+        &self,
+        account: &Account,
+        token: &str,
+        body: Bytes,
+        ctx: &CallContext,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let mut headers = HeaderMap::new();
+        let put = |h: &mut HeaderMap, name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.insert(HeaderName::from_static(name), v);
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+            let mut v = v;
+            v.set_sensitive(true);
+            headers.insert(AUTHORIZATION, v);
+        }
+        headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let url = match account.kind {
+            AccountKind::Chatgpt => {
+                if let Some(id) = account.chatgpt_account_id() {
+                    put(&mut headers, "chatgpt-account-id", &id);
+                }
+                put(&mut headers, "originator", ORIGINATOR);
+                put(&mut headers, "version", CODEX_CLIENT_VERSION);
+                if let Ok(v) = HeaderValue::from_str(&self.user_agent) {
+                    headers.insert(USER_AGENT, v);
+                }
+                put(&mut headers, "session-id", &ctx.session_id);
+                put(&mut headers, "thread-id", ctx.thread_id.as_deref().unwrap_or(&ctx.session_id));
+                put(&mut headers, "x-client-request-id", &ctx.request_id);
+                if let Some(ts) = &ctx.turn_state {
+                    put(&mut headers, "x-codex-turn-state", ts);
+                }
+                &self.codex_url
+            }
+            AccountKind::ApiKey => &self.openai_url,
+        };
+        self.http.post(url).headers(headers).body(body).send().await
+    }
+}

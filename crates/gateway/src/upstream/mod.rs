@@ -1,0 +1,8 @@
+//! The upstream side: one pooled HTTP client, the official client's headers, and the classification of
+//! upstream failures into client-visible errors.
+
+mod classify;
+mod client;
+
+pub use classify::{UpstreamFailure, classify};
+pub use client::{CODEX_CLIENT_VERSION, CallContext, Upstream, build_http_client};
