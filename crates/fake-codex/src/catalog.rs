@@ -1,0 +1,146 @@
+//! The model catalog per plan (`GET /backend-api/codex/models`, `GET /v1/models`) and the
+//! shapes of the quota answer (`GET /backend-api/wham/usage`). Pure data builders; the handlers
+//! that serve them are in `server.rs`.
+
+use serde_json::{Value, json};
+
+/// Static facts about one model the fake knows.
+pub struct ModelInfo {
+    pub slug: &'static str,
+    pub display_name: &'static str,
+    pub context_window: u64,
+    pub priority_tier: bool,
+    pub priority: i64,
+}
+
+/// Every model the fake knows, best first.
+pub const MODELS: &[ModelInfo] = &[
+    ModelInfo { slug: "gpt-5.5", display_name: "GPT-5.5", context_window: 272_000, priority_tier: true, priority: 1 },
+    ModelInfo { slug: "gpt-5.4", display_name: "GPT-5.4", context_window: 272_000, priority_tier: true, priority: 2 },
+    ModelInfo {
+        slug: "gpt-5.4-mini",
+        display_name: "GPT-5.4 mini",
+        context_window: 128_000,
+        priority_tier: false,
+        priority: 3,
+    },
+    ModelInfo {
+        slug: "gpt-5.3-codex",
+        display_name: "GPT-5.3 Codex",
+        context_window: 272_000,
+        priority_tier: true,
+        priority: 4,
+    },
+    ModelInfo { slug: "gpt-5.2", display_name: "GPT-5.2", context_window: 272_000, priority_tier: true, priority: 5 },
+];
+
+/// The slugs a plan sees by default.
+pub fn plan_models(plan: &str) -> Vec<String> {
+    match plan {
+        "free" => vec!["gpt-5.4-mini".to_string()],
+        _ => MODELS.iter().map(|m| m.slug.to_string()).collect(),
+    }
+}
+
+/// Catalog facts for a slug; unknown slugs (from an override) get generic facts.
+pub fn info(slug: &str) -> ModelInfo {
+    match MODELS.iter().find(|m| m.slug == slug) {
+        Some(m) => ModelInfo { ..*m },
+        None => ModelInfo {
+            slug: "custom",
+            display_name: "Custom model",
+            context_window: 272_000,
+            priority_tier: true,
+            priority: 100,
+        },
+    }
+}
+
+/// Whether `slug` accepts `service_tier: "priority"`.
+pub fn supports_priority(slug: &str) -> bool {
+    info(slug).priority_tier
+}
+
+const EFFORTS: &[(&str, &str)] = &[
+    ("low", "Fast responses with lighter reasoning"),
+    ("medium", "Balances speed and reasoning depth for everyday tasks"),
+    ("high", "Greater reasoning depth for complex problems"),
+    ("xhigh", "Extra high reasoning depth for complex problems"),
+];
+
+/// One Codex catalog entry.
+pub fn codex_entry(slug: &str) -> Value {
+    let m = info(slug);
+    let display = if m.slug == "custom" { slug.to_string() } else { m.display_name.to_string() };
+    let tiers: Vec<Value> = if m.priority_tier { vec![json!({"id": "priority", "name": "Fast"})] } else { vec![] };
+    json!({
+        "slug": slug,
+        "display_name": display,
+        "description": format!("{display} served by fake-codex"),
+        "supported_reasoning_levels": EFFORTS
+            .iter()
+            .map(|(e, d)| json!({"effort": e, "description": d}))
+            .collect::<Vec<_>>(),
+        "default_reasoning_level": "medium",
+        "context_window": m.context_window,
+        "service_tiers": tiers,
+        "visibility": "list",
+        "supported_in_api": true,
+        "priority": m.priority,
+        "supports_parallel_tool_calls": true,
+        "shell_type": "shell_command",
+        "input_modalities": ["text", "image"],
+    })
+}
+
+/// `{"models": [...]}` for a list of slugs.
+pub fn codex_catalog(slugs: &[String]) -> Value {
+    json!({"models": slugs.iter().map(|s| codex_entry(s)).collect::<Vec<_>>()})
+}
+
+/// OpenAI list shape for `GET /v1/models`.
+pub fn openai_list() -> Value {
+    json!({
+        "object": "list",
+        "data": MODELS.iter().map(|m| json!({
+            "id": m.slug,
+            "object": "model",
+            "created": 1_767_225_600,
+            "owned_by": "openai",
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Inputs of the usage answer.
+pub struct Quota {
+    pub plan: String,
+    pub primary_used: f64,
+    pub secondary_used: f64,
+    pub primary_reset_at: i64,
+    pub secondary_reset_at: i64,
+}
+
+/// The `GET /backend-api/wham/usage` body.
+pub fn usage_body(q: &Quota, now: i64) -> Value {
+    let reached = q.primary_used >= 100.0 || q.secondary_used >= 100.0;
+    json!({
+        "plan_type": q.plan,
+        "rate_limit": {
+            "allowed": !reached,
+            "limit_reached": reached,
+            "primary_window": {
+                "used_percent": q.primary_used,
+                "limit_window_seconds": 18000,
+                "reset_after_seconds": (q.primary_reset_at - now).max(0),
+                "reset_at": q.primary_reset_at,
+            },
+            "secondary_window": {
+                "used_percent": q.secondary_used,
+                "limit_window_seconds": 604800,
+                "reset_after_seconds": (q.secondary_reset_at - now).max(0),
+                "reset_at": q.secondary_reset_at,
+            },
+        },
+        "credits": {"has_credits": false, "unlimited": false, "balance": "0"},
+    })
+}

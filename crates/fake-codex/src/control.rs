@@ -1,0 +1,155 @@
+//! The `/_fake/*` control API: the same operations as the Rust handle (`lib.rs`), over HTTP for
+//! tests written in other languages. Requests to these paths are not recorded.
+
+use crate::server::{detail, json_response};
+use crate::state::Shared;
+use crate::types::{AccountSpec, Scenario};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/_fake/accounts", post(add_account))
+        .route("/_fake/api-keys", post(add_api_key))
+        .route("/_fake/enqueue", post(enqueue))
+        .route("/_fake/requests", get(requests))
+        .route("/_fake/token-calls", get(token_calls))
+        .route("/_fake/accounts/{id}/expire", post(expire))
+        .route("/_fake/accounts/{id}/quota", post(quota))
+        .route("/_fake/accounts/{id}/quota-cost", post(quota_cost))
+        .route("/_fake/reset-requests", post(reset_requests))
+}
+
+/// Parse a JSON body; an empty body means the type's default when `empty` is given.
+fn parse<T: DeserializeOwned>(body: &[u8], empty: Option<T>) -> Result<T, Response> {
+    if body.iter().all(u8::is_ascii_whitespace)
+        && let Some(v) = empty
+    {
+        return Ok(v);
+    }
+    serde_json::from_slice(body).map_err(|e| detail(StatusCode::BAD_REQUEST, &format!("invalid body: {e}")))
+}
+
+fn ok() -> Response {
+    json_response(StatusCode::OK, json!({"ok": true}))
+}
+
+async fn add_account(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse::<AccountSpec>(&body, Some(AccountSpec::default())) {
+        Ok(spec) => json_response(StatusCode::OK, json!(shared.add_account(spec))),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct KeyBody {
+    key: String,
+}
+
+async fn add_api_key(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse::<KeyBody>(&body, None) {
+        Ok(k) => {
+            shared.inner.lock().api_keys.insert(k.key);
+            ok()
+        }
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct EnqueueBody {
+    #[serde(default)]
+    account_id: Option<String>,
+    scenario: Scenario,
+}
+
+async fn enqueue(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse::<EnqueueBody>(&body, None) {
+        Ok(e) => {
+            shared.enqueue(e.account_id.as_deref(), e.scenario);
+            ok()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn requests(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let inner = shared.inner.lock();
+    let list: Vec<_> =
+        inner.requests.iter().filter(|r| q.get("path").is_none_or(|p| r.path.contains(p.as_str()))).collect();
+    json_response(StatusCode::OK, json!(list))
+}
+
+async fn token_calls(State(shared): State<Arc<Shared>>) -> Response {
+    json_response(StatusCode::OK, json!(shared.inner.lock().token_calls))
+}
+
+fn known(shared: &Shared, id: &str) -> Result<(), Response> {
+    if shared.inner.lock().accounts.contains_key(id) {
+        Ok(())
+    } else {
+        Err(detail(StatusCode::NOT_FOUND, "unknown account"))
+    }
+}
+
+async fn expire(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    if let Err(r) = known(&shared, &id) {
+        return r;
+    }
+    shared.expire_access_tokens(&id);
+    ok()
+}
+
+#[derive(Deserialize)]
+struct QuotaBody {
+    primary_used_percent: f64,
+    #[serde(default)]
+    secondary_used_percent: f64,
+    #[serde(default)]
+    resets_at: Option<i64>,
+}
+
+async fn quota(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> Response {
+    if let Err(r) = known(&shared, &id) {
+        return r;
+    }
+    match parse::<QuotaBody>(&body, None) {
+        Ok(q) => {
+            shared.set_quota(&id, q.primary_used_percent, q.secondary_used_percent, q.resets_at);
+            ok()
+        }
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct CostBody {
+    percent_per_request: f64,
+}
+
+async fn quota_cost(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> Response {
+    if let Err(r) = known(&shared, &id) {
+        return r;
+    }
+    match parse::<CostBody>(&body, None) {
+        Ok(c) => {
+            shared.set_quota_cost(&id, c.percent_per_request);
+            ok()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn reset_requests(State(shared): State<Arc<Shared>>) -> Response {
+    shared.reset_requests();
+    ok()
+}

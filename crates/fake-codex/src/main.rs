@@ -1,0 +1,112 @@
+//! The `fake-codex` binary: start the fake on a local port, print where it listens and the
+//! accounts it created, optionally write a Codex-CLI-style auth.json for the first account, and
+//! serve until interrupted. All behaviour lives in the library.
+
+use clap::Parser;
+use fake_codex::{AccountCreds, AccountSpec, FakeCodex, FakeConfig};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(name = "fake-codex", about = "A strict fake of the ChatGPT Codex backend")]
+struct Args {
+    /// Port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Accounts to create at start.
+    #[arg(long, default_value_t = 0)]
+    accounts: usize,
+    /// Plan of the created accounts.
+    #[arg(long, default_value = "plus")]
+    plan: String,
+    /// Write a Codex-CLI-style auth.json for the first account here (mode 0600).
+    #[arg(long)]
+    write_auth_json: Option<PathBuf>,
+    /// Lifetime of access tokens, seconds.
+    #[arg(long, default_value_t = 3600)]
+    access_token_ttl: u64,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fake-codex: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> std::io::Result<()> {
+    let cfg = FakeConfig {
+        bind: SocketAddr::from(([127, 0, 0, 1], args.port)),
+        access_token_ttl_secs: args.access_token_ttl,
+        ..FakeConfig::default()
+    };
+    let fake = FakeCodex::start(cfg).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "fake-codex listening on {}", fake.base_url())?;
+    out.flush()?;
+    let mut first: Option<AccountCreds> = None;
+    let wanted = args.accounts.max(usize::from(args.write_auth_json.is_some()));
+    for _ in 0..wanted {
+        let creds = fake.add_account(AccountSpec { plan: args.plan.clone(), ..AccountSpec::default() });
+        writeln!(out, "account {} {}", creds.account_id, creds.email)?;
+        first.get_or_insert(creds);
+    }
+    out.flush()?;
+    drop(out);
+    if let (Some(path), Some(creds)) = (&args.write_auth_json, &first) {
+        write_auth_json(path, creds)?;
+    }
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+fn write_auth_json(path: &Path, c: &AccountCreds) -> std::io::Result<()> {
+    let doc = serde_json::json!({
+        "OPENAI_API_KEY": null,
+        "tokens": {
+            "id_token": c.id_token,
+            "access_token": c.access_token,
+            "refresh_token": c.refresh_token,
+            "account_id": c.account_id,
+        },
+        "last_refresh": rfc3339_now(),
+    });
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    let text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
+    f.write_all(text.as_bytes())
+}
+
+/// Now as RFC 3339 UTC (`2026-01-02T03:04:05Z`), without a date library.
+fn rfc3339_now() -> String {
+    let secs = fake_codex::tokens::now_secs();
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+}

@@ -1,0 +1,264 @@
+//! `POST /backend-api/codex/responses` (ChatGPT mode) and `POST /v1/responses` (API-key mode):
+//! authenticate, validate strictly (`validate.rs`), check quota, pick the queued or default
+//! scenario (`scenario.rs`, `default_reply.rs`), account tokens and prompt-cache hits, then stream
+//! the SSE steps built by `sse.rs` through a small bounded channel.
+
+use crate::catalog;
+use crate::default_reply::default_scenario;
+use crate::scenario::{Outcome, ReplyCtx, outcome, usage_limit_body};
+use crate::server::{AuthedAccount, bearer, chatgpt_auth, detail, invalid_api_key, json_response};
+use crate::sse::{self, Ending, Meta, Step};
+use crate::state::Shared;
+use crate::tokens::{now_secs, random_id, seal_reasoning};
+use crate::validate::{Ctx, Reject, validate};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who is calling.
+enum Caller {
+    Account(String),
+    ApiKey(String),
+}
+
+impl Caller {
+    fn owner(&self) -> String {
+        match self {
+            Caller::Account(a) => a.clone(),
+            Caller::ApiKey(k) => format!("apikey:{k}"),
+        }
+    }
+    fn account(&self) -> Option<&str> {
+        match self {
+            Caller::Account(a) => Some(a),
+            Caller::ApiKey(_) => None,
+        }
+    }
+}
+
+pub(crate) async fn chatgpt_responses(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let account = match chatgpt_auth(&shared, &headers) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let tag = Some(account.clone());
+    let mut resp = if headers.get("originator").is_none() {
+        detail(StatusCode::BAD_REQUEST, "missing originator")
+    } else {
+        respond(&shared, Caller::Account(account), &body).await
+    };
+    resp.extensions_mut().insert(AuthedAccount(tag));
+    resp
+}
+
+pub(crate) async fn api_responses(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let key = match bearer(&headers) {
+        Some(k) if shared.inner.lock().api_keys.contains(k) => k.to_string(),
+        _ => return invalid_api_key(),
+    };
+    respond(&shared, Caller::ApiKey(key), &body).await
+}
+
+fn render_reject(caller: &Caller, r: Reject) -> Response {
+    match caller {
+        Caller::Account(_) => detail(StatusCode::BAD_REQUEST, &r.message),
+        Caller::ApiKey(_) => json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": {
+                "message": r.message,
+                "type": "invalid_request_error",
+                "param": r.param,
+                "code": r.code,
+            }}),
+        ),
+    }
+}
+
+/// Serialized leading units of a request, for token counting and the prompt cache.
+fn units(body: &Value) -> Vec<String> {
+    let mut out = vec![
+        json!([body.get("model"), body.get("instructions")]).to_string(),
+        body.get("tools").cloned().unwrap_or(Value::Null).to_string(),
+    ];
+    if let Some(items) = body.get("input").and_then(Value::as_array) {
+        out.extend(items.iter().map(Value::to_string));
+    }
+    out
+}
+
+async fn respond(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Response {
+    match prepare(shared, caller, raw) {
+        Answer::Now(resp) => resp,
+        Answer::After(ms, resp) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            resp
+        }
+    }
+}
+
+/// A response, possibly to be sent only after a pause (a `silence` before an HTTP error).
+enum Answer {
+    Now(Response),
+    After(u64, Response),
+}
+
+fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
+    let body: Value = match serde_json::from_slice(raw) {
+        Ok(v) => v,
+        Err(e) => {
+            return Answer::Now(render_reject(
+                &caller,
+                Reject { message: format!("Invalid JSON body: {e}"), param: None, code: None },
+            ));
+        }
+    };
+    let owner = caller.owner();
+    let (models, plan_type) = match &caller {
+        Caller::Account(a) => {
+            let inner = shared.inner.lock();
+            match inner.accounts.get(a) {
+                Some(acc) => (acc.models.clone(), acc.plan.clone()),
+                None => return Answer::Now(detail(StatusCode::UNAUTHORIZED, "Unauthorized")),
+            }
+        }
+        Caller::ApiKey(_) => (catalog::MODELS.iter().map(|m| m.slug.to_string()).collect(), "api".to_string()),
+    };
+    let priority_ok = |m: &str| catalog::supports_priority(m);
+    let ctx = Ctx {
+        require_instructions: shared.cfg.require_instructions,
+        models: &models,
+        chatgpt: matches!(caller, Caller::Account(_)),
+        secret: &shared.secret,
+        owner: &owner,
+        priority_ok: &priority_ok,
+    };
+    if let Err(r) = validate(&body, &ctx) {
+        return Answer::Now(render_reject(&caller, r));
+    }
+    if let Some(account) = caller.account()
+        && let Some(q) = shared.quota(account)
+    {
+        let resets_at = match (q.primary_used >= 100.0, q.secondary_used >= 100.0) {
+            (false, false) => None,
+            (true, false) => Some(q.primary_reset_at),
+            (false, true) => Some(q.secondary_reset_at),
+            (true, true) => Some(q.primary_reset_at.max(q.secondary_reset_at)),
+        };
+        if let Some(at) = resets_at {
+            return Answer::Now(json_response(StatusCode::TOO_MANY_REQUESTS, usage_limit_body(&plan_type, at)));
+        }
+    }
+    let scenario = shared.dequeue(caller.account()).unwrap_or_else(|| default_scenario(&body));
+    let reasoning = body.get("reasoning").filter(|r| !r.is_null());
+    let effort = reasoning.and_then(|r| r.get("effort")).and_then(Value::as_str);
+    let summary = reasoning.and_then(|r| r.get("summary")).and_then(Value::as_str);
+    let include_encrypted = body
+        .get("include")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|v| v == "reasoning.encrypted_content"));
+    let seal = || seal_reasoning(&shared.secret, &owner, shared.next_reasoning_counter());
+    let rctx = ReplyCtx {
+        reasoning_on: reasoning.is_some() && effort != Some("none"),
+        include_encrypted,
+        summary_on: summary.is_some_and(|s| s != "none"),
+        default_deltas: shared.cfg.default_deltas,
+        plan_type: &plan_type,
+        seal: &seal,
+    };
+    let plan = match outcome(scenario, &rctx) {
+        Outcome::Stream(plan) => plan,
+        Outcome::Http { status, body, content_type, headers, delay_ms } => {
+            let mut resp = (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                [(header::CONTENT_TYPE, content_type)],
+                body,
+            )
+                .into_response();
+            for (k, v) in headers {
+                if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+                    resp.headers_mut().insert(k, v);
+                }
+            }
+            return if delay_ms > 0 { Answer::After(delay_ms, resp) } else { Answer::Now(resp) };
+        }
+    };
+    let model = body.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
+    let units = units(&body);
+    let total: usize = units.iter().map(String::len).sum();
+    let cached = match body.get("prompt_cache_key").and_then(Value::as_str) {
+        Some(key) => (shared.prompt_cache_hit(&owner, key, &units) / 4) as u64,
+        None => 0,
+    };
+    let meta = Meta {
+        response_id: random_id("resp_"),
+        model: model.clone(),
+        created_at: now_secs(),
+        input_tokens: sse::approx_tokens(total),
+        cached_tokens: cached,
+        keepalive: shared.cfg.keepalive_events,
+    };
+    if let Some(account) = caller.account()
+        && matches!(plan.ending, Ending::Completed | Ending::Incomplete(_))
+    {
+        shared.charge(account);
+    }
+    let steps = sse::build(&plan, &meta);
+    let mut resp = Response::new(stream_body(steps));
+    let h = resp.headers_mut();
+    let mut put = |k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::try_from(v) {
+            h.insert(k, v);
+        }
+    };
+    put("content-type", "text/event-stream".into());
+    put("cache-control", "no-cache".into());
+    put("x-request-id", uuid::Uuid::new_v4().to_string());
+    put("openai-model", model);
+    if let Some(q) = caller.account().and_then(|a| shared.quota(a)) {
+        put("x-codex-primary-used-percent", q.primary_used.to_string());
+        put("x-codex-primary-window-minutes", "300".into());
+        put("x-codex-primary-reset-at", q.primary_reset_at.to_string());
+        put("x-codex-secondary-used-percent", q.secondary_used.to_string());
+        put("x-codex-secondary-window-minutes", "10080".into());
+        put("x-codex-secondary-reset-at", q.secondary_reset_at.to_string());
+        put("x-codex-credits-has-credits", "false".into());
+        put("x-codex-credits-unlimited", "false".into());
+        put("x-codex-credits-balance", "0".into());
+    }
+    Answer::Now(resp)
+}
+
+/// Drive the steps through a 4-slot channel; a dropped client stops the task at its next send.
+fn stream_body(steps: Vec<Step>) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        for step in steps {
+            match step {
+                Step::Event(bytes) => {
+                    if tx.send(Ok(bytes)).await.is_err() {
+                        return;
+                    }
+                }
+                Step::Sleep(ms) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                        _ = tx.closed() => return,
+                    }
+                }
+                Step::Cut => {
+                    // Let the events already sent reach the socket first: the abort discards
+                    // whatever is still buffered in the connection.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let _ = tx.send(Err(std::io::Error::other("fake-codex: stream cut"))).await;
+                    return;
+                }
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    Body::from_stream(stream)
+}

@@ -1,0 +1,360 @@
+//! Turning a reply [`Plan`] into the exact SSE byte frames the Codex backend sends: `event:` +
+//! `data:` framing, increasing `sequence_number`, the per-item event families (message,
+//! reasoning, function call, web search), and the terminal event (completed / incomplete /
+//! failed / none when cut). Pure: `responses.rs` builds the plan and streams the [`Step`]s.
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+/// One thing the streaming task does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Event(Bytes),
+    Sleep(u64),
+    /// Abort the connection (no terminal chunk).
+    Cut,
+}
+
+/// One output item to emit.
+#[derive(Debug, Clone)]
+pub enum PlanItem {
+    /// `summary` None emits no summary part; `encrypted` None omits encrypted_content.
+    Reasoning {
+        summary: Option<String>,
+        encrypted: Option<String>,
+    },
+    Message {
+        text: String,
+    },
+    FunctionCall {
+        name: String,
+        arguments: String,
+        call_id: String,
+    },
+    WebSearch {
+        query: String,
+    },
+}
+
+/// How the stream ends.
+#[derive(Debug, Clone)]
+pub enum Ending {
+    Completed,
+    Incomplete(String),
+    Failed { code: String, message: String },
+    Cut,
+}
+
+/// A whole reply.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub items: Vec<PlanItem>,
+    pub ending: Ending,
+    pub deltas: usize,
+    pub delay_ms: u64,
+    pub silence_ms: u64,
+    /// Abort after this many text deltas in total.
+    pub cut_after_deltas: Option<usize>,
+    pub completed_output: bool,
+}
+
+impl Plan {
+    pub fn new(items: Vec<PlanItem>, deltas: usize) -> Self {
+        Self {
+            items,
+            ending: Ending::Completed,
+            deltas,
+            delay_ms: 0,
+            silence_ms: 0,
+            cut_after_deltas: None,
+            completed_output: false,
+        }
+    }
+}
+
+/// Response-level facts.
+pub struct Meta {
+    pub response_id: String,
+    pub model: String,
+    pub created_at: i64,
+    pub input_tokens: u64,
+    pub cached_tokens: u64,
+    pub keepalive: bool,
+}
+
+/// Tokens of a text: ceil(bytes / 4).
+pub fn approx_tokens(len: usize) -> u64 {
+    len.div_ceil(4) as u64
+}
+
+/// Split `text` into at most `n` non-empty pieces on char boundaries (none for "").
+pub fn split_deltas(text: &str, n: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.is_empty() {
+        return Vec::new();
+    }
+    let n = n.clamp(1, chars.len());
+    let base = chars.len() / n;
+    let extra = chars.len() % n;
+    let mut out = Vec::with_capacity(n);
+    let mut pos = 0;
+    for i in 0..n {
+        let len = base + usize::from(i < extra);
+        out.push(chars[pos..pos + len].iter().collect());
+        pos += len;
+    }
+    out
+}
+
+/// The usage object for a plan.
+pub fn usage(plan: &Plan, meta: &Meta) -> Value {
+    let mut out_len = 0;
+    let mut reasoning = 0u64;
+    for item in &plan.items {
+        match item {
+            PlanItem::Message { text } => out_len += text.len(),
+            PlanItem::FunctionCall { arguments, .. } => out_len += arguments.len(),
+            PlanItem::Reasoning { .. } => reasoning += 16,
+            PlanItem::WebSearch { query } => out_len += query.len(),
+        }
+    }
+    let output = approx_tokens(out_len) + reasoning;
+    json!({
+        "input_tokens": meta.input_tokens,
+        "input_tokens_details": {"cached_tokens": meta.cached_tokens},
+        "output_tokens": output,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": meta.input_tokens + output,
+    })
+}
+
+struct Writer {
+    seq: u64,
+    steps: Vec<Step>,
+    keepalive: bool,
+}
+
+impl Writer {
+    fn emit(&mut self, ty: &str, mut payload: Value) {
+        if let Value::Object(map) = &mut payload {
+            map.insert("type".into(), json!(ty));
+            map.insert("sequence_number".into(), json!(self.seq));
+        }
+        self.seq += 1;
+        self.steps.push(Step::Event(Bytes::from(format!("event: {ty}\ndata: {payload}\n\n"))));
+    }
+
+    fn keepalive(&mut self) {
+        if self.keepalive {
+            self.steps.push(Step::Event(Bytes::from_static(b"event: keepalive\ndata: {\"type\":\"keepalive\"}\n\n")));
+        }
+    }
+}
+
+fn response_obj(meta: &Meta, status: &str, output: Value, usage: Value) -> Value {
+    json!({
+        "id": meta.response_id,
+        "object": "response",
+        "created_at": meta.created_at,
+        "status": status,
+        "background": false,
+        "error": null,
+        "incomplete_details": null,
+        "model": meta.model,
+        "output": output,
+        "parallel_tool_calls": true,
+        "store": false,
+        "usage": usage,
+    })
+}
+
+/// Build every step of the reply.
+pub fn build(plan: &Plan, meta: &Meta) -> Vec<Step> {
+    let mut w = Writer { seq: 0, steps: Vec::new(), keepalive: meta.keepalive };
+    let initial = response_obj(meta, "in_progress", json!([]), Value::Null);
+    w.emit("response.created", json!({"response": initial}));
+    if plan.silence_ms > 0 {
+        w.steps.push(Step::Sleep(plan.silence_ms));
+    }
+    w.emit("response.in_progress", json!({"response": initial}));
+    w.keepalive();
+    let mut done_items = Vec::new();
+    let mut deltas_sent = 0usize;
+    for (idx, item) in plan.items.iter().enumerate() {
+        let cut = emit_item(&mut w, plan, idx, item, &mut deltas_sent, &mut done_items);
+        if cut {
+            w.steps.push(Step::Cut);
+            return w.steps;
+        }
+    }
+    w.keepalive();
+    let usage = usage(plan, meta);
+    let output = if plan.completed_output { Value::Array(done_items) } else { json!([]) };
+    match &plan.ending {
+        Ending::Completed => {
+            let r = response_obj(meta, "completed", output, usage);
+            w.emit("response.completed", json!({"response": r}));
+        }
+        Ending::Incomplete(reason) => {
+            let mut r = response_obj(meta, "incomplete", output, usage);
+            r["incomplete_details"] = json!({"reason": reason});
+            w.emit("response.incomplete", json!({"response": r}));
+        }
+        Ending::Failed { code, message } => {
+            let mut r = response_obj(meta, "failed", json!([]), usage);
+            r["error"] = json!({"code": code, "message": message});
+            w.emit("response.failed", json!({"response": r}));
+        }
+        Ending::Cut => w.steps.push(Step::Cut),
+    }
+    w.steps
+}
+
+/// Emit one item's events; true when the stream must be cut here.
+fn emit_item(
+    w: &mut Writer,
+    plan: &Plan,
+    idx: usize,
+    item: &PlanItem,
+    deltas_sent: &mut usize,
+    done_items: &mut Vec<Value>,
+) -> bool {
+    match item {
+        PlanItem::Message { text } => {
+            let id = crate::tokens::random_id("msg_");
+            w.emit(
+                "response.output_item.added",
+                json!({"output_index": idx, "item": {"id": id, "type": "message", "status": "in_progress", "content": [], "role": "assistant"}}),
+            );
+            let empty = json!({"type": "output_text", "text": "", "annotations": []});
+            w.emit(
+                "response.content_part.added",
+                json!({"item_id": id, "output_index": idx, "content_index": 0, "part": empty}),
+            );
+            for d in split_deltas(text, plan.deltas) {
+                if plan.cut_after_deltas == Some(*deltas_sent) {
+                    return true;
+                }
+                if plan.delay_ms > 0 {
+                    w.steps.push(Step::Sleep(plan.delay_ms));
+                }
+                w.emit(
+                    "response.output_text.delta",
+                    json!({"item_id": id, "output_index": idx, "content_index": 0, "delta": d, "logprobs": []}),
+                );
+                *deltas_sent += 1;
+            }
+            if plan.cut_after_deltas.is_some_and(|n| n <= *deltas_sent) {
+                return true;
+            }
+            w.emit(
+                "response.output_text.done",
+                json!({"item_id": id, "output_index": idx, "content_index": 0, "text": text, "logprobs": []}),
+            );
+            let part = json!({"type": "output_text", "text": text, "annotations": []});
+            w.emit(
+                "response.content_part.done",
+                json!({"item_id": id, "output_index": idx, "content_index": 0, "part": part}),
+            );
+            let full =
+                json!({"id": id, "type": "message", "status": "completed", "role": "assistant", "content": [part]});
+            w.emit("response.output_item.done", json!({"output_index": idx, "item": full}));
+            done_items.push(full);
+        }
+        PlanItem::Reasoning { summary, encrypted } => {
+            let id = crate::tokens::random_id("rs_");
+            w.emit(
+                "response.output_item.added",
+                json!({"output_index": idx, "item": {"id": id, "type": "reasoning", "summary": []}}),
+            );
+            let mut parts = Vec::new();
+            if let Some(text) = summary {
+                let empty = json!({"type": "summary_text", "text": ""});
+                w.emit(
+                    "response.reasoning_summary_part.added",
+                    json!({"item_id": id, "output_index": idx, "summary_index": 0, "part": empty}),
+                );
+                for d in split_deltas(text, plan.deltas) {
+                    if plan.delay_ms > 0 {
+                        w.steps.push(Step::Sleep(plan.delay_ms));
+                    }
+                    w.emit(
+                        "response.reasoning_summary_text.delta",
+                        json!({"item_id": id, "output_index": idx, "summary_index": 0, "delta": d}),
+                    );
+                }
+                w.emit(
+                    "response.reasoning_summary_text.done",
+                    json!({"item_id": id, "output_index": idx, "summary_index": 0, "text": text}),
+                );
+                let part = json!({"type": "summary_text", "text": text});
+                w.emit(
+                    "response.reasoning_summary_part.done",
+                    json!({"item_id": id, "output_index": idx, "summary_index": 0, "part": part}),
+                );
+                parts.push(part);
+            }
+            let mut full = json!({"id": id, "type": "reasoning", "summary": parts});
+            if let Some(enc) = encrypted {
+                full["encrypted_content"] = json!(enc);
+            }
+            w.emit("response.output_item.done", json!({"output_index": idx, "item": full}));
+            done_items.push(full);
+        }
+        PlanItem::FunctionCall { name, arguments, call_id } => {
+            let id = crate::tokens::random_id("fc_");
+            w.emit(
+                "response.output_item.added",
+                json!({"output_index": idx, "item": {"id": id, "type": "function_call", "status": "in_progress", "call_id": call_id, "name": name, "arguments": ""}}),
+            );
+            for d in split_deltas(arguments, plan.deltas.max(3)) {
+                if plan.delay_ms > 0 {
+                    w.steps.push(Step::Sleep(plan.delay_ms));
+                }
+                w.emit(
+                    "response.function_call_arguments.delta",
+                    json!({"item_id": id, "output_index": idx, "delta": d}),
+                );
+            }
+            w.emit(
+                "response.function_call_arguments.done",
+                json!({"item_id": id, "output_index": idx, "name": name, "arguments": arguments}),
+            );
+            let full = json!({"id": id, "type": "function_call", "status": "completed", "call_id": call_id, "name": name, "arguments": arguments});
+            w.emit("response.output_item.done", json!({"output_index": idx, "item": full}));
+            done_items.push(full);
+        }
+        PlanItem::WebSearch { query } => {
+            let id = crate::tokens::random_id("ws_");
+            w.emit(
+                "response.output_item.added",
+                json!({"output_index": idx, "item": {"id": id, "type": "web_search_call", "status": "in_progress"}}),
+            );
+            for ev in [
+                "response.web_search_call.in_progress",
+                "response.web_search_call.searching",
+                "response.web_search_call.completed",
+            ] {
+                w.emit(ev, json!({"item_id": id, "output_index": idx}));
+            }
+            let full = json!({"id": id, "type": "web_search_call", "status": "completed", "action": {"type": "search", "query": query}});
+            w.emit("response.output_item.done", json!({"output_index": idx, "item": full}));
+            done_items.push(full);
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_covers_text() {
+        assert_eq!(split_deltas("abcdefghij", 4).concat(), "abcdefghij");
+        assert_eq!(split_deltas("abcdefghij", 4).len(), 4);
+        assert_eq!(split_deltas("ab", 4).len(), 2);
+        assert!(split_deltas("", 4).is_empty());
+        assert_eq!(split_deltas("héllo", 2).concat(), "héllo");
+    }
+}

@@ -1,0 +1,289 @@
+//! The fake's mutable world behind one lock: accounts, valid access tokens, single-use refresh
+//! tokens, OAuth codes and device logins, scenario queues, quota windows, the prompt cache, and
+//! the request/token-call logs. Handlers (`server.rs`, `oauth.rs`, `responses.rs`) call the
+//! methods here and never hold the lock across an `.await`.
+
+use crate::catalog::{self, Quota};
+use crate::tokens::{self, Identity, now_secs};
+use crate::types::{AccountCreds, AccountSpec, FakeConfig, RecordedRequest, Scenario, TokenCall};
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
+
+const PRIMARY_WINDOW_SECS: i64 = 18_000;
+const SECONDARY_WINDOW_SECS: i64 = 604_800;
+
+pub(crate) struct Account {
+    pub id: String,
+    pub user_id: String,
+    pub email: String,
+    pub plan: String,
+    pub models: Vec<String>,
+    pub primary_used: f64,
+    pub secondary_used: f64,
+    pub primary_reset_at: i64,
+    pub secondary_reset_at: i64,
+    pub quota_cost: f64,
+}
+
+impl Account {
+    /// Roll windows whose reset time has passed.
+    fn roll(&mut self, now: i64) {
+        if now >= self.primary_reset_at {
+            self.primary_used = 0.0;
+            self.primary_reset_at = now + PRIMARY_WINDOW_SECS;
+        }
+        if now >= self.secondary_reset_at {
+            self.secondary_used = 0.0;
+            self.secondary_reset_at = now + SECONDARY_WINDOW_SECS;
+        }
+    }
+
+    pub fn quota(&self) -> Quota {
+        Quota {
+            plan: self.plan.clone(),
+            primary_used: self.primary_used,
+            secondary_used: self.secondary_used,
+            primary_reset_at: self.primary_reset_at,
+            secondary_reset_at: self.secondary_reset_at,
+        }
+    }
+}
+
+struct AccessEntry {
+    account_id: String,
+    exp: i64,
+    revoked: bool,
+}
+
+struct RefreshEntry {
+    account_id: String,
+    used: bool,
+}
+
+pub(crate) struct AuthCode {
+    pub account_id: String,
+    pub challenge: String,
+    pub redirect_uri: String,
+    pub used: bool,
+}
+
+pub(crate) struct DeviceLogin {
+    pub user_code: String,
+    pub polls: u32,
+    /// (authorization_code, code_challenge, code_verifier) once approved.
+    pub approved: Option<(String, String, String)>,
+}
+
+/// Why a bearer access token was refused.
+pub(crate) enum TokenRejection {
+    Unknown,
+    Expired,
+}
+
+#[derive(Default)]
+pub(crate) struct Inner {
+    pub accounts: HashMap<String, Account>,
+    access: HashMap<String, AccessEntry>,
+    refresh: HashMap<String, RefreshEntry>,
+    pub api_keys: HashSet<String>,
+    pub global_queue: VecDeque<Scenario>,
+    pub account_queues: HashMap<String, VecDeque<Scenario>>,
+    pub requests: Vec<RecordedRequest>,
+    pub token_calls: Vec<TokenCall>,
+    pub codes: HashMap<String, AuthCode>,
+    pub devices: HashMap<String, DeviceLogin>,
+    /// (owner, prompt_cache_key) -> serialized leading units of the previous request.
+    pub prompt_cache: HashMap<(String, String), Vec<String>>,
+    pub next_seq: u64,
+    pub reasoning_counter: u64,
+    /// Account order of creation, for the binary's listing.
+    pub order: Vec<String>,
+}
+
+/// Everything the server tasks share.
+pub(crate) struct Shared {
+    pub cfg: FakeConfig,
+    pub base_url: String,
+    pub secret: [u8; 32],
+    pub inner: Mutex<Inner>,
+}
+
+impl Shared {
+    pub fn new(cfg: FakeConfig, base_url: String) -> Self {
+        Self { cfg, base_url, secret: rand::random(), inner: Mutex::new(Inner::default()) }
+    }
+
+    pub fn add_account(&self, spec: AccountSpec) -> AccountCreds {
+        let id = uuid::Uuid::new_v4().to_string();
+        let user_id = format!("user-{}", tokens::random_string(24));
+        let email = spec.email.unwrap_or_else(|| format!("user-{}@fake-codex.test", &id[..8]));
+        let plan = spec.plan;
+        let models = spec.models.unwrap_or_else(|| catalog::plan_models(&plan));
+        let now = now_secs();
+        let account = Account {
+            id: id.clone(),
+            user_id,
+            email: email.clone(),
+            plan: plan.clone(),
+            models,
+            primary_used: 0.0,
+            secondary_used: 0.0,
+            primary_reset_at: now + PRIMARY_WINDOW_SECS,
+            secondary_reset_at: now + SECONDARY_WINDOW_SECS,
+            quota_cost: 0.0,
+        };
+        let mut inner = self.inner.lock();
+        inner.accounts.insert(id.clone(), account);
+        inner.order.push(id.clone());
+        let (id_token, access_token, refresh_token) = self.issue_locked(&mut inner, &id);
+        AccountCreds { account_id: id, id_token, access_token, refresh_token, email, plan }
+    }
+
+    /// Issue (id_token, access_token, refresh_token) for an existing account.
+    pub fn issue_locked(&self, inner: &mut Inner, account_id: &str) -> (String, String, String) {
+        let now = now_secs();
+        let exp = now + self.cfg.access_token_ttl_secs as i64;
+        let (id_token, access) = match inner.accounts.get(account_id) {
+            Some(a) => {
+                let ident = Identity { account_id: &a.id, user_id: &a.user_id, email: &a.email, plan: &a.plan };
+                (
+                    tokens::id_token(&ident, &self.base_url, now, exp),
+                    tokens::access_token(&ident, &self.base_url, now, exp),
+                )
+            }
+            None => (String::new(), String::new()),
+        };
+        let refresh = tokens::refresh_token();
+        inner.access.insert(access.clone(), AccessEntry { account_id: account_id.to_string(), exp, revoked: false });
+        inner.refresh.insert(refresh.clone(), RefreshEntry { account_id: account_id.to_string(), used: false });
+        (id_token, access, refresh)
+    }
+
+    /// The account an access token belongs to, if it is currently valid.
+    pub fn check_access(&self, token: &str) -> Result<String, TokenRejection> {
+        let inner = self.inner.lock();
+        let entry = inner.access.get(token).ok_or(TokenRejection::Unknown)?;
+        if entry.revoked || entry.exp <= now_secs() {
+            return Err(TokenRejection::Expired);
+        }
+        Ok(entry.account_id.clone())
+    }
+
+    pub fn expire_access_tokens(&self, account_id: &str) {
+        let mut inner = self.inner.lock();
+        for e in inner.access.values_mut() {
+            if e.account_id == account_id {
+                e.revoked = true;
+            }
+        }
+    }
+
+    /// Consume a refresh token: Ok(account) on first use, Err(outcome) otherwise.
+    pub fn consume_refresh(&self, inner: &mut Inner, token: &str) -> Result<String, (&'static str, Option<String>)> {
+        match inner.refresh.get_mut(token) {
+            None => Err(("refresh_token_expired", None)),
+            Some(e) if e.used => Err(("refresh_token_reused", Some(e.account_id.clone()))),
+            Some(e) => {
+                e.used = true;
+                Ok(e.account_id.clone())
+            }
+        }
+    }
+
+    pub fn set_quota(&self, account_id: &str, primary: f64, secondary: f64, resets_at: Option<i64>) {
+        let mut inner = self.inner.lock();
+        if let Some(a) = inner.accounts.get_mut(account_id) {
+            a.primary_used = primary;
+            a.secondary_used = secondary;
+            if let Some(r) = resets_at {
+                a.primary_reset_at = r;
+            }
+        }
+    }
+
+    pub fn set_quota_cost(&self, account_id: &str, cost: f64) {
+        if let Some(a) = self.inner.lock().accounts.get_mut(account_id) {
+            a.quota_cost = cost;
+        }
+    }
+
+    /// Current quota of an account, after rolling elapsed windows.
+    pub fn quota(&self, account_id: &str) -> Option<Quota> {
+        let now = now_secs();
+        let mut inner = self.inner.lock();
+        let a = inner.accounts.get_mut(account_id)?;
+        a.roll(now);
+        Some(a.quota())
+    }
+
+    /// Charge one successful response to the account.
+    pub fn charge(&self, account_id: &str) {
+        if let Some(a) = self.inner.lock().accounts.get_mut(account_id) {
+            a.primary_used += a.quota_cost;
+            a.secondary_used += a.quota_cost / 10.0;
+        }
+    }
+
+    pub fn enqueue(&self, account_id: Option<&str>, scenario: Scenario) {
+        let mut inner = self.inner.lock();
+        match account_id {
+            Some(id) => inner.account_queues.entry(id.to_string()).or_default().push_back(scenario),
+            None => inner.global_queue.push_back(scenario),
+        }
+    }
+
+    /// Next scenario for this account: its own queue first, then the global one.
+    pub fn dequeue(&self, account_id: Option<&str>) -> Option<Scenario> {
+        let mut inner = self.inner.lock();
+        if let Some(id) = account_id
+            && let Some(s) = inner.account_queues.get_mut(id).and_then(VecDeque::pop_front)
+        {
+            return Some(s);
+        }
+        inner.global_queue.pop_front()
+    }
+
+    pub fn record_token_call(&self, grant_type: &str, account_id: Option<String>, outcome: &str) {
+        self.inner.lock().token_calls.push(TokenCall {
+            grant_type: grant_type.to_string(),
+            account_id,
+            outcome: outcome.to_string(),
+            at_ms: tokens::now_ms(),
+        });
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        let mut inner = self.inner.lock();
+        inner.next_seq += 1;
+        inner.next_seq
+    }
+
+    pub fn record_request(&self, r: RecordedRequest) {
+        let mut inner = self.inner.lock();
+        let pos = inner.requests.partition_point(|x| x.seq < r.seq);
+        inner.requests.insert(pos, r);
+    }
+
+    /// Longest identical leading run (in bytes) against the previous request with the same
+    /// owner and key, then remember this request's units.
+    pub fn prompt_cache_hit(&self, owner: &str, key: &str, units: &[String]) -> usize {
+        let mut inner = self.inner.lock();
+        let slot = inner.prompt_cache.entry((owner.to_string(), key.to_string())).or_default();
+        let hit = slot.iter().zip(units).take_while(|(a, b)| a == b).map(|(a, _)| a.len()).sum();
+        *slot = units.to_vec();
+        hit
+    }
+
+    /// Forget recorded requests and token calls (the sequence keeps counting).
+    pub fn reset_requests(&self) {
+        let mut inner = self.inner.lock();
+        inner.requests.clear();
+        inner.token_calls.clear();
+    }
+
+    pub fn next_reasoning_counter(&self) -> u64 {
+        let mut inner = self.inner.lock();
+        inner.reasoning_counter += 1;
+        inner.reasoning_counter
+    }
+}

@@ -1,0 +1,353 @@
+//! Public data types of the fake: configuration, account specs and credentials, recorded
+//! requests and token calls, and the scripted [`Scenario`]s a test enqueues. Everything here is
+//! plain serde data; the same shapes travel over the `/_fake/*` control API (see `control.rs`).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// How the fake behaves. `Default` gives the documented defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FakeConfig {
+    /// Lifetime of issued access tokens (the JWT `exp` and the server-side check).
+    pub access_token_ttl_secs: u64,
+    /// Reject requests without a string `instructions` ("Instructions are required").
+    pub require_instructions: bool,
+    /// Number of `response.output_text.delta` events for default (unscripted) answers.
+    pub default_deltas: usize,
+    /// Interleave `keepalive` events in streams, as the real backend sometimes does.
+    pub keepalive_events: bool,
+    /// Address to bind; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// Artificial latency of `POST /oauth/token`, to widen refresh races in tests.
+    pub token_delay_ms: u64,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 3600,
+            require_instructions: true,
+            default_deltas: 4,
+            keepalive_events: false,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token_delay_ms: 0,
+        }
+    }
+}
+
+/// What account to create.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AccountSpec {
+    /// ChatGPT plan: free, plus, pro, team, business, enterprise.
+    pub plan: String,
+    /// Email claim; generated when absent.
+    pub email: Option<String>,
+    /// Overrides the plan's model catalog (list of slugs from the known catalog, or new slugs).
+    pub models: Option<Vec<String>>,
+}
+
+impl Default for AccountSpec {
+    fn default() -> Self {
+        Self { plan: "plus".to_string(), email: None, models: None }
+    }
+}
+
+/// Credentials of a freshly created account, as a Codex login would store them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountCreds {
+    pub account_id: String,
+    pub id_token: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub email: String,
+    pub plan: String,
+}
+
+/// One request the fake received (control API calls under `/_fake/` are not recorded).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    /// Arrival order, starting at 1.
+    pub seq: u64,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Header names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON (after zstd decoding), or `Null` when it is not JSON.
+    pub body: serde_json::Value,
+    /// The account the request was authenticated as, when it was.
+    pub account_id: Option<String>,
+    /// HTTP status the fake answered with.
+    pub status: u16,
+    /// Arrival time, unix milliseconds.
+    pub at_ms: u64,
+}
+
+/// One call of `POST /oauth/token` and what the fake made of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenCall {
+    pub grant_type: String,
+    pub account_id: Option<String>,
+    /// "ok", "refresh_token_reused", "refresh_token_expired", "invalid_client",
+    /// "invalid_grant", "unsupported_grant_type" or "invalid_request".
+    pub outcome: String,
+    pub at_ms: u64,
+}
+
+/// Arguments of a scripted tool call: a JSON value (serialised) or a ready string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ToolArgs {
+    Text(String),
+    Json(serde_json::Value),
+}
+
+impl Default for ToolArgs {
+    fn default() -> Self {
+        ToolArgs::Json(serde_json::json!({}))
+    }
+}
+
+impl ToolArgs {
+    /// The `arguments` string as sent on the wire.
+    pub fn to_wire(&self) -> String {
+        match self {
+            ToolArgs::Text(s) => s.clone(),
+            ToolArgs::Json(v) => v.to_string(),
+        }
+    }
+}
+
+/// One call of a parallel `tool_calls` scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallSpec {
+    pub name: String,
+    #[serde(default)]
+    pub arguments: ToolArgs,
+    #[serde(default)]
+    pub call_id: Option<String>,
+}
+
+/// One output item of a `custom` scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ReplyItem {
+    Reasoning {
+        summary: String,
+    },
+    Text {
+        text: String,
+    },
+    FunctionCall {
+        name: String,
+        #[serde(default)]
+        arguments: ToolArgs,
+        #[serde(default)]
+        call_id: Option<String>,
+    },
+    WebSearchCall {
+        query: String,
+    },
+}
+
+/// How a `custom` scenario ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum End {
+    #[default]
+    Completed,
+    Incomplete {
+        #[serde(default = "default_incomplete_reason")]
+        reason: String,
+    },
+    Failed {
+        code: String,
+        message: String,
+    },
+    /// The connection is aborted after the items' events; no terminal event.
+    Cut,
+}
+
+fn default_incomplete_reason() -> String {
+    "max_output_tokens".to_string()
+}
+fn default_text() -> String {
+    "Hello from fake-codex.".to_string()
+}
+fn default_500() -> u16 {
+    500
+}
+fn default_overloaded() -> String {
+    "server_is_overloaded".to_string()
+}
+fn default_failed_message() -> String {
+    "An error occurred while processing your request.".to_string()
+}
+fn default_slow_deltas() -> usize {
+    8
+}
+fn default_slow_delay() -> u64 {
+    100
+}
+
+/// A scripted answer to one `/responses` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Scenario {
+    /// A plain text answer.
+    Text {
+        #[serde(default = "default_text")]
+        text: String,
+        #[serde(default)]
+        deltas: Option<usize>,
+        /// Pause before each delta.
+        #[serde(default)]
+        delay_ms: Option<u64>,
+        /// Fill `response.completed.output` (empty by default, like the real backend).
+        #[serde(default)]
+        completed_output: bool,
+    },
+    /// A reasoning item (always emitted) followed by a text answer.
+    ReasoningThenText {
+        #[serde(default)]
+        summary: String,
+        #[serde(default = "default_text")]
+        text: String,
+        /// Fill `response.completed.output` (empty by default, like the real backend).
+        #[serde(default)]
+        completed_output: bool,
+    },
+    /// One function call, optionally preceded by a text message.
+    ToolCall {
+        name: String,
+        #[serde(default)]
+        arguments: ToolArgs,
+        #[serde(default)]
+        call_id: Option<String>,
+        #[serde(default)]
+        text_before: Option<String>,
+        /// Fill `response.completed.output` (empty by default, like the real backend).
+        #[serde(default)]
+        completed_output: bool,
+    },
+    /// Several function calls in one answer (parallel tool calls).
+    ToolCalls {
+        calls: Vec<CallSpec>,
+        /// Fill `response.completed.output` (empty by default, like the real backend).
+        #[serde(default)]
+        completed_output: bool,
+    },
+    /// Free composition of items and an ending.
+    Custom {
+        items: Vec<ReplyItem>,
+        #[serde(default)]
+        end: End,
+        /// Fill `response.completed.output` (empty by default, like the real backend).
+        #[serde(default)]
+        completed_output: bool,
+    },
+    /// Any HTTP error with the given JSON body and headers.
+    HttpError {
+        status: u16,
+        #[serde(default)]
+        body: serde_json::Value,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
+    /// 429 usage_limit_reached.
+    UsageLimit {
+        #[serde(default)]
+        resets_in_secs: Option<u64>,
+    },
+    /// 401 as for an expired token.
+    Unauthorized,
+    /// 5xx with an OpenAI-style error body.
+    ServerError {
+        #[serde(default = "default_500")]
+        status: u16,
+    },
+    /// 503 server_is_overloaded as an HTTP error.
+    Overloaded,
+    /// HTTP 200, response.created, then response.failed (server_is_overloaded) before any output.
+    OverloadInStream,
+    /// HTTP 200, response.created, then response.failed with this error.
+    Failed {
+        #[serde(default = "default_overloaded")]
+        code: String,
+        #[serde(default = "default_failed_message")]
+        message: String,
+    },
+    /// response.failed with code context_length_exceeded.
+    ContextLengthExceeded,
+    /// A text stream that is aborted after `after_deltas` deltas.
+    Cut {
+        #[serde(default)]
+        after_deltas: usize,
+    },
+    /// Text, then response.incomplete with incomplete_details.reason.
+    Incomplete {
+        #[serde(default = "default_incomplete_reason")]
+        reason: String,
+        #[serde(default = "default_text")]
+        text: String,
+    },
+    /// Headers and response.created, then nothing for `ms`, then `then`.
+    Silence { ms: u64, then: Box<Scenario> },
+    /// A text answer dripped slowly.
+    Slow {
+        #[serde(default = "default_text")]
+        text: String,
+        #[serde(default = "default_slow_deltas")]
+        deltas: usize,
+        #[serde(default = "default_slow_delay")]
+        delay_ms: u64,
+        /// Fill `response.completed.output` (empty by default, like the real backend).
+        #[serde(default)]
+        completed_output: bool,
+    },
+    /// 403 Cloudflare challenge page (text/html).
+    Cloudflare,
+    /// Deltas of the given text regardless of the requested format.
+    JsonText {
+        text: String,
+        /// Fill `response.completed.output` (empty by default, like the real backend).
+        #[serde(default)]
+        completed_output: bool,
+    },
+}
+
+impl Scenario {
+    /// A text answer with default deltas.
+    pub fn text(text: impl Into<String>) -> Self {
+        Scenario::Text { text: text.into(), deltas: None, delay_ms: None, completed_output: false }
+    }
+
+    /// One function call with JSON arguments.
+    pub fn tool_call(name: impl Into<String>, arguments: serde_json::Value) -> Self {
+        Scenario::ToolCall {
+            name: name.into(),
+            arguments: ToolArgs::Json(arguments),
+            call_id: None,
+            text_before: None,
+            completed_output: false,
+        }
+    }
+
+    /// A reasoning item then a text answer.
+    pub fn reasoning_then_text(summary: impl Into<String>, text: impl Into<String>) -> Self {
+        Scenario::ReasoningThenText { summary: summary.into(), text: text.into(), completed_output: false }
+    }
+
+    /// 429 usage_limit_reached.
+    pub fn usage_limit(resets_in_secs: u64) -> Self {
+        Scenario::UsageLimit { resets_in_secs: Some(resets_in_secs) }
+    }
+
+    /// HTTP 200 stream that fails with `code` after response.created.
+    pub fn failed(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Scenario::Failed { code: code.into(), message: message.into() }
+    }
+}

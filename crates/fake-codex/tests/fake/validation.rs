@@ -1,0 +1,185 @@
+//! Strict request validation and authentication of the Responses endpoints.
+
+use super::*;
+
+/// An edit of a valid body that makes it invalid.
+type Mutation = Box<dyn Fn(&mut Value)>;
+
+#[tokio::test]
+async fn strict_rejections() {
+    let (fake, c) = start().await;
+    for field in
+        ["max_output_tokens", "temperature", "top_p", "metadata", "previous_response_id", "user", "frequency_penalty"]
+    {
+        let mut b = body();
+        b[field] = json!(1);
+        expect_400(&fake, &c, &b, &format!("Unsupported parameter: {field}")).await;
+    }
+    let cases: Vec<(Mutation, &str)> = vec![
+        (Box::new(|b| b["store"] = json!(true)), "Store must be set to false"),
+        (
+            Box::new(|b| {
+                b.as_object_mut().unwrap().remove("store");
+            }),
+            "Store must be set to false",
+        ),
+        (Box::new(|b| b["stream"] = json!(false)), "Stream must be set to true"),
+        (
+            Box::new(|b| {
+                b.as_object_mut().unwrap().remove("instructions");
+            }),
+            "Instructions are required",
+        ),
+        (Box::new(|b| b["input"] = json!([{"role": "system", "content": "x"}])), "System messages are not allowed"),
+        (
+            Box::new(|b| b["input"] = json!([{"type": "function_call_output", "call_id": "c1", "output": "x"}])),
+            "No tool call found for function call output with call_id c1",
+        ),
+        (
+            Box::new(|b| {
+                b["input"] = json!([{"type": "function_call", "call_id": "c2", "name": "f", "arguments": "{}"}])
+            }),
+            "No tool output found for function call c2",
+        ),
+        (
+            Box::new(
+                |b| b["input"] = json!([{"type": "function_call", "call_id": "c3", "name": "f", "arguments": {}}, {"type": "function_call_output", "call_id": "c3", "output": "x"}]),
+            ),
+            "input[0].arguments",
+        ),
+        (
+            Box::new(|b| {
+                b["tools"] = json!([{"type": "function", "name": "f", "parameters": {}, "defer_loading": true}])
+            }),
+            "Unknown parameter: 'tools[0].defer_loading'",
+        ),
+        (
+            Box::new(|b| b["tools"] = json!([{"type": "function", "name": "f", "input_schema": {}}])),
+            "Unknown parameter: 'tools[0].input_schema'",
+        ),
+        (Box::new(|b| b["reasoning"] = json!({"effort": "max"})), "Invalid value: 'max'"),
+        (Box::new(|b| b["input"] = json!([{"type": "item_reference", "id": "msg_1"}])), "item_reference"),
+        (
+            Box::new(|b| b["model"] = json!("gpt-4o")),
+            "The 'gpt-4o' model is not supported when using Codex with a ChatGPT account.",
+        ),
+        (Box::new(|b| b["tool_choice"] = json!({"type": "function", "name": "nope"})), "Tool choice 'nope' not found"),
+        (Box::new(|b| b["text"] = json!({"format": {"type": "json_schema", "schema": {}}})), "text.format.name"),
+        (
+            Box::new(|b| b["input"] = json!([{"role": "user", "content": [{"type": "output_text", "text": "x"}]}])),
+            "Invalid value: 'output_text'",
+        ),
+        (
+            Box::new(|b| {
+                b["input"] =
+                    json!([{"role": "user", "content": [{"type": "input_text", "text": "x", "cache_control": {}}]}])
+            }),
+            "cache_control",
+        ),
+        (
+            Box::new(|b| {
+                b["input"] =
+                    json!([{"role": "user", "content": [{"type": "input_image", "image_url": "file:///etc/passwd"}]}])
+            }),
+            "image_url",
+        ),
+        (Box::new(|b| b["input"] = json!([{"type": "reasoning", "id": "rs_1"}])), "input[0].summary"),
+        (
+            Box::new(|b| {
+                b["input"] = json!([{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "forged"}])
+            }),
+            "could not be verified",
+        ),
+    ];
+    for (mutate, needle) in &cases {
+        let mut b = body();
+        mutate(&mut b);
+        expect_400(&fake, &c, &b, needle).await;
+    }
+    // priority is fine for gpt-5.4 but not for the mini model.
+    let mut b = body();
+    b["service_tier"] = json!("priority");
+    assert_eq!(post(&fake, &c, &b).await.status(), 200);
+    b["model"] = json!("gpt-5.4-mini");
+    expect_400(&fake, &c, &b, "priority").await;
+    // A rejected request does not consume a queued scenario.
+    fake.enqueue(None, Scenario::text("queued"));
+    let mut bad = body();
+    bad["temperature"] = json!(0.2);
+    expect_400(&fake, &c, &bad, "temperature").await;
+    assert_eq!(text_of(&events(&fake, &c, &body()).await), "queued");
+    // Valid rich input is accepted: tool round trip, images, assistant text, developer message.
+    let mut rich = body();
+    rich["input"] = json!([
+        {"type": "message", "role": "developer", "content": "be brief", "id": "m0"},
+        {"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "look"},
+            {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo=", "detail": "auto"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "ok", "annotations": []}]},
+        {"type": "function_call", "id": "fc_1", "call_id": "c9", "name": "f", "arguments": "{}", "status": "completed"},
+        {"type": "function_call_output", "call_id": "c9", "output": [{"type": "input_text", "text": "out"}]},
+        {"role": "user", "content": [{"type": "input_image", "image_url": "https://example.com/a.png"}, {"type": "input_image", "image_url": "https://example.com/b.png"}]}
+    ]);
+    rich["tools"] = json!([{"type": "function", "name": "f", "description": "d", "parameters": {"type": "object"}, "strict": false}, {"type": "web_search"}, {"type": "custom", "name": "apply_patch", "format": {"type": "grammar"}}]);
+    rich["tool_choice"] = json!({"type": "function", "name": "f"});
+    rich["reasoning"] = json!({"effort": "xhigh", "summary": "auto"});
+    rich["text"] = json!({"verbosity": "low"});
+    rich["client_metadata"] = json!({"a": "b"});
+    let evs = events(&fake, &c, &rich).await;
+    assert!(text_of(&evs).ends_with("[saw 2 image(s)]"), "{}", text_of(&evs));
+}
+
+#[tokio::test]
+async fn auth_failures() {
+    let (fake, c) = start().await;
+    let other = fake.add_account(AccountSpec::default());
+    let send = |token: &str, account: Option<&str>, originator: bool| {
+        let mut rb = client().post(format!("{}/responses", fake.codex_base_url())).bearer_auth(token).json(&body());
+        if let Some(a) = account {
+            rb = rb.header("ChatGPT-Account-ID", a);
+        }
+        if originator {
+            rb = rb.header("originator", "codex_cli_rs");
+        }
+        rb.send()
+    };
+    assert_eq!(send("garbage", Some(&c.account_id), true).await.unwrap().status(), 401);
+    let r = send(&c.access_token, Some(&other.account_id), true).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(send(&c.access_token, None, true).await.unwrap().status(), 403);
+    let r = send(&c.access_token, Some(&c.account_id), false).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["detail"], "missing originator");
+    assert_eq!(send(&c.access_token, Some(&c.account_id), true).await.unwrap().status(), 200);
+    // API-key mode.
+    fake.add_api_key("sk-test");
+    let api = |key: &str, b: Value| {
+        client().post(format!("{}/responses", fake.openai_api_base())).bearer_auth(key).json(&b).send()
+    };
+    assert_eq!(api("sk-nope", body()).await.unwrap().status(), 401);
+    let r = api("sk-test", body()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("response.completed"));
+    let mut b = body();
+    b["max_output_tokens"] = json!(5);
+    let r = api("sk-test", b).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let j: Value = r.json().await.unwrap();
+    assert_eq!(j["error"]["param"], "max_output_tokens");
+    let models: Value = client()
+        .get(format!("{}/models", fake.openai_api_base()))
+        .bearer_auth("sk-test")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["object"], "list");
+    assert!(models["data"].as_array().unwrap().iter().any(|m| m["id"] == "gpt-5.5"));
+    // Recorded with the account for authenticated calls.
+    let recs = fake.requests_to("/backend-api/codex/responses");
+    assert_eq!(recs.last().unwrap().account_id.as_deref(), Some(c.account_id.as_str()));
+    assert_eq!(recs.last().unwrap().status, 200);
+    assert_eq!(recs[0].status, 401);
+}
