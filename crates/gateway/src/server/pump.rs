@@ -42,6 +42,7 @@ struct Pump<E: StreamEncoder> {
     idle_timeout: Duration,
     last_data: Instant,
     done: bool,
+    logged: bool,
     usage: Option<Usage>,
     model: String,
 }
@@ -78,7 +79,8 @@ impl<E: StreamEncoder> Pump<E> {
                 break;
             }
         }
-        if self.done {
+        if self.done && !self.logged {
+            self.logged = true;
             self.log_outcome();
         }
         (!out.is_empty()).then(|| Bytes::from(out))
@@ -149,6 +151,7 @@ pub fn stream_body<E: StreamEncoder>(
         idle_timeout,
         last_data: Instant::now(),
         done: false,
+        logged: false,
         usage: None,
         model,
     };

@@ -1,0 +1,181 @@
+//! Starts fake-codex and the gateway in-process, each on a free loopback port, with a private data dir.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use codex_gateway::config::{Config, Overrides, RawConfig};
+use fake_codex::{AccountCreds, AccountSpec, FakeCodex, FakeConfig, Scenario};
+use serde_json::Value;
+
+pub struct Setup {
+    pub accounts: usize,
+    /// Write the first account's tokens to `$CODEX_HOME/auth.json` (linked mode).
+    pub linked: bool,
+    /// Put every account into the gateway's store before it starts.
+    pub store_accounts: bool,
+    pub client_key: Option<String>,
+    pub openai_api_key: Option<String>,
+    pub env: Vec<(&'static str, String)>,
+    pub fake: FakeConfig,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            accounts: 1,
+            linked: true,
+            store_accounts: false,
+            client_key: None,
+            openai_api_key: None,
+            env: Vec::new(),
+            fake: FakeConfig::default(),
+        }
+    }
+}
+
+pub struct TestEnv {
+    pub fake: FakeCodex,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub dir: PathBuf,
+    pub accounts: Vec<AccountCreds>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.fake.shutdown();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn scenario(v: Value) -> Scenario {
+    serde_json::from_value(v).unwrap_or_else(|e| panic!("bad scenario: {e}"))
+}
+
+pub fn write_auth_json(path: &std::path::Path, c: &AccountCreds) {
+    let body = serde_json::json!({
+        "OPENAI_API_KEY": null,
+        "tokens": {"id_token": c.id_token, "access_token": c.access_token, "refresh_token": c.refresh_token, "account_id": c.account_id},
+        "last_refresh": "2026-01-01T00:00:00Z"
+    });
+    std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new("."))).ok();
+    std::fs::write(path, body.to_string()).unwrap_or_else(|e| panic!("write auth.json: {e}"));
+}
+
+pub async fn start(setup: Setup) -> TestEnv {
+    let fake = FakeCodex::start(setup.fake.clone()).await.unwrap_or_else(|e| panic!("fake-codex: {e}"));
+    let dir = std::env::temp_dir().join(format!("cgw-it-{}", uuid::Uuid::new_v4().simple()));
+    let codex_home = dir.join("codex-home");
+    std::fs::create_dir_all(&codex_home).ok();
+    let accounts: Vec<AccountCreds> = (0..setup.accounts).map(|_| fake.add_account(AccountSpec::default())).collect();
+    if setup.linked {
+        if let Some(first) = accounts.first() {
+            write_auth_json(&codex_home.join("auth.json"), first);
+        }
+    }
+    if setup.store_accounts {
+        let store = codex_gateway::store::Store::open(&dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
+        for c in &accounts {
+            let tokens = codex_gateway::auth::Tokens {
+                id_token: c.id_token.clone(),
+                access_token: c.access_token.clone(),
+                refresh_token: c.refresh_token.clone(),
+                account_id: c.account_id.clone(),
+                last_refresh: codex_gateway::auth::now_unix(),
+            };
+            store
+                .upsert_account(&codex_gateway::accounts::stored_from_tokens(tokens, None))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    let mut env: HashMap<String, String> = HashMap::new();
+    let mut put = |k: &str, v: String| {
+        env.insert(k.to_string(), v);
+    };
+    put("HOME", dir.display().to_string());
+    put("CODEX_HOME", codex_home.display().to_string());
+    put("CODEX_GATEWAY_DATA_DIR", dir.join("data").display().to_string());
+    put("CODEX_GATEWAY_UPSTREAM_BASE_URL", fake.codex_base_url());
+    put("CODEX_GATEWAY_CHATGPT_BASE_URL", fake.chatgpt_base_url());
+    put("CODEX_GATEWAY_AUTH_ISSUER", fake.issuer());
+    put("CODEX_GATEWAY_OPENAI_BASE_URL", fake.openai_api_base());
+    if let Some(k) = &setup.client_key {
+        put("CODEX_GATEWAY_API_KEY", k.clone());
+    }
+    if let Some(k) = &setup.openai_api_key {
+        fake.add_api_key(k);
+        put("OPENAI_API_KEY", k.clone());
+    }
+    for (k, v) in &setup.env {
+        put(k, v.clone());
+    }
+    let overrides = Overrides { port: Some(0), ..Default::default() };
+    let config = Config::resolve(RawConfig::default(), &overrides, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = codex_gateway::server::run(config, listener, shutdown).await {
+            eprintln!("gateway stopped: {e:#}");
+        }
+    });
+    TestEnv {
+        fake,
+        base: format!("http://{addr}"),
+        http: reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("client: {e}")),
+        dir,
+        accounts,
+        shutdown: Some(tx),
+    }
+}
+
+impl TestEnv {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POST JSON, return (status, headers, body text).
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, String) {
+        self.post_with(path, body, &[]).await
+    }
+
+    pub async fn post_with(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let mut req = self.http.post(self.url(path)).json(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        (status, headers, text)
+    }
+
+    /// The bodies the fake received on its responses endpoint.
+    pub fn upstream_bodies(&self) -> Vec<Value> {
+        self.fake.requests_to("/responses").into_iter().map(|r| r.body).collect()
+    }
+}
+
+pub fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// `data:` payloads of an SSE body, in order.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_string))
+        .collect()
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real server (in-process, port 0) against fake-codex. One binary for link time.
+
+mod harness;
+
+mod chat;
+mod errors;
+mod refresh;
+mod responses;

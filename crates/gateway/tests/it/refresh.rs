@@ -1,0 +1,146 @@
+//! Token refresh: single-flight under load, 401 retry, linked auth.json write-back, permanent failure.
+
+use serde_json::json;
+
+use crate::harness::{Setup, json, start};
+
+fn chat() -> serde_json::Value {
+    json!({"model":"gpt-5.4","messages":[{"role":"user","content":"x"}]})
+}
+
+fn refreshes(env: &crate::harness::TestEnv) -> usize {
+    env.fake.token_calls().iter().filter(|c| c.grant_type == "refresh_token").count()
+}
+
+#[tokio::test]
+async fn refresh_storm_after_401_makes_exactly_one_token_call() {
+    let mut setup = Setup::default();
+    setup.fake.token_delay_ms = 200;
+    let env = start(setup).await;
+    let account = env.accounts[0].account_id.clone();
+    env.fake.expire_access_tokens(&account);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (http, url) = (env.http.clone(), env.url("/v1/chat/completions"));
+        tasks.push(tokio::spawn(async move {
+            let r = http.post(url).json(&chat()).send().await;
+            r.map(|r| r.status().as_u16()).unwrap_or(0)
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap_or(0), 200);
+    }
+    assert_eq!(refreshes(&env), 1, "{:?}", env.fake.token_calls());
+}
+
+#[tokio::test]
+async fn proactive_refresh_of_a_token_about_to_expire_is_single_flight() {
+    let mut setup = Setup::default();
+    setup.fake.access_token_ttl_secs = 60; // inside the 5-minute window
+    setup.fake.token_delay_ms = 100;
+    let env = start(setup).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (http, url) = (env.http.clone(), env.url("/v1/chat/completions"));
+        tasks.push(tokio::spawn(async move {
+            http.post(url).json(&chat()).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap_or(0), 200);
+    }
+    // Every refreshed token is again within 60 s of expiry, so later requests refresh again, but one at a time
+    // and never with a reused token.
+    assert!(refreshes(&env) >= 1);
+    assert!(env.fake.token_calls().iter().all(|c| c.outcome == "ok"), "{:?}", env.fake.token_calls());
+}
+
+#[tokio::test]
+async fn linked_mode_writes_rotated_tokens_back_privately() {
+    let env = start(Setup::default()).await;
+    let account = env.accounts[0].account_id.clone();
+    env.fake.expire_access_tokens(&account);
+    let (status, _, text) = env.post("/v1/chat/completions", &chat()).await;
+    assert_eq!(status, 200, "{text}");
+    let path = env.dir.join("codex-home/auth.json");
+    let file = json(&std::fs::read_to_string(&path).unwrap_or_default());
+    let new_refresh = file["tokens"]["refresh_token"].as_str().unwrap_or_default().to_string();
+    assert_ne!(new_refresh, env.accounts[0].refresh_token, "auth.json holds the rotated token");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+        assert_eq!(mode, 0o600);
+    }
+}
+
+#[tokio::test]
+async fn linked_mode_rereads_auth_json_before_refreshing() {
+    // Access tokens live 60 s, so every use is inside the 5-minute window and needs a refresh.
+    let mut setup = Setup::default();
+    setup.fake.access_token_ttl_secs = 60;
+    let env = start(setup).await;
+    // The Codex CLI refreshes on its own and rewrites auth.json: the gateway's refresh token is now spent.
+    let fresh: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/oauth/token", env.fake.issuer()))
+        .json(&json!({"client_id":"app_EMoamEEZ73f0CkXaXp7hrann","grant_type":"refresh_token","refresh_token":env.accounts[0].refresh_token}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    let mut creds = env.accounts[0].clone();
+    creds.access_token = fresh["access_token"].as_str().unwrap_or_default().into();
+    creds.refresh_token = fresh["refresh_token"].as_str().unwrap_or_default().into();
+    creds.id_token = fresh["id_token"].as_str().unwrap_or_default().into();
+    crate::harness::write_auth_json(&env.dir.join("codex-home/auth.json"), &creds);
+    let (status, _, text) = env.post("/v1/chat/completions", &chat()).await;
+    assert_eq!(status, 200, "{text}");
+    let calls = env.fake.token_calls();
+    assert!(
+        calls.iter().all(|c| c.outcome == "ok"),
+        "the gateway must use the CLI's new token, not its spent one: {calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn dead_refresh_token_means_needs_login_without_a_retry_storm() {
+    let env = start(Setup::default()).await;
+    // Someone else spends the refresh token and does not tell us (no shared file).
+    let http = reqwest::Client::new();
+    let _ = http
+        .post(format!("{}/oauth/token", env.fake.issuer()))
+        .json(&json!({"client_id":"app_EMoamEEZ73f0CkXaXp7hrann","grant_type":"refresh_token","refresh_token":env.accounts[0].refresh_token}))
+        .send()
+        .await;
+    // Put the original (now spent) token back in the file, as if nothing happened.
+    crate::harness::write_auth_json(&env.dir.join("codex-home/auth.json"), &env.accounts[0]);
+    env.fake.expire_access_tokens(&env.accounts[0].account_id);
+    let (status, _, text) = env.post("/v1/chat/completions", &chat()).await;
+    assert_eq!(status, 401, "{text}");
+    let msg = json(&text)["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(msg.contains("Log in again"), "{msg}");
+    let calls = refreshes(&env);
+    for _ in 0..5 {
+        let (status, _, _) = env.post("/v1/chat/completions", &chat()).await;
+        assert_eq!(status, 401);
+    }
+    assert_eq!(refreshes(&env), calls, "no further refresh attempts once the login is dead");
+    let ready = env.http.get(env.url("/ready")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ready.status().as_u16(), 503);
+}
+
+#[tokio::test]
+async fn store_accounts_commit_rotated_tokens() {
+    let env = start(Setup { linked: false, store_accounts: true, ..Setup::default() }).await;
+    env.fake.expire_access_tokens(&env.accounts[0].account_id);
+    let (status, _, text) = env.post("/v1/chat/completions", &chat()).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(refreshes(&env), 1);
+    let store = codex_gateway::store::Store::open(&env.dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
+    let accounts = store.list_accounts().unwrap_or_default();
+    let saved = accounts[0].tokens.clone().map(|t| t.refresh_token).unwrap_or_default();
+    assert_ne!(saved, env.accounts[0].refresh_token, "the rotated refresh token is committed");
+    assert!(!env.dir.join("codex-home/auth.json").exists(), "store accounts never write the Codex CLI's file");
+}
