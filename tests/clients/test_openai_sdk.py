@@ -168,6 +168,65 @@ def test_chat_stream_tool_call_with_stream_helper(client, fake):
     assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
 
 
+def test_chat_stream_parallel_tool_calls_indexed_from_zero(client, fake):
+    fake.enqueue(
+        {
+            "kind": "tool_calls",
+            "calls": [
+                {"name": "get_weather", "arguments": {"city": "Paris"}},
+                {"name": "get_weather", "arguments": {"city": "Oslo"}},
+            ],
+        }
+    )
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Weather in Paris and Oslo"}],
+        tools=[WEATHER_TOOL],
+        stream=True,
+    )
+    firsts: dict[int, object] = {}
+    args: dict[int, str] = {}
+    finishes = []
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        ch = chunk.choices[0]
+        if ch.finish_reason:
+            finishes.append(ch.finish_reason)
+        for tc in ch.delta.tool_calls or []:
+            if tc.index not in firsts:
+                firsts[tc.index] = tc
+                assert tc.id and tc.type == "function" and tc.function.name == "get_weather", tc
+            else:
+                assert tc.id is None and (tc.function is None or tc.function.name is None), (
+                    f"id/name repeated in a later delta: {tc}"
+                )
+            args[tc.index] = args.get(tc.index, "") + ((tc.function and tc.function.arguments) or "")
+    assert sorted(firsts) == [0, 1], f"tool call indexes: {sorted(firsts)}"
+    assert firsts[0].id != firsts[1].id
+    assert [json.loads(args[0]), json.loads(args[1])] == [{"city": "Paris"}, {"city": "Oslo"}]
+    assert finishes == ["tool_calls"]
+
+
+def test_chat_reasoning_summary_stays_out_of_content(client, fake):
+    fake.enqueue({"kind": "reasoning_then_text", "summary": "secret-thoughts-77", "text": "The answer is 42."})
+    resp = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "answer?"}])
+    assert resp.choices[0].message.content == "The answer is 42."
+    assert resp.choices[0].finish_reason == "stop"
+
+
+def test_chat_stream_cut_upstream_is_an_error_not_a_clean_end(client, fake):
+    # After output began the gateway can no longer change the status: it must say so in the stream
+    # (data: {"error": ...}), which the SDK raises as APIError, instead of ending as if complete.
+    fake.enqueue({"kind": "cut", "after_deltas": 2})
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "tell me a long story"}], stream=True
+    )
+    with pytest.raises(openai.APIError):
+        for _ in stream:
+            pass
+
+
 class CityWeather(BaseModel):
     city: str
     temperature_c: float
