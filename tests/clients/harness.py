@@ -130,6 +130,17 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
 # --- child processes --------------------------------------------------------------------------------
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the test process dies (e.g. killed by a timeout)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Proc:
     """A child process whose stdout lines are drained by a thread into a list (and a queue)."""
 
@@ -148,6 +159,7 @@ class Proc:
             stdout=subprocess.PIPE,
             stderr=self._log,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self._thread = threading.Thread(target=self._drain, name=f"{name}-stdout", daemon=True)
         self._thread.start()
