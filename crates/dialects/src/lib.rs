@@ -4,6 +4,7 @@
 //! a streaming encoder (upstream [`Event`]s -> client frames) and a non-streaming renderer built on
 //! [`assemble::Collected`]. Nothing here does I/O: the gateway crate drives these state machines.
 
+pub mod anthropic;
 pub mod assemble;
 pub mod chat;
 pub mod error;
