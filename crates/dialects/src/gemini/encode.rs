@@ -1,0 +1,192 @@
+//! Responses events -> Gemini `GenerateContentResponse` stream chunks.
+//!
+//! Each chunk is a whole response object carrying only the new parts (spec §3): text deltas as `{text}` parts,
+//! reasoning summaries as `{text, thought:true}` when the client asked for thoughts, each function call as one
+//! whole `{functionCall:{id, name, args}}` part on its `output_item.done`. The upstream reasoning item travels in
+//! `thoughtSignature` on the next function call part, or on a signature-only thought part in the final chunk
+//! when no call follows; it is never merged into a text part. The last chunk always carries `finishReason` and
+//! `usageMetadata`.
+//!
+//! Framing (spec C1): with `alt=sse` every chunk is `data: <json>\n\n` and nothing else — no `event:` lines, no
+//! comments, no `[DONE]` (python-genai parses any other non-empty line as JSON; js-genai needs the blank-line
+//! terminator). Without `alt=sse` the body is one JSON array, written incrementally: `[` chunk `,\r\n` chunk `]`.
+//! There is no frame a Gemini client ignores, so keepalives are not written at all.
+
+use serde_json::{Value, json};
+
+use super::render::{error_body, finish_reason, usage_metadata};
+use super::signature::encode_signature;
+use crate::error::GatewayError;
+use crate::outcome::Finish;
+use crate::responses::event::{DoneItem, Event, Terminal, Usage};
+use crate::sse::write_data;
+
+/// How chunks are put on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `?alt=sse`: `data: <json>\n\n` per chunk.
+    Sse,
+    /// No `alt=sse`: the chunks as the elements of one JSON array.
+    JsonArray,
+}
+
+/// Streaming encoder: a pure state machine fed upstream events, writing Gemini chunks.
+pub struct GeminiEncoder {
+    framing: Framing,
+    response_id: String,
+    model: String,
+    include_thoughts: bool,
+    /// Signatures of reasoning items not yet attached to a part.
+    pending_signatures: Vec<String>,
+    calls: usize,
+    chunks: usize,
+    finished: bool,
+}
+
+impl GeminiEncoder {
+    pub fn new(framing: Framing, response_id: String, model: String, include_thoughts: bool) -> Self {
+        GeminiEncoder {
+            framing,
+            response_id,
+            model,
+            include_thoughts,
+            pending_signatures: Vec::new(),
+            calls: 0,
+            chunks: 0,
+            finished: false,
+        }
+    }
+
+    fn write(&mut self, value: &Value, out: &mut Vec<u8>) {
+        let Ok(bytes) = serde_json::to_vec(value) else { return };
+        match self.framing {
+            Framing::Sse => write_data(out, &bytes),
+            Framing::JsonArray => {
+                out.extend_from_slice(if self.chunks == 0 { b"[" } else { b",\r\n" });
+                out.extend_from_slice(&bytes);
+            }
+        }
+        self.chunks += 1;
+    }
+
+    fn close_array(&mut self, out: &mut Vec<u8>) {
+        if self.framing == Framing::JsonArray {
+            if self.chunks == 0 {
+                out.push(b'[');
+            }
+            out.extend_from_slice(b"]");
+        }
+    }
+
+    fn chunk(&mut self, parts: Vec<Value>, out: &mut Vec<u8>) {
+        let v = json!({
+            "candidates": [{"content": {"parts": parts, "role": "model"}, "index": 0}],
+            "modelVersion": self.model,
+            "responseId": self.response_id,
+        });
+        self.write(&v, out);
+    }
+
+    /// Signature-only thought parts for all pending signatures but the last, which is returned.
+    fn take_signatures(&mut self, parts: &mut Vec<Value>) -> Option<String> {
+        let last = self.pending_signatures.pop();
+        for sig in self.pending_signatures.drain(..) {
+            parts.push(json!({"text": "", "thought": true, "thoughtSignature": sig}));
+        }
+        last
+    }
+
+    /// Feed one upstream event.
+    pub fn on_event(&mut self, event: &Event, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        match event {
+            Event::TextDelta { delta, .. } | Event::RefusalDelta { delta, .. } if !delta.is_empty() => {
+                self.chunk(vec![json!({"text": delta})], out);
+            }
+            Event::ReasoningSummaryDelta { delta, .. } if self.include_thoughts && !delta.is_empty() => {
+                self.chunk(vec![json!({"text": delta, "thought": true})], out);
+            }
+            Event::ItemDone { item: DoneItem::Reasoning { id, encrypted_content: Some(ec), .. }, .. } => {
+                self.pending_signatures.push(encode_signature(id, ec));
+            }
+            Event::ItemDone { item: DoneItem::FunctionCall { call_id, name, arguments, .. }, .. } => {
+                let mut parts = Vec::new();
+                let signature = self.take_signatures(&mut parts);
+                parts.push(function_call_part(call_id, name, arguments, signature));
+                self.calls += 1;
+                self.chunk(parts, out);
+            }
+            Event::Finished { terminal, usage, .. } => {
+                let finish = match terminal {
+                    Terminal::Completed if self.calls > 0 => Finish::ToolCalls,
+                    Terminal::Completed => Finish::Stop,
+                    Terminal::Incomplete { reason } => Finish::from_incomplete(reason),
+                    Terminal::Cut(f) => f.clone(),
+                };
+                self.finish(&finish, usage.as_ref(), out);
+            }
+            Event::Failed { code, message } => {
+                let err = crate::outcome::upstream_failure(code.as_deref(), message);
+                self.error(&err, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// The final chunk: pending signatures, `finishReason`, `usageMetadata`; then `]` in array mode.
+    pub fn finish(&mut self, finish: &Finish, usage: Option<&Usage>, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let mut parts = Vec::new();
+        if let Some(sig) = self.take_signatures(&mut parts) {
+            parts.push(json!({"text": "", "thought": true, "thoughtSignature": sig}));
+        }
+        if parts.is_empty() {
+            parts.push(json!({"text": ""}));
+        }
+        let v = json!({
+            "candidates": [{
+                "content": {"parts": parts, "role": "model"},
+                "finishReason": finish_reason(finish),
+                "index": 0,
+            }],
+            "usageMetadata": usage_metadata(&usage.copied().unwrap_or_default()),
+            "modelVersion": self.model,
+            "responseId": self.response_id,
+        });
+        self.write(&v, out);
+        self.close_array(out);
+    }
+
+    /// An error after the stream began: `{"error":{...}}` as the last chunk (both SDKs raise on it), then close.
+    pub fn error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let (_, body) = error_body(err);
+        self.write(&body, out);
+        self.close_array(out);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+/// A whole function call part. `args` is the parsed arguments object (`{}` if the upstream sent none).
+pub(super) fn function_call_part(call_id: &str, name: &str, arguments: &str, signature: Option<String>) -> Value {
+    let args = match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => json!({}),
+    };
+    let mut part = json!({"functionCall": {"id": call_id, "name": name, "args": args}});
+    if let Some(sig) = signature {
+        part["thoughtSignature"] = Value::String(sig);
+    }
+    part
+}

@@ -1,0 +1,253 @@
+//! Responses events -> Ollama NDJSON lines, the non-streaming answers, and the error body.
+//!
+//! Stream (spec §4, C1): one JSON object per line, no blank lines. Text as `message.content` (chat) or
+//! `response` (generate) fragments, reasoning summaries as `thinking` when the client asked to think, each tool
+//! call whole on one line with `arguments` as an object, and a final `done:true` line with `done_reason`, token
+//! counts and durations in nanoseconds. A failure after the first line is one `{"error":"..."}` line.
+
+use serde_json::{Map, Value, json};
+
+use crate::assemble::{Collected, OutputItem};
+use crate::error::GatewayError;
+use crate::outcome::Finish;
+use crate::responses::event::{DoneItem, Event, Terminal, Usage};
+
+/// Which Ollama route the answer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Generate,
+}
+
+/// Ollama's `done_reason` (spec C4).
+pub fn done_reason(finish: &Finish) -> &'static str {
+    match finish {
+        Finish::Length => "length",
+        Finish::Stop | Finish::StopSequence(_) | Finish::ToolCalls | Finish::ContentFilter => "stop",
+    }
+}
+
+/// `(status, {"error":"..."})`.
+pub fn error_body(err: &GatewayError) -> (u16, Value) {
+    (err.status(), json!({ "error": err.message }))
+}
+
+/// Nanoseconds since the request arrived; injected so the encoder stays pure and testable.
+pub type Clock = Box<dyn FnMut() -> u64 + Send>;
+
+/// Streaming encoder: upstream events in, NDJSON lines out.
+pub struct OllamaEncoder {
+    endpoint: Endpoint,
+    model: String,
+    created_at: String,
+    think: bool,
+    clock: Clock,
+    first_output_ns: Option<u64>,
+    calls: usize,
+    reasoning_parts: u32,
+    finished: bool,
+}
+
+impl OllamaEncoder {
+    pub fn new(endpoint: Endpoint, model: String, created_at: String, think: bool, clock: Clock) -> Self {
+        OllamaEncoder {
+            endpoint,
+            model,
+            created_at,
+            think,
+            clock,
+            first_output_ns: None,
+            calls: 0,
+            reasoning_parts: 0,
+            finished: false,
+        }
+    }
+
+    fn line(&self, v: &Value, out: &mut Vec<u8>) {
+        if let Ok(bytes) = serde_json::to_vec(v) {
+            out.extend_from_slice(&bytes);
+            out.push(b'\n');
+        }
+    }
+
+    fn head(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("model".into(), json!(self.model));
+        m.insert("created_at".into(), json!(self.created_at));
+        m
+    }
+
+    /// One line carrying `content` / `thinking` / `tool_calls`.
+    fn delta(&mut self, content: &str, thinking: Option<&str>, tool_calls: Option<Value>, out: &mut Vec<u8>) {
+        if self.first_output_ns.is_none() {
+            self.first_output_ns = Some((self.clock)());
+        }
+        let mut m = self.head();
+        match self.endpoint {
+            Endpoint::Chat => {
+                let mut msg = json!({"role": "assistant", "content": content});
+                if let Some(t) = thinking {
+                    msg["thinking"] = json!(t);
+                }
+                if let Some(tc) = tool_calls {
+                    msg["tool_calls"] = tc;
+                }
+                m.insert("message".into(), msg);
+            }
+            Endpoint::Generate => {
+                m.insert("response".into(), json!(content));
+                if let Some(t) = thinking {
+                    m.insert("thinking".into(), json!(t));
+                }
+            }
+        }
+        m.insert("done".into(), json!(false));
+        self.line(&Value::Object(m), out);
+    }
+
+    pub fn on_event(&mut self, event: &Event, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        match event {
+            Event::TextDelta { delta, .. } | Event::RefusalDelta { delta, .. } if !delta.is_empty() => {
+                self.delta(delta, None, None, out);
+            }
+            Event::ReasoningSummaryPartAdded { .. } if self.think => {
+                if self.reasoning_parts > 0 {
+                    self.delta("", Some("\n\n"), None, out);
+                }
+                self.reasoning_parts += 1;
+            }
+            Event::ReasoningSummaryDelta { delta, .. } if self.think && !delta.is_empty() => {
+                self.delta("", Some(delta), None, out);
+            }
+            Event::ItemDone { item: DoneItem::FunctionCall { call_id, name, arguments, .. }, .. }
+                if self.endpoint == Endpoint::Chat =>
+            {
+                let call = tool_call(call_id, name, arguments, self.calls);
+                self.calls += 1;
+                self.delta("", None, Some(json!([call])), out);
+            }
+            Event::Finished { terminal, usage, .. } => {
+                let finish = match terminal {
+                    Terminal::Completed => Finish::Stop,
+                    Terminal::Incomplete { reason } => Finish::from_incomplete(reason),
+                    Terminal::Cut(f) => f.clone(),
+                };
+                self.finish(&finish, usage.as_ref(), out);
+            }
+            Event::Failed { code, message } => {
+                let err = crate::outcome::upstream_failure(code.as_deref(), message);
+                self.error(&err, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// The `done:true` line with metrics.
+    pub fn finish(&mut self, finish: &Finish, usage: Option<&Usage>, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let total = (self.clock)();
+        let mut m = self.head();
+        match self.endpoint {
+            Endpoint::Chat => {
+                m.insert("message".into(), json!({"role": "assistant", "content": ""}));
+            }
+            Endpoint::Generate => {
+                m.insert("response".into(), json!(""));
+            }
+        }
+        m.insert("done".into(), json!(true));
+        m.insert("done_reason".into(), json!(done_reason(finish)));
+        metrics(&mut m, &usage.copied().unwrap_or_default(), total, self.first_output_ns.unwrap_or(total));
+        self.line(&Value::Object(m), out);
+    }
+
+    /// An error after the stream began: one `{"error":"..."}` line, then the body ends.
+    pub fn error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.line(&error_body(err).1, out);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+/// Token counts and durations: prompt evaluation lasts until the first output, evaluation the rest. The model
+/// is never "loaded", so `load_duration` is 0. Durations are at least 1 ns: clients divide by them.
+fn metrics(m: &mut Map<String, Value>, u: &Usage, total_ns: u64, first_output_ns: u64) {
+    let total = total_ns.max(2);
+    let prompt = first_output_ns.clamp(1, total - 1);
+    m.insert("total_duration".into(), json!(total));
+    m.insert("load_duration".into(), json!(0));
+    m.insert("prompt_eval_count".into(), json!(u.input_tokens));
+    m.insert("prompt_eval_duration".into(), json!(prompt));
+    m.insert("eval_count".into(), json!(u.output_tokens));
+    m.insert("eval_duration".into(), json!(total - prompt));
+}
+
+fn tool_call(call_id: &str, name: &str, arguments: &str, index: usize) -> Value {
+    let args = match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => json!({}),
+    };
+    json!({"id": call_id, "function": {"index": index, "name": name, "arguments": args}})
+}
+
+fn finish_of(c: &Collected) -> Finish {
+    c.finish.clone().unwrap_or(Finish::Stop)
+}
+
+/// The non-streaming `/api/chat` answer. `total_ns` is the measured request time.
+pub fn render_chat(c: &Collected, model: &str, created_at: &str, think: bool, total_ns: u64) -> Value {
+    let mut message = json!({"role": "assistant", "content": c.text()});
+    let reasoning = c.reasoning_summary();
+    if think && !reasoning.is_empty() {
+        message["thinking"] = json!(reasoning);
+    }
+    let calls: Vec<Value> = c
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            OutputItem::FunctionCall { call_id, name, arguments } => Some((call_id, name, arguments)),
+            _ => None,
+        })
+        .enumerate()
+        .map(|(k, (id, name, args))| tool_call(id, name, args, k))
+        .collect();
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let mut m = Map::new();
+    m.insert("model".into(), json!(model));
+    m.insert("created_at".into(), json!(created_at));
+    m.insert("message".into(), message);
+    m.insert("done".into(), json!(true));
+    m.insert("done_reason".into(), json!(done_reason(&finish_of(c))));
+    metrics(&mut m, &c.usage, total_ns, 0);
+    Value::Object(m)
+}
+
+/// The non-streaming `/api/generate` answer.
+pub fn render_generate(c: &Collected, model: &str, created_at: &str, think: bool, total_ns: u64) -> Value {
+    let mut m = Map::new();
+    m.insert("model".into(), json!(model));
+    m.insert("created_at".into(), json!(created_at));
+    m.insert("response".into(), json!(c.text()));
+    let reasoning = c.reasoning_summary();
+    if think && !reasoning.is_empty() {
+        m.insert("thinking".into(), json!(reasoning));
+    }
+    m.insert("done".into(), json!(true));
+    m.insert("done_reason".into(), json!(done_reason(&finish_of(c))));
+    metrics(&mut m, &c.usage, total_ns, 0);
+    Value::Object(m)
+}
