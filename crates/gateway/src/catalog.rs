@@ -1,17 +1,11 @@
 //! The model catalog: fetched from the upstream (`/models?client_version=`) with an account's token, cached,
 //! with a built-in list as fallback. Decides which model ids are known (unknown ones get a clear 404).
 
-use std::time::{Duration, Instant};
-
 use dialects::GatewayError;
-use parking_lot::RwLock;
 use serde_json::{Value, json};
-use tracing::debug;
 
 use crate::server::AppState;
 use crate::store::AccountKind;
-
-const TTL: Duration = Duration::from_secs(600);
 
 /// Known Codex slugs mid-2026 (spec/codex-upstream.md), used until the upstream catalog is fetched.
 const DEFAULT_MODELS: [(&str, &str, u64, bool); 5] = [
@@ -46,40 +40,48 @@ pub fn default_entries() -> Vec<Value> {
         .collect()
 }
 
+/// The gateway-wide catalog: the union of what the accounts' plans serve.
 #[derive(Default)]
-pub struct Catalog {
-    cache: RwLock<Option<(Instant, Vec<Value>)>>,
-    fetch_lock: tokio::sync::Mutex<()>,
-}
+pub struct Catalog;
 
 impl Catalog {
-    /// Catalog entries in the Codex shape (`slug`, `context_window`, ...).
+    /// Catalog entries in the Codex shape (`slug`, `context_window`, ...), best first: the union of the
+    /// accounts' fetched catalogs, or the built-in list when none is known.
     pub async fn entries(&self, state: &AppState) -> Vec<Value> {
-        if let Some((at, entries)) = self.cache.read().as_ref()
-            && at.elapsed() < TTL
-        {
-            return entries.clone();
-        }
-        let _guard = self.fetch_lock.lock().await;
-        if let Some((at, entries)) = self.cache.read().as_ref()
-            && at.elapsed() < TTL
-        {
-            return entries.clone();
-        }
-        match fetch(state).await {
-            Some(entries) if !entries.is_empty() => {
-                *self.cache.write() = Some((Instant::now(), entries.clone()));
-                entries
+        let list = state.pool.accounts();
+        let known: Vec<Vec<Value>> =
+            list.iter().filter(|a| a.is_active()).filter_map(|a| a.catalog_entries()).collect();
+        let known = if known.is_empty() && list.iter().any(|a| a.kind == AccountKind::Chatgpt && a.is_active()) {
+            // First use: fetch now rather than advertise models a plan may not have.
+            for a in list.iter().filter(|a| a.kind == AccountKind::Chatgpt && a.is_active()) {
+                state.pool.refresh_catalog(a).await;
             }
-            _ => default_entries(),
+            list.iter().filter(|a| a.is_active()).filter_map(|a| a.catalog_entries()).collect()
+        } else {
+            known
+        };
+        let mut out: Vec<Value> = Vec::new();
+        for entry in known.into_iter().flatten() {
+            let slug = entry.get("slug").and_then(Value::as_str).unwrap_or_default();
+            if !slug.is_empty() && !out.iter().any(|e| e.get("slug").and_then(Value::as_str) == Some(slug)) {
+                out.push(entry);
+            }
         }
+        for a in list.iter().filter(|a| a.is_active()) {
+            for m in a.models.iter().flatten() {
+                if !out.iter().any(|e| e.get("slug").and_then(Value::as_str) == Some(m.as_str())) {
+                    out.push(json!({"slug": m, "display_name": m, "visibility": "list", "supported_in_api": true}));
+                }
+            }
+        }
+        if out.is_empty() { default_entries() } else { out }
     }
 
-    /// Ok if `slug` can be served. API-key-only pools accept any id (the OpenAI API decides).
+    /// Ok if some account can be asked for `slug`. An API-key account without a model list accepts any id
+    /// (the OpenAI API decides).
     pub async fn check(&self, state: &AppState, slug: &str) -> Result<(), GatewayError> {
-        let pool = &state.pool;
-        let chatgpt = pool.accounts().iter().any(|a| a.kind == AccountKind::Chatgpt);
-        if !chatgpt && !pool.accounts().is_empty() {
+        let open_ended = state.pool.accounts().iter().any(|a| a.kind != AccountKind::Chatgpt && a.models.is_none());
+        if open_ended {
             return Ok(());
         }
         let entries = self.entries(state).await;
@@ -89,27 +91,4 @@ impl Catalog {
             Err(GatewayError::model_not_found(slug))
         }
     }
-}
-
-async fn fetch(state: &AppState) -> Option<Vec<Value>> {
-    let account = state
-        .pool
-        .accounts()
-        .iter()
-        .find(|a| a.kind == AccountKind::Chatgpt && a.status().0 == crate::store::AccountStatus::Active)?
-        .clone();
-    let token = state.pool.access_token(&account, None).await.ok()?;
-    let url =
-        format!("{}/models?client_version={}", state.config.upstream_base_url, crate::upstream::CODEX_CLIENT_VERSION);
-    let mut req = state.upstream.http().get(&url).bearer_auth(token).header("originator", "codex_cli_rs");
-    if let Some(id) = account.chatgpt_account_id() {
-        req = req.header("chatgpt-account-id", id);
-    }
-    let resp = req.timeout(Duration::from_secs(15)).send().await.ok()?;
-    if !resp.status().is_success() {
-        debug!(status = resp.status().as_u16(), "model catalog fetch failed; using the built-in list");
-        return None;
-    }
-    let v: Value = resp.json().await.ok()?;
-    v.get("models").and_then(Value::as_array).cloned()
 }

@@ -1,6 +1,7 @@
 //! Configuration in two stages: a raw TOML file (every key optional, unknown keys refused), then a resolved
 //! [`Config`] after environment variables and command-line flags are merged on top (flags win).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,6 +30,56 @@ pub struct RawConfig {
     pub upstream_idle_timeout_secs: Option<u64>,
     pub default_reasoning_effort: Option<String>,
     pub log: Option<String>,
+    pub ollama: Option<RawOllama>,
+    pub gemini: Option<RawGemini>,
+    pub routing: Option<RawRouting>,
+}
+
+/// `[routing]`: how the account pool chooses (docs/accounts.md).
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    pub strategy: Option<String>,
+    pub plan_priority: Option<Vec<String>>,
+    pub max_concurrent_per_account: Option<usize>,
+    pub queue_per_account: Option<usize>,
+    pub queue_timeout_secs: Option<u64>,
+    pub affinity_capacity: Option<usize>,
+    pub usage_poll_secs: Option<u64>,
+}
+
+/// How the pool picks an account for a request without conversation affinity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Most quota headroom first; the soonest reset breaks ties, then the least recently used.
+    LeastUsed,
+    RoundRobin,
+    /// Stay on one account until it cannot serve.
+    Sticky,
+}
+
+impl Strategy {
+    pub fn parse(s: &str) -> Option<Strategy> {
+        match s {
+            "least_used" => Some(Strategy::LeastUsed),
+            "round_robin" => Some(Strategy::RoundRobin),
+            "sticky" => Some(Strategy::Sticky),
+            _ => None,
+        }
+    }
+}
+
+/// Resolved `[routing]`.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    pub strategy: Strategy,
+    /// Plans in order of preference (e.g. `["plus", "pro"]`); unlisted plans come after.
+    pub plan_priority: Vec<String>,
+    pub max_concurrent_per_account: usize,
+    pub queue_per_account: usize,
+    pub queue_timeout: Duration,
+    pub affinity_capacity: usize,
+    pub usage_poll: Duration,
 }
 
 /// Values from the command line; `None` means "not given".
@@ -60,6 +111,9 @@ pub struct Config {
     pub upstream_idle_timeout: Duration,
     pub default_reasoning_effort: Option<String>,
     pub log: String,
+    pub ollama: OllamaBridge,
+    pub gemini_model_aliases: HashMap<String, String>,
+    pub routing: Routing,
 }
 
 /// Environment lookups go through this so tests can pass a map instead of mutating the process.
@@ -173,7 +227,23 @@ impl Config {
             Some(v) => v.parse().with_context(|| format!("CODEX_GATEWAY_KEEPALIVE_SECS={v} is not a number"))?,
             None => raw.keepalive_secs.unwrap_or(15),
         };
+        let r = raw.routing.clone().unwrap_or_default();
+        let strategy_name = env.get("CODEX_GATEWAY_STRATEGY").or(r.strategy).unwrap_or_else(|| "least_used".into());
+        let strategy = Strategy::parse(&strategy_name)
+            .with_context(|| format!("routing strategy `{strategy_name}` is not least_used, round_robin or sticky"))?;
+        let routing = Routing {
+            strategy,
+            plan_priority: r.plan_priority.unwrap_or_default(),
+            max_concurrent_per_account: r.max_concurrent_per_account.unwrap_or(16).max(1),
+            queue_per_account: r.queue_per_account.unwrap_or(64),
+            queue_timeout: Duration::from_secs(r.queue_timeout_secs.unwrap_or(30)),
+            affinity_capacity: r.affinity_capacity.unwrap_or(10_000).max(16),
+            usage_poll: Duration::from_secs(r.usage_poll_secs.unwrap_or(300).max(30)),
+        };
+        let ollama = OllamaBridge::resolve(raw.ollama, env)?;
+        let gemini_model_aliases = raw.gemini.and_then(|g| g.model_aliases).unwrap_or_default();
         Ok(Config {
+            routing,
             listen: SocketAddr::new(ip, port),
             api_keys,
             data_dir,
@@ -198,6 +268,8 @@ impl Config {
             upstream_idle_timeout: Duration::from_secs(raw.upstream_idle_timeout_secs.unwrap_or(300)),
             default_reasoning_effort: effort,
             log: env.get("RUST_LOG").or(raw.log).unwrap_or_else(|| "info".into()),
+            ollama,
+            gemini_model_aliases,
         })
     }
 
@@ -207,6 +279,71 @@ impl Config {
 
     pub fn codex_auth_file(&self) -> PathBuf {
         self.codex_home.join("auth.json")
+    }
+}
+
+/// `[ollama]`: the Ollama-compatible bridge (a second, unauthenticated listener; off by default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOllama {
+    pub enabled: Option<bool>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// Must be true to bind anything but a loopback address: the bridge has no authentication.
+    pub allow_remote: Option<bool>,
+}
+
+/// `[gemini]`: Gemini model ids -> Codex models (`"gemini-2.5-pro" = "gpt-5.5-high"`, or a family key `pro`,
+/// `flash`, `flash-lite`, `gemini`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGemini {
+    pub model_aliases: Option<HashMap<String, String>>,
+}
+
+/// The resolved Ollama bridge settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OllamaBridge {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Set when the bridge may bind a non-loopback address (the operator said so explicitly).
+    pub allow_remote: bool,
+}
+
+impl OllamaBridge {
+    /// File, then env (`CODEX_GATEWAY_OLLAMA_ENABLED`, `_HOST`, `_PORT`, `_ALLOW_REMOTE`). Binding beyond loopback
+    /// without `allow_remote` is refused.
+    fn resolve(raw: Option<RawOllama>, env: &dyn Env) -> anyhow::Result<OllamaBridge> {
+        let raw = raw.unwrap_or_default();
+        let flag = |key: &str, file: Option<bool>| -> anyhow::Result<bool> {
+            match env.get(key) {
+                Some(v) => match v.to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => Ok(true),
+                    "0" | "false" | "no" | "off" => Ok(false),
+                    _ => bail!("{key}={v} is not a boolean (use 1 or 0)"),
+                },
+                None => Ok(file.unwrap_or(false)),
+            }
+        };
+        let enabled = flag("CODEX_GATEWAY_OLLAMA_ENABLED", raw.enabled)?;
+        let allow_remote = flag("CODEX_GATEWAY_OLLAMA_ALLOW_REMOTE", raw.allow_remote)?;
+        let host = env.get("CODEX_GATEWAY_OLLAMA_HOST").or(raw.host).unwrap_or_else(|| "127.0.0.1".into());
+        let port = match env.get("CODEX_GATEWAY_OLLAMA_PORT") {
+            Some(p) => p.parse().with_context(|| format!("CODEX_GATEWAY_OLLAMA_PORT={p} is not a port number"))?,
+            None => raw.port.unwrap_or(11434),
+        };
+        let ip: IpAddr = match host.as_str() {
+            "localhost" => IpAddr::from([127, 0, 0, 1]),
+            h => h.parse().with_context(|| format!("ollama.host `{h}` is not an IP address"))?,
+        };
+        if enabled && !ip.is_loopback() && !allow_remote {
+            bail!(
+                "refusing to run the Ollama bridge on {ip}: it has no authentication, so anyone who can reach it \
+                 can use your ChatGPT plan. Bind 127.0.0.1, or set `allow_remote = true` in [ollama] \
+                 (CODEX_GATEWAY_OLLAMA_ALLOW_REMOTE=1) if you really mean it."
+            );
+        }
+        Ok(OllamaBridge { enabled, listen: SocketAddr::new(ip, port), allow_remote })
     }
 }
 
@@ -252,6 +389,26 @@ mod tests {
         assert!(err.is_some_and(|e| e.to_string().contains("CODEX_GATEWAY_API_KEY")));
         let e = env(&[("CODEX_GATEWAY_HOST", "0.0.0.0"), ("CODEX_GATEWAY_API_KEY", "k")]);
         assert!(Config::resolve(RawConfig::default(), &Overrides::default(), &e).is_ok());
+    }
+
+    #[test]
+    fn ollama_bridge_is_off_by_default_and_loopback_only() -> anyhow::Result<()> {
+        let c = Config::resolve(RawConfig::default(), &Overrides::default(), &env(&[]))?;
+        assert!(!c.ollama.enabled);
+        assert_eq!(c.ollama.listen.to_string(), "127.0.0.1:11434");
+        let e = env(&[("CODEX_GATEWAY_OLLAMA_ENABLED", "1"), ("CODEX_GATEWAY_OLLAMA_PORT", "0")]);
+        let c = Config::resolve(RawConfig::default(), &Overrides::default(), &e)?;
+        assert!(c.ollama.enabled);
+        assert_eq!(c.ollama.listen.port(), 0);
+        let raw: RawConfig = toml::from_str("[ollama]\nenabled = true\nhost = \"0.0.0.0\"")?;
+        let err = Config::resolve(raw, &Overrides::default(), &env(&[])).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("allow_remote")));
+        let raw: RawConfig = toml::from_str("[ollama]\nenabled = true\nhost = \"0.0.0.0\"\nallow_remote = true")?;
+        assert!(Config::resolve(raw, &Overrides::default(), &env(&[]))?.ollama.allow_remote);
+        let raw: RawConfig = toml::from_str("[gemini.model_aliases]\npro = \"gpt-5.4-high\"")?;
+        let c = Config::resolve(raw, &Overrides::default(), &env(&[]))?;
+        assert_eq!(c.gemini_model_aliases.get("pro").map(String::as_str), Some("gpt-5.4-high"));
+        Ok(())
     }
 
     #[test]

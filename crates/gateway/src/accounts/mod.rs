@@ -1,24 +1,23 @@
-//! The account pool: which credentials serve the next request, and keeping their tokens fresh.
-//!
-//! Accounts come from the gateway's store; with none there, the Codex CLI's auth.json is used in *linked* mode
-//! (read it, write refreshed tokens back, re-read before refreshing); else `OPENAI_API_KEY`. Token refresh is
-//! single-flight per account: one refresh at a time, others wait and reuse its result.
+//! Accounts: one upstream identity each (ChatGPT login, OpenAI API key, or a Responses-compatible relay), with
+//! the runtime state routing needs (quota, cooldowns, catalog, concurrency), and the pool that chooses among them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
-use dialects::{ErrorKind, GatewayError};
-use parking_lot::RwLock;
-use tracing::{info, warn};
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+use tokio::sync::Semaphore;
 
-use crate::auth::codex_file::{self, FileCredentials};
-use crate::auth::refresh::{RefreshError, needs_refresh, refresh};
 use crate::auth::{Tokens, jwt, now_unix};
-use crate::config::Config;
-use crate::store::{AccountKind, AccountStatus, Store, StoredAccount};
+use crate::store::{AccountKind, AccountStatus, StoredAccount};
 
+mod pool;
 pub mod quota;
+pub mod select;
 
+pub use pool::{Lease, Pool};
 pub use quota::QuotaSnapshot;
 
 /// Where an account's credentials live, which decides where a refresh is written.
@@ -31,24 +30,64 @@ pub enum Source {
     Env,
 }
 
-#[derive(Debug, Clone)]
-struct Creds {
-    tokens: Option<Tokens>,
-    api_key: Option<String>,
+impl Source {
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Store => "store".into(),
+            Source::Linked(p) => format!("linked:{}", p.display()),
+            Source::Env => "env".into(),
+        }
+    }
 }
 
-/// One upstream identity.
+#[derive(Debug, Clone)]
+pub(crate) struct Creds {
+    pub(crate) tokens: Option<Tokens>,
+    pub(crate) api_key: Option<String>,
+}
+
+/// A period during which an account (or one model on it) is skipped, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Cooldown {
+    /// `None`: the whole account.
+    pub model: Option<String>,
+    pub until: i64,
+    pub reason: String,
+}
+
+/// The models an account's plan serves, as fetched from the upstream catalog.
+#[derive(Debug, Clone)]
+pub struct AccountCatalog {
+    pub fetched: Instant,
+    pub entries: Vec<Value>,
+}
+
+/// One upstream identity and its runtime state.
 pub struct Account {
     pub id: String,
     pub kind: AccountKind,
     pub source: Source,
-    pub label: Option<String>,
+    pub label: RwLock<Option<String>>,
     pub email: Option<String>,
-    pub plan: Option<String>,
-    creds: RwLock<Creds>,
-    status: RwLock<(AccountStatus, Option<String>)>,
-    refresh_lock: tokio::sync::Mutex<()>,
+    pub plan: RwLock<Option<String>>,
+    /// Relay base URL (ends before `/responses`).
+    pub base_url: Option<String>,
+    /// Models an API-key or relay account serves (None: any).
+    pub models: Option<Vec<String>>,
+    pub proxy: Option<String>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) creds: RwLock<Creds>,
+    pub(crate) status: RwLock<(AccountStatus, Option<String>)>,
+    pub(crate) refresh_lock: tokio::sync::Mutex<()>,
     pub quota: RwLock<QuotaSnapshot>,
+    pub(crate) cooldowns: Mutex<Vec<Cooldown>>,
+    pub(crate) catalog: RwLock<Option<AccountCatalog>>,
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) waiting: AtomicUsize,
+    pub(crate) in_flight: AtomicUsize,
+    /// Unix milliseconds of the last lease (0: never).
+    pub last_used: AtomicI64,
+    pub requests: AtomicU64,
 }
 
 impl std::fmt::Debug for Account {
@@ -58,23 +97,38 @@ impl std::fmt::Debug for Account {
 }
 
 impl Account {
-    fn new(stored: StoredAccount, source: Source) -> Account {
+    pub(crate) fn new(stored: StoredAccount, source: Source, http: reqwest::Client, max_concurrent: usize) -> Account {
         Account {
             id: stored.id,
             kind: stored.kind,
             source,
-            label: stored.label,
+            label: RwLock::new(stored.label),
             email: stored.email,
-            plan: stored.plan,
+            plan: RwLock::new(stored.plan),
+            base_url: stored.base_url,
+            models: stored.models,
+            proxy: stored.proxy,
+            http,
             creds: RwLock::new(Creds { tokens: stored.tokens, api_key: stored.api_key }),
             status: RwLock::new((stored.status, stored.status_reason)),
             refresh_lock: tokio::sync::Mutex::new(()),
             quota: RwLock::new(QuotaSnapshot::default()),
+            cooldowns: Mutex::new(Vec::new()),
+            catalog: RwLock::new(None),
+            slots: Arc::new(Semaphore::new(max_concurrent)),
+            waiting: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            last_used: AtomicI64::new(0),
+            requests: AtomicU64::new(0),
         }
     }
 
     pub fn status(&self) -> (AccountStatus, Option<String>) {
         self.status.read().clone()
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.status.read().0 == AccountStatus::Active
     }
 
     /// The ChatGPT account id sent as `ChatGPT-Account-ID`.
@@ -86,14 +140,125 @@ impl Account {
         self.creds.read().api_key.clone()
     }
 
-    fn tokens(&self) -> Option<Tokens> {
+    pub(crate) fn tokens(&self) -> Option<Tokens> {
         self.creds.read().tokens.clone()
     }
 
-    /// A short, safe description for logs and `accounts list`.
+    /// The HTTP client for this account (its own proxy, or the global client).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn label(&self) -> Option<String> {
+        self.label.read().clone()
+    }
+
+    pub fn plan(&self) -> Option<String> {
+        self.plan.read().clone()
+    }
+
+    /// A short, safe description for logs and errors.
     pub fn describe(&self) -> String {
-        let who = self.label.clone().or_else(|| self.email.clone()).unwrap_or_else(|| self.id.clone());
+        let who = self.label().or_else(|| self.email.clone()).unwrap_or_else(|| self.id.clone());
         format!("{who} ({})", self.kind.as_str())
+    }
+
+    /// Active cooldowns (expired ones are dropped).
+    pub fn cooldowns(&self, now: i64) -> Vec<Cooldown> {
+        let mut c = self.cooldowns.lock();
+        c.retain(|x| x.until > now);
+        c.clone()
+    }
+
+    /// Skip this account (or one model on it) until `until`.
+    pub fn cool_down(&self, model: Option<&str>, until: i64, reason: &str) {
+        let mut c = self.cooldowns.lock();
+        c.retain(|x| x.model.as_deref() != model);
+        c.push(Cooldown { model: model.map(str::to_string), until, reason: reason.to_string() });
+    }
+
+    pub fn clear_cooldowns(&self) {
+        self.cooldowns.lock().clear();
+        let mut q = self.quota.write();
+        // A cleared account is tried again even if its last quota reading said it was full.
+        if q.primary_used_percent.is_some_and(|u| u >= 100.0) {
+            q.primary_used_percent = Some(99.0);
+        }
+        if q.secondary_used_percent.is_some_and(|u| u >= 100.0) {
+            q.secondary_used_percent = Some(99.0);
+        }
+    }
+
+    /// When this account can serve `model` again and why not now, if it cannot now.
+    pub fn blocked(&self, model: &str, now: i64) -> Option<(i64, String)> {
+        let cooled = self
+            .cooldowns(now)
+            .into_iter()
+            .filter(|c| c.model.is_none() || c.model.as_deref() == Some(model))
+            .max_by_key(|c| c.until)
+            .map(|c| (c.until, c.reason));
+        let quota = self.quota.read().blocked_until(now).map(|t| (t, "quota window used up".to_string()));
+        match (cooled, quota) {
+            (Some(a), Some(b)) => Some(if a.0 >= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether this account's plan (or configuration) serves `slug`. Unknown catalog: assume yes.
+    pub fn serves(&self, slug: &str) -> bool {
+        if let Some(models) = &self.models {
+            return models.iter().any(|m| m == slug);
+        }
+        match self.catalog.read().as_ref() {
+            Some(c) => c.entries.iter().any(|e| e.get("slug").and_then(Value::as_str) == Some(slug)),
+            None => true,
+        }
+    }
+
+    pub fn catalog_entries(&self) -> Option<Vec<Value>> {
+        self.catalog.read().as_ref().map(|c| c.entries.clone())
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// A JSON view for `accounts list` and the admin API. Never contains secrets.
+    pub fn summary(&self, now: i64) -> Value {
+        let (status, reason) = self.status();
+        let q = self.quota.read().clone();
+        serde_json::json!({
+            "id": self.id,
+            "kind": self.kind.as_str(),
+            "label": self.label(),
+            "email": self.email,
+            "plan": self.plan(),
+            "source": self.source.describe(),
+            "status": status.as_str(),
+            "status_reason": reason,
+            "base_url": self.base_url,
+            "models": self.models,
+            "proxy": self.proxy.as_deref().map(redact_proxy),
+            "quota": {
+                "primary_used_percent": q.primary_used_percent,
+                "primary_reset_at": q.primary_reset_at,
+                "secondary_used_percent": q.secondary_used_percent,
+                "secondary_reset_at": q.secondary_reset_at,
+                "updated_at": (q.updated_at > 0).then_some(q.updated_at),
+            },
+            "cooldowns": self.cooldowns(now),
+            "in_flight": self.in_flight(),
+            "requests": self.requests.load(Ordering::Relaxed),
+            "last_used": match self.last_used.load(Ordering::Relaxed) { 0 => None, t => Some(t / 1000) },
+        })
+    }
+}
+
+/// `http://user:pass@host:port` -> `http://***@host:port`.
+pub fn redact_proxy(p: &str) -> String {
+    match (p.find("://"), p.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &p[..s + 3], &p[at..]),
+        _ => p.to_string(),
     }
 }
 
@@ -111,6 +276,8 @@ pub fn stored_from_tokens(tokens: Tokens, label: Option<String>) -> StoredAccoun
         tokens: Some(tokens),
         api_key: None,
         base_url: None,
+        proxy: None,
+        models: None,
         status: AccountStatus::Active,
         status_reason: None,
         created_at: now_unix(),
@@ -124,193 +291,24 @@ pub fn account_key(chatgpt_account_id: &str, email: Option<&str>) -> String {
     format!("acc-{}", d.iter().take(5).map(|b| format!("{b:02x}")).collect::<String>())
 }
 
-pub fn stored_from_api_key(key: &str, label: Option<String>) -> StoredAccount {
+/// An API-key account (OpenAI API) or, with `base_url`, a relay account.
+pub fn stored_from_api_key(key: &str, label: Option<String>, base_url: Option<String>) -> StoredAccount {
     use sha2::{Digest, Sha256};
-    let d = Sha256::digest(key.as_bytes());
+    let d = Sha256::digest(format!("{}\n{key}", base_url.as_deref().unwrap_or("")).as_bytes());
+    let prefix = if base_url.is_some() { "relay" } else { "key" };
     StoredAccount {
-        id: format!("key-{}", d.iter().take(5).map(|b| format!("{b:02x}")).collect::<String>()),
-        kind: AccountKind::ApiKey,
+        id: format!("{prefix}-{}", d.iter().take(5).map(|b| format!("{b:02x}")).collect::<String>()),
+        kind: if base_url.is_some() { AccountKind::Relay } else { AccountKind::ApiKey },
         label,
         email: None,
         plan: None,
         tokens: None,
         api_key: Some(key.to_string()),
-        base_url: None,
+        base_url: base_url.map(|u| u.trim_end_matches('/').to_string()),
+        proxy: None,
+        models: None,
         status: AccountStatus::Active,
         status_reason: None,
         created_at: now_unix(),
-    }
-}
-
-pub struct Pool {
-    accounts: Vec<Arc<Account>>,
-    store: Arc<Store>,
-    http: reqwest::Client,
-    issuer: String,
-}
-
-impl Pool {
-    /// The store's accounts; if it has none, the linked auth.json; then `OPENAI_API_KEY`.
-    pub fn load(config: &Config, store: Arc<Store>, http: reqwest::Client) -> anyhow::Result<Pool> {
-        let mut accounts: Vec<Arc<Account>> =
-            store.list_accounts()?.into_iter().map(|a| Arc::new(Account::new(a, Source::Store))).collect();
-        if accounts.is_empty() {
-            let path = config.codex_auth_file();
-            match codex_file::read(&path).map(|f| f.credentials()) {
-                Ok(Some(FileCredentials::Chatgpt(tokens))) => {
-                    info!(path = %path.display(), "using the Codex CLI login (linked mode)");
-                    accounts.push(Arc::new(Account::new(
-                        stored_from_tokens(tokens, Some("codex-cli".into())),
-                        Source::Linked(path),
-                    )));
-                }
-                Ok(Some(FileCredentials::ApiKey(key))) => {
-                    accounts.push(Arc::new(Account::new(
-                        stored_from_api_key(&key, Some("codex-cli key".into())),
-                        Source::Env,
-                    )));
-                }
-                Ok(None) => {}
-                Err(e) if path.exists() => warn!("ignoring {}: {e:#}", path.display()),
-                Err(_) => {}
-            }
-        }
-        if let Some(key) = &config.openai_api_key
-            && !accounts.iter().any(|a| a.api_key().as_deref() == Some(key.as_str()))
-        {
-            accounts.push(Arc::new(Account::new(stored_from_api_key(key, Some("OPENAI_API_KEY".into())), Source::Env)));
-        }
-        Ok(Pool { accounts, store, http, issuer: config.auth_issuer.clone() })
-    }
-
-    pub fn accounts(&self) -> &[Arc<Account>] {
-        &self.accounts
-    }
-
-    /// Any account that can serve requests now.
-    pub fn has_usable(&self) -> bool {
-        self.accounts.iter().any(|a| a.status().0 == AccountStatus::Active)
-    }
-
-    /// The account for the next request, skipping `exclude` (accounts already tried for this request).
-    pub fn pick(&self, exclude: &[String]) -> Result<Arc<Account>, GatewayError> {
-        if let Some(a) =
-            self.accounts.iter().find(|a| a.status().0 == AccountStatus::Active && !exclude.contains(&a.id))
-        {
-            return Ok(a.clone());
-        }
-        Err(self.no_account_error())
-    }
-
-    fn no_account_error(&self) -> GatewayError {
-        if self.accounts.is_empty() {
-            return GatewayError::new(
-                ErrorKind::NotLoggedIn,
-                "codex-gateway has no credentials. Log in with the Codex CLI (`codex login`, the gateway then uses \
-                 ~/.codex/auth.json), or run `codex-gateway accounts import [PATH]`, or set OPENAI_API_KEY; then \
-                 restart the gateway.",
-            )
-            .with_code("not_logged_in");
-        }
-        let needing: Vec<String> =
-            self.accounts.iter().filter(|a| a.status().0 == AccountStatus::NeedsLogin).map(|a| a.describe()).collect();
-        if !needing.is_empty() {
-            return GatewayError::new(
-                ErrorKind::NotLoggedIn,
-                format!(
-                    "The login of {} is no longer valid. Log in again (`codex login`, then `codex-gateway accounts import`) and restart the gateway.",
-                    needing.join(", ")
-                ),
-            )
-            .with_code("needs_login");
-        }
-        GatewayError::new(ErrorKind::Overloaded, "No account is available to serve this request right now.")
-            .with_code("no_account_available")
-    }
-
-    /// An access token for `account`, refreshed first when it is about to expire. With `after_401` set to the
-    /// token the upstream just refused, a refresh is forced unless another request already replaced it.
-    pub async fn access_token(&self, account: &Account, after_401: Option<&str>) -> Result<String, GatewayError> {
-        let Some(tokens) = account.tokens() else {
-            return account.api_key().ok_or_else(|| GatewayError::internal("account has no credentials"));
-        };
-        let stale = |t: &Tokens| match after_401 {
-            Some(refused) => t.access_token == refused,
-            None => needs_refresh(t, now_unix()),
-        };
-        if !stale(&tokens) {
-            return Ok(tokens.access_token);
-        }
-        let _guard = account.refresh_lock.lock().await;
-        // Someone may have refreshed while we waited for the lock.
-        let mut current = account.tokens().unwrap_or(tokens);
-        if let Source::Linked(path) = &account.source {
-            // The Codex CLI may have refreshed: adopt its tokens rather than spending our (now dead) one.
-            if let Ok(Some(FileCredentials::Chatgpt(file_tokens))) = codex_file::read(path).map(|f| f.credentials())
-                && file_tokens.refresh_token != current.refresh_token
-                && !file_tokens.refresh_token.is_empty()
-            {
-                info!(account = %account.id, "adopting tokens refreshed by the Codex CLI");
-                current = file_tokens;
-                account.creds.write().tokens = Some(current.clone());
-            }
-        }
-        if !stale(&current) {
-            return Ok(current.access_token);
-        }
-        if account.status().0 == AccountStatus::NeedsLogin {
-            return Err(self.no_account_error());
-        }
-        match refresh(&self.http, &self.issuer, &current).await {
-            Ok(new_tokens) => {
-                // Persist before anything uses the new tokens: the old refresh token is already dead.
-                self.persist(account, &new_tokens).await;
-                account.creds.write().tokens = Some(new_tokens.clone());
-                *account.status.write() = (AccountStatus::Active, None);
-                info!(account = %account.id, "access token refreshed");
-                Ok(new_tokens.access_token)
-            }
-            Err(RefreshError::Permanent(reason)) => {
-                warn!(account = %account.id, %reason, "refresh token rejected: account needs login");
-                *account.status.write() = (AccountStatus::NeedsLogin, Some(reason.clone()));
-                if account.source == Source::Store {
-                    let (store, id) = (self.store.clone(), account.id.clone());
-                    let _ = tokio::task::spawn_blocking(move || {
-                        store.set_status(&id, AccountStatus::NeedsLogin, Some(&reason))
-                    })
-                    .await;
-                }
-                Err(self.no_account_error())
-            }
-            Err(RefreshError::Transient(msg)) => {
-                warn!(account = %account.id, %msg, "token refresh failed");
-                Err(GatewayError::new(
-                    ErrorKind::UpstreamUnavailable,
-                    format!("Could not refresh the ChatGPT login: {msg}"),
-                ))
-            }
-        }
-    }
-
-    async fn persist(&self, account: &Account, tokens: &Tokens) {
-        let result = match &account.source {
-            Source::Store => {
-                let (store, id, t) = (self.store.clone(), account.id.clone(), tokens.clone());
-                tokio::task::spawn_blocking(move || store.save_tokens(&id, &t))
-                    .await
-                    .unwrap_or_else(|e| Err(anyhow::anyhow!("store task failed: {e}")))
-            }
-            Source::Linked(path) => {
-                let (path, t) = (path.clone(), tokens.clone());
-                tokio::task::spawn_blocking(move || codex_file::write_tokens(&path, &t))
-                    .await
-                    .unwrap_or_else(|e| Err(anyhow::anyhow!("file task failed: {e}")))
-            }
-            Source::Env => Ok(()),
-        };
-        if let Err(e) = result {
-            // The tokens still work in memory; say loudly that they are not saved.
-            warn!(account = %account.id, "could not save refreshed tokens: {e:#}");
-        }
     }
 }

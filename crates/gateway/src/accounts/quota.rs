@@ -32,6 +32,53 @@ impl QuotaSnapshot {
     }
 }
 
+/// Parse the `/wham/usage` answer into a snapshot (and the plan it reports).
+pub fn from_usage(body: &serde_json::Value, now: i64) -> (QuotaSnapshot, Option<String>) {
+    let window = |name: &str| body.get("rate_limit").and_then(|r| r.get(name));
+    let used =
+        |w: Option<&serde_json::Value>| w.and_then(|w| w.get("used_percent")).and_then(serde_json::Value::as_f64);
+    let reset = |w: Option<&serde_json::Value>| {
+        w.and_then(|w| {
+            w.get("reset_at")
+                .and_then(serde_json::Value::as_i64)
+                .or_else(|| w.get("reset_after_seconds").and_then(serde_json::Value::as_i64).map(|s| now + s))
+        })
+    };
+    let (p, s) = (window("primary_window"), window("secondary_window"));
+    let snap = QuotaSnapshot {
+        primary_used_percent: used(p),
+        primary_reset_at: reset(p),
+        secondary_used_percent: used(s),
+        secondary_reset_at: reset(s),
+        updated_at: now,
+    };
+    (snap, body.get("plan_type").and_then(serde_json::Value::as_str).map(str::to_string))
+}
+
+impl QuotaSnapshot {
+    /// If a window is used up and has not reset yet: when it resets.
+    pub fn blocked_until(&self, now: i64) -> Option<i64> {
+        let full = |used: Option<f64>, reset: Option<i64>| match (used, reset) {
+            (Some(u), Some(r)) if u >= 100.0 && r > now => Some(r),
+            _ => None,
+        };
+        match (
+            full(self.primary_used_percent, self.primary_reset_at),
+            full(self.secondary_used_percent, self.secondary_reset_at),
+        ) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Percent left in the tighter window (100 when unknown), and when that window resets.
+    pub fn headroom(&self) -> (f64, Option<i64>) {
+        let p = 100.0 - self.primary_used_percent.unwrap_or(0.0);
+        let s = 100.0 - self.secondary_used_percent.unwrap_or(0.0);
+        if s < p { (s.max(0.0), self.secondary_reset_at) } else { (p.max(0.0), self.primary_reset_at) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

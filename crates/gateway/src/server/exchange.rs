@@ -11,7 +11,7 @@ use dialects::sse::SseFrame;
 use dialects::{ErrorKind, Event, GatewayError, UpstreamRequest};
 use tracing::{info, warn};
 
-use crate::accounts::{Account, QuotaSnapshot};
+use crate::accounts::{Account, Lease};
 use crate::auth::now_unix;
 use crate::server::AppState;
 use crate::server::reader::{EventReader, Read, cut_error};
@@ -20,7 +20,8 @@ use crate::upstream::{CallContext, UpstreamFailure, classify};
 /// An upstream response ready to be read, plus what the encoders need to know.
 pub struct Exchange {
     pub reader: EventReader,
-    pub account: Arc<Account>,
+    /// The account serving this exchange; its concurrency slot is held until the exchange is dropped.
+    pub lease: Lease,
     pub request_id: String,
     pub started: Instant,
     /// Rough input size, for usage numbers when the gateway cuts a stream itself.
@@ -58,22 +59,28 @@ pub async fn start(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequ
         turn_state: headers.get("x-codex-turn-state").and_then(|v| v.to_str().ok()).map(str::to_string),
     };
     let started = Instant::now();
+    let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
+    let slug = req.model.slug.clone();
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<GatewayError> = None;
     loop {
-        let account = match state.pool.pick(&tried) {
-            Ok(a) => a,
-            Err(e) => return Err(last_error.unwrap_or(e)),
+        let lease = match state.pool.lease(&slug, conversation, &tried).await {
+            Ok(l) => l,
+            // Every eligible account was tried: report what went wrong with them, not the empty pool.
+            Err(e) if e.code.as_deref() == Some("no_other_account") => return Err(last_error.unwrap_or(e)),
+            Err(e) => return Err(last_error.map(|l| pick_error(Some(l), e.clone())).unwrap_or(e)),
         };
+        let account = lease.account.clone();
         tried.push(account.id.clone());
         match send_once(state, &account, body.clone(), &ctx).await {
             Ok(response) => {
+                state.pool.record_success(&account, response.headers());
                 let mut reader = EventReader::new(response);
                 match peek(&mut reader, state.config.keepalive.min(Duration::from_secs(10))).await {
                     Ok(()) => {
                         return Ok(Exchange {
                             reader,
-                            account,
+                            lease,
                             request_id: ctx.request_id.clone(),
                             started,
                             input_estimate,
@@ -82,14 +89,21 @@ pub async fn start(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequ
                     // Failed before any output: nothing has reached the client, so another account may try.
                     Err(e) if retryable_on_other_account(&e) => {
                         warn!(account = %account.id, error = %e, "upstream failed before output; trying another account");
+                        state.pool.record_failure(&account, &slug, &e);
                         last_error = Some(pick_error(last_error, e));
                     }
                     Err(e) => return Err(e),
                 }
             }
+            Err(UpstreamFailure::Rejected(e)) if e.code.as_deref() == Some("model_not_supported_by_plan") => {
+                // Plan routing: this account's plan lacks the model; another account's may have it.
+                state.pool.record_failure(&account, &slug, &e);
+                last_error = Some(pick_error(last_error, e));
+            }
             Err(UpstreamFailure::Rejected(e)) => return Err(e),
             Err(UpstreamFailure::Unauthorized(e)) | Err(UpstreamFailure::AccountUnavailable(e)) => {
                 warn!(account = %account.id, error = %e, "account could not serve the request");
+                state.pool.record_failure(&account, &slug, &e);
                 last_error = Some(pick_error(last_error, e));
             }
         }
@@ -139,9 +153,6 @@ async fn send_once(
             ))
         })?;
         let status = response.status();
-        if let Some(q) = QuotaSnapshot::from_headers(response.headers(), now_unix()) {
-            *account.quota.write() = q;
-        }
         if status.is_success() {
             return Ok(response);
         }

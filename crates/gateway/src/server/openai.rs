@@ -92,7 +92,7 @@ async fn responses_inner(
     let model = req.model.requested.clone();
     if req.stream {
         let cfg = &state.config;
-        let encoder = Passthrough { finished: false };
+        let encoder = Passthrough { finished: false, done_items: Vec::new() };
         Ok(sse_response(pump::stream_body(ex, encoder, req.limits, cfg.keepalive, cfg.upstream_idle_timeout, model)))
     } else {
         let mut assembler = ResponsesAssembler::new();
@@ -101,9 +101,12 @@ async fn responses_inner(
     }
 }
 
-/// Forwards upstream frames as they are (no re-serialisation).
+/// Forwards upstream frames as they are (no re-serialisation), with one exception: the backend's
+/// `response.completed` may carry an empty `output`, and SDKs build their final response from it, so that one
+/// event gets the items of the `output_item.done` events filled in.
 struct Passthrough {
     finished: bool,
+    done_items: Vec<(u64, serde_json::Value)>,
 }
 
 impl StreamEncoder for Passthrough {
@@ -112,6 +115,27 @@ impl StreamEncoder for Passthrough {
             Some(n) => n.as_str(),
             None => event_type(&frame.data),
         };
+        match event {
+            Event::ItemDone { output_index, .. } => {
+                if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&frame.data) {
+                    self.done_items.push((u64::from(*output_index), v["item"].take()));
+                }
+            }
+            Event::Finished { output, .. } if output.is_empty() && !self.done_items.is_empty() => {
+                if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&frame.data) {
+                    self.done_items.sort_by_key(|(i, _)| *i);
+                    v["response"]["output"] = serde_json::Value::Array(
+                        std::mem::take(&mut self.done_items).into_iter().map(|(_, i)| i).collect(),
+                    );
+                    if let Ok(bytes) = serde_json::to_vec(&v) {
+                        write_event(out, name, &bytes);
+                        self.finished = true;
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
         write_event(out, name, frame.data.as_bytes());
         if event.is_terminal() {
             self.finished = true;

@@ -122,7 +122,7 @@ impl<E: StreamEncoder> Pump<E> {
         let u = self.usage.take().unwrap_or_default();
         info!(
             request_id = %self.ex.request_id,
-            account = %self.ex.account.id,
+            account = %self.ex.lease.account.id,
             model = %self.model,
             input_tokens = u.input_tokens,
             cached_tokens = u.cached_tokens,

@@ -11,7 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::auth::Tokens;
 
 /// Each entry moves the schema one version forward; never edit an entry once released.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -29,7 +30,12 @@ CREATE TABLE accounts (
     status_reason TEXT,
     created_at INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE accounts ADD COLUMN proxy TEXT;
+ALTER TABLE accounts ADD COLUMN models TEXT;
+"#,
+];
 
 /// How an account authenticates upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +44,8 @@ pub enum AccountKind {
     Chatgpt,
     /// An OpenAI API key against the OpenAI API's /v1/responses.
     ApiKey,
+    /// Any Responses-compatible service: a base URL and a key.
+    Relay,
 }
 
 impl AccountKind {
@@ -45,10 +53,15 @@ impl AccountKind {
         match self {
             AccountKind::Chatgpt => "chatgpt",
             AccountKind::ApiKey => "api_key",
+            AccountKind::Relay => "relay",
         }
     }
-    fn parse(s: &str) -> AccountKind {
-        if s == "api_key" { AccountKind::ApiKey } else { AccountKind::Chatgpt }
+    pub fn parse(s: &str) -> AccountKind {
+        match s {
+            "api_key" => AccountKind::ApiKey,
+            "relay" => AccountKind::Relay,
+            _ => AccountKind::Chatgpt,
+        }
     }
 }
 
@@ -70,7 +83,7 @@ impl AccountStatus {
             AccountStatus::Disabled => "disabled",
         }
     }
-    fn parse(s: &str) -> AccountStatus {
+    pub fn parse(s: &str) -> AccountStatus {
         match s {
             "needs_login" => AccountStatus::NeedsLogin,
             "disabled" => AccountStatus::Disabled,
@@ -90,6 +103,10 @@ pub struct StoredAccount {
     pub tokens: Option<Tokens>,
     pub api_key: Option<String>,
     pub base_url: Option<String>,
+    /// Upstream proxy for this account only (http, https, socks5).
+    pub proxy: Option<String>,
+    /// Models an API-key or relay account serves (None: any).
+    pub models: Option<Vec<String>>,
     pub status: AccountStatus,
     pub status_reason: Option<String>,
     pub created_at: i64,
@@ -145,7 +162,7 @@ impl Store {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(
             "SELECT id, kind, label, email, plan, chatgpt_account_id, id_token, access_token, refresh_token, api_key,
-                    base_url, last_refresh, status, status_reason, created_at FROM accounts ORDER BY created_at, id",
+                    base_url, last_refresh, status, status_reason, created_at, proxy, models FROM accounts ORDER BY created_at, id",
         )?;
         let rows = stmt.query_map([], row_to_account)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -155,7 +172,7 @@ impl Store {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(
             "SELECT id, kind, label, email, plan, chatgpt_account_id, id_token, access_token, refresh_token, api_key,
-                    base_url, last_refresh, status, status_reason, created_at FROM accounts WHERE id = ?1",
+                    base_url, last_refresh, status, status_reason, created_at, proxy, models FROM accounts WHERE id = ?1",
         )?;
         Ok(stmt.query_row([id], row_to_account).optional()?)
     }
@@ -166,13 +183,14 @@ impl Store {
         let t = a.tokens.as_ref();
         conn.execute(
             "INSERT INTO accounts (id, kind, label, email, plan, chatgpt_account_id, id_token, access_token, refresh_token,
-                                   api_key, base_url, last_refresh, status, status_reason, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                                   api_key, base_url, last_refresh, status, status_reason, created_at, proxy, models)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
              ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, label=COALESCE(excluded.label, accounts.label),
                 email=excluded.email, plan=excluded.plan, chatgpt_account_id=excluded.chatgpt_account_id,
                 id_token=excluded.id_token, access_token=excluded.access_token, refresh_token=excluded.refresh_token,
                 api_key=excluded.api_key, base_url=excluded.base_url, last_refresh=excluded.last_refresh,
-                status=excluded.status, status_reason=excluded.status_reason",
+                status=excluded.status, status_reason=excluded.status_reason, proxy=excluded.proxy,
+                models=excluded.models",
             params![
                 a.id,
                 a.kind.as_str(),
@@ -189,6 +207,8 @@ impl Store {
                 a.status.as_str(),
                 a.status_reason,
                 a.created_at,
+                a.proxy,
+                a.models.as_ref().and_then(|m| serde_json::to_string(m).ok()),
             ],
         )?;
         Ok(())
@@ -204,6 +224,16 @@ impl Store {
         )?;
         anyhow::ensure!(n == 1, "account {id} is not in the store");
         Ok(())
+    }
+
+    pub fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<bool> {
+        let conn = self.conn.lock();
+        Ok(conn.execute("UPDATE accounts SET label=?2 WHERE id=?1", params![id, label])? == 1)
+    }
+
+    pub fn remove_account(&self, id: &str) -> anyhow::Result<bool> {
+        let conn = self.conn.lock();
+        Ok(conn.execute("DELETE FROM accounts WHERE id=?1", params![id])? == 1)
     }
 
     pub fn set_status(&self, id: &str, status: AccountStatus, reason: Option<&str>) -> anyhow::Result<()> {
@@ -242,6 +272,8 @@ fn row_to_account(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAccount> {
         status: AccountStatus::parse(&r.get::<_, String>(12)?),
         status_reason: r.get(13)?,
         created_at: r.get(14)?,
+        proxy: r.get(15)?,
+        models: r.get::<_, Option<String>>(16)?.and_then(|m| serde_json::from_str(&m).ok()),
     })
 }
 
@@ -270,6 +302,8 @@ mod tests {
             tokens: Some(tokens.clone()),
             api_key: None,
             base_url: None,
+            proxy: None,
+            models: None,
             status: AccountStatus::Active,
             status_reason: None,
             created_at: 1,

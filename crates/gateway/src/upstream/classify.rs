@@ -86,6 +86,15 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], now: i64) 
         413 => UpstreamFailure::Rejected(with_code(GatewayError::new(ErrorKind::ContextTooLong, message))),
         400..=499 => {
             let lower = message.to_ascii_lowercase();
+            if lower.contains("not supported when using codex with a chatgpt account") {
+                return UpstreamFailure::Rejected(
+                    GatewayError::new(
+                        ErrorKind::NotFound,
+                        format!("The account's plan does not serve this model: {message}"),
+                    )
+                    .with_code("model_not_supported_by_plan"),
+                );
+            }
             let kind = if code.as_deref() == Some("context_length_exceeded")
                 || lower.contains("context window")
                 || lower.contains("context length")

@@ -17,6 +17,11 @@ const ORIGINATOR: &str = "codex_cli_rs";
 /// One reqwest client for everything upstream: pooled connections, HTTP/2 where offered, rustls, the
 /// configured proxy and extra CA bundle.
 pub fn build_http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    build_http_client_with_proxy(config, config.proxy.as_deref())
+}
+
+/// The same client with a specific proxy (per-account proxies), `None` for a direct connection.
+pub fn build_http_client_with_proxy(config: &Config, proxy: Option<&str>) -> anyhow::Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
         .connect_timeout(Duration::from_secs(20))
@@ -25,7 +30,7 @@ pub fn build_http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
         .tcp_nodelay(true)
         .http2_adaptive_window(true)
         .no_proxy();
-    if let Some(p) = &config.proxy {
+    if let Some(p) = proxy {
         let proxy = reqwest::Proxy::all(p).with_context(|| "invalid proxy URL (HTTPS_PROXY / ALL_PROXY / proxy)")?;
         b = b.proxy(proxy.no_proxy(reqwest::NoProxy::from_env()));
     }
@@ -117,8 +122,16 @@ impl Upstream {
                 }
                 &self.codex_url
             }
-            AccountKind::ApiKey => &self.openai_url,
+            AccountKind::ApiKey | AccountKind::Relay => &self.openai_url,
         };
-        self.http.post(url).headers(headers).body(body).send().await
+        let relay_url;
+        let url = match (&account.kind, &account.base_url) {
+            (AccountKind::Relay | AccountKind::ApiKey, Some(base)) => {
+                relay_url = format!("{base}/responses");
+                &relay_url
+            }
+            _ => url,
+        };
+        account.http().post(url).headers(headers).body(body).send().await
     }
 }

@@ -5,4 +5,4 @@ mod classify;
 mod client;
 
 pub use classify::{UpstreamFailure, classify};
-pub use client::{CODEX_CLIENT_VERSION, CallContext, Upstream, build_http_client};
+pub use client::{CODEX_CLIENT_VERSION, CallContext, Upstream, build_http_client, build_http_client_with_proxy};

@@ -17,6 +17,10 @@ pub struct Setup {
     pub openai_api_key: Option<String>,
     pub env: Vec<(&'static str, String)>,
     pub fake: FakeConfig,
+    /// A config file's contents (TOML), e.g. a `[routing]` table.
+    pub config_toml: Option<String>,
+    /// Plans of the accounts, in order (default: all "plus").
+    pub plans: Vec<&'static str>,
 }
 
 impl Default for Setup {
@@ -29,6 +33,8 @@ impl Default for Setup {
             openai_api_key: None,
             env: Vec::new(),
             fake: FakeConfig::default(),
+            config_toml: None,
+            plans: Vec::new(),
         }
     }
 }
@@ -71,11 +77,16 @@ pub async fn start(setup: Setup) -> TestEnv {
     let dir = std::env::temp_dir().join(format!("cgw-it-{}", uuid::Uuid::new_v4().simple()));
     let codex_home = dir.join("codex-home");
     std::fs::create_dir_all(&codex_home).ok();
-    let accounts: Vec<AccountCreds> = (0..setup.accounts).map(|_| fake.add_account(AccountSpec::default())).collect();
-    if setup.linked {
-        if let Some(first) = accounts.first() {
-            write_auth_json(&codex_home.join("auth.json"), first);
-        }
+    let accounts: Vec<AccountCreds> = (0..setup.accounts)
+        .map(|i| {
+            let plan = setup.plans.get(i).copied().unwrap_or("plus").to_string();
+            fake.add_account(AccountSpec { plan, ..AccountSpec::default() })
+        })
+        .collect();
+    if setup.linked
+        && let Some(first) = accounts.first()
+    {
+        write_auth_json(&codex_home.join("auth.json"), first);
     }
     if setup.store_accounts {
         let store = codex_gateway::store::Store::open(&dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
@@ -114,7 +125,11 @@ pub async fn start(setup: Setup) -> TestEnv {
         put(k, v.clone());
     }
     let overrides = Overrides { port: Some(0), ..Default::default() };
-    let config = Config::resolve(RawConfig::default(), &overrides, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
+    let raw: RawConfig = match &setup.config_toml {
+        Some(t) => toml::from_str(t).unwrap_or_else(|e| panic!("config toml: {e}")),
+        None => RawConfig::default(),
+    };
+    let config = Config::resolve(raw, &overrides, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

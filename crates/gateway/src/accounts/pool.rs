@@ -1,0 +1,605 @@
+//! The account pool: which account serves the next request (strategy, plan priority, plan routing, conversation
+//! affinity, quota, cooldowns, concurrency), token freshness (single-flight refresh per account), and the
+//! background jobs (refresh ahead of expiry, quota polling, catalog refresh).
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use dialects::{ErrorKind, GatewayError};
+use lru::LruCache;
+use parking_lot::Mutex;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::{info, warn};
+
+use super::select::{self, Candidate};
+use super::{Account, AccountCatalog, QuotaSnapshot, Source, quota};
+use crate::auth::codex_file::{self, FileCredentials};
+use crate::auth::refresh::{RefreshError, needs_refresh, refresh};
+use crate::auth::{Tokens, jwt, now_unix};
+use crate::config::Config;
+use crate::store::{AccountKind, AccountStatus, Store, StoredAccount};
+use crate::upstream::CODEX_CLIENT_VERSION;
+
+/// How long a fetched model catalog is trusted.
+const CATALOG_TTL: Duration = Duration::from_secs(600);
+
+/// An account reserved for one request; the concurrency slot is released on drop.
+pub struct Lease {
+    pub account: Arc<Account>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.account.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub struct Pool {
+    accounts: ArcSwap<Vec<Arc<Account>>>,
+    store: Arc<Store>,
+    config: Arc<Config>,
+    base_http: reqwest::Client,
+    affinity: Mutex<LruCache<String, String>>,
+    turn: AtomicUsize,
+    sticky: Mutex<Option<String>>,
+}
+
+impl Pool {
+    /// The store's accounts; if it has none, the linked auth.json; then `OPENAI_API_KEY`.
+    pub fn load(config: Arc<Config>, store: Arc<Store>, base_http: reqwest::Client) -> anyhow::Result<Pool> {
+        let cap = NonZeroUsize::new(config.routing.affinity_capacity).unwrap_or(NonZeroUsize::MIN);
+        let pool = Pool {
+            accounts: ArcSwap::from_pointee(Vec::new()),
+            store,
+            config,
+            base_http,
+            affinity: Mutex::new(LruCache::new(cap)),
+            turn: AtomicUsize::new(0),
+            sticky: Mutex::new(None),
+        };
+        pool.reload()?;
+        Ok(pool)
+    }
+
+    fn build(&self, stored: StoredAccount, source: Source) -> Arc<Account> {
+        let http = match &stored.proxy {
+            Some(p) => match crate::upstream::build_http_client_with_proxy(&self.config, Some(p)) {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(account = %stored.id, "invalid proxy, using the global client: {e:#}");
+                    self.base_http.clone()
+                }
+            },
+            None => self.base_http.clone(),
+        };
+        Arc::new(Account::new(stored, source, http, self.config.routing.max_concurrent_per_account))
+    }
+
+    /// Re-read the store (after login, import, enable/disable, remove). Accounts that stay keep their runtime
+    /// state (quota, cooldowns, catalog, in-flight requests).
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let current = self.accounts.load_full();
+        let mut next: Vec<Arc<Account>> = Vec::new();
+        for stored in self.store.list_accounts()? {
+            match current.iter().find(|a| a.id == stored.id && a.source == Source::Store) {
+                Some(existing) => {
+                    *existing.status.write() = (stored.status, stored.status_reason.clone());
+                    *existing.label.write() = stored.label.clone();
+                    if let Some(t) = stored.tokens.clone() {
+                        let mut creds = existing.creds.write();
+                        // Never go back to older tokens than the ones in memory.
+                        if creds.tokens.as_ref().is_none_or(|c| c.last_refresh <= t.last_refresh) {
+                            creds.tokens = Some(t);
+                        }
+                    }
+                    next.push(existing.clone());
+                }
+                None => next.push(self.build(stored, Source::Store)),
+            }
+        }
+        if next.is_empty() {
+            let path = self.config.codex_auth_file();
+            match codex_file::read(&path).map(|f| f.credentials()) {
+                Ok(Some(FileCredentials::Chatgpt(tokens))) => {
+                    let existing = current.iter().find(|a| matches!(&a.source, Source::Linked(_))).cloned();
+                    next.push(existing.unwrap_or_else(|| {
+                        info!(path = %path.display(), "using the Codex CLI login (linked mode)");
+                        self.build(super::stored_from_tokens(tokens, Some("codex-cli".into())), Source::Linked(path))
+                    }));
+                }
+                Ok(Some(FileCredentials::ApiKey(key))) => {
+                    next.push(
+                        self.build(super::stored_from_api_key(&key, Some("codex-cli key".into()), None), Source::Env),
+                    );
+                }
+                Ok(None) => {}
+                Err(e) if path.exists() => warn!("ignoring {}: {e:#}", path.display()),
+                Err(_) => {}
+            }
+        }
+        if let Some(key) = &self.config.openai_api_key
+            && !next.iter().any(|a| a.api_key().as_deref() == Some(key.as_str()))
+        {
+            let existing = current.iter().find(|a| a.source == Source::Env && a.api_key().as_deref() == Some(key));
+            next.push(existing.cloned().unwrap_or_else(|| {
+                self.build(super::stored_from_api_key(key, Some("OPENAI_API_KEY".into()), None), Source::Env)
+            }));
+        }
+        self.accounts.store(Arc::new(next));
+        Ok(())
+    }
+
+    pub fn accounts(&self) -> Arc<Vec<Arc<Account>>> {
+        self.accounts.load_full()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Account>> {
+        self.accounts().iter().find(|a| a.id == id).cloned()
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Any account that can serve requests now.
+    pub fn has_usable(&self) -> bool {
+        self.accounts().iter().any(|a| a.is_active())
+    }
+
+    /// Reserve an account for a request for `model`. `conversation` keeps a conversation on one account while
+    /// that account can serve (the upstream prompt cache is per account); `exclude` lists accounts already
+    /// tried for this request. Waits (bounded) when every eligible account is at its concurrency limit.
+    pub async fn lease(
+        &self,
+        model: &str,
+        conversation: Option<&str>,
+        exclude: &[String],
+    ) -> Result<Lease, GatewayError> {
+        let list = self.accounts();
+        self.ensure_catalogs(&list).await;
+        let now = now_unix();
+        let routing = &self.config.routing;
+        let mut candidates = Vec::new();
+        let mut any_active = false;
+        let mut any_serving = false;
+        let mut soonest: Option<(i64, String)> = None;
+        for (index, a) in list.iter().enumerate() {
+            if !a.is_active() || exclude.contains(&a.id) {
+                continue;
+            }
+            any_active = true;
+            if !a.serves(model) {
+                continue;
+            }
+            any_serving = true;
+            if let Some((until, reason)) = a.blocked(model, now) {
+                if soonest.as_ref().is_none_or(|(s, _)| until < *s) {
+                    soonest = Some((until, reason));
+                }
+                continue;
+            }
+            let (headroom, reset_at) = a.quota.read().headroom();
+            candidates.push(Candidate {
+                index,
+                plan_rank: select::plan_rank(a.plan().as_deref(), &routing.plan_priority),
+                headroom,
+                reset_at,
+                in_flight: a.in_flight(),
+                last_used: a.last_used.load(Ordering::Relaxed),
+            });
+        }
+        if candidates.is_empty() {
+            return Err(match (any_active, any_serving, soonest) {
+                (_, true, Some((until, reason))) => {
+                    let secs = (until - now).max(1) as u64;
+                    let quota = reason.starts_with("usage_limit")
+                        || reason.starts_with("rate_limit")
+                        || reason.starts_with("quota");
+                    let (kind, code) = if quota {
+                        (ErrorKind::RateLimited, "usage_limit_reached")
+                    } else {
+                        (ErrorKind::Overloaded, "accounts_cooling_down")
+                    };
+                    GatewayError::new(
+                        kind,
+                        format!("Every account that serves `{model}` is unavailable ({reason}); the soonest is available again in {secs} s."),
+                    )
+                    .with_code(code)
+                    .with_retry_after(secs)
+                }
+                (true, false, _) => GatewayError::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "No account's plan serves the model `{model}`. GET /v1/models lists what your accounts can use."
+                    ),
+                )
+                .with_code("model_not_found"),
+                _ if !exclude.is_empty() => {
+                    GatewayError::new(ErrorKind::UpstreamUnavailable, "No other account could serve the request.")
+                        .with_code("no_other_account")
+                }
+                _ => self.no_account_error(),
+            });
+        }
+        let affine = conversation.and_then(|k| self.affinity.lock().get(k).cloned());
+        let affine_index = affine.and_then(|id| candidates.iter().find(|c| list[c.index].id == id).map(|c| c.index));
+        let mut order: Vec<usize> = match affine_index {
+            Some(i) => vec![i],
+            None => Vec::new(),
+        };
+        let sticky = self.sticky.lock().clone().and_then(|id| list.iter().position(|a| a.id == id));
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        for i in select::order(candidates, routing.strategy, turn, sticky) {
+            if !order.contains(&i) {
+                order.push(i);
+            }
+        }
+        // A free slot on the preferred accounts first; else wait in the first one's bounded queue.
+        let mut chosen = None;
+        for &i in &order {
+            if let Ok(permit) = list[i].slots.clone().try_acquire_owned() {
+                chosen = Some((i, permit));
+                break;
+            }
+        }
+        let (index, permit) = match chosen {
+            Some(c) => c,
+            None => {
+                let i = order[0];
+                let account = &list[i];
+                if account.waiting.load(Ordering::Relaxed) >= routing.queue_per_account {
+                    return Err(busy_error());
+                }
+                account.waiting.fetch_add(1, Ordering::Relaxed);
+                let waited = tokio::time::timeout(routing.queue_timeout, account.slots.clone().acquire_owned()).await;
+                account.waiting.fetch_sub(1, Ordering::Relaxed);
+                match waited {
+                    Ok(Ok(p)) => (i, p),
+                    _ => return Err(busy_error()),
+                }
+            }
+        };
+        let account = list[index].clone();
+        if let Some(k) = conversation {
+            self.affinity.lock().put(k.to_string(), account.id.clone());
+        }
+        *self.sticky.lock() = Some(account.id.clone());
+        account.in_flight.fetch_add(1, Ordering::Relaxed);
+        account.requests.fetch_add(1, Ordering::Relaxed);
+        account.last_used.store(crate::auth::now_ms(), Ordering::Relaxed);
+        Ok(Lease { account, _permit: permit })
+    }
+
+    fn no_account_error(&self) -> GatewayError {
+        let list = self.accounts();
+        if list.is_empty() {
+            return GatewayError::new(
+                ErrorKind::NotLoggedIn,
+                "codex-gateway has no credentials. Log in with the Codex CLI (`codex login`, the gateway then uses \
+                 ~/.codex/auth.json), or run `codex-gateway login` or `codex-gateway accounts import [PATH]`, or \
+                 set OPENAI_API_KEY.",
+            )
+            .with_code("not_logged_in");
+        }
+        let needing: Vec<String> =
+            list.iter().filter(|a| a.status().0 == AccountStatus::NeedsLogin).map(|a| a.describe()).collect();
+        if !needing.is_empty() {
+            return GatewayError::new(
+                ErrorKind::NotLoggedIn,
+                format!(
+                    "The login of {} is no longer valid. Log in again (`codex-gateway login`, or `codex login` then \
+                     `codex-gateway accounts import`).",
+                    needing.join(", ")
+                ),
+            )
+            .with_code("needs_login");
+        }
+        GatewayError::new(
+            ErrorKind::Overloaded,
+            "No account is enabled. Enable one with `codex-gateway accounts enable ID`.",
+        )
+        .with_code("no_account_available")
+    }
+
+    /// After a successful upstream answer: quota headers, last use.
+    pub fn record_success(&self, account: &Account, headers: &HeaderMap) {
+        if let Some(q) = QuotaSnapshot::from_headers(headers, now_unix()) {
+            *account.quota.write() = q;
+        }
+    }
+
+    /// After a failure that another account might not have: cool this one down, with the reason.
+    pub fn record_failure(&self, account: &Account, model: &str, err: &GatewayError) {
+        let now = now_unix();
+        let code = err.code.as_deref().unwrap_or("");
+        match err.kind {
+            ErrorKind::RateLimited => {
+                let secs = err.retry_after.unwrap_or(60) as i64;
+                account.cool_down(
+                    None,
+                    now + secs,
+                    &format!("{}: {}", if code.is_empty() { "rate_limited" } else { code }, err.message),
+                );
+                if code == "usage_limit_reached" {
+                    let mut q = account.quota.write();
+                    q.primary_used_percent = Some(100.0);
+                    q.primary_reset_at = Some(now + secs);
+                    q.updated_at = now;
+                }
+            }
+            ErrorKind::PermissionDenied if code == "usage_not_included" => {
+                account.cool_down(None, now + 3600, "usage_not_included: the plan does not include Codex");
+            }
+            ErrorKind::PermissionDenied if code.contains("deactivated") => {
+                *account.status.write() =
+                    (AccountStatus::Disabled, Some(format!("deactivated upstream: {}", err.message)));
+                self.persist_status(account, AccountStatus::Disabled, "deactivated upstream");
+            }
+            ErrorKind::NotFound if code == "model_not_supported_by_plan" => {
+                account.cool_down(Some(model), now + 3600, "the account's plan does not serve this model");
+            }
+            ErrorKind::UpstreamUnavailable if code == "cloudflare_challenge" => {
+                account.cool_down(None, now + 60, "cloudflare challenge (not a ban)");
+            }
+            ErrorKind::PermissionDenied => {
+                account.cool_down(None, now + 60, &format!("forbidden: {}", err.message));
+            }
+            // Transient upstream trouble: the request already moved on to another account; later requests may
+            // try this one again at once (a cooldown here would turn one 500 into a minute of 429s).
+            ErrorKind::Overloaded
+            | ErrorKind::UpstreamUnavailable
+            | ErrorKind::InvalidRequest
+            | ErrorKind::Unauthorized
+            | ErrorKind::NotFound
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::ContextTooLong
+            | ErrorKind::NotLoggedIn
+            | ErrorKind::Timeout
+            | ErrorKind::Internal => {}
+        }
+    }
+
+    fn persist_status(&self, account: &Account, status: AccountStatus, reason: &str) {
+        if account.source == Source::Store {
+            let (store, id, reason) = (self.store.clone(), account.id.clone(), reason.to_string());
+            tokio::task::spawn_blocking(move || store.set_status(&id, status, Some(&reason)));
+        }
+    }
+
+    /// An access token for `account`, refreshed first when it is about to expire. With `after_401` set to the
+    /// token the upstream just refused, a refresh is forced unless another request already replaced it.
+    pub async fn access_token(&self, account: &Account, after_401: Option<&str>) -> Result<String, GatewayError> {
+        let Some(tokens) = account.tokens() else {
+            return account.api_key().ok_or_else(|| GatewayError::internal("account has no credentials"));
+        };
+        let now = now_unix();
+        let stale = |t: &Tokens| match after_401 {
+            Some(refused) => t.access_token == refused,
+            None => needs_refresh(t, now),
+        };
+        if !stale(&tokens) {
+            return Ok(tokens.access_token);
+        }
+        self.refresh_locked(account, &stale).await
+    }
+
+    /// Refresh ahead of expiry (background): when the token expires within `window`.
+    pub async fn refresh_ahead(&self, account: &Account, window: i64) -> Result<(), GatewayError> {
+        let now = now_unix();
+        let stale = |t: &Tokens| match jwt::claims(&t.access_token).and_then(|c| c.exp) {
+            Some(exp) => exp - now < window,
+            None => needs_refresh(t, now),
+        };
+        match account.tokens() {
+            Some(t) if stale(&t) => self.refresh_locked(account, &stale).await.map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The single-flight refresh: one per account at a time; waiters re-check and reuse the result.
+    async fn refresh_locked(
+        &self,
+        account: &Account,
+        stale: &(dyn Fn(&Tokens) -> bool + Sync),
+    ) -> Result<String, GatewayError> {
+        let _guard = account.refresh_lock.lock().await;
+        let Some(mut current) = account.tokens() else {
+            return Err(GatewayError::internal("account has no tokens"));
+        };
+        if let Source::Linked(path) = &account.source
+            && let Ok(Some(FileCredentials::Chatgpt(file_tokens))) = codex_file::read(path).map(|f| f.credentials())
+            && file_tokens.refresh_token != current.refresh_token
+            && !file_tokens.refresh_token.is_empty()
+        {
+            // The Codex CLI refreshed: adopt its tokens rather than spending our (now dead) refresh token.
+            info!(account = %account.id, "adopting tokens refreshed by the Codex CLI");
+            current = file_tokens;
+            account.creds.write().tokens = Some(current.clone());
+            *account.status.write() = (AccountStatus::Active, None);
+        }
+        if !stale(&current) {
+            return Ok(current.access_token);
+        }
+        if account.status().0 == AccountStatus::NeedsLogin {
+            return Err(self.no_account_error());
+        }
+        match refresh(account.http(), &self.config.auth_issuer, &current).await {
+            Ok(new_tokens) => {
+                // Persist before anything uses the new tokens: the old refresh token is already dead.
+                self.persist_tokens(account, &new_tokens).await;
+                account.creds.write().tokens = Some(new_tokens.clone());
+                *account.status.write() = (AccountStatus::Active, None);
+                info!(account = %account.id, "access token refreshed");
+                Ok(new_tokens.access_token)
+            }
+            Err(RefreshError::Permanent(reason)) if self.adopt_linked(account, &current) => {
+                info!(account = %account.id, %reason, "refresh refused, but the Codex CLI just saved newer tokens; using those");
+                match account.tokens() {
+                    Some(t) if !stale(&t) => Ok(t.access_token),
+                    _ => Err(GatewayError::new(
+                        ErrorKind::UpstreamUnavailable,
+                        "The shared Codex login changed during a refresh; retry.",
+                    )),
+                }
+            }
+            Err(RefreshError::Permanent(reason)) => {
+                warn!(account = %account.id, %reason, "refresh token rejected: account needs login");
+                *account.status.write() = (AccountStatus::NeedsLogin, Some(reason.clone()));
+                if account.source == Source::Store {
+                    let (store, id) = (self.store.clone(), account.id.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        store.set_status(&id, AccountStatus::NeedsLogin, Some(&reason))
+                    })
+                    .await;
+                }
+                Err(self.no_account_error())
+            }
+            Err(RefreshError::Transient(msg)) => {
+                warn!(account = %account.id, %msg, "token refresh failed");
+                Err(GatewayError::new(
+                    ErrorKind::UpstreamUnavailable,
+                    format!("Could not refresh the ChatGPT login: {msg}"),
+                ))
+            }
+        }
+    }
+
+    /// Linked mode: if auth.json now holds a different refresh token than `spent`, adopt the file's tokens.
+    fn adopt_linked(&self, account: &Account, spent: &Tokens) -> bool {
+        let Source::Linked(path) = &account.source else { return false };
+        match codex_file::read(path).map(|f| f.credentials()) {
+            Ok(Some(FileCredentials::Chatgpt(t)))
+                if t.refresh_token != spent.refresh_token && !t.refresh_token.is_empty() =>
+            {
+                account.creds.write().tokens = Some(t);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn persist_tokens(&self, account: &Account, tokens: &Tokens) {
+        let result = match &account.source {
+            Source::Store => {
+                let (store, id, t) = (self.store.clone(), account.id.clone(), tokens.clone());
+                tokio::task::spawn_blocking(move || store.save_tokens(&id, &t))
+                    .await
+                    .unwrap_or_else(|e| Err(anyhow::anyhow!("store task failed: {e}")))
+            }
+            Source::Linked(path) => {
+                let (path, t) = (path.clone(), tokens.clone());
+                tokio::task::spawn_blocking(move || codex_file::write_tokens(&path, &t))
+                    .await
+                    .unwrap_or_else(|e| Err(anyhow::anyhow!("file task failed: {e}")))
+            }
+            Source::Env => Ok(()),
+        };
+        if let Err(e) = result {
+            warn!(account = %account.id, "could not save refreshed tokens: {e:#}");
+        }
+    }
+
+    /// Fetch the model catalog of every ChatGPT account that has none yet (first use).
+    async fn ensure_catalogs(&self, list: &[Arc<Account>]) {
+        let missing: Vec<&Arc<Account>> = list
+            .iter()
+            .filter(|a| a.kind == AccountKind::Chatgpt && a.is_active() && a.catalog.read().is_none())
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        futures_util::future::join_all(missing.into_iter().map(|a| self.refresh_catalog(a))).await;
+    }
+
+    /// Fetch `{upstream}/models?client_version=` with the account's token. Failures leave the catalog unknown
+    /// (the account is then assumed to serve every model).
+    pub async fn refresh_catalog(&self, account: &Account) {
+        let Ok(token) = self.access_token(account, None).await else { return };
+        let url = format!("{}/models?client_version={CODEX_CLIENT_VERSION}", self.config.upstream_base_url);
+        let mut req = account
+            .http()
+            .get(&url)
+            .bearer_auth(token)
+            .header("originator", "codex_cli_rs")
+            .timeout(Duration::from_secs(15));
+        if let Some(id) = account.chatgpt_account_id() {
+            req = req.header("chatgpt-account-id", id);
+        }
+        let entries = match req.send().await {
+            Ok(r) if r.status().is_success() => {
+                r.json::<Value>().await.ok().and_then(|v| v.get("models").and_then(Value::as_array).cloned())
+            }
+            _ => None,
+        };
+        match entries {
+            Some(entries) => *account.catalog.write() = Some(AccountCatalog { fetched: Instant::now(), entries }),
+            None => warn!(account = %account.id, "could not fetch the model catalog"),
+        }
+    }
+
+    /// Read `/wham/usage` for an account's quota.
+    pub async fn poll_usage(&self, account: &Account) {
+        let Ok(token) = self.access_token(account, None).await else { return };
+        let url = format!("{}/wham/usage", self.config.chatgpt_base_url);
+        let mut req = account.http().get(&url).bearer_auth(token).timeout(Duration::from_secs(15));
+        if let Some(id) = account.chatgpt_account_id() {
+            req = req.header("chatgpt-account-id", id);
+        }
+        if let Ok(r) = req.send().await
+            && r.status().is_success()
+            && let Ok(v) = r.json::<Value>().await
+        {
+            let (snap, plan) = quota::from_usage(&v, now_unix());
+            *account.quota.write() = snap;
+            if plan.is_some() {
+                *account.plan.write() = plan;
+            }
+        }
+    }
+
+    /// Background upkeep, forever: refresh tokens ahead of expiry (with jitter, so many accounts do not all
+    /// refresh at once), poll quota of accounts not used recently, refresh stale catalogs.
+    pub async fn upkeep(self: Arc<Self>) {
+        // The first round waits: requests refresh on demand, and a refresh at start-up would race a Codex CLI
+        // that is refreshing the same linked login right now.
+        let period = Duration::from_secs(30);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = now_unix();
+            for account in self.accounts().iter() {
+                if account.kind != AccountKind::Chatgpt || !account.is_active() {
+                    continue;
+                }
+                let jitter = rand::random::<u64>() % 300;
+                if let Err(e) = self.refresh_ahead(account, 600 + jitter as i64).await {
+                    warn!(account = %account.id, "background refresh: {e}");
+                }
+                let poll = self.config.routing.usage_poll.as_secs() as i64;
+                let quiet = now - account.last_used.load(Ordering::Relaxed) / 1000 > poll;
+                if quiet && now - account.quota.read().updated_at > poll {
+                    self.poll_usage(account).await;
+                }
+                if account.catalog.read().as_ref().is_some_and(|c| c.fetched.elapsed() > CATALOG_TTL) {
+                    self.refresh_catalog(account).await;
+                }
+            }
+        }
+    }
+}
+
+fn busy_error() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::RateLimited,
+        "Every eligible account is at its concurrency limit and the wait queue is full or timed out; retry shortly.",
+    )
+    .with_code("concurrency_limit")
+    .with_retry_after(1)
+}
