@@ -9,12 +9,23 @@ use dialects::GatewayError;
 pub enum Dialect {
     OpenAi,
     Anthropic,
+    Gemini,
+    Ollama,
 }
 
 impl Dialect {
     /// Best guess from the path, for errors raised before a handler runs (auth, body limit, 404).
     pub fn from_path(path: &str) -> Dialect {
-        if path.starts_with("/v1/messages") { Dialect::Anthropic } else { Dialect::OpenAi }
+        if path.starts_with("/v1/messages") {
+            Dialect::Anthropic
+        } else if path.starts_with("/v1beta/")
+            || path.starts_with("/v1alpha/")
+            || (path.starts_with("/v1/models/") && path.contains(':'))
+        {
+            Dialect::Gemini
+        } else {
+            Dialect::OpenAi
+        }
     }
 }
 
@@ -22,6 +33,8 @@ impl Dialect {
 pub fn error_response(dialect: Dialect, err: &GatewayError, request_id: &str) -> Response {
     let (status, body) = match dialect {
         Dialect::OpenAi => (err.status(), err.openai_body()),
+        Dialect::Gemini => dialects::gemini::error_body(err),
+        Dialect::Ollama => dialects::ollama::error_body(err),
         Dialect::Anthropic => anthropic_error(err, request_id),
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

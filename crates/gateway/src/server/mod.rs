@@ -22,7 +22,9 @@ use crate::upstream::{Upstream, build_http_client};
 
 pub mod errors;
 pub mod exchange;
+mod gemini;
 mod models;
+mod ollama;
 mod openai;
 pub mod pump;
 pub mod reader;
@@ -62,6 +64,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
+        .merge(gemini::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), client_auth))
         .layer(DefaultBodyLimit::max(limit))
@@ -76,7 +79,19 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let bridge = ollama::bind(&config).await?;
+    run_with_bridge(config, listener, bridge, shutdown).await
+}
+
+/// [`run`] with the Ollama bridge's listener bound by the caller (`None`: no bridge); tests bind port 0.
+pub async fn run_with_bridge(
+    config: Config,
+    listener: TcpListener,
+    bridge: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let state = Arc::new(AppState::new(config)?);
+    let shutdown = ollama::serve(state.clone(), bridge, shutdown);
     tokio::task::spawn_blocking(crate::tokens::warm_up);
     let app = router(state);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;

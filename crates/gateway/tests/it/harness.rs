@@ -17,6 +17,8 @@ pub struct Setup {
     pub openai_api_key: Option<String>,
     pub env: Vec<(&'static str, String)>,
     pub fake: FakeConfig,
+    /// Also serve the Ollama bridge on a free loopback port (see `TestEnv::ollama`).
+    pub ollama: bool,
     /// A config file's contents (TOML), e.g. a `[routing]` table.
     pub config_toml: Option<String>,
     /// Plans of the accounts, in order (default: all "plus").
@@ -33,6 +35,7 @@ impl Default for Setup {
             openai_api_key: None,
             env: Vec::new(),
             fake: FakeConfig::default(),
+            ollama: false,
             config_toml: None,
             plans: Vec::new(),
         }
@@ -45,6 +48,8 @@ pub struct TestEnv {
     pub http: reqwest::Client,
     pub dir: PathBuf,
     pub accounts: Vec<AccountCreds>,
+    /// The Ollama bridge's base URL when `Setup::ollama` was set.
+    pub ollama: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -132,12 +137,17 @@ pub async fn start(setup: Setup) -> TestEnv {
     let config = Config::resolve(raw, &overrides, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+    let bridge = match setup.ollama {
+        true => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"))),
+        false => None,
+    };
+    let ollama = bridge.as_ref().and_then(|l| l.local_addr().ok()).map(|a| format!("http://{a}"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let shutdown = async {
             let _ = rx.await;
         };
-        if let Err(e) = codex_gateway::server::run(config, listener, shutdown).await {
+        if let Err(e) = codex_gateway::server::run_with_bridge(config, listener, bridge, shutdown).await {
             eprintln!("gateway stopped: {e:#}");
         }
     });
@@ -147,6 +157,7 @@ pub async fn start(setup: Setup) -> TestEnv {
         http: reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("client: {e}")),
         dir,
         accounts,
+        ollama,
         shutdown: Some(tx),
     }
 }

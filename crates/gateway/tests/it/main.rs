@@ -4,5 +4,7 @@ mod harness;
 
 mod chat;
 mod errors;
+mod gemini;
+mod ollama;
 mod refresh;
 mod responses;

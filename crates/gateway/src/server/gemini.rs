@@ -1,0 +1,192 @@
+//! Gemini routes (spec/dialects.md §3): `POST /{v1beta|v1alpha|v1}/models/{model}:{method}` for
+//! `generateContent`, `streamGenerateContent` (`?alt=sse` -> SSE, else a JSON array), `countTokens`, and the
+//! refused `embedContent` / `batchEmbedContents`; `GET /{v1beta|v1alpha}/models[/{model}]`.
+//!
+//! The method is part of the last path segment (`gemini-2.5-pro:generateContent`), so one `{id}` route per
+//! version takes every call and splits at the last `:`. `/v1/models/{id}` shares its path with the OpenAI model
+//! route, so only its POST lives here. Translation is in `dialects::gemini`; this module only drives it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use dialects::gemini::{
+    Framing, GeminiEncoder, countable, decode, decode_count_tokens, render_response, resolve_model,
+};
+use dialects::sse::SseFrame;
+use dialects::{ErrorKind, Event, GatewayError};
+use serde_json::{Value, json};
+
+use crate::server::errors::{Dialect, body_error, error_response};
+use crate::server::exchange::{self, request_id};
+use crate::server::pump::{self, StreamEncoder};
+use crate::server::{AppState, sse_response};
+use crate::tokens;
+
+/// Tokens counted per image or file part by `countTokens` (Gemini's own per-image figure).
+const TOKENS_PER_IMAGE: u64 = 258;
+
+/// Output token limit advertised in the model list.
+const OUTPUT_TOKEN_LIMIT: u64 = 128_000;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1beta/models", get(list_models))
+        .route("/v1alpha/models", get(list_models))
+        .route("/v1beta/models/{id}", get(get_model).post(call))
+        .route("/v1alpha/models/{id}", get(get_model).post(call))
+        .route("/v1/models/{id}", post(call))
+}
+
+fn fail(headers: &HeaderMap, err: &GatewayError) -> Response {
+    error_response(Dialect::Gemini, err, &request_id(headers))
+}
+
+/// `POST .../models/{model}:{method}`.
+async fn call(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some((model, method)) = id.rsplit_once(':') else {
+        let err = GatewayError::new(ErrorKind::NotFound, format!("No method in `{id}`: expected {{model}}:{{method}}"));
+        return fail(&headers, &err);
+    };
+    let result = match method {
+        "generateContent" => generate(&state, &headers, model, None, body).await,
+        "streamGenerateContent" => {
+            let framing =
+                if query.get("alt").map(String::as_str) == Some("sse") { Framing::Sse } else { Framing::JsonArray };
+            generate(&state, &headers, model, Some(framing), body).await
+        }
+        "countTokens" => count_tokens(&state, model, body),
+        "embedContent" | "batchEmbedContents" => {
+            Err(GatewayError::invalid("Embeddings are not supported: the Codex backend has no embedding models.")
+                .with_code("unsupported"))
+        }
+        other => Err(GatewayError::new(ErrorKind::NotFound, format!("Unknown method `{other}` for models/{model}"))),
+    };
+    result.unwrap_or_else(|e| fail(&headers, &e))
+}
+
+async fn generate(
+    state: &AppState,
+    headers: &HeaderMap,
+    model: &str,
+    framing: Option<Framing>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, GatewayError> {
+    let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
+    let (mut req, opts) = decode(&body, model, framing.is_some(), &state.config.gemini_model_aliases)?;
+    let ex = exchange::start(state, headers, &mut req).await?;
+    let response_id = uuid::Uuid::new_v4().simple().to_string();
+    let model = req.model.requested.clone();
+    match framing {
+        Some(framing) => {
+            let encoder = GeminiStream(GeminiEncoder::new(framing, response_id, model.clone(), opts.include_thoughts));
+            let cfg = &state.config;
+            let body = pump::stream_body(ex, encoder, req.limits, cfg.keepalive, cfg.upstream_idle_timeout, model);
+            Ok(match framing {
+                Framing::Sse => sse_response(body),
+                Framing::JsonArray => json_stream_response(body),
+            })
+        }
+        None => {
+            let collected = pump::collect(ex, req.limits, state.config.upstream_idle_timeout).await?;
+            Ok(axum::Json(render_response(&collected, &response_id, &model, opts.include_thoughts)).into_response())
+        }
+    }
+}
+
+fn json_stream_response(body: Body) -> Response {
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+/// `countTokens`: a local o200k count of the translated input (spec C7), images at a fixed rate.
+fn count_tokens(state: &AppState, model: &str, body: Result<Bytes, BytesRejection>) -> Result<Response, GatewayError> {
+    let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
+    let req = decode_count_tokens(&body, model, &state.config.gemini_model_aliases)?;
+    let (text, images) = countable(&req);
+    let text_tokens = tokens::count(&text);
+    let total = text_tokens + images * TOKENS_PER_IMAGE;
+    let mut details = vec![json!({"modality": "TEXT", "tokenCount": text_tokens})];
+    if images > 0 {
+        details.push(json!({"modality": "IMAGE", "tokenCount": images * TOKENS_PER_IMAGE}));
+    }
+    Ok(axum::Json(json!({"totalTokens": total, "promptTokensDetails": details})).into_response())
+}
+
+fn model_entry(name: &str, entry: &Value) -> Value {
+    let display = entry.get("display_name").and_then(Value::as_str).unwrap_or(name);
+    json!({
+        "name": format!("models/{name}"),
+        "baseModelId": name,
+        "version": "001",
+        "displayName": display,
+        "description": format!("{display}, served by codex-gateway from the Codex backend"),
+        "inputTokenLimit": entry.get("context_window").and_then(Value::as_u64).unwrap_or(272_000),
+        "outputTokenLimit": OUTPUT_TOKEN_LIMIT,
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+        "thinking": true,
+    })
+}
+
+fn slug(entry: &Value) -> &str {
+    entry.get("slug").and_then(Value::as_str).unwrap_or_default()
+}
+
+/// `GET /v1beta/models`: the Codex models, plus the configured Gemini aliases that resolve to one of them.
+async fn list_models(State(state): State<Arc<AppState>>) -> Response {
+    let entries = state.catalog.entries(&state).await;
+    let mut models: Vec<Value> = entries.iter().map(|e| model_entry(slug(e), e)).collect();
+    let aliases = &state.config.gemini_model_aliases;
+    let mut names: Vec<&String> = aliases.keys().filter(|k| k.contains('-')).collect();
+    names.sort();
+    for name in names {
+        let target = resolve_model(name, aliases);
+        if let Some(e) = entries.iter().find(|e| slug(e) == target.slug) {
+            models.push(model_entry(name, e));
+        }
+    }
+    axum::Json(json!({ "models": models })).into_response()
+}
+
+/// `GET /v1beta/models/{model}`: any id that resolves to a served model (Gemini ids via the alias table).
+async fn get_model(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let target = resolve_model(&id, &state.config.gemini_model_aliases);
+    let entries = state.catalog.entries(&state).await;
+    match entries.iter().find(|e| slug(e) == target.slug) {
+        Some(e) => axum::Json(model_entry(&target.requested, e)).into_response(),
+        None => fail(&headers, &GatewayError::model_not_found(&id)),
+    }
+}
+
+/// The Gemini encoder as the pump sees it. Keepalives write nothing: every Gemini client parses every frame.
+struct GeminiStream(GeminiEncoder);
+
+impl StreamEncoder for GeminiStream {
+    fn on_event(&mut self, _frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
+        self.0.on_event(event, out);
+    }
+    fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
+        self.0.error(err, out);
+    }
+    fn keepalive(&mut self, _out: &mut Vec<u8>) {}
+    fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}

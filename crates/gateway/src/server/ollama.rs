@@ -1,0 +1,313 @@
+//! The Ollama bridge (spec/dialects.md §4): a second listener, off by default, for clients that only speak
+//! Ollama (Open WebUI, VS Code Copilot's Ollama provider, the `ollama` libraries).
+//!
+//! It is served in-process from the main server's [`AppState`] (no loopback HTTP hop) and has no client
+//! authentication, like Ollama itself; so it binds loopback unless `ollama.allow_remote` is set, allows CORS
+//! only for loopback origins, and refuses requests whose `Origin` is anything else (a web page cannot spend the
+//! user's plan). Routes: `GET|HEAD /`, `/api/version`, `/api/tags`, `/api/show`, `/api/ps`, `/api/chat`,
+//! `/api/generate`, the embedding routes (refused), and the OpenAI routes under `/v1/*`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use dialects::ollama::{
+    Decoded, Endpoint, OllamaEncoder, VERSION, model_name, ps_entry, render_chat, render_generate, rfc3339,
+    show_response, tag_entry,
+};
+use dialects::sse::SseFrame;
+use dialects::{ErrorKind, Event, GatewayError};
+use futures_util::FutureExt;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::server::errors::{Dialect, body_error, error_response};
+use crate::server::exchange::{self, request_id};
+use crate::server::pump::{self, StreamEncoder};
+use crate::server::{AppState, models, openai};
+
+/// Bind the bridge's listener when it is enabled, and say where it listens (stdout, after the main line).
+pub async fn bind(config: &Config) -> anyhow::Result<Option<TcpListener>> {
+    let bridge = &config.ollama;
+    if !bridge.enabled {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(bridge.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} for the Ollama bridge: {e}", bridge.listen))?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        warn!(
+            "THE OLLAMA BRIDGE ON {addr} HAS NO AUTHENTICATION: anyone who can reach this address can use your \
+             ChatGPT plan through it (ollama.allow_remote is set)"
+        );
+    }
+    // Scripts and tests read this exact line to learn the bridge's port.
+    println!("codex-gateway ollama bridge listening on http://{addr}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    Ok(Some(listener))
+}
+
+/// Serve the bridge (if a listener is given) in the background until `shutdown`; returns the shutdown future
+/// for the main listener, so one signal stops both.
+pub fn serve(
+    state: Arc<AppState>,
+    listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    let shutdown = shutdown.shared();
+    if let Some(listener) = listener {
+        let app = router(state);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                warn!(error = %e, "the Ollama bridge stopped");
+            }
+        });
+    }
+    shutdown
+}
+
+/// The bridge's router: Ollama routes, the OpenAI routes under `/v1`, loopback-only CORS, no client key.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.config.body_limit;
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(|origin, _| origin.to_str().is_ok_and(is_loopback_origin)))
+        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers(tower_http::cors::Any);
+    Router::new()
+        .route("/", get(root).head(root))
+        .route("/api/version", get(version))
+        .route("/api/tags", get(tags))
+        .route("/api/ps", get(ps))
+        .route("/api/show", post(show))
+        .route("/api/chat", post(chat))
+        .route("/api/generate", post(generate))
+        .route("/api/embed", post(embeddings))
+        .route("/api/embeddings", post(embeddings))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/responses", post(openai::responses))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{id}", get(models::get))
+        .fallback(not_found)
+        .layer(middleware::from_fn(origin_guard))
+        .layer(cors)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// `http(s)://localhost`, `127.x.x.x` or `[::1]`, any port.
+fn is_loopback_origin(origin: &str) -> bool {
+    let Ok(url) = url::Url::parse(origin) else { return false };
+    if !matches!(url.scheme(), "http" | "https") {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Browsers send `Origin` on cross-site requests, including "simple" POSTs that skip CORS preflight; refuse
+/// those from non-loopback pages outright. Clients that are not browsers send no `Origin`.
+async fn origin_guard(req: Request, next: Next) -> Response {
+    match req.headers().get(header::ORIGIN).map(|o| o.to_str().map(is_loopback_origin)) {
+        Some(Ok(true)) | None => next.run(req).await,
+        Some(_) => {
+            let err = GatewayError::new(
+                ErrorKind::PermissionDenied,
+                "Requests from web pages outside this machine are not allowed on the Ollama bridge",
+            );
+            error_response(Dialect::Ollama, &err, &request_id(req.headers()))
+        }
+    }
+}
+
+fn fail(headers: &HeaderMap, err: &GatewayError) -> Response {
+    error_response(Dialect::Ollama, err, &request_id(headers))
+}
+
+async fn root() -> &'static str {
+    "Ollama is running"
+}
+
+async fn version() -> Response {
+    axum::Json(json!({ "version": VERSION })).into_response()
+}
+
+async fn not_found(req: Request) -> Response {
+    let err = GatewayError::new(
+        ErrorKind::NotFound,
+        format!("{} {} is not served by this bridge", req.method(), req.uri().path()),
+    );
+    fail(req.headers(), &err)
+}
+
+async fn embeddings(headers: HeaderMap) -> Response {
+    let err = GatewayError::invalid("Embeddings are not supported: the Codex backend has no embedding models.");
+    fail(&headers, &err)
+}
+
+fn slug(entry: &Value) -> &str {
+    entry.get("slug").and_then(Value::as_str).unwrap_or_default()
+}
+
+fn context_window(entry: &Value) -> u64 {
+    entry.get("context_window").and_then(Value::as_u64).unwrap_or(272_000)
+}
+
+async fn tags(State(state): State<Arc<AppState>>) -> Response {
+    let entries = state.catalog.entries(&state).await;
+    let models: Vec<Value> = entries.iter().map(|e| tag_entry(slug(e))).collect();
+    axum::Json(json!({ "models": models })).into_response()
+}
+
+async fn ps(State(state): State<Arc<AppState>>) -> Response {
+    let entries = state.catalog.entries(&state).await;
+    let models: Vec<Value> = entries.iter().map(|e| ps_entry(slug(e), context_window(e))).collect();
+    axum::Json(json!({ "models": models })).into_response()
+}
+
+fn unknown_model(name: &str) -> GatewayError {
+    GatewayError::new(ErrorKind::NotFound, format!("model \"{name}\" not found")).with_code("model_not_found")
+}
+
+/// `POST /api/show {"model"}` (older clients send `name`).
+async fn show(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return fail(&headers, &body_error(r, state.config.body_limit)),
+    };
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let name = v.get("model").or_else(|| v.get("name")).and_then(Value::as_str).unwrap_or_default();
+    if name.is_empty() {
+        return fail(&headers, &GatewayError::invalid_param("model", "model is required"));
+    }
+    let wanted = dialects::models::ModelRef::parse(model_name(name));
+    let entries = state.catalog.entries(&state).await;
+    match entries.iter().find(|e| slug(e) == wanted.slug) {
+        Some(e) => axum::Json(show_response(name, &wanted.slug, context_window(e), true)).into_response(),
+        None => fail(&headers, &unknown_model(name)),
+    }
+}
+
+fn now_rfc3339() -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    rfc3339(d.as_secs(), d.subsec_nanos())
+}
+
+async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    answer(&state, &headers, body, Endpoint::Chat).await.unwrap_or_else(|e| fail(&headers, &e))
+}
+
+async fn generate(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    answer(&state, &headers, body, Endpoint::Generate).await.unwrap_or_else(|e| fail(&headers, &e))
+}
+
+async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    endpoint: Endpoint,
+) -> Result<Response, GatewayError> {
+    let started = Instant::now();
+    let created_at = now_rfc3339();
+    let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
+    let decoded = match endpoint {
+        Endpoint::Chat => dialects::ollama::decode_chat(&body)?,
+        Endpoint::Generate => dialects::ollama::decode_generate(&body)?,
+    };
+    let (mut req, opts) = match decoded {
+        Decoded::Request(req, opts) => (req, opts),
+        Decoded::Load { model } => return load(state, &model, &created_at, endpoint).await,
+    };
+    let requested = req.model.requested.clone();
+    let ex = exchange::start(state, headers, &mut req).await.map_err(|e| match e.code.as_deref() {
+        Some("model_not_found") => unknown_model(&requested),
+        _ => e,
+    })?;
+    if req.stream {
+        let clock = Box::new(move || started.elapsed().as_nanos() as u64);
+        let encoder = NdjsonStream(OllamaEncoder::new(endpoint, requested.clone(), created_at, opts.think, clock));
+        let cfg = &state.config;
+        let body = pump::stream_body(ex, encoder, req.limits, cfg.keepalive, cfg.upstream_idle_timeout, requested);
+        let mut resp = Response::new(body);
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+        Ok(resp)
+    } else {
+        let collected = pump::collect(ex, req.limits, state.config.upstream_idle_timeout).await?;
+        let total = started.elapsed().as_nanos() as u64;
+        let v = match endpoint {
+            Endpoint::Chat => render_chat(&collected, &requested, &created_at, opts.think, total),
+            Endpoint::Generate => render_generate(&collected, &requested, &created_at, opts.think, total),
+        };
+        Ok(axum::Json(v).into_response())
+    }
+}
+
+/// Empty messages / prompt: Ollama loads the model and answers `done_reason: "load"` (clients use it to warm up).
+async fn load(state: &AppState, model: &str, created_at: &str, endpoint: Endpoint) -> Result<Response, GatewayError> {
+    let slug = dialects::models::ModelRef::parse(model_name(model)).slug;
+    if !state.catalog.entries(state).await.iter().any(|e| self::slug(e) == slug) {
+        return Err(unknown_model(model));
+    }
+    info!(model, "ollama load request (no upstream call)");
+    let mut v = json!({"model": model, "created_at": created_at, "done": true, "done_reason": "load"});
+    match endpoint {
+        Endpoint::Chat => v["message"] = json!({"role": "assistant", "content": ""}),
+        Endpoint::Generate => v["response"] = json!(""),
+    }
+    Ok((StatusCode::OK, axum::Json(v)).into_response())
+}
+
+/// The NDJSON encoder as the pump sees it. Keepalives write nothing: a blank line is not an NDJSON object.
+struct NdjsonStream(OllamaEncoder);
+
+impl StreamEncoder for NdjsonStream {
+    fn on_event(&mut self, _frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
+        self.0.on_event(event, out);
+    }
+    fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
+        self.0.error(err, out);
+    }
+    fn keepalive(&mut self, _out: &mut Vec<u8>) {}
+    fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_origin;
+
+    #[test]
+    fn only_loopback_origins() {
+        for o in ["http://localhost:3000", "http://127.0.0.1", "https://127.1.2.3:8080", "http://[::1]:5173"] {
+            assert!(is_loopback_origin(o), "{o}");
+        }
+        for o in ["https://evil.example", "http://localhost.evil.example", "null", "file://", "http://10.0.0.1"] {
+            assert!(!is_loopback_origin(o), "{o}");
+        }
+    }
+}
