@@ -342,16 +342,19 @@ def header(record: dict[str, Any], name: str) -> str | None:
 
 class Gateway:
     PREFIX = "codex-gateway listening on "
+    OLLAMA_PREFIX = "codex-gateway ollama bridge listening on "
 
-    def __init__(self, proc: Proc, url: str):
+    def __init__(self, proc: Proc, url: str, ollama: str | None = None):
         self.proc = proc
         self.url = url
         self.v1 = url + "/v1"
         self.api_key = API_KEY
+        # The Ollama bridge's base URL (no auth, Ollama routes and /v1), when started with ollama=True.
+        self.ollama = ollama
 
     @classmethod
     def start(cls, work: Path, fake: Fake, codex_home: Path, extra_env: dict[str, str] | None = None,
-              extra_args: list[str] | None = None) -> "Gateway":
+              extra_args: list[str] | None = None, ollama: bool = False) -> "Gateway":
         data_dir = work / "gateway-data"
         data_dir.mkdir(parents=True, exist_ok=True)
         env = child_env(
@@ -367,13 +370,18 @@ class Gateway:
             }
         )
         (work / "home").mkdir(exist_ok=True)
+        if ollama:
+            env.update({"CODEX_GATEWAY_OLLAMA_ENABLED": "1", "CODEX_GATEWAY_OLLAMA_PORT": "0"})
         if extra_env:
             env.update(extra_env)
         argv = [str(binary("codex-gateway")), "serve", "--port", "0"] + (extra_args or [])
         proc = Proc("codex-gateway", argv, env, work / "gateway.log", work)
         try:
             line = proc.wait_for_prefix(cls.PREFIX, STARTUP_TIMEOUT)
-            return cls(proc, _address(line, cls.PREFIX))
+            bridge = None
+            if ollama:
+                bridge = _address(proc.wait_for_prefix(cls.OLLAMA_PREFIX, STARTUP_TIMEOUT), cls.OLLAMA_PREFIX)
+            return cls(proc, _address(line, cls.PREFIX), bridge)
         except BaseException:
             proc.stop()
             raise
@@ -392,13 +400,14 @@ class Stack:
         self.codex_home = codex_home
 
     @classmethod
-    def start(cls, work: Path, accounts: int = 1, gateway_env: dict[str, str] | None = None) -> "Stack":
+    def start(cls, work: Path, accounts: int = 1, gateway_env: dict[str, str] | None = None,
+              ollama: bool = False) -> "Stack":
         work.mkdir(parents=True, exist_ok=True)
         codex_home = work / "codex-home"
         codex_home.mkdir(exist_ok=True)
         fake = Fake.start(work, accounts=accounts, auth_json=codex_home / "auth.json")
         try:
-            gateway = Gateway.start(work, fake, codex_home, extra_env=gateway_env)
+            gateway = Gateway.start(work, fake, codex_home, extra_env=gateway_env, ollama=ollama)
         except BaseException:
             fake.proc.stop()
             raise
