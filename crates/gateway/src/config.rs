@@ -32,6 +32,7 @@ pub struct RawConfig {
     pub log: Option<String>,
     pub ollama: Option<RawOllama>,
     pub gemini: Option<RawGemini>,
+    pub anthropic: Option<RawAnthropic>,
     pub routing: Option<RawRouting>,
 }
 
@@ -113,6 +114,8 @@ pub struct Config {
     pub log: String,
     pub ollama: OllamaBridge,
     pub gemini_model_aliases: HashMap<String, String>,
+    /// `[anthropic] model_aliases`: Claude model ids (or the family keys `opus`, `sonnet`, `haiku`) -> Codex models.
+    pub anthropic_model_aliases: HashMap<String, String>,
     pub routing: Routing,
 }
 
@@ -242,6 +245,7 @@ impl Config {
         };
         let ollama = OllamaBridge::resolve(raw.ollama, env)?;
         let gemini_model_aliases = raw.gemini.and_then(|g| g.model_aliases).unwrap_or_default();
+        let anthropic_model_aliases = raw.anthropic.and_then(|a| a.model_aliases).unwrap_or_default();
         Ok(Config {
             routing,
             listen: SocketAddr::new(ip, port),
@@ -270,6 +274,7 @@ impl Config {
             log: env.get("RUST_LOG").or(raw.log).unwrap_or_else(|| "info".into()),
             ollama,
             gemini_model_aliases,
+            anthropic_model_aliases,
         })
     }
 
@@ -298,6 +303,15 @@ pub struct RawOllama {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGemini {
+    pub model_aliases: Option<HashMap<String, String>>,
+}
+
+/// `[anthropic]`: Claude model ids -> Codex models. Keys are exact model ids (`"claude-opus-4-1-20250805" =
+/// "gpt-5.5-high"`) or the family keys `opus`, `sonnet`, `haiku`, which cover every Claude id of that family
+/// (defaults: opus -> gpt-5.5, sonnet -> gpt-5.4, haiku -> gpt-5.4-mini).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnthropic {
     pub model_aliases: Option<HashMap<String, String>>,
 }
 
@@ -408,6 +422,9 @@ mod tests {
         let raw: RawConfig = toml::from_str("[gemini.model_aliases]\npro = \"gpt-5.4-high\"")?;
         let c = Config::resolve(raw, &Overrides::default(), &env(&[]))?;
         assert_eq!(c.gemini_model_aliases.get("pro").map(String::as_str), Some("gpt-5.4-high"));
+        let raw: RawConfig = toml::from_str("[anthropic]\nmodel_aliases = { opus = \"gpt-5.5-high\" }")?;
+        let c = Config::resolve(raw, &Overrides::default(), &env(&[]))?;
+        assert_eq!(c.anthropic_model_aliases.get("opus").map(String::as_str), Some("gpt-5.5-high"));
         Ok(())
     }
 

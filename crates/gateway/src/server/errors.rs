@@ -35,7 +35,7 @@ pub fn error_response(dialect: Dialect, err: &GatewayError, request_id: &str) ->
         Dialect::OpenAi => (err.status(), err.openai_body()),
         Dialect::Gemini => dialects::gemini::error_body(err),
         Dialect::Ollama => dialects::ollama::error_body(err),
-        Dialect::Anthropic => anthropic_error(err, request_id),
+        Dialect::Anthropic => dialects::anthropic::error_response(err, request_id),
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (status, axum::Json(body)).into_response();
@@ -66,21 +66,4 @@ pub fn body_error(rejection: axum::extract::rejection::BytesRejection, limit: us
     } else {
         GatewayError::invalid(format!("Could not read the request body: {rejection}"))
     }
-}
-
-/// Interim Anthropic error shape until the dialect module lands: `{"type":"error","error":{type,message}}`.
-fn anthropic_error(err: &GatewayError, request_id: &str) -> (u16, serde_json::Value) {
-    use dialects::ErrorKind as K;
-    let (status, kind) = match err.kind {
-        K::InvalidRequest | K::ContextTooLong => (400, "invalid_request_error"),
-        K::Unauthorized | K::NotLoggedIn => (401, "authentication_error"),
-        K::PermissionDenied => (403, "permission_error"),
-        K::NotFound => (404, "not_found_error"),
-        K::PayloadTooLarge => (413, "request_too_large"),
-        K::RateLimited => (429, "rate_limit_error"),
-        K::Timeout => (504, "timeout_error"),
-        K::Overloaded => (529, "overloaded_error"),
-        K::UpstreamUnavailable | K::Internal => (500, "api_error"),
-    };
-    (status, serde_json::json!({"type":"error","error":{"type":kind,"message":err.message},"request_id":request_id}))
 }

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::store::Store;
 use crate::upstream::{Upstream, build_http_client};
 
+mod anthropic;
 pub mod errors;
 pub mod exchange;
 mod gemini;
@@ -65,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .merge(gemini::routes())
+        .merge(anthropic::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), client_auth))
         .layer(DefaultBodyLimit::max(limit))

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod anthropic;
 mod chat;
 mod errors;
 mod gemini;

@@ -1,0 +1,253 @@
+//! Anthropic Messages routes (spec/dialects.md §2): `POST /v1/messages` and `POST /v1/messages/count_tokens`
+//! (query strings such as Claude Code's `?beta=true` are ignored). Translation lives in
+//! `dialects::anthropic`; this module drives it: model aliases from `[anthropic] model_aliases`, the
+//! conversation key from `X-Claude-Code-Session-Id`, `event: ping` keepalives, errors in the Anthropic shape
+//! with a `request-id` header, and one retry without reasoning items when the upstream refuses encrypted
+//! reasoning that another account produced.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use dialects::anthropic::{AnthropicEncoder, countable_text, decode_for_count, decode_with, render_message};
+use dialects::sse::SseFrame;
+use dialects::{ErrorKind, Event, GatewayError, UpstreamRequest};
+use serde_json::{Value, json};
+use tracing::warn;
+
+use crate::server::errors::{Dialect, body_error, error_response};
+use crate::server::exchange::{self, Exchange, request_id};
+use crate::server::pump::{self, StreamEncoder};
+use crate::server::{AppState, sse_response};
+use crate::tokens;
+
+/// Tokens `count_tokens` adds per image or document part: Anthropic's cost of an image at its largest
+/// (about 1.15 megapixels / 750). The gateway does not decode images, so this is an upper-end estimate.
+const TOKENS_PER_IMAGE: u64 = 1_600;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/v1/messages", post(messages)).route("/v1/messages/count_tokens", post(count_tokens))
+}
+
+fn fail(headers: &HeaderMap, err: &GatewayError) -> Response {
+    error_response(Dialect::Anthropic, err, &request_id(headers))
+}
+
+/// Anthropic clients read the `request-id` header of successful responses too.
+fn with_request_id(mut resp: Response, headers: &HeaderMap) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&request_id(headers)) {
+        resp.headers_mut().insert("request-id", v);
+    }
+    resp
+}
+
+/// `POST /v1/messages`.
+async fn messages(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match messages_inner(&state, &headers, body).await {
+        Ok(r) => with_request_id(r, &headers),
+        Err(e) => fail(&headers, &e),
+    }
+}
+
+async fn messages_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, GatewayError> {
+    let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
+    let session = headers.get("x-claude-code-session-id").and_then(|v| v.to_str().ok());
+    let (mut req, opts) = decode_with(&body, session, &state.config.anthropic_model_aliases)?;
+    let input_estimate = tokens::count(&countable_text(&req)) + TOKENS_PER_IMAGE * count_images(&req);
+    let ex = start(state, headers, &mut req).await.map_err(|e| explain_model_error(e, &req))?;
+    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let model = req.model.requested.clone();
+    if req.stream {
+        let encoder = AnthropicStream(AnthropicEncoder::new(id, model.clone(), &opts, input_estimate));
+        let cfg = &state.config;
+        Ok(sse_response(pump::stream_body(ex, encoder, req.limits, cfg.keepalive, cfg.upstream_idle_timeout, model)))
+    } else {
+        let collected = pump::collect(ex, req.limits, state.config.upstream_idle_timeout).await?;
+        Ok(Json(render_message(&collected, &id, &model, &opts)).into_response())
+    }
+}
+
+/// [`exchange::start`], retried once without reasoning items when the upstream refuses their encrypted
+/// content. Encrypted reasoning is bound to the account that produced it; when a conversation moves to
+/// another account (the first one is rate limited, logged out, removed) the earlier turns' reasoning cannot
+/// be verified there. Dropping it loses the model's hidden chain of thought for those turns, not the
+/// conversation.
+async fn start(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequest) -> Result<Exchange, GatewayError> {
+    match exchange::start(state, headers, req).await {
+        Err(e) if is_foreign_reasoning(&e) && strip_reasoning(req) > 0 => {
+            warn!(request_id = %request_id(headers), error = %e, "upstream refused earlier reasoning; retrying without it");
+            exchange::start(state, headers, req).await
+        }
+        other => other,
+    }
+}
+
+/// The upstream's refusal of encrypted reasoning it cannot verify (`invalid_encrypted_content`; the ChatGPT
+/// backend sends only a message).
+fn is_foreign_reasoning(e: &GatewayError) -> bool {
+    if e.kind != ErrorKind::InvalidRequest {
+        return false;
+    }
+    let message = e.message.to_ascii_lowercase();
+    e.code.as_deref() == Some("invalid_encrypted_content")
+        || message.contains("encrypted content")
+        || message.contains("encrypted_content")
+}
+
+/// Remove every `reasoning` item from the request's input; returns how many were removed.
+fn strip_reasoning(req: &mut UpstreamRequest) -> usize {
+    let Some(Value::Array(items)) = req.body.get_mut("input") else {
+        return 0;
+    };
+    let before = items.len();
+    items.retain(|item| item.get("type").and_then(Value::as_str) != Some("reasoning"));
+    before - items.len()
+}
+
+/// The catalog names the Codex slug; an Anthropic client should also learn which id it sent and how to map it.
+fn explain_model_error(e: GatewayError, req: &UpstreamRequest) -> GatewayError {
+    if e.kind != ErrorKind::NotFound || e.code.as_deref() != Some("model_not_found") {
+        return e;
+    }
+    let requested = &req.model.requested;
+    let slug = &req.model.slug;
+    let message = if requested == slug {
+        format!(
+            "model: {requested} is not served by this gateway. Use a Codex model id (GET /v1/models lists them), \
+             a Claude model id (claude-opus-*, claude-sonnet-*, claude-haiku-*), or map it in the config's \
+             [anthropic] model_aliases table."
+        )
+    } else {
+        format!(
+            "model: {requested} maps to `{slug}`, which is not served by this gateway (GET /v1/models lists the \
+             available models). Change the mapping in the config's [anthropic] model_aliases table."
+        )
+    };
+    GatewayError { message, ..e }
+}
+
+/// Image and file parts in the input (including those inside tool results).
+fn count_images(req: &UpstreamRequest) -> u64 {
+    fn parts(v: &Value) -> u64 {
+        v.as_array()
+            .map(|parts| {
+                parts
+                    .iter()
+                    .filter(|p| matches!(p.get("type").and_then(Value::as_str), Some("input_image" | "input_file")))
+                    .count() as u64
+            })
+            .unwrap_or(0)
+    }
+    req.body
+        .get("input")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|item| {
+            parts(item.get("content").unwrap_or(&Value::Null)) + parts(item.get("output").unwrap_or(&Value::Null))
+        })
+        .sum()
+}
+
+/// `POST /v1/messages/count_tokens`: a local o200k count of the translated request (spec C7). Counting is
+/// local, so the model is not checked against the catalog.
+async fn count_tokens(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = body.map_err(|r| body_error(r, state.config.body_limit)).and_then(|body| decode_for_count(&body));
+    match result {
+        Ok(req) => {
+            let n = tokens::count(&countable_text(&req)) + TOKENS_PER_IMAGE * count_images(&req);
+            with_request_id(Json(json!({"input_tokens": n})).into_response(), &headers)
+        }
+        Err(e) => fail(&headers, &e),
+    }
+}
+
+struct AnthropicStream(AnthropicEncoder);
+
+impl StreamEncoder for AnthropicStream {
+    fn on_event(&mut self, _frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
+        self.0.on_event(event, out);
+    }
+    fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
+        self.0.error(err, out);
+    }
+    fn keepalive(&mut self, out: &mut Vec<u8>) {
+        AnthropicEncoder::ping(out);
+    }
+    fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dialects::models::ModelRef;
+
+    fn req(input: Value) -> UpstreamRequest {
+        UpstreamRequest {
+            body: json!({"input": input}).as_object().cloned().unwrap_or_default(),
+            model: ModelRef::parse("gpt-5.4"),
+            stream: true,
+            conversation_key: None,
+            limits: Default::default(),
+        }
+    }
+
+    #[test]
+    fn strips_only_reasoning_items() {
+        let mut r = req(json!([
+            {"type":"message","role":"user","content":[{"type":"input_text","text":"hi"}]},
+            {"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"x"},
+            {"type":"function_call","call_id":"c","name":"f","arguments":"{}"},
+            {"type":"function_call_output","call_id":"c","output":"ok"},
+        ]));
+        assert_eq!(strip_reasoning(&mut r), 1);
+        let kinds: Vec<&str> = r.body["input"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|i| i["type"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(kinds, ["message", "function_call", "function_call_output"]);
+        assert_eq!(strip_reasoning(&mut r), 0);
+    }
+
+    #[test]
+    fn recognises_foreign_reasoning_refusals() {
+        let e = GatewayError::invalid(
+            "The upstream rejected the request: The encrypted content for item rs_1 could not be verified.",
+        );
+        assert!(is_foreign_reasoning(&e));
+        assert!(is_foreign_reasoning(&GatewayError::invalid("x").with_code("invalid_encrypted_content")));
+        assert!(!is_foreign_reasoning(&GatewayError::invalid("Unsupported parameter: metadata")));
+        let other = GatewayError::new(ErrorKind::RateLimited, "encrypted content");
+        assert!(!is_foreign_reasoning(&other));
+    }
+
+    #[test]
+    fn counts_images_in_messages_and_tool_results() {
+        let r = req(json!([
+            {"type":"message","role":"user","content":[{"type":"input_text","text":"a"},{"type":"input_image","image_url":"data:"}]},
+            {"type":"function_call","call_id":"c","name":"f","arguments":"{}"},
+            {"type":"function_call_output","call_id":"c","output":[{"type":"input_image","image_url":"data:"}]},
+        ]));
+        assert_eq!(count_images(&r), 2);
+    }
+}
