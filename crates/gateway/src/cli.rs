@@ -38,6 +38,18 @@ pub enum Command {
     Accounts(AccountsCommand),
     /// Show configuration, accounts and whether a gateway is answering.
     Status,
+    /// Log in to a ChatGPT account (in a browser by default) and add it to the gateway's store.
+    Login {
+        /// Device-code flow, for machines without a browser.
+        #[arg(long, conflicts_with = "paste")]
+        device: bool,
+        /// Print the sign-in URL, then paste back the address the browser ended on (remote servers).
+        #[arg(long)]
+        paste: bool,
+        /// A name for this account.
+        #[arg(long)]
+        label: Option<String>,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -98,6 +110,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Accounts(AccountsCommand::List { json }) => list(&Config::load(&base, &ProcessEnv)?, json),
         Command::Status => status(&Config::load(&base, &ProcessEnv)?).await,
+        Command::Login { device, paste, label } => {
+            let mode = crate::auth::login::LoginMode::from_flags(device, paste);
+            crate::auth::login::run(&Config::load(&base, &ProcessEnv)?, mode, label).await
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod codex_file;
 pub mod jwt;
+pub mod login;
 pub mod refresh;
 
 /// The OAuth client id of the official Codex CLI (spec/codex-upstream.md).

@@ -6,6 +6,7 @@ mod anthropic;
 mod chat;
 mod errors;
 mod gemini;
+mod login;
 mod ollama;
 mod refresh;
 mod responses;
