@@ -1,4 +1,4 @@
-//! The command line: `serve` (the main job), `accounts import|list`, `status`.
+//! The command line: `serve` (the main job), `login`, `accounts ...`, `status`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::accounts::{Pool, stored_from_api_key, stored_from_tokens};
-use crate::auth::codex_file::{self, FileCredentials};
-use crate::auth::now_unix;
+mod accounts;
+
+pub use accounts::AccountsCommand;
+
 use crate::config::{Config, Overrides, ProcessEnv};
-use crate::store::Store;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -65,21 +65,6 @@ pub struct ServeArgs {
     pub api_key: Option<String>,
 }
 
-#[derive(Subcommand, Debug)]
-pub enum AccountsCommand {
-    /// Copy credentials from a Codex auth.json (default: $CODEX_HOME/auth.json) into the gateway's store.
-    Import {
-        path: Option<PathBuf>,
-        #[arg(long)]
-        label: Option<String>,
-    },
-    /// List the accounts the gateway would use.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -105,10 +90,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let o = Overrides { host: args.host, port: args.port, api_key: args.api_key, ..base };
             serve(Config::load(&o, &ProcessEnv)?).await
         }
-        Command::Accounts(AccountsCommand::Import { path, label }) => {
-            import(&Config::load(&base, &ProcessEnv)?, path, label)
+        Command::Accounts(cmd) => {
+            let config = Config::load(&base, &ProcessEnv)?;
+            init_logging(&config.log);
+            accounts::run(&config, cmd).await
         }
-        Command::Accounts(AccountsCommand::List { json }) => list(&Config::load(&base, &ProcessEnv)?, json),
         Command::Status => status(&Config::load(&base, &ProcessEnv)?).await,
         Command::Login { device, paste, label } => {
             let mode = crate::auth::login::LoginMode::from_flags(device, paste);
@@ -159,71 +145,6 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-fn import(config: &Config, path: Option<PathBuf>, label: Option<String>) -> anyhow::Result<()> {
-    let path = path.unwrap_or_else(|| config.codex_auth_file());
-    let file = codex_file::read(&path)?;
-    let store = Store::open(&config.db_path())?;
-    let stored = match file.credentials() {
-        Some(FileCredentials::Chatgpt(tokens)) => stored_from_tokens(tokens, label),
-        Some(FileCredentials::ApiKey(key)) => stored_from_api_key(&key, label),
-        None => anyhow::bail!("{} holds no tokens and no API key", path.display()),
-    };
-    store.upsert_account(&stored)?;
-    println!(
-        "imported {} ({}) from {} into {}",
-        stored.email.as_deref().unwrap_or(&stored.id),
-        stored.kind.as_str(),
-        path.display(),
-        config.db_path().display()
-    );
-    if stored.tokens.is_some() {
-        eprintln!(
-            "warning: the gateway and the Codex CLI now hold the same single-use refresh token. Whichever refreshes \
-             first logs the other out. Keep using only one of them with this login, or log in to the gateway \
-             separately (a second `codex login` into another CODEX_HOME, then import that)."
-        );
-    }
-    Ok(())
-}
-
-fn list(config: &Config, json: bool) -> anyhow::Result<()> {
-    let store = std::sync::Arc::new(Store::open(&config.db_path())?);
-    let http = reqwest::Client::new();
-    let pool = Pool::load(config, store, http)?;
-    let rows: Vec<serde_json::Value> = pool
-        .accounts()
-        .iter()
-        .map(|a| {
-            let (status, reason) = a.status();
-            serde_json::json!({
-                "id": a.id, "kind": a.kind.as_str(), "label": a.label, "email": a.email, "plan": a.plan,
-                "source": match &a.source { crate::accounts::Source::Store => "store".to_string(),
-                    crate::accounts::Source::Linked(p) => format!("linked:{}", p.display()),
-                    crate::accounts::Source::Env => "env".to_string() },
-                "status": status.as_str(), "status_reason": reason,
-            })
-        })
-        .collect();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    if rows.is_empty() {
-        println!(
-            "no accounts: run `codex login` (then the gateway uses ~/.codex/auth.json), `codex-gateway accounts import [PATH]`, or set OPENAI_API_KEY"
-        );
-        return Ok(());
-    }
-    println!("{:<16} {:<8} {:<28} {:<6} {:<12} source", "id", "kind", "email/label", "plan", "status");
-    for r in rows {
-        let s = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
-        let who =
-            r.get("email").and_then(|v| v.as_str()).or_else(|| r.get("label").and_then(|v| v.as_str())).unwrap_or("-");
-        println!("{:<16} {:<8} {:<28} {:<6} {:<12} {}", s("id"), s("kind"), who, s("plan"), s("status"), s("source"));
-    }
-    Ok(())
-}
-
 async fn status(config: &Config) -> anyhow::Result<()> {
     println!("listen:       http://{}", config.listen);
     println!("data dir:     {}", config.data_dir.display());
@@ -241,6 +162,5 @@ async fn status(config: &Config) -> anyhow::Result<()> {
             Err(_) => "not running".to_string(),
         }
     );
-    let _ = now_unix();
-    list(config, false)
+    accounts::run(config, AccountsCommand::List { json: false }).await
 }

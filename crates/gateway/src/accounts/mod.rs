@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use crate::auth::{Tokens, jwt, now_unix};
 use crate::store::{AccountKind, AccountStatus, StoredAccount};
 
+pub mod manage;
 mod pool;
 pub mod quota;
 pub mod select;

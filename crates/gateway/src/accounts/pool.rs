@@ -389,6 +389,51 @@ impl Pool {
         self.refresh_locked(account, &stale).await
     }
 
+    /// Refresh now, whatever the token's age (admin `refresh`).
+    pub async fn force_refresh(&self, account: &Account) -> Result<(), GatewayError> {
+        let Some(current) = account.tokens() else {
+            return Err(GatewayError::invalid("only ChatGPT accounts have tokens to refresh"));
+        };
+        self.access_token(account, Some(&current.access_token)).await.map(|_| ())
+    }
+
+    /// Reachability and latency of the upstream through this account's connection (its proxy, if any): the
+    /// model catalog for ChatGPT accounts, `/models` for API-key and relay accounts.
+    pub async fn check(&self, account: &Account) -> Value {
+        let started = Instant::now();
+        let token = match self.access_token(account, None).await {
+            Ok(t) => t,
+            Err(e) => return serde_json::json!({"id": account.id, "ok": false, "error": e.message}),
+        };
+        let url = match (&account.kind, &account.base_url) {
+            (AccountKind::Chatgpt, _) => {
+                format!("{}/models?client_version={CODEX_CLIENT_VERSION}", self.config.upstream_base_url)
+            }
+            (_, Some(base)) => format!("{base}/models"),
+            (_, None) => format!("{}/models", self.config.openai_base_url),
+        };
+        let mut req = account
+            .http()
+            .get(&url)
+            .bearer_auth(token)
+            .header("originator", "codex_cli_rs")
+            .timeout(Duration::from_secs(15));
+        if let Some(id) = account.chatgpt_account_id() {
+            req = req.header("chatgpt-account-id", id);
+        }
+        match req.send().await {
+            Ok(r) => serde_json::json!({
+                "id": account.id,
+                "ok": r.status().is_success(),
+                "status": r.status().as_u16(),
+                "latency_ms": started.elapsed().as_millis() as u64,
+                "via": account.proxy.as_deref().map(super::redact_proxy).or_else(|| self.config.proxy.as_deref().map(super::redact_proxy)),
+            }),
+            Err(e) => serde_json::json!({"id": account.id, "ok": false, "error": e.without_url().to_string(),
+                "latency_ms": started.elapsed().as_millis() as u64}),
+        }
+    }
+
     /// Refresh ahead of expiry (background): when the token expires within `window`.
     pub async fn refresh_ahead(&self, account: &Account, window: i64) -> Result<(), GatewayError> {
         let now = now_unix();
@@ -545,16 +590,30 @@ impl Pool {
 
     /// Read `/wham/usage` for an account's quota.
     pub async fn poll_usage(&self, account: &Account) {
-        let Ok(token) = self.access_token(account, None).await else { return };
+        let token = match self.access_token(account, None).await {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(account = %account.id, "cannot read quota: {e}");
+                return;
+            }
+        };
         let url = format!("{}/wham/usage", self.config.chatgpt_base_url);
         let mut req = account.http().get(&url).bearer_auth(token).timeout(Duration::from_secs(15));
         if let Some(id) = account.chatgpt_account_id() {
             req = req.header("chatgpt-account-id", id);
         }
-        if let Ok(r) = req.send().await
-            && r.status().is_success()
-            && let Ok(v) = r.json::<Value>().await
-        {
+        let answer = match req.send().await {
+            Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+            Ok(r) => {
+                warn!(account = %account.id, status = r.status().as_u16(), "quota endpoint refused");
+                None
+            }
+            Err(e) => {
+                warn!(account = %account.id, "quota endpoint unreachable: {}", e.without_url());
+                None
+            }
+        };
+        if let Some(v) = answer {
             let (snap, plan) = quota::from_usage(&v, now_unix());
             *account.quota.write() = snap;
             if plan.is_some() {
@@ -573,6 +632,10 @@ impl Pool {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            // Pick up changes made by the CLI (`accounts disable`, `login`, ...) to the shared store.
+            if let Err(e) = self.reload() {
+                warn!("could not re-read the account store: {e:#}");
+            }
             let now = now_unix();
             for account in self.accounts().iter() {
                 if account.kind != AccountKind::Chatgpt || !account.is_active() {

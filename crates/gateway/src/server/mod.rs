@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::store::Store;
 use crate::upstream::{Upstream, build_http_client};
 
+mod admin;
 mod anthropic;
 pub mod errors;
 pub mod exchange;
@@ -43,11 +44,12 @@ pub struct AppState {
 impl AppState {
     /// Open the store, build the HTTP client and load the account pool.
     pub fn new(config: Config) -> anyhow::Result<AppState> {
+        let config = Arc::new(config);
         let store = Arc::new(Store::open(&config.db_path())?);
         let http = build_http_client(&config)?;
-        let pool = Arc::new(Pool::load(&config, store, http.clone())?);
+        let pool = Arc::new(Pool::load(config.clone(), store, http.clone())?);
         let upstream = Upstream::new(&config, http);
-        Ok(AppState { config: Arc::new(config), pool, upstream, catalog: Catalog::default() })
+        Ok(AppState { config, pool, upstream, catalog: Catalog })
     }
 }
 
@@ -65,6 +67,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
+        .merge(admin::routes())
         .merge(gemini::routes())
         .merge(anthropic::routes())
         .fallback(not_found)
@@ -95,8 +98,11 @@ pub async fn run_with_bridge(
     let state = Arc::new(AppState::new(config)?);
     let shutdown = ollama::serve(state.clone(), bridge, shutdown);
     tokio::task::spawn_blocking(crate::tokens::warm_up);
+    let upkeep = tokio::spawn(state.pool.clone().upkeep());
     let app = router(state);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    upkeep.abort();
+    served?;
     Ok(())
 }
 

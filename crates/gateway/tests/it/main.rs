@@ -2,11 +2,13 @@
 
 mod harness;
 
+mod admin;
 mod anthropic;
 mod chat;
 mod errors;
 mod gemini;
 mod login;
 mod ollama;
+mod pool;
 mod refresh;
 mod responses;

@@ -1,0 +1,197 @@
+//! Account management shared by the CLI (`codex-gateway accounts ...`) and the admin API (`/admin/accounts`):
+//! import from every supported source, export, enable/disable, label, remove.
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use super::{stored_from_api_key, stored_from_tokens};
+use crate::auth::codex_file::{AuthFile, FileCredentials};
+use crate::auth::refresh::refresh;
+use crate::auth::{Tokens, now_unix};
+use crate::store::{AccountKind, AccountStatus, Store, StoredAccount};
+
+/// Export format version.
+const EXPORT_VERSION: u64 = 1;
+
+/// What can be imported.
+#[derive(Debug, Clone)]
+pub enum ImportSource {
+    /// A Codex CLI auth.json (ChatGPT tokens or an API key).
+    AuthJson(Value),
+    /// A file written by `accounts export --include-secrets`.
+    Export(Value),
+    /// A bare refresh token: exchanged once for fresh tokens.
+    RefreshToken(String),
+    /// An OpenAI API key, or with `base_url` a relay (any Responses-compatible service).
+    ApiKey { key: String, base_url: Option<String>, models: Option<Vec<String>> },
+}
+
+impl ImportSource {
+    /// Recognise a JSON document or a bare token string.
+    pub fn detect(text: &str) -> anyhow::Result<ImportSource> {
+        let trimmed = text.trim();
+        if let Ok(v) = serde_json::from_str::<Value>(trimmed) {
+            if v.get("accounts").is_some_and(Value::is_array) {
+                return Ok(ImportSource::Export(v));
+            }
+            if v.get("tokens").is_some() || v.get("OPENAI_API_KEY").is_some() {
+                return Ok(ImportSource::AuthJson(v));
+            }
+            bail!("this JSON is neither a Codex auth.json nor a codex-gateway export");
+        }
+        if trimmed.is_empty() || trimmed.contains(char::is_whitespace) {
+            bail!("expected an auth.json, an export file, or a bare refresh token");
+        }
+        if trimmed.starts_with("sk-") {
+            return Ok(ImportSource::ApiKey { key: trimmed.to_string(), base_url: None, models: None });
+        }
+        Ok(ImportSource::RefreshToken(trimmed.to_string()))
+    }
+}
+
+/// Turn an import source into store rows (a bare refresh token is refreshed once to get the other tokens).
+pub async fn resolve(
+    source: ImportSource,
+    label: Option<String>,
+    http: &reqwest::Client,
+    issuer: &str,
+) -> anyhow::Result<Vec<StoredAccount>> {
+    Ok(match source {
+        ImportSource::AuthJson(v) => {
+            let file: AuthFile = serde_json::from_value(v).context("not a Codex auth.json")?;
+            match file.credentials() {
+                Some(FileCredentials::Chatgpt(tokens)) => vec![stored_from_tokens(tokens, label)],
+                Some(FileCredentials::ApiKey(key)) => vec![stored_from_api_key(&key, label, None)],
+                None => bail!("the auth.json holds no tokens and no API key"),
+            }
+        }
+        ImportSource::Export(v) => from_export(&v)?,
+        ImportSource::RefreshToken(rt) => {
+            let seed = Tokens {
+                id_token: String::new(),
+                access_token: String::new(),
+                refresh_token: rt,
+                account_id: String::new(),
+                last_refresh: 0,
+            };
+            let tokens = refresh(http, issuer, &seed).await.context("the refresh token was not accepted")?;
+            vec![stored_from_tokens(tokens, label)]
+        }
+        ImportSource::ApiKey { key, base_url, models } => {
+            let mut a = stored_from_api_key(&key, label, base_url);
+            a.models = models;
+            vec![a]
+        }
+    })
+}
+
+fn from_export(v: &Value) -> anyhow::Result<Vec<StoredAccount>> {
+    let mut out = Vec::new();
+    for (i, a) in v.get("accounts").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let s = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_string);
+        let kind = AccountKind::parse(&s("kind").unwrap_or_default());
+        let tokens = a.get("tokens").filter(|t| t.is_object()).map(|t| {
+            let f = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            Tokens {
+                id_token: f("id_token"),
+                access_token: f("access_token"),
+                refresh_token: f("refresh_token"),
+                account_id: f("account_id"),
+                last_refresh: t.get("last_refresh").and_then(Value::as_i64).unwrap_or(0),
+            }
+        });
+        let redacted = |x: &Option<String>| x.as_deref().is_some_and(|v| v.contains('…') || v == "***");
+        if tokens.as_ref().is_some_and(|t| t.refresh_token.is_empty() || t.refresh_token.contains('…'))
+            || redacted(&s("api_key"))
+            || (kind == AccountKind::Chatgpt && tokens.is_none())
+            || (kind != AccountKind::Chatgpt && s("api_key").is_none())
+        {
+            bail!("account {i} in the export has no secrets: export with --include-secrets to move accounts");
+        }
+        out.push(StoredAccount {
+            id: s("id").context("an exported account has no id")?,
+            kind,
+            label: s("label"),
+            email: s("email"),
+            plan: s("plan"),
+            tokens,
+            api_key: s("api_key"),
+            base_url: s("base_url"),
+            proxy: s("proxy"),
+            models: a.get("models").and_then(|m| serde_json::from_value(m.clone()).ok()),
+            status: AccountStatus::parse(&s("status").unwrap_or_default()),
+            status_reason: s("status_reason"),
+            created_at: a.get("created_at").and_then(Value::as_i64).unwrap_or_else(now_unix),
+        });
+    }
+    Ok(out)
+}
+
+/// The export document. Secrets are redacted unless `include_secrets`.
+pub fn export(store: &Store, include_secrets: bool) -> anyhow::Result<Value> {
+    let secret = |s: &str| if include_secrets { s.to_string() } else { crate::auth::redact(s) };
+    let accounts: Vec<Value> = store
+        .list_accounts()?
+        .into_iter()
+        .map(|a| {
+            json!({
+                "id": a.id,
+                "kind": a.kind.as_str(),
+                "label": a.label,
+                "email": a.email,
+                "plan": a.plan,
+                "status": a.status.as_str(),
+                "status_reason": a.status_reason,
+                "base_url": a.base_url,
+                "proxy": a.proxy.as_deref().map(|p| if include_secrets { p.to_string() } else { super::redact_proxy(p) }),
+                "models": a.models,
+                "created_at": a.created_at,
+                "api_key": a.api_key.as_deref().map(secret),
+                "tokens": a.tokens.map(|t| json!({
+                    "id_token": secret(&t.id_token),
+                    "access_token": secret(&t.access_token),
+                    "refresh_token": secret(&t.refresh_token),
+                    "account_id": t.account_id,
+                    "last_refresh": t.last_refresh,
+                })),
+            })
+        })
+        .collect();
+    Ok(json!({"version": EXPORT_VERSION, "secrets": include_secrets, "accounts": accounts}))
+}
+
+/// Enable or disable. Enabling does not revive an account that needs login (only a new login does).
+pub fn set_enabled(store: &Store, id: &str, enabled: bool) -> anyhow::Result<AccountStatus> {
+    let a = store.get_account(id)?.with_context(|| format!("no account `{id}`"))?;
+    let status = match (enabled, a.status) {
+        (true, AccountStatus::NeedsLogin) => AccountStatus::NeedsLogin,
+        (true, _) => AccountStatus::Active,
+        (false, _) => AccountStatus::Disabled,
+    };
+    let reason = (status == AccountStatus::Disabled).then_some("disabled by the user");
+    store.set_status(id, status, reason)?;
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_sources() {
+        assert!(matches!(ImportSource::detect(r#"{"tokens":{}}"#), Ok(ImportSource::AuthJson(_))));
+        assert!(matches!(ImportSource::detect(r#"{"version":1,"accounts":[]}"#), Ok(ImportSource::Export(_))));
+        assert!(matches!(ImportSource::detect("rt_abc123\n"), Ok(ImportSource::RefreshToken(_))));
+        assert!(matches!(ImportSource::detect("sk-proj-1"), Ok(ImportSource::ApiKey { .. })));
+        assert!(ImportSource::detect("two words").is_err());
+        assert!(ImportSource::detect(r#"{"x":1}"#).is_err());
+    }
+
+    #[test]
+    fn redacted_exports_cannot_be_imported() {
+        let v = json!({"accounts":[{"id":"a","kind":"chatgpt","tokens":{"refresh_token":"rt_1…(40 chars)"}}]});
+        assert!(from_export(&v).is_err());
+        let v = json!({"accounts":[{"id":"a","kind":"chatgpt","tokens":{"refresh_token":"rt_full","access_token":"x","id_token":"y","account_id":"z"}}]});
+        assert_eq!(from_export(&v).map(|a| a.len()).ok(), Some(1));
+    }
+}

@@ -1,0 +1,337 @@
+//! `codex-gateway accounts ...`: manage the store. When a gateway is running on the configured address, live
+//! data (quota, cooldowns, last use) and token refreshes go through its admin API, so two processes never
+//! refresh the same single-use token.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::accounts::Pool;
+use crate::accounts::manage::{self, ImportSource};
+use crate::auth::now_unix;
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Subcommand, Debug)]
+pub enum AccountsCommand {
+    /// Add accounts: a Codex auth.json (default: $CODEX_HOME/auth.json), an export file, a bare refresh token
+    /// (`-` reads it from stdin), or with --api-key an OpenAI API key / relay.
+    Import {
+        source: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+        /// An OpenAI API key (or a relay's key with --base-url).
+        #[arg(long)]
+        api_key: Option<String>,
+        /// A Responses-compatible relay base URL (ends before `/responses`).
+        #[arg(long, requires = "api_key")]
+        base_url: Option<String>,
+        /// Models this API-key/relay account serves, comma-separated (default: any).
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+    },
+    /// List accounts with plan, status, quota (5-hour and weekly), cooldowns and last use.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an account from the store.
+    Remove { id: String },
+    /// Use an account again.
+    Enable { id: String },
+    /// Stop using an account (kept in the store).
+    Disable { id: String },
+    /// Name an account (no name: clear it).
+    Label { id: String, label: Option<String> },
+    /// Refresh an account's tokens now.
+    Refresh { id: String },
+    /// Write all accounts as JSON. Secrets are redacted unless --include-secrets (then the file is mode 0600).
+    Export {
+        #[arg(long)]
+        include_secrets: bool,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Reachability and latency of the upstream through each account (and its proxy).
+    Check { id: Option<String> },
+}
+
+/// A running gateway's admin API, if one answers on the configured address.
+struct Live {
+    base: String,
+    key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Live {
+    async fn find(config: &Config) -> Option<Live> {
+        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().ok()?;
+        let base = format!("http://{}", config.listen);
+        let key = config.api_keys.first().cloned();
+        let mut req = http.get(format!("{base}/admin/status")).timeout(Duration::from_secs(2));
+        if let Some(k) = &key {
+            req = req.bearer_auth(k);
+        }
+        let ok = req.send().await.ok()?.status().is_success();
+        ok.then_some(Live { base, key, http })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.context("the running gateway did not answer")?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{}", v["error"]["message"].as_str().unwrap_or("the gateway refused"));
+        }
+        Ok(v)
+    }
+}
+
+fn local_pool(config: &Config) -> anyhow::Result<Pool> {
+    let store = Arc::new(Store::open(&config.db_path())?);
+    let http = crate::upstream::build_http_client(config)?;
+    Pool::load(Arc::new(config.clone()), store, http)
+}
+
+pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
+    let live = Live::find(config).await;
+    match cmd {
+        AccountsCommand::Import { source, label, api_key, base_url, models } => {
+            let source = match api_key {
+                Some(key) => ImportSource::ApiKey { key, base_url, models },
+                None => {
+                    let text = match source.as_deref() {
+                        Some("-") => std::io::read_to_string(std::io::stdin())?,
+                        Some(p) if std::path::Path::new(p).exists() => std::fs::read_to_string(p)?,
+                        Some(token) => token.to_string(),
+                        None => {
+                            let p = config.codex_auth_file();
+                            std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?
+                        }
+                    };
+                    ImportSource::detect(&text)?
+                }
+            };
+            let from_codex_cli = matches!(source, ImportSource::AuthJson(_));
+            let http = crate::upstream::build_http_client(config)?;
+            let rows = manage::resolve(source, label, &http, &config.auth_issuer).await?;
+            let store = Store::open(&config.db_path())?;
+            for row in &rows {
+                store.upsert_account(row)?;
+                println!(
+                    "imported {} ({}) as {}",
+                    row.email.as_deref().or(row.label.as_deref()).unwrap_or("-"),
+                    row.kind.as_str(),
+                    row.id
+                );
+            }
+            if from_codex_cli && rows.iter().any(|r| r.tokens.is_some()) {
+                eprintln!(
+                    "warning: the gateway and the Codex CLI now hold the same single-use refresh token. Whichever \
+                     refreshes first logs the other out. Keep using only one of them with this login, or use \
+                     `codex-gateway login` to give the gateway its own session."
+                );
+            }
+            if let Some(l) = &live {
+                let _ = l.call(reqwest::Method::GET, "/admin/accounts", None).await;
+            }
+            Ok(())
+        }
+        AccountsCommand::List { json } => {
+            let rows: Vec<Value> = match &live {
+                Some(l) => {
+                    l.call(reqwest::Method::GET, "/admin/accounts", None).await?.as_array().cloned().unwrap_or_default()
+                }
+                None => {
+                    let pool = local_pool(config)?;
+                    for a in
+                        pool.accounts().iter().filter(|a| a.kind == crate::store::AccountKind::Chatgpt && a.is_active())
+                    {
+                        pool.poll_usage(a).await;
+                    }
+                    let now = now_unix();
+                    pool.accounts().iter().map(|a| a.summary(now)).collect()
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print_table(&rows);
+            }
+            Ok(())
+        }
+        AccountsCommand::Remove { id } => {
+            if let Some(l) = &live {
+                l.call(reqwest::Method::DELETE, &format!("/admin/accounts/{id}"), None).await?;
+            } else if !Store::open(&config.db_path())?.remove_account(&id)? {
+                bail!("no account `{id}` in the store");
+            }
+            println!("removed {id}");
+            Ok(())
+        }
+        AccountsCommand::Enable { id } => set_enabled(config, &live, &id, true).await,
+        AccountsCommand::Disable { id } => set_enabled(config, &live, &id, false).await,
+        AccountsCommand::Label { id, label } => {
+            if let Some(l) = &live {
+                l.call(reqwest::Method::POST, &format!("/admin/accounts/{id}/label"), Some(json!({"label": label})))
+                    .await?;
+            } else if !Store::open(&config.db_path())?.set_label(&id, label.as_deref())? {
+                bail!("no account `{id}` in the store");
+            }
+            println!("{id}: label {}", label.as_deref().unwrap_or("(none)"));
+            Ok(())
+        }
+        AccountsCommand::Refresh { id } => {
+            if let Some(l) = &live {
+                l.call(reqwest::Method::POST, &format!("/admin/accounts/{id}/refresh"), None).await?;
+            } else {
+                let pool = local_pool(config)?;
+                let account = pool.get(&id).with_context(|| format!("no account `{id}`"))?;
+                pool.force_refresh(&account).await.map_err(|e| anyhow::anyhow!(e.message))?;
+            }
+            println!("{id}: tokens refreshed");
+            Ok(())
+        }
+        AccountsCommand::Export { include_secrets, output } => {
+            let doc = manage::export(&Store::open(&config.db_path())?, include_secrets)?;
+            let text = serde_json::to_string_pretty(&doc)?;
+            match output {
+                Some(path) if include_secrets => crate::auth::codex_file::write_private_atomic(&path, text.as_bytes())?,
+                Some(path) => std::fs::write(&path, text)?,
+                None => println!("{text}"),
+            }
+            if include_secrets {
+                eprintln!("warning: this export contains live tokens; anyone with it can use these accounts.");
+            }
+            Ok(())
+        }
+        AccountsCommand::Check { id } => {
+            let results: Vec<Value> = match &live {
+                Some(l) => {
+                    let accounts = l.call(reqwest::Method::GET, "/admin/accounts", None).await?;
+                    let mut out = Vec::new();
+                    for a in accounts.as_array().into_iter().flatten() {
+                        let aid = a["id"].as_str().unwrap_or_default();
+                        if id.as_deref().is_none_or(|x| x == aid) {
+                            out.push(
+                                l.call(reqwest::Method::POST, &format!("/admin/accounts/{aid}/check"), None).await?,
+                            );
+                        }
+                    }
+                    out
+                }
+                None => {
+                    let pool = local_pool(config)?;
+                    let mut out = Vec::new();
+                    for a in pool.accounts().iter().filter(|a| id.as_deref().is_none_or(|x| x == a.id)) {
+                        out.push(pool.check(a).await);
+                    }
+                    out
+                }
+            };
+            for r in &results {
+                match r["ok"].as_bool() {
+                    Some(true) => println!(
+                        "{}: ok ({} ms{})",
+                        r["id"].as_str().unwrap_or("-"),
+                        r["latency_ms"],
+                        r["via"].as_str().map(|v| format!(" via {v}")).unwrap_or_default()
+                    ),
+                    _ => println!(
+                        "{}: FAILED {}",
+                        r["id"].as_str().unwrap_or("-"),
+                        r.get("error").or(r.get("status")).cloned().unwrap_or(Value::Null)
+                    ),
+                }
+            }
+            if results.iter().any(|r| r["ok"] != true) {
+                bail!("some accounts cannot reach the upstream");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn set_enabled(config: &Config, live: &Option<Live>, id: &str, enabled: bool) -> anyhow::Result<()> {
+    let verb = if enabled { "enable" } else { "disable" };
+    let status = match live {
+        Some(l) => {
+            let v = l.call(reqwest::Method::POST, &format!("/admin/accounts/{id}/{verb}"), None).await?;
+            v["status"].as_str().unwrap_or(verb).to_string()
+        }
+        None => manage::set_enabled(&Store::open(&config.db_path())?, id, enabled)?.as_str().to_string(),
+    };
+    println!("{id}: {status}");
+    Ok(())
+}
+
+fn pct(v: &Value) -> String {
+    v.as_f64().map(|p| format!("{p:.0}%")).unwrap_or_else(|| "-".into())
+}
+
+fn when(v: &Value) -> String {
+    match v.as_i64() {
+        Some(t) => {
+            let d = t - now_unix();
+            if d > 0 { format!("in {}h{:02}m", d / 3600, d % 3600 / 60) } else { format!("{}m ago", -d / 60) }
+        }
+        None => "-".into(),
+    }
+}
+
+fn print_table(rows: &[Value]) {
+    if rows.is_empty() {
+        println!(
+            "no accounts: run `codex-gateway login`, `codex login` (the gateway then uses ~/.codex/auth.json), \
+             `codex-gateway accounts import [PATH]`, or set OPENAI_API_KEY"
+        );
+        return;
+    }
+    println!(
+        "{:<16} {:<24} {:<6} {:<12} {:>5} {:<10} {:>6} {:<10} {:<10} cooldowns",
+        "id", "email/label", "plan", "status", "5h", "resets", "week", "resets", "last use"
+    );
+    for r in rows {
+        let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+        let who =
+            r.get("label").and_then(Value::as_str).or_else(|| r.get("email").and_then(Value::as_str)).unwrap_or("-");
+        let q = &r["quota"];
+        let cooldowns: Vec<String> = r["cooldowns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "{}{} {}",
+                    c["model"].as_str().map(|m| format!("{m}: ")).unwrap_or_default(),
+                    c["reason"].as_str().unwrap_or(""),
+                    when(&c["until"])
+                )
+            })
+            .collect();
+        println!(
+            "{:<16} {:<24} {:<6} {:<12} {:>5} {:<10} {:>6} {:<10} {:<10} {}",
+            s("id"),
+            who,
+            s("plan"),
+            s("status"),
+            pct(&q["primary_used_percent"]),
+            when(&q["primary_reset_at"]),
+            pct(&q["secondary_used_percent"]),
+            when(&q["secondary_reset_at"]),
+            when(&r["last_used"]),
+            cooldowns.join("; ")
+        );
+    }
+}

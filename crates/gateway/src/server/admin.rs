@@ -1,0 +1,200 @@
+//! The JSON admin API under `/admin/*` (authenticated with the client key like every other route): the same
+//! account management as the CLI, on the running gateway, for scripts and a future dashboard.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use dialects::{ErrorKind, GatewayError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::accounts::manage::{self, ImportSource};
+use crate::auth::now_unix;
+use crate::server::AppState;
+use crate::server::errors::{Dialect, error_response};
+use crate::server::exchange::request_id;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/admin/status", get(status))
+        .route("/admin/accounts", get(list).post(add))
+        .route("/admin/accounts/export", get(export))
+        .route("/admin/accounts/{id}", get(one).delete(remove))
+        .route("/admin/accounts/{id}/enable", post(enable))
+        .route("/admin/accounts/{id}/disable", post(disable))
+        .route("/admin/accounts/{id}/label", post(label))
+        .route("/admin/accounts/{id}/refresh", post(refresh))
+        .route("/admin/accounts/{id}/check", post(check))
+        .route("/admin/accounts/{id}/cooldowns", delete(clear_cooldowns))
+}
+
+type Result<T> = std::result::Result<T, GatewayError>;
+
+fn reply(headers: &HeaderMap, r: Result<Value>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => error_response(Dialect::OpenAi, &e, &request_id(headers)),
+    }
+}
+
+fn internal(e: anyhow::Error) -> GatewayError {
+    GatewayError::internal(format!("{e:#}"))
+}
+
+fn not_found(id: &str) -> GatewayError {
+    GatewayError::new(ErrorKind::NotFound, format!("No account `{id}`"))
+}
+
+async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
+    let accounts = s.pool.accounts();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "accounts": accounts.len(),
+        "usable": accounts.iter().filter(|a| a.is_active()).count(),
+        "strategy": format!("{:?}", s.config.routing.strategy),
+        "listen": s.config.listen.to_string(),
+    }))
+}
+
+async fn list(State(s): State<Arc<AppState>>) -> Json<Value> {
+    let now = now_unix();
+    Json(Value::Array(s.pool.accounts().iter().map(|a| a.summary(now)).collect()))
+}
+
+async fn one(State(s): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    reply(&headers, s.pool.get(&id).map(|a| a.summary(now_unix())).ok_or_else(|| not_found(&id)))
+}
+
+/// Body: `{"auth_json": {...}}`, `{"export": {...}}`, `{"refresh_token": "..."}` or
+/// `{"api_key": "...", "base_url"?: "...", "models"?: [...]}`; optional `label`.
+#[derive(Deserialize)]
+struct AddBody {
+    auth_json: Option<Value>,
+    export: Option<Value>,
+    refresh_token: Option<String>,
+    api_key: Option<String>,
+    base_url: Option<String>,
+    models: Option<Vec<String>>,
+    label: Option<String>,
+}
+
+async fn add(State(s): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let r = async {
+        let b: AddBody = dialects::json::decode_body(&body)?;
+        let source = match (b.auth_json, b.export, b.refresh_token, b.api_key) {
+            (Some(v), None, None, None) => ImportSource::AuthJson(v),
+            (None, Some(v), None, None) => ImportSource::Export(v),
+            (None, None, Some(rt), None) => ImportSource::RefreshToken(rt),
+            (None, None, None, Some(key)) => ImportSource::ApiKey { key, base_url: b.base_url, models: b.models },
+            _ => {
+                return Err(GatewayError::invalid("Send exactly one of auth_json, export, refresh_token or api_key"));
+            }
+        };
+        let rows = manage::resolve(source, b.label, &s.upstream.http().clone(), &s.config.auth_issuer)
+            .await
+            .map_err(|e| GatewayError::invalid(format!("{e:#}")))?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        for row in &rows {
+            s.pool.store().upsert_account(row).map_err(internal)?;
+        }
+        s.pool.reload().map_err(internal)?;
+        let now = now_unix();
+        Ok(Value::Array(ids.iter().filter_map(|id| s.pool.get(id)).map(|a| a.summary(now)).collect()))
+    }
+    .await;
+    match r {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(e) => error_response(Dialect::OpenAi, &e, &request_id(&headers)),
+    }
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    #[serde(default)]
+    include_secrets: bool,
+}
+
+async fn export(State(s): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<ExportQuery>) -> Response {
+    reply(&headers, manage::export(s.pool.store(), q.include_secrets).map_err(internal))
+}
+
+async fn remove(State(s): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let r = (|| {
+        if !s.pool.store().remove_account(&id).map_err(internal)? {
+            return Err(not_found(&id));
+        }
+        s.pool.reload().map_err(internal)?;
+        Ok(json!({"removed": id}))
+    })();
+    reply(&headers, r)
+}
+
+fn set_enabled(s: &AppState, id: &str, enabled: bool) -> Result<Value> {
+    if s.pool.store().get_account(id).map_err(internal)?.is_none() {
+        return Err(not_found(id));
+    }
+    let status = manage::set_enabled(s.pool.store(), id, enabled).map_err(internal)?;
+    s.pool.reload().map_err(internal)?;
+    Ok(json!({"id": id, "status": status.as_str()}))
+}
+
+async fn enable(State(s): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    reply(&headers, set_enabled(&s, &id, true))
+}
+
+async fn disable(State(s): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    reply(&headers, set_enabled(&s, &id, false))
+}
+
+#[derive(Deserialize)]
+struct LabelBody {
+    label: Option<String>,
+}
+
+async fn label(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let r = (|| {
+        let b: LabelBody = dialects::json::decode_body(&body)?;
+        if !s.pool.store().set_label(&id, b.label.as_deref()).map_err(internal)? {
+            return Err(not_found(&id));
+        }
+        s.pool.reload().map_err(internal)?;
+        Ok(json!({"id": id, "label": b.label}))
+    })();
+    reply(&headers, r)
+}
+
+async fn refresh(State(s): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let r = async {
+        let account = s.pool.get(&id).ok_or_else(|| not_found(&id))?;
+        s.pool.force_refresh(&account).await?;
+        Ok(account.summary(now_unix()))
+    }
+    .await;
+    reply(&headers, r)
+}
+
+async fn check(State(s): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let r = async {
+        let account = s.pool.get(&id).ok_or_else(|| not_found(&id))?;
+        Ok(s.pool.check(&account).await)
+    }
+    .await;
+    reply(&headers, r)
+}
+
+async fn clear_cooldowns(State(s): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let r = s.pool.get(&id).ok_or_else(|| not_found(&id)).map(|a| {
+        a.clear_cooldowns();
+        a.summary(now_unix())
+    });
+    reply(&headers, r)
+}

@@ -1,0 +1,161 @@
+//! The admin API and the `accounts` CLI: management on a running gateway and offline.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Setup, json, start};
+
+async fn get(env: &crate::harness::TestEnv, path: &str) -> Value {
+    env.http.get(env.url(path)).send().await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default()
+}
+
+async fn post(env: &crate::harness::TestEnv, path: &str, body: Value) -> (u16, Value) {
+    let (status, _, text) = env.post(path, &body).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn manage_accounts_on_a_running_gateway() {
+    let env = start(Setup { accounts: 2, linked: false, store_accounts: true, ..Setup::default() }).await;
+    let accounts = get(&env, "/admin/accounts").await;
+    // ids[i] is the gateway's id of the fake's account i.
+    let id_of = |email: &str| {
+        accounts
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["email"] == email)
+            .and_then(|a| a["id"].as_str())
+            .map(str::to_string)
+    };
+    let ids: Vec<String> = env.accounts.iter().filter_map(|c| id_of(&c.email)).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(accounts[0]["email"].as_str().is_some());
+    assert!(!accounts.to_string().contains(&env.accounts[0].refresh_token), "no secrets in listings");
+
+    // Disable one: every request goes to the other.
+    let (status, v) = post(&env, &format!("/admin/accounts/{}/disable", ids[0]), json!({})).await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("disabled")));
+    for i in 0..4 {
+        let (s, _, t) = env
+            .post(
+                "/v1/chat/completions",
+                &json!({"model":"gpt-5.4","messages":[{"role":"user","content":format!("q{i}")}]}),
+            )
+            .await;
+        assert_eq!(s, 200, "{t}");
+    }
+    let other = env.accounts[1].account_id.clone();
+    assert!(env.fake.requests_to("/responses").iter().all(|r| r.account_id.as_deref() == Some(other.as_str())));
+    let (status, _) = post(&env, &format!("/admin/accounts/{}/enable", ids[0]), json!({})).await;
+    assert_eq!(status, 200);
+
+    // Label, refresh, check, cooldowns.
+    let (status, _) = post(&env, &format!("/admin/accounts/{}/label", ids[1]), json!({"label":"work"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(get(&env, &format!("/admin/accounts/{}", ids[1])).await["label"], "work");
+    let before = env.fake.token_calls().len();
+    let (status, _) = post(&env, &format!("/admin/accounts/{}/refresh", ids[1]), json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(env.fake.token_calls().len(), before + 1);
+    let (status, v) = post(&env, &format!("/admin/accounts/{}/check", ids[1]), json!({})).await;
+    assert_eq!((status, v["ok"].as_bool()), (200, Some(true)), "{v}");
+    let (status, _) = post(&env, "/admin/accounts/nope/enable", json!({})).await;
+    assert_eq!(status, 404);
+
+    // Export: redacted by default, complete on request.
+    let redacted = get(&env, "/admin/accounts/export").await;
+    assert!(!redacted.to_string().contains(&env.accounts[0].access_token));
+    let full = get(&env, "/admin/accounts/export?include_secrets=true").await;
+    assert_eq!(full["accounts"].as_array().map(Vec::len), Some(2));
+    assert!(full["accounts"].to_string().contains("refresh_token"));
+
+    // Remove.
+    let resp =
+        env.http.delete(env.url(&format!("/admin/accounts/{}", ids[0]))).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(get(&env, "/admin/accounts").await.as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn import_refresh_tokens_and_relays_through_the_admin_api() {
+    let env = start(Setup { accounts: 0, linked: false, ..Setup::default() }).await;
+    let creds = env.fake.add_account(fake_codex::AccountSpec::default());
+    let (status, v) =
+        post(&env, "/admin/accounts", json!({"refresh_token": creds.refresh_token, "label": "bare"})).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v[0]["label"], "bare");
+    assert_eq!(v[0]["email"].as_str(), Some(creds.email.as_str()));
+    let (s, _, t) =
+        env.post("/v1/chat/completions", &json!({"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}]})).await;
+    assert_eq!(s, 200, "{t}");
+
+    // A relay: any Responses-compatible base URL + key, serving only the models it is given.
+    env.fake.add_api_key("sk-relay-1");
+    let (status, v) = post(
+        &env,
+        "/admin/accounts",
+        json!({"api_key":"sk-relay-1","base_url": env.fake.openai_api_base(),"models":["relay-model"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v[0]["kind"], "relay");
+    let (s, _, t) = env
+        .post("/v1/chat/completions", &json!({"model":"relay-model","messages":[{"role":"user","content":"hi"}]}))
+        .await;
+    // The fake's API mode knows its own catalog; what matters is that the relay got the request with its key.
+    let relayed = env.fake.requests_to("/v1/responses");
+    assert_eq!(relayed.len(), 1, "{s} {t}");
+    let auth = relayed[0].headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone());
+    assert_eq!(auth.as_deref(), Some("Bearer sk-relay-1"));
+    let bad = post(&env, "/admin/accounts", json!({"refresh_token":"rt_not_real"})).await;
+    assert_eq!(bad.0, 400, "{}", bad.1);
+}
+
+#[tokio::test]
+async fn cli_export_and_import_move_accounts_between_stores() {
+    let env = start(Setup { accounts: 2, linked: false, store_accounts: true, ..Setup::default() }).await;
+    let bin = env!("CARGO_BIN_EXE_codex-gateway");
+    let out = env.dir.join("export.json");
+    // tokio's Command: the fake runs on this test's runtime, so a blocking wait would starve it.
+    let run = |args: Vec<String>, data: std::path::PathBuf| {
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.args(args)
+            .env("CODEX_GATEWAY_DATA_DIR", data)
+            .env("CODEX_HOME", env.dir.join("no-codex-home"))
+            .env("CODEX_GATEWAY_PORT", "1") // nothing listens there: the CLI works offline
+            .env("CODEX_GATEWAY_AUTH_ISSUER", env.fake.issuer())
+            .env("CODEX_GATEWAY_UPSTREAM_BASE_URL", env.fake.codex_base_url())
+            .env("CODEX_GATEWAY_CHATGPT_BASE_URL", env.fake.chatgpt_base_url())
+            .env("HOME", &env.dir)
+            .env_remove("OPENAI_API_KEY");
+        async move { cmd.output().await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+    let run =
+        |args: &[&str], data: &std::path::Path| run(args.iter().map(|a| a.to_string()).collect(), data.to_path_buf());
+    let data = env.dir.join("data");
+    let o = run(&["accounts", "export", "--include-secrets", "-o", out.to_str().unwrap_or_default()], &data).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&out).map(|m| m.permissions().mode() & 0o777).unwrap_or(0), 0o600);
+    }
+    let other = env.dir.join("other-data");
+    let o = run(&["accounts", "import", out.to_str().unwrap_or_default()], &other).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["accounts", "list", "--json"], &other).await;
+    let listed = json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    assert!(listed[0]["quota"]["primary_used_percent"].as_f64().is_some(), "list polls quota: {listed}");
+    let id = listed[0]["id"].as_str().unwrap_or_default().to_string();
+    let o = run(&["accounts", "disable", &id], &other).await;
+    assert!(String::from_utf8_lossy(&o.stdout).contains("disabled"));
+    let o = run(&["accounts", "label", &id, "laptop"], &other).await;
+    assert!(o.status.success());
+    let o = run(&["accounts", "check"], &other).await;
+    assert!(String::from_utf8_lossy(&o.stdout).contains(": ok"), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = run(&["accounts", "remove", &id], &other).await;
+    assert!(o.status.success());
+    let o = run(&["accounts", "list", "--json"], &other).await;
+    assert_eq!(json(&String::from_utf8_lossy(&o.stdout)).as_array().map(Vec::len), Some(1));
+}
