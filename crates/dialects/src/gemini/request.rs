@@ -335,15 +335,11 @@ fn effort_for(t: &ThinkingConfig) -> Result<Option<&'static str>, GatewayError> 
 }
 
 /// `responseMimeType: application/json` with `responseJsonSchema` (JSON Schema) or `responseSchema` (OpenAPI
-/// subset) -> a json_schema format; JSON without a schema -> json_object. A schema without the JSON mime type is
+/// subset), both normalised by [`openapi_to_json_schema`], -> a json_schema format; JSON without a schema -> json_object. A schema without the JSON mime type is
 /// still honoured (some clients omit it).
 fn text_format(c: &GenerationConfig) -> Option<Value> {
     let json_mime = c.response_mime_type.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
-    let schema = match (&c.response_json_schema, &c.response_schema) {
-        (Some(s), _) => Some(s.clone()),
-        (None, Some(s)) => Some(openapi_to_json_schema(s)),
-        (None, None) => None,
-    };
+    let schema = c.response_json_schema.as_ref().or(c.response_schema.as_ref()).map(openapi_to_json_schema);
     match schema {
         Some(schema) => Some(json!({"type":"json_schema","name":"response","schema":schema,"strict":false})),
         None if json_mime => Some(json!({"type":"json_object"})),
@@ -586,8 +582,7 @@ fn translate_tools(tools: &[Tool]) -> Result<Vec<Value>, GatewayError> {
                 ));
             }
             let parameters = match (&f.parameters_json_schema, &f.parameters) {
-                (Some(s @ Value::Object(_)), _) => s.clone(),
-                (_, Some(s @ Value::Object(_))) => openapi_to_json_schema(s),
+                (Some(s @ Value::Object(_)), _) | (_, Some(s @ Value::Object(_))) => openapi_to_json_schema(s),
                 _ => json!({"type":"object","properties":{}}),
             };
             let mut t = json!({"type":"function","name":f.name,"parameters":parameters,"strict":false});

@@ -3,7 +3,9 @@
 //! Gemini writes types in upper case (`OBJECT`, `STRING`), marks optional nulls with `nullable`, may send the
 //! int64 bounds (`minItems`...) as strings (proto JSON), and adds `propertyOrdering`. JSON Schema wants lower-case
 //! types, `["string","null"]`, numbers, and has no `propertyOrdering`. `parametersJsonSchema` and
-//! `responseJsonSchema` are JSON Schema already and are passed through untouched.
+//! `responseJsonSchema` are meant to be JSON Schema, but clients fill them from the same typed builders (Gemini
+//! CLI's routing classifier sends `"type": "OBJECT"` there), so they go through the same normalisation, which
+//! leaves valid JSON Schema unchanged.
 
 use serde_json::{Map, Value};
 
