@@ -132,3 +132,19 @@ def test_rate_limit_raises_with_code(tmp_path):
         assert e.value.status == "RESOURCE_EXHAUSTED"
     finally:
         stack.stop()
+
+
+def test_mid_stream_failure_raises(client, fake):
+    fake.enqueue(
+        {
+            "kind": "custom",
+            "items": [{"type": "text", "text": "partial answer"}],
+            "end": {"type": "failed", "code": "server_is_overloaded", "message": "busy"},
+        }
+    )
+    seen = []
+    with pytest.raises(errors.APIError) as e:
+        for chunk in client.models.generate_content_stream(model=MODEL, contents="x"):
+            seen.append(chunk.text or "")
+    assert "".join(seen).startswith("partial"), seen
+    assert e.value.code == 503 and e.value.status == "UNAVAILABLE"

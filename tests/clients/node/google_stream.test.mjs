@@ -81,3 +81,20 @@ gwTest("@ai-sdk/google streamText: text deltas and finish reason", async () => {
   const usage = await result.usage;
   assert.ok(usage.inputTokens > 0, JSON.stringify(usage));
 });
+
+gwTest("@google/genai stream: a failure after output began raises", async () => {
+  await stack.fake.enqueue({
+    kind: "custom",
+    items: [{ type: "text", text: "partial answer" }],
+    end: { type: "failed", code: "server_is_overloaded", message: "busy" },
+  });
+  const stream = await genai().models.generateContentStream({ model: MODEL, contents: "x" });
+  let text = "";
+  await assert.rejects(async () => {
+    for await (const chunk of stream) text += chunk.text ?? "";
+  }, (err) => {
+    assert.match(String(err.message ?? err), /busy|UNAVAILABLE|503/);
+    return true;
+  });
+  assert.match(text, /^partial/);
+});
