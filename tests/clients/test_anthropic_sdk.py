@@ -208,3 +208,89 @@ def test_context_overflow_is_bad_request_prompt_too_long(client, fake):
     with pytest.raises(anthropic.BadRequestError) as e:
         client.messages.create(model=MODEL, max_tokens=10, messages=[{"role": "user", "content": prompt}])
     assert e.value.body["error"]["message"].startswith("prompt is too long")
+
+
+# --- every stream the fake can produce is accepted by the SDK's accumulator ---------------------------------
+
+SEARCH_TOOL = {"type": "web_search_20250305", "name": "web_search"}
+
+
+def _random_composition(rng) -> tuple[list[dict], dict]:
+    items = []
+    for _ in range(rng.randint(0, 4)):
+        kind = rng.choice(["reasoning", "text", "function_call", "web_search_call"])
+        if kind == "reasoning":
+            items.append({"type": "reasoning", "summary": rng.choice(["", "Short thought.", "Step 1.\n\nStep 2."])})
+        elif kind == "text":
+            items.append({"type": "text", "text": rng.choice(["Hi.", "A longer answer, with \"quotes\" and ünïcode.", "x" * 50])})
+        elif kind == "function_call":
+            args = rng.choice([{}, {"city": "Oslo"}, {"city": "Lima", "days": 3, "nested": {"a": [1, 2]}}])
+            items.append({"type": "function_call", "name": "get_weather", "arguments": args})
+        else:
+            items.append({"type": "web_search_call", "query": "weather in Oslo"})
+    end = rng.choice(
+        [{"type": "completed"}] * 3
+        + [{"type": "incomplete", "reason": "max_output_tokens"}, {"type": "incomplete", "reason": "content_filter"}]
+        + [{"type": "failed", "code": "server_error", "message": "boom"}, {"type": "cut"}]
+    )
+    return items, end
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_any_fake_stream_is_accepted_by_the_sdk_accumulator(client, fake, seed):
+    import random
+
+    rng = random.Random(seed)
+    items, end = _random_composition(rng)
+    thinking = rng.choice([True, False])
+    fake.enqueue({"kind": "custom", "items": items, "end": end, "completed_output": rng.choice([True, False])})
+    kwargs = {
+        "model": MODEL,
+        "max_tokens": 4096,
+        "tools": [WEATHER_TOOL, SEARCH_TOOL],
+        "messages": [{"role": "user", "content": f"sweep {seed}"}],
+    }
+    if thinking:
+        kwargs["thinking"] = {"type": "enabled", "budget_tokens": 2048}
+    failing = end["type"] in ("failed", "cut")
+    if failing:
+        # Before any output: an HTTP error; after: an `event: error` the SDK raises on. Never a clean end.
+        with pytest.raises(anthropic.APIError):
+            with client.messages.stream(**kwargs) as stream:
+                for _ in stream:
+                    pass
+                stream.get_final_message()
+        return
+    with client.messages.stream(**kwargs) as stream:
+        streamed_text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    types = [b.type for b in final.content]
+    expected = []
+    for item in items:
+        if item["type"] == "reasoning":
+            if thinking:
+                expected.append("thinking")
+        elif item["type"] == "text":
+            expected.append("text")
+        elif item["type"] == "function_call":
+            expected.append("tool_use")
+        else:
+            expected += ["server_tool_use", "web_search_tool_result"]
+    assert types == expected, (items, types)
+    texts_ = [i["text"] for i in items if i["type"] == "text"]
+    assert "".join(b.text for b in final.content if b.type == "text") == "".join(texts_)
+    assert streamed_text == "".join(texts_)
+    calls = [i for i in items if i["type"] == "function_call"]
+    uses = [b for b in final.content if b.type == "tool_use"]
+    assert [u.input for u in uses] == [c["arguments"] for c in calls]
+    assert len({u.id for u in uses}) == len(uses)
+    for b in final.content:
+        if b.type == "thinking":
+            assert b.signature.startswith("cgw1.")
+    if end["type"] == "completed":
+        assert final.stop_reason == ("tool_use" if calls else "end_turn")
+    elif end["reason"] == "max_output_tokens":
+        assert final.stop_reason == "max_tokens"
+    else:
+        assert final.stop_reason == "refusal"
+    assert final.usage.output_tokens >= 0 and final.usage.input_tokens >= 0
