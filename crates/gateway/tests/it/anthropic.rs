@@ -535,3 +535,23 @@ async fn silence_gets_ping_keepalives() {
     assert!(names.iter().any(|n| n == "ping"), "{names:?}");
     assert_eq!(blocks[0]["text"], "late answer");
 }
+
+#[tokio::test]
+async fn models_list_in_the_anthropic_shape() {
+    let env = start(Setup::default()).await;
+    let resp = env
+        .http
+        .get(env.url("/v1/models"))
+        .header("anthropic-version", "2023-06-01")
+        .header("x-api-key", "unused")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status().as_u16(), 200);
+    let v: Value = resp.json().await.unwrap_or_default();
+    let data = v["data"].as_array().cloned().unwrap_or_default();
+    assert!(data.iter().any(|m| m["id"] == "gpt-5.4"), "{v}");
+    assert!(data.iter().all(|m| m["type"] == "model" && m["display_name"].is_string() && m["created_at"].is_string()));
+    assert_eq!(v["has_more"], false);
+    assert_eq!(v["first_id"], data[0]["id"]);
+}
