@@ -237,8 +237,8 @@ impl Config {
         let routing = Routing {
             strategy,
             plan_priority: r.plan_priority.unwrap_or_default(),
-            max_concurrent_per_account: r.max_concurrent_per_account.unwrap_or(16).max(1),
-            queue_per_account: r.queue_per_account.unwrap_or(64),
+            max_concurrent_per_account: r.max_concurrent_per_account.unwrap_or(32).max(1),
+            queue_per_account: r.queue_per_account.unwrap_or(256),
             queue_timeout: Duration::from_secs(r.queue_timeout_secs.unwrap_or(30)),
             affinity_capacity: r.affinity_capacity.unwrap_or(10_000).max(16),
             usage_poll: Duration::from_secs(r.usage_poll_secs.unwrap_or(300).max(30)),

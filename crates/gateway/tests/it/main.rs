@@ -5,6 +5,7 @@ mod harness;
 mod admin;
 mod anthropic;
 mod chat;
+mod crash;
 mod errors;
 mod gemini;
 mod login;

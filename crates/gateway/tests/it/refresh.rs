@@ -12,25 +12,29 @@ fn refreshes(env: &crate::harness::TestEnv) -> usize {
     env.fake.token_calls().iter().filter(|c| c.grant_type == "refresh_token").count()
 }
 
+/// 100 concurrent requests on an account whose token the upstream just refused: exactly one token call, and
+/// every request succeeds. Both for the Codex CLI's linked login and for an account in the gateway's store.
 #[tokio::test]
 async fn refresh_storm_after_401_makes_exactly_one_token_call() {
-    let mut setup = Setup::default();
-    setup.fake.token_delay_ms = 200;
-    let env = start(setup).await;
-    let account = env.accounts[0].account_id.clone();
-    env.fake.expire_access_tokens(&account);
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let (http, url) = (env.http.clone(), env.url("/v1/chat/completions"));
-        tasks.push(tokio::spawn(async move {
-            let r = http.post(url).json(&chat()).send().await;
-            r.map(|r| r.status().as_u16()).unwrap_or(0)
-        }));
+    for store_mode in [false, true] {
+        let mut setup = Setup { linked: !store_mode, store_accounts: store_mode, ..Setup::default() };
+        setup.fake.token_delay_ms = 200;
+        let env = start(setup).await;
+        let account = env.accounts[0].account_id.clone();
+        env.fake.expire_access_tokens(&account);
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let (http, url) = (env.http.clone(), env.url("/v1/chat/completions"));
+            tasks.push(tokio::spawn(async move {
+                let r = http.post(url).json(&chat()).send().await;
+                r.map(|r| r.status().as_u16()).unwrap_or(0)
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap_or(0), 200, "store_mode={store_mode}");
+        }
+        assert_eq!(refreshes(&env), 1, "store_mode={store_mode}: {:?}", env.fake.token_calls());
     }
-    for t in tasks {
-        assert_eq!(t.await.unwrap_or(0), 200);
-    }
-    assert_eq!(refreshes(&env), 1, "{:?}", env.fake.token_calls());
 }
 
 #[tokio::test]

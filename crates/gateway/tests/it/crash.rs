@@ -1,0 +1,183 @@
+//! Token safety under SIGKILL: a refresh-heavy run is killed at 50 random moments and restarted. Every account
+//! must still work afterwards, except where a kill landed inside the token round trip (the issuer had rotated
+//! the token, the gateway had not yet committed it), which this test identifies from the fake's token log and
+//! reports; such an account must show as needing login, never as disabled or banned.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fake_codex::{AccountSpec, FakeCodex, FakeConfig};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+const KILLS: usize = 50;
+const ACCOUNTS: usize = 6;
+/// A kill at most this long after the issuer rotated a token counts as inside the token round trip (the
+/// answer's way back plus one commit; kills are 40-300 ms apart, so this cannot match by accident).
+const ROUND_TRIP_WINDOW_MS: i64 = 60;
+/// The fake issuer's processing time for a token call.
+const TOKEN_DELAY_MS: u64 = 15;
+
+struct Gateway {
+    child: tokio::process::Child,
+    base: String,
+}
+
+async fn spawn_gateway(fake: &FakeCodex, dir: &std::path::Path) -> Gateway {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_codex-gateway"))
+        .args(["serve", "--port", "0"])
+        .env("HOME", dir)
+        .env("CODEX_HOME", dir.join("no-codex-home"))
+        .env("CODEX_GATEWAY_DATA_DIR", dir.join("data"))
+        .env("CODEX_GATEWAY_UPSTREAM_BASE_URL", fake.codex_base_url())
+        .env("CODEX_GATEWAY_CHATGPT_BASE_URL", fake.chatgpt_base_url())
+        .env("CODEX_GATEWAY_AUTH_ISSUER", fake.issuer())
+        .env("RUST_LOG", "warn")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("CODEX_GATEWAY_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn gateway: {e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("gateway did not start"))
+        .unwrap_or_default()
+        .unwrap_or_default();
+    let base = line.rsplit(' ').next().unwrap_or_default().to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "unexpected first line: {line}");
+    Gateway { child, base }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_refresh_heavy_load_loses_no_account_outside_the_token_round_trip() {
+    // Access tokens live 301 s, so each is inside the 5-minute refresh window one second after it is issued:
+    // every account refreshes about once a second while in use, and kills land in and around refreshes.
+    let cfg = FakeConfig { access_token_ttl_secs: 301, token_delay_ms: TOKEN_DELAY_MS, ..FakeConfig::default() };
+    let fake = FakeCodex::start(cfg).await.unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::temp_dir().join(format!("cgw-crash-{}", uuid::Uuid::new_v4().simple()));
+    let store = codex_gateway::store::Store::open(&dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
+    let mut emails = Vec::new();
+    for _ in 0..ACCOUNTS {
+        let c = fake.add_account(AccountSpec::default());
+        let tokens = codex_gateway::auth::Tokens {
+            id_token: c.id_token,
+            access_token: c.access_token,
+            refresh_token: c.refresh_token,
+            account_id: c.account_id.clone(),
+            last_refresh: codex_gateway::auth::now_unix(),
+        };
+        store
+            .upsert_account(&codex_gateway::accounts::stored_from_tokens(tokens, None))
+            .unwrap_or_else(|e| panic!("{e}"));
+        emails.push((c.account_id, c.email));
+    }
+    drop(store);
+
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut kills_ms: Vec<i64> = Vec::new();
+    let started = Instant::now();
+    for round in 0..KILLS {
+        let mut gw = spawn_gateway(&fake, &dir).await;
+        let mut load = Vec::new();
+        for c in 0..4 {
+            let (http, url) = (http.clone(), format!("{}/v1/chat/completions", gw.base));
+            load.push(tokio::spawn(async move {
+                for i in 0.. {
+                    let body = json!({"model":"gpt-5.4","messages":[{"role":"user","content":format!("round {round} client {c} req {i}")}]});
+                    let _ = http.post(&url).json(&body).send().await;
+                }
+            }));
+        }
+        let wait = 40 + rand::random::<u64>() % 260;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let _ = gw.child.start_kill();
+        kills_ms.push(codex_gateway::auth::now_ms());
+        let _ = gw.child.wait().await;
+        for t in load {
+            t.abort();
+        }
+    }
+
+    // Restart once more and ask every account to refresh.
+    let gw = spawn_gateway(&fake, &dir).await;
+    let accounts: Value = http
+        .get(format!("{}/admin/accounts", gw.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    let calls = fake.token_calls();
+    let mut lost_in_round_trip = 0;
+    for (fake_id, email) in &emails {
+        let a = accounts
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["email"] == email.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let id = a["id"].as_str().unwrap_or_default();
+        let ok = http
+            .post(format!("{}/admin/accounts/{id}/refresh", gw.base))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false);
+        if ok {
+            continue;
+        }
+        // Lost: the gateway still holds a refresh token the issuer already rotated. The rotation it missed is the
+        // last successful one before the first refusal as "reused"; the next kill must follow it closely.
+        let mine: Vec<&fake_codex::TokenCall> =
+            calls.iter().filter(|c| c.account_id.as_deref() == Some(fake_id.as_str())).collect();
+        let first_reused = mine.iter().position(|c| c.outcome == "refresh_token_reused");
+        let missed =
+            first_reused.and_then(|i| mine[..i].iter().rev().find(|c| c.outcome == "ok")).map(|c| c.at_ms as i64);
+        // The kill may also precede the rotation: the request was on its way and the issuer finished it for a
+        // client that was already gone. Both are inside the round trip.
+        let gap = missed.and_then(|a| kills_ms.iter().map(|k| k - a).min_by_key(|g| g.abs()));
+        let inside = |g: i64| (-(TOKEN_DELAY_MS as i64) - 30..=ROUND_TRIP_WINDOW_MS).contains(&g);
+        if !gap.is_some_and(inside) {
+            let t0 = mine.first().map(|c| c.at_ms as i64).unwrap_or(0);
+            for c in &mine {
+                eprintln!("  call +{} {}", c.at_ms as i64 - t0, c.outcome);
+            }
+            for k in &kills_ms {
+                eprintln!("  kill +{}", k - t0);
+            }
+        }
+        assert!(
+            gap.is_some_and(inside),
+            "account {email} was lost although no kill landed inside a token round trip (nearest kill {gap:?} ms from the missed rotation)"
+        );
+        let after: Value = http
+            .get(format!("{}/admin/accounts/{id}", gw.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_default();
+        assert_eq!(after["status"], "needs_login", "a lost login is reported as needing login, never banned: {after}");
+        lost_in_round_trip += 1;
+    }
+    let refreshes = calls.iter().filter(|c| c.grant_type == "refresh_token").count();
+    eprintln!(
+        "crash test: {KILLS} kills in {:.1}s, {refreshes} refresh calls, {} accounts lost inside the token round trip, {} intact",
+        started.elapsed().as_secs_f64(),
+        lost_in_round_trip,
+        ACCOUNTS - lost_in_round_trip
+    );
+    assert!(refreshes >= 2 * ACCOUNTS, "the run was refresh-heavy ({refreshes} refreshes)");
+    let _ = std::fs::remove_dir_all(&dir);
+}
