@@ -87,7 +87,8 @@ impl Pool {
         let current = self.accounts.load_full();
         let mut next: Vec<Arc<Account>> = Vec::new();
         for stored in self.store.list_accounts()? {
-            match current.iter().find(|a| a.id == stored.id && a.source == Source::Store) {
+            // A changed proxy needs a new HTTP client, so such an account is rebuilt (its runtime state resets).
+            match current.iter().find(|a| a.id == stored.id && a.source == Source::Store && a.proxy == stored.proxy) {
                 Some(existing) => {
                     *existing.status.write() = (stored.status, stored.status_reason.clone());
                     *existing.label.write() = stored.label.clone();

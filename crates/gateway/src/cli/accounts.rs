@@ -47,6 +47,9 @@ pub enum AccountsCommand {
     Disable { id: String },
     /// Name an account (no name: clear it).
     Label { id: String, label: Option<String> },
+    /// Send an account's upstream traffic through a proxy (http://, https://, socks5://); no URL: use the
+    /// global setting again.
+    Proxy { id: String, url: Option<String> },
     /// Refresh an account's tokens now.
     Refresh { id: String },
     /// Write all accounts as JSON. Secrets are redacted unless --include-secrets (then the file is mode 0600).
@@ -190,6 +193,22 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
                 bail!("no account `{id}` in the store");
             }
             println!("{id}: label {}", label.as_deref().unwrap_or("(none)"));
+            Ok(())
+        }
+        AccountsCommand::Proxy { id, url } => {
+            if let Some(u) = &url {
+                reqwest::Proxy::all(u).with_context(|| format!("invalid proxy URL {u}"))?;
+            }
+            if let Some(l) = &live {
+                l.call(reqwest::Method::POST, &format!("/admin/accounts/{id}/proxy"), Some(json!({"proxy": url})))
+                    .await?;
+            } else if !Store::open(&config.db_path())?.set_proxy(&id, url.as_deref())? {
+                bail!("no account `{id}` in the store");
+            }
+            println!(
+                "{id}: proxy {}",
+                url.as_deref().map(crate::accounts::redact_proxy).unwrap_or_else(|| "(global)".into())
+            );
             Ok(())
         }
         AccountsCommand::Refresh { id } => {

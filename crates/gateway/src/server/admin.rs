@@ -27,6 +27,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/accounts/{id}/enable", post(enable))
         .route("/admin/accounts/{id}/disable", post(disable))
         .route("/admin/accounts/{id}/label", post(label))
+        .route("/admin/accounts/{id}/proxy", post(proxy))
         .route("/admin/accounts/{id}/refresh", post(refresh))
         .route("/admin/accounts/{id}/check", post(check))
         .route("/admin/accounts/{id}/cooldowns", delete(clear_cooldowns))
@@ -168,6 +169,33 @@ async fn label(
         }
         s.pool.reload().map_err(internal)?;
         Ok(json!({"id": id, "label": b.label}))
+    })();
+    reply(&headers, r)
+}
+
+#[derive(Deserialize)]
+struct ProxyBody {
+    proxy: Option<String>,
+}
+
+/// Body `{"proxy": "socks5://host:port"}` (http, https, socks5); `null` for the global setting.
+async fn proxy(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let r = (|| {
+        let b: ProxyBody = dialects::json::decode_body(&body)?;
+        if let Some(p) = &b.proxy {
+            reqwest::Proxy::all(p)
+                .map_err(|e| GatewayError::invalid_param("proxy", format!("Invalid proxy URL: {e}")))?;
+        }
+        if !s.pool.store().set_proxy(&id, b.proxy.as_deref()).map_err(internal)? {
+            return Err(not_found(&id));
+        }
+        s.pool.reload().map_err(internal)?;
+        Ok(s.pool.get(&id).map(|a| a.summary(now_unix())).unwrap_or(Value::Null))
     })();
     reply(&headers, r)
 }

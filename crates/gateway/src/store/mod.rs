@@ -231,6 +231,11 @@ impl Store {
         Ok(conn.execute("UPDATE accounts SET label=?2 WHERE id=?1", params![id, label])? == 1)
     }
 
+    pub fn set_proxy(&self, id: &str, proxy: Option<&str>) -> anyhow::Result<bool> {
+        let conn = self.conn.lock();
+        Ok(conn.execute("UPDATE accounts SET proxy=?2 WHERE id=?1", params![id, proxy])? == 1)
+    }
+
     pub fn remove_account(&self, id: &str) -> anyhow::Result<bool> {
         let conn = self.conn.lock();
         Ok(conn.execute("DELETE FROM accounts WHERE id=?1", params![id])? == 1)

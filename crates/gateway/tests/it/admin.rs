@@ -159,3 +159,33 @@ async fn cli_export_and_import_move_accounts_between_stores() {
     let o = run(&["accounts", "list", "--json"], &other).await;
     assert_eq!(json(&String::from_utf8_lossy(&o.stdout)).as_array().map(Vec::len), Some(1));
 }
+
+#[tokio::test]
+async fn per_account_proxy_carries_that_accounts_traffic() {
+    let env = start(Setup { accounts: 2, linked: false, store_accounts: true, ..Setup::default() }).await;
+    let accounts = get(&env, "/admin/accounts").await;
+    let id = accounts[0]["id"].as_str().unwrap_or_default().to_string();
+    // A proxy nobody listens on: this account can no longer reach the upstream; the other still can.
+    let (status, v) =
+        post(&env, &format!("/admin/accounts/{id}/proxy"), json!({"proxy":"http://user:pw@127.0.0.1:9"})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["proxy"], "http://***@127.0.0.1:9", "credentials in proxy URLs are redacted");
+    let (status, v) = post(&env, &format!("/admin/accounts/{id}/check"), json!({})).await;
+    assert_eq!((status, v["ok"].as_bool()), (200, Some(false)), "{v}");
+    for i in 0..3 {
+        let (s, _, t) = env
+            .post(
+                "/v1/chat/completions",
+                &json!({"model":"gpt-5.4","messages":[{"role":"user","content":format!("p{i}")}]}),
+            )
+            .await;
+        assert_eq!(s, 200, "requests fail over to the reachable account: {t}");
+    }
+    let (status, _) = post(&env, &format!("/admin/accounts/{id}/proxy"), json!({"proxy":"not a url"})).await;
+    assert_eq!(status, 400);
+    let (status, v) = post(&env, &format!("/admin/accounts/{id}/proxy"), json!({"proxy": null})).await;
+    assert_eq!(status, 200);
+    let (_, v2) =
+        post(&env, &format!("/admin/accounts/{}/check", v["id"].as_str().unwrap_or_default()), json!({})).await;
+    assert_eq!(v2["ok"], true, "{v2}");
+}
