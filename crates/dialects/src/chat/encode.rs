@@ -11,7 +11,7 @@ use crate::assemble::{Collected, OutputItem};
 use crate::error::GatewayError;
 use crate::outcome::Finish;
 use crate::responses::event::{DoneItem, Event, ItemStart, Terminal, Usage};
-use crate::sse::write_data;
+use crate::sse::{write_data, write_data_json};
 
 /// The Chat `finish_reason` for an outcome (spec C4).
 pub fn finish_reason(finish: &Finish) -> &'static str {
@@ -156,9 +156,7 @@ impl ChatEncoder {
             choices: &choices,
             usage: if self.include_usage { Some(None) } else { None },
         };
-        if let Ok(bytes) = serde_json::to_vec(&chunk) {
-            write_data(out, &bytes);
-        }
+        write_data_json(out, &chunk);
     }
 
     fn delta(&mut self, out: &mut Vec<u8>, mut delta: Delta<'_>) {
@@ -295,9 +293,7 @@ impl ChatEncoder {
                 choices: &[],
                 usage: Some(Some(usage_out(&u))),
             };
-            if let Ok(bytes) = serde_json::to_vec(&chunk) {
-                write_data(out, &bytes);
-            }
+            write_data_json(out, &chunk);
         }
         write_data(out, b"[DONE]");
     }
@@ -308,9 +304,7 @@ impl ChatEncoder {
             return;
         }
         self.finished = true;
-        if let Ok(bytes) = serde_json::to_vec(&err.openai_body()) {
-            write_data(out, &bytes);
-        }
+        write_data_json(out, &err.openai_body());
     }
 
     pub fn is_finished(&self) -> bool {
