@@ -139,6 +139,41 @@ pub fn write_data(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"\n\n");
 }
 
+/// Append `value` as JSON to `out`, serialised in place (no intermediate buffer). On a serialisation error
+/// nothing is appended and false is returned.
+pub fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> bool {
+    let mark = out.len();
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.truncate(mark);
+        return false;
+    }
+    true
+}
+
+/// [`write_data`] with a value serialised in place. Nothing is appended if it cannot be serialised.
+pub fn write_data_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let mark = out.len();
+    out.extend_from_slice(b"data: ");
+    if write_json(out, value) {
+        out.extend_from_slice(b"\n\n");
+    } else {
+        out.truncate(mark);
+    }
+}
+
+/// [`write_event`] with a value serialised in place. Nothing is appended if it cannot be serialised.
+pub fn write_event_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, event: &str, value: &T) {
+    let mark = out.len();
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    if write_json(out, value) {
+        out.extend_from_slice(b"\n\n");
+    } else {
+        out.truncate(mark);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ use super::render::{
 use crate::error::GatewayError;
 use crate::outcome::{Finish, upstream_failure};
 use crate::responses::event::{DoneItem, Event, ItemStart, Terminal, Usage};
-use crate::sse::write_event;
+use crate::sse::{write_event, write_event_json};
 
 // Frames are typed so their bytes are fixed (field order as Anthropic sends it, `type` first) whatever
 // serde_json features the workspace enables.
@@ -256,11 +256,8 @@ impl AnthropicEncoder {
                         self.done(out, item);
                     }
                 }
-                let finish = match terminal {
-                    Terminal::Completed => Finish::Stop,
-                    Terminal::Incomplete { reason } => Finish::from_incomplete(reason),
-                    Terminal::Cut(f) => f.clone(),
-                };
+                // `tool_use` is decided from the blocks emitted, in `finish`.
+                let finish = Finish::from_terminal(terminal, false);
                 self.finish(out, &finish, usage.as_ref());
             }
             Event::Failed { code, message } => {
@@ -317,18 +314,14 @@ impl AnthropicEncoder {
     }
 
     fn write(&self, out: &mut Vec<u8>, event: &str, data: &impl Serialize) {
-        if let Ok(bytes) = serde_json::to_vec(data) {
-            write_event(out, event, &bytes);
-        }
+        write_event_json(out, event, data);
     }
 
     /// A delta into the open block. Callers make sure the block's type matches.
     fn delta(&self, out: &mut Vec<u8>, delta: Delta<'_>) {
         let Some(open) = &self.open else { return };
         let event = DeltaEvent { kind: "content_block_delta", index: open.index, delta };
-        if let Ok(bytes) = serde_json::to_vec(&event) {
-            write_event(out, "content_block_delta", &bytes);
-        }
+        write_event_json(out, "content_block_delta", &event);
     }
 
     /// Close the open block. A thinking block closed before its item finished still gets its one

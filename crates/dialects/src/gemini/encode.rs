@@ -19,7 +19,7 @@ use super::signature::encode_signature;
 use crate::error::GatewayError;
 use crate::outcome::Finish;
 use crate::responses::event::{DoneItem, Event, Terminal, Usage};
-use crate::sse::write_data;
+use crate::sse::write_data_json;
 
 /// How chunks are put on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,13 +58,18 @@ impl GeminiEncoder {
     }
 
     fn write(&mut self, value: &Value, out: &mut Vec<u8>) {
-        let Ok(bytes) = serde_json::to_vec(value) else { return };
+        let mark = out.len();
         match self.framing {
-            Framing::Sse => write_data(out, &bytes),
+            Framing::Sse => write_data_json(out, value),
             Framing::JsonArray => {
                 out.extend_from_slice(if self.chunks == 0 { b"[" } else { b",\r\n" });
-                out.extend_from_slice(&bytes);
+                if !crate::sse::write_json(out, value) {
+                    out.truncate(mark);
+                }
             }
+        }
+        if out.len() == mark {
+            return;
         }
         self.chunks += 1;
     }
@@ -119,12 +124,7 @@ impl GeminiEncoder {
                 self.chunk(parts, out);
             }
             Event::Finished { terminal, usage, .. } => {
-                let finish = match terminal {
-                    Terminal::Completed if self.calls > 0 => Finish::ToolCalls,
-                    Terminal::Completed => Finish::Stop,
-                    Terminal::Incomplete { reason } => Finish::from_incomplete(reason),
-                    Terminal::Cut(f) => f.clone(),
-                };
+                let finish = Finish::from_terminal(terminal, self.calls > 0);
                 self.finish(&finish, usage.as_ref(), out);
             }
             Event::Failed { code, message } => {

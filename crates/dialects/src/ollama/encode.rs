@@ -64,8 +64,7 @@ impl OllamaEncoder {
     }
 
     fn line(&self, v: &Value, out: &mut Vec<u8>) {
-        if let Ok(bytes) = serde_json::to_vec(v) {
-            out.extend_from_slice(&bytes);
+        if crate::sse::write_json(out, v) {
             out.push(b'\n');
         }
     }
@@ -130,11 +129,8 @@ impl OllamaEncoder {
                 self.delta("", None, Some(json!([call])), out);
             }
             Event::Finished { terminal, usage, .. } => {
-                let finish = match terminal {
-                    Terminal::Completed => Finish::Stop,
-                    Terminal::Incomplete { reason } => Finish::from_incomplete(reason),
-                    Terminal::Cut(f) => f.clone(),
-                };
+                // Ollama has no tool-call finish reason: a turn with calls ends with `stop`.
+                let finish = Finish::from_terminal(terminal, false);
                 self.finish(&finish, usage.as_ref(), out);
             }
             Event::Failed { code, message } => {
