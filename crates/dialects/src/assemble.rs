@@ -6,7 +6,7 @@
 
 use crate::error::GatewayError;
 use crate::outcome::{Finish, upstream_failure};
-use crate::responses::event::{DoneItem, Event, ItemStart, Terminal, Usage};
+use crate::responses::event::{DoneItem, Event, ItemStart, Usage};
 
 /// One output item of the finished response, in output order.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,17 +120,8 @@ impl Collected {
                 if let Some(u) = usage {
                     self.usage = u;
                 }
-                self.finish = Some(match terminal {
-                    Terminal::Completed => {
-                        if self.items.iter().any(|i| matches!(i, OutputItem::FunctionCall { .. })) {
-                            Finish::ToolCalls
-                        } else {
-                            Finish::Stop
-                        }
-                    }
-                    Terminal::Incomplete { reason } => Finish::from_incomplete(&reason),
-                    Terminal::Cut(f) => f,
-                });
+                let had_calls = self.items.iter().any(|i| matches!(i, OutputItem::FunctionCall { .. }));
+                self.finish = Some(Finish::from_terminal(&terminal, had_calls));
             }
             Event::Failed { code, message } => {
                 self.error = Some(upstream_failure(code.as_deref(), &message));

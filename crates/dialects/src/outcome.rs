@@ -18,6 +18,17 @@ pub enum Finish {
 }
 
 impl Finish {
+    /// How a response that ended with `terminal` finished; `had_calls` turns a normal end into `ToolCalls`.
+    pub fn from_terminal(terminal: &crate::responses::event::Terminal, had_calls: bool) -> Finish {
+        use crate::responses::event::Terminal;
+        match terminal {
+            Terminal::Completed if had_calls => Finish::ToolCalls,
+            Terminal::Completed => Finish::Stop,
+            Terminal::Incomplete { reason } => Finish::from_incomplete(reason),
+            Terminal::Cut(f) => f.clone(),
+        }
+    }
+
     /// Map an upstream `incomplete_details.reason`.
     pub fn from_incomplete(reason: &str) -> Finish {
         match reason {

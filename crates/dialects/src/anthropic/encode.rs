@@ -24,7 +24,7 @@ use super::render::{
 };
 use crate::error::GatewayError;
 use crate::outcome::{Finish, upstream_failure};
-use crate::responses::event::{DoneItem, Event, ItemStart, Terminal, Usage};
+use crate::responses::event::{DoneItem, Event, ItemStart, Usage};
 use crate::sse::{write_event, write_event_json};
 
 // Frames are typed so their bytes are fixed (field order as Anthropic sends it, `type` first) whatever

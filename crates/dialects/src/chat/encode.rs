@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::assemble::{Collected, OutputItem};
 use crate::error::GatewayError;
 use crate::outcome::Finish;
-use crate::responses::event::{DoneItem, Event, ItemStart, Terminal, Usage};
+use crate::responses::event::{DoneItem, Event, ItemStart, Usage};
 use crate::sse::{write_data, write_data_json};
 
 /// The Chat `finish_reason` for an outcome (spec C4).
@@ -257,12 +257,7 @@ impl ChatEncoder {
                 self.delta(out, Delta { tool_calls: Some([tc]), ..Delta::default() });
             }
             Event::Finished { terminal, usage, .. } => {
-                let finish = match terminal {
-                    Terminal::Completed if !self.calls.is_empty() => Finish::ToolCalls,
-                    Terminal::Completed => Finish::Stop,
-                    Terminal::Incomplete { reason } => Finish::from_incomplete(reason),
-                    Terminal::Cut(f) => f.clone(),
-                };
+                let finish = Finish::from_terminal(terminal, !self.calls.is_empty());
                 self.finish(out, &finish, usage.as_ref());
             }
             Event::Failed { code, message } => {

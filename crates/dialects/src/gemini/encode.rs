@@ -18,7 +18,7 @@ use super::render::{error_body, finish_reason, usage_metadata};
 use super::signature::encode_signature;
 use crate::error::GatewayError;
 use crate::outcome::Finish;
-use crate::responses::event::{DoneItem, Event, Terminal, Usage};
+use crate::responses::event::{DoneItem, Event, Usage};
 use crate::sse::write_data_json;
 
 /// How chunks are put on the wire.

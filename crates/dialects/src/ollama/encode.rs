@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use crate::assemble::{Collected, OutputItem};
 use crate::error::GatewayError;
 use crate::outcome::Finish;
-use crate::responses::event::{DoneItem, Event, Terminal, Usage};
+use crate::responses::event::{DoneItem, Event, Usage};
 
 /// Which Ollama route the answer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -413,15 +413,7 @@ impl Pool {
             (_, Some(base)) => format!("{base}/models"),
             (_, None) => format!("{}/models", self.config.openai_base_url),
         };
-        let mut req = account
-            .http()
-            .get(&url)
-            .bearer_auth(token)
-            .header("originator", "codex_cli_rs")
-            .timeout(Duration::from_secs(15));
-        if let Some(id) = account.chatgpt_account_id() {
-            req = req.header("chatgpt-account-id", id);
-        }
+        let req = side_request(account, &url, &token);
         match req.send().await {
             Ok(r) => serde_json::json!({
                 "id": account.id,
@@ -568,15 +560,7 @@ impl Pool {
     pub async fn refresh_catalog(&self, account: &Account) {
         let Ok(token) = self.access_token(account, None).await else { return };
         let url = format!("{}/models?client_version={CODEX_CLIENT_VERSION}", self.config.upstream_base_url);
-        let mut req = account
-            .http()
-            .get(&url)
-            .bearer_auth(token)
-            .header("originator", "codex_cli_rs")
-            .timeout(Duration::from_secs(15));
-        if let Some(id) = account.chatgpt_account_id() {
-            req = req.header("chatgpt-account-id", id);
-        }
+        let req = side_request(account, &url, &token);
         let entries = match req.send().await {
             Ok(r) if r.status().is_success() => {
                 r.json::<Value>().await.ok().and_then(|v| v.get("models").and_then(Value::as_array).cloned())
@@ -599,10 +583,7 @@ impl Pool {
             }
         };
         let url = format!("{}/wham/usage", self.config.chatgpt_base_url);
-        let mut req = account.http().get(&url).bearer_auth(token).timeout(Duration::from_secs(15));
-        if let Some(id) = account.chatgpt_account_id() {
-            req = req.header("chatgpt-account-id", id);
-        }
+        let req = side_request(account, &url, &token);
         let answer = match req.send().await {
             Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
             Ok(r) => {
@@ -657,6 +638,20 @@ impl Pool {
             }
         }
     }
+}
+
+/// A GET to one of the upstream's side endpoints (catalog, quota) with the account's credentials.
+fn side_request(account: &Account, url: &str, token: &str) -> reqwest::RequestBuilder {
+    let mut req = account
+        .http()
+        .get(url)
+        .bearer_auth(token)
+        .header("originator", "codex_cli_rs")
+        .timeout(Duration::from_secs(15));
+    if let Some(id) = account.chatgpt_account_id() {
+        req = req.header("chatgpt-account-id", id);
+    }
+    req
 }
 
 fn busy_error() -> GatewayError {
