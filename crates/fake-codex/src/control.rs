@@ -27,6 +27,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_fake/accounts/{id}/quota", post(quota))
         .route("/_fake/accounts/{id}/quota-cost", post(quota_cost))
         .route("/_fake/reset-requests", post(reset_requests))
+        .route("/_fake/stats", get(stats))
 }
 
 /// Parse a JSON body; an empty body means the type's default when `empty` is given.
@@ -152,4 +153,10 @@ async fn quota_cost(State(shared): State<Arc<Shared>>, Path(id): Path<String>, b
 async fn reset_requests(State(shared): State<Arc<Shared>>) -> Response {
     shared.reset_requests();
     ok()
+}
+
+/// Counters for benchmarks: connections accepted, streams started / completed / dropped by the client, and
+/// the unix-microsecond times of the latest drops.
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    json_response(StatusCode::OK, shared.stats.snapshot())
 }

@@ -29,6 +29,7 @@ pub use types::{
     AccountCreds, AccountSpec, CallSpec, End, FakeConfig, RecordedRequest, ReplyItem, Scenario, TokenCall, ToolArgs,
 };
 
+use axum::serve::ListenerExt;
 use state::Shared;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +67,12 @@ impl FakeCodex {
         let token = CancellationToken::new();
         let app = server::router(shared.clone());
         let stop = token.clone().cancelled_owned();
+        let counted = shared.clone();
+        let listener = listener.tap_io(move |tcp| {
+            counted.stats.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Small SSE frames must not wait for Nagle's algorithm (the real backend streams promptly).
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             let served = axum::serve(listener, app).with_graceful_shutdown(stop).await;
             if let Err(e) = served {
@@ -166,6 +173,11 @@ impl FakeCodex {
     /// secondary); at 100 the account answers 429 usage_limit_reached.
     pub fn set_quota_cost(&self, account_id: &str, percent_per_request: f64) {
         self.shared.set_quota_cost(account_id, percent_per_request);
+    }
+
+    /// Benchmark counters, as `GET /_fake/stats` returns them.
+    pub fn stats(&self) -> serde_json::Value {
+        self.shared.stats.snapshot()
     }
 
     /// Account ids in creation order.

@@ -26,6 +26,15 @@ struct Args {
     /// Lifetime of access tokens, seconds.
     #[arg(long, default_value_t = 3600)]
     access_token_ttl: u64,
+    /// Text deltas of unscripted answers (the echo is split into at most this many pieces).
+    #[arg(long, default_value_t = 4)]
+    default_deltas: usize,
+    /// Pause before each delta of unscripted answers, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    delta_delay_ms: u64,
+    /// Keep only about this many recorded requests (long benchmark runs); all by default.
+    #[arg(long)]
+    max_recorded: Option<usize>,
 }
 
 #[tokio::main]
@@ -44,6 +53,9 @@ async fn run(args: Args) -> std::io::Result<()> {
     let cfg = FakeConfig {
         bind: SocketAddr::from(([127, 0, 0, 1], args.port)),
         access_token_ttl_secs: args.access_token_ttl,
+        default_deltas: args.default_deltas,
+        default_delay_ms: args.delta_delay_ms,
+        max_recorded: args.max_recorded,
         ..FakeConfig::default()
     };
     let fake = FakeCodex::start(cfg).await?;

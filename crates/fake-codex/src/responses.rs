@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Who is calling.
@@ -166,6 +167,7 @@ fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
         include_encrypted,
         summary_on: summary.is_some_and(|s| s != "none"),
         default_deltas: shared.cfg.default_deltas,
+        default_delay_ms: shared.cfg.default_delay_ms,
         plan_type: &plan_type,
         seal: &seal,
     };
@@ -207,7 +209,7 @@ fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
         shared.charge(account);
     }
     let steps = sse::build(&plan, &meta);
-    let mut resp = Response::new(stream_body(steps));
+    let mut resp = Response::new(stream_body(shared, steps));
     let h = resp.headers_mut();
     let mut put = |k: &'static str, v: String| {
         if let Ok(v) = HeaderValue::try_from(v) {
@@ -232,21 +234,28 @@ fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
     Answer::Now(resp)
 }
 
-/// Drive the steps through a 4-slot channel; a dropped client stops the task at its next send.
-fn stream_body(steps: Vec<Step>) -> Body {
+/// Drive the steps through a 4-slot channel; a dropped client stops the task at its next send (or at once
+/// while it sleeps). Start, completion and early ends are counted in the shared stats.
+fn stream_body(shared: &Arc<Shared>, steps: Vec<Step>) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let shared = shared.clone();
+    shared.stats.streams_started.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
         for step in steps {
             match step {
                 Step::Event(bytes) => {
                     if tx.send(Ok(bytes)).await.is_err() {
+                        shared.stats.stream_dropped();
                         return;
                     }
                 }
                 Step::Sleep(ms) => {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
-                        _ = tx.closed() => return,
+                        _ = tx.closed() => {
+                            shared.stats.stream_dropped();
+                            return;
+                        }
                     }
                 }
                 Step::Cut => {
@@ -254,10 +263,12 @@ fn stream_body(steps: Vec<Step>) -> Body {
                     // whatever is still buffered in the connection.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     let _ = tx.send(Err(std::io::Error::other("fake-codex: stream cut"))).await;
+                    shared.stats.streams_completed.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             }
         }
+        shared.stats.streams_completed.fetch_add(1, Ordering::Relaxed);
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     Body::from_stream(stream)

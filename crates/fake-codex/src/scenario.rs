@@ -16,6 +16,8 @@ pub struct ReplyCtx<'a> {
     /// `reasoning.summary` set and not "none".
     pub summary_on: bool,
     pub default_deltas: usize,
+    /// Pause before each delta when a `text` scenario sets none.
+    pub default_delay_ms: u64,
     pub plan_type: &'a str,
     /// Produces a fresh sealed encrypted_content for this caller.
     pub seal: &'a dyn Fn() -> String,
@@ -93,7 +95,7 @@ pub fn outcome(scenario: Scenario, ctx: &ReplyCtx<'_>) -> Outcome {
     match scenario {
         Scenario::Text { text, deltas, delay_ms, completed_output } => {
             let mut plan = text_plan(ctx, &text, deltas.unwrap_or(d), completed_output);
-            plan.delay_ms = delay_ms.unwrap_or(0);
+            plan.delay_ms = delay_ms.unwrap_or(ctx.default_delay_ms);
             Outcome::Stream(plan)
         }
         Scenario::JsonText { text, completed_output } => Outcome::Stream(text_plan(ctx, &text, d, completed_output)),

@@ -8,6 +8,7 @@ use crate::tokens::{self, Identity, now_secs};
 use crate::types::{AccountCreds, AccountSpec, FakeConfig, RecordedRequest, Scenario, TokenCall};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const PRIMARY_WINDOW_SECS: i64 = 18_000;
 const SECONDARY_WINDOW_SECS: i64 = 604_800;
@@ -106,11 +107,53 @@ pub(crate) struct Shared {
     pub base_url: String,
     pub secret: [u8; 32],
     pub inner: Mutex<Inner>,
+    pub stats: Stats,
+}
+
+/// Early stream ends remembered for `/_fake/stats` (the newest ones).
+const MAX_EARLY_ENDS: usize = 256;
+
+/// Counters for benchmarks (`/_fake/stats`): connections accepted, streams started / finished / ended early
+/// because the client went away, and when those early ends happened. Kept apart from `inner` so the hot
+/// path takes no extra lock.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub connections: AtomicU64,
+    pub streams_started: AtomicU64,
+    pub streams_completed: AtomicU64,
+    pub streams_dropped: AtomicU64,
+    /// Unix microseconds at which the fake saw a stream's receiver go away, newest last.
+    pub dropped_at_us: Mutex<VecDeque<u64>>,
+}
+
+impl Stats {
+    pub fn stream_dropped(&self) {
+        self.streams_dropped.fetch_add(1, Ordering::Relaxed);
+        let mut q = self.dropped_at_us.lock();
+        if q.len() >= MAX_EARLY_ENDS {
+            q.pop_front();
+        }
+        q.push_back(tokens::now_us());
+    }
+
+    pub fn snapshot(&self) -> serde_json::Value {
+        let started = self.streams_started.load(Ordering::Relaxed);
+        let completed = self.streams_completed.load(Ordering::Relaxed);
+        let dropped = self.streams_dropped.load(Ordering::Relaxed);
+        serde_json::json!({
+            "connections_accepted": self.connections.load(Ordering::Relaxed),
+            "streams_started": started,
+            "streams_completed": completed,
+            "streams_dropped": dropped,
+            "streams_open": started.saturating_sub(completed + dropped),
+            "dropped_at_unix_us": self.dropped_at_us.lock().iter().collect::<Vec<_>>(),
+        })
+    }
 }
 
 impl Shared {
     pub fn new(cfg: FakeConfig, base_url: String) -> Self {
-        Self { cfg, base_url, secret: rand::random(), inner: Mutex::new(Inner::default()) }
+        Self { cfg, base_url, secret: rand::random(), inner: Mutex::new(Inner::default()), stats: Stats::default() }
     }
 
     pub fn add_account(&self, spec: AccountSpec) -> AccountCreds {
@@ -262,6 +305,13 @@ impl Shared {
         let mut inner = self.inner.lock();
         let pos = inner.requests.partition_point(|x| x.seq < r.seq);
         inner.requests.insert(pos, r);
+        if let Some(max) = self.cfg.max_recorded
+            && inner.requests.len() > max.saturating_mul(2).max(1)
+        {
+            // Drop in batches so the log's cost stays amortised O(1) per request.
+            let excess = inner.requests.len() - max;
+            inner.requests.drain(..excess);
+        }
     }
 
     /// Longest identical leading run (in bytes) against the previous request with the same

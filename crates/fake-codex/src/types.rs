@@ -16,6 +16,11 @@ pub struct FakeConfig {
     pub require_instructions: bool,
     /// Number of `response.output_text.delta` events for default (unscripted) answers.
     pub default_deltas: usize,
+    /// Pause before each delta of `text` replies that set no `delay_ms` (default answers included).
+    pub default_delay_ms: u64,
+    /// Keep at most about this many recorded requests (the oldest go first); `None` keeps all.
+    /// Long benchmark runs set it so the log does not grow without bound.
+    pub max_recorded: Option<usize>,
     /// Interleave `keepalive` events in streams, as the real backend sometimes does.
     pub keepalive_events: bool,
     /// Address to bind; port 0 picks a free port.
@@ -30,6 +35,8 @@ impl Default for FakeConfig {
             access_token_ttl_secs: 3600,
             require_instructions: true,
             default_deltas: 4,
+            default_delay_ms: 0,
+            max_recorded: None,
             keepalive_events: false,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             token_delay_ms: 0,
