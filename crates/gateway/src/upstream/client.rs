@@ -17,11 +17,16 @@ const ORIGINATOR: &str = "codex_cli_rs";
 /// One reqwest client for everything upstream: pooled connections, HTTP/2 where offered, rustls, the
 /// configured proxy and extra CA bundle.
 pub fn build_http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
-    build_http_client_with_proxy(config, config.proxy.as_deref())
+    build_client(config, config.proxy.as_deref(), true)
 }
 
-/// The same client with a specific proxy (per-account proxies), `None` for a direct connection.
+/// The same client with an account's own proxy. It carries all of that account's traffic: `NO_PROXY`, which
+/// applies to the global proxy from the environment, does not apply here.
 pub fn build_http_client_with_proxy(config: &Config, proxy: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    build_client(config, proxy, false)
+}
+
+fn build_client(config: &Config, proxy: Option<&str>, honor_no_proxy: bool) -> anyhow::Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
         .connect_timeout(Duration::from_secs(20))
@@ -32,7 +37,8 @@ pub fn build_http_client_with_proxy(config: &Config, proxy: Option<&str>) -> any
         .no_proxy();
     if let Some(p) = proxy {
         let proxy = reqwest::Proxy::all(p).with_context(|| "invalid proxy URL (HTTPS_PROXY / ALL_PROXY / proxy)")?;
-        b = b.proxy(proxy.no_proxy(reqwest::NoProxy::from_env()));
+        let proxy = if honor_no_proxy { proxy.no_proxy(reqwest::NoProxy::from_env()) } else { proxy };
+        b = b.proxy(proxy);
     }
     if let Some(path) = &config.ca_bundle {
         let pem = std::fs::read(path).with_context(|| format!("cannot read CA bundle {}", path.display()))?;
