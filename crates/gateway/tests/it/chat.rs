@@ -277,3 +277,37 @@ async fn keepalive_comments_while_upstream_is_silent() {
     assert_eq!(content, "late answer");
     assert!(text.ends_with("data: [DONE]\n\n"));
 }
+
+#[tokio::test]
+async fn client_disconnect_closes_the_upstream_stream_at_once() {
+    let env = start(Setup::default()).await;
+    for dialect_path in ["/v1/chat/completions", "/v1/responses"] {
+        env.fake.enqueue(None, scenario(json!({"kind":"slow","text":"tick ".repeat(60),"deltas":60,"delay_ms":50})));
+        let body = if dialect_path.ends_with("completions") {
+            json!({"model":"gpt-5.4","stream":true,"messages":[{"role":"user","content":"x"}]})
+        } else {
+            json!({"model":"gpt-5.4","stream":true,"input":"x"})
+        };
+        let before = env.fake.stats()["streams_dropped"].as_u64().unwrap_or(0);
+        let mut resp = env.http.post(env.url(dialect_path)).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
+        let first = resp.chunk().await.unwrap_or_default();
+        assert!(first.is_some_and(|c| !c.is_empty()), "the stream started");
+        drop(resp);
+        let dropped_at = std::time::Instant::now();
+        let mut closed = false;
+        while dropped_at.elapsed() < std::time::Duration::from_secs(2) {
+            if env.fake.stats()["streams_dropped"].as_u64().unwrap_or(0) > before {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(closed, "{dialect_path}: the upstream stream was still open 2 s after the client left");
+        // The fake would have kept streaming for ~3 s; it noticed within one delta interval of the client leaving.
+        assert!(
+            dropped_at.elapsed() < std::time::Duration::from_millis(500),
+            "{dialect_path}: {:?}",
+            dropped_at.elapsed()
+        );
+    }
+}
