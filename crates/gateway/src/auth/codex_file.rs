@@ -122,7 +122,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
     let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
+    let mut rest = s.get(19..)?;
     if let Some(r) = rest.strip_prefix('.') {
         rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
     }
@@ -130,7 +130,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         "" | "Z" | "z" => 0,
         o if o.len() == 6 => {
             let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
+            sign * (o.get(1..3)?.parse::<i64>().ok()? * 3600 + o.get(4..6)?.parse::<i64>().ok()? * 60)
         }
         _ => return None,
     };
@@ -178,6 +178,8 @@ mod tests {
         assert_eq!(parse_rfc3339("2025-03-04T07:06:07+02:00"), Some(1741064767));
         assert_eq!(format_rfc3339(1741064767), "2025-03-04T05:06:07Z");
         assert_eq!(parse_rfc3339("garbage"), None);
+        assert_eq!(parse_rfc3339("2025-03-04T05:06:0é+02:00"), None, "never panics on odd bytes");
+        assert_eq!(parse_rfc3339("2025-03-04T05:06:07+0é:00"), None);
     }
 
     #[test]

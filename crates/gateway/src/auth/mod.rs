@@ -33,7 +33,11 @@ impl std::fmt::Debug for Tokens {
 
 /// Show only enough of a secret to tell two apart.
 pub fn redact(secret: &str) -> String {
-    if secret.len() <= 8 { "***".to_string() } else { format!("{}…({} chars)", &secret[..4], secret.len()) }
+    if secret.len() <= 8 {
+        "***".to_string()
+    } else {
+        format!("{}…({} chars)", secret.chars().take(4).collect::<String>(), secret.len())
+    }
 }
 
 pub fn now_unix() -> i64 {
