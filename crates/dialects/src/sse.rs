@@ -96,7 +96,11 @@ impl SseParser {
             }
             None => (line, &b""[..]),
         };
-        let value = String::from_utf8_lossy(value);
+        // Valid UTF-8 (the normal case) is checked with the fast validator; only broken input takes the lossy path.
+        let value = match std::str::from_utf8(value) {
+            Ok(v) => std::borrow::Cow::Borrowed(v),
+            Err(_) => String::from_utf8_lossy(value),
+        };
         match field {
             b"event" => self.event = Some(value.into_owned()),
             b"data" => {
@@ -120,7 +124,7 @@ impl SseParser {
 }
 
 fn memchr_newline(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
+    memchr::memchr(b'\n', b)
 }
 
 /// Append `event: <name>\ndata: <data>\n\n` to `out`.

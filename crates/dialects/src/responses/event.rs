@@ -1,10 +1,12 @@
 //! Typed view of the Codex backend's SSE events (the Responses streaming protocol).
 //!
-//! Only the fields the dialect encoders need are parsed; everything else is skipped by serde. Parsing happens in
-//! two cheap steps: read `type`, then deserialize the payload struct of that type.
+//! Only the fields the dialect encoders need are parsed; everything else is skipped by serde. Parsing is one pass
+//! that reads `type` and captures the few fields any event type uses, unparsed ([`Wire`]); the event's branch
+//! then parses just the captured fields it needs.
 
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Token usage as reported in `response.completed` / `response.incomplete`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -127,46 +129,67 @@ pub enum Event {
     Ignored,
 }
 
+/// Every top-level field any event type reads, captured unparsed in one pass over the payload; the branch for
+/// the event's `type` then parses only the fields it needs (a delta is one scan plus two small copies, instead
+/// of a `type` scan followed by a second full parse).
 #[derive(Deserialize)]
-struct TypeOnly<'a> {
+struct Wire<'a> {
     #[serde(rename = "type", borrow)]
     kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    item_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    delta: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    summary_index: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output_index: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    item: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    response: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    code: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct CreatedPayload {
-    response: ResponseHead,
+/// An optional field: its type's default when absent or null.
+fn opt<T: serde::de::DeserializeOwned + Default>(raw: Option<&RawValue>) -> Result<T, serde_json::Error> {
+    match raw {
+        Some(r) => serde_json::from_str::<Option<T>>(r.get()).map(Option::unwrap_or_default),
+        None => Ok(T::default()),
+    }
 }
+
+/// A required field.
+fn req<T: serde::de::DeserializeOwned>(raw: Option<&RawValue>, name: &'static str) -> Result<T, serde_json::Error> {
+    match raw {
+        Some(r) => serde_json::from_str(r.get()),
+        None => Err(serde::de::Error::missing_field(name)),
+    }
+}
+
+/// A string field ("" when absent or null). Strings without escapes, nearly all of them, are copied directly.
+fn string(raw: Option<&RawValue>) -> Result<String, serde_json::Error> {
+    let Some(r) = raw else { return Ok(String::new()) };
+    let text = r.get();
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
+        && !inner.contains('\\')
+    {
+        return Ok(inner.to_string());
+    }
+    opt(raw)
+}
+
 #[derive(Deserialize)]
 struct ResponseHead {
     #[serde(default)]
     id: String,
     #[serde(default)]
     model: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ItemAddedPayload {
-    #[serde(default)]
-    output_index: u32,
-    item: RawItem,
-}
-
-#[derive(Deserialize)]
-struct DeltaPayload {
-    #[serde(default)]
-    item_id: String,
-    #[serde(default)]
-    delta: String,
-    #[serde(default)]
-    summary_index: u32,
-}
-
-#[derive(Deserialize)]
-struct ItemDonePayload {
-    #[serde(default)]
-    output_index: u32,
-    item: RawItem,
 }
 
 /// Superset of the item fields we read; missing ones default.
@@ -204,10 +227,6 @@ struct RawPart {
     refusal: String,
 }
 
-#[derive(Deserialize)]
-struct TerminalPayload {
-    response: TerminalResponse,
-}
 #[derive(Deserialize)]
 struct TerminalResponse {
     #[serde(default)]
@@ -254,16 +273,6 @@ struct RawError {
     #[serde(default)]
     message: Option<String>,
 }
-#[derive(Deserialize)]
-struct ErrorEventPayload {
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    error: Option<RawError>,
-}
-
 /// Why an event could not be understood.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed upstream event: {0}")]
@@ -272,58 +281,48 @@ pub struct EventParseError(#[from] serde_json::Error);
 impl Event {
     /// Parse one SSE `data:` payload.
     pub fn parse(data: &str) -> Result<Event, EventParseError> {
-        let head: TypeOnly = serde_json::from_str(data)?;
-        Ok(match head.kind.as_ref() {
+        let w: Wire = serde_json::from_str(data)?;
+        Ok(match w.kind.as_ref() {
             "response.created" => {
-                let p: CreatedPayload = serde_json::from_str(data)?;
-                Event::Created { response_id: p.response.id, model: p.response.model }
+                let r: ResponseHead = req(w.response, "response")?;
+                Event::Created { response_id: r.id, model: r.model }
             }
             "response.output_item.added" => {
-                let p: ItemAddedPayload = serde_json::from_str(data)?;
-                let item = match p.item.kind.as_str() {
-                    "message" => ItemStart::Message { id: p.item.id },
-                    "reasoning" => ItemStart::Reasoning { id: p.item.id },
-                    "function_call" => {
-                        ItemStart::FunctionCall { id: p.item.id, call_id: p.item.call_id, name: p.item.name }
-                    }
-                    _ => ItemStart::Other { id: p.item.id, kind: p.item.kind },
+                let item: RawItem = req(w.item, "item")?;
+                let item = match item.kind.as_str() {
+                    "message" => ItemStart::Message { id: item.id },
+                    "reasoning" => ItemStart::Reasoning { id: item.id },
+                    "function_call" => ItemStart::FunctionCall { id: item.id, call_id: item.call_id, name: item.name },
+                    _ => ItemStart::Other { id: item.id, kind: item.kind },
                 };
-                Event::ItemAdded { output_index: p.output_index, item }
+                Event::ItemAdded { output_index: opt(w.output_index)?, item }
             }
-            "response.output_text.delta" => {
-                let p: DeltaPayload = serde_json::from_str(data)?;
-                Event::TextDelta { item_id: p.item_id, delta: p.delta }
-            }
-            "response.refusal.delta" => {
-                let p: DeltaPayload = serde_json::from_str(data)?;
-                Event::RefusalDelta { item_id: p.item_id, delta: p.delta }
-            }
-            "response.reasoning_summary_text.delta" => {
-                let p: DeltaPayload = serde_json::from_str(data)?;
-                Event::ReasoningSummaryDelta { item_id: p.item_id, summary_index: p.summary_index, delta: p.delta }
-            }
+            "response.output_text.delta" => Event::TextDelta { item_id: string(w.item_id)?, delta: string(w.delta)? },
+            "response.refusal.delta" => Event::RefusalDelta { item_id: string(w.item_id)?, delta: string(w.delta)? },
+            "response.reasoning_summary_text.delta" => Event::ReasoningSummaryDelta {
+                item_id: string(w.item_id)?,
+                summary_index: opt(w.summary_index)?,
+                delta: string(w.delta)?,
+            },
             "response.reasoning_summary_part.added" => {
-                let p: DeltaPayload = serde_json::from_str(data)?;
-                Event::ReasoningSummaryPartAdded { item_id: p.item_id, summary_index: p.summary_index }
+                Event::ReasoningSummaryPartAdded { item_id: string(w.item_id)?, summary_index: opt(w.summary_index)? }
             }
             "response.function_call_arguments.delta" => {
-                let p: DeltaPayload = serde_json::from_str(data)?;
-                Event::FunctionArgsDelta { item_id: p.item_id, delta: p.delta }
+                Event::FunctionArgsDelta { item_id: string(w.item_id)?, delta: string(w.delta)? }
             }
             "response.output_item.done" => {
-                let p: ItemDonePayload = serde_json::from_str(data)?;
-                Event::ItemDone { output_index: p.output_index, item: done_item(p.item, None) }
+                let item: RawItem = req(w.item, "item")?;
+                Event::ItemDone { output_index: opt(w.output_index)?, item: done_item(item, None) }
             }
             "response.completed" | "response.incomplete" => {
-                let p: TerminalPayload = serde_json::from_str(data)?;
-                let terminal = if head.kind == "response.completed" {
+                let r: TerminalResponse = req(w.response, "response")?;
+                let terminal = if w.kind == "response.completed" {
                     Terminal::Completed
                 } else {
-                    let reason = p.response.incomplete_details.and_then(|d| d.reason).unwrap_or_default();
+                    let reason = r.incomplete_details.and_then(|d| d.reason).unwrap_or_default();
                     Terminal::Incomplete { reason }
                 };
-                let output = p
-                    .response
+                let output = r
                     .output
                     .into_iter()
                     .filter_map(|v| {
@@ -331,22 +330,23 @@ impl Event {
                         serde_json::from_value::<RawItem>(v).ok().map(|item| done_item(item, Some(raw)))
                     })
                     .collect();
-                Event::Finished { terminal, usage: p.response.usage.map(usage_from), output }
+                Event::Finished { terminal, usage: r.usage.map(usage_from), output }
             }
             "response.failed" => {
-                let p: TerminalPayload = serde_json::from_str(data)?;
-                let err = p.response.error.unwrap_or_default();
+                let r: TerminalResponse = req(w.response, "response")?;
+                let err = r.error.unwrap_or_default();
                 Event::Failed {
                     code: err.code,
                     message: err.message.unwrap_or_else(|| "the upstream response failed".into()),
                 }
             }
             "error" => {
-                let p: ErrorEventPayload = serde_json::from_str(data)?;
-                let inner = p.error.unwrap_or_default();
+                let code: Option<String> = opt(w.code)?;
+                let message: Option<String> = opt(w.message)?;
+                let inner: RawError = opt::<Option<RawError>>(w.error)?.unwrap_or_default();
                 Event::Failed {
-                    code: p.code.or(inner.code),
-                    message: p.message.or(inner.message).unwrap_or_else(|| "upstream error".into()),
+                    code: code.or(inner.code),
+                    message: message.or(inner.message).unwrap_or_else(|| "upstream error".into()),
                 }
             }
             _ => Event::Ignored,
@@ -444,6 +444,18 @@ mod tests {
                 }
             })
         );
+    }
+
+    #[test]
+    fn delta_strings_with_and_without_escapes() {
+        let e = Event::parse(r#"{"type":"response.output_text.delta","item_id":"m1","delta":"a\"b\n\u00e9 ü"}"#).ok();
+        assert_eq!(e, Some(Event::TextDelta { item_id: "m1".into(), delta: "a\"b\né ü".into() }));
+        let e = Event::parse(r#"{"delta":"x","type":"response.function_call_arguments.delta","item_id":null}"#).ok();
+        assert_eq!(e, Some(Event::FunctionArgsDelta { item_id: String::new(), delta: "x".into() }));
+        assert!(Event::parse(r#"{"type":"response.output_text.delta","delta":7}"#).is_err());
+        assert!(Event::parse(r#"{"type":"response.output_item.added","output_index":0}"#).is_err());
+        let e = Event::parse(r#"{"type":"error","error":{"code":"c","message":"m"}}"#).ok();
+        assert_eq!(e, Some(Event::Failed { code: Some("c".into()), message: "m".into() }));
     }
 
     #[test]

@@ -1,0 +1,198 @@
+//! `loadgen`: a small HTTP load generator for the gateway's benchmarks (`scripts/bench`).
+//!
+//! It speaks plain HTTP/1.1 over hyper's connection API (one keep-alive connection per worker, no pool, no
+//! TLS) so that its own cost per request stays small next to the server it measures. Three jobs:
+//! - `run`: requests in one dialect at a concurrency for a duration or a count; latency percentiles, events/s,
+//!   errors, and the CPU time and RSS of watched processes read from `/proc`;
+//! - `disconnect`: open a stream, drop it after the first content token, and time how long the fake upstream
+//!   takes to see its stream go away (through the fake's `/_fake/stats`);
+//! - `coldstart`: start a server command and time until its `/health` answers;
+//! - `report`: turn one benchmark run's JSON files into `bench/results/latest.{md,json}`.
+//!
+//! Layout: `target` (URL, connection, one request), `dialect` (bodies and what marks content and the end),
+//! `procfs` (CPU and memory of a pid), `stats` (percentiles and the JSON report), `jobs` (the three jobs).
+
+mod dialect;
+mod jobs;
+mod procfs;
+mod report;
+mod stats;
+mod target;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "loadgen", about = "Load generator for codex-gateway benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Drive requests at a concurrency and report latency, throughput and the watched processes' cost.
+    Run(RunArgs),
+    /// Time from a client disconnect until the fake upstream's stream closes.
+    Disconnect(DisconnectArgs),
+    /// Time from process start until `/health` answers.
+    Coldstart(ColdstartArgs),
+    /// Wait until a URL answers 200 (a server coming up).
+    Wait(WaitArgs),
+    /// Turn one `scripts/bench` run's JSON files into latest.md and latest.json.
+    Report(ReportArgs),
+}
+
+/// What one request looks like.
+#[derive(Args, Debug, Clone)]
+pub struct RequestArgs {
+    /// Full endpoint URL, e.g. http://127.0.0.1:8765/v1/chat/completions (http only).
+    #[arg(long)]
+    pub url: String,
+    /// Request dialect: chat, anthropic or responses.
+    #[arg(long, default_value = "chat")]
+    pub dialect: String,
+    /// Ask for a streaming answer (the Codex backend itself only streams).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub stream: bool,
+    #[arg(long, default_value = "gpt-5.4")]
+    pub model: String,
+    /// Length of the generated user prompt, in characters (fake-codex echoes it back).
+    #[arg(long, default_value_t = 200)]
+    pub prompt_chars: usize,
+    /// A fake-codex scenario (JSON) to request with a `<<fake ...>>` directive instead of the plain prompt.
+    #[arg(long)]
+    pub fake_directive: Option<String>,
+    /// Codex-CLI auth.json whose access token and account id are sent (direct requests to fake-codex).
+    #[arg(long)]
+    pub auth_json: Option<PathBuf>,
+    /// Extra header `Name: value` (repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub req: RequestArgs,
+    /// Concurrent connections, each sending requests one after another.
+    #[arg(long, short = 'c', default_value_t = 1)]
+    pub concurrency: usize,
+    /// Measure for this many seconds (ignored when --requests is given).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Measure exactly this many requests instead of a duration.
+    #[arg(long)]
+    pub requests: Option<usize>,
+    /// Unmeasured warm-up before the run, seconds (same load).
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
+    /// Connections opened at the same time while ramping up.
+    #[arg(long, default_value_t = 128)]
+    pub connect_burst: usize,
+    /// Watch a process: `name=pid` (repeatable): CPU time, peak and current RSS over the measured run.
+    #[arg(long = "watch")]
+    pub watch: Vec<String>,
+    /// fake-codex base URL: report its accepted connections during the run (upstream connection reuse).
+    #[arg(long)]
+    pub fake_url: Option<String>,
+    /// Label stored in the report.
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Give up on one request after this many seconds.
+    #[arg(long, default_value_t = 120.0)]
+    pub request_timeout: f64,
+    /// Also write the JSON report here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DisconnectArgs {
+    #[command(flatten)]
+    pub req: RequestArgs,
+    /// fake-codex base URL (its `/_fake/stats` tells when a stream went away).
+    #[arg(long)]
+    pub fake_url: String,
+    #[arg(long, default_value_t = 20)]
+    pub trials: usize,
+    /// A trial passes when the upstream stream closed within this many milliseconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub limit_ms: f64,
+    #[arg(long, default_value = "")]
+    pub label: String,
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ColdstartArgs {
+    #[arg(long, default_value_t = 5)]
+    pub trials: usize,
+    /// Give up on one start after this many seconds.
+    #[arg(long, default_value_t = 20.0)]
+    pub timeout: f64,
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The server command; it must print `listening on http://HOST:PORT` on stdout.
+    #[arg(trailing_var_arg = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    #[arg(long)]
+    pub url: String,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Directory with the run's JSON files (c64.direct.json, c64.gateway.json, meta.json, ...).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Where latest.md and latest.json go.
+    #[arg(long)]
+    pub out_dir: PathBuf,
+    /// Criterion's output directory (target/criterion), for the translation micro-benchmarks.
+    #[arg(long)]
+    pub criterion: Option<PathBuf>,
+    /// Hand-written analysis appended to latest.md.
+    #[arg(long)]
+    pub notes: Option<PathBuf>,
+    /// The command that made the run, as shown in the report.
+    #[arg(long, default_value = "scripts/bench")]
+    pub command: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // One thread: the generator shares a core with the fake upstream, and a single-threaded runtime is its
+    // cheapest configuration.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadgen: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(a) => jobs::run(a).await,
+            Command::Disconnect(a) => jobs::disconnect(a).await,
+            Command::Coldstart(a) => jobs::coldstart(a).await,
+            Command::Report(a) => report::report(a),
+            Command::Wait(a) => jobs::wait(a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! `loadgen report`: gather the JSON files one `scripts/bench` run wrote into a directory and produce
+//! `latest.json` (everything, plus the gateway/direct ratios and the target checks) and `latest.md`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::ReportArgs;
+
+/// Scenarios run twice, direct against the fake and through the gateway, in report order.
+const PAIRED: [(&str, &str); 7] = [
+    ("c1", "c=1 latency, 200-delta stream (chat via gateway)"),
+    ("c64", "c=64 throughput, streaming chat"),
+    ("c256", "c=256 throughput, streaming chat"),
+    ("nonstream", "c=64 non-streaming chat"),
+    ("anthropic", "c=64 Anthropic Messages streaming"),
+    ("responses", "c=64 Responses passthrough streaming"),
+    ("slow5000", "5,000 concurrent slow streams"),
+];
+
+fn read(dir: &Path, name: &str) -> Value {
+    std::fs::read(dir.join(format!("{name}.json")))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn num(v: &Value, path: &str) -> Option<f64> {
+    v.pointer(path).and_then(Value::as_f64)
+}
+
+fn fmt(v: Option<f64>, digits: usize) -> String {
+    match v {
+        Some(x) => format!("{x:.digits$}"),
+        None => "n/a".into(),
+    }
+}
+
+fn ratio(g: Option<f64>, d: Option<f64>) -> Option<f64> {
+    match (g, d) {
+        (Some(g), Some(d)) if d > 0.0 => Some(g / d),
+        _ => None,
+    }
+}
+
+/// One target: what was measured, the goal, and whether it was met (None: not measured).
+struct Check {
+    name: &'static str,
+    measured: String,
+    goal: &'static str,
+    ok: Option<bool>,
+    /// By how much it was missed, when it was.
+    miss: String,
+}
+
+fn at_most(name: &'static str, value: Option<f64>, limit: f64, unit: &str, goal: &'static str) -> Check {
+    let ok = value.map(|v| v <= limit);
+    let miss = match value {
+        Some(v) if v > limit => {
+            format!("{:.3} {unit} over ({:.0}% above the limit)", v - limit, (v / limit - 1.0) * 100.0)
+        }
+        _ => String::new(),
+    };
+    Check { name, measured: format!("{} {unit}", fmt(value, 3)), goal, ok, miss }
+}
+
+fn at_least(name: &'static str, value: Option<f64>, limit: f64, unit: &str, goal: &'static str) -> Check {
+    let ok = value.map(|v| v >= limit);
+    let miss = match value {
+        Some(v) if v < limit => format!("{:.0} {unit} short ({:.0}% below)", limit - v, (1.0 - v / limit) * 100.0),
+        _ => String::new(),
+    };
+    Check { name, measured: format!("{} {unit}", fmt(value, 0)), goal, ok, miss }
+}
+
+pub fn report(a: ReportArgs) -> anyhow::Result<()> {
+    let dir = &a.dir;
+    let meta = read(dir, "meta");
+    let mut scenarios = serde_json::Map::new();
+    for (key, _) in PAIRED {
+        let d = read(dir, &format!("{key}.direct"));
+        let g = read(dir, &format!("{key}.gateway"));
+        let ratios = json!({
+            "req_per_s": ratio(num(&g, "/req_per_s"), num(&d, "/req_per_s")),
+            "ttfb_p50": ratio(num(&g, "/ttfb_ms/p50"), num(&d, "/ttfb_ms/p50")),
+            "ttft_p50": ratio(num(&g, "/ttft_ms/p50"), num(&d, "/ttft_ms/p50")),
+            "total_p50": ratio(num(&g, "/total_ms/p50"), num(&d, "/total_ms/p50")),
+            "total_p99": ratio(num(&g, "/total_ms/p99"), num(&d, "/total_ms/p99")),
+        });
+        scenarios.insert(key.to_string(), json!({"direct": d, "gateway": g, "gateway_over_direct": ratios}));
+    }
+    let disconnect = json!({"direct": read(dir, "disconnect.direct"), "gateway": read(dir, "disconnect.gateway")});
+    let coldstart = read(dir, "coldstart");
+    let micro = match &a.criterion {
+        Some(c) => criterion_rows(c),
+        None => Value::Null,
+    };
+
+    let s = |k: &str| scenarios.get(k).cloned().unwrap_or(Value::Null);
+    let c64 = s("c64");
+    let c1 = s("c1");
+    let cpu_us = num(&c64, "/gateway/procs/gateway/cpu_us_per_request");
+    let c64_errors = num(&c64, "/gateway/errors");
+    let added_ttfb = num(&c1, "/gateway/ttfb_ms/p50").zip(num(&c1, "/direct/ttfb_ms/p50")).map(|(g, d)| g - d);
+    let added_total = num(&c1, "/gateway/total_ms/p50").zip(num(&c1, "/direct/total_ms/p50")).map(|(g, d)| g - d);
+    let mb = |v: Option<f64>| v.map(|kb| kb / 1024.0);
+    let disc_passed = num(&disconnect, "/gateway/passed");
+    let disc_trials = num(&disconnect, "/gateway/trials");
+    let worst_micro = micro.get("worst_ns_per_event").and_then(Value::as_f64);
+    let mut checks = vec![
+        at_most("CPU per streamed chat request (c=64)", cpu_us.map(|u| u / 1000.0), 0.3, "ms", "<= 0.3 ms"),
+        at_least(
+            "req/s the gateway's core could serve at that CPU cost",
+            cpu_us.map(|u| 1_000_000.0 / u),
+            3000.0,
+            "req/s",
+            ">= 3,000 req/s",
+        ),
+        at_least(
+            "measured req/s at c=64 (gateway)",
+            num(&c64, "/gateway/req_per_s"),
+            3000.0,
+            "req/s",
+            ">= 3,000 req/s",
+        ),
+        at_most("errors at c=64", c64_errors, 0.0, "", "0"),
+        at_most("total p99/p50 at c=64", num(&c64, "/gateway/tail_ratio"), 1.5, "", "<= 1.5"),
+        at_most("c=1 added TTFB p50", added_ttfb, 0.3, "ms", "<= 0.3 ms"),
+        at_most("c=1 added total p50", added_total, 0.5, "ms", "<= 0.5 ms"),
+        at_most("idle RSS (fresh start)", mb(num(&meta, "/idle_rss_kb")), 15.0, "MB", "<= 15 MB"),
+        at_most("RSS peak at c=64", mb(num(&c64, "/gateway/procs/gateway/rss_peak_kb")), 40.0, "MB", "<= 40 MB"),
+        at_most(
+            "RSS peak, 5,000 slow streams",
+            mb(num(&scenarios["slow5000"], "/gateway/procs/gateway/rss_peak_kb")),
+            150.0,
+            "MB",
+            "<= 150 MB",
+        ),
+        Check {
+            name: "client disconnect closes upstream <= 5 ms",
+            measured: format!(
+                "{}/{} (p50 {} ms, max {} ms)",
+                fmt(disc_passed, 0),
+                fmt(disc_trials, 0),
+                fmt(num(&disconnect, "/gateway/dist_ms/p50"), 2),
+                fmt(num(&disconnect, "/gateway/dist_ms/max"), 2)
+            ),
+            goal: "20 of 20",
+            ok: disc_passed.zip(disc_trials).map(|(p, t)| p == t && t >= 20.0),
+            miss: String::new(),
+        },
+        at_most(
+            "upstream connections opened per 1,000 requests (c=64)",
+            num(&c64, "/gateway/fake_connections/per_1000_requests"),
+            64.0,
+            "",
+            "pooled (<= c per run)",
+        ),
+        at_most("translation, worst dialect", worst_micro.map(|n| n / 1000.0), 1.0, "us/event", "<= 1 us/event"),
+    ];
+    if let Some(c) = checks.iter_mut().find(|c| c.name.starts_with("client disconnect"))
+        && c.ok == Some(false)
+    {
+        c.miss = match (disc_passed, disc_trials) {
+            (Some(p), Some(t)) if t < 20.0 => format!("only {t:.0} trials run ({p:.0} within 5 ms)"),
+            (Some(p), Some(t)) => format!("{:.0} of {t:.0} trials over 5 ms", t - p),
+            _ => "not measured".into(),
+        };
+    }
+
+    let mut md = String::new();
+    let _ = writeln!(md, "# codex-gateway benchmark: latest run\n");
+    let _ = writeln!(md, "Made by `{}` on {}.", a.command, meta["date"].as_str().unwrap_or("?"));
+    let _ = writeln!(
+        md,
+        "Machine: {} cores ({}), load average before the run: {}. Commit `{}`{}. Wall time of the script: {} s.\n",
+        meta["cores"].as_u64().unwrap_or(0),
+        meta["cpu"].as_str().unwrap_or("?"),
+        meta["load_before"].as_str().unwrap_or("?"),
+        meta["commit"].as_str().unwrap_or("?"),
+        if meta["dirty"].as_bool() == Some(true) { " (with uncommitted changes)" } else { "" },
+        meta["wall_s"].as_u64().map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+    );
+    let _ = writeln!(
+        md,
+        "Setup: release builds; gateway pinned to core 0 (`taskset -c 0`), fake-codex and loadgen share core 1; \
+         fake-codex answers 200-delta streams with no delay. \"direct\" sends the same load straight to fake-codex \
+         in its own dialect (Responses over `/backend-api/codex/responses`): the limit with zero proxy. \
+         The fake cannot answer non-streaming requests, so the direct side of that row is a fully read stream.\n"
+    );
+    let _ = writeln!(md, "## Targets\n\n| target | measured | goal | status |\n|---|---|---|---|");
+    for c in &checks {
+        let status = match c.ok {
+            Some(true) => "met".to_string(),
+            Some(false) => format!("**missed**: {}", c.miss),
+            None => "not measured".to_string(),
+        };
+        let _ = writeln!(md, "| {} | {} | {} | {} |", c.name, c.measured, c.goal, status);
+    }
+    let _ = writeln!(
+        md,
+        "\n## Scenarios: gateway vs direct\n\n\
+         | scenario | side | req/s | errors | TTFB p50 ms | first token p50 ms | total p50 ms | total p99 ms | \
+         gateway CPU us/req | fake CPU us/req | gateway RSS peak MB |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for (key, title) in PAIRED {
+        let sc = &scenarios[key];
+        for side in ["direct", "gateway"] {
+            let r = &sc[side];
+            if r.is_null() {
+                let _ = writeln!(md, "| {title} | {side} | not run | | | | | | | | |");
+                continue;
+            }
+            let _ = writeln!(
+                md,
+                "| {title} | {side} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                fmt(num(r, "/req_per_s"), 0),
+                fmt(num(r, "/errors"), 0),
+                fmt(num(r, "/ttfb_ms/p50"), 3),
+                fmt(num(r, "/ttft_ms/p50"), 3),
+                fmt(num(r, "/total_ms/p50"), 3),
+                fmt(num(r, "/total_ms/p99"), 3),
+                fmt(num(r, "/procs/gateway/cpu_us_per_request"), 1),
+                fmt(num(r, "/procs/fake/cpu_us_per_request"), 1),
+                fmt(mb(num(r, "/procs/gateway/rss_peak_kb")), 1),
+            );
+        }
+        let q = &sc["gateway_over_direct"];
+        let _ = writeln!(
+            md,
+            "| {title} | **gateway/direct** | {} | | {} | {} | {} | {} | | | |",
+            fmt(num(q, "/req_per_s"), 2),
+            fmt(num(q, "/ttfb_p50"), 2),
+            fmt(num(q, "/ttft_p50"), 2),
+            fmt(num(q, "/total_p50"), 2),
+            fmt(num(q, "/total_p99"), 2),
+        );
+    }
+    let _ = writeln!(md, "\n## Other measurements\n");
+    let _ = writeln!(
+        md,
+        "- Cold start (spawn until `/health` answers), {} trials: p50 {} ms, max {} ms.",
+        coldstart["rss_at_ready_kb"].as_array().map_or(0, Vec::len),
+        fmt(num(&coldstart, "/ready_ms/p50"), 1),
+        fmt(num(&coldstart, "/ready_ms/max"), 1)
+    );
+    let _ = writeln!(
+        md,
+        "- Idle RSS: {} MB fresh (2 s after start), {} MB idle after the load scenarios.",
+        fmt(mb(num(&meta, "/idle_rss_kb")), 1),
+        fmt(mb(num(&meta, "/idle_rss_after_kb")), 1)
+    );
+    let _ = writeln!(
+        md,
+        "- Binary size: {} MB as built, {} MB stripped.",
+        fmt(num(&meta, "/binary_bytes").map(|b| b / 1e6), 1),
+        fmt(num(&meta, "/binary_stripped_bytes").map(|b| b / 1e6), 1)
+    );
+    let slow = &scenarios["slow5000"]["gateway"];
+    if let (Some(peak), Some(start)) =
+        (num(slow, "/procs/gateway/rss_peak_kb"), num(slow, "/procs/gateway/rss_start_kb"))
+    {
+        let _ = writeln!(
+            md,
+            "- 5,000 slow streams: {:.1} MB peak, {:.1} KB per stream above the RSS at the start of the run.",
+            peak / 1024.0,
+            (peak - start) / 5000.0
+        );
+    }
+    let _ = writeln!(
+        md,
+        "- Client disconnect, direct (the fake's own reaction to a dropped client): {}/{} within 5 ms, p50 {} ms.",
+        fmt(num(&disconnect, "/direct/passed"), 0),
+        fmt(num(&disconnect, "/direct/trials"), 0),
+        fmt(num(&disconnect, "/direct/dist_ms/p50"), 2)
+    );
+    if let Some(rows) = micro.get("rows").and_then(Value::as_array) {
+        let _ = writeln!(md, "\n## Translation micro-benchmarks (criterion, `cargo bench -p dialects`)\n");
+        let _ = writeln!(md, "| benchmark | time |\n|---|---|");
+        for r in rows {
+            let per = r["per"].as_str().unwrap_or("?");
+            let _ =
+                writeln!(md, "| {} | {} ns per {per} |", r["name"].as_str().unwrap_or("?"), fmt(r["ns"].as_f64(), 0));
+        }
+    }
+    if let Some(notes) = &a.notes
+        && let Ok(text) = std::fs::read_to_string(notes)
+    {
+        let _ = writeln!(md, "\n{}", text.trim_end());
+    }
+
+    let checks_json: Vec<Value> = checks
+        .iter()
+        .map(|c| json!({"target": c.name, "measured": c.measured, "goal": c.goal, "met": c.ok, "missed_by": c.miss}))
+        .collect();
+    let all = json!({
+        "command": a.command,
+        "meta": meta,
+        "targets": checks_json,
+        "scenarios": scenarios,
+        "disconnect": disconnect,
+        "coldstart": coldstart,
+        "micro": micro,
+    });
+    std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
+    std::fs::write(a.out_dir.join("latest.json"), serde_json::to_string_pretty(&all)?)?;
+    std::fs::write(a.out_dir.join("latest.md"), md)?;
+    eprintln!("loadgen report: wrote {}/latest.md and latest.json", a.out_dir.display());
+    Ok(())
+}
+
+/// Criterion's estimates under `target/criterion`: one row per benchmark, in ns per element when the benchmark
+/// declared a throughput (events), else ns per iteration. `worst_ns_per_event` covers the `encode/` group.
+fn criterion_rows(root: &Path) -> Value {
+    let mut rows = Vec::new();
+    let mut worst: Option<f64> = None;
+    let mut stack = vec![root.to_path_buf()];
+    // Bounded walk: criterion's tree is a few levels deep.
+    let mut visited = 0;
+    while let Some(dir) = stack.pop() {
+        visited += 1;
+        if visited > 10_000 {
+            break;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if !p.is_dir() {
+                continue;
+            }
+            if p.file_name().is_some_and(|n| n == "new") {
+                let est = read_json(&p.join("estimates.json"));
+                let bench = read_json(&p.join("benchmark.json"));
+                let (Some(mean), Some(id)) = (num(&est, "/mean/point_estimate"), bench["full_id"].as_str()) else {
+                    continue;
+                };
+                let per = num(&bench, "/throughput/Elements").filter(|n| *n > 0.0);
+                let ns = per.map_or(mean, |n| mean / n);
+                if id.starts_with("encode/") && per.is_some() {
+                    worst = Some(worst.map_or(ns, |w: f64| w.max(ns)));
+                }
+                rows.push(json!({"name": id, "ns": ns, "per": if per.is_some() { "event" } else { "iteration" }}));
+            } else {
+                stack.push(p);
+            }
+        }
+    }
+    rows.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    json!({"rows": rows, "worst_ns_per_event": worst})
+}
+
+fn read_json(p: &Path) -> Value {
+    std::fs::read(p).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null)
+}
