@@ -80,8 +80,21 @@ impl Catalog {
     /// Ok if some account can be asked for `slug`. An API-key account without a model list accepts any id
     /// (the OpenAI API decides).
     pub async fn check(&self, state: &AppState, slug: &str) -> Result<(), GatewayError> {
-        let open_ended = state.pool.accounts().iter().any(|a| a.kind != AccountKind::Chatgpt && a.models.is_none());
+        let accounts = state.pool.accounts();
+        let open_ended = accounts.iter().any(|a| a.kind != AccountKind::Chatgpt && a.models.is_none());
         if open_ended {
+            return Ok(());
+        }
+        // Fast path (every request checks its model): an active account that lists the slug in its configured
+        // models or its known catalog, which is what `entries` would merge, without copying the catalogs.
+        let listed = accounts.iter().filter(|a| a.is_active()).any(|a| {
+            a.models.iter().flatten().any(|m| m == slug)
+                || a.catalog
+                    .read()
+                    .as_ref()
+                    .is_some_and(|c| c.entries.iter().any(|e| e.get("slug").and_then(Value::as_str) == Some(slug)))
+        });
+        if listed {
             return Ok(());
         }
         let entries = self.entries(state).await;

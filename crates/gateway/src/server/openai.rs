@@ -153,6 +153,9 @@ impl StreamEncoder for Passthrough {
     fn is_finished(&self) -> bool {
         self.finished
     }
+    fn needs_delta_payloads(&self) -> bool {
+        false
+    }
 }
 
 /// The `type` of an event payload, for upstream frames that came without an `event:` line.

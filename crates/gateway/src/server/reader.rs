@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use dialects::sse::{SseFrame, SseParser};
 use dialects::{ErrorKind, Event, GatewayError};
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use tracing::debug;
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
@@ -30,6 +30,9 @@ pub struct EventReader {
     frames: VecDeque<SseFrame>,
     scratch: Vec<SseFrame>,
     eof: bool,
+    /// Leave `*.delta` frames that carry an `event:` name unparsed (`Event::Ignored`): a passthrough forwards
+    /// the raw frame and needs only the events that end or shape the stream.
+    skip_deltas: bool,
 }
 
 impl EventReader {
@@ -40,7 +43,13 @@ impl EventReader {
             frames: VecDeque::new(),
             scratch: Vec::new(),
             eof: false,
+            skip_deltas: false,
         }
+    }
+
+    /// See [`EventReader::skip_deltas`]: for encoders that forward frames as they are.
+    pub fn set_skip_deltas(&mut self, skip: bool) {
+        self.skip_deltas = skip;
     }
 
     /// Put a frame back at the front (used after peeking before the response headers are sent).
@@ -51,38 +60,77 @@ impl EventReader {
     /// The next frame, waiting at most `wait` for bytes.
     pub async fn next(&mut self, wait: Duration) -> Read {
         loop {
-            if let Some(frame) = self.frames.pop_front() {
-                let event = match Event::parse(&frame.data) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        debug!("skipping an upstream event: {e}");
-                        Event::Ignored
-                    }
-                };
-                return Read::Frame(frame, event);
-            }
-            if self.eof {
-                return Read::End;
+            if let Some(read) = self.buffered() {
+                return read;
             }
             match tokio::time::timeout(wait, self.body.next()).await {
                 Err(_) => return Read::Idle,
-                Ok(Some(Ok(bytes))) => {
-                    if let Err(e) = self.parser.push(&bytes, &mut self.scratch) {
-                        return Read::Error(GatewayError::new(ErrorKind::UpstreamUnavailable, e.to_string()));
+                Ok(item) => {
+                    if let Some(read) = self.on_bytes(item) {
+                        return read;
                     }
-                    self.frames.extend(self.scratch.drain(..));
                 }
-                Ok(Some(Err(e))) => {
-                    return Read::Error(GatewayError::new(
-                        ErrorKind::UpstreamUnavailable,
-                        format!("The upstream connection failed mid-response: {}", e.without_url()),
-                    ));
+            }
+        }
+    }
+
+    /// The next frame only if it can be had without waiting (already parsed, or bytes already received).
+    /// Lets the pump put everything that is ready into one write instead of one write per event.
+    pub fn next_ready(&mut self) -> Option<Read> {
+        // Bounded: each turn either returns or consumes one ready chunk of the body.
+        for _ in 0..64 {
+            if let Some(read) = self.buffered() {
+                return Some(read);
+            }
+            let item = self.body.next().now_or_never()?;
+            if let Some(read) = self.on_bytes(item) {
+                return Some(read);
+            }
+        }
+        None
+    }
+
+    /// A frame already parsed, or the end once the body is over.
+    fn buffered(&mut self) -> Option<Read> {
+        if let Some(frame) = self.frames.pop_front() {
+            let event = self.parse(&frame);
+            return Some(Read::Frame(frame, event));
+        }
+        self.eof.then_some(Read::End)
+    }
+
+    fn parse(&self, frame: &SseFrame) -> Event {
+        if self.skip_deltas && frame.event.as_deref().is_some_and(|n| n.ends_with(".delta")) {
+            return Event::Ignored;
+        }
+        match Event::parse(&frame.data) {
+            Ok(e) => e,
+            Err(e) => {
+                debug!("skipping an upstream event: {e}");
+                Event::Ignored
+            }
+        }
+    }
+
+    /// Feed what the body yielded to the parser; `Some` for an error (the end is reported by `buffered`).
+    fn on_bytes(&mut self, item: Option<reqwest::Result<Bytes>>) -> Option<Read> {
+        match item {
+            Some(Ok(bytes)) => {
+                if let Err(e) = self.parser.push(&bytes, &mut self.scratch) {
+                    return Some(Read::Error(GatewayError::new(ErrorKind::UpstreamUnavailable, e.to_string())));
                 }
-                Ok(None) => {
-                    self.eof = true;
-                    self.parser.finish(&mut self.scratch);
-                    self.frames.extend(self.scratch.drain(..));
-                }
+                self.frames.extend(self.scratch.drain(..));
+                None
+            }
+            Some(Err(e)) => Some(Read::Error(GatewayError::new(
+                ErrorKind::UpstreamUnavailable,
+                format!("The upstream connection failed mid-response: {}", e.without_url()),
+            ))),
+            None => {
+                self.eof = true;
+                self.parser.finish(&mut self.scratch);
+                self.frames.extend(self.scratch.drain(..));
+                None
             }
         }
     }
