@@ -67,7 +67,10 @@ async fn messages_inner(
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
     let session = headers.get("x-claude-code-session-id").and_then(|v| v.to_str().ok());
     let (mut req, opts) = decode_with(&body, session, &state.config.anthropic_model_aliases)?;
-    let input_estimate = tokens::count(&countable_text(&req)) + TOKENS_PER_IMAGE * count_images(&req);
+    // Only `message_start` shows this number (the final usage comes from the upstream in `message_delta`), so a
+    // byte estimate does: tokenizing a 100 kB Claude Code request would add milliseconds to every first byte.
+    let input_estimate =
+        dialects::limits::estimate_tokens(&countable_text(&req)) + TOKENS_PER_IMAGE * count_images(&req);
     let ex = start(state, headers, &mut req).await.map_err(|e| explain_model_error(e, &req))?;
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     let model = req.model.requested.clone();
