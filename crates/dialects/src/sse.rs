@@ -4,11 +4,49 @@
 //! type; this crate must stay free of I/O and runtimes, and the gateway needs to feed arbitrary byte chunks and
 //! get frames back without re-scanning what it already looked at.
 
-/// One SSE event: the optional `event:` name and the joined `data:` lines.
+use std::borrow::Cow;
+
+/// One SSE event: the optional `event:` name and the joined `data:` lines. Names of the Responses protocol's
+/// events are shared static strings (no allocation per frame); others are owned.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SseFrame {
-    pub event: Option<String>,
+    pub event: Option<Cow<'static, str>>,
     pub data: String,
+}
+
+/// Event names the Codex backend sends, so a frame's name needs no allocation.
+const KNOWN_EVENTS: [&str; 24] = [
+    "response.output_text.delta",
+    "response.function_call_arguments.delta",
+    "response.reasoning_summary_text.delta",
+    "response.refusal.delta",
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.output_item.done",
+    "response.content_part.added",
+    "response.content_part.done",
+    "response.output_text.done",
+    "response.function_call_arguments.done",
+    "response.reasoning_summary_part.added",
+    "response.reasoning_summary_part.done",
+    "response.reasoning_summary_text.done",
+    "response.refusal.done",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+    "response.web_search_call.in_progress",
+    "response.web_search_call.searching",
+    "response.web_search_call.completed",
+    "keepalive",
+    "error",
+];
+
+fn event_name(value: Cow<'_, str>) -> Cow<'static, str> {
+    match KNOWN_EVENTS.iter().find(|k| **k == value) {
+        Some(k) => Cow::Borrowed(*k),
+        None => Cow::Owned(value.into_owned()),
+    }
 }
 
 /// Error from the parser: a single event grew beyond the allowed size.
@@ -24,7 +62,7 @@ pub struct SseParser {
     buf: Vec<u8>,
     /// Bytes of `buf` already known to contain no line break.
     scanned: usize,
-    event: Option<String>,
+    event: Option<Cow<'static, str>>,
     data: String,
     has_data: bool,
     max_frame: usize,
@@ -98,11 +136,11 @@ impl SseParser {
         };
         // Valid UTF-8 (the normal case) is checked with the fast validator; only broken input takes the lossy path.
         let value = match std::str::from_utf8(value) {
-            Ok(v) => std::borrow::Cow::Borrowed(v),
+            Ok(v) => Cow::Borrowed(v),
             Err(_) => String::from_utf8_lossy(value),
         };
         match field {
-            b"event" => self.event = Some(value.into_owned()),
+            b"event" => self.event = Some(event_name(value)),
             b"data" => {
                 if self.has_data {
                     self.data.push('\n');

@@ -112,7 +112,7 @@ struct Passthrough {
 impl StreamEncoder for Passthrough {
     fn on_event(&mut self, frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
         let name = match &frame.event {
-            Some(n) => n.as_str(),
+            Some(n) => n.as_ref(),
             None => event_type(&frame.data),
         };
         match event {

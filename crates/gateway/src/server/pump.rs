@@ -59,7 +59,7 @@ impl<E: StreamEncoder> Pump<E> {
     /// The next piece of the response body: waits for the first event, then adds every event that is already
     /// there without waiting (one write for a burst instead of one per event; no added latency).
     async fn next_chunk(&mut self) -> Option<Bytes> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(4096);
         while !self.done {
             let read = if out.is_empty() {
                 self.ex.reader.next(self.keepalive).await
@@ -73,7 +73,10 @@ impl<E: StreamEncoder> Pump<E> {
             };
             match read {
                 Read::Frame(frame, event) => {
-                    self.last_data = Instant::now();
+                    // Once per chunk is enough for the idle timeout (the rest of a burst arrived with it).
+                    if out.is_empty() {
+                        self.last_data = Instant::now();
+                    }
                     self.feed(&frame, event, &mut out);
                 }
                 Read::Idle => {
