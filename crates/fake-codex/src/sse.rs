@@ -134,14 +134,55 @@ struct Writer {
     keepalive: bool,
 }
 
+/// A `response.output_text.delta` payload, fields in the order a JSON object map serialises them (sorted), so
+/// its bytes equal those of the generic path; typed because 200-delta benchmark streams are mostly these.
+#[derive(serde::Serialize)]
+struct TextDelta<'a> {
+    content_index: u32,
+    delta: &'a str,
+    item_id: &'a str,
+    logprobs: [(); 0],
+    output_index: usize,
+    sequence_number: u64,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
 impl Writer {
     fn emit(&mut self, ty: &str, mut payload: Value) {
         if let Value::Object(map) = &mut payload {
             map.insert("type".into(), json!(ty));
             map.insert("sequence_number".into(), json!(self.seq));
         }
+        self.push_frame(ty, &payload);
+    }
+
+    /// `event: <ty>\ndata: <json>\n\n`, serialised straight into the frame's buffer.
+    fn push_frame(&mut self, ty: &str, payload: &impl serde::Serialize) {
         self.seq += 1;
-        self.steps.push(Step::Event(Bytes::from(format!("event: {ty}\ndata: {payload}\n\n"))));
+        let mut buf = Vec::with_capacity(ty.len() + 160);
+        buf.extend_from_slice(b"event: ");
+        buf.extend_from_slice(ty.as_bytes());
+        buf.extend_from_slice(b"\ndata: ");
+        if serde_json::to_writer(&mut buf, payload).is_err() {
+            return;
+        }
+        buf.extend_from_slice(b"\n\n");
+        self.steps.push(Step::Event(Bytes::from(buf)));
+    }
+
+    fn text_delta(&mut self, item_id: &str, output_index: usize, delta: &str) {
+        let ty = "response.output_text.delta";
+        let payload = TextDelta {
+            content_index: 0,
+            delta,
+            item_id,
+            logprobs: [],
+            output_index,
+            sequence_number: self.seq,
+            kind: ty,
+        };
+        self.push_frame(ty, &payload);
     }
 
     fn keepalive(&mut self) {
@@ -238,10 +279,7 @@ fn emit_item(
                 if plan.delay_ms > 0 {
                     w.steps.push(Step::Sleep(plan.delay_ms));
                 }
-                w.emit(
-                    "response.output_text.delta",
-                    json!({"item_id": id, "output_index": idx, "content_index": 0, "delta": d, "logprobs": []}),
-                );
+                w.text_delta(&id, idx, &d);
                 *deltas_sent += 1;
             }
             if plan.cut_after_deltas.is_some_and(|n| n <= *deltas_sent) {
@@ -348,6 +386,19 @@ fn emit_item(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_text_delta_has_the_bytes_of_the_generic_path() {
+        let mut typed = Writer { seq: 7, steps: Vec::new(), keepalive: false };
+        let mut generic = Writer { seq: 7, steps: Vec::new(), keepalive: false };
+        typed.text_delta("msg_1", 2, "a\"b\n\u{e9}");
+        generic.emit(
+            "response.output_text.delta",
+            json!({"item_id": "msg_1", "output_index": 2, "content_index": 0, "delta": "a\"b\n\u{e9}", "logprobs": []}),
+        );
+        assert_eq!(typed.steps, generic.steps);
+        assert_eq!(typed.seq, 8);
+    }
 
     #[test]
     fn split_covers_text() {
