@@ -12,6 +12,7 @@
 //! terminator). Without `alt=sse` the body is one JSON array, written incrementally: `[` chunk `,\r\n` chunk `]`.
 //! There is no frame a Gemini client ignores, so keepalives are not written at all.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::render::{error_body, finish_reason, usage_metadata};
@@ -31,6 +32,51 @@ pub enum Framing {
 }
 
 /// Streaming encoder: a pure state machine fed upstream events, writing Gemini chunks.
+// Typed text chunk. Field order is the key order a JSON object map serialises (sorted), which is also the order
+// `chunk` builds them in, so both paths give the same bytes (`typed_chunk_tests` compares them).
+#[derive(Serialize)]
+struct TextChunk<'a> {
+    candidates: [TextCandidate<'a>; 1],
+    #[serde(rename = "modelVersion")]
+    model_version: &'a str,
+    #[serde(rename = "responseId")]
+    response_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct TextCandidate<'a> {
+    content: TextContent<'a>,
+    index: u32,
+}
+
+#[derive(Serialize)]
+struct TextContent<'a> {
+    parts: [TextPart<'a>; 1],
+    role: &'static str,
+}
+
+#[derive(Serialize)]
+struct TextPart<'a> {
+    text: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    thought: bool,
+}
+
+/// Append one chunk in the stream's framing (`chunks` written so far); false if nothing was written.
+fn frame<T: Serialize + ?Sized>(framing: Framing, chunks: usize, value: &T, out: &mut Vec<u8>) -> bool {
+    let mark = out.len();
+    match framing {
+        Framing::Sse => write_data_json(out, value),
+        Framing::JsonArray => {
+            out.extend_from_slice(if chunks == 0 { b"[" } else { b",\r\n" });
+            if !crate::sse::write_json(out, value) {
+                out.truncate(mark);
+            }
+        }
+    }
+    out.len() != mark
+}
+
 pub struct GeminiEncoder {
     framing: Framing,
     response_id: String,
@@ -57,21 +103,10 @@ impl GeminiEncoder {
         }
     }
 
-    fn write(&mut self, value: &Value, out: &mut Vec<u8>) {
-        let mark = out.len();
-        match self.framing {
-            Framing::Sse => write_data_json(out, value),
-            Framing::JsonArray => {
-                out.extend_from_slice(if self.chunks == 0 { b"[" } else { b",\r\n" });
-                if !crate::sse::write_json(out, value) {
-                    out.truncate(mark);
-                }
-            }
+    fn write<T: Serialize + ?Sized>(&mut self, value: &T, out: &mut Vec<u8>) {
+        if frame(self.framing, self.chunks, value, out) {
+            self.chunks += 1;
         }
-        if out.len() == mark {
-            return;
-        }
-        self.chunks += 1;
     }
 
     fn close_array(&mut self, out: &mut Vec<u8>) {
@@ -92,6 +127,22 @@ impl GeminiEncoder {
         self.write(&v, out);
     }
 
+    /// A chunk with one text part, typed: the same bytes as [`GeminiEncoder::chunk`] with
+    /// `{"text": ..}` (plus `"thought": true`), without building a `Value` per delta.
+    fn text_chunk(&mut self, text: &str, thought: bool, out: &mut Vec<u8>) {
+        let chunk = TextChunk {
+            candidates: [TextCandidate {
+                content: TextContent { parts: [TextPart { text, thought }], role: "model" },
+                index: 0,
+            }],
+            model_version: &self.model,
+            response_id: &self.response_id,
+        };
+        if frame(self.framing, self.chunks, &chunk, out) {
+            self.chunks += 1;
+        }
+    }
+
     /// Signature-only thought parts for all pending signatures but the last, which is returned.
     fn take_signatures(&mut self, parts: &mut Vec<Value>) -> Option<String> {
         let last = self.pending_signatures.pop();
@@ -108,10 +159,10 @@ impl GeminiEncoder {
         }
         match event {
             Event::TextDelta { delta, .. } | Event::RefusalDelta { delta, .. } if !delta.is_empty() => {
-                self.chunk(vec![json!({"text": delta})], out);
+                self.text_chunk(delta, false, out);
             }
             Event::ReasoningSummaryDelta { delta, .. } if self.include_thoughts && !delta.is_empty() => {
-                self.chunk(vec![json!({"text": delta, "thought": true})], out);
+                self.text_chunk(delta, true, out);
             }
             Event::ItemDone { item: DoneItem::Reasoning { id, encrypted_content: Some(ec), .. }, .. } => {
                 self.pending_signatures.push(encode_signature(id, ec));
@@ -189,4 +240,26 @@ pub(super) fn function_call_part(call_id: &str, name: &str, arguments: &str, sig
         part["thoughtSignature"] = Value::String(sig);
     }
     part
+}
+
+#[cfg(test)]
+mod typed_chunk_tests {
+    use super::*;
+
+    #[test]
+    fn typed_text_chunk_has_the_bytes_of_the_value_chunk() {
+        for framing in [Framing::Sse, Framing::JsonArray] {
+            for (text, thought) in [("Hi \"there\"\n\u{e9}", false), ("thinking", true)] {
+                let mut typed = GeminiEncoder::new(framing, "resp_1".into(), "gemini-2.5-pro".into(), true);
+                let mut generic = GeminiEncoder::new(framing, "resp_1".into(), "gemini-2.5-pro".into(), true);
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                for _ in 0..2 {
+                    typed.text_chunk(text, thought, &mut a);
+                    let part = if thought { json!({"text": text, "thought": true}) } else { json!({"text": text}) };
+                    generic.chunk(vec![part], &mut b);
+                }
+                assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+            }
+        }
+    }
 }

@@ -35,6 +35,30 @@ pub fn error_body(err: &GatewayError) -> (u16, Value) {
 /// Nanoseconds since the request arrived; injected so the encoder stays pure and testable.
 pub type Clock = Box<dyn FnMut() -> u64 + Send>;
 
+// Typed text lines. Field order is the key order of a JSON object map (sorted), so the bytes equal those of the
+// generic `Map` path (`typed_line_tests` compares them).
+#[derive(serde::Serialize)]
+struct ChatTextLine<'a> {
+    created_at: &'a str,
+    done: bool,
+    message: TextMessage<'a>,
+    model: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct TextMessage<'a> {
+    content: &'a str,
+    role: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct GenerateTextLine<'a> {
+    created_at: &'a str,
+    done: bool,
+    model: &'a str,
+    response: &'a str,
+}
+
 /// Streaming encoder: upstream events in, NDJSON lines out.
 pub struct OllamaEncoder {
     endpoint: Endpoint,
@@ -80,6 +104,33 @@ impl OllamaEncoder {
     fn delta(&mut self, content: &str, thinking: Option<&str>, tool_calls: Option<Value>, out: &mut Vec<u8>) {
         if self.first_output_ns.is_none() {
             self.first_output_ns = Some((self.clock)());
+        }
+        if thinking.is_none() && tool_calls.is_none() {
+            // Plain text, nearly every line of a stream: typed, same bytes as the map below.
+            let written = match self.endpoint {
+                Endpoint::Chat => crate::sse::write_json(
+                    out,
+                    &ChatTextLine {
+                        created_at: &self.created_at,
+                        done: false,
+                        message: TextMessage { content, role: "assistant" },
+                        model: &self.model,
+                    },
+                ),
+                Endpoint::Generate => crate::sse::write_json(
+                    out,
+                    &GenerateTextLine {
+                        created_at: &self.created_at,
+                        done: false,
+                        model: &self.model,
+                        response: content,
+                    },
+                ),
+            };
+            if written {
+                out.push(b'\n');
+            }
+            return;
         }
         let mut m = self.head();
         match self.endpoint {
@@ -246,4 +297,33 @@ pub fn render_generate(c: &Collected, model: &str, created_at: &str, think: bool
     m.insert("done_reason".into(), json!(done_reason(&finish_of(c))));
     metrics(&mut m, &c.usage, total_ns, 0);
     Value::Object(m)
+}
+
+#[cfg(test)]
+mod typed_line_tests {
+    use super::*;
+
+    #[test]
+    fn typed_text_line_has_the_bytes_of_the_map_line() {
+        for endpoint in [Endpoint::Chat, Endpoint::Generate] {
+            let mut enc =
+                OllamaEncoder::new(endpoint, "gpt-5.4".into(), "2026-01-01T00:00:00Z".into(), false, Box::new(|| 1));
+            let text = "Hi \"there\"\n\u{e9}";
+            let mut typed = Vec::new();
+            enc.delta(text, None, None, &mut typed);
+            let mut m = enc.head();
+            match endpoint {
+                Endpoint::Chat => {
+                    m.insert("message".into(), json!({"role": "assistant", "content": text}));
+                }
+                Endpoint::Generate => {
+                    m.insert("response".into(), json!(text));
+                }
+            }
+            m.insert("done".into(), json!(false));
+            let mut generic = Vec::new();
+            enc.line(&Value::Object(m), &mut generic);
+            assert_eq!(String::from_utf8_lossy(&typed), String::from_utf8_lossy(&generic));
+        }
+    }
 }
