@@ -8,7 +8,12 @@ use crate::responses::event::{DoneItem, Event, Terminal, Usage};
 use crate::upstream::OutputLimits;
 
 /// Counts tokens of a piece of output text. The gateway injects the o200k tokenizer; tests use an estimate.
+/// It must never return more tokens than the text has bytes (true of any byte-level tokenizer): the limiter
+/// relies on that to leave text uncounted while no cut is possible.
 pub type TokenCounter = Box<dyn FnMut(&str) -> u64 + Send>;
+
+/// Most uncounted text kept before it is counted anyway (bounds memory when there is no token cap).
+const MAX_UNCOUNTED: usize = 64 * 1024;
 
 /// A rough count (4 bytes per token), for tests and as a fallback.
 pub fn estimate_tokens(text: &str) -> u64 {
@@ -19,7 +24,14 @@ pub struct Limiter {
     limits: OutputLimits,
     counter: TokenCounter,
     input_estimate: u64,
+    /// Tokens of the pieces counted so far.
     emitted_tokens: u64,
+    /// Emitted pieces not counted yet, concatenated, and where each ends. Counting waits while
+    /// `emitted_tokens` + these bytes stay within the cap (a token is at least one byte, so no cut is possible
+    /// then); most answers end before it matters and the tokenizer is never run. Pieces are counted one by one
+    /// when it does matter, so the totals equal counting each piece as it came.
+    uncounted: String,
+    uncounted_ends: Vec<usize>,
     /// Text received but not yet emitted because it may be the start of a stop sequence.
     held: String,
     held_item: String,
@@ -35,6 +47,8 @@ impl Limiter {
             counter,
             input_estimate,
             emitted_tokens: 0,
+            uncounted: String::new(),
+            uncounted_ends: Vec::new(),
             held: String::new(),
             held_item: String::new(),
             emitted_text: String::new(),
@@ -60,7 +74,10 @@ impl Limiter {
         match event {
             Event::TextDelta { item_id, delta } => self.on_text(item_id, delta, emit),
             Event::FunctionArgsDelta { ref delta, .. } => {
-                self.emitted_tokens += (self.counter)(delta);
+                if !self.defer_count(delta) {
+                    self.settle();
+                    self.emitted_tokens += (self.counter)(delta);
+                }
                 emit(event);
             }
             Event::ItemDone { output_index, item } => {
@@ -86,8 +103,39 @@ impl Limiter {
         }
     }
 
-    fn over_cap(&self) -> bool {
-        self.limits.max_output_tokens.is_some_and(|cap| self.emitted_tokens >= cap)
+    fn over_cap(&mut self) -> bool {
+        let Some(cap) = self.limits.max_output_tokens else { return false };
+        // The exact count is at most counted tokens + uncounted bytes.
+        if self.emitted_tokens + self.uncounted.len() as u64 >= cap {
+            self.settle();
+        }
+        self.emitted_tokens >= cap
+    }
+
+    /// Record `piece` as emitted without counting it, if no cut can follow from it; false when it must be
+    /// counted now.
+    fn defer_count(&mut self, piece: &str) -> bool {
+        let bound = self.emitted_tokens + (self.uncounted.len() + piece.len()) as u64;
+        if self.limits.max_output_tokens.is_some_and(|cap| bound > cap) {
+            return false;
+        }
+        if self.uncounted.len() + piece.len() > MAX_UNCOUNTED {
+            self.settle();
+        }
+        self.uncounted.push_str(piece);
+        self.uncounted_ends.push(self.uncounted.len());
+        true
+    }
+
+    /// Count the deferred pieces, one by one.
+    fn settle(&mut self) {
+        let mut start = 0;
+        for &end in &self.uncounted_ends {
+            self.emitted_tokens += (self.counter)(&self.uncounted[start..end]);
+            start = end;
+        }
+        self.uncounted.clear();
+        self.uncounted_ends.clear();
     }
 
     fn on_text(&mut self, item_id: String, delta: String, emit: &mut impl FnMut(Event)) {
@@ -121,6 +169,11 @@ impl Limiter {
         if text.is_empty() {
             return true;
         }
+        if self.defer_count(&text) {
+            self.push_text(text, emit);
+            return true;
+        }
+        self.settle();
         let tokens = (self.counter)(&text);
         if let Some(cap) = self.limits.max_output_tokens {
             let left = cap.saturating_sub(self.emitted_tokens);
@@ -171,6 +224,7 @@ impl Limiter {
     }
 
     fn cut(&mut self, finish: Finish, emit: &mut impl FnMut(Event)) {
+        self.settle();
         self.done = true;
         self.held.clear();
         let usage = Usage {
@@ -223,6 +277,36 @@ mod tests {
         let (text, term) = run(limits, &["an E", "Nd"]);
         assert_eq!(text, "an ENd");
         assert_eq!(term, Some(Terminal::Completed));
+    }
+
+    #[test]
+    fn counting_waits_until_the_cap_is_in_reach_and_sums_pieces_as_they_came() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        // One token per 2 bytes, rounded up, counted per piece.
+        let counter: TokenCounter = Box::new(move |t: &str| {
+            seen.fetch_add(1, Ordering::Relaxed);
+            (t.len() as u64).div_ceil(2)
+        });
+        let limits = OutputLimits { max_output_tokens: Some(1000), stop_sequences: vec![] };
+        let mut l = Limiter::new(limits, counter, 0);
+        let mut finished = None;
+        for d in ["abc", "de", "f"] {
+            l.apply(Event::TextDelta { item_id: "m".into(), delta: d.into() }, &mut |_| {});
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), 0, "far from the cap: nothing counted");
+        // 6 bytes deferred; a 1,000-byte piece brings the cap in reach: the deferred pieces are counted one by one
+        // (2 + 1 + 1 tokens), then this one (500 tokens), and the cap is not yet hit.
+        l.apply(Event::TextDelta { item_id: "m".into(), delta: "x".repeat(1000) }, &mut |_| {});
+        assert_eq!(calls.load(Ordering::Relaxed), 4);
+        l.apply(Event::TextDelta { item_id: "m".into(), delta: "y".repeat(1000) }, &mut |e| {
+            if let Event::Finished { usage, .. } = e {
+                finished = usage;
+            }
+        });
+        assert_eq!(finished.map(|u| u.output_tokens), Some(1000));
     }
 
     #[test]
