@@ -148,3 +148,27 @@ async fn store_accounts_commit_rotated_tokens() {
     assert_ne!(saved, env.accounts[0].refresh_token, "the rotated refresh token is committed");
     assert!(!env.dir.join("codex-home/auth.json").exists(), "store accounts never write the Codex CLI's file");
 }
+
+#[tokio::test]
+async fn background_refresh_renews_tokens_ahead_of_expiry_only() {
+    // The access token lives an hour: a 10-minute look-ahead leaves it alone, a 2-hour one refreshes it.
+    let env = start(Setup { linked: false, store_accounts: true, ..Setup::default() }).await;
+    let mut vars = std::collections::HashMap::new();
+    vars.insert("HOME".to_string(), env.dir.display().to_string());
+    vars.insert("CODEX_HOME".to_string(), env.dir.join("none").display().to_string());
+    vars.insert("CODEX_GATEWAY_DATA_DIR".to_string(), env.dir.join("data").display().to_string());
+    vars.insert("CODEX_GATEWAY_AUTH_ISSUER".to_string(), env.fake.issuer());
+    let config = codex_gateway::config::Config::resolve(Default::default(), &Default::default(), &vars)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let store =
+        std::sync::Arc::new(codex_gateway::store::Store::open(&config.db_path()).unwrap_or_else(|e| panic!("{e}")));
+    let pool = codex_gateway::accounts::Pool::load(std::sync::Arc::new(config), store, reqwest::Client::new())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let account = pool.accounts()[0].clone();
+    pool.refresh_ahead(&account, 600).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refreshes(&env), 0, "an hour-long token is not refreshed 10 minutes ahead");
+    pool.refresh_ahead(&account, 7200).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refreshes(&env), 1);
+    pool.refresh_ahead(&account, 600).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refreshes(&env), 1, "the renewed token is fresh again");
+}
