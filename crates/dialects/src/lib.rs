@@ -14,6 +14,7 @@ pub mod limits;
 pub mod models;
 pub mod ollama;
 pub mod outcome;
+pub mod reasoning_ref;
 pub mod responses;
 pub mod sse;
 pub mod upstream;

@@ -14,26 +14,18 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
+
+pub use crate::reasoning_ref::ReasoningRef;
+use crate::reasoning_ref::{read_json, write_json};
 
 const PREFIX: &str = "cgw1.";
 
-/// The reasoning item a signature refers to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReasoningRef {
-    pub id: String,
-    #[serde(rename = "ec")]
-    pub encrypted_content: String,
-}
-
 /// Wrap a reasoning item id and its encrypted content into a signature.
 pub fn encode_signature(id: &str, encrypted_content: &str) -> String {
-    #[derive(Serialize)]
-    struct Borrowed<'a> {
-        id: &'a str,
-        ec: &'a str,
+    let mut json = Vec::new();
+    if !write_json(&mut json, id, encrypted_content) {
+        return String::new();
     }
-    let json = serde_json::to_vec(&Borrowed { id, ec: encrypted_content }).unwrap_or_default();
     let mut out = String::with_capacity(PREFIX.len() + json.len() * 4 / 3 + 4);
     out.push_str(PREFIX);
     URL_SAFE_NO_PAD.encode_string(json, &mut out);
@@ -43,9 +35,7 @@ pub fn encode_signature(id: &str, encrypted_content: &str) -> String {
 /// Unwrap a signature this gateway issued; `None` for anything else.
 pub fn decode_signature(signature: &str) -> Option<ReasoningRef> {
     let payload = signature.strip_prefix(PREFIX)?;
-    let json = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let r: ReasoningRef = serde_json::from_slice(&json).ok()?;
-    (!r.id.is_empty() && !r.encrypted_content.is_empty()).then_some(r)
+    read_json(&URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?)
 }
 
 #[cfg(test)]

@@ -17,27 +17,16 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use serde::{Deserialize, Serialize};
+
+pub use crate::reasoning_ref::ReasoningRef;
+use crate::reasoning_ref::{read_json, write_json};
 
 const MAGIC: &[u8] = b"cgw1.";
 
-/// The reasoning item a signature refers to.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ReasoningRef {
-    pub id: String,
-    #[serde(rename = "ec")]
-    pub encrypted_content: String,
-}
-
 /// Wrap a reasoning item id and its encrypted content into a `thoughtSignature`.
 pub fn encode_signature(id: &str, encrypted_content: &str) -> String {
-    #[derive(Serialize)]
-    struct Borrowed<'a> {
-        id: &'a str,
-        ec: &'a str,
-    }
     let mut bytes = MAGIC.to_vec();
-    if serde_json::to_writer(&mut bytes, &Borrowed { id, ec: encrypted_content }).is_err() {
+    if !write_json(&mut bytes, id, encrypted_content) {
         return String::new();
     }
     STANDARD.encode(bytes)
@@ -56,9 +45,7 @@ pub fn decode_signature(signature: &str) -> Option<ReasoningRef> {
         })
         .collect();
     let bytes = STANDARD_NO_PAD.decode(normalized).ok()?;
-    let json = bytes.strip_prefix(MAGIC)?;
-    let r: ReasoningRef = serde_json::from_slice(json).ok()?;
-    (!r.id.is_empty() && !r.encrypted_content.is_empty()).then_some(r)
+    read_json(bytes.strip_prefix(MAGIC)?)
 }
 
 #[cfg(test)]

@@ -4,10 +4,6 @@ use serde_json::{Value, json};
 
 use crate::harness::{Setup, json, start};
 
-async fn get(env: &crate::harness::TestEnv, path: &str) -> Value {
-    env.http.get(env.url(path)).send().await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default()
-}
-
 async fn post(env: &crate::harness::TestEnv, path: &str, body: Value) -> (u16, Value) {
     let (status, _, text) = env.post(path, &body).await;
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -16,7 +12,7 @@ async fn post(env: &crate::harness::TestEnv, path: &str, body: Value) -> (u16, V
 #[tokio::test]
 async fn manage_accounts_on_a_running_gateway() {
     let env = start(Setup { accounts: 2, linked: false, store_accounts: true, ..Setup::default() }).await;
-    let accounts = get(&env, "/admin/accounts").await;
+    let accounts = env.get_json("/admin/accounts").await;
     // ids[i] is the gateway's id of the fake's account i.
     let id_of = |email: &str| {
         accounts
@@ -52,7 +48,7 @@ async fn manage_accounts_on_a_running_gateway() {
     // Label, refresh, check, cooldowns.
     let (status, _) = post(&env, &format!("/admin/accounts/{}/label", ids[1]), json!({"label":"work"})).await;
     assert_eq!(status, 200);
-    assert_eq!(get(&env, &format!("/admin/accounts/{}", ids[1])).await["label"], "work");
+    assert_eq!(env.get_json(&format!("/admin/accounts/{}", ids[1])).await["label"], "work");
     let before = env.fake.token_calls().len();
     let (status, _) = post(&env, &format!("/admin/accounts/{}/refresh", ids[1]), json!({})).await;
     assert_eq!(status, 200);
@@ -63,9 +59,9 @@ async fn manage_accounts_on_a_running_gateway() {
     assert_eq!(status, 404);
 
     // Export: redacted by default, complete on request.
-    let redacted = get(&env, "/admin/accounts/export").await;
+    let redacted = env.get_json("/admin/accounts/export").await;
     assert!(!redacted.to_string().contains(&env.accounts[0].access_token));
-    let full = get(&env, "/admin/accounts/export?include_secrets=true").await;
+    let full = env.get_json("/admin/accounts/export?include_secrets=true").await;
     assert_eq!(full["accounts"].as_array().map(Vec::len), Some(2));
     assert!(full["accounts"].to_string().contains("refresh_token"));
 
@@ -73,7 +69,7 @@ async fn manage_accounts_on_a_running_gateway() {
     let resp =
         env.http.delete(env.url(&format!("/admin/accounts/{}", ids[0]))).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(get(&env, "/admin/accounts").await.as_array().map(Vec::len), Some(1));
+    assert_eq!(env.get_json("/admin/accounts").await.as_array().map(Vec::len), Some(1));
 }
 
 #[tokio::test]
@@ -163,7 +159,7 @@ async fn cli_export_and_import_move_accounts_between_stores() {
 #[tokio::test]
 async fn per_account_proxy_carries_that_accounts_traffic() {
     let env = start(Setup { accounts: 2, linked: false, store_accounts: true, ..Setup::default() }).await;
-    let accounts = get(&env, "/admin/accounts").await;
+    let accounts = env.get_json("/admin/accounts").await;
     let id = accounts[0]["id"].as_str().unwrap_or_default().to_string();
     // A proxy nobody listens on: this account can no longer reach the upstream; the other still can.
     let (status, v) =

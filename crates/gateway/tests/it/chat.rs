@@ -212,15 +212,7 @@ async fn reasoning_summary_streams_as_reasoning_content() {
 #[tokio::test]
 async fn models_endpoints() {
     let env = start(Setup::default()).await;
-    let v: Value = env
-        .http
-        .get(env.url("/v1/models"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+    let v: Value = env.get_json("/v1/models").await;
     assert_eq!(v["object"], "list");
     let ids: Vec<&str> =
         v["data"].as_array().map(|a| a.iter().filter_map(|m| m["id"].as_str()).collect()).unwrap_or_default();
@@ -229,15 +221,7 @@ async fn models_endpoints() {
         v["models"].as_array().is_some_and(|m| m.iter().any(|e| e["slug"] == "gpt-5.4")),
         "codex catalog shape too"
     );
-    let codex: Value = env
-        .http
-        .get(env.url("/v1/models?client_version=0.169.0"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+    let codex: Value = env.get_json("/v1/models?client_version=0.169.0").await;
     assert!(codex["models"][0]["context_window"].as_u64().is_some());
     let one = env.http.get(env.url("/v1/models/gpt-5.4")).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(one.status().as_u16(), 200);

@@ -276,15 +276,7 @@ async fn keys_in_header_query_or_bearer() {
 #[tokio::test]
 async fn model_routes_and_v1_paths() {
     let env = start(Setup::default()).await;
-    let list: Value = env
-        .http
-        .get(env.url("/v1beta/models"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+    let list: Value = env.get_json("/v1beta/models").await;
     let names: Vec<&str> =
         list["models"].as_array().map(|m| m.iter().filter_map(|x| x["name"].as_str()).collect()).unwrap_or_default();
     assert!(names.contains(&"models/gpt-5.4"), "{list}");
@@ -299,15 +291,7 @@ async fn model_routes_and_v1_paths() {
     let (status, _, text) = env.post("/v1/models/gemini-2.5-flash:generateContent", &user("via v1")).await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("You said: via v1"));
-    let openai: Value = env
-        .http
-        .get(env.url("/v1/models/gpt-5.4"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+    let openai: Value = env.get_json("/v1/models/gpt-5.4").await;
     assert_eq!(openai["object"], "model");
     let (status, _, _) = env.post("/v1alpha/models/gemini-2.5-flash:generateContent", &user("x")).await;
     assert_eq!(status, 200);

@@ -189,6 +189,12 @@ impl TestEnv {
         (status, headers, text)
     }
 
+    /// GET a path and parse the body as JSON (`Null` if it is not JSON).
+    pub async fn get_json(&self, path: &str) -> Value {
+        let resp = self.http.get(self.url(path)).send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        resp.json().await.unwrap_or_default()
+    }
+
     /// The bodies the fake received on its responses endpoint.
     pub fn upstream_bodies(&self) -> Vec<Value> {
         self.fake.requests_to("/responses").into_iter().map(|r| r.body).collect()
