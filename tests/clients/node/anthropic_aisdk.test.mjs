@@ -1,39 +1,21 @@
 // The AI SDK's `@ai-sdk/anthropic` provider streaming through codex-gateway (+ fake-codex). The provider
 // validates every SSE event against a strict schema, so an event out of shape fails the stream.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
 
 import { createAnthropic } from "@ai-sdk/anthropic";
 import { jsonSchema, streamText, tool } from "ai";
 
-import { API_KEY, startStack } from "./harness.mjs";
+import { API_KEY, useStack } from "./harness.mjs";
 
 const MODEL = "claude-sonnet-4-6";
 
 let stack;
-let failed = false;
-
-before(async () => {
-  // Keepalives every second, so the silence test sees `event: ping` frames mid-stream.
-  stack = await startStack({ gatewayEnv: { CODEX_GATEWAY_KEEPALIVE_SECS: "1" } });
+// Keepalives every second, so the silence test sees `event: ping` frames mid-stream.
+const gwTest = useStack({ gatewayEnv: { CODEX_GATEWAY_KEEPALIVE_SECS: "1" } }, (s) => {
+  stack = s;
 });
 
-after(async () => {
-  if (stack) await stack.stop({ keep: failed });
-});
 
-function gwTest(name, fn) {
-  test(name, { timeout: 120_000 }, async () => {
-    await stack.fake.resetRequests();
-    try {
-      await fn();
-    } catch (e) {
-      failed = true;
-      e.message = `${e.message}\n${stack.describe()}`;
-      throw e;
-    }
-  });
-}
 
 function anthropic() {
   // The provider appends /messages to its base URL.

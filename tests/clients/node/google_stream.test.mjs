@@ -1,39 +1,21 @@
 // Gemini JS clients streaming through codex-gateway (+ fake-codex): the official `@google/genai` SDK and the
 // AI SDK's `@ai-sdk/google` provider (which validates every chunk with a strict schema).
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
 
 import { createGoogleGenerativeAI } from "@ai-sdk/google";
 import { GoogleGenAI } from "@google/genai";
 import { streamText } from "ai";
 
-import { API_KEY, startStack } from "./harness.mjs";
+import { API_KEY, useStack } from "./harness.mjs";
 
 const MODEL = "gemini-2.5-flash";
 
 let stack;
-let failed = false;
-
-before(async () => {
-  stack = await startStack();
+const gwTest = useStack({}, (s) => {
+  stack = s;
 });
 
-after(async () => {
-  if (stack) await stack.stop({ keep: failed });
-});
 
-function gwTest(name, fn) {
-  test(name, { timeout: 120_000 }, async () => {
-    await stack.fake.resetRequests();
-    try {
-      await fn();
-    } catch (e) {
-      failed = true;
-      e.message = `${e.message}\n${stack.describe()}`;
-      throw e;
-    }
-  });
-}
 
 function genai() {
   return new GoogleGenAI({ apiKey: API_KEY, httpOptions: { baseUrl: stack.gateway.url, apiVersion: "v1beta" } });

@@ -9,6 +9,7 @@
 //   await stack.stop();
 
 import { spawn } from "node:child_process";
+import { after, before, test } from "node:test";
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -257,5 +258,34 @@ export async function startStack({ accounts = 1, gatewayEnv = {} } = {}) {
       await fakeProc.stop();
       if (!keep) rmSync(work, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * One stack per test file: started before the first test (then `onStart(stack)` runs), stopped after the last
+ * (its work directory kept when a test failed). Returns `gwTest(name, fn)`, a bounded test that resets the
+ * fake's request log first and appends both processes' logs to a failure.
+ */
+export function useStack(options = {}, onStart = () => {}) {
+  let stack;
+  let failed = false;
+  before(async () => {
+    stack = await startStack(options);
+    await onStart(stack);
+  });
+  after(async () => {
+    if (stack) await stack.stop({ keep: failed });
+  });
+  return function gwTest(name, fn) {
+    test(name, { timeout: 120_000 }, async () => {
+      await stack.fake.resetRequests();
+      try {
+        await fn();
+      } catch (e) {
+        failed = true;
+        e.message = `${e.message}\n${stack.describe()}`;
+        throw e;
+      }
+    });
   };
 }

@@ -1,10 +1,9 @@
 // The official `openai` Node SDK streaming Chat Completions through codex-gateway (+ fake-codex).
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
 
 import OpenAI from "openai";
 
-import { API_KEY, startStack } from "./harness.mjs";
+import { API_KEY, useStack } from "./harness.mjs";
 
 const MODEL = "gpt-5.4";
 const WEATHER_TOOL = {
@@ -18,30 +17,12 @@ const WEATHER_TOOL = {
 
 let stack;
 let client;
-let failed = false;
-
-before(async () => {
-  stack = await startStack();
+const gwTest = useStack({}, (s) => {
+  stack = s;
   client = new OpenAI({ baseURL: stack.gateway.v1, apiKey: API_KEY, maxRetries: 0, timeout: 60_000 });
 });
 
-after(async () => {
-  if (stack) await stack.stop({ keep: failed });
-});
 
-/** Runs a test body; on failure adds the gateway's log to the error. */
-function gwTest(name, fn) {
-  test(name, { timeout: 120_000 }, async () => {
-    await stack.fake.resetRequests();
-    try {
-      await fn();
-    } catch (e) {
-      failed = true;
-      e.message = `${e.message}\n${stack.describe()}`;
-      throw e;
-    }
-  });
-}
 
 gwTest("chat stream: one role delta, text, finish_reason, usage chunk", async () => {
   const stream = await client.chat.completions.create({
