@@ -7,6 +7,7 @@
 pub mod anthropic;
 pub mod assemble;
 pub mod chat;
+pub mod encoder;
 pub mod error;
 pub mod gemini;
 pub mod json;

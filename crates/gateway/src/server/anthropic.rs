@@ -16,14 +16,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use dialects::anthropic::{AnthropicEncoder, countable_text, decode_for_count, decode_with, render_message};
-use dialects::sse::SseFrame;
-use dialects::{ErrorKind, Event, GatewayError, UpstreamRequest};
+use dialects::{ErrorKind, GatewayError, UpstreamRequest};
 use serde_json::{Value, json};
 use tracing::warn;
 
 use crate::server::errors::{Dialect, body_error, error_response};
 use crate::server::exchange::{self, Exchange, request_id};
-use crate::server::pump::{self, StreamEncoder};
+use crate::server::pump::{self, Translated};
 use crate::server::{AppState, sse_response};
 use crate::tokens;
 
@@ -75,7 +74,7 @@ async fn messages_inner(
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     let model = req.model.requested.clone();
     if req.stream {
-        let encoder = AnthropicStream(AnthropicEncoder::new(id, model.clone(), &opts, input_estimate));
+        let encoder = Translated(AnthropicEncoder::new(id, model.clone(), &opts, input_estimate));
         let cfg = &state.config;
         Ok(sse_response(pump::stream_body(ex, encoder, req.limits, cfg.keepalive, cfg.upstream_idle_timeout, model)))
     } else {
@@ -180,23 +179,6 @@ async fn count_tokens(
             with_request_id(Json(json!({"input_tokens": n})).into_response(), &headers)
         }
         Err(e) => fail(&headers, &e),
-    }
-}
-
-struct AnthropicStream(AnthropicEncoder);
-
-impl StreamEncoder for AnthropicStream {
-    fn on_event(&mut self, _frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
-        self.0.on_event(event, out);
-    }
-    fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
-        self.0.error(err, out);
-    }
-    fn keepalive(&mut self, out: &mut Vec<u8>) {
-        AnthropicEncoder::ping(out);
-    }
-    fn is_finished(&self) -> bool {
-        self.0.is_finished()
     }
 }
 

@@ -20,13 +20,12 @@ use bytes::Bytes;
 use dialects::gemini::{
     Framing, GeminiEncoder, countable, decode, decode_count_tokens, render_response, resolve_model,
 };
-use dialects::sse::SseFrame;
-use dialects::{ErrorKind, Event, GatewayError};
+use dialects::{ErrorKind, GatewayError};
 use serde_json::{Value, json};
 
 use crate::server::errors::{Dialect, body_error, error_response};
 use crate::server::exchange::{self, request_id};
-use crate::server::pump::{self, StreamEncoder};
+use crate::server::pump::{self, Translated};
 use crate::server::{AppState, sse_response};
 use crate::tokens;
 
@@ -92,7 +91,7 @@ async fn generate(
     let model = req.model.requested.clone();
     match framing {
         Some(framing) => {
-            let encoder = GeminiStream(GeminiEncoder::new(framing, response_id, model.clone(), opts.include_thoughts));
+            let encoder = Translated(GeminiEncoder::new(framing, response_id, model.clone(), opts.include_thoughts));
             let cfg = &state.config;
             let body = pump::stream_body(ex, encoder, req.limits, cfg.keepalive, cfg.upstream_idle_timeout, model);
             Ok(match framing {
@@ -172,21 +171,5 @@ async fn get_model(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(
     match entries.iter().find(|e| slug(e) == target.slug) {
         Some(e) => axum::Json(model_entry(&target.requested, e)).into_response(),
         None => fail(&headers, &GatewayError::model_not_found(&id)),
-    }
-}
-
-/// The Gemini encoder as the pump sees it. Keepalives write nothing: every Gemini client parses every frame.
-struct GeminiStream(GeminiEncoder);
-
-impl StreamEncoder for GeminiStream {
-    fn on_event(&mut self, _frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
-        self.0.on_event(event, out);
-    }
-    fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
-        self.0.error(err, out);
-    }
-    fn keepalive(&mut self, _out: &mut Vec<u8>) {}
-    fn is_finished(&self) -> bool {
-        self.0.is_finished()
     }
 }

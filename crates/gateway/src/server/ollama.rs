@@ -23,8 +23,7 @@ use dialects::ollama::{
     Decoded, Endpoint, OllamaEncoder, VERSION, model_name, ps_entry, render_chat, render_generate, rfc3339,
     show_response, tag_entry,
 };
-use dialects::sse::SseFrame;
-use dialects::{ErrorKind, Event, GatewayError};
+use dialects::{ErrorKind, GatewayError};
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -35,7 +34,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::server::errors::{Dialect, body_error, error_response};
 use crate::server::exchange::{self, request_id};
-use crate::server::pump::{self, StreamEncoder};
+use crate::server::pump::{self, Translated};
 use crate::server::{AppState, models, openai};
 
 /// Bind the bridge's listener when it is enabled, and say where it listens (stdout, after the main line).
@@ -253,7 +252,7 @@ async fn answer(
     })?;
     if req.stream {
         let clock = Box::new(move || started.elapsed().as_nanos() as u64);
-        let encoder = NdjsonStream(OllamaEncoder::new(endpoint, requested.clone(), created_at, opts.think, clock));
+        let encoder = Translated(OllamaEncoder::new(endpoint, requested.clone(), created_at, opts.think, clock));
         let cfg = &state.config;
         let body = pump::stream_body(ex, encoder, req.limits, cfg.keepalive, cfg.upstream_idle_timeout, requested);
         let mut resp = Response::new(body);
@@ -283,22 +282,6 @@ async fn load(state: &AppState, model: &str, created_at: &str, endpoint: Endpoin
         Endpoint::Generate => v["response"] = json!(""),
     }
     Ok((StatusCode::OK, axum::Json(v)).into_response())
-}
-
-/// The NDJSON encoder as the pump sees it. Keepalives write nothing: a blank line is not an NDJSON object.
-struct NdjsonStream(OllamaEncoder);
-
-impl StreamEncoder for NdjsonStream {
-    fn on_event(&mut self, _frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
-        self.0.on_event(event, out);
-    }
-    fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
-        self.0.error(err, out);
-    }
-    fn keepalive(&mut self, _out: &mut Vec<u8>) {}
-    fn is_finished(&self) -> bool {
-        self.0.is_finished()
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use dialects::{Event, GatewayError};
 use crate::auth::now_unix;
 use crate::server::errors::{Dialect, body_error, error_response};
 use crate::server::exchange::{self, request_id};
-use crate::server::pump::{self, StreamEncoder};
+use crate::server::pump::{self, StreamEncoder, Translated};
 use crate::server::{AppState, sse_response};
 
 /// `POST /v1/chat/completions`.
@@ -43,29 +43,12 @@ async fn chat(
     let created = now_unix() as u64;
     let model = req.model.requested.clone();
     if req.stream {
-        let encoder = ChatStream(ChatEncoder::new(id, created, model.clone(), opts.include_usage));
+        let encoder = Translated(ChatEncoder::new(id, created, model.clone(), opts.include_usage));
         let cfg = &state.config;
         Ok(sse_response(pump::stream_body(ex, encoder, req.limits, cfg.keepalive, cfg.upstream_idle_timeout, model)))
     } else {
         let collected = pump::collect(ex, req.limits, state.config.upstream_idle_timeout).await?;
         Ok(Json(render_completion(&collected, &id, created, &model)).into_response())
-    }
-}
-
-struct ChatStream(ChatEncoder);
-
-impl StreamEncoder for ChatStream {
-    fn on_event(&mut self, _frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
-        self.0.on_event(event, out);
-    }
-    fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
-        self.0.error(err, out);
-    }
-    fn keepalive(&mut self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b": keepalive\n\n");
-    }
-    fn is_finished(&self) -> bool {
-        self.0.is_finished()
     }
 }
 

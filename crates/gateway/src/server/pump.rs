@@ -33,6 +33,24 @@ pub trait StreamEncoder: Send + 'static {
     }
 }
 
+/// Any dialect's translating encoder, as the pump sees it.
+pub struct Translated<E>(pub E);
+
+impl<E: dialects::encoder::StreamTranslator> StreamEncoder for Translated<E> {
+    fn on_event(&mut self, _frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
+        self.0.on_event(event, out);
+    }
+    fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
+        self.0.error(err, out);
+    }
+    fn keepalive(&mut self, out: &mut Vec<u8>) {
+        self.0.keepalive(out);
+    }
+    fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
 /// Stop adding ready events to one outgoing chunk beyond this size (bounds per-stream memory).
 const MAX_CHUNK: usize = 32 * 1024;
 
