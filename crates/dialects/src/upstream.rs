@@ -52,6 +52,12 @@ impl UpstreamRequest {
     }
 }
 
+/// A system or developer text that comes after the conversation started: a developer message (the backend
+/// refuses `system` messages, and `instructions` holds only the leading ones).
+pub fn developer_message(text: &str) -> Value {
+    serde_json::json!({"type":"message","role":"developer","content":[{"type":"input_text","text":text}]})
+}
+
 /// A stable key for a conversation without a client-supplied id: a hash of what does not change between its
 /// turns (instructions and the first user message). Two turns of the same chat get the same key.
 pub fn stable_prefix_key(body: &Map<String, Value>) -> String {

@@ -99,8 +99,7 @@ pub(super) fn translate_messages(messages: Vec<Message>) -> Result<Vec<Value>, G
             "system" => {
                 let text = system_text(&m.content, &format!("{at}.content"))?;
                 if !text.is_empty() {
-                    let item =
-                        json!({"type":"message","role":"developer","content":[{"type":"input_text","text":text}]});
+                    let item = crate::upstream::developer_message(&text);
                     if b.pending.is_empty() {
                         b.items.push(item);
                     } else {

@@ -240,9 +240,7 @@ fn translate_messages(messages: &[ChatMessage]) -> Result<(String, Vec<Value>), 
                 if leading {
                     instructions.push(text);
                 } else {
-                    input.push(
-                        json!({"type":"message","role":"developer","content":[{"type":"input_text","text":text}]}),
-                    );
+                    input.push(crate::upstream::developer_message(&text));
                 }
             }
             "user" => {

@@ -272,9 +272,7 @@ fn translate_messages(messages: &[Message]) -> Result<(String, Vec<Value>), Gate
                 if leading {
                     instructions.push(text);
                 } else {
-                    input.push(
-                        json!({"type":"message","role":"developer","content":[{"type":"input_text","text":text}]}),
-                    );
+                    input.push(crate::upstream::developer_message(&text));
                 }
             }
             "user" => {
