@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub api_keys: Option<Vec<String>>,
     pub data_dir: Option<PathBuf>,
     pub upstream_base_url: Option<String>,
+    /// Speak HTTP/2 without TLS (prior knowledge) to plain `http://` upstreams.
+    pub upstream_h2c: Option<bool>,
     pub chatgpt_base_url: Option<String>,
     pub auth_issuer: Option<String>,
     pub openai_base_url: Option<String>,
@@ -100,6 +102,9 @@ pub struct Config {
     pub api_keys: Vec<String>,
     pub data_dir: PathBuf,
     pub upstream_base_url: String,
+    /// HTTP/2 with prior knowledge on every upstream connection (for `http://` upstreams that serve h2c; `https://`
+    /// upstreams negotiate HTTP/2 by ALPN without it).
+    pub upstream_h2c: bool,
     pub chatgpt_base_url: String,
     pub auth_issuer: String,
     pub openai_base_url: String,
@@ -230,6 +235,7 @@ impl Config {
             Some(v) => v.parse().with_context(|| format!("CODEX_GATEWAY_KEEPALIVE_SECS={v} is not a number"))?,
             None => raw.keepalive_secs.unwrap_or(15),
         };
+        let upstream_h2c = env_flag(env, "CODEX_GATEWAY_UPSTREAM_H2C", raw.upstream_h2c)?;
         let r = raw.routing.clone().unwrap_or_default();
         let strategy_name = env.get("CODEX_GATEWAY_STRATEGY").or(r.strategy).unwrap_or_else(|| "least_used".into());
         let strategy = Strategy::parse(&strategy_name)
@@ -256,6 +262,7 @@ impl Config {
                 raw.upstream_base_url,
                 "https://chatgpt.com/backend-api/codex",
             ),
+            upstream_h2c,
             chatgpt_base_url: pick(
                 "CODEX_GATEWAY_CHATGPT_BASE_URL",
                 raw.chatgpt_base_url,
@@ -284,6 +291,18 @@ impl Config {
 
     pub fn codex_auth_file(&self) -> PathBuf {
         self.codex_home.join("auth.json")
+    }
+}
+
+/// A boolean from the environment (1/0, true/false, yes/no, on/off), else the file's value, else false.
+fn env_flag(env: &dyn Env, key: &str, file: Option<bool>) -> anyhow::Result<bool> {
+    match env.get(key) {
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => bail!("{key}={v} is not a boolean (use 1 or 0)"),
+        },
+        None => Ok(file.unwrap_or(false)),
     }
 }
 
@@ -329,18 +348,8 @@ impl OllamaBridge {
     /// without `allow_remote` is refused.
     fn resolve(raw: Option<RawOllama>, env: &dyn Env) -> anyhow::Result<OllamaBridge> {
         let raw = raw.unwrap_or_default();
-        let flag = |key: &str, file: Option<bool>| -> anyhow::Result<bool> {
-            match env.get(key) {
-                Some(v) => match v.to_ascii_lowercase().as_str() {
-                    "1" | "true" | "yes" | "on" => Ok(true),
-                    "0" | "false" | "no" | "off" => Ok(false),
-                    _ => bail!("{key}={v} is not a boolean (use 1 or 0)"),
-                },
-                None => Ok(file.unwrap_or(false)),
-            }
-        };
-        let enabled = flag("CODEX_GATEWAY_OLLAMA_ENABLED", raw.enabled)?;
-        let allow_remote = flag("CODEX_GATEWAY_OLLAMA_ALLOW_REMOTE", raw.allow_remote)?;
+        let enabled = env_flag(env, "CODEX_GATEWAY_OLLAMA_ENABLED", raw.enabled)?;
+        let allow_remote = env_flag(env, "CODEX_GATEWAY_OLLAMA_ALLOW_REMOTE", raw.allow_remote)?;
         let host = env.get("CODEX_GATEWAY_OLLAMA_HOST").or(raw.host).unwrap_or_else(|| "127.0.0.1".into());
         let port = match env.get("CODEX_GATEWAY_OLLAMA_PORT") {
             Some(p) => p.parse().with_context(|| format!("CODEX_GATEWAY_OLLAMA_PORT={p} is not a port number"))?,

@@ -393,7 +393,7 @@ impl CallbackServer {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown).await {
                 tracing::warn!("login callback server stopped: {e}");
             }
         });

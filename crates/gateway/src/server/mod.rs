@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use dialects::{ErrorKind, GatewayError};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -26,6 +25,7 @@ mod anthropic;
 pub mod errors;
 pub mod exchange;
 mod gemini;
+mod listen;
 mod models;
 mod ollama;
 mod openai;
@@ -101,12 +101,7 @@ pub async fn run_with_bridge(
     // The tokenizer is not warmed up here: its tables take ~50 MB, and only count_tokens and the emulated
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
-    let app = router(state);
-    // Small SSE writes must go out at once, not wait for the client's delayed ACK (Nagle).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let served = listen::serve(listener, router(state), shutdown).await;
     upkeep.abort();
     served?;
     Ok(())

@@ -71,12 +71,8 @@ pub fn serve(
     if let Some(listener) = listener {
         let app = router(state);
         let stop = shutdown.clone();
-        // NDJSON lines are small writes: send them at once (no Nagle delay), as on the main listener.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            if let Err(e) = super::listen::serve(listener, app, stop).await {
                 warn!(error = %e, "the Ollama bridge stopped");
             }
         });

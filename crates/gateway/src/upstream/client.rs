@@ -35,6 +35,9 @@ fn build_client(config: &Config, proxy: Option<&str>, honor_no_proxy: bool) -> a
         .tcp_nodelay(true)
         .http2_adaptive_window(true)
         .no_proxy();
+    if config.upstream_h2c {
+        b = b.http2_prior_knowledge();
+    }
     if let Some(p) = proxy {
         let proxy = reqwest::Proxy::all(p).with_context(|| "invalid proxy URL (HTTPS_PROXY / ALL_PROXY / proxy)")?;
         let proxy = if honor_no_proxy { proxy.no_proxy(reqwest::NoProxy::from_env()) } else { proxy };
@@ -64,8 +67,8 @@ pub struct CallContext {
 
 pub struct Upstream {
     http: reqwest::Client,
-    codex_url: String,
-    openai_url: String,
+    codex_url: ParsedUrl,
+    openai_url: ParsedUrl,
     user_agent: String,
 }
 
@@ -79,8 +82,8 @@ impl Upstream {
         );
         Upstream {
             http,
-            codex_url: format!("{}/responses", config.upstream_base_url),
-            openai_url: format!("{}/responses", config.openai_base_url),
+            codex_url: ParsedUrl::new(format!("{}/responses", config.upstream_base_url)),
+            openai_url: ParsedUrl::new(format!("{}/responses", config.openai_base_url)),
             user_agent,
         }
     }
@@ -130,14 +133,27 @@ impl Upstream {
             }
             AccountKind::ApiKey | AccountKind::Relay => &self.openai_url,
         };
-        let relay_url;
-        let url = match (&account.kind, &account.base_url) {
-            (AccountKind::Relay | AccountKind::ApiKey, Some(base)) => {
-                relay_url = format!("{base}/responses");
-                &relay_url
-            }
-            _ => url,
+        let request = match (&account.kind, &account.base_url) {
+            (AccountKind::Relay | AccountKind::ApiKey, Some(base)) => account.http().post(format!("{base}/responses")),
+            _ => match &url.parsed {
+                Some(parsed) => account.http().post(parsed.clone()),
+                // Invalid in the configuration: let reqwest report it as a request error.
+                None => account.http().post(&url.text),
+            },
         };
-        account.http().post(url).headers(headers).body(body).send().await
+        request.headers(headers).body(body).send().await
+    }
+}
+
+/// An upstream URL parsed once: reqwest would otherwise parse (and IDNA-map) the string on every request.
+struct ParsedUrl {
+    text: String,
+    parsed: Option<reqwest::Url>,
+}
+
+impl ParsedUrl {
+    fn new(text: String) -> ParsedUrl {
+        let parsed = reqwest::Url::parse(&text).ok();
+        ParsedUrl { text, parsed }
     }
 }

@@ -163,6 +163,13 @@ pub async fn start(setup: Setup) -> TestEnv {
 }
 
 impl TestEnv {
+    /// Signal the gateway to shut down (the fake keeps running).
+    pub fn stop_gateway(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -13,3 +13,4 @@ mod ollama;
 mod pool;
 mod refresh;
 mod responses;
+mod transport;

@@ -1,0 +1,89 @@
+//! The accept loop: HTTP/1.1 connections served by hyper with the axum router, and graceful shutdown.
+//!
+//! Written here instead of `axum::serve` for memory per open stream (bench/notes.md): axum's loop sniffs every
+//! connection for an HTTP/2 preface first, and the 24 sniffed bytes make hyper grow the connection's read buffer
+//! from 8 to 16 KB. Every client the gateway serves (SDKs, CLIs, IDEs) speaks HTTP/1.1 to an `http://` URL, so
+//! connections are served as HTTP/1.1 directly.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+/// How long a client may take to send a request's headers (slowloris guard; bodies are bounded separately).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serve `router` on `listener` until `shutdown` resolves, then let open connections finish their responses.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let builder = std::sync::Arc::new(builder);
+    // `stop` tells connections to finish; `open` is held by every connection task, so `closed()` on it
+    // resolves once the last one has ended.
+    let (stop_tx, stop_rx) = watch::channel(());
+    let (open_tx, open_rx) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    on_accept_error(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small SSE writes must go out at once, not wait for the client's delayed ACK (Nagle).
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let builder = builder.clone();
+        let mut stop = stop_rx.clone();
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            let conn = builder.serve_connection(TokioIo::new(tcp), service);
+            let mut conn = std::pin::pin!(conn);
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            debug!("connection ended with an error: {e}");
+                        }
+                        break;
+                    }
+                    changed = stop.changed(), if !stopping => {
+                        // Sender dropped or signalled: either way, finish the response in flight and close.
+                        let _ = changed;
+                        stopping = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    drop(open_rx);
+    let _ = stop_tx.send(());
+    open_tx.closed().await;
+    Ok(())
+}
+
+/// Errors of one incoming connection (reset before it was accepted) are skipped at once; anything else (out of
+/// file descriptors, most often) is logged and retried after a pause instead of spinning.
+async fn on_accept_error(e: io::Error) {
+    use io::ErrorKind::*;
+    if matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted) {
+        return;
+    }
+    warn!(error = %e, "cannot accept a connection; retrying in 100 ms");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
