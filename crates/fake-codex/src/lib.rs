@@ -29,6 +29,7 @@ pub use types::{
     AccountCreds, AccountSpec, CallSpec, End, FakeConfig, RecordedRequest, ReplyItem, Scenario, TokenCall, ToolArgs,
 };
 
+use axum::serve::ListenerExt;
 use state::Shared;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -65,7 +66,19 @@ impl FakeCodex {
         let shared = Arc::new(Shared::new(cfg, base_url));
         let token = CancellationToken::new();
         let app = server::router(shared.clone());
-        tokio::spawn(serve(listener, app, shared.clone(), token.clone()));
+        let stop = token.clone().cancelled_owned();
+        let counted = shared.clone();
+        let listener = listener.tap_io(move |tcp| {
+            counted.stats.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Small SSE frames must not wait for Nagle's algorithm (the real backend streams promptly).
+            let _ = tcp.set_nodelay(true);
+        });
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(stop).await;
+            if let Err(e) = served {
+                tracing::warn!("fake-codex server stopped: {e}");
+            }
+        });
         Ok(FakeCodex { shared, guard: Arc::new(ShutdownGuard(token)) })
     }
 
@@ -171,37 +184,4 @@ impl FakeCodex {
     pub fn account_ids(&self) -> Vec<String> {
         self.shared.inner.lock().order.clone()
     }
-}
-
-/// The accept loop: HTTP/1.1, and HTTP/2 with prior knowledge (h2c) as the gateway's `upstream_h2c` speaks it,
-/// with `h2_max_streams` concurrent streams per connection. Counts connections for `/_fake/stats`.
-async fn serve(listener: tokio::net::TcpListener, app: axum::Router, shared: Arc<Shared>, stop: CancellationToken) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http2().max_concurrent_streams(shared.cfg.h2_max_streams);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    tracing::warn!("fake-codex: accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => break,
-        };
-        shared.stats.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // Small SSE frames must not wait for Nagle's algorithm (the real backend streams promptly).
-        let _ = tcp.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service).into_owned());
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
 }

@@ -35,9 +35,6 @@ struct Args {
     /// Keep only about this many recorded requests (long benchmark runs); all by default.
     #[arg(long)]
     max_recorded: Option<usize>,
-    /// Concurrent streams per HTTP/2 (h2c) connection.
-    #[arg(long, default_value_t = 200)]
-    h2_max_streams: u32,
 }
 
 #[tokio::main]
@@ -59,7 +56,6 @@ async fn run(args: Args) -> std::io::Result<()> {
         default_deltas: args.default_deltas,
         default_delay_ms: args.delta_delay_ms,
         max_recorded: args.max_recorded,
-        h2_max_streams: args.h2_max_streams,
         ..FakeConfig::default()
     };
     let fake = FakeCodex::start(cfg).await?;

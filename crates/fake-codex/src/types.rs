@@ -27,8 +27,6 @@ pub struct FakeConfig {
     pub bind: SocketAddr,
     /// Artificial latency of `POST /oauth/token`, to widen refresh races in tests.
     pub token_delay_ms: u64,
-    /// Concurrent streams allowed on one HTTP/2 connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
-    pub h2_max_streams: u32,
 }
 
 impl Default for FakeConfig {
@@ -37,7 +35,6 @@ impl Default for FakeConfig {
             access_token_ttl_secs: 3600,
             require_instructions: true,
             default_deltas: 4,
-            h2_max_streams: 200,
             default_delay_ms: 0,
             max_recorded: None,
             keepalive_events: false,

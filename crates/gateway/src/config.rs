@@ -19,8 +19,6 @@ pub struct RawConfig {
     pub api_keys: Option<Vec<String>>,
     pub data_dir: Option<PathBuf>,
     pub upstream_base_url: Option<String>,
-    /// Speak HTTP/2 without TLS (prior knowledge) to plain `http://` upstreams.
-    pub upstream_h2c: Option<bool>,
     pub chatgpt_base_url: Option<String>,
     pub auth_issuer: Option<String>,
     pub openai_base_url: Option<String>,
@@ -102,9 +100,6 @@ pub struct Config {
     pub api_keys: Vec<String>,
     pub data_dir: PathBuf,
     pub upstream_base_url: String,
-    /// HTTP/2 with prior knowledge on every upstream connection (for `http://` upstreams that serve h2c; `https://`
-    /// upstreams negotiate HTTP/2 by ALPN without it).
-    pub upstream_h2c: bool,
     pub chatgpt_base_url: String,
     pub auth_issuer: String,
     pub openai_base_url: String,
@@ -235,7 +230,6 @@ impl Config {
             Some(v) => v.parse().with_context(|| format!("CODEX_GATEWAY_KEEPALIVE_SECS={v} is not a number"))?,
             None => raw.keepalive_secs.unwrap_or(15),
         };
-        let upstream_h2c = env_flag(env, "CODEX_GATEWAY_UPSTREAM_H2C", raw.upstream_h2c)?;
         let r = raw.routing.clone().unwrap_or_default();
         let strategy_name = env.get("CODEX_GATEWAY_STRATEGY").or(r.strategy).unwrap_or_else(|| "least_used".into());
         let strategy = Strategy::parse(&strategy_name)
@@ -262,7 +256,6 @@ impl Config {
                 raw.upstream_base_url,
                 "https://chatgpt.com/backend-api/codex",
             ),
-            upstream_h2c,
             chatgpt_base_url: pick(
                 "CODEX_GATEWAY_CHATGPT_BASE_URL",
                 raw.chatgpt_base_url,

@@ -35,9 +35,6 @@ fn build_client(config: &Config, proxy: Option<&str>, honor_no_proxy: bool) -> a
         .tcp_nodelay(true)
         .http2_adaptive_window(true)
         .no_proxy();
-    if config.upstream_h2c {
-        b = b.http2_prior_knowledge();
-    }
     if let Some(p) = proxy {
         let proxy = reqwest::Proxy::all(p).with_context(|| "invalid proxy URL (HTTPS_PROXY / ALL_PROXY / proxy)")?;
         let proxy = if honor_no_proxy { proxy.no_proxy(reqwest::NoProxy::from_env()) } else { proxy };

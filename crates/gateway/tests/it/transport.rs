@@ -1,4 +1,4 @@
-//! Connections: the HTTP/1.1 listener (keep-alive, graceful shutdown) and the HTTP/2 (h2c) upstream option.
+//! Connections: the HTTP/1.1 listener's graceful shutdown.
 
 use std::time::{Duration, Instant};
 
@@ -8,42 +8,6 @@ use crate::harness::{Setup, scenario, sse_data, start};
 
 fn chat(stream: bool) -> serde_json::Value {
     json!({"model":"gpt-5.4","stream":stream,"messages":[{"role":"user","content":"hello there"}]})
-}
-
-fn connections(env: &crate::harness::TestEnv) -> u64 {
-    env.fake.stats()["connections"].as_u64().unwrap_or(u64::MAX)
-}
-
-#[tokio::test]
-async fn h2c_upstream_carries_concurrent_streams_on_one_connection() {
-    let mut setup = Setup::default();
-    setup.env.push(("CODEX_GATEWAY_UPSTREAM_H2C", "1".into()));
-    let env = start(setup).await;
-    // The first request opens the connection (catalog, then the answer).
-    let (status, _, body) = env.post("/v1/chat/completions", &chat(false)).await;
-    assert_eq!(status, 200, "{body}");
-    let opened = connections(&env);
-    let body = chat(true);
-    let requests = (0..8).map(|_| env.post("/v1/chat/completions", &body));
-    for (status, _, body) in futures_util::future::join_all(requests).await {
-        assert_eq!(status, 200, "{body}");
-        let data = sse_data(&body);
-        assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{body}");
-    }
-    assert_eq!(connections(&env), opened, "8 concurrent streams opened new upstream connections");
-
-    // A client that leaves still ends its upstream stream at once (an HTTP/2 reset, not a closed socket).
-    env.fake.enqueue(None, scenario(json!({"kind":"slow","text":"tick ".repeat(60),"deltas":60,"delay_ms":50})));
-    let before = env.fake.stats()["streams_dropped"].as_u64().unwrap_or(0);
-    let mut resp =
-        env.http.post(env.url("/v1/chat/completions")).json(&chat(true)).send().await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(resp.chunk().await.unwrap_or_default().is_some_and(|c| !c.is_empty()));
-    drop(resp);
-    let left = Instant::now();
-    while env.fake.stats()["streams_dropped"].as_u64().unwrap_or(0) == before {
-        assert!(left.elapsed() < Duration::from_millis(500), "the upstream stream outlived its client");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 #[tokio::test]
