@@ -12,9 +12,9 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tracing::{debug, warn};
 
 /// How long a client may take to send a request's headers (slowloris guard; bodies are bounded separately).
@@ -24,11 +24,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    let builder = std::sync::Arc::new(builder);
-    // `stop` tells connections to finish; `open` is held by every connection task, so `closed()` on it
-    // resolves once the last one has ended.
-    let (stop_tx, stop_rx) = watch::channel(());
-    let (open_tx, open_rx) = watch::channel(());
+    let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let tcp = tokio::select! {
@@ -44,36 +40,15 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
         // Small SSE writes must go out at once, not wait for the client's delayed ACK (Nagle).
         let _ = tcp.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let builder = builder.clone();
-        let mut stop = stop_rx.clone();
-        let open = open_rx.clone();
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service).into_owned());
         tokio::spawn(async move {
-            let conn = builder.serve_connection(TokioIo::new(tcp), service);
-            let mut conn = std::pin::pin!(conn);
-            let mut stopping = false;
-            loop {
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(e) = result {
-                            debug!("connection ended with an error: {e}");
-                        }
-                        break;
-                    }
-                    changed = stop.changed(), if !stopping => {
-                        // Sender dropped or signalled: either way, finish the response in flight and close.
-                        let _ = changed;
-                        stopping = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
+            if let Err(e) = conn.await {
+                debug!("connection ended with an error: {e}");
             }
-            drop(open);
         });
     }
     drop(listener);
-    drop(open_rx);
-    let _ = stop_tx.send(());
-    open_tx.closed().await;
+    graceful.shutdown().await;
     Ok(())
 }
 
