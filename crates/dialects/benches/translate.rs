@@ -86,7 +86,7 @@ fn frames(bytes: &[u8]) -> Vec<SseFrame> {
     frames
 }
 
-fn events(frames: &[SseFrame]) -> Vec<Event> {
+fn events(frames: &[SseFrame]) -> Vec<Event<'_>> {
     frames.iter().map(|f| Event::parse(&f.data).unwrap_or(Event::Ignored)).collect()
 }
 
@@ -139,7 +139,8 @@ fn bench_encode(c: &mut Criterion) {
     g.bench_function("sse_and_event", |b| {
         b.iter(|| {
             let f = self::frames(black_box(&bytes));
-            black_box(events(&f))
+            let e = events(&f);
+            black_box(&e);
         })
     });
     g.finish();

@@ -87,7 +87,7 @@ impl Collected {
                 }
             }
             Event::ReasoningSummaryDelta { item_id, summary_index, delta } => {
-                let rid = item_id.clone();
+                let rid = item_id.to_string();
                 let make = || OutputItem::Reasoning { id: rid, summary: String::new(), encrypted_content: None };
                 let _ = summary_index; // parts are separated on `summary_part.added`
                 if let Some(OutputItem::Reasoning { summary, .. }) = self.slot(&item_id, make) {
@@ -201,7 +201,7 @@ impl Collected {
 mod tests {
     use super::*;
 
-    fn ev(s: &str) -> Event {
+    fn ev(s: &str) -> Event<'_> {
         Event::parse(s).unwrap_or(Event::Ignored)
     }
 

@@ -3,6 +3,8 @@
 //! Sits between the upstream event stream and a dialect encoder. When a limit is reached it emits the text up
 //! to the limit, then a synthetic `Finished { terminal: Cut(..) }`; the gateway stops reading upstream then.
 
+use std::borrow::Cow;
+
 use crate::outcome::Finish;
 use crate::responses::event::{DoneItem, Event, Terminal, Usage};
 use crate::upstream::OutputLimits;
@@ -138,10 +140,12 @@ impl Limiter {
         self.uncounted_ends.clear();
     }
 
-    fn on_text(&mut self, item_id: String, delta: String, emit: &mut impl FnMut(Event)) {
+    fn on_text(&mut self, item_id: Cow<'_, str>, delta: Cow<'_, str>, emit: &mut impl FnMut(Event)) {
         let mut text = std::mem::take(&mut self.held);
         text.push_str(&delta);
-        self.held_item = item_id;
+        if self.held_item != item_id {
+            self.held_item = item_id.into_owned();
+        }
         // Stop sequence fully present: emit up to it and stop.
         let hit = self
             .limits
@@ -199,7 +203,7 @@ impl Limiter {
             return;
         }
         self.emitted_text.push_str(&text);
-        emit(Event::TextDelta { item_id: self.held_item.clone(), delta: text });
+        emit(Event::TextDelta { item_id: Cow::Owned(self.held_item.clone()), delta: Cow::Owned(text) });
     }
 
     fn flush_held(&mut self, emit: &mut impl FnMut(Event)) {
@@ -247,7 +251,7 @@ mod tests {
         let mut text = String::new();
         let mut term = None;
         let mut events: Vec<Event> =
-            deltas.iter().map(|d| Event::TextDelta { item_id: "m".into(), delta: d.to_string() }).collect();
+            deltas.iter().map(|d| Event::TextDelta { item_id: "m".into(), delta: d.to_string().into() }).collect();
         events.push(Event::Finished { terminal: Terminal::Completed, usage: None, output: vec![] });
         for e in events {
             l.apply(e, &mut |out| match out {
@@ -299,9 +303,9 @@ mod tests {
         assert_eq!(calls.load(Ordering::Relaxed), 0, "far from the cap: nothing counted");
         // 6 bytes deferred; a 1,000-byte piece brings the cap in reach: the deferred pieces are counted one by one
         // (2 + 1 + 1 tokens), then this one (500 tokens), and the cap is not yet hit.
-        l.apply(Event::TextDelta { item_id: "m".into(), delta: "x".repeat(1000) }, &mut |_| {});
+        l.apply(Event::TextDelta { item_id: "m".into(), delta: "x".repeat(1000).into() }, &mut |_| {});
         assert_eq!(calls.load(Ordering::Relaxed), 4);
-        l.apply(Event::TextDelta { item_id: "m".into(), delta: "y".repeat(1000) }, &mut |e| {
+        l.apply(Event::TextDelta { item_id: "m".into(), delta: "y".repeat(1000).into() }, &mut |e| {
             if let Event::Finished { usage, .. } = e {
                 finished = usage;
             }

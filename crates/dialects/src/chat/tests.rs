@@ -32,12 +32,15 @@ fn check_json(dir: &str, name: &str, actual: &Value) {
     check_text(dir, name, &(serde_json::to_string_pretty(actual).unwrap_or_default() + "\n"));
 }
 
-fn events(name: &str) -> Vec<Event> {
+fn events(name: &str) -> Vec<Event<'static>> {
     let mut parser = SseParser::default();
     let mut frames = Vec::new();
     parser.push(read("chat", name).as_bytes(), &mut frames).unwrap_or_else(|e| panic!("{e}"));
     parser.finish(&mut frames);
-    frames.iter().map(|f| Event::parse(&f.data).unwrap_or_else(|e| panic!("{name}: {e}"))).collect()
+    frames
+        .iter()
+        .map(|f| Event::parse(&f.data).map(Event::into_owned).unwrap_or_else(|e| panic!("{name}: {e}")))
+        .collect()
 }
 
 fn upstream_view(req: crate::UpstreamRequest, extra: Value) -> Value {

@@ -39,12 +39,15 @@ fn check_json(name: &str, actual: &Value) {
 }
 
 /// The upstream events of an SSE fixture.
-fn events(name: &str) -> Vec<Event> {
+fn events(name: &str) -> Vec<Event<'static>> {
     let mut parser = SseParser::default();
     let mut frames = Vec::new();
     parser.push(read(name).as_bytes(), &mut frames).unwrap_or_else(|e| panic!("{e}"));
     parser.finish(&mut frames);
-    frames.iter().map(|f| Event::parse(&f.data).unwrap_or_else(|e| panic!("{name}: {e}"))).collect()
+    frames
+        .iter()
+        .map(|f| Event::parse(&f.data).map(Event::into_owned).unwrap_or_else(|e| panic!("{name}: {e}")))
+        .collect()
 }
 
 fn decode_fixture(name: &str, stream: bool) -> (crate::UpstreamRequest, GeminiOptions) {

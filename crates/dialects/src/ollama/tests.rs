@@ -29,12 +29,15 @@ fn check_text(name: &str, actual: &str) {
     assert_eq!(actual, read(name), "golden file {name} differs (UPDATE_GOLDEN=1 rewrites it)");
 }
 
-fn events(name: &str) -> Vec<Event> {
+fn events(name: &str) -> Vec<Event<'static>> {
     let mut parser = SseParser::default();
     let mut frames = Vec::new();
     parser.push(read(name).as_bytes(), &mut frames).unwrap_or_else(|e| panic!("{e}"));
     parser.finish(&mut frames);
-    frames.iter().map(|f| Event::parse(&f.data).unwrap_or_else(|e| panic!("{name}: {e}"))).collect()
+    frames
+        .iter()
+        .map(|f| Event::parse(&f.data).map(Event::into_owned).unwrap_or_else(|e| panic!("{name}: {e}")))
+        .collect()
 }
 
 /// A clock that advances 1 ms per reading.

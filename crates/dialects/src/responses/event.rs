@@ -4,6 +4,8 @@
 //! that reads `type` and captures the few fields any event type uses, unparsed ([`Wire`]); the event's branch
 //! then parses just the captured fields it needs.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -78,9 +80,11 @@ pub enum Terminal {
     Cut(crate::outcome::Finish),
 }
 
-/// One upstream event, reduced to what translation needs.
+/// One upstream event, reduced to what translation needs. Delta payloads and their item ids borrow from the SSE
+/// payload they were parsed from when it has no escapes (nearly always): a stream's hundreds of deltas then cost
+/// no allocation each. [`Event::into_owned`] detaches an event that must outlive its payload.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Event {
+pub enum Event<'a> {
     Created {
         response_id: String,
         model: Option<String>,
@@ -90,25 +94,25 @@ pub enum Event {
         item: ItemStart,
     },
     TextDelta {
-        item_id: String,
-        delta: String,
+        item_id: Cow<'a, str>,
+        delta: Cow<'a, str>,
     },
     RefusalDelta {
-        item_id: String,
-        delta: String,
+        item_id: Cow<'a, str>,
+        delta: Cow<'a, str>,
     },
     ReasoningSummaryDelta {
-        item_id: String,
+        item_id: Cow<'a, str>,
         summary_index: u32,
-        delta: String,
+        delta: Cow<'a, str>,
     },
     ReasoningSummaryPartAdded {
         item_id: String,
         summary_index: u32,
     },
     FunctionArgsDelta {
-        item_id: String,
-        delta: String,
+        item_id: Cow<'a, str>,
+        delta: Cow<'a, str>,
     },
     ItemDone {
         output_index: u32,
@@ -172,16 +176,21 @@ fn req<T: serde::de::DeserializeOwned>(raw: Option<&RawValue>, name: &'static st
     }
 }
 
-/// A string field ("" when absent or null). Strings without escapes, nearly all of them, are copied directly.
-fn string(raw: Option<&RawValue>) -> Result<String, serde_json::Error> {
-    let Some(r) = raw else { return Ok(String::new()) };
+/// A string field ("" when absent or null). Strings without escapes, nearly all of them, are borrowed.
+fn string<'a>(raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, serde_json::Error> {
+    let Some(r) = raw else { return Ok(Cow::Borrowed("")) };
     let text = r.get();
     if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
         && !inner.contains('\\')
     {
-        return Ok(inner.to_string());
+        return Ok(Cow::Borrowed(inner));
     }
-    opt(raw)
+    opt::<String>(raw).map(Cow::Owned)
+}
+
+/// [`string`] for fields that are kept owned.
+fn owned_string(raw: Option<&RawValue>) -> Result<String, serde_json::Error> {
+    string(raw).map(Cow::into_owned)
 }
 
 #[derive(Deserialize)]
@@ -278,10 +287,10 @@ struct RawError {
 #[error("malformed upstream event: {0}")]
 pub struct EventParseError(#[from] serde_json::Error);
 
-impl Event {
+impl<'a> Event<'a> {
     /// Parse one SSE `data:` payload.
-    pub fn parse(data: &str) -> Result<Event, EventParseError> {
-        let w: Wire = serde_json::from_str(data)?;
+    pub fn parse(data: &'a str) -> Result<Event<'a>, EventParseError> {
+        let w: Wire<'a> = serde_json::from_str(data)?;
         Ok(match w.kind.as_ref() {
             "response.created" => {
                 let r: ResponseHead = req(w.response, "response")?;
@@ -304,9 +313,10 @@ impl Event {
                 summary_index: opt(w.summary_index)?,
                 delta: string(w.delta)?,
             },
-            "response.reasoning_summary_part.added" => {
-                Event::ReasoningSummaryPartAdded { item_id: string(w.item_id)?, summary_index: opt(w.summary_index)? }
-            }
+            "response.reasoning_summary_part.added" => Event::ReasoningSummaryPartAdded {
+                item_id: owned_string(w.item_id)?,
+                summary_index: opt(w.summary_index)?,
+            },
             "response.function_call_arguments.delta" => {
                 Event::FunctionArgsDelta { item_id: string(w.item_id)?, delta: string(w.delta)? }
             }
@@ -356,6 +366,30 @@ impl Event {
     /// True for events after which the upstream stream is over.
     pub fn is_terminal(&self) -> bool {
         matches!(self, Event::Finished { .. } | Event::Failed { .. })
+    }
+
+    /// The same event, independent of the payload it was parsed from.
+    pub fn into_owned(self) -> Event<'static> {
+        let own = |c: Cow<'a, str>| Cow::Owned(c.into_owned());
+        match self {
+            Event::TextDelta { item_id, delta } => Event::TextDelta { item_id: own(item_id), delta: own(delta) },
+            Event::RefusalDelta { item_id, delta } => Event::RefusalDelta { item_id: own(item_id), delta: own(delta) },
+            Event::FunctionArgsDelta { item_id, delta } => {
+                Event::FunctionArgsDelta { item_id: own(item_id), delta: own(delta) }
+            }
+            Event::ReasoningSummaryDelta { item_id, summary_index, delta } => {
+                Event::ReasoningSummaryDelta { item_id: own(item_id), summary_index, delta: own(delta) }
+            }
+            Event::Created { response_id, model } => Event::Created { response_id, model },
+            Event::ItemAdded { output_index, item } => Event::ItemAdded { output_index, item },
+            Event::ReasoningSummaryPartAdded { item_id, summary_index } => {
+                Event::ReasoningSummaryPartAdded { item_id, summary_index }
+            }
+            Event::ItemDone { output_index, item } => Event::ItemDone { output_index, item },
+            Event::Finished { terminal, usage, output } => Event::Finished { terminal, usage, output },
+            Event::Failed { code, message } => Event::Failed { code, message },
+            Event::Ignored => Event::Ignored,
+        }
     }
 }
 
@@ -451,7 +485,7 @@ mod tests {
         let e = Event::parse(r#"{"type":"response.output_text.delta","item_id":"m1","delta":"a\"b\n\u00e9 ü"}"#).ok();
         assert_eq!(e, Some(Event::TextDelta { item_id: "m1".into(), delta: "a\"b\né ü".into() }));
         let e = Event::parse(r#"{"delta":"x","type":"response.function_call_arguments.delta","item_id":null}"#).ok();
-        assert_eq!(e, Some(Event::FunctionArgsDelta { item_id: String::new(), delta: "x".into() }));
+        assert_eq!(e, Some(Event::FunctionArgsDelta { item_id: "".into(), delta: "x".into() }));
         assert!(Event::parse(r#"{"type":"response.output_text.delta","delta":7}"#).is_err());
         assert!(Event::parse(r#"{"type":"response.output_item.added","output_index":0}"#).is_err());
         let e = Event::parse(r#"{"type":"error","error":{"code":"c","message":"m"}}"#).ok();

@@ -58,7 +58,13 @@ fn split(s: &str, cuts: &[usize]) -> Vec<String> {
 /// The upstream events for `items`. With `order`, the items' events are interleaved (each item keeps its own
 /// order; a function call stays contiguous, as the Responses protocol streams one item at a time and a
 /// tool_use block cannot be reopened).
-fn build_events(items: &[GenItem], cuts: &[usize], end: &GenEnd, noise: bool, order: Option<&[usize]>) -> Vec<Event> {
+fn build_events(
+    items: &[GenItem],
+    cuts: &[usize],
+    end: &GenEnd,
+    noise: bool,
+    order: Option<&[usize]>,
+) -> Vec<Event<'static>> {
     let mut ev = vec![Event::Created { response_id: "resp".into(), model: None }];
     let mut chunks: Vec<Vec<Vec<Event>>> = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -75,9 +81,9 @@ fn build_events(items: &[GenItem], cuts: &[usize], end: &GenEnd, noise: bool, or
                     it.push(Event::ReasoningSummaryPartAdded { item_id: id.clone(), summary_index: k as u32 });
                     for piece in split(p, cuts) {
                         it.push(Event::ReasoningSummaryDelta {
-                            item_id: id.clone(),
+                            item_id: id.clone().into(),
                             summary_index: k as u32,
-                            delta: piece,
+                            delta: piece.into(),
                         });
                     }
                 }
@@ -107,7 +113,7 @@ fn build_events(items: &[GenItem], cuts: &[usize], end: &GenEnd, noise: bool, or
                 });
                 if *stream_args {
                     for piece in split(&arguments, cuts) {
-                        it.push(Event::FunctionArgsDelta { item_id: id.clone(), delta: piece });
+                        it.push(Event::FunctionArgsDelta { item_id: id.clone().into(), delta: piece.into() });
                     }
                 }
                 it.push(Event::ItemDone {

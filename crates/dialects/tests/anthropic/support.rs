@@ -68,12 +68,12 @@ pub fn usage(input: u64, cached: u64, output: u64) -> Option<Usage> {
     })
 }
 
-pub fn completed(u: Option<Usage>) -> Event {
+pub fn completed(u: Option<Usage>) -> Event<'static> {
     Event::Finished { terminal: Terminal::Completed, usage: u, output: vec![] }
 }
 
-pub fn text_delta(item: &str, d: &str) -> Event {
-    Event::TextDelta { item_id: item.into(), delta: d.into() }
+pub fn text_delta(item: &str, d: &str) -> Event<'static> {
+    Event::TextDelta { item_id: item.to_string().into(), delta: d.to_string().into() }
 }
 
 /// Lines of an SSE text, for readable golden comparisons.

@@ -192,7 +192,7 @@ async fn peek(reader: &mut EventReader, wait: Duration) -> Result<(), GatewayErr
             break Ok(());
         }
         match reader.next(left).await {
-            Read::Frame(frame, event) => match event {
+            Read::Frame(frame) => match reader.event(&frame) {
                 Event::Created { .. } | Event::Ignored => seen.push(frame),
                 Event::Failed { code, message } => {
                     break Err(dialects::outcome::upstream_failure(code.as_deref(), &message));

@@ -97,7 +97,8 @@ impl<E: StreamEncoder> Pump<E> {
                 }
             };
             match read {
-                Read::Frame(frame, event) => {
+                Read::Frame(frame) => {
+                    let event = self.ex.reader.event(&frame);
                     // Once per chunk is enough for the idle timeout (the rest of a burst arrived with it).
                     if out.is_empty() {
                         self.last_data = Instant::now();
@@ -218,7 +219,8 @@ pub async fn collect(
     let mut limiter = limiter_for(limits, ex.input_estimate);
     loop {
         match ex.reader.next(idle_timeout).await {
-            Read::Frame(_, event) => {
+            Read::Frame(frame) => {
+                let event = ex.reader.event(&frame);
                 match &mut limiter {
                     Some(l) => l.apply(event, &mut |e| collected.on_event(e)),
                     None => collected.on_event(event),
@@ -245,7 +247,8 @@ pub async fn drain_raw(
 ) -> Result<(), GatewayError> {
     loop {
         match ex.reader.next(idle_timeout).await {
-            Read::Frame(frame, event) => {
+            Read::Frame(frame) => {
+                let event = ex.reader.event(&frame);
                 if let Ok(v) = serde_json::from_str(&frame.data) {
                     f(v);
                 }

@@ -14,8 +14,8 @@ type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 /// One step of reading.
 pub enum Read {
-    /// A frame and its parsed event (`Event::Ignored` when unknown or malformed).
-    Frame(SseFrame, Event),
+    /// A frame; [`EventReader::event`] parses it.
+    Frame(SseFrame),
     /// Nothing arrived within the wait.
     Idle,
     /// The body ended cleanly (whether or not a terminal event came).
@@ -93,13 +93,14 @@ impl EventReader {
     /// A frame already parsed, or the end once the body is over.
     fn buffered(&mut self) -> Option<Read> {
         if let Some(frame) = self.frames.pop_front() {
-            let event = self.parse(&frame);
-            return Some(Read::Frame(frame, event));
+            return Some(Read::Frame(frame));
         }
         self.eof.then_some(Read::End)
     }
 
-    fn parse(&self, frame: &SseFrame) -> Event {
+    /// The event a frame carries (`Event::Ignored` when unknown or malformed). It borrows the frame's payload, so
+    /// a delta costs no allocation; parsing happens here, not when the frame is read, for that reason.
+    pub fn event<'f>(&self, frame: &'f SseFrame) -> Event<'f> {
         if self.skip_deltas && frame.event.as_deref().is_some_and(|n| n.ends_with(".delta")) {
             return Event::Ignored;
         }
