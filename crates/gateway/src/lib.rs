@@ -8,6 +8,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod memory;
 pub mod server;
 pub mod store;
 pub mod tokens;

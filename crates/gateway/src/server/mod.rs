@@ -101,8 +101,10 @@ pub async fn run_with_bridge(
     // The tokenizer is not warmed up here: its tables take ~50 MB, and only count_tokens and the emulated
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
+    let trim = tokio::spawn(crate::memory::trim_when_idle_memory_piles_up());
     let served = listen::serve(listener, router(state), shutdown).await;
     upkeep.abort();
+    trim.abort();
     served?;
     Ok(())
 }
