@@ -101,7 +101,7 @@ pub async fn run_with_bridge(
     // The tokenizer is not warmed up here: its tables take ~50 MB, and only count_tokens and the emulated
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
-    let trim = tokio::spawn(crate::memory::trim_when_idle_memory_piles_up());
+    let trim = tokio::spawn(crate::memory::return_retained_memory());
     let served = listen::serve(listener, router(state), shutdown).await;
     upkeep.abort();
     trim.abort();
