@@ -73,16 +73,23 @@ fn upstream_stream() -> Vec<u8> {
     out
 }
 
-fn frames(bytes: &[u8]) -> Vec<SseFrame> {
+/// Parse `bytes` in 16 KiB reads, as a socket would deliver them, handing each frame to `f` as it completes.
+fn each_frame(bytes: &[u8], mut f: impl FnMut(SseFrame)) {
     let mut parser = SseParser::default();
-    let mut frames = Vec::new();
-    // 16 KiB reads, as a socket would deliver them.
+    let mut batch = Vec::new();
     for chunk in bytes.chunks(16 * 1024) {
-        if parser.push(chunk, &mut frames).is_err() {
-            break;
+        if parser.push(chunk, &mut batch).is_err() {
+            return;
         }
+        batch.drain(..).for_each(&mut f);
     }
-    parser.finish(&mut frames);
+    parser.finish(&mut batch);
+    batch.drain(..).for_each(f);
+}
+
+fn frames(bytes: &[u8]) -> Vec<SseFrame> {
+    let mut frames = Vec::new();
+    each_frame(bytes, |f| frames.push(f));
     frames
 }
 
@@ -153,17 +160,10 @@ fn bench_encode(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 let mut enc = make();
-                let mut parser = SseParser::default();
-                let mut batch = Vec::new();
-                for chunk in black_box(&bytes).chunks(16 * 1024) {
-                    if parser.push(chunk, &mut batch).is_err() {
-                        break;
-                    }
-                    for f in batch.drain(..) {
-                        let ev = Event::parse(&f.data).unwrap_or(Event::Ignored);
-                        enc(&ev, &mut out);
-                    }
-                }
+                each_frame(black_box(&bytes), |f| {
+                    let ev = Event::parse(&f.data).unwrap_or(Event::Ignored);
+                    enc(&ev, &mut out);
+                });
                 black_box(out.len())
             })
         });
@@ -173,21 +173,14 @@ fn bench_encode(c: &mut Criterion) {
         let mut out = Vec::with_capacity(64 * 1024);
         b.iter(|| {
             out.clear();
-            let mut parser = SseParser::default();
-            let mut batch = Vec::new();
-            for chunk in black_box(&bytes).chunks(16 * 1024) {
-                if parser.push(chunk, &mut batch).is_err() {
-                    break;
+            each_frame(black_box(&bytes), |f| {
+                // As the gateway does: `*.delta` frames are forwarded without being parsed.
+                let name = f.event.as_deref().unwrap_or("message");
+                if !name.ends_with(".delta") {
+                    black_box(Event::parse(&f.data).unwrap_or(Event::Ignored));
                 }
-                for f in batch.drain(..) {
-                    // As the gateway does: `*.delta` frames are forwarded without being parsed.
-                    let name = f.event.as_deref().unwrap_or("message");
-                    if !name.ends_with(".delta") {
-                        black_box(Event::parse(&f.data).unwrap_or(Event::Ignored));
-                    }
-                    write_event(&mut out, name, f.data.as_bytes());
-                }
-            }
+                write_event(&mut out, name, f.data.as_bytes());
+            });
             black_box(out.len())
         })
     });
