@@ -17,7 +17,7 @@ use crate::target::{Conn, RequestSpec, Target, get, get_once, timed_request};
 use crate::{ColdstartArgs, DisconnectArgs, RunArgs, WaitArgs};
 
 /// Print the report and write it to `out` when given.
-fn emit<T: Serialize>(report: &T, out: Option<&std::path::Path>) -> anyhow::Result<()> {
+pub fn emit<T: Serialize>(report: &T, out: Option<&std::path::Path>) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(report)?;
     println!("{text}");
     if let Some(path) = out {

@@ -7,6 +7,7 @@
 //! - `disconnect`: open a stream, drop it after the first content token, and time how long the fake upstream
 //!   takes to see its stream go away (through the fake's `/_fake/stats`);
 //! - `coldstart`: start a server command and time until its `/health` answers;
+//! - `pingpong`: one loopback round trip across two cores and within one (the floor under c=1 latency);
 //! - `report`: turn one benchmark run's JSON files into `bench/results/latest.{md,json}`.
 //!
 //! Layout: `target` (URL, connection, one request), `dialect` (bodies and what marks content and the end),
@@ -14,6 +15,7 @@
 
 mod dialect;
 mod jobs;
+mod pingpong;
 mod procfs;
 mod report;
 mod stats;
@@ -40,6 +42,8 @@ enum Command {
     Coldstart(ColdstartArgs),
     /// Wait until a URL answers 200 (a server coming up).
     Wait(WaitArgs),
+    /// Loopback TCP round trip between two threads, across two cores and within one.
+    Pingpong(PingpongArgs),
     /// Turn one `scripts/bench` run's JSON files into latest.md and latest.json.
     Report(ReportArgs),
 }
@@ -150,6 +154,23 @@ pub struct WaitArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct PingpongArgs {
+    /// The echo thread's core in the cross-core run (the gateway's core in the benchmark).
+    #[arg(long, default_value_t = 0)]
+    pub server_core: usize,
+    /// The sender's core, and the only core of the same-core run.
+    #[arg(long, default_value_t = 1)]
+    pub client_core: usize,
+    #[arg(long, default_value_t = 5000)]
+    pub round_trips: usize,
+    /// Idle time between round trips, microseconds.
+    #[arg(long, default_value_t = 200)]
+    pub gap_us: u64,
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 pub struct ReportArgs {
     /// Directory with the run's JSON files (c64.direct.json, c64.gateway.json, meta.json, ...).
     #[arg(long)]
@@ -186,6 +207,7 @@ fn main() -> std::process::ExitCode {
             Command::Coldstart(a) => jobs::coldstart(a).await,
             Command::Report(a) => report::report(a),
             Command::Wait(a) => jobs::wait(a).await,
+            Command::Pingpong(a) => pingpong::pingpong(a),
         }
     });
     match result {

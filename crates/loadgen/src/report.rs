@@ -93,6 +93,7 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
     }
     let disconnect = json!({"direct": read(dir, "disconnect.direct"), "gateway": read(dir, "disconnect.gateway")});
     let coldstart = read(dir, "coldstart");
+    let pingpong = read(dir, "pingpong");
     let micro = match &a.criterion {
         Some(c) => criterion_rows(c),
         None => Value::Null,
@@ -246,6 +247,26 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
         fmt(num(&coldstart, "/ready_ms/p50"), 1),
         fmt(num(&coldstart, "/ready_ms/max"), 1)
     );
+    if let (Some(cross), Some(same)) = (num(&pingpong, "/cross_core_us/p50"), num(&pingpong, "/same_core_us/p50")) {
+        // Through the gateway a c=1 request makes two round trips across cores (client and gateway, gateway and
+        // fake); directly it makes one within the fake's core.
+        let floor_ms = (2.0 * cross - same) / 1000.0;
+        let added_ttfb = num(&scenarios["c1"]["gateway"], "/ttfb_ms/p50")
+            .zip(num(&scenarios["c1"]["direct"], "/ttfb_ms/p50"))
+            .map(|(g, d)| g - d);
+        let _ = writeln!(
+            md,
+            "- Loopback round trip (`loadgen pingpong`, 32 bytes, 200 us apart): p50 {} us across the gateway's and the \
+             load core, {} us within one core. A c=1 request through the gateway makes two round trips across cores \
+             where a direct one makes one within a core: about {} ms of the c=1 added time is this wake-up cost, \
+             before the gateway does any work (added TTFB {} ms, {} ms without it).",
+            fmt(Some(cross), 1),
+            fmt(Some(same), 1),
+            fmt(Some(floor_ms), 3),
+            fmt(added_ttfb, 3),
+            fmt(added_ttfb.map(|t| t - floor_ms), 3)
+        );
+    }
     let _ = writeln!(
         md,
         "- Idle RSS: {} MB fresh (2 s after start), {} MB idle after the load scenarios.",
@@ -302,6 +323,7 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
         "scenarios": scenarios,
         "disconnect": disconnect,
         "coldstart": coldstart,
+        "pingpong": pingpong,
         "micro": micro,
     });
     std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
