@@ -62,6 +62,7 @@ pub fn developer_message(text: &str) -> Value {
 /// turns (instructions and the first user message). Two turns of the same chat get the same key.
 pub fn stable_prefix_key(body: &Map<String, Value>) -> String {
     use sha2::{Digest, Sha256};
+    use std::fmt::Write;
     let mut h = Sha256::new();
     if let Some(Value::String(s)) = body.get("instructions") {
         h.update(s.as_bytes());
@@ -69,13 +70,18 @@ pub fn stable_prefix_key(body: &Map<String, Value>) -> String {
     h.update([0u8]);
     if let Some(Value::Array(items)) = body.get("input") {
         let first_user = items.iter().find(|i| i.get("role").and_then(Value::as_str) == Some("user"));
-        if let Some(item) = first_user {
-            h.update(item.get("content").map(|c| c.to_string()).unwrap_or_default().as_bytes());
+        // Serialised straight into the hash (the same bytes as `to_string`, without the copy).
+        if let Some(content) = first_user.and_then(|item| item.get("content")) {
+            let _ = serde_json::to_writer(&mut h, content);
         }
     }
     let digest = h.finalize();
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("gw-{hex}")
+    let mut key = String::with_capacity(3 + 32);
+    key.push_str("gw-");
+    for b in digest.iter().take(16) {
+        let _ = write!(key, "{b:02x}");
+    }
+    key
 }
 
 #[cfg(test)]
@@ -114,5 +120,15 @@ mod tests {
         let k = |v: &Value| stable_prefix_key(v.as_object().unwrap_or(&Map::new()));
         assert_eq!(k(&a), k(&b));
         assert_ne!(k(&a), k(&c));
+        // The key is sent upstream as the prompt cache key, so it must not change between gateway versions:
+        // sha256(instructions, 0, first user content as JSON), first 16 bytes in hex.
+        let content = json!([{"type":"input_text","text":"q1 \"é\""}]);
+        let d = json!({"instructions":"sys","input":[{"role":"user","content":content}]});
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"sys\0");
+        h.update(content.to_string().as_bytes());
+        let hex: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+        assert_eq!(k(&d), format!("gw-{hex}"));
     }
 }

@@ -43,8 +43,36 @@ impl Source {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Creds {
-    pub(crate) tokens: Option<Tokens>,
+    tokens: Option<Tokens>,
     pub(crate) api_key: Option<String>,
+    /// `exp` of the access token, decoded when the tokens are set: every request asks whether it is due.
+    access_exp: Option<i64>,
+}
+
+impl Creds {
+    pub(crate) fn new(tokens: Option<Tokens>, api_key: Option<String>) -> Creds {
+        let access_exp = tokens.as_ref().and_then(access_token_exp);
+        Creds { tokens, api_key, access_exp }
+    }
+
+    pub(crate) fn tokens(&self) -> Option<&Tokens> {
+        self.tokens.as_ref()
+    }
+
+    pub(crate) fn set_tokens(&mut self, tokens: Tokens) {
+        self.access_exp = access_token_exp(&tokens);
+        self.tokens = Some(tokens);
+    }
+
+    /// The access token, and whether it must be refreshed before use (`needs_refresh`, without decoding it).
+    pub(crate) fn access_token(&self, now: i64) -> Option<(&str, bool)> {
+        let t = self.tokens.as_ref()?;
+        Some((&t.access_token, crate::auth::refresh::due(t, self.access_exp, now)))
+    }
+}
+
+fn access_token_exp(tokens: &Tokens) -> Option<i64> {
+    jwt::claims(&tokens.access_token).and_then(|c| c.exp)
 }
 
 /// A period during which an account (or one model on it) is skipped, and why.
@@ -110,7 +138,7 @@ impl Account {
             models: stored.models,
             proxy: stored.proxy,
             http,
-            creds: RwLock::new(Creds { tokens: stored.tokens, api_key: stored.api_key }),
+            creds: RwLock::new(Creds::new(stored.tokens, stored.api_key)),
             status: RwLock::new((stored.status, stored.status_reason)),
             refresh_lock: tokio::sync::Mutex::new(()),
             quota: RwLock::new(QuotaSnapshot::default()),
@@ -134,7 +162,7 @@ impl Account {
 
     /// The ChatGPT account id sent as `ChatGPT-Account-ID`.
     pub fn chatgpt_account_id(&self) -> Option<String> {
-        self.creds.read().tokens.as_ref().map(|t| t.account_id.clone()).filter(|a| !a.is_empty())
+        self.creds.read().tokens().map(|t| t.account_id.clone()).filter(|a| !a.is_empty())
     }
 
     pub fn api_key(&self) -> Option<String> {

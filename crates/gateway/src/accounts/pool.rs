@@ -95,8 +95,8 @@ impl Pool {
                     if let Some(t) = stored.tokens.clone() {
                         let mut creds = existing.creds.write();
                         // Never go back to older tokens than the ones in memory.
-                        if creds.tokens.as_ref().is_none_or(|c| c.last_refresh <= t.last_refresh) {
-                            creds.tokens = Some(t);
+                        if creds.tokens().is_none_or(|c| c.last_refresh <= t.last_refresh) {
+                            creds.set_tokens(t);
                         }
                     }
                     next.push(existing.clone());
@@ -376,17 +376,25 @@ impl Pool {
     /// An access token for `account`, refreshed first when it is about to expire. With `after_401` set to the
     /// token the upstream just refused, a refresh is forced unless another request already replaced it.
     pub async fn access_token(&self, account: &Account, after_401: Option<&str>) -> Result<String, GatewayError> {
-        let Some(tokens) = account.tokens() else {
-            return account.api_key().ok_or_else(|| GatewayError::internal("account has no credentials"));
-        };
         let now = now_unix();
+        // The common case, every request: the current token is fresh. Read it without copying the other tokens.
+        let fresh = match account.creds.read().access_token(now) {
+            None => None,
+            Some((token, due)) => match after_401 {
+                Some(refused) => (token != refused).then(|| token.to_string()),
+                None => (!due).then(|| token.to_string()),
+            },
+        };
+        if let Some(token) = fresh {
+            return Ok(token);
+        }
+        if account.tokens().is_none() {
+            return account.api_key().ok_or_else(|| GatewayError::internal("account has no credentials"));
+        }
         let stale = |t: &Tokens| match after_401 {
             Some(refused) => t.access_token == refused,
             None => needs_refresh(t, now),
         };
-        if !stale(&tokens) {
-            return Ok(tokens.access_token);
-        }
         self.refresh_locked(account, &stale).await
     }
 
@@ -458,7 +466,7 @@ impl Pool {
             // The Codex CLI refreshed: adopt its tokens rather than spending our (now dead) refresh token.
             info!(account = %account.id, "adopting tokens refreshed by the Codex CLI");
             current = file_tokens;
-            account.creds.write().tokens = Some(current.clone());
+            account.creds.write().set_tokens(current.clone());
             *account.status.write() = (AccountStatus::Active, None);
         }
         if !stale(&current) {
@@ -471,7 +479,7 @@ impl Pool {
             Ok(new_tokens) => {
                 // Persist before anything uses the new tokens: the old refresh token is already dead.
                 self.persist_tokens(account, &new_tokens).await;
-                account.creds.write().tokens = Some(new_tokens.clone());
+                account.creds.write().set_tokens(new_tokens.clone());
                 *account.status.write() = (AccountStatus::Active, None);
                 info!(account = %account.id, "access token refreshed");
                 Ok(new_tokens.access_token)
@@ -515,7 +523,7 @@ impl Pool {
             Ok(Some(FileCredentials::Chatgpt(t)))
                 if t.refresh_token != spent.refresh_token && !t.refresh_token.is_empty() =>
             {
-                account.creds.write().tokens = Some(t);
+                account.creds.write().set_tokens(t);
                 true
             }
             _ => false,

@@ -79,10 +79,15 @@ fn error_code(body: &[u8]) -> Option<String> {
 /// Refresh ahead of use: the access token expires within 5 minutes, or (no `exp`) the last refresh is over
 /// 8 days old (spec/codex-upstream.md).
 pub fn needs_refresh(tokens: &Tokens, now: i64) -> bool {
+    due(tokens, jwt::claims(&tokens.access_token).and_then(|c| c.exp), now)
+}
+
+/// [`needs_refresh`] with the access token's `exp` already decoded.
+pub fn due(tokens: &Tokens, access_exp: Option<i64>, now: i64) -> bool {
     if tokens.refresh_token.is_empty() {
         return false;
     }
-    match jwt::claims(&tokens.access_token).and_then(|c| c.exp) {
+    match access_exp {
         Some(exp) => exp - now < 300,
         None => now - tokens.last_refresh > 8 * 86400,
     }
@@ -106,6 +111,17 @@ mod tests {
             account_id: "a".into(),
             last_refresh,
         }
+    }
+
+    #[test]
+    fn creds_decode_the_expiry_when_tokens_are_set() {
+        let now = 1_700_000_000;
+        let mut c = crate::accounts::Creds::new(Some(tokens_with_exp(Some(now + 3600), now)), None);
+        assert_eq!(c.access_token(now).map(|(_, due)| due), Some(false));
+        assert_eq!(c.access_token(now + 3500).map(|(_, due)| due), Some(true));
+        c.set_tokens(tokens_with_exp(Some(now + 60), now));
+        assert_eq!(c.access_token(now).map(|(_, due)| due), Some(true));
+        assert!(crate::accounts::Creds::new(None, Some("k".into())).access_token(now).is_none());
     }
 
     #[test]
