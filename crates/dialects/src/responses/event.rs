@@ -168,6 +168,14 @@ fn opt<T: serde::de::DeserializeOwned + Default>(raw: Option<&RawValue>) -> Resu
     }
 }
 
+/// A required field that borrows from the payload.
+fn borrowed<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>, name: &'static str) -> Result<T, serde_json::Error> {
+    match raw {
+        Some(r) => serde_json::from_str(r.get()),
+        None => Err(serde::de::Error::missing_field(name)),
+    }
+}
+
 /// A required field.
 fn req<T: serde::de::DeserializeOwned>(raw: Option<&RawValue>, name: &'static str) -> Result<T, serde_json::Error> {
     match raw {
@@ -237,11 +245,12 @@ struct RawPart {
 }
 
 #[derive(Deserialize)]
-struct TerminalResponse {
+struct TerminalResponse<'a> {
     #[serde(default)]
     usage: Option<RawUsage>,
-    #[serde(default)]
-    output: Vec<Value>,
+    /// Kept unparsed: each item is read once into a [`RawItem`] (and into a `Value` only if its type is unknown).
+    #[serde(borrow, default)]
+    output: Vec<&'a RawValue>,
     #[serde(default)]
     incomplete_details: Option<IncompleteDetails>,
     #[serde(default)]
@@ -325,7 +334,7 @@ impl<'a> Event<'a> {
                 Event::ItemDone { output_index: opt(w.output_index)?, item: done_item(item, None) }
             }
             "response.completed" | "response.incomplete" => {
-                let r: TerminalResponse = req(w.response, "response")?;
+                let r: TerminalResponse = borrowed(w.response, "response")?;
                 let terminal = if w.kind == "response.completed" {
                     Terminal::Completed
                 } else {
@@ -335,15 +344,14 @@ impl<'a> Event<'a> {
                 let output = r
                     .output
                     .into_iter()
-                    .filter_map(|v| {
-                        let raw = v.clone();
-                        serde_json::from_value::<RawItem>(v).ok().map(|item| done_item(item, Some(raw)))
+                    .filter_map(|raw| {
+                        serde_json::from_str::<RawItem>(raw.get()).ok().map(|item| done_item(item, Some(raw)))
                     })
                     .collect();
                 Event::Finished { terminal, usage: r.usage.map(usage_from), output }
             }
             "response.failed" => {
-                let r: TerminalResponse = req(w.response, "response")?;
+                let r: TerminalResponse = borrowed(w.response, "response")?;
                 let err = r.error.unwrap_or_default();
                 Event::Failed {
                     code: err.code,
@@ -404,7 +412,7 @@ fn usage_from(u: RawUsage) -> Usage {
     }
 }
 
-fn done_item(item: RawItem, raw: Option<Value>) -> DoneItem {
+fn done_item(item: RawItem, raw: Option<&RawValue>) -> DoneItem {
     match item.kind.as_str() {
         "message" => {
             let mut text = String::new();
@@ -435,7 +443,10 @@ fn done_item(item: RawItem, raw: Option<Value>) -> DoneItem {
             let sources = action.get("sources").and_then(Value::as_array).cloned().unwrap_or_default();
             DoneItem::WebSearchCall { id: item.id, query, sources }
         }
-        other => DoneItem::Other { kind: other.to_string(), raw: raw.unwrap_or(Value::Null) },
+        other => DoneItem::Other {
+            kind: other.to_string(),
+            raw: raw.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or(Value::Null),
+        },
     }
 }
 
@@ -490,6 +501,22 @@ mod tests {
         assert!(Event::parse(r#"{"type":"response.output_item.added","output_index":0}"#).is_err());
         let e = Event::parse(r#"{"type":"error","error":{"code":"c","message":"m"}}"#).ok();
         assert_eq!(e, Some(Event::Failed { code: Some("c".into()), message: "m".into() }));
+    }
+
+    #[test]
+    fn completed_output_items_including_unknown_kinds() {
+        let e = Event::parse(r#"{"type":"response.completed","response":{"output":[{"type":"message","id":"m","content":[{"type":"output_text","text":"hi"}]},{"type":"image_generation_call","id":"ig","result":"b64"},"junk"]}}"#).ok();
+        let Some(Event::Finished { output, .. }) = e else { panic!("not a finished event") };
+        assert_eq!(
+            output,
+            vec![
+                DoneItem::Message { id: "m".into(), text: "hi".into(), refusal: None },
+                DoneItem::Other {
+                    kind: "image_generation_call".into(),
+                    raw: serde_json::json!({"type":"image_generation_call","id":"ig","result":"b64"})
+                },
+            ]
+        );
     }
 
     #[test]
