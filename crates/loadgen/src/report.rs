@@ -269,9 +269,11 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
     }
     let _ = writeln!(
         md,
-        "- Idle RSS: {} MB fresh (2 s after start), {} MB idle after the load scenarios.",
+        "- Idle RSS: {} MB fresh (2 s after start); {} MB idle 3 s after the load scenarios, {} MB 12 s after (once \
+         freed allocator memory has been returned).",
         fmt(mb(num(&meta, "/idle_rss_kb")), 1),
-        fmt(mb(num(&meta, "/idle_rss_after_kb")), 1)
+        fmt(mb(num(&meta, "/idle_rss_after_kb")), 1),
+        fmt(mb(num(&meta, "/idle_rss_settled_kb")), 1)
     );
     let _ = writeln!(
         md,
