@@ -29,10 +29,47 @@ pub use types::{
     AccountCreds, AccountSpec, CallSpec, End, FakeConfig, RecordedRequest, ReplyItem, Scenario, TokenCall, ToolArgs,
 };
 
-use axum::serve::ListenerExt;
 use state::Shared;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+/// Serve HTTP/1.1 and HTTP/2 without TLS (prior knowledge, as the benchmark's gateway speaks it) until `stop`;
+/// in-flight responses finish on their own tasks.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shared: Arc<Shared>,
+    h2_max_concurrent_streams: u32,
+    stop: tokio_util::sync::WaitForCancellationFutureOwned,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http2().max_concurrent_streams(h2_max_concurrent_streams);
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    tracing::warn!("fake-codex accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        shared.stats.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Small SSE frames must not wait for Nagle's algorithm (the real backend streams promptly).
+        let _ = tcp.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = builder.serve_connection(TokioIo::new(tcp), service).into_owned();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("fake-codex connection ended: {e}");
+            }
+        });
+    }
+}
 
 /// Stops the server when the last handle is dropped.
 struct ShutdownGuard(CancellationToken);
@@ -68,17 +105,8 @@ impl FakeCodex {
         let app = server::router(shared.clone());
         let stop = token.clone().cancelled_owned();
         let counted = shared.clone();
-        let listener = listener.tap_io(move |tcp| {
-            counted.stats.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            // Small SSE frames must not wait for Nagle's algorithm (the real backend streams promptly).
-            let _ = tcp.set_nodelay(true);
-        });
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(stop).await;
-            if let Err(e) = served {
-                tracing::warn!("fake-codex server stopped: {e}");
-            }
-        });
+        let h2_streams = shared.cfg.h2_max_concurrent_streams;
+        tokio::spawn(accept_loop(listener, app, counted, h2_streams, stop));
         Ok(FakeCodex { shared, guard: Arc::new(ShutdownGuard(token)) })
     }
 

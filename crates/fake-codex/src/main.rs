@@ -35,6 +35,9 @@ struct Args {
     /// Keep only about this many recorded requests (long benchmark runs); all by default.
     #[arg(long)]
     max_recorded: Option<usize>,
+    /// HTTP/2 (h2c) clients: concurrent streams allowed per connection.
+    #[arg(long, default_value_t = 200)]
+    h2_max_streams: u32,
 }
 
 #[tokio::main]
@@ -56,6 +59,7 @@ async fn run(args: Args) -> std::io::Result<()> {
         default_deltas: args.default_deltas,
         default_delay_ms: args.delta_delay_ms,
         max_recorded: args.max_recorded,
+        h2_max_concurrent_streams: args.h2_max_streams,
         ..FakeConfig::default()
     };
     let fake = FakeCodex::start(cfg).await?;

@@ -27,6 +27,9 @@ pub struct FakeConfig {
     pub bind: SocketAddr,
     /// Artificial latency of `POST /oauth/token`, to widen refresh races in tests.
     pub token_delay_ms: u64,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS for HTTP/2 (h2c) clients: hyper's default of 200, like a typical
+    /// front end; the benchmark raises it to hold thousands of streams on one connection.
+    pub h2_max_concurrent_streams: u32,
 }
 
 impl Default for FakeConfig {
@@ -40,6 +43,7 @@ impl Default for FakeConfig {
             keepalive_events: false,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             token_delay_ms: 0,
+            h2_max_concurrent_streams: 200,
         }
     }
 }

@@ -25,6 +25,7 @@ pub struct RawConfig {
     pub codex_home: Option<PathBuf>,
     pub proxy: Option<String>,
     pub ca_bundle: Option<PathBuf>,
+    pub upstream_h2c: Option<bool>,
     pub body_limit_mb: Option<u64>,
     pub keepalive_secs: Option<u64>,
     pub upstream_idle_timeout_secs: Option<u64>,
@@ -107,6 +108,9 @@ pub struct Config {
     pub openai_api_key: Option<String>,
     pub proxy: Option<String>,
     pub ca_bundle: Option<PathBuf>,
+    /// HTTP/2 without TLS (prior knowledge) to `http://` upstreams: a local HTTP/2 proxy, or the fake in the
+    /// benchmark, where streams then share connections as they do with the real backend over TLS.
+    pub upstream_h2c: bool,
     pub body_limit: usize,
     pub keepalive: Duration,
     pub upstream_idle_timeout: Duration,
@@ -216,6 +220,7 @@ impl Config {
             .map(PathBuf::from)
             .or(raw.ca_bundle)
             .or_else(|| env.get("SSL_CERT_FILE").map(PathBuf::from));
+        let upstream_h2c = env_flag(env, "CODEX_GATEWAY_UPSTREAM_H2C", raw.upstream_h2c)?;
         let effort = env.get("CODEX_GATEWAY_DEFAULT_REASONING_EFFORT").or(raw.default_reasoning_effort);
         if let Some(e) = &effort
             && dialects::models::normalize_effort(e).is_none()
@@ -267,6 +272,7 @@ impl Config {
             openai_api_key: env.get("OPENAI_API_KEY"),
             proxy,
             ca_bundle,
+            upstream_h2c,
             body_limit: (body_limit_mb as usize).saturating_mul(1024 * 1024),
             keepalive: Duration::from_millis(keepalive_secs.max(1) * 1000),
             upstream_idle_timeout: Duration::from_secs(raw.upstream_idle_timeout_secs.unwrap_or(300)),

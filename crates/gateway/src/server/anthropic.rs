@@ -66,6 +66,8 @@ async fn messages_inner(
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
     let session = headers.get("x-claude-code-session-id").and_then(|v| v.to_str().ok());
     let (mut req, opts) = decode_with(&body, session, &state.config.anthropic_model_aliases)?;
+    // Free the request's bytes before waiting on the upstream (they pin hyper's read buffer; bench/notes.md).
+    drop(body);
     // Only `message_start` shows this number (the final usage comes from the upstream in `message_delta`), so a
     // byte estimate does: tokenizing a 100 kB Claude Code request would add milliseconds to every first byte.
     let input_estimate =

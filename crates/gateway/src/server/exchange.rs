@@ -149,7 +149,7 @@ async fn send_once(
         let response = state.upstream.send(account, &token, body.clone(), ctx).await.map_err(|e| {
             UpstreamFailure::AccountUnavailable(GatewayError::new(
                 ErrorKind::UpstreamUnavailable,
-                format!("Cannot reach the upstream: {}", e.without_url()),
+                format!("Cannot reach the upstream: {}", crate::upstream::transport_error_text(e)),
             ))
         })?;
         let status = response.status();

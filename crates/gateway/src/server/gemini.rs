@@ -86,6 +86,8 @@ async fn generate(
 ) -> Result<Response, GatewayError> {
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
     let (mut req, opts) = decode(&body, model, framing.is_some(), &state.config.gemini_model_aliases)?;
+    // Free the request's bytes before waiting on the upstream (they pin hyper's read buffer; bench/notes.md).
+    drop(body);
     let ex = exchange::start(state, headers, &mut req).await?;
     let response_id = uuid::Uuid::new_v4().simple().to_string();
     let model = req.model.requested.clone();

@@ -10,11 +10,14 @@ use std::io;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::{HeaderValue, Request, Uri};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use tracing::{debug, warn};
 
 /// How long a client may take to send a request's headers (slowloris guard; bodies are bounded separately).
@@ -39,7 +42,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
         };
         // Small SSE writes must go out at once, not wait for the client's delayed ACK (Nagle).
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(router.clone().map_request(detach_from_read_buffer));
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service).into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -52,6 +55,26 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
     Ok(())
 }
 
+/// Give the request its own copies of the target and header values.
+///
+/// hyper parses them as slices of the connection's 8 KB read buffer, so while a handler holds the headers (all
+/// through the upstream exchange, until the first answer event) the whole buffer stays allocated next to the one
+/// hyper has already reserved for the next read. With thousands of streams opening at once that was ~8 KB per
+/// stream at the memory peak (bench/notes.md); the copies are a few hundred bytes. Handlers drop the body
+/// bytes, the other slice of that buffer, right after decoding them.
+fn detach_from_read_buffer(mut req: Request<Incoming>) -> Request<Incoming> {
+    if let Ok(uri) = Uri::try_from(req.uri().to_string()) {
+        *req.uri_mut() = uri;
+    }
+    for value in req.headers_mut().values_mut() {
+        if let Ok(mut owned) = HeaderValue::from_bytes(value.as_bytes()) {
+            owned.set_sensitive(value.is_sensitive());
+            *value = owned;
+        }
+    }
+    req
+}
+
 /// Errors of one incoming connection (reset before it was accepted) are skipped at once; anything else (out of
 /// file descriptors, most often) is logged and retried after a pause instead of spinning.
 async fn on_accept_error(e: io::Error) {
@@ -61,4 +84,43 @@ async fn on_accept_error(e: io::Error) {
     }
     warn!(error = %e, "cannot accept a connection; retrying in 100 ms");
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The copies carry the same target and headers: repeated ones, query strings and non-ASCII bytes included.
+    #[tokio::test]
+    async fn detached_requests_keep_their_target_and_headers() {
+        // A real hyper request (its parts sliced from the read buffer), served over a loopback connection.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+        let seen_tx = std::sync::Mutex::new(Some(seen_tx));
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let before = (req.uri().clone(), req.headers().clone());
+                let after = detach_from_read_buffer(req);
+                let result = (before, (after.uri().clone(), after.headers().clone()));
+                if let Some(tx) = seen_tx.lock().ok().and_then(|mut t| t.take()) {
+                    let _ = tx.send(result);
+                }
+                async { Ok::<_, std::convert::Infallible>(hyper::Response::new(String::new())) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+        });
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
+        let request = "GET /v1/models?x=%20y&z=1 HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer k\r\n\
+                       x-stainless-os: Linux\r\nx-tag: a\r\nx-tag: b\r\nx-bin: café\r\n\r\n";
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, request.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
+        let (before, after) = seen_rx.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(after.0, before.0);
+        assert_eq!(after.0.to_string(), "/v1/models?x=%20y&z=1");
+        assert_eq!(after.1, before.1);
+        let tags: Vec<_> = after.1.get_all("x-tag").iter().collect();
+        assert_eq!(tags, ["a", "b"]);
+        assert_eq!(after.1.get("x-bin").map(HeaderValue::as_bytes), Some("café".as_bytes()));
+    }
 }

@@ -237,6 +237,8 @@ async fn answer(
         Endpoint::Chat => dialects::ollama::decode_chat(&body)?,
         Endpoint::Generate => dialects::ollama::decode_generate(&body)?,
     };
+    // Free the request's bytes before waiting on the upstream (they pin hyper's read buffer; bench/notes.md).
+    drop(body);
     let (mut req, opts) = match decoded {
         Decoded::Request(req, opts) => (req, opts),
         Decoded::Load { model } => return load(state, &model, &created_at, endpoint).await,

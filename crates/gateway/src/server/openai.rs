@@ -38,6 +38,8 @@ async fn chat(
 ) -> Result<Response, GatewayError> {
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
     let (mut req, opts) = dialects::chat::decode(&body)?;
+    // Free the request's bytes before waiting on the upstream (they pin hyper's read buffer; bench/notes.md).
+    drop(body);
     let ex = exchange::start(state, headers, &mut req).await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now_unix() as u64;
@@ -71,6 +73,8 @@ async fn responses_inner(
 ) -> Result<Response, GatewayError> {
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
     let mut req = dialects::responses::decode(&body)?;
+    // Free the request's bytes before waiting on the upstream (they pin hyper's read buffer; bench/notes.md).
+    drop(body);
     let ex = exchange::start(state, headers, &mut req).await?;
     let model = req.model.requested.clone();
     if req.stream {

@@ -125,7 +125,7 @@ impl EventReader {
             }
             Some(Err(e)) => Some(Read::Error(GatewayError::new(
                 ErrorKind::UpstreamUnavailable,
-                format!("The upstream connection failed mid-response: {}", e.without_url()),
+                format!("The upstream connection failed mid-response: {}", crate::upstream::transport_error_text(e)),
             ))),
             None => {
                 self.eof = true;

@@ -14,6 +14,11 @@ use crate::store::AccountKind;
 pub const CODEX_CLIENT_VERSION: &str = "0.169.0";
 const ORIGINATOR: &str = "codex_cli_rs";
 
+/// Per-stream HTTP/2 receive window toward the upstream (see `build_client`).
+const UPSTREAM_H2_STREAM_WINDOW: u32 = 256 * 1024;
+/// Connection-wide HTTP/2 receive window toward the upstream (see `build_client`).
+const UPSTREAM_H2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
 /// One reqwest client for everything upstream: pooled connections, HTTP/2 where offered, rustls, the
 /// configured proxy and extra CA bundle.
 pub fn build_http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
@@ -33,8 +38,18 @@ fn build_client(config: &Config, proxy: Option<&str>, honor_no_proxy: bool) -> a
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
-        .http2_adaptive_window(true)
+        // Fixed HTTP/2 windows, not hyper's adaptive ones. h2 ends the whole connection ("too_many_data_frames",
+        // every stream on it lost) once the small DATA frames it holds unread cost more framing overhead than
+        // half the connection window. SSE deltas are small frames, and a stream whose client reads slowly
+        // leaves them unread: with adaptive windows (64 KB to start) one stalled stream was enough. A stream
+        // may hold at most 256 KB unread; the connection's 16 MB window sets an 8 MB budget, room for dozens of
+        // stalled streams at once. 256 KB per stream is far above what a token stream needs in flight.
+        .http2_initial_stream_window_size(UPSTREAM_H2_STREAM_WINDOW)
+        .http2_initial_connection_window_size(UPSTREAM_H2_CONNECTION_WINDOW)
         .no_proxy();
+    if config.upstream_h2c {
+        b = b.http2_prior_knowledge();
+    }
     if let Some(p) = proxy {
         let proxy = reqwest::Proxy::all(p).with_context(|| "invalid proxy URL (HTTPS_PROXY / ALL_PROXY / proxy)")?;
         let proxy = if honor_no_proxy { proxy.no_proxy(reqwest::NoProxy::from_env()) } else { proxy };
