@@ -202,7 +202,11 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
         "Setup: release builds; gateway pinned to core 0 (`taskset -c 0`), fake-codex and loadgen share core 1; \
          fake-codex answers 200-delta streams with no delay. \"direct\" sends the same load straight to fake-codex \
          in its own dialect (Responses over `/backend-api/codex/responses`): the limit with zero proxy. \
-         The fake cannot answer non-streaming requests, so the direct side of that row is a fully read stream.\n"
+         The fake cannot answer non-streaming requests, so the direct side of that row is a fully read stream. \
+         The slow-stream scenario runs twice through the gateway: on the gateway that served the other scenarios, \
+         over HTTP/1.1 to the fake (one upstream connection per stream), and on a second gateway started fresh \
+         with `upstream_h2c`, over HTTP/2 (all streams on one connection, as with the real backend over TLS); \
+         both rows show the same direct run.\n"
     );
     let _ = writeln!(md, "## Targets\n\n| target | measured | goal | status |\n|---|---|---|---|");
     for c in &checks {
