@@ -40,10 +40,11 @@ fn build_client(config: &Config, proxy: Option<&str>, honor_no_proxy: bool) -> a
         .tcp_nodelay(true)
         // Fixed HTTP/2 windows, not hyper's adaptive ones. h2 ends the whole connection ("too_many_data_frames",
         // every stream on it lost) once the small DATA frames it holds unread cost more framing overhead than
-        // half the connection window. SSE deltas are small frames, and a stream whose client reads slowly
-        // leaves them unread: with adaptive windows (64 KB to start) one stalled stream was enough. A stream
-        // may hold at most 256 KB unread; the connection's 16 MB window sets an 8 MB budget, room for dozens of
-        // stalled streams at once. 256 KB per stream is far above what a token stream needs in flight.
+        // half the connection window. SSE deltas are small frames, left unread while the gateway is busy or a
+        // client reads slowly: with adaptive windows (64 KB to start, a 32 KB budget) 5,000 streams opening at
+        // once lost 4,825 (bench/notes.md). A stream may hold at most 256 KB unread; the connection's 16 MB
+        // window sets an 8 MB budget, room for dozens of fully stalled streams at once. 256 KB per stream is
+        // far above what a token stream needs in flight.
         .http2_initial_stream_window_size(UPSTREAM_H2_STREAM_WINDOW)
         .http2_initial_connection_window_size(UPSTREAM_H2_CONNECTION_WINDOW)
         .no_proxy();
