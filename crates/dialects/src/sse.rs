@@ -56,6 +56,9 @@ pub struct FrameTooLarge {
     pub limit: usize,
 }
 
+/// Capacity kept for an unfinished line between chunks; a larger buffer is shrunk to its length.
+const MIN_KEPT: usize = 1024;
+
 /// Feeds bytes, yields frames. Lines end in `\n` or `\r\n`; comments and unknown fields are ignored.
 #[derive(Debug)]
 pub struct SseParser {
@@ -81,23 +84,24 @@ impl SseParser {
     }
 
     /// Parse `chunk`, appending each completed frame to `out`.
+    ///
+    /// Only an unfinished last line is kept between chunks, and the buffer is freed once it is consumed: a
+    /// stream waiting for its next event holds no parse buffer (with thousands of slow streams open, a buffer
+    /// sized by the largest chunk seen was ~1 KB per stream; bench/notes.md).
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<SseFrame>) -> Result<(), FrameTooLarge> {
-        self.buf.extend_from_slice(chunk);
-        let mut start = 0;
-        while let Some(pos) = memchr_newline(&self.buf[self.scanned.max(start)..]) {
-            let end = self.scanned.max(start) + pos;
-            let mut line = &self.buf[start..end];
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
+        if self.buf.is_empty() {
+            // The usual case, chunks that end on a line break: lines are parsed straight from the chunk.
+            let done = self.parse_lines(chunk, 0, out);
+            self.buf.extend_from_slice(&chunk[done..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.extend_from_slice(chunk);
+            let done = self.parse_lines(&buf, self.scanned, out);
+            buf.drain(..done);
+            if !buf.is_empty() {
+                buf.shrink_to(buf.len().max(MIN_KEPT));
+                self.buf = buf;
             }
-            // Split borrow: process the line from a copy of the range.
-            let (s, e) = (start, start + line.len());
-            self.handle_line(s, e, out);
-            start = end + 1;
-            self.scanned = start;
-        }
-        if start > 0 {
-            self.buf.drain(..start);
         }
         self.scanned = self.buf.len();
         if self.buf.len() + self.data.len() > self.max_frame {
@@ -106,24 +110,34 @@ impl SseParser {
         Ok(())
     }
 
+    /// Handle every complete line of `data`, whose bytes before `scan_from` hold no line break. Returns how many
+    /// bytes were consumed (up to and including the last line break).
+    fn parse_lines(&mut self, data: &[u8], scan_from: usize, out: &mut Vec<SseFrame>) -> usize {
+        let mut start = 0;
+        while let Some(pos) = memchr_newline(&data[scan_from.max(start)..]) {
+            let end = scan_from.max(start) + pos;
+            let line = &data[start..end];
+            self.handle_line(line.strip_suffix(b"\r").unwrap_or(line), out);
+            start = end + 1;
+        }
+        start
+    }
+
     /// Flush a final frame that was not terminated by a blank line (end of body).
     pub fn finish(&mut self, out: &mut Vec<SseFrame>) {
-        if !self.buf.is_empty() {
-            let len = self.buf.len();
-            let end = if self.buf.last() == Some(&b'\r') { len - 1 } else { len };
-            self.handle_line(0, end, out);
-            self.buf.clear();
-            self.scanned = 0;
+        let buf = std::mem::take(&mut self.buf);
+        if !buf.is_empty() {
+            self.handle_line(buf.strip_suffix(b"\r").unwrap_or(&buf), out);
         }
+        self.scanned = 0;
         self.dispatch(out);
     }
 
-    fn handle_line(&mut self, s: usize, e: usize, out: &mut Vec<SseFrame>) {
-        if s == e {
+    fn handle_line(&mut self, line: &[u8], out: &mut Vec<SseFrame>) {
+        if line.is_empty() {
             self.dispatch(out);
             return;
         }
-        let line = &self.buf[s..e];
         if line[0] == b':' {
             return; // comment / keepalive
         }
@@ -244,6 +258,25 @@ mod tests {
         }
         let bytes: Vec<&[u8]> = whole.chunks(1).collect();
         assert_eq!(parse_all(&bytes), expected);
+    }
+
+    /// Between chunks only an unfinished line is kept, in a buffer no larger than needed.
+    #[test]
+    fn keeps_no_buffer_between_whole_lines() {
+        let mut p = SseParser::default();
+        let mut out = Vec::new();
+        let whole = format!("data: {}\n\n", "x".repeat(8000));
+        assert!(p.push(whole.as_bytes(), &mut out).is_ok());
+        assert_eq!((out.len(), p.buf.capacity()), (1, 0));
+        assert!(p.push(b"data: par", &mut out).is_ok());
+        assert!(p.buf.capacity() < 64, "capacity {}", p.buf.capacity());
+        let rest = format!("tial {}\n\ndata: next", "y".repeat(8000));
+        assert!(p.push(rest.as_bytes(), &mut out).is_ok());
+        assert_eq!(out.len(), 2);
+        assert!(out[1].data.starts_with("partial yyy"));
+        assert!(p.buf.capacity() <= MIN_KEPT, "capacity {}", p.buf.capacity());
+        assert!(p.push(b"\n\n", &mut out).is_ok());
+        assert_eq!((out.len(), out[2].data.as_str(), p.buf.capacity()), (3, "next", 0));
     }
 
     #[test]

@@ -97,7 +97,8 @@ impl Catalog {
         if listed {
             return Ok(());
         }
-        let entries = self.entries(state).await;
+        // Boxed: every request's future would otherwise carry room for a catalog fetch inline.
+        let entries = Box::pin(self.entries(state)).await;
         if entries.iter().any(|e| e.get("slug").and_then(Value::as_str) == Some(slug)) {
             Ok(())
         } else {

@@ -11,13 +11,13 @@ use arc_swap::ArcSwap;
 use dialects::{ErrorKind, GatewayError};
 use lru::LruCache;
 use parking_lot::Mutex;
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
 use super::select::{self, Candidate};
-use super::{Account, AccountCatalog, QuotaSnapshot, Source, quota};
+use super::{Account, AccountCatalog, QuotaSnapshot, Source, bearer_header, quota};
 use crate::auth::codex_file::{self, FileCredentials};
 use crate::auth::refresh::{RefreshError, needs_refresh, refresh};
 use crate::auth::{Tokens, jwt, now_unix};
@@ -395,7 +395,21 @@ impl Pool {
             Some(refused) => t.access_token == refused,
             None => needs_refresh(t, now),
         };
-        self.refresh_locked(account, &stale).await
+        // Boxed: every request's future would otherwise carry room for the refresh (an HTTP exchange) inline.
+        Box::pin(self.refresh_locked(account, &stale)).await
+    }
+
+    /// The `Authorization` value for an upstream request through `account`: the prebuilt one while the access
+    /// token is fresh (every request), else built from [`Pool::access_token`] (refresh due, API keys, after a 401).
+    pub async fn authorization(&self, account: &Account, after_401: Option<&str>) -> Result<HeaderValue, GatewayError> {
+        if after_401.is_none()
+            && let Some(value) = account.creds.read().fresh_bearer(now_unix())
+        {
+            return Ok(value);
+        }
+        let token = self.access_token(account, after_401).await?;
+        bearer_header(&token)
+            .ok_or_else(|| GatewayError::internal("the account's credential cannot be sent in a header"))
     }
 
     /// Refresh now, whatever the token's age (admin `refresh`).

@@ -124,6 +124,24 @@ mod tests {
         assert!(crate::accounts::Creds::new(None, Some("k".into())).access_token(now).is_none());
     }
 
+    /// The prebuilt `Authorization` value follows the tokens and is withheld once a refresh is due.
+    #[test]
+    fn creds_keep_a_bearer_value_for_the_current_token() {
+        let now = 1_700_000_000;
+        let first = tokens_with_exp(Some(now + 3600), now);
+        let mut c = crate::accounts::Creds::new(Some(first.clone()), None);
+        let value = c.fresh_bearer(now).unwrap_or_else(|| panic!("no bearer value"));
+        assert_eq!(value.to_str().ok(), Some(format!("Bearer {}", first.access_token).as_str()));
+        assert!(value.is_sensitive());
+        assert!(c.fresh_bearer(now + 3500).is_none(), "a token due for refresh is not handed out");
+        let mut second = tokens_with_exp(Some(now + 7200), now + 1);
+        second.access_token.push('2');
+        c.set_tokens(second.clone());
+        let value = c.fresh_bearer(now).and_then(|v| v.to_str().ok().map(str::to_string));
+        assert_eq!(value, Some(format!("Bearer {}", second.access_token)));
+        assert!(crate::accounts::Creds::new(None, Some("k".into())).fresh_bearer(now).is_none());
+    }
+
     #[test]
     fn refresh_policy() {
         let now = 1_000_000;

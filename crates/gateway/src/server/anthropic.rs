@@ -17,7 +17,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use dialects::anthropic::{AnthropicEncoder, countable_text, decode_for_count, decode_with, render_message};
 use dialects::{ErrorKind, GatewayError, UpstreamRequest};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tracing::warn;
 
 use crate::server::errors::{Dialect, body_error, error_response};
@@ -91,11 +91,15 @@ async fn messages_inner(
 /// be verified there. Dropping it loses the model's hidden chain of thought for those turns, not the
 /// conversation.
 async fn start(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequest) -> Result<Exchange, GatewayError> {
-    match exchange::start(state, headers, req).await {
-        Err(e) if is_foreign_reasoning(&e) && strip_reasoning(req) > 0 => {
-            warn!(request_id = %request_id(headers), error = %e, "upstream refused earlier reasoning; retrying without it");
-            exchange::start(state, headers, req).await
-        }
+    let prepared = exchange::prepare(state, headers, req).await?;
+    match exchange::open(state, &prepared).await {
+        Err(e) if is_foreign_reasoning(&e) => match prepared.edited(|body| strip_reasoning(body) > 0) {
+            Some(retry) => {
+                warn!(request_id = %request_id(headers), error = %e, "upstream refused earlier reasoning; retrying without it");
+                exchange::open(state, &retry).await
+            }
+            None => Err(e),
+        },
         other => other,
     }
 }
@@ -113,8 +117,8 @@ fn is_foreign_reasoning(e: &GatewayError) -> bool {
 }
 
 /// Remove every `reasoning` item from the request's input; returns how many were removed.
-fn strip_reasoning(req: &mut UpstreamRequest) -> usize {
-    let Some(Value::Array(items)) = req.body.get_mut("input") else {
+fn strip_reasoning(body: &mut Map<String, Value>) -> usize {
+    let Some(Value::Array(items)) = body.get_mut("input") else {
         return 0;
     };
     let before = items.len();
@@ -207,13 +211,13 @@ mod tests {
             {"type":"function_call","call_id":"c","name":"f","arguments":"{}"},
             {"type":"function_call_output","call_id":"c","output":"ok"},
         ]));
-        assert_eq!(strip_reasoning(&mut r), 1);
+        assert_eq!(strip_reasoning(&mut r.body), 1);
         let kinds: Vec<&str> = r.body["input"]
             .as_array()
             .map(|a| a.iter().filter_map(|i| i["type"].as_str()).collect())
             .unwrap_or_default();
         assert_eq!(kinds, ["message", "function_call", "function_call_output"]);
-        assert_eq!(strip_reasoning(&mut r), 0);
+        assert_eq!(strip_reasoning(&mut r.body), 0);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use axum::http::HeaderMap;
 use bytes::Bytes;
 use dialects::sse::SseFrame;
 use dialects::{ErrorKind, Event, GatewayError, UpstreamRequest};
+use serde_json::{Map, Value};
 use tracing::{info, warn};
 
 use crate::accounts::{Account, Lease};
@@ -41,6 +42,28 @@ pub fn request_id(headers: &HeaderMap) -> String {
 
 /// Validate the model, finalize the body and open the upstream stream.
 pub async fn start(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequest) -> Result<Exchange, GatewayError> {
+    let prepared = prepare(state, headers, req).await?;
+    open(state, &prepared).await
+}
+
+/// A request ready to go upstream: the finalized body, serialized once, and what the upstream headers need.
+pub struct Prepared {
+    body: Bytes,
+    slug: String,
+    /// The conversation key (`prompt_cache_key`), for account affinity.
+    key: String,
+    ctx: CallContext,
+    input_estimate: u64,
+}
+
+/// Validate the model and finalize and serialize the body. The request's JSON tree is freed here (its body is
+/// left empty): it is the largest part of a request that waits for the upstream, and with thousands of streams
+/// opening at once those waits overlap (bench/notes.md).
+pub async fn prepare(
+    state: &AppState,
+    headers: &HeaderMap,
+    req: &mut UpstreamRequest,
+) -> Result<Prepared, GatewayError> {
     state.catalog.check(state, &req.model.slug).await?;
     if req.conversation_key.is_none() {
         req.conversation_key = SESSION_HEADERS
@@ -49,8 +72,10 @@ pub async fn start(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequ
             .map(str::to_string);
     }
     req.finalize(state.config.default_reasoning_effort.as_deref());
-    let key = req.body.get("prompt_cache_key").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let body = Bytes::from(serde_json::to_vec(&req.body).map_err(|e| GatewayError::internal(e.to_string()))?);
+    let tree = std::mem::take(&mut req.body);
+    let key = tree.get("prompt_cache_key").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let body = Bytes::from(serde_json::to_vec(&tree).map_err(|e| GatewayError::internal(e.to_string()))?);
+    drop(tree);
     let input_estimate = (body.len() as u64).div_ceil(4);
     let ctx = CallContext {
         request_id: request_id(headers),
@@ -58,13 +83,39 @@ pub async fn start(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequ
         thread_id: headers.get("thread-id").and_then(|v| v.to_str().ok()).map(str::to_string),
         turn_state: headers.get("x-codex-turn-state").and_then(|v| v.to_str().ok()).map(str::to_string),
     };
+    Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate })
+}
+
+impl Prepared {
+    /// The same request with its body edited (a rare retry): parsed again from the bytes, since the tree is gone.
+    /// `None` when `edit` reports that it changed nothing.
+    pub fn edited(&self, edit: impl FnOnce(&mut Map<String, Value>) -> bool) -> Option<Prepared> {
+        let mut tree: Map<String, Value> = serde_json::from_slice(&self.body).ok()?;
+        if !edit(&mut tree) {
+            return None;
+        }
+        let body = Bytes::from(serde_json::to_vec(&tree).ok()?);
+        Some(Prepared {
+            input_estimate: (body.len() as u64).div_ceil(4),
+            body,
+            slug: self.slug.clone(),
+            key: self.key.clone(),
+            ctx: self.ctx.clone(),
+        })
+    }
+}
+
+/// Open the upstream stream for a prepared request: lease an account, send, fail over while nothing has reached
+/// the client.
+pub async fn open(state: &AppState, prepared: &Prepared) -> Result<Exchange, GatewayError> {
+    let Prepared { body, slug, key, ctx, input_estimate } = prepared;
+    let input_estimate = *input_estimate;
     let started = Instant::now();
     let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
-    let slug = req.model.slug.clone();
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<GatewayError> = None;
     loop {
-        let lease = match state.pool.lease(&slug, conversation, &tried).await {
+        let lease = match state.pool.lease(slug, conversation, &tried).await {
             Ok(l) => l,
             // Every eligible account was tried: report what went wrong with them, not the empty pool.
             Err(e) if e.code.as_deref() == Some("no_other_account") => return Err(last_error.unwrap_or(e)),
@@ -72,7 +123,7 @@ pub async fn start(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequ
         };
         let account = lease.account.clone();
         tried.push(account.id.clone());
-        match send_once(state, &account, body.clone(), &ctx).await {
+        match send_once(state, &account, body.clone(), ctx).await {
             Ok(response) => {
                 state.pool.record_success(&account, response.headers());
                 let mut reader = EventReader::new(response);
@@ -89,7 +140,7 @@ pub async fn start(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequ
                     // Failed before any output: nothing has reached the client, so another account may try.
                     Err(e) if retryable_on_other_account(&e) => {
                         warn!(account = %account.id, error = %e, "upstream failed before output; trying another account");
-                        state.pool.record_failure(&account, &slug, &e);
+                        state.pool.record_failure(&account, slug, &e);
                         last_error = Some(pick_error(last_error, e));
                     }
                     Err(e) => return Err(e),
@@ -97,13 +148,13 @@ pub async fn start(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequ
             }
             Err(UpstreamFailure::Rejected(e)) if e.code.as_deref() == Some("model_not_supported_by_plan") => {
                 // Plan routing: this account's plan lacks the model; another account's may have it.
-                state.pool.record_failure(&account, &slug, &e);
+                state.pool.record_failure(&account, slug, &e);
                 last_error = Some(pick_error(last_error, e));
             }
             Err(UpstreamFailure::Rejected(e)) => return Err(e),
             Err(UpstreamFailure::Unauthorized(e)) | Err(UpstreamFailure::AccountUnavailable(e)) => {
                 warn!(account = %account.id, error = %e, "account could not serve the request");
-                state.pool.record_failure(&account, &slug, &e);
+                state.pool.record_failure(&account, slug, &e);
                 last_error = Some(pick_error(last_error, e));
             }
         }
@@ -143,10 +194,10 @@ async fn send_once(
     body: Bytes,
     ctx: &CallContext,
 ) -> Result<reqwest::Response, UpstreamFailure> {
-    let mut token = state.pool.access_token(account, None).await.map_err(UpstreamFailure::AccountUnavailable)?;
+    let mut auth = state.pool.authorization(account, None).await.map_err(UpstreamFailure::AccountUnavailable)?;
     let mut refreshed = false;
     loop {
-        let response = state.upstream.send(account, &token, body.clone(), ctx).await.map_err(|e| {
+        let response = state.upstream.send(account, auth.clone(), body.clone(), ctx).await.map_err(|e| {
             UpstreamFailure::AccountUnavailable(GatewayError::new(
                 ErrorKind::UpstreamUnavailable,
                 format!("Cannot reach the upstream: {}", crate::upstream::transport_error_text(e)),
@@ -163,7 +214,8 @@ async fn send_once(
             UpstreamFailure::Unauthorized(_) if !refreshed => {
                 info!(account = %account.id, "upstream said 401; refreshing the token once");
                 refreshed = true;
-                token = state.pool.access_token(account, Some(&token)).await.map_err(UpstreamFailure::Unauthorized)?;
+                let refused = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
+                auth = state.pool.authorization(account, Some(refused)).await.map_err(UpstreamFailure::Unauthorized)?;
             }
             other => return Err(other),
         }

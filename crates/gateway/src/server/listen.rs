@@ -12,8 +12,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderValue, Request, Uri};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -25,8 +25,10 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serve `router` on `listener` until `shutdown` resolves, then let open connections finish their responses.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    // hyper's own HTTP/1 builder, not hyper-util's `auto` one: an `auto` connection future keeps room for an
+    // HTTP/2 connection inline even when limited to HTTP/1 (1,528 against 648 bytes per open connection).
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -43,7 +45,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
         // Small SSE writes must go out at once, not wait for the client's delayed ACK (Nagle).
         let _ = tcp.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone().map_request(detach_from_read_buffer));
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service).into_owned());
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 debug!("connection ended with an error: {e}");

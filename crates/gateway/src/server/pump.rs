@@ -129,7 +129,14 @@ impl<E: StreamEncoder> Pump<E> {
             self.logged = true;
             self.log_outcome();
         }
-        (!out.is_empty()).then(|| Bytes::from(out))
+        if out.is_empty() {
+            return None;
+        }
+        // Handed over at its length: `Bytes` keeps the vector's whole capacity (4 KB for a one-event chunk) alive
+        // until hyper has written it, and with thousands of streams answered in one burst those waits overlap.
+        // Shrinking is in place (no copy) with the system allocator.
+        out.shrink_to_fit();
+        Some(Bytes::from(out))
     }
 
     fn feed(&mut self, frame: &SseFrame, event: Event, out: &mut Vec<u8>) {
@@ -210,7 +217,14 @@ pub fn stream_body<E: StreamEncoder>(
 }
 
 /// Read the whole response into a [`Collected`] (non-streaming clients).
-pub async fn collect(
+///
+/// Boxed, like [`drain_raw`]: a handler's future is as large as its largest branch, and the streaming branch,
+/// the common one, should not carry room for this one while its request waits for the upstream.
+pub async fn collect(ex: Exchange, limits: OutputLimits, idle_timeout: Duration) -> Result<Collected, GatewayError> {
+    Box::pin(collect_unboxed(ex, limits, idle_timeout)).await
+}
+
+async fn collect_unboxed(
     mut ex: Exchange,
     limits: OutputLimits,
     idle_timeout: Duration,
@@ -241,6 +255,14 @@ pub async fn collect(
 
 /// Read the whole response, handing each raw payload to `f` (Responses passthrough). Stops after a terminal.
 pub async fn drain_raw(
+    ex: Exchange,
+    idle_timeout: Duration,
+    f: impl FnMut(serde_json::Value) + Send,
+) -> Result<(), GatewayError> {
+    Box::pin(drain_raw_unboxed(ex, idle_timeout, f)).await
+}
+
+async fn drain_raw_unboxed(
     mut ex: Exchange,
     idle_timeout: Duration,
     mut f: impl FnMut(serde_json::Value),

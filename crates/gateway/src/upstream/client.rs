@@ -109,7 +109,7 @@ impl Upstream {
     pub async fn send(
         &self,
         account: &Account,
-        token: &str,
+        authorization: HeaderValue,
         body: Bytes,
         ctx: &CallContext,
     ) -> Result<reqwest::Response, reqwest::Error> {
@@ -119,11 +119,7 @@ impl Upstream {
                 h.insert(HeaderName::from_static(name), v);
             }
         };
-        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
-            let mut v = v;
-            v.set_sensitive(true);
-            headers.insert(AUTHORIZATION, v);
-        }
+        headers.insert(AUTHORIZATION, authorization);
         headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let url = match account.kind {
