@@ -3,6 +3,7 @@
 //! non-streaming collection of a whole response.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -73,14 +74,45 @@ struct Pump<E: StreamEncoder> {
     logged: bool,
     usage: Option<Usage>,
     model: String,
+    /// Whether the first chunk of the body went out (see `next_chunk`).
+    started: bool,
+    /// Yield once before the next chunk, so hyper writes the one it was just given.
+    yield_first: bool,
+    _open: OpenStream,
+}
+
+/// Streaming responses being written now, across the gateway.
+static OPEN_STREAMS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one streaming response in [`OPEN_STREAMS`] while it lives.
+struct OpenStream;
+
+impl OpenStream {
+    fn new() -> OpenStream {
+        OPEN_STREAMS.fetch_add(1, Ordering::Relaxed);
+        OpenStream
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        OPEN_STREAMS.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl<E: StreamEncoder> Pump<E> {
     /// The next piece of the response body: waits for the first event, then adds every event that is already
-    /// there without waiting (one write for a burst instead of one per event; no added latency). Sending the first
-    /// event of a burst on its own (and yielding so hyper writes it) was measured twice: ~30 us less time to first
-    /// byte at c=1 for ~5% more CPU per request; not kept (bench/notes.md).
+    /// there without waiting (one write for a burst instead of one per event; no added latency).
+    ///
+    /// One exception, the first byte when this is the only stream: the first chunk then ends with the first event
+    /// that produced output, and the pump yields once so hyper writes it before the rest of the burst is
+    /// translated (30-45 us sooner at c=1). Under load every stream keeps one write per burst: doing this for all
+    /// streams cost ~5% more CPU per request at c=64 (bench/notes.md).
     async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.yield_first {
+            self.yield_first = false;
+            tokio::task::yield_now().await;
+        }
         // Allocated only once something arrived: an idle stream (waiting on a slow upstream) holds no buffer.
         let mut out = Vec::new();
         while !self.done {
@@ -124,7 +156,12 @@ impl<E: StreamEncoder> Pump<E> {
             if self.encoder.is_finished() {
                 self.done = true;
             }
+            if !self.started && !out.is_empty() && !self.done && OPEN_STREAMS.load(Ordering::Relaxed) == 1 {
+                self.yield_first = true;
+                break;
+            }
         }
+        self.started |= !out.is_empty();
         if self.done && !self.logged {
             self.logged = true;
             self.log_outcome();
@@ -209,6 +246,9 @@ pub fn stream_body<E: StreamEncoder>(
         logged: false,
         usage: None,
         model,
+        started: false,
+        yield_first: false,
+        _open: OpenStream::new(),
     };
     let stream = futures_util::stream::unfold(pump, |mut p| async move {
         p.next_chunk().await.map(|b| (Ok::<Bytes, Infallible>(b), p))
