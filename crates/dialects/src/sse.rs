@@ -88,7 +88,7 @@ impl SseParser {
     /// Only an unfinished last line is kept between chunks, and the buffer is freed once it is consumed: a
     /// stream waiting for its next event holds no parse buffer (with thousands of slow streams open, a buffer
     /// sized by the largest chunk seen was ~1 KB per stream; bench/notes.md).
-    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<SseFrame>) -> Result<(), FrameTooLarge> {
+    pub fn push(&mut self, chunk: &[u8], out: &mut impl Extend<SseFrame>) -> Result<(), FrameTooLarge> {
         if self.buf.is_empty() {
             // The usual case, chunks that end on a line break: lines are parsed straight from the chunk.
             let done = self.parse_lines(chunk, 0, out);
@@ -112,7 +112,7 @@ impl SseParser {
 
     /// Handle every complete line of `data`, whose bytes before `scan_from` hold no line break. Returns how many
     /// bytes were consumed (up to and including the last line break).
-    fn parse_lines(&mut self, data: &[u8], scan_from: usize, out: &mut Vec<SseFrame>) -> usize {
+    fn parse_lines(&mut self, data: &[u8], scan_from: usize, out: &mut impl Extend<SseFrame>) -> usize {
         let mut start = 0;
         while let Some(pos) = memchr_newline(&data[scan_from.max(start)..]) {
             let end = scan_from.max(start) + pos;
@@ -124,7 +124,7 @@ impl SseParser {
     }
 
     /// Flush a final frame that was not terminated by a blank line (end of body).
-    pub fn finish(&mut self, out: &mut Vec<SseFrame>) {
+    pub fn finish(&mut self, out: &mut impl Extend<SseFrame>) {
         let buf = std::mem::take(&mut self.buf);
         if !buf.is_empty() {
             self.handle_line(buf.strip_suffix(b"\r").unwrap_or(&buf), out);
@@ -133,7 +133,7 @@ impl SseParser {
         self.dispatch(out);
     }
 
-    fn handle_line(&mut self, line: &[u8], out: &mut Vec<SseFrame>) {
+    fn handle_line(&mut self, line: &[u8], out: &mut impl Extend<SseFrame>) {
         if line.is_empty() {
             self.dispatch(out);
             return;
@@ -166,9 +166,9 @@ impl SseParser {
         }
     }
 
-    fn dispatch(&mut self, out: &mut Vec<SseFrame>) {
+    fn dispatch(&mut self, out: &mut impl Extend<SseFrame>) {
         if self.has_data {
-            out.push(SseFrame { event: self.event.take(), data: std::mem::take(&mut self.data) });
+            out.extend([SseFrame { event: self.event.take(), data: std::mem::take(&mut self.data) }]);
         }
         self.event = None;
         self.has_data = false;

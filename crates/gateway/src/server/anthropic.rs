@@ -34,13 +34,13 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/v1/messages", post(messages)).route("/v1/messages/count_tokens", post(count_tokens))
 }
 
-fn fail(headers: &HeaderMap, err: &GatewayError) -> Response {
-    error_response(Dialect::Anthropic, err, &request_id(headers))
+fn fail(request_id: &str, err: &GatewayError) -> Response {
+    error_response(Dialect::Anthropic, err, request_id)
 }
 
 /// Anthropic clients read the `request-id` header of successful responses too.
-fn with_request_id(mut resp: Response, headers: &HeaderMap) -> Response {
-    if let Ok(v) = HeaderValue::from_str(&request_id(headers)) {
+fn with_request_id(mut resp: Response, request_id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
         resp.headers_mut().insert("request-id", v);
     }
     resp
@@ -52,15 +52,16 @@ async fn messages(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match messages_inner(&state, &headers, body).await {
-        Ok(r) => with_request_id(r, &headers),
-        Err(e) => fail(&headers, &e),
+    let rid = request_id(&headers);
+    match messages_inner(&state, headers, body).await {
+        Ok(r) => with_request_id(r, &rid),
+        Err(e) => fail(&rid, &e),
     }
 }
 
 async fn messages_inner(
     state: &AppState,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GatewayError> {
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
@@ -90,12 +91,14 @@ async fn messages_inner(
 /// another account (the first one is rate limited, logged out, removed) the earlier turns' reasoning cannot
 /// be verified there. Dropping it loses the model's hidden chain of thought for those turns, not the
 /// conversation.
-async fn start(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequest) -> Result<Exchange, GatewayError> {
-    let prepared = exchange::prepare(state, headers, req).await?;
+async fn start(state: &AppState, headers: HeaderMap, req: &mut UpstreamRequest) -> Result<Exchange, GatewayError> {
+    let prepared = exchange::prepare(state, &headers, req).await?;
+    // Not needed while the request waits for the upstream (see `exchange::start`).
+    drop(headers);
     match exchange::open(state, &prepared).await {
         Err(e) if is_foreign_reasoning(&e) => match prepared.edited(|body| strip_reasoning(body) > 0) {
             Some(retry) => {
-                warn!(request_id = %request_id(headers), error = %e, "upstream refused earlier reasoning; retrying without it");
+                warn!(request_id = %prepared.request_id(), error = %e, "upstream refused earlier reasoning; retrying without it");
                 exchange::open(state, &retry).await
             }
             None => Err(e),
@@ -182,9 +185,9 @@ async fn count_tokens(
     match result {
         Ok(req) => {
             let n = tokens::count(&countable_text(&req)) + TOKENS_PER_IMAGE * count_images(&req);
-            with_request_id(Json(json!({"input_tokens": n})).into_response(), &headers)
+            with_request_id(Json(json!({"input_tokens": n})).into_response(), &request_id(&headers))
         }
-        Err(e) => fail(&headers, &e),
+        Err(e) => fail(&request_id(&headers), &e),
     }
 }
 

@@ -40,9 +40,11 @@ pub fn request_id(headers: &HeaderMap) -> String {
     headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }
 
-/// Validate the model, finalize the body and open the upstream stream.
-pub async fn start(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequest) -> Result<Exchange, GatewayError> {
-    let prepared = prepare(state, headers, req).await?;
+/// Validate the model, finalize the body and open the upstream stream. The client's headers are dropped once the
+/// request is prepared: they are not needed while it waits for the upstream.
+pub async fn start(state: &AppState, headers: HeaderMap, req: &mut UpstreamRequest) -> Result<Exchange, GatewayError> {
+    let prepared = prepare(state, &headers, req).await?;
+    drop(headers);
     open(state, &prepared).await
 }
 
@@ -87,6 +89,10 @@ pub async fn prepare(
 }
 
 impl Prepared {
+    pub fn request_id(&self) -> &str {
+        &self.ctx.request_id
+    }
+
     /// The same request with its body edited (a rare retry): parsed again from the bytes, since the tree is gone.
     /// `None` when `edit` reports that it changed nothing.
     pub fn edited(&self, edit: impl FnOnce(&mut Map<String, Value>) -> bool) -> Option<Prepared> {

@@ -44,8 +44,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/models/{id}", post(call))
 }
 
-fn fail(headers: &HeaderMap, err: &GatewayError) -> Response {
-    error_response(Dialect::Gemini, err, &request_id(headers))
+fn fail(request_id: &str, err: &GatewayError) -> Response {
+    error_response(Dialect::Gemini, err, request_id)
 }
 
 /// `POST .../models/{model}:{method}`.
@@ -58,14 +58,15 @@ async fn call(
 ) -> Response {
     let Some((model, method)) = id.rsplit_once(':') else {
         let err = GatewayError::new(ErrorKind::NotFound, format!("No method in `{id}`: expected {{model}}:{{method}}"));
-        return fail(&headers, &err);
+        return fail(&request_id(&headers), &err);
     };
+    let rid = request_id(&headers);
     let result = match method {
-        "generateContent" => generate(&state, &headers, model, None, body).await,
+        "generateContent" => generate(&state, headers, model, None, body).await,
         "streamGenerateContent" => {
             let framing =
                 if query.get("alt").map(String::as_str) == Some("sse") { Framing::Sse } else { Framing::JsonArray };
-            generate(&state, &headers, model, Some(framing), body).await
+            generate(&state, headers, model, Some(framing), body).await
         }
         "countTokens" => count_tokens(&state, model, body),
         "embedContent" | "batchEmbedContents" => {
@@ -74,12 +75,12 @@ async fn call(
         }
         other => Err(GatewayError::new(ErrorKind::NotFound, format!("Unknown method `{other}` for models/{model}"))),
     };
-    result.unwrap_or_else(|e| fail(&headers, &e))
+    result.unwrap_or_else(|e| fail(&rid, &e))
 }
 
 async fn generate(
     state: &AppState,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     model: &str,
     framing: Option<Framing>,
     body: Result<Bytes, BytesRejection>,
@@ -172,6 +173,6 @@ async fn get_model(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(
     let entries = state.catalog.entries(&state).await;
     match entries.iter().find(|e| slug(e) == target.slug) {
         Some(e) => axum::Json(model_entry(&target.requested, e)).into_response(),
-        None => fail(&headers, &GatewayError::model_not_found(&id)),
+        None => fail(&request_id(&headers), &GatewayError::model_not_found(&id)),
     }
 }

@@ -139,8 +139,8 @@ async fn origin_guard(req: Request, next: Next) -> Response {
     }
 }
 
-fn fail(headers: &HeaderMap, err: &GatewayError) -> Response {
-    error_response(Dialect::Ollama, err, &request_id(headers))
+fn fail(request_id: &str, err: &GatewayError) -> Response {
+    error_response(Dialect::Ollama, err, request_id)
 }
 
 async fn root() -> &'static str {
@@ -156,12 +156,12 @@ async fn not_found(req: Request) -> Response {
         ErrorKind::NotFound,
         format!("{} {} is not served by this bridge", req.method(), req.uri().path()),
     );
-    fail(req.headers(), &err)
+    fail(&request_id(req.headers()), &err)
 }
 
 async fn embeddings(headers: HeaderMap) -> Response {
     let err = GatewayError::invalid("Embeddings are not supported: the Codex backend has no embedding models.");
-    fail(&headers, &err)
+    fail(&request_id(&headers), &err)
 }
 
 fn slug(entry: &Value) -> &str {
@@ -192,18 +192,18 @@ fn unknown_model(name: &str) -> GatewayError {
 async fn show(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(r) => return fail(&headers, &body_error(r, state.config.body_limit)),
+        Err(r) => return fail(&request_id(&headers), &body_error(r, state.config.body_limit)),
     };
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let name = v.get("model").or_else(|| v.get("name")).and_then(Value::as_str).unwrap_or_default();
     if name.is_empty() {
-        return fail(&headers, &GatewayError::invalid_param("model", "model is required"));
+        return fail(&request_id(&headers), &GatewayError::invalid_param("model", "model is required"));
     }
     let wanted = dialects::models::ModelRef::parse(model_name(name));
     let entries = state.catalog.entries(&state).await;
     match entries.iter().find(|e| slug(e) == wanted.slug) {
         Some(e) => axum::Json(show_response(name, &wanted.slug, context_window(e), true)).into_response(),
-        None => fail(&headers, &unknown_model(name)),
+        None => fail(&request_id(&headers), &unknown_model(name)),
     }
 }
 
@@ -213,7 +213,8 @@ fn now_rfc3339() -> String {
 }
 
 async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    answer(&state, &headers, body, Endpoint::Chat).await.unwrap_or_else(|e| fail(&headers, &e))
+    let rid = request_id(&headers);
+    answer(&state, headers, body, Endpoint::Chat).await.unwrap_or_else(|e| fail(&rid, &e))
 }
 
 async fn generate(
@@ -221,12 +222,13 @@ async fn generate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    answer(&state, &headers, body, Endpoint::Generate).await.unwrap_or_else(|e| fail(&headers, &e))
+    let rid = request_id(&headers);
+    answer(&state, headers, body, Endpoint::Generate).await.unwrap_or_else(|e| fail(&rid, &e))
 }
 
 async fn answer(
     state: &AppState,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     endpoint: Endpoint,
 ) -> Result<Response, GatewayError> {

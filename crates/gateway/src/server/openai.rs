@@ -25,15 +25,16 @@ pub async fn chat_completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match chat(&state, &headers, body).await {
+    let rid = request_id(&headers);
+    match chat(&state, headers, body).await {
         Ok(r) => r,
-        Err(e) => error_response(Dialect::OpenAi, &e, &request_id(&headers)),
+        Err(e) => error_response(Dialect::OpenAi, &e, &rid),
     }
 }
 
 async fn chat(
     state: &AppState,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GatewayError> {
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
@@ -60,15 +61,16 @@ pub async fn responses(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match responses_inner(&state, &headers, body).await {
+    let rid = request_id(&headers);
+    match responses_inner(&state, headers, body).await {
         Ok(r) => r,
-        Err(e) => error_response(Dialect::OpenAi, &e, &request_id(&headers)),
+        Err(e) => error_response(Dialect::OpenAi, &e, &rid),
     }
 }
 
 async fn responses_inner(
     state: &AppState,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GatewayError> {
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;

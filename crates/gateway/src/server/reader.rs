@@ -33,7 +33,6 @@ pub struct EventReader {
     pending: Bytes,
     parser: SseParser,
     frames: VecDeque<SseFrame>,
-    scratch: Vec<SseFrame>,
     eof: bool,
     /// Leave `*.delta` frames that carry an `event:` name unparsed (`Event::Ignored`): a passthrough forwards
     /// the raw frame and needs only the events that end or shape the stream.
@@ -47,7 +46,6 @@ impl EventReader {
             pending: Bytes::new(),
             parser: SseParser::default(),
             frames: VecDeque::new(),
-            scratch: Vec::new(),
             eof: false,
             skip_deltas: false,
         }
@@ -114,11 +112,10 @@ impl EventReader {
                 None => self.pending.len(),
             };
             let piece = self.pending.split_to(cut);
-            if let Err(e) = self.parser.push(&piece, &mut self.scratch) {
+            if let Err(e) = self.parser.push(&piece, &mut self.frames) {
                 self.pending = Bytes::new();
                 return Some(Read::Error(GatewayError::new(ErrorKind::UpstreamUnavailable, e.to_string())));
             }
-            self.frames.extend(self.scratch.drain(..));
         }
     }
 
@@ -151,8 +148,7 @@ impl EventReader {
             ))),
             None => {
                 self.eof = true;
-                self.parser.finish(&mut self.scratch);
-                self.frames.extend(self.scratch.drain(..));
+                self.parser.finish(&mut self.frames);
                 None
             }
         }
