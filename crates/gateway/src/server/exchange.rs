@@ -78,7 +78,7 @@ pub async fn prepare(
     let key = tree.get("prompt_cache_key").and_then(|v| v.as_str()).unwrap_or_default().to_string();
     let body = Bytes::from(serde_json::to_vec(&tree).map_err(|e| GatewayError::internal(e.to_string()))?);
     drop(tree);
-    let input_estimate = (body.len() as u64).div_ceil(4);
+    let input_estimate = input_estimate(&body);
     let ctx = CallContext {
         request_id: request_id(headers),
         session_id: session_uuid(&key),
@@ -88,7 +88,14 @@ pub async fn prepare(
     Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate })
 }
 
+/// Rough input tokens of a serialized body (about four bytes per token), for usage numbers when the gateway cuts
+/// a stream itself.
+fn input_estimate(body: &[u8]) -> u64 {
+    (body.len() as u64).div_ceil(4)
+}
+
 impl Prepared {
+    /// The client's `x-request-id` (set by the router when the client sent none).
     pub fn request_id(&self) -> &str {
         &self.ctx.request_id
     }
@@ -102,7 +109,7 @@ impl Prepared {
         }
         let body = Bytes::from(serde_json::to_vec(&tree).ok()?);
         Some(Prepared {
-            input_estimate: (body.len() as u64).div_ceil(4),
+            input_estimate: input_estimate(&body),
             body,
             slug: self.slug.clone(),
             key: self.key.clone(),

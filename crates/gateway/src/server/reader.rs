@@ -98,7 +98,7 @@ impl EventReader {
     ///
     /// Received bytes are parsed a piece at a time, as frames are asked for, not a whole read at once: the
     /// upstream's first read often holds dozens of events, and only the first few stand between the request and
-    /// its first byte (~20 us less time to first byte at c=1). It also keeps few parsed frames per stream.
+    /// its first byte (~10 us less time to first byte at c=1). It also keeps few parsed frames per stream.
     fn buffered(&mut self) -> Option<Read> {
         loop {
             if let Some(frame) = self.frames.pop_front() {
