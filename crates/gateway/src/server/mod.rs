@@ -163,7 +163,7 @@ fn is_public(path: &str) -> bool {
 /// Only layered when client keys are configured (see `router`).
 async fn client_auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let keys = &state.config.api_keys;
-    if keys.is_empty() || is_public(req.uri().path()) {
+    if is_public(req.uri().path()) {
         return next.run(req).await;
     }
     let h = req.headers();
