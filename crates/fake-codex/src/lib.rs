@@ -163,7 +163,7 @@ impl FakeCodex {
 
     /// Every recorded request, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.shared.inner.lock().requests.clone()
+        self.shared.inner.lock().requests.iter().cloned().collect()
     }
 
     /// Recorded requests whose path contains `fragment`.

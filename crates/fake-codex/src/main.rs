@@ -32,7 +32,7 @@ struct Args {
     /// Pause before each delta of unscripted answers, milliseconds.
     #[arg(long, default_value_t = 0)]
     delta_delay_ms: u64,
-    /// Keep only about this many recorded requests (long benchmark runs); all by default.
+    /// Keep only this many recorded requests, the newest (long benchmark runs); all by default.
     #[arg(long)]
     max_recorded: Option<usize>,
     /// HTTP/2 (h2c) clients: concurrent streams allowed per connection.

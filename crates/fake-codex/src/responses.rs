@@ -234,35 +234,18 @@ fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
     Answer::Now(resp)
 }
 
-/// Largest chunk the fake writes at once: events with no pause between them go out together, as a server
-/// that produces faster than the socket drains would send them.
-const MAX_BURST: usize = 16 * 1024;
-
 /// Drive the steps through a 4-slot channel; a dropped client stops the task at its next send (or at once
-/// while it sleeps). Events not separated by a pause are sent as one chunk of up to [`MAX_BURST`] bytes.
+/// while it sleeps). Each event step is already a burst of the events between two pauses (`sse.rs`).
 /// Start, completion and early ends are counted in the shared stats.
 fn stream_body(shared: &Arc<Shared>, steps: Vec<Step>) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let shared = shared.clone();
     shared.stats.streams_started.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
-        let mut burst: Vec<u8> = Vec::new();
-        let mut steps = steps.into_iter().peekable();
-        while let Some(step) = steps.next() {
+        for step in steps {
             match step {
                 Step::Event(bytes) => {
-                    let more = matches!(steps.peek(), Some(Step::Event(_)));
-                    if burst.is_empty() && !more {
-                        if tx.send(Ok(bytes)).await.is_err() {
-                            shared.stats.stream_dropped();
-                            return;
-                        }
-                        continue;
-                    }
-                    burst.extend_from_slice(&bytes);
-                    if (!more || burst.len() >= MAX_BURST)
-                        && tx.send(Ok(Bytes::from(std::mem::take(&mut burst)))).await.is_err()
-                    {
+                    if tx.send(Ok(bytes)).await.is_err() {
                         shared.stats.stream_dropped();
                         return;
                     }

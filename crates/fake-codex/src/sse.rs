@@ -87,21 +87,23 @@ pub fn approx_tokens(len: usize) -> u64 {
     len.div_ceil(4) as u64
 }
 
-/// Split `text` into at most `n` non-empty pieces on char boundaries (none for "").
-pub fn split_deltas(text: &str, n: usize) -> Vec<String> {
-    let chars: Vec<char> = text.chars().collect();
-    if chars.is_empty() {
+/// Split `text` into at most `n` non-empty pieces on char boundaries (none for ""); the pieces borrow `text`.
+pub fn split_deltas(text: &str, n: usize) -> Vec<&str> {
+    let count = text.chars().count();
+    if count == 0 {
         return Vec::new();
     }
-    let n = n.clamp(1, chars.len());
-    let base = chars.len() / n;
-    let extra = chars.len() % n;
+    let n = n.clamp(1, count);
+    let base = count / n;
+    let extra = count % n;
     let mut out = Vec::with_capacity(n);
-    let mut pos = 0;
+    let mut rest = text;
     for i in 0..n {
         let len = base + usize::from(i < extra);
-        out.push(chars[pos..pos + len].iter().collect());
-        pos += len;
+        let end = rest.char_indices().nth(len).map_or(rest.len(), |(at, _)| at);
+        let (piece, tail) = rest.split_at(end);
+        out.push(piece);
+        rest = tail;
     }
     out
 }
@@ -128,27 +130,65 @@ pub fn usage(plan: &Plan, meta: &Meta) -> Value {
     })
 }
 
+/// Largest chunk the fake writes at once: events with no pause between them go out together, as a server
+/// that produces faster than the socket drains would send them.
+const MAX_BURST: usize = 16 * 1024;
+
+/// Serialises events straight into the current burst; a pause, a cut or a full burst closes it as one
+/// [`Step::Event`] (so a 200-delta reply is a handful of buffers, not one per event).
 struct Writer {
     seq: u64,
     steps: Vec<Step>,
+    burst: Vec<u8>,
     keepalive: bool,
 }
 
-/// A `response.output_text.delta` payload, fields in the order a JSON object map serialises them (sorted), so
-/// its bytes equal those of the generic path; typed because 200-delta benchmark streams are mostly these.
-#[derive(serde::Serialize)]
-struct TextDelta<'a> {
-    content_index: u32,
-    delta: &'a str,
-    item_id: &'a str,
-    logprobs: [(); 0],
-    output_index: usize,
-    sequence_number: u64,
-    #[serde(rename = "type")]
-    kind: &'static str,
+/// The bytes of one `response.output_text.delta` frame around its delta, fields in the order a JSON object
+/// map serialises them (sorted), so the frame equals that of the generic path. Written by hand because
+/// 200-delta benchmark streams are mostly these: only the delta is escaped per event, the rest once per item.
+struct TextDeltaFrame {
+    /// `,"item_id":…,"logprobs":[],"output_index":N,"sequence_number":`
+    middle: String,
+}
+
+impl TextDeltaFrame {
+    const HEAD: &'static [u8] = b"event: response.output_text.delta\ndata: {\"content_index\":0,\"delta\":";
+    const TAIL: &'static [u8] = b",\"type\":\"response.output_text.delta\"}\n\n";
+
+    fn new(item_id: &str, output_index: usize) -> Self {
+        let id = Value::from(item_id).to_string();
+        Self {
+            middle: format!(",\"item_id\":{id},\"logprobs\":[],\"output_index\":{output_index},\"sequence_number\":"),
+        }
+    }
 }
 
 impl Writer {
+    fn new(keepalive: bool) -> Self {
+        Self { seq: 0, steps: Vec::new(), burst: Vec::new(), keepalive }
+    }
+
+    /// Close the current burst, then add a non-event step.
+    fn push_step(&mut self, step: Step) {
+        self.close_burst();
+        self.steps.push(step);
+    }
+
+    fn close_burst(&mut self) {
+        if !self.burst.is_empty() {
+            // A long reply's steps are all built up front: keep no doubling slack per burst.
+            if self.burst.capacity() - self.burst.len() > 1024 {
+                self.burst.shrink_to_fit();
+            }
+            self.steps.push(Step::Event(Bytes::from(std::mem::take(&mut self.burst))));
+        }
+    }
+
+    fn finish(mut self) -> Vec<Step> {
+        self.close_burst();
+        self.steps
+    }
+
     fn emit(&mut self, ty: &str, mut payload: Value) {
         if let Value::Object(map) = &mut payload {
             map.insert("type".into(), json!(ty));
@@ -157,37 +197,42 @@ impl Writer {
         self.push_frame(ty, &payload);
     }
 
-    /// `event: <ty>\ndata: <json>\n\n`, serialised straight into the frame's buffer.
+    /// `event: <ty>\ndata: <json>\n\n`, serialised straight into the current burst.
     fn push_frame(&mut self, ty: &str, payload: &impl serde::Serialize) {
         self.seq += 1;
-        let mut buf = Vec::with_capacity(ty.len() + 160);
-        buf.extend_from_slice(b"event: ");
-        buf.extend_from_slice(ty.as_bytes());
-        buf.extend_from_slice(b"\ndata: ");
-        if serde_json::to_writer(&mut buf, payload).is_err() {
+        let start = self.burst.len();
+        self.burst.extend_from_slice(b"event: ");
+        self.burst.extend_from_slice(ty.as_bytes());
+        self.burst.extend_from_slice(b"\ndata: ");
+        if serde_json::to_writer(&mut self.burst, payload).is_err() {
+            self.burst.truncate(start);
             return;
         }
-        buf.extend_from_slice(b"\n\n");
-        self.steps.push(Step::Event(Bytes::from(buf)));
+        self.burst.extend_from_slice(b"\n\n");
+        if self.burst.len() >= MAX_BURST {
+            self.close_burst();
+        }
     }
 
-    fn text_delta(&mut self, item_id: &str, output_index: usize, delta: &str) {
-        let ty = "response.output_text.delta";
-        let payload = TextDelta {
-            content_index: 0,
-            delta,
-            item_id,
-            logprobs: [],
-            output_index,
-            sequence_number: self.seq,
-            kind: ty,
-        };
-        self.push_frame(ty, &payload);
+    fn text_delta(&mut self, frame: &TextDeltaFrame, delta: &str) {
+        let start = self.burst.len();
+        self.burst.extend_from_slice(TextDeltaFrame::HEAD);
+        if serde_json::to_writer(&mut self.burst, delta).is_err() {
+            self.burst.truncate(start);
+            return;
+        }
+        self.burst.extend_from_slice(frame.middle.as_bytes());
+        self.burst.extend_from_slice(itoa::Buffer::new().format(self.seq).as_bytes());
+        self.burst.extend_from_slice(TextDeltaFrame::TAIL);
+        self.seq += 1;
+        if self.burst.len() >= MAX_BURST {
+            self.close_burst();
+        }
     }
 
     fn keepalive(&mut self) {
         if self.keepalive {
-            self.steps.push(Step::Event(Bytes::from_static(b"event: keepalive\ndata: {\"type\":\"keepalive\"}\n\n")));
+            self.burst.extend_from_slice(b"event: keepalive\ndata: {\"type\":\"keepalive\"}\n\n");
         }
     }
 }
@@ -211,11 +256,11 @@ fn response_obj(meta: &Meta, status: &str, output: Value, usage: Value) -> Value
 
 /// Build every step of the reply.
 pub fn build(plan: &Plan, meta: &Meta) -> Vec<Step> {
-    let mut w = Writer { seq: 0, steps: Vec::new(), keepalive: meta.keepalive };
+    let mut w = Writer::new(meta.keepalive);
     let initial = response_obj(meta, "in_progress", json!([]), Value::Null);
     w.emit("response.created", json!({"response": initial}));
     if plan.silence_ms > 0 {
-        w.steps.push(Step::Sleep(plan.silence_ms));
+        w.push_step(Step::Sleep(plan.silence_ms));
     }
     w.emit("response.in_progress", json!({"response": initial}));
     w.keepalive();
@@ -224,8 +269,8 @@ pub fn build(plan: &Plan, meta: &Meta) -> Vec<Step> {
     for (idx, item) in plan.items.iter().enumerate() {
         let cut = emit_item(&mut w, plan, idx, item, &mut deltas_sent, &mut done_items);
         if cut {
-            w.steps.push(Step::Cut);
-            return w.steps;
+            w.push_step(Step::Cut);
+            return w.finish();
         }
     }
     w.keepalive();
@@ -246,9 +291,9 @@ pub fn build(plan: &Plan, meta: &Meta) -> Vec<Step> {
             r["error"] = json!({"code": code, "message": message});
             w.emit("response.failed", json!({"response": r}));
         }
-        Ending::Cut => w.steps.push(Step::Cut),
+        Ending::Cut => w.push_step(Step::Cut),
     }
-    w.steps
+    w.finish()
 }
 
 /// Emit one item's events; true when the stream must be cut here.
@@ -272,14 +317,15 @@ fn emit_item(
                 "response.content_part.added",
                 json!({"item_id": id, "output_index": idx, "content_index": 0, "part": empty}),
             );
+            let frame = TextDeltaFrame::new(&id, idx);
             for d in split_deltas(text, plan.deltas) {
                 if plan.cut_after_deltas == Some(*deltas_sent) {
                     return true;
                 }
                 if plan.delay_ms > 0 {
-                    w.steps.push(Step::Sleep(plan.delay_ms));
+                    w.push_step(Step::Sleep(plan.delay_ms));
                 }
-                w.text_delta(&id, idx, &d);
+                w.text_delta(&frame, d);
                 *deltas_sent += 1;
             }
             if plan.cut_after_deltas.is_some_and(|n| n <= *deltas_sent) {
@@ -314,7 +360,7 @@ fn emit_item(
                 );
                 for d in split_deltas(text, plan.deltas) {
                     if plan.delay_ms > 0 {
-                        w.steps.push(Step::Sleep(plan.delay_ms));
+                        w.push_step(Step::Sleep(plan.delay_ms));
                     }
                     w.emit(
                         "response.reasoning_summary_text.delta",
@@ -347,7 +393,7 @@ fn emit_item(
             );
             for d in split_deltas(arguments, plan.deltas.max(3)) {
                 if plan.delay_ms > 0 {
-                    w.steps.push(Step::Sleep(plan.delay_ms));
+                    w.push_step(Step::Sleep(plan.delay_ms));
                 }
                 w.emit(
                     "response.function_call_arguments.delta",
@@ -389,15 +435,68 @@ mod tests {
 
     #[test]
     fn typed_text_delta_has_the_bytes_of_the_generic_path() {
-        let mut typed = Writer { seq: 7, steps: Vec::new(), keepalive: false };
-        let mut generic = Writer { seq: 7, steps: Vec::new(), keepalive: false };
-        typed.text_delta("msg_1", 2, "a\"b\n\u{e9}");
+        let mut typed = Writer { seq: 7, ..Writer::new(false) };
+        let mut generic = Writer { seq: 7, ..Writer::new(false) };
+        typed.text_delta(&TextDeltaFrame::new("msg_1", 2), "a\"b\n\u{e9}");
         generic.emit(
             "response.output_text.delta",
             json!({"item_id": "msg_1", "output_index": 2, "content_index": 0, "delta": "a\"b\n\u{e9}", "logprobs": []}),
         );
-        assert_eq!(typed.steps, generic.steps);
         assert_eq!(typed.seq, 8);
+        assert_eq!(typed.finish(), generic.finish());
+    }
+
+    fn meta() -> Meta {
+        Meta {
+            response_id: "resp_1".into(),
+            model: "gpt-5".into(),
+            created_at: 0,
+            input_tokens: 10,
+            cached_tokens: 0,
+            keepalive: false,
+        }
+    }
+
+    fn events(bytes: &[u8]) -> Vec<String> {
+        let text = std::str::from_utf8(bytes).unwrap_or_default();
+        text.split_terminator("\n\n").map(str::to_string).collect()
+    }
+
+    #[test]
+    fn events_without_pauses_are_sent_as_a_few_bursts_and_pauses_split_them() {
+        let text = "word ".repeat(400);
+        let plan = Plan::new(vec![PlanItem::Message { text: text.clone() }], 200);
+        let steps = build(&plan, &meta());
+        assert!(steps.len() > 1 && steps.len() < 10, "{} bursts", steps.len());
+        let mut all = Vec::new();
+        for step in &steps {
+            let Step::Event(bytes) = step else { panic!("unexpected step {step:?}") };
+            assert!(bytes.len() < MAX_BURST + 1024, "a burst of {} bytes", bytes.len());
+            assert!(bytes.ends_with(b"\n\n"), "a burst ends between events");
+            all.extend_from_slice(bytes);
+        }
+        let all = events(&all);
+        // created, in_progress, item added, part added, 200 deltas, text done, part done, item done, completed
+        assert_eq!(all.len(), 208);
+        let deltas: String = all
+            .iter()
+            .filter(|e| e.starts_with("event: response.output_text.delta\n"))
+            .map(|e| {
+                let data: Value =
+                    serde_json::from_str(e.split_once("data: ").map_or("", |(_, d)| d)).unwrap_or_default();
+                data["delta"].as_str().unwrap_or_default().to_string()
+            })
+            .collect();
+        assert_eq!(deltas, text);
+
+        let mut paced = plan;
+        paced.delay_ms = 5;
+        let steps = build(&paced, &meta());
+        assert_eq!(steps.iter().filter(|s| matches!(s, Step::Sleep(5))).count(), 200);
+        assert!(
+            steps.windows(2).all(|w| !matches!(w, [Step::Event(_), Step::Event(_)])),
+            "a pause separates every burst"
+        );
     }
 
     #[test]

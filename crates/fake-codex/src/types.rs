@@ -18,7 +18,7 @@ pub struct FakeConfig {
     pub default_deltas: usize,
     /// Pause before each delta of `text` replies that set no `delay_ms` (default answers included).
     pub default_delay_ms: u64,
-    /// Keep at most about this many recorded requests (the oldest go first); `None` keeps all.
+    /// Keep at most this many recorded requests (the oldest go first); `None` keeps all.
     /// Long benchmark runs set it so the log does not grow without bound.
     pub max_recorded: Option<usize>,
     /// Interleave `keepalive` events in streams, as the real backend sometimes does.

@@ -110,6 +110,10 @@ pub struct RunArgs {
     /// Also write the JSON report here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write every measured request here as CSV (send time from the start of the run, TTFB, TTFT, total; ms),
+    /// in the order they were sent: to see when a tail happens, not only how large it is.
+    #[arg(long)]
+    pub samples: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -103,6 +103,8 @@ impl RequestSpec {
 /// Timings and counts of one successful request.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
+    /// When the request was sent.
+    pub sent: Instant,
     pub ttfb: Duration,
     pub ttft: Duration,
     pub total: Duration,
@@ -129,7 +131,7 @@ pub async fn timed_request(conn: &mut Conn, spec: &RequestSpec, mut scanner: Sca
         bail!("HTTP {}: {}", status.as_u16(), scanner.head());
     }
     let (ttft, events, bytes) = scanner.finish()?;
-    Ok(Sample { ttfb, ttft: ttft.unwrap_or(total), total, events, bytes })
+    Ok(Sample { sent: start, ttfb, ttft: ttft.unwrap_or(total), total, events, bytes })
 }
 
 /// A small GET returning the body (control endpoints such as `/_fake/stats`, `/health`).
