@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::dialect::{Dialect, Scanner, request_spec};
 use crate::procfs::{Watch, status_kb};
-use crate::stats::{Collected, Dist, FakeConnections, Report};
+use crate::stats::{Collected, Dist, FakeConnections, Report, TailWindows};
 use crate::target::{Conn, RequestSpec, Target, get, get_once, timed_request};
 use crate::{ColdstartArgs, DisconnectArgs, RunArgs, WaitArgs};
 
@@ -195,6 +195,9 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
         ttft_ms,
         total_ms,
         tail_ratio: if total_ms.p50 > 0.0 { total_ms.p99 / total_ms.p50 } else { 0.0 },
+        tail_windows: TailWindows::of(
+            &col.samples.iter().map(|s| (s.sent.saturating_duration_since(measured_from), s.total)).collect::<Vec<_>>(),
+        ),
         procs,
         fake_connections,
     };

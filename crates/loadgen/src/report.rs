@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::ReportArgs;
+use crate::stats::TailWindows;
 
 /// Scenarios run twice, direct against the fake and through the gateway, in report order.
 const PAIRED: [(&str, &str); 8] = [
@@ -217,6 +218,24 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
         };
         let _ = writeln!(md, "| {} | {} | {} | {} |", c.name, c.measured, c.goal, status);
     }
+    let tail_at = |side: &str| {
+        let w = |k: &str| num(&c64, &format!("/{side}/tail_windows/{k}"));
+        match (num(&c64, &format!("/{side}/tail_ratio")), w("windows"), w("windows_with_tail"), w("share_in_top5")) {
+            (Some(r), Some(n), Some(k), Some(top)) => format!(
+                "{side} {r:.2}: the slowest 1% were sent in {k:.0} of {n:.0} windows of {} ms, {:.0}% of them in 5",
+                TailWindows::WINDOW_MS,
+                top * 100.0
+            ),
+            _ => format!("{side}: not measured"),
+        }
+    };
+    let _ = writeln!(
+        md,
+        "\nTail at c=64 (total p99/p50; when the slowest 1% were sent): {}; {}. Queueing spreads the slowest \
+         requests over the run; a stall of a core (every request in flight slowed at once) bunches them.",
+        tail_at("gateway"),
+        tail_at("direct")
+    );
     let _ = writeln!(
         md,
         "\n## Scenarios: gateway vs direct\n\n\

@@ -70,9 +70,57 @@ pub struct Report {
     pub total_ms: Dist,
     /// total p99 / total p50.
     pub tail_ratio: f64,
+    /// When the slowest 1% were sent: spread over the run, or bunched in a few moments.
+    pub tail_windows: TailWindows,
     pub procs: BTreeMap<String, Usage>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fake_connections: Option<FakeConnections>,
+}
+
+/// Where in time the requests at or above the total-time p99 were sent, in [`TailWindows::WINDOW_MS`] windows.
+/// Queueing spreads them over the whole run; a stall of the machine (every request in flight slowed at once)
+/// bunches them into a few windows.
+#[derive(Debug, Serialize, Default, Clone, Copy, PartialEq)]
+pub struct TailWindows {
+    pub window_ms: u64,
+    /// Windows in the run (that sent at least one request).
+    pub windows: usize,
+    /// Windows that sent at least one request at or above the p99.
+    pub windows_with_tail: usize,
+    /// Share of those requests sent in the 5 windows holding most of them.
+    pub share_in_top5: f64,
+}
+
+impl TailWindows {
+    pub const WINDOW_MS: u64 = 100;
+
+    /// `samples`: (send time since the start of the run, total time), any order.
+    pub fn of(samples: &[(Duration, Duration)]) -> TailWindows {
+        let mut totals: Vec<Duration> = samples.iter().map(|s| s.1).collect();
+        totals.sort();
+        let Some(&p99) = totals.get(((totals.len() as f64 * 0.99).ceil() as usize).max(1) - 1) else {
+            return TailWindows::default();
+        };
+        let window = |sent: Duration| sent.as_millis() as u64 / Self::WINDOW_MS;
+        let mut all: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut tail: BTreeMap<u64, usize> = BTreeMap::new();
+        for (sent, total) in samples {
+            *all.entry(window(*sent)).or_default() += 1;
+            if *total >= p99 {
+                *tail.entry(window(*sent)).or_default() += 1;
+            }
+        }
+        let mut counts: Vec<usize> = tail.values().copied().collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        let in_tail: usize = counts.iter().sum();
+        let top5: usize = counts.iter().take(5).sum();
+        TailWindows {
+            window_ms: Self::WINDOW_MS,
+            windows: all.len(),
+            windows_with_tail: tail.len(),
+            share_in_top5: if in_tail > 0 { top5 as f64 / in_tail as f64 } else { 0.0 },
+        }
+    }
 }
 
 /// Samples and errors of all workers.
@@ -118,6 +166,22 @@ impl Collected {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tail_windows_tell_a_stall_from_spread() {
+        let ms = Duration::from_millis;
+        // 2 s of requests every 1 ms taking 10 ms, except that everything sent in 300..400 ms took 30 ms.
+        let stalled: Vec<_> =
+            (0..2000u64).map(|t| (ms(t), if (300..400).contains(&t) { ms(30) } else { ms(10) })).collect();
+        let w = TailWindows::of(&stalled);
+        assert_eq!((w.windows, w.windows_with_tail, w.share_in_top5), (20, 1, 1.0));
+        // Slow requests spread out: two in every window.
+        let spread: Vec<_> = (0..2000u64).map(|t| (ms(t), if t % 50 == 7 { ms(30) } else { ms(10) })).collect();
+        let w = TailWindows::of(&spread);
+        assert_eq!((w.windows, w.windows_with_tail), (20, 20));
+        assert!((w.share_in_top5 - 0.25).abs() < 1e-9);
+        assert_eq!(TailWindows::of(&[]), TailWindows::default());
+    }
 
     #[test]
     fn nearest_rank_percentiles() {
