@@ -8,6 +8,7 @@
 //!   takes to see its stream go away (through the fake's `/_fake/stats`);
 //! - `coldstart`: start a server command and time until its `/health` answers;
 //! - `pingpong`: one loopback round trip across two cores and within one (the floor under c=1 latency);
+//! - `relay`: a byte relay to one address, run in the gateway's place to measure what any proxy costs there;
 //! - `report`: turn one benchmark run's JSON files into `bench/results/latest.{md,json}`.
 //!
 //! Layout: `target` (URL, connection, one request), `dialect` (bodies and what marks content and the end),
@@ -17,6 +18,7 @@ mod dialect;
 mod jobs;
 mod pingpong;
 mod procfs;
+mod relay;
 mod report;
 mod stats;
 mod target;
@@ -44,6 +46,8 @@ enum Command {
     Wait(WaitArgs),
     /// Loopback TCP round trip between two threads, across two cores and within one.
     Pingpong(PingpongArgs),
+    /// Relay bytes to one address, no HTTP parsing: the cost of any proxy in the gateway's place.
+    Relay(RelayArgs),
     /// Turn one `scripts/bench` run's JSON files into latest.md and latest.json.
     Report(ReportArgs),
 }
@@ -175,6 +179,16 @@ pub struct PingpongArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct RelayArgs {
+    /// Where every accepted connection is relayed to: host:port.
+    #[arg(long)]
+    pub to: String,
+    /// Port to listen on (127.0.0.1); 0 picks a free one. Prints "listening on http://...".
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+}
+
+#[derive(Args, Debug)]
 pub struct ReportArgs {
     /// Directory with the run's JSON files (c64.direct.json, c64.gateway.json, meta.json, ...).
     #[arg(long)]
@@ -212,6 +226,7 @@ fn main() -> std::process::ExitCode {
             Command::Report(a) => report::report(a),
             Command::Wait(a) => jobs::wait(a).await,
             Command::Pingpong(a) => pingpong::pingpong(a),
+            Command::Relay(a) => relay::relay(a).await,
         }
     });
     match result {

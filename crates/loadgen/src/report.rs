@@ -103,6 +103,7 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
     let disconnect = json!({"direct": read(dir, "disconnect.direct"), "gateway": read(dir, "disconnect.gateway")});
     let coldstart = read(dir, "coldstart");
     let pingpong = read(dir, "pingpong");
+    let relay = read(dir, "c1.relay");
     let micro = match &a.criterion {
         Some(c) => criterion_rows(c),
         None => Value::Null,
@@ -303,6 +304,24 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
             fmt(added_ttfb.map(|t| t - floor_ms), 3)
         );
     }
+    if let Some(relay_ttfb) = num(&relay, "/ttfb_ms/p50") {
+        let direct = num(&c1, "/direct/ttfb_ms/p50");
+        let relay_added = direct.map(|d| relay_ttfb - d);
+        let gateway_over_relay = num(&c1, "/gateway/ttfb_ms/p50").map(|g| g - relay_ttfb);
+        let _ = writeln!(
+            md,
+            "- The same c=1 load through a byte relay (`loadgen relay`: no HTTP parsing, bytes copied both ways) on \
+             the gateway's core, in the gateway's place: TTFB p50 {} ms, first token {} ms, total {} ms. Any proxy in \
+             this topology adds {} ms of TTFB before doing any work; the gateway's own work on the path to the \
+             first byte (HTTP, decode, translation, account, the upstream request, the first events) is the {} ms \
+             it adds over the relay.",
+            fmt(Some(relay_ttfb), 3),
+            fmt(num(&relay, "/ttft_ms/p50"), 3),
+            fmt(num(&relay, "/total_ms/p50"), 3),
+            fmt(relay_added, 3),
+            fmt(gateway_over_relay, 3)
+        );
+    }
     let _ = writeln!(
         md,
         "- Idle RSS: {} MB fresh (2 s after start); {} MB idle 3 s after the load scenarios, {} MB 12 s after (once \
@@ -368,6 +387,7 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
         "disconnect": disconnect,
         "coldstart": coldstart,
         "pingpong": pingpong,
+        "c1_relay": relay,
         "micro": micro,
     });
     std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;

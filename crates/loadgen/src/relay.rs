@@ -1,0 +1,45 @@
+//! `relay`: a byte relay between a client and one upstream address, with no HTTP parsing at all.
+//!
+//! Run on the gateway's core in place of the gateway, it measures what any proxy costs in the benchmark's
+//! topology before it does any work: the extra loopback hops and the wake-ups of a second core (c=1 latency).
+//! The gateway's own overhead is what it adds over this relay.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::RelayArgs;
+
+pub async fn relay(a: RelayArgs) -> anyhow::Result<()> {
+    let to: SocketAddr = a.to.parse().with_context(|| format!("--to wants host:port, got {}", a.to))?;
+    let listener = TcpListener::bind(("127.0.0.1", a.port)).await.context("binding the relay's port")?;
+    let local = listener.local_addr()?;
+    // The same line as the gateway and the fake print, for scripts/bench's `listening_url`.
+    println!("listening on http://{local}");
+    std::io::stdout().flush()?;
+    loop {
+        let (client, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("loadgen relay: accept failed: {e}");
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            if let Err(e) = pipe(client, to).await {
+                eprintln!("loadgen relay: {e:#}");
+            }
+        });
+    }
+}
+
+async fn pipe(mut client: TcpStream, to: SocketAddr) -> anyhow::Result<()> {
+    client.set_nodelay(true)?;
+    let mut upstream = TcpStream::connect(to).await.with_context(|| format!("connecting to {to}"))?;
+    upstream.set_nodelay(true)?;
+    // A closed side ends the pair; errors after that (a reset) are the normal end of a benchmark connection.
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    Ok(())
+}
