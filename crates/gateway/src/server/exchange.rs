@@ -250,30 +250,34 @@ async fn read_limited(mut response: reqwest::Response) -> Vec<u8> {
 /// error; everything read is put back for the encoder.
 async fn peek(reader: &mut EventReader, wait: Duration) -> Result<(), GatewayError> {
     let deadline = Instant::now() + wait;
-    let mut seen: Vec<SseFrame> = Vec::new();
+    let mut seen: Vec<(SseFrame, Event<'static>)> = Vec::new();
     let result = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break Ok(());
         }
         match reader.next(left).await {
-            Read::Frame(frame) => match reader.event(&frame) {
-                Event::Created { .. } | Event::Ignored => seen.push(frame),
-                Event::Failed { code, message } => {
-                    break Err(dialects::outcome::upstream_failure(code.as_deref(), &message));
+            Read::Frame(frame) => {
+                // Owned (a copy only for the one delta that ends the peek), so it can wait beside its frame.
+                let event = reader.event(&frame).into_owned();
+                match event {
+                    Event::Created { .. } | Event::Ignored => seen.push((frame, event)),
+                    Event::Failed { code, message } => {
+                        break Err(dialects::outcome::upstream_failure(code.as_deref(), &message));
+                    }
+                    _ => {
+                        seen.push((frame, event));
+                        break Ok(());
+                    }
                 }
-                _ => {
-                    seen.push(frame);
-                    break Ok(());
-                }
-            },
+            }
             Read::Idle => break Ok(()),
             Read::End => break Err(cut_error()),
             Read::Error(e) => break Err(e),
         }
     };
-    for frame in seen.into_iter().rev() {
-        reader.unread(frame);
+    for (frame, event) in seen.into_iter().rev() {
+        reader.unread(frame, event);
     }
     result
 }

@@ -37,6 +37,9 @@ pub struct EventReader {
     /// Leave `*.delta` frames that carry an `event:` name unparsed (`Event::Ignored`): a passthrough forwards
     /// the raw frame and needs only the events that end or shape the stream.
     skip_deltas: bool,
+    /// The events of the frames put back by [`EventReader::unread`], by the address of the frame's payload (the
+    /// frame moves, its text does not), so the encoder does not parse them a second time.
+    peeked: VecDeque<(usize, Event<'static>)>,
 }
 
 impl EventReader {
@@ -48,6 +51,7 @@ impl EventReader {
             frames: VecDeque::new(),
             eof: false,
             skip_deltas: false,
+            peeked: VecDeque::new(),
         }
     }
 
@@ -56,8 +60,10 @@ impl EventReader {
         self.skip_deltas = skip;
     }
 
-    /// Put a frame back at the front (used after peeking before the response headers are sent).
-    pub fn unread(&mut self, frame: SseFrame) {
+    /// Put a frame back at the front, with the event parsed from it (used after peeking before the response
+    /// headers are sent).
+    pub fn unread(&mut self, frame: SseFrame, event: Event<'static>) {
+        self.peeked.push_front((frame.data.as_ptr() as usize, event));
         self.frames.push_front(frame);
     }
 
@@ -121,9 +127,21 @@ impl EventReader {
 
     /// The event a frame carries (`Event::Ignored` when unknown or malformed). It borrows the frame's payload, so
     /// a delta costs no allocation; parsing happens here, not when the frame is read, for that reason.
-    pub fn event<'f>(&self, frame: &'f SseFrame) -> Event<'f> {
+    pub fn event<'f>(&mut self, frame: &'f SseFrame) -> Event<'f> {
+        // Frames come back in the order they were put back; anything else means the cache is out of step.
+        let peeked = match self.peeked.pop_front() {
+            Some((at, event)) if at == frame.data.as_ptr() as usize => Some(event),
+            Some(_) => {
+                self.peeked.clear();
+                None
+            }
+            None => None,
+        };
         if self.skip_deltas && frame.event.as_deref().is_some_and(|n| n.ends_with(".delta")) {
             return Event::Ignored;
+        }
+        if let Some(event) = peeked {
+            return event;
         }
         match Event::parse(&frame.data) {
             Ok(e) => e,
@@ -169,6 +187,45 @@ mod tests {
         format!(
             "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"item_id\":\"m\",\"delta\":\"{i} \"}}\n\n"
         )
+    }
+
+    fn empty_reader() -> EventReader {
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(Vec::<Result<Bytes, std::io::Error>>::new()));
+        EventReader::new(reqwest::Response::from(axum::http::Response::new(body)))
+    }
+
+    fn frame(name: &'static str, data: &str) -> SseFrame {
+        SseFrame { event: Some(name.into()), data: data.to_string() }
+    }
+
+    /// Frames put back after peeking come out with the events parsed then (not parsed again), in order; a frame
+    /// that was not put back is parsed, and a cache out of step is never used.
+    #[tokio::test]
+    async fn put_back_frames_keep_their_parsed_events() {
+        let mut reader = empty_reader();
+        // The payload is not what the cached event says: proof that the cache, not the parser, answered.
+        let created = frame("response.created", "not json");
+        let cached = Event::Created { response_id: "resp_1".into(), model: None };
+        reader.unread(created, cached.clone());
+        let Read::Frame(back) = reader.next(Duration::from_secs(1)).await else { panic!("no frame") };
+        assert_eq!(reader.event(&back), cached);
+        // Taken once: asked again, the frame is parsed (and is not JSON).
+        assert_eq!(reader.event(&back), Event::Ignored);
+
+        // Out of step: the cached event belongs to a frame that is never asked about.
+        let stale = frame("response.created", "not json either");
+        reader.unread(stale, cached.clone());
+        let other =
+            frame("response.output_text.delta", r#"{"type":"response.output_text.delta","item_id":"m","delta":"hi"}"#);
+        assert!(matches!(reader.event(&other), Event::TextDelta { .. }));
+        assert!(reader.peeked.is_empty());
+
+        // A passthrough leaves deltas unparsed, also when one was peeked.
+        let mut reader = empty_reader();
+        reader.set_skip_deltas(true);
+        reader.unread(other, Event::TextDelta { item_id: "m".into(), delta: "hi".into() });
+        let Read::Frame(back) = reader.next(Duration::from_secs(1)).await else { panic!("no frame") };
+        assert_eq!(reader.event(&back), Event::Ignored);
     }
 
     /// A large read is parsed a piece at a time as frames are asked for, and every frame still comes out whole
