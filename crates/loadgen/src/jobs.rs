@@ -159,7 +159,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
     let measured_from = Instant::now();
     let (conns, col, elapsed) = phase(&load, conns, stop).await?;
     if let Some(path) = &a.samples {
-        write_samples(path, &col, measured_from)?;
+        col.write_csv(path, measured_from)?;
     }
     let ok = col.samples.len() as u64;
     let procs = watches.iter().map(|w| (w.name.clone(), w.finish(elapsed, ok))).collect();
@@ -206,19 +206,6 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
         report.label, report.requests_ok, report.errors, report.req_per_s, total_ms.p50, total_ms.p99
     );
     emit(&report, a.out.as_deref())
-}
-
-/// `--samples`: one CSV line per measured request, ordered by send time.
-fn write_samples(path: &std::path::Path, col: &Collected, from: Instant) -> anyhow::Result<()> {
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let mut rows: Vec<_> = col.samples.iter().collect();
-    rows.sort_by_key(|s| s.sent);
-    let mut out = String::from("sent_ms,ttfb_ms,ttft_ms,total_ms\n");
-    for s in rows {
-        let sent = ms(s.sent.saturating_duration_since(from));
-        out.push_str(&format!("{sent:.3},{:.3},{:.3},{:.3}\n", ms(s.ttfb), ms(s.ttft), ms(s.total)));
-    }
-    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
 #[derive(Debug, Serialize)]

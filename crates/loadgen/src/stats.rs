@@ -155,6 +155,19 @@ impl Collected {
         }
     }
 
+    /// `run --samples`: one CSV line per measured request, ordered by send time (`from`: the start of the run).
+    pub fn write_csv(&self, path: &std::path::Path, from: std::time::Instant) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let mut rows: Vec<&Sample> = self.samples.iter().collect();
+        rows.sort_by_key(|s| s.sent);
+        let mut out = String::from("sent_ms,ttfb_ms,ttft_ms,total_ms\n");
+        for s in rows {
+            let sent = ms(s.sent.saturating_duration_since(from));
+            out.push_str(&format!("{sent:.3},{:.3},{:.3},{:.3}\n", ms(s.ttfb), ms(s.ttft), ms(s.total)));
+        }
+        std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+    }
+
     pub fn timings(&self) -> (Dist, Dist, Dist) {
         let ttfb = Dist::of(self.samples.iter().map(|s| ms(s.ttfb)).collect());
         let ttft = Dist::of(self.samples.iter().map(|s| ms(s.ttft)).collect());
@@ -181,6 +194,26 @@ mod tests {
         assert_eq!((w.windows, w.windows_with_tail), (20, 20));
         assert!((w.share_in_top5 - 0.25).abs() < 1e-9);
         assert_eq!(TailWindows::of(&[]), TailWindows::default());
+    }
+
+    #[test]
+    fn samples_are_written_in_send_order() {
+        let from = std::time::Instant::now();
+        let ms = Duration::from_millis;
+        let sample = |sent: u64, total: u64| Sample {
+            sent: from + ms(sent),
+            ttfb: ms(1),
+            ttft: ms(2),
+            total: ms(total),
+            events: 0,
+            bytes: 0,
+        };
+        let col = Collected { samples: vec![sample(20, 7), sample(5, 9)], ..Collected::default() };
+        let path = std::env::temp_dir().join(format!("loadgen-samples-{}.csv", std::process::id()));
+        assert!(col.write_csv(&path, from).is_ok());
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(text, "sent_ms,ttfb_ms,ttft_ms,total_ms\n5.000,1.000,2.000,9.000\n20.000,1.000,2.000,7.000\n");
     }
 
     #[test]
