@@ -189,26 +189,28 @@ impl Writer {
         self.steps
     }
 
+    /// `event: <ty>\ndata: <json>\n\n` with `type` and `sequence_number` added, serialised straight into the
+    /// current burst.
     fn emit(&mut self, ty: &str, mut payload: Value) {
         if let Value::Object(map) = &mut payload {
             map.insert("type".into(), json!(ty));
             map.insert("sequence_number".into(), json!(self.seq));
         }
-        self.push_frame(ty, &payload);
-    }
-
-    /// `event: <ty>\ndata: <json>\n\n`, serialised straight into the current burst.
-    fn push_frame(&mut self, ty: &str, payload: &impl serde::Serialize) {
-        self.seq += 1;
         let start = self.burst.len();
         self.burst.extend_from_slice(b"event: ");
         self.burst.extend_from_slice(ty.as_bytes());
         self.burst.extend_from_slice(b"\ndata: ");
-        if serde_json::to_writer(&mut self.burst, payload).is_err() {
+        if serde_json::to_writer(&mut self.burst, &payload).is_err() {
             self.burst.truncate(start);
             return;
         }
         self.burst.extend_from_slice(b"\n\n");
+        self.frame_written();
+    }
+
+    /// After a whole frame: the next sequence number, and the burst closed once it is full.
+    fn frame_written(&mut self) {
+        self.seq += 1;
         if self.burst.len() >= MAX_BURST {
             self.close_burst();
         }
@@ -224,10 +226,7 @@ impl Writer {
         self.burst.extend_from_slice(frame.middle.as_bytes());
         self.burst.extend_from_slice(itoa::Buffer::new().format(self.seq).as_bytes());
         self.burst.extend_from_slice(TextDeltaFrame::TAIL);
-        self.seq += 1;
-        if self.burst.len() >= MAX_BURST {
-            self.close_burst();
-        }
+        self.frame_written();
     }
 
     fn keepalive(&mut self) {
