@@ -33,18 +33,41 @@ use state::Shared;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Serve HTTP/1.1 and HTTP/2 without TLS (prior knowledge, as the benchmark's gateway speaks it) until `stop`;
-/// in-flight responses finish on their own tasks.
+/// A client that stalls mid-handshake loses its connection after this long.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A fresh self-signed certificate for `localhost` and `127.0.0.1`: the acceptor serving it (ALPN
+/// prefers h2, like the real backend) and its PEM, which clients trust as their CA.
+fn self_signed_tls() -> std::io::Result<(tokio_rustls::TlsAcceptor, String)> {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .map_err(std::io::Error::other)?;
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(signing_key.serialize_der());
+    // An explicit provider: nothing depends on a process-wide default being installed.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key.into())
+        .map_err(std::io::Error::other)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), cert.pem()))
+}
+
+/// Serve HTTP/1.1 and HTTP/2 until `stop`: over TLS (ALPN) when `tls` is set, otherwise in clear text
+/// (h2 by prior knowledge, as the benchmark's gateway speaks it). In-flight responses finish on their own tasks.
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     shared: Arc<Shared>,
-    h2_max_concurrent_streams: u32,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: tokio_util::sync::WaitForCancellationFutureOwned,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http2().max_concurrent_streams(h2_max_concurrent_streams);
+    builder.http2().max_concurrent_streams(shared.cfg.h2_max_concurrent_streams);
+    let builder = Arc::new(builder);
     let mut stop = std::pin::pin!(stop);
     loop {
         let tcp = tokio::select! {
@@ -58,13 +81,30 @@ async fn accept_loop(
             },
             () = &mut stop => break,
         };
-        shared.stats.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let connection = shared.stats.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         // Small SSE frames must not wait for Nagle's algorithm (the real backend streams promptly).
         let _ = tcp.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let conn = builder.serve_connection(TokioIo::new(tcp), service).into_owned();
+        // Each request carries its connection's number, so tests can see which requests shared a connection.
+        let app = app.clone().layer(axum::Extension(types::ConnectionNumber(connection)));
+        let service = hyper_util::service::TowerToHyperService::new(app);
+        let (builder, tls, shared) = (builder.clone(), tls.clone(), shared.clone());
+        // The handshake runs on the connection's own task so a slow client cannot hold up accepting others.
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let served = match tls {
+                None => builder.serve_connection(TokioIo::new(tcp), service).await,
+                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => builder.serve_connection(TokioIo::new(stream), service).await,
+                    Ok(Err(e)) => {
+                        shared.stats.tls_handshake_failed(&e);
+                        return;
+                    }
+                    Err(_) => {
+                        shared.stats.tls_handshake_failed(&"timed out");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!("fake-codex connection ended: {e}");
             }
         });
@@ -86,6 +126,8 @@ impl Drop for ShutdownGuard {
 pub struct FakeCodex {
     shared: Arc<Shared>,
     guard: Arc<ShutdownGuard>,
+    /// The self-signed certificate in TLS mode.
+    ca_pem: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for FakeCodex {
@@ -99,15 +141,19 @@ impl FakeCodex {
     pub async fn start(cfg: FakeConfig) -> std::io::Result<FakeCodex> {
         let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
         let addr = listener.local_addr()?;
-        let base_url = format!("http://{addr}");
-        let shared = Arc::new(Shared::new(cfg, base_url));
+        let (tls, ca_pem) = if cfg.tls {
+            let (acceptor, pem) = self_signed_tls()?;
+            (Some(acceptor), Some(Arc::<str>::from(pem)))
+        } else {
+            (None, None)
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let shared = Arc::new(Shared::new(cfg, format!("{scheme}://{addr}")));
         let token = CancellationToken::new();
         let app = server::router(shared.clone());
         let stop = token.clone().cancelled_owned();
-        let counted = shared.clone();
-        let h2_streams = shared.cfg.h2_max_concurrent_streams;
-        tokio::spawn(accept_loop(listener, app, counted, h2_streams, stop));
-        Ok(FakeCodex { shared, guard: Arc::new(ShutdownGuard(token)) })
+        tokio::spawn(accept_loop(listener, app, shared.clone(), tls, stop));
+        Ok(FakeCodex { shared, guard: Arc::new(ShutdownGuard(token)), ca_pem })
     }
 
     /// Stop accepting connections (in-flight streams finish).
@@ -115,9 +161,14 @@ impl FakeCodex {
         self.guard.0.cancel();
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` in TLS mode.
     pub fn base_url(&self) -> String {
         self.shared.base_url.clone()
+    }
+
+    /// In TLS mode, the fake's self-signed certificate in PEM, for clients to trust as a root (CA bundle).
+    pub fn ca_pem(&self) -> Option<String> {
+        self.ca_pem.as_deref().map(str::to_string)
     }
 
     /// `{base}/backend-api/codex`: POST `/responses`, GET `/models`.

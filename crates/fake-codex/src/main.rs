@@ -35,9 +35,15 @@ struct Args {
     /// Keep only this many recorded requests, the newest (long benchmark runs); all by default.
     #[arg(long)]
     max_recorded: Option<usize>,
-    /// HTTP/2 (h2c) clients: concurrent streams allowed per connection.
+    /// HTTP/2 clients (h2c, or h2 over TLS): concurrent streams allowed per connection.
     #[arg(long, default_value_t = 200)]
     h2_max_streams: u32,
+    /// Serve HTTPS (h2 or HTTP/1.1 by ALPN) with a fresh self-signed certificate for localhost and 127.0.0.1.
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: write the certificate (PEM) here, for clients to trust as their CA bundle.
+    #[arg(long, requires = "tls")]
+    tls_ca_out: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -60,9 +66,14 @@ async fn run(args: Args) -> std::io::Result<()> {
         default_delay_ms: args.delta_delay_ms,
         max_recorded: args.max_recorded,
         h2_max_concurrent_streams: args.h2_max_streams,
+        tls: args.tls,
         ..FakeConfig::default()
     };
     let fake = FakeCodex::start(cfg).await?;
+    // Written before the URL is printed, so a script that waits for the URL finds the file ready.
+    if let (Some(path), Some(pem)) = (&args.tls_ca_out, fake.ca_pem()) {
+        std::fs::write(path, pem)?;
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "fake-codex listening on {}", fake.base_url())?;
     out.flush()?;

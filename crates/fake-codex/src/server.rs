@@ -7,7 +7,7 @@ use crate::catalog;
 use crate::scenario::token_expired_body;
 use crate::state::{Shared, TokenRejection};
 use crate::tokens::{now_ms, now_secs};
-use crate::types::RecordedRequest;
+use crate::types::{ConnectionNumber, RecordedRequest};
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -75,6 +75,8 @@ async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
         account_id: None,
         status: 0,
         at_ms,
+        http_version: format!("{:?}", parts.version),
+        connection: parts.extensions.get::<ConnectionNumber>().map_or(0, |c| c.0),
     };
     let early = match to_bytes(body, MAX_BODY).await {
         Err(_) => Err(detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")),

@@ -113,15 +113,17 @@ pub(crate) struct Shared {
 /// Early stream ends remembered for `/_fake/stats` (the newest ones).
 const MAX_EARLY_ENDS: usize = 256;
 
-/// Counters for benchmarks (`/_fake/stats`): connections accepted, streams started / finished / ended early
-/// because the client went away, and when those early ends happened. Kept apart from `inner` so the hot
-/// path takes no extra lock.
+/// Counters for benchmarks (`/_fake/stats`): connections accepted, failed TLS handshakes, streams started /
+/// finished / ended early because the client went away, and when those early ends happened. Kept apart from
+/// `inner` so the hot path takes no extra lock.
 #[derive(Default)]
 pub(crate) struct Stats {
     pub connections: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_completed: AtomicU64,
     pub streams_dropped: AtomicU64,
+    /// TLS mode: connections whose handshake failed or timed out (e.g. a client that does not trust the cert).
+    pub tls_handshake_failures: AtomicU64,
     /// Unix microseconds at which the fake saw a stream's receiver go away, newest last.
     pub dropped_at_us: Mutex<VecDeque<u64>>,
 }
@@ -136,6 +138,11 @@ impl Stats {
         q.push_back(tokens::now_us());
     }
 
+    pub fn tls_handshake_failed(&self, why: &dyn std::fmt::Display) {
+        self.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!("fake-codex TLS handshake failed: {why}");
+    }
+
     pub fn snapshot(&self) -> serde_json::Value {
         let started = self.streams_started.load(Ordering::Relaxed);
         let completed = self.streams_completed.load(Ordering::Relaxed);
@@ -146,6 +153,7 @@ impl Stats {
             "streams_completed": completed,
             "streams_dropped": dropped,
             "streams_open": started.saturating_sub(completed + dropped),
+            "tls_handshake_failures": self.tls_handshake_failures.load(Ordering::Relaxed),
             "dropped_at_unix_us": self.dropped_at_us.lock().iter().collect::<Vec<_>>(),
         })
     }
@@ -354,6 +362,8 @@ mod tests {
             account_id: None,
             status: 200,
             at_ms: 0,
+            http_version: "HTTP/1.1".into(),
+            connection: 1,
         }
     }
 

@@ -27,9 +27,12 @@ pub struct FakeConfig {
     pub bind: SocketAddr,
     /// Artificial latency of `POST /oauth/token`, to widen refresh races in tests.
     pub token_delay_ms: u64,
-    /// SETTINGS_MAX_CONCURRENT_STREAMS for HTTP/2 (h2c) clients: hyper's default of 200, like a typical
+    /// SETTINGS_MAX_CONCURRENT_STREAMS for HTTP/2 clients (h2c, or h2 over TLS): hyper's default of 200, like a typical
     /// front end; the benchmark raises it to hold thousands of streams on one connection.
     pub h2_max_concurrent_streams: u32,
+    /// Serve TLS with a fresh self-signed certificate (see `FakeCodex::ca_pem`) and ALPN h2 / http/1.1, as the
+    /// real backend is reached; the base URL becomes `https://`.
+    pub tls: bool,
 }
 
 impl Default for FakeConfig {
@@ -44,6 +47,7 @@ impl Default for FakeConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             token_delay_ms: 0,
             h2_max_concurrent_streams: 200,
+            tls: false,
         }
     }
 }
@@ -95,7 +99,17 @@ pub struct RecordedRequest {
     pub status: u16,
     /// Arrival time, unix milliseconds.
     pub at_ms: u64,
+    /// The protocol spoken, `HTTP/1.1` or `HTTP/2.0` (over TLS, what ALPN negotiated).
+    #[serde(default)]
+    pub http_version: String,
+    /// The connection it came on, numbered from 1 in the order connections were accepted.
+    #[serde(default)]
+    pub connection: u64,
 }
+
+/// The number of the connection a request came on (a request extension set by the accept loop).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionNumber(pub u64);
 
 /// One call of `POST /oauth/token` and what the fake made of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

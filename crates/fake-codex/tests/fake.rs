@@ -1,6 +1,6 @@
 //! Integration tests of the fake Codex backend over real HTTP on 127.0.0.1: strict validation,
 //! auth and OAuth flows, SSE shapes, reasoning round trips, prompt cache, quota, scenarios, the
-//! control API and the binary.
+//! control API, TLS mode and the binary.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,6 +14,8 @@ mod auth;
 mod scenarios;
 #[path = "fake/stream.rs"]
 mod stream;
+#[path = "fake/tls.rs"]
+mod tls;
 #[path = "fake/validation.rs"]
 mod validation;
 

@@ -9,6 +9,7 @@ use axum::http::HeaderMap;
 use bytes::Bytes;
 use dialects::sse::SseFrame;
 use dialects::{ErrorKind, Event, GatewayError, UpstreamRequest};
+use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
@@ -16,7 +17,7 @@ use crate::accounts::{Account, Lease};
 use crate::auth::now_unix;
 use crate::server::AppState;
 use crate::server::reader::{EventReader, Read, cut_error};
-use crate::upstream::{CallContext, UpstreamFailure, classify};
+use crate::upstream::{BodyStream, CallContext, UpstreamFailure, UpstreamResponse, classify};
 
 /// An upstream response ready to be read, plus what the encoders need to know.
 pub struct Exchange {
@@ -138,8 +139,8 @@ pub async fn open(state: &AppState, prepared: &Prepared) -> Result<Exchange, Gat
         tried.push(account.id.clone());
         match send_once(state, &account, body.clone(), ctx).await {
             Ok(response) => {
-                state.pool.record_success(&account, response.headers());
-                let mut reader = EventReader::new(response);
+                state.pool.record_success(&account, &response.headers);
+                let mut reader = EventReader::new(response.body);
                 match peek(&mut reader, state.config.keepalive.min(Duration::from_secs(10))).await {
                     Ok(()) => {
                         return Ok(Exchange {
@@ -206,23 +207,21 @@ async fn send_once(
     account: &Arc<Account>,
     body: Bytes,
     ctx: &CallContext,
-) -> Result<reqwest::Response, UpstreamFailure> {
+) -> Result<UpstreamResponse, UpstreamFailure> {
     let mut auth = state.pool.authorization(account, None).await.map_err(UpstreamFailure::AccountUnavailable)?;
     let mut refreshed = false;
     loop {
-        let response = state.upstream.send(account, auth.clone(), body.clone(), ctx).await.map_err(|e| {
+        let mut response = state.upstream.send(account, auth.clone(), body.clone(), ctx).await.map_err(|e| {
             UpstreamFailure::AccountUnavailable(GatewayError::new(
                 ErrorKind::UpstreamUnavailable,
-                format!("Cannot reach the upstream: {}", crate::upstream::transport_error_text(e)),
+                format!("Cannot reach the upstream: {e}"),
             ))
         })?;
-        let status = response.status();
-        if status.is_success() {
+        if response.status.is_success() {
             return Ok(response);
         }
-        let headers = response.headers().clone();
-        let bytes = read_limited(response).await;
-        let failure = classify(status, &headers, &bytes, now_unix());
+        let bytes = read_limited(&mut response.body).await;
+        let failure = classify(response.status, &response.headers, &bytes, now_unix());
         match failure {
             UpstreamFailure::Unauthorized(_) if !refreshed => {
                 info!(account = %account.id, "upstream said 401; refreshing the token once");
@@ -235,9 +234,9 @@ async fn send_once(
     }
 }
 
-async fn read_limited(mut response: reqwest::Response) -> Vec<u8> {
+async fn read_limited(body: &mut BodyStream) -> Vec<u8> {
     let mut out = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
+    while let Some(Ok(chunk)) = body.next().await {
         out.extend_from_slice(&chunk);
         if out.len() >= MAX_ERROR_BODY {
             break;

@@ -49,7 +49,7 @@ impl AppState {
         let store = Arc::new(Store::open(&config.db_path())?);
         let http = build_http_client(&config)?;
         let pool = Arc::new(Pool::load(config.clone(), store, http.clone())?);
-        let upstream = Upstream::new(&config, http);
+        let upstream = Upstream::new(&config, http)?;
         Ok(AppState { config, pool, upstream, catalog: Catalog })
     }
 }

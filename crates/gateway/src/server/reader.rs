@@ -1,16 +1,15 @@
 //! Reading the upstream SSE body as a sequence of (frame, event), with bounded waits.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
 use dialects::sse::{SseFrame, SseParser};
 use dialects::{ErrorKind, Event, GatewayError};
-use futures_util::{FutureExt, Stream, StreamExt};
+use futures_util::{FutureExt, StreamExt};
 use tracing::debug;
 
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+use crate::upstream::{BodyStream, TransportError};
 
 /// One step of reading.
 pub enum Read {
@@ -28,7 +27,7 @@ pub enum Read {
 const PARSE_PIECE: usize = 2048;
 
 pub struct EventReader {
-    body: ByteStream,
+    body: BodyStream,
     /// Received and not yet parsed.
     pending: Bytes,
     parser: SseParser,
@@ -43,9 +42,9 @@ pub struct EventReader {
 }
 
 impl EventReader {
-    pub fn new(response: reqwest::Response) -> EventReader {
+    pub fn new(body: BodyStream) -> EventReader {
         EventReader {
-            body: Box::pin(response.bytes_stream()),
+            body,
             pending: Bytes::new(),
             parser: SseParser::default(),
             frames: VecDeque::new(),
@@ -153,7 +152,7 @@ impl EventReader {
     }
 
     /// Take what the body yielded; `Some` for an error (frames and the end are reported by `buffered`).
-    fn on_bytes(&mut self, item: Option<reqwest::Result<Bytes>>) -> Option<Read> {
+    fn on_bytes(&mut self, item: Option<Result<Bytes, TransportError>>) -> Option<Read> {
         match item {
             Some(Ok(bytes)) => {
                 // Only asked for once everything received before was parsed (`buffered` came back empty).
@@ -162,7 +161,7 @@ impl EventReader {
             }
             Some(Err(e)) => Some(Read::Error(GatewayError::new(
                 ErrorKind::UpstreamUnavailable,
-                format!("The upstream connection failed mid-response: {}", crate::upstream::transport_error_text(e)),
+                format!("The upstream connection failed mid-response: {e}"),
             ))),
             None => {
                 self.eof = true;
@@ -190,8 +189,7 @@ mod tests {
     }
 
     fn empty_reader() -> EventReader {
-        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(Vec::<Result<Bytes, std::io::Error>>::new()));
-        EventReader::new(reqwest::Response::from(axum::http::Response::new(body)))
+        EventReader::new(Box::pin(futures_util::stream::iter(Vec::new())))
     }
 
     fn frame(name: &'static str, data: &str) -> SseFrame {
@@ -238,10 +236,8 @@ mod tests {
             let (a, b) = tail.split_at(30);
             (a.to_string(), b.to_string())
         };
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            vec![Ok(Bytes::from(first)), Ok(Bytes::from(tail_a)), Ok(Bytes::from(tail_b))];
-        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-        let mut reader = EventReader::new(reqwest::Response::from(axum::http::Response::new(body)));
+        let chunks = vec![Ok(Bytes::from(first)), Ok(Bytes::from(tail_a)), Ok(Bytes::from(tail_b))];
+        let mut reader = EventReader::new(Box::pin(futures_util::stream::iter(chunks)));
         let mut texts = Vec::new();
         loop {
             match reader.next(Duration::from_secs(5)).await {

@@ -1,11 +1,14 @@
 //! Sending a Responses request upstream with the credentials and headers the Codex backend expects.
 
-use std::time::Duration;
-
 use anyhow::Context;
+use axum::http::Uri;
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 
+use super::transport::{
+    CONNECT_TIMEOUT, Direct, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UPSTREAM_H2_CONNECTION_WINDOW,
+    UPSTREAM_H2_STREAM_WINDOW, UpstreamResponse, post_via_reqwest,
+};
 use crate::accounts::Account;
 use crate::config::Config;
 use crate::store::AccountKind;
@@ -14,13 +17,10 @@ use crate::store::AccountKind;
 pub const CODEX_CLIENT_VERSION: &str = "0.169.0";
 const ORIGINATOR: &str = "codex_cli_rs";
 
-/// Per-stream HTTP/2 receive window toward the upstream (see `build_client`).
-const UPSTREAM_H2_STREAM_WINDOW: u32 = 256 * 1024;
-/// Connection-wide HTTP/2 receive window toward the upstream (see `build_client`).
-const UPSTREAM_H2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
-
-/// One reqwest client for everything upstream: pooled connections, HTTP/2 where offered, rustls, the
-/// configured proxy and extra CA bundle.
+/// One reqwest client: pooled connections, HTTP/2 where offered, rustls with the gateway's roots
+/// ([`super::tls::client_config`]), the configured proxy. It carries the OAuth calls, the usage and catalog
+/// requests, and the Responses requests of accounts behind a proxy (the others go through
+/// [`super::transport::Direct`]).
 pub fn build_http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
     build_client(config, config.proxy.as_deref(), true)
 }
@@ -32,19 +32,15 @@ pub fn build_http_client_with_proxy(config: &Config, proxy: Option<&str>) -> any
 }
 
 fn build_client(config: &Config, proxy: Option<&str>, honor_no_proxy: bool) -> anyhow::Result<reqwest::Client> {
+    let mut tls = super::tls::client_config(config.ca_bundle.as_deref())?;
+    // What reqwest offers by itself when it builds its own TLS configuration.
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .connect_timeout(Duration::from_secs(20))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
+        .use_preconfigured_tls(tls)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         .tcp_nodelay(true)
-        // Fixed HTTP/2 windows, not hyper's adaptive ones. h2 ends the whole connection ("too_many_data_frames",
-        // every stream on it lost) once the small DATA frames it holds unread cost more framing overhead than
-        // half the connection window. SSE deltas are small frames, left unread while the gateway is busy or a
-        // client reads slowly: with adaptive windows (64 KB to start, a 32 KB budget) 5,000 streams opening at
-        // once lost 4,825 (bench/notes.md). A stream may hold at most 256 KB unread; the connection's 16 MB
-        // window sets an 8 MB budget, room for dozens of fully stalled streams at once. 256 KB per stream is
-        // far above what a token stream needs in flight.
         .http2_initial_stream_window_size(UPSTREAM_H2_STREAM_WINDOW)
         .http2_initial_connection_window_size(UPSTREAM_H2_CONNECTION_WINDOW)
         .no_proxy();
@@ -55,14 +51,6 @@ fn build_client(config: &Config, proxy: Option<&str>, honor_no_proxy: bool) -> a
         let proxy = reqwest::Proxy::all(p).with_context(|| "invalid proxy URL (HTTPS_PROXY / ALL_PROXY / proxy)")?;
         let proxy = if honor_no_proxy { proxy.no_proxy(reqwest::NoProxy::from_env()) } else { proxy };
         b = b.proxy(proxy);
-    }
-    if let Some(path) = &config.ca_bundle {
-        let pem = std::fs::read(path).with_context(|| format!("cannot read CA bundle {}", path.display()))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .with_context(|| format!("{} is not a PEM certificate bundle", path.display()))?
-        {
-            b = b.add_root_certificate(cert);
-        }
     }
     b.build().context("cannot build the HTTP client")
 }
@@ -80,25 +68,33 @@ pub struct CallContext {
 
 pub struct Upstream {
     http: reqwest::Client,
+    direct: Option<Direct>,
     codex_url: ParsedUrl,
     openai_url: ParsedUrl,
     user_agent: String,
 }
 
 impl Upstream {
-    pub fn new(config: &Config, http: reqwest::Client) -> Upstream {
+    /// `http`: the global reqwest client. Without a global proxy, Responses requests of accounts without their own
+    /// proxy go through [`Direct`] instead.
+    pub fn new(config: &Config, http: reqwest::Client) -> anyhow::Result<Upstream> {
         let user_agent = format!(
             "{ORIGINATOR}/{CODEX_CLIENT_VERSION} ({} ; {}) codex-gateway/{}",
             std::env::consts::OS,
             std::env::consts::ARCH,
             env!("CARGO_PKG_VERSION")
         );
-        Upstream {
+        let direct = match config.proxy {
+            None => Some(Direct::new(super::tls::client_config(config.ca_bundle.as_deref())?, config.upstream_h2c)),
+            Some(_) => None,
+        };
+        Ok(Upstream {
             http,
+            direct,
             codex_url: ParsedUrl::new(format!("{}/responses", config.upstream_base_url)),
             openai_url: ParsedUrl::new(format!("{}/responses", config.openai_base_url)),
             user_agent,
-        }
+        })
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -112,7 +108,7 @@ impl Upstream {
         authorization: HeaderValue,
         body: Bytes,
         ctx: &CallContext,
-    ) -> Result<reqwest::Response, reqwest::Error> {
+    ) -> Result<UpstreamResponse, TransportError> {
         let mut headers = HeaderMap::new();
         let put = |h: &mut HeaderMap, name: &'static str, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {
@@ -142,27 +138,34 @@ impl Upstream {
             }
             AccountKind::ApiKey | AccountKind::Relay => &self.openai_url,
         };
-        let request = match (&account.kind, &account.base_url) {
-            (AccountKind::Relay | AccountKind::ApiKey, Some(base)) => account.http().post(format!("{base}/responses")),
-            _ => match &url.parsed {
-                Some(parsed) => account.http().post(parsed.clone()),
-                // Invalid in the configuration: let reqwest report it as a request error.
-                None => account.http().post(&url.text),
-            },
+        let relay_url;
+        let url = match (&account.kind, &account.base_url) {
+            (AccountKind::Relay | AccountKind::ApiKey, Some(base)) => {
+                relay_url = ParsedUrl::new(format!("{base}/responses"));
+                &relay_url
+            }
+            _ => url,
         };
-        request.headers(headers).body(body).send().await
+        let Some((url, uri)) = &url.parsed else {
+            return Err(TransportError::new("the configured upstream URL is not a valid URL"));
+        };
+        match (&self.direct, &account.proxy) {
+            (Some(direct), None) => direct.post(uri.clone(), headers, body).await,
+            _ => post_via_reqwest(account.http(), url.clone(), headers, body).await,
+        }
     }
 }
 
-/// An upstream URL parsed once: reqwest would otherwise parse (and IDNA-map) the string on every request.
+/// An upstream URL parsed once, for each transport: reqwest would otherwise parse (and IDNA-map) the string on
+/// every request.
 struct ParsedUrl {
-    text: String,
-    parsed: Option<reqwest::Url>,
+    parsed: Option<(reqwest::Url, Uri)>,
 }
 
 impl ParsedUrl {
     fn new(text: String) -> ParsedUrl {
-        let parsed = reqwest::Url::parse(&text).ok();
-        ParsedUrl { text, parsed }
+        let url = reqwest::Url::parse(&text).ok();
+        let parsed = url.and_then(|url| Some((url.clone(), Uri::try_from(url.as_str()).ok()?)));
+        ParsedUrl { parsed }
     }
 }

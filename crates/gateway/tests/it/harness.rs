@@ -119,6 +119,12 @@ pub async fn start(setup: Setup) -> TestEnv {
     put("CODEX_GATEWAY_CHATGPT_BASE_URL", fake.chatgpt_base_url());
     put("CODEX_GATEWAY_AUTH_ISSUER", fake.issuer());
     put("CODEX_GATEWAY_OPENAI_BASE_URL", fake.openai_api_base());
+    if let Some(pem) = fake.ca_pem() {
+        // A TLS fake: the gateway trusts its self-signed certificate as a CA bundle, as behind a corporate proxy.
+        let path = dir.join("fake-ca.pem");
+        std::fs::write(&path, pem).unwrap_or_else(|e| panic!("write the CA bundle: {e}"));
+        put("CODEX_GATEWAY_CA_BUNDLE", path.display().to_string());
+    }
     if let Some(k) = &setup.client_key {
         put("CODEX_GATEWAY_API_KEY", k.clone());
     }

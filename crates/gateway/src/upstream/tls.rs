@@ -1,0 +1,37 @@
+//! The TLS client configuration every upstream connection uses, reqwest's and the direct transport's alike, so
+//! both trust exactly the same roots.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+/// Mozilla's roots (as shipped in `webpki-roots`), the system's roots, and the configured CA bundle (a
+/// corporate TLS-inspecting proxy's CA, or a test upstream's). ALPN is left empty: each connector sets its
+/// own protocols.
+pub fn client_config(ca_bundle: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    // Unreadable or malformed system certificates are skipped, as reqwest does: the bundled roots remain.
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_bundle {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read CA bundle {}", path.display()))?;
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.with_context(|| format!("{} is not a PEM certificate bundle", path.display()))?;
+            roots.add(cert).with_context(|| format!("{} holds a certificate that cannot be a root", path.display()))?;
+            added += 1;
+        }
+        anyhow::ensure!(added > 0, "{} holds no PEM certificate", path.display());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("cannot set up TLS")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tls)
+}

@@ -1,0 +1,186 @@
+//! Carrying the Responses request to the upstream and its streamed answer back.
+//!
+//! Two transports give the same [`UpstreamResponse`]:
+//! - [`Direct`]: hyper-util's pooled client with a rustls connector (ALPN h2 or HTTP/1.1, or h2c by
+//!   configuration). Every request goes this way unless a proxy is involved. It is written against hyper
+//!   directly, not through reqwest, because reqwest's own layers (its boxed pending future, header merging,
+//!   redirect handling, a second body wrapper) were the largest piece of the gateway's time before the first
+//!   byte, and ~11% of its CPU per streamed request (bench/notes.md).
+//! - reqwest, for accounts behind a proxy (HTTP CONNECT or SOCKS, with `NO_PROXY` for the global one), which
+//!   reqwest handles and the request path does not need to re-implement.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, Request, StatusCode, Uri};
+use bytes::Bytes;
+use futures_util::{Stream, TryStreamExt};
+use http_body_util::{BodyDataStream, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+// Fixed HTTP/2 windows, not hyper's adaptive ones. h2 ends the whole connection ("too_many_data_frames", every
+// stream on it lost) once the small DATA frames it holds unread cost more framing overhead than half the
+// connection window. SSE deltas are small frames, left unread while the gateway is busy or a client reads slowly:
+// with adaptive windows (64 KB to start, a 32 KB budget) 5,000 streams opening at once lost 4,825
+// (bench/notes.md). A stream may hold at most 256 KB unread; the connection's 16 MB window sets an 8 MB budget,
+// room for dozens of fully stalled streams at once. 256 KB per stream is far above what a token stream needs in
+// flight.
+/// Per-stream HTTP/2 receive window toward the upstream.
+pub(super) const UPSTREAM_H2_STREAM_WINDOW: u32 = 256 * 1024;
+/// Connection-wide HTTP/2 receive window toward the upstream.
+pub(super) const UPSTREAM_H2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+pub(super) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub(super) const POOL_MAX_IDLE_PER_HOST: usize = 256;
+
+/// The response body as it arrives.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, TransportError>> + Send>>;
+
+/// An upstream response whose headers have arrived; the body streams.
+pub struct UpstreamResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: BodyStream,
+}
+
+/// A failure to reach the upstream or to read from it, as text safe for logs and client errors: the error and
+/// its causes (a top-level message alone, such as "error decoding response body", does not say whether the
+/// connection was reset, timed out or refused by HTTP/2 flow control), and never the URL, which can carry query
+/// parameters.
+#[derive(Debug, Clone)]
+pub struct TransportError(String);
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<reqwest::Error> for TransportError {
+    fn from(e: reqwest::Error) -> TransportError {
+        let e = e.without_url();
+        TransportError(with_causes(&e))
+    }
+}
+
+impl TransportError {
+    pub fn new(text: impl Into<String>) -> TransportError {
+        TransportError(text.into())
+    }
+
+    fn of(e: &(dyn std::error::Error + 'static)) -> TransportError {
+        TransportError(with_causes(e))
+    }
+}
+
+/// `message: cause: cause…`, skipping causes whose text the message already holds.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !cause_text.is_empty() && !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// hyper-util's pooled client over TCP, with TLS where the URL says `https`.
+pub struct Direct {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl Direct {
+    /// `tls`: the shared client configuration ([`super::tls::client_config`]); ALPN is set here. `h2c`: HTTP/2
+    /// without TLS to `http://` upstreams (see `Config::upstream_h2c`).
+    pub fn new(tls: rustls::ClientConfig, h2c: bool) -> Direct {
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        // Small request writes must not wait for the peer's delayed ACK.
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .http2_initial_stream_window_size(UPSTREAM_H2_STREAM_WINDOW)
+            .http2_initial_connection_window_size(UPSTREAM_H2_CONNECTION_WINDOW);
+        if h2c {
+            builder.http2_only(true);
+        }
+        Direct { client: builder.build(connector) }
+    }
+
+    /// POST `body`; returns once the response headers arrive.
+    pub async fn post(&self, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<UpstreamResponse, TransportError> {
+        let mut request = Request::post(uri).body(Full::new(body)).map_err(|e| TransportError::of(&e))?;
+        *request.headers_mut() = headers;
+        let response = self.client.request(request).await.map_err(|e| TransportError::of(&e))?;
+        let (parts, body) = response.into_parts();
+        let body = BodyDataStream::new(body).map_err(|e| TransportError::of(&e));
+        Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body: Box::pin(body) })
+    }
+}
+
+/// POST through reqwest (a proxied account's client).
+pub async fn post_via_reqwest(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<UpstreamResponse, TransportError> {
+    let response = client.post(url).headers(headers).body(body).send().await?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes_stream().map_err(TransportError::from);
+    Ok(UpstreamResponse { status, headers, body: Box::pin(body) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn free_port() -> u16 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+        port.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn reqwest_errors_name_the_cause_and_not_the_url() {
+        // A loopback port nothing listens on: reqwest says only "error sending request"; the cause says why.
+        let client = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("{e}"));
+        let err = client.get(format!("http://127.0.0.1:{}/secret?token=abc", free_port())).send().await.err();
+        let text = TransportError::from(err.unwrap_or_else(|| panic!("the request succeeded"))).to_string();
+        assert!(text.starts_with("error sending request"), "{text}");
+        assert!(text.to_lowercase().contains("connect"), "{text}");
+        assert!(text.len() > "error sending request".len() + 10, "{text}");
+        assert!(!text.contains("token=abc") && !text.contains("/secret"), "the URL leaked: {text}");
+    }
+
+    #[tokio::test]
+    async fn direct_errors_name_the_cause_and_not_the_url() {
+        let tls = super::super::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
+        let direct = Direct::new(tls, false);
+        let uri: Uri =
+            format!("http://127.0.0.1:{}/secret?token=abc", free_port()).parse().unwrap_or_else(|e| panic!("{e}"));
+        let err = direct.post(uri, HeaderMap::new(), Bytes::new()).await.err();
+        let text = err.unwrap_or_else(|| panic!("the request succeeded")).to_string();
+        assert!(text.to_lowercase().contains("connect"), "{text}");
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert!(!text.contains("token=abc") && !text.contains("/secret"), "the URL leaked: {text}");
+    }
+}
