@@ -105,6 +105,13 @@ impl Direct {
         // Small request writes must not wait for the peer's delayed ACK.
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        // reqwest's defaults, kept: a peer that vanished without closing (a dropped NAT entry, a sleeping laptop's
+        // network) is noticed within about a minute instead of leaving a stream waiting forever.
+        tcp.set_keepalive(Some(Duration::from_secs(15)));
+        tcp.set_keepalive_interval(Some(Duration::from_secs(15)));
+        tcp.set_keepalive_retries(Some(3));
+        #[cfg(target_os = "linux")]
+        tcp.set_tcp_user_timeout(Some(Duration::from_secs(30)));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -125,15 +132,50 @@ impl Direct {
         Direct { client: builder.build(connector) }
     }
 
-    /// POST `body`; returns once the response headers arrive.
+    /// POST `body`; returns once the response headers arrive. A request the server refused without processing it
+    /// (see [`refused_unprocessed`]) is sent again, up to twice, as reqwest does.
     pub async fn post(&self, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<UpstreamResponse, TransportError> {
-        let mut request = Request::post(uri).body(Full::new(body)).map_err(|e| TransportError::of(&e))?;
-        *request.headers_mut() = headers;
-        let response = self.client.request(request).await.map_err(|e| TransportError::of(&e))?;
+        let mut retries = 0;
+        let response = loop {
+            let mut request =
+                Request::post(uri.clone()).body(Full::new(body.clone())).map_err(|e| TransportError::of(&e))?;
+            *request.headers_mut() = headers.clone();
+            match self.client.request(request).await {
+                Ok(response) => break response,
+                Err(e) if retries < MAX_RETRIES_OF_REFUSED && refused_unprocessed(&e) => {
+                    retries += 1;
+                    tracing::debug!(
+                        "the upstream refused the request unprocessed; sending it again: {}",
+                        TransportError::of(&e)
+                    );
+                }
+                Err(e) => return Err(TransportError::of(&e)),
+            }
+        };
         let (parts, body) = response.into_parts();
         let body = BodyDataStream::new(body).map_err(|e| TransportError::of(&e));
         Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body: Box::pin(body) })
     }
+}
+
+/// Sends of one request the upstream refused unprocessed, on top of the first.
+const MAX_RETRIES_OF_REFUSED: u32 = 2;
+
+/// The HTTP/2 server declined the request before processing it, so it is safe to send again on another
+/// stream or connection (RFC 9113 §8.7): the stream was refused (`REFUSED_STREAM`), or the connection is being
+/// shut down gracefully (`GOAWAY` with `NO_ERROR`, as load balancers do to rotate connections).
+fn refused_unprocessed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(cause) = source {
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            let reason = h2.reason();
+            return h2.is_remote()
+                && ((h2.is_go_away() && reason == Some(h2::Reason::NO_ERROR))
+                    || (h2.is_reset() && reason == Some(h2::Reason::REFUSED_STREAM)));
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// POST through reqwest (a proxied account's client).
@@ -153,6 +195,8 @@ pub async fn post_via_reqwest(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn free_port() -> u16 {
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
@@ -169,6 +213,57 @@ mod tests {
         assert!(text.to_lowercase().contains("connect"), "{text}");
         assert!(text.len() > "error sending request".len() + 10, "{text}");
         assert!(!text.contains("token=abc") && !text.contains("/secret"), "the URL leaked: {text}");
+    }
+
+    /// An h2c server that refuses the first `refuse` streams it is sent (`REFUSED_STREAM`) and answers the others
+    /// `200 ok`; counts the streams it saw.
+    async fn refusing_h2_server(refuse: usize) -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counted = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
+                    while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                        if counted.fetch_add(1, Ordering::SeqCst) < refuse {
+                            respond.send_reset(h2::Reason::REFUSED_STREAM);
+                            continue;
+                        }
+                        let response = axum::http::Response::new(());
+                        if let Ok(mut body) = respond.send_response(response, false) {
+                            let _ = body.send_data(Bytes::from_static(b"ok"), true);
+                        }
+                    }
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    async fn post_h2c(port: u16) -> Result<UpstreamResponse, TransportError> {
+        let tls = super::super::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
+        let direct = Direct::new(tls, true);
+        let uri: Uri = format!("http://127.0.0.1:{port}/responses").parse().unwrap_or_else(|e| panic!("{e}"));
+        direct.post(uri, HeaderMap::new(), Bytes::from_static(b"{}")).await
+    }
+
+    #[tokio::test]
+    async fn refused_streams_are_sent_again_up_to_twice() {
+        use futures_util::StreamExt;
+        let (port, seen) = refusing_h2_server(2).await;
+        let mut response = post_h2c(port).await.unwrap_or_else(|e| panic!("not retried: {e}"));
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(response.body.next().await.and_then(Result::ok), Some(Bytes::from_static(b"ok")));
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+
+        // A third refusal is the answer.
+        let (port, seen) = refusing_h2_server(3).await;
+        let err = post_h2c(port).await.err().unwrap_or_else(|| panic!("a refused request succeeded"));
+        assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
