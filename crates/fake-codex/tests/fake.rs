@@ -29,6 +29,31 @@ async fn start_with(cfg: FakeConfig) -> (FakeCodex, AccountCreds) {
     (fake, creds)
 }
 
+/// The fake-codex binary started with `--port 0` and `args`, its stdout lines after the first, and the base URL
+/// that first line announced.
+async fn spawn_binary(
+    args: &[&std::ffi::OsStr],
+) -> (tokio::process::Child, tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fake-codex"))
+        .args(["--port", "0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    let url = first.strip_prefix("fake-codex listening on ").unwrap().to_string();
+    (child, lines, url)
+}
+
+/// A client that trusts `pem` (a TLS fake's certificate) as a root.
+fn trusting(pem: &[u8]) -> reqwest::Client {
+    let root = reqwest::Certificate::from_pem(pem).unwrap();
+    reqwest::Client::builder().add_root_certificate(root).no_proxy().build().unwrap()
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap()
 }

@@ -187,20 +187,11 @@ async fn device_code_flow() {
 
 #[tokio::test]
 async fn binary_prints_and_writes_auth_json() {
-    use tokio::io::AsyncBufReadExt;
     let dir = std::env::temp_dir().join(format!("fake-codex-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let auth = dir.join("auth.json");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fake-codex"))
-        .args(["--port", "0", "--accounts", "2", "--write-auth-json"])
-        .arg(&auth)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next_line().await.unwrap().unwrap();
-    let url = first.strip_prefix("fake-codex listening on ").unwrap().to_string();
+    let (mut child, mut lines, url) =
+        spawn_binary(&["--accounts".as_ref(), "2".as_ref(), "--write-auth-json".as_ref(), auth.as_os_str()]).await;
     assert!(url.starts_with("http://127.0.0.1:"));
     let acct = lines.next_line().await.unwrap().unwrap();
     let id = acct.split(' ').nth(1).unwrap().to_string();

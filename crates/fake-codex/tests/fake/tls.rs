@@ -3,12 +3,7 @@
 use super::*;
 
 fn trusting_client(fake: &FakeCodex) -> reqwest::Client {
-    let pem = fake.ca_pem().expect("TLS mode has a certificate");
-    reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
-        .no_proxy()
-        .build()
-        .unwrap()
+    trusting(fake.ca_pem().expect("TLS mode has a certificate").as_bytes())
 }
 
 async fn start_tls() -> (FakeCodex, AccountCreds) {
@@ -107,27 +102,12 @@ async fn clear_text_fake_records_the_http_version() {
 
 #[tokio::test]
 async fn binary_serves_tls_and_writes_its_certificate() {
-    use tokio::io::AsyncBufReadExt;
     let dir = std::env::temp_dir().join(format!("fake-codex-tls-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("ca.pem");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fake-codex"))
-        .args(["--port", "0", "--tls", "--tls-ca-out"])
-        .arg(&ca)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next_line().await.unwrap().unwrap();
-    let url = first.strip_prefix("fake-codex listening on ").unwrap().to_string();
+    let (mut child, _, url) = spawn_binary(&["--tls".as_ref(), "--tls-ca-out".as_ref(), ca.as_os_str()]).await;
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
-    let pem = std::fs::read(&ca).unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .no_proxy()
-        .build()
-        .unwrap();
+    let client = trusting(&std::fs::read(&ca).unwrap());
     let stats: Value = client.get(format!("{url}/_fake/stats")).send().await.unwrap().json().await.unwrap();
     assert_eq!(stats["tls_handshake_failures"], 0);
     child.kill().await.unwrap();
