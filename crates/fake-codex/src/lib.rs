@@ -105,7 +105,8 @@ async fn accept_loop(
                 },
             };
             if let Err(e) = served {
-                tracing::debug!("fake-codex connection ended: {e}");
+                // Debug formatting: hyper's text says only "http2 error", not which one (RUST_LOG=debug).
+                tracing::debug!("fake-codex connection ended: {e:?}");
             }
         });
     }

@@ -1,8 +1,9 @@
-//! The upstream side: pooled HTTP clients (`transport`, `tls`), the official client's headers, and the classification of
+//! The upstream side: pooled HTTP clients (`transport`, `http2`, `tls`), the official client's headers, and the classification of
 //! upstream failures into client-visible errors.
 
 mod classify;
 mod client;
+mod http2;
 mod tls;
 mod transport;
 

@@ -1,15 +1,16 @@
 //! Carrying the Responses request to the upstream and its streamed answer back.
 //!
 //! Two transports give the same [`UpstreamResponse`]:
-//! - [`Direct`]: hyper-util's pooled client with a rustls connector (ALPN h2 or HTTP/1.1, or h2c by
-//!   configuration). Every request goes this way unless a proxy is involved. It is written against hyper
-//!   directly, not through reqwest, because reqwest's own layers (its boxed pending future, header merging,
+//! - [`Direct`]: HTTP/2 connections driven with the h2 crate ([`super::http2`]: TLS with ALPN h2, or h2c by
+//!   configuration), and hyper-util's pooled client for upstreams that speak HTTP/1.1. Every request goes this
+//!   way unless a proxy is involved. It is written against h2 and hyper directly, not through reqwest, because reqwest's own layers (its boxed pending future, header merging,
 //!   redirect handling, a second body wrapper) were the largest piece of the gateway's time before the first
 //!   byte, and ~11% of its CPU per streamed request (bench/notes.md).
 //! - reqwest, for accounts behind a proxy (HTTP CONNECT or SOCKS, with `NO_PROXY` for the global one), which
 //!   reqwest handles and the request path does not need to re-implement.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Request, StatusCode, Uri};
@@ -20,6 +21,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::http2::{Http2Connections, Outcome};
 
 // Fixed HTTP/2 windows, not hyper's adaptive ones. h2 ends the whole connection ("too_many_data_frames", every
 // stream on it lost) once the small DATA frames it holds unread cost more framing overhead than half the
@@ -71,7 +74,7 @@ impl TransportError {
         TransportError(text.into())
     }
 
-    fn of(e: &(dyn std::error::Error + 'static)) -> TransportError {
+    pub(super) fn of(e: &(dyn std::error::Error + 'static)) -> TransportError {
         TransportError(with_causes(e))
     }
 }
@@ -91,9 +94,12 @@ fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// hyper-util's pooled client over TCP, with TLS where the URL says `https`.
+/// hyper-util's pooled client for HTTP/1.1 upstreams, and this gateway's own HTTP/2 connections
+/// ([`super::http2`]) for the rest: `https` origins that choose h2 in the TLS handshake, and h2c.
 pub struct Direct {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http1: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http2: Http2Connections,
+    h2c: bool,
 }
 
 impl Direct {
@@ -112,70 +118,39 @@ impl Direct {
         tcp.set_keepalive_retries(Some(3));
         #[cfg(target_os = "linux")]
         tcp.set_tcp_user_timeout(Some(Duration::from_secs(30)));
+        let mut http2_tls = tls.clone();
+        http2_tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let http2 = Http2Connections::new(tcp.clone(), Arc::new(http2_tls));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .enable_http2()
             .wrap_connector(tcp);
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .http2_initial_stream_window_size(UPSTREAM_H2_STREAM_WINDOW)
-            .http2_initial_connection_window_size(UPSTREAM_H2_CONNECTION_WINDOW);
-        if h2c {
-            builder.http2_only(true);
-        }
-        Direct { client: builder.build(connector) }
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST);
+        Direct { http1: builder.build(connector), http2, h2c }
     }
 
-    /// POST `body`; returns once the response headers arrive. A request the server refused without processing it
-    /// (see [`refused_unprocessed`]) is sent again, up to twice, as reqwest does.
+    /// POST `body`; returns once the response headers arrive.
     pub async fn post(&self, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<UpstreamResponse, TransportError> {
-        let mut retries = 0;
-        let response = loop {
-            let mut request =
-                Request::post(uri.clone()).body(Full::new(body.clone())).map_err(|e| TransportError::of(&e))?;
-            *request.headers_mut() = headers.clone();
-            match self.client.request(request).await {
-                Ok(response) => break response,
-                Err(e) if retries < MAX_RETRIES_OF_REFUSED && refused_unprocessed(&e) => {
-                    retries += 1;
-                    tracing::debug!(
-                        "the upstream refused the request unprocessed; sending it again: {}",
-                        TransportError::of(&e)
-                    );
-                }
-                Err(e) => return Err(TransportError::of(&e)),
-            }
+        let http2 = match uri.scheme_str() {
+            Some("https") => !self.http2.is_http1_only(&uri),
+            _ => self.h2c,
         };
+        if http2 && let Outcome::Sent(response) = self.http2.post(&uri, &headers, &body).await? {
+            return Ok(response);
+        }
+        let mut request = Request::post(uri).body(Full::new(body)).map_err(|e| TransportError::of(&e))?;
+        *request.headers_mut() = headers;
+        let response = self.http1.request(request).await.map_err(|e| TransportError::of(&e))?;
         let (parts, body) = response.into_parts();
         let body = BodyDataStream::new(body).map_err(|e| TransportError::of(&e));
         Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body: Box::pin(body) })
     }
-}
-
-/// Sends of one request the upstream refused unprocessed, on top of the first.
-const MAX_RETRIES_OF_REFUSED: u32 = 2;
-
-/// The HTTP/2 server declined the request before processing it, so it is safe to send again on another
-/// stream or connection (RFC 9113 §8.7): the stream was refused (`REFUSED_STREAM`), or the connection is being
-/// shut down gracefully (`GOAWAY` with `NO_ERROR`, as load balancers do to rotate connections).
-fn refused_unprocessed(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(e);
-    while let Some(cause) = source {
-        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
-            let reason = h2.reason();
-            return h2.is_remote()
-                && ((h2.is_go_away() && reason == Some(h2::Reason::NO_ERROR))
-                    || (h2.is_reset() && reason == Some(h2::Reason::REFUSED_STREAM)));
-        }
-        source = cause.source();
-    }
-    false
 }
 
 /// POST through reqwest (a proxied account's client).
@@ -264,6 +239,66 @@ mod tests {
         let err = post_h2c(port).await.err().unwrap_or_else(|| panic!("a refused request succeeded"));
         assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
         assert_eq!(seen.load(Ordering::SeqCst), 3);
+    }
+
+    /// An h2c server with the protocol's default windows (64 KB per stream and per connection) that reads every
+    /// request body and records the sizes of its DATA frames, all but each body's last (the ones that carry no
+    /// END_STREAM), then answers `200`.
+    async fn frame_recording_h2_server() -> (u16, Arc<parking_lot::Mutex<Vec<usize>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+        let frames = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let recorded = frames.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
+                    while let Some(Ok((request, mut respond))) = conn.accept().await {
+                        let recorded = recorded.clone();
+                        tokio::spawn(async move {
+                            let mut body = request.into_body();
+                            let mut sizes = Vec::new();
+                            while let Some(Ok(chunk)) = body.data().await {
+                                let _ = body.flow_control().release_capacity(chunk.len());
+                                sizes.push(chunk.len());
+                            }
+                            sizes.pop();
+                            recorded.lock().extend(sizes);
+                            if let Ok(mut sent) = respond.send_response(axum::http::Response::new(()), false) {
+                                let _ = sent.send_data(Bytes::from_static(b"ok"), true);
+                            }
+                        });
+                    }
+                });
+            }
+        });
+        (port, frames)
+    }
+
+    /// Many requests whose bodies together overflow the upstream's connection window: each body goes out in
+    /// frames as the window reopens, never as a flurry of 1-byte frames (one per waiting stream), which an
+    /// HTTP/2 server may take for a small-frame flood and answer by closing the connection with every stream
+    /// on it (h2's servers do: GOAWAY `ENHANCE_YOUR_CALM`, "too_many_data_frames").
+    #[tokio::test]
+    async fn request_bodies_overflowing_the_connection_window_go_out_in_whole_frames() {
+        let (port, frames) = frame_recording_h2_server().await;
+        let tls = super::super::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
+        let direct = Arc::new(Direct::new(tls, true));
+        let uri: Uri = format!("http://127.0.0.1:{port}/responses").parse().unwrap_or_else(|e| panic!("{e}"));
+        let body = Bytes::from(vec![b'x'; 6000]);
+        let requests = (0..200).map(|_| {
+            let (direct, uri, body) = (direct.clone(), uri.clone(), body.clone());
+            tokio::spawn(async move { direct.post(uri, HeaderMap::new(), body).await.map(|r| r.status) })
+        });
+        for request in futures_util::future::join_all(requests).await {
+            let status = request.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(status, StatusCode::OK);
+        }
+        let frames = frames.lock();
+        let small = frames.iter().filter(|len| **len < 256).count();
+        assert!(!frames.is_empty(), "no body was split at all: the window never ran out");
+        assert!(small <= 10, "{small} of {} non-final DATA frames were under 256 bytes", frames.len());
     }
 
     #[tokio::test]

@@ -1,0 +1,269 @@
+//! HTTP/2 to the upstream, driven with the h2 crate directly: one connection per origin, shared by every
+//! request, over TLS (ALPN `h2`) or in clear text by prior knowledge (h2c).
+//!
+//! Why not hyper's client: hyper sends a request body by first reserving one byte of the connection's send
+//! window and asking for the rest only once it has that byte. When many requests wait for the upstream to reopen
+//! its window (their bodies together larger than it, as when thousands of streams start at once), each reopening
+//! hands every waiting stream its one byte, and each sends it as a DATA frame of its own. h2's servers count such
+//! frames as a small-frame flood and close the connection, with every stream on it (GOAWAY `ENHANCE_YOUR_CALM`):
+//! bench/notes.md, and the test below. Here a body asks for its whole length at once, so the window goes to the
+//! waiting bodies in turn and each leaves in as few frames as the window allows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::http::{HeaderMap, Request, Uri, header};
+use bytes::Bytes;
+use h2::client::SendRequest;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tower::Service;
+
+use super::transport::{
+    CONNECT_TIMEOUT, TransportError, UPSTREAM_H2_CONNECTION_WINDOW, UPSTREAM_H2_STREAM_WINDOW, UpstreamResponse,
+};
+
+/// Sends of one request the upstream refused unprocessed, on top of the first.
+const MAX_RETRIES_OF_REFUSED: u32 = 2;
+
+/// What the caller does with a request this module did not send.
+pub enum Outcome {
+    Sent(UpstreamResponse),
+    /// The origin chose HTTP/1.1 in the TLS handshake: send it over HTTP/1.1.
+    Http1Only,
+}
+
+/// The HTTP/2 connections of one transport, by origin.
+pub struct Http2Connections {
+    tcp: HttpConnector,
+    tls: tokio_rustls::TlsConnector,
+    origins: parking_lot::Mutex<HashMap<String, Arc<Origin>>>,
+}
+
+/// One origin's connection, and what is known about it.
+#[derive(Default)]
+struct Origin {
+    current: parking_lot::Mutex<Option<Connection>>,
+    /// Held while a connection is being made, so a burst of requests makes one connection, not one each.
+    connecting: tokio::sync::Mutex<Option<Failure>>,
+    http1_only: AtomicBool,
+}
+
+#[derive(Clone)]
+struct Connection {
+    send: SendRequest<Bytes>,
+    id: u64,
+}
+
+/// The last failed attempt to connect: requests that waited for it get its error instead of trying again one
+/// after another (a timeout each).
+struct Failure {
+    at: Instant,
+    error: TransportError,
+}
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Why sending on a connection failed: before the request left (the connection had ended; safe to send again
+/// on a new one), or after.
+enum SendError {
+    ConnectionEnded(h2::Error),
+    Stream(h2::Error),
+    Request(TransportError),
+}
+
+impl Http2Connections {
+    /// `tcp`: the connector with the transport's socket options. `tls`: the client configuration, with ALPN
+    /// `h2` and `http/1.1`.
+    pub fn new(tcp: HttpConnector, tls: Arc<rustls::ClientConfig>) -> Http2Connections {
+        Http2Connections {
+            tcp,
+            tls: tokio_rustls::TlsConnector::from(tls),
+            origins: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True once `uri`'s origin has chosen HTTP/1.1 in a TLS handshake.
+    pub fn is_http1_only(&self, uri: &Uri) -> bool {
+        self.origin(uri).http1_only.load(Ordering::Relaxed)
+    }
+
+    /// POST `body` and wait for the response headers. A request the server refused without processing it
+    /// (see [`refused_unprocessed`]) is sent again, up to twice; one that found its connection ended is sent on a
+    /// new one.
+    pub async fn post(&self, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<Outcome, TransportError> {
+        let origin = self.origin(uri);
+        let (mut refusals, mut reconnects) = (0, 0);
+        loop {
+            let Some(connection) = self.connection(&origin, uri).await? else { return Ok(Outcome::Http1Only) };
+            match send(connection.send.clone(), uri, headers, body).await {
+                Ok(response) => return Ok(Outcome::Sent(response)),
+                Err(SendError::Request(e)) => return Err(e),
+                Err(SendError::ConnectionEnded(e)) => {
+                    origin.forget(connection.id);
+                    if reconnects >= 1 {
+                        return Err(TransportError::of(&e));
+                    }
+                    reconnects += 1;
+                }
+                Err(SendError::Stream(e)) => {
+                    if e.is_go_away() || e.is_io() {
+                        origin.forget(connection.id);
+                    }
+                    if refusals >= MAX_RETRIES_OF_REFUSED || !refused_unprocessed(&e) {
+                        return Err(TransportError::of(&e));
+                    }
+                    refusals += 1;
+                    tracing::debug!("the upstream refused the request unprocessed; sending it again: {e}");
+                }
+            }
+        }
+    }
+
+    fn origin(&self, uri: &Uri) -> Arc<Origin> {
+        let key = format!("{}://{}", uri.scheme_str().unwrap_or(""), uri.authority().map_or("", |a| a.as_str()));
+        self.origins.lock().entry(key).or_default().clone()
+    }
+
+    /// The origin's live connection, made if there is none; `None` if the origin speaks only HTTP/1.1.
+    async fn connection(&self, origin: &Origin, uri: &Uri) -> Result<Option<Connection>, TransportError> {
+        if let Some(connection) = origin.current.lock().clone() {
+            return Ok(Some(connection));
+        }
+        let waited_from = Instant::now();
+        let mut last_failure = origin.connecting.lock().await;
+        if let Some(connection) = origin.current.lock().clone() {
+            return Ok(Some(connection));
+        }
+        if origin.http1_only.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        if let Some(failure) = last_failure.as_ref().filter(|f| f.at >= waited_from) {
+            return Err(failure.error.clone());
+        }
+        match self.connect(uri).await {
+            Ok(Some(send)) => {
+                let connection = Connection { send, id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed) };
+                *origin.current.lock() = Some(connection.clone());
+                *last_failure = None;
+                Ok(Some(connection))
+            }
+            Ok(None) => {
+                origin.http1_only.store(true, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(error) => {
+                *last_failure = Some(Failure { at: Instant::now(), error: error.clone() });
+                Err(error)
+            }
+        }
+    }
+
+    /// TCP, then TLS with ALPN for `https` (`None` if the server chose HTTP/1.1), then the HTTP/2 handshake.
+    async fn connect(&self, uri: &Uri) -> Result<Option<SendRequest<Bytes>>, TransportError> {
+        let connecting = async {
+            let mut tcp = self.tcp.clone();
+            std::future::poll_fn(|cx| tcp.poll_ready(cx)).await.map_err(|e| TransportError::of(&e))?;
+            let stream = tcp.call(uri.clone()).await.map_err(|e| TransportError::of(&e))?.into_inner();
+            if uri.scheme_str() != Some("https") {
+                return handshake(stream).await.map(Some);
+            }
+            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| TransportError::of(&e))?;
+            let stream = self.tls.connect(name, stream).await.map_err(|e| TransportError::of(&e))?;
+            if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                return Ok(None);
+            }
+            handshake(stream).await.map(Some)
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::new("connecting to the upstream timed out")),
+        }
+    }
+}
+
+impl Origin {
+    /// Drop connection `id` if it is still the current one (a newer one may have replaced it already).
+    fn forget(&self, id: u64) {
+        let mut current = self.current.lock();
+        if current.as_ref().is_some_and(|c| c.id == id) {
+            *current = None;
+        }
+    }
+}
+
+/// The HTTP/2 handshake with the gateway's fixed windows (see `transport.rs`); the connection runs on its own task.
+async fn handshake<T>(io: T) -> Result<SendRequest<Bytes>, TransportError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(UPSTREAM_H2_STREAM_WINDOW)
+        .initial_connection_window_size(UPSTREAM_H2_CONNECTION_WINDOW)
+        .enable_push(false)
+        .handshake::<_, Bytes>(io)
+        .await
+        .map_err(|e| TransportError::of(&e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("upstream HTTP/2 connection ended: {e}");
+        }
+    });
+    Ok(send)
+}
+
+/// Send one request on `send`'s connection; returns once the response headers arrive.
+async fn send(
+    send: SendRequest<Bytes>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<UpstreamResponse, SendError> {
+    let mut send = send.ready().await.map_err(SendError::ConnectionEnded)?;
+    let mut request = Request::post(uri.clone()).body(()).map_err(|e| SendError::Request(TransportError::of(&e)))?;
+    let fields = request.headers_mut();
+    *fields = headers.clone();
+    // Connection-specific fields are not allowed in HTTP/2 (RFC 9113 §8.2.2); the authority travels as a
+    // pseudo-header.
+    for name in [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE, header::HOST] {
+        fields.remove(name);
+    }
+    fields.remove("keep-alive");
+    fields.remove("proxy-connection");
+    fields.insert(header::CONTENT_LENGTH, body.len().into());
+    let (response, mut stream) = send.send_request(request, body.is_empty()).map_err(SendError::Stream)?;
+    if !body.is_empty() {
+        // The whole body at once: h2 asks the connection for its full length (see the module's comment).
+        stream.send_data(body.clone(), true).map_err(SendError::Stream)?;
+    }
+    let response = response.await.map_err(SendError::Stream)?;
+    let (parts, recv) = response.into_parts();
+    Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body: Box::pin(body_stream(recv)) })
+}
+
+/// The response body as it arrives; each chunk's window is given back as it is handed on.
+fn body_stream(recv: h2::RecvStream) -> impl futures_util::Stream<Item = Result<Bytes, TransportError>> + Send {
+    futures_util::stream::unfold(Some(recv), |recv| async move {
+        let mut recv = recv?;
+        match recv.data().await? {
+            Ok(chunk) => {
+                let _ = recv.flow_control().release_capacity(chunk.len());
+                Some((Ok(chunk), Some(recv)))
+            }
+            Err(e) => Some((Err(TransportError::of(&e)), None)),
+        }
+    })
+}
+
+/// The HTTP/2 server declined the request before processing it, so it is safe to send again on another
+/// stream or connection (RFC 9113 §8.7): the stream was refused (`REFUSED_STREAM`), or the connection is being
+/// shut down gracefully (`GOAWAY` with `NO_ERROR`, as load balancers do to rotate connections).
+fn refused_unprocessed(e: &h2::Error) -> bool {
+    let reason = e.reason();
+    e.is_remote()
+        && ((e.is_go_away() && reason == Some(h2::Reason::NO_ERROR))
+            || (e.is_reset() && reason == Some(h2::Reason::REFUSED_STREAM)))
+}
