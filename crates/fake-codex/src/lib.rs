@@ -38,7 +38,7 @@ const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 
 /// A fresh self-signed certificate for `localhost` and `127.0.0.1`: the acceptor serving it (ALPN
 /// prefers h2, like the real backend) and its PEM, which clients trust as their CA.
-fn self_signed_tls() -> std::io::Result<(tokio_rustls::TlsAcceptor, String)> {
+fn self_signed_tls(http1_only: bool) -> std::io::Result<(tokio_rustls::TlsAcceptor, String)> {
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
             .map_err(std::io::Error::other)?;
@@ -51,7 +51,8 @@ fn self_signed_tls() -> std::io::Result<(tokio_rustls::TlsAcceptor, String)> {
         .with_no_client_auth()
         .with_single_cert(vec![cert.der().clone()], key.into())
         .map_err(std::io::Error::other)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols =
+        if http1_only { vec![b"http/1.1".to_vec()] } else { vec![b"h2".to_vec(), b"http/1.1".to_vec()] };
     Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), cert.pem()))
 }
 
@@ -143,7 +144,7 @@ impl FakeCodex {
         let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
         let addr = listener.local_addr()?;
         let (tls, ca_pem) = if cfg.tls {
-            let (acceptor, pem) = self_signed_tls()?;
+            let (acceptor, pem) = self_signed_tls(cfg.tls_http1_only)?;
             (Some(acceptor), Some(Arc::<str>::from(pem)))
         } else {
             (None, None)

@@ -33,6 +33,8 @@ pub struct FakeConfig {
     /// Serve TLS with a fresh self-signed certificate (see `FakeCodex::ca_pem`) and ALPN h2 / http/1.1, as the
     /// real backend is reached; the base URL becomes `https://`.
     pub tls: bool,
+    /// In TLS mode, offer only `http/1.1` in ALPN, as some TLS-intercepting proxies and older front ends do.
+    pub tls_http1_only: bool,
 }
 
 impl Default for FakeConfig {
@@ -48,6 +50,7 @@ impl Default for FakeConfig {
             token_delay_ms: 0,
             h2_max_concurrent_streams: 200,
             tls: false,
+            tls_http1_only: false,
         }
     }
 }

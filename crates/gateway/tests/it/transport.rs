@@ -176,6 +176,25 @@ async fn tls_upstream_negotiates_http2_and_shares_one_connection() {
     assert_eq!(env.fake.stats()["tls_handshake_failures"], 0);
 }
 
+/// An upstream that offers only HTTP/1.1 in the TLS handshake is served over HTTP/1.1, and the gateway
+/// remembers it: later requests go straight to pooled HTTP/1.1 connections.
+#[tokio::test]
+async fn tls_upstream_offering_only_http1_is_served_over_http1() {
+    let fake = fake_codex::FakeConfig { tls: true, tls_http1_only: true, ..Default::default() };
+    let env = start(Setup { fake, ..Setup::default() }).await;
+    for _ in 0..3 {
+        let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(!chat_text(&text).is_empty(), "{text}");
+    }
+    let responses = env.fake.requests_to("/responses");
+    assert_eq!(responses.len(), 3);
+    assert!(responses.iter().all(|r| r.http_version == "HTTP/1.1"), "{responses:?}");
+    // One handshake learnt the origin's protocol; after it, one pooled connection carried the requests in turn.
+    assert!(responses.iter().all(|r| r.connection == responses[0].connection), "{responses:?}");
+    assert_eq!(env.fake.stats()["tls_handshake_failures"], 0);
+}
+
 /// An upstream whose certificate the gateway does not trust is refused at the handshake, and the client gets a
 /// clear 502 in its own dialect that names the certificate problem.
 #[tokio::test]
