@@ -301,6 +301,56 @@ mod tests {
         assert!(small <= 10, "{small} of {} non-final DATA frames were under 256 bytes", frames.len());
     }
 
+    /// An h2c server that answers one request per connection and then closes it gracefully (GOAWAY), as servers
+    /// do to idle or rotated connections; counts the connections.
+    async fn one_request_per_connection_h2_server() -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
+                    if let Some(Ok((_request, mut respond))) = conn.accept().await
+                        && let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false)
+                    {
+                        let _ = body.send_data(Bytes::from_static(b"ok"), true);
+                    }
+                    conn.graceful_shutdown();
+                    while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    }
+                });
+            }
+        });
+        (port, connections)
+    }
+
+    /// A connection the server closed is replaced: requests sent after the GOAWAY arrived, and one sent on the old
+    /// connection as it was closing, all succeed on new connections.
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_replaced() {
+        use futures_util::StreamExt;
+        let (port, connections) = one_request_per_connection_h2_server().await;
+        let tls = super::super::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
+        let direct = Direct::new(tls, true);
+        let uri: Uri = format!("http://127.0.0.1:{port}/responses").parse().unwrap_or_else(|e| panic!("{e}"));
+        for pause in [true, true, false, false] {
+            let mut response = direct
+                .post(uri.clone(), HeaderMap::new(), Bytes::from_static(b"{}"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(response.status, StatusCode::OK);
+            assert_eq!(response.body.next().await.and_then(Result::ok), Some(Bytes::from_static(b"ok")));
+            if pause {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 4);
+    }
+
     #[tokio::test]
     async fn direct_errors_name_the_cause_and_not_the_url() {
         let tls = super::super::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
