@@ -8,10 +8,14 @@
 //! frames as a small-frame flood and close the connection, with every stream on it (GOAWAY `ENHANCE_YOUR_CALM`):
 //! bench/notes.md, and the test below. Here a body asks for its whole length at once, so the window goes to the
 //! waiting bodies in turn and each leaves in as few frames as the window allows.
+//!
+//! A connection carries as many streams at once as the server allows (SETTINGS_MAX_CONCURRENT_STREAMS, often
+//! 100–256); a request that would have to wait for a free stream goes on another connection to the same origin
+//! instead, up to [`MAX_CONNECTIONS_PER_ORIGIN`], because a stream waits for a reply that can take minutes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use axum::http::{HeaderMap, Request, Uri, header};
@@ -27,6 +31,8 @@ use super::transport::{
 
 /// Sends of one request the upstream refused unprocessed, on top of the first.
 const MAX_RETRIES_OF_REFUSED: u32 = 2;
+/// Connections to one origin; past this, requests share the least busy one and wait there for a free stream.
+const MAX_CONNECTIONS_PER_ORIGIN: usize = 16;
 
 /// What the caller does with a request this module did not send.
 pub enum Outcome {
@@ -42,10 +48,10 @@ pub struct Http2Connections {
     origins: parking_lot::Mutex<HashMap<String, Arc<Origin>>>,
 }
 
-/// One origin's connection, and what is known about it.
+/// One origin's connections, and what is known about it.
 #[derive(Default)]
 struct Origin {
-    current: parking_lot::Mutex<Option<Connection>>,
+    connections: parking_lot::Mutex<Vec<Connection>>,
     /// Held while a connection is being made, so a burst of requests makes one connection, not one each.
     connecting: tokio::sync::Mutex<Option<Failure>>,
     http1_only: AtomicBool,
@@ -55,6 +61,33 @@ struct Origin {
 struct Connection {
     send: SendRequest<Bytes>,
     id: u64,
+    /// Streams open on it, counted by [`StreamSlot`]s.
+    open: Arc<AtomicUsize>,
+}
+
+/// One open stream on a connection: taken before the request is sent, given back when its response body is
+/// finished or dropped, or the request failed.
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Connection {
+    /// A stream on this connection if the server allows one more at once.
+    fn take_slot(&self) -> Option<StreamSlot> {
+        let limit = self.send.current_max_send_streams();
+        self.open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < limit).then_some(n + 1)).ok()?;
+        Some(StreamSlot(self.open.clone()))
+    }
+
+    /// A stream on this connection regardless of the server's limit (h2 holds the request until one is free).
+    fn queue_slot(&self) -> StreamSlot {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        StreamSlot(self.open.clone())
+    }
 }
 
 /// The last failed attempt to connect: requests that waited for it get its error instead of trying again one
@@ -97,8 +130,10 @@ impl Http2Connections {
         let origin = self.origin(uri);
         let (mut refusals, mut reconnects) = (0, 0);
         loop {
-            let Some(connection) = self.connection(&origin, uri).await? else { return Ok(Outcome::Http1Only) };
-            match send(connection.send.clone(), uri, headers, body).await {
+            let Some((connection, slot)) = self.connection(&origin, uri).await? else {
+                return Ok(Outcome::Http1Only);
+            };
+            match send(connection.send.clone(), slot, uri, headers, body).await {
                 Ok(response) => return Ok(Outcome::Sent(response)),
                 Err(SendError::Request(e)) => return Err(e),
                 Err(SendError::ConnectionEnded(e)) => {
@@ -127,28 +162,37 @@ impl Http2Connections {
         self.origins.lock().entry(key).or_default().clone()
     }
 
-    /// The origin's live connection, made if there is none; `None` if the origin speaks only HTTP/1.1.
-    async fn connection(&self, origin: &Origin, uri: &Uri) -> Result<Option<Connection>, TransportError> {
-        if let Some(connection) = origin.current.lock().clone() {
-            return Ok(Some(connection));
+    /// A live connection of the origin with a stream free, made if there is none (or, at the limit of
+    /// connections, the least busy one); `None` if the origin speaks only HTTP/1.1.
+    async fn connection(&self, origin: &Origin, uri: &Uri) -> Result<Option<(Connection, StreamSlot)>, TransportError> {
+        if let Some(found) = origin.free_stream() {
+            return Ok(Some(found));
         }
         let waited_from = Instant::now();
         let mut last_failure = origin.connecting.lock().await;
-        if let Some(connection) = origin.current.lock().clone() {
-            return Ok(Some(connection));
+        if let Some(found) = origin.free_stream() {
+            return Ok(Some(found));
         }
         if origin.http1_only.load(Ordering::Relaxed) {
             return Ok(None);
+        }
+        if let Some(found) = origin.least_busy_at_the_limit() {
+            return Ok(Some(found));
         }
         if let Some(failure) = last_failure.as_ref().filter(|f| f.at >= waited_from) {
             return Err(failure.error.clone());
         }
         match self.connect(uri).await {
             Ok(Some(send)) => {
-                let connection = Connection { send, id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed) };
-                *origin.current.lock() = Some(connection.clone());
+                let connection = Connection {
+                    send,
+                    id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+                    open: Arc::new(AtomicUsize::new(0)),
+                };
+                let slot = connection.queue_slot();
+                origin.connections.lock().push(connection.clone());
                 *last_failure = None;
-                Ok(Some(connection))
+                Ok(Some((connection, slot)))
             }
             Ok(None) => {
                 origin.http1_only.store(true, Ordering::Relaxed);
@@ -186,12 +230,24 @@ impl Http2Connections {
 }
 
 impl Origin {
-    /// Drop connection `id` if it is still the current one (a newer one may have replaced it already).
-    fn forget(&self, id: u64) {
-        let mut current = self.current.lock();
-        if current.as_ref().is_some_and(|c| c.id == id) {
-            *current = None;
+    fn free_stream(&self) -> Option<(Connection, StreamSlot)> {
+        let connections = self.connections.lock();
+        connections.iter().find_map(|c| c.take_slot().map(|slot| (c.clone(), slot)))
+    }
+
+    /// With every allowed connection made and busy, the one with the fewest open streams.
+    fn least_busy_at_the_limit(&self) -> Option<(Connection, StreamSlot)> {
+        let connections = self.connections.lock();
+        if connections.len() < MAX_CONNECTIONS_PER_ORIGIN {
+            return None;
         }
+        let least = connections.iter().min_by_key(|c| c.open.load(Ordering::Relaxed))?;
+        Some((least.clone(), least.queue_slot()))
+    }
+
+    /// Drop connection `id`, which has ended (it may be gone already).
+    fn forget(&self, id: u64) {
+        self.connections.lock().retain(|c| c.id != id);
     }
 }
 
@@ -218,6 +274,7 @@ where
 /// Send one request on `send`'s connection; returns once the response headers arrive.
 async fn send(
     send: SendRequest<Bytes>,
+    slot: StreamSlot,
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
@@ -241,17 +298,21 @@ async fn send(
     }
     let response = response.await.map_err(SendError::Stream)?;
     let (parts, recv) = response.into_parts();
-    Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body: Box::pin(body_stream(recv)) })
+    Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body: Box::pin(body_stream(recv, slot)) })
 }
 
-/// The response body as it arrives; each chunk's window is given back as it is handed on.
-fn body_stream(recv: h2::RecvStream) -> impl futures_util::Stream<Item = Result<Bytes, TransportError>> + Send {
-    futures_util::stream::unfold(Some(recv), |recv| async move {
-        let mut recv = recv?;
+/// The response body as it arrives; each chunk's window is given back as it is handed on, and the stream's slot
+/// when the body ends or is dropped.
+fn body_stream(
+    recv: h2::RecvStream,
+    slot: StreamSlot,
+) -> impl futures_util::Stream<Item = Result<Bytes, TransportError>> + Send {
+    futures_util::stream::unfold(Some((recv, slot)), |state| async move {
+        let (mut recv, slot) = state?;
         match recv.data().await? {
             Ok(chunk) => {
                 let _ = recv.flow_control().release_capacity(chunk.len());
-                Some((Ok(chunk), Some(recv)))
+                Some((Ok(chunk), Some((recv, slot))))
             }
             Err(e) => Some((Err(TransportError::of(&e)), None)),
         }

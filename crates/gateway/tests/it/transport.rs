@@ -140,6 +140,47 @@ async fn http2_upstream_shares_a_connection_with_a_stalled_client() {
     assert_eq!(responses[0].connection, responses[1].connection, "two upstream connections");
 }
 
+/// A server that allows few streams at once on a connection (SETTINGS_MAX_CONCURRENT_STREAMS): requests beyond
+/// that go on more connections to it instead of waiting for a free stream, since a reply can take minutes.
+#[tokio::test]
+async fn http2_upstream_stream_limit_opens_more_connections() {
+    let fake = fake_codex::FakeConfig { h2_max_concurrent_streams: 2, ..Default::default() };
+    let env = start(Setup { fake, env: vec![("CODEX_GATEWAY_UPSTREAM_H2C", "1".into())], ..Setup::default() }).await;
+    // One request first, so the connection exists and the server's limit has arrived.
+    let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 200, "{text}");
+    for _ in 0..5 {
+        env.fake.enqueue(None, scenario(json!({"kind":"slow","text":"a b c d","deltas":4,"delay_ms":500})));
+    }
+    let started = std::time::Instant::now();
+    let streams: Vec<_> = (0..5)
+        .map(|_| {
+            let http = env.http.clone();
+            let url = env.url("/v1/chat/completions");
+            tokio::spawn(async move {
+                let resp = http.post(url).json(&chat(true)).send().await.unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(resp.status(), 200);
+                resp.text().await.unwrap_or_else(|e| panic!("{e}"))
+            })
+        })
+        .collect();
+    for stream in streams {
+        let body = stream.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(content_of(&body), "a b c d", "{body}");
+    }
+    // Five two-second replies at once take about two seconds; two at a time on one connection would take six.
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_millis(4000), "the replies waited for each other: {elapsed:?}");
+    let responses = env.fake.requests_to("/responses");
+    let connections: std::collections::HashSet<_> = responses.iter().map(|r| r.connection).collect();
+    assert!(
+        connections.len() >= 3,
+        "{} connections for 5 streams at once, 2 allowed per connection",
+        connections.len()
+    );
+    assert!(responses.iter().all(|r| r.http_version == "HTTP/2.0"), "{responses:?}");
+}
+
 fn chat_text(body: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
     v["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string()
