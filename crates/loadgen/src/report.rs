@@ -451,3 +451,38 @@ fn criterion_rows(root: &Path) -> Value {
 fn read_json(p: &Path) -> Value {
     std::fs::read(p).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The report of a run whose HTTP/2 slow-stream scenario had `errors` failed streams: its row for the
+    /// slow-stream memory target.
+    fn slow_stream_row(errors: u64) -> String {
+        let root = std::env::temp_dir().join(format!("loadgen-report-{}-{errors}", std::process::id()));
+        let raw = root.join("raw");
+        std::fs::create_dir_all(&raw).unwrap_or_else(|e| panic!("{e}"));
+        let scenario = json!({"concurrency": 5000, "errors": errors, "procs": {"gateway": {"rss_peak_kb": 130_000}}});
+        std::fs::write(raw.join("slow5000h2.gateway.json"), scenario.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let args = ReportArgs {
+            dir: raw,
+            out_dir: root.clone(),
+            criterion: None,
+            notes: None,
+            command: "scripts/bench".into(),
+        };
+        report(args).unwrap_or_else(|e| panic!("{e}"));
+        let md = std::fs::read_to_string(root.join("latest.md")).unwrap_or_else(|e| panic!("{e}"));
+        let _ = std::fs::remove_dir_all(&root);
+        let row = md.lines().find(|l| l.starts_with("| RSS peak, 5,000 slow streams"));
+        row.unwrap_or_else(|| panic!("no slow-stream row in:\n{md}")).to_string()
+    }
+
+    #[test]
+    fn slow_stream_memory_is_missed_when_streams_failed() {
+        let failed = slow_stream_row(4832);
+        assert!(failed.contains("**missed**") && failed.contains("4832 of 5000 streams failed"), "{failed}");
+        let clean = slow_stream_row(0);
+        assert!(clean.ends_with("| met |") && clean.contains("126.953 MB"), "{clean}");
+    }
+}
