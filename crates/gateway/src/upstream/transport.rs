@@ -190,11 +190,16 @@ mod tests {
         assert!(!text.contains("token=abc") && !text.contains("/secret"), "the URL leaked: {text}");
     }
 
+    async fn loopback_listener() -> (tokio::net::TcpListener, u16) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+        (listener, port)
+    }
+
     /// An h2c server that refuses the first `refuse` streams it is sent (`REFUSED_STREAM`) and answers the others
     /// `200 ok`; counts the streams it saw.
     async fn refusing_h2_server(refuse: usize) -> (u16, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
-        let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+        let (listener, port) = loopback_listener().await;
         let seen = Arc::new(AtomicUsize::new(0));
         let counted = seen.clone();
         tokio::spawn(async move {
@@ -245,8 +250,7 @@ mod tests {
     /// request body and records the sizes of its DATA frames, all but each body's last (the ones that carry no
     /// END_STREAM), then answers `200`.
     async fn frame_recording_h2_server() -> (u16, Arc<parking_lot::Mutex<Vec<usize>>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
-        let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+        let (listener, port) = loopback_listener().await;
         let frames = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let recorded = frames.clone();
         tokio::spawn(async move {
@@ -304,8 +308,7 @@ mod tests {
     /// An h2c server that answers one request per connection and then closes it gracefully (GOAWAY), as servers
     /// do to idle or rotated connections; counts the connections.
     async fn one_request_per_connection_h2_server() -> (u16, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
-        let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+        let (listener, port) = loopback_listener().await;
         let connections = Arc::new(AtomicUsize::new(0));
         let counted = connections.clone();
         tokio::spawn(async move {

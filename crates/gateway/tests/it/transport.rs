@@ -140,6 +140,30 @@ async fn http2_upstream_shares_a_connection_with_a_stalled_client() {
     assert_eq!(responses[0].connection, responses[1].connection, "two upstream connections");
 }
 
+/// `n` streaming chat requests at once; each task returns its SSE body (status 200 asserted).
+fn concurrent_streams(env: &crate::harness::TestEnv, n: usize) -> Vec<tokio::task::JoinHandle<String>> {
+    (0..n)
+        .map(|_| {
+            let http = env.http.clone();
+            let url = env.url("/v1/chat/completions");
+            tokio::spawn(async move {
+                let resp = http.post(url).json(&chat(true)).send().await.unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(resp.status(), 200);
+                resp.text().await.unwrap_or_else(|e| panic!("{e}"))
+            })
+        })
+        .collect()
+}
+
+/// The fake saw `count` Responses requests, all over `version` and on one connection.
+fn assert_one_connection(env: &crate::harness::TestEnv, count: usize, version: &str) {
+    let responses = env.fake.requests_to("/responses");
+    assert_eq!(responses.len(), count);
+    assert!(responses.iter().all(|r| r.http_version == version), "not {version}: {responses:?}");
+    assert!(responses.iter().all(|r| r.connection == responses[0].connection), "{responses:?}");
+    assert_eq!(env.fake.stats()["tls_handshake_failures"], 0);
+}
+
 /// A server that allows few streams at once on a connection (SETTINGS_MAX_CONCURRENT_STREAMS): requests beyond
 /// that go on more connections to it instead of waiting for a free stream, since a reply can take minutes.
 #[tokio::test]
@@ -153,18 +177,7 @@ async fn http2_upstream_stream_limit_opens_more_connections() {
         env.fake.enqueue(None, scenario(json!({"kind":"slow","text":"a b c d","deltas":4,"delay_ms":500})));
     }
     let started = std::time::Instant::now();
-    let streams: Vec<_> = (0..5)
-        .map(|_| {
-            let http = env.http.clone();
-            let url = env.url("/v1/chat/completions");
-            tokio::spawn(async move {
-                let resp = http.post(url).json(&chat(true)).send().await.unwrap_or_else(|e| panic!("{e}"));
-                assert_eq!(resp.status(), 200);
-                resp.text().await.unwrap_or_else(|e| panic!("{e}"))
-            })
-        })
-        .collect();
-    for stream in streams {
+    for stream in concurrent_streams(&env, 5) {
         let body = stream.await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(content_of(&body), "a b c d", "{body}");
     }
@@ -196,25 +209,12 @@ async fn tls_upstream_negotiates_http2_and_shares_one_connection() {
     let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
     assert_eq!(status, 200, "{text}");
     assert!(!chat_text(&text).is_empty(), "{text}");
-    let streams = (0..3).map(|_| {
-        let http = env.http.clone();
-        let url = env.url("/v1/chat/completions");
-        tokio::spawn(async move {
-            let resp = http.post(url).json(&chat(true)).send().await.unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(resp.status(), 200);
-            resp.text().await.unwrap_or_else(|e| panic!("{e}"))
-        })
-    });
-    for stream in streams.collect::<Vec<_>>() {
+    for stream in concurrent_streams(&env, 3) {
         let body = stream.await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(sse_data(&body).last().map(String::as_str), Some("[DONE]"), "{body}");
         assert!(!content_of(&body).is_empty(), "{body}");
     }
-    let responses = env.fake.requests_to("/responses");
-    assert_eq!(responses.len(), 4);
-    assert!(responses.iter().all(|r| r.http_version == "HTTP/2.0"), "ALPN did not choose h2: {responses:?}");
-    assert!(responses.iter().all(|r| r.connection == responses[0].connection), "{responses:?}");
-    assert_eq!(env.fake.stats()["tls_handshake_failures"], 0);
+    assert_one_connection(&env, 4, "HTTP/2.0");
 }
 
 /// An upstream that offers only HTTP/1.1 in the TLS handshake is served over HTTP/1.1, and the gateway
@@ -228,12 +228,8 @@ async fn tls_upstream_offering_only_http1_is_served_over_http1() {
         assert_eq!(status, 200, "{text}");
         assert!(!chat_text(&text).is_empty(), "{text}");
     }
-    let responses = env.fake.requests_to("/responses");
-    assert_eq!(responses.len(), 3);
-    assert!(responses.iter().all(|r| r.http_version == "HTTP/1.1"), "{responses:?}");
     // One handshake learnt the origin's protocol; after it, one pooled connection carried the requests in turn.
-    assert!(responses.iter().all(|r| r.connection == responses[0].connection), "{responses:?}");
-    assert_eq!(env.fake.stats()["tls_handshake_failures"], 0);
+    assert_one_connection(&env, 3, "HTTP/1.1");
 }
 
 /// An upstream whose certificate the gateway does not trust is refused at the handshake, and the client gets a
