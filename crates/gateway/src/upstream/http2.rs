@@ -118,16 +118,14 @@ impl Http2Connections {
         }
     }
 
-    /// True once `uri`'s origin has chosen HTTP/1.1 in a TLS handshake.
-    pub fn is_http1_only(&self, uri: &Uri) -> bool {
-        self.origin(uri).http1_only.load(Ordering::Relaxed)
-    }
-
     /// POST `body` and wait for the response headers. A request the server refused without processing it
     /// (see [`refused_unprocessed`]) is sent again, up to twice; one that found its connection ended is sent on a
     /// new one.
     pub async fn post(&self, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<Outcome, TransportError> {
         let origin = self.origin(uri);
+        if origin.http1_only.load(Ordering::Relaxed) {
+            return Ok(Outcome::Http1Only);
+        }
         let (mut refusals, mut reconnects) = (0, 0);
         loop {
             let Some((connection, slot)) = self.connection(&origin, uri).await? else {

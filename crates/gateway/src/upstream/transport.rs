@@ -3,9 +3,10 @@
 //! Two transports give the same [`UpstreamResponse`]:
 //! - [`Direct`]: HTTP/2 connections driven with the h2 crate ([`super::http2`]: TLS with ALPN h2, or h2c by
 //!   configuration), and hyper-util's pooled client for upstreams that speak HTTP/1.1. Every request goes this
-//!   way unless a proxy is involved. It is written against h2 and hyper directly, not through reqwest, because reqwest's own layers (its boxed pending future, header merging,
-//!   redirect handling, a second body wrapper) were the largest piece of the gateway's time before the first
-//!   byte, and ~11% of its CPU per streamed request (bench/notes.md).
+//!   way unless a proxy is involved. It is written against h2 and hyper directly, not through reqwest, because
+//!   reqwest's own layers (its boxed pending future, header merging, redirect handling, a second body wrapper)
+//!   were the largest piece of the gateway's time before the first byte, and ~11% of its CPU per streamed
+//!   request (bench/notes.md).
 //! - reqwest, for accounts behind a proxy (HTTP CONNECT or SOCKS, with `NO_PROXY` for the global one), which
 //!   reqwest handles and the request path does not need to re-implement.
 
@@ -137,10 +138,7 @@ impl Direct {
 
     /// POST `body`; returns once the response headers arrive.
     pub async fn post(&self, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<UpstreamResponse, TransportError> {
-        let http2 = match uri.scheme_str() {
-            Some("https") => !self.http2.is_http1_only(&uri),
-            _ => self.h2c,
-        };
+        let http2 = uri.scheme_str() == Some("https") || self.h2c;
         if http2 && let Outcome::Sent(response) = self.http2.post(&uri, &headers, &body).await? {
             return Ok(response);
         }
