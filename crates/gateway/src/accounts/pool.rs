@@ -636,9 +636,13 @@ impl Pool {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            // Pick up changes made by the CLI (`accounts disable`, `login`, ...) to the shared store.
-            if let Err(e) = self.reload() {
-                warn!("could not re-read the account store: {e:#}");
+            // Pick up changes made by the CLI (`accounts disable`, `login`, ...) to the shared store. The read is
+            // blocking SQLite work: off the request workers, which may be a single one.
+            let pool = self.clone();
+            match tokio::task::spawn_blocking(move || pool.reload()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!("could not re-read the account store: {e:#}"),
+                Err(e) => warn!("the account store re-read stopped: {e}"),
             }
             let now = now_unix();
             for account in self.accounts().iter() {
