@@ -84,6 +84,13 @@ fn at_least(name: &'static str, value: Option<f64>, limit: f64, unit: &str, goal
     Check { name, measured: format!("{} {unit}", fmt(value, 0)), goal, ok, miss }
 }
 
+/// Append `why` to the miss of the target `name`, when it was missed and `why` is known.
+fn explain(checks: &mut [Check], name: &str, why: Option<String>) {
+    if let (Some(c), Some(why)) = (checks.iter_mut().find(|c| c.name == name && c.ok == Some(false)), why) {
+        c.miss.push_str(&why);
+    }
+}
+
 pub fn report(a: ReportArgs) -> anyhow::Result<()> {
     let dir = &a.dir;
     let meta = read(dir, "meta");
@@ -195,6 +202,27 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
         c.measured = format!("{} ({slow_errors:.0} of {streams:.0} streams failed)", c.measured);
         c.ok = Some(false);
         c.miss = format!("{slow_errors:.0} streams failed, so the peak is not that of {streams:.0} open streams");
+    }
+
+    // What the same run measured without the gateway's own work, beside the misses it explains.
+    let direct_tail = num(&c64, "/direct/tail_ratio");
+    explain(
+        &mut checks,
+        "total p99/p50 at c=64",
+        direct_tail.map(|d| {
+            let verdict = if d > 1.5 { "misses it too" } else { "meets it" };
+            format!("; the same load straight to the fake, with no gateway in the path, measured {d:.2} and {verdict}")
+        }),
+    );
+    let relay_added = |path: &str| num(&relay, path).zip(num(&c1, &format!("/direct{path}"))).map(|(r, d)| r - d);
+    for (name, path) in [("c=1 added TTFB p50", "/ttfb_ms/p50"), ("c=1 added total p50", "/total_ms/p50")] {
+        explain(
+            &mut checks,
+            name,
+            relay_added(path).map(|r| {
+                format!("; a byte relay in the gateway's place, doing no work, adds {r:.3} ms of it (see below)")
+            }),
+        );
     }
 
     let mut md = String::new();
@@ -456,14 +484,14 @@ fn read_json(p: &Path) -> Value {
 mod tests {
     use super::*;
 
-    /// The report of a run whose HTTP/2 slow-stream scenario had `errors` failed streams: its row for the
-    /// slow-stream memory target.
-    fn slow_stream_row(errors: u64) -> String {
-        let root = std::env::temp_dir().join(format!("loadgen-report-{}-{errors}", std::process::id()));
+    /// The report (markdown) of a run whose raw directory holds only `files` (name without `.json`, content).
+    fn report_of(tag: &str, files: &[(&str, Value)]) -> String {
+        let root = std::env::temp_dir().join(format!("loadgen-report-{}-{tag}", std::process::id()));
         let raw = root.join("raw");
         std::fs::create_dir_all(&raw).unwrap_or_else(|e| panic!("{e}"));
-        let scenario = json!({"concurrency": 5000, "errors": errors, "procs": {"gateway": {"rss_peak_kb": 130_000}}});
-        std::fs::write(raw.join("slow5000h2.gateway.json"), scenario.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        for (name, v) in files {
+            std::fs::write(raw.join(format!("{name}.json")), v.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        }
         let args = ReportArgs {
             dir: raw,
             out_dir: root.clone(),
@@ -474,8 +502,18 @@ mod tests {
         report(args).unwrap_or_else(|e| panic!("{e}"));
         let md = std::fs::read_to_string(root.join("latest.md")).unwrap_or_else(|e| panic!("{e}"));
         let _ = std::fs::remove_dir_all(&root);
-        let row = md.lines().find(|l| l.starts_with("| RSS peak, 5,000 slow streams"));
-        row.unwrap_or_else(|| panic!("no slow-stream row in:\n{md}")).to_string()
+        md
+    }
+
+    fn row<'a>(md: &'a str, start: &str) -> &'a str {
+        md.lines().find(|l| l.starts_with(start)).unwrap_or_else(|| panic!("no row {start:?} in:\n{md}"))
+    }
+
+    /// The slow-stream memory row of a run whose HTTP/2 slow-stream scenario had `errors` failed streams.
+    fn slow_stream_row(errors: u64) -> String {
+        let scenario = json!({"concurrency": 5000, "errors": errors, "procs": {"gateway": {"rss_peak_kb": 130_000}}});
+        let md = report_of(&format!("slow{errors}"), &[("slow5000h2.gateway", scenario)]);
+        row(&md, "| RSS peak, 5,000 slow streams").to_string()
     }
 
     #[test]
@@ -484,5 +522,31 @@ mod tests {
         assert!(failed.contains("**missed**") && failed.contains("4832 of 5000 streams failed"), "{failed}");
         let clean = slow_stream_row(0);
         assert!(clean.ends_with("| met |") && clean.contains("126.953 MB"), "{clean}");
+    }
+
+    #[test]
+    fn missed_latency_targets_name_what_the_same_run_measured_without_the_gateway() {
+        let md = report_of(
+            "why",
+            &[
+                ("c64.gateway", json!({"tail_ratio": 1.62})),
+                ("c64.direct", json!({"tail_ratio": 1.75})),
+                ("c1.gateway", json!({"ttfb_ms": {"p50": 0.413}, "total_ms": {"p50": 0.583}})),
+                ("c1.direct", json!({"ttfb_ms": {"p50": 0.110}, "total_ms": {"p50": 0.147}})),
+                ("c1.relay", json!({"ttfb_ms": {"p50": 0.325}, "total_ms": {"p50": 0.339}})),
+            ],
+        );
+        let tail = row(&md, "| total p99/p50 at c=64");
+        assert!(tail.contains("**missed**") && tail.contains("measured 1.75 and misses it too"), "{tail}");
+        let ttfb = row(&md, "| c=1 added TTFB p50");
+        assert!(ttfb.contains("**missed**") && ttfb.contains("adds 0.215 ms of it"), "{ttfb}");
+        // A met target gets no explanation.
+        assert!(row(&md, "| c=1 added total p50").ends_with("| met |"), "{md}");
+
+        let alone = report_of(
+            "alone",
+            &[("c64.gateway", json!({"tail_ratio": 1.62})), ("c64.direct", json!({"tail_ratio": 1.3}))],
+        );
+        assert!(row(&alone, "| total p99/p50 at c=64").contains("measured 1.30 and meets it"), "{alone}");
     }
 }
