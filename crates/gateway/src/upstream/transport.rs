@@ -188,43 +188,66 @@ mod tests {
         assert!(!text.contains("token=abc") && !text.contains("/secret"), "the URL leaked: {text}");
     }
 
-    async fn loopback_listener() -> (tokio::net::TcpListener, u16) {
+    type H2cConnection = h2::server::Connection<tokio::net::TcpStream, Bytes>;
+
+    /// An h2c server on a loopback port: `serve` drives each connection once its handshake is done.
+    async fn h2c_server<F, Fut>(serve: F) -> u16
+    where
+        F: Fn(H2cConnection) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
         let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
-        (listener, port)
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let serve = serve.clone();
+                tokio::spawn(async move {
+                    if let Ok(conn) = h2::server::handshake(tcp).await {
+                        serve(conn).await;
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    /// Answer a stream `200` with the body `ok`.
+    fn answer_ok(mut respond: h2::server::SendResponse<Bytes>) {
+        if let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) {
+            let _ = body.send_data(Bytes::from_static(b"ok"), true);
+        }
+    }
+
+    /// The transport speaking h2c, and a Responses URI on `port`.
+    fn h2c_target(port: u16) -> (Direct, Uri) {
+        let tls = super::super::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
+        let uri = format!("http://127.0.0.1:{port}/responses").parse().unwrap_or_else(|e| panic!("{e}"));
+        (Direct::new(tls, true), uri)
     }
 
     /// An h2c server that refuses the first `refuse` streams it is sent (`REFUSED_STREAM`) and answers the others
     /// `200 ok`; counts the streams it saw.
     async fn refusing_h2_server(refuse: usize) -> (u16, Arc<AtomicUsize>) {
-        let (listener, port) = loopback_listener().await;
         let seen = Arc::new(AtomicUsize::new(0));
         let counted = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let counted = counted.clone();
-                tokio::spawn(async move {
-                    let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
-                    while let Some(Ok((_request, mut respond))) = conn.accept().await {
-                        if counted.fetch_add(1, Ordering::SeqCst) < refuse {
-                            respond.send_reset(h2::Reason::REFUSED_STREAM);
-                            continue;
-                        }
-                        let response = axum::http::Response::new(());
-                        if let Ok(mut body) = respond.send_response(response, false) {
-                            let _ = body.send_data(Bytes::from_static(b"ok"), true);
-                        }
+        let port = h2c_server(move |mut conn: H2cConnection| {
+            let counted = counted.clone();
+            async move {
+                while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                    if counted.fetch_add(1, Ordering::SeqCst) < refuse {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    } else {
+                        answer_ok(respond);
                     }
-                });
+                }
             }
-        });
+        })
+        .await;
         (port, seen)
     }
 
     async fn post_h2c(port: u16) -> Result<UpstreamResponse, TransportError> {
-        let tls = super::super::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
-        let direct = Direct::new(tls, true);
-        let uri: Uri = format!("http://127.0.0.1:{port}/responses").parse().unwrap_or_else(|e| panic!("{e}"));
+        let (direct, uri) = h2c_target(port);
         direct.post(uri, HeaderMap::new(), Bytes::from_static(b"{}")).await
     }
 
@@ -248,33 +271,28 @@ mod tests {
     /// request body and records the sizes of its DATA frames, all but each body's last (the ones that carry no
     /// END_STREAM), then answers `200`.
     async fn frame_recording_h2_server() -> (u16, Arc<parking_lot::Mutex<Vec<usize>>>) {
-        let (listener, port) = loopback_listener().await;
         let frames = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let recorded = frames.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let recorded = recorded.clone();
-                tokio::spawn(async move {
-                    let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
-                    while let Some(Ok((request, mut respond))) = conn.accept().await {
-                        let recorded = recorded.clone();
-                        tokio::spawn(async move {
-                            let mut body = request.into_body();
-                            let mut sizes = Vec::new();
-                            while let Some(Ok(chunk)) = body.data().await {
-                                let _ = body.flow_control().release_capacity(chunk.len());
-                                sizes.push(chunk.len());
-                            }
-                            sizes.pop();
-                            recorded.lock().extend(sizes);
-                            if let Ok(mut sent) = respond.send_response(axum::http::Response::new(()), false) {
-                                let _ = sent.send_data(Bytes::from_static(b"ok"), true);
-                            }
-                        });
-                    }
-                });
+        let port = h2c_server(move |mut conn: H2cConnection| {
+            let recorded = recorded.clone();
+            async move {
+                while let Some(Ok((request, respond))) = conn.accept().await {
+                    let recorded = recorded.clone();
+                    tokio::spawn(async move {
+                        let mut body = request.into_body();
+                        let mut sizes = Vec::new();
+                        while let Some(Ok(chunk)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                            sizes.push(chunk.len());
+                        }
+                        sizes.pop();
+                        recorded.lock().extend(sizes);
+                        answer_ok(respond);
+                    });
+                }
             }
-        });
+        })
+        .await;
         (port, frames)
     }
 
@@ -285,9 +303,8 @@ mod tests {
     #[tokio::test]
     async fn request_bodies_overflowing_the_connection_window_go_out_in_whole_frames() {
         let (port, frames) = frame_recording_h2_server().await;
-        let tls = super::super::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
-        let direct = Arc::new(Direct::new(tls, true));
-        let uri: Uri = format!("http://127.0.0.1:{port}/responses").parse().unwrap_or_else(|e| panic!("{e}"));
+        let (direct, uri) = h2c_target(port);
+        let direct = Arc::new(direct);
         let body = Bytes::from(vec![b'x'; 6000]);
         let requests = (0..200).map(|_| {
             let (direct, uri, body) = (direct.clone(), uri.clone(), body.clone());
@@ -306,26 +323,21 @@ mod tests {
     /// An h2c server that answers one request per connection and then closes it gracefully (GOAWAY), as servers
     /// do to idle or rotated connections; counts the connections.
     async fn one_request_per_connection_h2_server() -> (u16, Arc<AtomicUsize>) {
-        let (listener, port) = loopback_listener().await;
         let connections = Arc::new(AtomicUsize::new(0));
         let counted = connections.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
-                    if let Some(Ok((_request, mut respond))) = conn.accept().await
-                        && let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false)
-                    {
-                        let _ = body.send_data(Bytes::from_static(b"ok"), true);
-                    }
-                    conn.graceful_shutdown();
-                    while let Some(Ok((_request, mut respond))) = conn.accept().await {
-                        respond.send_reset(h2::Reason::REFUSED_STREAM);
-                    }
-                });
+        let port = h2c_server(move |mut conn: H2cConnection| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if let Some(Ok((_request, respond))) = conn.accept().await {
+                    answer_ok(respond);
+                }
+                conn.graceful_shutdown();
+                while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                }
             }
-        });
+        })
+        .await;
         (port, connections)
     }
 
@@ -335,9 +347,7 @@ mod tests {
     async fn a_connection_the_server_closed_is_replaced() {
         use futures_util::StreamExt;
         let (port, connections) = one_request_per_connection_h2_server().await;
-        let tls = super::super::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
-        let direct = Direct::new(tls, true);
-        let uri: Uri = format!("http://127.0.0.1:{port}/responses").parse().unwrap_or_else(|e| panic!("{e}"));
+        let (direct, uri) = h2c_target(port);
         for pause in [true, true, false, false] {
             let mut response = direct
                 .post(uri.clone(), HeaderMap::new(), Bytes::from_static(b"{}"))
