@@ -228,7 +228,9 @@ async fn reasoning_items_without_id_round_trip_through_the_passthrough() {
         .as_array()
         .and_then(|o| o.iter().find(|i| i["type"] == "reasoning").cloned())
         .unwrap_or_else(|| panic!("no reasoning item: {v}"));
-    reasoning.as_object_mut().map(|o| o.remove("id"));
+    if let Some(item) = reasoning.as_object_mut() {
+        item.remove("id");
+    }
     let second = json!({"model":"gpt-5.4","reasoning":{"effort":"low"},"include":["reasoning.encrypted_content"],
         "input":[{"role":"user","content":"think"}, reasoning.clone(),
             {"role":"assistant","content":[{"type":"output_text","text":"ok"}]}, {"role":"user","content":"again"}]});
