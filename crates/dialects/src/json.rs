@@ -4,10 +4,11 @@ use serde::de::DeserializeOwned;
 
 use crate::error::GatewayError;
 
-/// Parse a request body. Syntax errors and type errors become a 400 naming the field path.
+/// Parse a request body. Syntax errors and type errors become a 400 naming the field path; bytes after the
+/// JSON document other than whitespace are a syntax error (`Deserializer::end`), as in `serde_json::from_slice`.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -17,7 +18,13 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> 
         } else {
             GatewayError::invalid_param(&path, format!("Invalid value for `{path}`: {inner}"))
         }
-    })
+    })?;
+    // Without this a body like `{...}garbage` or two concatenated documents was accepted: a path-tracking
+    // deserializer stops after the first value and never looks at what follows.
+    de.end().map_err(|inner| {
+        GatewayError::invalid(format!("The request body is not valid JSON: {inner}")).with_code("invalid_json")
+    })?;
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -36,5 +43,14 @@ mod tests {
         assert_eq!(e.and_then(|e| e.param), Some("a[1]".to_string()));
         let e = decode_body::<T>(b"{nope").err();
         assert_eq!(e.and_then(|e| e.code), Some("invalid_json".to_string()));
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_document_are_refused() {
+        for body in [&br#"{"a":[1]}x"#[..], br#"{"a":[1]}{"a":[2]}"#, br#"{"a":[1]} ]"#] {
+            let e = decode_body::<T>(body).err();
+            assert_eq!(e.and_then(|e| e.code), Some("invalid_json".to_string()), "{}", String::from_utf8_lossy(body));
+        }
+        assert!(decode_body::<T>(b"{\"a\":[1]} \r\n\t ").is_ok(), "trailing whitespace stays fine");
     }
 }

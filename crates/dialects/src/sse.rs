@@ -179,19 +179,29 @@ fn memchr_newline(b: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', b)
 }
 
-/// Append `event: <name>\ndata: <data>\n\n` to `out`.
+/// Append `event: <name>\ndata: <data>\n\n` to `out`. A line break inside `data` (an upstream event sent as
+/// several `data:` lines, which the parser joins with `\n`) starts a new `data:` line, so the client joins them
+/// back into the same payload.
 pub fn write_event(out: &mut Vec<u8>, event: &str, data: &[u8]) {
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(event.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\n\n");
+    out.extend_from_slice(b"\n");
+    write_data(out, data);
 }
 
-/// Append `data: <data>\n\n` to `out`.
+/// Append `data: <data>\n\n` to `out`, one `data:` line per line of `data` (see [`write_event`]).
 pub fn write_data(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"data: ");
-    out.extend_from_slice(data);
+    // The usual payload is one line of JSON: one vectorised scan finds no break and it is copied whole.
+    let mut rest = data;
+    while let Some(i) = memchr::memchr2(b'\n', b'\r', rest) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(b"\ndata: ");
+        // CR, LF and CRLF all end a line for an SSE client; CRLF is one break, not two.
+        let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+        rest = &rest[i + skip..];
+    }
+    out.extend_from_slice(rest);
     out.extend_from_slice(b"\n\n");
 }
 
@@ -277,6 +287,23 @@ mod tests {
         assert!(p.buf.capacity() <= MIN_KEPT, "capacity {}", p.buf.capacity());
         assert!(p.push(b"\n\n", &mut out).is_ok());
         assert_eq!((out.len(), out[2].data.as_str(), p.buf.capacity()), (3, "next", 0));
+    }
+
+    /// A multi-line event went out with its second line lacking `data:` (an unparseable frame for the client).
+    #[test]
+    fn multi_line_data_is_written_as_several_data_lines() {
+        let parsed = parse_all(&[b"event: e\ndata: {\"a\":\ndata:  1}\n\n"]);
+        assert_eq!(parsed[0].data, "{\"a\":\n 1}");
+        let mut out = Vec::new();
+        write_event(&mut out, "e", parsed[0].data.as_bytes());
+        assert_eq!(out, b"event: e\ndata: {\"a\":\ndata:  1}\n\n");
+        assert_eq!(parse_all(&[&out]), parsed, "the client reads back the same payload");
+        let mut out = Vec::new();
+        write_data(&mut out, b"x\r\ny\rz\n");
+        assert_eq!(out, b"data: x\ndata: y\ndata: z\ndata: \n\n");
+        let mut out = Vec::new();
+        write_data(&mut out, b"{\"one\":\"line\"}");
+        assert_eq!(out, b"data: {\"one\":\"line\"}\n\n");
     }
 
     #[test]

@@ -11,18 +11,49 @@ pub struct ModelInfo {
     pub context_window: u64,
     pub priority_tier: bool,
     pub priority: i64,
+    /// Accepts `reasoning.context` (catalog field `supports_reasoning_context`; the GPT-5.6 family).
+    pub reasoning_context: bool,
+    /// Served only to the pro plan (and API keys), like a model still rolling out.
+    pub pro_only: bool,
 }
 
 /// Every model the fake knows, best first.
 pub const MODELS: &[ModelInfo] = &[
-    ModelInfo { slug: "gpt-5.5", display_name: "GPT-5.5", context_window: 272_000, priority_tier: true, priority: 1 },
-    ModelInfo { slug: "gpt-5.4", display_name: "GPT-5.4", context_window: 272_000, priority_tier: true, priority: 2 },
+    ModelInfo {
+        slug: "gpt-5.6-sol",
+        display_name: "GPT-5.6 Sol",
+        context_window: 272_000,
+        priority_tier: true,
+        priority: 0,
+        reasoning_context: true,
+        pro_only: true,
+    },
+    ModelInfo {
+        slug: "gpt-5.5",
+        display_name: "GPT-5.5",
+        context_window: 272_000,
+        priority_tier: true,
+        priority: 1,
+        reasoning_context: false,
+        pro_only: false,
+    },
+    ModelInfo {
+        slug: "gpt-5.4",
+        display_name: "GPT-5.4",
+        context_window: 272_000,
+        priority_tier: true,
+        priority: 2,
+        reasoning_context: false,
+        pro_only: false,
+    },
     ModelInfo {
         slug: "gpt-5.4-mini",
         display_name: "GPT-5.4 mini",
         context_window: 128_000,
         priority_tier: false,
         priority: 3,
+        reasoning_context: false,
+        pro_only: false,
     },
     ModelInfo {
         slug: "gpt-5.3-codex",
@@ -30,15 +61,26 @@ pub const MODELS: &[ModelInfo] = &[
         context_window: 272_000,
         priority_tier: true,
         priority: 4,
+        reasoning_context: false,
+        pro_only: false,
     },
-    ModelInfo { slug: "gpt-5.2", display_name: "GPT-5.2", context_window: 272_000, priority_tier: true, priority: 5 },
+    ModelInfo {
+        slug: "gpt-5.2",
+        display_name: "GPT-5.2",
+        context_window: 272_000,
+        priority_tier: true,
+        priority: 5,
+        reasoning_context: false,
+        pro_only: false,
+    },
 ];
 
 /// The slugs a plan sees by default.
 pub fn plan_models(plan: &str) -> Vec<String> {
     match plan {
         "free" => vec!["gpt-5.4-mini".to_string()],
-        _ => MODELS.iter().map(|m| m.slug.to_string()).collect(),
+        "pro" => MODELS.iter().map(|m| m.slug.to_string()).collect(),
+        _ => MODELS.iter().filter(|m| !m.pro_only).map(|m| m.slug.to_string()).collect(),
     }
 }
 
@@ -52,8 +94,15 @@ pub fn info(slug: &str) -> ModelInfo {
             context_window: 272_000,
             priority_tier: true,
             priority: 100,
+            reasoning_context: false,
+            pro_only: false,
         },
     }
+}
+
+/// Whether `slug` accepts `reasoning.context`.
+pub fn supports_reasoning_context(slug: &str) -> bool {
+    info(slug).reasoning_context
 }
 
 /// Whether `slug` accepts `service_tier: "priority"`.
@@ -88,6 +137,7 @@ pub fn codex_entry(slug: &str) -> Value {
         "supported_in_api": true,
         "priority": m.priority,
         "supports_parallel_tool_calls": true,
+        "supports_reasoning_context": m.reasoning_context,
         "shell_type": "shell_command",
         "input_modalities": ["text", "image"],
     })

@@ -77,6 +77,20 @@ impl Catalog {
         if out.is_empty() { default_entries() } else { out }
     }
 
+    /// Whether the catalog entry of `slug` says the model takes `reasoning.context`
+    /// (`supports_reasoning_context: true`) in some active account's catalog. No entry or no field: no.
+    /// Reads the fetched catalogs in place like `check`'s fast path (call `check` first so they are fetched).
+    pub fn supports_reasoning_context(&self, state: &AppState, slug: &str) -> bool {
+        state.pool.accounts().iter().filter(|a| a.is_active()).any(|a| {
+            a.catalog.read().as_ref().is_some_and(|c| {
+                c.entries.iter().any(|e| {
+                    e.get("slug").and_then(Value::as_str) == Some(slug)
+                        && e.get("supports_reasoning_context").and_then(Value::as_bool) == Some(true)
+                })
+            })
+        })
+    }
+
     /// Ok if some account can be asked for `slug`. An API-key account without a model list accepts any id
     /// (the OpenAI API decides).
     pub async fn check(&self, state: &AppState, slug: &str) -> Result<(), GatewayError> {

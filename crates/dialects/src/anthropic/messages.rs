@@ -60,9 +60,9 @@ fn required_str<'a>(v: &'a Value, field: &str, at: &str) -> Result<&'a str, Gate
 ///   that message's other content.
 /// - A `tool_use` whose result never arrives (a cancelled or interrupted tool run) gets a synthesized output
 ///   [`NO_RESULT`] when the next user message (or the end of the conversation) is reached.
-/// - A `tool_result` that answers no pending `tool_use` (an orphan, or a duplicate) is not sent as an output —
-///   the backend would reject the request — but its content is kept as user text, prefixed with the id, so the
-///   model still sees it. (Design: lenient rather than a 400, because the client cannot fix its history.)
+/// - A `tool_result` that answers no pending `tool_use` of the previous assistant message (an orphan, or a
+///   duplicate) is refused with a 400 naming its `tool_use_id`, as the Messages API and the backend both do;
+///   every dialect treats an orphan result the same way (docs/parameter-policy.md, "Tool history").
 /// - A system message arriving while calls wait for outputs is held back until the outputs are in place.
 struct InputBuilder {
     items: Vec<Value>,
@@ -135,21 +135,16 @@ fn user_message(b: &mut InputBuilder, content: Content, at: &str) -> Result<(), 
             let call_id = required_str(&block, "tool_use_id", &bat)?.to_string();
             let is_error = block.get("is_error").and_then(Value::as_bool).unwrap_or(false);
             let output = tool_output(block.get("content"), is_error, &format!("{bat}.content"))?;
-            if let Some(pos) = b.pending.iter().position(|p| *p == call_id) {
-                b.pending.remove(pos);
-                outputs.push(json!({"type":"function_call_output","call_id":call_id,"output":output}));
-            } else {
-                // Orphan: keep what the tool said as user content.
-                let label = format!("(result of tool call {call_id})");
-                match output {
-                    Value::String(s) => parts.push(json!({"type":"input_text","text":format!("{label} {s}")})),
-                    Value::Array(mut p) => {
-                        parts.push(json!({"type":"input_text","text":label}));
-                        parts.append(&mut p);
-                    }
-                    _ => {}
-                }
-            }
+            let Some(pos) = b.pending.iter().position(|p| *p == call_id) else {
+                return Err(GatewayError::invalid_param(
+                    &format!("{bat}.tool_use_id"),
+                    format!(
+                        "unexpected `tool_use_id` found in `tool_result` blocks: {call_id}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
+                    ),
+                ));
+            };
+            b.pending.remove(pos);
+            outputs.push(json!({"type":"function_call_output","call_id":call_id,"output":output}));
         } else if let Some(part) = user_part(&block, &bat)? {
             parts.push(part);
         }

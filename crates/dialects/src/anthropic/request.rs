@@ -146,6 +146,10 @@ pub fn translate(
     if req.model.trim().is_empty() {
         return Err(GatewayError::invalid_param("model", "`model` must be a non-empty string"));
     }
+    // The Messages API answers an empty conversation with a 400; sent on, the backend would get an empty input.
+    if req.messages.is_empty() {
+        return Err(GatewayError::invalid_param("messages", "messages: at least one message is required"));
+    }
     let model = resolve_model(&req.model, aliases);
     let mut body = Map::new();
 

@@ -4,7 +4,7 @@
 //! vice versa. Gemini clients may omit `functionCall.id` / `functionResponse.id` (then results pair by name and
 //! order) or rewrite them (Gemini CLI); Ollama messages carry only `tool_name`. A [`Pairing`] is fed the calls
 //! and results of a conversation in order and hands out the `call_id` for each, so the translated input always
-//! pairs up: results that match no call are reported as orphans (the caller turns them into plain text), and
+//! pairs up: results that match no call are reported as orphans (the caller refuses them with a 400), and
 //! [`Pairing::close_open_calls`] adds a placeholder output for calls that never got a result.
 
 use serde_json::{Value, json};

@@ -241,6 +241,11 @@ pub fn translate(
             "cachedContent is not supported: send the contents in the request (the upstream caches prompts itself)",
         ));
     }
+    // Gemini answers a request without contents with a 400 (`contents is not specified`); sent on, the backend
+    // would get an empty input.
+    if req.contents.is_empty() {
+        return Err(GatewayError::invalid_param("contents", "contents is not specified: send at least one content"));
+    }
     let config = req.generation_config.unwrap_or_default();
     check_generation_config(&config)?;
 
@@ -459,12 +464,14 @@ fn user_turn(content: &Content, at: &str, input: &mut Vec<Value>, pairing: &mut 
                     input.push(json!({"type":"function_call_output","call_id":call_id,"output":output}));
                 }
                 None => {
-                    // A result whose call is no longer in the history (the client trimmed it): plain text.
-                    let text = match &output {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    parts.push(json!({"type":"input_text","text":format!("Result of the tool `{name}`: {text}")}));
+                    // No call to answer (by id, name or order): Gemini and the backend both refuse an orphan
+                    // result, and so does every dialect here (docs/parameter-policy.md, "Tool history").
+                    return Err(GatewayError::invalid_param(
+                        &format!("{pat}.functionResponse"),
+                        format!(
+                            "The functionResponse for `{name}` answers no functionCall: a function response turn must come right after the model turn with its function call."
+                        ),
+                    ));
                 }
             }
         } else if part.function_call.is_some() {

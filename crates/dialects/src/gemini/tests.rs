@@ -193,20 +193,61 @@ fn count_tokens_accepts_both_shapes() {
     assert_eq!(tb, "sys\nhello there\n");
 }
 
+fn user_x() -> serde_json::Value {
+    json!({"role": "user", "parts": [{"text": "x"}]})
+}
+
 #[test]
 fn refusals_name_the_field() {
     let cases = [
-        (json!({"contents": [], "generationConfig": {"candidateCount": 2}}), "generationConfig.candidateCount"),
+        (json!({"contents": [user_x()], "generationConfig": {"candidateCount": 2}}), "generationConfig.candidateCount"),
         (
             json!({"contents": [{"role":"user","parts":[{"inlineData":{"mimeType":"audio/wav","data":"AA=="}}]}]}),
             "contents[0].parts[0].inlineData.mimeType",
         ),
-        (json!({"contents": [], "tools": [{"codeExecution": {}}]}), "tools[0].codeExecution"),
+        (json!({"contents": [user_x()], "tools": [{"codeExecution": {}}]}), "tools[0].codeExecution"),
         (json!({"contents": [{"role":"system","parts":[{"text":"x"}]}]}), "contents[0].role"),
-        (json!({"contents": [], "cachedContent": "cachedContents/1"}), "cachedContent"),
+        (json!({"contents": [user_x()], "cachedContent": "cachedContents/1"}), "cachedContent"),
+        (json!({"contents": []}), "contents"),
+        (json!({"systemInstruction": {"parts": [{"text": "only a system text"}]}}), "contents"),
     ];
     for (body, param) in cases {
         let err = decode(body.to_string().as_bytes(), "gemini-2.5-flash", false, &HashMap::new()).err();
         assert_eq!(err.and_then(|e| e.param), Some(param.to_string()), "{body}");
     }
+}
+
+#[test]
+fn orphan_function_responses_are_refused() {
+    // A result that pairs with no call (by id, then name, then order) went upstream as user text; Gemini and the
+    // backend refuse it, and so does every dialect here (docs/parameter-policy.md, "Tool history").
+    let body = json!({"contents": [
+        {"role": "user", "parts": [{"text": "q"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "lookup", "args": {}}}]},
+        {"role": "user", "parts": [
+            {"functionResponse": {"name": "lookup", "response": {"output": "ok"}}},
+            {"functionResponse": {"name": "forgotten", "response": {"output": "stale"}}}
+        ]}
+    ]});
+    let err = decode(body.to_string().as_bytes(), "gemini-2.5-flash", false, &HashMap::new()).err();
+    assert_eq!(err.and_then(|e| e.param), Some("contents[2].parts[1].functionResponse".to_string()));
+    // Clients that omit ids still pair by name and order.
+    let body = json!({"contents": [
+        {"role": "user", "parts": [{"text": "q"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "a", "args": {}}}, {"functionCall": {"name": "b", "args": {}}}]},
+        {"role": "user", "parts": [
+            {"functionResponse": {"name": "b", "response": {"output": "B"}}},
+            {"functionResponse": {"response": {"output": "A"}}}
+        ]}
+    ]});
+    let (req, _) = decode(body.to_string().as_bytes(), "gemini-2.5-flash", false, &HashMap::new())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let outputs: Vec<(&str, &str)> = req.body["input"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["type"] == "function_call_output")
+        .map(|i| (i["call_id"].as_str().unwrap_or_default(), i["output"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(outputs, [("call_gw2", "B"), ("call_gw1", "A")]);
 }

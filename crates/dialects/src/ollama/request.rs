@@ -308,10 +308,15 @@ fn translate_messages(messages: &[Message]) -> Result<(String, Vec<Value>), Gate
                         input.push(json!({"type":"function_call_output","call_id":call_id,"output":text}));
                     }
                     None => {
+                        // One behaviour for every dialect (docs/parameter-policy.md, "Tool history"): the backend
+                        // refuses an output without its call, so an orphan result is the client's error.
                         let name = m.tool_name.as_deref().unwrap_or("tool");
-                        input.push(json!({"type":"message","role":"user","content":[
-                            {"type":"input_text","text":format!("Result of the tool `{name}`: {text}")}
-                        ]}));
+                        return Err(GatewayError::invalid_param(
+                            &format!("messages[{i}]"),
+                            format!(
+                                "The tool message for `{name}` answers no tool call of an earlier assistant message"
+                            ),
+                        ));
                     }
                 }
             }

@@ -133,8 +133,7 @@ fn tool_results_pair_by_name_and_order() {
             {"function":{"name":"get_weather","arguments":{"city":"Paris"}}},
             {"function":{"name":"get_weather","arguments":{"city":"Rome"}}}]},
         {"role":"tool","tool_name":"get_weather","content":"sunny"},
-        {"role":"tool","tool_name":"get_weather","content":"rainy"},
-        {"role":"tool","tool_name":"other","content":"stray"}
+        {"role":"tool","tool_name":"get_weather","content":"rainy"}
     ]});
     let Ok(Decoded::Request(req, _)) = decode_chat(body.to_string().as_bytes()) else { panic!("decode") };
     assert_eq!(req.model.slug, "gpt-5.4");
@@ -154,10 +153,31 @@ fn tool_results_pair_by_name_and_order() {
             ("function_call", "call_gw2"),
             ("function_call_output", "call_gw1"),
             ("function_call_output", "call_gw2"),
-            ("message", "")
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
     assert_eq!(input[3]["output"], "sunny");
-    assert_eq!(input[5]["content"][0]["text"], "Result of the tool `other`: stray");
+}
+
+#[test]
+fn orphan_tool_results_are_refused() {
+    use crate::error::ErrorKind;
+    // A result that answers no call (by id, name or order) was sent on as user text; every dialect now
+    // refuses it, as the backend does (docs/parameter-policy.md, "Tool history").
+    let body = json!({"model":"gpt-5.4","messages":[
+        {"role":"user","content":"weather?"},
+        {"role":"assistant","content":"","tool_calls":[{"function":{"name":"get_weather","arguments":{}}}]},
+        {"role":"tool","tool_name":"get_weather","content":"sunny"},
+        {"role":"tool","tool_name":"other","content":"stray"}
+    ]});
+    let err = decode_chat(body.to_string().as_bytes()).err();
+    assert_eq!(
+        err.as_ref().map(|e| (e.kind, e.param.clone())),
+        Some((ErrorKind::InvalidRequest, Some("messages[3]".into())))
+    );
+    let body = json!({"model":"gpt-5.4","messages":[
+        {"role":"user","content":"hi"},
+        {"role":"tool","content":"no call at all"}
+    ]});
+    assert!(decode_chat(body.to_string().as_bytes()).is_err());
 }

@@ -4,4 +4,4 @@
 pub mod event;
 mod passthrough;
 
-pub use passthrough::{ResponsesAssembler, decode, stream_error_frame};
+pub use passthrough::{ResponsesAssembler, decode, drop_reasoning_context, has_reasoning_context, stream_error_frame};

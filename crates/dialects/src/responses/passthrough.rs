@@ -91,14 +91,7 @@ pub fn decode(body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
 
     normalize_input(&mut body)?;
     normalize_tools(&mut body);
-    if let Some(Value::Object(r)) = body.get_mut("reasoning")
-        && let Some(Value::String(e)) = r.get("effort")
-    {
-        let mapped = normalize_effort(e).ok_or_else(|| {
-            GatewayError::invalid_param("reasoning.effort", format!("Unknown reasoning effort `{e}`"))
-        })?;
-        r.insert("effort".into(), json!(mapped));
-    }
+    normalize_reasoning(&mut body)?;
     if let Some(Value::String(tier)) = body.get("service_tier")
         && tier != "priority"
     {
@@ -113,6 +106,47 @@ pub fn decode(body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
         // max_output_tokens is dropped for passthrough (docs/parameter-policy.md): events go back unchanged.
         limits: OutputLimits::default(),
     })
+}
+
+/// `reasoning` sub-keys the backend knows pass (`effort` mapped onto its words); `context` stays for the
+/// gateway to forward or drop by the model's catalog entry ([`drop_reasoning_context`]); any other sub-key is
+/// refused like an unknown top-level field (docs/parameter-policy.md), instead of failing upstream.
+fn normalize_reasoning(body: &mut Map<String, Value>) -> Result<(), GatewayError> {
+    let r = match body.get_mut("reasoning") {
+        None => return Ok(()),
+        Some(Value::Object(r)) => r,
+        Some(_) => return Err(GatewayError::invalid_param("reasoning", "`reasoning` must be an object")),
+    };
+    if let Some(unknown) =
+        r.keys().find(|k| !matches!(k.as_str(), "effort" | "summary" | "generate_summary" | "context"))
+    {
+        let param = format!("reasoning.{unknown}");
+        return Err(GatewayError::invalid_param(&param, format!("Unsupported parameter: `{param}`")));
+    }
+    if let Some(Value::String(e)) = r.get("effort") {
+        let mapped = normalize_effort(e).ok_or_else(|| {
+            GatewayError::invalid_param("reasoning.effort", format!("Unknown reasoning effort `{e}`"))
+        })?;
+        r.insert("effort".into(), json!(mapped));
+    }
+    if r.get("context").is_some_and(Value::is_null) {
+        r.remove("context");
+    }
+    Ok(())
+}
+
+/// Whether the request carries `reasoning.context`, which only some models accept (their catalog entry has
+/// `supports_reasoning_context: true`).
+pub fn has_reasoning_context(req: &UpstreamRequest) -> bool {
+    req.body.get("reasoning").and_then(|r| r.get("context")).is_some()
+}
+
+/// Remove `reasoning.context` for a model that does not take it: omitting it means `auto`, the model's
+/// default, so the request keeps its meaning where the backend would refuse it.
+pub fn drop_reasoning_context(req: &mut UpstreamRequest) {
+    if let Some(Value::Object(r)) = req.body.get_mut("reasoning") {
+        r.remove("context");
+    }
 }
 
 /// String input -> one user message; `system` role -> `developer` (the backend refuses system messages);

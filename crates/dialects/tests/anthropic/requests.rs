@@ -144,8 +144,7 @@ fn tool_results_with_images_errors_orphans_and_missing_results() {
             {"type":"tool_result","tool_use_id":"t1","content":[
                 {"type":"text","text":"the image:"},
                 {"type":"image","source":{"type":"base64","media_type":"image/png","data":"AAAA"}}
-            ]},
-            {"type":"tool_result","tool_use_id":"t9","content":"from nowhere"}
+            ]}
         ]}
     ])));
     assert_eq!(
@@ -161,12 +160,44 @@ fn tool_results_with_images_errors_orphans_and_missing_results() {
                 {"type":"input_image","image_url":"data:image/png;base64,AAAA","detail":"auto"}
             ]},
             {"type":"function_call_output","call_id":"t3","output":"(no result)"},
-            {"type":"message","role":"user","content":[
-                {"type":"input_text","text":"(interrupted)"},
-                {"type":"input_text","text":"(result of tool call t9) from nowhere"}
-            ]}
+            {"type":"message","role":"user","content":[{"type":"input_text","text":"(interrupted)"}]}
         ])
     );
+}
+
+#[test]
+fn orphan_and_duplicate_tool_results_are_refused() {
+    // They went upstream as user text; the Messages API refuses them, and so does every dialect here
+    // (docs/parameter-policy.md, "Tool history").
+    let call = json!({"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]});
+    let orphan = dec_err(with_messages(json!([
+        {"role":"user","content":"go"},
+        call,
+        {"role":"user","content":[
+            {"type":"tool_result","tool_use_id":"t1","content":"ok"},
+            {"type":"tool_result","tool_use_id":"t9","content":"from nowhere"}
+        ]}
+    ])));
+    assert_eq!(
+        (orphan.kind, orphan.param.as_deref()),
+        (ErrorKind::InvalidRequest, Some("messages[2].content[1].tool_use_id"))
+    );
+    assert!(orphan.message.contains("t9"), "{}", orphan.message);
+    let duplicate = dec_err(with_messages(json!([
+        call,
+        {"role":"user","content":[
+            {"type":"tool_result","tool_use_id":"t1"},
+            {"type":"tool_result","tool_use_id":"t1","content":"again"}
+        ]}
+    ])));
+    assert_eq!(duplicate.param.as_deref(), Some("messages[1].content[1].tool_use_id"));
+    // A result two messages after its call no longer answers it: the pending call got its placeholder.
+    let late = dec_err(with_messages(json!([
+        call,
+        {"role":"user","content":"never mind"},
+        {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"late"}]}
+    ])));
+    assert_eq!(late.param.as_deref(), Some("messages[2].content[0].tool_use_id"));
 }
 
 #[test]
@@ -182,8 +213,7 @@ fn tool_result_variants() {
             {"type":"tool_result","tool_use_id":"b","is_error":true,"content":[
                 {"type":"image","source":{"type":"url","url":"https://x/y.png"}}
             ]},
-            {"type":"tool_result","tool_use_id":"c","content":[{"type":"tool_reference","tool_name":"WebFetch"}]},
-            {"type":"tool_result","tool_use_id":"a","content":"again"}
+            {"type":"tool_result","tool_use_id":"c","content":[{"type":"tool_reference","tool_name":"WebFetch"}]}
         ]}
     ])));
     assert_eq!(
@@ -197,8 +227,7 @@ fn tool_result_variants() {
                 {"type":"input_text","text":"[tool error]"},
                 {"type":"input_image","image_url":"https://x/y.png","detail":"auto"}
             ]},
-            {"type":"function_call_output","call_id":"c","output":"(tool `WebFetch` is available)"},
-            {"type":"message","role":"user","content":[{"type":"input_text","text":"(result of tool call a) again"}]}
+            {"type":"function_call_output","call_id":"c","output":"(tool `WebFetch` is available)"}
         ])
     );
 }
@@ -306,7 +335,7 @@ fn thinking_and_effort() {
     assert_eq!(r(json!({"thinking":{"type":"disabled"}})), (json!({"effort":"low"}), false));
     assert_eq!(r(json!({})), (json!({}), false));
     assert_eq!(r(json!({"output_config":{"effort":"medium"}})), (json!({"effort":"medium"}), false));
-    let e = dec_err(json!({"model":"m","messages":[],"output_config":{"effort":"ultra"}}));
+    let e = dec_err(json!({"model":"m","messages":[{"role":"user","content":"q"}],"output_config":{"effort":"ultra"}}));
     assert_eq!(e.param.as_deref(), Some("output_config.effort"));
 
     // Adaptive leaves the effort to the model suffix (then the gateway default) when the request is finalized.
@@ -373,6 +402,10 @@ fn bad_requests_name_the_field() {
     assert_eq!(e.kind, ErrorKind::InvalidRequest);
     let e = dec_err(json!({"model":"","messages":[]}));
     assert_eq!(e.param.as_deref(), Some("model"));
+    // An empty conversation is refused here, as the Messages API does, instead of going upstream as empty input.
+    let e = dec_err(json!({"model":"m","max_tokens":1,"messages":[]}));
+    assert_eq!((e.kind, e.param.as_deref()), (ErrorKind::InvalidRequest, Some("messages")));
+    assert!(decode_for_count(br#"{"model":"m","messages":[]}"#).is_err(), "count_tokens shares the check");
     let e = dec_err(with_messages(json!([{"role":"user","content":[{"type":"mystery"}]}])));
     assert_eq!(e.param.as_deref(), Some("messages[0].content[0].type"));
     let e = dec_err(with_messages(json!([{"role":"tool","content":"x"}])));

@@ -232,7 +232,13 @@ fn check_tool_output(output: Option<&Value>, path: &str) -> Result<(), Reject> {
 
 fn check_reasoning_item(obj: &Map<String, Value>, path: &str, ctx: &Ctx<'_>) -> Result<(), Reject> {
     check_keys(obj, &["type", "id", "summary", "content", "encrypted_content", "status"], path)?;
-    let id = req_str(obj, "id", path)?;
+    // `id` is optional, as on the real backend: the official client never serialises it (codex-rs
+    // `Reasoning.id` is `skip_serializing`), and the AI SDK's Responses provider (opencode) replays
+    // `{type, encrypted_content, summary}` only. When present it must be a string.
+    let id = match obj.get("id") {
+        None => "(without id)",
+        Some(_) => req_str(obj, "id", path)?,
+    };
     let summary = match obj.get("summary") {
         Some(Value::Array(a)) => a,
         Some(_) => return Err(invalid_type(&format!("{path}.summary"), "an array")),

@@ -77,6 +77,8 @@ const TOP_LEVEL: &[&str] = &[
 
 const EFFORTS: &[&str] = &["none", "minimal", "low", "medium", "high", "xhigh"];
 
+const REASONING_CONTEXTS: &[&str] = &["auto", "current_turn", "all_turns"];
+
 /// Validate a parsed body.
 pub fn validate(body: &Value, ctx: &Ctx<'_>) -> Result<(), Reject> {
     let obj = body.as_object().ok_or_else(|| rej("Request body must be a JSON object"))?;
@@ -113,7 +115,7 @@ pub fn validate(body: &Value, ctx: &Ctx<'_>) -> Result<(), Reject> {
     check_input(obj.get("input"), ctx)?;
     let tool_names = check_tools(obj.get("tools"))?;
     check_tool_choice(obj.get("tool_choice"), &tool_names)?;
-    check_reasoning(obj.get("reasoning"))?;
+    check_reasoning(obj.get("reasoning"), model)?;
     check_misc(obj, model, ctx)?;
     check_text(obj.get("text"))
 }
@@ -259,13 +261,25 @@ fn check_tool_choice(choice: Option<&Value>, names: &HashSet<String>) -> Result<
     }
 }
 
-fn check_reasoning(reasoning: Option<&Value>) -> Result<(), Reject> {
+fn check_reasoning(reasoning: Option<&Value>, model: &str) -> Result<(), Reject> {
     let r = match reasoning {
         None | Some(Value::Null) => return Ok(()),
         Some(Value::Object(o)) => o,
         Some(_) => return Err(invalid_type("reasoning", "an object")),
     };
-    check_keys(r, &["effort", "summary", "generate_summary"], "reasoning")?;
+    // `reasoning.context` exists only for models whose catalog entry says `supports_reasoning_context`; the
+    // others refuse it as an unknown parameter (pydantic-ai sends it by default and every request failed).
+    if crate::catalog::supports_reasoning_context(model) {
+        check_keys(r, &["effort", "summary", "generate_summary", "context"], "reasoning")?;
+        match r.get("context") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(c)) if REASONING_CONTEXTS.contains(&c.as_str()) => {}
+            Some(Value::String(c)) => return Err(invalid_value("reasoning.context", c, REASONING_CONTEXTS)),
+            Some(_) => return Err(invalid_type("reasoning.context", "a string")),
+        }
+    } else {
+        check_keys(r, &["effort", "summary", "generate_summary"], "reasoning")?;
+    }
     match r.get("effort") {
         None | Some(Value::Null) => {}
         Some(Value::String(e)) if EFFORTS.contains(&e.as_str()) => {}

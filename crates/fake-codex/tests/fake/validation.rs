@@ -84,6 +84,7 @@ async fn strict_rejections() {
             "image_url",
         ),
         (Box::new(|b| b["input"] = json!([{"type": "reasoning", "id": "rs_1"}])), "input[0].summary"),
+        (Box::new(|b| b["input"] = json!([{"type": "reasoning"}])), "input[0].summary"),
         (
             Box::new(|b| {
                 b["input"] = json!([{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "forged"}])
@@ -182,4 +183,62 @@ async fn auth_failures() {
     assert_eq!(recs.last().unwrap().account_id.as_deref(), Some(c.account_id.as_str()));
     assert_eq!(recs.last().unwrap().status, 200);
     assert_eq!(recs[0].status, 401);
+}
+
+/// The official client never sends a reasoning item's `id` (codex-rs `Reasoning.id` is `skip_serializing`) and
+/// the AI SDK's Responses provider (opencode) replays `{type, encrypted_content, summary}`: the fake refused
+/// those items, stricter than the real backend.
+#[tokio::test]
+async fn reasoning_items_without_id_are_accepted() {
+    let (fake, c) = start().await;
+    let mut first = body();
+    first["reasoning"] = json!({"effort": "low"});
+    first["include"] = json!(["reasoning.encrypted_content"]);
+    let evs = events(&fake, &c, &first).await;
+    let mut reasoning = done_items(&evs).into_iter().find(|i| i["type"] == "reasoning").unwrap();
+    reasoning.as_object_mut().unwrap().remove("id");
+    let mut second = first.clone();
+    second["input"] = json!([
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+        reasoning,
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hello"}]},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "again"}]}
+    ]);
+    assert_eq!(post(&fake, &c, &second).await.status(), 200);
+    // Still checked: an id that is not a string, and encrypted content the fake did not issue.
+    let mut b = body();
+    b["input"] = json!([{"type": "reasoning", "id": 7, "summary": []}]);
+    expect_400(&fake, &c, &b, "input[0].id").await;
+    b["input"] = json!([{"type": "reasoning", "summary": [], "encrypted_content": "forged"}]);
+    expect_400(&fake, &c, &b, "could not be verified").await;
+}
+
+/// `reasoning.context` is accepted only by models whose catalog entry has `supports_reasoning_context`.
+#[tokio::test]
+async fn reasoning_context_only_for_models_that_support_it() {
+    let (fake, c) = start().await;
+    let mut b = body();
+    b["reasoning"] = json!({"effort": "low", "context": "all_turns"});
+    expect_400(&fake, &c, &b, "Unknown parameter: 'reasoning.context'").await;
+    let pro = fake.add_account(AccountSpec { plan: "pro".into(), ..AccountSpec::default() });
+    let catalog: Value = client()
+        .get(format!("{}/models?client_version=0.169.0", fake.codex_base_url()))
+        .bearer_auth(&pro.access_token)
+        .header("ChatGPT-Account-ID", &pro.account_id)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = |slug: &str| catalog["models"].as_array().unwrap().iter().find(|m| m["slug"] == slug).cloned();
+    assert_eq!(entry("gpt-5.6-sol").unwrap()["supports_reasoning_context"], true);
+    assert_eq!(entry("gpt-5.4").unwrap()["supports_reasoning_context"], false);
+    b["model"] = json!("gpt-5.6-sol");
+    assert_eq!(post(&fake, &pro, &b).await.status(), 200);
+    b["reasoning"]["context"] = json!("everything");
+    expect_400(&fake, &pro, &b, "Invalid value: 'everything'").await;
+    // The plus plan does not see the model at all.
+    b["reasoning"]["context"] = json!("auto");
+    expect_400(&fake, &c, &b, "not supported when using Codex with a ChatGPT account").await;
 }

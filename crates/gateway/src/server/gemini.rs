@@ -13,7 +13,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use crate::server::errors::{Dialect, body_error, error_response};
 use crate::server::exchange::{self, request_id};
 use crate::server::pump::{self, Translated};
-use crate::server::{AppState, sse_response};
+use crate::server::{AppState, method_not_allowed_response, sse_response};
 use crate::tokens;
 
 /// Tokens counted per image or file part by `countTokens` (Gemini's own per-image figure).
@@ -48,17 +48,26 @@ fn fail(request_id: &str, err: &GatewayError) -> Response {
     error_response(Dialect::Gemini, err, request_id)
 }
 
+/// 405 for a method the `{id}` route serves only for the other kind of path (model vs `model:method`); axum's
+/// own `Allow` (every method of the route) would be wrong here, so the header names what this path takes.
+fn refuse_method(method: &Method, uri: &Uri, headers: &HeaderMap, allow: &'static str) -> Response {
+    let mut resp = method_not_allowed_response(Dialect::Gemini, method, uri.path(), &request_id(headers));
+    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
 /// `POST .../models/{model}:{method}`.
 async fn call(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    uri: Uri,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Some((model, method)) = id.rsplit_once(':') else {
-        let err = GatewayError::new(ErrorKind::NotFound, format!("No method in `{id}`: expected {{model}}:{{method}}"));
-        return fail(&request_id(&headers), &err);
+        // `models/{model}` is the model resource: it is read with GET, never posted to.
+        return refuse_method(&Method::POST, &uri, &headers, "GET, HEAD");
     };
     let rid = request_id(&headers);
     let result = match method {
@@ -168,7 +177,17 @@ async fn list_models(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// `GET /v1beta/models/{model}`: any id that resolves to a served model (Gemini ids via the alias table).
-async fn get_model(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+/// A method path (`{model}:generateContent`) is not a model: only POST serves it.
+async fn get_model(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
+    if id.contains(':') {
+        return refuse_method(&method, &uri, &headers, "POST");
+    }
     let target = resolve_model(&id, &state.config.gemini_model_aliases);
     let entries = state.catalog.entries(&state).await;
     match entries.iter().find(|e| slug(e) == target.slug) {

@@ -71,7 +71,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(admin::routes())
         .merge(gemini::routes())
         .merge(anthropic::routes())
-        .fallback(not_found);
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
     // Without client keys the check passes every request: the layer (a boxed future per request, ~1 KB while the
     // request waits for the upstream) is left out.
     let router = if state.config.api_keys.is_empty() {
@@ -152,6 +153,34 @@ async fn not_found(headers: HeaderMap, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let err = GatewayError::new(ErrorKind::NotFound, format!("No route for {} {path}", req.method()));
     error_response(Dialect::from_path(&path), &err, &exchange::request_id(&headers))
+}
+
+/// A known path with a method it does not serve: 405 in the route's dialect. axum adds the `Allow` header from
+/// the route's methods (the default 405 had an empty body, which no client can parse).
+async fn method_not_allowed(req: Request) -> Response {
+    let path = req.uri().path();
+    method_not_allowed_response(Dialect::from_path(path), req.method(), path, &exchange::request_id(req.headers()))
+}
+
+/// The 405 body in `dialect`'s error shape (an invalid-request error with the 405 status). Routes that refuse a
+/// method themselves (a GET on a Gemini method path) set `Allow` on the response.
+pub(crate) fn method_not_allowed_response(
+    dialect: Dialect,
+    method: &axum::http::Method,
+    path: &str,
+    request_id: &str,
+) -> Response {
+    let err =
+        GatewayError::invalid(format!("Method {method} is not allowed on {path}")).with_code("method_not_allowed");
+    if dialect == Dialect::Gemini {
+        // Gemini's body repeats the HTTP status in `error.code`.
+        let (_, mut body) = dialects::gemini::error_body(&err);
+        body["error"]["code"] = json!(StatusCode::METHOD_NOT_ALLOWED.as_u16());
+        return (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response();
+    }
+    let mut resp = error_response(dialect, &err, request_id);
+    *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    resp
 }
 
 /// Paths that need no client key: liveness and Claude Code's connectivity preflight.

@@ -102,6 +102,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(origin_guard))
         .layer(cors)
         .layer(DefaultBodyLimit::max(limit))
@@ -157,6 +158,13 @@ async fn not_found(req: Request) -> Response {
         format!("{} {} is not served by this bridge", req.method(), req.uri().path()),
     );
     fail(&request_id(req.headers()), &err)
+}
+
+/// A bridge route with a method it does not serve: 405 in Ollama's shape (OpenAI's under `/v1/`), with `Allow`.
+async fn method_not_allowed(req: Request) -> Response {
+    let path = req.uri().path();
+    let dialect = if path.starts_with("/v1/") { Dialect::OpenAi } else { Dialect::Ollama };
+    crate::server::method_not_allowed_response(dialect, req.method(), path, &request_id(req.headers()))
 }
 
 async fn embeddings(headers: HeaderMap) -> Response {

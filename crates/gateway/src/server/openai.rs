@@ -77,6 +77,15 @@ async fn responses_inner(
     let mut req = dialects::responses::decode(&body)?;
     // Free the request's bytes before waiting on the upstream (they pin hyper's read buffer; bench/notes.md).
     drop(body);
+    // Only some models take `reasoning.context` (pydantic-ai sends it by default): forward it where the catalog
+    // says so, else drop it (docs/parameter-policy.md). `check` makes sure the catalog is fetched; `exchange`
+    // repeats it on its fast path.
+    if dialects::responses::has_reasoning_context(&req) {
+        state.catalog.check(state, &req.model.slug).await?;
+        if !state.catalog.supports_reasoning_context(state, &req.model.slug) {
+            dialects::responses::drop_reasoning_context(&mut req);
+        }
+    }
     let ex = exchange::start(state, headers, &mut req).await?;
     let model = req.model.requested.clone();
     if req.stream {

@@ -14,3 +14,4 @@ mod pool;
 mod refresh;
 mod responses;
 mod transport;
+mod validation;
