@@ -1,11 +1,11 @@
 //! The request-head guard of both listeners (the main port and the Ollama bridge), run before routing: the
 //! `Host` check against DNS rebinding, the `Origin` check against cross-site pages, the refusal of
 //! browser-simple content types (a page's way around the CORS preflight), and the client key. docs/security.md
-//! explains the threat model; `router()` in server/mod.rs and ollama.rs apply it as a [`GuardLayer`].
+//! explains the threat model; listen.rs puts a [`Guard`] in front of each connection's router.
 //!
 //! It runs on every request of the hot path, so it is a synchronous look at the request head: a few header
 //! lookups and byte comparisons, no allocation when the request passes, and a future that is either the inner
-//! service's own or a ready refusal (no boxing, unlike `axum::middleware::from_fn`).
+//! service's own or a ready refusal (no boxing, unlike `axum::middleware::from_fn` or a router layer).
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -13,11 +13,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dialects::{ErrorKind, GatewayError};
 use futures_util::future::Either;
-use tower::{Layer, Service};
+use tower::Service;
 
 use crate::config::Config;
 use crate::server::errors::{Dialect, error_response};
@@ -175,7 +175,10 @@ impl Policy {
             Listener::OllamaBridge => Dialect::Ollama,
         };
         let err = self.error(refusal, req);
-        match (refusal, dialect) {
+        // The router's request-id layer has not run yet: take the client's id or make one.
+        let rid = Some(request_id(req.headers())).filter(|r| !r.is_empty());
+        let rid = rid.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let mut resp = match (refusal, dialect) {
             // 415 in place of the 400 `InvalidRequest` renders as; Gemini's body repeats the status as `code`.
             (Refusal::ContentType, Dialect::Gemini) => {
                 let (_, mut body) = dialects::gemini::error_body(&err);
@@ -183,12 +186,16 @@ impl Policy {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, axum::Json(body)).into_response()
             }
             (Refusal::ContentType, _) => {
-                let mut resp = error_response(dialect, &err, &request_id(req.headers()));
+                let mut resp = error_response(dialect, &err, &rid);
                 *resp.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
                 resp
             }
-            _ => error_response(dialect, &err, &request_id(req.headers())),
+            _ => error_response(dialect, &err, &rid),
+        };
+        if let Ok(v) = HeaderValue::from_str(&rid) {
+            resp.headers_mut().insert("x-request-id", v);
         }
+        resp
     }
 
     fn error<B>(&self, refusal: Refusal, req: &Request<B>) -> GatewayError {
@@ -321,28 +328,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Applies a [`Policy`] in front of a service.
-#[derive(Debug, Clone)]
-pub struct GuardLayer(Arc<Policy>);
-
-impl GuardLayer {
-    pub fn new(policy: Arc<Policy>) -> GuardLayer {
-        GuardLayer(policy)
-    }
-}
-
-impl<S> Layer<S> for GuardLayer {
-    type Service = Guard<S>;
-    fn layer(&self, inner: S) -> Guard<S> {
-        Guard { inner, policy: self.0.clone() }
-    }
-}
-
-/// The service [`GuardLayer`] wraps around each route.
+/// A [`Policy`] in front of a service (listen.rs wraps each connection's router in one).
 #[derive(Debug, Clone)]
 pub struct Guard<S> {
     inner: S,
     policy: Arc<Policy>,
+}
+
+impl<S> Guard<S> {
+    pub fn new(inner: S, policy: Arc<Policy>) -> Guard<S> {
+        Guard { inner, policy }
+    }
 }
 
 impl<S, B> Service<Request<B>> for Guard<S>
@@ -529,6 +525,11 @@ mod tests {
         assert_eq!(status("/v1/messages", &evil, Refusal::Host), StatusCode::FORBIDDEN);
         assert_eq!(status("/v1beta/models/m:generateContent", &evil, Refusal::ContentType), 415);
         assert_eq!(status("/v1/chat/completions", &evil, Refusal::ContentType), 415);
+        // The router's request-id layer comes after the guard: refusals carry an id of their own, or the client's.
+        let resp = p.refuse(Refusal::Origin, &req("GET", "/v1/models", &[]));
+        assert!(resp.headers().get("x-request-id").is_some_and(|v| v.len() == 36));
+        let resp = p.refuse(Refusal::Host, &req("POST", "/v1/messages", &[("x-request-id", "req-1")]));
+        assert_eq!(resp.headers().get("request-id").map(|v| v.as_bytes()), Some(&b"req-1"[..]));
         assert_eq!(shown(Some(b"evil.example:8765")), "`evil.example:8765`");
         assert_eq!(shown(Some(b"<script>")), "(not shown)");
         assert_eq!(shown(Some("é".as_bytes())), "(not shown)");

@@ -55,7 +55,8 @@ impl AppState {
     }
 }
 
-/// The full router.
+/// The full router. Requests reach it through the guard (host, origin, client key: guard.rs), which
+/// `listen::serve` puts in front of it on each connection.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.body_limit;
     let router = Router::new()
@@ -73,10 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(gemini::routes())
         .merge(anthropic::routes())
         .fallback(not_found);
-    // Host, Origin, browser content types and the client key, on every route and the fallback (server/guard.rs).
-    let guard = guard::GuardLayer::new(Arc::new(guard::Policy::main(&state.config)));
     router
-        .layer(guard)
         .layer(DefaultBodyLimit::max(limit))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -106,7 +104,8 @@ pub async fn run_with_bridge(
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
     let trim = tokio::spawn(crate::memory::return_retained_memory());
-    let served = listen::serve(listener, router(state), shutdown).await;
+    let guard = Arc::new(guard::Policy::main(&state.config));
+    let served = listen::serve(listener, router(state), guard, shutdown).await;
     upkeep.abort();
     trim.abort();
     served?;

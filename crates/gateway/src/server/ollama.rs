@@ -68,10 +68,11 @@ pub fn serve(
 ) -> impl Future<Output = ()> + Send + 'static {
     let shutdown = shutdown.shared();
     if let Some(listener) = listener {
-        let app = router(state);
+        let policy = Arc::new(guard::Policy::ollama_bridge(&state.config));
+        let app = router(state, policy.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = super::listen::serve(listener, app, stop).await {
+            if let Err(e) = super::listen::serve(listener, app, policy, stop).await {
                 warn!(error = %e, "the Ollama bridge stopped");
             }
         });
@@ -79,11 +80,11 @@ pub fn serve(
     shutdown
 }
 
-/// The bridge's router: Ollama routes, the OpenAI routes under `/v1`, loopback-only CORS, no client key.
-pub fn router(state: Arc<AppState>) -> Router {
+/// The bridge's router: Ollama routes, the OpenAI routes under `/v1`, CORS for the origins `policy` allows, no
+/// client key. `listen::serve` puts the guard with the same policy in front of it.
+pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
     let limit = state.config.body_limit;
-    let policy = Arc::new(guard::Policy::ollama_bridge(&state.config));
-    let allowed = policy.clone();
+    let allowed = policy;
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin, _| allowed.origin_allowed(origin.as_bytes())))
         .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::DELETE, Method::OPTIONS])
@@ -103,7 +104,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .fallback(not_found)
-        .layer(guard::GuardLayer::new(policy))
         .layer(cors)
         .layer(DefaultBodyLimit::max(limit))
         .layer(PropagateRequestIdLayer::x_request_id())
