@@ -98,6 +98,15 @@ pub async fn run_with_bridge(
     bridge: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let c = &config;
+    if c.listen.ip().is_loopback() && c.api_keys.is_empty() && !c.access.allowed_hosts.is_empty() {
+        // A name in allowed_hosts on a loopback bind means a proxy or tunnel brings other machines here.
+        tracing::warn!(
+            "[server] allowed_hosts lets requests for {:?} in, but no client key is set: anyone who reaches the \
+             gateway through that name can use your accounts. Set CODEX_GATEWAY_API_KEY (docs/security.md).",
+            c.access.allowed_hosts
+        );
+    }
     let state = Arc::new(AppState::new(config)?);
     let shutdown = ollama::serve(state.clone(), bridge, shutdown);
     // The tokenizer is not warmed up here: its tables take ~50 MB, and only count_tokens and the emulated
