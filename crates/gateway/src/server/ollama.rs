@@ -4,8 +4,9 @@
 //! It is served in-process from the main server's [`AppState`] (no loopback HTTP hop) and has no client
 //! authentication, like Ollama itself; so it binds loopback unless `ollama.allow_remote` is set, allows CORS
 //! only for loopback origins (and `[server] allowed_origins`), and its requests pass the main port's guard
-//! (server/guard.rs): a web page elsewhere, or on a rebinding name, cannot spend the user's plan. Routes: `GET|HEAD /`, `/api/version`, `/api/tags`, `/api/show`, `/api/ps`, `/api/chat`,
-//! `/api/generate`, the embedding routes (refused), and the OpenAI routes under `/v1/*`.
+//! (server/guard.rs): a web page elsewhere, or on a rebinding name, cannot spend the user's plan. Routes:
+//! `GET|HEAD /`, `/api/version`, `/api/tags`, `/api/show`, `/api/ps`, `/api/chat`, `/api/generate`, the
+//! embedding routes (refused), and the OpenAI routes under `/v1/*`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -84,9 +85,8 @@ pub fn serve(
 /// client key. `listen::serve` puts the guard with the same policy in front of it.
 pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
     let limit = state.config.body_limit;
-    let allowed = policy;
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::predicate(move |origin, _| allowed.origin_allowed(origin.as_bytes())))
+        .allow_origin(AllowOrigin::predicate(move |origin, _| policy.origin_allowed(origin.as_bytes())))
         .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::DELETE, Method::OPTIONS])
         .allow_headers(tower_http::cors::Any);
     Router::new()
