@@ -35,6 +35,7 @@ pub struct RawConfig {
     pub gemini: Option<RawGemini>,
     pub anthropic: Option<RawAnthropic>,
     pub routing: Option<RawRouting>,
+    pub server: Option<RawServer>,
 }
 
 /// `[routing]`: how the account pool chooses (docs/accounts.md).
@@ -121,6 +122,7 @@ pub struct Config {
     /// `[anthropic] model_aliases`: Claude model ids (or the family keys `opus`, `sonnet`, `haiku`) -> Codex models.
     pub anthropic_model_aliases: HashMap<String, String>,
     pub routing: Routing,
+    pub access: Access,
 }
 
 /// Environment lookups go through this so tests can pass a map instead of mutating the process.
@@ -184,13 +186,7 @@ impl Config {
             "localhost" => IpAddr::from([127, 0, 0, 1]),
             h => h.parse().with_context(|| format!("host `{h}` is not an IP address"))?,
         };
-        let mut api_keys = raw.api_keys.unwrap_or_default();
-        if let Some(k) = env.get("CODEX_GATEWAY_API_KEY") {
-            api_keys = k.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-        }
-        if let Some(k) = &o.api_key {
-            api_keys = vec![k.clone()];
-        }
+        let api_keys = client_keys(raw.api_keys, o, env)?;
         if !ip.is_loopback() && api_keys.is_empty() {
             bail!(
                 "refusing to listen on {ip}: it is reachable from other machines and no client API key is set. \
@@ -251,8 +247,10 @@ impl Config {
         let ollama = OllamaBridge::resolve(raw.ollama, env)?;
         let gemini_model_aliases = raw.gemini.and_then(|g| g.model_aliases).unwrap_or_default();
         let anthropic_model_aliases = raw.anthropic.and_then(|a| a.model_aliases).unwrap_or_default();
+        let access = Access::resolve(raw.server, env)?;
         Ok(Config {
             routing,
+            access,
             listen: SocketAddr::new(ip, port),
             api_keys,
             data_dir,
@@ -369,6 +367,100 @@ impl OllamaBridge {
     }
 }
 
+/// The client keys: the flag, else `CODEX_GATEWAY_API_KEY` (comma-separated), else the file. An empty key is a
+/// configuration error, never a key that authenticates empty credentials; an empty environment variable counts
+/// as unset (as every variable here does, see [`ProcessEnv`]).
+fn client_keys(file: Option<Vec<String>>, o: &Overrides, env: &dyn Env) -> anyhow::Result<Vec<String>> {
+    let (keys, source): (Vec<String>, &str) = match (&o.api_key, env.get("CODEX_GATEWAY_API_KEY")) {
+        (Some(k), _) => (vec![k.clone()], "--api-key"),
+        (None, Some(v)) if !v.is_empty() => (v.split(',').map(str::to_string).collect(), "CODEX_GATEWAY_API_KEY"),
+        _ => (file.unwrap_or_default(), "api_keys"),
+    };
+    let keys: Vec<String> = keys.into_iter().map(|k| k.trim().to_string()).collect();
+    if keys.iter().any(String::is_empty) {
+        bail!(
+            "{source} contains an empty client key: a gateway key must be non-empty (an empty one would accept \
+             requests that send no key). Remove it, or set a real key."
+        );
+    }
+    Ok(keys)
+}
+
+/// `[server]`: which `Host` names and browser origins the listeners accept (docs/security.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub allowed_hosts: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+/// Resolved `[server]` access lists, normalized to lower case for the request guard (server/guard.rs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Host names or addresses (IPv6 in brackets), without port; `*` accepts any `Host`.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins, `scheme://host[:port]` as browsers serialize them.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Access {
+    /// File, then env (`CODEX_GATEWAY_ALLOWED_HOSTS`, `CODEX_GATEWAY_ALLOWED_ORIGINS`, comma-separated, replacing
+    /// the file's list).
+    fn resolve(raw: Option<RawServer>, env: &dyn Env) -> anyhow::Result<Access> {
+        let raw = raw.unwrap_or_default();
+        let list = |key: &str, file: Option<Vec<String>>| match env.get(key).filter(|v| !v.is_empty()) {
+            Some(v) => v.split(',').map(str::to_string).collect(),
+            None => file.unwrap_or_default(),
+        };
+        let allowed_hosts = list("CODEX_GATEWAY_ALLOWED_HOSTS", raw.allowed_hosts)
+            .iter()
+            .map(|h| normalize_host(h))
+            .collect::<anyhow::Result<_>>()?;
+        let allowed_origins = list("CODEX_GATEWAY_ALLOWED_ORIGINS", raw.allowed_origins)
+            .iter()
+            .map(|o| normalize_origin(o))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Access { allowed_hosts, allowed_origins })
+    }
+}
+
+/// `Gateway.Example.` -> `gateway.example`, `fd00::1` -> `[fd00::1]`; a scheme, path or port is refused (any
+/// port matches, so a port in the list would only mislead).
+fn normalize_host(entry: &str) -> anyhow::Result<String> {
+    let h = entry.trim().trim_end_matches('.').to_ascii_lowercase();
+    if let Ok(ip) = h.parse::<std::net::Ipv6Addr>() {
+        return Ok(format!("[{ip}]"));
+    }
+    let bracketed = h.starts_with('[') && h.ends_with(']') && h[1..h.len() - 1].parse::<std::net::Ipv6Addr>().is_ok();
+    let name_ok = !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if h == "*" || bracketed || name_ok {
+        return Ok(h);
+    }
+    bail!(
+        "[server] allowed_hosts entry `{entry}` is not a host name or address: write the name alone \
+         (`gateway.example.com`, `192.168.1.5`, `[fd00::5]`), without scheme, port or path; `*` allows any host"
+    )
+}
+
+/// `HTTPS://App.Example:443/` -> `https://app.example`: the form browsers send in `Origin`.
+fn normalize_origin(entry: &str) -> anyhow::Result<String> {
+    let e = entry.trim();
+    let url = url::Url::parse(e).ok().filter(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host().is_some()
+            && u.path() == "/"
+            && u.query().is_none()
+            && u.username().is_empty()
+    });
+    match url {
+        Some(u) => Ok(u.origin().ascii_serialization()),
+        None => bail!(
+            "[server] allowed_origins entry `{entry}` is not an origin: write `scheme://host[:port]`, e.g. \
+             `https://chat.example.com` or `http://192.168.1.5:3000`"
+        ),
+    }
+}
+
 fn read_raw(path: &Path) -> anyhow::Result<RawConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
@@ -433,6 +525,53 @@ mod tests {
         let raw: RawConfig = toml::from_str("[anthropic]\nmodel_aliases = { opus = \"gpt-5.5-high\" }")?;
         let c = Config::resolve(raw, &Overrides::default(), &env(&[]))?;
         assert_eq!(c.anthropic_model_aliases.get("opus").map(String::as_str), Some("gpt-5.5-high"));
+        Ok(())
+    }
+
+    /// `api_keys = [""]`, `--api-key ''` or an empty entry in the variable used to accept requests that sent an
+    /// empty key (and let a public bind start); now start-up stops with a message naming the source.
+    #[test]
+    fn empty_client_keys_are_configuration_errors() -> anyhow::Result<()> {
+        let public = env(&[("CODEX_GATEWAY_HOST", "0.0.0.0")]);
+        let file: RawConfig = toml::from_str("api_keys = [\"\"]")?;
+        let err = Config::resolve(file, &Overrides::default(), &public).err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("api_keys contains an empty client key")), "{err:?}");
+        let flag = Overrides { api_key: Some(" ".into()), ..Default::default() };
+        let err = Config::resolve(RawConfig::default(), &flag, &env(&[])).err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("--api-key")), "{err:?}");
+        let e = env(&[("CODEX_GATEWAY_API_KEY", "k1,,k2")]);
+        assert!(Config::resolve(RawConfig::default(), &Overrides::default(), &e).is_err());
+        // An empty variable is unset (like every variable): the file's keys apply.
+        let file: RawConfig = toml::from_str("api_keys = [\" k \"]")?;
+        let c = Config::resolve(file, &Overrides::default(), &env(&[("CODEX_GATEWAY_API_KEY", "")]))?;
+        assert_eq!(c.api_keys, ["k"]);
+        let c =
+            Config::resolve(RawConfig::default(), &Overrides::default(), &env(&[("CODEX_GATEWAY_API_KEY", "a, b")]))?;
+        assert_eq!(c.api_keys, ["a", "b"]);
+        Ok(())
+    }
+
+    #[test]
+    fn server_access_lists_are_normalized_or_refused() -> anyhow::Result<()> {
+        let raw: RawConfig = toml::from_str(
+            "[server]\nallowed_hosts = [\"GW.Example.\", \"fd00::5\", \"[::2]\", \"*\"]\n\
+             allowed_origins = [\"HTTPS://Chat.Example:443/\", \"http://10.0.0.2:3000\"]",
+        )?;
+        let c = Config::resolve(raw, &Overrides::default(), &env(&[]))?;
+        assert_eq!(c.access.allowed_hosts, ["gw.example", "[fd00::5]", "[::2]", "*"]);
+        assert_eq!(c.access.allowed_origins, ["https://chat.example", "http://10.0.0.2:3000"]);
+        let e = env(&[("CODEX_GATEWAY_ALLOWED_HOSTS", "a.example, b.example"), ("CODEX_GATEWAY_ALLOWED_ORIGINS", "")]);
+        let c = Config::resolve(RawConfig::default(), &Overrides::default(), &e)?;
+        assert_eq!(c.access.allowed_hosts, ["a.example", "b.example"]);
+        assert!(c.access.allowed_origins.is_empty());
+        for bad in ["gw.example:8080", "http://gw.example", "gw.example/x", "", "a b"] {
+            let raw: RawConfig = toml::from_str(&format!("[server]\nallowed_hosts = [\"{bad}\"]"))?;
+            assert!(Config::resolve(raw, &Overrides::default(), &env(&[])).is_err(), "{bad}");
+        }
+        for bad in ["chat.example", "https://chat.example/app", "null", "file:///x", "https://u@chat.example"] {
+            let raw: RawConfig = toml::from_str(&format!("[server]\nallowed_origins = [\"{bad}\"]"))?;
+            assert!(Config::resolve(raw, &Overrides::default(), &env(&[])).is_err(), "{bad}");
+        }
         Ok(())
     }
 

@@ -73,7 +73,16 @@ struct Live {
 impl Live {
     async fn find(config: &Config) -> Option<Live> {
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().ok()?;
-        let base = format!("http://{}", config.listen);
+        // A gateway bound to every address (0.0.0.0, [::]) is asked on loopback: that name always passes its Host
+        // check (server/guard.rs), and the unspecified address is no destination anyway.
+        let mut addr = config.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let base = format!("http://{addr}");
         let key = config.api_keys.first().cloned();
         let mut req = http.get(format!("{base}/admin/status")).timeout(Duration::from_secs(2));
         if let Some(k) = &key {
@@ -99,6 +108,20 @@ impl Live {
         }
         Ok(v)
     }
+}
+
+/// The admin API's body for an import (`POST /admin/accounts`, server/admin.rs).
+fn admin_body(source: ImportSource, label: Option<String>) -> Value {
+    let mut body = match source {
+        ImportSource::AuthJson(v) => json!({"auth_json": v}),
+        ImportSource::Export(v) => json!({"export": v}),
+        ImportSource::RefreshToken(rt) => json!({"refresh_token": rt}),
+        ImportSource::ApiKey { key, base_url, models } => {
+            json!({"api_key": key, "base_url": base_url, "models": models})
+        }
+    };
+    body["label"] = json!(label);
+    body
 }
 
 fn local_pool(config: &Config) -> anyhow::Result<Pool> {
@@ -127,27 +150,49 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
                 }
             };
             let from_codex_cli = matches!(source, ImportSource::AuthJson(_));
-            let http = crate::upstream::build_http_client(config)?;
-            let rows = manage::resolve(source, label, &http, &config.auth_issuer).await?;
-            let store = Store::open(&config.db_path())?;
-            for row in &rows {
-                store.upsert_account(row)?;
-                println!(
-                    "imported {} ({}) as {}",
-                    row.email.as_deref().or(row.label.as_deref()).unwrap_or("-"),
-                    row.kind.as_str(),
-                    row.id
-                );
+            // A running gateway imports through its admin API, so its pool has the accounts at once (a write to
+            // the store alone is seen only at its next re-read, up to 30 s later).
+            let imported: Vec<(String, String, String)> = match &live {
+                Some(l) => {
+                    let added =
+                        l.call(reqwest::Method::POST, "/admin/accounts", Some(admin_body(source, label))).await?;
+                    let s = |a: &Value, k: &str| a[k].as_str().unwrap_or("-").to_string();
+                    added
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|a| {
+                            (
+                                a["email"].as_str().or(a["label"].as_str()).unwrap_or("-").into(),
+                                s(a, "kind"),
+                                s(a, "id"),
+                            )
+                        })
+                        .collect()
+                }
+                None => {
+                    let http = crate::upstream::build_http_client(config)?;
+                    let rows = manage::resolve(source, label, &http, &config.auth_issuer).await?;
+                    let store = Store::open(&config.db_path())?;
+                    for row in &rows {
+                        store.upsert_account(row)?;
+                    }
+                    let who = |r: &crate::store::StoredAccount| {
+                        r.email.as_deref().or(r.label.as_deref()).unwrap_or("-").to_string()
+                    };
+                    rows.iter().map(|r| (who(r), r.kind.as_str().to_string(), r.id.clone())).collect()
+                }
+            };
+            for (who, kind, id) in &imported {
+                println!("imported {who} ({kind}) as {id}");
             }
-            if from_codex_cli && rows.iter().any(|r| r.tokens.is_some()) {
+            if from_codex_cli && imported.iter().any(|(_, kind, _)| kind == crate::store::AccountKind::Chatgpt.as_str())
+            {
                 eprintln!(
                     "warning: the gateway and the Codex CLI now hold the same single-use refresh token. Whichever \
                      refreshes first logs the other out. Keep using only one of them with this login, or use \
                      `codex-gateway login` to give the gateway its own session."
                 );
-            }
-            if let Some(l) = &live {
-                let _ = l.call(reqwest::Method::GET, "/admin/accounts", None).await;
             }
             Ok(())
         }

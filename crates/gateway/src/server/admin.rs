@@ -119,7 +119,20 @@ struct ExportQuery {
     include_secrets: bool,
 }
 
+/// Secrets leave over HTTP only when a client key guards the route: keyless, whatever reaches the port (another
+/// local user, a page that got past the browser defences) would get every account's tokens. The CLI reads the
+/// store directly and needs no key.
 async fn export(State(s): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<ExportQuery>) -> Response {
+    if q.include_secrets && s.config.api_keys.is_empty() {
+        let err = GatewayError::new(
+            ErrorKind::PermissionDenied,
+            "include_secrets is refused over HTTP while no client key is set: set one (CODEX_GATEWAY_API_KEY, \
+             `api_keys` or --api-key) and send it, or run `codex-gateway accounts export --include-secrets` on \
+             this machine (it reads the store directly).",
+        )
+        .with_code("secrets_need_a_key");
+        return error_response(Dialect::OpenAi, &err, &request_id(&headers));
+    }
     reply(&headers, manage::export(s.pool.store(), q.include_secrets).map_err(internal))
 }
 

@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -20,11 +21,20 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
+use super::guard::{Guard, Policy};
+
 /// How long a client may take to send a request's headers (slowloris guard; bodies are bounded separately).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serve `router` on `listener` until `shutdown` resolves, then let open connections finish their responses.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+/// Every request passes `guard` first (guard.rs), here rather than as a router layer: axum boxes each route layer's
+/// service clone and future per request, this wrapper costs neither.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    guard: Arc<Policy>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     // hyper's own HTTP/1 builder, not hyper-util's `auto` one: an `auto` connection future keeps room for an
     // HTTP/2 connection inline even when limited to HTTP/1 (1,528 against 648 bytes per open connection).
     let mut builder = http1::Builder::new();
@@ -44,7 +54,9 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
         };
         // Small SSE writes must go out at once, not wait for the client's delayed ACK (Nagle).
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone().map_request(detach_from_read_buffer));
+        // The guard looks at the head before the copies below, so a refused request costs no copy.
+        let service = Guard::new(router.clone().map_request(detach_from_read_buffer), guard.clone());
+        let service = TowerToHyperService::new(service);
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {

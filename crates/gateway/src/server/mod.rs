@@ -1,4 +1,5 @@
-//! The HTTP server: routes, local client-key auth, body limit, request ids, and `run`.
+//! The HTTP server: routes, the request guard (host, origin, client key: guard.rs), body limit, request ids,
+//! and `run`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -6,7 +7,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dialects::{ErrorKind, GatewayError};
@@ -25,6 +25,7 @@ mod anthropic;
 pub mod errors;
 pub mod exchange;
 mod gemini;
+pub mod guard;
 mod listen;
 mod models;
 mod ollama;
@@ -54,7 +55,8 @@ impl AppState {
     }
 }
 
-/// The full router.
+/// The full router. Requests reach it through the guard (host, origin, client key: guard.rs), which
+/// `listen::serve` puts in front of it on each connection.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.body_limit;
     let router = Router::new()
@@ -73,13 +75,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(anthropic::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    // Without client keys the check passes every request: the layer (a boxed future per request, ~1 KB while the
-    // request waits for the upstream) is left out.
-    let router = if state.config.api_keys.is_empty() {
-        router
-    } else {
-        router.layer(middleware::from_fn_with_state(state.clone(), client_auth))
-    };
     router
         .layer(DefaultBodyLimit::max(limit))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -104,13 +99,23 @@ pub async fn run_with_bridge(
     bridge: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let c = &config;
+    if c.listen.ip().is_loopback() && c.api_keys.is_empty() && !c.access.allowed_hosts.is_empty() {
+        // A name in allowed_hosts on a loopback bind means a proxy or tunnel brings other machines here.
+        tracing::warn!(
+            "[server] allowed_hosts lets requests for {:?} in, but no client key is set: anyone who reaches the \
+             gateway through that name can use your accounts. Set CODEX_GATEWAY_API_KEY (docs/security.md).",
+            c.access.allowed_hosts
+        );
+    }
     let state = Arc::new(AppState::new(config)?);
     let shutdown = ollama::serve(state.clone(), bridge, shutdown);
     // The tokenizer is not warmed up here: its tables take ~50 MB, and only count_tokens and the emulated
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
     let trim = tokio::spawn(crate::memory::return_retained_memory());
-    let served = listen::serve(listener, router(state), shutdown).await;
+    let guard = Arc::new(guard::Policy::main(&state.config));
+    let served = listen::serve(listener, router(state), guard, shutdown).await;
     upkeep.abort();
     trim.abort();
     served?;
@@ -181,46 +186,4 @@ pub(crate) fn method_not_allowed_response(
     let mut resp = error_response(dialect, &err, request_id);
     *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     resp
-}
-
-/// Paths that need no client key: liveness and Claude Code's connectivity preflight.
-fn is_public(path: &str) -> bool {
-    matches!(path, "/" | "/health" | "/ready")
-}
-
-/// Check the client key when one is configured: `Authorization: Bearer`, `x-api-key`, `x-goog-api-key`, `?key=`.
-/// Only layered when client keys are configured (see `router`).
-async fn client_auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let keys = &state.config.api_keys;
-    if is_public(req.uri().path()) {
-        return next.run(req).await;
-    }
-    let h = req.headers();
-    let bearer = h
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    let header_key = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    let query_key = req
-        .uri()
-        .query()
-        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "key").map(|(_, v)| v.into_owned()));
-    let presented = [bearer, header_key("x-api-key"), header_key("x-goog-api-key"), query_key.as_deref()];
-    let ok = presented.iter().flatten().any(|p| keys.iter().any(|k| constant_time_eq(k.as_bytes(), p.as_bytes())));
-    if ok {
-        return next.run(req).await;
-    }
-    let missing = presented.iter().all(Option::is_none);
-    let msg = if missing {
-        "Missing API key: send the gateway's key as `Authorization: Bearer <key>` (or x-api-key)."
-    } else {
-        "Invalid API key for this gateway."
-    };
-    let err = GatewayError::new(ErrorKind::Unauthorized, msg).with_code("invalid_api_key");
-    error_response(Dialect::from_path(req.uri().path()), &err, &exchange::request_id(req.headers()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -3,9 +3,10 @@
 //!
 //! It is served in-process from the main server's [`AppState`] (no loopback HTTP hop) and has no client
 //! authentication, like Ollama itself; so it binds loopback unless `ollama.allow_remote` is set, allows CORS
-//! only for loopback origins, and refuses requests whose `Origin` is anything else (a web page cannot spend the
-//! user's plan). Routes: `GET|HEAD /`, `/api/version`, `/api/tags`, `/api/show`, `/api/ps`, `/api/chat`,
-//! `/api/generate`, the embedding routes (refused), and the OpenAI routes under `/v1/*`.
+//! only for loopback origins (and `[server] allowed_origins`), and its requests pass the main port's guard
+//! (server/guard.rs): a web page elsewhere, or on a rebinding name, cannot spend the user's plan. Routes:
+//! `GET|HEAD /`, `/api/version`, `/api/tags`, `/api/show`, `/api/ps`, `/api/chat`, `/api/generate`, the
+//! embedding routes (refused), and the OpenAI routes under `/v1/*`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +16,6 @@ use axum::Router;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -35,7 +35,7 @@ use crate::config::Config;
 use crate::server::errors::{Dialect, body_error, error_response};
 use crate::server::exchange::{self, request_id};
 use crate::server::pump::{self, Translated};
-use crate::server::{AppState, models, openai};
+use crate::server::{AppState, guard, models, openai};
 
 /// Bind the bridge's listener when it is enabled, and say where it listens (stdout, after the main line).
 pub async fn bind(config: &Config) -> anyhow::Result<Option<TcpListener>> {
@@ -69,10 +69,11 @@ pub fn serve(
 ) -> impl Future<Output = ()> + Send + 'static {
     let shutdown = shutdown.shared();
     if let Some(listener) = listener {
-        let app = router(state);
+        let policy = Arc::new(guard::Policy::ollama_bridge(&state.config));
+        let app = router(state, policy.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = super::listen::serve(listener, app, stop).await {
+            if let Err(e) = super::listen::serve(listener, app, policy, stop).await {
                 warn!(error = %e, "the Ollama bridge stopped");
             }
         });
@@ -80,11 +81,12 @@ pub fn serve(
     shutdown
 }
 
-/// The bridge's router: Ollama routes, the OpenAI routes under `/v1`, loopback-only CORS, no client key.
-pub fn router(state: Arc<AppState>) -> Router {
+/// The bridge's router: Ollama routes, the OpenAI routes under `/v1`, CORS for the origins `policy` allows, no
+/// client key. `listen::serve` puts the guard with the same policy in front of it.
+pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
     let limit = state.config.body_limit;
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::predicate(|origin, _| origin.to_str().is_ok_and(is_loopback_origin)))
+        .allow_origin(AllowOrigin::predicate(move |origin, _| policy.origin_allowed(origin.as_bytes())))
         .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::DELETE, Method::OPTIONS])
         .allow_headers(tower_http::cors::Any);
     Router::new()
@@ -103,41 +105,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{id}", get(models::get))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(origin_guard))
         .layer(cors)
         .layer(DefaultBodyLimit::max(limit))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
-}
-
-/// `http(s)://localhost`, `127.x.x.x` or `[::1]`, any port.
-fn is_loopback_origin(origin: &str) -> bool {
-    let Ok(url) = url::Url::parse(origin) else { return false };
-    if !matches!(url.scheme(), "http" | "https") {
-        return false;
-    }
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
-/// Browsers send `Origin` on cross-site requests, including "simple" POSTs that skip CORS preflight; refuse
-/// those from non-loopback pages outright. Clients that are not browsers send no `Origin`.
-async fn origin_guard(req: Request, next: Next) -> Response {
-    match req.headers().get(header::ORIGIN).map(|o| o.to_str().map(is_loopback_origin)) {
-        Some(Ok(true)) | None => next.run(req).await,
-        Some(_) => {
-            let err = GatewayError::new(
-                ErrorKind::PermissionDenied,
-                "Requests from web pages outside this machine are not allowed on the Ollama bridge",
-            );
-            error_response(Dialect::Ollama, &err, &request_id(req.headers()))
-        }
-    }
 }
 
 fn fail(request_id: &str, err: &GatewayError) -> Response {
@@ -290,19 +262,4 @@ async fn load(state: &AppState, model: &str, created_at: &str, endpoint: Endpoin
         Endpoint::Generate => v["response"] = json!(""),
     }
     Ok((StatusCode::OK, axum::Json(v)).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_loopback_origin;
-
-    #[test]
-    fn only_loopback_origins() {
-        for o in ["http://localhost:3000", "http://127.0.0.1", "https://127.1.2.3:8080", "http://[::1]:5173"] {
-            assert!(is_loopback_origin(o), "{o}");
-        }
-        for o in ["https://evil.example", "http://localhost.evil.example", "null", "file://", "http://10.0.0.1"] {
-            assert!(!is_loopback_origin(o), "{o}");
-        }
-    }
 }

@@ -117,15 +117,12 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (creating with mode 0600) and migrate.
+    /// Open and migrate. A data directory the gateway creates gets mode 0700 and a database file it creates 0600
+    /// (SQLite gives its `-wal` and `-shm` files the database's mode); what already exists keeps its mode, since
+    /// the directory may be shared on purpose (a 1777 scratch directory, a group's directory).
     pub fn open(path: &Path) -> anyhow::Result<Store> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-            }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
         }
         if !path.exists() {
             let mut opts = std::fs::OpenOptions::new();
@@ -251,6 +248,27 @@ impl Store {
     }
 }
 
+/// Create `dir` (and missing parents, with default modes) unless it exists; only `dir` itself is made private.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(dir) {
+        // Created meanwhile by another process (a CLI command next to the gateway): theirs to decide.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        other => other,
+    }
+}
+
 fn row_to_account(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAccount> {
     let kind = AccountKind::parse(&r.get::<_, String>(1)?);
     let refresh: Option<String> = r.get(8)?;
@@ -328,6 +346,29 @@ mod tests {
             assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
         }
         std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    /// A data directory that already exists keeps its mode (it was chmodded to 0700, breaking a shared 1777
+    /// directory); one the gateway creates is private, and so is the database file it creates there.
+    #[cfg(unix)]
+    #[test]
+    fn only_what_it_creates_gets_private_modes() -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o7777);
+        let root = std::env::temp_dir().join(format!("cg-store-modes-{}", uuid::Uuid::new_v4()));
+        let shared = root.join("shared");
+        std::fs::create_dir_all(&shared)?;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777))?;
+        drop(Store::open(&shared.join("gateway.db"))?);
+        assert_eq!(mode(&shared)?, 0o1777, "a pre-existing directory keeps its mode");
+        assert_eq!(mode(&shared.join("gateway.db"))?, 0o600);
+
+        let created = root.join("new/parent/data");
+        drop(Store::open(&created.join("gateway.db"))?);
+        assert_eq!(mode(&created)?, 0o700, "a directory the gateway creates is private");
+        assert_eq!(mode(&created.join("gateway.db"))?, 0o600);
+        std::fs::remove_dir_all(&root)?;
         Ok(())
     }
 }

@@ -13,5 +13,6 @@ mod ollama;
 mod pool;
 mod refresh;
 mod responses;
+mod security;
 mod transport;
 mod validation;

@@ -1,0 +1,542 @@
+//! The request-head guard of both listeners (the main port and the Ollama bridge), run before routing: the
+//! `Host` check against DNS rebinding, the `Origin` check against cross-site pages, the refusal of
+//! browser-simple content types (a page's way around the CORS preflight), and the client key. docs/security.md
+//! explains the threat model; listen.rs puts a [`Guard`] in front of each connection's router.
+//!
+//! It runs on every request of the hot path, so it is a synchronous look at the request head: a few header
+//! lookups and byte comparisons, no allocation when the request passes, and a future that is either the inner
+//! service's own or a ready refusal (no boxing, unlike `axum::middleware::from_fn` or a router layer).
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dialects::{ErrorKind, GatewayError};
+use futures_util::future::Either;
+use tower::Service;
+
+use crate::config::Config;
+use crate::server::errors::{Dialect, error_response};
+use crate::server::exchange::request_id;
+
+/// Who may talk to one listener. Built once at start-up from the configuration.
+#[derive(Debug)]
+pub struct Policy {
+    /// The listener is bound to a loopback address: only loopback names and `allowed_hosts` pass the `Host`
+    /// check. Elsewhere any `Host` passes unless `allowed_hosts` is set.
+    loopback_bind: bool,
+    /// Lower case, without port; `*` accepts any.
+    allowed_hosts: Box<[String]>,
+    /// The address the listener is bound to, as a `Host` names it (`192.168.1.5`, `[fd00::5]`): always allowed,
+    /// since a page can only send it from that very address. `None` for unspecified addresses (0.0.0.0, [::]).
+    bind_host: Option<String>,
+    /// Lower case `scheme://host[:port]`.
+    allowed_origins: Box<[String]>,
+    /// Client keys (none: no key is asked for).
+    keys: Box<[String]>,
+    listener: Listener,
+}
+
+/// Which listener a policy guards: decides the dialect of refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    Main,
+    OllamaBridge,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A `Host` that is neither a loopback name nor in `allowed_hosts` (DNS rebinding).
+    Host,
+    /// A browser `Origin` that is neither loopback nor in `allowed_origins` (a cross-site page).
+    Origin,
+    /// A browser POST with a form or text content type (would skip the CORS preflight).
+    ContentType,
+    /// No client key presented.
+    MissingKey,
+    /// A wrong client key, or `?key=` off the Gemini routes.
+    WrongKey,
+}
+
+impl Policy {
+    /// The main port's policy.
+    pub fn main(config: &Config) -> Policy {
+        Policy::new(config, config.listen.ip(), &config.api_keys, Listener::Main)
+    }
+
+    /// The Ollama bridge's: the same host and origin lists, and no client key (Ollama clients send none).
+    pub fn ollama_bridge(config: &Config) -> Policy {
+        Policy::new(config, config.ollama.listen.ip(), &[], Listener::OllamaBridge)
+    }
+
+    fn new(config: &Config, bind: IpAddr, keys: &[String], listener: Listener) -> Policy {
+        let bind_host = match bind {
+            _ if bind.is_unspecified() => None,
+            IpAddr::V4(ip) => Some(ip.to_string()),
+            IpAddr::V6(ip) => Some(format!("[{ip}]")),
+        };
+        Policy {
+            loopback_bind: bind.is_loopback(),
+            bind_host,
+            allowed_hosts: config.access.allowed_hosts.clone().into(),
+            allowed_origins: config.access.allowed_origins.clone().into(),
+            keys: keys.into(),
+            listener,
+        }
+    }
+
+    /// Decide on a request from its head alone. Allocation-free unless the request is refused (or sends its
+    /// key in `?key=` with percent-escapes).
+    pub fn check<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
+        let headers = req.headers();
+        // HTTP/1.0 requests may lack `Host`; browsers always send it, so a request without one is not the attack.
+        let host = headers.get(header::HOST).map(|h| h.as_bytes());
+        if let Some(host) = host.or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()))
+            && !self.host_allowed(host)
+        {
+            return Err(Refusal::Host);
+        }
+        if let Some(origin) = headers.get(header::ORIGIN)
+            && !self.origin_allowed(origin.as_bytes())
+        {
+            return Err(Refusal::Origin);
+        }
+        // The content type first: JSON clients stop there, without the three lookups of `from_browser`.
+        if req.method() == Method::POST
+            && headers.get(header::CONTENT_TYPE).is_some_and(|ct| is_browser_simple(ct.as_bytes()))
+            && from_browser(headers)
+        {
+            return Err(Refusal::ContentType);
+        }
+        if !self.keys.is_empty() && !is_public(req.uri().path()) {
+            return self.check_key(req);
+        }
+        Ok(())
+    }
+
+    fn host_allowed(&self, host: &[u8]) -> bool {
+        let Ok(host) = std::str::from_utf8(host) else { return false };
+        let name = host_name(host);
+        is_loopback_name(name)
+            || (!self.loopback_bind && self.allowed_hosts.is_empty())
+            || self.bind_host.as_deref().is_some_and(|b| b.eq_ignore_ascii_case(name))
+            || self.allowed_hosts.iter().any(|h| h == "*" || h.eq_ignore_ascii_case(name))
+    }
+
+    /// A loopback origin, or one in `allowed_origins` (also the Ollama bridge's CORS rule).
+    pub fn origin_allowed(&self, origin: &[u8]) -> bool {
+        let Ok(origin) = std::str::from_utf8(origin) else { return false };
+        is_loopback_origin(origin) || self.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+
+    /// `Authorization: Bearer`, `x-api-key`, `x-goog-api-key`; `?key=` only on the Gemini routes, where Google's
+    /// clients send it (elsewhere it would only put keys into access logs).
+    fn check_key<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
+        let h = req.headers();
+        let bearer = h
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        let header_key = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let presented = [bearer, header_key("x-api-key"), header_key("x-goog-api-key")];
+        if presented.iter().flatten().any(|p| self.accepts(p)) {
+            return Ok(());
+        }
+        let query_keys = || {
+            req.uri()
+                .query()
+                .into_iter()
+                .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
+                .filter(|(k, _)| k == "key")
+        };
+        let gemini = Dialect::from_path(req.uri().path()) == Dialect::Gemini;
+        if gemini && query_keys().any(|(_, v)| self.accepts(&v)) {
+            return Ok(());
+        }
+        let none = presented.iter().all(Option::is_none) && query_keys().next().is_none();
+        if none { Err(Refusal::MissingKey) } else { Err(Refusal::WrongKey) }
+    }
+
+    fn accepts(&self, presented: &str) -> bool {
+        self.keys.iter().any(|k| constant_time_eq(k.as_bytes(), presented.as_bytes()))
+    }
+
+    /// The refusal in the dialect of the path (the bridge: Ollama's, OpenAI's under `/v1/`).
+    pub fn refuse<B>(&self, refusal: Refusal, req: &Request<B>) -> Response {
+        let path = req.uri().path();
+        let dialect = match self.listener {
+            Listener::Main => Dialect::from_path(path),
+            Listener::OllamaBridge if path.starts_with("/v1/") => Dialect::OpenAi,
+            Listener::OllamaBridge => Dialect::Ollama,
+        };
+        let err = self.error(refusal, req);
+        // The router's request-id layer has not run yet: take the client's id or make one.
+        let rid = Some(request_id(req.headers())).filter(|r| !r.is_empty());
+        let rid = rid.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let mut resp = match (refusal, dialect) {
+            // 415 in place of the 400 `InvalidRequest` renders as; Gemini's body repeats the status as `code`.
+            (Refusal::ContentType, Dialect::Gemini) => {
+                let (_, mut body) = dialects::gemini::error_body(&err);
+                body["error"]["code"] = 415.into();
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, axum::Json(body)).into_response()
+            }
+            (Refusal::ContentType, _) => {
+                let mut resp = error_response(dialect, &err, &rid);
+                *resp.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+                resp
+            }
+            _ => error_response(dialect, &err, &rid),
+        };
+        if let Ok(v) = HeaderValue::from_str(&rid) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        resp
+    }
+
+    fn error<B>(&self, refusal: Refusal, req: &Request<B>) -> GatewayError {
+        let h = req.headers();
+        match refusal {
+            Refusal::Host => GatewayError::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "Host {} is not allowed: this gateway answers to loopback names (localhost, 127.0.0.1, [::1]) \
+                     and the names in `[server] allowed_hosts` (CODEX_GATEWAY_ALLOWED_HOSTS). A web page on another \
+                     name that resolves to this machine (DNS rebinding) is refused this way; behind a reverse proxy \
+                     or on a LAN, add the name clients use to `[server] allowed_hosts`.",
+                    shown(h.get(header::HOST).map(|v| v.as_bytes()))
+                ),
+            )
+            .with_code("host_not_allowed"),
+            Refusal::Origin => GatewayError::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "Requests from the web page at origin {} are not allowed: only loopback origins and those in \
+                     `[server] allowed_origins` (CODEX_GATEWAY_ALLOWED_ORIGINS) may call this gateway from a \
+                     browser. Tools that are not browsers send no Origin and are not affected.",
+                    shown(h.get(header::ORIGIN).map(|v| v.as_bytes()))
+                ),
+            )
+            .with_code("origin_not_allowed"),
+            Refusal::ContentType => GatewayError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "A browser request with Content-Type {} is refused (it would skip the CORS preflight): send \
+                     `Content-Type: application/json`.",
+                    shown(h.get(header::CONTENT_TYPE).map(|v| v.as_bytes()))
+                ),
+            )
+            .with_code("unsupported_content_type"),
+            Refusal::MissingKey => GatewayError::new(
+                ErrorKind::Unauthorized,
+                "Missing API key: send the gateway's key as `Authorization: Bearer <key>` (or x-api-key).",
+            )
+            .with_code("invalid_api_key"),
+            Refusal::WrongKey if Dialect::from_path(req.uri().path()) != Dialect::Gemini && has_query_key(req) => {
+                GatewayError::new(
+                    ErrorKind::Unauthorized,
+                    "`?key=` is accepted only on the Gemini routes: send the gateway's key as \
+                     `Authorization: Bearer <key>` (or x-api-key).",
+                )
+                .with_code("invalid_api_key")
+            }
+            Refusal::WrongKey => GatewayError::new(ErrorKind::Unauthorized, "Invalid API key for this gateway.")
+                .with_code("invalid_api_key"),
+        }
+    }
+}
+
+/// The gateway's own status and Claude Code's connectivity preflight need no key (they still pass the host and
+/// origin checks).
+fn is_public(path: &str) -> bool {
+    matches!(path, "/" | "/health" | "/ready")
+}
+
+fn has_query_key<B>(req: &Request<B>) -> bool {
+    req.uri().query().is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "key"))
+}
+
+/// A header value quoted for an error message: JSON-escaped anyway, but also bounded and limited to the
+/// characters a host, origin or media type has, so an attacker's bytes are never echoed back.
+fn shown(value: Option<&[u8]>) -> String {
+    match value {
+        None => "(none)".into(),
+        Some(v) if v.len() <= 200 && v.iter().all(|b| b.is_ascii_alphanumeric() || b"-._:/[]+;= ".contains(b)) => {
+            format!("`{}`", String::from_utf8_lossy(v))
+        }
+        Some(_) => "(not shown)".into(),
+    }
+}
+
+/// The host part of a `Host` value or URL authority: `a.example:8080` -> `a.example`, `[::1]:80` -> `[::1]`.
+pub fn host_name(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => &authority[..=end],
+            None => authority,
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => authority,
+    }
+}
+
+/// `localhost`, `*.localhost` (browsers resolve both to loopback themselves), `127.0.0.0/8`, `[::1]`.
+pub fn is_loopback_name(name: &str) -> bool {
+    // What nearly every client sends, before the general rules.
+    if name == "127.0.0.1" || name == "localhost" {
+        return true;
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let n = name.len();
+    if n > ".localhost".len() && name.is_char_boundary(n - 10) && name[n - 10..].eq_ignore_ascii_case(".localhost") {
+        return true;
+    }
+    if let Some(v6) = name.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
+    }
+    name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `http(s)://` + a loopback name, any port, nothing after. `null` (sandboxed or file pages) is not loopback.
+pub fn is_loopback_origin(origin: &str) -> bool {
+    let rest = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+    rest.is_some_and(|r| !r.contains('/') && is_loopback_name(host_name(r)))
+}
+
+/// A browser made this request: it sends `Origin` on every cross-origin request and on POSTs, and the
+/// `Sec-Fetch-*` metadata on every request. Tools (curl, SDKs) send neither.
+fn from_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ORIGIN)
+        || headers.contains_key("sec-fetch-site")
+        || headers.contains_key("sec-fetch-mode")
+}
+
+/// The content types a page may POST cross-site without a CORS preflight (WHATWG Fetch "CORS-safelisted").
+pub fn is_browser_simple(content_type: &[u8]) -> bool {
+    let essence = content_type.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+    [&b"text/plain"[..], b"application/x-www-form-urlencoded", b"multipart/form-data"]
+        .iter()
+        .any(|t| essence.eq_ignore_ascii_case(t))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A [`Policy`] in front of a service (listen.rs wraps each connection's router in one).
+#[derive(Debug, Clone)]
+pub struct Guard<S> {
+    inner: S,
+    policy: Arc<Policy>,
+}
+
+impl<S> Guard<S> {
+    pub fn new(inner: S, policy: Arc<Policy>) -> Guard<S> {
+        Guard { inner, policy }
+    }
+}
+
+impl<S, B> Service<Request<B>> for Guard<S>
+where
+    S: Service<Request<B>, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match self.policy.check(&req) {
+            Ok(()) => Either::Right(self.inner.call(req)),
+            Err(refusal) => Either::Left(ready(Ok(self.policy.refuse(refusal, &req)))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(loopback_bind: bool, hosts: &[&str], origins: &[&str], keys: &[&str]) -> Policy {
+        let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>().into();
+        Policy {
+            loopback_bind,
+            bind_host: (!loopback_bind).then(|| "192.168.1.5".to_string()),
+            allowed_hosts: owned(hosts),
+            allowed_origins: owned(origins),
+            keys: owned(keys),
+            listener: Listener::Main,
+        }
+    }
+
+    fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn host_names() {
+        for (authority, name) in [
+            ("localhost:8765", "localhost"),
+            ("a.example", "a.example"),
+            ("[::1]:80", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("127.0.0.1:0", "127.0.0.1"),
+            ("evil:x", "evil:x"),
+        ] {
+            assert_eq!(host_name(authority), name, "{authority}");
+        }
+    }
+
+    #[test]
+    fn loopback_names() {
+        for n in ["localhost", "LOCALHOST", "localhost.", "app.localhost", "127.0.0.1", "127.9.8.7", "[::1]"] {
+            assert!(is_loopback_name(n), "{n}");
+        }
+        for n in ["evil.example", "localhost.evil.example", "evillocalhost", "10.0.0.1", "0.0.0.0", "[::2]", "", "::1"]
+        {
+            assert!(!is_loopback_name(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn host_table() {
+        let keyless = policy(true, &[], &[], &[]);
+        let listed = policy(true, &["gw.example", "[fd00::5]"], &[], &[]);
+        let lan_open = policy(false, &[], &[], &["k"]);
+        let lan_listed = policy(false, &["gw.lan"], &[], &["k"]);
+        let any = policy(true, &["*"], &[], &[]);
+        let cases: &[(&Policy, &str, bool)] = &[
+            (&keyless, "127.0.0.1:8765", true),
+            (&keyless, "localhost:1", true),
+            (&keyless, "[::1]:8765", true),
+            (&keyless, "evil.example:8765", false),
+            (&keyless, "evil.example", false),
+            (&keyless, "0.0.0.0:8765", false),
+            (&listed, "GW.example:443", true),
+            (&listed, "[fd00::5]:8765", true),
+            (&listed, "other.example", false),
+            (&lan_open, "anything.example", true),
+            (&lan_listed, "gw.lan:8765", true),
+            (&lan_listed, "127.0.0.1:8765", true),
+            (&lan_listed, "192.168.1.5:8765", true),
+            (&lan_listed, "192.168.1.6:8765", false),
+            (&lan_listed, "evil.example", false),
+            (&any, "evil.example", true),
+        ];
+        for (p, host, ok) in cases {
+            assert_eq!(p.check(&req("GET", "/health", &[("host", host)])).is_ok(), *ok, "{host} {p:?}");
+        }
+        // No Host at all (HTTP/1.0): not a browser, allowed.
+        assert_eq!(keyless.check(&req("GET", "/health", &[])), Ok(()));
+        // An absolute-form target names the host too.
+        assert_eq!(keyless.check(&req("GET", "http://evil.example/health", &[])), Err(Refusal::Host));
+    }
+
+    #[test]
+    fn origin_table() {
+        let p = policy(true, &[], &["https://chat.example"], &[]);
+        for (origin, ok) in [
+            ("http://127.0.0.1:3000", true),
+            ("http://localhost", true),
+            ("https://localhost:5173", true),
+            ("http://[::1]:8080", true),
+            ("http://app.localhost:3000", true),
+            ("https://chat.example", true),
+            ("https://CHAT.example", true),
+            ("http://chat.example", false),
+            ("https://chat.example:8443", false),
+            ("https://evil.example", false),
+            ("http://localhost.evil.example", false),
+            ("null", false),
+            ("file://", false),
+            ("http://10.0.0.1", false),
+            ("http://127.0.0.1/x", false),
+        ] {
+            let r = req("GET", "/health", &[("host", "127.0.0.1:1"), ("origin", origin)]);
+            assert_eq!(p.check(&r).is_ok(), ok, "{origin}");
+        }
+    }
+
+    #[test]
+    fn content_type_table() {
+        for (ct, simple) in [
+            ("text/plain", true),
+            ("text/plain;charset=UTF-8", true),
+            ("Application/X-WWW-Form-Urlencoded", true),
+            ("multipart/form-data; boundary=x", true),
+            (" text/plain ", true),
+            ("application/json", false),
+            ("application/json; charset=utf-8", false),
+            ("text/plainx", false),
+            ("", false),
+        ] {
+            assert_eq!(is_browser_simple(ct.as_bytes()), simple, "{ct}");
+        }
+        let p = policy(true, &[], &[], &[]);
+        let loopback = ("host", "127.0.0.1:1");
+        let form = ("content-type", "application/x-www-form-urlencoded");
+        // curl -d: a form content type, no browser headers: served.
+        assert_eq!(p.check(&req("POST", "/v1/chat/completions", &[loopback, form])), Ok(()));
+        // The same from a browser (even a loopback page): refused, so no page skips the preflight.
+        let from_page = [loopback, form, ("origin", "http://localhost:3000")];
+        assert_eq!(p.check(&req("POST", "/v1/chat/completions", &from_page)), Err(Refusal::ContentType));
+        let fetch_meta = [loopback, ("content-type", "text/plain"), ("sec-fetch-site", "same-origin")];
+        assert_eq!(p.check(&req("POST", "/v1/messages", &fetch_meta)), Err(Refusal::ContentType));
+        let json = [loopback, ("content-type", "application/json"), ("origin", "http://localhost:3000")];
+        assert_eq!(p.check(&req("POST", "/v1/messages", &json)), Ok(()));
+        // A body-less browser POST (no content type) is not a simple-form request.
+        assert_eq!(p.check(&req("POST", "/admin/accounts/x/enable", &[loopback, ("sec-fetch-mode", "cors")])), Ok(()));
+    }
+
+    #[test]
+    fn keys_and_query_keys() {
+        let p = policy(false, &[], &[], &["k1", "k2"]);
+        let check = |path: &str, headers: &[(&str, &str)]| p.check(&req("GET", path, headers));
+        assert_eq!(check("/v1/models", &[("authorization", "Bearer k2")]), Ok(()));
+        assert_eq!(check("/v1/models", &[("x-api-key", "k1")]), Ok(()));
+        assert_eq!(check("/v1/models", &[]), Err(Refusal::MissingKey));
+        assert_eq!(check("/v1/models", &[("x-api-key", "")]), Err(Refusal::WrongKey));
+        assert_eq!(check("/v1/models", &[("authorization", "Bearer k3")]), Err(Refusal::WrongKey));
+        assert_eq!(check("/health", &[]), Ok(()));
+        assert_eq!(check("/v1beta/models/gemini-2.5-pro:generateContent?key=k1", &[]), Ok(()));
+        assert_eq!(check("/v1beta/models?key=k%31", &[]), Ok(()));
+        assert_eq!(check("/v1beta/models?key=", &[]), Err(Refusal::WrongKey));
+        assert_eq!(check("/admin/accounts?key=k1", &[]), Err(Refusal::WrongKey));
+        assert_eq!(check("/v1/chat/completions?key=k1", &[]), Err(Refusal::WrongKey));
+    }
+
+    #[test]
+    fn refusals_render_in_the_paths_dialect() {
+        let p = policy(true, &[], &[], &[]);
+        let evil = [("host", "evil.example:8765")];
+        let status = |path: &str, headers: &[(&str, &str)], r| p.refuse(r, &req("POST", path, headers)).status();
+        assert_eq!(status("/v1/messages", &evil, Refusal::Host), StatusCode::FORBIDDEN);
+        assert_eq!(status("/v1beta/models/m:generateContent", &evil, Refusal::ContentType), 415);
+        assert_eq!(status("/v1/chat/completions", &evil, Refusal::ContentType), 415);
+        // The router's request-id layer comes after the guard: refusals carry an id of their own, or the client's.
+        let resp = p.refuse(Refusal::Origin, &req("GET", "/v1/models", &[]));
+        assert!(resp.headers().get("x-request-id").is_some_and(|v| v.len() == 36));
+        let resp = p.refuse(Refusal::Host, &req("POST", "/v1/messages", &[("x-request-id", "req-1")]));
+        assert_eq!(resp.headers().get("request-id").map(|v| v.as_bytes()), Some(&b"req-1"[..]));
+        assert_eq!(shown(Some(b"evil.example:8765")), "`evil.example:8765`");
+        assert_eq!(shown(Some(b"<script>")), "(not shown)");
+        assert_eq!(shown(Some("é".as_bytes())), "(not shown)");
+    }
+}
