@@ -152,7 +152,7 @@ async fn status(config: &Config) -> anyhow::Result<()> {
     println!("client keys:  {}", if config.api_keys.is_empty() { "none (loopback only)" } else { "required" });
     let auth = config.codex_auth_file();
     println!("codex login:  {} ({})", auth.display(), if auth.exists() { "present" } else { "absent" });
-    let url = format!("http://{}/health", config.listen);
+    let url = format!("http://{}/health", local_address(config.listen));
     let running = reqwest::Client::new().get(&url).timeout(std::time::Duration::from_secs(2)).send().await;
     println!(
         "gateway:      {}",
@@ -163,4 +163,18 @@ async fn status(config: &Config) -> anyhow::Result<()> {
         }
     );
     accounts::run(config, AccountsCommand::List { json: false }).await
+}
+
+/// Where a command on this machine reaches the gateway: its listen address, with an unspecified one (0.0.0.0,
+/// [::]) replaced by loopback. Loopback names always pass the gateway's Host check (server/guard.rs), whatever
+/// `[server] allowed_hosts` says, and the unspecified address is no destination anyway.
+pub(crate) fn local_address(listen: std::net::SocketAddr) -> std::net::SocketAddr {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
 }

@@ -643,7 +643,7 @@ pub async fn run(config: &Config, mode: LoginMode, label: Option<String>) -> any
         if saved.replaced { "in" } else { "to" },
         db.display()
     );
-    println!("A running gateway picks up new accounts when restarted.");
+    println!("A running gateway sees the account within 30 s (its next re-read of the store).");
     Ok(())
 }
 

@@ -73,15 +73,7 @@ struct Live {
 impl Live {
     async fn find(config: &Config) -> Option<Live> {
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().ok()?;
-        // A gateway bound to every address (0.0.0.0, [::]) is asked on loopback: that name always passes its Host
-        // check (server/guard.rs), and the unspecified address is no destination anyway.
-        let mut addr = config.listen;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(match addr {
-                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
+        let addr = crate::cli::local_address(config.listen);
         let base = format!("http://{addr}");
         let key = config.api_keys.first().cloned();
         let mut req = http.get(format!("{base}/admin/status")).timeout(Duration::from_secs(2));
