@@ -13,6 +13,8 @@ pub enum Step {
     Sleep(u64),
     /// Abort the connection (no terminal chunk).
     Cut,
+    /// Send `: ping` every this many milliseconds, forever (the last step).
+    Trickle(u64),
 }
 
 /// One output item to emit.
@@ -56,6 +58,10 @@ pub struct Plan {
     /// Abort after this many text deltas in total.
     pub cut_after_deltas: Option<usize>,
     pub completed_output: bool,
+    /// Only comments after the start: (interval in ms, whether `response.created` comes first).
+    pub trickle: Option<(u64, bool)>,
+    /// The text delta with this number (from 0) is sent as a `data:` line that is not JSON.
+    pub malformed_delta_at: Option<usize>,
 }
 
 impl Plan {
@@ -68,6 +74,8 @@ impl Plan {
             silence_ms: 0,
             cut_after_deltas: None,
             completed_output: false,
+            trickle: None,
+            malformed_delta_at: None,
         }
     }
 }
@@ -257,6 +265,13 @@ fn response_obj(meta: &Meta, status: &str, output: Value, usage: Value) -> Value
 pub fn build(plan: &Plan, meta: &Meta) -> Vec<Step> {
     let mut w = Writer::new(meta.keepalive);
     let initial = response_obj(meta, "in_progress", json!([]), Value::Null);
+    if let Some((interval_ms, after_created)) = plan.trickle {
+        if after_created {
+            w.emit("response.created", json!({"response": initial}));
+        }
+        w.push_step(Step::Trickle(interval_ms));
+        return w.finish();
+    }
     w.emit("response.created", json!({"response": initial}));
     if plan.silence_ms > 0 {
         w.push_step(Step::Sleep(plan.silence_ms));
@@ -324,7 +339,14 @@ fn emit_item(
                 if plan.delay_ms > 0 {
                     w.push_step(Step::Sleep(plan.delay_ms));
                 }
-                w.text_delta(&frame, d);
+                if plan.malformed_delta_at == Some(*deltas_sent) {
+                    // Cut off inside the JSON string: a frame no parser can read.
+                    w.burst.extend_from_slice(TextDeltaFrame::HEAD);
+                    w.burst.extend_from_slice(b"\"unterminated\n\n");
+                    w.frame_written();
+                } else {
+                    w.text_delta(&frame, d);
+                }
                 *deltas_sent += 1;
             }
             if plan.cut_after_deltas.is_some_and(|n| n <= *deltas_sent) {
