@@ -38,7 +38,7 @@ use errors::{Dialect, error_response};
 pub struct AppState {
     pub config: Arc<Config>,
     pub pool: Arc<Pool>,
-    pub upstream: Upstream,
+    pub upstream: Arc<Upstream>,
     pub catalog: Catalog,
 }
 
@@ -49,7 +49,7 @@ impl AppState {
         let store = Arc::new(Store::open(&config.db_path())?);
         let http = build_http_client(&config)?;
         let pool = Arc::new(Pool::load(config.clone(), store, http.clone())?);
-        let upstream = Upstream::new(&config, http)?;
+        let upstream = Arc::new(Upstream::new(&config, http)?);
         Ok(AppState { config, pool, upstream, catalog: Catalog })
     }
 }
