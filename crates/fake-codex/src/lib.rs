@@ -277,6 +277,11 @@ impl FakeCodex {
         self.shared.catalog_calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Calls of `POST /oauth/token` received so far, counted on arrival (hung ones included).
+    pub fn token_arrivals(&self) -> usize {
+        self.shared.token_arrivals.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Account ids in creation order.
     pub fn account_ids(&self) -> Vec<String> {
         self.shared.inner.lock().order.clone()

@@ -61,6 +61,7 @@ fn tokens_body(shared: &Shared, id_token: String, access: String, refresh: Strin
 }
 
 async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    shared.token_arrivals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if shared.cfg.token_delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(shared.cfg.token_delay_ms)).await;
     }

@@ -114,6 +114,8 @@ pub(crate) struct Shared {
     pub catalog_mode: Mutex<EndpointMode>,
     /// Catalog calls counted on arrival.
     pub catalog_calls: std::sync::atomic::AtomicUsize,
+    /// `/oauth/token` calls counted on arrival (a hung one is never in the token-call log).
+    pub token_arrivals: std::sync::atomic::AtomicUsize,
 }
 
 /// Early stream ends remembered for `/_fake/stats` (the newest ones).
@@ -176,6 +178,7 @@ impl Shared {
             token_mode: Mutex::new(EndpointMode::Normal),
             catalog_mode: Mutex::new(EndpointMode::Normal),
             catalog_calls: std::sync::atomic::AtomicUsize::new(0),
+            token_arrivals: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 

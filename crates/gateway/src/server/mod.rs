@@ -25,7 +25,7 @@ mod anthropic;
 pub mod errors;
 pub mod exchange;
 mod gemini;
-mod listen;
+pub mod listen;
 mod models;
 mod ollama;
 mod openai;
@@ -109,7 +109,8 @@ pub async fn run_with_bridge(
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
     let trim = tokio::spawn(crate::memory::return_retained_memory());
-    let served = listen::serve(listener, router(state), shutdown).await;
+    let timeouts = state.config.timeouts.clone();
+    let served = listen::serve(listener, router(state), shutdown, &timeouts).await;
     upkeep.abort();
     trim.abort();
     served?;

@@ -69,10 +69,11 @@ pub fn serve(
 ) -> impl Future<Output = ()> + Send + 'static {
     let shutdown = shutdown.shared();
     if let Some(listener) = listener {
+        let timeouts = state.config.timeouts.clone();
         let app = router(state);
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = super::listen::serve(listener, app, stop).await {
+            if let Err(e) = super::listen::serve(listener, app, stop, &timeouts).await {
                 warn!(error = %e, "the Ollama bridge stopped");
             }
         });
