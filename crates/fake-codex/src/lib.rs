@@ -26,7 +26,8 @@ mod validate;
 
 pub use default_reply::schema_instance;
 pub use types::{
-    AccountCreds, AccountSpec, CallSpec, End, EndpointMode, FakeConfig, RecordedRequest, ReplyItem, Scenario, TokenCall, ToolArgs,
+    AccountCreds, AccountSpec, CallSpec, End, EndpointMode, FakeConfig, RecordedRequest, ReplyItem, Scenario,
+    TokenCall, ToolArgs,
 };
 
 use state::Shared;

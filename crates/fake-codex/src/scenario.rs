@@ -25,9 +25,18 @@ pub struct ReplyCtx<'a> {
 
 /// What to answer.
 pub enum Outcome {
-    Http { status: u16, body: String, content_type: &'static str, headers: Vec<(String, String)>, delay_ms: u64 },
+    Http {
+        status: u16,
+        body: String,
+        content_type: &'static str,
+        headers: Vec<(String, String)>,
+        delay_ms: u64,
+    },
     /// An HTTP error whose body stops halfway and never ends.
-    HangingBody { status: u16, body: String },
+    HangingBody {
+        status: u16,
+        body: String,
+    },
     Stream(Plan),
 }
 

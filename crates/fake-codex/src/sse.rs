@@ -520,6 +520,38 @@ mod tests {
         );
     }
 
+    /// A malformed delta is one frame whose `data:` is not JSON; the others parse and the response completes.
+    /// A trickle plan is `response.created` (when asked) and then the trickle step only.
+    #[test]
+    fn misbehaving_plans() {
+        let mut plan = Plan::new(vec![PlanItem::Message { text: "one two three four".into() }], 4);
+        plan.malformed_delta_at = Some(1);
+        let bytes: Vec<u8> = build(&plan, &meta())
+            .into_iter()
+            .flat_map(|s| match s {
+                Step::Event(b) => b.to_vec(),
+                other => panic!("unexpected step {other:?}"),
+            })
+            .collect();
+        let frames = events(&bytes);
+        let bad: Vec<_> = frames
+            .iter()
+            .filter(|e| serde_json::from_str::<Value>(e.split_once("data: ").map_or("", |(_, d)| d)).is_err())
+            .collect();
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert!(bad[0].starts_with("event: response.output_text.delta\n"));
+        assert!(frames.last().is_some_and(|e| e.starts_with("event: response.completed\n")));
+
+        let mut plan = Plan::new(Vec::new(), 1);
+        plan.trickle = Some((100, true));
+        let steps = build(&plan, &meta());
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert!(matches!(&steps[0], Step::Event(b) if b.starts_with(b"event: response.created\n")));
+        assert_eq!(steps[1], Step::Trickle(100));
+        plan.trickle = Some((100, false));
+        assert_eq!(build(&plan, &meta()), vec![Step::Trickle(100)]);
+    }
+
     #[test]
     fn split_covers_text() {
         assert_eq!(split_deltas("abcdefghij", 4).concat(), "abcdefghij");

@@ -273,7 +273,7 @@ impl Config {
                 5.0,
             )?,
             token_refresh: seconds("token_refresh_timeout_secs", raw.token_refresh_timeout_secs, 30.0)?,
-            catalog: seconds("catalog_timeout_secs", raw.catalog_timeout_secs, 10.0)?,
+            catalog: seconds("catalog_timeout_secs", raw.catalog_timeout_secs, 5.0)?,
             request_body: seconds("request_body_timeout_secs", raw.request_body_timeout_secs, 60.0)?,
             shutdown: seconds("shutdown_timeout_secs", raw.shutdown_timeout_secs, 30.0)?,
         };
@@ -487,6 +487,32 @@ mod tests {
         let raw: RawConfig = toml::from_str("[anthropic]\nmodel_aliases = { opus = \"gpt-5.5-high\" }")?;
         let c = Config::resolve(raw, &Overrides::default(), &env(&[]))?;
         assert_eq!(c.anthropic_model_aliases.get("opus").map(String::as_str), Some("gpt-5.5-high"));
+        Ok(())
+    }
+
+    #[test]
+    fn timeouts_take_fractions_and_refuse_zero() -> anyhow::Result<()> {
+        let c = Config::resolve(RawConfig::default(), &Overrides::default(), &env(&[]))?;
+        assert_eq!(c.timeouts.upstream_headers, Duration::from_secs(60));
+        assert_eq!(c.timeouts.shutdown, Duration::from_secs(30));
+        assert_eq!(c.keepalive, Duration::from_secs(15));
+        let raw: RawConfig = toml::from_str(
+            "upstream_header_timeout_secs = 0.25\nupstream_idle_timeout_secs = 300\nkeepalive_secs = 2",
+        )?;
+        let c = Config::resolve(raw, &Overrides::default(), &env(&[]))?;
+        assert_eq!(c.timeouts.upstream_headers, Duration::from_millis(250));
+        assert_eq!(c.upstream_idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.keepalive, Duration::from_secs(2));
+        let e = env(&[("CODEX_GATEWAY_KEEPALIVE_SECS", "0.5")]);
+        assert_eq!(
+            Config::resolve(RawConfig::default(), &Overrides::default(), &e)?.keepalive,
+            Duration::from_millis(500)
+        );
+        for bad in ["shutdown_timeout_secs = 0", "token_refresh_timeout_secs = -1", "catalog_timeout_secs = nan"] {
+            let raw: RawConfig = toml::from_str(bad)?;
+            let err = Config::resolve(raw, &Overrides::default(), &env(&[])).err();
+            assert!(err.is_some_and(|e| e.to_string().contains("positive number of seconds")), "{bad}");
+        }
         Ok(())
     }
 

@@ -627,11 +627,9 @@ impl Pool {
                 let url = format!("{}/models?client_version={CODEX_CLIENT_VERSION}", self.config.upstream_base_url);
                 let req = side_request(account, &url, &token).timeout(self.config.timeouts.catalog);
                 match req.send().await {
-                    Ok(r) if r.status().is_success() => r
-                        .json::<Value>()
-                        .await
-                        .ok()
-                        .and_then(|v| v.get("models").and_then(Value::as_array).cloned()),
+                    Ok(r) if r.status().is_success() => {
+                        r.json::<Value>().await.ok().and_then(|v| v.get("models").and_then(Value::as_array).cloned())
+                    }
                     _ => None,
                 }
             }

@@ -271,7 +271,9 @@ async fn send_once(
             }
             // Refused again with a credential just renewed: the account's problem, not the client's key, so never
             // a 401 (SDKs and Claude Code read that as their own key being wrong). The account rests meanwhile.
-            UpstreamFailure::Unauthorized(_) => return Err(UpstreamFailure::AccountUnavailable(login_refused(account))),
+            UpstreamFailure::Unauthorized(_) => {
+                return Err(UpstreamFailure::AccountUnavailable(login_refused(account)));
+            }
             other => return Err(other),
         }
     }
@@ -283,9 +285,10 @@ const LOGIN_REFUSED_COOLDOWN_SECS: i64 = 300;
 /// The error (and the account's cooldown) when the upstream refuses a credential the gateway just renewed.
 fn login_refused(account: &Account) -> GatewayError {
     let (what, fix) = match account.kind {
-        AccountKind::Chatgpt => {
-            ("login after a token refresh", "log in again: `codex-gateway login` (or `codex login`, then `codex-gateway accounts import`)")
-        }
+        AccountKind::Chatgpt => (
+            "login after a token refresh",
+            "log in again: `codex-gateway login` (or `codex login`, then `codex-gateway accounts import`)",
+        ),
         AccountKind::ApiKey | AccountKind::Relay => ("API key", "check the key: `codex-gateway accounts list`"),
     };
     let reason = format!("the upstream refused the account's {what}");
@@ -301,10 +304,7 @@ fn login_refused(account: &Account) -> GatewayError {
 pub(super) fn header_timeout_error(limit: Duration) -> GatewayError {
     GatewayError::new(
         ErrorKind::Timeout,
-        format!(
-            "The upstream did not answer within {} s (upstream_header_timeout_secs).",
-            limit.as_secs_f64()
-        ),
+        format!("The upstream did not answer within {} s (upstream_header_timeout_secs).", limit.as_secs_f64()),
     )
     .with_code("upstream_timeout")
 }

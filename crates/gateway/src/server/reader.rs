@@ -93,7 +93,8 @@ impl EventReader {
     /// passthrough forwards unparsed. Keepalive and `in_progress` events, and types nobody reads, are not (SSE
     /// comments never become frames at all).
     pub fn is_progress(&self, frame: &SseFrame, event: &Event) -> bool {
-        !matches!(event, Event::Ignored) || (self.skip_deltas && frame.event.as_deref().is_some_and(|n| n.ends_with(".delta")))
+        !matches!(event, Event::Ignored)
+            || (self.skip_deltas && frame.event.as_deref().is_some_and(|n| n.ends_with(".delta")))
     }
 
     /// See [`EventReader::skip_deltas`]: for encoders that forward frames as they are.
@@ -162,7 +163,8 @@ impl EventReader {
             Ok(Ok(mut response)) => {
                 self.late = None;
                 let bytes = exchange::read_limited(&mut response.body, error_body_timeout).await;
-                let failure = crate::upstream::classify(response.status, &response.headers, &bytes, crate::auth::now_unix());
+                let failure =
+                    crate::upstream::classify(response.status, &response.headers, &bytes, crate::auth::now_unix());
                 Some(Read::Error(failure.into_error()))
             }
         }

@@ -150,7 +150,12 @@ impl Upstream {
         headers
     }
 
-    async fn post(&self, account: &Account, headers: HeaderMap, body: Bytes) -> Result<UpstreamResponse, TransportError> {
+    async fn post(
+        &self,
+        account: &Account,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<UpstreamResponse, TransportError> {
         let url = match account.kind {
             AccountKind::Chatgpt => &self.codex_url,
             AccountKind::ApiKey | AccountKind::Relay => &self.openai_url,

@@ -166,10 +166,8 @@ async fn shutdown_is_bounded_with_a_stream_still_open() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(stopping.elapsed() >= Duration::from_millis(400), "the open stream was not given its grace period");
     // The connection was dropped: the body ends (with an error or EOF) instead of waiting for the upstream.
-    let rest = tokio::time::timeout(Duration::from_secs(3), async {
-        while let Ok(Some(_)) = resp.chunk().await {}
-    })
-    .await;
+    let rest =
+        tokio::time::timeout(Duration::from_secs(3), async { while let Ok(Some(_)) = resp.chunk().await {} }).await;
     assert!(rest.is_ok(), "the client's connection stayed open after shutdown");
 }
 
