@@ -17,6 +17,8 @@ use crate::upstream::{BodyStream, TransportError, UpstreamResponse};
 
 /// An upstream request whose response headers had not arrived when the client's status line had to go out
 /// (the peek window, see `exchange::open`): the response body waits for them, sending keepalives meanwhile.
+/// With the status line sent there is no failover, no refresh after a 401 and no quota reading from these
+/// headers: an error answer or the header deadline ends the stream with the dialect's in-stream error.
 pub struct LateHeaders {
     pub response: Pin<Box<dyn Future<Output = Result<UpstreamResponse, TransportError>> + Send>>,
     /// When the attempt's header deadline passes (`upstream_header_timeout_secs`).
@@ -57,8 +59,8 @@ pub struct EventReader {
     /// on, since the client then sees exactly what the upstream sent. Translated dialects would lose its content
     /// silently, so for them it is an error.
     forwards_raw: bool,
-    /// Set while the response headers are still awaited.
-    late: Option<LateHeaders>,
+    /// Set while the response headers are still awaited (boxed: rare, and every stream carries the field).
+    late: Option<Box<LateHeaders>>,
 }
 
 impl EventReader {
@@ -77,7 +79,7 @@ impl EventReader {
     }
 
     /// A reader whose response headers are still on their way.
-    pub fn late(late: LateHeaders) -> EventReader {
+    pub fn late(late: Box<LateHeaders>) -> EventReader {
         // An empty stream until the headers arrive (a boxed zero-sized value: no allocation).
         let mut reader = EventReader::new(Box::pin(futures_util::stream::empty()));
         reader.late = Some(late);
@@ -122,18 +124,22 @@ impl EventReader {
         {
             return read;
         }
+        if let Some(read) = self.buffered() {
+            return read;
+        }
+        // Made only when the wait is real (nothing parsed is waiting), as `tokio::time::timeout` was before.
         let timer = tokio::time::sleep_until(until.into());
         let mut timer = std::pin::pin!(timer);
         loop {
-            if let Some(read) = self.buffered() {
-                return read;
-            }
             let item = tokio::select! {
                 biased;
                 item = self.body.next() => item,
                 () = &mut timer => return Read::Idle,
             };
             if let Some(read) = self.on_bytes(item) {
+                return read;
+            }
+            if let Some(read) = self.buffered() {
                 return read;
             }
         }
