@@ -280,6 +280,7 @@ async fn comments_do_not_hold_off_the_idle_timeout_or_the_keepalives() {
     let (status, text, head, _) = timed_post(&env, "/v1/chat/completions", &chat(true), Duration::from_secs(5)).await;
     assert_eq!(status, 200, "{text}");
     assert!(head < Duration::from_millis(700), "status line after {head:?}");
+    assert!(text.starts_with(": keepalive") && text.contains("stopped sending data"), "{text}");
     env.fake.enqueue(None, scenario(json!({"kind":"trickle_comments","interval_ms":100,"after_created":true})));
     let (status, text, _, _) = timed_post(&env, "/v1/chat/completions", &chat(false), Duration::from_secs(5)).await;
     assert_eq!(status, 504, "{text}");
@@ -331,4 +332,10 @@ async fn malformed_delta_ends_the_stream_with_an_error() {
     env.fake.enqueue(None, scenario(json!({"kind":"malformed_delta","text":"one two three four","at":1})));
     let (status, text, _, _) = timed_post(&env, "/v1/chat/completions", &chat(false), Duration::from_secs(5)).await;
     assert_eq!(status, 502, "{text}");
+    // The Responses passthrough forwards frames as they are: its client sees exactly what the upstream sent.
+    env.fake.enqueue(None, scenario(json!({"kind":"malformed_delta","text":"one two three four","at":1})));
+    let body = json!({"model":"gpt-5.4","stream":true,"input":"x"});
+    let (status, text, _, _) = timed_post(&env, "/v1/responses", &body, Duration::from_secs(5)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"unterminated\n") && text.contains("event: response.completed"), "{text}");
 }
