@@ -277,8 +277,12 @@ async fn send_once(
     }
 }
 
-/// How long an account whose login the upstream refused after a refresh is left out.
-const LOGIN_REFUSED_COOLDOWN_SECS: i64 = 300;
+/// How long an account whose login the upstream refused after a refresh is left out: long enough that requests
+/// meanwhile fail fast with the reason (503 naming it), short enough that a fresh login (`codex-gateway login`
+/// keeps the account's runtime state, cooldowns included) or an upstream hiccup is picked up soon without a
+/// restart. A cooldown, not `needs_login`: that state answers later requests 401, which is what must not reach
+/// clients for an account problem.
+const LOGIN_REFUSED_COOLDOWN_SECS: i64 = 60;
 
 /// The error (and the account's cooldown) when the upstream refuses a credential the gateway just renewed.
 fn login_refused(account: &Account) -> GatewayError {
