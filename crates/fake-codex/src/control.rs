@@ -3,7 +3,7 @@
 
 use crate::server::{detail, json_response};
 use crate::state::Shared;
-use crate::types::{AccountSpec, Scenario};
+use crate::types::{AccountSpec, EndpointMode, Scenario};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -28,6 +28,8 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_fake/accounts/{id}/quota-cost", post(quota_cost))
         .route("/_fake/reset-requests", post(reset_requests))
         .route("/_fake/stats", get(stats))
+        .route("/_fake/token-endpoint", post(token_endpoint))
+        .route("/_fake/catalog-endpoint", post(catalog_endpoint))
 }
 
 /// Parse a JSON body; an empty body means the type's default when `empty` is given.
@@ -159,4 +161,26 @@ async fn reset_requests(State(shared): State<Arc<Shared>>) -> Response {
 /// the unix-microsecond times of the latest drops.
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     json_response(StatusCode::OK, shared.stats.snapshot())
+}
+
+/// `{"mode": "normal" | "hang" | "fail", "status"?: 500}`: how `/oauth/token` answers from now on.
+async fn token_endpoint(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse::<EndpointMode>(&body, None) {
+        Ok(mode) => {
+            *shared.token_mode.lock() = mode;
+            ok()
+        }
+        Err(r) => r,
+    }
+}
+
+/// The same for the Codex model catalog.
+async fn catalog_endpoint(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse::<EndpointMode>(&body, None) {
+        Ok(mode) => {
+            *shared.catalog_mode.lock() = mode;
+            ok()
+        }
+        Err(r) => r,
+    }
 }

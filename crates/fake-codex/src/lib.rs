@@ -26,7 +26,8 @@ mod validate;
 
 pub use default_reply::schema_instance;
 pub use types::{
-    AccountCreds, AccountSpec, CallSpec, End, FakeConfig, RecordedRequest, ReplyItem, Scenario, TokenCall, ToolArgs,
+    AccountCreds, AccountSpec, CallSpec, End, EndpointMode, FakeConfig, RecordedRequest, ReplyItem, Scenario,
+    TokenCall, ToolArgs,
 };
 
 use state::Shared;
@@ -259,6 +260,27 @@ impl FakeCodex {
     /// Benchmark counters, as `GET /_fake/stats` returns them.
     pub fn stats(&self) -> serde_json::Value {
         self.shared.stats.snapshot()
+    }
+
+    /// How `POST /oauth/token` answers from now on (hang or fail it to test the gateway's refresh bounds).
+    pub fn set_token_endpoint(&self, mode: EndpointMode) {
+        *self.shared.token_mode.lock() = mode;
+    }
+
+    /// How `GET /backend-api/codex/models` answers from now on.
+    pub fn set_catalog_endpoint(&self, mode: EndpointMode) {
+        *self.shared.catalog_mode.lock() = mode;
+    }
+
+    /// Calls of the model catalog received so far, counted on arrival (a hanging call that the client gave up
+    /// on is never recorded in [`FakeCodex::requests`], which logs requests once answered).
+    pub fn catalog_calls(&self) -> usize {
+        self.shared.catalog_calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Calls of `POST /oauth/token` received so far, counted on arrival (hung ones included).
+    pub fn token_arrivals(&self) -> usize {
+        self.shared.token_arrivals.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Account ids in creation order.

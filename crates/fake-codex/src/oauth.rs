@@ -61,8 +61,17 @@ fn tokens_body(shared: &Shared, id_token: String, access: String, refresh: Strin
 }
 
 async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    shared.token_arrivals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if shared.cfg.token_delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(shared.cfg.token_delay_ms)).await;
+    }
+    // Before anything is consumed: a hung or failing call leaves the refresh token valid, as a timeout in
+    // front of the real endpoint does.
+    let mode = *shared.token_mode.lock();
+    if let Some(resp) = crate::server::misbehave(mode).await {
+        let grant = fields(&headers, &body).get("grant_type").cloned().unwrap_or_default();
+        shared.record_token_call(&grant, None, "failed_on_purpose");
+        return resp;
     }
     let f = fields(&headers, &body);
     let grant = f.get("grant_type").cloned().unwrap_or_default();

@@ -10,11 +10,13 @@ use crate::server::{AuthedAccount, bearer, chatgpt_auth, detail, invalid_api_key
 use crate::sse::{self, Ending, Meta, Step};
 use crate::state::Shared;
 use crate::tokens::{now_secs, random_id, seal_reasoning};
+use crate::types::Scenario;
 use crate::validate::{Ctx, Reject, validate};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -98,13 +100,26 @@ async fn respond(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Response {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             resp
         }
+        // Until the client goes away (the handler is then dropped).
+        Answer::Never => std::future::pending().await,
     }
 }
 
-/// A response, possibly to be sent only after a pause (a `silence` before an HTTP error).
+/// A response, possibly to be sent only after a pause (a `silence` before an HTTP error, a hang before
+/// headers), or never.
 enum Answer {
     Now(Response),
     After(u64, Response),
+    Never,
+}
+
+/// Hold an answer back before its headers: `None` ms is forever.
+fn hang(hang_ms: Option<u64>, answer: Answer) -> Answer {
+    match (hang_ms, answer) {
+        (None, _) | (_, Answer::Never) => Answer::Never,
+        (Some(ms), Answer::Now(resp)) => Answer::After(ms, resp),
+        (Some(ms), Answer::After(more, resp)) => Answer::After(ms + more, resp),
+    }
 }
 
 fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
@@ -154,6 +169,16 @@ fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
         }
     }
     let scenario = shared.dequeue(caller.account()).unwrap_or_else(|| default_scenario(&body));
+    if let Scenario::HangBeforeHeaders { ms, then } = scenario {
+        let then = then.map(|t| *t).unwrap_or_else(|| default_scenario(&body));
+        return hang(ms, answer(shared, &caller, &body, then, plan_type));
+    }
+    answer(shared, &caller, &body, scenario, plan_type)
+}
+
+/// The answer to a request that passed validation and quota, for `scenario`.
+fn answer(shared: &Arc<Shared>, caller: &Caller, body: &Value, scenario: Scenario, plan_type: String) -> Answer {
+    let owner = caller.owner();
     let reasoning = body.get("reasoning").filter(|r| !r.is_null());
     let effort = reasoning.and_then(|r| r.get("effort")).and_then(Value::as_str);
     let summary = reasoning.and_then(|r| r.get("summary")).and_then(Value::as_str);
@@ -173,6 +198,7 @@ fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
     };
     let plan = match outcome(scenario, &rctx) {
         Outcome::Stream(plan) => plan,
+        Outcome::HangingBody { status, body } => return Answer::Now(hanging_body(status, body)),
         Outcome::Http { status, body, content_type, headers, delay_ms } => {
             let mut resp = (
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -189,7 +215,7 @@ fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
         }
     };
     let model = body.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
-    let units = units(&body);
+    let units = units(body);
     let total: usize = units.iter().map(String::len).sum();
     let cached = match body.get("prompt_cache_key").and_then(Value::as_str) {
         Some(key) => (shared.prompt_cache_hit(&owner, key, &units) / 4) as u64,
@@ -234,6 +260,18 @@ fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
     Answer::Now(resp)
 }
 
+/// An error answer that declares its whole length, sends half of it, and then nothing.
+fn hanging_body(status: u16, body: String) -> Response {
+    let half = Bytes::from(body.as_bytes()[..body.len() / 2].to_vec());
+    let first = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(half) });
+    let stream = first.chain(futures_util::stream::pending());
+    let mut resp = Response::new(Body::from_stream(stream));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    resp
+}
+
 /// Drive the steps through a 4-slot channel; a dropped client stops the task at its next send (or at once
 /// while it sleeps). Each event step is already a burst of the events between two pauses (`sse.rs`).
 /// Start, completion and early ends are counted in the shared stats.
@@ -259,6 +297,19 @@ fn stream_body(shared: &Arc<Shared>, steps: Vec<Step>) -> Body {
                         }
                     }
                 }
+                Step::Trickle(ms) => loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                        _ = tx.closed() => {
+                            shared.stats.stream_dropped();
+                            return;
+                        }
+                    }
+                    if tx.send(Ok(Bytes::from_static(b": ping\n\n"))).await.is_err() {
+                        shared.stats.stream_dropped();
+                        return;
+                    }
+                },
                 Step::Cut => {
                     // Let the events already sent reach the socket first: the abort discards
                     // whatever is still buffered in the connection.

@@ -25,7 +25,18 @@ pub struct ReplyCtx<'a> {
 
 /// What to answer.
 pub enum Outcome {
-    Http { status: u16, body: String, content_type: &'static str, headers: Vec<(String, String)>, delay_ms: u64 },
+    Http {
+        status: u16,
+        body: String,
+        content_type: &'static str,
+        headers: Vec<(String, String)>,
+        delay_ms: u64,
+    },
+    /// An HTTP error whose body stops halfway and never ends.
+    HangingBody {
+        status: u16,
+        body: String,
+    },
     Stream(Plan),
 }
 
@@ -189,15 +200,41 @@ pub fn outcome(scenario: Scenario, ctx: &ReplyCtx<'_>) -> Outcome {
             plan.ending = Ending::Incomplete(reason);
             Outcome::Stream(plan)
         }
-        Scenario::Silence { ms, then } => match outcome(*then, ctx) {
+        Scenario::Silence { ms, then, keepalive_every_ms } => match outcome(*then, ctx) {
             Outcome::Stream(mut plan) => {
                 plan.silence_ms += ms;
+                plan.silence_keepalive_ms = keepalive_every_ms;
                 Outcome::Stream(plan)
             }
             Outcome::Http { status, body, content_type, headers, delay_ms } => {
                 Outcome::Http { status, body, content_type, headers, delay_ms: delay_ms + ms }
             }
+            hanging @ Outcome::HangingBody { .. } => hanging,
         },
+        // Handled before a scenario gets here (`responses.rs`); played as its follow-up if nested.
+        Scenario::HangBeforeHeaders { then, .. } => match then {
+            Some(then) => outcome(*then, ctx),
+            None => Outcome::Stream(text_plan(ctx, "Hello from fake-codex.", d, false)),
+        },
+        Scenario::HangInErrorBody { status } => Outcome::HangingBody {
+            status,
+            body: json!({"error": {
+                "message": "An error occurred while processing your request. You can retry your request.",
+                "type": "server_error",
+                "code": null,
+            }})
+            .to_string(),
+        },
+        Scenario::TrickleComments { interval_ms, after_created } => {
+            let mut plan = Plan::new(Vec::new(), d);
+            plan.trickle = Some((interval_ms.max(1), after_created));
+            Outcome::Stream(plan)
+        }
+        Scenario::MalformedDelta { text, at } => {
+            let mut plan = text_plan(ctx, &text, d, false);
+            plan.malformed_delta_at = Some(at);
+            Outcome::Stream(plan)
+        }
         Scenario::Cloudflare => Outcome::Http {
             status: 403,
             body: CLOUDFLARE_PAGE.to_string(),

@@ -7,7 +7,7 @@ use crate::catalog;
 use crate::scenario::token_expired_body;
 use crate::state::{Shared, TokenRejection};
 use crate::tokens::{now_ms, now_secs};
-use crate::types::{ConnectionNumber, RecordedRequest};
+use crate::types::{ConnectionNumber, EndpointMode, RecordedRequest};
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -148,6 +148,11 @@ fn tag(mut r: Response, account: Option<String>) -> Response {
 }
 
 async fn codex_models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    shared.catalog_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mode = *shared.catalog_mode.lock();
+    if let Some(resp) = misbehave(mode).await {
+        return resp;
+    }
     let account = match chatgpt_auth(&shared, &headers) {
         Ok(a) => a,
         Err(r) => return r,
@@ -178,6 +183,19 @@ async fn api_models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Re
         return invalid_api_key();
     }
     json_response(StatusCode::OK, catalog::openai_list())
+}
+
+/// A side endpoint told to misbehave: `Hang` never answers (the future stays pending until the client goes
+/// away), `Fail` answers its status with an OpenAI-style error body; `Normal` lets the handler go on.
+pub(crate) async fn misbehave(mode: EndpointMode) -> Option<Response> {
+    match mode {
+        EndpointMode::Normal => None,
+        EndpointMode::Hang => std::future::pending().await,
+        EndpointMode::Fail { status } => Some(json_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            json!({"error": {"message": "fake-codex: this endpoint is failing on purpose", "type": "server_error", "code": null}}),
+        )),
+    }
 }
 
 /// 401 for an unknown API key, OpenAI style.

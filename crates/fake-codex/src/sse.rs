@@ -13,6 +13,8 @@ pub enum Step {
     Sleep(u64),
     /// Abort the connection (no terminal chunk).
     Cut,
+    /// Send `: ping` every this many milliseconds, forever (the last step).
+    Trickle(u64),
 }
 
 /// One output item to emit.
@@ -53,9 +55,15 @@ pub struct Plan {
     pub deltas: usize,
     pub delay_ms: u64,
     pub silence_ms: u64,
+    /// A `keepalive` event every this many ms during the silence (0: plain silence).
+    pub silence_keepalive_ms: u64,
     /// Abort after this many text deltas in total.
     pub cut_after_deltas: Option<usize>,
     pub completed_output: bool,
+    /// Only comments after the start: (interval in ms, whether `response.created` comes first).
+    pub trickle: Option<(u64, bool)>,
+    /// The text delta with this number (from 0) is sent as a `data:` line that is not JSON.
+    pub malformed_delta_at: Option<usize>,
 }
 
 impl Plan {
@@ -66,8 +74,11 @@ impl Plan {
             deltas,
             delay_ms: 0,
             silence_ms: 0,
+            silence_keepalive_ms: 0,
             cut_after_deltas: None,
             completed_output: false,
+            trickle: None,
+            malformed_delta_at: None,
         }
     }
 }
@@ -257,8 +268,23 @@ fn response_obj(meta: &Meta, status: &str, output: Value, usage: Value) -> Value
 pub fn build(plan: &Plan, meta: &Meta) -> Vec<Step> {
     let mut w = Writer::new(meta.keepalive);
     let initial = response_obj(meta, "in_progress", json!([]), Value::Null);
+    if let Some((interval_ms, after_created)) = plan.trickle {
+        if after_created {
+            w.emit("response.created", json!({"response": initial}));
+        }
+        w.push_step(Step::Trickle(interval_ms));
+        return w.finish();
+    }
     w.emit("response.created", json!({"response": initial}));
-    if plan.silence_ms > 0 {
+    if plan.silence_ms > 0 && plan.silence_keepalive_ms > 0 {
+        let mut left = plan.silence_ms;
+        while left > 0 {
+            let pause = left.min(plan.silence_keepalive_ms);
+            w.push_step(Step::Sleep(pause));
+            left -= pause;
+            w.burst.extend_from_slice(b"event: keepalive\ndata: {\"type\":\"keepalive\"}\n\n");
+        }
+    } else if plan.silence_ms > 0 {
         w.push_step(Step::Sleep(plan.silence_ms));
     }
     w.emit("response.in_progress", json!({"response": initial}));
@@ -324,7 +350,14 @@ fn emit_item(
                 if plan.delay_ms > 0 {
                     w.push_step(Step::Sleep(plan.delay_ms));
                 }
-                w.text_delta(&frame, d);
+                if plan.malformed_delta_at == Some(*deltas_sent) {
+                    // Cut off inside the JSON string: a frame no parser can read.
+                    w.burst.extend_from_slice(TextDeltaFrame::HEAD);
+                    w.burst.extend_from_slice(b"\"unterminated\n\n");
+                    w.frame_written();
+                } else {
+                    w.text_delta(&frame, d);
+                }
                 *deltas_sent += 1;
             }
             if plan.cut_after_deltas.is_some_and(|n| n <= *deltas_sent) {
@@ -496,6 +529,38 @@ mod tests {
             steps.windows(2).all(|w| !matches!(w, [Step::Event(_), Step::Event(_)])),
             "a pause separates every burst"
         );
+    }
+
+    /// A malformed delta is one frame whose `data:` is not JSON; the others parse and the response completes.
+    /// A trickle plan is `response.created` (when asked) and then the trickle step only.
+    #[test]
+    fn misbehaving_plans() {
+        let mut plan = Plan::new(vec![PlanItem::Message { text: "one two three four".into() }], 4);
+        plan.malformed_delta_at = Some(1);
+        let bytes: Vec<u8> = build(&plan, &meta())
+            .into_iter()
+            .flat_map(|s| match s {
+                Step::Event(b) => b.to_vec(),
+                other => panic!("unexpected step {other:?}"),
+            })
+            .collect();
+        let frames = events(&bytes);
+        let bad: Vec<_> = frames
+            .iter()
+            .filter(|e| serde_json::from_str::<Value>(e.split_once("data: ").map_or("", |(_, d)| d)).is_err())
+            .collect();
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert!(bad[0].starts_with("event: response.output_text.delta\n"));
+        assert!(frames.last().is_some_and(|e| e.starts_with("event: response.completed\n")));
+
+        let mut plan = Plan::new(Vec::new(), 1);
+        plan.trickle = Some((100, true));
+        let steps = build(&plan, &meta());
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert!(matches!(&steps[0], Step::Event(b) if b.starts_with(b"event: response.created\n")));
+        assert_eq!(steps[1], Step::Trickle(100));
+        plan.trickle = Some((100, false));
+        assert_eq!(build(&plan, &meta()), vec![Step::Trickle(100)]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use crate::catalog::{self, Quota};
 use crate::tokens::{self, Identity, now_secs};
-use crate::types::{AccountCreds, AccountSpec, FakeConfig, RecordedRequest, Scenario, TokenCall};
+use crate::types::{AccountCreds, AccountSpec, EndpointMode, FakeConfig, RecordedRequest, Scenario, TokenCall};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,6 +108,14 @@ pub(crate) struct Shared {
     pub secret: [u8; 32],
     pub inner: Mutex<Inner>,
     pub stats: Stats,
+    /// How `/oauth/token` answers (normal unless a test hangs or fails it).
+    pub token_mode: Mutex<EndpointMode>,
+    /// How the Codex model catalog answers.
+    pub catalog_mode: Mutex<EndpointMode>,
+    /// Catalog calls counted on arrival.
+    pub catalog_calls: std::sync::atomic::AtomicUsize,
+    /// `/oauth/token` calls counted on arrival (a hung one is never in the token-call log).
+    pub token_arrivals: std::sync::atomic::AtomicUsize,
 }
 
 /// Early stream ends remembered for `/_fake/stats` (the newest ones).
@@ -161,7 +169,17 @@ impl Stats {
 
 impl Shared {
     pub fn new(cfg: FakeConfig, base_url: String) -> Self {
-        Self { cfg, base_url, secret: rand::random(), inner: Mutex::new(Inner::default()), stats: Stats::default() }
+        Self {
+            cfg,
+            base_url,
+            secret: rand::random(),
+            inner: Mutex::new(Inner::default()),
+            stats: Stats::default(),
+            token_mode: Mutex::new(EndpointMode::Normal),
+            catalog_mode: Mutex::new(EndpointMode::Normal),
+            catalog_calls: std::sync::atomic::AtomicUsize::new(0),
+            token_arrivals: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     pub fn add_account(&self, spec: AccountSpec) -> AccountCreds {

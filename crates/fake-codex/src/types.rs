@@ -55,6 +55,23 @@ impl Default for FakeConfig {
     }
 }
 
+/// How a side endpoint (`/oauth/token`, the model catalog) answers; set with `FakeCodex::set_token_endpoint` /
+/// `set_catalog_endpoint` or `POST /_fake/token-endpoint`, `/_fake/catalog-endpoint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum EndpointMode {
+    /// As the real endpoint does.
+    #[default]
+    Normal,
+    /// An error status with a JSON error body.
+    Fail {
+        #[serde(default = "default_500")]
+        status: u16,
+    },
+    /// Accept the request and never answer (until the client gives up).
+    Hang,
+}
+
 /// What account to create.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -120,7 +137,8 @@ pub struct TokenCall {
     pub grant_type: String,
     pub account_id: Option<String>,
     /// "ok", "refresh_token_reused", "refresh_token_expired", "invalid_client",
-    /// "invalid_grant", "unsupported_grant_type" or "invalid_request".
+    /// "invalid_grant", "unsupported_grant_type", "invalid_request", or "failed_on_purpose" (the endpoint was
+    /// set to fail; a hanging call is never recorded).
     pub outcome: String,
     pub at_ms: u64,
 }
@@ -323,7 +341,14 @@ pub enum Scenario {
         text: String,
     },
     /// Headers and response.created, then nothing for `ms`, then `then`.
-    Silence { ms: u64, then: Box<Scenario> },
+    Silence {
+        ms: u64,
+        then: Box<Scenario>,
+        /// During the silence of a stream, a `keepalive` event every this many ms, as the real backend sends
+        /// while a model reasons without output (0: none).
+        #[serde(default)]
+        keepalive_every_ms: u64,
+    },
     /// A text answer dripped slowly.
     Slow {
         #[serde(default = "default_text")]
@@ -338,6 +363,36 @@ pub enum Scenario {
     },
     /// 403 Cloudflare challenge page (text/html).
     Cloudflare,
+    /// Accept the request and send nothing, not even a status line, for `ms` (forever when absent, until the
+    /// client gives up), then answer with `then` (default: the unscripted answer).
+    HangBeforeHeaders {
+        #[serde(default)]
+        ms: Option<u64>,
+        #[serde(default)]
+        then: Option<Box<Scenario>>,
+    },
+    /// The status line and headers of a JSON error (with the whole body's `content-length`), the first half of
+    /// the body, then nothing, forever.
+    HangInErrorBody {
+        #[serde(default = "default_500")]
+        status: u16,
+    },
+    /// HTTP 200 (and `response.created` when `after_created`), then only SSE comments (`: ping`) every
+    /// `interval_ms`, forever: a stream that looks alive and makes no progress.
+    TrickleComments {
+        #[serde(default = "default_slow_delay")]
+        interval_ms: u64,
+        #[serde(default)]
+        after_created: bool,
+    },
+    /// A text answer whose delta number `at` (from 0) is a `data:` line that is not JSON; the others are sent
+    /// as usual and the response completes.
+    MalformedDelta {
+        #[serde(default = "default_text")]
+        text: String,
+        #[serde(default)]
+        at: usize,
+    },
     /// Deltas of the given text regardless of the requested format.
     JsonText {
         text: String,

@@ -52,10 +52,9 @@ impl Catalog {
         let known: Vec<Vec<Value>> =
             list.iter().filter(|a| a.is_active()).filter_map(|a| a.catalog_entries()).collect();
         let known = if known.is_empty() && list.iter().any(|a| a.kind == AccountKind::Chatgpt && a.is_active()) {
-            // First use: fetch now rather than advertise models a plan may not have.
-            for a in list.iter().filter(|a| a.kind == AccountKind::Chatgpt && a.is_active()) {
-                state.pool.refresh_catalog(a).await;
-            }
+            // First use: fetch now rather than advertise models a plan may not have (once per retry period when
+            // the catalog endpoint fails, see `Pool::fetch_missing_catalogs`).
+            state.pool.fetch_missing_catalogs(&list).await;
             list.iter().filter(|a| a.is_active()).filter_map(|a| a.catalog_entries()).collect()
         } else {
             known

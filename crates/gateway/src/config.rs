@@ -27,8 +27,16 @@ pub struct RawConfig {
     pub ca_bundle: Option<PathBuf>,
     pub upstream_h2c: Option<bool>,
     pub body_limit_mb: Option<u64>,
-    pub keepalive_secs: Option<u64>,
-    pub upstream_idle_timeout_secs: Option<u64>,
+    // Timeouts (docs/configuration.md, "Timeouts"); fractions of a second are allowed.
+    pub keepalive_secs: Option<f64>,
+    pub upstream_idle_timeout_secs: Option<f64>,
+    pub upstream_header_timeout_secs: Option<f64>,
+    pub upstream_error_body_timeout_secs: Option<f64>,
+    pub token_refresh_timeout_secs: Option<f64>,
+    pub catalog_timeout_secs: Option<f64>,
+    pub request_body_timeout_secs: Option<f64>,
+    pub shutdown_timeout_secs: Option<f64>,
+    pub upkeep_interval_secs: Option<f64>,
     pub default_reasoning_effort: Option<String>,
     pub log: Option<String>,
     pub ollama: Option<RawOllama>,
@@ -115,6 +123,9 @@ pub struct Config {
     pub body_limit: usize,
     pub keepalive: Duration,
     pub upstream_idle_timeout: Duration,
+    pub timeouts: Timeouts,
+    /// Period of the background upkeep (refresh ahead of expiry, quota polling, catalog refresh, store re-read).
+    pub upkeep_interval: Duration,
     pub default_reasoning_effort: Option<String>,
     pub log: String,
     pub ollama: OllamaBridge,
@@ -123,6 +134,23 @@ pub struct Config {
     pub anthropic_model_aliases: HashMap<String, String>,
     pub routing: Routing,
     pub access: Access,
+}
+
+/// Bounds on waits that have no natural end (docs/configuration.md, "Timeouts").
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// From sending an upstream request to its response headers, per attempt (then another account, or 504).
+    pub upstream_headers: Duration,
+    /// Reading an upstream error answer's body (classified with what arrived).
+    pub upstream_error_body: Duration,
+    /// One token refresh call, connect to last byte (a timeout is transient: the login stays).
+    pub token_refresh: Duration,
+    /// One model-catalog fetch (a failure is remembered for a while, see `accounts::pool`).
+    pub catalog: Duration,
+    /// Reading a client's request body, from when it first has to wait for bytes.
+    pub request_body: Duration,
+    /// Graceful shutdown: open connections are dropped after this.
+    pub shutdown: Duration,
 }
 
 /// Environment lookups go through this so tests can pass a map instead of mutating the process.
@@ -228,8 +256,22 @@ impl Config {
             None => raw.body_limit_mb.unwrap_or(64),
         };
         let keepalive_secs = match env.get("CODEX_GATEWAY_KEEPALIVE_SECS") {
-            Some(v) => v.parse().with_context(|| format!("CODEX_GATEWAY_KEEPALIVE_SECS={v} is not a number"))?,
-            None => raw.keepalive_secs.unwrap_or(15),
+            Some(v) => Some(v.parse().with_context(|| format!("CODEX_GATEWAY_KEEPALIVE_SECS={v} is not a number"))?),
+            None => raw.keepalive_secs,
+        };
+        let keepalive = seconds("keepalive_secs", keepalive_secs, 15.0)?.max(Duration::from_millis(50));
+        let upstream_idle_timeout = seconds("upstream_idle_timeout_secs", raw.upstream_idle_timeout_secs, 300.0)?;
+        let timeouts = Timeouts {
+            upstream_headers: seconds("upstream_header_timeout_secs", raw.upstream_header_timeout_secs, 60.0)?,
+            upstream_error_body: seconds(
+                "upstream_error_body_timeout_secs",
+                raw.upstream_error_body_timeout_secs,
+                5.0,
+            )?,
+            token_refresh: seconds("token_refresh_timeout_secs", raw.token_refresh_timeout_secs, 30.0)?,
+            catalog: seconds("catalog_timeout_secs", raw.catalog_timeout_secs, 5.0)?,
+            request_body: seconds("request_body_timeout_secs", raw.request_body_timeout_secs, 60.0)?,
+            shutdown: seconds("shutdown_timeout_secs", raw.shutdown_timeout_secs, 30.0)?,
         };
         let r = raw.routing.clone().unwrap_or_default();
         let strategy_name = env.get("CODEX_GATEWAY_STRATEGY").or(r.strategy).unwrap_or_else(|| "least_used".into());
@@ -272,8 +314,10 @@ impl Config {
             ca_bundle,
             upstream_h2c,
             body_limit: (body_limit_mb as usize).saturating_mul(1024 * 1024),
-            keepalive: Duration::from_millis(keepalive_secs.max(1) * 1000),
-            upstream_idle_timeout: Duration::from_secs(raw.upstream_idle_timeout_secs.unwrap_or(300)),
+            keepalive,
+            upstream_idle_timeout,
+            timeouts,
+            upkeep_interval: seconds("upkeep_interval_secs", raw.upkeep_interval_secs, 30.0)?,
             default_reasoning_effort: effort,
             log: env.get("RUST_LOG").or(raw.log).unwrap_or_else(|| "info".into()),
             ollama,
@@ -289,6 +333,16 @@ impl Config {
     pub fn codex_auth_file(&self) -> PathBuf {
         self.codex_home.join("auth.json")
     }
+}
+
+/// A `*_secs` setting as a duration: `default` when absent; fractions allowed; zero, negative or absurd values
+/// are refused (a zero timeout would fail every request).
+fn seconds(key: &str, value: Option<f64>, default: f64) -> anyhow::Result<Duration> {
+    let v = value.unwrap_or(default);
+    if !(v > 0.0 && v <= 1e9) {
+        bail!("{key} = {v} is not a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(v))
 }
 
 /// A boolean from the environment (1/0, true/false, yes/no, on/off), else the file's value, else false.
@@ -571,6 +625,32 @@ mod tests {
         for bad in ["chat.example", "https://chat.example/app", "null", "file:///x", "https://u@chat.example"] {
             let raw: RawConfig = toml::from_str(&format!("[server]\nallowed_origins = [\"{bad}\"]"))?;
             assert!(Config::resolve(raw, &Overrides::default(), &env(&[])).is_err(), "{bad}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn timeouts_take_fractions_and_refuse_zero() -> anyhow::Result<()> {
+        let c = Config::resolve(RawConfig::default(), &Overrides::default(), &env(&[]))?;
+        assert_eq!(c.timeouts.upstream_headers, Duration::from_secs(60));
+        assert_eq!(c.timeouts.shutdown, Duration::from_secs(30));
+        assert_eq!(c.keepalive, Duration::from_secs(15));
+        let raw: RawConfig = toml::from_str(
+            "upstream_header_timeout_secs = 0.25\nupstream_idle_timeout_secs = 300\nkeepalive_secs = 2",
+        )?;
+        let c = Config::resolve(raw, &Overrides::default(), &env(&[]))?;
+        assert_eq!(c.timeouts.upstream_headers, Duration::from_millis(250));
+        assert_eq!(c.upstream_idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.keepalive, Duration::from_secs(2));
+        let e = env(&[("CODEX_GATEWAY_KEEPALIVE_SECS", "0.5")]);
+        assert_eq!(
+            Config::resolve(RawConfig::default(), &Overrides::default(), &e)?.keepalive,
+            Duration::from_millis(500)
+        );
+        for bad in ["shutdown_timeout_secs = 0", "token_refresh_timeout_secs = -1", "catalog_timeout_secs = nan"] {
+            let raw: RawConfig = toml::from_str(bad)?;
+            let err = Config::resolve(raw, &Overrides::default(), &env(&[])).err();
+            assert!(err.is_some_and(|e| e.to_string().contains("positive number of seconds")), "{bad}");
         }
         Ok(())
     }

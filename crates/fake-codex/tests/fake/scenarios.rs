@@ -53,7 +53,7 @@ async fn error_and_fault_scenarios() {
     let evs = events(&fake, &c, &body()).await;
     assert_eq!(evs.last().unwrap().1["response"]["incomplete_details"]["reason"], "max_output_tokens");
     // Silence: headers and response.created arrive at once, the rest after the pause.
-    fake.enqueue(None, Scenario::Silence { ms: 400, then: Box::new(Scenario::text("late")) });
+    fake.enqueue(None, Scenario::Silence { ms: 400, then: Box::new(Scenario::text("late")), keepalive_every_ms: 0 });
     let started = std::time::Instant::now();
     let mut r = post(&fake, &c, &body()).await;
     let first = r.chunk().await.unwrap().unwrap();

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::select::{self, Candidate};
 use super::{Account, AccountCatalog, QuotaSnapshot, Source, bearer_header, quota};
 use crate::auth::codex_file::{self, FileCredentials};
-use crate::auth::refresh::{RefreshError, needs_refresh, refresh};
+use crate::auth::refresh::{RefreshError, needs_refresh, refresh_within};
 use crate::auth::{Tokens, jwt, now_unix};
 use crate::config::Config;
 use crate::store::{AccountKind, AccountStatus, Store, StoredAccount};
@@ -27,6 +27,11 @@ use crate::upstream::CODEX_CLIENT_VERSION;
 
 /// How long a fetched model catalog is trusted.
 const CATALOG_TTL: Duration = Duration::from_secs(600);
+/// How long a failed catalog fetch is remembered before an account's catalog is asked for again: a failing or
+/// hanging endpoint must not cost every request a fetch.
+const CATALOG_RETRY: Duration = Duration::from_secs(30);
+/// Refreshes slower than this are logged.
+const SLOW_REFRESH: Duration = Duration::from_secs(3);
 
 /// An account reserved for one request; the concurrency slot is released on drop.
 pub struct Lease {
@@ -48,6 +53,11 @@ pub struct Pool {
     affinity: Mutex<LruCache<String, String>>,
     turn: AtomicUsize,
     sticky: Mutex<Option<String>>,
+    /// When each account's last catalog fetch failed (by account id): not asked again before [`CATALOG_RETRY`].
+    catalog_failed: Mutex<std::collections::HashMap<String, Instant>>,
+    /// One catalog fetch round at a time: requests that arrive meanwhile wait for it and use its result instead
+    /// of fetching again.
+    catalog_fetching: tokio::sync::Mutex<()>,
 }
 
 impl Pool {
@@ -62,6 +72,8 @@ impl Pool {
             affinity: Mutex::new(LruCache::new(cap)),
             turn: AtomicUsize::new(0),
             sticky: Mutex::new(None),
+            catalog_failed: Mutex::new(std::collections::HashMap::new()),
+            catalog_fetching: tokio::sync::Mutex::new(()),
         };
         pool.reload()?;
         Ok(pool)
@@ -163,7 +175,7 @@ impl Pool {
         exclude: &[String],
     ) -> Result<Lease, GatewayError> {
         let list = self.accounts();
-        self.ensure_catalogs(&list).await;
+        self.fetch_missing_catalogs(&list).await;
         let now = now_unix();
         let routing = &self.config.routing;
         let mut candidates = Vec::new();
@@ -489,7 +501,13 @@ impl Pool {
         if account.status().0 == AccountStatus::NeedsLogin {
             return Err(self.no_account_error());
         }
-        match refresh(account.http(), &self.config.auth_issuer, &current).await {
+        let started = Instant::now();
+        let limit = self.config.timeouts.token_refresh;
+        let result = refresh_within(account.http(), &self.config.auth_issuer, &current, limit).await;
+        if started.elapsed() > SLOW_REFRESH {
+            warn!(account = %account.id, ms = started.elapsed().as_millis() as u64, "the token refresh was slow");
+        }
+        match result {
             Ok(new_tokens) => {
                 // Persist before anything uses the new tokens: the old refresh token is already dead.
                 self.persist_tokens(account, &new_tokens).await;
@@ -519,6 +537,19 @@ impl Pool {
                     .await;
                 }
                 Err(self.no_account_error())
+            }
+            Err(RefreshError::TimedOut(limit)) => {
+                warn!(account = %account.id, "the token endpoint did not answer in time; the login is kept");
+                Err(GatewayError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "Could not refresh the ChatGPT login of {}: the token endpoint did not answer within {} s \
+                         (token_refresh_timeout_secs). The login is kept; retry shortly.",
+                        account.describe(),
+                        limit.as_secs_f64()
+                    ),
+                )
+                .with_code("token_refresh_timeout"))
             }
             Err(RefreshError::Transient(msg)) => {
                 warn!(account = %account.id, %msg, "token refresh failed");
@@ -565,33 +596,54 @@ impl Pool {
         }
     }
 
-    /// Fetch the model catalog of every ChatGPT account that has none yet (first use).
-    async fn ensure_catalogs(&self, list: &[Arc<Account>]) {
-        let missing: Vec<&Arc<Account>> = list
-            .iter()
-            .filter(|a| a.kind == AccountKind::Chatgpt && a.is_active() && a.catalog.read().is_none())
-            .collect();
-        if missing.is_empty() {
+    /// Whether `account` has no catalog yet and its last fetch did not fail recently.
+    fn catalog_wanted(&self, account: &Account) -> bool {
+        account.kind == AccountKind::Chatgpt
+            && account.is_active()
+            && account.catalog.read().is_none()
+            && self.catalog_failed.lock().get(&account.id).is_none_or(|at| at.elapsed() >= CATALOG_RETRY)
+    }
+
+    /// Fetch the model catalog of every ChatGPT account that has none yet (first use). One round at a time; an
+    /// account whose fetch failed is not asked again for [`CATALOG_RETRY`], so a request waits for at most one
+    /// round (bounded by `catalog_timeout_secs`), and a failing or hanging catalog costs one fetch per account
+    /// and retry period, not one or two per request.
+    pub async fn fetch_missing_catalogs(&self, list: &[Arc<Account>]) {
+        if !list.iter().any(|a| self.catalog_wanted(a)) {
             return;
         }
+        let _round = self.catalog_fetching.lock().await;
+        // Whoever held the lock may have fetched (or failed) them meanwhile.
+        let missing: Vec<&Arc<Account>> = list.iter().filter(|a| self.catalog_wanted(a)).collect();
         futures_util::future::join_all(missing.into_iter().map(|a| self.refresh_catalog(a))).await;
     }
 
-    /// Fetch `{upstream}/models?client_version=` with the account's token. Failures leave the catalog unknown
-    /// (the account is then assumed to serve every model).
+    /// Fetch `{upstream}/models?client_version=` with the account's token, within `catalog_timeout_secs`.
+    /// Failures leave the catalog as it was (unknown: the account is then assumed to serve every model) and are
+    /// remembered for [`CATALOG_RETRY`].
     pub async fn refresh_catalog(&self, account: &Account) {
-        let Ok(token) = self.access_token(account, None).await else { return };
-        let url = format!("{}/models?client_version={CODEX_CLIENT_VERSION}", self.config.upstream_base_url);
-        let req = side_request(account, &url, &token);
-        let entries = match req.send().await {
-            Ok(r) if r.status().is_success() => {
-                r.json::<Value>().await.ok().and_then(|v| v.get("models").and_then(Value::as_array).cloned())
+        let entries = match self.access_token(account, None).await {
+            Ok(token) => {
+                let url = format!("{}/models?client_version={CODEX_CLIENT_VERSION}", self.config.upstream_base_url);
+                let req = side_request(account, &url, &token).timeout(self.config.timeouts.catalog);
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        r.json::<Value>().await.ok().and_then(|v| v.get("models").and_then(Value::as_array).cloned())
+                    }
+                    _ => None,
+                }
             }
-            _ => None,
+            Err(_) => None,
         };
         match entries {
-            Some(entries) => *account.catalog.write() = Some(AccountCatalog { fetched: Instant::now(), entries }),
-            None => warn!(account = %account.id, "could not fetch the model catalog"),
+            Some(entries) => {
+                *account.catalog.write() = Some(AccountCatalog { fetched: Instant::now(), entries });
+                self.catalog_failed.lock().remove(&account.id);
+            }
+            None => {
+                warn!(account = %account.id, "could not fetch the model catalog; retrying in {} s", CATALOG_RETRY.as_secs());
+                self.catalog_failed.lock().insert(account.id.clone(), Instant::now());
+            }
         }
     }
 
@@ -631,7 +683,7 @@ impl Pool {
     pub async fn upkeep(self: Arc<Self>) {
         // The first round waits: requests refresh on demand, and a refresh at start-up would race a Codex CLI
         // that is refreshing the same linked login right now.
-        let period = Duration::from_secs(30);
+        let period = self.config.upkeep_interval;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -658,7 +710,10 @@ impl Pool {
                 if quiet && now - account.quota.read().updated_at > poll {
                     self.poll_usage(account).await;
                 }
-                if account.catalog.read().as_ref().is_some_and(|c| c.fetched.elapsed() > CATALOG_TTL) {
+                let stale = account.catalog.read().as_ref().is_some_and(|c| c.fetched.elapsed() > CATALOG_TTL);
+                let failed_lately =
+                    self.catalog_failed.lock().get(&account.id).is_some_and(|at| at.elapsed() < CATALOG_RETRY);
+                if stale && !failed_lately {
                     self.refresh_catalog(account).await;
                 }
             }

@@ -3,6 +3,8 @@
 //! Callers must hold the account's refresh lock and persist the returned tokens before using them: the old
 //! refresh token is dead the moment the issuer answers.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use serde_json::json;
 
@@ -17,7 +19,13 @@ pub enum RefreshError {
     /// Network trouble or a server error: the refresh token is probably still good.
     #[error("token refresh failed temporarily: {0}")]
     Transient(String),
+    /// No answer within the limit: transient too (the login stays), but the client hears it was a timeout.
+    #[error("the token endpoint did not answer within {} s", .0.as_secs_f64())]
+    TimedOut(Duration),
 }
+
+/// The bound of a refresh when the caller sets none (the gateway passes `token_refresh_timeout_secs`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Deserialize)]
 struct TokenResponse {
@@ -31,6 +39,24 @@ struct TokenResponse {
 
 /// Exchange `current.refresh_token` for new tokens. Fields the issuer omits keep their old values.
 pub async fn refresh(http: &reqwest::Client, issuer: &str, current: &Tokens) -> Result<Tokens, RefreshError> {
+    refresh_within(http, issuer, current, DEFAULT_TIMEOUT).await
+}
+
+/// [`refresh`] bounded by `limit`, from the first byte sent to the last one read. Callers hold the account's
+/// refresh lock meanwhile, so a call that never ends would wedge the account.
+pub async fn refresh_within(
+    http: &reqwest::Client,
+    issuer: &str,
+    current: &Tokens,
+    limit: Duration,
+) -> Result<Tokens, RefreshError> {
+    match tokio::time::timeout(limit, call(http, issuer, current)).await {
+        Ok(result) => result,
+        Err(_) => Err(RefreshError::TimedOut(limit)),
+    }
+}
+
+async fn call(http: &reqwest::Client, issuer: &str, current: &Tokens) -> Result<Tokens, RefreshError> {
     let url = format!("{issuer}/oauth/token");
     let body = json!({"client_id": CLIENT_ID, "grant_type": "refresh_token", "refresh_token": current.refresh_token});
     let resp = http

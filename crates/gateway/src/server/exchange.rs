@@ -16,7 +16,8 @@ use tracing::{info, warn};
 use crate::accounts::{Account, Lease};
 use crate::auth::now_unix;
 use crate::server::AppState;
-use crate::server::reader::{EventReader, Read, cut_error};
+use crate::server::reader::{EventReader, LateHeaders, Read, cut_error};
+use crate::store::AccountKind;
 use crate::upstream::{BodyStream, CallContext, UpstreamFailure, UpstreamResponse, classify};
 
 /// An upstream response ready to be read, plus what the encoders need to know.
@@ -57,6 +58,8 @@ pub struct Prepared {
     key: String,
     ctx: CallContext,
     input_estimate: u64,
+    /// A streaming answer: its status line may go out before the upstream's headers (see [`open`]).
+    stream: bool,
 }
 
 /// Validate the model and finalize and serialize the body. The request's JSON tree is freed here (its body is
@@ -86,7 +89,7 @@ pub async fn prepare(
         thread_id: headers.get("thread-id").and_then(|v| v.to_str().ok()).map(str::to_string),
         turn_state: headers.get("x-codex-turn-state").and_then(|v| v.to_str().ok()).map(str::to_string),
     };
-    Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate })
+    Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate, stream: req.stream })
 }
 
 /// Rough input tokens of a serialized body (about four bytes per token), for usage numbers when the gateway cuts
@@ -115,17 +118,25 @@ impl Prepared {
             slug: self.slug.clone(),
             key: self.key.clone(),
             ctx: self.ctx.clone(),
+            stream: self.stream,
         })
     }
 }
 
 /// Open the upstream stream for a prepared request: lease an account, send, fail over while nothing has reached
 /// the client.
+///
+/// The peek window (`keepalive`, at most 10 s) is measured from when the first request is sent, and covers the
+/// wait for its response headers too: a streaming request whose headers have not come by then is returned
+/// with them still pending ([`LateHeaders`]), so the client gets its status line and keepalives while the
+/// pump waits for them (up to the header deadline; from then on a failure is an in-stream error).
 pub async fn open(state: &AppState, prepared: &Prepared) -> Result<Exchange, GatewayError> {
-    let Prepared { body, slug, key, ctx, input_estimate } = prepared;
+    let Prepared { body, slug, key, ctx, input_estimate, stream } = prepared;
     let input_estimate = *input_estimate;
     let started = Instant::now();
     let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
+    let window = state.config.keepalive.min(Duration::from_secs(10));
+    let mut window_end: Option<Instant> = None;
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<GatewayError> = None;
     loop {
@@ -137,20 +148,15 @@ pub async fn open(state: &AppState, prepared: &Prepared) -> Result<Exchange, Gat
         };
         let account = lease.account.clone();
         tried.push(account.id.clone());
-        match send_once(state, &account, body.clone(), ctx).await {
-            Ok(response) => {
+        let exchange = |reader| Exchange { reader, lease, request_id: ctx.request_id.clone(), started, input_estimate };
+        match send_once(state, &account, body.clone(), ctx, *stream, window, &mut window_end).await {
+            Ok(Sent::Late(late)) => return Ok(exchange(EventReader::late(late))),
+            Ok(Sent::Response(response)) => {
                 state.pool.record_success(&account, &response.headers);
                 let mut reader = EventReader::new(response.body);
-                match peek(&mut reader, state.config.keepalive.min(Duration::from_secs(10))).await {
-                    Ok(()) => {
-                        return Ok(Exchange {
-                            reader,
-                            lease,
-                            request_id: ctx.request_id.clone(),
-                            started,
-                            input_estimate,
-                        });
-                    }
+                let until = window_end.unwrap_or_else(|| Instant::now() + window);
+                match peek(&mut reader, until).await {
+                    Ok(()) => return Ok(exchange(reader)),
                     // Failed before any output: nothing has reached the client, so another account may try.
                     Err(e) if retryable_on_other_account(&e) => {
                         warn!(account = %account.id, error = %e, "upstream failed before output; trying another account");
@@ -201,26 +207,58 @@ fn retryable_on_other_account(e: &GatewayError) -> bool {
     }
 }
 
-/// Send with a fresh token; on 401 refresh (single-flight) and send once more.
+/// What sending produced: the response, or (streaming only) headers still awaited when the peek window closed.
+enum Sent {
+    Response(UpstreamResponse),
+    Late(Box<LateHeaders>),
+}
+
+/// Send with a fresh token; on 401 refresh (single-flight) and send once more. Each send waits for its response
+/// headers until the header deadline (`upstream_header_timeout_secs`, then the account cannot serve: another
+/// one may), and a streaming one only until the peek window ends (`window_end`, set at the first send).
 async fn send_once(
     state: &AppState,
     account: &Arc<Account>,
     body: Bytes,
     ctx: &CallContext,
-) -> Result<UpstreamResponse, UpstreamFailure> {
+    stream: bool,
+    window: Duration,
+    window_end: &mut Option<Instant>,
+) -> Result<Sent, UpstreamFailure> {
+    let timeouts = &state.config.timeouts;
     let mut auth = state.pool.authorization(account, None).await.map_err(UpstreamFailure::AccountUnavailable)?;
     let mut refreshed = false;
     loop {
-        let mut response = state.upstream.send(account, auth.clone(), body.clone(), ctx).await.map_err(|e| {
-            UpstreamFailure::AccountUnavailable(GatewayError::new(
-                ErrorKind::UpstreamUnavailable,
-                format!("Cannot reach the upstream: {e}"),
-            ))
-        })?;
+        let sent_at = Instant::now();
+        let header_deadline = sent_at + timeouts.upstream_headers;
+        let window_end = *window_end.get_or_insert(sent_at + window);
+        // Boxed: a streaming request's send moves into the response body if the peek window closes first, and
+        // every request's future then carries a pointer instead of room for the send (memory while waiting is
+        // unchanged; one allocation per request, ~0.1 us next to ~225 us of CPU per streamed request).
+        let mut sending = Box::pin(state.upstream.send(account, auth.clone(), body.clone(), ctx));
+        // A stream waits for its headers until the peek window ends, then goes on waiting in the response body;
+        // anything else waits until the header deadline.
+        let late = stream && window_end < header_deadline;
+        let stop = if late { window_end } else { header_deadline };
+        let answer = match tokio::time::timeout_at(stop.into(), &mut sending).await {
+            Ok(answer) => answer,
+            Err(_) if late => {
+                return Ok(Sent::Late(Box::new(LateHeaders {
+                    response: sending,
+                    deadline: header_deadline,
+                    header_timeout: timeouts.upstream_headers,
+                    error_body_timeout: timeouts.upstream_error_body,
+                })));
+            }
+            Err(_) => {
+                return Err(UpstreamFailure::AccountUnavailable(header_timeout_error(timeouts.upstream_headers)));
+            }
+        };
+        let mut response = answer.map_err(|e| UpstreamFailure::AccountUnavailable(unreachable_error(&e)))?;
         if response.status.is_success() {
-            return Ok(response);
+            return Ok(Sent::Response(response));
         }
-        let bytes = read_limited(&mut response.body).await;
+        let bytes = read_limited(&mut response.body, timeouts.upstream_error_body).await;
         let failure = classify(response.status, &response.headers, &bytes, now_unix());
         match failure {
             UpstreamFailure::Unauthorized(_) if !refreshed => {
@@ -229,14 +267,60 @@ async fn send_once(
                 let refused = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
                 auth = state.pool.authorization(account, Some(refused)).await.map_err(UpstreamFailure::Unauthorized)?;
             }
+            // Refused again with a credential just renewed: the account's problem, not the client's key, so never
+            // a 401 (SDKs and Claude Code read that as their own key being wrong). The account rests meanwhile.
+            UpstreamFailure::Unauthorized(_) => {
+                return Err(UpstreamFailure::AccountUnavailable(login_refused(account)));
+            }
             other => return Err(other),
         }
     }
 }
 
-async fn read_limited(body: &mut BodyStream) -> Vec<u8> {
+/// How long an account whose login the upstream refused after a refresh is left out: long enough that requests
+/// meanwhile fail fast with the reason (503 naming it), short enough that a fresh login (`codex-gateway login`
+/// keeps the account's runtime state, cooldowns included) or an upstream hiccup is picked up soon without a
+/// restart. A cooldown, not `needs_login`: that state answers later requests 401, which is what must not reach
+/// clients for an account problem.
+const LOGIN_REFUSED_COOLDOWN_SECS: i64 = 60;
+
+/// The error (and the account's cooldown) when the upstream refuses a credential the gateway just renewed.
+fn login_refused(account: &Account) -> GatewayError {
+    let (what, fix) = match account.kind {
+        AccountKind::Chatgpt => (
+            "login after a token refresh",
+            "log in again: `codex-gateway login` (or `codex login`, then `codex-gateway accounts import`)",
+        ),
+        AccountKind::ApiKey | AccountKind::Relay => ("API key", "check the key: `codex-gateway accounts list`"),
+    };
+    let reason = format!("the upstream refused the account's {what}");
+    account.cool_down(None, now_unix() + LOGIN_REFUSED_COOLDOWN_SECS, &reason);
+    GatewayError::new(
+        ErrorKind::UpstreamUnavailable,
+        format!("The upstream refused the {what} of account {}; {fix}.", account.describe()),
+    )
+    .with_code("account_login_refused")
+}
+
+/// The upstream sent no response headers within the attempt's deadline.
+pub(super) fn header_timeout_error(limit: Duration) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::Timeout,
+        format!("The upstream did not answer within {} s (upstream_header_timeout_secs).", limit.as_secs_f64()),
+    )
+    .with_code("upstream_timeout")
+}
+
+pub(super) fn unreachable_error(e: &crate::upstream::TransportError) -> GatewayError {
+    GatewayError::new(ErrorKind::UpstreamUnavailable, format!("Cannot reach the upstream: {e}"))
+}
+
+/// An error answer's body, up to [`MAX_ERROR_BODY`] bytes and `limit` of waiting: whatever arrived by then is
+/// classified (a body that stalls must not hold the request, its account slot and shutdown).
+pub(super) async fn read_limited(body: &mut BodyStream, limit: Duration) -> Vec<u8> {
+    let deadline = tokio::time::Instant::now() + limit;
     let mut out = Vec::new();
-    while let Some(Ok(chunk)) = body.next().await {
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await {
         out.extend_from_slice(&chunk);
         if out.len() >= MAX_ERROR_BODY {
             break;
@@ -245,17 +329,15 @@ async fn read_limited(body: &mut BodyStream) -> Vec<u8> {
     out
 }
 
-/// Read until the first event that carries output (or `wait` passes). A failure before that is returned as an
+/// Read until the first event that carries output (or `until` passes). A failure before that is returned as an
 /// error; everything read is put back for the encoder.
-async fn peek(reader: &mut EventReader, wait: Duration) -> Result<(), GatewayError> {
-    let deadline = Instant::now() + wait;
+async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), GatewayError> {
     let mut seen: Vec<(SseFrame, Event<'static>)> = Vec::new();
     let result = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if Instant::now() >= until {
             break Ok(());
         }
-        match reader.next(left).await {
+        match reader.next_until(until).await {
             Read::Frame(frame) => {
                 // Owned (a copy only for the one delta that ends the peek), so it can wait beside its frame.
                 let event = reader.event(&frame).into_owned();

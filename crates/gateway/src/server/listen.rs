@@ -1,4 +1,5 @@
-//! The accept loop: HTTP/1.1 connections served by hyper with the axum router, and graceful shutdown.
+//! The accept loop: HTTP/1.1 connections served by hyper with the axum router, the request-body deadline, and
+//! graceful shutdown (bounded: connections still open after `shutdown_timeout_secs` are dropped).
 //!
 //! Written here instead of `axum::serve` for memory per open stream (bench/notes.md): axum's loop sniffs every
 //! connection for an HTTP/2 preface first, and the 24 sniffed bytes make hyper grow the connection's read buffer
@@ -7,17 +8,21 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderValue, Request, Uri};
-use hyper::body::Incoming;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
@@ -26,15 +31,19 @@ use super::guard::{Guard, Policy};
 /// How long a client may take to send a request's headers (slowloris guard; bodies are bounded separately).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serve `router` on `listener` until `shutdown` resolves, then let open connections finish their responses.
-/// Every request passes `guard` first (guard.rs), here rather than as a router layer: axum boxes each route layer's
-/// service clone and future per request, this wrapper costs neither.
+/// Serve `router` on `listener` until `shutdown` resolves, then let open connections finish their responses for
+/// up to `limits.shutdown`, and drop the rest. Every request passes `guard` first (guard.rs), here rather than as a
+/// router layer: axum boxes each route layer's service clone and future per request, this wrapper costs neither.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     guard: Arc<Policy>,
     shutdown: impl Future<Output = ()>,
+    limits: &crate::config::Timeouts,
 ) -> io::Result<()> {
+    let body_limit = limits.request_body;
+    // Ends the connections still open when the shutdown's bound passes.
+    let stop = CancellationToken::new();
     // hyper's own HTTP/1 builder, not hyper-util's `auto` one: an `auto` connection future keeps room for an
     // HTTP/2 connection inline even when limited to HTTP/1 (1,528 against 648 bytes per open connection).
     let mut builder = http1::Builder::new();
@@ -55,18 +64,93 @@ pub async fn serve(
         // Small SSE writes must go out at once, not wait for the client's delayed ACK (Nagle).
         let _ = tcp.set_nodelay(true);
         // The guard looks at the head before the copies below, so a refused request costs no copy.
-        let service = Guard::new(router.clone().map_request(detach_from_read_buffer), guard.clone());
+        let service = Guard::new(
+            router.clone().map_request(move |req| TimedBody::wrap(detach_from_read_buffer(req), body_limit)),
+            guard.clone(),
+        );
         let service = TowerToHyperService::new(service);
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service));
+        let stop = stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                debug!("connection ended with an error: {e}");
+            tokio::select! {
+                served = conn => if let Err(e) = served {
+                    debug!("connection ended with an error: {e}");
+                },
+                // Dropping the connection closes it, with the response (and its upstream stream) it was writing.
+                () = stop.cancelled() => {}
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(limits.shutdown, graceful.shutdown()).await.is_err() {
+        warn!(
+            "connections still open {} s after the shutdown began (shutdown_timeout_secs); closing them",
+            limits.shutdown.as_secs_f64()
+        );
+        stop.cancel();
+    }
     Ok(())
+}
+
+/// A request body that must arrive within a deadline (`request_body_timeout_secs`), counted from the first time
+/// it has to wait for bytes: a client that stalls mid-body gets an error (its handler answers 400
+/// `request_body_timeout` and the connection closes) instead of holding the connection forever.
+///
+/// The timer is made only when the body has to wait: a body that came with its headers, as most do, costs
+/// nothing more than hyper's own (the wrapper is boxed inside axum's body like `Incoming` was).
+pub struct TimedBody {
+    inner: Incoming,
+    limit: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl TimedBody {
+    fn wrap(req: Request<Incoming>, limit: Duration) -> Request<TimedBody> {
+        req.map(|inner| TimedBody { inner, limit, timer: None })
+    }
+}
+
+/// The request body did not arrive within `request_body_timeout_secs`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {} s (request_body_timeout_secs)", .0.as_secs_f64())]
+pub struct BodyTimedOut(pub Duration);
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let limit = this.limit;
+        let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut(limit))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The [`BodyTimedOut`] behind a body-read failure, if that was the cause.
+pub fn body_timed_out<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimedOut> {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(t) = e.downcast_ref::<BodyTimedOut>() {
+            return Some(t);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 /// Give the request its own copies of the target and header values.

@@ -26,7 +26,7 @@ pub mod errors;
 pub mod exchange;
 mod gemini;
 pub mod guard;
-mod listen;
+pub mod listen;
 mod models;
 mod ollama;
 mod openai;
@@ -39,7 +39,7 @@ use errors::{Dialect, error_response};
 pub struct AppState {
     pub config: Arc<Config>,
     pub pool: Arc<Pool>,
-    pub upstream: Upstream,
+    pub upstream: Arc<Upstream>,
     pub catalog: Catalog,
 }
 
@@ -50,7 +50,7 @@ impl AppState {
         let store = Arc::new(Store::open(&config.db_path())?);
         let http = build_http_client(&config)?;
         let pool = Arc::new(Pool::load(config.clone(), store, http.clone())?);
-        let upstream = Upstream::new(&config, http)?;
+        let upstream = Arc::new(Upstream::new(&config, http)?);
         Ok(AppState { config, pool, upstream, catalog: Catalog })
     }
 }
@@ -115,7 +115,8 @@ pub async fn run_with_bridge(
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
     let trim = tokio::spawn(crate::memory::return_retained_memory());
     let guard = Arc::new(guard::Policy::main(&state.config));
-    let served = listen::serve(listener, router(state), guard, shutdown).await;
+    let timeouts = state.config.timeouts.clone();
+    let served = listen::serve(listener, router(state), guard, shutdown, &timeouts).await;
     upkeep.abort();
     trim.abort();
     served?;

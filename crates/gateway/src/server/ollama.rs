@@ -70,10 +70,11 @@ pub fn serve(
     let shutdown = shutdown.shared();
     if let Some(listener) = listener {
         let policy = Arc::new(guard::Policy::ollama_bridge(&state.config));
+        let timeouts = state.config.timeouts.clone();
         let app = router(state, policy.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = super::listen::serve(listener, app, policy, stop).await {
+            if let Err(e) = super::listen::serve(listener, app, policy, stop, &timeouts).await {
                 warn!(error = %e, "the Ollama bridge stopped");
             }
         });

@@ -69,7 +69,11 @@ struct Pump<E: StreamEncoder> {
     limiter: Option<Limiter>,
     keepalive: Duration,
     idle_timeout: Duration,
-    last_data: Instant,
+    /// When the stream has made no progress for `idle_timeout` (only meaningful events move it, see
+    /// `EventReader::is_progress`).
+    idle_deadline: Instant,
+    /// When the client is due a keepalive: `keepalive` after the last output, on the client's clock.
+    keepalive_due: Instant,
     done: bool,
     logged: bool,
     usage: Option<Usage>,
@@ -115,9 +119,12 @@ impl<E: StreamEncoder> Pump<E> {
         }
         // Allocated only once something arrived: an idle stream (waiting on a slow upstream) holds no buffer.
         let mut out = Vec::new();
+        // When this chunk's first progress arrived: one clock read per chunk, not per event (the rest of a burst
+        // arrived with it).
+        let mut progress_at: Option<Instant> = None;
         while !self.done {
             let read = if out.is_empty() {
-                let read = self.ex.reader.next(self.keepalive).await;
+                let read = self.ex.reader.next_until(self.keepalive_due.min(self.idle_deadline)).await;
                 out.reserve(FIRST_CHUNK);
                 read
             } else if out.len() >= MAX_CHUNK {
@@ -131,20 +138,20 @@ impl<E: StreamEncoder> Pump<E> {
             match read {
                 Read::Frame(frame) => {
                     let event = self.ex.reader.event(&frame);
-                    // Once per chunk is enough for the idle timeout (the rest of a burst arrived with it).
-                    if out.is_empty() {
-                        self.last_data = Instant::now();
+                    let progress = self.ex.reader.is_progress(&frame, &event);
+                    if progress && progress_at.is_none() {
+                        let now = Instant::now();
+                        self.idle_deadline = now + self.idle_timeout;
+                        progress_at = Some(now);
                     }
                     self.feed(&frame, event, &mut out);
-                }
-                Read::Idle => {
-                    if self.last_data.elapsed() >= self.idle_timeout {
-                        let err = GatewayError::new(ErrorKind::Timeout, "The upstream stopped sending data.");
-                        self.fail(&err, &mut out);
-                    } else {
-                        self.encoder.keepalive(&mut out);
+                    // Frames that are not progress (events nobody reads) must not hold off the deadlines: checked
+                    // when such a frame ends a wait, never re-armed by it.
+                    if !progress && progress_at.is_none() && !self.done {
+                        self.on_deadline(&mut out);
                     }
                 }
+                Read::Idle => self.on_deadline(&mut out),
                 Read::End => {
                     if !self.encoder.is_finished() {
                         self.fail(&cut_error(), &mut out);
@@ -160,6 +167,11 @@ impl<E: StreamEncoder> Pump<E> {
                 self.yield_first = true;
                 break;
             }
+        }
+        if let Some(at) = progress_at
+            && !out.is_empty()
+        {
+            self.keepalive_due = at + self.keepalive;
         }
         self.started |= !out.is_empty();
         if self.done && !self.logged {
@@ -202,6 +214,19 @@ impl<E: StreamEncoder> Pump<E> {
         }
     }
 
+    /// A wait ended at a deadline (or a frame that is not progress came after one): the idle timeout if the
+    /// stream made no progress for that long, else a keepalive if one is due.
+    fn on_deadline(&mut self, out: &mut Vec<u8>) {
+        let now = Instant::now();
+        if now >= self.idle_deadline {
+            let err = GatewayError::new(ErrorKind::Timeout, "The upstream stopped sending data.");
+            self.fail(&err, out);
+        } else if now >= self.keepalive_due {
+            self.encoder.keepalive(out);
+            self.keepalive_due = now + self.keepalive;
+        }
+    }
+
     fn fail(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
         info!(request_id = %self.ex.request_id, error = %err, "stream ended with an error");
         self.encoder.on_error(err, out);
@@ -235,13 +260,17 @@ pub fn stream_body<E: StreamEncoder>(
     let limiter = limiter_for(limits, ex.input_estimate);
     // Only without limits emulation: the limiter reads text deltas.
     ex.reader.set_skip_deltas(!encoder.needs_delta_payloads() && limiter.is_none());
+    ex.reader.set_forwards_raw(!encoder.needs_delta_payloads());
+    // The client got its status line at most a keepalive ago (the peek window), so the next one is due then.
+    let now = Instant::now();
     let pump = Pump {
         ex,
         encoder,
         limiter,
         keepalive,
         idle_timeout,
-        last_data: Instant::now(),
+        idle_deadline: now + idle_timeout,
+        keepalive_due: now + keepalive,
         done: false,
         logged: false,
         usage: None,
@@ -271,10 +300,12 @@ async fn collect_unboxed(
 ) -> Result<Collected, GatewayError> {
     let mut collected = Collected::new();
     let mut limiter = limiter_for(limits, ex.input_estimate);
+    let mut idle = IdleClock::new(idle_timeout);
     loop {
-        match ex.reader.next(idle_timeout).await {
+        match ex.reader.next_until(idle.deadline).await {
             Read::Frame(frame) => {
                 let event = ex.reader.event(&frame);
+                idle.after(ex.reader.is_progress(&frame, &event))?;
                 match &mut limiter {
                     Some(l) => l.apply(event, &mut |e| collected.on_event(e)),
                     None => collected.on_event(event),
@@ -286,7 +317,7 @@ async fn collect_unboxed(
                     return Ok(collected);
                 }
             }
-            Read::Idle => return Err(GatewayError::new(ErrorKind::Timeout, "The upstream stopped sending data.")),
+            Read::Idle => return Err(idle_error()),
             Read::End => return Err(cut_error()),
             Read::Error(e) => return Err(e),
         }
@@ -307,10 +338,14 @@ async fn drain_raw_unboxed(
     idle_timeout: Duration,
     mut f: impl FnMut(serde_json::Value),
 ) -> Result<(), GatewayError> {
+    // The Responses passthrough: frames are handed on as they are (see `EventReader::forwards_raw`).
+    ex.reader.set_forwards_raw(true);
+    let mut idle = IdleClock::new(idle_timeout);
     loop {
-        match ex.reader.next(idle_timeout).await {
+        match ex.reader.next_until(idle.deadline).await {
             Read::Frame(frame) => {
                 let event = ex.reader.event(&frame);
+                idle.after(ex.reader.is_progress(&frame, &event))?;
                 if let Ok(v) = serde_json::from_str(&frame.data) {
                     f(v);
                 }
@@ -318,9 +353,38 @@ async fn drain_raw_unboxed(
                     return Ok(());
                 }
             }
-            Read::Idle => return Err(GatewayError::new(ErrorKind::Timeout, "The upstream stopped sending data.")),
+            Read::Idle => return Err(idle_error()),
             Read::End => return Err(cut_error()),
             Read::Error(e) => return Err(e),
+        }
+    }
+}
+
+fn idle_error() -> GatewayError {
+    GatewayError::new(ErrorKind::Timeout, "The upstream stopped sending data.")
+}
+
+/// The idle timeout of a non-streaming read: only progress moves it (see `EventReader::is_progress`).
+struct IdleClock {
+    limit: Duration,
+    deadline: Instant,
+}
+
+impl IdleClock {
+    fn new(limit: Duration) -> IdleClock {
+        IdleClock { limit, deadline: Instant::now() + limit }
+    }
+
+    /// After a frame: progress moves the deadline; anything else is checked against it.
+    fn after(&mut self, progress: bool) -> Result<(), GatewayError> {
+        let now = Instant::now();
+        if progress {
+            self.deadline = now + self.limit;
+            Ok(())
+        } else if now >= self.deadline {
+            Err(idle_error())
+        } else {
+            Ok(())
         }
     }
 }

@@ -1,7 +1,10 @@
-//! Reading the upstream SSE body as a sequence of (frame, event), with bounded waits.
+//! Reading the upstream SSE body as a sequence of (frame, event), with bounded waits: each wait ends at a
+//! deadline the caller sets, however many bytes (comments, events nobody reads) arrive meanwhile.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dialects::sse::{SseFrame, SseParser};
@@ -9,7 +12,20 @@ use dialects::{ErrorKind, Event, GatewayError};
 use futures_util::{FutureExt, StreamExt};
 use tracing::debug;
 
-use crate::upstream::{BodyStream, TransportError};
+use crate::server::exchange;
+use crate::upstream::{BodyStream, TransportError, UpstreamResponse};
+
+/// An upstream request whose response headers had not arrived when the client's status line had to go out
+/// (the peek window, see `exchange::open`): the response body waits for them, sending keepalives meanwhile.
+/// With the status line sent there is no failover, no refresh after a 401 and no quota reading from these
+/// headers: an error answer or the header deadline ends the stream with the dialect's in-stream error.
+pub struct LateHeaders {
+    pub response: Pin<Box<dyn Future<Output = Result<UpstreamResponse, TransportError>> + Send>>,
+    /// When the attempt's header deadline passes (`upstream_header_timeout_secs`).
+    pub deadline: Instant,
+    pub header_timeout: Duration,
+    pub error_body_timeout: Duration,
+}
 
 /// One step of reading.
 pub enum Read {
@@ -39,6 +55,12 @@ pub struct EventReader {
     /// The events of the frames put back by [`EventReader::unread`], by the address of the frame's payload (the
     /// frame moves, its text does not), so the encoder does not parse them a second time.
     peeked: VecDeque<(usize, Event<'static>)>,
+    /// The encoder forwards frames as they are (Responses passthrough): a frame that cannot be parsed is passed
+    /// on, since the client then sees exactly what the upstream sent. Translated dialects would lose its content
+    /// silently, so for them it is an error.
+    forwards_raw: bool,
+    /// Set while the response headers are still awaited (boxed: rare, and every stream carries the field).
+    late: Option<Box<LateHeaders>>,
 }
 
 impl EventReader {
@@ -51,7 +73,36 @@ impl EventReader {
             eof: false,
             skip_deltas: false,
             peeked: VecDeque::new(),
+            forwards_raw: false,
+            late: None,
         }
+    }
+
+    /// A reader whose response headers are still on their way.
+    pub fn late(late: Box<LateHeaders>) -> EventReader {
+        // An empty stream until the headers arrive (a boxed zero-sized value: no allocation).
+        let mut reader = EventReader::new(Box::pin(futures_util::stream::empty()));
+        reader.late = Some(late);
+        reader
+    }
+
+    /// See [`EventReader::forwards_raw`].
+    pub fn set_forwards_raw(&mut self, raw: bool) {
+        self.forwards_raw = raw;
+    }
+
+    /// Whether an event is progress for the idle timeout: anything the gateway reads, the deltas a passthrough
+    /// forwards unparsed, and the backend's own `keepalive` events. Those are what the real backend sends while a
+    /// model reasons for minutes without output (spec/codex-upstream.md), and the official client counts them as
+    /// activity: not counting them would cut long reasoning at `upstream_idle_timeout_secs`. SSE comments (they
+    /// never become frames), `in_progress` and event types nobody reads are not progress, so an upstream that
+    /// trickles them cannot hold a stream open forever. Checked only for ignored events (a string comparison).
+    pub fn is_progress(&self, frame: &SseFrame, event: &Event) -> bool {
+        !matches!(event, Event::Ignored)
+            || match frame.event.as_deref() {
+                Some(name) => name == "keepalive" || (self.skip_deltas && name.ends_with(".delta")),
+                None => frame.data.starts_with(r#"{"type":"keepalive""#),
+            }
     }
 
     /// See [`EventReader::skip_deltas`]: for encoders that forward frames as they are.
@@ -66,19 +117,67 @@ impl EventReader {
         self.frames.push_front(frame);
     }
 
-    /// The next frame, waiting at most `wait` for bytes.
+    /// The next frame, waiting at most `wait` for it.
     pub async fn next(&mut self, wait: Duration) -> Read {
+        self.next_until(Instant::now() + wait).await
+    }
+
+    /// The next frame, or [`Read::Idle`] once `until` passes. One timer for the whole wait: bytes that make no
+    /// frame (SSE comments) do not restart it.
+    pub async fn next_until(&mut self, until: Instant) -> Read {
+        if self.late.is_some()
+            && let Some(read) = self.await_headers(until).await
+        {
+            return read;
+        }
+        if let Some(read) = self.buffered() {
+            return read;
+        }
+        // Made only when the wait is real (nothing parsed is waiting), as `tokio::time::timeout` was before.
+        let timer = tokio::time::sleep_until(until.into());
+        let mut timer = std::pin::pin!(timer);
         loop {
+            let item = tokio::select! {
+                biased;
+                item = self.body.next() => item,
+                () = &mut timer => return Read::Idle,
+            };
+            if let Some(read) = self.on_bytes(item) {
+                return read;
+            }
             if let Some(read) = self.buffered() {
                 return read;
             }
-            match tokio::time::timeout(wait, self.body.next()).await {
-                Err(_) => return Read::Idle,
-                Ok(item) => {
-                    if let Some(read) = self.on_bytes(item) {
-                        return read;
-                    }
-                }
+        }
+    }
+
+    /// Wait (until `until` at most) for late response headers; `None` once the body can be read.
+    async fn await_headers(&mut self, until: Instant) -> Option<Read> {
+        let late = self.late.as_mut()?;
+        let stop = until.min(late.deadline);
+        let answer = tokio::time::timeout_at(stop.into(), &mut late.response).await;
+        let (header_timeout, error_body_timeout) = (late.header_timeout, late.error_body_timeout);
+        match answer {
+            Err(_) if Instant::now() < late.deadline => Some(Read::Idle),
+            Err(_) => {
+                self.late = None;
+                Some(Read::Error(exchange::header_timeout_error(header_timeout)))
+            }
+            Ok(Err(e)) => {
+                self.late = None;
+                Some(Read::Error(exchange::unreachable_error(&e)))
+            }
+            Ok(Ok(response)) if response.status.is_success() => {
+                self.late = None;
+                self.body = response.body;
+                None
+            }
+            Ok(Ok(mut response)) => {
+                self.late = None;
+                let bytes = exchange::read_limited(&mut response.body, error_body_timeout).await;
+                let failure =
+                    crate::upstream::classify(response.status, &response.headers, &bytes, crate::auth::now_unix());
+                Some(Read::Error(failure.into_error()))
             }
         }
     }
@@ -86,6 +185,9 @@ impl EventReader {
     /// The next frame only if it can be had without waiting (already parsed, or bytes already received).
     /// Lets the pump put everything that is ready into one write instead of one write per event.
     pub fn next_ready(&mut self) -> Option<Read> {
+        if self.late.is_some() {
+            return None;
+        }
         // Bounded: each turn either returns or consumes one ready chunk of the body.
         for _ in 0..64 {
             if let Some(read) = self.buffered() {
@@ -124,8 +226,10 @@ impl EventReader {
         }
     }
 
-    /// The event a frame carries (`Event::Ignored` when unknown or malformed). It borrows the frame's payload, so
-    /// a delta costs no allocation; parsing happens here, not when the frame is read, for that reason.
+    /// The event a frame carries (`Event::Ignored` when unknown). It borrows the frame's payload, so a delta costs
+    /// no allocation; parsing happens here, not when the frame is read, for that reason. A frame that cannot be
+    /// parsed is a failure of the stream (`Event::Failed`, code `malformed_event`: its text would otherwise be
+    /// lost without a word), except for encoders that forward frames raw.
     pub fn event<'f>(&mut self, frame: &'f SseFrame) -> Event<'f> {
         // Frames come back in the order they were put back; anything else means the cache is out of step.
         let peeked = match self.peeked.pop_front() {
@@ -144,10 +248,14 @@ impl EventReader {
         }
         match Event::parse(&frame.data) {
             Ok(e) => e,
-            Err(e) => {
-                debug!("skipping an upstream event: {e}");
+            Err(e) if self.forwards_raw => {
+                debug!("forwarding an upstream event the gateway cannot read: {e}");
                 Event::Ignored
             }
+            Err(e) => Event::Failed {
+                code: Some("malformed_event".into()),
+                message: format!("The upstream sent an event the gateway cannot read ({e}); the answer is incomplete."),
+            },
         }
     }
 
@@ -207,8 +315,12 @@ mod tests {
         reader.unread(created, cached.clone());
         let Read::Frame(back) = reader.next(Duration::from_secs(1)).await else { panic!("no frame") };
         assert_eq!(reader.event(&back), cached);
-        // Taken once: asked again, the frame is parsed (and is not JSON).
+        // Taken once: asked again, the frame is parsed, and is not JSON: a failure of the stream, unless the
+        // encoder forwards frames as they are.
+        assert!(matches!(reader.event(&back), Event::Failed { code: Some(c), .. } if c == "malformed_event"));
+        reader.set_forwards_raw(true);
         assert_eq!(reader.event(&back), Event::Ignored);
+        reader.set_forwards_raw(false);
 
         // Out of step: the cached event belongs to a frame that is never asked about.
         let stale = frame("response.created", "not json either");

@@ -1,5 +1,8 @@
 //! Sending a Responses request upstream with the credentials and headers the Codex backend expects.
 
+use std::future::Future;
+use std::sync::Arc;
+
 use anyhow::Context;
 use axum::http::Uri;
 use bytes::Bytes;
@@ -102,13 +105,23 @@ impl Upstream {
     }
 
     /// POST the Responses body. Returns the response as soon as headers arrive; the body streams.
-    pub async fn send(
-        &self,
-        account: &Account,
+    ///
+    /// The future owns what it needs (an `Arc` of this and of the account; the headers are built before it
+    /// starts), so it can outlive the caller: a stream whose headers are late goes on waiting for them inside
+    /// the response body once the client has its status line (`server::reader`).
+    pub fn send(
+        self: &Arc<Self>,
+        account: &Arc<Account>,
         authorization: HeaderValue,
         body: Bytes,
         ctx: &CallContext,
-    ) -> Result<UpstreamResponse, TransportError> {
+    ) -> impl Future<Output = Result<UpstreamResponse, TransportError>> + Send + 'static {
+        let headers = self.headers(account, authorization, ctx);
+        let (upstream, account) = (self.clone(), account.clone());
+        async move { upstream.post(&account, headers, body).await }
+    }
+
+    fn headers(&self, account: &Account, authorization: HeaderValue, ctx: &CallContext) -> HeaderMap {
         let mut headers = HeaderMap::new();
         let put = |h: &mut HeaderMap, name: &'static str, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {
@@ -118,24 +131,33 @@ impl Upstream {
         headers.insert(AUTHORIZATION, authorization);
         headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let url = match account.kind {
-            AccountKind::Chatgpt => {
-                if let Some(id) = account.chatgpt_account_id() {
-                    put(&mut headers, "chatgpt-account-id", &id);
-                }
-                put(&mut headers, "originator", ORIGINATOR);
-                put(&mut headers, "version", CODEX_CLIENT_VERSION);
-                if let Ok(v) = HeaderValue::from_str(&self.user_agent) {
-                    headers.insert(USER_AGENT, v);
-                }
-                put(&mut headers, "session-id", &ctx.session_id);
-                put(&mut headers, "thread-id", ctx.thread_id.as_deref().unwrap_or(&ctx.session_id));
-                put(&mut headers, "x-client-request-id", &ctx.request_id);
-                if let Some(ts) = &ctx.turn_state {
-                    put(&mut headers, "x-codex-turn-state", ts);
-                }
-                &self.codex_url
+        if account.kind == AccountKind::Chatgpt {
+            if let Some(id) = account.chatgpt_account_id() {
+                put(&mut headers, "chatgpt-account-id", &id);
             }
+            put(&mut headers, "originator", ORIGINATOR);
+            put(&mut headers, "version", CODEX_CLIENT_VERSION);
+            if let Ok(v) = HeaderValue::from_str(&self.user_agent) {
+                headers.insert(USER_AGENT, v);
+            }
+            put(&mut headers, "session-id", &ctx.session_id);
+            put(&mut headers, "thread-id", ctx.thread_id.as_deref().unwrap_or(&ctx.session_id));
+            put(&mut headers, "x-client-request-id", &ctx.request_id);
+            if let Some(ts) = &ctx.turn_state {
+                put(&mut headers, "x-codex-turn-state", ts);
+            }
+        }
+        headers
+    }
+
+    async fn post(
+        &self,
+        account: &Account,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<UpstreamResponse, TransportError> {
+        let url = match account.kind {
+            AccountKind::Chatgpt => &self.codex_url,
             AccountKind::ApiKey | AccountKind::Relay => &self.openai_url,
         };
         let relay_url;

@@ -51,6 +51,8 @@ pub struct TestEnv {
     /// The Ollama bridge's base URL when `Setup::ollama` was set.
     pub ollama: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The task running the gateway; it ends when `run` returns.
+    pub gateway: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for TestEnv {
@@ -149,7 +151,7 @@ pub async fn start(setup: Setup) -> TestEnv {
     };
     let ollama = bridge.as_ref().and_then(|l| l.local_addr().ok()).map(|a| format!("http://{a}"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let gateway = tokio::spawn(async move {
         let shutdown = async {
             let _ = rx.await;
         };
@@ -165,6 +167,7 @@ pub async fn start(setup: Setup) -> TestEnv {
         accounts,
         ollama,
         shutdown: Some(tx),
+        gateway,
     }
 }
 

@@ -14,5 +14,6 @@ mod pool;
 mod refresh;
 mod responses;
 mod security;
+mod timeouts;
 mod transport;
 mod validation;
