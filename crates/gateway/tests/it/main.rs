@@ -13,4 +13,5 @@ mod ollama;
 mod pool;
 mod refresh;
 mod responses;
+mod tokens;
 mod transport;
