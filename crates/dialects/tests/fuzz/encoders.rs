@@ -101,53 +101,60 @@ proptest! {
         limits in limits(),
     ) {
         let texts: Vec<String> = payloads.iter().map(|(p, _)| String::from_utf8_lossy(p).into_owned()).collect();
-        let parsed: Vec<(Event<'static>, &Extra)> = texts
-            .iter()
-            .zip(payloads.iter().map(|(_, x)| x))
-            .filter_map(|(t, x)| Event::parse(t).ok().map(|e| (e.into_owned(), x)))
-            .collect();
-        // What the encoders see: the events, through the limiter when limits are set.
-        let mut events: Vec<(Event<'static>, &Extra)> = Vec::new();
-        match limits {
-            Some((l, input)) => {
-                let mut limiter = Limiter::new(l, Box::new(estimate_tokens), input);
-                for (e, x) in parsed {
-                    limiter.apply(e, &mut |out| events.push((out.into_owned(), &Extra::None)));
-                    if let Some(last) = events.last_mut() {
-                        last.1 = x;
-                    }
-                }
-            }
-            None => events = parsed,
-        }
-        for mut enc in encoders() {
-            let mut out = Vec::new();
-            for (e, x) in &events {
-                enc.on_event(e, &mut out);
-                match x {
-                    Extra::None => {}
-                    Extra::Keepalive => enc.keepalive(&mut out),
-                    Extra::Error(k, m) => enc.error(&GatewayError::new(KINDS[*k], m.clone()), &mut out),
-                }
-                let _ = enc.is_finished();
-            }
-            enc.error(&GatewayError::internal("end"), &mut out);
-        }
-        let mut collected = Collected::new();
-        for (e, _) in &events {
-            collected.on_event(e.clone());
-        }
-        let _ = chat::render_completion(&collected, "id", u64::MAX, "m");
-        let _ = anthropic::render_message(&collected, "id", "m", &anthropic::AnthropicOptions { include_thinking: true });
-        let _ = gemini::render_response(&collected, "id", "m", true);
-        let _ = ollama::render_chat(&collected, "m", "t", true, u64::MAX);
-        let _ = ollama::render_generate(&collected, "m", "t", false, 0);
-        let mut assembler = responses::ResponsesAssembler::new();
-        for t in &texts {
-            if let Ok(v) = serde_json::from_str::<Value>(t) {
-                assembler.on_payload(v);
-            }
-        }
-        let _ = assembler.finish();
+        let extras: Vec<Extra> = payloads.into_iter().map(|(_, x)| x).collect();
+        drive(&texts, &extras, limits);
     }
+}
+
+/// Every payload (no extras, no limits unless given) through every encoder and renderer (regression tests).
+pub fn run_everything(texts: &[String], limits: Option<(OutputLimits, u64)>) {
+    drive(texts, &vec![Extra::None; texts.len()], limits);
+}
+
+fn drive(texts: &[String], extras: &[Extra], limits: Option<(OutputLimits, u64)>) {
+    let parsed: Vec<(Event<'static>, &Extra)> =
+        texts.iter().zip(extras).filter_map(|(t, x)| Event::parse(t).ok().map(|e| (e.into_owned(), x))).collect();
+    // What the encoders see: the events, through the limiter when limits are set.
+    let mut events: Vec<(Event<'static>, &Extra)> = Vec::new();
+    match limits {
+        Some((l, input)) => {
+            let mut limiter = Limiter::new(l, Box::new(estimate_tokens), input);
+            for (e, x) in parsed {
+                limiter.apply(e, &mut |out| events.push((out.into_owned(), &Extra::None)));
+                if let Some(last) = events.last_mut() {
+                    last.1 = x;
+                }
+            }
+        }
+        None => events = parsed,
+    }
+    for mut enc in encoders() {
+        let mut out = Vec::new();
+        for (e, x) in &events {
+            enc.on_event(e, &mut out);
+            match x {
+                Extra::None => {}
+                Extra::Keepalive => enc.keepalive(&mut out),
+                Extra::Error(k, m) => enc.error(&GatewayError::new(KINDS[*k], m.clone()), &mut out),
+            }
+            let _ = enc.is_finished();
+        }
+        enc.error(&GatewayError::internal("end"), &mut out);
+    }
+    let mut collected = Collected::new();
+    for (e, _) in &events {
+        collected.on_event(e.clone());
+    }
+    let _ = chat::render_completion(&collected, "id", u64::MAX, "m");
+    let _ = anthropic::render_message(&collected, "id", "m", &anthropic::AnthropicOptions { include_thinking: true });
+    let _ = gemini::render_response(&collected, "id", "m", true);
+    let _ = ollama::render_chat(&collected, "m", "t", true, u64::MAX);
+    let _ = ollama::render_generate(&collected, "m", "t", false, 0);
+    let mut assembler = responses::ResponsesAssembler::new();
+    for t in texts {
+        if let Ok(v) = serde_json::from_str::<Value>(t) {
+            assembler.on_payload(v);
+        }
+    }
+    let _ = assembler.finish();
 }

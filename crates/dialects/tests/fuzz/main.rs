@@ -21,7 +21,7 @@ pub fn config(default_cases: u32) -> Config {
     Config {
         cases: from_env("FUZZ_CASES").or_else(|| from_env("PROPTEST_CASES")).unwrap_or(default_cases),
         // Failures found are kept next to each module (`<module>.proptest-regressions`) and replayed first.
-        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel("proptest-regressions"))),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         // Shrinking a failure of a long run must not take longer than the run.
         max_shrink_iters: 2048,
         ..Config::default()

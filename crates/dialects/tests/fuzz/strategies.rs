@@ -21,6 +21,103 @@ pub fn odd_string() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Object keys: half of them names the decoders and the event parser read, so random objects reach their code.
+pub fn field_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        odd_string(),
+        prop::sample::select(vec![
+            "model",
+            "messages",
+            "role",
+            "content",
+            "type",
+            "text",
+            "input",
+            "instructions",
+            "tools",
+            "tool_choice",
+            "name",
+            "parameters",
+            "input_schema",
+            "arguments",
+            "call_id",
+            "id",
+            "tool_use_id",
+            "tool_call_id",
+            "image_url",
+            "url",
+            "source",
+            "data",
+            "media_type",
+            "system",
+            "max_tokens",
+            "max_output_tokens",
+            "stop",
+            "stop_sequences",
+            "stream",
+            "stream_options",
+            "include_usage",
+            "reasoning",
+            "effort",
+            "summary",
+            "thinking",
+            "budget_tokens",
+            "signature",
+            "contents",
+            "parts",
+            "functionCall",
+            "functionResponse",
+            "inlineData",
+            "mimeType",
+            "fileData",
+            "generationConfig",
+            "thinkingConfig",
+            "systemInstruction",
+            "toolConfig",
+            "functionDeclarations",
+            "prompt",
+            "images",
+            "format",
+            "options",
+            "num_predict",
+            "think",
+            "response_format",
+            "json_schema",
+            "schema",
+            "properties",
+            "items",
+            "required",
+            "usage",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "input_tokens_details",
+            "cached_tokens",
+            "output_tokens_details",
+            "reasoning_tokens",
+            "response",
+            "item",
+            "item_id",
+            "delta",
+            "output_index",
+            "summary_index",
+            "output",
+            "incomplete_details",
+            "reason",
+            "error",
+            "code",
+            "message",
+            "encrypted_content",
+            "action",
+            "query",
+            "sources",
+            "refusal",
+            "status",
+        ])
+        .prop_map(str::to_string),
+    ]
+}
+
 fn number() -> impl Strategy<Value = Value> {
     prop_oneof![
         any::<i64>().prop_map(Value::from),
@@ -42,7 +139,7 @@ pub fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec((odd_string(), inner), 0..6)
+            prop::collection::vec((field_name(), inner), 0..6)
                 .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<String, Value>>())),
         ]
     })
@@ -81,16 +178,19 @@ pub enum Op {
     Huge,
     /// Repeat the array's items (or make an array of the node) this many times.
     Repeat(usize),
+    /// Replace every number under the node by an extreme one (the seed's bits pick which, number by number).
+    Extremes(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         5 => json_value().prop_map(Op::Replace),
         2 => Just(Op::Remove),
-        2 => (odd_string(), json_value()).prop_map(|(k, v)| Op::Insert(k, v)),
+        2 => (field_name(), json_value()).prop_map(|(k, v)| Op::Insert(k, v)),
         1 => (1usize..140, any::<bool>()).prop_map(|(depth, objects)| Op::Nest { depth, objects }),
         1 => Just(Op::Huge),
         1 => (0usize..50).prop_map(Op::Repeat),
+        2 => any::<usize>().prop_map(Op::Extremes),
     ]
 }
 
@@ -219,5 +319,23 @@ fn edit(node: &mut Value, op: &Op) {
             }
             other => *other = Value::Array(vec![other.clone(); *n]),
         },
+        Op::Extremes(seed) => extremes(node, &mut seed.clone()),
+    }
+}
+
+fn extremes(node: &mut Value, seed: &mut usize) {
+    match node {
+        Value::Number(_) => {
+            // Mostly the two ends of u64 (sums and differences of counters overflow there), one bit per number.
+            *node = match (*seed & 1, *seed & 0b110) {
+                (0, 0) => Value::from(i64::MIN),
+                (0, _) => Value::from(u64::MAX),
+                _ => Value::from(0),
+            };
+            *seed = seed.rotate_right(3);
+        }
+        Value::Array(a) => a.iter_mut().for_each(|v| extremes(v, seed)),
+        Value::Object(m) => m.values_mut().for_each(|v| extremes(v, seed)),
+        _ => {}
     }
 }
