@@ -9,6 +9,7 @@
 //! build. A longer run: `FUZZ_CASES=200000 cargo test -p dialects --test fuzz --release` (docs/testing.md).
 
 mod encoders;
+mod regressions;
 mod requests;
 mod sse;
 mod strategies;
