@@ -167,6 +167,13 @@ const MARKER: &str = "\u{1}huge\u{1}";
 #[derive(Debug, Clone)]
 pub enum Op {
     Replace(Value),
+    /// Replace a string, number or bool by another of its type (keeps the document valid more often, so the
+    /// decoders' later checks see odd values).
+    SameType {
+        string: String,
+        number: Value,
+        flag: bool,
+    },
     Remove,
     Insert(String, Value),
     /// Wrap the node in this many arrays or objects (past serde_json's recursion limit at the high end).
@@ -185,6 +192,7 @@ pub enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         5 => json_value().prop_map(Op::Replace),
+        4 => (odd_string(), number(), any::<bool>()).prop_map(|(string, number, flag)| Op::SameType { string, number, flag }),
         2 => Just(Op::Remove),
         2 => (field_name(), json_value()).prop_map(|(k, v)| Op::Insert(k, v)),
         1 => (1usize..140, any::<bool>()).prop_map(|(depth, objects)| Op::Nest { depth, objects }),
@@ -277,6 +285,12 @@ fn apply(node: &mut Value, path: &[u32], op: &Op) {
 fn edit(node: &mut Value, op: &Op) {
     match op {
         Op::Replace(v) => *node = v.clone(),
+        Op::SameType { string, number, flag } => match node {
+            Value::String(s) => *s = string.clone(),
+            Value::Number(_) => *node = number.clone(),
+            Value::Bool(b) => *b = *flag,
+            _ => {}
+        },
         // Removing is done by the parent; here it empties the node's own contents instead when it has any.
         Op::Remove => match node {
             Value::Object(m) if !m.is_empty() => {
