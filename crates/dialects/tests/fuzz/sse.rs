@@ -92,6 +92,37 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(crate::config(500))]
+
+    /// With a small frame limit, the parser holds at most the limit plus one chunk: every frame it emits fits
+    /// in that, and once an event outgrows the limit it says so instead of growing.
+    #[test]
+    fn sse_frames_stay_within_the_limit_plus_one_chunk(
+        input in sse_bytes(),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+        limit in 1usize..256,
+    ) {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        points.extend([0, input.len()]);
+        points.sort_unstable();
+        points.dedup();
+        let mut parser = SseParser::new(limit);
+        for w in points.windows(2) {
+            let mut frames = Vec::new();
+            let chunk = &input[w[0]..w[1]];
+            let pushed = parser.push(chunk, &mut frames);
+            for f in &frames {
+                // Lossy UTF-8 decoding can triple an invalid byte.
+                prop_assert!(f.data.len() <= 3 * (limit + chunk.len()), "{} > {limit} + {}", f.data.len(), chunk.len());
+            }
+            if pushed.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+proptest! {
     #![proptest_config(crate::config(1000))]
 
     #[test]
