@@ -17,9 +17,31 @@ pub type TokenCounter = Box<dyn FnMut(&str) -> u64 + Send>;
 /// Most uncounted text kept before it is counted anyway (bounds memory when there is no token cap).
 const MAX_UNCOUNTED: usize = 64 * 1024;
 
+/// Most bytes of one piece handed to the counter. Counting runs on the stream's task for every delta, so its cost
+/// per call must be bounded whatever the upstream sends: beyond this, a piece's tokens are extrapolated from
+/// those of its first `MAX_COUNTED` bytes. Real deltas are a few bytes; only a broken or hostile upstream sends
+/// larger ones, and then the cut lands within a few percent of the exact place.
+const MAX_COUNTED: usize = 16 * 1024;
+
 /// A rough count (4 bytes per token), for tests and as a fallback.
 pub fn estimate_tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4)
+}
+
+/// Tokens of `piece`, with the counter run on at most [`MAX_COUNTED`] bytes (see there). Never more than `piece`
+/// has bytes.
+fn count_piece(counter: &mut TokenCounter, piece: &str) -> u64 {
+    if piece.len() <= MAX_COUNTED {
+        return counter(piece).min(piece.len() as u64);
+    }
+    let mut end = MAX_COUNTED;
+    while !piece.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = counter(&piece[..end]).min(end as u64);
+    let rest = (piece.len() - end) as u128;
+    let extra = (rest * u128::from(head)).div_ceil(end as u128);
+    head.saturating_add(u64::try_from(extra).unwrap_or(u64::MAX))
 }
 
 pub struct Limiter {
@@ -78,7 +100,7 @@ impl Limiter {
             Event::FunctionArgsDelta { ref delta, .. } => {
                 if !self.defer_count(delta) {
                     self.settle();
-                    self.emitted_tokens += (self.counter)(delta);
+                    self.emitted_tokens = self.emitted_tokens.saturating_add(count_piece(&mut self.counter, delta));
                 }
                 emit(event);
             }
@@ -108,7 +130,7 @@ impl Limiter {
     fn over_cap(&mut self) -> bool {
         let Some(cap) = self.limits.max_output_tokens else { return false };
         // The exact count is at most counted tokens + uncounted bytes.
-        if self.emitted_tokens + self.uncounted.len() as u64 >= cap {
+        if self.emitted_tokens.saturating_add(self.uncounted.len() as u64) >= cap {
             self.settle();
         }
         self.emitted_tokens >= cap
@@ -117,7 +139,7 @@ impl Limiter {
     /// Record `piece` as emitted without counting it, if no cut can follow from it; false when it must be
     /// counted now.
     fn defer_count(&mut self, piece: &str) -> bool {
-        let bound = self.emitted_tokens + (self.uncounted.len() + piece.len()) as u64;
+        let bound = self.emitted_tokens.saturating_add((self.uncounted.len() + piece.len()) as u64);
         if self.limits.max_output_tokens.is_some_and(|cap| bound > cap) {
             return false;
         }
@@ -133,7 +155,8 @@ impl Limiter {
     fn settle(&mut self) {
         let mut start = 0;
         for &end in &self.uncounted_ends {
-            self.emitted_tokens += (self.counter)(&self.uncounted[start..end]);
+            let n = count_piece(&mut self.counter, &self.uncounted[start..end]);
+            self.emitted_tokens = self.emitted_tokens.saturating_add(n);
             start = end;
         }
         self.uncounted.clear();
@@ -178,13 +201,14 @@ impl Limiter {
             return true;
         }
         self.settle();
-        let tokens = (self.counter)(&text);
+        let tokens = count_piece(&mut self.counter, &text);
         if let Some(cap) = self.limits.max_output_tokens {
             let left = cap.saturating_sub(self.emitted_tokens);
             if tokens > left {
-                // Keep the share of characters that fits, on a char boundary.
-                let chars = text.chars().count() as u64;
-                let keep_chars = (chars * left / tokens.max(1)) as usize;
+                // Keep the share of characters that fits, on a char boundary (u128: no overflow whatever the sizes).
+                let chars = text.chars().count() as u128;
+                let keep_chars =
+                    usize::try_from(chars * u128::from(left) / u128::from(tokens.max(1))).unwrap_or(usize::MAX);
                 let cut_at = text.char_indices().nth(keep_chars).map(|(i, _)| i).unwrap_or(text.len());
                 text.truncate(cut_at);
                 self.emitted_tokens = cap;
@@ -193,7 +217,7 @@ impl Limiter {
                 return false;
             }
         }
-        self.emitted_tokens += tokens;
+        self.emitted_tokens = self.emitted_tokens.saturating_add(tokens);
         self.push_text(text, emit);
         true
     }
@@ -236,7 +260,7 @@ impl Limiter {
             cached_tokens: 0,
             output_tokens: self.emitted_tokens,
             reasoning_tokens: 0,
-            total_tokens: self.input_estimate + self.emitted_tokens,
+            total_tokens: self.input_estimate.saturating_add(self.emitted_tokens),
         };
         emit(Event::Finished { terminal: Terminal::Cut(finish), usage: Some(usage), output: Vec::new() });
     }
@@ -311,6 +335,37 @@ mod tests {
             }
         });
         assert_eq!(finished.map(|u| u.output_tokens), Some(1000));
+    }
+
+    /// A broken or hostile upstream sends one giant delta while a cap is set: the counter only ever sees bounded
+    /// pieces (it ran on the whole megabyte before, on the stream's task), and the stream still ends with a cut.
+    #[test]
+    fn giant_delta_is_counted_in_bounded_pieces_and_cut() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let longest = Arc::new(AtomicUsize::new(0));
+        let seen = longest.clone();
+        let counter: TokenCounter = Box::new(move |t: &str| {
+            seen.fetch_max(t.len(), Ordering::Relaxed);
+            estimate_tokens(t)
+        });
+        let limits = OutputLimits { max_output_tokens: Some(100), stop_sequences: vec![] };
+        let mut l = Limiter::new(limits, counter, 0);
+        let (mut text, mut usage, mut terminal) = (String::new(), None, None);
+        let mut events = vec![Event::TextDelta { item_id: "m".into(), delta: "漢".repeat(400_000).into() }];
+        events.push(Event::Finished { terminal: Terminal::Completed, usage: None, output: vec![] });
+        for e in events {
+            l.apply(e, &mut |out| match out {
+                Event::TextDelta { delta, .. } => text.push_str(&delta),
+                Event::Finished { terminal: t, usage: u, .. } => (terminal, usage) = (Some(t), u),
+                _ => {}
+            });
+        }
+        assert!(longest.load(Ordering::Relaxed) <= MAX_COUNTED, "{}", longest.load(Ordering::Relaxed));
+        assert_eq!(terminal, Some(Terminal::Cut(Finish::Length)));
+        assert_eq!(usage.map(|u| u.output_tokens), Some(100));
+        // 3 bytes per char, 4 bytes per token: 100 tokens are ~133 chars.
+        assert!((120..=140).contains(&text.chars().count()), "{}", text.chars().count());
     }
 
     #[test]

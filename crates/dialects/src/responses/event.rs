@@ -402,7 +402,8 @@ impl<'a> Event<'a> {
 }
 
 fn usage_from(u: RawUsage) -> Usage {
-    let total = if u.total_tokens > 0 { u.total_tokens } else { u.input_tokens + u.output_tokens };
+    // Saturating: the counts come from the upstream, and an overflow here was a panic (debug) or a wrong total.
+    let total = if u.total_tokens > 0 { u.total_tokens } else { u.input_tokens.saturating_add(u.output_tokens) };
     Usage {
         input_tokens: u.input_tokens,
         cached_tokens: u.input_tokens_details.map(|d| d.cached_tokens).unwrap_or(0),

@@ -250,15 +250,23 @@ impl ResponsesAssembler {
                 "The upstream stream ended before the response completed",
             )
         })?;
-        let empty = response.get("output").and_then(Value::as_array).is_none_or(|o| o.is_empty());
+        // Indexing a non-object `Value` for assignment panics: an upstream that sends `"response": []` gets an
+        // error, not a dead connection.
+        let Some(obj) = response.as_object_mut() else {
+            return Err(GatewayError::new(
+                crate::error::ErrorKind::UpstreamUnavailable,
+                "The upstream sent a final response that is not a JSON object",
+            ));
+        };
+        let empty = obj.get("output").and_then(Value::as_array).is_none_or(|o| o.is_empty());
         if empty && !self.items.is_empty() {
             self.items.sort_by_key(|(i, _)| *i);
-            response["output"] = Value::Array(self.items.into_iter().map(|(_, v)| v).collect());
+            obj.insert("output".into(), Value::Array(self.items.into_iter().map(|(_, v)| v).collect()));
         }
-        if response.get("id").is_none()
+        if !obj.contains_key("id")
             && let Some(id) = self.base.as_ref().and_then(|b| b.get("id"))
         {
-            response["id"] = id.clone();
+            obj.insert("id".into(), id.clone());
         }
         Ok(response)
     }

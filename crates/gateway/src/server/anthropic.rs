@@ -182,11 +182,18 @@ async fn count_tokens(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = body.map_err(|r| body_error(r, state.config.body_limit)).and_then(|body| decode_for_count(&body));
-    match result {
+    let counted = match result {
         Ok(req) => {
-            let n = tokens::count(&countable_text(&req)) + TOKENS_PER_IMAGE * count_images(&req);
-            with_request_id(Json(json!({"input_tokens": n})).into_response(), &request_id(&headers))
+            let images = TOKENS_PER_IMAGE.saturating_mul(count_images(&req));
+            let text = countable_text(&req);
+            drop(req);
+            // Off the request workers: a large body takes seconds to count (see `tokens`).
+            tokens::count_off_workers(text).await.map(|n| n.saturating_add(images))
         }
+        Err(e) => Err(e),
+    };
+    match counted {
+        Ok(n) => with_request_id(Json(json!({"input_tokens": n})).into_response(), &request_id(&headers)),
         Err(e) => fail(&request_id(&headers), &e),
     }
 }

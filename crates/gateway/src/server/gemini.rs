@@ -77,7 +77,7 @@ async fn call(
                 if query.get("alt").map(String::as_str) == Some("sse") { Framing::Sse } else { Framing::JsonArray };
             generate(&state, headers, model, Some(framing), body).await
         }
-        "countTokens" => count_tokens(&state, model, body),
+        "countTokens" => count_tokens(&state, model, body).await,
         "embedContent" | "batchEmbedContents" => {
             Err(GatewayError::invalid("Embeddings are not supported: the Codex backend has no embedding models.")
                 .with_code("unsupported"))
@@ -128,15 +128,23 @@ fn json_stream_response(body: Body) -> Response {
 }
 
 /// `countTokens`: a local o200k count of the translated input (spec C7), images at a fixed rate.
-fn count_tokens(state: &AppState, model: &str, body: Result<Bytes, BytesRejection>) -> Result<Response, GatewayError> {
+/// Counting runs off the request workers: a large body takes seconds to count (see `tokens`).
+async fn count_tokens(
+    state: &AppState,
+    model: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, GatewayError> {
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
     let req = decode_count_tokens(&body, model, &state.config.gemini_model_aliases)?;
+    drop(body);
     let (text, images) = countable(&req);
-    let text_tokens = tokens::count(&text);
-    let total = text_tokens + images * TOKENS_PER_IMAGE;
+    drop(req);
+    let text_tokens = tokens::count_off_workers(text).await?;
+    let image_tokens = images.saturating_mul(TOKENS_PER_IMAGE);
+    let total = text_tokens.saturating_add(image_tokens);
     let mut details = vec![json!({"modality": "TEXT", "tokenCount": text_tokens})];
     if images > 0 {
-        details.push(json!({"modality": "IMAGE", "tokenCount": images * TOKENS_PER_IMAGE}));
+        details.push(json!({"modality": "IMAGE", "tokenCount": image_tokens}));
     }
     Ok(axum::Json(json!({"totalTokens": total, "promptTokensDetails": details})).into_response())
 }
