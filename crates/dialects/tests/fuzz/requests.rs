@@ -24,7 +24,12 @@ static TEMPLATES: LazyLock<Vec<Value>> = LazyLock::new(|| {
         include_str!("../golden/ollama/generate_json.request.json"),
         include_str!("../golden/responses/normalize.request.json"),
     ];
-    let mut all: Vec<Value> = files.iter().filter_map(|f| serde_json::from_str(f).ok()).collect();
+    // The Gemini golden files wrap the request as `{"model": ..., "body": {...}}` (the model is in the path).
+    let unwrap = |v: Value| match v.get("body") {
+        Some(body) if v.get("model").is_some() => body.clone(),
+        _ => v,
+    };
+    let mut all: Vec<Value> = files.iter().filter_map(|f| serde_json::from_str(f).ok()).map(unwrap).collect();
     assert_eq!(all.len(), files.len(), "every golden request parses");
     all.extend([
         json!({"model":"claude-sonnet-4-5","max_tokens":1024,"stream":true,
