@@ -182,6 +182,11 @@ impl EventReader {
         }
     }
 
+    /// Whether a frame or received bytes are waiting to be read (the next read may not wait at all).
+    pub fn has_ready(&self) -> bool {
+        !self.frames.is_empty() || !self.pending.is_empty()
+    }
+
     /// The next frame only if it can be had without waiting (already parsed, or bytes already received).
     /// Lets the pump put everything that is ready into one write instead of one write per event.
     pub fn next_ready(&mut self) -> Option<Read> {
