@@ -11,7 +11,7 @@
 // Handlers return `Result<_, Response>` for early exits; the large error variant is fine here.
 #![allow(clippy::result_large_err)]
 
-mod catalog;
+pub mod catalog;
 mod control;
 mod default_reply;
 mod oauth;

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use reqwest::header::HeaderValue;
@@ -14,11 +13,13 @@ use tokio::sync::Semaphore;
 use crate::auth::{Tokens, jwt, now_unix};
 use crate::store::{AccountKind, AccountStatus, StoredAccount};
 
+mod catalog;
 pub mod manage;
 mod pool;
 pub mod quota;
 pub mod select;
 
+pub use catalog::AccountCatalog;
 pub use pool::{Lease, Pool};
 pub use quota::QuotaSnapshot;
 
@@ -105,13 +106,6 @@ pub struct Cooldown {
     pub model: Option<String>,
     pub until: i64,
     pub reason: String,
-}
-
-/// The models an account's plan serves, as fetched from the upstream catalog.
-#[derive(Debug, Clone)]
-pub struct AccountCatalog {
-    pub fetched: Instant,
-    pub entries: Vec<Value>,
 }
 
 /// One upstream identity and its runtime state.
@@ -262,13 +256,9 @@ impl Account {
             return models.iter().any(|m| m == slug);
         }
         match self.catalog.read().as_ref() {
-            Some(c) => c.entries.iter().any(|e| e.get("slug").and_then(Value::as_str) == Some(slug)),
+            Some(c) => crate::catalog::find(&c.entries, slug).is_some(),
             None => true,
         }
-    }
-
-    pub fn catalog_entries(&self) -> Option<Vec<Value>> {
-        self.catalog.read().as_ref().map(|c| c.entries.clone())
     }
 
     pub fn in_flight(&self) -> usize {

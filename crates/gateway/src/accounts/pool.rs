@@ -21,6 +21,7 @@ use super::{Account, AccountCatalog, QuotaSnapshot, Source, bearer_header, quota
 use crate::auth::codex_file::{self, FileCredentials};
 use crate::auth::refresh::{RefreshError, needs_refresh, refresh_within};
 use crate::auth::{Tokens, jwt, now_unix};
+use crate::catalog::entry::ModelsAnswer;
 use crate::config::Config;
 use crate::store::{AccountKind, AccountStatus, Store, StoredAccount};
 use crate::upstream::CODEX_CLIENT_VERSION;
@@ -618,7 +619,8 @@ impl Pool {
         futures_util::future::join_all(missing.into_iter().map(|a| self.refresh_catalog(a))).await;
     }
 
-    /// Fetch `{upstream}/models?client_version=` with the account's token, within `catalog_timeout_secs`.
+    /// Fetch `{upstream}/models?client_version=` with the account's token, within `catalog_timeout_secs`, and
+    /// parse its entries once (an odd entry is reduced or skipped, not the catalog: `ModelEntry::from_json`).
     /// Failures leave the catalog as it was (unknown: the account is then assumed to serve every model) and are
     /// remembered for [`CATALOG_RETRY`].
     pub async fn refresh_catalog(&self, account: &Account) {
@@ -628,7 +630,7 @@ impl Pool {
                 let req = side_request(account, &url, &token).timeout(self.config.timeouts.catalog);
                 match req.send().await {
                     Ok(r) if r.status().is_success() => {
-                        r.json::<Value>().await.ok().and_then(|v| v.get("models").and_then(Value::as_array).cloned())
+                        r.json::<ModelsAnswer>().await.ok().map(ModelsAnswer::into_entries)
                     }
                     _ => None,
                 }

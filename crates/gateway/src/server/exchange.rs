@@ -70,7 +70,7 @@ pub async fn prepare(
     headers: &HeaderMap,
     req: &mut UpstreamRequest,
 ) -> Result<Prepared, GatewayError> {
-    state.catalog.check(state, &req.model.slug).await?;
+    state.catalog.check(&req.model.slug).await?;
     if req.conversation_key.is_none() {
         req.conversation_key = SESSION_HEADERS
             .iter()

@@ -23,6 +23,7 @@ use dialects::gemini::{
 use dialects::{ErrorKind, GatewayError};
 use serde_json::{Value, json};
 
+use crate::catalog::{self, ModelEntry};
 use crate::server::errors::{Dialect, body_error, error_response};
 use crate::server::exchange::{self, request_id};
 use crate::server::pump::{self, Translated};
@@ -149,35 +150,31 @@ async fn count_tokens(
     Ok(axum::Json(json!({"totalTokens": total, "promptTokensDetails": details})).into_response())
 }
 
-fn model_entry(name: &str, entry: &Value) -> Value {
-    let display = entry.get("display_name").and_then(Value::as_str).unwrap_or(name);
+fn model_entry(name: &str, entry: &ModelEntry) -> Value {
+    let display = entry.display_name.as_deref().unwrap_or(name);
     json!({
         "name": format!("models/{name}"),
         "baseModelId": name,
         "version": "001",
         "displayName": display,
         "description": format!("{display}, served by codex-gateway from the Codex backend"),
-        "inputTokenLimit": entry.get("context_window").and_then(Value::as_u64).unwrap_or(272_000),
+        "inputTokenLimit": entry.context_window_or_default(),
         "outputTokenLimit": OUTPUT_TOKEN_LIMIT,
         "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
         "thinking": true,
     })
 }
 
-fn slug(entry: &Value) -> &str {
-    entry.get("slug").and_then(Value::as_str).unwrap_or_default()
-}
-
 /// `GET /v1beta/models`: the Codex models, plus the configured Gemini aliases that resolve to one of them.
 async fn list_models(State(state): State<Arc<AppState>>) -> Response {
-    let entries = state.catalog.entries(&state).await;
-    let mut models: Vec<Value> = entries.iter().map(|e| model_entry(slug(e), e)).collect();
+    let entries = state.catalog.entries().await;
+    let mut models: Vec<Value> = entries.iter().map(|e| model_entry(&e.slug, e)).collect();
     let aliases = &state.config.gemini_model_aliases;
     let mut names: Vec<&String> = aliases.keys().filter(|k| k.contains('-')).collect();
     names.sort();
     for name in names {
         let target = resolve_model(name, aliases);
-        if let Some(e) = entries.iter().find(|e| slug(e) == target.slug) {
+        if let Some(e) = catalog::find(&entries, &target.slug) {
             models.push(model_entry(name, e));
         }
     }
@@ -197,8 +194,8 @@ async fn get_model(
         return refuse_method(&method, &uri, &headers, "POST");
     }
     let target = resolve_model(&id, &state.config.gemini_model_aliases);
-    let entries = state.catalog.entries(&state).await;
-    match entries.iter().find(|e| slug(e) == target.slug) {
+    let entries = state.catalog.entries().await;
+    match catalog::find(&entries, &target.slug) {
         Some(e) => axum::Json(model_entry(&target.requested, e)).into_response(),
         None => fail(&request_id(&headers), &GatewayError::model_not_found(&id)),
     }

@@ -40,7 +40,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub pool: Arc<Pool>,
     pub upstream: Arc<Upstream>,
-    pub catalog: Catalog,
+    pub catalog: Catalog<Pool>,
 }
 
 impl AppState {
@@ -51,7 +51,8 @@ impl AppState {
         let http = build_http_client(&config)?;
         let pool = Arc::new(Pool::load(config.clone(), store, http.clone())?);
         let upstream = Arc::new(Upstream::new(&config, http)?);
-        Ok(AppState { config, pool, upstream, catalog: Catalog })
+        let catalog = Catalog::new(pool.clone());
+        Ok(AppState { config, pool, upstream, catalog })
     }
 }
 

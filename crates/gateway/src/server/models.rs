@@ -10,36 +10,35 @@ use axum::response::{IntoResponse, Response};
 use dialects::GatewayError;
 use serde_json::{Value, json};
 
+use crate::catalog;
 use crate::server::AppState;
 use crate::server::errors::{Dialect, error_response};
 use crate::server::exchange::request_id;
 
 const CREATED: u64 = 1_767_225_600; // 2026-01-01, a fixed date: the backend does not report one.
 
-fn slug(e: &Value) -> &str {
-    e.get("slug").and_then(Value::as_str).unwrap_or_default()
-}
-
 pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let entries = state.catalog.entries(&state).await;
+    let entries = state.catalog.entries().await;
     if headers.contains_key("anthropic-version") {
         let data: Vec<Value> = entries
             .iter()
             .map(|e| {
                 json!({
                     "type": "model",
-                    "id": slug(e),
-                    "display_name": e.get("display_name").cloned().unwrap_or_else(|| json!(slug(e))),
+                    "id": e.slug,
+                    "display_name": e.display_name_or_slug(),
                     "created_at": "2026-01-01T00:00:00Z",
                 })
             })
             .collect();
-        let first = data.first().and_then(|d| d.get("id")).cloned();
-        let last = data.last().and_then(|d| d.get("id")).cloned();
+        let first = entries.first().map(|e| e.slug.as_str());
+        let last = entries.last().map(|e| e.slug.as_str());
         return Json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last})).into_response();
     }
-    let data: Vec<Value> = entries.iter().map(|e| openai_model(slug(e))).collect();
-    Json(json!({"object": "list", "data": data, "models": entries})).into_response()
+    let data: Vec<Value> = entries.iter().map(|e| openai_model(&e.slug)).collect();
+    // The Codex catalog is passed on as received: the Codex CLI reads fields this gateway does not type.
+    let models: Vec<&Value> = entries.iter().map(|e| e.raw()).collect();
+    Json(json!({"object": "list", "data": data, "models": models})).into_response()
 }
 
 fn openai_model(id: &str) -> Value {
@@ -47,12 +46,12 @@ fn openai_model(id: &str) -> Value {
 }
 
 pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let entries = state.catalog.entries(&state).await;
+    let entries = state.catalog.entries().await;
     let wanted = dialects::models::ModelRef::parse(&id);
-    match entries.iter().find(|e| slug(e) == wanted.slug) {
+    match catalog::find(&entries, &wanted.slug) {
         Some(entry) => {
             let mut m = openai_model(&id);
-            m["models"] = json!([entry]);
+            m["models"] = json!([entry.raw()]);
             Json(m).into_response()
         }
         None => error_response(Dialect::OpenAi, &GatewayError::model_not_found(&id), &request_id(&headers)),

@@ -31,6 +31,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::{info, warn};
 
+use crate::catalog;
 use crate::config::Config;
 use crate::server::errors::{Dialect, body_error, error_response};
 use crate::server::exchange::{self, request_id};
@@ -145,23 +146,15 @@ async fn embeddings(headers: HeaderMap) -> Response {
     fail(&request_id(&headers), &err)
 }
 
-fn slug(entry: &Value) -> &str {
-    entry.get("slug").and_then(Value::as_str).unwrap_or_default()
-}
-
-fn context_window(entry: &Value) -> u64 {
-    entry.get("context_window").and_then(Value::as_u64).unwrap_or(272_000)
-}
-
 async fn tags(State(state): State<Arc<AppState>>) -> Response {
-    let entries = state.catalog.entries(&state).await;
-    let models: Vec<Value> = entries.iter().map(|e| tag_entry(slug(e))).collect();
+    let entries = state.catalog.entries().await;
+    let models: Vec<Value> = entries.iter().map(|e| tag_entry(&e.slug)).collect();
     axum::Json(json!({ "models": models })).into_response()
 }
 
 async fn ps(State(state): State<Arc<AppState>>) -> Response {
-    let entries = state.catalog.entries(&state).await;
-    let models: Vec<Value> = entries.iter().map(|e| ps_entry(slug(e), context_window(e))).collect();
+    let entries = state.catalog.entries().await;
+    let models: Vec<Value> = entries.iter().map(|e| ps_entry(&e.slug, e.context_window_or_default())).collect();
     axum::Json(json!({ "models": models })).into_response()
 }
 
@@ -181,9 +174,9 @@ async fn show(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Resu
         return fail(&request_id(&headers), &GatewayError::invalid_param("model", "model is required"));
     }
     let wanted = dialects::models::ModelRef::parse(model_name(name));
-    let entries = state.catalog.entries(&state).await;
-    match entries.iter().find(|e| slug(e) == wanted.slug) {
-        Some(e) => axum::Json(show_response(name, &wanted.slug, context_window(e), true)).into_response(),
+    let entries = state.catalog.entries().await;
+    match catalog::find(&entries, &wanted.slug) {
+        Some(e) => axum::Json(show_response(name, &wanted.slug, e.context_window_or_default(), true)).into_response(),
         None => fail(&request_id(&headers), &unknown_model(name)),
     }
 }
@@ -253,7 +246,7 @@ async fn answer(
 /// Empty messages / prompt: Ollama loads the model and answers `done_reason: "load"` (clients use it to warm up).
 async fn load(state: &AppState, model: &str, created_at: &str, endpoint: Endpoint) -> Result<Response, GatewayError> {
     let slug = dialects::models::ModelRef::parse(model_name(model)).slug;
-    if !state.catalog.entries(state).await.iter().any(|e| self::slug(e) == slug) {
+    if catalog::find(&state.catalog.entries().await, &slug).is_none() {
         return Err(unknown_model(model));
     }
     info!(model, "ollama load request (no upstream call)");

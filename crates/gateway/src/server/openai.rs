@@ -81,8 +81,8 @@ async fn responses_inner(
     // says so, else drop it (docs/parameter-policy.md). `check` makes sure the catalog is fetched; `exchange`
     // repeats it on its fast path.
     if dialects::responses::has_reasoning_context(&req) {
-        state.catalog.check(state, &req.model.slug).await?;
-        if !state.catalog.supports_reasoning_context(state, &req.model.slug) {
+        state.catalog.check(&req.model.slug).await?;
+        if !state.catalog.supports_reasoning_context(&req.model.slug) {
             dialects::responses::drop_reasoning_context(&mut req);
         }
     }

@@ -241,6 +241,23 @@ async fn models_endpoints() {
     assert_eq!(anthropic["has_more"], false);
 }
 
+/// The Codex CLI reads the catalog under `models` with its own type: the gateway types the fields it reads, but
+/// passes every entry on as the upstream sent it, fields it does not know included.
+#[tokio::test]
+async fn codex_catalog_entries_pass_through_unchanged() {
+    let env = start(Setup::default()).await;
+    let v: Value = env.get_json("/v1/models?client_version=0.169.0").await;
+    let models = v["models"].as_array().cloned().unwrap_or_default();
+    assert!(!models.is_empty(), "{v}");
+    for entry in &models {
+        let slug = entry["slug"].as_str().unwrap_or_default();
+        assert_eq!(entry, &fake_codex::catalog::codex_entry(slug), "{slug}");
+        assert_eq!(entry["shell_type"], "shell_command", "a field the gateway does not type");
+    }
+    let one: Value = env.get_json("/v1/models/gpt-5.4-high").await;
+    assert_eq!(one["models"], json!([fake_codex::catalog::codex_entry("gpt-5.4")]));
+}
+
 #[tokio::test]
 async fn keepalive_comments_while_upstream_is_silent() {
     let env = start(Setup { env: vec![("CODEX_GATEWAY_KEEPALIVE_SECS", "1".into())], ..Setup::default() }).await;

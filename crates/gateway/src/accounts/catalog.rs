@@ -1,0 +1,39 @@
+//! An account's model catalog as the pool keeps it, and the pool as the gateway-wide catalog's source of
+//! accounts (`crate::catalog::CatalogSource`). Fetching and caching are the pool's (`pool.rs`:
+//! `fetch_missing_catalogs`, `refresh_catalog`, the upkeep's refresh of stale catalogs).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::Pool;
+use crate::catalog::{CatalogSource, ModelEntry, Offer};
+use crate::store::AccountKind;
+
+/// The models an account's plan serves, as fetched from the upstream catalog (parsed once, when fetched).
+#[derive(Debug, Clone)]
+pub struct AccountCatalog {
+    pub fetched: Instant,
+    pub entries: Vec<Arc<ModelEntry>>,
+}
+
+impl CatalogSource for Pool {
+    fn open_ended(&self) -> bool {
+        self.accounts().iter().any(|a| a.kind != AccountKind::Chatgpt && a.models.is_none())
+    }
+
+    fn any_active(&self, visit: &mut dyn FnMut(Offer<'_>) -> bool) -> bool {
+        self.accounts().iter().filter(|a| a.is_active()).any(|a| {
+            let catalog = a.catalog.read();
+            visit(Offer {
+                configured: a.models.as_deref(),
+                fetched: catalog.as_ref().map(|c| c.entries.as_slice()),
+                fetchable: a.kind == AccountKind::Chatgpt,
+            })
+        })
+    }
+
+    async fn fetch_missing(&self) {
+        let list = self.accounts();
+        self.fetch_missing_catalogs(&list).await;
+    }
+}

@@ -1,0 +1,148 @@
+//! The catalog's rules against a plain [`CatalogSource`] (no pool, store or upstream): union order and
+//! de-duplication, configured models, the built-in fallback, when a first fetch happens, the model check.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dialects::ErrorKind;
+use parking_lot::Mutex;
+use serde_json::json;
+
+use super::*;
+
+/// One account of the test source.
+#[derive(Default)]
+struct Acct {
+    inactive: bool,
+    chatgpt: bool,
+    configured: Option<Vec<String>>,
+    fetched: Mutex<Option<Vec<Arc<ModelEntry>>>>,
+    /// What a fetch brings (`None`: the fetch fails).
+    upstream: Option<Vec<Arc<ModelEntry>>>,
+}
+
+#[derive(Default)]
+struct Source {
+    accounts: Vec<Acct>,
+    fetches: AtomicUsize,
+}
+
+impl CatalogSource for Source {
+    fn open_ended(&self) -> bool {
+        self.accounts.iter().any(|a| !a.chatgpt && a.configured.is_none())
+    }
+
+    fn any_active(&self, visit: &mut dyn FnMut(Offer<'_>) -> bool) -> bool {
+        self.accounts.iter().filter(|a| !a.inactive).any(|a| {
+            let fetched = a.fetched.lock();
+            visit(Offer { configured: a.configured.as_deref(), fetched: fetched.as_deref(), fetchable: a.chatgpt })
+        })
+    }
+
+    async fn fetch_missing(&self) {
+        for a in self.accounts.iter().filter(|a| a.chatgpt && !a.inactive) {
+            let mut fetched = a.fetched.lock();
+            if fetched.is_none() {
+                self.fetches.fetch_add(1, Ordering::Relaxed);
+                *fetched = a.upstream.clone();
+            }
+        }
+    }
+}
+
+fn entry(slug: &str, display: &str) -> Arc<ModelEntry> {
+    let e = ModelEntry::from_json(
+        json!({"slug": slug, "display_name": display, "supports_reasoning_context": display == "ctx"}),
+    );
+    Arc::new(e.unwrap_or_else(|| panic!("{slug}")))
+}
+
+fn chatgpt(fetched: Option<Vec<Arc<ModelEntry>>>) -> Acct {
+    Acct { chatgpt: true, fetched: Mutex::new(fetched), ..Acct::default() }
+}
+
+fn relay(models: &[&str]) -> Acct {
+    Acct { configured: Some(models.iter().map(|m| m.to_string()).collect()), ..Acct::default() }
+}
+
+fn catalog(accounts: Vec<Acct>) -> Catalog<Source> {
+    Catalog::new(Arc::new(Source { accounts, ..Source::default() }))
+}
+
+fn listed(entries: &[Arc<ModelEntry>]) -> Vec<(&str, &str)> {
+    entries.iter().map(|e| (e.slug.as_str(), e.display_name_or_slug())).collect()
+}
+
+#[tokio::test]
+async fn union_keeps_the_first_entry_of_a_slug_then_adds_configured_models() {
+    let c = catalog(vec![
+        chatgpt(Some(vec![entry("a", "A"), entry("b", "B")])),
+        relay(&["c", "d"]),
+        chatgpt(Some(vec![entry("b", "B on another plan"), entry("c", "C")])),
+        Acct { inactive: true, ..chatgpt(Some(vec![entry("e", "E")])) },
+    ]);
+    assert_eq!(listed(&c.entries().await), [("a", "A"), ("b", "B"), ("c", "C"), ("d", "d")]);
+    assert_eq!(c.source.fetches.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn the_built_in_list_until_a_catalog_is_known() {
+    let c = catalog(vec![]);
+    let slugs: Vec<String> = c.entries().await.iter().map(|e| e.slug.clone()).collect();
+    assert_eq!(slugs, ["gpt-5.5", "gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex", "gpt-5.2"]);
+    assert!(c.check("gpt-5.4").await.is_ok());
+    assert_eq!(c.check("gpt-4o").await.map_err(|e| e.kind), Err(ErrorKind::NotFound));
+    // A failing fetch leaves the built-in list too.
+    let c = catalog(vec![chatgpt(None)]);
+    assert_eq!(c.entries().await.len(), DEFAULT_MODELS.len());
+    let fast: Vec<bool> =
+        default_entries().iter().map(|e| e.service_tiers.iter().any(|t| t.id == "priority")).collect();
+    assert_eq!(fast, [true, true, false, true, true]);
+}
+
+#[tokio::test]
+async fn first_use_fetches_when_no_catalog_is_known_only() {
+    let c = catalog(vec![Acct { upstream: Some(vec![entry("a", "A")]), ..chatgpt(None) }]);
+    assert_eq!(listed(&c.entries().await), [("a", "A")]);
+    assert_eq!(listed(&c.entries().await), [("a", "A")]);
+    assert_eq!(c.source.fetches.load(Ordering::Relaxed), 1);
+    // One account's catalog is known: listing does not wait for another's (leasing fetches those).
+    let c = catalog(vec![
+        chatgpt(Some(vec![entry("a", "A")])),
+        Acct { upstream: Some(vec![entry("b", "B")]), ..chatgpt(None) },
+    ]);
+    assert_eq!(listed(&c.entries().await), [("a", "A")]);
+    assert_eq!(c.source.fetches.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn check_reads_the_known_catalogs_in_place() {
+    let c = catalog(vec![chatgpt(Some(vec![entry("a", "A")])), relay(&["r"])]);
+    assert!(c.check("a").await.is_ok());
+    assert!(c.check("r").await.is_ok());
+    assert_eq!(c.check("b").await.map_err(|e| e.kind), Err(ErrorKind::NotFound));
+    assert_eq!(c.source.fetches.load(Ordering::Relaxed), 0);
+    // Not fetched yet: the check fetches, then knows.
+    let c = catalog(vec![Acct { upstream: Some(vec![entry("a", "A")]), ..chatgpt(None) }]);
+    assert!(c.check("a").await.is_ok());
+    assert_eq!(
+        c.check("gpt-5.4").await.map_err(|e| e.kind),
+        Err(ErrorKind::NotFound),
+        "the plan's list, not the built-in"
+    );
+    // An API key without a model list takes any id.
+    let c = catalog(vec![chatgpt(Some(vec![entry("a", "A")])), Acct::default()]);
+    assert!(c.check("anything").await.is_ok());
+}
+
+#[test]
+fn reasoning_context_where_an_active_catalog_says_so() {
+    let c = catalog(vec![
+        chatgpt(Some(vec![entry("a", "A"), entry("sol", "ctx")])),
+        Acct { inactive: true, ..chatgpt(Some(vec![entry("a", "ctx")])) },
+        relay(&["sol-relay"]),
+    ]);
+    assert!(c.supports_reasoning_context("sol"));
+    assert!(!c.supports_reasoning_context("a"), "only an inactive account's catalog says so");
+    assert!(!c.supports_reasoning_context("sol-relay"), "configured models: unknown, so no");
+    assert!(!c.supports_reasoning_context("missing"));
+}
