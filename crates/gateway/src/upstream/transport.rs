@@ -253,6 +253,31 @@ mod tests {
         port.unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The cause stays an error (reachable through `source`, downcast by type), its kind is read off the
+    /// chain, and the text is the same `message: cause` line as before.
+    #[tokio::test]
+    async fn transport_errors_keep_their_cause_and_kind() {
+        use std::error::Error as _;
+        let refused = TransportError::of(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(refused.kind(), TransportKind::Connect);
+        let io = refused.source().and_then(|c| c.downcast_ref::<std::io::Error>()).map(std::io::Error::kind);
+        assert_eq!(io, Some(std::io::ErrorKind::ConnectionRefused));
+        let reset = TransportError::of(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "peer reset"));
+        assert_eq!((reset.kind(), reset.to_string()), (TransportKind::Reset, "peer reset".to_string()));
+        let failure = reset.failure(Stage::Body);
+        assert!(matches!(failure, UpstreamFailure::Transport { stage: Stage::Body, kind: TransportKind::Reset, .. }));
+        assert_eq!(failure.to_error().message, "The upstream connection failed mid-response: peer reset");
+        assert!(failure.source().is_some(), "the chain goes on from the failure");
+        let timed_out = TransportError::described(TransportKind::Timeout, "connecting to the upstream timed out");
+        assert_eq!(timed_out.to_string(), "connecting to the upstream timed out");
+
+        // A real refused connection through reqwest: a connect failure, read from the cause chain.
+        let client = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("{e}"));
+        let err = client.get(format!("http://127.0.0.1:{}/", free_port())).send().await.err();
+        let err = TransportError::from(err.unwrap_or_else(|| panic!("the request succeeded")));
+        assert_eq!(err.kind(), TransportKind::Connect, "{err}");
+    }
+
     #[tokio::test]
     async fn reqwest_errors_name_the_cause_and_not_the_url() {
         // A loopback port nothing listens on: reqwest says only "error sending request"; the cause says why.
