@@ -86,3 +86,31 @@ async fn rate_limits_in_a_stream_cool_down_and_pool_into_one_429() {
     assert!((38..=40).contains(&retry), "{retry}");
     assert_eq!(upstream_requests(&env), 2);
 }
+
+/// An upstream 404 `model_not_found` is the typed "unknown model" the routes word in their own dialect (it was
+/// recognised by its code string before), and it is not tried on another account.
+#[tokio::test]
+async fn an_upstream_model_not_found_is_worded_by_each_dialect() {
+    let env = start(Setup { ollama: true, ..pool_setup(2) }).await;
+    let not_found = json!({"kind":"http_error","status":404,"body":{"error":{"code":"model_not_found","message":"The model does not exist."}}});
+    env.fake.enqueue(None, scenario(not_found.clone()));
+    let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!((status, json(&text)["error"]["code"].as_str()), (404, Some("model_not_found")), "{text}");
+    assert_eq!(upstream_requests(&env), 1, "not tried on another account");
+
+    env.fake.enqueue(None, scenario(not_found.clone()));
+    let body = json!({"model":"gpt-5.4","max_tokens":16,"messages":[{"role":"user","content":"x"}]});
+    let (status, _, text) = env.post("/v1/messages", &body).await;
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("model: gpt-5.4 is not served by this gateway"), "{text}");
+
+    env.fake.enqueue(None, scenario(not_found));
+    let base = env.ollama.clone().unwrap_or_else(|| panic!("bridge not started"));
+    let url = format!("{base}/api/chat");
+    let body = json!({"model":"gpt-5.4","stream":false,"messages":[{"role":"user","content":"x"}]});
+    let resp = env.http.post(&url).json(&body).send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 404, "{text}");
+    assert_eq!(json(&text)["error"], "model \"gpt-5.4\" not found");
+}
