@@ -9,6 +9,7 @@ pub mod assemble;
 pub mod chat;
 pub mod encoder;
 pub mod error;
+pub mod failure;
 pub mod gemini;
 pub mod json;
 pub mod limits;
@@ -21,5 +22,6 @@ pub mod sse;
 pub mod upstream;
 
 pub use error::{ErrorKind, GatewayError};
+pub use failure::UpstreamFailure;
 pub use responses::event::{DoneItem, Event, ItemStart, Terminal, Usage};
 pub use upstream::{OutputLimits, UpstreamRequest};

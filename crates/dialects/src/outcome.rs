@@ -1,6 +1,6 @@
-//! How a response ended, in dialect-neutral terms, and the mapping of upstream failures to client errors.
+//! How a response ended, in dialect-neutral terms, and the client error for an upstream failure event.
 
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::GatewayError;
 
 /// The reason generation stopped. Each dialect maps this to its own stop/finish reason (spec C4).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,42 +38,18 @@ impl Finish {
     }
 }
 
-/// Turn an upstream `response.failed` / `error` event into the error a client should see.
+/// The error a client sees for an upstream `response.failed` / `error` event: the one classifier
+/// ([`crate::failure::classify_event`]) decides, as for an HTTP error answer.
 pub fn upstream_failure(code: Option<&str>, message: &str) -> GatewayError {
-    let (kind, msg) = match code.unwrap_or("") {
-        "context_length_exceeded" => (ErrorKind::ContextTooLong, message.to_string()),
-        "rate_limit_exceeded" | "usage_limit_reached" | "insufficient_quota" => {
-            let mut e = GatewayError::new(ErrorKind::RateLimited, message);
-            if let Some(secs) = retry_after_from_message(message) {
-                e = e.with_retry_after(secs);
-            }
-            e.code = code.map(str::to_string);
-            return e;
-        }
-        "usage_not_included" => (ErrorKind::PermissionDenied, message.to_string()),
-        "server_is_overloaded" | "slow_down" => (ErrorKind::Overloaded, message.to_string()),
-        "invalid_prompt" | "invalid_request_error" | "cyber_policy" => (ErrorKind::InvalidRequest, message.to_string()),
-        _ => (ErrorKind::UpstreamUnavailable, format!("The upstream response failed: {message}")),
-    };
-    let mut e = GatewayError::new(kind, msg);
-    e.code = code.map(str::to_string);
-    e
+    crate::failure::classify_event(code, message).to_error()
 }
 
-/// "Please try again in 11.054s" -> 12 (rounded up). The backend documents this phrasing for rate limits.
-pub fn retry_after_from_message(message: &str) -> Option<u64> {
-    let idx = message.find("try again in ")?;
-    let rest = &message[idx + "try again in ".len()..];
-    let num: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-    let value: f64 = num.parse().ok()?;
-    let unit = &rest[num.len()..];
-    let secs = if unit.starts_with("ms") { value / 1000.0 } else { value };
-    Some(secs.ceil().max(1.0) as u64)
-}
+pub use crate::failure::retry_after_from_message;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn maps_failures() {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
+use dialects::failure::CooldownReason;
 use parking_lot::{Mutex, RwLock};
 use reqwest::header::HeaderValue;
 use serde_json::Value;
@@ -20,7 +21,7 @@ pub mod quota;
 pub mod select;
 
 pub use catalog::AccountCatalog;
-pub use pool::{Lease, Pool};
+pub use pool::{Lease, LeaseError, Pool};
 pub use quota::QuotaSnapshot;
 
 /// Where an account's credentials live, which decides where a refresh is written.
@@ -105,7 +106,19 @@ pub struct Cooldown {
     /// `None`: the whole account.
     pub model: Option<String>,
     pub until: i64,
-    pub reason: String,
+    /// Why, as a type: decides the pool's answer when every account is cooling down.
+    pub kind: CooldownReason,
+    /// Why, in words (`accounts list`, the pool's error).
+    #[serde(rename = "reason")]
+    pub note: String,
+}
+
+/// Why an account cannot serve a model now, and until when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blocked {
+    pub until: i64,
+    pub reason: CooldownReason,
+    pub note: String,
 }
 
 /// One upstream identity and its runtime state.
@@ -217,10 +230,10 @@ impl Account {
     }
 
     /// Skip this account (or one model on it) until `until`.
-    pub fn cool_down(&self, model: Option<&str>, until: i64, reason: &str) {
+    pub fn cool_down(&self, model: Option<&str>, until: i64, kind: CooldownReason, note: &str) {
         let mut c = self.cooldowns.lock();
         c.retain(|x| x.model.as_deref() != model);
-        c.push(Cooldown { model: model.map(str::to_string), until, reason: reason.to_string() });
+        c.push(Cooldown { model: model.map(str::to_string), until, kind, note: note.to_string() });
     }
 
     pub fn clear_cooldowns(&self) {
@@ -236,16 +249,20 @@ impl Account {
     }
 
     /// When this account can serve `model` again and why not now, if it cannot now.
-    pub fn blocked(&self, model: &str, now: i64) -> Option<(i64, String)> {
+    pub fn blocked(&self, model: &str, now: i64) -> Option<Blocked> {
         let cooled = self
             .cooldowns(now)
             .into_iter()
             .filter(|c| c.model.is_none() || c.model.as_deref() == Some(model))
             .max_by_key(|c| c.until)
-            .map(|c| (c.until, c.reason));
-        let quota = self.quota.read().blocked_until(now).map(|t| (t, "quota window used up".to_string()));
+            .map(|c| Blocked { until: c.until, reason: c.kind, note: c.note });
+        let quota = self.quota.read().blocked_until(now).map(|until| Blocked {
+            until,
+            reason: CooldownReason::QuotaWindow,
+            note: "quota window used up".to_string(),
+        });
         match (cooled, quota) {
-            (Some(a), Some(b)) => Some(if a.0 >= b.0 { a } else { b }),
+            (Some(a), Some(b)) => Some(if a.until >= b.until { a } else { b }),
             (a, b) => a.or(b),
         }
     }

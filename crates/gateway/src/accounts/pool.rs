@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use dialects::{ErrorKind, GatewayError};
+use dialects::failure::{CooldownScope, StatusChange};
+use dialects::{ErrorKind, GatewayError, UpstreamFailure};
 use lru::LruCache;
 use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -17,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
 use super::select::{self, Candidate};
-use super::{Account, AccountCatalog, QuotaSnapshot, Source, bearer_header, quota};
+use super::{Account, AccountCatalog, Blocked, QuotaSnapshot, Source, bearer_header, quota};
 use crate::auth::codex_file::{self, FileCredentials};
 use crate::auth::refresh::{RefreshError, needs_refresh, refresh_within};
 use crate::auth::{Tokens, jwt, now_unix};
@@ -33,6 +34,17 @@ const CATALOG_TTL: Duration = Duration::from_secs(600);
 const CATALOG_RETRY: Duration = Duration::from_secs(30);
 /// Refreshes slower than this are logged.
 const SLOW_REFRESH: Duration = Duration::from_secs(3);
+
+/// Why no account was leased.
+#[derive(Debug)]
+pub enum LeaseError {
+    /// Every account that could serve was already tried for this request.
+    Exhausted,
+    /// No account's plan serves the model.
+    UnknownModel(GatewayError),
+    /// Accounts serve the model but none can now (cooling down, busy, none enabled, none logged in).
+    Unavailable(GatewayError),
+}
 
 /// An account reserved for one request; the concurrency slot is released on drop.
 pub struct Lease {
@@ -174,7 +186,7 @@ impl Pool {
         model: &str,
         conversation: Option<&str>,
         exclude: &[String],
-    ) -> Result<Lease, GatewayError> {
+    ) -> Result<Lease, LeaseError> {
         let list = self.accounts();
         self.fetch_missing_catalogs(&list).await;
         let now = now_unix();
@@ -182,7 +194,7 @@ impl Pool {
         let mut candidates = Vec::new();
         let mut any_active = false;
         let mut any_serving = false;
-        let mut soonest: Option<(i64, String)> = None;
+        let mut soonest: Option<Blocked> = None;
         for (index, a) in list.iter().enumerate() {
             if !a.is_active() || exclude.contains(&a.id) {
                 continue;
@@ -192,9 +204,9 @@ impl Pool {
                 continue;
             }
             any_serving = true;
-            if let Some((until, reason)) = a.blocked(model, now) {
-                if soonest.as_ref().is_none_or(|(s, _)| until < *s) {
-                    soonest = Some((until, reason));
+            if let Some(blocked) = a.blocked(model, now) {
+                if soonest.as_ref().is_none_or(|s| blocked.until < s.until) {
+                    soonest = Some(blocked);
                 }
                 continue;
             }
@@ -210,35 +222,30 @@ impl Pool {
         }
         if candidates.is_empty() {
             return Err(match (any_active, any_serving, soonest) {
-                (_, true, Some((until, reason))) => {
+                (_, true, Some(Blocked { until, reason, note })) => {
                     let secs = (until - now).max(1) as u64;
-                    let quota = reason.starts_with("usage_limit")
-                        || reason.starts_with("rate_limit")
-                        || reason.starts_with("quota");
-                    let (kind, code) = if quota {
-                        (ErrorKind::RateLimited, "usage_limit_reached")
-                    } else {
-                        (ErrorKind::Overloaded, "accounts_cooling_down")
-                    };
-                    GatewayError::new(
-                        kind,
-                        format!("Every account that serves `{model}` is unavailable ({reason}); the soonest is available again in {secs} s."),
+                    let (kind, code) = reason.pool_error();
+                    LeaseError::Unavailable(
+                        GatewayError::new(
+                            kind,
+                            format!("Every account that serves `{model}` is unavailable ({note}); the soonest is available again in {secs} s."),
+                        )
+                        .with_code(code)
+                        .with_retry_after(secs),
                     )
-                    .with_code(code)
-                    .with_retry_after(secs)
                 }
-                (true, false, _) => GatewayError::new(
-                    ErrorKind::NotFound,
-                    format!(
-                        "No account's plan serves the model `{model}`. GET /v1/models lists what your accounts can use."
-                    ),
-                )
-                .with_code("model_not_found"),
-                _ if !exclude.is_empty() => {
-                    GatewayError::new(ErrorKind::UpstreamUnavailable, "No other account could serve the request.")
-                        .with_code("no_other_account")
-                }
-                _ => self.no_account_error(),
+                // Accounts were tried for this request: one of them served the model.
+                _ if !exclude.is_empty() => LeaseError::Exhausted,
+                (true, false, _) => LeaseError::UnknownModel(
+                    GatewayError::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "No account's plan serves the model `{model}`. GET /v1/models lists what your accounts can use."
+                        ),
+                    )
+                    .with_code("model_not_found"),
+                ),
+                _ => LeaseError::Unavailable(self.no_account_error()),
             });
         }
         let affine = conversation.and_then(|k| self.affinity.lock().get(k).cloned());
@@ -268,14 +275,14 @@ impl Pool {
                 let i = order[0];
                 let account = &list[i];
                 if account.waiting.load(Ordering::Relaxed) >= routing.queue_per_account {
-                    return Err(busy_error());
+                    return Err(LeaseError::Unavailable(busy_error()));
                 }
                 account.waiting.fetch_add(1, Ordering::Relaxed);
                 let waited = tokio::time::timeout(routing.queue_timeout, account.slots.clone().acquire_owned()).await;
                 account.waiting.fetch_sub(1, Ordering::Relaxed);
                 match waited {
                     Ok(Ok(p)) => (i, p),
-                    _ => return Err(busy_error()),
+                    _ => return Err(LeaseError::Unavailable(busy_error())),
                 }
             }
         };
@@ -328,54 +335,33 @@ impl Pool {
         }
     }
 
-    /// After a failure that another account might not have: cool this one down, with the reason.
-    pub fn record_failure(&self, account: &Account, model: &str, err: &GatewayError) {
+    /// After a failure that another account might not have: what the failure decides for the account (see
+    /// `dialects::failure`): a cooldown, a status change, or nothing.
+    pub fn record_failure(&self, account: &Account, model: &str, failure: &UpstreamFailure) {
         let now = now_unix();
-        let code = err.code.as_deref().unwrap_or("");
-        match err.kind {
-            ErrorKind::RateLimited => {
-                let secs = err.retry_after.unwrap_or(60) as i64;
-                account.cool_down(
-                    None,
-                    now + secs,
-                    &format!("{}: {}", if code.is_empty() { "rate_limited" } else { code }, err.message),
-                );
-                if code == "usage_limit_reached" {
+        if let Some(rule) = failure.cooldown() {
+            let until = now.saturating_add(i64::try_from(rule.secs).unwrap_or(i64::MAX));
+            match rule.scope {
+                CooldownScope::Account => account.cool_down(None, until, rule.reason, &rule.note),
+                CooldownScope::Model => account.cool_down(Some(model), until, rule.reason, &rule.note),
+                CooldownScope::AccountQuota => {
+                    account.cool_down(None, until, rule.reason, &rule.note);
                     let mut q = account.quota.write();
                     q.primary_used_percent = Some(100.0);
-                    q.primary_reset_at = Some(now + secs);
+                    q.primary_reset_at = Some(until);
                     q.updated_at = now;
                 }
             }
-            ErrorKind::PermissionDenied if code == "usage_not_included" => {
-                account.cool_down(None, now + 3600, "usage_not_included: the plan does not include Codex");
+        }
+        if let Some(change) = failure.account_status() {
+            match change {
+                StatusChange::Deactivated => {
+                    let message = failure.to_error().message;
+                    *account.status.write() =
+                        (AccountStatus::Disabled, Some(format!("deactivated upstream: {message}")));
+                    self.persist_status(account, AccountStatus::Disabled, "deactivated upstream");
+                }
             }
-            ErrorKind::PermissionDenied if code.contains("deactivated") => {
-                *account.status.write() =
-                    (AccountStatus::Disabled, Some(format!("deactivated upstream: {}", err.message)));
-                self.persist_status(account, AccountStatus::Disabled, "deactivated upstream");
-            }
-            ErrorKind::NotFound if code == "model_not_supported_by_plan" => {
-                account.cool_down(Some(model), now + 3600, "the account's plan does not serve this model");
-            }
-            ErrorKind::UpstreamUnavailable if code == "cloudflare_challenge" => {
-                account.cool_down(None, now + 60, "cloudflare challenge (not a ban)");
-            }
-            ErrorKind::PermissionDenied => {
-                account.cool_down(None, now + 60, &format!("forbidden: {}", err.message));
-            }
-            // Transient upstream trouble: the request already moved on to another account; later requests may
-            // try this one again at once (a cooldown here would turn one 500 into a minute of 429s).
-            ErrorKind::Overloaded
-            | ErrorKind::UpstreamUnavailable
-            | ErrorKind::InvalidRequest
-            | ErrorKind::Unauthorized
-            | ErrorKind::NotFound
-            | ErrorKind::PayloadTooLarge
-            | ErrorKind::ContextTooLong
-            | ErrorKind::NotLoggedIn
-            | ErrorKind::Timeout
-            | ErrorKind::Internal => {}
         }
     }
 

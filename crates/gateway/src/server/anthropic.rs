@@ -16,12 +16,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use dialects::anthropic::{AnthropicEncoder, countable_text, decode_for_count, decode_with, render_message};
-use dialects::{ErrorKind, GatewayError, UpstreamRequest};
+use dialects::failure::Reason;
+use dialects::{GatewayError, UpstreamRequest};
 use serde_json::{Map, Value, json};
 use tracing::warn;
 
 use crate::server::errors::{Dialect, body_error, error_response};
-use crate::server::exchange::{self, Exchange, request_id};
+use crate::server::exchange::{self, Exchange, StartError, request_id};
 use crate::server::pump::{self, Translated};
 use crate::server::{AppState, sse_response};
 use crate::tokens;
@@ -91,32 +92,24 @@ async fn messages_inner(
 /// another account (the first one is rate limited, logged out, removed) the earlier turns' reasoning cannot
 /// be verified there. Dropping it loses the model's hidden chain of thought for those turns, not the
 /// conversation.
-async fn start(state: &AppState, headers: HeaderMap, req: &mut UpstreamRequest) -> Result<Exchange, GatewayError> {
+async fn start(state: &AppState, headers: HeaderMap, req: &mut UpstreamRequest) -> Result<Exchange, StartError> {
     let prepared = exchange::prepare(state, &headers, req).await?;
     // Not needed while the request waits for the upstream (see `exchange::start`).
     drop(headers);
     match exchange::open(state, &prepared).await {
-        Err(e) if is_foreign_reasoning(&e) => match prepared.edited(|body| strip_reasoning(body) > 0) {
-            Some(retry) => {
-                warn!(request_id = %prepared.request_id(), error = %e, "upstream refused earlier reasoning; retrying without it");
-                exchange::open(state, &retry).await
+        // The classifier's `ForeignReasoning`: `invalid_encrypted_content`, or the ChatGPT backend's words for it.
+        Err(StartError::Refused(failure)) if failure.reason() == Some(&Reason::ForeignReasoning) => {
+            match prepared.edited(|body| strip_reasoning(body) > 0) {
+                Some(retry) => {
+                    let error = failure.to_error();
+                    warn!(request_id = %prepared.request_id(), error = %error, "upstream refused earlier reasoning; retrying without it");
+                    exchange::open(state, &retry).await
+                }
+                None => Err(StartError::Refused(failure)),
             }
-            None => Err(e),
-        },
+        }
         other => other,
     }
-}
-
-/// The upstream's refusal of encrypted reasoning it cannot verify (`invalid_encrypted_content`; the ChatGPT
-/// backend sends only a message).
-fn is_foreign_reasoning(e: &GatewayError) -> bool {
-    if e.kind != ErrorKind::InvalidRequest {
-        return false;
-    }
-    let message = e.message.to_ascii_lowercase();
-    e.code.as_deref() == Some("invalid_encrypted_content")
-        || message.contains("encrypted content")
-        || message.contains("encrypted_content")
 }
 
 /// Remove every `reasoning` item from the request's input; returns how many were removed.
@@ -130,10 +123,11 @@ fn strip_reasoning(body: &mut Map<String, Value>) -> usize {
 }
 
 /// The catalog names the Codex slug; an Anthropic client should also learn which id it sent and how to map it.
-fn explain_model_error(e: GatewayError, req: &UpstreamRequest) -> GatewayError {
-    if e.kind != ErrorKind::NotFound || e.code.as_deref() != Some("model_not_found") {
-        return e;
+fn explain_model_error(e: StartError, req: &UpstreamRequest) -> GatewayError {
+    if !e.is_unknown_model() {
+        return e.into_error();
     }
+    let e = e.into_error();
     let requested = &req.model.requested;
     let slug = &req.model.slug;
     let message = if requested == slug {
@@ -228,18 +222,6 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(kinds, ["message", "function_call", "function_call_output"]);
         assert_eq!(strip_reasoning(&mut r.body), 0);
-    }
-
-    #[test]
-    fn recognises_foreign_reasoning_refusals() {
-        let e = GatewayError::invalid(
-            "The upstream rejected the request: The encrypted content for item rs_1 could not be verified.",
-        );
-        assert!(is_foreign_reasoning(&e));
-        assert!(is_foreign_reasoning(&GatewayError::invalid("x").with_code("invalid_encrypted_content")));
-        assert!(!is_foreign_reasoning(&GatewayError::invalid("Unsupported parameter: metadata")));
-        let other = GatewayError::new(ErrorKind::RateLimited, "encrypted content");
-        assert!(!is_foreign_reasoning(&other));
     }
 
     #[test]

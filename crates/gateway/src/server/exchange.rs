@@ -7,18 +7,19 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use bytes::Bytes;
+use dialects::failure::{Credential, Failover, Reason, Refusal, Stage};
 use dialects::sse::SseFrame;
-use dialects::{ErrorKind, Event, GatewayError, UpstreamRequest};
+use dialects::{ErrorKind, Event, GatewayError, UpstreamFailure, UpstreamRequest};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
-use crate::accounts::{Account, Lease};
+use crate::accounts::{Account, Lease, LeaseError};
 use crate::auth::now_unix;
 use crate::server::AppState;
-use crate::server::reader::{EventReader, LateHeaders, Read, cut_error};
+use crate::server::reader::{EventReader, LateHeaders, Read};
 use crate::store::AccountKind;
-use crate::upstream::{BodyStream, CallContext, UpstreamFailure, UpstreamResponse, classify};
+use crate::upstream::{BodyStream, CallContext, UpstreamResponse, classify};
 
 /// An upstream response ready to be read, plus what the encoders need to know.
 pub struct Exchange {
@@ -42,9 +43,47 @@ pub fn request_id(headers: &HeaderMap) -> String {
     headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }
 
+/// Why no exchange could be opened. Routes that word some of these in their own dialect match on it; the rest
+/// turn it into the client's error with `?` ([`From`]).
+#[derive(Debug)]
+pub enum StartError {
+    /// No account serves the model: the catalog does not list it, no account's plan serves it, or the upstream
+    /// said it does not exist.
+    UnknownModel(GatewayError),
+    /// The upstream refused the request itself; no other account was tried, since every one would refuse it.
+    Refused(UpstreamFailure),
+    /// No account could serve it: the accounts' failures (the soonest rate limit among them), or the pool's own
+    /// reason (cooling down, busy, none enabled or logged in), or the request could not be prepared.
+    Unavailable(GatewayError),
+}
+
+impl StartError {
+    /// The client's error.
+    pub fn into_error(self) -> GatewayError {
+        match self {
+            StartError::UnknownModel(e) | StartError::Unavailable(e) => e,
+            StartError::Refused(failure) => failure.to_error(),
+        }
+    }
+
+    /// The request named a model no account serves (routes say so in their dialect's words).
+    pub fn is_unknown_model(&self) -> bool {
+        match self {
+            StartError::UnknownModel(_) => true,
+            StartError::Refused(_) | StartError::Unavailable(_) => false,
+        }
+    }
+}
+
+impl From<StartError> for GatewayError {
+    fn from(e: StartError) -> GatewayError {
+        e.into_error()
+    }
+}
+
 /// Validate the model, finalize the body and open the upstream stream. The client's headers are dropped once the
 /// request is prepared: they are not needed while it waits for the upstream.
-pub async fn start(state: &AppState, headers: HeaderMap, req: &mut UpstreamRequest) -> Result<Exchange, GatewayError> {
+pub async fn start(state: &AppState, headers: HeaderMap, req: &mut UpstreamRequest) -> Result<Exchange, StartError> {
     let prepared = prepare(state, &headers, req).await?;
     drop(headers);
     open(state, &prepared).await
@@ -65,12 +104,9 @@ pub struct Prepared {
 /// Validate the model and finalize and serialize the body. The request's JSON tree is freed here (its body is
 /// left empty): it is the largest part of a request that waits for the upstream, and with thousands of streams
 /// opening at once those waits overlap (bench/notes.md).
-pub async fn prepare(
-    state: &AppState,
-    headers: &HeaderMap,
-    req: &mut UpstreamRequest,
-) -> Result<Prepared, GatewayError> {
-    state.catalog.check(&req.model.slug).await?;
+pub async fn prepare(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequest) -> Result<Prepared, StartError> {
+    // The catalog refuses nothing but a model it does not list.
+    state.catalog.check(&req.model.slug).await.map_err(StartError::UnknownModel)?;
     if req.conversation_key.is_none() {
         req.conversation_key = SESSION_HEADERS
             .iter()
@@ -80,7 +116,9 @@ pub async fn prepare(
     req.finalize(state.config.default_reasoning_effort.as_deref());
     let tree = std::mem::take(&mut req.body);
     let key = tree.get("prompt_cache_key").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let body = Bytes::from(serde_json::to_vec(&tree).map_err(|e| GatewayError::internal(e.to_string()))?);
+    let body = Bytes::from(
+        serde_json::to_vec(&tree).map_err(|e| StartError::Unavailable(GatewayError::internal(e.to_string())))?,
+    );
     drop(tree);
     let input_estimate = input_estimate(&body);
     let ctx = CallContext {
@@ -130,7 +168,10 @@ impl Prepared {
 /// wait for its response headers too: a streaming request whose headers have not come by then is returned
 /// with them still pending ([`LateHeaders`]), so the client gets its status line and keepalives while the
 /// pump waits for them (up to the header deadline; from then on a failure is an in-stream error).
-pub async fn open(state: &AppState, prepared: &Prepared) -> Result<Exchange, GatewayError> {
+///
+/// Whether another account tries is [`UpstreamFailure::failover`]'s decision; what the failure does to the
+/// account is [`crate::accounts::Pool::record_failure`]'s (both decided in `dialects::failure`).
+pub async fn open(state: &AppState, prepared: &Prepared) -> Result<Exchange, StartError> {
     let Prepared { body, slug, key, ctx, input_estimate, stream } = prepared;
     let input_estimate = *input_estimate;
     let started = Instant::now();
@@ -143,13 +184,16 @@ pub async fn open(state: &AppState, prepared: &Prepared) -> Result<Exchange, Gat
         let lease = match state.pool.lease(slug, conversation, &tried).await {
             Ok(l) => l,
             // Every eligible account was tried: report what went wrong with them, not the empty pool.
-            Err(e) if e.code.as_deref() == Some("no_other_account") => return Err(last_error.unwrap_or(e)),
-            Err(e) => return Err(last_error.map(|l| pick_error(Some(l), e.clone())).unwrap_or(e)),
+            Err(LeaseError::Exhausted) => {
+                return Err(StartError::Unavailable(last_error.unwrap_or_else(no_other_account)));
+            }
+            Err(LeaseError::UnknownModel(e)) => return Err(StartError::UnknownModel(e)),
+            Err(LeaseError::Unavailable(e)) => return Err(StartError::Unavailable(pick_error(last_error, e))),
         };
         let account = lease.account.clone();
         tried.push(account.id.clone());
         let exchange = |reader| Exchange { reader, lease, request_id: ctx.request_id.clone(), started, input_estimate };
-        match send_once(state, &account, body.clone(), ctx, *stream, window, &mut window_end).await {
+        let failure = match send_once(state, &account, body.clone(), ctx, *stream, window, &mut window_end).await {
             Ok(Sent::Late(late)) => return Ok(exchange(EventReader::late(late))),
             Ok(Sent::Response(response)) => {
                 state.pool.record_success(&account, &response.headers);
@@ -158,27 +202,31 @@ pub async fn open(state: &AppState, prepared: &Prepared) -> Result<Exchange, Gat
                 match peek(&mut reader, until).await {
                     Ok(()) => return Ok(exchange(reader)),
                     // Failed before any output: nothing has reached the client, so another account may try.
-                    Err(e) if retryable_on_other_account(&e) => {
-                        warn!(account = %account.id, error = %e, "upstream failed before output; trying another account");
-                        state.pool.record_failure(&account, slug, &e);
-                        last_error = Some(pick_error(last_error, e));
-                    }
-                    Err(e) => return Err(e),
+                    Err(failure) => failure,
                 }
             }
-            Err(UpstreamFailure::Rejected(e)) if e.code.as_deref() == Some("model_not_supported_by_plan") => {
-                // Plan routing: this account's plan lacks the model; another account's may have it.
-                state.pool.record_failure(&account, slug, &e);
-                last_error = Some(pick_error(last_error, e));
+            Err(failure) => failure,
+        };
+        match failure.failover() {
+            Failover::OtherAccount => {
+                let error = failure.to_error();
+                warn!(account = %account.id, error = %error, "account could not serve the request; trying another");
+                state.pool.record_failure(&account, slug, &failure);
+                last_error = Some(pick_error(last_error, error));
             }
-            Err(UpstreamFailure::Rejected(e)) => return Err(e),
-            Err(UpstreamFailure::Unauthorized(e)) | Err(UpstreamFailure::AccountUnavailable(e)) => {
-                warn!(account = %account.id, error = %e, "account could not serve the request");
-                state.pool.record_failure(&account, slug, &e);
-                last_error = Some(pick_error(last_error, e));
+            Failover::Stop if failure.reason() == Some(&Reason::ModelNotFound) => {
+                return Err(StartError::UnknownModel(failure.to_error()));
             }
+            Failover::Stop => return Err(StartError::Refused(failure)),
         }
     }
+}
+
+/// The pool ran out of accounts to try before any was tried (not reached in practice: the first lease reports
+/// the pool's own reason instead).
+fn no_other_account() -> GatewayError {
+    GatewayError::new(ErrorKind::UpstreamUnavailable, "No other account could serve the request.")
+        .with_code("no_other_account")
 }
 
 /// Among several account failures report one: the rate limit with the soonest reset, else the latest.
@@ -189,21 +237,6 @@ fn pick_error(previous: Option<GatewayError>, new: GatewayError) -> GatewayError
         }
         Some(p) if p.kind == ErrorKind::RateLimited => p,
         _ => new,
-    }
-}
-
-fn retryable_on_other_account(e: &GatewayError) -> bool {
-    match e.kind {
-        ErrorKind::RateLimited | ErrorKind::Overloaded | ErrorKind::UpstreamUnavailable => true,
-        ErrorKind::InvalidRequest
-        | ErrorKind::Unauthorized
-        | ErrorKind::PermissionDenied
-        | ErrorKind::NotFound
-        | ErrorKind::PayloadTooLarge
-        | ErrorKind::ContextTooLong
-        | ErrorKind::NotLoggedIn
-        | ErrorKind::Timeout
-        | ErrorKind::Internal => false,
     }
 }
 
@@ -226,7 +259,7 @@ async fn send_once(
     window_end: &mut Option<Instant>,
 ) -> Result<Sent, UpstreamFailure> {
     let timeouts = &state.config.timeouts;
-    let mut auth = state.pool.authorization(account, None).await.map_err(UpstreamFailure::AccountUnavailable)?;
+    let mut auth = state.pool.authorization(account, None).await.map_err(UpstreamFailure::Credentials)?;
     let mut refreshed = false;
     loop {
         let sent_at = Instant::now();
@@ -250,69 +283,37 @@ async fn send_once(
                     error_body_timeout: timeouts.upstream_error_body,
                 })));
             }
-            Err(_) => {
-                return Err(UpstreamFailure::AccountUnavailable(header_timeout_error(timeouts.upstream_headers)));
-            }
+            Err(_) => return Err(UpstreamFailure::HeaderTimeout { limit: timeouts.upstream_headers }),
         };
-        let mut response = answer.map_err(|e| UpstreamFailure::AccountUnavailable(unreachable_error(&e)))?;
+        let mut response = answer.map_err(|e| e.failure(Stage::Request))?;
         if response.status.is_success() {
             return Ok(Sent::Response(response));
         }
         let bytes = read_limited(&mut response.body, timeouts.upstream_error_body).await;
         let failure = classify(response.status, &response.headers, &bytes, now_unix());
-        match failure {
-            UpstreamFailure::Unauthorized(_) if !refreshed => {
-                info!(account = %account.id, "upstream said 401; refreshing the token once");
-                refreshed = true;
-                let refused = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
-                auth = state.pool.authorization(account, Some(refused)).await.map_err(UpstreamFailure::Unauthorized)?;
-            }
+        let UpstreamFailure::Refused(Refusal { reason: Reason::Unauthorized, .. }) = failure else {
+            return Err(failure);
+        };
+        if refreshed {
             // Refused again with a credential just renewed: the account's problem, not the client's key, so never
             // a 401 (SDKs and Claude Code read that as their own key being wrong). The account rests meanwhile.
-            UpstreamFailure::Unauthorized(_) => {
-                return Err(UpstreamFailure::AccountUnavailable(login_refused(account)));
-            }
-            other => return Err(other),
+            return Err(login_refused(account));
         }
+        info!(account = %account.id, "upstream said 401; refreshing the token once");
+        refreshed = true;
+        let refused = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
+        auth = state.pool.authorization(account, Some(refused)).await.map_err(UpstreamFailure::Credentials)?;
     }
 }
 
-/// How long an account whose login the upstream refused after a refresh is left out: long enough that requests
-/// meanwhile fail fast with the reason (503 naming it), short enough that a fresh login (`codex-gateway login`
-/// keeps the account's runtime state, cooldowns included) or an upstream hiccup is picked up soon without a
-/// restart. A cooldown, not `needs_login`: that state answers later requests 401, which is what must not reach
-/// clients for an account problem.
-const LOGIN_REFUSED_COOLDOWN_SECS: i64 = 60;
-
-/// The error (and the account's cooldown) when the upstream refuses a credential the gateway just renewed.
-fn login_refused(account: &Account) -> GatewayError {
-    let (what, fix) = match account.kind {
-        AccountKind::Chatgpt => (
-            "login after a token refresh",
-            "log in again: `codex-gateway login` (or `codex login`, then `codex-gateway accounts import`)",
-        ),
-        AccountKind::ApiKey | AccountKind::Relay => ("API key", "check the key: `codex-gateway accounts list`"),
+/// The failure when the upstream refuses a credential the gateway just renewed (the account then cools down,
+/// see `dialects::failure`).
+fn login_refused(account: &Account) -> UpstreamFailure {
+    let credential = match account.kind {
+        AccountKind::Chatgpt => Credential::ChatgptLogin,
+        AccountKind::ApiKey | AccountKind::Relay => Credential::ApiKey,
     };
-    let reason = format!("the upstream refused the account's {what}");
-    account.cool_down(None, now_unix() + LOGIN_REFUSED_COOLDOWN_SECS, &reason);
-    GatewayError::new(
-        ErrorKind::UpstreamUnavailable,
-        format!("The upstream refused the {what} of account {}; {fix}.", account.describe()),
-    )
-    .with_code("account_login_refused")
-}
-
-/// The upstream sent no response headers within the attempt's deadline.
-pub(super) fn header_timeout_error(limit: Duration) -> GatewayError {
-    GatewayError::new(
-        ErrorKind::Timeout,
-        format!("The upstream did not answer within {} s (upstream_header_timeout_secs).", limit.as_secs_f64()),
-    )
-    .with_code("upstream_timeout")
-}
-
-pub(super) fn unreachable_error(e: &crate::upstream::TransportError) -> GatewayError {
-    GatewayError::new(ErrorKind::UpstreamUnavailable, format!("Cannot reach the upstream: {e}"))
+    UpstreamFailure::LoginRefused { account: account.describe(), credential }
 }
 
 /// An error answer's body, up to [`MAX_ERROR_BODY`] bytes and `limit` of waiting: whatever arrived by then is
@@ -331,7 +332,7 @@ pub(super) async fn read_limited(body: &mut BodyStream, limit: Duration) -> Vec<
 
 /// Read until the first event that carries output (or `until` passes). A failure before that is returned as an
 /// error; everything read is put back for the encoder.
-async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), GatewayError> {
+async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFailure> {
     let mut seen: Vec<(SseFrame, Event<'static>)> = Vec::new();
     let result = loop {
         if Instant::now() >= until {
@@ -344,7 +345,7 @@ async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), GatewayErr
                 match event {
                     Event::Created { .. } | Event::Ignored => seen.push((frame, event)),
                     Event::Failed { code, message } => {
-                        break Err(dialects::outcome::upstream_failure(code.as_deref(), &message));
+                        break Err(dialects::failure::classify_event(code.as_deref(), &message));
                     }
                     _ => {
                         seen.push((frame, event));
@@ -353,8 +354,8 @@ async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), GatewayErr
                 }
             }
             Read::Idle => break Ok(()),
-            Read::End => break Err(cut_error()),
-            Read::Error(e) => break Err(e),
+            Read::End => break Err(UpstreamFailure::StreamCut),
+            Read::Error(failure) => break Err(*failure),
         }
     };
     for (frame, event) in seen.into_iter().rev() {

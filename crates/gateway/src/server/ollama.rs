@@ -220,10 +220,9 @@ async fn answer(
         Decoded::Load { model } => return load(state, &model, &created_at, endpoint).await,
     };
     let requested = req.model.requested.clone();
-    let ex = exchange::start(state, headers, &mut req).await.map_err(|e| match e.code.as_deref() {
-        Some("model_not_found") => unknown_model(&requested),
-        _ => e,
-    })?;
+    let ex = exchange::start(state, headers, &mut req)
+        .await
+        .map_err(|e| if e.is_unknown_model() { unknown_model(&requested) } else { e.into_error() })?;
     if req.stream {
         let clock = Box::new(move || started.elapsed().as_nanos() as u64);
         let encoder = Translated(OllamaEncoder::new(endpoint, requested.clone(), created_at, opts.think, clock));

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use dialects::assemble::Collected;
 use dialects::limits::Limiter;
 use dialects::sse::SseFrame;
-use dialects::{ErrorKind, Event, GatewayError, OutputLimits, Usage};
+use dialects::{Event, GatewayError, OutputLimits, Usage};
 use tracing::info;
 
 use crate::server::exchange::Exchange;
@@ -158,7 +158,7 @@ impl<E: StreamEncoder> Pump<E> {
                     }
                     self.done = true;
                 }
-                Read::Error(e) => self.fail(&e, &mut out),
+                Read::Error(failure) => self.fail(&failure.to_error(), &mut out),
             }
             if self.encoder.is_finished() {
                 self.done = true;
@@ -219,7 +219,7 @@ impl<E: StreamEncoder> Pump<E> {
     fn on_deadline(&mut self, out: &mut Vec<u8>) {
         let now = Instant::now();
         if now >= self.idle_deadline {
-            let err = GatewayError::new(ErrorKind::Timeout, "The upstream stopped sending data.");
+            let err = idle_error();
             self.fail(&err, out);
         } else if now >= self.keepalive_due {
             self.encoder.keepalive(out);
@@ -319,7 +319,7 @@ async fn collect_unboxed(
             }
             Read::Idle => return Err(idle_error()),
             Read::End => return Err(cut_error()),
-            Read::Error(e) => return Err(e),
+            Read::Error(failure) => return Err(failure.to_error()),
         }
     }
 }
@@ -355,13 +355,13 @@ async fn drain_raw_unboxed(
             }
             Read::Idle => return Err(idle_error()),
             Read::End => return Err(cut_error()),
-            Read::Error(e) => return Err(e),
+            Read::Error(failure) => return Err(failure.to_error()),
         }
     }
 }
 
 fn idle_error() -> GatewayError {
-    GatewayError::new(ErrorKind::Timeout, "The upstream stopped sending data.")
+    dialects::UpstreamFailure::Idle.to_error()
 }
 
 /// The idle timeout of a non-streaming read: only progress moves it (see `EventReader::is_progress`).

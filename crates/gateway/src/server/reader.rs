@@ -7,8 +7,9 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use dialects::failure::Stage;
 use dialects::sse::{SseFrame, SseParser};
-use dialects::{ErrorKind, Event, GatewayError};
+use dialects::{Event, GatewayError, UpstreamFailure};
 use futures_util::{FutureExt, StreamExt};
 use tracing::debug;
 
@@ -35,8 +36,8 @@ pub enum Read {
     Idle,
     /// The body ended cleanly (whether or not a terminal event came).
     End,
-    /// The connection failed.
-    Error(GatewayError),
+    /// The connection failed, or the answer could not be read (boxed: rare, and every read carries the room).
+    Error(Box<UpstreamFailure>),
 }
 
 /// Received bytes are parsed about this much at a time, ending at a line break (see [`EventReader::buffered`]).
@@ -161,11 +162,11 @@ impl EventReader {
             Err(_) if Instant::now() < late.deadline => Some(Read::Idle),
             Err(_) => {
                 self.late = None;
-                Some(Read::Error(exchange::header_timeout_error(header_timeout)))
+                Some(Read::Error(Box::new(UpstreamFailure::HeaderTimeout { limit: header_timeout })))
             }
             Ok(Err(e)) => {
                 self.late = None;
-                Some(Read::Error(exchange::unreachable_error(&e)))
+                Some(Read::Error(Box::new(e.failure(Stage::Request))))
             }
             Ok(Ok(response)) if response.status.is_success() => {
                 self.late = None;
@@ -177,7 +178,7 @@ impl EventReader {
                 let bytes = exchange::read_limited(&mut response.body, error_body_timeout).await;
                 let failure =
                     crate::upstream::classify(response.status, &response.headers, &bytes, crate::auth::now_unix());
-                Some(Read::Error(failure.into_error()))
+                Some(Read::Error(Box::new(failure)))
             }
         }
     }
@@ -226,7 +227,7 @@ impl EventReader {
             let piece = self.pending.split_to(cut);
             if let Err(e) = self.parser.push(&piece, &mut self.frames) {
                 self.pending = Bytes::new();
-                return Some(Read::Error(GatewayError::new(ErrorKind::UpstreamUnavailable, e.to_string())));
+                return Some(Read::Error(Box::new(UpstreamFailure::MalformedStream(e))));
             }
         }
     }
@@ -272,10 +273,7 @@ impl EventReader {
                 self.pending = bytes;
                 None
             }
-            Some(Err(e)) => Some(Read::Error(GatewayError::new(
-                ErrorKind::UpstreamUnavailable,
-                format!("The upstream connection failed mid-response: {e}"),
-            ))),
+            Some(Err(e)) => Some(Read::Error(Box::new(e.failure(Stage::Body)))),
             None => {
                 self.eof = true;
                 self.parser.finish(&mut self.frames);
@@ -287,8 +285,7 @@ impl EventReader {
 
 /// The error for an upstream stream that ended without `response.completed` / `failed`.
 pub fn cut_error() -> GatewayError {
-    GatewayError::new(ErrorKind::UpstreamUnavailable, "The upstream stream ended before the response was complete.")
-        .with_code("stream_cut")
+    UpstreamFailure::StreamCut.to_error()
 }
 
 #[cfg(test)]

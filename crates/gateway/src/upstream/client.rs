@@ -169,7 +169,10 @@ impl Upstream {
             _ => url,
         };
         let Some((url, uri)) = &url.parsed else {
-            return Err(TransportError::new("the configured upstream URL is not a valid URL"));
+            return Err(TransportError::described(
+                dialects::failure::TransportKind::Other,
+                "the configured upstream URL is not a valid URL",
+            ));
         };
         match (&self.direct, &account.proxy) {
             (Some(direct), None) => direct.post(uri.clone(), headers, body).await,

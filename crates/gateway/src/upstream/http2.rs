@@ -137,7 +137,7 @@ impl Http2Connections {
                 Err(SendError::ConnectionEnded(e)) => {
                     origin.forget(connection.id);
                     if reconnects >= 1 {
-                        return Err(TransportError::of(&e));
+                        return Err(TransportError::of(e));
                     }
                     reconnects += 1;
                 }
@@ -146,7 +146,7 @@ impl Http2Connections {
                         origin.forget(connection.id);
                     }
                     if refusals >= MAX_RETRIES_OF_REFUSED || !refused_unprocessed(&e) {
-                        return Err(TransportError::of(&e));
+                        return Err(TransportError::of(e));
                     }
                     refusals += 1;
                     tracing::debug!("the upstream refused the request unprocessed; sending it again: {e}");
@@ -207,14 +207,14 @@ impl Http2Connections {
     async fn connect(&self, uri: &Uri) -> Result<Option<SendRequest<Bytes>>, TransportError> {
         let connecting = async {
             let mut tcp = self.tcp.clone();
-            std::future::poll_fn(|cx| tcp.poll_ready(cx)).await.map_err(|e| TransportError::of(&e))?;
-            let stream = tcp.call(uri.clone()).await.map_err(|e| TransportError::of(&e))?.into_inner();
+            std::future::poll_fn(|cx| tcp.poll_ready(cx)).await.map_err(TransportError::of)?;
+            let stream = tcp.call(uri.clone()).await.map_err(TransportError::of)?.into_inner();
             if uri.scheme_str() != Some("https") {
                 return handshake(stream).await.map(Some);
             }
             let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-            let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| TransportError::of(&e))?;
-            let stream = self.tls.connect(name, stream).await.map_err(|e| TransportError::of(&e))?;
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(TransportError::of)?;
+            let stream = self.tls.connect(name, stream).await.map_err(TransportError::of)?;
             if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
                 return Ok(None);
             }
@@ -222,7 +222,10 @@ impl Http2Connections {
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(result) => result,
-            Err(_) => Err(TransportError::new("connecting to the upstream timed out")),
+            Err(_) => Err(TransportError::described(
+                dialects::failure::TransportKind::Timeout,
+                "connecting to the upstream timed out",
+            )),
         }
     }
 }
@@ -260,7 +263,7 @@ where
         .enable_push(false)
         .handshake::<_, Bytes>(io)
         .await
-        .map_err(|e| TransportError::of(&e))?;
+        .map_err(TransportError::of)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("upstream HTTP/2 connection ended: {e}");
@@ -278,7 +281,7 @@ async fn send(
     body: &Bytes,
 ) -> Result<UpstreamResponse, SendError> {
     let mut send = send.ready().await.map_err(SendError::ConnectionEnded)?;
-    let mut request = Request::post(uri.clone()).body(()).map_err(|e| SendError::Request(TransportError::of(&e)))?;
+    let mut request = Request::post(uri.clone()).body(()).map_err(|e| SendError::Request(TransportError::of(e)))?;
     let fields = request.headers_mut();
     *fields = headers.clone();
     // Connection-specific fields are not allowed in HTTP/2 (RFC 9113 §8.2.2); the authority travels as a
@@ -312,7 +315,7 @@ fn body_stream(
                 let _ = recv.flow_control().release_capacity(chunk.len());
                 Some((Ok(chunk), Some((recv, slot))))
             }
-            Err(e) => Some((Err(TransportError::of(&e)), None)),
+            Err(e) => Some((Err(TransportError::of(e)), None)),
         }
     })
 }

@@ -7,6 +7,6 @@ mod http2;
 mod tls;
 mod transport;
 
-pub use classify::{UpstreamFailure, classify};
+pub use classify::classify;
 pub use client::{CODEX_CLIENT_VERSION, CallContext, Upstream, build_http_client, build_http_client_with_proxy};
 pub use transport::{BodyStream, TransportError, UpstreamResponse};

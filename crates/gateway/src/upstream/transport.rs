@@ -23,6 +23,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use dialects::UpstreamFailure;
+use dialects::failure::{Stage, TransportKind};
+
 use super::http2::{Http2Connections, Outcome};
 
 // Fixed HTTP/2 windows, not hyper's adaptive ones. h2 ends the whole connection ("too_many_data_frames", every
@@ -50,34 +53,108 @@ pub struct UpstreamResponse {
     pub body: BodyStream,
 }
 
-/// A failure to reach the upstream or to read from it, as text safe for logs and client errors: the error and
-/// its causes (a top-level message alone, such as "error decoding response body", does not say whether the
-/// connection was reset, timed out or refused by HTTP/2 flow control), and never the URL, which can carry query
-/// parameters.
+/// A failure to reach the upstream or to read from it: the error itself, with its cause chain, and what kind of
+/// failure the chain shows. Shown as the error and its causes (a top-level message alone, such as "error
+/// decoding response body", does not say whether the connection was reset, timed out or refused by HTTP/2 flow
+/// control), and never the URL, which can carry query parameters.
 #[derive(Debug, Clone)]
-pub struct TransportError(String);
+pub struct TransportError {
+    kind: TransportKind,
+    cause: Arc<dyn std::error::Error + Send + Sync>,
+}
 
 impl std::fmt::Display for TransportError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&with_causes(&*self.cause))
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.cause)
     }
 }
 
 impl From<reqwest::Error> for TransportError {
     fn from(e: reqwest::Error) -> TransportError {
-        let e = e.without_url();
-        TransportError(with_causes(&e))
+        TransportError::of(e.without_url())
     }
 }
 
+/// A failure the gateway itself describes (no underlying error).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Described(&'static str);
+
 impl TransportError {
-    pub fn new(text: impl Into<String>) -> TransportError {
-        TransportError(text.into())
+    /// A failure the gateway noticed itself, of a known kind.
+    pub fn described(kind: TransportKind, text: &'static str) -> TransportError {
+        TransportError { kind, cause: Arc::new(Described(text)) }
     }
 
-    pub(super) fn of(e: &(dyn std::error::Error + 'static)) -> TransportError {
-        TransportError(with_causes(e))
+    pub(super) fn of(e: impl std::error::Error + Send + Sync + 'static) -> TransportError {
+        TransportError { kind: kind_of(&e), cause: Arc::new(e) }
     }
+
+    pub fn kind(&self) -> TransportKind {
+        self.kind
+    }
+
+    /// This failure of the exchange at `stage`.
+    pub fn failure(self, stage: Stage) -> UpstreamFailure {
+        UpstreamFailure::Transport { stage, kind: self.kind, cause: Arc::new(self) }
+    }
+}
+
+/// What kind of failure an error's cause chain shows: the first cause that says.
+fn kind_of(e: &(dyn std::error::Error + 'static)) -> TransportKind {
+    use std::io::ErrorKind as Io;
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                Io::ConnectionRefused | Io::HostUnreachable | Io::NetworkUnreachable | Io::AddrNotAvailable => {
+                    return TransportKind::Connect;
+                }
+                Io::TimedOut => return TransportKind::Timeout,
+                Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe | Io::UnexpectedEof => {
+                    return TransportKind::Reset;
+                }
+                _ => {}
+            }
+        }
+        if err.is::<rustls::Error>() {
+            return TransportKind::Tls;
+        }
+        if let Some(h2) = err.downcast_ref::<h2::Error>()
+            && (h2.is_reset() || h2.is_go_away())
+        {
+            return TransportKind::Reset;
+        }
+        if let Some(r) = err.downcast_ref::<reqwest::Error>() {
+            if r.is_timeout() {
+                return TransportKind::Timeout;
+            }
+            if r.is_connect() {
+                return TransportKind::Connect;
+            }
+        }
+        if let Some(h) = err.downcast_ref::<hyper_util::client::legacy::Error>()
+            && h.is_connect()
+        {
+            return TransportKind::Connect;
+        }
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_timeout() {
+                return TransportKind::Timeout;
+            }
+            if h.is_incomplete_message() || h.is_canceled() {
+                return TransportKind::Reset;
+            }
+        }
+        next = err.source();
+    }
+    TransportKind::Other
 }
 
 /// `message: cause: cause…`, skipping causes whose text the message already holds.
@@ -142,11 +219,11 @@ impl Direct {
         if http2 && let Outcome::Sent(response) = self.http2.post(&uri, &headers, &body).await? {
             return Ok(response);
         }
-        let mut request = Request::post(uri).body(Full::new(body)).map_err(|e| TransportError::of(&e))?;
+        let mut request = Request::post(uri).body(Full::new(body)).map_err(TransportError::of)?;
         *request.headers_mut() = headers;
-        let response = self.http1.request(request).await.map_err(|e| TransportError::of(&e))?;
+        let response = self.http1.request(request).await.map_err(TransportError::of)?;
         let (parts, body) = response.into_parts();
-        let body = BodyDataStream::new(body).map_err(|e| TransportError::of(&e));
+        let body = BodyDataStream::new(body).map_err(TransportError::of);
         Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body: Box::pin(body) })
     }
 }
@@ -174,6 +251,31 @@ mod tests {
     fn free_port() -> u16 {
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
         port.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The cause stays an error (reachable through `source`, downcast by type), its kind is read off the
+    /// chain, and the text is the same `message: cause` line as before.
+    #[tokio::test]
+    async fn transport_errors_keep_their_cause_and_kind() {
+        use std::error::Error as _;
+        let refused = TransportError::of(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(refused.kind(), TransportKind::Connect);
+        let io = refused.source().and_then(|c| c.downcast_ref::<std::io::Error>()).map(std::io::Error::kind);
+        assert_eq!(io, Some(std::io::ErrorKind::ConnectionRefused));
+        let reset = TransportError::of(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "peer reset"));
+        assert_eq!((reset.kind(), reset.to_string()), (TransportKind::Reset, "peer reset".to_string()));
+        let failure = reset.failure(Stage::Body);
+        assert!(matches!(failure, UpstreamFailure::Transport { stage: Stage::Body, kind: TransportKind::Reset, .. }));
+        assert_eq!(failure.to_error().message, "The upstream connection failed mid-response: peer reset");
+        assert!(failure.source().is_some(), "the chain goes on from the failure");
+        let timed_out = TransportError::described(TransportKind::Timeout, "connecting to the upstream timed out");
+        assert_eq!(timed_out.to_string(), "connecting to the upstream timed out");
+
+        // A real refused connection through reqwest: a connect failure, read from the cause chain.
+        let client = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("{e}"));
+        let err = client.get(format!("http://127.0.0.1:{}/", free_port())).send().await.err();
+        let err = TransportError::from(err.unwrap_or_else(|| panic!("the request succeeded")));
+        assert_eq!(err.kind(), TransportKind::Connect, "{err}");
     }
 
     #[tokio::test]

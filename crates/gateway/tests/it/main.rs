@@ -7,6 +7,7 @@ mod anthropic;
 mod chat;
 mod crash;
 mod errors;
+mod failure;
 mod fuzz_http;
 mod gemini;
 mod login;

@@ -1,0 +1,116 @@
+//! Upstream failures through the whole gateway: the one classifier's decisions (failover, cooldown, account
+//! status) for an HTTP answer and for the same failure inside a 200 stream.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Setup, TestEnv, json, scenario, start};
+
+fn pool_setup(n: usize) -> Setup {
+    Setup { accounts: n, linked: false, store_accounts: true, ..Setup::default() }
+}
+
+fn chat(stream: bool) -> Value {
+    json!({"model":"gpt-5.4","stream":stream,"messages":[{"role":"user","content":"x"}]})
+}
+
+fn upstream_requests(env: &TestEnv) -> usize {
+    env.fake.requests_to("/responses").len()
+}
+
+/// The two classifiers used to disagree: a 429 `usage_not_included` failed over and cooled the account down,
+/// the same code in a `response.failed` event went to the client at once. Now the stream follows the answer.
+#[tokio::test]
+async fn usage_not_included_inside_a_stream_fails_over_and_cools_down_like_the_http_answer() {
+    for in_stream in [false, true] {
+        let env = start(pool_setup(2)).await;
+        let failure = if in_stream {
+            json!({"kind":"failed","code":"usage_not_included","message":"Your plan does not include Codex."})
+        } else {
+            json!({"kind":"http_error","status":429,"body":{"error":{"type":"usage_not_included","message":"Your plan does not include Codex."}}})
+        };
+        for account in &env.accounts {
+            env.fake.enqueue(Some(&account.account_id), scenario(failure.clone()));
+        }
+        let (status, _, text) = env.post("/v1/chat/completions", &chat(true)).await;
+        assert_eq!(status, 403, "in_stream={in_stream}: {text}");
+        assert_eq!(json(&text)["error"]["code"], "usage_not_included", "in_stream={in_stream}");
+        assert_eq!(upstream_requests(&env), 2, "in_stream={in_stream}: both accounts were tried");
+        // Both accounts now rest: the pool answers without asking the upstream, with a 503 (not a rate limit).
+        let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
+        assert_eq!(status, 503, "in_stream={in_stream}: {text}");
+        assert_eq!(json(&text)["error"]["code"], "accounts_cooling_down", "in_stream={in_stream}");
+        assert!(text.contains("usage_not_included"), "the cooldown says why: {text}");
+        assert_eq!(upstream_requests(&env), 2, "in_stream={in_stream}");
+    }
+}
+
+/// A 403 whose code says the account is deactivated disables the account (a status change, not a cooldown);
+/// the request moves on to the next account.
+#[tokio::test]
+async fn a_deactivated_account_is_disabled_and_the_request_fails_over() {
+    let env = start(pool_setup(2)).await;
+    let body = json!({"error":{"code":"account_deactivated","message":"This account has been deactivated."}});
+    // Every account answers so (whichever is picked first): each is tried once and disabled.
+    for account in &env.accounts {
+        env.fake.enqueue(Some(&account.account_id), scenario(json!({"kind":"http_error","status":403,"body":body})));
+    }
+    let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 403, "{text}");
+    assert_eq!(upstream_requests(&env), 2, "the request failed over");
+    let accounts = env.get_json("/admin/accounts").await;
+    let statuses: Vec<&str> = accounts.as_array().into_iter().flatten().filter_map(|a| a["status"].as_str()).collect();
+    assert_eq!(statuses, ["disabled", "disabled"], "{accounts}");
+    // Disabled, not cooling down: the pool says no account is enabled, without asking the upstream.
+    let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!((status, json(&text)["error"]["code"].as_str()), (503, Some("no_account_available")), "{text}");
+    assert_eq!(upstream_requests(&env), 2);
+}
+
+/// A rate limit inside a 200 stream cools the account down for the time the message names; with every account
+/// resting the pool answers one 429 `usage_limit_reached` (a typed cooldown reason, no longer a prefix of text).
+#[tokio::test]
+async fn rate_limits_in_a_stream_cool_down_and_pool_into_one_429() {
+    let env = start(pool_setup(2)).await;
+    let failure =
+        json!({"kind":"failed","code":"rate_limit_exceeded","message":"Rate limit reached. Please try again in 40s."});
+    for account in &env.accounts {
+        env.fake.enqueue(Some(&account.account_id), scenario(failure.clone()));
+    }
+    let (status, headers, text) = env.post("/v1/chat/completions", &chat(true)).await;
+    assert_eq!(status, 429, "{text}");
+    assert_eq!(headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("40"));
+    let (status, headers, text) = env.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 429, "{text}");
+    assert_eq!(json(&text)["error"]["code"], "usage_limit_reached");
+    let retry: u64 = headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!((38..=40).contains(&retry), "{retry}");
+    assert_eq!(upstream_requests(&env), 2);
+}
+
+/// An upstream 404 `model_not_found` is the typed "unknown model" the routes word in their own dialect (it was
+/// recognised by its code string before), and it is not tried on another account.
+#[tokio::test]
+async fn an_upstream_model_not_found_is_worded_by_each_dialect() {
+    let env = start(Setup { ollama: true, ..pool_setup(2) }).await;
+    let not_found = json!({"kind":"http_error","status":404,"body":{"error":{"code":"model_not_found","message":"The model does not exist."}}});
+    env.fake.enqueue(None, scenario(not_found.clone()));
+    let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!((status, json(&text)["error"]["code"].as_str()), (404, Some("model_not_found")), "{text}");
+    assert_eq!(upstream_requests(&env), 1, "not tried on another account");
+
+    env.fake.enqueue(None, scenario(not_found.clone()));
+    let body = json!({"model":"gpt-5.4","max_tokens":16,"messages":[{"role":"user","content":"x"}]});
+    let (status, _, text) = env.post("/v1/messages", &body).await;
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("model: gpt-5.4 is not served by this gateway"), "{text}");
+
+    env.fake.enqueue(None, scenario(not_found));
+    let base = env.ollama.clone().unwrap_or_else(|| panic!("bridge not started"));
+    let url = format!("{base}/api/chat");
+    let body = json!({"model":"gpt-5.4","stream":false,"messages":[{"role":"user","content":"x"}]});
+    let resp = env.http.post(&url).json(&body).send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 404, "{text}");
+    assert_eq!(json(&text)["error"], "model \"gpt-5.4\" not found");
+}
