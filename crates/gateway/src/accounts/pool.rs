@@ -99,6 +99,16 @@ impl Pool {
         let current = self.accounts.load_full();
         let mut next: Vec<Arc<Account>> = Vec::new();
         for stored in self.store.list_accounts()? {
+            if stored.status == AccountStatus::Unrecognized
+                && current.iter().find(|a| a.id == stored.id).is_none_or(|a| a.status().0 != stored.status)
+            {
+                // Logged when it is first seen, not at every re-read; `accounts list` shows it meanwhile.
+                warn!(
+                    account = %stored.id,
+                    reason = stored.status_reason.as_deref().unwrap_or_default(),
+                    "the stored account status cannot be read: the account is not used until it is enabled again"
+                );
+            }
             // A changed proxy needs a new HTTP client, so such an account is rebuilt (its runtime state resets).
             match current.iter().find(|a| a.id == stored.id && a.source == Source::Store && a.proxy == stored.proxy) {
                 Some(existing) => {
