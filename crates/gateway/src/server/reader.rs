@@ -62,10 +62,18 @@ pub struct EventReader {
     frames: VecDeque<SseFrame>,
     eof: bool,
     /// Leave `*.delta` frames that carry an `event:` name unparsed (`Event::Ignored`): a passthrough forwards
-    /// the raw frame and needs only the events that end or shape the stream.
+    /// the raw frame and needs only the events that end or shape the stream. Load-bearing for performance: deltas
+    /// are nearly every frame of a stream, and this takes their parsing off the passthrough's per-event path.
     skip_deltas: bool,
     /// The events of the frames put back by [`EventReader::unread`], by the address of the frame's payload (the
     /// frame moves, its text does not), so the encoder does not parse them a second time.
+    ///
+    /// A performance trick (the peek cache): `exchange::peek` parses every event up to the first one with output
+    /// before the client's status line goes out, and without this the encoder parsed those ~5 frames again, on
+    /// every request's first-byte path. The gain measured within the bench's noise (bench/notes.md, sixth
+    /// session); it stays for the work it provably saves, so it must stay cheaper than a parse: keyed by address,
+    /// a lookup is one integer comparison, never a string compare, and an entry out of step with the frames is
+    /// dropped, never used (`event`).
     peeked: VecDeque<(usize, Event<'static>)>,
     /// The encoder forwards frames as they are (Responses passthrough): a frame that cannot be parsed is passed
     /// on, since the client then sees exactly what the upstream sent. Translated dialects would lose its content
