@@ -126,7 +126,7 @@ impl Collected {
             Event::Failed { code, message } => {
                 self.error = Some(upstream_failure(code.as_deref(), &message));
             }
-            Event::Ignored => {}
+            Event::Ignored | Event::Unknown { .. } => {}
         }
     }
 

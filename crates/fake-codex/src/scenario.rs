@@ -235,6 +235,11 @@ pub fn outcome(scenario: Scenario, ctx: &ReplyCtx<'_>) -> Outcome {
             plan.malformed_delta_at = Some(at);
             Outcome::Stream(plan)
         }
+        Scenario::UnknownEvent { text, event_type } => {
+            let mut plan = text_plan(ctx, &text, d, false);
+            plan.unknown_event = Some(event_type);
+            Outcome::Stream(plan)
+        }
         Scenario::Cloudflare => Outcome::Http {
             status: 403,
             body: CLOUDFLARE_PAGE.to_string(),

@@ -64,6 +64,8 @@ pub struct Plan {
     pub trickle: Option<(u64, bool)>,
     /// The text delta with this number (from 0) is sent as a `data:` line that is not JSON.
     pub malformed_delta_at: Option<usize>,
+    /// An event of this (unknown) type after `response.in_progress`.
+    pub unknown_event: Option<String>,
 }
 
 impl Plan {
@@ -79,6 +81,7 @@ impl Plan {
             completed_output: false,
             trickle: None,
             malformed_delta_at: None,
+            unknown_event: None,
         }
     }
 }
@@ -288,6 +291,9 @@ pub fn build(plan: &Plan, meta: &Meta) -> Vec<Step> {
         w.push_step(Step::Sleep(plan.silence_ms));
     }
     w.emit("response.in_progress", json!({"response": initial}));
+    if let Some(ty) = &plan.unknown_event {
+        w.emit(ty, json!({"note": "an event type fake-codex made up"}));
+    }
     w.keepalive();
     let mut done_items = Vec::new();
     let mut deltas_sent = 0usize;

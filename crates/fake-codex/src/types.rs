@@ -393,6 +393,13 @@ pub enum Scenario {
         #[serde(default)]
         at: usize,
     },
+    /// A text answer with one event of a type the protocol does not define (`event_type`) after
+    /// `response.in_progress`; otherwise as usual. A gateway must neither drop the answer nor the event silently.
+    UnknownEvent {
+        #[serde(default = "default_text")]
+        text: String,
+        event_type: String,
+    },
     /// Deltas of the given text regardless of the requested format.
     JsonText {
         text: String,

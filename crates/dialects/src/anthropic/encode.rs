@@ -203,7 +203,7 @@ impl AnthropicEncoder {
         }
         self.start(out);
         match event {
-            Event::Created { .. } | Event::Ignored => {}
+            Event::Created { .. } | Event::Ignored | Event::Unknown { .. } => {}
             Event::ItemAdded { item, .. } => {
                 self.saw_output = true;
                 if let ItemStart::FunctionCall { id, call_id, name } = item

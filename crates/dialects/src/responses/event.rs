@@ -129,8 +129,15 @@ pub enum Event<'a> {
         code: Option<String>,
         message: String,
     },
-    /// Keepalives, `in_progress`, `*.done` duplicates of deltas and anything not needed.
+    /// Event types the protocol defines that translation does not need: keepalives, `in_progress`, content-part
+    /// bookkeeping, `*.done` duplicates of deltas, progress of tool items that end in `output_item.done`.
     Ignored,
+    /// An event type this gateway does not know. Translated like [`Event::Ignored`] (the Responses passthrough
+    /// forwards it as received), but told apart so the relay counts and logs it: a new upstream event must not
+    /// vanish without a trace. `kind` borrows the payload's `type`.
+    Unknown {
+        kind: Cow<'a, str>,
+    },
 }
 
 /// Every top-level field any event type reads, captured unparsed in one pass over the payload; the branch for
@@ -367,7 +374,24 @@ impl<'a> Event<'a> {
                     message: message.or(inner.message).unwrap_or_else(|| "upstream error".into()),
                 }
             }
-            _ => Event::Ignored,
+            // Known and not needed. Listed, so that only types nobody has seen reach `Unknown`; after the arms
+            // above, so the events every stream is made of compare against none of these.
+            "keepalive"
+            | "response.in_progress"
+            | "response.queued"
+            | "response.content_part.added"
+            | "response.content_part.done"
+            | "response.output_text.done"
+            | "response.refusal.done"
+            | "response.reasoning_summary_part.done"
+            | "response.reasoning_summary_text.done"
+            | "response.function_call_arguments.done"
+            | "response.custom_tool_call_input.delta"
+            | "response.custom_tool_call_input.done"
+            | "response.web_search_call.in_progress"
+            | "response.web_search_call.searching"
+            | "response.web_search_call.completed" => Event::Ignored,
+            _ => Event::Unknown { kind: w.kind },
         })
     }
 
@@ -397,6 +421,7 @@ impl<'a> Event<'a> {
             Event::Finished { terminal, usage, output } => Event::Finished { terminal, usage, output },
             Event::Failed { code, message } => Event::Failed { code, message },
             Event::Ignored => Event::Ignored,
+            Event::Unknown { kind } => Event::Unknown { kind: own(kind) },
         }
     }
 }
@@ -526,5 +551,19 @@ mod tests {
         assert_eq!(e, Some(Event::Failed { code: Some("context_length_exceeded".into()), message: "too long".into() }));
         assert_eq!(Event::parse(r#"{"type":"keepalive"}"#).ok(), Some(Event::Ignored));
         assert!(Event::parse("not json").is_err());
+    }
+
+    /// Unknown types used to be `Ignored` like keepalives, so a new upstream event vanished without a trace.
+    #[test]
+    fn unknown_event_types_are_told_apart_from_known_ignored_ones() {
+        for known in ["response.in_progress", "response.output_text.done", "response.content_part.added"] {
+            let data = format!(r#"{{"type":"{known}","item_id":"m","output_index":0}}"#);
+            assert_eq!(Event::parse(&data).ok(), Some(Event::Ignored), "{known}");
+        }
+        let e = Event::parse(r#"{"type":"response.brand_new.delta","delta":"x"}"#).ok();
+        assert_eq!(e, Some(Event::Unknown { kind: "response.brand_new.delta".into() }));
+        assert!(!Event::Unknown { kind: "x".into() }.is_terminal());
+        let owned = Event::parse(r#"{"type":"codex.rate_limits"}"#).map(Event::into_owned).ok();
+        assert_eq!(owned, Some(Event::Unknown { kind: "codex.rate_limits".into() }));
     }
 }

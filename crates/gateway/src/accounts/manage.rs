@@ -119,7 +119,11 @@ fn from_export(v: &Value) -> anyhow::Result<Vec<StoredAccount>> {
             base_url: s("base_url"),
             proxy: s("proxy"),
             models: a.get("models").and_then(|m| serde_json::from_value(m.clone()).ok()),
-            status: AccountStatus::parse(&s("status").unwrap_or_default()),
+            // No status: active (as an account added any other way). An unknown one is refused, not guessed.
+            status: match s("status") {
+                None => AccountStatus::Active,
+                Some(status) => AccountStatus::parse(&status).with_context(|| format!("account {i} in the export"))?,
+            },
             status_reason: s("status_reason"),
             created_at: a.get("created_at").and_then(Value::as_i64).unwrap_or_else(now_unix),
         });
@@ -193,5 +197,14 @@ mod tests {
         assert!(from_export(&v).is_err());
         let v = json!({"accounts":[{"id":"a","kind":"chatgpt","tokens":{"refresh_token":"rt_full","access_token":"x","id_token":"y","account_id":"z"}}]});
         assert_eq!(from_export(&v).map(|a| a.len()).ok(), Some(1));
+    }
+
+    #[test]
+    fn an_unknown_status_in_an_export_is_refused() {
+        let tokens = json!({"refresh_token":"rt_full","access_token":"x","id_token":"y","account_id":"z"});
+        let v = json!({"accounts":[{"id":"a","kind":"chatgpt","status":"paused","tokens":tokens}]});
+        assert!(from_export(&v).is_err());
+        let v = json!({"accounts":[{"id":"a","kind":"chatgpt","status":"disabled","tokens":tokens}]});
+        assert_eq!(from_export(&v).ok().map(|a| a[0].status), Some(AccountStatus::Disabled));
     }
 }

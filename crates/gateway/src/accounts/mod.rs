@@ -121,6 +121,19 @@ pub struct Blocked {
     pub note: String,
 }
 
+/// Rotated tokens that exist only in memory: committing them (to the store, or to auth.json in linked mode)
+/// failed. The refresh token they replaced is already spent upstream, so these are the account's only live
+/// tokens; the gateway keeps using them and retries the commit (`Pool::retry_unsaved_tokens`) until it succeeds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct UnsavedTokens {
+    /// Unix seconds of the first failed commit.
+    pub since: i64,
+    /// Commits tried and failed so far.
+    pub attempts: u32,
+    /// The last failure.
+    pub error: String,
+}
+
 /// One upstream identity and its runtime state.
 pub struct Account {
     pub id: String,
@@ -138,6 +151,8 @@ pub struct Account {
     pub(crate) creds: RwLock<Creds>,
     pub(crate) status: RwLock<(AccountStatus, Option<String>)>,
     pub(crate) refresh_lock: tokio::sync::Mutex<()>,
+    /// Set while the newest tokens could not be committed (see [`UnsavedTokens`]).
+    pub(crate) unsaved: Mutex<Option<UnsavedTokens>>,
     pub quota: RwLock<QuotaSnapshot>,
     pub(crate) cooldowns: Mutex<Vec<Cooldown>>,
     pub(crate) catalog: RwLock<Option<AccountCatalog>>,
@@ -171,6 +186,7 @@ impl Account {
             creds: RwLock::new(Creds::new(stored.tokens, stored.api_key)),
             status: RwLock::new((stored.status, stored.status_reason)),
             refresh_lock: tokio::sync::Mutex::new(()),
+            unsaved: Mutex::new(None),
             quota: RwLock::new(QuotaSnapshot::default()),
             cooldowns: Mutex::new(Vec::new()),
             catalog: RwLock::new(None),
@@ -184,6 +200,11 @@ impl Account {
 
     pub fn status(&self) -> (AccountStatus, Option<String>) {
         self.status.read().clone()
+    }
+
+    /// Whether the account holds rotated tokens that are not saved yet, and since when.
+    pub fn unsaved_tokens(&self) -> Option<UnsavedTokens> {
+        self.unsaved.lock().clone()
     }
 
     pub fn is_active(&self) -> bool {
@@ -295,6 +316,8 @@ impl Account {
             "source": self.source.describe(),
             "status": status.as_str(),
             "status_reason": reason,
+            // Non-null while rotated tokens live only in this process (their commit failed and is retried).
+            "tokens_not_saved": self.unsaved_tokens(),
             "base_url": self.base_url,
             "models": self.models,
             "proxy": self.proxy.as_deref().map(redact_proxy),

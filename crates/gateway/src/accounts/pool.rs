@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
 use super::select::{self, Candidate};
-use super::{Account, AccountCatalog, Blocked, QuotaSnapshot, Source, bearer_header, quota};
+use super::{Account, AccountCatalog, Blocked, QuotaSnapshot, Source, UnsavedTokens, bearer_header, quota};
 use crate::auth::codex_file::{self, FileCredentials};
 use crate::auth::refresh::{RefreshError, needs_refresh, refresh_within};
 use crate::auth::{Tokens, jwt, now_unix};
@@ -34,6 +34,10 @@ const CATALOG_TTL: Duration = Duration::from_secs(600);
 const CATALOG_RETRY: Duration = Duration::from_secs(30);
 /// Refreshes slower than this are logged.
 const SLOW_REFRESH: Duration = Duration::from_secs(3);
+/// Commits of rotated tokens tried before the request goes on with them unsaved (the upkeep retries later).
+/// SQLite already waits out a busy database (`busy_timeout`); a second try covers a passing I/O error.
+const COMMIT_ATTEMPTS: u32 = 2;
+const COMMIT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Why no account was leased.
 #[derive(Debug)]
@@ -112,21 +116,48 @@ impl Pool {
         let current = self.accounts.load_full();
         let mut next: Vec<Arc<Account>> = Vec::new();
         for stored in self.store.list_accounts()? {
+            if stored.status == AccountStatus::Unrecognized
+                && current.iter().find(|a| a.id == stored.id).is_none_or(|a| a.status().0 != stored.status)
+            {
+                // Logged when it is first seen, not at every re-read; `accounts list` shows it meanwhile.
+                warn!(
+                    account = %stored.id,
+                    reason = stored.status_reason.as_deref().unwrap_or_default(),
+                    "the stored account status cannot be read: the account is not used until it is enabled again"
+                );
+            }
             // A changed proxy needs a new HTTP client, so such an account is rebuilt (its runtime state resets).
             match current.iter().find(|a| a.id == stored.id && a.source == Source::Store && a.proxy == stored.proxy) {
                 Some(existing) => {
                     *existing.status.write() = (stored.status, stored.status_reason.clone());
                     *existing.label.write() = stored.label.clone();
                     if let Some(t) = stored.tokens.clone() {
+                        // Never go back to older tokens than the ones in memory. Unsaved rotated tokens give way
+                        // only to strictly newer ones (a new login): the store's are the spent ones they replaced,
+                        // and may carry the same second.
+                        let unsaved = existing.unsaved.lock().is_some();
                         let mut creds = existing.creds.write();
-                        // Never go back to older tokens than the ones in memory.
-                        if creds.tokens().is_none_or(|c| c.last_refresh <= t.last_refresh) {
+                        if creds.tokens().is_none_or(|c| {
+                            c.last_refresh < t.last_refresh || (!unsaved && c.last_refresh == t.last_refresh)
+                        }) {
                             creds.set_tokens(t);
                         }
                     }
                     next.push(existing.clone());
                 }
-                None => next.push(self.build(stored, Source::Store)),
+                None => {
+                    let fresh = self.build(stored, Source::Store);
+                    // Rebuilt (a new proxy): rotated tokens that are not saved yet are the only live ones, and
+                    // the store's are spent, so they move to the new account with their flag.
+                    if let Some(old) = current.iter().find(|a| a.id == fresh.id && a.source == Source::Store)
+                        && let Some(unsaved) = old.unsaved_tokens()
+                        && let Some(tokens) = old.tokens()
+                    {
+                        fresh.creds.write().set_tokens(tokens);
+                        *fresh.unsaved.lock() = Some(unsaved);
+                    }
+                    next.push(fresh);
+                }
             }
         }
         if next.is_empty() {
@@ -147,6 +178,14 @@ impl Pool {
                 Ok(None) => {}
                 Err(e) if path.exists() => warn!("ignoring {}: {e:#}", path.display()),
                 Err(_) => {}
+            }
+            // Rotated tokens not yet written back to auth.json are the only live ones: the linked account stays
+            // while the file cannot give it tokens, so its commit can still be retried.
+            if next.is_empty()
+                && let Some(unsaved) =
+                    current.iter().find(|a| matches!(&a.source, Source::Linked(_)) && a.unsaved_tokens().is_some())
+            {
+                next.push(unsaved.clone());
             }
         }
         if let Some(key) = &self.config.openai_api_key
@@ -473,8 +512,7 @@ impl Pool {
         };
         if let Source::Linked(path) = &account.source
             && let Ok(Some(FileCredentials::Chatgpt(file_tokens))) = codex_file::read(path).map(|f| f.credentials())
-            && file_tokens.refresh_token != current.refresh_token
-            && !file_tokens.refresh_token.is_empty()
+            && file_wins(account, &file_tokens, &current)
         {
             // The Codex CLI refreshed: adopt its tokens rather than spending our (now dead) refresh token.
             info!(account = %account.id, "adopting tokens refreshed by the Codex CLI");
@@ -496,8 +534,10 @@ impl Pool {
         }
         match result {
             Ok(new_tokens) => {
-                // Persist before anything uses the new tokens: the old refresh token is already dead.
-                self.persist_tokens(account, &new_tokens).await;
+                // The old refresh token died when the issuer answered: these are the only live tokens. They are
+                // committed before anything uses them. A commit that fails does not drop them (that would lose
+                // the login): they are used from memory, the account is flagged, and the commit is retried.
+                self.commit_tokens(account, &new_tokens, COMMIT_ATTEMPTS).await;
                 account.creds.write().set_tokens(new_tokens.clone());
                 *account.status.write() = (AccountStatus::Active, None);
                 info!(account = %account.id, "access token refreshed");
@@ -552,9 +592,7 @@ impl Pool {
     fn adopt_linked(&self, account: &Account, spent: &Tokens) -> bool {
         let Source::Linked(path) = &account.source else { return false };
         match codex_file::read(path).map(|f| f.credentials()) {
-            Ok(Some(FileCredentials::Chatgpt(t)))
-                if t.refresh_token != spent.refresh_token && !t.refresh_token.is_empty() =>
-            {
+            Ok(Some(FileCredentials::Chatgpt(t))) if file_wins(account, &t, spent) => {
                 account.creds.write().set_tokens(t);
                 true
             }
@@ -562,8 +600,56 @@ impl Pool {
         }
     }
 
-    async fn persist_tokens(&self, account: &Account, tokens: &Tokens) {
-        let result = match &account.source {
+    /// Commit rotated tokens where the account's credentials live, trying `attempts` times. On success the
+    /// account's `tokens_not_saved` flag is cleared; on failure it is set (or its count of attempts grows) and
+    /// the tokens stay in memory for [`Pool::retry_unsaved_tokens`]. Callers hold the account's refresh lock.
+    async fn commit_tokens(&self, account: &Account, tokens: &Tokens, attempts: u32) {
+        let mut error = String::new();
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(COMMIT_PAUSE).await;
+            }
+            match self.write_tokens(account, tokens).await {
+                Ok(()) => {
+                    if let Some(unsaved) = account.unsaved.lock().take() {
+                        info!(account = %account.id, after = unsaved.attempts, "the rotated tokens are saved now");
+                    }
+                    return;
+                }
+                Err(e) => error = format!("{e:#}"),
+            }
+        }
+        warn!(
+            account = %account.id,
+            "could not save the rotated tokens ({error}); they stay in memory and saving is retried: until it \
+             succeeds, a restart loses this login"
+        );
+        let mut unsaved = account.unsaved.lock();
+        match unsaved.as_mut() {
+            Some(u) => {
+                u.attempts = u.attempts.saturating_add(attempts);
+                u.error = error;
+            }
+            None => *unsaved = Some(UnsavedTokens { since: now_unix(), attempts, error }),
+        }
+    }
+
+    /// Try again to commit the tokens of every account flagged `tokens_not_saved` (each upkeep round). Under
+    /// the account's refresh lock, so it cannot race a refresh; it saves whatever tokens are newest by then.
+    pub async fn retry_unsaved_tokens(&self) {
+        for account in self.accounts().iter() {
+            if account.unsaved.lock().is_none() {
+                continue;
+            }
+            let _guard = account.refresh_lock.lock().await;
+            if let Some(tokens) = account.tokens() {
+                self.commit_tokens(account, &tokens, 1).await;
+            }
+        }
+    }
+
+    async fn write_tokens(&self, account: &Account, tokens: &Tokens) -> anyhow::Result<()> {
+        match &account.source {
             Source::Store => {
                 let (store, id, t) = (self.store.clone(), account.id.clone(), tokens.clone());
                 tokio::task::spawn_blocking(move || store.save_tokens(&id, &t))
@@ -577,9 +663,6 @@ impl Pool {
                     .unwrap_or_else(|e| Err(anyhow::anyhow!("file task failed: {e}")))
             }
             Source::Env => Ok(()),
-        };
-        if let Err(e) = result {
-            warn!(account = %account.id, "could not save refreshed tokens: {e:#}");
         }
     }
 
@@ -684,6 +767,7 @@ impl Pool {
                 Ok(Err(e)) => warn!("could not re-read the account store: {e:#}"),
                 Err(e) => warn!("the account store re-read stopped: {e}"),
             }
+            self.retry_unsaved_tokens().await;
             let now = now_unix();
             for account in self.accounts().iter() {
                 if account.kind != AccountKind::Chatgpt || !account.is_active() {
@@ -707,6 +791,15 @@ impl Pool {
             }
         }
     }
+}
+
+/// Whether tokens read from the linked auth.json replace `current`: a different, non-empty refresh token (the
+/// Codex CLI refreshed or logged in). Not while the account's own rotated tokens are unsaved: the file then still
+/// holds the refresh token they replaced, which is spent; only a later login (a newer `last_refresh`) wins then.
+fn file_wins(account: &Account, file: &Tokens, current: &Tokens) -> bool {
+    file.refresh_token != current.refresh_token
+        && !file.refresh_token.is_empty()
+        && (account.unsaved.lock().is_none() || file.last_refresh > current.last_refresh)
 }
 
 /// A GET to one of the upstream's side endpoints (catalog, quota) with the account's credentials.

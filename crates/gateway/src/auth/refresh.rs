@@ -1,7 +1,8 @@
 //! The OAuth refresh call: `POST {issuer}/oauth/token` with the single-use refresh token.
 //!
-//! Callers must hold the account's refresh lock and persist the returned tokens before using them: the old
-//! refresh token is dead the moment the issuer answers.
+//! Callers must hold the account's refresh lock and commit the returned tokens before using them: the old
+//! refresh token is dead the moment the issuer answers. For the same reason a failed commit must not drop them
+//! (`Pool::commit_tokens` keeps them in memory, flags the account and retries).
 
 use std::time::Duration;
 

@@ -250,11 +250,26 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
         }
         AccountsCommand::Refresh { id } => {
             if let Some(l) = &live {
-                l.call(reqwest::Method::POST, &format!("/admin/accounts/{id}/refresh"), None).await?;
+                let summary = l.call(reqwest::Method::POST, &format!("/admin/accounts/{id}/refresh"), None).await?;
+                if let Some(error) = summary["tokens_not_saved"]["error"].as_str() {
+                    eprintln!(
+                        "warning: {id}: the new tokens could not be saved yet ({error}); the gateway uses them and \
+                         keeps retrying, but a restart before it succeeds loses this login"
+                    );
+                }
             } else {
                 let pool = local_pool(config)?;
                 let account = pool.get(&id).with_context(|| format!("no account `{id}`"))?;
                 pool.force_refresh(&account).await.map_err(|e| anyhow::anyhow!(e.message))?;
+                // Nothing keeps this process alive to retry: unsaved tokens die with it, and the old refresh
+                // token is already spent.
+                if let Some(unsaved) = account.unsaved_tokens() {
+                    bail!(
+                        "{id}: the tokens were refreshed but could not be saved ({}); the previous refresh token is \
+                         spent, so this login is lost: make the store writable and log in again",
+                        unsaved.error
+                    );
+                }
             }
             println!("{id}: tokens refreshed");
             Ok(())
@@ -389,5 +404,16 @@ fn print_table(rows: &[Value]) {
             when(&r["last_used"]),
             cooldowns.join("; ")
         );
+    }
+    // Rare and serious, so under the table in full rather than squeezed into a column.
+    for r in rows {
+        if let Some(error) = r["tokens_not_saved"]["error"].as_str() {
+            eprintln!(
+                "warning: {}: TOKENS NOT SAVED since {} ({error}); the gateway uses them from memory and retries \
+                 saving, but a restart before it succeeds loses this login",
+                r["id"].as_str().unwrap_or("-"),
+                when(&r["tokens_not_saved"]["since"])
+            );
+        }
     }
 }

@@ -58,6 +58,8 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
         "usable": accounts.iter().filter(|a| a.is_active()).count(),
         "strategy": format!("{:?}", s.config.routing.strategy),
         "listen": s.config.listen.to_string(),
+        // Upstream events of a type this version does not know, since start (server/reader.rs).
+        "unknown_upstream_events": crate::server::reader::unknown_events(),
     }))
 }
 

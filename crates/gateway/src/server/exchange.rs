@@ -343,7 +343,7 @@ async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFa
                 // Owned (a copy only for the one delta that ends the peek), so it can wait beside its frame.
                 let event = reader.event(&frame).into_owned();
                 match event {
-                    Event::Created { .. } | Event::Ignored => seen.push((frame, event)),
+                    Event::Created { .. } | Event::Ignored | Event::Unknown { .. } => seen.push((frame, event)),
                     Event::Failed { code, message } => {
                         break Err(dialects::failure::classify_event(code.as_deref(), &message));
                     }

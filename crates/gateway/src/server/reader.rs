@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -40,6 +41,17 @@ pub enum Read {
     Error(Box<UpstreamFailure>),
 }
 
+/// Upstream events of a type the gateway does not know ([`Event::Unknown`]), since start: shown in
+/// `/admin/status`, so a new event type the backend starts sending is noticed instead of skipped in silence.
+/// Counted once per frame, whether a translated dialect skips it or the passthrough forwards it (a passthrough's
+/// `*.delta` frames are forwarded unparsed and not counted). Relaxed: a statistic, nothing is ordered by it.
+static UNKNOWN_EVENTS: AtomicU64 = AtomicU64::new(0);
+
+/// See [`UNKNOWN_EVENTS`].
+pub fn unknown_events() -> u64 {
+    UNKNOWN_EVENTS.load(Ordering::Relaxed)
+}
+
 /// Received bytes are parsed about this much at a time, ending at a line break (see [`EventReader::buffered`]).
 const PARSE_PIECE: usize = 2048;
 
@@ -51,10 +63,18 @@ pub struct EventReader {
     frames: VecDeque<SseFrame>,
     eof: bool,
     /// Leave `*.delta` frames that carry an `event:` name unparsed (`Event::Ignored`): a passthrough forwards
-    /// the raw frame and needs only the events that end or shape the stream.
+    /// the raw frame and needs only the events that end or shape the stream. Load-bearing for performance: deltas
+    /// are nearly every frame of a stream, and this takes their parsing off the passthrough's per-event path.
     skip_deltas: bool,
     /// The events of the frames put back by [`EventReader::unread`], by the address of the frame's payload (the
     /// frame moves, its text does not), so the encoder does not parse them a second time.
+    ///
+    /// A performance trick (the peek cache): `exchange::peek` parses every event up to the first one with output
+    /// before the client's status line goes out, and without this the encoder parsed those ~5 frames again, on
+    /// every request's first-byte path. The gain measured within the bench's noise (bench/notes.md, sixth
+    /// session); it stays for the work it provably saves, so it must stay cheaper than a parse: keyed by address,
+    /// a lookup is one integer comparison, never a string compare, and an entry out of step with the frames is
+    /// dropped, never used (`event`).
     peeked: VecDeque<(usize, Event<'static>)>,
     /// The encoder forwards frames as they are (Responses passthrough): a frame that cannot be parsed is passed
     /// on, since the client then sees exactly what the upstream sent. Translated dialects would lose its content
@@ -62,6 +82,8 @@ pub struct EventReader {
     forwards_raw: bool,
     /// Set while the response headers are still awaited (boxed: rare, and every stream carries the field).
     late: Option<Box<LateHeaders>>,
+    /// An unknown event type was logged for this stream: one debug line per stream, not one per event.
+    unknown_logged: bool,
 }
 
 impl EventReader {
@@ -76,6 +98,7 @@ impl EventReader {
             peeked: VecDeque::new(),
             forwards_raw: false,
             late: None,
+            unknown_logged: false,
         }
     }
 
@@ -97,9 +120,10 @@ impl EventReader {
     /// model reasons for minutes without output (spec/codex-upstream.md), and the official client counts them as
     /// activity: not counting them would cut long reasoning at `upstream_idle_timeout_secs`. SSE comments (they
     /// never become frames), `in_progress` and event types nobody reads are not progress, so an upstream that
-    /// trickles them cannot hold a stream open forever. Checked only for ignored events (a string comparison).
+    /// trickles them cannot hold a stream open forever. Checked only for ignored and unknown events (a string
+    /// comparison).
     pub fn is_progress(&self, frame: &SseFrame, event: &Event) -> bool {
-        !matches!(event, Event::Ignored)
+        !matches!(event, Event::Ignored | Event::Unknown { .. })
             || match frame.event.as_deref() {
                 Some(name) => name == "keepalive" || (self.skip_deltas && name.ends_with(".delta")),
                 None => frame.data.starts_with(r#"{"type":"keepalive""#),
@@ -232,10 +256,12 @@ impl EventReader {
         }
     }
 
-    /// The event a frame carries (`Event::Ignored` when unknown). It borrows the frame's payload, so a delta costs
-    /// no allocation; parsing happens here, not when the frame is read, for that reason. A frame that cannot be
-    /// parsed is a failure of the stream (`Event::Failed`, code `malformed_event`: its text would otherwise be
-    /// lost without a word), except for encoders that forward frames raw.
+    /// The event a frame carries. It borrows the frame's payload, so a delta costs no allocation; parsing happens
+    /// here, not when the frame is read, for that reason. An unknown type is counted ([`unknown_events`]) and
+    /// logged at debug once per stream, then handed on (`Event::Unknown`: translated dialects skip it, the
+    /// passthrough forwards it). A frame that cannot be parsed is a failure of the stream (`Event::Failed`, code
+    /// `malformed_event`: its text would otherwise be lost without a word), except for encoders that forward
+    /// frames raw.
     pub fn event<'f>(&mut self, frame: &'f SseFrame) -> Event<'f> {
         // Frames come back in the order they were put back; anything else means the cache is out of step.
         let peeked = match self.peeked.pop_front() {
@@ -253,6 +279,10 @@ impl EventReader {
             return event;
         }
         match Event::parse(&frame.data) {
+            Ok(Event::Unknown { kind }) => {
+                self.on_unknown(&kind);
+                Event::Unknown { kind }
+            }
             Ok(e) => e,
             Err(e) if self.forwards_raw => {
                 debug!("forwarding an upstream event the gateway cannot read: {e}");
@@ -262,6 +292,18 @@ impl EventReader {
                 code: Some("malformed_event".into()),
                 message: format!("The upstream sent an event the gateway cannot read ({e}); the answer is incomplete."),
             },
+        }
+    }
+
+    #[cold]
+    fn on_unknown(&mut self, kind: &str) {
+        UNKNOWN_EVENTS.fetch_add(1, Ordering::Relaxed);
+        if !self.unknown_logged {
+            self.unknown_logged = true;
+            debug!(
+                event_type = kind,
+                "the upstream sent an event type the gateway does not know (counted in /admin/status)"
+            );
         }
     }
 

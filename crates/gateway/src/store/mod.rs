@@ -73,7 +73,16 @@ pub enum AccountStatus {
     NeedsLogin,
     /// Turned off by the user.
     Disabled,
+    /// The store holds a status this build does not know (written by a newer version, or by hand). Never served:
+    /// an account is only used when its status says so. The stored value is kept in the status reason, so
+    /// `accounts list` and the admin API show it; `accounts enable` or a new login writes a known one.
+    Unrecognized,
 }
+
+/// A status string that is none of [`AccountStatus`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown account status {0:?}")]
+pub struct UnknownStatus(pub String);
 
 impl AccountStatus {
     pub fn as_str(self) -> &'static str {
@@ -81,13 +90,19 @@ impl AccountStatus {
             AccountStatus::Active => "active",
             AccountStatus::NeedsLogin => "needs_login",
             AccountStatus::Disabled => "disabled",
+            AccountStatus::Unrecognized => "unrecognized",
         }
     }
-    pub fn parse(s: &str) -> AccountStatus {
+
+    /// The status a stored string names. Anything else is an error, never a guess: reading an unknown status as
+    /// `active` put accounts a newer version had parked (or a typo) back into service. `unrecognized` is not
+    /// accepted either: it describes a row, it is not a status anyone sets.
+    pub fn parse(s: &str) -> Result<AccountStatus, UnknownStatus> {
         match s {
-            "needs_login" => AccountStatus::NeedsLogin,
-            "disabled" => AccountStatus::Disabled,
-            _ => AccountStatus::Active,
+            "active" => Ok(AccountStatus::Active),
+            "needs_login" => Ok(AccountStatus::NeedsLogin),
+            "disabled" => Ok(AccountStatus::Disabled),
+            other => Err(UnknownStatus(other.to_string())),
         }
     }
 }
@@ -269,7 +284,15 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// One row as a [`StoredAccount`]. A row whose status cannot be read is still returned, as
+/// [`AccountStatus::Unrecognized`] with the parse error as its reason: failing the whole read would take every
+/// account out of service for one bad row, and skipping the row would hide it. The pool never serves it and logs
+/// it (`Pool::reload`).
 fn row_to_account(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAccount> {
+    let (status, status_reason) = match AccountStatus::parse(&r.get::<_, String>(12)?) {
+        Ok(status) => (status, r.get(13)?),
+        Err(e) => (AccountStatus::Unrecognized, Some(format!("{e} in the store"))),
+    };
     let kind = AccountKind::parse(&r.get::<_, String>(1)?);
     let refresh: Option<String> = r.get(8)?;
     let access: Option<String> = r.get(7)?;
@@ -292,8 +315,8 @@ fn row_to_account(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAccount> {
         tokens,
         api_key: r.get(9)?,
         base_url: r.get(10)?,
-        status: AccountStatus::parse(&r.get::<_, String>(12)?),
-        status_reason: r.get(13)?,
+        status,
+        status_reason,
         created_at: r.get(14)?,
         proxy: r.get(15)?,
         models: r.get::<_, Option<String>>(16)?.and_then(|m| serde_json::from_str(&m).ok()),
@@ -345,6 +368,52 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
         }
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn statuses_parse_exactly() {
+        for status in [AccountStatus::Active, AccountStatus::NeedsLogin, AccountStatus::Disabled] {
+            assert_eq!(AccountStatus::parse(status.as_str()), Ok(status));
+        }
+        for unknown in ["", "paused", "Active", "unrecognized"] {
+            assert_eq!(AccountStatus::parse(unknown), Err(UnknownStatus(unknown.into())));
+        }
+    }
+
+    /// A status this build does not know (a newer version's, a hand edit) used to read as `active` and put the
+    /// account back into service. Now the row is read as `unrecognized`, with the stored value in its reason,
+    /// in every listing; writing a known status repairs it.
+    #[test]
+    fn unknown_stored_status_is_unrecognized_not_active() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cg-store-status-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let acct = StoredAccount {
+            id: "k".into(),
+            kind: AccountKind::ApiKey,
+            label: None,
+            email: None,
+            plan: None,
+            tokens: None,
+            api_key: Some("sk-1".into()),
+            base_url: None,
+            proxy: None,
+            models: None,
+            status: AccountStatus::Active,
+            status_reason: None,
+            created_at: 1,
+        };
+        store.upsert_account(&acct)?;
+        store.conn.lock().execute("UPDATE accounts SET status='paused', status_reason='by v9' WHERE id='k'", [])?;
+        let back = store.get_account("k")?.ok_or_else(|| anyhow::anyhow!("missing"))?;
+        assert_eq!(back.status, AccountStatus::Unrecognized);
+        assert_eq!(back.status_reason.as_deref(), Some(r#"unknown account status "paused" in the store"#));
+        let listed = store.list_accounts()?;
+        assert_eq!(listed.len(), 1, "the row is listed, not dropped");
+        assert_eq!(listed[0].status, AccountStatus::Unrecognized);
+        store.set_status("k", AccountStatus::Active, None)?;
+        assert_eq!(store.get_account("k")?.map(|a| a.status), Some(AccountStatus::Active));
         std::fs::remove_dir_all(&dir)?;
         Ok(())
     }

@@ -214,3 +214,46 @@ async fn per_account_proxy_carries_that_accounts_traffic() {
         post(&env, &format!("/admin/accounts/{}/check", v["id"].as_str().unwrap_or_default()), json!({})).await;
     assert_eq!(v2["ok"], true, "{v2}");
 }
+
+/// A status the store cannot read (here one a newer version might write) used to read as `active`, and the
+/// account was served. It is now `unrecognized` in the listing with the stored value as its reason, not usable,
+/// never leased; enabling it writes a known status again.
+#[tokio::test]
+async fn an_unknown_stored_status_is_shown_and_never_served() {
+    let env = start(Setup { accounts: 2, linked: false, store_accounts: true, ..Setup::default() }).await;
+    let accounts = env.get_json("/admin/accounts").await;
+    let id_of = |email: &str| {
+        accounts
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["email"] == email)
+            .and_then(|a| a["id"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no account {email}: {accounts}"))
+    };
+    let (parked, other) = (id_of(&env.accounts[0].email), id_of(&env.accounts[1].email));
+    let db = rusqlite::Connection::open(env.dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
+    db.execute("UPDATE accounts SET status = 'paused' WHERE id = ?1", [&parked]).unwrap_or_else(|e| panic!("{e}"));
+    // Any management call re-reads the store (the upkeep would, within 30 s).
+    let (status, _) = post(&env, &format!("/admin/accounts/{other}/label"), json!({"label": "other"})).await;
+    assert_eq!(status, 200);
+
+    let shown = env.get_json(&format!("/admin/accounts/{parked}")).await;
+    assert_eq!(shown["status"], "unrecognized", "{shown}");
+    assert!(shown["status_reason"].as_str().is_some_and(|r| r.contains("\"paused\"")), "{shown}");
+    assert_eq!(env.get_json("/admin/status").await["usable"], 1);
+    for i in 0..4 {
+        let chat = json!({"model":"gpt-5.4","messages":[{"role":"user","content":format!("u{i}")}]});
+        let (s, _, t) = env.post("/v1/chat/completions", &chat).await;
+        assert_eq!(s, 200, "{t}");
+    }
+    let served = env.accounts[1].account_id.clone();
+    let requests = env.fake.requests_to("/responses");
+    assert_eq!(requests.len(), 4);
+    assert!(requests.iter().all(|r| r.account_id.as_deref() == Some(served.as_str())), "never the parked account");
+
+    let (status, v) = post(&env, &format!("/admin/accounts/{parked}/enable"), json!({})).await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("active")), "{v}");
+    assert_eq!(env.get_json("/admin/status").await["usable"], 2);
+}

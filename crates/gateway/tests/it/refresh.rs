@@ -172,3 +172,106 @@ async fn background_refresh_renews_tokens_ahead_of_expiry_only() {
     pool.refresh_ahead(&account, 600).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(refreshes(&env), 1, "the renewed token is fresh again");
 }
+
+/// The refresh token the store holds for the first account.
+fn stored_refresh_token(env: &crate::harness::TestEnv) -> String {
+    let store = codex_gateway::store::Store::open(&env.dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
+    let accounts = store.list_accounts().unwrap_or_else(|e| panic!("{e}"));
+    accounts[0].tokens.clone().map(|t| t.refresh_token).unwrap_or_default()
+}
+
+/// Poll the first account's listing until `done` holds (the upkeep runs every 0.2 s here).
+async fn listing_until(env: &crate::harness::TestEnv, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let listed = env.get_json("/admin/accounts").await;
+        if done(&listed[0]) || std::time::Instant::now() > deadline {
+            return listed[0].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A rotation whose store commit failed used to be logged and forgotten: the gateway served with tokens the store
+/// did not have, nothing showed it, and a restart went back to the spent refresh token. Now the new tokens are
+/// kept and used, the account shows `tokens_not_saved`, and the commit is retried until the store takes it. The
+/// failure is a real one inside SQLite: a trigger refuses every token update, as a full disk would.
+#[tokio::test]
+async fn a_rotation_whose_commit_fails_is_flagged_used_and_committed_later() {
+    let setup = Setup {
+        linked: false,
+        store_accounts: true,
+        config_toml: Some("upkeep_interval_secs = 0.2".into()),
+        ..Setup::default()
+    };
+    let env = start(setup).await;
+    let original = env.accounts[0].refresh_token.clone();
+    let db = rusqlite::Connection::open(env.dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
+    db.execute_batch(
+        "CREATE TRIGGER refuse_tokens BEFORE UPDATE OF refresh_token ON accounts \
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END;",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    env.fake.expire_access_tokens(&env.accounts[0].account_id);
+    let (status, _, text) = env.post("/v1/chat/completions", &chat()).await;
+    assert_eq!(status, 200, "the new tokens serve although they are not saved: {text}");
+    assert_eq!(refreshes(&env), 1);
+    let shown = listing_until(&env, |a| a["tokens_not_saved"]["attempts"].as_u64() >= Some(4)).await;
+    let flag = &shown["tokens_not_saved"];
+    assert!(flag["error"].as_str().is_some_and(|e| e.contains("disk is full (test)")), "{shown}");
+    assert!(flag["attempts"].as_u64() >= Some(4), "the upkeep keeps retrying: {shown}");
+    assert_eq!(shown["status"], "active");
+    assert_eq!(stored_refresh_token(&env), original, "the store could not take them");
+    let (status, _, text) = env.post("/v1/chat/completions", &chat()).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(refreshes(&env), 1, "served from memory: no refresh with the spent token");
+
+    db.execute_batch("DROP TRIGGER refuse_tokens").unwrap_or_else(|e| panic!("{e}"));
+    let shown = listing_until(&env, |a| a["tokens_not_saved"].is_null()).await;
+    assert!(shown["tokens_not_saved"].is_null(), "the retry succeeded once the store took writes: {shown}");
+    let saved = stored_refresh_token(&env);
+    assert_ne!(saved, original);
+    // What was saved is the live login: the issuer accepts it.
+    let answer = reqwest::Client::new()
+        .post(format!("{}/oauth/token", env.fake.issuer()))
+        .json(&json!({"client_id":"app_EMoamEEZ73f0CkXaXp7hrann","grant_type":"refresh_token","refresh_token":saved}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.status().as_u16(), 200);
+}
+
+/// Linked mode, the same failure writing back to the Codex CLI's auth.json: a directory sits where the atomic
+/// write puts its temporary file (`.auth.json.tmp-<pid>`, this process's id: the gateway runs in-process), so
+/// the write fails for real while the file stays readable.
+#[tokio::test]
+async fn linked_mode_keeps_tokens_it_cannot_write_back_and_retries() {
+    let env = start(Setup { config_toml: Some("upkeep_interval_secs = 0.2".into()), ..Setup::default() }).await;
+    let path = env.dir.join("codex-home/auth.json");
+    let blocker = env.dir.join(format!("codex-home/.auth.json.tmp-{}", std::process::id()));
+    std::fs::create_dir(&blocker).unwrap_or_else(|e| panic!("{e}"));
+
+    env.fake.expire_access_tokens(&env.accounts[0].account_id);
+    let (status, _, text) = env.post("/v1/chat/completions", &chat()).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(refreshes(&env), 1);
+    let shown = listing_until(&env, |a| a["tokens_not_saved"]["attempts"].as_u64() >= Some(3)).await;
+    assert!(shown["tokens_not_saved"]["error"].as_str().is_some_and(|e| e.contains("cannot write")), "{shown}");
+    let file = || json(&std::fs::read_to_string(&path).unwrap_or_default())["tokens"]["refresh_token"].clone();
+    assert_eq!(file(), env.accounts[0].refresh_token.as_str());
+    let (status, _, text) = env.post("/v1/chat/completions", &chat()).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(refreshes(&env), 1, "served from memory");
+    // The next rotation starts from the unsaved tokens, not from the spent ones auth.json still holds.
+    env.fake.expire_access_tokens(&env.accounts[0].account_id);
+    let (status, _, text) = env.post("/v1/chat/completions", &chat()).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(refreshes(&env), 2);
+    assert!(env.fake.token_calls().iter().all(|c| c.outcome == "ok"), "{:?}", env.fake.token_calls());
+
+    std::fs::remove_dir(&blocker).unwrap_or_else(|e| panic!("{e}"));
+    let shown = listing_until(&env, |a| a["tokens_not_saved"].is_null()).await;
+    assert!(shown["tokens_not_saved"].is_null(), "{shown}");
+    assert_ne!(file(), env.accounts[0].refresh_token.as_str(), "auth.json holds the rotated token now");
+}

@@ -97,3 +97,47 @@ async fn api_key_accounts_use_the_openai_responses_endpoint() {
     let auth = reqs[0].headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone());
     assert_eq!(auth.as_deref(), Some("Bearer sk-test-123"));
 }
+
+async fn unknown_events_seen(env: &crate::harness::TestEnv) -> u64 {
+    let status = env.get_json("/admin/status").await;
+    status["unknown_upstream_events"].as_u64().unwrap_or_else(|| panic!("no counter in {status}"))
+}
+
+/// An event type nobody knows used to be dropped without a trace (parsed as `Ignored`, like a keepalive). It is
+/// now counted in `/admin/status`; translated answers are exactly what they are without it, and the Responses
+/// passthrough forwards it as received. The counter is global to the test binary: it is checked for growth.
+#[tokio::test]
+async fn unknown_upstream_events_are_counted_and_change_no_answer() {
+    let env = start(Setup::default()).await;
+    let unknown = || scenario(json!({"kind":"unknown_event","event_type":"response.made_up","text":"plain answer"}));
+    let before = unknown_events_seen(&env).await;
+
+    env.fake.enqueue(None, unknown());
+    let chat = json!({"model":"gpt-5.4","stream":true,"messages":[{"role":"user","content":"hi"}]});
+    let (status, _, text) = env.post("/v1/chat/completions", &chat).await;
+    assert_eq!(status, 200, "{text}");
+    let streamed: String = crate::harness::sse_data(&text)
+        .iter()
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(streamed, "plain answer", "{text}");
+    assert!(text.contains("data: [DONE]"), "{text}");
+    assert!(!text.contains("made_up"), "{text}");
+
+    env.fake.enqueue(None, unknown());
+    let chat = json!({"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}]});
+    let (status, _, text) = env.post("/v1/chat/completions", &chat).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json(&text)["choices"][0]["message"]["content"], "plain answer", "{text}");
+
+    env.fake.enqueue(None, unknown());
+    let (status, _, text) = env.post("/v1/responses", &json!({"model":"gpt-5.4","stream":true,"input":"hi"})).await;
+    assert_eq!(status, 200, "{text}");
+    let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert!(names.contains(&"response.made_up"), "the passthrough forwards it: {names:?}");
+    assert_eq!(names.last(), Some(&"response.completed"));
+
+    let after = unknown_events_seen(&env).await;
+    assert!(after >= before + 3, "counted once per stream that carried one: {before} -> {after}");
+}

@@ -1,0 +1,248 @@
+//! `codex-gateway login`: getting a new ChatGPT login for the gateway's own store.
+//!
+//! Three ways to the same authorization code, then one code exchange (spec/codex-upstream.md, "Credentials and
+//! OAuth"), one file per flow:
+//! - [`browser`]: PKCE S256 with a one-shot callback server on 127.0.0.1:1455 (or 1457), state checked;
+//! - [`device`]: the device-code flow for machines without a browser;
+//! - [`paste`]: print the URL, then read back the address the browser ended on, for remote servers whose
+//!   localhost the browser cannot reach.
+//!
+//! What the flows share lives here (options, prompts, errors, saving) and in [`oauth`] (PKCE, state, the
+//! authorize URL, the code exchange). Each flow returns [`Tokens`]; [`save`] commits them to the store (through
+//! `accounts::stored_from_tokens`) and [`run`] is the command-line front end. Everything a test must control
+//! (callback ports, opening a browser, time limits, where prompts go, where pasted input comes from) is passed
+//! in, never read from globals.
+
+use std::time::Duration;
+
+use super::Tokens;
+use crate::accounts::stored_from_tokens;
+use crate::config::{Config, ProcessEnv};
+use crate::store::{Store, StoredAccount};
+
+mod browser;
+mod device;
+mod oauth;
+mod paste;
+
+pub use browser::{browser_available, browser_login};
+pub use device::device_login;
+pub use oauth::{Pkce, authorize_url, code_from_callback, exchange_code, random_state};
+pub use paste::{code_from_paste, paste_login};
+
+/// The callback ports the issuer accepts for this client, in order of preference.
+pub const DEFAULT_CALLBACK_PORTS: [u16; 2] = [1455, 1457];
+/// How long the browser flow waits for the callback.
+pub const BROWSER_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// How long the device flow polls before giving up.
+pub const DEVICE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// The `redirect_uri` for a callback server on `port`. The issuer matches it literally, hence `localhost`.
+pub fn callback_redirect_uri(port: u16) -> String {
+    format!("http://localhost:{port}/auth/callback")
+}
+
+/// Which way to log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMode {
+    Browser,
+    Device,
+    Paste,
+}
+
+impl LoginMode {
+    /// From the `--device` / `--paste` flags (clap keeps them exclusive).
+    pub fn from_flags(device: bool, paste: bool) -> LoginMode {
+        match (device, paste) {
+            (true, _) => LoginMode::Device,
+            (false, true) => LoginMode::Paste,
+            (false, false) => LoginMode::Browser,
+        }
+    }
+}
+
+/// What the flows need from their caller. [`LoginOptions::new`] gives the production values.
+#[derive(Debug, Clone)]
+pub struct LoginOptions {
+    /// e.g. `https://auth.openai.com` (no trailing slash needed).
+    pub issuer: String,
+    /// Tried in order; the first free one is used. Tests pass `[0]` for an ephemeral port.
+    pub callback_ports: Vec<u16>,
+    /// Launch a browser on the authorize URL (the URL is always handed to the prompt as well).
+    pub open_browser: bool,
+    /// The browser flow's window.
+    pub timeout: Duration,
+    /// The device flow's window.
+    pub device_timeout: Duration,
+}
+
+impl LoginOptions {
+    pub fn new(issuer: &str) -> LoginOptions {
+        LoginOptions {
+            issuer: issuer.trim_end_matches('/').to_string(),
+            callback_ports: DEFAULT_CALLBACK_PORTS.to_vec(),
+            open_browser: false,
+            timeout: BROWSER_TIMEOUT,
+            device_timeout: DEVICE_TIMEOUT,
+        }
+    }
+
+    fn issuer(&self) -> &str {
+        self.issuer.trim_end_matches('/')
+    }
+}
+
+/// What a flow asks the user to do. The CLI prints it; tests act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompt {
+    /// Browser flow: sign in at `url`; the callback server is waiting.
+    Browser { url: String },
+    /// Paste flow: sign in at `url`, then paste the address the browser ended on.
+    Paste { url: String },
+    /// Device flow: open `verification_url` and enter `user_code`.
+    Device { verification_url: String, user_code: String },
+}
+
+/// Why a login failed. Messages say what to do next; none contains a token.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("invalid issuer URL {0:?}")]
+    BadIssuer(String),
+    #[error(
+        "cannot listen for the login callback on 127.0.0.1 port {ports} ({reason}); another login may be running. \
+         Use `codex-gateway login --device` or `--paste` instead"
+    )]
+    CallbackPortsBusy { ports: String, reason: String },
+    #[error(
+        "no sign-in arrived within {}; run `codex-gateway login` again (on a remote machine, use --device or --paste)",
+        human(*.0)
+    )]
+    TimedOut(Duration),
+    #[error("the sign-in answer does not belong to this login (state mismatch: a stale tab or a forged request)")]
+    StateMismatch,
+    #[error("the sign-in answer carries no authorization code")]
+    MissingCode,
+    #[error("the login callback server stopped unexpectedly; run the login again")]
+    CallbackServerStopped,
+    #[error("the sign-in was refused: {0}")]
+    Denied(String),
+    #[error("{0}")]
+    BadPaste(String),
+    #[error("the device code was not approved within {}; run `codex-gateway login --device` again", human(*.0))]
+    DeviceTimedOut(Duration),
+    #[error("cannot reach {endpoint}: {reason}")]
+    Network { endpoint: &'static str, reason: String },
+    #[error("{endpoint} refused the request (HTTP {status}{})", code.as_deref().map(|c| format!(", {c}")).unwrap_or_default())]
+    Refused { endpoint: &'static str, status: u16, code: Option<String> },
+    #[error("{endpoint} returned an unreadable answer")]
+    BadResponse { endpoint: &'static str },
+    #[error("cannot read the pasted address: {0}")]
+    Input(#[source] std::io::Error),
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{} ms", d.as_millis()),
+        s if s % 60 == 0 && s >= 60 => format!("{} minute{}", s / 60, if s == 60 { "" } else { "s" }),
+        s => format!("{s} second{}", if s == 1 { "" } else { "s" }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Storing the result, and the command line
+
+/// A login committed to the store.
+#[derive(Debug)]
+pub struct Saved {
+    pub account: StoredAccount,
+    /// The store already held this identity (a re-login): its tokens were replaced.
+    pub replaced: bool,
+}
+
+/// Commit a fresh login. A re-login of a known identity replaces its tokens and makes it active again; its
+/// label is kept unless a new one is given.
+pub fn save(store: &Store, tokens: Tokens, label: Option<String>) -> anyhow::Result<Saved> {
+    let account = stored_from_tokens(tokens, label);
+    let replaced = store.get_account(&account.id)?.is_some();
+    store.upsert_account(&account)?;
+    Ok(Saved { account, replaced })
+}
+
+/// `codex-gateway login [--device | --paste] [--label NAME]`.
+pub async fn run(config: &Config, mode: LoginMode, label: Option<String>) -> anyhow::Result<()> {
+    // Open the store first: a login whose tokens cannot be saved would be wasted.
+    let db = config.db_path();
+    let store = Store::open(&db)?;
+    let http = crate::upstream::build_http_client(config)?;
+    let mut opts = LoginOptions::new(&config.auth_issuer);
+    opts.open_browser = browser_available(&ProcessEnv);
+    let tokens = match mode {
+        LoginMode::Browser => browser_login(&http, &opts, print_prompt).await?,
+        LoginMode::Device => device_login(&http, &opts, print_prompt).await?,
+        LoginMode::Paste => {
+            paste_login(&http, &opts, print_prompt, tokio::io::BufReader::new(tokio::io::stdin())).await?
+        }
+    };
+    let saved = tokio::task::spawn_blocking(move || save(&store, tokens, label)).await??;
+    let a = &saved.account;
+    if a.tokens.as_ref().is_some_and(|t| t.account_id.is_empty()) {
+        eprintln!("warning: the login carries no ChatGPT account id; the Codex backend may refuse it");
+    }
+    println!(
+        "{} {} (plan {}, id {}{}) {} {}",
+        if saved.replaced { "Logged in again as" } else { "Added" },
+        a.email.as_deref().unwrap_or("an account without an email"),
+        a.plan.as_deref().unwrap_or("unknown"),
+        a.id,
+        a.label.as_deref().map(|l| format!(", label {l}")).unwrap_or_default(),
+        if saved.replaced { "in" } else { "to" },
+        db.display()
+    );
+    println!("A running gateway sees the account within 30 s (its next re-read of the store).");
+    Ok(())
+}
+
+fn print_prompt(p: Prompt) {
+    match p {
+        Prompt::Browser { url } => {
+            println!("Sign in to ChatGPT in your browser:\n\n  {url}\n");
+            println!(
+                "If no browser opened, open the address above on this machine. Waiting up to 5 minutes...\n\
+                 (On a remote machine, use `codex-gateway login --device` or `--paste`.)"
+            );
+        }
+        Prompt::Paste { url } => {
+            println!("1. Open this address in a browser on any machine and sign in:\n\n  {url}\n");
+            println!(
+                "2. The browser then fails to load http://localhost:1455/auth/callback?... That is expected.\n   \
+                 Copy the whole address from its address bar and paste it here, then press Enter:"
+            );
+        }
+        Prompt::Device { verification_url, user_code } => {
+            println!("Open {verification_url} and enter this code: {user_code}\n");
+            println!(
+                "Waiting for approval (up to 15 minutes)...\n\
+                 (If the page refuses the code, enable device code authorization for Codex in ChatGPT's \
+                 Settings > Security.)"
+            );
+        }
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_name_the_way_out() {
+        assert!(LoginError::TimedOut(BROWSER_TIMEOUT).to_string().contains("5 minutes"));
+        assert!(LoginError::DeviceTimedOut(DEVICE_TIMEOUT).to_string().contains("15 minutes"));
+        let e =
+            LoginError::Refused { endpoint: oauth::TOKEN_ENDPOINT, status: 400, code: Some("invalid_grant".into()) };
+        assert_eq!(e.to_string(), "the token endpoint refused the request (HTTP 400, invalid_grant)");
+        assert!(browser::page("<x>", "a&b").contains("&lt;x&gt;"));
+    }
+}
