@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 
 use crate::accounts::manage::{self, ImportSource};
 use crate::auth::now_unix;
+use crate::relay::exchange::request_id;
 use crate::server::AppState;
 use crate::server::errors::{Dialect, error_response};
-use crate::server::exchange::request_id;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -58,8 +58,8 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
         "usable": accounts.iter().filter(|a| a.is_active()).count(),
         "strategy": format!("{:?}", s.config.routing.strategy),
         "listen": s.config.listen.to_string(),
-        // Upstream events of a type this version does not know, since start (server/reader.rs).
-        "unknown_upstream_events": crate::server::reader::unknown_events(),
+        // Upstream events of a type this version does not know, since start (relay/reader.rs).
+        "unknown_upstream_events": crate::relay::reader::unknown_events(),
     }))
 }
 

@@ -21,9 +21,9 @@ use dialects::{GatewayError, UpstreamRequest};
 use serde_json::{Map, Value, json};
 use tracing::warn;
 
+use crate::relay::exchange::{self, Exchange, StartError, request_id};
+use crate::relay::pump::{self, Translated};
 use crate::server::errors::{Dialect, body_error, error_response};
-use crate::server::exchange::{self, Exchange, StartError, request_id};
-use crate::server::pump::{self, Translated};
 use crate::server::{AppState, sse_response};
 use crate::tokens;
 

@@ -24,9 +24,9 @@ use dialects::{ErrorKind, GatewayError};
 use serde_json::{Value, json};
 
 use crate::catalog::{self, ModelEntry};
+use crate::relay::exchange::{self, request_id};
+use crate::relay::pump::{self, Translated};
 use crate::server::errors::{Dialect, body_error, error_response};
-use crate::server::exchange::{self, request_id};
-use crate::server::pump::{self, Translated};
 use crate::server::{AppState, method_not_allowed_response, sse_response};
 use crate::tokens;
 

@@ -20,8 +20,8 @@ use futures_util::future::Either;
 use tower::Service;
 
 use crate::config::Config;
+use crate::relay::exchange::request_id;
 use crate::server::errors::{Dialect, error_response};
-use crate::server::exchange::request_id;
 
 /// Who may talk to one listener. Built once at start-up from the configuration.
 #[derive(Debug)]

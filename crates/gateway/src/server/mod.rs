@@ -17,21 +17,19 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::accounts::Pool;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::relay::exchange;
 use crate::store::Store;
 use crate::upstream::{Upstream, build_http_client};
 
 mod admin;
 mod anthropic;
 pub mod errors;
-pub mod exchange;
 mod gemini;
 pub mod guard;
 pub mod listen;
 mod models;
 mod ollama;
 mod openai;
-pub mod pump;
-pub mod reader;
 
 use errors::{Dialect, error_response};
 

@@ -11,9 +11,9 @@ use dialects::GatewayError;
 use serde_json::{Value, json};
 
 use crate::catalog;
+use crate::relay::exchange::request_id;
 use crate::server::AppState;
 use crate::server::errors::{Dialect, error_response};
-use crate::server::exchange::request_id;
 
 const CREATED: u64 = 1_767_225_600; // 2026-01-01, a fixed date: the backend does not report one.
 

@@ -33,9 +33,9 @@ use tracing::{info, warn};
 
 use crate::catalog;
 use crate::config::Config;
+use crate::relay::exchange::{self, request_id};
+use crate::relay::pump::{self, Translated};
 use crate::server::errors::{Dialect, body_error, error_response};
-use crate::server::exchange::{self, request_id};
-use crate::server::pump::{self, Translated};
 use crate::server::{AppState, guard, models, openai};
 
 /// Bind the bridge's listener when it is enabled, and say where it listens (stdout, after the main line).

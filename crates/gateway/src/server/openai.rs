@@ -14,9 +14,9 @@ use dialects::sse::{SseFrame, write_event};
 use dialects::{Event, GatewayError};
 
 use crate::auth::now_unix;
+use crate::relay::exchange::{self, request_id};
+use crate::relay::pump::{self, StreamEncoder, Translated};
 use crate::server::errors::{Dialect, body_error, error_response};
-use crate::server::exchange::{self, request_id};
-use crate::server::pump::{self, StreamEncoder, Translated};
 use crate::server::{AppState, sse_response};
 
 /// `POST /v1/chat/completions`.

@@ -108,7 +108,7 @@ impl Upstream {
     ///
     /// The future owns what it needs (an `Arc` of this and of the account; the headers are built before it
     /// starts), so it can outlive the caller: a stream whose headers are late goes on waiting for them inside
-    /// the response body once the client has its status line (`server::reader`).
+    /// the response body once the client has its status line (`relay::reader`).
     pub fn send(
         self: &Arc<Self>,
         account: &Arc<Account>,

@@ -14,7 +14,7 @@ use dialects::{Event, GatewayError, UpstreamFailure};
 use futures_util::{FutureExt, StreamExt};
 use tracing::debug;
 
-use crate::server::exchange;
+use crate::relay::exchange;
 use crate::upstream::{BodyStream, TransportError, UpstreamResponse};
 
 /// An upstream request whose response headers had not arrived when the client's status line had to go out

@@ -16,8 +16,8 @@ use tracing::{info, warn};
 
 use crate::accounts::{Account, Lease, LeaseError};
 use crate::auth::now_unix;
+use crate::relay::reader::{EventReader, LateHeaders, Read};
 use crate::server::AppState;
-use crate::server::reader::{EventReader, LateHeaders, Read};
 use crate::store::AccountKind;
 use crate::upstream::{BodyStream, CallContext, UpstreamResponse, classify};
 

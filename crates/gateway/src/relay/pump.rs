@@ -13,8 +13,8 @@ use dialects::sse::SseFrame;
 use dialects::{Event, GatewayError, OutputLimits, Usage};
 use tracing::info;
 
-use crate::server::exchange::Exchange;
-use crate::server::reader::{EventReader, Read, cut_error};
+use crate::relay::exchange::Exchange;
+use crate::relay::reader::{EventReader, Read, cut_error};
 use crate::tokens;
 
 /// A dialect's streaming side, as the pump sees it.

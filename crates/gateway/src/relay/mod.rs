@@ -1,0 +1,10 @@
+//! The relay engine: one upstream exchange with failover (exchange.rs), reading the upstream SSE stream
+//! (reader.rs), and pumping it through a dialect encoder to the client (pump.rs). The routes in `server/`
+//! decode a request, hand it here, and render what comes back.
+//!
+//! Its one dependency on `server` is `AppState` (exchange.rs reads the config, pool, upstream client and
+//! catalog from it).
+
+pub mod exchange;
+pub mod pump;
+pub mod reader;
