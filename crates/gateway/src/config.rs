@@ -145,7 +145,7 @@ pub struct Timeouts {
     pub upstream_error_body: Duration,
     /// One token refresh call, connect to last byte (a timeout is transient: the login stays).
     pub token_refresh: Duration,
-    /// One model-catalog fetch (a failure is remembered for a while, see `accounts::pool`).
+    /// One model-catalog fetch (a failure is remembered for a while, see `accounts::upkeep`).
     pub catalog: Duration,
     /// Reading a client's request body, from when it first has to wait for bytes.
     pub request_body: Duration,

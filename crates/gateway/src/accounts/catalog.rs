@@ -1,5 +1,5 @@
 //! An account's model catalog as the pool keeps it, and the pool as the gateway-wide catalog's source of
-//! accounts (`crate::catalog::CatalogSource`). Fetching and caching are the pool's (`pool.rs`:
+//! accounts (`crate::catalog::CatalogSource`). Fetching and caching are the pool's (`upkeep.rs`:
 //! `fetch_missing_catalogs`, `refresh_catalog`, the upkeep's refresh of stale catalogs).
 
 use std::sync::Arc;

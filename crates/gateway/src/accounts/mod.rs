@@ -15,13 +15,18 @@ use crate::auth::{Tokens, jwt, now_unix};
 use crate::store::{AccountKind, AccountStatus, StoredAccount};
 
 mod catalog;
+mod lease;
 pub mod manage;
 mod pool;
+mod probe;
 pub mod quota;
 pub mod select;
+mod tokens;
+mod upkeep;
 
 pub use catalog::AccountCatalog;
-pub use pool::{Lease, LeaseError, Pool};
+pub use lease::{Lease, LeaseError};
+pub use pool::Pool;
 pub use quota::QuotaSnapshot;
 
 /// Where an account's credentials live, which decides where a refresh is written.

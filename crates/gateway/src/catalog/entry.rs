@@ -1,5 +1,5 @@
 //! One model of the upstream catalog (`GET /models?client_version=`), typed: parsed once when an account's
-//! catalog is fetched (`accounts::pool`), then read by the gateway-wide catalog (`super`), plan routing
+//! catalog is fetched (`accounts::upkeep`), then read by the gateway-wide catalog (`super`), plan routing
 //! (`Account::serves`) and every dialect's model listing (`server/models.rs`, `gemini.rs`, `ollama.rs`).
 //!
 //! Field names follow the backend's JSON and the official client's `ModelInfo` (codex-rs

@@ -1,0 +1,41 @@
+//! The admin check of an account: can the upstream be reached through its connection, and how fast.
+
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::pool::side_request;
+use super::{Account, Pool};
+use crate::store::AccountKind;
+use crate::upstream::CODEX_CLIENT_VERSION;
+
+impl Pool {
+    /// Reachability and latency of the upstream through this account's connection (its proxy, if any): the
+    /// model catalog for ChatGPT accounts, `/models` for API-key and relay accounts.
+    pub async fn check(&self, account: &Account) -> Value {
+        let started = Instant::now();
+        let token = match self.access_token(account, None).await {
+            Ok(t) => t,
+            Err(e) => return serde_json::json!({"id": account.id, "ok": false, "error": e.message}),
+        };
+        let url = match (&account.kind, &account.base_url) {
+            (AccountKind::Chatgpt, _) => {
+                format!("{}/models?client_version={CODEX_CLIENT_VERSION}", self.config.upstream_base_url)
+            }
+            (_, Some(base)) => format!("{base}/models"),
+            (_, None) => format!("{}/models", self.config.openai_base_url),
+        };
+        let req = side_request(account, &url, &token);
+        match req.send().await {
+            Ok(r) => serde_json::json!({
+                "id": account.id,
+                "ok": r.status().is_success(),
+                "status": r.status().as_u16(),
+                "latency_ms": started.elapsed().as_millis() as u64,
+                "via": account.proxy.as_deref().map(super::redact_proxy).or_else(|| self.config.proxy.as_deref().map(super::redact_proxy)),
+            }),
+            Err(e) => serde_json::json!({"id": account.id, "ok": false, "error": e.without_url().to_string(),
+                "latency_ms": started.elapsed().as_millis() as u64}),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Token freshness: the `Authorization` value for a request, the single-flight refresh per account (on demand,
+//! ahead of expiry, forced by the admin), adopting tokens the Codex CLI refreshed in a linked auth.json, and
+//! committing rotated tokens (a failed commit keeps them in memory, flags the account and is retried).
+
+use std::time::{Duration, Instant};
+
+use dialects::{ErrorKind, GatewayError};
+use reqwest::header::HeaderValue;
+use tracing::{info, warn};
+
+use super::{Account, Pool, Source, UnsavedTokens, bearer_header};
+use crate::auth::codex_file::{self, FileCredentials};
+use crate::auth::refresh::{RefreshError, needs_refresh, refresh_within};
+use crate::auth::{Tokens, jwt, now_unix};
+use crate::store::AccountStatus;
+
+/// Refreshes slower than this are logged.
+const SLOW_REFRESH: Duration = Duration::from_secs(3);
+/// Commits of rotated tokens tried before the request goes on with them unsaved (the upkeep retries later).
+/// SQLite already waits out a busy database (`busy_timeout`); a second try covers a passing I/O error.
+const COMMIT_ATTEMPTS: u32 = 2;
+const COMMIT_PAUSE: Duration = Duration::from_millis(100);
+
+impl Pool {
+    /// An access token for `account`, refreshed first when it is about to expire. With `after_401` set to the
+    /// token the upstream just refused, a refresh is forced unless another request already replaced it.
+    pub async fn access_token(&self, account: &Account, after_401: Option<&str>) -> Result<String, GatewayError> {
+        let now = now_unix();
+        // The common case, every request: the current token is fresh. Read it without copying the other tokens.
+        let fresh = match account.creds.read().access_token(now) {
+            None => None,
+            Some((token, due)) => match after_401 {
+                Some(refused) => (token != refused).then(|| token.to_string()),
+                None => (!due).then(|| token.to_string()),
+            },
+        };
+        if let Some(token) = fresh {
+            return Ok(token);
+        }
+        if account.tokens().is_none() {
+            return account.api_key().ok_or_else(|| GatewayError::internal("account has no credentials"));
+        }
+        let stale = |t: &Tokens| match after_401 {
+            Some(refused) => t.access_token == refused,
+            None => needs_refresh(t, now),
+        };
+        // Boxed: every request's future would otherwise carry room for the refresh (an HTTP exchange) inline.
+        Box::pin(self.refresh_locked(account, &stale)).await
+    }
+
+    /// The `Authorization` value for an upstream request through `account`: the prebuilt one while the access
+    /// token is fresh (every request), else built from [`Pool::access_token`] (refresh due, API keys, after a 401).
+    pub async fn authorization(&self, account: &Account, after_401: Option<&str>) -> Result<HeaderValue, GatewayError> {
+        if after_401.is_none()
+            && let Some(value) = account.creds.read().fresh_bearer(now_unix())
+        {
+            return Ok(value);
+        }
+        let token = self.access_token(account, after_401).await?;
+        bearer_header(&token)
+            .ok_or_else(|| GatewayError::internal("the account's credential cannot be sent in a header"))
+    }
+
+    /// Refresh now, whatever the token's age (admin `refresh`).
+    pub async fn force_refresh(&self, account: &Account) -> Result<(), GatewayError> {
+        let Some(current) = account.tokens() else {
+            return Err(GatewayError::invalid("only ChatGPT accounts have tokens to refresh"));
+        };
+        self.access_token(account, Some(&current.access_token)).await.map(|_| ())
+    }
+
+    /// Refresh ahead of expiry (background): when the token expires within `window`.
+    pub async fn refresh_ahead(&self, account: &Account, window: i64) -> Result<(), GatewayError> {
+        let now = now_unix();
+        let stale = |t: &Tokens| match jwt::claims(&t.access_token).and_then(|c| c.exp) {
+            Some(exp) => exp - now < window,
+            None => needs_refresh(t, now),
+        };
+        match account.tokens() {
+            Some(t) if stale(&t) => self.refresh_locked(account, &stale).await.map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The single-flight refresh: one per account at a time; waiters re-check and reuse the result.
+    async fn refresh_locked(
+        &self,
+        account: &Account,
+        stale: &(dyn Fn(&Tokens) -> bool + Sync),
+    ) -> Result<String, GatewayError> {
+        let _guard = account.refresh_lock.lock().await;
+        let Some(mut current) = account.tokens() else {
+            return Err(GatewayError::internal("account has no tokens"));
+        };
+        if let Source::Linked(path) = &account.source
+            && let Ok(Some(FileCredentials::Chatgpt(file_tokens))) = codex_file::read(path).map(|f| f.credentials())
+            && file_wins(account, &file_tokens, &current)
+        {
+            // The Codex CLI refreshed: adopt its tokens rather than spending our (now dead) refresh token.
+            info!(account = %account.id, "adopting tokens refreshed by the Codex CLI");
+            current = file_tokens;
+            account.creds.write().set_tokens(current.clone());
+            *account.status.write() = (AccountStatus::Active, None);
+        }
+        if !stale(&current) {
+            return Ok(current.access_token);
+        }
+        if account.status().0 == AccountStatus::NeedsLogin {
+            return Err(self.no_account_error());
+        }
+        let started = Instant::now();
+        let limit = self.config.timeouts.token_refresh;
+        let result = refresh_within(account.http(), &self.config.auth_issuer, &current, limit).await;
+        if started.elapsed() > SLOW_REFRESH {
+            warn!(account = %account.id, ms = started.elapsed().as_millis() as u64, "the token refresh was slow");
+        }
+        match result {
+            Ok(new_tokens) => {
+                // The old refresh token died when the issuer answered: these are the only live tokens. They are
+                // committed before anything uses them. A commit that fails does not drop them (that would lose
+                // the login): they are used from memory, the account is flagged, and the commit is retried.
+                self.commit_tokens(account, &new_tokens, COMMIT_ATTEMPTS).await;
+                account.creds.write().set_tokens(new_tokens.clone());
+                *account.status.write() = (AccountStatus::Active, None);
+                info!(account = %account.id, "access token refreshed");
+                Ok(new_tokens.access_token)
+            }
+            Err(RefreshError::Permanent(reason)) if self.adopt_linked(account, &current) => {
+                info!(account = %account.id, %reason, "refresh refused, but the Codex CLI just saved newer tokens; using those");
+                match account.tokens() {
+                    Some(t) if !stale(&t) => Ok(t.access_token),
+                    _ => Err(GatewayError::new(
+                        ErrorKind::UpstreamUnavailable,
+                        "The shared Codex login changed during a refresh; retry.",
+                    )),
+                }
+            }
+            Err(RefreshError::Permanent(reason)) => {
+                warn!(account = %account.id, %reason, "refresh token rejected: account needs login");
+                *account.status.write() = (AccountStatus::NeedsLogin, Some(reason.clone()));
+                if account.source == Source::Store {
+                    let (store, id) = (self.store.clone(), account.id.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        store.set_status(&id, AccountStatus::NeedsLogin, Some(&reason))
+                    })
+                    .await;
+                }
+                Err(self.no_account_error())
+            }
+            Err(RefreshError::TimedOut(limit)) => {
+                warn!(account = %account.id, "the token endpoint did not answer in time; the login is kept");
+                Err(GatewayError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "Could not refresh the ChatGPT login of {}: the token endpoint did not answer within {} s \
+                         (token_refresh_timeout_secs). The login is kept; retry shortly.",
+                        account.describe(),
+                        limit.as_secs_f64()
+                    ),
+                )
+                .with_code("token_refresh_timeout"))
+            }
+            Err(RefreshError::Transient(msg)) => {
+                warn!(account = %account.id, %msg, "token refresh failed");
+                Err(GatewayError::new(
+                    ErrorKind::UpstreamUnavailable,
+                    format!("Could not refresh the ChatGPT login: {msg}"),
+                ))
+            }
+        }
+    }
+
+    /// Linked mode: if auth.json now holds a different refresh token than `spent`, adopt the file's tokens.
+    fn adopt_linked(&self, account: &Account, spent: &Tokens) -> bool {
+        let Source::Linked(path) = &account.source else { return false };
+        match codex_file::read(path).map(|f| f.credentials()) {
+            Ok(Some(FileCredentials::Chatgpt(t))) if file_wins(account, &t, spent) => {
+                account.creds.write().set_tokens(t);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Commit rotated tokens where the account's credentials live, trying `attempts` times. On success the
+    /// account's `tokens_not_saved` flag is cleared; on failure it is set (or its count of attempts grows) and
+    /// the tokens stay in memory for [`Pool::retry_unsaved_tokens`]. Callers hold the account's refresh lock.
+    async fn commit_tokens(&self, account: &Account, tokens: &Tokens, attempts: u32) {
+        let mut error = String::new();
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(COMMIT_PAUSE).await;
+            }
+            match self.write_tokens(account, tokens).await {
+                Ok(()) => {
+                    if let Some(unsaved) = account.unsaved.lock().take() {
+                        info!(account = %account.id, after = unsaved.attempts, "the rotated tokens are saved now");
+                    }
+                    return;
+                }
+                Err(e) => error = format!("{e:#}"),
+            }
+        }
+        warn!(
+            account = %account.id,
+            "could not save the rotated tokens ({error}); they stay in memory and saving is retried: until it \
+             succeeds, a restart loses this login"
+        );
+        let mut unsaved = account.unsaved.lock();
+        match unsaved.as_mut() {
+            Some(u) => {
+                u.attempts = u.attempts.saturating_add(attempts);
+                u.error = error;
+            }
+            None => *unsaved = Some(UnsavedTokens { since: now_unix(), attempts, error }),
+        }
+    }
+
+    /// Try again to commit the tokens of every account flagged `tokens_not_saved` (each upkeep round). Under
+    /// the account's refresh lock, so it cannot race a refresh; it saves whatever tokens are newest by then.
+    pub async fn retry_unsaved_tokens(&self) {
+        for account in self.accounts().iter() {
+            if account.unsaved.lock().is_none() {
+                continue;
+            }
+            let _guard = account.refresh_lock.lock().await;
+            if let Some(tokens) = account.tokens() {
+                self.commit_tokens(account, &tokens, 1).await;
+            }
+        }
+    }
+
+    async fn write_tokens(&self, account: &Account, tokens: &Tokens) -> anyhow::Result<()> {
+        match &account.source {
+            Source::Store => {
+                let (store, id, t) = (self.store.clone(), account.id.clone(), tokens.clone());
+                tokio::task::spawn_blocking(move || store.save_tokens(&id, &t))
+                    .await
+                    .unwrap_or_else(|e| Err(anyhow::anyhow!("store task failed: {e}")))
+            }
+            Source::Linked(path) => {
+                let (path, t) = (path.clone(), tokens.clone());
+                tokio::task::spawn_blocking(move || codex_file::write_tokens(&path, &t))
+                    .await
+                    .unwrap_or_else(|e| Err(anyhow::anyhow!("file task failed: {e}")))
+            }
+            Source::Env => Ok(()),
+        }
+    }
+}
+
+/// Whether tokens read from the linked auth.json replace `current`: a different, non-empty refresh token (the
+/// Codex CLI refreshed or logged in). Not while the account's own rotated tokens are unsaved: the file then still
+/// holds the refresh token they replaced, which is spent; only a later login (a newer `last_refresh`) wins then.
+fn file_wins(account: &Account, file: &Tokens, current: &Tokens) -> bool {
+    file.refresh_token != current.refresh_token
+        && !file.refresh_token.is_empty()
+        && (account.unsaved.lock().is_none() || file.last_refresh > current.last_refresh)
+}
