@@ -1,38 +1,46 @@
-//! What every streaming dialect encoder offers the driver that feeds it: events in, client bytes out. The
-//! gateway drives any implementation with one adapter instead of one wrapper per dialect.
+//! The one streaming-encoder trait: upstream frames and their events in, client bytes out. The gateway's pump
+//! drives every dialect through it: the translating encoders (Chat, Anthropic, Gemini, Ollama) read the parsed
+//! event, the Responses passthrough forwards the frame itself.
 
 use crate::anthropic::AnthropicEncoder;
 use crate::chat::ChatEncoder;
 use crate::gemini::GeminiEncoder;
 use crate::ollama::OllamaEncoder;
+use crate::sse::SseFrame;
 use crate::{Event, GatewayError};
 
-pub trait StreamTranslator: Send + 'static {
-    /// One upstream event.
-    fn on_event(&mut self, event: &Event, out: &mut Vec<u8>);
+pub trait StreamEncoder: Send + 'static {
+    /// One upstream event; `frame` is the raw upstream frame it was parsed from.
+    fn on_event(&mut self, frame: &SseFrame, event: &Event, out: &mut Vec<u8>);
     /// An error after the stream began, in the dialect's in-stream error form.
-    fn error(&mut self, err: &GatewayError, out: &mut Vec<u8>);
-    /// True once the final frame was written.
-    fn is_finished(&self) -> bool;
+    fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>);
     /// What to send while the upstream is silent. Nothing by default: Gemini and Ollama clients parse every
     /// frame, so they have no frame a client would ignore.
-    fn keepalive(&self, _out: &mut Vec<u8>) {}
+    fn keepalive(&mut self, _out: &mut Vec<u8>) {}
+    /// True once the final frame was written.
+    fn is_finished(&self) -> bool;
+    /// Whether the encoder reads the payload of `*.delta` events. An encoder that forwards raw frames says no,
+    /// and those frames are then not parsed at all.
+    fn needs_delta_payloads(&self) -> bool {
+        true
+    }
 }
 
-/// Implements the trait by delegating to the encoder's inherent methods of the same names.
+/// Implements the trait for a translating encoder by delegating to its inherent methods (`on_event`, `error`,
+/// `is_finished`), which read only the event: the raw frame is the passthrough's business.
 macro_rules! delegate {
     ($ty:ty $(, keepalive = $ka:expr)?) => {
-        impl StreamTranslator for $ty {
-            fn on_event(&mut self, event: &Event, out: &mut Vec<u8>) {
+        impl StreamEncoder for $ty {
+            fn on_event(&mut self, _frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
                 <$ty>::on_event(self, event, out)
             }
-            fn error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
+            fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
                 <$ty>::error(self, err, out)
             }
             fn is_finished(&self) -> bool {
                 <$ty>::is_finished(self)
             }
-            $(fn keepalive(&self, out: &mut Vec<u8>) {
+            $(fn keepalive(&mut self, out: &mut Vec<u8>) {
                 ($ka)(out)
             })?
         }

@@ -36,6 +36,24 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// A stable snake_case name, for logs and the usage ledger.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::ContextTooLong => "context_too_long",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::NotLoggedIn => "not_logged_in",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::UpstreamUnavailable => "upstream_unavailable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
     /// The HTTP status used by the OpenAI-style dialects; others map from this where they agree.
     pub fn http_status(self) -> u16 {
         match self {

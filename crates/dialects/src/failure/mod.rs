@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::error::{ErrorKind, GatewayError};
 
 mod classify;
+mod name;
 #[cfg(test)]
 mod tests;
 

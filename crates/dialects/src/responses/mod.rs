@@ -3,5 +3,7 @@
 
 pub mod event;
 mod passthrough;
+mod stream;
 
 pub use passthrough::{ResponsesAssembler, decode, drop_reasoning_context, has_reasoning_context, stream_error_frame};
+pub use stream::Passthrough;

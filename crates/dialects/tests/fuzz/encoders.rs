@@ -5,6 +5,7 @@
 
 use dialects::assemble::Collected;
 use dialects::limits::{Limiter, estimate_tokens};
+use dialects::sse::SseFrame;
 use dialects::{ErrorKind, Event, GatewayError, OutputLimits};
 use dialects::{anthropic, chat, gemini, ollama, responses};
 use proptest::prelude::*;
@@ -72,9 +73,10 @@ fn limits() -> impl Strategy<Value = Option<(OutputLimits, u64)>> {
 }
 
 /// Every streaming encoder, fresh.
-fn encoders() -> Vec<Box<dyn dialects::encoder::StreamTranslator>> {
+fn encoders() -> Vec<Box<dyn dialects::encoder::StreamEncoder>> {
     let opts = |include_thinking| anthropic::AnthropicOptions { include_thinking };
     vec![
+        Box::new(responses::Passthrough::new()),
         Box::new(chat::ChatEncoder::new("chatcmpl-1".into(), 1, "gpt-5.4".into(), true)),
         Box::new(chat::ChatEncoder::new("chatcmpl-2".into(), u64::MAX, "".into(), false)),
         Box::new(anthropic::AnthropicEncoder::new("msg_1".into(), "claude".into(), &opts(true), u64::MAX)),
@@ -112,15 +114,16 @@ pub fn run_everything(texts: &[String], limits: Option<(OutputLimits, u64)>) {
 }
 
 fn drive(texts: &[String], extras: &[Extra], limits: Option<(OutputLimits, u64)>) {
-    let parsed: Vec<(Event<'static>, &Extra)> =
-        texts.iter().zip(extras).filter_map(|(t, x)| Event::parse(t).ok().map(|e| (e.into_owned(), x))).collect();
+    // Each event with the frame it came from (the passthrough forwards the frame).
+    let parsed: Vec<(Event<'static>, &Extra, &String)> =
+        texts.iter().zip(extras).filter_map(|(t, x)| Event::parse(t).ok().map(|e| (e.into_owned(), x, t))).collect();
     // What the encoders see: the events, through the limiter when limits are set.
-    let mut events: Vec<(Event<'static>, &Extra)> = Vec::new();
+    let mut events: Vec<(Event<'static>, &Extra, &String)> = Vec::new();
     match limits {
         Some((l, input)) => {
             let mut limiter = Limiter::new(l, Box::new(estimate_tokens), input);
-            for (e, x) in parsed {
-                limiter.apply(e, &mut |out| events.push((out.into_owned(), &Extra::None)));
+            for (e, x, t) in parsed {
+                limiter.apply(e, &mut |out| events.push((out.into_owned(), &Extra::None, t)));
                 if let Some(last) = events.last_mut() {
                     last.1 = x;
                 }
@@ -130,19 +133,20 @@ fn drive(texts: &[String], extras: &[Extra], limits: Option<(OutputLimits, u64)>
     }
     for mut enc in encoders() {
         let mut out = Vec::new();
-        for (e, x) in &events {
-            enc.on_event(e, &mut out);
+        for (e, x, t) in &events {
+            let frame = SseFrame { event: None, data: (*t).clone() };
+            enc.on_event(&frame, e, &mut out);
             match x {
                 Extra::None => {}
                 Extra::Keepalive => enc.keepalive(&mut out),
-                Extra::Error(k, m) => enc.error(&GatewayError::new(KINDS[*k], m.clone()), &mut out),
+                Extra::Error(k, m) => enc.on_error(&GatewayError::new(KINDS[*k], m.clone()), &mut out),
             }
             let _ = enc.is_finished();
         }
-        enc.error(&GatewayError::internal("end"), &mut out);
+        enc.on_error(&GatewayError::internal("end"), &mut out);
     }
     let mut collected = Collected::new();
-    for (e, _) in &events {
+    for (e, _, _) in &events {
         collected.on_event(e.clone());
     }
     let _ = chat::render_completion(&collected, "id", u64::MAX, "m");

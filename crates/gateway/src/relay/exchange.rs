@@ -16,8 +16,9 @@ use tracing::{info, warn};
 
 use crate::accounts::{Account, Lease, LeaseError};
 use crate::auth::now_unix;
+use crate::record::Recorder;
 use crate::relay::reader::{EventReader, LateHeaders, Read};
-use crate::server::AppState;
+use crate::server::{AppState, request_id};
 use crate::store::AccountKind;
 use crate::upstream::{BodyStream, CallContext, UpstreamResponse, classify};
 
@@ -27,7 +28,6 @@ pub struct Exchange {
     /// The account serving this exchange; its concurrency slot is held until the exchange is dropped.
     pub lease: Lease,
     pub request_id: String,
-    pub started: Instant,
     /// Rough input size, for usage numbers when the gateway cuts a stream itself.
     pub input_estimate: u64,
 }
@@ -38,10 +38,6 @@ const SESSION_HEADERS: [&str; 5] =
 
 /// Largest upstream error body we read.
 const MAX_ERROR_BODY: usize = 64 * 1024;
-
-pub fn request_id(headers: &HeaderMap) -> String {
-    headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
-}
 
 /// Why no exchange could be opened. Routes that word some of these in their own dialect match on it; the rest
 /// turn it into the client's error with `?` ([`From`]).
@@ -83,10 +79,15 @@ impl From<StartError> for GatewayError {
 
 /// Validate the model, finalize the body and open the upstream stream. The client's headers are dropped once the
 /// request is prepared: they are not needed while it waits for the upstream.
-pub async fn start(state: &AppState, headers: HeaderMap, req: &mut UpstreamRequest) -> Result<Exchange, StartError> {
-    let prepared = prepare(state, &headers, req).await?;
+pub async fn start(
+    state: &AppState,
+    headers: HeaderMap,
+    req: &mut UpstreamRequest,
+    record: &mut Recorder,
+) -> Result<Exchange, StartError> {
+    let prepared = prepare(state, &headers, req, record).await?;
     drop(headers);
-    open(state, &prepared).await
+    open(state, &prepared, record).await
 }
 
 /// A request ready to go upstream: the finalized body, serialized once, and what the upstream headers need.
@@ -104,7 +105,12 @@ pub struct Prepared {
 /// Validate the model and finalize and serialize the body. The request's JSON tree is freed here (its body is
 /// left empty): it is the largest part of a request that waits for the upstream, and with thousands of streams
 /// opening at once those waits overlap (bench/notes.md).
-pub async fn prepare(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRequest) -> Result<Prepared, StartError> {
+pub async fn prepare(
+    state: &AppState,
+    headers: &HeaderMap,
+    req: &mut UpstreamRequest,
+    record: &mut Recorder,
+) -> Result<Prepared, StartError> {
     // The catalog refuses nothing but a model it does not list.
     state.catalog.check(&req.model.slug).await.map_err(StartError::UnknownModel)?;
     if req.conversation_key.is_none() {
@@ -116,6 +122,7 @@ pub async fn prepare(state: &AppState, headers: &HeaderMap, req: &mut UpstreamRe
     req.finalize(state.config.default_reasoning_effort.as_deref());
     let tree = std::mem::take(&mut req.body);
     let key = tree.get("prompt_cache_key").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    record.set_effort(tree.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str));
     let body = Bytes::from(
         serde_json::to_vec(&tree).map_err(|e| StartError::Unavailable(GatewayError::internal(e.to_string())))?,
     );
@@ -171,10 +178,9 @@ impl Prepared {
 ///
 /// Whether another account tries is [`UpstreamFailure::failover`]'s decision; what the failure does to the
 /// account is [`crate::accounts::Pool::record_failure`]'s (both decided in `dialects::failure`).
-pub async fn open(state: &AppState, prepared: &Prepared) -> Result<Exchange, StartError> {
+pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) -> Result<Exchange, StartError> {
     let Prepared { body, slug, key, ctx, input_estimate, stream } = prepared;
     let input_estimate = *input_estimate;
-    let started = Instant::now();
     let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
     let window = state.config.keepalive.min(Duration::from_secs(10));
     let mut window_end: Option<Instant> = None;
@@ -192,21 +198,26 @@ pub async fn open(state: &AppState, prepared: &Prepared) -> Result<Exchange, Sta
         };
         let account = lease.account.clone();
         tried.push(account.id.clone());
-        let exchange = |reader| Exchange { reader, lease, request_id: ctx.request_id.clone(), started, input_estimate };
+        record.attempt(&account.id);
+        let exchange = |reader, record: &mut Recorder| {
+            record.served_by(&account.id);
+            Exchange { reader, lease, request_id: ctx.request_id.clone(), input_estimate }
+        };
         let failure = match send_once(state, &account, body.clone(), ctx, *stream, window, &mut window_end).await {
-            Ok(Sent::Late(late)) => return Ok(exchange(EventReader::late(late))),
+            Ok(Sent::Late(late)) => return Ok(exchange(EventReader::late(late), record)),
             Ok(Sent::Response(response)) => {
                 state.pool.record_success(&account, &response.headers);
                 let mut reader = EventReader::new(response.body);
                 let until = window_end.unwrap_or_else(|| Instant::now() + window);
                 match peek(&mut reader, until).await {
-                    Ok(()) => return Ok(exchange(reader)),
+                    Ok(()) => return Ok(exchange(reader, record)),
                     // Failed before any output: nothing has reached the client, so another account may try.
                     Err(failure) => failure,
                 }
             }
             Err(failure) => failure,
         };
+        record.upstream_failure(&failure);
         match failure.failover() {
             Failover::OtherAccount => {
                 let error = failure.to_error();

@@ -8,49 +8,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dialects::assemble::Collected;
+use dialects::encoder::StreamEncoder;
 use dialects::limits::Limiter;
 use dialects::sse::SseFrame;
-use dialects::{Event, GatewayError, OutputLimits, Usage};
-use tracing::info;
+use dialects::{Event, GatewayError, OutputLimits, UpstreamFailure, Usage};
+use tracing::debug;
 
+use crate::record::Recorder;
 use crate::relay::exchange::Exchange;
-use crate::relay::reader::{EventReader, Read, cut_error};
+use crate::relay::reader::{EventReader, Read};
 use crate::tokens;
-
-/// A dialect's streaming side, as the pump sees it.
-pub trait StreamEncoder: Send + 'static {
-    /// One upstream event (after limits emulation). `frame` is the raw upstream frame it came from.
-    fn on_event(&mut self, frame: &SseFrame, event: &Event, out: &mut Vec<u8>);
-    /// An error after the stream began.
-    fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>);
-    /// What to send while the upstream is silent.
-    fn keepalive(&mut self, out: &mut Vec<u8>);
-    /// True once the encoder wrote its final frame.
-    fn is_finished(&self) -> bool;
-    /// Whether the encoder reads the payload of `*.delta` events. Encoders that forward raw frames say no,
-    /// and those frames are then not parsed at all.
-    fn needs_delta_payloads(&self) -> bool {
-        true
-    }
-}
-
-/// Any dialect's translating encoder, as the pump sees it.
-pub struct Translated<E>(pub E);
-
-impl<E: dialects::encoder::StreamTranslator> StreamEncoder for Translated<E> {
-    fn on_event(&mut self, _frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
-        self.0.on_event(event, out);
-    }
-    fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
-        self.0.error(err, out);
-    }
-    fn keepalive(&mut self, out: &mut Vec<u8>) {
-        self.0.keepalive(out);
-    }
-    fn is_finished(&self) -> bool {
-        self.0.is_finished()
-    }
-}
 
 /// Stop adding ready events to one outgoing chunk beyond this size (bounds per-stream memory).
 const MAX_CHUNK: usize = 32 * 1024;
@@ -75,9 +42,9 @@ struct Pump<E: StreamEncoder> {
     /// When the client is due a keepalive: `keepalive` after the last output, on the client's clock.
     keepalive_due: Instant,
     done: bool,
-    logged: bool,
     usage: Option<Usage>,
-    model: String,
+    /// The request's record: completed when the stream ends, or (dropped with the body) when the client leaves.
+    record: Option<Recorder>,
     /// Whether the first chunk of the body went out (see `next_chunk`).
     started: bool,
     /// Yield once before the next chunk, so hyper writes the one it was just given (hyper keeps polling a ready
@@ -163,11 +130,11 @@ impl<E: StreamEncoder> Pump<E> {
                 Read::Idle => self.on_deadline(&mut out),
                 Read::End => {
                     if !self.encoder.is_finished() {
-                        self.fail(&cut_error(), &mut out);
+                        self.fail(UpstreamFailure::StreamCut, &mut out);
                     }
                     self.done = true;
                 }
-                Read::Error(failure) => self.fail(&failure.to_error(), &mut out),
+                Read::Error(failure) => self.fail(*failure, &mut out),
             }
             if self.encoder.is_finished() {
                 self.done = true;
@@ -182,10 +149,17 @@ impl<E: StreamEncoder> Pump<E> {
         {
             self.keepalive_due = at + self.keepalive;
         }
-        self.started |= !out.is_empty();
-        if self.done && !self.logged {
-            self.logged = true;
-            self.log_outcome();
+        if !self.started && !out.is_empty() {
+            self.started = true;
+            if let Some(record) = &mut self.record {
+                record.first_byte();
+            }
+        }
+        if self.done
+            && let Some(mut record) = self.record.take()
+        {
+            record.usage(self.usage.unwrap_or_default());
+            record.finish(200);
         }
         if out.is_empty() {
             return None;
@@ -198,8 +172,17 @@ impl<E: StreamEncoder> Pump<E> {
     }
 
     fn feed(&mut self, frame: &SseFrame, event: Event, out: &mut Vec<u8>) {
-        if let Event::Finished { usage: Some(u), .. } = &event {
-            self.usage = Some(*u);
+        match &event {
+            Event::Finished { usage: Some(u), .. } => self.usage = Some(*u),
+            // The encoder words it for the client; the record keeps what it was.
+            Event::Failed { code, message } => {
+                if let Some(record) = &mut self.record {
+                    let failure = dialects::failure::classify_event(code.as_deref(), message);
+                    record.upstream_failure(&failure);
+                    record.error(&failure.to_error());
+                }
+            }
+            _ => {}
         }
         match &mut self.limiter {
             Some(limiter) => {
@@ -228,32 +211,22 @@ impl<E: StreamEncoder> Pump<E> {
     fn on_deadline(&mut self, out: &mut Vec<u8>) {
         let now = Instant::now();
         if now >= self.idle_deadline {
-            let err = idle_error();
-            self.fail(&err, out);
+            self.fail(UpstreamFailure::Idle, out);
         } else if now >= self.keepalive_due {
             self.encoder.keepalive(out);
             self.keepalive_due = now + self.keepalive;
         }
     }
 
-    fn fail(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
-        info!(request_id = %self.ex.request_id, error = %err, "stream ended with an error");
-        self.encoder.on_error(err, out);
+    fn fail(&mut self, failure: UpstreamFailure, out: &mut Vec<u8>) {
+        let err = failure.to_error();
+        debug!(request_id = %self.ex.request_id, error = %err, "stream ended with an error");
+        if let Some(record) = &mut self.record {
+            record.upstream_failure(&failure);
+            record.error(&err);
+        }
+        self.encoder.on_error(&err, out);
         self.done = true;
-    }
-
-    fn log_outcome(&mut self) {
-        let u = self.usage.take().unwrap_or_default();
-        info!(
-            request_id = %self.ex.request_id,
-            account = %self.ex.lease.account.id,
-            model = %self.model,
-            input_tokens = u.input_tokens,
-            cached_tokens = u.cached_tokens,
-            output_tokens = u.output_tokens,
-            ms = self.ex.started.elapsed().as_millis() as u64,
-            "stream finished"
-        );
     }
 }
 
@@ -264,7 +237,7 @@ pub fn stream_body<E: StreamEncoder>(
     limits: OutputLimits,
     keepalive: Duration,
     idle_timeout: Duration,
-    model: String,
+    record: Recorder,
 ) -> axum::body::Body {
     let limiter = limiter_for(limits, ex.input_estimate);
     // Only without limits emulation: the limiter reads text deltas.
@@ -281,9 +254,8 @@ pub fn stream_body<E: StreamEncoder>(
         idle_deadline: now + idle_timeout,
         keepalive_due: now + keepalive,
         done: false,
-        logged: false,
         usage: None,
-        model,
+        record: Some(record),
         started: false,
         yield_first: false,
         _open: OpenStream::new(),
@@ -294,18 +266,25 @@ pub fn stream_body<E: StreamEncoder>(
     axum::body::Body::from_stream(stream)
 }
 
-/// Read the whole response into a [`Collected`] (non-streaming clients).
+/// Read the whole response into a [`Collected`] (non-streaming clients). An upstream failure is noted in
+/// `record` before it becomes the client's error.
 ///
 /// Boxed, like [`drain_raw`]: a handler's future is as large as its largest branch, and the streaming branch,
 /// the common one, should not carry room for this one while its request waits for the upstream.
-pub async fn collect(ex: Exchange, limits: OutputLimits, idle_timeout: Duration) -> Result<Collected, GatewayError> {
-    Box::pin(collect_unboxed(ex, limits, idle_timeout)).await
+pub async fn collect(
+    ex: Exchange,
+    limits: OutputLimits,
+    idle_timeout: Duration,
+    record: &mut Recorder,
+) -> Result<Collected, GatewayError> {
+    Box::pin(collect_unboxed(ex, limits, idle_timeout, record)).await
 }
 
 async fn collect_unboxed(
     mut ex: Exchange,
     limits: OutputLimits,
     idle_timeout: Duration,
+    record: &mut Recorder,
 ) -> Result<Collected, GatewayError> {
     let mut collected = Collected::new();
     let mut limiter = limiter_for(limits, ex.input_estimate);
@@ -314,7 +293,10 @@ async fn collect_unboxed(
         match ex.reader.next_until(idle.deadline(&ex.reader)).await {
             Read::Frame(frame) => {
                 let event = ex.reader.event(&frame);
-                idle.after(ex.reader.is_progress(&frame, &event))?;
+                note_failure_event(&event, record);
+                if let Err(failure) = idle.after(ex.reader.is_progress(&frame, &event)) {
+                    return Err(failed(failure, record));
+                }
                 match &mut limiter {
                     Some(l) => l.apply(event, &mut |e| collected.on_event(e)),
                     None => collected.on_event(event),
@@ -326,27 +308,30 @@ async fn collect_unboxed(
                     return Ok(collected);
                 }
             }
-            Read::Idle => return Err(idle_error()),
-            Read::End => return Err(cut_error()),
-            Read::Error(failure) => return Err(failure.to_error()),
+            Read::Idle => return Err(failed(UpstreamFailure::Idle, record)),
+            Read::End => return Err(failed(UpstreamFailure::StreamCut, record)),
+            Read::Error(failure) => return Err(failed(*failure, record)),
         }
     }
 }
 
-/// Read the whole response, handing each raw payload to `f` (Responses passthrough). Stops after a terminal.
+/// Read the whole response, handing each raw payload to `f` (Responses passthrough); returns the usage the
+/// upstream reported. Stops after a terminal event.
 pub async fn drain_raw(
     ex: Exchange,
     idle_timeout: Duration,
+    record: &mut Recorder,
     f: impl FnMut(serde_json::Value) + Send,
-) -> Result<(), GatewayError> {
-    Box::pin(drain_raw_unboxed(ex, idle_timeout, f)).await
+) -> Result<Usage, GatewayError> {
+    Box::pin(drain_raw_unboxed(ex, idle_timeout, record, f)).await
 }
 
 async fn drain_raw_unboxed(
     mut ex: Exchange,
     idle_timeout: Duration,
+    record: &mut Recorder,
     mut f: impl FnMut(serde_json::Value),
-) -> Result<(), GatewayError> {
+) -> Result<Usage, GatewayError> {
     // The Responses passthrough: frames are handed on as they are (see `EventReader::forwards_raw`).
     ex.reader.set_forwards_raw(true);
     let mut idle = IdleClock::new(idle_timeout);
@@ -354,23 +339,38 @@ async fn drain_raw_unboxed(
         match ex.reader.next_until(idle.deadline(&ex.reader)).await {
             Read::Frame(frame) => {
                 let event = ex.reader.event(&frame);
-                idle.after(ex.reader.is_progress(&frame, &event))?;
+                note_failure_event(&event, record);
+                if let Err(failure) = idle.after(ex.reader.is_progress(&frame, &event)) {
+                    return Err(failed(failure, record));
+                }
                 if let Ok(v) = serde_json::from_str(&frame.data) {
                     f(v);
                 }
+                if let Event::Finished { usage, .. } = &event {
+                    return Ok(usage.unwrap_or_default());
+                }
                 if event.is_terminal() {
-                    return Ok(());
+                    return Ok(Usage::default());
                 }
             }
-            Read::Idle => return Err(idle_error()),
-            Read::End => return Err(cut_error()),
-            Read::Error(failure) => return Err(failure.to_error()),
+            Read::Idle => return Err(failed(UpstreamFailure::Idle, record)),
+            Read::End => return Err(failed(UpstreamFailure::StreamCut, record)),
+            Read::Error(failure) => return Err(failed(*failure, record)),
         }
     }
 }
 
-fn idle_error() -> GatewayError {
-    dialects::UpstreamFailure::Idle.to_error()
+/// A failure event inside the answer: the record keeps what it was (the renderers word it for the client).
+fn note_failure_event(event: &Event, record: &mut Recorder) {
+    if let Event::Failed { code, message } = event {
+        record.upstream_failure(&dialects::failure::classify_event(code.as_deref(), message));
+    }
+}
+
+/// The client's error for `failure`, noted in the record.
+fn failed(failure: UpstreamFailure, record: &mut Recorder) -> GatewayError {
+    record.upstream_failure(&failure);
+    failure.to_error()
 }
 
 /// The idle timeout of a non-streaming read: only progress moves it (see `EventReader::is_progress`).
@@ -400,7 +400,7 @@ impl IdleClock {
     }
 
     /// After a frame: progress marks the deadline to move; anything else is checked against it.
-    fn after(&mut self, progress: bool) -> Result<(), GatewayError> {
+    fn after(&mut self, progress: bool) -> Result<(), UpstreamFailure> {
         if progress {
             self.moved = true;
             return Ok(());
@@ -410,6 +410,6 @@ impl IdleClock {
             self.moved = false;
             self.deadline = now + self.limit;
         }
-        if now >= self.deadline { Err(idle_error()) } else { Ok(()) }
+        if now >= self.deadline { Err(UpstreamFailure::Idle) } else { Ok(()) }
     }
 }

@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 
 use crate::accounts::manage::{self, ImportSource};
 use crate::auth::now_unix;
-use crate::relay::exchange::request_id;
 use crate::server::AppState;
-use crate::server::errors::{Dialect, error_response};
+use crate::server::errors::{Shape, error_response};
+use crate::server::request_id;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -38,7 +38,7 @@ type Result<T> = std::result::Result<T, GatewayError>;
 fn reply(headers: &HeaderMap, r: Result<Value>) -> Response {
     match r {
         Ok(v) => Json(v).into_response(),
-        Err(e) => error_response(Dialect::OpenAi, &e, &request_id(headers)),
+        Err(e) => error_response(Shape::OpenAi, &e, &request_id(headers)),
     }
 }
 
@@ -111,7 +111,7 @@ async fn add(State(s): State<Arc<AppState>>, headers: HeaderMap, body: axum::bod
     .await;
     match r {
         Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
-        Err(e) => error_response(Dialect::OpenAi, &e, &request_id(&headers)),
+        Err(e) => error_response(Shape::OpenAi, &e, &request_id(&headers)),
     }
 }
 
@@ -133,7 +133,7 @@ async fn export(State(s): State<Arc<AppState>>, headers: HeaderMap, Query(q): Qu
              this machine (it reads the store directly).",
         )
         .with_code("secrets_need_a_key");
-        return error_response(Dialect::OpenAi, &err, &request_id(&headers));
+        return error_response(Shape::OpenAi, &err, &request_id(&headers));
     }
     reply(&headers, manage::export(s.pool.store(), q.include_secrets).map_err(internal))
 }

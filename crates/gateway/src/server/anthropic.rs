@@ -6,6 +6,7 @@
 //! reasoning that another account produced.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -15,16 +16,20 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use dialects::anthropic::{AnthropicEncoder, countable_text, decode_for_count, decode_with, render_message};
+use dialects::anthropic::{
+    AnthropicEncoder, AnthropicOptions, countable_text, decode_for_count, decode_with, render_message,
+};
 use dialects::failure::Reason;
-use dialects::{GatewayError, UpstreamRequest};
+use dialects::{GatewayError, OutputLimits, UpstreamRequest, Usage};
 use serde_json::{Map, Value, json};
 use tracing::warn;
 
-use crate::relay::exchange::{self, Exchange, StartError, request_id};
-use crate::relay::pump::{self, Translated};
-use crate::server::errors::{Dialect, body_error, error_response};
-use crate::server::{AppState, sse_response};
+use crate::record::{Api, Recorder};
+use crate::relay::exchange::{self, Exchange, StartError};
+use crate::relay::pump;
+use crate::server::errors::{Shape, body_error, error_response};
+use crate::server::handler::{Decoded, Dialect, handle};
+use crate::server::{AppState, request_id};
 use crate::tokens;
 
 /// Tokens `count_tokens` adds per image or document part: Anthropic's cost of an image at its largest
@@ -33,10 +38,6 @@ const TOKENS_PER_IMAGE: u64 = 1_600;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/v1/messages", post(messages)).route("/v1/messages/count_tokens", post(count_tokens))
-}
-
-fn fail(request_id: &str, err: &GatewayError) -> Response {
-    error_response(Dialect::Anthropic, err, request_id)
 }
 
 /// Anthropic clients read the `request-id` header of successful responses too.
@@ -53,37 +54,75 @@ async fn messages(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let rid = request_id(&headers);
-    match messages_inner(&state, headers, body).await {
-        Ok(r) => with_request_id(r, &rid),
-        Err(e) => fail(&rid, &e),
-    }
+    handle::<Anthropic>(state, (), "/v1/messages", headers, body).await
 }
 
-async fn messages_inner(
-    state: &AppState,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, GatewayError> {
-    let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
-    let session = headers.get("x-claude-code-session-id").and_then(|v| v.to_str().ok());
-    let (mut req, opts) = decode_with(&body, session, &state.config.anthropic_model_aliases)?;
-    // Free the request's bytes before waiting on the upstream (they pin hyper's read buffer; bench/notes.md).
-    drop(body);
-    // Only `message_start` shows this number (the final usage comes from the upstream in `message_delta`), so a
-    // byte estimate does: tokenizing a 100 kB Claude Code request would add milliseconds to every first byte.
-    let input_estimate =
-        dialects::limits::estimate_tokens(&countable_text(&req)) + TOKENS_PER_IMAGE * count_images(&req);
-    let ex = start(state, headers, &mut req).await.map_err(|e| explain_model_error(e, &req))?;
-    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-    let model = req.model.requested.clone();
-    if req.stream {
-        let encoder = Translated(AnthropicEncoder::new(id, model.clone(), &opts, input_estimate));
-        let cfg = &state.config;
-        Ok(sse_response(pump::stream_body(ex, encoder, req.limits, cfg.keepalive, cfg.upstream_idle_timeout, model)))
-    } else {
-        let collected = pump::collect(ex, req.limits, state.config.upstream_idle_timeout).await?;
-        Ok(Json(render_message(&collected, &id, &model, &opts)).into_response())
+/// Anthropic Messages, translated to and from Responses (`dialects::anthropic`).
+pub struct Anthropic;
+
+pub struct MessageAnswer {
+    id: String,
+    model: String,
+    opts: AnthropicOptions,
+    input_estimate: u64,
+}
+
+impl Dialect for Anthropic {
+    const API: Api = Api::Anthropic;
+    const SHAPE: Shape = Shape::Anthropic;
+    type Route = ();
+    type Answer = MessageAnswer;
+    type Encoder = AnthropicEncoder;
+
+    async fn decode(
+        state: &AppState,
+        _: (),
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Decoded<Anthropic>, GatewayError> {
+        let session = headers.get("x-claude-code-session-id").and_then(|v| v.to_str().ok());
+        let (req, opts) = decode_with(&body, session, &state.config.anthropic_model_aliases)?;
+        drop(body);
+        // Only `message_start` shows this number (the final usage comes from the upstream in `message_delta`), so
+        // a byte estimate does: tokenizing a 100 kB Claude Code request would add milliseconds to every first byte.
+        let input_estimate =
+            dialects::limits::estimate_tokens(&countable_text(&req)) + TOKENS_PER_IMAGE * count_images(&req);
+        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let answer = MessageAnswer { id, model: req.model.requested.clone(), opts, input_estimate };
+        Ok(Decoded::Relay(req, answer))
+    }
+
+    async fn start(
+        state: &AppState,
+        headers: HeaderMap,
+        req: &mut UpstreamRequest,
+        record: &mut Recorder,
+    ) -> Result<Exchange, StartError> {
+        start(state, headers, req, record).await
+    }
+
+    fn start_error(err: StartError, req: &UpstreamRequest) -> GatewayError {
+        explain_model_error(err, req)
+    }
+
+    fn encoder(a: &MessageAnswer) -> AnthropicEncoder {
+        AnthropicEncoder::new(a.id.clone(), a.model.clone(), &a.opts, a.input_estimate)
+    }
+
+    async fn whole(
+        ex: Exchange,
+        a: MessageAnswer,
+        limits: OutputLimits,
+        idle: Duration,
+        record: &mut Recorder,
+    ) -> Result<(Response, Usage), GatewayError> {
+        let collected = pump::collect(ex, limits, idle, record).await?;
+        let body = render_message(&collected, &a.id, &a.model, &a.opts);
+        Ok((Json(body).into_response(), collected.usage))
+    }
+
+    fn finish(response: Response, request_id: &str) -> Response {
+        with_request_id(response, request_id)
     }
 }
 
@@ -92,18 +131,23 @@ async fn messages_inner(
 /// another account (the first one is rate limited, logged out, removed) the earlier turns' reasoning cannot
 /// be verified there. Dropping it loses the model's hidden chain of thought for those turns, not the
 /// conversation.
-async fn start(state: &AppState, headers: HeaderMap, req: &mut UpstreamRequest) -> Result<Exchange, StartError> {
-    let prepared = exchange::prepare(state, &headers, req).await?;
+async fn start(
+    state: &AppState,
+    headers: HeaderMap,
+    req: &mut UpstreamRequest,
+    record: &mut Recorder,
+) -> Result<Exchange, StartError> {
+    let prepared = exchange::prepare(state, &headers, req, record).await?;
     // Not needed while the request waits for the upstream (see `exchange::start`).
     drop(headers);
-    match exchange::open(state, &prepared).await {
+    match exchange::open(state, &prepared, record).await {
         // The classifier's `ForeignReasoning`: `invalid_encrypted_content`, or the ChatGPT backend's words for it.
         Err(StartError::Refused(failure)) if failure.reason() == Some(&Reason::ForeignReasoning) => {
             match prepared.edited(|body| strip_reasoning(body) > 0) {
                 Some(retry) => {
                     let error = failure.to_error();
                     warn!(request_id = %prepared.request_id(), error = %error, "upstream refused earlier reasoning; retrying without it");
-                    exchange::open(state, &retry).await
+                    exchange::open(state, &retry, record).await
                 }
                 None => Err(StartError::Refused(failure)),
             }
@@ -188,7 +232,7 @@ async fn count_tokens(
     };
     match counted {
         Ok(n) => with_request_id(Json(json!({"input_tokens": n})).into_response(), &request_id(&headers)),
-        Err(e) => fail(&request_id(&headers), &e),
+        Err(e) => error_response(Shape::Anthropic, &e, &request_id(&headers)),
     }
 }
 

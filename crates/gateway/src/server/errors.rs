@@ -4,38 +4,38 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dialects::GatewayError;
 
-/// Which client dialect a route speaks; decides error shapes.
+/// The error shape of a route (which dialect's error body a client there parses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
+pub enum Shape {
     OpenAi,
     Anthropic,
     Gemini,
     Ollama,
 }
 
-impl Dialect {
+impl Shape {
     /// Best guess from the path, for errors raised before a handler runs (auth, body limit, 404).
-    pub fn from_path(path: &str) -> Dialect {
+    pub fn from_path(path: &str) -> Shape {
         if path.starts_with("/v1/messages") {
-            Dialect::Anthropic
+            Shape::Anthropic
         } else if path.starts_with("/v1beta/")
             || path.starts_with("/v1alpha/")
             || (path.starts_with("/v1/models/") && path.contains(':'))
         {
-            Dialect::Gemini
+            Shape::Gemini
         } else {
-            Dialect::OpenAi
+            Shape::OpenAi
         }
     }
 }
 
 /// The error response for `dialect`. Adds `Retry-After` when the error carries one.
-pub fn error_response(dialect: Dialect, err: &GatewayError, request_id: &str) -> Response {
+pub fn error_response(dialect: Shape, err: &GatewayError, request_id: &str) -> Response {
     let (status, body) = match dialect {
-        Dialect::OpenAi => (err.status(), err.openai_body()),
-        Dialect::Gemini => dialects::gemini::error_body(err),
-        Dialect::Ollama => dialects::ollama::error_body(err),
-        Dialect::Anthropic => dialects::anthropic::error_response(err, request_id),
+        Shape::OpenAi => (err.status(), err.openai_body()),
+        Shape::Gemini => dialects::gemini::error_body(err),
+        Shape::Ollama => dialects::ollama::error_body(err),
+        Shape::Anthropic => dialects::anthropic::error_response(err, request_id),
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (status, axum::Json(body)).into_response();
@@ -44,7 +44,7 @@ pub fn error_response(dialect: Dialect, err: &GatewayError, request_id: &str) ->
     {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
-    if dialect == Dialect::Anthropic
+    if dialect == Shape::Anthropic
         && let Ok(v) = HeaderValue::from_str(request_id)
     {
         resp.headers_mut().insert("request-id", v);

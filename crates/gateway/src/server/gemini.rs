@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -20,14 +21,16 @@ use bytes::Bytes;
 use dialects::gemini::{
     Framing, GeminiEncoder, countable, decode, decode_count_tokens, render_response, resolve_model,
 };
-use dialects::{ErrorKind, GatewayError};
+use dialects::{ErrorKind, GatewayError, OutputLimits, Usage};
 use serde_json::{Value, json};
 
 use crate::catalog::{self, ModelEntry};
-use crate::relay::exchange::{self, request_id};
-use crate::relay::pump::{self, Translated};
-use crate::server::errors::{Dialect, body_error, error_response};
-use crate::server::{AppState, method_not_allowed_response, sse_response};
+use crate::record::{Api, Recorder};
+use crate::relay::exchange::Exchange;
+use crate::relay::pump;
+use crate::server::errors::{Shape, body_error, error_response};
+use crate::server::handler::{Decoded, Dialect, handle};
+use crate::server::{AppState, method_not_allowed_response, request_id, sse_response};
 use crate::tokens;
 
 /// Tokens counted per image or file part by `countTokens` (Gemini's own per-image figure).
@@ -35,6 +38,9 @@ const TOKENS_PER_IMAGE: u64 = 258;
 
 /// Output token limit advertised in the model list.
 const OUTPUT_TOKEN_LIMIT: u64 = 128_000;
+
+/// The path pattern the request record names for every model call.
+const ROUTE: &str = "/v1beta/models/{model}:{method}";
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -46,13 +52,13 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 fn fail(request_id: &str, err: &GatewayError) -> Response {
-    error_response(Dialect::Gemini, err, request_id)
+    error_response(Shape::Gemini, err, request_id)
 }
 
 /// 405 for a method the `{id}` route serves only for the other kind of path (model vs `model:method`); axum's
 /// own `Allow` (every method of the route) would be wrong here, so the header names what this path takes.
 fn refuse_method(method: &Method, uri: &Uri, headers: &HeaderMap, allow: &'static str) -> Response {
-    let mut resp = method_not_allowed_response(Dialect::Gemini, method, uri.path(), &request_id(headers));
+    let mut resp = method_not_allowed_response(Shape::Gemini, method, uri.path(), &request_id(headers));
     resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
     resp
 }
@@ -70,52 +76,89 @@ async fn call(
         // `models/{model}` is the model resource: it is read with GET, never posted to.
         return refuse_method(&Method::POST, &uri, &headers, "GET, HEAD");
     };
-    let rid = request_id(&headers);
-    let result = match method {
-        "generateContent" => generate(&state, headers, model, None, body).await,
+    let framing = match method {
+        "generateContent" => None,
         "streamGenerateContent" => {
-            let framing =
-                if query.get("alt").map(String::as_str) == Some("sse") { Framing::Sse } else { Framing::JsonArray };
-            generate(&state, headers, model, Some(framing), body).await
+            Some(if query.get("alt").map(String::as_str) == Some("sse") { Framing::Sse } else { Framing::JsonArray })
         }
-        "countTokens" => count_tokens(&state, model, body).await,
+        "countTokens" => {
+            let rid = request_id(&headers);
+            return count_tokens(&state, model, body).await.unwrap_or_else(|e| fail(&rid, &e));
+        }
         "embedContent" | "batchEmbedContents" => {
-            Err(GatewayError::invalid("Embeddings are not supported: the Codex backend has no embedding models.")
-                .with_code("unsupported"))
+            let err = GatewayError::invalid("Embeddings are not supported: the Codex backend has no embedding models.")
+                .with_code("unsupported");
+            return fail(&request_id(&headers), &err);
         }
-        other => Err(GatewayError::new(ErrorKind::NotFound, format!("Unknown method `{other}` for models/{model}"))),
+        other => {
+            let err = GatewayError::new(ErrorKind::NotFound, format!("Unknown method `{other}` for models/{model}"));
+            return fail(&request_id(&headers), &err);
+        }
     };
-    result.unwrap_or_else(|e| fail(&rid, &e))
+    let route = GeminiRoute { model: model.to_string(), framing };
+    handle::<Gemini>(state, route, ROUTE, headers, body).await
 }
 
-async fn generate(
-    state: &AppState,
-    headers: HeaderMap,
-    model: &str,
+/// Gemini `generateContent` / `streamGenerateContent`, translated to and from Responses (`dialects::gemini`).
+pub struct Gemini;
+
+/// What the path and query say: the model, and for a stream its framing (`?alt=sse` or a JSON array).
+pub struct GeminiRoute {
+    model: String,
     framing: Option<Framing>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, GatewayError> {
-    let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
-    let (mut req, opts) = decode(&body, model, framing.is_some(), &state.config.gemini_model_aliases)?;
-    // Free the request's bytes before waiting on the upstream (they pin hyper's read buffer; bench/notes.md).
-    drop(body);
-    let ex = exchange::start(state, headers, &mut req).await?;
-    let response_id = uuid::Uuid::new_v4().simple().to_string();
-    let model = req.model.requested.clone();
-    match framing {
-        Some(framing) => {
-            let encoder = Translated(GeminiEncoder::new(framing, response_id, model.clone(), opts.include_thoughts));
-            let cfg = &state.config;
-            let body = pump::stream_body(ex, encoder, req.limits, cfg.keepalive, cfg.upstream_idle_timeout, model);
-            Ok(match framing {
-                Framing::Sse => sse_response(body),
-                Framing::JsonArray => json_stream_response(body),
-            })
+}
+
+pub struct GeminiAnswer {
+    response_id: String,
+    model: String,
+    framing: Framing,
+    include_thoughts: bool,
+}
+
+impl Dialect for Gemini {
+    const API: Api = Api::Gemini;
+    const SHAPE: Shape = Shape::Gemini;
+    type Route = GeminiRoute;
+    type Answer = GeminiAnswer;
+    type Encoder = GeminiEncoder;
+
+    async fn decode(
+        state: &AppState,
+        route: GeminiRoute,
+        _: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Decoded<Gemini>, GatewayError> {
+        let (req, opts) = decode(&body, &route.model, route.framing.is_some(), &state.config.gemini_model_aliases)?;
+        let answer = GeminiAnswer {
+            response_id: uuid::Uuid::new_v4().simple().to_string(),
+            model: req.model.requested.clone(),
+            framing: route.framing.unwrap_or(Framing::Sse),
+            include_thoughts: opts.include_thoughts,
+        };
+        Ok(Decoded::Relay(req, answer))
+    }
+
+    fn encoder(a: &GeminiAnswer) -> GeminiEncoder {
+        GeminiEncoder::new(a.framing, a.response_id.clone(), a.model.clone(), a.include_thoughts)
+    }
+
+    fn stream_response(body: Body, a: &GeminiAnswer) -> Response {
+        match a.framing {
+            Framing::Sse => sse_response(body),
+            Framing::JsonArray => json_stream_response(body),
         }
-        None => {
-            let collected = pump::collect(ex, req.limits, state.config.upstream_idle_timeout).await?;
-            Ok(axum::Json(render_response(&collected, &response_id, &model, opts.include_thoughts)).into_response())
-        }
+    }
+
+    async fn whole(
+        ex: Exchange,
+        a: GeminiAnswer,
+        limits: OutputLimits,
+        idle: Duration,
+        record: &mut Recorder,
+    ) -> Result<(Response, Usage), GatewayError> {
+        let collected = pump::collect(ex, limits, idle, record).await?;
+        let body = render_response(&collected, &a.response_id, &a.model, a.include_thoughts);
+        Ok((axum::Json(body).into_response(), collected.usage))
     }
 }
 

@@ -20,8 +20,8 @@ use futures_util::future::Either;
 use tower::Service;
 
 use crate::config::Config;
-use crate::relay::exchange::request_id;
-use crate::server::errors::{Dialect, error_response};
+use crate::server::errors::{Shape, error_response};
+use crate::server::request_id;
 
 /// Who may talk to one listener. Built once at start-up from the configuration.
 #[derive(Debug)]
@@ -155,7 +155,7 @@ impl Policy {
                 .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
                 .filter(|(k, _)| k == "key")
         };
-        let gemini = Dialect::from_path(req.uri().path()) == Dialect::Gemini;
+        let gemini = Shape::from_path(req.uri().path()) == Shape::Gemini;
         if gemini && query_keys().any(|(_, v)| self.accepts(&v)) {
             return Ok(());
         }
@@ -171,9 +171,9 @@ impl Policy {
     pub fn refuse<B>(&self, refusal: Refusal, req: &Request<B>) -> Response {
         let path = req.uri().path();
         let dialect = match self.listener {
-            Listener::Main => Dialect::from_path(path),
-            Listener::OllamaBridge if path.starts_with("/v1/") => Dialect::OpenAi,
-            Listener::OllamaBridge => Dialect::Ollama,
+            Listener::Main => Shape::from_path(path),
+            Listener::OllamaBridge if path.starts_with("/v1/") => Shape::OpenAi,
+            Listener::OllamaBridge => Shape::Ollama,
         };
         let err = self.error(refusal, req);
         // The router's request-id layer has not run yet: take the client's id or make one.
@@ -181,7 +181,7 @@ impl Policy {
         let rid = rid.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let mut resp = match (refusal, dialect) {
             // 415 in place of the 400 `InvalidRequest` renders as; Gemini's body repeats the status as `code`.
-            (Refusal::ContentType, Dialect::Gemini) => {
+            (Refusal::ContentType, Shape::Gemini) => {
                 let (_, mut body) = dialects::gemini::error_body(&err);
                 body["error"]["code"] = 415.into();
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, axum::Json(body)).into_response()
@@ -237,7 +237,7 @@ impl Policy {
                 "Missing API key: send the gateway's key as `Authorization: Bearer <key>` (or x-api-key).",
             )
             .with_code("invalid_api_key"),
-            Refusal::WrongKey if Dialect::from_path(req.uri().path()) != Dialect::Gemini && has_query_key(req) => {
+            Refusal::WrongKey if Shape::from_path(req.uri().path()) != Shape::Gemini && has_query_key(req) => {
                 GatewayError::new(
                     ErrorKind::Unauthorized,
                     "`?key=` is accepted only on the Gemini routes: send the gateway's key as \

@@ -17,7 +17,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::accounts::Pool;
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::relay::exchange;
+use crate::record::{RecordSink, Sinks, access_log::AccessLog};
 use crate::store::Store;
 use crate::upstream::{Upstream, build_http_client};
 
@@ -26,12 +26,13 @@ mod anthropic;
 pub mod errors;
 mod gemini;
 pub mod guard;
+pub mod handler;
 pub mod listen;
 mod models;
 mod ollama;
 mod openai;
 
-use errors::{Dialect, error_response};
+use errors::{Shape, error_response};
 
 /// Everything a request handler needs.
 pub struct AppState {
@@ -39,18 +40,27 @@ pub struct AppState {
     pub pool: Arc<Pool>,
     pub upstream: Arc<Upstream>,
     pub catalog: Catalog<Pool>,
+    /// Where each request's record goes when it ends (the access log, plus any sinks the caller adds).
+    pub records: Sinks,
 }
 
 impl AppState {
     /// Open the store, build the HTTP client and load the account pool.
     pub fn new(config: Config) -> anyhow::Result<AppState> {
+        AppState::with_sinks(config, Vec::new())
+    }
+
+    /// [`AppState::new`] with record sinks besides the access log.
+    pub fn with_sinks(config: Config, sinks: Vec<Arc<dyn RecordSink>>) -> anyhow::Result<AppState> {
         let config = Arc::new(config);
         let store = Arc::new(Store::open(&config.db_path())?);
         let http = build_http_client(&config)?;
         let pool = Arc::new(Pool::load(config.clone(), store, http.clone())?);
         let upstream = Arc::new(Upstream::new(&config, http)?);
         let catalog = Catalog::new(pool.clone());
-        Ok(AppState { config, pool, upstream, catalog })
+        let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
+        all.extend(sinks);
+        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all) })
     }
 }
 
@@ -98,6 +108,17 @@ pub async fn run_with_bridge(
     bridge: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with_sinks(config, listener, bridge, Vec::new(), shutdown).await
+}
+
+/// [`run_with_bridge`] with record sinks besides the access log (tests collect records this way).
+pub async fn run_with_sinks(
+    config: Config,
+    listener: TcpListener,
+    bridge: Option<TcpListener>,
+    sinks: Vec<Arc<dyn RecordSink>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let c = &config;
     if c.listen.ip().is_loopback() && c.api_keys.is_empty() && !c.access.allowed_hosts.is_empty() {
         // A name in allowed_hosts on a loopback bind means a proxy or tunnel brings other machines here.
@@ -107,7 +128,7 @@ pub async fn run_with_bridge(
             c.access.allowed_hosts
         );
     }
-    let state = Arc::new(AppState::new(config)?);
+    let state = Arc::new(AppState::with_sinks(config, sinks)?);
     let shutdown = ollama::serve(state.clone(), bridge, shutdown);
     // The tokenizer is not warmed up here: its tables take ~50 MB, and only count_tokens and the emulated
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
@@ -120,6 +141,11 @@ pub async fn run_with_bridge(
     trim.abort();
     served?;
     Ok(())
+}
+
+/// The request's id: the client's `x-request-id`, or the one the router made when it sent none.
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }
 
 /// SSE response headers around a streaming body.
@@ -157,27 +183,27 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 async fn not_found(headers: HeaderMap, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let err = GatewayError::new(ErrorKind::NotFound, format!("No route for {} {path}", req.method()));
-    error_response(Dialect::from_path(&path), &err, &exchange::request_id(&headers))
+    error_response(Shape::from_path(&path), &err, &request_id(&headers))
 }
 
 /// A known path with a method it does not serve: 405 in the route's dialect. axum adds the `Allow` header from
 /// the route's methods (the default 405 had an empty body, which no client can parse).
 async fn method_not_allowed(req: Request) -> Response {
     let path = req.uri().path();
-    method_not_allowed_response(Dialect::from_path(path), req.method(), path, &exchange::request_id(req.headers()))
+    method_not_allowed_response(Shape::from_path(path), req.method(), path, &request_id(req.headers()))
 }
 
 /// The 405 body in `dialect`'s error shape (an invalid-request error with the 405 status). Routes that refuse a
 /// method themselves (a GET on a Gemini method path) set `Allow` on the response.
 pub(crate) fn method_not_allowed_response(
-    dialect: Dialect,
+    dialect: Shape,
     method: &axum::http::Method,
     path: &str,
     request_id: &str,
 ) -> Response {
     let err =
         GatewayError::invalid(format!("Method {method} is not allowed on {path}")).with_code("method_not_allowed");
-    if dialect == Dialect::Gemini {
+    if dialect == Shape::Gemini {
         // Gemini's body repeats the HTTP status in `error.code`.
         let (_, mut body) = dialects::gemini::error_body(&err);
         body["error"]["code"] = json!(StatusCode::METHOD_NOT_ALLOWED.as_u16());

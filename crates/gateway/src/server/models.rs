@@ -11,9 +11,9 @@ use dialects::GatewayError;
 use serde_json::{Value, json};
 
 use crate::catalog;
-use crate::relay::exchange::request_id;
 use crate::server::AppState;
-use crate::server::errors::{Dialect, error_response};
+use crate::server::errors::{Shape, error_response};
+use crate::server::request_id;
 
 const CREATED: u64 = 1_767_225_600; // 2026-01-01, a fixed date: the backend does not report one.
 
@@ -54,6 +54,6 @@ pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id
             m["models"] = json!([entry.raw()]);
             Json(m).into_response()
         }
-        None => error_response(Dialect::OpenAi, &GatewayError::model_not_found(&id), &request_id(&headers)),
+        None => error_response(Shape::OpenAi, &GatewayError::model_not_found(&id), &request_id(&headers)),
     }
 }

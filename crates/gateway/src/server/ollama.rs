@@ -10,9 +10,10 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -23,7 +24,7 @@ use dialects::ollama::{
     Decoded, Endpoint, OllamaEncoder, VERSION, model_name, ps_entry, render_chat, render_generate, rfc3339,
     show_response, tag_entry,
 };
-use dialects::{ErrorKind, GatewayError};
+use dialects::{ErrorKind, GatewayError, OutputLimits, UpstreamRequest, Usage};
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -33,10 +34,12 @@ use tracing::{info, warn};
 
 use crate::catalog;
 use crate::config::Config;
-use crate::relay::exchange::{self, request_id};
-use crate::relay::pump::{self, Translated};
-use crate::server::errors::{Dialect, body_error, error_response};
-use crate::server::{AppState, guard, models, openai};
+use crate::record::{Api, Recorder};
+use crate::relay::exchange::{Exchange, StartError};
+use crate::relay::pump;
+use crate::server::errors::{Shape, body_error, error_response};
+use crate::server::handler::{self, Dialect, handle};
+use crate::server::{AppState, guard, models, openai, request_id};
 
 /// Bind the bridge's listener when it is enabled, and say where it listens (stdout, after the main line).
 pub async fn bind(config: &Config) -> anyhow::Result<Option<TcpListener>> {
@@ -115,7 +118,7 @@ pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
 }
 
 fn fail(request_id: &str, err: &GatewayError) -> Response {
-    error_response(Dialect::Ollama, err, request_id)
+    error_response(Shape::Ollama, err, request_id)
 }
 
 async fn root() -> &'static str {
@@ -137,7 +140,7 @@ async fn not_found(req: Request) -> Response {
 /// A bridge route with a method it does not serve: 405 in Ollama's shape (OpenAI's under `/v1/`), with `Allow`.
 async fn method_not_allowed(req: Request) -> Response {
     let path = req.uri().path();
-    let dialect = if path.starts_with("/v1/") { Dialect::OpenAi } else { Dialect::Ollama };
+    let dialect = if path.starts_with("/v1/") { Shape::OpenAi } else { Shape::Ollama };
     crate::server::method_not_allowed_response(dialect, req.method(), path, &request_id(req.headers()))
 }
 
@@ -187,8 +190,7 @@ fn now_rfc3339() -> String {
 }
 
 async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let rid = request_id(&headers);
-    answer(&state, headers, body, Endpoint::Chat).await.unwrap_or_else(|e| fail(&rid, &e))
+    handle::<Ollama>(state, Endpoint::Chat, "/api/chat", headers, body).await
 }
 
 async fn generate(
@@ -196,49 +198,83 @@ async fn generate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let rid = request_id(&headers);
-    answer(&state, headers, body, Endpoint::Generate).await.unwrap_or_else(|e| fail(&rid, &e))
+    handle::<Ollama>(state, Endpoint::Generate, "/api/generate", headers, body).await
 }
 
-async fn answer(
-    state: &AppState,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+/// Ollama `/api/chat` and `/api/generate`, translated to and from Responses (`dialects::ollama`).
+pub struct Ollama;
+
+pub struct OllamaAnswer {
     endpoint: Endpoint,
-) -> Result<Response, GatewayError> {
-    let started = Instant::now();
-    let created_at = now_rfc3339();
-    let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
-    let decoded = match endpoint {
-        Endpoint::Chat => dialects::ollama::decode_chat(&body)?,
-        Endpoint::Generate => dialects::ollama::decode_generate(&body)?,
-    };
-    // Free the request's bytes before waiting on the upstream (they pin hyper's read buffer; bench/notes.md).
-    drop(body);
-    let (mut req, opts) = match decoded {
-        Decoded::Request(req, opts) => (req, opts),
-        Decoded::Load { model } => return load(state, &model, &created_at, endpoint).await,
-    };
-    let requested = req.model.requested.clone();
-    let ex = exchange::start(state, headers, &mut req)
-        .await
-        .map_err(|e| if e.is_unknown_model() { unknown_model(&requested) } else { e.into_error() })?;
-    if req.stream {
+    model: String,
+    created_at: String,
+    think: bool,
+    /// Ollama reports durations from the request's start.
+    started: Instant,
+}
+
+impl Dialect for Ollama {
+    const API: Api = Api::Ollama;
+    const SHAPE: Shape = Shape::Ollama;
+    type Route = Endpoint;
+    type Answer = OllamaAnswer;
+    type Encoder = OllamaEncoder;
+
+    async fn decode(
+        state: &AppState,
+        endpoint: Endpoint,
+        _: &HeaderMap,
+        body: Bytes,
+    ) -> Result<handler::Decoded<Ollama>, GatewayError> {
+        let started = Instant::now();
+        let created_at = now_rfc3339();
+        let decoded = match endpoint {
+            Endpoint::Chat => dialects::ollama::decode_chat(&body)?,
+            Endpoint::Generate => dialects::ollama::decode_generate(&body)?,
+        };
+        drop(body);
+        match decoded {
+            Decoded::Request(req, opts) => {
+                let model = req.model.requested.clone();
+                Ok(handler::Decoded::Relay(
+                    req,
+                    OllamaAnswer { endpoint, model, created_at, think: opts.think, started },
+                ))
+            }
+            Decoded::Load { model } => load(state, &model, &created_at, endpoint).await.map(handler::Decoded::Answered),
+        }
+    }
+
+    fn start_error(err: StartError, req: &UpstreamRequest) -> GatewayError {
+        if err.is_unknown_model() { unknown_model(&req.model.requested) } else { err.into_error() }
+    }
+
+    fn encoder(a: &OllamaAnswer) -> OllamaEncoder {
+        let started = a.started;
         let clock = Box::new(move || started.elapsed().as_nanos() as u64);
-        let encoder = Translated(OllamaEncoder::new(endpoint, requested.clone(), created_at, opts.think, clock));
-        let cfg = &state.config;
-        let body = pump::stream_body(ex, encoder, req.limits, cfg.keepalive, cfg.upstream_idle_timeout, requested);
+        OllamaEncoder::new(a.endpoint, a.model.clone(), a.created_at.clone(), a.think, clock)
+    }
+
+    fn stream_response(body: Body, _: &OllamaAnswer) -> Response {
         let mut resp = Response::new(body);
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-        Ok(resp)
-    } else {
-        let collected = pump::collect(ex, req.limits, state.config.upstream_idle_timeout).await?;
-        let total = started.elapsed().as_nanos() as u64;
-        let v = match endpoint {
-            Endpoint::Chat => render_chat(&collected, &requested, &created_at, opts.think, total),
-            Endpoint::Generate => render_generate(&collected, &requested, &created_at, opts.think, total),
+        resp
+    }
+
+    async fn whole(
+        ex: Exchange,
+        a: OllamaAnswer,
+        limits: OutputLimits,
+        idle: Duration,
+        record: &mut Recorder,
+    ) -> Result<(Response, Usage), GatewayError> {
+        let collected = pump::collect(ex, limits, idle, record).await?;
+        let total = a.started.elapsed().as_nanos() as u64;
+        let v = match a.endpoint {
+            Endpoint::Chat => render_chat(&collected, &a.model, &a.created_at, a.think, total),
+            Endpoint::Generate => render_generate(&collected, &a.model, &a.created_at, a.think, total),
         };
-        Ok(axum::Json(v).into_response())
+        Ok((axum::Json(v).into_response(), collected.usage))
     }
 }
 

@@ -1,0 +1,131 @@
+//! One record per request: what was asked, what served it and how it ended, completed at one place
+//! ([`Recorder`]) and handed to the [`RecordSink`]s (the access log; the usage ledger and metrics build on it).
+//!
+//! A record is filled from what the request path already knows (the decoded request, the exchange's attempts,
+//! the pump's usage and first-byte time), never per event: building it costs one allocation per request.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use dialects::{ErrorKind, GatewayError, UpstreamFailure, Usage};
+
+pub mod access_log;
+mod recorder;
+
+pub use recorder::Recorder;
+
+/// Which client API a request spoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    /// OpenAI Chat Completions.
+    Chat,
+    /// OpenAI Responses.
+    Responses,
+    Anthropic,
+    Gemini,
+    Ollama,
+    /// A route that is not a model call (model lists, token counts, admin, health, refusals before routing).
+    Other,
+}
+
+impl Api {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Chat => "chat",
+            Api::Responses => "responses",
+            Api::Anthropic => "anthropic",
+            Api::Gemini => "gemini",
+            Api::Ollama => "ollama",
+            Api::Other => "other",
+        }
+    }
+}
+
+/// Everything known about one request when it ended.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    /// The `x-request-id` the client sent or the router made.
+    pub request_id: String,
+    /// When the request reached its handler.
+    pub started_at: SystemTime,
+    pub api: Api,
+    /// The route's path pattern (`/v1/chat/completions`, `/v1beta/models/{id}`), never the raw path.
+    pub route: &'static str,
+    /// The client key that made the request (`None`: the shared key or no key).
+    pub client_key: Option<Arc<str>>,
+    /// The model as the client named it; `None` when the request was refused before it was read.
+    pub model_requested: Option<String>,
+    /// The Codex model it was resolved to.
+    pub model: Option<String>,
+    /// The reasoning effort sent upstream.
+    pub effort: Option<String>,
+    pub stream: bool,
+    /// Every account an attempt went to, in order (the last one served when the request succeeded).
+    pub accounts_tried: Vec<String>,
+    /// The account whose answer reached the client.
+    pub account: Option<String>,
+    /// Attempts on an account: the first, each failover, a dialect's own retry (a resend after a token refresh
+    /// is part of its attempt).
+    pub attempts: u32,
+    /// Times another account took over after one failed.
+    pub failovers: u32,
+    /// The HTTP status the client got (a stream that failed after its status line keeps its 200; see
+    /// `error`). 499 when the client went away before any status was sent.
+    pub status: u16,
+    /// The error the client saw, in the stream or as the answer.
+    pub error: Option<RecordError>,
+    /// From the handler's start to the first byte of the answer's body.
+    pub time_to_first_byte: Option<Duration>,
+    pub duration: Duration,
+    /// What the upstream reported (zero when it reported nothing).
+    pub usage: Usage,
+    /// The client closed the connection before the answer was complete.
+    pub client_disconnected: bool,
+}
+
+/// An error a request ended with.
+#[derive(Debug, Clone)]
+pub struct RecordError {
+    pub kind: ErrorKind,
+    /// The code the client saw (`rate_limit_exceeded`, `stream_cut`, ...): shown, never branched on.
+    pub code: Option<String>,
+    /// The typed upstream failure behind it, when the upstream (or the connection to it) caused it.
+    pub failure: Option<UpstreamFailure>,
+}
+
+impl RecordError {
+    pub fn new(err: &GatewayError, failure: Option<UpstreamFailure>) -> RecordError {
+        RecordError { kind: err.kind, code: err.code.clone(), failure }
+    }
+
+    /// A stable name for logs and the ledger: the upstream failure's when there is one, else the error kind's.
+    pub fn name(&self) -> &'static str {
+        match &self.failure {
+            Some(f) => f.name(),
+            None => self.kind.name(),
+        }
+    }
+}
+
+/// Where finished records go. Called once per request on the request's own task: implementations must not
+/// block (hand the record to a channel, bump counters, write one log line).
+pub trait RecordSink: Send + Sync + 'static {
+    fn record(&self, record: &RequestRecord);
+}
+
+/// Every configured sink, in order.
+#[derive(Clone, Default)]
+pub struct Sinks(Arc<Vec<Arc<dyn RecordSink>>>);
+
+impl Sinks {
+    pub fn new(sinks: Vec<Arc<dyn RecordSink>>) -> Sinks {
+        Sinks(Arc::new(sinks))
+    }
+
+    pub fn record(&self, record: &RequestRecord) {
+        for sink in self.0.iter() {
+            sink.record(record);
+        }
+    }
+}

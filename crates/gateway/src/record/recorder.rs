@@ -1,0 +1,151 @@
+//! The record of one request while it runs: the handler creates it, the exchange and the pump fill it in, and
+//! it is handed to the sinks exactly once: by `finish`, or when it is dropped (the client went away and the
+//! request's future or its response body was dropped with it).
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use dialects::{GatewayError, UpstreamFailure, Usage};
+
+use super::{Api, RecordError, RequestRecord, Sinks};
+
+/// Status recorded when the client left before any status line was sent (nginx's "client closed request").
+pub const CLIENT_CLOSED: u16 = 499;
+
+pub struct Recorder {
+    /// Boxed: the record rides in every request's future and stream body, which should carry a pointer.
+    record: Box<RequestRecord>,
+    started: Instant,
+    sinks: Sinks,
+    /// The last upstream failure seen, kept until the request's error is known.
+    failure: Option<UpstreamFailure>,
+    /// The status line was sent (a streaming answer): a later end is no longer a 499.
+    status_sent: bool,
+    done: bool,
+}
+
+impl Recorder {
+    pub fn new(sinks: Sinks, api: Api, route: &'static str, request_id: String) -> Recorder {
+        let record = RequestRecord {
+            request_id,
+            started_at: SystemTime::now(),
+            api,
+            route,
+            client_key: None,
+            model_requested: None,
+            model: None,
+            effort: None,
+            stream: false,
+            accounts_tried: Vec::new(),
+            account: None,
+            attempts: 0,
+            failovers: 0,
+            status: CLIENT_CLOSED,
+            error: None,
+            time_to_first_byte: None,
+            duration: Default::default(),
+            usage: Usage::default(),
+            client_disconnected: false,
+        };
+        Recorder {
+            record: Box::new(record),
+            started: Instant::now(),
+            sinks,
+            failure: None,
+            status_sent: false,
+            done: false,
+        }
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.record.request_id
+    }
+
+    pub fn set_client_key(&mut self, key: Option<Arc<str>>) {
+        self.record.client_key = key;
+    }
+
+    /// The decoded request: the model as asked and as resolved, and whether it streams.
+    pub fn set_model(&mut self, requested: &str, slug: &str, stream: bool) {
+        self.record.model_requested = Some(requested.to_string());
+        self.record.model = Some(slug.to_string());
+        self.record.stream = stream;
+    }
+
+    pub fn set_effort(&mut self, effort: Option<&str>) {
+        self.record.effort = effort.map(str::to_string);
+    }
+
+    /// An attempt on `account` (a first one, a failover, or a dialect's own retry). Another account than the
+    /// previous attempt's is a failover.
+    pub fn attempt(&mut self, account: &str) {
+        self.record.attempts += 1;
+        match self.record.accounts_tried.last() {
+            Some(last) if last == account => {}
+            Some(_) => {
+                self.record.failovers += 1;
+                self.record.accounts_tried.push(account.to_string());
+            }
+            None => self.record.accounts_tried.push(account.to_string()),
+        }
+    }
+
+    /// The upstream failure the request will end with (its error is set by [`Recorder::error`]).
+    pub fn upstream_failure(&mut self, failure: &UpstreamFailure) {
+        self.failure = Some(failure.clone());
+    }
+
+    /// The account whose answer is being relayed.
+    pub fn served_by(&mut self, account: &str) {
+        self.record.account = Some(account.to_string());
+    }
+
+    /// A streaming answer's status line went out.
+    pub fn status_sent(&mut self, status: u16) {
+        self.record.status = status;
+        self.status_sent = true;
+    }
+
+    /// The first byte of the body is ready (the first call counts).
+    pub fn first_byte(&mut self) {
+        if self.record.time_to_first_byte.is_none() {
+            self.record.time_to_first_byte = Some(self.started.elapsed());
+        }
+    }
+
+    pub fn usage(&mut self, usage: Usage) {
+        self.record.usage = usage;
+    }
+
+    /// The error the client sees. The last upstream failure goes with it: for an error the request itself caused
+    /// (a bad body, an unknown model) there is none, since nothing was sent.
+    pub fn error(&mut self, err: &GatewayError) {
+        self.record.error = Some(RecordError::new(err, self.failure.take()));
+    }
+
+    /// The answer is complete with `status`: hand the record to the sinks.
+    pub fn finish(mut self, status: u16) {
+        if !self.status_sent {
+            self.record.status = status;
+        }
+        self.first_byte();
+        self.emit(false);
+    }
+
+    fn emit(&mut self, disconnected: bool) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.record.duration = self.started.elapsed();
+        self.record.client_disconnected = disconnected;
+        self.sinks.record(&self.record);
+    }
+}
+
+impl Drop for Recorder {
+    /// Dropped before `finish`: the client closed the connection (the request's future or its body went away).
+    fn drop(&mut self) {
+        self.emit(true);
+    }
+}
