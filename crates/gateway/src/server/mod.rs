@@ -17,11 +17,13 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::accounts::Pool;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::keys::{BudgetSink, Keys};
 use crate::record::{RecordSink, Sinks, access_log::AccessLog};
 use crate::store::Store;
 use crate::upstream::{Upstream, build_http_client};
 
 mod admin;
+mod admin_keys;
 mod anthropic;
 pub mod errors;
 mod gemini;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub catalog: Catalog<Pool>,
     /// Where each request's record goes when it ends (the access log, plus any sinks the caller adds).
     pub records: Sinks,
+    /// Client keys the admin created, with their limits (keys/).
+    pub keys: Arc<Keys>,
 }
 
 impl AppState {
@@ -55,12 +59,15 @@ impl AppState {
         let config = Arc::new(config);
         let store = Arc::new(Store::open(&config.db_path())?);
         let http = build_http_client(&config)?;
-        let pool = Arc::new(Pool::load(config.clone(), store, http.clone())?);
+        let pool = Arc::new(Pool::load(config.clone(), store.clone(), http.clone())?);
         let upstream = Arc::new(Upstream::new(&config, http)?);
         let catalog = Catalog::new(pool.clone());
+        let keys = Arc::new(Keys::load(store.clone())?);
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
+        // Client keys: token budgets are charged from each record.
+        all.push(Arc::new(BudgetSink(keys.clone())));
         all.extend(sinks);
-        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all) })
+        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all), keys })
     }
 }
 
@@ -80,6 +87,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .merge(admin::routes())
+        .merge(admin_keys::routes())
         .merge(gemini::routes())
         .merge(anthropic::routes())
         .fallback(not_found)
@@ -134,7 +142,7 @@ pub async fn run_with_sinks(
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
     let trim = tokio::spawn(crate::memory::return_retained_memory());
-    let guard = Arc::new(guard::Policy::main(&state.config));
+    let guard = Arc::new(guard::Policy::main(&state.config, state.keys.clone()));
     let timeouts = state.config.timeouts.clone();
     let served = listen::serve(listener, router(state), guard, shutdown, &timeouts).await;
     upkeep.abort();
