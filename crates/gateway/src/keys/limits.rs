@@ -2,6 +2,7 @@
 //! concurrency count, and the UTC day and month token budgets. keys/mod.rs holds one [`Counters`] per key and
 //! calls these with the wall clock; the unit tests here call them with chosen times.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::auth::codex_file::{civil_from_days, days_from_civil};
@@ -46,25 +47,30 @@ pub enum Refused {
     Budget { budget: Budget, limit: u64, used: u64, resets_at: i64 },
 }
 
-/// Generic cell rate algorithm: one number (the theoretical arrival time) per key, O(1) per request. `rpm`
-/// requests may come at once; after that one every `60 s / rpm`, so a key never exceeds `rpm` in any minute.
-#[derive(Debug, Default, Clone, Copy)]
+/// A sliding one-minute window: the times of the key's requests in the last minute, at most `rpm` of them, so a
+/// key never exceeds `rpm` in any 60 s (a token bucket or GCRA would let up to `2 rpm - 1` through around a
+/// burst). Amortised O(1) per request; the buffer grows to `rpm` entries once and is then reused.
+#[derive(Debug, Default, Clone)]
 pub struct Rate {
-    /// Theoretical arrival time, in milliseconds on the caller's clock.
-    tat_ms: u64,
+    /// Admission times in milliseconds on the caller's clock, oldest first.
+    times: VecDeque<u64>,
 }
 
+/// The largest `rpm` a key may have (bounds the window's memory at 8 bytes a request).
+pub const MAX_RPM: u32 = 100_000;
+
 impl Rate {
-    /// Admit a request at `now_ms`, or say how long until one would be admitted.
+    /// Admit a request at `now_ms`, or say in how many milliseconds one would be admitted.
     pub fn admit(&mut self, rpm: u32, now_ms: u64) -> Result<(), u64> {
-        let interval = 60_000 / u64::from(rpm.max(1));
-        // Tolerance: the whole minute's allowance may arrive at once.
-        let tolerance = 60_000 - interval;
-        let tat = self.tat_ms.max(now_ms);
-        if tat - now_ms > tolerance {
-            return Err(tat - now_ms - tolerance);
+        let rpm = rpm.clamp(1, MAX_RPM) as usize;
+        while self.times.front().is_some_and(|&t| t + 60_000 <= now_ms) || self.times.len() > rpm {
+            self.times.pop_front();
         }
-        self.tat_ms = tat + interval;
+        if self.times.len() == rpm {
+            let oldest = self.times.front().copied().unwrap_or(now_ms);
+            return Err((oldest + 60_000).saturating_sub(now_ms).max(1));
+        }
+        self.times.push_back(now_ms);
         Ok(())
     }
 }
@@ -183,23 +189,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rate_allows_a_minutes_burst_then_one_per_interval() {
+    fn rate_allows_rpm_in_any_minute_then_waits_for_the_oldest() {
         let mut r = Rate::default();
         let t0 = 1_000_000;
-        for _ in 0..3 {
-            assert_eq!(r.admit(3, t0), Ok(()));
+        for i in 0..3 {
+            assert_eq!(r.admit(3, t0 + i * 10_000), Ok(()));
         }
-        // The fourth in the same minute waits for the first interval (20 s) to pass.
-        assert_eq!(r.admit(3, t0), Err(20_000));
-        assert_eq!(r.admit(3, t0 + 19_999), Err(1));
-        assert_eq!(r.admit(3, t0 + 20_000), Ok(()));
-        assert!(r.admit(3, t0 + 20_000).is_err());
+        // The fourth waits until the first is a minute old.
+        assert_eq!(r.admit(3, t0 + 30_000), Err(30_000));
+        assert_eq!(r.admit(3, t0 + 59_999), Err(1));
+        assert_eq!(r.admit(3, t0 + 60_000), Ok(()));
+        assert_eq!(r.admit(3, t0 + 60_000), Err(10_000));
         // After a quiet minute the whole allowance is back.
         let later = t0 + 200_000;
         for _ in 0..3 {
             assert_eq!(r.admit(3, later), Ok(()));
         }
         assert!(r.admit(3, later).is_err());
+        // A lowered limit applies at once.
+        assert!(r.admit(1, later + 1).is_err());
+        assert_eq!(r.admit(1, later + 60_000), Ok(()));
     }
 
     #[test]

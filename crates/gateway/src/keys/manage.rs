@@ -73,6 +73,9 @@ fn check_limits(models: &Option<Vec<String>>, limits: &Limits) -> Result<(), Man
             "rpm and concurrency must be at least 1 (leave a limit out, or set it to null, for none)".into(),
         ));
     }
+    if limits.rpm.is_some_and(|r| r > super::limits::MAX_RPM) {
+        return Err(ManageError::Invalid(format!("rpm may be at most {}", super::limits::MAX_RPM)));
+    }
     if models.as_ref().is_some_and(|m| m.is_empty() || m.iter().any(|m| m.trim().is_empty())) {
         return Err(ManageError::Invalid("models must name at least one model, and no empty name".into()));
     }
