@@ -623,6 +623,22 @@ mod tests {
         Ok(())
     }
 
+    /// The admin key: the variable over the file; without one the client keys are the admin credential; empty is
+    /// an error; alone it lets a public bind start (every request then needs a key).
+    #[test]
+    fn admin_key_resolves_and_falls_back_to_the_client_keys() -> anyhow::Result<()> {
+        let file: RawConfig = toml::from_str("[server]\nadmin_key = \"from-file\"")?;
+        let c = Config::resolve(file, &Overrides::default(), &env(&[("CODEX_GATEWAY_ADMIN_KEY", "from-env")]))?;
+        assert_eq!(c.admin_keys(), ["from-env"]);
+        let c = Config::resolve(RawConfig::default(), &Overrides::default(), &env(&[("CODEX_GATEWAY_API_KEY", "k")]))?;
+        assert_eq!(c.admin_keys(), ["k"]);
+        let file: RawConfig = toml::from_str("[server]\nadmin_key = \" \"")?;
+        assert!(Config::resolve(file, &Overrides::default(), &env(&[])).is_err());
+        let public = env(&[("CODEX_GATEWAY_HOST", "0.0.0.0"), ("CODEX_GATEWAY_ADMIN_KEY", "a")]);
+        assert!(Config::resolve(RawConfig::default(), &Overrides::default(), &public).is_ok());
+        Ok(())
+    }
+
     #[test]
     fn server_access_lists_are_normalized_or_refused() -> anyhow::Result<()> {
         let raw: RawConfig = toml::from_str(

@@ -639,6 +639,27 @@ mod tests {
         assert_eq!(check("/v1/chat/completions?key=k1", &[]), Err(Refusal::WrongKey));
     }
 
+    /// `/admin/*` and `/metrics` take the admin key only; client keys there are refused as such (403), and the
+    /// admin key is also an unrestricted client key.
+    #[test]
+    fn admin_paths_need_the_admin_key() {
+        let mut p = policy(false, &[], &[], &["client", "admin"]);
+        p.admin_keys = vec!["admin".to_string()].into();
+        let check = |path: &str, key: &str| p.check(&req("GET", path, &[("authorization", &format!("Bearer {key}"))]));
+        for path in ["/admin", "/admin/status", "/admin/keys/key_1/revoke", "/metrics", "/metrics/x"] {
+            assert_eq!(check(path, "admin"), Ok(()), "{path}");
+            assert_eq!(check(path, "client"), Err(Refusal::NotAdmin), "{path}");
+            assert_eq!(check(path, "nope"), Err(Refusal::WrongKey), "{path}");
+            assert_eq!(p.check(&req("GET", path, &[])), Err(Refusal::MissingKey), "{path}");
+        }
+        for path in ["/administrator", "/metricsx", "/v1/models"] {
+            assert_eq!(check(path, "client"), Ok(()), "{path}");
+            assert_eq!(check(path, "admin"), Ok(()), "{path}");
+        }
+        assert_eq!(p.refuse(Refusal::NotAdmin, &req("GET", "/admin/status", &[])).status(), StatusCode::FORBIDDEN);
+        assert_eq!(p.refuse(Refusal::KeyRevoked, &req("POST", "/v1/messages", &[])).status(), StatusCode::UNAUTHORIZED);
+    }
+
     #[test]
     fn refusals_render_in_the_paths_dialect() {
         let p = policy(true, &[], &[], &[]);
