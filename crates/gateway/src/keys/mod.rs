@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -97,14 +98,12 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Caller {
 /// A concurrency slot of a key, held until the request's record ends (the Recorder carries it).
 #[derive(Debug)]
 pub struct Permit {
-    state: Option<Arc<KeyState>>,
+    state: Arc<KeyState>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if let Some(s) = &self.state {
-            s.in_flight.release();
-        }
+        self.state.in_flight.release();
     }
 }
 
@@ -125,6 +124,8 @@ impl std::fmt::Debug for Keys {
 pub struct Keys {
     store: Arc<Store>,
     snapshot: ArcSwap<Snapshot>,
+    /// Whether any key exists: the one thing requests without a created key ask, as one relaxed load.
+    any: AtomicBool,
     /// The rate limiter's clock (monotonic milliseconds since start).
     epoch: Instant,
 }
@@ -132,7 +133,12 @@ pub struct Keys {
 impl Keys {
     /// Read every key from the store.
     pub fn load(store: Arc<Store>) -> anyhow::Result<Keys> {
-        let keys = Keys { store, snapshot: ArcSwap::from_pointee(Snapshot::default()), epoch: Instant::now() };
+        let keys = Keys {
+            store,
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            any: AtomicBool::new(false),
+            epoch: Instant::now(),
+        };
         keys.reload()?;
         Ok(keys)
     }
@@ -161,13 +167,19 @@ impl Keys {
             next.by_hash.insert(hash, key.clone());
             next.by_id.insert(id, key);
         }
+        self.any.store(!next.by_id.is_empty(), Ordering::Relaxed);
         self.snapshot.store(Arc::new(next));
         Ok(())
     }
 
     /// No key was ever created: the guard skips hashing.
     pub fn is_empty(&self) -> bool {
-        self.snapshot.load().by_hash.is_empty()
+        !self.any.load(Ordering::Relaxed)
+    }
+
+    /// Every key's id (to seed the budgets from the usage ledger at start).
+    pub fn ids(&self) -> Vec<Arc<str>> {
+        self.snapshot.load().by_id.keys().cloned().collect()
     }
 
     /// The key whose secret is `presented`, revoked and expired ones included.
@@ -216,13 +228,12 @@ impl Keys {
         let now = now_unix();
         let mut counters = key.state.counters.lock();
         counters.spent.check(&key.limits, now).map_err(|r| refusal(key, r, now))?;
-        let permit = match key.limits.concurrency {
-            Some(limit) if !key.state.in_flight.acquire(limit) => {
-                return Err(refusal(key, Refused::Concurrency { limit }, now));
-            }
-            Some(_) => Permit { state: Some(key.state.clone()) },
-            None => Permit { state: None },
-        };
+        // Counted without a limit too, so the admin API shows each key's requests in flight.
+        if !key.state.in_flight.acquire(key.limits.concurrency.unwrap_or(u32::MAX)) {
+            let limit = key.limits.concurrency.unwrap_or(u32::MAX);
+            return Err(refusal(key, Refused::Concurrency { limit }, now));
+        }
+        let permit = Permit { state: key.state.clone() };
         if let Some(rpm) = key.limits.rpm {
             let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
             counters
@@ -299,4 +310,94 @@ pub fn stored_with_usage(keys: Option<&Keys>, row: &StoredKey) -> serde_json::Va
     let now = now_unix();
     let usage = keys.and_then(|k| k.get(&row.id)).map(|k| k.usage(now));
     manage::summary(row, usage, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::manage::{KeySpec, create};
+
+    fn keys_with(spec: KeySpec) -> (Keys, Arc<ClientKey>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("cgw-registry-{}", uuid::Uuid::new_v4()));
+        let store = Arc::new(Store::open(&dir.join("gateway.db")).unwrap_or_else(|e| panic!("{e}")));
+        let (row, secret) = create(&store, spec, now_unix()).unwrap_or_else(|e| panic!("{e}"));
+        let keys = Keys::load(store).unwrap_or_else(|e| panic!("{e}"));
+        let key = keys.find(&secret).unwrap_or_else(|| panic!("not found"));
+        assert_eq!(&*key.id, row.id);
+        assert!(keys.find("cgw_other").is_none());
+        (keys, key, dir)
+    }
+
+    #[test]
+    fn a_refused_request_takes_neither_a_slot_nor_a_place_in_the_rate() {
+        let spec = KeySpec { name: "k".into(), rpm: Some(2), concurrency: Some(1), ..Default::default() };
+        let (keys, key, dir) = keys_with(spec);
+        let first = keys.admit(&key, "gpt-5.4", "gpt-5.4").unwrap_or_else(|e| panic!("{e}"));
+        let busy = keys.admit(&key, "gpt-5.4", "gpt-5.4").err().and_then(|e| e.code);
+        assert_eq!(busy.as_deref(), Some("key_concurrency_limit_exceeded"));
+        drop(first);
+        // The refused request did not count toward the rate: the second admission still fits.
+        let second = keys.admit(&key, "gpt-5.4", "gpt-5.4");
+        assert!(second.is_ok());
+        drop(second);
+        let rate = keys.admit(&key, "gpt-5.4", "gpt-5.4").err();
+        assert_eq!(rate.as_ref().and_then(|e| e.code.as_deref()), Some("key_rate_limit_exceeded"));
+        assert!(rate.and_then(|e| e.retry_after).is_some_and(|s| (1..=60).contains(&s)));
+        assert_eq!(key.usage(now_unix()).2, 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn budgets_are_charged_from_records_and_seeded_and_survive_a_reload() {
+        let spec = KeySpec {
+            name: "b".into(),
+            models: Some(vec!["gpt-5.4".into()]),
+            daily_tokens: Some(100),
+            ..Default::default()
+        };
+        let (keys, key, dir) = keys_with(spec);
+        let denied = keys.admit(&key, "gpt-5.2", "gpt-5.2").err().and_then(|e| e.code);
+        assert_eq!(denied.as_deref(), Some("model_not_allowed"));
+        // A Gemini or Anthropic name is allowed by what it resolves to.
+        assert!(keys.admit(&key, "gemini-2.5-flash", "gpt-5.4").is_ok());
+        keys.seed(&key.id, 60, 60);
+        keys.reload().unwrap_or_else(|e| panic!("{e}"));
+        let key = keys.get(&key.id).unwrap_or_else(|| panic!("gone"));
+        assert_eq!(key.usage(now_unix()).0, 60);
+        let mut usage = dialects::Usage::default();
+        usage.input_tokens = 30;
+        usage.output_tokens = 15;
+        let sink = BudgetSink(Arc::new(keys));
+        sink.record(&sample(&key.id, usage));
+        let key = sink.0.get(&key.id).unwrap_or_else(|| panic!("gone"));
+        assert_eq!(key.usage(now_unix()).0, 105);
+        let over = sink.0.admit(&key, "gpt-5.4", "gpt-5.4").err();
+        assert_eq!(over.as_ref().and_then(|e| e.code.as_deref()), Some("daily_token_budget_exceeded"));
+        assert!(over.is_some_and(|e| e.message.contains("105 of 100 tokens") && e.message.contains("T00:00:00Z")));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn sample(id: &Arc<str>, usage: dialects::Usage) -> RequestRecord {
+        RequestRecord {
+            request_id: "r".into(),
+            started_at: std::time::SystemTime::now(),
+            api: crate::record::Api::Chat,
+            route: "/v1/chat/completions",
+            client_key: Some(id.clone()),
+            model_requested: None,
+            model: None,
+            effort: None,
+            stream: false,
+            accounts_tried: Vec::new(),
+            account: None,
+            attempts: 1,
+            failovers: 0,
+            status: 200,
+            error: None,
+            time_to_first_byte: None,
+            duration: Default::default(),
+            usage,
+            client_disconnected: false,
+        }
+    }
 }

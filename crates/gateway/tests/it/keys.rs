@@ -165,10 +165,21 @@ async fn a_revoke_applies_to_the_next_request() {
     let (id, secret) = create(&env, json!({"name":"soon-gone"})).await;
     let (status, _, body) = send(&env, D::Chat, &secret).await;
     assert_eq!(status, 200, "{body}");
+    // Google's clients may send the key in `?key=`, which the Gemini routes accept.
+    let gemini = |key: &str| {
+        env.http
+            .post(env.url(&format!("/v1beta/models/gemini-2.5-flash:generateContent?key={key}")))
+            .json(&json!({"contents":[{"role":"user","parts":[{"text":"hello"}]}]}))
+            .send()
+    };
+    let resp = gemini(&secret).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status().as_u16(), 200);
     let (status, v) = admin(&env, reqwest::Method::POST, &format!("/admin/keys/{id}/revoke"), None, ADMIN).await;
     assert_eq!((status, v["status"].as_str()), (200, Some("revoked")), "{v}");
     let (status, _, body) = send(&env, D::Chat, &secret).await;
     assert_refusal(D::Chat, status, &body, 401, "key_revoked", &["revoked"]);
+    let resp = gemini(&secret).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status().as_u16(), 401);
     // Every other route too, not only model calls.
     let resp = env.http.get(env.url("/v1/models")).bearer_auth(&secret).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(resp.status().as_u16(), 401);
