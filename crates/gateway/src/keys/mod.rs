@@ -364,9 +364,7 @@ mod tests {
         keys.reload().unwrap_or_else(|e| panic!("{e}"));
         let key = keys.get(&key.id).unwrap_or_else(|| panic!("gone"));
         assert_eq!(key.usage(now_unix()).0, 60);
-        let mut usage = dialects::Usage::default();
-        usage.input_tokens = 30;
-        usage.output_tokens = 15;
+        let usage = dialects::Usage { input_tokens: 30, output_tokens: 15, ..Default::default() };
         let sink = BudgetSink(Arc::new(keys));
         sink.record(&sample(&key.id, usage));
         let key = sink.0.get(&key.id).unwrap_or_else(|| panic!("gone"));
