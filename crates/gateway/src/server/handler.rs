@@ -1,6 +1,6 @@
 //! The one handler every model route uses, and the [`Dialect`] trait it is generic over.
 //!
-//! A request goes: decode (the dialect) -> exchange (relay::exchange: lease, send, fail over, peek) -> the
+//! A request goes: decode (the dialect) -> a created client key's limits (keys/) -> exchange (relay::exchange: lease, send, fail over, peek) -> the
 //! answer, streamed through the dialect's encoder (relay::pump) or collected and rendered whole -> one
 //! [`RequestRecord`](crate::record::RequestRecord) when it ends, success or failure. A dialect is its own module
 //! (decode, encoder, renderer, error shape, hooks) plus one route registration; nothing here names one.
