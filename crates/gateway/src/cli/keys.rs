@@ -174,6 +174,7 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             }
             if keys.is_empty() {
                 println!("no client keys (codex-gateway keys create --name NAME)");
+                return Ok(());
             }
             println!(
                 "{:<17} {:<16} {:<13} {:<8} {:>6} {:>5} {:>12} {:>12}  models",
