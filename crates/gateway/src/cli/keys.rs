@@ -279,3 +279,35 @@ fn print_key(k: &Value) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_become_the_admin_apis_json_and_none_clears() -> anyhow::Result<()> {
+        let args = LimitArgs {
+            models: Some("gpt-5.4, gpt-5.2".into()),
+            rpm: Some("none".into()),
+            daily_tokens: Some("1000".into()),
+            expires: Some("2027-01-31".into()),
+            ..Default::default()
+        };
+        let mut body = Map::new();
+        args.to_json(&mut body)?;
+        assert_eq!(
+            Value::Object(body.clone()),
+            json!({"models":["gpt-5.4","gpt-5.2"],"rpm":null,"daily_tokens":1000,"expires":"2027-01-31"})
+        );
+        // The same JSON is what the store path deserializes: `null` removes, an absent field stays.
+        let patch: KeyPatch = serde_json::from_value(Value::Object(body))?;
+        assert_eq!((patch.rpm, patch.daily_tokens, patch.concurrency), (Some(None), Some(Some(1000)), None));
+        let bad = LimitArgs { concurrency: Some("two".into()), ..Default::default() };
+        assert!(bad.to_json(&mut Map::new()).is_err());
+        let none = LimitArgs { models: Some("none".into()), ..Default::default() };
+        let mut body = Map::new();
+        none.to_json(&mut body)?;
+        assert_eq!(body["models"], Value::Null);
+        Ok(())
+    }
+}
