@@ -2,6 +2,7 @@
 //! it is handed to the sinks exactly once: by `finish`, or when it is dropped (the client went away and the
 //! request's future or its response body was dropped with it).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -25,12 +26,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(sinks: Sinks, api: Api, route: &'static str, request_id: String) -> Recorder {
+    pub fn new(sinks: Sinks, api: Api, route: impl Into<Cow<'static, str>>, request_id: String) -> Recorder {
         let record = RequestRecord {
             request_id,
             started_at: SystemTime::now(),
             api,
-            route,
+            route: route.into(),
             client_key: None,
             model_requested: None,
             model: None,

@@ -17,7 +17,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::accounts::Pool;
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::record::{RecordSink, Sinks, access_log::AccessLog};
+use crate::record::{Api, RecordSink, Recorder, Sinks, access_log::AccessLog};
 use crate::store::Store;
 use crate::upstream::{Upstream, build_http_client};
 
@@ -68,21 +68,29 @@ impl AppState {
 /// `listen::serve` puts in front of it on each connection.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.body_limit;
-    let router = Router::new()
+    // Routes that are not model calls: the generic handler records model calls itself, these get their access
+    // line from a layer (not on the model routes, where a layer would box a future per request).
+    let others = Router::new()
         .route("/", get(root).head(root))
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/chat/completions", post(openai::chat_completions))
-        .route("/v1/responses", post(openai::responses))
-        .route("/responses", post(openai::responses))
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .merge(admin::routes())
-        .merge(gemini::routes())
-        .merge(anthropic::routes())
+        .merge(gemini::other_routes())
+        .merge(anthropic::other_routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.records.clone(), record_other));
+    let router = Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/chat/completions", post(openai::chat_completions))
+        .route("/v1/responses", post(openai::responses))
+        .route("/responses", post(openai::responses))
+        .merge(gemini::model_routes())
+        .merge(anthropic::model_routes())
+        .merge(others)
+        // Set after the merge, so it covers every route; it records its answers itself.
         .method_not_allowed_fallback(method_not_allowed);
     router
         .layer(DefaultBodyLimit::max(limit))
@@ -158,6 +166,15 @@ pub fn sse_response(body: axum::body::Body) -> Response {
     resp
 }
 
+/// The record of a request that is not a model call: route, status and time (the access line of a model list,
+/// an admin call, a 404).
+pub(crate) async fn record_other(State(sinks): State<Sinks>, req: Request, next: axum::middleware::Next) -> Response {
+    let record = Recorder::new(sinks, Api::Other, method_route(&req), request_id(req.headers()));
+    let response = next.run(req).await;
+    record.finish(response.status().as_u16());
+    response
+}
+
 async fn root() -> &'static str {
     "codex-gateway is running"
 }
@@ -188,9 +205,20 @@ async fn not_found(headers: HeaderMap, req: Request) -> Response {
 
 /// A known path with a method it does not serve: 405 in the route's dialect. axum adds the `Allow` header from
 /// the route's methods (the default 405 had an empty body, which no client can parse).
-async fn method_not_allowed(req: Request) -> Response {
+async fn method_not_allowed(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let path = req.uri().path();
-    method_not_allowed_response(Shape::from_path(path), req.method(), path, &request_id(req.headers()))
+    let record = Recorder::new(state.records.clone(), Api::Other, method_route(&req), request_id(req.headers()));
+    let response = method_not_allowed_response(Shape::from_path(path), req.method(), path, record.request_id());
+    record.finish(response.status().as_u16());
+    response
+}
+
+/// The route pattern a request matched, for its record.
+pub(crate) fn method_route<B>(req: &axum::http::Request<B>) -> std::borrow::Cow<'static, str> {
+    match req.extensions().get::<axum::extract::MatchedPath>() {
+        Some(path) => std::borrow::Cow::Owned(path.as_str().to_string()),
+        None => std::borrow::Cow::Borrowed("(none)"),
+    }
 }
 
 /// The 405 body in `dialect`'s error shape (an invalid-request error with the 405 status). Routes that refuse a

@@ -23,6 +23,8 @@ pub struct Setup {
     pub config_toml: Option<String>,
     /// Plans of the accounts, in order (default: all "plus").
     pub plans: Vec<&'static str>,
+    /// Record sinks besides the access log (`records::Collect` gathers the records of a test).
+    pub record_sinks: Vec<std::sync::Arc<dyn codex_gateway::record::RecordSink>>,
 }
 
 impl Default for Setup {
@@ -38,6 +40,7 @@ impl Default for Setup {
             ollama: false,
             config_toml: None,
             plans: Vec::new(),
+            record_sinks: Vec::new(),
         }
     }
 }
@@ -151,11 +154,12 @@ pub async fn start(setup: Setup) -> TestEnv {
     };
     let ollama = bridge.as_ref().and_then(|l| l.local_addr().ok()).map(|a| format!("http://{a}"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let sinks = setup.record_sinks.clone();
     let gateway = tokio::spawn(async move {
         let shutdown = async {
             let _ = rx.await;
         };
-        if let Err(e) = codex_gateway::server::run_with_bridge(config, listener, bridge, shutdown).await {
+        if let Err(e) = codex_gateway::server::run_with_sinks(config, listener, bridge, sinks, shutdown).await {
             eprintln!("gateway stopped: {e:#}");
         }
     });

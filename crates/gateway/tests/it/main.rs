@@ -13,6 +13,7 @@ mod gemini;
 mod login;
 mod ollama;
 mod pool;
+mod records;
 mod refresh;
 mod responses;
 mod security;
