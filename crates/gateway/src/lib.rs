@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod memory;
+pub mod metrics;
 pub mod record;
 pub mod relay;
 pub mod server;

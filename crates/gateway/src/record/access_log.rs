@@ -74,7 +74,8 @@ mod tests {
         let sinks = Sinks::new(vec![Arc::new(AccessLog)]);
         let text = logged(|| {
             let mut ok = Recorder::new(sinks.clone(), Api::Chat, "/v1/chat/completions", "req-ok".into());
-            ok.set_model("gpt-5.4", "gpt-5.4", false);
+            ok.set_request("gpt-5.4", false);
+            ok.set_resolved("gpt-5.4");
             ok.attempt("acc-1");
             ok.served_by("acc-1");
             ok.finish(200);

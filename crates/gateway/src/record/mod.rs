@@ -72,6 +72,8 @@ pub struct RequestRecord {
     pub attempts: u32,
     /// Times another account took over after one failed.
     pub failovers: u32,
+    /// The name of each failed attempt's failure, in order (empty when none failed).
+    pub attempt_failures: Vec<&'static str>,
     /// The HTTP status the client got (a stream that failed after its status line keeps its 200; see
     /// `error`). 499 when the client went away before any status was sent.
     pub status: u16,

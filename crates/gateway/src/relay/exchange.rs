@@ -113,6 +113,7 @@ pub async fn prepare(
 ) -> Result<Prepared, StartError> {
     // The catalog refuses nothing but a model it does not list.
     state.catalog.check(&req.model.slug).await.map_err(StartError::UnknownModel)?;
+    record.set_resolved(&req.model.slug);
     if req.conversation_key.is_none() {
         req.conversation_key = SESSION_HEADERS
             .iter()
@@ -217,7 +218,7 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
             }
             Err(failure) => failure,
         };
-        record.upstream_failure(&failure);
+        record.attempt_failed(&failure);
         match failure.failover() {
             Failover::OtherAccount => {
                 let error = failure.to_error();

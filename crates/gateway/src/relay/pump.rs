@@ -64,6 +64,11 @@ struct Pump<E: StreamEncoder> {
 /// a lock.
 static OPEN_STREAMS: AtomicUsize = AtomicUsize::new(0);
 
+/// Streaming responses being written now (the `active_streams` metric).
+pub fn open_streams() -> usize {
+    OPEN_STREAMS.load(Ordering::Relaxed)
+}
+
 /// Counts one streaming response in [`OPEN_STREAMS`] while it lives.
 struct OpenStream;
 

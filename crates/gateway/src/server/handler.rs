@@ -151,7 +151,7 @@ async fn serve<D: Dialect>(
         Decoded::Relay(req, answer) => (req, answer),
         Decoded::Answered(response) => return Ok(Reply::Local(response)),
     };
-    record.set_model(&req.model.requested, &req.model.slug, req.stream);
+    record.set_request(&req.model.requested, req.stream);
     let ex = D::start(state, headers, &mut req, record).await.map_err(|e| D::start_error(e, &req))?;
     if req.stream {
         return Ok(Reply::Stream { ex, answer, limits: req.limits });

@@ -17,6 +17,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::accounts::Pool;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::record::{Api, RecordSink, Recorder, Sinks, access_log::AccessLog};
 use crate::store::Store;
 use crate::upstream::{Upstream, build_http_client};
@@ -42,6 +43,8 @@ pub struct AppState {
     pub catalog: Catalog<Pool>,
     /// Where each request's record goes when it ends (the access log, plus any sinks the caller adds).
     pub records: Sinks,
+    /// The Prometheus metrics (`[metrics] enabled`).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl AppState {
@@ -59,8 +62,12 @@ impl AppState {
         let upstream = Arc::new(Upstream::new(&config, http)?);
         let catalog = Catalog::new(pool.clone());
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
+        let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new(pool.clone(), config.metrics.email_labels)));
+        if let Some(m) = &metrics {
+            all.push(m.clone());
+        }
         all.extend(sinks);
-        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all) })
+        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all), metrics })
     }
 }
 
@@ -74,6 +81,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(root).head(root))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
@@ -173,6 +181,19 @@ pub(crate) async fn record_other(State(sinks): State<Sinks>, req: Request, next:
     let response = next.run(req).await;
     record.finish(response.status().as_u16());
     response
+}
+
+/// `GET /metrics`: the Prometheus exposition (OpenMetrics text). The guard asks for the admin credential unless
+/// `[metrics] public = true`.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match &state.metrics {
+        Some(m) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
+            .into_response(),
+        None => {
+            let err = GatewayError::new(ErrorKind::NotFound, "Metrics are off ([metrics] enabled = false).");
+            error_response(Shape::OpenAi, &err, "")
+        }
+    }
 }
 
 async fn root() -> &'static str {

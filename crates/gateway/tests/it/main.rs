@@ -11,6 +11,7 @@ mod failure;
 mod fuzz_http;
 mod gemini;
 mod login;
+mod metrics;
 mod ollama;
 mod pool;
 mod records;
