@@ -311,7 +311,7 @@ async fn send_once(
 fn login_refused(account: &Account) -> UpstreamFailure {
     let credential = match account.kind {
         AccountKind::Chatgpt => Credential::ChatgptLogin,
-        AccountKind::ApiKey | AccountKind::Relay => Credential::ApiKey,
+        AccountKind::ApiKey | AccountKind::Relay | AccountKind::Unrecognized => Credential::ApiKey,
     };
     UpstreamFailure::LoginRefused { account: account.describe(), credential }
 }
