@@ -344,9 +344,7 @@ async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFa
                 let event = reader.event(&frame).into_owned();
                 match event {
                     Event::Created { .. } | Event::Ignored | Event::Unknown { .. } => seen.push((frame, event)),
-                    Event::Failed { code, message } => {
-                        break Err(dialects::failure::classify_event(code.as_deref(), &message));
-                    }
+                    Event::Failed(refusal) => break Err(UpstreamFailure::Refused(*refusal)),
                     _ => {
                         seen.push((frame, event));
                         break Ok(());
