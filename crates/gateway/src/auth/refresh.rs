@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{CLIENT_ID, Tokens, jwt, now_unix};
+use super::{CLIENT_ID, Tokens, jwt, now_unix, oauth_error_code as error_code};
 
 /// Why a refresh failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -153,17 +153,6 @@ pub fn classify(status: u16, body: &[u8]) -> RefreshError {
         (None, 429 | 500..) => RefreshError::Unavailable { status, code },
         (None, _) => RefreshError::Rejected { status, code },
     }
-}
-
-/// `{"error":{"code":..}}`, `{"error":"invalid_grant"}` or `{"code":..}`.
-fn error_code(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let err = v.get("error");
-    err.and_then(|e| e.get("code"))
-        .and_then(|c| c.as_str())
-        .or_else(|| err.and_then(|e| e.as_str()))
-        .or_else(|| v.get("code").and_then(|c| c.as_str()))
-        .map(str::to_string)
 }
 
 /// Refresh ahead of use: the access token expires within 5 minutes, or (no `exp`) the last refresh is over
