@@ -125,8 +125,10 @@ impl Pool {
                 info!(account = %account.id, "access token refreshed");
                 Ok(new_tokens.access_token)
             }
-            Err(RefreshError::Permanent(reason)) if self.adopt_linked(account, &current) => {
-                info!(account = %account.id, %reason, "refresh refused, but the Codex CLI just saved newer tokens; using those");
+            // Every way a refresh fails, decided here: the login is gone (needs login), or it stays and the
+            // client hears why this request could not be served.
+            Err(RefreshError::LoginGone(gone)) if self.adopt_linked(account, &current) => {
+                info!(account = %account.id, reason = %gone, "refresh refused, but the Codex CLI just saved newer tokens; using those");
                 match account.tokens() {
                     Some(t) if !stale(&t) => Ok(t.access_token),
                     _ => Err(GatewayError::new(
@@ -135,8 +137,10 @@ impl Pool {
                     )),
                 }
             }
-            Err(RefreshError::Permanent(reason)) => {
-                warn!(account = %account.id, %reason, "refresh token rejected: account needs login");
+            Err(RefreshError::LoginGone(gone)) => {
+                warn!(account = %account.id, reason = %gone, "refresh token rejected: account needs login");
+                // The issuer's code (`refresh_token_reused`, ...), as `accounts list` has always shown it.
+                let reason = gone.code().to_string();
                 *account.status.write() = (AccountStatus::NeedsLogin, Some(reason.clone()));
                 if account.source == Source::Store {
                     let (store, id) = (self.store.clone(), account.id.clone());
@@ -160,11 +164,18 @@ impl Pool {
                 )
                 .with_code("token_refresh_timeout"))
             }
-            Err(RefreshError::Transient(msg)) => {
-                warn!(account = %account.id, %msg, "token refresh failed");
+            Err(
+                e @ (RefreshError::Unavailable { .. }
+                | RefreshError::Rejected { .. }
+                | RefreshError::Transport(_)
+                | RefreshError::Malformed(_)),
+            ) => {
+                // The failure and its causes (a refused connection, the parser's complaint), in one line.
+                let e = crate::upstream::with_causes(&e);
+                warn!(account = %account.id, error = %e, "token refresh failed; the login is kept");
                 Err(GatewayError::new(
                     ErrorKind::UpstreamUnavailable,
-                    format!("Could not refresh the ChatGPT login: {msg}"),
+                    format!("Could not refresh the ChatGPT login: {e}"),
                 ))
             }
         }
