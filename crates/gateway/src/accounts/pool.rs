@@ -34,6 +34,8 @@ pub struct Pool {
     /// One catalog fetch round at a time: requests that arrive meanwhile wait for it and use its result instead
     /// of fetching again.
     pub(super) catalog_fetching: tokio::sync::Mutex<()>,
+    /// Token refresh calls by outcome (the `token_refreshes_total` metric).
+    pub refreshes: super::tokens::RefreshCounts,
 }
 
 impl Pool {
@@ -46,6 +48,7 @@ impl Pool {
             config,
             base_http,
             affinity: Mutex::new(LruCache::new(cap)),
+            refreshes: Default::default(),
             turn: AtomicUsize::new(0),
             sticky: Mutex::new(None),
             catalog_failed: Mutex::new(HashMap::new()),

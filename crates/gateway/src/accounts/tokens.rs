@@ -2,6 +2,7 @@
 //! ahead of expiry, forced by the admin), adopting tokens the Codex CLI refreshed in a linked auth.json, and
 //! committing rotated tokens (a failed commit keeps them in memory, flags the account and is retried).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dialects::{ErrorKind, GatewayError};
@@ -111,6 +112,7 @@ impl Pool {
         let started = Instant::now();
         let limit = self.config.timeouts.token_refresh;
         let result = refresh_within(account.http(), &self.config.auth_issuer, &current, limit).await;
+        self.refreshes.count(&result);
         if started.elapsed() > SLOW_REFRESH {
             warn!(account = %account.id, ms = started.elapsed().as_millis() as u64, "the token refresh was slow");
         }
@@ -267,4 +269,38 @@ fn file_wins(account: &Account, file: &Tokens, current: &Tokens) -> bool {
     file.refresh_token != current.refresh_token
         && !file.refresh_token.is_empty()
         && (account.unsaved.lock().is_none() || file.last_refresh > current.last_refresh)
+}
+
+/// Token refresh calls since start, by outcome: counted where the call returns, read by the metrics.
+#[derive(Debug, Default)]
+pub struct RefreshCounts {
+    ok: AtomicU64,
+    login_gone: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl RefreshCounts {
+    fn count<T>(&self, result: &Result<T, RefreshError>) {
+        let counter = match result {
+            Ok(_) => &self.ok,
+            Err(RefreshError::LoginGone(_)) => &self.login_gone,
+            Err(
+                RefreshError::Unavailable { .. }
+                | RefreshError::Rejected { .. }
+                | RefreshError::Transport(_)
+                | RefreshError::Malformed(_)
+                | RefreshError::TimedOut(_),
+            ) => &self.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(outcome, count)`: `ok`, `login_gone` (the account needs a new login), `failed` (the login stays).
+    pub fn snapshot(&self) -> [(&'static str, u64); 3] {
+        [
+            ("ok", self.ok.load(Ordering::Relaxed)),
+            ("login_gone", self.login_gone.load(Ordering::Relaxed)),
+            ("failed", self.failed.load(Ordering::Relaxed)),
+        ]
+    }
 }
