@@ -26,6 +26,9 @@ pub struct Cli {
     /// Data directory (database). Env: CODEX_GATEWAY_DATA_DIR.
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
+    /// Log lines as `text` (default) or `json` (one object per line). Env: CODEX_GATEWAY_LOG_FORMAT.
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -88,7 +91,12 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let base = Overrides { config: cli.config.clone(), data_dir: cli.data_dir.clone(), ..Default::default() };
+    let base = Overrides {
+        config: cli.config.clone(),
+        data_dir: cli.data_dir.clone(),
+        log_format: cli.log_format.clone(),
+        ..Default::default()
+    };
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => {
             let o = Overrides { host: args.host, port: args.port, api_key: args.api_key, ..base };
@@ -96,12 +104,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Accounts(cmd) => {
             let config = Config::load(&base, &ProcessEnv)?;
-            init_logging(&config.log);
+            init_logging(&config);
             accounts::run(&config, cmd).await
         }
         Command::Keys(cmd) => {
             let config = Config::load(&base, &ProcessEnv)?;
-            init_logging(&config.log);
+            init_logging(&config);
             keys::run(&config, cmd).await
         }
         Command::Status => status(&Config::load(&base, &ProcessEnv)?).await,
@@ -112,19 +120,28 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(filter: &str) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = match config.log_format {
+        crate::config::LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+            .try_init(),
+        // One JSON object per line; the target says which lines are access lines (`codex_gateway::access`).
+        crate::config::LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(true)
+            .try_init(),
+    };
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    init_logging(&config.log);
+    init_logging(&config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -39,11 +39,14 @@ pub struct RawConfig {
     pub upkeep_interval_secs: Option<f64>,
     pub default_reasoning_effort: Option<String>,
     pub log: Option<String>,
+    /// `text` (default) or `json`: one JSON object per log line.
+    pub log_format: Option<String>,
     pub ollama: Option<RawOllama>,
     pub gemini: Option<RawGemini>,
     pub anthropic: Option<RawAnthropic>,
     pub routing: Option<RawRouting>,
     pub server: Option<RawServer>,
+    pub metrics: Option<RawMetrics>,
 }
 
 /// `[routing]`: how the account pool chooses (docs/accounts.md).
@@ -101,6 +104,7 @@ pub struct Overrides {
     pub port: Option<u16>,
     pub api_key: Option<String>,
     pub data_dir: Option<PathBuf>,
+    pub log_format: Option<String>,
 }
 
 /// The validated configuration every part of the gateway reads.
@@ -128,12 +132,14 @@ pub struct Config {
     pub upkeep_interval: Duration,
     pub default_reasoning_effort: Option<String>,
     pub log: String,
+    pub log_format: LogFormat,
     pub ollama: OllamaBridge,
     pub gemini_model_aliases: HashMap<String, String>,
     /// `[anthropic] model_aliases`: Claude model ids (or the family keys `opus`, `sonnet`, `haiku`) -> Codex models.
     pub anthropic_model_aliases: HashMap<String, String>,
     pub routing: Routing,
     pub access: Access,
+    pub metrics: MetricsConfig,
 }
 
 /// Bounds on waits that have no natural end (docs/configuration.md, "Timeouts").
@@ -290,9 +296,15 @@ impl Config {
         let ollama = OllamaBridge::resolve(raw.ollama, env)?;
         let gemini_model_aliases = raw.gemini.and_then(|g| g.model_aliases).unwrap_or_default();
         let anthropic_model_aliases = raw.anthropic.and_then(|a| a.model_aliases).unwrap_or_default();
+        let metrics = MetricsConfig::resolve(raw.metrics, env)?;
+        let log_format = LogFormat::parse(
+            o.log_format.clone().or_else(|| env.get("CODEX_GATEWAY_LOG_FORMAT")).or(raw.log_format).as_deref(),
+        )?;
         Ok(Config {
             routing,
             access,
+            metrics,
+            log_format,
             listen: SocketAddr::new(ip, port),
             api_keys,
             data_dir,
@@ -438,6 +450,64 @@ fn client_keys(file: Option<Vec<String>>, o: &Overrides, env: &dyn Env) -> anyho
         );
     }
     Ok(keys)
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (the access line's fields included).
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(value: Option<&str>) -> anyhow::Result<LogFormat> {
+        match value {
+            None | Some("text") => Ok(LogFormat::Text),
+            Some("json") => Ok(LogFormat::Json),
+            Some(other) => bail!("log_format `{other}` is not one of: text, json"),
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint (docs/operations.md).
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub enabled: Option<bool>,
+    pub public: Option<bool>,
+    pub email_labels: Option<bool>,
+}
+
+/// Resolved `[metrics]`.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` and keep the counters (default on).
+    pub enabled: bool,
+    /// `/metrics` without the admin credential (for a scraper on a private network).
+    pub public: bool,
+    /// Name an account without a label by its email rather than its id.
+    pub email_labels: bool,
+}
+
+impl MetricsConfig {
+    fn resolve(raw: Option<RawMetrics>, env: &dyn Env) -> anyhow::Result<MetricsConfig> {
+        let raw = raw.unwrap_or_default();
+        let flag = |key: &str, file: Option<bool>, default: bool| -> anyhow::Result<bool> {
+            match env.get(key).as_deref() {
+                None => Ok(file.unwrap_or(default)),
+                Some("1" | "true") => Ok(true),
+                Some("0" | "false") => Ok(false),
+                Some(v) => bail!("{key}={v} is not true or false"),
+            }
+        };
+        Ok(MetricsConfig {
+            enabled: flag("CODEX_GATEWAY_METRICS", raw.enabled, true)?,
+            public: flag("CODEX_GATEWAY_METRICS_PUBLIC", raw.public, false)?,
+            email_labels: raw.email_labels.unwrap_or(false),
+        })
+    }
 }
 
 /// `[server]`: which `Host` names and browser origins the listeners accept (docs/security.md).

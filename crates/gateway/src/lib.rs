@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod keys;
 pub mod memory;
+pub mod metrics;
 pub mod record;
 pub mod relay;
 pub mod server;

@@ -407,6 +407,13 @@ fn print_table(rows: &[Value]) {
     }
     // Rare and serious, so under the table in full rather than squeezed into a column.
     for r in rows {
+        if r["status"] == "unrecognized" {
+            eprintln!(
+                "warning: {}: not used: {} (the row is kept as it is)",
+                r["id"].as_str().unwrap_or("-"),
+                r["status_reason"].as_str().unwrap_or("the store holds a value this build does not know")
+            );
+        }
         if let Some(error) = r["tokens_not_saved"]["error"].as_str() {
             eprintln!(
                 "warning: {}: TOKENS NOT SAVED since {} ({error}); the gateway uses them from memory and retries \

@@ -365,37 +365,19 @@ mod tests {
         let key = keys.get(&key.id).unwrap_or_else(|| panic!("gone"));
         assert_eq!(key.usage(now_unix()).0, 60);
         let usage = dialects::Usage { input_tokens: 30, output_tokens: 15, ..Default::default() };
-        let sink = BudgetSink(Arc::new(keys));
-        sink.record(&sample(&key.id, usage));
-        let key = sink.0.get(&key.id).unwrap_or_else(|| panic!("gone"));
+        // The charge comes from the request's record when it ends.
+        let keys = Arc::new(keys);
+        let sinks = crate::record::Sinks::new(vec![Arc::new(BudgetSink(keys.clone()))]);
+        let mut record =
+            crate::record::Recorder::new(sinks, crate::record::Api::Chat, "/v1/chat/completions", "r".into());
+        record.set_client_key(Some(key.id.clone()));
+        record.usage(usage);
+        record.finish(200);
+        let key = keys.get(&key.id).unwrap_or_else(|| panic!("gone"));
         assert_eq!(key.usage(now_unix()).0, 105);
-        let over = sink.0.admit(&key, "gpt-5.4", "gpt-5.4").err();
+        let over = keys.admit(&key, "gpt-5.4", "gpt-5.4").err();
         assert_eq!(over.as_ref().and_then(|e| e.code.as_deref()), Some("daily_token_budget_exceeded"));
         assert!(over.is_some_and(|e| e.message.contains("105 of 100 tokens") && e.message.contains("T00:00:00Z")));
         let _ = std::fs::remove_dir_all(dir);
-    }
-
-    fn sample(id: &Arc<str>, usage: dialects::Usage) -> RequestRecord {
-        RequestRecord {
-            request_id: "r".into(),
-            started_at: std::time::SystemTime::now(),
-            api: crate::record::Api::Chat,
-            route: "/v1/chat/completions",
-            client_key: Some(id.clone()),
-            model_requested: None,
-            model: None,
-            effort: None,
-            stream: false,
-            accounts_tried: Vec::new(),
-            account: None,
-            attempts: 1,
-            failovers: 0,
-            status: 200,
-            error: None,
-            time_to_first_byte: None,
-            duration: Default::default(),
-            usage,
-            client_disconnected: false,
-        }
     }
 }

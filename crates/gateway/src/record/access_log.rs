@@ -12,7 +12,7 @@ impl RecordSink for AccessLog {
             target: "codex_gateway::access",
             request_id = %r.request_id,
             api = r.api.as_str(),
-            route = r.route,
+            route = %r.route,
             status = r.status,
             error = r.error.as_ref().map(|e| e.name()),
             key = r.client_key.as_deref(),
@@ -32,5 +32,70 @@ impl RecordSink for AccessLog {
             disconnected = r.client_disconnected,
             "request"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use dialects::{GatewayError, UpstreamFailure};
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::record::{Api, Recorder, Sinks};
+
+    /// A log destination the test can read.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(f: impl FnOnce()) -> String {
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let subscriber =
+            tracing_subscriber::fmt().with_writer(move || out.clone()).with_ansi(false).with_target(true).finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8_lossy(&buffer.0.lock()).into_owned()
+    }
+
+    #[test]
+    fn one_line_per_request_for_answers_errors_and_departures() {
+        let sinks = Sinks::new(vec![Arc::new(AccessLog)]);
+        let text = logged(|| {
+            let mut ok = Recorder::new(sinks.clone(), Api::Chat, "/v1/chat/completions", "req-ok".into());
+            ok.set_request("gpt-5.4", false);
+            ok.set_resolved("gpt-5.4");
+            ok.attempt("acc-1");
+            ok.served_by("acc-1");
+            ok.finish(200);
+
+            let mut failed =
+                Recorder::new(sinks.clone(), Api::Gemini, "/v1beta/models/{model}:{method}", "req-err".into());
+            failed.attempt("acc-1");
+            failed.upstream_failure(&UpstreamFailure::HeaderTimeout { limit: Duration::from_secs(1) });
+            failed.error(&GatewayError::internal("x"));
+            failed.finish(504);
+
+            // Dropped without finishing: the client left.
+            let _left = Recorder::new(sinks.clone(), Api::Ollama, "/api/chat", "req-left".into());
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines.iter().all(|l| l.contains("codex_gateway::access") && l.contains(" INFO ")), "{text}");
+        assert!(lines[0].contains("request_id=req-ok") && lines[0].contains("status=200"), "{}", lines[0]);
+        assert!(lines[0].contains("account=\"acc-1\"") || lines[0].contains("account=acc-1"), "{}", lines[0]);
+        assert!(lines[1].contains("status=504") && lines[1].contains("header_timeout"), "{}", lines[1]);
+        assert!(lines[2].contains("status=499") && lines[2].contains("disconnected=true"), "{}", lines[2]);
     }
 }

@@ -4,6 +4,7 @@
 //! A record is filled from what the request path already knows (the decoded request, the exchange's attempts,
 //! the pump's usage and first-byte time), never per event: building it costs one allocation per request.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -50,8 +51,9 @@ pub struct RequestRecord {
     /// When the request reached its handler.
     pub started_at: SystemTime,
     pub api: Api,
-    /// The route's path pattern (`/v1/chat/completions`, `/v1beta/models/{id}`), never the raw path.
-    pub route: &'static str,
+    /// The route's path pattern (`/v1/chat/completions`, `/v1beta/models/{model}:{method}`), never the raw path
+    /// (which may carry ids or keys); `(none)` for a path no route serves.
+    pub route: Cow<'static, str>,
     /// The client key that made the request (`None`: the shared key or no key).
     pub client_key: Option<Arc<str>>,
     /// The model as the client named it; `None` when the request was refused before it was read.
@@ -70,6 +72,8 @@ pub struct RequestRecord {
     pub attempts: u32,
     /// Times another account took over after one failed.
     pub failovers: u32,
+    /// The name of each failed attempt's failure, in order (empty when none failed).
+    pub attempt_failures: Vec<&'static str>,
     /// The HTTP status the client got (a stream that failed after its status line keeps its 200; see
     /// `error`). 499 when the client went away before any status was sent.
     pub status: u16,

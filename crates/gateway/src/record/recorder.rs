@@ -2,6 +2,7 @@
 //! it is handed to the sinks exactly once: by `finish`, or when it is dropped (the client went away and the
 //! request's future or its response body was dropped with it).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -29,12 +30,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(sinks: Sinks, api: Api, route: &'static str, request_id: String) -> Recorder {
+    pub fn new(sinks: Sinks, api: Api, route: impl Into<Cow<'static, str>>, request_id: String) -> Recorder {
         let record = RequestRecord {
             request_id,
             started_at: SystemTime::now(),
             api,
-            route,
+            route: route.into(),
             client_key: None,
             model_requested: None,
             model: None,
@@ -44,6 +45,7 @@ impl Recorder {
             account: None,
             attempts: 0,
             failovers: 0,
+            attempt_failures: Vec::new(),
             status: CLIENT_CLOSED,
             error: None,
             time_to_first_byte: None,
@@ -75,10 +77,9 @@ impl Recorder {
         self.permit = Some(permit);
     }
 
-    /// The decoded request: the model as asked and as resolved, and whether it streams.
-    pub fn set_model(&mut self, requested: &str, slug: &str, stream: bool) {
+    /// The decoded request: the model as the client named it, and whether it streams.
+    pub fn set_request(&mut self, requested: &str, stream: bool) {
         self.record.model_requested = Some(requested.to_string());
-        self.record.model = Some(slug.to_string());
         self.record.stream = stream;
     }
 
@@ -98,6 +99,17 @@ impl Recorder {
             }
             None => self.record.accounts_tried.push(account.to_string()),
         }
+    }
+
+    /// The model passed the catalog check: `slug` is what the request is served as.
+    pub fn set_resolved(&mut self, slug: &str) {
+        self.record.model = Some(slug.to_string());
+    }
+
+    /// The current attempt failed with `failure` (another account may take over).
+    pub fn attempt_failed(&mut self, failure: &UpstreamFailure) {
+        self.record.attempt_failures.push(failure.name());
+        self.failure = Some(failure.clone());
     }
 
     /// The upstream failure the request will end with (its error is set by [`Recorder::error`]).

@@ -113,6 +113,7 @@ pub async fn prepare(
 ) -> Result<Prepared, StartError> {
     // The catalog refuses nothing but a model it does not list.
     state.catalog.check(&req.model.slug).await.map_err(StartError::UnknownModel)?;
+    record.set_resolved(&req.model.slug);
     if req.conversation_key.is_none() {
         req.conversation_key = SESSION_HEADERS
             .iter()
@@ -217,7 +218,7 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
             }
             Err(failure) => failure,
         };
-        record.upstream_failure(&failure);
+        record.attempt_failed(&failure);
         match failure.failover() {
             Failover::OtherAccount => {
                 let error = failure.to_error();
@@ -322,7 +323,7 @@ async fn send_once(
 fn login_refused(account: &Account) -> UpstreamFailure {
     let credential = match account.kind {
         AccountKind::Chatgpt => Credential::ChatgptLogin,
-        AccountKind::ApiKey | AccountKind::Relay => Credential::ApiKey,
+        AccountKind::ApiKey | AccountKind::Relay | AccountKind::Unrecognized => Credential::ApiKey,
     };
     UpstreamFailure::LoginRefused { account: account.describe(), credential }
 }
@@ -355,9 +356,7 @@ async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFa
                 let event = reader.event(&frame).into_owned();
                 match event {
                     Event::Created { .. } | Event::Ignored | Event::Unknown { .. } => seen.push((frame, event)),
-                    Event::Failed { code, message } => {
-                        break Err(dialects::failure::classify_event(code.as_deref(), &message));
-                    }
+                    Event::Failed(refusal) => break Err(UpstreamFailure::Refused(*refusal)),
                     _ => {
                         seen.push((frame, event));
                         break Ok(());

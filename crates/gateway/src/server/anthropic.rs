@@ -37,8 +37,14 @@ use crate::tokens;
 /// (about 1.15 megapixels / 750). The gateway does not decode images, so this is an upper-end estimate.
 const TOKENS_PER_IMAGE: u64 = 1_600;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/v1/messages", post(messages)).route("/v1/messages/count_tokens", post(count_tokens))
+/// The model call, served by the generic handler.
+pub fn model_routes() -> Router<Arc<AppState>> {
+    Router::new().route("/v1/messages", post(messages))
+}
+
+/// The token count (local, no upstream call).
+pub fn other_routes() -> Router<Arc<AppState>> {
+    Router::new().route("/v1/messages/count_tokens", post(count_tokens))
 }
 
 /// Anthropic clients read the `request-id` header of successful responses too.

@@ -43,13 +43,21 @@ const OUTPUT_TOKEN_LIMIT: u64 = 128_000;
 /// The path pattern the request record names for every model call.
 const ROUTE: &str = "/v1beta/models/{model}:{method}";
 
-pub fn routes() -> Router<Arc<AppState>> {
+/// The model calls (`{model}:{method}`, all POST), served by the generic handler.
+pub fn model_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1beta/models/{id}", post(call))
+        .route("/v1alpha/models/{id}", post(call))
+        .route("/v1/models/{id}", post(call))
+}
+
+/// The model list and model resources (GET).
+pub fn other_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1beta/models", get(list_models))
         .route("/v1alpha/models", get(list_models))
-        .route("/v1beta/models/{id}", get(get_model).post(call))
-        .route("/v1alpha/models/{id}", get(get_model).post(call))
-        .route("/v1/models/{id}", post(call))
+        .route("/v1beta/models/{id}", get(get_model))
+        .route("/v1alpha/models/{id}", get(get_model))
 }
 
 fn fail(request_id: &str, err: &GatewayError) -> Response {
@@ -76,7 +84,7 @@ async fn call(
 ) -> Response {
     let Some((model, method)) = id.rsplit_once(':') else {
         // `models/{model}` is the model resource: it is read with GET, never posted to.
-        return refuse_method(&Method::POST, &uri, &headers, "GET, HEAD");
+        return recorded(&state, &headers, refuse_method(&Method::POST, &uri, &headers, "GET, HEAD"));
     };
     let framing = match method {
         "generateContent" => None,
@@ -84,21 +92,31 @@ async fn call(
             Some(if query.get("alt").map(String::as_str) == Some("sse") { Framing::Sse } else { Framing::JsonArray })
         }
         "countTokens" => {
-            let rid = request_id(&headers);
-            return count_tokens(&state, model, body).await.unwrap_or_else(|e| fail(&rid, &e));
+            let record = Recorder::new(state.records.clone(), Api::Other, ROUTE, request_id(&headers));
+            let answer = count_tokens(&state, model, body).await;
+            let response = answer.unwrap_or_else(|e| fail(&request_id(&headers), &e));
+            record.finish(response.status().as_u16());
+            return response;
         }
         "embedContent" | "batchEmbedContents" => {
             let err = GatewayError::invalid("Embeddings are not supported: the Codex backend has no embedding models.")
                 .with_code("unsupported");
-            return fail(&request_id(&headers), &err);
+            return recorded(&state, &headers, fail(&request_id(&headers), &err));
         }
         other => {
             let err = GatewayError::new(ErrorKind::NotFound, format!("Unknown method `{other}` for models/{model}"));
-            return fail(&request_id(&headers), &err);
+            return recorded(&state, &headers, fail(&request_id(&headers), &err));
         }
     };
     let route = GeminiRoute { model: model.to_string(), framing };
     handle::<Gemini>(state, route, ROUTE, caller, headers, body).await
+}
+
+/// The record of a call on a model path that is not a model call (a token count, a refused method).
+fn recorded(state: &AppState, headers: &HeaderMap, response: Response) -> Response {
+    let record = Recorder::new(state.records.clone(), Api::Other, ROUTE, request_id(headers));
+    record.finish(response.status().as_u16());
+    response
 }
 
 /// Gemini `generateContent` / `streamGenerateContent`, translated to and from Responses (`dialects::gemini`).

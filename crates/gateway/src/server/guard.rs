@@ -45,6 +45,8 @@ pub struct Policy {
     admin_keys: Box<[String]>,
     /// Keys the admin created, with limits (none on a policy built without them).
     created: Option<Arc<Keys>>,
+    /// `[metrics] public`: `/metrics` needs no key (a scraper on a private network).
+    metrics_public: bool,
     listener: Listener,
 }
 
@@ -86,6 +88,7 @@ impl Policy {
         let mut p = Policy::new(config, config.listen.ip(), &keys, Listener::Main);
         p.admin_keys = config.admin_keys().into();
         p.created = Some(created);
+        p.metrics_public = config.metrics.public;
         p
     }
 
@@ -111,6 +114,7 @@ impl Policy {
             keys: keys.into(),
             admin_keys: Box::default(),
             created: None,
+            metrics_public: false,
             listener,
         }
     }
@@ -144,7 +148,7 @@ impl Policy {
             return Err(Refusal::ContentType);
         }
         let path = req.uri().path();
-        if is_public(path) {
+        if is_public(path) || (self.metrics_public && path == "/metrics") {
             return Ok(None);
         }
         if is_admin(path) && self.listener == Listener::Main {
@@ -495,6 +499,7 @@ mod tests {
             keys: owned(keys),
             admin_keys: owned(keys),
             created: None,
+            metrics_public: false,
             listener: Listener::Main,
         }
     }
@@ -657,6 +662,10 @@ mod tests {
             assert_eq!(check(path, "admin"), Ok(()), "{path}");
         }
         assert_eq!(p.refuse(Refusal::NotAdmin, &req("GET", "/admin/status", &[])).status(), StatusCode::FORBIDDEN);
+        // `[metrics] public = true` opens `/metrics` alone.
+        p.metrics_public = true;
+        assert_eq!(p.check(&req("GET", "/metrics", &[])), Ok(()));
+        assert_eq!(p.check(&req("GET", "/admin/status", &[])), Err(Refusal::MissingKey));
         assert_eq!(p.refuse(Refusal::KeyRevoked, &req("POST", "/v1/messages", &[])).status(), StatusCode::UNAUTHORIZED);
     }
 

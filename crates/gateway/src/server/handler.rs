@@ -155,7 +155,7 @@ async fn serve<D: Dialect>(
         Decoded::Relay(req, answer) => (req, answer),
         Decoded::Answered(response) => return Ok(Reply::Local(response)),
     };
-    record.set_model(&req.model.requested, &req.model.slug, req.stream);
+    record.set_request(&req.model.requested, req.stream);
     // A created key's limits, the one place they are checked: after decoding (the model is known), before the
     // upstream is called. The concurrency slot rides in the record until the request ends.
     if let Some(Caller(key)) = &caller {

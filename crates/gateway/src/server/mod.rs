@@ -18,7 +18,8 @@ use crate::accounts::Pool;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::keys::{BudgetSink, Keys};
-use crate::record::{RecordSink, Sinks, access_log::AccessLog};
+use crate::metrics::Metrics;
+use crate::record::{Api, RecordSink, Recorder, Sinks, access_log::AccessLog};
 use crate::store::Store;
 use crate::upstream::{Upstream, build_http_client};
 
@@ -46,6 +47,8 @@ pub struct AppState {
     pub records: Sinks,
     /// Client keys the admin created, with their limits (keys/).
     pub keys: Arc<Keys>,
+    /// The Prometheus metrics (`[metrics] enabled`).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl AppState {
@@ -66,8 +69,12 @@ impl AppState {
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
         // Client keys: token budgets are charged from each record.
         all.push(Arc::new(BudgetSink(keys.clone())));
+        let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new(pool.clone(), config.metrics.email_labels)));
+        if let Some(m) = &metrics {
+            all.push(m.clone());
+        }
         all.extend(sinks);
-        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all), keys })
+        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all), metrics, keys })
     }
 }
 
@@ -75,22 +82,31 @@ impl AppState {
 /// `listen::serve` puts in front of it on each connection.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.body_limit;
-    let router = Router::new()
+    // Routes that are not model calls: the generic handler records model calls itself, these get their access
+    // line from a layer (not on the model routes, where a layer would box a future per request).
+    let others = Router::new()
         .route("/", get(root).head(root))
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/chat/completions", post(openai::chat_completions))
-        .route("/v1/responses", post(openai::responses))
-        .route("/responses", post(openai::responses))
+        .route("/metrics", get(metrics))
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .merge(admin::routes())
         .merge(admin_keys::routes())
-        .merge(gemini::routes())
-        .merge(anthropic::routes())
+        .merge(gemini::other_routes())
+        .merge(anthropic::other_routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.records.clone(), record_other));
+    let router = Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/chat/completions", post(openai::chat_completions))
+        .route("/v1/responses", post(openai::responses))
+        .route("/responses", post(openai::responses))
+        .merge(gemini::model_routes())
+        .merge(anthropic::model_routes())
+        .merge(others)
+        // Set after the merge, so it covers every route; it records its answers itself.
         .method_not_allowed_fallback(method_not_allowed);
     router
         .layer(DefaultBodyLimit::max(limit))
@@ -166,6 +182,29 @@ pub fn sse_response(body: axum::body::Body) -> Response {
     resp
 }
 
+/// The record of a request that is not a model call: route, status and time (the access line of a model list,
+/// an admin call, a 404).
+pub(crate) async fn record_other(State(sinks): State<Sinks>, req: Request, next: axum::middleware::Next) -> Response {
+    let mut record = Recorder::new(sinks, Api::Other, method_route(&req), request_id(req.headers()));
+    record.set_client_key(req.extensions().get::<crate::keys::Caller>().map(|c| c.0.id.clone()));
+    let response = next.run(req).await;
+    record.finish(response.status().as_u16());
+    response
+}
+
+/// `GET /metrics`: the Prometheus exposition (OpenMetrics text). The guard asks for the admin credential unless
+/// `[metrics] public = true`.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match &state.metrics {
+        Some(m) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
+            .into_response(),
+        None => {
+            let err = GatewayError::new(ErrorKind::NotFound, "Metrics are off ([metrics] enabled = false).");
+            error_response(Shape::OpenAi, &err, "")
+        }
+    }
+}
+
 async fn root() -> &'static str {
     "codex-gateway is running"
 }
@@ -196,9 +235,20 @@ async fn not_found(headers: HeaderMap, req: Request) -> Response {
 
 /// A known path with a method it does not serve: 405 in the route's dialect. axum adds the `Allow` header from
 /// the route's methods (the default 405 had an empty body, which no client can parse).
-async fn method_not_allowed(req: Request) -> Response {
+async fn method_not_allowed(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let path = req.uri().path();
-    method_not_allowed_response(Shape::from_path(path), req.method(), path, &request_id(req.headers()))
+    let record = Recorder::new(state.records.clone(), Api::Other, method_route(&req), request_id(req.headers()));
+    let response = method_not_allowed_response(Shape::from_path(path), req.method(), path, record.request_id());
+    record.finish(response.status().as_u16());
+    response
+}
+
+/// The route pattern a request matched, for its record.
+pub(crate) fn method_route<B>(req: &axum::http::Request<B>) -> std::borrow::Cow<'static, str> {
+    match req.extensions().get::<axum::extract::MatchedPath>() {
+        Some(path) => std::borrow::Cow::Owned(path.as_str().to_string()),
+        None => std::borrow::Cow::Borrowed("(none)"),
+    }
 }
 
 /// The 405 body in `dialect`'s error shape (an invalid-request error with the 405 status). Routes that refuse a

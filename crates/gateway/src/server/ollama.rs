@@ -95,21 +95,26 @@ pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
         .allow_origin(AllowOrigin::predicate(move |origin, _| policy.origin_allowed(origin.as_bytes())))
         .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::DELETE, Method::OPTIONS])
         .allow_headers(tower_http::cors::Any);
-    Router::new()
+    // Routes that are not model calls get their access line from a layer (see `server::router`).
+    let others = Router::new()
         .route("/", get(root).head(root))
         .route("/api/version", get(version))
         .route("/api/tags", get(tags))
         .route("/api/ps", get(ps))
         .route("/api/show", post(show))
-        .route("/api/chat", post(chat))
-        .route("/api/generate", post(generate))
         .route("/api/embed", post(embeddings))
         .route("/api/embeddings", post(embeddings))
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/responses", post(openai::responses))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.records.clone(), crate::server::record_other));
+    Router::new()
+        .route("/api/chat", post(chat))
+        .route("/api/generate", post(generate))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/responses", post(openai::responses))
+        .merge(others)
+        // Set after the merge, so it covers every route; it records its answers itself.
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors)
         .layer(DefaultBodyLimit::max(limit))
@@ -139,10 +144,14 @@ async fn not_found(req: Request) -> Response {
 }
 
 /// A bridge route with a method it does not serve: 405 in Ollama's shape (OpenAI's under `/v1/`), with `Allow`.
-async fn method_not_allowed(req: Request) -> Response {
+async fn method_not_allowed(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let path = req.uri().path();
     let dialect = if path.starts_with("/v1/") { Shape::OpenAi } else { Shape::Ollama };
-    crate::server::method_not_allowed_response(dialect, req.method(), path, &request_id(req.headers()))
+    let route = crate::server::method_route(&req);
+    let record = Recorder::new(state.records.clone(), Api::Other, route, request_id(req.headers()));
+    let response = crate::server::method_not_allowed_response(dialect, req.method(), path, record.request_id());
+    record.finish(response.status().as_u16());
+    response
 }
 
 async fn embeddings(headers: HeaderMap) -> Response {

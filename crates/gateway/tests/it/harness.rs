@@ -23,8 +23,8 @@ pub struct Setup {
     pub config_toml: Option<String>,
     /// Plans of the accounts, in order (default: all "plus").
     pub plans: Vec<&'static str>,
-    /// Record sinks besides the gateway's own (tests collect request records this way).
-    pub sinks: Vec<std::sync::Arc<dyn codex_gateway::record::RecordSink>>,
+    /// Record sinks besides the access log (`records::Collect` gathers the records of a test).
+    pub record_sinks: Vec<std::sync::Arc<dyn codex_gateway::record::RecordSink>>,
 }
 
 impl Default for Setup {
@@ -40,7 +40,7 @@ impl Default for Setup {
             ollama: false,
             config_toml: None,
             plans: Vec::new(),
-            sinks: Vec::new(),
+            record_sinks: Vec::new(),
         }
     }
 }
@@ -154,7 +154,7 @@ pub async fn start(setup: Setup) -> TestEnv {
     };
     let ollama = bridge.as_ref().and_then(|l| l.local_addr().ok()).map(|a| format!("http://{a}"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let sinks = setup.sinks;
+    let sinks = setup.record_sinks.clone();
     let gateway = tokio::spawn(async move {
         let shutdown = async {
             let _ = rx.await;

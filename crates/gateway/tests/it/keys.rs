@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use codex_gateway::record::Api;
 use serde_json::{Value, json};
 
 use crate::harness::{Setup, TestEnv, scenario, start};
@@ -416,7 +417,7 @@ async fn each_record_names_the_key_and_refusals_are_recorded_too() {
     let env = start(Setup {
         client_key: Some(SHARED.into()),
         env: vec![("CODEX_GATEWAY_ADMIN_KEY", ADMIN.into())],
-        sinks: vec![records.clone()],
+        record_sinks: vec![records.clone()],
         ..Setup::default()
     })
     .await;
@@ -424,7 +425,10 @@ async fn each_record_names_the_key_and_refusals_are_recorded_too() {
     assert_eq!(send(&env, D::Responses, &secret).await.0, 200);
     assert_eq!(send(&env, D::Anthropic, &secret).await.0, 429);
     assert_eq!(send(&env, D::Chat, SHARED).await.0, 200);
-    let seen = records.0.lock().map(|v| v.clone()).unwrap_or_default();
+    let all = records.0.lock().map(|v| v.clone()).unwrap_or_default();
+    // Calls that are not model calls are recorded too (the admin ones carry no created key).
+    assert!(all.iter().any(|r| r.api == Api::Other && r.client_key.is_none()));
+    let seen: Vec<_> = all.into_iter().filter(|r| r.api != Api::Other).collect();
     let keys: Vec<(Option<&str>, u16)> = seen.iter().map(|r| (r.client_key.as_deref(), r.status)).collect();
     assert_eq!(keys, [(Some(id.as_str()), 200), (Some(id.as_str()), 429), (None, 200)]);
     assert_eq!(seen[1].error.as_ref().and_then(|e| e.code.as_deref()), Some("key_rate_limit_exceeded"));
@@ -433,4 +437,10 @@ async fn each_record_names_the_key_and_refusals_are_recorded_too() {
     let charged = seen[0].usage.input_tokens + seen[0].usage.output_tokens;
     assert_eq!(v["usage"]["tokens_today"].as_u64(), Some(charged), "{v}");
     assert_eq!(v["usage"]["in_flight"], 0);
+    // A created key on a route that is not a model call is named in that call's record.
+    let resp = env.http.get(env.url("/v1/models")).bearer_auth(&secret).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status().as_u16(), 200);
+    let all = records.0.lock().map(|v| v.clone()).unwrap_or_default();
+    let last = all.iter().rfind(|r| r.api == Api::Other).map(|r| r.client_key.clone());
+    assert_eq!(last, Some(Some(id.as_str().into())));
 }

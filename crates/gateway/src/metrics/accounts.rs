@@ -1,0 +1,142 @@
+//! Gauges read from the account pool at each scrape: quota windows, resets, whether each account can serve,
+//! cooldowns, in-flight requests, and the streams open now. Read at scrape time, so a removed account's series
+//! disappears with it.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::accounts::{Account, Pool};
+use crate::auth::now_unix;
+
+pub struct PoolGauges {
+    pool: Arc<Pool>,
+    email_labels: bool,
+}
+
+/// The collector trait asks for `Debug`; the pool has nothing useful to print here.
+impl std::fmt::Debug for PoolGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PoolGauges")
+    }
+}
+
+impl PoolGauges {
+    pub fn new(pool: Arc<Pool>, email_labels: bool) -> PoolGauges {
+        PoolGauges { pool, email_labels }
+    }
+
+    /// The `account` label: its label, else (when configured) its email, else its id.
+    fn name(&self, a: &Account) -> String {
+        match (a.label(), &a.email) {
+            (Some(label), _) => label,
+            (None, Some(email)) if self.email_labels => email.clone(),
+            _ => a.id.clone(),
+        }
+    }
+}
+
+/// One gauge family: a descriptor, then one sample per label set.
+fn family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: &[(Vec<(&'static str, String)>, f64)],
+) -> Result<(), std::fmt::Error> {
+    let gauge = ConstGauge::new(0.0f64);
+    let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            // A gauge without labels is written bare (`name 3`), not as `name{} 3`.
+            ConstGauge::new(*value).encode(family)?;
+            return Ok(());
+        }
+        let sample = family.encode_family(labels)?;
+        ConstGauge::new(*value).encode(sample)?;
+    }
+    Ok(())
+}
+
+/// One counter family read at scrape time (its `_total` suffix is added by the encoder).
+fn counter_family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: &[(Vec<(&'static str, String)>, f64)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
+    for (labels, value) in samples {
+        let sample = family.encode_family(labels)?;
+        ConstCounter::new(*value as u64).encode(sample)?;
+    }
+    Ok(())
+}
+
+impl Collector for PoolGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now = now_unix();
+        let accounts = self.pool.accounts();
+        let mut used = Vec::new();
+        let mut resets = Vec::new();
+        let mut up = Vec::new();
+        let mut cooldown = Vec::new();
+        let mut in_flight = Vec::new();
+        for a in accounts.iter() {
+            let name = self.name(a);
+            let q = a.quota.read().clone();
+            for (window, percent, reset) in [
+                ("5h", q.primary_used_percent, q.primary_reset_at),
+                ("weekly", q.secondary_used_percent, q.secondary_reset_at),
+            ] {
+                let labels = vec![("account", name.clone()), ("window", window.to_string())];
+                if let Some(p) = percent {
+                    used.push((labels.clone(), p / 100.0));
+                }
+                if let Some(r) = reset {
+                    resets.push((labels, r as f64));
+                }
+            }
+            // Whole-account cooldowns and a used-up quota window keep it from serving any model.
+            let blocked = a
+                .cooldowns(now)
+                .iter()
+                .filter(|c| c.model.is_none())
+                .map(|c| c.until)
+                .chain(q.blocked_until(now))
+                .max();
+            let serves = a.is_active() && blocked.is_none();
+            up.push((vec![("account", name.clone())], if serves { 1.0 } else { 0.0 }));
+            cooldown.push((vec![("account", name.clone())], blocked.unwrap_or(0) as f64));
+            in_flight.push((vec![("account", name)], a.in_flight() as f64));
+        }
+        family(&mut encoder, "account_quota_used_ratio", "Share of the quota window used (0..1)", &used)?;
+        family(
+            &mut encoder,
+            "account_quota_reset_timestamp_seconds",
+            "When the quota window resets (unix seconds)",
+            &resets,
+        )?;
+        family(&mut encoder, "account_up", "1 when the account can serve requests now", &up)?;
+        family(
+            &mut encoder,
+            "account_cooldown_until_timestamp_seconds",
+            "When the account's cooldown or used-up window ends (unix seconds; 0: none)",
+            &cooldown,
+        )?;
+        family(&mut encoder, "account_in_flight", "Requests the account is serving now", &in_flight)?;
+        let refreshes: Vec<(Vec<(&'static str, String)>, f64)> = self
+            .pool
+            .refreshes
+            .snapshot()
+            .iter()
+            .map(|(outcome, n)| (vec![("outcome", outcome.to_string())], *n as f64))
+            .collect();
+        counter_family(&mut encoder, "token_refreshes", "Token refresh calls, by outcome", &refreshes)?;
+        let streams = vec![(Vec::new(), crate::relay::pump::open_streams() as f64)];
+        family(&mut encoder, "active_streams", "Streaming answers being written now", &streams)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! Prometheus metrics (`GET /metrics`, OpenMetrics text from the `prometheus-client` crate): request counters
+//! and histograms fed by the request records (a [`RecordSink`]), and gauges read from the pool at each scrape
+//! (`accounts.rs`). Names and labels are listed in docs/operations.md.
+//!
+//! Label values are bounded: dialects and statuses are fixed sets, `model` is a model the catalog check let
+//! through (a refused request's model is `other`), accounts are the pool's. No request ids, no free text.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::accounts::Pool;
+use crate::record::{Api, RecordSink, RequestRecord};
+
+mod accounts;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    dialect: &'static str,
+    model: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DialectLabel {
+    dialect: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<DialectLabel, Histogram>,
+    first_byte: Family<DialectLabel, Histogram>,
+    tokens: Family<KindLabel, Counter>,
+    attempts: Family<OutcomeLabel, Counter>,
+    failovers: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// The registry with the request metrics, and the pool's gauges read at each scrape. `email_labels`: name
+    /// accounts by email when they have no label (off by default: an email is personal data).
+    pub fn new(pool: Arc<Pool>, email_labels: bool) -> Metrics {
+        let mut registry = Registry::with_prefix("codex_gateway");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Model calls answered, by dialect, served model and HTTP status",
+            requests.clone(),
+        );
+        // 5 ms .. ~20 min: a whole answer can take minutes.
+        let duration = Family::<DialectLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.5, 14))
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Model call duration, from the handler to the last byte",
+            duration.clone(),
+        );
+        // 1 ms .. ~4 min.
+        let first_byte = Family::<DialectLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.5, 14))
+        });
+        registry.register(
+            "time_to_first_byte_seconds",
+            "Model call time to the first byte of the answer's body",
+            first_byte.clone(),
+        );
+        let tokens = Family::<KindLabel, Counter>::default();
+        registry.register("tokens", "Tokens the upstream reported, by kind (input includes cached)", tokens.clone());
+        let attempts = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "upstream_attempts",
+            "Attempts on an account, by outcome (ok, or the failure's name)",
+            attempts.clone(),
+        );
+        let failovers = Counter::default();
+        registry.register("failovers", "Times another account took over a request after one failed", failovers.clone());
+        registry.register_collector(Box::new(accounts::PoolGauges::new(pool, email_labels)));
+        Metrics { registry, requests, duration, first_byte, tokens, attempts, failovers }
+    }
+
+    /// The exposition text (OpenMetrics).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl RecordSink for Metrics {
+    fn record(&self, r: &RequestRecord) {
+        if r.api == Api::Other {
+            return;
+        }
+        let dialect = r.api.as_str();
+        let model = r.model.clone().unwrap_or_else(|| "other".to_string());
+        self.requests.get_or_create(&RequestLabels { dialect, model, status: r.status }).inc();
+        let d = DialectLabel { dialect };
+        self.duration.get_or_create(&d).observe(r.duration.as_secs_f64());
+        if let Some(t) = r.time_to_first_byte {
+            self.first_byte.get_or_create(&d).observe(t.as_secs_f64());
+        }
+        let u = &r.usage;
+        for (kind, n) in [
+            ("input", u.input_tokens),
+            ("cached", u.cached_tokens),
+            ("output", u.output_tokens),
+            ("reasoning", u.reasoning_tokens),
+        ] {
+            if n > 0 {
+                self.tokens.get_or_create(&KindLabel { kind }).inc_by(n);
+            }
+        }
+        for outcome in &r.attempt_failures {
+            self.attempts.get_or_create(&OutcomeLabel { outcome }).inc();
+        }
+        if r.account.is_some() {
+            self.attempts.get_or_create(&OutcomeLabel { outcome: "ok" }).inc();
+        }
+        if r.failovers > 0 {
+            self.failovers.inc_by(u64::from(r.failovers));
+        }
+    }
+}
