@@ -10,6 +10,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::auth::Tokens;
 
+mod keys;
+
+pub use keys::StoredKey;
+
 /// Each entry moves the schema one version forward; never edit an entry once released.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -34,6 +38,24 @@ CREATE TABLE accounts (
     r#"
 ALTER TABLE accounts ADD COLUMN proxy TEXT;
 ALTER TABLE accounts ADD COLUMN models TEXT;
+"#,
+    // Client keys (store/keys.rs). Written as the 3rd entry on the `keys` branch; the usage ledger's migration
+    // lands next to it, and the two are numbered in merge order.
+    r#"
+CREATE TABLE client_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL UNIQUE,
+    models TEXT,
+    rpm INTEGER,
+    concurrency INTEGER,
+    daily_tokens BIGINT,
+    monthly_tokens BIGINT,
+    expires_at BIGINT,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
 "#,
 ];
 
