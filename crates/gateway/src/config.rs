@@ -44,6 +44,7 @@ pub struct RawConfig {
     pub anthropic: Option<RawAnthropic>,
     pub routing: Option<RawRouting>,
     pub server: Option<RawServer>,
+    pub usage: Option<RawUsage>,
 }
 
 /// `[routing]`: how the account pool chooses (docs/accounts.md).
@@ -134,6 +135,8 @@ pub struct Config {
     pub anthropic_model_aliases: HashMap<String, String>,
     pub routing: Routing,
     pub access: Access,
+    /// `[usage]`: the usage ledger.
+    pub usage: UsageSettings,
 }
 
 /// Bounds on waits that have no natural end (docs/configuration.md, "Timeouts").
@@ -290,7 +293,9 @@ impl Config {
         let gemini_model_aliases = raw.gemini.and_then(|g| g.model_aliases).unwrap_or_default();
         let anthropic_model_aliases = raw.anthropic.and_then(|a| a.model_aliases).unwrap_or_default();
         let access = Access::resolve(raw.server, env)?;
+        let usage = UsageSettings::resolve(raw.usage, env)?;
         Ok(Config {
+            usage,
             routing,
             access,
             listen: SocketAddr::new(ip, port),
@@ -512,6 +517,64 @@ fn normalize_origin(entry: &str) -> anyhow::Result<String> {
             "[server] allowed_origins entry `{entry}` is not an origin: write `scheme://host[:port]`, e.g. \
              `https://chat.example.com` or `http://192.168.1.5:3000`"
         ),
+    }
+}
+
+/// `[usage]`: the usage ledger (docs/operations.md, "Usage ledger").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsage {
+    pub enabled: Option<bool>,
+    pub retention_days: Option<u32>,
+    pub rollup_retention_days: Option<u32>,
+    pub channel_capacity: Option<usize>,
+    /// Model -> USD per million tokens: `[usage.prices."gpt-5.4"] input = 1.25, cached_input = 0.125, output = 10`.
+    pub prices: Option<HashMap<String, crate::usage::pricing::Price>>,
+}
+
+/// Resolved `[usage]`.
+#[derive(Debug, Clone)]
+pub struct UsageSettings {
+    /// Record every request in the store (off: no rows, no rollups, no writer).
+    pub enabled: bool,
+    /// Request rows older than this are pruned.
+    pub retention: Duration,
+    /// Hourly rollups older than this are pruned.
+    pub rollup_retention: Duration,
+    /// Records waiting for the writer; more are dropped (and counted), never waited for.
+    pub channel_capacity: usize,
+    pub prices: crate::usage::pricing::Prices,
+}
+
+impl UsageSettings {
+    /// File, then env (`CODEX_GATEWAY_USAGE_ENABLED`, `_RETENTION_DAYS`, `_ROLLUP_RETENTION_DAYS`,
+    /// `_CHANNEL_CAPACITY`).
+    fn resolve(raw: Option<RawUsage>, env: &dyn Env) -> anyhow::Result<UsageSettings> {
+        let raw = raw.unwrap_or_default();
+        let number = |key: &str, file: Option<u64>, default: u64| -> anyhow::Result<u64> {
+            let v = match env.get(key) {
+                Some(v) => v.parse().with_context(|| format!("{key}={v} is not a whole number"))?,
+                None => file.unwrap_or(default),
+            };
+            if v == 0 {
+                bail!("{key} must be at least 1");
+            }
+            Ok(v)
+        };
+        let day = 86_400;
+        let enabled = env_flag(env, "CODEX_GATEWAY_USAGE_ENABLED", Some(raw.enabled.unwrap_or(true)))?;
+        let retention = number("CODEX_GATEWAY_USAGE_RETENTION_DAYS", raw.retention_days.map(u64::from), 30)?;
+        let rollups =
+            number("CODEX_GATEWAY_USAGE_ROLLUP_RETENTION_DAYS", raw.rollup_retention_days.map(u64::from), 365)?;
+        let capacity = number("CODEX_GATEWAY_USAGE_CHANNEL_CAPACITY", raw.channel_capacity.map(|c| c as u64), 16_384)?;
+        let prices = crate::usage::pricing::Prices::new(raw.prices.unwrap_or_default())?;
+        Ok(UsageSettings {
+            enabled,
+            retention: Duration::from_secs(retention.saturating_mul(day)),
+            rollup_retention: Duration::from_secs(rollups.saturating_mul(day)),
+            channel_capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+            prices,
+        })
     }
 }
 

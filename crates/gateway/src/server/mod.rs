@@ -42,6 +42,8 @@ pub struct AppState {
     pub catalog: Catalog<Pool>,
     /// Where each request's record goes when it ends (the access log, plus any sinks the caller adds).
     pub records: Sinks,
+    /// The usage ledger (usage/): its sink is one of `records`; `run` drains it on shutdown.
+    pub ledger: Arc<crate::usage::Ledger>,
 }
 
 impl AppState {
@@ -59,8 +61,10 @@ impl AppState {
         let upstream = Arc::new(Upstream::new(&config, http)?);
         let catalog = Catalog::new(pool.clone());
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
+        let (ledger, ledger_sink) = crate::usage::Ledger::open(pool.store().path(), &config.usage)?;
+        all.extend(ledger_sink);
         all.extend(sinks);
-        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all) })
+        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all), ledger: Arc::new(ledger) })
     }
 }
 
@@ -136,9 +140,13 @@ pub async fn run_with_sinks(
     let trim = tokio::spawn(crate::memory::return_retained_memory());
     let guard = Arc::new(guard::Policy::main(&state.config));
     let timeouts = state.config.timeouts.clone();
+    let ledger = state.ledger.clone();
     let served = listen::serve(listener, router(state), guard, shutdown, &timeouts).await;
     upkeep.abort();
     trim.abort();
+    // Requests have ended (or were dropped at the shutdown bound): what they recorded reaches the store before
+    // `run` returns, within the same bound.
+    ledger.drain(timeouts.shutdown).await;
     served?;
     Ok(())
 }

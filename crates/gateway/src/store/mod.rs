@@ -10,6 +10,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::auth::Tokens;
 
+pub mod usage;
+
 /// Each entry moves the schema one version forward; never edit an entry once released.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -35,6 +37,8 @@ CREATE TABLE accounts (
 ALTER TABLE accounts ADD COLUMN proxy TEXT;
 ALTER TABLE accounts ADD COLUMN models TEXT;
 "#,
+    // 3: the usage ledger (store/usage.rs).
+    usage::SCHEMA,
 ];
 
 /// How an account authenticates upstream.
@@ -129,6 +133,7 @@ pub struct StoredAccount {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    path: std::path::PathBuf,
 }
 
 impl Store {
@@ -153,9 +158,19 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store = Store { conn: Mutex::new(conn) };
+        let store = Store { conn: Mutex::new(conn), path: path.to_path_buf() };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// The database file (the usage ledger opens its own connections to it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `f` on the store's connection (short reads, e.g. `usage::tokens_by_key_since`).
+    pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
+        Ok(f(&self.conn.lock())?)
     }
 
     fn migrate(&self) -> anyhow::Result<()> {
