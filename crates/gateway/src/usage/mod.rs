@@ -27,6 +27,9 @@ pub mod query;
 pub mod when;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 /// What the sink and the writer share.
 #[derive(Default)]
 struct Shared {

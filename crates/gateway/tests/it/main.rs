@@ -19,4 +19,5 @@ mod security;
 mod timeouts;
 mod tokens;
 mod transport;
+mod usage;
 mod validation;
