@@ -1,4 +1,4 @@
-//! The command line: `serve` (the main job), `login`, `accounts ...`, `status`.
+//! The command line: `serve` (the main job), `login`, `accounts ...`, `status`, `usage`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod accounts;
+mod usage;
 
 pub use accounts::AccountsCommand;
 
@@ -38,6 +39,8 @@ pub enum Command {
     Accounts(AccountsCommand),
     /// Show configuration, accounts and whether a gateway is answering.
     Status,
+    /// Requests, errors and tokens per model, account, client key or dialect, from the usage ledger.
+    Usage(usage::UsageArgs),
     /// Log in to a ChatGPT account (in a browser by default) and add it to the gateway's store.
     Login {
         /// Device-code flow, for machines without a browser.
@@ -96,6 +99,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             accounts::run(&config, cmd).await
         }
         Command::Status => status(&Config::load(&base, &ProcessEnv)?).await,
+        Command::Usage(args) => usage::run(&Config::load(&base, &ProcessEnv)?, args).await,
         Command::Login { device, paste, label } => {
             let mode = crate::auth::login::LoginMode::from_flags(device, paste);
             crate::auth::login::run(&Config::load(&base, &ProcessEnv)?, mode, label).await

@@ -64,14 +64,14 @@ pub enum AccountsCommand {
 }
 
 /// A running gateway's admin API, if one answers on the configured address.
-struct Live {
+pub(super) struct Live {
     base: String,
     key: Option<String>,
     http: reqwest::Client,
 }
 
 impl Live {
-    async fn find(config: &Config) -> Option<Live> {
+    pub(super) async fn find(config: &Config) -> Option<Live> {
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().ok()?;
         let addr = crate::cli::local_address(config.listen);
         let base = format!("http://{addr}");
@@ -84,7 +84,7 @@ impl Live {
         ok.then_some(Live { base, key, http })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(super) async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(k) = &self.key {
             req = req.bearer_auth(k);

@@ -20,4 +20,5 @@ mod timeouts;
 mod tokens;
 mod transport;
 mod usage;
+mod usage_kill;
 mod validation;
