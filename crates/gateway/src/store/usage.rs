@@ -1,5 +1,8 @@
-//! The usage ledger's tables (migration 3) and its one write: a batch of request records, with the hourly
-//! rollups they add to, in one transaction; and the pruning of old rows. Queries live in `usage::query`.
+//! The usage ledger's tables (migration 3) and its one write: a batch of request records, with the hourly and
+//! daily rollups they add to, in one transaction; and the pruning of old rows. Queries live in `usage::query`.
+//!
+//! Daily rollups exist for queries over weeks and months: summing a month of hourly rollups means reading up to
+//! 720 times the combinations of an hour (bench/results/ledger.md); a month of daily ones, 30 times.
 //!
 //! Plain types only (TEXT, BIGINT, INTEGER), so the schema moves to PostgreSQL as written: times are unix
 //! milliseconds, booleans 0/1, and "none" in a rollup key is the empty string (a primary key column cannot be
@@ -11,7 +14,7 @@ use rusqlite::{Transaction, params};
 
 use crate::record::RequestRecord;
 
-/// Migration 3: one row per request, and hourly rollups.
+/// Migration 3: one row per request, hourly and daily rollups.
 pub const SCHEMA: &str = r#"
 CREATE TABLE usage_requests (
     id INTEGER PRIMARY KEY,
@@ -61,9 +64,29 @@ CREATE TABLE usage_hourly (
     PRIMARY KEY (hour, account, model, client_key, api, status)
 );
 CREATE INDEX usage_hourly_key ON usage_hourly (client_key, hour);
+CREATE TABLE usage_daily (
+    day BIGINT NOT NULL,
+    account TEXT NOT NULL,
+    model TEXT NOT NULL,
+    client_key TEXT NOT NULL,
+    api TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    PRIMARY KEY (day, account, model, client_key, api, status)
+);
 "#;
 
 pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The rollup tables: (table, time column, grain in ms).
+const ROLLUPS: [(&str, &str, i64); 2] = [("usage_hourly", "hour", HOUR_MS), ("usage_daily", "day", DAY_MS)];
 
 /// Unix milliseconds of a record's start.
 pub fn unix_ms(t: std::time::SystemTime) -> i64 {
@@ -90,9 +113,21 @@ struct Sums {
     duration_ms: i64,
 }
 
+impl Sums {
+    fn add(&mut self, o: &Sums) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.input += o.input;
+        self.cached += o.cached;
+        self.output += o.output;
+        self.reasoning += o.reasoning;
+        self.duration_ms += o.duration_ms;
+    }
+}
+
 type RollupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, u16);
 
-/// Insert `records` and add them to their hourly rollups, in `tx` (the caller commits). The rollups of a batch
+/// Insert `records` and add them to their hourly and daily rollups, in `tx` (the caller commits). The rollups of a batch
 /// are summed in memory first, so a batch costs one upsert per distinct (hour, account, model, key, api, status).
 pub fn insert_batch(tx: &Transaction<'_>, records: &[Box<RequestRecord>]) -> rusqlite::Result<()> {
     let mut insert = tx.prepare_cached(
@@ -102,7 +137,7 @@ pub fn insert_batch(tx: &Transaction<'_>, records: &[Box<RequestRecord>]) -> rus
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
             ?23)",
     )?;
-    let mut rollups: HashMap<RollupKey<'_>, Sums> = HashMap::new();
+    let mut hourly: HashMap<RollupKey<'_>, Sums> = HashMap::new();
     for r in records {
         let started = unix_ms(r.started_at);
         let duration_ms = r.duration.as_millis() as i64;
@@ -140,7 +175,7 @@ pub fn insert_batch(tx: &Transaction<'_>, records: &[Box<RequestRecord>]) -> rus
             r.api.as_str(),
             r.status,
         );
-        let s = rollups.entry(key).or_default();
+        let s = hourly.entry(key).or_default();
         s.requests += 1;
         s.errors += i64::from(is_error(r));
         s.input += tokens(u.input_tokens);
@@ -149,35 +184,42 @@ pub fn insert_batch(tx: &Transaction<'_>, records: &[Box<RequestRecord>]) -> rus
         s.reasoning += tokens(u.reasoning_tokens);
         s.duration_ms += duration_ms;
     }
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO usage_hourly (hour, account, model, client_key, api, status, requests, errors, input_tokens,
-            cached_tokens, output_tokens, reasoning_tokens, duration_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-         ON CONFLICT (hour, account, model, client_key, api, status) DO UPDATE SET
-            requests = usage_hourly.requests + excluded.requests,
-            errors = usage_hourly.errors + excluded.errors,
-            input_tokens = usage_hourly.input_tokens + excluded.input_tokens,
-            cached_tokens = usage_hourly.cached_tokens + excluded.cached_tokens,
-            output_tokens = usage_hourly.output_tokens + excluded.output_tokens,
-            reasoning_tokens = usage_hourly.reasoning_tokens + excluded.reasoning_tokens,
-            duration_ms = usage_hourly.duration_ms + excluded.duration_ms",
-    )?;
-    for ((hour, account, model, key, api, status), s) in rollups {
-        upsert.execute(params![
-            hour,
-            account,
-            model,
-            key,
-            api,
-            status,
-            s.requests,
-            s.errors,
-            s.input,
-            s.cached,
-            s.output,
-            s.reasoning,
-            s.duration_ms
-        ])?;
+    for (table, column, grain) in ROLLUPS {
+        // Hours fold into days here: a batch's daily rows are the sums of its hourly ones.
+        let mut rows: HashMap<RollupKey<'_>, Sums> = HashMap::new();
+        for (&(t, account, model, key, api, status), s) in &hourly {
+            rows.entry((t.div_euclid(grain) * grain, account, model, key, api, status)).or_default().add(s);
+        }
+        let mut upsert = tx.prepare_cached(&format!(
+            "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors, input_tokens,
+                cached_tokens, output_tokens, reasoning_tokens, duration_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT ({column}, account, model, client_key, api, status) DO UPDATE SET
+                requests = {table}.requests + excluded.requests,
+                errors = {table}.errors + excluded.errors,
+                input_tokens = {table}.input_tokens + excluded.input_tokens,
+                cached_tokens = {table}.cached_tokens + excluded.cached_tokens,
+                output_tokens = {table}.output_tokens + excluded.output_tokens,
+                reasoning_tokens = {table}.reasoning_tokens + excluded.reasoning_tokens,
+                duration_ms = {table}.duration_ms + excluded.duration_ms"
+        ))?;
+        for ((t, account, model, key, api, status), s) in rows {
+            upsert.execute(params![
+                t,
+                account,
+                model,
+                key,
+                api,
+                status,
+                s.requests,
+                s.errors,
+                s.input,
+                s.cached,
+                s.output,
+                s.reasoning,
+                s.duration_ms
+            ])?;
+        }
     }
     Ok(())
 }
@@ -185,8 +227,8 @@ pub fn insert_batch(tx: &Transaction<'_>, records: &[Box<RequestRecord>]) -> rus
 /// Rows deleted per statement while pruning, so the writer never holds the database for long.
 const PRUNE_CHUNK: i64 = 5_000;
 
-/// Delete request rows that started before `requests_before` and rollups of hours before `rollups_before` (unix
-/// ms), a chunk per transaction. Returns the number of request rows deleted.
+/// Delete request rows that started before `requests_before` and rollups of hours (days) that began before
+/// `rollups_before` (its day), unix ms; request rows a chunk per transaction. Returns the number of request rows deleted.
 pub fn prune(conn: &mut rusqlite::Connection, requests_before: i64, rollups_before: i64) -> rusqlite::Result<usize> {
     let mut deleted = 0;
     loop {
@@ -201,5 +243,6 @@ pub fn prune(conn: &mut rusqlite::Connection, requests_before: i64, rollups_befo
         }
     }
     conn.execute("DELETE FROM usage_hourly WHERE hour < ?1", params![rollups_before])?;
+    conn.execute("DELETE FROM usage_daily WHERE day < ?1", params![rollups_before.div_euclid(DAY_MS) * DAY_MS])?;
     Ok(deleted)
 }

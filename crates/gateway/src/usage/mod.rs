@@ -19,7 +19,7 @@ use rusqlite::Connection;
 use crate::config::UsageSettings;
 use crate::record::{RecordSink, RequestRecord};
 use crate::store::Store;
-use crate::store::usage::HOUR_MS;
+use crate::store::usage::{DAY_MS, HOUR_MS};
 
 pub mod api;
 pub mod pricing;
@@ -153,16 +153,23 @@ pub(crate) fn open_connection(db: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
-/// Input plus output tokens per client key since `since_unix_ms`, from the hourly rollups (the hour that holds
-/// `since_unix_ms` counts whole; budgets start on an hour). Requests without a client key are not included.
+/// Input plus output tokens per client key since `since_unix_ms`, from the rollups: the hours up to the next UTC
+/// midnight from the hourly ones, whole days after it from the daily ones (a month costs ~30 rows per key and
+/// combination, not ~720). The hour that holds `since_unix_ms` counts whole: budgets start on an hour. Requests
+/// without a client key are not included.
 pub fn tokens_by_key_since(store: &Store, since_unix_ms: i64) -> anyhow::Result<HashMap<String, u64>> {
     let from = since_unix_ms.div_euclid(HOUR_MS) * HOUR_MS;
+    let midnight = (from + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS;
     store.with_conn(|conn| {
         let mut stmt = conn.prepare_cached(
-            "SELECT client_key, SUM(input_tokens) + SUM(output_tokens) FROM usage_hourly
-             WHERE hour >= ?1 AND client_key <> '' GROUP BY client_key",
+            "SELECT client_key, SUM(n) FROM (
+                SELECT client_key, input_tokens + output_tokens AS n FROM usage_hourly
+                    WHERE hour >= ?1 AND hour < ?2 AND client_key <> ''
+                UNION ALL
+                SELECT client_key, input_tokens + output_tokens FROM usage_daily WHERE day >= ?2 AND client_key <> ''
+             ) GROUP BY client_key",
         )?;
-        let rows = stmt.query_map([from], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let rows = stmt.query_map([from, midnight], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         rows.map(|r| r.map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))).collect()
     })
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::pricing::{Cost, Prices, Tokens};
 use super::when::format_ms;
-use crate::store::usage::HOUR_MS;
+use crate::store::usage::{DAY_MS, HOUR_MS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
@@ -34,7 +34,14 @@ impl Bucket {
     fn ms(self) -> i64 {
         match self {
             Bucket::Hour => HOUR_MS,
-            Bucket::Day => 24 * HOUR_MS,
+            Bucket::Day => DAY_MS,
+        }
+    }
+    /// The rollup table of this grain and its time column.
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Bucket::Hour => ("usage_hourly", "hour"),
+            Bucket::Day => ("usage_daily", "day"),
         }
     }
 }
@@ -77,7 +84,8 @@ impl GroupBy {
     }
 }
 
-/// `from` is rounded down to its hour (the rollups' grain); hours that start before `to` count.
+/// `from` is rounded down to the start of its bucket (hour, or UTC day): the rollups' grain; buckets that start
+/// before `to` count whole.
 #[derive(Debug, Clone, Copy)]
 pub struct UsageQuery {
     pub from: i64,
@@ -158,14 +166,15 @@ fn count(n: i64) -> u64 {
 
 pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Result<UsageReport> {
     let group = q.group_by.map_or("''", GroupBy::column);
+    let (table, time) = q.bucket.table();
     let sql = format!(
-        "SELECT (hour / ?1) * ?1, {group}, model, SUM(requests), SUM(errors), SUM(input_tokens), SUM(cached_tokens),
+        "SELECT {time}, {group}, model, SUM(requests), SUM(errors), SUM(input_tokens), SUM(cached_tokens),
                 SUM(output_tokens), SUM(reasoning_tokens), SUM(duration_ms)
-         FROM usage_hourly WHERE hour >= ?2 AND hour < ?3 GROUP BY 1, 2, 3"
+         FROM {table} WHERE {time} >= ?1 AND {time} < ?2 GROUP BY 1, 2, 3"
     );
-    let from = q.from.div_euclid(HOUR_MS) * HOUR_MS;
+    let from = q.from.div_euclid(q.bucket.ms()) * q.bucket.ms();
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(rusqlite::params![q.bucket.ms(), from, q.to])?;
+    let mut rows = stmt.query(rusqlite::params![from, q.to])?;
     // group -> bucket -> sums; BTreeMaps give a stable order (groups by name, buckets by time).
     let mut groups: BTreeMap<String, BTreeMap<i64, Totals>> = BTreeMap::new();
     while let Some(r) = rows.next()? {

@@ -97,6 +97,7 @@ fn rollups_queries_budgets_and_pruning() -> anyhow::Result<()> {
     tx.commit()?;
     assert_eq!(count(&conn, "usage_requests"), 5);
     assert_eq!(count(&conn, "usage_hourly"), 4, "a and b share their hour, key, model, api and status");
+    assert_eq!(count(&conn, "usage_daily"), 4, "c shares its day with a and b, but not their key");
 
     let prices = settings("[\"gpt-5.4\"]\ninput = 1.0\noutput = 10.0").prices;
     let q = UsageQuery { from: day0 as i64, to: (day0 + 2 * 24 * h) as i64, bucket: Bucket::Day, group_by: None };
@@ -164,6 +165,10 @@ fn rollups_queries_budgets_and_pruning() -> anyhow::Result<()> {
     assert_eq!(deleted, 3);
     assert_eq!(count(&conn, "usage_requests"), 2);
     assert_eq!(count(&conn, "usage_hourly"), 3);
+    assert_eq!(count(&conn, "usage_daily"), 4, "daily rollups are kept by their day");
+    // Whole days come from the daily rollups: the hour pruned above still counts.
+    let whole_days = super::tokens_by_key_since(&store, (day0 - 5 * h) as i64)?;
+    assert_eq!(whole_days.get("k1"), Some(&165));
     drop(conn);
     std::fs::remove_dir_all(dir)?;
     Ok(())
