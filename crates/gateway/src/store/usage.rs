@@ -153,7 +153,8 @@ pub fn insert_batch(tx: &Transaction<'_>, records: &[Box<RequestRecord>]) -> rus
             r.effort,
             r.stream,
             r.account,
-            r.accounts_tried.join(","),
+            // JSON: an imported account's id may hold any character.
+            serde_json::to_string(&r.accounts_tried).unwrap_or_default(),
             r.attempts,
             r.failovers,
             r.status,

@@ -42,6 +42,11 @@ fn pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, G
     Ok(out)
 }
 
+/// A name `pairs` let through but the caller does not handle (the two lists disagree).
+fn unknown(param: &str) -> GatewayError {
+    GatewayError::invalid_param(param, format!("Unknown parameter `{param}`"))
+}
+
 fn bad(param: &str, value: &str, expected: &str) -> GatewayError {
     GatewayError::invalid_param(param, format!("Invalid `{param}` value {value:?}: expected {expected}"))
 }
@@ -69,7 +74,8 @@ pub fn parse_usage(raw: Option<&str>, now: i64) -> Result<(UsageQuery, bool), Ga
                 q.group_by =
                     Some(GroupBy::parse(&v).ok_or_else(|| bad("group_by", &v, "account, model, key or dialect"))?)
             }
-            _ => csv = format(&v)? == Format::Csv,
+            "format" => csv = format(&v)? == Format::Csv,
+            other => return Err(unknown(other)),
         }
     }
     // Default span: a day of hours, or 30 days.
@@ -112,7 +118,8 @@ pub fn parse_requests(raw: Option<&str>, now: i64) -> Result<(RequestsQuery, boo
                         .ok_or_else(|| bad("status", &v, "an HTTP status (429) or a class (5xx)"))?,
                 )
             }
-            _ => csv = format(&v)? == Format::Csv,
+            "format" => csv = format(&v)? == Format::Csv,
+            other => return Err(unknown(other)),
         }
     }
     Ok((q, csv))

@@ -397,7 +397,7 @@ pub fn requests(conn: &Connection, q: &RequestsQuery, prices: &Prices) -> rusqli
             effort: r.get(8)?,
             stream: r.get(9)?,
             account: r.get(10)?,
-            accounts_tried: tried.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            accounts_tried: serde_json::from_str(&tried).unwrap_or_default(),
             attempts: r.get(12)?,
             failovers: r.get(13)?,
             status: r.get(14)?,

@@ -64,16 +64,46 @@ async fn drain_commits_what_the_channel_holds_while_senders_remain() -> anyhow::
     let (dir, store) = temp_store();
     let (ledger, sink) = Ledger::open(store.path(), &settings(""))?;
     let sink = sink.ok_or_else(|| anyhow::anyhow!("enabled ledger has a sink"))?;
+    // Recent records: the writer prunes rows older than the retention when it starts.
+    let now = super::when::now_ms() as u64;
     for i in 0..5 {
-        sink.record(&record(&format!("r{i}"), 1_000 + i, None, "gpt-5.4", 200, (10, 2)));
+        sink.record(&record(&format!("r{i}"), now + i, None, "gpt-5.4", 200, (10, 2)));
     }
     let started = std::time::Instant::now();
     ledger.drain(Duration::from_secs(5)).await;
     assert!(started.elapsed() < Duration::from_secs(2), "drain ended the writer");
     assert_eq!(store.with_conn(|c| Ok(count(c, "usage_requests")))?, 5);
     // After the drain the sink's records have nowhere to go: counted, never blocking.
-    sink.record(&record("late", 2_000, None, "gpt-5.4", 200, (1, 1)));
+    sink.record(&record("late", now, None, "gpt-5.4", 200, (1, 1)));
     assert_eq!(ledger.records_dropped(), 1);
+    drop(sink);
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
+
+/// A batch that fell due while the channel was empty once ended the writer (the empty channel was taken for the
+/// end of a drain): every later record waited in the channel until the process died.
+#[tokio::test]
+async fn the_writer_keeps_committing_after_the_channel_runs_empty() -> anyhow::Result<()> {
+    let (dir, store) = temp_store();
+    let (ledger, sink) = Ledger::open(store.path(), &settings(""))?;
+    let sink = sink.ok_or_else(|| anyhow::anyhow!("enabled ledger has a sink"))?;
+    let rows = || store.with_conn(|c| Ok(count(c, "usage_requests")));
+    // A steady trickle across several batch windows (the window falls due between two records), then a pause,
+    // then one more record.
+    let now = super::when::now_ms() as u64;
+    for i in 0..60u64 {
+        sink.record(&record(&format!("r{i}"), now + i, None, "gpt-5.4", 200, (10, 2)));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sink.record(&record("after-a-pause", now + 1_000, None, "gpt-5.4", 200, (10, 2)));
+    let waiting = std::time::Instant::now();
+    while rows()? < 61 {
+        assert!(waiting.elapsed() < Duration::from_secs(3), "only {} of 61 records were committed", rows()?);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ledger.drain(Duration::from_secs(5)).await;
     drop(sink);
     std::fs::remove_dir_all(dir)?;
     Ok(())

@@ -29,13 +29,17 @@ const ATTEMPTS: u32 = 20;
 
 pub(super) fn run(mut conn: Connection, rx: Receiver<Msg>, shared: Arc<Shared>, retention: (Duration, Duration)) {
     let mut batch: Vec<Box<RequestRecord>> = Vec::with_capacity(BATCH);
+    // When the batch's oldest record ended (its request finished): the batch is due FLUSH after that, so records
+    // that waited in the channel during a slow commit do not wait a whole window more.
     let mut first_at: Option<Instant> = None;
     let mut failures = 0u32;
     let mut next_prune = Instant::now();
     loop {
         let stopping = shared.stop.load(Ordering::SeqCst);
-        // Fill the batch: until it is full, due, or (stopping) the channel is empty.
-        let mut drained = false;
+        // Fill the batch until it is full or due. Once due (or stopping), only what already waits in the channel
+        // is taken, never waited for. `finished`: the channel is closed, or empty while stopping: the writer ends
+        // after this batch.
+        let mut finished = false;
         while batch.len() < BATCH {
             let wait = match (stopping, first_at) {
                 (true, _) => Duration::ZERO,
@@ -45,8 +49,13 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Msg>, shared: Arc<Shared>, 
             let msg = if wait.is_zero() {
                 match rx.try_recv() {
                     Ok(m) => m,
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
-                        drained = true;
+                    // Empty while running only means the batch goes now; while stopping, the drain is complete.
+                    Err(TryRecvError::Empty) => {
+                        finished = stopping;
+                        break;
+                    }
+                    Err(TryRecvError::Disconnected) => {
+                        finished = true;
                         break;
                     }
                 }
@@ -55,21 +64,21 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Msg>, shared: Arc<Shared>, 
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => {
-                        drained = true;
+                        finished = true;
                         break;
                     }
                 }
             };
             match msg {
                 Msg::Record(r) => {
-                    first_at.get_or_insert_with(Instant::now);
+                    first_at.get_or_insert_with(|| ended_at(&r));
                     batch.push(r);
                 }
                 // Wakes the loop to read the stop flag.
                 Msg::Wake => break,
             }
         }
-        let due = batch.len() >= BATCH || first_at.is_some_and(|t| t.elapsed() >= FLUSH) || stopping || drained;
+        let due = batch.len() >= BATCH || first_at.is_some_and(|t| t.elapsed() >= FLUSH) || stopping || finished;
         if !batch.is_empty() && due {
             match commit(&mut conn, &batch) {
                 Ok(()) => {
@@ -95,10 +104,17 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Msg>, shared: Arc<Shared>, 
             next_prune = Instant::now() + PRUNE_EVERY;
             prune_old(&mut conn, retention);
         }
-        if drained && batch.is_empty() {
+        if finished && batch.is_empty() {
             return;
         }
     }
+}
+
+/// When a record's request ended, on the monotonic clock (now, if its end looks later than now).
+fn ended_at(r: &RequestRecord) -> Instant {
+    let end = r.started_at + r.duration;
+    let ago = SystemTime::now().duration_since(end).unwrap_or_default();
+    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
 }
 
 fn commit(conn: &mut Connection, batch: &[Box<RequestRecord>]) -> rusqlite::Result<()> {
