@@ -64,7 +64,7 @@ fn record(rng: &mut Rng, started_ms: u64) -> Box<RequestRecord> {
         model_requested: Some(model.to_string()),
         model: Some(model.to_string()),
         effort: Some("medium".into()),
-        stream: rng.next() % 4 != 0,
+        stream: !rng.next().is_multiple_of(4),
         accounts_tried: vec![account.clone()],
         account: ok.then_some(account),
         attempts: 1,

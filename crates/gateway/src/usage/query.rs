@@ -1,7 +1,7 @@
 //! Reading the ledger: usage over time from the hourly rollups (series per bucket and group, and totals), and
 //! the request rows, newest first, keyset-paginated. Both as typed values (JSON through serde) and as CSV.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params_from_iter};
@@ -164,22 +164,30 @@ fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+/// A text column of a row as `&str`, without a copy.
+fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    r.get_ref(i)?
+        .as_str()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+/// The rollup rows of the range are read in key order and summed here rather than by a SQL `GROUP BY`: the range
+/// scan streams from the primary key, while grouping by a column that is not its prefix made SQLite sort every
+/// row first (bench/results/ledger.md). A row's group and model are borrowed, never copied.
 pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Result<UsageReport> {
     let group = q.group_by.map_or("''", GroupBy::column);
     let (table, time) = q.bucket.table();
     let sql = format!(
-        "SELECT {time}, {group}, model, SUM(requests), SUM(errors), SUM(input_tokens), SUM(cached_tokens),
-                SUM(output_tokens), SUM(reasoning_tokens), SUM(duration_ms)
-         FROM {table} WHERE {time} >= ?1 AND {time} < ?2 GROUP BY 1, 2, 3"
+        "SELECT {time}, {group}, model, requests, errors, input_tokens, cached_tokens, output_tokens, reasoning_tokens,
+                duration_ms
+         FROM {table} WHERE {time} >= ?1 AND {time} < ?2"
     );
     let from = q.from.div_euclid(q.bucket.ms()) * q.bucket.ms();
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params![from, q.to])?;
-    // group -> bucket -> sums; BTreeMaps give a stable order (groups by name, buckets by time).
-    let mut groups: BTreeMap<String, BTreeMap<i64, Totals>> = BTreeMap::new();
+    let mut sums: HashMap<String, HashMap<i64, Totals>> = HashMap::new();
     while let Some(r) = rows.next()? {
-        let model: String = r.get(2)?;
-        let t = Totals {
+        let mut t = Totals {
             requests: count(r.get(3)?),
             errors: count(r.get(4)?),
             input_tokens: count(r.get(5)?),
@@ -189,11 +197,18 @@ pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Re
             duration_ms: count(r.get(9)?),
             ..Totals::default()
         };
-        let mut t = t;
         let tokens = Tokens { input: t.input_tokens, cached: t.cached_tokens, output: t.output_tokens };
-        t.cost.add(prices, &model, tokens);
-        groups.entry(r.get(1)?).or_default().entry(r.get(0)?).or_default().add(&t);
+        t.cost.add(prices, text(r, 2)?, tokens);
+        let g = text(r, 1)?;
+        let buckets = match sums.get_mut(g) {
+            Some(b) => b,
+            None => sums.entry(g.to_string()).or_default(),
+        };
+        buckets.entry(r.get(0)?).or_default().add(&t);
     }
+    // Stable order: groups by name, buckets by time.
+    let groups: BTreeMap<String, BTreeMap<i64, Totals>> =
+        sums.into_iter().map(|(g, b)| (g, b.into_iter().collect())).collect();
     let mut totals = Totals::default();
     let series = groups
         .into_iter()
@@ -342,6 +357,37 @@ pub struct RequestsPage {
 }
 
 pub fn requests(conn: &Connection, q: &RequestsQuery, prices: &Prices) -> rusqlite::Result<RequestsPage> {
+    let mut requests = match q.status {
+        // A class is read code by code, each the newest `limit + 1` rows straight from the status index, then
+        // merged: one range over the class would make SQLite sort every matching row by time first (a common
+        // class holds tens of thousands), while a code that never occurred costs one index probe.
+        Some(StatusFilter::Class(c)) => {
+            let mut all = Vec::new();
+            for code in c * 100..c * 100 + 100 {
+                all.extend(rows(conn, &RequestsQuery { status: Some(StatusFilter::Code(code)), ..q.clone() })?);
+            }
+            all.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
+            all.truncate(q.limit + 1);
+            all
+        }
+        Some(StatusFilter::Code(_)) | None => rows(conn, q)?,
+    };
+    let next = if requests.len() > q.limit {
+        requests.truncate(q.limit);
+        requests.last().map(|r| format!("{}_{}", r.started_at, r.id))
+    } else {
+        None
+    };
+    for r in &mut requests {
+        let model = r.model.as_deref().or(r.model_requested.as_deref()).unwrap_or("");
+        let tokens = Tokens { input: r.input_tokens, cached: r.cached_tokens, output: r.output_tokens };
+        r.cost_usd = prices.get(model).map(|p| p.cost(tokens));
+    }
+    Ok(RequestsPage { requests, next })
+}
+
+/// The newest `limit + 1` rows that match `q`, before its cursor.
+fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow>> {
     let mut sql = String::from(
         "SELECT id, request_id, started_at, api, route, client_key, model_requested, model, effort, stream, account,
                 accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms, input_tokens,
@@ -413,19 +459,7 @@ pub fn requests(conn: &Connection, q: &RequestsQuery, prices: &Prices) -> rusqli
             cost_usd: None,
         })
     })?;
-    let mut requests = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    let next = if requests.len() > q.limit {
-        requests.truncate(q.limit);
-        requests.last().map(|r| format!("{}_{}", r.started_at, r.id))
-    } else {
-        None
-    };
-    for r in &mut requests {
-        let model = r.model.as_deref().or(r.model_requested.as_deref()).unwrap_or("");
-        let tokens = Tokens { input: r.input_tokens, cached: r.cached_tokens, output: r.output_tokens };
-        r.cost_usd = prices.get(model).map(|p| p.cost(tokens));
-    }
-    Ok(RequestsPage { requests, next })
+    rows.collect()
 }
 
 /// The request rows as CSV (the columns of [`RequestRow`]; `accounts_tried` joined with spaces).
