@@ -719,6 +719,29 @@ mod tests {
     }
 
     #[test]
+    fn usage_settings_from_file_and_env() -> anyhow::Result<()> {
+        let c = Config::resolve(RawConfig::default(), &Overrides::default(), &env(&[]))?;
+        assert!(c.usage.enabled && c.usage.prices.is_empty());
+        assert_eq!((c.usage.retention.as_secs(), c.usage.rollup_retention.as_secs()), (30 * 86_400, 365 * 86_400));
+        let raw: RawConfig = toml::from_str(
+            "[usage]\nretention_days = 7\nchannel_capacity = 8\n[usage.prices.\"gpt-5.4\"]\ninput = 1.25\noutput = 10.0",
+        )?;
+        let e = env(&[("CODEX_GATEWAY_USAGE_ENABLED", "0"), ("CODEX_GATEWAY_USAGE_ROLLUP_RETENTION_DAYS", "90")]);
+        let c = Config::resolve(raw, &Overrides::default(), &e)?;
+        assert!(!c.usage.enabled);
+        assert_eq!((c.usage.retention.as_secs(), c.usage.rollup_retention.as_secs()), (7 * 86_400, 90 * 86_400));
+        assert_eq!(c.usage.channel_capacity, 8);
+        assert_eq!(c.usage.prices.get("gpt-5.4").map(|p| p.output), Some(10.0));
+        for bad in
+            ["[usage]\nretention_days = 0", "[usage.prices.m]\ninput = -1.0\noutput = 1.0", "[usage]\nretain = 1"]
+        {
+            let raw = toml::from_str::<RawConfig>(bad);
+            assert!(raw.is_err() || Config::resolve(raw?, &Overrides::default(), &env(&[])).is_err(), "{bad}");
+        }
+        Ok(())
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         assert!(toml::from_str::<RawConfig>("prot = 1").is_err());
     }
