@@ -77,6 +77,11 @@ async fn drain_commits_what_the_channel_holds_while_senders_remain() -> anyhow::
     sink.record(&record("late", now, None, "gpt-5.4", 200, (1, 1)));
     assert_eq!(ledger.records_dropped(), 1);
     drop(sink);
+    // Off: no sink, no writer; the reports still read what is stored.
+    let off = UsageSettings { enabled: false, ..settings("") };
+    let (ledger, sink) = Ledger::open(store.path(), &off)?;
+    assert!(sink.is_none());
+    ledger.drain(Duration::from_secs(1)).await;
     std::fs::remove_dir_all(dir)?;
     Ok(())
 }
