@@ -22,4 +22,6 @@ mod security;
 mod timeouts;
 mod tokens;
 mod transport;
+mod usage;
+mod usage_kill;
 mod validation;
