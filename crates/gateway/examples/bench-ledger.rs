@@ -58,7 +58,7 @@ fn record(rng: &mut Rng, started_ms: u64) -> Box<RequestRecord> {
         request_id: format!("{:032x}", rng.next() as u128 * 7919),
         started_at: UNIX_EPOCH + Duration::from_millis(started_ms),
         api,
-        route: "/v1/chat/completions",
+        route: "/v1/chat/completions".into(),
         // Key 0 stands for requests made with the shared key (no client key).
         client_key: (key > 0).then(|| Arc::from(format!("key-{key}").as_str())),
         model_requested: Some(model.to_string()),
@@ -68,6 +68,7 @@ fn record(rng: &mut Rng, started_ms: u64) -> Box<RequestRecord> {
         accounts_tried: vec![account.clone()],
         account: ok.then_some(account),
         attempts: 1,
+        attempt_failures: Vec::new(),
         failovers: 0,
         status,
         error: None,
