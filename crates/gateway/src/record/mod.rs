@@ -122,6 +122,12 @@ pub trait RecordSink: Send + Sync + 'static {
 #[derive(Clone, Default)]
 pub struct Sinks(Arc<Vec<Arc<dyn RecordSink>>>);
 
+impl std::fmt::Debug for Sinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sinks({})", self.0.len())
+    }
+}
+
 impl Sinks {
     pub fn new(sinks: Vec<Arc<dyn RecordSink>>) -> Sinks {
         Sinks(Arc::new(sinks))

@@ -23,6 +23,7 @@ use tower::Service;
 
 use crate::config::Config;
 use crate::keys::{Caller, Keys, Standing};
+use crate::record::{Api, Recorder, Sinks};
 use crate::server::errors::{Shape, error_response};
 use crate::server::request_id;
 
@@ -48,6 +49,8 @@ pub struct Policy {
     /// `[metrics] public`: `/metrics` needs no key (a scraper on a private network).
     metrics_public: bool,
     listener: Listener,
+    /// Where a refusal's request record goes (none on a policy built without them).
+    records: Option<Sinks>,
 }
 
 /// Which listener a policy guards: decides the dialect of refusals.
@@ -114,6 +117,7 @@ impl Policy {
             keys: keys.into(),
             admin_keys: Box::default(),
             created: None,
+            records: None,
             metrics_public: false,
             listener,
         }
@@ -270,7 +274,19 @@ impl Policy {
         if let Ok(v) = HeaderValue::from_str(&rid) {
             resp.headers_mut().insert("x-request-id", v);
         }
+        // A refused request is a request too: one record (its access line), before any route was matched.
+        if let Some(sinks) = &self.records {
+            let mut record = Recorder::new(sinks.clone(), Api::Other, "(refused)", rid);
+            record.error(&err);
+            record.finish(resp.status().as_u16());
+        }
         resp
+    }
+
+    /// Records refusals in `sinks` (the access log and whatever the state adds).
+    pub fn with_records(mut self, sinks: Sinks) -> Policy {
+        self.records = Some(sinks);
+        self
     }
 
     fn error<B>(&self, refusal: Refusal, req: &Request<B>) -> GatewayError {
@@ -499,6 +515,7 @@ mod tests {
             keys: owned(keys),
             admin_keys: owned(keys),
             created: None,
+            records: None,
             metrics_public: false,
             listener: Listener::Main,
         }

@@ -185,7 +185,7 @@ pub async fn run_with_sinks(
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
     let trim = tokio::spawn(crate::memory::return_retained_memory());
-    let guard = Arc::new(guard::Policy::main(&state.config, state.keys.clone()));
+    let guard = Arc::new(guard::Policy::main(&state.config, state.keys.clone()).with_records(state.records.clone()));
     let timeouts = state.config.timeouts.clone();
     let ledger = state.ledger.clone();
     let served = listen::serve(listener, router(state), guard, shutdown, &timeouts).await;

@@ -74,7 +74,9 @@ pub fn serve(
 ) -> impl Future<Output = ()> + Send + 'static {
     let shutdown = shutdown.shared();
     if let Some(listener) = listener {
-        let policy = Arc::new(guard::Policy::ollama_bridge(&state.config, state.keys.clone()));
+        let policy = Arc::new(
+            guard::Policy::ollama_bridge(&state.config, state.keys.clone()).with_records(state.records.clone()),
+        );
         let timeouts = state.config.timeouts.clone();
         let app = router(state, policy.clone());
         let stop = shutdown.clone();

@@ -205,7 +205,16 @@ async fn calls_that_are_not_model_calls_get_one_record_each_with_the_route_patte
     let (code, _, text) =
         env.post_with("/v1beta/models/gpt-5.4:countTokens", &gem, &[("x-request-id", "rec-gcount")]).await;
     assert_eq!(code, 200, "{text}");
+    let refused = env
+        .http
+        .get(env.url("/v1/models"))
+        .header("host", "rebound.example")
+        .header("x-request-id", "rec-refused")
+        .send()
+        .await;
+    assert_eq!(status(refused), 403);
     for (id, route, code) in [
+        ("rec-refused", "(refused)", 403),
         ("rec-model", "/v1/models/{id}", 200),
         ("rec-404", "(none)", 404),
         ("rec-405", "/v1/chat/completions", 405),
