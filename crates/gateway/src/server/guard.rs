@@ -103,6 +103,7 @@ impl Policy {
         }
         if let Some(origin) = headers.get(header::ORIGIN)
             && !self.origin_allowed(origin.as_bytes())
+            && !host.is_some_and(|h| same_origin(origin.as_bytes(), h))
         {
             return Err(Refusal::Origin);
         }
@@ -113,7 +114,9 @@ impl Policy {
         {
             return Err(Refusal::ContentType);
         }
-        if !self.keys.is_empty() && !is_public(req.uri().path()) {
+        // The dashboard has its own gate (a login and a session cookie: dashboard/session.rs).
+        let path = req.uri().path();
+        if !self.keys.is_empty() && !is_public(path) && !crate::dashboard::is_dashboard_path(path) {
             return self.check_key(req);
         }
         Ok(())
@@ -255,6 +258,13 @@ impl Policy {
 /// origin checks).
 fn is_public(path: &str) -> bool {
     matches!(path, "/" | "/health" | "/ready")
+}
+
+/// A page of the gateway itself (its dashboard, reached by a name the `Host` check let in): `Origin` names the
+/// very host the request went to.
+fn same_origin(origin: &[u8], host: &[u8]) -> bool {
+    let rest = origin.strip_prefix(b"http://").or_else(|| origin.strip_prefix(b"https://"));
+    rest.is_some_and(|r| r.eq_ignore_ascii_case(host))
 }
 
 fn has_query_key<B>(req: &Request<B>) -> bool {
