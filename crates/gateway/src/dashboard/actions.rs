@@ -35,7 +35,7 @@ pub(crate) async fn act(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = api_gate(&dash, &headers, true) {
-        return r;
+        return *r;
     }
     let b: ActBody = if body.is_empty() {
         ActBody::default()
@@ -117,7 +117,7 @@ struct AddBody {
 /// `POST /dashboard/api/accounts/add`.
 pub(crate) async fn add(State(dash): State<St>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     if let Err(r) = api_gate(&dash, &headers, true) {
-        return r;
+        return *r;
     }
     let b: AddBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -165,7 +165,7 @@ pub(crate) async fn add(State(dash): State<St>, headers: HeaderMap, body: axum::
 /// `GET /dashboard/api/accounts/export`: every account without its secrets, as a download.
 pub(crate) async fn export(State(dash): State<St>, headers: HeaderMap) -> Response {
     if let Err(r) = api_gate(&dash, &headers, false) {
-        return r;
+        return *r;
     }
     match manage::export(dash.app.pool.store(), false) {
         Ok(v) => {

@@ -62,11 +62,14 @@ struct Job {
 pub(crate) struct Jobs(Arc<Mutex<HashMap<String, Job>>>);
 
 impl Jobs {
-    fn insert(&self, label: Option<String>, state: JobState) -> Result<String, Response> {
+    fn insert(&self, label: Option<String>, state: JobState) -> Result<String, Box<Response>> {
         let mut map = self.0.lock();
         map.retain(|_, j| j.created.elapsed() < KEEP);
         if map.len() >= MAX_JOBS {
-            return Err(json_error(StatusCode::TOO_MANY_REQUESTS, "Too many logins at once: finish one first."));
+            return Err(Box::new(json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many logins at once: finish one first.",
+            )));
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         map.insert(id.clone(), Job { state, created: Instant::now(), label });
@@ -93,7 +96,7 @@ pub(crate) async fn start(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = api_gate(&dash, &headers, true) {
-        return r;
+        return *r;
     }
     let b: StartBody = serde_json::from_slice(&body).unwrap_or_default();
     let label = b.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
@@ -108,7 +111,7 @@ pub(crate) async fn start(
             };
         return match dash.logins.insert(label, JobState::Paste { url, state, verifier: pkce.verifier }) {
             Ok(job) => json_response(StatusCode::OK, json!({"job": job})),
-            Err(r) => r,
+            Err(r) => *r,
         };
     }
     let browser = match flow.as_str() {
@@ -118,7 +121,7 @@ pub(crate) async fn start(
     };
     let job = match dash.logins.insert(label, JobState::Starting) {
         Ok(j) => j,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let opts = LoginOptions::new(&issuer);
     let http = dash.app.upstream.http().clone();
@@ -165,7 +168,7 @@ fn finish(dash: &St, id: &str, result: Result<Tokens, LoginError>) {
 /// `GET /dashboard/api/login/job/{job}`: `{"state": "starting"|"device"|"browser"|"paste"|"done"|"failed", ...}`.
 pub(crate) async fn status(State(dash): State<St>, headers: HeaderMap, Path(job): Path<String>) -> Response {
     if let Err(r) = api_gate(&dash, &headers, false) {
-        return r;
+        return *r;
     }
     let Some(state) = dash.logins.0.lock().get(&job).map(|j| j.state.clone()) else {
         return json_error(StatusCode::NOT_FOUND, "This login is over or unknown: start again.");
@@ -194,7 +197,7 @@ pub(crate) async fn paste(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = api_gate(&dash, &headers, true) {
-        return r;
+        return *r;
     }
     let Ok(b) = serde_json::from_slice::<PasteBody>(&body) else {
         return json_error(StatusCode::BAD_REQUEST, "Send {\"text\": ...}.");

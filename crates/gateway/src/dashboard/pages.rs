@@ -65,7 +65,7 @@ pub(crate) fn overview_data(dash: &St) -> Value {
 pub(crate) async fn overview(State(dash): State<St>, headers: HeaderMap) -> Response {
     let a = match page_gate(&dash, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut ctx = base(&a, "Overview", "overview");
     ctx.insert("o".into(), overview_data(&dash));
@@ -77,7 +77,7 @@ pub(crate) async fn overview(State(dash): State<St>, headers: HeaderMap) -> Resp
 pub(crate) async fn overview_json(State(dash): State<St>, headers: HeaderMap) -> Response {
     match super::session::api_gate(&dash, &headers, false) {
         Ok(_) => json_response(StatusCode::OK, overview_data(&dash)),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -85,7 +85,7 @@ pub(crate) async fn overview_json(State(dash): State<St>, headers: HeaderMap) ->
 pub(crate) async fn accounts(State(dash): State<St>, headers: HeaderMap) -> Response {
     let a = match page_gate(&dash, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let now = now_unix();
     let list: Vec<Value> = dash
@@ -120,7 +120,7 @@ pub(crate) struct SetupQuery {
 pub(crate) async fn setup(State(dash): State<St>, headers: HeaderMap, Query(q): Query<SetupQuery>) -> Response {
     let a = match page_gate(&dash, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let models: Vec<String> = dash.app.catalog.entries().await.iter().map(|e| e.slug.clone()).collect();
     let model = q.model.filter(|m| models.contains(m)).or_else(|| models.first().cloned()).unwrap_or_default();
@@ -141,7 +141,7 @@ pub(crate) async fn setup(State(dash): State<St>, headers: HeaderMap, Query(q): 
 pub(crate) async fn settings(State(dash): State<St>, headers: HeaderMap) -> Response {
     let a = match page_gate(&dash, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let c = &dash.app.config;
     let aliases = |m: &std::collections::HashMap<String, String>| {

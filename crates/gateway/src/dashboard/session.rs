@@ -163,25 +163,29 @@ pub(crate) fn gate(dash: &St, headers: &HeaderMap) -> Result<Authed, Denied> {
 }
 
 /// The gate for a page: a login redirect or the no-credential page when it says no.
-pub(crate) fn page_gate(dash: &St, headers: &HeaderMap) -> Result<Authed, Response> {
-    gate(dash, headers).map_err(|d| match d {
-        Denied::Login => Redirect::to("/dashboard/login").into_response(),
-        Denied::NoCredential => no_credential(dash),
+pub(crate) fn page_gate(dash: &St, headers: &HeaderMap) -> Result<Authed, Box<Response>> {
+    gate(dash, headers).map_err(|d| {
+        Box::new(match d {
+            Denied::Login => Redirect::to("/dashboard/login").into_response(),
+            Denied::NoCredential => no_credential(dash),
+        })
     })
 }
 
 /// The gate for a JSON call; `state_changing` calls must carry the session's CSRF token.
-pub(crate) fn api_gate(dash: &St, headers: &HeaderMap, state_changing: bool) -> Result<Authed, Response> {
-    let authed = gate(dash, headers).map_err(|d| match d {
-        Denied::Login => json_error(StatusCode::UNAUTHORIZED, "Not logged in: open /dashboard/login."),
-        Denied::NoCredential => {
-            json_error(StatusCode::UNAUTHORIZED, "No admin key is set: see /dashboard for how to set one.")
-        }
+pub(crate) fn api_gate(dash: &St, headers: &HeaderMap, state_changing: bool) -> Result<Authed, Box<Response>> {
+    let authed = gate(dash, headers).map_err(|d| {
+        Box::new(match d {
+            Denied::Login => json_error(StatusCode::UNAUTHORIZED, "Not logged in: open /dashboard/login."),
+            Denied::NoCredential => {
+                json_error(StatusCode::UNAUTHORIZED, "No admin key is set: see /dashboard for how to set one.")
+            }
+        })
     })?;
     if state_changing {
         let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
         if !ct_eq(sent, &authed.csrf) {
-            return Err(json_error(StatusCode::FORBIDDEN, "Missing or wrong CSRF token: reload the page."));
+            return Err(Box::new(json_error(StatusCode::FORBIDDEN, "Missing or wrong CSRF token: reload the page.")));
         }
     }
     Ok(authed)
@@ -190,7 +194,11 @@ pub(crate) fn api_gate(dash: &St, headers: &HeaderMap, state_changing: bool) -> 
 fn no_credential(dash: &St) -> Response {
     let mut resp = dash.render(
         "no_credential.html",
-        json!({"title": "Set an admin key", "config_file": dash.app.config.config_file.display().to_string()}),
+        json!({
+            "title": "Set an admin key",
+            "config_file": dash.app.config.config_file.display().to_string(),
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
     );
     *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     resp
@@ -204,7 +212,8 @@ pub(crate) async fn login_page(State(dash): State<St>, headers: HeaderMap) -> Re
         Err(Denied::Login) => {}
     }
     let csrf = token();
-    let mut resp = dash.render("login.html", json!({"title": "Log in", "csrf": csrf}));
+    let mut resp =
+        dash.render("login.html", json!({"title": "Log in", "csrf": csrf, "version": env!("CARGO_PKG_VERSION")}));
     resp.headers_mut().append(header::SET_COOKIE, set_cookie(&headers, LOGIN_COOKIE, &csrf, Duration::from_secs(3600)));
     resp
 }
@@ -246,7 +255,7 @@ pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum
 /// `POST /dashboard/logout` (with the CSRF token): the session ends.
 pub(crate) async fn logout(State(dash): State<St>, headers: HeaderMap) -> Response {
     if let Err(r) = api_gate(&dash, &headers, true) {
-        return r;
+        return *r;
     }
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         dash.sessions.map.lock().remove(id);

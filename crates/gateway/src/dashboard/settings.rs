@@ -210,7 +210,7 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 /// `POST /dashboard/api/settings`.
 pub(crate) async fn save(State(dash): State<St>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     if let Err(r) = api_gate(&dash, &headers, true) {
-        return r;
+        return *r;
     }
     let b: SettingsBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
