@@ -22,7 +22,7 @@ const pageErrors = [];
 
 before(async () => {
   assert.ok(CHROMIUM, "no chromium found: run scripts/setup-test-deps (it installs the distribution's chromium)");
-  mkdirSync(OUT, { recursive: true });
+  mkdirSync(join(OUT, "docs"), { recursive: true });
   configDir = mkdtempSync(join(tmpdir(), "gw-dash-"));
   configPath = join(configDir, "config.toml");
   writeFileSync(configPath, CONFIG);
@@ -45,6 +45,8 @@ after(async () => {
 
 const url = (path) => `${stack.gateway.url}${path}`;
 const shot = (name) => page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
+// What docs/dashboard.md shows: the visible part of the page only (kept small).
+const docShot = (name) => page.screenshot({ path: join(OUT, "docs", `${name}.png`) });
 
 function dtest(name, fn) {
   test(name, { timeout: 90_000 }, async () => {
@@ -85,6 +87,7 @@ dtest("a browser at / is sent to the login; a wrong key is refused after a delay
   await page.locator("#login-error").getByText("Wrong admin key.").waitFor();
   assert.ok(Date.now() - started >= 900, "a failed login waits before it answers");
   await shot("login-refused");
+  await docShot("login");
   await page.getByLabel("Admin key").fill(API_KEY);
   await page.getByRole("button", { name: "Log in" }).click();
   await page.waitForURL(/\/dashboard$/);
@@ -105,10 +108,15 @@ dtest("Overview shows the pool and updates with live traffic, also on a phone", 
   await page.waitForFunction(() => Number(document.querySelector('[data-k="totals.requests"]').textContent) >= 1, null, { timeout: 10_000 });
   assert.ok(Number(await page.locator('[data-k="tokens_total"]').textContent()) > 0, "tokens counted");
   await shot("overview");
+  await docShot("overview");
+  await page.emulateMedia({ colorScheme: "dark" });
+  await docShot("overview-dark");
+  await page.emulateMedia({ colorScheme: "light" });
   await page.setViewportSize({ width: 390, height: 844 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
   assert.ok(overflow <= 390, `no sideways scrolling on a 390 px phone (page is ${overflow} px wide)`);
   await shot("overview-phone");
+  await docShot("overview-phone");
   await page.setViewportSize({ width: 1280, height: 900 });
 });
 
@@ -132,6 +140,7 @@ dtest("Accounts: import the linked login's auth.json, add an account by device c
   await code.waitFor();
   assert.match(await code.textContent(), /^[A-Z0-9]{4}-[A-Z0-9]{4}$/);
   await shot("accounts-device-code");
+  await docShot("accounts-device-code");
   // fake-codex approves after two polls; the page then reloads with the new account.
   await page.locator("article.account h2", { hasText: "from-device" }).waitFor({ timeout: 20_000 });
   assert.equal(await page.locator("article.account").count(), 2);
@@ -155,6 +164,9 @@ dtest("Accounts: import the linked login's auth.json, add an account by device c
   await again.getByRole("button", { name: "Enable" }).click();
   await page.locator("article.account", { has: page.locator("h2", { hasText: "first" }) }).locator(".badge", { hasText: "active" }).waitFor();
   await shot("accounts");
+  await page.locator("article.account summary").first().click();
+  await page.locator("article.account").first().scrollIntoViewIfNeeded();
+  await docShot("accounts");
 });
 
 dtest("Settings: switching the strategy takes effect at once and keeps the file's comments", async () => {
@@ -179,6 +191,7 @@ dtest("Settings: switching the strategy takes effect at once and keeps the file'
   await page.getByRole("button", { name: "Save" }).click();
   await page.locator("#settings-result", { hasText: "needs a restart: plan_priority" }).waitFor();
   await shot("settings");
+  await docShot("settings");
 });
 
 dtest("Setup: each client's snippet carries the gateway's address and key, and Test answers in its dialect", async () => {
@@ -200,6 +213,8 @@ dtest("Setup: each client's snippet carries the gateway's address and key, and T
   await cc.getByRole("button", { name: "Test" }).click();
   await cc.locator(".result", { hasText: "Error: HTTP 401" }).waitFor();
   await shot("setup");
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await docShot("setup");
 });
 
 dtest("a label with markup shows as text; a cross-site post and a call without the CSRF token change nothing", async () => {
@@ -244,9 +259,25 @@ dtest("a label with markup shows as text; a cross-site post and a call without t
   assert.equal(target.status, "active", "the account was not disabled");
 });
 
-dtest("Remove asks first; logout ends the session", async () => {
+dtest("Proxy set and check; remove asks first; logout ends the session", async () => {
   await page.goto(url("/dashboard/accounts"));
-  const device = page.locator("article.account", { has: page.locator("h2", { hasText: "from-device" }) });
+  let device = page.locator("article.account", { has: page.locator("h2", { hasText: "from-device" }) });
+  await device.locator("summary").click();
+  await device.getByRole("button", { name: "Check" }).click();
+  await device.locator(".result", { hasText: /^Reachable \(\d+ ms\)$/ }).waitFor();
+  // A proxy nobody listens on: the check says so.
+  await device.getByLabel(/^Proxy/).fill("http://127.0.0.1:9");
+  await device.getByRole("button", { name: "Set proxy" }).click();
+  device = page.locator("article.account", { has: page.locator("h2", { hasText: "from-device" }) });
+  await device.locator("dd", { hasText: "http://127.0.0.1:9" }).waitFor();
+  await device.locator("summary").click();
+  await device.getByRole("button", { name: "Check" }).click();
+  await device.locator(".result", { hasText: /^Failed: .*\(\d+ ms\)$/ }).waitFor({ timeout: 20_000 });
+  await shot("accounts-proxy-check");
+  await device.getByLabel(/^Proxy/).fill("");
+  await device.getByRole("button", { name: "Set proxy" }).click();
+  device = page.locator("article.account", { has: page.locator("h2", { hasText: "from-device" }) });
+  await device.locator("dd", { hasText: "default" }).waitFor();
   await device.locator("summary").click();
   page.once("dialog", (d) => d.dismiss());
   await device.getByRole("button", { name: "Remove" }).click();

@@ -119,7 +119,9 @@
             const r = await call("POST", `/dashboard/api/accounts/${encodeURIComponent(card.dataset.id)}/${act}`, body);
             if (act === "check") {
               const c = r.check || {};
-              show(out, `${c.ok ? "OK" : "Failed"}${c.error ? `: ${c.error}` : ""} (${r.latency_ms} ms)`, c.ok ? "good" : "bad");
+              const via = c.via ? ` via ${c.via}` : "";
+              const what = c.ok ? "Reachable" : `Failed${c.error ? `: ${c.error}` : c.status ? `: HTTP ${c.status}` : ""}`;
+              show(out, `${what}${via} (${c.latency_ms ?? r.latency_ms} ms)`, c.ok ? "good" : "bad");
             } else {
               location.reload();
             }
