@@ -5,7 +5,7 @@
 //! when nothing else arrived.
 
 use crate::error::GatewayError;
-use crate::outcome::{Finish, upstream_failure};
+use crate::outcome::Finish;
 use crate::responses::event::{DoneItem, Event, ItemStart, Usage};
 
 /// One output item of the finished response, in output order.
@@ -123,8 +123,8 @@ impl Collected {
                 let had_calls = self.items.iter().any(|i| matches!(i, OutputItem::FunctionCall { .. }));
                 self.finish = Some(Finish::from_terminal(&terminal, had_calls));
             }
-            Event::Failed { code, message } => {
-                self.error = Some(upstream_failure(code.as_deref(), &message));
+            Event::Failed(refusal) => {
+                self.error = Some(refusal.to_error());
             }
             Event::Ignored | Event::Unknown { .. } => {}
         }

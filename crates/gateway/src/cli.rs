@@ -1,4 +1,4 @@
-//! The command line: `serve` (the main job), `login`, `accounts ...`, `status`.
+//! The command line: `serve` (the main job), `login`, `accounts ...`, `keys ...`, `status`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod accounts;
+mod keys;
 
 pub use accounts::AccountsCommand;
 
@@ -39,6 +40,9 @@ pub enum Command {
     /// Manage the accounts in the gateway's own store.
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Client keys with limits (models, requests per minute, concurrency, token budgets, expiry).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Show configuration, accounts and whether a gateway is answering.
     Status,
     /// Log in to a ChatGPT account (in a browser by default) and add it to the gateway's store.
@@ -102,6 +106,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(&base, &ProcessEnv)?;
             init_logging(&config);
             accounts::run(&config, cmd).await
+        }
+        Command::Keys(cmd) => {
+            let config = Config::load(&base, &ProcessEnv)?;
+            init_logging(&config);
+            keys::run(&config, cmd).await
         }
         Command::Status => status(&Config::load(&base, &ProcessEnv)?).await,
         Command::Login { device, paste, label } => {

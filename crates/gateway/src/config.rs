@@ -255,7 +255,8 @@ impl Config {
             h => h.parse().with_context(|| format!("host `{h}` is not an IP address"))?,
         };
         let api_keys = client_keys(raw.api_keys, o, env)?;
-        if !ip.is_loopback() && api_keys.is_empty() {
+        let access = Access::resolve(raw.server, env)?;
+        if !ip.is_loopback() && api_keys.is_empty() && access.admin_key.is_none() {
             bail!(
                 "refusing to listen on {ip}: it is reachable from other machines and no client API key is set. \
                  Set CODEX_GATEWAY_API_KEY (or `api_keys` in the config file, or --api-key), or bind 127.0.0.1."
@@ -329,7 +330,6 @@ impl Config {
         let ollama = OllamaBridge::resolve(raw.ollama, env)?;
         let gemini_model_aliases = raw.gemini.and_then(|g| g.model_aliases).unwrap_or_default();
         let anthropic_model_aliases = raw.anthropic.and_then(|a| a.model_aliases).unwrap_or_default();
-        let access = Access::resolve(raw.server, env)?;
         let metrics = MetricsConfig::resolve(raw.metrics, env)?;
         let dashboard = DashboardConfig::resolve(raw.dashboard)?;
         let config_file = o
@@ -593,6 +593,7 @@ impl DashboardConfig {
 pub struct RawServer {
     pub allowed_hosts: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,
+    pub admin_key: Option<String>,
 }
 
 /// Resolved `[server]` access lists, normalized to lower case for the request guard (server/guard.rs).
@@ -602,6 +603,19 @@ pub struct Access {
     pub allowed_hosts: Vec<String>,
     /// Browser origins, `scheme://host[:port]` as browsers serialize them.
     pub allowed_origins: Vec<String>,
+    /// The admin credential (`CODEX_GATEWAY_ADMIN_KEY`, `[server] admin_key`): the only key `/admin/*` and
+    /// `/metrics` accept when set. Unset: the client keys (`api_keys`) are the admin credential, as before.
+    pub admin_key: Option<String>,
+}
+
+impl Config {
+    /// The keys `/admin/*` and `/metrics` accept (none: the admin API is as open as the rest, keyless loopback).
+    pub fn admin_keys(&self) -> &[String] {
+        match &self.access.admin_key {
+            Some(k) => std::slice::from_ref(k),
+            None => &self.api_keys,
+        }
+    }
 }
 
 impl Access {
@@ -621,7 +635,11 @@ impl Access {
             .iter()
             .map(|o| normalize_origin(o))
             .collect::<anyhow::Result<_>>()?;
-        Ok(Access { allowed_hosts, allowed_origins })
+        let admin_key = env.get("CODEX_GATEWAY_ADMIN_KEY").or(raw.admin_key).map(|k| k.trim().to_string());
+        if admin_key.as_deref() == Some("") {
+            bail!("[server] admin_key is empty: an admin key must be non-empty. Remove it, or set a real key.");
+        }
+        Ok(Access { allowed_hosts, allowed_origins, admin_key })
     }
 }
 
@@ -749,6 +767,22 @@ mod tests {
         let c =
             Config::resolve(RawConfig::default(), &Overrides::default(), &env(&[("CODEX_GATEWAY_API_KEY", "a, b")]))?;
         assert_eq!(c.api_keys, ["a", "b"]);
+        Ok(())
+    }
+
+    /// The admin key: the variable over the file; without one the client keys are the admin credential; empty is
+    /// an error; alone it lets a public bind start (every request then needs a key).
+    #[test]
+    fn admin_key_resolves_and_falls_back_to_the_client_keys() -> anyhow::Result<()> {
+        let file: RawConfig = toml::from_str("[server]\nadmin_key = \"from-file\"")?;
+        let c = Config::resolve(file, &Overrides::default(), &env(&[("CODEX_GATEWAY_ADMIN_KEY", "from-env")]))?;
+        assert_eq!(c.admin_keys(), ["from-env"]);
+        let c = Config::resolve(RawConfig::default(), &Overrides::default(), &env(&[("CODEX_GATEWAY_API_KEY", "k")]))?;
+        assert_eq!(c.admin_keys(), ["k"]);
+        let file: RawConfig = toml::from_str("[server]\nadmin_key = \" \"")?;
+        assert!(Config::resolve(file, &Overrides::default(), &env(&[])).is_err());
+        let public = env(&[("CODEX_GATEWAY_HOST", "0.0.0.0"), ("CODEX_GATEWAY_ADMIN_KEY", "a")]);
+        assert!(Config::resolve(RawConfig::default(), &Overrides::default(), &public).is_ok());
         Ok(())
     }
 

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
+pub mod keys;
 pub mod memory;
 pub mod metrics;
 pub mod record;

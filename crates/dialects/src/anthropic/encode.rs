@@ -23,7 +23,7 @@ use super::render::{
     web_search_results,
 };
 use crate::error::GatewayError;
-use crate::outcome::{Finish, upstream_failure};
+use crate::outcome::Finish;
 use crate::responses::event::{DoneItem, Event, ItemStart, Usage};
 use crate::sse::{write_event, write_event_json};
 
@@ -260,8 +260,8 @@ impl AnthropicEncoder {
                 let finish = Finish::from_terminal(terminal, false);
                 self.finish(out, &finish, usage.as_ref());
             }
-            Event::Failed { code, message } => {
-                let err = upstream_failure(code.as_deref(), message);
+            Event::Failed(refusal) => {
+                let err = refusal.to_error();
                 self.error(&err, out);
             }
         }

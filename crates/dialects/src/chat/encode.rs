@@ -306,8 +306,8 @@ impl ChatEncoder {
                 let finish = Finish::from_terminal(terminal, !self.calls.is_empty());
                 self.finish(out, &finish, usage.as_ref());
             }
-            Event::Failed { code, message } => {
-                let err = crate::outcome::upstream_failure(code.as_deref(), message);
+            Event::Failed(refusal) => {
+                let err = refusal.to_error();
                 self.error(&err, out);
             }
             _ => {}

@@ -53,21 +53,16 @@ pub fn classify_http(answer: &HttpAnswer, now: i64) -> UpstreamFailure {
 
 /// Classify a `response.failed` / `error` event (`code` and `message` as the event carries them).
 pub fn classify_event(code: Option<&str>, message: &str) -> UpstreamFailure {
-    let reason = match code {
-        // The reader's own mark for an event it could not parse: the gateway's failure, not the upstream's words.
-        Some("malformed_event") => Reason::MalformedEvent,
-        _ => {
-            let signals = Signals { cloudflare: false, retry_after: retry_after_from_message(message), plan: None };
-            reason(event_status(code), code, message, signals)
-        }
-    };
-    UpstreamFailure::Refused(Refusal {
-        reason,
-        via: Via::Event,
-        message: message.to_string(),
-        code: code.map(str::to_string),
-        param: None,
-    })
+    UpstreamFailure::Refused(classify_event_refusal(code.map(str::to_string), message.to_string()))
+}
+
+/// [`classify_event`] taking the event's own strings (`Event::parse` classifies a failure event as it parses it).
+/// An event the relay could not parse is not classified here: the reader builds that failure typed
+/// ([`Refusal::malformed_event`]), so no code is made up to be read back.
+pub fn classify_event_refusal(code: Option<String>, message: String) -> Refusal {
+    let signals = Signals { cloudflare: false, retry_after: retry_after_from_message(&message), plan: None };
+    let reason = reason(event_status(code.as_deref()), code.as_deref(), &message, signals);
+    Refusal { reason, via: Via::Event, message, code, param: None }
 }
 
 /// The HTTP status the upstream gives the failure an event's code names; a code it does not know is a failure

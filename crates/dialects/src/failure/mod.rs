@@ -23,7 +23,7 @@ mod name;
 #[cfg(test)]
 mod tests;
 
-pub use classify::{HttpAnswer, classify_event, classify_http, retry_after_from_message};
+pub use classify::{HttpAnswer, classify_event, classify_event_refusal, classify_http, retry_after_from_message};
 
 /// What went wrong with one upstream attempt.
 #[derive(Debug, Clone)]
@@ -110,7 +110,8 @@ pub enum Reason {
     Overloaded,
     /// 5xx, or a failure event without a code the gateway knows.
     ServerError,
-    /// An event the gateway could not parse (the reader turns it into a failure event).
+    /// An event the gateway could not parse: built by the relay's reader ([`Refusal::malformed_event`]), never
+    /// read from a code.
     MalformedEvent,
     /// A 403 Cloudflare challenge page: not an account ban.
     CloudflareChallenge,
@@ -429,9 +430,15 @@ impl Credential {
 }
 
 impl Refusal {
+    /// An event inside the stream that the gateway could not parse (`message` says what and why). The client
+    /// sees the code `malformed_event`; nothing reads it back.
+    pub fn malformed_event(message: String) -> Refusal {
+        Refusal { reason: Reason::MalformedEvent, via: Via::Event, message, code: None, param: None }
+    }
+
     /// The client's error. The wording follows how the failure arrived, as each path always worded it: an HTTP
     /// answer's message says what the gateway saw, an event's message is the upstream's own.
-    fn to_error(&self) -> GatewayError {
+    pub fn to_error(&self) -> GatewayError {
         let m = &self.message;
         let http = match self.via {
             Via::Http(status) => Some(status),
@@ -453,10 +460,14 @@ impl Refusal {
                 (ErrorKind::PermissionDenied, said("This account's plan does not include Codex usage"))
             }
             Reason::Overloaded => (ErrorKind::Overloaded, said("The upstream is overloaded")),
-            Reason::ServerError | Reason::MalformedEvent => match http {
+            Reason::ServerError => match http {
                 Some(status) => (ErrorKind::UpstreamUnavailable, format!("The upstream failed (HTTP {status}): {m}")),
                 None => (ErrorKind::UpstreamUnavailable, format!("The upstream response failed: {m}")),
             },
+            Reason::MalformedEvent => {
+                code = Some("malformed_event".into());
+                (ErrorKind::UpstreamUnavailable, format!("The upstream response failed: {m}"))
+            }
             Reason::CloudflareChallenge => {
                 code = Some("cloudflare_challenge".into());
                 (

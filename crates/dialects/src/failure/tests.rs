@@ -329,7 +329,9 @@ fn table() -> Vec<Row> {
         row("event without a code", event(None, "boom"), Some(Reason::ServerError), Other, BAD_GATEWAY, None),
         row(
             "event the reader could not parse",
-            event(Some("malformed_event"), "The upstream sent an event the gateway cannot read (x)."),
+            UpstreamFailure::Refused(Refusal::malformed_event(
+                "The upstream sent an event the gateway cannot read (x).".into(),
+            )),
             Some(Reason::MalformedEvent),
             Other,
             BAD_GATEWAY,
@@ -495,4 +497,20 @@ fn messages_keep_their_wording() {
     assert_eq!(param.param.as_deref(), Some("tools[0]"));
     let long = "x".repeat(400);
     assert_eq!(m(http(502, &long)).len(), "The upstream failed (HTTP 502): ".len() + 300);
+}
+
+/// The reader's failure for an event it cannot parse used to travel as the code `malformed_event` and be read
+/// back by the classifier, so an upstream event carrying that code was taken for the gateway's own failure. Now the
+/// reader builds the failure typed, and a failure event is classified once, as it is parsed: the upstream's code
+/// is only shown.
+#[test]
+fn an_upstream_code_never_stands_for_the_readers_own_failure() {
+    let parsed = crate::Event::parse(r#"{"type":"error","code":"malformed_event","message":"spoofed"}"#).ok();
+    let Some(crate::Event::Failed(refusal)) = parsed else { panic!("not a failure event") };
+    assert_eq!(refusal.reason, Reason::ServerError, "an unknown code is the upstream's failure");
+    assert_eq!(refusal.code.as_deref(), Some("malformed_event"), "shown as the upstream sent it");
+    let own = Refusal::malformed_event("The upstream sent an event the gateway cannot read (x).".into());
+    assert_eq!(own.reason, Reason::MalformedEvent);
+    let err = own.to_error();
+    assert_eq!((err.kind, err.code.as_deref()), (ErrorKind::UpstreamUnavailable, Some("malformed_event")));
 }

@@ -178,8 +178,8 @@ impl GeminiEncoder {
                 let finish = Finish::from_terminal(terminal, self.calls > 0);
                 self.finish(&finish, usage.as_ref(), out);
             }
-            Event::Failed { code, message } => {
-                let err = crate::outcome::upstream_failure(code.as_deref(), message);
+            Event::Failed(refusal) => {
+                let err = refusal.to_error();
                 self.error(&err, out);
             }
             _ => {}

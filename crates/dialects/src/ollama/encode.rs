@@ -184,8 +184,8 @@ impl OllamaEncoder {
                 let finish = Finish::from_terminal(terminal, false);
                 self.finish(&finish, usage.as_ref(), out);
             }
-            Event::Failed { code, message } => {
-                let err = crate::outcome::upstream_failure(code.as_deref(), message);
+            Event::Failed(refusal) => {
+                let err = refusal.to_error();
                 self.error(&err, out);
             }
             _ => {}

@@ -8,6 +8,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::failure::{Refusal, classify_event_refusal};
 use serde_json::value::RawValue;
 
 /// Token usage as reported in `response.completed` / `response.incomplete`.
@@ -124,11 +126,10 @@ pub enum Event<'a> {
         usage: Option<Usage>,
         output: Vec<DoneItem>,
     },
-    /// `response.failed` or an `error` event.
-    Failed {
-        code: Option<String>,
-        message: String,
-    },
+    /// `response.failed` or an `error` event, classified once where it is parsed (`failure::classify_event`);
+    /// or a frame the relay could not parse at all (`Reason::MalformedEvent`, built by the relay's reader). Boxed:
+    /// rare, and it keeps the events every stream is made of small.
+    Failed(Box<Refusal>),
     /// Event types the protocol defines that translation does not need: keepalives, `in_progress`, content-part
     /// bookkeeping, `*.done` duplicates of deltas, progress of tool items that end in `output_item.done`.
     Ignored,
@@ -360,19 +361,14 @@ impl<'a> Event<'a> {
             "response.failed" => {
                 let r: TerminalResponse = borrowed(w.response, "response")?;
                 let err = r.error.unwrap_or_default();
-                Event::Failed {
-                    code: err.code,
-                    message: err.message.unwrap_or_else(|| "the upstream response failed".into()),
-                }
+                let message = err.message.unwrap_or_else(|| "the upstream response failed".into());
+                Event::failed(err.code, message)
             }
             "error" => {
                 let code: Option<String> = opt(w.code)?;
                 let message: Option<String> = opt(w.message)?;
                 let inner: RawError = opt::<Option<RawError>>(w.error)?.unwrap_or_default();
-                Event::Failed {
-                    code: code.or(inner.code),
-                    message: message.or(inner.message).unwrap_or_else(|| "upstream error".into()),
-                }
+                Event::failed(code.or(inner.code), message.or(inner.message).unwrap_or_else(|| "upstream error".into()))
             }
             // Known and not needed. Listed, so that only types nobody has seen reach `Unknown`; after the arms
             // above, so the events every stream is made of compare against none of these.
@@ -393,6 +389,11 @@ impl<'a> Event<'a> {
             | "response.web_search_call.completed" => Event::Ignored,
             _ => Event::Unknown { kind: w.kind },
         })
+    }
+
+    /// A failure event the upstream sent, with its `code` and `message`: classified here, once.
+    pub fn failed(code: Option<String>, message: String) -> Event<'static> {
+        Event::Failed(Box::new(classify_event_refusal(code, message)))
     }
 
     /// True for events after which the upstream stream is over.
@@ -419,7 +420,7 @@ impl<'a> Event<'a> {
             }
             Event::ItemDone { output_index, item } => Event::ItemDone { output_index, item },
             Event::Finished { terminal, usage, output } => Event::Finished { terminal, usage, output },
-            Event::Failed { code, message } => Event::Failed { code, message },
+            Event::Failed(refusal) => Event::Failed(refusal),
             Event::Ignored => Event::Ignored,
             Event::Unknown { kind } => Event::Unknown { kind: own(kind) },
         }
@@ -526,7 +527,9 @@ mod tests {
         assert!(Event::parse(r#"{"type":"response.output_text.delta","delta":7}"#).is_err());
         assert!(Event::parse(r#"{"type":"response.output_item.added","output_index":0}"#).is_err());
         let e = Event::parse(r#"{"type":"error","error":{"code":"c","message":"m"}}"#).ok();
-        assert_eq!(e, Some(Event::Failed { code: Some("c".into()), message: "m".into() }));
+        assert_eq!(e, Some(Event::failed(Some("c".into()), "m".into())));
+        let Some(Event::Failed(refusal)) = e else { panic!("not a failure") };
+        assert_eq!((refusal.code.as_deref(), refusal.message.as_str()), (Some("c"), "m"));
     }
 
     #[test]
@@ -548,7 +551,9 @@ mod tests {
     #[test]
     fn failed_and_unknown_events() {
         let e = Event::parse(r#"{"type":"response.failed","response":{"error":{"code":"context_length_exceeded","message":"too long"}}}"#).ok();
-        assert_eq!(e, Some(Event::Failed { code: Some("context_length_exceeded".into()), message: "too long".into() }));
+        let Some(Event::Failed(refusal)) = e else { panic!("not a failure") };
+        assert_eq!((refusal.code.as_deref(), refusal.message.as_str()), (Some("context_length_exceeded"), "too long"));
+        assert_eq!(refusal.reason, crate::failure::Reason::ContextTooLong, "classified as it is parsed");
         assert_eq!(Event::parse(r#"{"type":"keepalive"}"#).ok(), Some(Event::Ignored));
         assert!(Event::parse("not json").is_err());
     }

@@ -161,7 +161,7 @@ fn build_events(
             usage: u,
             output: vec![],
         }),
-        GenEnd::Failed => ev.push(Event::Failed { code: Some("server_is_overloaded".into()), message: "busy".into() }),
+        GenEnd::Failed => ev.push(Event::failed(Some("server_is_overloaded".into()), "busy".into())),
         GenEnd::StopSeq => ev.push(Event::Finished {
             terminal: Terminal::Cut(Finish::StopSequence("X".into())),
             usage: u,
@@ -171,7 +171,7 @@ fn build_events(
             // The upstream dies in the middle of an item: keep a prefix, then fail.
             let keep = cuts.first().copied().unwrap_or(0) % ev.len().max(1);
             ev.truncate(keep.max(1));
-            ev.push(Event::Failed { code: None, message: "stream cut".into() });
+            ev.push(Event::failed(None, "stream cut".into()));
         }
     }
     ev

@@ -205,10 +205,7 @@ fn failure_mid_stream_is_an_error_event() {
     let mut out = Vec::new();
     enc.on_event(&text_delta("m", "partial"), &mut out);
     enc.on_event(
-        &Event::Failed {
-            code: Some("context_length_exceeded".into()),
-            message: "Your input exceeds the context window".into(),
-        },
+        &Event::failed(Some("context_length_exceeded".into()), "Your input exceeds the context window".into()),
         &mut out,
     );
     assert!(enc.is_finished());

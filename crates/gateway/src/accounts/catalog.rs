@@ -18,7 +18,11 @@ pub struct AccountCatalog {
 
 impl CatalogSource for Pool {
     fn open_ended(&self) -> bool {
-        self.accounts().iter().any(|a| a.kind != AccountKind::Chatgpt && a.models.is_none())
+        self.accounts().iter().any(|a| match a.kind {
+            AccountKind::ApiKey | AccountKind::Relay => a.models.is_none(),
+            // A ChatGPT account serves what its catalog lists; one of an unknown kind serves nothing.
+            AccountKind::Chatgpt | AccountKind::Unrecognized => false,
+        })
     }
 
     fn any_active(&self, visit: &mut dyn FnMut(Offer<'_>) -> bool) -> bool {

@@ -89,7 +89,9 @@ fn from_export(v: &Value) -> anyhow::Result<Vec<StoredAccount>> {
     let mut out = Vec::new();
     for (i, a) in v.get("accounts").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let s = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_string);
-        let kind = AccountKind::parse(&s("kind").unwrap_or_default());
+        // An unknown kind is refused, not guessed (it was read as `chatgpt`).
+        let kind =
+            AccountKind::parse(&s("kind").unwrap_or_default()).with_context(|| format!("account {i} in the export"))?;
         let tokens = a.get("tokens").filter(|t| t.is_object()).map(|t| {
             let f = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
             Tokens {
@@ -164,9 +166,13 @@ pub fn export(store: &Store, include_secrets: bool) -> anyhow::Result<Value> {
     Ok(json!({"version": EXPORT_VERSION, "secrets": include_secrets, "accounts": accounts}))
 }
 
-/// Enable or disable. Enabling does not revive an account that needs login (only a new login does).
+/// Enable or disable. Enabling does not revive an account that needs login (only a new login does). An account
+/// of a kind this build does not know stays as it is, unusable and unwritten (its status is `unrecognized`).
 pub fn set_enabled(store: &Store, id: &str, enabled: bool) -> anyhow::Result<AccountStatus> {
     let a = store.get_account(id)?.with_context(|| format!("no account `{id}`"))?;
+    if a.kind == AccountKind::Unrecognized {
+        return Ok(AccountStatus::Unrecognized);
+    }
     let status = match (enabled, a.status) {
         (true, AccountStatus::NeedsLogin) => AccountStatus::NeedsLogin,
         (true, _) => AccountStatus::Active,
@@ -197,6 +203,38 @@ mod tests {
         assert!(from_export(&v).is_err());
         let v = json!({"accounts":[{"id":"a","kind":"chatgpt","tokens":{"refresh_token":"rt_full","access_token":"x","id_token":"y","account_id":"z"}}]});
         assert_eq!(from_export(&v).map(|a| a.len()).ok(), Some(1));
+    }
+
+    /// An export's unknown (or missing) kind used to be read as `chatgpt`.
+    #[test]
+    fn an_unknown_kind_in_an_export_is_refused() {
+        let tokens = json!({"refresh_token":"rt_full","access_token":"x","id_token":"y","account_id":"z"});
+        for kind in [json!("passkey"), json!("unrecognized"), json!(null)] {
+            let v = json!({"accounts":[{"id":"a","kind":kind,"tokens":tokens,"api_key":"sk-1"}]});
+            assert!(from_export(&v).is_err(), "{kind}");
+        }
+        let v = json!({"accounts":[{"id":"a","kind":"relay","api_key":"sk-1","base_url":"http://127.0.0.1:1"}]});
+        assert_eq!(from_export(&v).ok().map(|a| a[0].kind), Some(AccountKind::Relay));
+    }
+
+    /// Enabling an account of an unknown kind used to write `active` (and the account was then served as
+    /// `chatgpt`); now nothing is written and the answer says it stays unrecognized.
+    #[test]
+    fn enabling_an_account_of_an_unknown_kind_changes_nothing() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cg-manage-kind-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let mut row = stored_from_api_key("sk-1", None, None);
+        row.status = AccountStatus::Disabled;
+        store.upsert_account(&row)?;
+        let db = rusqlite::Connection::open(dir.join("gateway.db"))?;
+        db.execute("UPDATE accounts SET kind = 'passkey' WHERE id = ?1", [&row.id])?;
+        assert_eq!(set_enabled(&store, &row.id, true)?, AccountStatus::Unrecognized);
+        assert_eq!(set_enabled(&store, &row.id, false)?, AccountStatus::Unrecognized);
+        let raw: (String, String) =
+            db.query_row("SELECT kind, status FROM accounts WHERE id = ?1", [&row.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        assert_eq!(raw, ("passkey".into(), "disabled".into()));
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
     }
 
     #[test]

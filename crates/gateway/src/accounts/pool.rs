@@ -37,6 +37,8 @@ pub struct Pool {
     /// One catalog fetch round at a time: requests that arrive meanwhile wait for it and use its result instead
     /// of fetching again.
     pub(super) catalog_fetching: tokio::sync::Mutex<()>,
+    /// Token refresh calls by outcome (the `token_refreshes_total` metric).
+    pub refreshes: super::tokens::RefreshCounts,
 }
 
 impl Pool {
@@ -50,6 +52,7 @@ impl Pool {
             config,
             base_http,
             affinity: Mutex::new(LruCache::new(cap)),
+            refreshes: Default::default(),
             turn: AtomicUsize::new(0),
             sticky: Mutex::new(None),
             strategy: AtomicU8::new(strategy.as_u8()),
@@ -97,11 +100,16 @@ impl Pool {
                 warn!(
                     account = %stored.id,
                     reason = stored.status_reason.as_deref().unwrap_or_default(),
-                    "the stored account status cannot be read: the account is not used until it is enabled again"
+                    "the stored account's status or kind cannot be read: the account is not used (a known status \
+                     written by `accounts enable`, or a new login, repairs an unknown status; an unknown kind needs \
+                     the build that wrote it)"
                 );
             }
-            // A changed proxy needs a new HTTP client, so such an account is rebuilt (its runtime state resets).
-            match current.iter().find(|a| a.id == stored.id && a.source == Source::Store && a.proxy == stored.proxy) {
+            // A changed proxy needs a new HTTP client, and a changed kind (one this build cannot read, say) other
+            // credentials, so such an account is rebuilt (its runtime state resets).
+            match current.iter().find(|a| {
+                a.id == stored.id && a.source == Source::Store && a.proxy == stored.proxy && a.kind == stored.kind
+            }) {
                 Some(existing) => {
                     *existing.status.write() = (stored.status, stored.status_reason.clone());
                     *existing.label.write() = stored.label.clone();

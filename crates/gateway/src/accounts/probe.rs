@@ -22,8 +22,11 @@ impl Pool {
             (AccountKind::Chatgpt, _) => {
                 format!("{}/models?client_version={CODEX_CLIENT_VERSION}", self.config.upstream_base_url)
             }
-            (_, Some(base)) => format!("{base}/models"),
-            (_, None) => format!("{}/models", self.config.openai_base_url),
+            (AccountKind::ApiKey | AccountKind::Relay, Some(base)) => format!("{base}/models"),
+            (AccountKind::ApiKey | AccountKind::Relay, None) => format!("{}/models", self.config.openai_base_url),
+            (AccountKind::Unrecognized, _) => {
+                return serde_json::json!({"id": account.id, "ok": false, "error": "the account's kind is unknown to this build"});
+            }
         };
         let req = side_request(account, &url, &token);
         match req.send().await {

@@ -2,6 +2,7 @@
 //! ahead of expiry, forced by the admin), adopting tokens the Codex CLI refreshed in a linked auth.json, and
 //! committing rotated tokens (a failed commit keeps them in memory, flags the account and is retried).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dialects::{ErrorKind, GatewayError};
@@ -111,6 +112,7 @@ impl Pool {
         let started = Instant::now();
         let limit = self.config.timeouts.token_refresh;
         let result = refresh_within(account.http(), &self.config.auth_issuer, &current, limit).await;
+        self.refreshes.count(&result);
         if started.elapsed() > SLOW_REFRESH {
             warn!(account = %account.id, ms = started.elapsed().as_millis() as u64, "the token refresh was slow");
         }
@@ -125,8 +127,10 @@ impl Pool {
                 info!(account = %account.id, "access token refreshed");
                 Ok(new_tokens.access_token)
             }
-            Err(RefreshError::Permanent(reason)) if self.adopt_linked(account, &current) => {
-                info!(account = %account.id, %reason, "refresh refused, but the Codex CLI just saved newer tokens; using those");
+            // Every way a refresh fails, decided here: the login is gone (needs login), or it stays and the
+            // client hears why this request could not be served.
+            Err(RefreshError::LoginGone(gone)) if self.adopt_linked(account, &current) => {
+                info!(account = %account.id, reason = %gone, "refresh refused, but the Codex CLI just saved newer tokens; using those");
                 match account.tokens() {
                     Some(t) if !stale(&t) => Ok(t.access_token),
                     _ => Err(GatewayError::new(
@@ -135,8 +139,10 @@ impl Pool {
                     )),
                 }
             }
-            Err(RefreshError::Permanent(reason)) => {
-                warn!(account = %account.id, %reason, "refresh token rejected: account needs login");
+            Err(RefreshError::LoginGone(gone)) => {
+                warn!(account = %account.id, reason = %gone, "refresh token rejected: account needs login");
+                // The issuer's code (`refresh_token_reused`, ...), as `accounts list` has always shown it.
+                let reason = gone.code().to_string();
                 *account.status.write() = (AccountStatus::NeedsLogin, Some(reason.clone()));
                 if account.source == Source::Store {
                     let (store, id) = (self.store.clone(), account.id.clone());
@@ -160,11 +166,18 @@ impl Pool {
                 )
                 .with_code("token_refresh_timeout"))
             }
-            Err(RefreshError::Transient(msg)) => {
-                warn!(account = %account.id, %msg, "token refresh failed");
+            Err(
+                e @ (RefreshError::Unavailable { .. }
+                | RefreshError::Rejected { .. }
+                | RefreshError::Transport(_)
+                | RefreshError::Malformed(_)),
+            ) => {
+                // The failure and its causes (a refused connection, the parser's complaint), in one line.
+                let e = crate::upstream::with_causes(&e);
+                warn!(account = %account.id, error = %e, "token refresh failed; the login is kept");
                 Err(GatewayError::new(
                     ErrorKind::UpstreamUnavailable,
-                    format!("Could not refresh the ChatGPT login: {msg}"),
+                    format!("Could not refresh the ChatGPT login: {e}"),
                 ))
             }
         }
@@ -256,4 +269,38 @@ fn file_wins(account: &Account, file: &Tokens, current: &Tokens) -> bool {
     file.refresh_token != current.refresh_token
         && !file.refresh_token.is_empty()
         && (account.unsaved.lock().is_none() || file.last_refresh > current.last_refresh)
+}
+
+/// Token refresh calls since start, by outcome: counted where the call returns, read by the metrics.
+#[derive(Debug, Default)]
+pub struct RefreshCounts {
+    ok: AtomicU64,
+    login_gone: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl RefreshCounts {
+    fn count<T>(&self, result: &Result<T, RefreshError>) {
+        let counter = match result {
+            Ok(_) => &self.ok,
+            Err(RefreshError::LoginGone(_)) => &self.login_gone,
+            Err(
+                RefreshError::Unavailable { .. }
+                | RefreshError::Rejected { .. }
+                | RefreshError::Transport(_)
+                | RefreshError::Malformed(_)
+                | RefreshError::TimedOut(_),
+            ) => &self.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(outcome, count)`: `ok`, `login_gone` (the account needs a new login), `failed` (the login stays).
+    pub fn snapshot(&self) -> [(&'static str, u64); 3] {
+        [
+            ("ok", self.ok.load(Ordering::Relaxed)),
+            ("login_gone", self.login_gone.load(Ordering::Relaxed)),
+            ("failed", self.failed.load(Ordering::Relaxed)),
+        ]
+    }
 }

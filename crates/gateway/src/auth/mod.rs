@@ -8,6 +8,18 @@ pub mod refresh;
 /// The OAuth client id of the official Codex CLI (spec/codex-upstream.md).
 pub const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 
+/// The machine-readable code of an OAuth error body (`{"error":{"code":..}}`, `{"error":"invalid_grant"}` or
+/// `{"code":..}`), read in one place for the refresh and the login flows; only `refresh::classify` decides on it.
+pub(crate) fn oauth_error_code(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let err = v.get("error");
+    err.and_then(|e| e.get("code"))
+        .and_then(|c| c.as_str())
+        .or_else(|| err.and_then(|e| e.as_str()))
+        .or_else(|| v.get("code").and_then(|c| c.as_str()))
+        .map(str::to_string)
+}
+
 /// ChatGPT login tokens of one account.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Tokens {

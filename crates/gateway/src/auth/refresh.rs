@@ -3,26 +3,82 @@
 //! Callers must hold the account's refresh lock and commit the returned tokens before using them: the old
 //! refresh token is dead the moment the issuer answers. For the same reason a failed commit must not drop them
 //! (`Pool::commit_tokens` keeps them in memory, flags the account and retries).
+//!
+//! A failed refresh is a [`RefreshError`]: the issuer's answer is classified once, here ([`classify`]). What
+//! follows (needs login, or the login stays and the client hears why) is decided by one exhaustive `match` on
+//! the type in `accounts/tokens.rs`, never by reading the issuer's code or message again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{CLIENT_ID, Tokens, jwt, now_unix};
+use super::{CLIENT_ID, Tokens, jwt, now_unix, oauth_error_code as error_code};
 
-/// Why a refresh failed, and whether trying again later can help.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a refresh failed.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RefreshError {
-    /// The login is gone (reused, expired or revoked refresh token): the user must log in again.
+    /// The issuer refused the refresh token: the login is gone and only a new login brings it back.
     #[error("the login is no longer valid ({0}); log in again")]
-    Permanent(String),
-    /// Network trouble or a server error: the refresh token is probably still good.
-    #[error("token refresh failed temporarily: {0}")]
-    Transient(String),
-    /// No answer within the limit: transient too (the login stays), but the client hears it was a timeout.
+    LoginGone(LoginGone),
+    /// The token endpoint failed (5xx) or asked the gateway to slow down (429). The refresh token was not spent.
+    #[error("the token endpoint is unavailable (HTTP {status}{})", shown_code(.code))]
+    Unavailable { status: u16, code: Option<String> },
+    /// The token endpoint refused the request for another reason (400 `invalid_client`, `invalid_request`,
+    /// `unsupported_grant_type`, a 403): the gateway's request, not the login. Logging in again would not help;
+    /// the refresh token is kept and the refresh is tried again later.
+    #[error("the token endpoint refused the request (HTTP {status}{})", shown_code(.code))]
+    Rejected { status: u16, code: Option<String> },
+    /// The token endpoint could not be reached, or its answer broke off. The cause chain is kept as the error's
+    /// source (`upstream::with_causes` writes it out for the client).
+    #[error("cannot reach the token endpoint")]
+    Transport(#[source] Arc<reqwest::Error>),
+    /// A success answer that is not a token answer.
+    #[error("the token endpoint returned an unreadable answer")]
+    Malformed(#[source] Arc<serde_json::Error>),
+    /// No answer within the limit: the login stays, but the client hears it was a timeout.
     #[error("the token endpoint did not answer within {} s", .0.as_secs_f64())]
     TimedOut(Duration),
+}
+
+/// How the issuer said the login is gone (spec/codex-upstream.md "Refresh": permanent failures).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginGone {
+    /// `refresh_token_reused`: the single-use refresh token was spent already (by another process or host).
+    Reused,
+    /// `refresh_token_expired`.
+    Expired,
+    /// `refresh_token_invalidated`: revoked (a logout, a password change).
+    Revoked,
+    /// `invalid_grant`: the OAuth standard's word for a refresh token the issuer does not accept.
+    InvalidGrant,
+    /// A 401 with any other code (or none), kept to be shown.
+    Unauthorized { code: Option<String> },
+}
+
+impl LoginGone {
+    /// The issuer's code, as stored in the account's status reason and shown by `accounts list`.
+    pub fn code(&self) -> &str {
+        match self {
+            LoginGone::Reused => "refresh_token_reused",
+            LoginGone::Expired => "refresh_token_expired",
+            LoginGone::Revoked => "refresh_token_invalidated",
+            LoginGone::InvalidGrant => "invalid_grant",
+            LoginGone::Unauthorized { code: Some(code) } => code,
+            LoginGone::Unauthorized { code: None } => "HTTP 401",
+        }
+    }
+}
+
+impl std::fmt::Display for LoginGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+fn shown_code(code: &Option<String>) -> String {
+    code.as_deref().map(|c| format!(", {c}")).unwrap_or_default()
 }
 
 /// The bound of a refresh when the caller sets none (the gateway passes `token_refresh_timeout_secs`).
@@ -60,47 +116,43 @@ pub async fn refresh_within(
 async fn call(http: &reqwest::Client, issuer: &str, current: &Tokens) -> Result<Tokens, RefreshError> {
     let url = format!("{issuer}/oauth/token");
     let body = json!({"client_id": CLIENT_ID, "grant_type": "refresh_token", "refresh_token": current.refresh_token});
-    let resp = http
-        .post(&url)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| RefreshError::Transient(format!("cannot reach the token endpoint: {}", e.without_url())))?;
-    let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|e| RefreshError::Transient(e.without_url().to_string()))?;
-    if status.is_success() {
-        let t: TokenResponse = serde_json::from_slice(&bytes)
-            .map_err(|_| RefreshError::Transient("the token endpoint returned an unreadable answer".into()))?;
-        let id_token = t.id_token.unwrap_or_else(|| current.id_token.clone());
-        let account_id =
-            jwt::claims(&id_token).and_then(|c| c.account_id).unwrap_or_else(|| current.account_id.clone());
-        return Ok(Tokens {
-            id_token,
-            access_token: t.access_token.unwrap_or_else(|| current.access_token.clone()),
-            refresh_token: t.refresh_token.unwrap_or_else(|| current.refresh_token.clone()),
-            account_id,
-            last_refresh: now_unix(),
-        });
+    let transport = |e: reqwest::Error| RefreshError::Transport(Arc::new(e.without_url()));
+    let resp = http.post(&url).json(&body).send().await.map_err(transport)?;
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.map_err(transport)?;
+    if !(200..300).contains(&status) {
+        return Err(classify(status, &bytes));
     }
-    let code = error_code(&bytes);
-    let permanent = status == reqwest::StatusCode::UNAUTHORIZED
-        || matches!(
-            code.as_deref(),
-            Some("refresh_token_expired" | "refresh_token_reused" | "refresh_token_invalidated" | "invalid_grant")
-        );
-    let reason = code.unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
-    if permanent { Err(RefreshError::Permanent(reason)) } else { Err(RefreshError::Transient(reason)) }
+    let t: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| RefreshError::Malformed(Arc::new(e)))?;
+    let id_token = t.id_token.unwrap_or_else(|| current.id_token.clone());
+    let account_id = jwt::claims(&id_token).and_then(|c| c.account_id).unwrap_or_else(|| current.account_id.clone());
+    Ok(Tokens {
+        id_token,
+        access_token: t.access_token.unwrap_or_else(|| current.access_token.clone()),
+        refresh_token: t.refresh_token.unwrap_or_else(|| current.refresh_token.clone()),
+        account_id,
+        last_refresh: now_unix(),
+    })
 }
 
-/// `{"error":{"code":..}}`, `{"error":"invalid_grant"}` or `{"code":..}`.
-fn error_code(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let err = v.get("error");
-    err.and_then(|e| e.get("code"))
-        .and_then(|c| c.as_str())
-        .or_else(|| err.and_then(|e| e.as_str()))
-        .or_else(|| v.get("code").and_then(|c| c.as_str()))
-        .map(str::to_string)
+/// The one place the issuer's error answer is read: its status and code, to a [`RefreshError`]. A code that
+/// says the refresh token is dead ends the login whatever the status; so does any 401 (spec/codex-upstream.md).
+/// 429 and 5xx are the endpoint's trouble; any other refusal is the request's.
+pub fn classify(status: u16, body: &[u8]) -> RefreshError {
+    let code = error_code(body);
+    let gone = match code.as_deref() {
+        Some("refresh_token_reused") => Some(LoginGone::Reused),
+        Some("refresh_token_expired") => Some(LoginGone::Expired),
+        Some("refresh_token_invalidated") => Some(LoginGone::Revoked),
+        Some("invalid_grant") => Some(LoginGone::InvalidGrant),
+        _ => None,
+    };
+    match (gone, status) {
+        (Some(gone), _) => RefreshError::LoginGone(gone),
+        (None, 401) => RefreshError::LoginGone(LoginGone::Unauthorized { code }),
+        (None, 429 | 500..) => RefreshError::Unavailable { status, code },
+        (None, _) => RefreshError::Rejected { status, code },
+    }
 }
 
 /// Refresh ahead of use: the access token expires within 5 minutes, or (no `exp`) the last refresh is over
@@ -176,6 +228,151 @@ mod tests {
         assert!(!needs_refresh(&tokens_with_exp(Some(now + 3600), now), now));
         assert!(needs_refresh(&tokens_with_exp(None, now - 9 * 86400), now));
         assert!(!needs_refresh(&tokens_with_exp(None, now - 86400), now));
+    }
+
+    /// What a row of the table expects.
+    #[derive(Debug)]
+    enum Want {
+        Gone(LoginGone, &'static str),
+        Unavailable(u16, Option<&'static str>),
+        Rejected(u16, Option<&'static str>),
+    }
+
+    /// Every error answer of the token endpoint the specs and the fake know, classified once: which ones end the
+    /// login (and the status reason `accounts list` shows), which ones keep it.
+    #[test]
+    fn the_issuers_error_answers_are_classified_once() {
+        let oauth = |code: &str, message: &str| {
+            format!(
+                r#"{{"error":{{"message":"{message}","type":"invalid_request_error","param":null,"code":"{code}"}}}}"#
+            )
+        };
+        let reused = oauth(
+            "refresh_token_reused",
+            "Your refresh token has already been used to generate a new access token. Please try signing in again.",
+        );
+        let expired = oauth("refresh_token_expired", "Your refresh token has expired. Please try signing in again.");
+        let revoked =
+            oauth("refresh_token_invalidated", "Your refresh token has been invalidated. Please try signing in again.");
+        let grant_object = oauth("invalid_grant", "Invalid authorization code.");
+        let client_401 = oauth("invalid_client", "Unknown or missing client_id.");
+        let client_400 = oauth("invalid_client", "Unknown or missing client_id.");
+        let missing = oauth("invalid_request", "Missing refresh_token.");
+        let grant_type = oauth("unsupported_grant_type", "Unsupported grant_type.");
+        let cloudflare = "<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>cf-chl</body></html>";
+        let rows: Vec<(u16, &str, Want)> = vec![
+            // spec/codex-upstream.md "Refresh": the permanent failures, and field note 22 (`refresh_token_reused`).
+            (401, &reused, Want::Gone(LoginGone::Reused, "refresh_token_reused")),
+            (401, &expired, Want::Gone(LoginGone::Expired, "refresh_token_expired")),
+            (401, &revoked, Want::Gone(LoginGone::Revoked, "refresh_token_invalidated")),
+            (400, r#"{"code":"refresh_token_reused"}"#, Want::Gone(LoginGone::Reused, "refresh_token_reused")),
+            // The OAuth standard's shape, and the issuer's own.
+            (
+                400,
+                r#"{"error":"invalid_grant","error_description":"Invalid refresh token"}"#,
+                Want::Gone(LoginGone::InvalidGrant, "invalid_grant"),
+            ),
+            (400, &grant_object, Want::Gone(LoginGone::InvalidGrant, "invalid_grant")),
+            // Any 401 ends the login; its code (or the status) is what the account shows.
+            (401, r#"{"detail":"Unauthorized"}"#, Want::Gone(LoginGone::Unauthorized { code: None }, "HTTP 401")),
+            (401, "", Want::Gone(LoginGone::Unauthorized { code: None }, "HTTP 401")),
+            (
+                401,
+                &client_401,
+                Want::Gone(LoginGone::Unauthorized { code: Some("invalid_client".into()) }, "invalid_client"),
+            ),
+            // The endpoint's trouble: the refresh token was not spent.
+            (
+                429,
+                r#"{"error":{"code":"rate_limit_exceeded","message":"slow down"}}"#,
+                Want::Unavailable(429, Some("rate_limit_exceeded")),
+            ),
+            (500, "Internal Server Error", Want::Unavailable(500, None)),
+            (502, "<html>Bad Gateway</html>", Want::Unavailable(502, None)),
+            (
+                503,
+                r#"{"error":{"code":"server_is_overloaded","message":"busy"}}"#,
+                Want::Unavailable(503, Some("server_is_overloaded")),
+            ),
+            // The request's fault, not the login's: a new login would not help.
+            (400, &client_400, Want::Rejected(400, Some("invalid_client"))),
+            (400, &missing, Want::Rejected(400, Some("invalid_request"))),
+            (400, &grant_type, Want::Rejected(400, Some("unsupported_grant_type"))),
+            (403, "", Want::Rejected(403, None)),
+            (403, "Unknown error", Want::Rejected(403, None)),
+            (403, cloudflare, Want::Rejected(403, None)),
+        ];
+        for (status, body, want) in rows {
+            let got = classify(status, body.as_bytes());
+            let ok = match (&got, &want) {
+                (RefreshError::LoginGone(gone), Want::Gone(expected, reason)) => {
+                    gone == expected && gone.code() == *reason
+                }
+                (RefreshError::Unavailable { status: s, code }, Want::Unavailable(es, ec))
+                | (RefreshError::Rejected { status: s, code }, Want::Rejected(es, ec)) => {
+                    s == es && code.as_deref() == *ec
+                }
+                _ => false,
+            };
+            assert!(ok, "HTTP {status} {body}: got {got:?}, want {want:?}");
+        }
+    }
+
+    /// An answer on a local port, once: `status` and `body` as raw HTTP/1.1.
+    async fn answer_once(status: &'static str, body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(async move {
+            if let Ok((mut tcp, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let head = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let _ = tcp.write_all(format!("{head}{body}").as_bytes()).await;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An unreachable token endpoint used to be reported as "error sending request" and nothing more: the cause
+    /// (here, a refused connection) was flattened away. Now it is kept: in the text and as the error's source.
+    #[tokio::test]
+    async fn an_unreachable_token_endpoint_keeps_its_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tokens = tokens_with_exp(None, 0);
+        let err = refresh(&client(), &format!("http://127.0.0.1:{port}"), &tokens).await.err();
+        let Some(err @ RefreshError::Transport(_)) = err else { panic!("not a transport failure: {err:?}") };
+        let text = crate::upstream::with_causes(&err);
+        assert!(text.starts_with("cannot reach the token endpoint: "), "{text}");
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        let mut source = std::error::Error::source(&err);
+        let mut refused = false;
+        while let Some(cause) = source {
+            refused |= cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+            source = cause.source();
+        }
+        assert!(refused, "the io error is reachable through the cause chain: {err:?}");
+    }
+
+    /// A 200 that is not a token answer is its own failure, with the parser's error as its source; a 503 keeps
+    /// the login.
+    #[tokio::test]
+    async fn an_unreadable_or_failing_answer_keeps_the_login() {
+        let tokens = tokens_with_exp(None, 0);
+        let err = refresh(&client(), &answer_once("200 OK", "<html>").await, &tokens).await.err();
+        let Some(err @ RefreshError::Malformed(_)) = err else { panic!("not malformed: {err:?}") };
+        assert!(std::error::Error::source(&err).is_some());
+        let err = refresh(&client(), &answer_once("503 Service Unavailable", "").await, &tokens).await.err();
+        assert!(matches!(err, Some(RefreshError::Unavailable { status: 503, code: None })), "{err:?}");
     }
 
     #[test]

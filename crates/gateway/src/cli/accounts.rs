@@ -63,19 +63,19 @@ pub enum AccountsCommand {
     Check { id: Option<String> },
 }
 
-/// A running gateway's admin API, if one answers on the configured address.
-struct Live {
+/// A running gateway's admin API, if one answers on the configured address (with the admin credential).
+pub(crate) struct Live {
     base: String,
     key: Option<String>,
     http: reqwest::Client,
 }
 
 impl Live {
-    async fn find(config: &Config) -> Option<Live> {
+    pub(crate) async fn find(config: &Config) -> Option<Live> {
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().ok()?;
         let addr = crate::cli::local_address(config.listen);
         let base = format!("http://{addr}");
-        let key = config.api_keys.first().cloned();
+        let key = config.admin_keys().first().cloned();
         let mut req = http.get(format!("{base}/admin/status")).timeout(Duration::from_secs(2));
         if let Some(k) = &key {
             req = req.bearer_auth(k);
@@ -84,7 +84,7 @@ impl Live {
         ok.then_some(Live { base, key, http })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(crate) async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(k) = &self.key {
             req = req.bearer_auth(k);
@@ -407,6 +407,13 @@ fn print_table(rows: &[Value]) {
     }
     // Rare and serious, so under the table in full rather than squeezed into a column.
     for r in rows {
+        if r["status"] == "unrecognized" {
+            eprintln!(
+                "warning: {}: not used: {} (the row is kept as it is)",
+                r["id"].as_str().unwrap_or("-"),
+                r["status_reason"].as_str().unwrap_or("the store holds a value this build does not know")
+            );
+        }
         if let Some(error) = r["tokens_not_saved"]["error"].as_str() {
             eprintln!(
                 "warning: {}: TOKENS NOT SAVED since {} ({error}); the gateway uses them from memory and retries \

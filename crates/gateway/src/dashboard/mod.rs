@@ -28,10 +28,10 @@ mod setup;
 
 pub use session::{LOGIN_DELAY, SESSION_COOKIE};
 
-/// The admin credentials the login accepts. Today the client keys (`CODEX_GATEWAY_API_KEY`, `api_keys`) act as
-/// the admin credential; when `[server] admin_key` (`CODEX_GATEWAY_ADMIN_KEY`) exists, point this at it.
+/// The admin credentials the login accepts: `CODEX_GATEWAY_ADMIN_KEY` (`[server] admin_key`), else the client
+/// keys (`CODEX_GATEWAY_API_KEY`, `api_keys`), as for `/admin/*`. Created client keys never log in.
 pub fn admin_secret(config: &Config) -> &[String] {
-    &config.api_keys
+    config.admin_keys()
 }
 
 /// A path the dashboard serves (the guard skips the client key for these: the dashboard has its own gate).

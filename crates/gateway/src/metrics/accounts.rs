@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::accounts::{Account, Pool};
@@ -55,6 +56,21 @@ fn family(
         }
         let sample = family.encode_family(labels)?;
         ConstGauge::new(*value).encode(sample)?;
+    }
+    Ok(())
+}
+
+/// One counter family read at scrape time (its `_total` suffix is added by the encoder).
+fn counter_family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: &[(Vec<(&'static str, String)>, f64)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
+    for (labels, value) in samples {
+        let sample = family.encode_family(labels)?;
+        ConstCounter::new(*value as u64).encode(sample)?;
     }
     Ok(())
 }
@@ -111,6 +127,14 @@ impl Collector for PoolGauges {
             &cooldown,
         )?;
         family(&mut encoder, "account_in_flight", "Requests the account is serving now", &in_flight)?;
+        let refreshes: Vec<(Vec<(&'static str, String)>, f64)> = self
+            .pool
+            .refreshes
+            .snapshot()
+            .iter()
+            .map(|(outcome, n)| (vec![("outcome", outcome.to_string())], *n as f64))
+            .collect();
+        counter_family(&mut encoder, "token_refreshes", "Token refresh calls, by outcome", &refreshes)?;
         let streams = vec![(Vec::new(), crate::relay::pump::open_streams() as f64)];
         family(&mut encoder, "active_streams", "Streaming answers being written now", &streams)?;
         Ok(())

@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 use dialects::{GatewayError, UpstreamFailure, Usage};
 
 use super::{Api, RecordError, RequestRecord, Sinks};
+use crate::keys::Permit;
 
 /// Status recorded when the client left before any status line was sent (nginx's "client closed request").
 pub const CLIENT_CLOSED: u16 = 499;
@@ -23,6 +24,9 @@ pub struct Recorder {
     /// The status line was sent (a streaming answer): a later end is no longer a 499.
     status_sent: bool,
     done: bool,
+    /// The client key's concurrency slot: held as long as the record is open, so it is given back exactly when
+    /// the request ends (finished, failed, or the client left), wherever the record is then.
+    permit: Option<Permit>,
 }
 
 impl Recorder {
@@ -56,6 +60,7 @@ impl Recorder {
             failure: None,
             status_sent: false,
             done: false,
+            permit: None,
         }
     }
 
@@ -65,6 +70,11 @@ impl Recorder {
 
     pub fn set_client_key(&mut self, key: Option<Arc<str>>) {
         self.record.client_key = key;
+    }
+
+    /// Hold the client key's concurrency slot until the request ends.
+    pub fn hold(&mut self, permit: Permit) {
+        self.permit = Some(permit);
     }
 
     /// The decoded request: the model as the client named it, and whether it streams.

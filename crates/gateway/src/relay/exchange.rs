@@ -323,7 +323,7 @@ async fn send_once(
 fn login_refused(account: &Account) -> UpstreamFailure {
     let credential = match account.kind {
         AccountKind::Chatgpt => Credential::ChatgptLogin,
-        AccountKind::ApiKey | AccountKind::Relay => Credential::ApiKey,
+        AccountKind::ApiKey | AccountKind::Relay | AccountKind::Unrecognized => Credential::ApiKey,
     };
     UpstreamFailure::LoginRefused { account: account.describe(), credential }
 }
@@ -356,9 +356,7 @@ async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFa
                 let event = reader.event(&frame).into_owned();
                 match event {
                     Event::Created { .. } | Event::Ignored | Event::Unknown { .. } => seen.push((frame, event)),
-                    Event::Failed { code, message } => {
-                        break Err(dialects::failure::classify_event(code.as_deref(), &message));
-                    }
+                    Event::Failed(refusal) => break Err(UpstreamFailure::Refused(*refusal)),
                     _ => {
                         seen.push((frame, event));
                         break Ok(());

@@ -180,9 +180,9 @@ impl<E: StreamEncoder> Pump<E> {
         match &event {
             Event::Finished { usage: Some(u), .. } => self.usage = Some(*u),
             // The encoder words it for the client; the record keeps what it was.
-            Event::Failed { code, message } => {
+            Event::Failed(refusal) => {
                 if let Some(record) = &mut self.record {
-                    let failure = dialects::failure::classify_event(code.as_deref(), message);
+                    let failure = UpstreamFailure::Refused((**refusal).clone());
                     record.upstream_failure(&failure);
                     record.error(&failure.to_error());
                 }
@@ -367,8 +367,8 @@ async fn drain_raw_unboxed(
 
 /// A failure event inside the answer: the record keeps what it was (the renderers word it for the client).
 fn note_failure_event(event: &Event, record: &mut Recorder) {
-    if let Event::Failed { code, message } = event {
-        record.upstream_failure(&dialects::failure::classify_event(code.as_deref(), message));
+    if let Event::Failed(refusal) = event {
+        record.upstream_failure(&UpstreamFailure::Refused((**refusal).clone()));
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dialects::failure::Stage;
+use dialects::failure::{Refusal, Stage};
 use dialects::sse::{SseFrame, SseParser};
 use dialects::{Event, GatewayError, UpstreamFailure};
 use futures_util::{FutureExt, StreamExt};
@@ -259,9 +259,9 @@ impl EventReader {
     /// The event a frame carries. It borrows the frame's payload, so a delta costs no allocation; parsing happens
     /// here, not when the frame is read, for that reason. An unknown type is counted ([`unknown_events`]) and
     /// logged at debug once per stream, then handed on (`Event::Unknown`: translated dialects skip it, the
-    /// passthrough forwards it). A frame that cannot be parsed is a failure of the stream (`Event::Failed`, code
-    /// `malformed_event`: its text would otherwise be lost without a word), except for encoders that forward
-    /// frames raw.
+    /// passthrough forwards it). A frame that cannot be parsed is a failure of the stream, built typed here
+    /// (`Event::Failed` with `Reason::MalformedEvent`: its text would otherwise be lost without a word), except for
+    /// encoders that forward frames raw.
     pub fn event<'f>(&mut self, frame: &'f SseFrame) -> Event<'f> {
         // Frames come back in the order they were put back; anything else means the cache is out of step.
         let peeked = match self.peeked.pop_front() {
@@ -288,10 +288,9 @@ impl EventReader {
                 debug!("forwarding an upstream event the gateway cannot read: {e}");
                 Event::Ignored
             }
-            Err(e) => Event::Failed {
-                code: Some("malformed_event".into()),
-                message: format!("The upstream sent an event the gateway cannot read ({e}); the answer is incomplete."),
-            },
+            Err(e) => Event::Failed(Box::new(Refusal::malformed_event(format!(
+                "The upstream sent an event the gateway cannot read ({e}); the answer is incomplete."
+            )))),
         }
     }
 
@@ -333,6 +332,7 @@ pub fn cut_error() -> GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dialects::failure::Reason;
 
     fn delta(i: usize) -> String {
         format!(
@@ -361,7 +361,9 @@ mod tests {
         assert_eq!(reader.event(&back), cached);
         // Taken once: asked again, the frame is parsed, and is not JSON: a failure of the stream, unless the
         // encoder forwards frames as they are.
-        assert!(matches!(reader.event(&back), Event::Failed { code: Some(c), .. } if c == "malformed_event"));
+        assert!(
+            matches!(reader.event(&back), Event::Failed(r) if r.reason == Reason::MalformedEvent && r.code.is_none())
+        );
         reader.set_forwards_raw(true);
         assert_eq!(reader.event(&back), Event::Ignored);
         reader.set_forwards_raw(false);

@@ -125,7 +125,7 @@ struct ExportQuery {
 /// local user, a page that got past the browser defences) would get every account's tokens. The CLI reads the
 /// store directly and needs no key.
 async fn export(State(s): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<ExportQuery>) -> Response {
-    if q.include_secrets && s.config.api_keys.is_empty() {
+    if q.include_secrets && s.config.admin_keys().is_empty() {
         let err = GatewayError::new(
             ErrorKind::PermissionDenied,
             "include_secrets is refused over HTTP while no client key is set: set one (CODEX_GATEWAY_API_KEY, \

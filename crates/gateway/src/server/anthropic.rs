@@ -24,6 +24,7 @@ use dialects::{GatewayError, OutputLimits, UpstreamRequest, Usage};
 use serde_json::{Map, Value, json};
 use tracing::warn;
 
+use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{self, Exchange, StartError};
 use crate::relay::pump;
@@ -57,10 +58,11 @@ fn with_request_id(mut resp: Response, request_id: &str) -> Response {
 /// `POST /v1/messages`.
 async fn messages(
     State(state): State<Arc<AppState>>,
+    caller: Option<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    handle::<Anthropic>(state, (), "/v1/messages", headers, body).await
+    handle::<Anthropic>(state, (), "/v1/messages", caller, headers, body).await
 }
 
 /// Anthropic Messages, translated to and from Responses (`dialects::anthropic`).

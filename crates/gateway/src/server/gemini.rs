@@ -25,6 +25,7 @@ use dialects::{ErrorKind, GatewayError, OutputLimits, Usage};
 use serde_json::{Value, json};
 
 use crate::catalog::{self, ModelEntry};
+use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::Exchange;
 use crate::relay::pump;
@@ -74,6 +75,7 @@ fn refuse_method(method: &Method, uri: &Uri, headers: &HeaderMap, allow: &'stati
 /// `POST .../models/{model}:{method}`.
 async fn call(
     State(state): State<Arc<AppState>>,
+    caller: Option<Caller>,
     headers: HeaderMap,
     uri: Uri,
     Path(id): Path<String>,
@@ -107,7 +109,7 @@ async fn call(
         }
     };
     let route = GeminiRoute { model: model.to_string(), framing };
-    handle::<Gemini>(state, route, ROUTE, headers, body).await
+    handle::<Gemini>(state, route, ROUTE, caller, headers, body).await
 }
 
 /// The record of a call on a model path that is not a model call (a token count, a refused method).

@@ -1,7 +1,9 @@
 //! The request-head guard of both listeners (the main port and the Ollama bridge), run before routing: the
 //! `Host` check against DNS rebinding, the `Origin` check against cross-site pages, the refusal of
-//! browser-simple content types (a page's way around the CORS preflight), and the client key. docs/security.md
-//! explains the threat model; listen.rs puts a [`Guard`] in front of each connection's router.
+//! browser-simple content types (a page's way around the CORS preflight), the client key, and the admin key on
+//! `/admin/*` and `/metrics`. docs/security.md explains the threat model; listen.rs puts a [`Guard`] in front of
+//! each connection's router. A created client key (keys/) that passes travels on as a [`Caller`] extension, for
+//! the handler's limits.
 //!
 //! It runs on every request of the hot path, so it is a synchronous look at the request head: a few header
 //! lookups and byte comparisons, no allocation when the request passes, and a future that is either the inner
@@ -20,6 +22,7 @@ use futures_util::future::Either;
 use tower::Service;
 
 use crate::config::Config;
+use crate::keys::{Caller, Keys, Standing};
 use crate::server::errors::{Shape, error_response};
 use crate::server::request_id;
 
@@ -36,8 +39,14 @@ pub struct Policy {
     bind_host: Option<String>,
     /// Lower case `scheme://host[:port]`.
     allowed_origins: Box<[String]>,
-    /// Client keys (none: no key is asked for).
+    /// Unrestricted client keys: `api_keys` and the admin key (none, and no created key: no key is asked for).
     keys: Box<[String]>,
+    /// What `/admin/*` and `/metrics` accept (server/mod.rs `Config::admin_keys`).
+    admin_keys: Box<[String]>,
+    /// Keys the admin created, with limits (none on a policy built without them).
+    created: Option<Arc<Keys>>,
+    /// `[metrics] public`: `/metrics` needs no key (a scraper on a private network).
+    metrics_public: bool,
     listener: Listener,
 }
 
@@ -61,17 +70,34 @@ pub enum Refusal {
     MissingKey,
     /// A wrong client key, or `?key=` off the Gemini routes.
     WrongKey,
+    /// A created key that was revoked.
+    KeyRevoked,
+    /// A created key past its expiry.
+    KeyExpired,
+    /// A client key (shared or created) on `/admin/*` or `/metrics`, which need the admin key.
+    NotAdmin,
+    /// `/admin/*` while client keys were created but no admin credential is configured.
+    AdminKeyUnset,
 }
 
 impl Policy {
     /// The main port's policy.
-    pub fn main(config: &Config) -> Policy {
-        Policy::new(config, config.listen.ip(), &config.api_keys, Listener::Main)
+    pub fn main(config: &Config, created: Arc<Keys>) -> Policy {
+        let mut keys = config.api_keys.clone();
+        keys.extend(config.access.admin_key.iter().cloned());
+        let mut p = Policy::new(config, config.listen.ip(), &keys, Listener::Main);
+        p.admin_keys = config.admin_keys().into();
+        p.created = Some(created);
+        p.metrics_public = config.metrics.public;
+        p
     }
 
-    /// The Ollama bridge's: the same host and origin lists, and no client key (Ollama clients send none).
-    pub fn ollama_bridge(config: &Config) -> Policy {
-        Policy::new(config, config.ollama.listen.ip(), &[], Listener::OllamaBridge)
+    /// The Ollama bridge's: the same host and origin lists, and no client key (Ollama clients send none). A
+    /// created key that is presented is still honoured (its limits, revocation and expiry apply).
+    pub fn ollama_bridge(config: &Config, created: Arc<Keys>) -> Policy {
+        let mut p = Policy::new(config, config.ollama.listen.ip(), &[], Listener::OllamaBridge);
+        p.created = Some(created);
+        p
     }
 
     fn new(config: &Config, bind: IpAddr, keys: &[String], listener: Listener) -> Policy {
@@ -86,6 +112,9 @@ impl Policy {
             allowed_hosts: config.access.allowed_hosts.clone().into(),
             allowed_origins: config.access.allowed_origins.clone().into(),
             keys: keys.into(),
+            admin_keys: Box::default(),
+            created: None,
+            metrics_public: false,
             listener,
         }
     }
@@ -93,6 +122,11 @@ impl Policy {
     /// Decide on a request from its head alone. Allocation-free unless the request is refused (or sends its
     /// key in `?key=` with percent-escapes).
     pub fn check<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
+        self.admit(req).map(|_| ())
+    }
+
+    /// [`Policy::check`], returning the created key the request authenticated with.
+    pub fn admit<B>(&self, req: &Request<B>) -> Result<Option<Caller>, Refusal> {
         let headers = req.headers();
         // HTTP/1.0 requests may lack `Host`; browsers always send it, so a request without one is not the attack.
         let host = headers.get(header::HOST).map(|h| h.as_bytes());
@@ -114,12 +148,44 @@ impl Policy {
         {
             return Err(Refusal::ContentType);
         }
-        // The dashboard has its own gate (a login and a session cookie: dashboard/session.rs).
         let path = req.uri().path();
-        if !self.keys.is_empty() && !is_public(path) && !crate::dashboard::is_dashboard_path(path) {
-            return self.check_key(req);
+        // The dashboard has its own gate (a login and a session cookie: dashboard/session.rs).
+        if is_public(path) || (self.metrics_public && path == "/metrics") || crate::dashboard::is_dashboard_path(path) {
+            return Ok(None);
         }
-        Ok(())
+        if is_admin(path) && self.listener == Listener::Main {
+            return self.check_admin(req).map(|()| None);
+        }
+        let created = self.created.as_deref().filter(|c| !c.is_empty());
+        match (self.listener, self.keys.is_empty(), created) {
+            (Listener::Main, true, None) => Ok(None),
+            (Listener::Main, _, _) => self.check_key(req, created),
+            // The bridge asks for no key; a created one presented is honoured, anything else is ignored.
+            (Listener::OllamaBridge, _, None) => Ok(None),
+            (Listener::OllamaBridge, _, Some(_)) => match self.check_key(req, created) {
+                Err(Refusal::MissingKey | Refusal::WrongKey) => Ok(None),
+                other => other,
+            },
+        }
+    }
+
+    /// `/admin/*` and `/metrics`: the admin key only (constant-time), never a client key.
+    fn check_admin<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
+        let created = self.created.as_deref().filter(|c| !c.is_empty());
+        if self.admin_keys.is_empty() {
+            // Keyless as before, until keys exist: then a client could drop its key and manage keys itself.
+            return if created.is_some() { Err(Refusal::AdminKeyUnset) } else { Ok(()) };
+        }
+        let presented = presented_keys(req);
+        if presented.iter().flatten().any(|p| any_equal(&self.admin_keys, p)) {
+            return Ok(());
+        }
+        let client = |p: &str| any_equal(&self.keys, p) || created.is_some_and(|c| c.find(p).is_some());
+        if presented.iter().flatten().any(|p| client(p)) {
+            return Err(Refusal::NotAdmin);
+        }
+        let none = presented.iter().all(Option::is_none) && !has_query_key(req);
+        if none { Err(Refusal::MissingKey) } else { Err(Refusal::WrongKey) }
     }
 
     fn host_allowed(&self, host: &[u8]) -> bool {
@@ -139,17 +205,21 @@ impl Policy {
 
     /// `Authorization: Bearer`, `x-api-key`, `x-goog-api-key`; `?key=` only on the Gemini routes, where Google's
     /// clients send it (elsewhere it would only put keys into access logs).
-    fn check_key<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
-        let h = req.headers();
-        let bearer = h
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
-        let header_key = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-        let presented = [bearer, header_key("x-api-key"), header_key("x-goog-api-key")];
+    ///
+    /// The shared keys are compared first and in constant time; a created key is then found by its hash
+    /// (keys/mod.rs `Keys::find` says why that is not a timing leak).
+    fn check_key<B>(&self, req: &Request<B>, created: Option<&Keys>) -> Result<Option<Caller>, Refusal> {
+        let presented = presented_keys(req);
         if presented.iter().flatten().any(|p| self.accepts(p)) {
-            return Ok(());
+            return Ok(None);
+        }
+        let standing = |key: Arc<crate::keys::ClientKey>| match key.standing(crate::auth::now_unix()) {
+            Standing::Usable => Ok(Some(Caller(key))),
+            Standing::Revoked => Err(Refusal::KeyRevoked),
+            Standing::Expired => Err(Refusal::KeyExpired),
+        };
+        if let Some(key) = created.and_then(|c| presented.iter().flatten().find_map(|p| c.find(p))) {
+            return standing(key);
         }
         let query_keys = || {
             req.uri()
@@ -160,14 +230,17 @@ impl Policy {
         };
         let gemini = Shape::from_path(req.uri().path()) == Shape::Gemini;
         if gemini && query_keys().any(|(_, v)| self.accepts(&v)) {
-            return Ok(());
+            return Ok(None);
+        }
+        if gemini && let Some(key) = created.and_then(|c| query_keys().find_map(|(_, v)| c.find(&v))) {
+            return standing(key);
         }
         let none = presented.iter().all(Option::is_none) && query_keys().next().is_none();
         if none { Err(Refusal::MissingKey) } else { Err(Refusal::WrongKey) }
     }
 
     fn accepts(&self, presented: &str) -> bool {
-        self.keys.iter().any(|k| constant_time_eq(k.as_bytes(), presented.as_bytes()))
+        any_equal(&self.keys, presented)
     }
 
     /// The refusal in the dialect of the path (the bridge: Ollama's, OpenAI's under `/v1/`).
@@ -250,6 +323,24 @@ impl Policy {
             }
             Refusal::WrongKey => GatewayError::new(ErrorKind::Unauthorized, "Invalid API key for this gateway.")
                 .with_code("invalid_api_key"),
+            Refusal::KeyRevoked => {
+                GatewayError::new(ErrorKind::Unauthorized, "This API key was revoked by the gateway's admin.")
+                    .with_code("key_revoked")
+            }
+            Refusal::KeyExpired => {
+                GatewayError::new(ErrorKind::Unauthorized, "This API key has expired.").with_code("key_expired")
+            }
+            Refusal::NotAdmin => GatewayError::new(
+                ErrorKind::PermissionDenied,
+                "This is a client key: /admin/* and /metrics need the gateway's admin key (CODEX_GATEWAY_ADMIN_KEY).",
+            )
+            .with_code("admin_key_required"),
+            Refusal::AdminKeyUnset => GatewayError::new(
+                ErrorKind::Unauthorized,
+                "Client keys exist but no admin credential is configured: set CODEX_GATEWAY_ADMIN_KEY (or \
+                 `[server] admin_key`, or CODEX_GATEWAY_API_KEY) to use /admin/* and /metrics.",
+            )
+            .with_code("admin_key_required"),
         }
     }
 }
@@ -265,6 +356,28 @@ fn is_public(path: &str) -> bool {
 fn same_origin(origin: &[u8], host: &[u8]) -> bool {
     let rest = origin.strip_prefix(b"http://").or_else(|| origin.strip_prefix(b"https://"));
     rest.is_some_and(|r| r.eq_ignore_ascii_case(host))
+}
+
+/// The admin API and the metrics page (the prefix: every route under it, present and future).
+fn is_admin(path: &str) -> bool {
+    path == "/admin" || path.starts_with("/admin/") || path == "/metrics" || path.starts_with("/metrics/")
+}
+
+/// The keys a request presents in headers: `Authorization: Bearer`, `x-api-key`, `x-goog-api-key`.
+fn presented_keys<B>(req: &Request<B>) -> [Option<&str>; 3] {
+    let h = req.headers();
+    let bearer = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let header_key = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    [bearer, header_key("x-api-key"), header_key("x-goog-api-key")]
+}
+
+/// Constant-time against each configured key (the comparison's time does not depend on where bytes differ).
+fn any_equal(keys: &[String], presented: &str) -> bool {
+    keys.iter().any(|k| constant_time_eq(k.as_bytes(), presented.as_bytes()))
 }
 
 fn has_query_key<B>(req: &Request<B>) -> bool {
@@ -368,9 +481,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        match self.policy.check(&req) {
-            Ok(()) => Either::Right(self.inner.call(req)),
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        match self.policy.admit(&req) {
+            Ok(None) => Either::Right(self.inner.call(req)),
+            // Only requests with a created key pay for the extension (one small allocation).
+            Ok(Some(caller)) => {
+                req.extensions_mut().insert(caller);
+                Either::Right(self.inner.call(req))
+            }
             Err(refusal) => Either::Left(ready(Ok(self.policy.refuse(refusal, &req)))),
         }
     }
@@ -388,6 +506,9 @@ mod tests {
             allowed_hosts: owned(hosts),
             allowed_origins: owned(origins),
             keys: owned(keys),
+            admin_keys: owned(keys),
+            created: None,
+            metrics_public: false,
             listener: Listener::Main,
         }
     }
@@ -530,6 +651,31 @@ mod tests {
         assert_eq!(check("/v1beta/models?key=", &[]), Err(Refusal::WrongKey));
         assert_eq!(check("/admin/accounts?key=k1", &[]), Err(Refusal::WrongKey));
         assert_eq!(check("/v1/chat/completions?key=k1", &[]), Err(Refusal::WrongKey));
+    }
+
+    /// `/admin/*` and `/metrics` take the admin key only; client keys there are refused as such (403), and the
+    /// admin key is also an unrestricted client key.
+    #[test]
+    fn admin_paths_need_the_admin_key() {
+        let mut p = policy(false, &[], &[], &["client", "admin"]);
+        p.admin_keys = vec!["admin".to_string()].into();
+        let check = |path: &str, key: &str| p.check(&req("GET", path, &[("authorization", &format!("Bearer {key}"))]));
+        for path in ["/admin", "/admin/status", "/admin/keys/key_1/revoke", "/metrics", "/metrics/x"] {
+            assert_eq!(check(path, "admin"), Ok(()), "{path}");
+            assert_eq!(check(path, "client"), Err(Refusal::NotAdmin), "{path}");
+            assert_eq!(check(path, "nope"), Err(Refusal::WrongKey), "{path}");
+            assert_eq!(p.check(&req("GET", path, &[])), Err(Refusal::MissingKey), "{path}");
+        }
+        for path in ["/administrator", "/metricsx", "/v1/models"] {
+            assert_eq!(check(path, "client"), Ok(()), "{path}");
+            assert_eq!(check(path, "admin"), Ok(()), "{path}");
+        }
+        assert_eq!(p.refuse(Refusal::NotAdmin, &req("GET", "/admin/status", &[])).status(), StatusCode::FORBIDDEN);
+        // `[metrics] public = true` opens `/metrics` alone.
+        p.metrics_public = true;
+        assert_eq!(p.check(&req("GET", "/metrics", &[])), Ok(()));
+        assert_eq!(p.check(&req("GET", "/admin/status", &[])), Err(Refusal::MissingKey));
+        assert_eq!(p.refuse(Refusal::KeyRevoked, &req("POST", "/v1/messages", &[])).status(), StatusCode::UNAUTHORIZED);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The one handler every model route uses, and the [`Dialect`] trait it is generic over.
 //!
-//! A request goes: decode (the dialect) -> exchange (relay::exchange: lease, send, fail over, peek) -> the
+//! A request goes: decode (the dialect) -> a created client key's limits (keys/) -> exchange (relay::exchange: lease, send, fail over, peek) -> the
 //! answer, streamed through the dialect's encoder (relay::pump) or collected and rendered whole -> one
 //! [`RequestRecord`](crate::record::RequestRecord) when it ends, success or failure. A dialect is its own module
 //! (decode, encoder, renderer, error shape, hooks) plus one route registration; nothing here names one.
@@ -17,6 +17,7 @@ use bytes::Bytes;
 use dialects::encoder::StreamEncoder;
 use dialects::{GatewayError, OutputLimits, UpstreamRequest, Usage};
 
+use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{self, Exchange, StartError};
 use crate::relay::pump;
@@ -103,12 +104,14 @@ pub async fn handle<D: Dialect>(
     state: Arc<AppState>,
     route: D::Route,
     route_name: &'static str,
+    caller: Option<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let rid = request_id(&headers);
     let mut record = Recorder::new(state.records.clone(), D::API, route_name, rid);
-    match serve::<D>(&state, route, headers, body, &mut record).await {
+    record.set_client_key(caller.as_ref().map(|c| c.0.id.clone()));
+    match serve::<D>(&state, route, caller, headers, body, &mut record).await {
         Ok(Reply::Stream { ex, answer, limits }) => {
             let cfg = &state.config;
             let encoder = D::encoder(&answer);
@@ -142,6 +145,7 @@ pub async fn handle<D: Dialect>(
 async fn serve<D: Dialect>(
     state: &AppState,
     route: D::Route,
+    caller: Option<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     record: &mut Recorder,
@@ -152,6 +156,11 @@ async fn serve<D: Dialect>(
         Decoded::Answered(response) => return Ok(Reply::Local(response)),
     };
     record.set_request(&req.model.requested, req.stream);
+    // A created key's limits, the one place they are checked: after decoding (the model is known), before the
+    // upstream is called. The concurrency slot rides in the record until the request ends.
+    if let Some(Caller(key)) = &caller {
+        record.hold(state.keys.admit(key, &req.model.requested, &req.model.slug)?);
+    }
     let ex = D::start(state, headers, &mut req, record).await.map_err(|e| D::start_error(e, &req))?;
     if req.stream {
         return Ok(Reply::Stream { ex, answer, limits: req.limits });

@@ -17,12 +17,14 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::accounts::Pool;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::keys::{BudgetSink, Keys};
 use crate::metrics::Metrics;
 use crate::record::{Api, RecordSink, Recorder, Sinks, access_log::AccessLog};
 use crate::store::Store;
 use crate::upstream::{Upstream, build_http_client};
 
 mod admin;
+mod admin_keys;
 mod anthropic;
 pub mod errors;
 mod gemini;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub catalog: Catalog<Pool>,
     /// Where each request's record goes when it ends (the access log, plus any sinks the caller adds).
     pub records: Sinks,
+    /// Client keys the admin created, with their limits (keys/).
+    pub keys: Arc<Keys>,
     /// The Prometheus metrics (`[metrics] enabled`).
     pub metrics: Option<Arc<Metrics>>,
 }
@@ -58,16 +62,19 @@ impl AppState {
         let config = Arc::new(config);
         let store = Arc::new(Store::open(&config.db_path())?);
         let http = build_http_client(&config)?;
-        let pool = Arc::new(Pool::load(config.clone(), store, http.clone())?);
+        let pool = Arc::new(Pool::load(config.clone(), store.clone(), http.clone())?);
         let upstream = Arc::new(Upstream::new(&config, http)?);
         let catalog = Catalog::new(pool.clone());
+        let keys = Arc::new(Keys::load(store.clone())?);
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
+        // Client keys: token budgets are charged from each record.
+        all.push(Arc::new(BudgetSink(keys.clone())));
         let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new(pool.clone(), config.metrics.email_labels)));
         if let Some(m) = &metrics {
             all.push(m.clone());
         }
         all.extend(sinks);
-        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all), metrics })
+        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all), metrics, keys })
     }
 }
 
@@ -86,6 +93,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .merge(admin::routes())
+        .merge(admin_keys::routes())
         .merge(gemini::other_routes())
         .merge(anthropic::other_routes())
         .merge(crate::dashboard::routes(state.clone()))
@@ -151,7 +159,7 @@ pub async fn run_with_sinks(
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
     let trim = tokio::spawn(crate::memory::return_retained_memory());
-    let guard = Arc::new(guard::Policy::main(&state.config));
+    let guard = Arc::new(guard::Policy::main(&state.config, state.keys.clone()));
     let timeouts = state.config.timeouts.clone();
     let served = listen::serve(listener, router(state), guard, shutdown, &timeouts).await;
     upkeep.abort();
@@ -178,7 +186,8 @@ pub fn sse_response(body: axum::body::Body) -> Response {
 /// The record of a request that is not a model call: route, status and time (the access line of a model list,
 /// an admin call, a 404).
 pub(crate) async fn record_other(State(sinks): State<Sinks>, req: Request, next: axum::middleware::Next) -> Response {
-    let record = Recorder::new(sinks, Api::Other, method_route(&req), request_id(req.headers()));
+    let mut record = Recorder::new(sinks, Api::Other, method_route(&req), request_id(req.headers()));
+    record.set_client_key(req.extensions().get::<crate::keys::Caller>().map(|c| c.0.id.clone()));
     let response = next.run(req).await;
     record.finish(response.status().as_u16());
     response

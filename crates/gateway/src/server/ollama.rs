@@ -34,6 +34,7 @@ use tracing::{info, warn};
 
 use crate::catalog;
 use crate::config::Config;
+use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{Exchange, StartError};
 use crate::relay::pump;
@@ -73,7 +74,7 @@ pub fn serve(
 ) -> impl Future<Output = ()> + Send + 'static {
     let shutdown = shutdown.shared();
     if let Some(listener) = listener {
-        let policy = Arc::new(guard::Policy::ollama_bridge(&state.config));
+        let policy = Arc::new(guard::Policy::ollama_bridge(&state.config, state.keys.clone()));
         let timeouts = state.config.timeouts.clone();
         let app = router(state, policy.clone());
         let stop = shutdown.clone();
@@ -198,16 +199,22 @@ fn now_rfc3339() -> String {
     rfc3339(d.as_secs(), d.subsec_nanos())
 }
 
-async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    handle::<Ollama>(state, Endpoint::Chat, "/api/chat", headers, body).await
+async fn chat(
+    State(state): State<Arc<AppState>>,
+    caller: Option<Caller>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle::<Ollama>(state, Endpoint::Chat, "/api/chat", caller, headers, body).await
 }
 
 async fn generate(
     State(state): State<Arc<AppState>>,
+    caller: Option<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    handle::<Ollama>(state, Endpoint::Generate, "/api/generate", headers, body).await
+    handle::<Ollama>(state, Endpoint::Generate, "/api/generate", caller, headers, body).await
 }
 
 /// Ollama `/api/chat` and `/api/generate`, translated to and from Responses (`dialects::ollama`).

@@ -15,6 +15,7 @@ use dialects::responses::{Passthrough, ResponsesAssembler};
 use dialects::{GatewayError, OutputLimits, Usage};
 
 use crate::auth::now_unix;
+use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::Exchange;
 use crate::relay::pump;
@@ -25,19 +26,21 @@ use crate::server::handler::{Decoded, Dialect, handle};
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
+    caller: Option<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    handle::<Chat>(state, (), "/v1/chat/completions", headers, body).await
+    handle::<Chat>(state, (), "/v1/chat/completions", caller, headers, body).await
 }
 
 /// `POST /v1/responses`.
 pub async fn responses(
     State(state): State<Arc<AppState>>,
+    caller: Option<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    handle::<Responses>(state, (), "/v1/responses", headers, body).await
+    handle::<Responses>(state, (), "/v1/responses", caller, headers, body).await
 }
 
 /// OpenAI Chat Completions, translated to and from Responses (`dialects::chat`).

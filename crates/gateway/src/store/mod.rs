@@ -10,6 +10,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::auth::Tokens;
 
+mod keys;
+
+pub use keys::StoredKey;
+
 /// Each entry moves the schema one version forward; never edit an entry once released.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -35,6 +39,24 @@ CREATE TABLE accounts (
 ALTER TABLE accounts ADD COLUMN proxy TEXT;
 ALTER TABLE accounts ADD COLUMN models TEXT;
 "#,
+    // Client keys (store/keys.rs). Written as the 3rd entry on the `keys` branch; the usage ledger's migration
+    // lands next to it, and the two are numbered in merge order.
+    r#"
+CREATE TABLE client_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL UNIQUE,
+    models TEXT,
+    rpm INTEGER,
+    concurrency INTEGER,
+    daily_tokens BIGINT,
+    monthly_tokens BIGINT,
+    expires_at BIGINT,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+"#,
 ];
 
 /// How an account authenticates upstream.
@@ -46,7 +68,16 @@ pub enum AccountKind {
     ApiKey,
     /// Any Responses-compatible service: a base URL and a key.
     Relay,
+    /// The store holds a kind this build does not know (a newer version's, a hand edit). Such an account is never
+    /// served (its status reads as [`AccountStatus::Unrecognized`], the stored kind in the reason) and never
+    /// written back: the row stays as it is for the build that knows it.
+    Unrecognized,
 }
+
+/// A kind string that is none of [`AccountKind`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown account kind {0:?}")]
+pub struct UnknownKind(pub String);
 
 impl AccountKind {
     pub fn as_str(self) -> &'static str {
@@ -54,13 +85,19 @@ impl AccountKind {
             AccountKind::Chatgpt => "chatgpt",
             AccountKind::ApiKey => "api_key",
             AccountKind::Relay => "relay",
+            AccountKind::Unrecognized => "unrecognized",
         }
     }
-    pub fn parse(s: &str) -> AccountKind {
+
+    /// The kind a stored string names. Anything else is an error, never a guess: reading an unknown kind as
+    /// `chatgpt` sent another kind's credentials to the Codex backend. `unrecognized` describes a row; nobody
+    /// stores it.
+    pub fn parse(s: &str) -> Result<AccountKind, UnknownKind> {
         match s {
-            "api_key" => AccountKind::ApiKey,
-            "relay" => AccountKind::Relay,
-            _ => AccountKind::Chatgpt,
+            "chatgpt" => Ok(AccountKind::Chatgpt),
+            "api_key" => Ok(AccountKind::ApiKey),
+            "relay" => Ok(AccountKind::Relay),
+            other => Err(UnknownKind(other.to_string())),
         }
     }
 }
@@ -191,6 +228,8 @@ impl Store {
 
     /// Insert or replace an account (import, login).
     pub fn upsert_account(&self, a: &StoredAccount) -> anyhow::Result<()> {
+        // A row read with a kind this build does not know is never written back (it would lose the kind).
+        anyhow::ensure!(a.kind != AccountKind::Unrecognized, "account {} has a kind this build cannot store", a.id);
         let conn = self.conn.lock();
         let t = a.tokens.as_ref();
         conn.execute(
@@ -284,16 +323,18 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// One row as a [`StoredAccount`]. A row whose status cannot be read is still returned, as
+/// One row as a [`StoredAccount`]. A row whose kind or status cannot be read is still returned, as
 /// [`AccountStatus::Unrecognized`] with the parse error as its reason: failing the whole read would take every
 /// account out of service for one bad row, and skipping the row would hide it. The pool never serves it and logs
 /// it (`Pool::reload`).
 fn row_to_account(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAccount> {
-    let (status, status_reason) = match AccountStatus::parse(&r.get::<_, String>(12)?) {
-        Ok(status) => (status, r.get(13)?),
-        Err(e) => (AccountStatus::Unrecognized, Some(format!("{e} in the store"))),
-    };
-    let kind = AccountKind::parse(&r.get::<_, String>(1)?);
+    // An unknown kind wins over the status: whatever the status says, the account cannot be used.
+    let (kind, status, status_reason) =
+        match (AccountKind::parse(&r.get::<_, String>(1)?), AccountStatus::parse(&r.get::<_, String>(12)?)) {
+            (Err(e), _) => (AccountKind::Unrecognized, AccountStatus::Unrecognized, Some(format!("{e} in the store"))),
+            (Ok(kind), Err(e)) => (kind, AccountStatus::Unrecognized, Some(format!("{e} in the store"))),
+            (Ok(kind), Ok(status)) => (kind, status, r.get(13)?),
+        };
     let refresh: Option<String> = r.get(8)?;
     let access: Option<String> = r.get(7)?;
     let tokens = match (kind, access, refresh) {
@@ -414,6 +455,69 @@ mod tests {
         assert_eq!(listed[0].status, AccountStatus::Unrecognized);
         store.set_status("k", AccountStatus::Active, None)?;
         assert_eq!(store.get_account("k")?.map(|a| a.status), Some(AccountStatus::Active));
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn kinds_parse_exactly() {
+        for kind in [AccountKind::Chatgpt, AccountKind::ApiKey, AccountKind::Relay] {
+            assert_eq!(AccountKind::parse(kind.as_str()), Ok(kind));
+        }
+        for unknown in ["", "passkey", "ChatGPT", "unrecognized"] {
+            assert_eq!(AccountKind::parse(unknown), Err(UnknownKind(unknown.into())));
+        }
+    }
+
+    /// A kind this build does not know used to read as `chatgpt`: its credentials went to the Codex backend. Now
+    /// the row reads as kind and status `unrecognized`, the stored kind in its reason, whatever its stored status;
+    /// it is listed, and never written back.
+    #[test]
+    fn unknown_stored_kind_is_unrecognized_not_chatgpt() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cg-store-kind-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let tokens = Tokens {
+            id_token: "i".into(),
+            access_token: "a".into(),
+            refresh_token: "r".into(),
+            account_id: "acc".into(),
+            last_refresh: 5,
+        };
+        let acct = StoredAccount {
+            id: "p".into(),
+            kind: AccountKind::Chatgpt,
+            label: Some("from v9".into()),
+            email: None,
+            plan: None,
+            tokens: Some(tokens),
+            api_key: None,
+            base_url: None,
+            proxy: None,
+            models: None,
+            status: AccountStatus::Active,
+            status_reason: None,
+            created_at: 1,
+        };
+        store.upsert_account(&acct)?;
+        store.conn.lock().execute("UPDATE accounts SET kind='passkey' WHERE id='p'", [])?;
+        let back = store.get_account("p")?.ok_or_else(|| anyhow::anyhow!("missing"))?;
+        assert_eq!((back.kind, back.status), (AccountKind::Unrecognized, AccountStatus::Unrecognized));
+        assert_eq!(back.status_reason.as_deref(), Some(r#"unknown account kind "passkey" in the store"#));
+        assert!(back.tokens.is_none(), "no credentials are handed out for it");
+        let listed = store.list_accounts()?;
+        assert_eq!(listed.len(), 1, "the row is listed, not dropped");
+        assert_eq!(listed[0].kind, AccountKind::Unrecognized);
+        assert!(store.upsert_account(&back).is_err(), "a row read as unrecognized is never written back");
+        let raw: (String, String, Option<String>, Option<String>) = store.conn.lock().query_row(
+            "SELECT kind, status, refresh_token, label FROM accounts WHERE id='p'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        assert_eq!(
+            raw,
+            ("passkey".into(), "active".into(), Some("r".into()), Some("from v9".into())),
+            "the row is intact"
+        );
         std::fs::remove_dir_all(&dir)?;
         Ok(())
     }

@@ -159,6 +159,13 @@ impl Upstream {
         let url = match account.kind {
             AccountKind::Chatgpt => &self.codex_url,
             AccountKind::ApiKey | AccountKind::Relay => &self.openai_url,
+            // Never leased (its status is `unrecognized`); refused rather than sent anywhere.
+            AccountKind::Unrecognized => {
+                return Err(TransportError::described(
+                    dialects::failure::TransportKind::Other,
+                    "the account's kind is unknown to this build",
+                ));
+            }
         };
         let relay_url;
         let url = match (&account.kind, &account.base_url) {

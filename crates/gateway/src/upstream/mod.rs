@@ -9,4 +9,5 @@ mod transport;
 
 pub use classify::classify;
 pub use client::{CODEX_CLIENT_VERSION, CallContext, Upstream, build_http_client, build_http_client_with_proxy};
+pub(crate) use transport::with_causes;
 pub use transport::{BodyStream, TransportError, UpstreamResponse};

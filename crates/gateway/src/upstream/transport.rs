@@ -158,7 +158,7 @@ fn kind_of(e: &(dyn std::error::Error + 'static)) -> TransportKind {
 }
 
 /// `message: cause: cause…`, skipping causes whose text the message already holds.
-fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -257,3 +257,70 @@ async fn an_unknown_stored_status_is_shown_and_never_served() {
     assert_eq!((status, v["status"].as_str()), (200, Some("active")), "{v}");
     assert_eq!(env.get_json("/admin/status").await["usable"], 2);
 }
+
+/// A kind the store holds that this build does not know (here one a newer version might write) used to read as
+/// `chatgpt`, and the account was served with whatever credentials its row had. It is now listed as
+/// `unrecognized` with the stored kind in its reason, never leased, and enabling it changes nothing: the row stays
+/// as it is.
+#[tokio::test]
+async fn an_unknown_stored_kind_is_listed_and_never_served() {
+    let env = start(Setup { accounts: 2, linked: false, store_accounts: true, ..Setup::default() }).await;
+    let accounts = env.get_json("/admin/accounts").await;
+    let id_of = |email: &str| {
+        accounts
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["email"] == email)
+            .and_then(|a| a["id"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no account {email}: {accounts}"))
+    };
+    let (parked, other) = (id_of(&env.accounts[0].email), id_of(&env.accounts[1].email));
+    let db = rusqlite::Connection::open(env.dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
+    db.execute("UPDATE accounts SET kind = 'passkey' WHERE id = ?1", [&parked]).unwrap_or_else(|e| panic!("{e}"));
+    // Any management call re-reads the store.
+    let (status, _) = post(&env, &format!("/admin/accounts/{other}/label"), json!({"label": "other"})).await;
+    assert_eq!(status, 200);
+
+    let listed = env.get_json("/admin/accounts").await;
+    let shown = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["id"] == parked.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("the account is not listed: {listed}"));
+    assert_eq!(
+        (shown["kind"].as_str(), shown["status"].as_str()),
+        (Some("unrecognized"), Some("unrecognized")),
+        "{shown}"
+    );
+    assert!(shown["status_reason"].as_str().is_some_and(|r| r.contains("\"passkey\"")), "{shown}");
+    assert_eq!(env.get_json("/admin/status").await["usable"], 1);
+    for i in 0..4 {
+        let chat = json!({"model":"gpt-5.4","messages":[{"role":"user","content":format!("k{i}")}]});
+        let (s, _, t) = env.post("/v1/chat/completions", &chat).await;
+        assert_eq!(s, 200, "{t}");
+    }
+    let served = env.accounts[1].account_id.clone();
+    let requests = env.fake.requests_to("/responses");
+    assert_eq!(requests.len(), 4);
+    assert!(requests.iter().all(|r| r.account_id.as_deref() == Some(served.as_str())), "never the parked account");
+    // Nor does it open the catalog to any model id, as an API-key account without a model list would: the
+    // catalog itself refuses an unknown model (it was let through to the leasing, which found no account for it).
+    let (s, _, t) = env
+        .post("/v1/chat/completions", &json!({"model":"no-such-model","messages":[{"role":"user","content":"x"}]}))
+        .await;
+    assert_eq!(s, 404, "{t}");
+    assert!(t.contains("does not exist or is not served by this gateway"), "{t}");
+    assert_eq!(env.fake.requests_to("/responses").len(), 4, "the gateway refused the model itself");
+
+    let (status, v) = post(&env, &format!("/admin/accounts/{parked}/enable"), json!({})).await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("unrecognized")), "{v}");
+    assert_eq!(env.get_json("/admin/status").await["usable"], 1);
+    let raw: (String, String) = db
+        .query_row("SELECT kind, status FROM accounts WHERE id = ?1", [&parked], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(raw, ("passkey".to_string(), "active".to_string()), "the row is kept as it was");
+}

@@ -292,3 +292,19 @@ async fn dashboard_shows_a_label_with_markup_as_text() {
     assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"), "{html}");
     assert!(!html.contains("<script>alert"), "{html}");
 }
+
+#[tokio::test]
+async fn dashboard_login_takes_the_admin_key_not_a_client_key_once_an_admin_key_is_set() {
+    let env = start(Setup {
+        client_key: Some("client-key".into()),
+        env: vec![("CODEX_GATEWAY_ADMIN_KEY", KEY.into())],
+        ..Setup::default()
+    })
+    .await;
+    let (status, h, _) = login(&env, "client-key", &[]).await;
+    assert_eq!(status, 401, "a client key is not the admin credential");
+    assert!(set_cookie(&h, "cgw_session").is_none());
+    let (status, h, _) = login(&env, KEY, &[]).await;
+    assert_eq!(status, 200);
+    assert!(set_cookie(&h, "cgw_session").is_some());
+}

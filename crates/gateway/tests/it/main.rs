@@ -11,6 +11,7 @@ mod errors;
 mod failure;
 mod fuzz_http;
 mod gemini;
+mod keys;
 mod login;
 mod metrics;
 mod ollama;

@@ -85,6 +85,10 @@ async fn counters_follow_the_records_and_gauges_follow_the_pool() {
         assert_eq!(sample(&text, &format!(r#"codex_gateway_account_in_flight{{account="{account}"}}"#)), Some(0.0));
     }
     assert!(!text.contains('@'), "no email in the labels: {text}");
+    for outcome in ["ok", "login_gone", "failed"] {
+        let line = format!(r#"codex_gateway_token_refreshes_total{{outcome="{outcome}"}}"#);
+        assert!(sample(&text, &line).is_some(), "{line}: {text}");
+    }
     // The fake reports quota headers on every answer: the 5-hour window's ratio is there, as a share.
     let ratio = text
         .lines()

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::oauth::{error_code, exchange_code, network};
+use super::oauth::{exchange_code, network};
 use super::{LoginError, LoginOptions, Prompt};
+use crate::auth::oauth_error_code as error_code;
 use crate::auth::{CLIENT_ID, Tokens};
 
 const DEVICE_ENDPOINT: &str = "the device-code endpoint";

@@ -130,8 +130,14 @@ pub enum LoginError {
     BadPaste(String),
     #[error("the device code was not approved within {}; run `codex-gateway login --device` again", human(*.0))]
     DeviceTimedOut(Duration),
-    #[error("cannot reach {endpoint}: {reason}")]
-    Network { endpoint: &'static str, reason: String },
+    /// The issuer could not be reached, or its answer broke off; the cause chain is kept as the error's source
+    /// (the command line prints it).
+    #[error("cannot reach {endpoint}")]
+    Network {
+        endpoint: &'static str,
+        #[source]
+        cause: reqwest::Error,
+    },
     #[error("{endpoint} refused the request (HTTP {status}{})", code.as_deref().map(|c| format!(", {c}")).unwrap_or_default())]
     Refused { endpoint: &'static str, status: u16, code: Option<String> },
     #[error("{endpoint} returned an unreadable answer")]

@@ -8,11 +8,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use serde::Deserialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::LoginError;
-use crate::auth::{CLIENT_ID, Tokens, jwt, now_unix};
+use crate::auth::{CLIENT_ID, Tokens, jwt, now_unix, oauth_error_code as error_code};
 
 pub(super) const TOKEN_ENDPOINT: &str = "the token endpoint";
 
@@ -149,24 +148,40 @@ pub async fn exchange_code(
 }
 
 pub(super) fn network(endpoint: &'static str, e: reqwest::Error) -> LoginError {
-    LoginError::Network { endpoint, reason: e.without_url().to_string() }
-}
-
-/// The machine-readable code of an OAuth error body: `{"error":{"code":..}}`, `{"error":"..."}` or `{"code":..}`.
-pub(super) fn error_code(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let err = v.get("error");
-    err.and_then(|e| e.get("code"))
-        .and_then(Value::as_str)
-        .or_else(|| err.and_then(Value::as_str))
-        .or_else(|| v.get("code").and_then(Value::as_str))
-        .map(str::to_string)
+    LoginError::Network { endpoint, cause: e.without_url() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::login::callback_redirect_uri;
+
+    /// A code exchange with an issuer that cannot be reached used to say "error sending request" and no more: the
+    /// cause was flattened into a string. Now it is kept, in the text and as the error's source.
+    #[tokio::test]
+    async fn an_unreachable_issuer_keeps_its_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let http = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("{e}"));
+        let err =
+            exchange_code(&http, &format!("http://127.0.0.1:{port}"), "c", "http://localhost:1455/cb", "v").await.err();
+        let Some(err @ LoginError::Network { .. }) = err else { panic!("not a network failure: {err:?}") };
+        let mut source = std::error::Error::source(&err);
+        let mut refused = false;
+        while let Some(cause) = source {
+            refused |= cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+            source = cause.source();
+        }
+        assert!(refused, "the io error is reachable through the cause chain: {err:?}");
+        // As the command line prints it (`{:#}`: the error, then its causes).
+        let text = format!("{:#}", anyhow::Error::from(err));
+        assert!(text.starts_with("cannot reach the token endpoint: "), "{text}");
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+    }
 
     #[test]
     fn pkce_matches_rfc7636_and_verifier_is_long_and_random() {

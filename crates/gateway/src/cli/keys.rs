@@ -1,0 +1,313 @@
+//! `codex-gateway keys ...`: client keys with limits. When a gateway answers on the configured address, every
+//! command goes through its admin API (`/admin/keys`, with the admin key), so a revoke or a new limit applies to
+//! its next request; otherwise the store is changed directly and the gateway reads it when it starts.
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde_json::{Map, Value, json};
+
+use super::accounts::Live;
+use crate::auth::now_unix;
+use crate::config::Config;
+use crate::keys::manage::{self, KeyPatch, KeySpec, ManageError};
+use crate::keys::stored_with_usage;
+use crate::store::Store;
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create a client key; its secret is printed once and never again.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the keys (name, prefix, status, limits; use today and this month when the gateway runs).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One key.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a key's name, models or limits; `none` removes one (`--rpm none`, `--models none`).
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: refused from its next request on (kept in the store for the usage history).
+    Revoke { id: String },
+}
+
+/// The limits a key may have. Values are text so `update` can say `none`.
+#[derive(clap::Args, Debug, Default)]
+pub struct LimitArgs {
+    /// Models the key may use, comma-separated (default: any).
+    #[arg(long)]
+    models: Option<String>,
+    /// Requests per minute.
+    #[arg(long)]
+    rpm: Option<String>,
+    /// Requests in flight at once.
+    #[arg(long)]
+    concurrency: Option<String>,
+    /// Tokens (input + output) per UTC day.
+    #[arg(long)]
+    daily_tokens: Option<String>,
+    /// Tokens (input + output) per UTC month.
+    #[arg(long)]
+    monthly_tokens: Option<String>,
+    /// Last day the key works (2027-01-31, UTC) or an RFC 3339 time.
+    #[arg(long)]
+    expires: Option<String>,
+}
+
+impl LimitArgs {
+    /// The admin API's JSON for these flags (`none` -> `null`).
+    fn to_json(&self, body: &mut Map<String, Value>) -> anyhow::Result<()> {
+        let number = |flag: &str, v: &str| -> anyhow::Result<Value> {
+            match v {
+                "none" => Ok(Value::Null),
+                v => Ok(json!(v.parse::<u64>().with_context(|| format!("--{flag} {v} is not a number or `none`"))?)),
+            }
+        };
+        if let Some(m) = &self.models {
+            let list: Vec<&str> = m.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+            body.insert("models".into(), if m == "none" { Value::Null } else { json!(list) });
+        }
+        for (flag, key, v) in [
+            ("rpm", "rpm", &self.rpm),
+            ("concurrency", "concurrency", &self.concurrency),
+            ("daily-tokens", "daily_tokens", &self.daily_tokens),
+            ("monthly-tokens", "monthly_tokens", &self.monthly_tokens),
+        ] {
+            if let Some(v) = v {
+                body.insert(key.into(), number(flag, v)?);
+            }
+        }
+        if let Some(e) = &self.expires {
+            body.insert("expires".into(), if e == "none" { Value::Null } else { json!(e) });
+        }
+        Ok(())
+    }
+}
+
+/// The admin API of the running gateway, or `None` when none runs. A gateway that answers but refuses the admin
+/// key is an error, not a reason to write the store behind its back (its registry would not see the change).
+async fn live(config: &Config) -> anyhow::Result<Option<Live>> {
+    if let Some(l) = Live::find(config).await {
+        return Ok(Some(l));
+    }
+    let addr = crate::cli::local_address(config.listen);
+    let health = reqwest::Client::builder().no_proxy().build()?;
+    let running = health.get(format!("http://{addr}/health")).timeout(std::time::Duration::from_secs(2)).send().await;
+    if running.is_ok_and(|r| r.status().is_success()) {
+        bail!(
+            "a gateway is running on {addr} but refused the admin key: set CODEX_GATEWAY_ADMIN_KEY (or \
+             CODEX_GATEWAY_API_KEY when no admin key is set) to the gateway's, so the change applies at once"
+        );
+    }
+    Ok(None)
+}
+
+fn store_error(e: ManageError) -> anyhow::Error {
+    match e {
+        ManageError::Invalid(m) => anyhow::anyhow!(m),
+        ManageError::NotFound(id) => anyhow::anyhow!("no client key `{id}`"),
+        ManageError::Store(e) => e,
+    }
+}
+
+pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
+    let live = live(config).await?;
+    let store = || Store::open(&config.db_path());
+    match cmd {
+        KeysCommand::Create { name, limits, json } => {
+            let mut body = Map::new();
+            body.insert("name".into(), json!(name));
+            limits.to_json(&mut body)?;
+            let key = match &live {
+                Some(l) => l.call(reqwest::Method::POST, "/admin/keys", Some(Value::Object(body))).await?,
+                None => {
+                    if config.admin_keys().is_empty() {
+                        bail!(
+                            "creating client keys needs an admin credential: set CODEX_GATEWAY_ADMIN_KEY (or \
+                             `[server] admin_key`, or CODEX_GATEWAY_API_KEY), or /admin would be open to every client"
+                        );
+                    }
+                    let spec: KeySpec = serde_json::from_value(Value::Object(body))?;
+                    let (row, secret) = manage::create(&store()?, spec, now_unix()).map_err(store_error)?;
+                    let mut v = stored_with_usage(None, &row);
+                    v["secret"] = secret.into();
+                    v
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&key)?);
+            } else {
+                print_key(&key);
+                println!("secret:         {}", key["secret"].as_str().unwrap_or("-"));
+                eprintln!("Store the secret now: it is shown only this once (the gateway keeps only its hash).");
+            }
+            Ok(())
+        }
+        KeysCommand::List { json } => {
+            let keys: Vec<Value> = match &live {
+                Some(l) => {
+                    l.call(reqwest::Method::GET, "/admin/keys", None).await?.as_array().cloned().unwrap_or_default()
+                }
+                None => store()?.list_keys()?.iter().map(|r| stored_with_usage(None, r)).collect(),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+                return Ok(());
+            }
+            if keys.is_empty() {
+                println!("no client keys (codex-gateway keys create --name NAME)");
+                return Ok(());
+            }
+            println!(
+                "{:<17} {:<16} {:<13} {:<8} {:>6} {:>5} {:>12} {:>12}  models",
+                "id", "name", "prefix", "status", "rpm", "conc", "daily", "monthly"
+            );
+            let n = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
+            for k in &keys {
+                println!(
+                    "{:<17} {:<16} {:<13} {:<8} {:>6} {:>5} {:>12} {:>12}  {}",
+                    k["id"].as_str().unwrap_or("-"),
+                    k["name"].as_str().unwrap_or("-"),
+                    k["prefix"].as_str().unwrap_or("-"),
+                    k["status"].as_str().unwrap_or("-"),
+                    n(&k["rpm"]),
+                    n(&k["concurrency"]),
+                    n(&k["daily_tokens"]),
+                    n(&k["monthly_tokens"]),
+                    models(k),
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Show { id, json } => {
+            let key = match &live {
+                Some(l) => l.call(reqwest::Method::GET, &format!("/admin/keys/{id}"), None).await?,
+                None => {
+                    let row = store()?.get_key(&id)?.ok_or_else(|| anyhow::anyhow!("no client key `{id}`"))?;
+                    stored_with_usage(None, &row)
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&key)?)
+            } else {
+                print_key(&key)
+            }
+            Ok(())
+        }
+        KeysCommand::Update { id, name, limits, json } => {
+            let mut body = Map::new();
+            if let Some(n) = name {
+                body.insert("name".into(), json!(n));
+            }
+            limits.to_json(&mut body)?;
+            let key = match &live {
+                Some(l) => {
+                    l.call(reqwest::Method::PATCH, &format!("/admin/keys/{id}"), Some(Value::Object(body))).await?
+                }
+                None => {
+                    let patch: KeyPatch = serde_json::from_value(Value::Object(body))?;
+                    stored_with_usage(None, &manage::update(&store()?, &id, patch).map_err(store_error)?)
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&key)?)
+            } else {
+                print_key(&key)
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke { id } => {
+            match &live {
+                Some(l) => {
+                    l.call(reqwest::Method::POST, &format!("/admin/keys/{id}/revoke"), None).await?;
+                }
+                None => {
+                    manage::revoke(&store()?, &id, now_unix()).map_err(store_error)?;
+                }
+            }
+            println!("revoked {id}");
+            Ok(())
+        }
+    }
+}
+
+fn models(k: &Value) -> String {
+    match k["models"].as_array() {
+        Some(m) => m.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+        None => "any".into(),
+    }
+}
+
+fn print_key(k: &Value) {
+    let s = |f: &str| match &k[f] {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    println!("id:             {}", s("id"));
+    println!("name:           {}", s("name"));
+    println!("prefix:         {}", s("prefix"));
+    println!("status:         {}", s("status"));
+    println!("models:         {}", models(k));
+    println!("rpm:            {}", s("rpm"));
+    println!("concurrency:    {}", s("concurrency"));
+    println!("daily tokens:   {}", s("daily_tokens"));
+    println!("monthly tokens: {}", s("monthly_tokens"));
+    println!("expires:        {}", s("expires_at"));
+    if let Some(u) = k.get("usage") {
+        println!(
+            "used:           {} tokens today, {} this month, {} in flight",
+            u["tokens_today"], u["tokens_this_month"], u["in_flight"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_become_the_admin_apis_json_and_none_clears() -> anyhow::Result<()> {
+        let args = LimitArgs {
+            models: Some("gpt-5.4, gpt-5.2".into()),
+            rpm: Some("none".into()),
+            daily_tokens: Some("1000".into()),
+            expires: Some("2027-01-31".into()),
+            ..Default::default()
+        };
+        let mut body = Map::new();
+        args.to_json(&mut body)?;
+        assert_eq!(
+            Value::Object(body.clone()),
+            json!({"models":["gpt-5.4","gpt-5.2"],"rpm":null,"daily_tokens":1000,"expires":"2027-01-31"})
+        );
+        // The same JSON is what the store path deserializes: `null` removes, an absent field stays.
+        let patch: KeyPatch = serde_json::from_value(Value::Object(body))?;
+        assert_eq!((patch.rpm, patch.daily_tokens, patch.concurrency), (Some(None), Some(Some(1000)), None));
+        let bad = LimitArgs { concurrency: Some("two".into()), ..Default::default() };
+        assert!(bad.to_json(&mut Map::new()).is_err());
+        let none = LimitArgs { models: Some("none".into()), ..Default::default() };
+        let mut body = Map::new();
+        none.to_json(&mut body)?;
+        assert_eq!(body["models"], Value::Null);
+        Ok(())
+    }
+}

@@ -1,0 +1,294 @@
+//! The limits of one client key as pure state machines over an injected clock: the request rate (GCRA), the
+//! concurrency count, and the UTC day and month token budgets. keys/mod.rs holds one [`Counters`] per key and
+//! calls these with the wall clock; the unit tests here call them with chosen times.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::auth::codex_file::{civil_from_days, days_from_civil};
+
+/// A key's configured limits (`None`: no limit of that kind).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Requests in flight at once.
+    pub concurrency: Option<u32>,
+    /// Tokens (input + output) per UTC day.
+    pub daily_tokens: Option<u64>,
+    /// Tokens (input + output) per UTC calendar month.
+    pub monthly_tokens: Option<u64>,
+}
+
+/// Which token budget ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    Daily,
+    Monthly,
+}
+
+impl Budget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Budget::Daily => "daily",
+            Budget::Monthly => "monthly",
+        }
+    }
+}
+
+/// Why a request was refused by its key's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Over the request rate: the next request fits in `retry_after_ms`.
+    Rate { rpm: u32, retry_after_ms: u64 },
+    /// As many requests in flight as the key may have.
+    Concurrency { limit: u32 },
+    /// A token budget is spent until `resets_at` (unix seconds).
+    Budget { budget: Budget, limit: u64, used: u64, resets_at: i64 },
+}
+
+/// A sliding one-minute window: the times of the key's requests in the last minute, at most `rpm` of them, so a
+/// key never exceeds `rpm` in any 60 s (a token bucket or GCRA would let up to `2 rpm - 1` through around a
+/// burst). Amortised O(1) per request; the buffer grows to `rpm` entries once and is then reused.
+#[derive(Debug, Default, Clone)]
+pub struct Rate {
+    /// Admission times in milliseconds on the caller's clock, oldest first.
+    times: VecDeque<u64>,
+}
+
+/// The largest `rpm` a key may have (bounds the window's memory at 8 bytes a request).
+pub const MAX_RPM: u32 = 100_000;
+
+impl Rate {
+    /// Admit a request at `now_ms`, or say in how many milliseconds one would be admitted.
+    pub fn admit(&mut self, rpm: u32, now_ms: u64) -> Result<(), u64> {
+        let rpm = rpm.clamp(1, MAX_RPM) as usize;
+        while self.times.front().is_some_and(|&t| t + 60_000 <= now_ms) || self.times.len() > rpm {
+            self.times.pop_front();
+        }
+        if self.times.len() == rpm {
+            let oldest = self.times.front().copied().unwrap_or(now_ms);
+            return Err((oldest + 60_000).saturating_sub(now_ms).max(1));
+        }
+        self.times.push_back(now_ms);
+        Ok(())
+    }
+}
+
+/// Token use in the current UTC day and month. A period is identified by its number (days since the epoch,
+/// months since year 0), so a new period starts from zero without a timer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Spent {
+    day: i64,
+    day_tokens: u64,
+    month: i64,
+    month_tokens: u64,
+}
+
+impl Spent {
+    /// Tokens used today and this month as of `now` (unix seconds).
+    pub fn used(&self, now: i64) -> (u64, u64) {
+        let (day, month) = periods(now);
+        (if self.day == day { self.day_tokens } else { 0 }, if self.month == month { self.month_tokens } else { 0 })
+    }
+
+    /// Add a finished request's tokens.
+    pub fn charge(&mut self, tokens: u64, now: i64) {
+        let (day_tokens, month_tokens) = self.used(now);
+        let (day, month) = periods(now);
+        *self = Spent {
+            day,
+            day_tokens: day_tokens.saturating_add(tokens),
+            month,
+            month_tokens: month_tokens.saturating_add(tokens),
+        };
+    }
+
+    /// Set today's and this month's use (at start, from the usage ledger).
+    pub fn seed(&mut self, day_tokens: u64, month_tokens: u64, now: i64) {
+        let (day, month) = periods(now);
+        *self = Spent { day, day_tokens, month, month_tokens };
+    }
+
+    /// The first budget (daily, then monthly) that is spent at `now`. A budget counts as spent once its use
+    /// reaches the limit; the request that crossed it was let through whole (it was admitted before its size was
+    /// known), so use may end above the limit by that request's tokens.
+    pub fn check(&self, limits: &Limits, now: i64) -> Result<(), Refused> {
+        let (day_tokens, month_tokens) = self.used(now);
+        if let Some(limit) = limits.daily_tokens
+            && day_tokens >= limit
+        {
+            let resets_at = (now.div_euclid(86_400) + 1) * 86_400;
+            return Err(Refused::Budget { budget: Budget::Daily, limit, used: day_tokens, resets_at });
+        }
+        if let Some(limit) = limits.monthly_tokens
+            && month_tokens >= limit
+        {
+            return Err(Refused::Budget {
+                budget: Budget::Monthly,
+                limit,
+                used: month_tokens,
+                resets_at: next_month(now),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// (days since the epoch, months since year 0) of a unix time, UTC.
+fn periods(now: i64) -> (i64, i64) {
+    let day = now.div_euclid(86_400);
+    let (y, m, _) = civil_from_days(day);
+    (day, y * 12 + m - 1)
+}
+
+/// 00:00 UTC on the first day of the month after `now`'s.
+fn next_month(now: i64) -> i64 {
+    let (y, m, _) = civil_from_days(now.div_euclid(86_400));
+    let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    days_from_civil(y, m, 1) * 86_400
+}
+
+/// Requests of a key in flight. An atomic rather than a lock: the slot is given back from `Drop` wherever the
+/// request ends (the stream's body, the handler), possibly on another thread.
+#[derive(Debug, Default)]
+pub struct InFlight(AtomicU32);
+
+impl InFlight {
+    /// Take a slot if fewer than `limit` are taken.
+    pub fn acquire(&self, limit: u32) -> bool {
+        self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).is_ok()
+    }
+
+    pub fn release(&self) {
+        let _ = self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    pub fn count(&self) -> u32 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// `2027-01-31` (or a full RFC 3339 time) -> unix seconds. A bare date means the end of that day, UTC: a key
+/// "expires 2027-01-31" still works on the 31st.
+pub fn parse_expiry(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+        let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        if !(1..=12).contains(&m) || !(1..=31).contains(&d) || civil_from_days(days_from_civil(y, m, d)) != (y, m, d) {
+            return None;
+        }
+        return Some((days_from_civil(y, m, d) + 1) * 86_400);
+    }
+    crate::auth::codex_file::parse_rfc3339(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_allows_rpm_in_any_minute_then_waits_for_the_oldest() {
+        let mut r = Rate::default();
+        let t0 = 1_000_000;
+        for i in 0..3 {
+            assert_eq!(r.admit(3, t0 + i * 10_000), Ok(()));
+        }
+        // The fourth waits until the first is a minute old.
+        assert_eq!(r.admit(3, t0 + 30_000), Err(30_000));
+        assert_eq!(r.admit(3, t0 + 59_999), Err(1));
+        assert_eq!(r.admit(3, t0 + 60_000), Ok(()));
+        assert_eq!(r.admit(3, t0 + 60_000), Err(10_000));
+        // After a quiet minute the whole allowance is back.
+        let later = t0 + 200_000;
+        for _ in 0..3 {
+            assert_eq!(r.admit(3, later), Ok(()));
+        }
+        assert!(r.admit(3, later).is_err());
+        // A lowered limit applies at once.
+        assert!(r.admit(1, later + 1).is_err());
+        assert_eq!(r.admit(1, later + 60_000), Ok(()));
+    }
+
+    #[test]
+    fn rate_never_exceeds_rpm_in_any_minute() {
+        let mut r = Rate::default();
+        let mut admitted = Vec::new();
+        for t in (0..300_000).step_by(250) {
+            if r.admit(10, t).is_ok() {
+                admitted.push(t);
+            }
+        }
+        for (i, &t) in admitted.iter().enumerate() {
+            let in_minute = admitted[i..].iter().take_while(|&&u| u < t + 60_000).count();
+            assert!(in_minute <= 10, "{in_minute} requests in the minute from {t}");
+        }
+    }
+
+    #[test]
+    fn budgets_reset_at_utc_day_and_month_boundaries() {
+        let limits = Limits { daily_tokens: Some(100), monthly_tokens: Some(150), ..Default::default() };
+        // 2026-11-30 23:00:00 UTC.
+        let t = days_from_civil(2026, 11, 30) * 86_400 + 23 * 3600;
+        let mut s = Spent::default();
+        assert_eq!(s.check(&limits, t), Ok(()));
+        s.charge(99, t);
+        assert_eq!(s.check(&limits, t), Ok(()));
+        // The request that crosses the budget has already run; the next one is refused.
+        s.charge(30, t);
+        let midnight = days_from_civil(2026, 12, 1) * 86_400;
+        assert_eq!(
+            s.check(&limits, t),
+            Err(Refused::Budget { budget: Budget::Daily, limit: 100, used: 129, resets_at: midnight })
+        );
+        // A new day (and month): both counters start over.
+        assert_eq!(s.used(midnight), (0, 0));
+        assert_eq!(s.check(&limits, midnight), Ok(()));
+        // Within one month, the monthly budget outlasts the daily one.
+        let dec2 = midnight + 86_400 + 60;
+        s.charge(90, midnight + 60);
+        s.charge(70, dec2);
+        assert_eq!(s.used(dec2), (70, 160));
+        let jan1 = days_from_civil(2027, 1, 1) * 86_400;
+        assert_eq!(
+            s.check(&limits, dec2),
+            Err(Refused::Budget { budget: Budget::Monthly, limit: 150, used: 160, resets_at: jan1 })
+        );
+    }
+
+    #[test]
+    fn seeded_use_counts_only_in_its_period() {
+        let limits = Limits { daily_tokens: Some(10), ..Default::default() };
+        let t = days_from_civil(2026, 11, 22) * 86_400 + 5;
+        let mut s = Spent::default();
+        s.seed(10, 500, t);
+        assert!(s.check(&limits, t).is_err());
+        assert_eq!(s.used(t + 86_400), (0, 500));
+    }
+
+    #[test]
+    fn in_flight_slots_are_bounded_and_returned() {
+        let f = InFlight::default();
+        assert!(f.acquire(2));
+        assert!(f.acquire(2));
+        assert!(!f.acquire(2));
+        f.release();
+        assert!(f.acquire(2));
+        assert_eq!(f.count(), 2);
+        f.release();
+        f.release();
+        f.release();
+        assert_eq!(f.count(), 0);
+    }
+
+    #[test]
+    fn expiry_dates() {
+        let end_of_jan31 = days_from_civil(2027, 2, 1) * 86_400;
+        assert_eq!(parse_expiry("2027-01-31"), Some(end_of_jan31));
+        assert_eq!(parse_expiry("2027-01-31T12:00:00Z"), Some(end_of_jan31 - 12 * 3600));
+        for bad in ["2027-02-30", "2027-13-01", "31/01/2027", "tomorrow", ""] {
+            assert_eq!(parse_expiry(bad), None, "{bad}");
+        }
+    }
+}

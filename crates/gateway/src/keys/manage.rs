@@ -1,0 +1,224 @@
+//! Creating, changing and revoking client keys in the store, shared by the admin API (server/admin_keys.rs,
+//! which then reloads the running registry) and the CLI when no gateway is running (cli/keys.rs).
+
+use base64::Engine;
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::limits::{Limits, parse_expiry};
+use crate::auth::codex_file::format_rfc3339;
+use crate::store::{Store, StoredKey};
+
+/// Characters of the secret kept as its visible prefix (`cgw_` and 8 random ones).
+const PREFIX_LEN: usize = 12;
+
+/// A new key's settings (`POST /admin/keys`, `keys create`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    pub name: String,
+    pub models: Option<Vec<String>>,
+    pub rpm: Option<u32>,
+    pub concurrency: Option<u32>,
+    pub daily_tokens: Option<u64>,
+    pub monthly_tokens: Option<u64>,
+    /// `2027-01-31` (valid through that day, UTC) or an RFC 3339 time.
+    pub expires: Option<String>,
+}
+
+/// A change (`PATCH /admin/keys/{id}`, `keys update`): a field left out stays, `null` removes the limit.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPatch {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    pub models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "some")]
+    pub rpm: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "some")]
+    pub concurrency: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "some")]
+    pub daily_tokens: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "some")]
+    pub monthly_tokens: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "some")]
+    pub expires: Option<Option<String>>,
+}
+
+/// A present field (even `null`) is `Some`; a missing one stays `None` through `#[serde(default)]`.
+fn some<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// Why a key could not be created or changed: the caller's input, or the store.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no client key `{0}`")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+fn expiry(s: &str) -> Result<i64, ManageError> {
+    parse_expiry(s)
+        .ok_or_else(|| ManageError::Invalid(format!("expires `{s}` is not a date (2027-01-31) or an RFC 3339 time")))
+}
+
+fn check_limits(models: &Option<Vec<String>>, limits: &Limits) -> Result<(), ManageError> {
+    if limits.rpm == Some(0) || limits.concurrency == Some(0) {
+        return Err(ManageError::Invalid(
+            "rpm and concurrency must be at least 1 (leave a limit out, or set it to null, for none)".into(),
+        ));
+    }
+    if limits.rpm.is_some_and(|r| r > super::limits::MAX_RPM) {
+        return Err(ManageError::Invalid(format!("rpm may be at most {}", super::limits::MAX_RPM)));
+    }
+    if models.as_ref().is_some_and(|m| m.is_empty() || m.iter().any(|m| m.trim().is_empty())) {
+        return Err(ManageError::Invalid("models must name at least one model, and no empty name".into()));
+    }
+    Ok(())
+}
+
+/// Create a key: returns its row and its secret, which is shown this once and stored only as a hash.
+pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, String), ManageError> {
+    let name = spec.name.trim().to_string();
+    if name.is_empty() {
+        return Err(ManageError::Invalid("a key needs a name".into()));
+    }
+    let limits = Limits {
+        rpm: spec.rpm,
+        concurrency: spec.concurrency,
+        daily_tokens: spec.daily_tokens,
+        monthly_tokens: spec.monthly_tokens,
+    };
+    check_limits(&spec.models, &limits)?;
+    let expires_at = spec.expires.as_deref().map(expiry).transpose()?;
+    let secret = new_secret();
+    let row = StoredKey {
+        id: format!("key_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        name,
+        prefix: secret[..PREFIX_LEN].to_string(),
+        secret_sha256: hex(&super::sha256(&secret)),
+        models: spec.models,
+        limits,
+        expires_at,
+        created_at: now,
+        revoked_at: None,
+    };
+    store.insert_key(&row)?;
+    Ok((row, secret))
+}
+
+/// Apply a change to a key.
+pub fn update(store: &Store, id: &str, patch: KeyPatch) -> Result<StoredKey, ManageError> {
+    let mut row = store.get_key(id)?.ok_or_else(|| ManageError::NotFound(id.to_string()))?;
+    if let Some(name) = patch.name {
+        let name = name.trim().to_string();
+        if name.is_empty() {
+            return Err(ManageError::Invalid("a key needs a name".into()));
+        }
+        row.name = name;
+    }
+    if let Some(m) = patch.models {
+        row.models = m;
+    }
+    let l = &mut row.limits;
+    patch.rpm.into_iter().for_each(|v| l.rpm = v);
+    patch.concurrency.into_iter().for_each(|v| l.concurrency = v);
+    patch.daily_tokens.into_iter().for_each(|v| l.daily_tokens = v);
+    patch.monthly_tokens.into_iter().for_each(|v| l.monthly_tokens = v);
+    if let Some(e) = patch.expires {
+        row.expires_at = e.as_deref().map(expiry).transpose()?;
+    }
+    check_limits(&row.models, &row.limits)?;
+    store.update_key(&row)?;
+    Ok(row)
+}
+
+/// Revoke a key (kept in the store, so past requests stay attributed to it). Revoking twice is no error.
+pub fn revoke(store: &Store, id: &str, now: i64) -> Result<StoredKey, ManageError> {
+    let mut row = store.get_key(id)?.ok_or_else(|| ManageError::NotFound(id.to_string()))?;
+    if row.revoked_at.is_none() {
+        row.revoked_at = Some(now);
+        store.update_key(&row)?;
+    }
+    Ok(row)
+}
+
+/// A key as the admin API and `keys list --json` show it: never the secret or its hash. `usage` is (tokens today,
+/// tokens this month, requests in flight) from a running gateway.
+pub fn summary(row: &StoredKey, usage: Option<(u64, u64, u32)>, now: i64) -> Value {
+    let status = match (row.revoked_at, row.expires_at) {
+        (Some(_), _) => "revoked",
+        (None, Some(t)) if now >= t => "expired",
+        (None, _) => "active",
+    };
+    let mut v = json!({
+        "id": row.id,
+        "name": row.name,
+        "prefix": row.prefix,
+        "status": status,
+        "models": row.models,
+        "rpm": row.limits.rpm,
+        "concurrency": row.limits.concurrency,
+        "daily_tokens": row.limits.daily_tokens,
+        "monthly_tokens": row.limits.monthly_tokens,
+        "expires_at": row.expires_at.map(format_rfc3339),
+        "created_at": format_rfc3339(row.created_at),
+        "revoked_at": row.revoked_at.map(format_rfc3339),
+    });
+    if let Some((day, month, in_flight)) = usage {
+        v["usage"] = json!({"tokens_today": day, "tokens_this_month": month, "in_flight": in_flight});
+    }
+    v
+}
+
+/// `cgw_` + 32 random bytes from the OS (base64url): 256 bits, so the secret cannot be guessed and its unsalted
+/// SHA-256 is safe to store.
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("cgw_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_and_only_their_hash_is_stored() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-manage-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let spec = KeySpec { name: "ci".into(), rpm: Some(5), ..Default::default() };
+        let (a, secret_a) = create(&store, spec.clone(), 1_700_000_000)?;
+        let (_, secret_b) = create(&store, spec, 1_700_000_000)?;
+        assert_ne!(secret_a, secret_b);
+        assert_eq!(secret_a.len(), 4 + 43);
+        assert!(secret_a.starts_with(&a.prefix));
+        assert_eq!(a.secret_sha256, hex(&crate::keys::sha256(&secret_a)));
+        let shown = summary(&a, None, 1_700_000_000).to_string();
+        assert!(!shown.contains(&secret_a) && !shown.contains(&a.secret_sha256), "{shown}");
+        // A patch changes what it names; null removes a limit.
+        let patch: KeyPatch = serde_json::from_str(r#"{"rpm": null, "daily_tokens": 10}"#)?;
+        let b = update(&store, &a.id, patch)?;
+        assert_eq!(b.limits, Limits { daily_tokens: Some(10), ..Default::default() });
+        assert!(matches!(update(&store, "key_x", KeyPatch::default()), Err(ManageError::NotFound(_))));
+        let bad: KeyPatch = serde_json::from_str(r#"{"concurrency": 0}"#)?;
+        assert!(matches!(update(&store, &a.id, bad), Err(ManageError::Invalid(_))));
+        let r = revoke(&store, &a.id, 1_700_000_500)?;
+        assert_eq!(summary(&r, None, 1_700_000_600)["status"], "revoked");
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}

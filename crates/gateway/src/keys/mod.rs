@@ -1,0 +1,383 @@
+//! Client keys the admin creates, with limits (docs/operations.md, "Client keys"): the in-memory registry the
+//! request guard looks keys up in (server/guard.rs), the admission check the handler runs before the upstream is
+//! called (server/handler.rs), and the budget charge when a request's record ends ([`RecordSink`]).
+//!
+//! The store (`client_keys`, store/keys.rs) is read at start and after every change made through the admin API;
+//! requests never touch it. A lookup is one SHA-256 of the presented secret and one hash-map probe in a snapshot
+//! (`ArcSwap`), and yields an `Arc` clone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use dialects::{ErrorKind, GatewayError};
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+
+use crate::auth::codex_file::format_rfc3339;
+use crate::auth::now_unix;
+use crate::record::{RecordSink, RequestRecord};
+use crate::store::{Store, StoredKey};
+
+pub mod limits;
+pub mod manage;
+
+use limits::{InFlight, Limits, Rate, Refused, Spent};
+
+/// A client key as requests see it: its settings and the counters its limits run on.
+#[derive(Debug)]
+pub struct ClientKey {
+    pub id: Arc<str>,
+    pub name: String,
+    /// Models the key may use (`None`: any); matched against the model as the client named it and as resolved.
+    pub models: Option<Box<[String]>>,
+    pub limits: Limits,
+    pub expires_at: Option<i64>,
+    pub revoked: bool,
+    /// Shared with the key's next version after an update, so counters survive a change of limits.
+    state: Arc<KeyState>,
+}
+
+#[derive(Debug, Default)]
+struct KeyState {
+    /// One short critical section per request of this key at admission and one at its end; uncontended unless
+    /// the key itself has requests starting at the same instant.
+    counters: Mutex<Counters>,
+    in_flight: InFlight,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    rate: Rate,
+    spent: Spent,
+}
+
+/// Whether a key found by its secret may be used now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Usable,
+    Revoked,
+    Expired,
+}
+
+impl ClientKey {
+    pub fn standing(&self, now: i64) -> Standing {
+        match (self.revoked, self.expires_at) {
+            (true, _) => Standing::Revoked,
+            (false, Some(t)) if now >= t => Standing::Expired,
+            (false, _) => Standing::Usable,
+        }
+    }
+
+    /// Tokens used today and this month (UTC), and requests in flight.
+    pub fn usage(&self, now: i64) -> (u64, u64, u32) {
+        let (day, month) = self.state.counters.lock().spent.used(now);
+        (day, month, self.state.in_flight.count())
+    }
+}
+
+/// The key a request authenticated with, put into the request's extensions by the guard. Requests with the
+/// shared key (`CODEX_GATEWAY_API_KEY`), the admin key, or none carry no `Caller` and have no limits.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<ClientKey>);
+
+/// Route handlers take `Option<Caller>`: the key the guard found, if any.
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Option<Caller>, Self::Rejection> {
+        Ok(parts.extensions.get::<Caller>().cloned())
+    }
+}
+
+/// A concurrency slot of a key, held until the request's record ends (the Recorder carries it).
+#[derive(Debug)]
+pub struct Permit {
+    state: Arc<KeyState>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.state.in_flight.release();
+    }
+}
+
+#[derive(Default)]
+struct Snapshot {
+    /// SHA-256 of the secret -> key.
+    by_hash: HashMap<[u8; 32], Arc<ClientKey>>,
+    by_id: HashMap<Arc<str>, Arc<ClientKey>>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys").field("count", &self.snapshot.load().by_id.len()).finish()
+    }
+}
+
+/// Every created key, in memory.
+pub struct Keys {
+    store: Arc<Store>,
+    snapshot: ArcSwap<Snapshot>,
+    /// Whether any key exists: the one thing requests without a created key ask, as one relaxed load.
+    any: AtomicBool,
+    /// The rate limiter's clock (monotonic milliseconds since start).
+    epoch: Instant,
+}
+
+impl Keys {
+    /// Read every key from the store.
+    pub fn load(store: Arc<Store>) -> anyhow::Result<Keys> {
+        let keys = Keys {
+            store,
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            any: AtomicBool::new(false),
+            epoch: Instant::now(),
+        };
+        keys.reload()?;
+        Ok(keys)
+    }
+
+    /// Re-read the store after a change (the admin API calls this, so a revoke applies to the next request).
+    /// Counters of keys that stay are kept.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let old = self.snapshot.load();
+        let mut next = Snapshot::default();
+        for row in self.store.list_keys()? {
+            let Some(hash) = decode_hash(&row.secret_sha256) else {
+                tracing::warn!(key = %row.id, "client key with an unreadable hash in the store; it is not accepted");
+                continue;
+            };
+            let id: Arc<str> = row.id.as_str().into();
+            let state = old.by_id.get(&id).map(|k| k.state.clone()).unwrap_or_default();
+            let key = Arc::new(ClientKey {
+                id: id.clone(),
+                name: row.name,
+                models: row.models.map(Vec::into_boxed_slice),
+                limits: row.limits,
+                expires_at: row.expires_at,
+                revoked: row.revoked_at.is_some(),
+                state,
+            });
+            next.by_hash.insert(hash, key.clone());
+            next.by_id.insert(id, key);
+        }
+        self.any.store(!next.by_id.is_empty(), Ordering::Relaxed);
+        self.snapshot.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// No key was ever created: the guard skips hashing.
+    pub fn is_empty(&self) -> bool {
+        !self.any.load(Ordering::Relaxed)
+    }
+
+    /// Every key's id (to seed the budgets from the usage ledger at start).
+    pub fn ids(&self) -> Vec<Arc<str>> {
+        self.snapshot.load().by_id.keys().cloned().collect()
+    }
+
+    /// The key whose secret is `presented`, revoked and expired ones included.
+    ///
+    /// Not a timing leak although the probe is not constant-time: the map is keyed by the SHA-256 of what was
+    /// presented, so how long a probe takes depends on that hash, which an attacker cannot steer toward a stored
+    /// hash's bytes (that takes a preimage), and learning bits of a stored hash says nothing useful about a
+    /// 256-bit random secret. Secrets are high-entropy random strings, so an unsalted fast hash is enough (salts
+    /// and slow hashes exist for guessable passwords, and would make this per-request lookup impossible).
+    pub fn find(&self, presented: &str) -> Option<Arc<ClientKey>> {
+        let snapshot = self.snapshot.load();
+        if snapshot.by_hash.is_empty() {
+            return None;
+        }
+        snapshot.by_hash.get(&sha256(presented)).cloned()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<ClientKey>> {
+        self.snapshot.load().by_id.get(id).cloned()
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Set a key's use today and this month (UTC), e.g. from the usage ledger at start.
+    pub fn seed(&self, key_id: &str, day_tokens: u64, month_tokens: u64) {
+        if let Some(k) = self.get(key_id) {
+            k.state.counters.lock().spent.seed(day_tokens, month_tokens, now_unix());
+        }
+    }
+
+    /// Admit a request of `key` for `model` (as the client named it) resolved to `slug`, before anything is sent
+    /// upstream: the model allow-list, the token budgets, the concurrency slot (returned as the [`Permit`]) and
+    /// the request rate, in that order, so a refused request takes neither a slot nor a place in the rate.
+    pub fn admit(&self, key: &ClientKey, model: &str, slug: &str) -> Result<Permit, GatewayError> {
+        if let Some(models) = &key.models
+            && !models.iter().any(|m| m == model || m == slug)
+        {
+            return Err(GatewayError::new(
+                ErrorKind::PermissionDenied,
+                format!("The key `{}` may not use the model `{model}`; it may use: {}.", key.name, models.join(", ")),
+            )
+            .with_code("model_not_allowed"));
+        }
+        let now = now_unix();
+        let mut counters = key.state.counters.lock();
+        counters.spent.check(&key.limits, now).map_err(|r| refusal(key, r, now))?;
+        // Counted without a limit too, so the admin API shows each key's requests in flight.
+        if !key.state.in_flight.acquire(key.limits.concurrency.unwrap_or(u32::MAX)) {
+            let limit = key.limits.concurrency.unwrap_or(u32::MAX);
+            return Err(refusal(key, Refused::Concurrency { limit }, now));
+        }
+        let permit = Permit { state: key.state.clone() };
+        if let Some(rpm) = key.limits.rpm {
+            let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+            counters
+                .rate
+                .admit(rpm, now_ms)
+                .map_err(|wait| refusal(key, Refused::Rate { rpm, retry_after_ms: wait }, now))?;
+        }
+        Ok(permit)
+    }
+}
+
+/// The client's error for a refusal: 429 with `Retry-After`, and a code that says which limit.
+fn refusal(key: &ClientKey, r: Refused, now: i64) -> GatewayError {
+    let name = &key.name;
+    match r {
+        Refused::Rate { rpm, retry_after_ms } => GatewayError::new(
+            ErrorKind::RateLimited,
+            format!("The key `{name}` is limited to {rpm} requests per minute; retry after the Retry-After time."),
+        )
+        .with_code("key_rate_limit_exceeded")
+        .with_retry_after(retry_after_ms.div_ceil(1000).max(1)),
+        Refused::Concurrency { limit } => GatewayError::new(
+            ErrorKind::RateLimited,
+            format!("The key `{name}` may have {limit} requests in flight at once; retry when one has finished."),
+        )
+        .with_code("key_concurrency_limit_exceeded")
+        .with_retry_after(1),
+        Refused::Budget { budget, limit, used, resets_at } => GatewayError::new(
+            ErrorKind::RateLimited,
+            format!(
+                "The key `{name}` has used its {} token budget ({used} of {limit} tokens); it resets at {}.",
+                budget.as_str(),
+                format_rfc3339(resets_at)
+            ),
+        )
+        .with_code(format!("{}_token_budget_exceeded", budget.as_str()))
+        .with_retry_after(u64::try_from(resets_at - now).unwrap_or(0).max(1)),
+    }
+}
+
+/// Charges each finished request's tokens (input + output, as the upstream reported them) to its key's budgets.
+pub struct BudgetSink(pub Arc<Keys>);
+
+impl RecordSink for BudgetSink {
+    fn record(&self, record: &RequestRecord) {
+        let Some(id) = &record.client_key else { return };
+        let tokens = record.usage.input_tokens.saturating_add(record.usage.output_tokens);
+        if tokens == 0 {
+            return;
+        }
+        if let Some(key) = self.0.get(id) {
+            key.state.counters.lock().spent.charge(tokens, now_unix());
+        }
+    }
+}
+
+pub fn sha256(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+fn decode_hash(hex: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Look up in the store as the API would show it: with the counters of the running gateway when given.
+pub fn stored_with_usage(keys: Option<&Keys>, row: &StoredKey) -> serde_json::Value {
+    let now = now_unix();
+    let usage = keys.and_then(|k| k.get(&row.id)).map(|k| k.usage(now));
+    manage::summary(row, usage, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::manage::{KeySpec, create};
+
+    fn keys_with(spec: KeySpec) -> (Keys, Arc<ClientKey>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("cgw-registry-{}", uuid::Uuid::new_v4()));
+        let store = Arc::new(Store::open(&dir.join("gateway.db")).unwrap_or_else(|e| panic!("{e}")));
+        let (row, secret) = create(&store, spec, now_unix()).unwrap_or_else(|e| panic!("{e}"));
+        let keys = Keys::load(store).unwrap_or_else(|e| panic!("{e}"));
+        let key = keys.find(&secret).unwrap_or_else(|| panic!("not found"));
+        assert_eq!(&*key.id, row.id);
+        assert!(keys.find("cgw_other").is_none());
+        (keys, key, dir)
+    }
+
+    #[test]
+    fn a_refused_request_takes_neither_a_slot_nor_a_place_in_the_rate() {
+        let spec = KeySpec { name: "k".into(), rpm: Some(2), concurrency: Some(1), ..Default::default() };
+        let (keys, key, dir) = keys_with(spec);
+        let first = keys.admit(&key, "gpt-5.4", "gpt-5.4").unwrap_or_else(|e| panic!("{e}"));
+        let busy = keys.admit(&key, "gpt-5.4", "gpt-5.4").err().and_then(|e| e.code);
+        assert_eq!(busy.as_deref(), Some("key_concurrency_limit_exceeded"));
+        drop(first);
+        // The refused request did not count toward the rate: the second admission still fits.
+        let second = keys.admit(&key, "gpt-5.4", "gpt-5.4");
+        assert!(second.is_ok());
+        drop(second);
+        let rate = keys.admit(&key, "gpt-5.4", "gpt-5.4").err();
+        assert_eq!(rate.as_ref().and_then(|e| e.code.as_deref()), Some("key_rate_limit_exceeded"));
+        assert!(rate.and_then(|e| e.retry_after).is_some_and(|s| (1..=60).contains(&s)));
+        assert_eq!(key.usage(now_unix()).2, 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn budgets_are_charged_from_records_and_seeded_and_survive_a_reload() {
+        let spec = KeySpec {
+            name: "b".into(),
+            models: Some(vec!["gpt-5.4".into()]),
+            daily_tokens: Some(100),
+            ..Default::default()
+        };
+        let (keys, key, dir) = keys_with(spec);
+        let denied = keys.admit(&key, "gpt-5.2", "gpt-5.2").err().and_then(|e| e.code);
+        assert_eq!(denied.as_deref(), Some("model_not_allowed"));
+        // A Gemini or Anthropic name is allowed by what it resolves to.
+        assert!(keys.admit(&key, "gemini-2.5-flash", "gpt-5.4").is_ok());
+        keys.seed(&key.id, 60, 60);
+        keys.reload().unwrap_or_else(|e| panic!("{e}"));
+        let key = keys.get(&key.id).unwrap_or_else(|| panic!("gone"));
+        assert_eq!(key.usage(now_unix()).0, 60);
+        let usage = dialects::Usage { input_tokens: 30, output_tokens: 15, ..Default::default() };
+        // The charge comes from the request's record when it ends.
+        let keys = Arc::new(keys);
+        let sinks = crate::record::Sinks::new(vec![Arc::new(BudgetSink(keys.clone()))]);
+        let mut record =
+            crate::record::Recorder::new(sinks, crate::record::Api::Chat, "/v1/chat/completions", "r".into());
+        record.set_client_key(Some(key.id.clone()));
+        record.usage(usage);
+        record.finish(200);
+        let key = keys.get(&key.id).unwrap_or_else(|| panic!("gone"));
+        assert_eq!(key.usage(now_unix()).0, 105);
+        let over = keys.admit(&key, "gpt-5.4", "gpt-5.4").err();
+        assert_eq!(over.as_ref().and_then(|e| e.code.as_deref()), Some("daily_token_budget_exceeded"));
+        assert!(over.is_some_and(|e| e.message.contains("105 of 100 tokens") && e.message.contains("T00:00:00Z")));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

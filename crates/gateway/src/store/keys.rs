@@ -1,0 +1,145 @@
+//! The `client_keys` table: client keys the admin created (keys/mod.rs keeps them in memory for lookups). Only
+//! the SHA-256 of a key's secret is stored, never the secret; plain column types so the schema fits PostgreSQL.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::Store;
+use crate::keys::limits::Limits;
+
+/// One row of `client_keys`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// `key_` + 12 hex characters: what records, the ledger and the admin API name the key by.
+    pub id: String,
+    pub name: String,
+    /// The first characters of the secret, shown in lists so a user can tell which key they hold.
+    pub prefix: String,
+    /// Lower-case hex SHA-256 of the secret.
+    pub secret_sha256: String,
+    /// Models the key may use (`None`: any).
+    pub models: Option<Vec<String>>,
+    pub limits: Limits,
+    /// Unix seconds after which the key is refused.
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, name, prefix, secret_sha256, models, rpm, concurrency, daily_tokens, monthly_tokens, \
+                       expires_at, created_at, revoked_at";
+
+impl Store {
+    pub fn list_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM client_keys ORDER BY created_at, id"))?;
+        let rows = stmt.query_map([], row_to_key)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    pub fn get_key(&self, id: &str) -> anyhow::Result<Option<StoredKey>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM client_keys WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], row_to_key).optional()?)
+    }
+
+    pub fn insert_key(&self, k: &StoredKey) -> anyhow::Result<()> {
+        let conn = self.conn.lock();
+        conn.execute(
+            &format!("INSERT INTO client_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            params![
+                k.id,
+                k.name,
+                k.prefix,
+                k.secret_sha256,
+                models_json(&k.models),
+                k.limits.rpm,
+                k.limits.concurrency,
+                k.limits.daily_tokens.map(clamp),
+                k.limits.monthly_tokens.map(clamp),
+                k.expires_at,
+                k.created_at,
+                k.revoked_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Write a key's name, models, limits, expiry and revocation (the secret and its hash never change).
+    pub fn update_key(&self, k: &StoredKey) -> anyhow::Result<bool> {
+        let conn = self.conn.lock();
+        let n = conn.execute(
+            "UPDATE client_keys SET name=?2, models=?3, rpm=?4, concurrency=?5, daily_tokens=?6, monthly_tokens=?7,
+                                    expires_at=?8, revoked_at=?9 WHERE id=?1",
+            params![
+                k.id,
+                k.name,
+                models_json(&k.models),
+                k.limits.rpm,
+                k.limits.concurrency,
+                k.limits.daily_tokens.map(clamp),
+                k.limits.monthly_tokens.map(clamp),
+                k.expires_at,
+                k.revoked_at,
+            ],
+        )?;
+        Ok(n == 1)
+    }
+}
+
+fn models_json(models: &Option<Vec<String>>) -> Option<String> {
+    models.as_ref().and_then(|m| serde_json::to_string(m).ok())
+}
+
+/// SQLite integers are signed; a budget beyond i64 is as good as none.
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredKey> {
+    let tokens = |i: usize| -> rusqlite::Result<Option<u64>> {
+        Ok(r.get::<_, Option<i64>>(i)?.map(|v| u64::try_from(v).unwrap_or(0)))
+    };
+    Ok(StoredKey {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        prefix: r.get(2)?,
+        secret_sha256: r.get(3)?,
+        models: r.get::<_, Option<String>>(4)?.and_then(|m| serde_json::from_str(&m).ok()),
+        limits: Limits { rpm: r.get(5)?, concurrency: r.get(6)?, daily_tokens: tokens(7)?, monthly_tokens: tokens(8)? },
+        expires_at: r.get(9)?,
+        created_at: r.get(10)?,
+        revoked_at: r.get(11)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-keys-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let mut k = StoredKey {
+            id: "key_1".into(),
+            name: "ci".into(),
+            prefix: "cgw_abcd".into(),
+            secret_sha256: "00".repeat(32),
+            models: Some(vec!["gpt-5".into()]),
+            limits: Limits { rpm: Some(60), concurrency: None, daily_tokens: Some(1_000), monthly_tokens: None },
+            expires_at: Some(1_800_000_000),
+            created_at: 1_700_000_000,
+            revoked_at: None,
+        };
+        store.insert_key(&k)?;
+        assert_eq!(store.get_key("key_1")?.as_ref(), Some(&k));
+        k.revoked_at = Some(1_700_000_100);
+        k.models = None;
+        k.limits.daily_tokens = None;
+        assert!(store.update_key(&k)?);
+        assert_eq!(store.list_keys()?, vec![k]);
+        assert!(store.get_key("nope")?.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}
