@@ -96,7 +96,7 @@ dtest("a browser at / is sent to the login; a wrong key is refused after a delay
   assert.equal(cookie.httpOnly, true);
   assert.equal(cookie.sameSite, "Strict");
   const nav = await page.getByRole("navigation", { name: "Main" }).getByRole("link").allTextContents();
-  assert.deepEqual(nav, ["Overview", "Accounts", "Setup", "Settings"]);
+  assert.deepEqual(nav, ["Overview", "Accounts", "Keys", "Setup", "Settings"]);
 });
 
 dtest("Overview shows the pool and updates with live traffic, also on a phone", async () => {
@@ -257,6 +257,45 @@ dtest("a label with markup shows as text; a cross-site post and a call without t
   const target = accounts.find((a) => a.id === id);
   assert.ok(target, "the account was not removed");
   assert.equal(target.status, "active", "the account was not disabled");
+});
+
+dtest("Keys: create with limits, the secret shown once, use it, see its usage, revoke it and it gets 401", async () => {
+  await page.goto(url("/dashboard/keys"));
+  await page.locator("#no-keys").waitFor();
+  await page.getByLabel("Name").fill("ci-bot");
+  await page.getByLabel("Models allowed (comma-separated; empty: all)").fill("gpt-5.4");
+  await page.getByLabel("Requests per minute").fill("100");
+  await page.getByLabel("Tokens per day (UTC)").fill("100000");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const secretEl = page.locator("#new-secret");
+  await secretEl.waitFor();
+  const secret = await secretEl.textContent();
+  assert.match(secret, /^cgw_/);
+  await page.getByRole("button", { name: "Copy" }).click();
+  await page.locator("#secret-box .result", { hasText: /Copied|Selected/ }).waitFor();
+  await docShot("keys-secret");
+  const used = await chat("hello with a created key", secret);
+  assert.equal(used.status, 200, JSON.stringify(used.body));
+  await page.getByRole("button", { name: "Done" }).click();
+  await page.waitForLoadState("load");
+  const card = page.locator("article.key", { has: page.locator("h2", { hasText: "ci-bot" }) });
+  await card.waitFor();
+  assert.equal(await page.locator("#new-secret").count() === 0 || (await page.locator("#new-secret").textContent()) === "", true);
+  assert.ok(!(await page.content()).includes(secret), "the secret is not in the page after creation");
+  const today = await card.locator('[data-usage="today"]').textContent();
+  assert.ok(Number(today.split("/")[0].trim()) > 0, `usage counted: ${today}`);
+  // Edit: a model outside the allow-list is refused afterwards.
+  await card.locator("summary").click();
+  await card.getByLabel("Requests per minute").fill("50");
+  await card.getByRole("button", { name: "Save" }).click();
+  await page.locator("article.key dd", { hasText: "50 / min" }).waitFor();
+  await shot("keys");
+  await docShot("keys");
+  page.once("dialog", (d) => d.accept());
+  await page.locator("article.key").getByRole("button", { name: "Revoke" }).click();
+  await page.locator("article.key .badge", { hasText: "revoked" }).waitFor();
+  const refused = await chat("after revoke", secret);
+  assert.equal(refused.status, 401);
 });
 
 dtest("Proxy set and check; remove asks first; logout ends the session", async () => {

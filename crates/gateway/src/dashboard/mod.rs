@@ -4,7 +4,7 @@
 //! login flows (`auth/login/`), the metrics (`metrics/`).
 //!
 //! Neighbours: `session.rs` (the login gate: admin credential, session cookie, CSRF, login delay), `pages.rs`
-//! (the pages), `actions.rs` (account actions), `logins.rs` (adding accounts by the login flows), `settings.rs`
+//! (the pages), `keys.rs` (client keys), `actions.rs` (account actions), `logins.rs` (adding accounts by the login flows), `settings.rs`
 //! (the config file, edited with toml_edit), `setup.rs` (client snippets). The request guard (server/guard.rs)
 //! lets `/dashboard` paths through without the client key: this module's gate decides.
 
@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::server::AppState;
 
 mod actions;
+mod keys;
 mod logins;
 mod pages;
 mod session;
@@ -63,6 +64,7 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/dashboard", get(pages::overview))
         .route("/dashboard/accounts", get(pages::accounts))
+        .route("/dashboard/keys", get(keys::page))
         .route("/dashboard/setup", get(pages::setup))
         .route("/dashboard/settings", get(pages::settings))
         .route("/dashboard/login", get(session::login_page).post(session::login))
@@ -76,6 +78,9 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/dashboard/api/login/job/{job}", get(logins::status))
         .route("/dashboard/api/login/job/{job}/paste", post(logins::paste))
         .route("/dashboard/api/settings", post(settings::save))
+        .route("/dashboard/api/keys", post(keys::create))
+        .route("/dashboard/api/keys/{id}", post(keys::update))
+        .route("/dashboard/api/keys/{id}/revoke", post(keys::revoke))
         .with_state(dash)
 }
 
@@ -89,6 +94,7 @@ fn templates() -> minijinja::Environment<'static> {
         ("overview.html", include_str!("templates/overview.html")),
         ("accounts.html", include_str!("templates/accounts.html")),
         ("setup.html", include_str!("templates/setup.html")),
+        ("keys.html", include_str!("templates/keys.html")),
         ("settings.html", include_str!("templates/settings.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {

@@ -13,7 +13,7 @@ use crate::auth::now_unix;
 use crate::config::Strategy;
 
 /// The page context every template gets: title, active nav entry, CSRF token.
-fn base(a: &Authed, title: &str, nav: &str) -> serde_json::Map<String, Value> {
+pub(crate) fn base(a: &Authed, title: &str, nav: &str) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
     m.insert("title".into(), title.into());
     m.insert("nav".into(), nav.into());

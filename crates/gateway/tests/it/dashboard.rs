@@ -308,3 +308,42 @@ async fn dashboard_login_takes_the_admin_key_not_a_client_key_once_an_admin_key_
     assert_eq!(status, 200);
     assert!(set_cookie(&h, "cgw_session").is_some());
 }
+
+#[tokio::test]
+async fn dashboard_key_secret_is_in_the_creation_answer_only() {
+    let env = keyed(Setup::default()).await;
+    let (cookie, csrf) = session(&env).await;
+    let form = json!({"name": "bot", "models": "", "rpm": 10, "concurrency": null, "daily_tokens": null,
+                      "monthly_tokens": null, "expires": ""});
+    let bare = client().post(env.url("/dashboard/api/keys")).header("cookie", &cookie).json(&form).send().await;
+    assert_eq!(bare.map(|r| r.status().as_u16()).unwrap_or(0), 403, "no CSRF token: refused");
+    let r = client()
+        .post(env.url("/dashboard/api/keys"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&form)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap_or_default();
+    let secret = v["secret"].as_str().unwrap_or_else(|| panic!("no secret: {v}")).to_string();
+    assert_eq!(v["rpm"], 10);
+    let page = client()
+        .get(env.url("/dashboard/keys"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let html = page.text().await.unwrap_or_default();
+    assert!(html.contains("bot") && !html.contains(&secret), "listed, secret not shown");
+    let used = env
+        .http
+        .post(env.url("/v1/chat/completions"))
+        .bearer_auth(&secret)
+        .json(&json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(used.status(), 200);
+}

@@ -383,7 +383,75 @@
     });
   }
 
+  // Keys: create (the secret shown once), edit, revoke.
+  function keys() {
+    const read = (form) => {
+      const v = {};
+      for (const el of $$("[data-key]", form)) {
+        const k = el.dataset.key;
+        if (el.type === "number") v[k] = el.value.trim() === "" ? null : Number(el.value);
+        else v[k] = el.value;
+      }
+      return v;
+    };
+    const create = $("#create-key");
+    create?.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const err = $(".error", create);
+      show(err, "");
+      try {
+        const k = await call("POST", "/dashboard/api/keys", read(create));
+        $("#new-secret").textContent = k.secret;
+        create.hidden = true;
+        $("#secret-box").hidden = false;
+        $("#copy-secret").focus();
+      } catch (x) {
+        show(err, x.message, "bad");
+      }
+    });
+    $("#copy-secret")?.addEventListener("click", async () => {
+      const out = $("#secret-box .result");
+      try {
+        await navigator.clipboard.writeText($("#new-secret").textContent);
+        show(out, "Copied.", "good");
+      } catch {
+        const range = document.createRange();
+        range.selectNodeContents($("#new-secret"));
+        getSelection().removeAllRanges();
+        getSelection().addRange(range);
+        show(out, "Selected: press Ctrl+C to copy.");
+      }
+    });
+    $("#secret-done")?.addEventListener("click", () => {
+      $("#new-secret").textContent = "";
+      location.reload();
+    });
+    for (const card of $$("article.key")) {
+      const out = $(".result", card);
+      const id = encodeURIComponent(card.dataset.id);
+      $("form.edit-key", card)?.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        try {
+          await call("POST", `/dashboard/api/keys/${id}`, read(e.currentTarget));
+          location.reload();
+        } catch (x) {
+          show(out, x.message, "bad");
+        }
+      });
+      $("button[data-revoke]", card)?.addEventListener("click", async (e) => {
+        if (!confirm(e.currentTarget.dataset.confirm)) return;
+        try {
+          await call("POST", `/dashboard/api/keys/${id}/revoke`);
+          location.reload();
+        } catch (x) {
+          show(out, x.message, "bad");
+        }
+      });
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    keys();
     login();
     logout();
     overview();
