@@ -1,4 +1,4 @@
-//! The command line: `serve` (the main job), `login`, `accounts ...`, `keys ...`, `status`.
+//! The command line: `serve` (the main job), `login`, `accounts ...`, `keys ...`, `status`, `usage`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod accounts;
 mod keys;
+mod usage;
 
 pub use accounts::AccountsCommand;
 
@@ -45,6 +46,8 @@ pub enum Command {
     Keys(keys::KeysCommand),
     /// Show configuration, accounts and whether a gateway is answering.
     Status,
+    /// Requests, errors and tokens per model, account, client key or dialect, from the usage ledger.
+    Usage(usage::UsageArgs),
     /// Log in to a ChatGPT account (in a browser by default) and add it to the gateway's store.
     Login {
         /// Device-code flow, for machines without a browser.
@@ -113,6 +116,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             keys::run(&config, cmd).await
         }
         Command::Status => status(&Config::load(&base, &ProcessEnv)?).await,
+        Command::Usage(args) => usage::run(&Config::load(&base, &ProcessEnv)?, args).await,
         Command::Login { device, paste, label } => {
             let mode = crate::auth::login::LoginMode::from_flags(device, paste);
             crate::auth::login::run(&Config::load(&base, &ProcessEnv)?, mode, label).await

@@ -48,6 +48,7 @@ pub struct RawConfig {
     pub server: Option<RawServer>,
     pub metrics: Option<RawMetrics>,
     pub dashboard: Option<RawDashboard>,
+    pub usage: Option<RawUsage>,
 }
 
 /// `[routing]`: how the account pool chooses (docs/accounts.md).
@@ -174,6 +175,8 @@ pub struct Config {
     /// The configuration file: the one read, or where one would be read from (the dashboard's Settings write
     /// it).
     pub config_file: PathBuf,
+    /// `[usage]`: the usage ledger.
+    pub usage: UsageSettings,
 }
 
 /// Bounds on waits that have no natural end (docs/configuration.md, "Timeouts").
@@ -340,7 +343,9 @@ impl Config {
         let log_format = LogFormat::parse(
             o.log_format.clone().or_else(|| env.get("CODEX_GATEWAY_LOG_FORMAT")).or(raw.log_format).as_deref(),
         )?;
+        let usage = UsageSettings::resolve(raw.usage, env)?;
         Ok(Config {
+            usage,
             routing,
             access,
             metrics,
@@ -680,6 +685,64 @@ fn normalize_origin(entry: &str) -> anyhow::Result<String> {
     }
 }
 
+/// `[usage]`: the usage ledger (docs/operations.md, "Usage ledger").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsage {
+    pub enabled: Option<bool>,
+    pub retention_days: Option<u32>,
+    pub rollup_retention_days: Option<u32>,
+    pub channel_capacity: Option<usize>,
+    /// Model -> USD per million tokens: `[usage.prices."gpt-5.4"] input = 1.25, cached_input = 0.125, output = 10`.
+    pub prices: Option<HashMap<String, crate::usage::pricing::Price>>,
+}
+
+/// Resolved `[usage]`.
+#[derive(Debug, Clone)]
+pub struct UsageSettings {
+    /// Record every request in the store (off: no rows, no rollups, no writer).
+    pub enabled: bool,
+    /// Request rows older than this are pruned.
+    pub retention: Duration,
+    /// Hourly rollups older than this are pruned.
+    pub rollup_retention: Duration,
+    /// Records waiting for the writer; more are dropped (and counted), never waited for.
+    pub channel_capacity: usize,
+    pub prices: crate::usage::pricing::Prices,
+}
+
+impl UsageSettings {
+    /// File, then env (`CODEX_GATEWAY_USAGE_ENABLED`, `_RETENTION_DAYS`, `_ROLLUP_RETENTION_DAYS`,
+    /// `_CHANNEL_CAPACITY`).
+    fn resolve(raw: Option<RawUsage>, env: &dyn Env) -> anyhow::Result<UsageSettings> {
+        let raw = raw.unwrap_or_default();
+        let number = |key: &str, file: Option<u64>, default: u64| -> anyhow::Result<u64> {
+            let v = match env.get(key) {
+                Some(v) => v.parse().with_context(|| format!("{key}={v} is not a whole number"))?,
+                None => file.unwrap_or(default),
+            };
+            if v == 0 {
+                bail!("{key} must be at least 1");
+            }
+            Ok(v)
+        };
+        let day = 86_400;
+        let enabled = env_flag(env, "CODEX_GATEWAY_USAGE_ENABLED", Some(raw.enabled.unwrap_or(true)))?;
+        let retention = number("CODEX_GATEWAY_USAGE_RETENTION_DAYS", raw.retention_days.map(u64::from), 30)?;
+        let rollups =
+            number("CODEX_GATEWAY_USAGE_ROLLUP_RETENTION_DAYS", raw.rollup_retention_days.map(u64::from), 365)?;
+        let capacity = number("CODEX_GATEWAY_USAGE_CHANNEL_CAPACITY", raw.channel_capacity.map(|c| c as u64), 16_384)?;
+        let prices = crate::usage::pricing::Prices::new(raw.prices.unwrap_or_default())?;
+        Ok(UsageSettings {
+            enabled,
+            retention: Duration::from_secs(retention.saturating_mul(day)),
+            rollup_retention: Duration::from_secs(rollups.saturating_mul(day)),
+            channel_capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+            prices,
+        })
+    }
+}
+
 fn read_raw(path: &Path) -> anyhow::Result<RawConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
@@ -832,6 +895,29 @@ mod tests {
             let raw: RawConfig = toml::from_str(bad)?;
             let err = Config::resolve(raw, &Overrides::default(), &env(&[])).err();
             assert!(err.is_some_and(|e| e.to_string().contains("positive number of seconds")), "{bad}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn usage_settings_from_file_and_env() -> anyhow::Result<()> {
+        let c = Config::resolve(RawConfig::default(), &Overrides::default(), &env(&[]))?;
+        assert!(c.usage.enabled && c.usage.prices.is_empty());
+        assert_eq!((c.usage.retention.as_secs(), c.usage.rollup_retention.as_secs()), (30 * 86_400, 365 * 86_400));
+        let raw: RawConfig = toml::from_str(
+            "[usage]\nretention_days = 7\nchannel_capacity = 8\n[usage.prices.\"gpt-5.4\"]\ninput = 1.25\noutput = 10.0",
+        )?;
+        let e = env(&[("CODEX_GATEWAY_USAGE_ENABLED", "0"), ("CODEX_GATEWAY_USAGE_ROLLUP_RETENTION_DAYS", "90")]);
+        let c = Config::resolve(raw, &Overrides::default(), &e)?;
+        assert!(!c.usage.enabled);
+        assert_eq!((c.usage.retention.as_secs(), c.usage.rollup_retention.as_secs()), (7 * 86_400, 90 * 86_400));
+        assert_eq!(c.usage.channel_capacity, 8);
+        assert_eq!(c.usage.prices.get("gpt-5.4").map(|p| p.output), Some(10.0));
+        for bad in
+            ["[usage]\nretention_days = 0", "[usage.prices.m]\ninput = -1.0\noutput = 1.0", "[usage]\nretain = 1"]
+        {
+            let raw = toml::from_str::<RawConfig>(bad);
+            assert!(raw.is_err() || Config::resolve(raw?, &Overrides::default(), &env(&[])).is_err(), "{bad}");
         }
         Ok(())
     }

@@ -142,6 +142,13 @@ fn periods(now: i64) -> (i64, i64) {
     (day, y * 12 + m - 1)
 }
 
+/// 00:00 UTC of `now`'s day and of the first day of its month (unix seconds): where the budgets' periods start.
+pub fn period_starts(now: i64) -> (i64, i64) {
+    let day = now.div_euclid(86_400);
+    let (y, m, _) = civil_from_days(day);
+    (day * 86_400, days_from_civil(y, m, 1) * 86_400)
+}
+
 /// 00:00 UTC on the first day of the month after `now`'s.
 fn next_month(now: i64) -> i64 {
     let (y, m, _) = civil_from_days(now.div_euclid(86_400));

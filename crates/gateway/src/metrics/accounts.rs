@@ -11,9 +11,12 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::accounts::{Account, Pool};
 use crate::auth::now_unix;
+use crate::usage::Ledger;
 
 pub struct PoolGauges {
     pool: Arc<Pool>,
+    /// For the count of records the ledger could not take.
+    ledger: Arc<Ledger>,
     email_labels: bool,
 }
 
@@ -25,8 +28,8 @@ impl std::fmt::Debug for PoolGauges {
 }
 
 impl PoolGauges {
-    pub fn new(pool: Arc<Pool>, email_labels: bool) -> PoolGauges {
-        PoolGauges { pool, email_labels }
+    pub fn new(pool: Arc<Pool>, ledger: Arc<Ledger>, email_labels: bool) -> PoolGauges {
+        PoolGauges { pool, ledger, email_labels }
     }
 
     /// The `account` label: its label, else (when configured) its email, else its id.
@@ -69,6 +72,10 @@ fn counter_family(
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
     for (labels, value) in samples {
+        if labels.is_empty() {
+            ConstCounter::new(*value as u64).encode(family)?;
+            return Ok(());
+        }
         let sample = family.encode_family(labels)?;
         ConstCounter::new(*value as u64).encode(sample)?;
     }
@@ -135,6 +142,13 @@ impl Collector for PoolGauges {
             .map(|(outcome, n)| (vec![("outcome", outcome.to_string())], *n as f64))
             .collect();
         counter_family(&mut encoder, "token_refreshes", "Token refresh calls, by outcome", &refreshes)?;
+        let dropped = [(Vec::new(), self.ledger.records_dropped() as f64)];
+        counter_family(
+            &mut encoder,
+            "usage_records_dropped",
+            "Request records the usage ledger could not take (its queue was full)",
+            &dropped,
+        )?;
         let streams = vec![(Vec::new(), crate::relay::pump::open_streams() as f64)];
         family(&mut encoder, "active_streams", "Streaming answers being written now", &streams)?;
         Ok(())

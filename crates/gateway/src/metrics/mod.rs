@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 
 use crate::accounts::Pool;
 use crate::record::{Api, RecordSink, RequestRecord};
+use crate::usage::Ledger;
 
 mod accounts;
 
@@ -75,7 +76,7 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// The registry with the request metrics, and the pool's gauges read at each scrape. `email_labels`: name
     /// accounts by email when they have no label (off by default: an email is personal data).
-    pub fn new(pool: Arc<Pool>, email_labels: bool) -> Metrics {
+    pub fn new(pool: Arc<Pool>, ledger: Arc<Ledger>, email_labels: bool) -> Metrics {
         let mut registry = Registry::with_prefix("codex_gateway");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -111,7 +112,7 @@ impl Metrics {
         );
         let failovers = Counter::default();
         registry.register("failovers", "Times another account took over a request after one failed", failovers.clone());
-        registry.register_collector(Box::new(accounts::PoolGauges::new(pool, email_labels)));
+        registry.register_collector(Box::new(accounts::PoolGauges::new(pool, ledger, email_labels)));
         Metrics { registry, requests, duration, first_byte, tokens, attempts, failovers, totals: Default::default() }
     }
 

@@ -31,6 +31,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/accounts/{id}/refresh", post(refresh))
         .route("/admin/accounts/{id}/check", post(check))
         .route("/admin/accounts/{id}/cooldowns", delete(clear_cooldowns))
+        // The usage ledger (usage/api.rs).
+        .route("/admin/usage", get(crate::usage::api::usage))
+        .route("/admin/requests", get(crate::usage::api::requests))
 }
 
 type Result<T> = std::result::Result<T, GatewayError>;
@@ -60,6 +63,8 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
         "listen": s.config.listen.to_string(),
         // Upstream events of a type this version does not know, since start (relay/reader.rs).
         "unknown_upstream_events": crate::relay::reader::unknown_events(),
+        // Request records the usage ledger could not keep (channel full, or a batch that failed to commit).
+        "usage_records_dropped": s.ledger.records_dropped(),
     }))
 }
 

@@ -49,6 +49,8 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// The Prometheus metrics (`[metrics] enabled`).
     pub metrics: Option<Arc<Metrics>>,
+    /// The usage ledger (usage/): its sink is one of `records`; `run` drains it on shutdown.
+    pub ledger: Arc<crate::usage::Ledger>,
 }
 
 impl AppState {
@@ -66,16 +68,41 @@ impl AppState {
         let upstream = Arc::new(Upstream::new(&config, http)?);
         let catalog = Catalog::new(pool.clone());
         let keys = Arc::new(Keys::load(store.clone())?);
+        seed_budgets(&keys, &store)?;
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
         // Client keys: token budgets are charged from each record.
         all.push(Arc::new(BudgetSink(keys.clone())));
-        let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new(pool.clone(), config.metrics.email_labels)));
+        let (ledger, ledger_sink) = crate::usage::Ledger::open(pool.store().path(), &config.usage)?;
+        let ledger = Arc::new(ledger);
+        let metrics = config
+            .metrics
+            .enabled
+            .then(|| Arc::new(Metrics::new(pool.clone(), ledger.clone(), config.metrics.email_labels)));
         if let Some(m) = &metrics {
             all.push(m.clone());
         }
+        all.extend(ledger_sink);
         all.extend(sinks);
-        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all), metrics, keys })
+        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all), metrics, keys, ledger })
     }
+}
+
+/// Each client key's tokens today and this month (UTC) from the usage ledger, so token budgets hold across
+/// restarts. (Records still in the ledger's queue when the last run was killed are not counted: at most the last
+/// batch, docs/operations.md.)
+fn seed_budgets(keys: &Keys, store: &Store) -> anyhow::Result<()> {
+    let ids = keys.ids();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let (day_start, month_start) = crate::keys::limits::period_starts(crate::auth::now_unix());
+    let today = crate::usage::tokens_by_key_since(store, day_start * 1000)?;
+    let month = crate::usage::tokens_by_key_since(store, month_start * 1000)?;
+    for id in ids {
+        let get = |m: &std::collections::HashMap<String, u64>| m.get(&*id).copied().unwrap_or(0);
+        keys.seed(&id, get(&today), get(&month));
+    }
+    Ok(())
 }
 
 /// The full router. Requests reach it through the guard (host, origin, client key: guard.rs), which
@@ -161,9 +188,13 @@ pub async fn run_with_sinks(
     let trim = tokio::spawn(crate::memory::return_retained_memory());
     let guard = Arc::new(guard::Policy::main(&state.config, state.keys.clone()));
     let timeouts = state.config.timeouts.clone();
+    let ledger = state.ledger.clone();
     let served = listen::serve(listener, router(state), guard, shutdown, &timeouts).await;
     upkeep.abort();
     trim.abort();
+    // Requests have ended (or were dropped at the shutdown bound): what they recorded reaches the store before
+    // `run` returns, within the same bound.
+    ledger.drain(timeouts.shutdown).await;
     served?;
     Ok(())
 }

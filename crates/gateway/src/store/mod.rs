@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::auth::Tokens;
 
 mod keys;
+pub mod usage;
 
 pub use keys::StoredKey;
 
@@ -39,8 +40,9 @@ CREATE TABLE accounts (
 ALTER TABLE accounts ADD COLUMN proxy TEXT;
 ALTER TABLE accounts ADD COLUMN models TEXT;
 "#,
-    // Client keys (store/keys.rs). Written as the 3rd entry on the `keys` branch; the usage ledger's migration
-    // lands next to it, and the two are numbered in merge order.
+    // 3: the usage ledger (store/usage.rs).
+    usage::SCHEMA,
+    // 4: client keys (store/keys.rs).
     r#"
 CREATE TABLE client_keys (
     id TEXT PRIMARY KEY,
@@ -166,6 +168,7 @@ pub struct StoredAccount {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    path: std::path::PathBuf,
 }
 
 impl Store {
@@ -190,9 +193,19 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store = Store { conn: Mutex::new(conn) };
+        let store = Store { conn: Mutex::new(conn), path: path.to_path_buf() };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// The database file (the usage ledger opens its own connections to it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `f` on the store's connection (short reads, e.g. `usage::tokens_by_key_since`).
+    pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
+        Ok(f(&self.conn.lock())?)
     }
 
     fn migrate(&self) -> anyhow::Result<()> {

@@ -21,12 +21,12 @@ const ROUND_TRIP_WINDOW_MS: i64 = 400;
 /// The fake issuer's processing time for a token call.
 const TOKEN_DELAY_MS: u64 = 15;
 
-struct Gateway {
-    child: tokio::process::Child,
-    base: String,
+pub(crate) struct Gateway {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) base: String,
 }
 
-async fn spawn_gateway(fake: &FakeCodex, dir: &std::path::Path) -> Gateway {
+pub(crate) async fn spawn_gateway(fake: &FakeCodex, dir: &std::path::Path) -> Gateway {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_codex-gateway"))
         .args(["serve", "--port", "0"])
         .env("HOME", dir)

@@ -444,3 +444,34 @@ async fn each_record_names_the_key_and_refusals_are_recorded_too() {
     let last = all.iter().rfind(|r| r.api == Api::Other).map(|r| r.client_key.clone());
     assert_eq!(last, Some(Some(id.as_str().into())));
 }
+
+/// A key's budget holds across a restart: its use today is read back from the usage ledger at start.
+#[tokio::test]
+async fn a_spent_budget_stays_spent_after_a_restart() {
+    let data = std::env::temp_dir().join(format!("cg-budget-{}", uuid::Uuid::new_v4().simple()));
+    let setup = || Setup {
+        client_key: Some(SHARED.into()),
+        env: vec![("CODEX_GATEWAY_ADMIN_KEY", ADMIN.into()), ("CODEX_GATEWAY_DATA_DIR", data.display().to_string())],
+        ..Setup::default()
+    };
+    let mut first = start(setup()).await;
+    let (_, secret) = create(&first, json!({"name":"daily","daily_tokens":1})).await;
+    let (status, _, body) = send(&first, D::Chat, &secret).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, _) = send(&first, D::Chat, &secret).await;
+    assert_eq!(status, 429);
+    // Stop, and wait for the run to end (the ledger drains its last batch before it returns).
+    first.stop_gateway();
+    for _ in 0..200 {
+        if first.gateway.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(first.gateway.is_finished(), "the first gateway stopped");
+    let second = start(setup()).await;
+    let (status, _, body) = send(&second, D::Chat, &secret).await;
+    assert_eq!(status, 429, "still spent after the restart: {body}");
+    assert_eq!(body["error"]["code"], "daily_token_budget_exceeded", "{body}");
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -23,4 +23,6 @@ mod security;
 mod timeouts;
 mod tokens;
 mod transport;
+mod usage;
+mod usage_kill;
 mod validation;

@@ -85,6 +85,7 @@ async fn counters_follow_the_records_and_gauges_follow_the_pool() {
         assert_eq!(sample(&text, &format!(r#"codex_gateway_account_in_flight{{account="{account}"}}"#)), Some(0.0));
     }
     assert!(!text.contains('@'), "no email in the labels: {text}");
+    assert_eq!(sample(&text, "codex_gateway_usage_records_dropped_total"), Some(0.0), "{text}");
     for outcome in ["ok", "login_gone", "failed"] {
         let line = format!(r#"codex_gateway_token_refreshes_total{{outcome="{outcome}"}}"#);
         assert!(sample(&text, &line).is_some(), "{line}: {text}");

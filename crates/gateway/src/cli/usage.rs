@@ -1,0 +1,128 @@
+//! `codex-gateway usage [--since 7d] [--by model|account|key|dialect]`: a table of the usage ledger, through a
+//! running gateway's admin API when one answers (`GET /admin/usage`), else read from the store directly.
+
+use clap::Args;
+use serde_json::Value;
+
+use super::accounts::Live;
+use crate::config::Config;
+use crate::usage::query::{self, Bucket, GroupBy, UsageQuery};
+use crate::usage::when::{now_ms, parse_instant};
+
+#[derive(Args, Debug)]
+pub struct UsageArgs {
+    /// Start of the period: a duration ago (7d, 24h, 30m, 2w), a date (2026-11-01), an RFC 3339 time, or unix
+    /// seconds.
+    #[arg(long, default_value = "7d")]
+    pub since: String,
+    /// One line per model, account, client key or dialect.
+    #[arg(long, default_value = "model")]
+    pub by: String,
+    /// Print the report as JSON (the `/admin/usage` answer).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
+    let now = now_ms();
+    let Some(from) = parse_instant(&args.since, now) else {
+        anyhow::bail!("--since {:?}: expected a duration ago (7d, 24h), a date (2026-11-01) or a time", args.since);
+    };
+    let Some(by) = GroupBy::parse(&args.by) else {
+        anyhow::bail!("--by {:?}: expected model, account, key or dialect", args.by);
+    };
+    anyhow::ensure!(from < now, "--since {:?} is not in the past", args.since);
+    let report = match Live::find(config).await {
+        Some(live) => {
+            let path = format!("/admin/usage?from={from}&to={now}&bucket=day&group_by={}", by.as_str());
+            live.call(reqwest::Method::GET, &path, None).await?
+        }
+        None => {
+            // No gateway answers: read the store (its migrations run on open, like every CLI command's).
+            let store = crate::store::Store::open(&config.db_path())?;
+            let q = UsageQuery { from, to: now, bucket: Bucket::Day, group_by: Some(by) };
+            let report = store.with_conn(|c| query::usage(c, &q, &config.usage.prices))?;
+            serde_json::to_value(report)?
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    print!("{}", table(&report, by.as_str()));
+    Ok(())
+}
+
+/// The report's groups and totals as an aligned table; a cost column only when some model has a price.
+fn table(report: &Value, by: &str) -> String {
+    let series = report["series"].as_array().cloned().unwrap_or_default();
+    let priced = report["totals"].get("cost_usd").is_some();
+    let mut header = vec![by.to_uppercase(), "REQUESTS".into(), "ERRORS".into(), "INPUT".into(), "CACHED".into()];
+    header.extend(["OUTPUT".into(), "REASONING".into()]);
+    if priced {
+        header.push("COST USD".into());
+    }
+    let line = |name: String, t: &Value| {
+        let mut cells = vec![name];
+        for k in ["requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens"] {
+            cells.push(t[k].as_u64().unwrap_or(0).to_string());
+        }
+        if priced {
+            let cost = t["cost_usd"].as_f64().map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into());
+            let partial = if t["cost_incomplete"] == true { "+" } else { "" };
+            cells.push(format!("{cost}{partial}"));
+        }
+        cells
+    };
+    let mut rows = vec![header];
+    for s in &series {
+        rows.push(line(s["group"].as_str().unwrap_or("(none)").to_string(), &s["totals"]));
+    }
+    rows.push(line("TOTAL".into(), &report["totals"]));
+    let widths: Vec<usize> =
+        (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) })
+            .collect();
+        out += cells.join("  ").trim_end();
+        out.push('\n');
+    }
+    if priced {
+        out += "cost: API-equivalent estimate from [usage.prices]; \"+\": some models have no price and are left out\n";
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn table_aligns_groups_and_shows_cost_only_when_priced() {
+        let t = |n: u64| {
+            json!({"requests": n, "errors": 0, "input_tokens": n * 10, "cached_tokens": 0,
+                                "output_tokens": n, "reasoning_tokens": 0})
+        };
+        let report = json!({"series": [{"group": "gpt-5.4", "totals": t(3)}, {"group": null, "totals": t(12)}],
+                            "totals": t(15)});
+        let out = super::table(&report, "model");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "MODEL    REQUESTS  ERRORS  INPUT  CACHED  OUTPUT  REASONING");
+        assert_eq!(lines[1], "gpt-5.4         3       0     30       0       3          0");
+        assert_eq!(lines[2], "(none)         12       0    120       0      12          0");
+        assert!(lines[3].starts_with("TOTAL          15"));
+        let mut priced = report.clone();
+        priced["totals"]["cost_usd"] = json!(1.5);
+        priced["totals"]["cost_incomplete"] = json!(true);
+        priced["series"][0]["totals"]["cost_usd"] = json!(1.5);
+        let out = super::table(&priced, "model");
+        assert!(out.lines().next().is_some_and(|l| l.ends_with("COST USD")), "{out}");
+        assert!(out.lines().nth(1).is_some_and(|l| l.ends_with("1.50")), "{out}");
+        assert!(out.lines().nth(2).is_some_and(|l| l.ends_with(" -")), "{out}");
+        assert!(out.lines().nth(3).is_some_and(|l| l.ends_with("1.50+")), "{out}");
+    }
+}

@@ -1,0 +1,249 @@
+//! The usage ledger's tables (migration 3) and its one write: a batch of request records, with the hourly and
+//! daily rollups they add to, in one transaction; and the pruning of old rows. Queries live in `usage::query`.
+//!
+//! Daily rollups exist for queries over weeks and months: summing a month of hourly rollups means reading up to
+//! 720 times the combinations of an hour (bench/results/ledger.md); a month of daily ones, 30 times.
+//!
+//! Plain types only (TEXT, BIGINT, INTEGER), so the schema moves to PostgreSQL as written: times are unix
+//! milliseconds, booleans 0/1, and "none" in a rollup key is the empty string (a primary key column cannot be
+//! NULL in PostgreSQL, and NULLs never conflict in an upsert).
+
+use std::collections::HashMap;
+
+use rusqlite::{Transaction, params};
+
+use crate::record::RequestRecord;
+
+/// Migration 3: one row per request, hourly and daily rollups.
+pub const SCHEMA: &str = r#"
+CREATE TABLE usage_requests (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    api TEXT NOT NULL,
+    route TEXT NOT NULL,
+    client_key TEXT,
+    model_requested TEXT,
+    model TEXT,
+    effort TEXT,
+    stream INTEGER NOT NULL,
+    account TEXT,
+    accounts_tried TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    failovers INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    error TEXT,
+    error_code TEXT,
+    ttfb_ms BIGINT,
+    duration_ms BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    client_disconnected INTEGER NOT NULL
+);
+CREATE INDEX usage_requests_started ON usage_requests (started_at, id);
+CREATE INDEX usage_requests_key ON usage_requests (client_key, started_at, id);
+CREATE INDEX usage_requests_account ON usage_requests (account, started_at, id);
+CREATE INDEX usage_requests_model ON usage_requests (model, started_at, id);
+CREATE INDEX usage_requests_status ON usage_requests (status, started_at, id);
+CREATE TABLE usage_hourly (
+    hour BIGINT NOT NULL,
+    account TEXT NOT NULL,
+    model TEXT NOT NULL,
+    client_key TEXT NOT NULL,
+    api TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    PRIMARY KEY (hour, account, model, client_key, api, status)
+);
+CREATE INDEX usage_hourly_key ON usage_hourly (client_key, hour);
+CREATE TABLE usage_daily (
+    day BIGINT NOT NULL,
+    account TEXT NOT NULL,
+    model TEXT NOT NULL,
+    client_key TEXT NOT NULL,
+    api TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    PRIMARY KEY (day, account, model, client_key, api, status)
+);
+"#;
+
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The rollup tables: (table, time column, grain in ms).
+const ROLLUPS: [(&str, &str, i64); 2] = [("usage_hourly", "hour", HOUR_MS), ("usage_daily", "day", DAY_MS)];
+
+/// Unix milliseconds of a record's start.
+pub fn unix_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn tokens(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A request counts as an error when the client saw one: an error status, or an error inside a 200 stream.
+fn is_error(r: &RequestRecord) -> bool {
+    r.status >= 400 || r.error.is_some()
+}
+
+#[derive(Default)]
+struct Sums {
+    requests: i64,
+    errors: i64,
+    input: i64,
+    cached: i64,
+    output: i64,
+    reasoning: i64,
+    duration_ms: i64,
+}
+
+impl Sums {
+    fn add(&mut self, o: &Sums) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.input += o.input;
+        self.cached += o.cached;
+        self.output += o.output;
+        self.reasoning += o.reasoning;
+        self.duration_ms += o.duration_ms;
+    }
+}
+
+type RollupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, u16);
+
+/// Insert `records` and add them to their hourly and daily rollups, in `tx` (the caller commits). The rollups of a batch
+/// are summed in memory first, so a batch costs one upsert per distinct (hour, account, model, key, api, status).
+pub fn insert_batch(tx: &Transaction<'_>, records: &[Box<RequestRecord>]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO usage_requests (request_id, started_at, api, route, client_key, model_requested, model, effort,
+            stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms,
+            input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
+            ?23)",
+    )?;
+    let mut hourly: HashMap<RollupKey<'_>, Sums> = HashMap::new();
+    for r in records {
+        let started = unix_ms(r.started_at);
+        let duration_ms = r.duration.as_millis() as i64;
+        let u = &r.usage;
+        insert.execute(params![
+            r.request_id,
+            started,
+            r.api.as_str(),
+            r.route,
+            r.client_key.as_deref(),
+            r.model_requested,
+            r.model,
+            r.effort,
+            r.stream,
+            r.account,
+            // JSON: an imported account's id may hold any character.
+            serde_json::to_string(&r.accounts_tried).unwrap_or_default(),
+            r.attempts,
+            r.failovers,
+            r.status,
+            r.error.as_ref().map(|e| e.name()),
+            r.error.as_ref().and_then(|e| e.code.as_deref()),
+            r.time_to_first_byte.map(|d| d.as_millis() as i64),
+            duration_ms,
+            tokens(u.input_tokens),
+            tokens(u.cached_tokens),
+            tokens(u.output_tokens),
+            tokens(u.reasoning_tokens),
+            r.client_disconnected,
+        ])?;
+        let key = (
+            started.div_euclid(HOUR_MS) * HOUR_MS,
+            r.account.as_deref().unwrap_or(""),
+            r.model.as_deref().or(r.model_requested.as_deref()).unwrap_or(""),
+            r.client_key.as_deref().unwrap_or(""),
+            r.api.as_str(),
+            r.status,
+        );
+        let s = hourly.entry(key).or_default();
+        s.requests += 1;
+        s.errors += i64::from(is_error(r));
+        s.input += tokens(u.input_tokens);
+        s.cached += tokens(u.cached_tokens);
+        s.output += tokens(u.output_tokens);
+        s.reasoning += tokens(u.reasoning_tokens);
+        s.duration_ms += duration_ms;
+    }
+    for (table, column, grain) in ROLLUPS {
+        // Hours fold into days here: a batch's daily rows are the sums of its hourly ones.
+        let mut rows: HashMap<RollupKey<'_>, Sums> = HashMap::new();
+        for (&(t, account, model, key, api, status), s) in &hourly {
+            rows.entry((t.div_euclid(grain) * grain, account, model, key, api, status)).or_default().add(s);
+        }
+        let mut upsert = tx.prepare_cached(&format!(
+            "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors, input_tokens,
+                cached_tokens, output_tokens, reasoning_tokens, duration_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT ({column}, account, model, client_key, api, status) DO UPDATE SET
+                requests = {table}.requests + excluded.requests,
+                errors = {table}.errors + excluded.errors,
+                input_tokens = {table}.input_tokens + excluded.input_tokens,
+                cached_tokens = {table}.cached_tokens + excluded.cached_tokens,
+                output_tokens = {table}.output_tokens + excluded.output_tokens,
+                reasoning_tokens = {table}.reasoning_tokens + excluded.reasoning_tokens,
+                duration_ms = {table}.duration_ms + excluded.duration_ms"
+        ))?;
+        for ((t, account, model, key, api, status), s) in rows {
+            upsert.execute(params![
+                t,
+                account,
+                model,
+                key,
+                api,
+                status,
+                s.requests,
+                s.errors,
+                s.input,
+                s.cached,
+                s.output,
+                s.reasoning,
+                s.duration_ms
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Rows deleted per statement while pruning, so the writer never holds the database for long.
+const PRUNE_CHUNK: i64 = 5_000;
+
+/// Delete request rows that started before `requests_before` and rollups of hours (days) that began before
+/// `rollups_before` (its day), unix ms; request rows a chunk per transaction. Returns the number of request rows deleted.
+pub fn prune(conn: &mut rusqlite::Connection, requests_before: i64, rollups_before: i64) -> rusqlite::Result<usize> {
+    let mut deleted = 0;
+    loop {
+        let n = conn.execute(
+            "DELETE FROM usage_requests WHERE id IN
+                (SELECT id FROM usage_requests WHERE started_at < ?1 ORDER BY started_at LIMIT ?2)",
+            params![requests_before, PRUNE_CHUNK],
+        )?;
+        deleted += n;
+        if n < PRUNE_CHUNK as usize {
+            break;
+        }
+    }
+    conn.execute("DELETE FROM usage_hourly WHERE hour < ?1", params![rollups_before])?;
+    conn.execute("DELETE FROM usage_daily WHERE day < ?1", params![rollups_before.div_euclid(DAY_MS) * DAY_MS])?;
+    Ok(deleted)
+}

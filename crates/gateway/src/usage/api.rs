@@ -1,0 +1,166 @@
+//! `GET /admin/usage` and `GET /admin/requests` (registered in server/admin.rs, behind the admin guard): the
+//! parameters, checked one by one (a bad or unknown one is a 400 that names it), and the answer as JSON or CSV.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use dialects::GatewayError;
+
+use super::query::{self, Before, Bucket, GroupBy, RequestsQuery, StatusFilter, UsageQuery};
+use super::when::{now_ms, parse_instant};
+use crate::server::AppState;
+use crate::server::errors::{Shape, error_response};
+use crate::server::request_id;
+
+/// Most rows one `/admin/requests` page returns.
+pub const MAX_LIMIT: usize = 1000;
+const DEFAULT_LIMIT: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+}
+
+/// The query string as (name, value) pairs, each name at most once.
+fn pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, GatewayError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if !allowed.contains(&k.as_ref()) {
+            return Err(GatewayError::invalid_param(
+                &k,
+                format!("Unknown parameter `{k}`; this endpoint takes {}", allowed.join(", ")),
+            ));
+        }
+        if out.iter().any(|(name, _)| *name == k) {
+            return Err(GatewayError::invalid_param(&k, format!("Parameter `{k}` is given more than once")));
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(out)
+}
+
+/// A name `pairs` let through but the caller does not handle (the two lists disagree).
+fn unknown(param: &str) -> GatewayError {
+    GatewayError::invalid_param(param, format!("Unknown parameter `{param}`"))
+}
+
+fn bad(param: &str, value: &str, expected: &str) -> GatewayError {
+    GatewayError::invalid_param(param, format!("Invalid `{param}` value {value:?}: expected {expected}"))
+}
+
+const INSTANT: &str =
+    "unix seconds or milliseconds, an RFC 3339 date-time, a date (YYYY-MM-DD) or a duration ago (7d, 24h)";
+
+fn format(v: &str) -> Result<Format, GatewayError> {
+    match v {
+        "json" => Ok(Format::Json),
+        "csv" => Ok(Format::Csv),
+        _ => Err(bad("format", v, "json or csv")),
+    }
+}
+
+pub fn parse_usage(raw: Option<&str>, now: i64) -> Result<(UsageQuery, bool), GatewayError> {
+    let mut q = UsageQuery { from: 0, to: now, bucket: Bucket::Hour, group_by: None };
+    let (mut from, mut csv) = (None, false);
+    for (k, v) in pairs(raw, &["from", "to", "bucket", "group_by", "format"])? {
+        match k.as_str() {
+            "from" => from = Some(parse_instant(&v, now).ok_or_else(|| bad("from", &v, INSTANT))?),
+            "to" => q.to = parse_instant(&v, now).ok_or_else(|| bad("to", &v, INSTANT))?,
+            "bucket" => q.bucket = Bucket::parse(&v).ok_or_else(|| bad("bucket", &v, "hour or day"))?,
+            "group_by" => {
+                q.group_by =
+                    Some(GroupBy::parse(&v).ok_or_else(|| bad("group_by", &v, "account, model, key or dialect"))?)
+            }
+            "format" => csv = format(&v)? == Format::Csv,
+            other => return Err(unknown(other)),
+        }
+    }
+    // Default span: a day of hours, or 30 days.
+    let span = match q.bucket {
+        Bucket::Hour => 24 * 3_600_000,
+        Bucket::Day => 30 * 86_400_000,
+    };
+    q.from = from.unwrap_or(q.to - span);
+    if q.from >= q.to {
+        return Err(GatewayError::invalid_param("from", "`from` must be earlier than `to`"));
+    }
+    Ok((q, csv))
+}
+
+pub fn parse_requests(raw: Option<&str>, now: i64) -> Result<(RequestsQuery, bool), GatewayError> {
+    let mut q = RequestsQuery { limit: DEFAULT_LIMIT, ..Default::default() };
+    let mut csv = false;
+    for (k, v) in pairs(raw, &["limit", "before", "key", "account", "model", "status", "format"])? {
+        match k.as_str() {
+            "limit" => {
+                q.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| bad("limit", &v, "a whole number from 1 to 1000"))?
+            }
+            "before" => {
+                let at = || parse_instant(&v, now).map(Before::Instant);
+                q.before =
+                    Some(Before::parse_cursor(&v).or_else(at).ok_or_else(|| {
+                        bad("before", &v, &format!("a `next` cursor from a previous page, or {INSTANT}"))
+                    })?)
+            }
+            "key" => q.key = Some(v),
+            "account" => q.account = Some(v),
+            "model" => q.model = Some(v),
+            "status" => {
+                q.status = Some(
+                    StatusFilter::parse(&v)
+                        .ok_or_else(|| bad("status", &v, "an HTTP status (429) or a class (5xx)"))?,
+                )
+            }
+            "format" => csv = format(&v)? == Format::Csv,
+            other => return Err(unknown(other)),
+        }
+    }
+    Ok((q, csv))
+}
+
+fn csv_response(body: String, next: Option<&str>) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    if let Some(n) = next.and_then(|n| HeaderValue::from_str(n).ok()) {
+        h.insert("x-next-cursor", n);
+    }
+    resp
+}
+
+fn failed(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::internal(format!("usage ledger query failed: {e}"))
+}
+
+pub async fn usage(State(s): State<Arc<AppState>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let r = async {
+        let (q, csv) = parse_usage(raw.as_deref(), now_ms())?;
+        let report = s.ledger.read(move |c, p| Ok(query::usage(c, &q, p)?)).await.map_err(failed)?;
+        Ok(match csv {
+            true => csv_response(query::usage_csv(&report).map_err(failed)?, None),
+            false => axum::Json(report).into_response(),
+        })
+    }
+    .await;
+    r.unwrap_or_else(|e: GatewayError| error_response(Shape::OpenAi, &e, &request_id(&headers)))
+}
+
+pub async fn requests(State(s): State<Arc<AppState>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let r = async {
+        let (q, csv) = parse_requests(raw.as_deref(), now_ms())?;
+        let page = s.ledger.read(move |c, p| Ok(query::requests(c, &q, p)?)).await.map_err(failed)?;
+        Ok(match csv {
+            true => csv_response(query::requests_csv(&page).map_err(failed)?, page.next.as_deref()),
+            false => axum::Json(page).into_response(),
+        })
+    }
+    .await;
+    r.unwrap_or_else(|e: GatewayError| error_response(Shape::OpenAi, &e, &request_id(&headers)))
+}

@@ -1,0 +1,175 @@
+//! The usage ledger: every request record, stored off the request path.
+//!
+//! A [`RecordSink`] hands each record to a bounded channel ([`LedgerSink`]: never waits; when the channel is
+//! full the record is dropped and counted); one writer thread (`writer.rs`) commits them in batches, with their
+//! hourly rollups, to the store (tables in `store/usage.rs`) and prunes old rows now and then. Queries for the
+//! admin API and the CLI are in `query.rs`, the price table in `pricing.rs`, the HTTP handlers in `api.rs`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::Duration;
+
+use anyhow::Context;
+use parking_lot::Mutex;
+use rusqlite::Connection;
+
+use crate::config::UsageSettings;
+use crate::record::{RecordSink, RequestRecord};
+use crate::store::Store;
+use crate::store::usage::{DAY_MS, HOUR_MS};
+
+pub mod api;
+pub mod pricing;
+pub mod query;
+pub mod when;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+/// What the sink and the writer share.
+#[derive(Default)]
+struct Shared {
+    /// Records dropped because the channel was full or the writer gone, or lost when a batch could not be saved.
+    dropped: AtomicU64,
+    /// Shutdown began: the writer drains the channel, commits and ends.
+    stop: AtomicBool,
+}
+
+enum Msg {
+    /// Boxed: a channel slot holds a pointer, not a whole record.
+    Record(Box<RequestRecord>),
+    /// Look at the stop flag now.
+    Wake,
+}
+
+/// The sink half: the request path's only contact with the ledger.
+pub struct LedgerSink {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl RecordSink for LedgerSink {
+    /// One clone of the record (a handful of small allocations) and a `try_send`: O(1), no lock held while
+    /// waiting, never blocks the request.
+    fn record(&self, record: &RequestRecord) {
+        match self.tx.try_send(Msg::Record(Box::new(record.clone()))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The ledger of a running gateway: its reading connection, prices, and the writer it drains on shutdown.
+pub struct Ledger {
+    reader: Mutex<Connection>,
+    pub prices: pricing::Prices,
+    shared: Arc<Shared>,
+    /// A sender kept to wake the writer at shutdown (`None`: the ledger is off, nothing is written).
+    wake: Option<SyncSender<Msg>>,
+    /// Resolves when the writer thread has ended.
+    done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+impl Ledger {
+    /// Open the ledger on the store's database (migrated by `Store::open`). With `settings.enabled`, start the
+    /// writer and return the sink to add to the request path.
+    pub fn open(db: &Path, settings: &UsageSettings) -> anyhow::Result<(Ledger, Option<Arc<dyn RecordSink>>)> {
+        let reader = open_connection(db)?;
+        reader.pragma_update(None, "query_only", true)?;
+        let shared = Arc::new(Shared::default());
+        let mut ledger = Ledger {
+            reader: Mutex::new(reader),
+            prices: settings.prices.clone(),
+            shared: shared.clone(),
+            wake: None,
+            done: Mutex::new(None),
+        };
+        if !settings.enabled {
+            return Ok((ledger, None));
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(settings.channel_capacity);
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let conn = open_connection(db)?;
+        let retention = (settings.retention, settings.rollup_retention);
+        std::thread::Builder::new()
+            .name("usage-ledger".into())
+            .spawn(move || {
+                writer::run(conn, rx, shared, retention);
+                drop(done_tx);
+            })
+            .context("cannot start the usage ledger's writer")?;
+        ledger.wake = Some(tx.clone());
+        *ledger.done.get_mut() = Some(done_rx);
+        let sink: Arc<dyn RecordSink> = Arc::new(LedgerSink { tx, shared: ledger.shared.clone() });
+        Ok((ledger, Some(sink)))
+    }
+
+    /// Records that never reached the store since start (channel full, writer gone, a batch that failed to
+    /// commit repeatedly). `/admin/status` shows it as `usage_records_dropped`; the metrics read it here.
+    pub fn records_dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Shutdown: the writer commits what the channel holds and ends; waits at most `limit`. Records that end
+    /// after this are counted as dropped.
+    pub async fn drain(&self, limit: Duration) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(tx) = &self.wake {
+            // A full channel needs no wake-up: the writer is busy and sees the flag after this batch.
+            let _ = tx.try_send(Msg::Wake);
+        }
+        let done = self.done.lock().take();
+        if let Some(done) = done
+            && tokio::time::timeout(limit, done).await.is_err()
+        {
+            tracing::warn!("the usage ledger did not finish writing within the shutdown timeout");
+        }
+    }
+
+    /// Run a read on the ledger's own connection, off the async workers (a query may take a while).
+    pub async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection, &pricing::Prices) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me.reader.lock(), &me.prices)).await.context("ledger query failed")?
+    }
+}
+
+/// A connection for the ledger: WAL like the store; `synchronous=NORMAL`, since in WAL mode a commit survives a
+/// crash of the process (SIGKILL) either way and only a power loss may lose the last commits, which for usage
+/// rows is a fair price for not syncing every batch.
+pub(crate) fn open_connection(db: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open(db).with_context(|| format!("cannot open database {}", db.display()))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// Input plus output tokens per client key since `since_unix_ms`, from the rollups: the hours up to the next UTC
+/// midnight from the hourly ones, whole days after it from the daily ones (a month costs ~30 rows per key and
+/// combination, not ~720). The hour that holds `since_unix_ms` counts whole: budgets start on an hour. Requests
+/// without a client key are not included.
+pub fn tokens_by_key_since(store: &Store, since_unix_ms: i64) -> anyhow::Result<HashMap<String, u64>> {
+    let from = since_unix_ms.div_euclid(HOUR_MS) * HOUR_MS;
+    let midnight = (from + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS;
+    store.with_conn(|conn| {
+        let mut stmt = conn.prepare_cached(
+            "SELECT client_key, SUM(n) FROM (
+                SELECT client_key, input_tokens + output_tokens AS n FROM usage_hourly
+                    WHERE hour >= ?1 AND hour < ?2 AND client_key <> ''
+                UNION ALL
+                SELECT client_key, input_tokens + output_tokens FROM usage_daily WHERE day >= ?2 AND client_key <> ''
+             ) GROUP BY client_key",
+        )?;
+        let rows = stmt.query_map([from, midnight], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|r| r.map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))).collect()
+    })
+}

@@ -1,0 +1,122 @@
+//! The optional price table (`[usage.prices."MODEL"]`, USD per million tokens) and the API-equivalent cost it
+//! gives. A model without a price has no cost: the ledger never guesses one.
+
+use std::collections::HashMap;
+
+use anyhow::bail;
+use serde::Deserialize;
+
+/// One model's prices, USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Uncached input tokens.
+    pub input: f64,
+    /// Cached input tokens; the input price when absent (no discount is assumed).
+    pub cached_input: Option<f64>,
+    /// Output tokens, reasoning included.
+    pub output: f64,
+}
+
+/// Token counts in the ledger's convention: `input` includes `cached`, `output` includes reasoning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub input: u64,
+    pub cached: u64,
+    pub output: u64,
+}
+
+impl Price {
+    pub fn cost(&self, t: Tokens) -> f64 {
+        let cached = t.cached.min(t.input);
+        let per = 1_000_000.0;
+        ((t.input - cached) as f64 * self.input
+            + cached as f64 * self.cached_input.unwrap_or(self.input)
+            + t.output as f64 * self.output)
+            / per
+    }
+}
+
+/// The configured prices by model (the resolved Codex model name, as the ledger stores it).
+#[derive(Debug, Clone, Default)]
+pub struct Prices(HashMap<String, Price>);
+
+impl Prices {
+    /// Refuses negative or non-finite prices (a typo would otherwise print nonsense costs).
+    pub fn new(table: HashMap<String, Price>) -> anyhow::Result<Prices> {
+        for (model, p) in &table {
+            for (name, v) in [("input", Some(p.input)), ("cached_input", p.cached_input), ("output", Some(p.output))] {
+                if let Some(v) = v
+                    && !(v.is_finite() && v >= 0.0)
+                {
+                    bail!("[usage.prices.\"{model}\"] {name} = {v} is not a price (USD per million tokens, >= 0)");
+                }
+            }
+        }
+        Ok(Prices(table))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, model: &str) -> Option<&Price> {
+        self.0.get(model)
+    }
+}
+
+/// A cost summed over several models: what the priced ones cost, and whether tokens of an unpriced model were
+/// left out (then the sum is a lower bound, and says so).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cost {
+    pub usd: f64,
+    pub priced: bool,
+    pub incomplete: bool,
+}
+
+impl Cost {
+    pub fn add(&mut self, prices: &Prices, model: &str, t: Tokens) {
+        match prices.get(model) {
+            Some(p) => {
+                self.usd += p.cost(t);
+                self.priced = true;
+            }
+            None => self.incomplete |= t != Tokens::default(),
+        }
+    }
+
+    pub fn merge(&mut self, other: Cost) {
+        self.usd += other.usd;
+        self.priced |= other.priced;
+        self.incomplete |= other.incomplete;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_splits_cached_input_and_never_prices_an_unknown_model() -> anyhow::Result<()> {
+        let table: HashMap<String, Price> =
+            toml::from_str("[\"gpt-5.4\"]\ninput = 1.25\ncached_input = 0.125\noutput = 10.0")?;
+        let prices = Prices::new(table)?;
+        let t = Tokens { input: 1_000_000, cached: 400_000, output: 100_000 };
+        let mut c = Cost::default();
+        c.add(&prices, "gpt-5.4", t);
+        // 600k uncached * 1.25 + 400k cached * 0.125 + 100k * 10, per million.
+        assert!((c.usd - (0.75 + 0.05 + 1.0)).abs() < 1e-9, "{}", c.usd);
+        assert!(c.priced && !c.incomplete);
+        let mut other = Cost::default();
+        other.add(&prices, "gpt-5.5", t);
+        assert!(!other.priced && other.incomplete && other.usd == 0.0);
+        c.merge(other);
+        assert!(c.priced && c.incomplete);
+        let no_cache: HashMap<String, Price> = toml::from_str("[m]\ninput = 2.0\noutput = 0.0")?;
+        let c = Prices::new(no_cache)?.get("m").map(|p| p.cost(Tokens { input: 10, cached: 5, output: 0 }));
+        assert_eq!(c, Some(20.0 / 1e6));
+        let bad: HashMap<String, Price> = toml::from_str("[m]\ninput = -1.0\noutput = 1.0")?;
+        assert!(Prices::new(bad).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,526 @@
+//! Reading the ledger: usage over time from the hourly rollups (series per bucket and group, and totals), and
+//! the request rows, newest first, keyset-paginated. Both as typed values (JSON through serde) and as CSV.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, params_from_iter};
+use serde::Serialize;
+
+use super::pricing::{Cost, Prices, Tokens};
+use super::when::format_ms;
+use crate::store::usage::{DAY_MS, HOUR_MS};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    pub fn parse(s: &str) -> Option<Bucket> {
+        match s {
+            "hour" => Some(Bucket::Hour),
+            "day" => Some(Bucket::Day),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }
+    }
+    fn ms(self) -> i64 {
+        match self {
+            Bucket::Hour => HOUR_MS,
+            Bucket::Day => DAY_MS,
+        }
+    }
+    /// The rollup table of this grain and its time column.
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Bucket::Hour => ("usage_hourly", "hour"),
+            Bucket::Day => ("usage_daily", "day"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Account,
+    Model,
+    /// The client key.
+    Key,
+    /// The client API (chat, responses, anthropic, gemini, ollama).
+    Dialect,
+}
+
+impl GroupBy {
+    pub fn parse(s: &str) -> Option<GroupBy> {
+        match s {
+            "account" => Some(GroupBy::Account),
+            "model" => Some(GroupBy::Model),
+            "key" => Some(GroupBy::Key),
+            "dialect" => Some(GroupBy::Dialect),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::Account => "account",
+            GroupBy::Model => "model",
+            GroupBy::Key => "key",
+            GroupBy::Dialect => "dialect",
+        }
+    }
+    fn column(self) -> &'static str {
+        match self {
+            GroupBy::Account => "account",
+            GroupBy::Model => "model",
+            GroupBy::Key => "client_key",
+            GroupBy::Dialect => "api",
+        }
+    }
+}
+
+/// `from` is rounded down to the start of its bucket (hour, or UTC day): the rollups' grain; buckets that start
+/// before `to` count whole.
+#[derive(Debug, Clone, Copy)]
+pub struct UsageQuery {
+    pub from: i64,
+    pub to: i64,
+    pub bucket: Bucket,
+    pub group_by: Option<GroupBy>,
+}
+
+/// Sums over some requests. `cost_usd` only when a price is configured for one of their models;
+/// `cost_incomplete` when tokens of a model without a price were left out of it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Totals {
+    pub requests: u64,
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub cached_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// Sum of the requests' durations.
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cost_incomplete: bool,
+    #[serde(skip)]
+    cost: Cost,
+}
+
+impl Totals {
+    fn add(&mut self, o: &Totals) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.input_tokens += o.input_tokens;
+        self.cached_tokens += o.cached_tokens;
+        self.output_tokens += o.output_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
+        self.duration_ms += o.duration_ms;
+        self.cost.merge(o.cost);
+        self.settle();
+    }
+
+    fn settle(&mut self) {
+        self.cost_usd = self.cost.priced.then_some(self.cost.usd);
+        self.cost_incomplete = self.cost.priced && self.cost.incomplete;
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Point {
+    /// Unix ms of the bucket's start.
+    pub start: i64,
+    pub start_time: String,
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Series {
+    /// The group's value (`null`: none, e.g. requests without a client key, or refused before an account).
+    pub group: Option<String>,
+    pub totals: Totals,
+    pub points: Vec<Point>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UsageReport {
+    pub from: i64,
+    pub to: i64,
+    pub bucket: &'static str,
+    pub group_by: Option<&'static str>,
+    pub series: Vec<Series>,
+    pub totals: Totals,
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// A text column of a row as `&str`, without a copy.
+fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    r.get_ref(i)?
+        .as_str()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+/// The rollup rows of the range are read in key order and summed here rather than by a SQL `GROUP BY`: the range
+/// scan streams from the primary key, while grouping by a column that is not its prefix made SQLite sort every
+/// row first (bench/results/ledger.md). A row's group and model are borrowed, never copied.
+pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Result<UsageReport> {
+    let group = q.group_by.map_or("''", GroupBy::column);
+    let (table, time) = q.bucket.table();
+    let sql = format!(
+        "SELECT {time}, {group}, model, requests, errors, input_tokens, cached_tokens, output_tokens, reasoning_tokens,
+                duration_ms
+         FROM {table} WHERE {time} >= ?1 AND {time} < ?2"
+    );
+    let from = q.from.div_euclid(q.bucket.ms()) * q.bucket.ms();
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params![from, q.to])?;
+    let mut sums: HashMap<String, HashMap<i64, Totals>> = HashMap::new();
+    while let Some(r) = rows.next()? {
+        let mut t = Totals {
+            requests: count(r.get(3)?),
+            errors: count(r.get(4)?),
+            input_tokens: count(r.get(5)?),
+            cached_tokens: count(r.get(6)?),
+            output_tokens: count(r.get(7)?),
+            reasoning_tokens: count(r.get(8)?),
+            duration_ms: count(r.get(9)?),
+            ..Totals::default()
+        };
+        let tokens = Tokens { input: t.input_tokens, cached: t.cached_tokens, output: t.output_tokens };
+        t.cost.add(prices, text(r, 2)?, tokens);
+        let g = text(r, 1)?;
+        let buckets = match sums.get_mut(g) {
+            Some(b) => b,
+            None => sums.entry(g.to_string()).or_default(),
+        };
+        buckets.entry(r.get(0)?).or_default().add(&t);
+    }
+    // Stable order: groups by name, buckets by time.
+    let groups: BTreeMap<String, BTreeMap<i64, Totals>> =
+        sums.into_iter().map(|(g, b)| (g, b.into_iter().collect())).collect();
+    let mut totals = Totals::default();
+    let series = groups
+        .into_iter()
+        .map(|(group, buckets)| {
+            let mut sum = Totals::default();
+            let points = buckets
+                .into_iter()
+                .map(|(start, t)| {
+                    sum.add(&t);
+                    Point { start, start_time: format_ms(start), totals: t }
+                })
+                .collect();
+            totals.add(&sum);
+            Series { group: (!group.is_empty()).then_some(group), totals: sum, points }
+        })
+        .collect();
+    Ok(UsageReport {
+        from,
+        to: q.to,
+        bucket: q.bucket.as_str(),
+        group_by: q.group_by.map(GroupBy::as_str),
+        series,
+        totals,
+    })
+}
+
+/// The usage report as CSV: one line per group and bucket.
+pub fn usage_csv(report: &UsageReport) -> Result<String, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "bucket_start",
+        "group",
+        "requests",
+        "errors",
+        "input_tokens",
+        "cached_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "duration_ms",
+        "cost_usd",
+    ])?;
+    for s in &report.series {
+        for p in &s.points {
+            let t = &p.totals;
+            w.write_record([
+                p.start_time.clone(),
+                s.group.clone().unwrap_or_default(),
+                t.requests.to_string(),
+                t.errors.to_string(),
+                t.input_tokens.to_string(),
+                t.cached_tokens.to_string(),
+                t.output_tokens.to_string(),
+                t.reasoning_tokens.to_string(),
+                t.duration_ms.to_string(),
+                t.cost_usd.map(|c| format!("{c:.6}")).unwrap_or_default(),
+            ])?;
+        }
+    }
+    into_string(w)
+}
+
+fn into_string(w: csv::Writer<Vec<u8>>) -> Result<String, csv::Error> {
+    let bytes = w.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Which statuses `/admin/requests?status=` keeps: one code, or a class (`4xx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Code(u16),
+    Class(u16),
+}
+
+impl StatusFilter {
+    pub fn parse(s: &str) -> Option<StatusFilter> {
+        let b = s.as_bytes();
+        if b.len() == 3 && b[1..].eq_ignore_ascii_case(b"xx") && (b'1'..=b'5').contains(&b[0]) {
+            return Some(StatusFilter::Class(u16::from(b[0] - b'0')));
+        }
+        s.parse().ok().filter(|c| (100..=599).contains(c)).map(StatusFilter::Code)
+    }
+}
+
+/// Where a page starts: after a row (the previous page's `next`), or before an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Before {
+    Cursor { started_at: i64, id: i64 },
+    Instant(i64),
+}
+
+impl Before {
+    /// A `next` cursor: `<started_at>_<id>`.
+    pub fn parse_cursor(s: &str) -> Option<Before> {
+        let (a, b) = s.split_once('_')?;
+        Some(Before::Cursor { started_at: a.parse().ok()?, id: b.parse().ok()? })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RequestsQuery {
+    pub limit: usize,
+    pub before: Option<Before>,
+    pub key: Option<String>,
+    pub account: Option<String>,
+    pub model: Option<String>,
+    pub status: Option<StatusFilter>,
+}
+
+/// One request row.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRow {
+    pub id: i64,
+    pub request_id: String,
+    pub started_at: i64,
+    pub started_time: String,
+    pub api: String,
+    pub route: String,
+    pub key: Option<String>,
+    pub model_requested: Option<String>,
+    pub model: Option<String>,
+    pub effort: Option<String>,
+    pub stream: bool,
+    pub account: Option<String>,
+    pub accounts_tried: Vec<String>,
+    pub attempts: u32,
+    pub failovers: u32,
+    pub status: u16,
+    pub error: Option<String>,
+    pub error_code: Option<String>,
+    pub ttfb_ms: Option<i64>,
+    pub duration_ms: i64,
+    pub input_tokens: u64,
+    pub cached_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub client_disconnected: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RequestsPage {
+    pub requests: Vec<RequestRow>,
+    /// Pass as `before` for the next (older) page; `null` on the last page.
+    pub next: Option<String>,
+}
+
+pub fn requests(conn: &Connection, q: &RequestsQuery, prices: &Prices) -> rusqlite::Result<RequestsPage> {
+    let mut requests = match q.status {
+        // A class is read code by code, each the newest `limit + 1` rows straight from the status index, then
+        // merged: one range over the class would make SQLite sort every matching row by time first (a common
+        // class holds tens of thousands), while a code that never occurred costs one index probe.
+        Some(StatusFilter::Class(c)) => {
+            let mut all = Vec::new();
+            for code in c * 100..c * 100 + 100 {
+                all.extend(rows(conn, &RequestsQuery { status: Some(StatusFilter::Code(code)), ..q.clone() })?);
+            }
+            all.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
+            all.truncate(q.limit + 1);
+            all
+        }
+        Some(StatusFilter::Code(_)) | None => rows(conn, q)?,
+    };
+    let next = if requests.len() > q.limit {
+        requests.truncate(q.limit);
+        requests.last().map(|r| format!("{}_{}", r.started_at, r.id))
+    } else {
+        None
+    };
+    for r in &mut requests {
+        let model = r.model.as_deref().or(r.model_requested.as_deref()).unwrap_or("");
+        let tokens = Tokens { input: r.input_tokens, cached: r.cached_tokens, output: r.output_tokens };
+        r.cost_usd = prices.get(model).map(|p| p.cost(tokens));
+    }
+    Ok(RequestsPage { requests, next })
+}
+
+/// The newest `limit + 1` rows that match `q`, before its cursor.
+fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow>> {
+    let mut sql = String::from(
+        "SELECT id, request_id, started_at, api, route, client_key, model_requested, model, effort, stream, account,
+                accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms, input_tokens,
+                cached_tokens, output_tokens, reasoning_tokens, client_disconnected
+         FROM usage_requests WHERE 1 = 1",
+    );
+    let mut args: Vec<Sql> = Vec::new();
+    for (column, value) in [("client_key", &q.key), ("account", &q.account), ("model", &q.model)] {
+        if let Some(v) = value {
+            args.push(Sql::Text(v.clone()));
+            sql += &format!(" AND {column} = ?{}", args.len());
+        }
+    }
+    match q.status {
+        Some(StatusFilter::Code(c)) => {
+            args.push(Sql::Integer(i64::from(c)));
+            sql += &format!(" AND status = ?{}", args.len());
+        }
+        Some(StatusFilter::Class(c)) => {
+            args.push(Sql::Integer(i64::from(c) * 100));
+            sql += &format!(" AND status >= ?{n} AND status < ?{n} + 100", n = args.len());
+        }
+        None => {}
+    }
+    match q.before {
+        Some(Before::Cursor { started_at, id }) => {
+            args.push(Sql::Integer(started_at));
+            args.push(Sql::Integer(id));
+            sql += &format!(" AND (started_at, id) < (?{}, ?{})", args.len() - 1, args.len());
+        }
+        Some(Before::Instant(t)) => {
+            args.push(Sql::Integer(t));
+            sql += &format!(" AND started_at < ?{}", args.len());
+        }
+        None => {}
+    }
+    args.push(Sql::Integer(q.limit as i64 + 1));
+    sql += &format!(" ORDER BY started_at DESC, id DESC LIMIT ?{}", args.len());
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), |r| {
+        let tried: String = r.get(11)?;
+        let started_at: i64 = r.get(2)?;
+        Ok(RequestRow {
+            id: r.get(0)?,
+            request_id: r.get(1)?,
+            started_at,
+            started_time: format_ms(started_at),
+            api: r.get(3)?,
+            route: r.get(4)?,
+            key: r.get(5)?,
+            model_requested: r.get(6)?,
+            model: r.get(7)?,
+            effort: r.get(8)?,
+            stream: r.get(9)?,
+            account: r.get(10)?,
+            accounts_tried: serde_json::from_str(&tried).unwrap_or_default(),
+            attempts: r.get(12)?,
+            failovers: r.get(13)?,
+            status: r.get(14)?,
+            error: r.get(15)?,
+            error_code: r.get(16)?,
+            ttfb_ms: r.get(17)?,
+            duration_ms: r.get(18)?,
+            input_tokens: count(r.get(19)?),
+            cached_tokens: count(r.get(20)?),
+            output_tokens: count(r.get(21)?),
+            reasoning_tokens: count(r.get(22)?),
+            client_disconnected: r.get(23)?,
+            cost_usd: None,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The request rows as CSV (the columns of [`RequestRow`]; `accounts_tried` joined with spaces).
+pub fn requests_csv(page: &RequestsPage) -> Result<String, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "id",
+        "request_id",
+        "started_time",
+        "api",
+        "route",
+        "key",
+        "model_requested",
+        "model",
+        "effort",
+        "stream",
+        "account",
+        "accounts_tried",
+        "attempts",
+        "failovers",
+        "status",
+        "error",
+        "error_code",
+        "ttfb_ms",
+        "duration_ms",
+        "input_tokens",
+        "cached_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "client_disconnected",
+        "cost_usd",
+    ])?;
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    for r in &page.requests {
+        w.write_record([
+            r.id.to_string(),
+            r.request_id.clone(),
+            r.started_time.clone(),
+            r.api.clone(),
+            r.route.clone(),
+            opt(&r.key),
+            opt(&r.model_requested),
+            opt(&r.model),
+            opt(&r.effort),
+            r.stream.to_string(),
+            opt(&r.account),
+            r.accounts_tried.join(" "),
+            r.attempts.to_string(),
+            r.failovers.to_string(),
+            r.status.to_string(),
+            opt(&r.error),
+            opt(&r.error_code),
+            r.ttfb_ms.map(|v| v.to_string()).unwrap_or_default(),
+            r.duration_ms.to_string(),
+            r.input_tokens.to_string(),
+            r.cached_tokens.to_string(),
+            r.output_tokens.to_string(),
+            r.reasoning_tokens.to_string(),
+            r.client_disconnected.to_string(),
+            r.cost_usd.map(|c| format!("{c:.6}")).unwrap_or_default(),
+        ])?;
+    }
+    into_string(w)
+}

@@ -1,0 +1,250 @@
+//! The ledger without a server: the writer's drain, rollups and queries over hand-made records, budgets per key,
+//! pruning, and the admin parameters.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use dialects::Usage;
+
+use super::api::{parse_requests, parse_usage};
+use super::pricing::Prices;
+use super::query::{self, Before, Bucket, GroupBy, RequestsQuery, StatusFilter, UsageQuery};
+use super::*;
+use crate::record::Api;
+use crate::store::usage::{insert_batch, prune};
+
+fn temp_store() -> (std::path::PathBuf, Store) {
+    let dir = std::env::temp_dir().join(format!("cg-ledger-{}", uuid::Uuid::new_v4().simple()));
+    let store = Store::open(&dir.join("gateway.db")).unwrap_or_else(|e| panic!("{e}"));
+    (dir, store)
+}
+
+fn settings(prices: &str) -> UsageSettings {
+    UsageSettings {
+        enabled: true,
+        retention: Duration::from_secs(30 * 86_400),
+        rollup_retention: Duration::from_secs(365 * 86_400),
+        channel_capacity: 64,
+        prices: Prices::new(toml::from_str(prices).unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}")),
+    }
+}
+
+fn record(id: &str, at_ms: u64, key: Option<&str>, model: &str, status: u16, tokens: (u64, u64)) -> Box<RequestRecord> {
+    Box::new(RequestRecord {
+        request_id: id.into(),
+        started_at: UNIX_EPOCH + Duration::from_millis(at_ms),
+        api: Api::Chat,
+        route: "/v1/chat/completions".into(),
+        client_key: key.map(Arc::from),
+        model_requested: Some(model.into()),
+        model: Some(model.into()),
+        effort: None,
+        stream: false,
+        accounts_tried: vec!["acct-1".into()],
+        account: Some("acct-1".into()),
+        attempts: 1,
+        attempt_failures: Vec::new(),
+        failovers: 0,
+        status,
+        error: None,
+        time_to_first_byte: Some(Duration::from_millis(5)),
+        duration: Duration::from_millis(10),
+        usage: Usage { input_tokens: tokens.0, cached_tokens: 0, output_tokens: tokens.1, ..Usage::default() },
+        client_disconnected: false,
+    })
+}
+
+fn count(conn: &Connection, table: &str) -> i64 {
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap_or(-1)
+}
+
+/// The writer commits 250 ms after a batch's first record; `drain` must commit at once and end the writer, even
+/// while the sink (held by requests still in flight) keeps the channel open.
+#[tokio::test]
+async fn drain_commits_what_the_channel_holds_while_senders_remain() -> anyhow::Result<()> {
+    let (dir, store) = temp_store();
+    let (ledger, sink) = Ledger::open(store.path(), &settings(""))?;
+    let sink = sink.ok_or_else(|| anyhow::anyhow!("enabled ledger has a sink"))?;
+    // Recent records: the writer prunes rows older than the retention when it starts.
+    let now = super::when::now_ms() as u64;
+    for i in 0..5 {
+        sink.record(&record(&format!("r{i}"), now + i, None, "gpt-5.4", 200, (10, 2)));
+    }
+    let started = std::time::Instant::now();
+    ledger.drain(Duration::from_secs(5)).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "drain ended the writer");
+    assert_eq!(store.with_conn(|c| Ok(count(c, "usage_requests")))?, 5);
+    // After the drain the sink's records have nowhere to go: counted, never blocking.
+    sink.record(&record("late", now, None, "gpt-5.4", 200, (1, 1)));
+    assert_eq!(ledger.records_dropped(), 1);
+    drop(sink);
+    // Off: no sink, no writer; the reports still read what is stored.
+    let off = UsageSettings { enabled: false, ..settings("") };
+    let (ledger, sink) = Ledger::open(store.path(), &off)?;
+    assert!(sink.is_none());
+    ledger.drain(Duration::from_secs(1)).await;
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
+
+/// A batch that fell due while the channel was empty once ended the writer (the empty channel was taken for the
+/// end of a drain): every later record waited in the channel until the process died.
+#[tokio::test]
+async fn the_writer_keeps_committing_after_the_channel_runs_empty() -> anyhow::Result<()> {
+    let (dir, store) = temp_store();
+    let (ledger, sink) = Ledger::open(store.path(), &settings(""))?;
+    let sink = sink.ok_or_else(|| anyhow::anyhow!("enabled ledger has a sink"))?;
+    let rows = || store.with_conn(|c| Ok(count(c, "usage_requests")));
+    // A steady trickle across several batch windows (the window falls due between two records), then a pause,
+    // then one more record.
+    let now = super::when::now_ms() as u64;
+    for i in 0..60u64 {
+        sink.record(&record(&format!("r{i}"), now + i, None, "gpt-5.4", 200, (10, 2)));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sink.record(&record("after-a-pause", now + 1_000, None, "gpt-5.4", 200, (10, 2)));
+    let waiting = std::time::Instant::now();
+    while rows()? < 61 {
+        assert!(waiting.elapsed() < Duration::from_secs(3), "only {} of 61 records were committed", rows()?);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ledger.drain(Duration::from_secs(5)).await;
+    drop(sink);
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
+
+#[test]
+fn rollups_queries_budgets_and_pruning() -> anyhow::Result<()> {
+    let (dir, store) = temp_store();
+    let h = 3_600_000u64;
+    let day0 = 1_700_006_400_000u64; // a UTC midnight
+    let records = vec![
+        record("a", day0 + 10, Some("k1"), "gpt-5.4", 200, (100, 10)),
+        record("b", day0 + 20, Some("k1"), "gpt-5.4", 200, (50, 5)),
+        record("c", day0 + h + 1, Some("k2"), "gpt-5.4-mini", 429, (0, 0)),
+        record("d", day0 + 25 * h, None, "gpt-5.4-mini", 200, (7, 3)),
+        record("e", day0 + 25 * h + 5, Some("k1"), "gpt-5.4-mini", 502, (0, 0)),
+    ];
+    let mut conn = super::open_connection(store.path())?;
+    let tx = conn.transaction()?;
+    insert_batch(&tx, &records)?;
+    tx.commit()?;
+    assert_eq!(count(&conn, "usage_requests"), 5);
+    assert_eq!(count(&conn, "usage_hourly"), 4, "a and b share their hour, key, model, api and status");
+    assert_eq!(count(&conn, "usage_daily"), 4, "c shares its day with a and b, but not their key");
+
+    let prices = settings("[\"gpt-5.4\"]\ninput = 1.0\noutput = 10.0").prices;
+    let q = UsageQuery { from: day0 as i64, to: (day0 + 2 * 24 * h) as i64, bucket: Bucket::Day, group_by: None };
+    let all = query::usage(&conn, &q, &prices)?;
+    assert_eq!((all.totals.requests, all.totals.errors, all.totals.input_tokens), (5, 2, 157));
+    assert_eq!(all.series.len(), 1);
+    assert_eq!(all.series[0].points.len(), 2, "two days");
+    assert_eq!(all.series[0].points[0].totals.requests, 3);
+    // Priced: gpt-5.4's 150 input and 15 output; gpt-5.4-mini's tokens have no price, so the sum says so.
+    assert_eq!(all.totals.cost_usd, Some((150.0 + 150.0) / 1e6));
+    assert!(all.totals.cost_incomplete);
+    let by_key = query::usage(&conn, &UsageQuery { group_by: Some(GroupBy::Key), bucket: Bucket::Hour, ..q }, &prices)?;
+    let groups: Vec<(Option<&str>, u64)> =
+        by_key.series.iter().map(|s| (s.group.as_deref(), s.totals.requests)).collect();
+    assert_eq!(groups, [(None, 1), (Some("k1"), 3), (Some("k2"), 1)]);
+    let by_model = query::usage(&conn, &UsageQuery { group_by: Some(GroupBy::Model), ..q }, &prices)?;
+    let mini = by_model.series.iter().find(|s| s.group.as_deref() == Some("gpt-5.4-mini"));
+    assert_eq!(mini.map(|s| s.totals.cost_usd), Some(None), "no price, no cost");
+    let csv = query::usage_csv(&by_model)?;
+    assert_eq!(csv.lines().count(), 1 + 3, "{csv}");
+
+    // Requests, newest first, by pages of two.
+    let mut q = RequestsQuery { limit: 2, ..Default::default() };
+    let mut seen = Vec::new();
+    loop {
+        let page = query::requests(&conn, &q, &prices)?;
+        seen.extend(page.requests.iter().map(|r| r.request_id.clone()));
+        match page.next {
+            Some(next) => q.before = Before::parse_cursor(&next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["e", "d", "c", "b", "a"]);
+    let only = |q: RequestsQuery| -> anyhow::Result<Vec<String>> {
+        Ok(query::requests(&conn, &RequestsQuery { limit: 10, ..q }, &prices)?
+            .requests
+            .into_iter()
+            .map(|r| r.request_id)
+            .collect())
+    };
+    assert_eq!(only(RequestsQuery { key: Some("k1".into()), ..Default::default() })?, ["e", "b", "a"]);
+    assert_eq!(only(RequestsQuery { model: Some("gpt-5.4-mini".into()), ..Default::default() })?, ["e", "d", "c"]);
+    assert_eq!(only(RequestsQuery { status: Some(StatusFilter::Class(5)), ..Default::default() })?, ["e"]);
+    assert_eq!(only(RequestsQuery { status: Some(StatusFilter::Code(429)), ..Default::default() })?, ["c"]);
+    assert_eq!(only(RequestsQuery { account: Some("nobody".into()), ..Default::default() })?, Vec::<String>::new());
+    let before = Some(Before::Instant((day0 + h) as i64));
+    assert_eq!(only(RequestsQuery { before, ..Default::default() })?, ["b", "a"]);
+    let a = query::requests(
+        &conn,
+        &RequestsQuery { limit: 1, before: Some(Before::Instant((day0 + 15) as i64)), ..Default::default() },
+        &prices,
+    )?;
+    assert_eq!(a.requests[0].cost_usd, Some(200.0 / 1e6), "100 input at 1.0 and 10 output at 10.0 per million");
+
+    // Budgets: input + output per key since an instant, from the rollups.
+    let since = super::tokens_by_key_since(&store, day0 as i64)?;
+    assert_eq!(since.get("k1"), Some(&165));
+    assert_eq!(since.get("k2"), Some(&0));
+    assert_eq!(since.len(), 2, "requests without a key are nobody's budget");
+    let later = super::tokens_by_key_since(&store, (day0 + 2 * h + 1) as i64)?;
+    assert_eq!(later.get("k1"), Some(&0));
+
+    // Pruning: rows before day 1, rollups before the second hour.
+    let deleted = prune(&mut conn, (day0 + 24 * h) as i64, (day0 + h) as i64)?;
+    assert_eq!(deleted, 3);
+    assert_eq!(count(&conn, "usage_requests"), 2);
+    assert_eq!(count(&conn, "usage_hourly"), 3);
+    assert_eq!(count(&conn, "usage_daily"), 4, "daily rollups are kept by their day");
+    // Whole days come from the daily rollups: the hour pruned above still counts.
+    let whole_days = super::tokens_by_key_since(&store, (day0 - 5 * h) as i64)?;
+    assert_eq!(whole_days.get("k1"), Some(&165));
+    drop(conn);
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
+
+#[test]
+fn bad_admin_parameters_name_themselves() {
+    let now = 1_800_000_000_000;
+    for (query, param) in [
+        ("bucket=week", "bucket"),
+        ("group_by=user", "group_by"),
+        ("from=yesterday", "from"),
+        ("to=soon", "to"),
+        ("from=1d&to=2d", "from"),
+        ("format=xml", "format"),
+        ("colour=red", "colour"),
+        ("bucket=day&bucket=hour", "bucket"),
+    ] {
+        let err = parse_usage(Some(query), now).err();
+        assert_eq!(err.and_then(|e| e.param), Some(param.to_string()), "{query}");
+    }
+    for (query, param) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=ten", "limit"),
+        ("status=abc", "status"),
+        ("status=6xx", "status"),
+        ("before=soon", "before"),
+        ("page=2", "page"),
+    ] {
+        let err = parse_requests(Some(query), now).err();
+        assert_eq!(err.and_then(|e| e.param), Some(param.to_string()), "{query}");
+    }
+    let (q, csv) =
+        parse_usage(Some("from=7d&bucket=day&group_by=dialect&format=csv"), now).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(csv);
+    assert_eq!((q.from, q.to, q.bucket, q.group_by), (now - 7 * 86_400_000, now, Bucket::Day, Some(GroupBy::Dialect)));
+    let (q, csv) = parse_requests(Some("before=17_4&status=4xx&key=k%201"), now).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(!csv);
+    assert_eq!(q.before, Some(Before::Cursor { started_at: 17, id: 4 }));
+    assert_eq!(q.status, Some(StatusFilter::Class(4)));
+    assert_eq!(q.key.as_deref(), Some("k 1"));
+}

@@ -1,0 +1,134 @@
+//! The ledger's one writer: a thread that takes records from the channel and commits them in batches (every
+//! [`FLUSH`] after a batch's first record, or at [`BATCH`] records), prunes old rows every [`PRUNE_EVERY`], and
+//! on shutdown drains the channel before it ends.
+//!
+//! A thread rather than a tokio task: SQLite calls block, and a batch commit must not take a runtime worker.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant, SystemTime};
+
+use rusqlite::Connection;
+
+use super::{Msg, Shared};
+use crate::record::RequestRecord;
+use crate::store::usage::{insert_batch, prune, unix_ms};
+
+/// A batch is committed this long after its first record arrived...
+pub const FLUSH: Duration = Duration::from_millis(250);
+/// ...or when it has this many records.
+pub const BATCH: usize = 500;
+/// How often old rows are pruned (and once at start).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How long the writer sleeps when idle before it looks at the stop flag and the prune clock again.
+const IDLE: Duration = Duration::from_secs(1);
+/// Commit attempts for one batch before it is given up (and counted as dropped): 20 x FLUSH = 5 s, on top of
+/// SQLite's own 5 s busy wait per attempt.
+const ATTEMPTS: u32 = 20;
+
+pub(super) fn run(mut conn: Connection, rx: Receiver<Msg>, shared: Arc<Shared>, retention: (Duration, Duration)) {
+    let mut batch: Vec<Box<RequestRecord>> = Vec::with_capacity(BATCH);
+    // When the batch's oldest record ended (its request finished): the batch is due FLUSH after that, so records
+    // that waited in the channel during a slow commit do not wait a whole window more.
+    let mut first_at: Option<Instant> = None;
+    let mut failures = 0u32;
+    let mut next_prune = Instant::now();
+    loop {
+        let stopping = shared.stop.load(Ordering::SeqCst);
+        // Fill the batch until it is full or due. Once due (or stopping), only what already waits in the channel
+        // is taken, never waited for. `finished`: the channel is closed, or empty while stopping: the writer ends
+        // after this batch.
+        let mut finished = false;
+        while batch.len() < BATCH {
+            let wait = match (stopping, first_at) {
+                (true, _) => Duration::ZERO,
+                (false, Some(t)) => FLUSH.saturating_sub(t.elapsed()),
+                (false, None) => IDLE,
+            };
+            let msg = if wait.is_zero() {
+                match rx.try_recv() {
+                    Ok(m) => m,
+                    // Empty while running only means the batch goes now; while stopping, the drain is complete.
+                    Err(TryRecvError::Empty) => {
+                        finished = stopping;
+                        break;
+                    }
+                    Err(TryRecvError::Disconnected) => {
+                        finished = true;
+                        break;
+                    }
+                }
+            } else {
+                match rx.recv_timeout(wait) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        finished = true;
+                        break;
+                    }
+                }
+            };
+            match msg {
+                Msg::Record(r) => {
+                    first_at.get_or_insert_with(|| ended_at(&r));
+                    batch.push(r);
+                }
+                // Wakes the loop to read the stop flag.
+                Msg::Wake => break,
+            }
+        }
+        let due = batch.len() >= BATCH || first_at.is_some_and(|t| t.elapsed() >= FLUSH) || stopping || finished;
+        if !batch.is_empty() && due {
+            match commit(&mut conn, &batch) {
+                Ok(()) => {
+                    batch.clear();
+                    first_at = None;
+                    failures = 0;
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!("usage ledger: cannot save {} request records: {e}", batch.len());
+                    if failures >= ATTEMPTS || stopping {
+                        shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        batch.clear();
+                        first_at = None;
+                        failures = 0;
+                    } else {
+                        std::thread::sleep(FLUSH);
+                    }
+                }
+            }
+        }
+        if next_prune <= Instant::now() && !stopping {
+            next_prune = Instant::now() + PRUNE_EVERY;
+            prune_old(&mut conn, retention);
+        }
+        if finished && batch.is_empty() {
+            return;
+        }
+    }
+}
+
+/// When a record's request ended, on the monotonic clock (now, if its end looks later than now).
+fn ended_at(r: &RequestRecord) -> Instant {
+    let end = r.started_at + r.duration;
+    let ago = SystemTime::now().duration_since(end).unwrap_or_default();
+    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+}
+
+fn commit(conn: &mut Connection, batch: &[Box<RequestRecord>]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    insert_batch(&tx, batch)?;
+    tx.commit()
+}
+
+fn prune_old(conn: &mut Connection, (requests, rollups): (Duration, Duration)) {
+    let now = SystemTime::now();
+    let before = |age: Duration| now.checked_sub(age).map(unix_ms).unwrap_or(0);
+    match prune(conn, before(requests), before(rollups)) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("usage ledger: pruned {n} request rows older than the retention"),
+        Err(e) => tracing::warn!("usage ledger: pruning failed: {e}"),
+    }
+}
