@@ -17,7 +17,7 @@ const OUT = process.env.DASHBOARD_TEST_OUTPUT ?? join(HERE, "output");
 const CHROMIUM = process.env.CHROMIUM_PATH ?? ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find(existsSync);
 const CONFIG = "# my gateway settings\n\n[routing]\n# how accounts take turns\nstrategy = \"least_used\"\n";
 
-let stack, browser, context, page, configDir, configPath;
+let stack, browser, context, page, configDir, configPath, keyId;
 const pageErrors = [];
 
 before(async () => {
@@ -96,7 +96,7 @@ dtest("a browser at / is sent to the login; a wrong key is refused after a delay
   assert.equal(cookie.httpOnly, true);
   assert.equal(cookie.sameSite, "Strict");
   const nav = await page.getByRole("navigation", { name: "Main" }).getByRole("link").allTextContents();
-  assert.deepEqual(nav, ["Overview", "Accounts", "Keys", "Setup", "Settings"]);
+  assert.deepEqual(nav, ["Overview", "Accounts", "Keys", "Usage", "Requests", "Setup", "Settings"]);
 });
 
 dtest("Overview shows the pool and updates with live traffic, also on a phone", async () => {
@@ -280,6 +280,7 @@ dtest("Keys: create with limits, the secret shown once, use it, see its usage, r
   await page.waitForLoadState("load");
   const card = page.locator("article.key", { has: page.locator("h2", { hasText: "ci-bot" }) });
   await card.waitFor();
+  keyId = await card.getAttribute("data-id");
   assert.equal(await page.locator("#new-secret").count() === 0 || (await page.locator("#new-secret").textContent()) === "", true);
   assert.ok(!(await page.content()).includes(secret), "the secret is not in the page after creation");
   const today = await card.locator('[data-usage="today"]').textContent();
@@ -296,6 +297,53 @@ dtest("Keys: create with limits, the secret shown once, use it, see its usage, r
   await page.locator("article.key .badge", { hasText: "revoked" }).waitFor();
   const refused = await chat("after revoke", secret);
   assert.equal(refused.status, 401);
+});
+
+dtest("Usage and Requests show the key's traffic from the ledger; filters, details and CSV", async () => {
+  // The ledger writes in batches (250 ms): wait for the rows.
+  await page.goto(url("/dashboard/usage?range=24h&group_by=key"));
+  for (let i = 0; i < 20 && !(await page.locator("#usage-table th[scope=row]", { hasText: keyId }).count()); i++) {
+    await page.waitForTimeout(300);
+    await page.reload();
+  }
+  const row = page.locator("#usage-table tr", { has: page.locator("th", { hasText: keyId }) });
+  // The request it made; the one refused after the revoke never reached a route (the guard answered 401).
+  assert.ok(Number(await row.locator("td").first().textContent()) >= 1, "the key's request");
+  assert.ok(Number(await page.locator("#usage-requests").textContent()) > 0);
+  await page.locator("svg.chart rect.bar").first().waitFor();
+  await page.getByLabel("By").selectOption("model");
+  await page.getByRole("button", { name: "Show" }).click();
+  await page.locator("#usage-table th[scope=row]", { hasText: "gpt-5.4" }).waitFor();
+  await shot("usage");
+  await docShot("usage");
+  const csv = await page.request.get(url("/dashboard/api/usage.csv?range=7d&group_by=dialect"));
+  assert.equal(csv.status(), 200);
+  assert.match(await csv.text(), /chat/);
+
+  await page.goto(url("/dashboard/requests"));
+  await page.locator("#requests-table tbody tr").first().waitFor();
+  await page.getByLabel("Client key id").fill(keyId);
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.waitForURL(/key=/);
+  const rows = page.locator("#requests-table tbody tr");
+  assert.ok((await rows.count()) >= 1);
+  assert.equal(await page.locator("#requests-table tbody td", { hasText: keyId }).count(), await rows.count(), "only the key's rows");
+  await rows.first().locator("summary").click();
+  await rows.first().locator("dt", { hasText: "Attempts" }).waitFor();
+  await page.getByLabel("Status").fill("2xx");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.waitForURL(/status=2xx/);
+  assert.ok((await page.locator("#requests-table tbody tr").count()) >= 1);
+  assert.equal(await page.locator("#requests-table tbody tr.err").count(), 0, "2xx only");
+  await shot("requests");
+  await page.getByLabel("Status").fill("bogus");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.locator(".error", { hasText: "status" }).waitFor();
+  await page.goto(url(`/dashboard/requests?key=${keyId}`));
+  await page.locator("#requests-table tbody tr").first().locator("summary").click();
+  await docShot("requests");
+  const rcsv = await page.request.get(url(`/dashboard/api/requests.csv?key=${keyId}`));
+  assert.equal(rcsv.status(), 200);
 });
 
 dtest("Proxy set and check; remove asks first; logout ends the session", async () => {

@@ -4,9 +4,10 @@
 //! login flows (`auth/login/`), the metrics (`metrics/`).
 //!
 //! Neighbours: `session.rs` (the login gate: admin credential, session cookie, CSRF, login delay), `pages.rs`
-//! (the pages), `keys.rs` (client keys), `actions.rs` (account actions), `logins.rs` (adding accounts by the login flows), `settings.rs`
-//! (the config file, edited with toml_edit), `setup.rs` (client snippets). The request guard (server/guard.rs)
-//! lets `/dashboard` paths through without the client key: this module's gate decides.
+//! (Overview, Accounts, Setup, Settings), `keys.rs` (client keys), `ledger.rs` (Usage and Requests, from the
+//! usage ledger), `actions.rs` (account actions), `logins.rs` (adding accounts by the login flows),
+//! `settings.rs` (the config file, edited with toml_edit), `setup.rs` (client snippets). The request guard
+//! (server/guard.rs) lets `/dashboard` paths through without the client key: this module's gate decides.
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use crate::server::AppState;
 
 mod actions;
 mod keys;
+mod ledger;
 mod logins;
 mod pages;
 mod session;
@@ -65,6 +67,8 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/dashboard", get(pages::overview))
         .route("/dashboard/accounts", get(pages::accounts))
         .route("/dashboard/keys", get(keys::page))
+        .route("/dashboard/usage", get(ledger::usage_page))
+        .route("/dashboard/requests", get(ledger::requests_page))
         .route("/dashboard/setup", get(pages::setup))
         .route("/dashboard/settings", get(pages::settings))
         .route("/dashboard/login", get(session::login_page).post(session::login))
@@ -78,6 +82,8 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/dashboard/api/login/job/{job}", get(logins::status))
         .route("/dashboard/api/login/job/{job}/paste", post(logins::paste))
         .route("/dashboard/api/settings", post(settings::save))
+        .route("/dashboard/api/usage.csv", get(ledger::usage_csv))
+        .route("/dashboard/api/requests.csv", get(ledger::requests_csv))
         .route("/dashboard/api/keys", post(keys::create))
         .route("/dashboard/api/keys/{id}", post(keys::update))
         .route("/dashboard/api/keys/{id}/revoke", post(keys::revoke))
@@ -95,6 +101,8 @@ fn templates() -> minijinja::Environment<'static> {
         ("accounts.html", include_str!("templates/accounts.html")),
         ("setup.html", include_str!("templates/setup.html")),
         ("keys.html", include_str!("templates/keys.html")),
+        ("usage.html", include_str!("templates/usage.html")),
+        ("requests.html", include_str!("templates/requests.html")),
         ("settings.html", include_str!("templates/settings.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {

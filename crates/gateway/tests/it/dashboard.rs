@@ -347,3 +347,44 @@ async fn dashboard_key_secret_is_in_the_creation_answer_only() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(used.status(), 200);
 }
+
+#[tokio::test]
+async fn dashboard_usage_and_requests_render_from_the_ledger_with_and_without_prices() {
+    for prices in [false, true] {
+        let toml = prices.then(|| "[usage.prices.\"gpt-5.4\"]\ninput = 1.25\noutput = 10.0\n".to_string());
+        let env = keyed(Setup { config_toml: toml, ..Setup::default() }).await;
+        let r = env
+            .http
+            .post(env.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .json(&json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status(), 200);
+        let (cookie, _) = session(&env).await;
+        let get = |path: &'static str| client().get(env.url(path)).header("cookie", &cookie).send();
+        // The ledger commits in batches: wait for the row.
+        let mut html = String::new();
+        for _ in 0..40 {
+            let page = get("/dashboard/requests").await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(page.status(), 200);
+            html = page.text().await.unwrap_or_default();
+            if html.contains("requests-table") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(html.contains("gpt-5.4") && html.contains("chat"), "prices {prices}: {html}");
+        assert_eq!(html.contains("Cost"), prices, "the cost appears only with a price table");
+        let usage = get("/dashboard/usage?range=7d&group_by=dialect").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(usage.status(), 200);
+        let html = usage.text().await.unwrap_or_default();
+        assert!(html.contains("usage-table") && html.contains("chat"), "{html}");
+        assert_eq!(html.contains("API-equivalent cost"), prices, "{html}");
+        let csv = get("/dashboard/api/requests.csv").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(csv.status(), 200);
+        let anon = client().get(env.url("/dashboard/api/usage.csv")).send().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(anon.status(), 401, "CSV needs the session");
+    }
+}
