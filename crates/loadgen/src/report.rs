@@ -242,6 +242,18 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
         if meta["dirty"].as_bool() == Some(true) { " (with uncommitted changes)" } else { "" },
         meta["wall_s"].as_u64().map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
     );
+    if let Some(ops) = meta["ops"].as_str().filter(|o| *o != "default") {
+        let dropped = meta["usage_records_dropped"].as_u64().map(|n| n.to_string()).unwrap_or_else(|| "?".into());
+        let _ = writeln!(
+            md,
+            "Operations layers (`--ops {ops}`): {}. Usage records dropped during the run: {dropped}.\n",
+            if ops == "on" {
+                "usage ledger and metrics on, every gateway request made with a limited client key"
+            } else {
+                "usage ledger and metrics off, no client keys"
+            }
+        );
+    }
     let _ = writeln!(
         md,
         "Setup: release builds; gateway pinned to core 0 (`taskset -c 0`), fake-codex and loadgen share core 1; \

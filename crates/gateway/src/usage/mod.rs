@@ -54,8 +54,12 @@ pub struct LedgerSink {
 
 impl RecordSink for LedgerSink {
     /// One clone of the record (a handful of small allocations) and a `try_send`: O(1), no lock held while
-    /// waiting, never blocks the request.
+    /// waiting, never blocks the request. Only model calls are stored: health checks, model lists and admin
+    /// calls (a dashboard polls them) are in the access log, not in the ledger.
     fn record(&self, record: &RequestRecord) {
+        if record.api == crate::record::Api::Other {
+            return;
+        }
         match self.tx.try_send(Msg::Record(Box::new(record.clone()))) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
