@@ -107,6 +107,12 @@ dtest("Overview shows the pool and updates with live traffic, also on a phone", 
   assert.equal(r.status, 200);
   await page.waitForFunction(() => Number(document.querySelector('[data-k="totals.requests"]').textContent) >= 1, null, { timeout: 10_000 });
   assert.ok(Number(await page.locator('[data-k="tokens_total"]').textContent()) > 0, "tokens counted");
+  // The last day's chart comes from the ledger, which commits in batches: reload until it shows the request.
+  for (let i = 0; i < 20 && !(await page.locator("#last-day svg.chart").count()); i++) {
+    await page.waitForTimeout(300);
+    await page.reload();
+  }
+  await page.locator("#last-day svg.chart rect.bar").first().waitFor();
   await shot("overview");
   await docShot("overview");
   await page.emulateMedia({ colorScheme: "dark" });

@@ -35,7 +35,7 @@ fn usage_params(raw: Option<&str>) -> (String, String, String) {
     (range, group, query)
 }
 
-async fn report(dash: &St, query: &str) -> Result<UsageReport, String> {
+pub(super) async fn report(dash: &St, query: &str) -> Result<UsageReport, String> {
     let (q, _) = parse_usage(Some(query), now_ms()).map_err(|e| e.message)?;
     dash.app.ledger.read(move |c, p| Ok(query::usage(c, &q, p)?)).await.map_err(|e| {
         tracing::error!("dashboard usage: {e:#}");
@@ -44,7 +44,7 @@ async fn report(dash: &St, query: &str) -> Result<UsageReport, String> {
 }
 
 #[derive(Serialize)]
-struct Bar {
+pub(super) struct Bar {
     x: f64,
     y: f64,
     w: f64,
@@ -55,7 +55,7 @@ struct Bar {
 }
 
 /// Requests per bucket (all groups), with errors in a second colour: a 600 x 120 SVG's bars.
-fn bars(r: &UsageReport) -> (Vec<Bar>, u64) {
+pub(super) fn bars(r: &UsageReport) -> (Vec<Bar>, u64) {
     let mut buckets: std::collections::BTreeMap<i64, (u64, u64, String)> = Default::default();
     for s in &r.series {
         for p in &s.points {
@@ -154,12 +154,33 @@ fn requests_query(raw: Option<&str>, limit: usize) -> (String, Value) {
     (ser.finish(), Value::Object(shown))
 }
 
-async fn page_of(dash: &St, query: &str) -> Result<query::RequestsPage, String> {
+pub(super) async fn page_of(dash: &St, query: &str) -> Result<query::RequestsPage, String> {
     let (q, _) = parse_requests(Some(query), now_ms()).map_err(|e| e.message)?;
     dash.app.ledger.read(move |c, p| Ok(query::requests(c, &q, p)?)).await.map_err(|e| {
         tracing::error!("dashboard requests: {e:#}");
         "The usage ledger could not be read; the gateway's log says why.".to_string()
     })
+}
+
+/// The last day's chart and the newest failed requests (4xx and 5xx), for the Overview.
+pub(super) async fn overview_extras(dash: &St) -> Value {
+    let chart = match report(dash, "from=24h&bucket=hour").await {
+        Ok(r) => {
+            let (bars, max) = bars(&r);
+            json!({"bars": bars, "max": max, "requests": r.totals.requests, "errors": r.totals.errors,
+                   "tokens": r.totals.input_tokens + r.totals.output_tokens})
+        }
+        Err(e) => json!({"error": e}),
+    };
+    let mut errors = Vec::new();
+    for class in ["5xx", "4xx"] {
+        if let Ok(p) = page_of(dash, &format!("status={class}&limit=5")).await {
+            errors.extend(p.requests);
+        }
+    }
+    errors.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
+    errors.truncate(5);
+    json!({"chart": chart, "errors": errors})
 }
 
 /// `GET /dashboard/requests?key=&account=&model=&status=&before=`: newest first, 50 a page.

@@ -69,6 +69,7 @@ pub(crate) async fn overview(State(dash): State<St>, headers: HeaderMap) -> Resp
     };
     let mut ctx = base(&a, "Overview", "overview");
     ctx.insert("o".into(), overview_data(&dash));
+    ctx.insert("day".into(), super::ledger::overview_extras(&dash).await);
     let page = dash.render("overview.html", Value::Object(ctx));
     a.finish(page)
 }
