@@ -47,6 +47,7 @@ pub struct RawConfig {
     pub routing: Option<RawRouting>,
     pub server: Option<RawServer>,
     pub metrics: Option<RawMetrics>,
+    pub dashboard: Option<RawDashboard>,
     pub usage: Option<RawUsage>,
 }
 
@@ -80,6 +81,35 @@ impl Strategy {
             "round_robin" => Some(Strategy::RoundRobin),
             "sticky" => Some(Strategy::Sticky),
             _ => None,
+        }
+    }
+
+    /// The name `[routing] strategy` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::LeastUsed => "least_used",
+            Strategy::RoundRobin => "round_robin",
+            Strategy::Sticky => "sticky",
+        }
+    }
+
+    /// Every strategy, in the order the dashboard lists them.
+    pub const ALL: [Strategy; 3] = [Strategy::LeastUsed, Strategy::RoundRobin, Strategy::Sticky];
+
+    /// For the pool's atomic (the strategy is switchable at runtime).
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Strategy::LeastUsed => 0,
+            Strategy::RoundRobin => 1,
+            Strategy::Sticky => 2,
+        }
+    }
+
+    pub fn from_u8(v: u8) -> Strategy {
+        match v {
+            1 => Strategy::RoundRobin,
+            2 => Strategy::Sticky,
+            _ => Strategy::LeastUsed,
         }
     }
 }
@@ -141,6 +171,10 @@ pub struct Config {
     pub routing: Routing,
     pub access: Access,
     pub metrics: MetricsConfig,
+    pub dashboard: DashboardConfig,
+    /// The configuration file: the one read, or where one would be read from (the dashboard's Settings write
+    /// it).
+    pub config_file: PathBuf,
     /// `[usage]`: the usage ledger.
     pub usage: UsageSettings,
 }
@@ -300,6 +334,12 @@ impl Config {
         let gemini_model_aliases = raw.gemini.and_then(|g| g.model_aliases).unwrap_or_default();
         let anthropic_model_aliases = raw.anthropic.and_then(|a| a.model_aliases).unwrap_or_default();
         let metrics = MetricsConfig::resolve(raw.metrics, env)?;
+        let dashboard = DashboardConfig::resolve(raw.dashboard)?;
+        let config_file = o
+            .config
+            .clone()
+            .or_else(|| env.get("CODEX_GATEWAY_CONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| default_config_path(env));
         let log_format = LogFormat::parse(
             o.log_format.clone().or_else(|| env.get("CODEX_GATEWAY_LOG_FORMAT")).or(raw.log_format).as_deref(),
         )?;
@@ -309,6 +349,8 @@ impl Config {
             routing,
             access,
             metrics,
+            dashboard,
+            config_file,
             log_format,
             listen: SocketAddr::new(ip, port),
             api_keys,
@@ -511,6 +553,41 @@ impl MetricsConfig {
             enabled: flag("CODEX_GATEWAY_METRICS", raw.enabled, true)?,
             public: flag("CODEX_GATEWAY_METRICS_PUBLIC", raw.public, false)?,
             email_labels: raw.email_labels.unwrap_or(false),
+        })
+    }
+}
+
+/// `[dashboard]` in the file.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawDashboard {
+    pub enabled: Option<bool>,
+    pub loopback_without_login: Option<bool>,
+    pub session_hours: Option<f64>,
+}
+
+/// Resolved `[dashboard]` (docs/dashboard.md).
+#[derive(Debug, Clone)]
+pub struct DashboardConfig {
+    /// Serve `/dashboard` (default true).
+    pub enabled: bool,
+    /// Requests from a loopback peer address skip the login (default false).
+    pub loopback_without_login: bool,
+    /// How long a login lasts (default 12 h).
+    pub session: Duration,
+}
+
+impl DashboardConfig {
+    fn resolve(raw: Option<RawDashboard>) -> anyhow::Result<DashboardConfig> {
+        let raw = raw.unwrap_or_default();
+        let hours = raw.session_hours.unwrap_or(12.0);
+        if !(hours.is_finite() && hours > 0.0 && hours <= 24.0 * 366.0) {
+            bail!("[dashboard] session_hours = {hours} must be more than 0 and at most a year");
+        }
+        Ok(DashboardConfig {
+            enabled: raw.enabled.unwrap_or(true),
+            loopback_without_login: raw.loopback_without_login.unwrap_or(false),
+            session: Duration::from_secs_f64(hours * 3600.0),
         })
     }
 }

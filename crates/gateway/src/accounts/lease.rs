@@ -117,7 +117,7 @@ impl Pool {
         };
         let sticky = self.sticky.lock().clone().and_then(|id| list.iter().position(|a| a.id == id));
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        for i in select::order(candidates, routing.strategy, turn, sticky) {
+        for i in select::order(candidates, self.strategy(), turn, sticky) {
             if !order.contains(&i) {
                 order.push(i);
             }

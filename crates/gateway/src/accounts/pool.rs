@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::{Account, Source};
 use crate::auth::codex_file::{self, FileCredentials};
-use crate::config::Config;
+use crate::config::{Config, Strategy};
 use crate::store::{AccountStatus, Store, StoredAccount};
 
 pub struct Pool {
@@ -28,6 +28,9 @@ pub struct Pool {
     pub(super) affinity: Mutex<LruCache<String, String>>,
     pub(super) turn: AtomicUsize,
     pub(super) sticky: Mutex<Option<String>>,
+    /// The rotation strategy: `[routing] strategy` at start, switchable at runtime (the dashboard's Settings).
+    /// One relaxed load per lease.
+    strategy: AtomicU8,
     /// When each account's last catalog fetch failed (by account id): not asked again before
     /// [`CATALOG_RETRY`](super::upkeep::CATALOG_RETRY).
     pub(super) catalog_failed: Mutex<HashMap<String, Instant>>,
@@ -42,6 +45,7 @@ impl Pool {
     /// The store's accounts; if it has none, the linked auth.json; then `OPENAI_API_KEY`.
     pub fn load(config: Arc<Config>, store: Arc<Store>, base_http: reqwest::Client) -> anyhow::Result<Pool> {
         let cap = NonZeroUsize::new(config.routing.affinity_capacity).unwrap_or(NonZeroUsize::MIN);
+        let strategy = config.routing.strategy;
         let pool = Pool {
             accounts: ArcSwap::from_pointee(Vec::new()),
             store,
@@ -51,11 +55,22 @@ impl Pool {
             refreshes: Default::default(),
             turn: AtomicUsize::new(0),
             sticky: Mutex::new(None),
+            strategy: AtomicU8::new(strategy.as_u8()),
             catalog_failed: Mutex::new(HashMap::new()),
             catalog_fetching: tokio::sync::Mutex::new(()),
         };
         pool.reload()?;
         Ok(pool)
+    }
+
+    /// The rotation strategy in force.
+    pub fn strategy(&self) -> Strategy {
+        Strategy::from_u8(self.strategy.load(Ordering::Relaxed))
+    }
+
+    /// Switch the rotation strategy for the next leases (requests in flight keep their account).
+    pub fn set_strategy(&self, strategy: Strategy) {
+        self.strategy.store(strategy.as_u8(), Ordering::Relaxed);
     }
 
     fn build(&self, stored: StoredAccount, source: Source) -> Arc<Account> {

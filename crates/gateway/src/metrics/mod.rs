@@ -6,6 +6,7 @@
 //! through (a refused request's model is `other`), accounts are the pool's. No request ids, no free text.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -50,6 +51,20 @@ pub struct Metrics {
     tokens: Family<KindLabel, Counter>,
     attempts: Family<OutcomeLabel, Counter>,
     failovers: Counter,
+    /// Running totals since start, for the dashboard's Overview (the families above keep no sum across labels).
+    totals: [AtomicU64; 6],
+}
+
+/// What the dashboard's Overview shows: model calls and tokens since start.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Totals {
+    pub requests: u64,
+    /// Answered with a status of 400 or more (client disconnects, 499, included).
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub cached_tokens: u64,
+    pub output_tokens: u64,
+    pub failovers: u64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -98,7 +113,20 @@ impl Metrics {
         let failovers = Counter::default();
         registry.register("failovers", "Times another account took over a request after one failed", failovers.clone());
         registry.register_collector(Box::new(accounts::PoolGauges::new(pool, ledger, email_labels)));
-        Metrics { registry, requests, duration, first_byte, tokens, attempts, failovers }
+        Metrics { registry, requests, duration, first_byte, tokens, attempts, failovers, totals: Default::default() }
+    }
+
+    /// Model calls and tokens since start (the dashboard's Overview).
+    pub fn totals(&self) -> Totals {
+        let t = |i: usize| self.totals[i].load(Ordering::Relaxed);
+        Totals {
+            requests: t(0),
+            errors: t(1),
+            input_tokens: t(2),
+            cached_tokens: t(3),
+            output_tokens: t(4),
+            failovers: t(5),
+        }
     }
 
     /// The exposition text (OpenMetrics).
@@ -124,6 +152,19 @@ impl RecordSink for Metrics {
             self.first_byte.get_or_create(&d).observe(t.as_secs_f64());
         }
         let u = &r.usage;
+        // Six relaxed adds per request, beside the families' own updates.
+        for (i, n) in [
+            (0, 1),
+            (1, u64::from(r.status >= 400)),
+            (2, u.input_tokens),
+            (3, u.cached_tokens),
+            (4, u.output_tokens),
+            (5, u64::from(r.failovers)),
+        ] {
+            if n > 0 {
+                self.totals[i].fetch_add(n, Ordering::Relaxed);
+            }
+        }
         for (kind, n) in [
             ("input", u.input_tokens),
             ("cached", u.cached_tokens),

@@ -59,7 +59,7 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "accounts": accounts.len(),
         "usable": accounts.iter().filter(|a| a.is_active()).count(),
-        "strategy": format!("{:?}", s.config.routing.strategy),
+        "strategy": format!("{:?}", s.pool.strategy()),
         "listen": s.config.listen.to_string(),
         // Upstream events of a type this version does not know, since start (relay/reader.rs).
         "unknown_upstream_events": crate::relay::reader::unknown_events(),

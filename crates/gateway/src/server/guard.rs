@@ -141,6 +141,7 @@ impl Policy {
         }
         if let Some(origin) = headers.get(header::ORIGIN)
             && !self.origin_allowed(origin.as_bytes())
+            && !host.is_some_and(|h| same_origin(origin.as_bytes(), h))
         {
             return Err(Refusal::Origin);
         }
@@ -152,7 +153,8 @@ impl Policy {
             return Err(Refusal::ContentType);
         }
         let path = req.uri().path();
-        if is_public(path) || (self.metrics_public && path == "/metrics") {
+        // The dashboard has its own gate (a login and a session cookie: dashboard/session.rs).
+        if is_public(path) || (self.metrics_public && path == "/metrics") || crate::dashboard::is_dashboard_path(path) {
             return Ok(None);
         }
         if is_admin(path) && self.listener == Listener::Main {
@@ -363,6 +365,13 @@ impl Policy {
 /// origin checks).
 fn is_public(path: &str) -> bool {
     matches!(path, "/" | "/health" | "/ready")
+}
+
+/// A page of the gateway itself (its dashboard, reached by a name the `Host` check let in): `Origin` names the
+/// very host the request went to.
+fn same_origin(origin: &[u8], host: &[u8]) -> bool {
+    let rest = origin.strip_prefix(b"http://").or_else(|| origin.strip_prefix(b"https://"));
+    rest.is_some_and(|r| r.eq_ignore_ascii_case(host))
 }
 
 /// The admin API and the metrics page (the prefix: every route under it, present and future).

@@ -123,6 +123,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(admin_keys::routes())
         .merge(gemini::other_routes())
         .merge(anthropic::other_routes())
+        .merge(crate::dashboard::routes(state.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.records.clone(), record_other));
     let router = Router::new()
@@ -236,8 +237,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn root() -> &'static str {
-    "codex-gateway is running"
+/// A browser (asking for HTML) goes to the dashboard; API clients and health checks get the plain answer.
+async fn root(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let html = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    if html && state.config.dashboard.enabled {
+        return axum::response::Redirect::to("/dashboard").into_response();
+    }
+    "codex-gateway is running".into_response()
 }
 
 async fn health() -> Response {

@@ -1,0 +1,181 @@
+//! The Accounts page's actions, as JSON calls with the CSRF token: enable, disable, label, proxy (set and
+//! check), refresh now, clear cooldowns, remove; adding an account from an auth.json, an OpenAI API key or a
+//! relay; the export (without secrets: the dashboard never shows one). The work is the admin API's
+//! (accounts/manage.rs and the pool); errors come back as `{"error"}` for the page to show in place.
+
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::session::api_gate;
+use super::{St, json_error, json_response};
+use crate::accounts::manage::{self, ImportSource};
+use crate::auth::now_unix;
+
+#[derive(Deserialize, Default)]
+struct ActBody {
+    label: Option<String>,
+    proxy: Option<String>,
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!("dashboard action: {e}");
+    json_error(StatusCode::INTERNAL_SERVER_ERROR, "The gateway could not do that; its log says why.")
+}
+
+/// `POST /dashboard/api/accounts/{id}/{action}`.
+pub(crate) async fn act(
+    State(dash): State<St>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = api_gate(&dash, &headers, true) {
+        return *r;
+    }
+    let b: ActBody = if body.is_empty() {
+        ActBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("Unreadable request: {e}")),
+        }
+    };
+    let pool = &dash.app.pool;
+    let Some(account) = pool.get(&id) else {
+        return json_error(StatusCode::NOT_FOUND, format!("No account `{id}`."));
+    };
+    let store = pool.store();
+    let stored = matches!(action.as_str(), "check" | "refresh" | "clear_cooldowns")
+        || store.get_account(&id).ok().flatten().is_some();
+    if !stored {
+        return json_error(
+            StatusCode::CONFLICT,
+            "This account is the linked Codex CLI login (read from auth.json): import it (Upload auth.json) to manage it here.",
+        );
+    }
+    let changed = match action.as_str() {
+        "enable" | "disable" => manage::set_enabled(store, &id, action == "enable").map(|_| ()),
+        "label" => {
+            let label = b.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
+            if label.as_ref().is_some_and(|l| l.chars().count() > 100) {
+                return json_error(StatusCode::BAD_REQUEST, "A label is at most 100 characters.");
+            }
+            store.set_label(&id, label.as_deref()).map(|_| ())
+        }
+        "proxy" => {
+            let proxy = b.proxy.map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
+            if let Some(p) = &proxy
+                && let Err(e) = reqwest::Proxy::all(p)
+            {
+                return json_error(StatusCode::BAD_REQUEST, format!("Invalid proxy URL: {e}"));
+            }
+            store.set_proxy(&id, proxy.as_deref()).map(|_| ())
+        }
+        "check" => {
+            let started = Instant::now();
+            let result = pool.check(&account).await;
+            let ms = started.elapsed().as_millis() as u64;
+            return json_response(StatusCode::OK, json!({"check": result, "latency_ms": ms}));
+        }
+        "refresh" => {
+            return match pool.force_refresh(&account).await {
+                Ok(()) => json_response(StatusCode::OK, account.summary(now_unix())),
+                Err(e) => json_error(StatusCode::BAD_GATEWAY, format!("Refresh failed: {}", e.message)),
+            };
+        }
+        "clear_cooldowns" => {
+            account.clear_cooldowns();
+            return json_response(StatusCode::OK, account.summary(now_unix()));
+        }
+        "remove" => store.remove_account(&id).map(|_| ()),
+        _ => return json_error(StatusCode::NOT_FOUND, format!("No action `{action}`.")),
+    };
+    if let Err(e) = changed.and_then(|()| pool.reload()) {
+        return internal(format!("{e:#}"));
+    }
+    let summary = pool.get(&id).map(|a| a.summary(now_unix())).unwrap_or(Value::Null);
+    json_response(StatusCode::OK, json!({"ok": true, "account": summary}))
+}
+
+/// `{"kind": "auth_json", "text": "..."}`, `{"kind": "api_key", "key": "sk-..."}` or
+/// `{"kind": "relay", "key", "base_url", "models"?}`; optional `label`.
+#[derive(Deserialize)]
+struct AddBody {
+    kind: String,
+    text: Option<String>,
+    key: Option<String>,
+    base_url: Option<String>,
+    models: Option<String>,
+    label: Option<String>,
+}
+
+/// `POST /dashboard/api/accounts/add`.
+pub(crate) async fn add(State(dash): State<St>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(r) = api_gate(&dash, &headers, true) {
+        return *r;
+    }
+    let b: AddBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("Unreadable request: {e}")),
+    };
+    let present = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let source = match b.kind.as_str() {
+        "auth_json" => match present(b.text).map(|t| serde_json::from_str::<Value>(&t)) {
+            Some(Ok(v)) if v.get("accounts").is_some_and(Value::is_array) => ImportSource::Export(v),
+            Some(Ok(v)) => ImportSource::AuthJson(v),
+            Some(Err(e)) => return json_error(StatusCode::BAD_REQUEST, format!("That file is not JSON: {e}")),
+            None => return json_error(StatusCode::BAD_REQUEST, "Choose an auth.json file first."),
+        },
+        "api_key" | "relay" => {
+            let Some(key) = present(b.key) else {
+                return json_error(StatusCode::BAD_REQUEST, "Enter the API key.");
+            };
+            let base_url = present(b.base_url);
+            if b.kind == "relay" && base_url.is_none() {
+                return json_error(StatusCode::BAD_REQUEST, "Enter the relay's base URL (its /v1 address).");
+            }
+            let models = present(b.models)
+                .map(|m| m.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+            ImportSource::ApiKey { key, base_url, models }
+        }
+        other => return json_error(StatusCode::BAD_REQUEST, format!("Unknown kind `{other}`.")),
+    };
+    let label = present(b.label);
+    let app = &dash.app;
+    let rows = match manage::resolve(source, label, app.upstream.http(), &app.config.auth_issuer).await {
+        Ok(rows) => rows,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    };
+    for row in &rows {
+        if let Err(e) = app.pool.store().upsert_account(row) {
+            return internal(format!("{e:#}"));
+        }
+    }
+    if let Err(e) = app.pool.reload() {
+        return internal(format!("{e:#}"));
+    }
+    json_response(StatusCode::CREATED, json!({"ok": true, "added": rows.iter().map(|r| &r.id).collect::<Vec<_>>()}))
+}
+
+/// `GET /dashboard/api/accounts/export`: every account without its secrets, as a download.
+pub(crate) async fn export(State(dash): State<St>, headers: HeaderMap) -> Response {
+    if let Err(r) = api_gate(&dash, &headers, false) {
+        return *r;
+    }
+    match manage::export(dash.app.pool.store(), false) {
+        Ok(v) => {
+            let mut resp = json_response(StatusCode::OK, v);
+            resp.headers_mut().insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"codex-gateway-accounts.json\""),
+            );
+            resp
+        }
+        Err(e) => internal(format!("{e:#}")),
+    }
+}

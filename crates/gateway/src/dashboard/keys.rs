@@ -1,0 +1,164 @@
+//! The Keys page: client keys with limits (keys/), created, listed with their usage, updated and revoked from
+//! the browser, through `keys::manage` as `/admin/keys` does. A new key's secret is in the answer to its
+//! creation and nowhere else: the page shows it once with a copy button; lists show the prefix only.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::session::{api_gate, page_gate};
+use super::{St, json_error, json_response};
+use crate::auth::now_unix;
+use crate::keys::manage::{self, KeyPatch, KeySpec, ManageError};
+use crate::keys::stored_with_usage;
+
+fn refused(e: ManageError) -> Response {
+    match e {
+        ManageError::Invalid(m) => json_error(StatusCode::BAD_REQUEST, m),
+        ManageError::NotFound(id) => json_error(StatusCode::NOT_FOUND, format!("No client key `{id}`.")),
+        ManageError::Store(e) => {
+            tracing::error!("dashboard keys: {e:#}");
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, "The key store failed; the gateway's log says why.")
+        }
+    }
+}
+
+/// The registry follows the store before the answer goes out (a revoke applies to the next request).
+fn reload(dash: &St) -> Result<(), Box<Response>> {
+    dash.app.keys.reload().map_err(|e| {
+        tracing::error!("dashboard keys: reload: {e:#}");
+        Box::new(json_error(StatusCode::INTERNAL_SERVER_ERROR, "The key registry could not be reloaded."))
+    })
+}
+
+/// `GET /dashboard/keys`.
+pub(crate) async fn page(State(dash): State<St>, headers: HeaderMap) -> Response {
+    let a = match page_gate(&dash, &headers) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let keys = &dash.app.keys;
+    let rows = match keys.store().list_keys() {
+        Ok(rows) => rows,
+        Err(e) => return refused(ManageError::Store(e)),
+    };
+    let list: Vec<Value> = rows.iter().map(|r| stored_with_usage(Some(keys), r)).collect();
+    let models: Vec<String> = dash.app.catalog.entries().await.iter().map(|e| e.slug.clone()).collect();
+    let mut ctx = super::pages::base(&a, "Keys", "keys");
+    ctx.insert("keys".into(), Value::Array(list));
+    ctx.insert("models".into(), json!(models));
+    ctx.insert("can_create".into(), (!dash.app.config.admin_keys().is_empty()).into());
+    let page = dash.render("keys.html", Value::Object(ctx));
+    a.finish(page)
+}
+
+/// The form's fields: numbers and lists as the page sends them (empty: no limit).
+#[derive(Deserialize)]
+pub(crate) struct Form {
+    name: String,
+    #[serde(default)]
+    models: String,
+    rpm: Option<u32>,
+    concurrency: Option<u32>,
+    daily_tokens: Option<u64>,
+    monthly_tokens: Option<u64>,
+    #[serde(default)]
+    expires: String,
+}
+
+fn models(text: &str) -> Option<Vec<String>> {
+    let list: Vec<String> = text.split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
+    (!list.is_empty()).then_some(list)
+}
+
+fn parse(body: &[u8]) -> Result<Form, Box<Response>> {
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(json_error(StatusCode::BAD_REQUEST, format!("Unreadable key form: {e}"))))
+}
+
+/// `POST /dashboard/api/keys`: the new key, with its `secret` (this once).
+pub(crate) async fn create(State(dash): State<St>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(r) = api_gate(&dash, &headers, true) {
+        return *r;
+    }
+    if dash.app.config.admin_keys().is_empty() {
+        // As /admin/keys: without an admin credential a client could drop its key and manage keys itself.
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "Creating client keys needs an admin key: set CODEX_GATEWAY_ADMIN_KEY and restart the gateway.",
+        );
+    }
+    let f = match parse(&body) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let spec = KeySpec {
+        name: f.name,
+        models: models(&f.models),
+        rpm: f.rpm,
+        concurrency: f.concurrency,
+        daily_tokens: f.daily_tokens,
+        monthly_tokens: f.monthly_tokens,
+        expires: Some(f.expires.trim().to_string()).filter(|e| !e.is_empty()),
+    };
+    let (row, secret) = match manage::create(dash.app.keys.store(), spec, now_unix()) {
+        Ok(x) => x,
+        Err(e) => return refused(e),
+    };
+    if let Err(r) = reload(&dash) {
+        return *r;
+    }
+    let mut v = stored_with_usage(Some(&dash.app.keys), &row);
+    v["secret"] = secret.into();
+    json_response(StatusCode::CREATED, v)
+}
+
+/// `POST /dashboard/api/keys/{id}`: the whole form again; an empty field removes that limit.
+pub(crate) async fn update(
+    State(dash): State<St>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = api_gate(&dash, &headers, true) {
+        return *r;
+    }
+    let f = match parse(&body) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let patch = KeyPatch {
+        name: Some(f.name),
+        models: Some(models(&f.models)),
+        rpm: Some(f.rpm),
+        concurrency: Some(f.concurrency),
+        daily_tokens: Some(f.daily_tokens),
+        monthly_tokens: Some(f.monthly_tokens),
+        expires: Some(Some(f.expires.trim().to_string()).filter(|e| !e.is_empty())),
+    };
+    let row = match manage::update(dash.app.keys.store(), &id, patch) {
+        Ok(row) => row,
+        Err(e) => return refused(e),
+    };
+    if let Err(r) = reload(&dash) {
+        return *r;
+    }
+    json_response(StatusCode::OK, stored_with_usage(Some(&dash.app.keys), &row))
+}
+
+/// `POST /dashboard/api/keys/{id}/revoke`.
+pub(crate) async fn revoke(State(dash): State<St>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = api_gate(&dash, &headers, true) {
+        return *r;
+    }
+    let row = match manage::revoke(dash.app.keys.store(), &id, now_unix()) {
+        Ok(row) => row,
+        Err(e) => return refused(e),
+    };
+    if let Err(r) = reload(&dash) {
+        return *r;
+    }
+    json_response(StatusCode::OK, stored_with_usage(Some(&dash.app.keys), &row))
+}

@@ -1,0 +1,228 @@
+//! The Usage and Requests pages, read from the usage ledger (usage/) with the same parameters and queries as
+//! `/admin/usage` and `/admin/requests` (`usage::api::parse_usage`, `parse_requests`): the page's choices
+//! become that endpoint's query string, so a bad value gets the same 400 message, shown in place. The charts
+//! are SVG drawn here from numbers (no script, nothing to escape); CSV downloads go through the session.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::session::{api_gate, page_gate};
+use super::{St, json_error};
+use crate::usage::api::{parse_requests, parse_usage};
+use crate::usage::query::{self, UsageReport};
+use crate::usage::when::now_ms;
+
+/// The page's range and grouping -> the endpoint's parameters.
+fn usage_params(raw: Option<&str>) -> (String, String, String) {
+    let mut range = "24h".to_string();
+    let mut group = "model".to_string();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "range" if matches!(v.as_ref(), "24h" | "7d" | "30d") => range = v.into_owned(),
+            "group_by" if matches!(v.as_ref(), "model" | "account" | "key" | "dialect") => group = v.into_owned(),
+            _ => {}
+        }
+    }
+    let bucket = if range == "30d" { "day" } else { "hour" };
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("from", &range)
+        .append_pair("bucket", bucket)
+        .append_pair("group_by", &group)
+        .finish();
+    (range, group, query)
+}
+
+pub(super) async fn report(dash: &St, query: &str) -> Result<UsageReport, String> {
+    let (q, _) = parse_usage(Some(query), now_ms()).map_err(|e| e.message)?;
+    dash.app.ledger.read(move |c, p| Ok(query::usage(c, &q, p)?)).await.map_err(|e| {
+        tracing::error!("dashboard usage: {e:#}");
+        "The usage ledger could not be read; the gateway's log says why.".to_string()
+    })
+}
+
+#[derive(Serialize)]
+pub(super) struct Bar {
+    x: f64,
+    y: f64,
+    w: f64,
+    h: f64,
+    /// Errors: the part of the bar drawn on top.
+    eh: f64,
+    title: String,
+}
+
+/// Requests per bucket (all groups), with errors in a second colour: a 600 x 120 SVG's bars.
+pub(super) fn bars(r: &UsageReport) -> (Vec<Bar>, u64) {
+    let mut buckets: std::collections::BTreeMap<i64, (u64, u64, String)> = Default::default();
+    for s in &r.series {
+        for p in &s.points {
+            let e = buckets.entry(p.start).or_insert((0, 0, p.start_time.clone()));
+            e.0 += p.totals.requests;
+            e.1 += p.totals.errors;
+        }
+    }
+    let step: i64 = if r.bucket == "day" { 86_400_000 } else { 3_600_000 };
+    let first = r.from - r.from.rem_euclid(step);
+    let n = (((r.to - first) + step - 1) / step).clamp(1, 800) as usize;
+    let max = buckets.values().map(|b| b.0).max().unwrap_or(0).max(1);
+    let w = 600.0 / n as f64;
+    let bars = (0..n)
+        .filter_map(|i| {
+            let start = first + i as i64 * step;
+            let (req, err, time) = buckets.get(&start)?;
+            let h = 110.0 * *req as f64 / max as f64;
+            let eh = 110.0 * *err as f64 / max as f64;
+            Some(Bar {
+                x: i as f64 * w,
+                y: 120.0 - h,
+                w: (w - 1.0).max(1.0),
+                h,
+                eh,
+                title: format!("{time}: {req} requests, {err} errors"),
+            })
+        })
+        .collect();
+    (bars, max)
+}
+
+/// `GET /dashboard/usage?range=24h|7d|30d&group_by=model|account|key|dialect`.
+pub(crate) async fn usage_page(State(dash): State<St>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let a = match page_gate(&dash, &headers) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let (range, group, query) = usage_params(raw.as_deref());
+    let mut ctx = super::pages::base(&a, "Usage", "usage");
+    ctx.insert("range".into(), range.into());
+    ctx.insert("group_by".into(), group.into());
+    ctx.insert("query".into(), query.clone().into());
+    match report(&dash, &query).await {
+        Ok(r) => {
+            let (bars, max) = bars(&r);
+            let t = &r.totals;
+            let ratio = if t.input_tokens > 0 { 100.0 * t.cached_tokens as f64 / t.input_tokens as f64 } else { 0.0 };
+            let priced = r.series.iter().any(|s| s.totals.cost_usd.is_some());
+            ctx.insert("report".into(), json!(r));
+            ctx.insert("bars".into(), json!(bars));
+            ctx.insert("max".into(), max.into());
+            ctx.insert("cached_ratio".into(), format!("{ratio:.1}").into());
+            ctx.insert("priced".into(), priced.into());
+        }
+        Err(e) => {
+            ctx.insert("error".into(), e.into());
+        }
+    }
+    let page = dash.render("usage.html", Value::Object(ctx));
+    a.finish(page)
+}
+
+fn csv(body: String, name: &'static str) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static(name));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `GET /dashboard/api/usage.csv?` the page's parameters.
+pub(crate) async fn usage_csv(State(dash): State<St>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    if let Err(r) = api_gate(&dash, &headers, false) {
+        return *r;
+    }
+    let (_, _, query) = usage_params(raw.as_deref());
+    match report(&dash, &query).await.and_then(|r| query::usage_csv(&r).map_err(|e| e.to_string())) {
+        Ok(body) => csv(body, "attachment; filename=\"codex-gateway-usage.csv\""),
+        Err(e) => json_error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// The filters the page passes on (empty ones dropped), plus the page size.
+fn requests_query(raw: Option<&str>, limit: usize) -> (String, Value) {
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    let mut shown = serde_json::Map::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if matches!(k.as_ref(), "key" | "account" | "model" | "status" | "before") && !v.trim().is_empty() {
+            ser.append_pair(&k, v.trim());
+            shown.insert(k.into_owned(), v.trim().to_string().into());
+        }
+    }
+    ser.append_pair("limit", &limit.to_string());
+    (ser.finish(), Value::Object(shown))
+}
+
+pub(super) async fn page_of(dash: &St, query: &str) -> Result<query::RequestsPage, String> {
+    let (q, _) = parse_requests(Some(query), now_ms()).map_err(|e| e.message)?;
+    dash.app.ledger.read(move |c, p| Ok(query::requests(c, &q, p)?)).await.map_err(|e| {
+        tracing::error!("dashboard requests: {e:#}");
+        "The usage ledger could not be read; the gateway's log says why.".to_string()
+    })
+}
+
+/// The last day's chart and the newest failed requests (4xx and 5xx), for the Overview.
+pub(super) async fn overview_extras(dash: &St) -> Value {
+    let chart = match report(dash, "from=24h&bucket=hour").await {
+        Ok(r) => {
+            let (bars, max) = bars(&r);
+            json!({"bars": bars, "max": max, "requests": r.totals.requests, "errors": r.totals.errors,
+                   "tokens": r.totals.input_tokens + r.totals.output_tokens})
+        }
+        Err(e) => json!({"error": e}),
+    };
+    let mut errors = Vec::new();
+    for class in ["5xx", "4xx"] {
+        if let Ok(p) = page_of(dash, &format!("status={class}&limit=5")).await {
+            errors.extend(p.requests);
+        }
+    }
+    errors.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
+    errors.truncate(5);
+    json!({"chart": chart, "errors": errors})
+}
+
+/// `GET /dashboard/requests?key=&account=&model=&status=&before=`: newest first, 50 a page.
+pub(crate) async fn requests_page(State(dash): State<St>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let a = match page_gate(&dash, &headers) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let (query, filters) = requests_query(raw.as_deref(), 50);
+    let mut ctx = super::pages::base(&a, "Requests", "requests");
+    ctx.insert("f".into(), filters.clone());
+    match page_of(&dash, &query).await {
+        Ok(p) => {
+            let next = p.next.as_ref().map(|n| {
+                let mut ser = url::form_urlencoded::Serializer::new(String::new());
+                for (k, v) in filters.as_object().into_iter().flatten().filter(|(k, _)| *k != "before") {
+                    ser.append_pair(k, v.as_str().unwrap_or_default());
+                }
+                ser.append_pair("before", n);
+                ser.finish()
+            });
+            ctx.insert("rows".into(), json!(p.requests));
+            ctx.insert("next".into(), json!(next));
+        }
+        Err(e) => {
+            ctx.insert("error".into(), e.into());
+        }
+    }
+    let csv_query = requests_query(raw.as_deref(), 1000).0;
+    ctx.insert("csv_query".into(), csv_query.into());
+    let page = dash.render("requests.html", Value::Object(ctx));
+    a.finish(page)
+}
+
+/// `GET /dashboard/api/requests.csv?` the page's filters (up to 1,000 rows).
+pub(crate) async fn requests_csv(State(dash): State<St>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    if let Err(r) = api_gate(&dash, &headers, false) {
+        return *r;
+    }
+    let (query, _) = requests_query(raw.as_deref(), 1000);
+    match page_of(&dash, &query).await.and_then(|p| query::requests_csv(&p).map_err(|e| e.to_string())) {
+        Ok(body) => csv(body, "attachment; filename=\"codex-gateway-requests.csv\""),
+        Err(e) => json_error(StatusCode::BAD_REQUEST, e),
+    }
+}

@@ -1,0 +1,187 @@
+//! The web dashboard at `/dashboard` (docs/dashboard.md): server-rendered pages (minijinja templates embedded
+//! in the binary, `templates/`), a little JavaScript and CSS (`assets/`), and the JSON calls the pages make.
+//! It sits beside the JSON admin API (server/admin.rs) and uses the same layers: the pool (`accounts/`), the
+//! login flows (`auth/login/`), the metrics (`metrics/`).
+//!
+//! Neighbours: `session.rs` (the login gate: admin credential, session cookie, CSRF, login delay), `pages.rs`
+//! (Overview, Accounts, Setup, Settings), `keys.rs` (client keys), `ledger.rs` (Usage and Requests, from the
+//! usage ledger), `actions.rs` (account actions), `logins.rs` (adding accounts by the login flows),
+//! `settings.rs` (the config file, edited with toml_edit), `setup.rs` (client snippets). The request guard
+//! (server/guard.rs) lets `/dashboard` paths through without the client key: this module's gate decides.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::server::AppState;
+
+mod actions;
+mod keys;
+mod ledger;
+mod logins;
+mod pages;
+mod session;
+mod settings;
+mod setup;
+
+pub use session::{LOGIN_DELAY, SESSION_COOKIE};
+
+/// The admin credentials the login accepts: `CODEX_GATEWAY_ADMIN_KEY` (`[server] admin_key`), else the client
+/// keys (`CODEX_GATEWAY_API_KEY`, `api_keys`), as for `/admin/*`. Created client keys never log in.
+pub fn admin_secret(config: &Config) -> &[String] {
+    config.admin_keys()
+}
+
+/// A path the dashboard serves (the guard skips the client key for these: the dashboard has its own gate).
+pub fn is_dashboard_path(path: &str) -> bool {
+    path == "/dashboard" || path.starts_with("/dashboard/")
+}
+
+/// What every dashboard handler shares.
+pub(crate) struct Dash {
+    pub app: Arc<AppState>,
+    pub sessions: session::Sessions,
+    pub logins: logins::Jobs,
+    templates: minijinja::Environment<'static>,
+}
+
+pub(crate) type St = Arc<Dash>;
+
+/// The dashboard's routes (none when `[dashboard] enabled = false`).
+pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
+    if !app.config.dashboard.enabled {
+        return Router::new();
+    }
+    let dash = Arc::new(Dash {
+        sessions: session::Sessions::new(app.config.dashboard.session),
+        logins: logins::Jobs::default(),
+        templates: templates(),
+        app,
+    });
+    Router::new()
+        .route("/dashboard", get(pages::overview))
+        .route("/dashboard/accounts", get(pages::accounts))
+        .route("/dashboard/keys", get(keys::page))
+        .route("/dashboard/usage", get(ledger::usage_page))
+        .route("/dashboard/requests", get(ledger::requests_page))
+        .route("/dashboard/setup", get(pages::setup))
+        .route("/dashboard/settings", get(pages::settings))
+        .route("/dashboard/login", get(session::login_page).post(session::login))
+        .route("/dashboard/logout", post(session::logout))
+        .route("/dashboard/assets/{name}", get(asset))
+        .route("/dashboard/api/overview", get(pages::overview_json))
+        .route("/dashboard/api/accounts/export", get(actions::export))
+        .route("/dashboard/api/accounts/add", post(actions::add))
+        .route("/dashboard/api/accounts/{id}/{action}", post(actions::act))
+        .route("/dashboard/api/login/{flow}", post(logins::start))
+        .route("/dashboard/api/login/job/{job}", get(logins::status))
+        .route("/dashboard/api/login/job/{job}/paste", post(logins::paste))
+        .route("/dashboard/api/settings", post(settings::save))
+        .route("/dashboard/api/usage.csv", get(ledger::usage_csv))
+        .route("/dashboard/api/requests.csv", get(ledger::requests_csv))
+        .route("/dashboard/api/keys", post(keys::create))
+        .route("/dashboard/api/keys/{id}", post(keys::update))
+        .route("/dashboard/api/keys/{id}/revoke", post(keys::revoke))
+        .with_state(dash)
+}
+
+fn templates() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    // Names end in `.html`, so minijinja escapes every value for HTML (a label `<script>` shows as text).
+    for (name, source) in [
+        ("base.html", include_str!("templates/base.html")),
+        ("login.html", include_str!("templates/login.html")),
+        ("no_credential.html", include_str!("templates/no_credential.html")),
+        ("overview.html", include_str!("templates/overview.html")),
+        ("accounts.html", include_str!("templates/accounts.html")),
+        ("setup.html", include_str!("templates/setup.html")),
+        ("keys.html", include_str!("templates/keys.html")),
+        ("usage.html", include_str!("templates/usage.html")),
+        ("requests.html", include_str!("templates/requests.html")),
+        ("settings.html", include_str!("templates/settings.html")),
+    ] {
+        if let Err(e) = env.add_template(name, source) {
+            // The templates are part of the binary; a broken one is caught by the tests that render each page.
+            tracing::error!("dashboard template {name}: {e}");
+        }
+    }
+    env
+}
+
+impl Dash {
+    /// Render a template into an HTML answer with the dashboard's security headers.
+    pub fn render(&self, name: &str, ctx: Value) -> Response {
+        match self.templates.get_template(name).and_then(|t| t.render(&ctx)) {
+            Ok(html) => html_response(StatusCode::OK, html),
+            Err(e) => {
+                tracing::error!("dashboard template {name}: {e:#}");
+                html_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "<!doctype html><title>Error</title><p>The page could not be rendered; see the gateway's log.</p>"
+                        .into(),
+                )
+            }
+        }
+    }
+}
+
+/// HTML with headers that keep the page from being framed, sniffed, cached or running foreign script.
+pub(crate) fn html_response(status: StatusCode, html: String) -> Response {
+    let mut resp = (status, html).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    secure_headers(h);
+    resp
+}
+
+pub(crate) fn secure_headers(h: &mut HeaderMap) {
+    // No inline script or style; the Setup page's tests may call the Ollama bridge on another loopback port.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self' http://127.0.0.1:* http://localhost:*; frame-ancestors 'none'; \
+             form-action 'self'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+/// A JSON answer of the dashboard's calls (never cached).
+pub(crate) fn json_response(status: StatusCode, v: Value) -> Response {
+    let mut resp = (status, axum::Json(v)).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// An error for the page's script to show in place: `{"error": message}`.
+pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+    json_response(status, json!({"error": message.into()}))
+}
+
+const CSS: &str = include_str!("assets/app.css");
+const JS: &str = include_str!("assets/app.js");
+
+/// The embedded assets (public: they hold nothing secret, and the login page needs them).
+async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    let (body, ct) = match name.as_str() {
+        "app.css" => (CSS, "text/css; charset=utf-8"),
+        "app.js" => (JS, "text/javascript; charset=utf-8"),
+        _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    };
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // Versioned by the binary: a restart may change them, so keep caches short.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=300"));
+    resp
+}

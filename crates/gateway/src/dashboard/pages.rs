@@ -1,0 +1,171 @@
+//! The dashboard's pages: Overview (pool health and traffic, with its JSON for the live update), Accounts,
+//! Setup and Settings. Each handler passes the gate (session.rs), gathers plain values and renders a template.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::session::{Authed, page_gate};
+use super::{St, json_response, setup};
+use crate::auth::now_unix;
+use crate::config::Strategy;
+
+/// The page context every template gets: title, active nav entry, CSRF token.
+pub(crate) fn base(a: &Authed, title: &str, nav: &str) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("title".into(), title.into());
+    m.insert("nav".into(), nav.into());
+    m.insert("csrf".into(), a.csrf.clone().into());
+    m.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    m
+}
+
+/// Pool health and traffic since start.
+pub(crate) fn overview_data(dash: &St) -> Value {
+    let now = now_unix();
+    let accounts = dash.app.pool.accounts();
+    let mut serving = 0;
+    let mut soonest_reset: Option<i64> = None;
+    let mut back_at: Option<i64> = None;
+    let mut in_flight = 0;
+    for a in accounts.iter() {
+        let q = a.quota.read().clone();
+        // Whole-account cooldowns and a used-up window keep it from serving (as metrics/accounts.rs counts up).
+        let blocked =
+            a.cooldowns(now).iter().filter(|c| c.model.is_none()).map(|c| c.until).chain(q.blocked_until(now)).max();
+        if a.is_active() {
+            match blocked {
+                None => serving += 1,
+                Some(t) => back_at = Some(back_at.map_or(t, |b| b.min(t))),
+            }
+        }
+        for r in [q.primary_reset_at, q.secondary_reset_at].into_iter().flatten().filter(|&r| r > now) {
+            soonest_reset = Some(soonest_reset.map_or(r, |s| s.min(r)));
+        }
+        in_flight += a.in_flight();
+    }
+    let totals = dash.app.metrics.as_ref().map(|m| m.totals());
+    json!({
+        "now": now,
+        "accounts_total": accounts.len(),
+        "accounts_serving": serving,
+        "soonest_reset": soonest_reset,
+        "next_back": back_at,
+        "active_streams": crate::relay::pump::open_streams(),
+        "in_flight": in_flight,
+        "metrics": totals.is_some(),
+        "totals": totals.unwrap_or_default(),
+        "strategy": dash.app.pool.strategy().as_str(),
+    })
+}
+
+/// `GET /dashboard`: Overview.
+pub(crate) async fn overview(State(dash): State<St>, headers: HeaderMap) -> Response {
+    let a = match page_gate(&dash, &headers) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let mut ctx = base(&a, "Overview", "overview");
+    ctx.insert("o".into(), overview_data(&dash));
+    ctx.insert("day".into(), super::ledger::overview_extras(&dash).await);
+    let page = dash.render("overview.html", Value::Object(ctx));
+    a.finish(page)
+}
+
+/// `GET /dashboard/api/overview`: the same numbers, for the page's live update.
+pub(crate) async fn overview_json(State(dash): State<St>, headers: HeaderMap) -> Response {
+    match super::session::api_gate(&dash, &headers, false) {
+        Ok(_) => json_response(StatusCode::OK, overview_data(&dash)),
+        Err(r) => *r,
+    }
+}
+
+/// `GET /dashboard/accounts`.
+pub(crate) async fn accounts(State(dash): State<St>, headers: HeaderMap) -> Response {
+    let a = match page_gate(&dash, &headers) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let now = now_unix();
+    let list: Vec<Value> = dash
+        .app
+        .pool
+        .accounts()
+        .iter()
+        .map(|acc| {
+            let mut v = acc.summary(now);
+            // The name shown: the label, else the email, else the id.
+            let name = acc.label().or_else(|| acc.email.clone()).unwrap_or_else(|| acc.id.clone());
+            if let Some(m) = v.as_object_mut() {
+                m.insert("name".into(), name.into());
+            }
+            v
+        })
+        .collect();
+    let mut ctx = base(&a, "Accounts", "accounts");
+    ctx.insert("accounts".into(), Value::Array(list));
+    ctx.insert("now".into(), now.into());
+    ctx.insert("issuer".into(), dash.app.config.auth_issuer.clone().into());
+    let page = dash.render("accounts.html", Value::Object(ctx));
+    a.finish(page)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SetupQuery {
+    model: Option<String>,
+}
+
+/// `GET /dashboard/setup?model=`: a snippet per client, filled with this gateway's address and a model.
+pub(crate) async fn setup(State(dash): State<St>, headers: HeaderMap, Query(q): Query<SetupQuery>) -> Response {
+    let a = match page_gate(&dash, &headers) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let models: Vec<String> = dash.app.catalog.entries().await.iter().map(|e| e.slug.clone()).collect();
+    let model = q.model.filter(|m| models.contains(m)).or_else(|| models.first().cloned()).unwrap_or_default();
+    let base_url = setup::base_url(&headers, &dash.app.config);
+    let ollama = &dash.app.config.ollama;
+    let ollama_url = ollama.enabled.then(|| format!("http://{}", ollama.listen));
+    let mut ctx = base(&a, "Setup", "setup");
+    ctx.insert("models".into(), json!(models));
+    ctx.insert("model".into(), model.clone().into());
+    ctx.insert("base_url".into(), base_url.clone().into());
+    ctx.insert("ollama_url".into(), json!(ollama_url));
+    ctx.insert("clients".into(), json!(setup::clients(&base_url, &model, ollama_url.as_deref())));
+    let page = dash.render("setup.html", Value::Object(ctx));
+    a.finish(page)
+}
+
+/// `GET /dashboard/settings`: the values in force, and which apply at once.
+pub(crate) async fn settings(State(dash): State<St>, headers: HeaderMap) -> Response {
+    let a = match page_gate(&dash, &headers) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let c = &dash.app.config;
+    let aliases = |m: &std::collections::HashMap<String, String>| {
+        let mut lines: Vec<String> = m.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        lines.sort();
+        lines.join("\n")
+    };
+    let mut ctx = base(&a, "Settings", "settings");
+    ctx.insert(
+        "s".into(),
+        json!({
+            "strategy": dash.app.pool.strategy().as_str(),
+            "strategies": Strategy::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            "plan_priority": c.routing.plan_priority.join(", "),
+            "affinity_capacity": c.routing.affinity_capacity,
+            "keepalive_secs": c.keepalive.as_secs_f64(),
+            "ollama_enabled": c.ollama.enabled,
+            "ollama_port": c.ollama.listen.port(),
+            "anthropic_aliases": aliases(&c.anthropic_model_aliases),
+            "gemini_aliases": aliases(&c.gemini_model_aliases),
+            "config_file": c.config_file.display().to_string(),
+        }),
+    );
+    let page = dash.render("settings.html", Value::Object(ctx));
+    a.finish(page)
+}

@@ -1,0 +1,289 @@
+//! The dashboard's gate: the admin credential ([`super::admin_secret`]) exchanged for a session cookie
+//! (HttpOnly, SameSite=Strict, Secure behind TLS), a CSRF token per session that every state-changing call
+//! carries (`X-CSRF-Token`), a delay after each failed login (attempts are serialised, so parallel guesses
+//! wait their turn), logout, and the session lifetime (`[dashboard] session_hours`).
+//!
+//! With `[dashboard] loopback_without_login = true`, a request to a loopback-bound gateway by a loopback name
+//! gets a session without logging in (still with its CSRF token). With no admin credential at all, the pages
+//! say how to set one instead of opening unprotected.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use parking_lot::Mutex;
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::{St, admin_secret, json_error, json_response};
+use crate::server::guard::{host_name, is_loopback_name};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "cgw_session";
+/// The login form's CSRF cookie (double submit: the form carries the same value).
+const LOGIN_COOKIE: &str = "cgw_login";
+/// How long a failed login waits before it answers (and holds up the next attempt).
+pub const LOGIN_DELAY: Duration = Duration::from_secs(1);
+/// Sessions kept at once; the oldest go first beyond it.
+const MAX_SESSIONS: usize = 256;
+
+struct Session {
+    csrf: String,
+    expires: Instant,
+}
+
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<String, Session>>,
+    lifetime: Duration,
+    /// Held by a login attempt through its delay.
+    login: tokio::sync::Mutex<()>,
+}
+
+/// A request the gate let through.
+pub(crate) struct Authed {
+    pub csrf: String,
+    /// A cookie to set (a session made without a login, on loopback when configured).
+    set_cookie: Option<HeaderValue>,
+}
+
+impl Authed {
+    /// Put the session cookie on `resp` when this request made a session.
+    pub fn finish(self, mut resp: Response) -> Response {
+        if let Some(c) = self.set_cookie {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        resp
+    }
+}
+
+/// 32 random bytes, URL-safe base64.
+fn token() -> String {
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn ct_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Compare with every admin secret, without stopping at the first match.
+fn is_admin(config: &crate::config::Config, presented: &str) -> bool {
+    admin_secret(config).iter().fold(false, |ok, k| ok | ct_eq(k, presented))
+}
+
+impl Sessions {
+    pub fn new(lifetime: Duration) -> Sessions {
+        Sessions { map: Mutex::new(HashMap::new()), lifetime, login: tokio::sync::Mutex::new(()) }
+    }
+
+    fn create(&self) -> (String, String) {
+        let (id, csrf) = (token(), token());
+        let now = Instant::now();
+        let mut map = self.map.lock();
+        map.retain(|_, s| s.expires > now);
+        if map.len() >= MAX_SESSIONS
+            && let Some(oldest) = map.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(id.clone(), Session { csrf: csrf.clone(), expires: now + self.lifetime });
+        (id, csrf)
+    }
+
+    fn csrf_of(&self, id: &str) -> Option<String> {
+        let mut map = self.map.lock();
+        match map.get(id) {
+            Some(s) if s.expires > Instant::now() => Some(s.csrf.clone()),
+            Some(_) => {
+                map.remove(id);
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+/// A cookie's value from the request.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The request reached the gateway over TLS (a TLS-terminating proxy says so in `X-Forwarded-Proto`).
+fn over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+}
+
+fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: Duration) -> HeaderValue {
+    let secure = if over_tls(headers) { "; Secure" } else { "" };
+    let c =
+        format!("{name}={value}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age={}{secure}", max_age.as_secs());
+    // Tokens are base64url: always a valid header value.
+    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("cgw_invalid=1"))
+}
+
+/// Why the gate stopped a request.
+pub(crate) enum Denied {
+    /// Not logged in.
+    Login,
+    /// No admin credential is configured: nobody can log in.
+    NoCredential,
+}
+
+/// Who is asking: a session, a new one on loopback when configured, or nobody.
+pub(crate) fn gate(dash: &St, headers: &HeaderMap) -> Result<Authed, Denied> {
+    if let Some(csrf) = cookie(headers, SESSION_COOKIE).and_then(|id| dash.sessions.csrf_of(id)) {
+        return Ok(Authed { csrf, set_cookie: None });
+    }
+    let c = &dash.app.config;
+    let loopback_host =
+        headers.get(header::HOST).and_then(|h| h.to_str().ok()).is_some_and(|h| is_loopback_name(host_name(h)));
+    if c.dashboard.loopback_without_login && c.listen.ip().is_loopback() && loopback_host {
+        let (id, csrf) = dash.sessions.create();
+        return Ok(Authed { csrf, set_cookie: Some(set_cookie(headers, SESSION_COOKIE, &id, dash.sessions.lifetime)) });
+    }
+    if admin_secret(c).is_empty() { Err(Denied::NoCredential) } else { Err(Denied::Login) }
+}
+
+/// The gate for a page: a login redirect or the no-credential page when it says no.
+pub(crate) fn page_gate(dash: &St, headers: &HeaderMap) -> Result<Authed, Box<Response>> {
+    gate(dash, headers).map_err(|d| {
+        Box::new(match d {
+            Denied::Login => Redirect::to("/dashboard/login").into_response(),
+            Denied::NoCredential => no_credential(dash),
+        })
+    })
+}
+
+/// The gate for a JSON call; `state_changing` calls must carry the session's CSRF token.
+pub(crate) fn api_gate(dash: &St, headers: &HeaderMap, state_changing: bool) -> Result<Authed, Box<Response>> {
+    let authed = gate(dash, headers).map_err(|d| {
+        Box::new(match d {
+            Denied::Login => json_error(StatusCode::UNAUTHORIZED, "Not logged in: open /dashboard/login."),
+            Denied::NoCredential => {
+                json_error(StatusCode::UNAUTHORIZED, "No admin key is set: see /dashboard for how to set one.")
+            }
+        })
+    })?;
+    if state_changing {
+        let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if !ct_eq(sent, &authed.csrf) {
+            return Err(Box::new(json_error(StatusCode::FORBIDDEN, "Missing or wrong CSRF token: reload the page.")));
+        }
+    }
+    Ok(authed)
+}
+
+fn no_credential(dash: &St) -> Response {
+    let mut resp = dash.render(
+        "no_credential.html",
+        json!({
+            "title": "Set an admin key",
+            "config_file": dash.app.config.config_file.display().to_string(),
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+    );
+    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    resp
+}
+
+/// `GET /dashboard/login`.
+pub(crate) async fn login_page(State(dash): State<St>, headers: HeaderMap) -> Response {
+    match gate(&dash, &headers) {
+        Ok(a) => return a.finish(Redirect::to("/dashboard").into_response()),
+        Err(Denied::NoCredential) => return no_credential(&dash),
+        Err(Denied::Login) => {}
+    }
+    let csrf = token();
+    let mut resp =
+        dash.render("login.html", json!({"title": "Log in", "csrf": csrf, "version": env!("CARGO_PKG_VERSION")}));
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&headers, LOGIN_COOKIE, &csrf, Duration::from_secs(3600)));
+    resp
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginBody {
+    key: String,
+    csrf: String,
+}
+
+/// `POST /dashboard/login` `{"key", "csrf"}`: a session cookie, or 401 after [`LOGIN_DELAY`].
+pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let Ok(b) = serde_json::from_slice::<LoginBody>(&body) else {
+        return json_error(StatusCode::BAD_REQUEST, "Send {\"key\": ..., \"csrf\": ...} as JSON.");
+    };
+    if !cookie(&headers, LOGIN_COOKIE).is_some_and(|c| ct_eq(c, &b.csrf)) {
+        return json_error(StatusCode::FORBIDDEN, "The login form expired: reload the page.");
+    }
+    if admin_secret(&dash.app.config).is_empty() {
+        return json_error(StatusCode::UNAUTHORIZED, "No admin key is set: nobody can log in.");
+    }
+    // One attempt at a time, each failure holding the line for the delay: guessing costs LOGIN_DELAY a try.
+    let turn = dash.sessions.login.lock().await;
+    if !is_admin(&dash.app.config, b.key.trim()) {
+        tokio::time::sleep(LOGIN_DELAY).await;
+        drop(turn);
+        tracing::warn!("dashboard: a login with a wrong admin key was refused");
+        return json_error(StatusCode::UNAUTHORIZED, "Wrong admin key.");
+    }
+    drop(turn);
+    let (id, _) = dash.sessions.create();
+    let mut resp = json_response(StatusCode::OK, json!({"ok": true, "next": "/dashboard"}));
+    let h = resp.headers_mut();
+    h.append(header::SET_COOKIE, set_cookie(&headers, SESSION_COOKIE, &id, dash.sessions.lifetime));
+    h.append(header::SET_COOKIE, set_cookie(&headers, LOGIN_COOKIE, "", Duration::ZERO));
+    resp
+}
+
+/// `POST /dashboard/logout` (with the CSRF token): the session ends.
+pub(crate) async fn logout(State(dash): State<St>, headers: HeaderMap) -> Response {
+    if let Err(r) = api_gate(&dash, &headers, true) {
+        return *r;
+    }
+    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
+        dash.sessions.map.lock().remove(id);
+    }
+    let mut resp = Json(json!({"ok": true, "next": "/dashboard/login"})).into_response();
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&headers, SESSION_COOKIE, "", Duration::ZERO));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; cgw_session=abc; b=2"));
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "cgw_login"), None);
+    }
+
+    #[test]
+    fn secure_only_behind_tls() {
+        let mut h = HeaderMap::new();
+        assert!(!set_cookie(&h, "x", "v", LOGIN_DELAY).to_str().unwrap_or_default().contains("Secure"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let c = set_cookie(&h, "x", "v", LOGIN_DELAY);
+        let c = c.to_str().unwrap_or_default();
+        assert!(c.contains("; Secure") && c.contains("HttpOnly") && c.contains("SameSite=Strict"), "{c}");
+    }
+}

@@ -1,0 +1,303 @@
+//! The Settings page's save: the changed values written into the configuration file with toml_edit (the
+//! user's comments, order and layout stay), the file checked to load before it replaces the old one, and the
+//! rotation strategy applied at once (`Pool::set_strategy`); the other settings are read at start-up and are
+//! reported as needing a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use toml_edit::{Array, DocumentMut, Item, Table, value};
+
+use super::session::api_gate;
+use super::{St, json_error, json_response};
+use crate::config::{RawConfig, Strategy};
+
+#[derive(Deserialize, Debug, Default)]
+pub(crate) struct SettingsBody {
+    strategy: Option<String>,
+    plan_priority: Option<String>,
+    affinity_capacity: Option<usize>,
+    keepalive_secs: Option<f64>,
+    ollama_enabled: Option<bool>,
+    ollama_port: Option<u16>,
+    anthropic_aliases: Option<String>,
+    gemini_aliases: Option<String>,
+}
+
+/// What a save changed: applied now, or read at the next start.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Changes {
+    pub applied: Vec<&'static str>,
+    pub restart: Vec<&'static str>,
+}
+
+/// `alias = model` lines (blank lines and `#` comments skipped).
+fn parse_aliases(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        match line.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+                out.insert(k.trim().trim_matches('"').to_string(), v.trim().trim_matches('"').to_string());
+            }
+            _ => return Err(format!("`{line}` is not `alias = model`")),
+        }
+    }
+    Ok(out)
+}
+
+fn table<'a>(doc: &'a mut DocumentMut, name: &str) -> &'a mut Item {
+    let item = doc.entry(name).or_insert(Item::Table(Table::new()));
+    if let Some(t) = item.as_table_mut() {
+        // A table created here only for its keys, not an empty `[name]` header of its own when left empty.
+        t.set_implicit(true);
+    }
+    item
+}
+
+/// Set `key` in the table `name` (a `[name]` table or an inline one, whichever the file has).
+fn set(doc: &mut DocumentMut, name: Option<&str>, key: &str, v: Item) -> Result<(), String> {
+    let t = match name {
+        None => doc.as_table_mut() as &mut dyn toml_edit::TableLike,
+        Some(n) => table(doc, n).as_table_like_mut().ok_or_else(|| format!("`{n}` in the file is not a table"))?,
+    };
+    match v {
+        Item::None => {
+            t.remove(key);
+        }
+        v => put(t, key, v),
+    }
+    Ok(())
+}
+
+/// Set `key` to `v`; an existing key keeps its comments (`insert` would replace the key with its decor).
+fn put(t: &mut dyn toml_edit::TableLike, key: &str, v: Item) {
+    match t.get_mut(key) {
+        Some(old) => {
+            let decor = old.as_value().map(|v| v.decor().clone());
+            *old = v;
+            if let (Some(d), Some(new)) = (decor, old.as_value_mut()) {
+                *new.decor_mut() = d;
+            }
+        }
+        None => {
+            t.insert(key, v);
+        }
+    }
+}
+
+/// Replace the aliases in `[name] model_aliases`, keeping its form (inline or a table of its own).
+fn set_aliases(doc: &mut DocumentMut, name: &str, aliases: &BTreeMap<String, String>) -> Result<(), String> {
+    let section = table(doc, name).as_table_like_mut().ok_or_else(|| format!("`{name}` in the file is not a table"))?;
+    let item = section.entry("model_aliases").or_insert(Item::Table(Table::new()));
+    let t = item.as_table_like_mut().ok_or_else(|| format!("`{name}.model_aliases` in the file is not a table"))?;
+    let old: Vec<String> = t.iter().map(|(k, _)| k.to_string()).collect();
+    for k in old.iter().filter(|k| !aliases.contains_key(*k)) {
+        t.remove(k);
+    }
+    for (k, v) in aliases {
+        if t.get(k).and_then(|i| i.as_str()) != Some(v.as_str()) {
+            put(t, k, value(v.as_str()));
+        }
+    }
+    // An inline table's entries get uniform spacing (new entries would otherwise inherit the last one's).
+    if let Some(inline) = item.as_inline_table_mut() {
+        inline.fmt();
+    }
+    Ok(())
+}
+
+/// Apply the changed values of `b` to the document; `current` is what the gateway runs with.
+pub(crate) fn edit(
+    doc: &mut DocumentMut,
+    b: &SettingsBody,
+    current: &crate::config::Config,
+    strategy_now: Strategy,
+) -> Result<Changes, String> {
+    let mut ch = Changes::default();
+    if let Some(s) = &b.strategy {
+        let parsed = Strategy::parse(s).ok_or_else(|| format!("`{s}` is not least_used, round_robin or sticky"))?;
+        if parsed != strategy_now {
+            set(doc, Some("routing"), "strategy", value(parsed.as_str()))?;
+            ch.applied.push("strategy");
+        }
+    }
+    if let Some(p) = &b.plan_priority {
+        let plans: Vec<String> =
+            p.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
+        if plans.iter().any(|p| !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+            return Err("plan priority: plan names are letters, digits, `-` and `_`, separated by commas".into());
+        }
+        if plans != current.routing.plan_priority {
+            let item = if plans.is_empty() { Item::None } else { value(plans.iter().collect::<Array>()) };
+            set(doc, Some("routing"), "plan_priority", item)?;
+            ch.restart.push("plan_priority");
+        }
+    }
+    if let Some(n) = b.affinity_capacity
+        && n != current.routing.affinity_capacity
+    {
+        if !(16..=10_000_000).contains(&n) {
+            return Err("affinity capacity: between 16 and 10000000 conversations".into());
+        }
+        set(doc, Some("routing"), "affinity_capacity", value(n as i64))?;
+        ch.restart.push("affinity_capacity");
+    }
+    if let Some(k) = b.keepalive_secs
+        && (k - current.keepalive.as_secs_f64()).abs() > 1e-9
+    {
+        if !(k.is_finite() && (0.05..=3600.0).contains(&k)) {
+            return Err("keepalive: between 0.05 and 3600 seconds".into());
+        }
+        set(doc, None, "keepalive_secs", value(k))?;
+        ch.restart.push("keepalive_secs");
+    }
+    if let Some(e) = b.ollama_enabled
+        && e != current.ollama.enabled
+    {
+        set(doc, Some("ollama"), "enabled", value(e))?;
+        ch.restart.push("ollama.enabled");
+    }
+    if let Some(p) = b.ollama_port
+        && p != current.ollama.listen.port()
+    {
+        set(doc, Some("ollama"), "port", value(i64::from(p)))?;
+        ch.restart.push("ollama.port");
+    }
+    let sorted =
+        |m: &HashMap<String, String>| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>();
+    for (name, text, now) in [
+        ("anthropic", &b.anthropic_aliases, &current.anthropic_model_aliases),
+        ("gemini", &b.gemini_aliases, &current.gemini_model_aliases),
+    ] {
+        let Some(text) = text else { continue };
+        let aliases = parse_aliases(text).map_err(|e| format!("{name} aliases: {e}"))?;
+        if aliases != sorted(now) {
+            set_aliases(doc, name, &aliases)?;
+            ch.restart.push(if name == "anthropic" { "anthropic.model_aliases" } else { "gemini.model_aliases" });
+        }
+    }
+    Ok(ch)
+}
+
+/// Write `text` to `path` through a temporary file in the same folder (0600 when new: it may hold keys).
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("toml.dashboard-tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o600);
+        opts.mode(mode);
+    }
+    {
+        use std::io::Write;
+        let mut f = opts.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// `POST /dashboard/api/settings`.
+pub(crate) async fn save(State(dash): State<St>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(r) = api_gate(&dash, &headers, true) {
+        return *r;
+    }
+    let b: SettingsBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("Unreadable settings: {e}")),
+    };
+    let config = &dash.app.config;
+    let path = &config.config_file;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("Cannot read {}: {e}", path.display())),
+    };
+    let mut doc: DocumentMut = match text.parse() {
+        Ok(d) => d,
+        Err(e) => return json_error(StatusCode::CONFLICT, format!("{} is not valid TOML: {e}", path.display())),
+    };
+    let strategy_now = dash.app.pool.strategy();
+    let changes = match edit(&mut doc, &b, config, strategy_now) {
+        Ok(c) => c,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    };
+    if changes == Changes::default() {
+        return json_response(
+            StatusCode::OK,
+            json!({"ok": true, "applied": [], "restart": [], "message": "Nothing changed."}),
+        );
+    }
+    let out = doc.to_string();
+    // The file must still load: the gateway reads it at the next start.
+    if let Err(e) = toml::from_str::<RawConfig>(&out) {
+        return json_error(StatusCode::BAD_REQUEST, format!("The result would not load: {e}"));
+    }
+    if let Err(e) = write_atomically(path, &out) {
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("Cannot write {}: {e}", path.display()));
+    }
+    if let Some(s) = b.strategy.as_deref().and_then(Strategy::parse) {
+        dash.app.pool.set_strategy(s);
+        tracing::info!("dashboard: rotation strategy is now {}", s.as_str());
+    }
+    json_response(
+        StatusCode::OK,
+        json!({"ok": true, "applied": changes.applied, "restart": changes.restart, "file": path.display().to_string()}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Overrides};
+
+    fn config() -> Config {
+        let env = HashMap::<String, String>::from([("HOME".into(), "/nonexistent".into())]);
+        Config::resolve(RawConfig::default(), &Overrides::default(), &env).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn comments_and_layout_survive_a_save() {
+        let text = "# my gateway\nport = 9000 # the port\n\n[routing]\n# how to rotate\nstrategy = \"least_used\" # was\n\n[anthropic]\nmodel_aliases = { opus = \"gpt-5.5\" } # inline\n";
+        let mut doc: DocumentMut = text.parse().unwrap_or_else(|e| panic!("{e}"));
+        let b = SettingsBody {
+            strategy: Some("round_robin".into()),
+            anthropic_aliases: Some("opus = gpt-5.5\nhaiku = gpt-5.4-mini".into()),
+            ..SettingsBody::default()
+        };
+        let ch = edit(&mut doc, &b, &config(), Strategy::LeastUsed).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ch.applied, vec!["strategy"]);
+        assert_eq!(ch.restart, vec!["anthropic.model_aliases"]);
+        let out = doc.to_string();
+        assert!(out.starts_with("# my gateway\nport = 9000 # the port\n"), "{out}");
+        assert!(out.contains("# how to rotate\nstrategy = \"round_robin\" # was\n"), "{out}");
+        assert!(out.contains("model_aliases = { opus = \"gpt-5.5\", haiku = \"gpt-5.4-mini\" } # inline"), "{out}");
+        assert!(toml::from_str::<RawConfig>(&out).is_ok());
+    }
+
+    #[test]
+    fn unchanged_values_are_not_written() {
+        let mut doc = DocumentMut::new();
+        let b = SettingsBody {
+            strategy: Some("least_used".into()),
+            keepalive_secs: Some(15.0),
+            plan_priority: Some(String::new()),
+            ..SettingsBody::default()
+        };
+        assert_eq!(edit(&mut doc, &b, &config(), Strategy::LeastUsed), Ok(Changes::default()));
+        assert_eq!(doc.to_string(), "");
+        let bad = SettingsBody { strategy: Some("fastest".into()), ..SettingsBody::default() };
+        assert!(edit(&mut doc, &bad, &config(), Strategy::LeastUsed).is_err());
+        assert!(parse_aliases("opus gpt").is_err());
+    }
+}

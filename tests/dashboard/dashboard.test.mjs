@@ -1,0 +1,386 @@
+// Browser tests of the dashboard: Playwright (playwright-core) driving the system Chromium against fake-codex
+// and the gateway (tests/clients/node/harness.mjs), both on 127.0.0.1. Each test saves a screenshot of the page
+// it checked into tests/dashboard/output/ (DASHBOARD_TEST_OUTPUT overrides).
+
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { API_KEY, startStack } from "../clients/node/harness.mjs";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const OUT = process.env.DASHBOARD_TEST_OUTPUT ?? join(HERE, "output");
+const CHROMIUM = process.env.CHROMIUM_PATH ?? ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find(existsSync);
+const CONFIG = "# my gateway settings\n\n[routing]\n# how accounts take turns\nstrategy = \"least_used\"\n";
+
+let stack, browser, context, page, configDir, configPath, keyId;
+const pageErrors = [];
+
+before(async () => {
+  assert.ok(CHROMIUM, "no chromium found: run scripts/setup-test-deps (it installs the distribution's chromium)");
+  mkdirSync(join(OUT, "docs"), { recursive: true });
+  configDir = mkdtempSync(join(tmpdir(), "gw-dash-"));
+  configPath = join(configDir, "config.toml");
+  writeFileSync(configPath, CONFIG);
+  stack = await startStack({ gatewayEnv: { CODEX_GATEWAY_CONFIG: configPath } });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu"] });
+  context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  page.on("console", (m) => {
+    // A refused script or style (the Content-Security-Policy) shows up here.
+    if (m.type() === "error" && /Refused to|Content Security Policy/i.test(m.text())) pageErrors.push(m.text());
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await stack?.stop();
+  if (configDir) rmSync(configDir, { recursive: true, force: true });
+});
+
+const url = (path) => `${stack.gateway.url}${path}`;
+const shot = (name) => page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
+// What docs/dashboard.md shows: the visible part of the page only (kept small).
+const docShot = (name) => page.screenshot({ path: join(OUT, "docs", `${name}.png`) });
+
+function dtest(name, fn) {
+  test(name, { timeout: 90_000 }, async () => {
+    await stack.fake.resetRequests();
+    try {
+      await fn();
+    } catch (e) {
+      await shot(`FAILED-${name.replace(/\W+/g, "-").slice(0, 40)}`).catch(() => {});
+      e.message = `${e.message}\n${stack.describe()}`;
+      throw e;
+    }
+    assert.deepEqual(pageErrors, [], "no script errors and nothing refused by the page's CSP");
+  });
+}
+
+async function chat(content, key = API_KEY) {
+  const res = await fetch(url("/v1/chat/completions"), {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+    body: JSON.stringify({ model: "gpt-5.4", messages: [{ role: "user", content }] }),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+async function admin(path) {
+  const res = await fetch(url(path), { headers: { authorization: `Bearer ${API_KEY}` } });
+  return res.json();
+}
+
+const firstAccountId = () => JSON.parse(readFileSync(join(stack.work, "codex-home", "auth.json"), "utf8")).tokens.account_id;
+
+dtest("a browser at / is sent to the login; a wrong key is refused after a delay; the admin key logs in", async () => {
+  await page.goto(url("/"));
+  assert.match(page.url(), /\/dashboard\/login$/);
+  await page.getByLabel("Admin key").fill("not-the-key");
+  const started = Date.now();
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.locator("#login-error").getByText("Wrong admin key.").waitFor();
+  assert.ok(Date.now() - started >= 900, "a failed login waits before it answers");
+  await shot("login-refused");
+  await docShot("login");
+  await page.getByLabel("Admin key").fill(API_KEY);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.waitForURL(/\/dashboard$/);
+  const cookie = (await context.cookies()).find((c) => c.name === "cgw_session");
+  assert.ok(cookie, "a session cookie");
+  assert.equal(cookie.httpOnly, true);
+  assert.equal(cookie.sameSite, "Strict");
+  const nav = await page.getByRole("navigation", { name: "Main" }).getByRole("link").allTextContents();
+  assert.deepEqual(nav, ["Overview", "Accounts", "Keys", "Usage", "Requests", "Setup", "Settings"]);
+});
+
+dtest("Overview shows the pool and updates with live traffic, also on a phone", async () => {
+  await page.goto(url("/dashboard"));
+  assert.equal(await page.locator('[data-k="accounts_serving"]').textContent(), "1");
+  assert.equal(await page.locator('[data-k="accounts_total"]').textContent(), "1");
+  const r = await chat("hello from the overview test");
+  assert.equal(r.status, 200);
+  await page.waitForFunction(() => Number(document.querySelector('[data-k="totals.requests"]').textContent) >= 1, null, { timeout: 10_000 });
+  assert.ok(Number(await page.locator('[data-k="tokens_total"]').textContent()) > 0, "tokens counted");
+  // The last day's chart comes from the ledger, which commits in batches: reload until it shows the request.
+  for (let i = 0; i < 20 && !(await page.locator("#last-day svg.chart").count()); i++) {
+    await page.waitForTimeout(300);
+    await page.reload();
+  }
+  await page.locator("#last-day svg.chart rect.bar").first().waitFor();
+  await shot("overview");
+  await docShot("overview");
+  await page.emulateMedia({ colorScheme: "dark" });
+  await docShot("overview-dark");
+  await page.emulateMedia({ colorScheme: "light" });
+  await page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(overflow <= 390, `no sideways scrolling on a 390 px phone (page is ${overflow} px wide)`);
+  await shot("overview-phone");
+  await docShot("overview-phone");
+  await page.setViewportSize({ width: 1280, height: 900 });
+});
+
+dtest("Accounts: import the linked login's auth.json, add an account by device code, and it serves", async () => {
+  await page.goto(url("/dashboard/accounts"));
+  await page.getByRole("tab", { name: "Upload auth.json" }).click();
+  await page.setInputFiles("#auth-file", join(stack.work, "codex-home", "auth.json"));
+  await page.getByRole("button", { name: "Import" }).click();
+  await page.waitForLoadState("load");
+  await page.waitForFunction(() => document.querySelectorAll("article.account").length === 1);
+  // Now stored, so manageable: a label.
+  await page.locator("article.account summary").first().click();
+  await page.locator("article.account").first().getByLabel("Label").fill("first");
+  await page.locator("article.account").first().getByRole("button", { name: "Save label" }).click();
+  await page.locator("article.account h2", { hasText: "first" }).waitFor();
+
+  await page.getByLabel("Label (optional)").fill("from-device");
+  await page.getByRole("tab", { name: "Device code" }).click();
+  await page.getByRole("button", { name: "Get a device code" }).click();
+  const code = page.locator("#device-code");
+  await code.waitFor();
+  assert.match(await code.textContent(), /^[A-Z0-9]{4}-[A-Z0-9]{4}$/);
+  await shot("accounts-device-code");
+  await docShot("accounts-device-code");
+  // fake-codex approves after two polls; the page then reloads with the new account.
+  await page.locator("article.account h2", { hasText: "from-device" }).waitFor({ timeout: 20_000 });
+  assert.equal(await page.locator("article.account").count(), 2);
+
+  // Disable the first: the new account must serve alone.
+  const first = page.locator("article.account", { has: page.locator("h2", { hasText: "first" }) });
+  await first.locator("summary").click();
+  await first.getByRole("button", { name: "Disable" }).click();
+  await page.locator("article.account", { has: page.locator("h2", { hasText: "first" }) }).locator(".badge", { hasText: "disabled" }).waitFor();
+  await stack.fake.resetRequests();
+  const r = await chat("served by the device login?");
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const served = (await stack.fake.requests("responses")).filter((q) => q.method === "POST");
+  assert.equal(served.length, 1);
+  assert.notEqual(served[0].account_id, firstAccountId(), "the new account served");
+  await page.reload();
+  const device = page.locator("article.account", { has: page.locator("h2", { hasText: "from-device" }) });
+  assert.equal(await device.locator("dt:text('Requests') + dd").textContent(), "1");
+  const again = page.locator("article.account", { has: page.locator("h2", { hasText: "first" }) });
+  await again.locator("summary").click();
+  await again.getByRole("button", { name: "Enable" }).click();
+  await page.locator("article.account", { has: page.locator("h2", { hasText: "first" }) }).locator(".badge", { hasText: "active" }).waitFor();
+  await shot("accounts");
+  await page.locator("article.account summary").first().click();
+  await page.locator("article.account").first().scrollIntoViewIfNeeded();
+  await docShot("accounts");
+});
+
+dtest("Settings: switching the strategy takes effect at once and keeps the file's comments", async () => {
+  const accountsOf = async () => (await stack.fake.requests("responses")).filter((q) => q.method === "POST").map((q) => q.account_id);
+  for (const [strategy, check] of [
+    ["sticky", (ids) => assert.equal(new Set(ids).size, 1, `sticky stays on one account: ${ids}`)],
+    ["round_robin", (ids) => assert.equal(new Set(ids).size, 2, `round robin uses both: ${ids}`)],
+  ]) {
+    await page.goto(url("/dashboard/settings"));
+    await page.getByLabel("Rotation strategy").selectOption(strategy);
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("#settings-result", { hasText: "Applied now: strategy" }).waitFor();
+    await stack.fake.resetRequests();
+    for (let i = 0; i < 4; i++) assert.equal((await chat(`strategy ${strategy} request ${i}`)).status, 200);
+    check(await accountsOf());
+    assert.match((await admin("/admin/status")).strategy, strategy === "sticky" ? /Sticky/ : /RoundRobin/);
+  }
+  const file = readFileSync(configPath, "utf8");
+  assert.ok(file.startsWith("# my gateway settings\n"), file);
+  assert.match(file, /# how accounts take turns\nstrategy = "round_robin"/);
+  await page.getByLabel("Plan priority (comma-separated, preferred first)").fill("pro, plus");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.locator("#settings-result", { hasText: "needs a restart: plan_priority" }).waitFor();
+  await shot("settings");
+  await docShot("settings");
+});
+
+dtest("Setup: each client's snippet carries the gateway's address and key, and Test answers in its dialect", async () => {
+  await page.goto(url("/dashboard/setup"));
+  await page.getByLabel(/Gateway key/).fill(API_KEY);
+  const snippet = await page.locator("#client-openai-python code").textContent();
+  assert.ok(snippet.includes(`${stack.gateway.url}/v1`) && snippet.includes(API_KEY), snippet);
+  for (const id of ["claude-code", "codex-cli", "gemini-cli", "openai-python"]) {
+    const card = page.locator(`#client-${id}`);
+    await card.getByRole("button", { name: "Test" }).click();
+    await card.locator(".result", { hasText: /Answer: |Error: / }).waitFor({ timeout: 20_000 });
+    assert.match(await card.locator(".result").textContent(), /^Answer: /, id);
+  }
+  const webui = page.locator("#client-open-webui");
+  await webui.getByRole("button", { name: "Test" }).click();
+  await webui.locator(".result", { hasText: "Ollama bridge is off" }).waitFor();
+  await page.getByLabel(/Gateway key/).fill("wrong-key");
+  const cc = page.locator("#client-claude-code");
+  await cc.getByRole("button", { name: "Test" }).click();
+  await cc.locator(".result", { hasText: "Error: HTTP 401" }).waitFor();
+  await shot("setup");
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await docShot("setup");
+});
+
+dtest("a label with markup shows as text; a cross-site post and a call without the CSRF token change nothing", async () => {
+  await page.goto(url("/dashboard/accounts"));
+  const first = page.locator("article.account").first();
+  await first.locator("summary").click();
+  const evil = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>`;
+  await first.getByLabel("Label").fill(evil);
+  await first.getByRole("button", { name: "Save label" }).click();
+  await page.locator("article.account h2", { hasText: "<script>" }).waitFor();
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  assert.equal(await page.locator("article.account h2 img, article.account h2 script").count(), 0);
+  await shot("accounts-label-markup");
+  const id = await page.locator("article.account", { hasText: "<script>" }).getAttribute("data-id");
+
+  // With the session cookie but no CSRF token: refused.
+  const bare = await page.request.post(url(`/dashboard/api/accounts/${id}/disable`), { data: {} });
+  assert.equal(bare.status(), 403);
+
+  // A page on another site (localhost is another site than 127.0.0.1) posts a form and a no-cors fetch.
+  const attacker = createServer((req, res) => {
+    res.setHeader("content-type", "text/html");
+    res.end(`<!doctype html><form id=f method=POST action="${url(`/dashboard/api/accounts/${id}/disable`)}">
+      <input name=x value=1></form><script>
+      fetch(${JSON.stringify(url(`/dashboard/api/accounts/${id}/remove`))}, {method: "POST", mode: "no-cors", credentials: "include", headers: {"content-type": "text/plain"}, body: "{}"}).finally(() => document.getElementById("f").submit());
+      </script>`);
+  });
+  await new Promise((r) => attacker.listen(0, "127.0.0.1", r));
+  const evilPage = await context.newPage();
+  try {
+    await evilPage.goto(`http://localhost:${attacker.address().port}/`);
+    await evilPage.waitForLoadState("load");
+    await evilPage.waitForTimeout(1000);
+    await evilPage.screenshot({ path: join(OUT, "cross-site-post.png") });
+  } finally {
+    await evilPage.close();
+    attacker.close();
+  }
+  const accounts = await admin("/admin/accounts");
+  const target = accounts.find((a) => a.id === id);
+  assert.ok(target, "the account was not removed");
+  assert.equal(target.status, "active", "the account was not disabled");
+});
+
+dtest("Keys: create with limits, the secret shown once, use it, see its usage, revoke it and it gets 401", async () => {
+  await page.goto(url("/dashboard/keys"));
+  await page.locator("#no-keys").waitFor();
+  await page.getByLabel("Name").fill("ci-bot");
+  await page.getByLabel("Models allowed (comma-separated; empty: all)").fill("gpt-5.4");
+  await page.getByLabel("Requests per minute").fill("100");
+  await page.getByLabel("Tokens per day (UTC)").fill("100000");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const secretEl = page.locator("#new-secret");
+  await secretEl.waitFor();
+  const secret = await secretEl.textContent();
+  assert.match(secret, /^cgw_/);
+  await page.getByRole("button", { name: "Copy" }).click();
+  await page.locator("#secret-box .result", { hasText: /Copied|Selected/ }).waitFor();
+  await docShot("keys-secret");
+  const used = await chat("hello with a created key", secret);
+  assert.equal(used.status, 200, JSON.stringify(used.body));
+  await page.getByRole("button", { name: "Done" }).click();
+  await page.waitForLoadState("load");
+  const card = page.locator("article.key", { has: page.locator("h2", { hasText: "ci-bot" }) });
+  await card.waitFor();
+  keyId = await card.getAttribute("data-id");
+  assert.equal(await page.locator("#new-secret").count() === 0 || (await page.locator("#new-secret").textContent()) === "", true);
+  assert.ok(!(await page.content()).includes(secret), "the secret is not in the page after creation");
+  const today = await card.locator('[data-usage="today"]').textContent();
+  assert.ok(Number(today.split("/")[0].trim()) > 0, `usage counted: ${today}`);
+  // Edit: a model outside the allow-list is refused afterwards.
+  await card.locator("summary").click();
+  await card.getByLabel("Requests per minute").fill("50");
+  await card.getByRole("button", { name: "Save" }).click();
+  await page.locator("article.key dd", { hasText: "50 / min" }).waitFor();
+  await shot("keys");
+  await docShot("keys");
+  page.once("dialog", (d) => d.accept());
+  await page.locator("article.key").getByRole("button", { name: "Revoke" }).click();
+  await page.locator("article.key .badge", { hasText: "revoked" }).waitFor();
+  const refused = await chat("after revoke", secret);
+  assert.equal(refused.status, 401);
+});
+
+dtest("Usage and Requests show the key's traffic from the ledger; filters, details and CSV", async () => {
+  // The ledger writes in batches (250 ms): wait for the rows.
+  await page.goto(url("/dashboard/usage?range=24h&group_by=key"));
+  for (let i = 0; i < 20 && !(await page.locator("#usage-table th[scope=row]", { hasText: keyId }).count()); i++) {
+    await page.waitForTimeout(300);
+    await page.reload();
+  }
+  const row = page.locator("#usage-table tr", { has: page.locator("th", { hasText: keyId }) });
+  // The request it made; the one refused after the revoke never reached a route (the guard answered 401).
+  assert.ok(Number(await row.locator("td").first().textContent()) >= 1, "the key's request");
+  assert.ok(Number(await page.locator("#usage-requests").textContent()) > 0);
+  await page.locator("svg.chart rect.bar").first().waitFor();
+  await page.getByLabel("By").selectOption("model");
+  await page.getByRole("button", { name: "Show" }).click();
+  await page.locator("#usage-table th[scope=row]", { hasText: "gpt-5.4" }).waitFor();
+  await shot("usage");
+  await docShot("usage");
+  const csv = await page.request.get(url("/dashboard/api/usage.csv?range=7d&group_by=dialect"));
+  assert.equal(csv.status(), 200);
+  assert.match(await csv.text(), /chat/);
+
+  await page.goto(url("/dashboard/requests"));
+  await page.locator("#requests-table tbody tr").first().waitFor();
+  await page.getByLabel("Client key id").fill(keyId);
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.waitForURL(/key=/);
+  const rows = page.locator("#requests-table tbody tr");
+  assert.ok((await rows.count()) >= 1);
+  assert.equal(await page.locator("#requests-table tbody td", { hasText: keyId }).count(), await rows.count(), "only the key's rows");
+  await rows.first().locator("summary").click();
+  await rows.first().locator("dt", { hasText: "Attempts" }).waitFor();
+  await page.getByLabel("Status").fill("2xx");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.waitForURL(/status=2xx/);
+  assert.ok((await page.locator("#requests-table tbody tr").count()) >= 1);
+  assert.equal(await page.locator("#requests-table tbody tr.err").count(), 0, "2xx only");
+  await shot("requests");
+  await page.getByLabel("Status").fill("bogus");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.locator(".error", { hasText: "status" }).waitFor();
+  await page.goto(url(`/dashboard/requests?key=${keyId}`));
+  await page.locator("#requests-table tbody tr").first().locator("summary").click();
+  await docShot("requests");
+  const rcsv = await page.request.get(url(`/dashboard/api/requests.csv?key=${keyId}`));
+  assert.equal(rcsv.status(), 200);
+});
+
+dtest("Proxy set and check; remove asks first; logout ends the session", async () => {
+  await page.goto(url("/dashboard/accounts"));
+  let device = page.locator("article.account", { has: page.locator("h2", { hasText: "from-device" }) });
+  await device.locator("summary").click();
+  await device.getByRole("button", { name: "Check" }).click();
+  await device.locator(".result", { hasText: /^Reachable \(\d+ ms\)$/ }).waitFor();
+  // A proxy nobody listens on: the check says so.
+  await device.getByLabel(/^Proxy/).fill("http://127.0.0.1:9");
+  await device.getByRole("button", { name: "Set proxy" }).click();
+  device = page.locator("article.account", { has: page.locator("h2", { hasText: "from-device" }) });
+  await device.locator("dd", { hasText: "http://127.0.0.1:9" }).waitFor();
+  await device.locator("summary").click();
+  await device.getByRole("button", { name: "Check" }).click();
+  await device.locator(".result", { hasText: /^Failed: .*\(\d+ ms\)$/ }).waitFor({ timeout: 20_000 });
+  await shot("accounts-proxy-check");
+  await device.getByLabel(/^Proxy/).fill("");
+  await device.getByRole("button", { name: "Set proxy" }).click();
+  device = page.locator("article.account", { has: page.locator("h2", { hasText: "from-device" }) });
+  await device.locator("dd", { hasText: "default" }).waitFor();
+  await device.locator("summary").click();
+  page.once("dialog", (d) => d.dismiss());
+  await device.getByRole("button", { name: "Remove" }).click();
+  assert.equal(await page.locator("article.account").count(), 2, "dismissed: nothing removed");
+  page.once("dialog", (d) => d.accept());
+  await device.getByRole("button", { name: "Remove" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("article.account").length === 1);
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.waitForURL(/\/dashboard\/login$/);
+  const r = await page.request.get(url("/dashboard/api/overview"));
+  assert.equal(r.status(), 401);
+  await shot("logged-out");
+});
