@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import OpenAI from "openai";
 import { chromium } from "playwright-core";
 import { API_KEY, startStack } from "../clients/node/harness.mjs";
 
@@ -280,8 +281,13 @@ dtest("Keys: create with limits, the secret shown once, use it, see its usage, r
   await page.getByRole("button", { name: "Copy" }).click();
   await page.locator("#secret-box .result", { hasText: /Copied|Selected/ }).waitFor();
   await docShot("keys-secret");
-  const used = await chat("hello with a created key", secret);
-  assert.equal(used.status, 200, JSON.stringify(used.body));
+  // The secret from the page, used by the official OpenAI SDK.
+  const sdk = new OpenAI({ baseURL: url("/v1"), apiKey: secret, maxRetries: 0 });
+  const used = await sdk.chat.completions.create({
+    model: "gpt-5.4",
+    messages: [{ role: "user", content: "hello with a created key" }],
+  });
+  assert.ok(used.choices[0].message.content, JSON.stringify(used));
   await page.getByRole("button", { name: "Done" }).click();
   await page.waitForLoadState("load");
   const card = page.locator("article.key", { has: page.locator("h2", { hasText: "ci-bot" }) });
@@ -301,8 +307,10 @@ dtest("Keys: create with limits, the secret shown once, use it, see its usage, r
   page.once("dialog", (d) => d.accept());
   await page.locator("article.key").getByRole("button", { name: "Revoke" }).click();
   await page.locator("article.key .badge", { hasText: "revoked" }).waitFor();
-  const refused = await chat("after revoke", secret);
-  assert.equal(refused.status, 401);
+  await assert.rejects(
+    sdk.chat.completions.create({ model: "gpt-5.4", messages: [{ role: "user", content: "after revoke" }] }),
+    (e) => e instanceof OpenAI.AuthenticationError && e.status === 401,
+  );
 });
 
 dtest("Usage and Requests show the key's traffic from the ledger; filters, details and CSV", async () => {
