@@ -19,6 +19,7 @@ mod records;
 mod refresh;
 mod responses;
 mod security;
+mod service;
 mod timeouts;
 mod tokens;
 mod transport;
