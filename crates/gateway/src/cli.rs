@@ -1,5 +1,5 @@
 //! The command line: `serve` (the main job, in the foreground), `start` / `stop` / `restart` / `status` (in the
-//! background, cli/service.rs), `login`, `accounts ...`, `keys ...`, `usage`.
+//! background, cli/service.rs), `doctor`, `login`, `accounts ...`, `keys ...`, `usage`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod accounts;
+mod doctor;
 mod keys;
 mod logging;
 mod service;
@@ -60,6 +61,8 @@ pub enum Command {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Check the configuration, store, credentials, clock, ports and the way to the upstream; exit 1 if any failed.
+    Doctor(doctor::DoctorArgs),
     /// Requests, errors and tokens per model, account, client key or dialect, from the usage ledger.
     Usage(usage::UsageArgs),
     /// Log in to a ChatGPT account (in a browser by default) and add it to the gateway's store.
@@ -127,6 +130,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stop => service::stop(&base).await?,
         Command::Restart => service::restart(&base).await?,
         Command::Status { verbose } => return service::status(&base, verbose).await,
+        Command::Doctor(args) => return doctor::run(&base, args).await,
         Command::Accounts(cmd) => {
             let config = Config::load(&base, &ProcessEnv)?;
             logging::init(&config, None)?;

@@ -232,7 +232,7 @@ fn when(t: i64) -> String {
     format!("{at} (in {})", duration((t - crate::auth::now_unix()).max(0) as u64))
 }
 
-fn duration(secs: u64) -> String {
+pub(crate) fn duration(secs: u64) -> String {
     match secs {
         0..60 => format!("{secs}s"),
         60..3600 => format!("{}m {}s", secs / 60, secs % 60),

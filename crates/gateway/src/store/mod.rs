@@ -16,6 +16,9 @@ pub mod usage;
 pub use keys::StoredKey;
 
 /// Each entry moves the schema one version forward; never edit an entry once released.
+/// The schema version a current store has (`PRAGMA user_version` after every migration; `doctor` compares).
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE accounts (

@@ -6,6 +6,7 @@ mod admin;
 mod anthropic;
 mod chat;
 mod crash;
+mod doctor;
 mod errors;
 mod failure;
 mod fuzz_http;

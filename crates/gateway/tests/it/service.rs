@@ -11,13 +11,13 @@ use serde_json::json;
 
 /// A data directory of its own, with one account; on drop, any gateway still running from it is killed, so a
 /// failing test leaves no process behind.
-struct Service {
-    dir: PathBuf,
-    fake: FakeCodex,
+pub(crate) struct Service {
+    pub(crate) dir: PathBuf,
+    pub(crate) fake: FakeCodex,
 }
 
 impl Service {
-    async fn new(cfg: FakeConfig) -> Service {
+    pub(crate) async fn new(cfg: FakeConfig) -> Service {
         let fake = FakeCodex::start(cfg).await.unwrap_or_else(|e| panic!("{e}"));
         let dir = std::env::temp_dir().join(format!("cgw-service-{}", uuid::Uuid::new_v4().simple()));
         let store = codex_gateway::store::Store::open(&dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
@@ -35,12 +35,17 @@ impl Service {
         Service { dir, fake }
     }
 
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
 
     /// Run `codex-gateway --data-dir DIR/data ARGS` to its end.
-    async fn run(&self, args: &[&str]) -> Output {
+    pub(crate) async fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[]).await
+    }
+
+    /// The same with more environment variables (set last, so they win).
+    pub(crate) async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_codex-gateway"))
             .arg("--data-dir")
             .arg(self.data())
@@ -59,13 +64,14 @@ impl Service {
             .env_remove("CODEX_GATEWAY_API_KEY")
             .env_remove("CODEX_GATEWAY_DATA_DIR")
             .env_remove("CODEX_GATEWAY_CONFIG")
+            .envs(env.iter().copied())
             .output()
             .await
             .unwrap_or_else(|e| panic!("run {args:?}: {e}"))
     }
 
     /// The processes whose command line names this test's data directory.
-    fn processes(&self) -> Vec<i32> {
+    pub(crate) fn processes(&self) -> Vec<i32> {
         let needle = self.data().to_string_lossy().into_owned();
         std::fs::read_dir("/proc")
             .into_iter()
@@ -94,7 +100,7 @@ impl Drop for Service {
     }
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
