@@ -1,5 +1,5 @@
 //! The command line: `serve` (the main job, in the foreground), `start` / `stop` / `restart` / `status` (in the
-//! background, cli/service.rs), `doctor`, `login`, `accounts ...`, `keys ...`, `usage`.
+//! background, cli/service.rs), `doctor`, `completions`, `man`, `login`, `accounts ...`, `keys ...`, `usage`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +11,7 @@ mod accounts;
 mod doctor;
 mod keys;
 mod logging;
+mod manual;
 mod service;
 mod usage;
 
@@ -63,6 +64,10 @@ pub enum Command {
     },
     /// Check the configuration, store, credentials, clock, ports and the way to the upstream; exit 1 if any failed.
     Doctor(doctor::DoctorArgs),
+    /// Print the shell completion script (bash, zsh, fish).
+    Completions(manual::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory.
+    Man(manual::ManArgs),
     /// Requests, errors and tokens per model, account, client key or dialect, from the usage ledger.
     Usage(usage::UsageArgs),
     /// Log in to a ChatGPT account (in a browser by default) and add it to the gateway's store.
@@ -131,6 +136,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restart => service::restart(&base).await?,
         Command::Status { verbose } => return service::status(&base, verbose).await,
         Command::Doctor(args) => return doctor::run(&base, args).await,
+        Command::Completions(args) => manual::completions(args)?,
+        Command::Man(args) => manual::man(args)?,
         Command::Accounts(cmd) => {
             let config = Config::load(&base, &ProcessEnv)?;
             logging::init(&config, None)?;
