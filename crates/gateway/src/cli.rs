@@ -61,6 +61,9 @@ pub enum Command {
         /// Also the configuration and every account.
         #[arg(long, short)]
         verbose: bool,
+        /// Print nothing; only the exit code, from the pid file or `/health` (a container's HEALTHCHECK).
+        #[arg(long, short, conflicts_with = "verbose")]
+        quiet: bool,
     },
     /// Check the configuration, store, credentials, clock, ports and the way to the upstream; exit 1 if any failed.
     Doctor(doctor::DoctorArgs),
@@ -134,7 +137,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start(args) => service::start(&base, args).await?,
         Command::Stop => service::stop(&base).await?,
         Command::Restart => service::restart(&base).await?,
-        Command::Status { verbose } => return service::status(&base, verbose).await,
+        Command::Status { verbose, quiet } => return service::status(&base, verbose, quiet).await,
         Command::Doctor(args) => return doctor::run(&base, args).await,
         Command::Completions(args) => manual::completions(args)?,
         Command::Man(args) => manual::man(args)?,

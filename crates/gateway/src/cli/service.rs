@@ -114,11 +114,22 @@ pub(crate) async fn restart(base: &Overrides) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `codex-gateway status [--verbose]`. Exit codes as LSB init scripts have them: 0 running, 1 not running but
-/// the pid file is still there (it crashed or was killed), 3 not running.
-pub(crate) async fn status(base: &Overrides, verbose: bool) -> anyhow::Result<ExitCode> {
+/// `codex-gateway status [--verbose | --quiet]`. Exit codes as LSB init scripts have them: 0 running, 1 not
+/// running but the pid file is still there (it crashed or was killed), 3 not running.
+pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(base, &ProcessEnv)?;
     let files = Files::in_dir(&config.data_dir);
+    if quiet {
+        let address = format!("http://{}", crate::cli::local_address(config.listen));
+        return Ok(ExitCode::from(match running_pid(&files) {
+            Running::Yes(_) => 0,
+            Running::Stale(_) => 1,
+            Running::No => match http_get(&address, "/health", None).await {
+                Ok(_) => 0,
+                Err(_) => 3,
+            },
+        }));
+    }
     let state = read_state(&files).ok();
     let (address, pid, code) = match running_pid(&files) {
         Running::Yes(pid) => {
@@ -195,9 +206,13 @@ async fn live_summary(config: &Config, address: &str) {
 
 /// A GET on the gateway with the admin credential (config.admin_keys), the body as text.
 async fn admin(config: &Config, address: &str, path: &str) -> anyhow::Result<String> {
+    http_get(address, path, config.admin_keys().first()).await
+}
+
+async fn http_get(address: &str, path: &str, key: Option<&String>) -> anyhow::Result<String> {
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(3)).build()?;
     let mut req = http.get(format!("{address}{path}"));
-    if let Some(k) = config.admin_keys().first() {
+    if let Some(k) = key {
         req = req.bearer_auth(k);
     }
     let resp = req.send().await.context("no answer")?;

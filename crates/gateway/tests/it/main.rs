@@ -15,6 +15,7 @@ mod keys;
 mod login;
 mod metrics;
 mod ollama;
+mod packaging;
 mod pool;
 mod records;
 mod refresh;

@@ -154,6 +154,9 @@ async fn start_status_request_restart_status_stop() {
     assert_eq!(field(&out, "open streams:"), "0");
     assert!(field(&out, "uptime:").ends_with('s'), "{out}");
 
+    let quiet = svc.run(&["status", "--quiet"]).await;
+    assert_eq!((quiet.status.code(), text(&quiet)), (Some(0), String::new()), "--quiet prints nothing");
+
     assert_eq!(chat(&base).await, 200);
     // The log file holds the gateway's lines (the access line of that request), not the terminal.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -178,6 +181,7 @@ async fn start_status_request_restart_status_stop() {
     assert!(!svc.data().join("gateway.pid").exists());
     let after = svc.run(&["status"]).await;
     assert_eq!(after.status.code(), Some(3), "{}", text(&after));
+    assert_eq!(svc.run(&["status", "--quiet"]).await.status.code(), Some(3));
     let twice = svc.run(&["stop"]).await;
     assert!(twice.status.success() && text(&twice).contains("not running"), "{}", text(&twice));
 }
