@@ -1,5 +1,5 @@
 //! The command line: `serve` (the main job, in the foreground), `start` / `stop` / `restart` / `status` (in the
-//! background, cli/service.rs), `doctor`, `completions`, `man`, `login`, `accounts ...`, `keys ...`, `usage`.
+//! background, cli/service.rs), `doctor`, `connect`, `completions`, `man`, `login`, `accounts ...`, `keys ...`, `usage`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod accounts;
+mod connect;
 mod doctor;
 mod keys;
 mod logging;
@@ -67,6 +68,8 @@ pub enum Command {
     },
     /// Check the configuration, store, credentials, clock, ports and the way to the upstream; exit 1 if any failed.
     Doctor(doctor::DoctorArgs),
+    /// Print the settings that point a client at this gateway, or merge them into its config file (--write).
+    Connect(connect::ConnectArgs),
     /// Print the shell completion script (bash, zsh, fish).
     Completions(manual::CompletionsArgs),
     /// Print the manual page (roff), or write one page per command into a directory.
@@ -139,6 +142,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restart => service::restart(&base).await?,
         Command::Status { verbose, quiet } => return service::status(&base, verbose, quiet).await,
         Command::Doctor(args) => return doctor::run(&base, args).await,
+        Command::Connect(args) => connect::run(&Config::load(&base, &ProcessEnv)?, args).await?,
         Command::Completions(args) => manual::completions(args)?,
         Command::Man(args) => manual::man(args)?,
         Command::Accounts(cmd) => {
