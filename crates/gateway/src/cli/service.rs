@@ -52,6 +52,15 @@ pub(crate) struct StartOptions {
     port: Option<u16>,
     /// Handed to the process in its environment, never on its command line (where `ps` shows it).
     api_key: Option<String>,
+    /// `--log-file`; default `gateway.log` in the data directory.
+    #[serde(default)]
+    log_file: Option<PathBuf>,
+}
+
+impl StartOptions {
+    fn log(&self) -> PathBuf {
+        self.log_file.clone().unwrap_or_else(|| Files::in_dir(&self.data_dir).log)
+    }
 }
 
 /// `gateway.start.json`.
@@ -76,10 +85,11 @@ pub(crate) async fn start(base: &Overrides, args: ServeArgs) -> anyhow::Result<(
         host: overrides.host.clone(),
         port: overrides.port,
         api_key: overrides.api_key.clone(),
+        log_file: args.log_file.as_deref().map(absolute),
     };
     let state = spawn(&options).await?;
     println!("codex-gateway started (pid {}), listening on {}", state.pid, state.address);
-    println!("log: {}", Files::in_dir(&options.data_dir).log.display());
+    println!("log: {}", options.log().display());
     Ok(())
 }
 
@@ -164,8 +174,8 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
         }
         println!("address:       {address}");
         live_summary(&config, &address).await;
-        if pid.is_some() {
-            println!("log:           {}", files.log.display());
+        if let (Some(s), Some(_)) = (&state, pid) {
+            println!("log:           {}", s.options.log().display());
         }
     }
     if verbose {
@@ -276,7 +286,7 @@ async fn spawn(options: &StartOptions) -> anyhow::Result<State> {
     if let Some(f) = &options.log_format {
         cmd.args(["--log-format", f]);
     }
-    cmd.arg("serve").arg("--log-file").arg(&files.log);
+    cmd.arg("serve").arg("--log-file").arg(options.log());
     if let Some(h) = &options.host {
         cmd.args(["--host", h]);
     }
@@ -306,7 +316,7 @@ async fn spawn(options: &StartOptions) -> anyhow::Result<State> {
             bail!(
                 "the gateway did not answer /health within {} s and was stopped; see {}",
                 START_TIMEOUT.as_secs(),
-                files.log.display()
+                options.log().display()
             );
         }
         if let Some(address) = listening_address(&files.out) {
