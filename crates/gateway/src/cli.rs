@@ -1,4 +1,5 @@
-//! The command line: `serve` (the main job), `login`, `accounts ...`, `keys ...`, `status`, `usage`.
+//! The command line: `serve` (the main job, in the foreground), `start` / `stop` / `restart` / `status` (in the
+//! background, cli/service.rs), `doctor`, `connect`, `completions`, `man`, `login`, `accounts ...`, `keys ...`, `usage`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,12 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod accounts;
+mod connect;
+mod doctor;
 mod keys;
+mod logging;
+mod manual;
+mod service;
 mod usage;
 
 pub use accounts::AccountsCommand;
@@ -44,8 +50,30 @@ pub enum Command {
     /// Client keys with limits (models, requests per minute, concurrency, token budgets, expiry).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// Show configuration, accounts and whether a gateway is answering.
-    Status,
+    /// Run the gateway in the background (pid and log files in the data directory); returns once it answers.
+    Start(ServeArgs),
+    /// Stop the background gateway: open streams finish (up to `shutdown_timeout_secs`), then it exits.
+    Stop,
+    /// Stop the background gateway if it runs, then start it with the options of the last `start`.
+    Restart,
+    /// Whether a gateway runs (exit 0; 3 when not, 1 when its pid file outlived it): pid, uptime, address,
+    /// version, accounts that can serve, the soonest reset, open streams.
+    Status {
+        /// Also the configuration and every account.
+        #[arg(long, short)]
+        verbose: bool,
+        /// Print nothing; only the exit code, from the pid file or `/health` (a container's HEALTHCHECK).
+        #[arg(long, short, conflicts_with = "verbose")]
+        quiet: bool,
+    },
+    /// Check the configuration, store, credentials, clock, ports and the way to the upstream; exit 1 if any failed.
+    Doctor(doctor::DoctorArgs),
+    /// Print the settings that point a client at this gateway, or merge them into its config file (--write).
+    Connect(connect::ConnectArgs),
+    /// Print the shell completion script (bash, zsh, fish).
+    Completions(manual::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory.
+    Man(manual::ManArgs),
     /// Requests, errors and tokens per model, account, client key or dialect, from the usage ledger.
     Usage(usage::UsageArgs),
     /// Log in to a ChatGPT account (in a browser by default) and add it to the gateway's store.
@@ -73,6 +101,9 @@ pub struct ServeArgs {
     /// Client API key required on every request. Env: CODEX_GATEWAY_API_KEY.
     #[arg(long)]
     pub api_key: Option<String>,
+    /// Write log lines to this file instead of stderr, rotated by size (10 MB, 5 older files kept).
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
 }
 
 pub fn main() -> ExitCode {
@@ -85,7 +116,7 @@ pub fn main() -> ExitCode {
         }
     };
     match runtime.block_on(dispatch(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -93,7 +124,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let base = Overrides {
         config: cli.config.clone(),
         data_dir: cli.data_dir.clone(),
@@ -102,50 +133,39 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => {
+            let log_file = args.log_file;
             let o = Overrides { host: args.host, port: args.port, api_key: args.api_key, ..base };
-            serve(Config::load(&o, &ProcessEnv)?).await
+            serve(Config::load(&o, &ProcessEnv)?, log_file.as_deref()).await?;
         }
+        Command::Start(args) => service::start(&base, args).await?,
+        Command::Stop => service::stop(&base).await?,
+        Command::Restart => service::restart(&base).await?,
+        Command::Status { verbose, quiet } => return service::status(&base, verbose, quiet).await,
+        Command::Doctor(args) => return doctor::run(&base, args).await,
+        Command::Connect(args) => connect::run(&Config::load(&base, &ProcessEnv)?, args).await?,
+        Command::Completions(args) => manual::completions(args)?,
+        Command::Man(args) => manual::man(args)?,
         Command::Accounts(cmd) => {
             let config = Config::load(&base, &ProcessEnv)?;
-            init_logging(&config);
-            accounts::run(&config, cmd).await
+            logging::init(&config, None)?;
+            accounts::run(&config, cmd).await?
         }
         Command::Keys(cmd) => {
             let config = Config::load(&base, &ProcessEnv)?;
-            init_logging(&config);
-            keys::run(&config, cmd).await
+            logging::init(&config, None)?;
+            keys::run(&config, cmd).await?
         }
-        Command::Status => status(&Config::load(&base, &ProcessEnv)?).await,
-        Command::Usage(args) => usage::run(&Config::load(&base, &ProcessEnv)?, args).await,
+        Command::Usage(args) => usage::run(&Config::load(&base, &ProcessEnv)?, args).await?,
         Command::Login { device, paste, label } => {
             let mode = crate::auth::login::LoginMode::from_flags(device, paste);
-            crate::auth::login::run(&Config::load(&base, &ProcessEnv)?, mode, label).await
+            crate::auth::login::run(&Config::load(&base, &ProcessEnv)?, mode, label).await?
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = match config.log_format {
-        crate::config::LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_target(false)
-            .try_init(),
-        // One JSON object per line; the target says which lines are access lines (`codex_gateway::access`).
-        crate::config::LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_target(true)
-            .try_init(),
-    };
-}
-
-async fn serve(config: Config) -> anyhow::Result<()> {
-    init_logging(&config);
+async fn serve(config: Config, log_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    logging::init(&config, log_file)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -173,26 +193,6 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
-async fn status(config: &Config) -> anyhow::Result<()> {
-    println!("listen:       http://{}", config.listen);
-    println!("data dir:     {}", config.data_dir.display());
-    println!("upstream:     {}", config.upstream_base_url);
-    println!("client keys:  {}", if config.api_keys.is_empty() { "none (loopback only)" } else { "required" });
-    let auth = config.codex_auth_file();
-    println!("codex login:  {} ({})", auth.display(), if auth.exists() { "present" } else { "absent" });
-    let url = format!("http://{}/health", local_address(config.listen));
-    let running = reqwest::Client::new().get(&url).timeout(std::time::Duration::from_secs(2)).send().await;
-    println!(
-        "gateway:      {}",
-        match running {
-            Ok(r) if r.status().is_success() => "running".to_string(),
-            Ok(r) => format!("answering with HTTP {}", r.status().as_u16()),
-            Err(_) => "not running".to_string(),
-        }
-    );
-    accounts::run(config, AccountsCommand::List { json: false }).await
 }
 
 /// Where a command on this machine reaches the gateway: its listen address, with an unspecified one (0.0.0.0,

@@ -743,7 +743,7 @@ impl UsageSettings {
     }
 }
 
-fn read_raw(path: &Path) -> anyhow::Result<RawConfig> {
+pub(crate) fn read_raw(path: &Path) -> anyhow::Result<RawConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
 }

@@ -7,6 +7,8 @@ use serde::Deserialize;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Claims {
     pub exp: Option<i64>,
+    /// When the issuer made the token (`doctor` compares it with this machine's clock).
+    pub iat: Option<i64>,
     pub email: Option<String>,
     pub account_id: Option<String>,
     pub plan: Option<String>,
@@ -15,6 +17,7 @@ pub struct Claims {
 #[derive(Deserialize, Default)]
 struct RawClaims {
     exp: Option<i64>,
+    iat: Option<i64>,
     email: Option<String>,
     #[serde(rename = "https://api.openai.com/auth")]
     auth: Option<AuthClaims>,
@@ -39,6 +42,7 @@ pub fn claims(token: &str) -> Option<Claims> {
     let auth = raw.auth.unwrap_or_default();
     Some(Claims {
         exp: raw.exp,
+        iat: raw.iat,
         email: raw.email.or(raw.profile.and_then(|p| p.email)),
         account_id: auth.chatgpt_account_id,
         plan: auth.chatgpt_plan_type,
@@ -63,6 +67,7 @@ mod tests {
             claims(&t),
             Some(Claims {
                 exp: Some(100),
+                iat: None,
                 email: Some("a@b.c".into()),
                 account_id: Some("acc".into()),
                 plan: Some("plus".into())

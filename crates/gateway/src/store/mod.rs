@@ -16,6 +16,9 @@ pub mod usage;
 pub use keys::StoredKey;
 
 /// Each entry moves the schema one version forward; never edit an entry once released.
+/// The schema version a current store has (`PRAGMA user_version` after every migration; `doctor` compares).
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE accounts (
@@ -190,11 +193,13 @@ impl Store {
             opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
         }
         let conn = Connection::open(path).with_context(|| format!("cannot open database {}", path.display()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // The first statement reads the file: a file that is not a database (or not readable) fails here.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .with_context(|| format!("cannot open database {}", path.display()))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let store = Store { conn: Mutex::new(conn), path: path.to_path_buf() };
-        store.migrate()?;
+        store.migrate().with_context(|| format!("cannot migrate database {}", path.display()))?;
         Ok(store)
     }
 
@@ -316,7 +321,7 @@ impl Store {
 }
 
 /// Create `dir` (and missing parents, with default modes) unless it exists; only `dir` itself is made private.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }

@@ -4,7 +4,7 @@
 mod classify;
 mod client;
 mod http2;
-mod tls;
+pub(crate) mod tls;
 mod transport;
 
 pub use classify::classify;

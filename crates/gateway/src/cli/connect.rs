@@ -1,0 +1,394 @@
+//! `codex-gateway connect CLIENT [--key KEY] [--model MODEL] [--write]`: the settings that point an AI client at
+//! this gateway, printed, or merged into the client's own file (`--write`): only the gateway's keys change, every
+//! other setting stays, the old file is kept as `FILE.bak`, and a second `--write` finds nothing to change.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::config::{Config, Env, ProcessEnv};
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// The client to configure.
+    client: Client,
+    /// The client key it sends (default: any string on a keyless loopback gateway; required when the gateway
+    /// requires keys, since configured keys are never printed).
+    #[arg(long)]
+    key: Option<String>,
+    /// The model it asks for.
+    #[arg(long, default_value = "gpt-5.4")]
+    model: String,
+    /// Merge the settings into the client's own configuration file (a backup is kept as FILE.bak).
+    #[arg(long)]
+    write: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Client {
+    ClaudeCode,
+    Codex,
+    Gemini,
+    Opencode,
+    Aider,
+    Continue,
+}
+
+/// What one client needs: a file and how to merge into it, or (Continue's nested YAML list) only text to paste.
+struct Plan {
+    file: PathBuf,
+    merge: Merge,
+    /// Printed after the settings: environment the client also needs, how to start it.
+    note: String,
+}
+
+enum Merge {
+    /// JSON: set each (path, value); objects on the way are created, nothing else is touched.
+    Json(Vec<(Vec<&'static str>, Value)>),
+    /// TOML (toml_edit keeps comments and order): top-level keys and one table.
+    Toml { top: Vec<(&'static str, String)>, table: (Vec<&'static str>, Vec<(&'static str, String)>) },
+    /// `KEY=value` or `key: value` lines at the top level (a .env file, aider's flat YAML).
+    Lines { separator: &'static str, pairs: Vec<(&'static str, String)> },
+    /// No safe automatic merge: the text to add by hand.
+    Manual(String),
+}
+
+pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()> {
+    let base = format!("http://{}", crate::cli::local_address(config.listen));
+    let key = match (&args.key, config.api_keys.is_empty()) {
+        (Some(k), _) => k.clone(),
+        (None, true) => "unused".to_string(),
+        (None, false) if args.write => bail!("this gateway requires a client key: pass it with --key"),
+        (None, false) => "<your client key>".to_string(),
+    };
+    let env = ProcessEnv;
+    for plan in plans(args.client, &base, &key, &args.model, &env) {
+        if args.write {
+            write(&plan)?;
+        } else {
+            println!("# {}", plan.file.display());
+            println!("{}", preview(&plan.merge)?);
+        }
+        if !plan.note.is_empty() {
+            println!("{}", plan.note);
+        }
+    }
+    Ok(())
+}
+
+fn home(env: &dyn Env) -> PathBuf {
+    env.get("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn plans(client: Client, base: &str, key: &str, model: &str, env: &dyn Env) -> Vec<Plan> {
+    let home = home(env);
+    let s = |v: &str| Value::String(v.to_string());
+    match client {
+        Client::ClaudeCode => {
+            let dir = env.get("CLAUDE_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| home.join(".claude"));
+            let e = |k: &'static str, v: &str| (vec!["env", k], s(v));
+            vec![Plan {
+                file: dir.join("settings.json"),
+                merge: Merge::Json(vec![
+                    e("ANTHROPIC_BASE_URL", base),
+                    e("ANTHROPIC_AUTH_TOKEN", key),
+                    e("ANTHROPIC_MODEL", model),
+                    e("ANTHROPIC_DEFAULT_HAIKU_MODEL", "gpt-5.4-mini"),
+                    e("DISABLE_TELEMETRY", "1"),
+                    e("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+                    e("DISABLE_ERROR_REPORTING", "1"),
+                ]),
+                note: "# then: claude".into(),
+            }]
+        }
+        Client::Codex => {
+            let dir = env.get("CODEX_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".codex"));
+            vec![Plan {
+                file: dir.join("config.toml"),
+                merge: Merge::Toml {
+                    top: vec![("model", model.into()), ("model_provider", "codex-gateway".into())],
+                    table: (
+                        vec!["model_providers", "codex-gateway"],
+                        vec![
+                            ("name", "codex-gateway".into()),
+                            ("base_url", format!("{base}/v1")),
+                            ("wire_api", "responses".into()),
+                            ("env_key", "CODEX_GATEWAY_API_KEY".into()),
+                        ],
+                    ),
+                },
+                note: format!("# then: CODEX_GATEWAY_API_KEY={key} codex"),
+            }]
+        }
+        Client::Gemini => {
+            let dir = home.join(".gemini");
+            vec![
+                Plan {
+                    file: dir.join("settings.json"),
+                    merge: Merge::Json(vec![
+                        (vec!["security", "auth", "selectedType"], s("gemini-api-key")),
+                        (vec!["model", "name"], s(model)),
+                    ]),
+                    note: String::new(),
+                },
+                Plan {
+                    file: dir.join(".env"),
+                    merge: Merge::Lines {
+                        separator: "=",
+                        pairs: vec![("GOOGLE_GEMINI_BASE_URL", base.into()), ("GEMINI_API_KEY", key.into())],
+                    },
+                    note: "# then: gemini".into(),
+                },
+            ]
+        }
+        Client::Opencode => {
+            let dir = env.get("XDG_CONFIG_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".config"));
+            let provider = json!({
+                "npm": "@ai-sdk/openai-compatible",
+                "name": "codex-gateway",
+                "options": {"baseURL": format!("{base}/v1"), "apiKey": key},
+                "models": {model: {"name": model}},
+            });
+            vec![Plan {
+                file: dir.join("opencode").join("opencode.json"),
+                merge: Merge::Json(vec![
+                    (vec!["provider", "codex-gateway"], provider),
+                    (vec!["model"], s(&format!("codex-gateway/{model}"))),
+                ]),
+                note: "# then: opencode".into(),
+            }]
+        }
+        Client::Aider => vec![Plan {
+            file: home.join(".aider.conf.yml"),
+            merge: Merge::Lines {
+                separator: ": ",
+                pairs: vec![
+                    ("openai-api-base", format!("{base}/v1")),
+                    ("openai-api-key", key.into()),
+                    ("model", format!("openai/{model}")),
+                ],
+            },
+            note: "# then: aider".into(),
+        }],
+        Client::Continue => vec![Plan {
+            file: home.join(".continue").join("config.yaml"),
+            merge: Merge::Manual(format!(
+                "models:\n  - name: {model} (codex-gateway)\n    provider: openai\n    model: {model}\n    apiBase: {base}/v1\n    apiKey: {key}\n"
+            )),
+            note: "# add this entry under `models:` (Continue's YAML is edited by hand: --write does not merge it)"
+                .into(),
+        }],
+    }
+}
+
+/// The settings as text: a JSON object, TOML, or lines.
+fn preview(merge: &Merge) -> anyhow::Result<String> {
+    merged("", merge)
+}
+
+/// `existing` with the settings merged in.
+fn merged(existing: &str, merge: &Merge) -> anyhow::Result<String> {
+    match merge {
+        Merge::Json(sets) => {
+            let mut doc: Value = match existing.trim() {
+                "" => json!({}),
+                text => serde_json::from_str(text).context("the file is not JSON; fix or move it first")?,
+            };
+            for (path, value) in sets {
+                set_json(&mut doc, path, value.clone())?;
+            }
+            Ok(format!("{}\n", serde_json::to_string_pretty(&doc)?))
+        }
+        Merge::Toml { top, table } => {
+            let mut doc: toml_edit::DocumentMut =
+                existing.parse().context("the file is not TOML; fix or move it first")?;
+            for (k, v) in top {
+                if doc.get(k).and_then(|i| i.as_str()) != Some(v.as_str()) {
+                    doc[k] = toml_edit::value(v.as_str());
+                }
+            }
+            let (path, pairs) = table;
+            let mut item = doc.as_item_mut();
+            for segment in path {
+                let t = item
+                    .as_table_like_mut()
+                    .context("the file has a non-table where the provider table goes")?
+                    .entry(segment)
+                    .or_insert(toml_edit::table());
+                if let Some(t) = t.as_table_mut() {
+                    t.set_implicit(true);
+                }
+                item = t;
+            }
+            let t = item.as_table_like_mut().context("the provider entry is not a table")?;
+            for (k, v) in pairs {
+                if t.get(k).and_then(|i| i.as_str()) != Some(v.as_str()) {
+                    t.insert(k, toml_edit::value(v.as_str()));
+                }
+            }
+            Ok(doc.to_string())
+        }
+        Merge::Lines { separator, pairs } => {
+            let mut lines: Vec<String> = existing.lines().map(str::to_string).collect();
+            for (k, v) in pairs {
+                let line = format!("{k}{separator}{v}");
+                let prefix = format!("{k}{}", separator.trim_end());
+                match lines.iter_mut().find(|l| l.starts_with(&prefix)) {
+                    Some(l) => *l = line,
+                    None => lines.push(line),
+                }
+            }
+            Ok(lines.join("\n") + "\n")
+        }
+        Merge::Manual(text) => Ok(text.clone()),
+    }
+}
+
+fn set_json(doc: &mut Value, path: &[&str], value: Value) -> anyhow::Result<()> {
+    let Some((last, parents)) = path.split_last() else { return Ok(()) };
+    let mut node = doc;
+    for p in parents {
+        let obj = node.as_object_mut().context("the file has a non-object where the settings go")?;
+        node = obj.entry(p.to_string()).or_insert_with(|| json!({}));
+    }
+    node.as_object_mut().context("the file has a non-object where the settings go")?.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// Merge into the file; write it (keeping the old one as FILE.bak) only when something changes.
+fn write(plan: &Plan) -> anyhow::Result<()> {
+    if let Merge::Manual(text) = &plan.merge {
+        println!("# {} (edit by hand)\n{text}", plan.file.display());
+        return Ok(());
+    }
+    let path = &plan.file;
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let new = merged(existing.as_deref().unwrap_or_default(), &plan.merge)
+        .with_context(|| format!("cannot merge into {}", path.display()))?;
+    if existing.as_deref() == Some(new.as_str()) {
+        println!("{}: already set, unchanged", path.display());
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if existing.is_some() {
+        let backup = backup_path(path);
+        std::fs::copy(path, &backup).with_context(|| format!("cannot back up to {}", backup.display()))?;
+        println!("{}: backed up to {}", path.display(), backup.display());
+    }
+    // The settings may hold a key: 0600, written through a temporary file so the client never reads half a file.
+    crate::auth::codex_file::write_private_atomic(path, new.as_bytes())?;
+    println!("{}: written", path.display());
+    Ok(())
+}
+
+fn backup_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".bak");
+    path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Home(PathBuf);
+    impl Env for Home {
+        fn get(&self, key: &str) -> Option<String> {
+            (key == "HOME").then(|| self.0.to_string_lossy().into_owned())
+        }
+    }
+
+    fn write_all(client: Client, env: &Home) -> anyhow::Result<()> {
+        for plan in plans(client, "http://127.0.0.1:9", "k-1", "gpt-5.4", env) {
+            write(&plan)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn write_merges_keeps_other_settings_backs_up_and_a_second_write_changes_nothing() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-connect-{}", uuid::Uuid::new_v4().simple()));
+        let env = Home(dir.clone());
+        std::fs::create_dir_all(dir.join(".claude"))?;
+        std::fs::create_dir_all(dir.join(".codex"))?;
+        std::fs::create_dir_all(dir.join(".gemini"))?;
+        std::fs::write(dir.join(".claude/settings.json"), r#"{"theme":"dark","env":{"FOO":"1"}}"#)?;
+        std::fs::write(
+            dir.join(".codex/config.toml"),
+            "# mine\napproval_policy = \"never\"\n\n[mcp_servers.x]\ncommand = \"y\"\n",
+        )?;
+        std::fs::write(dir.join(".gemini/.env"), "OTHER=1\nGEMINI_API_KEY=old\n")?;
+        std::fs::write(dir.join(".aider.conf.yml"), "dark-mode: true\nmodel: gpt-4o\n")?;
+        for client in [Client::ClaudeCode, Client::Codex, Client::Gemini, Client::Opencode, Client::Aider] {
+            write_all(client, &env)?;
+        }
+        let claude: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(".claude/settings.json"))?)?;
+        assert_eq!((&claude["theme"], &claude["env"]["FOO"]), (&json!("dark"), &json!("1")), "kept");
+        assert_eq!(claude["env"]["ANTHROPIC_BASE_URL"], "http://127.0.0.1:9");
+        assert!(dir.join(".claude/settings.json.bak").is_file());
+        let codex = std::fs::read_to_string(dir.join(".codex/config.toml"))?;
+        let parsed: toml::Value = toml::from_str(&codex)?;
+        assert!(codex.starts_with("# mine\n"), "comments kept: {codex}");
+        assert_eq!(parsed["approval_policy"].as_str(), Some("never"));
+        assert_eq!(parsed["mcp_servers"]["x"]["command"].as_str(), Some("y"));
+        assert_eq!(parsed["model_provider"].as_str(), Some("codex-gateway"));
+        assert_eq!(parsed["model_providers"]["codex-gateway"]["base_url"].as_str(), Some("http://127.0.0.1:9/v1"));
+        let dotenv = std::fs::read_to_string(dir.join(".gemini/.env"))?;
+        assert_eq!(dotenv, "OTHER=1\nGEMINI_API_KEY=k-1\nGOOGLE_GEMINI_BASE_URL=http://127.0.0.1:9\n");
+        let gemini: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(".gemini/settings.json"))?)?;
+        assert_eq!(gemini["security"]["auth"]["selectedType"], "gemini-api-key");
+        let opencode: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(".config/opencode/opencode.json"))?)?;
+        assert_eq!(opencode["provider"]["codex-gateway"]["options"]["baseURL"], "http://127.0.0.1:9/v1");
+        let aider = std::fs::read_to_string(dir.join(".aider.conf.yml"))?;
+        assert_eq!(
+            aider,
+            "dark-mode: true\nmodel: openai/gpt-5.4\nopenai-api-base: http://127.0.0.1:9/v1\nopenai-api-key: k-1\n"
+        );
+
+        // A second write changes nothing: same bytes, same modification times, no new backup.
+        let snapshot = |d: &Path| -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
+            let mut out = Vec::new();
+            for f in [
+                ".claude/settings.json",
+                ".codex/config.toml",
+                ".gemini/.env",
+                ".gemini/settings.json",
+                ".config/opencode/opencode.json",
+                ".aider.conf.yml",
+                ".codex/config.toml.bak",
+            ] {
+                out.push((d.join(f), std::fs::read(d.join(f))?));
+            }
+            Ok(out)
+        };
+        let before = snapshot(&dir)?;
+        std::fs::remove_file(dir.join(".claude/settings.json.bak"))?;
+        for client in [Client::ClaudeCode, Client::Codex, Client::Gemini, Client::Opencode, Client::Aider] {
+            write_all(client, &env)?;
+        }
+        assert_eq!(snapshot(&dir)?, before);
+        assert!(!dir.join(".claude/settings.json.bak").exists(), "nothing changed, so no backup");
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_is_left_alone() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-connect-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(dir.join(".claude"))?;
+        std::fs::write(dir.join(".claude/settings.json"), "{not json")?;
+        assert!(write_all(Client::ClaudeCode, &Home(dir.clone())).is_err());
+        assert_eq!(std::fs::read_to_string(dir.join(".claude/settings.json"))?, "{not json");
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}

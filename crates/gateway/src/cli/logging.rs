@@ -1,0 +1,101 @@
+//! Where log lines go: stderr (the default, for a terminal, a container or systemd's journal), or a file rotated
+//! by size (`serve --log-file`, which `start` passes so a background gateway does not fill the disk).
+
+use std::path::Path;
+
+use anyhow::Context;
+use file_rotate::compression::Compression;
+use file_rotate::suffix::AppendCount;
+use file_rotate::{ContentLimit, FileRotate};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+use crate::config::{Config, LogFormat};
+
+/// A log file is rotated once it passes this size: `gateway.log` becomes `gateway.log.1`, and so on.
+pub(crate) const LOG_FILE_BYTES: usize = 10 * 1024 * 1024;
+/// Rotated files kept besides the current one (so at most ~60 MB of logs).
+pub(crate) const LOG_FILES_KEPT: usize = 5;
+
+/// Install the global subscriber: `config.log` as the filter, `config.log_format` as the format, lines to
+/// `file` (rotated by size) or to stderr.
+pub(crate) fn init(config: &Config, file: Option<&Path>) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, ansi) = match file {
+        Some(path) => (BoxMakeWriter::new(std::sync::Mutex::new(rotating(path)?)), false),
+        None => (BoxMakeWriter::new(std::io::stderr), std::io::IsTerminal::is_terminal(&std::io::stderr())),
+    };
+    // A second call (tests that run several commands in one process) keeps the first subscriber.
+    let _ = match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .with_ansi(ansi)
+            .with_target(false)
+            .try_init(),
+        // One JSON object per line; the target says which lines are access lines (`codex_gateway::access`).
+        LogFormat::Json => {
+            tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(writer).with_target(true).try_init()
+        }
+    };
+    Ok(())
+}
+
+/// A size-rotated log file, private (0600) like everything in the data directory. The file is opened here
+/// first so a path that cannot be written is a clear error at start, not a lost log.
+fn rotating(path: &Path) -> anyhow::Result<FileRotate<AppendCount>> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::store::create_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    options.open(path).with_context(|| format!("cannot open the log file {}", path.display()))?;
+    // The crate needs a path with a parent directory (it panics otherwise): make a bare file name relative.
+    let path = if path.parent().is_some_and(|d| !d.as_os_str().is_empty()) {
+        path.to_path_buf()
+    } else {
+        Path::new(".").join(path)
+    };
+    Ok(FileRotate::new(
+        path,
+        AppendCount::new(LOG_FILES_KEPT),
+        // Rotate after the line that passes the limit, so no line is split across two files.
+        ContentLimit::BytesSurpassed(LOG_FILE_BYTES),
+        Compression::None,
+        Some(options),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    #[test]
+    fn the_log_file_rotates_by_size_and_keeps_a_bounded_number() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-log-{}", uuid::Uuid::new_v4().simple()));
+        let path = dir.join("gateway.log");
+        let mut log = super::rotating(&path)?;
+        for i in 0..10 {
+            writeln!(log, "{i} {}", "x".repeat(super::LOG_FILE_BYTES / 4))?;
+        }
+        log.flush()?;
+        let names: Vec<String> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        assert!(names.contains(&"gateway.log.1".to_string()), "{names:?}");
+        assert!(names.len() <= 1 + super::LOG_FILES_KEPT, "{names:?}");
+        for name in &names {
+            let len = std::fs::metadata(dir.join(name))?.len() as usize;
+            assert!(len <= super::LOG_FILE_BYTES + super::LOG_FILE_BYTES / 4 + 16, "{name}: {len}");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}

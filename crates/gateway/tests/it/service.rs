@@ -1,0 +1,257 @@
+//! `start` / `status` / `restart` / `stop` with the real binary: a background gateway that answers, keeps its
+//! options across a restart, refuses a taken port without leaving a process behind, and lets an open stream
+//! finish when stopped.
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use fake_codex::{AccountSpec, FakeCodex, FakeConfig};
+use serde_json::json;
+
+/// A data directory of its own, with one account; on drop, any gateway still running from it is killed, so a
+/// failing test leaves no process behind.
+pub(crate) struct Service {
+    pub(crate) dir: PathBuf,
+    pub(crate) fake: FakeCodex,
+}
+
+impl Service {
+    pub(crate) async fn new(cfg: FakeConfig) -> Service {
+        let fake = FakeCodex::start(cfg).await.unwrap_or_else(|e| panic!("{e}"));
+        let dir = std::env::temp_dir().join(format!("cgw-service-{}", uuid::Uuid::new_v4().simple()));
+        let store = codex_gateway::store::Store::open(&dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
+        let c = fake.add_account(AccountSpec::default());
+        let tokens = codex_gateway::auth::Tokens {
+            id_token: c.id_token,
+            access_token: c.access_token,
+            refresh_token: c.refresh_token,
+            account_id: c.account_id,
+            last_refresh: codex_gateway::auth::now_unix(),
+        };
+        store
+            .upsert_account(&codex_gateway::accounts::stored_from_tokens(tokens, None))
+            .unwrap_or_else(|e| panic!("{e}"));
+        Service { dir, fake }
+    }
+
+    pub(crate) fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Run `codex-gateway --data-dir DIR/data ARGS` to its end.
+    pub(crate) async fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[]).await
+    }
+
+    /// The same with more environment variables (set last, so they win).
+    pub(crate) async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_codex-gateway"))
+            .arg("--data-dir")
+            .arg(self.data())
+            .args(args)
+            .env("HOME", &self.dir)
+            .env("CODEX_HOME", self.dir.join("no-codex-home"))
+            .env("CODEX_GATEWAY_UPSTREAM_BASE_URL", self.fake.codex_base_url())
+            .env("CODEX_GATEWAY_CHATGPT_BASE_URL", self.fake.chatgpt_base_url())
+            .env("CODEX_GATEWAY_AUTH_ISSUER", self.fake.issuer())
+            .env("XDG_CONFIG_HOME", self.dir.join("config"))
+            // Where `status` looks for a gateway it did not start: a port nothing listens on, so a gateway
+            // running elsewhere on this machine is not mistaken for this test's.
+            .env("CODEX_GATEWAY_PORT", "1")
+            .env("RUST_LOG", "info")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("CODEX_GATEWAY_API_KEY")
+            .env_remove("CODEX_GATEWAY_DATA_DIR")
+            .env_remove("CODEX_GATEWAY_CONFIG")
+            .envs(env.iter().copied())
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("run {args:?}: {e}"))
+    }
+
+    /// The processes whose command line names this test's data directory.
+    pub(crate) fn processes(&self) -> Vec<i32> {
+        let needle = self.data().to_string_lossy().into_owned();
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+                    .unwrap_or(true);
+                !zombie && String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(&needle)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        for pid in self.processes() {
+            // SAFETY: plain integers; the pid runs a gateway this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub(crate) fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// `codex-gateway started (pid N), listening on http://ADDR` -> (N, http://ADDR).
+fn started(o: &Output) -> (i32, String) {
+    let out = text(o);
+    assert!(o.status.success(), "start failed: {out}");
+    let line = out.lines().find(|l| l.contains("listening on")).unwrap_or_else(|| panic!("{out}"));
+    let pid = line.split("(pid ").nth(1).and_then(|s| s.split(')').next()).and_then(|s| s.parse().ok());
+    let base = line.rsplit(' ').next().unwrap_or_default().to_string();
+    (pid.unwrap_or_else(|| panic!("{line}")), base)
+}
+
+fn field<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or_else(|| panic!("no {name} in:\n{out}"))
+}
+
+async fn chat(base: &str) -> reqwest::StatusCode {
+    let body = json!({"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}]});
+    let http = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("{e}"));
+    http.post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .map(|r| r.status())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_status_request_restart_status_stop() {
+    let svc = Service::new(FakeConfig::default()).await;
+    let before = svc.run(&["status"]).await;
+    assert_eq!(before.status.code(), Some(3), "not running yet: {}", text(&before));
+
+    let (pid, base) = started(&svc.run(&["start", "--port", "0"]).await);
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    assert_eq!(svc.processes(), vec![pid], "one background process");
+    for file in ["gateway.pid", "gateway.start.json", "gateway.log"] {
+        assert!(svc.data().join(file).exists(), "{file}");
+    }
+    let again = svc.run(&["start", "--port", "0"]).await;
+    assert!(!again.status.success() && text(&again).contains("already running"), "{}", text(&again));
+
+    let status = svc.run(&["status"]).await;
+    let out = text(&status);
+    assert_eq!(status.status.code(), Some(0), "{out}");
+    assert_eq!(field(&out, "pid:"), pid.to_string());
+    assert_eq!(field(&out, "address:"), base);
+    assert_eq!(field(&out, "version:"), env!("CARGO_PKG_VERSION"));
+    assert_eq!(field(&out, "accounts:"), "1 of 1 can serve");
+    assert_eq!(field(&out, "open streams:"), "0");
+    assert!(field(&out, "uptime:").ends_with('s'), "{out}");
+
+    let quiet = svc.run(&["status", "--quiet"]).await;
+    assert_eq!((quiet.status.code(), text(&quiet)), (Some(0), String::new()), "--quiet prints nothing");
+
+    assert_eq!(chat(&base).await, 200);
+    // The log file holds the gateway's lines (the access line of that request), not the terminal.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(svc.data().join("gateway.log")).unwrap_or_default().contains("/v1/chat/completions")
+    {
+        assert!(Instant::now() < deadline, "no access line in gateway.log");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let restarted = svc.run(&["restart"]).await;
+    let (pid2, base2) = started(&restarted);
+    assert_ne!(pid2, pid, "a new process");
+    assert_eq!(svc.processes(), vec![pid2], "the old process is gone");
+    let out = text(&svc.run(&["status", "--verbose"]).await);
+    assert_eq!(field(&out, "pid:"), pid2.to_string());
+    assert!(out.contains("data dir:"), "verbose adds the configuration: {out}");
+    assert_eq!(chat(&base2).await, 200);
+
+    let stop = svc.run(&["stop"]).await;
+    assert!(stop.status.success(), "{}", text(&stop));
+    assert!(svc.processes().is_empty(), "stopped");
+    assert!(!svc.data().join("gateway.pid").exists());
+    let after = svc.run(&["status"]).await;
+    assert_eq!(after.status.code(), Some(3), "{}", text(&after));
+    assert_eq!(svc.run(&["status", "--quiet"]).await.status.code(), Some(3));
+    let twice = svc.run(&["stop"]).await;
+    assert!(twice.status.success() && text(&twice).contains("not running"), "{}", text(&twice));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_on_a_taken_port_fails_with_the_reason_and_leaves_no_process() {
+    let svc = Service::new(FakeConfig::default()).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = taken.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("{e}"));
+    let o = svc.run(&["start", "--port", &port.to_string()]).await;
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("cannot listen on 127.0.0.1") && out.contains("in use"), "{out}");
+    assert!(svc.processes().is_empty(), "no process left: {:?}", svc.processes());
+    assert!(!svc.data().join("gateway.pid").exists());
+    assert_eq!(svc.run(&["status"]).await.status.code(), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_with_a_bad_config_fails_before_spawning() {
+    let svc = Service::new(FakeConfig::default()).await;
+    let bad = svc.dir.join("bad.toml");
+    std::fs::write(&bad, "[server]\nno_such_key = 1\n").unwrap_or_else(|e| panic!("{e}"));
+    let o = svc.run(&["--config", bad.to_str().unwrap_or_default(), "start", "--port", "0"]).await;
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("no_such_key"), "{}", text(&o));
+    assert!(svc.processes().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_during_an_open_stream_lets_it_finish() {
+    // 12 deltas 150 ms apart: the stream is still open well after the stop is sent.
+    let svc = Service::new(FakeConfig { default_deltas: 12, default_delay_ms: 150, ..FakeConfig::default() }).await;
+    let (pid, base) = started(&svc.run(&["start", "--port", "0"]).await);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("{e}"));
+    let body = json!({"model":"gpt-5.4","stream":true,"messages":[{"role":"user","content":"hi"}]});
+    let mut resp =
+        http.post(format!("{base}/v1/chat/completions")).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), 200);
+    let mut got = resp.chunk().await.unwrap_or_default().map(|b| b.to_vec()).unwrap_or_default();
+    let stopping = async {
+        let o = svc.run(&["stop"]).await;
+        (o, Instant::now())
+    };
+    let reading = async {
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            got.extend_from_slice(&chunk);
+        }
+        Instant::now()
+    };
+    let ((stop, stopped_at), ended_at) = tokio::join!(stopping, reading);
+    let stream = String::from_utf8_lossy(&got);
+    assert!(stop.status.success(), "{}", text(&stop));
+    assert!(stream.contains("\"finish_reason\":\"stop\"") && stream.trim_end().ends_with("data: [DONE]"), "{stream}");
+    assert!(stopped_at >= ended_at, "stop returned only after the stream ended");
+    assert!(!svc.processes().contains(&pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_with_an_unreadable_store_fails_with_the_reason_and_leaves_no_process() {
+    let svc = Service::new(FakeConfig::default()).await;
+    let db = svc.data().join("gateway.db");
+    for ext in ["db-wal", "db-shm"] {
+        let _ = std::fs::remove_file(db.with_extension(ext));
+    }
+    std::fs::write(&db, vec![0x5a; 8192]).unwrap_or_else(|e| panic!("{e}"));
+    let o = svc.run(&["start", "--port", "0"]).await;
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("cannot open database") && out.contains("not a database"), "{out}");
+    assert!(svc.processes().is_empty(), "no process left");
+    assert!(!svc.data().join("gateway.pid").exists());
+}
