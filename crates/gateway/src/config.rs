@@ -510,10 +510,10 @@ pub enum LogFormat {
 
 impl LogFormat {
     pub fn parse(value: Option<&str>) -> anyhow::Result<LogFormat> {
-        match value {
-            None | Some("text") => Ok(LogFormat::Text),
-            Some("json") => Ok(LogFormat::Json),
-            Some(other) => bail!("log_format `{other}` is not one of: text, json"),
+        match value.unwrap_or("text") {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => bail!("log_format `{other}` is not one of: text, json"),
         }
     }
 }
