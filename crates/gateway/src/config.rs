@@ -750,6 +750,22 @@ pub(crate) fn read_raw(path: &Path) -> anyhow::Result<RawConfig> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn log_format_and_metrics_settings_resolve() {
+        assert_eq!(LogFormat::parse(None).ok(), Some(LogFormat::Text));
+        assert_eq!(LogFormat::parse(Some("json")).ok(), Some(LogFormat::Json));
+        assert!(LogFormat::parse(Some("JSON")).is_err());
+        let env: HashMap<String, String> =
+            [("CODEX_GATEWAY_METRICS_PUBLIC".to_string(), "1".to_string())].into_iter().collect();
+        let raw = RawMetrics { enabled: Some(false), public: None, email_labels: Some(true) };
+        let m = MetricsConfig::resolve(Some(raw), &env).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!m.enabled && m.public && m.email_labels);
+        let bad: HashMap<String, String> =
+            [("CODEX_GATEWAY_METRICS".to_string(), "maybe".to_string())].into_iter().collect();
+        assert!(MetricsConfig::resolve(None, &bad).is_err());
+    }
+
     use super::*;
     use std::collections::HashMap;
 
