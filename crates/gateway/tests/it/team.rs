@@ -1,0 +1,214 @@
+//! Team scale (docs/team.md): three gateway instances in-process on one real PostgreSQL (`pg.rs`) and one
+//! fake-codex. Each test gets a fresh database.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use codex_gateway::config::{Config, Overrides, RawConfig};
+use fake_codex::{AccountCreds, AccountSpec, FakeCodex, FakeConfig};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "team-admin";
+const SHARED: &str = "team-shared";
+
+/// One gateway instance on the team store.
+struct Instance {
+    base: String,
+    dir: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Instance {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// Start an instance against `fake` with the team store at `db` (and its own data directory).
+async fn instance(fake: &FakeCodex, db: &str) -> Instance {
+    let dir = std::env::temp_dir().join(format!("cgw-team-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dir.join("codex-home")).unwrap_or_else(|e| panic!("{e}"));
+    let env: HashMap<String, String> = [
+        ("HOME", dir.display().to_string()),
+        ("CODEX_HOME", dir.join("codex-home").display().to_string()),
+        ("CODEX_GATEWAY_DATA_DIR", dir.join("data").display().to_string()),
+        ("CODEX_GATEWAY_UPSTREAM_BASE_URL", fake.codex_base_url()),
+        ("CODEX_GATEWAY_CHATGPT_BASE_URL", fake.chatgpt_base_url()),
+        ("CODEX_GATEWAY_AUTH_ISSUER", fake.issuer()),
+        ("CODEX_GATEWAY_OPENAI_BASE_URL", fake.openai_api_base()),
+        ("CODEX_GATEWAY_DATABASE_URL", db.to_string()),
+        ("CODEX_GATEWAY_API_KEY", SHARED.to_string()),
+        ("CODEX_GATEWAY_ADMIN_KEY", ADMIN.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let overrides = Overrides { port: Some(0), ..Default::default() };
+    let config = Config::resolve(RawConfig::default(), &overrides, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = codex_gateway::server::run_with_sinks(config, listener, None, Vec::new(), shutdown).await {
+            eprintln!("gateway stopped: {e:#}");
+        }
+    });
+    Instance { base: format!("http://{addr}"), dir, shutdown: Some(tx), _task: task }
+}
+
+/// Three instances on a fresh database, with `accounts` ChatGPT accounts of the fake put in the store first.
+async fn team(fake_config: FakeConfig, accounts: usize) -> (FakeCodex, Vec<AccountCreds>, [Instance; 3], String) {
+    let fake = FakeCodex::start(fake_config).await.unwrap_or_else(|e| panic!("fake-codex: {e}"));
+    let db = crate::pg::fresh_database().await;
+    let creds: Vec<AccountCreds> = (0..accounts).map(|_| fake.add_account(AccountSpec::default())).collect();
+    let scratch = std::env::temp_dir().join(format!("cgw-team-seed-{}", uuid::Uuid::new_v4().simple()));
+    let store = codex_gateway::store::Store::open_with(&scratch.join("gateway.db"), Some(&db))
+        .unwrap_or_else(|e| panic!("open the team store: {e:#}"));
+    for c in &creds {
+        store.upsert_account(&stored(c)).unwrap_or_else(|e| panic!("{e:#}"));
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let instances = [instance(&fake, &db).await, instance(&fake, &db).await, instance(&fake, &db).await];
+    (fake, creds, instances, db)
+}
+
+fn stored(c: &AccountCreds) -> codex_gateway::store::StoredAccount {
+    let tokens = codex_gateway::auth::Tokens {
+        id_token: c.id_token.clone(),
+        access_token: c.access_token.clone(),
+        refresh_token: c.refresh_token.clone(),
+        account_id: c.account_id.clone(),
+        last_refresh: codex_gateway::auth::now_unix(),
+    };
+    codex_gateway::accounts::stored_from_tokens(tokens, None)
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("client: {e}"))
+}
+
+fn chat() -> Value {
+    json!({"model":"gpt-5.4","messages":[{"role":"user","content":"x"}]})
+}
+
+async fn chat_status(http: &reqwest::Client, at: &Instance, key: &str) -> u16 {
+    let r = http.post(at.url("/v1/chat/completions")).bearer_auth(key).json(&chat()).send().await;
+    r.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+fn refreshes(fake: &FakeCodex) -> usize {
+    fake.token_calls().iter().filter(|c| c.grant_type == "refresh_token").count()
+}
+
+/// Poll `check` until it holds or `limit` passes; how long it took.
+async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// The upstream refuses the shared account's access token while 99 requests are spread over three instances:
+/// exactly one token call in the whole team (the lease holder's); the others adopt its committed tokens. Without
+/// the cluster-wide lease each instance refreshed on its own and two of them spent a used refresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refresh_storm_over_three_instances_makes_exactly_one_token_call() {
+    let fake_config = FakeConfig { token_delay_ms: 200, ..FakeConfig::default() };
+    let (fake, creds, instances, _db) = team(fake_config, 1).await;
+    fake.expire_access_tokens(&creds[0].account_id);
+    let http = http();
+    let mut tasks = Vec::new();
+    for i in 0..99 {
+        let (http, url) = (http.clone(), instances[i % 3].url("/v1/chat/completions"));
+        tasks.push(tokio::spawn(async move {
+            let r = http.post(url).bearer_auth(SHARED).json(&chat()).send().await;
+            match r {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(e) => (0, e.to_string()),
+            }
+        }));
+    }
+    for t in tasks {
+        let (status, body) = t.await.unwrap_or((0, String::new()));
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(refreshes(&fake), 1, "{:?}", fake.token_calls());
+    assert!(fake.token_calls().iter().all(|c| c.outcome == "ok"), "{:?}", fake.token_calls());
+}
+
+/// An account added through instance A's admin API serves requests on B within 2 s (the change counter), with
+/// no request reading the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn account_added_on_a_serves_on_b_within_two_seconds() {
+    let (fake, _, [a, b, _c], _db) = team(FakeConfig::default(), 0).await;
+    let http = http();
+    assert_ne!(chat_status(&http, &b, SHARED).await, 200, "no account yet");
+    let creds = fake.add_account(AccountSpec::default());
+    let auth_json = json!({
+        "OPENAI_API_KEY": null,
+        "tokens": {"id_token": creds.id_token, "access_token": creds.access_token,
+                   "refresh_token": creds.refresh_token, "account_id": creds.account_id},
+        "last_refresh": "2026-01-01T00:00:00Z"
+    });
+    let r = http
+        .post(a.url("/admin/accounts"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"auth_json": auth_json}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap_or_default());
+    let took = within(Duration::from_secs(2), || async { chat_status(&http, &b, SHARED).await == 200 }).await;
+    assert!(took.is_some(), "B did not serve from the account A added within 2 s");
+}
+
+/// A client key created on B is accepted on C within 2 s, and its revocation on B refuses it on C within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_created_on_b_is_enforced_on_c() {
+    let (_fake, _, [_a, b, c], _db) = team(FakeConfig::default(), 1).await;
+    let http = http();
+    let r = http
+        .post(b.url("/admin/keys"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "ci"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 201);
+    let v: Value = r.json().await.unwrap_or_default();
+    let (id, secret) = (v["id"].as_str().unwrap_or_default().to_string(), v["secret"].as_str().unwrap_or_default());
+    let accepted = within(Duration::from_secs(2), || async { chat_status(&http, &c, secret).await == 200 }).await;
+    assert!(accepted.is_some(), "C did not accept the key B created within 2 s");
+    let r = http
+        .post(b.url(&format!("/admin/keys/{id}/revoke")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 200);
+    let refused = within(Duration::from_secs(2), || async { chat_status(&http, &c, secret).await == 401 }).await;
+    assert!(refused.is_some(), "C still accepted the key B revoked after 2 s");
+}
