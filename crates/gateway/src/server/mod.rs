@@ -190,6 +190,7 @@ pub async fn run_with_sinks(
         let (pool, keys) = (state.pool.clone(), state.keys.clone());
         pg.follow(move || {
             pool.reload()?;
+            pool.adopt_shared_cooldowns()?;
             keys.reload()
         })
     });

@@ -35,8 +35,9 @@ impl Instance {
     }
 }
 
-/// Start an instance against `fake` with the team store at `db` (and its own data directory).
-async fn instance(fake: &FakeCodex, db: &str) -> Instance {
+/// Start an instance against `fake` with the team store at `db` (and its own data directory), configured by
+/// `config_toml` (a configuration file's contents).
+async fn instance_with(fake: &FakeCodex, db: &str, config_toml: &str) -> Instance {
     let dir = std::env::temp_dir().join(format!("cgw-team-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(dir.join("codex-home")).unwrap_or_else(|e| panic!("{e}"));
     let env: HashMap<String, String> = [
@@ -55,7 +56,8 @@ async fn instance(fake: &FakeCodex, db: &str) -> Instance {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let overrides = Overrides { port: Some(0), ..Default::default() };
-    let config = Config::resolve(RawConfig::default(), &overrides, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
+    let raw: RawConfig = toml::from_str(config_toml).unwrap_or_else(|e| panic!("config toml: {e}"));
+    let config = Config::resolve(raw, &overrides, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -72,6 +74,23 @@ async fn instance(fake: &FakeCodex, db: &str) -> Instance {
 
 /// Three instances on a fresh database, with `accounts` ChatGPT accounts of the fake put in the store first.
 async fn team(fake_config: FakeConfig, accounts: usize) -> (FakeCodex, Vec<AccountCreds>, [Instance; 3], String) {
+    team_with(fake_config, accounts, "").await
+}
+
+/// [`team`] with a configuration file's contents (TOML) for every instance.
+async fn team_with(
+    fake_config: FakeConfig,
+    accounts: usize,
+    config_toml: &str,
+) -> (FakeCodex, Vec<AccountCreds>, [Instance; 3], String) {
+    let (fake, creds, db) = seed(fake_config, accounts).await;
+    let start = || instance_with(&fake, &db, config_toml);
+    let instances = [start().await, start().await, start().await];
+    (fake, creds, instances, db)
+}
+
+/// The fake with `accounts` ChatGPT accounts, and a fresh team store holding them.
+async fn seed(fake_config: FakeConfig, accounts: usize) -> (FakeCodex, Vec<AccountCreds>, String) {
     let fake = FakeCodex::start(fake_config).await.unwrap_or_else(|e| panic!("fake-codex: {e}"));
     let db = crate::pg::fresh_database().await;
     let creds: Vec<AccountCreds> = (0..accounts).map(|_| fake.add_account(AccountSpec::default())).collect();
@@ -83,8 +102,7 @@ async fn team(fake_config: FakeConfig, accounts: usize) -> (FakeCodex, Vec<Accou
     }
     drop(store);
     let _ = std::fs::remove_dir_all(&scratch);
-    let instances = [instance(&fake, &db).await, instance(&fake, &db).await, instance(&fake, &db).await];
-    (fake, creds, instances, db)
+    (fake, creds, db)
 }
 
 fn stored(c: &AccountCreds) -> codex_gateway::store::StoredAccount {
@@ -102,8 +120,9 @@ fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("client: {e}"))
 }
 
+/// A chat request that starts a new conversation each time (no affinity pins it to an account).
 fn chat() -> Value {
-    json!({"model":"gpt-5.4","messages":[{"role":"user","content":"x"}]})
+    json!({"model":"gpt-5.4","messages":[{"role":"user","content": uuid::Uuid::new_v4().to_string()}]})
 }
 
 async fn chat_status(http: &reqwest::Client, at: &Instance, key: &str) -> u16 {
@@ -211,4 +230,66 @@ async fn key_created_on_b_is_enforced_on_c() {
     assert_eq!(r.status().as_u16(), 200);
     let refused = within(Duration::from_secs(2), || async { chat_status(&http, &c, secret).await == 401 }).await;
     assert!(refused.is_some(), "C still accepted the key B revoked after 2 s");
+}
+
+/// Upstream requests that went out through the ChatGPT account `account_id`.
+fn requests_through(fake: &FakeCodex, account_id: &str) -> usize {
+    let through =
+        |r: &fake_codex::RecordedRequest| r.headers.iter().any(|(k, v)| k == "chatgpt-account-id" && v == account_id);
+    fake.requests_to("/responses").iter().filter(|r| through(r)).count()
+}
+
+/// An account answers A with a 429 `usage_limit_reached`: B and C skip it from then on without sending it a
+/// request each (the cooldown is shared), and serve from the other account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn account_exhausted_via_a_is_skipped_by_b_and_c() {
+    // Round robin: each instance would try both accounts within two requests.
+    let round_robin = "[routing]\nstrategy = \"round_robin\"";
+    let (fake, creds, [a, b, c], _db) = team_with(FakeConfig::default(), 2, round_robin).await;
+    let http = http();
+    let exhausted = creds[0].account_id.clone();
+    // One 429 for the next request through it: only the instance that meets it learns (its quota readings
+    // elsewhere stay clean), so without sharing B and C would each try it.
+    let resets_at = codex_gateway::auth::now_unix() + 600;
+    let limit = json!({"kind": "http_error", "status": 429, "body": {"error": {
+        "type": "usage_limit_reached", "message": "The usage limit has been reached", "plan_type": "plus",
+        "resets_at": resets_at, "resets_in_seconds": 600}}});
+    fake.enqueue(Some(&exhausted), crate::harness::scenario(limit));
+    // A meets the 429 (and fails over to the other account) within a few requests.
+    for _ in 0..4 {
+        assert_eq!(chat_status(&http, &a, SHARED).await, 200);
+        if requests_through(&fake, &exhausted) > 0 {
+            break;
+        }
+    }
+    assert_eq!(requests_through(&fake, &exhausted), 1, "A tried the exhausted account once");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    fake.reset_requests();
+    for _ in 0..6 {
+        assert_eq!(chat_status(&http, &b, SHARED).await, 200);
+        assert_eq!(chat_status(&http, &c, SHARED).await, 200);
+    }
+    assert_eq!(requests_through(&fake, &exhausted), 0, "B or C sent a request to the account A found exhausted");
+    assert_eq!(requests_through(&fake, &creds[1].account_id), 12);
+}
+
+/// Quota polling runs on one instance (the leader lease): A polls each account once; B and C, started after,
+/// do not poll while A leads; when A stops, one of them takes over within the lease's expiry and polls them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_instance_polls_quota_and_another_takes_over_when_it_stops() {
+    let (fake, _creds, db) = seed(FakeConfig::default(), 2).await;
+    let fast = "upkeep_interval_secs = 0.2";
+    let polls = || fake.requests_to("/wham/usage").len();
+    let a = instance_with(&fake, &db, fast).await;
+    let first = within(Duration::from_secs(5), || async { polls() >= 2 }).await;
+    assert!(first.is_some(), "A did not poll quota: {}", polls());
+    let (b, c) = (instance_with(&fake, &db, fast).await, instance_with(&fake, &db, fast).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(polls(), 2, "only the leader polls");
+    drop(a);
+    let taken = within(Duration::from_secs(5), || async { polls() >= 4 }).await;
+    assert!(taken.is_some(), "nobody took the leader lease over: {}", polls());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(polls(), 4, "one new leader polls, not both of B and C");
+    drop((b, c));
 }

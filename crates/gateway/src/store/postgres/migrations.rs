@@ -64,6 +64,25 @@ CREATE TRIGGER accounts_changed AFTER INSERT OR UPDATE OR DELETE ON accounts
 CREATE TRIGGER client_keys_changed AFTER INSERT OR UPDATE OR DELETE ON client_keys
     FOR EACH STATEMENT EXECUTE FUNCTION bump_store_changes();
 "#,
+    // 2: cooldowns learned by one instance (shared.rs), named leases for background jobs (leader.rs).
+    r#"
+CREATE TABLE account_cooldowns (
+    account_id TEXT NOT NULL,
+    -- '' for the whole account.
+    model TEXT NOT NULL DEFAULT '',
+    until BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    note TEXT NOT NULL,
+    PRIMARY KEY (account_id, model)
+);
+CREATE TRIGGER account_cooldowns_changed AFTER INSERT OR UPDATE OR DELETE ON account_cooldowns
+    FOR EACH STATEMENT EXECUTE FUNCTION bump_store_changes();
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until BIGINT NOT NULL
+);
+"#,
 ];
 
 /// The schema version a current PostgreSQL store has.

@@ -19,8 +19,10 @@ use parking_lot::Mutex;
 
 mod accounts;
 mod keys;
+pub mod leader;
 pub mod lease;
 mod migrations;
+pub mod shared;
 pub mod watch;
 
 pub use migrations::SCHEMA_VERSION;
