@@ -265,7 +265,12 @@ async fn health() -> Response {
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let total = state.pool.accounts().len();
     if state.pool.has_usable() {
-        axum::Json(json!({"status": "ready", "accounts": total})).into_response()
+        // Team store: an outage is reported but does not make the instance unready (it serves from memory).
+        let mut body = json!({"status": "ready", "accounts": total});
+        if let Some(pg) = state.pool.store().shared() {
+            body["store"] = json!(if pg.reachable() { "reachable" } else { "unreachable" });
+        }
+        axum::Json(body).into_response()
     } else {
         let reason = if total == 0 { "no credentials: log in or import an account" } else { "no usable account" };
         (

@@ -29,17 +29,27 @@ pub fn server() -> &'static Server {
 
 /// A new, empty database on the shared server; its URL.
 pub async fn fresh_database() -> String {
-    let server = server();
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let admin = format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable", server.port);
-    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+    admin(&format!("CREATE DATABASE {name}")).await;
+    format!("postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable", server().port)
+}
+
+/// Run `sql` as the superuser on the server's `postgres` database (create databases, cut one off).
+pub async fn admin(sql: &str) {
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable", server().port);
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("connect to the test server: {e}"));
     let conn = tokio::spawn(conn);
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap_or_else(|e| panic!("create db: {e}"));
+    client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     drop(client);
     let _ = conn.await;
-    format!("postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable", server.port)
+}
+
+/// The database name in a URL [`fresh_database`] made.
+pub fn database_name(url: &str) -> String {
+    let path = url.rsplit('/').next().unwrap_or_default();
+    path.split('?').next().unwrap_or_default().to_string()
 }
 
 fn start() -> Result<Server, String> {

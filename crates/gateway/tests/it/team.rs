@@ -293,3 +293,92 @@ async fn one_instance_polls_quota_and_another_takes_over_when_it_stops() {
     assert_eq!(polls(), 4, "one new leader polls, not both of B and C");
     drop((b, c));
 }
+
+/// The database goes away under load (new connections refused, open ones cut): both instances keep serving
+/// from memory, `/ready` reports the outage, and a token the upstream refuses is not refreshed (a refresh that
+/// could not be committed would spend the single-use refresh token). When it is back, one refresh happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn database_outage_keeps_serving_and_refreshes_nothing_until_it_ends() {
+    let (fake, creds, [a, b, _c], db) = team(FakeConfig::default(), 1).await;
+    let http = http();
+    assert_eq!(chat_status(&http, &a, SHARED).await, 200);
+    let name = crate::pg::database_name(&db);
+    crate::pg::admin(&format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+    let reported = within(Duration::from_secs(5), || async {
+        let r = http.get(a.url("/ready")).bearer_auth(SHARED).send().await;
+        let v: Value = match r {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => Value::Null,
+        };
+        v["store"] == "unreachable"
+    })
+    .await;
+    assert!(reported.is_some(), "/ready did not report the outage");
+    for _ in 0..10 {
+        assert_eq!(chat_status(&http, &a, SHARED).await, 200, "A stopped serving during the outage");
+        assert_eq!(chat_status(&http, &b, SHARED).await, 200, "B stopped serving during the outage");
+    }
+    fake.expire_access_tokens(&creds[0].account_id);
+    assert_ne!(chat_status(&http, &a, SHARED).await, 200, "served although the token needed a refresh");
+    assert_eq!(refreshes(&fake), 0, "refreshed while the store was unreachable: {:?}", fake.token_calls());
+    crate::pg::admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
+    let back = within(Duration::from_secs(10), || async { chat_status(&http, &b, SHARED).await == 200 }).await;
+    assert!(back.is_some(), "B did not serve after the outage");
+    assert_eq!(chat_status(&http, &a, SHARED).await, 200);
+    assert_eq!(refreshes(&fake), 1, "{:?}", fake.token_calls());
+}
+
+/// `store migrate` copies a single instance's accounts (with their tokens) and client keys into PostgreSQL,
+/// and a second run changes nothing.
+#[tokio::test]
+async fn store_migrate_copies_accounts_tokens_and_keys() {
+    use codex_gateway::store::{Store, StoredKey};
+    let db = crate::pg::fresh_database().await;
+    let dir = std::env::temp_dir().join(format!("cgw-migrate-{}", uuid::Uuid::new_v4().simple()));
+    let path = dir.join("gateway.db");
+    let sqlite = Store::open(&path).unwrap_or_else(|e| panic!("{e:#}"));
+    let creds = AccountCreds {
+        account_id: "acct-1".into(),
+        id_token: "id".into(),
+        access_token: "access".into(),
+        refresh_token: "refresh-1".into(),
+        email: "a@example.com".into(),
+        plan: "plus".into(),
+    };
+    let account = stored(&creds);
+    sqlite.upsert_account(&account).unwrap_or_else(|e| panic!("{e:#}"));
+    let key = StoredKey {
+        id: "key_0123456789ab".into(),
+        name: "ci".into(),
+        prefix: "cgk_0123".into(),
+        secret_sha256: "ab".repeat(32),
+        models: Some(vec!["gpt-5.4".into()]),
+        limits: codex_gateway::keys::limits::Limits { rpm: Some(60), concurrency: Some(2), ..Default::default() },
+        expires_at: None,
+        created_at: 1,
+        revoked_at: None,
+    };
+    sqlite.insert_key(&key).unwrap_or_else(|e| panic!("{e:#}"));
+    drop(sqlite);
+    let from = format!("sqlite:{}", path.display());
+    for _ in 0..2 {
+        let (from, to) = (from.clone(), db.clone());
+        let copied = tokio::task::spawn_blocking(move || codex_gateway::store::postgres::copy::migrate(&from, &to))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!((copied.accounts, copied.keys, copied.skipped.len()), (1, 1, 0));
+    }
+    let team = Store::open_with(&dir.join("other.db"), Some(&db)).unwrap_or_else(|e| panic!("{e:#}"));
+    let accounts = team.list_accounts().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].id, account.id);
+    assert_eq!(accounts[0].tokens.as_ref().map(|t| t.refresh_token.as_str()), Some("refresh-1"));
+    assert_eq!(team.list_keys().unwrap_or_else(|e| panic!("{e:#}")), vec![key]);
+    drop(team);
+    let _ = std::fs::remove_dir_all(&dir);
+}

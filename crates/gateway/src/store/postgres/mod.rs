@@ -18,6 +18,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use parking_lot::Mutex;
 
 mod accounts;
+pub mod copy;
 mod keys;
 pub mod leader;
 pub mod lease;
