@@ -301,7 +301,9 @@ async fn one_instance_polls_quota_and_another_takes_over_when_it_stops() {
 async fn database_outage_keeps_serving_and_refreshes_nothing_until_it_ends() {
     let (fake, creds, [a, b, _c], db) = team(FakeConfig::default(), 1).await;
     let http = http();
+    // Both have started (an instance opens the store as it starts, and refuses to start without it).
     assert_eq!(chat_status(&http, &a, SHARED).await, 200);
+    assert_eq!(chat_status(&http, &b, SHARED).await, 200);
     let name = crate::pg::database_name(&db);
     crate::pg::admin(&format!(
         "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
