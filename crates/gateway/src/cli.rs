@@ -14,6 +14,7 @@ mod keys;
 mod logging;
 mod manual;
 mod service;
+mod store;
 mod usage;
 
 pub use accounts::AccountsCommand;
@@ -36,6 +37,10 @@ pub struct Cli {
     /// Log lines as `text` (default) or `json` (one object per line). Env: CODEX_GATEWAY_LOG_FORMAT.
     #[arg(long, global = true, value_parser = ["text", "json"])]
     pub log_format: Option<String>,
+    /// The team store: a PostgreSQL URL shared by several gateways (docs/team.md). Env:
+    /// CODEX_GATEWAY_DATABASE_URL.
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -76,6 +81,9 @@ pub enum Command {
     Man(manual::ManArgs),
     /// Requests, errors and tokens per model, account, client key or dialect, from the usage ledger.
     Usage(usage::UsageArgs),
+    /// The team store: `store migrate --from sqlite:PATH --to postgres://...` (docs/team.md).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Log in to a ChatGPT account (in a browser by default) and add it to the gateway's store.
     Login {
         /// Device-code flow, for machines without a browser.
@@ -129,6 +137,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         config: cli.config.clone(),
         data_dir: cli.data_dir.clone(),
         log_format: cli.log_format.clone(),
+        database_url: cli.database_url.clone(),
         ..Default::default()
     };
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
@@ -156,6 +165,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             keys::run(&config, cmd).await?
         }
         Command::Usage(args) => usage::run(&Config::load(&base, &ProcessEnv)?, args).await?,
+        Command::Store(cmd) => tokio::task::spawn_blocking(move || store::run(cmd)).await??,
         Command::Login { device, paste, label } => {
             let mode = crate::auth::login::LoginMode::from_flags(device, paste);
             crate::auth::login::run(&Config::load(&base, &ProcessEnv)?, mode, label).await?

@@ -49,6 +49,7 @@ pub struct RawConfig {
     pub metrics: Option<RawMetrics>,
     pub dashboard: Option<RawDashboard>,
     pub usage: Option<RawUsage>,
+    pub store: Option<RawStore>,
 }
 
 /// `[routing]`: how the account pool chooses (docs/accounts.md).
@@ -136,6 +137,8 @@ pub struct Overrides {
     pub api_key: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub log_format: Option<String>,
+    /// `--database-url`: the team store (see [`StoreConfig`]).
+    pub database_url: Option<String>,
 }
 
 /// The validated configuration every part of the gateway reads.
@@ -177,6 +180,8 @@ pub struct Config {
     pub config_file: PathBuf,
     /// `[usage]`: the usage ledger.
     pub usage: UsageSettings,
+    /// `[store]`: where accounts, tokens and keys live (docs/team.md).
+    pub store: StoreConfig,
 }
 
 /// Bounds on waits that have no natural end (docs/configuration.md, "Timeouts").
@@ -344,8 +349,10 @@ impl Config {
             o.log_format.clone().or_else(|| env.get("CODEX_GATEWAY_LOG_FORMAT")).or(raw.log_format).as_deref(),
         )?;
         let usage = UsageSettings::resolve(raw.usage, env)?;
+        let store = StoreConfig::resolve(raw.store, o, env);
         Ok(Config {
             usage,
+            store,
             routing,
             access,
             metrics,
@@ -748,6 +755,35 @@ pub(crate) fn read_raw(path: &Path) -> anyhow::Result<RawConfig> {
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
+/// `[store]`: the team store (docs/team.md).
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `postgres://user:password@host:port/database?sslmode=require`.
+    pub url: Option<String>,
+}
+
+/// Resolved `[store]`.
+#[derive(Debug, Default, Clone)]
+pub struct StoreConfig {
+    /// A PostgreSQL URL: accounts, tokens and client keys are shared there by every instance that names it. `None`:
+    /// everything stays in the data directory's SQLite file (one instance).
+    pub url: Option<String>,
+}
+
+impl StoreConfig {
+    /// `--database-url`, else `CODEX_GATEWAY_DATABASE_URL`, else `[store] url`; an empty value is unset.
+    fn resolve(raw: Option<RawStore>, o: &Overrides, env: &dyn Env) -> StoreConfig {
+        let url = o
+            .database_url
+            .clone()
+            .or_else(|| env.get("CODEX_GATEWAY_DATABASE_URL"))
+            .or(raw.and_then(|r| r.url))
+            .filter(|u| !u.trim().is_empty());
+        StoreConfig { url }
+    }
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -941,5 +977,23 @@ mod tests {
     #[test]
     fn unknown_file_keys_are_refused() {
         assert!(toml::from_str::<RawConfig>("prot = 1").is_err());
+    }
+
+    /// `[store] url`, then `CODEX_GATEWAY_DATABASE_URL`, then `--database-url`; none (or an empty value) keeps the
+    /// SQLite store.
+    #[test]
+    fn store_url_resolution() -> anyhow::Result<()> {
+        let none = Config::resolve(RawConfig::default(), &Overrides::default(), &env(&[("HOME", "/h")]))?;
+        assert_eq!(none.store.url, None);
+        let raw = || toml::from_str::<RawConfig>("[store]\nurl = \"postgres://file/db\"");
+        let file = Config::resolve(raw()?, &Overrides::default(), &env(&[("HOME", "/h")]))?;
+        assert_eq!(file.store.url.as_deref(), Some("postgres://file/db"));
+        let e = env(&[("HOME", "/h"), ("CODEX_GATEWAY_DATABASE_URL", "postgres://env/db")]);
+        assert_eq!(Config::resolve(raw()?, &Overrides::default(), &e)?.store.url.as_deref(), Some("postgres://env/db"));
+        let flag = Overrides { database_url: Some("postgres://flag/db".into()), ..Default::default() };
+        assert_eq!(Config::resolve(raw()?, &flag, &e)?.store.url.as_deref(), Some("postgres://flag/db"));
+        let empty = Overrides { database_url: Some(" ".into()), ..Default::default() };
+        assert_eq!(Config::resolve(RawConfig::default(), &empty, &env(&[("HOME", "/h")]))?.store.url, None);
+        Ok(())
     }
 }

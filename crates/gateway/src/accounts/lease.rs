@@ -171,17 +171,26 @@ impl Pool {
         let now = now_unix();
         if let Some(rule) = failure.cooldown() {
             let until = now.saturating_add(i64::try_from(rule.secs).unwrap_or(i64::MAX));
-            match rule.scope {
-                CooldownScope::Account => account.cool_down(None, until, rule.reason, &rule.note),
-                CooldownScope::Model => account.cool_down(Some(model), until, rule.reason, &rule.note),
+            let scope = match rule.scope {
+                CooldownScope::Account => {
+                    account.cool_down(None, until, rule.reason, &rule.note);
+                    None
+                }
+                CooldownScope::Model => {
+                    account.cool_down(Some(model), until, rule.reason, &rule.note);
+                    Some(model)
+                }
                 CooldownScope::AccountQuota => {
                     account.cool_down(None, until, rule.reason, &rule.note);
                     let mut q = account.quota.write();
                     q.primary_used_percent = Some(100.0);
                     q.primary_reset_at = Some(until);
                     q.updated_at = now;
+                    None
                 }
-            }
+            };
+            // Team store: the other instances skip it too (accounts/shared_cooldowns.rs).
+            self.share_cooldown(account, scope, until, rule.reason, &rule.note);
         }
         if let Some(change) = failure.account_status() {
             match change {

@@ -21,6 +21,8 @@ mod pool;
 mod probe;
 pub mod quota;
 pub mod select;
+mod shared;
+mod shared_refresh;
 mod tokens;
 mod upkeep;
 

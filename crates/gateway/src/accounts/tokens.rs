@@ -9,6 +9,7 @@ use dialects::{ErrorKind, GatewayError};
 use reqwest::header::HeaderValue;
 use tracing::{info, warn};
 
+use super::shared_refresh::Coordinated;
 use super::{Account, Pool, Source, UnsavedTokens, bearer_header};
 use crate::auth::codex_file::{self, FileCredentials};
 use crate::auth::refresh::{RefreshError, needs_refresh, refresh_within};
@@ -109,9 +110,21 @@ impl Pool {
         if account.status().0 == AccountStatus::NeedsLogin {
             return Err(self.no_account_error());
         }
+        // Team store (docs/team.md): one refresh per account cluster-wide; another instance's result is adopted.
+        let shared = self.store.shared().filter(|_| account.source == Source::Store).cloned();
+        if let Some(pg) = &shared {
+            match self.coordinate_refresh(pg, account, stale).await? {
+                Coordinated::Adopted(access_token) => return Ok(access_token),
+                Coordinated::Refresh(newest) => current = newest,
+            }
+        }
         let started = Instant::now();
         let limit = self.config.timeouts.token_refresh;
         let result = refresh_within(account.http(), &self.config.auth_issuer, &current, limit).await;
+        if let (Some(pg), Err(_)) = (&shared, &result) {
+            // The refresh token was not spent (or the login is gone): the next instance may try.
+            let _ = pg.end_refresh_lease(&account.id).await;
+        }
         self.refreshes.count(&result);
         if started.elapsed() > SLOW_REFRESH {
             warn!(account = %account.id, ms = started.elapsed().as_millis() as u64, "the token refresh was slow");

@@ -114,8 +114,11 @@ impl Pool {
         let period = self.config.upkeep_interval;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leader = false;
         loop {
             tick.tick().await;
+            // Team store: quota polling and catalog refreshes run on one instance (accounts/shared.rs).
+            leader = self.upkeep_leader(leader).await;
             // Pick up changes made by the CLI (`accounts disable`, `login`, ...) to the shared store. The read is
             // blocking SQLite work: off the request workers, which may be a single one.
             let pool = self.clone();
@@ -136,13 +139,13 @@ impl Pool {
                 }
                 let poll = self.config.routing.usage_poll.as_secs() as i64;
                 let quiet = now - account.last_used.load(Ordering::Relaxed) / 1000 > poll;
-                if quiet && now - account.quota.read().updated_at > poll {
+                if leader && quiet && now - account.quota.read().updated_at > poll {
                     self.poll_usage(account).await;
                 }
                 let stale = account.catalog.read().as_ref().is_some_and(|c| c.fetched.elapsed() > CATALOG_TTL);
                 let failed_lately =
                     self.catalog_failed.lock().get(&account.id).is_some_and(|at| at.elapsed() < CATALOG_RETRY);
-                if stale && !failed_lately {
+                if leader && stale && !failed_lately {
                     self.refresh_catalog(account).await;
                 }
             }

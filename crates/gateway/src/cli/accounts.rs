@@ -117,7 +117,7 @@ fn admin_body(source: ImportSource, label: Option<String>) -> Value {
 }
 
 fn local_pool(config: &Config) -> anyhow::Result<Pool> {
-    let store = Arc::new(Store::open(&config.db_path())?);
+    let store = Arc::new(Store::for_config(config)?);
     let http = crate::upstream::build_http_client(config)?;
     Pool::load(Arc::new(config.clone()), store, http)
 }
@@ -165,7 +165,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
                 None => {
                     let http = crate::upstream::build_http_client(config)?;
                     let rows = manage::resolve(source, label, &http, &config.auth_issuer).await?;
-                    let store = Store::open(&config.db_path())?;
+                    let store = Store::for_config(config)?;
                     for row in &rows {
                         store.upsert_account(row)?;
                     }
@@ -214,7 +214,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
         AccountsCommand::Remove { id } => {
             if let Some(l) = &live {
                 l.call(reqwest::Method::DELETE, &format!("/admin/accounts/{id}"), None).await?;
-            } else if !Store::open(&config.db_path())?.remove_account(&id)? {
+            } else if !Store::for_config(config)?.remove_account(&id)? {
                 bail!("no account `{id}` in the store");
             }
             println!("removed {id}");
@@ -226,7 +226,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             if let Some(l) = &live {
                 l.call(reqwest::Method::POST, &format!("/admin/accounts/{id}/label"), Some(json!({"label": label})))
                     .await?;
-            } else if !Store::open(&config.db_path())?.set_label(&id, label.as_deref())? {
+            } else if !Store::for_config(config)?.set_label(&id, label.as_deref())? {
                 bail!("no account `{id}` in the store");
             }
             println!("{id}: label {}", label.as_deref().unwrap_or("(none)"));
@@ -239,7 +239,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             if let Some(l) = &live {
                 l.call(reqwest::Method::POST, &format!("/admin/accounts/{id}/proxy"), Some(json!({"proxy": url})))
                     .await?;
-            } else if !Store::open(&config.db_path())?.set_proxy(&id, url.as_deref())? {
+            } else if !Store::for_config(config)?.set_proxy(&id, url.as_deref())? {
                 bail!("no account `{id}` in the store");
             }
             println!(
@@ -275,7 +275,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AccountsCommand::Export { include_secrets, output } => {
-            let doc = manage::export(&Store::open(&config.db_path())?, include_secrets)?;
+            let doc = manage::export(&Store::for_config(config)?, include_secrets)?;
             let text = serde_json::to_string_pretty(&doc)?;
             match output {
                 Some(path) if include_secrets => crate::auth::codex_file::write_private_atomic(&path, text.as_bytes())?,
@@ -341,7 +341,7 @@ async fn set_enabled(config: &Config, live: &Option<Live>, id: &str, enabled: bo
             let v = l.call(reqwest::Method::POST, &format!("/admin/accounts/{id}/{verb}"), None).await?;
             v["status"].as_str().unwrap_or(verb).to_string()
         }
-        None => manage::set_enabled(&Store::open(&config.db_path())?, id, enabled)?.as_str().to_string(),
+        None => manage::set_enabled(&Store::for_config(config)?, id, enabled)?.as_str().to_string(),
     };
     println!("{id}: {status}");
     Ok(())

@@ -130,7 +130,7 @@ fn store_error(e: ManageError) -> anyhow::Error {
 
 pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
     let live = live(config).await?;
-    let store = || Store::open(&config.db_path());
+    let store = || Store::for_config(config);
     match cmd {
         KeysCommand::Create { name, limits, json } => {
             let mut body = Map::new();

@@ -89,7 +89,7 @@ pub(crate) async fn act(
             };
         }
         "clear_cooldowns" => {
-            account.clear_cooldowns();
+            pool.clear_cooldowns(&account);
             return json_response(StatusCode::OK, account.summary(now_unix()));
         }
         "remove" => store.remove_account(&id).map(|_| ()),

@@ -241,7 +241,7 @@ async fn check(State(s): State<Arc<AppState>>, headers: HeaderMap, Path(id): Pat
 
 async fn clear_cooldowns(State(s): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let r = s.pool.get(&id).ok_or_else(|| not_found(&id)).map(|a| {
-        a.clear_cooldowns();
+        s.pool.clear_cooldowns(&a);
         a.summary(now_unix())
     });
     reply(&headers, r)

@@ -62,7 +62,7 @@ impl AppState {
     /// [`AppState::new`] with record sinks besides the access log.
     pub fn with_sinks(config: Config, sinks: Vec<Arc<dyn RecordSink>>) -> anyhow::Result<AppState> {
         let config = Arc::new(config);
-        let store = Arc::new(Store::open(&config.db_path())?);
+        let store = Arc::new(Store::for_config(&config)?);
         let http = build_http_client(&config)?;
         let pool = Arc::new(Pool::load(config.clone(), store.clone(), http.clone())?);
         let upstream = Arc::new(Upstream::new(&config, http)?);
@@ -185,6 +185,15 @@ pub async fn run_with_sinks(
     // The tokenizer is not warmed up here: its tables take ~50 MB, and only count_tokens and the emulated
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
+    // Team store: re-read accounts and keys within a second of a change another instance made (docs/team.md).
+    let follow = state.pool.store().shared().map(|pg| {
+        let (pool, keys) = (state.pool.clone(), state.keys.clone());
+        pg.follow(move || {
+            pool.reload()?;
+            pool.adopt_shared_cooldowns()?;
+            keys.reload()
+        })
+    });
     let trim = tokio::spawn(crate::memory::return_retained_memory());
     let guard = Arc::new(guard::Policy::main(&state.config, state.keys.clone()).with_records(state.records.clone()));
     let timeouts = state.config.timeouts.clone();
@@ -192,6 +201,9 @@ pub async fn run_with_sinks(
     let served = listen::serve(listener, router(state), guard, shutdown, &timeouts).await;
     upkeep.abort();
     trim.abort();
+    if let Some(follow) = follow {
+        follow.abort();
+    }
     // Requests have ended (or were dropped at the shutdown bound): what they recorded reaches the store before
     // `run` returns, within the same bound.
     ledger.drain(timeouts.shutdown).await;
@@ -253,7 +265,12 @@ async fn health() -> Response {
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let total = state.pool.accounts().len();
     if state.pool.has_usable() {
-        axum::Json(json!({"status": "ready", "accounts": total})).into_response()
+        // Team store: an outage is reported but does not make the instance unready (it serves from memory).
+        let mut body = json!({"status": "ready", "accounts": total});
+        if let Some(pg) = state.pool.store().shared() {
+            body["store"] = json!(if pg.reachable() { "reachable" } else { "unreachable" });
+        }
+        axum::Json(body).into_response()
     } else {
         let reason = if total == 0 { "no credentials: log in or import an account" } else { "no usable account" };
         (

@@ -30,6 +30,9 @@ const COLUMNS: &str = "id, name, prefix, secret_sha256, models, rpm, concurrency
 
 impl Store {
     pub fn list_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
+        if let Some(pg) = &self.shared {
+            return pg.list_keys();
+        }
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM client_keys ORDER BY created_at, id"))?;
         let rows = stmt.query_map([], row_to_key)?;
@@ -37,12 +40,18 @@ impl Store {
     }
 
     pub fn get_key(&self, id: &str) -> anyhow::Result<Option<StoredKey>> {
+        if let Some(pg) = &self.shared {
+            return pg.get_key(id);
+        }
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM client_keys WHERE id = ?1"))?;
         Ok(stmt.query_row([id], row_to_key).optional()?)
     }
 
     pub fn insert_key(&self, k: &StoredKey) -> anyhow::Result<()> {
+        if let Some(pg) = &self.shared {
+            return pg.insert_key(k);
+        }
         let conn = self.conn.lock();
         conn.execute(
             &format!("INSERT INTO client_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
@@ -66,6 +75,9 @@ impl Store {
 
     /// Write a key's name, models, limits, expiry and revocation (the secret and its hash never change).
     pub fn update_key(&self, k: &StoredKey) -> anyhow::Result<bool> {
+        if let Some(pg) = &self.shared {
+            return pg.update_key(k);
+        }
         let conn = self.conn.lock();
         let n = conn.execute(
             "UPDATE client_keys SET name=?2, models=?3, rpm=?4, concurrency=?5, daily_tokens=?6, monthly_tokens=?7,

@@ -1,6 +1,10 @@
 //! The gateway's own store: SQLite in the data directory (WAL, file mode 0600), numbered migrations.
 //!
 //! Writes that rotate tokens use `synchronous=FULL` so a committed refresh survives a crash or power loss.
+//!
+//! Team scale (docs/team.md): with `[store] url = "postgres://..."` the accounts, tokens and client keys live in
+//! PostgreSQL (`postgres/`), shared by every instance, and each account or key call below goes there; the usage
+//! ledger and settings stay in the SQLite file. Without a URL nothing changes.
 
 use std::path::Path;
 
@@ -11,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::auth::Tokens;
 
 mod keys;
+pub mod postgres;
 pub mod usage;
 
 pub use keys::StoredKey;
@@ -172,6 +177,8 @@ pub struct StoredAccount {
 pub struct Store {
     conn: Mutex<Connection>,
     path: std::path::PathBuf,
+    /// The team store, when `[store] url` names PostgreSQL: accounts, tokens and keys are read and written there.
+    shared: Option<std::sync::Arc<postgres::PgStore>>,
 }
 
 impl Store {
@@ -198,9 +205,34 @@ impl Store {
             .with_context(|| format!("cannot open database {}", path.display()))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store = Store { conn: Mutex::new(conn), path: path.to_path_buf() };
+        let store = Store { conn: Mutex::new(conn), path: path.to_path_buf(), shared: None };
         store.migrate().with_context(|| format!("cannot migrate database {}", path.display()))?;
         Ok(store)
+    }
+
+    /// The store a configuration names: the SQLite file in the data directory, and with `[store] url` (or
+    /// `--database-url`, `CODEX_GATEWAY_DATABASE_URL`) the PostgreSQL team store beside it.
+    pub fn for_config(config: &crate::config::Config) -> anyhow::Result<Store> {
+        Store::open_with(&config.db_path(), config.store.url.as_deref())
+    }
+
+    /// [`Store::open`], plus the team store at `url` when it names PostgreSQL.
+    pub fn open_with(path: &Path, url: Option<&str>) -> anyhow::Result<Store> {
+        let mut store = Store::open(path)?;
+        if let Some(url) = url {
+            anyhow::ensure!(
+                postgres::is_postgres_url(url),
+                "the store URL must start with postgres:// or postgresql:// (got {})",
+                postgres::redact_url(url)
+            );
+            store.shared = Some(postgres::PgStore::open(url)?);
+        }
+        Ok(store)
+    }
+
+    /// The PostgreSQL team store, if this gateway shares one.
+    pub fn shared(&self) -> Option<&std::sync::Arc<postgres::PgStore>> {
+        self.shared.as_ref()
     }
 
     /// The database file (the usage ledger opens its own connections to it).
@@ -226,6 +258,9 @@ impl Store {
     }
 
     pub fn list_accounts(&self) -> anyhow::Result<Vec<StoredAccount>> {
+        if let Some(pg) = &self.shared {
+            return pg.list_accounts();
+        }
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(
             "SELECT id, kind, label, email, plan, chatgpt_account_id, id_token, access_token, refresh_token, api_key,
@@ -236,6 +271,9 @@ impl Store {
     }
 
     pub fn get_account(&self, id: &str) -> anyhow::Result<Option<StoredAccount>> {
+        if let Some(pg) = &self.shared {
+            return pg.get_account(id);
+        }
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(
             "SELECT id, kind, label, email, plan, chatgpt_account_id, id_token, access_token, refresh_token, api_key,
@@ -246,6 +284,9 @@ impl Store {
 
     /// Insert or replace an account (import, login).
     pub fn upsert_account(&self, a: &StoredAccount) -> anyhow::Result<()> {
+        if let Some(pg) = &self.shared {
+            return pg.upsert_account(a);
+        }
         // A row read with a kind this build does not know is never written back (it would lose the kind).
         anyhow::ensure!(a.kind != AccountKind::Unrecognized, "account {} has a kind this build cannot store", a.id);
         let conn = self.conn.lock();
@@ -285,6 +326,9 @@ impl Store {
 
     /// Commit rotated tokens. Called the moment the token endpoint answers, before anything uses them.
     pub fn save_tokens(&self, id: &str, t: &Tokens) -> anyhow::Result<()> {
+        if let Some(pg) = &self.shared {
+            return pg.save_tokens(id, t);
+        }
         let conn = self.conn.lock();
         let n = conn.execute(
             "UPDATE accounts SET id_token=?2, access_token=?3, refresh_token=?4, chatgpt_account_id=?5, last_refresh=?6,
@@ -296,21 +340,33 @@ impl Store {
     }
 
     pub fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<bool> {
+        if let Some(pg) = &self.shared {
+            return pg.set_label(id, label);
+        }
         let conn = self.conn.lock();
         Ok(conn.execute("UPDATE accounts SET label=?2 WHERE id=?1", params![id, label])? == 1)
     }
 
     pub fn set_proxy(&self, id: &str, proxy: Option<&str>) -> anyhow::Result<bool> {
+        if let Some(pg) = &self.shared {
+            return pg.set_proxy(id, proxy);
+        }
         let conn = self.conn.lock();
         Ok(conn.execute("UPDATE accounts SET proxy=?2 WHERE id=?1", params![id, proxy])? == 1)
     }
 
     pub fn remove_account(&self, id: &str) -> anyhow::Result<bool> {
+        if let Some(pg) = &self.shared {
+            return pg.remove_account(id);
+        }
         let conn = self.conn.lock();
         Ok(conn.execute("DELETE FROM accounts WHERE id=?1", params![id])? == 1)
     }
 
     pub fn set_status(&self, id: &str, status: AccountStatus, reason: Option<&str>) -> anyhow::Result<()> {
+        if let Some(pg) = &self.shared {
+            return pg.set_status(id, status, reason);
+        }
         let conn = self.conn.lock();
         conn.execute(
             "UPDATE accounts SET status=?2, status_reason=?3 WHERE id=?1",

@@ -178,8 +178,7 @@ pub fn save(store: &Store, tokens: Tokens, label: Option<String>) -> anyhow::Res
 /// `codex-gateway login [--device | --paste] [--label NAME]`.
 pub async fn run(config: &Config, mode: LoginMode, label: Option<String>) -> anyhow::Result<()> {
     // Open the store first: a login whose tokens cannot be saved would be wasted.
-    let db = config.db_path();
-    let store = Store::open(&db)?;
+    let store = Store::for_config(config)?;
     let http = crate::upstream::build_http_client(config)?;
     let mut opts = LoginOptions::new(&config.auth_issuer);
     opts.open_browser = browser_available(&ProcessEnv);
@@ -203,7 +202,10 @@ pub async fn run(config: &Config, mode: LoginMode, label: Option<String>) -> any
         a.id,
         a.label.as_deref().map(|l| format!(", label {l}")).unwrap_or_default(),
         if saved.replaced { "in" } else { "to" },
-        db.display()
+        match &config.store.url {
+            Some(url) => crate::store::postgres::redact_url(url),
+            None => config.db_path().display().to_string(),
+        }
     );
     println!("A running gateway sees the account within 30 s (its next re-read of the store).");
     Ok(())

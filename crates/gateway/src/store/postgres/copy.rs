@@ -1,0 +1,49 @@
+//! Copy a single instance's SQLite store into a PostgreSQL team store (`codex-gateway store migrate`):
+//! accounts with their tokens, and client keys. Idempotent: rows already there are overwritten with the SQLite
+//! file's. Stop the single gateway first, so the refresh tokens copied are the live ones; the usage ledger stays
+//! in each instance's SQLite file.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::{PgStore, is_postgres_url, redact_url};
+use crate::store::{AccountKind, Store};
+
+/// What a migration copied.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Copied {
+    pub accounts: usize,
+    pub keys: usize,
+    /// Accounts whose kind this build cannot store (kept in the SQLite file as they are).
+    pub skipped: Vec<String>,
+}
+
+/// Copy `from` (`sqlite:PATH`) into `to` (a PostgreSQL URL, migrated first).
+pub fn migrate(from: &str, to: &str) -> anyhow::Result<Copied> {
+    let path = from
+        .strip_prefix("sqlite:")
+        .map(PathBuf::from)
+        .with_context(|| format!("--from {from:?}: expected sqlite:PATH"))?;
+    anyhow::ensure!(path.is_file(), "--from: {} is not a file", path.display());
+    anyhow::ensure!(is_postgres_url(to), "--to: expected a postgres:// URL (got {})", redact_url(to));
+    let source = Store::open(&path)?;
+    let target = PgStore::open(to)?;
+    let mut copied = Copied::default();
+    for account in source.list_accounts()? {
+        if account.kind == AccountKind::Unrecognized {
+            copied.skipped.push(account.id);
+            continue;
+        }
+        target.upsert_account(&account).with_context(|| format!("account {}", account.id))?;
+        copied.accounts += 1;
+    }
+    for key in source.list_keys()? {
+        let written = match target.get_key(&key.id)? {
+            Some(_) => target.update_key(&key)?,
+            None => target.insert_key(&key).map(|()| true)?,
+        };
+        copied.keys += usize::from(written);
+    }
+    Ok(copied)
+}

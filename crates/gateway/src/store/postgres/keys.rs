@@ -1,0 +1,114 @@
+//! The `client_keys` table on PostgreSQL: the same calls as the SQLite store's. Only the SHA-256 of a key's
+//! secret is stored. Every instance enforces the keys it read last (the change watcher re-reads them).
+
+use tokio_postgres::Row;
+
+use super::PgStore;
+use crate::keys::limits::Limits;
+use crate::store::StoredKey;
+
+const COLUMNS: &str = "id, name, prefix, secret_sha256, models, rpm, concurrency, daily_tokens, monthly_tokens, \
+                       expires_at, created_at, revoked_at";
+
+impl PgStore {
+    pub fn list_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
+        let pool = self.pool();
+        self.block(async move {
+            let client = pool.get().await?;
+            let rows = client.query(&format!("SELECT {COLUMNS} FROM client_keys ORDER BY created_at, id"), &[]).await?;
+            rows.iter().map(row_to_key).collect()
+        })
+    }
+
+    pub fn get_key(&self, id: &str) -> anyhow::Result<Option<StoredKey>> {
+        let (pool, id) = (self.pool(), id.to_string());
+        self.block(async move {
+            let client = pool.get().await?;
+            let row = client.query_opt(&format!("SELECT {COLUMNS} FROM client_keys WHERE id = $1"), &[&id]).await?;
+            row.as_ref().map(row_to_key).transpose()
+        })
+    }
+
+    pub fn insert_key(&self, k: &StoredKey) -> anyhow::Result<()> {
+        let (pool, k) = (self.pool(), k.clone());
+        self.block(async move {
+            let client = pool.get().await?;
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO client_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                    ),
+                    &[
+                        &k.id,
+                        &k.name,
+                        &k.prefix,
+                        &k.secret_sha256,
+                        &models_json(&k.models),
+                        &k.limits.rpm.map(i64::from),
+                        &k.limits.concurrency.map(i64::from),
+                        &k.limits.daily_tokens.map(clamp),
+                        &k.limits.monthly_tokens.map(clamp),
+                        &k.expires_at,
+                        &k.created_at,
+                        &k.revoked_at,
+                    ],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    pub fn update_key(&self, k: &StoredKey) -> anyhow::Result<bool> {
+        let (pool, k) = (self.pool(), k.clone());
+        self.block(async move {
+            let client = pool.get().await?;
+            let n = client
+                .execute(
+                    "UPDATE client_keys SET name=$2, models=$3, rpm=$4, concurrency=$5, daily_tokens=$6,
+                         monthly_tokens=$7, expires_at=$8, revoked_at=$9 WHERE id=$1",
+                    &[
+                        &k.id,
+                        &k.name,
+                        &models_json(&k.models),
+                        &k.limits.rpm.map(i64::from),
+                        &k.limits.concurrency.map(i64::from),
+                        &k.limits.daily_tokens.map(clamp),
+                        &k.limits.monthly_tokens.map(clamp),
+                        &k.expires_at,
+                        &k.revoked_at,
+                    ],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+}
+
+fn models_json(models: &Option<Vec<String>>) -> Option<String> {
+    models.as_ref().and_then(|m| serde_json::to_string(m).ok())
+}
+
+/// BIGINT is signed; a budget beyond i64 is as good as none.
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn row_to_key(r: &Row) -> anyhow::Result<StoredKey> {
+    let small = |i: usize| -> anyhow::Result<Option<u32>> {
+        Ok(r.try_get::<_, Option<i64>>(i)?.map(|v| u32::try_from(v).unwrap_or(u32::MAX)))
+    };
+    let tokens = |i: usize| -> anyhow::Result<Option<u64>> {
+        Ok(r.try_get::<_, Option<i64>>(i)?.map(|v| u64::try_from(v).unwrap_or(0)))
+    };
+    Ok(StoredKey {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        prefix: r.try_get(2)?,
+        secret_sha256: r.try_get(3)?,
+        models: r.try_get::<_, Option<String>>(4)?.and_then(|m| serde_json::from_str(&m).ok()),
+        limits: Limits { rpm: small(5)?, concurrency: small(6)?, daily_tokens: tokens(7)?, monthly_tokens: tokens(8)? },
+        expires_at: r.try_get(9)?,
+        created_at: r.try_get(10)?,
+        revoked_at: r.try_get(11)?,
+    })
+}

@@ -1,0 +1,84 @@
+//! Refresh coordination across instances: one refresh per account at a time cluster-wide, by a row lease
+//! (`refresh_lease_owner`, `refresh_lease_until` on the database's clock). The holder refreshes from the tokens
+//! at the version it read and commits with a compare-and-swap on that version (`save_tokens`), which also ends
+//! the lease; the others wait and adopt the committed tokens. A holder that dies leaves a lease that expires.
+//! No lease can be taken while the database is unreachable, so no refresh happens that could not be committed.
+
+use std::time::Duration;
+
+use super::{DB_NOW_MS, PgStore, accounts::tokens_at};
+use crate::auth::Tokens;
+use crate::store::AccountKind;
+
+/// What asking for an account's refresh lease gave.
+#[derive(Debug)]
+pub enum RefreshLease {
+    /// This instance holds the lease until it commits or `end_refresh_lease`s; refresh from these tokens (the
+    /// store's newest, possibly newer than the caller's).
+    Held(Option<Tokens>),
+    /// Another instance holds it: the store's tokens now (adopt them once they are fresh, else wait).
+    Busy(Option<Tokens>),
+    /// The account is not in the store (removed meanwhile).
+    Gone,
+}
+
+const ROW: &str = "token_version, kind, chatgpt_account_id, id_token, access_token, refresh_token, api_key, base_url, \
+                   last_refresh";
+
+impl PgStore {
+    /// Take account `id`'s refresh lease for `ttl` unless another instance holds an unexpired one.
+    pub async fn take_refresh_lease(&self, id: &str, ttl: Duration) -> anyhow::Result<RefreshLease> {
+        let (pool, key, me) = (self.pool(), id.to_string(), self.instance.clone());
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
+        let (held, row) = self
+            .run(async move {
+                let client = pool.get().await?;
+                let taken = client
+                    .query_opt(
+                        &format!(
+                            "UPDATE accounts SET refresh_lease_owner = $2, refresh_lease_until = {DB_NOW_MS} + $3
+                             WHERE id = $1 AND (refresh_lease_owner IS NULL OR refresh_lease_owner = $2
+                                                OR refresh_lease_until < {DB_NOW_MS})
+                             RETURNING {ROW}"
+                        ),
+                        &[&key, &me, &ttl_ms],
+                    )
+                    .await?;
+                if let Some(row) = taken {
+                    return Ok((true, Some(row)));
+                }
+                let row = client.query_opt(&format!("SELECT {ROW} FROM accounts WHERE id = $1"), &[&key]).await?;
+                Ok((false, row))
+            })
+            .await?;
+        let Some(row) = row else { return Ok(RefreshLease::Gone) };
+        let version: i64 = row.try_get(0)?;
+        let kind = AccountKind::parse(row.try_get::<_, &str>(1)?).unwrap_or(AccountKind::Unrecognized);
+        let tokens = tokens_at(&row, kind, 2)?;
+        Ok(match held {
+            true => {
+                self.hold_version(id, version);
+                RefreshLease::Held(tokens)
+            }
+            false => RefreshLease::Busy(tokens),
+        })
+    }
+
+    /// Give the lease back without a commit (the refresh failed or was not needed).
+    pub async fn end_refresh_lease(&self, id: &str) -> anyhow::Result<()> {
+        self.forget_version(id);
+        let (pool, id, me) = (self.pool(), id.to_string(), self.instance.clone());
+        self.run(async move {
+            let client = pool.get().await?;
+            client
+                .execute(
+                    "UPDATE accounts SET refresh_lease_owner = NULL, refresh_lease_until = NULL
+                     WHERE id = $1 AND refresh_lease_owner = $2",
+                    &[&id, &me],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,118 @@
+//! The PostgreSQL schema: numbered migrations of its own (the SQLite ones are `store/mod.rs`'s), applied in
+//! order under a transaction-scoped advisory lock, so instances that start together migrate once.
+
+use anyhow::Context;
+use deadpool_postgres::Pool;
+
+/// Each entry moves the schema one version forward; never edit an entry once released.
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts (with the token version and the refresh lease), client keys, the change counter.
+    r#"
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    label TEXT,
+    email TEXT,
+    plan TEXT,
+    chatgpt_account_id TEXT,
+    id_token TEXT,
+    access_token TEXT,
+    refresh_token TEXT,
+    api_key TEXT,
+    base_url TEXT,
+    last_refresh BIGINT NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'active',
+    status_reason TEXT,
+    created_at BIGINT NOT NULL,
+    proxy TEXT,
+    models TEXT,
+    -- Bumped by every token write: a rotation is a compare-and-swap on it (lease.rs).
+    token_version BIGINT NOT NULL DEFAULT 0,
+    -- One refresh per account cluster-wide: the holder and when its lease ends (unix ms, database clock).
+    refresh_lease_owner TEXT,
+    refresh_lease_until BIGINT
+);
+CREATE TABLE client_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL UNIQUE,
+    models TEXT,
+    rpm BIGINT,
+    concurrency BIGINT,
+    daily_tokens BIGINT,
+    monthly_tokens BIGINT,
+    expires_at BIGINT,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+-- One counter every write to accounts or client_keys bumps: instances poll it (watch.rs) and re-read the
+-- tables when it moves, instead of reading them per request.
+CREATE TABLE store_changes (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    counter BIGINT NOT NULL
+);
+INSERT INTO store_changes (id, counter) VALUES (1, 0);
+CREATE FUNCTION bump_store_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE store_changes SET counter = counter + 1 WHERE id = 1;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER accounts_changed AFTER INSERT OR UPDATE OR DELETE ON accounts
+    FOR EACH STATEMENT EXECUTE FUNCTION bump_store_changes();
+CREATE TRIGGER client_keys_changed AFTER INSERT OR UPDATE OR DELETE ON client_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION bump_store_changes();
+"#,
+    // 2: cooldowns learned by one instance (shared.rs), named leases for background jobs (leader.rs).
+    r#"
+CREATE TABLE account_cooldowns (
+    account_id TEXT NOT NULL,
+    -- '' for the whole account.
+    model TEXT NOT NULL DEFAULT '',
+    until BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    note TEXT NOT NULL,
+    PRIMARY KEY (account_id, model)
+);
+CREATE TRIGGER account_cooldowns_changed AFTER INSERT OR UPDATE OR DELETE ON account_cooldowns
+    FOR EACH STATEMENT EXECUTE FUNCTION bump_store_changes();
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until BIGINT NOT NULL
+);
+"#,
+];
+
+/// The schema version a current PostgreSQL store has.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// Any fixed number: the advisory lock that serializes migrations across instances.
+const MIGRATION_LOCK: i64 = 0x636f_6465_7867_7731;
+
+pub(super) async fn migrate(pool: &Pool) -> anyhow::Result<()> {
+    let mut client = pool.get().await.context("cannot connect")?;
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await
+        .context("cannot create schema_migrations")?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i32::try_from(i + 1)?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        let done = tx.query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[&version]).await?;
+        if done.is_none() {
+            tx.batch_execute(sql).await.with_context(|| format!("migration {version} failed"))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, extract(epoch from now())::bigint)",
+                &[&version],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}

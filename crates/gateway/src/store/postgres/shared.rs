@@ -1,0 +1,136 @@
+//! Cooldowns shared between instances: an account one instance learned is exhausted (a 429 with a reset time,
+//! a plan that does not serve a model, ...) is skipped by the others too, without each of them meeting the
+//! upstream's refusal first. Written when a cooldown starts (a failure, never a success: not per request),
+//! read by every instance when the change counter moves (`watch.rs`).
+
+use dialects::failure::CooldownReason;
+
+use super::{DB_NOW_MS, PgStore};
+
+/// One cooldown as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedCooldown {
+    pub account_id: String,
+    /// `None`: the whole account.
+    pub model: Option<String>,
+    /// Unix seconds.
+    pub until: i64,
+    pub kind: CooldownReason,
+    pub note: String,
+}
+
+impl PgStore {
+    /// [`PgStore::put_cooldown`] in the background: the caller (a request that just failed) does not wait for
+    /// the database. While it is unreachable the cooldown stays this instance's own (logged at debug level).
+    pub fn publish_cooldown(self: &std::sync::Arc<Self>, c: SharedCooldown) {
+        let store = self.clone();
+        self.rt.spawn(async move {
+            if let Err(e) = store.put_cooldown(c).await {
+                tracing::debug!("could not share a cooldown: {e:#}");
+            }
+        });
+    }
+
+    /// Forget an account's shared cooldowns (an operator cleared them), in the background.
+    pub fn clear_cooldowns(&self, account_id: &str) {
+        let (pool, id) = (self.pool(), account_id.to_string());
+        self.rt.spawn(async move {
+            let Ok(client) = pool.get().await else { return };
+            if let Err(e) = client.execute("DELETE FROM account_cooldowns WHERE account_id = $1", &[&id]).await {
+                tracing::debug!("could not clear shared cooldowns: {e}");
+            }
+        });
+    }
+
+    /// Record a cooldown (a later one for the same account and model replaces an earlier one, never the reverse).
+    pub async fn put_cooldown(&self, c: SharedCooldown) -> anyhow::Result<()> {
+        let pool = self.pool();
+        self.run(async move {
+            let client = pool.get().await?;
+            client
+                .execute(
+                    "INSERT INTO account_cooldowns (account_id, model, until, kind, note) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (account_id, model) DO UPDATE SET until = excluded.until, kind = excluded.kind,
+                         note = excluded.note
+                     WHERE account_cooldowns.until < excluded.until",
+                    &[&c.account_id, &c.model.unwrap_or_default(), &c.until, &reason_str(c.kind), &c.note],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every cooldown still running (expired ones are deleted on the way: the table stays small).
+    pub fn cooldowns(&self) -> anyhow::Result<Vec<SharedCooldown>> {
+        let pool = self.pool();
+        self.block(async move {
+            let client = pool.get().await?;
+            client.execute(&format!("DELETE FROM account_cooldowns WHERE until * 1000 < {DB_NOW_MS}"), &[]).await?;
+            let rows = client.query("SELECT account_id, model, until, kind, note FROM account_cooldowns", &[]).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                // A kind a newer build wrote is skipped: this build cannot tell what it means for routing.
+                let Some(kind) = parse_reason(r.try_get(3)?) else { continue };
+                let model: String = r.try_get(1)?;
+                out.push(SharedCooldown {
+                    account_id: r.try_get(0)?,
+                    model: (!model.is_empty()).then_some(model),
+                    until: r.try_get(2)?,
+                    kind,
+                    note: r.try_get(4)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+}
+
+fn reason_str(r: CooldownReason) -> &'static str {
+    match r {
+        CooldownReason::QuotaExhausted => "quota_exhausted",
+        CooldownReason::RateLimited => "rate_limited",
+        CooldownReason::QuotaWindow => "quota_window",
+        CooldownReason::UsageNotIncluded => "usage_not_included",
+        CooldownReason::ModelNotSupportedByPlan => "model_not_supported_by_plan",
+        CooldownReason::CloudflareChallenge => "cloudflare_challenge",
+        CooldownReason::Forbidden => "forbidden",
+        CooldownReason::LoginRefused => "login_refused",
+    }
+}
+
+fn parse_reason(s: &str) -> Option<CooldownReason> {
+    Some(match s {
+        "quota_exhausted" => CooldownReason::QuotaExhausted,
+        "rate_limited" => CooldownReason::RateLimited,
+        "quota_window" => CooldownReason::QuotaWindow,
+        "usage_not_included" => CooldownReason::UsageNotIncluded,
+        "model_not_supported_by_plan" => CooldownReason::ModelNotSupportedByPlan,
+        "cloudflare_challenge" => CooldownReason::CloudflareChallenge,
+        "forbidden" => CooldownReason::Forbidden,
+        "login_refused" => CooldownReason::LoginRefused,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_round_trip() {
+        for r in [
+            CooldownReason::QuotaExhausted,
+            CooldownReason::RateLimited,
+            CooldownReason::QuotaWindow,
+            CooldownReason::UsageNotIncluded,
+            CooldownReason::ModelNotSupportedByPlan,
+            CooldownReason::CloudflareChallenge,
+            CooldownReason::Forbidden,
+            CooldownReason::LoginRefused,
+        ] {
+            assert_eq!(parse_reason(reason_str(r)), Some(r));
+        }
+        assert_eq!(parse_reason("paused"), None);
+    }
+}

@@ -1,0 +1,386 @@
+//! Team scale (docs/team.md): three gateway instances in-process on one real PostgreSQL (`pg.rs`) and one
+//! fake-codex. Each test gets a fresh database.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use codex_gateway::config::{Config, Overrides, RawConfig};
+use fake_codex::{AccountCreds, AccountSpec, FakeCodex, FakeConfig};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "team-admin";
+const SHARED: &str = "team-shared";
+
+/// One gateway instance on the team store.
+struct Instance {
+    base: String,
+    dir: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Instance {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// Start an instance against `fake` with the team store at `db` (and its own data directory), configured by
+/// `config_toml` (a configuration file's contents).
+async fn instance_with(fake: &FakeCodex, db: &str, config_toml: &str) -> Instance {
+    let dir = std::env::temp_dir().join(format!("cgw-team-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dir.join("codex-home")).unwrap_or_else(|e| panic!("{e}"));
+    let env: HashMap<String, String> = [
+        ("HOME", dir.display().to_string()),
+        ("CODEX_HOME", dir.join("codex-home").display().to_string()),
+        ("CODEX_GATEWAY_DATA_DIR", dir.join("data").display().to_string()),
+        ("CODEX_GATEWAY_UPSTREAM_BASE_URL", fake.codex_base_url()),
+        ("CODEX_GATEWAY_CHATGPT_BASE_URL", fake.chatgpt_base_url()),
+        ("CODEX_GATEWAY_AUTH_ISSUER", fake.issuer()),
+        ("CODEX_GATEWAY_OPENAI_BASE_URL", fake.openai_api_base()),
+        ("CODEX_GATEWAY_DATABASE_URL", db.to_string()),
+        ("CODEX_GATEWAY_API_KEY", SHARED.to_string()),
+        ("CODEX_GATEWAY_ADMIN_KEY", ADMIN.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let overrides = Overrides { port: Some(0), ..Default::default() };
+    let raw: RawConfig = toml::from_str(config_toml).unwrap_or_else(|e| panic!("config toml: {e}"));
+    let config = Config::resolve(raw, &overrides, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = codex_gateway::server::run_with_sinks(config, listener, None, Vec::new(), shutdown).await {
+            eprintln!("gateway stopped: {e:#}");
+        }
+    });
+    Instance { base: format!("http://{addr}"), dir, shutdown: Some(tx), _task: task }
+}
+
+/// Three instances on a fresh database, with `accounts` ChatGPT accounts of the fake put in the store first.
+async fn team(fake_config: FakeConfig, accounts: usize) -> (FakeCodex, Vec<AccountCreds>, [Instance; 3], String) {
+    team_with(fake_config, accounts, "").await
+}
+
+/// [`team`] with a configuration file's contents (TOML) for every instance.
+async fn team_with(
+    fake_config: FakeConfig,
+    accounts: usize,
+    config_toml: &str,
+) -> (FakeCodex, Vec<AccountCreds>, [Instance; 3], String) {
+    let (fake, creds, db) = seed(fake_config, accounts).await;
+    let start = || instance_with(&fake, &db, config_toml);
+    let instances = [start().await, start().await, start().await];
+    (fake, creds, instances, db)
+}
+
+/// The fake with `accounts` ChatGPT accounts, and a fresh team store holding them.
+async fn seed(fake_config: FakeConfig, accounts: usize) -> (FakeCodex, Vec<AccountCreds>, String) {
+    let fake = FakeCodex::start(fake_config).await.unwrap_or_else(|e| panic!("fake-codex: {e}"));
+    let db = crate::pg::fresh_database().await;
+    let creds: Vec<AccountCreds> = (0..accounts).map(|_| fake.add_account(AccountSpec::default())).collect();
+    let scratch = std::env::temp_dir().join(format!("cgw-team-seed-{}", uuid::Uuid::new_v4().simple()));
+    let store = codex_gateway::store::Store::open_with(&scratch.join("gateway.db"), Some(&db))
+        .unwrap_or_else(|e| panic!("open the team store: {e:#}"));
+    for c in &creds {
+        store.upsert_account(&stored(c)).unwrap_or_else(|e| panic!("{e:#}"));
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(&scratch);
+    (fake, creds, db)
+}
+
+fn stored(c: &AccountCreds) -> codex_gateway::store::StoredAccount {
+    let tokens = codex_gateway::auth::Tokens {
+        id_token: c.id_token.clone(),
+        access_token: c.access_token.clone(),
+        refresh_token: c.refresh_token.clone(),
+        account_id: c.account_id.clone(),
+        last_refresh: codex_gateway::auth::now_unix(),
+    };
+    codex_gateway::accounts::stored_from_tokens(tokens, None)
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("client: {e}"))
+}
+
+/// A chat request that starts a new conversation each time (no affinity pins it to an account).
+fn chat() -> Value {
+    json!({"model":"gpt-5.4","messages":[{"role":"user","content": uuid::Uuid::new_v4().to_string()}]})
+}
+
+async fn chat_status(http: &reqwest::Client, at: &Instance, key: &str) -> u16 {
+    let r = http.post(at.url("/v1/chat/completions")).bearer_auth(key).json(&chat()).send().await;
+    r.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+fn refreshes(fake: &FakeCodex) -> usize {
+    fake.token_calls().iter().filter(|c| c.grant_type == "refresh_token").count()
+}
+
+/// Poll `check` until it holds or `limit` passes; how long it took.
+async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// The upstream refuses the shared account's access token while 99 requests are spread over three instances:
+/// exactly one token call in the whole team (the lease holder's); the others adopt its committed tokens. Without
+/// the cluster-wide lease each instance refreshed on its own and two of them spent a used refresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refresh_storm_over_three_instances_makes_exactly_one_token_call() {
+    let fake_config = FakeConfig { token_delay_ms: 200, ..FakeConfig::default() };
+    let (fake, creds, instances, _db) = team(fake_config, 1).await;
+    fake.expire_access_tokens(&creds[0].account_id);
+    let http = http();
+    let mut tasks = Vec::new();
+    for i in 0..99 {
+        let (http, url) = (http.clone(), instances[i % 3].url("/v1/chat/completions"));
+        tasks.push(tokio::spawn(async move {
+            let r = http.post(url).bearer_auth(SHARED).json(&chat()).send().await;
+            match r {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(e) => (0, e.to_string()),
+            }
+        }));
+    }
+    for t in tasks {
+        let (status, body) = t.await.unwrap_or((0, String::new()));
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(refreshes(&fake), 1, "{:?}", fake.token_calls());
+    assert!(fake.token_calls().iter().all(|c| c.outcome == "ok"), "{:?}", fake.token_calls());
+}
+
+/// An account added through instance A's admin API serves requests on B within 2 s (the change counter), with
+/// no request reading the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn account_added_on_a_serves_on_b_within_two_seconds() {
+    let (fake, _, [a, b, _c], _db) = team(FakeConfig::default(), 0).await;
+    let http = http();
+    assert_ne!(chat_status(&http, &b, SHARED).await, 200, "no account yet");
+    let creds = fake.add_account(AccountSpec::default());
+    let auth_json = json!({
+        "OPENAI_API_KEY": null,
+        "tokens": {"id_token": creds.id_token, "access_token": creds.access_token,
+                   "refresh_token": creds.refresh_token, "account_id": creds.account_id},
+        "last_refresh": "2026-01-01T00:00:00Z"
+    });
+    let r = http
+        .post(a.url("/admin/accounts"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"auth_json": auth_json}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap_or_default());
+    let took = within(Duration::from_secs(2), || async { chat_status(&http, &b, SHARED).await == 200 }).await;
+    assert!(took.is_some(), "B did not serve from the account A added within 2 s");
+}
+
+/// A client key created on B is accepted on C within 2 s, and its revocation on B refuses it on C within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_created_on_b_is_enforced_on_c() {
+    let (_fake, _, [_a, b, c], _db) = team(FakeConfig::default(), 1).await;
+    let http = http();
+    let r = http
+        .post(b.url("/admin/keys"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "ci"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 201);
+    let v: Value = r.json().await.unwrap_or_default();
+    let (id, secret) = (v["id"].as_str().unwrap_or_default().to_string(), v["secret"].as_str().unwrap_or_default());
+    let accepted = within(Duration::from_secs(2), || async { chat_status(&http, &c, secret).await == 200 }).await;
+    assert!(accepted.is_some(), "C did not accept the key B created within 2 s");
+    let r = http
+        .post(b.url(&format!("/admin/keys/{id}/revoke")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 200);
+    let refused = within(Duration::from_secs(2), || async { chat_status(&http, &c, secret).await == 401 }).await;
+    assert!(refused.is_some(), "C still accepted the key B revoked after 2 s");
+}
+
+/// Upstream requests that went out through the ChatGPT account `account_id`.
+fn requests_through(fake: &FakeCodex, account_id: &str) -> usize {
+    let through =
+        |r: &fake_codex::RecordedRequest| r.headers.iter().any(|(k, v)| k == "chatgpt-account-id" && v == account_id);
+    fake.requests_to("/responses").iter().filter(|r| through(r)).count()
+}
+
+/// An account answers A with a 429 `usage_limit_reached`: B and C skip it from then on without sending it a
+/// request each (the cooldown is shared), and serve from the other account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn account_exhausted_via_a_is_skipped_by_b_and_c() {
+    // Round robin: each instance would try both accounts within two requests.
+    let round_robin = "[routing]\nstrategy = \"round_robin\"";
+    let (fake, creds, [a, b, c], _db) = team_with(FakeConfig::default(), 2, round_robin).await;
+    let http = http();
+    let exhausted = creds[0].account_id.clone();
+    // One 429 for the next request through it: only the instance that meets it learns (its quota readings
+    // elsewhere stay clean), so without sharing B and C would each try it.
+    let resets_at = codex_gateway::auth::now_unix() + 600;
+    let limit = json!({"kind": "http_error", "status": 429, "body": {"error": {
+        "type": "usage_limit_reached", "message": "The usage limit has been reached", "plan_type": "plus",
+        "resets_at": resets_at, "resets_in_seconds": 600}}});
+    fake.enqueue(Some(&exhausted), crate::harness::scenario(limit));
+    // A meets the 429 (and fails over to the other account) within a few requests.
+    for _ in 0..4 {
+        assert_eq!(chat_status(&http, &a, SHARED).await, 200);
+        if requests_through(&fake, &exhausted) > 0 {
+            break;
+        }
+    }
+    assert_eq!(requests_through(&fake, &exhausted), 1, "A tried the exhausted account once");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    fake.reset_requests();
+    for _ in 0..6 {
+        assert_eq!(chat_status(&http, &b, SHARED).await, 200);
+        assert_eq!(chat_status(&http, &c, SHARED).await, 200);
+    }
+    assert_eq!(requests_through(&fake, &exhausted), 0, "B or C sent a request to the account A found exhausted");
+    assert_eq!(requests_through(&fake, &creds[1].account_id), 12);
+}
+
+/// Quota polling runs on one instance (the leader lease): A polls each account once; B and C, started after,
+/// do not poll while A leads; when A stops, one of them takes over within the lease's expiry and polls them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_instance_polls_quota_and_another_takes_over_when_it_stops() {
+    let (fake, _creds, db) = seed(FakeConfig::default(), 2).await;
+    let fast = "upkeep_interval_secs = 0.2";
+    let polls = || fake.requests_to("/wham/usage").len();
+    let a = instance_with(&fake, &db, fast).await;
+    let first = within(Duration::from_secs(5), || async { polls() >= 2 }).await;
+    assert!(first.is_some(), "A did not poll quota: {}", polls());
+    let (b, c) = (instance_with(&fake, &db, fast).await, instance_with(&fake, &db, fast).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(polls(), 2, "only the leader polls");
+    drop(a);
+    let taken = within(Duration::from_secs(5), || async { polls() >= 4 }).await;
+    assert!(taken.is_some(), "nobody took the leader lease over: {}", polls());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(polls(), 4, "one new leader polls, not both of B and C");
+    drop((b, c));
+}
+
+/// The database goes away under load (new connections refused, open ones cut): both instances keep serving
+/// from memory, `/ready` reports the outage, and a token the upstream refuses is not refreshed (a refresh that
+/// could not be committed would spend the single-use refresh token). When it is back, one refresh happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn database_outage_keeps_serving_and_refreshes_nothing_until_it_ends() {
+    let (fake, creds, [a, b, _c], db) = team(FakeConfig::default(), 1).await;
+    let http = http();
+    // Both have started (an instance opens the store as it starts, and refuses to start without it).
+    assert_eq!(chat_status(&http, &a, SHARED).await, 200);
+    assert_eq!(chat_status(&http, &b, SHARED).await, 200);
+    let name = crate::pg::database_name(&db);
+    crate::pg::admin(&format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+    let reported = within(Duration::from_secs(5), || async {
+        let r = http.get(a.url("/ready")).bearer_auth(SHARED).send().await;
+        let v: Value = match r {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => Value::Null,
+        };
+        v["store"] == "unreachable"
+    })
+    .await;
+    assert!(reported.is_some(), "/ready did not report the outage");
+    for _ in 0..10 {
+        assert_eq!(chat_status(&http, &a, SHARED).await, 200, "A stopped serving during the outage");
+        assert_eq!(chat_status(&http, &b, SHARED).await, 200, "B stopped serving during the outage");
+    }
+    fake.expire_access_tokens(&creds[0].account_id);
+    assert_ne!(chat_status(&http, &a, SHARED).await, 200, "served although the token needed a refresh");
+    assert_eq!(refreshes(&fake), 0, "refreshed while the store was unreachable: {:?}", fake.token_calls());
+    crate::pg::admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
+    let back = within(Duration::from_secs(10), || async { chat_status(&http, &b, SHARED).await == 200 }).await;
+    assert!(back.is_some(), "B did not serve after the outage");
+    assert_eq!(chat_status(&http, &a, SHARED).await, 200);
+    assert_eq!(refreshes(&fake), 1, "{:?}", fake.token_calls());
+}
+
+/// `store migrate` copies a single instance's accounts (with their tokens) and client keys into PostgreSQL,
+/// and a second run changes nothing.
+#[tokio::test]
+async fn store_migrate_copies_accounts_tokens_and_keys() {
+    use codex_gateway::store::{Store, StoredKey};
+    let db = crate::pg::fresh_database().await;
+    let dir = std::env::temp_dir().join(format!("cgw-migrate-{}", uuid::Uuid::new_v4().simple()));
+    let path = dir.join("gateway.db");
+    let sqlite = Store::open(&path).unwrap_or_else(|e| panic!("{e:#}"));
+    let creds = AccountCreds {
+        account_id: "acct-1".into(),
+        id_token: "id".into(),
+        access_token: "access".into(),
+        refresh_token: "refresh-1".into(),
+        email: "a@example.com".into(),
+        plan: "plus".into(),
+    };
+    let account = stored(&creds);
+    sqlite.upsert_account(&account).unwrap_or_else(|e| panic!("{e:#}"));
+    let key = StoredKey {
+        id: "key_0123456789ab".into(),
+        name: "ci".into(),
+        prefix: "cgk_0123".into(),
+        secret_sha256: "ab".repeat(32),
+        models: Some(vec!["gpt-5.4".into()]),
+        limits: codex_gateway::keys::limits::Limits { rpm: Some(60), concurrency: Some(2), ..Default::default() },
+        expires_at: None,
+        created_at: 1,
+        revoked_at: None,
+    };
+    sqlite.insert_key(&key).unwrap_or_else(|e| panic!("{e:#}"));
+    drop(sqlite);
+    let from = format!("sqlite:{}", path.display());
+    for _ in 0..2 {
+        let (from, to) = (from.clone(), db.clone());
+        let copied = tokio::task::spawn_blocking(move || codex_gateway::store::postgres::copy::migrate(&from, &to))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!((copied.accounts, copied.keys, copied.skipped.len()), (1, 1, 0));
+    }
+    let team = Store::open_with(&dir.join("other.db"), Some(&db)).unwrap_or_else(|e| panic!("{e:#}"));
+    let accounts = team.list_accounts().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].id, account.id);
+    assert_eq!(accounts[0].tokens.as_ref().map(|t| t.refresh_token.as_str()), Some("refresh-1"));
+    assert_eq!(team.list_keys().unwrap_or_else(|e| panic!("{e:#}")), vec![key]);
+    drop(team);
+    let _ = std::fs::remove_dir_all(&dir);
+}
