@@ -47,7 +47,9 @@ pub(crate) struct Dash {
     pub app: Arc<AppState>,
     pub sessions: session::Sessions,
     pub logins: logins::Jobs,
-    templates: minijinja::Environment<'static>,
+    /// Compiled at the first page a browser asks for, not at start: a gateway nobody opens the dashboard of
+    /// keeps neither the compiled templates nor the template compiler's pages in memory (idle RSS).
+    templates: std::sync::OnceLock<minijinja::Environment<'static>>,
 }
 
 pub(crate) type St = Arc<Dash>;
@@ -60,7 +62,7 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
     let dash = Arc::new(Dash {
         sessions: session::Sessions::new(app.config.dashboard.session),
         logins: logins::Jobs::default(),
-        templates: templates(),
+        templates: std::sync::OnceLock::new(),
         app,
     });
     Router::new()
@@ -116,7 +118,7 @@ fn templates() -> minijinja::Environment<'static> {
 impl Dash {
     /// Render a template into an HTML answer with the dashboard's security headers.
     pub fn render(&self, name: &str, ctx: Value) -> Response {
-        match self.templates.get_template(name).and_then(|t| t.render(&ctx)) {
+        match self.templates.get_or_init(templates).get_template(name).and_then(|t| t.render(&ctx)) {
             Ok(html) => html_response(StatusCode::OK, html),
             Err(e) => {
                 tracing::error!("dashboard template {name}: {e:#}");

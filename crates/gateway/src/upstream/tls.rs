@@ -1,8 +1,11 @@
 //! The TLS client configuration every upstream connection uses, reqwest's and the direct transport's alike, so
 //! both trust exactly the same roots.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+
+use parking_lot::Mutex;
 
 use anyhow::Context;
 use rustls::RootCertStore;
@@ -13,6 +16,33 @@ use rustls::pki_types::pem::PemObject;
 /// corporate TLS-inspecting proxy's CA, or a test upstream's). ALPN is left empty: each connector sets its
 /// own protocols.
 pub fn client_config(ca_bundle: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let roots = roots(ca_bundle)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("cannot set up TLS")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tls)
+}
+
+/// The root store for a CA bundle (or none), read once per process and shared by every client built from it:
+/// the reqwest client, the direct transport and one client per distinct proxy would otherwise each read and
+/// parse the system's certificates (~150 files, a few hundred KB of parsed roots each).
+fn roots(ca_bundle: Option<&Path>) -> anyhow::Result<Arc<RootCertStore>> {
+    static LOADED: LazyLock<Mutex<HashMap<Option<PathBuf>, Arc<RootCertStore>>>> = LazyLock::new(Default::default);
+    let key = ca_bundle.map(Path::to_path_buf);
+    if let Some(roots) = LOADED.lock().get(&key) {
+        return Ok(roots.clone());
+    }
+    // Loaded outside the lock: two first callers may both read the files; the second's result is kept, both
+    // are equal.
+    let roots = Arc::new(load_roots(ca_bundle)?);
+    LOADED.lock().insert(key, roots.clone());
+    Ok(roots)
+}
+
+fn load_roots(ca_bundle: Option<&Path>) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     // Unreadable or malformed system certificates are skipped, as reqwest does: the bundled roots remain.
     let native = rustls_native_certs::load_native_certs();
@@ -27,11 +57,5 @@ pub fn client_config(ca_bundle: Option<&Path>) -> anyhow::Result<rustls::ClientC
         }
         anyhow::ensure!(added > 0, "{} holds no PEM certificate", path.display());
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("cannot set up TLS")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tls)
+    Ok(roots)
 }

@@ -6,7 +6,7 @@
 //! admin API and the CLI are in `query.rs`, the price table in `pricing.rs`, the HTTP handlers in `api.rs`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -71,7 +71,10 @@ impl RecordSink for LedgerSink {
 
 /// The ledger of a running gateway: its reading connection, prices, and the writer it drains on shutdown.
 pub struct Ledger {
-    reader: Mutex<Connection>,
+    /// The database file, and the reading connection opened on the first query: most gateways are never asked
+    /// for their usage between restarts, and an open SQLite connection holds its caches (idle RSS).
+    db: PathBuf,
+    reader: Mutex<Option<Connection>>,
     pub prices: pricing::Prices,
     shared: Arc<Shared>,
     /// A sender kept to wake the writer at shutdown (`None`: the ledger is off, nothing is written).
@@ -84,11 +87,10 @@ impl Ledger {
     /// Open the ledger on the store's database (migrated by `Store::open`). With `settings.enabled`, start the
     /// writer and return the sink to add to the request path.
     pub fn open(db: &Path, settings: &UsageSettings) -> anyhow::Result<(Ledger, Option<Arc<dyn RecordSink>>)> {
-        let reader = open_connection(db)?;
-        reader.pragma_update(None, "query_only", true)?;
         let shared = Arc::new(Shared::default());
         let mut ledger = Ledger {
-            reader: Mutex::new(reader),
+            db: db.to_path_buf(),
+            reader: Mutex::new(None),
             prices: settings.prices.clone(),
             shared: shared.clone(),
             wake: None,
@@ -142,8 +144,24 @@ impl Ledger {
         f: impl FnOnce(&Connection, &pricing::Prices) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || f(&me.reader.lock(), &me.prices)).await.context("ledger query failed")?
+        tokio::task::spawn_blocking(move || {
+            let mut reader = me.reader.lock();
+            let conn = match &mut *reader {
+                Some(conn) => conn,
+                slot @ None => slot.insert(open_reader(&me.db)?),
+            };
+            f(conn, &me.prices)
+        })
+        .await
+        .context("ledger query failed")?
     }
+}
+
+/// The ledger's reading connection: it can only read.
+fn open_reader(db: &Path) -> anyhow::Result<Connection> {
+    let reader = open_connection(db)?;
+    reader.pragma_update(None, "query_only", true)?;
+    Ok(reader)
 }
 
 /// A connection for the ledger: WAL like the store; `synchronous=NORMAL`, since in WAL mode a commit survives a
