@@ -26,6 +26,7 @@ use crate::upstream::{Upstream, build_http_client};
 mod admin;
 mod admin_keys;
 mod anthropic;
+mod codex_usage;
 pub mod errors;
 mod gemini;
 pub mod guard;
@@ -121,6 +122,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{id}", get(models::get))
         .merge(admin::routes())
         .merge(admin_keys::routes())
+        .merge(codex_usage::routes())
         .merge(gemini::other_routes())
         .merge(anthropic::other_routes())
         .merge(crate::dashboard::routes(state.clone()))

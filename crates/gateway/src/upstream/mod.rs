@@ -4,6 +4,7 @@
 mod classify;
 mod client;
 mod http2;
+pub mod ratelimits;
 pub(crate) mod tls;
 mod transport;
 

@@ -18,6 +18,7 @@ mod metrics;
 mod ollama;
 mod packaging;
 mod pool;
+mod ratelimits;
 mod records;
 mod refresh;
 mod responses;
