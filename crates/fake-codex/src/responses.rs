@@ -51,6 +51,8 @@ pub(crate) async fn chatgpt_responses(State(shared): State<Arc<Shared>>, headers
     let tag = Some(account.clone());
     let mut resp = if headers.get("originator").is_none() {
         detail(StatusCode::BAD_REQUEST, "missing originator")
+    } else if let Some(refusal) = crate::versions::refuse(&shared, &headers, &body) {
+        refusal
     } else {
         respond(&shared, Caller::Account(account), &body).await
     };

@@ -49,6 +49,8 @@ pub struct RawConfig {
     pub metrics: Option<RawMetrics>,
     pub dashboard: Option<RawDashboard>,
     pub usage: Option<RawUsage>,
+    // --- issue 25 (protocol): `[upstream]`, the client identity presented upstream (upstream/identity.rs).
+    pub upstream: Option<crate::upstream::identity::RawUpstream>,
 }
 
 /// `[routing]`: how the account pool chooses (docs/accounts.md).
@@ -177,6 +179,9 @@ pub struct Config {
     pub config_file: PathBuf,
     /// `[usage]`: the usage ledger.
     pub usage: UsageSettings,
+    // --- issue 25 (protocol): `[upstream]`.
+    /// The Codex client version and User-Agent presented upstream.
+    pub client: crate::upstream::identity::ClientIdentity,
 }
 
 /// Bounds on waits that have no natural end (docs/configuration.md, "Timeouts").
@@ -344,7 +349,9 @@ impl Config {
             o.log_format.clone().or_else(|| env.get("CODEX_GATEWAY_LOG_FORMAT")).or(raw.log_format).as_deref(),
         )?;
         let usage = UsageSettings::resolve(raw.usage, env)?;
+        let client = crate::upstream::identity::ClientIdentity::resolve(raw.upstream)?;
         Ok(Config {
+            client,
             usage,
             routing,
             access,

@@ -20,6 +20,7 @@ use crate::record::Recorder;
 use crate::relay::reader::{EventReader, LateHeaders, Read};
 use crate::server::{AppState, request_id};
 use crate::store::AccountKind;
+use crate::upstream::identity;
 use crate::upstream::ratelimits::RateLimitHeaders;
 use crate::upstream::{BodyStream, CallContext, UpstreamResponse, classify};
 
@@ -138,6 +139,13 @@ pub async fn prepare(
         session_id: session_uuid(&key),
         thread_id: headers.get("thread-id").and_then(|v| v.to_str().ok()).map(str::to_string),
         turn_state: headers.get("x-codex-turn-state").and_then(|v| v.to_str().ok()).map(str::to_string),
+        // issue 25: present a newer client version when the caller is a newer official client or the model
+        // needs one (two header reads and one scan of the catalogs for the slug).
+        client_version: identity::presented(
+            state.config.client.version,
+            identity::caller_version(headers),
+            state.catalog.minimal_client_version(&req.model.slug),
+        ),
     };
     Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate, stream: req.stream })
 }

@@ -5,6 +5,7 @@ mod harness;
 mod admin;
 mod anthropic;
 mod chat;
+mod client_version;
 mod crash;
 mod dashboard;
 mod doctor;
