@@ -12,9 +12,11 @@
 #![allow(clippy::result_large_err)]
 
 pub mod catalog;
+mod compact;
 mod control;
 mod default_reply;
 mod oauth;
+mod ratelimits;
 mod responses;
 mod scenario;
 mod server;

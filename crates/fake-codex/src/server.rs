@@ -29,6 +29,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/backend-api/codex/responses", post(crate::responses::chatgpt_responses))
         .route("/v1/responses", post(crate::responses::api_responses))
+        .route("/backend-api/codex/responses/compact", post(crate::compact::chatgpt_compact))
+        .route("/v1/responses/compact", post(crate::compact::api_compact))
         .route("/backend-api/codex/models", get(codex_models))
         .route("/v1/models", get(api_models))
         .route("/backend-api/wham/usage", get(usage))

@@ -390,7 +390,7 @@ async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFa
 }
 
 /// A UUID-shaped session id derived from the conversation key, stable across the conversation's turns.
-fn session_uuid(key: &str) -> String {
+pub(crate) fn session_uuid(key: &str) -> String {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(key.as_bytes());
     let mut b = [0u8; 16];

@@ -27,6 +27,7 @@ mod admin;
 mod admin_keys;
 mod anthropic;
 mod codex_usage;
+mod compact;
 pub mod errors;
 mod gemini;
 pub mod guard;
@@ -123,6 +124,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(admin::routes())
         .merge(admin_keys::routes())
         .merge(codex_usage::routes())
+        .merge(compact::routes())
         .merge(gemini::other_routes())
         .merge(anthropic::other_routes())
         .merge(crate::dashboard::routes(state.clone()))

@@ -73,8 +73,8 @@ pub struct CallContext {
 pub struct Upstream {
     http: reqwest::Client,
     direct: Option<Direct>,
-    codex_url: ParsedUrl,
-    openai_url: ParsedUrl,
+    pub(super) codex_url: ParsedUrl,
+    pub(super) openai_url: ParsedUrl,
     client: ClientIdentity,
     /// The configured User-Agent, built once.
     user_agent: Option<HeaderValue>,
@@ -121,7 +121,7 @@ impl Upstream {
         async move { upstream.post(&account, headers, body).await }
     }
 
-    fn headers(&self, account: &Account, authorization: HeaderValue, ctx: &CallContext) -> HeaderMap {
+    pub(super) fn headers(&self, account: &Account, authorization: HeaderValue, ctx: &CallContext) -> HeaderMap {
         let mut headers = HeaderMap::new();
         let put = |h: &mut HeaderMap, name: &'static str, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {
@@ -204,8 +204,8 @@ impl Upstream {
 
 /// An upstream URL parsed once, for each transport: reqwest would otherwise parse (and IDNA-map) the string on
 /// every request.
-struct ParsedUrl {
-    parsed: Option<(reqwest::Url, Uri)>,
+pub(super) struct ParsedUrl {
+    pub(super) parsed: Option<(reqwest::Url, Uri)>,
 }
 
 impl ParsedUrl {

@@ -3,6 +3,7 @@
 
 mod classify;
 mod client;
+mod compact;
 mod http2;
 pub mod identity;
 pub mod ratelimits;

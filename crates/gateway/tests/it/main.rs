@@ -6,6 +6,7 @@ mod admin;
 mod anthropic;
 mod chat;
 mod client_version;
+mod compact;
 mod crash;
 mod dashboard;
 mod doctor;
