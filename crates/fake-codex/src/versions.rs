@@ -33,6 +33,11 @@ fn show(v: Version) -> String {
     format!("{}.{}.{}", v.0, v.1, v.2)
 }
 
+/// The built-in minimum of a slug as the catalog writes it.
+pub(crate) fn builtin_text(slug: &str) -> String {
+    show(builtin(slug))
+}
+
 /// The built-in minimum of a slug (the GPT-5.6 family needs a more recent client, like the real catalog).
 fn builtin(slug: &str) -> Version {
     match slug {
@@ -95,7 +100,7 @@ pub(crate) fn refuse(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Optio
 }
 
 /// A Codex catalog for `slugs` as a client of version `query` (the `client_version` parameter) sees it: models
-/// that need a newer client are left out, every entry names its minimum.
+/// that need a newer client are left out, every entry names its minimum (a raised one replaces the built-in).
 pub(crate) fn catalog(shared: &Shared, slugs: &[String], query: Option<&str>) -> Value {
     let client = query.and_then(parse);
     let visible: Vec<String> =

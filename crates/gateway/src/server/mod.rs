@@ -36,6 +36,7 @@ pub mod listen;
 mod models;
 mod ollama;
 mod openai;
+mod websocket;
 
 use errors::{Shape, error_response};
 
@@ -133,8 +134,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     let router = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/chat/completions", post(openai::chat_completions))
-        .route("/v1/responses", post(openai::responses))
-        .route("/responses", post(openai::responses))
+        .route("/v1/responses", post(openai::responses).get(websocket::handshake))
+        .route("/responses", post(openai::responses).get(websocket::handshake))
         .merge(gemini::model_routes())
         .merge(anthropic::model_routes())
         .merge(others)

@@ -32,3 +32,4 @@ mod transport;
 mod usage;
 mod usage_kill;
 mod validation;
+mod websocket;
