@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ plugins = false
     )
 
 
-def run_codex(tmp_path: Path, gateway, prompt: str) -> subprocess.CompletedProcess:
+def run_codex(tmp_path: Path, gateway, prompt: str, json_events: bool = False) -> subprocess.CompletedProcess:
     codex = harness.node_bin("codex")
     home = tmp_path / "home"
     codex_home = tmp_path / "codex-home"
@@ -63,7 +64,7 @@ def run_codex(tmp_path: Path, gateway, prompt: str) -> subprocess.CompletedProce
         env.pop(name, None)
     try:
         return subprocess.run(
-            [str(codex), "exec", "--skip-git-repo-check", prompt],
+            [str(codex), "exec", *(["--json"] if json_events else []), "--skip-git-repo-check", prompt],
             cwd=str(work),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -134,3 +135,43 @@ def test_codex_exec_tool_round_trip(tmp_path, gateway, fake):
     calls = [i for i in later[0].get("input", []) if i.get("type") == "function_call"]
     assert {c["call_id"] for c in calls} >= {o["call_id"] for o in outputs}
     assert "Tool result:" in out, show(proc)
+
+
+def _rollout_rate_limits(codex_home: Path) -> list[dict]:
+    """The rate limits Codex recorded in its session rollout (`token_count` events), as it read them."""
+    found = []
+    for f in sorted(codex_home.rglob("rollout-*.jsonl")):
+        for line in f.read_text("utf-8").splitlines():
+            payload = json.loads(line).get("payload") or {}
+            if payload.get("type") == "token_count" and payload.get("rate_limits"):
+                found.append(payload["rate_limits"])
+    return found
+
+
+def test_codex_exec_json_shows_the_serving_accounts_rate_limits(tmp_path, gateway, fake):
+    # issue 25: the gateway passes the serving account's x-codex-* headers on, so Codex shows real numbers.
+    account_id = fake.accounts[0][0]
+    resets_at = int(time.time()) + 4321
+    fake._call(
+        "POST",
+        f"/_fake/accounts/{account_id}/quota",
+        {"primary_used_percent": 42.5, "secondary_used_percent": 7.0, "resets_at": resets_at},
+    )
+    try:
+        proc = run_codex(tmp_path, gateway, "say codex-limits", json_events=True)
+        assert proc.returncode == 0, show(proc)
+        events = [json.loads(l) for l in proc.stdout.decode().splitlines() if l.startswith("{")]
+        assert any(e.get("type") == "turn.completed" for e in events), show(proc)
+        limits = _rollout_rate_limits(tmp_path / "codex-home")
+        assert limits, f"Codex recorded no rate limits\n{show(proc)}"
+        last = limits[-1]
+        assert last["primary"]["used_percent"] == 42.5, last
+        assert last["primary"]["resets_at"] == resets_at, last
+        assert last["primary"]["window_minutes"] == 300, last
+        assert last["secondary"]["used_percent"] == 7.0, last
+    finally:
+        fake._call(
+            "POST",
+            f"/_fake/accounts/{account_id}/quota",
+            {"primary_used_percent": 0.0, "secondary_used_percent": 0.0},
+        )

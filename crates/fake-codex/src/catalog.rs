@@ -140,6 +140,8 @@ pub fn codex_entry(slug: &str) -> Value {
         "supports_reasoning_context": m.reasoning_context,
         "shell_type": "shell_command",
         "input_modalities": ["text", "image"],
+        // The oldest client the backend serves the model to (`versions.rs` enforces it; tests may raise it).
+        "minimal_client_version": crate::versions::builtin_text(slug),
     })
 }
 

@@ -30,6 +30,25 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_fake/stats", get(stats))
         .route("/_fake/token-endpoint", post(token_endpoint))
         .route("/_fake/catalog-endpoint", post(catalog_endpoint))
+        .route("/_fake/models/{slug}/min-client-version", post(min_client_version))
+}
+
+#[derive(Deserialize)]
+struct MinVersionBody {
+    version: String,
+}
+
+async fn min_client_version(State(shared): State<Arc<Shared>>, Path(slug): Path<String>, body: Bytes) -> Response {
+    match parse::<MinVersionBody>(&body, None) {
+        Ok(b) => match crate::versions::parse(&b.version) {
+            Some(v) => {
+                shared.min_versions.set(&slug, v);
+                ok()
+            }
+            None => detail(StatusCode::BAD_REQUEST, "version must look like 0.170.0"),
+        },
+        Err(r) => r,
+    }
 }
 
 /// Parse a JSON body; an empty body means the type's default when `empty` is given.

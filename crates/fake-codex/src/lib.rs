@@ -12,9 +12,11 @@
 #![allow(clippy::result_large_err)]
 
 pub mod catalog;
+mod compact;
 mod control;
 mod default_reply;
 mod oauth;
+mod ratelimits;
 mod responses;
 mod scenario;
 mod server;
@@ -23,6 +25,7 @@ mod state;
 pub mod tokens;
 mod types;
 mod validate;
+mod versions;
 
 pub use default_reply::schema_instance;
 pub use types::{
@@ -249,6 +252,14 @@ impl FakeCodex {
         resets_at: Option<i64>,
     ) {
         self.shared.set_quota(account_id, primary_used_percent, secondary_used_percent, resets_at);
+    }
+
+    /// Raise the minimum client version of a model (`x.y.z`): older clients no longer see it in the catalog
+    /// and get the backend's 400 "requires a newer version of Codex" (see `versions.rs`).
+    pub fn set_min_client_version(&self, slug: &str, version: &str) {
+        if let Some(v) = versions::parse(version) {
+            self.shared.min_versions.set(slug, v);
+        }
     }
 
     /// Each successful response adds this to the primary used percent (a tenth of it to the

@@ -51,6 +51,8 @@ pub(crate) async fn chatgpt_responses(State(shared): State<Arc<Shared>>, headers
     let tag = Some(account.clone());
     let mut resp = if headers.get("originator").is_none() {
         detail(StatusCode::BAD_REQUEST, "missing originator")
+    } else if let Some(refusal) = crate::versions::refuse(&shared, &headers, &body) {
+        refusal
     } else {
         respond(&shared, Caller::Account(account), &body).await
     };
@@ -246,16 +248,8 @@ fn answer(shared: &Arc<Shared>, caller: &Caller, body: &Value, scenario: Scenari
     put("cache-control", "no-cache".into());
     put("x-request-id", uuid::Uuid::new_v4().to_string());
     put("openai-model", model);
-    if let Some(q) = caller.account().and_then(|a| shared.quota(a)) {
-        put("x-codex-primary-used-percent", q.primary_used.to_string());
-        put("x-codex-primary-window-minutes", "300".into());
-        put("x-codex-primary-reset-at", q.primary_reset_at.to_string());
-        put("x-codex-secondary-used-percent", q.secondary_used.to_string());
-        put("x-codex-secondary-window-minutes", "10080".into());
-        put("x-codex-secondary-reset-at", q.secondary_reset_at.to_string());
-        put("x-codex-credits-has-credits", "false".into());
-        put("x-codex-credits-unlimited", "false".into());
-        put("x-codex-credits-balance", "0".into());
+    if let Some(account) = caller.account() {
+        crate::ratelimits::put(shared, account, resp.headers_mut());
     }
     Answer::Now(resp)
 }

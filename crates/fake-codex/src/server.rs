@@ -29,6 +29,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/backend-api/codex/responses", post(crate::responses::chatgpt_responses))
         .route("/v1/responses", post(crate::responses::api_responses))
+        .route("/backend-api/codex/responses/compact", post(crate::compact::chatgpt_compact))
+        .route("/v1/responses/compact", post(crate::compact::api_compact))
         .route("/backend-api/codex/models", get(codex_models))
         .route("/v1/models", get(api_models))
         .route("/backend-api/wham/usage", get(usage))
@@ -147,7 +149,7 @@ fn tag(mut r: Response, account: Option<String>) -> Response {
     r
 }
 
-async fn codex_models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn codex_models(State(shared): State<Arc<Shared>>, uri: axum::http::Uri, headers: HeaderMap) -> Response {
     shared.catalog_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mode = *shared.catalog_mode.lock();
     if let Some(resp) = misbehave(mode).await {
@@ -161,7 +163,8 @@ async fn codex_models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
         let inner = shared.inner.lock();
         inner.accounts.get(&account).map(|a| a.models.clone()).unwrap_or_default()
     };
-    let body = catalog::codex_catalog(&slugs).to_string();
+    let version = uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("client_version=")));
+    let body = crate::versions::catalog(&shared, &slugs, version).to_string();
     let digest = Sha256::digest(body.as_bytes());
     let etag = format!("W/\"{}\"", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
     let matches = headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes());

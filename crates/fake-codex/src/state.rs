@@ -116,6 +116,8 @@ pub(crate) struct Shared {
     pub catalog_calls: std::sync::atomic::AtomicUsize,
     /// `/oauth/token` calls counted on arrival (a hung one is never in the token-call log).
     pub token_arrivals: std::sync::atomic::AtomicUsize,
+    /// Minimum client versions per model (`versions.rs`).
+    pub min_versions: crate::versions::MinVersions,
 }
 
 /// Early stream ends remembered for `/_fake/stats` (the newest ones).
@@ -179,6 +181,7 @@ impl Shared {
             catalog_mode: Mutex::new(EndpointMode::Normal),
             catalog_calls: std::sync::atomic::AtomicUsize::new(0),
             token_arrivals: std::sync::atomic::AtomicUsize::new(0),
+            min_versions: crate::versions::MinVersions::default(),
         }
     }
 

@@ -50,6 +50,8 @@ pub struct RawConfig {
     pub dashboard: Option<RawDashboard>,
     pub usage: Option<RawUsage>,
     pub store: Option<RawStore>,
+    // --- issue 25 (protocol): `[upstream]`, the client identity presented upstream (upstream/identity.rs).
+    pub upstream: Option<crate::upstream::identity::RawUpstream>,
 }
 
 /// `[routing]`: how the account pool chooses (docs/accounts.md).
@@ -182,6 +184,9 @@ pub struct Config {
     pub usage: UsageSettings,
     /// `[store]`: where accounts, tokens and keys live (docs/team.md).
     pub store: StoreConfig,
+    // --- issue 25 (protocol): `[upstream]`.
+    /// The Codex client version and User-Agent presented upstream.
+    pub client: crate::upstream::identity::ClientIdentity,
 }
 
 /// Bounds on waits that have no natural end (docs/configuration.md, "Timeouts").
@@ -350,7 +355,9 @@ impl Config {
         )?;
         let usage = UsageSettings::resolve(raw.usage, env)?;
         let store = StoreConfig::resolve(raw.store, o, env);
+        let client = crate::upstream::identity::ClientIdentity::resolve(raw.upstream)?;
         Ok(Config {
+            client,
             usage,
             store,
             routing,

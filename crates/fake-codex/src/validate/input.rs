@@ -61,8 +61,9 @@ pub(super) fn check_input(input: Option<&Value>, ctx: &Ctx<'_>) -> Result<(), Re
             | "local_shell_call_output"
             | "tool_search_call"
             | "tool_search_output"
-            | "compaction"
             | "compaction_summary" => {}
+            // issue 25: a compaction item must come back as `responses/compact` issued it, to the same owner.
+            "compaction" => check_compaction_item(obj, &path, ctx)?,
             other => {
                 return Err(invalid_value(
                     &format!("{path}.type"),
@@ -266,5 +267,19 @@ fn check_reasoning_item(obj: &Map<String, Value>, path: &str, ctx: &Ctx<'_>) -> 
             }),
         },
         Some(_) => Err(invalid_type(&format!("{path}.encrypted_content"), "a string")),
+    }
+}
+
+/// A `compaction` item from `responses/compact` (`compact.rs`): its sealed content, untouched, same owner.
+fn check_compaction_item(obj: &Map<String, Value>, path: &str, ctx: &Ctx<'_>) -> Result<(), Reject> {
+    check_keys(obj, &["type", "id", "encrypted_content"], path)?;
+    let sealed = req_str(obj, "encrypted_content", path)?;
+    match open_reasoning(ctx.secret, sealed, ctx.owner) {
+        Ok(_) => Ok(()),
+        Err(SealError::Tampered | SealError::WrongOwner) => Err(Reject {
+            message: "The encrypted content for the compaction item could not be verified.".to_string(),
+            param: Some(format!("{path}.encrypted_content")),
+            code: Some("invalid_encrypted_content"),
+        }),
     }
 }

@@ -79,6 +79,19 @@ const EFFORTS: &[&str] = &["none", "minimal", "low", "medium", "high", "xhigh"];
 
 const REASONING_CONTEXTS: &[&str] = &["auto", "current_turn", "all_turns"];
 
+/// issue 25: the model and input of a `responses/compact` body (`compact.rs` checks the field names).
+pub(crate) fn check_compaction_input(obj: &Map<String, Value>, ctx: &Ctx<'_>) -> Result<(), Reject> {
+    let model = match obj.get("model") {
+        Some(Value::String(m)) => m.as_str(),
+        Some(_) => return Err(invalid_type("model", "a string")),
+        None => return Err(missing("model")),
+    };
+    if !ctx.models.iter().any(|m| m == model) {
+        return Err(rej_p(format!("The '{model}' model is not supported."), "model"));
+    }
+    input::check_input(obj.get("input"), ctx)
+}
+
 /// Validate a parsed body.
 pub fn validate(body: &Value, ctx: &Ctx<'_>) -> Result<(), Reject> {
     let obj = body.as_object().ok_or_else(|| rej("Request body must be a JSON object"))?;

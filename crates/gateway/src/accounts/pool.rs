@@ -199,7 +199,7 @@ impl Pool {
         self.accounts().iter().any(|a| a.is_active())
     }
 
-    pub(super) fn no_account_error(&self) -> GatewayError {
+    pub(crate) fn no_account_error(&self) -> GatewayError {
         let list = self.accounts();
         if list.is_empty() {
             return GatewayError::new(

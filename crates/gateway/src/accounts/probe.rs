@@ -7,7 +7,6 @@ use serde_json::Value;
 use super::pool::side_request;
 use super::{Account, Pool};
 use crate::store::AccountKind;
-use crate::upstream::CODEX_CLIENT_VERSION;
 
 impl Pool {
     /// Reachability and latency of the upstream through this account's connection (its proxy, if any): the
@@ -20,7 +19,7 @@ impl Pool {
         };
         let url = match (&account.kind, &account.base_url) {
             (AccountKind::Chatgpt, _) => {
-                format!("{}/models?client_version={CODEX_CLIENT_VERSION}", self.config.upstream_base_url)
+                format!("{}/models?client_version={}", self.config.upstream_base_url, self.config.client.version_text)
             }
             (AccountKind::ApiKey | AccountKind::Relay, Some(base)) => format!("{base}/models"),
             (AccountKind::ApiKey | AccountKind::Relay, None) => format!("{}/models", self.config.openai_base_url),

@@ -14,7 +14,6 @@ use super::{Account, AccountCatalog, Pool, quota};
 use crate::auth::now_unix;
 use crate::catalog::entry::ModelsAnswer;
 use crate::store::AccountKind;
-use crate::upstream::CODEX_CLIENT_VERSION;
 
 /// How long a fetched model catalog is trusted.
 const CATALOG_TTL: Duration = Duration::from_secs(600);
@@ -52,7 +51,10 @@ impl Pool {
     pub async fn refresh_catalog(&self, account: &Account) {
         let entries = match self.access_token(account, None).await {
             Ok(token) => {
-                let url = format!("{}/models?client_version={CODEX_CLIENT_VERSION}", self.config.upstream_base_url);
+                let url = format!(
+                    "{}/models?client_version={}",
+                    self.config.upstream_base_url, self.config.client.version_text
+                );
                 let req = side_request(account, &url, &token).timeout(self.config.timeouts.catalog);
                 match req.send().await {
                     Ok(r) if r.status().is_success() => {

@@ -94,6 +94,19 @@ pub struct ClientVersion {
     pub patch: u32,
 }
 
+impl ClientVersion {
+    /// `0.169.0` (a `-suffix` or `+suffix` ignored); `None` when it is not three numbers.
+    pub fn parse(text: &str) -> Option<ClientVersion> {
+        ClientVersion::try_from(VersionWire::Text(text.to_string())).ok()
+    }
+}
+
+impl std::fmt::Display for ClientVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum VersionWire {

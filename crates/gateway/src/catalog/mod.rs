@@ -136,6 +136,21 @@ impl<S: CatalogSource> Catalog<S> {
         })
     }
 
+    /// issue 25: the newest `minimal_client_version` any active account's catalog gives `slug` (the backend
+    /// refuses older clients), read in place like [`Catalog::supports_reasoning_context`].
+    pub fn minimal_client_version(&self, slug: &str) -> Option<entry::ClientVersion> {
+        let mut newest = None;
+        self.source.any_active(&mut |offer| {
+            if let Some(v) =
+                offer.fetched.and_then(|fetched| find(fetched, slug)).and_then(|e| e.minimal_client_version)
+            {
+                newest = newest.max(Some(v));
+            }
+            false
+        });
+        newest
+    }
+
     /// Ok if some account can be asked for `slug`. An API-key account without a model list accepts any id
     /// (the OpenAI API decides).
     pub async fn check(&self, slug: &str) -> Result<(), GatewayError> {

@@ -146,3 +146,22 @@ fn reasoning_context_where_an_active_catalog_says_so() {
     assert!(!c.supports_reasoning_context("sol-relay"), "configured models: unknown, so no");
     assert!(!c.supports_reasoning_context("missing"));
 }
+
+#[test]
+fn minimal_client_version_is_the_newest_an_active_catalog_gives() {
+    let with_min = |slug: &str, v: &str| {
+        Arc::new(
+            ModelEntry::from_json(json!({"slug": slug, "minimal_client_version": v}))
+                .unwrap_or_else(|| panic!("{slug}")),
+        )
+    };
+    let c = catalog(vec![
+        chatgpt(Some(vec![with_min("sol", "0.144.0"), entry("a", "A")])),
+        chatgpt(Some(vec![with_min("sol", "0.170.0")])),
+        Acct { inactive: true, ..chatgpt(Some(vec![with_min("sol", "0.999.0")])) },
+    ]);
+    let v = |s: &str| crate::catalog::entry::ClientVersion::parse(s);
+    assert_eq!(c.minimal_client_version("sol"), v("0.170.0"));
+    assert_eq!(c.minimal_client_version("a"), None);
+    assert_eq!(c.minimal_client_version("missing"), None);
+}

@@ -20,6 +20,8 @@ use crate::record::Recorder;
 use crate::relay::reader::{EventReader, LateHeaders, Read};
 use crate::server::{AppState, request_id};
 use crate::store::AccountKind;
+use crate::upstream::identity;
+use crate::upstream::ratelimits::RateLimitHeaders;
 use crate::upstream::{BodyStream, CallContext, UpstreamResponse, classify};
 
 /// An upstream response ready to be read, plus what the encoders need to know.
@@ -30,6 +32,9 @@ pub struct Exchange {
     pub request_id: String,
     /// Rough input size, for usage numbers when the gateway cuts a stream itself.
     pub input_estimate: u64,
+    /// issue 25: the serving account's `x-codex-*` limit headers, for the client's response head (empty when
+    /// the upstream's headers came after the client's status line).
+    pub rate_limits: RateLimitHeaders,
 }
 
 /// Headers clients use to name a conversation, most specific first.
@@ -134,6 +139,13 @@ pub async fn prepare(
         session_id: session_uuid(&key),
         thread_id: headers.get("thread-id").and_then(|v| v.to_str().ok()).map(str::to_string),
         turn_state: headers.get("x-codex-turn-state").and_then(|v| v.to_str().ok()).map(str::to_string),
+        // issue 25: present a newer client version when the caller is a newer official client or the model
+        // needs one (two header reads and one scan of the catalogs for the slug).
+        client_version: identity::presented(
+            state.config.client.version,
+            identity::caller_version(headers),
+            state.catalog.minimal_client_version(&req.model.slug),
+        ),
     };
     Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate, stream: req.stream })
 }
@@ -200,18 +212,21 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
         let account = lease.account.clone();
         tried.push(account.id.clone());
         record.attempt(&account.id);
-        let exchange = |reader, record: &mut Recorder| {
+        let exchange = |reader, rate_limits, record: &mut Recorder| {
             record.served_by(&account.id);
-            Exchange { reader, lease, request_id: ctx.request_id.clone(), input_estimate }
+            Exchange { reader, lease, request_id: ctx.request_id.clone(), input_estimate, rate_limits }
         };
         let failure = match send_once(state, &account, body.clone(), ctx, *stream, window, &mut window_end).await {
-            Ok(Sent::Late(late)) => return Ok(exchange(EventReader::late(late), record)),
+            Ok(Sent::Late(late)) => {
+                return Ok(exchange(EventReader::late(late), RateLimitHeaders::default(), record));
+            }
             Ok(Sent::Response(response)) => {
                 state.pool.record_success(&account, &response.headers);
+                let rate_limits = RateLimitHeaders::from_upstream(&response.headers);
                 let mut reader = EventReader::new(response.body);
                 let until = window_end.unwrap_or_else(|| Instant::now() + window);
                 match peek(&mut reader, until).await {
-                    Ok(()) => return Ok(exchange(reader, record)),
+                    Ok(()) => return Ok(exchange(reader, rate_limits, record)),
                     // Failed before any output: nothing has reached the client, so another account may try.
                     Err(failure) => failure,
                 }
@@ -375,7 +390,7 @@ async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFa
 }
 
 /// A UUID-shaped session id derived from the conversation key, stable across the conversation's turns.
-fn session_uuid(key: &str) -> String {
+pub(crate) fn session_uuid(key: &str) -> String {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(key.as_bytes());
     let mut b = [0u8; 16];

@@ -23,6 +23,7 @@ use crate::relay::exchange::{self, Exchange, StartError};
 use crate::relay::pump;
 use crate::server::errors::{Shape, body_error, error_response};
 use crate::server::{AppState, request_id, sse_response};
+use crate::upstream::ratelimits::RateLimitHeaders;
 
 /// One client dialect, as the generic handler drives it.
 pub trait Dialect: Sized + Send + 'static {
@@ -94,8 +95,13 @@ pub enum Decoded<D: Dialect> {
 
 /// What the exchange produced.
 enum Reply<D: Dialect> {
-    Stream { ex: Exchange, answer: D::Answer, limits: OutputLimits },
-    Whole(Response, Usage),
+    Stream {
+        ex: Exchange,
+        answer: D::Answer,
+        limits: OutputLimits,
+    },
+    /// A whole answer, and the serving account's limit headers for its head.
+    Whole(Response, Usage, RateLimitHeaders),
     Local(Response),
 }
 
@@ -112,18 +118,20 @@ pub async fn handle<D: Dialect>(
     let mut record = Recorder::new(state.records.clone(), D::API, route_name, rid);
     record.set_client_key(caller.as_ref().map(|c| c.0.id.clone()));
     match serve::<D>(&state, route, caller, headers, body, &mut record).await {
-        Ok(Reply::Stream { ex, answer, limits }) => {
+        Ok(Reply::Stream { mut ex, answer, limits }) => {
             let cfg = &state.config;
             let encoder = D::encoder(&answer);
             // The head first (the record moves into the body, which ends it).
-            let head = D::finish(D::stream_response(Body::empty(), &answer), record.request_id());
+            let mut head = D::finish(D::stream_response(Body::empty(), &answer), record.request_id());
+            std::mem::take(&mut ex.rate_limits).apply(head.headers_mut());
             record.status_sent(head.status().as_u16());
             let body = pump::stream_body(ex, encoder, limits, cfg.keepalive, cfg.upstream_idle_timeout, record);
             let (parts, _) = head.into_parts();
             Response::from_parts(parts, body)
         }
-        Ok(Reply::Whole(response, usage)) => {
+        Ok(Reply::Whole(mut response, usage, rate_limits)) => {
             record.usage(usage);
+            rate_limits.apply(response.headers_mut());
             let response = D::finish(response, record.request_id());
             record.finish(response.status().as_u16());
             response
@@ -161,10 +169,11 @@ async fn serve<D: Dialect>(
     if let Some(Caller(key)) = &caller {
         record.hold(state.keys.admit(key, &req.model.requested, &req.model.slug)?);
     }
-    let ex = D::start(state, headers, &mut req, record).await.map_err(|e| D::start_error(e, &req))?;
+    let mut ex = D::start(state, headers, &mut req, record).await.map_err(|e| D::start_error(e, &req))?;
     if req.stream {
         return Ok(Reply::Stream { ex, answer, limits: req.limits });
     }
+    let rate_limits = std::mem::take(&mut ex.rate_limits);
     let (response, usage) = D::whole(ex, answer, req.limits, state.config.upstream_idle_timeout, record).await?;
-    Ok(Reply::Whole(response, usage))
+    Ok(Reply::Whole(response, usage, rate_limits))
 }

@@ -26,6 +26,8 @@ use crate::upstream::{Upstream, build_http_client};
 mod admin;
 mod admin_keys;
 mod anthropic;
+mod codex_usage;
+mod compact;
 pub mod errors;
 mod gemini;
 pub mod guard;
@@ -34,6 +36,7 @@ pub mod listen;
 mod models;
 mod ollama;
 mod openai;
+mod websocket;
 
 use errors::{Shape, error_response};
 
@@ -121,6 +124,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{id}", get(models::get))
         .merge(admin::routes())
         .merge(admin_keys::routes())
+        .merge(codex_usage::routes())
+        .merge(compact::routes())
         .merge(gemini::other_routes())
         .merge(anthropic::other_routes())
         .merge(crate::dashboard::routes(state.clone()))
@@ -129,8 +134,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     let router = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/chat/completions", post(openai::chat_completions))
-        .route("/v1/responses", post(openai::responses))
-        .route("/responses", post(openai::responses))
+        .route("/v1/responses", post(openai::responses).get(websocket::handshake))
+        .route("/responses", post(openai::responses).get(websocket::handshake))
         .merge(gemini::model_routes())
         .merge(anthropic::model_routes())
         .merge(others)

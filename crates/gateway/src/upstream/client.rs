@@ -16,9 +16,7 @@ use crate::accounts::Account;
 use crate::config::Config;
 use crate::store::AccountKind;
 
-/// The Codex CLI version whose wire behaviour the gateway follows (spec/real-clients.md).
-pub const CODEX_CLIENT_VERSION: &str = "0.169.0";
-const ORIGINATOR: &str = "codex_cli_rs";
+use super::identity::{ClientIdentity, ORIGINATOR};
 
 /// One reqwest client: pooled connections, HTTP/2 where offered, rustls with the gateway's roots
 /// ([`super::tls::client_config`]), the configured proxy. It carries the OAuth calls, the usage and catalog
@@ -67,26 +65,26 @@ pub struct CallContext {
     pub thread_id: Option<String>,
     /// `x-codex-turn-state` echoed from the client (Codex CLI sticky routing).
     pub turn_state: Option<String>,
+    /// issue 25: a client version to present instead of the configured one (the caller's newer official
+    /// client, or the model's minimum; `upstream::identity::presented`).
+    pub client_version: Option<crate::catalog::entry::ClientVersion>,
 }
 
 pub struct Upstream {
     http: reqwest::Client,
     direct: Option<Direct>,
-    codex_url: ParsedUrl,
-    openai_url: ParsedUrl,
-    user_agent: String,
+    pub(super) codex_url: ParsedUrl,
+    pub(super) openai_url: ParsedUrl,
+    client: ClientIdentity,
+    /// The configured User-Agent, built once.
+    user_agent: Option<HeaderValue>,
+    version: Option<HeaderValue>,
 }
 
 impl Upstream {
     /// `http`: the global reqwest client. Without a global proxy, Responses requests of accounts without their own
     /// proxy go through [`Direct`] instead.
     pub fn new(config: &Config, http: reqwest::Client) -> anyhow::Result<Upstream> {
-        let user_agent = format!(
-            "{ORIGINATOR}/{CODEX_CLIENT_VERSION} ({} ; {}) codex-gateway/{}",
-            std::env::consts::OS,
-            std::env::consts::ARCH,
-            env!("CARGO_PKG_VERSION")
-        );
         let direct = match config.proxy {
             None => Some(Direct::new(super::tls::client_config(config.ca_bundle.as_deref())?, config.upstream_h2c)),
             Some(_) => None,
@@ -96,7 +94,9 @@ impl Upstream {
             direct,
             codex_url: ParsedUrl::new(format!("{}/responses", config.upstream_base_url)),
             openai_url: ParsedUrl::new(format!("{}/responses", config.openai_base_url)),
-            user_agent,
+            user_agent: HeaderValue::from_str(&config.client.user_agent).ok(),
+            version: HeaderValue::from_str(&config.client.version_text).ok(),
+            client: config.client.clone(),
         })
     }
 
@@ -121,7 +121,7 @@ impl Upstream {
         async move { upstream.post(&account, headers, body).await }
     }
 
-    fn headers(&self, account: &Account, authorization: HeaderValue, ctx: &CallContext) -> HeaderMap {
+    pub(super) fn headers(&self, account: &Account, authorization: HeaderValue, ctx: &CallContext) -> HeaderMap {
         let mut headers = HeaderMap::new();
         let put = |h: &mut HeaderMap, name: &'static str, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {
@@ -136,9 +136,23 @@ impl Upstream {
                 put(&mut headers, "chatgpt-account-id", &id);
             }
             put(&mut headers, "originator", ORIGINATOR);
-            put(&mut headers, "version", CODEX_CLIENT_VERSION);
-            if let Ok(v) = HeaderValue::from_str(&self.user_agent) {
-                headers.insert(USER_AGENT, v);
+            match ctx.client_version {
+                // Rare: a newer version for this request (one string each).
+                Some(v) => {
+                    let text = v.to_string();
+                    put(&mut headers, "version", &text);
+                    if let Ok(ua) = HeaderValue::from_str(&self.client.user_agent_for(&text)) {
+                        headers.insert(USER_AGENT, ua);
+                    }
+                }
+                None => {
+                    if let Some(v) = &self.version {
+                        headers.insert(HeaderName::from_static("version"), v.clone());
+                    }
+                    if let Some(ua) = &self.user_agent {
+                        headers.insert(USER_AGENT, ua.clone());
+                    }
+                }
             }
             put(&mut headers, "session-id", &ctx.session_id);
             put(&mut headers, "thread-id", ctx.thread_id.as_deref().unwrap_or(&ctx.session_id));
@@ -190,8 +204,8 @@ impl Upstream {
 
 /// An upstream URL parsed once, for each transport: reqwest would otherwise parse (and IDNA-map) the string on
 /// every request.
-struct ParsedUrl {
-    parsed: Option<(reqwest::Url, Uri)>,
+pub(super) struct ParsedUrl {
+    pub(super) parsed: Option<(reqwest::Url, Uri)>,
 }
 
 impl ParsedUrl {

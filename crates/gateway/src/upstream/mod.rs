@@ -3,11 +3,15 @@
 
 mod classify;
 mod client;
+mod compact;
 mod http2;
+pub mod identity;
+pub mod ratelimits;
 pub(crate) mod tls;
 mod transport;
 
 pub use classify::classify;
-pub use client::{CODEX_CLIENT_VERSION, CallContext, Upstream, build_http_client, build_http_client_with_proxy};
+pub use client::{CallContext, Upstream, build_http_client, build_http_client_with_proxy};
+pub use identity::CODEX_CLIENT_VERSION;
 pub(crate) use transport::with_causes;
 pub use transport::{BodyStream, TransportError, UpstreamResponse};
