@@ -25,6 +25,7 @@ mod types;
 mod validate;
 
 pub use default_reply::schema_instance;
+pub use sse::Framing;
 pub use types::{
     AccountCreds, AccountSpec, CallSpec, End, EndpointMode, FakeConfig, RecordedRequest, ReplyItem, Scenario,
     TokenCall, ToolArgs,
