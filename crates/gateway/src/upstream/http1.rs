@@ -1,0 +1,465 @@
+//! HTTP/1.1 to the upstream, with the answer read in the task that consumes it: `http://` origins (the
+//! benchmark's and the tests' fake unless `upstream_h2c`) and `https` origins that chose HTTP/1.1 in ALPN.
+//!
+//! Why not hyper-util's pooled client: hyper runs each connection on a task of its own and hands the body over
+//! one chunk at a time through a one-slot channel, so an answer whose events come one per chunk (as the real
+//! backend flushes them) cost two cross-task wake-ups per event, and the reader could never see a second ready
+//! event without yielding: one client write per event (issue 26, bench/notes.md "Fourteenth session"). Here the
+//! body is the socket itself: one read takes every byte the kernel has, the chunked framing is removed from all of
+//! it at once, and the reader gets one buffer per read, so a burst becomes one write to the client.
+//!
+//! Connections are kept per origin while idle (up to [`POOL_MAX_IDLE_PER_HOST`], for [`POOL_IDLE_TIMEOUT`]) and
+//! reused once an answer was read to its end; a body dropped before its end closes its connection, so the
+//! upstream sees a client that left at once. A request that finds a reused connection closed by the server
+//! before any byte of an answer is sent again once on a new connection (the server had not processed it).
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use bytes::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tower::Service;
+
+use super::chunked::{Framing, Progress};
+use super::transport::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse};
+
+/// Largest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Bytes taken from the socket per read: a burst of deltas is a few KB.
+const READ_SIZE: usize = 16 * 1024;
+
+/// A connection's byte stream: plain TCP, or TLS over it.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// An idle connection in the pool.
+struct Idle {
+    io: Io,
+    since: Instant,
+}
+
+/// Idle connections by origin.
+#[derive(Default)]
+struct Pool {
+    idle: parking_lot::Mutex<HashMap<Arc<str>, Vec<Idle>>>,
+}
+
+impl Pool {
+    /// The most recently used idle connection of `origin` that has not been idle too long.
+    fn take(&self, origin: &str) -> Option<Io> {
+        let mut idle = self.idle.lock();
+        let list = idle.get_mut(origin)?;
+        while let Some(conn) = list.pop() {
+            if conn.since.elapsed() < POOL_IDLE_TIMEOUT {
+                return Some(conn.io);
+            }
+        }
+        None
+    }
+
+    fn put(&self, origin: Arc<str>, io: Io) {
+        let mut idle = self.idle.lock();
+        let list = idle.entry(origin).or_default();
+        // Connections idle past the timeout go first (they are at the front: the list is used from its end).
+        let now = Instant::now();
+        list.retain(|c| now.duration_since(c.since) < POOL_IDLE_TIMEOUT);
+        if list.len() < POOL_MAX_IDLE_PER_HOST {
+            list.push(Idle { io, since: now });
+        }
+    }
+}
+
+/// HTTP/1.1 connections to upstream origins.
+pub struct Http1Connections {
+    tcp: HttpConnector,
+    tls: tokio_rustls::TlsConnector,
+    pool: Arc<Pool>,
+}
+
+/// The response head failed to parse or broke a rule of HTTP/1.1.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent an invalid HTTP/1.1 response: {0}")]
+struct BadResponse(&'static str);
+
+fn bad(what: &'static str) -> TransportError {
+    TransportError::of(BadResponse(what))
+}
+
+/// Why an attempt on a reused connection failed: before any byte of the answer (send it again on a new
+/// connection), or otherwise.
+enum AttemptError {
+    ClosedBeforeAnswer(TransportError),
+    Other(TransportError),
+}
+
+impl Http1Connections {
+    /// `tcp`: the connector with the transport's socket options; `tls`: the shared client configuration (ALPN
+    /// is set to `http/1.1` here).
+    pub fn new(tcp: HttpConnector, mut tls: rustls::ClientConfig) -> Http1Connections {
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Http1Connections { tcp, tls: tokio_rustls::TlsConnector::from(Arc::new(tls)), pool: Arc::new(Pool::default()) }
+    }
+
+    /// POST `body`; returns once the response head arrived, with the body streaming from the socket.
+    pub async fn post(&self, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<UpstreamResponse, TransportError> {
+        let origin: Arc<str> =
+            format!("{}://{}", uri.scheme_str().unwrap_or(""), uri.authority().map_or("", |a| a.as_str())).into();
+        let request = request_bytes(uri, headers, body);
+        if let Some(io) = self.pool.take(&origin) {
+            match attempt(io, &request).await {
+                Ok((io, head)) => return Ok(self.response(io, head, origin)),
+                Err(AttemptError::ClosedBeforeAnswer(e)) => {
+                    tracing::debug!("a pooled upstream connection was closed; sending on a new one: {e}");
+                }
+                Err(AttemptError::Other(e)) => return Err(e),
+            }
+        }
+        let io = self.connect(uri).await?;
+        match attempt(io, &request).await {
+            Ok((io, head)) => Ok(self.response(io, head, origin)),
+            Err(AttemptError::ClosedBeforeAnswer(e) | AttemptError::Other(e)) => Err(e),
+        }
+    }
+
+    fn response(&self, io: Io, head: Head, origin: Arc<str>) -> UpstreamResponse {
+        let body = Body {
+            io: Some(io),
+            framing: head.framing,
+            unread_head_rest: !head.rest.is_empty(),
+            carry: head.rest,
+            keep_alive: head.keep_alive,
+            pool: self.pool.clone(),
+            origin,
+        };
+        UpstreamResponse { status: head.status, headers: head.headers, body: Box::pin(body) }
+    }
+
+    async fn connect(&self, uri: &Uri) -> Result<Io, TransportError> {
+        let connecting = async {
+            let mut tcp = self.tcp.clone();
+            std::future::poll_fn(|cx| tcp.poll_ready(cx)).await.map_err(TransportError::of)?;
+            let stream = tcp.call(uri.clone()).await.map_err(TransportError::of)?.into_inner();
+            if uri.scheme_str() != Some("https") {
+                return Ok(Io::Plain(stream));
+            }
+            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(TransportError::of)?;
+            let stream = self.tls.connect(name, stream).await.map_err(TransportError::of)?;
+            Ok(Io::Tls(Box::new(stream)))
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::described(
+                dialects::failure::TransportKind::Timeout,
+                "connecting to the upstream timed out",
+            )),
+        }
+    }
+}
+
+/// The request's bytes: head and body in one buffer, so it leaves in one write.
+fn request_bytes(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512 + body.len());
+    out.extend_from_slice(b"POST ");
+    out.extend_from_slice(uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(uri.authority().map_or("", |a| a.as_str()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        // Set here from the body, or by this module.
+        if name == header::HOST || name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// A parsed response head and the bytes read after it.
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    framing: Framing,
+    keep_alive: bool,
+    rest: Vec<u8>,
+}
+
+/// Send the request on `io` and read the response head.
+async fn attempt(mut io: Io, request: &[u8]) -> Result<(Io, Head), AttemptError> {
+    if let Err(e) = async {
+        io.write_all(request).await?;
+        io.flush().await
+    }
+    .await
+    {
+        return Err(AttemptError::ClosedBeforeAnswer(TransportError::of(e)));
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        let before = buf.len();
+        if buf.capacity() - before < 1024 {
+            buf.reserve(4096);
+        }
+        let read = tokio::io::AsyncReadExt::read_buf(&mut io, &mut buf).await;
+        match read {
+            Ok(0) | Err(_) if before == 0 => {
+                let e = read.err().unwrap_or_else(|| io::ErrorKind::UnexpectedEof.into());
+                return Err(AttemptError::ClosedBeforeAnswer(TransportError::of(e)));
+            }
+            Ok(0) => {
+                return Err(AttemptError::Other(TransportError::of(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the upstream closed the connection inside the response head",
+                ))));
+            }
+            Err(e) => return Err(AttemptError::Other(TransportError::of(e))),
+            Ok(_) => {}
+        }
+        match parse_head(&buf) {
+            Ok(Parsed::Final(used, head)) => {
+                let rest = buf.split_off(used);
+                return Ok((io, Head { rest, ..head }));
+            }
+            Ok(Parsed::Interim(used)) => {
+                // The real answer follows.
+                buf.drain(..used);
+            }
+            Ok(Parsed::Partial) if buf.len() > MAX_HEAD => {
+                return Err(AttemptError::Other(bad("response head too large")));
+            }
+            Ok(Parsed::Partial) => {}
+            Err(e) => return Err(AttemptError::Other(e)),
+        }
+    }
+}
+
+/// What the bytes received so far hold.
+enum Parsed {
+    /// Not a whole head yet.
+    Partial,
+    /// An interim (1xx) answer of this many bytes.
+    Interim(usize),
+    /// The answer's head, this many bytes long.
+    Final(usize, Head),
+}
+
+fn parse_head(buf: &[u8]) -> Result<Parsed, TransportError> {
+    let mut fields = [httparse::EMPTY_HEADER; 100];
+    let mut response = httparse::Response::new(&mut fields);
+    let used = match response.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(_) => return Err(bad("malformed response head")),
+    };
+    let code = response.code.unwrap_or_default();
+    if (100..200).contains(&code) && code != 101 {
+        return Ok(Parsed::Interim(used));
+    }
+    let status = StatusCode::from_u16(code).map_err(|_| bad("invalid status code"))?;
+    let mut headers = HeaderMap::with_capacity(response.headers.len());
+    let (mut chunked, mut length, mut close) = (false, None, response.version == Some(0));
+    for field in response.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| bad("invalid header name"))?;
+        let value = HeaderValue::from_bytes(field.value).map_err(|_| bad("invalid header value"))?;
+        if name == header::TRANSFER_ENCODING {
+            // The last coding decides (RFC 9112 §6.3): chunked or the body runs to the end of the connection.
+            chunked = field
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == header::CONTENT_LENGTH {
+            let n = std::str::from_utf8(field.value)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| bad("invalid content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(bad("conflicting content-length"));
+            }
+            length = Some(n);
+        } else if name == header::CONNECTION {
+            close = field.value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        headers.append(name, value);
+    }
+    let has_te = headers.contains_key(header::TRANSFER_ENCODING);
+    let framing = if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        Framing::Length(0)
+    } else if chunked {
+        Framing::chunked()
+    } else if has_te {
+        Framing::UntilClose
+    } else {
+        match length {
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        }
+    };
+    let keep_alive = !close && !matches!(framing, Framing::UntilClose);
+    Ok(Parsed::Final(used, Head { status, headers, framing, keep_alive, rest: Vec::new() }))
+}
+
+/// The response body: the connection's socket, its framing removed as bytes arrive. Given back to the pool
+/// when the body ended cleanly; closed when dropped before.
+struct Body {
+    /// `None` once the body ended (the connection went back to the pool or was closed).
+    io: Option<Io>,
+    framing: Framing,
+    /// Received bytes not consumed yet: what came with the head, then framing cut off mid-line.
+    carry: Vec<u8>,
+    /// `carry` holds body bytes that came with the head, not decoded yet.
+    unread_head_rest: bool,
+    keep_alive: bool,
+    pool: Arc<Pool>,
+    origin: Arc<str>,
+}
+
+impl Body {
+    /// Remove the framing from `input` (prefixed by the carried bytes): the body's bytes in it, in one buffer.
+    fn decode(&mut self, input: &[u8]) -> Result<Progress, TransportError> {
+        let progress = if self.carry.is_empty() {
+            let progress = self.framing.decode(input).map_err(bad)?;
+            self.carry.extend_from_slice(&input[progress.consumed..]);
+            progress
+        } else {
+            self.carry.extend_from_slice(input);
+            let carried = std::mem::take(&mut self.carry);
+            let progress = self.framing.decode(&carried).map_err(bad)?;
+            self.carry = carried;
+            self.carry.drain(..progress.consumed);
+            progress
+        };
+        if self.framing.is_done() {
+            let io = self.io.take();
+            // Bytes past the end would be a second answer nobody asked for: not a connection to reuse.
+            if let Some(io) = io
+                && self.keep_alive
+                && self.carry.is_empty()
+            {
+                self.pool.put(self.origin.clone(), io);
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Read once and decode what came; `Ready(None)` at the end.
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, TransportError>>> {
+        if std::mem::take(&mut self.unread_head_rest) {
+            // Bytes that came with the head: decode them before reading more.
+            match self.decode(&[]) {
+                Ok(p) if !p.data.is_empty() => return Poll::Ready(Some(Ok(Bytes::from(p.data)))),
+                Ok(_) => {}
+                Err(e) => return self.fail(e),
+            }
+        }
+        loop {
+            if self.framing.is_done() {
+                return Poll::Ready(None);
+            }
+            let Some(io) = self.io.as_mut() else { return Poll::Ready(None) };
+            let mut space = [0u8; READ_SIZE];
+            let mut buf = ReadBuf::new(&mut space);
+            match Pin::new(io).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return self.fail(TransportError::of(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            if buf.filled().is_empty() {
+                if self.framing.ends_at_close() && self.carry.is_empty() {
+                    self.io = None;
+                    return Poll::Ready(None);
+                }
+                return self.fail(TransportError::of(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the upstream closed the connection before the end of the response body",
+                )));
+            }
+            match self.decode(buf.filled()) {
+                Ok(p) if !p.data.is_empty() => return Poll::Ready(Some(Ok(Bytes::from(p.data)))),
+                Ok(_) => {}
+                Err(e) => return self.fail(e),
+            }
+        }
+    }
+
+    fn fail(&mut self, e: TransportError) -> Poll<Option<Result<Bytes, TransportError>>> {
+        self.io = None;
+        self.framing = Framing::Length(0);
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl futures_util::Stream for Body {
+    type Item = Result<Bytes, TransportError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_body(cx)
+    }
+}
+
+impl Drop for Body {
+    /// Dropped before its end (the reader stopped after the terminal event, or the client left): if the rest of
+    /// the body has already arrived (the chunked terminator usually comes with the last event), read it without
+    /// waiting and keep the connection; otherwise it closes here, and the upstream sees it at once.
+    fn drop(&mut self) {
+        if self.io.is_none() || !self.keep_alive {
+            return;
+        }
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..2 {
+            match self.poll_body(&mut cx) {
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(None) | Poll::Ready(Some(Err(_))) | Poll::Pending => break,
+            }
+        }
+    }
+}
