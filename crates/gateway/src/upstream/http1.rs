@@ -463,3 +463,161 @@ impl Drop for Body {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    fn client() -> Http1Connections {
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        let tls = super::super::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
+        Http1Connections::new(tcp, tls)
+    }
+
+    /// Read one request (head and `content-length` body) from `tcp`; false at the end of the connection.
+    async fn read_request(tcp: &mut TcpStream) -> bool {
+        let mut buf = Vec::new();
+        loop {
+            let mut fields = [httparse::EMPTY_HEADER; 32];
+            let mut req = httparse::Request::new(&mut fields);
+            if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
+                let len: usize = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= n + len {
+                    return true;
+                }
+            }
+            let mut more = [0u8; 4096];
+            match tcp.read(&mut more).await {
+                Ok(0) | Err(_) => return false,
+                Ok(k) => buf.extend_from_slice(&more[..k]),
+            }
+        }
+    }
+
+    /// A server on a loopback port answering every request on a connection with `answer` (written in one
+    /// write); counts connections; closes a connection after `per_connection` answers.
+    async fn server(answer: &'static [u8], per_connection: usize) -> (Uri, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    for _ in 0..per_connection {
+                        if !read_request(&mut tcp).await || tcp.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://127.0.0.1:{port}/responses").parse().unwrap_or_else(|e| panic!("{e}")), connections)
+    }
+
+    const EVENTS: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n\
+        9\r\ndata: 1\n\n\r\n9\r\ndata: 2\n\n\r\n9\r\ndata: 3\n\n\r\n0\r\n\r\n";
+
+    /// Chunks that arrived together (one event each, as the real backend flushes them) come out of the body as
+    /// one buffer: one read, one hand-off, where hyper's client handed them over one chunk at a time.
+    #[tokio::test]
+    async fn chunks_received_together_come_out_as_one_buffer() {
+        let (uri, _) = server(EVENTS, 1).await;
+        let mut response =
+            client().post(&uri, &HeaderMap::new(), &Bytes::from_static(b"{}")).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(response.headers.get("content-type").map(HeaderValue::as_bytes), Some(&b"text/event-stream"[..]));
+        let first = response.body.next().await.and_then(Result::ok);
+        assert_eq!(first.as_deref(), Some(&b"data: 1\n\ndata: 2\n\ndata: 3\n\n"[..]));
+        assert!(response.body.next().await.is_none());
+    }
+
+    /// A connection whose answer was read to its end carries the next request; one the server closed while idle
+    /// is replaced, and the request sent on it goes again on a new connection.
+    #[tokio::test]
+    async fn connections_are_reused_and_a_closed_one_is_replaced() {
+        let client = client();
+        let (uri, connections) = server(EVENTS, 2).await;
+        for round in 0..4 {
+            let mut response = client
+                .post(&uri, &HeaderMap::new(), &Bytes::from_static(b"{}"))
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let mut body = Vec::new();
+            while let Some(chunk) = response.body.next().await {
+                body.extend_from_slice(&chunk.unwrap_or_else(|e| panic!("round {round}: {e}")));
+            }
+            assert_eq!(body, b"data: 1\n\ndata: 2\n\ndata: 3\n\n");
+            // Let the server's close of a connection after its second answer arrive.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    /// A body dropped before its end closes its connection (the upstream sees the client leave at once), and a
+    /// body cut by the upstream is an error, not a clean end.
+    #[tokio::test]
+    async fn a_dropped_body_closes_its_connection_and_a_cut_one_is_an_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let Ok((mut tcp, _)) = listener.accept().await else { return };
+            read_request(&mut tcp).await;
+            let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n";
+            let _ = tcp.write_all(head).await;
+            let mut rest = [0u8; 16];
+            let _ = closed_tx.send(tcp.read(&mut rest).await.map_or(true, |n| n == 0));
+            let Ok((mut tcp, _)) = listener.accept().await else { return };
+            read_request(&mut tcp).await;
+            let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n9\r\ndata: 1").await;
+        });
+        let uri: Uri = format!("http://127.0.0.1:{port}/r").parse().unwrap_or_else(|e| panic!("{e}"));
+        let client = client();
+        let mut response = client.post(&uri, &HeaderMap::new(), &Bytes::new()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(response.body.next().await.is_some_and(|r| r.is_ok()));
+        drop(response);
+        let closed = tokio::time::timeout(Duration::from_secs(2), closed_rx).await;
+        assert!(matches!(closed, Ok(Ok(true))), "the upstream did not see the connection close: {closed:?}");
+
+        let mut response = client.post(&uri, &HeaderMap::new(), &Bytes::new()).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut last = None;
+        while let Some(item) = response.body.next().await {
+            last = Some(item);
+        }
+        let err = last.and_then(Result::err).unwrap_or_else(|| panic!("a cut body ended cleanly"));
+        assert_eq!(err.kind(), dialects::failure::TransportKind::Reset, "{err}");
+    }
+
+    /// How a head decides the body's framing and whether the connection can carry another request.
+    #[test]
+    fn response_heads_decide_framing_and_reuse() {
+        let parse = |head: &[u8]| match parse_head(head) {
+            Ok(Parsed::Final(n, head)) => Some((n, head.status, head.framing, head.keep_alive)),
+            Ok(Parsed::Interim(_) | Parsed::Partial) => None,
+            Err(e) => panic!("{e}"),
+        };
+        let head = b"HTTP/1.1 429 Too Many\r\ncontent-length: 12\r\n\r\n";
+        assert_eq!(parse(head), Some((head.len(), StatusCode::TOO_MANY_REQUESTS, Framing::Length(12), true)));
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n";
+        assert_eq!(parse(head), Some((head.len(), StatusCode::OK, Framing::chunked(), false)));
+        let head = b"HTTP/1.1 200 OK\r\n\r\n";
+        assert_eq!(parse(head), Some((head.len(), StatusCode::OK, Framing::UntilClose, false)));
+        assert_eq!(parse(b"HTTP/1.1 200 OK\r\ncontent-le"), None);
+        assert!(matches!(parse_head(b"HTTP/1.1 100 Continue\r\n\r\n"), Ok(Parsed::Interim(25))));
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n").is_err());
+        assert!(parse_head(b"garbage\r\n\r\n").is_err());
+    }
+}
