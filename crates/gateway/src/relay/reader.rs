@@ -84,6 +84,11 @@ pub struct EventReader {
     late: Option<Box<LateHeaders>>,
     /// An unknown event type was logged for this stream: one debug line per stream, not one per event.
     unknown_logged: bool,
+    /// The timer of the waits, made at the first real wait and kept: a wait whose deadline moved later (progress
+    /// moves it with every event) leaves the timer where it was, and when it fires early it is set to the
+    /// deadline then. So a stream pays one timer registration per keepalive period, not one per event (each wait
+    /// made its own `sleep_until` before: a timer-wheel insert and removal per event of a paced stream).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl EventReader {
@@ -99,6 +104,7 @@ impl EventReader {
             forwards_raw: false,
             late: None,
             unknown_logged: false,
+            timer: None,
         }
     }
 
@@ -158,22 +164,39 @@ impl EventReader {
         if let Some(read) = self.buffered() {
             return read;
         }
-        // Made only when the wait is real (nothing parsed is waiting), as `tokio::time::timeout` was before.
-        let timer = tokio::time::sleep_until(until.into());
-        let mut timer = std::pin::pin!(timer);
-        loop {
+        // Taken out while waiting (the body and the parser are borrowed meanwhile); a wait cancelled half-way
+        // loses it, and the next wait makes a new one.
+        let mut timer = match self.timer.take() {
+            Some(mut timer) => {
+                // Only a deadline moved earlier needs the timer moved: a later one is checked when it fires.
+                if timer.deadline() > until.into() {
+                    timer.as_mut().reset(until.into());
+                }
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(until.into())),
+        };
+        let read = loop {
             let item = tokio::select! {
                 biased;
                 item = self.body.next() => item,
-                () = &mut timer => return Read::Idle,
+                () = timer.as_mut() => {
+                    if Instant::now() >= until {
+                        break Read::Idle;
+                    }
+                    timer.as_mut().reset(until.into());
+                    continue;
+                }
             };
             if let Some(read) = self.on_bytes(item) {
-                return read;
+                break read;
             }
             if let Some(read) = self.buffered() {
-                return read;
+                break read;
             }
-        }
+        };
+        self.timer = Some(timer);
+        read
     }
 
     /// Wait (until `until` at most) for late response headers; `None` once the body can be read.

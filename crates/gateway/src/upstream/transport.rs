@@ -445,6 +445,30 @@ mod tests {
         assert_eq!(connections.load(Ordering::SeqCst), 4);
     }
 
+    /// DATA frames already received (one event each, as the real backend sends them) come out of the body as one
+    /// buffer, so the reader handles a burst in one read and the pump writes it in one write.
+    #[tokio::test]
+    async fn http2_frames_received_together_come_out_as_one_buffer() {
+        use futures_util::StreamExt;
+        let port = h2c_server(|mut conn: H2cConnection| async move {
+            while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                if let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) {
+                    for i in 0..3 {
+                        let _ = body.send_data(Bytes::from(format!("data: {i}\n\n")), i == 2);
+                    }
+                }
+            }
+        })
+        .await;
+        let mut response = post_h2c(port).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status, StatusCode::OK);
+        // Let every frame arrive before the first read.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let first = response.body.next().await.and_then(Result::ok);
+        assert_eq!(first.as_deref(), Some(&b"data: 0\n\ndata: 1\n\ndata: 2\n\n"[..]));
+        assert!(response.body.next().await.is_none());
+    }
+
     #[tokio::test]
     async fn direct_errors_name_the_cause_and_not_the_url() {
         let tls = super::super::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
