@@ -407,6 +407,42 @@ mod tests {
         assert_eq!(reader.event(&back), Event::Ignored);
     }
 
+    /// Waits share one timer: a wait whose deadline moved later (progress does that with every event) leaves it
+    /// where it was instead of re-arming it, and a timer that fires before the wait's deadline is moved then, so
+    /// the wait still ends at its own deadline, not earlier.
+    #[tokio::test]
+    async fn waits_share_one_timer_moved_only_when_it_fires_early() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, TransportError>>(4);
+        let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+        let mut reader = EventReader::new(Box::pin(body));
+        let start = Instant::now();
+        let first = start + Duration::from_millis(300);
+        tokio::spawn({
+            let tx = tx.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = tx.send(Ok(Bytes::from(delta(1)))).await;
+            }
+        });
+        assert!(matches!(reader.next_until(first).await, Read::Frame(_)));
+        let armed = reader.timer.as_ref().map(|t| t.deadline().into_std());
+        assert_eq!(armed, Some(first));
+        // A later deadline: the timer stays at the first one while the wait goes on.
+        let later = start + Duration::from_millis(600);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            let _ = tx.send(Ok(Bytes::from(delta(2)))).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(tx);
+        });
+        assert!(matches!(reader.next_until(later).await, Read::Frame(_)));
+        assert_eq!(reader.timer.as_ref().map(|t| t.deadline().into_std()), Some(first), "re-armed per wait");
+        // Nothing more comes: the wait ends at its own deadline, past the timer's first firing.
+        assert!(matches!(reader.next_until(later).await, Read::Idle));
+        assert!(Instant::now() >= later, "ended {:?} early", later - Instant::now());
+        assert!(Instant::now() < later + Duration::from_millis(300), "ended late");
+    }
+
     /// A large read is parsed a piece at a time as frames are asked for, and every frame still comes out whole
     /// and in order, also when a read ends in the middle of a line.
     #[tokio::test]
