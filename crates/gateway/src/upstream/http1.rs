@@ -163,7 +163,7 @@ impl Http1Connections {
     }
 
     fn response(&self, io: Io, head: Head, origin: Arc<str>) -> UpstreamResponse {
-        let body = Body {
+        let mut body = Body {
             io: Some(io),
             framing: head.framing,
             unread_head_rest: !head.rest.is_empty(),
@@ -172,6 +172,10 @@ impl Http1Connections {
             pool: self.pool.clone(),
             origin,
         };
+        if body.framing.is_done() {
+            // No body at all (a zero length): the connection is free now. Decoding nothing only hands it back.
+            let _ = body.decode(&[]);
+        }
         UpstreamResponse { status: head.status, headers: head.headers, body: Box::pin(body) }
     }
 
