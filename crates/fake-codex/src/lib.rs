@@ -28,6 +28,7 @@ mod validate;
 mod versions;
 
 pub use default_reply::schema_instance;
+pub use sse::Framing;
 pub use types::{
     AccountCreds, AccountSpec, CallSpec, End, EndpointMode, FakeConfig, RecordedRequest, ReplyItem, Scenario,
     TokenCall, ToolArgs,

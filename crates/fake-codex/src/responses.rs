@@ -230,6 +230,7 @@ fn answer(shared: &Arc<Shared>, caller: &Caller, body: &Value, scenario: Scenari
         input_tokens: sse::approx_tokens(total),
         cached_tokens: cached,
         keepalive: shared.cfg.keepalive_events,
+        framing: shared.cfg.framing,
     };
     if let Some(account) = caller.account()
         && matches!(plan.ending, Ending::Completed | Ending::Incomplete(_))
@@ -267,7 +268,8 @@ fn hanging_body(status: u16, body: String) -> Response {
 }
 
 /// Drive the steps through a 4-slot channel; a dropped client stops the task at its next send (or at once
-/// while it sleeps). Each event step is already a burst of the events between two pauses (`sse.rs`).
+/// while it sleeps). Each event step is one event, or a burst of the events between two pauses, as the
+/// configured framing says (`sse::Framing`).
 /// Start, completion and early ends are counted in the shared stats.
 fn stream_body(shared: &Arc<Shared>, steps: Vec<Step>) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);

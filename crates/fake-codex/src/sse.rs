@@ -86,6 +86,20 @@ impl Plan {
     }
 }
 
+/// How a stream's events are framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Framing {
+    /// Every event is its own body chunk: one HTTP/1.1 chunk, one HTTP/2 DATA frame, as the real backend flushes
+    /// each event when it is produced. hyper may still put several chunks that are ready into one socket write
+    /// (as TCP would), but each keeps its own framing, so a reader pays the per-frame cost users' streams have.
+    #[default]
+    PerEvent,
+    /// Events with no pause between them go out as one buffer (up to 16 KB): the benchmark's framing before
+    /// issue 26, kept as a named scenario (`--framing burst`).
+    Burst,
+}
+
 /// Response-level facts.
 pub struct Meta {
     pub response_id: String,
@@ -94,6 +108,7 @@ pub struct Meta {
     pub input_tokens: u64,
     pub cached_tokens: u64,
     pub keepalive: bool,
+    pub framing: Framing,
 }
 
 /// Tokens of a text: ceil(bytes / 4).
@@ -149,12 +164,14 @@ pub fn usage(plan: &Plan, meta: &Meta) -> Value {
 const MAX_BURST: usize = 16 * 1024;
 
 /// Serialises events straight into the current burst; a pause, a cut or a full burst closes it as one
-/// [`Step::Event`] (so a 200-delta reply is a handful of buffers, not one per event).
+/// [`Step::Event`]. With [`Framing::PerEvent`] every event closes its own burst (one step per event); with
+/// [`Framing::Burst`] a 200-delta reply is a handful of buffers.
 struct Writer {
     seq: u64,
     steps: Vec<Step>,
     burst: Vec<u8>,
     keepalive: bool,
+    framing: Framing,
 }
 
 /// The bytes of one `response.output_text.delta` frame around its delta, fields in the order a JSON object
@@ -178,8 +195,8 @@ impl TextDeltaFrame {
 }
 
 impl Writer {
-    fn new(keepalive: bool) -> Self {
-        Self { seq: 0, steps: Vec::new(), burst: Vec::new(), keepalive }
+    fn new(keepalive: bool, framing: Framing) -> Self {
+        Self { seq: 0, steps: Vec::new(), burst: Vec::new(), keepalive, framing }
     }
 
     /// Close the current burst, then add a non-event step.
@@ -222,10 +239,16 @@ impl Writer {
         self.frame_written();
     }
 
-    /// After a whole frame: the next sequence number, and the burst closed once it is full.
+    /// After a whole frame: the next sequence number, and the burst closed once it is full (or at once, one
+    /// event per frame).
     fn frame_written(&mut self) {
         self.seq += 1;
-        if self.burst.len() >= MAX_BURST {
+        self.event_written();
+    }
+
+    /// After any event's bytes (keepalives included): close the burst if the framing says so.
+    fn event_written(&mut self) {
+        if self.framing == Framing::PerEvent || self.burst.len() >= MAX_BURST {
             self.close_burst();
         }
     }
@@ -246,6 +269,7 @@ impl Writer {
     fn keepalive(&mut self) {
         if self.keepalive {
             self.burst.extend_from_slice(b"event: keepalive\ndata: {\"type\":\"keepalive\"}\n\n");
+            self.event_written();
         }
     }
 }
@@ -269,7 +293,7 @@ fn response_obj(meta: &Meta, status: &str, output: Value, usage: Value) -> Value
 
 /// Build every step of the reply.
 pub fn build(plan: &Plan, meta: &Meta) -> Vec<Step> {
-    let mut w = Writer::new(meta.keepalive);
+    let mut w = Writer::new(meta.keepalive, meta.framing);
     let initial = response_obj(meta, "in_progress", json!([]), Value::Null);
     if let Some((interval_ms, after_created)) = plan.trickle {
         if after_created {
@@ -286,6 +310,7 @@ pub fn build(plan: &Plan, meta: &Meta) -> Vec<Step> {
             w.push_step(Step::Sleep(pause));
             left -= pause;
             w.burst.extend_from_slice(b"event: keepalive\ndata: {\"type\":\"keepalive\"}\n\n");
+            w.event_written();
         }
     } else if plan.silence_ms > 0 {
         w.push_step(Step::Sleep(plan.silence_ms));
@@ -473,8 +498,8 @@ mod tests {
 
     #[test]
     fn typed_text_delta_has_the_bytes_of_the_generic_path() {
-        let mut typed = Writer { seq: 7, ..Writer::new(false) };
-        let mut generic = Writer { seq: 7, ..Writer::new(false) };
+        let mut typed = Writer { seq: 7, ..Writer::new(false, Framing::Burst) };
+        let mut generic = Writer { seq: 7, ..Writer::new(false, Framing::Burst) };
         typed.text_delta(&TextDeltaFrame::new("msg_1", 2), "a\"b\n\u{e9}");
         generic.emit(
             "response.output_text.delta",
@@ -492,6 +517,7 @@ mod tests {
             input_tokens: 10,
             cached_tokens: 0,
             keepalive: false,
+            framing: Framing::Burst,
         }
     }
 
@@ -535,6 +561,37 @@ mod tests {
             steps.windows(2).all(|w| !matches!(w, [Step::Event(_), Step::Event(_)])),
             "a pause separates every burst"
         );
+    }
+
+    /// The default framing is the real backend's: every event is its own step (one HTTP/1.1 chunk, one HTTP/2
+    /// DATA frame), keepalive events included, and the bytes are those of the burst framing.
+    #[test]
+    fn per_event_framing_sends_every_event_as_its_own_step() {
+        let text = "word ".repeat(40);
+        let plan = Plan::new(vec![PlanItem::Message { text }], 20);
+        let per_event = Meta { framing: Framing::PerEvent, keepalive: true, ..meta() };
+        let steps = build(&plan, &per_event);
+        let mut all = Vec::new();
+        for step in &steps {
+            let Step::Event(bytes) = step else { panic!("unexpected step {step:?}") };
+            assert_eq!(events(bytes).len(), 1, "one event per step: {:?}", String::from_utf8_lossy(bytes));
+            all.extend_from_slice(bytes);
+        }
+        // created, in_progress, keepalive, item added, part added, 20 deltas, text done, part done, item done,
+        // keepalive, completed
+        assert_eq!(steps.len(), 30);
+        let burst: Vec<u8> = build(&plan, &Meta { framing: Framing::Burst, keepalive: true, ..meta() })
+            .into_iter()
+            .flat_map(|s| match s {
+                Step::Event(b) => b.to_vec(),
+                other => panic!("unexpected step {other:?}"),
+            })
+            .collect();
+        // The same events in the same order (item ids are random per build).
+        let names = |b: &[u8]| events(b).into_iter().map(|e| e.lines().next().map(str::to_string)).collect::<Vec<_>>();
+        assert_eq!(names(&all), names(&burst));
+        assert!(all.len() > 4000 && all.len().abs_diff(burst.len()) < 8, "{} and {} bytes", all.len(), burst.len());
+        assert_eq!(crate::FakeConfig::default().framing, Framing::PerEvent);
     }
 
     /// A malformed delta is one frame whose `data:` is not JSON; the others parse and the response completes.

@@ -35,6 +35,9 @@ pub struct FakeConfig {
     pub tls: bool,
     /// In TLS mode, offer only `http/1.1` in ALPN, as some TLS-intercepting proxies and older front ends do.
     pub tls_http1_only: bool,
+    /// How stream events are framed on the wire (`sse::Framing`): one event per HTTP/1.1 chunk and HTTP/2 DATA
+    /// frame, as the real backend flushes them (the default), or events with no pause between them as one buffer.
+    pub framing: crate::sse::Framing,
 }
 
 impl Default for FakeConfig {
@@ -51,6 +54,7 @@ impl Default for FakeConfig {
             h2_max_concurrent_streams: 200,
             tls: false,
             tls_http1_only: false,
+            framing: crate::sse::Framing::PerEvent,
         }
     }
 }

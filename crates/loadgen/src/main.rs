@@ -15,6 +15,7 @@
 //! `procfs` (CPU and memory of a pid), `stats` (percentiles and the JSON report), `jobs` (the three jobs).
 
 mod dialect;
+mod framing;
 mod jobs;
 mod pingpong;
 mod procfs;

@@ -84,6 +84,11 @@ pub struct EventReader {
     late: Option<Box<LateHeaders>>,
     /// An unknown event type was logged for this stream: one debug line per stream, not one per event.
     unknown_logged: bool,
+    /// The timer of the waits, made at the first real wait and kept: a wait whose deadline moved later (progress
+    /// moves it with every event) leaves the timer where it was, and when it fires early it is set to the
+    /// deadline then. So a stream pays one timer registration per keepalive period, not one per event (each wait
+    /// made its own `sleep_until` before: a timer-wheel insert and removal per event of a paced stream).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl EventReader {
@@ -99,6 +104,7 @@ impl EventReader {
             forwards_raw: false,
             late: None,
             unknown_logged: false,
+            timer: None,
         }
     }
 
@@ -158,22 +164,39 @@ impl EventReader {
         if let Some(read) = self.buffered() {
             return read;
         }
-        // Made only when the wait is real (nothing parsed is waiting), as `tokio::time::timeout` was before.
-        let timer = tokio::time::sleep_until(until.into());
-        let mut timer = std::pin::pin!(timer);
-        loop {
+        // Taken out while waiting (the body and the parser are borrowed meanwhile); a wait cancelled half-way
+        // loses it, and the next wait makes a new one.
+        let mut timer = match self.timer.take() {
+            Some(mut timer) => {
+                // Only a deadline moved earlier needs the timer moved: a later one is checked when it fires.
+                if timer.deadline() > until.into() {
+                    timer.as_mut().reset(until.into());
+                }
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(until.into())),
+        };
+        let read = loop {
             let item = tokio::select! {
                 biased;
                 item = self.body.next() => item,
-                () = &mut timer => return Read::Idle,
+                () = timer.as_mut() => {
+                    if Instant::now() >= until {
+                        break Read::Idle;
+                    }
+                    timer.as_mut().reset(until.into());
+                    continue;
+                }
             };
             if let Some(read) = self.on_bytes(item) {
-                return read;
+                break read;
             }
             if let Some(read) = self.buffered() {
-                return read;
+                break read;
             }
-        }
+        };
+        self.timer = Some(timer);
+        read
     }
 
     /// Wait (until `until` at most) for late response headers; `None` once the body can be read.
@@ -382,6 +405,42 @@ mod tests {
         reader.unread(other, Event::TextDelta { item_id: "m".into(), delta: "hi".into() });
         let Read::Frame(back) = reader.next(Duration::from_secs(1)).await else { panic!("no frame") };
         assert_eq!(reader.event(&back), Event::Ignored);
+    }
+
+    /// Waits share one timer: a wait whose deadline moved later (progress does that with every event) leaves it
+    /// where it was instead of re-arming it, and a timer that fires before the wait's deadline is moved then, so
+    /// the wait still ends at its own deadline, not earlier.
+    #[tokio::test]
+    async fn waits_share_one_timer_moved_only_when_it_fires_early() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, TransportError>>(4);
+        let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+        let mut reader = EventReader::new(Box::pin(body));
+        let start = Instant::now();
+        let first = start + Duration::from_millis(300);
+        tokio::spawn({
+            let tx = tx.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = tx.send(Ok(Bytes::from(delta(1)))).await;
+            }
+        });
+        assert!(matches!(reader.next_until(first).await, Read::Frame(_)));
+        let armed = reader.timer.as_ref().map(|t| t.deadline().into_std());
+        assert_eq!(armed, Some(first));
+        // A later deadline: the timer stays at the first one while the wait goes on.
+        let later = start + Duration::from_millis(600);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            let _ = tx.send(Ok(Bytes::from(delta(2)))).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(tx);
+        });
+        assert!(matches!(reader.next_until(later).await, Read::Frame(_)));
+        assert_eq!(reader.timer.as_ref().map(|t| t.deadline().into_std()), Some(first), "re-armed per wait");
+        // Nothing more comes: the wait ends at its own deadline, past the timer's first firing.
+        assert!(matches!(reader.next_until(later).await, Read::Idle));
+        assert!(Instant::now() >= later, "ended {:?} early", later - Instant::now());
+        assert!(Instant::now() < later + Duration::from_millis(300), "ended late");
     }
 
     /// A large read is parsed a piece at a time as frames are asked for, and every frame still comes out whole

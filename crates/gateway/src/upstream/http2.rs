@@ -302,22 +302,84 @@ async fn send(
     Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body: Box::pin(body_stream(recv, slot)) })
 }
 
-/// The response body as it arrives; each chunk's window is given back as it is handed on, and the stream's slot
-/// when the body ends or is dropped.
-fn body_stream(
+/// The response body as it arrives: every DATA frame already received, handed on as one buffer (a burst of
+/// events, one per frame as the real backend sends them, becomes one read for the reader and one write to the
+/// client), with their window given back at once; the stream's slot is given back when the body ends or is dropped.
+fn body_stream(recv: h2::RecvStream, slot: StreamSlot) -> Body {
+    Body { recv, slot: Some(slot), error: None }
+}
+
+/// See [`body_stream`].
+struct Body {
     recv: h2::RecvStream,
-    slot: StreamSlot,
-) -> impl futures_util::Stream<Item = Result<Bytes, TransportError>> + Send {
-    futures_util::stream::unfold(Some((recv, slot)), |state| async move {
-        let (mut recv, slot) = state?;
-        match recv.data().await? {
-            Ok(chunk) => {
-                let _ = recv.flow_control().release_capacity(chunk.len());
-                Some((Ok(chunk), Some((recv, slot))))
-            }
-            Err(e) => Some((Err(TransportError::of(e)), None)),
+    /// `None` once the body ended.
+    slot: Option<StreamSlot>,
+    /// An error that came after frames handed on in the same poll: the next poll's answer.
+    error: Option<h2::Error>,
+}
+
+/// Frames joined into one buffer up to about this size; the rest waits for the next poll.
+const MAX_JOINED: usize = 32 * 1024;
+
+impl futures_util::Stream for Body {
+    type Item = Result<Bytes, TransportError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let Some(e) = this.error.take() {
+            return Poll::Ready(Some(Err(TransportError::of(e))));
         }
-    })
+        if this.slot.is_none() {
+            return Poll::Ready(None);
+        }
+        let mut first: Option<Bytes> = None;
+        let mut joined: Vec<u8> = Vec::new();
+        let mut taken = 0;
+        while taken < MAX_JOINED {
+            match this.recv.poll_data(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    taken += chunk.len();
+                    match &first {
+                        None => first = Some(chunk),
+                        Some(head) => {
+                            if joined.is_empty() {
+                                joined.reserve(head.len() + chunk.len() * 8);
+                                joined.extend_from_slice(head);
+                            }
+                            joined.extend_from_slice(&chunk);
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.slot = None;
+                    if taken == 0 {
+                        return Poll::Ready(Some(Err(TransportError::of(e))));
+                    }
+                    this.error = Some(e);
+                    break;
+                }
+                Poll::Ready(None) => {
+                    this.slot = None;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if taken == 0 {
+            return if this.slot.is_none() { Poll::Ready(None) } else { Poll::Pending };
+        }
+        let _ = this.recv.flow_control().release_capacity(taken);
+        if joined.is_empty() {
+            return Poll::Ready(first.map(Ok));
+        }
+        // At its length: spare room would cost `Bytes` a second allocation.
+        joined.shrink_to_fit();
+        Poll::Ready(Some(Ok(Bytes::from(joined))))
+    }
 }
 
 /// The HTTP/2 server declined the request before processing it, so it is safe to send again on another

@@ -1,9 +1,12 @@
-//! The upstream side: pooled HTTP clients (`transport`, `http2`, `tls`), the official client's headers, and the classification of
+//! The upstream side: pooled HTTP clients (`transport`, `http1` with its body framing in `chunked`, `http2`,
+//! `tls`), the official client's headers, and the classification of
 //! upstream failures into client-visible errors.
 
+mod chunked;
 mod classify;
 mod client;
 mod compact;
+mod http1;
 mod http2;
 pub mod identity;
 pub mod ratelimits;

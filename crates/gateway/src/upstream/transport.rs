@@ -2,8 +2,8 @@
 //!
 //! Two transports give the same [`UpstreamResponse`]:
 //! - [`Direct`]: HTTP/2 connections driven with the h2 crate ([`super::http2`]: TLS with ALPN h2, or h2c by
-//!   configuration), and hyper-util's pooled client for upstreams that speak HTTP/1.1. Every request goes this
-//!   way unless a proxy is involved. It is written against h2 and hyper directly, not through reqwest, because
+//!   configuration), and pooled HTTP/1.1 connections whose answers are read in the consuming task
+//!   ([`super::http1`]) for upstreams that speak HTTP/1.1. Every request goes this way unless a proxy is involved. It is written against h2 and hyper directly, not through reqwest, because
 //!   reqwest's own layers (its boxed pending future, header merging, redirect handling, a second body wrapper)
 //!   were the largest piece of the gateway's time before the first byte, and ~11% of its CPU per streamed
 //!   request (bench/notes.md).
@@ -14,18 +14,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, Request, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
-use http_body_util::{BodyDataStream, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use dialects::UpstreamFailure;
 use dialects::failure::{Stage, TransportKind};
 
+use super::http1::Http1Connections;
 use super::http2::{Http2Connections, Outcome};
 
 // Fixed HTTP/2 windows, not hyper's adaptive ones. h2 ends the whole connection ("too_many_data_frames", every
@@ -172,10 +169,10 @@ pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// hyper-util's pooled client for HTTP/1.1 upstreams, and this gateway's own HTTP/2 connections
-/// ([`super::http2`]) for the rest: `https` origins that choose h2 in the TLS handshake, and h2c.
+/// This gateway's own HTTP/1.1 connections ([`super::http1`]) for upstreams that speak HTTP/1.1, and its own
+/// HTTP/2 connections ([`super::http2`]) for the rest: `https` origins that choose h2 in the TLS handshake, and h2c.
 pub struct Direct {
-    http1: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http1: Http1Connections,
     http2: Http2Connections,
     h2c: bool,
 }
@@ -199,18 +196,7 @@ impl Direct {
         let mut http2_tls = tls.clone();
         http2_tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let http2 = Http2Connections::new(tcp.clone(), Arc::new(http2_tls));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST);
-        Direct { http1: builder.build(connector), http2, h2c }
+        Direct { http1: Http1Connections::new(tcp, tls), http2, h2c }
     }
 
     /// POST `body`; returns once the response headers arrive.
@@ -219,12 +205,7 @@ impl Direct {
         if http2 && let Outcome::Sent(response) = self.http2.post(&uri, &headers, &body).await? {
             return Ok(response);
         }
-        let mut request = Request::post(uri).body(Full::new(body)).map_err(TransportError::of)?;
-        *request.headers_mut() = headers;
-        let response = self.http1.request(request).await.map_err(TransportError::of)?;
-        let (parts, body) = response.into_parts();
-        let body = BodyDataStream::new(body).map_err(TransportError::of);
-        Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body: Box::pin(body) })
+        self.http1.post(&uri, &headers, &body).await
     }
 }
 
@@ -462,6 +443,30 @@ mod tests {
             }
         }
         assert_eq!(connections.load(Ordering::SeqCst), 4);
+    }
+
+    /// DATA frames already received (one event each, as the real backend sends them) come out of the body as one
+    /// buffer, so the reader handles a burst in one read and the pump writes it in one write.
+    #[tokio::test]
+    async fn http2_frames_received_together_come_out_as_one_buffer() {
+        use futures_util::StreamExt;
+        let port = h2c_server(|mut conn: H2cConnection| async move {
+            while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                if let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) {
+                    for i in 0..3 {
+                        let _ = body.send_data(Bytes::from(format!("data: {i}\n\n")), i == 2);
+                    }
+                }
+            }
+        })
+        .await;
+        let mut response = post_h2c(port).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status, StatusCode::OK);
+        // Let every frame arrive before the first read.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let first = response.body.next().await.and_then(Result::ok);
+        assert_eq!(first.as_deref(), Some(&b"data: 0\n\ndata: 1\n\ndata: 2\n\n"[..]));
+        assert!(response.body.next().await.is_none());
     }
 
     #[tokio::test]

@@ -1,0 +1,128 @@
+//! The framing section of `loadgen report` (issue 26): the gateway's CPU per event at the real backend's framing
+//! (one event per HTTP/1.1 chunk / HTTP/2 DATA frame), burst and paced, beside the byte relay's on the same
+//! streams in the same sitting, and syscalls per event from `strace -c`. Reads the `fr.*.json` files
+//! `scripts/bench` writes; rows it did not run are left out.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+/// A scenario: its file key, its framing in words, the concurrency, and the upstream events per request (the
+/// deltas plus the 8 events around them), which CPU per event divides by.
+const ROWS: [(&str, &str, u32, f64); 6] = [
+    ("burst", "one event per frame, no pause (a fast model's burst), 200 deltas", 64, 208.0),
+    ("burstbuf", "burst as one buffer (up to 16 KB; the framing before issue 26), 200 deltas", 64, 208.0),
+    ("paced2_c64", "one event per frame, a delta every 2 ms, 200 deltas", 64, 208.0),
+    ("paced2_c512", "one event per frame, a delta every 2 ms, 200 deltas", 512, 208.0),
+    ("paced20_c64", "one event per frame, a delta every 20 ms, 50 deltas", 64, 58.0),
+    ("paced20_c512", "one event per frame, a delta every 20 ms, 50 deltas", 512, 58.0),
+];
+
+/// What the framing section adds to the report: markdown, JSON, and the targets as
+/// (name, measured, limit, unit, goal) for `report`'s at-most checks.
+pub struct Section {
+    pub md: String,
+    pub json: Value,
+    pub checks: Vec<(&'static str, Option<f64>, f64, &'static str, &'static str)>,
+}
+
+fn num(v: &Value, path: &str) -> Option<f64> {
+    v.pointer(path).and_then(Value::as_f64)
+}
+
+fn cell(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
+}
+
+pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
+    let mut md = String::new();
+    let mut rows = serde_json::Map::new();
+    let mut checks = Vec::new();
+    let per_event = |v: &Value, events: f64| num(v, "/procs/gateway/cpu_us_per_request").map(|us| us / events);
+    let mut paced_worst: Option<f64> = None;
+    let mut syscall_excess: Option<f64> = None;
+    for (key, framing, c, events) in ROWS {
+        let gw = read(dir, &format!("fr.{key}.gateway"));
+        let h2 = read(dir, &format!("fr.{key}.gateway_h2"));
+        let relay = read(dir, &format!("fr.{key}.relay"));
+        if gw.is_null() && h2.is_null() {
+            continue;
+        }
+        let (g1, g2, r) = (per_event(&gw, events), per_event(&h2, events), per_event(&relay, events));
+        let ratio = |g: Option<f64>| g.zip(r).filter(|(_, r)| *r > 0.0).map(|(g, r)| g / r);
+        let syscalls = |side: &str| {
+            let s = read(dir, &format!("fr.{key}.{side}.strace"));
+            num(&s, "/syscalls").zip(num(&s, "/requests")).map(|(calls, n)| calls / (n * events))
+        };
+        let (s_gw, s_relay) = (syscalls("gateway"), syscalls("relay"));
+        if key.starts_with("paced") {
+            for v in [ratio(g1), ratio(g2)].into_iter().flatten() {
+                paced_worst = Some(paced_worst.map_or(v, |w: f64| w.max(v)));
+            }
+        }
+        if let (Some(g), Some(r)) = (s_gw, s_relay) {
+            syscall_excess = Some(syscall_excess.map_or(g - r, |w: f64| w.max(g - r)));
+        }
+        if key == "burst" {
+            let ms = |v: &Value| num(v, "/procs/gateway/cpu_us_per_request").map(|us| us / 1000.0);
+            checks.push((
+                "burst at one event per frame, CPU per request (HTTP/1.1)",
+                ms(&gw),
+                0.35,
+                "ms",
+                "<= 0.35 ms",
+            ));
+            checks.push(("burst at one event per frame, CPU per request (HTTP/2)", ms(&h2), 0.35, "ms", "<= 0.35 ms"));
+        }
+        let errors = num(&gw, "/errors").unwrap_or(0.0) + num(&h2, "/errors").unwrap_or(0.0);
+        rows.insert(
+            key.to_string(),
+            json!({
+                "framing": framing, "concurrency": c, "upstream_events_per_request": events,
+                "gateway_us_per_event": g1, "gateway_h2_us_per_event": g2, "relay_us_per_event": r,
+                "gateway_over_relay": ratio(g1), "gateway_h2_over_relay": ratio(g2),
+                "gateway_syscalls_per_event": s_gw, "relay_syscalls_per_event": s_relay, "errors": errors,
+            }),
+        );
+        if md.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n## Framing (issue 26): CPU per upstream event beside the byte relay's\n\n\
+                 fake-codex sends one event per HTTP/1.1 chunk and per HTTP/2 DATA frame, as the real backend flushes \
+                 them (except the burst-as-one-buffer row). The relay (`loadgen relay`, no HTTP parsing) carries the \
+                 same stream from the same fake on the gateway's core, in the same sitting: the floor for any proxy. \
+                 CPU per event is CPU per request over the upstream events of a request. Syscalls from `strace -c -f` \
+                 on a separate run of 256 requests.\n\n\
+                 | scenario | framing | c | gateway HTTP/1.1 upstream, us/event (ms/request) | gateway HTTP/2 \
+                 upstream, us/event (ms/request) | byte relay, us/event | gateway / relay (HTTP/1.1, HTTP/2) | \
+                 syscalls per event (gateway, relay) | errors |\n|---|---|---|---|---|---|---|---|---|"
+            );
+        }
+        let ms = |g: Option<f64>| cell(g.map(|g| g * events / 1000.0), 3);
+        let _ = writeln!(
+            md,
+            "| {key} | {framing} | {c} | {} ({}) | {} ({}) | {} | {}, {} | {}, {} | {errors:.0} |",
+            cell(g1, 2),
+            ms(g1),
+            cell(g2, 2),
+            ms(g2),
+            cell(r, 2),
+            cell(ratio(g1), 2),
+            cell(ratio(g2), 2),
+            cell(s_gw, 2),
+            cell(s_relay, 2),
+        );
+    }
+    if !rows.is_empty() {
+        checks.push((
+            "paced streams, gateway CPU per event over the relay's (worst row)",
+            paced_worst,
+            1.2,
+            "x",
+            "<= 1.2x",
+        ));
+        checks.push(("syscalls per event over the relay's (worst row)", syscall_excess, 1.0, "", "<= relay + 1"));
+    }
+    Section { md, json: Value::Object(rows), checks }
+}
