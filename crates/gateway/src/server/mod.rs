@@ -34,6 +34,7 @@ pub mod listen;
 mod models;
 mod ollama;
 mod openai;
+pub mod reload;
 
 use errors::{Shape, error_response};
 
@@ -51,6 +52,9 @@ pub struct AppState {
     pub metrics: Option<Arc<Metrics>>,
     /// The usage ledger (usage/): its sink is one of `records`; `run` drains it on shutdown.
     pub ledger: Arc<crate::usage::Ledger>,
+    /// What a config reload replaces (reload.rs): request paths read the live settings (strategy, aliases,
+    /// keepalive, keys, prices) from here, not from `config`, which stays as started.
+    pub live: reload::Live,
 }
 
 impl AppState {
@@ -68,6 +72,7 @@ impl AppState {
         let upstream = Arc::new(Upstream::new(&config, http)?);
         let catalog = Catalog::new(pool.clone());
         let keys = Arc::new(Keys::load(store.clone())?);
+        keys.set_configured(&config.configured_keys)?;
         seed_budgets(&keys, &store)?;
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
         // Client keys: token budgets are charged from each record.
@@ -83,7 +88,8 @@ impl AppState {
         }
         all.extend(ledger_sink);
         all.extend(sinks);
-        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all), metrics, keys, ledger })
+        let live = reload::Live::new(config.clone());
+        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all), metrics, keys, ledger, live })
     }
 }
 
@@ -121,6 +127,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{id}", get(models::get))
         .merge(admin::routes())
         .merge(admin_keys::routes())
+        .merge(reload::routes())
         .merge(gemini::other_routes())
         .merge(anthropic::other_routes())
         .merge(crate::dashboard::routes(state.clone()))
@@ -186,12 +193,20 @@ pub async fn run_with_sinks(
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
     let trim = tokio::spawn(crate::memory::return_retained_memory());
-    let guard = Arc::new(guard::Policy::main(&state.config, state.keys.clone()).with_records(state.records.clone()));
+    let hangup = tokio::spawn(reload::on_hangup(state.clone()));
+    let watch = state.config.watch_config.then(|| tokio::spawn(reload::watch(state.clone())));
+    let shared = state.live.shared_keys.clone();
+    let guard =
+        Arc::new(guard::Policy::main(&state.config, state.keys.clone(), shared).with_records(state.records.clone()));
     let timeouts = state.config.timeouts.clone();
     let ledger = state.ledger.clone();
     let served = listen::serve(listener, router(state), guard, shutdown, &timeouts).await;
     upkeep.abort();
     trim.abort();
+    hangup.abort();
+    if let Some(w) = watch {
+        w.abort();
+    }
     // Requests have ended (or were dropped at the shutdown bound): what they recorded reaches the store before
     // `run` returns, within the same bound.
     ledger.drain(timeouts.shutdown).await;

@@ -72,7 +72,8 @@ impl RecordSink for LedgerSink {
 /// The ledger of a running gateway: its reading connection, prices, and the writer it drains on shutdown.
 pub struct Ledger {
     reader: Mutex<Connection>,
-    pub prices: pricing::Prices,
+    /// `[usage.prices]`, replaced by a config reload (server/reload.rs); read once per ledger query.
+    prices: arc_swap::ArcSwap<pricing::Prices>,
     shared: Arc<Shared>,
     /// A sender kept to wake the writer at shutdown (`None`: the ledger is off, nothing is written).
     wake: Option<SyncSender<Msg>>,
@@ -89,7 +90,7 @@ impl Ledger {
         let shared = Arc::new(Shared::default());
         let mut ledger = Ledger {
             reader: Mutex::new(reader),
-            prices: settings.prices.clone(),
+            prices: arc_swap::ArcSwap::from_pointee(settings.prices.clone()),
             shared: shared.clone(),
             wake: None,
             done: Mutex::new(None),
@@ -142,7 +143,14 @@ impl Ledger {
         f: impl FnOnce(&Connection, &pricing::Prices) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || f(&me.reader.lock(), &me.prices)).await.context("ledger query failed")?
+        tokio::task::spawn_blocking(move || f(&me.reader.lock(), &me.prices.load()))
+            .await
+            .context("ledger query failed")?
+    }
+
+    /// The price table costs are estimated with from now on.
+    pub fn set_prices(&self, prices: pricing::Prices) {
+        self.prices.store(Arc::new(prices));
     }
 }
 
