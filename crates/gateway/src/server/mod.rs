@@ -193,7 +193,7 @@ pub async fn run_with_sinks(
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
     let trim = tokio::spawn(crate::memory::return_retained_memory());
-    let hangup = tokio::spawn(reload::on_hangup(state.clone()));
+    let hangup = reload::on_hangup(state.clone());
     let watch = state.config.watch_config.then(|| tokio::spawn(reload::watch(state.clone())));
     let shared = state.live.shared_keys.clone();
     let guard =

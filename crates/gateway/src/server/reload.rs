@@ -284,24 +284,30 @@ pub async fn reload_logged(state: Arc<AppState>, trigger: Trigger) -> Report {
     report
 }
 
-/// Reload on every SIGHUP until the task is aborted.
-pub async fn on_hangup(state: Arc<AppState>) {
+/// Reload on every SIGHUP until the task is aborted. The handler is installed here, before the task is spawned
+/// and so before the gateway answers: a SIGHUP sent once `start` returned must not meet the default action
+/// (which ends the process).
+pub fn on_hangup(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    reload_logged(state.clone(), Trigger::Signal).await;
+                }
+            }),
             Err(e) => {
                 tracing::warn!("cannot listen for SIGHUP ({e}); reload with POST /admin/reload");
-                return;
+                tokio::spawn(async {})
             }
-        };
-        while hup.recv().await.is_some() {
-            reload_logged(state.clone(), Trigger::Signal).await;
         }
     }
     #[cfg(not(unix))]
-    drop(state);
+    {
+        drop(state);
+        tokio::spawn(async {})
+    }
 }
 
 /// What identifies a version of the file without reading it: modification time, length and inode (an editor's

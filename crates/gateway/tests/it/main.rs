@@ -20,6 +20,7 @@ mod packaging;
 mod pool;
 mod records;
 mod refresh;
+mod reload;
 mod responses;
 mod security;
 mod service;
