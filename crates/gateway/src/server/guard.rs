@@ -690,7 +690,7 @@ mod tests {
     /// admin key is also an unrestricted client key.
     #[test]
     fn admin_paths_need_the_admin_key() {
-        let p = policy(false, &[], &[], &["client", "admin"]);
+        let mut p = policy(false, &[], &[], &["client", "admin"]);
         let keys = vec!["client".to_string(), "admin".to_string()].into();
         p.shared.store(Arc::new(SharedKeys { keys, admin_keys: vec!["admin".to_string()].into() }));
         let check = |path: &str, key: &str| p.check(&req("GET", path, &[("authorization", &format!("Bearer {key}"))]));
