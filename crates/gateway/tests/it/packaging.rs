@@ -29,6 +29,7 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     let unit = read("packaging/codex-gateway.service");
     for line in [
         "ExecStart=/usr/local/bin/codex-gateway serve",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         "User=codex-gateway",
         "StateDirectory=codex-gateway",
         "StateDirectoryMode=0700",
