@@ -102,6 +102,14 @@ fn rotating(path: &Path) -> anyhow::Result<FileRotate<AppendCount>> {
 mod tests {
     use std::io::Write;
 
+    /// A reload with a broken `log` value is refused (the old filter stays); without our subscriber there is
+    /// nothing to change, and saying so is not an error.
+    #[test]
+    fn a_log_filter_that_does_not_parse_is_refused() {
+        assert!(super::set_filter("codex_gateway=nonsense[").is_err());
+        assert!(super::set_filter("info,codex_gateway::access=warn").is_ok());
+    }
+
     #[test]
     fn the_log_file_rotates_by_size_and_keeps_a_bounded_number() -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("cgw-log-{}", uuid::Uuid::new_v4().simple()));
