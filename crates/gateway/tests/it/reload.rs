@@ -149,6 +149,13 @@ async fn sighup_applies_the_strategy_and_a_key_limit_with_no_request_failing_and
     assert!(r["error"].as_str().is_some_and(|e| e.contains("line 3")), "{r}");
     assert_eq!(admin(&base, "/admin/status").await["strategy"], "RoundRobin", "the old configuration stays");
     assert_eq!(chat(&base, TEAM).await, 429, "and so does the key's limit");
+    let posted = http().post(format!("{base}/admin/reload")).bearer_auth(ADMIN).send().await;
+    let posted = posted.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(posted.status(), 422, "POST /admin/reload refuses the broken file too");
+    let r: Value = posted.json().await.unwrap_or_default();
+    assert_eq!((r["ok"].clone(), r["trigger"].clone(), r["seq"].clone()), (json!(false), json!("admin"), json!(3)));
+    let client = http().post(format!("{base}/admin/reload")).bearer_auth(TEAM).send().await;
+    assert_eq!(client.map(|r| r.status().as_u16()).ok(), Some(403), "a client key may not reload");
 
     // Fixed again, through the command: it reports what it applied and what needs a restart.
     write(&file, &config("round_robin", "rpm = 2", "keepalive_secs = 5\nbody_limit_mb = 8"));
