@@ -1,5 +1,5 @@
 //! The command line: `serve` (the main job, in the foreground), `start` / `stop` / `restart` / `status` (in the
-//! background, cli/service.rs), `doctor`, `connect`, `completions`, `man`, `login`, `accounts ...`, `keys ...`, `usage`.
+//! background, cli/service.rs), `reload` (cli/reload.rs), `doctor`, `connect`, `completions`, `man`, `login`, `accounts ...`, `keys ...`, `usage`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,8 +11,9 @@ mod accounts;
 mod connect;
 mod doctor;
 mod keys;
-mod logging;
+pub(crate) mod logging;
 mod manual;
+mod reload;
 mod service;
 mod store;
 mod usage;
@@ -61,6 +62,9 @@ pub enum Command {
     Stop,
     /// Stop the background gateway if it runs, then start it with the options of the last `start`.
     Restart,
+    /// Make the running gateway read its config file again: live settings apply at once, the rest is reported
+    /// as needing a restart, a file that does not load is refused (exit 1) and the old configuration stays.
+    Reload,
     /// Whether a gateway runs (exit 0; 3 when not, 1 when its pid file outlived it): pid, uptime, address,
     /// version, accounts that can serve, the soonest reset, open streams.
     Status {
@@ -149,6 +153,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start(args) => service::start(&base, args).await?,
         Command::Stop => service::stop(&base).await?,
         Command::Restart => service::restart(&base).await?,
+        Command::Reload => return reload::run(&base).await,
         Command::Status { verbose, quiet } => return service::status(&base, verbose, quiet).await,
         Command::Doctor(args) => return doctor::run(&base, args).await,
         Command::Connect(args) => connect::run(&Config::load(&base, &ProcessEnv)?, args).await?,

@@ -52,6 +52,71 @@ pub struct RawConfig {
     pub store: Option<RawStore>,
     // --- issue 25 (protocol): `[upstream]`, the client identity presented upstream (upstream/identity.rs).
     pub upstream: Option<crate::upstream::identity::RawUpstream>,
+    /// `[keys.NAME]`: client keys defined in the file, with limits (applied again on reload).
+    pub keys: Option<std::collections::BTreeMap<String, RawKey>>,
+}
+
+/// `[keys.NAME]`: a client key written in the configuration file, with the limits created keys have.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub secret: String,
+    pub models: Option<Vec<String>>,
+    pub rpm: Option<u32>,
+    pub concurrency: Option<u32>,
+    pub daily_tokens: Option<u64>,
+    pub monthly_tokens: Option<u64>,
+}
+
+/// A resolved `[keys.NAME]`: its id is `config:NAME` in records and the usage ledger.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConfiguredKey {
+    pub name: String,
+    pub secret: String,
+    pub models: Option<Vec<String>>,
+    pub limits: crate::keys::limits::Limits,
+}
+
+impl std::fmt::Debug for ConfiguredKey {
+    // The secret never reaches a log line or an error.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfiguredKey")
+            .field("name", &self.name)
+            .field("secret", &"(redacted)")
+            .field("models", &self.models)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+fn configured_keys(
+    raw: Option<std::collections::BTreeMap<String, RawKey>>,
+    shared: &[String],
+) -> anyhow::Result<Vec<ConfiguredKey>> {
+    let mut out: Vec<ConfiguredKey> = Vec::new();
+    for (name, k) in raw.unwrap_or_default() {
+        let secret = k.secret.trim().to_string();
+        if secret.len() < 8 {
+            bail!("[keys.{name}] secret must be at least 8 characters (a key is a password to your accounts)");
+        }
+        if shared.contains(&secret) || out.iter().any(|o| o.secret == secret) {
+            bail!("[keys.{name}] secret is also another key's: every key needs its own secret");
+        }
+        if k.rpm.is_some_and(|r| r == 0 || r > crate::keys::limits::MAX_RPM) {
+            bail!("[keys.{name}] rpm must be between 1 and {}", crate::keys::limits::MAX_RPM);
+        }
+        if k.concurrency == Some(0) || k.daily_tokens == Some(0) || k.monthly_tokens == Some(0) {
+            bail!("[keys.{name}] a limit of 0 would refuse every request: remove it, or set at least 1");
+        }
+        let limits = crate::keys::limits::Limits {
+            rpm: k.rpm,
+            concurrency: k.concurrency,
+            daily_tokens: k.daily_tokens,
+            monthly_tokens: k.monthly_tokens,
+        };
+        out.push(ConfiguredKey { name, secret, models: k.models, limits });
+    }
+    Ok(out)
 }
 
 /// `[routing]`: how the account pool chooses (docs/accounts.md).
@@ -118,7 +183,7 @@ impl Strategy {
 }
 
 /// Resolved `[routing]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Routing {
     pub strategy: Strategy,
     /// Plans in order of preference (e.g. `["plus", "pro"]`); unlisted plans come after.
@@ -131,7 +196,7 @@ pub struct Routing {
 }
 
 /// Values from the command line; `None` means "not given".
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Overrides {
     pub config: Option<PathBuf>,
     pub host: Option<String>,
@@ -187,10 +252,16 @@ pub struct Config {
     // --- issue 25 (protocol): `[upstream]`.
     /// The Codex client version and User-Agent presented upstream.
     pub client: crate::upstream::identity::ClientIdentity,
+    /// `[keys.NAME]` tables: client keys with limits from the file.
+    pub configured_keys: Vec<ConfiguredKey>,
+    /// `[server] watch_config`: reload when the file changes (server/reload.rs).
+    pub watch_config: bool,
+    /// The command-line values this configuration was resolved with, so a reload resolves the file with them.
+    pub overrides: Overrides,
 }
 
 /// Bounds on waits that have no natural end (docs/configuration.md, "Timeouts").
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Timeouts {
     /// From sending an upstream request to its response headers, per attempt (then another account, or 504).
     pub upstream_headers: Duration,
@@ -255,6 +326,28 @@ impl Config {
         Self::resolve(raw, overrides, env)
     }
 
+    /// The file (and environment) read again with the command-line values this configuration was made with:
+    /// what a reload applies (server/reload.rs). A parse error names the line, column and problem but does not
+    /// quote the line (it may hold a key).
+    pub fn reread(&self, env: &dyn Env) -> anyhow::Result<Config> {
+        let path = &self.config_file;
+        let explicit = self.overrides.config.is_some() || env.get("CODEX_GATEWAY_CONFIG").is_some();
+        let raw = match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str::<RawConfig>(&text).map_err(|e| {
+                let at = e.span().map(|s| {
+                    let before = &text.as_bytes()[..s.start.min(text.len())];
+                    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+                    let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+                    format!(" at line {line}, column {column}")
+                });
+                anyhow::anyhow!("invalid config file {}{}: {}", path.display(), at.unwrap_or_default(), e.message())
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => RawConfig::default(),
+            Err(e) => bail!("cannot read config file {}: {e}", path.display()),
+        };
+        Self::resolve(raw, &self.overrides, env)
+    }
+
     pub fn resolve(raw: RawConfig, o: &Overrides, env: &dyn Env) -> anyhow::Result<Config> {
         let host =
             o.host.clone().or_else(|| env.get("CODEX_GATEWAY_HOST")).or(raw.host).unwrap_or_else(|| "127.0.0.1".into());
@@ -268,7 +361,9 @@ impl Config {
             h => h.parse().with_context(|| format!("host `{h}` is not an IP address"))?,
         };
         let api_keys = client_keys(raw.api_keys, o, env)?;
+        let watch_config = raw.server.as_ref().and_then(|s| s.watch_config).unwrap_or(false);
         let access = Access::resolve(raw.server, env)?;
+        let configured_keys = configured_keys(raw.keys, &api_keys)?;
         if !ip.is_loopback() && api_keys.is_empty() && access.admin_key.is_none() {
             bail!(
                 "refusing to listen on {ip}: it is reachable from other machines and no client API key is set. \
@@ -358,6 +453,9 @@ impl Config {
         let client = crate::upstream::identity::ClientIdentity::resolve(raw.upstream)?;
         Ok(Config {
             client,
+            configured_keys,
+            watch_config,
+            overrides: o.clone(),
             usage,
             store,
             routing,
@@ -542,7 +640,7 @@ pub struct RawMetrics {
 }
 
 /// Resolved `[metrics]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetricsConfig {
     /// Serve `/metrics` and keep the counters (default on).
     pub enabled: bool,
@@ -581,7 +679,7 @@ pub struct RawDashboard {
 }
 
 /// Resolved `[dashboard]` (docs/dashboard.md).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DashboardConfig {
     /// Serve `/dashboard` (default true).
     pub enabled: bool,
@@ -613,6 +711,8 @@ pub struct RawServer {
     pub allowed_hosts: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,
     pub admin_key: Option<String>,
+    /// Reload the file when it changes (server/reload.rs).
+    pub watch_config: Option<bool>,
 }
 
 /// Resolved `[server]` access lists, normalized to lower case for the request guard (server/guard.rs).
@@ -712,7 +812,7 @@ pub struct RawUsage {
 }
 
 /// Resolved `[usage]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UsageSettings {
     /// Record every request in the store (off: no rows, no rollups, no writer).
     pub enabled: bool,

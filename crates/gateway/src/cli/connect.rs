@@ -2,6 +2,8 @@
 //! this gateway, printed, or merged into the client's own file (`--write`): only the gateway's keys change, every
 //! other setting stays, the old file is kept as `FILE.bak`, and a second `--write` finds nothing to change.
 
+mod continue_yaml;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -36,7 +38,7 @@ enum Client {
     Continue,
 }
 
-/// What one client needs: a file and how to merge into it, or (Continue's nested YAML list) only text to paste.
+/// What one client needs: a file and how to merge into it.
 struct Plan {
     file: PathBuf,
     merge: Merge,
@@ -51,8 +53,8 @@ enum Merge {
     Toml { top: Vec<(&'static str, String)>, table: (Vec<&'static str>, Vec<(&'static str, String)>) },
     /// `KEY=value` or `key: value` lines at the top level (a .env file, aider's flat YAML).
     Lines { separator: &'static str, pairs: Vec<(&'static str, String)> },
-    /// No safe automatic merge: the text to add by hand.
-    Manual(String),
+    /// One entry in Continue's `models:` list (continue_yaml.rs).
+    Yaml(continue_yaml::Entry),
 }
 
 pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()> {
@@ -174,11 +176,16 @@ fn plans(client: Client, base: &str, key: &str, model: &str, env: &dyn Env) -> V
         }],
         Client::Continue => vec![Plan {
             file: home.join(".continue").join("config.yaml"),
-            merge: Merge::Manual(format!(
-                "models:\n  - name: {model} (codex-gateway)\n    provider: openai\n    model: {model}\n    apiBase: {base}/v1\n    apiKey: {key}\n"
-            )),
-            note: "# add this entry under `models:` (Continue's YAML is edited by hand: --write does not merge it)"
-                .into(),
+            merge: Merge::Yaml(continue_yaml::Entry {
+                name: format!("{model} (codex-gateway)"),
+                fields: vec![
+                    ("provider", "openai".into()),
+                    ("model", model.into()),
+                    ("apiBase", format!("{base}/v1")),
+                    ("apiKey", key.into()),
+                ],
+            }),
+            note: "# then: reload Continue in your editor".into(),
         }],
     }
 }
@@ -242,7 +249,7 @@ fn merged(existing: &str, merge: &Merge) -> anyhow::Result<String> {
             }
             Ok(lines.join("\n") + "\n")
         }
-        Merge::Manual(text) => Ok(text.clone()),
+        Merge::Yaml(entry) => continue_yaml::merged(existing, entry),
     }
 }
 
@@ -259,10 +266,6 @@ fn set_json(doc: &mut Value, path: &[&str], value: Value) -> anyhow::Result<()> 
 
 /// Merge into the file; write it (keeping the old one as FILE.bak) only when something changes.
 fn write(plan: &Plan) -> anyhow::Result<()> {
-    if let Merge::Manual(text) = &plan.merge {
-        println!("# {} (edit by hand)\n{text}", plan.file.display());
-        return Ok(());
-    }
     let path = &plan.file;
     let existing = match std::fs::read_to_string(path) {
         Ok(text) => Some(text),
@@ -299,6 +302,9 @@ fn backup_path(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    const ALL: [Client; 6] =
+        [Client::ClaudeCode, Client::Codex, Client::Gemini, Client::Opencode, Client::Aider, Client::Continue];
+
     struct Home(PathBuf);
     impl Env for Home {
         fn get(&self, key: &str) -> Option<String> {
@@ -327,7 +333,12 @@ mod tests {
         )?;
         std::fs::write(dir.join(".gemini/.env"), "OTHER=1\nGEMINI_API_KEY=old\n")?;
         std::fs::write(dir.join(".aider.conf.yml"), "dark-mode: true\nmodel: gpt-4o\n")?;
-        for client in [Client::ClaudeCode, Client::Codex, Client::Gemini, Client::Opencode, Client::Aider] {
+        std::fs::create_dir_all(dir.join(".continue"))?;
+        std::fs::write(
+            dir.join(".continue/config.yaml"),
+            "name: Mine # keep\nmodels:\n  - name: Local\n    model: m\n",
+        )?;
+        for client in ALL {
             write_all(client, &env)?;
         }
         let claude: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(".claude/settings.json"))?)?;
@@ -353,6 +364,15 @@ mod tests {
             aider,
             "dark-mode: true\nmodel: openai/gpt-5.4\nopenai-api-base: http://127.0.0.1:9/v1\nopenai-api-key: k-1\n"
         );
+        let cont = std::fs::read_to_string(dir.join(".continue/config.yaml"))?;
+        assert!(
+            cont.starts_with(
+                "name: Mine # keep\nmodels:\n  - name: Local\n    model: m\n  - name: \"gpt-5.4 (codex-gateway)\""
+            ),
+            "{cont}"
+        );
+        assert!(cont.contains("    apiBase: \"http://127.0.0.1:9/v1\"\n"), "{cont}");
+        assert!(dir.join(".continue/config.yaml.bak").is_file());
 
         // A second write changes nothing: same bytes, same modification times, no new backup.
         let snapshot = |d: &Path| -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
@@ -364,6 +384,8 @@ mod tests {
                 ".gemini/settings.json",
                 ".config/opencode/opencode.json",
                 ".aider.conf.yml",
+                ".continue/config.yaml",
+                ".continue/config.yaml.bak",
                 ".codex/config.toml.bak",
             ] {
                 out.push((d.join(f), std::fs::read(d.join(f))?));
@@ -372,7 +394,7 @@ mod tests {
         };
         let before = snapshot(&dir)?;
         std::fs::remove_file(dir.join(".claude/settings.json.bak"))?;
-        for client in [Client::ClaudeCode, Client::Codex, Client::Gemini, Client::Opencode, Client::Aider] {
+        for client in ALL {
             write_all(client, &env)?;
         }
         assert_eq!(snapshot(&dir)?, before);

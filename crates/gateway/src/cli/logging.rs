@@ -1,13 +1,18 @@
 //! Where log lines go: stderr (the default, for a terminal, a container or systemd's journal), or a file rotated
-//! by size (`serve --log-file`, which `start` passes so a background gateway does not fill the disk).
+//! by size (`serve --log-file`, which `start` passes so a background gateway does not fill the disk). The level
+//! filter sits behind a reload layer so a config reload can change it ([`set_filter`], server/reload.rs).
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use anyhow::Context;
 use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
 use file_rotate::{ContentLimit, FileRotate};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
 use crate::config::{Config, LogFormat};
 
@@ -19,26 +24,51 @@ pub(crate) const LOG_FILES_KEPT: usize = 5;
 /// Install the global subscriber: `config.log` as the filter, `config.log_format` as the format, lines to
 /// `file` (rotated by size) or to stderr.
 pub(crate) fn init(config: &Config, file: Option<&Path>) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, ansi) = match file {
         Some(path) => (BoxMakeWriter::new(std::sync::Mutex::new(rotating(path)?)), false),
         None => (BoxMakeWriter::new(std::io::stderr), std::io::IsTerminal::is_terminal(&std::io::stderr())),
     };
+    // The reload layer costs an uncontended read lock per log line that passes the callsite's cached interest.
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     // A second call (tests that run several commands in one process) keeps the first subscriber.
-    let _ = match config.log_format {
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(writer)
-            .with_ansi(ansi)
-            .with_target(false)
+    let installed = match config.log_format {
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi).with_target(false))
             .try_init(),
         // One JSON object per line; the target says which lines are access lines (`codex_gateway::access`).
         LogFormat::Json => {
-            tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(writer).with_target(true).try_init()
+            registry.with(tracing_subscriber::fmt::layer().json().with_writer(writer).with_target(true)).try_init()
         }
     };
+    if installed.is_ok() {
+        let _ = FILTER.set(handle);
+    }
     Ok(())
+}
+
+/// The installed subscriber's filter (none before `init`, or in a process that installed its own).
+static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
+/// What changing the log filter did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterChange {
+    Applied,
+    /// This process did not install its subscriber through [`init`] (an embedding program, a test).
+    NoSubscriber,
+}
+
+/// Replace the log filter (`log` / `RUST_LOG` syntax). An invalid directive is an error, and the old filter stays.
+pub fn set_filter(directives: &str) -> anyhow::Result<FilterChange> {
+    let filter = EnvFilter::try_new(directives).with_context(|| format!("log = `{directives}` is not a log filter"))?;
+    match FILTER.get() {
+        Some(handle) => {
+            handle.reload(filter).context("the log filter could not be replaced")?;
+            Ok(FilterChange::Applied)
+        }
+        None => Ok(FilterChange::NoSubscriber),
+    }
 }
 
 /// A size-rotated log file, private (0600) like everything in the data directory. The file is opened here
@@ -71,6 +101,14 @@ fn rotating(path: &Path) -> anyhow::Result<FileRotate<AppendCount>> {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+
+    /// A reload with a broken `log` value is refused (the old filter stays); without our subscriber there is
+    /// nothing to change, and saying so is not an error.
+    #[test]
+    fn a_log_filter_that_does_not_parse_is_refused() {
+        assert!(super::set_filter("codex_gateway=nonsense[").is_err());
+        assert!(super::set_filter("info,codex_gateway::access=warn").is_ok());
+    }
 
     #[test]
     fn the_log_file_rotates_by_size_and_keeps_a_bounded_number() -> anyhow::Result<()> {

@@ -51,7 +51,7 @@ pub(crate) struct StartOptions {
     host: Option<String>,
     port: Option<u16>,
     /// Handed to the process in its environment, never on its command line (where `ps` shows it).
-    api_key: Option<String>,
+    pub(crate) api_key: Option<String>,
     /// `--log-file`; default `gateway.log` in the data directory.
     #[serde(default)]
     log_file: Option<PathBuf>,
@@ -65,12 +65,12 @@ impl StartOptions {
 
 /// `gateway.start.json`.
 #[derive(Serialize, Deserialize, Debug, Clone)]
-struct State {
-    pid: u32,
+pub(crate) struct State {
+    pub(crate) pid: u32,
     /// The address it listens on, as it printed it (`--port 0` picks one).
-    address: String,
+    pub(crate) address: String,
     started_at: i64,
-    options: StartOptions,
+    pub(crate) options: StartOptions,
 }
 
 /// `codex-gateway start`.
@@ -352,14 +352,14 @@ async fn terminate(files: &Files, pid: u32, config: &Config) -> anyhow::Result<(
     Ok(())
 }
 
-enum Running {
+pub(crate) enum Running {
     Yes(u32),
     /// A pid file whose process is gone (or is another program now).
     Stale(u32),
     No,
 }
 
-fn running_pid(files: &Files) -> Running {
+pub(crate) fn running_pid(files: &Files) -> Running {
     let Some(pid) = std::fs::read_to_string(&files.pid).ok().and_then(|s| s.trim().parse::<u32>().ok()) else {
         return Running::No;
     };
@@ -392,7 +392,7 @@ fn is_gateway(pid: u32) -> bool {
     }
 }
 
-fn signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
+pub(crate) fn signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: kill(2) takes plain integers; the pid was checked to be a running codex-gateway.
     match unsafe { libc::kill(pid, sig) } {
@@ -433,7 +433,7 @@ fn print_tail(out: &Path) {
     }
 }
 
-fn read_state(files: &Files) -> anyhow::Result<State> {
+pub(crate) fn read_state(files: &Files) -> anyhow::Result<State> {
     let text = std::fs::read(&files.state).with_context(|| format!("cannot read {}", files.state.display()))?;
     serde_json::from_slice(&text).with_context(|| format!("{} is not readable", files.state.display()))
 }

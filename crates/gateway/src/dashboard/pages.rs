@@ -144,7 +144,7 @@ pub(crate) async fn settings(State(dash): State<St>, headers: HeaderMap) -> Resp
         Ok(a) => a,
         Err(r) => return *r,
     };
-    let c = &dash.app.config;
+    let c = dash.app.live.config();
     let aliases = |m: &std::collections::HashMap<String, String>| {
         let mut lines: Vec<String> = m.iter().map(|(k, v)| format!("{k} = {v}")).collect();
         lines.sort();

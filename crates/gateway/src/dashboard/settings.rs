@@ -1,7 +1,7 @@
 //! The Settings page's save: the changed values written into the configuration file with toml_edit (the
-//! user's comments, order and layout stay), the file checked to load before it replaces the old one, and the
-//! rotation strategy applied at once (`Pool::set_strategy`); the other settings are read at start-up and are
-//! reported as needing a restart.
+//! user's comments, order and layout stay), the file checked to load before it replaces the old one, then
+//! reloaded through the one apply function of every reload (server/reload.rs): what applies live (the strategy,
+//! keepalive, aliases) is in force at once, the other settings are reported as needing a restart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -216,7 +216,7 @@ pub(crate) async fn save(State(dash): State<St>, headers: HeaderMap, body: axum:
         Ok(b) => b,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("Unreadable settings: {e}")),
     };
-    let config = &dash.app.config;
+    let config = dash.app.live.config.load_full();
     let path = &config.config_file;
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -228,7 +228,7 @@ pub(crate) async fn save(State(dash): State<St>, headers: HeaderMap, body: axum:
         Err(e) => return json_error(StatusCode::CONFLICT, format!("{} is not valid TOML: {e}", path.display())),
     };
     let strategy_now = dash.app.pool.strategy();
-    let changes = match edit(&mut doc, &b, config, strategy_now) {
+    let changes = match edit(&mut doc, &b, &config, strategy_now) {
         Ok(c) => c,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
     };
@@ -246,13 +246,19 @@ pub(crate) async fn save(State(dash): State<St>, headers: HeaderMap, body: axum:
     if let Err(e) = write_atomically(path, &out) {
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("Cannot write {}: {e}", path.display()));
     }
-    if let Some(s) = b.strategy.as_deref().and_then(Strategy::parse) {
-        dash.app.pool.set_strategy(s);
-        tracing::info!("dashboard: rotation strategy is now {}", s.as_str());
+    let report =
+        crate::server::reload::reload_logged(dash.app.clone(), crate::server::reload::Trigger::Dashboard).await;
+    if let Some(e) = report.error {
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("Saved, but the reload failed: {e}"));
+    }
+    // What this save changed, with the settings the reload put into force moved to `applied`.
+    let (mut applied, mut restart) = (changes.applied, Vec::new());
+    for name in changes.restart {
+        if report.applied.contains(&name) { applied.push(name) } else { restart.push(name) }
     }
     json_response(
         StatusCode::OK,
-        json!({"ok": true, "applied": changes.applied, "restart": changes.restart, "file": path.display().to_string()}),
+        json!({"ok": true, "applied": applied, "restart": restart, "file": path.display().to_string()}),
     )
 }
 

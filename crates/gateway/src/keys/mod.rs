@@ -128,6 +128,8 @@ pub struct Keys {
     any: AtomicBool,
     /// The rate limiter's clock (monotonic milliseconds since start).
     epoch: Instant,
+    /// `[keys.NAME]` from the configuration file, merged into every snapshot (replaced on a config reload).
+    configured: Mutex<Arc<[crate::config::ConfiguredKey]>>,
 }
 
 impl Keys {
@@ -138,9 +140,17 @@ impl Keys {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             any: AtomicBool::new(false),
             epoch: Instant::now(),
+            configured: Mutex::new(Arc::from(Vec::new())),
         };
         keys.reload()?;
         Ok(keys)
+    }
+
+    /// Replace the keys of the configuration file (`[keys.NAME]`, at start and on a reload) and rebuild the
+    /// snapshot. A key that stays keeps its counters, so a changed limit applies to what it already used.
+    pub fn set_configured(&self, keys: &[crate::config::ConfiguredKey]) -> anyhow::Result<()> {
+        *self.configured.lock() = Arc::from(keys.to_vec());
+        self.reload()
     }
 
     /// Re-read the store after a change (the admin API calls this, so a revoke applies to the next request).
@@ -148,6 +158,22 @@ impl Keys {
     pub fn reload(&self) -> anyhow::Result<()> {
         let old = self.snapshot.load();
         let mut next = Snapshot::default();
+        let configured = self.configured.lock().clone();
+        for k in configured.iter() {
+            let id: Arc<str> = format!("config:{}", k.name).into();
+            let state = old.by_id.get(&id).map(|k| k.state.clone()).unwrap_or_default();
+            let key = Arc::new(ClientKey {
+                id: id.clone(),
+                name: k.name.clone(),
+                models: k.models.clone().map(Vec::into_boxed_slice),
+                limits: k.limits,
+                expires_at: None,
+                revoked: false,
+                state,
+            });
+            next.by_hash.insert(sha256(&k.secret), key.clone());
+            next.by_id.insert(id, key);
+        }
         for row in self.store.list_keys()? {
             let Some(hash) = decode_hash(&row.secret_sha256) else {
                 tracing::warn!(key = %row.id, "client key with an unreadable hash in the store; it is not accepted");

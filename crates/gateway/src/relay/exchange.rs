@@ -195,7 +195,7 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
     let Prepared { body, slug, key, ctx, input_estimate, stream } = prepared;
     let input_estimate = *input_estimate;
     let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
-    let window = state.config.keepalive.min(Duration::from_secs(10));
+    let window = state.live.config().keepalive.min(Duration::from_secs(10));
     let mut window_end: Option<Instant> = None;
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<GatewayError> = None;

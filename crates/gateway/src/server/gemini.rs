@@ -148,7 +148,8 @@ impl Dialect for Gemini {
         _: &HeaderMap,
         body: Bytes,
     ) -> Result<Decoded<Gemini>, GatewayError> {
-        let (req, opts) = decode(&body, &route.model, route.framing.is_some(), &state.config.gemini_model_aliases)?;
+        let (req, opts) =
+            decode(&body, &route.model, route.framing.is_some(), &state.live.config().gemini_model_aliases)?;
         let answer = GeminiAnswer {
             response_id: uuid::Uuid::new_v4().simple().to_string(),
             model: req.model.requested.clone(),
@@ -199,7 +200,7 @@ async fn count_tokens(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GatewayError> {
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
-    let req = decode_count_tokens(&body, model, &state.config.gemini_model_aliases)?;
+    let req = decode_count_tokens(&body, model, &state.live.config().gemini_model_aliases)?;
     drop(body);
     let (text, images) = countable(&req);
     drop(req);
@@ -232,7 +233,8 @@ fn model_entry(name: &str, entry: &ModelEntry) -> Value {
 async fn list_models(State(state): State<Arc<AppState>>) -> Response {
     let entries = state.catalog.entries().await;
     let mut models: Vec<Value> = entries.iter().map(|e| model_entry(&e.slug, e)).collect();
-    let aliases = &state.config.gemini_model_aliases;
+    let live = state.live.config();
+    let aliases = &live.gemini_model_aliases;
     let mut names: Vec<&String> = aliases.keys().filter(|k| k.contains('-')).collect();
     names.sort();
     for name in names {
@@ -256,7 +258,7 @@ async fn get_model(
     if id.contains(':') {
         return refuse_method(&method, &uri, &headers, "POST");
     }
-    let target = resolve_model(&id, &state.config.gemini_model_aliases);
+    let target = resolve_model(&id, &state.live.config().gemini_model_aliases);
     let entries = state.catalog.entries().await;
     match catalog::find(&entries, &target.slug) {
         Some(e) => axum::Json(model_entry(&target.requested, e)).into_response(),

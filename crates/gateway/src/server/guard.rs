@@ -15,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use arc_swap::ArcSwap;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dialects::{ErrorKind, GatewayError};
@@ -40,10 +41,9 @@ pub struct Policy {
     bind_host: Option<String>,
     /// Lower case `scheme://host[:port]`.
     allowed_origins: Box<[String]>,
-    /// Unrestricted client keys: `api_keys` and the admin key (none, and no created key: no key is asked for).
-    keys: Box<[String]>,
-    /// What `/admin/*` and `/metrics` accept (server/mod.rs `Config::admin_keys`).
-    admin_keys: Box<[String]>,
+    /// The configured keys (`api_keys`, the admin key): replaced whole by a config reload (server/reload.rs),
+    /// read once per request (one `ArcSwap` load).
+    shared: Arc<ArcSwap<SharedKeys>>,
     /// Keys the admin created, with limits (none on a policy built without them).
     created: Option<Arc<Keys>>,
     /// `[metrics] public`: `/metrics` needs no key (a scraper on a private network).
@@ -51,6 +51,24 @@ pub struct Policy {
     listener: Listener,
     /// Where a refusal's request record goes (none on a policy built without them).
     records: Option<Sinks>,
+}
+
+/// The keys of the configuration, as one snapshot a reload replaces.
+#[derive(Debug, Default)]
+pub struct SharedKeys {
+    /// Unrestricted client keys: `api_keys` and the admin key (none, and no created key: no key is asked for).
+    keys: Box<[String]>,
+    /// What `/admin/*` and `/metrics` accept (server/mod.rs `Config::admin_keys`).
+    admin_keys: Box<[String]>,
+}
+
+impl SharedKeys {
+    /// The main port's keys from `config`.
+    pub fn main(config: &Config) -> SharedKeys {
+        let mut keys = config.api_keys.clone();
+        keys.extend(config.access.admin_key.iter().cloned());
+        SharedKeys { keys: keys.into(), admin_keys: config.admin_keys().into() }
+    }
 }
 
 /// Which listener a policy guards: decides the dialect of refusals.
@@ -84,12 +102,10 @@ pub enum Refusal {
 }
 
 impl Policy {
-    /// The main port's policy.
-    pub fn main(config: &Config, created: Arc<Keys>) -> Policy {
-        let mut keys = config.api_keys.clone();
-        keys.extend(config.access.admin_key.iter().cloned());
-        let mut p = Policy::new(config, config.listen.ip(), &keys, Listener::Main);
-        p.admin_keys = config.admin_keys().into();
+    /// The main port's policy, with the configured keys in `shared` (which a reload replaces).
+    pub fn main(config: &Config, created: Arc<Keys>, shared: Arc<ArcSwap<SharedKeys>>) -> Policy {
+        let mut p = Policy::new(config, config.listen.ip(), Listener::Main);
+        p.shared = shared;
         p.created = Some(created);
         p.metrics_public = config.metrics.public;
         p
@@ -98,12 +114,12 @@ impl Policy {
     /// The Ollama bridge's: the same host and origin lists, and no client key (Ollama clients send none). A
     /// created key that is presented is still honoured (its limits, revocation and expiry apply).
     pub fn ollama_bridge(config: &Config, created: Arc<Keys>) -> Policy {
-        let mut p = Policy::new(config, config.ollama.listen.ip(), &[], Listener::OllamaBridge);
+        let mut p = Policy::new(config, config.ollama.listen.ip(), Listener::OllamaBridge);
         p.created = Some(created);
         p
     }
 
-    fn new(config: &Config, bind: IpAddr, keys: &[String], listener: Listener) -> Policy {
+    fn new(config: &Config, bind: IpAddr, listener: Listener) -> Policy {
         let bind_host = match bind {
             _ if bind.is_unspecified() => None,
             IpAddr::V4(ip) => Some(ip.to_string()),
@@ -114,8 +130,7 @@ impl Policy {
             bind_host,
             allowed_hosts: config.access.allowed_hosts.clone().into(),
             allowed_origins: config.access.allowed_origins.clone().into(),
-            keys: keys.into(),
-            admin_keys: Box::default(),
+            shared: Arc::default(),
             created: None,
             records: None,
             metrics_public: false,
@@ -157,16 +172,17 @@ impl Policy {
         if is_public(path) || (self.metrics_public && path == "/metrics") || crate::dashboard::is_dashboard_path(path) {
             return Ok(None);
         }
+        let shared = self.shared.load();
         if is_admin(path) && self.listener == Listener::Main {
-            return self.check_admin(req).map(|()| None);
+            return self.check_admin(req, &shared).map(|()| None);
         }
         let created = self.created.as_deref().filter(|c| !c.is_empty());
-        match (self.listener, self.keys.is_empty(), created) {
+        match (self.listener, shared.keys.is_empty(), created) {
             (Listener::Main, true, None) => Ok(None),
-            (Listener::Main, _, _) => self.check_key(req, created),
+            (Listener::Main, _, _) => self.check_key(req, created, &shared),
             // The bridge asks for no key; a created one presented is honoured, anything else is ignored.
             (Listener::OllamaBridge, _, None) => Ok(None),
-            (Listener::OllamaBridge, _, Some(_)) => match self.check_key(req, created) {
+            (Listener::OllamaBridge, _, Some(_)) => match self.check_key(req, created, &shared) {
                 Err(Refusal::MissingKey | Refusal::WrongKey) => Ok(None),
                 other => other,
             },
@@ -174,17 +190,17 @@ impl Policy {
     }
 
     /// `/admin/*` and `/metrics`: the admin key only (constant-time), never a client key.
-    fn check_admin<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
+    fn check_admin<B>(&self, req: &Request<B>, shared: &SharedKeys) -> Result<(), Refusal> {
         let created = self.created.as_deref().filter(|c| !c.is_empty());
-        if self.admin_keys.is_empty() {
+        if shared.admin_keys.is_empty() {
             // Keyless as before, until keys exist: then a client could drop its key and manage keys itself.
             return if created.is_some() { Err(Refusal::AdminKeyUnset) } else { Ok(()) };
         }
         let presented = presented_keys(req);
-        if presented.iter().flatten().any(|p| any_equal(&self.admin_keys, p)) {
+        if presented.iter().flatten().any(|p| any_equal(&shared.admin_keys, p)) {
             return Ok(());
         }
-        let client = |p: &str| any_equal(&self.keys, p) || created.is_some_and(|c| c.find(p).is_some());
+        let client = |p: &str| any_equal(&shared.keys, p) || created.is_some_and(|c| c.find(p).is_some());
         if presented.iter().flatten().any(|p| client(p)) {
             return Err(Refusal::NotAdmin);
         }
@@ -212,9 +228,14 @@ impl Policy {
     ///
     /// The shared keys are compared first and in constant time; a created key is then found by its hash
     /// (keys/mod.rs `Keys::find` says why that is not a timing leak).
-    fn check_key<B>(&self, req: &Request<B>, created: Option<&Keys>) -> Result<Option<Caller>, Refusal> {
+    fn check_key<B>(
+        &self,
+        req: &Request<B>,
+        created: Option<&Keys>,
+        shared: &SharedKeys,
+    ) -> Result<Option<Caller>, Refusal> {
         let presented = presented_keys(req);
-        if presented.iter().flatten().any(|p| self.accepts(p)) {
+        if presented.iter().flatten().any(|p| any_equal(&shared.keys, p)) {
             return Ok(None);
         }
         let standing = |key: Arc<crate::keys::ClientKey>| match key.standing(crate::auth::now_unix()) {
@@ -233,7 +254,7 @@ impl Policy {
                 .filter(|(k, _)| k == "key")
         };
         let gemini = Shape::from_path(req.uri().path()) == Shape::Gemini;
-        if gemini && query_keys().any(|(_, v)| self.accepts(&v)) {
+        if gemini && query_keys().any(|(_, v)| any_equal(&shared.keys, &v)) {
             return Ok(None);
         }
         if gemini && let Some(key) = created.and_then(|c| query_keys().find_map(|(_, v)| c.find(&v))) {
@@ -241,10 +262,6 @@ impl Policy {
         }
         let none = presented.iter().all(Option::is_none) && query_keys().next().is_none();
         if none { Err(Refusal::MissingKey) } else { Err(Refusal::WrongKey) }
-    }
-
-    fn accepts(&self, presented: &str) -> bool {
-        any_equal(&self.keys, presented)
     }
 
     /// The refusal in the dialect of the path (the bridge: Ollama's, OpenAI's under `/v1/`).
@@ -521,8 +538,7 @@ mod tests {
             bind_host: (!loopback_bind).then(|| "192.168.1.5".to_string()),
             allowed_hosts: owned(hosts),
             allowed_origins: owned(origins),
-            keys: owned(keys),
-            admin_keys: owned(keys),
+            shared: Arc::new(ArcSwap::from_pointee(SharedKeys { keys: owned(keys), admin_keys: owned(keys) })),
             created: None,
             records: None,
             metrics_public: false,
@@ -675,7 +691,8 @@ mod tests {
     #[test]
     fn admin_paths_need_the_admin_key() {
         let mut p = policy(false, &[], &[], &["client", "admin"]);
-        p.admin_keys = vec!["admin".to_string()].into();
+        let keys = vec!["client".to_string(), "admin".to_string()].into();
+        p.shared.store(Arc::new(SharedKeys { keys, admin_keys: vec!["admin".to_string()].into() }));
         let check = |path: &str, key: &str| p.check(&req("GET", path, &[("authorization", &format!("Bearer {key}"))]));
         for path in ["/admin", "/admin/status", "/admin/keys/key_1/revoke", "/metrics", "/metrics/x"] {
             assert_eq!(check(path, "admin"), Ok(()), "{path}");

@@ -120,12 +120,14 @@ pub async fn handle<D: Dialect>(
     match serve::<D>(&state, route, caller, headers, body, &mut record).await {
         Ok(Reply::Stream { mut ex, answer, limits }) => {
             let cfg = &state.config;
+            // The keepalive applies live (server/reload.rs): one snapshot load per stream.
+            let keepalive = state.live.config().keepalive;
             let encoder = D::encoder(&answer);
             // The head first (the record moves into the body, which ends it).
             let mut head = D::finish(D::stream_response(Body::empty(), &answer), record.request_id());
             std::mem::take(&mut ex.rate_limits).apply(head.headers_mut());
             record.status_sent(head.status().as_u16());
-            let body = pump::stream_body(ex, encoder, limits, cfg.keepalive, cfg.upstream_idle_timeout, record);
+            let body = pump::stream_body(ex, encoder, limits, keepalive, cfg.upstream_idle_timeout, record);
             let (parts, _) = head.into_parts();
             Response::from_parts(parts, body)
         }

@@ -37,6 +37,7 @@ mod models;
 mod ollama;
 mod openai;
 mod websocket;
+pub mod reload;
 
 use errors::{Shape, error_response};
 
@@ -54,6 +55,9 @@ pub struct AppState {
     pub metrics: Option<Arc<Metrics>>,
     /// The usage ledger (usage/): its sink is one of `records`; `run` drains it on shutdown.
     pub ledger: Arc<crate::usage::Ledger>,
+    /// What a config reload replaces (reload.rs): request paths read the live settings (strategy, aliases,
+    /// keepalive, keys, prices) from here, not from `config`, which stays as started.
+    pub live: reload::Live,
 }
 
 impl AppState {
@@ -71,6 +75,7 @@ impl AppState {
         let upstream = Arc::new(Upstream::new(&config, http)?);
         let catalog = Catalog::new(pool.clone());
         let keys = Arc::new(Keys::load(store.clone())?);
+        keys.set_configured(&config.configured_keys)?;
         seed_budgets(&keys, &store)?;
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
         // Client keys: token budgets are charged from each record.
@@ -86,7 +91,8 @@ impl AppState {
         }
         all.extend(ledger_sink);
         all.extend(sinks);
-        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all), metrics, keys, ledger })
+        let live = reload::Live::new(config.clone());
+        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all), metrics, keys, ledger, live })
     }
 }
 
@@ -126,6 +132,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(admin_keys::routes())
         .merge(codex_usage::routes())
         .merge(compact::routes())
+        .merge(reload::routes())
         .merge(gemini::other_routes())
         .merge(anthropic::other_routes())
         .merge(crate::dashboard::routes(state.clone()))
@@ -200,7 +207,11 @@ pub async fn run_with_sinks(
         })
     });
     let trim = tokio::spawn(crate::memory::return_retained_memory());
-    let guard = Arc::new(guard::Policy::main(&state.config, state.keys.clone()).with_records(state.records.clone()));
+    let hangup = reload::on_hangup(state.clone());
+    let watch = state.config.watch_config.then(|| tokio::spawn(reload::watch(state.clone())));
+    let shared = state.live.shared_keys.clone();
+    let guard =
+        Arc::new(guard::Policy::main(&state.config, state.keys.clone(), shared).with_records(state.records.clone()));
     let timeouts = state.config.timeouts.clone();
     let ledger = state.ledger.clone();
     let served = listen::serve(listener, router(state), guard, shutdown, &timeouts).await;
@@ -208,6 +219,10 @@ pub async fn run_with_sinks(
     trim.abort();
     if let Some(follow) = follow {
         follow.abort();
+    }
+    hangup.abort();
+    if let Some(w) = watch {
+        w.abort();
     }
     // Requests have ended (or were dropped at the shutdown bound): what they recorded reaches the store before
     // `run` returns, within the same bound.

@@ -75,7 +75,8 @@ pub struct Ledger {
     /// for their usage between restarts, and an open SQLite connection holds its caches (idle RSS).
     db: PathBuf,
     reader: Mutex<Option<Connection>>,
-    pub prices: pricing::Prices,
+    /// `[usage.prices]`, replaced by a config reload (server/reload.rs); read once per ledger query.
+    prices: arc_swap::ArcSwap<pricing::Prices>,
     shared: Arc<Shared>,
     /// A sender kept to wake the writer at shutdown (`None`: the ledger is off, nothing is written).
     wake: Option<SyncSender<Msg>>,
@@ -91,7 +92,7 @@ impl Ledger {
         let mut ledger = Ledger {
             db: db.to_path_buf(),
             reader: Mutex::new(None),
-            prices: settings.prices.clone(),
+            prices: arc_swap::ArcSwap::from_pointee(settings.prices.clone()),
             shared: shared.clone(),
             wake: None,
             done: Mutex::new(None),
@@ -150,10 +151,15 @@ impl Ledger {
                 Some(conn) => conn,
                 slot @ None => slot.insert(open_reader(&me.db)?),
             };
-            f(conn, &me.prices)
+            f(conn, &me.prices.load())
         })
         .await
         .context("ledger query failed")?
+    }
+
+    /// The price table costs are estimated with from now on.
+    pub fn set_prices(&self, prices: pricing::Prices) {
+        self.prices.store(Arc::new(prices));
     }
 }
 

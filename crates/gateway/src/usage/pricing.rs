@@ -38,7 +38,7 @@ impl Price {
 }
 
 /// The configured prices by model (the resolved Codex model name, as the ledger stores it).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prices(HashMap<String, Price>);
 
 impl Prices {

@@ -24,6 +24,7 @@ mod pool;
 mod ratelimits;
 mod records;
 mod refresh;
+mod reload;
 mod responses;
 mod security;
 mod service;

@@ -29,6 +29,7 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     let unit = read("packaging/codex-gateway.service");
     for line in [
         "ExecStart=/usr/local/bin/codex-gateway serve",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         "User=codex-gateway",
         "StateDirectory=codex-gateway",
         "StateDirectoryMode=0700",
@@ -77,7 +78,7 @@ fn the_docker_image_builds_where_a_daemon_answers() {
         assert!(compose.contains(needle), "compose.yaml lacks {needle}");
     }
     if !available("docker", &["info"]) {
-        say("packaging: SKIPPED the Docker image build (no Docker daemon answers `docker info`)");
+        say("packaging: skipped: no Docker daemon (`docker info` did not answer), the image was not built");
         return;
     }
     let tag = format!("codex-gateway-test:{}", uuid::Uuid::new_v4().simple());
@@ -97,4 +98,87 @@ fn the_docker_image_builds_where_a_daemon_answers() {
     assert!(!keyless.status.success());
     assert!(String::from_utf8_lossy(&keyless.stderr).contains("no client API key is set"));
     say("packaging: built and ran the Docker image");
+}
+
+/// Without Docker (hadolint is not here either): the Dockerfile is read as Docker's parser reads it (comments,
+/// `\` continuations, one known instruction per line, JSON arrays where the exec form is used, `COPY --from`
+/// naming an earlier stage) and compose.yaml parses as YAML with the service the docs describe.
+#[test]
+fn the_dockerfile_and_compose_file_parse() {
+    const INSTRUCTIONS: [&str; 18] = [
+        "FROM",
+        "RUN",
+        "CMD",
+        "LABEL",
+        "EXPOSE",
+        "ENV",
+        "ADD",
+        "COPY",
+        "ENTRYPOINT",
+        "VOLUME",
+        "USER",
+        "WORKDIR",
+        "ARG",
+        "ONBUILD",
+        "STOPSIGNAL",
+        "HEALTHCHECK",
+        "SHELL",
+        "MAINTAINER",
+    ];
+    let text = read("packaging/Dockerfile");
+    let mut logical = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if current.is_empty() && (t.is_empty() || t.starts_with('#')) {
+            continue;
+        }
+        match t.strip_suffix('\\') {
+            Some(head) => {
+                current += head;
+                current.push(' ');
+            }
+            None => {
+                current += t;
+                logical.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    assert!(current.is_empty(), "the Dockerfile ends inside a continued line");
+    let mut stages: Vec<String> = Vec::new();
+    for l in &logical {
+        let (word, rest) = l.split_once(' ').unwrap_or((l.as_str(), ""));
+        assert!(INSTRUCTIONS.contains(&word), "not an instruction: `{l}`");
+        let rest = rest.trim();
+        assert!(!rest.is_empty(), "`{word}` without arguments");
+        let exec_form = match word {
+            "HEALTHCHECK" => rest.split_once("CMD ").map(|(_, c)| c.trim()),
+            "CMD" | "ENTRYPOINT" | "VOLUME" | "SHELL" => Some(rest),
+            _ => None,
+        };
+        if let Some(json) = exec_form.filter(|j| j.starts_with('[')) {
+            let parsed: Result<Vec<String>, _> = serde_json::from_str(json);
+            assert!(parsed.is_ok(), "`{word}` has a JSON array that does not parse: {json}");
+        }
+        if word == "FROM" {
+            let parts: Vec<&str> = rest.split_whitespace().collect();
+            if let [_, as_, name] = parts.as_slice() {
+                assert!(as_.eq_ignore_ascii_case("AS"), "{l}");
+                stages.push(name.to_string());
+            }
+        }
+        if let Some(from) = rest.split_whitespace().find_map(|a| a.strip_prefix("--from=")) {
+            assert!(stages.iter().any(|s| s == from), "COPY --from={from} names no earlier stage");
+        }
+    }
+    assert_eq!(logical.first().map(|l| l.starts_with("FROM ")), Some(true), "a Dockerfile starts with FROM");
+    assert_eq!(logical.last().map(|l| l.starts_with("CMD ")), Some(true));
+
+    let compose = yaml_rust2::YamlLoader::load_from_str(&read("packaging/compose.yaml"))
+        .unwrap_or_else(|e| panic!("compose.yaml is not YAML: {e}"));
+    let service = &compose[0]["services"]["codex-gateway"];
+    assert_eq!(service["build"]["dockerfile"].as_str(), Some("packaging/Dockerfile"));
+    assert_eq!(service["ports"][0].as_str(), Some("127.0.0.1:8765:8765"), "loopback only");
+    assert!(service["volumes"][0].as_str().is_some_and(|v| v.ends_with(":/data")));
+    assert!(!compose[0]["volumes"]["codex-gateway-data"].is_badvalue());
 }

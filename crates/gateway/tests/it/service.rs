@@ -105,7 +105,7 @@ pub(crate) fn text(o: &Output) -> String {
 }
 
 /// `codex-gateway started (pid N), listening on http://ADDR` -> (N, http://ADDR).
-fn started(o: &Output) -> (i32, String) {
+pub(crate) fn started(o: &Output) -> (i32, String) {
     let out = text(o);
     assert!(o.status.success(), "start failed: {out}");
     let line = out.lines().find(|l| l.contains("listening on")).unwrap_or_else(|| panic!("{out}"));
@@ -114,7 +114,7 @@ fn started(o: &Output) -> (i32, String) {
     (pid.unwrap_or_else(|| panic!("{line}")), base)
 }
 
-fn field<'a>(out: &'a str, name: &str) -> &'a str {
+pub(crate) fn field<'a>(out: &'a str, name: &str) -> &'a str {
     out.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or_else(|| panic!("no {name} in:\n{out}"))
 }
 

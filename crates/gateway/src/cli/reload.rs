@@ -1,0 +1,123 @@
+//! `codex-gateway reload`: make the running gateway read its configuration file again (server/reload.rs says
+//! what applies live). A gateway started with `start` is signalled (SIGHUP) through its pid file, and its report
+//! is then read from `GET /admin/reload`; one started otherwise (`serve` under systemd or in a container) is asked
+//! with `POST /admin/reload`. Exit codes: 0 reloaded, 1 the file was refused (or the gateway did not answer),
+//! 3 no gateway runs.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use super::service::{Files, Running, read_state, running_pid, signal};
+use crate::config::{Config, Overrides, ProcessEnv};
+
+/// How long to wait for the signalled gateway's report.
+const REPORT_WAIT: Duration = Duration::from_secs(10);
+
+/// The part of `server::reload::Report` printed here.
+#[derive(Deserialize, Debug)]
+struct Report {
+    seq: u64,
+    ok: bool,
+    #[serde(default)]
+    applied: Vec<String>,
+    #[serde(default)]
+    restart: Vec<String>,
+    error: Option<String>,
+}
+
+pub(crate) async fn run(base: &Overrides) -> anyhow::Result<ExitCode> {
+    // The file is checked here first, so a typo is shown at once (the gateway would refuse it the same way).
+    let config = match Config::load(base, &ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            eprintln!("the running gateway keeps its configuration");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let files = Files::in_dir(&config.data_dir);
+    let report = match running_pid(&files) {
+        Running::Yes(pid) => {
+            let state = read_state(&files).ok().filter(|s| s.pid == pid);
+            let address = state.as_ref().map(|s| s.address.clone()).unwrap_or_else(|| local(&config));
+            let key = config.admin_keys().first().cloned().or_else(|| state.and_then(|s| s.options.api_key));
+            let before = call(reqwest::Method::GET, &address, key.as_deref()).await.ok().map(|r| r.seq);
+            signal(pid, libc::SIGHUP).with_context(|| format!("cannot signal pid {pid}"))?;
+            match before {
+                Some(seq) => wait_for_report(&address, key.as_deref(), seq).await?,
+                None => {
+                    println!("sent SIGHUP to codex-gateway (pid {pid}); its log says what was applied");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+        }
+        Running::Stale(_) | Running::No => {
+            let address = local(&config);
+            let key = config.admin_keys().first().cloned();
+            match call(reqwest::Method::POST, &address, key.as_deref()).await {
+                Ok(r) => r,
+                Err(e) if e.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_connect) => {
+                    println!("codex-gateway is not running (nothing answers on {address})");
+                    return Ok(ExitCode::from(3));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    Ok(print(&report))
+}
+
+fn local(config: &Config) -> String {
+    format!("http://{}", crate::cli::local_address(config.listen))
+}
+
+async fn wait_for_report(address: &str, key: Option<&str>, before: u64) -> anyhow::Result<Report> {
+    let began = Instant::now();
+    loop {
+        if let Ok(r) = call(reqwest::Method::GET, address, key).await
+            && r.seq > before
+        {
+            return Ok(r);
+        }
+        if began.elapsed() > REPORT_WAIT {
+            bail!("the gateway was signalled but reported no reload within {} s: see its log", REPORT_WAIT.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn print(r: &Report) -> ExitCode {
+    if let Some(e) = r.error.as_deref().filter(|_| !r.ok) {
+        eprintln!("error: the config file was refused: {e}");
+        eprintln!("the running gateway keeps its configuration");
+        return ExitCode::FAILURE;
+    }
+    let list = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
+    println!("configuration reloaded");
+    println!("applied:       {}", list(&r.applied));
+    println!("needs restart: {}", list(&r.restart));
+    ExitCode::SUCCESS
+}
+
+/// `/admin/reload` with the admin credential: GET reads the last report, POST reloads.
+async fn call(method: reqwest::Method, address: &str, key: Option<&str>) -> anyhow::Result<Report> {
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(15)).build()?;
+    let mut req = http.request(method, format!("{address}/admin/reload"));
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().await?;
+    let status = resp.status();
+    // 422 carries a report too: the file was refused.
+    if !(status.is_success() || status.as_u16() == 422) {
+        bail!(
+            "HTTP {} on /admin/reload{}",
+            status.as_u16(),
+            if matches!(status.as_u16(), 401 | 403) { ": set the admin key (CODEX_GATEWAY_ADMIN_KEY)" } else { "" }
+        );
+    }
+    Ok(resp.json().await?)
+}
