@@ -871,7 +871,7 @@ pub struct RawStore {
 }
 
 /// Resolved `[store]`.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct StoreConfig {
     /// A PostgreSQL URL: accounts, tokens and client keys are shared there by every instance that names it. `None`:
     /// everything stays in the data directory's SQLite file (one instance).

@@ -132,6 +132,8 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
         configured_keys,
         watch_config,
         overrides,
+        store,
+        client,
     } = next;
     let mut live = Vec::new();
     let mut restart = Vec::new();
@@ -170,6 +172,8 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
     restart_if(*upkeep_interval != old.upkeep_interval, "upkeep_interval_secs");
     restart_if(*default_reasoning_effort != old.default_reasoning_effort, "default_reasoning_effort");
     restart_if(*log_format != old.log_format, "log_format");
+    restart_if(*store != old.store, "store.url");
+    restart_if(*client != old.client, "upstream.client_version / user_agent");
     restart_if(*ollama != old.ollama, "ollama");
     let r = &old.routing;
     restart_if(routing.plan_priority != r.plan_priority, "routing.plan_priority");
