@@ -871,11 +871,19 @@ pub struct RawStore {
 }
 
 /// Resolved `[store]`.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Default, Clone, PartialEq)]
 pub struct StoreConfig {
     /// A PostgreSQL URL: accounts, tokens and client keys are shared there by every instance that names it. `None`:
     /// everything stays in the data directory's SQLite file (one instance).
     pub url: Option<String>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    // The URL may carry the database password: never printed whole.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.url.as_deref().map(crate::store::postgres::redact_url);
+        f.debug_struct("StoreConfig").field("url", &url).finish()
+    }
 }
 
 impl StoreConfig {
