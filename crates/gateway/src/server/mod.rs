@@ -36,8 +36,8 @@ pub mod listen;
 mod models;
 mod ollama;
 mod openai;
-mod websocket;
 pub mod reload;
+mod websocket;
 
 use errors::{Shape, error_response};
 
