@@ -72,7 +72,8 @@ impl RecordSink for LedgerSink {
 /// The ledger of a running gateway: its reading connection, prices, and the writer it drains on shutdown.
 pub struct Ledger {
     reader: Mutex<Connection>,
-    pub prices: pricing::Prices,
+    /// Swapped whole when the dashboard's Settings save a new price table (read once per query).
+    prices: arc_swap::ArcSwap<pricing::Prices>,
     shared: Arc<Shared>,
     /// A sender kept to wake the writer at shutdown (`None`: the ledger is off, nothing is written).
     wake: Option<SyncSender<Msg>>,
@@ -89,7 +90,7 @@ impl Ledger {
         let shared = Arc::new(Shared::default());
         let mut ledger = Ledger {
             reader: Mutex::new(reader),
-            prices: settings.prices.clone(),
+            prices: arc_swap::ArcSwap::from_pointee(settings.prices.clone()),
             shared: shared.clone(),
             wake: None,
             done: Mutex::new(None),
@@ -136,13 +137,25 @@ impl Ledger {
         }
     }
 
+    /// The price table in force.
+    pub fn prices(&self) -> Arc<pricing::Prices> {
+        self.prices.load_full()
+    }
+
+    /// Use `prices` from the next query on (the dashboard's Settings, after writing them to the file).
+    pub fn set_prices(&self, prices: pricing::Prices) {
+        self.prices.store(Arc::new(prices));
+    }
+
     /// Run a read on the ledger's own connection, off the async workers (a query may take a while).
     pub async fn read<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Connection, &pricing::Prices) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || f(&me.reader.lock(), &me.prices)).await.context("ledger query failed")?
+        tokio::task::spawn_blocking(move || f(&me.reader.lock(), &me.prices.load()))
+            .await
+            .context("ledger query failed")?
     }
 }
 

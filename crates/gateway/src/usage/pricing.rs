@@ -38,7 +38,7 @@ impl Price {
 }
 
 /// The configured prices by model (the resolved Codex model name, as the ledger stores it).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prices(HashMap<String, Price>);
 
 impl Prices {
@@ -62,6 +62,13 @@ impl Prices {
 
     pub fn get(&self, model: &str) -> Option<&Price> {
         self.0.get(model)
+    }
+
+    /// Every model's price, by model name (the dashboard's Settings list them).
+    pub fn sorted(&self) -> Vec<(&str, Price)> {
+        let mut v: Vec<(&str, Price)> = self.0.iter().map(|(m, p)| (m.as_str(), *p)).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
     }
 }
 
