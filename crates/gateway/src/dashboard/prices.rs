@@ -45,7 +45,7 @@ pub(crate) fn parse(rows: &[PriceRow]) -> Result<BTreeMap<String, Price>, Invali
                 )),
                 None if required => Err(Invalid::new(
                     field(col),
-                    format!("price table: {model} needs a {col} price (USD per million tokens)"),
+                    format!("price table: {model} needs a price for {col} (USD per million tokens)"),
                 )),
                 None => Ok(None),
             }
