@@ -204,7 +204,12 @@ fn rpm_area(counts: &[u32]) -> Value {
     d.push_str(&format!(" L{},120 Z", n.saturating_sub(1)));
     let busiest = counts.iter().copied().max().unwrap_or(0);
     let last_hour: u32 = counts.iter().rev().take(60).sum();
-    json!({"d": d, "minutes": n.max(1), "max": busiest, "last_hour_avg": format!("{:.1}", f64::from(last_hour) / 60.0)})
+    json!({"d": d, "minutes": n.max(1), "max": busiest, "last_hour_avg": rate(f64::from(last_hour) / 60.0)})
+}
+
+/// A rate for people: two decimals under 1 (a quiet gateway's 0.02 is not 0.0), one above.
+fn rate(v: f64) -> String {
+    if v < 1.0 { format!("{v:.2}") } else { format!("{v:.1}") }
 }
 
 /// The last day's charts (requests and errors, tokens, requests per minute), tokens since UTC midnight, and the
