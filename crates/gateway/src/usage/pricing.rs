@@ -83,7 +83,12 @@ pub struct Cost {
 
 impl Cost {
     pub fn add(&mut self, prices: &Prices, model: &str, t: Tokens) {
-        match prices.get(model) {
+        self.add_priced(prices.get(model), t);
+    }
+
+    /// [`Cost::add`] with the model's price already looked up (`None`: the model has none).
+    pub fn add_priced(&mut self, price: Option<&Price>, t: Tokens) {
+        match price {
             Some(p) => {
                 self.usd += p.cost(t);
                 self.priced = true;
