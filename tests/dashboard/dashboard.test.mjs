@@ -123,6 +123,9 @@ dtest("Overview shows the pool and updates with live traffic, also on a phone", 
   await page.locator("#near-limit", { hasText: "No account has used 80% or more" }).waitFor();
   await shot("overview");
   await docShot("overview");
+  await page.evaluate(() => document.getElementById("last-day").scrollIntoView());
+  await docShot("overview-charts");
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.emulateMedia({ colorScheme: "dark" });
   await docShot("overview-dark");
   await page.emulateMedia({ colorScheme: "light" });
