@@ -105,7 +105,9 @@ pub(crate) async fn usage_page(State(dash): State<St>, headers: HeaderMap, RawQu
             let t = &r.totals;
             let ratio = if t.input_tokens > 0 { 100.0 * t.cached_tokens as f64 / t.input_tokens as f64 } else { 0.0 };
             let priced = r.series.iter().any(|s| s.totals.cost_usd.is_some());
-            ctx.insert("report".into(), json!(r));
+            // The template shows totals per group; the points only feed the bars (a week by key holds thousands).
+            let series: Vec<Value> = r.series.iter().map(|s| json!({"group": s.group, "totals": s.totals})).collect();
+            ctx.insert("report".into(), json!({"bucket": r.bucket, "totals": r.totals, "series": series}));
             ctx.insert("bars".into(), json!(bars));
             ctx.insert("max".into(), max.into());
             ctx.insert("cached_ratio".into(), format!("{ratio:.1}").into());
