@@ -114,8 +114,18 @@ dtest("Overview shows the pool and updates with live traffic, also on a phone", 
     await page.reload();
   }
   await page.locator("#last-day svg.chart rect.bar").first().waitFor();
+  // The requests-per-minute area (from the ledger's started_at index) and tokens per hour, both server-side SVG.
+  const area = await page.locator("#rpm-chart path.area").getAttribute("d");
+  assert.match(area, /^M0,120 L0,/, area.slice(0, 40));
+  assert.match(await page.locator("#rpm-chart").getAttribute("aria-label"), /busiest minute had [1-9]/);
+  await page.locator("#tokens-chart rect.bar").first().waitFor();
+  assert.match(await page.locator("#tokens-today").textContent(), /Today \(UTC\): [1-9]\d* tokens/);
+  await page.locator("#near-limit", { hasText: "No account has used 80% or more" }).waitFor();
   await shot("overview");
   await docShot("overview");
+  await page.evaluate(() => document.getElementById("last-day").scrollIntoView());
+  await docShot("overview-charts");
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.emulateMedia({ colorScheme: "dark" });
   await docShot("overview-dark");
   await page.emulateMedia({ colorScheme: "light" });
@@ -201,12 +211,80 @@ dtest("Settings: switching the strategy takes effect at once and keeps the file'
   await docShot("settings");
 });
 
+dtest("Settings: quota thresholds and the price table apply at once; a refused value is marked in place", async () => {
+  // The first account reports 70% of its 5-hour window used; round robin (the previous test) reaches it.
+  await stack.fake.call("POST", `/_fake/accounts/${firstAccountId()}/quota`, { primary_used_percent: 70, secondary_used_percent: 10 });
+  for (let i = 0; i < 4; i++) assert.equal((await chat(`quota request ${i}`)).status, 200);
+  await page.goto(url("/dashboard"));
+  await page.locator("#near-limit", { hasText: "No account has used 80% or more" }).waitFor();
+
+  await page.goto(url("/dashboard/settings"));
+  await page.getByLabel(/Warn from/).fill("90");
+  await page.getByLabel(/Critical from/).fill("50");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.locator("#quota_warn_percent-error", { hasText: "must not be above" }).waitFor();
+  assert.equal(await page.locator("#quota_warn_percent").getAttribute("aria-invalid"), "true");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "quota_warn_percent", "the refused field has the focus");
+  await shot("settings-refused-threshold");
+  await page.getByLabel(/Warn from/).fill("60");
+  await page.getByLabel(/Critical from/).fill("85");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.locator("#settings-result", { hasText: "Applied now: quota thresholds" }).waitFor();
+  assert.equal(await page.locator("#quota_warn_percent").getAttribute("aria-invalid"), null);
+
+  // Applied at once: the Overview lists the account, the Accounts page marks its bar.
+  await page.goto(url("/dashboard"));
+  await page.locator("#near-limit li", { hasText: "70%" }).waitFor();
+  assert.match(await page.locator("#near-limit li").first().textContent(), /5 hours window/);
+  await page.goto(url("/dashboard/accounts"));
+  await page.locator("article.account .badge", { hasText: "near its limit" }).first().waitFor();
+  assert.equal(Number(await page.locator("article.account meter").first().getAttribute("low")), 60);
+
+  // The price table: a negative price is stopped by the field itself; a missing output price is refused by the
+  // server and shown beside its field; a good table feeds the cost at once.
+  await page.goto(url("/dashboard/settings"));
+  await page.getByLabel("Model, row 1", { exact: true }).fill("gpt-5.4");
+  await page.getByLabel("Input price, row 1", { exact: true }).fill("-1");
+  await page.getByRole("button", { name: "Save" }).click();
+  assert.equal(await page.locator("#price-0-input").evaluate((el) => el.validity.valid), false);
+  assert.equal(await page.locator("#settings-result").textContent(), "", "nothing was sent");
+  await page.getByLabel("Input price, row 1", { exact: true }).fill("1.25");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.locator("#prices-error", { hasText: "gpt-5.4 needs a price for output" }).waitFor();
+  assert.equal(await page.locator("#price-0-output").getAttribute("aria-invalid"), "true");
+  await shot("settings-refused-price");
+  await page.getByLabel("Output price, row 1").fill("10");
+  await page.getByLabel("Cached input price, row 1").fill("0.125");
+  await page.getByRole("button", { name: "Add a model" }).click();
+  await page.getByLabel("Model, row 2", { exact: true }).fill("gpt-5.4-mini");
+  await page.getByLabel("Input price, row 2", { exact: true }).fill("0.25");
+  await page.getByLabel("Output price, row 2").fill("2");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.locator("#settings-result", { hasText: "Applied now: price table" }).waitFor();
+  const file = readFileSync(configPath, "utf8");
+  assert.ok(file.startsWith("# my gateway settings\n"), file);
+  assert.match(file, /\[usage\.prices\."gpt-5\.4"\]\ninput = 1\.25\ncached_input = 0\.125\noutput = 10\.0/);
+  assert.match(file, /quota_warn_percent = 60\.0/);
+  const usage = await admin("/admin/usage?from=24h");
+  assert.ok(usage.totals.cost_usd > 0, `the cost column is priced without a restart: ${JSON.stringify(usage.totals)}`);
+  await page.reload();
+  assert.equal(await page.getByLabel("Model, row 2", { exact: true }).inputValue(), "gpt-5.4-mini", "the saved table is shown");
+  await shot("settings-prices");
+  await page.evaluate(() => document.getElementById("quota").scrollIntoView());
+  await docShot("settings-prices");
+  await page.goto(url("/dashboard/usage?range=24h&group_by=model"));
+  await page.locator("#usage-table th", { hasText: "Cost" }).waitFor();
+});
+
 dtest("Setup: each client's snippet carries the gateway's address and key, and Test answers in its dialect", async () => {
   await page.goto(url("/dashboard/setup"));
-  await page.getByLabel(/Gateway key/).fill(API_KEY);
+  await page.getByLabel(/The key's secret/).fill(API_KEY);
   const snippet = await page.locator("#client-openai-python code").textContent();
   assert.ok(snippet.includes(`${stack.gateway.url}/v1`) && snippet.includes(API_KEY), snippet);
-  for (const id of ["claude-code", "codex-cli", "gemini-cli", "openai-python"]) {
+  // Every client's Test button, each in its own dialect (Open WebUI's bridge is off here: checked below).
+  const ids = (await page.locator("section.client").evaluateAll((els) => els.map((e) => e.id.replace(/^client-/, "")))).filter((id) => id !== "open-webui");
+  assert.equal(ids.length, 13, ids.join(" "));
+  for (const id of ids) {
     const card = page.locator(`#client-${id}`);
     await card.getByRole("button", { name: "Test" }).click();
     await card.locator(".result", { hasText: /Answer: |Error: / }).waitFor({ timeout: 20_000 });
@@ -215,7 +293,7 @@ dtest("Setup: each client's snippet carries the gateway's address and key, and T
   const webui = page.locator("#client-open-webui");
   await webui.getByRole("button", { name: "Test" }).click();
   await webui.locator(".result", { hasText: "Ollama bridge is off" }).waitFor();
-  await page.getByLabel(/Gateway key/).fill("wrong-key");
+  await page.getByLabel(/The key's secret/).fill("wrong-key");
   const cc = page.locator("#client-claude-code");
   await cc.getByRole("button", { name: "Test" }).click();
   await cc.locator(".result", { hasText: "Error: HTTP 401" }).waitFor();
@@ -313,6 +391,44 @@ dtest("Keys: create with limits, the secret shown once, use it, see its usage, r
   );
 });
 
+dtest("Setup: a key chosen from the list; its secret only in the tab that created it", async () => {
+  await page.goto(url("/dashboard/keys"));
+  await page.getByLabel("Name").fill("setup-bot");
+  await page.getByRole("button", { name: "Create key" }).click();
+  await page.locator("#new-secret", { hasText: /^cgw_/ }).waitFor();
+  const secret = await page.locator("#new-secret").textContent();
+  await page.getByRole("link", { name: "Set up a client with this key" }).click();
+  await page.waitForURL(/\/dashboard\/setup\?key=/);
+  const choice = page.getByLabel("Client key");
+  assert.match(await choice.locator("option:checked").textContent(), /^setup-bot \(cgw_/);
+  // The revoked key of the previous test is not offered.
+  assert.equal(await choice.locator("option", { hasText: "ci-bot" }).count(), 0);
+  const snippet = await page.locator("#client-openai-python code").textContent();
+  assert.ok(snippet.includes(secret), "the secret of the key created in this tab fills the snippet");
+  assert.ok(!(await page.content()).includes(secret) || (await page.locator("code", { hasText: secret }).count()) > 0);
+  for (const id of ["openai-python", "claude-code"]) {
+    const card = page.locator(`#client-${id}`);
+    await card.getByRole("button", { name: "Test" }).click();
+    await card.locator(".result", { hasText: /Answer: |Error: / }).waitFor({ timeout: 20_000 });
+    assert.match(await card.locator(".result").textContent(), /^Answer: /, id);
+  }
+  await shot("setup-key-chosen");
+  // Another tab: the secret is not known there; the snippet shows the prefix and asks for it.
+  const other = await context.newPage();
+  try {
+    await other.goto(url("/dashboard/setup"));
+    const html = await (await other.request.get(url("/dashboard/setup"))).text();
+    assert.ok(!html.includes(secret), "the server never puts the secret in the page");
+    const prefix = (await other.getByLabel("Client key").locator("option:checked").getAttribute("data-prefix"));
+    const code = await other.locator("#client-openai-python code").textContent();
+    assert.ok(code.includes(`${prefix}...REST_OF_KEY`) && !code.includes(secret), code);
+    await other.locator("#setup-key-note", { hasText: "type the secret to test" }).waitFor();
+    await other.screenshot({ path: join(OUT, "docs", "setup.png") });
+  } finally {
+    await other.close();
+  }
+});
+
 dtest("Usage and Requests show the key's traffic from the ledger; filters, details and CSV", async () => {
   // The ledger writes in batches (250 ms): wait for the rows.
   await page.goto(url("/dashboard/usage?range=24h&group_by=key"));
@@ -358,6 +474,46 @@ dtest("Usage and Requests show the key's traffic from the ledger; filters, detai
   await docShot("requests");
   const rcsv = await page.request.get(url(`/dashboard/api/requests.csv?key=${keyId}`));
   assert.equal(rcsv.status(), 200);
+});
+
+dtest("Every page: a 390 px phone without sideways scrolling, dark mode, every control labelled, keyboard first, small assets", async () => {
+  const pages = ["/dashboard", "/dashboard/accounts", "/dashboard/keys", "/dashboard/usage", "/dashboard/requests", "/dashboard/setup", "/dashboard/settings"];
+  for (const [w, h, scheme] of [[390, 844, "light"], [1280, 900, "dark"]]) {
+    await page.setViewportSize({ width: w, height: h });
+    await page.emulateMedia({ colorScheme: scheme });
+    for (const p of pages) {
+      await page.goto(url(p));
+      const width = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= w, `${p}: no sideways scrolling at ${w} px (page is ${width} px wide)`);
+      // Every form control has a name a screen reader reads (a <label>, aria-label or aria-labelledby).
+      const unlabelled = await page.evaluate(() =>
+        Array.from(document.querySelectorAll("input:not([type=hidden]), select, textarea, button"))
+          .filter((el) => !(el.labels?.length || el.getAttribute("aria-label") || el.getAttribute("aria-labelledby") ||
+            (el.tagName === "BUTTON" && el.textContent.trim())))
+          .map((el) => el.outerHTML.slice(0, 80)));
+      assert.deepEqual(unlabelled, [], `${p}: controls without a label`);
+      if (scheme === "dark") {
+        const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+        assert.equal(bg, "rgb(17, 20, 24)", `${p}: dark background follows the system`);
+      }
+    }
+    if (w === 390) {
+      await page.goto(url("/dashboard/settings"));
+      await shot("settings-phone");
+    }
+  }
+  // Keyboard: the first Tab reaches the skip link, which moves the focus to the content.
+  await page.goto(url("/dashboard/usage"));
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), "Skip to content");
+  await page.keyboard.press("Enter");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "main");
+  await shot("usage-dark");
+  await page.emulateMedia({ colorScheme: "light" });
+  let total = 0;
+  for (const a of ["app.css", "app.js"]) total += (await (await page.request.get(url(`/dashboard/assets/${a}`))).body()).length;
+  const html = (await (await page.request.get(url("/dashboard/settings"))).body()).length;
+  assert.ok(total + html < 300_000, `assets ${total} B and the largest page's HTML ${html} B stay under 300 KB`);
 });
 
 dtest("Proxy set and check; remove asks first; logout ends the session", async () => {

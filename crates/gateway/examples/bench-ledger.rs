@@ -6,6 +6,10 @@
 //! key one client (one dialect, a favourite model for 70% of its requests, others skewed), six accounts sharing
 //! the load, 3% errors. What sets the queries' cost is the number of rollup rows: distinct (account, model, key,
 //! dialect, status) per hour and per day, printed in the report.
+//!
+//! Then a gateway is started in-process on that store (six API-key accounts, the 20 client keys, loopback
+//! without login, nothing reachable upstream) and every dashboard page is fetched over loopback HTTP and timed:
+//! the whole server-side render, from request to the last byte (issue 22: under 100 ms each).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -194,6 +198,9 @@ fn main() -> anyhow::Result<()> {
     results.push(("`tokens_by_key_since(30 days ago)` (budgets)".into(), med, max));
 
     let slowest = results.iter().map(|r| r.2).fold(0.0, f64::max);
+    drop(conn);
+    let pages = tokio::runtime::Runtime::new()?.block_on(dashboard_pages(&dir, &store, now))?;
+    let slowest_page = pages.iter().map(|r| r.2).fold(0.0, f64::max);
     let mut md = format!(
         "# Usage ledger benchmark\n\n`scripts/bench-ledger` ({}): {rows} request rows over 30 days in a fresh SQLite store, written \
          through the ledger writer's batch insert (`store::usage::insert_batch`, 500 rows and their rollups per \
@@ -207,12 +214,109 @@ fn main() -> anyhow::Result<()> {
         md += &format!("| {name} | {med:.1} | {max:.1} |\n");
     }
     md += &format!("\nSlowest of all: {slowest:.1} ms (target: under 200 ms).\n");
+    md += "\n## Dashboard pages\n\nEach page fetched 5 times from a gateway running on the filled store (release build, \
+           loopback HTTP, time to the last byte of the page).\n\n| page | median ms | slowest ms |\n|---|---:|---:|\n";
+    for (name, med, max) in &pages {
+        md += &format!("| {name} | {med:.1} | {max:.1} |\n");
+    }
+    md += &format!("\nSlowest page: {slowest_page:.1} ms (target: under 100 ms).\n");
     print!("{md}");
     if let Some(path) = out {
         std::fs::write(&path, &md)?;
     }
-    drop(conn);
     drop(store);
     std::fs::remove_dir_all(&dir)?;
     Ok(())
+}
+
+/// Start a gateway on the filled store and time every dashboard page (median and slowest of 5, after one
+/// warm-up fetch each).
+async fn dashboard_pages(dir: &std::path::Path, store: &Store, now_ms: i64) -> anyhow::Result<Vec<(String, f64, f64)>> {
+    use codex_gateway::config::{Config, Overrides, RawConfig};
+    use codex_gateway::store::{AccountKind, AccountStatus, StoredAccount};
+    for i in 0..ACCOUNTS {
+        store.upsert_account(&StoredAccount {
+            id: format!("acct-{i}"),
+            kind: AccountKind::ApiKey,
+            label: Some(format!("team {i}")),
+            email: None,
+            plan: None,
+            tokens: None,
+            api_key: Some(format!("sk-bench-{i}")),
+            base_url: None,
+            proxy: None,
+            models: Some(MODELS.iter().map(|m| m.to_string()).collect()),
+            status: AccountStatus::Active,
+            status_reason: None,
+            created_at: now_ms / 1000,
+        })?;
+    }
+    for i in 1..=KEYS {
+        let spec = codex_gateway::keys::manage::KeySpec { name: format!("key-{i}"), ..Default::default() };
+        codex_gateway::keys::manage::create(store, spec, now_ms / 1000).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    // Nothing upstream answers: a port that refuses at once.
+    let nowhere = "http://127.0.0.1:9".to_string();
+    let env: std::collections::HashMap<String, String> = [
+        ("HOME", dir.display().to_string()),
+        ("CODEX_HOME", dir.join("codex-home").display().to_string()),
+        ("CODEX_GATEWAY_DATA_DIR", dir.display().to_string()),
+        ("CODEX_GATEWAY_ADMIN_KEY", "bench-admin-key".into()),
+        ("CODEX_GATEWAY_UPSTREAM_BASE_URL", nowhere.clone()),
+        ("CODEX_GATEWAY_CHATGPT_BASE_URL", nowhere.clone()),
+        ("CODEX_GATEWAY_AUTH_ISSUER", nowhere.clone()),
+        ("CODEX_GATEWAY_OPENAI_BASE_URL", nowhere),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let raw: RawConfig = toml::from_str(
+        "[dashboard]\nloopback_without_login = true\n[usage.prices.\"gpt-5.4\"]\ninput = 1.25\ncached_input = 0.125\noutput = 10.0\n",
+    )?;
+    let config = Config::resolve(raw, &Overrides { port: Some(0), ..Default::default() }, &env)?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = tokio::spawn(codex_gateway::server::run_with_bridge(config, listener, None, async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let pages = [
+        ("Overview", "/dashboard"),
+        ("Accounts", "/dashboard/accounts"),
+        ("Keys", "/dashboard/keys"),
+        ("Usage, 24 h by model", "/dashboard/usage?range=24h&group_by=model"),
+        ("Usage, 7 d by model", "/dashboard/usage?range=7d&group_by=model"),
+        ("Usage, 7 d by key", "/dashboard/usage?range=7d&group_by=key"),
+        ("Usage, 30 d by account", "/dashboard/usage?range=30d&group_by=account"),
+        ("Requests", "/dashboard/requests"),
+        ("Requests, key and status 4xx", "/dashboard/requests?key=key-7&status=4xx"),
+        ("Setup", "/dashboard/setup"),
+        ("Settings", "/dashboard/settings"),
+    ];
+    let mut out = Vec::new();
+    for (name, path) in pages {
+        let url = format!("{base}{path}");
+        let fetch = || async {
+            let resp = http.get(&url).send().await?;
+            let status = resp.status();
+            let body = resp.bytes().await?;
+            anyhow::ensure!(status.is_success(), "{path}: {status}");
+            // The pages' message when a ledger query fails.
+            anyhow::ensure!(!body.windows(17).any(|w| w == b"could not be read"), "{path}: the ledger failed");
+            Ok(body.len())
+        };
+        fetch().await?;
+        let mut ms = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            std::hint::black_box(fetch().await?);
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        ms.sort_by(f64::total_cmp);
+        out.push((format!("{name} (`{path}`)"), ms[ms.len() / 2], ms[ms.len() - 1]));
+    }
+    let _ = stop.send(());
+    gateway.await??;
+    Ok(out)
 }

@@ -676,6 +676,35 @@ pub struct RawDashboard {
     pub enabled: Option<bool>,
     pub loopback_without_login: Option<bool>,
     pub session_hours: Option<f64>,
+    /// Quota used, in percent, from which an account's bar turns amber and it is listed as near its limit.
+    pub quota_warn_percent: Option<f64>,
+    /// Quota used, in percent, from which the bar turns red.
+    pub quota_critical_percent: Option<f64>,
+}
+
+/// The dashboard's quota warning thresholds, percent of a window used (`[dashboard] quota_warn_percent`,
+/// `quota_critical_percent`; the Settings page changes them at once).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct QuotaThresholds {
+    pub warn: f64,
+    pub critical: f64,
+}
+
+impl QuotaThresholds {
+    pub const DEFAULT: QuotaThresholds = QuotaThresholds { warn: 80.0, critical: 95.0 };
+
+    /// Both between 1 and 100, the warning at most the critical one.
+    pub fn new(warn: f64, critical: f64) -> Result<QuotaThresholds, String> {
+        for (name, v) in [("quota_warn_percent", warn), ("quota_critical_percent", critical)] {
+            if !(v.is_finite() && (1.0..=100.0).contains(&v)) {
+                return Err(format!("{name} = {v} must be a percentage between 1 and 100"));
+            }
+        }
+        if warn > critical {
+            return Err(format!("quota_warn_percent = {warn} must not be above quota_critical_percent = {critical}"));
+        }
+        Ok(QuotaThresholds { warn, critical })
+    }
 }
 
 /// Resolved `[dashboard]` (docs/dashboard.md).
@@ -687,6 +716,8 @@ pub struct DashboardConfig {
     pub loopback_without_login: bool,
     /// How long a login lasts (default 12 h).
     pub session: Duration,
+    /// When quota bars turn amber and red (default 80% and 95%).
+    pub quota: QuotaThresholds,
 }
 
 impl DashboardConfig {
@@ -696,10 +727,17 @@ impl DashboardConfig {
         if !(hours.is_finite() && hours > 0.0 && hours <= 24.0 * 366.0) {
             bail!("[dashboard] session_hours = {hours} must be more than 0 and at most a year");
         }
+        let d = QuotaThresholds::DEFAULT;
+        let quota = QuotaThresholds::new(
+            raw.quota_warn_percent.unwrap_or(d.warn),
+            raw.quota_critical_percent.unwrap_or(d.critical.max(raw.quota_warn_percent.unwrap_or(0.0))),
+        )
+        .map_err(|e| anyhow::anyhow!("[dashboard] {e}"))?;
         Ok(DashboardConfig {
             enabled: raw.enabled.unwrap_or(true),
             loopback_without_login: raw.loopback_without_login.unwrap_or(false),
             session: Duration::from_secs_f64(hours * 3600.0),
+            quota,
         })
     }
 }

@@ -105,7 +105,9 @@ pub(crate) async fn usage_page(State(dash): State<St>, headers: HeaderMap, RawQu
             let t = &r.totals;
             let ratio = if t.input_tokens > 0 { 100.0 * t.cached_tokens as f64 / t.input_tokens as f64 } else { 0.0 };
             let priced = r.series.iter().any(|s| s.totals.cost_usd.is_some());
-            ctx.insert("report".into(), json!(r));
+            // The template shows totals per group; the points only feed the bars (a week by key holds thousands).
+            let series: Vec<Value> = r.series.iter().map(|s| json!({"group": s.group, "totals": s.totals})).collect();
+            ctx.insert("report".into(), json!({"bucket": r.bucket, "totals": r.totals, "series": series}));
             ctx.insert("bars".into(), json!(bars));
             ctx.insert("max".into(), max.into());
             ctx.insert("cached_ratio".into(), format!("{ratio:.1}").into());
@@ -162,15 +164,85 @@ pub(super) async fn page_of(dash: &St, query: &str) -> Result<query::RequestsPag
     })
 }
 
-/// The last day's chart and the newest failed requests (4xx and 5xx), for the Overview.
+/// Tokens (input + output) per hourly bucket of `r`: bars on the same 600 x 120 grid as [`bars`].
+fn token_bars(r: &UsageReport) -> (Vec<Bar>, u64) {
+    let mut buckets: std::collections::BTreeMap<i64, (u64, String)> = Default::default();
+    for p in r.series.iter().flat_map(|s| &s.points) {
+        let e = buckets.entry(p.start).or_insert((0, p.start_time.clone()));
+        e.0 += p.totals.input_tokens + p.totals.output_tokens;
+    }
+    let step = 3_600_000i64;
+    let first = r.from - r.from.rem_euclid(step);
+    let n = (((r.to - first) + step - 1) / step).clamp(1, 800) as usize;
+    let max = buckets.values().map(|b| b.0).max().unwrap_or(0).max(1);
+    let w = 600.0 / n as f64;
+    let bars = (0..n)
+        .filter_map(|i| {
+            let (tokens, time) = buckets.get(&(first + i as i64 * step))?;
+            let h = 110.0 * *tokens as f64 / max as f64;
+            Some(Bar {
+                x: i as f64 * w,
+                y: 120.0 - h,
+                w: (w - 1.0).max(1.0),
+                h,
+                eh: 0.0,
+                title: format!("{time}: {tokens} tokens"),
+            })
+        })
+        .collect();
+    (bars, max)
+}
+
+/// Requests per minute as an SVG area: one x unit per minute on a `0 0 <minutes> 120` view box, numbers only.
+fn rpm_area(counts: &[u32]) -> Value {
+    let max = counts.iter().copied().max().unwrap_or(0).max(1);
+    let n = counts.len();
+    let mut d = String::with_capacity(n * 10 + 32);
+    d.push_str("M0,120");
+    for (i, c) in counts.iter().enumerate() {
+        let y = 120.0 - 110.0 * f64::from(*c) / f64::from(max);
+        d.push_str(&format!(" L{i},{y:.1}"));
+    }
+    d.push_str(&format!(" L{},120 Z", n.saturating_sub(1)));
+    let busiest = counts.iter().copied().max().unwrap_or(0);
+    let last_hour: u32 = counts.iter().rev().take(60).sum();
+    json!({"d": d, "minutes": n.max(1), "max": busiest, "last_hour_avg": rate(f64::from(last_hour) / 60.0)})
+}
+
+/// A rate for people: two decimals under 1 (a quiet gateway's 0.02 is not 0.0), one above.
+fn rate(v: f64) -> String {
+    if v < 1.0 { format!("{v:.2}") } else { format!("{v:.1}") }
+}
+
+/// The last day's charts (requests and errors, tokens, requests per minute), tokens since UTC midnight, and the
+/// newest failed requests (4xx and 5xx), for the Overview.
 pub(super) async fn overview_extras(dash: &St) -> Value {
+    let now = now_ms();
+    let midnight = now - now.rem_euclid(86_400_000);
     let chart = match report(dash, "from=24h&bucket=hour").await {
         Ok(r) => {
             let (bars, max) = bars(&r);
+            let (tbars, tmax) = token_bars(&r);
+            let today: u64 = r
+                .series
+                .iter()
+                .flat_map(|s| &s.points)
+                .filter(|p| p.start >= midnight)
+                .map(|p| p.totals.input_tokens + p.totals.output_tokens)
+                .sum();
             json!({"bars": bars, "max": max, "requests": r.totals.requests, "errors": r.totals.errors,
-                   "tokens": r.totals.input_tokens + r.totals.output_tokens})
+                   "tokens": r.totals.input_tokens + r.totals.output_tokens, "token_bars": tbars, "token_max": tmax,
+                   "tokens_today": today})
         }
         Err(e) => json!({"error": e}),
+    };
+    let rpm = dash.app.ledger.read(move |c, _| Ok(query::requests_per_minute(c, now - 86_400_000, now)?)).await;
+    let rpm = match rpm {
+        Ok(counts) => rpm_area(&counts),
+        Err(e) => {
+            tracing::error!("dashboard requests per minute: {e:#}");
+            json!({"error": "The usage ledger could not be read; the gateway's log says why."})
+        }
     };
     let mut errors = Vec::new();
     for class in ["5xx", "4xx"] {
@@ -180,7 +252,7 @@ pub(super) async fn overview_extras(dash: &St) -> Value {
     }
     errors.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
     errors.truncate(5);
-    json!({"chart": chart, "errors": errors})
+    json!({"chart": chart, "rpm": rpm, "errors": errors})
 }
 
 /// `GET /dashboard/requests?key=&account=&model=&status=&before=`: newest first, 50 a page.

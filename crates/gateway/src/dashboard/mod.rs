@@ -6,7 +6,7 @@
 //! Neighbours: `session.rs` (the login gate: admin credential, session cookie, CSRF, login delay), `pages.rs`
 //! (Overview, Accounts, Setup, Settings), `keys.rs` (client keys), `ledger.rs` (Usage and Requests, from the
 //! usage ledger), `actions.rs` (account actions), `logins.rs` (adding accounts by the login flows),
-//! `settings.rs` (the config file, edited with toml_edit), `setup.rs` (client snippets). The request guard
+//! `settings.rs` (the config file, edited with toml_edit; `prices.rs` its price table), `setup.rs` (client snippets). The request guard
 //! (server/guard.rs) lets `/dashboard` paths through without the client key: this module's gate decides.
 
 use std::sync::Arc;
@@ -25,6 +25,7 @@ mod keys;
 mod ledger;
 mod logins;
 mod pages;
+mod prices;
 mod session;
 mod settings;
 mod setup;
@@ -47,6 +48,8 @@ pub(crate) struct Dash {
     pub app: Arc<AppState>,
     pub sessions: session::Sessions,
     pub logins: logins::Jobs,
+    /// The quota warning thresholds in force (Settings change them at once).
+    pub quota: parking_lot::RwLock<crate::config::QuotaThresholds>,
     /// Compiled at the first page a browser asks for, not at start: a gateway nobody opens the dashboard of
     /// keeps neither the compiled templates nor the template compiler's pages in memory (idle RSS).
     templates: std::sync::OnceLock<minijinja::Environment<'static>>,
@@ -62,6 +65,7 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
     let dash = Arc::new(Dash {
         sessions: session::Sessions::new(app.config.dashboard.session),
         logins: logins::Jobs::default(),
+        quota: parking_lot::RwLock::new(app.config.dashboard.quota),
         templates: std::sync::OnceLock::new(),
         app,
     });

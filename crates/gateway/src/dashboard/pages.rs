@@ -30,8 +30,21 @@ pub(crate) fn overview_data(dash: &St) -> Value {
     let mut soonest_reset: Option<i64> = None;
     let mut back_at: Option<i64> = None;
     let mut in_flight = 0;
+    let limits = *dash.quota.read();
+    let mut near = Vec::new();
     for a in accounts.iter() {
         let q = a.quota.read().clone();
+        // Accounts at or past the warning threshold in a window, the fullest first (listed on the Overview).
+        for (window, used, reset) in [
+            ("5 hours", q.primary_used_percent, q.primary_reset_at),
+            ("weekly", q.secondary_used_percent, q.secondary_reset_at),
+        ] {
+            if let Some(used) = used.filter(|&u| u >= limits.warn) {
+                let name = a.label().or_else(|| a.email.clone()).unwrap_or_else(|| a.id.clone());
+                let level = if used >= limits.critical { "critical" } else { "warn" };
+                near.push(json!({"name": name, "window": window, "used": used, "reset": reset, "level": level}));
+            }
+        }
         // Whole-account cooldowns and a used-up window keep it from serving (as metrics/accounts.rs counts up).
         let blocked =
             a.cooldowns(now).iter().filter(|c| c.model.is_none()).map(|c| c.until).chain(q.blocked_until(now)).max();
@@ -58,7 +71,15 @@ pub(crate) fn overview_data(dash: &St) -> Value {
         "metrics": totals.is_some(),
         "totals": totals.unwrap_or_default(),
         "strategy": dash.app.pool.strategy().as_str(),
+        "near_limit": sorted_by_used(near),
+        "quota": limits,
     })
+}
+
+fn sorted_by_used(mut v: Vec<Value>) -> Vec<Value> {
+    let used = |x: &Value| x.get("used").and_then(Value::as_f64).unwrap_or(0.0);
+    v.sort_by(|a, b| used(b).total_cmp(&used(a)));
+    v
 }
 
 /// `GET /dashboard`: Overview.
@@ -107,6 +128,7 @@ pub(crate) async fn accounts(State(dash): State<St>, headers: HeaderMap) -> Resp
     let mut ctx = base(&a, "Accounts", "accounts");
     ctx.insert("accounts".into(), Value::Array(list));
     ctx.insert("now".into(), now.into());
+    ctx.insert("limits".into(), json!(*dash.quota.read()));
     ctx.insert("issuer".into(), dash.app.config.auth_issuer.clone().into());
     let page = dash.render("accounts.html", Value::Object(ctx));
     a.finish(page)
@@ -115,6 +137,8 @@ pub(crate) async fn accounts(State(dash): State<St>, headers: HeaderMap) -> Resp
 #[derive(Deserialize)]
 pub(crate) struct SetupQuery {
     model: Option<String>,
+    /// The client key to preselect (its id).
+    key: Option<String>,
 }
 
 /// `GET /dashboard/setup?model=`: a snippet per client, filled with this gateway's address and a model.
@@ -125,6 +149,21 @@ pub(crate) async fn setup(State(dash): State<St>, headers: HeaderMap, Query(q): 
     };
     let models: Vec<String> = dash.app.catalog.entries().await.iter().map(|e| e.slug.clone()).collect();
     let model = q.model.filter(|m| models.contains(m)).or_else(|| models.first().cloned()).unwrap_or_default();
+    // Keys that can still be used, by name and prefix: their secrets are not kept, so the snippets show the
+    // prefix unless the page's script holds the secret of a key created in this browser tab.
+    let now = now_unix();
+    let keys: Vec<Value> = match dash.app.keys.store().list_keys() {
+        Ok(rows) => rows
+            .iter()
+            .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > now))
+            .map(|k| json!({"id": k.id, "name": k.name, "prefix": k.prefix, "models": k.models}))
+            .collect(),
+        Err(e) => {
+            tracing::error!("dashboard setup: the key list: {e:#}");
+            Vec::new()
+        }
+    };
+    let chosen = q.key.filter(|id| keys.iter().any(|k| k["id"] == id.as_str()));
     let base_url = setup::base_url(&headers, &dash.app.config);
     let ollama = &dash.app.config.ollama;
     let ollama_url = ollama.enabled.then(|| format!("http://{}", ollama.listen));
@@ -133,6 +172,9 @@ pub(crate) async fn setup(State(dash): State<St>, headers: HeaderMap, Query(q): 
     ctx.insert("model".into(), model.clone().into());
     ctx.insert("base_url".into(), base_url.clone().into());
     ctx.insert("ollama_url".into(), json!(ollama_url));
+    ctx.insert("keys".into(), Value::Array(keys));
+    ctx.insert("chosen_key".into(), json!(chosen));
+    ctx.insert("open".into(), dash.app.config.api_keys.is_empty().into());
     ctx.insert("clients".into(), json!(setup::clients(&base_url, &model, ollama_url.as_deref())));
     let page = dash.render("setup.html", Value::Object(ctx));
     a.finish(page)
@@ -164,6 +206,11 @@ pub(crate) async fn settings(State(dash): State<St>, headers: HeaderMap) -> Resp
             "anthropic_aliases": aliases(&c.anthropic_model_aliases),
             "gemini_aliases": aliases(&c.gemini_model_aliases),
             "config_file": c.config_file.display().to_string(),
+            "quota": *dash.quota.read(),
+            // The configured prices, then an empty row to add one.
+            "prices": dash.app.ledger.prices().sorted().into_iter().map(|(model, p)| json!({
+                "model": model, "input": p.input, "cached_input": p.cached_input, "output": p.output,
+            })).chain([json!({"model": "", "input": null, "cached_input": null, "output": null})]).collect::<Vec<_>>(),
         }),
     );
     let page = dash.render("settings.html", Value::Object(ctx));

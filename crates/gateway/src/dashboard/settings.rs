@@ -1,7 +1,10 @@
 //! The Settings page's save: the changed values written into the configuration file with toml_edit (the
 //! user's comments, order and layout stay), the file checked to load before it replaces the old one, then
 //! reloaded through the one apply function of every reload (server/reload.rs): what applies live (the strategy,
-//! keepalive, aliases) is in force at once, the other settings are reported as needing a restart.
+//! keepalive, aliases, the price table) is in force at once, the other settings are reported as needing a
+//! restart. The quota warning thresholds are the dashboard's own and change at once; the strategy chosen here is
+//! put in force even when the environment names another (until the next reload). A refused value names its
+//! field, which the page marks in place.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -13,9 +16,11 @@ use serde::Deserialize;
 use serde_json::json;
 use toml_edit::{Array, DocumentMut, Item, Table, value};
 
+use super::prices::{self, PriceRow};
 use super::session::api_gate;
 use super::{St, json_error, json_response};
-use crate::config::{RawConfig, Strategy};
+use crate::config::{QuotaThresholds, RawConfig, Strategy};
+use crate::usage::pricing::Prices;
 
 #[derive(Deserialize, Debug, Default)]
 pub(crate) struct SettingsBody {
@@ -27,6 +32,35 @@ pub(crate) struct SettingsBody {
     ollama_port: Option<u16>,
     anthropic_aliases: Option<String>,
     gemini_aliases: Option<String>,
+    quota_warn_percent: Option<f64>,
+    quota_critical_percent: Option<f64>,
+    /// The whole price table (rows the page shows); absent: unchanged.
+    prices: Option<Vec<PriceRow>>,
+}
+
+/// A refused value: the message, and the id of the page's field it is about.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Invalid {
+    pub field: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: String, message: impl Into<String>) -> Invalid {
+        Invalid { field, message: message.into() }
+    }
+}
+
+/// `map_err` for a string error about the page's field `f`.
+fn field(f: &'static str) -> impl Fn(String) -> Invalid {
+    move |e| Invalid::new(f.to_string(), e)
+}
+
+/// Settings that apply at once, as they are in force now (the file may say otherwise until a restart).
+pub(crate) struct Live {
+    pub strategy: Strategy,
+    pub quota: QuotaThresholds,
+    pub prices: std::sync::Arc<Prices>,
 }
 
 /// What a save changed: applied now, or read at the next start.
@@ -50,7 +84,7 @@ fn parse_aliases(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
-fn table<'a>(doc: &'a mut DocumentMut, name: &str) -> &'a mut Item {
+pub(crate) fn table<'a>(doc: &'a mut DocumentMut, name: &str) -> &'a mut Item {
     let item = doc.entry(name).or_insert(Item::Table(Table::new()));
     if let Some(t) = item.as_table_mut() {
         // A table created here only for its keys, not an empty `[name]` header of its own when left empty.
@@ -75,7 +109,7 @@ fn set(doc: &mut DocumentMut, name: Option<&str>, key: &str, v: Item) -> Result<
 }
 
 /// Set `key` to `v`; an existing key keeps its comments (`insert` would replace the key with its decor).
-fn put(t: &mut dyn toml_edit::TableLike, key: &str, v: Item) {
+pub(crate) fn put(t: &mut dyn toml_edit::TableLike, key: &str, v: Item) {
     match t.get_mut(key) {
         Some(old) => {
             let decor = old.as_value().map(|v| v.decor().clone());
@@ -111,18 +145,56 @@ fn set_aliases(doc: &mut DocumentMut, name: &str, aliases: &BTreeMap<String, Str
     Ok(())
 }
 
-/// Apply the changed values of `b` to the document; `current` is what the gateway runs with.
+/// Apply the changed values of `b` to the document; `current` is what the gateway started with, `live` what
+/// applies at once as it is now. Returns what changed, and the new price table when it did.
 pub(crate) fn edit(
     doc: &mut DocumentMut,
     b: &SettingsBody,
     current: &crate::config::Config,
+    live: &Live,
+) -> Result<(Changes, Option<Prices>), Invalid> {
+    let mut ch = edit_restart(doc, b, current, live.strategy)?;
+    if b.quota_warn_percent.is_some() || b.quota_critical_percent.is_some() {
+        let warn = b.quota_warn_percent.unwrap_or(live.quota.warn);
+        let critical = b.quota_critical_percent.unwrap_or(live.quota.critical);
+        let q = QuotaThresholds::new(warn, critical).map_err(|e| {
+            let f = if e.starts_with("quota_critical") { "quota_critical_percent" } else { "quota_warn_percent" };
+            Invalid::new(f.into(), format!("quota thresholds: {e}"))
+        })?;
+        if q != live.quota {
+            set(doc, Some("dashboard"), "quota_warn_percent", value(q.warn)).map_err(field("quota_warn_percent"))?;
+            set(doc, Some("dashboard"), "quota_critical_percent", value(q.critical))
+                .map_err(field("quota_critical_percent"))?;
+            ch.applied.push("quota thresholds");
+        }
+    }
+    let mut new_prices = None;
+    if let Some(rows) = &b.prices {
+        let table = prices::parse(rows)?;
+        let p = prices::to_prices(&table)?;
+        if p != *live.prices {
+            prices::write(doc, &table)?;
+            ch.applied.push("price table");
+            new_prices = Some(p);
+        }
+    }
+    Ok((ch, new_prices))
+}
+
+/// The settings read at start-up (and the strategy): the document edited, what changed listed.
+fn edit_restart(
+    doc: &mut DocumentMut,
+    b: &SettingsBody,
+    current: &crate::config::Config,
     strategy_now: Strategy,
-) -> Result<Changes, String> {
+) -> Result<Changes, Invalid> {
     let mut ch = Changes::default();
     if let Some(s) = &b.strategy {
-        let parsed = Strategy::parse(s).ok_or_else(|| format!("`{s}` is not least_used, round_robin or sticky"))?;
+        let parsed = Strategy::parse(s).ok_or_else(|| {
+            Invalid::new("strategy".into(), format!("`{s}` is not least_used, round_robin or sticky"))
+        })?;
         if parsed != strategy_now {
-            set(doc, Some("routing"), "strategy", value(parsed.as_str()))?;
+            set(doc, Some("routing"), "strategy", value(parsed.as_str())).map_err(field("strategy"))?;
             ch.applied.push("strategy");
         }
     }
@@ -130,11 +202,14 @@ pub(crate) fn edit(
         let plans: Vec<String> =
             p.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
         if plans.iter().any(|p| !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
-            return Err("plan priority: plan names are letters, digits, `-` and `_`, separated by commas".into());
+            return Err(Invalid::new(
+                "plan_priority".into(),
+                "plan priority: plan names are letters, digits, `-` and `_`, separated by commas",
+            ));
         }
         if plans != current.routing.plan_priority {
             let item = if plans.is_empty() { Item::None } else { value(plans.iter().collect::<Array>()) };
-            set(doc, Some("routing"), "plan_priority", item)?;
+            set(doc, Some("routing"), "plan_priority", item).map_err(field("plan_priority"))?;
             ch.restart.push("plan_priority");
         }
     }
@@ -142,42 +217,45 @@ pub(crate) fn edit(
         && n != current.routing.affinity_capacity
     {
         if !(16..=10_000_000).contains(&n) {
-            return Err("affinity capacity: between 16 and 10000000 conversations".into());
+            return Err(Invalid::new(
+                "affinity_capacity".into(),
+                "affinity capacity: between 16 and 10000000 conversations",
+            ));
         }
-        set(doc, Some("routing"), "affinity_capacity", value(n as i64))?;
+        set(doc, Some("routing"), "affinity_capacity", value(n as i64)).map_err(field("affinity_capacity"))?;
         ch.restart.push("affinity_capacity");
     }
     if let Some(k) = b.keepalive_secs
         && (k - current.keepalive.as_secs_f64()).abs() > 1e-9
     {
         if !(k.is_finite() && (0.05..=3600.0).contains(&k)) {
-            return Err("keepalive: between 0.05 and 3600 seconds".into());
+            return Err(Invalid::new("keepalive_secs".into(), "keepalive: between 0.05 and 3600 seconds"));
         }
-        set(doc, None, "keepalive_secs", value(k))?;
+        set(doc, None, "keepalive_secs", value(k)).map_err(field("keepalive_secs"))?;
         ch.restart.push("keepalive_secs");
     }
     if let Some(e) = b.ollama_enabled
         && e != current.ollama.enabled
     {
-        set(doc, Some("ollama"), "enabled", value(e))?;
+        set(doc, Some("ollama"), "enabled", value(e)).map_err(field("ollama_enabled"))?;
         ch.restart.push("ollama.enabled");
     }
     if let Some(p) = b.ollama_port
         && p != current.ollama.listen.port()
     {
-        set(doc, Some("ollama"), "port", value(i64::from(p)))?;
+        set(doc, Some("ollama"), "port", value(i64::from(p))).map_err(field("ollama_port"))?;
         ch.restart.push("ollama.port");
     }
     let sorted =
         |m: &HashMap<String, String>| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>();
-    for (name, text, now) in [
-        ("anthropic", &b.anthropic_aliases, &current.anthropic_model_aliases),
-        ("gemini", &b.gemini_aliases, &current.gemini_model_aliases),
+    for (name, id, text, now) in [
+        ("anthropic", "anthropic_aliases", &b.anthropic_aliases, &current.anthropic_model_aliases),
+        ("gemini", "gemini_aliases", &b.gemini_aliases, &current.gemini_model_aliases),
     ] {
         let Some(text) = text else { continue };
-        let aliases = parse_aliases(text).map_err(|e| format!("{name} aliases: {e}"))?;
+        let aliases = parse_aliases(text).map_err(|e| Invalid::new(id.into(), format!("{name} aliases: {e}")))?;
         if aliases != sorted(now) {
-            set_aliases(doc, name, &aliases)?;
+            set_aliases(doc, name, &aliases).map_err(field(id))?;
             ch.restart.push(if name == "anthropic" { "anthropic.model_aliases" } else { "gemini.model_aliases" });
         }
     }
@@ -227,10 +305,10 @@ pub(crate) async fn save(State(dash): State<St>, headers: HeaderMap, body: axum:
         Ok(d) => d,
         Err(e) => return json_error(StatusCode::CONFLICT, format!("{} is not valid TOML: {e}", path.display())),
     };
-    let strategy_now = dash.app.pool.strategy();
-    let changes = match edit(&mut doc, &b, &config, strategy_now) {
+    let live = Live { strategy: dash.app.pool.strategy(), quota: *dash.quota.read(), prices: dash.app.ledger.prices() };
+    let (changes, new_prices) = match edit(&mut doc, &b, &config, &live) {
         Ok(c) => c,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return invalid(e),
     };
     if changes == Changes::default() {
         return json_response(
@@ -256,10 +334,36 @@ pub(crate) async fn save(State(dash): State<St>, headers: HeaderMap, body: axum:
     for name in changes.restart {
         if report.applied.contains(&name) { applied.push(name) } else { restart.push(name) }
     }
+    apply(&dash, &b, new_prices);
     json_response(
         StatusCode::OK,
         json!({"ok": true, "applied": applied, "restart": restart, "file": path.display().to_string()}),
     )
+}
+
+/// What applies at once, once the file holds it.
+fn apply(dash: &St, b: &SettingsBody, prices: Option<Prices>) {
+    if let Some(s) = b.strategy.as_deref().and_then(Strategy::parse) {
+        dash.app.pool.set_strategy(s);
+        tracing::info!("dashboard: rotation strategy is now {}", s.as_str());
+    }
+    let mut quota = dash.quota.write();
+    let (warn, critical) =
+        (b.quota_warn_percent.unwrap_or(quota.warn), b.quota_critical_percent.unwrap_or(quota.critical));
+    // Checked by `edit` already.
+    if let Ok(q) = QuotaThresholds::new(warn, critical) {
+        *quota = q;
+    }
+    drop(quota);
+    if let Some(p) = prices {
+        dash.app.ledger.set_prices(p);
+        tracing::info!("dashboard: the price table was changed");
+    }
+}
+
+/// A refused value: 400 with the message and the field the page marks.
+fn invalid(e: Invalid) -> Response {
+    json_response(StatusCode::BAD_REQUEST, json!({"error": e.message, "field": e.field}))
 }
 
 #[cfg(test)]
@@ -281,7 +385,7 @@ mod tests {
             anthropic_aliases: Some("opus = gpt-5.5\nhaiku = gpt-5.4-mini".into()),
             ..SettingsBody::default()
         };
-        let ch = edit(&mut doc, &b, &config(), Strategy::LeastUsed).unwrap_or_else(|e| panic!("{e}"));
+        let ch = edit_restart(&mut doc, &b, &config(), Strategy::LeastUsed).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(ch.applied, vec!["strategy"]);
         assert_eq!(ch.restart, vec!["anthropic.model_aliases"]);
         let out = doc.to_string();
@@ -300,10 +404,10 @@ mod tests {
             plan_priority: Some(String::new()),
             ..SettingsBody::default()
         };
-        assert_eq!(edit(&mut doc, &b, &config(), Strategy::LeastUsed), Ok(Changes::default()));
+        assert_eq!(edit_restart(&mut doc, &b, &config(), Strategy::LeastUsed), Ok(Changes::default()));
         assert_eq!(doc.to_string(), "");
         let bad = SettingsBody { strategy: Some("fastest".into()), ..SettingsBody::default() };
-        assert!(edit(&mut doc, &bad, &config(), Strategy::LeastUsed).is_err());
+        assert!(edit_restart(&mut doc, &bad, &config(), Strategy::LeastUsed).is_err());
         assert!(parse_aliases("opus gpt").is_err());
     }
 }

@@ -67,6 +67,8 @@ CREATE TABLE client_keys (
     revoked_at BIGINT
 );
 "#,
+    // 5: covering indexes for the usage reports' range scans (store/usage.rs).
+    usage::ROLLUP_COVER,
 ];
 
 /// How an account authenticates upstream.

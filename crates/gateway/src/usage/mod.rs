@@ -139,6 +139,16 @@ impl Ledger {
         }
     }
 
+    /// The price table in force.
+    pub fn prices(&self) -> Arc<pricing::Prices> {
+        self.prices.load_full()
+    }
+
+    /// Use `prices` from the next query on (a config reload, or the dashboard's Settings after writing the file).
+    pub fn set_prices(&self, prices: pricing::Prices) {
+        self.prices.store(Arc::new(prices));
+    }
+
     /// Run a read on the ledger's own connection, off the async workers (a query may take a while).
     pub async fn read<T: Send + 'static>(
         self: &Arc<Self>,
@@ -155,11 +165,6 @@ impl Ledger {
         })
         .await
         .context("ledger query failed")?
-    }
-
-    /// The price table costs are estimated with from now on.
-    pub fn set_prices(&self, prices: pricing::Prices) {
-        self.prices.store(Arc::new(prices));
     }
 }
 

@@ -63,6 +63,13 @@ impl Prices {
     pub fn get(&self, model: &str) -> Option<&Price> {
         self.0.get(model)
     }
+
+    /// Every model's price, by model name (the dashboard's Settings list them).
+    pub fn sorted(&self) -> Vec<(&str, Price)> {
+        let mut v: Vec<(&str, Price)> = self.0.iter().map(|(m, p)| (m.as_str(), *p)).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
 }
 
 /// A cost summed over several models: what the priced ones cost, and whether tokens of an unpriced model were
@@ -76,7 +83,12 @@ pub struct Cost {
 
 impl Cost {
     pub fn add(&mut self, prices: &Prices, model: &str, t: Tokens) {
-        match prices.get(model) {
+        self.add_priced(prices.get(model), t);
+    }
+
+    /// [`Cost::add`] with the model's price already looked up (`None`: the model has none).
+    pub fn add_priced(&mut self, price: Option<&Price>, t: Tokens) {
+        match price {
             Some(p) => {
                 self.usd += p.cost(t);
                 self.priced = true;

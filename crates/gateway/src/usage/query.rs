@@ -1,8 +1,6 @@
 //! Reading the ledger: usage over time from the hourly rollups (series per bucket and group, and totals), and
 //! the request rows, newest first, keyset-paginated. Both as typed values (JSON through serde) and as CSV.
 
-use std::collections::{BTreeMap, HashMap};
-
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params_from_iter};
 use serde::Serialize;
@@ -116,6 +114,12 @@ pub struct Totals {
 
 impl Totals {
     fn add(&mut self, o: &Totals) {
+        self.merge(o);
+        self.settle();
+    }
+
+    /// [`Totals::add`] without settling the cost (once per point, not per row).
+    fn merge(&mut self, o: &Totals) {
         self.requests += o.requests;
         self.errors += o.errors;
         self.input_tokens += o.input_tokens;
@@ -124,7 +128,6 @@ impl Totals {
         self.reasoning_tokens += o.reasoning_tokens;
         self.duration_ms += o.duration_ms;
         self.cost.merge(o.cost);
-        self.settle();
     }
 
     fn settle(&mut self) {
@@ -172,8 +175,10 @@ fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
 }
 
 /// The rollup rows of the range are read in key order and summed here rather than by a SQL `GROUP BY`: the range
-/// scan streams from the primary key, while grouping by a column that is not its prefix made SQLite sort every
-/// row first (bench/results/ledger.md). A row's group and model are borrowed, never copied.
+/// scan streams from the covering index (migration 5), while grouping by a column that is not its prefix made
+/// SQLite sort every row first (bench/results/ledger.md). Rows arrive in bucket order, so each group's points are
+/// appended as the bucket changes; groups and models are few, found by a short scan of borrowed names (no hashing,
+/// no copy per row), and a model's price is looked up once.
 pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Result<UsageReport> {
     let group = q.group_by.map_or("''", GroupBy::column);
     let (table, time) = q.bucket.table();
@@ -185,7 +190,9 @@ pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Re
     let from = q.from.div_euclid(q.bucket.ms()) * q.bucket.ms();
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params![from, q.to])?;
-    let mut sums: HashMap<String, HashMap<i64, Totals>> = HashMap::new();
+    // (group, its points by bucket, in the order read)
+    let mut groups: Vec<(String, Vec<(i64, Totals)>)> = Vec::new();
+    let mut models: Vec<(String, Option<super::pricing::Price>)> = Vec::new();
     while let Some(r) = rows.next()? {
         let mut t = Totals {
             requests: count(r.get(3)?),
@@ -198,25 +205,48 @@ pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Re
             ..Totals::default()
         };
         let tokens = Tokens { input: t.input_tokens, cached: t.cached_tokens, output: t.output_tokens };
-        t.cost.add(prices, text(r, 2)?, tokens);
-        let g = text(r, 1)?;
-        let buckets = match sums.get_mut(g) {
-            Some(b) => b,
-            None => sums.entry(g.to_string()).or_default(),
+        let model = text(r, 2)?;
+        let price = match models.iter().find(|(m, _)| m == model) {
+            Some((_, p)) => *p,
+            None => {
+                let p = prices.get(model).copied();
+                models.push((model.to_string(), p));
+                p
+            }
         };
-        buckets.entry(r.get(0)?).or_default().add(&t);
+        t.cost.add_priced(price.as_ref(), tokens);
+        let g = text(r, 1)?;
+        let i = match groups.iter().position(|(name, _)| name == g) {
+            Some(i) => i,
+            None => {
+                groups.push((g.to_string(), Vec::new()));
+                groups.len() - 1
+            }
+        };
+        let start: i64 = r.get(0)?;
+        let points = &mut groups[i].1;
+        match points.last_mut() {
+            Some((s, sum)) if *s == start => sum.merge(&t),
+            // Not in bucket order (never from the index, kept correct anyway): found and merged, else added.
+            Some((s, _)) if *s > start => match points.iter_mut().find(|(s, _)| *s == start) {
+                Some((_, sum)) => sum.merge(&t),
+                None => points.push((start, t)),
+            },
+            _ => points.push((start, t)),
+        }
     }
     // Stable order: groups by name, buckets by time.
-    let groups: BTreeMap<String, BTreeMap<i64, Totals>> =
-        sums.into_iter().map(|(g, b)| (g, b.into_iter().collect())).collect();
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
     let mut totals = Totals::default();
     let series = groups
         .into_iter()
-        .map(|(group, buckets)| {
+        .map(|(group, mut buckets)| {
+            buckets.sort_by_key(|(start, _)| *start);
             let mut sum = Totals::default();
             let points = buckets
                 .into_iter()
-                .map(|(start, t)| {
+                .map(|(start, mut t)| {
+                    t.settle();
                     sum.add(&t);
                     Point { start, start_time: format_ms(start), totals: t }
                 })
@@ -233,6 +263,26 @@ pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Re
         series,
         totals,
     })
+}
+
+/// Requests per minute from `from` (rounded down to its minute) up to `to`, one count per minute, oldest first
+/// (the dashboard's Overview chart). Reads only the `started_at` index, one entry per request of the range, and
+/// counts in place: no sort, no grouping in SQL.
+pub fn requests_per_minute(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<Vec<u32>> {
+    const MINUTE: i64 = 60_000;
+    let first = from.div_euclid(MINUTE) * MINUTE;
+    let n = usize::try_from((to - first + MINUTE - 1).div_euclid(MINUTE)).unwrap_or(0).min(60 * 24 * 31);
+    let mut counts = vec![0u32; n];
+    let mut stmt =
+        conn.prepare_cached("SELECT started_at FROM usage_requests WHERE started_at >= ?1 AND started_at < ?2")?;
+    let mut rows = stmt.query([first, to])?;
+    while let Some(r) = rows.next()? {
+        let at: i64 = r.get(0)?;
+        if let Some(c) = usize::try_from((at - first) / MINUTE).ok().and_then(|i| counts.get_mut(i)) {
+            *c = c.saturating_add(1);
+        }
+    }
+    Ok(counts)
 }
 
 /// The usage report as CSV: one line per group and bucket.

@@ -388,3 +388,94 @@ async fn dashboard_usage_and_requests_render_from_the_ledger_with_and_without_pr
         assert_eq!(anon.status(), 401, "CSV needs the session");
     }
 }
+
+/// Settings: the price table and the quota thresholds are refused with the field the page marks, then saved to
+/// the file and applied without a restart (the ledger's cost, the Overview's threshold); the Overview draws the
+/// requests-per-minute chart and Setup offers the client keys by name and prefix, never their secrets.
+#[tokio::test]
+async fn dashboard_price_table_and_quota_thresholds_apply_at_once_and_refusals_name_their_field() {
+    let dir = std::env::temp_dir().join(format!("cgw-dash-{}", uuid::Uuid::new_v4().simple()));
+    let config = dir.join("config.toml");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&config, "# mine\n[usage]\nretention_days = 30 # a month\n").unwrap_or_else(|e| panic!("{e}"));
+    let env =
+        keyed(Setup { env: vec![("CODEX_GATEWAY_CONFIG", config.display().to_string())], ..Setup::default() }).await;
+    let r = env
+        .http
+        .post(env.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 200);
+    let (cookie, csrf) = session(&env).await;
+    let save = |body: Value| {
+        client()
+            .post(env.url("/dashboard/api/settings"))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
+            .json(&body)
+            .send()
+    };
+    for (body, field) in [
+        (json!({"prices": [{"model": "gpt-5.4", "input": -1.0, "output": 10.0}]}), "price-0-input"),
+        (json!({"prices": [{"model": "gpt-5.4", "input": 1.0}]}), "price-0-output"),
+        (json!({"quota_warn_percent": 90.0, "quota_critical_percent": 50.0}), "quota_warn_percent"),
+        (json!({"quota_critical_percent": 150.0}), "quota_critical_percent"),
+    ] {
+        let r = save(body.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status(), 400, "{body}");
+        let v: Value = r.json().await.unwrap_or_default();
+        assert_eq!(v["field"], field, "{v}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    }
+    let r = save(json!({
+        "prices": [{"model": "gpt-5.4", "input": 1.25, "cached_input": 0.125, "output": 10.0}, {"model": ""}],
+        "quota_warn_percent": 60.0, "quota_critical_percent": 85.0,
+    }))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap_or_default();
+    assert_eq!(v["applied"], json!(["quota thresholds", "price table"]), "{v}");
+    let file = std::fs::read_to_string(&config).unwrap_or_default();
+    assert!(file.starts_with("# mine\n[usage]\nretention_days = 30 # a month\n"), "{file}");
+    assert!(file.contains("[usage.prices.\"gpt-5.4\"]\ninput = 1.25\ncached_input = 0.125\noutput = 10.0"), "{file}");
+    assert!(file.contains("[dashboard]\nquota_warn_percent = 60.0\nquota_critical_percent = 85.0"), "{file}");
+    // The cost is priced at once (the ledger commits in batches: wait for the row).
+    let mut cost = Value::Null;
+    for _ in 0..40 {
+        let r = env.http.get(env.url("/admin/usage?from=24h")).bearer_auth(KEY).send().await;
+        let v: Value = r.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default();
+        cost = v["totals"]["cost_usd"].clone();
+        if cost.as_f64().is_some_and(|c| c > 0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cost.as_f64().is_some_and(|c| c > 0.0), "priced without a restart: {cost}");
+    let get = |path: &'static str| client().get(env.url(path)).header("cookie", &cookie).send();
+    let html = get("/dashboard/settings").await.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
+    assert!(html.contains("id=\"quota_warn_percent\"") && html.contains("value=\"60.0\""), "{html}");
+    assert!(html.contains("value=\"gpt-5.4\""), "the saved table is shown");
+    let html = get("/dashboard").await.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
+    assert!(html.contains("id=\"rpm-chart\"") && html.contains("No account has used 60%"), "{html}");
+
+    let created = client()
+        .post(env.url("/dashboard/api/keys"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"name": "laptop"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(created.status(), 201);
+    let k: Value = created.json().await.unwrap_or_default();
+    let (secret, prefix) = (k["secret"].as_str().unwrap_or_default(), k["prefix"].as_str().unwrap_or_default());
+    assert!(!secret.is_empty() && !prefix.is_empty(), "{k}");
+    let html = get("/dashboard/setup").await.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
+    assert!(html.contains(&format!("data-prefix=\"{prefix}\"")) && html.contains(">laptop ("), "{html}");
+    assert!(!html.contains(secret), "the secret is never in the page");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -16,7 +16,11 @@
     const res = await fetch(url, opts);
     let data = null;
     try { data = await res.json(); } catch { /* not JSON */ }
-    if (!res.ok) throw new Error((data && (data.error?.message || data.error)) || `HTTP ${res.status}`);
+    if (!res.ok) {
+      const e = new Error((data && (data.error?.message || data.error)) || `HTTP ${res.status}`);
+      e.field = data?.field;
+      throw e;
+    }
     return data;
   }
 
@@ -259,14 +263,28 @@
   function setup() {
     const keyInput = $("#setup-key");
     if (!keyInput) return;
+    const choice = $("#setup-key-choice");
+    const note = $("#setup-key-note");
+    // The secret to use: typed here, or kept by the Keys page in this tab when it created the chosen key.
+    const secret = () => keyInput.value.trim() || (choice.value && sessionStorage.getItem(`cgw-key-secret:${choice.value}`)) || "";
     const fill = () => {
+      const opt = choice.selectedOptions[0];
+      const s = secret();
+      const shown = s || (opt?.dataset.prefix ? `${opt.dataset.prefix}...REST_OF_KEY` : "YOUR_GATEWAY_KEY");
       for (const code of $$("code[data-template]")) {
-        code.textContent = code.dataset.template.split("YOUR_GATEWAY_KEY").join(keyInput.value || "YOUR_GATEWAY_KEY");
+        code.textContent = code.dataset.template.split("YOUR_GATEWAY_KEY").join(shown);
       }
+      note.textContent = keyInput.value.trim() ? "Using the secret typed here."
+        : s ? "Using the secret of the key created in this tab."
+        : opt?.dataset.prefix ? "Secrets are shown only when a key is created: the snippets show its prefix; type the secret to test."
+        : "";
     };
     keyInput.addEventListener("input", fill);
+    choice.addEventListener("change", fill);
+    fill();
     $("#setup-model")?.addEventListener("change", (e) => {
-      location.assign(`/dashboard/setup?model=${encodeURIComponent(e.target.value)}`);
+      const key = choice.value ? `&key=${encodeURIComponent(choice.value)}` : "";
+      location.assign(`/dashboard/setup?model=${encodeURIComponent(e.target.value)}${key}`);
     });
     const root = $(".clients");
     const model = root.dataset.model;
@@ -289,7 +307,7 @@
         btn.disabled = true;
         show(out, "Sending a tiny request…");
         try {
-          const answer = await testRequest(card.dataset.dialect, model, keyInput.value, root.dataset.ollama);
+          const answer = await testRequest(card.dataset.dialect, model, secret(), root.dataset.ollama);
           show(out, `Answer: ${answer}`, "good");
         } catch (e) {
           show(out, `Error: ${e.message}`, "bad");
@@ -357,7 +375,19 @@
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       const num = (id) => { const v = $(id).value.trim(); return v === "" ? null : Number(v); };
+      const cell = (el) => (el.value.trim() === "" ? null : Number(el.value));
+      const prices = $$("tr[data-price-row]").map((tr) => ({
+        model: $('[data-col="model"]', tr).value,
+        input: cell($('[data-col="input"]', tr)),
+        cached_input: cell($('[data-col="cached_input"]', tr)),
+        output: cell($('[data-col="output"]', tr)),
+      }));
+      for (const el of $$("[aria-invalid]", form)) el.removeAttribute("aria-invalid");
+      for (const el of $$(".field-error", form)) show(el, "");
       const body = {
+        quota_warn_percent: num("#quota_warn_percent"),
+        quota_critical_percent: num("#quota_critical_percent"),
+        prices,
         strategy: $("#strategy").value,
         plan_priority: $("#plan_priority").value,
         affinity_capacity: num("#affinity_capacity"),
@@ -378,8 +408,30 @@
         show($("#settings-result"), parts.join(" "), "good");
       } catch (err) {
         show($("#settings-result"), "");
-        show($("#settings-error"), err.message, "bad");
+        // In place: the refused field is marked, its message beside it, and it gets the focus.
+        const field = err.field && document.getElementById(err.field);
+        const near = err.field && (document.getElementById(`${err.field}-error`) ||
+          (err.field.startsWith("price") ? $("#prices-error") : null));
+        if (field) {
+          field.setAttribute("aria-invalid", "true");
+          field.focus();
+        }
+        if (near) show(near, err.message, "bad");
+        else show($("#settings-error"), err.message, "bad");
       }
+    });
+    $("#add-price")?.addEventListener("click", () => {
+      const rows = $$("tr[data-price-row]");
+      const row = rows[rows.length - 1].cloneNode(true);
+      const i = rows.length;
+      for (const input of $$("input", row)) {
+        input.value = "";
+        input.removeAttribute("aria-invalid");
+        input.id = `price-${i}-${input.dataset.col}`;
+        input.setAttribute("aria-label", input.getAttribute("aria-label").replace(/row \d+$/, `row ${i + 1}`));
+      }
+      $("#price-rows").append(row);
+      $('[data-col="model"]', row).focus();
     });
   }
 
@@ -402,6 +454,10 @@
       try {
         const k = await call("POST", "/dashboard/api/keys", read(create));
         $("#new-secret").textContent = k.secret;
+        // Kept in this tab only (sessionStorage), so Setup can fill it in; the server never shows it again.
+        try { sessionStorage.setItem(`cgw-key-secret:${k.id}`, k.secret); } catch { /* storage off */ }
+        const setupLink = $("#setup-with-key");
+        if (setupLink) setupLink.href = `/dashboard/setup?key=${encodeURIComponent(k.id)}`;
         create.hidden = true;
         $("#secret-box").hidden = false;
         $("#copy-secret").focus();
