@@ -232,6 +232,47 @@ async fn key_created_on_b_is_enforced_on_c() {
     assert!(refused.is_some(), "C still accepted the key B revoked after 2 s");
 }
 
+/// `GET path` on an instance as the admin, as JSON (`Null` when it fails).
+async fn admin_json(http: &reqwest::Client, at: &Instance, path: &str) -> Value {
+    match http.get(at.url(path)).bearer_auth(ADMIN).send().await {
+        Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+        _ => Value::Null,
+    }
+}
+
+/// The team's requests in the shared ledger, as `/admin/usage` of `at` counts them.
+async fn ledger_requests(http: &reqwest::Client, at: &Instance) -> u64 {
+    admin_json(http, at, "/admin/usage").await["totals"]["requests"].as_u64().unwrap_or(0)
+}
+
+/// Requests served by A and by B are in the one ledger: `/admin/usage` and `/admin/requests` on C (which served
+/// none) show them all. Each instance wrote its own SQLite ledger before, and C showed nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_through_a_and_b_shows_on_c() {
+    let (_fake, _, [a, b, c], _db) = team(FakeConfig::default(), 1).await;
+    let http = http();
+    for _ in 0..3 {
+        assert_eq!(chat_status(&http, &a, SHARED).await, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(chat_status(&http, &b, SHARED).await, 200);
+    }
+    let shown = within(Duration::from_secs(5), || async { ledger_requests(&http, &c).await == 5 }).await;
+    assert!(shown.is_some(), "C's /admin/usage did not show the 5 requests: {}", ledger_requests(&http, &c).await);
+    let page = admin_json(&http, &c, "/admin/requests?limit=4").await;
+    let rows = page["requests"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 4, "{page}");
+    assert!(rows.iter().all(|r| r["status"] == 200 && r["model_requested"] == "gpt-5.4"), "{page}");
+    // The cursor pages on to the fifth row, the last.
+    let next = page["next"].as_str().unwrap_or_default().to_string();
+    let rest = admin_json(&http, &c, &format!("/admin/requests?limit=4&before={next}")).await;
+    assert_eq!(rest["requests"].as_array().map(Vec::len), Some(1), "{rest}");
+    assert!(rest["next"].is_null(), "{rest}");
+    let by_dialect = admin_json(&http, &a, "/admin/usage?group_by=dialect").await;
+    assert_eq!(by_dialect["series"][0]["group"], "chat", "{by_dialect}");
+    assert_eq!(by_dialect["series"][0]["totals"]["requests"], 5, "{by_dialect}");
+}
+
 /// Upstream requests that went out through the ChatGPT account `account_id`.
 fn requests_through(fake: &FakeCodex, account_id: &str) -> usize {
     let through =
@@ -299,11 +340,15 @@ async fn one_instance_polls_quota_and_another_takes_over_when_it_stops() {
 /// could not be committed would spend the single-use refresh token). When it is back, one refresh happens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn database_outage_keeps_serving_and_refreshes_nothing_until_it_ends() {
-    let (fake, creds, [a, b, _c], db) = team(FakeConfig::default(), 1).await;
+    let (fake, creds, [a, b, c], db) = team(FakeConfig::default(), 1).await;
     let http = http();
     // Both have started (an instance opens the store as it starts, and refuses to start without it).
     assert_eq!(chat_status(&http, &a, SHARED).await, 200);
     assert_eq!(chat_status(&http, &b, SHARED).await, 200);
+    // The ledger has both (each writer commits within its flush window).
+    let before = within(Duration::from_secs(5), || async { ledger_requests(&http, &c).await == 2 }).await;
+    assert!(before.is_some(), "the ledger did not get the first 2 requests");
+    assert_eq!(store_up(&http, &a).await, Some(1.0));
     let name = crate::pg::database_name(&db);
     crate::pg::admin(&format!(
         "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
@@ -320,6 +365,7 @@ async fn database_outage_keeps_serving_and_refreshes_nothing_until_it_ends() {
     })
     .await;
     assert!(reported.is_some(), "/ready did not report the outage");
+    assert_eq!(store_up(&http, &a).await, Some(0.0), "/metrics did not report the outage");
     for _ in 0..10 {
         assert_eq!(chat_status(&http, &a, SHARED).await, 200, "A stopped serving during the outage");
         assert_eq!(chat_status(&http, &b, SHARED).await, 200, "B stopped serving during the outage");
@@ -327,11 +373,26 @@ async fn database_outage_keeps_serving_and_refreshes_nothing_until_it_ends() {
     fake.expire_access_tokens(&creds[0].account_id);
     assert_ne!(chat_status(&http, &a, SHARED).await, 200, "served although the token needed a refresh");
     assert_eq!(refreshes(&fake), 0, "refreshed while the store was unreachable: {:?}", fake.token_calls());
+    // Give the writers' retries time to fail a few times: the rows must wait, not be given up.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     crate::pg::admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
     let back = within(Duration::from_secs(10), || async { chat_status(&http, &b, SHARED).await == 200 }).await;
     assert!(back.is_some(), "B did not serve after the outage");
     assert_eq!(chat_status(&http, &a, SHARED).await, 200);
     assert_eq!(refreshes(&fake), 1, "{:?}", fake.token_calls());
+    // The 21 model calls answered during the outage (20 served, 1 refused) were queued and arrive after it,
+    // with those after it: at least 2 + 21 + 2 rows, none lost.
+    let arrived = within(Duration::from_secs(5), || async { ledger_requests(&http, &c).await >= 25 }).await;
+    assert!(arrived.is_some(), "the outage's ledger rows did not arrive: {}", ledger_requests(&http, &c).await);
+    let up = within(Duration::from_secs(5), || async { store_up(&http, &a).await == Some(1.0) }).await;
+    assert!(up.is_some(), "/metrics still reports the outage");
+}
+
+/// `codex_gateway_store_up` in an instance's `/metrics`.
+async fn store_up(http: &reqwest::Client, at: &Instance) -> Option<f64> {
+    let r = http.get(at.url("/metrics")).bearer_auth(ADMIN).send().await.ok()?;
+    let text = r.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix("codex_gateway_store_up ")).and_then(|v| v.trim().parse().ok())
 }
 
 /// `store migrate` copies a single instance's accounts (with their tokens) and client keys into PostgreSQL,

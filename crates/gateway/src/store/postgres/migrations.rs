@@ -83,6 +83,8 @@ CREATE TABLE leases (
     until BIGINT NOT NULL
 );
 "#,
+    // 3: the usage ledger (usage.rs), the tables of the SQLite ledger (`store/usage.rs`) with a generated id.
+    super::usage::SCHEMA,
 ];
 
 /// The schema version a current PostgreSQL store has.

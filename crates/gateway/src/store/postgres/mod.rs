@@ -1,6 +1,6 @@
 //! The team store on PostgreSQL (docs/team.md): accounts, tokens and client keys shared by several gateway
 //! instances. `store/mod.rs` routes the account and key calls here when `[store] url` names a PostgreSQL
-//! database; the usage ledger and settings stay in the instance's own SQLite file.
+//! database; so does the usage ledger's writer (`usage.rs`). Settings stay in the instance's own SQLite file.
 //!
 //! The rest of the gateway calls the store synchronously (as it calls SQLite), from request workers, blocking
 //! tasks and CLI commands alike. The driver is async (tokio-postgres + deadpool), so the connections live on a
@@ -24,6 +24,7 @@ pub mod leader;
 pub mod lease;
 mod migrations;
 pub mod shared;
+pub mod usage;
 pub mod watch;
 
 pub use migrations::SCHEMA_VERSION;
