@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use codex_gateway::config::{Config, Overrides, RawConfig};
-use fake_codex::{AccountCreds, AccountSpec, FakeCodex, FakeConfig};
+use fake_codex::{AccountCreds, AccountSpec, EndpointMode, FakeCodex, FakeConfig};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "team-admin";
@@ -35,9 +35,9 @@ impl Instance {
     }
 }
 
-/// Start an instance against `fake` with the team store at `db` (and its own data directory), configured by
-/// `config_toml` (a configuration file's contents).
-async fn instance_with(fake: &FakeCodex, db: &str, config_toml: &str) -> Instance {
+/// The configuration of an instance against `fake` with the team store at `db` (and its own data directory,
+/// returned), from `config_toml` (a configuration file's contents).
+fn config_for(fake: &FakeCodex, db: &str, config_toml: &str) -> (Config, PathBuf) {
     let dir = std::env::temp_dir().join(format!("cgw-team-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(dir.join("codex-home")).unwrap_or_else(|e| panic!("{e}"));
     let env: HashMap<String, String> = [
@@ -58,6 +58,12 @@ async fn instance_with(fake: &FakeCodex, db: &str, config_toml: &str) -> Instanc
     let overrides = Overrides { port: Some(0), ..Default::default() };
     let raw: RawConfig = toml::from_str(config_toml).unwrap_or_else(|e| panic!("config toml: {e}"));
     let config = Config::resolve(raw, &overrides, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
+    (config, dir)
+}
+
+/// Start an instance against `fake` with the team store at `db`, configured by `config_toml`.
+async fn instance_with(fake: &FakeCodex, db: &str, config_toml: &str) -> Instance {
+    let (config, dir) = config_for(fake, db, config_toml);
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -444,4 +450,85 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
     assert_eq!(team.list_keys().unwrap_or_else(|e| panic!("{e:#}")), vec![key]);
     drop(team);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An instance on a runtime of its own, so that the test can kill it as SIGKILL would: every task it runs
+/// stops at once, nothing is given back (a lease it holds stays in the database until it expires).
+struct Killable {
+    base: String,
+    dir: PathBuf,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Killable {
+    fn start(fake: &FakeCodex, db: &str, config_toml: &str) -> Killable {
+        let (config, dir) = config_for(fake, db, config_toml);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime: {e}"));
+        let listener = std::net::TcpListener::bind(config.listen).unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+        listener.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
+        rt.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("listener: {e}"));
+            let never = std::future::pending::<()>();
+            if let Err(e) = codex_gateway::server::run_with_sinks(config, listener, None, Vec::new(), never).await {
+                eprintln!("gateway stopped: {e:#}");
+            }
+        });
+        Killable { base: format!("http://{addr}"), dir, rt: Some(rt) }
+    }
+
+    fn kill(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Killable {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The instance holding an account's refresh lease dies inside the token call (its token request hangs, then
+/// its runtime is killed: no timeout, no lease given back). Another instance waits for the lease to expire
+/// (token timeout 2 s + 5 s margin), takes it over and refreshes from the stored tokens; the account is not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refresh_lease_of_a_killed_instance_is_taken_over_after_it_expires() {
+    let (fake, creds, db) = seed(FakeConfig::default(), 1).await;
+    let toml = "token_refresh_timeout_secs = 2";
+    let mut a = Killable::start(&fake, &db, toml);
+    let b = instance_with(&fake, &db, toml).await;
+    let http = http();
+    let post = |base: &str| http.post(format!("{base}/v1/chat/completions")).bearer_auth(SHARED).json(&chat());
+    let status = |r: Result<reqwest::Response, reqwest::Error>| r.map(|r| r.status().as_u16()).unwrap_or(0);
+    let started = within(Duration::from_secs(5), || async { status(post(&a.base).send().await) == 200 }).await;
+    assert!(started.is_some(), "A did not serve");
+    assert_eq!(status(post(&b.base).send().await), 200);
+    fake.set_token_endpoint(EndpointMode::Hang);
+    fake.expire_access_tokens(&creds[0].account_id);
+    let doomed = tokio::spawn(post(&a.base).send());
+    let holding = within(Duration::from_secs(5), || async { fake.token_arrivals() == 1 }).await;
+    assert!(holding.is_some(), "A never called the token endpoint");
+    let lease_taken = Instant::now();
+    a.kill();
+    let _ = doomed.await;
+    fake.set_token_endpoint(EndpointMode::Normal);
+    // B waits for the dead holder's lease instead of refreshing beside it, then refreshes once.
+    let r = post(&b.base).send().await;
+    let waited = lease_taken.elapsed();
+    let body = match r {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    };
+    assert_eq!(body.0, 200, "B did not take the refresh over: {}", body.1);
+    assert!(waited >= Duration::from_secs(5), "B refreshed after {waited:?}, before the lease (7 s) expired");
+    assert_eq!(fake.token_arrivals(), 2, "{:?}", fake.token_calls());
+    assert_eq!(refreshes(&fake), 1, "{:?}", fake.token_calls());
+    assert!(fake.token_calls().iter().all(|c| c.outcome == "ok"), "{:?}", fake.token_calls());
 }
