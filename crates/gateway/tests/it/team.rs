@@ -279,6 +279,39 @@ async fn usage_through_a_and_b_shows_on_c() {
     assert_eq!(by_dialect["series"][0]["totals"]["requests"], 5, "{by_dialect}");
 }
 
+/// A key's concurrency is shared out among the live instances (docs/team.md): with a limit of 3 on three
+/// instances each admits 1 of its requests at a time, so two at once on A get one 429, while one on each
+/// instance all pass. Without the share A alone admitted 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_concurrency_holds_across_instances() {
+    let fake_config = FakeConfig { default_delay_ms: 150, ..FakeConfig::default() };
+    let (_fake, _, [a, b, c], _db) = team(fake_config, 1).await;
+    let http = http();
+    let r = http.post(a.url("/admin/keys")).bearer_auth(ADMIN).json(&json!({"name": "three", "concurrency": 3}));
+    let v: Value = r.send().await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default();
+    let secret = v["secret"].as_str().unwrap_or_default().to_string();
+    let known = within(Duration::from_secs(3), || async {
+        chat_status(&http, &b, &secret).await == 200 && chat_status(&http, &c, &secret).await == 200
+    })
+    .await;
+    assert!(known.is_some(), "B and C did not accept the key");
+    let together = |at: [&Instance; 2]| {
+        let (http, secret) = (http.clone(), secret.clone());
+        let urls = at.map(|i| i.url("/v1/chat/completions"));
+        async move {
+            let send = |url: String| http.post(url).bearer_auth(&secret).json(&chat()).send();
+            let [x, y] = urls;
+            let (x, y) = tokio::join!(send(x), send(y));
+            let mut s = [x, y].map(|r| r.map(|r| r.status().as_u16()).unwrap_or(0));
+            s.sort_unstable();
+            s
+        }
+    };
+    assert_eq!(together([&a, &a]).await, [200, 429], "A admitted more than its share of the key's concurrency");
+    assert_eq!(together([&a, &b]).await, [200, 200]);
+    assert_eq!(together([&b, &c]).await, [200, 200]);
+}
+
 /// Upstream requests that went out through the ChatGPT account `account_id`.
 fn requests_through(fake: &FakeCodex, account_id: &str) -> usize {
     let through =

@@ -48,6 +48,8 @@ pub struct PgStore {
     held_versions: Mutex<std::collections::HashMap<String, i64>>,
     /// Whether the change watcher's last poll reached the database.
     reachable: std::sync::atomic::AtomicBool,
+    /// Instances with a live heartbeat, this one included (`watch.rs`): a key's limits are shared out by it.
+    live_instances: std::sync::atomic::AtomicU32,
     /// Dropped with the store: ends the runtime thread.
     _stop: std::sync::mpsc::SyncSender<()>,
 }
@@ -92,6 +94,7 @@ impl PgStore {
             instance: uuid::Uuid::new_v4().simple().to_string(),
             held_versions: Mutex::new(Default::default()),
             reachable: watch::reachable_flag(),
+            live_instances: std::sync::atomic::AtomicU32::new(1),
             _stop: stop,
         });
         let pool = store.pool.clone();
