@@ -284,13 +284,14 @@ async fn usage_through_a_and_b_shows_on_c() {
 /// instance all pass. Without the share A alone admitted 3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn key_concurrency_holds_across_instances() {
-    let fake_config = FakeConfig { default_delay_ms: 150, ..FakeConfig::default() };
+    let fake_config = FakeConfig { default_delay_ms: 50, ..FakeConfig::default() };
     let (_fake, _, [a, b, c], _db) = team(fake_config, 1).await;
     let http = http();
     let r = http.post(a.url("/admin/keys")).bearer_auth(ADMIN).json(&json!({"name": "three", "concurrency": 3}));
     let v: Value = r.send().await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default();
     let secret = v["secret"].as_str().unwrap_or_default().to_string();
-    let known = within(Duration::from_secs(3), || async {
+    // Slow answers on a loaded machine: the bound is generous (propagation itself is tested above).
+    let known = within(Duration::from_secs(10), || async {
         chat_status(&http, &b, &secret).await == 200 && chat_status(&http, &c, &secret).await == 200
     })
     .await;
