@@ -39,9 +39,13 @@ pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
         }
         None => {
             // No gateway answers: read the store (its migrations run on open, like every CLI command's).
-            let store = crate::store::Store::open(&config.db_path())?;
+            let store = crate::store::Store::for_config(config)?;
             let q = UsageQuery { from, to: now, bucket: Bucket::Day, group_by: Some(by) };
-            let report = store.with_conn(|c| query::usage(c, &q, &config.usage.prices))?;
+            let report = match store.shared() {
+                // The team's ledger (docs/team.md).
+                Some(pg) => query::usage(&pg.usage_snapshot(&q)?, &q, &config.usage.prices)?,
+                None => store.with_conn(|c| query::usage(c, &q, &config.usage.prices))?,
+            };
             serde_json::to_value(report)?
         }
     };

@@ -37,7 +37,7 @@ fn usage_params(raw: Option<&str>) -> (String, String, String) {
 
 pub(super) async fn report(dash: &St, query: &str) -> Result<UsageReport, String> {
     let (q, _) = parse_usage(Some(query), now_ms()).map_err(|e| e.message)?;
-    dash.app.ledger.read(move |c, p| Ok(query::usage(c, &q, p)?)).await.map_err(|e| {
+    dash.app.ledger.usage(q).await.map_err(|e| {
         tracing::error!("dashboard usage: {e:#}");
         "The usage ledger could not be read; the gateway's log says why.".to_string()
     })
@@ -158,7 +158,7 @@ fn requests_query(raw: Option<&str>, limit: usize) -> (String, Value) {
 
 pub(super) async fn page_of(dash: &St, query: &str) -> Result<query::RequestsPage, String> {
     let (q, _) = parse_requests(Some(query), now_ms()).map_err(|e| e.message)?;
-    dash.app.ledger.read(move |c, p| Ok(query::requests(c, &q, p)?)).await.map_err(|e| {
+    dash.app.ledger.requests(q).await.map_err(|e| {
         tracing::error!("dashboard requests: {e:#}");
         "The usage ledger could not be read; the gateway's log says why.".to_string()
     })

@@ -252,10 +252,12 @@ impl Keys {
             .with_code("model_not_allowed"));
         }
         let now = now_unix();
+        // Team store: this instance's share of the key's limits (docs/team.md). One relaxed load.
+        let instances = self.store.shared().map_or(1, |pg| pg.live_instances());
         let mut counters = key.state.counters.lock();
         counters.spent.check(&key.limits, now).map_err(|r| refusal(key, r, now))?;
         // Counted without a limit too, so the admin API shows each key's requests in flight.
-        if !key.state.in_flight.acquire(key.limits.concurrency.unwrap_or(u32::MAX)) {
+        if !key.state.in_flight.acquire(key.limits.concurrency.map_or(u32::MAX, |l| share(l, instances))) {
             let limit = key.limits.concurrency.unwrap_or(u32::MAX);
             return Err(refusal(key, Refused::Concurrency { limit }, now));
         }
@@ -264,11 +266,18 @@ impl Keys {
             let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
             counters
                 .rate
-                .admit(rpm, now_ms)
+                .admit(share(rpm, instances), now_ms)
                 .map_err(|wait| refusal(key, Refused::Rate { rpm, retry_after_ms: wait }, now))?;
         }
         Ok(permit)
     }
+}
+
+/// One instance's share of a key's limit when `instances` share it: rounded up, so the cluster admits at most
+/// `limit + instances - 1` when the balancer spreads the key's requests evenly; a positive limit never shares
+/// out to 0.
+fn share(limit: u32, instances: u32) -> u32 {
+    limit.div_ceil(instances.max(1))
 }
 
 /// The client's error for a refusal: 429 with `Retry-After`, and a code that says which limit.
@@ -352,6 +361,16 @@ mod tests {
         assert_eq!(&*key.id, row.id);
         assert!(keys.find("cgw_other").is_none());
         (keys, key, dir)
+    }
+
+    #[test]
+    fn a_limit_is_shared_out_rounded_up() {
+        assert_eq!(super::share(10, 1), 10);
+        assert_eq!(super::share(10, 3), 4);
+        assert_eq!(super::share(3, 3), 1);
+        assert_eq!(super::share(1, 3), 1);
+        assert_eq!(super::share(0, 3), 0);
+        assert_eq!(super::share(7, 0), 7);
     }
 
     #[test]

@@ -149,6 +149,10 @@ impl Collector for PoolGauges {
             "Request records the usage ledger could not take (its queue was full)",
             &dropped,
         )?;
+        // A local SQLite file is always there; the team's PostgreSQL store as its change watcher last found it.
+        let store_up = self.pool.store().shared().is_none_or(|pg| pg.reachable());
+        let store_up = [(Vec::new(), f64::from(u8::from(store_up)))];
+        family(&mut encoder, "store_up", "1 when the store (the team's PostgreSQL database) is reachable", &store_up)?;
         let streams = vec![(Vec::new(), crate::relay::pump::open_streams() as f64)];
         family(&mut encoder, "active_streams", "Streaming answers being written now", &streams)?;
         Ok(())

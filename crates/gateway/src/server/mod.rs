@@ -80,7 +80,7 @@ impl AppState {
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
         // Client keys: token budgets are charged from each record.
         all.push(Arc::new(BudgetSink(keys.clone())));
-        let (ledger, ledger_sink) = crate::usage::Ledger::open(pool.store().path(), &config.usage)?;
+        let (ledger, ledger_sink) = crate::usage::Ledger::open_for(pool.store(), &config.usage)?;
         let ledger = Arc::new(ledger);
         let metrics = config
             .metrics

@@ -105,24 +105,25 @@ pub fn unix_ms(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-fn tokens(n: u64) -> i64 {
+pub(crate) fn tokens(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A request counts as an error when the client saw one: an error status, or an error inside a 200 stream.
-fn is_error(r: &RequestRecord) -> bool {
+pub(crate) fn is_error(r: &RequestRecord) -> bool {
     r.status >= 400 || r.error.is_some()
 }
 
+/// One rollup row's sums.
 #[derive(Default)]
-struct Sums {
-    requests: i64,
-    errors: i64,
-    input: i64,
-    cached: i64,
-    output: i64,
-    reasoning: i64,
-    duration_ms: i64,
+pub(crate) struct Sums {
+    pub(crate) requests: i64,
+    pub(crate) errors: i64,
+    pub(crate) input: i64,
+    pub(crate) cached: i64,
+    pub(crate) output: i64,
+    pub(crate) reasoning: i64,
+    pub(crate) duration_ms: i64,
 }
 
 impl Sums {
@@ -137,7 +138,44 @@ impl Sums {
     }
 }
 
-type RollupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, u16);
+/// (hour or day, account, model, client key, api, status).
+pub(crate) type RollupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, u16);
+
+/// A batch's rows for one rollup table: (table, time column, rows).
+pub(crate) type RollupRows<'a> = (&'static str, &'static str, HashMap<RollupKey<'a>, Sums>);
+
+/// The rollup rows a batch adds to, summed in memory (shared with the PostgreSQL ledger, `store/postgres/usage.rs`).
+pub(crate) fn rollups(records: &[Box<RequestRecord>]) -> [RollupRows<'_>; 2] {
+    let mut hourly: HashMap<RollupKey<'_>, Sums> = HashMap::new();
+    for r in records {
+        let started = unix_ms(r.started_at);
+        let u = &r.usage;
+        let key = (
+            started.div_euclid(HOUR_MS) * HOUR_MS,
+            r.account.as_deref().unwrap_or(""),
+            r.model.as_deref().or(r.model_requested.as_deref()).unwrap_or(""),
+            r.client_key.as_deref().unwrap_or(""),
+            r.api.as_str(),
+            r.status,
+        );
+        let s = hourly.entry(key).or_default();
+        s.requests += 1;
+        s.errors += i64::from(is_error(r));
+        s.input += tokens(u.input_tokens);
+        s.cached += tokens(u.cached_tokens);
+        s.output += tokens(u.output_tokens);
+        s.reasoning += tokens(u.reasoning_tokens);
+        s.duration_ms += r.duration.as_millis() as i64;
+    }
+    ROLLUPS.map(|(table, column, grain)| {
+        // Hours fold into days here: a batch's daily rows are the sums of its hourly ones.
+        let mut rows: HashMap<RollupKey<'_>, Sums> = HashMap::new();
+        for (&(t, account, model, key, api, status), s) in &hourly {
+            rows.entry((t.div_euclid(grain) * grain, account, model, key, api, status)).or_default().add(s);
+        }
+        (table, column, rows)
+    })
+}
 
 /// Insert `records` and add them to their hourly and daily rollups, in `tx` (the caller commits). The rollups of a batch
 /// are summed in memory first, so a batch costs one upsert per distinct (hour, account, model, key, api, status).
@@ -149,7 +187,6 @@ pub fn insert_batch(tx: &Transaction<'_>, records: &[Box<RequestRecord>]) -> rus
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
             ?23)",
     )?;
-    let mut hourly: HashMap<RollupKey<'_>, Sums> = HashMap::new();
     for r in records {
         let started = unix_ms(r.started_at);
         let duration_ms = r.duration.as_millis() as i64;
@@ -180,29 +217,8 @@ pub fn insert_batch(tx: &Transaction<'_>, records: &[Box<RequestRecord>]) -> rus
             tokens(u.reasoning_tokens),
             r.client_disconnected,
         ])?;
-        let key = (
-            started.div_euclid(HOUR_MS) * HOUR_MS,
-            r.account.as_deref().unwrap_or(""),
-            r.model.as_deref().or(r.model_requested.as_deref()).unwrap_or(""),
-            r.client_key.as_deref().unwrap_or(""),
-            r.api.as_str(),
-            r.status,
-        );
-        let s = hourly.entry(key).or_default();
-        s.requests += 1;
-        s.errors += i64::from(is_error(r));
-        s.input += tokens(u.input_tokens);
-        s.cached += tokens(u.cached_tokens);
-        s.output += tokens(u.output_tokens);
-        s.reasoning += tokens(u.reasoning_tokens);
-        s.duration_ms += duration_ms;
     }
-    for (table, column, grain) in ROLLUPS {
-        // Hours fold into days here: a batch's daily rows are the sums of its hourly ones.
-        let mut rows: HashMap<RollupKey<'_>, Sums> = HashMap::new();
-        for (&(t, account, model, key, api, status), s) in &hourly {
-            rows.entry((t.div_euclid(grain) * grain, account, model, key, api, status)).or_default().add(s);
-        }
+    for (table, column, rows) in rollups(records) {
         let mut upsert = tx.prepare_cached(&format!(
             "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors, input_tokens,
                 cached_tokens, output_tokens, reasoning_tokens, duration_ms)

@@ -142,7 +142,7 @@ fn failed(e: impl std::fmt::Display) -> GatewayError {
 pub async fn usage(State(s): State<Arc<AppState>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let r = async {
         let (q, csv) = parse_usage(raw.as_deref(), now_ms())?;
-        let report = s.ledger.read(move |c, p| Ok(query::usage(c, &q, p)?)).await.map_err(failed)?;
+        let report = s.ledger.usage(q).await.map_err(failed)?;
         Ok(match csv {
             true => csv_response(query::usage_csv(&report).map_err(failed)?, None),
             false => axum::Json(report).into_response(),
@@ -155,7 +155,7 @@ pub async fn usage(State(s): State<Arc<AppState>>, headers: HeaderMap, RawQuery(
 pub async fn requests(State(s): State<Arc<AppState>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let r = async {
         let (q, csv) = parse_requests(raw.as_deref(), now_ms())?;
-        let page = s.ledger.read(move |c, p| Ok(query::requests(c, &q, p)?)).await.map_err(failed)?;
+        let page = s.ledger.requests(q).await.map_err(failed)?;
         Ok(match csv {
             true => csv_response(query::requests_csv(&page).map_err(failed)?, page.next.as_deref()),
             false => axum::Json(page).into_response(),

@@ -2,8 +2,9 @@
 //!
 //! A [`RecordSink`] hands each record to a bounded channel ([`LedgerSink`]: never waits; when the channel is
 //! full the record is dropped and counted); one writer thread (`writer.rs`) commits them in batches, with their
-//! hourly rollups, to the store (tables in `store/usage.rs`) and prunes old rows now and then. Queries for the
-//! admin API and the CLI are in `query.rs`, the price table in `pricing.rs`, the HTTP handlers in `api.rs`.
+//! hourly rollups, to the store (tables in `store/usage.rs`; the team's PostgreSQL database when the store is
+//! there, `store/postgres/usage.rs`) and prunes old rows now and then. Queries for the admin API and the CLI are
+//! in `query.rs`, the price table in `pricing.rs`, the HTTP handlers in `api.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use rusqlite::Connection;
 use crate::config::UsageSettings;
 use crate::record::{RecordSink, RequestRecord};
 use crate::store::Store;
+use crate::store::postgres::PgStore;
 use crate::store::usage::{DAY_MS, HOUR_MS};
 
 pub mod api;
@@ -75,6 +77,8 @@ pub struct Ledger {
     /// for their usage between restarts, and an open SQLite connection holds its caches (idle RSS).
     db: PathBuf,
     reader: Mutex<Option<Connection>>,
+    /// The team's PostgreSQL store, when the ledger lives there: queries read it, not the file.
+    pg: Option<Arc<PgStore>>,
     /// `[usage.prices]`, replaced by a config reload (server/reload.rs); read once per ledger query.
     prices: arc_swap::ArcSwap<pricing::Prices>,
     shared: Arc<Shared>,
@@ -88,10 +92,24 @@ impl Ledger {
     /// Open the ledger on the store's database (migrated by `Store::open`). With `settings.enabled`, start the
     /// writer and return the sink to add to the request path.
     pub fn open(db: &Path, settings: &UsageSettings) -> anyhow::Result<(Ledger, Option<Arc<dyn RecordSink>>)> {
+        Ledger::open_with(db, None, settings)
+    }
+
+    /// [`Ledger::open`] on the store's backend: its PostgreSQL database when it has one, else its file.
+    pub fn open_for(store: &Store, settings: &UsageSettings) -> anyhow::Result<(Ledger, Option<Arc<dyn RecordSink>>)> {
+        Ledger::open_with(store.path(), store.shared().cloned(), settings)
+    }
+
+    fn open_with(
+        db: &Path,
+        pg: Option<Arc<PgStore>>,
+        settings: &UsageSettings,
+    ) -> anyhow::Result<(Ledger, Option<Arc<dyn RecordSink>>)> {
         let shared = Arc::new(Shared::default());
         let mut ledger = Ledger {
             db: db.to_path_buf(),
             reader: Mutex::new(None),
+            pg: pg.clone(),
             prices: arc_swap::ArcSwap::from_pointee(settings.prices.clone()),
             shared: shared.clone(),
             wake: None,
@@ -102,12 +120,15 @@ impl Ledger {
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(settings.channel_capacity);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let conn = open_connection(db)?;
+        let backend = match pg {
+            Some(pg) => writer::Backend::Postgres(pg),
+            None => writer::Backend::Sqlite(open_connection(db)?),
+        };
         let retention = (settings.retention, settings.rollup_retention);
         std::thread::Builder::new()
             .name("usage-ledger".into())
             .spawn(move || {
-                writer::run(conn, rx, shared, retention);
+                writer::run(backend, rx, shared, retention);
                 drop(done_tx);
             })
             .context("cannot start the usage ledger's writer")?;
@@ -147,6 +168,31 @@ impl Ledger {
     /// Use `prices` from the next query on (a config reload, or the dashboard's Settings after writing the file).
     pub fn set_prices(&self, prices: pricing::Prices) {
         self.prices.store(Arc::new(prices));
+    }
+
+    /// Run a read off the async workers: on the team's PostgreSQL ledger, `f` reads the rows `snapshot` copied
+    /// from it into memory (`store/postgres/usage.rs`); otherwise it reads the ledger's own connection.
+    pub async fn read_shared<T: Send + 'static>(
+        self: &Arc<Self>,
+        snapshot: impl FnOnce(&PgStore) -> anyhow::Result<Connection> + Send + 'static,
+        f: impl FnOnce(&Connection, &pricing::Prices) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let Some(pg) = self.pg.clone() else {
+            return self.read(f).await;
+        };
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&snapshot(&pg)?, &me.prices.load())).await.context("ledger query failed")?
+    }
+
+    /// Usage over time (`query::usage`) from whichever backend holds the ledger.
+    pub async fn usage(self: &Arc<Self>, q: query::UsageQuery) -> anyhow::Result<query::UsageReport> {
+        self.read_shared(move |pg| pg.usage_snapshot(&q), move |c, p| Ok(query::usage(c, &q, p)?)).await
+    }
+
+    /// A page of request rows (`query::requests`) from whichever backend holds the ledger.
+    pub async fn requests(self: &Arc<Self>, q: query::RequestsQuery) -> anyhow::Result<query::RequestsPage> {
+        let snapshot = q.clone();
+        self.read_shared(move |pg| pg.requests_snapshot(&snapshot), move |c, p| Ok(query::requests(c, &q, p)?)).await
     }
 
     /// Run a read on the ledger's own connection, off the async workers (a query may take a while).
@@ -193,6 +239,9 @@ pub(crate) fn open_connection(db: &Path) -> anyhow::Result<Connection> {
 pub fn tokens_by_key_since(store: &Store, since_unix_ms: i64) -> anyhow::Result<HashMap<String, u64>> {
     let from = since_unix_ms.div_euclid(HOUR_MS) * HOUR_MS;
     let midnight = (from + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS;
+    if let Some(pg) = store.shared() {
+        return pg.tokens_by_key_since(from, midnight);
+    }
     store.with_conn(|conn| {
         let mut stmt = conn.prepare_cached(
             "SELECT client_key, SUM(n) FROM (

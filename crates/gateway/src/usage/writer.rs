@@ -3,6 +3,12 @@
 //! on shutdown drains the channel before it ends.
 //!
 //! A thread rather than a tokio task: SQLite calls block, and a batch commit must not take a runtime worker.
+//!
+//! The batches go to the store's backend ([`Backend`]): the instance's SQLite file, or the team's PostgreSQL
+//! database (`store/postgres/usage.rs`). While PostgreSQL is unreachable the writer keeps retrying its batch
+//! instead of giving it up after [`ATTEMPTS`]: the records queue in the batch (at most [`BATCH`]) and the
+//! channel (`[usage] channel_capacity`), and arrive when the database is back; records beyond that bound are
+//! dropped and counted (docs/team.md).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,6 +16,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::Connection;
+
+use crate::store::postgres::PgStore;
 
 use super::{Msg, Shared};
 use crate::record::RequestRecord;
@@ -27,7 +35,31 @@ const IDLE: Duration = Duration::from_secs(1);
 /// SQLite's own 5 s busy wait per attempt.
 const ATTEMPTS: u32 = 20;
 
-pub(super) fn run(mut conn: Connection, rx: Receiver<Msg>, shared: Arc<Shared>, retention: (Duration, Duration)) {
+/// Where the batches go.
+pub(super) enum Backend {
+    Sqlite(Connection),
+    Postgres(Arc<PgStore>),
+}
+
+impl Backend {
+    fn commit(&mut self, batch: &[Box<RequestRecord>]) -> anyhow::Result<()> {
+        match self {
+            Backend::Sqlite(conn) => Ok(commit(conn, batch)?),
+            Backend::Postgres(pg) => pg.insert_usage(batch),
+        }
+    }
+
+    /// Whether a batch that failed this many times is given up: never for PostgreSQL while running (an outage
+    /// must not lose the queued rows; the bounded channel caps what waits).
+    fn give_up(&self, failures: u32) -> bool {
+        match self {
+            Backend::Sqlite(_) => failures >= ATTEMPTS,
+            Backend::Postgres(_) => false,
+        }
+    }
+}
+
+pub(super) fn run(mut backend: Backend, rx: Receiver<Msg>, shared: Arc<Shared>, retention: (Duration, Duration)) {
     let mut batch: Vec<Box<RequestRecord>> = Vec::with_capacity(BATCH);
     // When the batch's oldest record ended (its request finished): the batch is due FLUSH after that, so records
     // that waited in the channel during a slow commit do not wait a whole window more.
@@ -87,7 +119,7 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Msg>, shared: Arc<Shared>, 
         }
         let due = batch.len() >= BATCH || first_at.is_some_and(|t| t.elapsed() >= FLUSH) || stopping || finished;
         if !batch.is_empty() && due {
-            match commit(&mut conn, &batch) {
+            match backend.commit(&batch) {
                 Ok(()) => {
                     batch.clear();
                     first_at = None;
@@ -95,8 +127,11 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Msg>, shared: Arc<Shared>, 
                 }
                 Err(e) => {
                     failures += 1;
-                    tracing::warn!("usage ledger: cannot save {} request records: {e}", batch.len());
-                    if failures >= ATTEMPTS || stopping {
+                    // Once per outage, then every ATTEMPTS tries: a long PostgreSQL outage must not flood the log.
+                    if failures % ATTEMPTS == 1 {
+                        tracing::warn!("usage ledger: cannot save {} request records: {e:#}", batch.len());
+                    }
+                    if backend.give_up(failures) || stopping {
                         shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         batch.clear();
                         first_at = None;
@@ -109,7 +144,7 @@ pub(super) fn run(mut conn: Connection, rx: Receiver<Msg>, shared: Arc<Shared>, 
         }
         if next_prune <= Instant::now() && !stopping {
             next_prune = Instant::now() + PRUNE_EVERY;
-            prune_old(&mut conn, retention);
+            prune_old(&mut backend, retention);
         }
         if finished && batch.is_empty() {
             return;
@@ -130,12 +165,16 @@ fn commit(conn: &mut Connection, batch: &[Box<RequestRecord>]) -> rusqlite::Resu
     tx.commit()
 }
 
-fn prune_old(conn: &mut Connection, (requests, rollups): (Duration, Duration)) {
+fn prune_old(backend: &mut Backend, (requests, rollups): (Duration, Duration)) {
     let now = SystemTime::now();
     let before = |age: Duration| now.checked_sub(age).map(unix_ms).unwrap_or(0);
-    match prune(conn, before(requests), before(rollups)) {
+    let pruned = match backend {
+        Backend::Sqlite(conn) => prune(conn, before(requests), before(rollups)).map(|n| n as u64).map_err(Into::into),
+        Backend::Postgres(pg) => pg.prune_usage(before(requests), before(rollups)),
+    };
+    match pruned {
         Ok(0) => {}
         Ok(n) => tracing::info!("usage ledger: pruned {n} request rows older than the retention"),
-        Err(e) => tracing::warn!("usage ledger: pruning failed: {e}"),
+        Err(e) => tracing::warn!("usage ledger: pruning failed: {e:#}"),
     }
 }

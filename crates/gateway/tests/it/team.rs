@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use codex_gateway::config::{Config, Overrides, RawConfig};
-use fake_codex::{AccountCreds, AccountSpec, FakeCodex, FakeConfig};
+use fake_codex::{AccountCreds, AccountSpec, EndpointMode, FakeCodex, FakeConfig};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "team-admin";
@@ -35,9 +35,9 @@ impl Instance {
     }
 }
 
-/// Start an instance against `fake` with the team store at `db` (and its own data directory), configured by
-/// `config_toml` (a configuration file's contents).
-async fn instance_with(fake: &FakeCodex, db: &str, config_toml: &str) -> Instance {
+/// The configuration of an instance against `fake` with the team store at `db` (and its own data directory,
+/// returned), from `config_toml` (a configuration file's contents).
+fn config_for(fake: &FakeCodex, db: &str, config_toml: &str) -> (Config, PathBuf) {
     let dir = std::env::temp_dir().join(format!("cgw-team-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(dir.join("codex-home")).unwrap_or_else(|e| panic!("{e}"));
     let env: HashMap<String, String> = [
@@ -58,6 +58,12 @@ async fn instance_with(fake: &FakeCodex, db: &str, config_toml: &str) -> Instanc
     let overrides = Overrides { port: Some(0), ..Default::default() };
     let raw: RawConfig = toml::from_str(config_toml).unwrap_or_else(|e| panic!("config toml: {e}"));
     let config = Config::resolve(raw, &overrides, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
+    (config, dir)
+}
+
+/// Start an instance against `fake` with the team store at `db`, configured by `config_toml`.
+async fn instance_with(fake: &FakeCodex, db: &str, config_toml: &str) -> Instance {
+    let (config, dir) = config_for(fake, db, config_toml);
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -232,6 +238,81 @@ async fn key_created_on_b_is_enforced_on_c() {
     assert!(refused.is_some(), "C still accepted the key B revoked after 2 s");
 }
 
+/// `GET path` on an instance as the admin, as JSON (`Null` when it fails).
+async fn admin_json(http: &reqwest::Client, at: &Instance, path: &str) -> Value {
+    match http.get(at.url(path)).bearer_auth(ADMIN).send().await {
+        Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+        _ => Value::Null,
+    }
+}
+
+/// The team's requests in the shared ledger, as `/admin/usage` of `at` counts them.
+async fn ledger_requests(http: &reqwest::Client, at: &Instance) -> u64 {
+    admin_json(http, at, "/admin/usage").await["totals"]["requests"].as_u64().unwrap_or(0)
+}
+
+/// Requests served by A and by B are in the one ledger: `/admin/usage` and `/admin/requests` on C (which served
+/// none) show them all. Each instance wrote its own SQLite ledger before, and C showed nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_through_a_and_b_shows_on_c() {
+    let (_fake, _, [a, b, c], _db) = team(FakeConfig::default(), 1).await;
+    let http = http();
+    for _ in 0..3 {
+        assert_eq!(chat_status(&http, &a, SHARED).await, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(chat_status(&http, &b, SHARED).await, 200);
+    }
+    let shown = within(Duration::from_secs(5), || async { ledger_requests(&http, &c).await == 5 }).await;
+    assert!(shown.is_some(), "C's /admin/usage did not show the 5 requests: {}", ledger_requests(&http, &c).await);
+    let page = admin_json(&http, &c, "/admin/requests?limit=4").await;
+    let rows = page["requests"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 4, "{page}");
+    assert!(rows.iter().all(|r| r["status"] == 200 && r["model_requested"] == "gpt-5.4"), "{page}");
+    // The cursor pages on to the fifth row, the last.
+    let next = page["next"].as_str().unwrap_or_default().to_string();
+    let rest = admin_json(&http, &c, &format!("/admin/requests?limit=4&before={next}")).await;
+    assert_eq!(rest["requests"].as_array().map(Vec::len), Some(1), "{rest}");
+    assert!(rest["next"].is_null(), "{rest}");
+    let by_dialect = admin_json(&http, &a, "/admin/usage?group_by=dialect").await;
+    assert_eq!(by_dialect["series"][0]["group"], "chat", "{by_dialect}");
+    assert_eq!(by_dialect["series"][0]["totals"]["requests"], 5, "{by_dialect}");
+}
+
+/// A key's concurrency is shared out among the live instances (docs/team.md): with a limit of 3 on three
+/// instances each admits 1 of its requests at a time, so two at once on A get one 429, while one on each
+/// instance all pass. Without the share A alone admitted 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_concurrency_holds_across_instances() {
+    let fake_config = FakeConfig { default_delay_ms: 50, ..FakeConfig::default() };
+    let (_fake, _, [a, b, c], _db) = team(fake_config, 1).await;
+    let http = http();
+    let r = http.post(a.url("/admin/keys")).bearer_auth(ADMIN).json(&json!({"name": "three", "concurrency": 3}));
+    let v: Value = r.send().await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default();
+    let secret = v["secret"].as_str().unwrap_or_default().to_string();
+    // Slow answers on a loaded machine: the bound is generous (propagation itself is tested above).
+    let known = within(Duration::from_secs(10), || async {
+        chat_status(&http, &b, &secret).await == 200 && chat_status(&http, &c, &secret).await == 200
+    })
+    .await;
+    assert!(known.is_some(), "B and C did not accept the key");
+    let together = |at: [&Instance; 2]| {
+        let (http, secret) = (http.clone(), secret.clone());
+        let urls = at.map(|i| i.url("/v1/chat/completions"));
+        async move {
+            let send = |url: String| http.post(url).bearer_auth(&secret).json(&chat()).send();
+            let [x, y] = urls;
+            let (x, y) = tokio::join!(send(x), send(y));
+            let mut s = [x, y].map(|r| r.map(|r| r.status().as_u16()).unwrap_or(0));
+            s.sort_unstable();
+            s
+        }
+    };
+    assert_eq!(together([&a, &a]).await, [200, 429], "A admitted more than its share of the key's concurrency");
+    assert_eq!(together([&a, &b]).await, [200, 200]);
+    assert_eq!(together([&b, &c]).await, [200, 200]);
+}
+
 /// Upstream requests that went out through the ChatGPT account `account_id`.
 fn requests_through(fake: &FakeCodex, account_id: &str) -> usize {
     let through =
@@ -299,11 +380,15 @@ async fn one_instance_polls_quota_and_another_takes_over_when_it_stops() {
 /// could not be committed would spend the single-use refresh token). When it is back, one refresh happens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn database_outage_keeps_serving_and_refreshes_nothing_until_it_ends() {
-    let (fake, creds, [a, b, _c], db) = team(FakeConfig::default(), 1).await;
+    let (fake, creds, [a, b, c], db) = team(FakeConfig::default(), 1).await;
     let http = http();
     // Both have started (an instance opens the store as it starts, and refuses to start without it).
     assert_eq!(chat_status(&http, &a, SHARED).await, 200);
     assert_eq!(chat_status(&http, &b, SHARED).await, 200);
+    // The ledger has both (each writer commits within its flush window).
+    let before = within(Duration::from_secs(5), || async { ledger_requests(&http, &c).await == 2 }).await;
+    assert!(before.is_some(), "the ledger did not get the first 2 requests");
+    assert_eq!(store_up(&http, &a).await, Some(1.0));
     let name = crate::pg::database_name(&db);
     crate::pg::admin(&format!(
         "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
@@ -320,6 +405,7 @@ async fn database_outage_keeps_serving_and_refreshes_nothing_until_it_ends() {
     })
     .await;
     assert!(reported.is_some(), "/ready did not report the outage");
+    assert_eq!(store_up(&http, &a).await, Some(0.0), "/metrics did not report the outage");
     for _ in 0..10 {
         assert_eq!(chat_status(&http, &a, SHARED).await, 200, "A stopped serving during the outage");
         assert_eq!(chat_status(&http, &b, SHARED).await, 200, "B stopped serving during the outage");
@@ -327,11 +413,26 @@ async fn database_outage_keeps_serving_and_refreshes_nothing_until_it_ends() {
     fake.expire_access_tokens(&creds[0].account_id);
     assert_ne!(chat_status(&http, &a, SHARED).await, 200, "served although the token needed a refresh");
     assert_eq!(refreshes(&fake), 0, "refreshed while the store was unreachable: {:?}", fake.token_calls());
+    // Give the writers' retries time to fail a few times: the rows must wait, not be given up.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     crate::pg::admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
     let back = within(Duration::from_secs(10), || async { chat_status(&http, &b, SHARED).await == 200 }).await;
     assert!(back.is_some(), "B did not serve after the outage");
     assert_eq!(chat_status(&http, &a, SHARED).await, 200);
     assert_eq!(refreshes(&fake), 1, "{:?}", fake.token_calls());
+    // The 21 model calls answered during the outage (20 served, 1 refused) were queued and arrive after it,
+    // with those after it: at least 2 + 21 + 2 rows, none lost.
+    let arrived = within(Duration::from_secs(5), || async { ledger_requests(&http, &c).await >= 25 }).await;
+    assert!(arrived.is_some(), "the outage's ledger rows did not arrive: {}", ledger_requests(&http, &c).await);
+    let up = within(Duration::from_secs(5), || async { store_up(&http, &a).await == Some(1.0) }).await;
+    assert!(up.is_some(), "/metrics still reports the outage");
+}
+
+/// `codex_gateway_store_up` in an instance's `/metrics`.
+async fn store_up(http: &reqwest::Client, at: &Instance) -> Option<f64> {
+    let r = http.get(at.url("/metrics")).bearer_auth(ADMIN).send().await.ok()?;
+    let text = r.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix("codex_gateway_store_up ")).and_then(|v| v.trim().parse().ok())
 }
 
 /// `store migrate` copies a single instance's accounts (with their tokens) and client keys into PostgreSQL,
@@ -383,4 +484,85 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
     assert_eq!(team.list_keys().unwrap_or_else(|e| panic!("{e:#}")), vec![key]);
     drop(team);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An instance on a runtime of its own, so that the test can kill it as SIGKILL would: every task it runs
+/// stops at once, nothing is given back (a lease it holds stays in the database until it expires).
+struct Killable {
+    base: String,
+    dir: PathBuf,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Killable {
+    fn start(fake: &FakeCodex, db: &str, config_toml: &str) -> Killable {
+        let (config, dir) = config_for(fake, db, config_toml);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime: {e}"));
+        let listener = std::net::TcpListener::bind(config.listen).unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+        listener.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
+        rt.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("listener: {e}"));
+            let never = std::future::pending::<()>();
+            if let Err(e) = codex_gateway::server::run_with_sinks(config, listener, None, Vec::new(), never).await {
+                eprintln!("gateway stopped: {e:#}");
+            }
+        });
+        Killable { base: format!("http://{addr}"), dir, rt: Some(rt) }
+    }
+
+    fn kill(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Killable {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The instance holding an account's refresh lease dies inside the token call (its token request hangs, then
+/// its runtime is killed: no timeout, no lease given back). Another instance waits for the lease to expire
+/// (token timeout 2 s + 5 s margin), takes it over and refreshes from the stored tokens; the account is not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refresh_lease_of_a_killed_instance_is_taken_over_after_it_expires() {
+    let (fake, creds, db) = seed(FakeConfig::default(), 1).await;
+    let toml = "token_refresh_timeout_secs = 2";
+    let mut a = Killable::start(&fake, &db, toml);
+    let b = instance_with(&fake, &db, toml).await;
+    let http = http();
+    let post = |base: &str| http.post(format!("{base}/v1/chat/completions")).bearer_auth(SHARED).json(&chat());
+    let status = |r: Result<reqwest::Response, reqwest::Error>| r.map(|r| r.status().as_u16()).unwrap_or(0);
+    let started = within(Duration::from_secs(5), || async { status(post(&a.base).send().await) == 200 }).await;
+    assert!(started.is_some(), "A did not serve");
+    assert_eq!(status(post(&b.base).send().await), 200);
+    fake.set_token_endpoint(EndpointMode::Hang);
+    fake.expire_access_tokens(&creds[0].account_id);
+    let doomed = tokio::spawn(post(&a.base).send());
+    let holding = within(Duration::from_secs(5), || async { fake.token_arrivals() == 1 }).await;
+    assert!(holding.is_some(), "A never called the token endpoint");
+    let lease_taken = Instant::now();
+    a.kill();
+    let _ = doomed.await;
+    fake.set_token_endpoint(EndpointMode::Normal);
+    // B waits for the dead holder's lease instead of refreshing beside it, then refreshes once.
+    let r = post(&b.base).send().await;
+    let waited = lease_taken.elapsed();
+    let body = match r {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    };
+    assert_eq!(body.0, 200, "B did not take the refresh over: {}", body.1);
+    assert!(waited >= Duration::from_secs(5), "B refreshed after {waited:?}, before the lease (7 s) expired");
+    assert_eq!(fake.token_arrivals(), 2, "{:?}", fake.token_calls());
+    assert_eq!(refreshes(&fake), 1, "{:?}", fake.token_calls());
+    assert!(fake.token_calls().iter().all(|c| c.outcome == "ok"), "{:?}", fake.token_calls());
 }

@@ -83,6 +83,16 @@ CREATE TABLE leases (
     until BIGINT NOT NULL
 );
 "#,
+    // 3: the usage ledger (usage.rs), the tables of the SQLite ledger (`store/usage.rs`) with a generated id.
+    super::usage::SCHEMA,
+    // 4: live instances (watch.rs): each instance's heartbeat, so a key's limits can be shared out.
+    r#"
+CREATE TABLE instances (
+    id TEXT PRIMARY KEY,
+    -- Unix ms on the database's clock: the instance counts as live until then.
+    until BIGINT NOT NULL
+);
+"#,
 ];
 
 /// The schema version a current PostgreSQL store has.

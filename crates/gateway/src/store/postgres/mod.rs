@@ -1,6 +1,6 @@
 //! The team store on PostgreSQL (docs/team.md): accounts, tokens and client keys shared by several gateway
 //! instances. `store/mod.rs` routes the account and key calls here when `[store] url` names a PostgreSQL
-//! database; the usage ledger and settings stay in the instance's own SQLite file.
+//! database; so does the usage ledger's writer (`usage.rs`). Settings stay in the instance's own SQLite file.
 //!
 //! The rest of the gateway calls the store synchronously (as it calls SQLite), from request workers, blocking
 //! tasks and CLI commands alike. The driver is async (tokio-postgres + deadpool), so the connections live on a
@@ -24,6 +24,7 @@ pub mod leader;
 pub mod lease;
 mod migrations;
 pub mod shared;
+pub mod usage;
 pub mod watch;
 
 pub use migrations::SCHEMA_VERSION;
@@ -47,6 +48,8 @@ pub struct PgStore {
     held_versions: Mutex<std::collections::HashMap<String, i64>>,
     /// Whether the change watcher's last poll reached the database.
     reachable: std::sync::atomic::AtomicBool,
+    /// Instances with a live heartbeat, this one included (`watch.rs`): a key's limits are shared out by it.
+    live_instances: std::sync::atomic::AtomicU32,
     /// Dropped with the store: ends the runtime thread.
     _stop: std::sync::mpsc::SyncSender<()>,
 }
@@ -91,6 +94,7 @@ impl PgStore {
             instance: uuid::Uuid::new_v4().simple().to_string(),
             held_versions: Mutex::new(Default::default()),
             reachable: watch::reachable_flag(),
+            live_instances: std::sync::atomic::AtomicU32::new(1),
             _stop: stop,
         });
         let pool = store.pool.clone();

@@ -3,6 +3,10 @@
 //! on one instance (an account added, a status learned, a key created or revoked, rotated tokens) reaches the
 //! others within one poll plus one re-read, with no database round trip on the request path. While the database
 //! is unreachable the instance keeps serving from what it read last and logs the outage once.
+//!
+//! The same poll is the instance's heartbeat (the `instances` table) and counts the live instances: a client
+//! key's rpm and concurrency are shared out by that count (`keys::admit`, docs/team.md). One statement per poll,
+//! as before.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,20 +14,50 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::PgStore;
+use super::{DB_NOW_MS, PgStore};
 
 /// How often the change counter is read: two polls fit in the 2 s propagation bound, with time to re-read.
 pub const POLL: Duration = Duration::from_millis(500);
+/// How long a heartbeat keeps an instance live: six polls, so a slow poll or two do not drop it, while a dead
+/// instance stops counting within 3 s.
+const LIVE_MS: i64 = 3_000;
+/// Heartbeats older than this are deleted (an instance that stopped long ago).
+const FORGET_MS: i64 = 3_600_000;
 
 impl PgStore {
-    /// The change counter now.
+    /// The change counter now; renews this instance's heartbeat and counts the live instances.
     pub async fn change_counter(&self) -> anyhow::Result<i64> {
-        let pool = self.pool();
-        self.run(async move {
-            let client = pool.get().await?;
-            Ok(client.query_one("SELECT counter FROM store_changes WHERE id = 1", &[]).await?.try_get(0)?)
-        })
-        .await
+        let (pool, me) = (self.pool(), self.instance.clone());
+        let (counter, live) = self
+            .run(async move {
+                let client = pool.get().await?;
+                // The outer SELECT does not see the CTEs' writes (one snapshot): this instance is counted apart.
+                let row = client
+                    .query_one(
+                        &format!(
+                            "WITH beat AS (
+                                INSERT INTO instances (id, until) VALUES ($1, {DB_NOW_MS} + $2)
+                                ON CONFLICT (id) DO UPDATE SET until = excluded.until
+                             ), gone AS (
+                                DELETE FROM instances WHERE until < {DB_NOW_MS} - $3
+                             )
+                             SELECT (SELECT counter FROM store_changes WHERE id = 1),
+                                    (SELECT count(*) FROM instances WHERE until >= {DB_NOW_MS} AND id <> $1) + 1"
+                        ),
+                        &[&me, &LIVE_MS, &FORGET_MS],
+                    )
+                    .await?;
+                Ok((row.try_get::<_, i64>(0)?, row.try_get::<_, i64>(1)?))
+            })
+            .await?;
+        self.live_instances.store(u32::try_from(live).unwrap_or(u32::MAX).max(1), Ordering::Relaxed);
+        Ok(counter)
+    }
+
+    /// Instances with a live heartbeat at the last poll, this one included (1 until the first poll; the last
+    /// count while the database is unreachable).
+    pub fn live_instances(&self) -> u32 {
+        self.live_instances.load(Ordering::Relaxed)
     }
 
     /// Whether the last poll reached the database (`/ready` and the metrics may report it).

@@ -1,0 +1,441 @@
+//! The usage ledger on PostgreSQL (docs/team.md): every instance's writer commits its batches to the same tables,
+//! so `/admin/usage`, `/admin/requests`, the dashboard and the key budgets of any instance see the whole team.
+//!
+//! A batch is one transaction of three statements, whatever its size: the request rows as one `INSERT ... SELECT
+//! FROM UNNEST` of column arrays, and one multi-row upsert per rollup table (rows summed in memory first,
+//! `store::usage::rollups`). Reads copy the rows a query needs (the rollups of its range, or the newest `limit + 1`
+//! request rows that match) into an in-memory SQLite database with the ledger's schema, where `usage::query`
+//! reads them exactly as it reads an instance's own file: one query code, two backends.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use rusqlite::params;
+use tokio_postgres::types::ToSql;
+
+use super::PgStore;
+use crate::record::RequestRecord;
+use crate::store::usage::{DAY_MS, HOUR_MS, rollups, tokens, unix_ms};
+use crate::usage::query::{Before, Bucket, RequestsQuery, StatusFilter, UsageQuery};
+
+/// Migration 3: the SQLite ledger's tables (`store/usage.rs`), with a generated id.
+pub const SCHEMA: &str = r#"
+CREATE TABLE usage_requests (
+    id BIGSERIAL PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    api TEXT NOT NULL,
+    route TEXT NOT NULL,
+    client_key TEXT,
+    model_requested TEXT,
+    model TEXT,
+    effort TEXT,
+    stream INTEGER NOT NULL,
+    account TEXT,
+    accounts_tried TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    failovers INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    error TEXT,
+    error_code TEXT,
+    ttfb_ms BIGINT,
+    duration_ms BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    client_disconnected INTEGER NOT NULL
+);
+CREATE INDEX usage_requests_started ON usage_requests (started_at, id);
+CREATE INDEX usage_requests_key ON usage_requests (client_key, started_at, id);
+CREATE INDEX usage_requests_account ON usage_requests (account, started_at, id);
+CREATE INDEX usage_requests_model ON usage_requests (model, started_at, id);
+CREATE INDEX usage_requests_status ON usage_requests (status, started_at, id);
+CREATE TABLE usage_hourly (
+    hour BIGINT NOT NULL,
+    account TEXT NOT NULL,
+    model TEXT NOT NULL,
+    client_key TEXT NOT NULL,
+    api TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    PRIMARY KEY (hour, account, model, client_key, api, status)
+);
+CREATE INDEX usage_hourly_key ON usage_hourly (client_key, hour);
+CREATE TABLE usage_daily (
+    day BIGINT NOT NULL,
+    account TEXT NOT NULL,
+    model TEXT NOT NULL,
+    client_key TEXT NOT NULL,
+    api TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    PRIMARY KEY (day, account, model, client_key, api, status)
+);
+"#;
+
+const REQUEST_COLUMNS: &str = "request_id, started_at, api, route, client_key, model_requested, model, effort, \
+    stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms, \
+    input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected";
+
+const INSERT_REQUESTS: &str = "INSERT INTO usage_requests (request_id, started_at, api, route, client_key,
+        model_requested, model, effort, stream, account, accounts_tried, attempts, failovers, status, error,
+        error_code, ttfb_ms, duration_ms, input_tokens, cached_tokens, output_tokens, reasoning_tokens,
+        client_disconnected)
+    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $8::text[], $9::int[], $10::text[], $11::text[], $12::int[], $13::int[], $14::int[], $15::text[],
+        $16::text[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[],
+        $23::int[])";
+
+fn small(n: impl TryInto<i32>) -> i32 {
+    n.try_into().unwrap_or(i32::MAX)
+}
+
+/// A batch of request rows as column arrays (owned: the statement runs on the store's runtime).
+#[derive(Default)]
+struct RequestColumns {
+    text: [Vec<String>; 4],
+    opt_text: [Vec<Option<String>>; 7],
+    int: [Vec<i32>; 5],
+    big: [Vec<i64>; 6],
+    ttfb: Vec<Option<i64>>,
+}
+
+impl RequestColumns {
+    fn new(records: &[Box<RequestRecord>]) -> RequestColumns {
+        let mut c = RequestColumns::default();
+        for r in records {
+            let u = &r.usage;
+            let [request_id, api, route, tried] = &mut c.text;
+            request_id.push(r.request_id.clone());
+            api.push(r.api.as_str().to_string());
+            route.push(r.route.to_string());
+            // JSON, as in the SQLite ledger: an imported account's id may hold any character.
+            tried.push(serde_json::to_string(&r.accounts_tried).unwrap_or_default());
+            let [key, requested, model, effort, account, error, code] = &mut c.opt_text;
+            key.push(r.client_key.as_deref().map(str::to_string));
+            requested.push(r.model_requested.clone());
+            model.push(r.model.clone());
+            effort.push(r.effort.clone());
+            account.push(r.account.clone());
+            error.push(r.error.as_ref().map(|e| e.name().to_string()));
+            code.push(r.error.as_ref().and_then(|e| e.code.clone()));
+            let [stream, attempts, failovers, status, disconnected] = &mut c.int;
+            stream.push(i32::from(r.stream));
+            attempts.push(small(r.attempts));
+            failovers.push(small(r.failovers));
+            status.push(i32::from(r.status));
+            disconnected.push(i32::from(r.client_disconnected));
+            let [started, duration, input, cached, output, reasoning] = &mut c.big;
+            started.push(unix_ms(r.started_at));
+            duration.push(r.duration.as_millis() as i64);
+            input.push(tokens(u.input_tokens));
+            cached.push(tokens(u.cached_tokens));
+            output.push(tokens(u.output_tokens));
+            reasoning.push(tokens(u.reasoning_tokens));
+            c.ttfb.push(r.time_to_first_byte.map(|d| d.as_millis() as i64));
+        }
+        c
+    }
+
+    /// The statement's parameters, in `INSERT_REQUESTS`' order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 23] {
+        let [request_id, api, route, tried] = &self.text;
+        let [key, requested, model, effort, account, error, code] = &self.opt_text;
+        let [stream, attempts, failovers, status, disconnected] = &self.int;
+        let [started, duration, input, cached, output, reasoning] = &self.big;
+        [
+            request_id,
+            started,
+            api,
+            route,
+            key,
+            requested,
+            model,
+            effort,
+            stream,
+            account,
+            tried,
+            attempts,
+            failovers,
+            status,
+            error,
+            code,
+            &self.ttfb,
+            duration,
+            input,
+            cached,
+            output,
+            reasoning,
+            disconnected,
+        ]
+    }
+}
+
+/// One rollup table's rows of a batch as column arrays.
+#[derive(Default)]
+struct RollupColumns {
+    sql: String,
+    text: [Vec<String>; 4],
+    status: Vec<i32>,
+    big: [Vec<i64>; 8],
+}
+
+impl RollupColumns {
+    fn params(&self) -> [&(dyn ToSql + Sync); 13] {
+        let [account, model, key, api] = &self.text;
+        let [t, requests, errors, input, cached, output, reasoning, duration] = &self.big;
+        [t, account, model, key, api, &self.status, requests, errors, input, cached, output, reasoning, duration]
+    }
+}
+
+fn rollup_columns(records: &[Box<RequestRecord>]) -> Vec<RollupColumns> {
+    rollups(records)
+        .into_iter()
+        .map(|(table, column, rows)| {
+            let mut c = RollupColumns {
+                sql: format!(
+                    "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors,
+                        input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms)
+                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+                        $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
+                        $13::bigint[])
+                     ON CONFLICT ({column}, account, model, client_key, api, status) DO UPDATE SET
+                        requests = {table}.requests + excluded.requests,
+                        errors = {table}.errors + excluded.errors,
+                        input_tokens = {table}.input_tokens + excluded.input_tokens,
+                        cached_tokens = {table}.cached_tokens + excluded.cached_tokens,
+                        output_tokens = {table}.output_tokens + excluded.output_tokens,
+                        reasoning_tokens = {table}.reasoning_tokens + excluded.reasoning_tokens,
+                        duration_ms = {table}.duration_ms + excluded.duration_ms"
+                ),
+                ..RollupColumns::default()
+            };
+            for ((t, account, model, key, api, status), s) in rows {
+                for (v, x) in c.text.iter_mut().zip([account, model, key, api]) {
+                    v.push(x.to_string());
+                }
+                c.status.push(i32::from(status));
+                let values = [t, s.requests, s.errors, s.input, s.cached, s.output, s.reasoning, s.duration_ms];
+                for (v, x) in c.big.iter_mut().zip(values) {
+                    v.push(x);
+                }
+            }
+            c
+        })
+        .collect()
+}
+
+impl PgStore {
+    /// Insert a batch of request records and add them to the rollups, in one transaction of three statements.
+    pub fn insert_usage(&self, records: &[Box<RequestRecord>]) -> anyhow::Result<()> {
+        let rows = RequestColumns::new(records);
+        let rollups = rollup_columns(records);
+        let pool = self.pool();
+        self.block(async move {
+            let mut client = pool.get().await.context("cannot connect")?;
+            let tx = client.transaction().await?;
+            let insert = tx.prepare_cached(INSERT_REQUESTS).await?;
+            tx.execute(&insert, &rows.params()).await?;
+            for r in &rollups {
+                let upsert = tx.prepare_cached(&r.sql).await?;
+                tx.execute(&upsert, &r.params()).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Delete request rows older than `requests_before` and rollups older than `rollups_before` (unix ms). Every
+    /// instance's writer prunes now and then; the deletes are idempotent. Returns the request rows deleted.
+    pub fn prune_usage(&self, requests_before: i64, rollups_before: i64) -> anyhow::Result<u64> {
+        let pool = self.pool();
+        self.block(async move {
+            let client = pool.get().await.context("cannot connect")?;
+            let n = client.execute("DELETE FROM usage_requests WHERE started_at < $1", &[&requests_before]).await?;
+            client.execute("DELETE FROM usage_hourly WHERE hour < $1", &[&rollups_before]).await?;
+            let day = rollups_before.div_euclid(DAY_MS) * DAY_MS;
+            client.execute("DELETE FROM usage_daily WHERE day < $1", &[&day]).await?;
+            Ok(n)
+        })
+    }
+
+    /// Input plus output tokens per client key from `from` (an hour) on, hourly rollups up to `midnight`, daily
+    /// ones after (as `usage::tokens_by_key_since` reads SQLite): the budgets of the whole team.
+    pub fn tokens_by_key_since(&self, from: i64, midnight: i64) -> anyhow::Result<HashMap<String, u64>> {
+        let pool = self.pool();
+        self.block(async move {
+            let client = pool.get().await.context("cannot connect")?;
+            let rows = client
+                .query(
+                    "SELECT client_key, SUM(n)::bigint FROM (
+                        SELECT client_key, input_tokens + output_tokens AS n FROM usage_hourly
+                            WHERE hour >= $1 AND hour < $2 AND client_key <> ''
+                        UNION ALL
+                        SELECT client_key, input_tokens + output_tokens FROM usage_daily
+                            WHERE day >= $2 AND client_key <> ''
+                     ) t GROUP BY client_key",
+                    &[&from, &midnight],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get::<_, String>(0)?, u64::try_from(r.try_get::<_, i64>(1)?).unwrap_or(0))))
+                .collect()
+        })
+    }
+
+    /// The rollup rows `usage::query::usage` reads for `q`, in an in-memory ledger.
+    pub fn usage_snapshot(&self, q: &UsageQuery) -> anyhow::Result<rusqlite::Connection> {
+        let (table, column, grain) = match q.bucket {
+            Bucket::Hour => ("usage_hourly", "hour", HOUR_MS),
+            Bucket::Day => ("usage_daily", "day", DAY_MS),
+        };
+        let from = q.from.div_euclid(grain) * grain;
+        let to = q.to;
+        let pool = self.pool();
+        let rows = self.block(async move {
+            let client = pool.get().await.context("cannot connect")?;
+            Ok(client
+                .query(
+                    &format!(
+                        "SELECT {column}, account, model, client_key, api, status, requests, errors, input_tokens,
+                            cached_tokens, output_tokens, reasoning_tokens, duration_ms
+                         FROM {table} WHERE {column} >= $1 AND {column} < $2"
+                    ),
+                    &[&from, &to],
+                )
+                .await?)
+        })?;
+        let conn = memory_ledger()?;
+        {
+            let mut insert = conn.prepare(&format!(
+                "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors,
+                    input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            ))?;
+            for r in &rows {
+                let big = |i: usize| r.try_get::<_, i64>(i);
+                let text = |i: usize| r.try_get::<_, String>(i);
+                insert.execute(params![
+                    big(0)?,
+                    text(1)?,
+                    text(2)?,
+                    text(3)?,
+                    text(4)?,
+                    r.try_get::<_, i32>(5)?,
+                    big(6)?,
+                    big(7)?,
+                    big(8)?,
+                    big(9)?,
+                    big(10)?,
+                    big(11)?,
+                    big(12)?
+                ])?;
+            }
+        }
+        Ok(conn)
+    }
+
+    /// The newest `limit + 1` request rows that match `q` (what `usage::query::requests` reads), with their ids,
+    /// in an in-memory ledger.
+    pub fn requests_snapshot(&self, q: &RequestsQuery) -> anyhow::Result<rusqlite::Connection> {
+        let mut sql = format!("SELECT id, {REQUEST_COLUMNS} FROM usage_requests WHERE true");
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        for (column, value) in [("client_key", &q.key), ("account", &q.account), ("model", &q.model)] {
+            if let Some(v) = value {
+                args.push(Box::new(v.clone()));
+                sql += &format!(" AND {column} = ${}", args.len());
+            }
+        }
+        match q.status {
+            Some(StatusFilter::Code(c)) => {
+                args.push(Box::new(i32::from(c)));
+                sql += &format!(" AND status = ${}", args.len());
+            }
+            Some(StatusFilter::Class(c)) => {
+                args.push(Box::new(i32::from(c) * 100));
+                sql += &format!(" AND status >= ${n} AND status < ${n} + 100", n = args.len());
+            }
+            None => {}
+        }
+        match q.before {
+            Some(Before::Cursor { started_at, id }) => {
+                args.push(Box::new(started_at));
+                args.push(Box::new(id));
+                sql += &format!(" AND (started_at, id) < (${}, ${})", args.len() - 1, args.len());
+            }
+            Some(Before::Instant(t)) => {
+                args.push(Box::new(t));
+                sql += &format!(" AND started_at < ${}", args.len());
+            }
+            None => {}
+        }
+        args.push(Box::new(i64::try_from(q.limit).unwrap_or(i64::MAX).saturating_add(1)));
+        sql += &format!(" ORDER BY started_at DESC, id DESC LIMIT ${}", args.len());
+        let pool = self.pool();
+        let rows = self.block(async move {
+            let client = pool.get().await.context("cannot connect")?;
+            let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
+            Ok(client.query(&sql, &refs).await?)
+        })?;
+        let conn = memory_ledger()?;
+        {
+            let mut insert = conn.prepare(&format!(
+                "INSERT INTO usage_requests (id, {REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+                    ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
+            ))?;
+            for r in &rows {
+                let big = |i: usize| r.try_get::<_, i64>(i);
+                let int = |i: usize| r.try_get::<_, i32>(i);
+                let text = |i: usize| r.try_get::<_, String>(i);
+                let opt = |i: usize| r.try_get::<_, Option<String>>(i);
+                insert.execute(params![
+                    big(0)?,
+                    text(1)?,
+                    big(2)?,
+                    text(3)?,
+                    text(4)?,
+                    opt(5)?,
+                    opt(6)?,
+                    opt(7)?,
+                    opt(8)?,
+                    int(9)?,
+                    opt(10)?,
+                    text(11)?,
+                    int(12)?,
+                    int(13)?,
+                    int(14)?,
+                    opt(15)?,
+                    opt(16)?,
+                    r.try_get::<_, Option<i64>>(17)?,
+                    big(18)?,
+                    big(19)?,
+                    big(20)?,
+                    big(21)?,
+                    big(22)?,
+                    int(23)?
+                ])?;
+            }
+        }
+        Ok(conn)
+    }
+}
+
+/// An empty ledger in memory, for a query's rows.
+fn memory_ledger() -> anyhow::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_in_memory()?;
+    conn.execute_batch(crate::store::usage::SCHEMA)?;
+    Ok(conn)
+}
