@@ -236,7 +236,7 @@ pub(super) async fn overview_extras(dash: &St) -> Value {
         }
         Err(e) => json!({"error": e}),
     };
-    let rpm = dash.app.ledger.read(move |c, _| Ok(query::requests_per_minute(c, now - 86_400_000, now)?)).await;
+    let rpm = dash.app.ledger.requests_per_minute(now - 86_400_000, now).await;
     let rpm = match rpm {
         Ok(counts) => rpm_area(&counts),
         Err(e) => {

@@ -181,12 +181,24 @@ impl Ledger {
             return self.read(f).await;
         };
         let me = self.clone();
-        tokio::task::spawn_blocking(move || f(&snapshot(&pg)?, &me.prices.load())).await.context("ledger query failed")?
+        tokio::task::spawn_blocking(move || f(&snapshot(&pg)?, &me.prices.load()))
+            .await
+            .context("ledger query failed")?
     }
 
     /// Usage over time (`query::usage`) from whichever backend holds the ledger.
     pub async fn usage(self: &Arc<Self>, q: query::UsageQuery) -> anyhow::Result<query::UsageReport> {
         self.read_shared(move |pg| pg.usage_snapshot(&q), move |c, p| Ok(query::usage(c, &q, p)?)).await
+    }
+
+    /// Requests started in each minute of `[from, to)`, from whichever backend holds the ledger.
+    pub async fn requests_per_minute(self: &Arc<Self>, from: i64, to: i64) -> anyhow::Result<Vec<u32>> {
+        match self.pg.clone() {
+            Some(pg) => tokio::task::spawn_blocking(move || pg.requests_per_minute(from, to))
+                .await
+                .context("ledger query failed")?,
+            None => self.read(move |c, _| Ok(query::requests_per_minute(c, from, to)?)).await,
+        }
     }
 
     /// A page of request rows (`query::requests`) from whichever backend holds the ledger.

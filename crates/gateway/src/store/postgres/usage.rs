@@ -296,6 +296,32 @@ impl PgStore {
         })
     }
 
+    /// Requests started in each minute of `[from, to)` (the Overview's chart), counted by the database.
+    pub fn requests_per_minute(&self, from: i64, to: i64) -> anyhow::Result<Vec<u32>> {
+        const MINUTE: i64 = 60_000;
+        let first = from.div_euclid(MINUTE) * MINUTE;
+        let n = usize::try_from((to - first + MINUTE - 1).div_euclid(MINUTE)).unwrap_or(0).min(60 * 24 * 31);
+        let pool = self.pool();
+        let rows = self.block(async move {
+            let client = pool.get().await.context("cannot connect")?;
+            Ok(client
+                .query(
+                    "SELECT (started_at - $1) / 60000 AS m, count(*) FROM usage_requests
+                     WHERE started_at >= $1 AND started_at < $2 GROUP BY m",
+                    &[&first, &to],
+                )
+                .await?)
+        })?;
+        let mut counts = vec![0u32; n];
+        for r in &rows {
+            let (m, c) = (r.try_get::<_, i64>(0)?, r.try_get::<_, i64>(1)?);
+            if let Some(slot) = usize::try_from(m).ok().and_then(|i| counts.get_mut(i)) {
+                *slot = u32::try_from(c).unwrap_or(u32::MAX);
+            }
+        }
+        Ok(counts)
+    }
+
     /// The rollup rows `usage::query::usage` reads for `q`, in an in-memory ledger.
     pub fn usage_snapshot(&self, q: &UsageQuery) -> anyhow::Result<rusqlite::Connection> {
         let (table, column, grain) = match q.bucket {
