@@ -14,10 +14,11 @@ const KILLS: usize = 50;
 const ACCOUNTS: usize = 6;
 /// A kill at most this long after the issuer rotated a token counts as inside the token round trip (the
 /// answer's way back plus one commit, with room for a loaded CI machine: with the suite's CPU-heavy tests
-/// running beside this one on 2 cores, a kill 239 ms after a rotation still landed before the commit).
+/// running beside this one on 2 cores, a kill 239 ms after a rotation still landed before the commit, and in a
+/// clean-clone CI run one 473 ms after).
 /// Gateways live 250-900 ms before their kill and refresh early in their life, so a login lost by a bug
 /// (tokens never committed) would still show gaps beyond this.
-const ROUND_TRIP_WINDOW_MS: i64 = 400;
+const ROUND_TRIP_WINDOW_MS: i64 = 600;
 /// The fake issuer's processing time for a token call.
 const TOKEN_DELAY_MS: u64 = 15;
 
