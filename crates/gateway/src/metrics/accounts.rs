@@ -153,6 +153,15 @@ impl Collector for PoolGauges {
         let store_up = self.pool.store().shared().is_none_or(|pg| pg.reachable());
         let store_up = [(Vec::new(), f64::from(u8::from(store_up)))];
         family(&mut encoder, "store_up", "1 when the store (the team's PostgreSQL database) is reachable", &store_up)?;
+        if let Some(pg) = self.pool.store().shared() {
+            let live = [(Vec::new(), f64::from(pg.live_instances()))];
+            family(
+                &mut encoder,
+                "team_instances",
+                "Live instances sharing the team store (key limits are divided by it)",
+                &live,
+            )?;
+        }
         let streams = vec![(Vec::new(), crate::relay::pump::open_streams() as f64)];
         family(&mut encoder, "active_streams", "Streaming answers being written now", &streams)?;
         Ok(())

@@ -289,6 +289,8 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
         let mut body = json!({"status": "ready", "accounts": total});
         if let Some(pg) = state.pool.store().shared() {
             body["store"] = json!(if pg.reachable() { "reachable" } else { "unreachable" });
+            // Live instances sharing the store: what a key's rpm and concurrency are divided by.
+            body["instances"] = json!(pg.live_instances());
         }
         axum::Json(body).into_response()
     } else {

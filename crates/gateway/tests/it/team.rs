@@ -284,7 +284,8 @@ async fn usage_through_a_and_b_shows_on_c() {
 /// instance all pass. Without the share A alone admitted 3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn key_concurrency_holds_across_instances() {
-    let fake_config = FakeConfig { default_delay_ms: 50, ..FakeConfig::default() };
+    // Answers slow enough that two requests sent together overlap even on a loaded machine.
+    let fake_config = FakeConfig { default_delay_ms: 600, ..FakeConfig::default() };
     let (_fake, _, [a, b, c], _db) = team(fake_config, 1).await;
     let http = http();
     let r = http.post(a.url("/admin/keys")).bearer_auth(ADMIN).json(&json!({"name": "three", "concurrency": 3}));
@@ -296,6 +297,20 @@ async fn key_concurrency_holds_across_instances() {
     })
     .await;
     assert!(known.is_some(), "B and C did not accept the key");
+    // Each instance divides by the live count its last heartbeat saw: wait until all three see three.
+    let counted = within(Duration::from_secs(10), || async {
+        let mut all = true;
+        for at in [&a, &b, &c] {
+            let ready: Value = match http.get(at.url("/ready")).send().await {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(_) => Value::Null,
+            };
+            all &= ready["instances"] == 3;
+        }
+        all
+    })
+    .await;
+    assert!(counted.is_some(), "the instances did not all count three live instances");
     let together = |at: [&Instance; 2]| {
         let (http, secret) = (http.clone(), secret.clone());
         let urls = at.map(|i| i.url("/v1/chat/completions"));
