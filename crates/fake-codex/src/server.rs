@@ -27,7 +27,7 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/backend-api/codex/responses", post(crate::responses::chatgpt_responses))
+        .route("/backend-api/codex/responses", post(crate::responses::chatgpt_responses).get(crate::ws::chatgpt_ws))
         .route("/v1/responses", post(crate::responses::api_responses))
         .route("/backend-api/codex/responses/compact", post(crate::compact::chatgpt_compact))
         .route("/v1/responses/compact", post(crate::compact::api_compact))
@@ -103,6 +103,10 @@ async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
             next.run(Request::from_parts(parts, Body::from(bytes))).await
         }
     };
+    // A WebSocket handshake: its messages are recorded one by one instead (`ws.rs`).
+    if resp.extensions().get::<crate::ws::NotRecorded>().is_some() {
+        return resp;
+    }
     rec.status = resp.status().as_u16();
     rec.account_id = resp.extensions().get::<AuthedAccount>().and_then(|a| a.0.clone());
     shared.record_request(rec);
