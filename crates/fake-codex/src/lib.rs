@@ -98,9 +98,9 @@ async fn accept_loop(
         // The handshake runs on the connection's own task so a slow client cannot hold up accepting others.
         tokio::spawn(async move {
             let served = match tls {
-                None => builder.serve_connection(TokioIo::new(tcp), service).await,
+                None => builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).await,
                 Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => builder.serve_connection(TokioIo::new(stream), service).await,
+                    Ok(Ok(stream)) => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
                     Ok(Err(e)) => {
                         shared.stats.tls_handshake_failed(&e);
                         return;

@@ -172,17 +172,20 @@ async fn answer(shared: &Arc<Shared>, account: &str, headers: &HeaderMap, text: 
         http_version: "websocket".into(),
         connection: 0,
     };
-    let resp = match crate::versions::refuse(shared, headers, raw.as_bytes()) {
-        Some(refusal) => refusal,
-        None => crate::responses::chatgpt_answer(shared, account.to_string(), raw.as_bytes()).await,
+    // The handshake's access token is checked again for every message: one that expired since gets the 401
+    // the HTTP endpoint gives (stricter than a check at the handshake alone).
+    let resp = match (chatgpt_auth(shared, headers), crate::versions::refuse(shared, headers, raw.as_bytes())) {
+        (Err(refusal), _) | (Ok(_), Some(refusal)) => refusal,
+        (Ok(_), None) => crate::responses::chatgpt_answer(shared, account.to_string(), raw.as_bytes()).await,
     };
     rec.status = resp.status().as_u16();
     shared.record_request(rec);
     let (parts, body) = resp.into_parts();
     let limits = limit_headers(&parts.headers);
     if !parts.status.is_success() {
-        // A body that never ends (a scripted hang) is cut short: the frame carries what came.
-        let bytes = match tokio::time::timeout(Duration::from_secs(2), to_bytes(body, 1 << 20)).await {
+        // A frame is whole: an error body that stalls (a scripted hang) is cut after a short wait, and the frame
+        // carries what came.
+        let bytes = match tokio::time::timeout(Duration::from_millis(200), to_bytes(body, 1 << 20)).await {
             Ok(Ok(b)) => b,
             Ok(Err(_)) | Err(_) => Default::default(),
         };
