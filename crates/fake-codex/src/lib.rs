@@ -308,6 +308,11 @@ impl FakeCodex {
         self.shared.ws.set_limit(limit);
     }
 
+    /// The model's catalog entry says `prefer_websockets` (what `[upstream] transport = "auto"` follows).
+    pub fn set_ws_preferred(&self, slug: &str, prefer: bool) {
+        self.shared.ws.set_preferred(slug, prefer);
+    }
+
     /// Responses WebSocket connections upgraded since start.
     pub fn ws_connections_opened(&self) -> u64 {
         self.shared.ws.opened()

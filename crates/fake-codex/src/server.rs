@@ -168,7 +168,9 @@ async fn codex_models(State(shared): State<Arc<Shared>>, uri: axum::http::Uri, h
         inner.accounts.get(&account).map(|a| a.models.clone()).unwrap_or_default()
     };
     let version = uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("client_version=")));
-    let body = crate::versions::catalog(&shared, &slugs, version).to_string();
+    let mut body = crate::versions::catalog(&shared, &slugs, version);
+    crate::ws::mark_preferred(&shared, &mut body);
+    let body = body.to_string();
     let digest = Sha256::digest(body.as_bytes());
     let etag = format!("W/\"{}\"", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
     let matches = headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes());

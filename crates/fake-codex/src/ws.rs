@@ -51,6 +51,8 @@ pub(crate) struct WsState {
     opened: AtomicU64,
     /// Every message received, as sent (`type` included), oldest first.
     messages: Mutex<Vec<Value>>,
+    /// Models whose catalog entry says `prefer_websockets: true` (the official client then uses the WebSocket).
+    preferred: Mutex<Vec<String>>,
 }
 
 impl WsState {
@@ -71,10 +73,29 @@ impl WsState {
         self.messages.lock().clone()
     }
 
+    pub(crate) fn set_preferred(&self, slug: &str, prefer: bool) {
+        let mut preferred = self.preferred.lock();
+        preferred.retain(|s| s != slug);
+        if prefer {
+            preferred.push(slug.to_string());
+        }
+    }
+
     fn limit(&self) -> Duration {
         match self.limit_ms.load(Ordering::Relaxed) {
             0 => DEFAULT_LIMIT,
             ms => Duration::from_millis(ms),
+        }
+    }
+}
+
+/// Set `prefer_websockets` on every entry of a Codex catalog answer (`false` unless a test chose the model).
+pub(crate) fn mark_preferred(shared: &Shared, catalog: &mut Value) {
+    let preferred = shared.ws.preferred.lock();
+    if let Some(models) = catalog.get_mut("models").and_then(Value::as_array_mut) {
+        for m in models {
+            let prefer = m.get("slug").and_then(Value::as_str).is_some_and(|s| preferred.iter().any(|p| p == s));
+            m["prefer_websockets"] = Value::Bool(prefer);
         }
     }
 }

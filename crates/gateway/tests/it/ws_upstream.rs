@@ -127,3 +127,17 @@ async fn rate_limit_frames_reach_the_clients_headers_and_the_accounts_quota() {
     let accounts = env.get_json("/admin/accounts").await;
     assert!(accounts.to_string().contains("37.5"), "the account's quota came from the frame: {accounts}");
 }
+
+/// `auto` (the default) follows the official client: the WebSocket for a model whose catalog entry says
+/// `prefer_websockets`, HTTP SSE for the others.
+#[tokio::test]
+async fn auto_uses_the_websocket_only_for_models_the_catalog_prefers_it_for() {
+    let env = start(Setup { config_toml: Some("[upstream]\ntransport = \"auto\"\n".into()), ..Setup::default() }).await;
+    env.fake.set_ws_preferred("gpt-5.4", true);
+    for model in ["gpt-5.4", "gpt-5.4-mini"] {
+        let body = json!({"model": model, "input": "hi", "stream": true, "prompt_cache_key": "conv-a"});
+        let (status, _, text) = env.post("/v1/responses", &body).await;
+        assert!(answered(status, &text), "{model}: {text}");
+    }
+    assert_eq!(transports(&env), ["websocket", "HTTP/1.1"], "{:?}", transports(&env));
+}
