@@ -89,13 +89,14 @@ impl WsState {
     }
 }
 
-/// Set `prefer_websockets` on every entry of a Codex catalog answer (`false` unless a test chose the model).
+/// Set `prefer_websockets` on the entries of a Codex catalog answer for the models a test chose.
 pub(crate) fn mark_preferred(shared: &Shared, catalog: &mut Value) {
     let preferred = shared.ws.preferred.lock();
     if let Some(models) = catalog.get_mut("models").and_then(Value::as_array_mut) {
         for m in models {
-            let prefer = m.get("slug").and_then(Value::as_str).is_some_and(|s| preferred.iter().any(|p| p == s));
-            m["prefer_websockets"] = Value::Bool(prefer);
+            if m.get("slug").and_then(Value::as_str).is_some_and(|s| preferred.iter().any(|p| p == s)) {
+                m["prefer_websockets"] = Value::Bool(true);
+            }
         }
     }
 }

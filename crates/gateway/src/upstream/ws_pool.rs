@@ -152,13 +152,16 @@ impl WsPool {
                 },
             };
             match self.first(conn, message.clone(), handshake).await {
-                First::Stream(conn, headers, first, terminal) => {
-                    // An answer that ended with its first event leaves the connection free at once.
-                    let conn = if terminal {
-                        self.put_idle(key.clone(), conn);
-                        None
-                    } else {
-                        Some(conn)
+                First::Stream(conn, headers, first, end) => {
+                    // An answer that ended with its first event leaves the connection free at once (or closes it,
+                    // after an error); nothing more is read for it.
+                    let conn = match end {
+                        End::Open => Some(conn),
+                        End::Done => {
+                            self.put_idle(key.clone(), conn);
+                            None
+                        }
+                        End::Failed => None,
                     };
                     let body = self.body(conn, first, key, account.clone());
                     return Outcome::Answer(Ok(UpstreamResponse { status: StatusCode::OK, headers, body }));
@@ -369,7 +372,12 @@ impl WsPool {
                 }
                 Frame::Event { kind, terminal } => {
                     let first = ws::sse_event(kind, text.as_str());
-                    return First::Stream(conn, headers, first, terminal && kind != "error");
+                    let end = match (terminal, kind) {
+                        (false, _) => End::Open,
+                        (true, "error") => End::Failed,
+                        (true, _) => End::Done,
+                    };
+                    return First::Stream(conn, headers, first, end);
                 }
             }
         }
@@ -441,8 +449,8 @@ enum Connected {
 }
 
 enum First {
-    /// The first event; `true` when it ended the response cleanly.
-    Stream(Conn, HeaderMap, Bytes, bool),
+    /// The first event, and whether it ended the response.
+    Stream(Conn, HeaderMap, Bytes, End),
     Refused {
         status: StatusCode,
         headers: HeaderMap,
@@ -467,6 +475,15 @@ fn ws_failure(e: WsError) -> TransportError {
         // An I/O error's kind is read from it; the rest are protocol failures.
         _ => TransportError::of(e),
     }
+}
+
+/// Where a response stands after an event.
+enum End {
+    Open,
+    /// Ended cleanly: the connection can take the conversation's next turn.
+    Done,
+    /// Ended with an error: the connection is not reused.
+    Failed,
 }
 
 fn binary() -> TransportError {
