@@ -141,3 +141,46 @@ async fn auto_uses_the_websocket_only_for_models_the_catalog_prefers_it_for() {
     }
     assert_eq!(transports(&env), ["websocket", "HTTP/1.1"], "{:?}", transports(&env));
 }
+
+/// An idle connection is closed after `websocket_idle_timeout_secs`: the conversation's next turn opens a new
+/// one (and nothing waits for the closed one).
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let toml = format!("{WEBSOCKET}websocket_idle_timeout_secs = 0.2\n");
+    let env = start(Setup { config_toml: Some(toml), ..Setup::default() }).await;
+    let (status, _, text) = env.post("/v1/responses", &turn("conv-a", "first", true)).await;
+    assert!(answered(status, &text), "{text}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (status, _, text) = env.post("/v1/responses", &turn("conv-a", "next", true)).await;
+    assert!(answered(status, &text), "{text}");
+    assert_eq!(env.fake.ws_connections_opened(), 2, "the idle connection was closed, a new one took the turn");
+}
+
+/// At `websocket_max_per_account` an idle connection of another conversation is closed to make room; with none
+/// idle, the request goes over HTTP SSE rather than waiting.
+#[tokio::test]
+async fn connections_per_account_are_bounded() {
+    let toml = format!("{WEBSOCKET}websocket_max_per_account = 1\n");
+    let env = start(Setup { config_toml: Some(toml), ..Setup::default() }).await;
+    for conversation in ["conv-a", "conv-b"] {
+        let (status, _, text) = env.post("/v1/responses", &turn(conversation, "hi", true)).await;
+        assert!(answered(status, &text), "{conversation}: {text}");
+    }
+    assert_eq!(env.fake.ws_connections_opened(), 2, "conv-a's idle connection made room for conv-b's");
+    // conv-a's slow answer holds the account's one connection while conv-b asks.
+    env.fake.enqueue(None, scenario(json!({"kind":"slow","text":"tick ".repeat(20),"deltas":20,"delay_ms":50})));
+    let slow = {
+        let (http, url, body) = (env.http.clone(), env.url("/v1/responses"), turn("conv-a", "slow", true));
+        // Read to the end: a client that leaves would close the connection at once.
+        tokio::spawn(async move {
+            let resp = http.post(url).json(&body).send().await.ok()?;
+            let status = resp.status().as_u16();
+            resp.text().await.ok().filter(|t| t.contains("response.completed")).map(|_| status)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _, text) = env.post("/v1/responses", &turn("conv-b", "meanwhile", true)).await;
+    assert!(answered(status, &text), "{text}");
+    assert_eq!(slow.await.ok().flatten(), Some(200));
+    assert_eq!(transports(&env), ["websocket", "websocket", "websocket", "HTTP/1.1"], "{:?}", transports(&env));
+}
