@@ -190,7 +190,10 @@ impl Http2Connections {
         if let Some(failure) = last_failure.as_ref().filter(|f| f.at >= waited_from) {
             return Err(failure.error.clone());
         }
-        match self.connect(uri).await {
+        // Boxed: the connect future (TCP, TLS with its session state, the HTTP/2 handshake) is ~4 KB and runs once
+        // per connection; inline, it sized every request's future while it waits for its response headers
+        // (thousands at once on one connection).
+        match Box::pin(self.connect(uri)).await {
             Ok(Some(send)) => {
                 let connection = Connection {
                     send,
