@@ -155,7 +155,8 @@ impl Http1Connections {
                 Err(AttemptError::Other(e)) => return Err(e),
             }
         }
-        let io = self.connect(uri).await?;
+        // Boxed: the connect future (TCP, TLS) is ~1 KB, inline it sized every request's future while it waits.
+        let io = Box::pin(self.connect(uri)).await?;
         match attempt(io, &request).await {
             Ok((io, head)) => Ok(self.response(io, head, origin)),
             Err(AttemptError::ClosedBeforeAnswer(e) | AttemptError::Other(e)) => Err(e),

@@ -33,6 +33,16 @@ use super::transport::{
 const MAX_RETRIES_OF_REFUSED: u32 = 2;
 /// Connections to one origin; past this, requests share the least busy one and wait there for a free stream.
 const MAX_CONNECTIONS_PER_ORIGIN: usize = 16;
+/// Streams this side reset that a connection remembers (for h2's one second) so that frames the server sent
+/// before it saw the reset are ignored. The gateway resets (cancels) a stream whenever it drops an answer before
+/// its END_STREAM arrived: every completed answer whose END_STREAM is a frame of its own still on the way (the
+/// pump is done at `response.completed`), and every client that leaves. h2 remembers 50 by default; a frame for
+/// a forgotten stream is a protocol error that h2 answers with a reset of its own, and after 1,024 of those
+/// over the connection's life it closes the connection with every stream on it (`ENHANCE_YOUR_CALM`,
+/// "too_many_internal_resets"): 329 of 10,000 paced streams failed so (bench/notes.md). This covers a
+/// connection's whole stream limit ending within the second; each remembered stream costs a few hundred bytes
+/// for that second.
+const MAX_REMEMBERED_RESETS: usize = 16 * 1024;
 
 /// What the caller does with a request this module did not send.
 pub enum Outcome {
@@ -180,7 +190,10 @@ impl Http2Connections {
         if let Some(failure) = last_failure.as_ref().filter(|f| f.at >= waited_from) {
             return Err(failure.error.clone());
         }
-        match self.connect(uri).await {
+        // Boxed: the connect future (TCP, TLS with its session state, the HTTP/2 handshake) is ~4 KB and runs once
+        // per connection; inline, it sized every request's future while it waits for its response headers
+        // (thousands at once on one connection).
+        match Box::pin(self.connect(uri)).await {
             Ok(Some(send)) => {
                 let connection = Connection {
                     send,
@@ -261,6 +274,7 @@ where
         .initial_window_size(UPSTREAM_H2_STREAM_WINDOW)
         .initial_connection_window_size(UPSTREAM_H2_CONNECTION_WINDOW)
         .enable_push(false)
+        .max_concurrent_reset_streams(MAX_REMEMBERED_RESETS)
         .handshake::<_, Bytes>(io)
         .await
         .map_err(TransportError::of)?;
