@@ -258,8 +258,9 @@ impl PgStore {
         })
     }
 
-    /// Delete request rows older than `requests_before` and rollups older than `rollups_before` (unix ms). Every
-    /// instance's writer prunes now and then; the deletes are idempotent. Returns the request rows deleted.
+    /// Delete request rows older than `requests_before` and rollups older than `rollups_before` (unix ms). The
+    /// leader's writer prunes (`usage/writer.rs`); the deletes are idempotent, so a new leader pruning again soon
+    /// after the old one did only costs the statements. Returns the request rows deleted.
     pub fn prune_usage(&self, requests_before: i64, rollups_before: i64) -> anyhow::Result<u64> {
         let pool = self.pool();
         self.block(async move {
