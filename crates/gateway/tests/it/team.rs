@@ -650,3 +650,24 @@ async fn change_counter_stays_still_when_nothing_changes() {
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(db_query(&db, counter).await, before, "the store changed while nothing did: re-reads feed themselves");
 }
+
+/// A ledger batch on PostgreSQL is one statement (the request rows and both rollups as CTEs of one `INSERT`):
+/// each table gets every request once, and a second batch adds to the rollup rows the first one made (an upsert
+/// conflict, not an error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledger_batches_fill_requests_and_both_rollups() {
+    let (fake, _creds, db) = seed(FakeConfig::default(), 1).await;
+    let a = instance_with(&fake, &db, "").await;
+    let http = http();
+    let sums = "SELECT (SELECT count(*) FROM usage_requests) * 10000
+        + (SELECT coalesce(sum(requests), 0) FROM usage_hourly) * 100 + (SELECT coalesce(sum(requests), 0) FROM usage_daily)";
+    for (batch, n) in [(1, 3), (2, 2)] {
+        for _ in 0..n {
+            assert_eq!(chat_status(&http, &a, SHARED).await, 200);
+        }
+        let total = if batch == 1 { 3 } else { 5 };
+        let want = total * 10_000 + total * 100 + total;
+        let stored = within(Duration::from_secs(5), || async { db_query(&db, sums).await == want }).await;
+        assert!(stored.is_some(), "batch {batch}: rows, hourly, daily = {} (want {want})", db_query(&db, sums).await);
+    }
+}
