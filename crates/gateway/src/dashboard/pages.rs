@@ -60,8 +60,12 @@ pub(crate) fn overview_data(dash: &St) -> Value {
         in_flight += a.in_flight();
     }
     let totals = dash.app.metrics.as_ref().map(|m| m.totals());
+    // The team store as the change watcher last found it (as `/ready` and `codex_gateway_store_up` report it);
+    // `null` without one.
+    let store = dash.app.pool.store().shared().map(|pg| if pg.reachable() { "reachable" } else { "unreachable" });
     json!({
         "now": now,
+        "store": store,
         "accounts_total": accounts.len(),
         "accounts_serving": serving,
         "soonest_reset": soonest_reset,

@@ -1,6 +1,6 @@
 //! The ledger's one writer: a thread that takes records from the channel and commits them in batches (every
-//! [`FLUSH`] after a batch's first record, or at [`BATCH`] records), prunes old rows every [`PRUNE_EVERY`], and
-//! on shutdown drains the channel before it ends.
+//! [`FLUSH`] after a batch's first record, or at [`BATCH`] records), prunes old rows every [`PRUNE_EVERY`] (on a
+//! team store, only on the instance holding the leader lease), and on shutdown drains the channel before it ends.
 //!
 //! A thread rather than a tokio task: SQLite calls block, and a batch commit must not take a runtime worker.
 //!
@@ -46,6 +46,15 @@ impl Backend {
         match self {
             Backend::Sqlite(conn) => Ok(commit(conn, batch)?),
             Backend::Postgres(pg) => pg.insert_usage(batch),
+        }
+    }
+
+    /// Whether this instance prunes old rows: always its own file; the team's shared tables only on the instance
+    /// that holds the leader lease (one instance at a time prunes them; another takes over when it stops).
+    fn prunes(&self) -> bool {
+        match self {
+            Backend::Sqlite(_) => true,
+            Backend::Postgres(pg) => pg.leads(),
         }
     }
 
@@ -142,7 +151,8 @@ pub(super) fn run(mut backend: Backend, rx: Receiver<Msg>, shared: Arc<Shared>, 
                 }
             }
         }
-        if next_prune <= Instant::now() && !stopping {
+        // While another instance leads, the prune stays due: this one prunes as soon as it takes the lease over.
+        if next_prune <= Instant::now() && !stopping && backend.prunes() {
             next_prune = Instant::now() + PRUNE_EVERY;
             prune_old(&mut backend, retention);
         }

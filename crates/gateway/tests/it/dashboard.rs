@@ -479,3 +479,64 @@ async fn dashboard_price_table_and_quota_thresholds_apply_at_once_and_refusals_n
     assert!(!html.contains(secret), "the secret is never in the page");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The opening tag of the Overview's team-store banner in `html`.
+fn outage_banner(html: &str) -> String {
+    let tag = html.split("id=\"store-outage\"").nth(1).and_then(|s| s.split('>').next());
+    tag.unwrap_or_else(|| panic!("no store-outage banner in {html}")).to_string()
+}
+
+/// The team store (PostgreSQL) goes away: the Overview shows a banner saying so, in the page and in its live
+/// JSON (as `/ready` and `/metrics` report it), and hides it again once the database answers. The banner was
+/// never shown before: an outage was visible only to whoever read `/ready` or the metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_shows_a_banner_while_the_team_store_is_unreachable() {
+    let db = crate::pg::fresh_database().await;
+    let env = keyed(Setup { env: vec![("CODEX_GATEWAY_DATABASE_URL", db.clone())], ..Setup::default() }).await;
+    let (cookie, _) = session(&env).await;
+    let page = || async {
+        let r = client().get(env.url("/dashboard")).header("cookie", &cookie).send().await;
+        r.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default()
+    };
+    let live = || async {
+        let r = client().get(env.url("/dashboard/api/overview")).header("cookie", &cookie).send().await;
+        let v: Value = r.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default();
+        v["store"].as_str().unwrap_or_default().to_string()
+    };
+    assert!(outage_banner(&page().await).contains("hidden"), "banner shown while the store is reachable");
+    assert_eq!(live().await, "reachable");
+    let name = crate::pg::database_name(&db);
+    crate::pg::admin(&format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+    let started = Instant::now();
+    while live().await != "unreachable" {
+        assert!(started.elapsed() < Duration::from_secs(5), "the Overview's JSON did not report the outage");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let html = page().await;
+    assert!(!outage_banner(&html).contains("hidden"), "no banner during the outage: {}", outage_banner(&html));
+    assert!(html.contains("The team store is unreachable"));
+    crate::pg::admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
+    let started = Instant::now();
+    while live().await != "reachable" {
+        assert!(started.elapsed() < Duration::from_secs(5), "the Overview's JSON still reports the outage");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(outage_banner(&page().await).contains("hidden"), "banner still shown after the outage");
+}
+
+/// Without a team store the Overview has no outage to report: the banner is hidden and the JSON says `null`.
+#[tokio::test]
+async fn overview_has_no_store_banner_without_a_team_store() {
+    let env = keyed(Setup::default()).await;
+    let (cookie, _) = session(&env).await;
+    let r = client().get(env.url("/dashboard")).header("cookie", &cookie).send().await;
+    let html = r.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
+    assert!(outage_banner(&html).contains("hidden"));
+    let r = client().get(env.url("/dashboard/api/overview")).header("cookie", &cookie).send().await;
+    let v: Value = r.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default();
+    assert_eq!(v["store"], Value::Null);
+}

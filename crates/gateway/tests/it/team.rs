@@ -581,3 +581,93 @@ async fn refresh_lease_of_a_killed_instance_is_taken_over_after_it_expires() {
     assert_eq!(refreshes(&fake), 1, "{:?}", fake.token_calls());
     assert!(fake.token_calls().iter().all(|c| c.outcome == "ok"), "{:?}", fake.token_calls());
 }
+
+/// Run `sql` on the team store `db`; the first column of its first row, as a number (0 when it returns none).
+async fn db_query(db: &str, sql: &str) -> i64 {
+    let (client, conn) =
+        tokio_postgres::connect(db, tokio_postgres::NoTls).await.unwrap_or_else(|e| panic!("connect {db}: {e}"));
+    let conn = tokio::spawn(conn);
+    let rows = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    drop(client);
+    let _ = conn.await;
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// A request row that started 40 days ago (past the default 30-day retention), named `request_id`.
+fn old_request_row(request_id: &str) -> String {
+    format!(
+        "INSERT INTO usage_requests (request_id, started_at, api, route, stream, accounts_tried, attempts, failovers,
+            status, duration_ms, input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected)
+         VALUES ('{request_id}', (extract(epoch from now()) * 1000)::bigint - 40::bigint * 86400000, 'chat',
+            '/v1/chat/completions', 0, '[]', 1, 0, 200, 10, 1, 0, 1, 0, 0)"
+    )
+}
+
+/// Ledger retention on the shared tables runs on the leader only: A (the leader) prunes an old row once; B,
+/// started while A leads, leaves a second old row alone (every instance pruned at start and hourly before, each
+/// deleting the same rows); when A stops, B takes the lease over and prunes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledger_retention_runs_on_the_leader_only_and_moves_with_the_lease() {
+    let (fake, _creds, db) = seed(FakeConfig::default(), 1).await;
+    let fast = "upkeep_interval_secs = 0.2";
+    let old = |id: &str| format!("SELECT count(*) FROM usage_requests WHERE request_id = '{id}'");
+    db_query(&db, &old_request_row("old-1")).await;
+    let a = instance_with(&fake, &db, fast).await;
+    let pruned = within(Duration::from_secs(5), || async { db_query(&db, &old("old-1")).await == 0 }).await;
+    assert!(pruned.is_some(), "the leader did not prune the old row");
+    db_query(&db, &old_request_row("old-2")).await;
+    let b = instance_with(&fake, &db, fast).await;
+    // B is up (it serves) and has had several upkeep rounds and writer loops to prune in, had it been allowed to.
+    let http = http();
+    let serving = within(Duration::from_secs(5), || async { chat_status(&http, &b, SHARED).await == 200 }).await;
+    assert!(serving.is_some(), "B did not serve");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(db_query(&db, &old("old-2")).await, 1, "pruned again: by B (not the leader) or twice by A");
+    drop(a);
+    let taken = within(Duration::from_secs(8), || async { db_query(&db, &old("old-2")).await == 0 }).await;
+    assert!(taken.is_some(), "B did not take the pruning over when A stopped");
+    drop(b);
+}
+
+/// After a change (a key created) the instances re-read the store once and the change counter then stays still.
+/// The re-read deleted expired cooldowns with a statement that bumped the counter even when it deleted nothing,
+/// so each re-read caused the next: every instance re-read every table at every poll (500 ms), for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn change_counter_stays_still_when_nothing_changes() {
+    let (_fake, _, [a, _b, _c], db) = team(FakeConfig::default(), 1).await;
+    let http = http();
+    let created = http.post(a.url("/admin/keys")).bearer_auth(ADMIN).json(&json!({"name": "still"})).send().await;
+    assert_eq!(created.map(|r| r.status().as_u16()).unwrap_or(0), 201);
+    let counter = "SELECT counter FROM store_changes WHERE id = 1";
+    // Every instance has polled and re-read after the key (two polls and then some).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = db_query(&db, counter).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(db_query(&db, counter).await, before, "the store changed while nothing did: re-reads feed themselves");
+}
+
+/// A ledger batch on PostgreSQL is one statement (the request rows and both rollups as CTEs of one `INSERT`):
+/// each table gets every request once, and a second batch adds to the rollup rows the first one made (an upsert
+/// conflict, not an error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledger_batches_fill_requests_and_both_rollups() {
+    let (fake, _creds, db) = seed(FakeConfig::default(), 1).await;
+    let a = instance_with(&fake, &db, "").await;
+    let http = http();
+    let sums = "SELECT (SELECT count(*) FROM usage_requests) * 10000
+        + (SELECT coalesce(sum(requests), 0) FROM usage_hourly) * 100 + (SELECT coalesce(sum(requests), 0) FROM usage_daily)";
+    for (batch, n) in [(1, 3), (2, 2)] {
+        for _ in 0..n {
+            assert_eq!(chat_status(&http, &a, SHARED).await, 200);
+        }
+        let total = if batch == 1 { 3 } else { 5 };
+        let want = total * 10_000 + total * 100 + total;
+        let stored = within(Duration::from_secs(5), || async { db_query(&db, sums).await == want }).await;
+        assert!(stored.is_some(), "batch {batch}: rows, hourly, daily = {} (want {want})", db_query(&db, sums).await);
+    }
+}

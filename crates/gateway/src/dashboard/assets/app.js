@@ -99,6 +99,8 @@
         last = { n: o.totals.requests, t: now };
         const r = $("time[data-reset]");
         if (r) r.dataset.reset = o.soonest_reset ?? "";
+        const outage = $("#store-outage");
+        if (outage) outage.hidden = o.store !== "unreachable";
       } catch (err) {
         if (String(err.message).includes("Not logged in")) location.assign("/dashboard/login");
       }

@@ -50,6 +50,8 @@ pub struct PgStore {
     reachable: std::sync::atomic::AtomicBool,
     /// Instances with a live heartbeat, this one included (`watch.rs`): a key's limits are shared out by it.
     live_instances: std::sync::atomic::AtomicU32,
+    /// Until when this instance surely holds the leader lease (`leader.rs`), on the local monotonic clock.
+    leader_until: Mutex<Option<std::time::Instant>>,
     /// Dropped with the store: ends the runtime thread.
     _stop: std::sync::mpsc::SyncSender<()>,
 }
@@ -95,6 +97,7 @@ impl PgStore {
             held_versions: Mutex::new(Default::default()),
             reachable: watch::reachable_flag(),
             live_instances: std::sync::atomic::AtomicU32::new(1),
+            leader_until: Mutex::new(None),
             _stop: stop,
         });
         let pool = store.pool.clone();

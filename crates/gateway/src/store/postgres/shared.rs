@@ -61,15 +61,30 @@ impl PgStore {
         .await
     }
 
-    /// Every cooldown still running (expired ones are deleted on the way: the table stays small).
+    /// Every cooldown still running. Expired ones are deleted on the way (the table stays small), but only when
+    /// there are some: the table's trigger bumps the change counter for every DELETE statement, even one that
+    /// deletes nothing, and an unconditional DELETE here made each re-read cause the next one, every instance
+    /// re-reading every table at every poll (bench/results/store.md).
     pub fn cooldowns(&self) -> anyhow::Result<Vec<SharedCooldown>> {
         let pool = self.pool();
         self.block(async move {
             let client = pool.get().await?;
-            client.execute(&format!("DELETE FROM account_cooldowns WHERE until * 1000 < {DB_NOW_MS}"), &[]).await?;
-            let rows = client.query("SELECT account_id, model, until, kind, note FROM account_cooldowns", &[]).await?;
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT account_id, model, until, kind, note, until * 1000 < {DB_NOW_MS}
+                         FROM account_cooldowns"
+                    ),
+                    &[],
+                )
+                .await?;
+            let mut expired = false;
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
+                if r.try_get::<_, bool>(5)? {
+                    expired = true;
+                    continue;
+                }
                 // A kind a newer build wrote is skipped: this build cannot tell what it means for routing.
                 let Some(kind) = parse_reason(r.try_get(3)?) else { continue };
                 let model: String = r.try_get(1)?;
@@ -80,6 +95,9 @@ impl PgStore {
                     kind,
                     note: r.try_get(4)?,
                 });
+            }
+            if expired {
+                client.execute(&format!("DELETE FROM account_cooldowns WHERE until * 1000 < {DB_NOW_MS}"), &[]).await?;
             }
             Ok(out)
         })

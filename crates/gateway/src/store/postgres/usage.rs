@@ -1,9 +1,9 @@
 //! The usage ledger on PostgreSQL (docs/team.md): every instance's writer commits its batches to the same tables,
 //! so `/admin/usage`, `/admin/requests`, the dashboard and the key budgets of any instance see the whole team.
 //!
-//! A batch is one transaction of three statements, whatever its size: the request rows as one `INSERT ... SELECT
-//! FROM UNNEST` of column arrays, and one multi-row upsert per rollup table (rows summed in memory first,
-//! `store::usage::rollups`). Reads copy the rows a query needs (the rollups of its range, or the newest `limit + 1`
+//! A batch is one statement, whatever its size: the request rows as an `INSERT ... SELECT FROM UNNEST` of column
+//! arrays and one multi-row upsert per rollup table (rows summed in memory first, `store::usage::rollups`), as
+//! data-modifying CTEs of one `INSERT`, so a batch is one round trip and its own transaction. Reads copy the rows a query needs (the rollups of its range, or the newest `limit + 1`
 //! request rows that match) into an in-memory SQLite database with the ledger's schema, where `usage::query`
 //! reads them exactly as it reads an instance's own file: one query code, two backends.
 
@@ -99,6 +99,9 @@ const INSERT_REQUESTS: &str = "INSERT INTO usage_requests (request_id, started_a
         $16::text[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[],
         $23::int[])";
 
+/// Parameters of `INSERT_REQUESTS`.
+const REQUEST_PARAMS: usize = 23;
+
 fn small(n: impl TryInto<i32>) -> i32 {
     n.try_into().unwrap_or(i32::MAX)
 }
@@ -151,7 +154,7 @@ impl RequestColumns {
     }
 
     /// The statement's parameters, in `INSERT_REQUESTS`' order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 23] {
+    fn params(&self) -> [&(dyn ToSql + Sync); REQUEST_PARAMS] {
         let [request_id, api, route, tried] = &self.text;
         let [key, requested, model, effort, account, error, code] = &self.opt_text;
         let [stream, attempts, failovers, status, disconnected] = &self.int;
@@ -187,79 +190,99 @@ impl RequestColumns {
 /// One rollup table's rows of a batch as column arrays.
 #[derive(Default)]
 struct RollupColumns {
-    sql: String,
+    table: &'static str,
+    column: &'static str,
     text: [Vec<String>; 4],
     status: Vec<i32>,
     big: [Vec<i64>; 8],
 }
 
+/// Parameters of one rollup table's upsert.
+const ROLLUP_PARAMS: usize = 13;
+
 impl RollupColumns {
-    fn params(&self) -> [&(dyn ToSql + Sync); 13] {
+    fn params(&self) -> [&(dyn ToSql + Sync); ROLLUP_PARAMS] {
         let [account, model, key, api] = &self.text;
         let [t, requests, errors, input, cached, output, reasoning, duration] = &self.big;
         [t, account, model, key, api, &self.status, requests, errors, input, cached, output, reasoning, duration]
     }
+
+    /// The upsert of these rows, its parameters numbered from `$first`.
+    fn upsert(&self, first: usize) -> String {
+        let (table, column) = (self.table, self.column);
+        const TYPES: [&str; ROLLUP_PARAMS] = [
+            "bigint", "text", "text", "text", "text", "int", "bigint", "bigint", "bigint", "bigint", "bigint",
+            "bigint", "bigint",
+        ];
+        let arrays: Vec<String> = TYPES.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect();
+        format!(
+            "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors,
+                input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms)
+             SELECT * FROM UNNEST({})
+             ON CONFLICT ({column}, account, model, client_key, api, status) DO UPDATE SET
+                requests = {table}.requests + excluded.requests,
+                errors = {table}.errors + excluded.errors,
+                input_tokens = {table}.input_tokens + excluded.input_tokens,
+                cached_tokens = {table}.cached_tokens + excluded.cached_tokens,
+                output_tokens = {table}.output_tokens + excluded.output_tokens,
+                reasoning_tokens = {table}.reasoning_tokens + excluded.reasoning_tokens,
+                duration_ms = {table}.duration_ms + excluded.duration_ms",
+            arrays.join(", ")
+        )
+    }
 }
 
-fn rollup_columns(records: &[Box<RequestRecord>]) -> Vec<RollupColumns> {
-    rollups(records)
-        .into_iter()
-        .map(|(table, column, rows)| {
-            let mut c = RollupColumns {
-                sql: format!(
-                    "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors,
-                        input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms)
-                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
-                        $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
-                        $13::bigint[])
-                     ON CONFLICT ({column}, account, model, client_key, api, status) DO UPDATE SET
-                        requests = {table}.requests + excluded.requests,
-                        errors = {table}.errors + excluded.errors,
-                        input_tokens = {table}.input_tokens + excluded.input_tokens,
-                        cached_tokens = {table}.cached_tokens + excluded.cached_tokens,
-                        output_tokens = {table}.output_tokens + excluded.output_tokens,
-                        reasoning_tokens = {table}.reasoning_tokens + excluded.reasoning_tokens,
-                        duration_ms = {table}.duration_ms + excluded.duration_ms"
-                ),
-                ..RollupColumns::default()
-            };
-            for ((t, account, model, key, api, status), s) in rows {
-                for (v, x) in c.text.iter_mut().zip([account, model, key, api]) {
-                    v.push(x.to_string());
-                }
-                c.status.push(i32::from(status));
-                let values = [t, s.requests, s.errors, s.input, s.cached, s.output, s.reasoning, s.duration_ms];
-                for (v, x) in c.big.iter_mut().zip(values) {
-                    v.push(x);
-                }
+/// A batch's one statement: the request rows and both rollup upserts as data-modifying CTEs of one `INSERT`
+/// (one statement is its own transaction: all or nothing, as `BEGIN` ... `COMMIT` was, in one round trip
+/// instead of five). Each table is written by one part only, and a batch's rollup rows are distinct (summed in
+/// memory), so no row is touched twice.
+fn batch_sql(rollups: &[RollupColumns; 2]) -> String {
+    let [hourly, daily] = rollups;
+    format!(
+        "WITH requests AS ({INSERT_REQUESTS}), hourly AS ({}) {}",
+        hourly.upsert(REQUEST_PARAMS + 1),
+        daily.upsert(REQUEST_PARAMS + ROLLUP_PARAMS + 1)
+    )
+}
+
+fn rollup_columns(records: &[Box<RequestRecord>]) -> [RollupColumns; 2] {
+    rollups(records).map(|(table, column, rows)| {
+        let mut c = RollupColumns { table, column, ..RollupColumns::default() };
+        for ((t, account, model, key, api, status), s) in rows {
+            for (v, x) in c.text.iter_mut().zip([account, model, key, api]) {
+                v.push(x.to_string());
             }
-            c
-        })
-        .collect()
+            c.status.push(i32::from(status));
+            let values = [t, s.requests, s.errors, s.input, s.cached, s.output, s.reasoning, s.duration_ms];
+            for (v, x) in c.big.iter_mut().zip(values) {
+                v.push(x);
+            }
+        }
+        c
+    })
 }
 
 impl PgStore {
-    /// Insert a batch of request records and add them to the rollups, in one transaction of three statements.
+    /// Insert a batch of request records and add them to the rollups: one statement ([`batch_sql`]).
     pub fn insert_usage(&self, records: &[Box<RequestRecord>]) -> anyhow::Result<()> {
         let rows = RequestColumns::new(records);
         let rollups = rollup_columns(records);
+        let sql = batch_sql(&rollups);
         let pool = self.pool();
         self.block(async move {
-            let mut client = pool.get().await.context("cannot connect")?;
-            let tx = client.transaction().await?;
-            let insert = tx.prepare_cached(INSERT_REQUESTS).await?;
-            tx.execute(&insert, &rows.params()).await?;
-            for r in &rollups {
-                let upsert = tx.prepare_cached(&r.sql).await?;
-                tx.execute(&upsert, &r.params()).await?;
-            }
-            tx.commit().await?;
+            let client = pool.get().await.context("cannot connect")?;
+            let statement = client.prepare_cached(&sql).await?;
+            let [hourly, daily] = &rollups;
+            let params: Vec<&(dyn ToSql + Sync)> =
+                rows.params().into_iter().chain(hourly.params()).chain(daily.params()).collect();
+            client.execute(&statement, &params).await?;
             Ok(())
         })
     }
 
-    /// Delete request rows older than `requests_before` and rollups older than `rollups_before` (unix ms). Every
-    /// instance's writer prunes now and then; the deletes are idempotent. Returns the request rows deleted.
+    /// Delete request rows older than `requests_before` and rollups older than `rollups_before` (unix ms). The
+    /// leader's writer prunes (`usage/writer.rs`); the deletes are idempotent, so a new leader pruning again soon
+    /// after the old one did only costs the statements. Returns the request rows deleted.
     pub fn prune_usage(&self, requests_before: i64, rollups_before: i64) -> anyhow::Result<u64> {
         let pool = self.pool();
         self.block(async move {
