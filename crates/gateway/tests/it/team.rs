@@ -369,6 +369,77 @@ async fn account_exhausted_via_a_is_skipped_by_b_and_c() {
     assert_eq!(requests_through(&fake, &creds[1].account_id), 12);
 }
 
+/// A client's pause between a conversation's turns (the model's answer and its tool calls take longer): enough
+/// for a turn's affinity to reach the other instances (a flush, 100 ms, and a pull, 500 ms: docs/team.md).
+const THINK: Duration = Duration::from_millis(1000);
+
+/// A `conversations` x `turns` agent workload on the Responses API as the Codex CLI sends it (the whole input
+/// each turn, long instructions, the conversation's `prompt_cache_key`), the conversations of a turn at once;
+/// turn k of every conversation goes to `at[k % at.len()]`. Returns the cached share of the input tokens.
+async fn agent_workload(http: &reqwest::Client, at: &[&Instance], conversations: usize, turns: usize) -> f64 {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut histories: Vec<Vec<Value>> = vec![Vec::new(); conversations];
+    let (mut cached, mut input) = (0u64, 0u64);
+    for turn in 0..turns {
+        let target = at[turn % at.len()];
+        let mut calls = Vec::new();
+        for (c, history) in histories.iter_mut().enumerate() {
+            history.push(
+                json!({"role": "user", "content": format!("conversation {c} turn {turn}: {}", "details ".repeat(20))}),
+            );
+            let body = json!({
+                "model": "gpt-5.4",
+                "instructions": format!("You are agent {c}. {}", "Follow the rules. ".repeat(40)),
+                "input": history.clone(),
+                "prompt_cache_key": format!("{run}-{c}"),
+            });
+            let call = http.post(target.url("/v1/responses")).bearer_auth(SHARED).json(&body).send();
+            calls.push(async move {
+                let r = call.await.unwrap_or_else(|e| panic!("{e}"));
+                let status = r.status().as_u16();
+                let text = r.text().await.unwrap_or_default();
+                assert_eq!(status, 200, "{text}");
+                serde_json::from_str::<Value>(&text).unwrap_or_default()
+            });
+        }
+        for (history, v) in histories.iter_mut().zip(futures_util::future::join_all(calls).await) {
+            cached += v["usage"]["input_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+            input += v["usage"]["input_tokens"].as_u64().unwrap_or(0);
+            let said = v["output"].as_array().and_then(|o| o.iter().find(|i| i["type"] == "message")).cloned();
+            let text = said.map(|m| m["content"][0]["text"].clone()).unwrap_or_default();
+            history.push(json!({"role": "assistant", "content": text}));
+        }
+        tokio::time::sleep(THINK).await;
+    }
+    cached as f64 / input.max(1) as f64
+}
+
+/// A 20-conversation x 10-turn workload spread round-robin over the three instances (turn k on instance k mod 3)
+/// keeps every conversation on one account and at least 95% of the cached-token share the same workload gets
+/// on one instance. Without the shared affinity table each instance routed a conversation afresh the first
+/// time it saw one of its turns, so most conversations changed accounts (and lost their prompt cache) twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conversations_keep_their_account_across_instances_round_robin() {
+    let (fake, creds, [a, b, c], _db) = team(FakeConfig::default(), 3).await;
+    let http = http();
+    let single = agent_workload(&http, &[&a], 20, 10).await;
+    fake.reset_requests();
+    let spread = agent_workload(&http, &[&a, &b, &c], 20, 10).await;
+    eprintln!("cached-token share: one instance {single:.3}, three round-robin {spread:.3}");
+    assert!(single > 0.5, "the workload is cacheable: {single}");
+    assert!(spread >= 0.95 * single, "three instances {spread:.3} vs one {single:.3}");
+    let mut by_conversation: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+    for r in fake.requests_to("/responses") {
+        let key = r.body["prompt_cache_key"].as_str().unwrap_or_default().to_string();
+        let account = r.headers.iter().find(|(k, _)| k == "chatgpt-account-id").map(|(_, v)| v.clone());
+        by_conversation.entry(key).or_default().insert(account.unwrap_or_default());
+    }
+    assert_eq!(by_conversation.len(), 20);
+    assert!(by_conversation.values().all(|a| a.len() == 1), "a conversation changed accounts: {by_conversation:?}");
+    let used: std::collections::HashSet<&String> = by_conversation.values().flatten().collect();
+    assert!(used.len() > 1, "the conversations all went to one of the {} accounts", creds.len());
+}
+
 /// Quota polling runs on one instance (the leader lease): A polls each account once; B and C, started after,
 /// do not poll while A leads; when A stops, one of them takes over within the lease's expiry and polls them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -18,6 +18,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use parking_lot::Mutex;
 
 mod accounts;
+pub mod affinity;
 pub mod copy;
 mod keys;
 pub mod leader;
@@ -50,6 +51,8 @@ pub struct PgStore {
     reachable: std::sync::atomic::AtomicBool,
     /// Instances with a live heartbeat, this one included (`watch.rs`): a key's limits are shared out by it.
     live_instances: std::sync::atomic::AtomicU32,
+    /// Conversation affinity on its way to the shared table (`affinity.rs`).
+    affinity: affinity::AffinityQueue,
     /// Dropped with the store: ends the runtime thread.
     _stop: std::sync::mpsc::SyncSender<()>,
 }
@@ -88,13 +91,16 @@ impl PgStore {
                 .build()
                 .context("cannot build the PostgreSQL connection pool")?
         };
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        let affinity = affinity::AffinityQueue::start(&rt, pool.clone(), instance.clone());
         let store = Arc::new(PgStore {
             pool,
             rt,
-            instance: uuid::Uuid::new_v4().simple().to_string(),
+            instance,
             held_versions: Mutex::new(Default::default()),
             reachable: watch::reachable_flag(),
             live_instances: std::sync::atomic::AtomicU32::new(1),
+            affinity,
             _stop: stop,
         });
         let pool = store.pool.clone();
