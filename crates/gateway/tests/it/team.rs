@@ -440,6 +440,65 @@ async fn conversations_keep_their_account_across_instances_round_robin() {
     assert!(used.len() > 1, "the conversations all went to one of the {} accounts", creds.len());
 }
 
+/// A chat request as `key` on `at`: (status, tokens the answer used, the error code).
+async fn chat_spend(http: &reqwest::Client, at: &Instance, key: &str) -> (u16, u64, String) {
+    let r = http.post(at.url("/v1/chat/completions")).bearer_auth(key).json(&chat()).send().await;
+    let Ok(r) = r else { return (0, 0, String::new()) };
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or_default();
+    let u = &v["usage"];
+    let tokens = u["prompt_tokens"].as_u64().unwrap_or(0) + u["completion_tokens"].as_u64().unwrap_or(0);
+    (status, tokens, v["error"]["code"].as_str().unwrap_or_default().to_string())
+}
+
+/// A key's daily budget is spent by one request on A and one on B (each under the budget alone, both admitted
+/// at once): C, which served none of it, refuses the key within the documented bound (a ledger flush, 250 ms,
+/// and a budget poll, 1 s). Each instance seeded the budgets at start only before, and C admitted the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_budget_spent_on_a_and_b_is_refused_on_c() {
+    let (_fake, _, [a, b, c], _db) = team(FakeConfig::default(), 1).await;
+    let http = http();
+    // What one request costs (every `chat()` has the same size).
+    let (status, cost, _) = chat_spend(&http, &a, SHARED).await;
+    assert!(status == 200 && cost >= 2, "{status} {cost}");
+    let budget = cost * 3 / 2;
+    let r = http.post(a.url("/admin/keys")).bearer_auth(ADMIN).json(&json!({"name": "budget", "daily_tokens": budget}));
+    let v: Value = r.send().await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default();
+    let secret = v["secret"].as_str().unwrap_or_default().to_string();
+    // Every instance knows the key (a model list costs no tokens).
+    let known = within(Duration::from_secs(5), || async {
+        let mut all = true;
+        for at in [&a, &b, &c] {
+            let r = http.get(at.url("/v1/models")).bearer_auth(&secret).send().await;
+            all &= r.is_ok_and(|r| r.status().as_u16() == 200);
+        }
+        all
+    })
+    .await;
+    assert!(known.is_some(), "the instances did not all accept the new key");
+    let (on_a, on_b) = tokio::join!(chat_spend(&http, &a, &secret), chat_spend(&http, &b, &secret));
+    assert_eq!((on_a.0, on_b.0), (200, 200), "each instance admits the key while it is under its budget");
+    // C's count of the key's use (the admin API; reading it spends nothing) reaches both requests' within the
+    // bound (1.25 s), with room for a loaded machine.
+    let id = v["id"].as_str().unwrap_or_default().to_string();
+    let team_spend = on_a.1 + on_b.1;
+    let seen = within(Duration::from_millis(2500), || async {
+        let k = admin_json(&http, &c, &format!("/admin/keys/{id}")).await;
+        k["usage"]["tokens_today"].as_u64().unwrap_or(0) >= team_spend
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "C did not count what A and B spent: {}",
+        admin_json(&http, &c, &format!("/admin/keys/{id}")).await
+    );
+    eprintln!("C counted the team's spend after {seen:?}");
+    let (status, _, code) = chat_spend(&http, &c, &secret).await;
+    assert_eq!((status, code.as_str()), (429, "daily_token_budget_exceeded"), "C admitted a spent key");
+    let (status, _, code) = chat_spend(&http, &a, &secret).await;
+    assert_eq!((status, code.as_str()), (429, "daily_token_budget_exceeded"), "A admitted a spent key");
+}
+
 /// Quota polling runs on one instance (the leader lease): A polls each account once; B and C, started after,
 /// do not poll while A leads; when A stops, one of them takes over within the lease's expiry and polls them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

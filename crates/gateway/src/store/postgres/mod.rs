@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 
 mod accounts;
 pub mod affinity;
+mod budgets;
 pub mod copy;
 mod keys;
 pub mod leader;
