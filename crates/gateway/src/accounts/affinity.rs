@@ -29,6 +29,25 @@ pub struct Affine {
 /// statement, shorter than a pull period, so the instances settle on the one the table ends with.
 const SETTLE_MS: i64 = 300;
 
+/// What a row pulled from the team does to this instance's entry for the conversation.
+#[derive(Debug, PartialEq)]
+enum Pulled {
+    /// Nothing: the same account.
+    Known,
+    /// This instance decided otherwise within [`SETTLE_MS`]: share that again instead.
+    Reshare(String),
+    /// Take it.
+    Adopt,
+}
+
+fn on_pulled(local: Option<&Affine>, account: &str, now_ms: i64) -> Pulled {
+    match local {
+        Some(a) if a.account == account => Pulled::Known,
+        Some(a) if a.local && now_ms - a.shared_ms < SETTLE_MS => Pulled::Reshare(a.account.clone()),
+        Some(_) | None => Pulled::Adopt,
+    }
+}
+
 impl Pool {
     /// The account that holds conversation `key`, if this instance knows one. One lock and a clone of the id.
     pub(super) fn affine_account(&self, key: &str) -> Option<String> {
@@ -74,11 +93,10 @@ impl Pool {
         {
             let mut map = self.affinity.lock();
             for (key, account) in pulled {
-                match map.get_mut(&key) {
-                    Some(a) if a.account == account => {}
-                    Some(a) if a.local && now - a.shared_ms < SETTLE_MS => reshare.push((key, a.account.clone())),
-                    Some(a) => *a = Affine { account, shared_ms: now, local: false },
-                    None => {
+                match on_pulled(map.peek(&key), &account, now) {
+                    Pulled::Known => {}
+                    Pulled::Reshare(mine) => reshare.push((key, mine)),
+                    Pulled::Adopt => {
                         map.put(key, Affine { account, shared_ms: now, local: false });
                     }
                 }
@@ -115,5 +133,27 @@ impl Pool {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn affine(account: &str, shared_ms: i64, local: bool) -> Affine {
+        Affine { account: account.into(), shared_ms, local }
+    }
+
+    #[test]
+    fn a_pulled_row_is_adopted_unless_a_different_local_decision_is_younger_than_the_settle_time() {
+        let now = 1_000_000;
+        assert_eq!(on_pulled(None, "b", now), Pulled::Adopt);
+        assert_eq!(on_pulled(Some(&affine("b", now - 10, true)), "b", now), Pulled::Known);
+        // Two instances routed the conversation at once: the young local decision is shared again.
+        assert_eq!(on_pulled(Some(&affine("a", now - 100, true)), "b", now), Pulled::Reshare("a".into()));
+        // Settled: the team's newer decision wins (a move on another instance, say).
+        assert_eq!(on_pulled(Some(&affine("a", now - SETTLE_MS, true)), "b", now), Pulled::Adopt);
+        // A pulled entry never holds out against a newer pulled one.
+        assert_eq!(on_pulled(Some(&affine("a", now - 100, false)), "b", now), Pulled::Adopt);
     }
 }
