@@ -440,6 +440,49 @@ async fn conversations_keep_their_account_across_instances_round_robin() {
     assert!(used.len() > 1, "the conversations all went to one of the {} accounts", creds.len());
 }
 
+/// Run `sql` on the team database `db` and return the first column of its first row, if any.
+async fn db_value(db: &str, sql: &str) -> Option<i64> {
+    let (client, conn) = tokio_postgres::connect(db, tokio_postgres::NoTls).await.unwrap_or_else(|e| panic!("{e}"));
+    let conn = tokio::spawn(conn);
+    let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    drop(client);
+    let _ = conn.await;
+    rows.first().and_then(|r| r.try_get::<_, i64>(0).ok())
+}
+
+/// An instance that starts reads the conversations the team shared recently (four on the first account: its
+/// new-conversation routing alone would spread them over both), and as the upkeep leader deletes rows nobody
+/// wrote for the expiry (6 h), not the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_instance_adopts_shared_conversations_and_its_leader_prunes_expired_ones() {
+    let (fake, creds, db) = seed(FakeConfig::default(), 2).await;
+    let first = stored(&creds[0]).id;
+    let mut sql = format!(
+        "INSERT INTO conversation_affinity (key, account_id, instance, at) VALUES ('expired', '{first}', 'gone', 0)"
+    );
+    for i in 0..4 {
+        sql.push_str(&format!(
+            ", ('shared-{i}', '{first}', 'gone', (extract(epoch from clock_timestamp()) * 1000)::bigint)"
+        ));
+    }
+    db_value(&db, &format!("{sql} RETURNING 0::bigint")).await;
+    let a = instance_with(&fake, &db, "upkeep_interval_secs = 0.2").await;
+    let pruned = within(Duration::from_secs(5), || async {
+        db_value(&db, "SELECT count(*) FROM conversation_affinity WHERE key = 'expired'").await == Some(0)
+    })
+    .await;
+    assert!(pruned.is_some(), "the leader did not delete the expired row");
+    let kept = db_value(&db, "SELECT count(*) FROM conversation_affinity WHERE key LIKE 'shared-%'").await;
+    assert_eq!(kept, Some(4), "the leader deleted rows that had not expired");
+    let http = http();
+    for i in 0..4 {
+        let body = json!({"model": "gpt-5.4", "input": format!("turn {i}"), "prompt_cache_key": format!("shared-{i}")});
+        let r = http.post(a.url("/v1/responses")).bearer_auth(SHARED).json(&body).send().await;
+        assert_eq!(r.map(|r| r.status().as_u16()).unwrap_or(0), 200);
+    }
+    assert_eq!(requests_through(&fake, &creds[0].account_id), 4, "a shared conversation went to another account");
+}
+
 /// A chat request as `key` on `at`: (status, tokens the answer used, the error code).
 async fn chat_spend(http: &reqwest::Client, at: &Instance, key: &str) -> (u16, u64, String) {
     let r = http.post(at.url("/v1/chat/completions")).bearer_auth(key).json(&chat()).send().await;
