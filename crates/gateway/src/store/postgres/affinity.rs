@@ -81,16 +81,14 @@ async fn write_batches(
     dropped: Arc<AtomicU64>,
 ) {
     while let Some((key, account)) = rx.recv().await {
+        // Asleep, not waiting on the queue: the entries that arrive meanwhile wake nothing (a wake per entry
+        // would cost the requests that send them a cross-thread notification each).
+        tokio::time::sleep(FLUSH).await;
         // Last one wins for a key that moved twice within the window.
         let mut batch: HashMap<String, String> = HashMap::from([(key, account)]);
-        let deadline = tokio::time::Instant::now() + FLUSH;
         while batch.len() < BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((key, account))) => {
-                    batch.insert(key, account);
-                }
-                Ok(None) | Err(_) => break,
-            }
+            let Ok((key, account)) = rx.try_recv() else { break };
+            batch.insert(key, account);
         }
         let n = batch.len();
         let (keys, accounts): (Vec<String>, Vec<String>) = batch.into_iter().unzip();
