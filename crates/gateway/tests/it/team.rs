@@ -369,14 +369,21 @@ async fn account_exhausted_via_a_is_skipped_by_b_and_c() {
     assert_eq!(requests_through(&fake, &creds[1].account_id), 12);
 }
 
-/// A client's pause between a conversation's turns (the model's answer and its tool calls take longer): enough
-/// for a turn's affinity to reach the other instances (a flush, 100 ms, and a pull, 500 ms: docs/team.md).
-const THINK: Duration = Duration::from_millis(1000);
+/// A client's pause between a conversation's turns (the model's answer and its tool calls take longer): more
+/// than a turn's affinity needs to reach the other instances (a flush, 100 ms, and a pull, 500 ms: docs/team.md),
+/// with room for a loaded machine.
+const THINK: Duration = Duration::from_millis(1500);
 
 /// A `conversations` x `turns` agent workload on the Responses API as the Codex CLI sends it (the whole input
 /// each turn, long instructions, the conversation's `prompt_cache_key`), the conversations of a turn at once;
-/// turn k of every conversation goes to `at[k % at.len()]`. Returns the cached share of the input tokens.
-async fn agent_workload(http: &reqwest::Client, at: &[&Instance], conversations: usize, turns: usize) -> f64 {
+/// turn k of every conversation goes to `at[k % at.len()]`, `think` after each turn. Returns the cached share of
+/// the input tokens.
+async fn agent_workload(
+    http: &reqwest::Client,
+    at: &[&Instance],
+    (conversations, turns): (usize, usize),
+    think: Duration,
+) -> f64 {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut histories: Vec<Vec<Value>> = vec![Vec::new(); conversations];
     let (mut cached, mut input) = (0u64, 0u64);
@@ -409,7 +416,7 @@ async fn agent_workload(http: &reqwest::Client, at: &[&Instance], conversations:
             let text = said.map(|m| m["content"][0]["text"].clone()).unwrap_or_default();
             history.push(json!({"role": "assistant", "content": text}));
         }
-        tokio::time::sleep(THINK).await;
+        tokio::time::sleep(think).await;
     }
     cached as f64 / input.max(1) as f64
 }
@@ -422,9 +429,10 @@ async fn agent_workload(http: &reqwest::Client, at: &[&Instance], conversations:
 async fn conversations_keep_their_account_across_instances_round_robin() {
     let (fake, creds, [a, b, c], _db) = team(FakeConfig::default(), 3).await;
     let http = http();
-    let single = agent_workload(&http, &[&a], 20, 10).await;
+    // One instance needs no pause: its own map has every conversation at once.
+    let single = agent_workload(&http, &[&a], (20, 10), Duration::ZERO).await;
     fake.reset_requests();
-    let spread = agent_workload(&http, &[&a, &b, &c], 20, 10).await;
+    let spread = agent_workload(&http, &[&a, &b, &c], (20, 10), THINK).await;
     eprintln!("cached-token share: one instance {single:.3}, three round-robin {spread:.3}");
     assert!(single > 0.5, "the workload is cacheable: {single}");
     assert!(spread >= 0.95 * single, "three instances {spread:.3} vs one {single:.3}");
