@@ -142,6 +142,9 @@ pub fn codex_entry(slug: &str) -> Value {
         "input_modalities": ["text", "image"],
         // The oldest client the backend serves the model to (`versions.rs` enforces it; tests may raise it).
         "minimal_client_version": crate::versions::builtin_text(slug),
+        // Whether the official client uses the Responses WebSocket for the model (`ws.rs` sets it where a test
+        // chose the model).
+        "prefer_websockets": false,
     })
 }
 

@@ -26,6 +26,7 @@ pub mod tokens;
 mod types;
 mod validate;
 mod versions;
+mod ws;
 
 pub use default_reply::schema_instance;
 pub use sse::Framing;
@@ -97,9 +98,9 @@ async fn accept_loop(
         // The handshake runs on the connection's own task so a slow client cannot hold up accepting others.
         tokio::spawn(async move {
             let served = match tls {
-                None => builder.serve_connection(TokioIo::new(tcp), service).await,
+                None => builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).await,
                 Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => builder.serve_connection(TokioIo::new(stream), service).await,
+                    Ok(Ok(stream)) => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
                     Ok(Err(e)) => {
                         shared.stats.tls_handshake_failed(&e);
                         return;
@@ -296,6 +297,32 @@ impl FakeCodex {
     }
 
     /// Account ids in creation order.
+    /// The Responses WebSocket refuses every handshake with 426 (the official client then uses HTTP SSE).
+    pub fn set_ws_refuse(&self, refuse: bool) {
+        self.shared.ws.set_refuse(refuse);
+    }
+
+    /// How long a Responses WebSocket connection lives before the backend ends it with
+    /// `websocket_connection_limit_reached` (`None`: the backend's 60 minutes). Applies to new connections.
+    pub fn set_ws_connection_limit(&self, limit: Option<std::time::Duration>) {
+        self.shared.ws.set_limit(limit);
+    }
+
+    /// The model's catalog entry says `prefer_websockets` (what `[upstream] transport = "auto"` follows).
+    pub fn set_ws_preferred(&self, slug: &str, prefer: bool) {
+        self.shared.ws.set_preferred(slug, prefer);
+    }
+
+    /// Responses WebSocket connections upgraded since start.
+    pub fn ws_connections_opened(&self) -> u64 {
+        self.shared.ws.opened()
+    }
+
+    /// Every Responses WebSocket message received, as sent, oldest first.
+    pub fn ws_messages(&self) -> Vec<serde_json::Value> {
+        self.shared.ws.messages()
+    }
+
     pub fn account_ids(&self) -> Vec<String> {
         self.shared.inner.lock().order.clone()
     }

@@ -60,6 +60,12 @@ pub(crate) async fn chatgpt_responses(State(shared): State<Arc<Shared>>, headers
     resp
 }
 
+/// The answer to one Responses body of an authenticated ChatGPT account, as the HTTP endpoint gives it (the
+/// WebSocket endpoint answers each `response.create` message with this, `ws.rs`).
+pub(crate) async fn chatgpt_answer(shared: &Arc<Shared>, account: String, raw: &[u8]) -> Response {
+    respond(shared, Caller::Account(account), raw).await
+}
+
 pub(crate) async fn api_responses(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let key = match bearer(&headers) {
         Some(k) if shared.inner.lock().api_keys.contains(k) => k.to_string(),

@@ -27,7 +27,7 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/backend-api/codex/responses", post(crate::responses::chatgpt_responses))
+        .route("/backend-api/codex/responses", post(crate::responses::chatgpt_responses).get(crate::ws::chatgpt_ws))
         .route("/v1/responses", post(crate::responses::api_responses))
         .route("/backend-api/codex/responses/compact", post(crate::compact::chatgpt_compact))
         .route("/v1/responses/compact", post(crate::compact::api_compact))
@@ -103,6 +103,10 @@ async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
             next.run(Request::from_parts(parts, Body::from(bytes))).await
         }
     };
+    // A WebSocket handshake: its messages are recorded one by one instead (`ws.rs`).
+    if resp.extensions().get::<crate::ws::NotRecorded>().is_some() {
+        return resp;
+    }
     rec.status = resp.status().as_u16();
     rec.account_id = resp.extensions().get::<AuthedAccount>().and_then(|a| a.0.clone());
     shared.record_request(rec);
@@ -164,7 +168,9 @@ async fn codex_models(State(shared): State<Arc<Shared>>, uri: axum::http::Uri, h
         inner.accounts.get(&account).map(|a| a.models.clone()).unwrap_or_default()
     };
     let version = uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("client_version=")));
-    let body = crate::versions::catalog(&shared, &slugs, version).to_string();
+    let mut body = crate::versions::catalog(&shared, &slugs, version);
+    crate::ws::mark_preferred(&shared, &mut body);
+    let body = body.to_string();
     let digest = Sha256::digest(body.as_bytes());
     let etag = format!("W/\"{}\"", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
     let matches = headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes());

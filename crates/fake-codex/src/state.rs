@@ -118,6 +118,8 @@ pub(crate) struct Shared {
     pub token_arrivals: std::sync::atomic::AtomicUsize,
     /// Minimum client versions per model (`versions.rs`).
     pub min_versions: crate::versions::MinVersions,
+    /// The Responses WebSocket's switches and counters (`ws.rs`).
+    pub ws: crate::ws::WsState,
 }
 
 /// Early stream ends remembered for `/_fake/stats` (the newest ones).
@@ -182,6 +184,7 @@ impl Shared {
             catalog_calls: std::sync::atomic::AtomicUsize::new(0),
             token_arrivals: std::sync::atomic::AtomicUsize::new(0),
             min_versions: crate::versions::MinVersions::default(),
+            ws: crate::ws::WsState::default(),
         }
     }
 

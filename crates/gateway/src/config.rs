@@ -252,6 +252,8 @@ pub struct Config {
     // --- issue 25 (protocol): `[upstream]`.
     /// The Codex client version and User-Agent presented upstream.
     pub client: crate::upstream::identity::ClientIdentity,
+    /// issue 25: `[upstream] transport` and the WebSocket connections' limits (upstream/ws.rs).
+    pub websocket: crate::upstream::ws::WsSettings,
     /// `[keys.NAME]` tables: client keys with limits from the file.
     pub configured_keys: Vec<ConfiguredKey>,
     /// `[server] watch_config`: reload when the file changes (server/reload.rs).
@@ -450,9 +452,11 @@ impl Config {
         )?;
         let usage = UsageSettings::resolve(raw.usage, env)?;
         let store = StoreConfig::resolve(raw.store, o, env);
+        let websocket = crate::upstream::ws::WsSettings::resolve(raw.upstream.as_ref())?;
         let client = crate::upstream::identity::ClientIdentity::resolve(raw.upstream)?;
         Ok(Config {
             client,
+            websocket,
             configured_keys,
             watch_config,
             overrides: o.clone(),

@@ -93,6 +93,8 @@ async fn run(
             identity::caller_version(headers),
             state.catalog.minimal_client_version(&model),
         ),
+        // Compaction is a unary HTTP call (`responses/compact`), never over the WebSocket.
+        ..CallContext::default()
     };
     let answer = send(state, &account, body, &ctx).await;
     drop(lease);

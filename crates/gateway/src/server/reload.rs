@@ -134,6 +134,7 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
         overrides,
         store,
         client,
+        websocket,
     } = next;
     let mut live = Vec::new();
     let mut restart = Vec::new();
@@ -174,6 +175,7 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
     restart_if(*log_format != old.log_format, "log_format");
     restart_if(*store != old.store, "store.url");
     restart_if(*client != old.client, "upstream.client_version / user_agent");
+    restart_if(*websocket != old.websocket, "upstream.transport / websocket_*");
     restart_if(*ollama != old.ollama, "ollama");
     let r = &old.routing;
     restart_if(routing.plan_priority != r.plan_priority, "routing.plan_priority");

@@ -68,6 +68,11 @@ pub struct CallContext {
     /// issue 25: a client version to present instead of the configured one (the caller's newer official
     /// client, or the model's minimum; `upstream::identity::presented`).
     pub client_version: Option<crate::catalog::entry::ClientVersion>,
+    /// issue 25: send over the Responses WebSocket (`[upstream] transport`, decided in `relay::exchange`).
+    pub websocket: bool,
+    /// The request belongs to a conversation (a non-empty key): its WebSocket connection is kept for the
+    /// conversation's next turn (`session_id` names it).
+    pub conversation: bool,
 }
 
 pub struct Upstream {
@@ -79,6 +84,8 @@ pub struct Upstream {
     /// The configured User-Agent, built once.
     user_agent: Option<HeaderValue>,
     version: Option<HeaderValue>,
+    /// The Responses WebSocket connections (`None` with `[upstream] transport = "sse"`).
+    ws: Option<Arc<super::ws_pool::WsPool>>,
 }
 
 impl Upstream {
@@ -89,7 +96,16 @@ impl Upstream {
             None => Some(Direct::new(super::tls::client_config(config.ca_bundle.as_deref())?, config.upstream_h2c)),
             Some(_) => None,
         };
+        let ws = match config.websocket.transport {
+            super::ws::Transport::Sse => None,
+            super::ws::Transport::Auto | super::ws::Transport::Websocket => Some(super::ws_pool::WsPool::new(
+                config.websocket.clone(),
+                &format!("{}/responses", config.upstream_base_url),
+                super::tls::client_config(config.ca_bundle.as_deref())?,
+            )),
+        };
         Ok(Upstream {
+            ws,
             http,
             direct,
             codex_url: ParsedUrl::new(format!("{}/responses", config.upstream_base_url)),
@@ -118,7 +134,22 @@ impl Upstream {
     ) -> impl Future<Output = Result<UpstreamResponse, TransportError>> + Send + 'static {
         let headers = self.headers(account, authorization, ctx);
         let (upstream, account) = (self.clone(), account.clone());
-        async move { upstream.post(&account, headers, body).await }
+        // The WebSocket carries ChatGPT-account requests not behind a proxy (a proxied account stays on HTTP).
+        let ws = match (ctx.websocket, &account.kind, &account.proxy, &self.ws) {
+            (true, AccountKind::Chatgpt, None, Some(ws)) => {
+                Some((ws.clone(), ctx.conversation.then(|| ctx.session_id.clone())))
+            }
+            _ => None,
+        };
+        async move {
+            if let Some((ws, session)) = ws {
+                match ws.send(&account, headers.clone(), &body, session.as_deref()).await {
+                    super::ws_pool::Outcome::Answer(answer) => return answer,
+                    super::ws_pool::Outcome::UseSse => {}
+                }
+            }
+            upstream.post(&account, headers, body).await
+        }
     }
 
     pub(super) fn headers(&self, account: &Account, authorization: HeaderValue, ctx: &CallContext) -> HeaderMap {

@@ -27,6 +27,11 @@ pub struct RawUpstream {
     pub client_version: Option<String>,
     /// The User-Agent presented; default `codex_cli_rs/<version> (<os>; <arch>) codex-gateway/<own version>`.
     pub user_agent: Option<String>,
+    // --- issue 25 (WebSocket upstream): resolved by `upstream::ws::WsSettings`.
+    /// `auto` (default), `websocket` or `sse`.
+    pub transport: Option<super::ws::Transport>,
+    pub websocket_max_per_account: Option<usize>,
+    pub websocket_idle_timeout_secs: Option<f64>,
 }
 
 /// The configured client identity.
@@ -151,8 +156,12 @@ mod tests {
     #[test]
     fn configuration_is_validated_and_a_custom_user_agent_follows_the_presented_version() {
         assert!(
-            ClientIdentity::resolve(Some(RawUpstream { client_version: Some("soon".into()), user_agent: None }))
-                .is_err()
+            ClientIdentity::resolve(Some(RawUpstream {
+                client_version: Some("soon".into()),
+                user_agent: None,
+                ..RawUpstream::default()
+            }))
+            .is_err()
         );
         let id = ClientIdentity::resolve(None).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(id.version_text, CODEX_CLIENT_VERSION);
@@ -161,6 +170,7 @@ mod tests {
         let custom = ClientIdentity::resolve(Some(RawUpstream {
             client_version: Some("0.170.0".into()),
             user_agent: Some("codex_cli_rs/0.170.0 (Mac OS 15.0; arm64) iTerm".into()),
+            ..RawUpstream::default()
         }))
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(custom.user_agent_for("0.171.0"), "codex_cli_rs/0.171.0 (Mac OS 15.0; arm64) iTerm");

@@ -1,5 +1,6 @@
 //! The upstream side: pooled HTTP clients (`transport`, `http1` with its body framing in `chunked`, `http2`,
-//! `tls`), the official client's headers, and the classification of
+//! `tls`), the Responses WebSocket (`ws` for the wire facts and settings, `ws_pool` for the connections), the
+//! official client's headers, and the classification of
 //! upstream failures into client-visible errors.
 
 mod chunked;
@@ -12,6 +13,8 @@ pub mod identity;
 pub mod ratelimits;
 pub(crate) mod tls;
 mod transport;
+pub mod ws;
+mod ws_pool;
 
 pub use classify::classify;
 pub use client::{CallContext, Upstream, build_http_client, build_http_client_with_proxy};

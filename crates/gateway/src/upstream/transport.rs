@@ -89,6 +89,11 @@ impl TransportError {
         TransportError { kind, cause: Arc::new(Described(text)) }
     }
 
+    /// A failure of a kind its error does not show by itself (a WebSocket's protocol errors).
+    pub(super) fn of_kind(kind: TransportKind, e: impl std::error::Error + Send + Sync + 'static) -> TransportError {
+        TransportError { kind, cause: Arc::new(e) }
+    }
+
     pub(super) fn of(e: impl std::error::Error + Send + Sync + 'static) -> TransportError {
         TransportError { kind: kind_of(&e), cause: Arc::new(e) }
     }

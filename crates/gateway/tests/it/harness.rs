@@ -145,7 +145,16 @@ pub async fn start(setup: Setup) -> TestEnv {
         Some(t) => toml::from_str(t).unwrap_or_else(|e| panic!("config toml: {e}")),
         None => RawConfig::default(),
     };
-    let config = Config::resolve(raw, &overrides, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
+    let mut config = Config::resolve(raw, &overrides, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
+    // issue 25: `CODEX_GATEWAY_TEST_TRANSPORT=websocket` runs the tests over the upstream Responses WebSocket
+    // (scripts/test runs the dialect modules a second time so), unless a test's config chooses the transport or
+    // the test points the gateway at an upstream stub of its own (raw SSE framing, which a WebSocket has not).
+    if std::env::var("CODEX_GATEWAY_TEST_TRANSPORT").as_deref() == Ok("websocket")
+        && !setup.config_toml.as_deref().is_some_and(|t| t.contains("transport"))
+        && !setup.env.iter().any(|(k, _)| *k == "CODEX_GATEWAY_UPSTREAM_BASE_URL")
+    {
+        config.websocket.transport = codex_gateway::upstream::ws::Transport::Websocket;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
     let bridge = match setup.ollama {

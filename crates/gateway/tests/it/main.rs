@@ -36,3 +36,4 @@ mod usage;
 mod usage_kill;
 mod validation;
 mod websocket;
+mod ws_upstream;

@@ -1,0 +1,309 @@
+//! The Responses WebSocket on `GET /backend-api/codex/responses` (ChatGPT mode), as the official client speaks
+//! it (codex-rs `codex-api/src/endpoint/responses_websocket.rs`): a handshake carrying the same credentials and
+//! headers as the HTTP endpoint plus `OpenAI-Beta: responses_websockets=2026-02-06`, then
+//! `{"type":"response.create", ...Responses body...}` text messages, each answered with the same events the SSE
+//! endpoint streams, one per text frame, preceded by a `codex.rate_limits` frame. An answer the HTTP endpoint
+//! gives as an error status comes as the backend's wrapped error frame (`{"type":"error","status":429,
+//! "error":{...},"headers":{...}}`); the connection lives at most a configured time (60 minutes by default)
+//! and then ends with `websocket_connection_limit_reached`. A switch refuses the handshake with 426 (the
+//! official client then uses HTTP SSE).
+//!
+//! Each message is answered by the HTTP endpoint's own code (`responses::chatgpt_answer`: validation, quota,
+//! scenarios, token accounting), so this endpoint is exactly as strict. Messages are recorded like HTTP
+//! requests (method `POST`, `http_version` `"websocket"`); the handshake itself is not recorded.
+
+use crate::server::{chatgpt_auth, detail};
+use crate::state::Shared;
+use crate::tokens::now_ms;
+use crate::types::RecordedRequest;
+use axum::body::to_bytes;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The beta header value the official client sends on the handshake.
+pub const BETA: &str = "responses_websockets=2026-02-06";
+const LIMIT_CODE: &str = "websocket_connection_limit_reached";
+const LIMIT_MESSAGE: &str =
+    "Responses websocket connection limit reached (60 minutes). Create a new websocket connection to continue.";
+/// The backend's connection lifetime.
+const DEFAULT_LIMIT: Duration = Duration::from_secs(60 * 60);
+
+/// Marks a handshake response: the recorder leaves it out (the messages are recorded instead).
+#[derive(Clone, Copy)]
+pub(crate) struct NotRecorded;
+
+/// The WebSocket endpoint's switches and counters.
+#[derive(Default)]
+pub(crate) struct WsState {
+    /// Refuse every handshake with 426.
+    refuse: AtomicBool,
+    /// Connection lifetime in ms; 0 means the backend's 60 minutes.
+    limit_ms: AtomicU64,
+    /// Connections upgraded since start.
+    opened: AtomicU64,
+    /// Every message received, as sent (`type` included), oldest first.
+    messages: Mutex<Vec<Value>>,
+    /// Models whose catalog entry says `prefer_websockets: true` (the official client then uses the WebSocket).
+    preferred: Mutex<Vec<String>>,
+}
+
+impl WsState {
+    pub(crate) fn set_refuse(&self, refuse: bool) {
+        self.refuse.store(refuse, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_limit(&self, limit: Option<Duration>) {
+        let ms = limit.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.limit_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn messages(&self) -> Vec<Value> {
+        self.messages.lock().clone()
+    }
+
+    pub(crate) fn set_preferred(&self, slug: &str, prefer: bool) {
+        let mut preferred = self.preferred.lock();
+        preferred.retain(|s| s != slug);
+        if prefer {
+            preferred.push(slug.to_string());
+        }
+    }
+
+    fn limit(&self) -> Duration {
+        match self.limit_ms.load(Ordering::Relaxed) {
+            0 => DEFAULT_LIMIT,
+            ms => Duration::from_millis(ms),
+        }
+    }
+}
+
+/// Set `prefer_websockets` on the entries of a Codex catalog answer for the models a test chose.
+pub(crate) fn mark_preferred(shared: &Shared, catalog: &mut Value) {
+    let preferred = shared.ws.preferred.lock();
+    if let Some(models) = catalog.get_mut("models").and_then(Value::as_array_mut) {
+        for m in models {
+            if m.get("slug").and_then(Value::as_str).is_some_and(|s| preferred.iter().any(|p| p == s)) {
+                m["prefer_websockets"] = Value::Bool(true);
+            }
+        }
+    }
+}
+
+/// The handshake: refused (426) when switched so, else authenticated and checked like the HTTP endpoint.
+pub(crate) async fn chatgpt_ws(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let mut resp = handshake(shared, headers, upgrade);
+    resp.extensions_mut().insert(NotRecorded);
+    resp
+}
+
+fn handshake(shared: Arc<Shared>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    if shared.ws.refuse.load(Ordering::Relaxed) {
+        return detail(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
+    }
+    let account = match chatgpt_auth(&shared, &headers) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if headers.get("originator").is_none() {
+        return detail(StatusCode::BAD_REQUEST, "missing originator");
+    }
+    let beta = headers.get("openai-beta").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !beta.split(',').any(|b| b.trim() == BETA) {
+        return detail(StatusCode::BAD_REQUEST, "missing OpenAI-Beta: responses_websockets");
+    }
+    shared.ws.opened.fetch_add(1, Ordering::Relaxed);
+    upgrade.on_upgrade(move |socket| serve(shared, account, headers, socket)).into_response()
+}
+
+/// One connection: answer `response.create` messages one at a time until the client leaves or the lifetime
+/// ends (checked between answers, as the backend does).
+async fn serve(shared: Arc<Shared>, account: String, headers: HeaderMap, mut socket: WebSocket) {
+    let end = tokio::time::Instant::now() + shared.ws.limit();
+    loop {
+        let msg = tokio::select! {
+            msg = socket.recv() => msg,
+            () = tokio::time::sleep_until(end) => {
+                let frame = wrapped_error(400, json!({
+                    "type": "invalid_request_error", "code": LIMIT_CODE, "message": LIMIT_MESSAGE,
+                }), Map::new());
+                let _ = socket.send(Message::Text(frame.to_string().into())).await;
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+        };
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Binary(_))) => {
+                let frame = invalid("binary messages are not supported");
+                let _ = socket.send(Message::Text(frame.to_string().into())).await;
+                continue;
+            }
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+        };
+        if !answer(&shared, &account, &headers, text.as_str(), &mut socket).await {
+            return;
+        }
+    }
+}
+
+/// Answer one message. `false` when the connection is to end (the client left, or the scenario cut it).
+async fn answer(shared: &Arc<Shared>, account: &str, headers: &HeaderMap, text: &str, socket: &mut WebSocket) -> bool {
+    let parsed: Option<Map<String, Value>> = serde_json::from_str(text).ok();
+    if let Some(m) = &parsed {
+        shared.ws.messages.lock().push(Value::Object(m.clone()));
+    }
+    let mut body = match parsed {
+        Some(m) if m.get("type").and_then(Value::as_str) == Some("response.create") => m,
+        Some(_) | None => {
+            let frame = invalid("expected a JSON object with \"type\": \"response.create\"");
+            return socket.send(Message::Text(frame.to_string().into())).await.is_ok();
+        }
+    };
+    body.remove("type");
+    let raw = Value::Object(body).to_string();
+    let mut rec = RecordedRequest {
+        seq: shared.next_seq(),
+        method: "POST".into(),
+        path: "/backend-api/codex/responses".into(),
+        query: None,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body: serde_json::from_str(&raw).unwrap_or(Value::Null),
+        account_id: Some(account.to_string()),
+        status: 0,
+        at_ms: now_ms(),
+        http_version: "websocket".into(),
+        connection: 0,
+    };
+    // The handshake's access token is checked again for every message: one that expired since gets the 401
+    // the HTTP endpoint gives (stricter than a check at the handshake alone).
+    let resp = match (chatgpt_auth(shared, headers), crate::versions::refuse(shared, headers, raw.as_bytes())) {
+        (Err(refusal), _) | (Ok(_), Some(refusal)) => refusal,
+        (Ok(_), None) => crate::responses::chatgpt_answer(shared, account.to_string(), raw.as_bytes()).await,
+    };
+    rec.status = resp.status().as_u16();
+    shared.record_request(rec);
+    let (parts, body) = resp.into_parts();
+    let limits = limit_headers(&parts.headers);
+    if !parts.status.is_success() {
+        // A frame is whole: an error body that stalls (a scripted hang) is cut after a short wait, and the frame
+        // carries what came.
+        let bytes = match tokio::time::timeout(Duration::from_millis(200), to_bytes(body, 1 << 20)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) | Err(_) => Default::default(),
+        };
+        let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let error = match parsed.get("error") {
+            Some(e) => e.clone(),
+            None => json!({
+                "type": "invalid_request_error",
+                "message": parsed.get("detail").cloned().unwrap_or_else(|| String::from_utf8_lossy(&bytes).into()),
+            }),
+        };
+        let frame = wrapped_error(parts.status.as_u16(), error, limits);
+        return socket.send(Message::Text(frame.to_string().into())).await.is_ok();
+    }
+    if let Some(frame) = rate_limits_frame(&limits)
+        && socket.send(Message::Text(frame.to_string().into())).await.is_err()
+    {
+        return false;
+    }
+    // The SSE body, re-framed: each event's `data` is one text frame; comments (keepalives) have no frame.
+    let mut stream = body.into_data_stream();
+    let mut pending: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            // A scripted cut: the connection drops without a close frame.
+            return false;
+        };
+        pending.extend_from_slice(&chunk);
+        while let Some(end) = find(&pending, b"\n\n") {
+            let block: Vec<u8> = pending.drain(..end + 2).collect();
+            let data: Vec<&str> = std::str::from_utf8(&block)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            if data.is_empty() {
+                continue;
+            }
+            if socket.send(Message::Text(data.join("\n").into())).await.is_err() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The backend's wrapped error frame.
+fn wrapped_error(status: u16, error: Value, headers: Map<String, Value>) -> Value {
+    let mut frame = json!({"type": "error", "status": status, "error": error});
+    if !headers.is_empty() {
+        frame["headers"] = Value::Object(headers);
+    }
+    frame
+}
+
+fn invalid(message: &str) -> Value {
+    wrapped_error(400, json!({"type": "invalid_request_error", "message": message}), Map::new())
+}
+
+/// The `x-codex-*` headers the HTTP answer carried.
+fn limit_headers(h: &HeaderMap) -> Map<String, Value> {
+    h.iter()
+        .filter(|(k, _)| k.as_str().starts_with("x-codex-"))
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), Value::String(v.to_str().ok()?.to_string()))))
+        .collect()
+}
+
+/// The `codex.rate_limits` frame for the same limits (the shape codex-rs `rate_limits.rs` reads), or none
+/// when the answer carried no limits.
+fn rate_limits_frame(h: &Map<String, Value>) -> Option<Value> {
+    let num = |k: &str| h.get(k).and_then(Value::as_str).and_then(|v| v.parse::<f64>().ok());
+    let window = |family: &str| {
+        let used = num(&format!("x-codex-{family}-used-percent"))?;
+        Some(json!({
+            "used_percent": used,
+            "window_minutes": num(&format!("x-codex-{family}-window-minutes")).map(|m| m as i64),
+            "reset_at": num(&format!("x-codex-{family}-reset-at")).map(|r| r as i64),
+        }))
+    };
+    let (primary, secondary) = (window("primary"), window("secondary"));
+    if primary.is_none() && secondary.is_none() {
+        return None;
+    }
+    let flag = |k: &str| h.get(k).and_then(Value::as_str).map(|v| v == "true");
+    Some(json!({
+        "type": "codex.rate_limits",
+        "rate_limits": {"primary": primary, "secondary": secondary},
+        "credits": {
+            "has_credits": flag("x-codex-credits-has-credits").unwrap_or(false),
+            "unlimited": flag("x-codex-credits-unlimited").unwrap_or(false),
+            "balance": h.get("x-codex-credits-balance").cloned(),
+        },
+    }))
+}

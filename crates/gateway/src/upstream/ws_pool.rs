@@ -1,0 +1,491 @@
+//! The upstream Responses WebSocket connections: one per conversation (the conversation key the gateway already
+//! derives for affinity, sent as `session-id`), reused across its turns while it lives, a bounded number per
+//! account, idle ones closed. A request over the WebSocket gives the same [`UpstreamResponse`] as the HTTP
+//! transports: a refusal (a wrapped error frame before any event, or a refused handshake) as the status and
+//! JSON body the HTTP endpoint would have answered, a stream as status 200 whose body is the SSE the HTTP
+//! endpoint would have sent (`ws::sse_event`), so the relay (failover before the first byte, keepalives, idle
+//! timeout, the request record) cannot tell the transports apart. A dropped body drops the connection, which
+//! cancels the upstream response as closing an HTTP stream does.
+//!
+//! Between turns: a connection the backend closed, or that reached its time limit, is replaced and the request
+//! sent again on a new one, before anything was read. A handshake refused with 426 means "use HTTP SSE" (as
+//! the official client does): the request goes over HTTP, and the account's requests keep doing so for a while.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use dialects::failure::TransportKind;
+
+use super::transport::{BodyStream, CONNECT_TIMEOUT, TransportError, UpstreamResponse};
+use super::ws::{self, Frame, WsSettings};
+use crate::accounts::{Account, QuotaSnapshot};
+
+/// How long a refused handshake (426) keeps an account's requests on HTTP SSE before the WebSocket is tried
+/// again.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(15 * 60);
+/// Attempts at one request when connections turn out closed or past their time limit before answering.
+const ATTEMPTS: usize = 3;
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Socket = WebSocketStream<Box<dyn Io>>;
+
+/// What the WebSocket made of a request.
+pub(super) enum Outcome {
+    /// The answer (or the failure to get one), as from an HTTP transport.
+    Answer(Result<UpstreamResponse, TransportError>),
+    /// Send it over HTTP SSE instead: the backend refused the handshake (now or recently), or the account has
+    /// all the connections it may have.
+    UseSse,
+}
+
+/// Which connections a request may reuse: the account's, for the same conversation (`session` empty: any of
+/// the account's connections without a conversation).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    account: String,
+    session: String,
+}
+
+/// One open connection, counted against its account while it exists.
+struct Conn {
+    /// Boxed: the stream's state is a few hundred bytes, and a `Conn` moves through several enums.
+    socket: Box<Socket>,
+    _slot: Slot,
+}
+
+/// An account's count of open connections, released when the connection goes.
+struct Slot {
+    pool: Weak<WsPool>,
+    account: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            let mut open = pool.open.lock();
+            if let Some(n) = open.get_mut(&self.account) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(&self.account);
+                }
+            }
+        }
+    }
+}
+
+pub(super) struct WsPool {
+    settings: WsSettings,
+    /// The WebSocket URL of the Codex Responses endpoint (`wss://`, or `ws://` for a plain-HTTP upstream).
+    url: Option<(String, Uri)>,
+    tls: tokio_rustls::TlsConnector,
+    idle: Mutex<HashMap<Key, Vec<(Conn, Instant)>>>,
+    open: Mutex<HashMap<String, usize>>,
+    /// Accounts whose handshake was refused with 426, until when.
+    refused: Mutex<HashMap<String, Instant>>,
+    sweeping: AtomicBool,
+    me: Weak<WsPool>,
+}
+
+impl WsPool {
+    /// `codex_url`: the HTTP URL of the Codex Responses endpoint.
+    pub(super) fn new(settings: WsSettings, codex_url: &str, mut tls: rustls::ClientConfig) -> Arc<WsPool> {
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let url = codex_url
+            .strip_prefix("https://")
+            .map(|rest| format!("wss://{rest}"))
+            .or_else(|| codex_url.strip_prefix("http://").map(|rest| format!("ws://{rest}")))
+            .and_then(|text| Some((text.clone(), Uri::try_from(text).ok()?)));
+        Arc::new_cyclic(|me| WsPool {
+            settings,
+            url,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+            idle: Mutex::default(),
+            open: Mutex::default(),
+            refused: Mutex::default(),
+            sweeping: AtomicBool::new(false),
+            me: me.clone(),
+        })
+    }
+
+    /// Send a serialized Responses body over the account's connection for this conversation. `headers`: the
+    /// HTTP request's headers (credentials, identity, session), used for a new connection's handshake.
+    pub(super) async fn send(
+        &self,
+        account: &Arc<Account>,
+        mut headers: HeaderMap,
+        body: &Bytes,
+        session: Option<&str>,
+    ) -> Outcome {
+        if self.refused_recently(&account.id) {
+            return Outcome::UseSse;
+        }
+        headers.remove(header::ACCEPT);
+        headers.remove(header::CONTENT_TYPE);
+        headers.insert("openai-beta", HeaderValue::from_static(ws::BETA));
+        let key = Key { account: account.id.clone(), session: session.unwrap_or_default().to_string() };
+        let message = ws::create_message(body);
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            let (conn, handshake) = match self.take_idle(&key) {
+                Some(conn) => (conn, HeaderMap::new()),
+                None => match self.connect(&account.id, &headers).await {
+                    Connected::Open(conn, handshake) => (conn, handshake),
+                    Connected::Full => return Outcome::UseSse,
+                    Connected::Refused => {
+                        self.refused.lock().insert(account.id.clone(), Instant::now() + REFUSAL_MEMORY);
+                        return Outcome::UseSse;
+                    }
+                    Connected::Answer(answer) => return Outcome::Answer(answer),
+                },
+            };
+            match self.first(conn, message.clone(), handshake).await {
+                First::Stream(conn, headers, first, end) => {
+                    // An answer that ended with its first event leaves the connection free at once (or closes it,
+                    // after an error); nothing more is read for it.
+                    let conn = match end {
+                        End::Open => Some(conn),
+                        End::Done => {
+                            self.put_idle(key.clone(), conn);
+                            None
+                        }
+                        End::Failed => None,
+                    };
+                    let body = self.body(conn, first, key, account.clone());
+                    return Outcome::Answer(Ok(UpstreamResponse { status: StatusCode::OK, headers, body }));
+                }
+                First::Refused { status, headers, body } => {
+                    let body: BodyStream = Box::pin(futures_util::stream::once(async move { Ok(body) }));
+                    return Outcome::Answer(Ok(UpstreamResponse { status, headers, body }));
+                }
+                // Closed by the backend, or past its time: a new connection takes the request.
+                First::Gone(e) => last = Some(e),
+                First::Failed(e) => return Outcome::Answer(Err(e)),
+            }
+        }
+        Outcome::Answer(Err(last
+            .unwrap_or_else(|| TransportError::described(TransportKind::Reset, "the upstream WebSocket kept closing"))))
+    }
+
+    fn refused_recently(&self, account: &str) -> bool {
+        let mut refused = self.refused.lock();
+        match refused.get(account) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                refused.remove(account);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn take_idle(&self, key: &Key) -> Option<Conn> {
+        let mut idle = self.idle.lock();
+        let conns = idle.get_mut(key)?;
+        let now = Instant::now();
+        let mut found = None;
+        while let Some((conn, since)) = conns.pop() {
+            if now.duration_since(since) < self.settings.idle_timeout {
+                found = Some(conn);
+                break;
+            }
+        }
+        if conns.is_empty() {
+            idle.remove(key);
+        }
+        found
+    }
+
+    /// Keep a connection whose answer ended cleanly for the conversation's next turn.
+    fn put_idle(&self, key: Key, conn: Conn) {
+        self.idle.lock().entry(key).or_default().push((conn, Instant::now()));
+        if !self.sweeping.swap(true, Ordering::Relaxed) {
+            let me = self.me.clone();
+            let period = (self.settings.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(30));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(period).await;
+                    let Some(pool) = me.upgrade() else { return };
+                    pool.sweep();
+                }
+            });
+        }
+    }
+
+    /// Close the connections idle for longer than the idle timeout.
+    fn sweep(&self) {
+        let now = Instant::now();
+        let limit = self.settings.idle_timeout;
+        // Dropped outside the lock: each releases its account's slot.
+        let mut closed = Vec::new();
+        {
+            let mut idle = self.idle.lock();
+            idle.retain(|_, conns| {
+                let (keep, old): (Vec<_>, Vec<_>) =
+                    std::mem::take(conns).into_iter().partition(|(_, since)| now.duration_since(*since) < limit);
+                closed.extend(old);
+                *conns = keep;
+                !conns.is_empty()
+            });
+        }
+        drop(closed);
+    }
+
+    /// Claim a slot for the account (closing one of its idle connections when at the limit) and open a
+    /// connection.
+    async fn connect(&self, account: &str, headers: &HeaderMap) -> Connected {
+        if !self.claim(account) {
+            return Connected::Full;
+        }
+        let slot = Slot { pool: self.me.clone(), account: account.to_string() };
+        let Some((text, uri)) = &self.url else {
+            return Connected::Answer(Err(TransportError::described(
+                TransportKind::Other,
+                "the configured upstream URL is not a valid URL",
+            )));
+        };
+        let opening = async {
+            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+            let tls = uri.scheme_str() == Some("wss");
+            let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(TransportError::of)?;
+            let _ = tcp.set_nodelay(true);
+            let io: Box<dyn Io> = if tls {
+                let name = rustls::pki_types::ServerName::try_from(host).map_err(TransportError::of)?;
+                Box::new(self.tls.connect(name, tcp).await.map_err(TransportError::of)?)
+            } else {
+                Box::new(tcp)
+            };
+            Ok::<_, TransportError>(io)
+        };
+        let io = match tokio::time::timeout(CONNECT_TIMEOUT, opening).await {
+            Ok(Ok(io)) => io,
+            Ok(Err(e)) => return Connected::Answer(Err(e)),
+            Err(_) => {
+                return Connected::Answer(Err(TransportError::described(
+                    TransportKind::Timeout,
+                    "connecting to the upstream timed out",
+                )));
+            }
+        };
+        let mut request = match text.as_str().into_client_request() {
+            Ok(r) => r,
+            Err(e) => return Connected::Answer(Err(ws_failure(e))),
+        };
+        request.headers_mut().extend(headers.clone());
+        match tokio_tungstenite::client_async(request, io).await {
+            Ok((socket, response)) => {
+                Connected::Open(Conn { socket: Box::new(socket), _slot: slot }, response.headers().clone())
+            }
+            Err(WsError::Http(response)) if response.status() == StatusCode::UPGRADE_REQUIRED => Connected::Refused,
+            // Refused otherwise (401, 403, 429...): the answer the HTTP endpoint gives, for the same decisions.
+            Err(WsError::Http(response)) => {
+                let (parts, body) = response.into_parts();
+                let body = Bytes::from(body.unwrap_or_default());
+                let body: BodyStream = Box::pin(futures_util::stream::once(async move { Ok(body) }));
+                Connected::Answer(Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body }))
+            }
+            Err(e) => Connected::Answer(Err(ws_failure(e))),
+        }
+    }
+
+    /// Count a connection for the account unless it has all it may have; at the limit one of its idle
+    /// connections is closed to make room.
+    fn claim(&self, account: &str) -> bool {
+        let max = self.settings.max_per_account;
+        if self.open.lock().get(account).copied().unwrap_or(0) >= max {
+            let evicted = {
+                let mut idle = self.idle.lock();
+                let key = idle.keys().find(|k| k.account == account).cloned();
+                key.and_then(|k| {
+                    let conns = idle.get_mut(&k)?;
+                    let conn = conns.pop();
+                    if conns.is_empty() {
+                        idle.remove(&k);
+                    }
+                    conn
+                })
+            };
+            // Released here, outside the idle lock.
+            drop(evicted);
+        }
+        let mut open = self.open.lock();
+        let n = open.entry(account.to_string()).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Send the message and read until its first event: the `codex.rate_limits` frames before it become the
+    /// answer's headers, a wrapped error its refusal.
+    async fn first(&self, mut conn: Conn, message: Bytes, mut headers: HeaderMap) -> First {
+        let text = match tokio_tungstenite::tungstenite::Utf8Bytes::try_from(message) {
+            Ok(t) => t,
+            Err(_) => return First::Failed(TransportError::described(TransportKind::Other, "the body is not UTF-8")),
+        };
+        if let Err(e) = conn.socket.send(Message::Text(text)).await {
+            return First::Gone(ws_failure(e));
+        }
+        loop {
+            let text = match conn.socket.next().await {
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Binary(_))) => return First::Failed(binary()),
+                Some(Ok(Message::Close(_))) | None => {
+                    return First::Gone(TransportError::described(
+                        TransportKind::Reset,
+                        "the upstream WebSocket was closed",
+                    ));
+                }
+                Some(Err(e)) => return First::Gone(ws_failure(e)),
+            };
+            match ws::classify(text.as_str()) {
+                Frame::RateLimits(limits) => headers.extend(limits),
+                Frame::Refused { status, headers: mut h, body } => {
+                    // Limits a rate_limits frame reported stay with the answer unless the refusal says otherwise.
+                    for (name, value) in &headers {
+                        if !h.contains_key(name) {
+                            h.insert(name.clone(), value.clone());
+                        }
+                    }
+                    return First::Refused { status, headers: h, body };
+                }
+                Frame::LimitReached => {
+                    return First::Gone(TransportError::described(
+                        TransportKind::Reset,
+                        "the upstream WebSocket reached its time limit",
+                    ));
+                }
+                Frame::Event { kind, terminal } => {
+                    let first = ws::sse_event(kind, text.as_str());
+                    let end = match (terminal, kind) {
+                        (false, _) => End::Open,
+                        (true, "error") => End::Failed,
+                        (true, _) => End::Done,
+                    };
+                    return First::Stream(conn, headers, first, end);
+                }
+            }
+        }
+    }
+
+    /// The answer's body: each event frame as its SSE event, until the response's terminal event (then the
+    /// connection waits for the conversation's next turn) or the end of the connection.
+    fn body(&self, conn: Option<Conn>, first: Bytes, key: Key, account: Arc<Account>) -> BodyStream {
+        struct State {
+            conn: Option<Conn>,
+            first: Option<Bytes>,
+            key: Key,
+            account: Arc<Account>,
+            pool: Weak<WsPool>,
+        }
+        let state = State { conn, first: Some(first), key, account, pool: self.me.clone() };
+        Box::pin(futures_util::stream::unfold(state, |mut s| async move {
+            if let Some(first) = s.first.take() {
+                return Some((Ok(first), s));
+            }
+            loop {
+                let conn = s.conn.as_mut()?;
+                let text = match conn.socket.next().await {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    Some(Ok(Message::Binary(_))) => {
+                        s.conn = None;
+                        return Some((Err(binary()), s));
+                    }
+                    // Ended without a terminal event: the reader reports the cut stream, as for SSE.
+                    Some(Ok(Message::Close(_))) | None => return None,
+                    Some(Err(e)) => {
+                        s.conn = None;
+                        return Some((Err(ws_failure(e)), s));
+                    }
+                };
+                let (kind, terminal) = match ws::classify(text.as_str()) {
+                    Frame::Event { kind, terminal } => (kind, terminal),
+                    // Mid-stream limits: the account's quota, as an HTTP answer's headers update it.
+                    Frame::RateLimits(limits) => {
+                        if let Some(q) = QuotaSnapshot::from_headers(&limits, crate::auth::now_unix()) {
+                            *s.account.quota.write() = q;
+                        }
+                        continue;
+                    }
+                    // After events a refusal is an in-stream error, as the SSE endpoint sends it.
+                    Frame::Refused { .. } | Frame::LimitReached => ("error", true),
+                };
+                let event = ws::sse_event(kind, text.as_str());
+                if terminal {
+                    let conn = s.conn.take();
+                    if kind != "error"
+                        && let (Some(conn), Some(pool)) = (conn, s.pool.upgrade())
+                    {
+                        pool.put_idle(s.key.clone(), conn);
+                    }
+                }
+                return Some((Ok(event), s));
+            }
+        }))
+    }
+}
+
+enum Connected {
+    Open(Conn, HeaderMap),
+    Full,
+    Refused,
+    Answer(Result<UpstreamResponse, TransportError>),
+}
+
+enum First {
+    /// The first event, and whether it ended the response.
+    Stream(Conn, HeaderMap, Bytes, End),
+    Refused {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    },
+    /// The connection is closed or past its time, before the request was answered.
+    Gone(TransportError),
+    Failed(TransportError),
+}
+
+/// A WebSocket error as a transport failure: a connection dropped without its closing handshake is a reset,
+/// as a cut HTTP stream is.
+fn ws_failure(e: WsError) -> TransportError {
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match e {
+        WsError::ConnectionClosed
+        | WsError::AlreadyClosed
+        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            TransportError::of_kind(TransportKind::Reset, e)
+        }
+        WsError::Tls(_) => TransportError::of_kind(TransportKind::Tls, e),
+        // An I/O error's kind is read from it; the rest are protocol failures.
+        _ => TransportError::of(e),
+    }
+}
+
+/// Where a response stands after an event.
+enum End {
+    Open,
+    /// Ended cleanly: the connection can take the conversation's next turn.
+    Done,
+    /// Ended with an error: the connection is not reused.
+    Failed,
+}
+
+fn binary() -> TransportError {
+    TransportError::described(TransportKind::Other, "the upstream WebSocket sent a binary frame")
+}
