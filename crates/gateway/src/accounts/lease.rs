@@ -109,7 +109,7 @@ impl Pool {
                 _ => LeaseError::Unavailable(self.no_account_error()),
             });
         }
-        let affine = conversation.and_then(|k| self.affinity.lock().get(k).cloned());
+        let affine = conversation.and_then(|k| self.affine_account(k));
         let affine_index = affine.and_then(|id| candidates.iter().find(|c| list[c.index].id == id).map(|c| c.index));
         let mut order: Vec<usize> = match affine_index {
             Some(i) => vec![i],
@@ -149,7 +149,7 @@ impl Pool {
         };
         let account = list[index].clone();
         if let Some(k) = conversation {
-            self.affinity.lock().put(k.to_string(), account.id.clone());
+            self.remember_affinity(k, &account);
         }
         *self.sticky.lock() = Some(account.id.clone());
         account.in_flight.fetch_add(1, Ordering::Relaxed);

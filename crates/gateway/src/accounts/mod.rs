@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use crate::auth::{Tokens, jwt, now_unix};
 use crate::store::{AccountKind, AccountStatus, StoredAccount};
 
+mod affinity;
 mod catalog;
 mod lease;
 pub mod manage;

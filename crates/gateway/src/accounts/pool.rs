@@ -25,7 +25,8 @@ pub struct Pool {
     pub(super) store: Arc<Store>,
     pub(super) config: Arc<Config>,
     pub(super) base_http: reqwest::Client,
-    pub(super) affinity: Mutex<LruCache<String, String>>,
+    /// Conversation key -> its account (`affinity.rs`).
+    pub(super) affinity: Mutex<LruCache<String, super::affinity::Affine>>,
     pub(super) turn: AtomicUsize,
     pub(super) sticky: Mutex<Option<String>>,
     /// The rotation strategy: `[routing] strategy` at start, switchable at runtime (the dashboard's Settings).

@@ -78,6 +78,10 @@ impl Pool {
         if now && !was {
             info!("this instance leads the background jobs (quota polling, catalog refresh)");
         }
+        if now {
+            // Conversations nobody shared for hours (store/postgres/affinity.rs), in the background.
+            pg.prune_affinity();
+        }
         now
     }
 }

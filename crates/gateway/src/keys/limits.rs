@@ -111,6 +111,13 @@ impl Spent {
         *self = Spent { day, day_tokens, month, month_tokens };
     }
 
+    /// Raise today's and this month's use to at least the given ones (the team's ledger, `keys/team.rs`): never
+    /// lowered, so this instance's own requests not yet in the ledger still count.
+    pub fn raise(&mut self, day_tokens: u64, month_tokens: u64, now: i64) {
+        let (day, month) = self.used(now);
+        self.seed(day.max(day_tokens), month.max(month_tokens), now);
+    }
+
     /// The first budget (daily, then monthly) that is spent at `now`. A budget counts as spent once its use
     /// reaches the limit; the request that crossed it was let through whole (it was admitted before its size was
     /// known), so use may end above the limit by that request's tokens.
@@ -273,6 +280,23 @@ mod tests {
         s.seed(10, 500, t);
         assert!(s.check(&limits, t).is_err());
         assert_eq!(s.used(t + 86_400), (0, 500));
+    }
+
+    #[test]
+    fn raised_use_never_goes_down_and_starts_a_new_period_from_the_team() {
+        let t = days_from_civil(2026, 11, 22) * 86_400 + 5;
+        let mut s = Spent::default();
+        s.charge(40, t);
+        // The team's ledger has less than this instance counted (its own last requests are not in yet).
+        s.raise(30, 30, t);
+        assert_eq!(s.used(t), (40, 40));
+        // The others spent more.
+        s.raise(70, 90, t);
+        assert_eq!(s.used(t), (70, 90));
+        // The next day: yesterday's use is gone, the month's stays.
+        let tomorrow = t + 86_400;
+        s.raise(5, 95, tomorrow);
+        assert_eq!(s.used(tomorrow), (5, 95));
     }
 
     #[test]

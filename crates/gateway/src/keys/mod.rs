@@ -23,6 +23,7 @@ use crate::store::{Store, StoredKey};
 
 pub mod limits;
 pub mod manage;
+pub mod team;
 
 use limits::{InFlight, Limits, Rate, Refused, Spent};
 

@@ -161,6 +161,13 @@ impl Collector for PoolGauges {
                 "Live instances sharing the team store (key limits are divided by it)",
                 &live,
             )?;
+            let dropped = [(Vec::new(), pg.affinity_dropped() as f64)];
+            counter_family(
+                &mut encoder,
+                "affinity_shares_dropped",
+                "Conversation affinities not shared with the team (queue full or store unreachable)",
+                &dropped,
+            )?;
         }
         let streams = vec![(Vec::new(), crate::relay::pump::open_streams() as f64)];
         family(&mut encoder, "active_streams", "Streaming answers being written now", &streams)?;

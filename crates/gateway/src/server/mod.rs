@@ -206,6 +206,10 @@ pub async fn run_with_sinks(
             keys.reload()
         })
     });
+    // Team store: conversations other instances decided, pulled into the pool's affinity map (docs/team.md).
+    let affinity = state.pool.store().shared().map(|_| tokio::spawn(state.pool.clone().follow_shared_affinity()));
+    // Team store: token budgets count what the other instances' keys spent (keys/team.rs).
+    let budgets = state.pool.store().shared().map(|_| tokio::spawn(state.keys.clone().follow_team_budgets()));
     let trim = tokio::spawn(crate::memory::return_retained_memory());
     let hangup = reload::on_hangup(state.clone());
     let watch = state.config.watch_config.then(|| tokio::spawn(reload::watch(state.clone())));
@@ -219,6 +223,12 @@ pub async fn run_with_sinks(
     trim.abort();
     if let Some(follow) = follow {
         follow.abort();
+    }
+    if let Some(affinity) = affinity {
+        affinity.abort();
+    }
+    if let Some(budgets) = budgets {
+        budgets.abort();
     }
     hangup.abort();
     if let Some(w) = watch {

@@ -369,6 +369,187 @@ async fn account_exhausted_via_a_is_skipped_by_b_and_c() {
     assert_eq!(requests_through(&fake, &creds[1].account_id), 12);
 }
 
+/// A client's pause between a conversation's turns (the model's answer and its tool calls take longer): more
+/// than a turn's affinity needs to reach the other instances (a flush, 100 ms, and a pull, 500 ms: docs/team.md),
+/// with room for a loaded machine.
+const THINK: Duration = Duration::from_millis(1500);
+
+/// A `conversations` x `turns` agent workload on the Responses API as the Codex CLI sends it (the whole input
+/// each turn, long instructions, the conversation's `prompt_cache_key`), the conversations of a turn at once;
+/// turn k of every conversation goes to `at[k % at.len()]`, `think` after each turn. Returns the cached share of
+/// the input tokens.
+async fn agent_workload(
+    http: &reqwest::Client,
+    at: &[&Instance],
+    (conversations, turns): (usize, usize),
+    think: Duration,
+) -> f64 {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut histories: Vec<Vec<Value>> = vec![Vec::new(); conversations];
+    let (mut cached, mut input) = (0u64, 0u64);
+    for turn in 0..turns {
+        let target = at[turn % at.len()];
+        let mut calls = Vec::new();
+        for (c, history) in histories.iter_mut().enumerate() {
+            history.push(
+                json!({"role": "user", "content": format!("conversation {c} turn {turn}: {}", "details ".repeat(20))}),
+            );
+            let body = json!({
+                "model": "gpt-5.4",
+                "instructions": format!("You are agent {c}. {}", "Follow the rules. ".repeat(40)),
+                "input": history.clone(),
+                "prompt_cache_key": format!("{run}-{c}"),
+            });
+            let call = http.post(target.url("/v1/responses")).bearer_auth(SHARED).json(&body).send();
+            calls.push(async move {
+                let r = call.await.unwrap_or_else(|e| panic!("{e}"));
+                let status = r.status().as_u16();
+                let text = r.text().await.unwrap_or_default();
+                assert_eq!(status, 200, "{text}");
+                serde_json::from_str::<Value>(&text).unwrap_or_default()
+            });
+        }
+        for (history, v) in histories.iter_mut().zip(futures_util::future::join_all(calls).await) {
+            cached += v["usage"]["input_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+            input += v["usage"]["input_tokens"].as_u64().unwrap_or(0);
+            let said = v["output"].as_array().and_then(|o| o.iter().find(|i| i["type"] == "message")).cloned();
+            let text = said.map(|m| m["content"][0]["text"].clone()).unwrap_or_default();
+            history.push(json!({"role": "assistant", "content": text}));
+        }
+        tokio::time::sleep(think).await;
+    }
+    cached as f64 / input.max(1) as f64
+}
+
+/// A 20-conversation x 10-turn workload spread round-robin over the three instances (turn k on instance k mod 3)
+/// keeps every conversation on one account and at least 95% of the cached-token share the same workload gets
+/// on one instance. Without the shared affinity table each instance routed a conversation afresh the first
+/// time it saw one of its turns, so most conversations changed accounts (and lost their prompt cache) twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conversations_keep_their_account_across_instances_round_robin() {
+    let (fake, creds, [a, b, c], _db) = team(FakeConfig::default(), 3).await;
+    let http = http();
+    // One instance needs no pause: its own map has every conversation at once.
+    let single = agent_workload(&http, &[&a], (20, 10), Duration::ZERO).await;
+    fake.reset_requests();
+    let spread = agent_workload(&http, &[&a, &b, &c], (20, 10), THINK).await;
+    eprintln!("cached-token share: one instance {single:.3}, three round-robin {spread:.3}");
+    assert!(single > 0.5, "the workload is cacheable: {single}");
+    assert!(spread >= 0.95 * single, "three instances {spread:.3} vs one {single:.3}");
+    let mut by_conversation: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+    for r in fake.requests_to("/responses") {
+        let key = r.body["prompt_cache_key"].as_str().unwrap_or_default().to_string();
+        let account = r.headers.iter().find(|(k, _)| k == "chatgpt-account-id").map(|(_, v)| v.clone());
+        by_conversation.entry(key).or_default().insert(account.unwrap_or_default());
+    }
+    assert_eq!(by_conversation.len(), 20);
+    assert!(by_conversation.values().all(|a| a.len() == 1), "a conversation changed accounts: {by_conversation:?}");
+    let used: std::collections::HashSet<&String> = by_conversation.values().flatten().collect();
+    assert!(used.len() > 1, "the conversations all went to one of the {} accounts", creds.len());
+}
+
+/// Run `sql` on the team database `db` and return the first column of its first row, if any.
+async fn db_value(db: &str, sql: &str) -> Option<i64> {
+    let (client, conn) = tokio_postgres::connect(db, tokio_postgres::NoTls).await.unwrap_or_else(|e| panic!("{e}"));
+    let conn = tokio::spawn(conn);
+    let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    drop(client);
+    let _ = conn.await;
+    rows.first().and_then(|r| r.try_get::<_, i64>(0).ok())
+}
+
+/// An instance that starts reads the conversations the team shared recently (four on the first account: its
+/// new-conversation routing alone would spread them over both), and as the upkeep leader deletes rows nobody
+/// wrote for the expiry (6 h), not the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_instance_adopts_shared_conversations_and_its_leader_prunes_expired_ones() {
+    let (fake, creds, db) = seed(FakeConfig::default(), 2).await;
+    let first = stored(&creds[0]).id;
+    let mut sql = format!(
+        "INSERT INTO conversation_affinity (key, account_id, instance, at) VALUES ('expired', '{first}', 'gone', 0)"
+    );
+    for i in 0..4 {
+        sql.push_str(&format!(
+            ", ('shared-{i}', '{first}', 'gone', (extract(epoch from clock_timestamp()) * 1000)::bigint)"
+        ));
+    }
+    db_value(&db, &format!("{sql} RETURNING 0::bigint")).await;
+    let a = instance_with(&fake, &db, "upkeep_interval_secs = 0.2").await;
+    let pruned = within(Duration::from_secs(5), || async {
+        db_value(&db, "SELECT count(*) FROM conversation_affinity WHERE key = 'expired'").await == Some(0)
+    })
+    .await;
+    assert!(pruned.is_some(), "the leader did not delete the expired row");
+    let kept = db_value(&db, "SELECT count(*) FROM conversation_affinity WHERE key LIKE 'shared-%'").await;
+    assert_eq!(kept, Some(4), "the leader deleted rows that had not expired");
+    let http = http();
+    for i in 0..4 {
+        let body = json!({"model": "gpt-5.4", "input": format!("turn {i}"), "prompt_cache_key": format!("shared-{i}")});
+        let r = http.post(a.url("/v1/responses")).bearer_auth(SHARED).json(&body).send().await;
+        assert_eq!(r.map(|r| r.status().as_u16()).unwrap_or(0), 200);
+    }
+    assert_eq!(requests_through(&fake, &creds[0].account_id), 4, "a shared conversation went to another account");
+}
+
+/// A chat request as `key` on `at`: (status, tokens the answer used, the error code).
+async fn chat_spend(http: &reqwest::Client, at: &Instance, key: &str) -> (u16, u64, String) {
+    let r = http.post(at.url("/v1/chat/completions")).bearer_auth(key).json(&chat()).send().await;
+    let Ok(r) = r else { return (0, 0, String::new()) };
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or_default();
+    let u = &v["usage"];
+    let tokens = u["prompt_tokens"].as_u64().unwrap_or(0) + u["completion_tokens"].as_u64().unwrap_or(0);
+    (status, tokens, v["error"]["code"].as_str().unwrap_or_default().to_string())
+}
+
+/// A key's daily budget is spent by one request on A and one on B (each under the budget alone, both admitted
+/// at once): C, which served none of it, refuses the key within the documented bound (a ledger flush, 250 ms,
+/// and a budget poll, 1 s). Each instance seeded the budgets at start only before, and C admitted the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_budget_spent_on_a_and_b_is_refused_on_c() {
+    let (_fake, _, [a, b, c], _db) = team(FakeConfig::default(), 1).await;
+    let http = http();
+    // What one request costs (every `chat()` has the same size).
+    let (status, cost, _) = chat_spend(&http, &a, SHARED).await;
+    assert!(status == 200 && cost >= 2, "{status} {cost}");
+    let budget = cost * 3 / 2;
+    let r = http.post(a.url("/admin/keys")).bearer_auth(ADMIN).json(&json!({"name": "budget", "daily_tokens": budget}));
+    let v: Value = r.send().await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default();
+    let secret = v["secret"].as_str().unwrap_or_default().to_string();
+    // Every instance knows the key (a model list costs no tokens).
+    let known = within(Duration::from_secs(5), || async {
+        let mut all = true;
+        for at in [&a, &b, &c] {
+            let r = http.get(at.url("/v1/models")).bearer_auth(&secret).send().await;
+            all &= r.is_ok_and(|r| r.status().as_u16() == 200);
+        }
+        all
+    })
+    .await;
+    assert!(known.is_some(), "the instances did not all accept the new key");
+    let (on_a, on_b) = tokio::join!(chat_spend(&http, &a, &secret), chat_spend(&http, &b, &secret));
+    assert_eq!((on_a.0, on_b.0), (200, 200), "each instance admits the key while it is under its budget");
+    // C's count of the key's use (the admin API; reading it spends nothing) reaches both requests' within the
+    // bound (1.25 s), with room for a loaded machine.
+    let id = v["id"].as_str().unwrap_or_default().to_string();
+    let team_spend = on_a.1 + on_b.1;
+    let seen = within(Duration::from_millis(2500), || async {
+        let k = admin_json(&http, &c, &format!("/admin/keys/{id}")).await;
+        k["usage"]["tokens_today"].as_u64().unwrap_or(0) >= team_spend
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "C did not count what A and B spent: {}",
+        admin_json(&http, &c, &format!("/admin/keys/{id}")).await
+    );
+    eprintln!("C counted the team's spend after {seen:?}");
+    let (status, _, code) = chat_spend(&http, &c, &secret).await;
+    assert_eq!((status, code.as_str()), (429, "daily_token_budget_exceeded"), "C admitted a spent key");
+    let (status, _, code) = chat_spend(&http, &a, &secret).await;
+    assert_eq!((status, code.as_str()), (429, "daily_token_budget_exceeded"), "A admitted a spent key");
+}
+
 /// Quota polling runs on one instance (the leader lease): A polls each account once; B and C, started after,
 /// do not poll while A leads; when A stops, one of them takes over within the lease's expiry and polls them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

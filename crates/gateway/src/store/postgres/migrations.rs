@@ -93,6 +93,8 @@ CREATE TABLE instances (
     until BIGINT NOT NULL
 );
 "#,
+    // 5: conversation affinity shared by the team (affinity.rs).
+    super::affinity::SCHEMA,
 ];
 
 /// The schema version a current PostgreSQL store has.

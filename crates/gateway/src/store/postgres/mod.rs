@@ -18,6 +18,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use parking_lot::Mutex;
 
 mod accounts;
+pub mod affinity;
+mod budgets;
 pub mod copy;
 mod keys;
 pub mod leader;
@@ -52,6 +54,8 @@ pub struct PgStore {
     live_instances: std::sync::atomic::AtomicU32,
     /// Until when this instance surely holds the leader lease (`leader.rs`), on the local monotonic clock.
     leader_until: Mutex<Option<std::time::Instant>>,
+    /// Conversation affinity on its way to the shared table (`affinity.rs`).
+    affinity: affinity::AffinityQueue,
     /// Dropped with the store: ends the runtime thread.
     _stop: std::sync::mpsc::SyncSender<()>,
 }
@@ -90,14 +94,17 @@ impl PgStore {
                 .build()
                 .context("cannot build the PostgreSQL connection pool")?
         };
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        let affinity = affinity::AffinityQueue::start(&rt, pool.clone(), instance.clone());
         let store = Arc::new(PgStore {
             pool,
             rt,
-            instance: uuid::Uuid::new_v4().simple().to_string(),
+            instance,
             held_versions: Mutex::new(Default::default()),
             reachable: watch::reachable_flag(),
             live_instances: std::sync::atomic::AtomicU32::new(1),
             leader_until: Mutex::new(None),
+            affinity,
             _stop: stop,
         });
         let pool = store.pool.clone();

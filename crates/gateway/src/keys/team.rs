@@ -1,0 +1,58 @@
+//! Token budgets with a team store (docs/team.md): each instance charges its own requests to a key's counters
+//! as they end (`BudgetSink`), and once a second raises them to what the whole team spent according to the
+//! shared ledger (`store/postgres/budgets.rs`), so a key whose budget was spent on other instances is refused
+//! here too. One statement per second for every key with a budget together, none while no key has one; no
+//! request waits for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Keys;
+use crate::auth::now_unix;
+
+/// How often the team's spend is read: with the ledger writers' flush (at most 250 ms) the bound within which
+/// another instance's spend counts here.
+pub const BUDGET_POLL: Duration = Duration::from_secs(1);
+
+impl Keys {
+    /// The keys with a daily or monthly token budget (revoked ones are refused anyway).
+    pub fn budget_ids(&self) -> Vec<Arc<str>> {
+        let snapshot = self.snapshot.load();
+        let budgeted = |k: &&Arc<super::ClientKey>| {
+            !k.revoked && (k.limits.daily_tokens.is_some() || k.limits.monthly_tokens.is_some())
+        };
+        snapshot.by_id.values().filter(budgeted).map(|k| k.id.clone()).collect()
+    }
+
+    /// A key's use today and this month as the team's ledger has it: the counters never go down (this
+    /// instance's own requests of the last flush may not be in the ledger yet).
+    pub fn raise_spent(&self, key_id: &str, day_tokens: u64, month_tokens: u64) {
+        if let Some(k) = self.get(key_id) {
+            k.state.counters.lock().spent.raise(day_tokens, month_tokens, now_unix());
+        }
+    }
+
+    /// With a team store: read the team's spend of the keys with a budget every [`BUDGET_POLL`], forever.
+    pub async fn follow_team_budgets(self: Arc<Self>) {
+        let Some(pg) = self.store.shared().cloned() else { return };
+        let mut tick = tokio::time::interval(BUDGET_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let ids: Vec<String> = self.budget_ids().iter().map(|id| id.to_string()).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let (today, month) = super::limits::period_starts(now_unix());
+            match pg.team_spend(ids, today * 1000, month * 1000).await {
+                Ok(spent) => {
+                    for (id, day, month) in spent {
+                        self.raise_spent(&id, day, month);
+                    }
+                }
+                // The change watcher reports the outage; meanwhile each instance counts its own requests.
+                Err(e) => tracing::debug!("could not read the team's key spend: {e:#}"),
+            }
+        }
+    }
+}

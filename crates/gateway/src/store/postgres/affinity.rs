@@ -1,0 +1,174 @@
+//! Conversation affinity shared by the team (docs/team.md): which account holds each conversation, so that a
+//! turn landing on another instance stays on the account whose prompt cache has the conversation.
+//!
+//! Written in batches off the request path: a lease that learns something new about a conversation (a first
+//! turn, a move to another account, or an hour since it was last shared) puts one entry into a bounded queue
+//! ([`PgStore::publish_affinity`], a `try_send`; a full queue drops the entry and counts it), and a writer task on
+//! the store's runtime upserts what arrived within [`FLUSH`] as one statement. Read through the pool's local
+//! map (`accounts/affinity.rs`): requests only ever look there; a poll ([`PgStore::pull_affinity`], every
+//! [`PULL`]) copies the rows the other instances wrote since the last one into it.
+//!
+//! Why a poll and not a lookup on a local miss: every new conversation is a local miss, so a lookup would cost
+//! a database round trip per first turn (and per request for clients that start a conversation each time),
+//! and make the request wait for the database; the poll costs one statement per half second whatever the
+//! traffic. What it gives up: a turn that lands on another instance less than a flush plus a poll (about
+//! 0.6 s) after the previous turn ended may not see it yet, and is routed afresh. A conversation's next turn
+//! comes after the model's answer and the client's tool calls, normally well after that.
+//!
+//! The leader deletes rows not shared for [`TTL_MS`] ([`PgStore::prune_affinity`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::sync::mpsc;
+
+use super::{DB_NOW_MS, PgStore};
+
+/// Migration 5: one row per conversation key, the account that holds it, who wrote it and when (database clock).
+pub const SCHEMA: &str = r#"
+CREATE TABLE conversation_affinity (
+    key TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    -- Unix ms on the database's clock when it was last written: pulls read the rows newer than their last one,
+    -- the leader deletes the old ones.
+    at BIGINT NOT NULL
+);
+CREATE INDEX conversation_affinity_at ON conversation_affinity (at);
+"#;
+
+/// How long the writer gathers entries after the first one before it writes them (one statement).
+pub const FLUSH: Duration = Duration::from_millis(100);
+/// At most this many entries in one statement; more wait for the next.
+const BATCH: usize = 500;
+/// Entries waiting for the writer; beyond this a new one is dropped and counted (the conversation then stays
+/// affine on this instance only).
+const QUEUE: usize = 8192;
+/// How often each instance pulls the rows the others wrote.
+pub const PULL: Duration = Duration::from_millis(500);
+/// A pull reads again the last second before the previous pull: a row whose statement took its time stamp
+/// before that pull but committed after it is still seen.
+const OVERLAP_MS: i64 = 1_000;
+/// A conversation not shared for this long is forgotten by the team (its prompt cache is long gone).
+pub const TTL_MS: i64 = 6 * 3_600_000;
+/// A conversation still in use is shared again after this long, so that its row outlives [`TTL_MS`].
+pub const RESHARE_SECS: i64 = 3_600;
+
+/// The writer's end of the queue, and what it could not take.
+pub(crate) struct AffinityQueue {
+    tx: mpsc::Sender<(String, String)>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AffinityQueue {
+    /// The queue, and its writer task spawned on `rt` (it ends when the queue is dropped with the store).
+    pub(super) fn start(rt: &tokio::runtime::Handle, pool: Pool, instance: String) -> AffinityQueue {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        rt.spawn(write_batches(rx, pool, instance, dropped.clone()));
+        AffinityQueue { tx, dropped }
+    }
+}
+
+/// Gather up to [`BATCH`] entries within [`FLUSH`] of the first, then upsert them in one statement.
+async fn write_batches(
+    mut rx: mpsc::Receiver<(String, String)>,
+    pool: Pool,
+    instance: String,
+    dropped: Arc<AtomicU64>,
+) {
+    while let Some((key, account)) = rx.recv().await {
+        // Asleep, not waiting on the queue: the entries that arrive meanwhile wake nothing (a wake per entry
+        // would cost the requests that send them a cross-thread notification each).
+        tokio::time::sleep(FLUSH).await;
+        // Last one wins for a key that moved twice within the window.
+        let mut batch: HashMap<String, String> = HashMap::from([(key, account)]);
+        while batch.len() < BATCH {
+            let Ok((key, account)) = rx.try_recv() else { break };
+            batch.insert(key, account);
+        }
+        let n = batch.len();
+        let (keys, accounts): (Vec<String>, Vec<String>) = batch.into_iter().unzip();
+        if let Err(e) = upsert(&pool, &instance, keys, accounts).await {
+            // An outage: these conversations stay affine on this instance only (docs/team.md).
+            dropped.fetch_add(n as u64, Ordering::Relaxed);
+            tracing::debug!("could not share {n} conversation affinities: {e:#}");
+        }
+    }
+}
+
+async fn upsert(pool: &Pool, instance: &str, keys: Vec<String>, accounts: Vec<String>) -> anyhow::Result<()> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "INSERT INTO conversation_affinity (key, account_id, instance, at)
+         SELECT k, a, $3, {DB_NOW_MS} FROM UNNEST($1::text[], $2::text[]) AS t(k, a)
+         ON CONFLICT (key) DO UPDATE SET account_id = excluded.account_id, instance = excluded.instance,
+             at = excluded.at"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    client.execute(&stmt, &[&keys, &accounts, &instance]).await?;
+    Ok(())
+}
+
+/// Where the next pull starts (database clock, unix ms); `None` before the first pull.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PullCursor(Option<i64>);
+
+impl PgStore {
+    /// Share that conversation `key` is held by `account_id`, in the background (never waits; a full queue
+    /// drops the entry and counts it).
+    pub fn publish_affinity(&self, key: &str, account_id: &str) {
+        if self.affinity.tx.try_send((key.to_string(), account_id.to_string())).is_err() {
+            self.affinity.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Affinity entries not shared: the queue was full or the database unreachable when they were written.
+    pub fn affinity_dropped(&self) -> u64 {
+        self.affinity.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The conversations other instances shared since the last pull, oldest first, at most `limit` (the newest
+    /// ones: the local map holds no more), as (key, account id). The first pull reads the last [`TTL_MS`].
+    pub async fn pull_affinity(&self, cursor: &mut PullCursor, limit: usize) -> anyhow::Result<Vec<(String, String)>> {
+        let (pool, me) = (self.pool(), self.instance.clone());
+        let since = cursor.0.unwrap_or(i64::MIN);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (now, keys, accounts) = self
+            .run(async move {
+                let client = pool.get().await?;
+                // One row whatever matched (an aggregate), so the database's clock comes back with no rows too.
+                let sql = format!(
+                    "SELECT {DB_NOW_MS}, array_agg(key ORDER BY at), array_agg(account_id ORDER BY at)
+                     FROM (SELECT key, account_id, at FROM conversation_affinity
+                           WHERE at > GREATEST($1, {DB_NOW_MS} - $2) AND instance <> $3
+                           ORDER BY at DESC LIMIT $4) newest"
+                );
+                let stmt = client.prepare_cached(&sql).await?;
+                let row = client.query_one(&stmt, &[&since, &TTL_MS, &me, &limit]).await?;
+                Ok((
+                    row.try_get::<_, i64>(0)?,
+                    row.try_get::<_, Option<Vec<String>>>(1)?.unwrap_or_default(),
+                    row.try_get::<_, Option<Vec<String>>>(2)?.unwrap_or_default(),
+                ))
+            })
+            .await?;
+        cursor.0 = Some(now - OVERLAP_MS);
+        Ok(keys.into_iter().zip(accounts).collect())
+    }
+
+    /// Delete the conversations nobody shared for [`TTL_MS`] (the leader, each upkeep round), in the background.
+    pub fn prune_affinity(&self) {
+        let pool = self.pool();
+        self.rt.spawn(async move {
+            let Ok(client) = pool.get().await else { return };
+            let sql = format!("DELETE FROM conversation_affinity WHERE at < {DB_NOW_MS} - $1");
+            if let Err(e) = client.execute(&sql, &[&TTL_MS]).await {
+                tracing::debug!("could not prune shared conversation affinities: {e}");
+            }
+        });
+    }
+}
