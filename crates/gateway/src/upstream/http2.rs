@@ -302,12 +302,11 @@ async fn send(
     Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body: Box::pin(body_stream(recv, slot)) })
 }
 
-/// The response body as it arrives: each DATA frame handed on as h2 received it, without a copy (the reader takes
-/// every frame already received before it translates, so a burst of events, one per frame as the real backend
-/// sends them, still becomes one write to the client); their window is given back once per burst; the stream's
-/// slot is given back when the body ends or is dropped.
+/// The response body as it arrives: every DATA frame already received, handed on as one buffer (a burst of
+/// events, one per frame as the real backend sends them, becomes one read for the reader and one write to the
+/// client), with their window given back at once; the stream's slot is given back when the body ends or is dropped.
 fn body_stream(recv: h2::RecvStream, slot: StreamSlot) -> Body {
-    Body { recv, slot: Some(slot), unreleased: 0 }
+    Body { recv, slot: Some(slot), error: None }
 }
 
 /// See [`body_stream`].
@@ -315,61 +314,71 @@ struct Body {
     recv: h2::RecvStream,
     /// `None` once the body ended.
     slot: Option<StreamSlot>,
-    /// Bytes handed on whose window is not given back yet.
-    unreleased: usize,
+    /// An error that came after frames handed on in the same poll: the next poll's answer.
+    error: Option<h2::Error>,
 }
 
-/// Window is given back at least this often within a burst (and always when the stream has nothing more
-/// received), so a long burst is not held to the stream window.
-const RELEASE_AT: usize = 32 * 1024;
-
-impl Body {
-    fn release(&mut self) {
-        if self.unreleased > 0 {
-            let _ = self.recv.flow_control().release_capacity(self.unreleased);
-            self.unreleased = 0;
-        }
-    }
-}
+/// Frames joined into one buffer up to about this size; the rest waits for the next poll.
+const MAX_JOINED: usize = 32 * 1024;
 
 impl futures_util::Stream for Body {
     type Item = Result<Bytes, TransportError>;
 
-    /// One frame per poll. Frames used to be joined into one buffer here (a copy of every event, ~450
-    /// instructions per event under callgrind, bench/notes.md "Fifteenth session"); the reader drains ready
-    /// frames itself (`EventReader::next_ready`), so joining bought nothing. The window is given back when h2 has
-    /// no further frame (the reader is about to wait) or every [`RELEASE_AT`] bytes, not per frame: one lock of
-    /// h2's stream store per burst instead of one per event.
     fn poll_next(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         use std::task::Poll;
         let this = self.get_mut();
+        if let Some(e) = this.error.take() {
+            return Poll::Ready(Some(Err(TransportError::of(e))));
+        }
         if this.slot.is_none() {
             return Poll::Ready(None);
         }
-        match this.recv.poll_data(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.unreleased += chunk.len();
-                if this.unreleased >= RELEASE_AT {
-                    this.release();
+        let mut first: Option<Bytes> = None;
+        let mut joined: Vec<u8> = Vec::new();
+        let mut taken = 0;
+        while taken < MAX_JOINED {
+            match this.recv.poll_data(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    taken += chunk.len();
+                    match &first {
+                        None => first = Some(chunk),
+                        Some(head) => {
+                            if joined.is_empty() {
+                                joined.reserve(head.len() + chunk.len() * 8);
+                                joined.extend_from_slice(head);
+                            }
+                            joined.extend_from_slice(&chunk);
+                        }
+                    }
                 }
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.slot = None;
-                Poll::Ready(Some(Err(TransportError::of(e))))
-            }
-            Poll::Ready(None) => {
-                this.slot = None;
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                this.release();
-                Poll::Pending
+                Poll::Ready(Some(Err(e))) => {
+                    this.slot = None;
+                    if taken == 0 {
+                        return Poll::Ready(Some(Err(TransportError::of(e))));
+                    }
+                    this.error = Some(e);
+                    break;
+                }
+                Poll::Ready(None) => {
+                    this.slot = None;
+                    break;
+                }
+                Poll::Pending => break,
             }
         }
+        if taken == 0 {
+            return if this.slot.is_none() { Poll::Ready(None) } else { Poll::Pending };
+        }
+        let _ = this.recv.flow_control().release_capacity(taken);
+        if joined.is_empty() {
+            return Poll::Ready(first.map(Ok));
+        }
+        // At its length: spare room would cost `Bytes` a second allocation.
+        joined.shrink_to_fit();
+        Poll::Ready(Some(Ok(Bytes::from(joined))))
     }
 }
 
