@@ -42,10 +42,12 @@ const KNOWN_EVENTS: [&str; 24] = [
     "error",
 ];
 
-fn event_name(value: Cow<'_, str>) -> Cow<'static, str> {
-    match KNOWN_EVENTS.iter().find(|k| **k == value) {
+/// A frame's name: one of [`KNOWN_EVENTS`] (compared as bytes, so the usual name is not UTF-8-checked first),
+/// else an owned copy.
+fn event_name(value: &[u8]) -> Cow<'static, str> {
+    match KNOWN_EVENTS.iter().find(|k| k.as_bytes() == value) {
         Some(k) => Cow::Borrowed(*k),
-        None => Cow::Owned(value.into_owned()),
+        None => Cow::Owned(String::from_utf8_lossy(value).into_owned()),
     }
 }
 
@@ -148,18 +150,18 @@ impl SseParser {
             }
             None => (line, &b""[..]),
         };
-        // Valid UTF-8 (the normal case) is checked with the fast validator; only broken input takes the lossy path.
-        let value = match std::str::from_utf8(value) {
-            Ok(v) => Cow::Borrowed(v),
-            Err(_) => String::from_utf8_lossy(value),
-        };
         match field {
             b"event" => self.event = Some(event_name(value)),
             b"data" => {
                 if self.has_data {
                     self.data.push('\n');
                 }
-                self.data.push_str(&value);
+                // Valid UTF-8 (the normal case) is checked with the fast validator; only broken input takes the
+                // lossy path.
+                match std::str::from_utf8(value) {
+                    Ok(v) => self.data.push_str(v),
+                    Err(_) => self.data.push_str(&String::from_utf8_lossy(value)),
+                }
                 self.has_data = true;
             }
             _ => {}

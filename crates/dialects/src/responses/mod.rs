@@ -2,6 +2,7 @@
 //! passthrough: the request is normalised into what the backend accepts, the events go back unchanged.
 
 pub mod event;
+mod fast;
 mod passthrough;
 mod stream;
 

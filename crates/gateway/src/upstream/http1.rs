@@ -410,8 +410,10 @@ impl Body {
                 return Poll::Ready(None);
             }
             let Some(io) = self.io.as_mut() else { return Poll::Ready(None) };
-            let mut space = [0u8; READ_SIZE];
-            let mut buf = ReadBuf::new(&mut space);
+            // Uninitialised: zeroing 16 KB before every read was ~250 instructions per event at one event per
+            // read (callgrind, bench/notes.md "Fifteenth session"); the socket's read writes what it fills.
+            let mut space = [std::mem::MaybeUninit::<u8>::uninit(); READ_SIZE];
+            let mut buf = ReadBuf::uninit(&mut space);
             match Pin::new(io).poll_read(cx, &mut buf) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return self.fail(TransportError::of(e)),
