@@ -18,12 +18,14 @@ import harness
 TIMEOUT = 120
 
 
-def write_config(codex_home: Path, gateway_v1: str) -> None:
+def write_config(codex_home: Path, gateway_v1: str, websockets: bool = False, extra: str = "") -> None:
     codex_home.mkdir(parents=True, exist_ok=True)
+    # `supports_websockets = true`: Codex talks to the provider over the Responses WebSocket (issue 25).
+    ws = "supports_websockets = true\n" if websockets else ""
     (codex_home / "config.toml").write_text(
         f"""model = "gpt-5.4"
 model_provider = "gw"
-
+{extra}
 [model_providers.gw]
 name = "gateway"
 base_url = "{gateway_v1}"
@@ -31,7 +33,7 @@ wire_api = "responses"
 env_key = "GW_KEY"
 request_max_retries = 1
 stream_max_retries = 1
-
+{ws}
 [analytics]
 enabled = false
 
@@ -42,14 +44,16 @@ plugins = false
     )
 
 
-def run_codex(tmp_path: Path, gateway, prompt: str, json_events: bool = False) -> subprocess.CompletedProcess:
+def run_codex(
+    tmp_path: Path, gateway, prompt: str, json_events: bool = False, websockets: bool = False, extra: str = ""
+) -> subprocess.CompletedProcess:
     codex = harness.node_bin("codex")
     home = tmp_path / "home"
     codex_home = tmp_path / "codex-home"
     work = tmp_path / "work"
     for d in (home, work):
         d.mkdir(parents=True, exist_ok=True)
-    write_config(codex_home, gateway.v1)
+    write_config(codex_home, gateway.v1, websockets, extra)
     env = harness.child_env(
         {
             "HOME": str(home),
@@ -175,3 +179,64 @@ def test_codex_exec_json_shows_the_serving_accounts_rate_limits(tmp_path, gatewa
             f"/_fake/accounts/{account_id}/quota",
             {"primary_used_percent": 0.0, "secondary_used_percent": 0.0},
         )
+
+
+# --- issue 25: the Responses WebSocket (`supports_websockets = true` on the provider) --------------------------
+
+WS_ROUTE = "/v1/responses (websocket)"
+
+
+def _served_over_websocket(gateway, since: int) -> tuple[list[str], list[str]]:
+    """(turns served over the socket, Responses POSTs) in the gateway's access log since offset `since`."""
+    lines = [l for l in gateway.log_text()[since:].splitlines() if " request request_id=" in l]
+    responses = [l for l in lines if 'api="responses"' in l]
+    ws = [l for l in responses if f"route={WS_ROUTE} status=" in l]
+    posts = [l for l in responses if "route=/v1/responses status=" in l]
+    return ws, posts
+
+
+def test_codex_exec_plain_answer_over_websocket(tmp_path, gateway, fake):
+    since = len(gateway.log_text())
+    proc = run_codex(tmp_path, gateway, "say codex-ws-plain-77", websockets=True)
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0, show(proc)
+    assert "You said: say codex-ws-plain-77" in out, show(proc)
+    ws, posts = _served_over_websocket(gateway, since)
+    # Served over the socket, not by a fallback to HTTP.
+    assert ws, f"no turn served over the WebSocket:\n{gateway.log_text()[since:][-4000:]}"
+    assert not posts, f"fell back to HTTP POSTs: {posts}"
+    bodies = [r["body"] for r in fake.requests("responses") if r["method"] == "POST"]
+    assert len(bodies) == 1, [b.get("input") for b in bodies]
+    assert bodies[0]["stream"] is True and "type" not in bodies[0] and "generate" not in bodies[0]
+
+
+def test_codex_exec_tool_round_trip_over_websocket(tmp_path, gateway, fake):
+    probe = run_codex(tmp_path / "probe", gateway, "say codex-ws-probe", websockets=True)
+    assert probe.returncode == 0, show(probe)
+    first = [r for r in fake.requests("responses") if r["method"] == "POST"][0]["body"]
+    name, args = _exec_tool(first.get("tools") or [])
+    fake.reset_requests()
+
+    since = len(gateway.log_text())
+    directive = json.dumps({"kind": "tool_call", "name": name, "arguments": args})
+    proc = run_codex(tmp_path / "run", gateway, f"run the command <<fake {directive}>>", websockets=True)
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0, show(proc)
+    assert "Tool result:" in out, show(proc)
+    ws, posts = _served_over_websocket(gateway, since)
+    assert len(ws) >= 2 and not posts, f"ws turns {len(ws)}, posts {posts}\n{gateway.log_text()[since:][-4000:]}"
+
+    # The second turn went out with only the new items and previous_response_id; the gateway rebuilt the whole
+    # conversation for the upstream: the user's prompt, the call, and its output, in order.
+    bodies = [r["body"] for r in fake.requests("responses") if r["method"] == "POST"]
+    assert len(bodies) >= 2, show(proc)
+    later = bodies[1]
+    assert "previous_response_id" not in later, later
+    items = later.get("input", [])
+    users = [i for i in items if i.get("role") == "user"]
+    assert any("run the command" in json.dumps(u) for u in users), json.dumps(items)[:3000]
+    calls = [i for i in items if i.get("type") == "function_call"]
+    outputs = [i for i in items if i.get("type") == "function_call_output"]
+    assert calls and outputs, json.dumps(items)[:3000]
+    assert {c["call_id"] for c in calls} >= {o["call_id"] for o in outputs}
+    assert any("codex-tool-ok-123" in json.dumps(o.get("output")) for o in outputs), json.dumps(outputs)[:2000]
