@@ -240,3 +240,85 @@ def test_codex_exec_tool_round_trip_over_websocket(tmp_path, gateway, fake):
     assert calls and outputs, json.dumps(items)[:3000]
     assert {c["call_id"] for c in calls} >= {o["call_id"] for o in outputs}
     assert any("codex-tool-ok-123" in json.dumps(o.get("output")) for o in outputs), json.dumps(outputs)[:2000]
+
+
+# --- issue 25: remote compaction by the real CLI (compaction v2 over its built-in provider) ----------------------
+
+
+def _run_builtin_provider(tmp_path: Path, gateway, prompts: list[str]) -> list[subprocess.CompletedProcess]:
+    """Codex with its built-in OpenAI provider pointed at the gateway (`openai_base_url`, logged in with the
+    gateway's key), a low `model_auto_compact_token_limit` so it compacts before its second turn, and `prompts`
+    as one turn each of the same session (`exec`, then `exec resume --last`)."""
+    codex = harness.node_bin("codex")
+    home, codex_home, work = tmp_path / "home", tmp_path / "codex-home", tmp_path / "work"
+    for d in (home, codex_home, work):
+        d.mkdir(parents=True, exist_ok=True)
+    (codex_home / "config.toml").write_text(
+        f"""model = "gpt-5.4"
+openai_base_url = "{gateway.v1}"
+model_auto_compact_token_limit = 5000
+
+[analytics]
+enabled = false
+
+[features]
+plugins = false
+""",
+        "utf-8",
+    )
+    env = harness.child_env(
+        {
+            "HOME": str(home),
+            "CODEX_HOME": str(codex_home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "NO_COLOR": "1",
+        }
+    )
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_API_KEY", "RUST_LOG"):
+        env.pop(name, None)
+    login = subprocess.run(
+        [str(codex), "login", "--with-api-key"], input=gateway.api_key.encode(), env=env, cwd=str(work),
+        capture_output=True, timeout=TIMEOUT,
+    )
+    assert login.returncode == 0, show(login)
+    runs = []
+    for i, prompt in enumerate(prompts):
+        args = [str(codex), "exec", "--skip-git-repo-check", *(["resume", "--last"] if i else []), prompt]
+        try:
+            runs.append(
+                subprocess.run(args, cwd=str(work), env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                               timeout=TIMEOUT)
+            )
+        except subprocess.TimeoutExpired as e:
+            pytest.fail(f"codex exec did not finish within {TIMEOUT}s\n{(e.stderr or b'').decode(errors='replace')}")
+    return runs
+
+
+def test_codex_cli_compacts_through_the_gateway_and_continues(tmp_path, gateway, fake):
+    # Codex 0.169 compacts with "compaction v2": an ordinary /responses request whose input ends with
+    # {"type":"compaction_trigger"}, answered with exactly one `compaction` item that later requests carry back.
+    # Its built-in provider also sends `internal_chat_message_metadata_passthrough` on its items (fake-codex
+    # accepts it where the client puts it) and talks over the Responses WebSocket.
+    since = len(gateway.log_text())
+    first, second = _run_builtin_provider(tmp_path, gateway, ["say codex-compact-1", "say codex-compact-2"])
+    assert first.returncode == 0, show(first)
+    assert "You said: say codex-compact-1" in first.stdout.decode(errors="replace"), show(first)
+    assert second.returncode == 0, show(second)
+    assert "You said: say codex-compact-2" in second.stdout.decode(errors="replace"), show(second)
+
+    posts = [r for r in fake.requests("responses") if r["method"] == "POST"]
+    triggers = [i for i, r in enumerate(posts) if (r["body"].get("input") or [{}])[-1].get("type") == "compaction_trigger"]
+    assert len(triggers) == 1, [[it.get("type") for it in r["body"].get("input", [])] for r in posts]
+    compact = posts[triggers[0]]
+    assert compact.get("status") == 200, compact.get("status")
+    # The next turn carries the compaction item back, untouched: fake-codex opens its seal (any change, or another
+    # account, is refused), and the turn succeeded.
+    after = posts[triggers[0] + 1]
+    assert after.get("status") == 200, after.get("status")
+    items = [it for it in after["body"]["input"] if it.get("type") == "compaction"]
+    assert len(items) == 1 and items[0].get("encrypted_content"), json.dumps(after["body"]["input"])[:2000]
+    assert set(items[0]) <= {"type", "encrypted_content", "id"}, items[0]
+    assert any("internal_chat_message_metadata_passthrough" in it for it in after["body"]["input"])
+    ws, _ = _served_over_websocket(gateway, since)
+    assert len(ws) >= 3, gateway.log_text()[since:][-3000:]

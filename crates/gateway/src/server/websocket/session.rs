@@ -179,12 +179,19 @@ async fn stream_events(
     let mut splitter = SseSplitter::default();
     let mut items = Vec::new();
     let mut completed = None;
+    // Once the terminal event is out the client may send its next `response.create` before the body has ended:
+    // from then on the socket is left unread until the turn is over (the message waits for the next turn).
+    let mut terminal = false;
     loop {
-        let chunk = tokio::select! {
-            chunk = body.next() => chunk,
-            msg = rx.next() => {
-                between_events(tx, msg).await?;
-                continue;
+        let chunk = if terminal {
+            body.next().await
+        } else {
+            tokio::select! {
+                chunk = body.next() => chunk,
+                msg = rx.next() => {
+                    between_events(tx, msg).await?;
+                    continue;
+                }
             }
         };
         let Some(Ok(chunk)) = chunk else {
@@ -195,8 +202,13 @@ async fn stream_events(
         for item in items.drain(..) {
             match item {
                 SseItem::Event { name, data } => {
-                    if name.as_deref() == Some("response.completed") {
-                        completed = completed_response(&data);
+                    match name.as_deref() {
+                        Some("response.completed") => {
+                            completed = completed_response(&data);
+                            terminal = true;
+                        }
+                        Some("response.failed" | "response.incomplete" | "error") => terminal = true,
+                        _ => {}
                     }
                     send(tx, data).await?;
                 }
