@@ -111,10 +111,11 @@ pub(super) fn check_input(input: Option<&Value>, ctx: &Ctx<'_>) -> Result<(), Re
 }
 
 /// `internal_chat_message_metadata_passthrough` (an object: `content_item_kinds`, `create_time`, `turn_id`): the
-/// official client sends it to its built-in provider, the ChatGPT backend, on the items it holds in its history
-/// (codex-rs `protocol/src/models.rs`, `ResponseItem`), and strips it for other providers; so the backend takes
-/// it. Where: seen on the requests of the released CLI 0.169 (`tests/clients/test_codex_cli.py`, the compaction
-/// test): messages, reasoning items, function calls and their outputs, and only there it is accepted.
+/// official client keeps it on the items of its history (codex-rs `protocol/src/models.rs`, `ResponseItem`) and
+/// sends it to its built-in provider, the ChatGPT backend, while custom providers get it stripped; so the backend
+/// takes it. The stored openai/codex sources predate the field, so where it goes is taken from the requests of
+/// the released CLI 0.169 (`tests/clients/test_codex_cli.py`, the compaction test): messages, reasoning items,
+/// function calls and their outputs, and only there it is accepted.
 const METADATA: &str = "internal_chat_message_metadata_passthrough";
 
 fn check_metadata_passthrough(obj: &Map<String, Value>, path: &str) -> Result<(), Reject> {
