@@ -152,8 +152,10 @@ def _rollout_rate_limits(codex_home: Path) -> list[dict]:
     return found
 
 
-def test_codex_exec_json_shows_the_serving_accounts_rate_limits(tmp_path, gateway, fake):
-    # issue 25: the gateway passes the serving account's x-codex-* headers on, so Codex shows real numbers.
+@pytest.mark.parametrize("websockets", [False, True], ids=["sse", "websocket"])
+def test_codex_exec_json_shows_the_serving_accounts_rate_limits(tmp_path, gateway, fake, websockets):
+    # issue 25: the gateway passes the serving account's x-codex-* headers on (over the WebSocket: a
+    # codex.rate_limits frame before the turn's events), so Codex shows real numbers.
     account_id = fake.accounts[0][0]
     resets_at = int(time.time()) + 4321
     fake._call(
@@ -162,7 +164,7 @@ def test_codex_exec_json_shows_the_serving_accounts_rate_limits(tmp_path, gatewa
         {"primary_used_percent": 42.5, "secondary_used_percent": 7.0, "resets_at": resets_at},
     )
     try:
-        proc = run_codex(tmp_path, gateway, "say codex-limits", json_events=True)
+        proc = run_codex(tmp_path, gateway, "say codex-limits", json_events=True, websockets=websockets)
         assert proc.returncode == 0, show(proc)
         events = [json.loads(l) for l in proc.stdout.decode().splitlines() if l.startswith("{")]
         assert any(e.get("type") == "turn.completed" for e in events), show(proc)

@@ -237,7 +237,12 @@ fn completed_response(data: &str) -> Option<(String, Vec<Value>, usize)> {
 async fn between_events(tx: &mut Tx, msg: Option<Result<WsMessage, axum::Error>>) -> Result<(), Gone> {
     match msg {
         Some(Ok(WsMessage::Text(text))) => {
-            if text.as_str().contains("\"response.processed\"") {
+            #[derive(serde::Deserialize)]
+            struct Kind<'a> {
+                #[serde(rename = "type", borrow)]
+                kind: &'a str,
+            }
+            if serde_json::from_str::<Kind>(text.as_str()).is_ok_and(|k| k.kind == "response.processed") {
                 return Ok(());
             }
             let err = frames::request_error(
