@@ -235,3 +235,26 @@ async fn websocket_handshake_on_responses_is_426_so_the_codex_cli_falls_back_to_
     assert_eq!(plain.headers().get("allow").and_then(|v| v.to_str().ok()), Some("POST"));
     assert!(env.upstream_bodies().is_empty());
 }
+
+#[tokio::test]
+async fn a_socket_past_its_lifetime_gets_the_backends_limit_error_and_an_idle_one_is_closed() {
+    let config_toml = Some("[server]\nwebsocket_max_secs = 0.3\nwebsocket_idle_secs = 0.6\n".to_string());
+    let env = start(Setup { config_toml, ..Setup::default() }).await;
+    let mut ws = connect(&env, None, "ws-old").await.unwrap_or_else(|e| panic!("{e}"));
+    send(&mut ws, create(json!([{"role": "user", "content": "in time"}]))).await;
+    let frames = turn(&mut ws).await;
+    assert_eq!(frames.last().map(|f| f["type"].clone()), Some(json!("response.completed")), "{frames:?}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    send(&mut ws, create(json!([{"role": "user", "content": "too late"}]))).await;
+    let e = next(&mut ws).await;
+    // The official client maps this code to a retryable error and opens a new connection.
+    assert_eq!(e["error"]["code"], "websocket_connection_limit_reached", "{e}");
+    let closed = tokio::time::timeout(Duration::from_secs(2), ws.next()).await.unwrap_or_else(|_| panic!("not closed"));
+    assert!(matches!(closed, Some(Ok(Message::Close(_))) | None), "{closed:?}");
+    assert_eq!(env.upstream_bodies().len(), 1, "the late turn never went upstream");
+
+    let mut idle = connect(&env, None, "ws-idle").await.unwrap_or_else(|e| panic!("{e}"));
+    let closed =
+        tokio::time::timeout(Duration::from_secs(3), idle.next()).await.unwrap_or_else(|_| panic!("not closed"));
+    assert!(matches!(closed, Some(Ok(Message::Close(_))) | None), "{closed:?}");
+}
