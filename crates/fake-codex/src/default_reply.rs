@@ -10,6 +10,15 @@ const DIRECTIVE: &str = "<<fake";
 /// The scenario to play for a request with nothing queued.
 pub fn default_scenario(body: &Value) -> Scenario {
     let input = body.get("input").and_then(Value::as_array).cloned().unwrap_or_default();
+    // Compaction v2 (issue 25): the official client asks for a compaction by ending its input with
+    // `{"type":"compaction_trigger"}` and expects exactly one `compaction` item in the answer.
+    if input.last().and_then(|i| i.get("type")).and_then(Value::as_str) == Some("compaction_trigger") {
+        return Scenario::Custom {
+            items: vec![crate::types::ReplyItem::Compaction],
+            end: crate::types::End::Completed,
+            completed_output: false,
+        };
+    }
     if let Some(last) = input.last()
         && last.get("type").and_then(Value::as_str) == Some("function_call_output")
     {

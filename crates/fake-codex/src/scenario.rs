@@ -142,6 +142,7 @@ pub fn outcome(scenario: Scenario, ctx: &ReplyCtx<'_>) -> Outcome {
                     ReplyItem::Text { text } => PlanItem::Message { text },
                     ReplyItem::FunctionCall { name, arguments, call_id } => call(&name, &arguments, &call_id),
                     ReplyItem::WebSearchCall { query } => PlanItem::WebSearch { query },
+                    ReplyItem::Compaction => PlanItem::Compaction { encrypted: (ctx.seal)() },
                 })
                 .collect();
             let mut plan = Plan::new(items, d);

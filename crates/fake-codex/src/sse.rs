@@ -36,6 +36,10 @@ pub enum PlanItem {
     WebSearch {
         query: String,
     },
+    /// A `compaction` item (compaction v2: the answer to a `compaction_trigger` input item).
+    Compaction {
+        encrypted: String,
+    },
 }
 
 /// How the stream ends.
@@ -147,6 +151,7 @@ pub fn usage(plan: &Plan, meta: &Meta) -> Value {
             PlanItem::FunctionCall { arguments, .. } => out_len += arguments.len(),
             PlanItem::Reasoning { .. } => reasoning += 16,
             PlanItem::WebSearch { query } => out_len += query.len(),
+            PlanItem::Compaction { encrypted } => out_len += encrypted.len(),
         }
     }
     let output = approx_tokens(out_len) + reasoning;
@@ -468,6 +473,16 @@ fn emit_item(
                 json!({"item_id": id, "output_index": idx, "name": name, "arguments": arguments}),
             );
             let full = json!({"id": id, "type": "function_call", "status": "completed", "call_id": call_id, "name": name, "arguments": arguments});
+            w.emit("response.output_item.done", json!({"output_index": idx, "item": full}));
+            done_items.push(full);
+        }
+        PlanItem::Compaction { encrypted } => {
+            let id = crate::tokens::random_id("cmp_");
+            w.emit(
+                "response.output_item.added",
+                json!({"output_index": idx, "item": {"id": id, "type": "compaction"}}),
+            );
+            let full = json!({"id": id, "type": "compaction", "encrypted_content": encrypted});
             w.emit("response.output_item.done", json!({"output_index": idx, "item": full}));
             done_items.push(full);
         }

@@ -201,6 +201,8 @@ pub enum ReplyItem {
     WebSearchCall {
         query: String,
     },
+    /// A `compaction` item, sealed for the caller (the answer to a `compaction_trigger`, issue 25).
+    Compaction,
 }
 
 /// How a `custom` scenario ends.

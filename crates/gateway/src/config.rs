@@ -258,6 +258,8 @@ pub struct Config {
     pub configured_keys: Vec<ConfiguredKey>,
     /// `[server] watch_config`: reload when the file changes (server/reload.rs).
     pub watch_config: bool,
+    /// `[server] websocket*`: the inbound Responses WebSocket (server/websocket.rs, docs/protocol.md).
+    pub websocket: WebSocketSettings,
     /// The command-line values this configuration was resolved with, so a reload resolves the file with them.
     pub overrides: Overrides,
 }
@@ -364,6 +366,7 @@ impl Config {
         };
         let api_keys = client_keys(raw.api_keys, o, env)?;
         let watch_config = raw.server.as_ref().and_then(|s| s.watch_config).unwrap_or(false);
+        let websocket = WebSocketSettings::resolve(raw.server.as_ref())?;
         let access = Access::resolve(raw.server, env)?;
         let configured_keys = configured_keys(raw.keys, &api_keys)?;
         if !ip.is_loopback() && api_keys.is_empty() && access.admin_key.is_none() {
@@ -459,6 +462,7 @@ impl Config {
             websocket,
             configured_keys,
             watch_config,
+            websocket,
             overrides: o.clone(),
             usage,
             store,
@@ -755,6 +759,33 @@ pub struct RawServer {
     pub admin_key: Option<String>,
     /// Reload the file when it changes (server/reload.rs).
     pub watch_config: Option<bool>,
+    /// Serve the Responses WebSocket on `/v1/responses` (default true; false: the handshake is answered 426,
+    /// the backend's "use HTTP SSE").
+    pub websocket: Option<bool>,
+    /// Close an inbound WebSocket with no message for this long (default 300).
+    pub websocket_idle_secs: Option<f64>,
+    /// Close an inbound WebSocket this long after it opened, between turns (default 3600, the backend's limit).
+    pub websocket_max_secs: Option<f64>,
+}
+
+/// Resolved `[server] websocket*` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSocketSettings {
+    pub enabled: bool,
+    /// No message from the client for this long between turns: the socket is closed.
+    pub idle: Duration,
+    /// The socket's lifetime; a turn that starts later gets the backend's `websocket_connection_limit_reached`.
+    pub max_lifetime: Duration,
+}
+
+impl WebSocketSettings {
+    fn resolve(raw: Option<&RawServer>) -> anyhow::Result<WebSocketSettings> {
+        Ok(WebSocketSettings {
+            enabled: raw.and_then(|s| s.websocket).unwrap_or(true),
+            idle: seconds("server.websocket_idle_secs", raw.and_then(|s| s.websocket_idle_secs), 300.0)?,
+            max_lifetime: seconds("server.websocket_max_secs", raw.and_then(|s| s.websocket_max_secs), 3600.0)?,
+        })
+    }
 }
 
 /// Resolved `[server]` access lists, normalized to lower case for the request guard (server/guard.rs).

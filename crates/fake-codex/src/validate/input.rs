@@ -27,13 +27,19 @@ pub(super) fn check_input(input: Option<&Value>, ctx: &Ctx<'_>) -> Result<(), Re
             "message" => check_message(obj, &path)?,
             "reasoning" => check_reasoning_item(obj, &path, ctx)?,
             "function_call" => {
-                check_keys(obj, &["type", "id", "call_id", "name", "arguments", "status", "namespace"], &path)?;
+                check_keys(
+                    obj,
+                    &["type", "id", "call_id", "name", "arguments", "status", "namespace", METADATA],
+                    &path,
+                )?;
+                check_metadata_passthrough(obj, &path)?;
                 calls.push((req_str(obj, "call_id", &path)?.to_string(), "function"));
                 req_str(obj, "name", &path)?;
                 req_str(obj, "arguments", &path)?;
             }
             "function_call_output" => {
-                check_keys(obj, &["type", "id", "call_id", "output", "status"], &path)?;
+                check_keys(obj, &["type", "id", "call_id", "output", "status", METADATA], &path)?;
+                check_metadata_passthrough(obj, &path)?;
                 outputs.push((req_str(obj, "call_id", &path)?.to_string(), "function"));
                 check_tool_output(obj.get("output"), &format!("{path}.output"))?;
             }
@@ -64,6 +70,14 @@ pub(super) fn check_input(input: Option<&Value>, ctx: &Ctx<'_>) -> Result<(), Re
             | "compaction_summary" => {}
             // issue 25: a compaction item must come back as `responses/compact` issued it, to the same owner.
             "compaction" => check_compaction_item(obj, &path, ctx)?,
+            // Compaction v2: the official client (0.169) asks for a compaction with this marker as the last input
+            // item of an ordinary `/responses` request (turn metadata `"implementation":"responses_compaction_v2"`).
+            "compaction_trigger" => {
+                check_keys(obj, &["type"], &path)?;
+                if i + 1 != items.len() {
+                    return Err(rej_p("compaction_trigger must be the last input item.", path));
+                }
+            }
             other => {
                 return Err(invalid_value(
                     &format!("{path}.type"),
@@ -96,8 +110,24 @@ pub(super) fn check_input(input: Option<&Value>, ctx: &Ctx<'_>) -> Result<(), Re
     Ok(())
 }
 
+/// `internal_chat_message_metadata_passthrough` (an object: `content_item_kinds`, `create_time`, `turn_id`): the
+/// official client keeps it on the items of its history (codex-rs `protocol/src/models.rs`, `ResponseItem`) and
+/// sends it to its built-in provider, the ChatGPT backend, while custom providers get it stripped; so the backend
+/// takes it. The stored openai/codex sources predate the field, so where it goes is taken from the requests of
+/// the released CLI 0.169 (`tests/clients/test_codex_cli.py`, the compaction test): messages, reasoning items,
+/// function calls and their outputs, and only there it is accepted.
+const METADATA: &str = "internal_chat_message_metadata_passthrough";
+
+fn check_metadata_passthrough(obj: &Map<String, Value>, path: &str) -> Result<(), Reject> {
+    match obj.get(METADATA) {
+        None | Some(Value::Object(_)) => Ok(()),
+        Some(_) => Err(invalid_type(&format!("{path}.{METADATA}"), "an object")),
+    }
+}
+
 fn check_message(obj: &Map<String, Value>, path: &str) -> Result<(), Reject> {
-    check_keys(obj, &["type", "role", "content", "id", "status", "phase", "end_turn"], path)?;
+    check_keys(obj, &["type", "role", "content", "id", "status", "phase", "end_turn", METADATA], path)?;
+    check_metadata_passthrough(obj, path)?;
     let role = req_str(obj, "role", path)?;
     match role {
         "user" | "developer" | "assistant" => {}
@@ -232,7 +262,8 @@ fn check_tool_output(output: Option<&Value>, path: &str) -> Result<(), Reject> {
 }
 
 fn check_reasoning_item(obj: &Map<String, Value>, path: &str, ctx: &Ctx<'_>) -> Result<(), Reject> {
-    check_keys(obj, &["type", "id", "summary", "content", "encrypted_content", "status"], path)?;
+    check_keys(obj, &["type", "id", "summary", "content", "encrypted_content", "status", METADATA], path)?;
+    check_metadata_passthrough(obj, path)?;
     // `id` is optional, as on the real backend: the official client never serialises it (codex-rs
     // `Reasoning.id` is `skip_serializing`), and the AI SDK's Responses provider (opencode) replays
     // `{type, encrypted_content, summary}` only. When present it must be a string.

@@ -242,3 +242,55 @@ async fn reasoning_context_only_for_models_that_support_it() {
     b["reasoning"]["context"] = json!("auto");
     expect_400(&fake, &c, &b, "not supported when using Codex with a ChatGPT account").await;
 }
+
+/// The Codex CLI 0.169 sends `internal_chat_message_metadata_passthrough` on messages, reasoning items, function
+/// calls and their outputs to its built-in provider (the backend): accepted there as an object, refused anywhere
+/// else (the fake refused it on messages and the real CLI could not run through it).
+#[tokio::test]
+async fn metadata_passthrough_only_where_the_official_client_sends_it() {
+    let (fake, c) = start().await;
+    let md = json!({"content_item_kinds": ["user.text"], "turn_id": "t1"});
+    let mut b = body();
+    b["input"] = json!([
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}],
+         "internal_chat_message_metadata_passthrough": md},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}",
+         "internal_chat_message_metadata_passthrough": md},
+        {"type": "function_call_output", "call_id": "c1", "output": "ok",
+         "internal_chat_message_metadata_passthrough": md},
+        {"type": "reasoning", "summary": [], "internal_chat_message_metadata_passthrough": md}
+    ]);
+    assert_eq!(post(&fake, &c, &b).await.status(), 200);
+    b["input"][0]["internal_chat_message_metadata_passthrough"] = json!("x");
+    expect_400(&fake, &c, &b, "input[0].internal_chat_message_metadata_passthrough").await;
+    b["input"] = json!([{"type": "message", "role": "user", "content": "hi"}]);
+    b["internal_chat_message_metadata_passthrough"] = md.clone();
+    expect_400(&fake, &c, &b, "internal_chat_message_metadata_passthrough").await;
+    let mut b = body();
+    b["input"] = json!([{"type": "custom_tool_call_output", "call_id": "c9", "output": "x",
+        "internal_chat_message_metadata_passthrough": md}]);
+    expect_400(&fake, &c, &b, "input[0].internal_chat_message_metadata_passthrough").await;
+}
+
+/// Compaction v2: a `/responses` request whose input ends with `{"type":"compaction_trigger"}` is answered with
+/// exactly one sealed `compaction` item, which a later request carries back untouched; the marker anywhere but
+/// last is refused.
+#[tokio::test]
+async fn a_compaction_trigger_yields_exactly_one_compaction_item() {
+    let (fake, c) = start().await;
+    let user = json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]});
+    let mut b = body();
+    b["input"] = json!([user, {"type": "compaction_trigger"}]);
+    let evs = events(&fake, &c, &b).await;
+    let items = done_items(&evs);
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["type"], "compaction");
+    let sealed = items[0]["encrypted_content"].as_str().unwrap().to_string();
+    let mut next = body();
+    next["input"] = json!([user, {"type": "compaction", "encrypted_content": sealed}, user]);
+    assert_eq!(post(&fake, &c, &next).await.status(), 200);
+    next["input"][1]["encrypted_content"] = json!(format!("{sealed}x"));
+    expect_400(&fake, &c, &next, "could not be verified").await;
+    b["input"] = json!([{"type": "compaction_trigger"}, user]);
+    expect_400(&fake, &c, &b, "compaction_trigger must be the last input item").await;
+}

@@ -19,10 +19,10 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
@@ -48,7 +48,11 @@ pub async fn serve(
     // HTTP/2 connection inline even when limited to HTTP/1 (1,528 against 648 bytes per open connection).
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    let graceful = GracefulShutdown::new();
+    // Connections are served `with_upgrades` (the Responses WebSocket, server/websocket.rs). hyper-util's
+    // `GracefulShutdown` cannot watch an upgradeable HTTP/1 connection, so the drain is done here: `draining`
+    // asks each connection to finish its response and close, `tracker` waits for them.
+    let tracker = TaskTracker::new();
+    let draining = CancellationToken::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let tcp = tokio::select! {
@@ -69,20 +73,31 @@ pub async fn serve(
             guard.clone(),
         );
         let service = TowerToHyperService::new(service);
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service));
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                served = conn => if let Err(e) = served {
-                    debug!("connection ended with an error: {e}");
-                },
+        let conn = builder.serve_connection(TokioIo::new(tcp), service).with_upgrades();
+        let (stop, draining) = (stop.clone(), draining.clone());
+        tracker.spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let served = tokio::select! {
+                served = conn.as_mut() => served,
                 // Dropping the connection closes it, with the response (and its upstream stream) it was writing.
-                () = stop.cancelled() => {}
+                () = stop.cancelled() => return,
+                () = draining.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    tokio::select! {
+                        served = conn.as_mut() => served,
+                        () = stop.cancelled() => return,
+                    }
+                }
+            };
+            if let Err(e) = served {
+                debug!("connection ended with an error: {e}");
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown, graceful.shutdown()).await.is_err() {
+    draining.cancel();
+    tracker.close();
+    if tokio::time::timeout(limits.shutdown, tracker.wait()).await.is_err() {
         warn!(
             "connections still open {} s after the shutdown began (shutdown_timeout_secs); closing them",
             limits.shutdown.as_secs_f64()

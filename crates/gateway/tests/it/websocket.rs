@@ -1,11 +1,219 @@
-//! The Responses WebSocket handshake (issue 25): not spoken yet, so refused with 426 (the backend's "use HTTP
-//! SSE"), on which the official client falls back at once instead of retrying a 405.
+//! The Responses WebSocket on `/v1/responses` (issue 25): each `response.create` relayed through the HTTP
+//! route's path, its events written back one text frame each; later turns that send only new input with
+//! `previous_response_id`; error frames; the handshake's key check; a client that leaves cancels its turn.
+//! With `[server] websocket = false` the handshake is the backend's 426 ("use HTTP SSE").
 
-use crate::harness::{Setup, json, start};
+use std::sync::Arc;
+use std::time::Duration;
+
+use codex_gateway::record::RequestRecord;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::harness::{Setup, TestEnv, json, scenario, start};
+use crate::records::Collect;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const ROUTE: &str = "/v1/responses (websocket)";
+
+async fn env_with_records(setup: Setup) -> (TestEnv, Arc<Collect>) {
+    let sink = Arc::new(Collect::default());
+    let env = start(Setup { record_sinks: vec![sink.clone()], ..setup }).await;
+    (env, sink)
+}
+
+async fn connect(
+    env: &TestEnv,
+    key: Option<&str>,
+    request_id: &str,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let url = env.url("/v1/responses").replacen("http://", "ws://", 1);
+    let mut req = url.into_client_request()?;
+    let h = req.headers_mut();
+    h.insert("openai-beta", "responses_websockets=2026-02-06".parse().unwrap_or_else(|e| panic!("{e}")));
+    h.insert("x-request-id", request_id.parse().unwrap_or_else(|e| panic!("{e}")));
+    if let Some(k) = key {
+        h.insert("authorization", format!("Bearer {k}").parse().unwrap_or_else(|e| panic!("{e}")));
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+    Ok(ws)
+}
+
+async fn send(ws: &mut Socket, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap_or_else(|e| panic!("send: {e}"));
+}
+
+/// The next text frame as JSON (within 5 s).
+async fn next(ws: &mut Socket) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no frame within 5 s"))
+            .unwrap_or_else(|| panic!("socket closed"))
+            .unwrap_or_else(|e| panic!("socket error: {e}"));
+        match msg {
+            Message::Text(t) => return json(t.as_str()),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// Every frame up to and including the turn's last (`response.completed`, `response.failed`, or an `error`).
+async fn turn(ws: &mut Socket) -> Vec<Value> {
+    let mut frames = Vec::new();
+    loop {
+        let v = next(ws).await;
+        let end = matches!(v["type"].as_str(), Some("response.completed" | "response.failed" | "error"));
+        frames.push(v);
+        if end {
+            return frames;
+        }
+    }
+}
+
+fn create(input: Value) -> Value {
+    json!({"type": "response.create", "model": "gpt-5.4", "instructions": "", "input": input, "stream": true,
+        "store": false})
+}
+
+async fn record(sink: &Collect, id: &str) -> RequestRecord {
+    sink.one(id).await
+}
+
+#[tokio::test]
+async fn a_plain_answer_comes_back_one_text_frame_per_event_with_the_rate_limits_first() {
+    let (env, sink) = env_with_records(Setup::default()).await;
+    let mut ws = connect(&env, None, "ws-plain").await.unwrap_or_else(|e| panic!("{e}"));
+    send(&mut ws, create(json!([{"role": "user", "content": "hello there"}]))).await;
+    let frames = turn(&mut ws).await;
+    assert_eq!(frames[0]["type"], "codex.rate_limits", "{frames:?}");
+    assert!(frames[0]["rate_limits"]["primary"]["used_percent"].is_number(), "{}", frames[0]);
+    assert_eq!(frames[1]["type"], "response.created", "{frames:?}");
+    let last = frames.last().cloned().unwrap_or_default();
+    assert_eq!(last["type"], "response.completed", "{frames:?}");
+    let text: String = frames
+        .iter()
+        .filter(|f| f["type"] == "response.output_text.delta")
+        .filter_map(|f| f["delta"].as_str())
+        .collect();
+    assert!(text.contains("hello there"), "{text}");
+    // The upstream got an ordinary Responses body: no WebSocket envelope.
+    let bodies = env.upstream_bodies();
+    assert_eq!(bodies.len(), 1);
+    assert!(bodies[0].get("type").is_none() && bodies[0]["stream"] == true, "{}", bodies[0]);
+    // One record per turn, like a POST, named for the socket.
+    let r = record(&sink, "ws-plain-1").await;
+    assert_eq!((r.route.as_ref(), r.status, r.stream), (ROUTE, 200, true), "{r:?}");
+    assert!(r.usage.output_tokens > 0 && !r.client_disconnected, "{r:?}");
+}
+
+#[tokio::test]
+async fn a_tool_round_trip_over_two_turns_sends_only_the_new_input_and_the_upstream_gets_it_all() {
+    let env = start(Setup::default()).await;
+    let mut ws = connect(&env, None, "ws-tool").await.unwrap_or_else(|e| panic!("{e}"));
+    env.fake.enqueue(
+        None,
+        scenario(json!({"kind": "tool_call", "name": "exec_command", "call_id": "call_1",
+        "arguments": {"cmd": "ls"}})),
+    );
+    let user = json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list files"}]});
+    send(&mut ws, create(json!([user]))).await;
+    let first = turn(&mut ws).await;
+    let done = first.last().cloned().unwrap_or_default();
+    assert_eq!(done["type"], "response.completed", "{first:?}");
+    let id = done["response"]["id"].as_str().unwrap_or_default().to_string();
+    let call = done["response"]["output"][0].clone();
+    assert_eq!(call["type"], "function_call", "{done}");
+
+    // The second turn: what the official client sends on a reused socket, only the item after the call.
+    let output = json!({"type": "function_call_output", "call_id": "call_1", "output": "a.txt b.txt"});
+    let mut next_turn = create(json!([output]));
+    next_turn["previous_response_id"] = json!(id);
+    send(&mut ws, next_turn).await;
+    let second = turn(&mut ws).await;
+    assert_eq!(second.last().map(|f| f["type"].clone()), Some(json!("response.completed")), "{second:?}");
+    let bodies = env.upstream_bodies();
+    assert_eq!(bodies.len(), 2);
+    let input = bodies[1]["input"].as_array().cloned().unwrap_or_default();
+    let types: Vec<&str> = input.iter().map(|i| i["type"].as_str().unwrap_or_default()).collect();
+    assert_eq!(types, ["message", "function_call", "function_call_output"], "{}", bodies[1]);
+    assert_eq!(input[1]["call_id"], "call_1");
+    assert!(bodies[1].get("previous_response_id").is_none(), "{}", bodies[1]);
+}
+
+#[tokio::test]
+async fn a_bad_message_gets_an_error_frame_and_the_socket_goes_on() {
+    let env = start(Setup::default()).await;
+    let mut ws = connect(&env, None, "ws-bad").await.unwrap_or_else(|e| panic!("{e}"));
+    ws.send(Message::text("not json")).await.unwrap_or_else(|e| panic!("{e}"));
+    let e = next(&mut ws).await;
+    assert_eq!((e["type"].as_str(), e["status"].as_u64()), (Some("error"), Some(400)), "{e}");
+    assert_eq!(e["error"]["code"], "invalid_json", "{e}");
+    let mut unknown = create(json!([]));
+    unknown["previous_response_id"] = json!("resp_nope");
+    send(&mut ws, unknown).await;
+    let e = next(&mut ws).await;
+    assert_eq!(e["error"]["code"], "previous_response_not_found", "{e}");
+    // A request the HTTP route refuses is the same refusal, wrapped.
+    send(&mut ws, json!({"type": "response.create", "model": "gpt-5.4", "input": 7})).await;
+    let e = next(&mut ws).await;
+    assert_eq!((e["type"].as_str(), e["status"].as_u64()), (Some("error"), Some(400)), "{e}");
+    send(&mut ws, json!({"type": "response.create", "model": "no-such-model", "instructions": "", "input": []})).await;
+    let e = next(&mut ws).await;
+    assert_eq!(e["type"], "error", "{e}");
+    assert!(e["status"].as_u64().is_some_and(|s| s >= 400), "{e}");
+    // Still usable.
+    send(&mut ws, create(json!([{"role": "user", "content": "after errors"}]))).await;
+    let frames = turn(&mut ws).await;
+    assert_eq!(frames.last().map(|f| f["type"].clone()), Some(json!("response.completed")), "{frames:?}");
+    assert_eq!(env.upstream_bodies().len(), 1, "refused messages never reached the upstream");
+}
+
+#[tokio::test]
+async fn a_bad_key_is_refused_at_the_handshake() {
+    let env = start(Setup { client_key: Some("sk-good".into()), ..Setup::default() }).await;
+    match connect(&env, Some("sk-wrong"), "ws-key").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
+        Err(e) => panic!("expected a 401, got {e}"),
+        Ok(_) => panic!("a wrong key was upgraded"),
+    }
+    match connect(&env, None, "ws-nokey").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
+        Err(e) => panic!("expected a 401, got {e}"),
+        Ok(_) => panic!("no key was upgraded"),
+    }
+    let mut ws = connect(&env, Some("sk-good"), "ws-goodkey").await.unwrap_or_else(|e| panic!("{e}"));
+    send(&mut ws, create(json!([{"role": "user", "content": "hi"}]))).await;
+    let frames = turn(&mut ws).await;
+    assert_eq!(frames.last().map(|f| f["type"].clone()), Some(json!("response.completed")), "{frames:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_turn_cancels_the_upstream_stream() {
+    let (env, sink) = env_with_records(Setup::default()).await;
+    let mut ws = connect(&env, None, "ws-left").await.unwrap_or_else(|e| panic!("{e}"));
+    env.fake.enqueue(None, scenario(json!({"kind": "slow", "text": "tick ".repeat(60), "deltas": 60, "delay_ms": 50})));
+    send(&mut ws, create(json!([{"role": "user", "content": "slowly"}]))).await;
+    loop {
+        if next(&mut ws).await["type"] == "response.output_text.delta" {
+            break;
+        }
+    }
+    drop(ws);
+    let r = record(&sink, "ws-left-1").await;
+    assert!(r.client_disconnected, "{r:?}");
+    assert!(r.time_to_first_byte.is_some() && r.duration < Duration::from_secs(2), "{r:?}");
+}
 
 #[tokio::test]
 async fn websocket_handshake_on_responses_is_426_so_the_codex_cli_falls_back_to_sse() {
-    let env = start(Setup::default()).await;
+    // Turned off in the config: the backend's "use HTTP SSE" answer, as before the socket was served.
+    let config_toml = Some("[server]\nwebsocket = false\n".to_string());
+    let env = start(Setup { config_toml, ..Setup::default() }).await;
     for path in ["/v1/responses", "/responses"] {
         let resp = env
             .http
@@ -26,4 +234,27 @@ async fn websocket_handshake_on_responses_is_426_so_the_codex_cli_falls_back_to_
     assert_eq!(plain.status().as_u16(), 405, "a plain GET keeps its 405");
     assert_eq!(plain.headers().get("allow").and_then(|v| v.to_str().ok()), Some("POST"));
     assert!(env.upstream_bodies().is_empty());
+}
+
+#[tokio::test]
+async fn a_socket_past_its_lifetime_gets_the_backends_limit_error_and_an_idle_one_is_closed() {
+    let config_toml = Some("[server]\nwebsocket_max_secs = 0.3\nwebsocket_idle_secs = 0.6\n".to_string());
+    let env = start(Setup { config_toml, ..Setup::default() }).await;
+    let mut ws = connect(&env, None, "ws-old").await.unwrap_or_else(|e| panic!("{e}"));
+    send(&mut ws, create(json!([{"role": "user", "content": "in time"}]))).await;
+    let frames = turn(&mut ws).await;
+    assert_eq!(frames.last().map(|f| f["type"].clone()), Some(json!("response.completed")), "{frames:?}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    send(&mut ws, create(json!([{"role": "user", "content": "too late"}]))).await;
+    let e = next(&mut ws).await;
+    // The official client maps this code to a retryable error and opens a new connection.
+    assert_eq!(e["error"]["code"], "websocket_connection_limit_reached", "{e}");
+    let closed = tokio::time::timeout(Duration::from_secs(2), ws.next()).await.unwrap_or_else(|_| panic!("not closed"));
+    assert!(matches!(closed, Some(Ok(Message::Close(_))) | None), "{closed:?}");
+    assert_eq!(env.upstream_bodies().len(), 1, "the late turn never went upstream");
+
+    let mut idle = connect(&env, None, "ws-idle").await.unwrap_or_else(|e| panic!("{e}"));
+    let closed =
+        tokio::time::timeout(Duration::from_secs(3), idle.next()).await.unwrap_or_else(|_| panic!("not closed"));
+    assert!(matches!(closed, Some(Ok(Message::Close(_))) | None), "{closed:?}");
 }
