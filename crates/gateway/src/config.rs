@@ -259,7 +259,7 @@ pub struct Config {
     /// `[server] watch_config`: reload when the file changes (server/reload.rs).
     pub watch_config: bool,
     /// `[server] websocket*`: the inbound Responses WebSocket (server/websocket.rs, docs/protocol.md).
-    pub websocket: WebSocketSettings,
+    pub inbound_websocket: WebSocketSettings,
     /// The command-line values this configuration was resolved with, so a reload resolves the file with them.
     pub overrides: Overrides,
 }
@@ -366,7 +366,7 @@ impl Config {
         };
         let api_keys = client_keys(raw.api_keys, o, env)?;
         let watch_config = raw.server.as_ref().and_then(|s| s.watch_config).unwrap_or(false);
-        let websocket = WebSocketSettings::resolve(raw.server.as_ref())?;
+        let inbound_websocket = WebSocketSettings::resolve(raw.server.as_ref())?;
         let access = Access::resolve(raw.server, env)?;
         let configured_keys = configured_keys(raw.keys, &api_keys)?;
         if !ip.is_loopback() && api_keys.is_empty() && access.admin_key.is_none() {
@@ -462,7 +462,7 @@ impl Config {
             websocket,
             configured_keys,
             watch_config,
-            websocket,
+            inbound_websocket,
             overrides: o.clone(),
             usage,
             store,

@@ -131,7 +131,7 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
         usage,
         configured_keys,
         watch_config,
-        websocket,
+        inbound_websocket,
         overrides,
         store,
         client,
@@ -190,7 +190,7 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
     restart_if(routing.usage_poll != r.usage_poll, "routing.usage_poll_secs");
     restart_if(*access != old.access, "server (allowed_hosts, allowed_origins, admin_key)");
     restart_if(*watch_config != old.watch_config, "server.watch_config");
-    restart_if(*websocket != old.websocket, "server.websocket*");
+    restart_if(*inbound_websocket != old.inbound_websocket, "server.websocket*");
     restart_if(*metrics != old.metrics, "metrics");
     restart_if(*dashboard != old.dashboard, "dashboard");
     restart_if(*config_file != old.config_file || *overrides != old.overrides, "the config file's path");
