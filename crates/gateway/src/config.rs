@@ -253,13 +253,13 @@ pub struct Config {
     /// The Codex client version and User-Agent presented upstream.
     pub client: crate::upstream::identity::ClientIdentity,
     /// issue 25: `[upstream] transport` and the WebSocket connections' limits (upstream/ws.rs).
-    pub websocket: crate::upstream::ws::WsSettings,
+    pub upstream_ws: crate::upstream::ws::WsSettings,
     /// `[keys.NAME]` tables: client keys with limits from the file.
     pub configured_keys: Vec<ConfiguredKey>,
     /// `[server] watch_config`: reload when the file changes (server/reload.rs).
     pub watch_config: bool,
     /// `[server] websocket*`: the inbound Responses WebSocket (server/websocket.rs, docs/protocol.md).
-    pub inbound_websocket: WebSocketSettings,
+    pub inbound_ws: WebSocketSettings,
     /// The command-line values this configuration was resolved with, so a reload resolves the file with them.
     pub overrides: Overrides,
 }
@@ -366,7 +366,7 @@ impl Config {
         };
         let api_keys = client_keys(raw.api_keys, o, env)?;
         let watch_config = raw.server.as_ref().and_then(|s| s.watch_config).unwrap_or(false);
-        let inbound_websocket = WebSocketSettings::resolve(raw.server.as_ref())?;
+        let inbound_ws = WebSocketSettings::resolve(raw.server.as_ref())?;
         let access = Access::resolve(raw.server, env)?;
         let configured_keys = configured_keys(raw.keys, &api_keys)?;
         if !ip.is_loopback() && api_keys.is_empty() && access.admin_key.is_none() {
@@ -455,14 +455,14 @@ impl Config {
         )?;
         let usage = UsageSettings::resolve(raw.usage, env)?;
         let store = StoreConfig::resolve(raw.store, o, env);
-        let websocket = crate::upstream::ws::WsSettings::resolve(raw.upstream.as_ref())?;
+        let upstream_ws = crate::upstream::ws::WsSettings::resolve(raw.upstream.as_ref())?;
         let client = crate::upstream::identity::ClientIdentity::resolve(raw.upstream)?;
         Ok(Config {
             client,
-            websocket,
+            upstream_ws,
             configured_keys,
             watch_config,
-            inbound_websocket,
+            inbound_ws,
             overrides: o.clone(),
             usage,
             store,

@@ -91,7 +91,7 @@ pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()
         (None, false) => "<your client key>".to_string(),
     };
     let env = ProcessEnv;
-    let to = Gateway { base: &base, key: &key, websocket: config.inbound_websocket.enabled };
+    let to = Gateway { base: &base, key: &key, websocket: config.inbound_ws.enabled };
     for plan in plans(args.client, &to, &args.model, &env) {
         if args.write {
             write(&plan)?;

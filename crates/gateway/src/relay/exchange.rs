@@ -147,7 +147,7 @@ pub async fn prepare(
             state.catalog.minimal_client_version(&req.model.slug),
         ),
         // issue 25 (WebSocket upstream): the transport for this request; `auto` asks the catalog (one scan).
-        websocket: state.config.websocket.wants(|| state.catalog.prefers_websockets(&req.model.slug)),
+        websocket: state.config.upstream_ws.wants(|| state.catalog.prefers_websockets(&req.model.slug)),
         conversation: !key.is_empty(),
     };
     Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate, stream: req.stream })

@@ -131,11 +131,11 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
         usage,
         configured_keys,
         watch_config,
-        inbound_websocket,
+        inbound_ws,
         overrides,
         store,
         client,
-        websocket,
+        upstream_ws,
     } = next;
     let mut live = Vec::new();
     let mut restart = Vec::new();
@@ -176,7 +176,7 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
     restart_if(*log_format != old.log_format, "log_format");
     restart_if(*store != old.store, "store.url");
     restart_if(*client != old.client, "upstream.client_version / user_agent");
-    restart_if(*websocket != old.websocket, "upstream.transport / websocket_*");
+    restart_if(*upstream_ws != old.upstream_ws, "upstream.transport / websocket_*");
     restart_if(*ollama != old.ollama, "ollama");
     let r = &old.routing;
     restart_if(routing.plan_priority != r.plan_priority, "routing.plan_priority");
@@ -190,7 +190,7 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
     restart_if(routing.usage_poll != r.usage_poll, "routing.usage_poll_secs");
     restart_if(*access != old.access, "server (allowed_hosts, allowed_origins, admin_key)");
     restart_if(*watch_config != old.watch_config, "server.watch_config");
-    restart_if(*inbound_websocket != old.inbound_websocket, "server.websocket*");
+    restart_if(*inbound_ws != old.inbound_ws, "server.websocket*");
     restart_if(*metrics != old.metrics, "metrics");
     restart_if(*dashboard != old.dashboard, "dashboard");
     restart_if(*config_file != old.config_file || *overrides != old.overrides, "the config file's path");

@@ -35,7 +35,7 @@ pub async fn handshake(State(state): State<Arc<AppState>>, req: Request) -> Resp
         let mut r = method_not_allowed_response(Shape::OpenAi, req.method(), path, record.request_id());
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         r
-    } else if !state.config.inbound_websocket.enabled {
+    } else if !state.config.inbound_ws.enabled {
         let body = json!({"error": {
             "message": "WebSocket is turned off on this gateway ([server] websocket = false); send POST \
                         /v1/responses (HTTP with SSE).",
@@ -72,7 +72,7 @@ async fn upgrade_to_session(state: Arc<AppState>, req: Request, rid: &str) -> Re
         }
     };
     let limit = state.config.body_limit;
-    let settings = state.config.inbound_websocket.clone();
+    let settings = state.config.inbound_ws.clone();
     let headers = turn_headers(parts.headers);
     let request_id = rid.to_string();
     // Taken before the upgrade, so a shutdown that begins in between still waits for the session.

@@ -96,10 +96,10 @@ impl Upstream {
             None => Some(Direct::new(super::tls::client_config(config.ca_bundle.as_deref())?, config.upstream_h2c)),
             Some(_) => None,
         };
-        let ws = match config.websocket.transport {
+        let ws = match config.upstream_ws.transport {
             super::ws::Transport::Sse => None,
             super::ws::Transport::Auto | super::ws::Transport::Websocket => Some(super::ws_pool::WsPool::new(
-                config.websocket.clone(),
+                config.upstream_ws.clone(),
                 &format!("{}/responses", config.upstream_base_url),
                 super::tls::client_config(config.ca_bundle.as_deref())?,
             )),

@@ -153,7 +153,7 @@ pub async fn start(setup: Setup) -> TestEnv {
         && !setup.config_toml.as_deref().is_some_and(|t| t.contains("transport"))
         && !setup.env.iter().any(|(k, _)| *k == "CODEX_GATEWAY_UPSTREAM_BASE_URL")
     {
-        config.websocket.transport = codex_gateway::upstream::ws::Transport::Websocket;
+        config.upstream_ws.transport = codex_gateway::upstream::ws::Transport::Websocket;
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
