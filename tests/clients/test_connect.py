@@ -96,14 +96,23 @@ def test_codex_cli_uses_the_config_connect_wrote(tmp_path, gateway, fake):
     assert written.startswith("# my settings\n"), written
     assert cfg["approval_policy"] == "never" and cfg["analytics"]["enabled"] is False, written
     assert cfg["model_providers"]["codex-gateway"]["base_url"] == gateway.v1, written
+    # The gateway serves the inbound WebSocket (the default): the provider says so.
+    assert cfg["model_providers"]["codex-gateway"]["supports_websockets"] is True, written
     second_write_changes_nothing(home, gateway, "codex", extra)
 
     # The key goes in the variable the file names (env_key): the one thing outside the file.
     env = env_for(home, {**extra, "CODEX_GATEWAY_API_KEY": gateway.api_key})
+    since = len(gateway.log_text())
     proc = run([str(harness.node_bin("codex")), "exec", "--skip-git-repo-check", "say connect-codex-3141"], work, env)
     assert proc.returncode == 0, show(proc)
     assert "You said: say connect-codex-3141" in proc.stdout.decode(errors="replace"), show(proc)
     assert [r for r in fake.requests("responses") if r["method"] == "POST"], "the answer came through the gateway"
+    # Over the WebSocket, not a fallback to HTTP (the access log names the socket's turns by their route).
+    lines = [l for l in gateway.log_text()[since:].splitlines() if " request request_id=" in l]
+    responses = [l for l in lines if 'api="responses"' in l]
+    ws = [l for l in responses if "route=/v1/responses (websocket) status=" in l]
+    posts = [l for l in responses if "route=/v1/responses status=" in l]
+    assert ws and not posts, f"ws turns {len(ws)}, posts {posts}\n{gateway.log_text()[since:][-4000:]}"
 
 
 def test_claude_code_uses_the_settings_connect_wrote(tmp_path, gateway, fake):

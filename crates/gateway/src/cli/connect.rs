@@ -1,6 +1,8 @@
 //! `codex-gateway connect CLIENT [--key KEY] [--model MODEL] [--write]`: the settings that point an AI client at
 //! this gateway, printed, or merged into the client's own file (`--write`): only the gateway's keys change, every
 //! other setting stays, the old file is kept as `FILE.bak`, and a second `--write` finds nothing to change.
+//! The Codex CLI's provider says `supports_websockets = true` when the gateway serves the inbound Responses
+//! WebSocket (`[server] websocket`, on by default), so the CLI talks to it over one socket per session.
 
 mod continue_yaml;
 
@@ -38,6 +40,29 @@ enum Client {
     Continue,
 }
 
+/// A value in the TOML table: the provider's settings are strings and one boolean.
+enum TomlValue {
+    Str(String),
+    Bool(bool),
+}
+
+impl TomlValue {
+    /// Whether `item` already holds this value (then the file is left as it is).
+    fn is_in(&self, item: Option<&toml_edit::Item>) -> bool {
+        match self {
+            TomlValue::Str(v) => item.and_then(|i| i.as_str()) == Some(v.as_str()),
+            TomlValue::Bool(v) => item.and_then(|i| i.as_bool()) == Some(*v),
+        }
+    }
+
+    fn item(&self) -> toml_edit::Item {
+        match self {
+            TomlValue::Str(v) => toml_edit::value(v.as_str()),
+            TomlValue::Bool(v) => toml_edit::value(*v),
+        }
+    }
+}
+
 /// What one client needs: a file and how to merge into it.
 struct Plan {
     file: PathBuf,
@@ -50,7 +75,7 @@ enum Merge {
     /// JSON: set each (path, value); objects on the way are created, nothing else is touched.
     Json(Vec<(Vec<&'static str>, Value)>),
     /// TOML (toml_edit keeps comments and order): top-level keys and one table.
-    Toml { top: Vec<(&'static str, String)>, table: (Vec<&'static str>, Vec<(&'static str, String)>) },
+    Toml { top: Vec<(&'static str, String)>, table: (Vec<&'static str>, Vec<(&'static str, TomlValue)>) },
     /// `KEY=value` or `key: value` lines at the top level (a .env file, aider's flat YAML).
     Lines { separator: &'static str, pairs: Vec<(&'static str, String)> },
     /// One entry in Continue's `models:` list (continue_yaml.rs).
@@ -66,7 +91,8 @@ pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()
         (None, false) => "<your client key>".to_string(),
     };
     let env = ProcessEnv;
-    for plan in plans(args.client, &base, &key, &args.model, &env) {
+    let to = Gateway { base: &base, key: &key, websocket: config.inbound_ws.enabled };
+    for plan in plans(args.client, &to, &args.model, &env) {
         if args.write {
             write(&plan)?;
         } else {
@@ -84,7 +110,16 @@ fn home(env: &dyn Env) -> PathBuf {
     env.get("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn plans(client: Client, base: &str, key: &str, model: &str, env: &dyn Env) -> Vec<Plan> {
+/// The gateway a client is pointed at.
+struct Gateway<'a> {
+    base: &'a str,
+    key: &'a str,
+    /// It serves the inbound Responses WebSocket (`[server] websocket`).
+    websocket: bool,
+}
+
+fn plans(client: Client, to: &Gateway, model: &str, env: &dyn Env) -> Vec<Plan> {
+    let (base, key) = (to.base, to.key);
     let home = home(env);
     let s = |v: &str| Value::String(v.to_string());
     match client {
@@ -107,19 +142,22 @@ fn plans(client: Client, base: &str, key: &str, model: &str, env: &dyn Env) -> V
         }
         Client::Codex => {
             let dir = env.get("CODEX_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".codex"));
+            let mut provider = vec![
+                ("name", TomlValue::Str("codex-gateway".into())),
+                ("base_url", TomlValue::Str(format!("{base}/v1"))),
+                ("wire_api", TomlValue::Str("responses".into())),
+                ("env_key", TomlValue::Str("CODEX_GATEWAY_API_KEY".into())),
+            ];
+            // Turned off on the gateway: the key is left out (an older `true` in the file is harmless, the
+            // handshake's 426 sends the CLI to HTTP at once).
+            if to.websocket {
+                provider.push(("supports_websockets", TomlValue::Bool(true)));
+            }
             vec![Plan {
                 file: dir.join("config.toml"),
                 merge: Merge::Toml {
                     top: vec![("model", model.into()), ("model_provider", "codex-gateway".into())],
-                    table: (
-                        vec!["model_providers", "codex-gateway"],
-                        vec![
-                            ("name", "codex-gateway".into()),
-                            ("base_url", format!("{base}/v1")),
-                            ("wire_api", "responses".into()),
-                            ("env_key", "CODEX_GATEWAY_API_KEY".into()),
-                        ],
-                    ),
+                    table: (vec!["model_providers", "codex-gateway"], provider),
                 },
                 note: format!("# then: CODEX_GATEWAY_API_KEY={key} codex"),
             }]
@@ -231,8 +269,8 @@ fn merged(existing: &str, merge: &Merge) -> anyhow::Result<String> {
             }
             let t = item.as_table_like_mut().context("the provider entry is not a table")?;
             for (k, v) in pairs {
-                if t.get(k).and_then(|i| i.as_str()) != Some(v.as_str()) {
-                    t.insert(k, toml_edit::value(v.as_str()));
+                if !v.is_in(t.get(k)) {
+                    t.insert(k, v.item());
                 }
             }
             Ok(doc.to_string())
@@ -312,8 +350,10 @@ mod tests {
         }
     }
 
+    const GATEWAY: Gateway = Gateway { base: "http://127.0.0.1:9", key: "k-1", websocket: true };
+
     fn write_all(client: Client, env: &Home) -> anyhow::Result<()> {
-        for plan in plans(client, "http://127.0.0.1:9", "k-1", "gpt-5.4", env) {
+        for plan in plans(client, &GATEWAY, "gpt-5.4", env) {
             write(&plan)?;
         }
         Ok(())
@@ -352,6 +392,7 @@ mod tests {
         assert_eq!(parsed["mcp_servers"]["x"]["command"].as_str(), Some("y"));
         assert_eq!(parsed["model_provider"].as_str(), Some("codex-gateway"));
         assert_eq!(parsed["model_providers"]["codex-gateway"]["base_url"].as_str(), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(parsed["model_providers"]["codex-gateway"]["supports_websockets"].as_bool(), Some(true));
         let dotenv = std::fs::read_to_string(dir.join(".gemini/.env"))?;
         assert_eq!(dotenv, "OTHER=1\nGEMINI_API_KEY=k-1\nGOOGLE_GEMINI_BASE_URL=http://127.0.0.1:9\n");
         let gemini: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(".gemini/settings.json"))?)?;
@@ -411,6 +452,27 @@ mod tests {
         assert!(write_all(Client::ClaudeCode, &Home(dir.clone())).is_err());
         assert_eq!(std::fs::read_to_string(dir.join(".claude/settings.json"))?, "{not json");
         std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    /// The Codex provider asks for the WebSocket only when the gateway serves it.
+    #[test]
+    fn the_codex_provider_supports_websockets_when_the_gateway_serves_them() -> anyhow::Result<()> {
+        let env = Home(PathBuf::from("/nonexistent"));
+        for websocket in [true, false] {
+            let to = Gateway { websocket, ..GATEWAY };
+            let [plan] = <[Plan; 1]>::try_from(plans(Client::Codex, &to, "gpt-5.4", &env))
+                .map_err(|_| anyhow::anyhow!("one file for codex"))?;
+            let parsed: toml::Value = toml::from_str(&preview(&plan.merge)?)?;
+            let provider = &parsed["model_providers"]["codex-gateway"];
+            assert_eq!(provider["wire_api"].as_str(), Some("responses"));
+            assert_eq!(provider.get("supports_websockets").and_then(toml::Value::as_bool), websocket.then_some(true));
+        }
+        // A provider written before (a string where the boolean goes) is corrected.
+        let plan = plans(Client::Codex, &GATEWAY, "gpt-5.4", &env).remove(0);
+        let old = "[model_providers.codex-gateway]\nsupports_websockets = \"yes\"\n";
+        let parsed: toml::Value = toml::from_str(&merged(old, &plan.merge)?)?;
+        assert_eq!(parsed["model_providers"]["codex-gateway"]["supports_websockets"].as_bool(), Some(true));
         Ok(())
     }
 }

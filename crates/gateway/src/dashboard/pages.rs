@@ -179,7 +179,10 @@ pub(crate) async fn setup(State(dash): State<St>, headers: HeaderMap, Query(q): 
     ctx.insert("keys".into(), Value::Array(keys));
     ctx.insert("chosen_key".into(), json!(chosen));
     ctx.insert("open".into(), dash.app.config.api_keys.is_empty().into());
-    ctx.insert("clients".into(), json!(setup::clients(&base_url, &model, ollama_url.as_deref())));
+    ctx.insert(
+        "clients".into(),
+        json!(setup::clients(&base_url, &model, ollama_url.as_deref(), dash.app.config.inbound_ws.enabled)),
+    );
     let page = dash.render("setup.html", Value::Object(ctx));
     a.finish(page)
 }

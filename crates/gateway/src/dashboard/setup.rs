@@ -38,8 +38,11 @@ pub struct Client {
 }
 
 /// Every client, in the order the page lists them.
-pub fn clients(base: &str, model: &str, ollama: Option<&str>) -> Vec<Client> {
+/// `websocket`: the gateway serves the inbound Responses WebSocket, so the Codex CLI's provider says
+/// `supports_websockets = true`.
+pub fn clients(base: &str, model: &str, ollama: Option<&str>, websocket: bool) -> Vec<Client> {
     let k = KEY_PLACEHOLDER;
+    let ws = if websocket { "supports_websockets = true\n" } else { "" };
     let v1 = format!("{base}/v1");
     let ollama_url = ollama.unwrap_or("http://127.0.0.1:11434");
     let c = |id, name, dialect, snippet: String| Client { id, name, dialect, snippet };
@@ -60,7 +63,7 @@ pub fn clients(base: &str, model: &str, ollama: Option<&str>) -> Vec<Client> {
             format!(
                 "# ~/.codex/config.toml\nmodel = \"{model}\"\nmodel_provider = \"gateway\"\n\n\
                  [model_providers.gateway]\nname = \"codex-gateway\"\nbase_url = \"{v1}\"\nwire_api = \"responses\"\n\
-                 env_key = \"CODEX_GATEWAY_API_KEY\"\n\n# then:\nCODEX_GATEWAY_API_KEY={k} codex"
+                 env_key = \"CODEX_GATEWAY_API_KEY\"\n{ws}\n# then:\nCODEX_GATEWAY_API_KEY={k} codex"
             ),
         ),
         c(
@@ -175,4 +178,28 @@ pub fn clients(base: &str, model: &str, ollama: Option<&str>) -> Vec<Client> {
             ),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Codex CLI snippet's provider, parsed as the TOML it shows.
+    fn codex_provider(websocket: bool) -> toml::Value {
+        let all = clients("http://127.0.0.1:8765", "gpt-5.4", None, websocket);
+        let codex = all.iter().find(|c| c.id == "codex-cli").map(|c| c.snippet.clone()).unwrap_or_default();
+        let file = codex.split("# then:").next().unwrap_or_default();
+        let parsed: toml::Value = toml::from_str(file).unwrap_or_else(|e| panic!("{e}: {file}"));
+        parsed["model_providers"]["gateway"].clone()
+    }
+
+    #[test]
+    fn the_codex_snippet_turns_on_websockets_when_the_gateway_serves_them() {
+        let on = codex_provider(true);
+        assert_eq!(on["wire_api"].as_str(), Some("responses"));
+        assert_eq!(on["supports_websockets"].as_bool(), Some(true), "{on}");
+        let off = codex_provider(false);
+        assert!(off.get("supports_websockets").is_none(), "{off}");
+        assert_eq!(off["base_url"].as_str(), Some("http://127.0.0.1:8765/v1"));
+    }
 }

@@ -31,19 +31,58 @@ use super::guard::{Guard, Policy};
 /// How long a client may take to send a request's headers (slowloris guard; bodies are bounded separately).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serve `router` on `listener` until `shutdown` resolves, then let open connections finish their responses for
-/// up to `limits.shutdown`, and drop the rest. Every request passes `guard` first (guard.rs), here rather than as a
-/// router layer: axum boxes each route layer's service clone and future per request, this wrapper costs neither.
+/// The server's drain, shared with what outlives its connection: an upgraded WebSocket session
+/// (server/websocket.rs) holds a [`Drain::token`] so the shutdown waits for it, watches [`Drain::draining`] to
+/// finish its turn and close, and is dropped at [`Drain::stopped`] like any connection.
+#[derive(Clone, Default)]
+pub struct Drain {
+    /// Cancelled when the shutdown begins: connections finish their response and close.
+    draining: CancellationToken,
+    /// Cancelled when the shutdown's bound passes: whatever is still open is dropped.
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Drain {
+    /// Begin the shutdown: connections finish their response and close, sessions their turn.
+    pub fn begin(&self) {
+        self.draining.cancel();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_cancelled()
+    }
+
+    /// Resolves when the shutdown begins.
+    pub async fn draining(&self) {
+        self.draining.cancelled().await
+    }
+
+    /// Resolves when the shutdown's bound passes.
+    pub async fn stopped(&self) {
+        self.stop.cancelled().await
+    }
+
+    /// Held by a task the shutdown must wait for (within its bound).
+    pub fn token(&self) -> tokio_util::task::task_tracker::TaskTrackerToken {
+        self.tracker.token()
+    }
+}
+
+/// Serve `router` on `listener` until `shutdown` resolves, then let open connections (and upgraded sessions that
+/// hold a `drain` token) finish their responses for up to `limits.shutdown`, and drop the rest. Every request
+/// passes `guard` first (guard.rs), here rather than as a router layer: axum boxes each route layer's service
+/// clone and future per request, this wrapper costs neither.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     guard: Arc<Policy>,
     shutdown: impl Future<Output = ()>,
     limits: &crate::config::Timeouts,
+    drain: Drain,
 ) -> io::Result<()> {
     let body_limit = limits.request_body;
-    // Ends the connections still open when the shutdown's bound passes.
-    let stop = CancellationToken::new();
+    let Drain { draining, stop, tracker } = drain.clone();
     // hyper's own HTTP/1 builder, not hyper-util's `auto` one: an `auto` connection future keeps room for an
     // HTTP/2 connection inline even when limited to HTTP/1 (1,528 against 648 bytes per open connection).
     let mut builder = http1::Builder::new();
@@ -51,8 +90,6 @@ pub async fn serve(
     // Connections are served `with_upgrades` (the Responses WebSocket, server/websocket.rs). hyper-util's
     // `GracefulShutdown` cannot watch an upgradeable HTTP/1 connection, so the drain is done here: `draining`
     // asks each connection to finish its response and close, `tracker` waits for them.
-    let tracker = TaskTracker::new();
-    let draining = CancellationToken::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let tcp = tokio::select! {
@@ -95,7 +132,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    draining.cancel();
+    drain.begin();
     tracker.close();
     if tokio::time::timeout(limits.shutdown, tracker.wait()).await.is_err() {
         warn!(

@@ -58,6 +58,8 @@ pub struct AppState {
     /// What a config reload replaces (reload.rs): request paths read the live settings (strategy, aliases,
     /// keepalive, keys, prices) from here, not from `config`, which stays as started.
     pub live: reload::Live,
+    /// The shutdown's drain, which upgraded WebSocket sessions join (listen.rs, websocket.rs).
+    pub drain: listen::Drain,
 }
 
 impl AppState {
@@ -92,7 +94,18 @@ impl AppState {
         all.extend(ledger_sink);
         all.extend(sinks);
         let live = reload::Live::new(config.clone());
-        Ok(AppState { config, pool, upstream, catalog, records: Sinks::new(all), metrics, keys, ledger, live })
+        Ok(AppState {
+            config,
+            pool,
+            upstream,
+            catalog,
+            records: Sinks::new(all),
+            metrics,
+            keys,
+            ledger,
+            live,
+            drain: listen::Drain::default(),
+        })
     }
 }
 
@@ -218,7 +231,8 @@ pub async fn run_with_sinks(
         Arc::new(guard::Policy::main(&state.config, state.keys.clone(), shared).with_records(state.records.clone()));
     let timeouts = state.config.timeouts.clone();
     let ledger = state.ledger.clone();
-    let served = listen::serve(listener, router(state), guard, shutdown, &timeouts).await;
+    let drain = state.drain.clone();
+    let served = listen::serve(listener, router(state), guard, shutdown, &timeouts, drain).await;
     upkeep.abort();
     trim.abort();
     if let Some(follow) = follow {

@@ -78,10 +78,12 @@ pub fn serve(
             guard::Policy::ollama_bridge(&state.config, state.keys.clone()).with_records(state.records.clone()),
         );
         let timeouts = state.config.timeouts.clone();
+        // Its own drain: the bridge serves no WebSocket, and its connections are waited for by its own loop.
+        let drain = super::listen::Drain::default();
         let app = router(state, policy.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = super::listen::serve(listener, app, policy, stop, &timeouts).await {
+            if let Err(e) = super::listen::serve(listener, app, policy, stop, &timeouts, drain).await {
                 warn!(error = %e, "the Ollama bridge stopped");
             }
         });

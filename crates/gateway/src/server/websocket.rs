@@ -5,7 +5,9 @@
 //! before any upgrade); here it is upgraded and the socket handed to `session.rs`, which relays each
 //! `response.create` through the HTTP route's own path. With `[server] websocket = false` the handshake is
 //! answered the way the backend tells a client to use HTTP instead: `426 Upgrade Required`, on which the official
-//! client falls back to HTTP SSE at once. A plain GET is the route's 405 with `Allow: POST`.
+//! client falls back to HTTP SSE at once. A plain GET is the route's 405 with `Allow: POST`. While the gateway
+//! shuts down, a handshake is refused with 503 (the session could not outlive the drain), and open sessions
+//! finish their turn and close with 1001 (`session.rs`).
 
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use dialects::GatewayError;
+use dialects::{ErrorKind, GatewayError};
 use serde_json::json;
 
 use crate::keys::Caller;
@@ -42,6 +44,12 @@ pub async fn handshake(State(state): State<Arc<AppState>>, req: Request) -> Resp
             "code": "websocket_not_supported",
         }});
         (StatusCode::UPGRADE_REQUIRED, axum::Json(body)).into_response()
+    } else if state.drain.is_draining() {
+        let err = GatewayError::new(ErrorKind::Overloaded, "The gateway is shutting down; connect again shortly.")
+            .with_code("shutting_down");
+        let mut r = error_response(Shape::OpenAi, &err, record.request_id());
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        r
     } else {
         upgrade_to_session(state.clone(), req, record.request_id()).await
     };
@@ -67,8 +75,18 @@ async fn upgrade_to_session(state: Arc<AppState>, req: Request, rid: &str) -> Re
     let settings = state.config.inbound_ws.clone();
     let headers = turn_headers(parts.headers);
     let request_id = rid.to_string();
+    // Taken before the upgrade, so a shutdown that begins in between still waits for the session.
+    let joined = state.drain.token();
+    let drain = state.drain.clone();
     let session = session::Session { state, caller, headers, settings, request_id };
-    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| session::run(socket, session))
+    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| async move {
+        tokio::select! {
+            () = session::run(socket, session, &drain) => {}
+            // The shutdown's bound passed: dropped like an HTTP connection, with its turn and upstream stream.
+            () = drain.stopped() => {}
+        }
+        drop(joined);
+    })
 }
 
 /// The handshake's headers as each turn's request headers: the client's identity (originator, User-Agent,

@@ -1,10 +1,11 @@
 //! The Responses WebSocket on `/v1/responses` (issue 25): each `response.create` relayed through the HTTP
 //! route's path, its events written back one text frame each; later turns that send only new input with
 //! `previous_response_id`; error frames; the handshake's key check; a client that leaves cancels its turn.
-//! With `[server] websocket = false` the handshake is the backend's 426 ("use HTTP SSE").
+//! With `[server] websocket = false` the handshake is the backend's 426 ("use HTTP SSE"). On shutdown a turn in
+//! flight finishes before its socket closes with 1001, an idle socket gets 1001 at once, a handshake is a 503.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use codex_gateway::record::RequestRecord;
 use futures_util::{SinkExt, StreamExt};
@@ -257,4 +258,151 @@ async fn a_socket_past_its_lifetime_gets_the_backends_limit_error_and_an_idle_on
     let closed =
         tokio::time::timeout(Duration::from_secs(3), idle.next()).await.unwrap_or_else(|_| panic!("not closed"));
     assert!(matches!(closed, Some(Ok(Message::Close(_))) | None), "{closed:?}");
+}
+
+/// The next frame that is not a ping or pong, or `None` when the socket ended (within `limit`).
+async fn next_frame(ws: &mut Socket, limit: Duration) -> Option<Message> {
+    loop {
+        let msg = tokio::time::timeout(limit, ws.next()).await.unwrap_or_else(|_| panic!("nothing within {limit:?}"));
+        match msg {
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(m)) => return Some(m),
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+fn close_code(msg: &Option<Message>) -> Option<u16> {
+    match msg {
+        Some(Message::Close(Some(frame))) => Some(frame.code.into()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn on_shutdown_a_turn_in_flight_finishes_then_closes_with_1001_and_an_idle_socket_closes_at_once() {
+    let config_toml = Some("shutdown_timeout_secs = 5\n".to_string());
+    let (mut env, sink) = env_with_records(Setup { config_toml, ..Setup::default() }).await;
+    let mut busy = connect(&env, None, "ws-busy").await.unwrap_or_else(|e| panic!("{e}"));
+    let mut idle = connect(&env, None, "ws-idle").await.unwrap_or_else(|e| panic!("{e}"));
+    // Proof the idle socket is served (its session runs) before the shutdown begins.
+    send(&mut idle, create(json!([{"role": "user", "content": "before"}]))).await;
+    let frames = turn(&mut idle).await;
+    assert_eq!(frames.last().map(|f| f["type"].clone()), Some(json!("response.completed")), "{frames:?}");
+    env.fake.enqueue(None, scenario(json!({"kind": "slow", "text": "tick ".repeat(20), "deltas": 20, "delay_ms": 50})));
+    send(&mut busy, create(json!([{"role": "user", "content": "slowly"}]))).await;
+    loop {
+        if next(&mut busy).await["type"] == "response.output_text.delta" {
+            break;
+        }
+    }
+    let stopping = Instant::now();
+    env.stop_gateway();
+    // The idle socket: a 1001 close at once, long before the busy turn ends.
+    let closed = next_frame(&mut idle, Duration::from_secs(2)).await;
+    assert_eq!(close_code(&closed), Some(1001), "{closed:?}");
+    assert!(stopping.elapsed() < Duration::from_millis(600), "the idle socket waited {:?}", stopping.elapsed());
+
+    // The busy socket: its turn runs to the end, then a 1001 close.
+    let mut text = String::new();
+    loop {
+        let v = next(&mut busy).await;
+        if let Some(d) = v["delta"].as_str() {
+            text.push_str(d);
+        }
+        if v["type"] == "response.completed" {
+            break;
+        }
+        assert_ne!(v["type"], "response.failed", "{v}");
+    }
+    assert!(text.contains("tick"), "{text}");
+    let closed = next_frame(&mut busy, Duration::from_secs(2)).await;
+    assert_eq!(close_code(&closed), Some(1001), "{closed:?}");
+    let r = record(&sink, "ws-busy-1").await;
+    assert!((r.status, r.client_disconnected) == (200, false) && r.usage.output_tokens > 0, "{r:?}");
+    // `run` returned once the turn was over, well within the bound.
+    let gateway = &mut env.gateway;
+    tokio::time::timeout(Duration::from_secs(3), gateway)
+        .await
+        .unwrap_or_else(|_| panic!("run did not return after the last session closed"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(stopping.elapsed() < Duration::from_secs(4), "{:?}", stopping.elapsed());
+}
+
+#[tokio::test]
+async fn on_shutdown_a_turn_past_the_bound_is_dropped_and_run_returns() {
+    let config_toml = Some("shutdown_timeout_secs = 0.4\n".to_string());
+    let mut env = start(Setup { config_toml, ..Setup::default() }).await;
+    let mut ws = connect(&env, None, "ws-long").await.unwrap_or_else(|e| panic!("{e}"));
+    env.fake
+        .enqueue(None, scenario(json!({"kind": "slow", "text": "tick ".repeat(60), "deltas": 60, "delay_ms": 100})));
+    send(&mut ws, create(json!([{"role": "user", "content": "slowly"}]))).await;
+    loop {
+        if next(&mut ws).await["type"] == "response.output_text.delta" {
+            break;
+        }
+    }
+    let stopping = Instant::now();
+    env.stop_gateway();
+    let gateway = &mut env.gateway;
+    tokio::time::timeout(Duration::from_secs(3), gateway)
+        .await
+        .unwrap_or_else(|_| panic!("run did not return within the bound"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let took = stopping.elapsed();
+    assert!(took >= Duration::from_millis(350) && took < Duration::from_secs(2), "{took:?}");
+    // The socket was dropped with its turn: it ends without the turn's completion.
+    let ended = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Text(t) = m {
+                assert!(!t.as_str().contains("response.completed"), "the turn completed after the bound");
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the socket stayed open after the bound");
+}
+
+/// A handshake that reaches the route once the drain has begun (it raced the accept loop, which stops taking
+/// connections, and hyper, which closes connections between requests) is refused: 503 in the Responses shape.
+#[tokio::test]
+async fn a_handshake_during_the_drain_is_a_503_in_the_responses_shape() {
+    use tower::ServiceExt;
+    let dir = std::env::temp_dir().join(format!("cgw-it-{}", uuid::Uuid::new_v4().simple()));
+    let env: std::collections::HashMap<String, String> = [
+        ("HOME", dir.display().to_string()),
+        ("CODEX_HOME", dir.join("codex-home").display().to_string()),
+        ("CODEX_GATEWAY_DATA_DIR", dir.join("data").display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let overrides = codex_gateway::config::Overrides { port: Some(0), ..Default::default() };
+    let config = codex_gateway::config::Config::resolve(Default::default(), &overrides, &env)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let state = Arc::new(codex_gateway::server::AppState::new(config).unwrap_or_else(|e| panic!("{e:#}")));
+    let handshake = || {
+        axum::http::Request::get("/v1/responses")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .body(axum::body::Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let router = codex_gateway::server::router(state.clone());
+    // Before the drain the route takes it (here without a connection to upgrade: axum's refusal, not a 503).
+    let before = router.clone().oneshot(handshake()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(before.status().as_u16(), 503);
+    state.drain.begin();
+    let during = router.oneshot(handshake()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(during.status().as_u16(), 503);
+    let body = axum::body::to_bytes(during.into_body(), 1 << 16).await.unwrap_or_default();
+    let v = json(&String::from_utf8_lossy(&body));
+    assert_eq!(
+        (v["error"]["code"].as_str(), v["error"]["type"].as_str()),
+        (Some("shutting_down"), Some("server_error")),
+        "{v}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

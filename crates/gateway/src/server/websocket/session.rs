@@ -7,12 +7,15 @@
 //! time: a `response.create` during a turn is refused with an error frame. While a turn runs the socket is still
 //! read, so a client that goes away drops the turn, and with it the upstream stream, at once. The frame shapes
 //! are `frames.rs`; the conversation state behind `previous_response_id` is `conversation.rs`.
+//!
+//! When the gateway shuts down (`listen::Drain`), an idle socket is closed at once with 1001 (going away) and a
+//! socket mid-turn finishes that turn first, so nothing accepted is lost; the official client reconnects on 1001.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, close_code};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -25,6 +28,7 @@ use crate::config::WebSocketSettings;
 use crate::keys::Caller;
 use crate::server::AppState;
 use crate::server::handler::handle;
+use crate::server::listen::Drain;
 use crate::server::openai::Responses;
 
 /// The route a WebSocket turn's record names (the HTTP route's records say `/v1/responses`).
@@ -50,8 +54,8 @@ struct Gone;
 type Tx = SplitSink<WebSocket, WsMessage>;
 type Rx = SplitStream<WebSocket>;
 
-/// Serve the socket until it ends.
-pub async fn run(socket: WebSocket, session: Session) {
+/// Serve the socket until it ends (or, between turns, until the gateway begins to shut down).
+pub async fn run(socket: WebSocket, session: Session, drain: &Drain) {
     let (mut tx, mut rx) = socket.split();
     let opened = Instant::now();
     let mut conversation = Conversation::new(session.state.config.body_limit);
@@ -59,9 +63,15 @@ pub async fn run(socket: WebSocket, session: Session) {
     loop {
         let idle = tokio::time::sleep(session.settings.idle);
         let msg = tokio::select! {
+            // First: a message that arrives once the shutdown has begun is not started.
+            biased;
+            () = drain.draining() => {
+                let _ = close(&mut tx, close_code::AWAY, "server shutting down").await;
+                return;
+            }
             msg = rx.next() => msg,
             () = idle => {
-                let _ = close(&mut tx, "idle timeout").await;
+                let _ = close(&mut tx, close_code::NORMAL, "idle timeout").await;
                 return;
             }
         };
@@ -86,7 +96,7 @@ pub async fn run(socket: WebSocket, session: Session) {
             );
             let err = frames::request_error(400, "websocket_connection_limit_reached", &message, None);
             let _ = send(&mut tx, err).await;
-            let _ = close(&mut tx, "connection limit reached").await;
+            let _ = close(&mut tx, close_code::NORMAL, "connection limit reached").await;
             return;
         }
         let result = match conversation.read(text.as_str()) {
@@ -262,7 +272,7 @@ async fn send(tx: &mut Tx, text: String) -> Result<(), Gone> {
     tx.send(WsMessage::Text(Utf8Bytes::from(text))).await.map_err(|_| Gone)
 }
 
-async fn close(tx: &mut Tx, reason: &'static str) -> Result<(), Gone> {
-    let frame = CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: Utf8Bytes::from_static(reason) };
+async fn close(tx: &mut Tx, code: u16, reason: &'static str) -> Result<(), Gone> {
+    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
     tx.send(WsMessage::Close(Some(frame))).await.map_err(|_| Gone)
 }
