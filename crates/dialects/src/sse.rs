@@ -341,6 +341,7 @@ mod tests {
         let first = out.remove(0);
         let at = first.data.as_ptr();
         p.recycle(first);
+        assert!(p.data.capacity() > 0, "the handed-back buffer was not kept");
         assert!(p.push(b"data: second\n\n", &mut out).is_ok());
         assert_eq!((out[0].event.as_deref(), out[0].data.as_str()), (None, "second"));
         assert_eq!(out[0].data.as_ptr(), at, "the handed-back buffer was not reused");

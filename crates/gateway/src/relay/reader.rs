@@ -461,6 +461,32 @@ mod tests {
         assert!(Instant::now() < later + Duration::from_millis(300), "ended late");
     }
 
+    /// A frame handed back lends its payload buffer to the next frame read (one read per event, a paced
+    /// stream), and a read parsed to its end is released before the next one comes, not kept until then.
+    #[tokio::test]
+    async fn handed_back_frames_lend_their_buffer_and_parsed_reads_are_released() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, TransportError>>(4);
+        let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+        let mut reader = EventReader::new(Box::pin(body));
+        let wait = Duration::from_secs(5);
+        let _ = tx.send(Ok(Bytes::from(delta(1)))).await;
+        let Read::Frame(first) = reader.next(wait).await else { panic!("no frame") };
+        assert!(matches!(reader.event(&first), Event::TextDelta { .. }));
+        assert!(reader.next_ready().is_none());
+        assert!(reader.pending.is_empty() && !reader.has_ready(), "the parsed read is still held");
+        let (at, room) = (first.data.as_ptr(), first.data.capacity());
+        reader.recycle(first);
+        // Takes the freed block if the buffer was freed instead of kept, so an equal address below proves reuse.
+        let blocker = String::with_capacity(room);
+        let _ = tx.send(Ok(Bytes::from(delta(2)))).await;
+        let Read::Frame(second) = reader.next(wait).await else { panic!("no frame") };
+        assert_eq!(second.data.as_ptr(), at, "the handed-back buffer was not reused");
+        assert!(matches!(reader.event(&second), Event::TextDelta { delta, .. } if delta == "2 "));
+        drop(blocker);
+        drop(tx);
+        assert!(matches!(reader.next(wait).await, Read::End));
+    }
+
     /// A large read is parsed a piece at a time as frames are asked for, and every frame still comes out whole
     /// and in order, also when a read ends in the middle of a line.
     #[tokio::test]
