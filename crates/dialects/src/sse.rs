@@ -61,6 +61,12 @@ pub struct FrameTooLarge {
 /// Capacity kept for an unfinished line between chunks; a larger buffer is shrunk to its length.
 const MIN_KEPT: usize = 1024;
 
+/// A handed-back payload buffer larger than this is freed, not reused (one large event must not leave every
+/// later frame of the stream holding its room).
+const MAX_RECYCLED: usize = 1024;
+/// Handed-back payload buffers kept for the frames of a burst (see [`SseParser::recycle`]).
+const SPARE_KEPT: usize = 8;
+
 /// Feeds bytes, yields frames. Lines end in `\n` or `\r\n`; comments and unknown fields are ignored.
 #[derive(Debug)]
 pub struct SseParser {
@@ -71,6 +77,8 @@ pub struct SseParser {
     data: String,
     has_data: bool,
     max_frame: usize,
+    /// Payload buffers handed back by [`SseParser::recycle`], for the next frames of a burst.
+    spare: Vec<String>,
 }
 
 impl Default for SseParser {
@@ -82,7 +90,38 @@ impl Default for SseParser {
 impl SseParser {
     /// `max_frame` bounds the memory one event may take.
     pub fn new(max_frame: usize) -> Self {
-        SseParser { buf: Vec::new(), scanned: 0, event: None, data: String::new(), has_data: false, max_frame }
+        SseParser {
+            buf: Vec::new(),
+            scanned: 0,
+            event: None,
+            data: String::new(),
+            has_data: false,
+            max_frame,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Hand back a frame the caller is done with: its payload buffer is reused for a later frame, so a frame
+    /// costs no allocation in the steady state (one `malloc`/`free` per event otherwise). The next frame's
+    /// buffer is filled first; a few more are kept for a burst parsed at once, until [`SseParser::release_spare`].
+    pub fn recycle(&mut self, frame: SseFrame) {
+        let mut data = frame.data;
+        if data.capacity() == 0 || data.capacity() > MAX_RECYCLED {
+            return;
+        }
+        data.clear();
+        if self.data.capacity() == 0 {
+            self.data = data;
+        } else if self.spare.len() < SPARE_KEPT {
+            self.spare.push(data);
+        }
+    }
+
+    /// Free the buffers kept for a burst (before a stream waits: an idle stream keeps at most one).
+    pub fn release_spare(&mut self) {
+        if self.spare.capacity() != 0 {
+            self.spare = Vec::new();
+        }
     }
 
     /// Parse `chunk`, appending each completed frame to `out`.
@@ -170,7 +209,8 @@ impl SseParser {
 
     fn dispatch(&mut self, out: &mut impl Extend<SseFrame>) {
         if self.has_data {
-            out.extend([SseFrame { event: self.event.take(), data: std::mem::take(&mut self.data) }]);
+            let next = self.spare.pop().unwrap_or_default();
+            out.extend([SseFrame { event: self.event.take(), data: std::mem::replace(&mut self.data, next) }]);
         }
         self.event = None;
         self.has_data = false;
@@ -289,6 +329,46 @@ mod tests {
         assert!(p.buf.capacity() <= MIN_KEPT, "capacity {}", p.buf.capacity());
         assert!(p.push(b"\n\n", &mut out).is_ok());
         assert_eq!((out.len(), out[2].data.as_str(), p.buf.capacity()), (3, "next", 0));
+    }
+
+    /// A frame handed back lends its payload buffer to the next frame (no allocation per event), a burst's
+    /// frames reuse the kept spares, and nothing handed back changes what later frames hold.
+    #[test]
+    fn handed_back_payload_buffers_are_reused() {
+        let mut p = SseParser::default();
+        let mut out = Vec::new();
+        assert!(p.push(b"event: a\ndata: first payload\n\n", &mut out).is_ok());
+        let first = out.remove(0);
+        let at = first.data.as_ptr();
+        p.recycle(first);
+        assert!(p.data.capacity() > 0, "the handed-back buffer was not kept");
+        assert!(p.push(b"data: second\n\n", &mut out).is_ok());
+        assert_eq!((out[0].event.as_deref(), out[0].data.as_str()), (None, "second"));
+        assert_eq!(out[0].data.as_ptr(), at, "the handed-back buffer was not reused");
+
+        // A burst: frames handed back fill the spares (bounded), the next burst's frames take them.
+        let burst: Vec<SseFrame> = out
+            .drain(..)
+            .chain((0..20).map(|i| {
+                let mut one = Vec::new();
+                assert!(p.push(format!("data: {i}\n\n").as_bytes(), &mut one).is_ok());
+                one.remove(0)
+            }))
+            .collect();
+        for frame in burst {
+            p.recycle(frame);
+        }
+        assert_eq!(p.spare.len(), SPARE_KEPT);
+        let spares: Vec<*const u8> = p.spare.iter().map(|s| s.as_ptr()).collect();
+        assert!(p.push(b"data: x\n\ndata: y\n\n", &mut out).is_ok());
+        assert_eq!(out.iter().map(|f| f.data.as_str()).collect::<Vec<_>>(), ["x", "y"]);
+        assert!(spares.contains(&out[1].data.as_ptr()), "a burst frame did not take a spare");
+        p.release_spare();
+        assert_eq!(p.spare.capacity(), 0);
+
+        // A large payload is freed, not kept.
+        p.recycle(SseFrame { event: None, data: "z".repeat(MAX_RECYCLED + 1) });
+        assert!(p.spare.is_empty());
     }
 
     /// A multi-line event went out with its second line lacking `data:` (an unparseable frame for the client).

@@ -126,6 +126,7 @@ impl<E: StreamEncoder> Pump<E> {
                         progress_at = Some(now);
                     }
                     self.feed(&frame, event, &mut out);
+                    self.ex.reader.recycle(frame);
                     // Frames that are not progress (events nobody reads) must not hold off the deadlines: checked
                     // when such a frame ends a wait, never re-armed by it.
                     if !progress && progress_at.is_none() && !self.done {

@@ -57,8 +57,12 @@ const PARSE_PIECE: usize = 2048;
 
 pub struct EventReader {
     body: BodyStream,
-    /// Received and not yet parsed.
+    /// Received; the bytes from `parsed` on are not parsed yet.
     pending: Bytes,
+    /// How much of `pending` the parser has had. An offset rather than `Bytes::split_to`: splitting a buffer
+    /// made from a vector (every HTTP/1.1 read) first promotes it to a shared one, an allocation and atomic
+    /// reference counting per read that the parser, which copies what it keeps, has no use for.
+    parsed: usize,
     parser: SseParser,
     frames: VecDeque<SseFrame>,
     eof: bool,
@@ -96,6 +100,7 @@ impl EventReader {
         EventReader {
             body,
             pending: Bytes::new(),
+            parsed: 0,
             parser: SseParser::default(),
             frames: VecDeque::new(),
             eof: false,
@@ -148,6 +153,12 @@ impl EventReader {
         self.frames.push_front(frame);
     }
 
+    /// Hand back a frame once its event is handled: the parser reuses its payload buffer for a later frame
+    /// ([`SseParser::recycle`]), so an event costs no allocation and free for its text.
+    pub fn recycle(&mut self, frame: SseFrame) {
+        self.parser.recycle(frame);
+    }
+
     /// The next frame, waiting at most `wait` for it.
     pub async fn next(&mut self, wait: Duration) -> Read {
         self.next_until(Instant::now() + wait).await
@@ -164,6 +175,8 @@ impl EventReader {
         if let Some(read) = self.buffered() {
             return read;
         }
+        // A real wait: the buffers kept for a burst go (a waiting stream keeps one, for its next frame).
+        self.parser.release_spare();
         // Taken out while waiting (the body and the parser are borrowed meanwhile); a wait cancelled half-way
         // loses it, and the next wait makes a new one.
         let mut timer = match self.timer.take() {
@@ -232,7 +245,7 @@ impl EventReader {
 
     /// Whether a frame or received bytes are waiting to be read (the next read may not wait at all).
     pub fn has_ready(&self) -> bool {
-        !self.frames.is_empty() || !self.pending.is_empty()
+        !self.frames.is_empty() || self.parsed < self.pending.len()
     }
 
     /// The next frame only if it can be had without waiting (already parsed, or bytes already received).
@@ -264,16 +277,20 @@ impl EventReader {
             if let Some(frame) = self.frames.pop_front() {
                 return Some(Read::Frame(frame));
             }
-            if self.pending.is_empty() {
-                return self.eof.then_some(Read::End);
-            }
-            let cut = match self.pending.get(PARSE_PIECE..).and_then(|rest| memchr::memchr(b'\n', rest)) {
-                Some(i) => PARSE_PIECE + i + 1,
-                None => self.pending.len(),
-            };
-            let piece = self.pending.split_to(cut);
-            if let Err(e) = self.parser.push(&piece, &mut self.frames) {
+            let Some(unparsed) = self.pending.get(self.parsed..).filter(|rest| !rest.is_empty()) else {
+                // Everything received was parsed: the buffer goes now, not at the next read.
                 self.pending = Bytes::new();
+                self.parsed = 0;
+                return self.eof.then_some(Read::End);
+            };
+            let cut = match unparsed.get(PARSE_PIECE..).and_then(|rest| memchr::memchr(b'\n', rest)) {
+                Some(i) => PARSE_PIECE + i + 1,
+                None => unparsed.len(),
+            };
+            self.parsed += cut;
+            if let Err(e) = self.parser.push(&unparsed[..cut], &mut self.frames) {
+                self.pending = Bytes::new();
+                self.parsed = 0;
                 return Some(Read::Error(Box::new(UpstreamFailure::MalformedStream(e))));
             }
         }
@@ -335,6 +352,7 @@ impl EventReader {
             Some(Ok(bytes)) => {
                 // Only asked for once everything received before was parsed (`buffered` came back empty).
                 self.pending = bytes;
+                self.parsed = 0;
                 None
             }
             Some(Err(e)) => Some(Read::Error(Box::new(e.failure(Stage::Body)))),
@@ -443,6 +461,32 @@ mod tests {
         assert!(Instant::now() < later + Duration::from_millis(300), "ended late");
     }
 
+    /// A frame handed back lends its payload buffer to the next frame read (one read per event, a paced
+    /// stream), and a read parsed to its end is released before the next one comes, not kept until then.
+    #[tokio::test]
+    async fn handed_back_frames_lend_their_buffer_and_parsed_reads_are_released() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, TransportError>>(4);
+        let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+        let mut reader = EventReader::new(Box::pin(body));
+        let wait = Duration::from_secs(5);
+        let _ = tx.send(Ok(Bytes::from(delta(1)))).await;
+        let Read::Frame(first) = reader.next(wait).await else { panic!("no frame") };
+        assert!(matches!(reader.event(&first), Event::TextDelta { .. }));
+        assert!(reader.next_ready().is_none());
+        assert!(reader.pending.is_empty() && !reader.has_ready(), "the parsed read is still held");
+        let (at, room) = (first.data.as_ptr(), first.data.capacity());
+        reader.recycle(first);
+        // Takes the freed block if the buffer was freed instead of kept, so an equal address below proves reuse.
+        let blocker = String::with_capacity(room);
+        let _ = tx.send(Ok(Bytes::from(delta(2)))).await;
+        let Read::Frame(second) = reader.next(wait).await else { panic!("no frame") };
+        assert_eq!(second.data.as_ptr(), at, "the handed-back buffer was not reused");
+        assert!(matches!(reader.event(&second), Event::TextDelta { delta, .. } if delta == "2 "));
+        drop(blocker);
+        drop(tx);
+        assert!(matches!(reader.next(wait).await, Read::End));
+    }
+
     /// A large read is parsed a piece at a time as frames are asked for, and every frame still comes out whole
     /// and in order, also when a read ends in the middle of a line.
     #[tokio::test]
@@ -461,7 +505,7 @@ mod tests {
                 Read::Frame(frame) => {
                     if texts.is_empty() {
                         assert!(reader.frames.len() < 50, "{} frames parsed ahead", reader.frames.len());
-                        assert!(!reader.pending.is_empty());
+                        assert!(reader.parsed < reader.pending.len());
                     }
                     match reader.event(&frame) {
                         Event::TextDelta { delta, .. } => texts.push(delta.to_string()),
