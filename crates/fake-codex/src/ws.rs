@@ -21,7 +21,7 @@ use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -228,9 +228,23 @@ async fn answer(shared: &Arc<Shared>, account: &str, headers: &HeaderMap, text: 
         return false;
     }
     // The SSE body, re-framed: each event's `data` is one text frame; comments (keepalives) have no frame.
+    // Frames whose events are ready together share a socket write, and the socket is flushed whenever the
+    // stream has to wait: the write pattern the HTTP endpoint has (hyper writes the chunks that are ready at
+    // once, `sse::Framing::PerEvent`), so the two transports differ in framing only, not in how often a reader
+    // is woken. A paced stream is flushed at every event.
     let mut stream = body.into_data_stream();
     let mut pending: Vec<u8> = Vec::new();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let chunk = match stream.next().now_or_never() {
+            Some(chunk) => chunk,
+            None => {
+                if socket.flush().await.is_err() {
+                    return false;
+                }
+                stream.next().await
+            }
+        };
+        let Some(chunk) = chunk else { break };
         let Ok(chunk) = chunk else {
             // A scripted cut: the connection drops without a close frame.
             return false;
@@ -247,12 +261,12 @@ async fn answer(shared: &Arc<Shared>, account: &str, headers: &HeaderMap, text: 
             if data.is_empty() {
                 continue;
             }
-            if socket.send(Message::Text(data.join("\n").into())).await.is_err() {
+            if socket.feed(Message::Text(data.join("\n").into())).await.is_err() {
                 return false;
             }
         }
     }
-    true
+    socket.flush().await.is_ok()
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
