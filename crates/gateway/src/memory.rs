@@ -97,3 +97,39 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// Keep the kernel from mapping in the binary's neighbouring pages with each one the gateway touches.
+///
+/// On a page fault in a file mapping Linux maps up to 16 cached pages around the one asked for ("fault-around"),
+/// so every code path run once at start costs up to 64 KB of resident memory: ~12 MB of the 23 MB binary was
+/// resident while idle, most of it never run again. `MADV_RANDOM` on the binary's own mappings turns that off
+/// for them (only the pages used become resident); the libraries and the heap are left alone. Page-cache hits
+/// stay minor faults, so the cost is a few hundred more of them at start. Best effort: any failure leaves the
+/// default.
+#[cfg(target_os = "linux")]
+pub fn map_only_the_binary_pages_used() {
+    let (Ok(exe), Ok(maps)) = (std::env::current_exe(), std::fs::read_to_string("/proc/self/maps")) else {
+        return;
+    };
+    let Some(exe) = exe.to_str() else { return };
+    for line in maps.lines() {
+        // `start-end perms offset dev inode path`
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(path)) = (fields.next(), fields.nth(4)) else { continue };
+        if path != exe {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else { continue };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
+            continue;
+        };
+        // SAFETY: madvise with MADV_RANDOM only changes the kernel's paging policy for a range this process has
+        // mapped (read from its own maps); it does not change the memory's contents or its mapping.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end.saturating_sub(start), libc::MADV_RANDOM);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn map_only_the_binary_pages_used() {}
