@@ -66,7 +66,9 @@ impl PgStore {
     }
 
     /// Poll the change counter forever and run `on_change` (blocking work: it runs off the async workers) each
-    /// time it moves. The first poll only records where the counter stands: the caller has just read the tables.
+    /// time it moves, and once at the first poll: the caller read the tables before this task was spawned, and a
+    /// change another instance made in between moved the counter before the first poll saw it (three instances
+    /// started together missed a key created on one of them until the next change, it::team).
     pub fn follow<F>(self: &Arc<Self>, on_change: F) -> tokio::task::JoinHandle<()>
     where
         F: Fn() -> anyhow::Result<()> + Send + Sync + 'static,
@@ -92,7 +94,7 @@ impl PgStore {
                         continue;
                     }
                 };
-                if seen.is_some_and(|s| s != now) {
+                if seen != Some(now) {
                     let on_change = on_change.clone();
                     // A re-read that failed is tried again at the next poll (`seen` stays behind).
                     match tokio::task::spawn_blocking(move || on_change()).await {
