@@ -1,4 +1,4 @@
-//! Giving memory back to the system after a burst.
+//! Giving memory back to the system after a burst, and keeping the binary's own resident pages few at idle.
 //!
 //! glibc's allocator keeps pages that freed blocks leave behind whenever they are not at the top of a heap, which
 //! after a burst of streams is nearly all of them: 5,000 concurrent streams left the gateway at ~240 MB resident
@@ -71,41 +71,14 @@ fn page_size() -> u64 {
     u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
 }
 
-#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
-mod tests {
-    use super::*;
-
-    /// Many small blocks freed below one that stays alive: glibc cannot shrink its heap past the live block, so
-    /// the pages stay resident until trimmed.
-    #[test]
-    fn freed_memory_below_a_live_block_is_retained_and_then_returned() {
-        std::thread::spawn(|| {
-            let blocks: Vec<Vec<u8>> = (0..96 * 1024).map(|i| vec![(i % 251) as u8; 1000]).collect();
-            let keep = vec![1u8; 1000];
-            let before = resident_bytes().unwrap_or(0);
-            drop(blocks);
-            let retained = retained_bytes().unwrap_or(0);
-            assert!(retained > 64 * 1024 * 1024, "retained {retained} bytes");
-            assert!(trim());
-            let after = resident_bytes().unwrap_or(u64::MAX);
-            assert!(after + 48 * 1024 * 1024 < before, "resident {before} -> {after}");
-            assert!(retained_bytes().unwrap_or(u64::MAX) < RETAINED_LIMIT);
-            drop(keep);
-        })
-        .join()
-        .map_err(|_| "the allocation thread panicked")
-        .unwrap_or_else(|e| panic!("{e}"));
-    }
-}
-
 /// Keep the kernel from mapping in the binary's neighbouring pages with each one the gateway touches.
 ///
-/// On a page fault in a file mapping Linux maps up to 16 cached pages around the one asked for ("fault-around"),
-/// so every code path run once at start costs up to 64 KB of resident memory: ~12 MB of the 23 MB binary was
-/// resident while idle, most of it never run again. `MADV_RANDOM` on the binary's own mappings turns that off
-/// for them (only the pages used become resident); the libraries and the heap are left alone. Page-cache hits
-/// stay minor faults, so the cost is a few hundred more of them at start. Best effort: any failure leaves the
-/// default.
+/// On a page fault in a file mapping Linux maps cached pages around the one asked for ("fault-around") and reads
+/// ahead, so code run once at start costs more resident memory than its own pages: ~14 MB of the 23 MB binary
+/// was resident while idle. With `MADV_RANDOM` on the binary's own mappings (the libraries and the heap are left
+/// alone) it was ~12.5 MB, and idle RSS fell from 16.0–16.3 to 14.4–14.9 MB (bench/notes.md, sixteenth session).
+/// Page-cache hits stay minor faults, so the cost is some more of them at start. Best effort: any failure
+/// leaves the default.
 #[cfg(target_os = "linux")]
 pub fn map_only_the_binary_pages_used() {
     let (Ok(exe), Ok(maps)) = (std::env::current_exe(), std::fs::read_to_string("/proc/self/maps")) else {
@@ -133,3 +106,30 @@ pub fn map_only_the_binary_pages_used() {
 
 #[cfg(not(target_os = "linux"))]
 pub fn map_only_the_binary_pages_used() {}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    /// Many small blocks freed below one that stays alive: glibc cannot shrink its heap past the live block, so
+    /// the pages stay resident until trimmed.
+    #[test]
+    fn freed_memory_below_a_live_block_is_retained_and_then_returned() {
+        std::thread::spawn(|| {
+            let blocks: Vec<Vec<u8>> = (0..96 * 1024).map(|i| vec![(i % 251) as u8; 1000]).collect();
+            let keep = vec![1u8; 1000];
+            let before = resident_bytes().unwrap_or(0);
+            drop(blocks);
+            let retained = retained_bytes().unwrap_or(0);
+            assert!(retained > 64 * 1024 * 1024, "retained {retained} bytes");
+            assert!(trim());
+            let after = resident_bytes().unwrap_or(u64::MAX);
+            assert!(after + 48 * 1024 * 1024 < before, "resident {before} -> {after}");
+            assert!(retained_bytes().unwrap_or(u64::MAX) < RETAINED_LIMIT);
+            drop(keep);
+        })
+        .join()
+        .map_err(|_| "the allocation thread panicked")
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
