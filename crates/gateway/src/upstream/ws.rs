@@ -205,9 +205,9 @@ fn rate_limit_headers(text: &str) -> HeaderMap {
     };
     // The default family is `x-codex-`; another metered limit `x-<limit>-` (codex-rs `rate_limits.rs`).
     let limit = frame.metered_limit_name.or(frame.limit_name).map(|n| n.trim().to_ascii_lowercase().replace('_', "-"));
-    let prefix = match limit.as_deref() {
-        None | Some("") | Some("codex") => "x-codex-".to_string(),
+    let prefix = match limit.as_deref().filter(|name| !name.is_empty() && *name != "codex") {
         Some(other) => format!("x-{other}-"),
+        None => "x-codex-".to_string(),
     };
     let mut put = |name: String, value: String| {
         if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
