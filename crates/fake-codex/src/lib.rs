@@ -74,6 +74,9 @@ async fn accept_loop(
     use hyper_util::rt::{TokioExecutor, TokioIo};
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http2().max_concurrent_streams(shared.cfg.h2_max_concurrent_streams);
+    // Chunks that are ready are copied into one buffer and written together (hyper's default queue of vectored
+    // writes flushes every 16 buffers), as a server writes a burst its producer got ahead with.
+    builder.http1().writev(false);
     let builder = Arc::new(builder);
     let mut stop = std::pin::pin!(stop);
     loop {

@@ -45,8 +45,9 @@ struct Args {
     #[arg(long, requires = "tls")]
     tls_ca_out: Option<PathBuf>,
     /// Stream framing: `event` (one event per HTTP/1.1 chunk / HTTP/2 DATA frame, as the real backend flushes)
-    /// or `burst` (events with no pause between them go out as one buffer, up to 16 KB).
-    #[arg(long, default_value = "event", value_parser = ["event", "burst"])]
+    /// `burst` (events with no pause between them go out as one buffer, up to 16 KB) or `trickle` (one event per
+    /// chunk, a burst written a few events at a time).
+    #[arg(long, default_value = "event", value_parser = ["event", "burst", "trickle"])]
     framing: String,
 }
 
@@ -76,7 +77,11 @@ async fn run(args: Args) -> std::io::Result<()> {
         max_recorded: args.max_recorded,
         h2_max_concurrent_streams: args.h2_max_streams,
         tls: args.tls,
-        framing: if args.framing == "burst" { fake_codex::Framing::Burst } else { fake_codex::Framing::PerEvent },
+        framing: match args.framing.as_str() {
+            "burst" => fake_codex::Framing::Burst,
+            "trickle" => fake_codex::Framing::Trickle,
+            _ => fake_codex::Framing::PerEvent,
+        },
         ..FakeConfig::default()
     };
     let fake = FakeCodex::start(cfg).await?;

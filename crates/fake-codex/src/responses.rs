@@ -273,12 +273,18 @@ fn hanging_body(status: u16, body: String) -> Response {
     resp
 }
 
-/// Drive the steps through a 4-slot channel; a dropped client stops the task at its next send (or at once
-/// while it sleeps). Each event step is one event, or a burst of the events between two pauses, as the
-/// configured framing says (`sse::Framing`).
+/// Events (or bursts) a stream's producer may be ahead of the connection writing them: a whole benchmark burst.
+const STREAM_ROOM: usize = 256;
+
+/// Drive the steps through a channel; a dropped client stops the task at its next send (or at once while it
+/// sleeps). Each event step is one event, or a burst of the events between two pauses, as the configured framing
+/// says (`sse::Framing`). The channel holds a whole 200-delta burst, so the server finds every event of a burst
+/// ready and writes them together; `Framing::Trickle` narrows it to a few events per write.
 /// Start, completion and early ends are counted in the shared stats.
 fn stream_body(shared: &Arc<Shared>, steps: Vec<Step>) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let room =
+        if shared.cfg.framing == crate::sse::Framing::Trickle { crate::sse::TRICKLE_EVENTS } else { STREAM_ROOM };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(room);
     let shared = shared.clone();
     shared.stats.streams_started.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {

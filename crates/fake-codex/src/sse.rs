@@ -95,10 +95,16 @@ impl Plan {
 #[serde(rename_all = "snake_case")]
 pub enum Framing {
     /// Every event is its own body chunk: one HTTP/1.1 chunk, one HTTP/2 DATA frame, as the real backend flushes
-    /// each event when it is produced. hyper may still put several chunks that are ready into one socket write
-    /// (as TCP would), but each keeps its own framing, so a reader pays the per-frame cost users' streams have.
+    /// each event when it is produced. Events with no pause between them are all ready at once, so the server
+    /// writes them together (as TCP delivers a burst a fast model produced): each keeps its own framing, so a
+    /// reader pays the per-frame cost users' streams have, but not a wake-up per event.
     #[default]
     PerEvent,
+    /// One event per chunk / DATA frame as with `PerEvent`, but a burst reaches the socket a few events per write
+    /// (at most [`TRICKLE_EVENTS`]), with a task switch between writes: what the fake did before the seventeenth
+    /// session (its stream went through a 4-slot channel). A named benchmark scenario (`--framing trickle`), close
+    /// to a stream paced at a few microseconds.
+    Trickle,
     /// Events with no pause between them go out as one buffer (up to 16 KB): the benchmark's framing before
     /// issue 26, kept as a named scenario (`--framing burst`).
     Burst,
@@ -164,13 +170,16 @@ pub fn usage(plan: &Plan, meta: &Meta) -> Value {
     })
 }
 
+/// Events handed to the server per write in [`Framing::Trickle`].
+pub const TRICKLE_EVENTS: usize = 4;
+
 /// Largest chunk the fake writes at once: events with no pause between them go out together, as a server
 /// that produces faster than the socket drains would send them.
 const MAX_BURST: usize = 16 * 1024;
 
 /// Serialises events straight into the current burst; a pause, a cut or a full burst closes it as one
-/// [`Step::Event`]. With [`Framing::PerEvent`] every event closes its own burst (one step per event); with
-/// [`Framing::Burst`] a 200-delta reply is a handful of buffers.
+/// [`Step::Event`]. With [`Framing::PerEvent`] and `Trickle` every event closes its own burst (one step per
+/// event); with [`Framing::Burst`] a 200-delta reply is a handful of buffers.
 struct Writer {
     seq: u64,
     steps: Vec<Step>,
@@ -253,7 +262,7 @@ impl Writer {
 
     /// After any event's bytes (keepalives included): close the burst if the framing says so.
     fn event_written(&mut self) {
-        if self.framing == Framing::PerEvent || self.burst.len() >= MAX_BURST {
+        if self.framing != Framing::Burst || self.burst.len() >= MAX_BURST {
             self.close_burst();
         }
     }
@@ -607,6 +616,10 @@ mod tests {
         assert_eq!(names(&all), names(&burst));
         assert!(all.len() > 4000 && all.len().abs_diff(burst.len()) < 8, "{} and {} bytes", all.len(), burst.len());
         assert_eq!(crate::FakeConfig::default().framing, Framing::PerEvent);
+        // Trickle frames exactly as PerEvent does (only how many frames reach a write differs).
+        let trickle = build(&plan, &Meta { framing: Framing::Trickle, keepalive: true, ..meta() });
+        assert_eq!(trickle.len(), steps.len());
+        assert!(trickle.iter().all(|s| matches!(s, Step::Event(b) if events(b).len() == 1)));
     }
 
     /// A malformed delta is one frame whose `data:` is not JSON; the others parse and the response completes.

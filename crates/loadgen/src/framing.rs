@@ -10,9 +10,21 @@ use serde_json::{Value, json};
 
 /// A scenario: its file key, its framing in words, the concurrency, and the upstream events per request (the
 /// deltas plus the 8 events around them), which CPU per event divides by.
-const ROWS: [(&str, &str, u32, f64); 6] = [
-    ("burst", "one event per frame, no pause (a fast model's burst), 200 deltas", 64, 208.0),
+const ROWS: [(&str, &str, u32, f64); 7] = [
+    (
+        "burst",
+        "one event per frame, no pause (a fast model's burst: the frames arrive together), 200 deltas",
+        64,
+        208.0,
+    ),
     ("burstbuf", "burst as one buffer (up to 16 KB; the framing before issue 26), 200 deltas", 64, 208.0),
+    (
+        "trickle",
+        "one event per frame, no pause, but written at most 4 frames at a time (the burst row before the \
+         seventeenth session), 200 deltas",
+        64,
+        208.0,
+    ),
     ("paced2_c64", "one event per frame, a delta every 2 ms, 200 deltas", 64, 208.0),
     ("paced2_c512", "one event per frame, a delta every 2 ms, 200 deltas", 512, 208.0),
     ("paced20_c64", "one event per frame, a delta every 20 ms, 50 deltas", 64, 58.0),
@@ -102,8 +114,9 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
                 md,
                 "\n## Framing (issue 26): CPU per upstream event beside the byte relay's\n\n\
                  fake-codex sends one event per HTTP/1.1 chunk and per HTTP/2 DATA frame, as the real backend flushes \
-                 them (except the burst-as-one-buffer row). The relay (`loadgen relay`, no HTTP parsing) carries the \
-                 same stream from the same fake on the gateway's core, in the same sitting: the floor for any proxy. \
+                 them (except the burst-as-one-buffer row); the frames of a burst are ready together, so the fake \
+                 writes them together, as a burst reaches a reader (the trickle row writes them a few at a time). The \
+                 relay (`loadgen relay`, no HTTP parsing) carries the same stream from the same fake on the gateway's core, in the same sitting: the floor for any proxy. \
                  CPU per event is CPU per request over the upstream events of a request. Syscalls from `strace -c -f` \
                  on a separate run of 256 requests (at the row's framing, c=64).\n\n\
                  | scenario | framing | c | gateway HTTP/1.1 upstream, us/event (ms/request) | gateway HTTP/2 \
