@@ -44,7 +44,7 @@ struct Args {
     /// With --tls: write the certificate (PEM) here, for clients to trust as their CA bundle.
     #[arg(long, requires = "tls")]
     tls_ca_out: Option<PathBuf>,
-    /// Stream framing: `event` (one event per HTTP/1.1 chunk / HTTP/2 DATA frame, as the real backend flushes)
+    /// Stream framing: `event` (one event per HTTP/1.1 chunk / HTTP/2 DATA frame, as the real backend flushes),
     /// `burst` (events with no pause between them go out as one buffer, up to 16 KB) or `trickle` (one event per
     /// chunk, a burst written a few events at a time).
     #[arg(long, default_value = "event", value_parser = ["event", "burst", "trickle"])]
