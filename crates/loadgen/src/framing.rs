@@ -116,8 +116,8 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
                  fake-codex sends one event per HTTP/1.1 chunk and per HTTP/2 DATA frame, as the real backend flushes \
                  them (except the burst-as-one-buffer row); the frames of a burst are ready together, so the fake \
                  writes them together, as a burst reaches a reader (the trickle row writes them a few at a time). The \
-                 relay (`loadgen relay`, no HTTP parsing) carries the same stream from the same fake on the gateway's core, in the same sitting: the floor for any proxy. \
-                 CPU per event is CPU per request over the upstream events of a request. Syscalls from `strace -c -f` \
+                 relay (`loadgen relay`, no HTTP parsing) carries the same stream from the same fake on the gateway's \
+                 core, in the same sitting: the floor for any proxy. CPU per event is CPU per request over the upstream events of a request. Syscalls from `strace -c -f` \
                  on a separate run of 256 requests (at the row's framing, c=64).\n\n\
                  | scenario | framing | c | gateway HTTP/1.1 upstream, us/event (ms/request) | gateway HTTP/2 \
                  upstream, us/event (ms/request) | byte relay, us/event | gateway / relay (HTTP/1.1, HTTP/2) | \
