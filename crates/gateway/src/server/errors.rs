@@ -63,7 +63,7 @@ pub fn body_error(rejection: axum::extract::rejection::BytesRejection, limit: us
             ),
         )
         .with_code("request_too_large")
-    } else if let Some(timed_out) = crate::server::listen::body_timed_out(&rejection) {
+    } else if let Some(timed_out) = crate::server::http1::body_timed_out(&rejection) {
         let mut err = GatewayError::invalid(format!("Could not read the request body: {timed_out}."));
         err.code = Some("request_body_timeout".into());
         err

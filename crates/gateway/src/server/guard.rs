@@ -527,6 +527,22 @@ where
     }
 }
 
+/// A loopback listener's policy without keys: what the connection layer's tests (server/http1/) put in front.
+#[cfg(test)]
+pub fn loopback_without_keys() -> Policy {
+    Policy {
+        loopback_bind: true,
+        allowed_hosts: Box::default(),
+        bind_host: None,
+        allowed_origins: Box::default(),
+        shared: Arc::default(),
+        created: None,
+        metrics_public: false,
+        listener: Listener::Main,
+        records: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,7 @@ pub mod errors;
 mod gemini;
 pub mod guard;
 pub mod handler;
+mod http1;
 pub mod listen;
 mod models;
 mod ollama;

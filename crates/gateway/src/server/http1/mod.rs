@@ -1,0 +1,198 @@
+//! The gateway's own HTTP/1.1 server connection, for the requests clients send on the hot path: a head, a
+//! `Content-Length` body of a few hundred KB at most, a response that streams. Everything else on a connection
+//! (head.rs lists it: upgrades, `Expect`, chunked or large bodies, HTTP/1.0, malformed heads) is handed to hyper
+//! with the connection, at that request (fallback.rs).
+//!
+//! Why not hyper for all of it (bench/notes.md, memory per stream): hyper's HTTP/1 connection holds an 8 KB
+//! write buffer for its whole life and an 8 KB read buffer while a response streams (it reads to notice a client
+//! that left), with no setting below that; at 10,000 open streams that is 160 MB of the 150 MB the gateway may
+//! use. Here the read buffer exists only while a head and body arrive and is freed when the handler drops the
+//! body; a streaming response is watched for the client leaving with a read into the stack, and written from the
+//! handler's own bytes with the chunk framing beside them (write.rs).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use axum::http::header::CONNECTION;
+use axum::response::Response;
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::body::Frame;
+use hyper::server::conn::http1::Builder;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tracing::debug;
+
+use super::guard::{Guard, Policy};
+
+mod fallback;
+mod head;
+mod write;
+
+pub use fallback::{BodyTimedOut, body_timed_out};
+use head::Head;
+
+/// How long a client may take to send a request's head, counted from when the connection waits for one (as
+/// hyper's `header_read_timeout` does; an idle keep-alive connection is closed after it too).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest body read before the handler runs; a larger one is hyper's, which streams it to the handler.
+/// A refused request (guard.rs) can make the connection read this much, where hyper would read none of it.
+const MAX_INLINE_BODY: usize = 256 * 1024;
+/// The largest head this path reads; hyper takes a larger one (and answers 431 past its own limit).
+const MAX_HEAD: usize = 64 * 1024;
+/// What a read for a head asks for.
+const HEAD_READ: usize = 4096;
+
+/// What every connection of a listener shares.
+pub struct Server {
+    pub router: Router,
+    pub policy: Arc<Policy>,
+    /// `request_body_timeout_secs`.
+    pub body_timeout: Duration,
+    /// For the connections handed to hyper.
+    pub hyper: Builder,
+    /// Cancelled when the shutdown begins: a connection finishes its response and closes.
+    pub draining: CancellationToken,
+}
+
+/// Serve one connection until the client closes it, it fails, or the shutdown has it close after a response.
+pub async fn serve(tcp: TcpStream, server: Arc<Server>) {
+    let mut buf = BytesMut::new();
+    loop {
+        let (req, mut close) = match read_request(&tcp, &mut buf, &server).await {
+            Next::Request(req, close) => (req, close),
+            Next::Closed => return,
+            Next::Handoff => return fallback::serve(tcp, buf.freeze(), &server).await,
+        };
+        let service = Guard::new(server.router.clone(), server.policy.clone());
+        let Some(response) = until_client_leaves(&tcp, &mut buf, service.oneshot(req)).await else {
+            return;
+        };
+        close |= server.draining.is_cancelled() || asks_to_close(&response);
+        if let Err(e) = write::send(&tcp, response, close, &mut buf).await {
+            debug!("response not finished: {e}");
+            return;
+        }
+        if close {
+            let mut tcp = tcp;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut tcp).await;
+            return;
+        }
+    }
+}
+
+// Returned once per request and taken apart at once: boxing the request would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    /// A request, and whether the connection closes after its response.
+    Request(Request<Body>, bool),
+    Closed,
+    Handoff,
+}
+
+/// Read the next request: its head within [`HEADER_READ_TIMEOUT`], its body within `request_body_timeout_secs`
+/// of the first wait for it. A body that does not arrive in time is handed to the handler as a body that fails
+/// with [`BodyTimedOut`], which it answers with a 400 in its client's dialect; the connection then closes.
+async fn read_request(tcp: &TcpStream, buf: &mut BytesMut, server: &Server) -> Next {
+    let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+    let (parts, head_len, body_len, close) = loop {
+        match head::parse(buf, MAX_INLINE_BODY) {
+            Head::Serve { parts, head_len, body_len, close } => break (parts, head_len, body_len, close),
+            Head::Handoff => return Next::Handoff,
+            Head::Partial if buf.len() >= MAX_HEAD => return Next::Handoff,
+            Head::Partial => {}
+        }
+        tokio::select! {
+            read = read_more(tcp, buf, HEAD_READ) => if read == 0 {
+                return Next::Closed;
+            },
+            () = sleep_until(deadline) => return Next::Closed,
+            () = server.draining.cancelled(), if buf.is_empty() => return Next::Closed,
+        }
+    };
+    let total = head_len + body_len;
+    let mut body_deadline = None;
+    while buf.len() < total {
+        let deadline = *body_deadline.get_or_insert_with(|| Instant::now() + server.body_timeout);
+        tokio::select! {
+            read = read_more(tcp, buf, total - buf.len()) => if read == 0 {
+                return Next::Closed;
+            },
+            () = sleep_until(deadline) => {
+                let body = Body::new(TimedOut(Some(server.body_timeout)));
+                return Next::Request(Request::from_parts(parts, body), true);
+            }
+        }
+    }
+    buf.advance(head_len);
+    let body = buf.split_to(body_len).freeze();
+    if buf.is_empty() {
+        // The allocation is the body's now, freed when the handler drops it.
+        *buf = BytesMut::new();
+    }
+    Next::Request(Request::from_parts(parts, Body::from(body)), close)
+}
+
+/// Read what the socket has into `buf`, reserving about `want` bytes for it; 0 at its end or on an error.
+async fn read_more(tcp: &TcpStream, buf: &mut BytesMut, want: usize) -> usize {
+    loop {
+        if tcp.readable().await.is_err() {
+            return 0;
+        }
+        buf.reserve(want.min(MAX_INLINE_BODY + MAX_HEAD));
+        match tcp.try_read_buf(buf) {
+            Ok(n) => return n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return 0,
+        }
+    }
+}
+
+/// Run the handler while watching the client: if it closes the connection first, the handler (and the upstream
+/// request it has open) is dropped, as hyper drops it.
+async fn until_client_leaves(
+    tcp: &TcpStream,
+    buf: &mut BytesMut,
+    handler: impl Future<Output = Result<Response, Infallible>>,
+) -> Option<Response> {
+    let mut handler = std::pin::pin!(handler);
+    std::future::poll_fn(|cx| {
+        match handler.as_mut().poll(cx) {
+            Poll::Ready(Ok(response)) => return Poll::Ready(Some(response)),
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => {}
+        }
+        write::poll_peer_gone(tcp, buf, cx).map(|()| None)
+    })
+    .await
+}
+
+fn asks_to_close(response: &Response) -> bool {
+    response
+        .headers()
+        .get_all(CONNECTION)
+        .iter()
+        .any(|v| v.as_bytes().split(|&b| b == b',').any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close")))
+}
+
+/// The body of a request whose body did not arrive in time: it fails with [`BodyTimedOut`] when read.
+struct TimedOut(Option<Duration>);
+
+impl hyper::body::Body for TimedOut {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(self.0.take().map(|limit| Err(Box::new(BodyTimedOut(limit)) as axum::BoxError)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,368 @@
+//! Writing one response: its head, then its body as the handler produces it (chunked unless its length is
+//! known), every frame that is ready at a wake-up in one `writev`, while the read side is watched for a client
+//! that went away. Nothing is buffered by the connection between writes: a chunk's framing is written from
+//! the stack beside the handler's own bytes, and a write the socket cannot take at once keeps only the
+//! handler's `Bytes` until it can.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use axum::http::{StatusCode, response};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use hyper::body::Body as _;
+use tokio::net::TcpStream;
+
+/// Ready frames joined into one write, at most (each is three slices with its chunk framing).
+const MAX_PIECES: usize = 48;
+/// Bytes queued for one write, at most; beyond it the socket has to take some first (backpressure).
+const MAX_QUEUED: usize = 256 * 1024;
+/// Bytes a client may send ahead (a pipelined request) while its response is written; beyond it the
+/// connection stops reading until the response is done.
+pub const MAX_PIPELINED: usize = 64 * 1024;
+
+/// Why a response was not written to its end; the connection closes in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum Unfinished {
+    #[error("the client closed the connection")]
+    ClientGone,
+    #[error("writing to the client failed: {0}")]
+    Write(io::Error),
+    #[error("the response body failed")]
+    Body,
+}
+
+/// How a response body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// `Content-Length`: exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// No body may follow (204, 304).
+    Empty,
+}
+
+/// Write `response`; `close` says the connection closes after it (the head then says so).
+pub async fn send(
+    tcp: &TcpStream,
+    response: Response,
+    close: bool,
+    pipelined: &mut BytesMut,
+) -> Result<(), Unfinished> {
+    let (parts, mut body) = response.into_parts();
+    let mut head = Vec::with_capacity(256);
+    let framing = encode_head(&parts, &body, close, &mut head);
+    let queued = head.len();
+    let mut out = Outgoing { queue: VecDeque::with_capacity(8), offset: 0, queued, framing, done: false };
+    out.queue.push_back(Piece::Data(Bytes::from(head)));
+    if framing == Framing::Empty {
+        out.done = true;
+    }
+    std::future::poll_fn(|cx| out.poll(cx, tcp, &mut body, pipelined)).await
+}
+
+/// One piece of a write.
+enum Piece {
+    Data(Bytes),
+    /// A chunk's size line.
+    Size {
+        line: [u8; 18],
+        len: u8,
+    },
+    Static(&'static [u8]),
+}
+
+impl Piece {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Piece::Data(b) => b,
+            Piece::Size { line, len } => &line[..usize::from(*len)],
+            Piece::Static(s) => s,
+        }
+    }
+
+    fn size_line(n: usize) -> Piece {
+        let mut line = [0u8; 18];
+        let digits = if n == 0 { 1 } else { (usize::BITS - n.leading_zeros()).div_ceil(4) as usize };
+        for (i, slot) in line[..digits].iter_mut().enumerate() {
+            let nibble = (n >> (4 * (digits - 1 - i))) & 0xf;
+            *slot = b"0123456789abcdef"[nibble];
+        }
+        line[digits] = b'\r';
+        line[digits + 1] = b'\n';
+        Piece::Size { line, len: (digits + 2) as u8 }
+    }
+}
+
+/// The response being written.
+struct Outgoing {
+    queue: VecDeque<Piece>,
+    /// Bytes of the front piece already written.
+    offset: usize,
+    queued: usize,
+    framing: Framing,
+    /// The body has ended and its end is queued.
+    done: bool,
+}
+
+impl Outgoing {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        tcp: &TcpStream,
+        body: &mut Body,
+        pipelined: &mut BytesMut,
+    ) -> Poll<Result<(), Unfinished>> {
+        loop {
+            // Everything the body has ready goes into this write.
+            while !self.done && self.queue.len() + 3 <= MAX_PIECES && self.queued < MAX_QUEUED {
+                match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        // Trailers are not sent: the gateway's responses have none.
+                        if let Ok(data) = frame.into_data() {
+                            self.push_data(data)?;
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => return Poll::Ready(Err(Unfinished::Body)),
+                    Poll::Ready(None) => self.push_end()?,
+                    Poll::Pending => break,
+                }
+            }
+            if self.queue.is_empty() {
+                if self.done {
+                    return Poll::Ready(Ok(()));
+                }
+            } else {
+                match self.write(tcp) {
+                    Ok(()) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => match tcp.poll_write_ready(cx) {
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(Unfinished::Write(e))),
+                        Poll::Pending => {}
+                    },
+                    Err(e) => return Poll::Ready(Err(Unfinished::Write(e))),
+                }
+            }
+            // Waiting for the body or the socket: a client that goes away meanwhile ends the response.
+            return match poll_peer_gone(tcp, pipelined, cx) {
+                Poll::Ready(()) => Poll::Ready(Err(Unfinished::ClientGone)),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+
+    fn push_data(&mut self, data: Bytes) -> Result<(), Unfinished> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.queued += data.len();
+        match &mut self.framing {
+            Framing::Chunked => {
+                self.queue.push_back(Piece::size_line(data.len()));
+                self.queue.push_back(Piece::Data(data));
+                self.queue.push_back(Piece::Static(b"\r\n"));
+            }
+            Framing::Length(left) => {
+                // More than the length the head announced would corrupt the connection: end it instead.
+                *left = left.checked_sub(data.len() as u64).ok_or(Unfinished::Body)?;
+                self.queue.push_back(Piece::Data(data));
+            }
+            Framing::Empty => {}
+        }
+        Ok(())
+    }
+
+    fn push_end(&mut self) -> Result<(), Unfinished> {
+        self.done = true;
+        match self.framing {
+            Framing::Chunked => self.queue.push_back(Piece::Static(b"0\r\n\r\n")),
+            // A body shorter than its announced length leaves the client waiting for the rest: close instead.
+            Framing::Length(left) if left > 0 => return Err(Unfinished::Body),
+            Framing::Length(_) | Framing::Empty => {}
+        }
+        Ok(())
+    }
+
+    /// One `writev` of the queue; `Ok` when the socket took some of it.
+    fn write(&mut self, tcp: &TcpStream) -> io::Result<()> {
+        let mut slices = [IoSlice::new(&[]); MAX_PIECES];
+        let mut n = 0;
+        for (i, piece) in self.queue.iter().take(MAX_PIECES).enumerate() {
+            let bytes = piece.bytes();
+            slices[i] = IoSlice::new(if i == 0 { &bytes[self.offset..] } else { bytes });
+            n = i + 1;
+        }
+        let mut written = tcp.try_write_vectored(&slices[..n])?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let Some(front) = self.queue.front() else { break };
+            let left = front.bytes().len() - self.offset;
+            if written < left {
+                self.offset += written;
+                break;
+            }
+            written -= left;
+            if let Some(Piece::Data(d)) = self.queue.pop_front() {
+                self.queued -= d.len().min(self.queued);
+            }
+            self.offset = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Read what the client sends while its request is handled: bytes ahead (a pipelined request) are kept in
+/// `pipelined` for the next head; the end of the stream or an error means the client went away (hyper's
+/// default too: a half-closed request is a closed one). Past [`MAX_PIPELINED`] reading stops.
+pub fn poll_peer_gone(tcp: &TcpStream, pipelined: &mut BytesMut, cx: &mut Context<'_>) -> Poll<()> {
+    loop {
+        if pipelined.len() >= MAX_PIPELINED {
+            return Poll::Pending;
+        }
+        match tcp.poll_read_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return Poll::Ready(()),
+            Poll::Pending => return Poll::Pending,
+        }
+        // On the stack: a connection holds no read buffer while it waits (bench/notes.md, memory per stream).
+        let mut scratch = [0u8; 2048];
+        match tcp.try_read(&mut scratch) {
+            Ok(0) => return Poll::Ready(()),
+            Ok(n) => pipelined.extend_from_slice(&scratch[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Poll::Ready(()),
+        }
+    }
+}
+
+/// The status line and headers; returns how the body is delimited. A `Content-Length` the handler set is
+/// kept, else the body's exact size is announced when it knows it, else it is chunked. `Transfer-Encoding` is
+/// the server's to set, and a `Date` is added as hyper adds one.
+fn encode_head(parts: &response::Parts, body: &Body, close: bool, out: &mut Vec<u8>) -> Framing {
+    let status = parts.status;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let bodiless = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let mut length = None;
+    let mut dated = false;
+    for (name, value) in &parts.headers {
+        if *name == TRANSFER_ENCODING || (*name == CONNECTION && close) {
+            continue;
+        }
+        if *name == CONTENT_LENGTH {
+            match value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+                Some(n) if length.is_none() && !bodiless => length = Some(n),
+                _ => continue,
+            }
+        }
+        dated |= *name == DATE;
+        header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    let framing = if bodiless {
+        Framing::Empty
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else if let Some(n) = body.size_hint().exact() {
+        header(out, b"content-length", itoa::Buffer::new().format(n).as_bytes());
+        Framing::Length(n)
+    } else {
+        header(out, b"transfer-encoding", b"chunked");
+        Framing::Chunked
+    };
+    if close {
+        header(out, b"connection", b"close");
+    }
+    if !dated {
+        DATE_NOW.with_borrow_mut(|date| header(out, b"date", date.now()));
+    }
+    out.extend_from_slice(b"\r\n");
+    framing
+}
+
+fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The `Date` value, formatted once a second per thread (as hyper caches it).
+struct CachedDate {
+    second: u64,
+    value: String,
+}
+
+impl CachedDate {
+    fn now(&mut self) -> &[u8] {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if second != self.second || self.value.is_empty() {
+            self.second = second;
+            self.value = httpdate::fmt_http_date(now);
+        }
+        self.value.as_bytes()
+    }
+}
+
+thread_local! {
+    static DATE_NOW: RefCell<CachedDate> = const { RefCell::new(CachedDate { second: 0, value: String::new() }) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_of(response: Response, close: bool) -> (String, Framing) {
+        let (parts, body) = response.into_parts();
+        let mut out = Vec::new();
+        let framing = encode_head(&parts, &body, close, &mut out);
+        (String::from_utf8(out).unwrap_or_else(|e| panic!("{e}")), framing)
+    }
+
+    #[test]
+    fn size_lines_are_lowercase_hex() {
+        for (n, line) in [(0, "0\r\n"), (9, "9\r\n"), (10, "a\r\n"), (255, "ff\r\n"), (4096, "1000\r\n")] {
+            assert_eq!(Piece::size_line(n).bytes(), line.as_bytes());
+        }
+        assert_eq!(Piece::size_line(usize::MAX).bytes(), b"ffffffffffffffff\r\n");
+    }
+
+    #[test]
+    fn heads_announce_how_the_body_is_delimited() {
+        let (head, framing) = head_of(Response::new(Body::from("hello")), false);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("content-length: 5\r\n") && head.contains("\r\ndate: "), "{head}");
+        assert!(head.ends_with("\r\n\r\n") && !head.contains("connection"), "{head}");
+        assert_eq!(framing, Framing::Length(5));
+
+        let stream = Body::from_stream(futures_util::stream::empty::<Result<Bytes, io::Error>>());
+        let (head, framing) = head_of(Response::new(stream), true);
+        assert!(head.contains("transfer-encoding: chunked\r\n") && head.contains("connection: close\r\n"));
+        assert_eq!(framing, Framing::Chunked);
+
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        let (head, framing) = head_of(r, false);
+        assert!(head.starts_with("HTTP/1.1 204 No Content\r\n") && !head.contains("content-length"), "{head}");
+        assert_eq!(framing, Framing::Empty);
+
+        let mut r = Response::new(Body::from_stream(futures_util::stream::empty::<Result<Bytes, io::Error>>()));
+        r.headers_mut().insert(CONTENT_LENGTH, axum::http::HeaderValue::from_static("7"));
+        r.headers_mut().insert(TRANSFER_ENCODING, axum::http::HeaderValue::from_static("chunked"));
+        let (head, framing) = head_of(r, false);
+        assert!(head.contains("content-length: 7\r\n") && !head.contains("transfer-encoding"), "{head}");
+        assert_eq!(framing, Framing::Length(7));
+    }
+}
