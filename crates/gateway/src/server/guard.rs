@@ -1,8 +1,8 @@
 //! The request-head guard of both listeners (the main port and the Ollama bridge), run before routing: the
 //! `Host` check against DNS rebinding, the `Origin` check against cross-site pages, the refusal of
 //! browser-simple content types (a page's way around the CORS preflight), the client key, and the admin key on
-//! `/admin/*` and `/metrics`. docs/security.md explains the threat model; listen.rs puts a [`Guard`] in front of
-//! each connection's router. A created client key (keys/) that passes travels on as a [`Caller`] extension, for
+//! `/admin/*` and `/metrics`. docs/security.md explains the threat model; server/http1/ puts a [`Guard`] in front of
+//! the router for each request. A created client key (keys/) that passes travels on as a [`Caller`] extension, for
 //! the handler's limits.
 //!
 //! It runs on every request of the hot path, so it is a synchronous look at the request head: a few header
@@ -489,7 +489,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A [`Policy`] in front of a service (listen.rs wraps each connection's router in one).
+/// A [`Policy`] in front of a service (server/http1/ puts one in front of the router for each request).
 #[derive(Debug, Clone)]
 pub struct Guard<S> {
     inner: S,

@@ -47,8 +47,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_INLINE_BODY: usize = 256 * 1024;
 /// The largest head this path reads; hyper takes a larger one (and answers 431 past its own limit).
 const MAX_HEAD: usize = 64 * 1024;
-/// What a read for a head asks for.
-const HEAD_READ: usize = 4096;
+/// What one read for a head takes at most (into the stack, then copied at its length).
+const HEAD_READ: usize = 8192;
 
 /// What every connection of a listener shares.
 pub struct Server {
@@ -69,7 +69,8 @@ pub async fn serve(tcp: TcpStream, server: Arc<Server>) {
         let (req, mut close) = match read_request(&tcp, &mut buf, &server).await {
             Next::Request(req, close) => (req, close),
             Next::Closed => return,
-            Next::Handoff => return fallback::serve(tcp, buf.freeze(), &server).await,
+            // Boxed: the rare path does not make every connection's future as large as hyper's connection.
+            Next::Handoff => return Box::pin(fallback::serve(tcp, buf.freeze(), &server)).await,
         };
         let service = Guard::new(server.router.clone(), server.policy.clone());
         let Some(response) = until_client_leaves(&tcp, &mut buf, service.oneshot(req)).await else {
@@ -110,7 +111,7 @@ async fn read_request(tcp: &TcpStream, buf: &mut BytesMut, server: &Server) -> N
             Head::Partial => {}
         }
         tokio::select! {
-            read = read_more(tcp, buf, HEAD_READ) => if read == 0 {
+            read = read_more(tcp, buf, 0) => if read == 0 {
                 return Next::Closed;
             },
             () = sleep_until(deadline) => return Next::Closed,
@@ -140,14 +141,23 @@ async fn read_request(tcp: &TcpStream, buf: &mut BytesMut, server: &Server) -> N
     Next::Request(Request::from_parts(parts, Body::from(body)), close)
 }
 
-/// Read what the socket has into `buf`, reserving about `want` bytes for it; 0 at its end or on an error.
-async fn read_more(tcp: &TcpStream, buf: &mut BytesMut, want: usize) -> usize {
+/// Read what the socket has into `buf`; 0 at its end or on an error. `body_left` bytes of body are still to
+/// come: they are read into `buf` directly, reserved at once. A head is read into the stack and copied at its
+/// length, so the buffer the body's bytes later keep alive is no larger than the request (thousands of streams
+/// open at once, bench/notes.md).
+async fn read_more(tcp: &TcpStream, buf: &mut BytesMut, body_left: usize) -> usize {
     loop {
         if tcp.readable().await.is_err() {
             return 0;
         }
-        buf.reserve(want.min(MAX_INLINE_BODY + MAX_HEAD));
-        match tcp.try_read_buf(buf) {
+        let read = if body_left > 0 {
+            buf.reserve(body_left);
+            tcp.try_read_buf(buf)
+        } else {
+            let mut scratch = [0u8; HEAD_READ];
+            tcp.try_read(&mut scratch).inspect(|&n| buf.extend_from_slice(&scratch[..n]))
+        };
+        match read {
             Ok(n) => return n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => return 0,

@@ -56,9 +56,13 @@ pub async fn send(
     close: bool,
     pipelined: &mut BytesMut,
 ) -> Result<(), Unfinished> {
-    let (parts, mut body) = response.into_parts();
-    let mut head = Vec::with_capacity(256);
-    let framing = encode_head(&parts, &body, close, &mut head);
+    let (mut body, head, framing) = {
+        // The response's header map is freed once written, not kept while the body streams.
+        let (parts, body) = response.into_parts();
+        let mut head = Vec::with_capacity(256);
+        let framing = encode_head(&parts, &body, close, &mut head);
+        (body, head, framing)
+    };
     let queued = head.len();
     let mut out = Outgoing { queue: VecDeque::with_capacity(8), offset: 0, queued, framing, done: false };
     out.queue.push_back(Piece::Data(Bytes::from(head)));
