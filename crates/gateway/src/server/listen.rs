@@ -61,8 +61,8 @@ impl Drain {
 
 /// Serve `router` on `listener` until `shutdown` resolves, then let open connections (and upgraded sessions that
 /// hold a `drain` token) finish their responses for up to `limits.shutdown`, and drop the rest. Every request
-/// passes `guard` first (guard.rs), here rather than as a router layer: axum boxes each route layer's service
-/// clone and future per request, this wrapper costs neither.
+/// passes `guard` first (guard.rs; the connection puts it in front of the router), not as a router layer: axum
+/// boxes each route layer's service clone and future per request, this wrapper costs neither.
 pub async fn serve(
     listener: TcpListener,
     router: Router,

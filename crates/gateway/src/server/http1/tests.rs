@@ -18,6 +18,12 @@ use super::{Server, serve};
 use crate::server::guard::loopback_without_keys;
 
 const BODY_TIMEOUT: Duration = Duration::from_millis(300);
+/// `/big` streams this many chunks of [`big_chunk`]: megabytes, more than the loopback socket buffers hold.
+const BIG_CHUNKS: usize = 120;
+
+fn big_chunk(i: usize) -> Vec<u8> {
+    vec![b'a' + (i % 26) as u8; 100_000 + i]
+}
 
 /// Sends on its channel when dropped: shows a handler was cancelled.
 struct Dropped(mpsc::UnboundedSender<()>);
@@ -61,6 +67,13 @@ async fn start() -> Fixture {
                     Some((Ok::<_, std::io::Error>(Bytes::from(format!("data: {i}\n\n"))), i + 1))
                 });
                 Body::from_stream(events)
+            }),
+        )
+        .route(
+            "/big",
+            get(|| async {
+                let chunks = (0..BIG_CHUNKS).map(|i| Ok::<_, std::io::Error>(Bytes::from(big_chunk(i))));
+                Body::from_stream(futures_util::stream::iter(chunks))
             }),
         )
         .route(
@@ -231,4 +244,45 @@ async fn unusual_requests_are_served_by_hyper_on_the_same_connection() {
     send(&mut old, "GET /hello HTTP/1.0\r\nHost: localhost\r\n\r\n").await;
     let (out, closed) = read_to_close(&mut old).await;
     assert!(out.starts_with("HTTP/1.0 200 OK") && out.ends_with("hello") && closed, "{out}");
+}
+
+/// A client that does not read for a while fills the socket: what the writes leave over is kept and sent in
+/// order once it reads, every byte and every chunk's framing intact.
+#[tokio::test]
+async fn a_slow_reader_gets_every_byte_in_order() {
+    let f = start().await;
+    let mut tcp = connect(&f).await;
+    send(&mut tcp, "GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut raw = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let read = async {
+        while !raw.ends_with(b"\r\n0\r\n\r\n") {
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(20), read).await;
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no head")) + 4;
+    let mut body = &raw[head_end..];
+    let mut chunks = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap_or_else(|| panic!("no size line"));
+        let size = std::str::from_utf8(&body[..line_end]).ok().and_then(|h| usize::from_str_radix(h, 16).ok());
+        let size = size.unwrap_or_else(|| panic!("bad size line"));
+        body = &body[line_end + 2..];
+        if size == 0 {
+            assert_eq!(body, b"\r\n");
+            break;
+        }
+        chunks.push(body[..size].to_vec());
+        assert_eq!(&body[size..size + 2], b"\r\n");
+        body = &body[size + 2..];
+    }
+    assert_eq!(chunks.len(), BIG_CHUNKS);
+    for (i, c) in chunks.iter().enumerate() {
+        assert!(*c == big_chunk(i), "chunk {i} differs");
+    }
 }
