@@ -47,8 +47,8 @@ struct Pump<E: StreamEncoder> {
     record: Option<Recorder>,
     /// Whether the first chunk of the body went out (see `next_chunk`).
     started: bool,
-    /// Yield once before the next chunk, so hyper writes the one it was just given (hyper keeps polling a ready
-    /// body and writes only once it is pending). Load-bearing for time to first byte; see [`OPEN_STREAMS`].
+    /// Yield once before the next chunk, so the connection writes the one it was just given (it keeps polling a
+    /// ready body and writes only once it is pending, server/http1/write.rs). Load-bearing for time to first byte; see [`OPEN_STREAMS`].
     yield_first: bool,
     _open: OpenStream,
 }
@@ -90,7 +90,7 @@ impl<E: StreamEncoder> Pump<E> {
     /// there without waiting (one write for a burst instead of one per event; no added latency).
     ///
     /// One exception, the first byte when this is the only stream: the first chunk then ends with the first event
-    /// that produced output, and the pump yields once so hyper writes it before the rest of the burst is
+    /// that produced output, and the pump yields once so the connection writes it before the rest of the burst is
     /// translated (30-45 us sooner at c=1). Under load every stream keeps one write per burst: doing this for all
     /// streams cost ~5% more CPU per request at c=64 (bench/notes.md).
     async fn next_chunk(&mut self) -> Option<Bytes> {
@@ -171,7 +171,7 @@ impl<E: StreamEncoder> Pump<E> {
             return None;
         }
         // Handed over at its length: `Bytes` keeps the vector's whole capacity (4 KB for a one-event chunk) alive
-        // until hyper has written it, and with thousands of streams answered in one burst those waits overlap.
+        // until the connection has written it, and with thousands of streams answered in one burst those waits overlap.
         // Shrinking is in place (no copy) with the system allocator.
         out.shrink_to_fit();
         Some(Bytes::from(out))
