@@ -31,6 +31,10 @@ pub async fn serve(tcp: TcpStream, read: Bytes, server: &Server) {
     let conn = server.hyper.serve_connection(io, TowerToHyperService::new(service)).with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let served = tokio::select! {
+        // The connection first: its first poll parses the replayed request. Asked to shut down before that,
+        // hyper would take it for an idle connection and close it unanswered (the drain may have begun while
+        // the own path read the head).
+        biased;
         served = conn.as_mut() => served,
         () = server.draining.cancelled() => {
             conn.as_mut().graceful_shutdown();
