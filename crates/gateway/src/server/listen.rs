@@ -59,7 +59,8 @@ impl Drain {
     }
 }
 
-/// Serve `router` on `listener` until `shutdown` resolves, then let open connections (and upgraded sessions that
+/// Serve `router` on `listener` (with the model calls served directly when `models` is the main listener's
+/// state: server/direct.rs) until `shutdown` resolves, then let open connections (and upgraded sessions that
 /// hold a `drain` token) finish their responses for up to `limits.shutdown`, and drop the rest. Every request
 /// passes `guard` first (guard.rs; the connection puts it in front of the router), not as a router layer: axum
 /// boxes each route layer's service clone and future per request, this wrapper costs neither.
@@ -70,6 +71,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     limits: &crate::config::Timeouts,
     drain: Drain,
+    models: Option<Arc<super::AppState>>,
 ) -> io::Result<()> {
     let Drain { draining, stop, tracker } = drain.clone();
     // hyper's own HTTP/1 builder, not hyper-util's `auto` one, for the connections handed to hyper: an `auto`
@@ -79,7 +81,7 @@ pub async fn serve(
     // Connections are served `with_upgrades` when hyper has them (the Responses WebSocket, server/websocket.rs).
     // hyper-util's `GracefulShutdown` cannot watch an upgradeable HTTP/1 connection, so the drain is done here:
     // `draining` asks each connection to finish its response and close, `tracker` waits for them.
-    let server = Arc::new(Server { router, policy: guard, body_timeout: limits.request_body, hyper, draining });
+    let server = Arc::new(Server { router, policy: guard, body_timeout: limits.request_body, hyper, draining, models });
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let tcp = tokio::select! {

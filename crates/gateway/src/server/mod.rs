@@ -28,6 +28,7 @@ mod admin_keys;
 mod anthropic;
 mod codex_usage;
 mod compact;
+mod direct;
 pub mod errors;
 mod gemini;
 pub mod guard;
@@ -233,7 +234,7 @@ pub async fn run_with_sinks(
     let timeouts = state.config.timeouts.clone();
     let ledger = state.ledger.clone();
     let drain = state.drain.clone();
-    let served = listen::serve(listener, router(state), guard, shutdown, &timeouts, drain).await;
+    let served = listen::serve(listener, router(state.clone()), guard, shutdown, &timeouts, drain, Some(state)).await;
     upkeep.abort();
     trim.abort();
     if let Some(follow) = follow {

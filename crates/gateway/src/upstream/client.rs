@@ -143,7 +143,9 @@ impl Upstream {
         };
         async move {
             if let Some((ws, session)) = ws {
-                match ws.send(&account, headers.clone(), &body, session.as_deref()).await {
+                // Boxed: the WebSocket send is ~2.7 KB, twice the HTTP one, and every request's future waiting for
+                // its response headers would otherwise carry room for it (thousands at once, bench/notes.md).
+                match Box::pin(ws.send(&account, headers.clone(), &body, session.as_deref())).await {
                     super::ws_pool::Outcome::Answer(answer) => return answer,
                     super::ws_pool::Outcome::UseSse => {}
                 }
@@ -228,7 +230,8 @@ impl Upstream {
         };
         match (&self.direct, &account.proxy) {
             (Some(direct), None) => direct.post(uri.clone(), headers, body).await,
-            _ => post_via_reqwest(account.http(), url.clone(), headers, body).await,
+            // Boxed: reqwest's send (proxied accounts only) would size every request's future.
+            _ => Box::pin(post_via_reqwest(account.http(), url.clone(), headers, body)).await,
         }
     }
 }

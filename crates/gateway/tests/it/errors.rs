@@ -76,6 +76,23 @@ async fn oversized_body_is_413() {
     assert_eq!(json(&text)["error"]["code"], "request_too_large");
 }
 
+/// A small body over the limit: read whole by the connection (server/http1/), then refused by the router's limit
+/// instead of served directly (server/direct.rs), in each model dialect's own error shape.
+#[tokio::test]
+async fn small_body_over_the_limit_is_413_on_every_model_route() {
+    let env = start(Setup { env: vec![("CODEX_GATEWAY_BODY_LIMIT_MB", "0".into())], ..Setup::default() }).await;
+    let (status, _, text) = env.post("/v1/chat/completions", &chat(json!({}))).await;
+    assert_eq!(status, 413, "{text}");
+    assert_eq!(json(&text)["error"]["code"], "request_too_large");
+    let (status, _, text) = env.post("/v1/responses", &json!({"model":"gpt-5.4","input":"hi"})).await;
+    assert_eq!(status, 413, "{text}");
+    assert_eq!(json(&text)["error"]["code"], "request_too_large");
+    let body = json!({"model":"gpt-5.4","max_tokens":16,"messages":[{"role":"user","content":"hi"}]});
+    let (status, _, text) = env.post("/v1/messages", &body).await;
+    assert_eq!(status, 413, "{text}");
+    assert_eq!(json(&text)["type"], "error");
+}
+
 #[tokio::test]
 async fn usage_limit_is_429_with_retry_after() {
     let env = start(Setup::default()).await;

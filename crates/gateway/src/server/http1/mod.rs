@@ -10,7 +10,6 @@
 //! body; a streaming response is watched for the client leaving with a read into the stack, and written from the
 //! handler's own bytes with the chunk framing beside them (write.rs).
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -20,8 +19,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
 use axum::http::header::CONNECTION;
+use axum::http::request::Parts;
 use axum::response::Response;
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
 use hyper::body::Frame;
 use hyper::server::conn::http1::Builder;
 use tokio::net::TcpStream;
@@ -30,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::debug;
 
+use super::AppState;
+use super::direct::{self, ModelCall};
 use super::guard::{Guard, Policy};
 
 mod fallback;
@@ -60,23 +63,23 @@ pub struct Server {
     pub hyper: Builder,
     /// Cancelled when the shutdown begins: a connection finishes its response and closes.
     pub draining: CancellationToken,
+    /// The main listener's state: its model calls are served without the router (server/direct.rs).
+    pub models: Option<Arc<AppState>>,
 }
 
 /// Serve one connection until the client closes it, it fails, or the shutdown has it close after a response.
 pub async fn serve(tcp: TcpStream, server: Arc<Server>) {
     let mut buf = BytesMut::new();
     loop {
-        let (req, mut close) = match read_request(&tcp, &mut buf, &server).await {
-            Next::Request(req, close) => (req, close),
-            Next::Closed => return,
+        // Boxed, and freed before the response streams: the connection's own future (alive as long as the
+        // stream) is then only the writer's state, ~1.5 KB less per open stream than with the read and the
+        // handler inline (bench/notes.md, nineteenth session).
+        let (response, close) = match Box::pin(respond(&tcp, &mut buf, &server)).await {
+            Answer::Response(response, close) => (response, close),
+            Answer::Closed => return,
             // Boxed: the rare path does not make every connection's future as large as hyper's connection.
-            Next::Handoff => return Box::pin(fallback::serve(tcp, buf.freeze(), &server)).await,
+            Answer::Handoff => return Box::pin(fallback::serve(tcp, buf.freeze(), &server)).await,
         };
-        let service = Guard::new(server.router.clone(), server.policy.clone());
-        let Some(response) = until_client_leaves(&tcp, &mut buf, service.oneshot(req)).await else {
-            return;
-        };
-        close |= server.draining.is_cancelled() || asks_to_close(&response);
         if let Err(e) = write::send(&tcp, response, close, &mut buf).await {
             debug!("response not finished: {e}");
             return;
@@ -89,11 +92,56 @@ pub async fn serve(tcp: TcpStream, server: Arc<Server>) {
     }
 }
 
+/// What reading a request and running its handler produced.
+enum Answer {
+    /// The handler's response, and whether the connection closes after it.
+    Response(Response, bool),
+    Closed,
+    Handoff,
+}
+
+/// Read the next request and run the handler on it, while watching for the client leaving.
+async fn respond(tcp: &TcpStream, buf: &mut BytesMut, server: &Server) -> Answer {
+    let (parts, body, close) = match read_request(tcp, buf, server).await {
+        Next::Request(parts, body, close) => (parts, body, close),
+        Next::Closed => return Answer::Closed,
+        Next::Handoff => return Answer::Handoff,
+    };
+    let direct = server.models.as_ref().zip(body.as_ref()).and_then(|(state, body)| {
+        let call = ModelCall::of(&parts.method, parts.uri.path())?;
+        (body.len() <= state.config.body_limit).then(|| (call, state.clone()))
+    });
+    // Each handler is pinned where it is created and watched through a reference, so its future is held once
+    // (moved into a watcher, it would be held twice: ~3 KB more per waiting request).
+    let response = match (direct, body) {
+        (Some((call, state)), Some(body)) => {
+            let handler = std::pin::pin!(direct::serve(call, state, &server.policy, parts, body));
+            until_client_leaves(tcp, buf, handler).await
+        }
+        (_, body) => {
+            let body = match body {
+                Some(bytes) => Body::from(bytes),
+                None => Body::new(TimedOut(Some(server.body_timeout))),
+            };
+            let service = Guard::new(server.router.clone(), server.policy.clone());
+            let handler = service.oneshot(Request::from_parts(parts, body));
+            let handler = std::pin::pin!(handler.map(|answered| answered.unwrap_or_else(|never| match never {})));
+            until_client_leaves(tcp, buf, handler).await
+        }
+    };
+    let Some(response) = response else {
+        return Answer::Closed;
+    };
+    let close = close || server.draining.is_cancelled() || asks_to_close(&response);
+    Answer::Response(response, close)
+}
+
 // Returned once per request and taken apart at once: boxing the request would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
 enum Next {
-    /// A request, and whether the connection closes after its response.
-    Request(Request<Body>, bool),
+    /// A request's head, its body (`None`: it did not arrive in time), and whether the connection closes after
+    /// its response.
+    Request(Parts, Option<Bytes>, bool),
     Closed,
     Handoff,
 }
@@ -126,10 +174,7 @@ async fn read_request(tcp: &TcpStream, buf: &mut BytesMut, server: &Server) -> N
             read = read_more(tcp, buf, total - buf.len()) => if read == 0 {
                 return Next::Closed;
             },
-            () = sleep_until(deadline) => {
-                let body = Body::new(TimedOut(Some(server.body_timeout)));
-                return Next::Request(Request::from_parts(parts, body), true);
-            }
+            () = sleep_until(deadline) => return Next::Request(parts, None, true),
         }
     }
     buf.advance(head_len);
@@ -138,7 +183,7 @@ async fn read_request(tcp: &TcpStream, buf: &mut BytesMut, server: &Server) -> N
         // The allocation is the body's now, freed when the handler drops it.
         *buf = BytesMut::new();
     }
-    Next::Request(Request::from_parts(parts, Body::from(body)), close)
+    Next::Request(parts, Some(body), close)
 }
 
 /// Read what the socket has into `buf`; 0 at its end or on an error. `body_left` bytes of body are still to
@@ -170,14 +215,11 @@ async fn read_more(tcp: &TcpStream, buf: &mut BytesMut, body_left: usize) -> usi
 async fn until_client_leaves(
     tcp: &TcpStream,
     buf: &mut BytesMut,
-    handler: impl Future<Output = Result<Response, Infallible>>,
+    mut handler: Pin<&mut impl Future<Output = Response>>,
 ) -> Option<Response> {
-    let mut handler = std::pin::pin!(handler);
     std::future::poll_fn(|cx| {
-        match handler.as_mut().poll(cx) {
-            Poll::Ready(Ok(response)) => return Poll::Ready(Some(response)),
-            Poll::Ready(Err(never)) => match never {},
-            Poll::Pending => {}
+        if let Poll::Ready(response) = handler.as_mut().poll(cx) {
+            return Poll::Ready(Some(response));
         }
         write::poll_peer_gone(tcp, buf, cx).map(|()| None)
     })

@@ -102,6 +102,7 @@ async fn start() -> Fixture {
         body_timeout: BODY_TIMEOUT,
         hyper: hyper::server::conn::http1::Builder::new(),
         draining: draining.clone(),
+        models: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
