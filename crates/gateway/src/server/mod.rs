@@ -153,6 +153,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::dashboard::routes(state.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.records.clone(), record_other));
+    // On the main listener the POSTs of the OpenAI and Anthropic model routes are served by direct.rs, not by
+    // these routes (same handlers; its list of paths must match them). The Ollama bridge and requests hyper
+    // serves (chunked or large bodies) still come here.
     let router = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/chat/completions", post(openai::chat_completions))

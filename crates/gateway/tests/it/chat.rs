@@ -33,6 +33,28 @@ async fn non_stream_answer_with_usage_and_request_id() {
     assert!(headers.get("x-request-id").is_some());
 }
 
+/// Model calls are served by server/direct.rs or, with a body too large for the connection's own read (256 KB),
+/// by hyper and the router: the same answer and request id either way, on the bare paths too.
+#[tokio::test]
+async fn every_model_path_and_body_size_answers_alike() {
+    let env = start(Setup::default()).await;
+    let big = "y".repeat(300_000);
+    for (path, content) in [("/chat/completions", "bare path"), ("/v1/chat/completions", big.as_str())] {
+        let body = json!({"model":"gpt-5.4","messages":[{"role":"user","content":content}]});
+        let (status, headers, text) = env.post_with(path, &body, &[("x-request-id", "same-id")]).await;
+        assert_eq!(status, 200, "{path}: {text}");
+        assert_eq!(headers.get("x-request-id").and_then(|v| v.to_str().ok()), Some("same-id"), "{path}");
+        assert_eq!(json(&text)["object"], "chat.completion", "{path}");
+    }
+    for input in ["bare path", big.as_str()] {
+        let (status, headers, text) = env.post("/responses", &json!({"model":"gpt-5.4","input":input})).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(headers.get("x-request-id").is_some());
+        assert_eq!(json(&text)["object"], "response");
+    }
+    assert_eq!(env.upstream_bodies().len(), 4);
+}
+
 #[tokio::test]
 async fn stream_follows_the_chunk_rules() {
     let env = start(Setup::default()).await;
