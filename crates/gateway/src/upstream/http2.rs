@@ -361,7 +361,10 @@ impl futures_util::Stream for Body {
                         None => first = Some(chunk),
                         Some(head) => {
                             if joined.is_empty() {
-                                joined.reserve(head.len() + chunk.len() * 8);
+                                // Sized once from what the stream holds unreleased (this poll's frames and those
+                                // still queued), not grown frame by frame: every growth copies what was joined.
+                                let held = this.recv.flow_control().used_capacity();
+                                joined.reserve(held.min(MAX_JOINED + 16 * 1024).max(head.len() + chunk.len()));
                                 joined.extend_from_slice(head);
                             }
                             joined.extend_from_slice(&chunk);
