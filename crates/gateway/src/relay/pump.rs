@@ -2,6 +2,7 @@
 //! drops the upstream connection at once), keepalives while upstream is silent, limits emulation, and the
 //! non-streaming collection of a whole response.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +24,20 @@ use crate::tokens;
 const MAX_CHUNK: usize = 32 * 1024;
 /// Room reserved for a chunk once its first event arrived: a few frames; bursts grow it.
 const FIRST_CHUNK: usize = 4096;
+
+thread_local! {
+    /// The buffer a chunk is built in, one per runtime thread: taken by a pump once an event arrived and given back
+    /// before it waits again (nothing is held across an await), so paced events cost no allocation of their own.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Return a chunk buffer to the thread's scratch, empty, unless it grew past the scratch's size (a burst's).
+fn give_back(mut out: Vec<u8>) {
+    if out.capacity() > 0 && out.capacity() <= FIRST_CHUNK {
+        out.clear();
+        SCRATCH.set(out);
+    }
+}
 
 /// Which limits the pump applies before the encoder sees events.
 fn limiter_for(limits: OutputLimits, input_estimate: u64) -> Option<Limiter> {
@@ -98,14 +113,17 @@ impl<E: StreamEncoder> Pump<E> {
             self.yield_first = false;
             tokio::task::yield_now().await;
         }
-        // Allocated only once something arrived: an idle stream (waiting on a slow upstream) holds no buffer.
+        // Taken from the thread's scratch only once something arrived, and given back before any wait: an idle
+        // stream (waiting on a slow upstream) holds no buffer.
         let mut out = Vec::new();
         // When this chunk's first progress arrived: one clock read per chunk, not per event (the rest of a burst
         // arrived with it).
         let mut progress_at: Option<Instant> = None;
         while !self.done {
             let read = if out.is_empty() {
+                give_back(std::mem::take(&mut out));
                 let read = self.ex.reader.next_until(self.keepalive_due.min(self.idle_deadline)).await;
+                out = SCRATCH.take();
                 out.reserve(FIRST_CHUNK);
                 read
             } else if out.len() >= MAX_CHUNK {
@@ -176,11 +194,19 @@ impl<E: StreamEncoder> Pump<E> {
             record.finish(200);
         }
         if out.is_empty() {
+            give_back(out);
             return None;
         }
-        // Handed over at its length: `Bytes` keeps the vector's whole capacity (4 KB for a one-event chunk) alive
-        // until the connection has written it, and with thousands of streams answered in one burst those waits overlap.
-        // Shrinking is in place (no copy) with the system allocator.
+        // Handed over at its length: `Bytes` keeps the vector's whole capacity alive until the connection has
+        // written it, and with thousands of streams answered in one burst those waits overlap. A chunk that fit
+        // the scratch (an event that came alone, as paced streams send them) is copied out, and the scratch
+        // serves the thread's next chunk: one small allocation, where a fresh 4 KB vector shrunk to its length
+        // cost an allocation and a `realloc` per event. A burst's vector is handed over itself, shrunk in place.
+        if out.capacity() <= FIRST_CHUNK {
+            let chunk = Bytes::copy_from_slice(&out);
+            give_back(out);
+            return Some(chunk);
+        }
         out.shrink_to_fit();
         Some(Bytes::from(out))
     }

@@ -68,6 +68,10 @@ impl Framing {
 }
 
 fn decode_chunked(state: &mut Chunk, input: &[u8]) -> Result<Progress, &'static str> {
+    // The data of the first chunk piece in `input`, copied only at the end if it stays the only one: a read
+    // usually holds one event's chunk, and a copy at its length costs one allocation, where a vector sized
+    // for the whole input and shrunk afterwards cost an allocation and a `realloc` per event.
+    let mut only: Option<std::ops::Range<usize>> = None;
     let mut data = Vec::new();
     let mut at = 0;
     loop {
@@ -79,11 +83,19 @@ fn decode_chunked(state: &mut Chunk, input: &[u8]) -> Result<Progress, &'static 
                     break;
                 }
                 let n = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len());
-                if data.is_empty() {
-                    // Room for every byte left in the input at once: one allocation per read.
-                    data.reserve_exact(rest.len());
+                if n > 0 {
+                    match only.take() {
+                        None if data.is_empty() => only = Some(at..at + n),
+                        first => {
+                            if let Some(first) = first {
+                                // A second piece: room for every byte left in the input at once.
+                                data.reserve_exact(first.len() + rest.len());
+                                data.extend_from_slice(&input[first]);
+                            }
+                            data.extend_from_slice(&rest[..n]);
+                        }
+                    }
                 }
-                data.extend_from_slice(&rest[..n]);
                 at += n;
                 *state = if left == n as u64 { Chunk::DataEnd } else { Chunk::Data(left - n as u64) };
             }
@@ -119,8 +131,11 @@ fn decode_chunked(state: &mut Chunk, input: &[u8]) -> Result<Progress, &'static 
             }
         }
     }
-    // At its length: a vector with spare room costs hyper's `Bytes` a second allocation.
-    data.shrink_to_fit();
+    match only {
+        Some(range) => data = input[range].to_vec(),
+        // At its length: a vector with spare room costs `Bytes` a second allocation.
+        None => data.shrink_to_fit(),
+    }
     Ok(Progress { consumed: at, data })
 }
 

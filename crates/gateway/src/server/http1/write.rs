@@ -1,5 +1,5 @@
 //! Writing one response: its head, then its body as the handler produces it (chunked unless its length is
-//! known), every frame that is ready at a wake-up in one `writev`, while the read side is watched for a client
+//! known), every frame that is ready at a wake-up in one gather write (`sendmsg`), while the read side is watched for a client
 //! that went away. Nothing is buffered by the connection between writes: a chunk's framing is written from
 //! the stack beside the handler's own bytes, and a write the socket cannot take at once keeps only the
 //! handler's `Bytes` until it can.
@@ -17,6 +17,8 @@ use axum::http::{StatusCode, response};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use hyper::body::Body as _;
+use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// Ready frames joined into one write, at most (each is three slices with its chunk framing).
@@ -124,9 +126,14 @@ impl Outgoing {
         body: &mut Body,
         pipelined: &mut BytesMut,
     ) -> Poll<Result<(), Unfinished>> {
+        // The body said Pending in this call: its waker is registered, and asking again before it wakes finds
+        // nothing new. Without this, every write went back to the body once more, walking the whole handler's
+        // poll chain (pump, reader, upstream socket, timers) for nothing: one in three of those walks per event
+        // when events arrive one at a time (callgrind, bench/notes.md "Twenty-first session").
+        let mut body_pending = false;
         loop {
             // Everything the body has ready goes into this write.
-            while !self.done && self.queue.len() + 3 <= MAX_PIECES && self.queued < MAX_QUEUED {
+            while !body_pending && !self.done && self.queue.len() + 3 <= MAX_PIECES && self.queued < MAX_QUEUED {
                 match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         // Trailers are not sent: the gateway's responses have none.
@@ -136,7 +143,7 @@ impl Outgoing {
                     }
                     Poll::Ready(Some(Err(_))) => return Poll::Ready(Err(Unfinished::Body)),
                     Poll::Ready(None) => self.push_end()?,
-                    Poll::Pending => break,
+                    Poll::Pending => body_pending = true,
                 }
             }
             if self.queue.is_empty() {
@@ -194,7 +201,7 @@ impl Outgoing {
         Ok(())
     }
 
-    /// One `writev` of the queue; `Ok` when the socket took some of it.
+    /// One gather write of the queue; `Ok` when the socket took some of it.
     fn write(&mut self, tcp: &TcpStream) -> io::Result<()> {
         let mut slices = [IoSlice::new(&[]); MAX_PIECES];
         let mut n = 0;
@@ -203,7 +210,12 @@ impl Outgoing {
             slices[i] = IoSlice::new(if i == 0 { &bytes[self.offset..] } else { bytes });
             n = i + 1;
         }
-        let mut written = tcp.try_write_vectored(&slices[..n])?;
+        // `sendmsg`, the socket's own call, rather than tokio's `writev`: the same gather write without the VFS
+        // layer a `writev` goes through first (`vfs_writev`), which perf put at ~0.7 us of kernel time per write
+        // when every event of a paced stream is a write of its own (bench/notes.md, twenty-first session).
+        // MSG_NOSIGNAL: a client gone is an `EPIPE` error here, never a signal.
+        let send = || SockRef::from(tcp).send_vectored_with_flags(&slices[..n], libc::MSG_NOSIGNAL);
+        let mut written = tcp.try_io(Interest::WRITABLE, send)?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
