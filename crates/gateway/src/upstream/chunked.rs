@@ -84,16 +84,15 @@ fn decode_chunked(state: &mut Chunk, input: &[u8]) -> Result<Progress, &'static 
                 }
                 let n = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len());
                 if n > 0 {
-                    match only.take() {
-                        None if data.is_empty() => only = Some(at..at + n),
-                        first => {
-                            if let Some(first) = first {
-                                // A second piece: room for every byte left in the input at once.
-                                data.reserve_exact(first.len() + rest.len());
-                                data.extend_from_slice(&input[first]);
-                            }
-                            data.extend_from_slice(&rest[..n]);
+                    if only.is_none() && data.is_empty() {
+                        only = Some(at..at + n);
+                    } else {
+                        if let Some(first) = only.take() {
+                            // A second piece: room for every byte left in the input at once.
+                            data.reserve_exact(first.len() + rest.len());
+                            data.extend_from_slice(&input[first]);
                         }
+                        data.extend_from_slice(&rest[..n]);
                     }
                 }
                 at += n;

@@ -1,8 +1,8 @@
 //! Writing one response: its head, then its body as the handler produces it (chunked unless its length is
-//! known), every frame that is ready at a wake-up in one gather write (`sendmsg`), while the read side is watched for a client
-//! that went away. Nothing is buffered by the connection between writes: a chunk's framing is written from
-//! the stack beside the handler's own bytes, and a write the socket cannot take at once keeps only the
-//! handler's `Bytes` until it can.
+//! known), every frame that is ready at a wake-up in one gather write (`sendmsg`), while the read side is
+//! watched for a client that went away. Nothing is buffered by the connection between writes: a chunk's framing
+//! is written from the stack beside the handler's own bytes, and a write the socket cannot take at once keeps
+//! only the handler's `Bytes` until it can.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
