@@ -116,7 +116,7 @@ impl EventReader {
     /// A reader whose response headers are still on their way.
     pub fn late(late: Box<LateHeaders>) -> EventReader {
         // An empty stream until the headers arrive (a boxed zero-sized value: no allocation).
-        let mut reader = EventReader::new(Box::pin(futures_util::stream::empty()));
+        let mut reader = EventReader::new(crate::upstream::body_of(futures_util::stream::empty()));
         reader.late = Some(late);
         reader
     }
@@ -259,6 +259,9 @@ impl EventReader {
             if let Some(read) = self.buffered() {
                 return Some(read);
             }
+            if !self.body.may_be_ready() {
+                return None;
+            }
             let item = self.body.next().now_or_never()?;
             if let Some(read) = self.on_bytes(item) {
                 return Some(read);
@@ -318,7 +321,7 @@ impl EventReader {
         if let Some(event) = peeked {
             return event;
         }
-        match Event::parse(&frame.data) {
+        match Event::parse_frame(frame.event.as_deref(), &frame.data) {
             Ok(Event::Unknown { kind }) => {
                 self.on_unknown(&kind);
                 Event::Unknown { kind }
@@ -382,7 +385,7 @@ mod tests {
     }
 
     fn empty_reader() -> EventReader {
-        EventReader::new(Box::pin(futures_util::stream::iter(Vec::new())))
+        EventReader::new(crate::upstream::body_of(futures_util::stream::iter(Vec::new())))
     }
 
     fn frame(name: &'static str, data: &str) -> SseFrame {
@@ -432,7 +435,7 @@ mod tests {
     async fn waits_share_one_timer_moved_only_when_it_fires_early() {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, TransportError>>(4);
         let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
-        let mut reader = EventReader::new(Box::pin(body));
+        let mut reader = EventReader::new(crate::upstream::body_of(body));
         let start = Instant::now();
         let first = start + Duration::from_millis(300);
         tokio::spawn({
@@ -467,7 +470,7 @@ mod tests {
     async fn handed_back_frames_lend_their_buffer_and_parsed_reads_are_released() {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, TransportError>>(4);
         let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
-        let mut reader = EventReader::new(Box::pin(body));
+        let mut reader = EventReader::new(crate::upstream::body_of(body));
         let wait = Duration::from_secs(5);
         let _ = tx.send(Ok(Bytes::from(delta(1)))).await;
         let Read::Frame(first) = reader.next(wait).await else { panic!("no frame") };
@@ -498,7 +501,7 @@ mod tests {
             (a.to_string(), b.to_string())
         };
         let chunks = vec![Ok(Bytes::from(first)), Ok(Bytes::from(tail_a)), Ok(Bytes::from(tail_b))];
-        let mut reader = EventReader::new(Box::pin(futures_util::stream::iter(chunks)));
+        let mut reader = EventReader::new(crate::upstream::body_of(futures_util::stream::iter(chunks)));
         let mut texts = Vec::new();
         loop {
             match reader.next(Duration::from_secs(5)).await {
