@@ -300,7 +300,11 @@ pub fn stream_body<E: StreamEncoder>(
         yield_first: false,
         _open: OpenStream::new(),
     };
-    let stream = futures_util::stream::unfold(pump, |mut p| async move {
+    // Boxed: `unfold` moves its state out and back in for every chunk (into the future that makes the chunk, and
+    // out of it once the chunk is made), and the pump is large (the exchange, the reader and its parser, the
+    // encoder). Moved by pointer, a chunk costs no copies of it: four `memcpy`s of the whole pump per chunk were
+    // ~500 instructions per event at one event per chunk (callgrind, bench/notes.md "Twenty-second session").
+    let stream = futures_util::stream::unfold(Box::new(pump), |mut p| async move {
         p.next_chunk().await.map(|b| (Ok::<Bytes, Infallible>(b), p))
     });
     axum::body::Body::from_stream(stream)
