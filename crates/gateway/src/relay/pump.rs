@@ -5,6 +5,7 @@
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,7 +18,7 @@ use tracing::debug;
 
 use crate::record::Recorder;
 use crate::relay::exchange::Exchange;
-use crate::relay::reader::{EventReader, Read};
+use crate::relay::reader::{EventReader, Read, Ready};
 use crate::tokens;
 
 /// Stop adding ready events to one outgoing chunk beyond this size (bounds per-stream memory).
@@ -26,9 +27,22 @@ const MAX_CHUNK: usize = 32 * 1024;
 const FIRST_CHUNK: usize = 4096;
 
 thread_local! {
+    /// See [`take_waiting`].
+    static WAITING: Cell<bool> = const { Cell::new(false) };
     /// The buffer a chunk is built in, one per runtime thread: taken by a pump once an event arrived and given back
     /// before it waits again (nothing is held across an await), so paced events cost no allocation of their own.
     static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Whether the streaming body polled last on this thread handed over its chunk already registered for the next
+/// one: the upstream body said pending to the task's waker, and the wait timer holds it too
+/// ([`reader::Ready::Waiting`](crate::relay::reader::Ready)). Polling the body again before the task is woken
+/// would only walk the handler's poll chain to register what is registered: at one event per wake-up, that walk
+/// was a third of the relay's work per event. Cleared by the call; the HTTP/1.1 writer reads it after each chunk
+/// (server/http1/write.rs), and clears it before polling, so a flag left by a body another server polled on
+/// this thread is never taken for its own.
+pub fn take_waiting() -> bool {
+    WAITING.replace(false)
 }
 
 /// Return a chunk buffer to the thread's scratch, empty, unless it grew past the scratch's size (a burst's).
@@ -129,8 +143,8 @@ impl<E: StreamEncoder> Pump<E> {
             } else if out.len() >= MAX_CHUNK {
                 break;
             } else {
-                match self.ex.reader.next_ready() {
-                    Some(read) => {
+                match std::future::poll_fn(|cx| Poll::Ready(self.ex.reader.next_ready(cx))).await {
+                    Ready::Read(read) => {
                         // A burst: room for a whole chunk at once. Grown event by event, a burst's chunk was
                         // copied on each doubling on its way to 32 KB (about 5% of a burst's instructions); the
                         // spare room is given back when the chunk is handed over (`shrink_to_fit`, in place).
@@ -139,7 +153,11 @@ impl<E: StreamEncoder> Pump<E> {
                         }
                         read
                     }
-                    None => break,
+                    Ready::Waiting => {
+                        WAITING.set(true);
+                        break;
+                    }
+                    Ready::Not => break,
                 }
             };
             match read {

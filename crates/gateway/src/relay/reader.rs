@@ -5,13 +5,13 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dialects::failure::{Refusal, Stage};
 use dialects::sse::{SseFrame, SseParser};
 use dialects::{Event, GatewayError, UpstreamFailure};
-use futures_util::{FutureExt, StreamExt};
 use tracing::debug;
 
 use crate::relay::exchange;
@@ -27,6 +27,16 @@ pub struct LateHeaders {
     pub deadline: Instant,
     pub header_timeout: Duration,
     pub error_body_timeout: Duration,
+}
+
+/// What [`EventReader::next_ready`] found.
+pub enum Ready {
+    Read(Read),
+    /// Nothing more yet, and the task is registered to be woken when there is: the body said pending to this
+    /// poll's waker, and the wait timer is armed with it too. Polling again before that wake finds nothing.
+    Waiting,
+    /// Nothing more without waiting (or the response headers are still awaited); the task may not be registered.
+    Not,
 }
 
 /// One step of reading.
@@ -93,6 +103,8 @@ pub struct EventReader {
     /// deadline then. So a stream pays one timer registration per keepalive period, not one per event (each wait
     /// made its own `sleep_until` before: a timer-wheel insert and removal per event of a paced stream).
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The timer's last poll came back pending and it was not moved since: it holds the task's waker.
+    timer_armed: bool,
 }
 
 impl EventReader {
@@ -110,13 +122,14 @@ impl EventReader {
             late: None,
             unknown_logged: false,
             timer: None,
+            timer_armed: false,
         }
     }
 
     /// A reader whose response headers are still on their way.
     pub fn late(late: Box<LateHeaders>) -> EventReader {
         // An empty stream until the headers arrive (a boxed zero-sized value: no allocation).
-        let mut reader = EventReader::new(crate::upstream::body_of(futures_util::stream::empty()));
+        let mut reader = EventReader::new(Box::pin(futures_util::stream::empty()));
         reader.late = Some(late);
         reader
     }
@@ -177,39 +190,45 @@ impl EventReader {
         }
         // A real wait: the buffers kept for a burst go (a waiting stream keeps one, for its next frame).
         self.parser.release_spare();
-        // Taken out while waiting (the body and the parser are borrowed meanwhile); a wait cancelled half-way
-        // loses it, and the next wait makes a new one.
-        let mut timer = match self.timer.take() {
-            Some(mut timer) => {
-                // Only a deadline moved earlier needs the timer moved: a later one is checked when it fires.
-                if timer.deadline() > until.into() {
-                    timer.as_mut().reset(until.into());
+        match &mut self.timer {
+            // Only a deadline moved earlier needs the timer moved: a later one is checked when it fires.
+            Some(timer) if timer.deadline() > until.into() => {
+                timer.as_mut().reset(until.into());
+                self.timer_armed = false;
+            }
+            Some(_) => {}
+            None => {
+                self.timer = Some(Box::pin(tokio::time::sleep_until(until.into())));
+                self.timer_armed = false;
+            }
+        }
+        std::future::poll_fn(|cx| self.poll_wait(cx, until)).await
+    }
+
+    /// One poll of a wait: the body first (a frame that is there wins over a deadline that passed), then the
+    /// timer; a timer that fires before `until` (the deadline moved later since it was set) is moved to it.
+    fn poll_wait(&mut self, cx: &mut Context<'_>, until: Instant) -> Poll<Read> {
+        loop {
+            if let Poll::Ready(item) = self.body.as_mut().poll_next(cx) {
+                if let Some(read) = self.on_bytes(item) {
+                    return Poll::Ready(read);
                 }
-                timer
-            }
-            None => Box::pin(tokio::time::sleep_until(until.into())),
-        };
-        let read = loop {
-            let item = tokio::select! {
-                biased;
-                item = self.body.next() => item,
-                () = timer.as_mut() => {
-                    if Instant::now() >= until {
-                        break Read::Idle;
-                    }
-                    timer.as_mut().reset(until.into());
-                    continue;
+                if let Some(read) = self.buffered() {
+                    return Poll::Ready(read);
                 }
-            };
-            if let Some(read) = self.on_bytes(item) {
-                break read;
+                continue;
             }
-            if let Some(read) = self.buffered() {
-                break read;
+            let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until.into())));
+            if timer.as_mut().poll(cx).is_pending() {
+                self.timer_armed = true;
+                return Poll::Pending;
             }
-        };
-        self.timer = Some(timer);
-        read
+            self.timer_armed = false;
+            if Instant::now() >= until {
+                return Poll::Ready(Read::Idle);
+            }
+            timer.as_mut().reset(until.into());
+        }
     }
 
     /// Wait (until `until` at most) for late response headers; `None` once the body can be read.
@@ -248,26 +267,31 @@ impl EventReader {
         !self.frames.is_empty() || self.parsed < self.pending.len()
     }
 
-    /// The next frame only if it can be had without waiting (already parsed, or bytes already received).
-    /// Lets the pump put everything that is ready into one write instead of one write per event.
-    pub fn next_ready(&mut self) -> Option<Read> {
+    /// The next frame only if it can be had without waiting (already parsed, bytes already received, or bytes
+    /// the body has ready). Lets the pump put everything that is ready into one write instead of one write per
+    /// event. The body is polled with the task's own waker, so when it has nothing the task is already registered
+    /// for its next bytes ([`Ready::Waiting`], with the timer armed): the connection then need not poll the
+    /// body again just to register, a second walk of the handler's whole poll chain per event.
+    pub fn next_ready(&mut self, cx: &mut Context<'_>) -> Ready {
         if self.late.is_some() {
-            return None;
+            return Ready::Not;
         }
         // Bounded: each turn either returns or consumes one ready chunk of the body.
         for _ in 0..64 {
             if let Some(read) = self.buffered() {
-                return Some(read);
+                return Ready::Read(read);
             }
-            if !self.body.may_be_ready() {
-                return None;
-            }
-            let item = self.body.next().now_or_never()?;
-            if let Some(read) = self.on_bytes(item) {
-                return Some(read);
+            match self.body.as_mut().poll_next(cx) {
+                Poll::Ready(item) => {
+                    if let Some(read) = self.on_bytes(item) {
+                        return Ready::Read(read);
+                    }
+                }
+                Poll::Pending if self.timer_armed => return Ready::Waiting,
+                Poll::Pending => return Ready::Not,
             }
         }
-        None
+        Ready::Not
     }
 
     /// A frame already parsed, or the end once the body is over.
@@ -385,7 +409,7 @@ mod tests {
     }
 
     fn empty_reader() -> EventReader {
-        EventReader::new(crate::upstream::body_of(futures_util::stream::iter(Vec::new())))
+        EventReader::new(Box::pin(futures_util::stream::iter(Vec::new())))
     }
 
     fn frame(name: &'static str, data: &str) -> SseFrame {
@@ -435,7 +459,7 @@ mod tests {
     async fn waits_share_one_timer_moved_only_when_it_fires_early() {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, TransportError>>(4);
         let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
-        let mut reader = EventReader::new(crate::upstream::body_of(body));
+        let mut reader = EventReader::new(Box::pin(body));
         let start = Instant::now();
         let first = start + Duration::from_millis(300);
         tokio::spawn({
@@ -470,12 +494,12 @@ mod tests {
     async fn handed_back_frames_lend_their_buffer_and_parsed_reads_are_released() {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, TransportError>>(4);
         let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
-        let mut reader = EventReader::new(crate::upstream::body_of(body));
+        let mut reader = EventReader::new(Box::pin(body));
         let wait = Duration::from_secs(5);
         let _ = tx.send(Ok(Bytes::from(delta(1)))).await;
         let Read::Frame(first) = reader.next(wait).await else { panic!("no frame") };
         assert!(matches!(reader.event(&first), Event::TextDelta { .. }));
-        assert!(reader.next_ready().is_none());
+        assert!(!matches!(std::future::poll_fn(|cx| Poll::Ready(reader.next_ready(cx))).await, Ready::Read(_)));
         assert!(reader.pending.is_empty() && !reader.has_ready(), "the parsed read is still held");
         let (at, room) = (first.data.as_ptr(), first.data.capacity());
         reader.recycle(first);
@@ -501,7 +525,7 @@ mod tests {
             (a.to_string(), b.to_string())
         };
         let chunks = vec![Ok(Bytes::from(first)), Ok(Bytes::from(tail_a)), Ok(Bytes::from(tail_b))];
-        let mut reader = EventReader::new(crate::upstream::body_of(futures_util::stream::iter(chunks)));
+        let mut reader = EventReader::new(Box::pin(futures_util::stream::iter(chunks)));
         let mut texts = Vec::new();
         loop {
             match reader.next(Duration::from_secs(5)).await {

@@ -28,9 +28,7 @@ use tokio::net::TcpStream;
 use tower::Service;
 
 use super::chunked::{Framing, Progress};
-use super::transport::{
-    CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamBody, UpstreamResponse,
-};
+use super::transport::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse};
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -170,7 +168,6 @@ impl Http1Connections {
             io: Some(io),
             framing: head.framing,
             unread_head_rest: !head.rest.is_empty(),
-            drained: false,
             carry: head.rest,
             keep_alive: head.keep_alive,
             pool: self.pool.clone(),
@@ -365,10 +362,6 @@ struct Body {
     carry: Vec<u8>,
     /// `carry` holds body bytes that came with the head, not decoded yet.
     unread_head_rest: bool,
-    /// The last read took everything the socket had (it came back short, or pending): tokio then clears the
-    /// socket's readiness, so reading again before the next wake-up would come back pending (see
-    /// [`UpstreamBody::may_be_ready`]).
-    drained: bool,
     keep_alive: bool,
     pool: Arc<Pool>,
     origin: Arc<str>,
@@ -422,15 +415,10 @@ impl Body {
             let mut space = [std::mem::MaybeUninit::<u8>::uninit(); READ_SIZE];
             let mut buf = ReadBuf::uninit(&mut space);
             match Pin::new(io).poll_read(cx, &mut buf) {
-                Poll::Pending => {
-                    self.drained = true;
-                    return Poll::Pending;
-                }
+                Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return self.fail(TransportError::of(e)),
                 Poll::Ready(Ok(())) => {}
             }
-            // tokio's own test for a drained socket (a read shorter than the buffer clears its readiness).
-            self.drained = buf.filled().len() < READ_SIZE;
             if buf.filled().is_empty() {
                 if self.framing.ends_at_close() && self.carry.is_empty() {
                     self.io = None;
@@ -461,12 +449,6 @@ impl futures_util::Stream for Body {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_body(cx)
-    }
-}
-
-impl UpstreamBody for Body {
-    fn may_be_ready(&self) -> bool {
-        !self.drained || self.unread_head_rest || self.io.is_none() || self.framing.is_done()
     }
 }
 

@@ -26,8 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tower::Service;
 
 use super::transport::{
-    CONNECT_TIMEOUT, TransportError, UPSTREAM_H2_CONNECTION_WINDOW, UPSTREAM_H2_STREAM_WINDOW, UpstreamBody,
-    UpstreamResponse,
+    CONNECT_TIMEOUT, TransportError, UPSTREAM_H2_CONNECTION_WINDOW, UPSTREAM_H2_STREAM_WINDOW, UpstreamResponse,
 };
 
 /// Sends of one request the upstream refused unprocessed, on top of the first.
@@ -321,7 +320,7 @@ async fn send(
 /// events, one per frame as the real backend sends them, becomes one read for the reader and one write to the
 /// client), with their window given back at once; the stream's slot is given back when the body ends or is dropped.
 fn body_stream(recv: h2::RecvStream, slot: StreamSlot) -> Body {
-    Body { recv, slot: Some(slot), error: None, drained: false }
+    Body { recv, slot: Some(slot), error: None }
 }
 
 /// See [`body_stream`].
@@ -331,15 +330,6 @@ struct Body {
     slot: Option<StreamSlot>,
     /// An error that came after frames handed on in the same poll: the next poll's answer.
     error: Option<h2::Error>,
-    /// The last poll ended with h2 saying pending: no frame is queued for this stream (see
-    /// [`UpstreamBody::may_be_ready`]).
-    drained: bool,
-}
-
-impl UpstreamBody for Body {
-    fn may_be_ready(&self) -> bool {
-        !self.drained || self.error.is_some() || self.slot.is_none()
-    }
 }
 
 /// Frames joined into one buffer up to about this size; the rest waits for the next poll.
@@ -363,7 +353,6 @@ impl futures_util::Stream for Body {
         let mut first: Option<Bytes> = None;
         let mut joined: Vec<u8> = Vec::new();
         let mut taken = 0;
-        this.drained = false;
         while taken < MAX_JOINED {
             match this.recv.poll_data(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
@@ -394,10 +383,7 @@ impl futures_util::Stream for Body {
                     this.slot = None;
                     break;
                 }
-                Poll::Pending => {
-                    this.drained = true;
-                    break;
-                }
+                Poll::Pending => break,
             }
         }
         if taken == 0 {

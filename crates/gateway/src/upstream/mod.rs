@@ -20,4 +20,4 @@ pub use classify::classify;
 pub use client::{CallContext, Upstream, build_http_client, build_http_client_with_proxy};
 pub use identity::CODEX_CLIENT_VERSION;
 pub(crate) use transport::with_causes;
-pub use transport::{BodyStream, TransportError, UpstreamBody, UpstreamResponse, body_of};
+pub use transport::{BodyStream, TransportError, UpstreamResponse};

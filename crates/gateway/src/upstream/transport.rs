@@ -41,37 +41,7 @@ pub(super) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 pub(super) const POOL_MAX_IDLE_PER_HOST: usize = 256;
 
 /// The response body as it arrives.
-pub type BodyStream = Pin<Box<dyn UpstreamBody>>;
-
-/// A response body: its bytes as they arrive, and whether asking now could find more.
-pub trait UpstreamBody: Stream<Item = Result<Bytes, TransportError>> + Send {
-    /// `false` only when a poll now would certainly come back pending: the last poll took everything there was
-    /// (a short socket read, or HTTP/2 said pending). The relay then ends the chunk it is building instead of
-    /// polling once more without a waker (`EventReader::next_ready`): at one event per read, that poll walked
-    /// the body's read path, locked the socket's waiter list and swapped its waker for nothing, once per event.
-    /// A wrong `true` costs only that poll; a wrong `false` only ends a chunk early (the next poll reads).
-    fn may_be_ready(&self) -> bool {
-        true
-    }
-}
-
-/// A body made of any stream (WebSocket, reqwest, tests): always worth asking.
-struct AnyBody<S>(Pin<Box<S>>);
-
-impl<S: Stream<Item = Result<Bytes, TransportError>> + Send> Stream for AnyBody<S> {
-    type Item = Result<Bytes, TransportError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
-        self.0.as_mut().poll_next(cx)
-    }
-}
-
-impl<S: Stream<Item = Result<Bytes, TransportError>> + Send> UpstreamBody for AnyBody<S> {}
-
-/// `stream` as a [`BodyStream`].
-pub fn body_of<S: Stream<Item = Result<Bytes, TransportError>> + Send + 'static>(stream: S) -> BodyStream {
-    Box::pin(AnyBody(Box::pin(stream)))
-}
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, TransportError>> + Send>>;
 
 /// An upstream response whose headers have arrived; the body streams.
 pub struct UpstreamResponse {
@@ -255,7 +225,7 @@ pub async fn post_via_reqwest(
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.bytes_stream().map_err(TransportError::from);
-    Ok(UpstreamResponse { status, headers, body: body_of(body) })
+    Ok(UpstreamResponse { status, headers, body: Box::pin(body) })
 }
 
 #[cfg(test)]
