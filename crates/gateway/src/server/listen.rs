@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::Router;
@@ -98,11 +99,24 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let (server, stop) = (server.clone(), stop.clone());
         tracker.spawn(async move {
-            tokio::select! {
-                () = super::http1::serve(tcp, server) => {}
-                // Dropping the connection closes it, with the response (and its upstream stream) it was writing.
-                () = stop.cancelled() => {}
-            }
+            // Dropping the connection closes it, with the response (and its upstream stream) it was writing.
+            let mut serve = std::pin::pin!(super::http1::serve(tcp, server));
+            let mut stopped = std::pin::pin!(stop.cancelled());
+            let mut registered = false;
+            std::future::poll_fn(|cx| {
+                if serve.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                // The stop is asked only when it happened, or to register once: its waker is this task's and
+                // stays registered until it fires. Polled on every wake-up (as `select!` did), it locked the
+                // list of waiters all connections share once per event a stream relayed.
+                if !registered || stop.is_cancelled() {
+                    registered = true;
+                    return stopped.as_mut().poll(cx);
+                }
+                Poll::Pending
+            })
+            .await
         });
     }
     drop(listener);
