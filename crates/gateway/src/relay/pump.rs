@@ -37,8 +37,8 @@ thread_local! {
 /// Whether the streaming body polled last on this thread handed over its chunk already registered for the next
 /// one: the upstream body said pending to the task's waker, and the wait timer holds it too
 /// ([`reader::Ready::Waiting`](crate::relay::reader::Ready)). Polling the body again before the task is woken
-/// would only walk the handler's poll chain to register what is registered: at one event per wake-up, that walk
-/// was a third of the relay's work per event. Cleared by the call; the HTTP/1.1 writer reads it after each chunk
+/// would only walk the handler's whole poll chain to register what is registered, once more per event when
+/// events come one per wake-up. Cleared by the call; the HTTP/1.1 writer reads it after each chunk
 /// (server/http1/write.rs), and clears it before polling, so a flag left by a body another server polled on
 /// this thread is never taken for its own.
 pub fn take_waiting() -> bool {

@@ -470,6 +470,9 @@ mod tests {
             }
         });
         assert!(matches!(reader.next_until(first).await, Read::Frame(_)));
+        // The wait polled the timer before the frame came, so it holds the task's waker: with the body empty, the
+        // task is registered for what comes next.
+        assert!(matches!(std::future::poll_fn(|cx| Poll::Ready(reader.next_ready(cx))).await, Ready::Waiting));
         let armed = reader.timer.as_ref().map(|t| t.deadline().into_std());
         assert_eq!(armed, Some(first));
         // A later deadline: the timer stays at the first one while the wait goes on.
