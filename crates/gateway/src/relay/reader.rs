@@ -190,17 +190,13 @@ impl EventReader {
         }
         // A real wait: the buffers kept for a burst go (a waiting stream keeps one, for its next frame).
         self.parser.release_spare();
-        match &mut self.timer {
-            // Only a deadline moved earlier needs the timer moved: a later one is checked when it fires.
-            Some(timer) if timer.deadline() > until.into() => {
-                timer.as_mut().reset(until.into());
-                self.timer_armed = false;
-            }
-            Some(_) => {}
-            None => {
-                self.timer = Some(Box::pin(tokio::time::sleep_until(until.into())));
-                self.timer_armed = false;
-            }
+        // Only a deadline moved earlier needs the timer moved: a later one is checked when it fires. The first
+        // wait makes the timer (`poll_wait`).
+        if let Some(timer) = &mut self.timer
+            && timer.deadline() > until.into()
+        {
+            timer.as_mut().reset(until.into());
+            self.timer_armed = false;
         }
         std::future::poll_fn(|cx| self.poll_wait(cx, until)).await
     }
