@@ -1,16 +1,17 @@
 //! The usage ledger: every request record, stored off the request path.
 //!
 //! A [`RecordSink`] hands each record to a bounded channel ([`LedgerSink`]: never waits; when the channel is
-//! full the record is dropped and counted); one writer thread (`writer.rs`) commits them in batches, with their
-//! hourly rollups, to the store (tables in `store/usage.rs`; the team's PostgreSQL database when the store is
-//! there, `store/postgres/usage.rs`) and prunes old rows now and then. Queries for the admin API and the CLI are
-//! in `query.rs`, the price table in `pricing.rs`, the HTTP handlers in `api.rs`.
+//! full the record is dropped and counted; the bound is a count, so the channel holds memory only for what
+//! waits); one writer thread (`writer.rs`) commits them in batches, with their hourly rollups, to the store
+//! (tables in `store/usage.rs`; the team's PostgreSQL database when the store is there,
+//! `store/postgres/usage.rs`) and prunes old rows now and then. Queries for the admin API and the CLI are in
+//! `query.rs`, the price table in `pricing.rs`, the HTTP handlers in `api.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -39,6 +40,17 @@ struct Shared {
     dropped: AtomicU64,
     /// Shutdown began: the writer drains the channel, commits and ends.
     stop: AtomicBool,
+    /// Records sent and not yet taken by the writer: the channel's bound (`[usage] channel_capacity`) is checked
+    /// against this count. A bounded `sync_channel` allocated and wrote every slot when the gateway started
+    /// (16,384 slots: 256 KB of idle RSS); the unbounded channel allocates a block of slots as records wait.
+    queued: AtomicUsize,
+}
+
+impl Shared {
+    /// The writer took a record out of the channel.
+    fn taken(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 enum Msg {
@@ -50,23 +62,29 @@ enum Msg {
 
 /// The sink half: the request path's only contact with the ledger.
 pub struct LedgerSink {
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
     shared: Arc<Shared>,
+    /// At most this many records wait in the channel.
+    capacity: usize,
 }
 
 impl RecordSink for LedgerSink {
-    /// One clone of the record (a handful of small allocations) and a `try_send`: O(1), no lock held while
+    /// One clone of the record (a handful of small allocations), a count and a send: O(1), no lock held while
     /// waiting, never blocks the request. Only model calls are stored: health checks, model lists and admin
     /// calls (a dashboard polls them) are in the access log, not in the ledger.
     fn record(&self, record: &RequestRecord) {
         if record.api == crate::record::Api::Other {
             return;
         }
-        match self.tx.try_send(Msg::Record(Box::new(record.clone()))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        if self.shared.queued.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+            self.shared.taken();
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.tx.send(Msg::Record(Box::new(record.clone()))).is_err() {
+            // The writer is gone (after shutdown): nothing will take it.
+            self.shared.taken();
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -83,7 +101,7 @@ pub struct Ledger {
     prices: arc_swap::ArcSwap<pricing::Prices>,
     shared: Arc<Shared>,
     /// A sender kept to wake the writer at shutdown (`None`: the ledger is off, nothing is written).
-    wake: Option<SyncSender<Msg>>,
+    wake: Option<Sender<Msg>>,
     /// Resolves when the writer thread has ended.
     done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
 }
@@ -118,7 +136,7 @@ impl Ledger {
         if !settings.enabled {
             return Ok((ledger, None));
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel(settings.channel_capacity);
+        let (tx, rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let backend = match pg {
             Some(pg) => writer::Backend::Postgres(pg),
@@ -134,7 +152,8 @@ impl Ledger {
             .context("cannot start the usage ledger's writer")?;
         ledger.wake = Some(tx.clone());
         *ledger.done.get_mut() = Some(done_rx);
-        let sink: Arc<dyn RecordSink> = Arc::new(LedgerSink { tx, shared: ledger.shared.clone() });
+        let sink: Arc<dyn RecordSink> =
+            Arc::new(LedgerSink { tx, shared: ledger.shared.clone(), capacity: settings.channel_capacity });
         Ok((ledger, Some(sink)))
     }
 
@@ -149,8 +168,9 @@ impl Ledger {
     pub async fn drain(&self, limit: Duration) {
         self.shared.stop.store(true, Ordering::SeqCst);
         if let Some(tx) = &self.wake {
-            // A full channel needs no wake-up: the writer is busy and sees the flag after this batch.
-            let _ = tx.try_send(Msg::Wake);
+            // Outside the records' bound: the writer reads the flag when it takes this, or after the batch it is
+            // committing. A writer already gone needs no wake-up.
+            let _ = tx.send(Msg::Wake);
         }
         let done = self.done.lock().take();
         if let Some(done) = done

@@ -58,6 +58,39 @@ fn count(conn: &Connection, table: &str) -> i64 {
     conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap_or(-1)
 }
 
+/// The channel's bound is a count of the records waiting in it: past the bound a record is dropped and counted,
+/// and once the writer has taken one the next fits again. With the writer gone, a record is counted, not queued.
+#[test]
+fn sink_bound_counts_waiting_records() {
+    let shared = Arc::new(Shared::default());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = LedgerSink { tx, shared: shared.clone(), capacity: 2 };
+    let dropped = || shared.dropped.load(Ordering::Relaxed);
+    for i in 0..3 {
+        sink.record(&record(&format!("r{i}"), 1, None, "gpt-5.4", 200, (1, 1)));
+    }
+    assert_eq!((dropped(), shared.queued.load(Ordering::Relaxed)), (1, 2));
+    // The writer takes one: room for exactly one more.
+    assert!(matches!(rx.try_recv(), Ok(Msg::Record(r)) if r.request_id == "r0"));
+    shared.taken();
+    sink.record(&record("r3", 1, None, "gpt-5.4", 200, (1, 1)));
+    sink.record(&record("r4", 1, None, "gpt-5.4", 200, (1, 1)));
+    assert_eq!(dropped(), 2);
+    let waiting: Vec<String> = rx
+        .try_iter()
+        .filter_map(|m| match m {
+            Msg::Record(r) => Some(r.request_id),
+            Msg::Wake => None,
+        })
+        .collect();
+    assert_eq!(waiting, ["r1", "r3"]);
+    shared.taken();
+    shared.taken();
+    drop(rx);
+    sink.record(&record("r5", 1, None, "gpt-5.4", 200, (1, 1)));
+    assert_eq!((dropped(), shared.queued.load(Ordering::Relaxed)), (3, 0));
+}
+
 /// The writer commits 250 ms after a batch's first record; `drain` must commit at once and end the writer, even
 /// while the sink (held by requests still in flight) keeps the channel open.
 #[tokio::test]

@@ -119,6 +119,7 @@ pub(super) fn run(mut backend: Backend, rx: Receiver<Msg>, shared: Arc<Shared>, 
             };
             match msg {
                 Msg::Record(r) => {
+                    shared.taken();
                     first_at.get_or_insert_with(|| ended_at(&r));
                     batch.push(r);
                 }
