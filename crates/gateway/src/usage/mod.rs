@@ -46,10 +46,22 @@ struct Shared {
     queued: AtomicUsize,
 }
 
+/// `queued` once the writer has ended: far above any bound, so no record is sent after it.
+const CLOSED: usize = usize::MAX / 2;
+
 impl Shared {
     /// The writer took a record out of the channel.
     fn taken(&self) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The writer ends: the channel is dropped with whatever was sent into it after the writer's last look, and
+    /// those records are counted as dropped here. A sender whose record this count took in learns it when its
+    /// send fails (`queued` is past [`CLOSED`]) and does not count it again.
+    fn close(&self, rx: std::sync::mpsc::Receiver<Msg>) {
+        drop(rx);
+        let left = self.queued.swap(CLOSED, Ordering::SeqCst);
+        self.dropped.fetch_add(left as u64, Ordering::Relaxed);
     }
 }
 
@@ -76,15 +88,18 @@ impl RecordSink for LedgerSink {
         if record.api == crate::record::Api::Other {
             return;
         }
-        if self.shared.queued.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+        // Past the bound, or the writer has ended (`CLOSED`).
+        if self.shared.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
             self.shared.taken();
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         if self.tx.send(Msg::Record(Box::new(record.clone()))).is_err() {
-            // The writer is gone (after shutdown): nothing will take it.
-            self.shared.taken();
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            // The writer ended between the count and the send. If it has closed the count, this record is in
+            // the count it took as dropped; otherwise it is counted here.
+            if self.shared.queued.fetch_sub(1, Ordering::SeqCst) < CLOSED {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -152,8 +167,12 @@ impl Ledger {
             .context("cannot start the usage ledger's writer")?;
         ledger.wake = Some(tx.clone());
         *ledger.done.get_mut() = Some(done_rx);
-        let sink: Arc<dyn RecordSink> =
-            Arc::new(LedgerSink { tx, shared: ledger.shared.clone(), capacity: settings.channel_capacity });
+        let sink: Arc<dyn RecordSink> = Arc::new(LedgerSink {
+            tx,
+            shared: ledger.shared.clone(),
+            // Below `CLOSED`, which must stay above every bound.
+            capacity: settings.channel_capacity.min(CLOSED / 2),
+        });
         Ok((ledger, Some(sink)))
     }
 

@@ -91,6 +91,23 @@ fn sink_bound_counts_waiting_records() {
     assert_eq!((dropped(), shared.queued.load(Ordering::Relaxed)), (3, 0));
 }
 
+/// Records sent after the writer's last look go down with the channel when it ends: `close` counts them, and a
+/// record sent after that is counted once, at the bound.
+#[test]
+fn records_left_in_the_channel_when_the_writer_ends_are_counted_once() {
+    let shared = Arc::new(Shared::default());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = LedgerSink { tx, shared: shared.clone(), capacity: 8 };
+    let dropped = || shared.dropped.load(Ordering::Relaxed);
+    sink.record(&record("a", 1, None, "gpt-5.4", 200, (1, 1)));
+    sink.record(&record("b", 1, None, "gpt-5.4", 200, (1, 1)));
+    assert_eq!(dropped(), 0);
+    shared.close(rx);
+    assert_eq!(dropped(), 2, "the two records the writer never took");
+    sink.record(&record("c", 1, None, "gpt-5.4", 200, (1, 1)));
+    assert_eq!(dropped(), 3);
+}
+
 /// The writer commits 250 ms after a batch's first record; `drain` must commit at once and end the writer, even
 /// while the sink (held by requests still in flight) keeps the channel open.
 #[tokio::test]

@@ -158,6 +158,7 @@ pub(super) fn run(mut backend: Backend, rx: Receiver<Msg>, shared: Arc<Shared>, 
             prune_old(&mut backend, retention);
         }
         if finished && batch.is_empty() {
+            shared.close(rx);
             return;
         }
     }
