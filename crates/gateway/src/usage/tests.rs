@@ -58,13 +58,18 @@ fn count(conn: &Connection, table: &str) -> i64 {
     conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap_or(-1)
 }
 
+/// A sink with `capacity` over a channel the test reads as the writer would.
+fn sink_with(capacity: usize) -> (Arc<Shared>, std::sync::mpsc::Receiver<Msg>, LedgerSink) {
+    let shared = Arc::new(Shared::default());
+    let (tx, rx) = std::sync::mpsc::channel();
+    (shared.clone(), rx, LedgerSink { tx, shared, capacity })
+}
+
 /// The channel's bound is a count of the records waiting in it: past the bound a record is dropped and counted,
 /// and once the writer has taken one the next fits again. With the writer gone, a record is counted, not queued.
 #[test]
 fn sink_bound_counts_waiting_records() {
-    let shared = Arc::new(Shared::default());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = LedgerSink { tx, shared: shared.clone(), capacity: 2 };
+    let (shared, rx, sink) = sink_with(2);
     let dropped = || shared.dropped.load(Ordering::Relaxed);
     for i in 0..3 {
         sink.record(&record(&format!("r{i}"), 1, None, "gpt-5.4", 200, (1, 1)));
@@ -95,9 +100,7 @@ fn sink_bound_counts_waiting_records() {
 /// record sent after that is counted once, at the bound.
 #[test]
 fn records_left_in_the_channel_when_the_writer_ends_are_counted_once() {
-    let shared = Arc::new(Shared::default());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = LedgerSink { tx, shared: shared.clone(), capacity: 8 };
+    let (shared, rx, sink) = sink_with(8);
     let dropped = || shared.dropped.load(Ordering::Relaxed);
     sink.record(&record("a", 1, None, "gpt-5.4", 200, (1, 1)));
     sink.record(&record("b", 1, None, "gpt-5.4", 200, (1, 1)));
