@@ -155,7 +155,9 @@ impl Upstream {
     }
 
     pub(super) fn headers(&self, account: &Account, authorization: HeaderValue, ctx: &CallContext) -> HeaderMap {
-        let mut headers = HeaderMap::new();
+        // Sized for what follows (up to 12 fields): grown from empty, the map was reallocated and rehashed on the
+        // way, per request.
+        let mut headers = HeaderMap::with_capacity(12);
         let put = |h: &mut HeaderMap, name: &'static str, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {
                 h.insert(HeaderName::from_static(name), v);
