@@ -450,10 +450,10 @@ mod tests {
         assert_eq!(connections.load(Ordering::SeqCst), 4);
     }
 
-    /// DATA frames already received (one event each, as the real backend sends them) come out of the body as one
-    /// buffer, so the reader handles a burst in one read and the pump writes it in one write.
+    /// DATA frames (one event each, as the real backend sends them) come out of the body as they came, in order,
+    /// without a copy into a joined buffer (the reader drains every ready one before the pump writes).
     #[tokio::test]
-    async fn http2_frames_received_together_come_out_as_one_buffer() {
+    async fn http2_frames_come_out_as_they_came() {
         use futures_util::StreamExt;
         let port = h2c_server(|mut conn: H2cConnection| async move {
             while let Some(Ok((_request, mut respond))) = conn.accept().await {
@@ -469,9 +469,56 @@ mod tests {
         assert_eq!(response.status, StatusCode::OK);
         // Let every frame arrive before the first read.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let first = response.body.next().await.and_then(Result::ok);
-        assert_eq!(first.as_deref(), Some(&b"data: 0\n\ndata: 1\n\ndata: 2\n\n"[..]));
-        assert!(response.body.next().await.is_none());
+        let mut frames = Vec::new();
+        while let Some(frame) = response.body.next().await {
+            frames.push(frame.unwrap_or_else(|e| panic!("{e}")));
+        }
+        assert_eq!(frames, [&b"data: 0\n\n"[..], b"data: 1\n\n", b"data: 2\n\n"].map(Bytes::from_static));
+    }
+
+    /// The stream's window is given back as the body is read, a burst at a time: an answer four times the
+    /// stream's window, in small frames, arrives whole (a window never given back would stall it at 256 KB).
+    #[tokio::test]
+    async fn http2_body_gives_its_window_back_as_it_is_read() {
+        use futures_util::StreamExt;
+        const FRAME: usize = 1024;
+        const TOTAL: usize = 4 * UPSTREAM_H2_STREAM_WINDOW as usize;
+        let port = h2c_server(|mut conn: H2cConnection| async move {
+            while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                if let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) {
+                    tokio::spawn(async move {
+                        let mut sent = 0;
+                        while sent < TOTAL {
+                            body.reserve_capacity(FRAME);
+                            match std::future::poll_fn(|cx| body.poll_capacity(cx)).await {
+                                Some(Ok(n)) if n > 0 => {
+                                    let n = n.min(FRAME);
+                                    sent += n;
+                                    if body.send_data(Bytes::from(vec![b'x'; n]), sent >= TOTAL).is_err() {
+                                        return;
+                                    }
+                                }
+                                Some(Ok(_)) => {}
+                                _ => return,
+                            }
+                        }
+                    });
+                }
+            }
+        })
+        .await;
+        let mut response = post_h2c(port).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status, StatusCode::OK);
+        let received = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut received = 0;
+            while let Some(frame) = response.body.next().await {
+                received += frame.unwrap_or_else(|e| panic!("{e}")).len();
+            }
+            received
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the answer stalled: the stream's window was not given back"));
+        assert_eq!(received, TOTAL);
     }
 
     /// An h2c server whose answers end 1 ms after their data (END_STREAM in a frame of its own, as the fake's
