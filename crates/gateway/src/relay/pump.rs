@@ -352,7 +352,7 @@ async fn collect_unboxed(
     let mut limiter = limiter_for(limits, ex.input_estimate);
     let mut idle = IdleClock::new(idle_timeout);
     loop {
-        match ex.reader.next_until(idle.deadline(&ex.reader)).await {
+        match next_read(&mut ex.reader, &mut idle).await {
             Read::Frame(frame) => {
                 let event = ex.reader.event(&frame);
                 note_failure_event(&event, record);
@@ -398,7 +398,7 @@ async fn drain_raw_unboxed(
     ex.reader.set_forwards_raw(true);
     let mut idle = IdleClock::new(idle_timeout);
     loop {
-        match ex.reader.next_until(idle.deadline(&ex.reader)).await {
+        match next_read(&mut ex.reader, &mut idle).await {
             Read::Frame(frame) => {
                 let event = ex.reader.event(&frame);
                 note_failure_event(&event, record);
@@ -420,6 +420,17 @@ async fn drain_raw_unboxed(
             Read::Error(failure) => return Err(failed(*failure, record)),
         }
     }
+}
+
+/// The next read of a whole answer: what is ready without waiting first, then a wait bounded by the idle clock.
+/// An HTTP/2 answer comes a DATA frame (an event) per body poll, so the reader's own buffers are empty between
+/// the frames of a burst; asked for a wait straight away, every event would read the clock (`IdleClock::deadline`)
+/// and go through the wait's set-up (freeing the parser's spare buffer, checking the timer).
+async fn next_read(reader: &mut EventReader, idle: &mut IdleClock) -> Read {
+    if let Ready::Read(read) = std::future::poll_fn(|cx| Poll::Ready(reader.next_ready(cx))).await {
+        return read;
+    }
+    reader.next_until(idle.deadline(reader)).await
 }
 
 /// A failure event inside the answer: the record keeps what it was (the renderers word it for the client).
