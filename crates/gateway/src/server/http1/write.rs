@@ -1,10 +1,11 @@
 //! Writing one response: its head, then its body as the handler produces it (chunked unless its length is
-//! known), every frame that is ready at a wake-up in one gather write (`sendmsg`), while the read side is
-//! watched for a client that went away. Nothing is buffered by the connection between writes: a chunk's framing
-//! is written from the stack beside the handler's own bytes, and a write the socket cannot take at once keeps
-//! only the handler's `Bytes` until it can.
+//! known), every frame that is ready at a wake-up in one write, while the read side is watched for a client that
+//! went away. Small frames (a paced stream's events) are framed into one contiguous buffer borrowed from the
+//! thread and written with a plain `send`; large ones are written from the handler's own `Bytes` with a gather
+//! write (`sendmsg`), never copied. Nothing is held by the connection between writes but what the socket has not
+//! taken yet.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -23,6 +24,11 @@ use tokio::net::TcpStream;
 
 /// Ready frames joined into one write, at most (each is three slices with its chunk framing).
 const MAX_PIECES: usize = 48;
+/// Frames up to this size are copied into the flat buffer with their framing (see [`Piece::Flat`]); larger ones
+/// are written from their own `Bytes`.
+const FLAT_FRAME: usize = 4096;
+/// A flat buffer that grew beyond this in a burst is freed once written, not kept for the thread's next write.
+const FLAT_KEEP: usize = 64 * 1024;
 /// Bytes queued for one write, at most; beyond it the socket has to take some first (backpressure).
 const MAX_QUEUED: usize = 256 * 1024;
 /// Bytes a client may send ahead (a pipelined request) while its response is written; beyond it the
@@ -61,21 +67,42 @@ pub async fn send(
     let (mut body, head, framing) = {
         // The response's header map is freed once written, not kept while the body streams.
         let (parts, body) = response.into_parts();
-        let mut head = Vec::with_capacity(256);
+        let mut head = FLAT.take();
+        head.reserve(256);
         let framing = encode_head(&parts, &body, close, &mut head);
         (body, head, framing)
     };
     let queued = head.len();
-    let mut out = Outgoing { queue: VecDeque::with_capacity(8), offset: 0, queued, framing, done: false };
-    out.queue.push_back(Piece::Data(Bytes::from(head)));
+    let mut out = Outgoing { queue: VecDeque::with_capacity(4), offset: 0, queued, framing, done: false };
+    out.queue.push_back(Piece::Flat(head));
     if framing == Framing::Empty {
         out.done = true;
     }
     std::future::poll_fn(|cx| out.poll(cx, tcp, &mut body, pipelined)).await
 }
 
+thread_local! {
+    /// The flat buffer, one per runtime thread: taken when a response has small frames to write and given back
+    /// once the socket took them, so a connection waiting for its next event holds none.
+    static FLAT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Return a written flat buffer to the thread, empty, unless a burst grew it past [`FLAT_KEEP`].
+fn give_back(mut flat: Vec<u8>) {
+    if flat.capacity() <= FLAT_KEEP {
+        flat.clear();
+        FLAT.set(flat);
+    }
+}
+
 /// One piece of a write.
 enum Piece {
+    /// Small frames with their framing, copied into one contiguous buffer: a paced stream's event is then one
+    /// plain `send` of one buffer. Written as three slices (size line, data, line end) with `sendmsg`, the kernel
+    /// imported an iovec and copied per segment, and the connection built a slice array per write: ~1.5% of a
+    /// paced event's CPU against the copy of a few hundred hot bytes (bench/notes.md, twenty-fifth session). Only
+    /// ever the last piece of the queue, so frames are appended to it in order.
+    Flat(Vec<u8>),
     Data(Bytes),
     /// A chunk's size line.
     Size {
@@ -88,6 +115,7 @@ enum Piece {
 impl Piece {
     fn bytes(&self) -> &[u8] {
         match self {
+            Piece::Flat(v) => v,
             Piece::Data(b) => b,
             Piece::Size { line, len } => &line[..usize::from(*len)],
             Piece::Static(s) => s,
@@ -104,6 +132,18 @@ impl Piece {
         line[digits] = b'\r';
         line[digits + 1] = b'\n';
         Piece::Size { line, len: (digits + 2) as u8 }
+    }
+}
+
+impl Outgoing {
+    /// Append to the flat buffer at the end of the queue, started (from the thread's) if the last piece is another.
+    fn with_flat(&mut self, append: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(Piece::Flat(flat)) = self.queue.back_mut() {
+            return append(flat);
+        }
+        let mut flat = FLAT.take();
+        append(&mut flat);
+        self.queue.push_back(Piece::Flat(flat));
     }
 }
 
@@ -178,6 +218,16 @@ impl Outgoing {
         }
         self.queued += data.len();
         match &mut self.framing {
+            Framing::Chunked if data.len() <= FLAT_FRAME => {
+                let size = Piece::size_line(data.len());
+                // The framing counts too: the flat buffer is let go of by its whole length once written.
+                self.queued += size.bytes().len() + 2;
+                self.with_flat(|flat| {
+                    flat.extend_from_slice(size.bytes());
+                    flat.extend_from_slice(&data);
+                    flat.extend_from_slice(b"\r\n");
+                });
+            }
             Framing::Chunked => {
                 self.queue.push_back(Piece::size_line(data.len()));
                 self.queue.push_back(Piece::Data(data));
@@ -186,7 +236,11 @@ impl Outgoing {
             Framing::Length(left) => {
                 // More than the length the head announced would corrupt the connection: end it instead.
                 *left = left.checked_sub(data.len() as u64).ok_or(Unfinished::Body)?;
-                self.queue.push_back(Piece::Data(data));
+                if data.len() <= FLAT_FRAME {
+                    self.with_flat(|flat| flat.extend_from_slice(&data));
+                } else {
+                    self.queue.push_back(Piece::Data(data));
+                }
             }
             Framing::Empty => {}
         }
@@ -196,7 +250,10 @@ impl Outgoing {
     fn push_end(&mut self) -> Result<(), Unfinished> {
         self.done = true;
         match self.framing {
-            Framing::Chunked => self.queue.push_back(Piece::Static(b"0\r\n\r\n")),
+            Framing::Chunked => {
+                self.queued += 5;
+                self.with_flat(|flat| flat.extend_from_slice(b"0\r\n\r\n"));
+            }
             // A body shorter than its announced length leaves the client waiting for the rest: close instead.
             Framing::Length(left) if left > 0 => return Err(Unfinished::Body),
             Framing::Length(_) | Framing::Empty => {}
@@ -204,36 +261,47 @@ impl Outgoing {
         Ok(())
     }
 
-    /// One gather write of the queue; `Ok` when the socket took some of it.
+    /// One write of the queue; `Ok` when the socket took some of it. MSG_NOSIGNAL: a client gone is an `EPIPE`
+    /// error here, never a signal.
     fn write(&mut self, tcp: &TcpStream) -> io::Result<()> {
-        let mut slices = [IoSlice::new(&[]); MAX_PIECES];
-        let mut n = 0;
-        for (i, piece) in self.queue.iter().take(MAX_PIECES).enumerate() {
-            let bytes = piece.bytes();
-            slices[i] = IoSlice::new(if i == 0 { &bytes[self.offset..] } else { bytes });
-            n = i + 1;
-        }
-        // `sendmsg`, the socket's own call, rather than tokio's `writev`: the same gather write without the VFS
-        // layer a `writev` goes through first (`vfs_writev`), which perf put at ~0.7 us of kernel time per write
-        // when every event of a paced stream is a write of its own (bench/notes.md, twenty-first session).
-        // MSG_NOSIGNAL: a client gone is an `EPIPE` error here, never a signal.
-        let send = || SockRef::from(tcp).send_vectored_with_flags(&slices[..n], libc::MSG_NOSIGNAL);
-        let mut written = tcp.try_io(Interest::WRITABLE, send)?;
+        let sock = SockRef::from(tcp);
+        let mut written = if let (1, Some(front)) = (self.queue.len(), self.queue.front()) {
+            // One buffer (the flat one, as a rule): a plain `send`, no iovec for the kernel to import.
+            let bytes = front.bytes().get(self.offset..).unwrap_or_default();
+            tcp.try_io(Interest::WRITABLE, || sock.send_with_flags(bytes, libc::MSG_NOSIGNAL))?
+        } else {
+            let mut slices = [IoSlice::new(&[]); MAX_PIECES];
+            let mut n = 0;
+            for (i, piece) in self.queue.iter().take(MAX_PIECES).enumerate() {
+                let bytes = piece.bytes();
+                slices[i] = IoSlice::new(if i == 0 { bytes.get(self.offset..).unwrap_or_default() } else { bytes });
+                n = i + 1;
+            }
+            // `sendmsg`, the socket's own call, rather than tokio's `writev`: the same gather write without the
+            // VFS layer a `writev` goes through first (`vfs_writev`), which perf put at ~0.7 us of kernel time per
+            // write (bench/notes.md, twenty-first session).
+            tcp.try_io(Interest::WRITABLE, || sock.send_vectored_with_flags(&slices[..n], libc::MSG_NOSIGNAL))?
+        };
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
         while written > 0 {
             let Some(front) = self.queue.front() else { break };
-            let left = front.bytes().len() - self.offset;
+            let left = front.bytes().len().saturating_sub(self.offset);
             if written < left {
                 self.offset += written;
                 break;
             }
             written -= left;
-            if let Some(Piece::Data(d)) = self.queue.pop_front() {
-                self.queued -= d.len().min(self.queued);
-            }
             self.offset = 0;
+            match self.queue.pop_front() {
+                Some(Piece::Flat(flat)) => {
+                    self.queued -= flat.len().min(self.queued);
+                    give_back(flat);
+                }
+                Some(Piece::Data(d)) => self.queued -= d.len().min(self.queued),
+                Some(Piece::Size { .. } | Piece::Static(_)) | None => {}
+            }
         }
         Ok(())
     }
