@@ -32,7 +32,7 @@ fn big_chunk(i: usize) -> Bytes {
         (0..26u8).flat_map(|l| std::iter::repeat_n(b'a' + l, BIG_LEN + BIG_CHUNKS)).collect::<Vec<u8>>().into()
     });
     let start = (i % 26) * (BIG_LEN + BIG_CHUNKS);
-    let len = if i % 4 == 0 { BIG_LEN + i } else { (i * 997) % 6000 + 1 };
+    let len = if i.is_multiple_of(4) { BIG_LEN + i } else { (i * 997) % 6000 + 1 };
     LETTERS.slice(start..start + len)
 }
 
