@@ -309,12 +309,12 @@ async fn send_once(
         let answer = match tokio::time::timeout_at(stop.into(), &mut sending).await {
             Ok(answer) => answer,
             Err(_) if late => {
-                return Ok(Sent::Late(Box::new(LateHeaders {
-                    response: sending,
-                    deadline: header_deadline,
-                    header_timeout: timeouts.upstream_headers,
-                    error_body_timeout: timeouts.upstream_error_body,
-                })));
+                return Ok(Sent::Late(Box::new(LateHeaders::new(
+                    sending,
+                    header_deadline,
+                    timeouts.upstream_headers,
+                    timeouts.upstream_error_body,
+                ))));
             }
             Err(_) => return Err(UpstreamFailure::HeaderTimeout { limit: timeouts.upstream_headers }),
         };

@@ -4,8 +4,9 @@
 
 use std::cell::Cell;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use dialects::encoder::StreamEncoder;
 use dialects::limits::Limiter;
 use dialects::sse::SseFrame;
 use dialects::{Event, GatewayError, OutputLimits, UpstreamFailure, Usage};
+use hyper::body::Frame;
 use tracing::debug;
 
 use crate::record::Recorder;
@@ -59,32 +61,38 @@ fn limiter_for(limits: OutputLimits, input_estimate: u64) -> Option<Limiter> {
     l.is_active().then_some(l)
 }
 
+/// In declaration order (`repr(C)`), what every event reads first: the flags and deadlines, the limiter's pointer,
+/// the encoder, then the exchange (whose reader comes first); what a stream touches once (the record, the usage)
+/// last. An event's cost is mostly cache misses on per-stream state (bench/notes.md, twenty-fifth session), and
+/// the compiler's own order spread the per-event fields over the pump's 15 cache lines.
+#[repr(C)]
 struct Pump<E: StreamEncoder> {
-    ex: Exchange,
-    encoder: E,
-    limiter: Option<Limiter>,
-    keepalive: Duration,
-    idle_timeout: Duration,
-    /// When the stream has made no progress for `idle_timeout` (only meaningful events move it, see
-    /// `EventReader::is_progress`).
-    idle_deadline: Instant,
-    /// When the client is due a keepalive: `keepalive` after the last output, on the client's clock.
-    keepalive_due: Instant,
-    done: bool,
-    usage: Option<Usage>,
-    /// The request's record: completed when the stream ends, or (dropped with the body) when the client leaves.
-    record: Option<Recorder>,
-    /// Whether the first chunk of the body went out (see `next_chunk`).
-    started: bool,
     /// Yield once before the next chunk, so the connection writes the one it was just given (it keeps polling a
     /// ready body and writes only once it is pending, server/http1/write.rs). Load-bearing for time to first byte; see [`OPEN_STREAMS`].
     yield_first: bool,
+    done: bool,
+    /// Whether the first chunk of the body went out (see `poll_chunk`).
+    started: bool,
+    /// When the client is due a keepalive: `keepalive` after the last output, on the client's clock.
+    keepalive_due: Instant,
+    /// When the stream has made no progress for `idle_timeout` (only meaningful events move it, see
+    /// `EventReader::is_progress`).
+    idle_deadline: Instant,
+    keepalive: Duration,
+    idle_timeout: Duration,
+    /// Boxed: rare (only requests with output limits to emulate), and its room would sit between the hot fields.
+    limiter: Option<Box<Limiter>>,
+    encoder: E,
+    ex: Exchange,
+    usage: Option<Usage>,
+    /// The request's record: completed when the stream ends, or (dropped with the body) when the client leaves.
+    record: Option<Recorder>,
     _open: OpenStream,
 }
 
 /// Streaming responses being written now, across the gateway.
 ///
-/// Load-bearing for performance: it gates the early first chunk (`Pump::next_chunk`). While a stream is the only
+/// Load-bearing for performance: it gates the early first chunk (`Pump::poll_chunk`). While a stream is the only
 /// one open, ending its first chunk at the first event with output and yielding once gets the first byte out
 /// 30-45 us sooner; done for every stream, the same trick cost ~5% more CPU per request at c=64, so the count
 /// keeps it to the case where it is free (bench/notes.md, "Tried and not kept"). Relaxed and approximate on
@@ -122,10 +130,15 @@ impl<E: StreamEncoder> Pump<E> {
     /// that produced output, and the pump yields once so the connection writes it before the rest of the burst is
     /// translated (30-45 us sooner at c=1). Under load every stream keeps one write per burst: doing this for all
     /// streams cost ~5% more CPU per request at c=64 (bench/notes.md).
-    async fn next_chunk(&mut self) -> Option<Bytes> {
+    ///
+    /// A poll, not an async fn: nothing lives across a pending poll but the pump itself (the chunk is begun only
+    /// once an event arrived), so the body is the pump, polled in place, with no state machine or second box.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         if self.yield_first {
+            // A yield: pending now (the connection writes what it was given), polled again at once.
             self.yield_first = false;
-            tokio::task::yield_now().await;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         // Taken from the thread's scratch only once something arrived, and given back before any wait: an idle
         // stream (waiting on a slow upstream) holds no buffer.
@@ -136,14 +149,17 @@ impl<E: StreamEncoder> Pump<E> {
         while !self.done {
             let read = if out.is_empty() {
                 give_back(std::mem::take(&mut out));
-                let read = self.ex.reader.next_until(self.keepalive_due.min(self.idle_deadline)).await;
+                let Poll::Ready(read) = self.ex.reader.poll_next_until(cx, self.keepalive_due.min(self.idle_deadline))
+                else {
+                    return Poll::Pending;
+                };
                 out = SCRATCH.take();
                 out.reserve(FIRST_CHUNK);
                 read
             } else if out.len() >= MAX_CHUNK {
                 break;
             } else {
-                match std::future::poll_fn(|cx| Poll::Ready(self.ex.reader.next_ready(cx))).await {
+                match self.ex.reader.next_ready(cx) {
                     Ready::Read(read) => {
                         // A burst: room for a whole chunk at once. Grown event by event, a burst's chunk was
                         // copied on each doubling on its way to 32 KB (about 5% of a burst's instructions); the
@@ -213,7 +229,7 @@ impl<E: StreamEncoder> Pump<E> {
         }
         if out.is_empty() {
             give_back(out);
-            return None;
+            return Poll::Ready(None);
         }
         // Handed over at its length: `Bytes` keeps the vector's whole capacity alive until the connection has
         // written it, and with thousands of streams answered in one burst those waits overlap. A chunk that fit
@@ -223,10 +239,10 @@ impl<E: StreamEncoder> Pump<E> {
         if out.capacity() <= FIRST_CHUNK {
             let chunk = Bytes::copy_from_slice(&out);
             give_back(out);
-            return Some(chunk);
+            return Poll::Ready(Some(chunk));
         }
         out.shrink_to_fit();
-        Some(Bytes::from(out))
+        Poll::Ready(Some(Bytes::from(out)))
     }
 
     fn feed(&mut self, frame: &SseFrame, event: Event, out: &mut Vec<u8>) {
@@ -297,7 +313,7 @@ pub fn stream_body<E: StreamEncoder>(
     idle_timeout: Duration,
     record: Recorder,
 ) -> axum::body::Body {
-    let limiter = limiter_for(limits, ex.input_estimate);
+    let limiter = limiter_for(limits, ex.input_estimate).map(Box::new);
     // Only without limits emulation: the limiter reads text deltas.
     ex.reader.set_skip_deltas(!encoder.needs_delta_payloads() && limiter.is_none());
     ex.reader.set_forwards_raw(!encoder.needs_delta_payloads());
@@ -318,14 +334,20 @@ pub fn stream_body<E: StreamEncoder>(
         yield_first: false,
         _open: OpenStream::new(),
     };
-    // Boxed: `unfold` moves its state out and back in for every chunk (into the future that makes the chunk, and
-    // out of it once the chunk is made), and the pump is large (the exchange, the reader and its parser, the
-    // encoder). Moved by pointer, a chunk costs no copies of it: four `memcpy`s of the whole pump per chunk were
-    // ~500 instructions per event at one event per chunk (callgrind, bench/notes.md "Twenty-second session").
-    let stream = futures_util::stream::unfold(Box::new(pump), |mut p| async move {
-        p.next_chunk().await.map(|b| (Ok::<Bytes, Infallible>(b), p))
-    });
-    axum::body::Body::from_stream(stream)
+    // The pump is the body: boxed once, inside axum's body, and polled in place.
+    axum::body::Body::new(pump)
+}
+
+/// The pump holds nothing that is pinned in place (its futures are boxed), so it may move between polls.
+impl<E: StreamEncoder> Unpin for Pump<E> {}
+
+impl<E: StreamEncoder> hyper::body::Body for Pump<E> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.get_mut().poll_chunk(cx).map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
 }
 
 /// Read the whole response into a [`Collected`] (non-streaming clients). An upstream failure is noted in

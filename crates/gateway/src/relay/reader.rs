@@ -22,11 +22,27 @@ use crate::upstream::{BodyStream, TransportError, UpstreamResponse};
 /// With the status line sent there is no failover, no refresh after a 401 and no quota reading from these
 /// headers: an error answer or the header deadline ends the stream with the dialect's in-stream error.
 pub struct LateHeaders {
-    pub response: Pin<Box<dyn Future<Output = Result<UpstreamResponse, TransportError>> + Send>>,
+    response: Pin<Box<dyn Future<Output = Result<UpstreamResponse, TransportError>> + Send>>,
     /// When the attempt's header deadline passes (`upstream_header_timeout_secs`).
-    pub deadline: Instant,
-    pub header_timeout: Duration,
-    pub error_body_timeout: Duration,
+    deadline: Instant,
+    header_timeout: Duration,
+    error_body_timeout: Duration,
+    /// An error answer's body being read (bounded by `error_body_timeout`, no longer by the header deadline),
+    /// then classified.
+    error: Option<Pin<Box<dyn Future<Output = UpstreamFailure> + Send>>>,
+    /// The timer of the waits for the headers (made at the first, moved to each wait's deadline).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl LateHeaders {
+    pub fn new(
+        response: Pin<Box<dyn Future<Output = Result<UpstreamResponse, TransportError>> + Send>>,
+        deadline: Instant,
+        header_timeout: Duration,
+        error_body_timeout: Duration,
+    ) -> LateHeaders {
+        LateHeaders { response, deadline, header_timeout, error_body_timeout, error: None, timer: None }
+    }
 }
 
 /// What [`EventReader::next_ready`] found.
@@ -180,13 +196,21 @@ impl EventReader {
     /// The next frame, or [`Read::Idle`] once `until` passes. One timer for the whole wait: bytes that make no
     /// frame (SSE comments) do not restart it.
     pub async fn next_until(&mut self, until: Instant) -> Read {
-        if self.late.is_some()
-            && let Some(read) = self.await_headers(until).await
-        {
-            return read;
+        std::future::poll_fn(|cx| self.poll_next_until(cx, until)).await
+    }
+
+    /// [`EventReader::next_until`] as a poll: what the streaming body calls (server-side, every chunk is a poll of
+    /// the body, and an async wait there cost a state machine and a second box around the pump).
+    pub fn poll_next_until(&mut self, cx: &mut Context<'_>, until: Instant) -> Poll<Read> {
+        if self.late.is_some() {
+            match self.poll_headers(cx, until) {
+                Poll::Ready(Some(read)) => return Poll::Ready(read),
+                Poll::Ready(None) => {}
+                Poll::Pending => return Poll::Pending,
+            }
         }
         if let Some(read) = self.buffered() {
-            return read;
+            return Poll::Ready(read);
         }
         // A real wait: the buffers kept for a burst go (a waiting stream keeps one, for its next frame).
         self.parser.release_spare();
@@ -198,7 +222,7 @@ impl EventReader {
             timer.as_mut().reset(until.into());
             self.timer_armed = false;
         }
-        std::future::poll_fn(|cx| self.poll_wait(cx, until)).await
+        self.poll_wait(cx, until)
     }
 
     /// One poll of a wait: the body first (a frame that is there wins over a deadline that passed), then the
@@ -227,35 +251,56 @@ impl EventReader {
         }
     }
 
-    /// Wait (until `until` at most) for late response headers; `None` once the body can be read.
-    async fn await_headers(&mut self, until: Instant) -> Option<Read> {
-        let late = self.late.as_mut()?;
-        let stop = until.min(late.deadline);
-        let answer = tokio::time::timeout_at(stop.into(), &mut late.response).await;
-        let (header_timeout, error_body_timeout) = (late.header_timeout, late.error_body_timeout);
-        match answer {
-            Err(_) if Instant::now() < late.deadline => Some(Read::Idle),
-            Err(_) => {
+    /// Wait (until `until` at most) for late response headers; `None` once the body can be read. An error
+    /// answer's body is read within its own bound, the header deadline no longer applies to it.
+    fn poll_headers(&mut self, cx: &mut Context<'_>, until: Instant) -> Poll<Option<Read>> {
+        let Some(late) = self.late.as_mut() else { return Poll::Ready(None) };
+        if let Some(error) = &mut late.error {
+            if let Poll::Ready(failure) = error.as_mut().poll(cx) {
                 self.late = None;
-                Some(Read::Error(Box::new(UpstreamFailure::HeaderTimeout { limit: header_timeout })))
+                return Poll::Ready(Some(Read::Error(Box::new(failure))));
             }
-            Ok(Err(e)) => {
-                self.late = None;
-                Some(Read::Error(Box::new(e.failure(Stage::Request))))
-            }
-            Ok(Ok(response)) if response.status.is_success() => {
-                self.late = None;
-                self.body = response.body;
-                None
-            }
-            Ok(Ok(mut response)) => {
-                self.late = None;
-                let bytes = exchange::read_limited(&mut response.body, error_body_timeout).await;
-                let failure =
-                    crate::upstream::classify(response.status, &response.headers, &bytes, crate::auth::now_unix());
-                Some(Read::Error(Box::new(failure)))
+        } else {
+            match late.response.as_mut().poll(cx) {
+                Poll::Ready(Ok(response)) if response.status.is_success() => {
+                    self.late = None;
+                    self.body = response.body;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(mut response)) => {
+                    let limit = late.error_body_timeout;
+                    let mut error = Box::pin(async move {
+                        let bytes = exchange::read_limited(&mut response.body, limit).await;
+                        crate::upstream::classify(response.status, &response.headers, &bytes, crate::auth::now_unix())
+                    });
+                    if let Poll::Ready(failure) = error.as_mut().poll(cx) {
+                        self.late = None;
+                        return Poll::Ready(Some(Read::Error(Box::new(failure))));
+                    }
+                    late.error = Some(error);
+                }
+                Poll::Ready(Err(e)) => {
+                    self.late = None;
+                    return Poll::Ready(Some(Read::Error(Box::new(e.failure(Stage::Request)))));
+                }
+                Poll::Pending => {}
             }
         }
+        // Still waiting: for the headers until the header deadline, for an error body until its own bound.
+        let stop = if late.error.is_some() { until } else { until.min(late.deadline) };
+        let timer = late.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(stop.into())));
+        if timer.deadline() != stop.into() {
+            timer.as_mut().reset(stop.into());
+        }
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if late.error.is_some() || Instant::now() < late.deadline {
+            return Poll::Ready(Some(Read::Idle));
+        }
+        let limit = late.header_timeout;
+        self.late = None;
+        Poll::Ready(Some(Read::Error(Box::new(UpstreamFailure::HeaderTimeout { limit }))))
     }
 
     /// Whether a frame or received bytes are waiting to be read (the next read may not wait at all).

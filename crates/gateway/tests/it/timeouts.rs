@@ -130,6 +130,31 @@ async fn headers_past_the_deadline_end_a_started_stream_with_an_error() {
     }
 }
 
+/// Late headers that carry an error: the started stream ends with the dialect's in-stream error, worded from the
+/// answer; and an error body that stalls after late headers is cut at its own bound, not held to the (long)
+/// header deadline.
+#[tokio::test]
+async fn late_error_answers_end_a_started_stream_with_their_error() {
+    let config = "keepalive_secs = 0.2\nupstream_header_timeout_secs = 10\nupstream_error_body_timeout_secs = 0.4";
+    let env = with_config(config, Default::default()).await;
+    let late_limit = json!({"kind":"hang_before_headers","ms":900,"then":{"kind":"usage_limit","resets_in_secs":600}});
+    env.fake.enqueue(None, scenario(late_limit));
+    let (status, text, head, took) =
+        timed_post(&env, "/v1/chat/completions", &chat(true), Duration::from_secs(5)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(head < Duration::from_millis(800), "status line after {head:?}");
+    assert!(took >= Duration::from_millis(900), "the error came before the upstream's headers? {took:?}");
+    assert!(text.contains(": keepalive") && !text.contains("[DONE]"), "{text}");
+    assert!(text.contains("\"error\"") && text.to_lowercase().contains("usage limit"), "{text}");
+
+    let late_stall = json!({"kind":"hang_before_headers","ms":900,"then":{"kind":"hang_in_error_body","status":500}});
+    env.fake.enqueue(None, scenario(late_stall));
+    let (status, text, _, took) = timed_post(&env, "/v1/chat/completions", &chat(true), Duration::from_secs(5)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(took >= Duration::from_millis(1300) && took < Duration::from_secs(3), "took {took:?}: {text}");
+    assert!(text.contains("\"error\"") && !text.contains("[DONE]"), "{text}");
+}
+
 /// An error answer whose body stalls halfway: classified with what arrived, within the error-body deadline.
 #[tokio::test]
 async fn error_body_that_stalls_is_cut_short() {
