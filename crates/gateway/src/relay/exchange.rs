@@ -318,12 +318,11 @@ async fn send_once(
             }
             Err(_) => return Err(UpstreamFailure::HeaderTimeout { limit: timeouts.upstream_headers }),
         };
-        let mut response = answer.map_err(|e| e.failure(Stage::Request))?;
+        let response = answer.map_err(|e| e.failure(Stage::Request))?;
         if response.status.is_success() {
             return Ok(Sent::Response(response));
         }
-        let bytes = read_limited(&mut response.body, timeouts.upstream_error_body).await;
-        let failure = classify(response.status, &response.headers, &bytes, now_unix());
+        let failure = error_answer(response, timeouts.upstream_error_body).await;
         let UpstreamFailure::Refused(Refusal { reason: Reason::Unauthorized, .. }) = failure else {
             return Err(failure);
         };
@@ -349,9 +348,15 @@ fn login_refused(account: &Account) -> UpstreamFailure {
     UpstreamFailure::LoginRefused { account: account.describe(), credential }
 }
 
+/// What an error answer says: its body read within `limit` (see [`read_limited`]), then classified.
+pub(super) async fn error_answer(mut response: UpstreamResponse, limit: Duration) -> UpstreamFailure {
+    let bytes = read_limited(&mut response.body, limit).await;
+    classify(response.status, &response.headers, &bytes, now_unix())
+}
+
 /// An error answer's body, up to [`MAX_ERROR_BODY`] bytes and `limit` of waiting: whatever arrived by then is
 /// classified (a body that stalls must not hold the request, its account slot and shutdown).
-pub(super) async fn read_limited(body: &mut BodyStream, limit: Duration) -> Vec<u8> {
+async fn read_limited(body: &mut BodyStream, limit: Duration) -> Vec<u8> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut out = Vec::new();
     while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await {

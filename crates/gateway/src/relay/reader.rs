@@ -255,36 +255,24 @@ impl EventReader {
     /// answer's body is read within its own bound, the header deadline no longer applies to it.
     fn poll_headers(&mut self, cx: &mut Context<'_>, until: Instant) -> Poll<Option<Read>> {
         let Some(late) = self.late.as_mut() else { return Poll::Ready(None) };
-        if let Some(error) = &mut late.error {
-            if let Poll::Ready(failure) = error.as_mut().poll(cx) {
-                self.late = None;
-                return Poll::Ready(Some(Read::Error(Box::new(failure))));
-            }
-        } else {
+        if late.error.is_none() {
             match late.response.as_mut().poll(cx) {
                 Poll::Ready(Ok(response)) if response.status.is_success() => {
                     self.late = None;
                     self.body = response.body;
                     return Poll::Ready(None);
                 }
-                Poll::Ready(Ok(mut response)) => {
-                    let limit = late.error_body_timeout;
-                    let mut error = Box::pin(async move {
-                        let bytes = exchange::read_limited(&mut response.body, limit).await;
-                        crate::upstream::classify(response.status, &response.headers, &bytes, crate::auth::now_unix())
-                    });
-                    if let Poll::Ready(failure) = error.as_mut().poll(cx) {
-                        self.late = None;
-                        return Poll::Ready(Some(Read::Error(Box::new(failure))));
-                    }
-                    late.error = Some(error);
+                Poll::Ready(Ok(response)) => {
+                    late.error = Some(Box::pin(exchange::error_answer(response, late.error_body_timeout)));
                 }
-                Poll::Ready(Err(e)) => {
-                    self.late = None;
-                    return Poll::Ready(Some(Read::Error(Box::new(e.failure(Stage::Request)))));
-                }
+                Poll::Ready(Err(e)) => return self.late_failed(e.failure(Stage::Request)),
                 Poll::Pending => {}
             }
+        }
+        if let Some(error) = &mut late.error
+            && let Poll::Ready(failure) = error.as_mut().poll(cx)
+        {
+            return self.late_failed(failure);
         }
         // Still waiting: for the headers until the header deadline, for an error body until its own bound.
         let stop = if late.error.is_some() { until } else { until.min(late.deadline) };
@@ -299,8 +287,13 @@ impl EventReader {
             return Poll::Ready(Some(Read::Idle));
         }
         let limit = late.header_timeout;
+        self.late_failed(UpstreamFailure::HeaderTimeout { limit })
+    }
+
+    /// The late answer failed: the stream ends with it.
+    fn late_failed(&mut self, failure: UpstreamFailure) -> Poll<Option<Read>> {
         self.late = None;
-        Poll::Ready(Some(Read::Error(Box::new(UpstreamFailure::HeaderTimeout { limit }))))
+        Poll::Ready(Some(Read::Error(Box::new(failure))))
     }
 
     /// Whether a frame or received bytes are waiting to be read (the next read may not wait at all).
