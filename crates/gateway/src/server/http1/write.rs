@@ -99,9 +99,9 @@ fn give_back(mut flat: Vec<u8>) {
 enum Piece {
     /// Small frames with their framing, copied into one contiguous buffer: a paced stream's event is then one
     /// plain `send` of one buffer. Written as three slices (size line, data, line end) with `sendmsg`, the kernel
-    /// imported an iovec and copied per segment, and the connection built a slice array per write: ~1.5% of a
-    /// paced event's CPU against the copy of a few hundred hot bytes (bench/notes.md, twenty-fifth session). Only
-    /// ever the last piece of the queue, so frames are appended to it in order.
+    /// imported an iovec and copied per segment, and the connection built a slice array per write: ~3% of a
+    /// paced stream's CPU against the copy of a few hundred hot bytes (bench/notes.md, twenty-fifth session).
+    /// Frames are appended to the last piece when it is a flat buffer, else a new one starts: order is kept.
     Flat(Vec<u8>),
     Data(Bytes),
     /// A chunk's size line.
