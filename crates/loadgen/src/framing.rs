@@ -1,7 +1,8 @@
 //! The framing section of `loadgen report` (issue 26): the gateway's CPU per event at the real backend's framing
 //! (one event per HTTP/1.1 chunk / HTTP/2 DATA frame), burst and paced, beside the byte relay's on the same
-//! streams in the same sitting, and syscalls per event from `strace -c`. Reads the `fr.*.json` files
-//! `scripts/bench` writes; rows it did not run are left out.
+//! streams in the same sitting, and syscalls per event from `strace -c`; the paced ratios once more paired (the
+//! relay and the gateway loaded at the same time on the gateway's core, `scripts/bench-pair`). Reads the
+//! `fr.*.json` files `scripts/bench` writes; rows it did not run are left out.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -56,6 +57,9 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
     let (mut paced2_worst, mut paced20_worst): (Option<f64>, Option<f64>) = (None, None);
     let mut syscall_excess: Option<f64> = None;
     let worst = |w: &mut Option<f64>, v: f64| *w = Some(w.map_or(v, |w: f64| w.max(v)));
+    // The paired rows: a table of their own, and their worst medians at 2 ms and at 20 ms.
+    let mut paired_md = String::new();
+    let (mut pair2_worst, mut pair20_worst): (Option<f64>, Option<f64>) = (None, None);
     for (key, framing, c, events) in ROWS {
         let gw = read(dir, &format!("fr.{key}.gateway"));
         let h2 = read(dir, &format!("fr.{key}.gateway_h2"));
@@ -98,6 +102,43 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
                 "<= 0.35 ms",
             ));
         }
+        let mut paired = serde_json::Map::new();
+        for transport in ["h1", "h2"] {
+            let pair = read(dir, &format!("fr.{key}.pair_{transport}"));
+            let Some(median) = num(&pair, "/median") else { continue };
+            let row_worst = if key.starts_with("paced20") { &mut pair20_worst } else { &mut pair2_worst };
+            worst(row_worst, median);
+            let rounds: Vec<String> = pair
+                .get("rounds")
+                .and_then(Value::as_array)
+                .map(|rs| rs.iter().map(|r| cell(num(r, "/b_over_a"), 3)).collect())
+                .unwrap_or_default();
+            let errors: f64 = pair
+                .get("rounds")
+                .and_then(Value::as_array)
+                .map(|rs| {
+                    rs.iter().map(|r| num(r, "/a_errors").unwrap_or(0.0) + num(r, "/b_errors").unwrap_or(0.0)).sum()
+                })
+                .unwrap_or(0.0);
+            if paired_md.is_empty() {
+                paired_md.push_str(
+                    "\nPaired (`scripts/bench-pair`): the relay and the gateway on the gateway's core at the same time, \
+                     each under its own load of the same stream, so both see the same host; CPU per request of the \
+                     gateway over the relay's, per round and the median.\n\n\
+                     | scenario | upstream | c per side | seconds per round | gateway / relay, each round | median | errors |\n\
+                     |---|---|---|---|---|---|---|\n",
+                );
+            }
+            let _ = writeln!(
+                paired_md,
+                "| {key} | {} | {} | {} | {} | {median:.3} | {errors:.0} |",
+                if transport == "h2" { "HTTP/2" } else { "HTTP/1.1" },
+                cell(num(&pair, "/concurrency"), 0),
+                cell(num(&pair, "/seconds"), 0),
+                rounds.join(", "),
+            );
+            paired.insert(transport.to_string(), pair);
+        }
         let errors = num(&gw, "/errors").unwrap_or(0.0) + num(&h2, "/errors").unwrap_or(0.0);
         rows.insert(
             key.to_string(),
@@ -106,7 +147,7 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
                 "gateway_us_per_event": g1, "gateway_h2_us_per_event": g2, "relay_us_per_event": r,
                 "gateway_over_relay": ratio(g1), "gateway_h2_over_relay": ratio(g2),
                 "gateway_syscalls_per_event": s_gw, "gateway_h2_syscalls_per_event": s_h2,
-                "relay_syscalls_per_event": s_relay, "errors": errors,
+                "relay_syscalls_per_event": s_relay, "errors": errors, "paired": paired,
             }),
         );
         if md.is_empty() {
@@ -140,6 +181,7 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
             cell(s_relay, 2),
         );
     }
+    md.push_str(&paired_md);
     if !rows.is_empty() {
         checks.push((
             "paced 2 ms: gateway CPU per event over the byte relay's (worst of c=64/512, HTTP/1.1/HTTP/2)",
@@ -155,6 +197,22 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
             "x",
             "<= 1.2x",
         ));
+        if pair2_worst.is_some() || pair20_worst.is_some() {
+            checks.push((
+                "paced 2 ms, paired (relay and gateway loaded at once): median ratio, worst of c=64/512, HTTP/1.1/HTTP/2",
+                pair2_worst,
+                1.2,
+                "x",
+                "<= 1.2x",
+            ));
+            checks.push((
+                "paced 20 ms, paired (relay and gateway loaded at once): median ratio, worst of c=64/512, HTTP/1.1/HTTP/2",
+                pair20_worst,
+                1.2,
+                "x",
+                "<= 1.2x",
+            ));
+        }
         checks.push((
             "paced: syscalls per event over the relay's (worst paced row)",
             syscall_excess,

@@ -605,6 +605,11 @@ mod tests {
     fn issue_26_targets_are_listed_as_the_issue_states_them() {
         let paced = |us: f64| json!({"procs": {"gateway": {"cpu_us_per_request": us}}});
         let strace = |calls: f64| json!({"syscalls": calls, "requests": 256});
+        let pair = |ratios: &[f64], median: f64| {
+            let rounds: Vec<Value> =
+                ratios.iter().map(|r| json!({"b_over_a": r, "a_errors": 0, "b_errors": 0})).collect();
+            json!({"concurrency": 64, "seconds": 6, "rounds": rounds, "median": median})
+        };
         let md = report_of(
             "issue26",
             &[
@@ -621,6 +626,9 @@ mod tests {
                 ("fr.paced20_c64.relay", paced(580.0)),
                 ("fr.paced20_c64.gateway.strace", strace(256.0 * 58.0 * 2.0)),
                 ("fr.paced20_c64.relay.strace", strace(256.0 * 58.0 * 1.5)),
+                ("fr.paced2_c64.pair_h1", pair(&[1.21, 1.19, 1.25], 1.21)),
+                ("fr.paced2_c64.pair_h2", pair(&[1.1, 1.12, 1.11], 1.11)),
+                ("fr.paced20_c64.pair_h1", pair(&[1.15, 1.18, 1.16], 1.16)),
                 ("c1.gateway", json!({"ttfb_ms": {"p50": 0.5}, "total_ms": {"p50": 0.9}})),
                 ("c1.direct", json!({"ttfb_ms": {"p50": 0.1}, "total_ms": {"p50": 0.6}})),
                 ("c1.relay", json!({"ttfb_ms": {"p50": 0.2}, "total_ms": {"p50": 0.7}, "req_per_s": 900.0})),
@@ -638,6 +646,11 @@ mod tests {
         );
         assert!(row(&md, "| paced 20 ms: gateway CPU per event over").contains("| <= 1.2x | met |"), "{md}");
         assert!(row(&md, "| paced: syscalls per event over").contains("| 0.500  | <= relay + 1 | met |"), "{md}");
+        // The paired rows: each round and the median in their own table, the worst median as its own target row.
+        assert!(row(&md, "| paced2_c64 | HTTP/1.1 | 64 | 6 |").contains("| 1.210, 1.190, 1.250 | 1.210 | 0 |"), "{md}");
+        assert!(row(&md, "| paced2_c64 | HTTP/2 |").contains("| 1.110 |"), "{md}");
+        assert!(row(&md, "| paced 2 ms, paired").contains("| 1.210 x | <= 1.2x | **missed**"), "{md}");
+        assert!(row(&md, "| paced 20 ms, paired").contains("| 1.160 x | <= 1.2x | met |"), "{md}");
         assert!(row(&md, "| c=1 added total p50 at one event per frame").contains("| <= 0.5 ms | met |"), "{md}");
         assert!(row(&md, "| c=1 added TTFB p50").contains("| <= 0.3 ms | **missed**"), "{md}");
         // The issue's targets come first, each once.
