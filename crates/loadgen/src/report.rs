@@ -651,6 +651,19 @@ mod tests {
         assert!(row(&md, "| paced2_c64 | HTTP/2 |").contains("| 1.110 |"), "{md}");
         assert!(row(&md, "| paced 2 ms, paired").contains("| 1.210 x | <= 1.2x | **missed**"), "{md}");
         assert!(row(&md, "| paced 20 ms, paired").contains("| 1.160 x | <= 1.2x | met |"), "{md}");
+        // A paired row whose side failed leaves the targets unmeasured rather than met by the others.
+        let failed = report_of(
+            "issue26-pair-failed",
+            &[
+                ("fr.paced2_c64.gateway", paced(1100.0)),
+                ("fr.paced2_c64.relay", paced(1000.0)),
+                ("fr.paced2_c64.pair_h1", pair(&[1.1, 1.1, 1.1], 1.1)),
+                ("fr.paced2_c64.pair_h2", json!({"concurrency": 64, "seconds": 6, "rounds": [], "median": null})),
+            ],
+        );
+        assert!(row(&failed, "| paced2_c64 | HTTP/2 |").contains("| - | 0 |"), "{failed}");
+        let unmeasured = row(&failed, "| paced 2 ms, paired");
+        assert!(!unmeasured.contains("| met |") && !unmeasured.contains("1.100"), "{unmeasured}");
         assert!(row(&md, "| c=1 added total p50 at one event per frame").contains("| <= 0.5 ms | met |"), "{md}");
         assert!(row(&md, "| c=1 added TTFB p50").contains("| <= 0.3 ms | **missed**"), "{md}");
         // The issue's targets come first, each once.
