@@ -112,20 +112,12 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
                 continue;
             }
             let median = num(&pair, "/median");
-            let rounds: Vec<String> = pair
-                .get("rounds")
-                .and_then(Value::as_array)
-                .map(|rs| rs.iter().map(|r| cell(num(r, "/b_over_a"), 3)).collect())
-                .unwrap_or_default();
-            let errors: f64 = pair
-                .get("rounds")
-                .and_then(Value::as_array)
-                // A fold from 0.0: `sum` over no rounds is -0.0, printed "-0".
-                .map(|rs| {
-                    rs.iter()
-                        .fold(0.0, |n, r| n + num(r, "/a_errors").unwrap_or(0.0) + num(r, "/b_errors").unwrap_or(0.0))
-                })
-                .unwrap_or(0.0);
+            let rounds = pair.get("rounds").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            let ratios: Vec<String> = rounds.iter().map(|r| cell(num(r, "/b_over_a"), 3)).collect();
+            // A fold from 0.0: `sum` over no rounds is -0.0, printed "-0".
+            let errors = rounds
+                .iter()
+                .fold(0.0, |n, r| n + num(r, "/a_errors").unwrap_or(0.0) + num(r, "/b_errors").unwrap_or(0.0));
             match median {
                 Some(m) if errors == 0.0 => {
                     worst(if key.starts_with("paced20") { &mut pair20_worst } else { &mut pair2_worst }, m)
@@ -147,7 +139,7 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
                 if transport == "h2" { "HTTP/2" } else { "HTTP/1.1" },
                 cell(num(&pair, "/concurrency"), 0),
                 cell(num(&pair, "/seconds"), 0),
-                rounds.join(", "),
+                ratios.join(", "),
                 cell(median, 3),
             );
             paired.insert(transport.to_string(), pair);
