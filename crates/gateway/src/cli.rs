@@ -26,6 +26,7 @@ use crate::config::{Config, Overrides, ProcessEnv};
 #[command(
     name = "codex-gateway",
     version,
+    long_version = concat!(env!("CARGO_PKG_VERSION"), "\nbuild: ", env!("CODEX_GATEWAY_BUILD")),
     about = "Use the Codex models of your ChatGPT subscription from any AI client"
 )]
 pub struct Cli {

@@ -292,7 +292,7 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
     }
     let _ = writeln!(
         md,
-        "Setup: release builds; gateway pinned to core 0 (`taskset -c 0`), fake-codex and loadgen share core 1; \
+        "Setup: release builds (the gateway's, by its `--version`: {}); gateway pinned to core 0 (`taskset -c 0`), fake-codex and loadgen share core 1; \
          fake-codex answers 200-delta streams with no delay, one event per HTTP/1.1 chunk (the real backend's framing; \
          before issue 26 a burst was one buffer), the chunks of a burst written together (before the seventeenth \
          session a few at a time: the framing section's trickle row). \"direct\" sends the same load straight to \
@@ -301,7 +301,8 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
          The slow-stream scenario runs twice through the gateway: on the gateway that served the other scenarios, \
          over HTTP/1.1 to the fake (one upstream connection per stream), and on a second gateway started fresh \
          with `upstream_h2c`, over HTTP/2 (all streams on one connection, as with the real backend over TLS); \
-         both rows show the same direct run.\n"
+         both rows show the same direct run.\n",
+        meta["gateway_build"].as_str().unwrap_or("not recorded"),
     );
     let table = |md: &mut String, checks: &[Check]| {
         let _ = writeln!(md, "| target | measured | goal | status |\n|---|---|---|---|");
@@ -674,6 +675,20 @@ mod tests {
         assert!(row(&md, "| c=1 latency, chat via gateway; burst").contains("| direct |"), "{md}");
         let relay = md.lines().find(|l| l.starts_with("| c=1 latency") && l.contains("| relay |"));
         assert!(relay.is_some_and(|l| l.contains("| 900 |")), "{md}");
+    }
+
+    /// The setup line says how the measured gateway was built (scripts/bench reads it from `--version`), and that
+    /// it was not recorded when an older script's run has no such field.
+    #[test]
+    fn the_gateway_build_is_stated() {
+        let built = report_of("build", &[("meta", json!({"gateway_build": "profile-guided (scripts/build-release)"}))]);
+        assert!(
+            row(&built, "Setup: ")
+                .starts_with("Setup: release builds (the gateway's, by its `--version`: profile-guided"),
+            "{built}"
+        );
+        let older = report_of("build-older", &[("meta", json!({"cores": 2}))]);
+        assert!(row(&older, "Setup: ").contains("`--version`: not recorded)"), "{older}");
     }
 
     #[test]
