@@ -70,6 +70,8 @@ fn the_docker_image_builds_where_a_daemon_answers() {
         "\"status\", \"--quiet\"",
         "CODEX_GATEWAY_HOST=0.0.0.0",
         "CODEX_GATEWAY_DATA_DIR=/data",
+        // The release build users get from the image is the profile-guided one (docs/deployment.md).
+        "RUN scripts/build-release --locked -p codex-gateway",
     ] {
         assert!(dockerfile.contains(needle), "the Dockerfile lacks {needle}");
     }
@@ -93,11 +95,34 @@ fn the_docker_image_builds_where_a_daemon_answers() {
     let keyless = Command::new("docker").args(["run", "--rm", &tag]).output();
     let _ = Command::new("docker").args(["image", "rm", "-f", &tag]).output();
     let version = version.unwrap_or_else(|e| panic!("{e}"));
-    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert!(version.contains(env!("CARGO_PKG_VERSION")) && version.contains("build: profile-guided"), "{version}");
     let keyless = keyless.unwrap_or_else(|e| panic!("{e}"));
     assert!(!keyless.status.success());
     assert!(String::from_utf8_lossy(&keyless.stderr).contains("no client API key is set"));
     say("packaging: built and ran the Docker image");
+}
+
+/// `--version` names how the binary was optimised (crates/gateway/build.rs reads the rustflags it was built with):
+/// the profile-guided release build of scripts/build-release, or not; `-V` stays the bare version.
+#[test]
+fn the_version_names_the_build() {
+    let run = |flag: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_codex-gateway")).arg(flag).output();
+        String::from_utf8_lossy(&out.unwrap_or_else(|e| panic!("{e}")).stdout).into_owned()
+    };
+    let long = run("--version");
+    let build = long.lines().find_map(|l| l.strip_prefix("build: ")).unwrap_or_default();
+    assert!(
+        [
+            "profile-guided (scripts/build-release)",
+            "without a profile",
+            "instrumented for profiling (scripts/pgo-train)"
+        ]
+        .contains(&build),
+        "{long}"
+    );
+    assert_eq!(run("-V").trim(), concat!("codex-gateway ", env!("CARGO_PKG_VERSION")));
 }
 
 /// Without Docker (hadolint is not here either): the Dockerfile is read as Docker's parser reads it (comments,
