@@ -14,6 +14,7 @@ mod errors;
 mod failure;
 mod fuzz_http;
 mod gemini;
+mod huge_pages;
 mod keys;
 mod login;
 mod metrics;
