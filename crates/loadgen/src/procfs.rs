@@ -189,10 +189,17 @@ mod tests {
     /// and a thread that ended during the run (seen only by the ticks) is not lost.
     #[test]
     fn run_cpu_is_exact_and_keeps_ended_threads() {
-        let spin = |ms: u64| {
-            let until = std::time::Instant::now() + Duration::from_millis(ms);
+        // Busy until the calling thread itself has run `ms` on a CPU (wall time would fall short on a loaded host).
+        let thread_cpu_ns = || {
+            let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: clock_gettime writes only the timespec it is given.
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+            t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+        };
+        let spin = move |ms: u64| {
+            let until = thread_cpu_ns() + ms * 1_000_000;
             let mut x = 0u64;
-            while std::time::Instant::now() < until {
+            while thread_cpu_ns() < until {
                 x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
             }
         };
