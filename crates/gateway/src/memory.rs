@@ -115,7 +115,8 @@ pub const HUGE_PAGE_TUNABLE: &str = "glibc.malloc.hugetlb";
 pub const HUGE_PAGES_ENV: &str = "CODEX_GATEWAY_HUGE_PAGES";
 
 /// Serve with the allocator's heaps on transparent huge pages, where the kernel gives them only to memory that asks
-/// (`/sys/kernel/mm/transparent_hugepage/enabled` is `madvise`, the default of most distributions).
+/// (`/sys/kernel/mm/transparent_hugepage/enabled` is `madvise`, as on Ubuntu; with `always` the heap has them
+/// already).
 ///
 /// Why: with many streams open, each event touches a few lines of several per-stream objects (the connection, the
 /// pump, the reader, the upstream connection), scattered over more 4 KB pages than the TLB holds. On 2 MB pages,
