@@ -96,6 +96,21 @@ fn sink_bound_counts_waiting_records() {
     assert_eq!((dropped(), shared.queued.load(Ordering::Relaxed)), (3, 0));
 }
 
+/// Dropped records are logged by the writer, not per record: the first drop at once, then at most once a
+/// minute with the count since the last warning; nothing while none are dropped.
+#[test]
+fn dropped_records_are_warned_about_at_most_once_a_minute() {
+    let mut warnings = super::writer::DropWarnings::default();
+    let t0 = std::time::Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    assert_eq!(warnings.due(0, at(0)), None, "nothing dropped, nothing to say");
+    assert_eq!(warnings.due(3, at(1)), Some(3), "the first drop is reported at once");
+    assert_eq!(warnings.due(10, at(30)), None, "within the minute");
+    assert_eq!(warnings.due(12, at(61)), Some(9), "the count since the last warning");
+    assert_eq!(warnings.due(12, at(200)), None, "no new drops");
+    assert_eq!(warnings.due(13, at(201)), Some(1), "the minute since the last warning has passed");
+}
+
 /// Records sent after the writer's last look go down with the channel when it ends: `close` counts them, and a
 /// record sent after that is counted once, at the bound.
 #[test]

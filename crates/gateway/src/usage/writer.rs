@@ -34,6 +34,43 @@ const IDLE: Duration = Duration::from_secs(1);
 /// Commit attempts for one batch before it is given up (and counted as dropped): 20 x FLUSH = 5 s, on top of
 /// SQLite's own 5 s busy wait per attempt.
 const ATTEMPTS: u32 = 20;
+/// Records dropped are logged at most this often (the first at once), with the count since the last warning.
+const DROP_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// When the writer last warned of dropped records, and the count it had then.
+#[derive(Default)]
+pub(super) struct DropWarnings {
+    reported: u64,
+    last: Option<Instant>,
+}
+
+impl DropWarnings {
+    /// Records dropped since the last warning, when a warning is due: some were dropped and the last warning is
+    /// [`DROP_WARNING_EVERY`] old (or there was none). `now` is passed in so a test need not wait a minute.
+    pub(super) fn due(&mut self, dropped: u64, now: Instant) -> Option<u64> {
+        let new = dropped.saturating_sub(self.reported);
+        if new == 0 || self.last.is_some_and(|t| now.duration_since(t) < DROP_WARNING_EVERY) {
+            return None;
+        }
+        self.reported = dropped;
+        self.last = Some(now);
+        Some(new)
+    }
+
+    /// Warn if due (see [`DropWarnings::due`]); `force` ignores the interval (the writer's last look).
+    fn warn(&mut self, shared: &Shared, force: bool) {
+        if force {
+            self.last = None;
+        }
+        if let Some(n) = self.due(shared.dropped.load(Ordering::Relaxed), Instant::now()) {
+            tracing::warn!(
+                "usage ledger: {n} request records were not stored (the queue to the database was full, or a \
+                 batch could not be saved); `usage_records_dropped` in /admin/status counts them since start, \
+                 `[usage] channel_capacity` bounds the queue"
+            );
+        }
+    }
+}
 
 /// Where the batches go.
 pub(super) enum Backend {
@@ -75,6 +112,9 @@ pub(super) fn run(mut backend: Backend, rx: Receiver<Msg>, shared: Arc<Shared>, 
     let mut first_at: Option<Instant> = None;
     let mut failures = 0u32;
     let mut next_prune = Instant::now();
+    // Dropped records are counted where they are dropped (the request path must not log per record); the writer,
+    // which wakes at least every IDLE, says so in the log.
+    let mut drops = DropWarnings::default();
     loop {
         let stopping = shared.stop.load(Ordering::SeqCst);
         // Fill the batch until it is full or due. Once due (or stopping), only what already waits in the channel
@@ -129,8 +169,15 @@ pub(super) fn run(mut backend: Backend, rx: Receiver<Msg>, shared: Arc<Shared>, 
         }
         let due = batch.len() >= BATCH || first_at.is_some_and(|t| t.elapsed() >= FLUSH) || stopping || finished;
         if !batch.is_empty() && due {
+            let began = Instant::now();
             match backend.commit(&batch) {
                 Ok(()) => {
+                    tracing::debug!(
+                        records = batch.len(),
+                        ms = began.elapsed().as_secs_f64() * 1000.0,
+                        waiting = shared.queued.load(Ordering::Relaxed),
+                        "usage ledger: batch committed"
+                    );
                     batch.clear();
                     first_at = None;
                     failures = 0;
@@ -157,8 +204,10 @@ pub(super) fn run(mut backend: Backend, rx: Receiver<Msg>, shared: Arc<Shared>, 
             next_prune = Instant::now() + PRUNE_EVERY;
             prune_old(&mut backend, retention);
         }
+        drops.warn(&shared, false);
         if finished && batch.is_empty() {
             shared.close(rx);
+            drops.warn(&shared, true);
             return;
         }
     }
