@@ -389,6 +389,12 @@ class Gateway:
     def log_text(self) -> str:
         return self.proc.log_text()
 
+    def settled_log_text(self) -> str:
+        """The log once the lines of requests that just ended are in it: a serving gateway writes its information
+        lines (the access log among them) in batches, at most 100 ms after a batch's first line."""
+        time.sleep(0.3)
+        return self.log_text()
+
 
 class Stack:
     """fake-codex + a gateway linked to the fake's auth.json, in a private work directory."""

@@ -190,7 +190,7 @@ WS_ROUTE = "/v1/responses (websocket)"
 
 def _served_over_websocket(gateway, since: int) -> tuple[list[str], list[str]]:
     """(turns served over the socket, Responses POSTs) in the gateway's access log since offset `since`."""
-    lines = [l for l in gateway.log_text()[since:].splitlines() if " request request_id=" in l]
+    lines = [l for l in gateway.settled_log_text()[since:].splitlines() if " request request_id=" in l]
     responses = [l for l in lines if 'api="responses"' in l]
     ws = [l for l in responses if f"route={WS_ROUTE} status=" in l]
     posts = [l for l in responses if "route=/v1/responses status=" in l]

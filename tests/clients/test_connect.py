@@ -108,7 +108,7 @@ def test_codex_cli_uses_the_config_connect_wrote(tmp_path, gateway, fake):
     assert "You said: say connect-codex-3141" in proc.stdout.decode(errors="replace"), show(proc)
     assert [r for r in fake.requests("responses") if r["method"] == "POST"], "the answer came through the gateway"
     # Over the WebSocket, not a fallback to HTTP (the access log names the socket's turns by their route).
-    lines = [l for l in gateway.log_text()[since:].splitlines() if " request request_id=" in l]
+    lines = [l for l in gateway.settled_log_text()[since:].splitlines() if " request request_id=" in l]
     responses = [l for l in lines if 'api="responses"' in l]
     ws = [l for l in responses if "route=/v1/responses (websocket) status=" in l]
     posts = [l for l in responses if "route=/v1/responses status=" in l]

@@ -188,12 +188,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Man(args) => manual::man(args)?,
         Command::Accounts(cmd) => {
             let config = Config::load(&base, &ProcessEnv)?;
-            logging::init(&config, None)?;
+            logging::init(&config, None, logging::Delivery::Immediate)?;
             accounts::run(&config, cmd).await?
         }
         Command::Keys(cmd) => {
             let config = Config::load(&base, &ProcessEnv)?;
-            logging::init(&config, None)?;
+            logging::init(&config, None, logging::Delivery::Immediate)?;
             keys::run(&config, cmd).await?
         }
         Command::Usage(args) => usage::run(&Config::load(&base, &ProcessEnv)?, args).await?,
@@ -207,7 +207,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config, log_file: Option<&std::path::Path>) -> anyhow::Result<()> {
-    logging::init(&config, log_file)?;
+    logging::init(&config, log_file, logging::Delivery::Batched)?;
+    // However serving ends (stopped, or an error), the lines logged so far are written before the process exits.
+    struct WriteOutLog;
+    impl Drop for WriteOutLog {
+        fn drop(&mut self) {
+            logging::flush();
+        }
+    }
+    let _log = WriteOutLog;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
