@@ -3,10 +3,10 @@
 //! cost; every other line, and every line for a terminal (colours), goes to the default format.
 //!
 //! Why by hand: the default format writes each of an access line's ~20 fields through `write!` with style
-//! wrappers, strings through `Debug` (escaped char by char), and the time through a dozen padded integers. That
-//! was ~5.6 us of the ~9 us an access line cost a request (perf, bench/notes.md "Twenty-eighth session"), ~2%
-//! of a paced request's CPU at c=512. Here plain strings are copied between their quotes, integers go through
-//! `itoa`, and the time is built from its digits; anything unusual (a string that needs escaping, a float, a
+//! wrappers, strings through `Debug` (escaped char by char), and the time through a dozen padded integers.
+//! Here plain strings are copied between their quotes, integers go through `itoa`, and the time is built from
+//! its digits: ~1 us less per request (paired, one-event streams at c=64: 0.988 of the CPU with the default
+//! format; bench/notes.md "Twenty-ninth session"). Anything unusual (a string that needs escaping, a float, a
 //! value only `Debug` can write) takes the same `Debug` path the default format does, so the bytes cannot differ
 //! (tests below compare the two on the same events).
 
