@@ -6,9 +6,9 @@
 //! inode's time update): the same binary with its stderr on /dev/null used 0.951 of the CPU per one-event request
 //! at c=64, and batches gave back ~3% of it (paired; bench/notes.md "Twenty-ninth session"). A batch is one
 //! `write` for every line in it, and a line gives nothing up that a reader needs: the batch is written within
-//! [`INTERVAL`], lines stay in order, warnings and errors are never held back, and the lines are whole (a rotated log file is cut between lines, as before). What a
-//! batch can lose is the information lines of its last [`INTERVAL`] when the process is killed outright
-//! (`SIGKILL`, the OOM killer); a clean stop writes them.
+//! [`INTERVAL`], lines stay in order, warnings and errors are never held back, and the lines are whole (a
+//! rotated log file is cut between lines, as before). What a batch can lose is the information lines of its last
+//! [`INTERVAL`] when the process is killed outright (`SIGKILL`, the OOM killer); a clean stop writes them.
 //!
 //! A thread of its own writes the due batches: it sleeps until a batch begins (a line into an empty buffer wakes
 //! it, so an idle gateway has no timer), waits out the interval, and writes. Nothing here runs on the request
