@@ -206,7 +206,8 @@ mod tests {
         tracing::info!("info 3");
         tracing::warn!("warn 4");
         let (written, writes) = text(&sink);
-        assert!(written.ends_with("INFO codex_gateway::cli::logging::batched::tests: info 3\n WARN codex_gateway::cli::logging::batched::tests: warn 4\n"), "{written}");
+        let target = "codex_gateway::cli::logging::batched::tests";
+        assert!(written.ends_with(&format!("INFO {target}: info 3\n WARN {target}: warn 4\n")), "{written}");
         assert_eq!(writes, 2, "the warning and the line before it, at once");
 
         let line = "x".repeat(1000);
