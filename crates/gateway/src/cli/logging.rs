@@ -18,6 +18,8 @@ use crate::config::{Config, LogFormat};
 
 mod access_line;
 mod batched;
+#[cfg(test)]
+pub(crate) mod capture;
 
 pub(crate) use batched::flush;
 

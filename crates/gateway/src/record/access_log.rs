@@ -43,32 +43,17 @@ mod tests {
     use std::time::Duration;
 
     use dialects::{GatewayError, UpstreamFailure};
-    use parking_lot::Mutex;
 
     use super::*;
+    use crate::cli::logging::capture::Captured;
     use crate::record::{Api, Recorder, Sinks};
 
-    /// A log destination the test can read.
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     fn logged(f: impl FnOnce()) -> String {
-        let buffer = Buffer::default();
-        let out = buffer.clone();
+        let buffer = Captured::default();
         let subscriber =
-            tracing_subscriber::fmt().with_writer(move || out.clone()).with_ansi(false).with_target(true).finish();
+            tracing_subscriber::fmt().with_writer(buffer.clone()).with_ansi(false).with_target(true).finish();
         tracing::subscriber::with_default(subscriber, f);
-        String::from_utf8_lossy(&buffer.0.lock()).into_owned()
+        buffer.text()
     }
 
     #[test]

@@ -172,33 +172,8 @@ fn plain(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use parking_lot::Mutex;
-    use tracing_subscriber::fmt::MakeWriter;
-
     use super::*;
-
-    /// A log destination the test can read.
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'a self) -> Buffer {
-            self.clone()
-        }
-    }
+    use crate::cli::logging::capture::Captured;
 
     /// Every access line shape the gateway logs, and strings that must be escaped, each logged once through
     /// the default format and once through [`TextFormat`].
@@ -239,12 +214,11 @@ mod tests {
 
     /// The lines [`log_all`] writes through `format`.
     fn lines(format: impl FormatEvent<tracing_subscriber::Registry, Fmt> + Send + Sync + 'static) -> Vec<String> {
-        let buffer = Buffer::default();
+        let buffer = Captured::default();
         let layer = tracing_subscriber::fmt::layer().event_format(format).with_writer(buffer.clone()).with_ansi(false);
         let subscriber = tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer);
         tracing::subscriber::with_default(subscriber, log_all);
-        let text = String::from_utf8_lossy(&buffer.0.lock()).into_owned();
-        text.lines().map(str::to_string).collect()
+        buffer.text().lines().map(str::to_string).collect()
     }
 
     /// The same events give the same bytes through both formats, the time aside (each reads the clock): its shape

@@ -158,26 +158,10 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::cli::logging::capture::Captured;
 
-    /// A destination the test reads, counting the writes it was given.
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<(Vec<u8>, usize)>>);
-
-    impl Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            let mut s = self.0.lock();
-            s.0.extend_from_slice(buf);
-            s.1 += 1;
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn text(sink: &Sink) -> (String, usize) {
-        let s = sink.0.lock();
-        (String::from_utf8_lossy(&s.0).into_owned(), s.1)
+    fn text(sink: &Captured) -> (String, usize) {
+        (sink.text(), sink.writes())
     }
 
     /// Info lines wait for their batch and go out together in one write within the interval; a warning takes
@@ -185,7 +169,7 @@ mod tests {
     /// levels are tracing's own.
     #[test]
     fn lines_are_written_in_batches_and_warnings_at_once() -> io::Result<()> {
-        let sink = Sink::default();
+        let sink = Captured::default();
         let batched = Batched::start(Box::new(sink.clone()))?;
         let subscriber = tracing_subscriber::fmt().with_writer(batched).with_ansi(false).without_time().finish();
         let _log = tracing::subscriber::set_default(subscriber);
