@@ -52,6 +52,8 @@ impl Batch {
 
 struct Shared {
     batch: Mutex<Batch>,
+    /// [`INTERVAL`], but for tests.
+    interval: Duration,
     /// Signalled when a line goes into an empty buffer: a batch has begun.
     begun: Condvar,
 }
@@ -69,9 +71,12 @@ impl Batched {
     /// Lines for `out`, written by a thread started here. The first one made in a process is what [`flush`]
     /// writes out.
     pub(crate) fn start(out: Box<dyn Write + Send>) -> io::Result<Batched> {
-        let batched = Batched {
-            shared: Arc::new(Shared { batch: Mutex::new(Batch { lines: Vec::new(), out }), begun: Condvar::new() }),
-        };
+        Batched::start_with(out, INTERVAL)
+    }
+
+    fn start_with(out: Box<dyn Write + Send>, interval: Duration) -> io::Result<Batched> {
+        let batch = Mutex::new(Batch { lines: Vec::new(), out });
+        let batched = Batched { shared: Arc::new(Shared { batch, interval, begun: Condvar::new() }) };
         let shared = batched.shared.clone();
         std::thread::Builder::new().name("log-writer".into()).spawn(move || write_due_batches(&shared))?;
         let _ = INSTALLED.set(batched.clone());
@@ -108,7 +113,7 @@ fn write_due_batches(shared: &Shared) {
                 shared.begun.wait(&mut batch);
             }
         }
-        std::thread::sleep(INTERVAL);
+        std::thread::sleep(shared.interval);
         // A log that cannot be written has nowhere to say so; the next batch tries again.
         let _ = shared.batch.lock().write_out();
     }
@@ -164,41 +169,52 @@ mod tests {
         (sink.text(), sink.writes())
     }
 
-    /// Info lines wait for their batch and go out together in one write within the interval; a warning takes
-    /// every line before it along at once, in order; a full batch goes at once. Through a real subscriber, so the
-    /// levels are tracing's own.
-    #[test]
-    fn lines_are_written_in_batches_and_warnings_at_once() -> io::Result<()> {
+    /// A subscriber writing to a batched log with this interval, and what reached the destination.
+    fn batched_log(interval: Duration) -> io::Result<(tracing::subscriber::DefaultGuard, Captured)> {
         let sink = Captured::default();
-        let batched = Batched::start(Box::new(sink.clone()))?;
+        let batched = Batched::start_with(Box::new(sink.clone()), interval)?;
         let subscriber = tracing_subscriber::fmt().with_writer(batched).with_ansi(false).without_time().finish();
-        let _log = tracing::subscriber::set_default(subscriber);
-        let began = Instant::now();
+        Ok((tracing::subscriber::set_default(subscriber), sink))
+    }
+
+    /// Info lines wait for their batch; a warning takes every line before it along at once, in one write and in
+    /// order; a full batch goes at once. Through a real subscriber, so the levels are tracing's own. The interval
+    /// is long here, so no stall of the test's thread can let the writer thread write a batch in between.
+    #[test]
+    fn info_lines_wait_and_warnings_and_full_batches_go_at_once() -> io::Result<()> {
+        let (_log, sink) = batched_log(Duration::from_secs(30))?;
         for i in 0..3 {
             tracing::info!("info {i}");
         }
         assert_eq!(text(&sink), (String::new(), 0), "held until the batch is due");
-        while text(&sink).1 == 0 {
-            assert!(began.elapsed() < INTERVAL * 20, "the batch was never written");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert!(began.elapsed() >= INTERVAL, "{:?}", began.elapsed());
-        let (written, writes) = text(&sink);
-        assert_eq!(written.matches(" INFO ").count(), 3, "{written}");
-        assert_eq!(writes, 1, "one write for the batch");
-
-        tracing::info!("info 3");
-        tracing::warn!("warn 4");
+        tracing::warn!("warn 3");
         let (written, writes) = text(&sink);
         let target = "codex_gateway::cli::logging::batched::tests";
-        assert!(written.ends_with(&format!("INFO {target}: info 3\n WARN {target}: warn 4\n")), "{written}");
-        assert_eq!(writes, 2, "the warning and the line before it, at once");
+        let expected =
+            format!("INFO {target}: info 0\n INFO {target}: info 1\n INFO {target}: info 2\n WARN {target}: warn 3\n");
+        assert_eq!((written.trim_start(), writes), (expected.as_str(), 1), "at once, in one write, in order");
 
         let line = "x".repeat(1000);
         for _ in 0..BATCH_BYTES / 1000 {
             tracing::info!("{line}");
         }
-        assert_eq!(text(&sink).1, 3, "a full batch is written without waiting");
+        assert_eq!(text(&sink).1, 2, "a full batch is written without waiting");
+        Ok(())
+    }
+
+    /// A batch is written by the writer thread once its interval has passed since its first line, not before.
+    #[test]
+    fn a_batch_is_written_when_its_interval_has_passed() -> io::Result<()> {
+        let interval = Duration::from_millis(50);
+        let (_log, sink) = batched_log(interval)?;
+        let began = Instant::now();
+        tracing::info!("info 0");
+        while text(&sink).1 == 0 {
+            assert!(began.elapsed() < interval * 100, "the batch was never written");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(began.elapsed() >= interval, "{:?}", began.elapsed());
+        assert!(text(&sink).0.ends_with("info 0\n"));
         Ok(())
     }
 }
