@@ -125,7 +125,7 @@ pub const HUGE_PAGES_ENV: &str = "CODEX_GATEWAY_HUGE_PAGES";
 /// "Twenty-eighth session").
 ///
 /// glibc reads its tunables from the environment once, before `main`, so the process executes itself again (the
-/// same binary, `/proc/self/exe`, with the same arguments) with `glibc.malloc.hugetlb=1` added to
+/// same binary, by its path so it keeps its name, with the same arguments) with `glibc.malloc.hugetlb=1` added to
 /// `GLIBC_TUNABLES` and [`HUGE_PAGES_ENV`] set to `on`, which the second start sees (glibc may rewrite
 /// `GLIBC_TUNABLES` as it reads it, so that variable cannot tell). Nothing has started yet when this runs: no
 /// thread, file or socket. Not done when [`HUGE_PAGES_ENV`] is set already (`off` turns this off) or
@@ -148,7 +148,11 @@ pub fn serve_with_the_heap_on_huge_pages() {
     }
     value.push(format!("{HUGE_PAGE_TUNABLE}=1"));
     let mut args = std::env::args_os();
-    let mut again = std::process::Command::new("/proc/self/exe");
+    // The binary by its own path, so the process keeps its name (`ps`, `pgrep codex-gateway`, `pkill`): the
+    // kernel names a process after the file it executes, and `/proc/self/exe` would make it `exe`. That link is
+    // the fallback for a binary deleted since it started (an upgrade in place), whose path no longer opens.
+    let path = std::env::current_exe().ok().filter(|p| p.is_file());
+    let mut again = std::process::Command::new(path.as_deref().unwrap_or(std::path::Path::new("/proc/self/exe")));
     if let Some(name) = args.next() {
         again.arg0(name);
     }

@@ -13,6 +13,8 @@ struct Served {
     /// it, so this is searched, not split.
     environ: String,
     heap_on_huge_pages: bool,
+    /// Its name as `ps`, `top`, `pgrep` and `pkill` see it.
+    comm: String,
 }
 
 fn serve(env: &[(&str, &str)]) -> Served {
@@ -53,7 +55,8 @@ fn read_proc(pid: u32) -> Served {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_else(|e| panic!("smaps: {e}"));
     let heap = smaps.split_once("[heap]").map(|(_, rest)| rest).unwrap_or_default();
     let flags = heap.lines().find_map(|l| l.strip_prefix("VmFlags:")).unwrap_or_default();
-    Served { environ, heap_on_huge_pages: flags.split_whitespace().any(|f| f == "hg") }
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string();
+    Served { environ, heap_on_huge_pages: flags.split_whitespace().any(|f| f == "hg"), comm }
 }
 
 fn stop(child: &mut Child) {
@@ -69,6 +72,8 @@ fn serving_puts_the_heap_on_huge_pages_unless_told_not_to() {
     // Other tunables the gateway was given are kept beside the huge-page one.
     let given = serve(&[("GLIBC_TUNABLES", "glibc.malloc.arena_max=4")]);
     assert!(given.environ.contains("GLIBC_TUNABLES=glibc.malloc.arena_max=4"), "{}", given.environ);
+    // Executed again or not, the process keeps its name (executing `/proc/self/exe` named it `exe`).
+    assert_eq!(given.comm, "codex-gateway");
     if on_request {
         assert!(given.environ.contains("glibc.malloc.hugetlb=1"), "{}", given.environ);
         assert!(given.environ.contains("CODEX_GATEWAY_HUGE_PAGES=on"), "{}", given.environ);
