@@ -3,6 +3,10 @@
 
 use super::{RecordSink, RequestRecord};
 
+/// The access lines' target: a log filter names it (`codex_gateway::access=warn` drops them), and the text
+/// log writes its lines with a formatter of its own (`cli/logging/access_line.rs`).
+pub const ACCESS_TARGET: &str = "codex_gateway::access";
+
 pub struct AccessLog;
 
 impl RecordSink for AccessLog {
@@ -11,7 +15,7 @@ impl RecordSink for AccessLog {
         // number is found without the float formatter's slow fallback, which long fractions sent it to.
         let ms = |d: std::time::Duration| d.as_micros() as f64 / 1000.0;
         tracing::info!(
-            target: "codex_gateway::access",
+            target: ACCESS_TARGET,
             request_id = %r.request_id,
             api = r.api.as_str(),
             route = %r.route,

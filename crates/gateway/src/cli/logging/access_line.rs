@@ -20,8 +20,7 @@ use tracing_subscriber::fmt::format::{Format, FormatEvent, FormatFields, Full, W
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime as DefaultTimer};
 use tracing_subscriber::registry::LookupSpan;
 
-/// The access log's target (`record/access_log.rs`).
-pub(crate) const ACCESS_TARGET: &str = "codex_gateway::access";
+use crate::record::access_log::ACCESS_TARGET;
 
 /// The text format: access lines by hand, the rest by `inner` (the default format, configured as the gateway's
 /// text log is: no target).

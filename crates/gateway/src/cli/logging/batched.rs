@@ -23,7 +23,7 @@ use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// A batch is written this long after its first line at the latest...
-pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
+const INTERVAL: Duration = Duration::from_millis(100);
 /// ...or as soon as it holds this many bytes (~100 access lines).
 const BATCH_BYTES: usize = 32 * 1024;
 
