@@ -5,6 +5,7 @@
 //! get frames back without re-scanning what it already looked at.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 /// One SSE event: the optional `event:` name and the joined `data:` lines. Names of the Responses protocol's
 /// events are shared static strings (no allocation per frame); others are owned.
@@ -64,8 +65,31 @@ const MIN_KEPT: usize = 1024;
 /// A handed-back payload buffer larger than this is freed, not reused (one large event must not leave every
 /// later frame of the stream holding its room).
 const MAX_RECYCLED: usize = 1024;
-/// Handed-back payload buffers kept for the frames of a burst (see [`SseParser::recycle`]).
-const SPARE_KEPT: usize = 8;
+/// Handed-back payload buffers kept by a thread for the parsers running on it (see [`SseParser::recycle`]).
+const POOL_KEPT: usize = 16;
+
+thread_local! {
+    /// Payload buffers handed back beyond the one each parser keeps, shared by the thread's parsers: the frames
+    /// of a burst and the first frame of every new stream take theirs from here instead of allocating one (per
+    /// stream, before, four of a short answer's first read did: the rest of a burst's frames had not been handed
+    /// back yet). At most [`POOL_KEPT`] buffers of at most [`MAX_RECYCLED`] bytes: 16 KB per thread.
+    static POOL: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer from the thread's pool (empty, with room), or a new empty one.
+fn pooled() -> String {
+    POOL.try_with(|pool| pool.borrow_mut().pop()).ok().flatten().unwrap_or_default()
+}
+
+/// Keep `buf` (cleared, not larger than [`MAX_RECYCLED`]) in the thread's pool, or free it if the pool is full.
+fn pool(buf: String) {
+    let _ = POOL.try_with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOL_KEPT {
+            pool.push(buf);
+        }
+    });
+}
 
 /// Feeds bytes, yields frames. Lines end in `\n` or `\r\n`; comments and unknown fields are ignored.
 #[derive(Debug)]
@@ -77,8 +101,6 @@ pub struct SseParser {
     data: String,
     has_data: bool,
     max_frame: usize,
-    /// Payload buffers handed back by [`SseParser::recycle`], for the next frames of a burst.
-    spare: Vec<String>,
 }
 
 impl Default for SseParser {
@@ -90,20 +112,12 @@ impl Default for SseParser {
 impl SseParser {
     /// `max_frame` bounds the memory one event may take.
     pub fn new(max_frame: usize) -> Self {
-        SseParser {
-            buf: Vec::new(),
-            scanned: 0,
-            event: None,
-            data: String::new(),
-            has_data: false,
-            max_frame,
-            spare: Vec::new(),
-        }
+        SseParser { buf: Vec::new(), scanned: 0, event: None, data: String::new(), has_data: false, max_frame }
     }
 
     /// Hand back a frame the caller is done with: its payload buffer is reused for a later frame, so a frame
-    /// costs no allocation in the steady state (one `malloc`/`free` per event otherwise). The next frame's
-    /// buffer is filled first; a few more are kept for a burst parsed at once, until [`SseParser::release_spare`].
+    /// costs no allocation in the steady state (one `malloc`/`free` per event otherwise). The parser's next frame
+    /// is filled first; others go to the thread's pool, for the frames of a burst and for other streams.
     pub fn recycle(&mut self, frame: SseFrame) {
         let mut data = frame.data;
         if data.capacity() == 0 || data.capacity() > MAX_RECYCLED {
@@ -112,15 +126,8 @@ impl SseParser {
         data.clear();
         if self.data.capacity() == 0 {
             self.data = data;
-        } else if self.spare.len() < SPARE_KEPT {
-            self.spare.push(data);
-        }
-    }
-
-    /// Free the buffers kept for a burst (before a stream waits: an idle stream keeps at most one).
-    pub fn release_spare(&mut self) {
-        if self.spare.capacity() != 0 {
-            self.spare = Vec::new();
+        } else {
+            pool(data);
         }
     }
 
@@ -192,6 +199,9 @@ impl SseParser {
         match field {
             b"event" => self.event = Some(event_name(value)),
             b"data" => {
+                if self.data.capacity() == 0 {
+                    self.data = pooled();
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }
@@ -209,7 +219,7 @@ impl SseParser {
 
     fn dispatch(&mut self, out: &mut impl Extend<SseFrame>) {
         if self.has_data {
-            let next = self.spare.pop().unwrap_or_default();
+            let next = pooled();
             out.extend([SseFrame { event: self.event.take(), data: std::mem::replace(&mut self.data, next) }]);
         }
         self.event = None;
@@ -332,7 +342,7 @@ mod tests {
     }
 
     /// A frame handed back lends its payload buffer to the next frame (no allocation per event), a burst's
-    /// frames reuse the kept spares, and nothing handed back changes what later frames hold.
+    /// frames and new streams reuse the thread's pooled ones, and nothing handed back changes what later frames hold.
     #[test]
     fn handed_back_payload_buffers_are_reused() {
         let mut p = SseParser::default();
@@ -346,7 +356,8 @@ mod tests {
         assert_eq!((out[0].event.as_deref(), out[0].data.as_str()), (None, "second"));
         assert_eq!(out[0].data.as_ptr(), at, "the handed-back buffer was not reused");
 
-        // A burst: frames handed back fill the spares (bounded), the next burst's frames take them.
+        // A burst: frames handed back beyond the parser's own go to the thread's pool (bounded); the next
+        // burst's frames, and another stream's parser, take them.
         let burst: Vec<SseFrame> = out
             .drain(..)
             .chain((0..20).map(|i| {
@@ -358,17 +369,21 @@ mod tests {
         for frame in burst {
             p.recycle(frame);
         }
-        assert_eq!(p.spare.len(), SPARE_KEPT);
-        let spares: Vec<*const u8> = p.spare.iter().map(|s| s.as_ptr()).collect();
+        let pooled: Vec<*const u8> = POOL.with_borrow(|pool| pool.iter().map(|s| s.as_ptr()).collect());
+        assert_eq!(pooled.len(), POOL_KEPT);
         assert!(p.push(b"data: x\n\ndata: y\n\n", &mut out).is_ok());
         assert_eq!(out.iter().map(|f| f.data.as_str()).collect::<Vec<_>>(), ["x", "y"]);
-        assert!(spares.contains(&out[1].data.as_ptr()), "a burst frame did not take a spare");
-        p.release_spare();
-        assert_eq!(p.spare.capacity(), 0);
+        assert!(pooled.contains(&out[1].data.as_ptr()), "a burst frame did not take a pooled buffer");
+        let mut other = SseParser::default();
+        let mut theirs = Vec::new();
+        assert!(other.push(b"data: another stream\n\n", &mut theirs).is_ok());
+        assert_eq!(theirs[0].data, "another stream");
+        assert!(pooled.contains(&theirs[0].data.as_ptr()), "a new stream's first frame did not take a pooled buffer");
 
         // A large payload is freed, not kept.
+        let before = POOL.with_borrow(Vec::len);
         p.recycle(SseFrame { event: None, data: "z".repeat(MAX_RECYCLED + 1) });
-        assert!(p.spare.is_empty());
+        assert_eq!(POOL.with_borrow(Vec::len), before);
     }
 
     /// A multi-line event went out with its second line lacking `data:` (an unparseable frame for the client).

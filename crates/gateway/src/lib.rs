@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
+pub mod http_head;
 pub mod keys;
 pub mod memory;
 pub mod metrics;

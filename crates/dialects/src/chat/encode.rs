@@ -154,7 +154,7 @@ impl ChatEncoder {
         text_head.extend_from_slice(b"data: {\"id\":");
         write_json(&mut text_head, id.as_str());
         text_head.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
-        text_head.extend_from_slice(created.to_string().as_bytes());
+        text_head.extend_from_slice(itoa::Buffer::new().format(created).as_bytes());
         text_head.extend_from_slice(b",\"model\":");
         write_json(&mut text_head, model.as_str());
         text_head.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":{");

@@ -217,11 +217,12 @@ struct ResponseHead {
     model: Option<String>,
 }
 
-/// Superset of the item fields we read; missing ones default.
+/// Superset of the item fields we read; missing ones default. The type names (and a message's text, joined into
+/// one string anyway) are borrowed from the payload: owned, they were an allocation each on every item.
 #[derive(Deserialize, Default)]
-struct RawItem {
-    #[serde(rename = "type", default)]
-    kind: String,
+struct RawItem<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Cow<'a, str>,
     #[serde(default)]
     id: String,
     #[serde(default)]
@@ -232,10 +233,10 @@ struct RawItem {
     arguments: String,
     #[serde(default)]
     input: String,
-    #[serde(default)]
-    content: Vec<RawPart>,
-    #[serde(default)]
-    summary: Vec<RawPart>,
+    #[serde(default, borrow)]
+    content: Vec<RawPart<'a>>,
+    #[serde(default, borrow)]
+    summary: Vec<RawPart<'a>>,
     #[serde(default)]
     encrypted_content: Option<String>,
     #[serde(default)]
@@ -243,11 +244,11 @@ struct RawItem {
 }
 
 #[derive(Deserialize, Default)]
-struct RawPart {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    text: String,
+struct RawPart<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    text: Cow<'a, str>,
     #[serde(default)]
     refusal: String,
 }
@@ -376,12 +377,12 @@ impl<'a> Event<'a> {
                 Event::Created { response_id: r.id, model: r.model }
             }
             "response.output_item.added" => {
-                let item: RawItem = req(w.item, "item")?;
-                let item = match item.kind.as_str() {
+                let item: RawItem = borrowed(w.item, "item")?;
+                let item = match item.kind.as_ref() {
                     "message" => ItemStart::Message { id: item.id },
                     "reasoning" => ItemStart::Reasoning { id: item.id },
                     "function_call" => ItemStart::FunctionCall { id: item.id, call_id: item.call_id, name: item.name },
-                    _ => ItemStart::Other { id: item.id, kind: item.kind },
+                    _ => ItemStart::Other { id: item.id, kind: item.kind.into_owned() },
                 };
                 Event::ItemAdded { output_index: opt(w.output_index)?, item }
             }
@@ -400,7 +401,7 @@ impl<'a> Event<'a> {
                 Event::FunctionArgsDelta { item_id: string(w.item_id)?, delta: string(w.delta)? }
             }
             "response.output_item.done" => {
-                let item: RawItem = req(w.item, "item")?;
+                let item: RawItem = borrowed(w.item, "item")?;
                 Event::ItemDone { output_index: opt(w.output_index)?, item: done_item(item, None) }
             }
             "response.completed" | "response.incomplete" => {
@@ -487,13 +488,13 @@ fn usage_from(u: RawUsage) -> Usage {
     }
 }
 
-fn done_item(item: RawItem, raw: Option<&RawValue>) -> DoneItem {
-    match item.kind.as_str() {
+fn done_item(item: RawItem<'_>, raw: Option<&RawValue>) -> DoneItem {
+    match item.kind.as_ref() {
         "message" => {
             let mut text = String::new();
             let mut refusal = None;
             for part in item.content {
-                match part.kind.as_str() {
+                match part.kind.as_ref() {
                     "output_text" => text.push_str(&part.text),
                     "refusal" => refusal = Some(part.refusal),
                     _ => {}
@@ -503,7 +504,7 @@ fn done_item(item: RawItem, raw: Option<&RawValue>) -> DoneItem {
         }
         "reasoning" => DoneItem::Reasoning {
             id: item.id,
-            summary: item.summary.into_iter().map(|p| p.text).collect(),
+            summary: item.summary.into_iter().map(|p| p.text.into_owned()).collect(),
             encrypted_content: item.encrypted_content,
         },
         "function_call" => {

@@ -224,6 +224,11 @@ impl Account {
         self.creds.read().tokens().map(|t| t.account_id.clone()).filter(|a| !a.is_empty())
     }
 
+    /// `f` of the account's tokens, read under the credentials' lock (no copy of them).
+    pub(crate) fn with_tokens<T>(&self, f: impl FnOnce(&Tokens) -> T) -> Option<T> {
+        self.creds.read().tokens().map(f)
+    }
+
     pub fn api_key(&self) -> Option<String> {
         self.creds.read().api_key.clone()
     }

@@ -16,16 +16,13 @@ impl QuotaSnapshot {
     /// Read the `x-codex-{primary,secondary}-*` headers; `None` if the response carried none.
     pub fn from_headers(headers: &HeaderMap, now: i64) -> Option<QuotaSnapshot> {
         let f = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok());
-        let reset = |family: &str| {
-            f(&format!("x-codex-{family}-reset-at"))
-                .map(|v| v as i64)
-                .or_else(|| f(&format!("x-codex-{family}-reset-after-seconds")).map(|s| now + s as i64))
-        };
+        // The names written out rather than formatted per family: this runs on every answer.
+        let reset = |at: &str, after: &str| f(at).map(|v| v as i64).or_else(|| f(after).map(|s| now + s as i64));
         let snap = QuotaSnapshot {
             primary_used_percent: f("x-codex-primary-used-percent"),
-            primary_reset_at: reset("primary"),
+            primary_reset_at: reset("x-codex-primary-reset-at", "x-codex-primary-reset-after-seconds"),
             secondary_used_percent: f("x-codex-secondary-used-percent"),
-            secondary_reset_at: reset("secondary"),
+            secondary_reset_at: reset("x-codex-secondary-reset-at", "x-codex-secondary-reset-after-seconds"),
             updated_at: now,
         };
         (snap.primary_used_percent.is_some() || snap.secondary_used_percent.is_some()).then_some(snap)

@@ -15,15 +15,15 @@ use crate::keys::Permit;
 pub const CLIENT_CLOSED: u16 = 499;
 
 pub struct Recorder {
-    /// Boxed: the record rides in every request's future and stream body, which should carry a pointer.
-    record: Box<RequestRecord>,
+    /// Boxed: the record rides in every request's future and stream body, which should carry a pointer. `None`
+    /// once it was handed to the sinks (the last one keeps it; nothing changes it after).
+    record: Option<Box<RequestRecord>>,
     started: Instant,
     sinks: Sinks,
     /// The last upstream failure seen, kept until the request's error is known.
     failure: Option<UpstreamFailure>,
     /// The status line was sent (a streaming answer): a later end is no longer a 499.
     status_sent: bool,
-    done: bool,
     /// The client key's concurrency slot: held as long as the record is open, so it is given back exactly when
     /// the request ends (finished, failed, or the client left), wherever the record is then.
     permit: Option<Permit>,
@@ -54,22 +54,23 @@ impl Recorder {
             client_disconnected: false,
         };
         Recorder {
-            record: Box::new(record),
+            record: Some(Box::new(record)),
             started: Instant::now(),
             sinks,
             failure: None,
             status_sent: false,
-            done: false,
             permit: None,
         }
     }
 
     pub fn request_id(&self) -> &str {
-        &self.record.request_id
+        self.record.as_deref().map_or("", |r| &r.request_id)
     }
 
     pub fn set_client_key(&mut self, key: Option<Arc<str>>) {
-        self.record.client_key = key;
+        if let Some(r) = self.record.as_deref_mut() {
+            r.client_key = key;
+        }
     }
 
     /// Hold the client key's concurrency slot until the request ends.
@@ -79,36 +80,45 @@ impl Recorder {
 
     /// The decoded request: the model as the client named it, and whether it streams.
     pub fn set_request(&mut self, requested: &str, stream: bool) {
-        self.record.model_requested = Some(requested.to_string());
-        self.record.stream = stream;
+        if let Some(r) = self.record.as_deref_mut() {
+            r.model_requested = Some(requested.to_string());
+            r.stream = stream;
+        }
     }
 
     pub fn set_effort(&mut self, effort: Option<&str>) {
-        self.record.effort = effort.map(str::to_string);
+        if let Some(r) = self.record.as_deref_mut() {
+            r.effort = effort.map(str::to_string);
+        }
     }
 
     /// An attempt on `account` (a first one, a failover, or a dialect's own retry). Another account than the
     /// previous attempt's is a failover.
     pub fn attempt(&mut self, account: &str) {
-        self.record.attempts += 1;
-        match self.record.accounts_tried.last() {
+        let Some(r) = self.record.as_deref_mut() else { return };
+        r.attempts += 1;
+        match r.accounts_tried.last() {
             Some(last) if last == account => {}
             Some(_) => {
-                self.record.failovers += 1;
-                self.record.accounts_tried.push(account.to_string());
+                r.failovers += 1;
+                r.accounts_tried.push(account.to_string());
             }
-            None => self.record.accounts_tried.push(account.to_string()),
+            None => r.accounts_tried.push(account.to_string()),
         }
     }
 
     /// The model passed the catalog check: `slug` is what the request is served as.
     pub fn set_resolved(&mut self, slug: &str) {
-        self.record.model = Some(slug.to_string());
+        if let Some(r) = self.record.as_deref_mut() {
+            r.model = Some(slug.to_string());
+        }
     }
 
     /// The current attempt failed with `failure` (another account may take over).
     pub fn attempt_failed(&mut self, failure: &UpstreamFailure) {
-        self.record.attempt_failures.push(failure.name());
+        if let Some(r) = self.record.as_deref_mut() {
+            r.attempt_failures.push(failure.name());
+        }
         self.failure = Some(failure.clone());
     }
 
@@ -119,49 +129,59 @@ impl Recorder {
 
     /// The account whose answer is being relayed.
     pub fn served_by(&mut self, account: &str) {
-        self.record.account = Some(account.to_string());
+        if let Some(r) = self.record.as_deref_mut() {
+            r.account = Some(account.to_string());
+        }
     }
 
     /// A streaming answer's status line went out.
     pub fn status_sent(&mut self, status: u16) {
-        self.record.status = status;
+        if let Some(r) = self.record.as_deref_mut() {
+            r.status = status;
+        }
         self.status_sent = true;
     }
 
     /// The first byte of the body is ready (the first call counts).
     pub fn first_byte(&mut self) {
-        if self.record.time_to_first_byte.is_none() {
-            self.record.time_to_first_byte = Some(self.started.elapsed());
+        if let Some(r) = self.record.as_deref_mut()
+            && r.time_to_first_byte.is_none()
+        {
+            r.time_to_first_byte = Some(self.started.elapsed());
         }
     }
 
     pub fn usage(&mut self, usage: Usage) {
-        self.record.usage = usage;
+        if let Some(r) = self.record.as_deref_mut() {
+            r.usage = usage;
+        }
     }
 
     /// The error the client sees. The last upstream failure goes with it: for an error the request itself caused
     /// (a bad body, an unknown model) there is none, since nothing was sent.
     pub fn error(&mut self, err: &GatewayError) {
-        self.record.error = Some(RecordError::new(err, self.failure.take()));
+        if let Some(r) = self.record.as_deref_mut() {
+            r.error = Some(RecordError::new(err, self.failure.take()));
+        }
     }
 
     /// The answer is complete with `status`: hand the record to the sinks.
     pub fn finish(mut self, status: u16) {
-        if !self.status_sent {
-            self.record.status = status;
+        if !self.status_sent
+            && let Some(r) = self.record.as_deref_mut()
+        {
+            r.status = status;
         }
         self.first_byte();
         self.emit(false);
     }
 
     fn emit(&mut self, disconnected: bool) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        self.record.duration = self.started.elapsed();
-        self.record.client_disconnected = disconnected;
-        self.sinks.record(&self.record);
+        // Taken: the sinks get it once, and the last of them keeps it.
+        let Some(mut record) = self.record.take() else { return };
+        record.duration = self.started.elapsed();
+        record.client_disconnected = disconnected;
+        self.sinks.record(record);
     }
 }
 

@@ -447,7 +447,7 @@ async fn drain_raw_unboxed(
 /// The next read of a whole answer: what is ready without waiting first, then a wait bounded by the idle clock.
 /// An HTTP/2 answer comes a DATA frame (an event) per body poll, so the reader's own buffers are empty between
 /// the frames of a burst; asked for a wait straight away, every event would read the clock (`IdleClock::deadline`)
-/// and go through the wait's set-up (freeing the parser's spare buffer, checking the timer).
+/// and go through the wait's set-up (checking the timer).
 async fn next_read(reader: &mut EventReader, idle: &mut IdleClock) -> Read {
     if let Ready::Read(read) = std::future::poll_fn(|cx| Poll::Ready(reader.next_ready(cx))).await {
         return read;

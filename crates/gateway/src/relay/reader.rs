@@ -212,8 +212,6 @@ impl EventReader {
         if let Some(read) = self.buffered() {
             return Poll::Ready(read);
         }
-        // A real wait: the buffers kept for a burst go (a waiting stream keeps one, for its next frame).
-        self.parser.release_spare();
         // Only a deadline moved earlier needs the timer moved: a later one is checked when it fires. The first
         // wait makes the timer (`poll_wait`).
         if let Some(timer) = &mut self.timer

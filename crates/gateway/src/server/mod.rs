@@ -93,8 +93,9 @@ impl AppState {
         if let Some(m) = &metrics {
             all.push(m.clone());
         }
-        all.extend(ledger_sink);
         all.extend(sinks);
+        // Last: the ledger keeps the record itself rather than a copy (`RecordSink::take`).
+        all.extend(ledger_sink);
         let live = reload::Live::new(config.clone());
         Ok(AppState {
             config,
@@ -268,6 +269,9 @@ pub fn request_id(headers: &HeaderMap) -> String {
 /// SSE response headers around a streaming body.
 pub fn sse_response(body: axum::body::Body) -> Response {
     let mut resp = Response::new(body);
+    // Room for these three, the request id and the serving account's rate-limit headers (a dozen, put on by the
+    // handler): grown on the way, the map was reallocated and rehashed on every streamed answer.
+    *resp.headers_mut() = HeaderMap::with_capacity(20);
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -167,10 +167,14 @@ impl Upstream {
         headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if account.kind == AccountKind::Chatgpt {
-            if let Some(id) = account.chatgpt_account_id() {
-                put(&mut headers, "chatgpt-account-id", &id);
+            // Read under the credentials' lock, without a copy of the id first.
+            if let Some(v) = account
+                .with_tokens(|t| HeaderValue::from_str(&t.account_id).ok().filter(|_| !t.account_id.is_empty()))
+                .flatten()
+            {
+                headers.insert(HeaderName::from_static("chatgpt-account-id"), v);
             }
-            put(&mut headers, "originator", ORIGINATOR);
+            headers.insert(HeaderName::from_static("originator"), HeaderValue::from_static(ORIGINATOR));
             match ctx.client_version {
                 // Rare: a newer version for this request (one string each).
                 Some(v) => {

@@ -29,6 +29,7 @@ use tower::Service;
 
 use super::chunked::{Framing, Progress};
 use super::transport::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse};
+use crate::http_head::{copy_head, slice_of};
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -311,9 +312,18 @@ fn parse_head(buf: &[u8]) -> Result<Parsed, TransportError> {
     let status = StatusCode::from_u16(code).map_err(|_| bad("invalid status code"))?;
     let mut headers = HeaderMap::with_capacity(response.headers.len());
     let (mut chunked, mut length, mut close) = (false, None, response.version == Some(0));
+    // The values are slices of one copy of the head, not a copy each: two allocations for the whole head instead of
+    // one per field (a dozen `x-codex-*` limits on every answer), and the names the backend always sends are
+    // constants (`names::known`). A value kept past the head (the rate-limit headers, until the client's head is
+    // written) keeps this copy alive, which is no larger than the values' own copies were together.
+    let head = copy_head(buf, used);
     for field in response.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| bad("invalid header name"))?;
-        let value = HeaderValue::from_bytes(field.value).map_err(|_| bad("invalid header value"))?;
+        let name = match super::names::known(field.name.as_bytes()) {
+            Some(name) => name,
+            None => HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| bad("invalid header name"))?,
+        };
+        let value = HeaderValue::from_maybe_shared(slice_of(&head, buf, field.value))
+            .map_err(|_| bad("invalid header value"))?;
         if name == header::TRANSFER_ENCODING {
             // The last coding decides (RFC 9112 §6.3): chunked or the body runs to the end of the connection.
             chunked = field

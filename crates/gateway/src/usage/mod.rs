@@ -81,10 +81,17 @@ pub struct LedgerSink {
 }
 
 impl RecordSink for LedgerSink {
-    /// One clone of the record (a handful of small allocations), a count and a send: O(1), no lock held while
-    /// waiting, never blocks the request. Only model calls are stored: health checks, model lists and admin
-    /// calls (a dashboard polls them) are in the access log, not in the ledger.
+    /// Only when the ledger is not the last sink: a copy of the record (see [`LedgerSink::take`]).
     fn record(&self, record: &RequestRecord) {
+        if record.api != crate::record::Api::Other {
+            self.take(Box::new(record.clone()));
+        }
+    }
+
+    /// A count and a send of the record itself (the ledger is the last sink, so nothing reads it after): O(1), no
+    /// lock held while waiting, never blocks the request. Only model calls are stored: health checks, model lists
+    /// and admin calls (a dashboard polls them) are in the access log, not in the ledger.
+    fn take(&self, record: Box<RequestRecord>) {
         if record.api == crate::record::Api::Other {
             return;
         }
@@ -94,7 +101,7 @@ impl RecordSink for LedgerSink {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if self.tx.send(Msg::Record(Box::new(record.clone()))).is_err() {
+        if self.tx.send(Msg::Record(record)).is_err() {
             // The writer ended between the count and the send. If it has closed the count, this record is in
             // the count it took as dropped; otherwise it is counted here.
             if self.shared.queued.fetch_sub(1, Ordering::SeqCst) < CLOSED {
