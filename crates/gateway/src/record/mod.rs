@@ -160,7 +160,7 @@ mod tests {
     #[derive(Default)]
     struct Keeper {
         seen: Mutex<Vec<String>>,
-        taken: Mutex<Vec<Box<RequestRecord>>>,
+        taken: Mutex<Vec<RequestRecord>>,
     }
 
     impl RecordSink for Keeper {
@@ -168,7 +168,7 @@ mod tests {
             self.seen.lock().unwrap_or_else(|e| e.into_inner()).push(record.request_id.clone());
         }
         fn take(&self, record: Box<RequestRecord>) {
-            self.taken.lock().unwrap_or_else(|e| e.into_inner()).push(record);
+            self.taken.lock().unwrap_or_else(|e| e.into_inner()).push(*record);
         }
     }
 
