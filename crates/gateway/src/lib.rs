@@ -15,6 +15,7 @@ pub mod memory;
 pub mod metrics;
 pub mod record;
 pub mod relay;
+pub mod scratch;
 pub mod server;
 pub mod store;
 pub mod tokens;

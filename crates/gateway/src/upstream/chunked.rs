@@ -2,6 +2,8 @@
 //! transfer coding, or the body running until the connection closes. Pure: `http1.rs` reads the socket and
 //! hands every read here whole, so all the chunks one read holds come out as one buffer.
 
+use bytes::BytesMut;
+
 /// How the body's end is known, and where the decoder is in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Framing {
@@ -26,15 +28,6 @@ pub enum Chunk {
     Done,
 }
 
-/// What one call of [`Framing::decode`] did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Progress {
-    /// Input bytes used; the rest is an unfinished framing line, to be decoded again with more bytes.
-    pub consumed: usize,
-    /// The body's bytes found in the input, at their length.
-    pub data: Vec<u8>,
-}
-
 /// A chunk-size or trailer line longer than this is refused (a peer that never ends its line).
 const MAX_LINE: usize = 4096;
 
@@ -53,26 +46,27 @@ impl Framing {
         matches!(self, Framing::UntilClose) || self.is_done()
     }
 
-    /// Remove the framing from `input`: every body byte in it, in one buffer.
-    pub fn decode(&mut self, input: &[u8]) -> Result<Progress, &'static str> {
+    /// Remove the framing from `input`: every body byte in it is appended to `data` (at most `input.len()`
+    /// bytes). Returns how many input bytes were used; the rest is an unfinished framing line, to be decoded again
+    /// with more bytes.
+    pub fn decode(&mut self, input: &[u8], data: &mut BytesMut) -> Result<usize, &'static str> {
         match self {
             Framing::Length(left) => {
                 let n = usize::try_from(*left).unwrap_or(usize::MAX).min(input.len());
                 *left -= n as u64;
-                Ok(Progress { consumed: n, data: input[..n].to_vec() })
+                data.extend_from_slice(&input[..n]);
+                Ok(n)
             }
-            Framing::UntilClose => Ok(Progress { consumed: input.len(), data: input.to_vec() }),
-            Framing::Chunked(state) => decode_chunked(state, input),
+            Framing::UntilClose => {
+                data.extend_from_slice(input);
+                Ok(input.len())
+            }
+            Framing::Chunked(state) => decode_chunked(state, input, data),
         }
     }
 }
 
-fn decode_chunked(state: &mut Chunk, input: &[u8]) -> Result<Progress, &'static str> {
-    // The data of the first chunk piece in `input`, copied only at the end if it stays the only one: a read
-    // usually holds one event's chunk, and a copy at its length costs one allocation, where a vector sized
-    // for the whole input and shrunk afterwards cost an allocation and a `realloc` per event.
-    let mut only: Option<std::ops::Range<usize>> = None;
-    let mut data = Vec::new();
+fn decode_chunked(state: &mut Chunk, input: &[u8], data: &mut BytesMut) -> Result<usize, &'static str> {
     let mut at = 0;
     loop {
         let rest = &input[at..];
@@ -83,18 +77,7 @@ fn decode_chunked(state: &mut Chunk, input: &[u8]) -> Result<Progress, &'static 
                     break;
                 }
                 let n = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len());
-                if n > 0 {
-                    if only.is_none() && data.is_empty() {
-                        only = Some(at..at + n);
-                    } else {
-                        if let Some(first) = only.take() {
-                            // A second piece: room for every byte left in the input at once.
-                            data.reserve_exact(first.len() + rest.len());
-                            data.extend_from_slice(&input[first]);
-                        }
-                        data.extend_from_slice(&rest[..n]);
-                    }
-                }
+                data.extend_from_slice(&rest[..n]);
                 at += n;
                 *state = if left == n as u64 { Chunk::DataEnd } else { Chunk::Data(left - n as u64) };
             }
@@ -130,12 +113,7 @@ fn decode_chunked(state: &mut Chunk, input: &[u8]) -> Result<Progress, &'static 
             }
         }
     }
-    match only {
-        Some(range) => data = input[range].to_vec(),
-        // At its length: a vector with spare room costs `Bytes` a second allocation.
-        None => data.shrink_to_fit(),
-    }
-    Ok(Progress { consumed: at, data })
+    Ok(at)
 }
 
 /// The hexadecimal size at the start of a chunk-size line; extensions (`;name=value`) are ignored.
@@ -168,42 +146,41 @@ mod tests {
         let wire = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n1\r\n!\r\n0\r\nx-trailer: 1\r\n\r\n";
         for split in 0..=wire.len() {
             let mut framing = Framing::chunked();
-            let mut body = Vec::new();
+            let mut body = BytesMut::new();
             let mut carry = Vec::new();
             for piece in [&wire[..split], &wire[split..]] {
                 carry.extend_from_slice(piece);
-                let p = framing.decode(&carry).unwrap_or_else(|e| panic!("split {split}: {e}"));
-                assert_eq!(p.data.len(), p.data.capacity(), "handed on at its length");
-                body.extend_from_slice(&p.data);
-                carry.drain(..p.consumed);
+                let consumed = framing.decode(&carry, &mut body).unwrap_or_else(|e| panic!("split {split}: {e}"));
+                carry.drain(..consumed);
             }
-            assert_eq!(body, b"hello, world!", "split at {split}");
+            assert_eq!(&body[..], b"hello, world!", "split at {split}");
             assert!(framing.is_done() && carry.is_empty(), "split at {split}: {framing:?} {carry:?}");
         }
-        let mut framing = Framing::chunked();
-        let p = framing.decode(wire).unwrap_or_default();
-        assert_eq!((p.consumed, p.data.as_slice()), (wire.len(), &b"hello, world!"[..]));
+        let (mut framing, mut data) = (Framing::chunked(), BytesMut::new());
+        assert_eq!(framing.decode(wire, &mut data), Ok(wire.len()));
+        assert_eq!(&data[..], b"hello, world!");
     }
 
     #[test]
     fn malformed_chunks_are_errors() {
         for wire in [&b"zz\r\n"[..], b"5\r\nhelloXX", b"\r\n", b"1234567890abcdef0\r\n"] {
-            assert!(Framing::chunked().decode(wire).is_err(), "{:?}", String::from_utf8_lossy(wire));
+            let mut data = BytesMut::new();
+            assert!(Framing::chunked().decode(wire, &mut data).is_err(), "{:?}", String::from_utf8_lossy(wire));
         }
-        assert!(Framing::chunked().decode(&[b'1'; MAX_LINE + 1]).is_err());
+        assert!(Framing::chunked().decode(&[b'1'; MAX_LINE + 1], &mut BytesMut::new()).is_err());
         assert!(!Framing::chunked().ends_at_close());
     }
 
     #[test]
     fn lengths_and_close_delimited_bodies() {
-        let mut framing = Framing::Length(5);
-        let p = framing.decode(b"hel").unwrap_or_default();
-        assert_eq!((p.consumed, p.data.as_slice()), (3, &b"hel"[..]));
-        let p = framing.decode(b"lo, extra").unwrap_or_default();
-        assert_eq!((p.consumed, p.data.as_slice()), (2, &b"lo"[..]));
+        let (mut framing, mut data) = (Framing::Length(5), BytesMut::new());
+        assert_eq!(framing.decode(b"hel", &mut data), Ok(3));
+        assert_eq!(framing.decode(b"lo, extra", &mut data), Ok(2));
+        assert_eq!(&data[..], b"hello");
         assert!(framing.is_done());
-        let mut framing = Framing::UntilClose;
-        assert_eq!(framing.decode(b"abc").unwrap_or_default().data, b"abc");
+        let (mut framing, mut data) = (Framing::UntilClose, BytesMut::new());
+        assert_eq!(framing.decode(b"abc", &mut data), Ok(3));
+        assert_eq!(&data[..], b"abc");
         assert!(framing.ends_at_close() && !framing.is_done());
     }
 }

@@ -21,13 +21,13 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tower::Service;
 
-use super::chunked::{Framing, Progress};
+use super::chunked::Framing;
 use super::transport::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse};
 use crate::http_head::{copy_head, slice_of};
 
@@ -378,20 +378,13 @@ struct Body {
 }
 
 impl Body {
-    /// Remove the framing from `input` (prefixed by the carried bytes): the body's bytes in it, in one buffer.
-    fn decode(&mut self, input: &[u8]) -> Result<Progress, TransportError> {
-        let progress = if self.carry.is_empty() {
-            let progress = self.framing.decode(input).map_err(bad)?;
-            self.carry.extend_from_slice(&input[progress.consumed..]);
-            progress
-        } else {
-            self.carry.extend_from_slice(input);
-            let carried = std::mem::take(&mut self.carry);
-            let progress = self.framing.decode(&carried).map_err(bad)?;
-            self.carry = carried;
-            self.carry.drain(..progress.consumed);
-            progress
-        };
+    /// Remove the framing from `input` (prefixed by the carried bytes): the body's bytes in it, in one buffer cut
+    /// from the thread's scratch (`None` if there were none). The reader drops it once parsed, usually before the
+    /// next read, so a paced stream's reads cost no allocation (`scratch`).
+    fn decode(&mut self, input: &[u8]) -> Result<Option<Bytes>, TransportError> {
+        let mut decoded = Ok(());
+        let data = crate::scratch::cut(self.carry.len() + input.len(), |out| decoded = self.decode_into(input, out));
+        decoded?;
         if self.framing.is_done() {
             let io = self.io.take();
             // Bytes past the end would be a second answer nobody asked for: not a connection to reuse.
@@ -402,7 +395,21 @@ impl Body {
                 self.pool.put(self.origin.clone(), io);
             }
         }
-        Ok(progress)
+        Ok((!data.is_empty()).then_some(data))
+    }
+
+    fn decode_into(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), TransportError> {
+        if self.carry.is_empty() {
+            let consumed = self.framing.decode(input, out).map_err(bad)?;
+            self.carry.extend_from_slice(&input[consumed..]);
+        } else {
+            self.carry.extend_from_slice(input);
+            let carried = std::mem::take(&mut self.carry);
+            let consumed = self.framing.decode(&carried, out).map_err(bad)?;
+            self.carry = carried;
+            self.carry.drain(..consumed);
+        }
+        Ok(())
     }
 
     /// Read once and decode what came; `Ready(None)` at the end.
@@ -410,8 +417,8 @@ impl Body {
         if std::mem::take(&mut self.unread_head_rest) {
             // Bytes that came with the head: decode them before reading more.
             match self.decode(&[]) {
-                Ok(p) if !p.data.is_empty() => return Poll::Ready(Some(Ok(Bytes::from(p.data)))),
-                Ok(_) => {}
+                Ok(Some(data)) => return Poll::Ready(Some(Ok(data))),
+                Ok(None) => {}
                 Err(e) => return self.fail(e),
             }
         }
@@ -440,8 +447,8 @@ impl Body {
                 )));
             }
             match self.decode(buf.filled()) {
-                Ok(p) if !p.data.is_empty() => return Poll::Ready(Some(Ok(Bytes::from(p.data)))),
-                Ok(_) => {}
+                Ok(Some(data)) => return Poll::Ready(Some(Ok(data))),
+                Ok(None) => {}
                 Err(e) => return self.fail(e),
             }
         }
