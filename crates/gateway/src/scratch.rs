@@ -2,12 +2,13 @@
 //! decoded upstream read and its outgoing chunk, each handed on and dropped within a poll or two.
 //!
 //! A performance trick, measured (bench/notes.md, thirty-first session): each of those was an allocation and a
-//! free per event (`Bytes::from(Vec)` or `Bytes::copy_from_slice`), ~160 ns a pair on this path. Here a piece is
-//! split off the thread's buffer (one shared reference count, no allocation); once every piece cut from it has
-//! been dropped, the next cut reclaims the whole buffer in place. A piece that is still held when the buffer runs
-//! out only costs what it did before: the buffer moves to a fresh allocation and the held one is freed with its
-//! last piece. So nothing depends on when a holder lets go, only the cost does. Not a pool of many buffers: a
-//! piece is rarely held across a wait, so one buffer serves the whole thread.
+//! free per event (`Bytes::from(Vec)` or `Bytes::copy_from_slice`). Here a piece is split off the thread's
+//! buffer (one shared reference count, no allocation); once every piece cut from it has been dropped, the next
+//! cut rewinds to its front. A piece that is still held when the buffer runs out only costs what it did before:
+//! the buffer moves to a fresh allocation and the held one is freed with its last piece. So nothing depends on
+//! when a holder lets go, only the cost does. The gain is small (about 1% at paced 2 ms; a twenty-sixth-session
+//! variant that used big buffers front to back and made the reader copy what it kept was 1-2% slower): keep the
+//! buffer small and rewound while hot, and keep the reader from copying.
 
 use std::cell::Cell;
 
