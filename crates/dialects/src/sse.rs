@@ -76,9 +76,14 @@ thread_local! {
     static POOL: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A buffer from the thread's pool (empty, with room), or a new empty one.
+/// Room given to a payload buffer the pool could not supply: every event of the backend's usual streams fits
+/// (deltas are ~170 bytes, `response.created` ~300, `response.completed` ~500 without a long output), so a buffer
+/// is not grown (a `realloc` and a copy) when a larger event reuses it.
+const FRESH: usize = 512;
+
+/// A buffer from the thread's pool (empty, with room), or a new one with [`FRESH`] room.
 fn pooled() -> String {
-    POOL.try_with(|pool| pool.borrow_mut().pop()).ok().flatten().unwrap_or_default()
+    POOL.try_with(|pool| pool.borrow_mut().pop()).ok().flatten().unwrap_or_else(|| String::with_capacity(FRESH))
 }
 
 /// Keep `buf` (cleared, not larger than [`MAX_RECYCLED`]) in the thread's pool, or free it if the pool is full.
@@ -115,20 +120,21 @@ impl SseParser {
         SseParser { buf: Vec::new(), scanned: 0, event: None, data: String::new(), has_data: false, max_frame }
     }
 
-    /// Hand back a frame the caller is done with: its payload buffer is reused for a later frame, so a frame
-    /// costs no allocation in the steady state (one `malloc`/`free` per event otherwise). The parser's next frame
-    /// is filled first; others go to the thread's pool, for the frames of a burst and for other streams.
+    /// Hand back a frame the caller is done with: its payload buffer goes to the thread's pool and is reused for
+    /// a later frame, so a frame costs no allocation in the steady state (one `malloc`/`free` per event otherwise).
+    ///
+    /// The pool, not the parser, keeps it, and a parser takes a buffer only when a frame's first `data:` line
+    /// arrives: the next frame on the thread, of whichever stream, then fills the buffer the last one left, still
+    /// in the cache. When each parser kept its own for its next frame, every paced event wrote into a buffer not
+    /// touched since that stream's previous event (callgrind's cache simulation, 64 paced streams: ~2 missed
+    /// lines per event, the most of any copy on the per-event path; bench/notes.md, thirty-first session).
     pub fn recycle(&mut self, frame: SseFrame) {
         let mut data = frame.data;
         if data.capacity() == 0 || data.capacity() > MAX_RECYCLED {
             return;
         }
         data.clear();
-        if self.data.capacity() == 0 {
-            self.data = data;
-        } else {
-            pool(data);
-        }
+        pool(data);
     }
 
     /// Parse `chunk`, appending each completed frame to `out`.
@@ -219,8 +225,8 @@ impl SseParser {
 
     fn dispatch(&mut self, out: &mut impl Extend<SseFrame>) {
         if self.has_data {
-            let next = pooled();
-            out.extend([SseFrame { event: self.event.take(), data: std::mem::replace(&mut self.data, next) }]);
+            // The next frame takes its buffer when its data arrives (`handle_line`), not now (see `recycle`).
+            out.extend([SseFrame { event: self.event.take(), data: std::mem::take(&mut self.data) }]);
         }
         self.event = None;
         self.has_data = false;
@@ -341,8 +347,9 @@ mod tests {
         assert_eq!((out.len(), out[2].data.as_str(), p.buf.capacity()), (3, "next", 0));
     }
 
-    /// A frame handed back lends its payload buffer to the next frame (no allocation per event), a burst's
-    /// frames and new streams reuse the thread's pooled ones, and nothing handed back changes what later frames hold.
+    /// A frame handed back lends its payload buffer to the next frame (no allocation per event) through the
+    /// thread's pool, a burst's frames and new streams reuse the pooled ones, the parser holds none between
+    /// frames, and nothing handed back changes what later frames hold.
     #[test]
     fn handed_back_payload_buffers_are_reused() {
         let mut p = SseParser::default();
@@ -351,7 +358,7 @@ mod tests {
         let first = out.remove(0);
         let at = first.data.as_ptr();
         p.recycle(first);
-        assert!(p.data.capacity() > 0, "the handed-back buffer was not kept");
+        assert_eq!(p.data.capacity(), 0, "the parser holds a buffer between frames");
         assert!(p.push(b"data: second\n\n", &mut out).is_ok());
         assert_eq!((out[0].event.as_deref(), out[0].data.as_str()), (None, "second"));
         assert_eq!(out[0].data.as_ptr(), at, "the handed-back buffer was not reused");
@@ -379,6 +386,11 @@ mod tests {
         assert!(other.push(b"data: another stream\n\n", &mut theirs).is_ok());
         assert_eq!(theirs[0].data, "another stream");
         assert!(pooled.contains(&theirs[0].data.as_ptr()), "a new stream's first frame did not take a pooled buffer");
+
+        // A buffer the pool could not supply has room for the backend's usual events.
+        POOL.with_borrow_mut(Vec::clear);
+        assert!(p.push(b"data: fresh\n\n", &mut out).is_ok());
+        assert!(out.last().is_some_and(|f| f.data == "fresh" && f.data.capacity() >= FRESH));
 
         // A large payload is freed, not kept.
         let before = POOL.with_borrow(Vec::len);
