@@ -62,17 +62,16 @@ pub struct FrameTooLarge {
 /// Capacity kept for an unfinished line between chunks; a larger buffer is shrunk to its length.
 const MIN_KEPT: usize = 1024;
 
-/// A handed-back payload buffer larger than this is freed, not reused (one large event must not leave every
-/// later frame of the stream holding its room).
+/// A handed-back payload buffer larger than this is freed, not reused (one large event must not leave the
+/// thread's pool holding its room).
 const MAX_RECYCLED: usize = 1024;
 /// Handed-back payload buffers kept by a thread for the parsers running on it (see [`SseParser::recycle`]).
 const POOL_KEPT: usize = 16;
 
 thread_local! {
-    /// Payload buffers handed back beyond the one each parser keeps, shared by the thread's parsers: the frames
-    /// of a burst and the first frame of every new stream take theirs from here instead of allocating one (per
-    /// stream, before, four of a short answer's first read did: the rest of a burst's frames had not been handed
-    /// back yet). At most [`POOL_KEPT`] buffers of at most [`MAX_RECYCLED`] bytes: 16 KB per thread.
+    /// Payload buffers handed back, shared by the thread's parsers (no parser keeps one between frames, see
+    /// [`SseParser::recycle`]): every frame takes its buffer from here, the most recently returned first, instead
+    /// of allocating one. At most [`POOL_KEPT`] buffers of at most [`MAX_RECYCLED`] bytes: 16 KB per thread.
     static POOL: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
