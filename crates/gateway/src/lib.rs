@@ -13,6 +13,7 @@ pub mod http_head;
 pub mod keys;
 pub mod memory;
 pub mod metrics;
+pub mod prefetch;
 pub mod record;
 pub mod relay;
 pub mod scratch;
