@@ -7,7 +7,7 @@
 //! parsed-frame queue, the encoder's head). A prefetch is only a hint: it never faults and never changes what a
 //! program computes, whatever the address.
 
-/// The cache line size of the x86-64 and AArch64 cores the gateway runs on.
+/// The cache line size of x86-64 cores (and of most AArch64 ones; where lines are larger, fewer hints are needed).
 const LINE: usize = 64;
 
 /// Ask for the cache lines of `bytes` (at most `max_lines` of them) to be loaded.

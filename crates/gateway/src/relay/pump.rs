@@ -517,3 +517,23 @@ impl IdleClock {
         if now >= self.deadline { Err(UpstreamFailure::Idle) } else { Ok(()) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dialects::chat::ChatEncoder;
+
+    use super::*;
+
+    /// The hints at the start of a chunk cover what an event reads in the pump: its flags, deadlines and encoder,
+    /// and the reader. `PUMP_HOT_LINES` lines from the pump's start cover at least `PUMP_HOT_LINES - 1` whole
+    /// lines' worth of bytes however the allocation is aligned; a field added before the reader, or a reader that
+    /// grew, must move the constant with it.
+    #[test]
+    fn an_events_fields_lie_within_the_prefetched_lines() {
+        let reader_end = std::mem::offset_of!(Pump<ChatEncoder>, ex.reader) + std::mem::size_of::<EventReader>();
+        assert!(
+            reader_end <= (PUMP_HOT_LINES - 1) * 64,
+            "the reader ends {reader_end} bytes into the pump, past the {PUMP_HOT_LINES} lines asked for"
+        );
+    }
+}
