@@ -10,16 +10,7 @@
 /// The cache line size of x86-64 cores (and of most AArch64 ones; where lines are larger, fewer hints are needed).
 const LINE: usize = 64;
 
-/// Ask for the cache lines of `bytes` (at most `max_lines` of them) to be loaded.
-#[inline(always)]
-pub fn bytes(bytes: &[u8], max_lines: usize) {
-    let lines = bytes.len().div_ceil(LINE).min(max_lines);
-    for i in 0..lines {
-        line(bytes.as_ptr().wrapping_add(i * LINE));
-    }
-}
-
-/// Ask for the cache lines of `value` (at most `max_lines` of them) to be loaded.
+/// Ask for the cache lines of `value` (at most `max_lines` of them) to be loaded: a value, or a slice's elements.
 #[inline(always)]
 pub fn value<T: ?Sized>(value: &T, max_lines: usize) {
     let size = std::mem::size_of_val(value);

@@ -147,7 +147,7 @@ impl<E: StreamEncoder> Pump<E> {
         // waiting one after another as the code reaches them (`prefetch`). The pump's own hot fields come first
         // in its layout (see `Pump`).
         prefetch::value(self, PUMP_HOT_LINES);
-        prefetch::bytes(self.encoder.per_event_bytes(), 4);
+        prefetch::value(self.encoder.per_event_bytes(), 4);
         self.ex.reader.prefetch();
         // Taken from the thread's scratch only once something arrived, and given back before any wait: an idle
         // stream (waiting on a slow upstream) holds no buffer.
