@@ -169,7 +169,7 @@ struct Wire<'a> {
 }
 
 /// An optional field: its type's default when absent or null.
-fn opt<T: serde::de::DeserializeOwned + Default>(raw: Option<&RawValue>) -> Result<T, serde_json::Error> {
+pub(super) fn opt<T: serde::de::DeserializeOwned + Default>(raw: Option<&RawValue>) -> Result<T, serde_json::Error> {
     match raw {
         Some(r) => serde_json::from_str::<Option<T>>(r.get()).map(Option::unwrap_or_default),
         None => Ok(T::default()),
@@ -210,7 +210,7 @@ fn owned_string(raw: Option<&RawValue>) -> Result<String, serde_json::Error> {
 }
 
 #[derive(Deserialize)]
-struct ResponseHead {
+pub(super) struct ResponseHead {
     #[serde(default)]
     id: String,
     #[serde(default)]
@@ -220,7 +220,7 @@ struct ResponseHead {
 /// Superset of the item fields we read; missing ones default. The type names (and a message's text, joined into
 /// one string anyway) are borrowed from the payload: owned, they were an allocation each on every item.
 #[derive(Deserialize, Default)]
-struct RawItem<'a> {
+pub(super) struct RawItem<'a> {
     #[serde(rename = "type", default, borrow)]
     kind: Cow<'a, str>,
     #[serde(default)]
@@ -254,7 +254,7 @@ struct RawPart<'a> {
 }
 
 #[derive(Deserialize)]
-struct TerminalResponse<'a> {
+pub(super) struct TerminalResponse<'a> {
     #[serde(default)]
     usage: Option<RawUsage>,
     /// Kept unparsed: each item is read once into a [`RawItem`] (and into a `Value` only if its type is unknown).
@@ -368,24 +368,21 @@ impl<'a> Event<'a> {
         }
     }
 
-    /// [`Event::parse`] without the fast path.
+    /// [`Event::parse`] without the fast path: the payload in one pass where its `type` is known from its first or
+    /// last member (`known`, every non-delta event the backend and fake-codex send), else in two ([`Event::parse_wire`]).
     pub(super) fn parse_full(data: &'a str) -> Result<Event<'a>, EventParseError> {
+        match super::known::parse(data) {
+            Some(event) => event,
+            None => Event::parse_wire(data),
+        }
+    }
+
+    /// The general parse: every field any type reads captured unparsed, then the type's fields parsed.
+    pub(super) fn parse_wire(data: &'a str) -> Result<Event<'a>, EventParseError> {
         let w: Wire<'a> = serde_json::from_str(data)?;
         Ok(match w.kind.as_ref() {
-            "response.created" => {
-                let r: ResponseHead = req(w.response, "response")?;
-                Event::Created { response_id: r.id, model: r.model }
-            }
-            "response.output_item.added" => {
-                let item: RawItem = borrowed(w.item, "item")?;
-                let item = match item.kind.as_ref() {
-                    "message" => ItemStart::Message { id: item.id },
-                    "reasoning" => ItemStart::Reasoning { id: item.id },
-                    "function_call" => ItemStart::FunctionCall { id: item.id, call_id: item.call_id, name: item.name },
-                    _ => ItemStart::Other { id: item.id, kind: item.kind.into_owned() },
-                };
-                Event::ItemAdded { output_index: opt(w.output_index)?, item }
-            }
+            "response.created" => Event::created(req(w.response, "response")?),
+            "response.output_item.added" => Event::item_added(borrowed(w.item, "item")?, opt(w.output_index)?),
             "response.output_text.delta" => Event::TextDelta { item_id: string(w.item_id)?, delta: string(w.delta)? },
             "response.refusal.delta" => Event::RefusalDelta { item_id: string(w.item_id)?, delta: string(w.delta)? },
             "response.reasoning_summary_text.delta" => Event::ReasoningSummaryDelta {
@@ -400,27 +397,9 @@ impl<'a> Event<'a> {
             "response.function_call_arguments.delta" => {
                 Event::FunctionArgsDelta { item_id: string(w.item_id)?, delta: string(w.delta)? }
             }
-            "response.output_item.done" => {
-                let item: RawItem = borrowed(w.item, "item")?;
-                Event::ItemDone { output_index: opt(w.output_index)?, item: done_item(item, None) }
-            }
-            "response.completed" | "response.incomplete" => {
-                let r: TerminalResponse = borrowed(w.response, "response")?;
-                let terminal = if w.kind == "response.completed" {
-                    Terminal::Completed
-                } else {
-                    let reason = r.incomplete_details.and_then(|d| d.reason).unwrap_or_default();
-                    Terminal::Incomplete { reason }
-                };
-                let output = r
-                    .output
-                    .into_iter()
-                    .filter_map(|raw| {
-                        serde_json::from_str::<RawItem>(raw.get()).ok().map(|item| done_item(item, Some(raw)))
-                    })
-                    .collect();
-                Event::Finished { terminal, usage: r.usage.map(usage_from), output }
-            }
+            "response.output_item.done" => Event::item_done(borrowed(w.item, "item")?, opt(w.output_index)?),
+            "response.completed" => Event::finished(borrowed(w.response, "response")?, false),
+            "response.incomplete" => Event::finished(borrowed(w.response, "response")?, true),
             "response.failed" => {
                 let r: TerminalResponse = borrowed(w.response, "response")?;
                 let err = r.error.unwrap_or_default();
@@ -438,6 +417,39 @@ impl<'a> Event<'a> {
             kind if IGNORED_TYPES.contains(&kind) => Event::Ignored,
             _ => Event::Unknown { kind: w.kind },
         })
+    }
+
+    pub(super) fn created(r: ResponseHead) -> Event<'static> {
+        Event::Created { response_id: r.id, model: r.model }
+    }
+
+    pub(super) fn item_added(item: RawItem<'_>, output_index: u32) -> Event<'static> {
+        let item = match item.kind.as_ref() {
+            "message" => ItemStart::Message { id: item.id },
+            "reasoning" => ItemStart::Reasoning { id: item.id },
+            "function_call" => ItemStart::FunctionCall { id: item.id, call_id: item.call_id, name: item.name },
+            _ => ItemStart::Other { id: item.id, kind: item.kind.into_owned() },
+        };
+        Event::ItemAdded { output_index, item }
+    }
+
+    pub(super) fn item_done(item: RawItem<'_>, output_index: u32) -> Event<'static> {
+        Event::ItemDone { output_index, item: done_item(item, None) }
+    }
+
+    /// `response.completed`, or `response.incomplete` with its reason.
+    pub(super) fn finished(r: TerminalResponse<'_>, incomplete: bool) -> Event<'static> {
+        let terminal = if incomplete {
+            Terminal::Incomplete { reason: r.incomplete_details.and_then(|d| d.reason).unwrap_or_default() }
+        } else {
+            Terminal::Completed
+        };
+        let output = r
+            .output
+            .into_iter()
+            .filter_map(|raw| serde_json::from_str::<RawItem>(raw.get()).ok().map(|item| done_item(item, Some(raw))))
+            .collect();
+        Event::Finished { terminal, usage: r.usage.map(usage_from), output }
     }
 
     /// A failure event the upstream sent, with its `code` and `message`: classified here, once.
