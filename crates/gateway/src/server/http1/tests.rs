@@ -181,6 +181,22 @@ async fn a_head_and_body_split_across_reads_are_joined() {
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with(&format!("\r\n\r\n{body}")), "{}", &out[..200]);
 }
 
+/// A head several times the room of one read (`HEAD_READ`), sent at once with its body: read in pieces through
+/// the scratch buffer, joined in order, and the body after it echoed whole.
+#[tokio::test]
+async fn a_head_larger_than_one_read_is_joined() {
+    let f = start().await;
+    let mut tcp = connect(&f).await;
+    let pad: String = (0..30_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    send(
+        &mut tcp,
+        &format!("POST /echo HTTP/1.1\r\nHost: localhost\r\nX-Pad: {pad}\r\nContent-Length: 5\r\n\r\nworld"),
+    )
+    .await;
+    let out = read_until(&mut tcp, "world", 1).await;
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with("\r\n\r\nworld"), "{out}");
+}
+
 #[tokio::test]
 async fn a_streamed_response_is_chunked_and_ends() {
     let f = start().await;
