@@ -1,6 +1,5 @@
 //! Short-lived owned byte buffers (`Bytes`) cut from one reusable allocation per thread: a paced stream's
-//! decoded upstream read and its outgoing chunk, each handed on and dropped within a poll or two; and a client's
-//! request head as it is read (uninitialised room for the socket to fill, copied out at once).
+//! decoded upstream read and its outgoing chunk, each handed on and dropped within a poll or two.
 //!
 //! A performance trick, measured (bench/notes.md, thirty-first session): each of those was an allocation and a
 //! free per event (`Bytes::from(Vec)` or `Bytes::copy_from_slice`). Here a piece is split off the thread's
