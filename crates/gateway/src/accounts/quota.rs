@@ -1,6 +1,15 @@
 //! Quota as the upstream reports it in `x-codex-*` response headers.
 
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderName};
+
+/// The headers read, as static names: a `&str` name is parsed and checked again on every lookup, and this runs on
+/// every answer.
+static PRIMARY_USED: HeaderName = HeaderName::from_static("x-codex-primary-used-percent");
+static PRIMARY_RESET_AT: HeaderName = HeaderName::from_static("x-codex-primary-reset-at");
+static PRIMARY_RESET_AFTER: HeaderName = HeaderName::from_static("x-codex-primary-reset-after-seconds");
+static SECONDARY_USED: HeaderName = HeaderName::from_static("x-codex-secondary-used-percent");
+static SECONDARY_RESET_AT: HeaderName = HeaderName::from_static("x-codex-secondary-reset-at");
+static SECONDARY_RESET_AFTER: HeaderName = HeaderName::from_static("x-codex-secondary-reset-after-seconds");
 
 /// The last quota numbers seen for an account.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -15,14 +24,15 @@ pub struct QuotaSnapshot {
 impl QuotaSnapshot {
     /// Read the `x-codex-{primary,secondary}-*` headers; `None` if the response carried none.
     pub fn from_headers(headers: &HeaderMap, now: i64) -> Option<QuotaSnapshot> {
-        let f = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok());
-        // The names written out rather than formatted per family: this runs on every answer.
-        let reset = |at: &str, after: &str| f(at).map(|v| v as i64).or_else(|| f(after).map(|s| now + s as i64));
+        let f = |name: &HeaderName| {
+            headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        let reset = |at, after| f(at).map(|v| v as i64).or_else(|| f(after).map(|s| now + s as i64));
         let snap = QuotaSnapshot {
-            primary_used_percent: f("x-codex-primary-used-percent"),
-            primary_reset_at: reset("x-codex-primary-reset-at", "x-codex-primary-reset-after-seconds"),
-            secondary_used_percent: f("x-codex-secondary-used-percent"),
-            secondary_reset_at: reset("x-codex-secondary-reset-at", "x-codex-secondary-reset-after-seconds"),
+            primary_used_percent: f(&PRIMARY_USED),
+            primary_reset_at: reset(&PRIMARY_RESET_AT, &PRIMARY_RESET_AFTER),
+            secondary_used_percent: f(&SECONDARY_USED),
+            secondary_reset_at: reset(&SECONDARY_RESET_AT, &SECONDARY_RESET_AFTER),
             updated_at: now,
         };
         (snap.primary_used_percent.is_some() || snap.secondary_used_percent.is_some()).then_some(snap)

@@ -404,8 +404,11 @@ fn presented_keys<B>(req: &Request<B>) -> [Option<&str>; 3] {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
-    let header_key = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    [bearer, header_key("x-api-key"), header_key("x-goog-api-key")]
+    // Static names: a `&str` one is parsed again on every lookup, and this runs on every request.
+    static X_API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
+    static X_GOOG_API_KEY: header::HeaderName = header::HeaderName::from_static("x-goog-api-key");
+    let header_key = |name: &header::HeaderName| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    [bearer, header_key(&X_API_KEY), header_key(&X_GOOG_API_KEY)]
 }
 
 /// Constant-time against each configured key (the comparison's time does not depend on where bytes differ).

@@ -263,7 +263,9 @@ pub async fn run_with_sinks(
 
 /// The request's id: the client's `x-request-id`, or the one the router made when it sent none.
 pub fn request_id(headers: &HeaderMap) -> String {
-    headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    // A static name: a `&str` one is parsed again on every lookup.
+    static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+    headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }
 
 /// SSE response headers around a streaming body.

@@ -9,7 +9,8 @@
 //! `relay/exchange.rs` decides the version per request, `catalog/entry.rs` owns [`ClientVersion`].
 
 use anyhow::bail;
-use axum::http::HeaderMap;
+use axum::http::header::USER_AGENT;
+use axum::http::{HeaderMap, HeaderName};
 use serde::Deserialize;
 
 use crate::catalog::entry::ClientVersion;
@@ -99,11 +100,13 @@ fn default_user_agent(version: &str) -> String {
 /// The official-client version a caller announces: its `version` header, else a User-Agent that starts
 /// `codex_<something>/<x.y.z>` (`codex_cli_rs/0.170.0 (...)`, `codex_exec/0.170.0 ...`). Other clients: none.
 pub fn caller_version(headers: &HeaderMap) -> Option<ClientVersion> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(v) = header("version").and_then(ClientVersion::parse) {
+    // Static names: a `&str` one is parsed again on every lookup, and this runs on every request.
+    static VERSION: HeaderName = HeaderName::from_static("version");
+    let header = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(v) = header(&VERSION).and_then(ClientVersion::parse) {
         return Some(v);
     }
-    let ua = header("user-agent")?;
+    let ua = header(&USER_AGENT)?;
     let (product, rest) = ua.split_once('/')?;
     if !product.starts_with("codex_") {
         return None;
