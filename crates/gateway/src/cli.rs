@@ -13,6 +13,7 @@ mod doctor;
 mod keys;
 pub(crate) mod logging;
 mod manual;
+pub(crate) mod output;
 mod reload;
 mod service;
 mod store;

@@ -3,6 +3,16 @@
 //! Request path (docs/architecture.md): server (routes, auth, limits) -> dialect decode (crate `dialects`) ->
 //! catalog check -> account pool -> upstream client -> event reader -> dialect encoder -> client.
 
+/// `println!` for what a command prints: a reader that has gone away ends the command quietly (cli/output.rs).
+macro_rules! say {
+    () => {
+        $crate::cli::output::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::line(format_args!($($arg)*))
+    };
+}
+
 pub mod accounts;
 pub mod auth;
 pub mod catalog;

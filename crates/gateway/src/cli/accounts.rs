@@ -1,4 +1,4 @@
-//! `codex-gateway accounts ...`: manage the store. When a gateway is running on the configured address, live
+//! `codex-gateway accounts ...`: manage the store. When a gateway is running (`service::reach`), live
 //! data (quota, cooldowns, last use) and token refreshes go through its admin API, so two processes never
 //! refresh the same single-use token.
 
@@ -63,7 +63,8 @@ pub enum AccountsCommand {
     Check { id: Option<String> },
 }
 
-/// A running gateway's admin API, if one answers on the configured address (with the admin credential).
+/// A running gateway's admin API, if one answers where this machine's gateway is (`service::reach`), with the
+/// admin credential.
 pub(crate) struct Live {
     base: String,
     key: Option<String>,
@@ -73,9 +74,7 @@ pub(crate) struct Live {
 impl Live {
     pub(crate) async fn find(config: &Config) -> Option<Live> {
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().ok()?;
-        let addr = crate::cli::local_address(config.listen);
-        let base = format!("http://{addr}");
-        let key = config.admin_keys().first().cloned();
+        let super::service::Reach { base, key } = super::service::reach(config);
         let mut req = http.get(format!("{base}/admin/status")).timeout(Duration::from_secs(2));
         if let Some(k) = &key {
             req = req.bearer_auth(k);
@@ -176,7 +175,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
                 }
             };
             for (who, kind, id) in &imported {
-                println!("imported {who} ({kind}) as {id}");
+                say!("imported {who} ({kind}) as {id}");
             }
             if from_codex_cli && imported.iter().any(|(_, kind, _)| kind == crate::store::AccountKind::Chatgpt.as_str())
             {
@@ -205,7 +204,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
                 }
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                say!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 print_table(&rows);
             }
@@ -217,7 +216,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             } else if !Store::for_config(config)?.remove_account(&id)? {
                 bail!("no account `{id}` in the store");
             }
-            println!("removed {id}");
+            say!("removed {id}");
             Ok(())
         }
         AccountsCommand::Enable { id } => set_enabled(config, &live, &id, true).await,
@@ -229,7 +228,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             } else if !Store::for_config(config)?.set_label(&id, label.as_deref())? {
                 bail!("no account `{id}` in the store");
             }
-            println!("{id}: label {}", label.as_deref().unwrap_or("(none)"));
+            say!("{id}: label {}", label.as_deref().unwrap_or("(none)"));
             Ok(())
         }
         AccountsCommand::Proxy { id, url } => {
@@ -242,7 +241,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             } else if !Store::for_config(config)?.set_proxy(&id, url.as_deref())? {
                 bail!("no account `{id}` in the store");
             }
-            println!(
+            say!(
                 "{id}: proxy {}",
                 url.as_deref().map(crate::accounts::redact_proxy).unwrap_or_else(|| "(global)".into())
             );
@@ -271,7 +270,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
                     );
                 }
             }
-            println!("{id}: tokens refreshed");
+            say!("{id}: tokens refreshed");
             Ok(())
         }
         AccountsCommand::Export { include_secrets, output } => {
@@ -280,7 +279,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             match output {
                 Some(path) if include_secrets => crate::auth::codex_file::write_private_atomic(&path, text.as_bytes())?,
                 Some(path) => std::fs::write(&path, text)?,
-                None => println!("{text}"),
+                None => say!("{text}"),
             }
             if include_secrets {
                 eprintln!("warning: this export contains live tokens; anyone with it can use these accounts.");
@@ -313,13 +312,13 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             };
             for r in &results {
                 match r["ok"].as_bool() {
-                    Some(true) => println!(
+                    Some(true) => say!(
                         "{}: ok ({} ms{})",
                         r["id"].as_str().unwrap_or("-"),
                         r["latency_ms"],
                         r["via"].as_str().map(|v| format!(" via {v}")).unwrap_or_default()
                     ),
-                    _ => println!(
+                    _ => say!(
                         "{}: FAILED {}",
                         r["id"].as_str().unwrap_or("-"),
                         r.get("error").or(r.get("status")).cloned().unwrap_or(Value::Null)
@@ -343,7 +342,7 @@ async fn set_enabled(config: &Config, live: &Option<Live>, id: &str, enabled: bo
         }
         None => manage::set_enabled(&Store::for_config(config)?, id, enabled)?.as_str().to_string(),
     };
-    println!("{id}: {status}");
+    say!("{id}: {status}");
     Ok(())
 }
 
@@ -363,15 +362,23 @@ fn when(v: &Value) -> String {
 
 fn print_table(rows: &[Value]) {
     if rows.is_empty() {
-        println!(
+        say!(
             "no accounts: run `codex-gateway login`, `codex login` (the gateway then uses ~/.codex/auth.json), \
              `codex-gateway accounts import [PATH]`, or set OPENAI_API_KEY"
         );
         return;
     }
-    println!(
+    say!(
         "{:<16} {:<24} {:<6} {:<12} {:>5} {:<10} {:>6} {:<10} {:<10} cooldowns",
-        "id", "email/label", "plan", "status", "5h", "resets", "week", "resets", "last use"
+        "id",
+        "email/label",
+        "plan",
+        "status",
+        "5h",
+        "resets",
+        "week",
+        "resets",
+        "last use"
     );
     for r in rows {
         let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
@@ -391,7 +398,7 @@ fn print_table(rows: &[Value]) {
                 )
             })
             .collect();
-        println!(
+        say!(
             "{:<16} {:<24} {:<6} {:<12} {:>5} {:<10} {:>6} {:<10} {:<10} {}",
             s("id"),
             who,

@@ -83,7 +83,8 @@ enum Merge {
 }
 
 pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()> {
-    let base = format!("http://{}", crate::cli::local_address(config.listen));
+    // The background gateway's address when one runs (`start --port` may differ from the configuration).
+    let base = super::service::reach(config).base;
     let key = match (&args.key, config.api_keys.is_empty()) {
         (Some(k), _) => k.clone(),
         (None, true) => "unused".to_string(),
@@ -96,11 +97,11 @@ pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()
         if args.write {
             write(&plan)?;
         } else {
-            println!("# {}", plan.file.display());
-            println!("{}", preview(&plan.merge)?);
+            say!("# {}", plan.file.display());
+            say!("{}", preview(&plan.merge)?);
         }
         if !plan.note.is_empty() {
-            println!("{}", plan.note);
+            say!("{}", plan.note);
         }
     }
     Ok(())
@@ -313,7 +314,7 @@ fn write(plan: &Plan) -> anyhow::Result<()> {
     let new = merged(existing.as_deref().unwrap_or_default(), &plan.merge)
         .with_context(|| format!("cannot merge into {}", path.display()))?;
     if existing.as_deref() == Some(new.as_str()) {
-        println!("{}: already set, unchanged", path.display());
+        say!("{}: already set, unchanged", path.display());
         return Ok(());
     }
     if let Some(dir) = path.parent() {
@@ -322,11 +323,11 @@ fn write(plan: &Plan) -> anyhow::Result<()> {
     if existing.is_some() {
         let backup = backup_path(path);
         std::fs::copy(path, &backup).with_context(|| format!("cannot back up to {}", backup.display()))?;
-        println!("{}: backed up to {}", path.display(), backup.display());
+        say!("{}: backed up to {}", path.display(), backup.display());
     }
     // The settings may hold a key: 0600, written through a temporary file so the client never reads half a file.
     crate::auth::codex_file::write_private_atomic(path, new.as_bytes())?;
-    println!("{}: written", path.display());
+    say!("{}: written", path.display());
     Ok(())
 }
 

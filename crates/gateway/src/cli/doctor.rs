@@ -101,7 +101,7 @@ fn print(r: &Report, json: bool) -> anyhow::Result<()> {
             "summary": {"ok": ok, "warning": warnings, "failed": failed, "skipped": skipped},
             "checks": r.checks,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        say!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     for c in &r.checks {
@@ -111,12 +111,12 @@ fn print(r: &Report, json: bool) -> anyhow::Result<()> {
             Level::Failed => "FAILED",
             Level::Skipped => "skipped",
         };
-        println!("{level:<8} {:<12} {}: {}", c.area, c.check, c.detail);
+        say!("{level:<8} {:<12} {}: {}", c.area, c.check, c.detail);
         if let Some(fix) = &c.fix {
-            println!("{:<21} fix: {fix}", "");
+            say!("{:<21} fix: {fix}", "");
         }
     }
-    println!("\n{ok} ok, {warnings} warning(s), {failed} failed, {skipped} skipped");
+    say!("\n{ok} ok, {warnings} warning(s), {failed} failed, {skipped} skipped");
     Ok(())
 }
 

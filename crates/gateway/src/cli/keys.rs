@@ -1,6 +1,7 @@
-//! `codex-gateway keys ...`: client keys with limits. When a gateway answers on the configured address, every
-//! command goes through its admin API (`/admin/keys`, with the admin key), so a revoke or a new limit applies to
-//! its next request; otherwise the store is changed directly and the gateway reads it when it starts.
+//! `codex-gateway keys ...`: client keys with limits. When a gateway answers where this machine's runs
+//! (`service::reach`), every command goes through its admin API (`/admin/keys`, with the admin key), so a revoke
+//! or a new limit applies to its next request; otherwise the store is changed directly, and a gateway reads it
+//! when it starts and every upkeep period (`Keys::follow_store`).
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -31,12 +32,14 @@ pub enum KeysCommand {
     },
     /// One key.
     Show {
+        /// The key's id (`key_...`) or its name, when no other key has it.
         id: String,
         #[arg(long)]
         json: bool,
     },
     /// Change a key's name, models or limits; `none` removes one (`--rpm none`, `--models none`).
     Update {
+        /// The key's id (`key_...`) or its name, when no other key has it.
         id: String,
         #[arg(long)]
         name: Option<String>,
@@ -46,7 +49,10 @@ pub enum KeysCommand {
         json: bool,
     },
     /// Revoke a key: refused from its next request on (kept in the store for the usage history).
-    Revoke { id: String },
+    Revoke {
+        /// The key's id (`key_...`) or its name, when no other key has it.
+        id: String,
+    },
 }
 
 /// The limits a key may have. Values are text so `update` can say `none`.
@@ -108,9 +114,9 @@ async fn live(config: &Config) -> anyhow::Result<Option<Live>> {
     if let Some(l) = Live::find(config).await {
         return Ok(Some(l));
     }
-    let addr = crate::cli::local_address(config.listen);
+    let addr = super::service::reach(config).base;
     let health = reqwest::Client::builder().no_proxy().build()?;
-    let running = health.get(format!("http://{addr}/health")).timeout(std::time::Duration::from_secs(2)).send().await;
+    let running = health.get(format!("{addr}/health")).timeout(std::time::Duration::from_secs(2)).send().await;
     if running.is_ok_and(|r| r.status().is_success()) {
         bail!(
             "a gateway is running on {addr} but refused the admin key: set CODEX_GATEWAY_ADMIN_KEY (or \
@@ -153,10 +159,10 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 }
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&key)?);
+                say!("{}", serde_json::to_string_pretty(&key)?);
             } else {
                 print_key(&key);
-                println!("secret:         {}", key["secret"].as_str().unwrap_or("-"));
+                say!("secret:         {}", key["secret"].as_str().unwrap_or("-"));
                 eprintln!("Store the secret now: it is shown only this once (the gateway keeps only its hash).");
             }
             Ok(())
@@ -169,20 +175,27 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 None => store()?.list_keys()?.iter().map(|r| stored_with_usage(None, r)).collect(),
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&keys)?);
+                say!("{}", serde_json::to_string_pretty(&keys)?);
                 return Ok(());
             }
             if keys.is_empty() {
-                println!("no client keys (codex-gateway keys create --name NAME)");
+                say!("no client keys (codex-gateway keys create --name NAME)");
                 return Ok(());
             }
-            println!(
+            say!(
                 "{:<17} {:<16} {:<13} {:<8} {:>6} {:>5} {:>12} {:>12}  models",
-                "id", "name", "prefix", "status", "rpm", "conc", "daily", "monthly"
+                "id",
+                "name",
+                "prefix",
+                "status",
+                "rpm",
+                "conc",
+                "daily",
+                "monthly"
             );
             let n = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
             for k in &keys {
-                println!(
+                say!(
                     "{:<17} {:<16} {:<13} {:<8} {:>6} {:>5} {:>12} {:>12}  {}",
                     k["id"].as_str().unwrap_or("-"),
                     k["name"].as_str().unwrap_or("-"),
@@ -198,6 +211,7 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             Ok(())
         }
         KeysCommand::Show { id, json } => {
+            let id = resolve(&live, config, &id).await?;
             let key = match &live {
                 Some(l) => l.call(reqwest::Method::GET, &format!("/admin/keys/{id}"), None).await?,
                 None => {
@@ -206,13 +220,14 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 }
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&key)?)
+                say!("{}", serde_json::to_string_pretty(&key)?)
             } else {
                 print_key(&key)
             }
             Ok(())
         }
         KeysCommand::Update { id, name, limits, json } => {
+            let id = resolve(&live, config, &id).await?;
             let mut body = Map::new();
             if let Some(n) = name {
                 body.insert("name".into(), json!(n));
@@ -228,13 +243,14 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 }
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&key)?)
+                say!("{}", serde_json::to_string_pretty(&key)?)
             } else {
                 print_key(&key)
             }
             Ok(())
         }
         KeysCommand::Revoke { id } => {
+            let id = resolve(&live, config, &id).await?;
             match &live {
                 Some(l) => {
                     l.call(reqwest::Method::POST, &format!("/admin/keys/{id}/revoke"), None).await?;
@@ -243,9 +259,36 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                     manage::revoke(&store()?, &id, now_unix()).map_err(store_error)?;
                 }
             }
-            println!("revoked {id}");
+            say!("revoked {id}");
             Ok(())
         }
+    }
+}
+
+/// The id of the key `given` names: an id as it is, else the one key with that name (names are not unique, ids
+/// are: several keys of one name are refused with their ids). Only an id found here goes into an admin path.
+async fn resolve(live: &Option<Live>, config: &Config, given: &str) -> anyhow::Result<String> {
+    let keys: Vec<(String, String)> = match live {
+        Some(l) => {
+            let list = l.call(reqwest::Method::GET, "/admin/keys", None).await?;
+            let field = |k: &Value, f: &str| k[f].as_str().unwrap_or_default().to_string();
+            list.as_array().into_iter().flatten().map(|k| (field(k, "id"), field(k, "name"))).collect()
+        }
+        None => Store::for_config(config)?.list_keys()?.into_iter().map(|k| (k.id, k.name)).collect(),
+    };
+    pick(given, &keys)
+}
+
+/// [`resolve`] over (id, name) pairs.
+fn pick(given: &str, keys: &[(String, String)]) -> anyhow::Result<String> {
+    if keys.iter().any(|(id, _)| id == given) {
+        return Ok(given.to_string());
+    }
+    let named: Vec<&str> = keys.iter().filter(|(_, name)| name == given).map(|(id, _)| id.as_str()).collect();
+    match named[..] {
+        [id] => Ok(id.to_string()),
+        [] => bail!("no client key `{given}` (by id or name; codex-gateway keys list)"),
+        _ => bail!("{} client keys are named `{given}`: give the id ({})", named.len(), named.join(", ")),
     }
 }
 
@@ -262,20 +305,22 @@ fn print_key(k: &Value) {
         Value::String(s) => s.clone(),
         v => v.to_string(),
     };
-    println!("id:             {}", s("id"));
-    println!("name:           {}", s("name"));
-    println!("prefix:         {}", s("prefix"));
-    println!("status:         {}", s("status"));
-    println!("models:         {}", models(k));
-    println!("rpm:            {}", s("rpm"));
-    println!("concurrency:    {}", s("concurrency"));
-    println!("daily tokens:   {}", s("daily_tokens"));
-    println!("monthly tokens: {}", s("monthly_tokens"));
-    println!("expires:        {}", s("expires_at"));
+    say!("id:             {}", s("id"));
+    say!("name:           {}", s("name"));
+    say!("prefix:         {}", s("prefix"));
+    say!("status:         {}", s("status"));
+    say!("models:         {}", models(k));
+    say!("rpm:            {}", s("rpm"));
+    say!("concurrency:    {}", s("concurrency"));
+    say!("daily tokens:   {}", s("daily_tokens"));
+    say!("monthly tokens: {}", s("monthly_tokens"));
+    say!("expires:        {}", s("expires_at"));
     if let Some(u) = k.get("usage") {
-        println!(
+        say!(
             "used:           {} tokens today, {} this month, {} in flight",
-            u["tokens_today"], u["tokens_this_month"], u["in_flight"]
+            u["tokens_today"],
+            u["tokens_this_month"],
+            u["in_flight"]
         );
     }
 }
@@ -283,6 +328,22 @@ fn print_key(k: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_named_by_its_id_or_by_a_name_no_other_key_has() {
+        let keys: Vec<(String, String)> = [("key_a", "ci"), ("key_b", "alice"), ("key_c", "alice"), ("key_d", "key_a")]
+            .iter()
+            .map(|(i, n)| (i.to_string(), n.to_string()))
+            .collect();
+        assert_eq!(pick("key_b", &keys).ok().as_deref(), Some("key_b"));
+        assert_eq!(pick("ci", &keys).ok().as_deref(), Some("key_a"));
+        // An id wins over a name that looks like it.
+        assert_eq!(pick("key_a", &keys).ok().as_deref(), Some("key_a"));
+        let two = pick("alice", &keys).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(two.contains("2 client keys are named `alice`") && two.contains("key_b, key_c"), "{two}");
+        let none = pick("bob", &keys).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(none.contains("no client key `bob`"), "{none}");
+    }
 
     #[test]
     fn flags_become_the_admin_apis_json_and_none_clears() -> anyhow::Result<()> {

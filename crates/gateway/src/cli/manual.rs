@@ -1,7 +1,6 @@
 //! Shell completions (`completions bash|zsh|fish`, clap_complete) and manual pages (`man [DIR]`, clap_mangen),
 //! generated from the same clap definitions as the parser, so they cannot drift from the commands.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, ValueEnum};
@@ -32,7 +31,7 @@ pub struct ManArgs {
 pub(crate) fn completions(args: CompletionsArgs) -> anyhow::Result<()> {
     let mut out = Vec::new();
     write_completions(args.shell, &mut out);
-    std::io::stdout().write_all(&out)?;
+    super::output::bytes(&out);
     Ok(())
 }
 
@@ -52,12 +51,12 @@ pub(crate) fn man(args: ManArgs) -> anyhow::Result<()> {
         Some(dir) => {
             std::fs::create_dir_all(&dir)?;
             clap_mangen::generate_to(Cli::command(), &dir)?;
-            println!("manual pages written to {}", dir.display());
+            say!("manual pages written to {}", dir.display());
         }
         None => {
             let mut out = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-            std::io::stdout().write_all(&out)?;
+            super::output::bytes(&out);
         }
     }
     Ok(())
@@ -65,6 +64,8 @@ pub(crate) fn man(args: ManArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     fn script(shell: Shell) -> String {

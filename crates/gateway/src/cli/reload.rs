@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use super::service::{Files, Running, read_state, running_pid, signal};
+use super::service::{Files, Reach, Running, reach, running_pid, signal};
 use crate::config::{Config, Overrides, ProcessEnv};
 
 /// How long to wait for the signalled gateway's report.
@@ -39,39 +39,29 @@ pub(crate) async fn run(base: &Overrides) -> anyhow::Result<ExitCode> {
         }
     };
     let files = Files::in_dir(&config.data_dir);
+    let Reach { base: address, key } = reach(&config);
     let report = match running_pid(&files) {
         Running::Yes(pid) => {
-            let state = read_state(&files).ok().filter(|s| s.pid == pid);
-            let address = state.as_ref().map(|s| s.address.clone()).unwrap_or_else(|| local(&config));
-            let key = config.admin_keys().first().cloned().or_else(|| state.and_then(|s| s.options.api_key));
             let before = call(reqwest::Method::GET, &address, key.as_deref()).await.ok().map(|r| r.seq);
             signal(pid, libc::SIGHUP).with_context(|| format!("cannot signal pid {pid}"))?;
             match before {
                 Some(seq) => wait_for_report(&address, key.as_deref(), seq).await?,
                 None => {
-                    println!("sent SIGHUP to codex-gateway (pid {pid}); its log says what was applied");
+                    say!("sent SIGHUP to codex-gateway (pid {pid}); its log says what was applied");
                     return Ok(ExitCode::SUCCESS);
                 }
             }
         }
-        Running::Stale(_) | Running::No => {
-            let address = local(&config);
-            let key = config.admin_keys().first().cloned();
-            match call(reqwest::Method::POST, &address, key.as_deref()).await {
-                Ok(r) => r,
-                Err(e) if e.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_connect) => {
-                    println!("codex-gateway is not running (nothing answers on {address})");
-                    return Ok(ExitCode::from(3));
-                }
-                Err(e) => return Err(e),
+        Running::Stale(_) | Running::No => match call(reqwest::Method::POST, &address, key.as_deref()).await {
+            Ok(r) => r,
+            Err(e) if e.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_connect) => {
+                say!("codex-gateway is not running (nothing answers on {address})");
+                return Ok(ExitCode::from(3));
             }
-        }
+            Err(e) => return Err(e),
+        },
     };
     Ok(print(&report))
-}
-
-fn local(config: &Config) -> String {
-    format!("http://{}", crate::cli::local_address(config.listen))
 }
 
 async fn wait_for_report(address: &str, key: Option<&str>, before: u64) -> anyhow::Result<Report> {
@@ -96,9 +86,9 @@ fn print(r: &Report) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let list = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
-    println!("configuration reloaded");
-    println!("applied:       {}", list(&r.applied));
-    println!("needs restart: {}", list(&r.restart));
+    say!("configuration reloaded");
+    say!("applied:       {}", list(&r.applied));
+    say!("needs restart: {}", list(&r.restart));
     ExitCode::SUCCESS
 }
 

@@ -88,8 +88,8 @@ pub(crate) async fn start(base: &Overrides, args: ServeArgs) -> anyhow::Result<(
         log_file: args.log_file.as_deref().map(absolute),
     };
     let state = spawn(&options).await?;
-    println!("codex-gateway started (pid {}), listening on {}", state.pid, state.address);
-    println!("log: {}", options.log().display());
+    say!("codex-gateway started (pid {}), listening on {}", state.pid, state.address);
+    say!("log: {}", options.log().display());
     Ok(())
 }
 
@@ -101,11 +101,11 @@ pub(crate) async fn stop(base: &Overrides) -> anyhow::Result<()> {
         Running::Yes(pid) => terminate(&files, pid, &config).await,
         Running::Stale(pid) => {
             let _ = std::fs::remove_file(&files.pid);
-            println!("codex-gateway is not running (removed the stale pid file of pid {pid})");
+            say!("codex-gateway is not running (removed the stale pid file of pid {pid})");
             Ok(())
         }
         Running::No => {
-            println!("codex-gateway is not running");
+            say!("codex-gateway is not running");
             Ok(())
         }
     }
@@ -120,7 +120,7 @@ pub(crate) async fn restart(base: &Overrides) -> anyhow::Result<()> {
         terminate(&files, pid, &config).await?;
     }
     let state = spawn(&saved.options).await?;
-    println!("codex-gateway restarted (pid {}), listening on {}", state.pid, state.address);
+    say!("codex-gateway restarted (pid {}), listening on {}", state.pid, state.address);
     Ok(())
 }
 
@@ -147,7 +147,7 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
             (address.unwrap_or_else(|| format!("http://{}", crate::cli::local_address(config.listen))), Some(pid), 0)
         }
         Running::Stale(pid) => {
-            println!("codex-gateway: not running (pid {pid} in {} is gone)", files.pid.display());
+            say!("codex-gateway: not running (pid {pid} in {} is gone)", files.pid.display());
             print_tail(&files.out);
             (String::new(), None, 1)
         }
@@ -157,36 +157,36 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
             match admin(&config, &address, "/health").await {
                 Ok(_) => (address, None, 0),
                 Err(_) => {
-                    println!("codex-gateway: not running");
+                    say!("codex-gateway: not running");
                     (String::new(), None, 3)
                 }
             }
         }
     };
     if code == 0 {
-        println!("codex-gateway: running");
+        say!("codex-gateway: running");
         match pid {
-            Some(p) => println!("pid:           {p}"),
-            None => println!("pid:           - (not started with `codex-gateway start`)"),
+            Some(p) => say!("pid:           {p}"),
+            None => say!("pid:           - (not started with `codex-gateway start`)"),
         }
         if let (Some(s), Some(_)) = (&state, pid) {
-            println!("uptime:        {}", duration((crate::auth::now_unix() - s.started_at).max(0) as u64));
+            say!("uptime:        {}", duration((crate::auth::now_unix() - s.started_at).max(0) as u64));
         }
-        println!("address:       {address}");
+        say!("address:       {address}");
         live_summary(&config, &address).await;
         if let (Some(s), Some(_)) = (&state, pid) {
-            println!("log:           {}", s.options.log().display());
+            say!("log:           {}", s.options.log().display());
         }
     }
     if verbose {
-        println!();
-        println!("config listen: http://{}", config.listen);
-        println!("data dir:      {}", config.data_dir.display());
-        println!("upstream:      {}", config.upstream_base_url);
-        println!("client keys:   {}", if config.api_keys.is_empty() { "none (loopback only)" } else { "required" });
+        say!();
+        say!("config listen: http://{}", config.listen);
+        say!("data dir:      {}", config.data_dir.display());
+        say!("upstream:      {}", config.upstream_base_url);
+        say!("client keys:   {}", if config.api_keys.is_empty() { "none (loopback only)" } else { "required" });
         let auth = config.codex_auth_file();
-        println!("codex login:   {} ({})", auth.display(), if auth.exists() { "present" } else { "absent" });
-        println!();
+        say!("codex login:   {} ({})", auth.display(), if auth.exists() { "present" } else { "absent" });
+        say!();
         super::accounts::run(&config, super::AccountsCommand::List { json: false }).await?;
     }
     Ok(ExitCode::from(code))
@@ -196,21 +196,21 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
 async fn live_summary(config: &Config, address: &str) {
     match admin(config, address, "/admin/status").await.and_then(|b| Ok(serde_json::from_str::<Value>(&b)?)) {
         Ok(s) => {
-            println!("version:       {}", s["version"].as_str().unwrap_or("-"));
-            println!("accounts:      {} of {} can serve", s["usable"], s["accounts"]);
+            say!("version:       {}", s["version"].as_str().unwrap_or("-"));
+            say!("accounts:      {} of {} can serve", s["usable"], s["accounts"]);
         }
-        Err(e) => println!("accounts:      unknown ({e:#})"),
+        Err(e) => say!("accounts:      unknown ({e:#})"),
     }
     if let Ok(list) = admin(config, address, "/admin/accounts").await.and_then(|b| Ok(serde_json::from_str(&b)?)) {
-        println!("soonest reset: {}", soonest_reset(&list, crate::auth::now_unix()).map_or("-".into(), when));
+        say!("soonest reset: {}", soonest_reset(&list, crate::auth::now_unix()).map_or("-".into(), when));
     }
     match admin(config, address, "/metrics").await {
         Ok(text) => {
             // A gauge is written as a float ("2.0").
             let open = metric(&text, "codex_gateway_active_streams").and_then(|v| v.parse::<f64>().ok());
-            println!("open streams:  {}", open.map_or("-".into(), |n| format!("{n:.0}")));
+            say!("open streams:  {}", open.map_or("-".into(), |n| format!("{n:.0}")));
         }
-        Err(_) => println!("open streams:  - (/metrics unavailable)"),
+        Err(_) => say!("open streams:  - (/metrics unavailable)"),
     }
 }
 
@@ -348,8 +348,36 @@ async fn terminate(files: &Files, pid: u32, config: &Config) -> anyhow::Result<(
         tokio::time::sleep(POLL).await;
     }
     let _ = std::fs::remove_file(&files.pid);
-    println!("codex-gateway stopped (pid {pid})");
+    say!("codex-gateway stopped (pid {pid})");
     Ok(())
+}
+
+/// Where a command on this machine reaches the gateway, and the credential it presents there.
+pub(crate) struct Reach {
+    /// `http://HOST:PORT`.
+    pub(crate) base: String,
+    /// The configured admin key (or client key, when no admin key is set); else the key the background
+    /// gateway was started with.
+    pub(crate) key: Option<String>,
+}
+
+/// The gateway this data directory's commands talk to: the one `start` runs in the background, at the address it
+/// printed (`start --port`/`--host` may differ from the configuration), else the configured listen address (a
+/// gateway run by `serve`: a terminal, systemd, a container). Every command that talks to a running gateway
+/// (`keys`, `accounts`, `usage`, `reload`, `connect`) asks here, so none of them writes the store behind the
+/// back of a gateway it did not find (a revoked key would still be served; a token refreshed twice).
+pub(crate) fn reach(config: &Config) -> Reach {
+    let files = Files::in_dir(&config.data_dir);
+    let started = match running_pid(&files) {
+        Running::Yes(pid) => read_state(&files).ok().filter(|s| s.pid == pid),
+        Running::Stale(_) | Running::No => None,
+    };
+    let key = config.admin_keys().first().cloned().or_else(|| started.as_ref().and_then(|s| s.options.api_key.clone()));
+    let base = match started {
+        Some(s) => s.address,
+        None => format!("http://{}", crate::cli::local_address(config.listen)),
+    };
+    Reach { base, key }
 }
 
 pub(crate) enum Running {
@@ -428,7 +456,7 @@ fn failure_reason(out: &Path) -> String {
 fn print_tail(out: &Path) {
     if let Ok(text) = std::fs::read_to_string(out) {
         for line in text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev() {
-            println!("  | {line}");
+            say!("  | {line}");
         }
     }
 }

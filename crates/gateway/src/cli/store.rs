@@ -24,7 +24,7 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<()> {
     match cmd {
         StoreCommand::Migrate { from, to } => {
             let report = migrate(&from, &to)?;
-            println!(
+            say!(
                 "Copied {} account(s) and {} client key(s) into {}{}",
                 report.accounts,
                 report.keys,

@@ -50,10 +50,10 @@ pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        say!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    print!("{}", table(&report, by.as_str()));
+    super::output::text(format_args!("{}", table(&report, by.as_str())));
     Ok(())
 }
 

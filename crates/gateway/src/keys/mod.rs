@@ -2,8 +2,8 @@
 //! request guard looks keys up in (server/guard.rs), the admission check the handler runs before the upstream is
 //! called (server/handler.rs), and the budget charge when a request's record ends ([`RecordSink`]).
 //!
-//! The store (`client_keys`, store/keys.rs) is read at start and after every change made through the admin API;
-//! requests never touch it. A lookup is one SHA-256 of the presented secret and one hash-map probe in a snapshot
+//! The store (`client_keys`, store/keys.rs) is read at start, after every change made through the admin API, and
+//! every upkeep period (changes the command line wrote straight to the store); requests never touch it. A lookup is one SHA-256 of the presented secret and one hash-map probe in a snapshot
 //! (`ArcSwap`), and yields an `Arc` clone.
 
 use std::collections::HashMap;
@@ -152,6 +152,26 @@ impl Keys {
     pub fn set_configured(&self, keys: &[crate::config::ConfiguredKey]) -> anyhow::Result<()> {
         *self.configured.lock() = Arc::from(keys.to_vec());
         self.reload()
+    }
+
+    /// Re-read the store every `period`, forever (the same cadence as the accounts' re-read). The command line
+    /// changes keys through a running gateway's admin API when it finds one (`cli::service::reach`); a change
+    /// written straight to the store while this gateway was out of its reach (it was started from another
+    /// configuration or address) then applies within a period, not at the next start: a revoked key is not
+    /// served for long.
+    pub async fn follow_store(self: Arc<Self>, period: std::time::Duration) {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            // Blocking store work: off the request workers, which may be a single one.
+            let keys = self.clone();
+            match tokio::task::spawn_blocking(move || keys.reload()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("could not re-read the client keys: {e:#}"),
+                Err(e) => tracing::warn!("the client keys' re-read stopped: {e}"),
+            }
+        }
     }
 
     /// Re-read the store after a change (the admin API calls this, so a revoke applies to the next request).

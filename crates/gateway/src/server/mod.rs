@@ -216,6 +216,7 @@ pub async fn run_with_sinks(
     // The tokenizer is not warmed up here: its tables take ~50 MB, and only count_tokens and the emulated
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
+    let keys_upkeep = tokio::spawn(state.keys.clone().follow_store(state.config.upkeep_interval));
     // Team store: re-read accounts and keys within a second of a change another instance made (docs/team.md).
     let follow = state.pool.store().shared().map(|pg| {
         let (pool, keys) = (state.pool.clone(), state.keys.clone());
@@ -240,6 +241,7 @@ pub async fn run_with_sinks(
     let drain = state.drain.clone();
     let served = listen::serve(listener, router(state.clone()), guard, shutdown, &timeouts, drain, Some(state)).await;
     upkeep.abort();
+    keys_upkeep.abort();
     trim.abort();
     if let Some(follow) = follow {
         follow.abort();

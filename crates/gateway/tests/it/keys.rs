@@ -186,6 +186,34 @@ async fn a_revoke_applies_to_the_next_request() {
     assert_eq!(resp.status().as_u16(), 401);
 }
 
+/// A revoke written straight to the store (what the command line does when it finds no gateway to ask) reaches
+/// a running gateway at its next upkeep round, not only at its next start.
+#[tokio::test]
+async fn a_revoke_written_to_the_store_applies_within_an_upkeep_period() {
+    let env = start(Setup {
+        client_key: Some(SHARED.into()),
+        env: vec![("CODEX_GATEWAY_ADMIN_KEY", ADMIN.into())],
+        config_toml: Some("upkeep_interval_secs = 0.2\n".into()),
+        ..Setup::default()
+    })
+    .await;
+    let (id, secret) = create(&env, json!({"name":"behind-its-back"})).await;
+    assert_eq!(send(&env, D::Chat, &secret).await.0, 200);
+    let store = codex_gateway::store::Store::open(&env.dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
+    codex_gateway::keys::manage::revoke(&store, &id, codex_gateway::auth::now_unix())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, body) = send(&env, D::Chat, &secret).await;
+        if status == 401 {
+            assert_refusal(D::Chat, status, &body, 401, "key_revoked", &["revoked"]);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still served 10 s after the revoke: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_model_outside_the_allow_list_gets_403_in_each_dialect() {
     let env = gateway().await;

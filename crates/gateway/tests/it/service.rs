@@ -1,6 +1,6 @@
 //! `start` / `status` / `restart` / `stop` with the real binary: a background gateway that answers, keeps its
 //! options across a restart, refuses a taken port without leaving a process behind, and lets an open stream
-//! finish when stopped.
+//! finish when stopped; the other commands find it where it runs; a command whose reader left ends quietly.
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -184,6 +184,74 @@ async fn start_status_request_restart_status_stop() {
     assert_eq!(svc.run(&["status", "--quiet"]).await.status.code(), Some(3));
     let twice = svc.run(&["stop"]).await;
     assert!(twice.status.success() && text(&twice).contains("not running"), "{}", text(&twice));
+}
+
+/// A chat request with `key`; its status.
+async fn chat_with(base: &str, key: &str) -> reqwest::StatusCode {
+    let body = json!({"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}]});
+    let http = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("{e}"));
+    let sent = http.post(format!("{base}/v1/chat/completions")).bearer_auth(key).json(&body).send().await;
+    sent.map(|r| r.status()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A gateway started on another port than the configuration's (`start --port`) is the one `keys`, `connect` and
+/// `reload` talk to: a key created or revoked from the command line applies to it at once, instead of being
+/// written to the store behind its back (where the running gateway would keep serving a revoked key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_reach_the_gateway_start_runs_on_its_own_port() {
+    let svc = Service::new(FakeConfig::default()).await;
+    let admin = [("CODEX_GATEWAY_ADMIN_KEY", "service-admin-key")];
+    // The configuration says port 1 (`run_with`); the background gateway listens elsewhere.
+    let (_, base) = started(&svc.run_with(&["start", "--port", "0"], &admin).await);
+
+    let created = svc.run_with(&["keys", "create", "--name", "cli"], &admin).await;
+    let out = text(&created);
+    assert!(created.status.success(), "{out}");
+    let (id, secret) = (field(&out, "id:").to_string(), field(&out, "secret:").to_string());
+    assert_eq!(chat_with(&base, &secret).await, 200, "the new key is served without a restart");
+
+    // Named by its name, which no other key has.
+    let revoked = svc.run_with(&["keys", "revoke", "cli"], &admin).await;
+    assert!(revoked.status.success() && text(&revoked).contains(&format!("revoked {id}")), "{}", text(&revoked));
+    assert_eq!(chat_with(&base, &secret).await, 401, "the revoked key is refused at once");
+
+    let connect = text(&svc.run_with(&["connect", "codex"], &admin).await);
+    assert!(connect.contains(&format!("base_url = \"{base}/v1\"")), "{connect}");
+    let reload = svc.run_with(&["reload"], &admin).await;
+    assert!(reload.status.success() && text(&reload).contains("configuration reloaded"), "{}", text(&reload));
+
+    assert!(svc.run(&["stop"]).await.status.success());
+}
+
+/// A command whose reader has gone away (`codex-gateway status | head -0`) ends with the status SIGPIPE gives,
+/// quietly, instead of panicking at its first line; the same for a generated script written in one piece.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let dir = std::env::temp_dir().join(format!("cgw-pipe-{}", uuid::Uuid::new_v4().simple()));
+    for args in [&["status"][..], &["completions", "bash"][..]] {
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) fills the two descriptors, each then owned exactly once below.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+        // SAFETY: both descriptors were just created and are not owned elsewhere.
+        let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_codex-gateway"))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(args)
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .env("CODEX_GATEWAY_PORT", "1")
+            .env_remove("CODEX_GATEWAY_CONFIG")
+            .env_remove("CODEX_GATEWAY_DATA_DIR")
+            .stdout(std::process::Stdio::from(writer))
+            .output()
+            .unwrap_or_else(|e| panic!("run {args:?}: {e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -194,7 +194,7 @@ pub async fn run(config: &Config, mode: LoginMode, label: Option<String>) -> any
     if a.tokens.as_ref().is_some_and(|t| t.account_id.is_empty()) {
         eprintln!("warning: the login carries no ChatGPT account id; the Codex backend may refuse it");
     }
-    println!(
+    say!(
         "{} {} (plan {}, id {}{}) {} {}",
         if saved.replaced { "Logged in again as" } else { "Added" },
         a.email.as_deref().unwrap_or("an account without an email"),
@@ -207,29 +207,29 @@ pub async fn run(config: &Config, mode: LoginMode, label: Option<String>) -> any
             None => config.db_path().display().to_string(),
         }
     );
-    println!("A running gateway sees the account within 30 s (its next re-read of the store).");
+    say!("A running gateway sees the account within 30 s (its next re-read of the store).");
     Ok(())
 }
 
 fn print_prompt(p: Prompt) {
     match p {
         Prompt::Browser { url } => {
-            println!("Sign in to ChatGPT in your browser:\n\n  {url}\n");
-            println!(
+            say!("Sign in to ChatGPT in your browser:\n\n  {url}\n");
+            say!(
                 "If no browser opened, open the address above on this machine. Waiting up to 5 minutes...\n\
                  (On a remote machine, use `codex-gateway login --device` or `--paste`.)"
             );
         }
         Prompt::Paste { url } => {
-            println!("1. Open this address in a browser on any machine and sign in:\n\n  {url}\n");
-            println!(
+            say!("1. Open this address in a browser on any machine and sign in:\n\n  {url}\n");
+            say!(
                 "2. The browser then fails to load http://localhost:1455/auth/callback?... That is expected.\n   \
                  Copy the whole address from its address bar and paste it here, then press Enter:"
             );
         }
         Prompt::Device { verification_url, user_code } => {
-            println!("Open {verification_url} and enter this code: {user_code}\n");
-            println!(
+            say!("Open {verification_url} and enter this code: {user_code}\n");
+            say!(
                 "Waiting for approval (up to 15 minutes)...\n\
                  (If the page refuses the code, enable device code authorization for Codex in ChatGPT's \
                  Settings > Security.)"
