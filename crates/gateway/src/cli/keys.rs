@@ -268,15 +268,19 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
 /// The id of the key `given` names: an id as it is, else the one key with that name (names are not unique, ids
 /// are: several keys of one name are refused with their ids). Only an id found here goes into an admin path.
 async fn resolve(live: &Option<Live>, config: &Config, given: &str) -> anyhow::Result<String> {
-    let keys: Vec<(String, String)> = match live {
+    pick(given, &ids_and_names(live, config).await?)
+}
+
+/// Every created key's (id, name), from the running gateway when one answers, else from the store.
+pub(super) async fn ids_and_names(live: &Option<Live>, config: &Config) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(match live {
         Some(l) => {
             let list = l.call(reqwest::Method::GET, "/admin/keys", None).await?;
             let field = |k: &Value, f: &str| k[f].as_str().unwrap_or_default().to_string();
             list.as_array().into_iter().flatten().map(|k| (field(k, "id"), field(k, "name"))).collect()
         }
         None => Store::for_config(config)?.list_keys()?.into_iter().map(|k| (k.id, k.name)).collect(),
-    };
-    pick(given, &keys)
+    })
 }
 
 /// [`resolve`] over (id, name) pairs.

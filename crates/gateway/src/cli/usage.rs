@@ -1,6 +1,8 @@
 //! `codex-gateway usage [--since 7d] [--by model|account|key|dialect]`: a table of the usage ledger, through a
 //! running gateway's admin API when one answers (`GET /admin/usage`), else read from the store directly.
 
+use std::collections::HashMap;
+
 use clap::Args;
 use serde_json::Value;
 
@@ -32,7 +34,8 @@ pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
         anyhow::bail!("--by {:?}: expected model, account, key or dialect", args.by);
     };
     anyhow::ensure!(from < now, "--since {:?} is not in the past", args.since);
-    let report = match Live::find(config).await {
+    let live = Live::find(config).await;
+    let report = match &live {
         Some(live) => {
             let path = format!("/admin/usage?from={from}&to={now}&bucket=day&group_by={}", by.as_str());
             live.call(reqwest::Method::GET, &path, None).await?
@@ -53,12 +56,18 @@ pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
         say!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    super::output::text(format_args!("{}", table(&report, by.as_str())));
+    // Keys are grouped by id; their names, which people know them by, go beside it.
+    let names = match by {
+        GroupBy::Key => super::keys::ids_and_names(&live, config).await.unwrap_or_default().into_iter().collect(),
+        _ => HashMap::new(),
+    };
+    super::output::text(format_args!("{}", table(&report, by.as_str(), &names)));
     Ok(())
 }
 
-/// The report's groups and totals as an aligned table; a cost column only when some model has a price.
-fn table(report: &Value, by: &str) -> String {
+/// The report's groups and totals as an aligned table, a group shown with its name when `names` has one; a cost
+/// column only when some model has a price.
+fn table(report: &Value, by: &str, names: &HashMap<String, String>) -> String {
     let series = report["series"].as_array().cloned().unwrap_or_default();
     let priced = report["totals"].get("cost_usd").is_some();
     let mut header = vec![by.to_uppercase(), "REQUESTS".into(), "ERRORS".into(), "INPUT".into(), "CACHED".into()];
@@ -80,7 +89,12 @@ fn table(report: &Value, by: &str) -> String {
     };
     let mut rows = vec![header];
     for s in &series {
-        rows.push(line(s["group"].as_str().unwrap_or("(none)").to_string(), &s["totals"]));
+        let group = s["group"].as_str().unwrap_or("(none)");
+        let label = match names.get(group) {
+            Some(name) => format!("{group} ({name})"),
+            None => group.to_string(),
+        };
+        rows.push(line(label, &s["totals"]));
     }
     rows.push(line("TOTAL".into(), &report["totals"]));
     let widths: Vec<usize> =
@@ -113,7 +127,7 @@ mod tests {
         };
         let report = json!({"series": [{"group": "gpt-5.4", "totals": t(3)}, {"group": null, "totals": t(12)}],
                             "totals": t(15)});
-        let out = super::table(&report, "model");
+        let out = super::table(&report, "model", &Default::default());
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "MODEL    REQUESTS  ERRORS  INPUT  CACHED  OUTPUT  REASONING");
         assert_eq!(lines[1], "gpt-5.4         3       0     30       0       3          0");
@@ -123,10 +137,24 @@ mod tests {
         priced["totals"]["cost_usd"] = json!(1.5);
         priced["totals"]["cost_incomplete"] = json!(true);
         priced["series"][0]["totals"]["cost_usd"] = json!(1.5);
-        let out = super::table(&priced, "model");
+        let out = super::table(&priced, "model", &Default::default());
         assert!(out.lines().next().is_some_and(|l| l.ends_with("COST USD")), "{out}");
         assert!(out.lines().nth(1).is_some_and(|l| l.ends_with("1.50")), "{out}");
         assert!(out.lines().nth(2).is_some_and(|l| l.ends_with(" -")), "{out}");
         assert!(out.lines().nth(3).is_some_and(|l| l.ends_with("1.50+")), "{out}");
+    }
+
+    #[test]
+    fn keys_are_shown_with_their_names() {
+        let t = json!({"requests": 2, "errors": 0, "input_tokens": 1, "cached_tokens": 0, "output_tokens": 1,
+                       "reasoning_tokens": 0});
+        let report = json!({"series": [{"group": "key_2d31c3507227", "totals": t}, {"group": "key_gone", "totals": t}],
+                            "totals": t});
+        let names = [("key_2d31c3507227".to_string(), "carol".to_string())].into_iter().collect();
+        let out = super::table(&report, "key", &names);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("KEY                       REQUESTS"), "{out}");
+        assert!(lines[1].starts_with("key_2d31c3507227 (carol)         2"), "{out}");
+        assert!(lines[2].starts_with("key_gone                         2"), "{out}");
     }
 }
