@@ -215,8 +215,12 @@ async fn commands_reach_the_gateway_start_runs_on_its_own_port() {
     assert!(revoked.status.success() && text(&revoked).contains(&format!("revoked {id}")), "{}", text(&revoked));
     assert_eq!(chat_with(&base, &secret).await, 401, "the revoked key is refused at once");
 
+    // With a created key in the store the gateway wants a key, so `connect` does not offer a keyless setting.
     let connect = text(&svc.run_with(&["connect", "codex"], &admin).await);
     assert!(connect.contains(&format!("base_url = \"{base}/v1\"")), "{connect}");
+    assert!(connect.contains("CODEX_GATEWAY_API_KEY=<your client key>"), "{connect}");
+    let keyless = svc.run_with(&["connect", "codex", "--write"], &admin).await;
+    assert!(!keyless.status.success() && text(&keyless).contains("requires a client key"), "{}", text(&keyless));
     let reload = svc.run_with(&["reload"], &admin).await;
     assert!(reload.status.success() && text(&reload).contains("configuration reloaded"), "{}", text(&reload));
 
