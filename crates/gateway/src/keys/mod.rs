@@ -131,6 +131,10 @@ pub struct Keys {
     epoch: Instant,
     /// `[keys.NAME]` from the configuration file, merged into every snapshot (replaced on a config reload).
     configured: Mutex<Arc<[crate::config::ConfiguredKey]>>,
+    /// Held through a whole [`Keys::reload`], so reloads (an admin change, the upkeep round, a team change) run one
+    /// after another and the last to store its snapshot is the last that read the store: a round that read before
+    /// a revoke cannot put the key back after the revoke's own reload.
+    reloading: Mutex<()>,
 }
 
 impl Keys {
@@ -142,6 +146,7 @@ impl Keys {
             any: AtomicBool::new(false),
             epoch: Instant::now(),
             configured: Mutex::new(Arc::from(Vec::new())),
+            reloading: Mutex::new(()),
         };
         keys.reload()?;
         Ok(keys)
@@ -177,6 +182,7 @@ impl Keys {
     /// Re-read the store after a change (the admin API calls this, so a revoke applies to the next request).
     /// Counters of keys that stay are kept.
     pub fn reload(&self) -> anyhow::Result<()> {
+        let _one_at_a_time = self.reloading.lock();
         let old = self.snapshot.load();
         let mut next = Snapshot::default();
         let configured = self.configured.lock().clone();
@@ -382,6 +388,39 @@ mod tests {
         assert_eq!(&*key.id, row.id);
         assert!(keys.find("cgw_other").is_none());
         (keys, key, dir)
+    }
+
+    /// Once the reload after a revoke has returned, no reload still running (the upkeep round's, a team change's)
+    /// brings the key back with what it read before the revoke.
+    #[test]
+    fn a_reload_that_read_before_a_revoke_does_not_undo_it() {
+        let dir = std::env::temp_dir().join(format!("cgw-registry-{}", uuid::Uuid::new_v4()));
+        let store = Arc::new(Store::open(&dir.join("gateway.db")).unwrap_or_else(|e| panic!("{e}")));
+        let keys = Arc::new(Keys::load(store.clone()).unwrap_or_else(|e| panic!("{e}")));
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = {
+            let (keys, stop) = (keys.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = keys.reload();
+                }
+            })
+        };
+        for i in 0..100 {
+            let spec = KeySpec { name: format!("k{i}"), ..KeySpec::default() };
+            let (row, secret) = create(&store, spec, now_unix()).unwrap_or_else(|e| panic!("{e}"));
+            keys.reload().unwrap_or_else(|e| panic!("{e}"));
+            crate::keys::manage::revoke(&store, &row.id, now_unix()).unwrap_or_else(|e| panic!("{e:?}"));
+            keys.reload().unwrap_or_else(|e| panic!("{e}"));
+            for _ in 0..20 {
+                let key = keys.find(&secret).unwrap_or_else(|| panic!("k{i} not found"));
+                assert!(key.revoked, "k{i} served again after its revoke's reload");
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let _ = rounds.join();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
