@@ -40,6 +40,10 @@ pub struct Pool {
     pub(super) catalog_fetching: tokio::sync::Mutex<()>,
     /// Token refresh calls by outcome (the `token_refreshes_total` metric).
     pub refreshes: super::tokens::RefreshCounts,
+    /// Held through a whole [`Pool::reload`], so re-reads (after an admin change, the upkeep round, a team change)
+    /// run one after another: a round that read the store before `accounts disable` cannot write the old status
+    /// back after the disable's own re-read.
+    reloading: Mutex<()>,
 }
 
 impl Pool {
@@ -59,6 +63,7 @@ impl Pool {
             strategy: AtomicU8::new(strategy.as_u8()),
             catalog_failed: Mutex::new(HashMap::new()),
             catalog_fetching: tokio::sync::Mutex::new(()),
+            reloading: Mutex::new(()),
         };
         pool.reload()?;
         Ok(pool)
@@ -91,6 +96,7 @@ impl Pool {
     /// Re-read the store (after login, import, enable/disable, remove). Accounts that stay keep their runtime
     /// state (quota, cooldowns, catalog, in-flight requests).
     pub fn reload(&self) -> anyhow::Result<()> {
+        let _one_at_a_time = self.reloading.lock();
         let current = self.accounts.load_full();
         let mut next: Vec<Arc<Account>> = Vec::new();
         for stored in self.store.list_accounts()? {
@@ -244,4 +250,55 @@ pub(super) fn side_request(account: &Account, url: &str, token: &str) -> reqwest
         req = req.header("chatgpt-account-id", id);
     }
     req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::AccountStatus;
+
+    /// Once the re-read after `accounts disable` has returned, no re-read still running (the upkeep round's)
+    /// makes the account active again with what it read before.
+    #[test]
+    fn a_reload_that_read_before_a_disable_does_not_undo_it() {
+        let dir = std::env::temp_dir().join(format!("cgw-pool-{}", uuid::Uuid::new_v4()));
+        let store = Arc::new(Store::open(&dir.join("gateway.db")).unwrap_or_else(|e| panic!("{e}")));
+        let raw = crate::config::RawConfig::default();
+        let env = HashMap::<String, String>::from([("HOME".into(), dir.display().to_string())]);
+        let config = Config::resolve(raw, &crate::config::Overrides::default(), &env).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..3 {
+            let stored = super::super::stored_from_api_key(&format!("sk-test-{i}"), Some(format!("k{i}")), None);
+            store.upsert_account(&stored).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let http = reqwest::Client::new();
+        let pool = Arc::new(Pool::load(Arc::new(config), store.clone(), http).unwrap_or_else(|e| panic!("{e}")));
+        let ids: Vec<String> = pool.accounts().iter().map(|a| a.id.clone()).collect();
+        assert_eq!(ids.len(), 3);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let rounds = {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = pool.reload();
+                }
+            })
+        };
+        for round in 0..60 {
+            let id = &ids[round % ids.len()];
+            for enabled in [false, true] {
+                crate::accounts::manage::set_enabled(&store, id, enabled).unwrap_or_else(|e| panic!("{e}"));
+                pool.reload().unwrap_or_else(|e| panic!("{e}"));
+                let want = if enabled { AccountStatus::Active } else { AccountStatus::Disabled };
+                for _ in 0..20 {
+                    let account = pool.accounts().iter().find(|a| &a.id == id).cloned();
+                    let status = account.map(|a| a.status().0);
+                    assert_eq!(status, Some(want), "{id} in round {round} after its own re-read");
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let _ = rounds.join();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
