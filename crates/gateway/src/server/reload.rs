@@ -204,9 +204,9 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
 }
 
 /// Put `next` into force as far as it applies live; the one apply function of every reload path. Everything
-/// that can fail runs before anything is replaced, so a refusal leaves the running configuration whole.
-pub fn apply(state: &AppState, next: Config, trigger: Trigger) -> Report {
-    let _one = state.live.lock.lock();
+/// that can fail runs before anything is replaced, so a refusal leaves the running configuration whole. The
+/// caller holds `state.live.lock` from before it read `next` ([`reload`]).
+fn apply(state: &AppState, next: Config, trigger: Trigger) -> Report {
     let old = state.live.config.load_full();
     let (applied, restart) = classify(&old, &next);
     let outcome = (|| -> anyhow::Result<()> {
@@ -259,13 +259,13 @@ fn finish(state: &AppState, trigger: Trigger, outcome: Result<Changes, String>) 
 /// Read the file again and [`apply`] it (a file that does not load is refused: the report says why). Blocking
 /// (file and store reads): async callers go through [`reload_logged`].
 pub fn reload(state: &AppState, trigger: Trigger) -> Report {
+    // Held from the read to the swap: of two reloads close together (a SIGHUP and the file watcher after one
+    // save, a second save), the one that read the file last is the one left in force.
+    let _one = state.live.lock.lock();
     let current = state.live.config();
     match current.reread(&ProcessEnv) {
         Ok(next) => apply(state, next, trigger),
-        Err(e) => {
-            let _one = state.live.lock.lock();
-            finish(state, trigger, Err(format!("{e:#}")))
-        }
+        Err(e) => finish(state, trigger, Err(format!("{e:#}"))),
     }
 }
 
