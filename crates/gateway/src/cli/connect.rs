@@ -114,7 +114,7 @@ fn requires_a_key(config: &Config) -> bool {
     if !config.api_keys.is_empty() || !config.configured_keys.is_empty() {
         return true;
     }
-    // Not created by this command: a fresh machine has no store yet, and none holds no key.
+    // Opening a store creates it: where none exists yet (a fresh machine), there is no key to find either.
     let team = config.store.url.is_some();
     (team || config.db_path().exists())
         && crate::store::Store::for_config(config).and_then(|s| s.list_keys()).is_ok_and(|keys| !keys.is_empty())

@@ -3,8 +3,9 @@
 //! called (server/handler.rs), and the budget charge when a request's record ends ([`RecordSink`]).
 //!
 //! The store (`client_keys`, store/keys.rs) is read at start, after every change made through the admin API, and
-//! every upkeep period (changes the command line wrote straight to the store); requests never touch it. A lookup is one SHA-256 of the presented secret and one hash-map probe in a snapshot
-//! (`ArcSwap`), and yields an `Arc` clone.
+//! every upkeep period (changes the command line wrote straight to the store); requests never touch it. A lookup
+//! is one SHA-256 of the presented secret and one hash-map probe in a snapshot (`ArcSwap`), and yields an `Arc`
+//! clone.
 
 use std::collections::HashMap;
 use std::sync::Arc;
