@@ -371,6 +371,12 @@ dtest("Keys: create with limits, the secret shown once, use it, see its usage, r
   const card = page.locator("article.key", { has: page.locator("h2", { hasText: "ci-bot" }) });
   await card.waitFor();
   keyId = await card.getAttribute("data-id");
+  // A second key of a name a key that is not revoked has is refused, with the reason on the form.
+  const form = page.locator("#create-key");
+  await form.getByLabel("Name").fill("ci-bot");
+  await form.getByRole("button", { name: "Create key" }).click();
+  await form.locator(".error", { hasText: `${keyId} is already named` }).waitFor();
+  assert.equal(await page.locator("article.key").count(), 1);
   assert.equal(await page.locator("#new-secret").count() === 0 || (await page.locator("#new-secret").textContent()) === "", true);
   assert.ok(!(await page.content()).includes(secret), "the secret is not in the page after creation");
   const today = await card.locator('[data-usage="today"]').textContent();

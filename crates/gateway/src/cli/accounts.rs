@@ -350,11 +350,13 @@ fn pct(v: &Value) -> String {
     v.as_f64().map(|p| format!("{p:.0}%")).unwrap_or_else(|| "-".into())
 }
 
+/// A unix time as the distance from now: `in 6d 23h`, `2h 5m ago`.
 fn when(v: &Value) -> String {
     match v.as_i64() {
         Some(t) => {
             let d = t - now_unix();
-            if d > 0 { format!("in {}h{:02}m", d / 3600, d % 3600 / 60) } else { format!("{}m ago", -d / 60) }
+            let span = super::service::duration(d.unsigned_abs());
+            if d > 0 { format!("in {span}") } else { format!("{span} ago") }
         }
         None => "-".into(),
     }
@@ -368,18 +370,8 @@ fn print_table(rows: &[Value]) {
         );
         return;
     }
-    say!(
-        "{:<16} {:<24} {:<6} {:<12} {:>5} {:<10} {:>6} {:<10} {:<10} cooldowns",
-        "id",
-        "email/label",
-        "plan",
-        "status",
-        "5h",
-        "resets",
-        "week",
-        "resets",
-        "last use"
-    );
+    let header = ["id", "email/label", "plan", "status", "5h", "resets", "week", "resets", "last use", "cooldowns"];
+    let mut table = vec![header.map(String::from).to_vec()];
     for r in rows {
         let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
         let who =
@@ -398,10 +390,9 @@ fn print_table(rows: &[Value]) {
                 )
             })
             .collect();
-        say!(
-            "{:<16} {:<24} {:<6} {:<12} {:>5} {:<10} {:>6} {:<10} {:<10} {}",
+        table.push(vec![
             s("id"),
-            who,
+            who.to_string(),
             s("plan"),
             s("status"),
             pct(&q["primary_used_percent"]),
@@ -409,9 +400,12 @@ fn print_table(rows: &[Value]) {
             pct(&q["secondary_used_percent"]),
             when(&q["secondary_reset_at"]),
             when(&r["last_used"]),
-            cooldowns.join("; ")
-        );
+            cooldowns.join("; "),
+        ]);
     }
+    use super::output::Align::{Left, Right};
+    let align = [Left, Left, Left, Left, Right, Left, Right, Left, Left, Left];
+    super::output::text(format_args!("{}", super::output::table(&table, &align)));
     // Rare and serious, so under the table in full rather than squeezed into a column.
     for r in rows {
         if r["status"] == "unrecognized" {

@@ -78,6 +78,7 @@ pub(crate) async fn run(base: &Overrides, args: DoctorArgs) -> anyhow::Result<Ex
         let accounts = store_checks(&mut r, &config);
         let probes = credential_checks(&mut r, &config, accounts.as_deref(), now);
         clock_from_tokens(&mut r, &probes, now);
+        started_check(&mut r, &config).await;
         port_check(&mut r, "port", config.listen).await;
         match config.ollama.enabled {
             true => port_check(&mut r, "ollama bridge port", config.ollama.listen).await,
@@ -426,6 +427,63 @@ fn clock_from_tokens(r: &mut Report, probes: &[Probe], now: i64) {
 }
 
 /// Free, or held by a codex-gateway (this one, running); anything else holding it is a failure.
+/// The gateway `codex-gateway start` runs in the background for this data directory: answering at the address it
+/// printed (which `start --port` may have moved off the configured one, so the port check alone would miss it),
+/// or gone with its pid file left behind.
+async fn started_check(r: &mut Report, config: &Config) {
+    use crate::cli::service::{Files, Running, read_state, running_pid};
+    let files = Files::in_dir(&config.data_dir);
+    let pid = match running_pid(&files) {
+        Running::Yes(pid) => pid,
+        Running::Stale(pid) => {
+            return r.warn(
+                "ports",
+                "started gateway",
+                format!("{} names pid {pid}, which is gone: the gateway `start` ran has exited", files.pid.display()),
+                "`codex-gateway status` shows its last output; `codex-gateway start` starts it again",
+            );
+        }
+        Running::No => {
+            return r.ok("ports", "started gateway", "none (`codex-gateway start` runs one in the background)");
+        }
+    };
+    let Some(address) = read_state(&files).ok().filter(|s| s.pid == pid).map(|s| s.address) else {
+        return r.warn(
+            "ports",
+            "started gateway",
+            format!("pid {pid} runs, but its address is not recorded in {}", config.data_dir.display()),
+            "`codex-gateway restart` records it again",
+        );
+    };
+    let configured = format!("http://{}", crate::cli::local_address(config.listen));
+    let moved = match address == configured {
+        true => String::new(),
+        false => format!(" (not the configured {configured}: `start --host/--port`)"),
+    };
+    match answers_as_gateway(&format!("{address}/health")).await {
+        true => r.ok("ports", "started gateway", format!("pid {pid} answers at {address}{moved}")),
+        false => r.fail(
+            "ports",
+            "started gateway",
+            format!("pid {pid} runs but does not answer at {address}/health{moved}"),
+            "`codex-gateway restart`; `codex-gateway status` shows its last output",
+        ),
+    }
+}
+
+/// A codex-gateway answers `/health` at `url` (its answer names a version), within 2 seconds.
+async fn answers_as_gateway(url: &str) -> bool {
+    let http = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(2)).build();
+    let answer = match http {
+        Ok(h) => h.get(url).send().await.ok(),
+        Err(_) => None,
+    };
+    match answer {
+        Some(resp) => resp.json::<serde_json::Value>().await.is_ok_and(|v| v["version"].is_string()),
+        None => false,
+    }
+}
+
 async fn port_check(r: &mut Report, check: &'static str, addr: std::net::SocketAddr) {
     if addr.port() == 0 {
         r.ok("ports", check, "port 0: a free port is picked at start");
@@ -438,16 +496,7 @@ async fn port_check(r: &mut Report, check: &'static str, addr: std::net::SocketA
     match err.kind() {
         std::io::ErrorKind::AddrInUse => {
             let url = format!("http://{}/health", crate::cli::local_address(addr));
-            let http = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(2)).build();
-            let answer = match http {
-                Ok(h) => h.get(&url).send().await.ok(),
-                Err(_) => None,
-            };
-            let ours = match answer {
-                Some(resp) => resp.json::<serde_json::Value>().await.is_ok_and(|v| v["version"].is_string()),
-                None => false,
-            };
-            match ours {
+            match answers_as_gateway(&url).await {
                 true => r.ok("ports", check, format!("{addr} is held by a running codex-gateway")),
                 false => r.fail(
                     "ports",

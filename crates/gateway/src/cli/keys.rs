@@ -130,6 +130,7 @@ fn store_error(e: ManageError) -> anyhow::Error {
     match e {
         ManageError::Invalid(m) => anyhow::anyhow!(m),
         ManageError::NotFound(id) => anyhow::anyhow!("no client key `{id}`"),
+        e @ ManageError::NameTaken { .. } => anyhow::anyhow!(e.to_string()),
         ManageError::Store(e) => e,
     }
 }
@@ -182,32 +183,26 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 say!("no client keys (codex-gateway keys create --name NAME)");
                 return Ok(());
             }
-            say!(
-                "{:<17} {:<16} {:<13} {:<8} {:>6} {:>5} {:>12} {:>12}  models",
-                "id",
-                "name",
-                "prefix",
-                "status",
-                "rpm",
-                "conc",
-                "daily",
-                "monthly"
-            );
+            let header = ["id", "name", "prefix", "status", "rpm", "conc", "daily", "monthly", "models"];
+            let mut rows = vec![header.map(String::from).to_vec()];
             let n = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
+            let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
             for k in &keys {
-                say!(
-                    "{:<17} {:<16} {:<13} {:<8} {:>6} {:>5} {:>12} {:>12}  {}",
-                    k["id"].as_str().unwrap_or("-"),
-                    k["name"].as_str().unwrap_or("-"),
-                    k["prefix"].as_str().unwrap_or("-"),
-                    k["status"].as_str().unwrap_or("-"),
+                rows.push(vec![
+                    s(&k["id"]),
+                    s(&k["name"]),
+                    s(&k["prefix"]),
+                    s(&k["status"]),
                     n(&k["rpm"]),
                     n(&k["concurrency"]),
                     n(&k["daily_tokens"]),
                     n(&k["monthly_tokens"]),
                     models(k),
-                );
+                ]);
             }
+            use super::output::Align::{Left, Right};
+            let align = [Left, Left, Left, Left, Right, Right, Right, Right, Left];
+            super::output::text(format_args!("{}", super::output::table(&rows, &align)));
             Ok(())
         }
         KeysCommand::Show { id, json } => {
@@ -265,34 +260,52 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The id of the key `given` names: an id as it is, else the one key with that name (names are not unique, ids
-/// are: several keys of one name are refused with their ids). Only an id found here goes into an admin path.
+/// The id of the key `given` names: an id as it is, else the one key with that name that is not revoked (keys
+/// that are not revoked never share a name: `manage::create`), else the one revoked key with that name (several
+/// are refused with their ids). Only an id found here goes into an admin path.
 async fn resolve(live: &Option<Live>, config: &Config, given: &str) -> anyhow::Result<String> {
     pick(given, &ids_and_names(live, config).await?)
 }
 
-/// Every created key's (id, name), from the running gateway when one answers, else from the store.
-pub(super) async fn ids_and_names(live: &Option<Live>, config: &Config) -> anyhow::Result<Vec<(String, String)>> {
+/// A created key as the name lookups see it.
+pub(super) struct KeyName {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) revoked: bool,
+}
+
+/// Every created key's id and name, from the running gateway when one answers, else from the store.
+pub(super) async fn ids_and_names(live: &Option<Live>, config: &Config) -> anyhow::Result<Vec<KeyName>> {
     Ok(match live {
         Some(l) => {
             let list = l.call(reqwest::Method::GET, "/admin/keys", None).await?;
             let field = |k: &Value, f: &str| k[f].as_str().unwrap_or_default().to_string();
-            list.as_array().into_iter().flatten().map(|k| (field(k, "id"), field(k, "name"))).collect()
+            let key =
+                |k: &Value| KeyName { id: field(k, "id"), name: field(k, "name"), revoked: k["status"] == "revoked" };
+            list.as_array().into_iter().flatten().map(key).collect()
         }
-        None => Store::for_config(config)?.list_keys()?.into_iter().map(|k| (k.id, k.name)).collect(),
+        None => Store::for_config(config)?
+            .list_keys()?
+            .into_iter()
+            .map(|k| KeyName { revoked: k.revoked_at.is_some(), id: k.id, name: k.name })
+            .collect(),
     })
 }
 
-/// [`resolve`] over (id, name) pairs.
-fn pick(given: &str, keys: &[(String, String)]) -> anyhow::Result<String> {
-    if keys.iter().any(|(id, _)| id == given) {
+/// [`resolve`] over the created keys.
+fn pick(given: &str, keys: &[KeyName]) -> anyhow::Result<String> {
+    if keys.iter().any(|k| k.id == given) {
         return Ok(given.to_string());
     }
-    let named: Vec<&str> = keys.iter().filter(|(_, name)| name == given).map(|(id, _)| id.as_str()).collect();
-    match named[..] {
-        [id] => Ok(id.to_string()),
-        [] => bail!("no client key `{given}` (by id or name; codex-gateway keys list)"),
-        _ => bail!("{} client keys are named `{given}`: give the id ({})", named.len(), named.join(", ")),
+    let named: Vec<&KeyName> = keys.iter().filter(|k| k.name == given).collect();
+    let live: Vec<&KeyName> = named.iter().copied().filter(|k| !k.revoked).collect();
+    match (&live[..], &named[..]) {
+        ([k], _) | ([], [k]) => Ok(k.id.clone()),
+        (_, []) => bail!("no client key `{given}` (by id or name; codex-gateway keys list)"),
+        (_, _) => {
+            let ids: Vec<&str> = named.iter().map(|k| k.id.as_str()).collect();
+            bail!("{} client keys are named `{given}`: give the id ({})", ids.len(), ids.join(", "))
+        }
     }
 }
 
@@ -335,18 +348,30 @@ mod tests {
 
     #[test]
     fn a_key_is_named_by_its_id_or_by_a_name_no_other_key_has() {
-        let keys: Vec<(String, String)> = [("key_a", "ci"), ("key_b", "alice"), ("key_c", "alice"), ("key_d", "key_a")]
-            .iter()
-            .map(|(i, n)| (i.to_string(), n.to_string()))
-            .collect();
+        let keys: Vec<KeyName> = [
+            ("key_a", "ci", false),
+            ("key_b", "alice", true),
+            ("key_c", "alice", true),
+            ("key_d", "key_a", false),
+            ("key_e", "bob", true),
+            ("key_f", "bob", false),
+            ("key_g", "old", true),
+        ]
+        .iter()
+        .map(|&(id, name, revoked)| KeyName { id: id.into(), name: name.into(), revoked })
+        .collect();
         assert_eq!(pick("key_b", &keys).ok().as_deref(), Some("key_b"));
         assert_eq!(pick("ci", &keys).ok().as_deref(), Some("key_a"));
         // An id wins over a name that looks like it.
         assert_eq!(pick("key_a", &keys).ok().as_deref(), Some("key_a"));
+        // The key that is not revoked, over the revoked ones of its name; a revoked key alone by its name.
+        assert_eq!(pick("bob", &keys).ok().as_deref(), Some("key_f"));
+        assert_eq!(pick("old", &keys).ok().as_deref(), Some("key_g"));
+        // Several revoked keys of one name (or keys made before names were unique) are ambiguous.
         let two = pick("alice", &keys).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(two.contains("2 client keys are named `alice`") && two.contains("key_b, key_c"), "{two}");
-        let none = pick("bob", &keys).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(none.contains("no client key `bob`"), "{none}");
+        let none = pick("carol", &keys).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(none.contains("no client key `carol`"), "{none}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! head`) the command ends quietly with the status a Unix tool killed by SIGPIPE has, where `println!` would
 //! panic. Rust ignores SIGPIPE so that a write to a closed socket is an error rather than the end of the process;
 //! restoring the signal would bring that back for the commands' own HTTP calls, so stdout is handled here.
+//! [`table`] lines up the list commands' columns.
 
 use std::io::{ErrorKind, Write};
 
@@ -34,5 +35,52 @@ fn write(put: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<
                 std::process::exit(1);
             }
         }
+    }
+}
+
+/// Where a column's cells sit in their width.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Align {
+    Left,
+    /// Numbers, so their digits line up.
+    Right,
+}
+
+/// `rows` (the header first) as lines of columns two spaces apart, each column as wide as its widest cell (an
+/// email or a name is as long as it is: fixed widths pushed the columns after a long one out of line). A missing
+/// cell is empty; a column past `align`'s end is left-aligned. Lines end without trailing spaces.
+pub(crate) fn table(rows: &[Vec<String>], align: &[Align]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let width = |i: usize| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns).map(width).collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, w) in widths.iter().enumerate() {
+            let cell = row.get(i).map_or("", String::as_str);
+            let sep = if i == 0 { "" } else { "  " };
+            match align.get(i).copied().unwrap_or(Align::Left) {
+                Align::Left => line += &format!("{sep}{cell:<w$}"),
+                Align::Right => line += &format!("{sep}{cell:>w$}"),
+            }
+        }
+        out += line.trim_end();
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Align, table};
+
+    #[test]
+    fn columns_are_as_wide_as_their_widest_cell() {
+        let row = |cells: &[&str]| cells.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let rows =
+            [row(&["id", "email", "5h", "note"]), row(&["a", "someone@example.test", "7%", ""]), row(&["bb", "x"])];
+        let out = table(&rows, &[Align::Left, Align::Left, Align::Right]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines, ["id  email                 5h  note", "a   someone@example.test  7%", "bb  x"]);
     }
 }

@@ -7,6 +7,7 @@ use clap::Args;
 use serde_json::Value;
 
 use super::accounts::Live;
+use super::output::Align;
 use crate::config::Config;
 use crate::usage::query::{self, Bucket, GroupBy, UsageQuery};
 use crate::usage::when::{now_ms, parse_instant};
@@ -58,7 +59,12 @@ pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
     }
     // Keys are grouped by id; their names, which people know them by, go beside it.
     let names = match by {
-        GroupBy::Key => super::keys::ids_and_names(&live, config).await.unwrap_or_default().into_iter().collect(),
+        GroupBy::Key => super::keys::ids_and_names(&live, config)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|k| (k.id, k.name))
+            .collect(),
         _ => HashMap::new(),
     };
     super::output::text(format_args!("{}", table(&report, by.as_str(), &names)));
@@ -97,18 +103,9 @@ fn table(report: &Value, by: &str, names: &HashMap<String, String>) -> String {
         rows.push(line(label, &s["totals"]));
     }
     rows.push(line("TOTAL".into(), &report["totals"]));
-    let widths: Vec<usize> =
-        (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for r in &rows {
-        let cells: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) })
-            .collect();
-        out += cells.join("  ").trim_end();
-        out.push('\n');
-    }
+    let mut align = vec![Align::Right; rows[0].len()];
+    align[0] = Align::Left;
+    let mut out = super::output::table(&rows, &align);
     if priced {
         out += "cost: API-equivalent estimate from [usage.prices]; \"+\": some models have no price and are left out\n";
     }

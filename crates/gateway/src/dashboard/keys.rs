@@ -18,6 +18,7 @@ fn refused(e: ManageError) -> Response {
     match e {
         ManageError::Invalid(m) => json_error(StatusCode::BAD_REQUEST, m),
         ManageError::NotFound(id) => json_error(StatusCode::NOT_FOUND, format!("No client key `{id}`.")),
+        e @ ManageError::NameTaken { .. } => json_error(StatusCode::CONFLICT, format!("{e}.")),
         ManageError::Store(e) => {
             tracing::error!("dashboard keys: {e:#}");
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "The key store failed; the gateway's log says why.")

@@ -58,6 +58,10 @@ pub enum ManageError {
     Invalid(String),
     #[error("no client key `{0}`")]
     NotFound(String),
+    /// Another key that is not revoked has this name (names pick keys in the CLI, so two live keys may not
+    /// share one; a revoked key's name is free again).
+    #[error("the client key {id} is already named `{name}`: choose another name, or revoke that key first")]
+    NameTaken { name: String, id: String },
     #[error(transparent)]
     Store(#[from] anyhow::Error),
 }
@@ -82,12 +86,24 @@ fn check_limits(models: &Option<Vec<String>>, limits: &Limits) -> Result<(), Man
     Ok(())
 }
 
-/// Create a key: returns its row and its secret, which is shown this once and stored only as a hash.
-pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, String), ManageError> {
-    let name = spec.name.trim().to_string();
+/// A key's name, trimmed, when it is not empty and no other key that is not revoked has it (`except`: the key
+/// being renamed). Two gateways creating one name at the same moment can both pass; the CLI's name lookup
+/// still refuses the ambiguity then.
+fn free_name(store: &Store, name: &str, except: Option<&str>) -> Result<String, ManageError> {
+    let name = name.trim();
     if name.is_empty() {
         return Err(ManageError::Invalid("a key needs a name".into()));
     }
+    let holder = store.list_keys()?.into_iter().find(|k| k.name == name && k.revoked_at.is_none());
+    match holder {
+        Some(k) if Some(k.id.as_str()) != except => Err(ManageError::NameTaken { name: name.into(), id: k.id }),
+        _ => Ok(name.to_string()),
+    }
+}
+
+/// Create a key: returns its row and its secret, which is shown this once and stored only as a hash.
+pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, String), ManageError> {
+    let name = free_name(store, &spec.name, None)?;
     let limits = Limits {
         rpm: spec.rpm,
         concurrency: spec.concurrency,
@@ -116,11 +132,7 @@ pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, Stri
 pub fn update(store: &Store, id: &str, patch: KeyPatch) -> Result<StoredKey, ManageError> {
     let mut row = store.get_key(id)?.ok_or_else(|| ManageError::NotFound(id.to_string()))?;
     if let Some(name) = patch.name {
-        let name = name.trim().to_string();
-        if name.is_empty() {
-            return Err(ManageError::Invalid("a key needs a name".into()));
-        }
-        row.name = name;
+        row.name = free_name(store, &name, Some(&row.id))?;
     }
     if let Some(m) = patch.models {
         row.models = m;
@@ -200,9 +212,9 @@ mod tests {
     fn secrets_are_random_and_only_their_hash_is_stored() -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("cgw-manage-{}", uuid::Uuid::new_v4()));
         let store = Store::open(&dir.join("gateway.db"))?;
-        let spec = KeySpec { name: "ci".into(), rpm: Some(5), ..Default::default() };
-        let (a, secret_a) = create(&store, spec.clone(), 1_700_000_000)?;
-        let (_, secret_b) = create(&store, spec, 1_700_000_000)?;
+        let spec = |name: &str| KeySpec { name: name.into(), rpm: Some(5), ..Default::default() };
+        let (a, secret_a) = create(&store, spec("ci"), 1_700_000_000)?;
+        let (_, secret_b) = create(&store, spec("ci2"), 1_700_000_000)?;
         assert_ne!(secret_a, secret_b);
         assert_eq!(secret_a.len(), 4 + 43);
         assert!(secret_a.starts_with(&a.prefix));
@@ -218,6 +230,34 @@ mod tests {
         assert!(matches!(update(&store, &a.id, bad), Err(ManageError::Invalid(_))));
         let r = revoke(&store, &a.id, 1_700_000_500)?;
         assert_eq!(summary(&r, None, 1_700_000_600)["status"], "revoked");
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn two_keys_that_are_not_revoked_never_share_a_name() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-manage-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let named = |name: &str| KeySpec { name: name.into(), ..Default::default() };
+        let (alice, _) = create(&store, named("alice"), 1_700_000_000)?;
+        let (bob, _) = create(&store, named("bob"), 1_700_000_000)?;
+        // Taken, also with the spaces that are trimmed away, and by a rename.
+        for attempt in
+            [create(&store, named("alice"), 1).map(|(k, _)| k), create(&store, named(" alice "), 1).map(|(k, _)| k)]
+        {
+            assert!(matches!(&attempt, Err(ManageError::NameTaken { id, .. }) if *id == alice.id), "{attempt:?}");
+        }
+        let rename = |name: &str| KeyPatch { name: Some(name.into()), ..Default::default() };
+        assert!(matches!(update(&store, &bob.id, rename("alice")), Err(ManageError::NameTaken { .. })));
+        // A key keeps its own name through an update, and the refused attempts stored nothing.
+        assert_eq!(update(&store, &alice.id, rename("alice"))?.name, "alice");
+        assert_eq!(store.list_keys()?.len(), 2);
+        // Once revoked, its name is free again, for a new key and for a rename.
+        revoke(&store, &alice.id, 1_700_000_500)?;
+        let (again, _) = create(&store, named("alice"), 1_700_000_600)?;
+        assert_ne!(again.id, alice.id);
+        revoke(&store, &again.id, 1_700_000_700)?;
+        assert_eq!(update(&store, &bob.id, rename("alice"))?.name, "alice");
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }

@@ -31,6 +31,7 @@ fn error(e: ManageError) -> GatewayError {
     match e {
         ManageError::Invalid(m) => GatewayError::invalid(m),
         ManageError::NotFound(id) => GatewayError::new(ErrorKind::NotFound, format!("No client key `{id}`")),
+        e @ ManageError::NameTaken { .. } => GatewayError::invalid(e.to_string()).with_code("name_taken"),
         ManageError::Store(e) => GatewayError::internal(format!("{e:#}")),
     }
 }

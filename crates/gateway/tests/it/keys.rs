@@ -141,10 +141,19 @@ async fn unknown_revoked_and_expired_keys_get_401_in_each_dialect() {
     let env = gateway().await;
     let (revoked_id, revoked) = create(&env, json!({"name":"gone"})).await;
     let (_, expired) = create(&env, json!({"name":"old","expires":"2020-01-31"})).await;
-    let (_, live) = create(&env, json!({"name":"live"})).await;
+    let (live_id, live) = create(&env, json!({"name":"live"})).await;
+    // A name another key that is not revoked holds is refused, naming that key; nothing is created.
+    let (status, v) = admin(&env, reqwest::Method::POST, "/admin/keys", Some(json!({"name":"live"})), ADMIN).await;
+    assert_eq!((status, &v["error"]["code"]), (400, &json!("name_taken")), "{v}");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains(&live_id)), "{v}");
     let (status, _) =
         admin(&env, reqwest::Method::POST, &format!("/admin/keys/{revoked_id}/revoke"), None, ADMIN).await;
     assert_eq!(status, 200);
+    // A revoked key's name is free again.
+    let (status, v) = admin(&env, reqwest::Method::POST, "/admin/keys", Some(json!({"name":"gone"})), ADMIN).await;
+    assert_eq!(status, 201, "{v}");
+    let (_, list) = admin(&env, reqwest::Method::GET, "/admin/keys", None, ADMIN).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(4), "{list}");
     for d in ALL {
         let (status, _, body) = send(&env, d, &revoked).await;
         assert_refusal(d, status, &body, 401, "key_revoked", &["revoked"]);

@@ -209,6 +209,9 @@ async fn commands_reach_the_gateway_start_runs_on_its_own_port() {
     assert!(created.status.success(), "{out}");
     let (id, secret) = (field(&out, "id:").to_string(), field(&out, "secret:").to_string());
     assert_eq!(chat_with(&base, &secret).await, 200, "the new key is served without a restart");
+    // Two keys that are not revoked never share a name (a name picks one key below).
+    let twin = svc.run_with(&["keys", "create", "--name", "cli"], &admin).await;
+    assert!(!twin.status.success() && text(&twin).contains(&format!("{id} is already named `cli`")), "{}", text(&twin));
 
     // Named by its name, which no other key has.
     let revoked = svc.run_with(&["keys", "revoke", "cli"], &admin).await;
@@ -223,8 +226,19 @@ async fn commands_reach_the_gateway_start_runs_on_its_own_port() {
     assert!(!keyless.status.success() && text(&keyless).contains("requires a client key"), "{}", text(&keyless));
     let reload = svc.run_with(&["reload"], &admin).await;
     assert!(reload.status.success() && text(&reload).contains("configuration reloaded"), "{}", text(&reload));
+    // `doctor` finds it too, off the configured port, and says so.
+    let doctor = text(&svc.run_with(&["doctor", "--offline"], &admin).await);
+    let line = doctor.lines().find(|l| l.contains("started gateway")).unwrap_or_else(|| panic!("{doctor}"));
+    assert!(line.starts_with("ok") && line.contains(&format!("answers at {base} (not the configured")), "{doctor}");
 
     assert!(svc.run(&["stop"]).await.status.success());
+    let doctor = text(&svc.run_with(&["doctor", "--offline"], &admin).await);
+    assert!(doctor.lines().any(|l| l.contains("started gateway: none")), "{doctor}");
+    // A pid file whose process is gone (a crash) is a warning with its fix.
+    std::fs::write(svc.data().join("gateway.pid"), "999999999\n").unwrap_or_else(|e| panic!("{e}"));
+    let doctor = text(&svc.run_with(&["doctor", "--offline"], &admin).await);
+    let line = doctor.lines().find(|l| l.contains("started gateway")).unwrap_or_else(|| panic!("{doctor}"));
+    assert!(line.starts_with("warning") && line.contains("pid 999999999, which is gone"), "{doctor}");
 }
 
 /// A command whose reader has gone away (`codex-gateway status | head -0`) ends with the status SIGPIPE gives,
