@@ -457,26 +457,38 @@ dtest("Usage and Requests show the key's traffic from the ledger; filters, detai
   assert.match(await csv.text(), /chat/);
 
   await page.goto(url("/dashboard/requests"));
-  await page.locator("#requests-table tbody tr").first().waitFor();
+  await page.locator("#requests-table tbody tr.req").first().waitFor();
   await page.getByLabel("Client key id").fill(keyId);
   await page.getByRole("button", { name: "Filter" }).click();
   await page.waitForURL(/key=/);
-  const rows = page.locator("#requests-table tbody tr");
+  const rows = page.locator("#requests-table tbody tr.req");
   assert.ok((await rows.count()) >= 1);
   assert.equal(await page.locator("#requests-table tbody td", { hasText: keyId }).count(), await rows.count(), "only the key's rows");
-  await rows.first().locator("summary").click();
-  await rows.first().locator("dt", { hasText: "Attempts" }).waitFor();
+  // A row's details open in a row of their own under it, as wide as the table, and close again.
+  const disclose = rows.first().getByRole("button");
+  const details = page.locator("#requests-table tr.req-detail").first();
+  assert.equal(await details.isVisible(), false);
+  await disclose.click();
+  await details.locator("dt", { hasText: "Attempts" }).waitFor();
+  assert.equal(await disclose.getAttribute("aria-expanded"), "true");
+  const [rowBox, detailBox] = [await rows.first().boundingBox(), await details.boundingBox()];
+  assert.ok(Math.abs(rowBox.width - detailBox.width) < 2 && detailBox.y >= rowBox.y + rowBox.height - 1, "details under the row, full width");
+  await disclose.click();
+  await details.waitFor({ state: "hidden" });
   await page.getByLabel("Status").fill("2xx");
   await page.getByRole("button", { name: "Filter" }).click();
   await page.waitForURL(/status=2xx/);
-  assert.ok((await page.locator("#requests-table tbody tr").count()) >= 1);
+  assert.ok((await page.locator("#requests-table tbody tr.req").count()) >= 1);
   assert.equal(await page.locator("#requests-table tbody tr.err").count(), 0, "2xx only");
   await shot("requests");
   await page.getByLabel("Status").fill("bogus");
   await page.getByRole("button", { name: "Filter" }).click();
   await page.locator(".error", { hasText: "status" }).waitFor();
   await page.goto(url(`/dashboard/requests?key=${keyId}`));
-  await page.locator("#requests-table tbody tr").first().locator("summary").click();
+  await page.locator("#requests-table tbody tr.req").first().getByRole("button").click();
+  // Every column in view at 1280 px, the details open.
+  const [table, frame] = [await page.locator("#requests-table").boundingBox(), await page.locator(".table-card .scroll").boundingBox()];
+  assert.ok(table.width <= frame.width + 0.5, `the request table fits its card (${table.width} in ${frame.width} px)`);
   await docShot("requests");
   const rcsv = await page.request.get(url(`/dashboard/api/requests.csv?key=${keyId}`));
   assert.equal(rcsv.status(), 200);

@@ -508,8 +508,21 @@
     }
   }
 
+  // Requests: a row's button shows or hides the row of details under it.
+  function requests() {
+    for (const b of $$("button.disclose")) {
+      b.addEventListener("click", () => {
+        const detail = document.getElementById(b.getAttribute("aria-controls"));
+        if (!detail) return;
+        detail.hidden = !detail.hidden;
+        b.setAttribute("aria-expanded", String(!detail.hidden));
+      });
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     keys();
+    requests();
     login();
     logout();
     overview();
