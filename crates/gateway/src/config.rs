@@ -317,14 +317,20 @@ fn default_data_dir(env: &dyn Env) -> PathBuf {
 }
 
 impl Config {
-    /// Load the file (explicit path must exist; the default path may be absent), then env, then flags.
+    /// Load the file (explicit path must exist; the default path may be absent), then env, then flags. A
+    /// default file that exists but cannot be read (a directory the gateway's user may not enter) is an error,
+    /// not an absent file: its settings would otherwise be dropped without a word.
     pub fn load(overrides: &Overrides, env: &dyn Env) -> anyhow::Result<Config> {
         let explicit = overrides.config.clone().or_else(|| env.get("CODEX_GATEWAY_CONFIG").map(PathBuf::from));
         let raw = match &explicit {
             Some(path) => read_raw(path)?,
             None => {
                 let path = default_config_path(env);
-                if path.exists() { read_raw(&path)? } else { RawConfig::default() }
+                match path.try_exists() {
+                    Ok(true) => read_raw(&path)?,
+                    Ok(false) => RawConfig::default(),
+                    Err(e) => bail!("cannot read config file {}: {e}", path.display()),
+                }
             }
         };
         Self::resolve(raw, overrides, env)

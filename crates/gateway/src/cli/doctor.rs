@@ -133,28 +133,22 @@ fn one_line(e: &anyhow::Error) -> String {
         .join(" ")
 }
 
+/// How to make a config file the gateway cannot read readable, without opening it to everyone (it may hold keys).
+const READABLE_FIX: &str = "let the gateway's user read it and enter its directory (systemd: `chgrp codex-gateway` the \
+                            directory and the file, modes 0750 and 0640)";
+
 /// The file (found, parses: unknown keys are refused by the parser), then the values. Returns the configuration
 /// the other checks use: the file's, or the defaults when it does not load; `None` when not even those resolve.
 fn config_checks(r: &mut Report, base: &Overrides, env: &dyn Env) -> Option<Config> {
     let explicit = base.config.clone().or_else(|| env.get("CODEX_GATEWAY_CONFIG").map(PathBuf::from));
     let path = explicit.clone().unwrap_or_else(|| crate::config::default_config_path(env));
-    let raw = if path.exists() {
-        match crate::config::read_raw(&path) {
-            Ok(raw) => {
-                r.ok("config", "file", format!("{} parses", path.display()));
-                Some(raw)
-            }
-            Err(e) => {
-                r.fail("config", "file", one_line(&e), "correct or remove the key it names (docs/configuration.md)");
-                None
-            }
+    let raw = match path.try_exists() {
+        // It may exist, behind a directory this user cannot enter: the gateway refuses to start then.
+        Err(e) => {
+            r.fail("config", "file", format!("cannot read {}: {e}", path.display()), READABLE_FIX);
+            None
         }
-    } else if explicit.is_some() {
-        r.fail("config", "file", format!("{} not found", path.display()), "create it, or drop --config");
-        None
-    } else {
-        r.ok("config", "file", format!("none at {}: defaults and environment", path.display()));
-        Some(RawConfig::default())
+        Ok(present) => file_check(r, &path, present, explicit.is_some()),
     };
     let loaded = raw.is_some();
     match Config::resolve(raw.unwrap_or_default(), base, env) {
@@ -167,6 +161,36 @@ fn config_checks(r: &mut Report, base: &Overrides, env: &dyn Env) -> Option<Conf
         }
         Err(e) => {
             r.fail("config", "values", one_line(&e), "correct the value it names");
+            None
+        }
+    }
+}
+
+/// The file at `path` parses (`present`: it exists), or its absence is fine (not `explicit`).
+fn file_check(r: &mut Report, path: &Path, present: bool, explicit: bool) -> Option<RawConfig> {
+    if !present {
+        return match explicit {
+            true => {
+                r.fail("config", "file", format!("{} not found", path.display()), "create it, or drop --config");
+                None
+            }
+            false => {
+                r.ok("config", "file", format!("none at {}: defaults and environment", path.display()));
+                Some(RawConfig::default())
+            }
+        };
+    }
+    match crate::config::read_raw(path) {
+        Ok(raw) => {
+            r.ok("config", "file", format!("{} parses", path.display()));
+            Some(raw)
+        }
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some() => {
+            r.fail("config", "file", one_line(&e), READABLE_FIX);
+            None
+        }
+        Err(e) => {
+            r.fail("config", "file", one_line(&e), "correct or remove the key it names (docs/configuration.md)");
             None
         }
     }

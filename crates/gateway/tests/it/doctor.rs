@@ -160,3 +160,20 @@ async fn a_config_with_an_unknown_key_fails() {
     // The other checks still run, on the defaults.
     assert!(!checks(&report, "ok", "migrations").is_empty(), "{report:#}");
 }
+
+/// A default config file the gateway cannot reach (here a path through a regular file; under systemd, a
+/// directory its user may not enter) is an error in `doctor` and at start, not an absent file whose settings
+/// are silently replaced by the defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_that_cannot_be_read_fails_instead_of_being_skipped() {
+    let svc = Service::new(FakeConfig::default()).await;
+    let blocked = svc.dir.join("not-a-directory");
+    std::fs::write(&blocked, "").unwrap_or_else(|e| panic!("{e}"));
+    let xdg = blocked.to_string_lossy().into_owned();
+    let (code, report) = doctor(&svc, &["--offline"], &[("XDG_CONFIG_HOME", &xdg)]).await;
+    assert_eq!(code, 1, "{report:#}");
+    let c = failed(&report, "file");
+    assert!(c["detail"].as_str().unwrap_or_default().starts_with(&format!("cannot read {xdg}/codex-gateway")), "{c}");
+    let o = svc.run_with(&["serve", "--port", "0"], &[("XDG_CONFIG_HOME", &xdg)]).await;
+    assert!(!o.status.success() && text(&o).contains("cannot read config file"), "{}", text(&o));
+}
