@@ -12,6 +12,7 @@ mod connect;
 mod doctor;
 mod keys;
 pub(crate) mod logging;
+mod login;
 mod manual;
 pub(crate) mod output;
 mod reload;
@@ -201,7 +202,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(cmd) => tokio::task::spawn_blocking(move || store::run(cmd)).await??,
         Command::Login { device, paste, label } => {
             let mode = crate::auth::login::LoginMode::from_flags(device, paste);
-            crate::auth::login::run(&Config::load(&base, &ProcessEnv)?, mode, label).await?
+            login::run(&Config::load(&base, &ProcessEnv)?, mode, label).await?
         }
     }
     Ok(ExitCode::SUCCESS)

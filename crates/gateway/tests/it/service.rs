@@ -226,6 +226,12 @@ async fn commands_reach_the_gateway_start_runs_on_its_own_port() {
     assert!(!keyless.status.success() && text(&keyless).contains("requires a client key"), "{}", text(&keyless));
     let reload = svc.run_with(&["reload"], &admin).await;
     assert!(reload.status.success() && text(&reload).contains("configuration reloaded"), "{}", text(&reload));
+    // A login goes to the running gateway, which serves the account at once (not at its next store re-read).
+    let login = text(&svc.run_with(&["login", "--device", "--label", "late"], &admin).await);
+    let id = login.split("id ").nth(1).and_then(|s| s.split(',').next()).unwrap_or_else(|| panic!("{login}"));
+    assert!(login.contains("The running gateway serves it now."), "{login}");
+    let listed = text(&svc.run_with(&["accounts", "list", "--json"], &admin).await);
+    assert!(listed.contains(&format!("\"{id}\"")) && listed.contains("\"late\""), "{id} not served at once: {listed}");
     // `doctor` finds it too, off the configured port, and says so.
     let doctor = text(&svc.run_with(&["doctor", "--offline"], &admin).await);
     let line = doctor.lines().find(|l| l.contains("started gateway")).unwrap_or_else(|| panic!("{doctor}"));

@@ -9,7 +9,7 @@
 //!
 //! What the flows share lives here (options, prompts, errors, saving) and in [`oauth`] (PKCE, state, the
 //! authorize URL, the code exchange). Each flow returns [`Tokens`]; [`save`] commits them to the store (through
-//! `accounts::stored_from_tokens`) and [`run`] is the command-line front end. Everything a test must control
+//! `accounts::stored_from_tokens`); the command-line front end is `cli/login.rs`. Everything a test must control
 //! (callback ports, opening a browser, time limits, where prompts go, where pasted input comes from) is passed
 //! in, never read from globals.
 
@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use super::Tokens;
 use crate::accounts::stored_from_tokens;
-use crate::config::{Config, ProcessEnv};
 use crate::store::{Store, StoredAccount};
 
 mod browser;
@@ -156,7 +155,7 @@ fn human(d: Duration) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Storing the result, and the command line
+// Storing the result
 
 /// A login committed to the store.
 #[derive(Debug)]
@@ -173,71 +172,6 @@ pub fn save(store: &Store, tokens: Tokens, label: Option<String>) -> anyhow::Res
     let replaced = store.get_account(&account.id)?.is_some();
     store.upsert_account(&account)?;
     Ok(Saved { account, replaced })
-}
-
-/// `codex-gateway login [--device | --paste] [--label NAME]`.
-pub async fn run(config: &Config, mode: LoginMode, label: Option<String>) -> anyhow::Result<()> {
-    // Open the store first: a login whose tokens cannot be saved would be wasted.
-    let store = Store::for_config(config)?;
-    let http = crate::upstream::build_http_client(config)?;
-    let mut opts = LoginOptions::new(&config.auth_issuer);
-    opts.open_browser = browser_available(&ProcessEnv);
-    let tokens = match mode {
-        LoginMode::Browser => browser_login(&http, &opts, print_prompt).await?,
-        LoginMode::Device => device_login(&http, &opts, print_prompt).await?,
-        LoginMode::Paste => {
-            paste_login(&http, &opts, print_prompt, tokio::io::BufReader::new(tokio::io::stdin())).await?
-        }
-    };
-    let saved = tokio::task::spawn_blocking(move || save(&store, tokens, label)).await??;
-    let a = &saved.account;
-    if a.tokens.as_ref().is_some_and(|t| t.account_id.is_empty()) {
-        eprintln!("warning: the login carries no ChatGPT account id; the Codex backend may refuse it");
-    }
-    say!(
-        "{} {} (plan {}, id {}{}) {} {}",
-        if saved.replaced { "Logged in again as" } else { "Added" },
-        a.email.as_deref().unwrap_or("an account without an email"),
-        a.plan.as_deref().unwrap_or("unknown"),
-        a.id,
-        a.label.as_deref().map(|l| format!(", label {l}")).unwrap_or_default(),
-        if saved.replaced { "in" } else { "to" },
-        match &config.store.url {
-            Some(url) => crate::store::postgres::redact_url(url),
-            None => config.db_path().display().to_string(),
-        }
-    );
-    say!("A running gateway sees the account within 30 s (its next re-read of the store).");
-    Ok(())
-}
-
-fn print_prompt(p: Prompt) {
-    match p {
-        Prompt::Browser { url } => {
-            say!("Sign in to ChatGPT in your browser:\n\n  {url}\n");
-            say!(
-                "If no browser opened, open the address above on this machine. Waiting up to 5 minutes...\n\
-                 (On a remote machine, use `codex-gateway login --device` or `--paste`.)"
-            );
-        }
-        Prompt::Paste { url } => {
-            say!("1. Open this address in a browser on any machine and sign in:\n\n  {url}\n");
-            say!(
-                "2. The browser then fails to load http://localhost:1455/auth/callback?... That is expected.\n   \
-                 Copy the whole address from its address bar and paste it here, then press Enter:"
-            );
-        }
-        Prompt::Device { verification_url, user_code } => {
-            say!("Open {verification_url} and enter this code: {user_code}\n");
-            say!(
-                "Waiting for approval (up to 15 minutes)...\n\
-                 (If the page refuses the code, enable device code authorization for Codex in ChatGPT's \
-                 Settings > Security.)"
-            );
-        }
-    }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
 }
 
 #[cfg(test)]
