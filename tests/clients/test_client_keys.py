@@ -8,6 +8,8 @@ SDK that retried a 429 after `Retry-After` would wait the minute out instead of 
 
 from __future__ import annotations
 
+import itertools
+
 import anthropic
 import httpx
 import ollama
@@ -38,9 +40,13 @@ def admin(gw: harness.Gateway, method: str, path: str, body=None, key: str = ADM
     return harness.http(method, gw.url + path, body, headers={"Authorization": f"Bearer {key}"})
 
 
+KEY_NUMBERS = itertools.count(1)
+
+
 def create_key(gw: harness.Gateway, **spec) -> str:
-    """A new key's secret (the only time the gateway shows it)."""
-    r = admin(gw, "POST", "/admin/keys", {"name": "sdk-test", **spec})
+    """A new key's secret (the only time the gateway shows it). Each key gets a name of its own: two keys that
+    are not revoked may not share one."""
+    r = admin(gw, "POST", "/admin/keys", {"name": f"sdk-test-{next(KEY_NUMBERS)}", **spec})
     assert r.status == 201, r.text
     return r.json()["secret"]
 

@@ -57,7 +57,8 @@ pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
         say!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    // Keys are grouped by id; their names, which people know them by, go beside it.
+    // Keys and accounts are grouped by id; the names people know them by (a key's name, an account's label or
+    // email) go beside it.
     let names = match by {
         GroupBy::Key => super::keys::ids_and_names(&live, config)
             .await
@@ -65,10 +66,30 @@ pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
             .into_iter()
             .map(|k| (k.id, k.name))
             .collect(),
+        GroupBy::Account => account_names(&live, config).await.unwrap_or_default(),
         _ => HashMap::new(),
     };
     super::output::text(format_args!("{}", table(&report, by.as_str(), &names)));
     Ok(())
+}
+
+/// Each account's label, else its email, by id: from the running gateway when one answers, else from the store.
+async fn account_names(live: &Option<Live>, config: &Config) -> anyhow::Result<HashMap<String, String>> {
+    let pairs: Vec<(String, Option<String>)> = match live {
+        Some(l) => {
+            let list = l.call(reqwest::Method::GET, "/admin/accounts", None).await?;
+            let field = |a: &Value, f: &str| a[f].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+            let named =
+                |a: &Value| (field(a, "id").unwrap_or_default(), field(a, "label").or_else(|| field(a, "email")));
+            list.as_array().into_iter().flatten().map(named).collect()
+        }
+        None => crate::store::Store::for_config(config)?
+            .list_accounts()?
+            .into_iter()
+            .map(|a| (a.id, a.label.or(a.email)))
+            .collect(),
+    };
+    Ok(pairs.into_iter().filter_map(|(id, name)| Some((id, name?))).collect())
 }
 
 /// The report's groups and totals as an aligned table, a group shown with its name when `names` has one; a cost

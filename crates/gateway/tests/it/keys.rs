@@ -243,7 +243,7 @@ async fn a_model_outside_the_allow_list_gets_403_in_each_dialect() {
 async fn over_the_request_rate_gets_429_with_retry_after_in_each_dialect() {
     let env = gateway().await;
     for d in ALL {
-        let (_, secret) = create(&env, json!({"name":"slow-lane","rpm":2})).await;
+        let (_, secret) = create(&env, json!({"name":format!("slow-lane-{d:?}"),"rpm":2})).await;
         for _ in 0..2 {
             let (status, _, body) = send(&env, d, &secret).await;
             assert_eq!(status, 200, "{d:?}: {body}");
@@ -260,7 +260,7 @@ async fn over_the_token_budget_gets_429_naming_the_budget_and_its_reset_in_each_
     let env = gateway().await;
     for d in ALL {
         // One request uses more than one token: the next is refused (the first overshoots by its own size).
-        let (_, daily) = create(&env, json!({"name":"daily","daily_tokens":1})).await;
+        let (_, daily) = create(&env, json!({"name":format!("daily-{d:?}"),"daily_tokens":1})).await;
         let (status, _, body) = send(&env, d, &daily).await;
         assert_eq!(status, 200, "{d:?}: {body}");
         let (status, headers, body) = send(&env, d, &daily).await;
@@ -273,7 +273,7 @@ async fn over_the_token_budget_gets_429_naming_the_budget_and_its_reset_in_each_
             &["daily token budget", "resets at", "T00:00:00Z"],
         );
         assert!((1..=86_400).contains(&retry_after(d, &headers)));
-        let (_, monthly) = create(&env, json!({"name":"monthly","monthly_tokens":1})).await;
+        let (_, monthly) = create(&env, json!({"name":format!("monthly-{d:?}"),"monthly_tokens":1})).await;
         let (status, _, body) = send(&env, d, &monthly).await;
         assert_eq!(status, 200, "{d:?}: {body}");
         let (status, headers, body) = send(&env, d, &monthly).await;
@@ -297,7 +297,7 @@ async fn over_the_token_budget_gets_429_naming_the_budget_and_its_reset_in_each_
 async fn over_the_concurrency_limit_gets_429_until_the_stream_ends_in_each_dialect() {
     let env = gateway().await;
     for d in ALL {
-        let (_, secret) = create(&env, json!({"name":"one-at-a-time","concurrency":1})).await;
+        let (_, secret) = create(&env, json!({"name":format!("one-at-a-time-{d:?}"),"concurrency":1})).await;
         env.fake.enqueue(None, scenario(json!({"kind":"slow","text":"a b c d e f","deltas":6,"delay_ms":200})));
         let first = request(&env, d, &secret, true).send().await.unwrap_or_else(|e| panic!("{d:?}: {e}"));
         assert_eq!(first.status().as_u16(), 200, "{d:?}");

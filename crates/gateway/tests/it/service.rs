@@ -209,6 +209,19 @@ async fn commands_reach_the_gateway_start_runs_on_its_own_port() {
     assert!(created.status.success(), "{out}");
     let (id, secret) = (field(&out, "id:").to_string(), field(&out, "secret:").to_string());
     assert_eq!(chat_with(&base, &secret).await, 200, "the new key is served without a restart");
+    // The usage report names what it groups by id: the key by its name, the account by its email (the ledger
+    // writes its records within a second).
+    let mut by_key = String::new();
+    for _ in 0..50 {
+        by_key = text(&svc.run_with(&["usage", "--by", "key"], &admin).await);
+        if by_key.lines().any(|l| l.starts_with(&format!("{id} (cli)"))) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(by_key.lines().any(|l| l.starts_with(&format!("{id} (cli)"))), "{by_key}");
+    let by_account = text(&svc.run_with(&["usage", "--by", "account"], &admin).await);
+    assert!(by_account.lines().any(|l| l.starts_with("acc-") && l.contains("@")), "{by_account}");
     // Two keys that are not revoked never share a name (a name picks one key below).
     let twin = svc.run_with(&["keys", "create", "--name", "cli"], &admin).await;
     assert!(!twin.status.success() && text(&twin).contains(&format!("{id} is already named `cli`")), "{}", text(&twin));
