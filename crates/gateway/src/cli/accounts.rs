@@ -40,18 +40,38 @@ pub enum AccountsCommand {
         json: bool,
     },
     /// Remove an account from the store.
-    Remove { id: String },
+    Remove {
+        /// The account's id (`acc-...`), or its label or email when no other account has it.
+        id: String,
+    },
     /// Use an account again.
-    Enable { id: String },
+    Enable {
+        /// The account's id, label or email.
+        id: String,
+    },
     /// Stop using an account (kept in the store).
-    Disable { id: String },
+    Disable {
+        /// The account's id, label or email.
+        id: String,
+    },
     /// Name an account (no name: clear it).
-    Label { id: String, label: Option<String> },
+    Label {
+        /// The account's id, label or email.
+        id: String,
+        label: Option<String>,
+    },
     /// Send an account's upstream traffic through a proxy (http://, https://, socks5://); no URL: use the
     /// global setting again.
-    Proxy { id: String, url: Option<String> },
+    Proxy {
+        /// The account's id, label or email.
+        id: String,
+        url: Option<String>,
+    },
     /// Refresh an account's tokens now.
-    Refresh { id: String },
+    Refresh {
+        /// The account's id, label or email.
+        id: String,
+    },
     /// Write all accounts as JSON. Secrets are redacted unless --include-secrets (then the file is mode 0600).
     Export {
         #[arg(long)]
@@ -98,6 +118,41 @@ impl Live {
             bail!("{}", v["error"]["message"].as_str().unwrap_or("the gateway refused"));
         }
         Ok(v)
+    }
+}
+
+/// The id of the account `given` names: an id as it is, else the one account with that label, else the one with
+/// that email (several are refused with their ids). Only an id found here goes into an admin path.
+async fn resolve(live: &Option<Live>, config: &Config, given: &str) -> anyhow::Result<String> {
+    let accounts: Vec<[Option<String>; 3]> = match live {
+        Some(l) => {
+            let list = l.call(reqwest::Method::GET, "/admin/accounts", None).await?;
+            let field = |a: &Value, f: &str| a[f].as_str().map(str::to_string);
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| [field(a, "id"), field(a, "label"), field(a, "email")])
+                .collect()
+        }
+        None => {
+            Store::for_config(config)?.list_accounts()?.into_iter().map(|a| [Some(a.id), a.label, a.email]).collect()
+        }
+    };
+    pick_account(given, &accounts)
+}
+
+/// [`resolve`] over (id, label, email).
+fn pick_account(given: &str, accounts: &[[Option<String>; 3]]) -> anyhow::Result<String> {
+    let by = |field: usize| -> Vec<&str> {
+        accounts.iter().filter(|a| a[field].as_deref() == Some(given)).filter_map(|a| a[0].as_deref()).collect()
+    };
+    let (ids, labels, emails) = (by(0), by(1), by(2));
+    match (&ids[..], &labels[..], &emails[..]) {
+        ([id, ..], _, _) | ([], [id], _) | ([], [], [id]) => Ok(id.to_string()),
+        ([], [], []) => bail!("no account `{given}` (by id, label or email; codex-gateway accounts list)"),
+        ([], [], several) | ([], several, _) => {
+            bail!("{} accounts are `{given}`: give the id ({})", several.len(), several.join(", "))
+        }
     }
 }
 
@@ -211,6 +266,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AccountsCommand::Remove { id } => {
+            let id = resolve(&live, config, &id).await?;
             if let Some(l) = &live {
                 l.call(reqwest::Method::DELETE, &format!("/admin/accounts/{id}"), None).await?;
             } else if !Store::for_config(config)?.remove_account(&id)? {
@@ -219,9 +275,10 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             say!("removed {id}");
             Ok(())
         }
-        AccountsCommand::Enable { id } => set_enabled(config, &live, &id, true).await,
-        AccountsCommand::Disable { id } => set_enabled(config, &live, &id, false).await,
+        AccountsCommand::Enable { id } => set_enabled(config, &live, &resolve(&live, config, &id).await?, true).await,
+        AccountsCommand::Disable { id } => set_enabled(config, &live, &resolve(&live, config, &id).await?, false).await,
         AccountsCommand::Label { id, label } => {
+            let id = resolve(&live, config, &id).await?;
             if let Some(l) = &live {
                 l.call(reqwest::Method::POST, &format!("/admin/accounts/{id}/label"), Some(json!({"label": label})))
                     .await?;
@@ -232,6 +289,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AccountsCommand::Proxy { id, url } => {
+            let id = resolve(&live, config, &id).await?;
             if let Some(u) = &url {
                 reqwest::Proxy::all(u).with_context(|| format!("invalid proxy URL {u}"))?;
             }
@@ -248,6 +306,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AccountsCommand::Refresh { id } => {
+            let id = resolve(&live, config, &id).await?;
             if let Some(l) = &live {
                 let summary = l.call(reqwest::Method::POST, &format!("/admin/accounts/{id}/refresh"), None).await?;
                 if let Some(error) = summary["tokens_not_saved"]["error"].as_str() {
@@ -287,6 +346,10 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AccountsCommand::Check { id } => {
+            let id = match id {
+                Some(given) => Some(resolve(&live, config, &given).await?),
+                None => None,
+            };
             let results: Vec<Value> = match &live {
                 Some(l) => {
                     let accounts = l.call(reqwest::Method::GET, "/admin/accounts", None).await?;
@@ -423,5 +486,39 @@ fn print_table(rows: &[Value]) {
                 when(&r["tokens_not_saved"]["since"])
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_account;
+
+    #[test]
+    fn an_account_is_named_by_its_id_label_or_email_when_no_other_has_it() {
+        let row = |id: &str, label: Option<&str>, email: Option<&str>| {
+            [Some(id.to_string()), label.map(str::to_string), email.map(str::to_string)]
+        };
+        let accounts = [
+            row("acc-1", Some("work"), Some("a@x.test")),
+            row("acc-2", Some("home"), Some("b@x.test")),
+            row("acc-3", Some("team"), Some("c@x.test")),
+            row("acc-4", Some("team"), Some("d@x.test")),
+            row("acc-5", Some("c@x.test"), None),
+            row("acc-6", None, Some("d@x.test")),
+        ];
+        let ok = |given: &str| pick_account(given, &accounts).ok();
+        assert_eq!(ok("acc-2").as_deref(), Some("acc-2"));
+        assert_eq!(ok("work").as_deref(), Some("acc-1"));
+        assert_eq!(ok("b@x.test").as_deref(), Some("acc-2"));
+        // A label wins over an email that reads the same.
+        assert_eq!(ok("c@x.test").as_deref(), Some("acc-5"));
+        let err = |given: &str| pick_account(given, &accounts).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err("team").contains("2 accounts are `team`: give the id (acc-3, acc-4)"), "{}", err("team"));
+        assert!(
+            err("d@x.test").contains("2 accounts are `d@x.test`: give the id (acc-4, acc-6)"),
+            "{}",
+            err("d@x.test")
+        );
+        assert!(err("nobody").contains("no account `nobody`"), "{}", err("nobody"));
     }
 }

@@ -245,6 +245,9 @@ async fn commands_reach_the_gateway_start_runs_on_its_own_port() {
     assert!(login.contains("The running gateway serves it now."), "{login}");
     let listed = text(&svc.run_with(&["accounts", "list", "--json"], &admin).await);
     assert!(listed.contains(&format!("\"{id}\"")) && listed.contains("\"late\""), "{id} not served at once: {listed}");
+    // An account is named by its label as well as its id.
+    let disabled = text(&svc.run_with(&["accounts", "disable", "late"], &admin).await);
+    assert_eq!(disabled.trim(), format!("{id}: disabled"));
     // `doctor` finds it too, off the configured port, and says so.
     let doctor = text(&svc.run_with(&["doctor", "--offline"], &admin).await);
     let line = doctor.lines().find(|l| l.contains("started gateway")).unwrap_or_else(|| panic!("{doctor}"));
