@@ -85,7 +85,7 @@ enum Merge {
 pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()> {
     // The background gateway's address when one runs (`start --port` may differ from the configuration).
     let base = super::service::reach(config).base;
-    let key = match (&args.key, requires_a_key(config)) {
+    let key = match (&args.key, super::keys::requires_a_key(config)) {
         (Some(k), _) => k.clone(),
         (None, false) => "unused".to_string(),
         (None, true) if args.write => bail!("this gateway requires a client key: pass it with --key"),
@@ -105,19 +105,6 @@ pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()
         }
     }
     Ok(())
-}
-
-/// Whether the gateway refuses requests without a key (server/guard.rs): a key is configured (`api_keys`,
-/// `[keys.NAME]`) or created (in the store; a revoked one counts, as it does there). A store that cannot be read
-/// is taken to hold none: the printed settings then say `unused`, as for a fresh install.
-fn requires_a_key(config: &Config) -> bool {
-    if !config.api_keys.is_empty() || !config.configured_keys.is_empty() {
-        return true;
-    }
-    // Opening a store creates it: where none exists yet (a fresh machine), there is no key to find either.
-    let team = config.store.url.is_some();
-    (team || config.db_path().exists())
-        && crate::store::Store::for_config(config).and_then(|s| s.list_keys()).is_ok_and(|keys| !keys.is_empty())
 }
 
 fn home(env: &dyn Env) -> PathBuf {

@@ -260,6 +260,19 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Whether the gateway refuses requests without a key (server/guard.rs): a key is configured (`api_keys`,
+/// `[keys.NAME]`) or created (in the store; a revoked one counts, as it does there). A store that cannot be read
+/// is taken to hold none: the printed settings then say `unused`, as for a fresh install.
+pub(super) fn requires_a_key(config: &Config) -> bool {
+    if !config.api_keys.is_empty() || !config.configured_keys.is_empty() {
+        return true;
+    }
+    // Opening a store creates it: where none exists yet (a fresh machine), there is no key to find either.
+    let team = config.store.url.is_some();
+    (team || config.db_path().exists())
+        && crate::store::Store::for_config(config).and_then(|s| s.list_keys()).is_ok_and(|keys| !keys.is_empty())
+}
+
 /// The id of the key `given` names: an id as it is, else the one key with that name that is not revoked (keys
 /// that are not revoked never share a name: `manage::create`), else the one revoked key with that name (several
 /// are refused with their ids). Only an id found here goes into an admin path.

@@ -183,7 +183,8 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
         say!("config listen: http://{}", config.listen);
         say!("data dir:      {}", config.data_dir.display());
         say!("upstream:      {}", config.upstream_base_url);
-        say!("client keys:   {}", if config.api_keys.is_empty() { "none (loopback only)" } else { "required" });
+        let keys = if super::keys::requires_a_key(&config) { "required" } else { "none (loopback only)" };
+        say!("client keys:   {keys}");
         let auth = config.codex_auth_file();
         say!("codex login:   {} ({})", auth.display(), if auth.exists() { "present" } else { "absent" });
         say!();

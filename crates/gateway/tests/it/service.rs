@@ -209,6 +209,9 @@ async fn commands_reach_the_gateway_start_runs_on_its_own_port() {
     assert!(created.status.success(), "{out}");
     let (id, secret) = (field(&out, "id:").to_string(), field(&out, "secret:").to_string());
     assert_eq!(chat_with(&base, &secret).await, 200, "the new key is served without a restart");
+    // A created key makes the gateway require keys, and `status` says so (it looked at `api_keys` only).
+    let status = text(&svc.run_with(&["status", "--verbose"], &admin).await);
+    assert!(status.contains("client keys:   required"), "{status}");
     // The usage report names what it groups by id: the key by its name, the account by its email (the ledger
     // writes its records within a second).
     let mut by_key = String::new();
