@@ -450,7 +450,6 @@ fn clock_from_tokens(r: &mut Report, probes: &[Probe], now: i64) {
     }
 }
 
-/// Free, or held by a codex-gateway (this one, running); anything else holding it is a failure.
 /// The gateway `codex-gateway start` runs in the background for this data directory: answering at the address it
 /// printed (which `start --port` may have moved off the configured one, so the port check alone would miss it),
 /// or gone with its pid file left behind.
@@ -508,6 +507,7 @@ async fn answers_as_gateway(url: &str) -> bool {
     }
 }
 
+/// Free, or held by a codex-gateway (this one, running); anything else holding it is a failure.
 async fn port_check(r: &mut Report, check: &'static str, addr: std::net::SocketAddr) {
     if addr.port() == 0 {
         r.ok("ports", check, "port 0: a free port is picked at start");
