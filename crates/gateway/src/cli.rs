@@ -218,6 +218,11 @@ async fn serve(config: Config, log_file: Option<&std::path::Path>) -> anyhow::Re
         }
     }
     let _log = WriteOutLog;
+    // One serving gateway per local store (store/serving.rs); the team store coordinates its own instances.
+    let _serving = match config.store.url {
+        None => Some(crate::store::serving::take(&config.data_dir)?),
+        Some(_) => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -170,7 +170,21 @@ fn admin_body(source: ImportSource, label: Option<String>) -> Value {
     body
 }
 
+/// The accounts as this command's own pool, for a command no running gateway answered. Refused while a gateway
+/// serves this data directory: a refresh here would spend a single-use token behind its back.
 fn local_pool(config: &Config) -> anyhow::Result<Pool> {
+    if config.store.url.is_none()
+        && let Some(pid) = crate::store::serving::held_by(&config.data_dir)
+    {
+        let reach = super::service::reach(config);
+        bail!(
+            "a codex-gateway{} serves this data directory but did not answer at {} with the admin credential: run \
+             this command with its address (CODEX_GATEWAY_PORT, CODEX_GATEWAY_HOST) and its admin key \
+             (CODEX_GATEWAY_ADMIN_KEY), so the change goes through it",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+            reach.base
+        );
+    }
     let store = Arc::new(Store::for_config(config)?);
     let http = crate::upstream::build_http_client(config)?;
     Pool::load(Arc::new(config.clone()), store, http)

@@ -16,6 +16,7 @@ use crate::auth::Tokens;
 
 mod keys;
 pub mod postgres;
+pub mod serving;
 pub mod usage;
 
 pub use keys::StoredKey;

@@ -256,6 +256,20 @@ async fn commands_reach_the_gateway_start_runs_on_its_own_port() {
     let line = doctor.lines().find(|l| l.contains("started gateway")).unwrap_or_else(|| panic!("{doctor}"));
     assert!(line.starts_with("ok") && line.contains(&format!("answers at {base} (not the configured")), "{doctor}");
 
+    // No second gateway on its store, and no refresh behind its back by a command it did not answer.
+    let second = tokio::time::timeout(Duration::from_secs(20), svc.run_with(&["serve", "--port", "0"], &admin))
+        .await
+        .unwrap_or_else(|_| panic!("a second gateway served the same data directory"));
+    assert!(
+        !second.status.success() && text(&second).contains("already serves the data directory"),
+        "{}",
+        text(&second)
+    );
+    let unheard =
+        svc.run_with(&["accounts", "refresh", &id], &[("CODEX_GATEWAY_ADMIN_KEY", "not-the-admin-key")]).await;
+    let said = text(&unheard);
+    assert!(!unheard.status.success() && said.contains("serves this data directory but did not answer"), "{said}");
+
     assert!(svc.run(&["stop"]).await.status.success());
     let doctor = text(&svc.run_with(&["doctor", "--offline"], &admin).await);
     assert!(doctor.lines().any(|l| l.contains("started gateway: none")), "{doctor}");
