@@ -265,8 +265,7 @@ async fn commands_reach_the_gateway_start_runs_on_its_own_port() {
         "{}",
         text(&second)
     );
-    let unheard =
-        svc.run_with(&["accounts", "refresh", &id], &[("CODEX_GATEWAY_ADMIN_KEY", "not-the-admin-key")]).await;
+    let unheard = svc.run_with(&["accounts", "refresh", id], &[("CODEX_GATEWAY_ADMIN_KEY", "not-the-admin-key")]).await;
     let said = text(&unheard);
     assert!(!unheard.status.success() && said.contains("serves this data directory but did not answer"), "{said}");
 
