@@ -1,13 +1,20 @@
-//! HTTP/2 to the upstream, driven with the h2 crate directly: one connection per origin, shared by every
-//! request, over TLS (ALPN `h2`) or in clear text by prior knowledge (h2c).
+//! HTTP/2 to the upstream: one connection per origin, shared by every request, over TLS (ALPN `h2`) or in clear
+//! text by prior knowledge (h2c). This file is the pool (connections by origin, retries); the protocol is the
+//! gateway's own client in the submodules: `frame` (the wire format), `hpack` (header blocks), `connection`
+//! (streams, windows and what each frame does), `driver` (the socket's task), `stream` (requests and bodies).
 //!
-//! Why not hyper's client: hyper sends a request body by first reserving one byte of the connection's send
-//! window and asking for the rest only once it has that byte. When many requests wait for the upstream to reopen
-//! its window (their bodies together larger than it, as when thousands of streams start at once), each reopening
-//! hands every waiting stream its one byte, and each sends it as a DATA frame of its own. h2's servers count such
-//! frames as a small-frame flood and close the connection, with every stream on it (GOAWAY `ENHANCE_YOUR_CALM`):
-//! bench/notes.md, and the test below. Here a body asks for its whole length at once, so the window goes to the
-//! waiting bodies in turn and each leaves in as few frames as the window allows.
+//! Why an own client and not the h2 crate (used before, and still the test servers' implementation): the
+//! real backend sends every SSE event as a DATA frame of its own, and h2 spent ~1.5 K instructions on each
+//! (its connection task's turn, moving its frame enum by value, a lock and queue pop per frame in the body's
+//! poll) against ~200 for the HTTP/1.1 path's chunk decoder, and ~63 K per request on HPACK (Huffman coding of
+//! every literal): an HTTP/2 burst cost about twice the HTTP/1.1 one (bench/notes.md, thirty-sixth session).
+//! Here a read's frames are applied under one lock, a body takes all of its ready frames at once, and the
+//! request's header block is plain literals. Nothing of that was reachable through h2's API.
+//!
+//! Request bodies ask for their whole length at once: the window goes to the waiting bodies in turn and each
+//! leaves in as few frames as the window allows. (hyper's client sent a 1-byte DATA frame per waiting stream
+//! at each reopening of the window, which h2's servers take for a small-frame flood: GOAWAY `ENHANCE_YOUR_CALM`,
+//! every stream on the connection lost; bench/notes.md and the test in `transport.rs`.)
 //!
 //! A connection carries as many streams at once as the server allows (SETTINGS_MAX_CONCURRENT_STREAMS, often
 //! 100–256); a request that would have to wait for a free stream goes on another connection to the same origin
@@ -18,12 +25,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use axum::http::{HeaderMap, Request, Uri, header};
+use axum::http::{HeaderMap, Uri};
 use bytes::Bytes;
-use h2::client::SendRequest;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower::Service;
+
+mod connection;
+mod driver;
+mod error;
+mod frame;
+mod hpack;
+mod hpack_decoder;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+pub use error::H2Error;
+use stream::Handle;
 
 use super::transport::{
     CONNECT_TIMEOUT, TransportError, UPSTREAM_H2_CONNECTION_WINDOW, UPSTREAM_H2_STREAM_WINDOW, UpstreamResponse,
@@ -33,16 +52,6 @@ use super::transport::{
 const MAX_RETRIES_OF_REFUSED: u32 = 2;
 /// Connections to one origin; past this, requests share the least busy one and wait there for a free stream.
 const MAX_CONNECTIONS_PER_ORIGIN: usize = 16;
-/// Streams this side reset that a connection remembers (for h2's one second) so that frames the server sent
-/// before it saw the reset are ignored. The gateway resets (cancels) a stream whenever it drops an answer before
-/// its END_STREAM arrived: every completed answer whose END_STREAM is a frame of its own still on the way (the
-/// pump is done at `response.completed`), and every client that leaves. h2 remembers 50 by default; a frame for
-/// a forgotten stream is a protocol error that h2 answers with a reset of its own, and after 1,024 of those
-/// over the connection's life it closes the connection with every stream on it (`ENHANCE_YOUR_CALM`,
-/// "too_many_internal_resets"): 329 of 10,000 paced streams failed so (bench/notes.md). This covers a
-/// connection's whole stream limit ending within the second; each remembered stream costs a few hundred bytes
-/// for that second.
-const MAX_REMEMBERED_RESETS: usize = 16 * 1024;
 
 /// What the caller does with a request this module did not send.
 pub enum Outcome {
@@ -69,7 +78,7 @@ struct Origin {
 
 #[derive(Clone)]
 struct Connection {
-    send: SendRequest<Bytes>,
+    send: Arc<Handle>,
     id: u64,
     /// Streams open on it, counted by [`StreamSlot`]s.
     open: Arc<AtomicUsize>,
@@ -88,12 +97,12 @@ impl Drop for StreamSlot {
 impl Connection {
     /// A stream on this connection if the server allows one more at once.
     fn take_slot(&self) -> Option<StreamSlot> {
-        let limit = self.send.current_max_send_streams();
+        let limit = self.send.max_streams();
         self.open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < limit).then_some(n + 1)).ok()?;
         Some(StreamSlot(self.open.clone()))
     }
 
-    /// A stream on this connection regardless of the server's limit (h2 holds the request until one is free).
+    /// A stream on this connection regardless of the server's limit (the request waits there until one is free).
     fn queue_slot(&self) -> StreamSlot {
         self.open.fetch_add(1, Ordering::Relaxed);
         StreamSlot(self.open.clone())
@@ -112,9 +121,8 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 /// Why sending on a connection failed: before the request left (the connection had ended; safe to send again
 /// on a new one), or after.
 enum SendError {
-    ConnectionEnded(h2::Error),
-    Stream(h2::Error),
-    Request(TransportError),
+    ConnectionEnded(H2Error),
+    Stream(H2Error),
 }
 
 impl Http2Connections {
@@ -141,9 +149,8 @@ impl Http2Connections {
             let Some((connection, slot)) = self.connection(&origin, uri).await? else {
                 return Ok(Outcome::Http1Only);
             };
-            match send(connection.send.clone(), slot, uri, headers, body).await {
+            match send(&connection.send, slot, uri, headers, body).await {
                 Ok(response) => return Ok(Outcome::Sent(response)),
-                Err(SendError::Request(e)) => return Err(e),
                 Err(SendError::ConnectionEnded(e)) => {
                     origin.forget(connection.id);
                     if reconnects >= 1 {
@@ -152,10 +159,10 @@ impl Http2Connections {
                     reconnects += 1;
                 }
                 Err(SendError::Stream(e)) => {
-                    if e.is_go_away() || e.is_io() {
+                    if e.ends_connection() {
                         origin.forget(connection.id);
                     }
-                    if refusals >= MAX_RETRIES_OF_REFUSED || !refused_unprocessed(&e) {
+                    if refusals >= MAX_RETRIES_OF_REFUSED || !e.unprocessed() {
                         return Err(TransportError::of(e));
                     }
                     refusals += 1;
@@ -196,7 +203,7 @@ impl Http2Connections {
         match Box::pin(self.connect(uri)).await {
             Ok(Some(send)) => {
                 let connection = Connection {
-                    send,
+                    send: Arc::new(send),
                     id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
                     open: Arc::new(AtomicUsize::new(0)),
                 };
@@ -217,13 +224,13 @@ impl Http2Connections {
     }
 
     /// TCP, then TLS with ALPN for `https` (`None` if the server chose HTTP/1.1), then the HTTP/2 handshake.
-    async fn connect(&self, uri: &Uri) -> Result<Option<SendRequest<Bytes>>, TransportError> {
+    async fn connect(&self, uri: &Uri) -> Result<Option<Handle>, TransportError> {
         let connecting = async {
             let mut tcp = self.tcp.clone();
             std::future::poll_fn(|cx| tcp.poll_ready(cx)).await.map_err(TransportError::of)?;
             let stream = tcp.call(uri.clone()).await.map_err(TransportError::of)?.into_inner();
             if uri.scheme_str() != Some("https") {
-                return handshake(stream).await.map(Some);
+                return Ok(Some(handshake(stream)));
             }
             let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
             let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(TransportError::of)?;
@@ -231,7 +238,7 @@ impl Http2Connections {
             if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
                 return Ok(None);
             }
-            handshake(stream).await.map(Some)
+            Ok(Some(handshake(stream)))
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(result) => result,
@@ -265,130 +272,27 @@ impl Origin {
     }
 }
 
-/// The HTTP/2 handshake with the gateway's fixed windows (see `transport.rs`); the connection runs on its own task.
-async fn handshake<T>(io: T) -> Result<SendRequest<Bytes>, TransportError>
+/// Start the connection: the client preface and SETTINGS with the gateway's fixed windows (see `transport.rs`)
+/// are queued, and the connection runs on its own task. Like h2's handshake this does not wait for the server's
+/// SETTINGS: the first requests go out with the preface.
+fn handshake<T>(io: T) -> Handle
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (send, connection) = h2::client::Builder::new()
-        .initial_window_size(UPSTREAM_H2_STREAM_WINDOW)
-        .initial_connection_window_size(UPSTREAM_H2_CONNECTION_WINDOW)
-        .enable_push(false)
-        .max_concurrent_reset_streams(MAX_REMEMBERED_RESETS)
-        .handshake::<_, Bytes>(io)
-        .await
-        .map_err(TransportError::of)?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!("upstream HTTP/2 connection ended: {e}");
-        }
-    });
-    Ok(send)
+    let shared = connection::Shared::new(UPSTREAM_H2_STREAM_WINDOW, UPSTREAM_H2_CONNECTION_WINDOW);
+    tokio::spawn(driver::run(io, shared.clone()));
+    Handle::new(shared)
 }
 
 /// Send one request on `send`'s connection; returns once the response headers arrive.
 async fn send(
-    send: SendRequest<Bytes>,
+    send: &Handle,
     slot: StreamSlot,
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<UpstreamResponse, SendError> {
-    let mut send = send.ready().await.map_err(SendError::ConnectionEnded)?;
-    let mut request = Request::post(uri.clone()).body(()).map_err(|e| SendError::Request(TransportError::of(e)))?;
-    let fields = request.headers_mut();
-    *fields = headers.clone();
-    // Connection-specific fields are not allowed in HTTP/2 (RFC 9113 §8.2.2); the authority travels as a
-    // pseudo-header.
-    for name in [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE, header::HOST] {
-        fields.remove(name);
-    }
-    fields.remove("keep-alive");
-    fields.remove("proxy-connection");
-    fields.insert(header::CONTENT_LENGTH, body.len().into());
-    let (response, mut stream) = send.send_request(request, body.is_empty()).map_err(SendError::Stream)?;
-    if !body.is_empty() {
-        // The whole body at once: h2 asks the connection for its full length (see the module's comment).
-        stream.send_data(body.clone(), true).map_err(SendError::Stream)?;
-    }
-    let response = response.await.map_err(SendError::Stream)?;
-    let (parts, recv) = response.into_parts();
-    Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body: Box::pin(body_stream(recv, slot)) })
-}
-
-/// The response body as it arrives, a DATA frame at a time (one event each, as the real backend sends them).
-/// Frames are handed on as they are, not joined: the reader takes every ready frame before the pump writes, so a
-/// burst still leaves in one write, and joining copied every byte once more (~4% of an HTTP/2 burst's CPU, perf).
-/// The window is given back once per burst, when the stream has nothing more ready (or past [`RELEASE_AT`]),
-/// rather than per frame: each release locks h2's shared stream state. The stream's slot is given back when the
-/// body ends or is dropped.
-fn body_stream(recv: h2::RecvStream, slot: StreamSlot) -> Body {
-    Body { recv, slot: Some(slot), unreleased: 0 }
-}
-
-/// See [`body_stream`].
-struct Body {
-    recv: h2::RecvStream,
-    /// `None` once the body ended.
-    slot: Option<StreamSlot>,
-    /// Bytes handed on whose window is not given back yet.
-    unreleased: usize,
-}
-
-/// Window held back at most before it is given back even in the middle of a burst (the stream's window is
-/// [`UPSTREAM_H2_STREAM_WINDOW`]: the upstream keeps sending meanwhile).
-const RELEASE_AT: usize = 32 * 1024;
-
-impl Body {
-    fn release(&mut self) {
-        if self.unreleased > 0 {
-            let _ = self.recv.flow_control().release_capacity(std::mem::take(&mut self.unreleased));
-        }
-    }
-}
-
-impl futures_util::Stream for Body {
-    type Item = Result<Bytes, TransportError>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        use std::task::Poll;
-        let this = self.get_mut();
-        if this.slot.is_none() {
-            return Poll::Ready(None);
-        }
-        match this.recv.poll_data(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.unreleased += chunk.len();
-                if this.unreleased >= RELEASE_AT {
-                    this.release();
-                }
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.slot = None;
-                Poll::Ready(Some(Err(TransportError::of(e))))
-            }
-            Poll::Ready(None) => {
-                this.slot = None;
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                this.release();
-                Poll::Pending
-            }
-        }
-    }
-}
-
-/// The HTTP/2 server declined the request before processing it, so it is safe to send again on another
-/// stream or connection (RFC 9113 §8.7): the stream was refused (`REFUSED_STREAM`), or the connection is being
-/// shut down gracefully (`GOAWAY` with `NO_ERROR`, as load balancers do to rotate connections).
-fn refused_unprocessed(e: &h2::Error) -> bool {
-    let reason = e.reason();
-    e.is_remote()
-        && ((e.is_go_away() && reason == Some(h2::Reason::NO_ERROR))
-            || (e.is_reset() && reason == Some(h2::Reason::REFUSED_STREAM)))
+    let stream = send.open(uri, headers, body).await.map_err(SendError::ConnectionEnded)?;
+    let (status, headers) = stream.head().await.map_err(SendError::Stream)?;
+    Ok(UpstreamResponse { status, headers, body: Box::pin(stream::Body::new(stream, slot)) })
 }
