@@ -25,13 +25,12 @@ use dialects::failure::{Stage, TransportKind};
 use super::http1::Http1Connections;
 use super::http2::{Http2Connections, Outcome};
 
-// Fixed HTTP/2 windows, not hyper's adaptive ones. h2 ends the whole connection ("too_many_data_frames", every
-// stream on it lost) once the small DATA frames it holds unread cost more framing overhead than half the
-// connection window. SSE deltas are small frames, left unread while the gateway is busy or a client reads slowly:
-// with adaptive windows (64 KB to start, a 32 KB budget) 5,000 streams opening at once lost 4,825
-// (bench/notes.md). A stream may hold at most 256 KB unread; the connection's 16 MB window sets an 8 MB budget,
-// room for dozens of fully stalled streams at once. 256 KB per stream is far above what a token stream needs in
-// flight.
+// Fixed HTTP/2 windows, not adaptive ones. They bound what unread answers hold: a stream at most 256 KB (far
+// above what a token stream needs in flight), the connection 16 MB, room for dozens of fully stalled streams (a
+// client reading slowly) before the others wait. (The h2 crate, the client before, also ended the whole
+// connection, "too_many_data_frames", once small unread DATA frames cost more framing overhead than half the
+// connection window: with adaptive windows, 64 KB to start, 5,000 streams opening at once lost 4,825;
+// bench/notes.md.)
 /// Per-stream HTTP/2 receive window toward the upstream.
 pub(super) const UPSTREAM_H2_STREAM_WINDOW: u32 = 256 * 1024;
 /// Connection-wide HTTP/2 receive window toward the upstream.
