@@ -1,7 +1,8 @@
 //! HTTP/2 to the upstream: one connection per origin, shared by every request, over TLS (ALPN `h2`) or in clear
 //! text by prior knowledge (h2c). This file is the pool (connections by origin, retries); the protocol is the
-//! gateway's own client in the submodules: `frame` (the wire format), `hpack` (header blocks), `connection`
-//! (streams, windows and what each frame does), `driver` (the socket's task), `stream` (requests and bodies).
+//! gateway's own client in the submodules: `frame` (the wire format), `hpack` and `hpack_decoder` (header
+//! blocks), `connection` (streams and windows; `connection/receive`: what each frame does), `driver` (the
+//! socket's task), `stream` (requests and bodies).
 //!
 //! Why an own client and not the h2 crate (used before, and still the test servers' implementation): the
 //! real backend sends every SSE event as a DATA frame of its own, and h2 spent ~1.5 K instructions on each
