@@ -170,24 +170,43 @@ fn admin_body(source: ImportSource, label: Option<String>) -> Value {
     body
 }
 
-/// The accounts as this command's own pool, for a command no running gateway answered. Refused while a gateway
-/// serves this data directory: a refresh here would spend a single-use token behind its back.
-fn local_pool(config: &Config) -> anyhow::Result<Pool> {
-    if config.store.url.is_none()
-        && let Some(pid) = crate::store::serving::held_by(&config.data_dir)
-    {
-        let reach = super::service::reach(config);
-        bail!(
-            "a codex-gateway{} serves this data directory but did not answer at {} with the admin credential: run \
-             this command with its address (CODEX_GATEWAY_PORT, CODEX_GATEWAY_HOST) and its admin key \
-             (CODEX_GATEWAY_ADMIN_KEY), so the change goes through it",
-            pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
-            reach.base
-        );
+/// The accounts as this command's own pool, for a command no running gateway answered.
+struct LocalPool {
+    pool: Pool,
+    /// Held while the command runs, so no gateway starts serving (and refreshing) this store beside it.
+    _lock: Option<crate::store::serving::CommandLock>,
+}
+
+impl std::ops::Deref for LocalPool {
+    type Target = Pool;
+    fn deref(&self) -> &Pool {
+        &self.pool
     }
+}
+
+/// Refused while a gateway serves this data directory: a refresh here would spend a single-use token behind its
+/// back.
+fn local_pool(config: &Config) -> anyhow::Result<LocalPool> {
+    use crate::store::serving::{Refused, hold_for_command};
+    let lock = match config.store.url {
+        Some(_) => None,
+        None => match hold_for_command(&config.data_dir)? {
+            Ok(lock) => Some(lock),
+            Err(Refused::Serving(pid)) => {
+                let reach = super::service::reach(config);
+                bail!(
+                    "a codex-gateway{} serves this data directory but did not answer at {} with the admin \
+                     credential: run this command with its address (CODEX_GATEWAY_PORT, CODEX_GATEWAY_HOST) and \
+                     its admin key (CODEX_GATEWAY_ADMIN_KEY), so the change goes through it",
+                    pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                    reach.base
+                );
+            }
+        },
+    };
     let store = Arc::new(Store::for_config(config)?);
     let http = crate::upstream::build_http_client(config)?;
-    Pool::load(Arc::new(config.clone()), store, http)
+    Ok(LocalPool { pool: Pool::load(Arc::new(config.clone()), store, http)?, _lock: lock })
 }
 
 pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {

@@ -82,6 +82,19 @@ fn counter_family(
     Ok(())
 }
 
+/// The `account` label of each account, in order: a name two accounts share (two given one label, or one's label
+/// another's id) is followed by the account's id, `work (acc_1)`, so every series stays one account's.
+/// Prometheus refuses a whole scrape that holds two samples of one series.
+fn distinct(names: Vec<(String, &str)>) -> Vec<String> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (name, _) in &names {
+        *seen.entry(name.as_str()).or_default() += 1;
+    }
+    let shared: std::collections::HashSet<String> =
+        seen.into_iter().filter(|(_, n)| *n > 1).map(|(name, _)| name.to_string()).collect();
+    names.into_iter().map(|(name, id)| if shared.contains(&name) { format!("{name} ({id})") } else { name }).collect()
+}
+
 impl Collector for PoolGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now = now_unix();
@@ -91,8 +104,8 @@ impl Collector for PoolGauges {
         let mut up = Vec::new();
         let mut cooldown = Vec::new();
         let mut in_flight = Vec::new();
-        for a in accounts.iter() {
-            let name = self.name(a);
+        let names = distinct(accounts.iter().map(|a| (self.name(a), a.id.as_str())).collect());
+        for (a, name) in accounts.iter().zip(names) {
             let q = a.quota.read().clone();
             for (window, percent, reset) in [
                 ("5h", q.primary_used_percent, q.primary_reset_at),
@@ -172,5 +185,22 @@ impl Collector for PoolGauges {
         let streams = vec![(Vec::new(), crate::relay::pump::open_streams() as f64)];
         family(&mut encoder, "active_streams", "Streaming answers being written now", &streams)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distinct;
+
+    #[test]
+    fn a_shared_name_is_told_apart_by_the_account_id_and_others_stay_as_they_are() {
+        let names = vec![
+            ("work".to_string(), "acc_1"),
+            ("home".to_string(), "acc_2"),
+            ("work".to_string(), "acc_3"),
+            ("acc_5".to_string(), "acc_4"),
+            ("acc_5".to_string(), "acc_5"),
+        ];
+        assert_eq!(distinct(names), ["work (acc_1)", "home", "work (acc_3)", "acc_5 (acc_4)", "acc_5 (acc_5)"]);
     }
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::accounts::Pool;
@@ -41,6 +41,16 @@ struct KindLabel {
 struct OutcomeLabel {
     outcome: &'static str,
 }
+
+/// Upper bounds (seconds) of the model call duration's buckets, 5 ms to 20 min: a whole answer can take minutes.
+/// Written out rather than computed (`exponential_buckets` multiplies floats, and its bounds printed as
+/// `le="0.030518...01"`-like labels that nobody can type into a query).
+const DURATION_BOUNDS: [f64; 16] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 150.0, 300.0, 1200.0];
+
+/// Upper bounds (seconds) of the time to the first byte's buckets, 1 ms to 4 min.
+const FIRST_BYTE_BOUNDS: [f64; 15] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 240.0];
 
 /// Every metric the gateway exports.
 pub struct Metrics {
@@ -84,18 +94,15 @@ impl Metrics {
             "Model calls answered, by dialect, served model and HTTP status",
             requests.clone(),
         );
-        // 5 ms .. ~20 min: a whole answer can take minutes.
-        let duration = Family::<DialectLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.005, 2.5, 14))
-        });
+        let duration =
+            Family::<DialectLabel, Histogram>::new_with_constructor(|| Histogram::new(DURATION_BOUNDS.iter().copied()));
         registry.register(
             "request_duration_seconds",
             "Model call duration, from the handler to the last byte",
             duration.clone(),
         );
-        // 1 ms .. ~4 min.
         let first_byte = Family::<DialectLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.001, 2.5, 14))
+            Histogram::new(FIRST_BYTE_BOUNDS.iter().copied())
         });
         registry.register(
             "time_to_first_byte_seconds",

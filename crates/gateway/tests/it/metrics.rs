@@ -76,6 +76,19 @@ async fn counters_follow_the_records_and_gauges_follow_the_pool() {
     assert_eq!(sample(&text, r#"codex_gateway_upstream_attempts_total{outcome="server_error"}"#), Some(2.0));
     assert_eq!(sample(&text, r#"codex_gateway_upstream_attempts_total{outcome="ok"}"#), Some(4.0));
     assert_eq!(sample(&text, r#"codex_gateway_request_duration_seconds_count{dialect="chat"}"#), Some(4.0));
+    // The buckets' bounds are the round numbers docs/operations.md lists, not products of floats.
+    let bounds: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("codex_gateway_time_to_first_byte_seconds_bucket{") && l.contains(r#"dialect="chat""#)
+        })
+        .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next())
+        .collect();
+    let documented = [
+        "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0", "60.0",
+        "240.0", "+Inf",
+    ];
+    assert_eq!(bounds, documented, "{text}");
     // Process-wide (other tests stream beside this one): present, not a fixed value.
     assert!(text.lines().any(|l| l.starts_with("codex_gateway_active_streams ")), "{text}");
     // Every account is named by its id (no labels set, emails not configured) and can serve.
