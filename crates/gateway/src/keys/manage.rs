@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::limits::{Limits, parse_expiry};
 use crate::auth::codex_file::format_rfc3339;
-use crate::store::{Store, StoredKey};
+use crate::store::{NameClaim, Store, StoredKey};
 
 /// Characters of the secret kept as its visible prefix (`cgw_` and 8 random ones).
 const PREFIX_LEN: usize = 12;
@@ -86,24 +86,29 @@ fn check_limits(models: &Option<Vec<String>>, limits: &Limits) -> Result<(), Man
     Ok(())
 }
 
-/// A key's name, trimmed, when it is not empty and no other key that is not revoked has it (`except`: the key
-/// being renamed). Two gateways creating one name at the same moment can both pass; the CLI's name lookup
-/// still refuses the ambiguity then.
-fn free_name(store: &Store, name: &str, except: Option<&str>) -> Result<String, ManageError> {
+/// A key's name, trimmed, when it is not empty. Whether another key that is not revoked has it is decided where
+/// the key is written (`Store::*_claiming_name`), in one step with the write, so two gateways creating one name at
+/// the same moment cannot both get it.
+fn valid_name(name: &str) -> Result<String, ManageError> {
     let name = name.trim();
     if name.is_empty() {
         return Err(ManageError::Invalid("a key needs a name".into()));
     }
-    let holder = store.list_keys()?.into_iter().find(|k| k.name == name && k.revoked_at.is_none());
-    match holder {
-        Some(k) if Some(k.id.as_str()) != except => Err(ManageError::NameTaken { name: name.into(), id: k.id }),
-        _ => Ok(name.to_string()),
+    Ok(name.to_string())
+}
+
+/// The outcome of a write that claims `row`'s name.
+fn claimed(claim: NameClaim, row: &StoredKey) -> Result<(), ManageError> {
+    match claim {
+        NameClaim::Written => Ok(()),
+        NameClaim::Taken(id) => Err(ManageError::NameTaken { name: row.name.clone(), id }),
+        NameClaim::Missing => Err(ManageError::NotFound(row.id.clone())),
     }
 }
 
 /// Create a key: returns its row and its secret, which is shown this once and stored only as a hash.
 pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, String), ManageError> {
-    let name = free_name(store, &spec.name, None)?;
+    let name = valid_name(&spec.name)?;
     let limits = Limits {
         rpm: spec.rpm,
         concurrency: spec.concurrency,
@@ -124,7 +129,7 @@ pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, Stri
         created_at: now,
         revoked_at: None,
     };
-    store.insert_key(&row)?;
+    claimed(store.insert_key_claiming_name(&row)?, &row)?;
     Ok((row, secret))
 }
 
@@ -132,7 +137,7 @@ pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, Stri
 pub fn update(store: &Store, id: &str, patch: KeyPatch) -> Result<StoredKey, ManageError> {
     let mut row = store.get_key(id)?.ok_or_else(|| ManageError::NotFound(id.to_string()))?;
     if let Some(name) = patch.name {
-        row.name = free_name(store, &name, Some(&row.id))?;
+        row.name = valid_name(&name)?;
     }
     if let Some(m) = patch.models {
         row.models = m;
@@ -146,7 +151,7 @@ pub fn update(store: &Store, id: &str, patch: KeyPatch) -> Result<StoredKey, Man
         row.expires_at = e.as_deref().map(expiry).transpose()?;
     }
     check_limits(&row.models, &row.limits)?;
-    store.update_key(&row)?;
+    claimed(store.update_key_claiming_name(&row)?, &row)?;
     Ok(row)
 }
 
@@ -258,6 +263,57 @@ mod tests {
         assert_ne!(again.id, alice.id);
         revoke(&store, &again.id, 1_700_000_700)?;
         assert_eq!(update(&store, &bob.id, rename("alice"))?.name, "alice");
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    /// Sixteen connections (as many gateways or commands) create one name at the same moment: one key gets it.
+    #[test]
+    fn one_name_created_at_once_from_many_connections_goes_to_one_key() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-manage-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("gateway.db");
+        drop(Store::open(&path)?);
+        let stores = (0..16).map(|_| Store::open(&path)).collect::<anyhow::Result<Vec<_>>>()?;
+        let start = std::sync::Barrier::new(stores.len());
+        let outcomes: Vec<Result<StoredKey, ManageError>> = std::thread::scope(|scope| {
+            let runs: Vec<_> = stores
+                .iter()
+                .map(|store| {
+                    let start = &start;
+                    scope.spawn(move || {
+                        start.wait();
+                        create(store, KeySpec { name: "race".into(), ..Default::default() }, 1).map(|(k, _)| k)
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .map(|run| run.join().unwrap_or_else(|_| Err(ManageError::Invalid("panicked".into()))))
+                .collect()
+        });
+        let created: Vec<&StoredKey> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+        assert_eq!(created.len(), 1, "{outcomes:?}");
+        for o in &outcomes {
+            assert!(o.is_ok() || matches!(o, Err(ManageError::NameTaken { id, .. }) if *id == created[0].id), "{o:?}");
+        }
+        assert_eq!(stores[0].list_keys()?.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    /// Two keys given one name before names were checked: each can still be changed, and neither lends its name.
+    #[test]
+    fn keys_that_already_share_a_name_can_still_be_changed() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-manage-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let (first, _) = create(&store, KeySpec { name: "ci".into(), ..Default::default() }, 1)?;
+        let twin = StoredKey { id: "key_twin".into(), secret_sha256: "00".repeat(32), ..first.clone() };
+        store.insert_key(&twin)?;
+        let patch: KeyPatch = serde_json::from_str(r#"{"rpm": 7, "name": "ci"}"#)?;
+        assert_eq!(update(&store, &twin.id, patch)?.limits.rpm, Some(7));
+        let (other, _) = create(&store, KeySpec { name: "other".into(), ..Default::default() }, 2)?;
+        let rename = KeyPatch { name: Some("ci".into()), ..Default::default() };
+        assert!(matches!(update(&store, &other.id, rename), Err(ManageError::NameTaken { id, .. }) if id == first.id));
+        assert!(matches!(update(&store, "key_gone", KeyPatch::default()), Err(ManageError::NotFound(_))));
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The `client_keys` table: client keys the admin created (keys/mod.rs keeps them in memory for lookups). Only
 //! the SHA-256 of a key's secret is stored, never the secret; plain column types so the schema fits PostgreSQL.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Store;
 use crate::keys::limits::Limits;
@@ -52,24 +52,7 @@ impl Store {
         if let Some(pg) = &self.shared {
             return pg.insert_key(k);
         }
-        let conn = self.conn.lock();
-        conn.execute(
-            &format!("INSERT INTO client_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
-            params![
-                k.id,
-                k.name,
-                k.prefix,
-                k.secret_sha256,
-                models_json(&k.models),
-                k.limits.rpm,
-                k.limits.concurrency,
-                k.limits.daily_tokens.map(clamp),
-                k.limits.monthly_tokens.map(clamp),
-                k.expires_at,
-                k.created_at,
-                k.revoked_at,
-            ],
-        )?;
+        insert_row(&self.conn.lock(), k)?;
         Ok(())
     }
 
@@ -78,24 +61,108 @@ impl Store {
         if let Some(pg) = &self.shared {
             return pg.update_key(k);
         }
-        let conn = self.conn.lock();
-        let n = conn.execute(
-            "UPDATE client_keys SET name=?2, models=?3, rpm=?4, concurrency=?5, daily_tokens=?6, monthly_tokens=?7,
-                                    expires_at=?8, revoked_at=?9 WHERE id=?1",
-            params![
-                k.id,
-                k.name,
-                models_json(&k.models),
-                k.limits.rpm,
-                k.limits.concurrency,
-                k.limits.daily_tokens.map(clamp),
-                k.limits.monthly_tokens.map(clamp),
-                k.expires_at,
-                k.revoked_at,
-            ],
-        )?;
-        Ok(n == 1)
+        Ok(update_row(&self.conn.lock(), k)? == 1)
     }
+
+    /// Insert `k` unless a key that is not revoked has its name. The check and the insert are one write
+    /// transaction that takes the database's write lock first (`BEGIN IMMEDIATE`), so two gateways or commands
+    /// on one store cannot both find a name free.
+    pub fn insert_key_claiming_name(&self, k: &StoredKey) -> anyhow::Result<NameClaim> {
+        if let Some(pg) = &self.shared {
+            return pg.insert_key_claiming_name(k);
+        }
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if let Some(holder) = name_holder(&tx, k)? {
+            return Ok(NameClaim::Taken(holder));
+        }
+        insert_row(&tx, k)?;
+        tx.commit()?;
+        Ok(NameClaim::Written)
+    }
+
+    /// Write `k` as [`Store::update_key`] does, unless it takes a new name that a key that is not revoked has (a
+    /// name it already had stays, so two keys named alike before names were checked can still be changed).
+    pub fn update_key_claiming_name(&self, k: &StoredKey) -> anyhow::Result<NameClaim> {
+        if let Some(pg) = &self.shared {
+            return pg.update_key_claiming_name(k);
+        }
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let stored: Option<String> =
+            tx.query_row("SELECT name FROM client_keys WHERE id = ?1", [&k.id], |r| r.get(0)).optional()?;
+        let Some(stored) = stored else {
+            return Ok(NameClaim::Missing);
+        };
+        if k.revoked_at.is_none()
+            && stored != k.name
+            && let Some(holder) = name_holder(&tx, k)?
+        {
+            return Ok(NameClaim::Taken(holder));
+        }
+        update_row(&tx, k)?;
+        tx.commit()?;
+        Ok(NameClaim::Written)
+    }
+}
+
+/// How a write that claims a key's name went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameClaim {
+    Written,
+    /// Another key that is not revoked has the name: its id. Nothing was written.
+    Taken(String),
+    /// No key has this id (an update).
+    Missing,
+}
+
+/// The id of another key that is not revoked and has `k`'s name.
+fn name_holder(conn: &Connection, k: &StoredKey) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT id FROM client_keys WHERE name = ?1 AND revoked_at IS NULL AND id <> ?2 ORDER BY created_at, id LIMIT 1",
+        [&k.name, &k.id],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+fn insert_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
+    conn.execute(
+        &format!("INSERT INTO client_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+        params![
+            k.id,
+            k.name,
+            k.prefix,
+            k.secret_sha256,
+            models_json(&k.models),
+            k.limits.rpm,
+            k.limits.concurrency,
+            k.limits.daily_tokens.map(clamp),
+            k.limits.monthly_tokens.map(clamp),
+            k.expires_at,
+            k.created_at,
+            k.revoked_at,
+        ],
+    )
+}
+
+/// Rows changed (0: no key has this id).
+fn update_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE client_keys SET name=?2, models=?3, rpm=?4, concurrency=?5, daily_tokens=?6, monthly_tokens=?7,
+                                expires_at=?8, revoked_at=?9 WHERE id=?1",
+        params![
+            k.id,
+            k.name,
+            models_json(&k.models),
+            k.limits.rpm,
+            k.limits.concurrency,
+            k.limits.daily_tokens.map(clamp),
+            k.limits.monthly_tokens.map(clamp),
+            k.expires_at,
+            k.revoked_at,
+        ],
+    )
 }
 
 fn models_json(models: &Option<Vec<String>>) -> Option<String> {

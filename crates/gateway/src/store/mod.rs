@@ -19,7 +19,7 @@ pub mod postgres;
 pub mod serving;
 pub mod usage;
 
-pub use keys::StoredKey;
+pub use keys::{NameClaim, StoredKey};
 
 /// Each entry moves the schema one version forward; never edit an entry once released.
 /// The schema version a current store has (`PRAGMA user_version` after every migration; `doctor` compares).

@@ -247,6 +247,46 @@ async fn key_created_on_b_is_enforced_on_c() {
     assert!(refused.is_some(), "C still accepted the key B revoked after 2 s");
 }
 
+/// Sixteen connections to the team's database (as many instances or commands) create one key name at the same
+/// moment: exactly one key gets it and the others are refused with that key's id. The check and the insert run
+/// under one advisory lock; checked first and inserted after, every one of them found the name free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_name_created_at_once_from_many_connections_goes_to_one_key() {
+    use codex_gateway::keys::manage::{KeySpec, ManageError, create};
+    use codex_gateway::store::Store;
+    let url = crate::pg::fresh_database().await;
+    let dir = std::env::temp_dir().join(format!("cgw-team-names-{}", uuid::Uuid::new_v4().simple()));
+    let outcomes = tokio::task::spawn_blocking(move || {
+        let stores: Vec<Store> = (0..16)
+            .map(|_| Store::open_with(&dir.join("unused.db"), Some(&url)).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let start = std::sync::Barrier::new(stores.len());
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = stores
+                .iter()
+                .map(|store| {
+                    let start = &start;
+                    scope.spawn(move || {
+                        start.wait();
+                        create(store, KeySpec { name: "race".into(), ..Default::default() }, 1).map(|(k, _)| k.id)
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().unwrap_or_else(|_| Err(ManageError::Invalid("panicked".into()))))
+                .collect()
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let outcomes: Vec<Result<String, ManageError>> = outcomes;
+    let created: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    assert_eq!(created.len(), 1, "{outcomes:?}");
+    for o in &outcomes {
+        assert!(o.is_ok() || matches!(o, Err(ManageError::NameTaken { id, .. }) if id == created[0]), "{o:?}");
+    }
+}
+
 /// `GET path` on an instance as the admin, as JSON (`Null` when it fails).
 async fn admin_json(http: &reqwest::Client, at: &Instance, path: &str) -> Value {
     match http.get(at.url(path)).bearer_auth(ADMIN).send().await {

@@ -1,11 +1,12 @@
 //! The `client_keys` table on PostgreSQL: the same calls as the SQLite store's. Only the SHA-256 of a key's
 //! secret is stored. Every instance enforces the keys it read last (the change watcher re-reads them).
 
+use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::PgStore;
 use crate::keys::limits::Limits;
-use crate::store::StoredKey;
+use crate::store::{NameClaim, StoredKey};
 
 const COLUMNS: &str = "id, name, prefix, secret_sha256, models, rpm, concurrency, daily_tokens, monthly_tokens, \
                        expires_at, created_at, revoked_at";
@@ -31,57 +32,110 @@ impl PgStore {
 
     pub fn insert_key(&self, k: &StoredKey) -> anyhow::Result<()> {
         let (pool, k) = (self.pool(), k.clone());
-        self.block(async move {
-            let client = pool.get().await?;
-            client
-                .execute(
-                    &format!(
-                        "INSERT INTO client_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-                    ),
-                    &[
-                        &k.id,
-                        &k.name,
-                        &k.prefix,
-                        &k.secret_sha256,
-                        &models_json(&k.models),
-                        &k.limits.rpm.map(i64::from),
-                        &k.limits.concurrency.map(i64::from),
-                        &k.limits.daily_tokens.map(clamp),
-                        &k.limits.monthly_tokens.map(clamp),
-                        &k.expires_at,
-                        &k.created_at,
-                        &k.revoked_at,
-                    ],
-                )
-                .await?;
-            Ok(())
-        })
+        self.block(async move { insert_row(&pool.get().await?, &k).await })
     }
 
     pub fn update_key(&self, k: &StoredKey) -> anyhow::Result<bool> {
         let (pool, k) = (self.pool(), k.clone());
+        self.block(async move { Ok(update_row(&pool.get().await?, &k).await? == 1) })
+    }
+
+    /// Insert `k` unless a key that is not revoked has its name: checked and inserted under a transaction-scoped
+    /// advisory lock, so two instances creating one name at once cannot both find it free.
+    pub fn insert_key_claiming_name(&self, k: &StoredKey) -> anyhow::Result<NameClaim> {
+        let (pool, k) = (self.pool(), k.clone());
         self.block(async move {
-            let client = pool.get().await?;
-            let n = client
-                .execute(
-                    "UPDATE client_keys SET name=$2, models=$3, rpm=$4, concurrency=$5, daily_tokens=$6,
-                         monthly_tokens=$7, expires_at=$8, revoked_at=$9 WHERE id=$1",
-                    &[
-                        &k.id,
-                        &k.name,
-                        &models_json(&k.models),
-                        &k.limits.rpm.map(i64::from),
-                        &k.limits.concurrency.map(i64::from),
-                        &k.limits.daily_tokens.map(clamp),
-                        &k.limits.monthly_tokens.map(clamp),
-                        &k.expires_at,
-                        &k.revoked_at,
-                    ],
-                )
-                .await?;
-            Ok(n == 1)
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&KEY_NAMES_LOCK]).await?;
+            if let Some(holder) = name_holder(&tx, &k).await? {
+                return Ok(NameClaim::Taken(holder));
+            }
+            insert_row(&tx, &k).await?;
+            tx.commit().await?;
+            Ok(NameClaim::Written)
         })
     }
+
+    /// Write `k` as [`PgStore::update_key`] does, unless it takes a new name a key that is not revoked has.
+    pub fn update_key_claiming_name(&self, k: &StoredKey) -> anyhow::Result<NameClaim> {
+        let (pool, k) = (self.pool(), k.clone());
+        self.block(async move {
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&KEY_NAMES_LOCK]).await?;
+            let stored = tx.query_opt("SELECT name FROM client_keys WHERE id = $1", &[&k.id]).await?;
+            let Some(stored) = stored else {
+                return Ok(NameClaim::Missing);
+            };
+            if k.revoked_at.is_none()
+                && stored.try_get::<_, String>(0)? != k.name
+                && let Some(holder) = name_holder(&tx, &k).await?
+            {
+                return Ok(NameClaim::Taken(holder));
+            }
+            update_row(&tx, &k).await?;
+            tx.commit().await?;
+            Ok(NameClaim::Written)
+        })
+    }
+}
+
+/// Any fixed number: the advisory lock that serializes the writes that claim a key's name.
+const KEY_NAMES_LOCK: i64 = 0x636f_6465_786b_6e6d;
+
+/// The id of another key that is not revoked and has `k`'s name.
+async fn name_holder(c: &impl GenericClient, k: &StoredKey) -> anyhow::Result<Option<String>> {
+    let row = c
+        .query_opt(
+            "SELECT id FROM client_keys WHERE name = $1 AND revoked_at IS NULL AND id <> $2 ORDER BY created_at, id \
+             LIMIT 1",
+            &[&k.name, &k.id],
+        )
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+async fn insert_row(c: &impl GenericClient, k: &StoredKey) -> anyhow::Result<()> {
+    c.execute(
+        &format!("INSERT INTO client_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+        &[
+            &k.id,
+            &k.name,
+            &k.prefix,
+            &k.secret_sha256,
+            &models_json(&k.models),
+            &k.limits.rpm.map(i64::from),
+            &k.limits.concurrency.map(i64::from),
+            &k.limits.daily_tokens.map(clamp),
+            &k.limits.monthly_tokens.map(clamp),
+            &k.expires_at,
+            &k.created_at,
+            &k.revoked_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Rows changed (0: no key has this id).
+async fn update_row(c: &impl GenericClient, k: &StoredKey) -> anyhow::Result<u64> {
+    Ok(c.execute(
+        "UPDATE client_keys SET name=$2, models=$3, rpm=$4, concurrency=$5, daily_tokens=$6, monthly_tokens=$7,
+             expires_at=$8, revoked_at=$9 WHERE id=$1",
+        &[
+            &k.id,
+            &k.name,
+            &models_json(&k.models),
+            &k.limits.rpm.map(i64::from),
+            &k.limits.concurrency.map(i64::from),
+            &k.limits.daily_tokens.map(clamp),
+            &k.limits.monthly_tokens.map(clamp),
+            &k.expires_at,
+            &k.revoked_at,
+        ],
+    )
+    .await?)
 }
 
 fn models_json(models: &Option<Vec<String>>) -> Option<String> {
