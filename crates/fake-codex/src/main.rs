@@ -3,10 +3,17 @@
 //! serve until interrupted. All behaviour lives in the library.
 
 use clap::Parser;
+
 use fake_codex::{AccountCreds, AccountSpec, FakeCodex, FakeConfig};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+/// The benchmark's upstream shares one core with the load generator, and over HTTP/2 (hyper and h2: every DATA
+/// frame queued, scheduled and freed on its own) glibc's malloc was ~30% of its time: the fake, not the gateway
+/// under test, set how fast a burst arrived (bench/notes.md, "Thirty-ninth session"). Its memory is no target.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(name = "fake-codex", about = "A strict fake of the ChatGPT Codex backend")]
