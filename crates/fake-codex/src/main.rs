@@ -3,7 +3,6 @@
 //! serve until interrupted. All behaviour lives in the library.
 
 use clap::Parser;
-
 use fake_codex::{AccountCreds, AccountSpec, FakeCodex, FakeConfig};
 use std::io::Write;
 use std::net::SocketAddr;
