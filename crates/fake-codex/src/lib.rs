@@ -11,6 +11,7 @@
 // Handlers return `Result<_, Response>` for early exits; the large error variant is fine here.
 #![allow(clippy::result_large_err)]
 
+mod body;
 pub mod catalog;
 mod compact;
 mod control;

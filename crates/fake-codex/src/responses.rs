@@ -1,13 +1,13 @@
 //! `POST /backend-api/codex/responses` (ChatGPT mode) and `POST /v1/responses` (API-key mode):
 //! authenticate, validate strictly (`validate.rs`), check quota, pick the queued or default
 //! scenario (`scenario.rs`, `default_reply.rs`), account tokens and prompt-cache hits, then stream
-//! the SSE steps built by `sse.rs` through a small bounded channel.
+//! the SSE steps built by `sse.rs` as the response body (`body.rs`).
 
 use crate::catalog;
 use crate::default_reply::default_scenario;
 use crate::scenario::{Outcome, ReplyCtx, outcome, usage_limit_body};
 use crate::server::{AuthedAccount, bearer, chatgpt_auth, detail, invalid_api_key, json_response};
-use crate::sse::{self, Ending, Meta, Step};
+use crate::sse::{self, Ending, Meta};
 use crate::state::Shared;
 use crate::tokens::{now_secs, random_id, seal_reasoning};
 use crate::types::Scenario;
@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Who is calling.
@@ -244,7 +243,7 @@ fn answer(shared: &Arc<Shared>, caller: &Caller, body: &Value, scenario: Scenari
         shared.charge(account);
     }
     let steps = sse::build(&plan, &meta);
-    let mut resp = Response::new(stream_body(shared, steps));
+    let mut resp = Response::new(Body::new(crate::body::StepBody::new(shared, steps)));
     let h = resp.headers_mut();
     let mut put = |k: &'static str, v: String| {
         if let Ok(v) = HeaderValue::try_from(v) {
@@ -271,65 +270,4 @@ fn hanging_body(status: u16, body: String) -> Response {
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     resp
-}
-
-/// Events (or bursts) a stream's producer may be ahead of the connection writing them: a whole benchmark burst.
-const STREAM_ROOM: usize = 256;
-
-/// Drive the steps through a channel; a dropped client stops the task at its next send (or at once while it
-/// sleeps). Each event step is one event, or a burst of the events between two pauses, as the configured framing
-/// says (`sse::Framing`). The channel holds a whole 200-delta burst, so the server finds every event of a burst
-/// ready and writes them together; `Framing::Trickle` narrows it to a few events per write.
-/// Start, completion and early ends are counted in the shared stats.
-fn stream_body(shared: &Arc<Shared>, steps: Vec<Step>) -> Body {
-    let room =
-        if shared.cfg.framing == crate::sse::Framing::Trickle { crate::sse::TRICKLE_EVENTS } else { STREAM_ROOM };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(room);
-    let shared = shared.clone();
-    shared.stats.streams_started.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(async move {
-        for step in steps {
-            match step {
-                Step::Event(bytes) => {
-                    if tx.send(Ok(bytes)).await.is_err() {
-                        shared.stats.stream_dropped();
-                        return;
-                    }
-                }
-                Step::Sleep(ms) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
-                        _ = tx.closed() => {
-                            shared.stats.stream_dropped();
-                            return;
-                        }
-                    }
-                }
-                Step::Trickle(ms) => loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
-                        _ = tx.closed() => {
-                            shared.stats.stream_dropped();
-                            return;
-                        }
-                    }
-                    if tx.send(Ok(Bytes::from_static(b": ping\n\n"))).await.is_err() {
-                        shared.stats.stream_dropped();
-                        return;
-                    }
-                },
-                Step::Cut => {
-                    // Let the events already sent reach the socket first: the abort discards
-                    // whatever is still buffered in the connection.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    let _ = tx.send(Err(std::io::Error::other("fake-codex: stream cut"))).await;
-                    shared.stats.streams_completed.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            }
-        }
-        shared.stats.streams_completed.fetch_add(1, Ordering::Relaxed);
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-    Body::from_stream(stream)
 }
