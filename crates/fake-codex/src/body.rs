@@ -3,7 +3,7 @@
 //!
 //! A body of its own rather than a producer task feeding a channel: the steps are all built before the response
 //! starts, so the task and the channel only added a send, a receive and two tasks' wake-ups to every event. On a
-//! 200-delta burst over HTTP/2 (c=64, the fake alone on its core with the load generator) the fake's CPU per
+//! 200-delta burst over HTTP/2 (c=64, the fake sharing its core with the load generator) the fake's CPU per
 //! reply fell from ~500 to ~340 us with this body. The benchmark's fake shares a core with the load generator,
 //! so its cost per event sets how fast bursts reach the gateway.
 
