@@ -10,7 +10,7 @@
 use crate::sse::{Framing, Step, TRICKLE_EVENTS};
 use crate::state::Shared;
 use axum::body::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body, Frame};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -115,10 +115,6 @@ impl Body for StepBody {
                 Some(Step::Cut) => this.pause(50, AfterPause::Cut),
             }
         }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
     }
 }
 
