@@ -72,6 +72,38 @@ fn cell(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
 }
 
+/// A side's runs of one row, in order: `fr.<key>.<side>` is the first round, `fr.<key>.<side>.r2`, `.r3`... the
+/// next ones (scripts/bench runs each row's sides in turn, round after round).
+fn rounds(dir: &Path, read: &impl Fn(&Path, &str) -> Value, key: &str, side: &str) -> Vec<Value> {
+    let mut runs = Vec::new();
+    let mut next = read(dir, &format!("fr.{key}.{side}"));
+    while !next.is_null() {
+        runs.push(next);
+        next = read(dir, &format!("fr.{key}.{side}.r{}", runs.len() + 1));
+    }
+    runs
+}
+
+/// The median of the measured values (`None` when a round measured nothing: no round is silently left out).
+fn median(values: &[Option<f64>]) -> Option<f64> {
+    let mut v = values.iter().copied().collect::<Option<Vec<f64>>>()?;
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// A ratio cell: the median, and each round's in brackets when there was more than one.
+fn with_rounds(median: Option<f64>, rounds: &[Option<f64>]) -> String {
+    match rounds.len() > 1 && rounds.iter().any(Option::is_some) {
+        false => cell(median, 2),
+        true => format!("{} ({})", cell(median, 2), rounds.iter().map(|r| cell(*r, 2)).collect::<Vec<_>>().join(" ")),
+    }
+}
+
 pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
     let mut md = String::new();
     let mut rows = serde_json::Map::new();
@@ -88,14 +120,30 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
     // A paired row that failed (a side measured nothing, or requests failed) leaves its target unmeasured: the
     // worst of the rest could read as met.
     let mut pair_failed = false;
+    let mut seq_failed = Vec::new();
     for (key, framing, c, events) in ROWS {
-        let gw = read(dir, &format!("fr.{key}.gateway"));
-        let h2 = read(dir, &format!("fr.{key}.gateway_h2"));
-        let relay = read(dir, &format!("fr.{key}.relay"));
+        let (gw, h2, relay) = (
+            rounds(dir, &read, key, "gateway"),
+            rounds(dir, &read, key, "gateway_h2"),
+            rounds(dir, &read, key, "relay"),
+        );
         // Measured one at a time (the table's row) or only paired (the short answers).
-        let sequential = !(gw.is_null() && h2.is_null());
-        let (g1, g2, r) = (per_event(&gw, events), per_event(&h2, events), per_event(&relay, events));
-        let ratio = |g: Option<f64>| g.zip(r).filter(|(_, r)| *r > 0.0).map(|(g, r)| g / r);
+        let sequential = !(gw.is_empty() && h2.is_empty());
+        let each = |side: &[Value]| side.iter().map(|v| per_event(v, events)).collect::<Vec<_>>();
+        let (g1_each, g2_each, r_each) = (each(&gw), each(&h2), each(&relay));
+        let (g1, g2, r) = (median(&g1_each), median(&g2_each), median(&r_each));
+        // A round's ratio is taken against the relay's run of the same round (run just before it); the row's
+        // ratio is the median of the rounds'. A round one side lacks counts as unmeasured, not as left out.
+        let round_ratios = |g: &[Option<f64>]| {
+            (0..g.len().max(r_each.len()))
+                .map(|i| {
+                    let (g, r) = (g.get(i).copied().flatten(), r_each.get(i).copied().flatten());
+                    g.zip(r).filter(|(_, r)| *r > 0.0).map(|(g, r)| g / r)
+                })
+                .collect::<Vec<_>>()
+        };
+        let (ratios1, ratios2) = (round_ratios(&g1_each), round_ratios(&g2_each));
+        let (ratio1, ratio2) = (median(&ratios1), median(&ratios2));
         let syscalls = |side: &str| {
             let s = read(dir, &format!("fr.{key}.{side}.strace"));
             num(&s, "/syscalls").zip(num(&s, "/requests")).map(|(calls, n)| calls / (n * events))
@@ -103,8 +151,13 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
         let (s_gw, s_h2, s_relay) = (syscalls("gateway"), syscalls("gateway_h2"), syscalls("relay"));
         if sequential && matches!(kind(key), Kind::Paced2 | Kind::Paced20) {
             let row_worst = if kind(key) == Kind::Paced20 { &mut paced20_worst } else { &mut paced2_worst };
-            for v in [ratio(g1), ratio(g2)].into_iter().flatten() {
+            for v in [ratio1, ratio2].into_iter().flatten() {
                 worst(row_worst, v);
+            }
+            // A side that ran but whose ratio is unmeasured (a round failed) leaves the target unmeasured: the
+            // worst of the rest could read as met.
+            if (!gw.is_empty() && ratio1.is_none()) || (!h2.is_empty() && ratio2.is_none()) {
+                seq_failed.push(kind(key));
             }
             for g in [s_gw, s_h2].into_iter().flatten() {
                 if let Some(r) = s_relay {
@@ -113,7 +166,14 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
             }
         }
         if sequential && key == "burst" {
-            let ms = |v: &Value| num(v, "/procs/gateway/cpu_us_per_request").map(|us| us / 1000.0);
+            let ms = |side: &[Value]| {
+                median(
+                    &side
+                        .iter()
+                        .map(|v| num(v, "/procs/gateway/cpu_us_per_request").map(|us| us / 1000.0))
+                        .collect::<Vec<_>>(),
+                )
+            };
             checks.push((
                 "burst at one event per frame: gateway CPU per 200-delta request, c=64, HTTP/1.1",
                 ms(&gw),
@@ -181,13 +241,14 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
             }
             continue;
         }
-        let errors = num(&gw, "/errors").unwrap_or(0.0) + num(&h2, "/errors").unwrap_or(0.0);
+        let errors = gw.iter().chain(&h2).fold(0.0, |n, v| n + num(v, "/errors").unwrap_or(0.0));
         rows.insert(
             key.to_string(),
             json!({
                 "framing": framing, "concurrency": c, "upstream_events_per_request": events,
                 "gateway_us_per_event": g1, "gateway_h2_us_per_event": g2, "relay_us_per_event": r,
-                "gateway_over_relay": ratio(g1), "gateway_h2_over_relay": ratio(g2),
+                "gateway_over_relay": ratio1, "gateway_h2_over_relay": ratio2, "rounds": gw.len().max(h2.len()),
+                "gateway_over_relay_rounds": ratios1, "gateway_h2_over_relay_rounds": ratios2,
                 "gateway_syscalls_per_event": s_gw, "gateway_h2_syscalls_per_event": s_h2,
                 "relay_syscalls_per_event": s_relay, "errors": errors, "paired": paired,
             }),
@@ -200,8 +261,11 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
                  them (except the burst-as-one-buffer row); the frames of a burst are ready together, so the fake \
                  writes them together, as a burst reaches a reader (the trickle row writes them a few at a time). The \
                  relay (`loadgen relay`, no HTTP parsing) carries the same stream from the same fake on the gateway's \
-                 core, in the same sitting: the floor for any proxy. CPU per event is CPU per request over the upstream events of a request. Syscalls from `strace -c -f` \
-                 on a separate run of 256 requests (at the row's framing, c=64).\n\n\
+                 core, in the same sitting: the floor for any proxy. CPU per event is CPU per request over the upstream events of a \
+                 request. A row's three sides run one after the other (relay, gateway over HTTP/1.1, over HTTP/2), and \
+                 the row is run in rounds (scripts/bench: 3): each cell is the median of the rounds, a ratio the median \
+                 of the rounds' ratios (each round against the relay's run of the same round), the rounds' own in \
+                 brackets. Syscalls from `strace -c -f` on a separate run of 256 requests (at the row's framing, c=64).\n\n\
                  | scenario | framing | c | gateway HTTP/1.1 upstream, us/event (ms/request) | gateway HTTP/2 \
                  upstream, us/event (ms/request) | byte relay, us/event | gateway / relay (HTTP/1.1, HTTP/2) | \
                  syscalls per event (gateway HTTP/1.1, HTTP/2, relay) | errors |\n|---|---|---|---|---|---|---|---|---|"
@@ -216,8 +280,8 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
             cell(g2, 2),
             ms(g2),
             cell(r, 2),
-            cell(ratio(g1), 2),
-            cell(ratio(g2), 2),
+            with_rounds(ratio1, &ratios1),
+            with_rounds(ratio2, &ratios2),
             cell(s_gw, 2),
             cell(s_h2, 2),
             cell(s_relay, 2),
@@ -227,6 +291,12 @@ pub fn section(dir: &Path, read: impl Fn(&Path, &str) -> Value) -> Section {
 
     if pair_failed {
         (pair2_worst, pair20_worst) = (None, None);
+    }
+    if seq_failed.contains(&Kind::Paced2) {
+        paced2_worst = None;
+    }
+    if seq_failed.contains(&Kind::Paced20) {
+        paced20_worst = None;
     }
     if !rows.is_empty() {
         checks.push((

@@ -697,6 +697,60 @@ mod tests {
         assert!(relay.is_some_and(|l| l.contains("| 900 |")), "{md}");
     }
 
+    /// A framing row run in rounds: each side's cell is the median of its rounds, the ratio the median of the
+    /// rounds' ratios (each against the relay's run of the same round) with every round shown, and a round one side
+    /// lacks leaves its ratio unmeasured instead of being left out.
+    #[test]
+    fn framing_rows_in_rounds_report_medians_and_every_round() {
+        let cpu = |us: f64| json!({"procs": {"gateway": {"cpu_us_per_request": us}}});
+        let md = report_of(
+            "rounds",
+            &[
+                ("fr.burst.relay", cpu(100.0)),
+                ("fr.burst.gateway", cpu(300.0)),
+                ("fr.burst.gateway.r2", cpu(360.0)),
+                ("fr.burst.gateway.r3", cpu(340.0)),
+                ("fr.burst.gateway_h2", cpu(300.0)),
+                ("fr.paced20_c64.relay", cpu(1000.0)),
+                ("fr.paced20_c64.relay.r2", cpu(1000.0)),
+                ("fr.paced20_c64.relay.r3", cpu(900.0)),
+                ("fr.paced20_c64.gateway", cpu(1300.0)),
+                ("fr.paced20_c64.gateway.r2", cpu(1100.0)),
+                ("fr.paced20_c64.gateway.r3", cpu(1150.0)),
+                ("fr.paced20_c64.gateway_h2", cpu(1000.0)),
+                ("fr.paced20_c64.gateway_h2.r2", cpu(1000.0)),
+            ],
+        );
+        // Burst: the median of 300, 360 and 340 us.
+        let burst = row(&md, "| burst at one event per frame: gateway CPU per 200-delta request, c=64, HTTP/1.1 |");
+        assert!(burst.contains("| 0.340 ms | <= 0.35 ms | met |"), "{burst}");
+        // Paced: ratios 1.30, 1.10, 1.28 (median 1.28) over HTTP/1.1; HTTP/2 lacks its third round.
+        let paced = row(&md, "| paced20_c64 |");
+        assert!(paced.contains("| 1.28 (1.30 1.10 1.28), - (1.00 1.00 -) |"), "{paced}");
+        let (gw, relay) = (1150.0 / 208.0, 1000.0 / 208.0);
+        assert!(paced.contains(&format!("| {gw:.2} ({:.3}) |", gw * 208.0 / 1000.0)), "{paced}");
+        assert!(paced.contains(&format!("| {relay:.2} |")), "{paced}");
+        let unmeasured = row(&md, "| paced 20 ms: gateway CPU per event over");
+        assert!(!unmeasured.contains("| met |") && !unmeasured.contains("1.278"), "{unmeasured}");
+        // With HTTP/2's third round present, the worst median decides.
+        let whole = report_of(
+            "rounds-whole",
+            &[
+                ("fr.paced20_c64.relay", cpu(1000.0)),
+                ("fr.paced20_c64.relay.r2", cpu(1000.0)),
+                ("fr.paced20_c64.relay.r3", cpu(900.0)),
+                ("fr.paced20_c64.gateway", cpu(1300.0)),
+                ("fr.paced20_c64.gateway.r2", cpu(1100.0)),
+                ("fr.paced20_c64.gateway.r3", cpu(1150.0)),
+                ("fr.paced20_c64.gateway_h2", cpu(1000.0)),
+                ("fr.paced20_c64.gateway_h2.r2", cpu(1000.0)),
+                ("fr.paced20_c64.gateway_h2.r3", cpu(1000.0)),
+            ],
+        );
+        let target = row(&whole, "| paced 20 ms: gateway CPU per event over");
+        assert!(target.contains("| 1.278 x | <= 1.2x | **missed**"), "{target}");
+    }
+
     /// The setup line says how the measured gateway was built (scripts/bench reads it from `--version`), and that
     /// it was not recorded when an older script's run has no such field.
     #[test]
