@@ -703,14 +703,9 @@ mod tests {
     #[test]
     fn framing_rows_in_rounds_report_medians_and_every_round() {
         let cpu = |us: f64| json!({"procs": {"gateway": {"cpu_us_per_request": us}}});
-        let md = report_of(
-            "rounds",
-            &[
-                ("fr.burst.relay", cpu(100.0)),
-                ("fr.burst.gateway", cpu(300.0)),
-                ("fr.burst.gateway.r2", cpu(360.0)),
-                ("fr.burst.gateway.r3", cpu(340.0)),
-                ("fr.burst.gateway_h2", cpu(300.0)),
+        // The paced 20 ms row's rounds; HTTP/2's third round only where `h2_third` is.
+        let paced_files = |h2_third: Option<f64>| {
+            let mut files = vec![
                 ("fr.paced20_c64.relay", cpu(1000.0)),
                 ("fr.paced20_c64.relay.r2", cpu(1000.0)),
                 ("fr.paced20_c64.relay.r3", cpu(900.0)),
@@ -719,8 +714,19 @@ mod tests {
                 ("fr.paced20_c64.gateway.r3", cpu(1150.0)),
                 ("fr.paced20_c64.gateway_h2", cpu(1000.0)),
                 ("fr.paced20_c64.gateway_h2.r2", cpu(1000.0)),
-            ],
-        );
+            ];
+            files.extend(h2_third.map(|us| ("fr.paced20_c64.gateway_h2.r3", cpu(us))));
+            files
+        };
+        let mut files = paced_files(None);
+        files.extend([
+            ("fr.burst.relay", cpu(100.0)),
+            ("fr.burst.gateway", cpu(300.0)),
+            ("fr.burst.gateway.r2", cpu(360.0)),
+            ("fr.burst.gateway.r3", cpu(340.0)),
+            ("fr.burst.gateway_h2", cpu(300.0)),
+        ]);
+        let md = report_of("rounds", &files);
         // Burst: the median of 300, 360 and 340 us.
         let burst = row(&md, "| burst at one event per frame: gateway CPU per 200-delta request, c=64, HTTP/1.1 |");
         assert!(burst.contains("| 0.340 ms | <= 0.35 ms | met |"), "{burst}");
@@ -733,20 +739,7 @@ mod tests {
         let unmeasured = row(&md, "| paced 20 ms: gateway CPU per event over");
         assert!(!unmeasured.contains("| met |") && !unmeasured.contains("1.278"), "{unmeasured}");
         // With HTTP/2's third round present, the worst median decides.
-        let whole = report_of(
-            "rounds-whole",
-            &[
-                ("fr.paced20_c64.relay", cpu(1000.0)),
-                ("fr.paced20_c64.relay.r2", cpu(1000.0)),
-                ("fr.paced20_c64.relay.r3", cpu(900.0)),
-                ("fr.paced20_c64.gateway", cpu(1300.0)),
-                ("fr.paced20_c64.gateway.r2", cpu(1100.0)),
-                ("fr.paced20_c64.gateway.r3", cpu(1150.0)),
-                ("fr.paced20_c64.gateway_h2", cpu(1000.0)),
-                ("fr.paced20_c64.gateway_h2.r2", cpu(1000.0)),
-                ("fr.paced20_c64.gateway_h2.r3", cpu(1000.0)),
-            ],
-        );
+        let whole = report_of("rounds-whole", &paced_files(Some(1000.0)));
         let target = row(&whole, "| paced 20 ms: gateway CPU per event over");
         assert!(target.contains("| 1.278 x | <= 1.2x | **missed**"), "{target}");
     }
