@@ -17,6 +17,8 @@ use std::borrow::Cow;
 
 use super::event::Event;
 
+mod compact;
+
 /// What a key is to the scanner: one of the fields the full parse captures (`event::Wire`; serde refuses an object
 /// that repeats one, so the scanner does too), or any other (skipped; repeats are fine).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,7 @@ enum Key {
 
 impl Key {
     /// Matched as byte strings of constant length, which compile to a few integer compares (no `memcmp` call).
+    #[inline(always)]
     fn of(key: &[u8]) -> Key {
         match key {
             b"type" => Key::Type,
@@ -49,6 +52,7 @@ impl Key {
     }
 
     /// Its bit in the set of `Wire` fields seen.
+    #[inline(always)]
     fn wire_bit(self) -> u16 {
         match self {
             Key::Type => 1,
@@ -70,6 +74,7 @@ enum Kind {
     FunctionArgs,
 }
 
+#[inline(always)]
 fn kind_of(name: &[u8]) -> Option<Kind> {
     match name {
         b"response.output_text.delta" => Some(Kind::Text),
@@ -81,8 +86,18 @@ fn kind_of(name: &[u8]) -> Option<Kind> {
 }
 
 /// The event `data` carries, if it is a delta of the plain shape described in the module doc; `None` means
-/// "use the full parse", never "malformed".
+/// "use the full parse", never "malformed". Compact payloads (no whitespace, no escape, at most
+/// [`compact::MAX_LEN`] bytes: what the backend and fake-codex send) are decided by [`compact::parse`] from a map of
+/// their quotes; anything it does not decide by the general scanner below.
 pub(super) fn parse_delta(data: &str) -> Option<Event<'_>> {
+    match compact::parse(data) {
+        Some(decided) => decided,
+        None => general(data),
+    }
+}
+
+/// The scanner for every payload of the plain shape, whitespace and escapes included.
+fn general(data: &str) -> Option<Event<'_>> {
     let b = data.as_bytes();
     let mut i = ws(b, 0);
     if b.get(i) != Some(&b'{') {
@@ -131,8 +146,7 @@ pub(super) fn parse_delta(data: &str) -> Option<Event<'_>> {
                 after
             }
             Key::SummaryIndex => {
-                let end = int_end(b, i)?;
-                let n = b[i..end].iter().try_fold(0u32, |n, c| n.checked_mul(10)?.checked_add(u32::from(c - b'0')))?;
+                let (n, end) = summary_index_at(b, i)?;
                 summary_index = Some(n);
                 end
             }
@@ -148,8 +162,12 @@ pub(super) fn parse_delta(data: &str) -> Option<Event<'_>> {
     if ws(b, i + 1) != b.len() {
         return None;
     }
-    let (item_id, delta) = (item_id?, delta?);
-    Some(match kind? {
+    event(kind?, item_id?, delta?, summary_index)
+}
+
+/// The event of a delta whose fields were all read.
+fn event<'a>(kind: Kind, item_id: Cow<'a, str>, delta: Cow<'a, str>, summary_index: Option<u32>) -> Option<Event<'a>> {
+    Some(match kind {
         Kind::Text => Event::TextDelta { item_id, delta },
         Kind::Refusal => Event::RefusalDelta { item_id, delta },
         Kind::FunctionArgs => Event::FunctionArgsDelta { item_id, delta },
@@ -158,6 +176,14 @@ pub(super) fn parse_delta(data: &str) -> Option<Event<'_>> {
             Event::ReasoningSummaryDelta { item_id, summary_index: summary_index.unwrap_or(0), delta }
         }
     })
+}
+
+/// A `summary_index` value at `i`: the number and where it ends; `None` for anything but a plain integer that
+/// fits a `u32` (the full parse reads the rest).
+fn summary_index_at(b: &[u8], i: usize) -> Option<(u32, usize)> {
+    let end = int_end(b, i)?;
+    let n = b[i..end].iter().try_fold(0u32, |n, c| n.checked_mul(10)?.checked_add(u32::from(c - b'0')))?;
+    Some((n, end))
 }
 
 /// Past JSON whitespace from `i`.
@@ -239,6 +265,7 @@ fn text_at(data: &str, i: usize) -> Option<(Cow<'_, str>, usize)> {
 
 /// Past a non-negative integer at `i` in JSON's form (no leading zero); a fraction or exponent gives `None` (the
 /// full parse reads those).
+#[inline(always)]
 fn int_end(b: &[u8], i: usize) -> Option<usize> {
     let first = *b.get(i)?;
     if !first.is_ascii_digit() {
@@ -258,6 +285,7 @@ fn int_end(b: &[u8], i: usize) -> Option<usize> {
 
 /// Past one value at `i` of the plain kinds a delta's other fields have: a string without escapes, an integer
 /// (possibly negative), `true`, `false`, `null`, `[]` or `{}`. Anything else gives `None`.
+#[inline(always)]
 fn skip_value(b: &[u8], i: usize) -> Option<usize> {
     match *b.get(i)? {
         b'"' => match string_at(b, i)? {
