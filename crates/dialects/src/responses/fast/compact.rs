@@ -284,63 +284,8 @@ mod tests {
 
     mod generated {
         use super::*;
+        use crate::responses::fast::tests::generated::field;
         use proptest::prelude::*;
-
-        fn value() -> impl Strategy<Value = String> {
-            prop_oneof![
-                "[a-z é中\"]{0,6}".prop_map(|s| format!("\"{s}\"")),
-                prop::sample::select(vec![
-                    "0",
-                    "7",
-                    "-3",
-                    "01",
-                    "-",
-                    "1.5",
-                    "2e3",
-                    "4294967296",
-                    "4294967295",
-                    "null",
-                    "nul",
-                    "true",
-                    "false",
-                    "[]",
-                    "{}",
-                    "[1]",
-                    "[ ]",
-                    r#"{"a":1}"#,
-                    r#""\n""#,
-                    "\"\t\"",
-                    "\"",
-                ])
-                .prop_map(str::to_string),
-            ]
-        }
-
-        fn field() -> impl Strategy<Value = String> {
-            let key = prop::sample::select(vec![
-                "type",
-                "item_id",
-                "delta",
-                "summary_index",
-                "output_index",
-                "logprobs",
-                "sequence_number",
-                "x",
-                "",
-            ]);
-            let kind = prop::sample::select(vec![
-                r#""response.output_text.delta""#,
-                r#""response.refusal.delta""#,
-                r#""response.reasoning_summary_text.delta""#,
-                r#""response.function_call_arguments.delta""#,
-                r#""response.output_text.done""#,
-                r#""response.output_text.delta"#,
-            ]);
-            (key, value(), kind).prop_map(|(k, v, kind)| match k {
-                "type" => format!(r#""type":{kind}"#),
-                _ => format!(r#""{k}":{v}"#),
-            })
-        }
 
         proptest! {
             #[test]

@@ -412,14 +412,15 @@ mod tests {
     }
 
     /// Generated payloads of fields in any order, repeated or not, with values of every kind (escaped strings,
-    /// nested values, odd numbers, `null`): where the fast path answers, it answers as the full parse does.
-    mod generated {
+    /// nested values, odd numbers, `null`, unfinished strings): where the fast path answers, it answers as the full
+    /// parse does. The generator also serves the compact lane's test (`compact.rs`).
+    pub(super) mod generated {
         use super::*;
         use proptest::prelude::*;
 
         fn value() -> impl Strategy<Value = String> {
             prop_oneof![
-                "[a-z é中]{0,6}".prop_map(|s| format!("\"{s}\"")),
+                "[a-z é中\"]{0,6}".prop_map(|s| format!("\"{s}\"")),
                 prop::sample::select(vec![
                     r#""a\"b""#,
                     r#""\n""#,
@@ -431,23 +432,30 @@ mod tests {
                     "7",
                     "-3",
                     "01",
+                    "-",
                     "1.5",
                     "2e3",
                     "4294967296",
+                    "4294967295",
                     "null",
+                    "nul",
                     "true",
                     "false",
                     "[]",
+                    "[ ]",
                     "{}",
                     "[1]",
                     r#"{"a":1}"#,
                     "\"\t\"",
+                    "\"",
                 ])
                 .prop_map(str::to_string),
             ]
         }
 
-        fn field() -> impl Strategy<Value = String> {
+        /// One `"key":value` member: a key the scanner reads or skips (or an empty one), and for `type` one of the
+        /// delta types, another type or an unfinished string.
+        pub(in crate::responses::fast) fn field() -> impl Strategy<Value = String> {
             let key = prop::sample::select(vec![
                 "type",
                 "item_id",
@@ -457,6 +465,7 @@ mod tests {
                 "logprobs",
                 "sequence_number",
                 "x",
+                "",
             ]);
             let kind = prop::sample::select(vec![
                 r#""response.output_text.delta""#,
@@ -464,6 +473,7 @@ mod tests {
                 r#""response.reasoning_summary_text.delta""#,
                 r#""response.function_call_arguments.delta""#,
                 r#""response.output_text.done""#,
+                r#""response.output_text.delta"#,
             ]);
             (key, value(), kind).prop_map(|(k, v, kind)| match k {
                 "type" => format!(r#""type":{kind}"#),
