@@ -1,7 +1,14 @@
 //! `serve` puts the allocator's heap on transparent huge pages where the kernel gives them on request
 //! (crates/gateway/src/memory.rs): the serving process, the same one that was started, runs with glibc's tunable
-//! added to the ones it was given and its heap marked for huge pages; `CODEX_GATEWAY_HUGE_PAGES=off`, or a
-//! `GLIBC_TUNABLES` that names the tunable, leaves the heap on normal pages.
+//! added to the ones it was given; `CODEX_GATEWAY_HUGE_PAGES=off`, or a `GLIBC_TUNABLES` that names the tunable,
+//! leaves the environment as given and the heap on normal pages.
+//!
+//! Whether glibc then marks the heap is glibc's part, and Debian 12's glibc 2.36 does not do it every time. On one
+//! host every start marked the heap; on another 2 to 3 starts in 8 did, with the tunable in place every time, the
+//! others growing the heap as if glibc had found no huge page size. Likely cause: 2.36 compares the kernel's
+//! setting (`/sys/kernel/mm/transparent_hugepage/enabled`) from a buffer it does not terminate, so a stray byte of
+//! its stack decides; later glibc terminates it (bench/notes.md, forty-fourth session). The heap is checked only
+//! where the answer does not depend on that: told not to, it is never marked.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -77,8 +84,10 @@ fn serving_puts_the_heap_on_huge_pages_unless_told_not_to() {
     if on_request {
         assert!(given.environ.contains("glibc.malloc.hugetlb=1"), "{}", given.environ);
         assert!(given.environ.contains("CODEX_GATEWAY_HUGE_PAGES=on"), "{}", given.environ);
-        assert!(given.heap_on_huge_pages, "the heap is not advised for huge pages");
-        assert!(serve(&[]).heap_on_huge_pages);
+        // Given nothing, it adds the tunable all the same.
+        let plain = serve(&[]);
+        assert!(plain.environ.contains("glibc.malloc.hugetlb=1"), "{}", plain.environ);
+        assert_eq!(plain.comm, "codex-gateway");
     } else {
         // `always` or `never`: asking would change nothing, so the gateway does not execute itself again.
         assert!(!given.environ.contains("hugetlb"), "{}", given.environ);
