@@ -596,6 +596,12 @@ mod tests {
     const PACED2_TARGET: &str = "| paced 2 ms: gateway CPU per event over the byte relay's, paired";
     const PACED20_TARGET: &str = "| paced 20 ms: gateway CPU per event over the byte relay's, paired";
 
+    /// A `scripts/bench-pair --json` file: its rounds' b/a, none failed, and the median it reported.
+    fn pair(ratios: &[f64], median: f64) -> Value {
+        let rounds: Vec<Value> = ratios.iter().map(|r| json!({"b_over_a": r, "a_errors": 0, "b_errors": 0})).collect();
+        json!({"concurrency": 64, "seconds": 6, "rounds": rounds, "median": median})
+    }
+
     fn row<'a>(md: &'a str, start: &str) -> &'a str {
         md.lines().find(|l| l.starts_with(start)).unwrap_or_else(|| panic!("no row {start:?} in:\n{md}"))
     }
@@ -621,11 +627,6 @@ mod tests {
     fn issue_26_targets_are_listed_as_the_issue_states_them() {
         let paced = |us: f64| json!({"procs": {"gateway": {"cpu_us_per_request": us}}});
         let strace = |calls: f64| json!({"syscalls": calls, "requests": 256});
-        let pair = |ratios: &[f64], median: f64| {
-            let rounds: Vec<Value> =
-                ratios.iter().map(|r| json!({"b_over_a": r, "a_errors": 0, "b_errors": 0})).collect();
-            json!({"concurrency": 64, "seconds": 6, "rounds": rounds, "median": median})
-        };
         let md = report_of(
             "issue26",
             &[
@@ -746,6 +747,8 @@ mod tests {
         assert!(paced.contains(&format!("| {relay:.2} |")), "{paced}");
         let unmeasured = row(&md, "How the paced ratios are decided");
         assert!(unmeasured.contains("and - at 20 ms") && !unmeasured.contains("1.278"), "{unmeasured}");
+        // No paired row ran: the paced targets are listed, not measured, and not decided by the sequential rows.
+        assert!(row(&md, PACED20_TARGET).ends_with("| <= 1.2x | not measured |"), "{md}");
         // With HTTP/2's third round present, the worst median is the figure named.
         let whole = report_of("rounds-whole", &paced_files(Some(1000.0)));
         assert!(row(&whole, "How the paced ratios are decided").contains("and 1.278 at 20 ms"), "{whole}");
@@ -756,13 +759,6 @@ mod tests {
     #[test]
     fn a_relay_against_a_second_relay_calibrates_each_measure() {
         let cpu = |us: f64| json!({"procs": {"gateway": {"cpu_us_per_request": us}}});
-        let pair = |ratios: &[f64]| {
-            let rounds: Vec<Value> =
-                ratios.iter().map(|r| json!({"b_over_a": r, "a_errors": 0, "b_errors": 0})).collect();
-            let mut sorted = ratios.to_vec();
-            sorted.sort_by(f64::total_cmp);
-            json!({"concurrency": 64, "seconds": 6, "rounds": rounds, "median": sorted[sorted.len() / 2]})
-        };
         let files = |aa: &[f64]| {
             vec![
                 ("fr.paced2_c64.relay", cpu(1000.0)),
@@ -771,9 +767,9 @@ mod tests {
                 ("fr.paced2_c64.gateway.r2", cpu(1100.0)),
                 ("fr.paced2_c64.relay2", cpu(1190.0)),
                 ("fr.paced2_c64.relay2.r2", cpu(930.0)),
-                ("fr.paced2_c64.pair_h1", pair(&[1.1, 1.12, 1.11])),
-                ("fr.paced2_c64.pair_aa", pair(aa)),
-                ("fr.paced20_c64.pair_h1", pair(&[1.05, 1.04, 1.06])),
+                ("fr.paced2_c64.pair_h1", pair(&[1.1, 1.12, 1.11], 1.11)),
+                ("fr.paced2_c64.pair_aa", pair(aa, 1.0)),
+                ("fr.paced20_c64.pair_h1", pair(&[1.05, 1.04, 1.06], 1.05)),
             ]
         };
         let md = report_of("aa", &files(&[0.99, 1.02, 1.01]));
