@@ -184,6 +184,14 @@ fn borrowed<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>, name: &'static st
     }
 }
 
+/// The required `item` of an `output_item` event ([`RawItem::parse`]).
+fn item<'a>(raw: Option<&'a RawValue>) -> Result<RawItem<'a>, serde_json::Error> {
+    match raw {
+        Some(r) => RawItem::parse(r.get()),
+        None => Err(serde::de::Error::missing_field("item")),
+    }
+}
+
 /// A required field.
 fn req<T: serde::de::DeserializeOwned>(raw: Option<&RawValue>, name: &'static str) -> Result<T, serde_json::Error> {
     match raw {
@@ -219,20 +227,25 @@ pub(super) struct ResponseHead {
 
 /// Superset of the item fields we read; missing ones default. The type names (and a message's text, joined into
 /// one string anyway) are borrowed from the payload: owned, they were an allocation each on every item.
+///
+/// An item is data the backend may extend at any time, so reading one never fails on a field's type: the text
+/// fields take any JSON value ([`Lenient`]: `tool_search_call` sends an object as `arguments` and may send a null
+/// `call_id`), and an item whose other fields do not fit is read by its type alone ([`RawItem::parse`]). What
+/// the gateway does not know is the client's to see (passthrough) or skipped (translation), never a failure.
 #[derive(Deserialize, Default)]
 pub(super) struct RawItem<'a> {
     #[serde(rename = "type", default, borrow)]
     kind: Cow<'a, str>,
     #[serde(default)]
-    id: String,
+    id: Lenient,
     #[serde(default)]
-    call_id: String,
+    call_id: Lenient,
     #[serde(default)]
-    name: String,
+    name: Lenient,
     #[serde(default)]
-    arguments: String,
+    arguments: Lenient,
     #[serde(default)]
-    input: String,
+    input: Lenient,
     #[serde(default, borrow)]
     content: Vec<RawPart<'a>>,
     #[serde(default, borrow)]
@@ -241,6 +254,77 @@ pub(super) struct RawItem<'a> {
     encrypted_content: Option<String>,
     #[serde(default)]
     action: Option<Value>,
+}
+
+/// Just an item's type: what is left of an item whose fields do not fit [`RawItem`].
+#[derive(Deserialize)]
+struct KindOnly<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Cow<'a, str>,
+}
+
+impl<'a> RawItem<'a> {
+    /// An item from its JSON text: every field the gateway reads, or, when one of them has a shape the gateway
+    /// does not expect, the type alone. Errs only on text that is not a JSON object.
+    pub(super) fn parse(raw: &'a str) -> Result<RawItem<'a>, serde_json::Error> {
+        serde_json::from_str::<RawItem<'a>>(raw).or_else(|full| match serde_json::from_str::<KindOnly<'a>>(raw) {
+            Ok(k) => Ok(RawItem { kind: k.kind, ..RawItem::default() }),
+            Err(_) => Err(full),
+        })
+    }
+}
+
+/// A text field of an item that accepts any JSON value: a string as itself, `null` as empty, anything else as
+/// its JSON text.
+#[derive(Default, Debug, Clone, PartialEq)]
+pub(super) struct Lenient(String);
+
+impl<'de> Deserialize<'de> for Lenient {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Lenient, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Lenient;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Lenient, E> {
+                Ok(Lenient(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Lenient, E> {
+                Ok(Lenient(v))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Lenient, E> {
+                Ok(Lenient(String::new()))
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Lenient, E> {
+                Ok(Lenient(String::new()))
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Lenient, D::Error> {
+                d.deserialize_any(V)
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Lenient, E> {
+                Ok(Lenient(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Lenient, E> {
+                Ok(Lenient(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Lenient, E> {
+                Ok(Lenient(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Lenient, E> {
+                Ok(Lenient(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Lenient, A::Error> {
+                let v = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(Lenient(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Lenient, A::Error> {
+                let v = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Lenient(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -382,7 +466,7 @@ impl<'a> Event<'a> {
         let w: Wire<'a> = serde_json::from_str(data)?;
         Ok(match w.kind.as_ref() {
             "response.created" => Event::created(req(w.response, "response")?),
-            "response.output_item.added" => Event::item_added(borrowed(w.item, "item")?, opt(w.output_index)?),
+            "response.output_item.added" => Event::item_added(item(w.item)?, opt(w.output_index)?),
             "response.output_text.delta" => Event::TextDelta { item_id: string(w.item_id)?, delta: string(w.delta)? },
             "response.refusal.delta" => Event::RefusalDelta { item_id: string(w.item_id)?, delta: string(w.delta)? },
             "response.reasoning_summary_text.delta" => Event::ReasoningSummaryDelta {
@@ -397,7 +481,7 @@ impl<'a> Event<'a> {
             "response.function_call_arguments.delta" => {
                 Event::FunctionArgsDelta { item_id: string(w.item_id)?, delta: string(w.delta)? }
             }
-            "response.output_item.done" => Event::item_done(borrowed(w.item, "item")?, opt(w.output_index)?),
+            "response.output_item.done" => Event::item_done(item(w.item)?, opt(w.output_index)?),
             "response.completed" => Event::finished(borrowed(w.response, "response")?, false),
             "response.incomplete" => Event::finished(borrowed(w.response, "response")?, true),
             "response.failed" => {
@@ -425,10 +509,10 @@ impl<'a> Event<'a> {
 
     pub(super) fn item_added(item: RawItem<'_>, output_index: u32) -> Event<'static> {
         let item = match item.kind.as_ref() {
-            "message" => ItemStart::Message { id: item.id },
-            "reasoning" => ItemStart::Reasoning { id: item.id },
-            "function_call" => ItemStart::FunctionCall { id: item.id, call_id: item.call_id, name: item.name },
-            _ => ItemStart::Other { id: item.id, kind: item.kind.into_owned() },
+            "message" => ItemStart::Message { id: item.id.0 },
+            "reasoning" => ItemStart::Reasoning { id: item.id.0 },
+            "function_call" => ItemStart::FunctionCall { id: item.id.0, call_id: item.call_id.0, name: item.name.0 },
+            _ => ItemStart::Other { id: item.id.0, kind: item.kind.into_owned() },
         };
         Event::ItemAdded { output_index, item }
     }
@@ -447,7 +531,7 @@ impl<'a> Event<'a> {
         let output = r
             .output
             .into_iter()
-            .filter_map(|raw| serde_json::from_str::<RawItem>(raw.get()).ok().map(|item| done_item(item, Some(raw))))
+            .filter_map(|raw| RawItem::parse(raw.get()).ok().map(|item| done_item(item, Some(raw))))
             .collect();
         Event::Finished { terminal, usage: r.usage.map(usage_from), output }
     }
@@ -512,24 +596,27 @@ fn done_item(item: RawItem<'_>, raw: Option<&RawValue>) -> DoneItem {
                     _ => {}
                 }
             }
-            DoneItem::Message { id: item.id, text, refusal }
+            DoneItem::Message { id: item.id.0, text, refusal }
         }
         "reasoning" => DoneItem::Reasoning {
-            id: item.id,
+            id: item.id.0,
             summary: item.summary.into_iter().map(|p| p.text.into_owned()).collect(),
             encrypted_content: item.encrypted_content,
         },
-        "function_call" => {
-            DoneItem::FunctionCall { id: item.id, call_id: item.call_id, name: item.name, arguments: item.arguments }
-        }
+        "function_call" => DoneItem::FunctionCall {
+            id: item.id.0,
+            call_id: item.call_id.0,
+            name: item.name.0,
+            arguments: item.arguments.0,
+        },
         "custom_tool_call" => {
-            DoneItem::CustomToolCall { id: item.id, call_id: item.call_id, name: item.name, input: item.input }
+            DoneItem::CustomToolCall { id: item.id.0, call_id: item.call_id.0, name: item.name.0, input: item.input.0 }
         }
         "web_search_call" => {
             let action = item.action.unwrap_or(Value::Null);
             let query = action.get("query").and_then(Value::as_str).map(str::to_string);
             let sources = action.get("sources").and_then(Value::as_array).cloned().unwrap_or_default();
-            DoneItem::WebSearchCall { id: item.id, query, sources }
+            DoneItem::WebSearchCall { id: item.id.0, query, sources }
         }
         other => DoneItem::Other {
             kind: other.to_string(),
@@ -661,5 +748,44 @@ mod tests {
         assert!(!Event::Unknown { kind: "x".into() }.is_terminal());
         let owned = Event::parse(r#"{"type":"codex.rate_limits"}"#).map(Event::into_owned).ok();
         assert_eq!(owned, Some(Event::Unknown { kind: "codex.rate_limits".into() }));
+    }
+
+    /// A tool search item (its `arguments` an object, its `call_id` null, as the real backend sends them) and an
+    /// item whose fields have shapes nobody expects are read, never a malformed event: one such item made every
+    /// route answer 502 and sent the request to every account of a pool in turn.
+    #[test]
+    fn items_of_unexpected_shapes_are_read_not_refused() {
+        let added = r#"{"type":"response.output_item.added","output_index":1,"item":{"id":"tsc_1","type":"tool_search_call","status":"in_progress","arguments":{},"call_id":null,"execution":"server"}}"#;
+        let done = r#"{"type":"response.output_item.done","output_index":1,"item":{"id":"tsc_1","type":"tool_search_call","status":"completed","arguments":{"paths":["get_weather"]},"call_id":null}}"#;
+        let odd = r#"{"type":"response.output_item.done","output_index":2,"item":{"id":"x_1","type":"some_future_item","content":"not a list","summary":7}}"#;
+        let sorted = r#"{"item":{"arguments":{"q":1},"call_id":null,"id":"tsc_2","type":"tool_search_call"},"output_index":0,"type":"response.output_item.done"}"#;
+        for data in [added, done, odd, sorted] {
+            let parsed = Event::parse(data);
+            assert!(parsed.is_ok(), "{data}: {parsed:?}");
+            assert_eq!(Event::parse_wire(data).ok(), parsed.ok(), "the general parse agrees on {data}");
+        }
+        assert_eq!(
+            Event::parse(added).ok(),
+            Some(Event::ItemAdded {
+                output_index: 1,
+                item: ItemStart::Other { id: "tsc_1".into(), kind: "tool_search_call".into() }
+            })
+        );
+        assert!(matches!(
+            Event::parse(odd),
+            Ok(Event::ItemDone { item: DoneItem::Other { kind, .. }, .. }) if kind == "some_future_item"
+        ));
+        // A function call whose arguments came as an object keeps them as JSON text.
+        let call = r#"{"type":"response.output_item.done","output_index":0,"item":{"type":"function_call","id":"fc","call_id":"c1","name":"f","arguments":{"a":1}}}"#;
+        assert!(matches!(
+            Event::parse(call),
+            Ok(Event::ItemDone { item: DoneItem::FunctionCall { arguments, .. }, .. }) if arguments == r#"{"a":1}"#
+        ));
+        // In `response.completed`, such items are kept in the output rather than dropped.
+        let completed = r#"{"type":"response.completed","response":{"output":[{"type":"tool_search_call","id":"t","arguments":{"x":[1]},"call_id":null},{"type":"message","id":"m","content":[{"type":"output_text","text":"hi"}]}]}}"#;
+        match Event::parse(completed) {
+            Ok(Event::Finished { output, .. }) => assert_eq!(output.len(), 2, "{output:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

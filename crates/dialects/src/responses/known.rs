@@ -87,16 +87,18 @@ pub(super) fn parse(data: &str) -> Option<Result<Event<'static>, EventParseError
         Kind::Created => serde_json::from_str::<Typed<IgnoredAny, ResponseHead>>(data)
             .map_err(EventParseError::from)
             .and_then(|w| w.response.map(Event::created).ok_or_else(|| missing("response"))),
-        Kind::ItemAdded | Kind::ItemDone => {
-            serde_json::from_str::<Typed<RawItem, IgnoredAny>>(data).map_err(EventParseError::from).and_then(|w| {
-                let item = w.item.ok_or_else(|| missing("item"))?;
+        Kind::ItemAdded | Kind::ItemDone => match serde_json::from_str::<Typed<RawItem, IgnoredAny>>(data) {
+            Ok(w) => w.item.ok_or_else(|| missing("item")).and_then(|item| {
                 let index = opt(w.output_index)?;
                 Ok(match kind {
                     Kind::ItemAdded => Event::item_added(item, index),
                     _ => Event::item_done(item, index),
                 })
-            })
-        }
+            }),
+            // An item with a field of a shape the gateway does not expect: the general parse reads it by its type
+            // alone (`RawItem::parse`) rather than failing the stream.
+            Err(_) => Event::parse_wire(data).map(Event::into_owned),
+        },
         Kind::Completed | Kind::Incomplete => serde_json::from_str::<Typed<IgnoredAny, TerminalResponse>>(data)
             .map_err(EventParseError::from)
             .and_then(|w| {
