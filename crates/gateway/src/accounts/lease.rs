@@ -42,6 +42,10 @@ impl Pool {
     /// Reserve an account for a request for `model`. `conversation` keeps a conversation on one account while
     /// that account can serve (the upstream prompt cache is per account); `exclude` lists accounts already
     /// tried for this request. Waits (bounded) when every eligible account is at its concurrency limit.
+    ///
+    /// An account's model catalog is fetched when the account is first chosen, as an official client fetches its
+    /// login's catalog when it starts: one account at a time, as each comes into use, never the whole pool at
+    /// once (docs/security.md). An account whose catalog turns out not to list the model is passed over.
     pub async fn lease(
         &self,
         model: &str,
@@ -49,7 +53,26 @@ impl Pool {
         exclude: &[String],
     ) -> Result<Lease, LeaseError> {
         let list = self.accounts();
-        self.fetch_missing_catalogs(&list).await;
+        // Each pass fetches at most one catalog, so the pool's size bounds the passes.
+        for _ in 0..=list.len() {
+            let lease = self.choose(&list, model, conversation, exclude).await?;
+            if !self.catalog_wanted(&lease.account) {
+                return Ok(lease);
+            }
+            let account = lease.account.clone();
+            drop(lease);
+            self.fetch_catalog_once(&account).await;
+        }
+        self.choose(&list, model, conversation, exclude).await
+    }
+
+    async fn choose(
+        &self,
+        list: &[Arc<Account>],
+        model: &str,
+        conversation: Option<&str>,
+        exclude: &[String],
+    ) -> Result<Lease, LeaseError> {
         let now = now_unix();
         let routing = &self.config.routing;
         let mut candidates = Vec::new();
