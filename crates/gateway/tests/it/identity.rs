@@ -193,3 +193,25 @@ async fn the_gateways_own_calls_carry_the_official_clients_headers() {
     let keys: Vec<&String> = token.body.as_object().map(|o| o.keys().collect()).unwrap_or_default();
     assert_eq!(keys, ["client_id", "grant_type", "refresh_reason", "refresh_token"]);
 }
+
+/// A pool's accounts are not all read at once: the first request reads the catalog (and runs the workspace check)
+/// of the account that serves it, not of every account.
+#[tokio::test]
+async fn the_first_request_reads_only_the_serving_accounts_catalog() {
+    let env = start(Setup { accounts: 4, linked: false, store_accounts: true, ..Setup::default() }).await;
+    let (status, _, text) = env.post("/v1/responses", &json!({"model": "gpt-5.4", "input": "hi"})).await;
+    assert_eq!(status, 200, "{text}");
+    let all = env.fake.requests();
+    let served: HashSet<&str> = all
+        .iter()
+        .filter(|r| r.path.ends_with("/codex/responses"))
+        .filter_map(|r| header(r, "chatgpt-account-id"))
+        .collect();
+    let read: HashSet<&str> = all
+        .iter()
+        .filter(|r| r.path.ends_with("/codex/models") || r.path.ends_with("/wham/accounts/check"))
+        .filter_map(|r| header(r, "chatgpt-account-id"))
+        .collect();
+    assert_eq!(served.len(), 1);
+    assert_eq!(read, served, "only the serving account was read");
+}
