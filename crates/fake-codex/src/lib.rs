@@ -18,6 +18,7 @@ mod control;
 mod default_reply;
 mod oauth;
 mod ratelimits;
+mod replay;
 mod responses;
 mod scenario;
 mod server;

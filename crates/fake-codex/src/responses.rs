@@ -183,6 +183,12 @@ fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
     answer(shared, &caller, &body, scenario, plan_type)
 }
 
+/// A stream to send: built from a plan, or a recording's steps as they are (and whether it ends finished).
+enum Reply {
+    Planned(crate::sse::Plan),
+    Recorded(Vec<crate::sse::Step>, bool),
+}
+
 /// The answer to a request that passed validation and quota, for `scenario`.
 fn answer(shared: &Arc<Shared>, caller: &Caller, body: &Value, scenario: Scenario, plan_type: String) -> Answer {
     let owner = caller.owner();
@@ -203,8 +209,9 @@ fn answer(shared: &Arc<Shared>, caller: &Caller, body: &Value, scenario: Scenari
         plan_type: &plan_type,
         seal: &seal,
     };
-    let plan = match outcome(scenario, &rctx) {
-        Outcome::Stream(plan) => plan,
+    let reply = match outcome(scenario, &rctx) {
+        Outcome::Stream(plan) => Reply::Planned(plan),
+        Outcome::Replay { steps, finished } => Reply::Recorded(steps, finished),
         Outcome::HangingBody { status, body } => return Answer::Now(hanging_body(status, body)),
         Outcome::Http { status, body, content_type, headers, delay_ms } => {
             let mut resp = (
@@ -237,12 +244,18 @@ fn answer(shared: &Arc<Shared>, caller: &Caller, body: &Value, scenario: Scenari
         keepalive: shared.cfg.keepalive_events,
         framing: shared.cfg.framing,
     };
+    let (steps, finished) = match reply {
+        Reply::Planned(plan) => {
+            let finished = matches!(plan.ending, Ending::Completed | Ending::Incomplete(_));
+            (sse::build(&plan, &meta), finished)
+        }
+        Reply::Recorded(steps, finished) => (steps, finished),
+    };
     if let Some(account) = caller.account()
-        && matches!(plan.ending, Ending::Completed | Ending::Incomplete(_))
+        && finished
     {
         shared.charge(account);
     }
-    let steps = sse::build(&plan, &meta);
     let mut resp = Response::new(Body::new(crate::body::StepBody::new(shared, steps)));
     let h = resp.headers_mut();
     let mut put = |k: &'static str, v: String| {

@@ -64,6 +64,13 @@ pub enum DoneItem {
         query: Option<String>,
         sources: Vec<Value>,
     },
+    /// The hosted `image_generation` tool's finished image: `result` is the image, base64, in `output_format`
+    /// (`png` when the item names none). Empty when the generation produced none.
+    ImageGeneration {
+        id: String,
+        result: String,
+        output_format: String,
+    },
     Other {
         kind: String,
         raw: Value,
@@ -254,6 +261,11 @@ pub(super) struct RawItem<'a> {
     encrypted_content: Option<String>,
     #[serde(default)]
     action: Option<Value>,
+    /// `image_generation_call`: the image (base64) and its format.
+    #[serde(default)]
+    result: Lenient,
+    #[serde(default)]
+    output_format: Lenient,
 }
 
 /// Just an item's type: what is left of an item whose fields do not fit [`RawItem`].
@@ -406,6 +418,39 @@ const IGNORED_TYPES: &[&str] = &[
     "response.web_search_call.in_progress",
     "response.web_search_call.searching",
     "response.web_search_call.completed",
+    // Progress of the hosted tools, which end in `output_item.done` (the item carries the result: the image of
+    // `image_generation_call`, whose partial images the passthrough forwards), and annotations, which the
+    // message item carries too. Types of the public Responses protocol seen in the recordings of
+    // `../shared/replay` (issue 59).
+    "response.image_generation_call.in_progress",
+    "response.image_generation_call.generating",
+    "response.image_generation_call.partial_image",
+    "response.image_generation_call.completed",
+    "response.output_text.annotation.added",
+    "response.file_search_call.in_progress",
+    "response.file_search_call.searching",
+    "response.file_search_call.completed",
+    "response.code_interpreter_call.in_progress",
+    "response.code_interpreter_call.interpreting",
+    "response.code_interpreter_call.completed",
+    "response.code_interpreter_call_code.delta",
+    "response.code_interpreter_call_code.done",
+    "response.mcp_call.in_progress",
+    "response.mcp_call.completed",
+    "response.mcp_call.failed",
+    "response.mcp_call_arguments.delta",
+    "response.mcp_call_arguments.done",
+    "response.mcp_list_tools.in_progress",
+    "response.mcp_list_tools.completed",
+    "response.mcp_list_tools.failed",
+    "response.apply_patch_call_operation_diff.delta",
+    "response.apply_patch_call_operation_diff.done",
+    "response.shell_call_command.added",
+    "response.shell_call_command.delta",
+    "response.shell_call_command.done",
+    // Raw reasoning text: only other providers' open models send it (the Codex backend sends summaries).
+    "response.reasoning_text.delta",
+    "response.reasoning_text.done",
 ];
 
 /// Whether a frame named `name` is of a type in [`IGNORED_TYPES`] and its payload says so in its top-level `type`,
@@ -618,6 +663,11 @@ fn done_item(item: RawItem<'_>, raw: Option<&RawValue>) -> DoneItem {
             let sources = action.get("sources").and_then(Value::as_array).cloned().unwrap_or_default();
             DoneItem::WebSearchCall { id: item.id.0, query, sources }
         }
+        "image_generation_call" => DoneItem::ImageGeneration {
+            id: item.id.0,
+            result: item.result.0,
+            output_format: if item.output_format.0.is_empty() { "png".into() } else { item.output_format.0 },
+        },
         other => DoneItem::Other {
             kind: other.to_string(),
             raw: raw.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or(Value::Null),
@@ -712,15 +762,16 @@ mod tests {
 
     #[test]
     fn completed_output_items_including_unknown_kinds() {
-        let e = Event::parse(r#"{"type":"response.completed","response":{"output":[{"type":"message","id":"m","content":[{"type":"output_text","text":"hi"}]},{"type":"image_generation_call","id":"ig","result":"b64"},"junk"]}}"#).ok();
+        let e = Event::parse(r#"{"type":"response.completed","response":{"output":[{"type":"message","id":"m","content":[{"type":"output_text","text":"hi"}]},{"type":"image_generation_call","id":"ig","result":"b64"},{"type":"mcp_call","id":"mc","output":"o"},"junk"]}}"#).ok();
         let Some(Event::Finished { output, .. }) = e else { panic!("not a finished event") };
         assert_eq!(
             output,
             vec![
                 DoneItem::Message { id: "m".into(), text: "hi".into(), refusal: None },
+                DoneItem::ImageGeneration { id: "ig".into(), result: "b64".into(), output_format: "png".into() },
                 DoneItem::Other {
-                    kind: "image_generation_call".into(),
-                    raw: serde_json::json!({"type":"image_generation_call","id":"ig","result":"b64"})
+                    kind: "mcp_call".into(),
+                    raw: serde_json::json!({"type":"mcp_call","id":"mc","output":"o"})
                 },
             ]
         );

@@ -26,6 +26,7 @@ mod ratelimits;
 mod records;
 mod refresh;
 mod reload;
+mod replay;
 mod responses;
 mod security;
 mod service;
