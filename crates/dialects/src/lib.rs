@@ -21,6 +21,9 @@ pub mod responses;
 pub mod sse;
 pub mod upstream;
 
+#[cfg(test)]
+mod answer_tests;
+
 pub use error::{ErrorKind, GatewayError};
 pub use failure::UpstreamFailure;
 pub use responses::event::{DoneItem, Event, ItemStart, Terminal, Usage};
