@@ -140,7 +140,8 @@ fn anthropic_keeps_messages_as_blocks_and_images_as_image_blocks() {
     assert_eq!(stop.as_deref(), Some("tool_use"));
 
     let whole = render_message(&collected(true), "msg_1", "claude", &opts);
-    let kinds: Vec<&str> = whole["content"].as_array().into_iter().flatten().filter_map(|b| b["type"].as_str()).collect();
+    let kinds: Vec<&str> =
+        whole["content"].as_array().into_iter().flatten().filter_map(|b| b["type"].as_str()).collect();
     assert_eq!(kinds, ["text", "text", "image", "tool_use"]);
     assert_eq!(whole["content"][2]["source"], source);
     assert_eq!(whole["stop_reason"], "tool_use");

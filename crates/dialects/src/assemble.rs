@@ -27,12 +27,31 @@ pub fn image_mime(output_format: &str) -> String {
 pub enum OutputItem {
     Text(String),
     Refusal(String),
-    Reasoning { id: String, summary: String, encrypted_content: Option<String> },
-    FunctionCall { call_id: String, name: String, arguments: String },
-    CustomToolCall { call_id: String, name: String, input: String },
-    WebSearch { id: String, query: Option<String>, sources: Vec<serde_json::Value> },
+    Reasoning {
+        id: String,
+        summary: String,
+        encrypted_content: Option<String>,
+    },
+    FunctionCall {
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
+    CustomToolCall {
+        call_id: String,
+        name: String,
+        input: String,
+    },
+    WebSearch {
+        id: String,
+        query: Option<String>,
+        sources: Vec<serde_json::Value>,
+    },
     /// An image the hosted `image_generation` tool made: base64 data and its MIME type.
-    Image { b64: String, mime: String },
+    Image {
+        b64: String,
+        mime: String,
+    },
 }
 
 /// A response assembled from events.

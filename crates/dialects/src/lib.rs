@@ -11,6 +11,7 @@ pub mod encoder;
 pub mod error;
 pub mod failure;
 pub mod gemini;
+pub mod images;
 pub mod json;
 pub mod limits;
 pub mod models;

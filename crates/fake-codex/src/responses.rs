@@ -162,18 +162,8 @@ fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
     if let Err(r) = validate(&body, &ctx) {
         return Answer::Now(render_reject(&caller, r));
     }
-    if let Some(account) = caller.account()
-        && let Some(q) = shared.quota(account)
-    {
-        let resets_at = match (q.primary_used >= 100.0, q.secondary_used >= 100.0) {
-            (false, false) => None,
-            (true, false) => Some(q.primary_reset_at),
-            (false, true) => Some(q.secondary_reset_at),
-            (true, true) => Some(q.primary_reset_at.max(q.secondary_reset_at)),
-        };
-        if let Some(at) = resets_at {
-            return Answer::Now(json_response(StatusCode::TOO_MANY_REQUESTS, usage_limit_body(&plan_type, at)));
-        }
+    if let Some(refusal) = caller.account().and_then(|a| exhausted(shared, a, &plan_type)) {
+        return Answer::Now(refusal);
     }
     let scenario = shared.dequeue(caller.account()).unwrap_or_else(|| default_scenario(&body));
     if let Scenario::HangBeforeHeaders { ms, then } = scenario {
@@ -181,6 +171,18 @@ fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
         return hang(ms, answer(shared, &caller, &body, then, plan_type));
     }
     answer(shared, &caller, &body, scenario, plan_type)
+}
+
+/// The 429 `usage_limit_reached` of an account whose quota window is used up, if it is.
+pub(crate) fn exhausted(shared: &Shared, account: &str, plan_type: &str) -> Option<Response> {
+    let q = shared.quota(account)?;
+    let resets_at = match (q.primary_used >= 100.0, q.secondary_used >= 100.0) {
+        (false, false) => return None,
+        (true, false) => q.primary_reset_at,
+        (false, true) => q.secondary_reset_at,
+        (true, true) => q.primary_reset_at.max(q.secondary_reset_at),
+    };
+    Some(json_response(StatusCode::TOO_MANY_REQUESTS, usage_limit_body(plan_type, resets_at)))
 }
 
 /// A stream to send: built from a plan, or a recording's steps as they are (and whether it ends finished).

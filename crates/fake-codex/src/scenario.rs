@@ -39,7 +39,10 @@ pub enum Outcome {
     },
     Stream(Plan),
     /// A recorded stream's steps as they are (`Scenario::Replay`), and whether it ends as a finished response.
-    Replay { steps: Vec<Step>, finished: bool },
+    Replay {
+        steps: Vec<Step>,
+        finished: bool,
+    },
 }
 
 fn http_json(status: u16, body: serde_json::Value) -> Outcome {

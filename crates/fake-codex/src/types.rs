@@ -411,9 +411,7 @@ pub enum Scenario {
     /// one WebSocket text frame) with nothing added, changed or reordered. A recording that ends without a
     /// terminal event (`response.completed` / `.incomplete` / `.failed`, `error`) ends as a cut connection, as a
     /// stream that stopped there would. The request is validated as for every scenario.
-    Replay {
-        sse: String,
-    },
+    Replay { sse: String },
     /// Deltas of the given text regardless of the requested format.
     JsonText {
         text: String,

@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 
 use super::render::{error_body, finish_reason, usage_metadata};
 use super::signature::encode_signature;
+use crate::assemble::{MESSAGE_SEPARATOR, image_mime};
 use crate::error::GatewayError;
 use crate::outcome::Finish;
-use crate::assemble::{MESSAGE_SEPARATOR, image_mime};
 use crate::responses::event::{DoneItem, Event, ItemStart, Usage};
 use crate::sse::write_data_json;
 

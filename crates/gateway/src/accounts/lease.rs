@@ -13,7 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::select::{self, Candidate};
 use super::{Account, Blocked, Pool, QuotaSnapshot, Source};
 use crate::auth::now_unix;
-use crate::store::AccountStatus;
+use crate::store::{AccountKind, AccountStatus};
 
 /// Why no account was leased.
 #[derive(Debug)]
@@ -50,6 +50,26 @@ impl Pool {
     ) -> Result<Lease, LeaseError> {
         let list = self.accounts();
         self.fetch_missing_catalogs(&list).await;
+        self.lease_among(list, model, |a| a.serves(model), conversation, exclude).await
+    }
+
+    /// Reserve an account for the backend's image endpoints (`model` is the image model, for cooldowns and
+    /// errors): a ChatGPT login on a paid plan, as the official client offers image generation to no other
+    /// (codex-rs `image_generation_available`). Catalogs list the Responses models only, so they are not asked.
+    pub async fn lease_for_images(&self, model: &str, exclude: &[String]) -> Result<Lease, LeaseError> {
+        let images = |a: &Account| a.kind == AccountKind::Chatgpt && a.plan().as_deref() != Some("free");
+        self.lease_among(self.accounts(), model, images, None, exclude).await
+    }
+
+    /// [`Pool::lease`] among the accounts `serves` accepts.
+    async fn lease_among(
+        &self,
+        list: Arc<Vec<Arc<Account>>>,
+        model: &str,
+        serves: impl Fn(&Account) -> bool,
+        conversation: Option<&str>,
+        exclude: &[String],
+    ) -> Result<Lease, LeaseError> {
         let now = now_unix();
         let routing = &self.config.routing;
         let mut candidates = Vec::new();
@@ -61,7 +81,7 @@ impl Pool {
                 continue;
             }
             any_active = true;
-            if !a.serves(model) {
+            if !serves(a) {
                 continue;
             }
             any_serving = true;

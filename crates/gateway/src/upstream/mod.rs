@@ -10,6 +10,7 @@ mod compact;
 mod http1;
 mod http2;
 pub mod identity;
+mod images;
 mod names;
 pub mod ratelimits;
 pub(crate) mod tls;

@@ -196,7 +196,9 @@ fn usage_matches(d: Dialect, want: &Value, seen: &Seen) -> Result<(), String> {
             ("reasoning", reasoning, got.reasoning),
             ("total", total, got.total),
         ],
-        Dialect::Anthropic => vec![("input", input, got.input), ("cached", cached, got.cached), ("output", output, got.output)],
+        Dialect::Anthropic => {
+            vec![("input", input, got.input), ("cached", cached, got.cached), ("output", output, got.output)]
+        }
         Dialect::Gemini => vec![
             ("input", input, got.input),
             ("cached", cached, got.cached),
@@ -285,18 +287,21 @@ pub fn checks(c: &Capture, d: Dialect, mode: Mode, sse: &str, seen: &Seen) -> Ve
     let mut out = Vec::new();
     let calls = expected_calls(e, d);
     match &end {
-        Ending::Failed(message) => out.push(check(
-            "outcome",
-            seen.error.as_deref().is_some_and(|m| m.contains(message)),
-            || format!("want an error carrying {message:?}, got status {} error {:?}", seen.status, seen.error),
-        )),
+        Ending::Failed(message) => {
+            out.push(check("outcome", seen.error.as_deref().is_some_and(|m| m.contains(message)), || {
+                format!("want an error carrying {message:?}, got status {} error {:?}", seen.status, seen.error)
+            }))
+        }
         Ending::Cut => out.push(check("outcome", seen.error.is_some(), || {
             format!("the recording stops without a terminal event: want an error, got {:?}", seen.finish)
         })),
         Ending::Completed | Ending::Incomplete(_) => {
             let want = finish_word(d, mode, &end, !calls.is_empty());
             out.push(check("outcome", seen.error.is_none() && seen.finish.as_deref() == want, || {
-                format!("want finish {want:?}, got status {} finish {:?} error {:?}", seen.status, seen.finish, seen.error)
+                format!(
+                    "want finish {want:?}, got status {} finish {:?} error {:?}",
+                    seen.status, seen.finish, seen.error
+                )
             }));
         }
     }

@@ -40,7 +40,8 @@ pub enum Transport {
     Websocket,
 }
 
-const DIALECTS: [Dialect; 5] = [Dialect::Chat, Dialect::Responses, Dialect::Anthropic, Dialect::Gemini, Dialect::Ollama];
+const DIALECTS: [Dialect; 5] =
+    [Dialect::Chat, Dialect::Responses, Dialect::Anthropic, Dialect::Gemini, Dialect::Ollama];
 
 /// A check that fails on a capture for a reason of the recording itself, not of the gateway. An excuse whose
 /// check passes is reported, so one that no longer applies is noticed.
@@ -162,8 +163,12 @@ async fn env(transport: Transport) -> TestEnv {
         Transport::Sse => "sse",
         Transport::Websocket => "websocket",
     };
-    start(Setup { ollama: true, config_toml: Some(format!("[upstream]\ntransport = \"{name}\"\n")), ..Setup::default() })
-        .await
+    start(Setup {
+        ollama: true,
+        config_toml: Some(format!("[upstream]\ntransport = \"{name}\"\n")),
+        ..Setup::default()
+    })
+    .await
 }
 
 /// One request of `dialect` in `mode` answered by `sse` played verbatim.
@@ -215,14 +220,7 @@ async fn run_capture(capture: Capture, sse: String, transport: Transport) -> Vec
             for Check { name, failure } in
                 checks(&capture, dialect, mode, &sse, &seen).into_iter().chain([transport_check])
             {
-                out.push(Outcome {
-                    capture: capture.name.clone(),
-                    transport,
-                    dialect,
-                    mode,
-                    check: name,
-                    failure,
-                });
+                out.push(Outcome { capture: capture.name.clone(), transport, dialect, mode, check: name, failure });
             }
         }
     }
@@ -258,9 +256,8 @@ fn report(outcomes: &[Outcome]) {
     let mut failures = Vec::new();
     let mut excused_passing = Vec::new();
     for o in outcomes {
-        let excuse = EXCUSED
-            .iter()
-            .find(|e| e.capture == o.capture && e.check == o.check && e.mode.is_none_or(|m| m == o.mode));
+        let excuse =
+            EXCUSED.iter().find(|e| e.capture == o.capture && e.check == o.check && e.mode.is_none_or(|m| m == o.mode));
         let t = tally.entry((o.dialect, o.transport)).or_default();
         match (&o.failure, excuse) {
             (None, None) => t.0 += 1,
@@ -271,10 +268,8 @@ fn report(outcomes: &[Outcome]) {
             (Some(_), Some(_)) => t.2 += 1,
             (Some(f), None) => {
                 t.1 += 1;
-                failures.push(format!(
-                    "{} [{:?} {:?} {:?}] {}: {f}",
-                    o.capture, o.transport, o.dialect, o.mode, o.check
-                ));
+                failures
+                    .push(format!("{} [{:?} {:?} {:?}] {}: {f}", o.capture, o.transport, o.dialect, o.mode, o.check));
             }
         }
     }

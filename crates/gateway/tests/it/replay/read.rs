@@ -413,7 +413,12 @@ fn gemini_chunk(seen: &mut Seen, v: &Value) {
             }
         }
         if let Some(f) = p.get("functionCall") {
-            seen.calls.push(Call { id: s(&f["id"]), name: s(&f["name"]), args: Args::Json(f["args"].clone()), custom: false });
+            seen.calls.push(Call {
+                id: s(&f["id"]),
+                name: s(&f["name"]),
+                args: Args::Json(f["args"].clone()),
+                custom: false,
+            });
         }
         if let Some(d) = p.get("inlineData") {
             seen.images.push(s(&d["data"]));
@@ -451,14 +456,15 @@ fn ollama_line(seen: &mut Seen, v: &Value) {
     }
     for tc in m["tool_calls"].as_array().into_iter().flatten() {
         let f = &tc["function"];
-        seen.calls.push(Call { id: s(&tc["id"]), name: s(&f["name"]), args: Args::Json(f["arguments"].clone()), custom: false });
+        seen.calls.push(Call {
+            id: s(&tc["id"]),
+            name: s(&f["name"]),
+            args: Args::Json(f["arguments"].clone()),
+            custom: false,
+        });
     }
     if v["done"] == true {
         seen.finish = v["done_reason"].as_str().map(str::to_string);
-        seen.usage = Some(Usage {
-            input: n(&v["prompt_eval_count"]),
-            output: n(&v["eval_count"]),
-            ..Usage::default()
-        });
+        seen.usage = Some(Usage { input: n(&v["prompt_eval_count"]), output: n(&v["eval_count"]), ..Usage::default() });
     }
 }
