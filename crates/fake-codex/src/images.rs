@@ -170,13 +170,9 @@ pub fn png(prompt: &str) -> Vec<u8> {
     const SIDE: usize = 16;
     let hash = prompt.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
     let [r, g, b, _] = hash.to_be_bytes();
-    let mut raw = Vec::with_capacity(SIDE * (1 + 3 * SIDE));
-    for _ in 0..SIDE {
-        raw.push(0); // filter: none
-        for _ in 0..SIDE {
-            raw.extend_from_slice(&[r, g, b]);
-        }
-    }
+    // Each row: filter byte 0 (none), then its pixels.
+    let row: Vec<u8> = std::iter::once(0).chain([r, g, b].into_iter().cycle().take(3 * SIDE)).collect();
+    let raw = row.repeat(SIDE);
     // zlib: header, one final stored block, Adler-32.
     let len = raw.len() as u16;
     let mut z = vec![0x78, 0x01, 0x01];
