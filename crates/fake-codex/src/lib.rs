@@ -29,7 +29,9 @@ pub mod tokens;
 mod types;
 mod validate;
 mod versions;
+mod wham;
 mod ws;
+mod ws_chain;
 
 pub use default_reply::schema_instance;
 pub use sse::Framing;

@@ -129,23 +129,31 @@ fn hang(hang_ms: Option<u64>, answer: Answer) -> Answer {
     }
 }
 
-fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
+/// Whether a ChatGPT account's Responses body would be served (validation, quota): the refusal the HTTP
+/// endpoint would give, or `None`. The WebSocket endpoint checks its warm-ups (`generate: false`) with this, which
+/// the backend completes without running the model.
+pub(crate) fn chatgpt_refusal(shared: &Arc<Shared>, account: &str, raw: &[u8]) -> Option<Response> {
+    admit(shared, &Caller::Account(account.to_string()), raw).err()
+}
+
+/// A body that passed validation and quota, and its caller's plan; else the refusal.
+fn admit(shared: &Arc<Shared>, caller: &Caller, raw: &[u8]) -> Result<(Value, String), Response> {
     let body: Value = match serde_json::from_slice(raw) {
         Ok(v) => v,
         Err(e) => {
-            return Answer::Now(render_reject(
-                &caller,
+            return Err(render_reject(
+                caller,
                 Reject { message: format!("Invalid JSON body: {e}"), param: None, code: None },
             ));
         }
     };
     let owner = caller.owner();
-    let (models, plan_type) = match &caller {
+    let (models, plan_type) = match caller {
         Caller::Account(a) => {
             let inner = shared.inner.lock();
             match inner.accounts.get(a) {
                 Some(acc) => (acc.models.clone(), acc.plan.clone()),
-                None => return Answer::Now(detail(StatusCode::UNAUTHORIZED, "Unauthorized")),
+                None => return Err(detail(StatusCode::UNAUTHORIZED, "Unauthorized")),
             }
         }
         Caller::ApiKey(_) => (catalog::MODELS.iter().map(|m| m.slug.to_string()).collect(), "api".to_string()),
@@ -160,11 +168,19 @@ fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
         priority_ok: &priority_ok,
     };
     if let Err(r) = validate(&body, &ctx) {
-        return Answer::Now(render_reject(&caller, r));
+        return Err(render_reject(caller, r));
     }
     if let Some(refusal) = caller.account().and_then(|a| exhausted(shared, a, &plan_type)) {
-        return Answer::Now(refusal);
+        return Err(refusal);
     }
+    Ok((body, plan_type))
+}
+
+fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
+    let (body, plan_type) = match admit(shared, &caller, raw) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return Answer::Now(refusal),
+    };
     let scenario = shared.dequeue(caller.account()).unwrap_or_else(|| default_scenario(&body));
     if let Scenario::HangBeforeHeaders { ms, then } = scenario {
         let then = then.map(|t| *t).unwrap_or_else(|| default_scenario(&body));

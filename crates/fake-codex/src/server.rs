@@ -37,6 +37,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/models", get(api_models))
         .route("/backend-api/wham/usage", get(usage))
         .merge(crate::oauth::routes())
+        .merge(crate::wham::routes())
         .merge(crate::control::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), record))
@@ -150,7 +151,8 @@ pub(crate) fn chatgpt_auth(shared: &Shared, headers: &HeaderMap) -> Result<Strin
     }
 }
 
-fn tag(mut r: Response, account: Option<String>) -> Response {
+/// `r`, marked with the account it was served for (the request log's `account_id`).
+pub(crate) fn tag(mut r: Response, account: Option<String>) -> Response {
     r.extensions_mut().insert(AuthedAccount(account));
     r
 }

@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 pub struct FakeConfig {
     /// Lifetime of issued access tokens (the JWT `exp` and the server-side check).
     pub access_token_ttl_secs: u64,
-    /// Reject requests without a string `instructions` ("Instructions are required").
+    /// Reject requests that carry no `instructions` at all, as older backends did ("Instructions are required").
+    /// Off by default: the official client (0.169) sends none. An explicit `null` is refused either way.
     pub require_instructions: bool,
     /// Number of `response.output_text.delta` events for default (unscripted) answers.
     pub default_deltas: usize,
@@ -44,7 +45,7 @@ impl Default for FakeConfig {
     fn default() -> Self {
         Self {
             access_token_ttl_secs: 3600,
-            require_instructions: true,
+            require_instructions: false,
             default_deltas: 4,
             default_delay_ms: 0,
             max_recorded: None,

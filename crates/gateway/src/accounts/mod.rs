@@ -16,6 +16,7 @@ use crate::store::{AccountKind, AccountStatus, StoredAccount};
 
 mod affinity;
 mod catalog;
+mod installation;
 mod lease;
 pub mod manage;
 mod pool;
@@ -170,6 +171,8 @@ pub struct Account {
     /// Unix milliseconds of the last lease (0: never).
     pub last_used: AtomicI64,
     pub requests: AtomicU64,
+    /// The official client's per-installation id this account presents (ChatGPT accounts; upstream/identity).
+    pub installation_id: Option<String>,
 }
 
 impl std::fmt::Debug for Account {
@@ -203,6 +206,7 @@ impl Account {
             in_flight: AtomicUsize::new(0),
             last_used: AtomicI64::new(0),
             requests: AtomicU64::new(0),
+            installation_id: None,
         }
     }
 

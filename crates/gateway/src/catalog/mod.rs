@@ -136,22 +136,6 @@ impl<S: CatalogSource> Catalog<S> {
         })
     }
 
-    /// issue 25 (WebSocket upstream): whether an active account's catalog says the official client should use
-    /// the Responses WebSocket for `slug` (`prefer_websockets`), as `[upstream] transport = "auto"` follows.
-    pub fn prefers_websockets(&self, slug: &str) -> bool {
-        let mut prefers = false;
-        self.source.any_active(&mut |offer| {
-            prefers = offer
-                .fetched
-                .and_then(|fetched| find(fetched, slug))
-                .and_then(|e| e.raw().get("prefer_websockets"))
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false);
-            prefers
-        });
-        prefers
-    }
-
     /// issue 25: the newest `minimal_client_version` any active account's catalog gives `slug` (the backend
     /// refuses older clients), read in place like [`Catalog::supports_reasoning_context`].
     pub fn minimal_client_version(&self, slug: &str) -> Option<entry::ClientVersion> {

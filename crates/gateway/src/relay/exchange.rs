@@ -135,18 +135,40 @@ pub async fn prepare(
             .map(str::to_string);
     }
     req.finalize(state.config.default_reasoning_effort.as_deref());
-    let tree = std::mem::take(&mut req.body);
+    let mut tree = std::mem::take(&mut req.body);
     let key = tree.get("prompt_cache_key").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    record.set_effort(tree.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str));
+    // The thread id the official client would have: the caller's own (a Codex CLI's prompt cache key is its
+    // thread id), else one derived from the conversation key, which goes upstream as the prompt cache key too.
+    let thread = thread_id_for(&key);
+    if thread != key {
+        tree.insert("prompt_cache_key".into(), Value::String(thread.clone()));
+    }
+    let effort = tree.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str).map(str::to_string);
+    record.set_effort(effort.as_deref());
+    let client_metadata = match tree.remove("client_metadata") {
+        Some(Value::Object(m)) => Some(m),
+        Some(_) | None => None,
+    };
+    let turn = identity::Turn::new(identity::TurnInputs {
+        headers,
+        client_metadata,
+        thread_id: &thread,
+        slug: &req.model.slug,
+        service_tier: tree.get("service_tier").and_then(Value::as_str),
+        effort: effort.as_deref(),
+        kind: request_kind(&tree),
+        now_ms: crate::auth::now_ms(),
+    });
     let body = Bytes::from(
-        serde_json::to_vec(&tree).map_err(|e| StartError::Unavailable(GatewayError::internal(e.to_string())))?,
+        identity::official_order(&tree).map_err(|e| StartError::Unavailable(GatewayError::internal(e.to_string())))?,
     );
     drop(tree);
     let input_estimate = input_estimate(&body);
+    let caller_thread = headers.get(&THREAD_ID).and_then(|v| v.to_str().ok()).filter(|t| *t != thread);
     let ctx = CallContext {
         request_id: request_id(headers),
-        session_id: session_uuid(&key),
-        thread_id: headers.get(&THREAD_ID).and_then(|v| v.to_str().ok()).map(str::to_string),
+        session_id: thread.clone(),
+        thread_id: caller_thread.map(str::to_string),
         turn_state: headers.get(&TURN_STATE).and_then(|v| v.to_str().ok()).map(str::to_string),
         // issue 25: present a newer client version when the caller is a newer official client or the model
         // needs one (two header reads and one scan of the catalogs for the slug).
@@ -155,9 +177,10 @@ pub async fn prepare(
             identity::caller_version(headers),
             state.catalog.minimal_client_version(&req.model.slug),
         ),
-        // issue 25 (WebSocket upstream): the transport for this request; `auto` asks the catalog (one scan).
-        websocket: state.config.upstream_ws.wants(|| state.catalog.prefers_websockets(&req.model.slug)),
+        // issue 25 (WebSocket upstream): the transport for this request (`[upstream] transport`).
+        websocket: state.config.upstream_ws.wants(),
         conversation: !key.is_empty(),
+        turn: Some(Arc::new(turn)),
     };
     Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate, stream: req.stream })
 }
@@ -419,6 +442,25 @@ async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFa
         }
     }
     result
+}
+
+/// The thread id for a conversation key: the key itself when it is a UUID (the official client's prompt cache key
+/// is its thread id), else a UUID derived from it, stable across the conversation's turns.
+pub fn thread_id_for(key: &str) -> String {
+    match uuid::Uuid::try_parse(key) {
+        Ok(id) => id.hyphenated().to_string(),
+        Err(_) => session_uuid(key),
+    }
+}
+
+/// What a request is, for the turn metadata: a compaction when its input ends with the compaction trigger
+/// (compaction v2), else a turn.
+fn request_kind(body: &Map<String, Value>) -> identity::RequestKind {
+    let last = body.get("input").and_then(Value::as_array).and_then(|items| items.last());
+    match last.and_then(|item| item.get("type")).and_then(Value::as_str) {
+        Some("compaction_trigger") => identity::RequestKind::Compaction,
+        Some(_) | None => identity::RequestKind::Turn,
+    }
 }
 
 /// A UUID-shaped session id derived from the conversation key, stable across the conversation's turns.

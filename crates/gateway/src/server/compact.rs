@@ -20,7 +20,7 @@ use dialects::{ErrorKind, GatewayError};
 use serde_json::{Map, Value};
 
 use crate::accounts::LeaseError;
-use crate::relay::exchange::session_uuid;
+use crate::relay::exchange::thread_id_for;
 use crate::relay::unary;
 use crate::server::errors::{Shape, body_error, error_response};
 use crate::server::{AppState, request_id};
@@ -78,10 +78,22 @@ async fn run(
         LeaseError::Exhausted => GatewayError::new(ErrorKind::UpstreamUnavailable, "No account could compact."),
     })?;
     let account = lease.account.clone();
+    let thread = thread_id_for(&key);
+    let turn = identity::Turn::new(identity::TurnInputs {
+        headers,
+        client_metadata: None,
+        thread_id: &thread,
+        slug: &model,
+        service_tier: None,
+        effort: None,
+        kind: identity::RequestKind::Compaction,
+        now_ms: crate::auth::now_ms(),
+    });
     let ctx = CallContext {
         request_id: request_id(headers),
-        session_id: session_uuid(&key),
-        thread_id: header_str(headers, "thread-id").map(str::to_string),
+        thread_id: header_str(headers, "thread-id").filter(|t| *t != thread).map(str::to_string),
+        session_id: thread,
+        turn: Some(Arc::new(turn)),
         turn_state: header_str(headers, "x-codex-turn-state").map(str::to_string),
         client_version: identity::presented(
             state.config.client.version,

@@ -7,6 +7,7 @@ mod chunked;
 mod classify;
 mod client;
 mod compact;
+mod compress;
 mod http1;
 mod http2;
 pub mod identity;

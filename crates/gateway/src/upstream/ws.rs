@@ -21,8 +21,9 @@ const LIMIT_REACHED: &str = "websocket_connection_limit_reached";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
-    /// As the official client does for ChatGPT logins: the WebSocket for a model whose catalog entry says
-    /// `prefer_websockets`, HTTP SSE otherwise.
+    /// As the official client (0.169) does for a ChatGPT login: the WebSocket for every request, whatever the
+    /// catalog's `prefer_websockets` says (the client no longer reads it), HTTP SSE for an account behind a proxy
+    /// and once the backend refuses the handshake (426).
     #[default]
     Auto,
     /// The WebSocket for every ChatGPT-account request (HTTP SSE when the backend refuses the handshake).
@@ -60,13 +61,11 @@ impl WsSettings {
         Ok(WsSettings { transport, max_per_account, idle_timeout: Duration::from_secs_f64(idle) })
     }
 
-    /// Whether a request for a model goes over the WebSocket: `prefers` is asked only in `auto` mode (a scan of
-    /// the catalogs for the slug).
-    pub fn wants(&self, prefers: impl FnOnce() -> bool) -> bool {
+    /// Whether requests go over the WebSocket (where the account allows it: `Upstream::send`).
+    pub fn wants(&self) -> bool {
         match self.transport {
-            Transport::Websocket => true,
+            Transport::Auto | Transport::Websocket => true,
             Transport::Sse => false,
-            Transport::Auto => prefers(),
         }
     }
 }
@@ -383,6 +382,9 @@ mod tests {
             (ok.transport, ok.max_per_account, ok.idle_timeout),
             (Transport::Websocket, 2, Duration::from_millis(1500))
         );
-        assert!(ok.wants(|| false));
+        assert!(ok.wants());
+        assert!(WsSettings::default().wants(), "auto: the WebSocket, as the official client");
+        let sse = WsSettings { transport: Transport::Sse, ..WsSettings::default() };
+        assert!(!sse.wants());
     }
 }
