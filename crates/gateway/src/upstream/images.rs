@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, HeaderName, HeaderValue};
 
-use super::client::{CallContext, Upstream};
+use super::client::{CallContext, Transport, Upstream};
 use super::transport::{TransportError, UpstreamResponse, post_via_reqwest};
 use crate::accounts::Account;
 use crate::store::AccountKind;
@@ -39,7 +39,7 @@ impl Upstream {
                 "no image endpoint for the account (image generation needs a ChatGPT login)",
             ));
         };
-        let mut headers = self.headers(account, authorization, ctx);
+        let mut headers = self.headers(account, authorization, ctx, Transport::Http);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         if let Ok(turn) = HeaderValue::from_str(&ctx.request_id) {
             headers.insert(IMAGE_TURN_ID.clone(), turn);
