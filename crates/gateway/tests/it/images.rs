@@ -169,3 +169,25 @@ async fn without_a_paid_chatgpt_account_there_is_no_image_endpoint() {
     assert_eq!(json(&text)["error"]["code"], "no_image_account");
     assert!(env.fake.requests_to("/images/").is_empty());
 }
+
+/// Inside a conversation: the hosted `image_generation` tool goes upstream as the client sent it, and its
+/// partial images and final image come back to a Responses client untouched.
+#[tokio::test]
+async fn the_image_generation_tool_passes_through_responses_with_its_partial_images() {
+    let env = start(pool(1)).await;
+    let sse = concat!(
+        "data: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-5.4\"}}\n\n",
+        "data: {\"type\":\"response.output_item.added\",\"output_index\":0,\"item\":{\"type\":\"image_generation_call\",\"id\":\"ig_1\",\"status\":\"in_progress\"}}\n\n",
+        "data: {\"type\":\"response.image_generation_call.partial_image\",\"item_id\":\"ig_1\",\"output_index\":0,\"partial_image_index\":0,\"partial_image_b64\":\"cGFydA==\"}\n\n",
+        "data: {\"type\":\"response.output_item.done\",\"output_index\":0,\"item\":{\"type\":\"image_generation_call\",\"id\":\"ig_1\",\"status\":\"completed\",\"result\":\"ZmluYWw=\"}}\n\n",
+        "data: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"output\":[]}}\n\n",
+    );
+    env.fake.enqueue(None, fake_codex::Scenario::Replay { sse: sse.into() });
+    let tool = json!({"type":"image_generation","output_format":"png","size":"1024x1024"});
+    let body = json!({"model":"gpt-5.4","stream":true,"input":"draw a cat","tools":[tool]});
+    let (status, _, text) = env.post("/v1/responses", &body).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"partial_image_b64\":\"cGFydA==\""), "{text}");
+    assert!(text.contains("\"result\":\"ZmluYWw=\""), "{text}");
+    assert_eq!(env.upstream_bodies()[0]["tools"], json!([tool]));
+}
