@@ -32,6 +32,8 @@ import pytest
 import harness
 
 TIMEOUT = 120
+# The fake's API key for the reference runs (the CLI as a custom-provider client, straight to the fake).
+REFERENCE_KEY = "parity-reference-key"
 OUTPUT = harness.REPO / "tests" / "clients" / "output" / "parity"
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -39,18 +41,18 @@ UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # Differences the gateway cannot (yet) avoid, by the path a difference is reported at (a regular expression), with
 # why. docs/protocol.md lists the same.
 EXPLAINED: dict[str, str] = {
-    # What the official client decides from its own provider setup, before any byte reaches the gateway.
-    r"^body\.text$": "the CLI sends `text.verbosity` only for a model its catalog lists with `support_verbosity`; "
-    "as a client of a custom provider it reads its bundled catalog, not the backend's (client-side)",
+    # What the official client decides from its own provider setup, before any byte reaches the gateway: the same
+    # difference shows between its straight request and its request to a custom provider (the reference run).
+    r"\[client-side\]$": "the CLI sends it so to a custom provider too (its tools, its items' ids and internal "
+    "metadata, `text.verbosity` from its bundled catalog): decided before any byte reaches the gateway",
     # The WebSocket's session state (issue 61): the official client warms a new socket up (`generate: false`) and
     # then sends, per turn, `previous_response_id` and only the new items; the gateway answers its client's warm-up
     # itself and sends every turn whole.
     r"^websocket\.warm-up$": "the gateway answers the client's warm-up itself and does not warm its own upstream "
     "socket up (issue 61: chaining)",
     r"^body\.previous_response_id$": "turns are sent whole, not chained on the socket (issue 61)",
-    r"^handshake\.x-codex-turn-metadata\.request_kind$": "the official handshake carries the warm-up's turn "
-    "metadata; the gateway's socket opens with its first turn (no warm-up, issue 61)",
-    r"^handshake\.x-codex-turn-metadata\.turn_id$": "as above: the warm-up has no turn id",
+    r"^handshake\.x-codex-turn-metadata\.": "the official handshake carries the warm-up's turn metadata; the "
+    "gateway's socket opens with its first turn (no warm-up, issue 61)",
     r"^handshake\.header:sec-websocket-extensions$": "the official client offers permessage-deflate; tungstenite "
     "does not implement it, so the gateway's handshake offers no extension",
 }
@@ -85,6 +87,9 @@ class World:
         )
         self.via_home = tmp / "via-home"
         self.via_home.mkdir()
+        self.reference_home = tmp / "reference-home"
+        self.reference_home.mkdir()
+        self.fake._call("POST", "/_fake/api-keys", {"key": REFERENCE_KEY})
         self.runs = 0
 
     def stop(self) -> None:
@@ -97,7 +102,10 @@ class World:
     def prefer_websocket(self, model: str, prefer: bool) -> None:
         self.fake._call("POST", f"/_fake/models/{model}/prefer-websockets", {"prefer": prefer})
 
-    def exec(self, straight: bool, args: list[str], websocket: bool) -> subprocess.CompletedProcess:
+    def exec(self, side: str, args: list[str], websocket: bool) -> subprocess.CompletedProcess:
+        """Run `codex exec` as `straight` (built-in provider, ChatGPT login), `via` (a client of the gateway) or
+        `reference` (the gateway's provider setup pointed straight at the fake's API-key endpoint: what the CLI
+        itself sends to a custom provider, before any gateway)."""
         self.runs += 1
         home = self.tmp / f"home-{self.runs}"
         work = self.tmp / f"work-{self.runs}"
@@ -109,7 +117,7 @@ class World:
             "XDG_CACHE_HOME": str(home / ".cache"),
             "NO_COLOR": "1",
         }
-        if straight:
+        if side == "straight":
             env.update(
                 {
                     "CODEX_HOME": str(self.home),
@@ -118,18 +126,22 @@ class World:
                 }
             )
         else:
-            (self.via_home / "config.toml").write_text(
+            via = side == "via"
+            home_dir = self.via_home if via else self.reference_home
+            (home_dir / "config.toml").write_text(
                 'model_provider = "gw"\n'
                 "[model_providers.gw]\n"
                 'name = "codex-gateway"\n'
-                f'base_url = "{self.gateway.v1}"\n'
+                f'base_url = "{self.gateway.v1 if via else self.fake.url + "/v1"}"\n'
                 'wire_api = "responses"\n'
                 'env_key = "GW_KEY"\n'
-                f"supports_websockets = {'true' if websocket else 'false'}\n"
+                f"supports_websockets = {'true' if websocket and via else 'false'}\n"
                 "[analytics]\nenabled = false\n",
                 "utf-8",
             )
-            env.update({"CODEX_HOME": str(self.via_home), "GW_KEY": self.gateway.api_key})
+            env.update({"CODEX_HOME": str(home_dir), "GW_KEY": self.gateway.api_key if via else REFERENCE_KEY})
+            if not via:
+                env["CODEX_CA_CERTIFICATE"] = str(self.fake.ca)
         full = harness.child_env(env)
         for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_API_KEY", "RUST_LOG"):
             full.pop(name, None)
@@ -257,14 +269,19 @@ def thread_ids(rec: dict) -> set[str]:
     return {f for f in found if f is not None}
 
 
-def compare_turn_metadata(where: str, a: str | None, b: str | None, out: list) -> None:
+def compare_turn_metadata(where: str, a: str | None, b: str | None, out: list, reference: str | None = None) -> None:
+    """Turn metadata: its members in order, the exact ones' values, the others' shapes. A member list the CLI's
+    request to a custom provider has too (`reference`) is marked client-side (it follows what the CLI knows of the
+    model: `reasoning_effort` only for a model its catalog lists)."""
     if a is None or b is None:
         if a != b:
             out.append((where, a is not None, b is not None))
         return
     ma, mb = json.loads(a), json.loads(b)
+    mc = json.loads(reference) if reference else None
     if list(ma) != list(mb):
-        out.append((where + ".<members>", list(ma), list(mb)))
+        marked = " [client-side]" if mc is not None and list(mc) == list(mb) else ""
+        out.append((where + ".<members>" + marked, list(ma), list(mb)))
     for k in ma:
         if k in mb and k in METADATA_EXACT and ma[k] != mb[k]:
             out.append((f"{where}.{k}", ma[k], mb[k]))
@@ -272,8 +289,12 @@ def compare_turn_metadata(where: str, a: str | None, b: str | None, out: list) -
             out.append((f"{where}.{k}", shape(ma[k]), shape(mb[k])))
 
 
-def compare(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
-    """The differences between what the official client sent (a) and what the gateway sent (b) for one turn."""
+CLIENT_SIDE = "client-side: the CLI sends it so to a custom provider too (the reference run), before any gateway"
+
+
+def compare(a: dict, b: dict, reference: dict | None) -> list[tuple[str, Any, Any]]:
+    """The differences between what the official client sent (a) and what the gateway sent (b) for one turn; a body
+    difference the CLI's own request to a custom provider (`reference`) has too is marked client-side."""
     out: list[tuple[str, Any, Any]] = []
     ta = "websocket" if a["http_version"] == "websocket" else "http"
     tb = "websocket" if b["http_version"] == "websocket" else "http"
@@ -295,8 +316,9 @@ def compare(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
     window_a, window_b = value(a, "x-codex-window-id"), value(b, "x-codex-window-id")
     if shape(window_a) != shape(window_b) or (window_a or ":").rsplit(":")[-1] != (window_b or ":").rsplit(":")[-1]:
         out.append((f"{where}.x-codex-window-id", window_a, window_b))
+    reference_metadata = ((reference or {}).get("body", {}).get("client_metadata") or {}).get("x-codex-turn-metadata")
     compare_turn_metadata(f"{where}.x-codex-turn-metadata", value(a, "x-codex-turn-metadata"),
-                          value(b, "x-codex-turn-metadata"), out)
+                          value(b, "x-codex-turn-metadata"), out, reference_metadata)
     for side, rec in (("straight", a), ("via", b)):
         ids = thread_ids(rec)
         if len(ids) != 1 or not re.fullmatch(UUID, next(iter(ids))):
@@ -309,20 +331,34 @@ def compare(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
         if meta_a.get(k) != meta_b.get(k):
             out.append((f"body.client_metadata.{k}", meta_a.get(k), meta_b.get(k)))
     compare_turn_metadata("body.client_metadata.x-codex-turn-metadata", meta_a.get("x-codex-turn-metadata"),
-                          meta_b.get("x-codex-turn-metadata"), out)
+                          meta_b.get("x-codex-turn-metadata"), out, reference_metadata)
+    body_c = dict(reference["body"]) if reference is not None else None
+    if body_c is not None:
+        body_c.pop("client_metadata", None)
     if body_a.get("previous_response_id"):
         # The official client chained this turn on its socket: only its new items are here; they are the tail of
         # the gateway's whole input.
         out.append(("body.previous_response_id", True, "previous_response_id" in body_b))
         body_a.pop("previous_response_id")
         new = body_a.get("input") or []
-        body_b["input"] = (body_b.get("input") or [])[-len(new):] if new else []
-    diff("body", shape(body_a), shape(body_b), out)
+        for other in (body_b, body_c):
+            if other is not None:
+                other["input"] = (other.get("input") or [])[-len(new):] if new else []
+    body_diffs: list[tuple[str, Any, Any]] = []
+    diff("body", shape(body_a), shape(body_b), body_diffs)
+    client_side: set[tuple[str, str]] = set()
+    if body_c is not None:
+        reference_diffs: list[tuple[str, Any, Any]] = []
+        diff("body", shape(body_a), shape(body_c), reference_diffs)
+        client_side = {(p, json.dumps(y, sort_keys=True)) for p, _, y in reference_diffs}
+    for p, x, y in body_diffs:
+        marked = (p, json.dumps(y, sort_keys=True)) in client_side
+        out.append((p + (" [client-side]" if marked else ""), x, y))
     return out
 
 
-def responses(fake: harness.Fake) -> list[dict]:
-    return [r for r in fake.requests("/codex/responses") if r["method"] == "POST"]
+def responses(fake: harness.Fake, path: str = "/codex/responses") -> list[dict]:
+    return [r for r in fake.requests(path) if r["method"] == "POST"]
 
 
 def unexplained(diffs: list[tuple[str, Any, Any]]) -> list[tuple[str, Any, Any]]:
@@ -358,12 +394,12 @@ def world(tmp_path):
     w.stop()
 
 
-def run_side(world: World, straight: bool, model: str, runs: list[list[str]], websocket: bool) -> list[dict]:
+def run_side(world: World, side: str, model: str, runs: list[list[str]], websocket: bool) -> list[dict]:
     world.fake.reset_requests()
     for args in runs:
-        proc = world.exec(straight, ["-m", model, *args], websocket)
-        assert proc.returncode == 0, ("straight" if straight else "via the gateway") + "\n" + show(proc)
-    return responses(world.fake)
+        proc = world.exec(side, ["-m", model, *args], websocket)
+        assert proc.returncode == 0, side + "\n" + show(proc)
+    return responses(world.fake, "/v1/responses" if side == "reference" else "/codex/responses")
 
 
 @pytest.mark.parametrize("transport", ["websocket", "sse"])
@@ -374,8 +410,9 @@ def test_the_gateway_sends_what_the_official_client_sends(world, scenario, trans
     if not websocket:
         world.refuse_websocket()
     world.prefer_websocket(model, scenario == "model_preferring_websocket")
-    straight = run_side(world, True, model, runs, websocket)
-    via = run_side(world, False, model, runs, websocket)
+    straight = run_side(world, "straight", model, runs, websocket)
+    via = run_side(world, "via", model, runs, websocket)
+    reference = run_side(world, "reference", model, runs, websocket)
     # The official client's warm-ups: the gateway has none of its own (explained).
     warm = [r for r in straight if r["body"].get("generate") is False]
     straight = [r for r in straight if r["body"].get("generate") is not False]
@@ -386,7 +423,7 @@ def test_the_gateway_sends_what_the_official_client_sends(world, scenario, trans
     if len(straight) != len(via):
         diffs.append(("turns.<count>", len(straight), len(via)))
     for i, (a, b) in enumerate(zip(straight, via)):
-        diffs += [(f"{p}", x, y) if i == 0 else (p, x, y) for p, x, y in compare(a, b)]
+        diffs += compare(a, b, reference[i] if i < len(reference) else None)
     OUTPUT.mkdir(parents=True, exist_ok=True)
     report = OUTPUT / f"{scenario}-{transport}.json"
     report.write_text(json.dumps({

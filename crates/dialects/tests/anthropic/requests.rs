@@ -89,7 +89,7 @@ fn billing_header_does_not_change_the_cache_key() {
         }))
         .0;
         r.finalize(None);
-        // The instructions travel as the first developer message (finalize, as the official client sends them).
+        // The instructions go upstream as the first developer message (the official client's shape).
         (r.body["input"][0]["content"][0]["text"].clone(), r.body["prompt_cache_key"].clone())
     };
     assert_eq!(with("1"), with("2"));

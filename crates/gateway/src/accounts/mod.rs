@@ -173,6 +173,9 @@ pub struct Account {
     pub requests: AtomicU64,
     /// The official client's per-installation id this account presents (ChatGPT accounts; upstream/identity).
     pub installation_id: Option<String>,
+    /// A token refresh made the workspace check due (the official client runs it after each refresh); the
+    /// upkeep round runs it.
+    pub(crate) discovery_due: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Account {
@@ -207,6 +210,7 @@ impl Account {
             last_used: AtomicI64::new(0),
             requests: AtomicU64::new(0),
             installation_id: None,
+            discovery_due: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -19,6 +19,7 @@ use super::{Account, Source};
 use crate::auth::codex_file::{self, FileCredentials};
 use crate::config::{Config, Strategy};
 use crate::store::{AccountKind, AccountStatus, Store, StoredAccount};
+use crate::upstream::identity::side::{SideCall, SideCredentials, side_headers};
 
 pub struct Pool {
     pub(super) accounts: ArcSwap<Vec<Arc<Account>>>,
@@ -264,17 +265,18 @@ impl Pool {
 }
 
 /// A GET to one of the upstream's side endpoints (catalog, quota) with the account's credentials.
-pub(super) fn side_request(account: &Account, url: &str, token: &str) -> reqwest::RequestBuilder {
-    let mut req = account
-        .http()
-        .get(url)
-        .bearer_auth(token)
-        .header("originator", "codex_cli_rs")
-        .timeout(Duration::from_secs(15));
-    if let Some(id) = account.chatgpt_account_id() {
-        req = req.header("chatgpt-account-id", id);
-    }
-    req
+/// A side call (the catalog, `wham/*`) through the account's own connection (its proxy, if any), with the
+/// official client's headers for that call (`upstream::identity::side`).
+pub(super) fn side_request(
+    account: &Account,
+    client: &crate::upstream::identity::ClientIdentity,
+    call: SideCall,
+    url: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    let account_id = account.chatgpt_account_id();
+    let creds = SideCredentials { token, account_id: account_id.as_deref() };
+    side_headers(account.http().get(url), call, client, creds).timeout(Duration::from_secs(15))
 }
 
 #[cfg(test)]

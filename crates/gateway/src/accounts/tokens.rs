@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use super::shared_refresh::Coordinated;
 use super::{Account, Pool, Source, UnsavedTokens, bearer_header};
 use crate::auth::codex_file::{self, FileCredentials};
-use crate::auth::refresh::{RefreshError, needs_refresh, refresh_within};
+use crate::auth::refresh::{RefreshError, RefreshReason, TokenCall, needs_refresh, refresh_within};
 use crate::auth::{Tokens, jwt, now_unix};
 use crate::store::AccountStatus;
 
@@ -46,8 +46,12 @@ impl Pool {
             Some(refused) => t.access_token == refused,
             None => needs_refresh(t, now),
         };
+        let reason = match after_401 {
+            Some(_) => RefreshReason::UnauthorizedRecovery,
+            None => RefreshReason::ProactiveExpiry,
+        };
         // Boxed: every request's future would otherwise carry room for the refresh (an HTTP exchange) inline.
-        Box::pin(self.refresh_locked(account, &stale)).await
+        Box::pin(self.refresh_locked(account, &stale, reason)).await
     }
 
     /// The `Authorization` value for an upstream request through `account`: the prebuilt one while the access
@@ -68,7 +72,8 @@ impl Pool {
         let Some(current) = account.tokens() else {
             return Err(GatewayError::invalid("only ChatGPT accounts have tokens to refresh"));
         };
-        self.access_token(account, Some(&current.access_token)).await.map(|_| ())
+        let stale = |t: &Tokens| t.access_token == current.access_token;
+        self.refresh_locked(account, &stale, RefreshReason::Forced).await.map(|_| ())
     }
 
     /// Refresh ahead of expiry (background): when the token expires within `window`.
@@ -79,7 +84,7 @@ impl Pool {
             None => needs_refresh(t, now),
         };
         match account.tokens() {
-            Some(t) if stale(&t) => self.refresh_locked(account, &stale).await.map(|_| ()),
+            Some(t) if stale(&t) => self.refresh_locked(account, &stale, RefreshReason::Scheduled).await.map(|_| ()),
             _ => Ok(()),
         }
     }
@@ -89,6 +94,7 @@ impl Pool {
         &self,
         account: &Account,
         stale: &(dyn Fn(&Tokens) -> bool + Sync),
+        reason: RefreshReason,
     ) -> Result<String, GatewayError> {
         let _guard = account.refresh_lock.lock().await;
         let Some(mut current) = account.tokens() else {
@@ -120,7 +126,8 @@ impl Pool {
         }
         let started = Instant::now();
         let limit = self.config.timeouts.token_refresh;
-        let result = refresh_within(account.http(), &self.config.auth_issuer, &current, limit).await;
+        let to = TokenCall { issuer: &self.config.auth_issuer, user_agent: &self.config.client.user_agent, reason };
+        let result = refresh_within(account.http(), to, &current, limit).await;
         if let (Some(pg), Err(_)) = (&shared, &result) {
             // The refresh token was not spent (or the login is gone): the next instance may try.
             let _ = pg.end_refresh_lease(&account.id).await;
@@ -137,6 +144,7 @@ impl Pool {
                 self.commit_tokens(account, &new_tokens, COMMIT_ATTEMPTS).await;
                 account.creds.write().set_tokens(new_tokens.clone());
                 *account.status.write() = (AccountStatus::Active, None);
+                account.discovery_due.store(true, Ordering::Relaxed);
                 info!(account = %account.id, "access token refreshed");
                 Ok(new_tokens.access_token)
             }

@@ -149,6 +149,10 @@ pub async fn prepare(
         Some(Value::Object(m)) => Some(m),
         Some(_) | None => None,
     };
+    // The sticky-routing token: a header over HTTP, a `client_metadata` member over the WebSocket.
+    let turn_state = headers.get(&TURN_STATE).and_then(|v| v.to_str().ok()).map(str::to_string).or_else(|| {
+        client_metadata.as_ref().and_then(|m| m.get("x-codex-turn-state")).and_then(Value::as_str).map(str::to_string)
+    });
     let turn = identity::Turn::new(identity::TurnInputs {
         headers,
         client_metadata,
@@ -169,7 +173,7 @@ pub async fn prepare(
         request_id: request_id(headers),
         session_id: thread.clone(),
         thread_id: caller_thread.map(str::to_string),
-        turn_state: headers.get(&TURN_STATE).and_then(|v| v.to_str().ok()).map(str::to_string),
+        turn_state,
         // issue 25: present a newer client version when the caller is a newer official client or the model
         // needs one (two header reads and one scan of the catalogs for the slug).
         client_version: identity::presented(

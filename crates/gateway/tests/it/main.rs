@@ -15,6 +15,7 @@ mod failure;
 mod fuzz_http;
 mod gemini;
 mod huge_pages;
+mod identity;
 mod images;
 mod keys;
 mod login;

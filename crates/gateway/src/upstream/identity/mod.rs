@@ -9,6 +9,7 @@
 //! `relay/exchange.rs` decides the version per request, `catalog/entry.rs` owns [`ClientVersion`].
 
 mod ordered;
+pub mod side;
 pub mod turn;
 
 pub use ordered::official_order;
