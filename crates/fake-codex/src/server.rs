@@ -30,6 +30,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/backend-api/codex/responses", post(crate::responses::chatgpt_responses).get(crate::ws::chatgpt_ws))
         .route("/v1/responses", post(crate::responses::api_responses))
         .route("/backend-api/codex/responses/compact", post(crate::compact::chatgpt_compact))
+        .route("/backend-api/codex/images/generations", post(crate::images::generations))
+        .route("/backend-api/codex/images/edits", post(crate::images::edits))
         .route("/v1/responses/compact", post(crate::compact::api_compact))
         .route("/backend-api/codex/models", get(codex_models))
         .route("/v1/models", get(api_models))

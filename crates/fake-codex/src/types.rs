@@ -407,6 +407,12 @@ pub enum Scenario {
         text: String,
         event_type: String,
     },
+    /// A recorded stream played back verbatim: `sse` is raw SSE text (`event:` / `data:` lines, events
+    /// separated by a blank line, as the backend sends it), each event written as its own frame (one HTTP chunk,
+    /// one WebSocket text frame) with nothing added, changed or reordered. A recording that ends without a
+    /// terminal event (`response.completed` / `.incomplete` / `.failed`, `error`) ends as a cut connection, as a
+    /// stream that stopped there would. The request is validated as for every scenario.
+    Replay { sse: String },
     /// Deltas of the given text regardless of the requested format.
     JsonText {
         text: String,

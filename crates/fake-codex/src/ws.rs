@@ -2,7 +2,8 @@
 //! it (codex-rs `codex-api/src/endpoint/responses_websocket.rs`): a handshake carrying the same credentials and
 //! headers as the HTTP endpoint plus `OpenAI-Beta: responses_websockets=2026-02-06`, then
 //! `{"type":"response.create", ...Responses body...}` text messages, each answered with the same events the SSE
-//! endpoint streams, one per text frame, preceded by a `codex.rate_limits` frame. An answer the HTTP endpoint
+//! endpoint streams, one per text frame, preceded by a `codex.rate_limits` frame and a `codex.response.metadata`
+//! frame and followed by a `responsesapi.websocket_timing` frame (the backend's own, not events). An answer the HTTP endpoint
 //! gives as an error status comes as the backend's wrapped error frame (`{"type":"error","status":429,
 //! "error":{...},"headers":{...}}`); the connection lives at most a configured time (60 minutes by default)
 //! and then ends with `websocket_connection_limit_reached`. A switch refuses the handshake with 426 (the
@@ -259,6 +260,13 @@ async fn answer(
     {
         return false;
     }
+    // The backend's own frames around every turn, which are not Responses events: the answer's metadata first,
+    // its timing after the terminal event (reported by users of other gateways; codex-rs reads neither as an
+    // event). A gateway must not pass them on to clients nor fail on them.
+    let started = now_ms();
+    if socket.send(Message::Text(metadata_frame(&parts.headers).to_string().into())).await.is_err() {
+        return false;
+    }
     // The SSE body, re-framed: each event's `data` is one text frame; comments (keepalives) have no frame.
     // Frames whose events are ready together share a socket write, and the socket is flushed whenever the
     // stream has to wait: the write pattern the HTTP endpoint has (hyper writes the chunks that are ready at
@@ -305,7 +313,21 @@ async fn answer(
         Some(id) => chain.completed(id, input, outcome.output),
         None => chain.forget(),
     }
-    socket.flush().await.is_ok()
+    let timing = json!({
+        "type": "responsesapi.websocket_timing",
+        "timing": {"engine_service_total_ms": now_ms().saturating_sub(started)},
+    });
+    socket.send(Message::Text(timing.to_string().into())).await.is_ok()
+}
+
+/// `codex.response.metadata`: the answer's own headers (`x-request-id`, `openai-model`, ...), as the backend
+/// reports them over the WebSocket.
+fn metadata_frame(h: &HeaderMap) -> Value {
+    let headers: Map<String, Value> = ["x-request-id", "openai-model"]
+        .iter()
+        .filter_map(|k| Some((k.to_string(), Value::String(h.get(*k)?.to_str().ok()?.to_string()))))
+        .collect();
+    json!({"type": "codex.response.metadata", "headers": headers})
 }
 
 /// What a streamed answer's events say about the response, for the connection's chain.

@@ -113,6 +113,12 @@ async fn turn(socket: &mut Socket, msg: Value) -> Vec<Value> {
         let Some(Ok(Message::Text(t))) = socket.next().await else { panic!("socket ended after {frames:?}") };
         let v: Value = serde_json::from_str(&t).unwrap();
         let kind = v["type"].as_str().unwrap_or_default().to_string();
+        // The backend's own frames around a turn (`codex.rate_limits`, `codex.response.metadata`, and
+        // `responsesapi.websocket_timing`, which may come after the previous turn's end) are not its events: the
+        // official client reads none of them as one.
+        if kind.starts_with("codex.") || kind.starts_with("responsesapi.") {
+            continue;
+        }
         frames.push(v);
         if ["response.completed", "response.failed", "error"].contains(&kind.as_str()) {
             return frames;

@@ -406,8 +406,13 @@ async fn read_limited(body: &mut BodyStream, limit: Duration) -> Vec<u8> {
 
 /// Read until the first event that carries output (or `until` passes). A failure before that is returned as an
 /// error; everything read is put back for the encoder.
+///
+/// A frame the gateway cannot read ends the peek without failing: it is not the account's failure (no other
+/// account would answer better, `dialects::failure`), and whether it fails the answer is the encoder's to say:
+/// the Responses passthrough forwards it as it came, a translated dialect reports it in its own error shape.
 async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFailure> {
-    let mut seen: Vec<(SseFrame, Event<'static>)> = Vec::new();
+    // `None`: a frame put back unparsed.
+    let mut seen: Vec<(SseFrame, Option<Event<'static>>)> = Vec::new();
     let result = loop {
         if Instant::now() >= until {
             break Ok(());
@@ -417,10 +422,14 @@ async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFa
                 // Owned (a copy only for the one delta that ends the peek), so it can wait beside its frame.
                 let event = reader.event(&frame).into_owned();
                 match event {
-                    Event::Created { .. } | Event::Ignored | Event::Unknown { .. } => seen.push((frame, event)),
+                    Event::Created { .. } | Event::Ignored | Event::Unknown { .. } => seen.push((frame, Some(event))),
+                    Event::Failed(refusal) if refusal.reason == Reason::MalformedEvent => {
+                        seen.push((frame, None));
+                        break Ok(());
+                    }
                     Event::Failed(refusal) => break Err(UpstreamFailure::Refused(*refusal)),
                     _ => {
-                        seen.push((frame, event));
+                        seen.push((frame, Some(event)));
                         break Ok(());
                     }
                 }
@@ -431,7 +440,10 @@ async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFa
         }
     };
     for (frame, event) in seen.into_iter().rev() {
-        reader.unread(frame, event);
+        match event {
+            Some(event) => reader.unread(frame, event),
+            None => reader.unread_unparsed(frame),
+        }
     }
     result
 }

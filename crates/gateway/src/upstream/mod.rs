@@ -11,6 +11,7 @@ mod compress;
 mod http1;
 mod http2;
 pub mod identity;
+mod images;
 mod names;
 pub mod ratelimits;
 pub(crate) mod tls;
