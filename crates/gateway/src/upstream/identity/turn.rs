@@ -59,7 +59,7 @@ const TURN_METADATA_KEY: &str = "x-codex-turn-metadata";
 /// The beta features the official client (0.169) announces by default.
 const DEFAULT_BETA_FEATURES: &str = "remote_compaction_v2";
 
-/// One request's turn identity.
+/// One request's turn identity, rendered once: per send only the account's installation id goes in.
 #[derive(Debug, Clone)]
 pub struct Turn {
     /// `x-codex-routing-hint`: `model=<slug>`, and `;tier=<tier>` when the body asks for one.
@@ -68,12 +68,16 @@ pub struct Turn {
     pub window_id: Option<HeaderValue>,
     /// The caller's own identity headers, when it is the official client.
     pub caller: Option<Box<CallerHeaders>>,
-    /// `client_metadata` without the installation id and the turn metadata (added per account).
-    metadata: Map<String, Value>,
-    /// The turn metadata without its installation id (added per account), in the order the caller wrote it (a
-    /// header value: reordering it would tell the gateway apart).
-    turn_metadata: Ordered,
+    /// The `x-codex-turn-metadata` header's value ([`MARK`] where the installation id goes).
+    metadata_header: String,
+    /// `client_metadata`'s members in key order, each written as `"key":value` ([`MARK`] where the installation id
+    /// goes; the turn metadata inside is the one with the tool namespaces).
+    members: Vec<(String, String)>,
 }
+
+/// What stands for the installation id in a turn's rendered metadata until the serving account is known: as long
+/// as a UUID, so the account's id takes its place in a copy of the same length.
+const MARK: &str = "00000000-0000-0000-0000-installation";
 
 /// What a turn's identity is made from.
 pub struct TurnInputs<'a> {
@@ -116,11 +120,20 @@ impl Turn {
             Some(w) => w.to_str().unwrap_or_default().to_string(),
             None => format!("{}:0", i.thread_id),
         };
-        let mut turn_metadata = match carried.and_then(|t| serde_json::from_str::<Ordered>(&t).ok()) {
-            Some(m) => m,
-            None => synthesized_turn_metadata(&i, &window),
+        let turn_id = uuid::Uuid::now_v7().to_string();
+        // The turn metadata's two copies, as JSON text: the body's, and the header's without the tool namespaces.
+        let (body_copy, header_copy) = match carried.and_then(|t| serde_json::from_str::<Ordered>(&t).ok()) {
+            Some(mut m) => {
+                m.remove("installation_id");
+                let body = m.with_first("installation_id", MARK);
+                m.remove("tool_namespaces_info");
+                (body, m.with_first("installation_id", MARK))
+            }
+            None => {
+                let text = synthesized_turn_metadata(&i, &window, &turn_id);
+                (text.clone(), text)
+            }
         };
-        turn_metadata.remove("installation_id");
         metadata.remove(INSTALLATION);
         for key in WEBSOCKET_ONLY {
             metadata.remove(*key);
@@ -130,14 +143,16 @@ impl Turn {
         metadata.entry("guardian_credits_requested").or_insert_with(|| text("true"));
         metadata.entry("mcp_attribution").or_insert_with(|| text(r#"{"status":"none"}"#));
         if !official {
-            let turn_id = turn_metadata.get("turn_id").and_then(|raw| serde_json::from_str(raw.get()).ok());
-            let turn_id = turn_id.unwrap_or_else(|| text(""));
-            metadata.insert("root_turn_id".into(), turn_id.clone());
+            metadata.insert("root_turn_id".into(), text(&turn_id));
             metadata.insert("session_id".into(), text(i.thread_id));
             metadata.insert("thread_id".into(), text(i.thread_id));
-            metadata.insert("turn_id".into(), turn_id);
+            metadata.insert("turn_id".into(), text(&turn_id));
             metadata.insert("x-codex-window-id".into(), text(&window));
         }
+        metadata.insert(INSTALLATION.into(), text(MARK));
+        metadata.insert(TURN_METADATA_KEY.into(), Value::String(body_copy));
+        // `serde_json`'s map is sorted: the members come out in the order the official client writes them.
+        let members = metadata.iter().map(|(k, v)| (k.clone(), member(k, v))).collect();
         let mut hint = format!("model={}", i.slug);
         if let Some(tier) = i.service_tier {
             hint.push_str(";tier=");
@@ -147,8 +162,8 @@ impl Turn {
             routing_hint: HeaderValue::from_str(&hint).ok(),
             window_id: HeaderValue::from_str(&window).ok(),
             caller,
-            metadata,
-            turn_metadata,
+            metadata_header: header_copy,
+            members,
         }
     }
 
@@ -163,27 +178,60 @@ impl Turn {
     /// `x-codex-turn-metadata` for an account: the turn metadata with its installation id, without the tool
     /// namespaces (which only the body's copy carries).
     pub fn metadata_header(&self, installation_id: &str) -> Option<HeaderValue> {
-        let mut m = self.turn_metadata.clone();
-        m.remove("tool_namespaces_info");
-        HeaderValue::from_str(&m.with_first("installation_id", installation_id)).ok()
+        HeaderValue::from_str(&with_installation(&self.metadata_header, installation_id)).ok()
     }
 
-    /// The body's `client_metadata` for an account, as JSON; over the WebSocket with the keys only it carries.
+    /// The body's `client_metadata` for an account, as JSON; over the WebSocket with the members only it carries,
+    /// in key order among the others.
     pub fn client_metadata(&self, installation_id: &str, websocket: Option<WebsocketTurn<'_>>) -> String {
-        let mut m = self.metadata.clone();
-        m.insert(INSTALLATION.into(), Value::String(installation_id.to_string()));
-        m.insert(
-            TURN_METADATA_KEY.into(),
-            Value::String(self.turn_metadata.with_first("installation_id", installation_id)),
-        );
+        let mut extra: Vec<(&str, String)> = Vec::new();
         if let Some(ws) = websocket {
             if let Some(state) = ws.turn_state {
-                m.insert("x-codex-turn-state".into(), Value::String(state.to_string()));
+                extra.push(("x-codex-turn-state", member("x-codex-turn-state", &Value::String(state.to_string()))));
             }
-            m.insert("x-codex-ws-stream-request-start-ms".into(), Value::String(ws.now_ms.to_string()));
+            let start = ws.now_ms.to_string();
+            extra.push((
+                "x-codex-ws-stream-request-start-ms",
+                member("x-codex-ws-stream-request-start-ms", &Value::String(start)),
+            ));
         }
-        Value::Object(m).to_string()
+        let size = self.members.iter().map(|(_, m)| m.len() + 1).sum::<usize>()
+            + extra.iter().map(|(_, m)| m.len() + 1).sum::<usize>();
+        let mut out = String::with_capacity(size + 2);
+        out.push('{');
+        let mut extra = extra.into_iter().peekable();
+        for (key, rendered) in &self.members {
+            while let Some((_, m)) = extra.next_if(|(k, _)| *k < key.as_str()) {
+                push_member(&mut out, &m);
+            }
+            push_member(&mut out, rendered);
+        }
+        for (_, m) in extra {
+            push_member(&mut out, &m);
+        }
+        out.push('}');
+        with_installation(&out, installation_id)
     }
+}
+
+/// `"key":value` as JSON text.
+fn member(key: &str, value: &Value) -> String {
+    let mut out = serde_json::to_string(key).unwrap_or_default();
+    out.push(':');
+    out.push_str(&value.to_string());
+    out
+}
+
+fn push_member(out: &mut String, member: &str) {
+    if out.len() > 1 {
+        out.push(',');
+    }
+    out.push_str(member);
+}
+
+/// `text` with the account's installation id where [`MARK`] stands.
+fn with_installation(text: &str, installation_id: &str) -> String {
+    text.replace(MARK, installation_id)
 }
 
 /// What only a WebSocket turn's `client_metadata` carries.
@@ -194,20 +242,21 @@ pub struct WebsocketTurn<'a> {
 }
 
 /// The turn metadata the official client (0.169) writes for a turn of a new interactive session, for callers
-/// that sent none. Keys in its order; the values a gateway can know are the request's own.
-fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str) -> Ordered {
-    let turn_id = uuid::Uuid::now_v7().to_string();
+/// that sent none, as JSON text (members in its order; [`MARK`] for the installation id). The values a gateway
+/// can know are the request's own.
+fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str, turn_id: &str) -> String {
     let mut m = Ordered::default();
+    m.push("installation_id", MARK);
     m.push("session_id", i.thread_id);
     m.push("thread_id", i.thread_id);
     m.push("agent_name", "/root");
-    m.push("turn_id", &turn_id);
+    m.push("turn_id", turn_id);
     m.push("window_id", window);
     m.push("window_number", 0);
     m.push("context_window_id", context_window_id(i.thread_id));
     m.push("request_kind", i.kind.as_str());
     m.push("history_initialization", "new");
-    m.push("root_turn_id", &turn_id);
+    m.push("root_turn_id", turn_id);
     m.push("thread_source", "user");
     m.push("sandbox", "seccomp");
     m.push("sandbox_mode", "workspace-write");
@@ -220,7 +269,7 @@ fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str) -> Ordered {
     if let Some(effort) = i.effort {
         m.push("reasoning_effort", effort);
     }
-    m
+    serde_json::to_string(&m).unwrap_or_default()
 }
 
 /// The context window's id, stable for the conversation's window 0 (the gateway has no state to number windows).
