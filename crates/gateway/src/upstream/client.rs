@@ -9,8 +9,8 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 
 use super::transport::{
-    CONNECT_TIMEOUT, Direct, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UPSTREAM_H2_CONNECTION_WINDOW,
-    UPSTREAM_H2_STREAM_WINDOW, UpstreamResponse, post_via_reqwest,
+    CONNECT_TIMEOUT, Direct, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse,
+    post_via_reqwest,
 };
 use crate::accounts::Account;
 use crate::config::Config;
@@ -42,8 +42,6 @@ fn build_client(config: &Config, proxy: Option<&str>, honor_no_proxy: bool) -> a
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         .tcp_nodelay(true)
-        .http2_initial_stream_window_size(UPSTREAM_H2_STREAM_WINDOW)
-        .http2_initial_connection_window_size(UPSTREAM_H2_CONNECTION_WINDOW)
         .no_proxy();
     if config.upstream_h2c {
         b = b.http2_prior_knowledge();

@@ -28,7 +28,9 @@ use tokio::net::TcpStream;
 use tower::Service;
 
 use super::chunked::Framing;
-use super::transport::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse};
+use super::transport::{
+    Body as UpstreamBody, CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse,
+};
 use crate::http_head::{copy_head, slice_of};
 
 /// Largest response head accepted.
@@ -460,6 +462,8 @@ impl Body {
         Poll::Ready(Some(Err(e)))
     }
 }
+
+impl UpstreamBody for Body {}
 
 impl futures_util::Stream for Body {
     type Item = Result<Bytes, TransportError>;

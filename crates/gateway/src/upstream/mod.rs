@@ -19,6 +19,7 @@ mod ws_pool;
 
 pub use classify::classify;
 pub use client::{CallContext, Upstream, build_http_client, build_http_client_with_proxy};
+pub use http2::resets_sent as http2_resets_sent;
 pub use identity::CODEX_CLIENT_VERSION;
 pub(crate) use transport::with_causes;
-pub use transport::{BodyStream, TransportError, UpstreamResponse};
+pub use transport::{Body, BodyStream, Plain, TransportError, UpstreamResponse};

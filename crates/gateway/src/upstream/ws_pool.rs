@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use dialects::failure::TransportKind;
 
-use super::transport::{BodyStream, CONNECT_TIMEOUT, TransportError, UpstreamResponse};
+use super::transport::{BodyStream, CONNECT_TIMEOUT, Plain, TransportError, UpstreamResponse};
 use super::ws::{self, Frame, WsSettings};
 use crate::accounts::{Account, QuotaSnapshot};
 
@@ -173,7 +173,7 @@ impl WsPool {
                     return Outcome::Answer(Ok(UpstreamResponse { status: StatusCode::OK, headers, body }));
                 }
                 First::Refused { status, headers, body } => {
-                    let body: BodyStream = Box::pin(futures_util::stream::once(async move { Ok(body) }));
+                    let body: BodyStream = Box::pin(Plain::new(futures_util::stream::once(async move { Ok(body) })));
                     return Outcome::Answer(Ok(UpstreamResponse { status, headers, body }));
                 }
                 // Closed by the backend, or past its time: a new connection takes the request.
@@ -301,7 +301,7 @@ impl WsPool {
             Err(WsError::Http(response)) => {
                 let (parts, body) = response.into_parts();
                 let body = Bytes::from(body.unwrap_or_default());
-                let body: BodyStream = Box::pin(futures_util::stream::once(async move { Ok(body) }));
+                let body: BodyStream = Box::pin(Plain::new(futures_util::stream::once(async move { Ok(body) })));
                 Connected::Answer(Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body }))
             }
             Err(e) => Connected::Answer(Err(ws_failure(e))),
@@ -401,7 +401,7 @@ impl WsPool {
             pool: Weak<WsPool>,
         }
         let state = State { conn, first: Some(first), key, account, pool: self.me.clone() };
-        Box::pin(futures_util::stream::unfold(state, |mut s| async move {
+        Box::pin(Plain::new(futures_util::stream::unfold(state, |mut s| async move {
             if let Some(first) = s.first.take() {
                 return Some((Ok(first), s));
             }
@@ -444,7 +444,7 @@ impl WsPool {
                 }
                 return Some((Ok(event), s));
             }
-        }))
+        })))
     }
 }
 

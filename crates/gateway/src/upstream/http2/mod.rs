@@ -1,58 +1,47 @@
-//! HTTP/2 to the upstream: one connection per origin, shared by every request, over TLS (ALPN `h2`) or in clear
-//! text by prior knowledge (h2c). This file is the pool (connections by origin, retries); the protocol is the
-//! gateway's own client in the submodules: `frame` (the wire format), `hpack` and `hpack_decoder` (header
-//! blocks), `connection` (streams and windows; `connection/receive`: what each frame does), `driver` (the
-//! socket's task), `stream` (requests and bodies).
+//! HTTP/2 to the upstream on the h2 crate, over TLS (ALPN `h2`) or in clear text by prior knowledge (h2c). This
+//! file is the pool: connections by origin, a stream slot per request, and sending again what the server did not
+//! process. The connection (settings, handshake, its task) is `connection.rs`; the response body `body.rs`.
 //!
-//! Why an own client and not the h2 crate (used before, and still the test servers' implementation): the
-//! real backend sends every SSE event as a DATA frame of its own, and h2 spent ~1.5 K instructions on each
-//! (its connection task's turn, moving its frame enum by value, a lock and queue pop per frame in the body's
-//! poll) against ~200 for the HTTP/1.1 path's chunk decoder, and ~63 K per request on HPACK (Huffman coding of
-//! every literal): an HTTP/2 burst cost about twice the HTTP/1.1 one (bench/notes.md, thirty-sixth session).
-//! Here a read's frames are applied under one lock, a body takes all of its ready frames at once, and the
-//! request's header block is plain literals. Nothing of that was reachable through h2's API.
+//! The pool heals itself (issue 58): a connection that ended leaves it at once (its task removes it), one that
+//! got a GOAWAY leaves it at the first request that finds it so (h2 refuses the stream before anything is sent);
+//! a request the server did not process (never sent, REFUSED_STREAM, above a GOAWAY's last stream id) goes again
+//! to a live or new connection, as often as the caller's deadline allows. A connection takes requests only once
+//! the server's SETTINGS came and never more at once than its SETTINGS_MAX_CONCURRENT_STREAMS; a request that
+//! finds every connection full opens another, up to [`MAX_CONNECTIONS_PER_ORIGIN`], because a stream waits for
+//! a reply that can take minutes. Past that it waits in h2's queue on the least busy connection.
 //!
-//! Request bodies ask for their whole length at once: the window goes to the waiting bodies in turn and each
-//! leaves in as few frames as the window allows. (hyper's client sent a 1-byte DATA frame per waiting stream
-//! at each reopening of the window, which h2's servers take for a small-frame flood: GOAWAY `ENHANCE_YOUR_CALM`,
-//! every stream on the connection lost; bench/notes.md and the test in `transport.rs`.)
-//!
-//! A connection carries as many streams at once as the server allows (SETTINGS_MAX_CONCURRENT_STREAMS, often
-//! 100–256); a request that would have to wait for a free stream goes on another connection to the same origin
-//! instead, up to [`MAX_CONNECTIONS_PER_ORIGIN`], because a stream waits for a reply that can take minutes.
+//! Request bodies go to h2 whole (`send_data` of the whole body), so each asks for its whole length of window at
+//! once and h2 hands reopened window to waiting bodies in turn: the body leaves in frames as large as the window
+//! allows, never as the 1-byte DATA frame per waiting stream that hyper's client sent at each reopening (it
+//! reserves one byte first), which h2's servers answer with GOAWAY `ENHANCE_YOUR_CALM` (bench/notes.md).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
 use bytes::Bytes;
+use h2::client::SendRequest;
 use hyper_util::client::legacy::connect::HttpConnector;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tower::Service;
 
+mod body;
 mod connection;
-mod driver;
-mod error;
-mod frame;
-mod hpack;
-mod hpack_decoder;
-mod stream;
 #[cfg(test)]
 mod tests;
 
-pub use error::H2Error;
-use stream::Handle;
+pub use body::resets_sent;
+use connection::{End, Shared};
 
-use super::transport::{
-    CONNECT_TIMEOUT, TransportError, UPSTREAM_H2_CONNECTION_WINDOW, UPSTREAM_H2_STREAM_WINDOW, UpstreamResponse,
-};
+use super::transport::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, TransportError, UpstreamResponse};
 
-/// Sends of one request the upstream refused unprocessed, on top of the first.
-const MAX_RETRIES_OF_REFUSED: u32 = 2;
-/// Connections to one origin; past this, requests share the least busy one and wait there for a free stream.
+/// Connections to one origin; past this, requests wait for a stream on the least busy one.
 const MAX_CONNECTIONS_PER_ORIGIN: usize = 16;
+/// Sends of one request past which each further one waits a little first (doubling up to [`MAX_BACKOFF`]): a
+/// server that keeps refusing streams, or closes every new connection, is not hammered until the deadline.
+const SENDS_WITHOUT_BACKOFF: u32 = 3;
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What the caller does with a request this module did not send.
 pub enum Outcome {
@@ -71,42 +60,46 @@ pub struct Http2Connections {
 /// One origin's connections, and what is known about it.
 #[derive(Default)]
 struct Origin {
-    connections: parking_lot::Mutex<Vec<Connection>>,
+    connections: parking_lot::Mutex<Vec<Conn>>,
     /// Held while a connection is being made, so a burst of requests makes one connection, not one each.
     connecting: tokio::sync::Mutex<Option<Failure>>,
     http1_only: AtomicBool,
 }
 
+/// A connection in the pool. Dropping the last handle to it (the pool's, and each request's clone) lets h2
+/// close it once no stream is left.
 #[derive(Clone)]
-struct Connection {
-    send: Arc<Handle>,
+struct Conn {
     id: u64,
-    /// Streams open on it, counted by [`StreamSlot`]s.
-    open: Arc<AtomicUsize>,
+    send: SendRequest<Bytes>,
+    shared: Arc<Shared>,
 }
 
-/// One open stream on a connection: taken before the request is sent, given back when its response body is
-/// finished or dropped, or the request failed.
-struct StreamSlot(Arc<AtomicUsize>);
+/// One stream on a connection: taken before the request is sent, given back when its response body ends or is
+/// dropped (after the drain, see `body.rs`), or the request failed.
+struct Slot(Arc<Shared>);
 
-impl Drop for StreamSlot {
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-impl Connection {
-    /// A stream on this connection if the server allows one more at once.
-    fn take_slot(&self) -> Option<StreamSlot> {
-        let limit = self.send.max_streams();
-        self.open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < limit).then_some(n + 1)).ok()?;
-        Some(StreamSlot(self.open.clone()))
+impl Conn {
+    /// A stream on this connection if the server allows one more at once (its SETTINGS_MAX_CONCURRENT_STREAMS,
+    /// as h2 last heard it).
+    fn take_slot(&self) -> Option<Slot> {
+        let limit = self.send.current_max_send_streams();
+        self.shared.open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < limit).then_some(n + 1)).ok()?;
+        self.shared.used.store(true, Ordering::Relaxed);
+        Some(Slot(self.shared.clone()))
     }
 
-    /// A stream on this connection regardless of the server's limit (the request waits there until one is free).
-    fn queue_slot(&self) -> StreamSlot {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        StreamSlot(self.open.clone())
+    /// A stream regardless of the server's limit: h2 holds the request until one is free.
+    fn queue_slot(&self) -> Slot {
+        self.shared.open.fetch_add(1, Ordering::Relaxed);
+        self.shared.used.store(true, Ordering::Relaxed);
+        Slot(self.shared.clone())
     }
 }
 
@@ -119,11 +112,23 @@ struct Failure {
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Why sending on a connection failed: before the request left (the connection had ended; safe to send again
-/// on a new one), or after.
+/// How one send of a request failed.
 enum SendError {
-    ConnectionEnded(H2Error),
-    Stream(H2Error),
+    /// The server did not act on it: sending it again is safe. `leave`: the connection is done for new streams.
+    Unprocessed { error: h2::Error, leave: bool },
+    /// It may have been processed (or the answer was cut): the request's failure.
+    Failed(h2::Error),
+}
+
+/// Whether the server declined a stream without processing it (RFC 9113 §8.7), from h2's error: it reset the
+/// stream with REFUSED_STREAM, or its GOAWAY named a last stream below this one (h2 fails those streams with the
+/// GOAWAY itself; a stream at or below it that the closing connection cut fails as an I/O error instead).
+fn unprocessed(error: &h2::Error) -> bool {
+    match error.reason() {
+        Some(h2::Reason::REFUSED_STREAM) if error.is_reset() => error.is_remote(),
+        Some(_) if error.is_go_away() => error.is_remote(),
+        Some(_) | None => false,
+    }
 }
 
 impl Http2Connections {
@@ -137,37 +142,31 @@ impl Http2Connections {
         }
     }
 
-    /// POST `body` and wait for the response headers. A request the server refused without processing it
-    /// (see [`refused_unprocessed`]) is sent again, up to twice; one that found its connection ended is sent on a
-    /// new one.
+    /// POST `body` and wait for the response headers. A request the server did not process is sent again, on a
+    /// live or a new connection, until it is answered or the caller's deadline drops this future.
     pub async fn post(&self, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<Outcome, TransportError> {
         let origin = self.origin(uri);
-        if origin.http1_only.load(Ordering::Relaxed) {
-            return Ok(Outcome::Http1Only);
-        }
-        let (mut refusals, mut reconnects) = (0, 0);
+        let mut sends = 0u32;
         loop {
-            let Some((connection, slot)) = self.connection(&origin, uri).await? else {
+            if origin.http1_only.load(Ordering::Relaxed) {
+                return Ok(Outcome::Http1Only);
+            }
+            let Some((conn, slot)) = self.connection(&origin, uri).await? else {
                 return Ok(Outcome::Http1Only);
             };
-            match send(&connection.send, slot, uri, headers, body).await {
+            match send(&conn, slot, uri, headers, body).await {
                 Ok(response) => return Ok(Outcome::Sent(response)),
-                Err(SendError::ConnectionEnded(e)) => {
-                    origin.forget(connection.id);
-                    if reconnects >= 1 {
-                        return Err(TransportError::of(e));
+                Err(SendError::Failed(error)) => return Err(TransportError::of(error)),
+                Err(SendError::Unprocessed { error, leave }) => {
+                    if leave {
+                        origin.forget(conn.id);
                     }
-                    reconnects += 1;
-                }
-                Err(SendError::Stream(e)) => {
-                    if e.ends_connection() {
-                        origin.forget(connection.id);
+                    sends += 1;
+                    tracing::debug!("the upstream did not process the request; sending it again: {error}");
+                    if sends >= SENDS_WITHOUT_BACKOFF {
+                        let wait = Duration::from_millis(25 << (sends - SENDS_WITHOUT_BACKOFF).min(6));
+                        tokio::time::sleep(wait.min(MAX_BACKOFF)).await;
                     }
-                    if refusals >= MAX_RETRIES_OF_REFUSED || !e.unprocessed() {
-                        return Err(TransportError::of(e));
-                    }
-                    refusals += 1;
-                    tracing::debug!("the upstream refused the request unprocessed; sending it again: {e}");
                 }
             }
         }
@@ -180,7 +179,7 @@ impl Http2Connections {
 
     /// A live connection of the origin with a stream free, made if there is none (or, at the limit of
     /// connections, the least busy one); `None` if the origin speaks only HTTP/1.1.
-    async fn connection(&self, origin: &Origin, uri: &Uri) -> Result<Option<(Connection, StreamSlot)>, TransportError> {
+    async fn connection(&self, origin: &Arc<Origin>, uri: &Uri) -> Result<Option<(Conn, Slot)>, TransportError> {
         if let Some(found) = origin.free_stream() {
             return Ok(Some(found));
         }
@@ -198,20 +197,16 @@ impl Http2Connections {
         if let Some(failure) = last_failure.as_ref().filter(|f| f.at >= waited_from) {
             return Err(failure.error.clone());
         }
-        // Boxed: the connect future (TCP, TLS with its session state, the HTTP/2 handshake) is ~4 KB and runs once
-        // per connection; inline, it sized every request's future while it waits for its response headers
+        // Boxed: the connect future (TCP, TLS with its session state, the HTTP/2 handshake) is several KB and runs
+        // once per connection; inline, it sized every request's future while it waits for its response headers
         // (thousands at once on one connection).
-        match Box::pin(self.connect(uri)).await {
-            Ok(Some(send)) => {
-                let connection = Connection {
-                    send: Arc::new(send),
-                    id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
-                    open: Arc::new(AtomicUsize::new(0)),
-                };
-                let slot = connection.queue_slot();
-                origin.connections.lock().push(connection.clone());
+        match Box::pin(self.connect(origin, uri)).await {
+            Ok(Some(conn)) => {
                 *last_failure = None;
-                Ok(Some((connection, slot)))
+                // A connection this request made: its first stream is this request's, whatever the limit.
+                let slot = conn.take_slot().unwrap_or_else(|| conn.queue_slot());
+                origin.connections.lock().push(conn.clone());
+                Ok(Some((conn, slot)))
             }
             Ok(None) => {
                 origin.http1_only.store(true, Ordering::Relaxed);
@@ -224,22 +219,34 @@ impl Http2Connections {
         }
     }
 
-    /// TCP, then TLS with ALPN for `https` (`None` if the server chose HTTP/1.1), then the HTTP/2 handshake.
-    async fn connect(&self, uri: &Uri) -> Result<Option<Handle>, TransportError> {
+    /// TCP, then TLS with ALPN for `https` (`None` if the server chose HTTP/1.1), then the HTTP/2 handshake up to
+    /// the server's SETTINGS, all within [`CONNECT_TIMEOUT`].
+    async fn connect(&self, origin: &Arc<Origin>, uri: &Uri) -> Result<Option<Conn>, TransportError> {
+        let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+        let weak = Arc::downgrade(origin);
+        let on_end = move |_: End| forget(&weak, id);
         let connecting = async {
             let mut tcp = self.tcp.clone();
             std::future::poll_fn(|cx| tcp.poll_ready(cx)).await.map_err(TransportError::of)?;
             let stream = tcp.call(uri.clone()).await.map_err(TransportError::of)?.into_inner();
-            if uri.scheme_str() != Some("https") {
-                return Ok(Some(handshake(stream)));
+            let (send, shared) = if uri.scheme_str() != Some("https") {
+                connection::handshake(stream, POOL_IDLE_TIMEOUT, on_end).await.map_err(TransportError::of)?
+            } else {
+                let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(TransportError::of)?;
+                let stream = self.tls.connect(name, stream).await.map_err(TransportError::of)?;
+                if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                    return Ok(None);
+                }
+                connection::handshake(stream, POOL_IDLE_TIMEOUT, on_end).await.map_err(TransportError::of)?
+            };
+            if !shared.settled().await {
+                return Err(TransportError::described(
+                    dialects::failure::TransportKind::Reset,
+                    "the upstream closed the HTTP/2 connection before its SETTINGS",
+                ));
             }
-            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-            let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(TransportError::of)?;
-            let stream = self.tls.connect(name, stream).await.map_err(TransportError::of)?;
-            if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-                return Ok(None);
-            }
-            Ok(Some(handshake(stream)))
+            Ok(Some(Conn { id, send, shared }))
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(result) => result,
@@ -251,49 +258,75 @@ impl Http2Connections {
     }
 }
 
+/// Take connection `id` out of its origin's pool (it ended, went idle, or refuses new streams).
+fn forget(origin: &Weak<Origin>, id: u64) {
+    if let Some(origin) = origin.upgrade() {
+        origin.forget(id);
+    }
+}
+
 impl Origin {
-    fn free_stream(&self) -> Option<(Connection, StreamSlot)> {
+    fn free_stream(&self) -> Option<(Conn, Slot)> {
         let connections = self.connections.lock();
         connections.iter().find_map(|c| c.take_slot().map(|slot| (c.clone(), slot)))
     }
 
     /// With every allowed connection made and busy, the one with the fewest open streams.
-    fn least_busy_at_the_limit(&self) -> Option<(Connection, StreamSlot)> {
+    fn least_busy_at_the_limit(&self) -> Option<(Conn, Slot)> {
         let connections = self.connections.lock();
         if connections.len() < MAX_CONNECTIONS_PER_ORIGIN {
             return None;
         }
-        let least = connections.iter().min_by_key(|c| c.open.load(Ordering::Relaxed))?;
+        let least = connections.iter().min_by_key(|c| c.shared.open.load(Ordering::Relaxed))?;
         Some((least.clone(), least.queue_slot()))
     }
 
-    /// Drop connection `id`, which has ended (it may be gone already).
     fn forget(&self, id: u64) {
         self.connections.lock().retain(|c| c.id != id);
     }
 }
 
-/// Start the connection: the client preface and SETTINGS with the gateway's fixed windows (see `transport.rs`)
-/// are queued, and the connection runs on its own task. Like h2's handshake this does not wait for the server's
-/// SETTINGS: the first requests go out with the preface.
-fn handshake<T>(io: T) -> Handle
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let shared = connection::Shared::new(UPSTREAM_H2_STREAM_WINDOW, UPSTREAM_H2_CONNECTION_WINDOW);
-    tokio::spawn(driver::run(io, shared.clone()));
-    Handle::new(shared)
-}
-
-/// Send one request on `send`'s connection; returns once the response headers arrive.
+/// Send one request on `conn`; returns once the response headers arrive.
 async fn send(
-    send: &Handle,
-    slot: StreamSlot,
+    conn: &Conn,
+    slot: Slot,
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<UpstreamResponse, SendError> {
-    let stream = send.open(uri, headers, body).await.map_err(SendError::ConnectionEnded)?;
-    let (status, headers) = stream.head().await.map_err(SendError::Stream)?;
-    Ok(UpstreamResponse { status, headers, body: Box::pin(stream::Body::new(stream, slot)) })
+    let mut request = Request::new(());
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri.clone();
+    *request.headers_mut() = headers.clone();
+    // As hyper's client adds it for a body of known length (after the caller's fields).
+    request.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let mut send = conn.send.clone();
+    let (response, mut stream) = match send.send_request(request, body.is_empty()) {
+        Ok(sent) => sent,
+        // Refused before anything was sent: the connection is going away (GOAWAY), ended, or out of stream ids.
+        Err(error) => return Err(SendError::Unprocessed { error, leave: true }),
+    };
+    let pending = body::Pending;
+    if !body.is_empty() {
+        // An error here means the stream already failed; the response future says how.
+        let _ = stream.send_data(body.clone(), true);
+    }
+    drop(stream);
+    match response.await {
+        Ok(response) => {
+            pending.disarm();
+            let (parts, recv) = response.into_parts();
+            let body: super::transport::BodyStream = Box::pin(body::Body::new(recv, slot));
+            Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body })
+        }
+        Err(error) => {
+            // The stream is closed: nothing to reset.
+            pending.disarm();
+            if unprocessed(&error) {
+                let leave = error.is_go_away();
+                return Err(SendError::Unprocessed { error, leave });
+            }
+            Err(SendError::Failed(error))
+        }
+    }
 }

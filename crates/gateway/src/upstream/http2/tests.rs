@@ -1,359 +1,356 @@
-//! The connection state against frames a server sends, frame by frame, without a socket: what it answers
-//! (the frames it queues) and what each stream sees. The whole client against real HTTP/2 servers (the h2
-//! crate's; fake-codex's hyper server over TLS) is tested in `transport.rs` and the integration tests.
+//! The HTTP/2 client against the h2 crate's server (fake-codex's is the same crate under hyper): retries of what
+//! the server did not process, the stream limit, windows both ways, clean stream ends and the resets counted.
+//! The same client against nginx, h2o, Caddy and hypercorn is `tests/it/interop/`.
 
-use std::task::Waker;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode, Uri};
 use bytes::Bytes;
 
-use super::connection::{End, Head2, Shared, State};
-use super::error::H2Error;
-use super::frame::{self, HEADER_LEN, Head, Reason, flag, kind, setting};
+use super::connection::STREAM_WINDOW;
+use crate::upstream::transport::{Direct, TransportError, UpstreamResponse};
 
-const STREAM_WINDOW: u32 = 256 * 1024;
+type H2cConnection = h2::server::Connection<tokio::net::TcpStream, Bytes>;
 
-fn uri() -> Uri {
-    "https://chatgpt.com/backend-api/codex/responses".parse().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The frames in `out`, emptied.
-fn sent(state: &mut State) -> Vec<(Head, Vec<u8>)> {
-    let out = std::mem::take(&mut state.out);
-    let mut frames = Vec::new();
-    let mut rest = &out[..];
-    if rest.starts_with(frame::PREFACE) {
-        rest = &rest[frame::PREFACE.len()..];
-    }
-    while let Some(head) = Head::parse(rest) {
-        frames.push((head, rest[HEADER_LEN..HEADER_LEN + head.len].to_vec()));
-        rest = &rest[HEADER_LEN + head.len..];
-    }
-    assert!(rest.is_empty(), "a partial frame was queued");
-    frames
-}
-
-/// A connection with its preface and SETTINGS taken off, and a stream open with `body`.
-fn connection_with_stream(body: &'static [u8]) -> (std::sync::Arc<Shared>, u32) {
-    let shared = Shared::new(STREAM_WINDOW, 16 * 1024 * 1024);
-    let id = {
-        let mut state = shared.state.lock();
-        let id = state.open(Waker::noop(), &mut None, &uri(), &HeaderMap::new(), &Bytes::from_static(body));
-        let id = id.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no stream"));
-        sent(&mut state);
-        id
-    };
-    (shared, id)
-}
-
-/// Feed a frame; returns whether the connection is still open.
-fn receive(state: &mut State, kind: u8, flags: u8, stream: u32, payload: &[u8]) -> bool {
-    let head = Head { len: payload.len(), kind, flags, stream };
-    let mut wake = Vec::new();
-    state.receive(head, Bytes::copy_from_slice(payload), &mut wake)
-}
-
-fn response_block(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut encoder = loona_hpack::Encoder::new();
-    encoder.encode(fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
-}
-
-fn settings(params: &[(u16, u32)]) -> Vec<u8> {
-    params.iter().flat_map(|(id, v)| id.to_be_bytes().into_iter().chain(v.to_be_bytes())).collect()
-}
-
-fn kinds(frames: &[(Head, Vec<u8>)]) -> Vec<(u8, u8, u32, usize)> {
-    frames.iter().map(|(h, _)| (h.kind, h.flags, h.stream, h.len)).collect()
-}
-
-#[test]
-fn the_preface_sets_windows_and_disables_push() {
-    let shared = Shared::new(STREAM_WINDOW, 16 * 1024 * 1024);
-    let mut state = shared.state.lock();
-    assert!(state.out.starts_with(frame::PREFACE));
-    let frames = sent(&mut state);
-    assert_eq!(kinds(&frames), [(kind::SETTINGS, 0, 0, 12), (kind::WINDOW_UPDATE, 0, 0, 4)]);
-    assert_eq!(frames[0].1, settings(&[(setting::ENABLE_PUSH, 0), (setting::INITIAL_WINDOW_SIZE, STREAM_WINDOW)]));
-    assert_eq!(frame::u32_at(&frames[1].1, 0), 16 * 1024 * 1024 - 65_535);
-}
-
-/// The server's SETTINGS are acknowledged and bind what follows: its stream limit holds requests back, its
-/// initial window splits a body, and a WINDOW_UPDATE lets the rest go.
-#[test]
-fn settings_limit_streams_and_windows_split_bodies() {
-    let shared = Shared::new(STREAM_WINDOW, 16 * 1024 * 1024);
-    let mut state = shared.state.lock();
-    sent(&mut state);
-    let params = settings(&[(setting::MAX_CONCURRENT_STREAMS, 1), (setting::INITIAL_WINDOW_SIZE, 10)]);
-    assert!(receive(&mut state, kind::SETTINGS, 0, 0, &params));
-    state.publish(&shared);
-    assert_eq!(shared.max_streams.load(std::sync::atomic::Ordering::Relaxed), 1);
-    assert_eq!(kinds(&sent(&mut state)), [(kind::SETTINGS, flag::ACK, 0, 0)]);
-
-    let body = Bytes::from_static(b"0123456789abcdefghijklmno");
-    let id = state.open(Waker::noop(), &mut None, &uri(), &HeaderMap::new(), &body).ok().flatten();
-    assert_eq!(id, Some(1));
-    let frames = sent(&mut state);
-    assert_eq!(kinds(&frames)[1..], [(kind::DATA, 0, 1, 10)]);
-    assert_eq!(frames[0].0.kind, kind::HEADERS);
-    assert_eq!(frames[0].0.flags, flag::END_HEADERS, "a body follows: no END_STREAM on the HEADERS");
-    // At the server's limit the next request waits.
-    assert!(matches!(state.open(Waker::noop(), &mut None, &uri(), &HeaderMap::new(), &body), Ok(None)));
-    assert!(receive(&mut state, kind::WINDOW_UPDATE, 0, 1, &100u32.to_be_bytes()));
-    let frames = sent(&mut state);
-    assert_eq!(kinds(&frames), [(kind::DATA, flag::END_STREAM, 1, 15)]);
-    assert_eq!(frames[0].1, b"abcdefghijklmno");
-}
-
-/// A response as servers send it: an interim 103 skipped, the head split over CONTINUATION with padding and
-/// priority, padded DATA handed on without its padding, and trailers ending the stream.
-#[test]
-fn heads_continuations_padding_and_trailers() {
-    let (shared, id) = connection_with_stream(b"{}");
-    let mut state = shared.state.lock();
-    let interim = response_block(&[(":status", "103")]);
-    assert!(receive(&mut state, kind::HEADERS, flag::END_HEADERS, id, &interim));
-    assert!(matches!(state.streams[&id].head, Head2::Waiting));
-
-    let block = response_block(&[(":status", "200"), ("content-type", "text/event-stream")]);
-    let (first, rest) = block.split_at(3);
-    let mut headers = vec![2u8];
-    headers.extend_from_slice(&[0, 0, 0, 0, 16]);
-    headers.extend_from_slice(first);
-    headers.extend_from_slice(&[0, 0]);
-    assert!(receive(&mut state, kind::HEADERS, flag::PADDED | flag::PRIORITY, id, &headers));
-    assert!(matches!(state.streams[&id].head, Head2::Waiting), "the block is not complete yet");
-    assert!(receive(&mut state, kind::CONTINUATION, flag::END_HEADERS, id, rest));
-    match &state.streams[&id].head {
-        Head2::Ready(status, fields) => {
-            assert_eq!(*status, StatusCode::OK);
-            assert_eq!(fields.get("content-type").map(|v| v.as_bytes()), Some(&b"text/event-stream"[..]));
+/// An h2c server on a loopback port: `serve` drives each connection once its handshake is done.
+async fn h2c_server<F, Fut>(serve: F) -> u16
+where
+    F: Fn(H2cConnection) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let serve = serve.clone();
+            tokio::spawn(async move {
+                if let Ok(conn) = h2::server::handshake(tcp).await {
+                    serve(conn).await;
+                }
+            });
         }
-        _ => panic!("no head"),
-    }
-    assert!(receive(&mut state, kind::DATA, flag::PADDED, id, b"\x03data: 1\n\nPAD"));
-    assert!(receive(&mut state, kind::DATA, 0, id, b"data: 2\n\n"));
-    let trailers = response_block(&[("x-trailer", "1")]);
-    assert!(receive(&mut state, kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, id, &trailers));
-    let stream = &state.streams[&id];
-    assert_eq!(stream.data, [Bytes::from_static(b"data: 1\n\n"), Bytes::from_static(b"data: 2\n\n")]);
-    assert!(matches!(stream.end, End::Done));
-    assert!(sent(&mut state).is_empty(), "nothing to answer");
+    });
+    port
 }
 
-/// Streams above a GOAWAY's last stream fail as unprocessed (safe to send again); the ones below go on; no new
-/// stream opens.
-#[test]
-fn goaway_fails_the_streams_it_did_not_process() {
-    let (shared, first) = connection_with_stream(b"");
-    let mut state = shared.state.lock();
-    let second = state.open(Waker::noop(), &mut None, &uri(), &HeaderMap::new(), &Bytes::new()).ok().flatten();
-    let second = second.unwrap_or_else(|| panic!("no stream"));
-    let mut goaway = first.to_be_bytes().to_vec();
-    goaway.extend_from_slice(&0u32.to_be_bytes());
-    assert!(receive(&mut state, kind::GOAWAY, 0, 0, &goaway));
-    assert!(matches!(state.streams[&first].end, End::Open));
-    match &state.streams[&second].end {
-        End::Failed(e) => assert!(e.unprocessed() && e.ends_connection(), "{e}"),
-        _ => panic!("the stream above the last one goes on"),
-    }
-    let refused = state.open(Waker::noop(), &mut None, &uri(), &HeaderMap::new(), &Bytes::new());
-    assert!(matches!(refused, Err(H2Error::GoAway { unprocessed: true, .. })));
-}
-
-/// What breaks the protocol ends the connection with a GOAWAY naming why, and every stream gets the error.
-#[test]
-fn protocol_errors_end_the_connection() {
-    let never_opened = |state: &mut State| receive(state, kind::DATA, 0, 7, b"x");
-    let push = |state: &mut State| receive(state, kind::PUSH_PROMISE, flag::END_HEADERS, 1, &[0, 0, 0, 2]);
-    let lone_continuation = |state: &mut State| receive(state, kind::CONTINUATION, flag::END_HEADERS, 1, b"");
-    let zero_update = |state: &mut State| receive(state, kind::WINDOW_UPDATE, 0, 0, &0u32.to_be_bytes());
-    let bad_block = |state: &mut State| receive(state, kind::HEADERS, flag::END_HEADERS, 1, &[0xff, 0xff, 0xff]);
-    let small_frame_size =
-        |state: &mut State| receive(state, kind::SETTINGS, 0, 0, &settings(&[(setting::MAX_FRAME_SIZE, 100)]));
-    let short_ping = |state: &mut State| receive(state, kind::PING, 0, 0, b"1234");
-    type Feed<'a> = &'a dyn Fn(&mut State) -> bool;
-    let cases: [(&str, Feed, Reason); 7] = [
-        ("DATA on a stream never opened", &never_opened, Reason::PROTOCOL_ERROR),
-        ("PUSH_PROMISE", &push, Reason::PROTOCOL_ERROR),
-        ("CONTINUATION alone", &lone_continuation, Reason::PROTOCOL_ERROR),
-        ("WINDOW_UPDATE of 0", &zero_update, Reason::PROTOCOL_ERROR),
-        ("an undecodable header block", &bad_block, Reason::COMPRESSION_ERROR),
-        ("a frame size below the minimum", &small_frame_size, Reason::PROTOCOL_ERROR),
-        ("a PING of 4 bytes", &short_ping, Reason::FRAME_SIZE_ERROR),
-    ];
-    for (what, feed, reason) in cases {
-        let (shared, id) = connection_with_stream(b"");
-        let mut state = shared.state.lock();
-        assert!(!feed(&mut state), "{what}: the connection went on");
-        let frames = sent(&mut state);
-        let goaway = frames.iter().find(|(h, _)| h.kind == kind::GOAWAY);
-        let code = goaway.map(|(_, payload)| frame::u32_at(payload, 4));
-        assert_eq!(code, Some(reason.0), "{what}: {:?}", kinds(&frames));
-        assert!(matches!(state.streams[&id].end, End::Failed(H2Error::Protocol(_))), "{what}");
-        assert!(state.open(Waker::noop(), &mut None, &uri(), &HeaderMap::new(), &Bytes::new()).is_err(), "{what}");
+/// Answer a stream `200` with the body `ok`.
+fn answer_ok(mut respond: h2::server::SendResponse<Bytes>) {
+    if let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) {
+        let _ = body.send_data(Bytes::from_static(b"ok"), true);
     }
 }
 
-/// A malformed answer on one stream resets that stream only; the connection and its other streams go on.
-#[test]
-fn stream_errors_reset_only_their_stream() {
-    let (shared, id) = connection_with_stream(b"");
-    let mut state = shared.state.lock();
-    let other = state.open(Waker::noop(), &mut None, &uri(), &HeaderMap::new(), &Bytes::new()).ok().flatten();
-    let other = other.unwrap_or_else(|| panic!("no stream"));
-    sent(&mut state);
-    assert!(receive(&mut state, kind::DATA, 0, id, b"data before headers"));
-    assert!(receive(&mut state, kind::HEADERS, flag::END_HEADERS, other, &response_block(&[("x-a", "1")])));
-    let frames = sent(&mut state);
-    let resets: Vec<(u32, u32)> = frames
-        .iter()
-        .filter(|(h, _)| h.kind == kind::RST_STREAM)
-        .map(|(h, p)| (h.stream, frame::u32_at(p, 0)))
-        .collect();
-    assert_eq!(resets, [(id, Reason::PROTOCOL_ERROR.0), (other, Reason::PROTOCOL_ERROR.0)]);
-    assert!(matches!(state.streams[&other].end, End::Failed(H2Error::Malformed(_))));
-    assert!(state.ended.is_none());
-    assert!(state.open(Waker::noop(), &mut None, &uri(), &HeaderMap::new(), &Bytes::new()).is_ok());
+/// The transport speaking h2c, and a Responses URI on `port`.
+fn h2c_target(port: u16) -> (Direct, Uri) {
+    let tls = crate::upstream::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
+    let uri = format!("http://127.0.0.1:{port}/responses").parse().unwrap_or_else(|e| panic!("{e}"));
+    (Direct::new(tls, true), uri)
 }
 
-/// PINGs are answered with their payload; the server's RST_STREAM fails its stream with the reason.
-#[test]
-fn pings_are_answered_and_resets_reach_the_stream() {
-    let (shared, id) = connection_with_stream(b"");
-    let mut state = shared.state.lock();
-    assert!(receive(&mut state, kind::PING, 0, 0, b"12345678"));
-    assert!(receive(&mut state, kind::PING, flag::ACK, 0, b"abcdefgh"));
-    let frames = sent(&mut state);
-    assert_eq!(kinds(&frames), [(kind::PING, flag::ACK, 0, 8)]);
-    assert_eq!(frames[0].1, b"12345678");
-    assert!(receive(&mut state, kind::RST_STREAM, 0, id, &Reason::REFUSED_STREAM.0.to_be_bytes()));
-    match &state.streams[&id].end {
-        End::Failed(e) => assert!(e.unprocessed() && !e.ends_connection(), "{e}"),
-        _ => panic!("the reset did not reach the stream"),
-    }
-}
-
-/// Windows are given back once half is taken (per stream and for the connection); data beyond a stream's
-/// window resets it; a stream dropped early is reset (CANCEL) and its unread data gives the connection its
-/// window back.
-#[test]
-fn windows_are_given_back_and_enforced() {
-    let (shared, id) = connection_with_stream(b"");
-    let mut state = shared.state.lock();
-    assert!(receive(&mut state, kind::HEADERS, flag::END_HEADERS, id, &response_block(&[(":status", "200")])));
-    let chunk = vec![b'x'; 16_384];
-    for _ in 0..8 {
-        assert!(receive(&mut state, kind::DATA, 0, id, &chunk));
-    }
-    state.consumed(id, 8 * 16_384);
-    let frames = sent(&mut state);
-    assert_eq!(kinds(&frames), [(kind::WINDOW_UPDATE, 0, id, 4)]);
-    assert_eq!(frame::u32_at(&frames[0].1, 0), 8 * 16_384);
-    // The window is 256 KB again: 16 more frames fit, the 17th does not.
-    for _ in 0..16 {
-        assert!(receive(&mut state, kind::DATA, 0, id, &chunk));
-    }
-    assert!(matches!(state.streams[&id].end, End::Open));
-    assert!(receive(&mut state, kind::DATA, 0, id, &chunk));
-    assert!(matches!(state.streams[&id].end, End::Failed(H2Error::Protocol(_))));
-    let resets: Vec<u32> =
-        sent(&mut state).iter().filter(|(h, _)| h.kind == kind::RST_STREAM).map(|(_, p)| frame::u32_at(p, 0)).collect();
-    assert_eq!(resets, [Reason::FLOW_CONTROL_ERROR.0]);
-
-    let second = state.open(Waker::noop(), &mut None, &uri(), &HeaderMap::new(), &Bytes::new()).ok().flatten();
-    let second = second.unwrap_or_else(|| panic!("no stream"));
-    assert!(receive(&mut state, kind::HEADERS, flag::END_HEADERS, second, &response_block(&[(":status", "200")])));
-    for _ in 0..16 {
-        assert!(receive(&mut state, kind::DATA, 0, second, &chunk));
-    }
-    sent(&mut state);
-    state.drop_stream(second);
-    let frames = sent(&mut state);
-    assert_eq!(kinds(&frames)[0], (kind::RST_STREAM, 0, second, 4));
-    assert_eq!(frame::u32_at(&frames[0].1, 0), Reason::CANCEL.0);
-    assert!(!state.streams.contains_key(&second));
-}
-
-/// Every byte of DATA a stream received counts toward the connection's window again once its body is done
-/// with it: read, held in the body unread, or left in the stream when the body was dropped. A byte lost here
-/// would shrink the connection's window for good, and the connection would stall once it reached zero.
-#[tokio::test]
-async fn dropped_bodies_give_the_connection_its_window_back() {
-    use futures_util::StreamExt;
-    let shared = Shared::new(STREAM_WINDOW, 16 * 1024 * 1024);
-    let handle = super::stream::Handle::new(shared.clone());
-    let block = response_block(&[(":status", "200")]);
-    for (read, received) in [(0, 3), (1, 3), (3, 3), (2, 5)] {
-        let stream = handle.open(&uri(), &HeaderMap::new(), &Bytes::new()).await.unwrap_or_else(|e| panic!("{e}"));
-        {
-            let mut state = shared.state.lock();
-            let id = *state.streams.keys().max().unwrap_or(&0);
-            assert!(receive(&mut state, kind::HEADERS, flag::END_HEADERS, id, &block));
-            for _ in 0..received {
-                assert!(receive(&mut state, kind::DATA, 0, id, &[b'x'; 1000]));
+/// An h2c server that refuses the first `refuse` streams it is sent (`REFUSED_STREAM`) and answers the others
+/// `200 ok`; counts the streams it saw.
+async fn refusing_h2_server(refuse: usize) -> (u16, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counted = seen.clone();
+    let port = h2c_server(move |mut conn: H2cConnection| {
+        let counted = counted.clone();
+        async move {
+            while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                if counted.fetch_add(1, Ordering::SeqCst) < refuse {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                } else {
+                    answer_ok(respond);
+                }
             }
         }
-        let (status, _) = stream.head().await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(status, StatusCode::OK);
-        let mut body = super::stream::Body::new(stream, ());
-        for _ in 0..read {
-            assert_eq!(body.next().await.and_then(Result::ok).map(|b| b.len()), Some(1000));
-        }
-        drop(body);
-        assert_eq!(shared.state.lock().window_held(), 0, "read {read} of {received}");
-    }
+    })
+    .await;
+    (port, seen)
 }
 
-/// At the server's stream limit requests wait in line; one dropped after it was woken for a freed stream passes
-/// its turn on, so the next one opens instead of waiting for another stream to end.
+async fn post_h2c(port: u16) -> Result<UpstreamResponse, TransportError> {
+    let (direct, uri) = h2c_target(port);
+    direct.post(uri, HeaderMap::new(), Bytes::from_static(b"{}")).await
+}
+
+/// A stream the server refused before processing it (REFUSED_STREAM) is sent again until it is answered.
 #[tokio::test]
-async fn a_request_dropped_after_its_wake_passes_its_turn_on() {
-    let shared = Shared::new(STREAM_WINDOW, 16 * 1024 * 1024);
-    {
-        let mut state = shared.state.lock();
-        assert!(receive(&mut state, kind::SETTINGS, 0, 0, &settings(&[(setting::MAX_CONCURRENT_STREAMS, 1)])));
-    }
-    let handle = std::sync::Arc::new(super::stream::Handle::new(shared.clone()));
-    let first = handle.open(&uri(), &HeaderMap::new(), &Bytes::new()).await.unwrap_or_else(|e| panic!("{e}"));
-    let request = |handle: std::sync::Arc<super::stream::Handle>| {
-        tokio::spawn(async move { handle.open(&uri(), &HeaderMap::new(), &Bytes::new()).await.map(drop) })
-    };
-    let in_line = request(handle.clone());
-    tokio::task::yield_now().await;
-    let next = request(handle.clone());
-    tokio::task::yield_now().await;
-    assert!(!in_line.is_finished() && !next.is_finished(), "the limit did not hold them back");
-    // The stream ends; the first in line is woken but dropped before it runs.
-    drop(first);
-    in_line.abort();
-    let opened = tokio::time::timeout(std::time::Duration::from_secs(2), next).await;
-    assert!(matches!(opened, Ok(Ok(Ok(())))), "the turn was lost: {opened:?}");
+async fn refused_streams_are_sent_again_until_answered() {
+    use futures_util::StreamExt;
+    let (port, seen) = refusing_h2_server(5).await;
+    let mut response = post_h2c(port).await.unwrap_or_else(|e| panic!("not retried: {e}"));
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.body.next().await.and_then(Result::ok), Some(Bytes::from_static(b"ok")));
+    assert_eq!(seen.load(Ordering::SeqCst), 6);
+
+    // A server that refuses every stream: the request goes on being sent, paced, until the caller's deadline.
+    let (port, seen) = refusing_h2_server(usize::MAX).await;
+    let sending = tokio::time::timeout(Duration::from_millis(600), post_h2c(port)).await;
+    assert!(sending.is_err(), "a refused request ended before its deadline");
+    let sends = seen.load(Ordering::SeqCst);
+    assert!((4..=20).contains(&sends), "{sends} sends in 600 ms: not paced, or given up");
 }
 
-/// A request header block larger than the server's frame size goes out as HEADERS and CONTINUATION frames
-/// that carry it whole.
-#[test]
-fn a_request_block_larger_than_a_frame_is_continued() {
-    let shared = Shared::new(STREAM_WINDOW, 16 * 1024 * 1024);
-    let mut state = shared.state.lock();
-    sent(&mut state);
-    let mut headers = HeaderMap::new();
-    let big = "a".repeat(40_000);
-    headers.insert("x-big", axum::http::HeaderValue::from_str(&big).unwrap_or_else(|e| panic!("{e}")));
-    let id = state.open(Waker::noop(), &mut None, &uri(), &headers, &Bytes::new()).ok().flatten();
-    let frames = sent(&mut state);
-    let id = id.unwrap_or_else(|| panic!("no stream"));
-    assert_eq!(
-        kinds(&frames).iter().map(|(k, f, s, _)| (*k, *f, *s)).collect::<Vec<_>>(),
-        [
-            (kind::HEADERS, flag::END_STREAM, id),
-            (kind::CONTINUATION, 0, id),
-            (kind::CONTINUATION, flag::END_HEADERS, id)
-        ]
-    );
-    let block: Vec<u8> = frames.iter().flat_map(|(_, payload)| payload.clone()).collect();
-    let mut decoder = loona_hpack::Decoder::new();
-    let fields = decoder.decode(&block).unwrap_or_else(|e| panic!("{e}"));
-    assert!(fields.iter().any(|(n, v)| n == b"x-big" && v.len() == 40_000));
+/// An h2c server with the protocol's default windows (64 KB per stream and per connection) that reads every
+/// request body and records the sizes of its DATA frames, all but each body's last (the ones that carry no
+/// END_STREAM), then answers `200`.
+async fn frame_recording_h2_server() -> (u16, Arc<parking_lot::Mutex<Vec<usize>>>) {
+    let frames = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let recorded = frames.clone();
+    let port = h2c_server(move |mut conn: H2cConnection| {
+        let recorded = recorded.clone();
+        async move {
+            while let Some(Ok((request, respond))) = conn.accept().await {
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let mut body = request.into_body();
+                    let mut sizes = Vec::new();
+                    while let Some(Ok(chunk)) = body.data().await {
+                        let _ = body.flow_control().release_capacity(chunk.len());
+                        sizes.push(chunk.len());
+                    }
+                    sizes.pop();
+                    recorded.lock().extend(sizes);
+                    answer_ok(respond);
+                });
+            }
+        }
+    })
+    .await;
+    (port, frames)
+}
+
+/// Many requests whose bodies together overflow the upstream's connection window: each body goes out in
+/// frames as the window reopens, never as a flurry of 1-byte frames (one per waiting stream), which an
+/// HTTP/2 server may take for a small-frame flood and answer by closing the connection with every stream
+/// on it (h2's servers do: GOAWAY `ENHANCE_YOUR_CALM`, "too_many_data_frames").
+#[tokio::test]
+async fn request_bodies_overflowing_the_connection_window_go_out_in_whole_frames() {
+    let (port, frames) = frame_recording_h2_server().await;
+    let (direct, uri) = h2c_target(port);
+    let direct = Arc::new(direct);
+    let body = Bytes::from(vec![b'x'; 6000]);
+    let requests = (0..200).map(|_| {
+        let (direct, uri, body) = (direct.clone(), uri.clone(), body.clone());
+        tokio::spawn(async move { direct.post(uri, HeaderMap::new(), body).await.map(|r| r.status) })
+    });
+    for request in futures_util::future::join_all(requests).await {
+        let status = request.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status, StatusCode::OK);
+    }
+    let frames = frames.lock();
+    let small = frames.iter().filter(|len| **len < 256).count();
+    assert!(!frames.is_empty(), "no body was split at all: the window never ran out");
+    assert!(small <= 10, "{small} of {} non-final DATA frames were under 256 bytes", frames.len());
+}
+
+/// An h2c server that answers one request per connection and then closes it gracefully (GOAWAY), as servers
+/// do to idle or rotated connections; counts the connections.
+async fn one_request_per_connection_h2_server() -> (u16, Arc<AtomicUsize>) {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let port = h2c_server(move |mut conn: H2cConnection| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if let Some(Ok((_request, respond))) = conn.accept().await {
+                answer_ok(respond);
+            }
+            conn.graceful_shutdown();
+            while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                respond.send_reset(h2::Reason::REFUSED_STREAM);
+            }
+        }
+    })
+    .await;
+    (port, connections)
+}
+
+/// A connection the server closed is replaced: requests sent after the GOAWAY arrived, and one sent on the old
+/// connection as it was closing, all succeed on new connections.
+#[tokio::test]
+async fn a_connection_the_server_closed_is_replaced() {
+    use futures_util::StreamExt;
+    let (port, connections) = one_request_per_connection_h2_server().await;
+    let (direct, uri) = h2c_target(port);
+    for pause in [true, true, false, false] {
+        let mut response = direct
+            .post(uri.clone(), HeaderMap::new(), Bytes::from_static(b"{}"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(response.body.next().await.and_then(Result::ok), Some(Bytes::from_static(b"ok")));
+        if pause {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 4);
+}
+
+/// DATA frames (one event each, as the real backend sends them) come out of the body as they came, in order,
+/// without a copy into a joined buffer (the reader drains every ready one before the pump writes).
+#[tokio::test]
+async fn http2_frames_come_out_as_they_came() {
+    use futures_util::StreamExt;
+    let port = h2c_server(|mut conn: H2cConnection| async move {
+        while let Some(Ok((_request, mut respond))) = conn.accept().await {
+            if let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) {
+                for i in 0..3 {
+                    let _ = body.send_data(Bytes::from(format!("data: {i}\n\n")), i == 2);
+                }
+            }
+        }
+    })
+    .await;
+    let mut response = post_h2c(port).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status, StatusCode::OK);
+    // Let every frame arrive before the first read.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut frames = Vec::new();
+    while let Some(frame) = response.body.next().await {
+        frames.push(frame.unwrap_or_else(|e| panic!("{e}")));
+    }
+    assert_eq!(frames, [&b"data: 0\n\n"[..], b"data: 1\n\n", b"data: 2\n\n"].map(Bytes::from_static));
+}
+
+/// The stream's window is given back as the body is read, a burst at a time: an answer four times the
+/// stream's window, in small frames, arrives whole (a window never given back would stall it at 2 MB).
+#[tokio::test]
+async fn http2_body_gives_its_window_back_as_it_is_read() {
+    use futures_util::StreamExt;
+    const FRAME: usize = 1024;
+    const TOTAL: usize = 2 * STREAM_WINDOW as usize + 1024;
+    let port = h2c_server(|mut conn: H2cConnection| async move {
+        while let Some(Ok((_request, mut respond))) = conn.accept().await {
+            if let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) {
+                tokio::spawn(async move {
+                    let mut sent = 0;
+                    while sent < TOTAL {
+                        body.reserve_capacity(FRAME);
+                        match std::future::poll_fn(|cx| body.poll_capacity(cx)).await {
+                            Some(Ok(n)) if n > 0 => {
+                                let n = n.min(FRAME);
+                                sent += n;
+                                if body.send_data(Bytes::from(vec![b'x'; n]), sent >= TOTAL).is_err() {
+                                    return;
+                                }
+                            }
+                            Some(Ok(_)) => {}
+                            _ => return,
+                        }
+                    }
+                });
+            }
+        }
+    })
+    .await;
+    let mut response = post_h2c(port).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status, StatusCode::OK);
+    let received = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut received = 0;
+        while let Some(frame) = response.body.next().await {
+            received += frame.unwrap_or_else(|e| panic!("{e}")).len();
+        }
+        received
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the answer stalled: the stream's window was not given back"));
+    assert_eq!(received, TOTAL);
+}
+
+/// An h2c server whose answers end 1 ms after their data (END_STREAM in a frame of its own, as the fake's
+/// hyper server and real backends send it), reached through a relay that delays what the server sends by
+/// 20 ms (a network's latency: the END_STREAM is on its way before the client's reset arrives). Counts the
+/// server's connections.
+async fn late_end_h2_server() -> (u16, Arc<AtomicUsize>) {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let server = h2c_server(move |mut conn: H2cConnection| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                if let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) {
+                    let _ = body.send_data(Bytes::from_static(b"ok"), false);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        let _ = body.send_data(Bytes::new(), true);
+                    });
+                }
+            }
+        }
+    })
+    .await;
+    (delaying_relay(server, Duration::from_millis(20)).await, connections)
+}
+
+/// A TCP relay to `port` that passes on what the server sends `delay` after it arrived (the other way at once).
+async fn delaying_relay(port: u16, delay: Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let relay_port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+            tokio::spawn(async move {
+                let mut buf = vec![0; 64 * 1024];
+                while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+                    if tx.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                while let Some((at, bytes)) = rx.recv().await {
+                    tokio::time::sleep_until(at).await;
+                    if client_write.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    relay_port
+}
+
+/// The gateway drops an upstream body once its answer is complete (`response.completed`), often before the
+/// stream's END_STREAM has arrived, which resets (cancels) the stream; the server's frames already on the
+/// way for it must be ignored, not taken for a protocol error. (The h2 crate, the client before, remembered
+/// only 50 such streams by default, answered a frame for a forgotten one with a reset of its own and after
+/// 1,024 of those closed the connection with every stream on it: 329 of 10,000 paced streams failed so in
+/// the benchmark, bench/notes.md.) Here 2,000 answers dropped before their end all succeed on one
+/// connection.
+#[tokio::test]
+async fn bodies_dropped_before_their_end_stream_do_not_close_the_connection() {
+    use futures_util::StreamExt;
+    let (port, connections) = late_end_h2_server().await;
+    let (direct, uri) = h2c_target(port);
+    let direct = Arc::new(direct);
+    let results: Vec<Result<(), String>> = futures_util::stream::iter(0..2000)
+        .map(|_| {
+            let (direct, uri) = (direct.clone(), uri.clone());
+            async move {
+                let mut response =
+                    direct.post(uri, HeaderMap::new(), Bytes::from_static(b"{}")).await.map_err(|e| e.to_string())?;
+                // The body is dropped after its data, before the server's END_STREAM.
+                match response.body.next().await {
+                    Some(Ok(data)) if data == "ok" => Ok(()),
+                    Some(Ok(data)) => Err(format!("unexpected data {data:?}")),
+                    Some(Err(e)) => Err(e.to_string()),
+                    None => Err("no data".to_string()),
+                }
+            }
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "{} of 2000 failed, e.g. {:?}", failed.len(), failed.first());
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "the connection was closed and replaced");
 }
