@@ -30,6 +30,8 @@ mod body;
 mod connection;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wire_tests;
 
 pub use body::resets_sent;
 use connection::{End, Shared};

@@ -12,10 +12,19 @@ use bytes::Bytes;
 use super::connection::STREAM_WINDOW;
 use crate::upstream::transport::{Direct, TransportError, UpstreamResponse};
 
-type H2cConnection = h2::server::Connection<tokio::net::TcpStream, Bytes>;
+pub(super) type H2cConnection = h2::server::Connection<tokio::net::TcpStream, Bytes>;
 
 /// An h2c server on a loopback port: `serve` drives each connection once its handshake is done.
-async fn h2c_server<F, Fut>(serve: F) -> u16
+pub(super) async fn h2c_server<F, Fut>(serve: F) -> u16
+where
+    F: Fn(H2cConnection) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    h2c_server_with(h2::server::Builder::new(), serve).await
+}
+
+/// [`h2c_server`] with the server's settings.
+pub(super) async fn h2c_server_with<F, Fut>(builder: h2::server::Builder, serve: F) -> u16
 where
     F: Fn(H2cConnection) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -24,9 +33,9 @@ where
     let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let serve = serve.clone();
+            let (serve, builder) = (serve.clone(), builder.clone());
             tokio::spawn(async move {
-                if let Ok(conn) = h2::server::handshake(tcp).await {
+                if let Ok(conn) = builder.handshake(tcp).await {
                     serve(conn).await;
                 }
             });
@@ -36,14 +45,14 @@ where
 }
 
 /// Answer a stream `200` with the body `ok`.
-fn answer_ok(mut respond: h2::server::SendResponse<Bytes>) {
+pub(super) fn answer_ok(mut respond: h2::server::SendResponse<Bytes>) {
     if let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) {
         let _ = body.send_data(Bytes::from_static(b"ok"), true);
     }
 }
 
 /// The transport speaking h2c, and a Responses URI on `port`.
-fn h2c_target(port: u16) -> (Direct, Uri) {
+pub(super) fn h2c_target(port: u16) -> (Direct, Uri) {
     let tls = crate::upstream::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
     let uri = format!("http://127.0.0.1:{port}/responses").parse().unwrap_or_else(|e| panic!("{e}"));
     (Direct::new(tls, true), uri)
@@ -70,7 +79,7 @@ async fn refusing_h2_server(refuse: usize) -> (u16, Arc<AtomicUsize>) {
     (port, seen)
 }
 
-async fn post_h2c(port: u16) -> Result<UpstreamResponse, TransportError> {
+pub(super) async fn post_h2c(port: u16) -> Result<UpstreamResponse, TransportError> {
     let (direct, uri) = h2c_target(port);
     direct.post(uri, HeaderMap::new(), Bytes::from_static(b"{}")).await
 }
