@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
-use crate::accounts::{Account, Lease, LeaseError};
+use crate::accounts::{Account, Lease, LeaseError, RefreshBudget};
 use crate::auth::now_unix;
 use crate::record::Recorder;
 use crate::relay::reader::{EventReader, LateHeaders, Read};
@@ -211,6 +211,8 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
     let mut window_end: Option<Instant> = None;
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<GatewayError> = None;
+    // One token refresh attempt for the whole request, whichever accounts it goes through (issue 58).
+    let mut refresh = RefreshBudget::default();
     loop {
         let lease = match state.pool.lease(slug, conversation, &tried).await {
             Ok(l) => l,
@@ -228,7 +230,8 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
             record.served_by(&account.id);
             Exchange { reader, lease, request_id: ctx.request_id.clone(), input_estimate, rate_limits }
         };
-        let failure = match send_once(state, &account, body.clone(), ctx, *stream, window, &mut window_end).await {
+        let sent = send_once(state, &account, body.clone(), ctx, *stream, window, &mut window_end, &mut refresh);
+        let failure = match sent.await {
             Ok(Sent::Late(late)) => {
                 return Ok(exchange(EventReader::late(late), RateLimitHeaders::default(), record));
             }
@@ -299,9 +302,10 @@ async fn send_once(
     stream: bool,
     window: Duration,
     window_end: &mut Option<Instant>,
+    refresh: &mut RefreshBudget,
 ) -> Result<Sent, UpstreamFailure> {
     let timeouts = &state.config.timeouts;
-    let mut auth = state.pool.authorization(account, None).await.map_err(UpstreamFailure::Credentials)?;
+    let mut auth = state.pool.authorization(account, None, refresh).await.map_err(UpstreamFailure::Credentials)?;
     let mut refreshed = false;
     loop {
         let sent_at = Instant::now();
@@ -343,7 +347,7 @@ async fn send_once(
         info!(account = %account.id, "upstream said 401; refreshing the token once");
         refreshed = true;
         let refused = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
-        auth = state.pool.authorization(account, Some(refused)).await.map_err(UpstreamFailure::Credentials)?;
+        auth = state.pool.authorization(account, Some(refused), refresh).await.map_err(UpstreamFailure::Credentials)?;
     }
 }
 

@@ -21,7 +21,7 @@ use dialects::{ErrorKind, GatewayError, UpstreamFailure};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
-use crate::accounts::{Account, LeaseError};
+use crate::accounts::{Account, LeaseError, RefreshBudget};
 use crate::auth::now_unix;
 use crate::relay::exchange::session_uuid;
 use crate::server::errors::{Shape, body_error, error_response};
@@ -125,7 +125,8 @@ async fn send(
     ctx: &CallContext,
 ) -> Result<(StatusCode, HeaderMap, Bytes), UpstreamFailure> {
     let timeouts = &state.config.timeouts;
-    let mut auth = state.pool.authorization(account, None).await.map_err(UpstreamFailure::Credentials)?;
+    let mut refresh = RefreshBudget::default();
+    let mut auth = state.pool.authorization(account, None, &mut refresh).await.map_err(UpstreamFailure::Credentials)?;
     let mut refreshed = false;
     loop {
         let sending = state.upstream.compact(account, auth.clone(), body.clone(), ctx);
@@ -144,7 +145,11 @@ async fn send(
             UpstreamFailure::Refused(Refusal { reason: Reason::Unauthorized, .. }) if !refreshed => {
                 refreshed = true;
                 let refused = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
-                auth = state.pool.authorization(account, Some(refused)).await.map_err(UpstreamFailure::Credentials)?;
+                auth = state
+                    .pool
+                    .authorization(account, Some(refused), &mut refresh)
+                    .await
+                    .map_err(UpstreamFailure::Credentials)?;
             }
             _ => return Err(failure),
         }
