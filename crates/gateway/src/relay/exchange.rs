@@ -22,7 +22,7 @@ use crate::server::{AppState, request_id};
 use crate::store::AccountKind;
 use crate::upstream::identity;
 use crate::upstream::ratelimits::RateLimitHeaders;
-use crate::upstream::{BodyStream, CallContext, UpstreamResponse, classify};
+use crate::upstream::{BodyStream, CallContext, IntoFailure, UpstreamResponse, classify};
 
 /// An upstream response ready to be read, plus what the encoders need to know.
 pub struct Exchange {

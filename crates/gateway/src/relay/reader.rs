@@ -16,7 +16,7 @@ use tracing::debug;
 
 use crate::prefetch;
 use crate::relay::exchange;
-use crate::upstream::{BodyStream, Plain, TransportError, UpstreamResponse};
+use crate::upstream::{BodyStream, IntoFailure, Plain, TransportError, UpstreamResponse};
 
 /// An upstream request whose response headers had not arrived when the client's status line had to go out
 /// (the peek window, see `exchange::open`): the response body waits for them, sending keepalives meanwhile.

@@ -27,7 +27,7 @@ use crate::relay::exchange::session_uuid;
 use crate::server::errors::{Shape, body_error, error_response};
 use crate::server::{AppState, request_id};
 use crate::upstream::ratelimits::RateLimitHeaders;
-use crate::upstream::{CallContext, UpstreamResponse, classify, identity};
+use crate::upstream::{CallContext, IntoFailure, UpstreamResponse, classify, identity};
 
 /// Largest compaction answer read (the compacted history of a long conversation).
 const MAX_ANSWER: usize = 32 * 1024 * 1024;

@@ -143,7 +143,7 @@ impl Upstream {
             if let Some((ws, session)) = ws {
                 // Boxed: the WebSocket send is ~2.7 KB, twice the HTTP one, and every request's future waiting for
                 // its response headers would otherwise carry room for it (thousands at once, bench/notes.md).
-                match Box::pin(ws.send(&account, headers.clone(), &body, session.as_deref())).await {
+                match Box::pin(ws.send(super::owner(&account), headers.clone(), &body, session.as_deref())).await {
                     super::ws_pool::Outcome::Answer(answer) => return answer,
                     super::ws_pool::Outcome::UseSse => {}
                 }
@@ -213,7 +213,7 @@ impl Upstream {
             // Never leased (its status is `unrecognized`); refused rather than sent anywhere.
             AccountKind::Unrecognized => {
                 return Err(TransportError::described(
-                    dialects::failure::TransportKind::Other,
+                    super::transport::TransportKind::Other,
                     "the account's kind is unknown to this build",
                 ));
             }
@@ -228,7 +228,7 @@ impl Upstream {
         };
         let Some((url, uri)) = &url.parsed else {
             return Err(TransportError::described(
-                dialects::failure::TransportKind::Other,
+                super::transport::TransportKind::Other,
                 "the configured upstream URL is not a valid URL",
             ));
         };

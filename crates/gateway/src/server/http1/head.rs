@@ -4,7 +4,7 @@
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, request};
 
-use crate::http_head::{copy_head, slice_of};
+use upstream_transport::head::{copy_head, slice_of};
 
 /// Headers a request may carry on this path; more is hyper's to answer (its limit is 100, then 431).
 const MAX_HEADERS: usize = 100;

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode, Uri};
 use bytes::Bytes;
+use http::{HeaderMap, StatusCode, Uri};
 
 use super::connection::STREAM_WINDOW;
-use crate::upstream::transport::{Direct, TransportError, UpstreamResponse};
+use crate::{Direct, TransportError, UpstreamResponse};
 
 pub(super) type H2cConnection = h2::server::Connection<tokio::net::TcpStream, Bytes>;
 
@@ -46,14 +46,14 @@ where
 
 /// Answer a stream `200` with the body `ok`.
 pub(super) fn answer_ok(mut respond: h2::server::SendResponse<Bytes>) {
-    if let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) {
+    if let Ok(mut body) = respond.send_response(http::Response::new(()), false) {
         let _ = body.send_data(Bytes::from_static(b"ok"), true);
     }
 }
 
 /// The transport speaking h2c, and a Responses URI on `port`.
 pub(super) fn h2c_target(port: u16) -> (Direct, Uri) {
-    let tls = crate::upstream::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
+    let tls = crate::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
     let uri = format!("http://127.0.0.1:{port}/responses").parse().unwrap_or_else(|e| panic!("{e}"));
     (Direct::new(tls, true), uri)
 }
@@ -204,7 +204,7 @@ async fn http2_frames_come_out_as_they_came() {
     use futures_util::StreamExt;
     let port = h2c_server(|mut conn: H2cConnection| async move {
         while let Some(Ok((_request, mut respond))) = conn.accept().await {
-            if let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) {
+            if let Ok(mut body) = respond.send_response(http::Response::new(()), false) {
                 for i in 0..3 {
                     let _ = body.send_data(Bytes::from(format!("data: {i}\n\n")), i == 2);
                 }
@@ -232,7 +232,7 @@ async fn http2_body_gives_its_window_back_as_it_is_read() {
     const TOTAL: usize = 2 * STREAM_WINDOW as usize + 1024;
     let port = h2c_server(|mut conn: H2cConnection| async move {
         while let Some(Ok((_request, mut respond))) = conn.accept().await {
-            if let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) {
+            if let Ok(mut body) = respond.send_response(http::Response::new(()), false) {
                 tokio::spawn(async move {
                     let mut sent = 0;
                     while sent < TOTAL {
@@ -279,7 +279,7 @@ async fn late_end_h2_server() -> (u16, Arc<AtomicUsize>) {
         counted.fetch_add(1, Ordering::SeqCst);
         async move {
             while let Some(Ok((_request, mut respond))) = conn.accept().await {
-                if let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) {
+                if let Ok(mut body) = respond.send_response(http::Response::new(()), false) {
                     let _ = body.send_data(Bytes::from_static(b"ok"), false);
                     tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_millis(1)).await;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use http::{HeaderMap, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::tests::{H2cConnection, answer_ok, h2c_server, h2c_server_with, h2c_target, post_h2c};
@@ -218,7 +218,7 @@ async fn streams_above_a_goaways_last_stream_are_sent_again() {
         tokio::spawn(async move {
             let mut response = direct.post(uri, HeaderMap::new(), Bytes::from_static(b"{}")).await?;
             let data = response.body.next().await.and_then(Result::ok);
-            Ok::<_, crate::upstream::TransportError>((response.status, data))
+            Ok::<_, crate::TransportError>((response.status, data))
         })
     });
     for send in futures_util::future::join_all(sends).await {
@@ -241,7 +241,7 @@ async fn unread_small_data_frames_do_not_close_the_connection() {
         counted.fetch_add(1, Ordering::SeqCst);
         async move {
             while let Some(Ok((_request, mut respond))) = conn.accept().await {
-                if let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) {
+                if let Ok(mut body) = respond.send_response(http::Response::new(()), false) {
                     for i in 0..FRAMES {
                         let _ = body.send_data(Bytes::from(vec![b'x'; 150]), i == FRAMES - 1);
                     }
@@ -281,7 +281,7 @@ async fn late_ending_server(end_after: Option<Duration>) -> (u16, Arc<AtomicUsiz
         let counted = counted.clone();
         async move {
             while let Some(Ok((_request, mut respond))) = conn.accept().await {
-                let Ok(mut body) = respond.send_response(axum::http::Response::new(()), false) else { continue };
+                let Ok(mut body) = respond.send_response(http::Response::new(()), false) else { continue };
                 let _ = body.send_data(Bytes::from_static(b"data: {\"type\":\"response.completed\"}\n\n"), false);
                 let counted = counted.clone();
                 tokio::spawn(async move {
@@ -327,7 +327,7 @@ async fn answered_streams_end_cleanly_and_abandoned_ones_are_reset_and_counted()
                 if answered {
                     response.body.as_mut().answered();
                 }
-                Ok::<_, crate::upstream::TransportError>(())
+                Ok::<_, crate::TransportError>(())
             }
         }))
     };

@@ -1,6 +1,6 @@
 //! A response body on an h2 stream: DATA payloads as they came (one event each from the real backend), the
 //! window given back a burst at a time, and a clean end. A body dropped once its answer was complete (the
-//! terminal event was read: [`crate::upstream::Body::answered`]) is read on to its END_STREAM for up to
+//! terminal event was read: [`crate::Body::answered`]) is read on to its END_STREAM for up to
 //! [`DRAIN`] on a task of its own; only one dropped before that (the client left, a deadline passed), or still
 //! open after it, is reset (RST_STREAM CANCEL), and each such reset is counted ([`resets_sent`]). Servers'
 //! rapid-reset protections count resets, so a gateway that cancelled every stream it had its answer from looked
@@ -15,7 +15,7 @@ use bytes::Bytes;
 use h2::RecvStream;
 
 use super::Slot;
-use crate::upstream::transport::{Body as UpstreamBody, TransportError};
+use crate::{Body as UpstreamBody, TransportError};
 
 /// How long a complete answer's stream is read on for its END_STREAM before it is reset.
 pub(super) const DRAIN: Duration = Duration::from_secs(2);

@@ -20,18 +20,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tower::Service;
 
 use super::chunked::Framing;
-use super::transport::{
+use crate::head::{copy_head, slice_of};
+use crate::{
     Body as UpstreamBody, CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse,
 };
-use crate::http_head::{copy_head, slice_of};
 
 /// Largest response head accepted: hyper's client's (its read buffer's largest size, 8 KB + 100 x 4 KB).
 const MAX_HEAD: usize = 8192 + 4096 * 100;
@@ -208,10 +208,9 @@ impl Http1Connections {
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(result) => result,
-            Err(_) => Err(TransportError::described(
-                dialects::failure::TransportKind::Timeout,
-                "connecting to the upstream timed out",
-            )),
+            Err(_) => {
+                Err(TransportError::described(crate::TransportKind::Timeout, "connecting to the upstream timed out"))
+            }
         }
     }
 }
@@ -660,7 +659,7 @@ mod tests {
             last = Some(item);
         }
         let err = last.and_then(Result::err).unwrap_or_else(|| panic!("a cut body ended cleanly"));
-        assert_eq!(err.kind(), dialects::failure::TransportKind::Reset, "{err}");
+        assert_eq!(err.kind(), crate::TransportKind::Reset, "{err}");
     }
 
     /// How a head decides the body's framing and whether the connection can carry another request.

@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
 use bytes::Bytes;
 use h2::client::SendRequest;
+use http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower::Service;
 
@@ -36,7 +36,7 @@ mod wire_tests;
 pub use body::resets_sent;
 use connection::{End, Shared};
 
-use super::transport::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, TransportError, UpstreamResponse};
+use crate::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, TransportError, UpstreamResponse};
 
 /// Connections to one origin; past this, requests wait for a stream on the least busy one.
 const MAX_CONNECTIONS_PER_ORIGIN: usize = 16;
@@ -244,7 +244,7 @@ impl Http2Connections {
             };
             if !shared.settled().await {
                 return Err(TransportError::described(
-                    dialects::failure::TransportKind::Reset,
+                    crate::TransportKind::Reset,
                     "the upstream closed the HTTP/2 connection before its SETTINGS",
                 ));
             }
@@ -252,10 +252,9 @@ impl Http2Connections {
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(result) => result,
-            Err(_) => Err(TransportError::described(
-                dialects::failure::TransportKind::Timeout,
-                "connecting to the upstream timed out",
-            )),
+            Err(_) => {
+                Err(TransportError::described(crate::TransportKind::Timeout, "connecting to the upstream timed out"))
+            }
         }
     }
 }
@@ -318,7 +317,7 @@ async fn send(
         Ok(response) => {
             pending.disarm();
             let (parts, recv) = response.into_parts();
-            let body: super::transport::BodyStream = Box::pin(body::Body::new(recv, slot));
+            let body: crate::BodyStream = Box::pin(body::Body::new(recv, slot));
             Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body })
         }
         Err(error) => {
