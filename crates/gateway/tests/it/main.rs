@@ -15,6 +15,7 @@ mod failure;
 mod fuzz_http;
 mod gemini;
 mod huge_pages;
+mod interop;
 mod keys;
 mod login;
 mod metrics;
