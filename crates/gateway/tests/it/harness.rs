@@ -72,6 +72,20 @@ pub fn scenario(v: Value) -> Scenario {
     serde_json::from_value(v).unwrap_or_else(|e| panic!("bad scenario: {e}"))
 }
 
+/// A new fake account, put into the gateway store `store` (tests that run the gateway binary on a data directory).
+pub fn store_account(fake: &FakeCodex, store: &codex_gateway::store::Store) -> AccountCreds {
+    let c = fake.add_account(AccountSpec::default());
+    let tokens = codex_gateway::auth::Tokens {
+        id_token: c.id_token.clone(),
+        access_token: c.access_token.clone(),
+        refresh_token: c.refresh_token.clone(),
+        account_id: c.account_id.clone(),
+        last_refresh: codex_gateway::auth::now_unix(),
+    };
+    store.upsert_account(&codex_gateway::accounts::stored_from_tokens(tokens, None)).unwrap_or_else(|e| panic!("{e}"));
+    c
+}
+
 pub fn write_auth_json(path: &std::path::Path, c: &AccountCreds) {
     let body = serde_json::json!({
         "OPENAI_API_KEY": null,

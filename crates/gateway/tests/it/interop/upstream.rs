@@ -6,14 +6,13 @@
 //! anything is asserted).
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use fake_codex::{AccountSpec, FakeCodex, FakeConfig};
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt;
 
 use super::servers::{Dir, EXTRA_HEADERS, IDLE_SECS, Kind, STREAM_LIMIT, Server};
+use crate::crash::Gateway;
 use crate::harness::scenario;
 
 /// Requests of the burst: eight times the stream limit, so a fresh gateway needs several connections.
@@ -25,56 +24,16 @@ const SLOW_TEXT: &str = "one two three four";
 /// The text of every answer of the SSE origin served by hypercorn (`sse_origin.py`).
 const HYPERCORN_TEXT: &str = "Hello from hypercorn.";
 
-struct Gateway {
-    _child: tokio::process::Child,
-    base: String,
-}
-
-/// The gateway as its own process, its upstream the server at `upstream` (trusting `cert`), its OAuth and usage
-/// calls going straight to the fake, one account in its store.
+/// The gateway as its own process (`CODEX_GATEWAY_INTEROP_BIN`, or this build), its upstream the server at
+/// `upstream` (trusting `cert`), its OAuth and usage calls going straight to the fake, one account in its store.
 async fn gateway(fake: &FakeCodex, upstream: &str, cert: &Path, dir: &Dir) -> Gateway {
-    let creds = fake.add_account(AccountSpec::default());
-    let tokens = codex_gateway::auth::Tokens {
-        id_token: creds.id_token,
-        access_token: creds.access_token,
-        refresh_token: creds.refresh_token,
-        account_id: creds.account_id,
-        last_refresh: codex_gateway::auth::now_unix(),
-    };
     let store = codex_gateway::store::Store::open(&dir.0.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
-    store.upsert_account(&codex_gateway::accounts::stored_from_tokens(tokens, None)).unwrap_or_else(|e| panic!("{e}"));
+    crate::harness::store_account(fake, &store);
     drop(store);
-    let bin = std::env::var("CODEX_GATEWAY_INTEROP_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_codex-gateway").into());
-    let mut child = tokio::process::Command::new(bin)
-        .args(["serve", "--port", "0"])
-        .env("HOME", &dir.0)
-        .env("CODEX_HOME", dir.0.join("no-codex-home"))
-        .env("CODEX_GATEWAY_DATA_DIR", dir.0.join("data"))
-        .env("CODEX_GATEWAY_UPSTREAM_BASE_URL", upstream)
-        .env("CODEX_GATEWAY_CA_BUNDLE", cert)
-        .env("CODEX_GATEWAY_CHATGPT_BASE_URL", fake.chatgpt_base_url())
-        .env("CODEX_GATEWAY_AUTH_ISSUER", fake.issuer())
-        .env("RUST_LOG", "warn")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("CODEX_GATEWAY_API_KEY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("ALL_PROXY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn gateway: {e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .unwrap_or_else(|_| panic!("gateway did not start"))
-        .unwrap_or_default()
-        .unwrap_or_default();
-    let base = line.rsplit(' ').next().unwrap_or_default().to_string();
-    assert!(base.starts_with("http://127.0.0.1:"), "unexpected first line: {line}");
-    Gateway { _child: child, base }
+    let bin = std::env::var_os("CODEX_GATEWAY_INTEROP_BIN");
+    let bin = bin.as_deref().unwrap_or(env!("CARGO_BIN_EXE_codex-gateway").as_ref());
+    let env = [("CODEX_GATEWAY_UPSTREAM_BASE_URL", upstream.as_ref()), ("CODEX_GATEWAY_CA_BUNDLE", cert.as_os_str())];
+    crate::crash::spawn(bin, fake, &dir.0, &env).await
 }
 
 /// What one chat completion came to: its text, or what the client saw instead.
