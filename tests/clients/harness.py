@@ -19,6 +19,7 @@ import json
 import os
 import queue
 import signal
+import ssl
 import subprocess
 import threading
 import time
@@ -110,7 +111,8 @@ class HttpResult:
 
 
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
-         timeout: float = 30) -> HttpResult:
+         timeout: float = 30, cafile: Path | None = None) -> HttpResult:
+    """One request to 127.0.0.1; `cafile` is the root to trust for an https URL (a TLS fake's certificate)."""
     host = urllib.parse.urlsplit(url).hostname
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError(f"tests only talk to loopback, not {url}")
@@ -120,8 +122,12 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         hdrs.setdefault("Content-Type", "application/json")
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    opener = _OPENER
+    if cafile is not None:
+        context = ssl.create_default_context(cafile=str(cafile))
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
     try:
-        with _OPENER.open(req, timeout=timeout) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             return HttpResult(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read())
     except urllib.error.HTTPError as e:
         return HttpResult(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())
@@ -262,24 +268,29 @@ class Fake:
 
     PREFIX = "fake-codex listening on "
 
-    def __init__(self, proc: Proc, url: str):
+    def __init__(self, proc: Proc, url: str, ca: Path | None = None):
         self.proc = proc
         self.url = url
+        # The certificate to trust when the fake serves TLS (`tls=True`).
+        self.ca = ca
         self.accounts: list[tuple[str, str]] = []  # (account id, email) from the startup lines
 
     @classmethod
     def start(cls, work: Path, accounts: int = 1, auth_json: Path | None = None,
-              extra_args: list[str] | None = None) -> "Fake":
+              extra_args: list[str] | None = None, tls: bool = False) -> "Fake":
         argv = [str(binary("fake-codex")), "--port", "0", "--accounts", str(accounts)]
         if auth_json is not None:
             argv += ["--write-auth-json", str(auth_json)]
+        ca = work / "fake-ca.pem" if tls else None
+        if ca is not None:
+            argv += ["--tls", "--tls-ca-out", str(ca)]
         argv += extra_args or []
         proc = Proc("fake-codex", argv, child_env({"RUST_LOG": "info"}), work / "fake-codex.log", work)
         try:
             first = proc.next_line(STARTUP_TIMEOUT)
             if not first.startswith(cls.PREFIX):
                 raise RuntimeError(f"fake-codex: first stdout line was {first!r}\n{proc.describe()}")
-            fake = cls(proc, _address(first, cls.PREFIX))
+            fake = cls(proc, _address(first, cls.PREFIX), ca)
             for _ in range(max(accounts, 1 if auth_json else 0)):
                 line = proc.next_line(STARTUP_TIMEOUT)
                 parts = line.split()
@@ -293,7 +304,7 @@ class Fake:
             raise
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
-        r = http(method, self.url + path, body)
+        r = http(method, self.url + path, body, cafile=self.ca)
         if r.status >= 300:
             raise RuntimeError(f"fake-codex {method} {path} -> {r.status}: {r.text}")
         return r.json() if r.body.strip() else None

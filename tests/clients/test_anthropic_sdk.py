@@ -76,7 +76,9 @@ def test_create_non_stream(client, fake):
     assert msg._request_id, "request-id header"
     body = fake.response_bodies()[-1]
     assert body["model"] == "gpt-5.4"
-    assert body["instructions"] == "be brief"
+    # The system text goes upstream as the official client sends its instructions: the first developer message.
+    assert "instructions" not in body
+    assert body["input"][0]["role"] == "developer" and body["input"][0]["content"][0]["text"] == "be brief"
 
 
 def test_stream_text_and_final_message(client, fake):

@@ -11,6 +11,7 @@ a reply, or a scenario is queued.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -102,9 +103,15 @@ def test_plain_answer(tmp_path, gateway, fake):
     body = reqs[0]["body"]
     assert body["model"] == "gpt-5.4"
     assert "say cc-plain-5150" in all_text(body)
-    assert isinstance(body.get("instructions"), str) and body["instructions"], "system blocks -> instructions"
-    assert "x-anthropic-billing-header" not in body["instructions"]
-    assert str(body.get("prompt_cache_key", "")).startswith("cc-"), "keyed by X-Claude-Code-Session-Id"
+    # System blocks go upstream as the official client sends its instructions: the first developer message.
+    assert "instructions" not in body
+    first = body["input"][0]
+    assert first["role"] == "developer" and first["content"][0]["text"], "system blocks -> the first developer message"
+    assert "x-anthropic-billing-header" not in json.dumps(first)
+    # Keyed by X-Claude-Code-Session-Id, sent as the official client's thread id: a UUID, in the session header too.
+    key = str(body.get("prompt_cache_key", ""))
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", key), key
+    assert harness.header(reqs[0], "session-id") == key
     assert body["reasoning"].get("summary") == "auto", "adaptive thinking shows thinking blocks"
     roles = {i.get("role") for i in body["input"] if i.get("type") == "message"}
     assert "system" not in roles, "role:system messages go upstream as developer messages"

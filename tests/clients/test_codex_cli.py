@@ -99,7 +99,9 @@ def test_codex_exec_plain_answer(tmp_path, gateway, fake):
     body = reqs[0]["body"]
     assert body["model"] == "gpt-5.4"
     assert body["stream"] is True and body["store"] is False
-    assert isinstance(body.get("instructions"), str), "the upstream needs top-level instructions"
+    # As the official client sends it: no top-level instructions, its base instructions a developer message.
+    assert "instructions" not in body
+    assert body["input"][0]["role"] == "developer"
 
 
 def _exec_tool(tools: list[dict]) -> tuple[str, dict]:

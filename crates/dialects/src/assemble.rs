@@ -8,15 +8,50 @@ use crate::error::GatewayError;
 use crate::outcome::Finish;
 use crate::responses::event::{DoneItem, Event, ItemStart, Usage};
 
+/// What separates two messages of one answer in a dialect that carries its text as one string (Chat `content`,
+/// Ollama `content`; Gemini's text parts, which clients join): a blank line, so a commentary message and the final
+/// answer do not run together (`...with links.Here are a few...`).
+pub const MESSAGE_SEPARATOR: &str = "\n\n";
+
+/// The MIME type of an image the backend made, from its `output_format` (`png`, `jpeg`, `webp`).
+pub fn image_mime(output_format: &str) -> String {
+    match output_format {
+        "png" | "jpeg" | "webp" | "gif" => format!("image/{output_format}"),
+        "jpg" => "image/jpeg".into(),
+        _ => "application/octet-stream".into(),
+    }
+}
+
 /// One output item of the finished response, in output order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutputItem {
     Text(String),
     Refusal(String),
-    Reasoning { id: String, summary: String, encrypted_content: Option<String> },
-    FunctionCall { call_id: String, name: String, arguments: String },
-    CustomToolCall { call_id: String, name: String, input: String },
-    WebSearch { id: String, query: Option<String>, sources: Vec<serde_json::Value> },
+    Reasoning {
+        id: String,
+        summary: String,
+        encrypted_content: Option<String>,
+    },
+    FunctionCall {
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
+    CustomToolCall {
+        call_id: String,
+        name: String,
+        input: String,
+    },
+    WebSearch {
+        id: String,
+        query: Option<String>,
+        sources: Vec<serde_json::Value>,
+    },
+    /// An image the hosted `image_generation` tool made: base64 data and its MIME type.
+    Image {
+        b64: String,
+        mime: String,
+    },
 }
 
 /// A response assembled from events.
@@ -120,7 +155,12 @@ impl Collected {
                 if let Some(u) = usage {
                     self.usage = u;
                 }
-                let had_calls = self.items.iter().any(|i| matches!(i, OutputItem::FunctionCall { .. }));
+                // A custom tool call is a tool call too: a stream says so with every call it sends
+                // (`finish_reason: "tool_calls"`), and a whole answer must end the same way.
+                let had_calls = self
+                    .items
+                    .iter()
+                    .any(|i| matches!(i, OutputItem::FunctionCall { .. } | OutputItem::CustomToolCall { .. }));
                 self.finish = Some(Finish::from_terminal(&terminal, had_calls));
             }
             Event::Failed(refusal) => {
@@ -156,6 +196,12 @@ impl Collected {
             DoneItem::WebSearchCall { id, query, sources } => {
                 (id.clone(), OutputItem::WebSearch { id, query, sources })
             }
+            DoneItem::ImageGeneration { id, result, output_format } => {
+                if result.is_empty() {
+                    return;
+                }
+                (id, OutputItem::Image { b64: result, mime: image_mime(&output_format) })
+            }
             DoneItem::Other { .. } => return,
         };
         let slot_value = value.clone();
@@ -164,15 +210,30 @@ impl Collected {
         }
     }
 
-    /// The concatenated visible text of all message items.
+    /// The visible text of all message items, for dialects that carry an answer's text as one string: the
+    /// messages of one answer (a commentary message, then the final answer) are separated by a blank line, as the
+    /// streams of those dialects separate them ([`MESSAGE_SEPARATOR`]).
     pub fn text(&self) -> String {
         let mut out = String::new();
         for item in &self.items {
-            if let OutputItem::Text(t) = item {
+            if let OutputItem::Text(t) = item
+                && !t.is_empty()
+            {
+                if !out.is_empty() {
+                    out.push_str(MESSAGE_SEPARATOR);
+                }
                 out.push_str(t);
             }
         }
         out
+    }
+
+    /// The generated images, in output order: (base64 data, MIME type).
+    pub fn images(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.items.iter().filter_map(|i| match i {
+            OutputItem::Image { b64, mime } => Some((b64.as_str(), mime.as_str())),
+            _ => None,
+        })
     }
 
     /// The concatenated reasoning summaries.

@@ -6,11 +6,13 @@
 
 pub mod anthropic;
 pub mod assemble;
+pub mod chain;
 pub mod chat;
 pub mod encoder;
 pub mod error;
 pub mod failure;
 pub mod gemini;
+pub mod images;
 pub mod json;
 pub mod limits;
 pub mod models;
@@ -20,6 +22,9 @@ pub mod reasoning_ref;
 pub mod responses;
 pub mod sse;
 pub mod upstream;
+
+#[cfg(test)]
+mod answer_tests;
 
 pub use error::{ErrorKind, GatewayError};
 pub use failure::UpstreamFailure;

@@ -33,9 +33,6 @@ impl UpstreamRequest {
         self.body.insert("model".into(), Value::String(self.model.slug.clone()));
         self.body.insert("store".into(), Value::Bool(false));
         self.body.insert("stream".into(), Value::Bool(true));
-        if !matches!(self.body.get("instructions"), Some(Value::String(_))) {
-            self.body.insert("instructions".into(), Value::String(String::new()));
-        }
         if self.model.fast {
             self.body.insert("service_tier".into(), Value::String("priority".into()));
         }
@@ -49,6 +46,29 @@ impl UpstreamRequest {
         }
         let key = self.conversation_key.clone().unwrap_or_else(|| stable_prefix_key(&self.body));
         self.body.insert("prompt_cache_key".into(), Value::String(key));
+        instructions_as_developer_message(&mut self.body);
+    }
+}
+
+/// The official client (0.169) sends no `instructions`: its base instructions are the input's first item, a
+/// developer message. A body's instructions are moved there, so every dialect's request has the official client's
+/// shape (an empty one is dropped).
+fn instructions_as_developer_message(body: &mut Map<String, Value>) {
+    let text = match body.remove("instructions") {
+        Some(Value::String(text)) if !text.is_empty() => text,
+        Some(_) | None => return,
+    };
+    let first = developer_message(&text);
+    match body.get_mut("input") {
+        Some(Value::Array(items)) => items.insert(0, first),
+        Some(Value::String(user)) => {
+            let user =
+                serde_json::json!({"type":"message","role":"user","content":[{"type":"input_text","text":user}]});
+            body.insert("input".into(), Value::Array(vec![first, user]));
+        }
+        Some(_) | None => {
+            body.insert("input".into(), Value::Array(vec![first]));
+        }
     }
 }
 
@@ -106,10 +126,28 @@ mod tests {
         assert_eq!(r.body["model"], "gpt-5.4");
         assert_eq!(r.body["store"], false);
         assert_eq!(r.body["stream"], true);
-        assert_eq!(r.body["instructions"], "");
+        assert!(r.body.get("instructions").is_none(), "the official client sends none");
         assert_eq!(r.body["service_tier"], "priority");
         assert_eq!(r.body["reasoning"]["effort"], "high");
         assert!(r.body["prompt_cache_key"].as_str().is_some_and(|k| k.starts_with("gw-")));
+    }
+
+    #[test]
+    fn instructions_become_the_first_developer_message_as_the_official_client_sends_them() {
+        let mut r = req(json!({"instructions": "be brief", "input": [{"role":"user","content":"hi"}]}));
+        r.finalize(None);
+        assert!(r.body.get("instructions").is_none());
+        assert_eq!(r.body["input"][0], developer_message("be brief"));
+        assert_eq!(r.body["input"][1]["content"], "hi");
+        let mut bare = req(json!({"instructions": "sys", "input": "hello"}));
+        bare.finalize(None);
+        assert_eq!(bare.body["input"][0], developer_message("sys"));
+        assert_eq!(bare.body["input"][1]["content"][0]["text"], "hello");
+        let mut empty = req(json!({"instructions": "", "input": [{"role":"user","content":"hi"}]}));
+        let key_before = stable_prefix_key(&empty.body);
+        empty.finalize(None);
+        assert_eq!(empty.body["input"].as_array().map(Vec::len), Some(1));
+        assert_eq!(empty.body["prompt_cache_key"], key_before.as_str(), "the key is taken before the move");
     }
 
     #[test]

@@ -117,11 +117,25 @@ const EFFORTS: &[(&str, &str)] = &[
     ("xhigh", "Extra high reasoning depth for complex problems"),
 ];
 
-/// One Codex catalog entry.
+/// The base instructions every entry carries (the official client refuses an entry without them, "missing both
+/// `base_instructions` and `model_messages.instructions_template`"). The fake's own words.
+const BASE_INSTRUCTIONS: &str = "You are a coding agent answering through fake-codex, a test double of the \
+Codex backend. Keep answers short, use the tools you are given when the task needs them, and say when you are done.";
+
+/// One Codex catalog entry, with every field the official client requires to read the catalog (codex-rs
+/// `protocol/src/openai_models.rs` `ModelInfo`: slug, display_name, supported_reasoning_levels, shell_type,
+/// visibility, supported_in_api, priority, support_verbosity, truncation_policy, experimental_supported_tools, and
+/// the instructions), the optional ones the real catalog sends (valued as in the official client's bundled
+/// catalog), and the fields only the backend reads (`minimal_client_version`, `prefer_websockets`).
 pub fn codex_entry(slug: &str) -> Value {
     let m = info(slug);
     let display = if m.slug == "custom" { slug.to_string() } else { m.display_name.to_string() };
-    let tiers: Vec<Value> = if m.priority_tier { vec![json!({"id": "priority", "name": "Fast"})] } else { vec![] };
+    let tiers: Vec<Value> = if m.priority_tier {
+        vec![json!({"id": "priority", "name": "Fast", "description": "Faster answers, more usage"})]
+    } else {
+        vec![]
+    };
+    let speed: Vec<&str> = if m.priority_tier { vec!["fast"] } else { vec![] };
     json!({
         "slug": slug,
         "display_name": display,
@@ -131,15 +145,33 @@ pub fn codex_entry(slug: &str) -> Value {
             .map(|(e, d)| json!({"effort": e, "description": d}))
             .collect::<Vec<_>>(),
         "default_reasoning_level": "medium",
+        "default_reasoning_summary": "none",
+        "supports_reasoning_summaries": true,
+        "supports_reasoning_summary_parameter": true,
         "context_window": m.context_window,
+        "max_context_window": m.context_window,
+        "auto_compact_token_limit": null,
         "service_tiers": tiers,
+        "additional_speed_tiers": speed,
+        "default_service_tier": null,
         "visibility": "list",
         "supported_in_api": true,
         "priority": m.priority,
         "supports_parallel_tool_calls": true,
         "supports_reasoning_context": m.reasoning_context,
         "shell_type": "shell_command",
+        "apply_patch_tool_type": "freeform",
+        "web_search_tool_type": "text",
+        "support_verbosity": true,
+        "default_verbosity": "low",
+        "truncation_policy": {"mode": "tokens", "limit": 10000},
+        "experimental_supported_tools": [],
         "input_modalities": ["text", "image"],
+        "supports_image_detail_original": false,
+        "supports_search_tool": false,
+        "use_responses_lite": false,
+        "tool_mode": null,
+        "base_instructions": BASE_INSTRUCTIONS,
         // The oldest client the backend serves the model to (`versions.rs` enforces it; tests may raise it).
         "minimal_client_version": crate::versions::builtin_text(slug),
         // Whether the official client uses the Responses WebSocket for the model (`ws.rs` sets it where a test

@@ -31,6 +31,41 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_fake/token-endpoint", post(token_endpoint))
         .route("/_fake/catalog-endpoint", post(catalog_endpoint))
         .route("/_fake/models/{slug}/min-client-version", post(min_client_version))
+        .route("/_fake/models/{slug}/prefer-websockets", post(prefer_websockets))
+        .route("/_fake/websocket", post(websocket))
+}
+
+#[derive(Deserialize)]
+struct PreferBody {
+    prefer: bool,
+}
+
+/// The model's catalog entry says `prefer_websockets` (or no longer does).
+async fn prefer_websockets(State(shared): State<Arc<Shared>>, Path(slug): Path<String>, body: Bytes) -> Response {
+    match parse::<PreferBody>(&body, None) {
+        Ok(b) => {
+            shared.ws.set_preferred(&slug, b.prefer);
+            ok()
+        }
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebsocketBody {
+    /// Refuse every handshake with 426 (clients then use HTTP SSE).
+    refuse: bool,
+}
+
+async fn websocket(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse::<WebsocketBody>(&body, None) {
+        Ok(b) => {
+            shared.ws.set_refuse(b.refuse);
+            ok()
+        }
+        Err(r) => r,
+    }
 }
 
 #[derive(Deserialize)]

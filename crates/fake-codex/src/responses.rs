@@ -129,23 +129,31 @@ fn hang(hang_ms: Option<u64>, answer: Answer) -> Answer {
     }
 }
 
-fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
+/// Whether a ChatGPT account's Responses body would be served (validation, quota): the refusal the HTTP
+/// endpoint would give, or `None`. The WebSocket endpoint checks its warm-ups (`generate: false`) with this, which
+/// the backend completes without running the model.
+pub(crate) fn chatgpt_refusal(shared: &Arc<Shared>, account: &str, raw: &[u8]) -> Option<Response> {
+    admit(shared, &Caller::Account(account.to_string()), raw).err()
+}
+
+/// A body that passed validation and quota, and its caller's plan; else the refusal.
+fn admit(shared: &Arc<Shared>, caller: &Caller, raw: &[u8]) -> Result<(Value, String), Response> {
     let body: Value = match serde_json::from_slice(raw) {
         Ok(v) => v,
         Err(e) => {
-            return Answer::Now(render_reject(
-                &caller,
+            return Err(render_reject(
+                caller,
                 Reject { message: format!("Invalid JSON body: {e}"), param: None, code: None },
             ));
         }
     };
     let owner = caller.owner();
-    let (models, plan_type) = match &caller {
+    let (models, plan_type) = match caller {
         Caller::Account(a) => {
             let inner = shared.inner.lock();
             match inner.accounts.get(a) {
                 Some(acc) => (acc.models.clone(), acc.plan.clone()),
-                None => return Answer::Now(detail(StatusCode::UNAUTHORIZED, "Unauthorized")),
+                None => return Err(detail(StatusCode::UNAUTHORIZED, "Unauthorized")),
             }
         }
         Caller::ApiKey(_) => (catalog::MODELS.iter().map(|m| m.slug.to_string()).collect(), "api".to_string()),
@@ -160,27 +168,43 @@ fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
         priority_ok: &priority_ok,
     };
     if let Err(r) = validate(&body, &ctx) {
-        return Answer::Now(render_reject(&caller, r));
+        return Err(render_reject(caller, r));
     }
-    if let Some(account) = caller.account()
-        && let Some(q) = shared.quota(account)
-    {
-        let resets_at = match (q.primary_used >= 100.0, q.secondary_used >= 100.0) {
-            (false, false) => None,
-            (true, false) => Some(q.primary_reset_at),
-            (false, true) => Some(q.secondary_reset_at),
-            (true, true) => Some(q.primary_reset_at.max(q.secondary_reset_at)),
-        };
-        if let Some(at) = resets_at {
-            return Answer::Now(json_response(StatusCode::TOO_MANY_REQUESTS, usage_limit_body(&plan_type, at)));
-        }
+    if let Some(refusal) = caller.account().and_then(|a| exhausted(shared, a, &plan_type)) {
+        return Err(refusal);
     }
+    Ok((body, plan_type))
+}
+
+fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
+    let (body, plan_type) = match admit(shared, &caller, raw) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return Answer::Now(refusal),
+    };
     let scenario = shared.dequeue(caller.account()).unwrap_or_else(|| default_scenario(&body));
     if let Scenario::HangBeforeHeaders { ms, then } = scenario {
         let then = then.map(|t| *t).unwrap_or_else(|| default_scenario(&body));
         return hang(ms, answer(shared, &caller, &body, then, plan_type));
     }
     answer(shared, &caller, &body, scenario, plan_type)
+}
+
+/// The 429 `usage_limit_reached` of an account whose quota window is used up, if it is.
+pub(crate) fn exhausted(shared: &Shared, account: &str, plan_type: &str) -> Option<Response> {
+    let q = shared.quota(account)?;
+    let resets_at = match (q.primary_used >= 100.0, q.secondary_used >= 100.0) {
+        (false, false) => return None,
+        (true, false) => q.primary_reset_at,
+        (false, true) => q.secondary_reset_at,
+        (true, true) => q.primary_reset_at.max(q.secondary_reset_at),
+    };
+    Some(json_response(StatusCode::TOO_MANY_REQUESTS, usage_limit_body(plan_type, resets_at)))
+}
+
+/// A stream to send: built from a plan, or a recording's steps as they are (and whether it ends finished).
+enum Reply {
+    Planned(crate::sse::Plan),
+    Recorded(Vec<crate::sse::Step>, bool),
 }
 
 /// The answer to a request that passed validation and quota, for `scenario`.
@@ -203,8 +227,9 @@ fn answer(shared: &Arc<Shared>, caller: &Caller, body: &Value, scenario: Scenari
         plan_type: &plan_type,
         seal: &seal,
     };
-    let plan = match outcome(scenario, &rctx) {
-        Outcome::Stream(plan) => plan,
+    let reply = match outcome(scenario, &rctx) {
+        Outcome::Stream(plan) => Reply::Planned(plan),
+        Outcome::Replay { steps, finished } => Reply::Recorded(steps, finished),
         Outcome::HangingBody { status, body } => return Answer::Now(hanging_body(status, body)),
         Outcome::Http { status, body, content_type, headers, delay_ms } => {
             let mut resp = (
@@ -237,12 +262,18 @@ fn answer(shared: &Arc<Shared>, caller: &Caller, body: &Value, scenario: Scenari
         keepalive: shared.cfg.keepalive_events,
         framing: shared.cfg.framing,
     };
+    let (steps, finished) = match reply {
+        Reply::Planned(plan) => {
+            let finished = matches!(plan.ending, Ending::Completed | Ending::Incomplete(_));
+            (sse::build(&plan, &meta), finished)
+        }
+        Reply::Recorded(steps, finished) => (steps, finished),
+    };
     if let Some(account) = caller.account()
-        && matches!(plan.ending, Ending::Completed | Ending::Incomplete(_))
+        && finished
     {
         shared.charge(account);
     }
-    let steps = sse::build(&plan, &meta);
     let mut resp = Response::new(Body::new(crate::body::StepBody::new(shared, steps)));
     let h = resp.headers_mut();
     let mut put = |k: &'static str, v: String| {

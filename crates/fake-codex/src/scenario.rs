@@ -2,7 +2,7 @@
 //! stream [`Plan`] for `sse.rs`. Decides where reasoning items appear and whether they carry
 //! `encrypted_content`, following what the request asked for. Pure apart from the seal closure.
 
-use crate::sse::{Ending, Plan, PlanItem};
+use crate::sse::{Ending, Plan, PlanItem, Step};
 use crate::tokens::{now_secs, random_id};
 use crate::types::{End, ReplyItem, Scenario, ToolArgs};
 use serde_json::json;
@@ -38,6 +38,11 @@ pub enum Outcome {
         body: String,
     },
     Stream(Plan),
+    /// A recorded stream's steps as they are (`Scenario::Replay`), and whether it ends as a finished response.
+    Replay {
+        steps: Vec<Step>,
+        finished: bool,
+    },
 }
 
 fn http_json(status: u16, body: serde_json::Value) -> Outcome {
@@ -211,6 +216,10 @@ pub fn outcome(scenario: Scenario, ctx: &ReplyCtx<'_>) -> Outcome {
                 Outcome::Http { status, body, content_type, headers, delay_ms: delay_ms + ms }
             }
             hanging @ Outcome::HangingBody { .. } => hanging,
+            Outcome::Replay { mut steps, finished } => {
+                steps.insert(0, Step::Sleep(ms));
+                Outcome::Replay { steps, finished }
+            }
         },
         // Handled before a scenario gets here (`responses.rs`); played as its follow-up if nested.
         Scenario::HangBeforeHeaders { then, .. } => match then {
@@ -240,6 +249,10 @@ pub fn outcome(scenario: Scenario, ctx: &ReplyCtx<'_>) -> Outcome {
             let mut plan = text_plan(ctx, &text, d, false);
             plan.unknown_event = Some(event_type);
             Outcome::Stream(plan)
+        }
+        Scenario::Replay { sse } => {
+            let (steps, finished) = crate::replay::steps(&sse);
+            Outcome::Replay { steps, finished }
         }
         Scenario::Cloudflare => Outcome::Http {
             status: 403,

@@ -30,11 +30,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/backend-api/codex/responses", post(crate::responses::chatgpt_responses).get(crate::ws::chatgpt_ws))
         .route("/v1/responses", post(crate::responses::api_responses))
         .route("/backend-api/codex/responses/compact", post(crate::compact::chatgpt_compact))
+        .route("/backend-api/codex/images/generations", post(crate::images::generations))
+        .route("/backend-api/codex/images/edits", post(crate::images::edits))
         .route("/v1/responses/compact", post(crate::compact::api_compact))
         .route("/backend-api/codex/models", get(codex_models))
         .route("/v1/models", get(api_models))
         .route("/backend-api/wham/usage", get(usage))
         .merge(crate::oauth::routes())
+        .merge(crate::wham::routes())
         .merge(crate::control::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), record))
@@ -148,7 +151,8 @@ pub(crate) fn chatgpt_auth(shared: &Shared, headers: &HeaderMap) -> Result<Strin
     }
 }
 
-fn tag(mut r: Response, account: Option<String>) -> Response {
+/// `r`, marked with the account it was served for (the request log's `account_id`).
+pub(crate) fn tag(mut r: Response, account: Option<String>) -> Response {
     r.extensions_mut().insert(AuthedAccount(account));
     r
 }

@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 pub struct FakeConfig {
     /// Lifetime of issued access tokens (the JWT `exp` and the server-side check).
     pub access_token_ttl_secs: u64,
-    /// Reject requests without a string `instructions` ("Instructions are required").
+    /// Reject requests that carry no `instructions` at all, as older backends did ("Instructions are required").
+    /// Off by default: the official client (0.169) sends none. An explicit `null` is refused either way.
     pub require_instructions: bool,
     /// Number of `response.output_text.delta` events for default (unscripted) answers.
     pub default_deltas: usize,
@@ -47,7 +48,7 @@ impl Default for FakeConfig {
     fn default() -> Self {
         Self {
             access_token_ttl_secs: 3600,
-            require_instructions: true,
+            require_instructions: false,
             default_deltas: 4,
             default_delay_ms: 0,
             max_recorded: None,
@@ -410,6 +411,12 @@ pub enum Scenario {
         text: String,
         event_type: String,
     },
+    /// A recorded stream played back verbatim: `sse` is raw SSE text (`event:` / `data:` lines, events
+    /// separated by a blank line, as the backend sends it), each event written as its own frame (one HTTP chunk,
+    /// one WebSocket text frame) with nothing added, changed or reordered. A recording that ends without a
+    /// terminal event (`response.completed` / `.incomplete` / `.failed`, `error`) ends as a cut connection, as a
+    /// stream that stopped there would. The request is validated as for every scenario.
+    Replay { sse: String },
     /// Deltas of the given text regardless of the requested format.
     JsonText {
         text: String,

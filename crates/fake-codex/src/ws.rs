@@ -2,7 +2,8 @@
 //! it (codex-rs `codex-api/src/endpoint/responses_websocket.rs`): a handshake carrying the same credentials and
 //! headers as the HTTP endpoint plus `OpenAI-Beta: responses_websockets=2026-02-06`, then
 //! `{"type":"response.create", ...Responses body...}` text messages, each answered with the same events the SSE
-//! endpoint streams, one per text frame, preceded by a `codex.rate_limits` frame. An answer the HTTP endpoint
+//! endpoint streams, one per text frame, preceded by a `codex.rate_limits` frame and a `codex.response.metadata`
+//! frame and followed by a `responsesapi.websocket_timing` frame (the backend's own, not events). An answer the HTTP endpoint
 //! gives as an error status comes as the backend's wrapped error frame (`{"type":"error","status":429,
 //! "error":{...},"headers":{...}}`); the connection lives at most a configured time (60 minutes by default)
 //! and then ends with `websocket_connection_limit_reached`. A switch refuses the handshake with 426 (the
@@ -16,6 +17,7 @@ use crate::server::{chatgpt_auth, detail};
 use crate::state::Shared;
 use crate::tokens::now_ms;
 use crate::types::RecordedRequest;
+use crate::ws_chain::{self, Chain};
 use axum::body::to_bytes;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -135,6 +137,7 @@ fn handshake(shared: Arc<Shared>, headers: HeaderMap, upgrade: WebSocketUpgrade)
 /// ends (checked between answers, as the backend does).
 async fn serve(shared: Arc<Shared>, account: String, headers: HeaderMap, mut socket: WebSocket) {
     let end = tokio::time::Instant::now() + shared.ws.limit();
+    let mut chain = Chain::default();
     loop {
         let msg = tokio::select! {
             msg = socket.recv() => msg,
@@ -157,26 +160,38 @@ async fn serve(shared: Arc<Shared>, account: String, headers: HeaderMap, mut soc
             }
             Some(Ok(Message::Close(_)) | Err(_)) | None => return,
         };
-        if !answer(&shared, &account, &headers, text.as_str(), &mut socket).await {
+        if !answer(&shared, &account, &headers, text.as_str(), &mut chain, &mut socket).await {
             return;
         }
     }
 }
 
 /// Answer one message. `false` when the connection is to end (the client left, or the scenario cut it).
-async fn answer(shared: &Arc<Shared>, account: &str, headers: &HeaderMap, text: &str, socket: &mut WebSocket) -> bool {
-    let parsed: Option<Map<String, Value>> = serde_json::from_str(text).ok();
-    if let Some(m) = &parsed {
-        shared.ws.messages.lock().push(Value::Object(m.clone()));
+async fn answer(
+    shared: &Arc<Shared>,
+    account: &str,
+    headers: &HeaderMap,
+    text: &str,
+    chain: &mut Chain,
+    socket: &mut WebSocket,
+) -> bool {
+    if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) {
+        shared.ws.messages.lock().push(Value::Object(m));
     }
-    let mut body = match parsed {
-        Some(m) if m.get("type").and_then(Value::as_str) == Some("response.create") => m,
-        Some(_) | None => {
-            let frame = invalid("expected a JSON object with \"type\": \"response.create\"");
+    let (body, generate) = match chain.read(text) {
+        Ok(ws_chain::Message::Create { body, generate }) => (body, generate),
+        Ok(ws_chain::Message::Processed) => return true,
+        Err(refused) => {
+            chain.forget();
+            let frame = wrapped_error(400, refused.error(), Map::new());
             return socket.send(Message::Text(frame.to_string().into())).await.is_ok();
         }
     };
-    body.remove("type");
+    // Recorded as the client sent it (`previous_response_id` and only the new items, when it chains).
+    let mut sent: Map<String, Value> = serde_json::from_str(text).unwrap_or_default();
+    sent.remove("type");
+    let input: Vec<Value> = body.get("input").and_then(Value::as_array).cloned().unwrap_or_default();
+    let model = body.get("model").cloned().unwrap_or(Value::Null);
     let raw = Value::Object(body).to_string();
     let mut rec = RecordedRequest {
         seq: shared.next_seq(),
@@ -187,7 +202,7 @@ async fn answer(shared: &Arc<Shared>, account: &str, headers: &HeaderMap, text: 
             .iter()
             .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
-        body: serde_json::from_str(&raw).unwrap_or(Value::Null),
+        body: Value::Object(sent),
         account_id: Some(account.to_string()),
         status: 0,
         at_ms: now_ms(),
@@ -196,9 +211,26 @@ async fn answer(shared: &Arc<Shared>, account: &str, headers: &HeaderMap, text: 
     };
     // The handshake's access token is checked again for every message: one that expired since gets the 401
     // the HTTP endpoint gives (stricter than a check at the handshake alone).
-    let resp = match (chatgpt_auth(shared, headers), crate::versions::refuse(shared, headers, raw.as_bytes())) {
-        (Err(refusal), _) | (Ok(_), Some(refusal)) => refusal,
-        (Ok(_), None) => crate::responses::chatgpt_answer(shared, account.to_string(), raw.as_bytes()).await,
+    let refusal = match (chatgpt_auth(shared, headers), crate::versions::refuse(shared, headers, raw.as_bytes())) {
+        (Err(refusal), _) | (Ok(_), Some(refusal)) => Some(refusal),
+        (Ok(_), None) if !generate => crate::responses::chatgpt_refusal(shared, account, raw.as_bytes()),
+        (Ok(_), None) => None,
+    };
+    if refusal.is_none() && !generate {
+        rec.status = 200;
+        shared.record_request(rec);
+        let id = crate::tokens::random_id("resp_");
+        for event in ws_chain::warmup_events(&id, &model, crate::tokens::now_secs()) {
+            if socket.feed(Message::Text(event.to_string().into())).await.is_err() {
+                return false;
+            }
+        }
+        chain.completed(id, input, Vec::new());
+        return socket.flush().await.is_ok();
+    }
+    let resp = match refusal {
+        Some(refusal) => refusal,
+        None => crate::responses::chatgpt_answer(shared, account.to_string(), raw.as_bytes()).await,
     };
     rec.status = resp.status().as_u16();
     shared.record_request(rec);
@@ -219,12 +251,20 @@ async fn answer(shared: &Arc<Shared>, account: &str, headers: &HeaderMap, text: 
                 "message": parsed.get("detail").cloned().unwrap_or_else(|| String::from_utf8_lossy(&bytes).into()),
             }),
         };
+        chain.forget();
         let frame = wrapped_error(parts.status.as_u16(), error, limits);
         return socket.send(Message::Text(frame.to_string().into())).await.is_ok();
     }
     if let Some(frame) = rate_limits_frame(&limits)
         && socket.send(Message::Text(frame.to_string().into())).await.is_err()
     {
+        return false;
+    }
+    // The backend's own frames around every turn, which are not Responses events: the answer's metadata first,
+    // its timing after the terminal event (reported by users of other gateways; codex-rs reads neither as an
+    // event). A gateway must not pass them on to clients nor fail on them.
+    let started = now_ms();
+    if socket.send(Message::Text(metadata_frame(&parts.headers).to_string().into())).await.is_err() {
         return false;
     }
     // The SSE body, re-framed: each event's `data` is one text frame; comments (keepalives) have no frame.
@@ -234,6 +274,7 @@ async fn answer(shared: &Arc<Shared>, account: &str, headers: &HeaderMap, text: 
     // is woken. A paced stream is flushed at every event.
     let mut stream = body.into_data_stream();
     let mut pending: Vec<u8> = Vec::new();
+    let mut outcome = Outcome::default();
     loop {
         let chunk = match stream.next().now_or_never() {
             Some(chunk) => chunk,
@@ -261,12 +302,57 @@ async fn answer(shared: &Arc<Shared>, account: &str, headers: &HeaderMap, text: 
             if data.is_empty() {
                 continue;
             }
-            if socket.feed(Message::Text(data.join("\n").into())).await.is_err() {
+            let data = data.join("\n");
+            outcome.see(&data);
+            if socket.feed(Message::Text(data.into())).await.is_err() {
                 return false;
             }
         }
     }
-    socket.flush().await.is_ok()
+    match outcome.completed {
+        Some(id) => chain.completed(id, input, outcome.output),
+        None => chain.forget(),
+    }
+    let timing = json!({
+        "type": "responsesapi.websocket_timing",
+        "timing": {"engine_service_total_ms": now_ms().saturating_sub(started)},
+    });
+    socket.send(Message::Text(timing.to_string().into())).await.is_ok()
+}
+
+/// `codex.response.metadata`: the answer's own headers (`x-request-id`, `openai-model`, ...), as the backend
+/// reports them over the WebSocket.
+fn metadata_frame(h: &HeaderMap) -> Value {
+    let headers: Map<String, Value> = ["x-request-id", "openai-model"]
+        .iter()
+        .filter_map(|k| Some((k.to_string(), Value::String(h.get(*k)?.to_str().ok()?.to_string()))))
+        .collect();
+    json!({"type": "codex.response.metadata", "headers": headers})
+}
+
+/// What a streamed answer's events say about the response, for the connection's chain.
+#[derive(Default)]
+struct Outcome {
+    output: Vec<Value>,
+    /// The response's id, once `response.completed` arrived.
+    completed: Option<String>,
+}
+
+impl Outcome {
+    fn see(&mut self, data: &str) {
+        let Ok(event) = serde_json::from_str::<Value>(data) else { return };
+        match event.get("type").and_then(Value::as_str) {
+            Some("response.output_item.done") => {
+                if let Some(item) = event.get("item") {
+                    self.output.push(item.clone());
+                }
+            }
+            Some("response.completed") => {
+                self.completed = event.pointer("/response/id").and_then(Value::as_str).map(str::to_string);
+            }
+            _ => {}
+        }
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

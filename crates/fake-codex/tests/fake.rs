@@ -10,6 +10,8 @@ pub use std::time::Duration;
 
 #[path = "fake/auth.rs"]
 mod auth;
+#[path = "fake/chatgpt.rs"]
+mod chatgpt;
 #[path = "fake/scenarios.rs"]
 mod scenarios;
 #[path = "fake/stream.rs"]

@@ -21,8 +21,9 @@ const LIMIT_REACHED: &str = "websocket_connection_limit_reached";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
-    /// As the official client does for ChatGPT logins: the WebSocket for a model whose catalog entry says
-    /// `prefer_websockets`, HTTP SSE otherwise.
+    /// As the official client (0.169) does for a ChatGPT login: the WebSocket for every request, whatever the
+    /// catalog's `prefer_websockets` says (the client no longer reads it), HTTP SSE for an account behind a proxy
+    /// and once the backend refuses the handshake (426).
     #[default]
     Auto,
     /// The WebSocket for every ChatGPT-account request (HTTP SSE when the backend refuses the handshake).
@@ -66,13 +67,11 @@ impl WsSettings {
         Ok(WsSettings { transport, max_per_account, idle_timeout: Duration::from_secs_f64(idle) })
     }
 
-    /// Whether a request for a model goes over the WebSocket: `prefers` is asked only in `auto` mode (a scan of
-    /// the catalogs for the slug).
-    pub fn wants(&self, prefers: impl FnOnce() -> bool) -> bool {
+    /// Whether requests go over the WebSocket (where the account allows it: `Upstream::send`).
+    pub fn wants(&self) -> bool {
         match self.transport {
-            Transport::Websocket => true,
+            Transport::Auto | Transport::Websocket => true,
             Transport::Sse => false,
-            Transport::Auto => prefers(),
         }
     }
 }
@@ -113,6 +112,12 @@ pub enum Frame<'a> {
     Refused { status: StatusCode, headers: HeaderMap, body: Bytes },
     /// The connection has lived its time (`websocket_connection_limit_reached`): a new one takes the request.
     LimitReached,
+    /// `codex.response.metadata`: the answer's headers as the backend reports them over the WebSocket. Not a
+    /// Responses event: before the first event they join the answer's headers, later they are dropped.
+    Metadata(HeaderMap),
+    /// A frame of the backend's own that carries nothing the gateway uses (`responsesapi.websocket_timing`, sent
+    /// around every turn): dropped, never passed on as an event (clients do not expect it) nor a failure.
+    Private,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +149,8 @@ pub fn classify(text: &str) -> Frame<'_> {
     };
     match kind {
         "codex.rate_limits" => Frame::RateLimits(rate_limit_headers(text)),
+        "codex.response.metadata" => Frame::Metadata(metadata_headers(text)),
+        "responsesapi.websocket_timing" => Frame::Private,
         "error" => wrapped_error(text).unwrap_or(Frame::Event { kind, terminal: true }),
         "response.completed" | "response.failed" | "response.incomplete" => Frame::Event { kind, terminal: true },
         _ => Frame::Event { kind, terminal: false },
@@ -158,8 +165,16 @@ fn wrapped_error(text: &str) -> Option<Frame<'static>> {
         return Some(Frame::LimitReached);
     }
     let status = StatusCode::from_u16(w.status?).ok().filter(|s| !s.is_success())?;
+    let headers = json_headers(w.headers.unwrap_or_default());
+    let body = serde_json::json!({ "error": w.error.unwrap_or(Value::Null) }).to_string();
+    Some(Frame::Refused { status, headers, body: Bytes::from(body) })
+}
+
+/// A JSON object of header names and values as a header map (values that are not strings, numbers or booleans,
+/// and names or values HTTP does not allow, are left out).
+fn json_headers(map: Map<String, Value>) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    for (name, value) in w.headers.unwrap_or_default() {
+    for (name, value) in map {
         let value = match value {
             Value::String(s) => s,
             Value::Number(n) => n.to_string(),
@@ -170,8 +185,21 @@ fn wrapped_error(text: &str) -> Option<Frame<'static>> {
             headers.insert(n, v);
         }
     }
-    let body = serde_json::json!({ "error": w.error.unwrap_or(Value::Null) }).to_string();
-    Some(Frame::Refused { status, headers, body: Bytes::from(body) })
+    headers
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    #[serde(default)]
+    headers: Option<Map<String, Value>>,
+}
+
+/// The headers a `codex.response.metadata` frame carries (none when it is not the shape expected).
+fn metadata_headers(text: &str) -> HeaderMap {
+    match serde_json::from_str::<Metadata>(text) {
+        Ok(Metadata { headers: Some(map) }) => json_headers(map),
+        Ok(Metadata { headers: None }) | Err(_) => HeaderMap::new(),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -307,6 +335,21 @@ mod tests {
         );
     }
 
+    /// The backend's own per-turn frames are not events: passed on, they reached clients that do not expect
+    /// them (issue 59).
+    #[test]
+    fn metadata_and_timing_frames_are_not_events() {
+        let meta = r#"{"type":"codex.response.metadata","headers":{"x-codex-turn-state":"ts1","x-n":3,"bad":{}}}"#;
+        let Frame::Metadata(h) = classify(meta) else { panic!("not metadata") };
+        assert_eq!(h.get("x-codex-turn-state").map(|v| v.as_bytes()), Some(&b"ts1"[..]));
+        assert_eq!(h.get("x-n").map(|v| v.as_bytes()), Some(&b"3"[..]));
+        assert!(!h.contains_key("bad"));
+        assert_eq!(classify(r#"{"type":"codex.response.metadata","headers":7}"#), Frame::Metadata(HeaderMap::new()));
+        assert_eq!(classify(r#"{"type":"responsesapi.websocket_timing","timing":{"a":1}}"#), Frame::Private);
+        // Sorted keys: still recognised from the parsed `type`.
+        assert_eq!(classify(r#"{"timing":{},"type":"responsesapi.websocket_timing"}"#), Frame::Private);
+    }
+
     #[test]
     fn a_rate_limits_frame_becomes_the_headers_of_the_same_family() {
         let text = r#"{"type":"codex.rate_limits","plan_type":"pro","rate_limits":{"primary":{"used_percent":12.5,"window_minutes":300,"reset_at":1704069000},"secondary":null},"credits":{"has_credits":true,"unlimited":false,"balance":"3"}}"#;
@@ -339,6 +382,9 @@ mod tests {
             (ok.transport, ok.max_per_account, ok.idle_timeout),
             (Transport::Websocket, 2, Duration::from_millis(1500))
         );
-        assert!(ok.wants(|| false));
+        assert!(ok.wants());
+        assert!(WsSettings::default().wants(), "auto: the WebSocket, as the official client");
+        let sse = WsSettings { transport: Transport::Sse, ..WsSettings::default() };
+        assert!(!sse.wants());
     }
 }

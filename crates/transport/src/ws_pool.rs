@@ -368,7 +368,9 @@ impl WsPool {
                 Some(Err(e)) => return First::Gone(ws_failure(e)),
             };
             match ws::classify(text.as_str()) {
-                Frame::RateLimits(limits) => headers.extend(limits),
+                Frame::RateLimits(limits) | Frame::Metadata(limits) => headers.extend(limits),
+                // The previous turn's timing, read before this turn's first event.
+                Frame::Private => continue,
                 Frame::Refused { status, headers: mut h, body } => {
                     // Limits a rate_limits frame reported stay with the answer unless the refusal says otherwise.
                     for (name, value) in &headers {
@@ -435,6 +437,9 @@ impl WsPool {
                         s.owner.rate_limits(&limits);
                         continue;
                     }
+                    // Headers that come after the answer's head have nowhere to go; the backend's own frames are
+                    // not events (issue 59).
+                    Frame::Metadata(_) | Frame::Private => continue,
                     // After events a refusal is an in-stream error, as the SSE endpoint sends it.
                     Frame::Refused { .. } | Frame::LimitReached => ("error", true),
                 };

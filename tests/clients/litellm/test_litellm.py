@@ -61,3 +61,25 @@ def test_litellm_tool_call(gw_kwargs, fake):
     assert choice.finish_reason == "tool_calls"
     assert choice.message.tool_calls[0].function.name == "get_weather"
     assert '"Paris"' in choice.message.tool_calls[0].function.arguments
+
+
+def test_litellm_image_generation(gateway, fake):
+    """issue 59: LiteLLM's `image_generation` through the gateway's Images API, served by the backend's image
+    endpoint on the ChatGPT account."""
+    import base64
+
+    resp = litellm.image_generation(
+        model="openai/gpt-image-2",
+        prompt="a paper boat on a pond",
+        size="1024x1024",
+        quality="low",
+        api_base=gateway.v1,
+        api_key=harness.API_KEY,
+        timeout=60,
+    )
+    assert len(resp.data) == 1
+    assert base64.b64decode(resp.data[0].b64_json)[:8] == b"\x89PNG\r\n\x1a\n"
+    sent = fake.requests("images/generations")
+    assert len(sent) == 1
+    assert sent[0]["body"]["prompt"] == "a paper boat on a pond"
+    assert sent[0]["body"]["model"] == "gpt-image-2"

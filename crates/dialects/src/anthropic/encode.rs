@@ -19,9 +19,10 @@ use serde_json::json;
 
 use super::AnthropicOptions;
 use super::render::{
-    UsageOut, WebSearchResult, error_event, signature_for, stop_reason, tool_input_json, usage_out, web_search_input,
-    web_search_results,
+    ImageSource, UsageOut, WebSearchResult, error_event, image_source, signature_for, stop_reason, tool_input_json,
+    usage_out, web_search_input, web_search_results,
 };
+use crate::assemble::image_mime;
 use crate::error::GatewayError;
 use crate::outcome::Finish;
 use crate::responses::event::{DoneItem, Event, ItemStart, Usage};
@@ -63,6 +64,7 @@ enum StartBlock<'a> {
     ToolUse { id: &'a str, name: &'a str, input: Empty },
     ServerToolUse { id: &'a str, name: &'a str, input: Empty },
     WebSearchToolResult { tool_use_id: &'a str, content: Vec<WebSearchResult<'a>> },
+    Image { source: ImageSource<'a> },
 }
 
 #[derive(Serialize)]
@@ -438,7 +440,12 @@ impl AnthropicEncoder {
                 self.open_block(out, block, OpenKind::Whole);
                 self.close(out);
             }
-            DoneItem::Other { .. } => {}
+            DoneItem::ImageGeneration { result, output_format, .. } if !result.is_empty() => {
+                let mime = image_mime(output_format);
+                self.open_block(out, StartBlock::Image { source: image_source(result, &mime) }, OpenKind::Whole);
+                self.close(out);
+            }
+            DoneItem::ImageGeneration { .. } | DoneItem::Other { .. } => {}
         }
     }
 

@@ -102,6 +102,20 @@ pub(crate) fn web_search_input(query: Option<&str>) -> Value {
     }
 }
 
+/// A generated image's `source`: an `image` content block as Anthropic carries images everywhere else (base64
+/// with its media type). The Messages API defines no image output; docs/protocol.md "Images" says why this shape.
+#[derive(serde::Serialize)]
+pub(crate) struct ImageSource<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    media_type: &'a str,
+    data: &'a str,
+}
+
+pub(crate) fn image_source<'a>(b64: &'a str, mime: &'a str) -> ImageSource<'a> {
+    ImageSource { kind: "base64", media_type: mime, data: b64 }
+}
+
 /// The thinking block signature for a reasoning item: empty when the upstream sent no encrypted content
 /// (such a block is dropped when the client sends it back).
 pub(crate) fn signature_for(id: &str, encrypted_content: Option<&str>) -> String {
@@ -138,6 +152,7 @@ pub fn render_message(c: &Collected, id: &str, model: &str, opts: &AnthropicOpti
                 any_tool_use = true;
                 content.push(json!({"type":"tool_use","id":call_id,"name":name,"input":{"input":input}}));
             }
+            OutputItem::Image { b64, mime } => content.push(json!({"type":"image","source":image_source(b64, mime)})),
             OutputItem::WebSearch { id, query, sources } => {
                 content.push(json!({
                     "type":"server_tool_use","id":id,"name":"web_search","input":web_search_input(query.as_deref()),

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::assemble::{Collected, OutputItem};
+use crate::assemble::{Collected, MESSAGE_SEPARATOR, OutputItem, image_mime};
 use crate::error::GatewayError;
 use crate::outcome::Finish;
 use crate::responses::event::{DoneItem, Event, ItemStart, Usage};
@@ -54,11 +54,35 @@ struct Delta<'a> {
     refusal: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<[ToolCallDelta<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    images: Option<[ImageOut; 1]>,
+}
+
+/// A generated image in a Chat message (`message.images`, `delta.images`): the shape OpenRouter and LiteLLM give
+/// image output in Chat Completions, which has no field of its own for it (docs/protocol.md "Images").
+#[derive(Serialize)]
+struct ImageOut {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    image_url: ImageUrl,
+    index: usize,
+}
+
+#[derive(Serialize)]
+struct ImageUrl {
+    url: String,
+}
+
+fn image_out(b64: &str, mime: &str, index: usize) -> ImageOut {
+    ImageOut { kind: "image_url", image_url: ImageUrl { url: format!("data:{mime};base64,{b64}") }, index }
 }
 
 impl<'a> Delta<'a> {
     /// The key and value when the delta is exactly one text field.
     fn single_text(&self) -> Option<(&'static str, &'a str)> {
+        if self.images.is_some() {
+            return None;
+        }
         match (self.role, self.content, self.reasoning_content, self.refusal, &self.tool_calls) {
             (None, Some(t), None, None, None) => Some(("content", t)),
             (None, None, Some(t), None, None) => Some(("reasoning_content", t)),
@@ -141,6 +165,10 @@ pub struct ChatEncoder {
     role_sent: bool,
     calls: Vec<CallState>,
     reasoning_parts: u32,
+    /// A message with text ended: the next message starts with [`MESSAGE_SEPARATOR`]. Set from the message's
+    /// `.done` and read at the next message's `.added`, so text deltas carry no extra work.
+    after_text: bool,
+    images: usize,
     finished: bool,
     /// `data: {"id":...,"choices":[{"index":0,"delta":{`, rendered once: text deltas (nearly every chunk of a
     /// stream) are written as this head, one key and string, and a fixed tail, byte for byte what serialising
@@ -171,6 +199,8 @@ impl ChatEncoder {
             role_sent: false,
             calls: Vec::new(),
             reasoning_parts: 0,
+            after_text: false,
+            images: 0,
             finished: false,
             text_head,
         }
@@ -276,6 +306,20 @@ impl ChatEncoder {
             }
             Event::ItemAdded { item: ItemStart::FunctionCall { id, call_id, name }, .. } => {
                 self.call_first_delta(out, id, call_id, name);
+            }
+            Event::ItemAdded { item: ItemStart::Message { .. }, .. } if self.after_text => {
+                self.after_text = false;
+                self.delta(out, Delta { content: Some(MESSAGE_SEPARATOR), ..Delta::default() });
+            }
+            Event::ItemDone { item: DoneItem::Message { text, .. }, .. } => {
+                self.after_text |= !text.is_empty();
+            }
+            Event::ItemDone { item: DoneItem::ImageGeneration { result, output_format, .. }, .. }
+                if !result.is_empty() =>
+            {
+                let image = image_out(result, &image_mime(output_format), self.images);
+                self.images += 1;
+                self.delta(out, Delta { images: Some([image]), ..Delta::default() });
             }
             Event::FunctionArgsDelta { item_id, delta } => {
                 if let Some(pos) = self.calls.iter().position(|c| &c.item_id == item_id) {
@@ -385,6 +429,14 @@ pub fn render_completion(c: &Collected, id: &str, created: u64, model: &str) -> 
     }
     if !tool_calls.is_empty() {
         message["tool_calls"] = Value::Array(tool_calls);
+    }
+    let images: Vec<Value> = c
+        .images()
+        .enumerate()
+        .filter_map(|(i, (b64, mime))| serde_json::to_value(image_out(b64, mime, i)).ok())
+        .collect();
+    if !images.is_empty() {
+        message["images"] = Value::Array(images);
     }
     json!({
         "id": id,

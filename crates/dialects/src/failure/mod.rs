@@ -38,7 +38,8 @@ pub enum UpstreamFailure {
     Idle,
     /// The body ended without `response.completed` / `response.failed`.
     StreamCut,
-    /// The SSE framing could not be read (an event over the size limit).
+    /// The SSE framing could not be read (an event over the size limit): what the upstream answered, not a
+    /// failure of the account, so no other account is asked (see [`UpstreamFailure::failover`]).
     MalformedStream(crate::sse::FrameTooLarge),
     /// The upstream refused a credential the gateway had just renewed (a second 401 after a refresh).
     LoginRefused { account: String, credential: Credential },
@@ -111,7 +112,7 @@ pub enum Reason {
     /// 5xx, or a failure event without a code the gateway knows.
     ServerError,
     /// An event the gateway could not parse: built by the relay's reader ([`Refusal::malformed_event`]), never
-    /// read from a code.
+    /// read from a code. Not the account's failure: no failover, no cooldown, no status change.
     MalformedEvent,
     /// A 403 Cloudflare challenge page: not an account ban.
     CloudflareChallenge,
@@ -216,7 +217,9 @@ impl UpstreamFailure {
     }
 
     /// May another account take the request? Failures of the account or of the upstream right now: yes. A
-    /// refusal of the request itself: no, every account would refuse it.
+    /// refusal of the request itself: no, every account would refuse it. An answer the gateway cannot read (an
+    /// event it cannot parse, a frame over the size limit) is neither: the account served it, and sending the
+    /// same request to every account of a pool in turn only generates it again (issue 59), so no.
     pub fn failover(&self) -> Failover {
         let reason = match self {
             UpstreamFailure::Refused(r) => &r.reason,
@@ -224,9 +227,9 @@ impl UpstreamFailure {
             | UpstreamFailure::HeaderTimeout { .. }
             | UpstreamFailure::Idle
             | UpstreamFailure::StreamCut
-            | UpstreamFailure::MalformedStream(_)
             | UpstreamFailure::LoginRefused { .. }
             | UpstreamFailure::Credentials(_) => return Failover::OtherAccount,
+            UpstreamFailure::MalformedStream(_) => return Failover::Stop,
         };
         match reason {
             Reason::QuotaExhausted { .. }
@@ -234,14 +237,14 @@ impl UpstreamFailure {
             | Reason::UsageNotIncluded
             | Reason::Overloaded
             | Reason::ServerError
-            | Reason::MalformedEvent
             | Reason::CloudflareChallenge
             | Reason::Unauthorized
             | Reason::Forbidden
             | Reason::AccountDeactivated
             // Plan routing: this account's plan lacks the model; another account's may have it.
             | Reason::ModelNotSupportedByPlan => Failover::OtherAccount,
-            Reason::ModelNotFound
+            Reason::MalformedEvent
+            | Reason::ModelNotFound
             | Reason::NotFound
             | Reason::ContextTooLong
             | Reason::ForeignReasoning

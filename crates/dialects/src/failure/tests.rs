@@ -333,7 +333,8 @@ fn table() -> Vec<Row> {
                 "The upstream sent an event the gateway cannot read (x).".into(),
             )),
             Some(Reason::MalformedEvent),
-            Other,
+            // Not the account's failure (issue 59): another account would only be asked the same thing again.
+            Stop,
             BAD_GATEWAY,
             Some("malformed_event"),
         ),
@@ -376,7 +377,7 @@ fn table() -> Vec<Row> {
             "malformed stream",
             UpstreamFailure::MalformedStream(crate::sse::FrameTooLarge { limit: 1024 }),
             None,
-            Other,
+            Stop,
             BAD_GATEWAY,
             None,
         ),

@@ -17,9 +17,10 @@ use serde_json::{Value, json};
 
 use super::render::{error_body, finish_reason, usage_metadata};
 use super::signature::encode_signature;
+use crate::assemble::{MESSAGE_SEPARATOR, image_mime};
 use crate::error::GatewayError;
 use crate::outcome::Finish;
-use crate::responses::event::{DoneItem, Event, Usage};
+use crate::responses::event::{DoneItem, Event, ItemStart, Usage};
 use crate::sse::write_data_json;
 
 /// How chunks are put on the wire.
@@ -84,6 +85,11 @@ pub struct GeminiEncoder {
     include_thoughts: bool,
     /// Signatures of reasoning items not yet attached to a part.
     pending_signatures: Vec<String>,
+    /// A message with text ended: the next message's text starts after [`MESSAGE_SEPARATOR`] (clients join text
+    /// parts as they come). Set at the message's `.done`, read at the next one's `.added`: no work per delta.
+    after_text: bool,
+    /// Reasoning summary parts begun, so later ones start after a blank line as in every dialect.
+    thought_parts: u32,
     calls: usize,
     chunks: usize,
     finished: bool,
@@ -97,6 +103,8 @@ impl GeminiEncoder {
             model,
             include_thoughts,
             pending_signatures: Vec::new(),
+            after_text: false,
+            thought_parts: 0,
             calls: 0,
             chunks: 0,
             finished: false,
@@ -164,6 +172,22 @@ impl GeminiEncoder {
             Event::ReasoningSummaryDelta { delta, .. } if self.include_thoughts && !delta.is_empty() => {
                 self.text_chunk(delta, true, out);
             }
+            Event::ReasoningSummaryPartAdded { summary_index, .. } if self.include_thoughts => {
+                if *summary_index > 0 || self.thought_parts > 0 {
+                    self.text_chunk(MESSAGE_SEPARATOR, true, out);
+                }
+                self.thought_parts += 1;
+            }
+            Event::ItemAdded { item: ItemStart::Message { .. }, .. } if self.after_text => {
+                self.after_text = false;
+                self.text_chunk(MESSAGE_SEPARATOR, false, out);
+            }
+            Event::ItemDone { item: DoneItem::Message { text, .. }, .. } => self.after_text |= !text.is_empty(),
+            Event::ItemDone { item: DoneItem::ImageGeneration { result, output_format, .. }, .. }
+                if !result.is_empty() =>
+            {
+                self.chunk(vec![inline_data_part(result, &image_mime(output_format))], out);
+            }
             Event::ItemDone { item: DoneItem::Reasoning { id, encrypted_content: Some(ec), .. }, .. } => {
                 self.pending_signatures.push(encode_signature(id, ec));
             }
@@ -227,6 +251,11 @@ impl GeminiEncoder {
     pub fn is_finished(&self) -> bool {
         self.finished
     }
+}
+
+/// A generated image as a Gemini part (`inlineData`, as Gemini's own image models answer).
+pub(super) fn inline_data_part(b64: &str, mime: &str) -> Value {
+    json!({"inlineData": {"mimeType": mime, "data": b64}})
 }
 
 /// A whole function call part. `args` is the parsed arguments object (`{}` if the upstream sent none).

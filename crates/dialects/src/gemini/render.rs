@@ -2,9 +2,9 @@
 
 use serde_json::{Value, json};
 
-use super::encode::function_call_part;
+use super::encode::{function_call_part, inline_data_part};
 use super::signature::encode_signature;
-use crate::assemble::{Collected, OutputItem};
+use crate::assemble::{Collected, MESSAGE_SEPARATOR, OutputItem};
 use crate::error::{ErrorKind, GatewayError};
 use crate::outcome::Finish;
 use crate::responses::event::Usage;
@@ -40,17 +40,27 @@ pub fn render_response(c: &Collected, response_id: &str, model: &str, include_th
     let mut parts = Vec::new();
     let mut pending: Vec<String> = Vec::new();
     let mut calls = 0;
+    let (mut texts, mut thoughts) = (0, 0);
     for item in &c.items {
         match item {
             OutputItem::Reasoning { id, summary, encrypted_content } => {
                 if include_thoughts && !summary.is_empty() {
-                    parts.push(json!({"text": summary, "thought": true}));
+                    let text = if thoughts > 0 { format!("{MESSAGE_SEPARATOR}{summary}") } else { summary.clone() };
+                    thoughts += 1;
+                    parts.push(json!({"text": text, "thought": true}));
                 }
                 if let Some(ec) = encrypted_content {
                     pending.push(encode_signature(id, ec));
                 }
             }
-            OutputItem::Text(t) | OutputItem::Refusal(t) if !t.is_empty() => parts.push(json!({"text": t})),
+            // One part per message; a later message's part starts with a blank line, since clients join the
+            // text parts of an answer (`response.text`).
+            OutputItem::Text(t) | OutputItem::Refusal(t) if !t.is_empty() => {
+                let text = if texts > 0 { format!("{MESSAGE_SEPARATOR}{t}") } else { t.clone() };
+                texts += 1;
+                parts.push(json!({"text": text}));
+            }
+            OutputItem::Image { b64, mime } => parts.push(inline_data_part(b64, mime)),
             OutputItem::FunctionCall { call_id, name, arguments } => {
                 let sig = pending.pop();
                 for s in pending.drain(..) {

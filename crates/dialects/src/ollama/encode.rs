@@ -7,10 +7,10 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::assemble::{Collected, OutputItem};
+use crate::assemble::{Collected, MESSAGE_SEPARATOR, OutputItem};
 use crate::error::GatewayError;
 use crate::outcome::Finish;
-use crate::responses::event::{DoneItem, Event, Usage};
+use crate::responses::event::{DoneItem, Event, ItemStart, Usage};
 
 /// Which Ollama route the answer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +69,9 @@ pub struct OllamaEncoder {
     first_output_ns: Option<u64>,
     calls: usize,
     reasoning_parts: u32,
+    /// A message with text ended: the next message starts with [`MESSAGE_SEPARATOR`] (set at its `.done`, read at
+    /// the next one's `.added`: no work per delta).
+    after_text: bool,
     finished: bool,
 }
 
@@ -83,6 +86,7 @@ impl OllamaEncoder {
             first_output_ns: None,
             calls: 0,
             reasoning_parts: 0,
+            after_text: false,
             finished: false,
         }
     }
@@ -155,6 +159,15 @@ impl OllamaEncoder {
         self.line(&Value::Object(m), out);
     }
 
+    /// A line carrying a generated image in `message.images` (raw base64, the field Ollama's own image-capable
+    /// models use for images).
+    fn images_line(&mut self, b64: &str, out: &mut Vec<u8>) {
+        let mut m = self.head();
+        m.insert("message".into(), json!({"role": "assistant", "content": "", "images": [b64]}));
+        m.insert("done".into(), json!(false));
+        self.line(&Value::Object(m), out);
+    }
+
     pub fn on_event(&mut self, event: &Event, out: &mut Vec<u8>) {
         if self.finished {
             return;
@@ -171,6 +184,16 @@ impl OllamaEncoder {
             }
             Event::ReasoningSummaryDelta { delta, .. } if self.think && !delta.is_empty() => {
                 self.delta("", Some(delta), None, out);
+            }
+            Event::ItemAdded { item: ItemStart::Message { .. }, .. } if self.after_text => {
+                self.after_text = false;
+                self.delta(MESSAGE_SEPARATOR, None, None, out);
+            }
+            Event::ItemDone { item: DoneItem::Message { text, .. }, .. } => self.after_text |= !text.is_empty(),
+            Event::ItemDone { item: DoneItem::ImageGeneration { result, .. }, .. }
+                if self.endpoint == Endpoint::Chat && !result.is_empty() =>
+            {
+                self.images_line(result, out);
             }
             Event::ItemDone { item: DoneItem::FunctionCall { call_id, name, arguments, .. }, .. }
                 if self.endpoint == Endpoint::Chat =>
@@ -272,6 +295,10 @@ pub fn render_chat(c: &Collected, model: &str, created_at: &str, think: bool, to
         .collect();
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
+    }
+    let images: Vec<&str> = c.images().map(|(b64, _)| b64).collect();
+    if !images.is_empty() {
+        message["images"] = json!(images);
     }
     let mut m = Map::new();
     m.insert("model".into(), json!(model));

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::ignored::{IGNORED_TYPES, names_ignored_type};
 use crate::failure::{Refusal, classify_event_refusal};
 use serde_json::value::RawValue;
 
@@ -63,6 +64,13 @@ pub enum DoneItem {
         id: String,
         query: Option<String>,
         sources: Vec<Value>,
+    },
+    /// The hosted `image_generation` tool's finished image: `result` is the image, base64, in `output_format`
+    /// (`png` when the item names none). Empty when the generation produced none.
+    ImageGeneration {
+        id: String,
+        result: String,
+        output_format: String,
     },
     Other {
         kind: String,
@@ -254,6 +262,11 @@ pub(super) struct RawItem<'a> {
     encrypted_content: Option<String>,
     #[serde(default)]
     action: Option<Value>,
+    /// `image_generation_call`: the image (base64) and its format.
+    #[serde(default)]
+    result: Lenient,
+    #[serde(default)]
+    output_format: Lenient,
 }
 
 /// Just an item's type: what is left of an item whose fields do not fit [`RawItem`].
@@ -388,42 +401,6 @@ struct RawError {
 #[derive(Debug, thiserror::Error)]
 #[error("malformed upstream event: {0}")]
 pub struct EventParseError(#[from] serde_json::Error);
-
-/// Event types the gateway knows and reads nothing from ([`Event::Ignored`]).
-const IGNORED_TYPES: &[&str] = &[
-    "keepalive",
-    "response.in_progress",
-    "response.queued",
-    "response.content_part.added",
-    "response.content_part.done",
-    "response.output_text.done",
-    "response.refusal.done",
-    "response.reasoning_summary_part.done",
-    "response.reasoning_summary_text.done",
-    "response.function_call_arguments.done",
-    "response.custom_tool_call_input.delta",
-    "response.custom_tool_call_input.done",
-    "response.web_search_call.in_progress",
-    "response.web_search_call.searching",
-    "response.web_search_call.completed",
-];
-
-/// Whether a frame named `name` is of a type in [`IGNORED_TYPES`] and its payload says so in its top-level `type`,
-/// as the first member (`{"type":"NAME"`, the real backend's order) or the last (`,"type":"NAME"}`, sorted
-/// keys): only the top level can start or end that way, since a quote inside a JSON string is escaped. The name
-/// alone is not trusted: the official client reads an event's type from its payload, so a frame whose name and
-/// payload disagree is parsed.
-fn names_ignored_type(name: &str, data: &str) -> bool {
-    IGNORED_TYPES.contains(&name)
-        && (data
-            .strip_prefix(r#"{"type":""#)
-            .and_then(|rest| rest.strip_prefix(name))
-            .is_some_and(|r| r.starts_with('"'))
-            || data
-                .strip_suffix(r#""}"#)
-                .and_then(|rest| rest.strip_suffix(name))
-                .is_some_and(|r| r.ends_with(r#","type":""#)))
-}
 
 impl<'a> Event<'a> {
     /// [`Event::parse`] for an SSE frame with its `event:` name: an event of a type nobody reads (`in_progress`,
@@ -618,6 +595,11 @@ fn done_item(item: RawItem<'_>, raw: Option<&RawValue>) -> DoneItem {
             let sources = action.get("sources").and_then(Value::as_array).cloned().unwrap_or_default();
             DoneItem::WebSearchCall { id: item.id.0, query, sources }
         }
+        "image_generation_call" => DoneItem::ImageGeneration {
+            id: item.id.0,
+            result: item.result.0,
+            output_format: if item.output_format.0.is_empty() { "png".into() } else { item.output_format.0 },
+        },
         other => DoneItem::Other {
             kind: other.to_string(),
             raw: raw.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or(Value::Null),
@@ -712,15 +694,16 @@ mod tests {
 
     #[test]
     fn completed_output_items_including_unknown_kinds() {
-        let e = Event::parse(r#"{"type":"response.completed","response":{"output":[{"type":"message","id":"m","content":[{"type":"output_text","text":"hi"}]},{"type":"image_generation_call","id":"ig","result":"b64"},"junk"]}}"#).ok();
+        let e = Event::parse(r#"{"type":"response.completed","response":{"output":[{"type":"message","id":"m","content":[{"type":"output_text","text":"hi"}]},{"type":"image_generation_call","id":"ig","result":"b64"},{"type":"mcp_call","id":"mc","output":"o"},"junk"]}}"#).ok();
         let Some(Event::Finished { output, .. }) = e else { panic!("not a finished event") };
         assert_eq!(
             output,
             vec![
                 DoneItem::Message { id: "m".into(), text: "hi".into(), refusal: None },
+                DoneItem::ImageGeneration { id: "ig".into(), result: "b64".into(), output_format: "png".into() },
                 DoneItem::Other {
-                    kind: "image_generation_call".into(),
-                    raw: serde_json::json!({"type":"image_generation_call","id":"ig","result":"b64"})
+                    kind: "mcp_call".into(),
+                    raw: serde_json::json!({"type":"mcp_call","id":"mc","output":"o"})
                 },
             ]
         );

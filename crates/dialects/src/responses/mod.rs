@@ -3,6 +3,7 @@
 
 pub mod event;
 mod fast;
+mod ignored;
 mod known;
 mod passthrough;
 mod stream;

@@ -89,7 +89,8 @@ fn billing_header_does_not_change_the_cache_key() {
         }))
         .0;
         r.finalize(None);
-        (r.body["instructions"].clone(), r.body["prompt_cache_key"].clone())
+        // The instructions go upstream as the first developer message (the official client's shape).
+        (r.body["input"][0]["content"][0]["text"].clone(), r.body["prompt_cache_key"].clone())
     };
     assert_eq!(with("1"), with("2"));
     assert_eq!(with("1").0, "You are helpful.");

@@ -106,10 +106,12 @@ pub fn validate(body: &Value, ctx: &Ctx<'_>) -> Result<(), Reject> {
     if obj.get("stream") != Some(&Value::Bool(true)) {
         return Err(rej_p("Stream must be set to true", "stream"));
     }
+    // The official client (0.169) sends no `instructions` at all: its base instructions travel as the first
+    // developer message. An explicit `null` is what older backends refused, and no official client sends one.
     match obj.get("instructions") {
         Some(Value::String(_)) => {}
-        None | Some(Value::Null) if !ctx.require_instructions => {}
-        None | Some(Value::Null) => return Err(rej_p("Instructions are required", "instructions")),
+        None if !ctx.require_instructions => {}
+        Some(Value::Null) | None => return Err(rej_p("Instructions are required", "instructions")),
         Some(_) => return Err(invalid_type("instructions", "a string")),
     }
     let model = match obj.get("model") {

@@ -1,6 +1,6 @@
 //! An account's model catalog as the pool keeps it, and the pool as the gateway-wide catalog's source of
 //! accounts (`crate::catalog::CatalogSource`). Fetching and caching are the pool's (`upkeep.rs`:
-//! `fetch_missing_catalogs`, `refresh_catalog`, the upkeep's refresh of stale catalogs).
+//! `fetch_one_missing_catalog`, `refresh_catalog`, the upkeep's fetches spread over its period).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,8 +36,8 @@ impl CatalogSource for Pool {
         })
     }
 
-    async fn fetch_missing(&self) {
+    async fn fetch_one_missing(&self) -> bool {
         let list = self.accounts();
-        self.fetch_missing_catalogs(&list).await;
+        self.fetch_one_missing_catalog(&list).await
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::select::{self, Candidate};
 use super::{Account, Blocked, Pool, QuotaSnapshot, Source};
 use crate::auth::now_unix;
-use crate::store::AccountStatus;
+use crate::store::{AccountKind, AccountStatus};
 
 /// Why no account was leased.
 #[derive(Debug)]
@@ -42,6 +42,10 @@ impl Pool {
     /// Reserve an account for a request for `model`. `conversation` keeps a conversation on one account while
     /// that account can serve (the upstream prompt cache is per account); `exclude` lists accounts already
     /// tried for this request. Waits (bounded) when every eligible account is at its concurrency limit.
+    ///
+    /// An account's model catalog is fetched when the account is first chosen, as an official client fetches its
+    /// login's catalog when it starts: one account at a time, as each comes into use, never the whole pool at
+    /// once (docs/security.md). An account whose catalog turns out not to list the model is passed over.
     pub async fn lease(
         &self,
         model: &str,
@@ -49,7 +53,37 @@ impl Pool {
         exclude: &[String],
     ) -> Result<Lease, LeaseError> {
         let list = self.accounts();
-        self.fetch_missing_catalogs(&list).await;
+        // Each pass fetches at most one catalog, so the pool's size bounds the passes.
+        let serves = |a: &Account| a.serves(model);
+        for _ in 0..=list.len() {
+            let lease = self.choose(&list, model, serves, conversation, exclude).await?;
+            if !self.catalog_wanted(&lease.account) {
+                return Ok(lease);
+            }
+            let account = lease.account.clone();
+            drop(lease);
+            self.fetch_catalog_once(&account).await;
+        }
+        self.choose(&list, model, serves, conversation, exclude).await
+    }
+
+    /// Reserve an account for the backend's image endpoints (`model` is the image model, for cooldowns and
+    /// errors): a ChatGPT login on a paid plan, as the official client offers image generation to no other
+    /// (codex-rs `image_generation_available`). Catalogs list the Responses models only, so none is fetched.
+    pub async fn lease_for_images(&self, model: &str, exclude: &[String]) -> Result<Lease, LeaseError> {
+        let images = |a: &Account| a.kind == AccountKind::Chatgpt && a.plan().as_deref() != Some("free");
+        self.choose(&self.accounts(), model, images, None, exclude).await
+    }
+
+    /// Lease one of the accounts `serves` accepts.
+    async fn choose(
+        &self,
+        list: &[Arc<Account>],
+        model: &str,
+        serves: impl Fn(&Account) -> bool,
+        conversation: Option<&str>,
+        exclude: &[String],
+    ) -> Result<Lease, LeaseError> {
         let now = now_unix();
         let routing = &self.config.routing;
         let mut candidates = Vec::new();
@@ -61,7 +95,7 @@ impl Pool {
                 continue;
             }
             any_active = true;
-            if !a.serves(model) {
+            if !serves(a) {
                 continue;
             }
             any_serving = true;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{stored_from_api_key, stored_from_tokens};
 use crate::auth::codex_file::{AuthFile, FileCredentials};
-use crate::auth::refresh::refresh;
+use crate::auth::refresh::{RefreshReason, TokenCall, refresh};
 use crate::auth::{Tokens, now_unix};
 use crate::store::{AccountKind, AccountStatus, Store, StoredAccount};
 
@@ -55,6 +55,7 @@ pub async fn resolve(
     label: Option<String>,
     http: &reqwest::Client,
     issuer: &str,
+    user_agent: &str,
 ) -> anyhow::Result<Vec<StoredAccount>> {
     Ok(match source {
         ImportSource::AuthJson(v) => {
@@ -74,7 +75,8 @@ pub async fn resolve(
                 account_id: String::new(),
                 last_refresh: 0,
             };
-            let tokens = refresh(http, issuer, &seed).await.context("the refresh token was not accepted")?;
+            let to = TokenCall { issuer, user_agent, reason: RefreshReason::Forced };
+            let tokens = refresh(http, to, &seed).await.context("the refresh token was not accepted")?;
             vec![stored_from_tokens(tokens, label)]
         }
         ImportSource::ApiKey { key, base_url, models } => {

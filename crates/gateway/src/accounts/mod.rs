@@ -17,6 +17,7 @@ use crate::store::{AccountKind, AccountStatus, StoredAccount};
 
 mod affinity;
 mod catalog;
+mod installation;
 mod lease;
 pub mod manage;
 mod pool;
@@ -176,6 +177,11 @@ pub struct Account {
     /// Unix milliseconds of the last lease (0: never).
     pub last_used: AtomicI64,
     pub requests: AtomicU64,
+    /// The official client's per-installation id this account presents (ChatGPT accounts; upstream/identity).
+    pub installation_id: Option<String>,
+    /// A token refresh made the workspace check due (the official client runs it after each refresh); the
+    /// upkeep round runs it.
+    pub(crate) discovery_due: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Account {
@@ -210,6 +216,8 @@ impl Account {
             in_flight: AtomicUsize::new(0),
             last_used: AtomicI64::new(0),
             requests: AtomicU64::new(0),
+            installation_id: None,
+            discovery_due: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -18,7 +18,8 @@ use tracing::{info, warn};
 use super::{Account, Source};
 use crate::auth::codex_file::{self, FileCredentials};
 use crate::config::{Config, Strategy};
-use crate::store::{AccountStatus, Store, StoredAccount};
+use crate::store::{AccountKind, AccountStatus, Store, StoredAccount};
+use crate::upstream::identity::side::{SideCall, SideCredentials, side_headers};
 
 pub struct Pool {
     pub(super) accounts: ArcSwap<Vec<Arc<Account>>>,
@@ -90,7 +91,32 @@ impl Pool {
             },
             None => self.base_http.clone(),
         };
-        Arc::new(Account::new(stored, source, http, self.config.routing.max_concurrent_per_account))
+        let kind = stored.kind;
+        let mut account = Account::new(stored, source, http, self.config.routing.max_concurrent_per_account);
+        if kind == AccountKind::Chatgpt {
+            account.installation_id = self.installation_id(&account);
+        }
+        Arc::new(account)
+    }
+
+    /// A ChatGPT account's installation id (upstream/identity): the store's for a stored account, the Codex CLI's
+    /// own file beside a linked login's auth.json (the same machine, the same id, as the official client keeps it).
+    fn installation_id(&self, account: &Account) -> Option<String> {
+        let fresh = uuid::Uuid::new_v4().to_string();
+        let found = match &account.source {
+            Source::Store => self.store.installation_id(&account.id, &fresh),
+            Source::Linked(auth_json) => super::installation::beside(auth_json, &fresh),
+            Source::Env => return None,
+        };
+        match found {
+            Ok(Some(id)) => Some(id),
+            Ok(None) => None,
+            Err(e) => {
+                // Served with an id of this run only: the next start tries to keep one again.
+                warn!(account = %account.id, "cannot keep the account's installation id: {e:#}");
+                Some(fresh)
+            }
+        }
     }
 
     /// Re-read the store (after login, import, enable/disable, remove). Accounts that stay keep their runtime
@@ -239,17 +265,18 @@ impl Pool {
 }
 
 /// A GET to one of the upstream's side endpoints (catalog, quota) with the account's credentials.
-pub(super) fn side_request(account: &Account, url: &str, token: &str) -> reqwest::RequestBuilder {
-    let mut req = account
-        .http()
-        .get(url)
-        .bearer_auth(token)
-        .header("originator", "codex_cli_rs")
-        .timeout(Duration::from_secs(15));
-    if let Some(id) = account.chatgpt_account_id() {
-        req = req.header("chatgpt-account-id", id);
-    }
-    req
+/// A side call (the catalog, `wham/*`) through the account's own connection (its proxy, if any), with the
+/// official client's headers for that call (`upstream::identity::side`).
+pub(super) fn side_request(
+    account: &Account,
+    client: &crate::upstream::identity::ClientIdentity,
+    call: SideCall,
+    url: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    let account_id = account.chatgpt_account_id();
+    let creds = SideCredentials { token, account_id: account_id.as_deref() };
+    side_headers(account.http().get(url), call, client, creds).timeout(Duration::from_secs(15))
 }
 
 #[cfg(test)]

@@ -7,27 +7,32 @@ use serde_json::Value;
 use super::pool::side_request;
 use super::{Account, Pool};
 use crate::store::AccountKind;
+use crate::upstream::identity::side::SideCall;
 
 impl Pool {
     /// Reachability and latency of the upstream through this account's connection (its proxy, if any): the
-    /// model catalog for ChatGPT accounts, `/models` for API-key and relay accounts.
+    /// workspace routing discovery (`wham/accounts/check`) for ChatGPT accounts, `/models` for API-key and relay
+    /// accounts.
     pub async fn check(&self, account: &Account) -> Value {
         let started = Instant::now();
         let token = match self.access_token(account, None).await {
             Ok(t) => t,
             Err(e) => return serde_json::json!({"id": account.id, "ok": false, "error": e.message}),
         };
-        let url = match (&account.kind, &account.base_url) {
+        // A ChatGPT account is checked as the official client checks its login: the workspace routing discovery.
+        let (url, call) = match (&account.kind, &account.base_url) {
             (AccountKind::Chatgpt, _) => {
-                format!("{}/models?client_version={}", self.config.upstream_base_url, self.config.client.version_text)
+                (format!("{}/wham/accounts/check", self.config.chatgpt_base_url), SideCall::Backend)
             }
-            (AccountKind::ApiKey | AccountKind::Relay, Some(base)) => format!("{base}/models"),
-            (AccountKind::ApiKey | AccountKind::Relay, None) => format!("{}/models", self.config.openai_base_url),
+            (AccountKind::ApiKey | AccountKind::Relay, Some(base)) => (format!("{base}/models"), SideCall::Models),
+            (AccountKind::ApiKey | AccountKind::Relay, None) => {
+                (format!("{}/models", self.config.openai_base_url), SideCall::Models)
+            }
             (AccountKind::Unrecognized, _) => {
                 return serde_json::json!({"id": account.id, "ok": false, "error": "the account's kind is unknown to this build"});
             }
         };
-        let req = side_request(account, &url, &token);
+        let req = side_request(account, &self.config.client, call, &url, &token);
         match req.send().await {
             Ok(r) => serde_json::json!({
                 "id": account.id,

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use super::shared_refresh::Coordinated;
 use super::{Account, Pool, Source, UnsavedTokens, bearer_header};
 use crate::auth::codex_file::{self, FileCredentials};
-use crate::auth::refresh::{RefreshError, needs_refresh, refresh_within};
+use crate::auth::refresh::{RefreshError, RefreshReason, TokenCall, needs_refresh, refresh_within};
 use crate::auth::{Tokens, jwt, now_unix};
 use crate::store::AccountStatus;
 
@@ -64,8 +64,12 @@ impl Pool {
             Some(refused) => t.access_token == refused,
             None => needs_refresh(t, now),
         };
+        let reason = match after_401 {
+            Some(_) => RefreshReason::UnauthorizedRecovery,
+            None => RefreshReason::ProactiveExpiry,
+        };
         // Boxed: every request's future would otherwise carry room for the refresh (an HTTP exchange) inline.
-        Box::pin(self.refresh_locked(account, &stale, budget)).await
+        Box::pin(self.refresh_locked(account, &stale, reason, budget)).await
     }
 
     /// The `Authorization` value for an upstream request through `account`: the prebuilt one while the access
@@ -92,7 +96,8 @@ impl Pool {
         let Some(current) = account.tokens() else {
             return Err(GatewayError::invalid("only ChatGPT accounts have tokens to refresh"));
         };
-        self.access_token(account, Some(&current.access_token)).await.map(|_| ())
+        let stale = |t: &Tokens| t.access_token == current.access_token;
+        self.refresh_locked(account, &stale, RefreshReason::Forced, None).await.map(|_| ())
     }
 
     /// Refresh ahead of expiry (background): when the token expires within `window`.
@@ -103,7 +108,9 @@ impl Pool {
             None => needs_refresh(t, now),
         };
         match account.tokens() {
-            Some(t) if stale(&t) => self.refresh_locked(account, &stale, None).await.map(|_| ()),
+            Some(t) if stale(&t) => {
+                self.refresh_locked(account, &stale, RefreshReason::Scheduled, None).await.map(|_| ())
+            }
             _ => Ok(()),
         }
     }
@@ -114,6 +121,7 @@ impl Pool {
         &self,
         account: &Account,
         stale: &(dyn Fn(&Tokens) -> bool + Sync),
+        reason: RefreshReason,
         mut budget: Option<&mut RefreshBudget>,
     ) -> Result<String, GatewayError> {
         if let Some(failed) = budget.as_deref().and_then(|b| b.failed.clone()) {
@@ -160,7 +168,8 @@ impl Pool {
         }
         let started = Instant::now();
         let limit = self.config.timeouts.token_refresh;
-        let result = refresh_within(account.http(), &self.config.auth_issuer, &current, limit).await;
+        let to = TokenCall { issuer: &self.config.auth_issuer, user_agent: &self.config.client.user_agent, reason };
+        let result = refresh_within(account.http(), to, &current, limit).await;
         if let (Some(pg), Err(_)) = (&shared, &result) {
             // The refresh token was not spent (or the login is gone): the next instance may try.
             let _ = pg.end_refresh_lease(&account.id).await;
@@ -194,6 +203,7 @@ impl Pool {
                 self.commit_tokens(account, &new_tokens, COMMIT_ATTEMPTS).await;
                 account.creds.write().set_tokens(new_tokens.clone());
                 *account.status.write() = (AccountStatus::Active, None);
+                account.discovery_due.store(true, Ordering::Relaxed);
                 info!(account = %account.id, "access token refreshed");
                 Ok(new_tokens.access_token)
             }

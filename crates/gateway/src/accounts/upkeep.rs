@@ -14,6 +14,7 @@ use super::{Account, AccountCatalog, Pool, quota};
 use crate::auth::now_unix;
 use crate::catalog::entry::ModelsAnswer;
 use crate::store::AccountKind;
+use crate::upstream::identity::side::SideCall;
 
 /// How long a fetched model catalog is trusted.
 const CATALOG_TTL: Duration = Duration::from_secs(600);
@@ -23,25 +24,60 @@ pub(super) const CATALOG_RETRY: Duration = Duration::from_secs(30);
 
 impl Pool {
     /// Whether `account` has no catalog yet and its last fetch did not fail recently.
-    fn catalog_wanted(&self, account: &Account) -> bool {
+    pub(super) fn catalog_wanted(&self, account: &Account) -> bool {
         account.kind == AccountKind::Chatgpt
             && account.is_active()
             && account.catalog.read().is_none()
             && self.catalog_failed.lock().get(&account.id).is_none_or(|at| at.elapsed() >= CATALOG_RETRY)
     }
 
-    /// Fetch the model catalog of every ChatGPT account that has none yet (first use). One round at a time; an
-    /// account whose fetch failed is not asked again for [`CATALOG_RETRY`], so a request waits for at most one
-    /// round (bounded by `catalog_timeout_secs`), and a failing or hanging catalog costs one fetch per account
-    /// and retry period, not one or two per request.
-    pub async fn fetch_missing_catalogs(&self, list: &[Arc<Account>]) {
-        if !list.iter().any(|a| self.catalog_wanted(a)) {
-            return;
+    /// Fetch the catalog of one account that has none yet (the first in the pool's order), as the catalog asks
+    /// when it knows too little to answer; whether there was one to fetch. One fetch at a time: requests that
+    /// ask meanwhile wait for it and find it done. The others are fetched as their accounts come into use
+    /// ([`Pool::lease`]) or by the upkeep round, spread over its period.
+    pub async fn fetch_one_missing_catalog(&self, list: &[Arc<Account>]) -> bool {
+        match list.iter().find(|a| self.catalog_wanted(a)) {
+            Some(account) => {
+                self.fetch_catalog_once(account).await;
+                true
+            }
+            None => false,
         }
+    }
+
+    /// Fetch `account`'s catalog unless another request has just done it (one fetch at a time per pool: an
+    /// account's first requests arrive together and must not each fetch). Before it, the workspace routing
+    /// discovery, as the official client checks its login when it starts.
+    pub(super) async fn fetch_catalog_once(&self, account: &Account) {
         let _round = self.catalog_fetching.lock().await;
-        // Whoever held the lock may have fetched (or failed) them meanwhile.
-        let missing: Vec<&Arc<Account>> = list.iter().filter(|a| self.catalog_wanted(a)).collect();
-        futures_util::future::join_all(missing.into_iter().map(|a| self.refresh_catalog(a))).await;
+        if self.catalog_wanted(account) {
+            self.check_workspace(account).await;
+            self.refresh_catalog(account).await;
+        }
+    }
+
+    /// The official client's workspace routing discovery (`GET {chatgpt base}/wham/accounts/check`), run when
+    /// it starts on a login and after each token refresh: the login's workspace must be listed. A login whose
+    /// workspace is missing is logged (its requests then fail on their own terms); nothing else changes.
+    pub(super) async fn check_workspace(&self, account: &Account) {
+        account.discovery_due.store(false, Ordering::Relaxed);
+        let Ok(token) = self.access_token(account, None).await else { return };
+        let url = format!("{}/wham/accounts/check", self.config.chatgpt_base_url);
+        let req = side_request(account, &self.config.client, SideCall::Backend, &url, &token);
+        let listed = match req.send().await {
+            Ok(r) if r.status().is_success() => r.json::<Value>().await.ok().map(|v| {
+                let id = account.chatgpt_account_id();
+                v.get("accounts")
+                    .and_then(Value::as_array)
+                    .is_some_and(|list| list.iter().any(|a| a.get("id").and_then(Value::as_str) == id.as_deref()))
+            }),
+            Ok(_) | Err(_) => None,
+        };
+        match listed {
+            Some(true) => {}
+            Some(false) => warn!(account = %account.id, "the workspace check does not list this login's workspace"),
+            None => warn!(account = %account.id, "the workspace check did not answer"),
+        }
     }
 
     /// Fetch `{upstream}/models?client_version=` with the account's token, within `catalog_timeout_secs`, and
@@ -55,7 +91,8 @@ impl Pool {
                     "{}/models?client_version={}",
                     self.config.upstream_base_url, self.config.client.version_text
                 );
-                let req = side_request(account, &url, &token).timeout(self.config.timeouts.catalog);
+                let req = side_request(account, &self.config.client, SideCall::Models, &url, &token)
+                    .timeout(self.config.timeouts.catalog);
                 match req.send().await {
                     Ok(r) if r.status().is_success() => {
                         r.json::<ModelsAnswer>().await.ok().map(ModelsAnswer::into_entries)
@@ -87,7 +124,7 @@ impl Pool {
             }
         };
         let url = format!("{}/wham/usage", self.config.chatgpt_base_url);
-        let req = side_request(account, &url, &token);
+        let req = side_request(account, &self.config.client, SideCall::Backend, &url, &token);
         let answer = match req.send().await {
             Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
             Ok(r) => {
@@ -109,7 +146,10 @@ impl Pool {
     }
 
     /// Background upkeep, forever: refresh tokens ahead of expiry (with jitter, so many accounts do not all
-    /// refresh at once), poll quota of accounts not used recently, refresh stale catalogs.
+    /// refresh at once), poll quota of accounts not used recently, fetch missing and stale catalogs, and run the
+    /// workspace check a refresh made due. Each account's periodic reads fall due at its own phase of their period
+    /// ([`phase`]), and within a round the accounts that call out are spaced over the round's period, so the
+    /// upstream never sees the pool's accounts one after another within seconds (docs/security.md).
     pub async fn upkeep(self: Arc<Self>) {
         // The first round waits: requests refresh on demand, and a refresh at start-up would race a Codex CLI
         // that is refreshing the same linked login right now.
@@ -130,27 +170,86 @@ impl Pool {
                 Err(e) => warn!("the account store re-read stopped: {e}"),
             }
             self.retry_unsaved_tokens().await;
-            let now = now_unix();
-            for account in self.accounts().iter() {
-                if account.kind != AccountKind::Chatgpt || !account.is_active() {
-                    continue;
+            let accounts: Vec<Arc<Account>> =
+                self.accounts().iter().filter(|a| a.kind == AccountKind::Chatgpt && a.is_active()).cloned().collect();
+            let gap = spacing(period, accounts.len());
+            let mut called = false;
+            for account in &accounts {
+                if called {
+                    // Spaced, with jitter: a round's calls do not leave together.
+                    let jitter = 0.5 + rand::random::<f64>();
+                    tokio::time::sleep(gap.mul_f64(jitter)).await;
                 }
-                let jitter = rand::random::<u64>() % 300;
-                if let Err(e) = self.refresh_ahead(account, 600 + jitter as i64).await {
-                    warn!(account = %account.id, "background refresh: {e}");
-                }
-                let poll = self.config.routing.usage_poll.as_secs() as i64;
-                let quiet = now - account.last_used.load(Ordering::Relaxed) / 1000 > poll;
-                if leader && quiet && now - account.quota.read().updated_at > poll {
-                    self.poll_usage(account).await;
-                }
-                let stale = account.catalog.read().as_ref().is_some_and(|c| c.fetched.elapsed() > CATALOG_TTL);
-                let failed_lately =
-                    self.catalog_failed.lock().get(&account.id).is_some_and(|at| at.elapsed() < CATALOG_RETRY);
-                if leader && stale && !failed_lately {
-                    self.refresh_catalog(account).await;
-                }
+                called = self.upkeep_account(account, leader).await;
             }
         }
+    }
+
+    /// One account's share of an upkeep round; whether it called the upstream.
+    async fn upkeep_account(&self, account: &Account, leader: bool) -> bool {
+        let now = now_unix();
+        let jitter = rand::random::<u64>() % 300;
+        let mut called = false;
+        let before = account.tokens().map(|t| t.last_refresh);
+        if let Err(e) = self.refresh_ahead(account, 600 + jitter as i64).await {
+            warn!(account = %account.id, "background refresh: {e}");
+        }
+        called |= account.tokens().map(|t| t.last_refresh) != before;
+        if account.discovery_due.load(Ordering::Relaxed) {
+            self.check_workspace(account).await;
+            called = true;
+        }
+        let poll = self.config.routing.usage_poll.as_secs() as i64;
+        let offset = phase(&account.id, poll);
+        let quiet = now - account.last_used.load(Ordering::Relaxed) / 1000 > poll;
+        if leader && quiet && now - account.quota.read().updated_at > poll + offset {
+            self.poll_usage(account).await;
+            called = true;
+        }
+        let ttl = CATALOG_TTL.as_secs() as i64;
+        let stale = account.catalog.read().as_ref().is_some_and(|c| {
+            i64::try_from(c.fetched.elapsed().as_secs()).unwrap_or(i64::MAX) > ttl + phase(&account.id, ttl)
+        });
+        let failed_lately = self.catalog_failed.lock().get(&account.id).is_some_and(|at| at.elapsed() < CATALOG_RETRY);
+        if leader && stale && !failed_lately {
+            self.refresh_catalog(account).await;
+            called = true;
+        } else if leader && self.catalog_wanted(account) {
+            self.fetch_catalog_once(account).await;
+            called = true;
+        }
+        called
+    }
+}
+
+/// An account's phase in a period of `secs`: a fixed offset in `[0, secs)` from its id, so that each account's
+/// periodic reads fall due at a time of their own.
+fn phase(id: &str, secs: i64) -> i64 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(id.as_bytes());
+    let n = u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
+    i64::try_from(n % u64::try_from(secs.max(1)).unwrap_or(1)).unwrap_or(0)
+}
+
+/// The pause between two accounts' calls in a round: the round's period shared out among the accounts (at most
+/// ten seconds).
+fn spacing(period: Duration, accounts: usize) -> Duration {
+    let share = period.checked_div(u32::try_from(accounts.max(1)).unwrap_or(u32::MAX)).unwrap_or(period);
+    share.min(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_fall_due_at_phases_of_their_own_and_calls_are_spaced() {
+        let phases: std::collections::HashSet<i64> = (0..50).map(|i| phase(&format!("account-{i}"), 300)).collect();
+        assert!(phases.len() > 40, "50 accounts spread over a 300 s period: {} distinct phases", phases.len());
+        assert!(phases.iter().all(|p| (0..300).contains(p)));
+        assert_eq!(phase("a", 300), phase("a", 300), "an account keeps its phase");
+        assert_eq!(spacing(Duration::from_secs(30), 3), Duration::from_secs(10));
+        assert_eq!(spacing(Duration::from_secs(30), 60), Duration::from_millis(500));
+        assert_eq!(spacing(Duration::from_secs(30), 0), Duration::from_secs(10));
     }
 }

@@ -94,30 +94,71 @@ struct TokenResponse {
     refresh_token: Option<String>,
 }
 
+/// Why a token is refreshed, sent as the official client sends it (`refresh_reason` in the token call's body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshReason {
+    /// A request found the access token about to expire.
+    ProactiveExpiry,
+    /// The background round refreshed it ahead of expiry.
+    Scheduled,
+    /// The upstream refused the access token (401).
+    UnauthorizedRecovery,
+    /// Asked for (the admin's refresh, a bare refresh token imported).
+    Forced,
+}
+
+impl RefreshReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            RefreshReason::ProactiveExpiry => "proactive_expiry",
+            RefreshReason::Scheduled => "scheduled",
+            RefreshReason::UnauthorizedRecovery => "unauthorized_recovery",
+            RefreshReason::Forced => "forced",
+        }
+    }
+}
+
+/// Where and as whom a refresh is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenCall<'a> {
+    pub issuer: &'a str,
+    /// The official client's User-Agent the gateway presents (`[upstream] user_agent`).
+    pub user_agent: &'a str,
+    pub reason: RefreshReason,
+}
+
 /// Exchange `current.refresh_token` for new tokens. Fields the issuer omits keep their old values.
-pub async fn refresh(http: &reqwest::Client, issuer: &str, current: &Tokens) -> Result<Tokens, RefreshError> {
-    refresh_within(http, issuer, current, DEFAULT_TIMEOUT).await
+pub async fn refresh(http: &reqwest::Client, to: TokenCall<'_>, current: &Tokens) -> Result<Tokens, RefreshError> {
+    refresh_within(http, to, current, DEFAULT_TIMEOUT).await
 }
 
 /// [`refresh`] bounded by `limit`, from the first byte sent to the last one read. Callers hold the account's
 /// refresh lock meanwhile, so a call that never ends would wedge the account.
 pub async fn refresh_within(
     http: &reqwest::Client,
-    issuer: &str,
+    to: TokenCall<'_>,
     current: &Tokens,
     limit: Duration,
 ) -> Result<Tokens, RefreshError> {
-    match tokio::time::timeout(limit, call(http, issuer, current)).await {
+    match tokio::time::timeout(limit, call(http, to, current)).await {
         Ok(result) => result,
         Err(_) => Err(RefreshError::TimedOut(limit)),
     }
 }
 
-async fn call(http: &reqwest::Client, issuer: &str, current: &Tokens) -> Result<Tokens, RefreshError> {
-    let url = format!("{issuer}/oauth/token");
-    let body = json!({"client_id": CLIENT_ID, "grant_type": "refresh_token", "refresh_token": current.refresh_token});
+async fn call(http: &reqwest::Client, to: TokenCall<'_>, current: &Tokens) -> Result<Tokens, RefreshError> {
+    let url = format!("{}/oauth/token", to.issuer);
+    // Members in the official client's order (sorted).
+    let body = json!({
+        "client_id": CLIENT_ID,
+        "grant_type": "refresh_token",
+        "refresh_reason": to.reason.as_str(),
+        "refresh_token": current.refresh_token,
+    });
     let transport = |e: reqwest::Error| RefreshError::Transport(Arc::new(e.without_url()));
-    let resp = http.post(&url).json(&body).send().await.map_err(transport)?;
+    let req =
+        crate::upstream::identity::side::token_headers(http.post(&url), to.user_agent, body.to_string().into_bytes());
+    let resp = req.send().await.map_err(transport)?;
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await.map_err(transport)?;
     if !(200..300).contains(&status) {
@@ -334,6 +375,10 @@ mod tests {
         format!("http://{addr}")
     }
 
+    fn to(issuer: &str) -> TokenCall<'_> {
+        TokenCall { issuer, user_agent: "codex_cli_rs/0.169.0 (Linux; x86_64) unknown", reason: RefreshReason::Forced }
+    }
+
     fn client() -> reqwest::Client {
         reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("{e}"))
     }
@@ -347,7 +392,7 @@ mod tests {
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("{e}"));
         let tokens = tokens_with_exp(None, 0);
-        let err = refresh(&client(), &format!("http://127.0.0.1:{port}"), &tokens).await.err();
+        let err = refresh(&client(), to(&format!("http://127.0.0.1:{port}")), &tokens).await.err();
         let Some(err @ RefreshError::Transport(_)) = err else { panic!("not a transport failure: {err:?}") };
         let text = crate::upstream::with_causes(&err);
         assert!(text.starts_with("cannot reach the token endpoint: "), "{text}");
@@ -368,10 +413,10 @@ mod tests {
     #[tokio::test]
     async fn an_unreadable_or_failing_answer_keeps_the_login() {
         let tokens = tokens_with_exp(None, 0);
-        let err = refresh(&client(), &answer_once("200 OK", "<html>").await, &tokens).await.err();
+        let err = refresh(&client(), to(&answer_once("200 OK", "<html>").await), &tokens).await.err();
         let Some(err @ RefreshError::Malformed(_)) = err else { panic!("not malformed: {err:?}") };
         assert!(std::error::Error::source(&err).is_some());
-        let err = refresh(&client(), &answer_once("503 Service Unavailable", "").await, &tokens).await.err();
+        let err = refresh(&client(), to(&answer_once("503 Service Unavailable", "").await), &tokens).await.err();
         assert!(matches!(err, Some(RefreshError::Unavailable { status: 503, code: None })), "{err:?}");
     }
 

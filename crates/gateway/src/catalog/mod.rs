@@ -74,9 +74,10 @@ pub trait CatalogSource: Send + Sync {
     /// account's catalog under its lock, so nothing is copied.)
     fn any_active(&self, visit: &mut dyn FnMut(Offer<'_>) -> bool) -> bool;
 
-    /// Fetch the catalogs of the accounts that have none yet. Bounded in time; a failure leaves them unknown
-    /// and is remembered by the source, so this does not fetch on every call.
-    fn fetch_missing(&self) -> impl Future<Output = ()> + Send;
+    /// Fetch the catalog of one account that has none yet; whether there was one. Bounded in time; a failure
+    /// leaves it unknown and is remembered by the source, so this does not fetch on every call. One at a time, so
+    /// that the accounts' catalogs are not all asked for at once (docs/security.md).
+    fn fetch_one_missing(&self) -> impl Future<Output = bool> + Send;
 }
 
 /// The gateway-wide catalog over a source of accounts.
@@ -94,9 +95,9 @@ impl<S: CatalogSource> Catalog<S> {
     pub async fn entries(&self) -> Vec<Arc<ModelEntry>> {
         let mut union = self.union();
         if !union.any_fetched && union.any_fetchable {
-            // First use: fetch now rather than advertise models a plan may not have (once per retry period when
-            // the catalog endpoint fails, see `Pool::fetch_missing_catalogs`).
-            self.source.fetch_missing().await;
+            // First use: fetch one account's now rather than advertise models a plan may not have (once per retry
+            // period when the catalog endpoint fails, see `Pool::fetch_one_missing_catalog`).
+            self.source.fetch_one_missing().await;
             union = self.union();
         }
         if union.entries.is_empty() { default_entries() } else { union.entries }
@@ -136,22 +137,6 @@ impl<S: CatalogSource> Catalog<S> {
         })
     }
 
-    /// issue 25 (WebSocket upstream): whether an active account's catalog says the official client should use
-    /// the Responses WebSocket for `slug` (`prefer_websockets`), as `[upstream] transport = "auto"` follows.
-    pub fn prefers_websockets(&self, slug: &str) -> bool {
-        let mut prefers = false;
-        self.source.any_active(&mut |offer| {
-            prefers = offer
-                .fetched
-                .and_then(|fetched| find(fetched, slug))
-                .and_then(|e| e.raw().get("prefer_websockets"))
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false);
-            prefers
-        });
-        prefers
-    }
-
     /// issue 25: the newest `minimal_client_version` any active account's catalog gives `slug` (the backend
     /// refuses older clients), read in place like [`Catalog::supports_reasoning_context`].
     pub fn minimal_client_version(&self, slug: &str) -> Option<entry::ClientVersion> {
@@ -180,10 +165,20 @@ impl<S: CatalogSource> Catalog<S> {
             return Ok(());
         }
         // Boxed: every request's future would otherwise carry room for a catalog fetch inline.
-        let entries = Box::pin(self.entries()).await;
-        match find(&entries, slug) {
-            Some(_) => Ok(()),
-            None => Err(GatewayError::model_not_found(slug)),
+        Box::pin(self.check_fetching(slug)).await
+    }
+
+    /// The model check when no known catalog lists the model: the accounts whose catalogs are not known yet are
+    /// asked one by one until one lists it (another plan may), or none is left.
+    async fn check_fetching(&self, slug: &str) -> Result<(), GatewayError> {
+        loop {
+            let entries = self.entries().await;
+            if find(&entries, slug).is_some() {
+                return Ok(());
+            }
+            if !self.source.fetch_one_missing().await {
+                return Err(GatewayError::model_not_found(slug));
+            }
         }
     }
 }

@@ -18,6 +18,8 @@ struct Acct {
     fetched: Mutex<Option<Vec<Arc<ModelEntry>>>>,
     /// What a fetch brings (`None`: the fetch fails).
     upstream: Option<Vec<Arc<ModelEntry>>>,
+    /// A fetch was tried (a failed one is not tried again, as the pool remembers failures).
+    tried: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -38,14 +40,16 @@ impl CatalogSource for Source {
         })
     }
 
-    async fn fetch_missing(&self) {
+    async fn fetch_one_missing(&self) -> bool {
         for a in self.accounts.iter().filter(|a| a.chatgpt && !a.inactive) {
             let mut fetched = a.fetched.lock();
-            if fetched.is_none() {
+            if fetched.is_none() && !a.tried.swap(true, Ordering::Relaxed) {
                 self.fetches.fetch_add(1, Ordering::Relaxed);
                 *fetched = a.upstream.clone();
+                return true;
             }
         }
+        false
     }
 }
 
@@ -112,6 +116,25 @@ async fn first_use_fetches_when_no_catalog_is_known_only() {
     ]);
     assert_eq!(listed(&c.entries().await), [("a", "A")]);
     assert_eq!(c.source.fetches.load(Ordering::Relaxed), 0);
+}
+
+/// The accounts' catalogs are fetched one at a time, as they are needed: the first use fetches one account's; a
+/// model no known catalog lists fetches the others' one by one until one lists it (another plan may).
+#[tokio::test]
+async fn catalogs_are_fetched_one_account_at_a_time_until_one_lists_the_model() {
+    let c = catalog(vec![
+        Acct { upstream: Some(vec![entry("a", "A")]), ..chatgpt(None) },
+        Acct { upstream: Some(vec![entry("b", "B")]), ..chatgpt(None) },
+        Acct { upstream: Some(vec![entry("c", "C")]), ..chatgpt(None) },
+    ]);
+    assert!(c.check("a").await.is_ok());
+    assert_eq!(c.source.fetches.load(Ordering::Relaxed), 1, "one account's catalog answers the first use");
+    assert!(c.check("b").await.is_ok());
+    assert_eq!(c.source.fetches.load(Ordering::Relaxed), 2);
+    assert_eq!(c.check("z").await.map_err(|e| e.kind), Err(ErrorKind::NotFound));
+    assert_eq!(c.source.fetches.load(Ordering::Relaxed), 3, "every catalog asked once before a model is refused");
+    assert_eq!(c.check("z").await.map_err(|e| e.kind), Err(ErrorKind::NotFound));
+    assert_eq!(c.source.fetches.load(Ordering::Relaxed), 3);
 }
 
 #[tokio::test]

@@ -251,7 +251,8 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
                 }
                 None => {
                     let http = crate::upstream::build_http_client(config)?;
-                    let rows = manage::resolve(source, label, &http, &config.auth_issuer).await?;
+                    let rows =
+                        manage::resolve(source, label, &http, &config.auth_issuer, &config.client.user_agent).await?;
                     let store = Store::for_config(config)?;
                     for row in &rows {
                         store.upsert_account(row)?;

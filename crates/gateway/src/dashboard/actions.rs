@@ -147,7 +147,15 @@ pub(crate) async fn add(State(dash): State<St>, headers: HeaderMap, body: axum::
     };
     let label = present(b.label);
     let app = &dash.app;
-    let rows = match manage::resolve(source, label, app.upstream.http(), &app.config.auth_issuer).await {
+    let rows = match manage::resolve(
+        source,
+        label,
+        app.upstream.http(),
+        &app.config.auth_issuer,
+        &app.config.client.user_agent,
+    )
+    .await
+    {
         Ok(rows) => rows,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("{e:#}")),
     };

@@ -26,6 +26,8 @@ pub enum Api {
     Anthropic,
     Gemini,
     Ollama,
+    /// The OpenAI Images API (`/v1/images/generations`, `/v1/images/edits`): usage in image tokens.
+    Images,
     /// A route that is not a model call (model lists, token counts, admin, health, refusals before routing).
     Other,
 }
@@ -38,6 +40,7 @@ impl Api {
             Api::Anthropic => "anthropic",
             Api::Gemini => "gemini",
             Api::Ollama => "ollama",
+            Api::Images => "images",
             Api::Other => "other",
         }
     }

@@ -135,19 +135,45 @@ pub async fn prepare(
             .map(str::to_string);
     }
     req.finalize(state.config.default_reasoning_effort.as_deref());
-    let tree = std::mem::take(&mut req.body);
+    let mut tree = std::mem::take(&mut req.body);
     let key = tree.get("prompt_cache_key").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    record.set_effort(tree.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str));
+    // The thread id the official client would have: the caller's own (a Codex CLI's prompt cache key is its
+    // thread id), else one derived from the conversation key, which goes upstream as the prompt cache key too.
+    let thread = thread_id_for(&key);
+    if thread != key {
+        tree.insert("prompt_cache_key".into(), Value::String(thread.clone()));
+    }
+    let effort = tree.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str).map(str::to_string);
+    record.set_effort(effort.as_deref());
+    let client_metadata = match tree.remove("client_metadata") {
+        Some(Value::Object(m)) => Some(m),
+        Some(_) | None => None,
+    };
+    // The sticky-routing token: a header over HTTP, a `client_metadata` member over the WebSocket.
+    let turn_state = headers.get(&TURN_STATE).and_then(|v| v.to_str().ok()).map(str::to_string).or_else(|| {
+        client_metadata.as_ref().and_then(|m| m.get("x-codex-turn-state")).and_then(Value::as_str).map(str::to_string)
+    });
+    let turn = identity::Turn::new(identity::TurnInputs {
+        headers,
+        client_metadata,
+        thread_id: &thread,
+        slug: &req.model.slug,
+        service_tier: tree.get("service_tier").and_then(Value::as_str),
+        effort: effort.as_deref(),
+        kind: request_kind(&tree),
+        now_ms: crate::auth::now_ms(),
+    });
     let body = Bytes::from(
-        serde_json::to_vec(&tree).map_err(|e| StartError::Unavailable(GatewayError::internal(e.to_string())))?,
+        identity::official_order(&tree).map_err(|e| StartError::Unavailable(GatewayError::internal(e.to_string())))?,
     );
     drop(tree);
     let input_estimate = input_estimate(&body);
+    let caller_thread = headers.get(&THREAD_ID).and_then(|v| v.to_str().ok()).filter(|t| *t != thread);
     let ctx = CallContext {
         request_id: request_id(headers),
-        session_id: session_uuid(&key),
-        thread_id: headers.get(&THREAD_ID).and_then(|v| v.to_str().ok()).map(str::to_string),
-        turn_state: headers.get(&TURN_STATE).and_then(|v| v.to_str().ok()).map(str::to_string),
+        session_id: thread.clone(),
+        thread_id: caller_thread.map(str::to_string),
+        turn_state,
         // issue 25: present a newer client version when the caller is a newer official client or the model
         // needs one (two header reads and one scan of the catalogs for the slug).
         client_version: identity::presented(
@@ -155,9 +181,10 @@ pub async fn prepare(
             identity::caller_version(headers),
             state.catalog.minimal_client_version(&req.model.slug),
         ),
-        // issue 25 (WebSocket upstream): the transport for this request; `auto` asks the catalog (one scan).
-        websocket: state.config.upstream_ws.wants(|| state.catalog.prefers_websockets(&req.model.slug)),
+        // issue 25 (WebSocket upstream): the transport for this request (`[upstream] transport`).
+        websocket: state.config.upstream_ws.wants(),
         conversation: !key.is_empty(),
+        turn: Some(Arc::new(turn)),
     };
     Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate, stream: req.stream })
 }
@@ -387,8 +414,13 @@ async fn read_limited(body: &mut BodyStream, limit: Duration) -> Vec<u8> {
 
 /// Read until the first event that carries output (or `until` passes). A failure before that is returned as an
 /// error; everything read is put back for the encoder.
+///
+/// A frame the gateway cannot read ends the peek without failing: it is not the account's failure (no other
+/// account would answer better, `dialects::failure`), and whether it fails the answer is the encoder's to say:
+/// the Responses passthrough forwards it as it came, a translated dialect reports it in its own error shape.
 async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFailure> {
-    let mut seen: Vec<(SseFrame, Event<'static>)> = Vec::new();
+    // `None`: a frame put back unparsed.
+    let mut seen: Vec<(SseFrame, Option<Event<'static>>)> = Vec::new();
     let result = loop {
         if Instant::now() >= until {
             break Ok(());
@@ -398,10 +430,14 @@ async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFa
                 // Owned (a copy only for the one delta that ends the peek), so it can wait beside its frame.
                 let event = reader.event(&frame).into_owned();
                 match event {
-                    Event::Created { .. } | Event::Ignored | Event::Unknown { .. } => seen.push((frame, event)),
+                    Event::Created { .. } | Event::Ignored | Event::Unknown { .. } => seen.push((frame, Some(event))),
+                    Event::Failed(refusal) if refusal.reason == Reason::MalformedEvent => {
+                        seen.push((frame, None));
+                        break Ok(());
+                    }
                     Event::Failed(refusal) => break Err(UpstreamFailure::Refused(*refusal)),
                     _ => {
-                        seen.push((frame, event));
+                        seen.push((frame, Some(event)));
                         break Ok(());
                     }
                 }
@@ -412,9 +448,31 @@ async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFa
         }
     };
     for (frame, event) in seen.into_iter().rev() {
-        reader.unread(frame, event);
+        match event {
+            Some(event) => reader.unread(frame, event),
+            None => reader.unread_unparsed(frame),
+        }
     }
     result
+}
+
+/// The thread id for a conversation key: the key itself when it is a UUID (the official client's prompt cache key
+/// is its thread id), else a UUID derived from it, stable across the conversation's turns.
+pub fn thread_id_for(key: &str) -> String {
+    match uuid::Uuid::try_parse(key) {
+        Ok(id) => id.hyphenated().to_string(),
+        Err(_) => session_uuid(key),
+    }
+}
+
+/// What a request is, for the turn metadata: a compaction when its input ends with the compaction trigger
+/// (compaction v2), else a turn.
+fn request_kind(body: &Map<String, Value>) -> identity::RequestKind {
+    let last = body.get("input").and_then(Value::as_array).and_then(|items| items.last());
+    match last.and_then(|item| item.get("type")).and_then(Value::as_str) {
+        Some("compaction_trigger") => identity::RequestKind::Compaction,
+        Some(_) | None => identity::RequestKind::Turn,
+    }
 }
 
 /// A UUID-shaped session id derived from the conversation key, stable across the conversation's turns.

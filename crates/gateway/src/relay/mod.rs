@@ -1,5 +1,6 @@
 //! The relay engine: one upstream exchange with failover (exchange.rs), reading the upstream SSE stream
-//! (reader.rs), and pumping it through a dialect encoder to the client (pump.rs). The routes in `server/`
+//! (reader.rs), pumping it through a dialect encoder to the client (pump.rs), and the unary calls that answer
+//! JSON rather than a stream (unary.rs: compaction, images). The routes in `server/`
 //! decode a request, hand it here, and render what comes back.
 //!
 //! Its one dependency on `server` is `AppState` (exchange.rs reads the config, pool, upstream client and
@@ -8,3 +9,4 @@
 pub mod exchange;
 pub mod pump;
 pub mod reader;
+pub mod unary;

@@ -183,6 +183,12 @@ impl EventReader {
         self.frames.push_front(frame);
     }
 
+    /// Put a frame back at the front without its event: [`EventReader::event`] parses it again when it comes (a
+    /// frame the peek could not read, which the encoder then forwards or reports as it does any other).
+    pub fn unread_unparsed(&mut self, frame: SseFrame) {
+        self.frames.push_front(frame);
+    }
+
     /// Hand back a frame once its event is handled: the parser reuses its payload buffer for a later frame
     /// ([`SseParser::recycle`]), so an event costs no allocation and free for its text.
     pub fn recycle(&mut self, frame: SseFrame) {

@@ -104,9 +104,15 @@ async fn add(State(s): State<Arc<AppState>>, headers: HeaderMap, body: axum::bod
                 return Err(GatewayError::invalid("Send exactly one of auth_json, export, refresh_token or api_key"));
             }
         };
-        let rows = manage::resolve(source, b.label, &s.upstream.http().clone(), &s.config.auth_issuer)
-            .await
-            .map_err(|e| GatewayError::invalid(format!("{e:#}")))?;
+        let rows = manage::resolve(
+            source,
+            b.label,
+            &s.upstream.http().clone(),
+            &s.config.auth_issuer,
+            &s.config.client.user_agent,
+        )
+        .await
+        .map_err(|e| GatewayError::invalid(format!("{e:#}")))?;
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         for row in &rows {
             s.pool.store().upsert_account(row).map_err(internal)?;

@@ -12,25 +12,20 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use dialects::failure::{Reason, Refusal, Stage};
-use dialects::{ErrorKind, GatewayError, UpstreamFailure};
-use futures_util::StreamExt;
+use dialects::{ErrorKind, GatewayError};
 use serde_json::{Map, Value};
 
-use crate::accounts::{Account, LeaseError, RefreshBudget};
-use crate::auth::now_unix;
-use crate::relay::exchange::session_uuid;
+use crate::accounts::LeaseError;
+use crate::relay::exchange::thread_id_for;
+use crate::relay::unary;
 use crate::server::errors::{Shape, body_error, error_response};
 use crate::server::{AppState, request_id};
 use crate::upstream::ratelimits::RateLimitHeaders;
-use crate::upstream::{CallContext, IntoFailure, UpstreamResponse, classify, identity};
-
-/// Largest compaction answer read (the compacted history of a long conversation).
-const MAX_ANSWER: usize = 32 * 1024 * 1024;
+use crate::upstream::{CallContext, identity};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/v1/responses/compact", post(compact)).route("/responses/compact", post(compact))
@@ -83,10 +78,22 @@ async fn run(
         LeaseError::Exhausted => GatewayError::new(ErrorKind::UpstreamUnavailable, "No account could compact."),
     })?;
     let account = lease.account.clone();
+    let thread = thread_id_for(&key);
+    let turn = identity::Turn::new(identity::TurnInputs {
+        headers,
+        client_metadata: None,
+        thread_id: &thread,
+        slug: &model,
+        service_tier: None,
+        effort: None,
+        kind: identity::RequestKind::Compaction,
+        now_ms: crate::auth::now_ms(),
+    });
     let ctx = CallContext {
         request_id: request_id(headers),
-        session_id: session_uuid(&key),
-        thread_id: header_str(headers, "thread-id").map(str::to_string),
+        thread_id: header_str(headers, "thread-id").filter(|t| *t != thread).map(str::to_string),
+        session_id: thread,
+        turn: Some(Arc::new(turn)),
         turn_state: header_str(headers, "x-codex-turn-state").map(str::to_string),
         client_version: identity::presented(
             state.config.client.version,
@@ -96,7 +103,7 @@ async fn run(
         // Compaction is a unary HTTP call (`responses/compact`), never over the WebSocket.
         ..CallContext::default()
     };
-    let answer = send(state, &account, body, &ctx).await;
+    let answer = unary::send(state, &account, |auth| state.upstream.compact(&account, auth, body.clone(), &ctx)).await;
     drop(lease);
     let (status, upstream_headers, bytes) = match answer {
         Ok(ok) => ok,
@@ -114,62 +121,4 @@ async fn run(
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty())
-}
-
-/// Send with a fresh token (once more after a refresh on 401), within the header deadline, and read the
-/// answer within the idle deadline. A refusal is classified.
-async fn send(
-    state: &AppState,
-    account: &Arc<Account>,
-    body: Bytes,
-    ctx: &CallContext,
-) -> Result<(StatusCode, HeaderMap, Bytes), UpstreamFailure> {
-    let timeouts = &state.config.timeouts;
-    let mut refresh = RefreshBudget::default();
-    let mut auth = state.pool.authorization(account, None, &mut refresh).await.map_err(UpstreamFailure::Credentials)?;
-    let mut refreshed = false;
-    loop {
-        let sending = state.upstream.compact(account, auth.clone(), body.clone(), ctx);
-        let response = match tokio::time::timeout(timeouts.upstream_headers, sending).await {
-            Ok(answer) => answer.map_err(|e| e.failure(Stage::Request))?,
-            Err(_) => return Err(UpstreamFailure::HeaderTimeout { limit: timeouts.upstream_headers }),
-        };
-        let UpstreamResponse { status, headers, mut body } = response;
-        if status.is_success() {
-            let bytes = read_all(&mut body, state.config.upstream_idle_timeout).await?;
-            return Ok((status, headers, bytes));
-        }
-        let bytes = read_all(&mut body, timeouts.upstream_error_body).await.unwrap_or_default();
-        let failure = classify(status, &headers, &bytes, now_unix());
-        match &failure {
-            UpstreamFailure::Refused(Refusal { reason: Reason::Unauthorized, .. }) if !refreshed => {
-                refreshed = true;
-                let refused = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
-                auth = state
-                    .pool
-                    .authorization(account, Some(refused), &mut refresh)
-                    .await
-                    .map_err(UpstreamFailure::Credentials)?;
-            }
-            _ => return Err(failure),
-        }
-    }
-}
-
-/// The whole answer, up to [`MAX_ANSWER`] bytes, each wait bounded by `idle`.
-async fn read_all(body: &mut crate::upstream::BodyStream, idle: std::time::Duration) -> Result<Bytes, UpstreamFailure> {
-    let mut out = Vec::new();
-    loop {
-        match tokio::time::timeout(idle, body.next()).await {
-            Ok(Some(Ok(chunk))) => {
-                out.extend_from_slice(&chunk);
-                if out.len() > MAX_ANSWER {
-                    return Err(UpstreamFailure::StreamCut);
-                }
-            }
-            Ok(Some(Err(e))) => return Err(e.failure(Stage::Body)),
-            Ok(None) => return Ok(Bytes::from(out)),
-            Err(_) => return Err(UpstreamFailure::Idle),
-        }
-    }
 }

@@ -34,6 +34,7 @@ mod gemini;
 pub mod guard;
 pub mod handler;
 mod http1;
+mod images;
 pub mod listen;
 mod models;
 mod ollama;
@@ -164,6 +165,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/responses", post(openai::responses).get(websocket::handshake))
         .merge(gemini::model_routes())
         .merge(anthropic::model_routes())
+        .merge(images::routes())
         .merge(others)
         // Set after the merge, so it covers every route; it records its answers itself.
         .method_not_allowed_fallback(method_not_allowed);

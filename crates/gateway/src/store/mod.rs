@@ -70,6 +70,9 @@ CREATE TABLE client_keys (
 "#,
     // 5: covering indexes for the usage reports' range scans (store/usage.rs).
     usage::ROLLUP_COVER,
+    // 6: each account's installation id, the official client's per-machine id the backend sees in every turn's
+    // metadata (upstream/identity; one per account, made at its first use: Store::installation_id).
+    "ALTER TABLE accounts ADD COLUMN installation_id TEXT;",
 ];
 
 /// How an account authenticates upstream.
@@ -364,6 +367,22 @@ impl Store {
         }
         let conn = self.conn.lock();
         Ok(conn.execute("DELETE FROM accounts WHERE id=?1", params![id])? == 1)
+    }
+
+    /// The account's installation id: the one it has, or `fresh` written as its first (a random UUID made by the
+    /// caller). Made once and kept: it never changes across restarts, and no two accounts share one.
+    pub fn installation_id(&self, id: &str, fresh: &str) -> anyhow::Result<Option<String>> {
+        if let Some(pg) = &self.shared {
+            return pg.installation_id(id, fresh);
+        }
+        let conn = self.conn.lock();
+        conn.execute(
+            "UPDATE accounts SET installation_id=?2 WHERE id=?1 AND installation_id IS NULL",
+            params![id, fresh],
+        )?;
+        let found =
+            conn.query_row("SELECT installation_id FROM accounts WHERE id=?1", params![id], |r| r.get(0)).optional()?;
+        Ok(found.flatten())
     }
 
     pub fn set_status(&self, id: &str, status: AccountStatus, reason: Option<&str>) -> anyhow::Result<()> {

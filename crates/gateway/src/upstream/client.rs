@@ -16,7 +16,7 @@ use crate::accounts::Account;
 use crate::config::Config;
 use crate::store::AccountKind;
 
-use super::identity::{ClientIdentity, ORIGINATOR};
+use super::identity::{ClientIdentity, ORIGINATOR, Turn, WebsocketTurn};
 
 /// One reqwest client: pooled connections, HTTP/2 where offered, rustls with the gateway's roots
 /// ([`super::tls::client_config`]), the configured proxy. It carries the OAuth calls, the usage and catalog
@@ -58,8 +58,10 @@ fn build_client(config: &Config, proxy: Option<&str>, honor_no_proxy: bool) -> a
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
     pub request_id: String,
-    /// Stable per conversation; sent as `session-id` (and `thread-id` unless the client sent its own).
+    /// The conversation's thread (and session) id: `session-id`, `thread-id` and `x-client-request-id`, as the
+    /// official client sends its thread id in all three.
     pub session_id: String,
+    /// A `thread-id` the caller sent that differs from its session id.
     pub thread_id: Option<String>,
     /// `x-codex-turn-state` echoed from the client (Codex CLI sticky routing).
     pub turn_state: Option<String>,
@@ -71,6 +73,9 @@ pub struct CallContext {
     /// The request belongs to a conversation (a non-empty key): its WebSocket connection is kept for the
     /// conversation's next turn (`session_id` names it).
     pub conversation: bool,
+    /// The turn's identity for a ChatGPT account (routing hint, window, turn metadata, `client_metadata`;
+    /// `upstream::identity::turn`). `None`: a request outside a turn, sent with the basic headers only.
+    pub turn: Option<Arc<Turn>>,
 }
 
 pub struct Upstream {
@@ -130,20 +135,25 @@ impl Upstream {
         body: Bytes,
         ctx: &CallContext,
     ) -> impl Future<Output = Result<UpstreamResponse, TransportError>> + Send + 'static {
-        let headers = self.headers(account, authorization, ctx);
-        let (upstream, account) = (self.clone(), account.clone());
         // The WebSocket carries ChatGPT-account requests not behind a proxy (a proxied account stays on HTTP).
         let ws = match (ctx.websocket, &account.kind, &account.proxy, &self.ws) {
             (true, AccountKind::Chatgpt, None, Some(ws)) => {
-                Some((ws.clone(), ctx.conversation.then(|| ctx.session_id.clone())))
+                let headers = self.headers(account, authorization.clone(), ctx, Transport::Websocket);
+                let now_ms = crate::auth::now_ms();
+                let websocket = WebsocketTurn { turn_state: ctx.turn_state.as_deref(), now_ms };
+                let body = with_client_metadata(&body, ctx.turn.as_deref(), account, Some(websocket));
+                Some((ws.clone(), headers, body, ctx.conversation.then(|| ctx.session_id.clone())))
             }
             _ => None,
         };
+        let headers = self.headers(account, authorization, ctx, Transport::Http);
+        let body = with_client_metadata(&body, ctx.turn.as_deref(), account, None);
+        let (upstream, account) = (self.clone(), account.clone());
         async move {
-            if let Some((ws, session)) = ws {
+            if let Some((ws, ws_headers, ws_body, session)) = ws {
                 // Boxed: the WebSocket send is ~2.7 KB, twice the HTTP one, and every request's future waiting for
                 // its response headers would otherwise carry room for it (thousands at once, bench/notes.md).
-                match Box::pin(ws.send(super::owner(&account), headers.clone(), &body, session.as_deref())).await {
+                match Box::pin(ws.send(super::owner(&account), ws_headers, &ws_body, session.as_deref())).await {
                     super::ws_pool::Outcome::Answer(answer) => return answer,
                     super::ws_pool::Outcome::UseSse => {}
                 }
@@ -152,53 +162,136 @@ impl Upstream {
         }
     }
 
-    pub(super) fn headers(&self, account: &Account, authorization: HeaderValue, ctx: &CallContext) -> HeaderMap {
-        // Sized for what follows (up to 12 fields): grown from empty, the map was reallocated and rehashed on the
+    /// The request headers, in the official client's order for the transport (codex-rs `core/src/client.rs`;
+    /// docs/protocol.md "Identity"). A ChatGPT account gets the official client's identity; an API key or relay
+    /// account only what its API needs.
+    pub(super) fn headers(
+        &self,
+        account: &Account,
+        authorization: HeaderValue,
+        ctx: &CallContext,
+        transport: Transport,
+    ) -> HeaderMap {
+        // Sized for what follows (up to 18 fields): grown from empty, the map was reallocated and rehashed on the
         // way, per request.
-        let mut headers = HeaderMap::with_capacity(12);
+        let mut h = HeaderMap::with_capacity(18);
+        if account.kind != AccountKind::Chatgpt {
+            h.insert(AUTHORIZATION, authorization);
+            h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return h;
+        }
         let put = |h: &mut HeaderMap, name: &'static str, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {
                 h.insert(HeaderName::from_static(name), v);
             }
         };
-        headers.insert(AUTHORIZATION, authorization);
-        headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if account.kind == AccountKind::Chatgpt {
-            // Read under the credentials' lock, without a copy of the id first.
-            if let Some(v) = account
-                .with_tokens(|t| HeaderValue::from_str(&t.account_id).ok().filter(|_| !t.account_id.is_empty()))
-                .flatten()
-            {
-                headers.insert(HeaderName::from_static("chatgpt-account-id"), v);
+        // Read under the credentials' lock, without a copy of the id first.
+        let account_id = account
+            .with_tokens(|t| HeaderValue::from_str(&t.account_id).ok().filter(|_| !t.account_id.is_empty()))
+            .flatten();
+        let turn = ctx.turn.as_deref();
+        let caller = turn.and_then(|t| t.caller.as_deref());
+        let originator = caller.and_then(|c| c.originator.clone()).unwrap_or(HeaderValue::from_static(ORIGINATOR));
+        let (version, user_agent) = self.presented(ctx, caller.and_then(|c| c.user_agent.as_ref()));
+        let thread = ctx.thread_id.as_deref().unwrap_or(&ctx.session_id);
+        let installation = account.installation_id.as_deref().unwrap_or_default();
+        let identity = |h: &mut HeaderMap| {
+            if let Some(t) = turn {
+                h.insert(HeaderName::from_static("x-codex-beta-features"), t.beta_features());
             }
-            headers.insert(HeaderName::from_static("originator"), HeaderValue::from_static(ORIGINATOR));
-            match ctx.client_version {
-                // Rare: a newer version for this request (one string each).
-                Some(v) => {
-                    let text = v.to_string();
-                    put(&mut headers, "version", &text);
-                    if let Ok(ua) = HeaderValue::from_str(&self.client.user_agent_for(&text)) {
-                        headers.insert(USER_AGENT, ua);
+        };
+        let turn_headers = |h: &mut HeaderMap| {
+            if let Some(t) = turn {
+                if let Some(w) = &t.window_id {
+                    h.insert(HeaderName::from_static("x-codex-window-id"), w.clone());
+                }
+                if let Some(m) = t.metadata_header(installation) {
+                    h.insert(HeaderName::from_static("x-codex-turn-metadata"), m);
+                }
+                if let Some(r) = &t.routing_hint {
+                    h.insert(HeaderName::from_static("x-codex-routing-hint"), r.clone());
+                }
+                if let Some(c) = caller {
+                    if let Some(v) = &c.subagent {
+                        h.insert(HeaderName::from_static("x-openai-subagent"), v.clone());
+                    }
+                    if let Some(v) = &c.parent_thread_id {
+                        h.insert(HeaderName::from_static("x-codex-parent-thread-id"), v.clone());
                     }
                 }
-                None => {
-                    if let Some(v) = &self.version {
-                        headers.insert(HeaderName::from_static("version"), v.clone());
-                    }
-                    if let Some(ua) = &self.user_agent {
-                        headers.insert(USER_AGENT, ua.clone());
-                    }
+            }
+        };
+        match transport {
+            Transport::Http => {
+                if let Some(v) = version {
+                    h.insert(HeaderName::from_static("version"), v);
+                }
+                identity(&mut h);
+                turn_headers(&mut h);
+                put(&mut h, "x-client-request-id", thread);
+                put(&mut h, "session-id", &ctx.session_id);
+                put(&mut h, "thread-id", thread);
+                if let Some(ts) = &ctx.turn_state {
+                    put(&mut h, "x-codex-turn-state", ts);
+                }
+                h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                h.insert(AUTHORIZATION, authorization);
+                if let Some(id) = account_id {
+                    h.insert(HeaderName::from_static("chatgpt-account-id"), id);
+                }
+                h.insert(HeaderName::from_static("originator"), originator);
+                if let Some(ua) = user_agent {
+                    h.insert(USER_AGENT, ua);
                 }
             }
-            put(&mut headers, "session-id", &ctx.session_id);
-            put(&mut headers, "thread-id", ctx.thread_id.as_deref().unwrap_or(&ctx.session_id));
-            put(&mut headers, "x-client-request-id", &ctx.request_id);
-            if let Some(ts) = &ctx.turn_state {
-                put(&mut headers, "x-codex-turn-state", ts);
+            // The official client's handshake goes through tungstenite's writer too, which takes the five
+            // handshake fields (Host, Connection, ...) out of the map by swapping the map's last fields into their
+            // places: the last five go out first, in reverse. Built in this order, the wire order is the official
+            // one (chatgpt-account-id, authorization, user-agent, originator, openai-beta, version, ...).
+            Transport::Websocket => {
+                if let Some(v) = version {
+                    h.insert(HeaderName::from_static("version"), v);
+                }
+                identity(&mut h);
+                put(&mut h, "x-client-request-id", thread);
+                put(&mut h, "session-id", &ctx.session_id);
+                put(&mut h, "thread-id", thread);
+                turn_headers(&mut h);
+                h.insert(HeaderName::from_static("openai-beta"), HeaderValue::from_static(super::ws::BETA));
+                h.insert(HeaderName::from_static("originator"), originator);
+                if let Some(ua) = user_agent {
+                    h.insert(USER_AGENT, ua);
+                }
+                h.insert(AUTHORIZATION, authorization);
+                if let Some(id) = account_id {
+                    h.insert(HeaderName::from_static("chatgpt-account-id"), id);
+                }
             }
         }
-        headers
+        h
+    }
+
+    /// The `version` and `User-Agent` presented: an official caller's own User-Agent (with the presented version
+    /// in it, when that is newer), else the configured ones.
+    fn presented(
+        &self,
+        ctx: &CallContext,
+        caller_ua: Option<&HeaderValue>,
+    ) -> (Option<HeaderValue>, Option<HeaderValue>) {
+        match (ctx.client_version, caller_ua) {
+            (Some(v), ua) => {
+                let text = v.to_string();
+                let ua = match ua.and_then(|ua| ua.to_str().ok()) {
+                    Some(caller) => super::identity::with_version(caller, &text),
+                    None => self.client.user_agent_for(&text),
+                };
+                (HeaderValue::from_str(&text).ok(), HeaderValue::from_str(&ua).ok())
+            }
+            (None, Some(ua)) => (self.version.clone(), Some(ua.clone())),
+            (None, None) => (self.version.clone(), self.user_agent.clone()),
+        }
     }
 
     async fn post(
@@ -232,12 +325,47 @@ impl Upstream {
                 "the configured upstream URL is not a valid URL",
             ));
         };
+        let (headers, body) = match account.kind {
+            AccountKind::Chatgpt => super::compress::zstd_body(headers, body),
+            AccountKind::ApiKey | AccountKind::Relay | AccountKind::Unrecognized => (headers, body),
+        };
         match (&self.direct, &account.proxy) {
             (Some(direct), None) => direct.post(uri.clone(), headers, body).await,
             // Boxed: reqwest's send (proxied accounts only) would size every request's future.
             _ => Box::pin(post_via_reqwest(account.http(), url.clone(), headers, body)).await,
         }
     }
+}
+
+/// Which transport a request's headers are for: their order and a few of them differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Transport {
+    Http,
+    Websocket,
+}
+
+/// The serialized body with the turn's `client_metadata` for the serving account as its last member (the body was
+/// serialized without one, before the account was known). Without a turn identity, the body as it is.
+fn with_client_metadata(
+    body: &Bytes,
+    turn: Option<&Turn>,
+    account: &Account,
+    websocket: Option<WebsocketTurn<'_>>,
+) -> Bytes {
+    let (Some(turn), Some(installation)) = (turn, account.installation_id.as_deref()) else {
+        return body.clone();
+    };
+    let metadata = turn.client_metadata(installation, websocket);
+    let Some(open) = body.strip_suffix(b"}") else { return body.clone() };
+    let mut out = Vec::with_capacity(body.len() + metadata.len() + 20);
+    out.extend_from_slice(open);
+    if open.len() > 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""client_metadata":"#);
+    out.extend_from_slice(metadata.as_bytes());
+    out.push(b'}');
+    Bytes::from(out)
 }
 
 /// An upstream URL parsed once, for each transport: reqwest would otherwise parse (and IDNA-map) the string on

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, HeaderValue};
 
-use super::client::{CallContext, Upstream};
+use super::client::{CallContext, Transport, Upstream};
 use super::transport::{TransportError, UpstreamResponse, post_via_reqwest};
 use crate::accounts::Account;
 use crate::store::AccountKind;
@@ -37,7 +37,7 @@ impl Upstream {
                 "no valid compaction URL for the account",
             ));
         };
-        let mut headers = self.headers(account, authorization, ctx);
+        let mut headers = self.headers(account, authorization, ctx, Transport::Http);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         post_via_reqwest(account.http(), url, headers, body).await
     }

@@ -13,7 +13,9 @@ use dialects::failure::{Stage, TransportKind};
 mod classify;
 mod client;
 mod compact;
+mod compress;
 pub mod identity;
+mod images;
 pub mod ratelimits;
 
 // The transport crate's modules under the names this module's files have always used.

@@ -159,7 +159,11 @@ async fn non_stream_message_shape_and_request_id() {
     assert!(v["stop_sequence"].is_null());
     assert!(v["content"][0]["text"].as_str().unwrap_or_default().contains("hello"));
     assert!(v["usage"]["input_tokens"].as_u64().unwrap_or(0) > 0);
-    assert_eq!(env.upstream_bodies()[0]["instructions"], "be brief");
+    // The system text goes upstream as the official client sends its base instructions: the first developer message.
+    let up = &env.upstream_bodies()[0];
+    assert!(up.get("instructions").is_none());
+    assert_eq!(up["input"][0]["role"], "developer");
+    assert_eq!(up["input"][0]["content"][0]["text"], "be brief");
 }
 
 #[tokio::test]

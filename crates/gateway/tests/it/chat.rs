@@ -23,7 +23,9 @@ async fn non_stream_answer_with_usage_and_request_id() {
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap_or(0) > 0);
     // Upstream got what the backend insists on.
     let up = &env.upstream_bodies()[0];
-    assert_eq!(up["instructions"], "be brief");
+    assert!(up.get("instructions").is_none(), "the official client sends none");
+    assert_eq!(up["input"][0]["role"], "developer");
+    assert_eq!(up["input"][0]["content"][0]["text"], "be brief");
     assert_eq!(up["store"], false);
     assert_eq!(up["stream"], true);
     assert!(up["prompt_cache_key"].as_str().is_some());
@@ -121,6 +123,10 @@ async fn tool_round_trip_maps_calls_and_outputs() {
     assert_eq!(status, 200, "{text}");
     let up = &env.upstream_bodies()[0];
     let input = up["input"].as_array().cloned().unwrap_or_default();
+    // The leading system text is the first developer message, as the official client sends its instructions.
+    assert_eq!(input[0]["role"], "developer");
+    assert_eq!(input[0]["content"][0]["text"], "sys");
+    let input = &input[1..];
     assert_eq!(
         input[0]["content"][1],
         json!({"type":"input_image","image_url":"data:image/png;base64,iVBORw0KGgo=","detail":"low"})

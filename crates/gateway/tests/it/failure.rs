@@ -114,3 +114,68 @@ async fn an_upstream_model_not_found_is_worded_by_each_dialect() {
     assert_eq!(status, 404, "{text}");
     assert_eq!(json(&text)["error"], "model \"gpt-5.4\" not found");
 }
+
+/// A recorded-style stream: `created`, the given events, a message `Hi`, `completed`.
+fn replayed(middle: &[&str]) -> fake_codex::Scenario {
+    let mut sse = String::from(
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-5.4\"}}\n\n",
+    );
+    for e in middle {
+        sse.push_str(e);
+        sse.push_str("\n\n");
+    }
+    sse.push_str(concat!(
+        "data: {\"type\":\"response.output_item.added\",\"output_index\":1,\"item\":{\"type\":\"message\",\"id\":\"m1\"}}\n\n",
+        "data: {\"type\":\"response.output_text.delta\",\"item_id\":\"m1\",\"output_index\":1,\"delta\":\"Hi\"}\n\n",
+        "data: {\"type\":\"response.output_item.done\",\"output_index\":1,\"item\":{\"type\":\"message\",\"id\":\"m1\",\"content\":[{\"type\":\"output_text\",\"text\":\"Hi\"}]}}\n\n",
+        "data: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"output\":[],\"usage\":{\"input_tokens\":5,\"output_tokens\":1,\"total_tokens\":6}}}\n\n",
+    ));
+    fake_codex::Scenario::Replay { sse }
+}
+
+/// issue 59: a `tool_search_call` item (its `arguments` an object, its `call_id` null) made every route answer
+/// 502 and sent the request to every account of a pool in turn. An item or event the gateway does not know is
+/// the client's to see (passthrough) or skipped (translation), and an event it cannot read is not the account's
+/// failure either: the answer ends with the dialect's error, and no other account is asked.
+#[tokio::test]
+async fn an_unknown_item_or_an_unreadable_event_is_never_an_accounts_failure() {
+    let env = start(pool_setup(2)).await;
+    let search = [
+        r#"data: {"type":"response.output_item.added","output_index":0,"item":{"id":"tsc_1","type":"tool_search_call","arguments":{},"call_id":null}}"#,
+        r#"data: {"type":"response.brand_new_progress","item_id":"tsc_1"}"#,
+        r#"data: {"type":"response.output_item.done","output_index":0,"item":{"id":"tsc_1","type":"tool_search_call","arguments":{"paths":["x"]},"call_id":null}}"#,
+    ];
+    env.fake.enqueue(None, replayed(&search));
+    let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json(&text)["choices"][0]["message"]["content"], "Hi", "the unknown item is skipped");
+    env.fake.enqueue(None, replayed(&search));
+    let body = json!({"model":"gpt-5.4","stream":true,"input":"x"});
+    let (status, _, text) = env.post("/v1/responses", &body).await;
+    assert_eq!(status, 200, "{text}");
+    for forwarded in search {
+        assert!(text.contains(forwarded.trim_start_matches("data: ")), "not forwarded untouched: {forwarded}\n{text}");
+    }
+    assert_eq!(upstream_requests(&env), 2, "one upstream request per client request");
+
+    // An event no parser can read, before any output: the client's error, from the account that served it.
+    for stream in [false, true] {
+        env.fake.enqueue(None, replayed(&["data: {\"type\":\"response.output_item.added\",\"item\":"]));
+        let (status, _, text) = env.post("/v1/chat/completions", &chat(stream)).await;
+        let error = if stream {
+            assert_eq!(status, 200, "the status line goes out, then the dialect's in-stream error: {text}");
+            crate::harness::sse_data(&text).iter().map(|d| json(d)).find(|v| v.get("error").is_some())
+        } else {
+            assert_eq!(status, 502, "{text}");
+            Some(json(&text))
+        };
+        let error = error.unwrap_or_else(|| panic!("no error in {text}"));
+        assert_eq!(error["error"]["code"], "malformed_event", "stream={stream}: {error}");
+    }
+    assert_eq!(upstream_requests(&env), 4, "no other account was asked");
+    // Neither account rests: the next requests are served.
+    for _ in 0..2 {
+        let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
+        assert_eq!(status, 200, "{text}");
+    }
+}

@@ -160,14 +160,17 @@ pub async fn start(setup: Setup) -> TestEnv {
         None => RawConfig::default(),
     };
     let mut config = Config::resolve(raw, &overrides, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
-    // issue 25: `CODEX_GATEWAY_TEST_TRANSPORT=websocket` runs the tests over the upstream Responses WebSocket
-    // (scripts/test runs the dialect modules a second time so), unless a test's config chooses the transport or
-    // the test points the gateway at an upstream stub of its own (raw SSE framing, which a WebSocket has not).
-    if std::env::var("CODEX_GATEWAY_TEST_TRANSPORT").as_deref() == Ok("websocket")
-        && !setup.config_toml.as_deref().is_some_and(|t| t.contains("transport"))
-        && !setup.env.iter().any(|(k, _)| *k == "CODEX_GATEWAY_UPSTREAM_BASE_URL")
-    {
-        config.upstream_ws.transport = codex_gateway::upstream::ws::Transport::Websocket;
+    // issue 25: the tests run over HTTP SSE upstream, and with `CODEX_GATEWAY_TEST_TRANSPORT=websocket` over the
+    // upstream Responses WebSocket (scripts/test runs the dialect modules a second time so; the default, `auto`,
+    // is the WebSocket too), unless a test's config chooses the transport. A test that points the gateway at an
+    // upstream stub of its own (raw SSE framing, which a WebSocket has not) stays on SSE.
+    if !setup.config_toml.as_deref().is_some_and(|t| t.contains("transport")) {
+        let websocket = std::env::var("CODEX_GATEWAY_TEST_TRANSPORT").as_deref() == Ok("websocket")
+            && !setup.env.iter().any(|(k, _)| *k == "CODEX_GATEWAY_UPSTREAM_BASE_URL");
+        config.upstream_ws.transport = match websocket {
+            true => codex_gateway::upstream::ws::Transport::Websocket,
+            false => codex_gateway::upstream::ws::Transport::Sse,
+        };
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));

@@ -128,10 +128,10 @@ async fn rate_limit_frames_reach_the_clients_headers_and_the_accounts_quota() {
     assert!(accounts.to_string().contains("37.5"), "the account's quota came from the frame: {accounts}");
 }
 
-/// `auto` (the default) follows the official client: the WebSocket for a model whose catalog entry says
-/// `prefer_websockets`, HTTP SSE for the others.
+/// `auto` (the default) follows the official client (0.169): the WebSocket for every model, whether its catalog
+/// entry says `prefer_websockets` or not (the client no longer reads it).
 #[tokio::test]
-async fn auto_uses_the_websocket_only_for_models_the_catalog_prefers_it_for() {
+async fn auto_uses_the_websocket_for_every_model_as_the_official_client_does() {
     let env = start(Setup { config_toml: Some("[upstream]\ntransport = \"auto\"\n".into()), ..Setup::default() }).await;
     env.fake.set_ws_preferred("gpt-5.4", true);
     for model in ["gpt-5.4", "gpt-5.4-mini"] {
@@ -139,7 +139,7 @@ async fn auto_uses_the_websocket_only_for_models_the_catalog_prefers_it_for() {
         let (status, _, text) = env.post("/v1/responses", &body).await;
         assert!(answered(status, &text), "{model}: {text}");
     }
-    assert_eq!(transports(&env), ["websocket", "HTTP/1.1"], "{:?}", transports(&env));
+    assert_eq!(transports(&env), ["websocket", "websocket"], "{:?}", transports(&env));
 }
 
 /// An idle connection is closed after `websocket_idle_timeout_secs`: the conversation's next turn opens a new

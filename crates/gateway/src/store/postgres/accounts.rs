@@ -140,6 +140,22 @@ impl PgStore {
         })
     }
 
+    /// [`crate::store::Store::installation_id`] on the team store: the first instance to write one wins.
+    pub fn installation_id(&self, id: &str, fresh: &str) -> anyhow::Result<Option<String>> {
+        let (pool, id, fresh) = (self.pool(), id.to_string(), fresh.to_string());
+        self.block(async move {
+            let client = pool.get().await?;
+            client
+                .execute(
+                    "UPDATE accounts SET installation_id=$2 WHERE id=$1 AND installation_id IS NULL",
+                    &[&id, &fresh],
+                )
+                .await?;
+            let row = client.query_opt("SELECT installation_id FROM accounts WHERE id=$1", &[&id]).await?;
+            Ok(row.and_then(|r| r.get::<_, Option<String>>(0)))
+        })
+    }
+
     fn update_one(&self, sql: &'static str, id: &str, value: Option<String>) -> anyhow::Result<bool> {
         let (pool, id) = (self.pool(), id.to_string());
         self.block(async move { Ok(pool.get().await?.execute(sql, &[&id, &value]).await? == 1) })

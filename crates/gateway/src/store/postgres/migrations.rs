@@ -95,6 +95,8 @@ CREATE TABLE instances (
 "#,
     // 5: conversation affinity shared by the team (affinity.rs).
     super::affinity::SCHEMA,
+    // 6: each account's installation id (upstream/identity; store/mod.rs `installation_id`).
+    "ALTER TABLE accounts ADD COLUMN installation_id TEXT;",
 ];
 
 /// The schema version a current PostgreSQL store has.

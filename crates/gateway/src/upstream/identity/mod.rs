@@ -8,6 +8,13 @@
 //! the model's minimum from the catalog ([`presented`]). Neighbours: `upstream/client.rs` writes the headers,
 //! `relay/exchange.rs` decides the version per request, `catalog/entry.rs` owns [`ClientVersion`].
 
+mod ordered;
+pub mod side;
+pub mod turn;
+
+pub use ordered::official_order;
+pub use turn::{RequestKind, Turn, TurnInputs, WebsocketTurn};
+
 use anyhow::bail;
 use axum::http::header::USER_AGENT;
 use axum::http::{HeaderMap, HeaderName};
@@ -26,7 +33,8 @@ pub const ORIGINATOR: &str = "codex_cli_rs";
 pub struct RawUpstream {
     /// The Codex client version presented (`version` header, catalog query); `x.y.z`.
     pub client_version: Option<String>,
-    /// The User-Agent presented; default `codex_cli_rs/<version> (<os>; <arch>) codex-gateway/<own version>`.
+    /// The User-Agent presented; default the official client's: `codex_cli_rs/<version> (<os> <os version>;
+    /// <arch>) <terminal>`.
     pub user_agent: Option<String>,
     // --- issue 25 (WebSocket upstream): resolved by `upstream::ws::WsSettings`.
     /// `auto` (default), `websocket` or `sse`.
@@ -88,13 +96,45 @@ impl Default for ClientIdentity {
     }
 }
 
+/// The official client's User-Agent for `version`: `codex_cli_rs/<version> (<os> <os version>; <arch>) <terminal>`
+/// (codex-rs `login/src/auth/default_client.rs`; the operating system as the `os_info` crate reads it, the
+/// terminal from the environment the gateway runs in: `unknown` under a service manager).
 fn default_user_agent(version: &str) -> String {
-    format!(
-        "{ORIGINATOR}/{version} ({}; {}) codex-gateway/{}",
-        std::env::consts::OS,
-        std::env::consts::ARCH,
-        env!("CARGO_PKG_VERSION")
-    )
+    format!("{ORIGINATOR}/{version} {}", platform())
+}
+
+/// `(<os> <os version>; <arch>) <terminal>`, read once.
+fn platform() -> &'static str {
+    static PLATFORM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PLATFORM.get_or_init(|| {
+        let info = os_info::get();
+        let arch = info.architecture().unwrap_or("unknown");
+        let text = format!("({} {}; {arch}) {}", info.os_type(), info.version(), terminal());
+        // What a header value cannot carry becomes `_`, as the official client does.
+        text.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' }).collect()
+    })
+}
+
+/// The terminal token of the official client's User-Agent: `TERM_PROGRAM[/TERM_PROGRAM_VERSION]`, else `TERM`,
+/// else `unknown`.
+fn terminal() -> String {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    match (var("TERM_PROGRAM"), var("TERM_PROGRAM_VERSION"), var("TERM")) {
+        (Some(program), Some(version), _) => format!("{program}/{version}"),
+        (Some(program), None, _) => program,
+        (None, _, Some(term)) => term,
+        (None, _, None) => "unknown".to_string(),
+    }
+}
+
+/// An official caller's User-Agent presenting `version` instead of its own (every mention of its own version,
+/// `codex_exec/0.160.0 (...) unknown (codex_exec; 0.160.0)`, is replaced).
+pub fn with_version(user_agent: &str, version: &str) -> String {
+    let own = user_agent.split_once('/').and_then(|(_, rest)| rest.split_whitespace().next());
+    match own {
+        Some(own) if ClientVersion::parse(own).is_some() => user_agent.replace(own, version),
+        Some(_) | None => user_agent.to_string(),
+    }
 }
 
 /// The official-client version a caller announces: its `version` header, else a User-Agent that starts
@@ -141,6 +181,25 @@ mod tests {
         assert_eq!(presented(conf, Some(v("0.171.2")), None), Some(v("0.171.2")));
         assert_eq!(presented(conf, None, Some(v("0.170.0"))), Some(v("0.170.0")));
         assert_eq!(presented(conf, Some(v("0.172.0")), Some(v("0.170.0"))), Some(v("0.172.0")));
+    }
+
+    #[test]
+    fn an_official_callers_user_agent_presents_a_newer_version_everywhere_it_names_its_own() {
+        let ua = "codex_exec/0.160.0 (Debian 12.0.0; x86_64) unknown (codex_exec; 0.160.0)";
+        assert_eq!(
+            with_version(ua, "0.170.0"),
+            "codex_exec/0.170.0 (Debian 12.0.0; x86_64) unknown (codex_exec; 0.170.0)"
+        );
+        assert_eq!(with_version("odd/agent", "0.170.0"), "odd/agent");
+    }
+
+    #[test]
+    fn the_default_user_agent_has_the_official_clients_shape() {
+        let ua = default_user_agent("0.169.0");
+        let rest = ua.strip_prefix("codex_cli_rs/0.169.0 (").unwrap_or_else(|| panic!("{ua}"));
+        let (os, terminal) = rest.split_once(") ").unwrap_or_else(|| panic!("{ua}"));
+        assert!(os.contains("; "), "<os> <version>; <arch>: {ua}");
+        assert!(!terminal.is_empty() && !ua.contains("codex-gateway"), "{ua}");
     }
 
     #[test]

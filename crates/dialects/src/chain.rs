@@ -1,0 +1,321 @@
+//! Chaining a conversation's turns on one upstream WebSocket, as the official client does (codex-rs
+//! `core/src/client.rs`: `responses_request_properties_match`, `get_incremental_items`): when the request's
+//! settings are those of the connection's last completed turn and its input begins with that turn's input and
+//! output, only the new items are sent, with `previous_response_id`. The backend keeps the rest per connection.
+//!
+//! The gateway keeps digests, not items: 16 bytes per item of the conversation. An item's digest is of its
+//! meaning (a message's role and texts, a call's id, name and arguments, ...), not of its JSON, so a client that
+//! resends its history in its own dialect (a Chat client's assistant message as plain text, with no ids) is
+//! recognised. Output items a dialect cannot carry (reasoning, hosted tool calls) may be missing from a client's
+//! history: the backend has them, and continuing its chain keeps them in the context, where sending the whole
+//! input would have lost them.
+//!
+//! Pure: the upstream connection keeps a [`Lineage`] and asks [`plan`] per turn (`upstream-transport`).
+
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+/// A 16-byte digest of an item's meaning, or of a request's settings.
+pub type Digest = [u8; 16];
+
+/// The request members the official client compares before it chains (an item of the input or a member it
+/// does not compare, such as `client_metadata`, may differ).
+const SETTINGS: &[&str] = &[
+    "model",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "reasoning",
+    "store",
+    "stream",
+    "include",
+    "service_tier",
+    "prompt_cache_key",
+    "text",
+];
+
+/// What a connection remembers of its conversation after a completed turn: the backend's whole context for it,
+/// as digests, and the id to chain from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lineage {
+    settings: Digest,
+    /// The context in order: every input item sent so far and every output item, each with whether a client may
+    /// leave it out when it resends its history.
+    items: Vec<(Digest, Keep)>,
+    response_id: String,
+}
+
+/// Whether a client's resent history must hold an item of the context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Every dialect resends it (messages, tool calls, inputs the client sent).
+    Required,
+    /// An output item some dialects cannot carry (reasoning, hosted tool calls): it may be missing.
+    Optional,
+}
+
+/// How to send a turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// The whole input, no `previous_response_id`.
+    Whole,
+    /// `previous_response_id` and the input items from `skip` on: the backend has the ones before.
+    Chained { previous_response_id: String, skip: usize },
+}
+
+/// The digest of a request's settings (the members the official client compares).
+pub fn settings_digest(body: &Map<String, Value>) -> Digest {
+    let mut h = Sha256::new();
+    for key in SETTINGS {
+        h.update(key.as_bytes());
+        h.update([0]);
+        if let Some(v) = body.get(*key) {
+            // `to_writer` into the hash: members are sorted by `serde_json`, so equal values write equal bytes.
+            let _ = serde_json::to_writer(&mut HashWriter(&mut h), v);
+        }
+        h.update([0xff]);
+    }
+    finish(h)
+}
+
+/// The digest of an item's meaning, for an input item or an output item alike.
+pub fn item_digest(item: &Value) -> Digest {
+    let mut h = Sha256::new();
+    let kind = item.get("type").and_then(Value::as_str).unwrap_or("message");
+    match kind {
+        "message" => {
+            h.update(b"message\0");
+            h.update(item.get("role").and_then(Value::as_str).unwrap_or_default().as_bytes());
+            match item.get("content") {
+                Some(Value::String(text)) => part(&mut h, "text", text),
+                Some(Value::Array(parts)) => {
+                    for p in parts {
+                        let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default();
+                        match p.get("type").and_then(Value::as_str).unwrap_or_default() {
+                            "input_text" | "output_text" | "text" => part(&mut h, "text", text("text")),
+                            "refusal" => part(&mut h, "refusal", text("refusal")),
+                            "input_image" => part(&mut h, "image", text("image_url")),
+                            other => {
+                                part(&mut h, other, "");
+                                let _ = serde_json::to_writer(&mut HashWriter(&mut h), &without_ids(p));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        "function_call" | "custom_tool_call" => {
+            h.update(kind.as_bytes());
+            for key in ["call_id", "name", "arguments", "input"] {
+                h.update([0]);
+                h.update(item.get(key).and_then(Value::as_str).unwrap_or_default().as_bytes());
+            }
+        }
+        "function_call_output" | "custom_tool_call_output" => {
+            h.update(kind.as_bytes());
+            h.update([0]);
+            h.update(item.get("call_id").and_then(Value::as_str).unwrap_or_default().as_bytes());
+            h.update([0]);
+            let _ = serde_json::to_writer(&mut HashWriter(&mut h), item.get("output").unwrap_or(&Value::Null));
+        }
+        "reasoning" => {
+            h.update(b"reasoning\0");
+            match item.get("encrypted_content").and_then(Value::as_str) {
+                Some(sealed) => h.update(sealed.as_bytes()),
+                None => {
+                    let _ = serde_json::to_writer(&mut HashWriter(&mut h), item.get("summary").unwrap_or(&Value::Null));
+                }
+            }
+        }
+        other => {
+            h.update(other.as_bytes());
+            h.update([0]);
+            let _ = serde_json::to_writer(&mut HashWriter(&mut h), &without_ids(item));
+        }
+    }
+    finish(h)
+}
+
+/// Whether an output item of this type may be missing from a client's resent history.
+pub fn keep_of_output(item: &Value) -> Keep {
+    match item.get("type").and_then(Value::as_str).unwrap_or("message") {
+        "message" | "function_call" | "custom_tool_call" => Keep::Required,
+        _ => Keep::Optional,
+    }
+}
+
+/// How to send a turn on a connection whose last completed turn left `lineage` (none: a new connection, or the
+/// last turn did not complete), given the turn's settings and input digests.
+pub fn plan(lineage: Option<&Lineage>, settings: Digest, input: &[Digest]) -> Plan {
+    let Some(last) = lineage.filter(|l| l.settings == settings && !l.response_id.is_empty()) else {
+        return Plan::Whole;
+    };
+    let mut i = 0;
+    for (digest, keep) in &last.items {
+        if input.get(i) == Some(digest) {
+            i += 1;
+        } else if *keep == Keep::Required {
+            return Plan::Whole;
+        }
+    }
+    Plan::Chained { previous_response_id: last.response_id.clone(), skip: i }
+}
+
+/// The lineage after a turn sent by `plan` completed with `response_id` and `output` (digests and whether each
+/// may be left out). `sent` is the turn's whole input; with a chained turn the context is the previous one plus
+/// the items from `skip` on.
+pub fn completed(
+    previous: Option<Lineage>,
+    plan: &Plan,
+    settings: Digest,
+    sent: &[Digest],
+    response_id: String,
+    output: Vec<(Digest, Keep)>,
+) -> Lineage {
+    let mut items = match (plan, previous) {
+        (Plan::Chained { skip, .. }, Some(previous)) => {
+            let mut items = previous.items;
+            items.extend(sent.iter().skip(*skip).map(|d| (*d, Keep::Required)));
+            items
+        }
+        (Plan::Whole, _) | (Plan::Chained { .. }, None) => sent.iter().map(|d| (*d, Keep::Required)).collect(),
+    };
+    items.extend(output);
+    Lineage { settings, items, response_id }
+}
+
+fn part(h: &mut Sha256, kind: &str, text: &str) {
+    h.update([1]);
+    h.update(kind.as_bytes());
+    h.update([0]);
+    h.update(text.as_bytes());
+}
+
+/// An item without the members that differ between what the backend sent and what a client resends of it.
+fn without_ids(item: &Value) -> Value {
+    match item {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "id" | "status" | "internal_chat_message_metadata_passthrough"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn finish(h: Sha256) -> Digest {
+    let d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+/// `serde_json` writes into the hash directly.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn digests(items: &[Value]) -> Vec<Digest> {
+        items.iter().map(item_digest).collect()
+    }
+
+    fn outputs(items: &[Value]) -> Vec<(Digest, Keep)> {
+        items.iter().map(|i| (item_digest(i), keep_of_output(i))).collect()
+    }
+
+    fn object(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn settings(model: &str) -> Digest {
+        settings_digest(&object(
+            json!({"model": model, "tools": [], "prompt_cache_key": "k", "client_metadata": {"x": 1}}),
+        ))
+    }
+
+    #[test]
+    fn a_chat_clients_resent_history_is_recognised_and_only_the_new_message_goes() {
+        let first = vec![json!({"role": "user", "content": "hi"})];
+        // The backend's answer: reasoning, then the message with its ids and annotations.
+        let answer = vec![
+            json!({"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "sealed"}),
+            json!({"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": "hello", "annotations": []}]}),
+        ];
+        let s = settings("gpt-5.4");
+        let lineage = completed(None, &Plan::Whole, s, &digests(&first), "resp_1".into(), outputs(&answer));
+        // The Chat client resends the user message, its own plain-text copy of the answer (no reasoning), and a
+        // new message.
+        let next = vec![
+            json!({"role": "user", "content": "hi"}),
+            json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hello"}]}),
+            json!({"role": "user", "content": [{"type": "input_text", "text": "and now?"}]}),
+        ];
+        let p = plan(Some(&lineage), s, &digests(&next));
+        assert_eq!(p, Plan::Chained { previous_response_id: "resp_1".into(), skip: 2 });
+        // A changed setting, a changed earlier message or a missing answer: the whole input.
+        assert_eq!(plan(Some(&lineage), settings("gpt-5.5"), &digests(&next)), Plan::Whole);
+        let mut edited = next.clone();
+        edited[0] = json!({"role": "user", "content": "hi!"});
+        assert_eq!(plan(Some(&lineage), s, &digests(&edited)), Plan::Whole);
+        let without_answer = vec![next[0].clone(), next[2].clone()];
+        assert_eq!(plan(Some(&lineage), s, &digests(&without_answer)), Plan::Whole);
+        assert_eq!(plan(None, s, &digests(&next)), Plan::Whole);
+    }
+
+    #[test]
+    fn a_chain_grows_turn_by_turn_and_keeps_what_the_client_did_not_resend() {
+        let s = settings("m");
+        let t1 = vec![json!({"role": "user", "content": "run ls"})];
+        let o1 = vec![
+            json!({"type": "reasoning", "encrypted_content": "r1"}),
+            json!({"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "sh", "arguments": "{\"cmd\":\"ls\"}"}),
+        ];
+        let l1 = completed(None, &Plan::Whole, s, &digests(&t1), "resp_1".into(), outputs(&o1));
+        // The official client resends everything, reasoning included, then the tool's output.
+        let t2 = vec![
+            t1[0].clone(),
+            o1[0].clone(),
+            o1[1].clone(),
+            json!({"type": "function_call_output", "call_id": "c1", "output": "a.txt"}),
+        ];
+        let p2 = plan(Some(&l1), s, &digests(&t2));
+        assert_eq!(p2, Plan::Chained { previous_response_id: "resp_1".into(), skip: 3 });
+        let o2 =
+            vec![json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "done"}]})];
+        let l2 = completed(Some(l1), &p2, s, &digests(&t2), "resp_2".into(), outputs(&o2));
+        let t3 = [t2.clone(), o2.clone(), vec![json!({"role": "user", "content": "thanks"})]].concat();
+        assert_eq!(plan(Some(&l2), s, &digests(&t3)), Plan::Chained { previous_response_id: "resp_2".into(), skip: 5 });
+    }
+
+    #[test]
+    fn digests_are_of_meaning_not_of_json() {
+        let a = json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]});
+        let b =
+            json!({"role": "user", "content": "x", "id": "msg_9", "internal_chat_message_metadata_passthrough": {}});
+        assert_eq!(item_digest(&a), item_digest(&b));
+        assert_ne!(item_digest(&a), item_digest(&json!({"role": "assistant", "content": "x"})));
+        let call = json!({"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"});
+        let with_id = json!({"type": "function_call", "id": "fc_1", "status": "completed", "call_id": "c", "name": "f", "arguments": "{}"});
+        assert_eq!(item_digest(&call), item_digest(&with_id));
+        let s1 = settings_digest(&object(json!({"model": "m", "client_metadata": {"a": 1}})));
+        let s2 = settings_digest(&object(json!({"model": "m", "client_metadata": {"a": 2}, "input": [1]})));
+        assert_eq!(s1, s2, "members the official client does not compare do not count");
+    }
+}

@@ -1,0 +1,61 @@
+//! Request bodies compressed as the official client sends them to the ChatGPT backend: zstd, with
+//! `Content-Encoding: zstd` (codex-rs `enable_request_compression`, on by default for a ChatGPT login; HTTP only,
+//! the WebSocket's messages are not compressed). One compression context per thread, kept: making one per request
+//! costs more than compressing a small body.
+
+use std::cell::RefCell;
+
+use bytes::Bytes;
+use reqwest::header::{CONTENT_ENCODING, HeaderMap, HeaderValue};
+
+/// zstd's default level, the one the official client's encoder uses.
+const LEVEL: i32 = 3;
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// The body compressed, and `Content-Encoding: zstd` placed before `Content-Type` as the official client orders
+/// its headers; on the (unexpected) failure of the compressor, the body as it was.
+pub(super) fn zstd_body(headers: HeaderMap, body: Bytes) -> (HeaderMap, Bytes) {
+    let compressed = COMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_none() {
+            *slot = zstd::bulk::Compressor::new(LEVEL).ok();
+        }
+        slot.as_mut().and_then(|c| c.compress(&body).ok())
+    });
+    let Some(compressed) = compressed else { return (headers, body) };
+    let mut out = HeaderMap::with_capacity(headers.len() + 1);
+    let mut placed = false;
+    for (name, value) in &headers {
+        if !placed && name == reqwest::header::CONTENT_TYPE {
+            out.insert(CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+            placed = true;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    if !placed {
+        out.insert(CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+    }
+    (out, Bytes::from(compressed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_compressed_and_announced_before_its_content_type() {
+        let mut h = HeaderMap::new();
+        h.insert("accept", HeaderValue::from_static("text/event-stream"));
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert("authorization", HeaderValue::from_static("Bearer x"));
+        let body = Bytes::from(format!(r#"{{"input":"{}"}}"#, "hello ".repeat(100)));
+        let (h, compressed) = zstd_body(h, body.clone());
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["accept", "content-encoding", "content-type", "authorization"]);
+        assert!(compressed.len() < body.len());
+        assert_eq!(zstd::decode_all(&compressed[..]).ok().as_deref(), Some(&body[..]));
+    }
+}

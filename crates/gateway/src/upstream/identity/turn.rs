@@ -1,0 +1,310 @@
+//! One request's turn identity, as the official client sends it to the ChatGPT backend (codex-rs
+//! `core/src/client.rs`, `core/src/responses_metadata.rs`; docs/protocol.md "Identity"): the routing hint, the
+//! window id, the turn metadata (a header without the tool namespaces, and a `client_metadata` copy with them),
+//! and the body's `client_metadata` with the account's installation id.
+//!
+//! A caller that is itself the official client (a Codex CLI behind the gateway) has sent all of this: its values
+//! are passed on, but for the installation id, which is always the serving account's own (one per account, so
+//! that the accounts of a pool are never tied together by one machine's id). For every other caller the gateway
+//! writes what the official client would write for a turn with that content, from the conversation key.
+//!
+//! Built once per request in `relay::exchange::prepare` from what is already known; per send only the account's
+//! installation id goes in ([`Turn::client_metadata`], [`Turn::metadata_header`]).
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value};
+
+use super::ordered::Ordered;
+
+/// What a request is, in the turn metadata's `request_kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// A model turn.
+    Turn,
+    /// A compaction (`/responses/compact`, or a turn whose input ends with a compaction trigger).
+    Compaction,
+}
+
+impl RequestKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Turn => "turn",
+            RequestKind::Compaction => "compaction",
+        }
+    }
+}
+
+/// The identity headers of an official-client caller, passed on as they came.
+#[derive(Debug, Clone, Default)]
+pub struct CallerHeaders {
+    pub originator: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
+    pub beta_features: Option<HeaderValue>,
+    pub subagent: Option<HeaderValue>,
+    pub parent_thread_id: Option<HeaderValue>,
+}
+
+static ORIGINATOR: HeaderName = HeaderName::from_static("originator");
+static WINDOW_ID: HeaderName = HeaderName::from_static("x-codex-window-id");
+static TURN_METADATA: HeaderName = HeaderName::from_static("x-codex-turn-metadata");
+static BETA_FEATURES: HeaderName = HeaderName::from_static("x-codex-beta-features");
+static SUBAGENT: HeaderName = HeaderName::from_static("x-openai-subagent");
+static PARENT_THREAD: HeaderName = HeaderName::from_static("x-codex-parent-thread-id");
+
+/// `client_metadata` keys that only the WebSocket's `response.create` carries (the official client puts there
+/// what HTTP sends as headers); kept out of an HTTP body, written fresh for a WebSocket one.
+const WEBSOCKET_ONLY: &[&str] = &["x-codex-ws-stream-request-start-ms", "x-codex-turn-state"];
+const INSTALLATION: &str = "x-codex-installation-id";
+const TURN_METADATA_KEY: &str = "x-codex-turn-metadata";
+/// The beta features the official client (0.169) announces by default.
+const DEFAULT_BETA_FEATURES: &str = "remote_compaction_v2";
+
+/// One request's turn identity.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    /// `x-codex-routing-hint`: `model=<slug>`, and `;tier=<tier>` when the body asks for one.
+    pub routing_hint: Option<HeaderValue>,
+    /// `x-codex-window-id`: `<thread id>:<window number>`.
+    pub window_id: Option<HeaderValue>,
+    /// The caller's own identity headers, when it is the official client.
+    pub caller: Option<Box<CallerHeaders>>,
+    /// `client_metadata` without the installation id and the turn metadata (added per account).
+    metadata: Map<String, Value>,
+    /// The turn metadata without its installation id (added per account), in the order the caller wrote it (a
+    /// header value: reordering it would tell the gateway apart).
+    turn_metadata: Ordered,
+}
+
+/// What a turn's identity is made from.
+pub struct TurnInputs<'a> {
+    /// The caller's request headers.
+    pub headers: &'a HeaderMap,
+    /// The `client_metadata` the caller's body carried (taken out of it).
+    pub client_metadata: Option<Map<String, Value>>,
+    /// The thread (and session) id: the caller's, or derived from the conversation key.
+    pub thread_id: &'a str,
+    pub slug: &'a str,
+    pub service_tier: Option<&'a str>,
+    pub effort: Option<&'a str>,
+    pub kind: RequestKind,
+    /// Now, in unix milliseconds.
+    pub now_ms: i64,
+}
+
+impl Turn {
+    pub fn new(mut i: TurnInputs<'_>) -> Turn {
+        let header = |name: &HeaderName| i.headers.get(name).cloned();
+        let official =
+            i.headers.get(&ORIGINATOR).and_then(|v| v.to_str().ok()).is_some_and(|o| o.starts_with("codex_"));
+        let caller = official.then(|| {
+            Box::new(CallerHeaders {
+                originator: header(&ORIGINATOR),
+                user_agent: header(&axum::http::header::USER_AGENT),
+                beta_features: header(&BETA_FEATURES),
+                subagent: header(&SUBAGENT),
+                parent_thread_id: header(&PARENT_THREAD),
+            })
+        });
+        let mut metadata = if official { i.client_metadata.take().unwrap_or_default() } else { Map::new() };
+        // The turn metadata: the body's copy (it has the tool namespaces; over the WebSocket it is the turn's own,
+        // while the handshake's header is the warm-up's), else the header.
+        let carried = match metadata.remove(TURN_METADATA_KEY) {
+            Some(Value::String(text)) => Some(text),
+            _ => header(&TURN_METADATA).and_then(|v| v.to_str().ok().map(str::to_string)).filter(|_| official),
+        };
+        let window = match header(&WINDOW_ID).filter(|_| official) {
+            Some(w) => w.to_str().unwrap_or_default().to_string(),
+            None => format!("{}:0", i.thread_id),
+        };
+        let mut turn_metadata = match carried.and_then(|t| serde_json::from_str::<Ordered>(&t).ok()) {
+            Some(m) => m,
+            None => synthesized_turn_metadata(&i, &window),
+        };
+        turn_metadata.remove("installation_id");
+        metadata.remove(INSTALLATION);
+        for key in WEBSOCKET_ONLY {
+            metadata.remove(*key);
+        }
+        // What the official client adds on every ChatGPT-login turn, whatever provider setup the caller had.
+        let text = |s: &str| Value::String(s.to_string());
+        metadata.entry("guardian_credits_requested").or_insert_with(|| text("true"));
+        metadata.entry("mcp_attribution").or_insert_with(|| text(r#"{"status":"none"}"#));
+        if !official {
+            let turn_id = turn_metadata.get("turn_id").and_then(|raw| serde_json::from_str(raw.get()).ok());
+            let turn_id = turn_id.unwrap_or_else(|| text(""));
+            metadata.insert("root_turn_id".into(), turn_id.clone());
+            metadata.insert("session_id".into(), text(i.thread_id));
+            metadata.insert("thread_id".into(), text(i.thread_id));
+            metadata.insert("turn_id".into(), turn_id);
+            metadata.insert("x-codex-window-id".into(), text(&window));
+        }
+        let mut hint = format!("model={}", i.slug);
+        if let Some(tier) = i.service_tier {
+            hint.push_str(";tier=");
+            hint.push_str(tier);
+        }
+        Turn {
+            routing_hint: HeaderValue::from_str(&hint).ok(),
+            window_id: HeaderValue::from_str(&window).ok(),
+            caller,
+            metadata,
+            turn_metadata,
+        }
+    }
+
+    /// The official client's beta features: the caller's, else the default set.
+    pub fn beta_features(&self) -> HeaderValue {
+        self.caller
+            .as_ref()
+            .and_then(|c| c.beta_features.clone())
+            .unwrap_or(HeaderValue::from_static(DEFAULT_BETA_FEATURES))
+    }
+
+    /// `x-codex-turn-metadata` for an account: the turn metadata with its installation id, without the tool
+    /// namespaces (which only the body's copy carries).
+    pub fn metadata_header(&self, installation_id: &str) -> Option<HeaderValue> {
+        let mut m = self.turn_metadata.clone();
+        m.remove("tool_namespaces_info");
+        HeaderValue::from_str(&m.with_first("installation_id", installation_id)).ok()
+    }
+
+    /// The body's `client_metadata` for an account, as JSON; over the WebSocket with the keys only it carries.
+    pub fn client_metadata(&self, installation_id: &str, websocket: Option<WebsocketTurn<'_>>) -> String {
+        let mut m = self.metadata.clone();
+        m.insert(INSTALLATION.into(), Value::String(installation_id.to_string()));
+        m.insert(
+            TURN_METADATA_KEY.into(),
+            Value::String(self.turn_metadata.with_first("installation_id", installation_id)),
+        );
+        if let Some(ws) = websocket {
+            if let Some(state) = ws.turn_state {
+                m.insert("x-codex-turn-state".into(), Value::String(state.to_string()));
+            }
+            m.insert("x-codex-ws-stream-request-start-ms".into(), Value::String(ws.now_ms.to_string()));
+        }
+        Value::Object(m).to_string()
+    }
+}
+
+/// What only a WebSocket turn's `client_metadata` carries.
+#[derive(Debug, Clone, Copy)]
+pub struct WebsocketTurn<'a> {
+    pub turn_state: Option<&'a str>,
+    pub now_ms: i64,
+}
+
+/// The turn metadata the official client (0.169) writes for a turn of a new interactive session, for callers
+/// that sent none. Keys in its order; the values a gateway can know are the request's own.
+fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str) -> Ordered {
+    let turn_id = uuid::Uuid::now_v7().to_string();
+    let mut m = Ordered::default();
+    m.push("session_id", i.thread_id);
+    m.push("thread_id", i.thread_id);
+    m.push("agent_name", "/root");
+    m.push("turn_id", &turn_id);
+    m.push("window_id", window);
+    m.push("window_number", 0);
+    m.push("context_window_id", context_window_id(i.thread_id));
+    m.push("request_kind", i.kind.as_str());
+    m.push("history_initialization", "new");
+    m.push("root_turn_id", &turn_id);
+    m.push("thread_source", "user");
+    m.push("sandbox", "seccomp");
+    m.push("sandbox_mode", "workspace-write");
+    m.push("auto_review_enabled", false);
+    m.push("node_repl_auto_review_required", false);
+    m.push("node_repl_disabled", false);
+    m.push("turn_started_at_unix_ms", i.now_ms);
+    m.push("analytics_enabled", true);
+    m.push("model", i.slug);
+    if let Some(effort) = i.effort {
+        m.push("reasoning_effort", effort);
+    }
+    m
+}
+
+/// The context window's id, stable for the conversation's window 0 (the gateway has no state to number windows).
+fn context_window_id(thread_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("{thread_id}:window:0").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    uuid::Builder::from_random_bytes(b).into_uuid().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn inputs<'a>(headers: &'a HeaderMap, client_metadata: Option<Map<String, Value>>) -> TurnInputs<'a> {
+        TurnInputs {
+            headers,
+            client_metadata,
+            thread_id: "t-1",
+            slug: "gpt-5.4",
+            service_tier: None,
+            effort: Some("high"),
+            kind: RequestKind::Turn,
+            now_ms: 1_700_000_000_000,
+        }
+    }
+
+    fn parse(text: &str) -> Value {
+        serde_json::from_str(text).unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn a_plain_client_gets_the_official_clients_turn_identity() {
+        let headers = HeaderMap::new();
+        let mut i = inputs(&headers, None);
+        i.service_tier = Some("priority");
+        let turn = Turn::new(i);
+        assert_eq!(turn.routing_hint, Some(HeaderValue::from_static("model=gpt-5.4;tier=priority")));
+        assert_eq!(turn.window_id, Some(HeaderValue::from_static("t-1:0")));
+        assert!(turn.caller.is_none());
+        assert_eq!(turn.beta_features(), HeaderValue::from_static(DEFAULT_BETA_FEATURES));
+        let meta = parse(&turn.client_metadata("inst-a", None));
+        assert_eq!(meta["x-codex-installation-id"], "inst-a");
+        assert_eq!(meta["session_id"], "t-1");
+        assert_eq!(meta["x-codex-window-id"], "t-1:0");
+        assert_eq!(meta["guardian_credits_requested"], "true");
+        assert!(meta.get("x-codex-ws-stream-request-start-ms").is_none());
+        let turn_meta = parse(meta["x-codex-turn-metadata"].as_str().unwrap_or_default());
+        assert_eq!(turn_meta["installation_id"], "inst-a");
+        assert_eq!(turn_meta["request_kind"], "turn");
+        assert_eq!(turn_meta["reasoning_effort"], "high");
+        assert_eq!(turn_meta["turn_id"], meta["turn_id"]);
+        let header = turn.metadata_header("inst-a").and_then(|h| h.to_str().ok().map(parse)).unwrap_or_default();
+        assert_eq!(header, turn_meta, "the header and the body's copy agree");
+    }
+
+    #[test]
+    fn an_official_caller_keeps_its_identity_but_the_installation_id_is_the_accounts() {
+        let mut headers = HeaderMap::new();
+        headers.insert("originator", HeaderValue::from_static("codex_exec"));
+        headers.insert("user-agent", HeaderValue::from_static("codex_exec/0.169.0 (Debian 12.0.0; x86_64) unknown"));
+        headers.insert("x-codex-window-id", HeaderValue::from_static("t-1:2"));
+        headers.insert("x-codex-beta-features", HeaderValue::from_static("a,b"));
+        let carried = json!({"installation_id": "the-clients", "turn_id": "u-9", "request_kind": "turn",
+            "tool_namespaces_info": {"ns": {}}});
+        let metadata = json!({"x-codex-installation-id": "the-clients", "turn_id": "u-9", "session_id": "t-1",
+            "x-codex-turn-metadata": carried.to_string(), "x-codex-ws-stream-request-start-ms": "1"});
+        let turn = Turn::new(inputs(&headers, metadata.as_object().cloned()));
+        let caller = turn.caller.as_deref().cloned().unwrap_or_default();
+        assert_eq!(caller.originator, Some(HeaderValue::from_static("codex_exec")));
+        assert_eq!(turn.window_id, Some(HeaderValue::from_static("t-1:2")));
+        assert_eq!(turn.beta_features(), HeaderValue::from_static("a,b"));
+        let meta = parse(&turn.client_metadata("inst-b", Some(WebsocketTurn { turn_state: Some("ts"), now_ms: 5 })));
+        assert_eq!(meta["x-codex-installation-id"], "inst-b");
+        assert_eq!(meta["turn_id"], "u-9");
+        assert_eq!(meta["x-codex-ws-stream-request-start-ms"], "5", "written fresh for the upstream socket");
+        assert_eq!(meta["x-codex-turn-state"], "ts");
+        let turn_meta = parse(meta["x-codex-turn-metadata"].as_str().unwrap_or_default());
+        assert_eq!(turn_meta["installation_id"], "inst-b");
+        assert!(turn_meta.get("tool_namespaces_info").is_some(), "the body's copy keeps the namespaces");
+        let header = turn.metadata_header("inst-b").and_then(|h| h.to_str().ok().map(parse)).unwrap_or_default();
+        assert!(header.get("tool_namespaces_info").is_none(), "the header omits them");
+        assert!(!turn.client_metadata("inst-b", None).contains("the-clients"));
+    }
+}
