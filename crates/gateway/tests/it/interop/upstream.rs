@@ -32,7 +32,13 @@ async fn gateway(fake: &FakeCodex, upstream: &str, cert: &Path, dir: &Dir) -> Ga
     drop(store);
     let bin = std::env::var_os("CODEX_GATEWAY_INTEROP_BIN");
     let bin = bin.as_deref().unwrap_or(env!("CARGO_BIN_EXE_codex-gateway").as_ref());
-    let env = [("CODEX_GATEWAY_UPSTREAM_BASE_URL", upstream.as_ref()), ("CODEX_GATEWAY_CA_BUNDLE", cert.as_os_str())];
+    // HTTP SSE: the suite is about HTTP/2 (a proxy configured for it does not pass the Responses WebSocket on).
+    let config = dir.write("config.toml", "[upstream]\ntransport = \"sse\"\n");
+    let env = [
+        ("CODEX_GATEWAY_UPSTREAM_BASE_URL", upstream.as_ref()),
+        ("CODEX_GATEWAY_CA_BUNDLE", cert.as_os_str()),
+        ("CODEX_GATEWAY_CONFIG", config.as_os_str()),
+    ];
     crate::crash::spawn(bin, fake, &dir.0, &env).await
 }
 
