@@ -44,8 +44,9 @@ const RESET_STREAMS_REMEMBERED: usize = 4096;
 /// 52 bytes or more (an SSE event is longer), and still bound what a server flooding 1-byte frames could make
 /// h2 hold (bench/notes.md, the too_many_data_frames entries).
 const DATA_FRAME_BUDGET: usize = 4 * CONNECTION_WINDOW as usize;
-/// How often the driver looks at whether its connection is idle.
-const IDLE_CHECK: Duration = Duration::from_secs(30);
+/// How many times within the idle time the driver looks at whether its connection is idle (every 30 s for the
+/// pool's 90 s): a connection is closed after 2 to 3 thirds of it without a stream.
+const IDLE_CHECKS: u32 = 3;
 
 /// The builder every upstream connection is made with.
 fn builder() -> h2::client::Builder {
@@ -120,7 +121,8 @@ where
         used: AtomicBool::new(false),
         settled: tokio::sync::watch::Sender::new(Settled::Waiting),
     });
-    let mut idle = tokio::time::interval_at(tokio::time::Instant::now() + IDLE_CHECK, IDLE_CHECK);
+    let check = (idle_after / IDLE_CHECKS).max(Duration::from_millis(1));
+    let mut idle = tokio::time::interval_at(tokio::time::Instant::now() + check, check);
     idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let driver = Driver {
         connection,
@@ -128,7 +130,7 @@ where
         settled: false,
         idle,
         idle_ticks: 0,
-        ticks_to_close: idle_after.as_secs().div_ceil(IDLE_CHECK.as_secs()).max(1) as u32,
+        ticks_to_close: IDLE_CHECKS,
         on_end: Box::new(on_end),
     };
     tokio::spawn(driver);
@@ -144,6 +146,7 @@ struct Driver<T: AsyncRead + AsyncWrite + Unpin> {
     idle: tokio::time::Interval,
     /// Idle checks in a row that found no stream open and none taken.
     idle_ticks: u32,
+    /// Idle checks in a row after which the connection is let go.
     ticks_to_close: u32,
     on_end: Box<dyn Fn(End) + Send>,
 }

@@ -57,6 +57,8 @@ pub struct Http2Connections {
     tcp: HttpConnector,
     tls: tokio_rustls::TlsConnector,
     origins: parking_lot::Mutex<HashMap<String, Arc<Origin>>>,
+    /// A connection without a stream this long is closed ([`POOL_IDLE_TIMEOUT`]; tests shorten it).
+    idle: Duration,
 }
 
 /// One origin's connections, and what is known about it.
@@ -141,7 +143,14 @@ impl Http2Connections {
             tcp,
             tls: tokio_rustls::TlsConnector::from(tls),
             origins: parking_lot::Mutex::new(HashMap::new()),
+            idle: POOL_IDLE_TIMEOUT,
         }
+    }
+
+    /// The same pool with connections closed after `idle` without a stream.
+    #[cfg(test)]
+    pub(crate) fn with_idle_timeout(self, idle: Duration) -> Http2Connections {
+        Http2Connections { idle, ..self }
     }
 
     /// POST `body` and wait for the response headers. A request the server did not process is sent again, on a
@@ -232,7 +241,7 @@ impl Http2Connections {
             std::future::poll_fn(|cx| tcp.poll_ready(cx)).await.map_err(TransportError::of)?;
             let stream = tcp.call(uri.clone()).await.map_err(TransportError::of)?.into_inner();
             let (send, shared) = if uri.scheme_str() != Some("https") {
-                connection::handshake(stream, POOL_IDLE_TIMEOUT, on_end).await.map_err(TransportError::of)?
+                connection::handshake(stream, self.idle, on_end).await.map_err(TransportError::of)?
             } else {
                 let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
                 let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(TransportError::of)?;
@@ -240,7 +249,7 @@ impl Http2Connections {
                 if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
                     return Ok(None);
                 }
-                connection::handshake(stream, POOL_IDLE_TIMEOUT, on_end).await.map_err(TransportError::of)?
+                connection::handshake(stream, self.idle, on_end).await.map_err(TransportError::of)?
             };
             if !shared.settled().await {
                 return Err(TransportError::described(

@@ -363,3 +363,38 @@ async fn bodies_dropped_before_their_end_stream_do_not_close_the_connection() {
     assert!(failed.is_empty(), "{} of 2000 failed, e.g. {:?}", failed.len(), failed.first());
     assert_eq!(connections.load(Ordering::SeqCst), 1, "the connection was closed and replaced");
 }
+
+/// A connection without a stream for the pool's idle time is closed by the gateway (GOAWAY, then the socket), as
+/// reqwest's pool closes its idle connections after 90 s; the next request opens a new one.
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_pools_idle_time() {
+    use futures_util::StreamExt;
+    let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (counted, ended) = (opened.clone(), closed.clone());
+    let port = h2c_server(move |mut conn: H2cConnection| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let ended = ended.clone();
+        async move {
+            while let Some(Ok((_request, respond))) = conn.accept().await {
+                answer_ok(respond);
+            }
+            ended.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .await;
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.enforce_http(false);
+    let tls = crate::tls::client_config(None).unwrap_or_else(|e| panic!("{e}"));
+    let pool = super::Http2Connections::new(tcp, Arc::new(tls)).with_idle_timeout(Duration::from_millis(300));
+    let uri: Uri = format!("http://127.0.0.1:{port}/responses").parse().unwrap_or_else(|e| panic!("{e}"));
+    for round in 1..=2 {
+        let sent = pool.post(&uri, &HeaderMap::new(), &Bytes::from_static(b"{}")).await;
+        let Ok(super::Outcome::Sent(mut response)) = sent else { panic!("not sent over HTTP/2") };
+        while let Some(data) = response.body.next().await {
+            data.unwrap_or_else(|e| panic!("{e}"));
+        }
+        drop(response);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!((opened.load(Ordering::SeqCst), closed.load(Ordering::SeqCst)), (round, round));
+    }
+}
