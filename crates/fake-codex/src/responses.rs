@@ -285,6 +285,12 @@ fn answer(shared: &Arc<Shared>, caller: &Caller, body: &Value, scenario: Scenari
     put("cache-control", "no-cache".into());
     put("x-request-id", uuid::Uuid::new_v4().to_string());
     put("openai-model", model);
+    for i in 0..shared.cfg.extra_response_headers {
+        let name = HeaderName::try_from(format!("x-extra-{i}"));
+        if let (Ok(name), Ok(value)) = (name, HeaderValue::try_from(format!("value number {i} of the header block"))) {
+            resp.headers_mut().insert(name, value);
+        }
+    }
     if let Some(account) = caller.account() {
         crate::ratelimits::put(shared, account, resp.headers_mut());
     }

@@ -39,6 +39,9 @@ pub struct FakeConfig {
     /// How stream events are framed on the wire (`sse::Framing`): one event per HTTP/1.1 chunk and HTTP/2 DATA
     /// frame, as the real backend flushes them (the default), or events with no pause between them as one buffer.
     pub framing: crate::sse::Framing,
+    /// Extra header fields (`x-extra-0: ...`) on every Responses stream answer, as the CDN in front of the real
+    /// backend adds its own: the interop suite's answers of 45 more fields exercise HPACK and CONTINUATION.
+    pub extra_response_headers: usize,
 }
 
 impl Default for FakeConfig {
@@ -56,6 +59,7 @@ impl Default for FakeConfig {
             tls: false,
             tls_http1_only: false,
             framing: crate::sse::Framing::PerEvent,
+            extra_response_headers: 0,
         }
     }
 }

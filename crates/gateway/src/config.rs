@@ -253,7 +253,7 @@ pub struct Config {
     /// The Codex client version and User-Agent presented upstream.
     pub client: crate::upstream::identity::ClientIdentity,
     /// issue 25: `[upstream] transport` and the WebSocket connections' limits (upstream/ws.rs).
-    pub upstream_ws: crate::upstream::ws::WsSettings,
+    pub upstream_ws: upstream_transport::ws::WsSettings,
     /// `[keys.NAME]` tables: client keys with limits from the file.
     pub configured_keys: Vec<ConfiguredKey>,
     /// `[server] watch_config`: reload when the file changes (server/reload.rs).
@@ -461,7 +461,12 @@ impl Config {
         )?;
         let usage = UsageSettings::resolve(raw.usage, env)?;
         let store = StoreConfig::resolve(raw.store, o, env);
-        let upstream_ws = crate::upstream::ws::WsSettings::resolve(raw.upstream.as_ref())?;
+        let upstream = raw.upstream.as_ref();
+        let upstream_ws = upstream_transport::ws::WsSettings::resolve(
+            upstream.and_then(|u| u.transport),
+            upstream.and_then(|u| u.websocket_max_per_account),
+            upstream.and_then(|u| u.websocket_idle_timeout_secs),
+        )?;
         let client = crate::upstream::identity::ClientIdentity::resolve(raw.upstream)?;
         Ok(Config {
             client,

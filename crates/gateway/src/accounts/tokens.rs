@@ -23,10 +23,28 @@ const SLOW_REFRESH: Duration = Duration::from_secs(3);
 const COMMIT_ATTEMPTS: u32 = 2;
 const COMMIT_PAUSE: Duration = Duration::from_millis(100);
 
+/// What one request may spend on token refreshes: one attempt (issue 58). A request that needs a refresh makes
+/// it, or waits for the one in flight and takes its outcome; once one failed, the request's next account that
+/// needs a refresh fails at once with that failure instead of another wait on the same token endpoint. So a
+/// request waits for refreshes at most about one `token_refresh_timeout_secs`, however many accounts it tries.
+#[derive(Debug, Default)]
+pub struct RefreshBudget {
+    failed: Option<GatewayError>,
+}
+
 impl Pool {
     /// An access token for `account`, refreshed first when it is about to expire. With `after_401` set to the
     /// token the upstream just refused, a refresh is forced unless another request already replaced it.
     pub async fn access_token(&self, account: &Account, after_401: Option<&str>) -> Result<String, GatewayError> {
+        self.token_within(account, after_401, None).await
+    }
+
+    async fn token_within(
+        &self,
+        account: &Account,
+        after_401: Option<&str>,
+        budget: Option<&mut RefreshBudget>,
+    ) -> Result<String, GatewayError> {
         let now = now_unix();
         // The common case, every request: the current token is fresh. Read it without copying the other tokens.
         let fresh = match account.creds.read().access_token(now) {
@@ -51,18 +69,24 @@ impl Pool {
             None => RefreshReason::ProactiveExpiry,
         };
         // Boxed: every request's future would otherwise carry room for the refresh (an HTTP exchange) inline.
-        Box::pin(self.refresh_locked(account, &stale, reason)).await
+        Box::pin(self.refresh_locked(account, &stale, reason, budget)).await
     }
 
     /// The `Authorization` value for an upstream request through `account`: the prebuilt one while the access
-    /// token is fresh (every request), else built from [`Pool::access_token`] (refresh due, API keys, after a 401).
-    pub async fn authorization(&self, account: &Account, after_401: Option<&str>) -> Result<HeaderValue, GatewayError> {
+    /// token is fresh (every request), else built from [`Pool::access_token`] (refresh due, API keys, after a 401),
+    /// within the request's refresh `budget`.
+    pub async fn authorization(
+        &self,
+        account: &Account,
+        after_401: Option<&str>,
+        budget: &mut RefreshBudget,
+    ) -> Result<HeaderValue, GatewayError> {
         if after_401.is_none()
             && let Some(value) = account.creds.read().fresh_bearer(now_unix())
         {
             return Ok(value);
         }
-        let token = self.access_token(account, after_401).await?;
+        let token = self.token_within(account, after_401, Some(budget)).await?;
         bearer_header(&token)
             .ok_or_else(|| GatewayError::internal("the account's credential cannot be sent in a header"))
     }
@@ -73,7 +97,7 @@ impl Pool {
             return Err(GatewayError::invalid("only ChatGPT accounts have tokens to refresh"));
         };
         let stale = |t: &Tokens| t.access_token == current.access_token;
-        self.refresh_locked(account, &stale, RefreshReason::Forced).await.map(|_| ())
+        self.refresh_locked(account, &stale, RefreshReason::Forced, None).await.map(|_| ())
     }
 
     /// Refresh ahead of expiry (background): when the token expires within `window`.
@@ -84,19 +108,27 @@ impl Pool {
             None => needs_refresh(t, now),
         };
         match account.tokens() {
-            Some(t) if stale(&t) => self.refresh_locked(account, &stale, RefreshReason::Scheduled).await.map(|_| ()),
+            Some(t) if stale(&t) => {
+                self.refresh_locked(account, &stale, RefreshReason::Scheduled, None).await.map(|_| ())
+            }
             _ => Ok(()),
         }
     }
 
-    /// The single-flight refresh: one per account at a time; waiters re-check and reuse the result.
+    /// The single-flight refresh: one per account at a time; waiters re-check and reuse the result, a failure
+    /// included (see [`RefreshBudget`]).
     async fn refresh_locked(
         &self,
         account: &Account,
         stale: &(dyn Fn(&Tokens) -> bool + Sync),
         reason: RefreshReason,
+        mut budget: Option<&mut RefreshBudget>,
     ) -> Result<String, GatewayError> {
-        let _guard = account.refresh_lock.lock().await;
+        if let Some(failed) = budget.as_deref().and_then(|b| b.failed.clone()) {
+            return Err(failed);
+        }
+        let attempts_seen = account.refresh_attempts.load(Ordering::Acquire);
+        let mut last_failure = account.refresh_lock.lock().await;
         let Some(mut current) = account.tokens() else {
             return Err(GatewayError::internal("account has no tokens"));
         };
@@ -115,6 +147,16 @@ impl Pool {
         }
         if account.status().0 == AccountStatus::NeedsLogin {
             return Err(self.no_account_error());
+        }
+        if account.refresh_attempts.load(Ordering::Acquire) != attempts_seen
+            && let Some(failure) = last_failure.clone()
+        {
+            // An attempt ended while this caller waited, and failed: its outcome is this caller's too, rather than
+            // a second wait on the same token endpoint.
+            if let Some(budget) = budget.as_deref_mut() {
+                budget.failed = Some(failure.clone());
+            }
+            return Err(failure);
         }
         // Team store (docs/team.md): one refresh per account cluster-wide; another instance's result is adopted.
         let shared = self.store.shared().filter(|_| account.source == Source::Store).cloned();
@@ -136,6 +178,23 @@ impl Pool {
         if started.elapsed() > SLOW_REFRESH {
             warn!(account = %account.id, ms = started.elapsed().as_millis() as u64, "the token refresh was slow");
         }
+        let outcome = self.refreshed(account, stale, &current, result).await;
+        *last_failure = outcome.as_ref().err().cloned();
+        account.refresh_attempts.fetch_add(1, Ordering::Release);
+        if let (Err(failure), Some(budget)) = (&outcome, budget) {
+            budget.failed = Some(failure.clone());
+        }
+        outcome
+    }
+
+    /// What a refresh's result does to the account, and the caller's token or error.
+    async fn refreshed(
+        &self,
+        account: &Account,
+        stale: &(dyn Fn(&Tokens) -> bool + Sync),
+        current: &Tokens,
+        result: Result<Tokens, RefreshError>,
+    ) -> Result<String, GatewayError> {
         match result {
             Ok(new_tokens) => {
                 // The old refresh token died when the issuer answered: these are the only live tokens. They are
@@ -150,7 +209,7 @@ impl Pool {
             }
             // Every way a refresh fails, decided here: the login is gone (needs login), or it stays and the
             // client hears why this request could not be served.
-            Err(RefreshError::LoginGone(gone)) if self.adopt_linked(account, &current) => {
+            Err(RefreshError::LoginGone(gone)) if self.adopt_linked(account, current) => {
                 info!(account = %account.id, reason = %gone, "refresh refused, but the Codex CLI just saved newer tokens; using those");
                 match account.tokens() {
                     Some(t) if !stale(&t) => Ok(t.access_token),

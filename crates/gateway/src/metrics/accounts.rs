@@ -184,6 +184,13 @@ impl Collector for PoolGauges {
         }
         let streams = vec![(Vec::new(), crate::relay::pump::open_streams() as f64)];
         family(&mut encoder, "active_streams", "Streaming answers being written now", &streams)?;
+        let resets = [(Vec::new(), crate::upstream::http2_resets_sent() as f64)];
+        counter_family(
+            &mut encoder,
+            "upstream_http2_resets_sent",
+            "HTTP/2 streams the gateway reset toward the upstream (a client that left, a deadline, an answer's end that never came)",
+            &resets,
+        )?;
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
-use crate::accounts::{Account, Lease, LeaseError};
+use crate::accounts::{Account, Lease, LeaseError, RefreshBudget};
 use crate::auth::now_unix;
 use crate::record::Recorder;
 use crate::relay::reader::{EventReader, LateHeaders, Read};
@@ -22,7 +22,7 @@ use crate::server::{AppState, request_id};
 use crate::store::AccountKind;
 use crate::upstream::identity;
 use crate::upstream::ratelimits::RateLimitHeaders;
-use crate::upstream::{BodyStream, CallContext, UpstreamResponse, classify};
+use crate::upstream::{BodyStream, CallContext, IntoFailure, UpstreamResponse, classify};
 
 /// An upstream response ready to be read, plus what the encoders need to know.
 pub struct Exchange {
@@ -234,10 +234,11 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
     let Prepared { body, slug, key, ctx, input_estimate, stream } = prepared;
     let input_estimate = *input_estimate;
     let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
-    let window = state.live.config().keepalive.min(Duration::from_secs(10));
-    let mut window_end: Option<Instant> = None;
+    let mut window = PeekWindow { len: state.live.config().keepalive.min(Duration::from_secs(10)), end: None };
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<GatewayError> = None;
+    // One token refresh attempt for the whole request, whichever accounts it goes through (issue 58).
+    let mut refresh = RefreshBudget::default();
     loop {
         let lease = match state.pool.lease(slug, conversation, &tried).await {
             Ok(l) => l,
@@ -255,7 +256,8 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
             record.served_by(&account.id);
             Exchange { reader, lease, request_id: ctx.request_id.clone(), input_estimate, rate_limits }
         };
-        let failure = match send_once(state, &account, body.clone(), ctx, *stream, window, &mut window_end).await {
+        let sent = send_once(state, &account, body.clone(), ctx, *stream, &mut window, &mut refresh);
+        let failure = match sent.await {
             Ok(Sent::Late(late)) => {
                 return Ok(exchange(EventReader::late(late), RateLimitHeaders::default(), record));
             }
@@ -266,7 +268,7 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
                 // be held by every request waiting for its first event (bench/notes.md, nineteenth session).
                 drop(headers);
                 let mut reader = EventReader::new(body);
-                let until = window_end.unwrap_or_else(|| Instant::now() + window);
+                let until = window.end.unwrap_or_else(|| Instant::now() + window.len);
                 match peek(&mut reader, until).await {
                     Ok(()) => return Ok(exchange(reader, rate_limits, record)),
                     // Failed before any output: nothing has reached the client, so another account may try.
@@ -309,6 +311,12 @@ fn pick_error(previous: Option<GatewayError>, new: GatewayError) -> GatewayError
     }
 }
 
+/// The peek window of a request: its length, and when it ends (set at the first send).
+struct PeekWindow {
+    len: Duration,
+    end: Option<Instant>,
+}
+
 /// What sending produced: the response, or (streaming only) headers still awaited when the peek window closed.
 enum Sent {
     Response(UpstreamResponse),
@@ -317,23 +325,23 @@ enum Sent {
 
 /// Send with a fresh token; on 401 refresh (single-flight) and send once more. Each send waits for its response
 /// headers until the header deadline (`upstream_header_timeout_secs`, then the account cannot serve: another
-/// one may), and a streaming one only until the peek window ends (`window_end`, set at the first send).
+/// one may), and a streaming one only until the peek window ends (set at the first send).
 async fn send_once(
     state: &AppState,
     account: &Arc<Account>,
     body: Bytes,
     ctx: &CallContext,
     stream: bool,
-    window: Duration,
-    window_end: &mut Option<Instant>,
+    peek: &mut PeekWindow,
+    refresh: &mut RefreshBudget,
 ) -> Result<Sent, UpstreamFailure> {
     let timeouts = &state.config.timeouts;
-    let mut auth = state.pool.authorization(account, None).await.map_err(UpstreamFailure::Credentials)?;
+    let mut auth = state.pool.authorization(account, None, refresh).await.map_err(UpstreamFailure::Credentials)?;
     let mut refreshed = false;
     loop {
         let sent_at = Instant::now();
         let header_deadline = sent_at + timeouts.upstream_headers;
-        let window_end = *window_end.get_or_insert(sent_at + window);
+        let window_end = *peek.end.get_or_insert(sent_at + peek.len);
         // Boxed: a streaming request's send moves into the response body if the peek window closes first, and
         // every request's future then carries a pointer instead of room for the send (memory while waiting is
         // unchanged; one allocation per request, ~0.1 us next to ~225 us of CPU per streamed request).
@@ -370,7 +378,7 @@ async fn send_once(
         info!(account = %account.id, "upstream said 401; refreshing the token once");
         refreshed = true;
         let refused = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
-        auth = state.pool.authorization(account, Some(refused)).await.map_err(UpstreamFailure::Credentials)?;
+        auth = state.pool.authorization(account, Some(refused), refresh).await.map_err(UpstreamFailure::Credentials)?;
     }
 }
 

@@ -252,7 +252,7 @@ impl<E: StreamEncoder> Pump<E> {
         // reusable buffer (`scratch`: the HTTP/1.1 writer copies it and lets go at once, so no allocation), and
         // the scratch serves the thread's next chunk. A burst's vector is handed over itself, shrunk in place.
         if out.capacity() <= FIRST_CHUNK {
-            let chunk = crate::scratch::copy(&out);
+            let chunk = upstream_transport::scratch::copy(&out);
             give_back(out);
             return Poll::Ready(Some(chunk));
         }

@@ -16,7 +16,7 @@ use tracing::debug;
 
 use crate::prefetch;
 use crate::relay::exchange;
-use crate::upstream::{BodyStream, TransportError, UpstreamResponse};
+use crate::upstream::{BodyStream, IntoFailure, Plain, TransportError, UpstreamResponse};
 
 /// An upstream request whose response headers had not arrived when the client's status line had to go out
 /// (the peek window, see `exchange::open`): the response body waits for them, sending keepalives meanwhile.
@@ -146,7 +146,7 @@ impl EventReader {
     /// A reader whose response headers are still on their way.
     pub fn late(late: Box<LateHeaders>) -> EventReader {
         // An empty stream until the headers arrive (a boxed zero-sized value: no allocation).
-        let mut reader = EventReader::new(Box::pin(futures_util::stream::empty()));
+        let mut reader = EventReader::new(Box::pin(Plain::new(futures_util::stream::empty())));
         reader.late = Some(late);
         reader
     }
@@ -391,23 +391,28 @@ impl EventReader {
         if self.skip_deltas && frame.event.as_deref().is_some_and(|n| n.ends_with(".delta")) {
             return Event::Ignored;
         }
-        if let Some(event) = peeked {
-            return event;
+        let event = match peeked {
+            Some(event) => event,
+            None => match Event::parse_frame(frame.event.as_deref(), &frame.data) {
+                Ok(Event::Unknown { kind }) => {
+                    self.on_unknown(&kind);
+                    Event::Unknown { kind }
+                }
+                Ok(e) => e,
+                Err(e) if self.forwards_raw => {
+                    debug!("forwarding an upstream event the gateway cannot read: {e}");
+                    Event::Ignored
+                }
+                Err(e) => Event::Failed(Box::new(Refusal::malformed_event(format!(
+                    "The upstream sent an event the gateway cannot read ({e}); the answer is incomplete."
+                )))),
+            },
+        };
+        if event.is_terminal() {
+            // The answer is complete: the body may let its stream end by itself once dropped (issue 58).
+            self.body.as_mut().answered();
         }
-        match Event::parse_frame(frame.event.as_deref(), &frame.data) {
-            Ok(Event::Unknown { kind }) => {
-                self.on_unknown(&kind);
-                Event::Unknown { kind }
-            }
-            Ok(e) => e,
-            Err(e) if self.forwards_raw => {
-                debug!("forwarding an upstream event the gateway cannot read: {e}");
-                Event::Ignored
-            }
-            Err(e) => Event::Failed(Box::new(Refusal::malformed_event(format!(
-                "The upstream sent an event the gateway cannot read ({e}); the answer is incomplete."
-            )))),
-        }
+        event
     }
 
     #[cold]
@@ -458,7 +463,7 @@ mod tests {
     }
 
     fn empty_reader() -> EventReader {
-        EventReader::new(Box::pin(futures_util::stream::iter(Vec::new())))
+        EventReader::new(Box::pin(crate::upstream::Plain::new(futures_util::stream::iter(Vec::new()))))
     }
 
     fn frame(name: &'static str, data: &str) -> SseFrame {
@@ -508,7 +513,7 @@ mod tests {
     async fn waits_share_one_timer_moved_only_when_it_fires_early() {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, TransportError>>(4);
         let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
-        let mut reader = EventReader::new(Box::pin(body));
+        let mut reader = EventReader::new(Box::pin(Plain::new(body)));
         let start = Instant::now();
         let first = start + Duration::from_millis(300);
         tokio::spawn({
@@ -546,7 +551,7 @@ mod tests {
     async fn handed_back_frames_lend_their_buffer_and_parsed_reads_are_released() {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, TransportError>>(4);
         let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
-        let mut reader = EventReader::new(Box::pin(body));
+        let mut reader = EventReader::new(Box::pin(Plain::new(body)));
         let wait = Duration::from_secs(5);
         let _ = tx.send(Ok(Bytes::from(delta(1)))).await;
         let Read::Frame(first) = reader.next(wait).await else { panic!("no frame") };
@@ -577,7 +582,7 @@ mod tests {
             (a.to_string(), b.to_string())
         };
         let chunks = vec![Ok(Bytes::from(first)), Ok(Bytes::from(tail_a)), Ok(Bytes::from(tail_b))];
-        let mut reader = EventReader::new(Box::pin(futures_util::stream::iter(chunks)));
+        let mut reader = EventReader::new(Box::pin(crate::upstream::Plain::new(futures_util::stream::iter(chunks))));
         let mut texts = Vec::new();
         loop {
             match reader.next(Duration::from_secs(5)).await {

@@ -13,10 +13,10 @@ use dialects::UpstreamFailure;
 use dialects::failure::{Reason, Refusal, Stage};
 use futures_util::StreamExt;
 
-use crate::accounts::Account;
+use crate::accounts::{Account, RefreshBudget};
 use crate::auth::now_unix;
 use crate::server::AppState;
-use crate::upstream::{BodyStream, TransportError, UpstreamResponse, classify};
+use crate::upstream::{BodyStream, IntoFailure, TransportError, UpstreamResponse, classify};
 
 /// Largest answer read (a long conversation's compacted history; several images in base64).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
@@ -32,7 +32,9 @@ where
     Fut: Future<Output = Result<UpstreamResponse, TransportError>>,
 {
     let timeouts = &state.config.timeouts;
-    let mut auth = state.pool.authorization(account, None).await.map_err(UpstreamFailure::Credentials)?;
+    // One token refresh attempt for the call (issue 58).
+    let mut refresh = RefreshBudget::default();
+    let mut auth = state.pool.authorization(account, None, &mut refresh).await.map_err(UpstreamFailure::Credentials)?;
     let mut refreshed = false;
     loop {
         let response = match tokio::time::timeout(timeouts.upstream_headers, call(auth.clone())).await {
@@ -50,7 +52,11 @@ where
             UpstreamFailure::Refused(Refusal { reason: Reason::Unauthorized, .. }) if !refreshed => {
                 refreshed = true;
                 let refused = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
-                auth = state.pool.authorization(account, Some(refused)).await.map_err(UpstreamFailure::Credentials)?;
+                auth = state
+                    .pool
+                    .authorization(account, Some(refused), &mut refresh)
+                    .await
+                    .map_err(UpstreamFailure::Credentials)?;
             }
             _ => return Err(failure),
         }

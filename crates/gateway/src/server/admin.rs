@@ -63,6 +63,8 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
         "listen": s.config.listen.to_string(),
         // Upstream events of a type this version does not know, since start (relay/reader.rs).
         "unknown_upstream_events": crate::relay::reader::unknown_events(),
+        // HTTP/2 streams the gateway reset toward the upstream, since start (upstream/http2/body.rs).
+        "upstream_http2_resets_sent": crate::upstream::http2_resets_sent(),
         // Request records the usage ledger could not keep (channel full, or a batch that failed to commit).
         "usage_records_dropped": s.ledger.records_dropped(),
     }))

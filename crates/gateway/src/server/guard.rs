@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use dialects::{ErrorKind, GatewayError};
 use futures_util::future::Either;
@@ -81,6 +81,8 @@ enum Listener {
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// An HTTP/1.1 request without `Host`, or any request with two (RFC 9112 §3.2: 400).
+    HostMissingOrRepeated,
     /// A `Host` that is neither a loopback name nor in `allowed_hosts` (DNS rebinding).
     Host,
     /// A browser `Origin` that is neither loopback nor in `allowed_origins` (a cross-site page).
@@ -147,9 +149,8 @@ impl Policy {
     /// [`Policy::check`], returning the created key the request authenticated with.
     pub fn admit<B>(&self, req: &Request<B>) -> Result<Option<Caller>, Refusal> {
         let headers = req.headers();
-        // HTTP/1.0 requests may lack `Host`; browsers always send it, so a request without one is not the attack.
-        let host = headers.get(header::HOST).map(|h| h.as_bytes());
-        if let Some(host) = host.or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()))
+        let host = host_of(req)?;
+        if let Some(host) = host
             && !self.host_allowed(host)
         {
             return Err(Refusal::Host);
@@ -311,6 +312,11 @@ impl Policy {
     fn error<B>(&self, refusal: Refusal, req: &Request<B>) -> GatewayError {
         let h = req.headers();
         match refusal {
+            Refusal::HostMissingOrRepeated => GatewayError::new(
+                ErrorKind::InvalidRequest,
+                "An HTTP/1.1 request needs exactly one Host header (RFC 9112 section 3.2).",
+            )
+            .with_code("invalid_host_header"),
             Refusal::Host => GatewayError::new(
                 ErrorKind::PermissionDenied,
                 format!(
@@ -375,6 +381,24 @@ impl Policy {
             )
             .with_code("admin_key_required"),
         }
+    }
+}
+
+/// The host a request is for: the target's authority when the target is in absolute form (RFC 9112 §3.2.2: the
+/// `Host` field is then ignored; HTTP/2's `:authority` comes the same way), else its one `Host` field. An HTTP/1.1
+/// request without `Host`, or a request with two, is refused (RFC 9112 §3.2; nginx answers both 400), so the check
+/// cannot read one `Host` while a proxy in front routes by the other. HTTP/1.0 may lack `Host` (`None`): browsers
+/// always send it, so such a request is not the DNS-rebinding attack the check is for.
+fn host_of<B>(req: &Request<B>) -> Result<Option<&[u8]>, Refusal> {
+    let mut fields = req.headers().get_all(header::HOST).iter();
+    let (first, second) = (fields.next(), fields.next());
+    let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
+    match (first, second, authority) {
+        (Some(_), Some(_), _) => Err(Refusal::HostMissingOrRepeated),
+        (None, None, _) if req.version() == Version::HTTP_11 => Err(Refusal::HostMissingOrRepeated),
+        (_, _, Some(authority)) => Ok(Some(authority)),
+        (Some(host), None, None) => Ok(Some(host.as_bytes())),
+        (None, _, None) => Ok(None),
     }
 }
 
@@ -565,10 +589,23 @@ mod tests {
         }
     }
 
+    /// An HTTP/1.1 request, with a loopback `Host` unless `headers` name one.
     fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<()> {
         let mut b = Request::builder().method(method).uri(path);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            b = b.header("host", "127.0.0.1:8765");
+        }
         for (k, v) in headers {
             b = b.header(*k, *v);
+        }
+        b.body(()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A request of `version` with exactly `hosts` as its `Host` fields.
+    fn with_hosts(version: Version, path: &str, hosts: &[&str]) -> Request<()> {
+        let mut b = Request::builder().method("GET").uri(path).version(version);
+        for host in hosts {
+            b = b.header("host", *host);
         }
         b.body(()).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -626,10 +663,19 @@ mod tests {
         for (p, host, ok) in cases {
             assert_eq!(p.check(&req("GET", "/health", &[("host", host)])).is_ok(), *ok, "{host} {p:?}");
         }
-        // No Host at all (HTTP/1.0): not a browser, allowed.
-        assert_eq!(keyless.check(&req("GET", "/health", &[])), Ok(()));
-        // An absolute-form target names the host too.
-        assert_eq!(keyless.check(&req("GET", "http://evil.example/health", &[])), Err(Refusal::Host));
+        // No Host at all in HTTP/1.0: not a browser, allowed. In HTTP/1.1, or two of them: 400 (RFC 9112 §3.2).
+        assert_eq!(keyless.check(&with_hosts(Version::HTTP_10, "/health", &[])), Ok(()));
+        let missing = Err(Refusal::HostMissingOrRepeated);
+        assert_eq!(keyless.check(&with_hosts(Version::HTTP_11, "/health", &[])), missing);
+        let twice = with_hosts(Version::HTTP_11, "/health", &["127.0.0.1:8765", "evil.example"]);
+        assert_eq!(keyless.check(&twice), missing);
+        let twice = with_hosts(Version::HTTP_10, "/health", &["127.0.0.1:8765", "127.0.0.1:8765"]);
+        assert_eq!(keyless.check(&twice), missing);
+        // An absolute-form target names the host, whatever `Host` says (RFC 9112 §3.2.2).
+        let absolute = |target, host| with_hosts(Version::HTTP_11, target, &[host]);
+        assert_eq!(keyless.check(&absolute("http://evil.example/health", "127.0.0.1:8765")), Err(Refusal::Host));
+        assert_eq!(keyless.check(&absolute("http://127.0.0.1:8765/health", "evil.example")), Ok(()));
+        assert_eq!(keyless.check(&with_hosts(Version::HTTP_10, "http://evil.example/health", &[])), Err(Refusal::Host));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 
 use super::transport::{
-    CONNECT_TIMEOUT, Direct, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UPSTREAM_H2_CONNECTION_WINDOW,
-    UPSTREAM_H2_STREAM_WINDOW, UpstreamResponse, post_via_reqwest,
+    CONNECT_TIMEOUT, Direct, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse,
+    post_via_reqwest,
 };
 use crate::accounts::Account;
 use crate::config::Config;
@@ -42,8 +42,6 @@ fn build_client(config: &Config, proxy: Option<&str>, honor_no_proxy: bool) -> a
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         .tcp_nodelay(true)
-        .http2_initial_stream_window_size(UPSTREAM_H2_STREAM_WINDOW)
-        .http2_initial_connection_window_size(UPSTREAM_H2_CONNECTION_WINDOW)
         .no_proxy();
     if config.upstream_h2c {
         b = b.http2_prior_knowledge();
@@ -155,7 +153,7 @@ impl Upstream {
             if let Some((ws, ws_headers, ws_body, session)) = ws {
                 // Boxed: the WebSocket send is ~2.7 KB, twice the HTTP one, and every request's future waiting for
                 // its response headers would otherwise carry room for it (thousands at once, bench/notes.md).
-                match Box::pin(ws.send(&account, ws_headers, &ws_body, session.as_deref())).await {
+                match Box::pin(ws.send(super::owner(&account), ws_headers, &ws_body, session.as_deref())).await {
                     super::ws_pool::Outcome::Answer(answer) => return answer,
                     super::ws_pool::Outcome::UseSse => {}
                 }
@@ -308,7 +306,7 @@ impl Upstream {
             // Never leased (its status is `unrecognized`); refused rather than sent anywhere.
             AccountKind::Unrecognized => {
                 return Err(TransportError::described(
-                    dialects::failure::TransportKind::Other,
+                    super::transport::TransportKind::Other,
                     "the account's kind is unknown to this build",
                 ));
             }
@@ -323,7 +321,7 @@ impl Upstream {
         };
         let Some((url, uri)) = &url.parsed else {
             return Err(TransportError::described(
-                dialects::failure::TransportKind::Other,
+                super::transport::TransportKind::Other,
                 "the configured upstream URL is not a valid URL",
             ));
         };

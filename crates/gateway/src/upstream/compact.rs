@@ -33,7 +33,7 @@ impl Upstream {
         };
         let Some(url) = responses.and_then(|u| reqwest::Url::parse(&format!("{}/compact", u.as_str())).ok()) else {
             return Err(TransportError::described(
-                dialects::failure::TransportKind::Other,
+                super::transport::TransportKind::Other,
                 "no valid compaction URL for the account",
             ));
         };

@@ -35,7 +35,7 @@ impl Upstream {
             .and_then(|base| reqwest::Url::parse(&format!("{base}/{path}")).ok());
         let Some(url) = url else {
             return Err(TransportError::described(
-                dialects::failure::TransportKind::Other,
+                super::transport::TransportKind::Other,
                 "no image endpoint for the account (image generation needs a ChatGPT login)",
             ));
         };

@@ -1,26 +1,88 @@
-//! The upstream side: pooled HTTP clients (`transport`, `http1` with its body framing in `chunked`, `http2`,
-//! `tls`), the Responses WebSocket (`ws` for the wire facts and settings, `ws_pool` for the connections), the
-//! official client's headers, and the classification of
-//! upstream failures into client-visible errors.
+//! The upstream side as the gateway sees it: the official client's headers (`client`, `identity`), the
+//! backend's `responses/compact` call, the `x-codex-*` limit headers passed to clients (`ratelimits`), and the
+//! classification of error answers (`classify`). The connections themselves (HTTP/1.1, HTTP/2, the Responses
+//! WebSocket, TLS, pooling) are the `upstream-transport` crate's (crates/transport), which knows nothing of
+//! accounts, the catalog or the store; this module maps its failures and gives it the account.
 
-mod chunked;
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use dialects::UpstreamFailure;
+use dialects::failure::{Stage, TransportKind};
+
 mod classify;
 mod client;
 mod compact;
 mod compress;
-mod http1;
-mod http2;
 pub mod identity;
 mod images;
-mod names;
 pub mod ratelimits;
-pub(crate) mod tls;
-mod transport;
-pub mod ws;
-mod ws_pool;
+
+// The transport crate's modules under the names this module's files have always used.
+use upstream_transport as transport;
+pub use upstream_transport::ws;
+use upstream_transport::{tls, ws_pool};
 
 pub use classify::classify;
 pub use client::{CallContext, Upstream, build_http_client, build_http_client_with_proxy};
 pub use identity::CODEX_CLIENT_VERSION;
-pub(crate) use transport::with_causes;
-pub use transport::{BodyStream, TransportError, UpstreamResponse};
+pub use upstream_transport::{
+    Body, BodyStream, Plain, TransportError, UpstreamResponse, http2_resets_sent, with_causes,
+};
+
+use crate::accounts::{Account, QuotaSnapshot};
+
+/// A transport failure as the failure of an exchange.
+pub trait IntoFailure {
+    /// This failure of the exchange at `stage` (the classifier in `dialects::failure` decides what follows).
+    fn failure(self, stage: Stage) -> UpstreamFailure;
+}
+
+impl IntoFailure for TransportError {
+    fn failure(self, stage: Stage) -> UpstreamFailure {
+        use upstream_transport::TransportKind as Wire;
+        let kind = match self.kind() {
+            Wire::Connect => TransportKind::Connect,
+            Wire::Timeout => TransportKind::Timeout,
+            Wire::Reset => TransportKind::Reset,
+            Wire::Tls => TransportKind::Tls,
+            Wire::Other => TransportKind::Other,
+        };
+        UpstreamFailure::Transport { stage, kind, cause: self.into_cause() }
+    }
+}
+
+/// An account as the owner of Responses WebSocket connections: they are kept per account, and the limits a
+/// `codex.rate_limits` frame carries update its quota as an HTTP answer's headers do.
+impl ws_pool::Owner for Account {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn rate_limits(&self, headers: &HeaderMap) {
+        if let Some(quota) = QuotaSnapshot::from_headers(headers, crate::auth::now_unix()) {
+            *self.quota.write() = quota;
+        }
+    }
+}
+
+/// For the call sites that hold an `Arc<Account>`.
+fn owner(account: &Arc<Account>) -> Arc<dyn ws_pool::Owner> {
+    account.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The failure keeps the transport error as its cause and the kind read off the wire.
+    #[test]
+    fn transport_failures_keep_their_cause_and_kind() {
+        use std::error::Error as _;
+        let reset = TransportError::of(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "peer reset"));
+        let failure = reset.failure(Stage::Body);
+        assert!(matches!(failure, UpstreamFailure::Transport { stage: Stage::Body, kind: TransportKind::Reset, .. }));
+        assert_eq!(failure.to_error().message, "The upstream connection failed mid-response: peer reset");
+        assert!(failure.source().is_some(), "the chain goes on from the failure");
+    }
+}

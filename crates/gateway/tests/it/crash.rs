@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use fake_codex::{AccountSpec, FakeCodex, FakeConfig};
+use fake_codex::{FakeCodex, FakeConfig};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
@@ -27,8 +27,24 @@ pub(crate) struct Gateway {
     pub(crate) base: String,
 }
 
-pub(crate) async fn spawn_gateway(fake: &FakeCodex, dir: &std::path::Path) -> Gateway {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_codex-gateway"))
+/// The gateway binary serving the data directory in `dir` (its upstream and issuer the fake), with `env` added
+/// (or overriding).
+pub(crate) async fn spawn_gateway(
+    fake: &FakeCodex,
+    dir: &std::path::Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Gateway {
+    spawn(env!("CARGO_BIN_EXE_codex-gateway").as_ref(), fake, dir, env).await
+}
+
+/// [`spawn_gateway`] with another build of the gateway.
+pub(crate) async fn spawn(
+    bin: &std::ffi::OsStr,
+    fake: &FakeCodex,
+    dir: &std::path::Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Gateway {
+    let mut child = tokio::process::Command::new(bin)
         .args(["serve", "--port", "0"])
         .env("HOME", dir)
         .env("CODEX_HOME", dir.join("no-codex-home"))
@@ -39,6 +55,7 @@ pub(crate) async fn spawn_gateway(fake: &FakeCodex, dir: &std::path::Path) -> Ga
         .env("RUST_LOG", "warn")
         .env_remove("OPENAI_API_KEY")
         .env_remove("CODEX_GATEWAY_API_KEY")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -66,17 +83,7 @@ async fn sigkill_during_refresh_heavy_load_loses_no_account_outside_the_token_ro
     let store = codex_gateway::store::Store::open(&dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
     let mut emails = Vec::new();
     for _ in 0..ACCOUNTS {
-        let c = fake.add_account(AccountSpec::default());
-        let tokens = codex_gateway::auth::Tokens {
-            id_token: c.id_token,
-            access_token: c.access_token,
-            refresh_token: c.refresh_token,
-            account_id: c.account_id.clone(),
-            last_refresh: codex_gateway::auth::now_unix(),
-        };
-        store
-            .upsert_account(&codex_gateway::accounts::stored_from_tokens(tokens, None))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let c = crate::harness::store_account(&fake, &store);
         emails.push((c.account_id, c.email));
     }
     drop(store);
@@ -91,7 +98,7 @@ async fn sigkill_during_refresh_heavy_load_loses_no_account_outside_the_token_ro
     let started = Instant::now();
     for round in 0..KILLS {
         let born = codex_gateway::auth::now_ms();
-        let mut gw = spawn_gateway(&fake, &dir).await;
+        let mut gw = spawn_gateway(&fake, &dir, &[]).await;
         let mut load = Vec::new();
         for c in 0..4 {
             let (http, url) = (http.clone(), format!("{}/v1/chat/completions", gw.base));
@@ -113,7 +120,7 @@ async fn sigkill_during_refresh_heavy_load_loses_no_account_outside_the_token_ro
     }
 
     // Restart once more and ask every account to refresh.
-    let gw = spawn_gateway(&fake, &dir).await;
+    let gw = spawn_gateway(&fake, &dir, &[]).await;
     let accounts: Value = http
         .get(format!("{}/admin/accounts", gw.base))
         .send()

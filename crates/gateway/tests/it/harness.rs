@@ -72,6 +72,25 @@ pub fn scenario(v: Value) -> Scenario {
     serde_json::from_value(v).unwrap_or_else(|e| panic!("bad scenario: {e}"))
 }
 
+/// A fake account as the gateway's store keeps it.
+pub fn stored(c: &AccountCreds) -> codex_gateway::store::StoredAccount {
+    let tokens = codex_gateway::auth::Tokens {
+        id_token: c.id_token.clone(),
+        access_token: c.access_token.clone(),
+        refresh_token: c.refresh_token.clone(),
+        account_id: c.account_id.clone(),
+        last_refresh: codex_gateway::auth::now_unix(),
+    };
+    codex_gateway::accounts::stored_from_tokens(tokens, None)
+}
+
+/// A new fake account, put into the gateway store `store` (tests that run the gateway binary on a data directory).
+pub fn store_account(fake: &FakeCodex, store: &codex_gateway::store::Store) -> AccountCreds {
+    let c = fake.add_account(AccountSpec::default());
+    store.upsert_account(&stored(&c)).unwrap_or_else(|e| panic!("{e}"));
+    c
+}
+
 pub fn write_auth_json(path: &std::path::Path, c: &AccountCreds) {
     let body = serde_json::json!({
         "OPENAI_API_KEY": null,
@@ -101,16 +120,7 @@ pub async fn start(setup: Setup) -> TestEnv {
     if setup.store_accounts {
         let store = codex_gateway::store::Store::open(&dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
         for c in &accounts {
-            let tokens = codex_gateway::auth::Tokens {
-                id_token: c.id_token.clone(),
-                access_token: c.access_token.clone(),
-                refresh_token: c.refresh_token.clone(),
-                account_id: c.account_id.clone(),
-                last_refresh: codex_gateway::auth::now_unix(),
-            };
-            store
-                .upsert_account(&codex_gateway::accounts::stored_from_tokens(tokens, None))
-                .unwrap_or_else(|e| panic!("{e}"));
+            store.upsert_account(&stored(c)).unwrap_or_else(|e| panic!("{e}"));
         }
     }
     let mut env: HashMap<String, String> = HashMap::new();

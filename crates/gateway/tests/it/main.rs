@@ -17,6 +17,7 @@ mod gemini;
 mod huge_pages;
 mod identity;
 mod images;
+mod interop;
 mod keys;
 mod login;
 mod metrics;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use fake_codex::{AccountSpec, FakeCodex, FakeConfig};
+use fake_codex::{FakeCodex, FakeConfig};
 use serde_json::json;
 
 /// A data directory of its own, with one account; on drop, any gateway still running from it is killed, so a
@@ -21,17 +21,7 @@ impl Service {
         let fake = FakeCodex::start(cfg).await.unwrap_or_else(|e| panic!("{e}"));
         let dir = std::env::temp_dir().join(format!("cgw-service-{}", uuid::Uuid::new_v4().simple()));
         let store = codex_gateway::store::Store::open(&dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
-        let c = fake.add_account(AccountSpec::default());
-        let tokens = codex_gateway::auth::Tokens {
-            id_token: c.id_token,
-            access_token: c.access_token,
-            refresh_token: c.refresh_token,
-            account_id: c.account_id,
-            last_refresh: codex_gateway::auth::now_unix(),
-        };
-        store
-            .upsert_account(&codex_gateway::accounts::stored_from_tokens(tokens, None))
-            .unwrap_or_else(|e| panic!("{e}"));
+        crate::harness::store_account(&fake, &store);
         Service { dir, fake }
     }
 

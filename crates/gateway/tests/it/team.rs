@@ -9,6 +9,8 @@ use codex_gateway::config::{Config, Overrides, RawConfig};
 use fake_codex::{AccountCreds, AccountSpec, EndpointMode, FakeCodex, FakeConfig};
 use serde_json::{Value, json};
 
+use crate::harness::stored;
+
 const ADMIN: &str = "team-admin";
 const SHARED: &str = "team-shared";
 
@@ -109,17 +111,6 @@ async fn seed(fake_config: FakeConfig, accounts: usize) -> (FakeCodex, Vec<Accou
     drop(store);
     let _ = std::fs::remove_dir_all(&scratch);
     (fake, creds, db)
-}
-
-fn stored(c: &AccountCreds) -> codex_gateway::store::StoredAccount {
-    let tokens = codex_gateway::auth::Tokens {
-        id_token: c.id_token.clone(),
-        access_token: c.access_token.clone(),
-        refresh_token: c.refresh_token.clone(),
-        account_id: c.account_id.clone(),
-        last_refresh: codex_gateway::auth::now_unix(),
-    };
-    codex_gateway::accounts::stored_from_tokens(tokens, None)
 }
 
 fn http() -> reqwest::Client {

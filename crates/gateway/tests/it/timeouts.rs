@@ -220,8 +220,49 @@ async fn hung_token_endpoint_is_bounded_and_the_account_recovers() {
     let accounts = env.get_json("/admin/accounts").await;
     assert!(!accounts.to_string().contains("needs_login"), "{accounts}");
     env.fake.set_token_endpoint(EndpointMode::Normal);
+    // An attempt that started while the endpoint hung still ends at its bound, and a request waiting for it takes
+    // its outcome (one attempt per request); the attempts after it succeed.
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let (status, text, _, _) = timed_post(&env, "/v1/chat/completions", &chat(false), Duration::from_secs(5)).await;
     assert_eq!(status, 200, "{text}");
+}
+
+/// A whole answer through two accounts whose tokens both need a refresh, while the token endpoint hangs and the
+/// upkeep's refresh of each already waits on it: the request makes one refresh attempt at most (taking the
+/// outcome of one it waited on rather than trying again) and gets the dialect's error within the refresh bound.
+/// Before, it waited for the upkeep's attempt, tried again itself, then did the same on the second account:
+/// four bounds (issue 58: no answer within 70 s with the 30 s default).
+#[tokio::test]
+async fn a_request_spends_at_most_one_refresh_bound_on_a_hung_token_endpoint() {
+    const LIMIT: Duration = Duration::from_millis(800);
+    let fake = fake_codex::FakeConfig { access_token_ttl_secs: 400, ..Default::default() };
+    let setup = Setup {
+        accounts: 2,
+        config_toml: Some("token_refresh_timeout_secs = 0.8\nupkeep_interval_secs = 0.2".into()),
+        fake,
+        ..Setup::default()
+    };
+    let env = start(setup).await;
+    env.fake.set_token_endpoint(EndpointMode::Hang);
+    // Both accounts' upkeep refreshes are stuck on the endpoint.
+    let waited = Instant::now();
+    while env.fake.token_arrivals() < 2 {
+        assert!(waited.elapsed() < Duration::from_secs(5), "the upkeep never refreshed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for account in &env.accounts {
+        env.fake.expire_access_tokens(&account.account_id);
+    }
+    for dialect in ["chat", "anthropic"] {
+        let (path, body) = dialect_request(dialect, false);
+        let (status, text, _, took) = timed_post(&env, path, &body, Duration::from_secs(10)).await;
+        assert_eq!(status, 504, "{dialect}: {text}");
+        assert!(took < LIMIT + Duration::from_millis(300), "{dialect}: took {took:?}");
+        match dialect {
+            "anthropic" => assert_eq!(json(&text)["error"]["type"], "timeout_error", "{text}"),
+            _ => assert_eq!(json(&text)["error"]["code"], "token_refresh_timeout", "{text}"),
+        }
+    }
 }
 
 /// A token endpoint that fails (5xx): transient, the login stays, and the account serves once it recovers.

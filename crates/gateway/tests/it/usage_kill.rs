@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fake_codex::{AccountSpec, FakeCodex, FakeConfig};
+use fake_codex::{FakeCodex, FakeConfig};
 use parking_lot::Mutex;
 use serde_json::json;
 
@@ -24,20 +24,12 @@ async fn sigkill_loses_at_most_the_last_batch() {
     let fake = FakeCodex::start(FakeConfig::default()).await.unwrap_or_else(|e| panic!("{e}"));
     let dir = std::env::temp_dir().join(format!("cgw-ledger-kill-{}", uuid::Uuid::new_v4().simple()));
     let store = codex_gateway::store::Store::open(&dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
-    let c = fake.add_account(AccountSpec::default());
-    let tokens = codex_gateway::auth::Tokens {
-        id_token: c.id_token,
-        access_token: c.access_token,
-        refresh_token: c.refresh_token,
-        account_id: c.account_id,
-        last_refresh: codex_gateway::auth::now_unix(),
-    };
-    store.upsert_account(&codex_gateway::accounts::stored_from_tokens(tokens, None)).unwrap_or_else(|e| panic!("{e}"));
+    crate::harness::store_account(&fake, &store);
     drop(store);
     let http = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("{e}"));
     let (mut answered_total, mut lost_total, mut worst_lost, mut oldest_lost) = (0usize, 0usize, 0usize, 0u128);
     for round in 0..ROUNDS {
-        let mut gw = spawn_gateway(&fake, &dir).await;
+        let mut gw = spawn_gateway(&fake, &dir, &[]).await;
         // (request id, when the client had the whole answer)
         let answered: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

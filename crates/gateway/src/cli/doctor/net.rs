@@ -204,7 +204,7 @@ async fn connect(r: &mut Report, what: &str, via: &str, host: &str, port: u16, f
 /// A TLS handshake with the gateway's own trust (bundled and system roots, the CA bundle).
 async fn tls(r: &mut Report, config: &Config, check: &str, host: &str, tcp: TcpStream) -> bool {
     let fix = "behind a TLS-inspecting proxy? set ca_bundle (CODEX_GATEWAY_CA_BUNDLE) to its CA";
-    let mut tls = match crate::upstream::tls::client_config(config.ca_bundle.as_deref()) {
+    let mut tls = match upstream_transport::tls::client_config(config.ca_bundle.as_deref()) {
         Ok(t) => t,
         Err(e) => {
             r.fail("upstream", check, super::one_line(&e), "correct ca_bundle");

@@ -4,7 +4,7 @@
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, request};
 
-use crate::http_head::{copy_head, slice_of};
+use upstream_transport::head::{copy_head, slice_of};
 
 /// Headers a request may carry on this path; more is hyper's to answer (its limit is 100, then 431).
 const MAX_HEADERS: usize = 100;
@@ -19,9 +19,14 @@ pub enum Head {
     /// A request this path serves. `head_len` bytes of the buffer are the head, `body_len` more the body.
     Serve { parts: request::Parts, head_len: usize, body_len: usize, close: bool },
     /// Served by hyper from here on: a malformed head (hyper answers it 400 or 431), HTTP/1.0, `HEAD` or
-    /// `CONNECT`, an upgrade (the Responses WebSocket), `Expect: 100-continue`, a chunked body or a repeated
+    /// `CONNECT`, an upgrade (the Responses WebSocket), `Expect: 100-continue`, a chunked body or an invalid
     /// `Content-Length`, or a body larger than this path buffers before the handler runs.
     Handoff,
+    /// A body whose length two fields could each decide: `Content-Length` and `Transfer-Encoding` together,
+    /// either of them twice. Answered 400 and the connection closed, as nginx does: a proxy in front that read
+    /// the length the other way would otherwise see a second request where this server sees a body (request
+    /// smuggling). hyper would serve them (by `Transfer-Encoding`, or one of two equal lengths).
+    Ambiguous,
 }
 
 /// Parse the head at the start of `buf`. A body longer than `max_body` is hyper's, which streams it.
@@ -33,14 +38,15 @@ pub fn parse(buf: &[u8], max_body: usize) -> Head {
         Ok(httparse::Status::Partial) => return Head::Partial,
         Err(_) => return Head::Handoff,
     };
+    let handoff = |req: &httparse::Request| if ambiguous_length(req.headers) { Head::Ambiguous } else { Head::Handoff };
     if req.version != Some(1) {
-        return Head::Handoff;
+        return handoff(&req);
     }
     let Some(Ok(method)) = req.method.map(|m| Method::from_bytes(m.as_bytes())) else {
-        return Head::Handoff;
+        return handoff(&req);
     };
     if method == Method::HEAD || method == Method::CONNECT {
-        return Head::Handoff;
+        return handoff(&req);
     }
     // The path and the header values are slices of one copy of the head instead of a copy each (an allocation
     // per field, about ten on a client's request). A value the handler keeps keeps this copy alive, which is no
@@ -55,15 +61,15 @@ pub fn parse(buf: &[u8], max_body: usize) -> Head {
     for h in req.headers.iter() {
         let value = HeaderValue::from_maybe_shared(slice_of(&head, buf, h.value));
         let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name.as_bytes()), value) else {
-            return Head::Handoff;
+            return handoff(&req);
         };
         if name == CONTENT_LENGTH {
             match (body_len, content_length(h.value)) {
                 (None, Some(n)) => body_len = Some(n),
-                _ => return Head::Handoff,
+                _ => return handoff(&req),
             }
         } else if name == TRANSFER_ENCODING || name == EXPECT || name == UPGRADE {
-            return Head::Handoff;
+            return handoff(&req);
         } else if name == CONNECTION {
             for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"upgrade") {
@@ -84,6 +90,14 @@ pub fn parse(buf: &[u8], max_body: usize) -> Head {
     parts.version = Version::HTTP_11;
     parts.headers = map;
     Head::Serve { parts, head_len, body_len, close }
+}
+
+/// Whether two fields could each decide the body's length (see [`Head::Ambiguous`]). Asked only of requests
+/// handed to hyper: this path hands off at the first `Transfer-Encoding` or second `Content-Length`.
+fn ambiguous_length(fields: &[httparse::Header]) -> bool {
+    let count = |name: &str| fields.iter().filter(|f| f.name.eq_ignore_ascii_case(name)).count();
+    let (lengths, codings) = (count("content-length"), count("transfer-encoding"));
+    lengths + codings > 1
 }
 
 /// A `Content-Length` value: digits only (no sign, no list), as RFC 9110 has it.
@@ -142,7 +156,6 @@ mod tests {
             "GET /v1/responses HTTP/1.1\r\nConnection: keep-alive, upgrade\r\n\r\n",
             "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 2000\r\n\r\n",
@@ -154,6 +167,21 @@ mod tests {
         }
         let many = format!("GET / HTTP/1.1\r\n{}\r\n", "x-a: 1\r\n".repeat(MAX_HEADERS + 1));
         assert!(handed_off(&many));
+    }
+
+    /// Two fields that could each give the body's length are refused, on this path and before a handoff alike.
+    #[test]
+    fn an_ambiguous_body_length_is_refused() {
+        for raw in [
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.0\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HEAD / HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 4\r\n\r\n",
+        ] {
+            assert!(matches!(parse(raw.as_bytes(), 1024), Head::Ambiguous), "{raw:?}");
+        }
     }
 
     #[test]

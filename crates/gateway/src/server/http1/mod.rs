@@ -112,6 +112,7 @@ async fn respond(tcp: &TcpStream, buf: &mut BytesMut, server: &Server) -> Answer
         Next::Request(parts, body, close) => (parts, body, close),
         Next::Closed => return Answer::Closed,
         Next::Handoff => return Answer::Handoff,
+        Next::Ambiguous => return Answer::Response(ambiguous_length(), true),
     };
     let direct = server.models.as_ref().zip(body.as_ref()).and_then(|(state, body)| {
         let call = ModelCall::of(&parts.method, parts.uri.path())?;
@@ -150,6 +151,20 @@ enum Next {
     Request(Parts, Option<Bytes>, bool),
     Closed,
     Handoff,
+    /// A head whose body length two fields could each decide ([`Head::Ambiguous`]): a 400, then the connection
+    /// closes.
+    Ambiguous,
+}
+
+/// The answer to [`Next::Ambiguous`]: nothing after the head can be read safely, so the connection closes.
+fn ambiguous_length() -> Response {
+    let error = dialects::GatewayError::new(
+        dialects::ErrorKind::InvalidRequest,
+        "The request gives its body's length twice (Content-Length with Transfer-Encoding, or either of them \
+         twice); send one.",
+    )
+    .with_code("ambiguous_body_length");
+    super::errors::error_response(super::errors::Shape::OpenAi, &error, "")
 }
 
 /// Read the next request: its head within [`HEADER_READ_TIMEOUT`], its body within `request_body_timeout_secs`
@@ -161,6 +176,7 @@ async fn read_request(tcp: &TcpStream, buf: &mut BytesMut, server: &Server) -> N
         match head::parse(buf, MAX_INLINE_BODY) {
             Head::Serve { parts, head_len, body_len, close } => break (parts, head_len, body_len, close),
             Head::Handoff => return Next::Handoff,
+            Head::Ambiguous => return Next::Ambiguous,
             Head::Partial if buf.len() >= MAX_HEAD => return Next::Handoff,
             Head::Partial => {}
         }

@@ -6,7 +6,7 @@
 //! later, as the rate-limit headers take theirs, costs nothing), and anything else goes through `from_bytes` as
 //! before. Only the exact lowercase spelling matches; another spelling takes the general path, which lowercases.
 
-use axum::http::HeaderName;
+use http::HeaderName;
 
 /// The backend's usual names, made (and checked) at compile time. A `static`: a `const` would be a fresh array (and twenty drops) at every use.
 static KNOWN: [HeaderName; 20] = [

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -49,11 +49,17 @@ const DEFAULT_MAX_PER_ACCOUNT: usize = 32;
 const DEFAULT_IDLE_SECS: f64 = 300.0;
 
 impl WsSettings {
-    pub fn resolve(raw: Option<&super::identity::RawUpstream>) -> anyhow::Result<WsSettings> {
-        let transport = raw.and_then(|r| r.transport).unwrap_or_default();
-        let max_per_account = raw.and_then(|r| r.websocket_max_per_account).unwrap_or(DEFAULT_MAX_PER_ACCOUNT);
+    /// The settings from the configuration's `[upstream]` keys (`transport`, `websocket_max_per_account`,
+    /// `websocket_idle_timeout_secs`), defaults for those not set, checked.
+    pub fn resolve(
+        transport: Option<Transport>,
+        max_per_account: Option<usize>,
+        idle_timeout_secs: Option<f64>,
+    ) -> anyhow::Result<WsSettings> {
+        let transport = transport.unwrap_or_default();
+        let max_per_account = max_per_account.unwrap_or(DEFAULT_MAX_PER_ACCOUNT);
         anyhow::ensure!(max_per_account > 0, "[upstream] websocket_max_per_account must be at least 1");
-        let idle = raw.and_then(|r| r.websocket_idle_timeout_secs).unwrap_or(DEFAULT_IDLE_SECS);
+        let idle = idle_timeout_secs.unwrap_or(DEFAULT_IDLE_SECS);
         anyhow::ensure!(
             idle.is_finite() && idle > 0.0 && idle <= 86_400.0,
             "[upstream] websocket_idle_timeout_secs must be a number of seconds above 0 (at most a day)"
@@ -367,17 +373,11 @@ mod tests {
 
     #[test]
     fn settings_are_validated() {
-        use super::super::identity::RawUpstream;
-        assert_eq!(WsSettings::resolve(None).ok(), Some(WsSettings::default()));
-        let raw = |max, idle| RawUpstream {
-            transport: Some(Transport::Websocket),
-            websocket_max_per_account: max,
-            websocket_idle_timeout_secs: idle,
-            ..RawUpstream::default()
-        };
-        assert!(WsSettings::resolve(Some(&raw(Some(0), None))).is_err());
-        assert!(WsSettings::resolve(Some(&raw(None, Some(-1.0)))).is_err());
-        let ok = WsSettings::resolve(Some(&raw(Some(2), Some(1.5)))).unwrap_or_default();
+        assert_eq!(WsSettings::resolve(None, None, None).ok(), Some(WsSettings::default()));
+        let websocket = Some(Transport::Websocket);
+        assert!(WsSettings::resolve(websocket, Some(0), None).is_err());
+        assert!(WsSettings::resolve(websocket, None, Some(-1.0)).is_err());
+        let ok = WsSettings::resolve(websocket, Some(2), Some(1.5)).unwrap_or_default();
         assert_eq!(
             (ok.transport, ok.max_per_account, ok.idle_timeout),
             (Transport::Websocket, 2, Duration::from_millis(1500))

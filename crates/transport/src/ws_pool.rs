@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
@@ -26,11 +26,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use dialects::failure::TransportKind;
-
-use super::transport::{BodyStream, CONNECT_TIMEOUT, TransportError, UpstreamResponse};
-use super::ws::{self, Frame, WsSettings};
-use crate::accounts::{Account, QuotaSnapshot};
+use crate::ws::{self, Frame, WsSettings};
+use crate::{BodyStream, CONNECT_TIMEOUT, Plain, TransportError, TransportKind, UpstreamResponse};
 
 /// How long a refused handshake (426) keeps an account's requests on HTTP SSE before the WebSocket is tried
 /// again.
@@ -48,8 +45,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 type Socket = WebSocketStream<Box<dyn Io>>;
 
+/// Who a request is sent for: the owner of the connections it may use (the gateway's account), by its id, and
+/// where the `codex.rate_limits` frames of its answer go (the gateway updates the account's quota with them, as
+/// an HTTP answer's headers do).
+pub trait Owner: Send + Sync {
+    /// Connections are kept and counted per owner id.
+    fn id(&self) -> &str;
+    /// A `codex.rate_limits` frame mid-answer, as the `x-codex-*` headers an HTTP answer would carry.
+    fn rate_limits(&self, headers: &HeaderMap);
+}
+
 /// What the WebSocket made of a request.
-pub(super) enum Outcome {
+pub enum Outcome {
     /// The answer (or the failure to get one), as from an HTTP transport.
     Answer(Result<UpstreamResponse, TransportError>),
     /// Send it over HTTP SSE instead: the backend refused the handshake (now or recently), or the account has
@@ -92,7 +99,7 @@ impl Drop for Slot {
     }
 }
 
-pub(super) struct WsPool {
+pub struct WsPool {
     settings: WsSettings,
     /// The WebSocket URL of the Codex Responses endpoint (`wss://`, or `ws://` for a plain-HTTP upstream).
     url: Option<(String, Uri)>,
@@ -107,7 +114,7 @@ pub(super) struct WsPool {
 
 impl WsPool {
     /// `codex_url`: the HTTP URL of the Codex Responses endpoint.
-    pub(super) fn new(settings: WsSettings, codex_url: &str, mut tls: rustls::ClientConfig) -> Arc<WsPool> {
+    pub fn new(settings: WsSettings, codex_url: &str, mut tls: rustls::ClientConfig) -> Arc<WsPool> {
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let url = codex_url
             .strip_prefix("https://")
@@ -126,32 +133,32 @@ impl WsPool {
         })
     }
 
-    /// Send a serialized Responses body over the account's connection for this conversation. `headers`: the
+    /// Send a serialized Responses body over the owner's connection for this conversation. `headers`: the
     /// HTTP request's headers (credentials, identity, session), used for a new connection's handshake.
-    pub(super) async fn send(
+    pub async fn send(
         &self,
-        account: &Arc<Account>,
+        owner: Arc<dyn Owner>,
         mut headers: HeaderMap,
         body: &Bytes,
         session: Option<&str>,
     ) -> Outcome {
-        if self.refused_recently(&account.id) {
+        if self.refused_recently(owner.id()) {
             return Outcome::UseSse;
         }
         headers.remove(header::ACCEPT);
         headers.remove(header::CONTENT_TYPE);
         headers.insert("openai-beta", HeaderValue::from_static(ws::BETA));
-        let key = Key { account: account.id.clone(), session: session.unwrap_or_default().to_string() };
+        let key = Key { account: owner.id().to_string(), session: session.unwrap_or_default().to_string() };
         let message = ws::create_message(body);
         let mut last = None;
         for _ in 0..ATTEMPTS {
             let (conn, handshake) = match self.take_idle(&key) {
                 Some(conn) => (conn, HeaderMap::new()),
-                None => match self.connect(&account.id, &headers).await {
+                None => match self.connect(owner.id(), &headers).await {
                     Connected::Open(conn, handshake) => (conn, handshake),
                     Connected::Full => return Outcome::UseSse,
                     Connected::Refused => {
-                        self.refused.lock().insert(account.id.clone(), Instant::now() + REFUSAL_MEMORY);
+                        self.refused.lock().insert(owner.id().to_string(), Instant::now() + REFUSAL_MEMORY);
                         return Outcome::UseSse;
                     }
                     Connected::Answer(answer) => return Outcome::Answer(answer),
@@ -169,11 +176,11 @@ impl WsPool {
                         }
                         End::Failed => None,
                     };
-                    let body = self.body(conn, first, key, account.clone());
+                    let body = self.body(conn, first, key, owner.clone());
                     return Outcome::Answer(Ok(UpstreamResponse { status: StatusCode::OK, headers, body }));
                 }
                 First::Refused { status, headers, body } => {
-                    let body: BodyStream = Box::pin(futures_util::stream::once(async move { Ok(body) }));
+                    let body: BodyStream = Box::pin(Plain::new(futures_util::stream::once(async move { Ok(body) })));
                     return Outcome::Answer(Ok(UpstreamResponse { status, headers, body }));
                 }
                 // Closed by the backend, or past its time: a new connection takes the request.
@@ -301,7 +308,7 @@ impl WsPool {
             Err(WsError::Http(response)) => {
                 let (parts, body) = response.into_parts();
                 let body = Bytes::from(body.unwrap_or_default());
-                let body: BodyStream = Box::pin(futures_util::stream::once(async move { Ok(body) }));
+                let body: BodyStream = Box::pin(Plain::new(futures_util::stream::once(async move { Ok(body) })));
                 Connected::Answer(Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body }))
             }
             Err(e) => Connected::Answer(Err(ws_failure(e))),
@@ -394,16 +401,16 @@ impl WsPool {
 
     /// The answer's body: each event frame as its SSE event, until the response's terminal event (then the
     /// connection waits for the conversation's next turn) or the end of the connection.
-    fn body(&self, conn: Option<Conn>, first: Bytes, key: Key, account: Arc<Account>) -> BodyStream {
+    fn body(&self, conn: Option<Conn>, first: Bytes, key: Key, owner: Arc<dyn Owner>) -> BodyStream {
         struct State {
             conn: Option<Conn>,
             first: Option<Bytes>,
             key: Key,
-            account: Arc<Account>,
+            owner: Arc<dyn Owner>,
             pool: Weak<WsPool>,
         }
-        let state = State { conn, first: Some(first), key, account, pool: self.me.clone() };
-        Box::pin(futures_util::stream::unfold(state, |mut s| async move {
+        let state = State { conn, first: Some(first), key, owner, pool: self.me.clone() };
+        Box::pin(Plain::new(futures_util::stream::unfold(state, |mut s| async move {
             if let Some(first) = s.first.take() {
                 return Some((Ok(first), s));
             }
@@ -427,9 +434,7 @@ impl WsPool {
                     Frame::Event { kind, terminal } => (kind, terminal),
                     // Mid-stream limits: the account's quota, as an HTTP answer's headers update it.
                     Frame::RateLimits(limits) => {
-                        if let Some(q) = QuotaSnapshot::from_headers(&limits, crate::auth::now_unix()) {
-                            *s.account.quota.write() = q;
-                        }
+                        s.owner.rate_limits(&limits);
                         continue;
                     }
                     // Headers that come after the answer's head have nowhere to go; the backend's own frames are
@@ -449,7 +454,7 @@ impl WsPool {
                 }
                 return Some((Ok(event), s));
             }
-        }))
+        })))
     }
 }
 

@@ -20,19 +20,25 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tower::Service;
 
 use super::chunked::Framing;
-use super::transport::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse};
-use crate::http_head::{copy_head, slice_of};
+use crate::head::{copy_head, slice_of};
+use crate::{
+    Body as UpstreamBody, CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse,
+};
 
-/// Largest response head accepted.
-const MAX_HEAD: usize = 64 * 1024;
+/// Largest response head accepted: hyper's client's (its read buffer's largest size, 8 KB + 100 x 4 KB).
+const MAX_HEAD: usize = 8192 + 4096 * 100;
+/// Most header fields in a response head: ten times hyper's default of 100 (an upstream behind a proxy or CDN
+/// may add dozens). Heads of up to [`COMMON_FIELDS`] are parsed into an array on the stack.
+const MAX_FIELDS: usize = 1000;
+const COMMON_FIELDS: usize = 100;
 /// Bytes taken from the socket per read: a burst of deltas is a few KB.
 const READ_SIZE: usize = 16 * 1024;
 
@@ -118,13 +124,19 @@ pub struct Http1Connections {
     pool: Arc<Pool>,
 }
 
-/// The response head failed to parse or broke a rule of HTTP/1.1.
+/// The response head failed to parse, broke a rule of HTTP/1.1, or passed one of the gateway's limits.
 #[derive(Debug, thiserror::Error)]
-#[error("the upstream sent an invalid HTTP/1.1 response: {0}")]
-struct BadResponse(&'static str);
+enum BadResponse {
+    #[error("the upstream sent an invalid HTTP/1.1 response: {0}")]
+    Invalid(&'static str),
+    #[error("the upstream's HTTP/1.1 response head has more than {MAX_FIELDS} header fields (the gateway's limit)")]
+    TooManyFields,
+    #[error("the upstream's HTTP/1.1 response head is larger than {MAX_HEAD} bytes (the gateway's limit)")]
+    TooLarge,
+}
 
 fn bad(what: &'static str) -> TransportError {
-    TransportError::of(BadResponse(what))
+    TransportError::of(BadResponse::Invalid(what))
 }
 
 /// Why an attempt on a reused connection failed: before any byte of the answer (send it again on a new
@@ -196,10 +208,9 @@ impl Http1Connections {
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(result) => result,
-            Err(_) => Err(TransportError::described(
-                dialects::failure::TransportKind::Timeout,
-                "connecting to the upstream timed out",
-            )),
+            Err(_) => {
+                Err(TransportError::described(crate::TransportKind::Timeout, "connecting to the upstream timed out"))
+            }
         }
     }
 }
@@ -279,7 +290,7 @@ async fn attempt(mut io: Io, request: &[u8]) -> Result<(Io, Head), AttemptError>
                 buf.drain(..used);
             }
             Ok(Parsed::Partial) if buf.len() > MAX_HEAD => {
-                return Err(AttemptError::Other(bad("response head too large")));
+                return Err(AttemptError::Other(TransportError::of(BadResponse::TooLarge)));
             }
             Ok(Parsed::Partial) => {}
             Err(e) => return Err(AttemptError::Other(e)),
@@ -298,13 +309,37 @@ enum Parsed {
 }
 
 fn parse_head(buf: &[u8]) -> Result<Parsed, TransportError> {
-    let mut fields = [httparse::EMPTY_HEADER; 100];
-    let mut response = httparse::Response::new(&mut fields);
-    let used = match response.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
-        Err(_) => return Err(bad("malformed response head")),
+    let mut fields = [httparse::EMPTY_HEADER; COMMON_FIELDS];
+    match parse_into(buf, &mut fields) {
+        Err(httparse::Error::TooManyHeaders) => {
+            // Rare: more fields than the array holds. Parsed again into room for the limit.
+            let mut fields = vec![httparse::EMPTY_HEADER; MAX_FIELDS];
+            match parse_into(buf, &mut fields) {
+                Err(httparse::Error::TooManyHeaders) => Err(TransportError::of(BadResponse::TooManyFields)),
+                Err(_) => Err(bad("malformed response head")),
+                Ok(parsed) => parsed,
+            }
+        }
+        Err(_) => Err(bad("malformed response head")),
+        Ok(parsed) => parsed,
+    }
+}
+
+/// [`parse_head`] with room for `fields.len()` header fields; httparse's error is the caller's to decide on.
+fn parse_into<'b>(
+    buf: &'b [u8],
+    fields: &mut [httparse::Header<'b>],
+) -> Result<Result<Parsed, TransportError>, httparse::Error> {
+    let mut response = httparse::Response::new(fields);
+    let used = match response.parse(buf)? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return Ok(Ok(Parsed::Partial)),
     };
+    Ok(head_of(buf, used, &response))
+}
+
+/// The head `response` parsed from the first `used` bytes of `buf`.
+fn head_of(buf: &[u8], used: usize, response: &httparse::Response<'_, '_>) -> Result<Parsed, TransportError> {
     let code = response.code.unwrap_or_default();
     if (100..200).contains(&code) && code != 101 {
         return Ok(Parsed::Interim(used));
@@ -460,6 +495,8 @@ impl Body {
         Poll::Ready(Some(Err(e)))
     }
 }
+
+impl UpstreamBody for Body {}
 
 impl futures_util::Stream for Body {
     type Item = Result<Bytes, TransportError>;
@@ -622,7 +659,7 @@ mod tests {
             last = Some(item);
         }
         let err = last.and_then(Result::err).unwrap_or_else(|| panic!("a cut body ended cleanly"));
-        assert_eq!(err.kind(), dialects::failure::TransportKind::Reset, "{err}");
+        assert_eq!(err.kind(), crate::TransportKind::Reset, "{err}");
     }
 
     /// How a head decides the body's framing and whether the connection can carry another request.
@@ -643,5 +680,27 @@ mod tests {
         assert!(matches!(parse_head(b"HTTP/1.1 100 Continue\r\n\r\n"), Ok(Parsed::Interim(25))));
         assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n").is_err());
         assert!(parse_head(b"garbage\r\n\r\n").is_err());
+    }
+
+    /// A head with more fields than hyper's default (100) is read whole, up to the gateway's limit, past which the
+    /// error names the limit instead of calling the head malformed.
+    #[test]
+    fn heads_of_many_fields_are_read_up_to_a_named_limit() {
+        let head = |fields: usize| {
+            let lines: String = (0..fields).map(|i| format!("x-field-{i}: {i}\r\n")).collect();
+            format!("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n{lines}\r\n").into_bytes()
+        };
+        for fields in [40, 150, MAX_FIELDS - 1] {
+            let Ok(Parsed::Final(_, parsed)) = parse_head(&head(fields)) else { panic!("{fields} fields refused") };
+            assert_eq!(parsed.headers.len(), fields + 1);
+            assert_eq!(parsed.headers.get("x-field-7").map(|v| v.as_bytes()), Some(&b"7"[..]));
+        }
+        let err = parse_head(&head(MAX_FIELDS + 1)).err().unwrap_or_else(|| panic!("no limit"));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the upstream's HTTP/1.1 response head has more than {MAX_FIELDS} header fields (the gateway's limit)"
+            )
+        );
     }
 }

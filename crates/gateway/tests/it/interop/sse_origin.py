@@ -1,0 +1,74 @@
+"""A Responses SSE origin for the interop suite, served by hypercorn (Python's h2) over TLS with HTTP/2.
+
+Answers every POST with a Responses event stream the way the Codex backend sends it: one event per write (one
+DATA frame each), 45 extra response headers (HPACK's dynamic table, CONTINUATION frames), the request body read
+whole first (bodies larger than the flow-control window). The first user text of the request steers it:
+"slow:N" spaces the deltas N ms apart.
+"""
+
+import asyncio
+import json
+
+DELTAS = ["Hello", " from", " hypercorn", "."]
+
+
+def user_text(body):
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return ""
+    for item in request.get("input", []):
+        for part in item.get("content", []) if isinstance(item.get("content"), list) else []:
+            if part.get("type") == "input_text":
+                return part.get("text", "")
+    return ""
+
+
+def event(kind, payload):
+    payload = dict(payload, type=kind)
+    return f"event: {kind}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["method"] != "POST":
+        await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"detail":"Not Found"}'})
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    text = user_text(body)
+    delay = int(text[5:]) / 1000 if text.startswith("slow:") and text[5:].isdigit() else 0
+    headers = [(b"content-type", b"text/event-stream"), (b"x-request-id", b"req-interop")]
+    headers += [(f"x-extra-{i}".encode(), f"value number {i} of the header block".encode()) for i in range(45)]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    rid, iid = "resp_interop", "msg_interop"
+    response = {"id": rid, "object": "response", "created_at": 1, "status": "in_progress", "model": "gpt-5.4", "output": []}
+    events = [event("response.created", {"response": response, "sequence_number": 0})]
+    item = {"id": iid, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+    events.append(event("response.output_item.added", {"output_index": 0, "item": item, "sequence_number": 1}))
+    for n, delta in enumerate(DELTAS):
+        events.append(event("response.output_text.delta", {
+            "item_id": iid, "output_index": 0, "content_index": 0, "delta": delta, "sequence_number": 2 + n}))
+    done = dict(item, status="completed", content=[{"type": "output_text", "text": "".join(DELTAS), "annotations": []}])
+    events.append(event("response.output_item.done", {"output_index": 0, "item": done, "sequence_number": 8}))
+    usage = {"input_tokens": 3, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
+             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 7}
+    completed = dict(response, status="completed", usage=usage)
+    events.append(event("response.completed", {"response": completed, "sequence_number": 9}))
+    for n, chunk in enumerate(events):
+        if delay and 2 <= n < 2 + len(DELTAS):
+            await asyncio.sleep(delay)
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,0 +1,34 @@
+//! The gateway's connections to its upstream, knowing nothing of accounts, the model catalog or the store: a
+//! request is a URI, a header map (the credential is one of its values) and a body; the answer is an
+//! [`UpstreamResponse`] whose body streams. README.md says what this crate owns and what it does not.
+//!
+//! Two transports give the same [`UpstreamResponse`]:
+//! - [`Direct`]: HTTP/2 on the h2 crate ([`http2`]: TLS with ALPN h2, or h2c by configuration), and pooled
+//!   HTTP/1.1 connections whose answers are read in the consuming task ([`http1`]) for upstreams that speak
+//!   HTTP/1.1. Every request goes this way unless a proxy is involved. It is written against the sockets and
+//!   rustls directly, not through reqwest, because reqwest's own layers (its boxed pending future, header
+//!   merging, redirect handling, a second body wrapper) were the largest piece of the gateway's time before the
+//!   first byte, and ~11% of its CPU per streamed request (bench/notes.md).
+//! - reqwest ([`post_via_reqwest`]), for accounts behind a proxy (HTTP CONNECT or SOCKS, with `NO_PROXY` for the
+//!   global one), which reqwest handles and the request path does not need to re-implement.
+//!
+//! And the Responses WebSocket ([`ws`] for its wire facts and settings, [`ws_pool`] for the connections), whose
+//! answers come back in the same shape. One TLS configuration serves them all ([`tls`]).
+
+mod body;
+mod chunked;
+mod direct;
+mod error;
+pub mod head;
+mod http1;
+mod http2;
+mod names;
+pub mod scratch;
+pub mod tls;
+pub mod ws;
+pub mod ws_pool;
+
+pub use body::{Body, BodyStream, Plain, UpstreamResponse};
+pub use direct::{CONNECT_TIMEOUT, Direct, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, post_via_reqwest};
+pub use error::{TransportError, TransportKind, with_causes};
+pub use http2::resets_sent as http2_resets_sent;
