@@ -357,6 +357,25 @@ def compare(a: dict, b: dict, reference: dict | None) -> list[tuple[str, Any, An
     return out
 
 
+def compare_prefaces(fake: harness.Fake, a: dict, b: dict) -> list[tuple[str, Any, Any]]:
+    """The HTTP/2 connection each side's first request came on: its SETTINGS in order, its connection window
+    update and the pseudo-header order of its first request (what a front end can tell clients apart by)."""
+    out: list[tuple[str, Any, Any]] = []
+    if a["http_version"] != b["http_version"]:
+        return [("h2.version", a["http_version"], b["http_version"])]
+    pa = fake._call("GET", f"/_fake/connections/{a['connection']}/preface")
+    pb = fake._call("GET", f"/_fake/connections/{b['connection']}/preface")
+    if not pa.get("http2"):
+        return out
+    for key in ("settings", "window_update"):
+        if pa.get(key) != pb.get(key):
+            out.append((f"h2.{key}", pa.get(key), pb.get(key)))
+    pseudo = lambda p: [n for n in p.get("headers") or [] if n.startswith(":")]
+    if pseudo(pa) != pseudo(pb):
+        out.append(("h2.pseudo_headers", pseudo(pa), pseudo(pb)))
+    return out
+
+
 def responses(fake: harness.Fake, path: str = "/codex/responses") -> list[dict]:
     return [r for r in fake.requests(path) if r["method"] == "POST"]
 
@@ -424,6 +443,8 @@ def test_the_gateway_sends_what_the_official_client_sends(world, scenario, trans
         diffs.append(("turns.<count>", len(straight), len(via)))
     for i, (a, b) in enumerate(zip(straight, via)):
         diffs += compare(a, b, reference[i] if i < len(reference) else None)
+    if not websocket:
+        diffs += compare_prefaces(world.fake, straight[0], via[0])
     OUTPUT.mkdir(parents=True, exist_ok=True)
     report = OUTPUT / f"{scenario}-{transport}.json"
     report.write_text(json.dumps({

@@ -33,6 +33,15 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_fake/models/{slug}/min-client-version", post(min_client_version))
         .route("/_fake/models/{slug}/prefer-websockets", post(prefer_websockets))
         .route("/_fake/websocket", post(websocket))
+        .route("/_fake/connections/{n}/preface", get(preface))
+}
+
+/// What the client sent first on TLS connection `n` (`preface.rs`).
+async fn preface(State(shared): State<Arc<Shared>>, Path(n): Path<u64>) -> Response {
+    match shared.prefaces.describe(n) {
+        Some(v) => json_response(StatusCode::OK, v),
+        None => detail(StatusCode::NOT_FOUND, "no TLS connection of that number is kept"),
+    }
 }
 
 #[derive(Deserialize)]

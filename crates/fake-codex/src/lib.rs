@@ -18,6 +18,7 @@ mod control;
 mod default_reply;
 pub mod images;
 mod oauth;
+mod preface;
 mod ratelimits;
 mod replay;
 mod responses;
@@ -108,7 +109,10 @@ async fn accept_loop(
             let served = match tls {
                 None => builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).await,
                 Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
+                    Ok(Ok(stream)) => {
+                        let stream = preface::Recording::new(stream, shared.prefaces.open(connection));
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await
+                    }
                     Ok(Err(e)) => {
                         shared.stats.tls_handshake_failed(&e);
                         return;

@@ -120,6 +120,8 @@ pub(crate) struct Shared {
     pub min_versions: crate::versions::MinVersions,
     /// The Responses WebSocket's switches and counters (`ws.rs`).
     pub ws: crate::ws::WsState,
+    /// The first bytes of the latest TLS connections (`preface.rs`).
+    pub prefaces: crate::preface::Prefaces,
 }
 
 /// Early stream ends remembered for `/_fake/stats` (the newest ones).
@@ -185,6 +187,7 @@ impl Shared {
             token_arrivals: std::sync::atomic::AtomicUsize::new(0),
             min_versions: crate::versions::MinVersions::default(),
             ws: crate::ws::WsState::default(),
+            prefaces: Default::default(),
         }
     }
 

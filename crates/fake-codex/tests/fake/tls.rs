@@ -51,6 +51,22 @@ async fn tls_fake_negotiates_h2_with_a_client_trusting_its_certificate() {
     let stats: Value =
         client.get(format!("{}/_fake/stats", fake.base_url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(stats["tls_handshake_failures"], 0);
+
+    // What the client sent first on that connection: reqwest's HTTP/2 preface (hyper's settings).
+    let connection = rec.connection;
+    let preface: Value = client
+        .get(format!("{}/_fake/connections/{connection}/preface", fake.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(preface["http2"], true, "{preface}");
+    assert!(preface["settings"].as_array().is_some_and(|s| s.contains(&json!([2, 0]))), "push off: {preface}");
+    assert!(preface["window_update"].as_u64().is_some_and(|w| w > 0), "{preface}");
+    let names: Vec<&str> = preface["headers"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(names[..4], [":method", ":scheme", ":authority", ":path"], "{preface}");
 }
 
 #[tokio::test]
