@@ -22,15 +22,18 @@ const LIMIT: usize = 4096;
 const KEPT: usize = 256;
 const MAGIC: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// A connection's first bytes, filled as they are read.
+type FirstBytes = Arc<Mutex<Vec<u8>>>;
+
 /// The first bytes of the latest connections, by connection number.
 #[derive(Default)]
 pub(crate) struct Prefaces {
-    seen: Mutex<VecDeque<(u64, Arc<Mutex<Vec<u8>>>)>>,
+    seen: Mutex<VecDeque<(u64, FirstBytes)>>,
 }
 
 impl Prefaces {
     /// A place for connection `n`'s first bytes.
-    pub(crate) fn open(&self, n: u64) -> Arc<Mutex<Vec<u8>>> {
+    pub(crate) fn open(&self, n: u64) -> FirstBytes {
         let bytes = Arc::new(Mutex::new(Vec::new()));
         let mut seen = self.seen.lock();
         if seen.len() >= KEPT {
@@ -50,11 +53,11 @@ impl Prefaces {
 /// A stream whose first [`LIMIT`] bytes read are copied aside.
 pub(crate) struct Recording<S> {
     inner: S,
-    first: Arc<Mutex<Vec<u8>>>,
+    first: FirstBytes,
 }
 
 impl<S> Recording<S> {
-    pub(crate) fn new(inner: S, first: Arc<Mutex<Vec<u8>>>) -> Recording<S> {
+    pub(crate) fn new(inner: S, first: FirstBytes) -> Recording<S> {
         Recording { inner, first }
     }
 }
