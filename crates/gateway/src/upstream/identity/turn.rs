@@ -213,15 +213,38 @@ fn member(key: &str, value: &Value) -> String {
     out
 }
 
-/// `s` as a JSON string: quoted as it is when it needs no escape (ids, names), else escaped by `serde_json`.
+/// `s` as a JSON string, escaped as `serde_json` escapes it (`\"`, `\\`, the short forms of `\n`, `\t`, ...,
+/// `\u00xx` for the other control characters), a run of plain bytes at a time: the turn metadata is a JSON text
+/// embedded as a string in every request's body, and its quotes made the general serializer the larger part of
+/// a turn's identity.
 fn push_json_str(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    out.push('"');
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[plain..i]);
+        if escaped.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(escaped);
+        }
+        plain = i + 1;
     }
+    out.push_str(&s[plain..]);
+    out.push('"');
 }
 
 /// An official caller's `client_metadata` members, its own but for the installation id, the members only a
@@ -395,6 +418,17 @@ mod tests {
         assert_eq!(turn_meta["turn_id"], meta["turn_id"]);
         let header = turn.metadata_header("inst-a").and_then(|h| h.to_str().ok().map(parse)).unwrap_or_default();
         assert_eq!(header, turn_meta, "the header and the body's copy agree");
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for text in
+            ["plain", "a \"quoted\" \\ path", "tab\tline\nfeed\r\u{8}\u{c}\u{1}\u{1f}", "é ✓ 😀", r#"{"a":"b"}"#, ""]
+        {
+            let mut out = String::new();
+            push_json_str(&mut out, text);
+            assert_eq!(out, serde_json::to_string(text).unwrap_or_default(), "{text:?}");
+        }
     }
 
     #[test]
