@@ -14,10 +14,14 @@ use rusqlite::{Transaction, params};
 
 use crate::record::RequestRecord;
 
-/// Migration 3: one row per request, hourly and daily rollups.
-pub const SCHEMA: &str = r#"
-CREATE TABLE usage_requests (
-    id INTEGER PRIMARY KEY,
+/// The ledger's tables (migration 3 of both backends): one row per request, hourly and daily rollups. One text;
+/// the backends differ only in how a request row's id is made, which `$id` gives.
+macro_rules! ledger_schema {
+    ($id:literal) => {
+        concat!(
+            "\nCREATE TABLE usage_requests (\n    id ",
+            $id,
+            r#",
     request_id TEXT NOT NULL,
     started_at BIGINT NOT NULL,
     api TEXT NOT NULL,
@@ -80,7 +84,15 @@ CREATE TABLE usage_daily (
     duration_ms BIGINT NOT NULL,
     PRIMARY KEY (day, account, model, client_key, api, status)
 );
-"#;
+"#
+        )
+    };
+}
+
+/// The SQLite ledger: `INTEGER PRIMARY KEY` is the table's rowid.
+pub const SCHEMA: &str = ledger_schema!("INTEGER PRIMARY KEY");
+/// The PostgreSQL ledger (`postgres/usage.rs`): a generated id.
+pub const POSTGRES_SCHEMA: &str = ledger_schema!("BIGSERIAL PRIMARY KEY");
 
 /// Migration 5: the usage reports read every rollup row of a range (`usage::query::usage`). Through the primary
 /// key's index alone each row costs a lookup in the table, scattered over pages the reader's small cache keeps

@@ -83,8 +83,8 @@ CREATE TABLE leases (
     until BIGINT NOT NULL
 );
 "#,
-    // 3: the usage ledger (usage.rs), the tables of the SQLite ledger (`store/usage.rs`) with a generated id.
-    super::usage::SCHEMA,
+    // 3: the usage ledger (usage.rs): the SQLite ledger's tables with a generated id (`store/usage.rs`).
+    crate::store::usage::POSTGRES_SCHEMA,
     // 4: live instances (watch.rs): each instance's heartbeat, so a key's limits can be shared out.
     r#"
 CREATE TABLE instances (
