@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use codex_gateway::record::{Api, RequestRecord};
 use codex_gateway::store::Store;
-use codex_gateway::store::usage::insert_batch;
+use codex_gateway::store::usage::{LedgerEntry, insert_batch};
 use codex_gateway::usage::pricing::Prices;
 use codex_gateway::usage::query::{self, Before, Bucket, GroupBy, RequestsQuery, StatusFilter, UsageQuery};
 use dialects::Usage;
@@ -126,7 +126,7 @@ fn main() -> anyhow::Result<()> {
         batch.push(record(&mut rng, now - span + i * span / rows));
         if batch.len() == 500 || i + 1 == rows {
             let tx = conn.transaction()?;
-            insert_batch(&tx, &batch)?;
+            insert_batch(&tx, &batch.iter().map(|r| LedgerEntry::from(&**r)).collect::<Vec<_>>())?;
             tx.commit()?;
             batch.clear();
         }

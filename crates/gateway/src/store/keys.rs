@@ -4,7 +4,6 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Store;
-use crate::keys::limits::Limits;
 
 /// One row of `client_keys`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +22,19 @@ pub struct StoredKey {
     pub expires_at: Option<i64>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+}
+
+/// A key's configured limits (`None`: no limit of that kind).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Requests in flight at once.
+    pub concurrency: Option<u32>,
+    /// Tokens (input + output) per UTC day.
+    pub daily_tokens: Option<u64>,
+    /// Tokens (input + output) per UTC calendar month.
+    pub monthly_tokens: Option<u64>,
 }
 
 const COLUMNS: &str = "id, name, prefix, secret_sha256, models, rpm, concurrency, daily_tokens, monthly_tokens, \

@@ -12,14 +12,14 @@ use anyhow::Context;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::auth::Tokens;
-
+mod accounts;
 mod keys;
 pub mod postgres;
 pub mod serving;
 pub mod usage;
 
-pub use keys::{NameClaim, StoredKey};
+pub use accounts::{AccountKind, AccountStatus, StoredAccount, Tokens, UnknownKind, UnknownStatus, redact};
+pub use keys::{Limits, NameClaim, StoredKey};
 
 /// Each entry moves the schema one version forward; never edit an entry once released.
 /// The schema version a current store has (`PRAGMA user_version` after every migration; `doctor` compares).
@@ -75,111 +75,6 @@ CREATE TABLE client_keys (
     "ALTER TABLE accounts ADD COLUMN installation_id TEXT;",
 ];
 
-/// How an account authenticates upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountKind {
-    /// ChatGPT login tokens against the Codex backend.
-    Chatgpt,
-    /// An OpenAI API key against the OpenAI API's /v1/responses.
-    ApiKey,
-    /// Any Responses-compatible service: a base URL and a key.
-    Relay,
-    /// The store holds a kind this build does not know (a newer version's, a hand edit). Such an account is never
-    /// served (its status reads as [`AccountStatus::Unrecognized`], the stored kind in the reason) and never
-    /// written back: the row stays as it is for the build that knows it.
-    Unrecognized,
-}
-
-/// A kind string that is none of [`AccountKind`]'s.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown account kind {0:?}")]
-pub struct UnknownKind(pub String);
-
-impl AccountKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountKind::Chatgpt => "chatgpt",
-            AccountKind::ApiKey => "api_key",
-            AccountKind::Relay => "relay",
-            AccountKind::Unrecognized => "unrecognized",
-        }
-    }
-
-    /// The kind a stored string names. Anything else is an error, never a guess: reading an unknown kind as
-    /// `chatgpt` sent another kind's credentials to the Codex backend. `unrecognized` describes a row; nobody
-    /// stores it.
-    pub fn parse(s: &str) -> Result<AccountKind, UnknownKind> {
-        match s {
-            "chatgpt" => Ok(AccountKind::Chatgpt),
-            "api_key" => Ok(AccountKind::ApiKey),
-            "relay" => Ok(AccountKind::Relay),
-            other => Err(UnknownKind(other.to_string())),
-        }
-    }
-}
-
-/// Whether an account may be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountStatus {
-    Active,
-    /// The refresh token is dead: only a new login fixes it.
-    NeedsLogin,
-    /// Turned off by the user.
-    Disabled,
-    /// The store holds a status this build does not know (written by a newer version, or by hand). Never served:
-    /// an account is only used when its status says so. The stored value is kept in the status reason, so
-    /// `accounts list` and the admin API show it; `accounts enable` or a new login writes a known one.
-    Unrecognized,
-}
-
-/// A status string that is none of [`AccountStatus`]'s.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown account status {0:?}")]
-pub struct UnknownStatus(pub String);
-
-impl AccountStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountStatus::Active => "active",
-            AccountStatus::NeedsLogin => "needs_login",
-            AccountStatus::Disabled => "disabled",
-            AccountStatus::Unrecognized => "unrecognized",
-        }
-    }
-
-    /// The status a stored string names. Anything else is an error, never a guess: reading an unknown status as
-    /// `active` put accounts a newer version had parked (or a typo) back into service. `unrecognized` is not
-    /// accepted either: it describes a row, it is not a status anyone sets.
-    pub fn parse(s: &str) -> Result<AccountStatus, UnknownStatus> {
-        match s {
-            "active" => Ok(AccountStatus::Active),
-            "needs_login" => Ok(AccountStatus::NeedsLogin),
-            "disabled" => Ok(AccountStatus::Disabled),
-            other => Err(UnknownStatus(other.to_string())),
-        }
-    }
-}
-
-/// One row of `accounts`.
-#[derive(Debug, Clone)]
-pub struct StoredAccount {
-    pub id: String,
-    pub kind: AccountKind,
-    pub label: Option<String>,
-    pub email: Option<String>,
-    pub plan: Option<String>,
-    pub tokens: Option<Tokens>,
-    pub api_key: Option<String>,
-    pub base_url: Option<String>,
-    /// Upstream proxy for this account only (http, https, socks5).
-    pub proxy: Option<String>,
-    /// Models an API-key or relay account serves (None: any).
-    pub models: Option<Vec<String>>,
-    pub status: AccountStatus,
-    pub status_reason: Option<String>,
-    pub created_at: i64,
-}
-
 pub struct Store {
     conn: Mutex<Connection>,
     path: std::path::PathBuf,
@@ -214,12 +109,6 @@ impl Store {
         let store = Store { conn: Mutex::new(conn), path: path.to_path_buf(), shared: None };
         store.migrate().with_context(|| format!("cannot migrate database {}", path.display()))?;
         Ok(store)
-    }
-
-    /// The store a configuration names: the SQLite file in the data directory, and with `[store] url` (or
-    /// `--database-url`, `CODEX_GATEWAY_DATABASE_URL`) the PostgreSQL team store beside it.
-    pub fn for_config(config: &crate::config::Config) -> anyhow::Result<Store> {
-        Store::open_with(&config.db_path(), config.store.url.as_deref())
     }
 
     /// [`Store::open`], plus the team store at `url` when it names PostgreSQL.

@@ -1,5 +1,7 @@
 //! The usage ledger's tables (migration 3, report indexes in 5) and its one write: a batch of request records, with the hourly and
-//! daily rollups they add to, in one transaction; and the pruning of old rows. Queries live in `usage::query`.
+//! daily rollups they add to, in one transaction; and the pruning of old rows. What the ledger stores of a request
+//! is a [`LedgerEntry`] (`usage/` makes it from the request's record); queries live in `usage::query`, the ranges
+//! and filters they read the rows by here.
 //!
 //! Daily rollups exist for queries over weeks and months: summing a month of hourly rollups means reading up to
 //! 720 times the combinations of an hour (bench/results/ledger.md); a month of daily ones, 30 times.
@@ -11,8 +13,6 @@
 use std::collections::HashMap;
 
 use rusqlite::{Transaction, params};
-
-use crate::record::RequestRecord;
 
 /// The ledger's tables (migration 3 of both backends): one row per request, hourly and daily rollups. One text;
 /// the backends differ only in how a request row's id is made, which `$id` gives.
@@ -109,8 +109,126 @@ CREATE INDEX usage_daily_report ON usage_daily (day, account, model, client_key,
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
+/// The grain of a usage report: which rollup table it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    pub fn parse(s: &str) -> Option<Bucket> {
+        match s {
+            "hour" => Some(Bucket::Hour),
+            "day" => Some(Bucket::Day),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }
+    }
+    pub(crate) fn ms(self) -> i64 {
+        match self {
+            Bucket::Hour => HOUR_MS,
+            Bucket::Day => DAY_MS,
+        }
+    }
+    /// The rollup table of this grain and its time column.
+    pub(crate) fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Bucket::Hour => ("usage_hourly", "hour"),
+            Bucket::Day => ("usage_daily", "day"),
+        }
+    }
+}
+
+/// Which statuses `/admin/requests?status=` keeps: one code, or a class (`4xx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Code(u16),
+    Class(u16),
+}
+
+impl StatusFilter {
+    pub fn parse(s: &str) -> Option<StatusFilter> {
+        let b = s.as_bytes();
+        if b.len() == 3 && b[1..].eq_ignore_ascii_case(b"xx") && (b'1'..=b'5').contains(&b[0]) {
+            return Some(StatusFilter::Class(u16::from(b[0] - b'0')));
+        }
+        s.parse().ok().filter(|c| (100..=599).contains(c)).map(StatusFilter::Code)
+    }
+}
+
+/// Where a page starts: after a row (the previous page's `next`), or before an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Before {
+    Cursor { started_at: i64, id: i64 },
+    Instant(i64),
+}
+
+impl Before {
+    /// A `next` cursor: `<started_at>_<id>`.
+    pub fn parse_cursor(s: &str) -> Option<Before> {
+        let (a, b) = s.split_once('_')?;
+        Some(Before::Cursor { started_at: a.parse().ok()?, id: b.parse().ok()? })
+    }
+}
+
+/// Which request rows a page holds: the newest `limit` that match, before `before`.
+#[derive(Debug, Clone, Default)]
+pub struct RequestsQuery {
+    pub limit: usize,
+    pub before: Option<Before>,
+    pub key: Option<String>,
+    pub account: Option<String>,
+    pub model: Option<String>,
+    pub status: Option<StatusFilter>,
+}
+
 /// The rollup tables: (table, time column, grain in ms).
 const ROLLUPS: [(&str, &str, i64); 2] = [("usage_hourly", "hour", HOUR_MS), ("usage_daily", "day", DAY_MS)];
+
+/// One request as the ledger stores it, borrowed from what the request path recorded (`usage/writer.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerEntry<'a> {
+    pub request_id: &'a str,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    /// The client API (`chat`, `responses`, ...).
+    pub api: &'a str,
+    /// The route's path pattern.
+    pub route: &'a str,
+    pub client_key: Option<&'a str>,
+    pub model_requested: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub effort: Option<&'a str>,
+    pub stream: bool,
+    pub account: Option<&'a str>,
+    pub accounts_tried: &'a [String],
+    pub attempts: u32,
+    pub failovers: u32,
+    pub status: u16,
+    /// The name of the error the client saw, and its code.
+    pub error: Option<&'a str>,
+    pub error_code: Option<&'a str>,
+    pub ttfb_ms: Option<i64>,
+    pub duration_ms: i64,
+    pub input_tokens: u64,
+    pub cached_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub client_disconnected: bool,
+}
+
+impl LedgerEntry<'_> {
+    /// A request counts as an error when the client saw one: an error status, or an error inside a 200 stream.
+    fn is_error(&self) -> bool {
+        self.status >= 400 || self.error.is_some()
+    }
+}
 
 /// Unix milliseconds of a record's start.
 pub fn unix_ms(t: std::time::SystemTime) -> i64 {
@@ -119,11 +237,6 @@ pub fn unix_ms(t: std::time::SystemTime) -> i64 {
 
 pub(crate) fn tokens(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// A request counts as an error when the client saw one: an error status, or an error inside a 200 stream.
-pub(crate) fn is_error(r: &RequestRecord) -> bool {
-    r.status >= 400 || r.error.is_some()
 }
 
 /// One rollup row's sums.
@@ -157,31 +270,29 @@ pub(crate) type RollupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, u16);
 pub(crate) type RollupRows<'a> = (&'static str, &'static str, HashMap<RollupKey<'a>, Sums>);
 
 /// The rollup rows a batch adds to, summed in memory (shared with the PostgreSQL ledger, `store/postgres/usage.rs`).
-pub(crate) fn rollups(records: &[Box<RequestRecord>]) -> [RollupRows<'_>; 2] {
-    let mut hourly: HashMap<RollupKey<'_>, Sums> = HashMap::new();
-    for r in records {
-        let started = unix_ms(r.started_at);
-        let u = &r.usage;
+pub(crate) fn rollups<'a>(entries: &[LedgerEntry<'a>]) -> [RollupRows<'a>; 2] {
+    let mut hourly: HashMap<RollupKey<'a>, Sums> = HashMap::new();
+    for r in entries {
         let key = (
-            started.div_euclid(HOUR_MS) * HOUR_MS,
-            r.account.as_deref().unwrap_or(""),
-            r.model.as_deref().or(r.model_requested.as_deref()).unwrap_or(""),
-            r.client_key.as_deref().unwrap_or(""),
-            r.api.as_str(),
+            r.started_at.div_euclid(HOUR_MS) * HOUR_MS,
+            r.account.unwrap_or(""),
+            r.model.or(r.model_requested).unwrap_or(""),
+            r.client_key.unwrap_or(""),
+            r.api,
             r.status,
         );
         let s = hourly.entry(key).or_default();
         s.requests += 1;
-        s.errors += i64::from(is_error(r));
-        s.input += tokens(u.input_tokens);
-        s.cached += tokens(u.cached_tokens);
-        s.output += tokens(u.output_tokens);
-        s.reasoning += tokens(u.reasoning_tokens);
-        s.duration_ms += r.duration.as_millis() as i64;
+        s.errors += i64::from(r.is_error());
+        s.input += tokens(r.input_tokens);
+        s.cached += tokens(r.cached_tokens);
+        s.output += tokens(r.output_tokens);
+        s.reasoning += tokens(r.reasoning_tokens);
+        s.duration_ms += r.duration_ms;
     }
     ROLLUPS.map(|(table, column, grain)| {
         // Hours fold into days here: a batch's daily rows are the sums of its hourly ones.
-        let mut rows: HashMap<RollupKey<'_>, Sums> = HashMap::new();
+        let mut rows: HashMap<RollupKey<'a>, Sums> = HashMap::new();
         for (&(t, account, model, key, api, status), s) in &hourly {
             rows.entry((t.div_euclid(grain) * grain, account, model, key, api, status)).or_default().add(s);
         }
@@ -189,9 +300,9 @@ pub(crate) fn rollups(records: &[Box<RequestRecord>]) -> [RollupRows<'_>; 2] {
     })
 }
 
-/// Insert `records` and add them to their hourly and daily rollups, in `tx` (the caller commits). The rollups of a batch
+/// Insert `entries` and add them to their hourly and daily rollups, in `tx` (the caller commits). The rollups of a batch
 /// are summed in memory first, so a batch costs one upsert per distinct (hour, account, model, key, api, status).
-pub fn insert_batch(tx: &Transaction<'_>, records: &[Box<RequestRecord>]) -> rusqlite::Result<()> {
+pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqlite::Result<()> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO usage_requests (request_id, started_at, api, route, client_key, model_requested, model, effort,
             stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms,
@@ -199,38 +310,35 @@ pub fn insert_batch(tx: &Transaction<'_>, records: &[Box<RequestRecord>]) -> rus
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
             ?23)",
     )?;
-    for r in records {
-        let started = unix_ms(r.started_at);
-        let duration_ms = r.duration.as_millis() as i64;
-        let u = &r.usage;
+    for r in entries {
         insert.execute(params![
             r.request_id,
-            started,
-            r.api.as_str(),
+            r.started_at,
+            r.api,
             r.route,
-            r.client_key.as_deref(),
+            r.client_key,
             r.model_requested,
             r.model,
             r.effort,
             r.stream,
             r.account,
             // JSON: an imported account's id may hold any character.
-            serde_json::to_string(&r.accounts_tried).unwrap_or_default(),
+            serde_json::to_string(r.accounts_tried).unwrap_or_default(),
             r.attempts,
             r.failovers,
             r.status,
-            r.error.as_ref().map(|e| e.name()),
-            r.error.as_ref().and_then(|e| e.code.as_deref()),
-            r.time_to_first_byte.map(|d| d.as_millis() as i64),
-            duration_ms,
-            tokens(u.input_tokens),
-            tokens(u.cached_tokens),
-            tokens(u.output_tokens),
-            tokens(u.reasoning_tokens),
+            r.error,
+            r.error_code,
+            r.ttfb_ms,
+            r.duration_ms,
+            tokens(r.input_tokens),
+            tokens(r.cached_tokens),
+            tokens(r.output_tokens),
+            tokens(r.reasoning_tokens),
             r.client_disconnected,
         ])?;
     }
-    for (table, column, rows) in rollups(records) {
+    for (table, column, rows) in rollups(entries) {
         let mut upsert = tx.prepare_cached(&format!(
             "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors, input_tokens,
                 cached_tokens, output_tokens, reasoning_tokens, duration_ms)

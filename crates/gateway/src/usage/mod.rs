@@ -234,7 +234,8 @@ impl Ledger {
 
     /// Usage over time (`query::usage`) from whichever backend holds the ledger.
     pub async fn usage(self: &Arc<Self>, q: query::UsageQuery) -> anyhow::Result<query::UsageReport> {
-        self.read_shared(move |pg| pg.usage_snapshot(&q), move |c, p| Ok(query::usage(c, &q, p)?)).await
+        self.read_shared(move |pg| pg.rollups_snapshot(q.bucket, q.from, q.to), move |c, p| Ok(query::usage(c, &q, p)?))
+            .await
     }
 
     /// Requests started in each minute of `[from, to)`, from whichever backend holds the ledger.

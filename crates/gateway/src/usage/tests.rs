@@ -11,7 +11,7 @@ use super::pricing::Prices;
 use super::query::{self, Before, Bucket, GroupBy, RequestsQuery, StatusFilter, UsageQuery};
 use super::*;
 use crate::record::Api;
-use crate::store::usage::{insert_batch, prune};
+use crate::store::usage::{LedgerEntry, insert_batch, prune};
 
 fn temp_store() -> (std::path::PathBuf, Store) {
     let dir = std::env::temp_dir().join(format!("cg-ledger-{}", uuid::Uuid::new_v4().simple()));
@@ -188,7 +188,7 @@ fn rollups_queries_budgets_and_pruning() -> anyhow::Result<()> {
     let (dir, store) = temp_store();
     let h = 3_600_000u64;
     let day0 = 1_700_006_400_000u64; // a UTC midnight
-    let records = vec![
+    let records = [
         record("a", day0 + 10, Some("k1"), "gpt-5.4", 200, (100, 10)),
         record("b", day0 + 20, Some("k1"), "gpt-5.4", 200, (50, 5)),
         record("c", day0 + h + 1, Some("k2"), "gpt-5.4-mini", 429, (0, 0)),
@@ -197,7 +197,7 @@ fn rollups_queries_budgets_and_pruning() -> anyhow::Result<()> {
     ];
     let mut conn = super::open_connection(store.path())?;
     let tx = conn.transaction()?;
-    insert_batch(&tx, &records)?;
+    insert_batch(&tx, &records.iter().map(|r| LedgerEntry::from(&**r)).collect::<Vec<_>>())?;
     tx.commit()?;
     assert_eq!(count(&conn, "usage_requests"), 5);
     assert_eq!(count(&conn, "usage_hourly"), 4, "a and b share their hour, key, model, api and status");
@@ -323,7 +323,7 @@ fn requests_per_minute_counts_each_minute_of_the_range() -> anyhow::Result<()> {
     let (dir, store) = temp_store();
     let m = 60_000u64;
     let t0 = 1_700_006_400_000u64;
-    let records = vec![
+    let records = [
         record("a", t0 - 1, None, "gpt-5.4", 200, (1, 1)),
         record("b", t0 + 5, None, "gpt-5.4", 200, (1, 1)),
         record("c", t0 + 59_999, None, "gpt-5.4", 502, (0, 0)),
@@ -332,7 +332,7 @@ fn requests_per_minute_counts_each_minute_of_the_range() -> anyhow::Result<()> {
     ];
     let mut conn = super::open_connection(store.path())?;
     let tx = conn.transaction()?;
-    insert_batch(&tx, &records)?;
+    insert_batch(&tx, &records.iter().map(|r| LedgerEntry::from(&**r)).collect::<Vec<_>>())?;
     tx.commit()?;
     assert_eq!(query::requests_per_minute(&conn, (t0 + 30) as i64, (t0 + 3 * m) as i64)?, vec![2, 0, 1]);
     drop(conn);

@@ -17,11 +17,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::Connection;
 
-use crate::store::postgres::PgStore;
-
 use super::{Msg, Shared};
 use crate::record::RequestRecord;
-use crate::store::usage::{insert_batch, prune, unix_ms};
+use crate::store::postgres::PgStore;
+use crate::store::usage::{LedgerEntry, insert_batch, prune, unix_ms};
 
 /// A batch is committed this long after its first record arrived...
 pub const FLUSH: Duration = Duration::from_millis(250);
@@ -80,9 +79,10 @@ pub(super) enum Backend {
 
 impl Backend {
     fn commit(&mut self, batch: &[Box<RequestRecord>]) -> anyhow::Result<()> {
+        let entries: Vec<LedgerEntry<'_>> = batch.iter().map(|r| LedgerEntry::from(&**r)).collect();
         match self {
-            Backend::Sqlite(conn) => Ok(commit(conn, batch)?),
-            Backend::Postgres(pg) => pg.insert_usage(batch),
+            Backend::Sqlite(conn) => Ok(commit(conn, &entries)?),
+            Backend::Postgres(pg) => pg.insert_usage(&entries),
         }
     }
 
@@ -220,9 +220,9 @@ fn ended_at(r: &RequestRecord) -> Instant {
     Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
 }
 
-fn commit(conn: &mut Connection, batch: &[Box<RequestRecord>]) -> rusqlite::Result<()> {
+fn commit(conn: &mut Connection, entries: &[LedgerEntry<'_>]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    insert_batch(&tx, batch)?;
+    insert_batch(&tx, entries)?;
     tx.commit()
 }
 
@@ -237,5 +237,37 @@ fn prune_old(backend: &mut Backend, (requests, rollups): (Duration, Duration)) {
         Ok(0) => {}
         Ok(n) => tracing::info!("usage ledger: pruned {n} request rows older than the retention"),
         Err(e) => tracing::warn!("usage ledger: pruning failed: {e:#}"),
+    }
+}
+
+/// What the ledger stores of a request's record.
+impl<'a> From<&'a RequestRecord> for LedgerEntry<'a> {
+    fn from(r: &'a RequestRecord) -> LedgerEntry<'a> {
+        let u = &r.usage;
+        LedgerEntry {
+            request_id: &r.request_id,
+            started_at: unix_ms(r.started_at),
+            api: r.api.as_str(),
+            route: &r.route,
+            client_key: r.client_key.as_deref(),
+            model_requested: r.model_requested.as_deref(),
+            model: r.model.as_deref(),
+            effort: r.effort.as_deref(),
+            stream: r.stream,
+            account: r.account.as_deref(),
+            accounts_tried: &r.accounts_tried,
+            attempts: r.attempts,
+            failovers: r.failovers,
+            status: r.status,
+            error: r.error.as_ref().map(|e| e.name()),
+            error_code: r.error.as_ref().and_then(|e| e.code.as_deref()),
+            ttfb_ms: r.time_to_first_byte.map(|d| d.as_millis() as i64),
+            duration_ms: r.duration.as_millis() as i64,
+            input_tokens: u.input_tokens,
+            cached_tokens: u.cached_tokens,
+            output_tokens: u.output_tokens,
+            reasoning_tokens: u.reasoning_tokens,
+            client_disconnected: r.client_disconnected,
+        }
     }
 }

@@ -7,8 +7,7 @@
 use std::time::Duration;
 
 use super::{DB_NOW_MS, PgStore, accounts::tokens_at};
-use crate::auth::Tokens;
-use crate::store::AccountKind;
+use crate::store::{AccountKind, Tokens};
 
 /// What asking for an account's refresh lease gave.
 #[derive(Debug)]
