@@ -2,6 +2,8 @@
 //! (`sqlite/`, `postgres/`). The pool (`accounts/`) turns rows into accounts; the credential code (`auth/`)
 //! reads and refreshes the tokens.
 
+use super::{Backend, Store};
+
 /// ChatGPT login tokens of one account.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Tokens {
@@ -137,4 +139,99 @@ pub struct StoredAccount {
     pub status: AccountStatus,
     pub status_reason: Option<String>,
     pub created_at: i64,
+}
+
+/// Accounts on the store's backend.
+impl Store {
+    pub fn list_accounts(&self) -> anyhow::Result<Vec<StoredAccount>> {
+        match &self.backend {
+            Backend::Sqlite => self.file.list_accounts(),
+            Backend::Postgres(pg) => pg.list_accounts(),
+        }
+    }
+
+    pub fn get_account(&self, id: &str) -> anyhow::Result<Option<StoredAccount>> {
+        match &self.backend {
+            Backend::Sqlite => self.file.get_account(id),
+            Backend::Postgres(pg) => pg.get_account(id),
+        }
+    }
+
+    /// Insert or replace an account (import, login).
+    pub fn upsert_account(&self, a: &StoredAccount) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::Sqlite => self.file.upsert_account(a),
+            Backend::Postgres(pg) => pg.upsert_account(a),
+        }
+    }
+
+    /// Commit rotated tokens. Called the moment the token endpoint answers, before anything uses them.
+    pub fn save_tokens(&self, id: &str, t: &Tokens) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::Sqlite => self.file.save_tokens(id, t),
+            Backend::Postgres(pg) => pg.save_tokens(id, t),
+        }
+    }
+
+    pub fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<bool> {
+        match &self.backend {
+            Backend::Sqlite => self.file.set_label(id, label),
+            Backend::Postgres(pg) => pg.set_label(id, label),
+        }
+    }
+
+    pub fn set_proxy(&self, id: &str, proxy: Option<&str>) -> anyhow::Result<bool> {
+        match &self.backend {
+            Backend::Sqlite => self.file.set_proxy(id, proxy),
+            Backend::Postgres(pg) => pg.set_proxy(id, proxy),
+        }
+    }
+
+    pub fn remove_account(&self, id: &str) -> anyhow::Result<bool> {
+        match &self.backend {
+            Backend::Sqlite => self.file.remove_account(id),
+            Backend::Postgres(pg) => pg.remove_account(id),
+        }
+    }
+
+    /// The account's installation id: the one it has, or `fresh` written as its first (a random UUID made by the
+    /// caller). Made once and kept: it never changes across restarts, and no two accounts share one.
+    pub fn installation_id(&self, id: &str, fresh: &str) -> anyhow::Result<Option<String>> {
+        match &self.backend {
+            Backend::Sqlite => self.file.installation_id(id, fresh),
+            Backend::Postgres(pg) => pg.installation_id(id, fresh),
+        }
+    }
+
+    pub fn set_status(&self, id: &str, status: AccountStatus, reason: Option<&str>) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::Sqlite => self.file.set_status(id, status, reason),
+            Backend::Postgres(pg) => pg.set_status(id, status, reason),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_parse_exactly() {
+        for status in [AccountStatus::Active, AccountStatus::NeedsLogin, AccountStatus::Disabled] {
+            assert_eq!(AccountStatus::parse(status.as_str()), Ok(status));
+        }
+        for unknown in ["", "paused", "Active", "unrecognized"] {
+            assert_eq!(AccountStatus::parse(unknown), Err(UnknownStatus(unknown.into())));
+        }
+    }
+
+    #[test]
+    fn kinds_parse_exactly() {
+        for kind in [AccountKind::Chatgpt, AccountKind::ApiKey, AccountKind::Relay] {
+            assert_eq!(AccountKind::parse(kind.as_str()), Ok(kind));
+        }
+        for unknown in ["", "passkey", "ChatGPT", "unrecognized"] {
+            assert_eq!(AccountKind::parse(unknown), Err(UnknownKind(unknown.into())));
+        }
+    }
 }

@@ -11,7 +11,8 @@ use super::pricing::Prices;
 use super::query::{self, Before, Bucket, GroupBy, RequestsQuery, StatusFilter, UsageQuery};
 use super::*;
 use crate::record::Api;
-use crate::store::usage::{LedgerEntry, insert_batch, prune};
+use crate::store::sqlite::usage::{insert_batch, prune};
+use crate::store::usage::LedgerEntry;
 
 fn temp_store() -> (std::path::PathBuf, Store) {
     let dir = std::env::temp_dir().join(format!("cg-ledger-{}", uuid::Uuid::new_v4().simple()));

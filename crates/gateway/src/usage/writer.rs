@@ -20,7 +20,8 @@ use rusqlite::Connection;
 use super::{Msg, Shared};
 use crate::record::RequestRecord;
 use crate::store::postgres::PgStore;
-use crate::store::usage::{LedgerEntry, insert_batch, prune, unix_ms};
+use crate::store::sqlite::usage::{insert_batch, prune};
+use crate::store::usage::{LedgerEntry, unix_ms};
 
 /// A batch is committed this long after its first record arrived...
 pub const FLUSH: Duration = Duration::from_millis(250);
