@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::accounts::Live;
 use super::output::Align;
 use crate::config::Config;
+use crate::store::usage::LedgerRows;
 use crate::usage::query::{self, Bucket, GroupBy, UsageQuery};
 use crate::usage::when::{now_ms, parse_instant};
 
@@ -45,11 +46,8 @@ pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
             // No gateway answers: read the store (its migrations run on open, like every CLI command's).
             let store = config.open_store()?;
             let q = UsageQuery { from, to: now, bucket: Bucket::Day, group_by: Some(by) };
-            let report = match store.shared() {
-                // The team's ledger (docs/team.md).
-                Some(pg) => query::usage(&pg.rollups_snapshot(q.bucket, q.from, q.to)?, &q, &config.usage.prices)?,
-                None => store.with_conn(|c| query::usage(c, &q, &config.usage.prices))?,
-            };
+            let rows = LedgerRows::Rollups { bucket: q.bucket, from: q.from, to: q.to };
+            let report = store.ledger_reader().read(&rows, |c| Ok(query::usage(c, &q, &config.usage.prices)?))?;
             serde_json::to_value(report)?
         }
     };

@@ -11,6 +11,15 @@
 //! NULL in PostgreSQL, and NULLs never conflict in an upsert).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+
+use super::postgres::PgStore;
+use super::sqlite::usage as file;
+use super::{Backend, Store};
 
 /// The ledger's tables (migration 3 of both backends): one row per request, hourly and daily rollups. One text;
 /// the backends differ only in how a request row's id is made, which `$id` gives.
@@ -296,4 +305,138 @@ pub(crate) fn rollups<'a>(entries: &[LedgerEntry<'a>]) -> [RollupRows<'a>; 2] {
         }
         (table, column, rows)
     })
+}
+
+/// Which ledger rows a query reads: on the team's database only these are copied for it.
+#[derive(Debug, Clone)]
+pub enum LedgerRows {
+    /// The rollups of `bucket`'s grain from `from` (rounded down to the grain) to `to`: a usage report's.
+    Rollups { bucket: Bucket, from: i64, to: i64 },
+    /// The newest request rows that match, one past the page: a page of requests.
+    Requests(RequestsQuery),
+}
+
+/// The ledger's writer on the store's backend (`usage/writer.rs` runs it on a thread of its own).
+pub struct LedgerWriter(Writer);
+
+enum Writer {
+    /// A connection of its own to the SQLite file.
+    Sqlite(Connection),
+    Postgres(Arc<PgStore>),
+}
+
+impl LedgerWriter {
+    /// Store a batch and add it to the rollups, all or nothing.
+    pub fn commit(&mut self, entries: &[LedgerEntry<'_>]) -> anyhow::Result<()> {
+        match &mut self.0 {
+            Writer::Sqlite(conn) => {
+                let tx = conn.transaction()?;
+                file::insert_batch(&tx, entries)?;
+                Ok(tx.commit()?)
+            }
+            Writer::Postgres(pg) => pg.insert_usage(entries),
+        }
+    }
+
+    /// Whether this instance prunes old rows: always its own file; the team's shared tables only on the instance
+    /// that holds the leader lease (one instance at a time prunes them; another takes over when it stops).
+    pub fn prunes(&self) -> bool {
+        match &self.0 {
+            Writer::Sqlite(_) => true,
+            Writer::Postgres(pg) => pg.leads(),
+        }
+    }
+
+    /// Whether a batch that keeps failing is given up at last: the file's is; the team's never while the gateway
+    /// runs (an outage must not lose the queued rows; the bounded channel caps what waits).
+    pub fn gives_up(&self) -> bool {
+        match &self.0 {
+            Writer::Sqlite(_) => true,
+            Writer::Postgres(_) => false,
+        }
+    }
+
+    /// Delete request rows older than `requests_before` and rollups older than `rollups_before` (unix ms); the
+    /// request rows deleted.
+    pub fn prune(&mut self, requests_before: i64, rollups_before: i64) -> anyhow::Result<u64> {
+        match &mut self.0 {
+            Writer::Sqlite(conn) => Ok(file::prune(conn, requests_before, rollups_before)? as u64),
+            Writer::Postgres(pg) => pg.prune_usage(requests_before, rollups_before),
+        }
+    }
+}
+
+/// The ledger's reader on the store's backend. Its calls block (run them off the async workers).
+pub struct LedgerReader(Reader);
+
+enum Reader {
+    /// The SQLite file, and the reading connection opened on the first query: most gateways are never asked for
+    /// their usage between restarts, and an open SQLite connection holds its caches (idle RSS).
+    Sqlite { db: PathBuf, conn: Mutex<Option<Connection>> },
+    /// The team's database: a query reads the rows it needs, copied into an in-memory ledger
+    /// (`postgres/usage.rs`), so `usage::query` serves both backends.
+    Postgres(Arc<PgStore>),
+}
+
+impl LedgerReader {
+    /// Run `f` on a ledger that holds `rows`.
+    pub fn read<T>(&self, rows: &LedgerRows, f: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        match &self.0 {
+            Reader::Sqlite { db, conn } => on_file(db, conn, f),
+            Reader::Postgres(pg) => f(&match rows {
+                LedgerRows::Rollups { bucket, from, to } => pg.rollups_snapshot(*bucket, *from, *to)?,
+                LedgerRows::Requests(q) => pg.requests_snapshot(q)?,
+            }),
+        }
+    }
+
+    /// Requests started in each minute of `[from, to)`, oldest first (the Overview's chart).
+    pub fn requests_per_minute(&self, from: i64, to: i64) -> anyhow::Result<Vec<u32>> {
+        match &self.0 {
+            Reader::Sqlite { db, conn } => on_file(db, conn, |c| Ok(file::requests_per_minute(c, from, to)?)),
+            Reader::Postgres(pg) => pg.requests_per_minute(from, to),
+        }
+    }
+}
+
+/// Run `f` on the file's reading connection, opening it at the first query.
+fn on_file<T>(
+    db: &Path,
+    conn: &Mutex<Option<Connection>>,
+    f: impl FnOnce(&Connection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut conn = conn.lock();
+    let conn = match &mut *conn {
+        Some(conn) => conn,
+        slot @ None => slot.insert(file::open_reader(db)?),
+    };
+    f(conn)
+}
+
+/// The usage ledger on the store's backend: the SQLite file's, or with a team store the team's (docs/team.md).
+impl Store {
+    /// The ledger's writer (on the SQLite file, a connection of its own).
+    pub fn ledger_writer(&self) -> anyhow::Result<LedgerWriter> {
+        Ok(LedgerWriter(match &self.backend {
+            Backend::Sqlite => Writer::Sqlite(file::open_connection(self.path())?),
+            Backend::Postgres(pg) => Writer::Postgres(pg.clone()),
+        }))
+    }
+
+    /// The ledger's reader (on the SQLite file, a connection of its own opened at the first query).
+    pub fn ledger_reader(&self) -> LedgerReader {
+        LedgerReader(match &self.backend {
+            Backend::Sqlite => Reader::Sqlite { db: self.path().to_path_buf(), conn: Mutex::new(None) },
+            Backend::Postgres(pg) => Reader::Postgres(pg.clone()),
+        })
+    }
+
+    /// Input plus output tokens per client key from `from` (an hour) on: hourly rollups up to `midnight`, daily
+    /// ones after it (`usage::tokens_by_key_since`).
+    pub fn tokens_by_key(&self, from: i64, midnight: i64) -> anyhow::Result<HashMap<String, u64>> {
+        match &self.backend {
+            Backend::Sqlite => self.with_conn(|c| file::tokens_by_key(c, from, midnight)),
+            Backend::Postgres(pg) => pg.tokens_by_key(from, midnight),
+        }
+    }
 }

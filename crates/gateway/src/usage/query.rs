@@ -230,26 +230,6 @@ pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Re
     })
 }
 
-/// Requests per minute from `from` (rounded down to its minute) up to `to`, one count per minute, oldest first
-/// (the dashboard's Overview chart). Reads only the `started_at` index, one entry per request of the range, and
-/// counts in place: no sort, no grouping in SQL.
-pub fn requests_per_minute(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<Vec<u32>> {
-    const MINUTE: i64 = 60_000;
-    let first = from.div_euclid(MINUTE) * MINUTE;
-    let n = usize::try_from((to - first + MINUTE - 1).div_euclid(MINUTE)).unwrap_or(0).min(60 * 24 * 31);
-    let mut counts = vec![0u32; n];
-    let mut stmt =
-        conn.prepare_cached("SELECT started_at FROM usage_requests WHERE started_at >= ?1 AND started_at < ?2")?;
-    let mut rows = stmt.query([first, to])?;
-    while let Some(r) = rows.next()? {
-        let at: i64 = r.get(0)?;
-        if let Some(c) = usize::try_from((at - first) / MINUTE).ok().and_then(|i| counts.get_mut(i)) {
-            *c = c.saturating_add(1);
-        }
-    }
-    Ok(counts)
-}
-
 /// The usage report as CSV: one line per group and bucket.
 pub fn usage_csv(report: &UsageReport) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());

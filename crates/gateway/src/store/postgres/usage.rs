@@ -226,8 +226,8 @@ impl PgStore {
     }
 
     /// Input plus output tokens per client key from `from` (an hour) on, hourly rollups up to `midnight`, daily
-    /// ones after (as `usage::tokens_by_key_since` reads SQLite): the budgets of the whole team.
-    pub fn tokens_by_key_since(&self, from: i64, midnight: i64) -> anyhow::Result<HashMap<String, u64>> {
+    /// ones after (as the SQLite ledger is read, `sqlite/usage.rs`): the budgets of the whole team.
+    pub fn tokens_by_key(&self, from: i64, midnight: i64) -> anyhow::Result<HashMap<String, u64>> {
         let pool = self.pool();
         self.block(async move {
             let client = pool.get().await.context("cannot connect")?;

@@ -1,9 +1,34 @@
-//! The usage ledger in the SQLite file (tables: `store/usage.rs`): a batch of requests with the hourly and daily
-//! rollups they add to, in one transaction, and the pruning of old rows. Queries live in `usage::query`.
+//! The usage ledger in the SQLite file (tables: `store/usage.rs`): the ledger's own connections, a batch of
+//! requests with the hourly and daily rollups they add to, in one transaction, the pruning of old rows, and the
+//! two reads the team's database answers in its own way (requests per minute, tokens per key). The reports'
+//! queries live in `usage::query`.
 
-use rusqlite::{Transaction, params};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use rusqlite::{Connection, Transaction, params};
 
 use crate::store::usage::{DAY_MS, LedgerEntry, rollups, tokens};
+
+/// A connection for the ledger: WAL like the store; `synchronous=NORMAL`, since in WAL mode a commit survives a
+/// crash of the process (SIGKILL) either way and only a power loss may lose the last commits, which for usage
+/// rows is a fair price for not syncing every batch.
+pub fn open_connection(db: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open(db).with_context(|| format!("cannot open database {}", db.display()))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// The ledger's reading connection: it can only read.
+pub(crate) fn open_reader(db: &Path) -> anyhow::Result<Connection> {
+    let reader = open_connection(db)?;
+    reader.pragma_update(None, "query_only", true)?;
+    Ok(reader)
+}
 
 /// Insert `entries` and add them to their hourly and daily rollups, in `tx` (the caller commits). The rollups of a batch
 /// are summed in memory first, so a batch costs one upsert per distinct (hour, account, model, key, api, status).
@@ -99,4 +124,39 @@ pub fn prune(conn: &mut rusqlite::Connection, requests_before: i64, rollups_befo
     conn.execute("DELETE FROM usage_hourly WHERE hour < ?1", params![rollups_before])?;
     conn.execute("DELETE FROM usage_daily WHERE day < ?1", params![rollups_before.div_euclid(DAY_MS) * DAY_MS])?;
     Ok(deleted)
+}
+
+/// Requests per minute from `from` (rounded down to its minute) up to `to`, one count per minute, oldest first
+/// (the dashboard's Overview chart). Reads only the `started_at` index, one entry per request of the range, and
+/// counts in place: no sort, no grouping in SQL.
+pub fn requests_per_minute(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<Vec<u32>> {
+    const MINUTE: i64 = 60_000;
+    let first = from.div_euclid(MINUTE) * MINUTE;
+    let n = usize::try_from((to - first + MINUTE - 1).div_euclid(MINUTE)).unwrap_or(0).min(60 * 24 * 31);
+    let mut counts = vec![0u32; n];
+    let mut stmt =
+        conn.prepare_cached("SELECT started_at FROM usage_requests WHERE started_at >= ?1 AND started_at < ?2")?;
+    let mut rows = stmt.query([first, to])?;
+    while let Some(r) = rows.next()? {
+        let at: i64 = r.get(0)?;
+        if let Some(c) = usize::try_from((at - first) / MINUTE).ok().and_then(|i| counts.get_mut(i)) {
+            *c = c.saturating_add(1);
+        }
+    }
+    Ok(counts)
+}
+
+/// Input plus output tokens per client key from `from` (an hour) on: hourly rollups up to `midnight`, daily ones
+/// after it. Requests without a client key are not included.
+pub(crate) fn tokens_by_key(conn: &Connection, from: i64, midnight: i64) -> rusqlite::Result<HashMap<String, u64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT client_key, SUM(n) FROM (
+            SELECT client_key, input_tokens + output_tokens AS n FROM usage_hourly
+                WHERE hour >= ?1 AND hour < ?2 AND client_key <> ''
+            UNION ALL
+            SELECT client_key, input_tokens + output_tokens FROM usage_daily WHERE day >= ?2 AND client_key <> ''
+         ) GROUP BY client_key",
+    )?;
+    let rows = stmt.query_map([from, midnight], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    rows.map(|r| r.map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))).collect()
 }
