@@ -17,6 +17,7 @@ mod keys;
 pub mod postgres;
 pub mod serving;
 pub mod sqlite;
+pub mod team;
 pub mod usage;
 
 pub use accounts::{AccountKind, AccountStatus, StoredAccount, Tokens, UnknownKind, UnknownStatus, redact};
@@ -57,14 +58,6 @@ impl Store {
             store.backend = Backend::Postgres(PgStore::open(url)?);
         }
         Ok(store)
-    }
-
-    /// The PostgreSQL team store, if this gateway shares one.
-    pub fn shared(&self) -> Option<&Arc<PgStore>> {
-        match &self.backend {
-            Backend::Sqlite => None,
-            Backend::Postgres(pg) => Some(pg),
-        }
     }
 
     /// The database file (the usage ledger opens its own connections to it).
