@@ -18,6 +18,7 @@ pub(crate) mod output;
 mod reload;
 mod service;
 mod store;
+mod target;
 mod usage;
 
 pub use accounts::AccountsCommand;

@@ -1,17 +1,15 @@
 //! `codex-gateway keys ...`: client keys with limits. When a gateway answers where this machine's runs
 //! (`service::reach`), every command goes through its admin API (`/admin/keys`, with the admin key), so a revoke
 //! or a new limit applies to its next request; otherwise the store is changed directly, and a gateway reads it
-//! when it starts and every upkeep period (`Keys::follow_store`).
+//! when it starts and every upkeep period (`Keys::follow_store`). One function per subcommand over the target
+//! (cli/target/).
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Map, Value, json};
 
-use super::accounts::Live;
-use crate::auth::now_unix;
+use super::target::{KeyName, KeysTarget, Target};
 use crate::config::Config;
-use crate::keys::manage::{self, KeyPatch, KeySpec, ManageError};
-use crate::keys::stored_with_usage;
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
@@ -107,156 +105,109 @@ impl LimitArgs {
     }
 }
 
-/// The admin API of the running gateway, or `None` when none runs. A gateway that answers but refuses the admin
-/// key is an error, not a reason to write the store behind its back (its registry would not see the change).
-async fn live(config: &Config) -> anyhow::Result<Option<Live>> {
-    if let Some(l) = Live::find(config).await {
-        return Ok(Some(l));
-    }
-    let addr = super::service::reach(config).base;
-    let health = reqwest::Client::builder().no_proxy().build()?;
-    let running = health.get(format!("{addr}/health")).timeout(std::time::Duration::from_secs(2)).send().await;
-    if running.is_ok_and(|r| r.status().is_success()) {
-        bail!(
-            "a gateway is running on {addr} but refused the admin key: set CODEX_GATEWAY_ADMIN_KEY (or \
-             CODEX_GATEWAY_API_KEY when no admin key is set) to the gateway's, so the change applies at once"
-        );
-    }
-    Ok(None)
-}
-
-fn store_error(e: ManageError) -> anyhow::Error {
-    match e {
-        ManageError::Invalid(m) => anyhow::anyhow!(m),
-        ManageError::NotFound(id) => anyhow::anyhow!("no client key `{id}`"),
-        e @ ManageError::NameTaken { .. } => anyhow::anyhow!(e.to_string()),
-        ManageError::Store(e) => e,
-    }
-}
-
 pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
-    let live = live(config).await?;
-    let store = || config.open_store();
-    match cmd {
-        KeysCommand::Create { name, limits, json } => {
-            let mut body = Map::new();
-            body.insert("name".into(), json!(name));
-            limits.to_json(&mut body)?;
-            let key = match &live {
-                Some(l) => l.call(reqwest::Method::POST, "/admin/keys", Some(Value::Object(body))).await?,
-                None => {
-                    if config.admin_keys().is_empty() {
-                        bail!(
-                            "creating client keys needs an admin credential: set CODEX_GATEWAY_ADMIN_KEY (or \
-                             `[server] admin_key`, or CODEX_GATEWAY_API_KEY), or /admin would be open to every client"
-                        );
-                    }
-                    let spec: KeySpec = serde_json::from_value(Value::Object(body))?;
-                    let (row, secret) = manage::create(&store()?, spec, now_unix()).map_err(store_error)?;
-                    let mut v = stored_with_usage(None, &row);
-                    v["secret"] = secret.into();
-                    v
-                }
-            };
-            if json {
-                say!("{}", serde_json::to_string_pretty(&key)?);
-            } else {
-                print_key(&key);
-                say!("secret:         {}", key["secret"].as_str().unwrap_or("-"));
-                eprintln!("Store the secret now: it is shown only this once (the gateway keeps only its hash).");
-            }
-            Ok(())
-        }
-        KeysCommand::List { json } => {
-            let keys: Vec<Value> = match &live {
-                Some(l) => {
-                    l.call(reqwest::Method::GET, "/admin/keys", None).await?.as_array().cloned().unwrap_or_default()
-                }
-                None => store()?.list_keys()?.iter().map(|r| stored_with_usage(None, r)).collect(),
-            };
-            if json {
-                say!("{}", serde_json::to_string_pretty(&keys)?);
-                return Ok(());
-            }
-            if keys.is_empty() {
-                say!("no client keys (codex-gateway keys create --name NAME)");
-                return Ok(());
-            }
-            let header = ["id", "name", "prefix", "status", "rpm", "conc", "daily", "monthly", "models"];
-            let mut rows = vec![header.map(String::from).to_vec()];
-            let n = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
-            let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
-            for k in &keys {
-                rows.push(vec![
-                    s(&k["id"]),
-                    s(&k["name"]),
-                    s(&k["prefix"]),
-                    s(&k["status"]),
-                    n(&k["rpm"]),
-                    n(&k["concurrency"]),
-                    n(&k["daily_tokens"]),
-                    n(&k["monthly_tokens"]),
-                    models(k),
-                ]);
-            }
-            use super::output::Align::{Left, Right};
-            let align = [Left, Left, Left, Left, Right, Right, Right, Right, Left];
-            super::output::text(format_args!("{}", super::output::table(&rows, &align)));
-            Ok(())
-        }
-        KeysCommand::Show { id, json } => {
-            let id = resolve(&live, config, &id).await?;
-            let key = match &live {
-                Some(l) => l.call(reqwest::Method::GET, &format!("/admin/keys/{id}"), None).await?,
-                None => {
-                    let row = store()?.get_key(&id)?.ok_or_else(|| anyhow::anyhow!("no client key `{id}`"))?;
-                    stored_with_usage(None, &row)
-                }
-            };
-            if json {
-                say!("{}", serde_json::to_string_pretty(&key)?)
-            } else {
-                print_key(&key)
-            }
-            Ok(())
-        }
-        KeysCommand::Update { id, name, limits, json } => {
-            let id = resolve(&live, config, &id).await?;
-            let mut body = Map::new();
-            if let Some(n) = name {
-                body.insert("name".into(), json!(n));
-            }
-            limits.to_json(&mut body)?;
-            let key = match &live {
-                Some(l) => {
-                    l.call(reqwest::Method::PATCH, &format!("/admin/keys/{id}"), Some(Value::Object(body))).await?
-                }
-                None => {
-                    let patch: KeyPatch = serde_json::from_value(Value::Object(body))?;
-                    stored_with_usage(None, &manage::update(&store()?, &id, patch).map_err(store_error)?)
-                }
-            };
-            if json {
-                say!("{}", serde_json::to_string_pretty(&key)?)
-            } else {
-                print_key(&key)
-            }
-            Ok(())
-        }
-        KeysCommand::Revoke { id } => {
-            let id = resolve(&live, config, &id).await?;
-            match &live {
-                Some(l) => {
-                    l.call(reqwest::Method::POST, &format!("/admin/keys/{id}/revoke"), None).await?;
-                }
-                None => {
-                    manage::revoke(&store()?, &id, now_unix()).map_err(store_error)?;
-                }
-            }
-            say!("revoked {id}");
-            Ok(())
-        }
+    match Target::find_or_refuse(config).await? {
+        Target::Live(live) => command(&live, cmd).await,
+        Target::Local(local) => command(&local, cmd).await,
     }
+}
+
+async fn command(target: &impl KeysTarget, cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Create { name, limits, json } => create(target, name, &limits, json).await,
+        KeysCommand::List { json } => list(target, json).await,
+        KeysCommand::Show { id, json } => show(target, &id, json).await,
+        KeysCommand::Update { id, name, limits, json } => update(target, &id, name, &limits, json).await,
+        KeysCommand::Revoke { id } => revoke(target, &id).await,
+    }
+}
+
+async fn create(target: &impl KeysTarget, name: String, limits: &LimitArgs, json: bool) -> anyhow::Result<()> {
+    let mut body = Map::new();
+    body.insert("name".into(), json!(name));
+    limits.to_json(&mut body)?;
+    let key = target.create_key(body).await?;
+    if json {
+        say!("{}", serde_json::to_string_pretty(&key)?);
+    } else {
+        print_key(&key);
+        say!("secret:         {}", key["secret"].as_str().unwrap_or("-"));
+        eprintln!("Store the secret now: it is shown only this once (the gateway keeps only its hash).");
+    }
+    Ok(())
+}
+
+async fn list(target: &impl KeysTarget, json: bool) -> anyhow::Result<()> {
+    let keys = target.keys().await?;
+    if json {
+        say!("{}", serde_json::to_string_pretty(&keys)?);
+        return Ok(());
+    }
+    if keys.is_empty() {
+        say!("no client keys (codex-gateway keys create --name NAME)");
+        return Ok(());
+    }
+    let header = ["id", "name", "prefix", "status", "rpm", "conc", "daily", "monthly", "models"];
+    let mut rows = vec![header.map(String::from).to_vec()];
+    let n = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
+    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    for k in &keys {
+        rows.push(vec![
+            s(&k["id"]),
+            s(&k["name"]),
+            s(&k["prefix"]),
+            s(&k["status"]),
+            n(&k["rpm"]),
+            n(&k["concurrency"]),
+            n(&k["daily_tokens"]),
+            n(&k["monthly_tokens"]),
+            models(k),
+        ]);
+    }
+    use super::output::Align::{Left, Right};
+    let align = [Left, Left, Left, Left, Right, Right, Right, Right, Left];
+    super::output::text(format_args!("{}", super::output::table(&rows, &align)));
+    Ok(())
+}
+
+async fn show(target: &impl KeysTarget, given: &str, json: bool) -> anyhow::Result<()> {
+    let id = resolve(target, given).await?;
+    let key = target.key(&id).await?;
+    if json {
+        say!("{}", serde_json::to_string_pretty(&key)?)
+    } else {
+        print_key(&key)
+    }
+    Ok(())
+}
+
+async fn update(
+    target: &impl KeysTarget,
+    given: &str,
+    name: Option<String>,
+    limits: &LimitArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let id = resolve(target, given).await?;
+    let mut body = Map::new();
+    if let Some(n) = name {
+        body.insert("name".into(), json!(n));
+    }
+    limits.to_json(&mut body)?;
+    let key = target.update_key(&id, body).await?;
+    if json {
+        say!("{}", serde_json::to_string_pretty(&key)?)
+    } else {
+        print_key(&key)
+    }
+    Ok(())
+}
+
+async fn revoke(target: &impl KeysTarget, given: &str) -> anyhow::Result<()> {
+    let id = resolve(target, given).await?;
+    target.revoke_key(&id).await?;
+    say!("revoked {id}");
+    Ok(())
 }
 
 /// Whether the gateway refuses requests without a key (server/guard.rs): a key is configured (`api_keys`,
@@ -275,34 +226,8 @@ pub(super) fn requires_a_key(config: &Config) -> bool {
 /// The id of the key `given` names: an id as it is, else the one key with that name that is not revoked (keys
 /// that are not revoked never share a name: `manage::create`), else the one revoked key with that name (several
 /// are refused with their ids). Only an id found here goes into an admin path.
-async fn resolve(live: &Option<Live>, config: &Config, given: &str) -> anyhow::Result<String> {
-    pick(given, &ids_and_names(live, config).await?)
-}
-
-/// A created key as the name lookups see it.
-pub(super) struct KeyName {
-    pub(super) id: String,
-    pub(super) name: String,
-    pub(super) revoked: bool,
-}
-
-/// Every created key's id and name, from the running gateway when one answers, else from the store.
-pub(super) async fn ids_and_names(live: &Option<Live>, config: &Config) -> anyhow::Result<Vec<KeyName>> {
-    Ok(match live {
-        Some(l) => {
-            let list = l.call(reqwest::Method::GET, "/admin/keys", None).await?;
-            let field = |k: &Value, f: &str| k[f].as_str().unwrap_or_default().to_string();
-            let key =
-                |k: &Value| KeyName { id: field(k, "id"), name: field(k, "name"), revoked: k["status"] == "revoked" };
-            list.as_array().into_iter().flatten().map(key).collect()
-        }
-        None => config
-            .open_store()?
-            .list_keys()?
-            .into_iter()
-            .map(|k| KeyName { revoked: k.revoked_at.is_some(), id: k.id, name: k.name })
-            .collect(),
-    })
+async fn resolve(target: &impl KeysTarget, given: &str) -> anyhow::Result<String> {
+    pick(given, &target.key_names().await?)
 }
 
 /// [`resolve`] over the created keys.
@@ -358,6 +283,7 @@ fn print_key(k: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::manage::KeyPatch;
 
     #[test]
     fn a_key_is_named_by_its_id_or_by_a_name_no_other_key_has() {

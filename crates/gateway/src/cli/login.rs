@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::accounts::Live;
+use super::target::Live;
 use crate::accounts::stored_from_tokens;
 use crate::auth::Tokens;
 use crate::auth::codex_file::format_rfc3339;

@@ -1,16 +1,16 @@
 //! `codex-gateway usage [--since 7d] [--by model|account|key|dialect]`: a table of the usage ledger, through a
-//! running gateway's admin API when one answers (`GET /admin/usage`), else read from the store directly.
+//! running gateway's admin API when one answers (`GET /admin/usage`), else read from the store directly
+//! (cli/target/).
 
 use std::collections::HashMap;
 
 use clap::Args;
 use serde_json::Value;
 
-use super::accounts::Live;
 use super::output::Align;
+use super::target::{AccountName, AccountsTarget, KeysTarget, Target, UsageTarget};
 use crate::config::Config;
-use crate::store::usage::LedgerRows;
-use crate::usage::query::{self, Bucket, GroupBy, UsageQuery};
+use crate::usage::query::GroupBy;
 use crate::usage::when::{now_ms, parse_instant};
 
 #[derive(Args, Debug)]
@@ -36,21 +36,18 @@ pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
         anyhow::bail!("--by {:?}: expected model, account, key or dialect", args.by);
     };
     anyhow::ensure!(from < now, "--since {:?} is not in the past", args.since);
-    let live = Live::find(config).await;
-    let report = match &live {
-        Some(live) => {
-            let path = format!("/admin/usage?from={from}&to={now}&bucket=day&group_by={}", by.as_str());
-            live.call(reqwest::Method::GET, &path, None).await?
-        }
-        None => {
-            // No gateway answers: read the store (its migrations run on open, like every CLI command's).
-            let store = config.open_store()?;
-            let q = UsageQuery { from, to: now, bucket: Bucket::Day, group_by: Some(by) };
-            let rows = LedgerRows::Rollups { bucket: q.bucket, from: q.from, to: q.to };
-            let report = store.ledger_reader().read(&rows, |c| Ok(query::usage(c, &q, &config.usage.prices)?))?;
-            serde_json::to_value(report)?
-        }
-    };
+    match Target::find(config).await {
+        Target::Live(live) => report(&live, &args, from, now, by).await,
+        Target::Local(local) => report(&local, &args, from, now, by).await,
+    }
+}
+
+/// The report from `from` to `now`, printed as JSON or as a table.
+async fn report<T>(target: &T, args: &UsageArgs, from: i64, now: i64, by: GroupBy) -> anyhow::Result<()>
+where
+    T: UsageTarget + AccountsTarget + KeysTarget,
+{
+    let report = target.usage(from, now, by).await?;
     if args.json {
         say!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -58,32 +55,21 @@ pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
     // Keys and accounts are grouped by id; the names people know them by (a key's name, an account's label or
     // email) go beside it.
     let names = match by {
-        GroupBy::Key => super::keys::ids_and_names(&live, config)
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|k| (k.id, k.name))
-            .collect(),
-        GroupBy::Account => account_names(&live, config).await.unwrap_or_default(),
+        GroupBy::Key => target.key_names().await.unwrap_or_default().into_iter().map(|k| (k.id, k.name)).collect(),
+        GroupBy::Account => account_names(target).await.unwrap_or_default(),
         _ => HashMap::new(),
     };
     super::output::text(format_args!("{}", table(&report, by.as_str(), &names)));
     Ok(())
 }
 
-/// Each account's label, else its email, by id: from the running gateway when one answers, else from the store.
-async fn account_names(live: &Option<Live>, config: &Config) -> anyhow::Result<HashMap<String, String>> {
-    let pairs: Vec<(String, Option<String>)> = match live {
-        Some(l) => {
-            let list = l.call(reqwest::Method::GET, "/admin/accounts", None).await?;
-            let field = |a: &Value, f: &str| a[f].as_str().filter(|s| !s.is_empty()).map(str::to_string);
-            let named =
-                |a: &Value| (field(a, "id").unwrap_or_default(), field(a, "label").or_else(|| field(a, "email")));
-            list.as_array().into_iter().flatten().map(named).collect()
-        }
-        None => config.open_store()?.list_accounts()?.into_iter().map(|a| (a.id, a.label.or(a.email))).collect(),
+/// Each account's label, else its email, by id.
+async fn account_names(target: &impl AccountsTarget) -> anyhow::Result<HashMap<String, String>> {
+    let named = |[id, label, email]: AccountName| {
+        let known = |s: Option<String>| s.filter(|s| !s.is_empty());
+        Some((id?, known(label).or_else(|| known(email))?))
     };
-    Ok(pairs.into_iter().filter_map(|(id, name)| Some((id, name?))).collect())
+    Ok(target.account_names().await?.into_iter().filter_map(named).collect())
 }
 
 /// The report's groups and totals as an aligned table, a group shown with its name when `names` has one; a cost

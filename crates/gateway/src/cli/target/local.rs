@@ -1,0 +1,214 @@
+//! The commands' operations on the store itself, for when no gateway answers: the same changes the admin API
+//! makes (accounts/manage.rs, keys/manage.rs), which a gateway started later reads at its start and every upkeep
+//! period. Token refreshes and quota polls run in a pool of this command's own, which holds this data directory's
+//! command lock (store/serving.rs) so no gateway starts serving it meanwhile.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use serde_json::{Map, Value};
+
+use super::{AccountName, AccountsTarget, Imported, KeyName, KeysTarget, UsageTarget};
+use crate::accounts::Pool;
+use crate::accounts::manage::{self, ImportSource};
+use crate::auth::now_unix;
+use crate::config::Config;
+use crate::keys::manage::{KeyPatch, KeySpec, ManageError};
+use crate::keys::stored_with_usage;
+use crate::store::usage::LedgerRows;
+use crate::store::{AccountKind, Store, StoredAccount};
+use crate::usage::query::{self, Bucket, GroupBy, UsageQuery};
+
+/// The store this configuration names, opened for each operation (its migrations run on open).
+pub(crate) struct Local<'a> {
+    config: &'a Config,
+}
+
+impl<'a> Local<'a> {
+    pub(crate) fn new(config: &'a Config) -> Local<'a> {
+        Local { config }
+    }
+
+    fn store(&self) -> anyhow::Result<Store> {
+        self.config.open_store()
+    }
+
+    /// The accounts as this command's own pool. Refused while a gateway serves this data directory: a refresh
+    /// here would spend a single-use token behind its back.
+    fn pool(&self) -> anyhow::Result<LocalPool> {
+        use crate::store::serving::{Refused, hold_for_command};
+        let config = self.config;
+        let lock = match config.store.url {
+            Some(_) => None,
+            None => match hold_for_command(&config.data_dir)? {
+                Ok(lock) => Some(lock),
+                Err(Refused::Serving(pid)) => {
+                    let reach = crate::cli::service::reach(config);
+                    bail!(
+                        "a codex-gateway{} serves this data directory but did not answer at {} with the admin \
+                         credential: run this command with its address (CODEX_GATEWAY_PORT, CODEX_GATEWAY_HOST) \
+                         and its admin key (CODEX_GATEWAY_ADMIN_KEY), so the change goes through it",
+                        pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                        reach.base
+                    );
+                }
+            },
+        };
+        let store = Arc::new(self.store()?);
+        let http = crate::upstream::build_http_client(config)?;
+        Ok(LocalPool { pool: Pool::load(Arc::new(config.clone()), store, http)?, _lock: lock })
+    }
+}
+
+/// The accounts as this command's own pool, for a command no running gateway answered.
+struct LocalPool {
+    pool: Pool,
+    /// Held while the command runs, so no gateway starts serving (and refreshing) this store beside it.
+    _lock: Option<crate::store::serving::CommandLock>,
+}
+
+impl std::ops::Deref for LocalPool {
+    type Target = Pool;
+    fn deref(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+/// A change to an account that is not in the store.
+fn changed(found: bool, id: &str) -> anyhow::Result<()> {
+    if !found {
+        bail!("no account `{id}` in the store");
+    }
+    Ok(())
+}
+
+impl AccountsTarget for Local<'_> {
+    async fn account_names(&self) -> anyhow::Result<Vec<AccountName>> {
+        Ok(self.store()?.list_accounts()?.into_iter().map(|a| [Some(a.id), a.label, a.email]).collect())
+    }
+
+    /// The quota of every active ChatGPT account is polled first, as a running gateway keeps it.
+    async fn summaries(&self) -> anyhow::Result<Vec<Value>> {
+        let pool = self.pool()?;
+        for a in pool.accounts().iter().filter(|a| a.kind == AccountKind::Chatgpt && a.is_active()) {
+            pool.poll_usage(a).await;
+        }
+        let now = now_unix();
+        Ok(pool.accounts().iter().map(|a| a.summary(now)).collect())
+    }
+
+    async fn import(&self, source: ImportSource, label: Option<String>) -> anyhow::Result<Vec<Imported>> {
+        let config = self.config;
+        let http = crate::upstream::build_http_client(config)?;
+        let rows = manage::resolve(source, label, &http, &config.auth_issuer, &config.client.user_agent).await?;
+        let store = self.store()?;
+        for row in &rows {
+            store.upsert_account(row)?;
+        }
+        let who = |r: &StoredAccount| r.email.as_deref().or(r.label.as_deref()).unwrap_or("-").to_string();
+        Ok(rows.iter().map(|r| Imported { who: who(r), kind: r.kind.as_str().to_string(), id: r.id.clone() }).collect())
+    }
+
+    async fn remove(&self, id: &str) -> anyhow::Result<()> {
+        changed(self.store()?.remove_account(id)?, id)
+    }
+
+    async fn set_enabled(&self, id: &str, enabled: bool) -> anyhow::Result<String> {
+        Ok(manage::set_enabled(&self.store()?, id, enabled)?.as_str().to_string())
+    }
+
+    async fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<()> {
+        changed(self.store()?.set_label(id, label)?, id)
+    }
+
+    async fn set_proxy(&self, id: &str, url: Option<&str>) -> anyhow::Result<()> {
+        changed(self.store()?.set_proxy(id, url)?, id)
+    }
+
+    /// Nothing keeps this process alive to retry: unsaved tokens die with it, and the old refresh token is
+    /// already spent, so tokens that could not be saved are a failure here.
+    async fn refresh(&self, id: &str) -> anyhow::Result<()> {
+        let pool = self.pool()?;
+        let account = pool.get(id).with_context(|| format!("no account `{id}`"))?;
+        pool.force_refresh(&account).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        if let Some(unsaved) = account.unsaved_tokens() {
+            bail!(
+                "{id}: the tokens were refreshed but could not be saved ({}); the previous refresh token is spent, \
+                 so this login is lost: make the store writable and log in again",
+                unsaved.error
+            );
+        }
+        Ok(())
+    }
+
+    async fn check(&self, id: Option<&str>) -> anyhow::Result<Vec<Value>> {
+        let pool = self.pool()?;
+        let mut out = Vec::new();
+        for a in pool.accounts().iter().filter(|a| id.is_none_or(|x| x == a.id)) {
+            out.push(pool.check(a).await);
+        }
+        Ok(out)
+    }
+}
+
+/// A key change the store refused, worded for the command line.
+fn key_error(e: ManageError) -> anyhow::Error {
+    match e {
+        ManageError::Invalid(m) => anyhow::anyhow!(m),
+        ManageError::NotFound(id) => anyhow::anyhow!("no client key `{id}`"),
+        e @ ManageError::NameTaken { .. } => anyhow::anyhow!(e.to_string()),
+        ManageError::Store(e) => e,
+    }
+}
+
+impl KeysTarget for Local<'_> {
+    async fn keys(&self) -> anyhow::Result<Vec<Value>> {
+        Ok(self.store()?.list_keys()?.iter().map(|r| stored_with_usage(None, r)).collect())
+    }
+
+    async fn key_names(&self) -> anyhow::Result<Vec<KeyName>> {
+        let keys = self.store()?.list_keys()?;
+        Ok(keys.into_iter().map(|k| KeyName { revoked: k.revoked_at.is_some(), id: k.id, name: k.name }).collect())
+    }
+
+    async fn key(&self, id: &str) -> anyhow::Result<Value> {
+        let row = self.store()?.get_key(id)?.ok_or_else(|| anyhow::anyhow!("no client key `{id}`"))?;
+        Ok(stored_with_usage(None, &row))
+    }
+
+    /// Refused without an admin credential, as the admin API refuses it: a client could otherwise drop its key
+    /// and manage keys itself (server/guard.rs).
+    async fn create_key(&self, body: Map<String, Value>) -> anyhow::Result<Value> {
+        if self.config.admin_keys().is_empty() {
+            bail!(
+                "creating client keys needs an admin credential: set CODEX_GATEWAY_ADMIN_KEY (or `[server] \
+                 admin_key`, or CODEX_GATEWAY_API_KEY), or /admin would be open to every client"
+            );
+        }
+        let spec: KeySpec = serde_json::from_value(Value::Object(body))?;
+        let (row, secret) = crate::keys::manage::create(&self.store()?, spec, now_unix()).map_err(key_error)?;
+        let mut v = stored_with_usage(None, &row);
+        v["secret"] = secret.into();
+        Ok(v)
+    }
+
+    async fn update_key(&self, id: &str, body: Map<String, Value>) -> anyhow::Result<Value> {
+        let patch: KeyPatch = serde_json::from_value(Value::Object(body))?;
+        Ok(stored_with_usage(None, &crate::keys::manage::update(&self.store()?, id, patch).map_err(key_error)?))
+    }
+
+    async fn revoke_key(&self, id: &str) -> anyhow::Result<()> {
+        crate::keys::manage::revoke(&self.store()?, id, now_unix()).map_err(key_error).map(drop)
+    }
+}
+
+impl UsageTarget for Local<'_> {
+    async fn usage(&self, from: i64, to: i64, by: GroupBy) -> anyhow::Result<Value> {
+        let store = self.store()?;
+        let q = UsageQuery { from, to, bucket: Bucket::Day, group_by: Some(by) };
+        let rows = LedgerRows::Rollups { bucket: q.bucket, from: q.from, to: q.to };
+        let prices = &self.config.usage.prices;
+        let report = store.ledger_reader().read(&rows, |c| Ok(query::usage(c, &q, prices)?))?;
+        Ok(serde_json::to_value(report)?)
+    }
+}
