@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod keys;
+pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod prefetch;

@@ -238,7 +238,7 @@ fn apply(state: &AppState, next: Config, trigger: Trigger) -> Report {
     state.ledger.set_prices(running.usage.prices.clone());
     if applied.contains(&"log") {
         // The filter parsed above; a process without our subscriber (a test) has nothing to change.
-        let _ = crate::cli::logging::set_filter(&running.log);
+        let _ = crate::logging::set_filter(&running.log);
     }
     state.live.config.store(Arc::new(running));
     finish(state, trigger, Ok((applied, restart)))
