@@ -256,7 +256,7 @@ pub struct Config {
     pub upstream_ws: upstream_transport::ws::WsSettings,
     /// `[keys.NAME]` tables: client keys with limits from the file.
     pub configured_keys: Vec<ConfiguredKey>,
-    /// `[server] watch_config`: reload when the file changes (server/reload.rs).
+    /// `[server] watch_config`: reload when the file changes (app/reload.rs).
     pub watch_config: bool,
     /// `[server] websocket*`: the inbound Responses WebSocket (server/websocket.rs, docs/protocol.md).
     pub inbound_ws: WebSocketSettings,
@@ -337,7 +337,7 @@ impl Config {
     }
 
     /// The file (and environment) read again with the command-line values this configuration was made with:
-    /// what a reload applies (server/reload.rs). A parse error names the line, column and problem but does not
+    /// what a reload applies (app/reload.rs). A parse error names the line, column and problem but does not
     /// quote the line (it may hold a key).
     pub fn reread(&self, env: &dyn Env) -> anyhow::Result<Config> {
         let path = &self.config_file;
@@ -768,7 +768,7 @@ pub struct RawServer {
     pub allowed_hosts: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,
     pub admin_key: Option<String>,
-    /// Reload the file when it changes (server/reload.rs).
+    /// Reload the file when it changes (app/reload.rs).
     pub watch_config: Option<bool>,
     /// Serve the Responses WebSocket on `/v1/responses` (default true; false: the handshake is answered 426,
     /// the backend's "use HTTP SSE").

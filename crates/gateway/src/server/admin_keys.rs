@@ -13,12 +13,12 @@ use axum::{Json, Router};
 use dialects::{ErrorKind, GatewayError};
 use serde_json::Value;
 
+use crate::app::AppState;
+use crate::app::request_id;
 use crate::auth::now_unix;
 use crate::keys::manage::{self, KeyPatch, KeySpec, ManageError};
 use crate::keys::stored_with_usage;
-use crate::server::AppState;
 use crate::server::errors::{Shape, error_response};
-use crate::server::request_id;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()

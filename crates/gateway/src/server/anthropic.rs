@@ -24,13 +24,13 @@ use dialects::{GatewayError, OutputLimits, UpstreamRequest, Usage};
 use serde_json::{Map, Value, json};
 use tracing::warn;
 
+use crate::app::{AppState, request_id};
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{self, Exchange, StartError};
 use crate::relay::pump;
 use crate::server::errors::{Shape, body_error, error_response};
 use crate::server::handler::{Decoded, Dialect, handle};
-use crate::server::{AppState, request_id};
 use crate::tokens;
 
 /// Tokens `count_tokens` adds per image or document part: Anthropic's cost of an image at its largest

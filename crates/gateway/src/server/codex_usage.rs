@@ -21,9 +21,9 @@ use serde_json::{Value, json};
 
 use crate::accounts::select::{self, Candidate};
 use crate::accounts::{Account, QuotaSnapshot};
+use crate::app::{AppState, request_id};
 use crate::auth::now_unix;
 use crate::server::errors::{Shape, error_response};
-use crate::server::{AppState, request_id};
 
 /// The backend's window lengths (primary about five hours, secondary a week), which its headers also name.
 const PRIMARY_WINDOW_SECS: i64 = 5 * 60 * 60;

@@ -20,10 +20,10 @@ use dialects::{ErrorKind, GatewayError};
 use serde_json::{Map, Value};
 
 use crate::accounts::LeaseError;
+use crate::app::{AppState, request_id};
 use crate::relay::exchange::thread_id_for;
 use crate::relay::unary;
 use crate::server::errors::{Shape, body_error, error_response};
-use crate::server::{AppState, request_id};
 use crate::upstream::ratelimits::RateLimitHeaders;
 use crate::upstream::{CallContext, identity};
 

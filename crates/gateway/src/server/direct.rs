@@ -19,11 +19,11 @@ use futures_util::FutureExt;
 use futures_util::future::Either::{Left, Right};
 use futures_util::future::ready;
 
-use super::AppState;
 use super::anthropic::Anthropic;
 use super::guard::Policy;
 use super::handler::handle;
 use super::openai::{Chat, Responses};
+use crate::app::AppState;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

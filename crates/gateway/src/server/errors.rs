@@ -1,8 +1,12 @@
-//! Rendering a [`GatewayError`] as an HTTP response in the client's own dialect.
+//! Rendering a [`GatewayError`] as an HTTP response in the client's own dialect, and the errors of reading a
+//! request's body (too large, too slow: [`BodyTimedOut`], which the HTTP/1.1 connection fails a late body with).
 
-use axum::http::{HeaderValue, StatusCode, header};
+use std::time::Duration;
+
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dialects::GatewayError;
+use serde_json::json;
 
 /// The error shape of a route (which dialect's error body a client there parses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,11 +67,44 @@ pub fn body_error(rejection: axum::extract::rejection::BytesRejection, limit: us
             ),
         )
         .with_code("request_too_large")
-    } else if let Some(timed_out) = crate::server::http1::body_timed_out(&rejection) {
+    } else if let Some(timed_out) = body_timed_out(&rejection) {
         let mut err = GatewayError::invalid(format!("Could not read the request body: {timed_out}."));
         err.code = Some("request_body_timeout".into());
         err
     } else {
         GatewayError::invalid(format!("Could not read the request body: {rejection}"))
     }
+}
+
+/// The 405 body in `dialect`'s error shape (an invalid-request error with the 405 status). Routes that refuse a
+/// method themselves (a GET on a Gemini method path) set `Allow` on the response.
+pub fn method_not_allowed_response(dialect: Shape, method: &Method, path: &str, request_id: &str) -> Response {
+    let err =
+        GatewayError::invalid(format!("Method {method} is not allowed on {path}")).with_code("method_not_allowed");
+    if dialect == Shape::Gemini {
+        // Gemini's body repeats the HTTP status in `error.code`.
+        let (_, mut body) = dialects::gemini::error_body(&err);
+        body["error"]["code"] = json!(StatusCode::METHOD_NOT_ALLOWED.as_u16());
+        return (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response();
+    }
+    let mut resp = error_response(dialect, &err, request_id);
+    *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    resp
+}
+
+/// The request body did not arrive within `request_body_timeout_secs`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {} s (request_body_timeout_secs)", .0.as_secs_f64())]
+pub struct BodyTimedOut(pub Duration);
+
+/// The [`BodyTimedOut`] behind a body-read failure, if that was the cause.
+pub fn body_timed_out<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimedOut> {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(t) = e.downcast_ref::<BodyTimedOut>() {
+            return Some(t);
+        }
+        cause = e.source();
+    }
+    None
 }

@@ -24,14 +24,14 @@ use dialects::gemini::{
 use dialects::{ErrorKind, GatewayError, OutputLimits, Usage};
 use serde_json::{Value, json};
 
+use crate::app::{AppState, request_id};
 use crate::catalog::{self, ModelEntry};
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::Exchange;
 use crate::relay::pump;
-use crate::server::errors::{Shape, body_error, error_response};
-use crate::server::handler::{Decoded, Dialect, handle};
-use crate::server::{AppState, method_not_allowed_response, request_id, sse_response};
+use crate::server::errors::{Shape, body_error, error_response, method_not_allowed_response};
+use crate::server::handler::{Decoded, Dialect, handle, sse_response};
 use crate::tokens;
 
 /// Tokens counted per image or file part by `countTokens` (Gemini's own per-image figure).

@@ -11,7 +11,7 @@
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -22,11 +22,13 @@ use dialects::{ErrorKind, GatewayError};
 use futures_util::future::Either;
 use tower::Service;
 
+use crate::app::reload::SharedKeys;
+use crate::app::request_id;
 use crate::config::Config;
+use crate::hosts::{host_name, is_loopback_name, is_loopback_origin};
 use crate::keys::{Caller, Keys, Standing};
 use crate::record::{Api, Recorder, Sinks};
 use crate::server::errors::{Shape, error_response};
-use crate::server::request_id;
 
 /// Who may talk to one listener. Built once at start-up from the configuration.
 #[derive(Debug)]
@@ -41,7 +43,7 @@ pub struct Policy {
     bind_host: Option<String>,
     /// Lower case `scheme://host[:port]`.
     allowed_origins: Box<[String]>,
-    /// The configured keys (`api_keys`, the admin key): replaced whole by a config reload (server/reload.rs),
+    /// The configured keys (`api_keys`, the admin key): replaced whole by a config reload (app/reload.rs),
     /// read once per request (one `ArcSwap` load).
     shared: Arc<ArcSwap<SharedKeys>>,
     /// Keys the admin created, with limits (none on a policy built without them).
@@ -51,24 +53,6 @@ pub struct Policy {
     listener: Listener,
     /// Where a refusal's request record goes (none on a policy built without them).
     records: Option<Sinks>,
-}
-
-/// The keys of the configuration, as one snapshot a reload replaces.
-#[derive(Debug, Default)]
-pub struct SharedKeys {
-    /// Unrestricted client keys: `api_keys` and the admin key (none, and no created key: no key is asked for).
-    keys: Box<[String]>,
-    /// What `/admin/*` and `/metrics` accept (server/mod.rs `Config::admin_keys`).
-    admin_keys: Box<[String]>,
-}
-
-impl SharedKeys {
-    /// The main port's keys from `config`.
-    pub fn main(config: &Config) -> SharedKeys {
-        let mut keys = config.api_keys.clone();
-        keys.extend(config.access.admin_key.iter().cloned());
-        SharedKeys { keys: keys.into(), admin_keys: config.admin_keys().into() }
-    }
 }
 
 /// Which listener a policy guards: decides the dialect of refusals.
@@ -456,46 +440,6 @@ fn shown(value: Option<&[u8]>) -> String {
     }
 }
 
-/// The host part of a `Host` value or URL authority: `a.example:8080` -> `a.example`, `[::1]:80` -> `[::1]`.
-pub fn host_name(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(end) => &authority[..=end],
-            None => authority,
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => authority,
-    }
-}
-
-/// `localhost`, `*.localhost` (browsers resolve both to loopback themselves), `127.0.0.0/8`, `[::1]`.
-pub fn is_loopback_name(name: &str) -> bool {
-    // What nearly every client sends, before the general rules.
-    if name == "127.0.0.1" || name == "localhost" {
-        return true;
-    }
-    let name = name.strip_suffix('.').unwrap_or(name);
-    if name.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    let n = name.len();
-    if n > ".localhost".len() && name.is_char_boundary(n - 10) && name[n - 10..].eq_ignore_ascii_case(".localhost") {
-        return true;
-    }
-    if let Some(v6) = name.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-        return v6.parse::<std::net::Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
-    }
-    name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// `http(s)://` + a loopback name, any port, nothing after. `null` (sandboxed or file pages) is not loopback.
-pub fn is_loopback_origin(origin: &str) -> bool {
-    let rest = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
-    rest.is_some_and(|r| !r.contains('/') && is_loopback_name(host_name(r)))
-}
-
 /// A browser made this request: it sends `Origin` on every cross-origin request and on POSTs, and the
 /// `Sec-Fetch-*` metadata on every request. Tools (curl, SDKs) send neither.
 fn from_browser(headers: &HeaderMap) -> bool {
@@ -608,31 +552,6 @@ mod tests {
             b = b.header("host", *host);
         }
         b.body(()).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    #[test]
-    fn host_names() {
-        for (authority, name) in [
-            ("localhost:8765", "localhost"),
-            ("a.example", "a.example"),
-            ("[::1]:80", "[::1]"),
-            ("[::1]", "[::1]"),
-            ("127.0.0.1:0", "127.0.0.1"),
-            ("evil:x", "evil:x"),
-        ] {
-            assert_eq!(host_name(authority), name, "{authority}");
-        }
-    }
-
-    #[test]
-    fn loopback_names() {
-        for n in ["localhost", "LOCALHOST", "localhost.", "app.localhost", "127.0.0.1", "127.9.8.7", "[::1]"] {
-            assert!(is_loopback_name(n), "{n}");
-        }
-        for n in ["evil.example", "localhost.evil.example", "evillocalhost", "10.0.0.1", "0.0.0.0", "[::2]", "", "::1"]
-        {
-            assert!(!is_loopback_name(n), "{n}");
-        }
     }
 
     #[test]

@@ -11,18 +11,18 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use bytes::Bytes;
 use dialects::encoder::StreamEncoder;
 use dialects::{GatewayError, OutputLimits, UpstreamRequest, Usage};
 
+use crate::app::{AppState, request_id};
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{self, Exchange, StartError};
 use crate::relay::pump;
 use crate::server::errors::{Shape, body_error, error_response};
-use crate::server::{AppState, request_id, sse_response};
 use crate::upstream::ratelimits::RateLimitHeaders;
 
 /// One client dialect, as the generic handler drives it.
@@ -120,7 +120,7 @@ pub async fn handle<D: Dialect>(
     match serve::<D>(&state, route, caller, headers, body, &mut record).await {
         Ok(Reply::Stream { mut ex, answer, limits }) => {
             let cfg = &state.config;
-            // The keepalive applies live (server/reload.rs): one snapshot load per stream.
+            // The keepalive applies live (app/reload.rs): one snapshot load per stream.
             let keepalive = state.live.config().keepalive;
             let encoder = D::encoder(&answer);
             // The head first (the record moves into the body, which ends it).
@@ -178,4 +178,17 @@ async fn serve<D: Dialect>(
     let rate_limits = std::mem::take(&mut ex.rate_limits);
     let (response, usage) = D::whole(ex, answer, req.limits, state.config.upstream_idle_timeout, record).await?;
     Ok(Reply::Whole(response, usage, rate_limits))
+}
+
+/// SSE response headers around a streaming body.
+pub fn sse_response(body: axum::body::Body) -> Response {
+    let mut resp = Response::new(body);
+    // Room for these three, the request id and the serving account's rate-limit headers (a dozen, put on by the
+    // handler): grown on the way, the map was reallocated and rehashed on every streamed answer.
+    *resp.headers_mut() = HeaderMap::with_capacity(20);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
 }

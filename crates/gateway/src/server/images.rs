@@ -18,11 +18,11 @@ use dialects::images::{self, FormField, ImageRequest, Operation};
 use dialects::{ErrorKind, GatewayError, Usage};
 
 use crate::accounts::LeaseError;
+use crate::app::{AppState, request_id};
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::unary;
 use crate::server::errors::{Shape, body_error, error_response};
-use crate::server::{AppState, request_id};
 use crate::upstream::CallContext;
 use crate::upstream::ratelimits::RateLimitHeaders;
 

@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use dialects::GatewayError;
 use serde_json::{Value, json};
 
+use crate::app::AppState;
+use crate::app::request_id;
 use crate::catalog;
-use crate::server::AppState;
 use crate::server::errors::{Shape, error_response};
-use crate::server::request_id;
 
 const CREATED: u64 = 1_767_225_600; // 2026-01-01, a fixed date: the backend does not report one.
 

@@ -32,15 +32,16 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::{info, warn};
 
+use crate::app::{AppState, request_id};
 use crate::catalog;
 use crate::config::Config;
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{Exchange, StartError};
 use crate::relay::pump;
-use crate::server::errors::{Shape, body_error, error_response};
+use crate::server::errors::{Shape, body_error, error_response, method_not_allowed_response};
 use crate::server::handler::{self, Dialect, handle};
-use crate::server::{AppState, guard, models, openai, request_id};
+use crate::server::{guard, models, openai, others};
 
 /// Bind the bridge's listener when it is enabled, and say where it listens (stdout, after the main line).
 pub async fn bind(config: &Config) -> anyhow::Result<Option<TcpListener>> {
@@ -79,7 +80,7 @@ pub fn serve(
         );
         let timeouts = state.config.timeouts.clone();
         // Its own drain: the bridge serves no WebSocket, and its connections are waited for by its own loop.
-        let drain = super::listen::Drain::default();
+        let drain = crate::app::Drain::default();
         let app = router(state, policy.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -111,7 +112,7 @@ pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.records.clone(), crate::server::record_other));
+        .layer(axum::middleware::from_fn_with_state(state.records.clone(), others::record_other));
     Router::new()
         .route("/api/chat", post(chat))
         .route("/api/generate", post(generate))
@@ -151,9 +152,9 @@ async fn not_found(req: Request) -> Response {
 async fn method_not_allowed(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let path = req.uri().path();
     let dialect = if path.starts_with("/v1/") { Shape::OpenAi } else { Shape::Ollama };
-    let route = crate::server::method_route(&req);
+    let route = others::method_route(&req);
     let record = Recorder::new(state.records.clone(), Api::Other, route, request_id(req.headers()));
-    let response = crate::server::method_not_allowed_response(dialect, req.method(), path, record.request_id());
+    let response = method_not_allowed_response(dialect, req.method(), path, record.request_id());
     record.finish(response.status().as_u16());
     response
 }

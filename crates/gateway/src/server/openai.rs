@@ -14,12 +14,12 @@ use dialects::chat::{ChatEncoder, ChatOptions, render_completion};
 use dialects::responses::{Passthrough, ResponsesAssembler};
 use dialects::{GatewayError, OutputLimits, Usage};
 
+use crate::app::AppState;
 use crate::auth::now_unix;
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::Exchange;
 use crate::relay::pump;
-use crate::server::AppState;
 use crate::server::errors::Shape;
 use crate::server::handler::{Decoded, Dialect, handle};
 

@@ -18,10 +18,11 @@ use axum::response::{IntoResponse, Response};
 use dialects::{ErrorKind, GatewayError};
 use serde_json::json;
 
+use crate::app::{AppState, request_id};
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
-use crate::server::errors::{Shape, error_response};
-use crate::server::{AppState, method_not_allowed_response, method_route, request_id};
+use crate::server::errors::{Shape, error_response, method_not_allowed_response};
+use crate::server::others::method_route;
 
 mod conversation;
 mod frames;

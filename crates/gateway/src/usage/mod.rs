@@ -119,7 +119,7 @@ pub struct Ledger {
     reader: Mutex<Option<Connection>>,
     /// The team's PostgreSQL store, when the ledger lives there: queries read it, not the file.
     pg: Option<Arc<PgStore>>,
-    /// `[usage.prices]`, replaced by a config reload (server/reload.rs); read once per ledger query.
+    /// `[usage.prices]`, replaced by a config reload (app/reload.rs); read once per ledger query.
     prices: arc_swap::ArcSwap<pricing::Prices>,
     shared: Arc<Shared>,
     /// A sender kept to wake the writer at shutdown (`None`: the ledger is off, nothing is written).

@@ -32,15 +32,15 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::debug;
 
-use super::AppState;
 use super::direct::{self, ModelCall};
+use super::errors::BodyTimedOut;
 use super::guard::{Guard, Policy};
+use crate::app::AppState;
 
 mod fallback;
 mod head;
 mod write;
 
-pub use fallback::{BodyTimedOut, body_timed_out};
 use head::Head;
 
 /// How long a client may take to send a request's head, counted from when the connection waits for one (as
