@@ -50,10 +50,26 @@ pub struct RawConfig {
     pub dashboard: Option<RawDashboard>,
     pub usage: Option<RawUsage>,
     pub store: Option<RawStore>,
-    // --- issue 25 (protocol): `[upstream]`, the client identity presented upstream (upstream/identity.rs).
-    pub upstream: Option<crate::upstream::identity::RawUpstream>,
+    pub upstream: Option<RawUpstream>,
     /// `[keys.NAME]`: client keys defined in the file, with limits (applied again on reload).
     pub keys: Option<std::collections::BTreeMap<String, RawKey>>,
+}
+
+/// `[upstream]` in the config file: the client identity presented upstream (upstream/identity/) and the
+/// upstream transport.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// The Codex client version presented (`version` header, catalog query); `x.y.z`.
+    pub client_version: Option<String>,
+    /// The User-Agent presented; default the official client's: `codex_cli_rs/<version> (<os> <os version>;
+    /// <arch>) <terminal>`.
+    pub user_agent: Option<String>,
+    // The WebSocket upstream: resolved by `upstream_transport::ws::WsSettings`.
+    /// `auto` (default), `websocket` or `sse`.
+    pub transport: Option<upstream_transport::ws::Transport>,
+    pub websocket_max_per_account: Option<usize>,
+    pub websocket_idle_timeout_secs: Option<f64>,
 }
 
 /// `[keys.NAME]`: a client key written in the configuration file, with the limits created keys have.
@@ -467,7 +483,8 @@ impl Config {
             upstream.and_then(|u| u.websocket_max_per_account),
             upstream.and_then(|u| u.websocket_idle_timeout_secs),
         )?;
-        let client = crate::upstream::identity::ClientIdentity::resolve(raw.upstream)?;
+        let (version, user_agent) = raw.upstream.map(|u| (u.client_version, u.user_agent)).unwrap_or_default();
+        let client = crate::upstream::identity::ClientIdentity::resolve(version, user_agent)?;
         Ok(Config {
             client,
             upstream_ws,
