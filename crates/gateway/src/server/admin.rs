@@ -16,7 +16,8 @@ use crate::accounts::manage::{self, ImportSource};
 use crate::app::reload::{Trigger, reload_logged};
 use crate::app::{AppState, request_id};
 use crate::auth::now_unix;
-use crate::server::errors::{Shape, error_response};
+use crate::server::errors::error_response;
+use crate::server::openai;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -42,7 +43,7 @@ type Result<T> = std::result::Result<T, GatewayError>;
 fn reply(headers: &HeaderMap, r: Result<Value>) -> Response {
     match r {
         Ok(v) => Json(v).into_response(),
-        Err(e) => error_response(Shape::OpenAi, &e, &request_id(headers)),
+        Err(e) => error_response(openai::SHAPE, &e, &request_id(headers)),
     }
 }
 
@@ -125,7 +126,7 @@ async fn add(State(s): State<Arc<AppState>>, headers: HeaderMap, body: axum::bod
     .await;
     match r {
         Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
-        Err(e) => error_response(Shape::OpenAi, &e, &request_id(&headers)),
+        Err(e) => error_response(openai::SHAPE, &e, &request_id(&headers)),
     }
 }
 
@@ -147,7 +148,7 @@ async fn export(State(s): State<Arc<AppState>>, headers: HeaderMap, Query(q): Qu
              this machine (it reads the store directly).",
         )
         .with_code("secrets_need_a_key");
-        return error_response(Shape::OpenAi, &err, &request_id(&headers));
+        return error_response(openai::SHAPE, &err, &request_id(&headers));
     }
     reply(&headers, manage::export(s.pool.store(), q.include_secrets).map_err(internal))
 }
@@ -272,11 +273,11 @@ async fn reload_now(State(state): State<Arc<AppState>>) -> Response {
 /// `GET /admin/usage` (usage/api.rs).
 async fn usage(State(s): State<Arc<AppState>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let answer = crate::usage::api::usage(&s.ledger, raw.as_deref()).await;
-    answer.unwrap_or_else(|e| error_response(Shape::OpenAi, &e, &request_id(&headers)))
+    answer.unwrap_or_else(|e| error_response(openai::SHAPE, &e, &request_id(&headers)))
 }
 
 /// `GET /admin/requests` (usage/api.rs).
 async fn requests(State(s): State<Arc<AppState>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let answer = crate::usage::api::requests(&s.ledger, raw.as_deref()).await;
-    answer.unwrap_or_else(|e| error_response(Shape::OpenAi, &e, &request_id(&headers)))
+    answer.unwrap_or_else(|e| error_response(openai::SHAPE, &e, &request_id(&headers)))
 }

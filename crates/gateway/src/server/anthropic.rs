@@ -29,8 +29,9 @@ use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{self, Exchange, StartError};
 use crate::relay::pump;
-use crate::server::errors::{Shape, body_error, error_response};
-use crate::server::handler::{Decoded, Dialect, handle};
+use crate::server::dialect::{Decoded, Dialect, Shape};
+use crate::server::errors::{body_error, error_response};
+use crate::server::handler::handle;
 use crate::tokens;
 
 /// Tokens `count_tokens` adds per image or document part: Anthropic's cost of an image at its largest
@@ -77,7 +78,6 @@ pub struct MessageAnswer {
 
 impl Dialect for Anthropic {
     const API: Api = Api::Anthropic;
-    const SHAPE: Shape = Shape::Anthropic;
     type Route = ();
     type Answer = MessageAnswer;
     type Encoder = AnthropicEncoder;
@@ -111,6 +111,10 @@ impl Dialect for Anthropic {
 
     fn start_error(err: StartError, req: &UpstreamRequest) -> GatewayError {
         explain_model_error(err, req)
+    }
+
+    fn error_body(err: &GatewayError, request_id: &str) -> (u16, Value) {
+        dialects::anthropic::error_response(err, request_id)
     }
 
     fn encoder(a: &MessageAnswer) -> AnthropicEncoder {
@@ -240,7 +244,7 @@ async fn count_tokens(
     };
     match counted {
         Ok(n) => with_request_id(Json(json!({"input_tokens": n})).into_response(), &request_id(&headers)),
-        Err(e) => error_response(Shape::Anthropic, &e, &request_id(&headers)),
+        Err(e) => error_response(Shape::of::<Anthropic>(), &e, &request_id(&headers)),
     }
 }
 

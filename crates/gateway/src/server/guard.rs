@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use dialects::{ErrorKind, GatewayError};
 use futures_util::future::Either;
 use tower::Service;
@@ -28,7 +28,12 @@ use crate::config::Config;
 use crate::hosts::{host_name, is_loopback_name, is_loopback_origin};
 use crate::keys::{Caller, Keys, Standing};
 use crate::record::{Api, Recorder, Sinks};
-use crate::server::errors::{Shape, error_response};
+use crate::server::dialect::Shape;
+use crate::server::errors::{error_response, error_response_with_status};
+use crate::server::gemini;
+use crate::server::ollama::Ollama;
+use crate::server::openai;
+use crate::server::routes::shape_of;
 
 /// Who may talk to one listener. Built once at start-up from the configuration.
 #[derive(Debug)]
@@ -238,11 +243,11 @@ impl Policy {
                 .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
                 .filter(|(k, _)| k == "key")
         };
-        let gemini = Shape::from_path(req.uri().path()) == Shape::Gemini;
-        if gemini && query_keys().any(|(_, v)| any_equal(&shared.keys, &v)) {
+        let gemini_path = gemini::owns(req.uri().path());
+        if gemini_path && query_keys().any(|(_, v)| any_equal(&shared.keys, &v)) {
             return Ok(None);
         }
-        if gemini && let Some(key) = created.and_then(|c| query_keys().find_map(|(_, v)| c.find(&v))) {
+        if gemini_path && let Some(key) = created.and_then(|c| query_keys().find_map(|(_, v)| c.find(&v))) {
             return standing(key);
         }
         let none = presented.iter().all(Option::is_none) && query_keys().next().is_none();
@@ -252,28 +257,19 @@ impl Policy {
     /// The refusal in the dialect of the path (the bridge: Ollama's, OpenAI's under `/v1/`).
     pub fn refuse<B>(&self, refusal: Refusal, req: &Request<B>) -> Response {
         let path = req.uri().path();
-        let dialect = match self.listener {
-            Listener::Main => Shape::from_path(path),
-            Listener::OllamaBridge if path.starts_with("/v1/") => Shape::OpenAi,
-            Listener::OllamaBridge => Shape::Ollama,
+        let shape = match self.listener {
+            Listener::Main => shape_of(path),
+            Listener::OllamaBridge if path.starts_with("/v1/") => openai::SHAPE,
+            Listener::OllamaBridge => Shape::of::<Ollama>(),
         };
         let err = self.error(refusal, req);
         // The router's request-id layer has not run yet: take the client's id or make one.
         let rid = Some(request_id(req.headers())).filter(|r| !r.is_empty());
         let rid = rid.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let mut resp = match (refusal, dialect) {
-            // 415 in place of the 400 `InvalidRequest` renders as; Gemini's body repeats the status as `code`.
-            (Refusal::ContentType, Shape::Gemini) => {
-                let (_, mut body) = dialects::gemini::error_body(&err);
-                body["error"]["code"] = 415.into();
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, axum::Json(body)).into_response()
-            }
-            (Refusal::ContentType, _) => {
-                let mut resp = error_response(dialect, &err, &rid);
-                *resp.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-                resp
-            }
-            _ => error_response(dialect, &err, &rid),
+        let mut resp = match refusal {
+            // 415 in place of the 400 `InvalidRequest` renders as.
+            Refusal::ContentType => error_response_with_status(shape, &err, &rid, StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            _ => error_response(shape, &err, &rid),
         };
         if let Ok(v) = HeaderValue::from_str(&rid) {
             resp.headers_mut().insert("x-request-id", v);
@@ -336,14 +332,12 @@ impl Policy {
                 "Missing API key: send the gateway's key as `Authorization: Bearer <key>` (or x-api-key).",
             )
             .with_code("invalid_api_key"),
-            Refusal::WrongKey if Shape::from_path(req.uri().path()) != Shape::Gemini && has_query_key(req) => {
-                GatewayError::new(
-                    ErrorKind::Unauthorized,
-                    "`?key=` is accepted only on the Gemini routes: send the gateway's key as \
+            Refusal::WrongKey if !gemini::owns(req.uri().path()) && has_query_key(req) => GatewayError::new(
+                ErrorKind::Unauthorized,
+                "`?key=` is accepted only on the Gemini routes: send the gateway's key as \
                      `Authorization: Bearer <key>` (or x-api-key).",
-                )
-                .with_code("invalid_api_key")
-            }
+            )
+            .with_code("invalid_api_key"),
             Refusal::WrongKey => GatewayError::new(ErrorKind::Unauthorized, "Invalid API key for this gateway.")
                 .with_code("invalid_api_key"),
             Refusal::KeyRevoked => {

@@ -23,6 +23,7 @@ mod admin_keys;
 mod anthropic;
 mod codex_usage;
 mod compact;
+pub mod dialect;
 mod direct;
 pub mod errors;
 mod gemini;
@@ -35,9 +36,10 @@ mod models;
 mod ollama;
 mod openai;
 mod others;
+mod routes;
 mod websocket;
 
-use errors::{Shape, error_response};
+use errors::error_response;
 
 /// The full router. Requests reach it through the guard (host, origin, client key: guard.rs), which
 /// `listen::serve` puts in front of it on each connection.
@@ -180,7 +182,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             .into_response(),
         None => {
             let err = GatewayError::new(ErrorKind::NotFound, "Metrics are off ([metrics] enabled = false).");
-            error_response(Shape::OpenAi, &err, "")
+            error_response(openai::SHAPE, &err, "")
         }
     }
 }

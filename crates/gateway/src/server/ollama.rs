@@ -39,8 +39,9 @@ use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{Exchange, StartError};
 use crate::relay::pump;
-use crate::server::errors::{Shape, body_error, error_response, method_not_allowed_response};
-use crate::server::handler::{self, Dialect, handle};
+use crate::server::dialect::{self, Dialect, Shape};
+use crate::server::errors::{body_error, error_response, method_not_allowed_response};
+use crate::server::handler::handle;
 use crate::server::{guard, models, openai, others};
 
 /// Bind the bridge's listener when it is enabled, and say where it listens (stdout, after the main line).
@@ -129,7 +130,7 @@ pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
 }
 
 fn fail(request_id: &str, err: &GatewayError) -> Response {
-    error_response(Shape::Ollama, err, request_id)
+    error_response(Shape::of::<Ollama>(), err, request_id)
 }
 
 async fn root() -> &'static str {
@@ -151,10 +152,10 @@ async fn not_found(req: Request) -> Response {
 /// A bridge route with a method it does not serve: 405 in Ollama's shape (OpenAI's under `/v1/`), with `Allow`.
 async fn method_not_allowed(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let path = req.uri().path();
-    let dialect = if path.starts_with("/v1/") { Shape::OpenAi } else { Shape::Ollama };
+    let shape = if path.starts_with("/v1/") { openai::SHAPE } else { Shape::of::<Ollama>() };
     let route = others::method_route(&req);
     let record = Recorder::new(state.records.clone(), Api::Other, route, request_id(req.headers()));
-    let response = method_not_allowed_response(dialect, req.method(), path, record.request_id());
+    let response = method_not_allowed_response(shape, req.method(), path, record.request_id());
     record.finish(response.status().as_u16());
     response
 }
@@ -236,7 +237,6 @@ pub struct OllamaAnswer {
 
 impl Dialect for Ollama {
     const API: Api = Api::Ollama;
-    const SHAPE: Shape = Shape::Ollama;
     type Route = Endpoint;
     type Answer = OllamaAnswer;
     type Encoder = OllamaEncoder;
@@ -246,7 +246,7 @@ impl Dialect for Ollama {
         endpoint: Endpoint,
         _: &HeaderMap,
         body: Bytes,
-    ) -> Result<handler::Decoded<Ollama>, GatewayError> {
+    ) -> Result<dialect::Decoded<Ollama>, GatewayError> {
         let started = Instant::now();
         let created_at = now_rfc3339();
         let decoded = match endpoint {
@@ -257,17 +257,21 @@ impl Dialect for Ollama {
         match decoded {
             Decoded::Request(req, opts) => {
                 let model = req.model.requested.clone();
-                Ok(handler::Decoded::Relay(
+                Ok(dialect::Decoded::Relay(
                     req,
                     OllamaAnswer { endpoint, model, created_at, think: opts.think, started },
                 ))
             }
-            Decoded::Load { model } => load(state, &model, &created_at, endpoint).await.map(handler::Decoded::Answered),
+            Decoded::Load { model } => load(state, &model, &created_at, endpoint).await.map(dialect::Decoded::Answered),
         }
     }
 
     fn start_error(err: StartError, req: &UpstreamRequest) -> GatewayError {
         if err.is_unknown_model() { unknown_model(&req.model.requested) } else { err.into_error() }
+    }
+
+    fn error_body(err: &GatewayError, _: &str) -> (u16, Value) {
+        dialects::ollama::error_body(err)
     }
 
     fn encoder(a: &OllamaAnswer) -> OllamaEncoder {

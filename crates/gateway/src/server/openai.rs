@@ -13,6 +13,7 @@ use bytes::Bytes;
 use dialects::chat::{ChatEncoder, ChatOptions, render_completion};
 use dialects::responses::{Passthrough, ResponsesAssembler};
 use dialects::{GatewayError, OutputLimits, Usage};
+use serde_json::Value;
 
 use crate::app::AppState;
 use crate::auth::now_unix;
@@ -20,8 +21,8 @@ use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::Exchange;
 use crate::relay::pump;
-use crate::server::errors::Shape;
-use crate::server::handler::{Decoded, Dialect, handle};
+use crate::server::dialect::{Decoded, Dialect, Shape};
+use crate::server::handler::handle;
 
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
@@ -53,9 +54,17 @@ pub struct ChatAnswer {
     opts: ChatOptions,
 }
 
+/// OpenAI's error answer: the gateway's own routes (model lists, admin, images, compaction) answer in it too, and
+/// so does a path that no other dialect's routes claim.
+pub const SHAPE: Shape = Shape::of::<Chat>();
+
+/// `(status, {"error":{message, type, param, code}})`.
+fn openai_error(err: &GatewayError) -> (u16, Value) {
+    (err.status(), err.openai_body())
+}
+
 impl Dialect for Chat {
     const API: Api = Api::Chat;
-    const SHAPE: Shape = Shape::OpenAi;
     type Route = ();
     type Answer = ChatAnswer;
     type Encoder = ChatEncoder;
@@ -65,6 +74,10 @@ impl Dialect for Chat {
         let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
         let answer = ChatAnswer { id, created: now_unix() as u64, model: req.model.requested.clone(), opts };
         Ok(Decoded::Relay(req, answer))
+    }
+
+    fn error_body(err: &GatewayError, _: &str) -> (u16, Value) {
+        openai_error(err)
     }
 
     fn encoder(a: &ChatAnswer) -> ChatEncoder {
@@ -89,7 +102,6 @@ pub struct Responses;
 
 impl Dialect for Responses {
     const API: Api = Api::Responses;
-    const SHAPE: Shape = Shape::OpenAi;
     type Route = ();
     type Answer = ();
     type Encoder = Passthrough;
@@ -107,6 +119,10 @@ impl Dialect for Responses {
             }
         }
         Ok(Decoded::Relay(req, ()))
+    }
+
+    fn error_body(err: &GatewayError, _: &str) -> (u16, Value) {
+        openai_error(err)
     }
 
     fn encoder(_: &()) -> Passthrough {

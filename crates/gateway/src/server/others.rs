@@ -10,7 +10,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use dialects::{ErrorKind, GatewayError};
 
-use super::errors::{Shape, error_response, method_not_allowed_response};
+use super::errors::{error_response, method_not_allowed_response};
+use super::routes::shape_of;
 use crate::app::{AppState, request_id};
 use crate::record::{Api, Recorder, Sinks};
 
@@ -27,7 +28,7 @@ pub async fn record_other(State(sinks): State<Sinks>, req: Request, next: axum::
 pub async fn not_found(headers: HeaderMap, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let err = GatewayError::new(ErrorKind::NotFound, format!("No route for {} {path}", req.method()));
-    error_response(Shape::from_path(&path), &err, &request_id(&headers))
+    error_response(shape_of(&path), &err, &request_id(&headers))
 }
 
 /// A known path with a method it does not serve: 405 in the route's dialect. axum adds the `Allow` header from
@@ -35,7 +36,7 @@ pub async fn not_found(headers: HeaderMap, req: Request) -> Response {
 pub async fn method_not_allowed(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let path = req.uri().path();
     let record = Recorder::new(state.records.clone(), Api::Other, method_route(&req), request_id(req.headers()));
-    let response = method_not_allowed_response(Shape::from_path(path), req.method(), path, record.request_id());
+    let response = method_not_allowed_response(shape_of(path), req.method(), path, record.request_id());
     record.finish(response.status().as_u16());
     response
 }

@@ -164,7 +164,7 @@ fn ambiguous_length() -> Response {
          twice); send one.",
     )
     .with_code("ambiguous_body_length");
-    super::errors::error_response(super::errors::Shape::OpenAi, &error, "")
+    super::errors::error_response(super::openai::SHAPE, &error, "")
 }
 
 /// Read the next request: its head within [`HEADER_READ_TIMEOUT`], its body within `request_body_timeout_secs`
