@@ -25,23 +25,16 @@ use serde_json::{Map, Value, json};
 use tracing::warn;
 
 use crate::app::{AppState, request_id};
-use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{self, Exchange, StartError};
 use crate::relay::pump;
 use crate::server::dialect::{Decoded, Dialect, Shape};
 use crate::server::errors::{body_error, error_response};
-use crate::server::handler::handle;
 use crate::tokens;
 
 /// Tokens `count_tokens` adds per image or document part: Anthropic's cost of an image at its largest
 /// (about 1.15 megapixels / 750). The gateway does not decode images, so this is an upper-end estimate.
 const TOKENS_PER_IMAGE: u64 = 1_600;
-
-/// The model call, served by the generic handler.
-pub fn model_routes() -> Router<Arc<AppState>> {
-    Router::new().route("/v1/messages", post(messages))
-}
 
 /// The token count (local, no upstream call).
 pub fn other_routes() -> Router<Arc<AppState>> {
@@ -54,16 +47,6 @@ fn with_request_id(mut resp: Response, request_id: &str) -> Response {
         resp.headers_mut().insert("request-id", v);
     }
     resp
-}
-
-/// `POST /v1/messages`.
-async fn messages(
-    State(state): State<Arc<AppState>>,
-    caller: Option<Caller>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle::<Anthropic>(state, (), "/v1/messages", caller, headers, body).await
 }
 
 /// Anthropic Messages, translated to and from Responses (`dialects::anthropic`).

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use dialects::{ErrorKind, GatewayError};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -64,16 +64,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::dashboard::routes(state.clone()))
         .fallback(others::not_found)
         .layer(axum::middleware::from_fn_with_state(state.records.clone(), others::record_other));
-    // On the main listener the POSTs of the OpenAI and Anthropic model routes are served by direct.rs, not by
-    // these routes (same handlers; its list of paths must match them). The Ollama bridge and requests hyper
-    // serves (chunked or large bodies) still come here.
-    let router = Router::new()
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/chat/completions", post(openai::chat_completions))
-        .route("/v1/responses", post(openai::responses).get(websocket::handshake))
-        .route("/responses", post(openai::responses).get(websocket::handshake))
+    // The model routes of the table (routes.rs): on the main listener their POSTs are served by direct.rs from
+    // the same table, not by these routes; the Ollama bridge and requests hyper serves (chunked or large bodies)
+    // still come here. The Responses WebSocket shares its paths with the Responses route.
+    let router = routes::model_routes()
+        .route("/v1/responses", get(websocket::handshake))
+        .route("/responses", get(websocket::handshake))
         .merge(gemini::model_routes())
-        .merge(anthropic::model_routes())
         .merge(images::routes())
         .merge(others)
         // Set after the merge, so it covers every route; it records its answers itself.

@@ -42,6 +42,7 @@ use crate::relay::pump;
 use crate::server::dialect::{self, Dialect, Shape};
 use crate::server::errors::{body_error, error_response, method_not_allowed_response};
 use crate::server::handler::handle;
+use crate::server::routes::ModelCall;
 use crate::server::{guard, models, openai, others};
 
 /// Bind the bridge's listener when it is enabled, and say where it listens (stdout, after the main line).
@@ -117,8 +118,8 @@ pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
     Router::new()
         .route("/api/chat", post(chat))
         .route("/api/generate", post(generate))
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/responses", post(openai::responses))
+        .route("/v1/chat/completions", ModelCall::Chat.route())
+        .route("/v1/responses", ModelCall::Responses.route())
         .merge(others)
         // Set after the merge, so it covers every route; it records its answers itself.
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,12 +1,9 @@
 //! OpenAI routes: Chat Completions (translated) and Responses (passthrough), as [`Dialect`]s of the generic
 //! handler.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -17,32 +14,10 @@ use serde_json::Value;
 
 use crate::app::AppState;
 use crate::auth::now_unix;
-use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::Exchange;
 use crate::relay::pump;
 use crate::server::dialect::{Decoded, Dialect, Shape};
-use crate::server::handler::handle;
-
-/// `POST /v1/chat/completions`.
-pub async fn chat_completions(
-    State(state): State<Arc<AppState>>,
-    caller: Option<Caller>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle::<Chat>(state, (), "/v1/chat/completions", caller, headers, body).await
-}
-
-/// `POST /v1/responses`.
-pub async fn responses(
-    State(state): State<Arc<AppState>>,
-    caller: Option<Caller>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle::<Responses>(state, (), "/v1/responses", caller, headers, body).await
-}
 
 /// OpenAI Chat Completions, translated to and from Responses (`dialects::chat`).
 pub struct Chat;

@@ -32,9 +32,10 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::debug;
 
-use super::direct::{self, ModelCall};
+use super::direct;
 use super::errors::BodyTimedOut;
 use super::guard::{Guard, Policy};
+use super::routes::ModelCall;
 use crate::app::AppState;
 
 mod fallback;
