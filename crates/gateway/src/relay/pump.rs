@@ -73,8 +73,14 @@ fn limiter_for(limits: OutputLimits, input_estimate: u64) -> Option<Limiter> {
 #[repr(C)]
 struct Pump<E: StreamEncoder> {
     /// Yield once before the next chunk, so the connection writes the one it was just given (it keeps polling a
-    /// ready body and writes only once it is pending, server/http1/write.rs). Load-bearing for time to first byte; see the
-    /// early first chunk in `poll_chunk`.
+    /// ready body and writes only once it is pending, server/http1/write.rs): the early first chunk.
+    ///
+    /// Load-bearing for performance: while a stream is the only one open (`metrics::streams`), ending its first
+    /// chunk at the first event with output and yielding once gets the first byte out 30-45 us sooner; done for
+    /// every stream, the same trick cost ~5% more CPU per request at c=64, so the count keeps it to the case where
+    /// it is free (bench/notes.md, "Tried and not kept"). The count is relaxed and approximate on purpose: a stale
+    /// reading only picks the other, equally correct, chunking for one chunk. It is read only while a stream's
+    /// first chunk is built; keep it off the per-event path of the rest of the stream.
     yield_first: bool,
     done: bool,
     /// Whether the first chunk of the body went out (see `poll_chunk`).
@@ -189,12 +195,7 @@ impl<E: StreamEncoder> Pump<E> {
             if self.encoder.is_finished() {
                 self.done = true;
             }
-            // The early first chunk, load-bearing for performance: while a stream is the only one open, ending its
-            // first chunk at the first event with output and yielding once gets the first byte out 30-45 us sooner;
-            // done for every stream, the same trick cost ~5% more CPU per request at c=64, so the count keeps it to
-            // the case where it is free (bench/notes.md, "Tried and not kept"). The count is relaxed and approximate
-            // on purpose: a stale reading only picks the other, equally correct, chunking for one chunk. It is read
-            // only while a stream's first chunk is built; keep it off the per-event path of the rest of the stream.
+            // The early first chunk (see `yield_first`).
             if !self.started && !out.is_empty() && !self.done && open_streams() == 1 {
                 self.yield_first = true;
                 break;
