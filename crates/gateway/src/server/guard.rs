@@ -31,8 +31,6 @@ use crate::record::{Api, Recorder, Sinks};
 use crate::server::dialect::Shape;
 use crate::server::errors::{error_response, error_response_with_status};
 use crate::server::gemini;
-use crate::server::ollama::Ollama;
-use crate::server::openai;
 use crate::server::routes::shape_of;
 
 /// Who may talk to one listener. Built once at start-up from the configuration.
@@ -56,11 +54,14 @@ pub struct Policy {
     /// `[metrics] public`: `/metrics` needs no key (a scraper on a private network).
     metrics_public: bool,
     listener: Listener,
+    /// The error shape of a refusal, by path: the listener's routes decide (routes.rs `shape_of` on the main
+    /// port; the bridge's own).
+    shape_of: fn(&str) -> Shape,
     /// Where a refusal's request record goes (none on a policy built without them).
     records: Option<Sinks>,
 }
 
-/// Which listener a policy guards: decides the dialect of refusals.
+/// Which listener a policy guards: decides which keys it asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Listener {
     Main,
@@ -103,10 +104,12 @@ impl Policy {
     }
 
     /// The Ollama bridge's: the same host and origin lists, and no client key (Ollama clients send none). A
-    /// created key that is presented is still honoured (its limits, revocation and expiry apply).
-    pub fn ollama_bridge(config: &Config, created: Arc<Keys>) -> Policy {
+    /// created key that is presented is still honoured (its limits, revocation and expiry apply). Refusals take
+    /// `shape_of` the path (the bridge's routes).
+    pub fn ollama_bridge(config: &Config, created: Arc<Keys>, shape_of: fn(&str) -> Shape) -> Policy {
         let mut p = Policy::new(config, config.ollama.listen.ip(), Listener::OllamaBridge);
         p.created = Some(created);
+        p.shape_of = shape_of;
         p
     }
 
@@ -126,6 +129,7 @@ impl Policy {
             records: None,
             metrics_public: false,
             listener,
+            shape_of,
         }
     }
 
@@ -257,11 +261,7 @@ impl Policy {
     /// The refusal in the dialect of the path (the bridge: Ollama's, OpenAI's under `/v1/`).
     pub fn refuse<B>(&self, refusal: Refusal, req: &Request<B>) -> Response {
         let path = req.uri().path();
-        let shape = match self.listener {
-            Listener::Main => shape_of(path),
-            Listener::OllamaBridge if path.starts_with("/v1/") => openai::SHAPE,
-            Listener::OllamaBridge => Shape::of::<Ollama>(),
-        };
+        let shape = (self.shape_of)(path);
         let err = self.error(refusal, req);
         // The router's request-id layer has not run yet: take the client's id or make one.
         let rid = Some(request_id(req.headers())).filter(|r| !r.is_empty());
@@ -504,6 +504,7 @@ pub fn loopback_without_keys() -> Policy {
         created: None,
         metrics_public: false,
         listener: Listener::Main,
+        shape_of,
         records: None,
     }
 }
@@ -524,6 +525,7 @@ mod tests {
             records: None,
             metrics_public: false,
             listener: Listener::Main,
+            shape_of,
         }
     }
 

@@ -78,7 +78,8 @@ pub fn serve(
     let shutdown = shutdown.shared();
     if let Some(listener) = listener {
         let policy = Arc::new(
-            guard::Policy::ollama_bridge(&state.config, state.keys.clone()).with_records(state.records.clone()),
+            guard::Policy::ollama_bridge(&state.config, state.keys.clone(), shape_of)
+                .with_records(state.records.clone()),
         );
         let timeouts = state.config.timeouts.clone();
         // Its own drain: the bridge serves no WebSocket, and its connections are waited for by its own loop.
@@ -130,6 +131,11 @@ pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
         .with_state(state)
 }
 
+/// The error shape of a path of the bridge: OpenAI's under `/v1/`, else Ollama's (the guard's refusals too).
+fn shape_of(path: &str) -> Shape {
+    if path.starts_with("/v1/") { openai::SHAPE } else { Shape::of::<Ollama>() }
+}
+
 fn fail(request_id: &str, err: &GatewayError) -> Response {
     error_response(Shape::of::<Ollama>(), err, request_id)
 }
@@ -153,7 +159,7 @@ async fn not_found(req: Request) -> Response {
 /// A bridge route with a method it does not serve: 405 in Ollama's shape (OpenAI's under `/v1/`), with `Allow`.
 async fn method_not_allowed(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let path = req.uri().path();
-    let shape = if path.starts_with("/v1/") { openai::SHAPE } else { Shape::of::<Ollama>() };
+    let shape = shape_of(path);
     let route = others::method_route(&req);
     let record = Recorder::new(state.records.clone(), Api::Other, route, request_id(req.headers()));
     let response = method_not_allowed_response(shape, req.method(), path, record.request_id());
