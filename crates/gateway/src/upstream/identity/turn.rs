@@ -122,37 +122,24 @@ impl Turn {
         };
         let turn_id = uuid::Uuid::now_v7().to_string();
         // The turn metadata's two copies, as JSON text: the body's, and the header's without the tool namespaces.
-        let (body_copy, header_copy) = match carried.and_then(|t| serde_json::from_str::<Ordered>(&t).ok()) {
+        let (members, header_copy) = match carried.and_then(|t| serde_json::from_str::<Ordered>(&t).ok()) {
             Some(mut m) => {
                 m.remove("installation_id");
                 let body = m.with_first("installation_id", MARK);
                 m.remove("tool_namespaces_info");
-                (body, m.with_first("installation_id", MARK))
+                let header = m.with_first("installation_id", MARK);
+                (carried_members(metadata, body), header)
             }
             None => {
                 let text = synthesized_turn_metadata(&i, &window, &turn_id);
-                (text.clone(), text)
+                match official {
+                    true => (carried_members(metadata, text.clone()), text),
+                    // Any other caller: everything written here, in the official client's order, with no map in
+                    // between (this runs for every request of every other client).
+                    false => (synthesized_members(i.thread_id, &turn_id, &window, &text), text),
+                }
             }
         };
-        metadata.remove(INSTALLATION);
-        for key in WEBSOCKET_ONLY {
-            metadata.remove(*key);
-        }
-        // What the official client adds on every ChatGPT-login turn, whatever provider setup the caller had.
-        let text = |s: &str| Value::String(s.to_string());
-        metadata.entry("guardian_credits_requested").or_insert_with(|| text("true"));
-        metadata.entry("mcp_attribution").or_insert_with(|| text(r#"{"status":"none"}"#));
-        if !official {
-            metadata.insert("root_turn_id".into(), text(&turn_id));
-            metadata.insert("session_id".into(), text(i.thread_id));
-            metadata.insert("thread_id".into(), text(i.thread_id));
-            metadata.insert("turn_id".into(), text(&turn_id));
-            metadata.insert("x-codex-window-id".into(), text(&window));
-        }
-        metadata.insert(INSTALLATION.into(), text(MARK));
-        metadata.insert(TURN_METADATA_KEY.into(), Value::String(body_copy));
-        // `serde_json`'s map is sorted: the members come out in the order the official client writes them.
-        let members = metadata.iter().map(|(k, v)| (k.clone(), member(k, v))).collect();
         let mut hint = format!("model={}", i.slug);
         if let Some(tier) = i.service_tier {
             hint.push_str(";tier=");
@@ -216,10 +203,87 @@ impl Turn {
 
 /// `"key":value` as JSON text.
 fn member(key: &str, value: &Value) -> String {
-    let mut out = serde_json::to_string(key).unwrap_or_default();
+    let mut out = String::with_capacity(key.len() + 48);
+    push_json_str(&mut out, key);
     out.push(':');
-    out.push_str(&value.to_string());
+    match value {
+        Value::String(v) => push_json_str(&mut out, v),
+        other => out.push_str(&other.to_string()),
+    }
     out
+}
+
+/// `s` as a JSON string, escaped as `serde_json` escapes it (`\"`, `\\`, the short forms of `\n`, `\t`, ...,
+/// `\u00xx` for the other control characters), a run of plain bytes at a time: the turn metadata is a JSON text
+/// embedded as a string in every request's body, and its quotes made the general serializer the larger part of
+/// a turn's identity.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[plain..i]);
+        if escaped.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(escaped);
+        }
+        plain = i + 1;
+    }
+    out.push_str(&s[plain..]);
+    out.push('"');
+}
+
+/// An official caller's `client_metadata` members, its own but for the installation id, the members only a
+/// WebSocket turn carries, and the turn metadata (`body_copy`), in key order.
+fn carried_members(mut metadata: Map<String, Value>, body_copy: String) -> Vec<(String, String)> {
+    metadata.remove(INSTALLATION);
+    for key in WEBSOCKET_ONLY {
+        metadata.remove(*key);
+    }
+    // What the official client adds on every ChatGPT-login turn, whatever provider setup the caller had.
+    let text = |s: &str| Value::String(s.to_string());
+    metadata.entry("guardian_credits_requested").or_insert_with(|| text("true"));
+    metadata.entry("mcp_attribution").or_insert_with(|| text(r#"{"status":"none"}"#));
+    metadata.insert(INSTALLATION.into(), text(MARK));
+    metadata.insert(TURN_METADATA_KEY.into(), Value::String(body_copy));
+    // `serde_json`'s map is sorted: the members come out in the order the official client writes them.
+    metadata.iter().map(|(k, v)| (k.clone(), member(k, v))).collect()
+}
+
+/// The `client_metadata` members the official client writes for a turn, in key order.
+fn synthesized_members(thread_id: &str, turn_id: &str, window: &str, turn_metadata: &str) -> Vec<(String, String)> {
+    let text = |key: &str, value: &str| {
+        let mut m = String::with_capacity(key.len() + value.len() + 8);
+        push_json_str(&mut m, key);
+        m.push(':');
+        push_json_str(&mut m, value);
+        (key.to_string(), m)
+    };
+    vec![
+        text("guardian_credits_requested", "true"),
+        text("mcp_attribution", r#"{"status":"none"}"#),
+        text("root_turn_id", turn_id),
+        text("session_id", thread_id),
+        text("thread_id", thread_id),
+        text("turn_id", turn_id),
+        text(INSTALLATION, MARK),
+        text(TURN_METADATA_KEY, turn_metadata),
+        text("x-codex-window-id", window),
+    ]
 }
 
 fn push_member(out: &mut String, member: &str) {
@@ -245,31 +309,59 @@ pub struct WebsocketTurn<'a> {
 /// that sent none, as JSON text (members in its order; [`MARK`] for the installation id). The values a gateway
 /// can know are the request's own.
 fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str, turn_id: &str) -> String {
-    let mut m = Ordered::default();
-    m.push("installation_id", MARK);
-    m.push("session_id", i.thread_id);
-    m.push("thread_id", i.thread_id);
-    m.push("agent_name", "/root");
-    m.push("turn_id", turn_id);
-    m.push("window_id", window);
-    m.push("window_number", 0);
-    m.push("context_window_id", context_window_id(i.thread_id));
-    m.push("request_kind", i.kind.as_str());
-    m.push("history_initialization", "new");
-    m.push("root_turn_id", turn_id);
-    m.push("thread_source", "user");
-    m.push("sandbox", "seccomp");
-    m.push("sandbox_mode", "workspace-write");
-    m.push("auto_review_enabled", false);
-    m.push("node_repl_auto_review_required", false);
-    m.push("node_repl_disabled", false);
-    m.push("turn_started_at_unix_ms", i.now_ms);
-    m.push("analytics_enabled", true);
-    m.push("model", i.slug);
-    if let Some(effort) = i.effort {
-        m.push("reasoning_effort", effort);
+    let mut out = String::with_capacity(768);
+    let mut first = true;
+    let mut key = |out: &mut String, k: &str| {
+        out.push(if first { '{' } else { ',' });
+        first = false;
+        push_json_str(out, k);
+        out.push(':');
+    };
+    let pairs: [(&str, &str); 7] = [
+        ("installation_id", MARK),
+        ("session_id", i.thread_id),
+        ("thread_id", i.thread_id),
+        ("agent_name", "/root"),
+        ("turn_id", turn_id),
+        ("window_id", window),
+        ("window_number", ""),
+    ];
+    for (k, v) in pairs {
+        key(&mut out, k);
+        match k {
+            "window_number" => out.push('0'),
+            _ => push_json_str(&mut out, v),
+        }
     }
-    serde_json::to_string(&m).unwrap_or_default()
+    let context = context_window_id(i.thread_id);
+    for (k, v) in [
+        ("context_window_id", context.as_str()),
+        ("request_kind", i.kind.as_str()),
+        ("history_initialization", "new"),
+        ("root_turn_id", turn_id),
+        ("thread_source", "user"),
+        ("sandbox", "seccomp"),
+        ("sandbox_mode", "workspace-write"),
+    ] {
+        key(&mut out, k);
+        push_json_str(&mut out, v);
+    }
+    for k in ["auto_review_enabled", "node_repl_auto_review_required", "node_repl_disabled"] {
+        key(&mut out, k);
+        out.push_str("false");
+    }
+    key(&mut out, "turn_started_at_unix_ms");
+    out.push_str(&i.now_ms.to_string());
+    key(&mut out, "analytics_enabled");
+    out.push_str("true");
+    key(&mut out, "model");
+    push_json_str(&mut out, i.slug);
+    if let Some(effort) = i.effort {
+        key(&mut out, "reasoning_effort");
+        push_json_str(&mut out, effort);
+    }
+    out.push('}');
+    out
 }
 
 /// The context window's id, stable for the conversation's window 0 (the gateway has no state to number windows).
@@ -326,6 +418,52 @@ mod tests {
         assert_eq!(turn_meta["turn_id"], meta["turn_id"]);
         let header = turn.metadata_header("inst-a").and_then(|h| h.to_str().ok().map(parse)).unwrap_or_default();
         assert_eq!(header, turn_meta, "the header and the body's copy agree");
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for text in
+            ["plain", "a \"quoted\" \\ path", "tab\tline\nfeed\r\u{8}\u{c}\u{1}\u{1f}", "é ✓ 😀", r#"{"a":"b"}"#, ""]
+        {
+            let mut out = String::new();
+            push_json_str(&mut out, text);
+            assert_eq!(out, serde_json::to_string(text).unwrap_or_default(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_written_turn_metadata_has_the_official_clients_members_in_its_order() {
+        let headers = HeaderMap::new();
+        let turn = Turn::new(inputs(&headers, None));
+        let text = turn.metadata_header.clone();
+        assert!(serde_json::from_str::<Value>(&text).is_ok(), "{text}");
+        // Each member name is the text between the last quote before a `":` and that `":`.
+        let parts: Vec<&str> = text.split("\":").collect();
+        let names: Vec<&str> = parts[..parts.len() - 1].iter().filter_map(|part| part.rsplit('"').next()).collect();
+        let expected = [
+            "installation_id",
+            "session_id",
+            "thread_id",
+            "agent_name",
+            "turn_id",
+            "window_id",
+            "window_number",
+            "context_window_id",
+            "request_kind",
+            "history_initialization",
+            "root_turn_id",
+            "thread_source",
+            "sandbox",
+            "sandbox_mode",
+            "auto_review_enabled",
+            "node_repl_auto_review_required",
+            "node_repl_disabled",
+            "turn_started_at_unix_ms",
+            "analytics_enabled",
+            "model",
+            "reasoning_effort",
+        ];
+        assert_eq!(names, expected, "{text}");
     }
 
     #[test]
