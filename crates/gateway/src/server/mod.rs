@@ -47,7 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.body_limit;
     // Routes that are not model calls: the generic handler records model calls itself, these get their access
     // line from a layer (not on the model routes, where a layer would box a future per request).
-    let others = Router::new()
+    let other_routes = Router::new()
         .route("/", get(root).head(root))
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -72,7 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/responses", get(websocket::handshake))
         .merge(gemini::model_routes())
         .merge(images::routes())
-        .merge(others)
+        .merge(other_routes)
         // Set after the merge, so it covers every route; it records its answers itself.
         .method_not_allowed_fallback(others::method_not_allowed);
     router

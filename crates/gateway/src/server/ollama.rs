@@ -104,7 +104,7 @@ pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
         .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::DELETE, Method::OPTIONS])
         .allow_headers(tower_http::cors::Any);
     // Routes that are not model calls get their access line from a layer (see `server::router`).
-    let others = Router::new()
+    let other_routes = Router::new()
         .route("/", get(root).head(root))
         .route("/api/version", get(version))
         .route("/api/tags", get(tags))
@@ -121,7 +121,7 @@ pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
         .route("/api/generate", post(generate))
         .route("/v1/chat/completions", ModelCall::Chat.route())
         .route("/v1/responses", ModelCall::Responses.route())
-        .merge(others)
+        .merge(other_routes)
         // Set after the merge, so it covers every route; it records its answers itself.
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors)
