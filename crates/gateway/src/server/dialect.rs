@@ -124,7 +124,7 @@ impl std::fmt::Debug for Shape {
 }
 
 /// SSE response headers around a streaming body.
-pub fn sse_response(body: axum::body::Body) -> Response {
+pub fn sse_response(body: Body) -> Response {
     let mut resp = Response::new(body);
     // Room for these three, the request id and the serving account's rate-limit headers (a dozen, put on by the
     // handler): grown on the way, the map was reallocated and rehashed on every streamed answer.
