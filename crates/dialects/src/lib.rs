@@ -6,7 +6,6 @@
 
 pub mod anthropic;
 pub mod assemble;
-pub mod chain;
 pub mod chat;
 pub mod encoder;
 pub mod error;

@@ -64,13 +64,20 @@ async fn prefer_websockets(State(shared): State<Arc<Shared>>, Path(slug): Path<S
 #[serde(deny_unknown_fields)]
 struct WebsocketBody {
     /// Refuse every handshake with 426 (clients then use HTTP SSE).
-    refuse: bool,
+    refuse: Option<bool>,
+    /// Refuse every `previous_response_id` (`previous_response_not_found`).
+    forget_responses: Option<bool>,
 }
 
 async fn websocket(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     match parse::<WebsocketBody>(&body, None) {
         Ok(b) => {
-            shared.ws.set_refuse(b.refuse);
+            if let Some(refuse) = b.refuse {
+                shared.ws.set_refuse(refuse);
+            }
+            if let Some(forget) = b.forget_responses {
+                shared.ws.set_forget(forget);
+            }
             ok()
         }
         Err(r) => r,

@@ -314,6 +314,12 @@ impl FakeCodex {
         self.shared.ws.set_refuse(refuse);
     }
 
+    /// Hold no response for chaining on any WebSocket connection: every `previous_response_id` is refused with
+    /// `previous_response_not_found`, as the backend refuses one it lost.
+    pub fn set_ws_forget_responses(&self, forget: bool) {
+        self.shared.ws.set_forget(forget);
+    }
+
     /// How long a Responses WebSocket connection lives before the backend ends it with
     /// `websocket_connection_limit_reached` (`None`: the backend's 60 minutes). Applies to new connections.
     pub fn set_ws_connection_limit(&self, limit: Option<std::time::Duration>) {

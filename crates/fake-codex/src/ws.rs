@@ -47,6 +47,8 @@ pub(crate) struct NotRecorded;
 pub(crate) struct WsState {
     /// Refuse every handshake with 426.
     refuse: AtomicBool,
+    /// Hold no response for chaining: every `previous_response_id` is refused (`previous_response_not_found`).
+    forget: AtomicBool,
     /// Connection lifetime in ms; 0 means the backend's 60 minutes.
     limit_ms: AtomicU64,
     /// Connections upgraded since start.
@@ -60,6 +62,10 @@ pub(crate) struct WsState {
 impl WsState {
     pub(crate) fn set_refuse(&self, refuse: bool) {
         self.refuse.store(refuse, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_forget(&self, forget: bool) {
+        self.forget.store(forget, Ordering::Relaxed);
     }
 
     pub(crate) fn set_limit(&self, limit: Option<Duration>) {
@@ -177,6 +183,10 @@ async fn answer(
 ) -> bool {
     if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) {
         shared.ws.messages.lock().push(Value::Object(m));
+    }
+    // Switched so, the connection holds no response (as after a backend-side reset): a chained message is refused.
+    if shared.ws.forget.load(Ordering::Relaxed) {
+        chain.forget();
     }
     let (body, generate) = match chain.read(text) {
         Ok(ws_chain::Message::Create { body, generate }) => (body, generate),

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use codex_gateway::record::{Api, RequestRecord};
 use codex_gateway::store::Store;
-use codex_gateway::store::usage::insert_batch;
+use codex_gateway::store::sqlite::usage::insert_batch;
+use codex_gateway::store::usage::LedgerEntry;
 use codex_gateway::usage::pricing::Prices;
 use codex_gateway::usage::query::{self, Before, Bucket, GroupBy, RequestsQuery, StatusFilter, UsageQuery};
 use dialects::Usage;
@@ -126,7 +127,7 @@ fn main() -> anyhow::Result<()> {
         batch.push(record(&mut rng, now - span + i * span / rows));
         if batch.len() == 500 || i + 1 == rows {
             let tx = conn.transaction()?;
-            insert_batch(&tx, &batch)?;
+            insert_batch(&tx, &batch.iter().map(|r| LedgerEntry::from(&**r)).collect::<Vec<_>>())?;
             tx.commit()?;
             batch.clear();
         }
@@ -203,7 +204,7 @@ fn main() -> anyhow::Result<()> {
     let slowest_page = pages.iter().map(|r| r.2).fold(0.0, f64::max);
     let mut md = format!(
         "# Usage ledger benchmark\n\n`scripts/bench-ledger` ({}): {rows} request rows over 30 days in a fresh SQLite store, written \
-         through the ledger writer's batch insert (`store::usage::insert_batch`, 500 rows and their rollups per \
+         through the ledger writer's batch insert (`store::sqlite::usage::insert_batch`, 500 rows and their rollups per \
          transaction) at {:.0} rows/s; {rollups} hourly and {daily} daily rollup rows; database {:.0} MB. Each query run 5 times on \
          the filled store (release build).\n\n| query | median ms | slowest ms |\n|---|---:|---:|\n",
         std::env::var("BENCH_HOST").unwrap_or_else(|_| "this machine".into()),

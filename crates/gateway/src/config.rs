@@ -537,6 +537,12 @@ impl Config {
         self.data_dir.join("gateway.db")
     }
 
+    /// Open the store this configuration names: the SQLite file in the data directory, and with `[store] url` (or
+    /// `--database-url`, `CODEX_GATEWAY_DATABASE_URL`) the PostgreSQL team store beside it.
+    pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
+        crate::store::Store::open_with(&self.db_path(), self.store.url.as_deref())
+    }
+
     pub fn codex_auth_file(&self) -> PathBuf {
         self.codex_home.join("auth.json")
     }

@@ -16,6 +16,7 @@
 //! answers come back in the same shape. One TLS configuration serves them all ([`tls`]).
 
 mod body;
+pub mod chain;
 mod chunked;
 mod direct;
 mod error;

@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use crate::chain::{self, ChainRequest, Keep, Lineage, Plan};
 use crate::ws::{self, Frame, WsSettings};
 use crate::{BodyStream, CONNECT_TIMEOUT, Plain, TransportError, TransportKind, UpstreamResponse};
 
@@ -77,6 +78,9 @@ struct Conn {
     /// Boxed: the stream's state is a few hundred bytes, and a `Conn` moves through several enums.
     socket: Box<Socket>,
     _slot: Slot,
+    /// What the backend holds for the conversation on this connection after its last completed turn
+    /// (`chain.rs`); `None` on a new connection or after a turn that did not complete.
+    lineage: Option<Lineage>,
 }
 
 /// An account's count of open connections, released when the connection goes.
@@ -135,12 +139,18 @@ impl WsPool {
 
     /// Send a serialized Responses body over the owner's connection for this conversation. `headers`: the
     /// HTTP request's headers (credentials, identity, session), used for a new connection's handshake.
+    ///
+    /// With `chain` (the request's digests), a turn that continues what the connection's last completed turn left
+    /// goes as the official client sends it: `previous_response_id` and only the new input items (`chain.rs`). A
+    /// backend that does not hold that response (`previous_response_not_found`) gets the whole request on a new
+    /// connection, as the official client then sends it, before anything reached the client.
     pub async fn send(
         &self,
         owner: Arc<dyn Owner>,
         mut headers: HeaderMap,
         body: &Bytes,
         session: Option<&str>,
+        chain: Option<Arc<ChainRequest>>,
     ) -> Outcome {
         if self.refused_recently(owner.id()) {
             return Outcome::UseSse;
@@ -149,10 +159,13 @@ impl WsPool {
         headers.remove(header::CONTENT_TYPE);
         headers.insert("openai-beta", HeaderValue::from_static(ws::BETA));
         let key = Key { account: owner.id().to_string(), session: session.unwrap_or_default().to_string() };
-        let message = ws::create_message(body);
+        let whole = ws::create_message(body);
         let mut last = None;
+        // After the backend refused a chain: a new connection, the whole request.
+        let mut fresh = false;
         for _ in 0..ATTEMPTS {
-            let (conn, handshake) = match self.take_idle(&key) {
+            let idle = if fresh { None } else { self.take_idle(&key) };
+            let (mut conn, handshake) = match idle {
                 Some(conn) => (conn, HeaderMap::new()),
                 None => match self.connect(owner.id(), &headers).await {
                     Connected::Open(conn, handshake) => (conn, handshake),
@@ -164,20 +177,50 @@ impl WsPool {
                     Connected::Answer(answer) => return Outcome::Answer(answer),
                 },
             };
-            match self.first(conn, message.clone(), handshake).await {
+            let previous = conn.lineage.take();
+            let plan = match (&chain, fresh) {
+                (Some(c), false) => chain::plan(previous.as_ref(), c.settings, &c.items),
+                (Some(_), true) | (None, _) => Plan::Whole,
+            };
+            let message = match (&plan, &chain) {
+                (Plan::Chained { previous_response_id, skip }, Some(c)) => {
+                    match chain::chained_body(body, c, previous_response_id, *skip) {
+                        Some(chained) => ws::create_message(&chained),
+                        None => whole.clone(),
+                    }
+                }
+                (Plan::Chained { .. } | Plan::Whole, _) => whole.clone(),
+            };
+            let tracker = chain.clone().map(|request| Tracker::new(request, plan.clone(), previous));
+            match self.first(conn, message, handshake).await {
                 First::Stream(conn, headers, first, end) => {
+                    let mut tracker = tracker;
+                    if let Some(t) = &mut tracker {
+                        let (kind, data) = event_parts(&first);
+                        t.see(kind, data);
+                    }
                     // An answer that ended with its first event leaves the connection free at once (or closes it,
                     // after an error); nothing more is read for it.
                     let conn = match end {
                         End::Open => Some(conn),
                         End::Done => {
+                            let mut conn = conn;
+                            conn.lineage = tracker.take().and_then(Tracker::finish);
                             self.put_idle(key.clone(), conn);
                             None
                         }
                         End::Failed => None,
                     };
-                    let body = self.body(conn, first, key, owner.clone());
+                    let body = self.body(conn, first, key, owner.clone(), tracker);
                     return Outcome::Answer(Ok(UpstreamResponse { status: StatusCode::OK, headers, body }));
+                }
+                // The backend does not hold the response the turn chained from: the whole request, on a new
+                // connection (the official client's recovery; the client sees nothing of it).
+                First::Refused { body: refusal, .. }
+                    if matches!(plan, Plan::Chained { .. }) && previous_not_found(&refusal) =>
+                {
+                    fresh = true;
+                    last = Some(TransportError::described(TransportKind::Reset, "previous_response_not_found"));
                 }
                 First::Refused { status, headers, body } => {
                     let body: BodyStream = Box::pin(Plain::new(futures_util::stream::once(async move { Ok(body) })));
@@ -300,9 +343,10 @@ impl WsPool {
         request.headers_mut().extend(headers.clone());
         let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
         match tokio_tungstenite::client_async_with_config(request, io, Some(config)).await {
-            Ok((socket, response)) => {
-                Connected::Open(Conn { socket: Box::new(socket), _slot: slot }, response.headers().clone())
-            }
+            Ok((socket, response)) => Connected::Open(
+                Conn { socket: Box::new(socket), _slot: slot, lineage: None },
+                response.headers().clone(),
+            ),
             Err(WsError::Http(response)) if response.status() == StatusCode::UPGRADE_REQUIRED => Connected::Refused,
             // Refused otherwise (401, 403, 429...): the answer the HTTP endpoint gives, for the same decisions.
             Err(WsError::Http(response)) => {
@@ -401,15 +445,23 @@ impl WsPool {
 
     /// The answer's body: each event frame as its SSE event, until the response's terminal event (then the
     /// connection waits for the conversation's next turn) or the end of the connection.
-    fn body(&self, conn: Option<Conn>, first: Bytes, key: Key, owner: Arc<dyn Owner>) -> BodyStream {
+    fn body(
+        &self,
+        conn: Option<Conn>,
+        first: Bytes,
+        key: Key,
+        owner: Arc<dyn Owner>,
+        tracker: Option<Tracker>,
+    ) -> BodyStream {
         struct State {
             conn: Option<Conn>,
             first: Option<Bytes>,
             key: Key,
             owner: Arc<dyn Owner>,
             pool: Weak<WsPool>,
+            tracker: Option<Tracker>,
         }
-        let state = State { conn, first: Some(first), key, owner, pool: self.me.clone() };
+        let state = State { conn, first: Some(first), key, owner, pool: self.me.clone(), tracker };
         Box::pin(Plain::new(futures_util::stream::unfold(state, |mut s| async move {
             if let Some(first) = s.first.take() {
                 return Some((Ok(first), s));
@@ -443,12 +495,16 @@ impl WsPool {
                     // After events a refusal is an in-stream error, as the SSE endpoint sends it.
                     Frame::Refused { .. } | Frame::LimitReached => ("error", true),
                 };
+                if let Some(t) = &mut s.tracker {
+                    t.see(kind, text.as_str());
+                }
                 let event = ws::sse_event(kind, text.as_str());
                 if terminal {
                     let conn = s.conn.take();
                     if kind != "error"
-                        && let (Some(conn), Some(pool)) = (conn, s.pool.upgrade())
+                        && let (Some(mut conn), Some(pool)) = (conn, s.pool.upgrade())
                     {
+                        conn.lineage = s.tracker.take().and_then(Tracker::finish);
                         pool.put_idle(s.key.clone(), conn);
                     }
                 }
@@ -505,4 +561,73 @@ enum End {
 
 fn binary() -> TransportError {
     TransportError::described(TransportKind::Other, "the upstream WebSocket sent a binary frame")
+}
+
+/// What a turn's events say for the connection's chain: the output items' digests and the response's id.
+struct Tracker {
+    request: Arc<ChainRequest>,
+    plan: Plan,
+    previous: Option<Lineage>,
+    output: Vec<(chain::Digest, Keep)>,
+    response_id: Option<String>,
+}
+
+impl Tracker {
+    fn new(request: Arc<ChainRequest>, plan: Plan, previous: Option<Lineage>) -> Tracker {
+        Tracker { request, plan, previous, output: Vec::new(), response_id: None }
+    }
+
+    /// An event frame of the turn (only an item's end and the response's end are read).
+    fn see(&mut self, kind: &str, data: &str) {
+        #[derive(serde::Deserialize)]
+        struct ItemDone {
+            item: serde_json::Value,
+        }
+        #[derive(serde::Deserialize)]
+        struct Completed {
+            response: ResponseId,
+        }
+        #[derive(serde::Deserialize)]
+        struct ResponseId {
+            id: String,
+        }
+        match kind {
+            "response.output_item.done" => {
+                if let Ok(done) = serde_json::from_str::<ItemDone>(data) {
+                    self.output.push((chain::item_digest(&done.item), chain::keep_of_output(&done.item)));
+                }
+            }
+            "response.completed" => {
+                self.response_id = serde_json::from_str::<Completed>(data).ok().map(|c| c.response.id);
+            }
+            _ => {}
+        }
+    }
+
+    /// The connection's lineage after a completed turn; `None` when it did not complete.
+    fn finish(self) -> Option<Lineage> {
+        let id = self.response_id?;
+        let r = &self.request;
+        Some(chain::completed(self.previous, &self.plan, r.settings, &r.items, id, self.output))
+    }
+}
+
+/// Whether a refusal is the backend's "no such previous response".
+fn previous_not_found(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"previous_response_not_found").is_some()
+}
+
+/// The event type and the JSON data of an SSE event the pool made of a frame (`ws::sse_event`).
+fn event_parts(event: &[u8]) -> (&str, &str) {
+    let text = std::str::from_utf8(event).unwrap_or_default();
+    let mut kind = "";
+    let mut data = "";
+    for line in text.lines() {
+        if let Some(k) = line.strip_prefix("event: ") {
+            kind = k;
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            data = d;
+        }
+    }
+    (kind, data)
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{Account, Pool, Source};
 use crate::auth::now_ms;
-use crate::store::postgres::affinity::{PULL, PullCursor, RESHARE_SECS};
+use crate::store::team::{PULL, PullCursor, RESHARE_SECS};
 
 /// A conversation's account as this instance knows it.
 #[derive(Debug, Clone)]
@@ -78,11 +78,8 @@ impl Pool {
                 }
             }
         };
-        if news
-            && account.source == Source::Store
-            && let Some(pg) = self.store.shared()
-        {
-            pg.publish_affinity(key, &account.id);
+        if news && account.source == Source::Store {
+            self.store.publish_affinity(key, &account.id);
         }
     }
 
@@ -102,24 +99,22 @@ impl Pool {
                 }
             }
         }
-        if let Some(pg) = self.store.shared() {
-            for (key, account) in reshare {
-                pg.publish_affinity(&key, &account);
-            }
+        for (key, account) in reshare {
+            self.store.publish_affinity(&key, &account);
         }
     }
 
-    /// With a team store: pull the conversations the other instances decided every [`PULL`], forever. While the
-    /// database is unreachable the map keeps what it has (and this instance's own decisions).
+    /// With a team store (`Store::follow_team`): pull the conversations the other instances decided every
+    /// [`PULL`], forever. While the database is unreachable the map keeps what it has (and this instance's own
+    /// decisions).
     pub async fn follow_shared_affinity(self: Arc<Self>) {
-        let Some(pg) = self.store.shared().cloned() else { return };
         let mut cursor = PullCursor::default();
         let mut tick = tokio::time::interval(PULL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let limit = self.config.routing.affinity_capacity;
         loop {
             tick.tick().await;
-            match pg.pull_affinity(&mut cursor, limit).await {
+            match self.store.pull_affinity(&mut cursor, limit).await {
                 Ok(pulled) if pulled.is_empty() => {}
                 // Possibly thousands of entries after a start: off the async workers.
                 Ok(pulled) => {

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::{Account, Pool, Source};
 use crate::auth::now_unix;
-use crate::store::postgres::shared::SharedCooldown;
+use crate::store::team::{Leadership, SharedCooldown};
 
 impl Pool {
     /// Share a cooldown just set on `account` with the other instances (no-op without a team store).
@@ -22,11 +22,10 @@ impl Pool {
         kind: CooldownReason,
         note: &str,
     ) {
-        let Some(pg) = self.store.shared() else { return };
         if account.source != Source::Store {
             return;
         }
-        pg.publish_cooldown(SharedCooldown {
+        self.store.publish_cooldown(SharedCooldown {
             account_id: account.id.clone(),
             model: model.map(str::to_string),
             until,
@@ -37,9 +36,8 @@ impl Pool {
 
     /// Apply the cooldowns other instances published (the change follower calls this after a re-read).
     pub fn adopt_shared_cooldowns(&self) -> anyhow::Result<()> {
-        let Some(pg) = self.store.shared() else { return Ok(()) };
         let now = now_unix();
-        for c in pg.cooldowns()? {
+        for c in self.store.shared_cooldowns()? {
             let Some(account) = self.get(&c.account_id) else { continue };
             let covered = account.cooldowns(now).iter().any(|x| x.model == c.model && x.until >= c.until);
             if !covered {
@@ -52,9 +50,7 @@ impl Pool {
     /// Clear an account's cooldowns here and, with a team store, everywhere (admin API, dashboard).
     pub fn clear_cooldowns(&self, account: &Account) {
         account.clear_cooldowns();
-        if let Some(pg) = self.store.shared() {
-            pg.clear_cooldowns(&account.id);
-        }
+        self.store.clear_shared_cooldowns(&account.id);
     }
 }
 
@@ -66,10 +62,11 @@ impl Pool {
     /// refresh): always without a team store; with one, while it holds the leader lease. An unreachable store
     /// makes nobody leader (each instance still refreshes on demand and reads quota headers from its answers).
     pub(super) async fn upkeep_leader(&self, was: bool) -> bool {
-        let Some(pg) = self.store.shared() else { return true };
         let ttl = self.config.upkeep_interval.saturating_mul(LEADER_ROUNDS).max(Duration::from_secs(1));
-        let now = match pg.hold_lease("upkeep", ttl).await {
-            Ok(held) => held,
+        let now = match self.store.lead(ttl).await {
+            Ok(Leadership::Alone) => return true,
+            Ok(Leadership::Leads) => true,
+            Ok(Leadership::Follows) => false,
             Err(e) => {
                 warn!("cannot reach the shared store for the leader lease: {e:#}");
                 false
@@ -80,7 +77,7 @@ impl Pool {
         }
         if now {
             // Conversations nobody shared for hours (store/postgres/affinity.rs), in the background.
-            pg.prune_affinity();
+            self.store.prune_shared_affinity();
         }
         now
     }

@@ -5,7 +5,6 @@
 //! cannot be reached no lease is taken and nothing is refreshed: a refresh that cannot be committed would spend
 //! the single-use refresh token for tokens no other instance could learn.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dialects::{ErrorKind, GatewayError};
@@ -13,8 +12,7 @@ use tracing::{info, warn};
 
 use super::{Account, Pool};
 use crate::auth::Tokens;
-use crate::store::postgres::PgStore;
-use crate::store::postgres::lease::RefreshLease;
+use crate::store::team::RefreshLease;
 
 /// Added to the token call's own bound to make the lease: the commit that follows must fit inside it.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
@@ -23,6 +21,8 @@ const WAIT_POLL: Duration = Duration::from_millis(100);
 
 /// What the coordination decided.
 pub(super) enum Coordinated {
+    /// No other instance refreshes the account (a local store): refresh as one instance does.
+    Alone,
     /// This instance holds the lease: refresh from these tokens (the store's newest).
     Refresh(Tokens),
     /// Another instance (or an earlier lease holder) committed fresh tokens: they are in memory now; this access
@@ -34,7 +34,6 @@ impl Pool {
     /// Take the account's cluster-wide refresh lease, or wait for whoever holds it and adopt their tokens.
     pub(super) async fn coordinate_refresh(
         &self,
-        pg: &Arc<PgStore>,
         account: &Account,
         stale: &(dyn Fn(&Tokens) -> bool + Sync),
     ) -> Result<Coordinated, GatewayError> {
@@ -42,7 +41,7 @@ impl Pool {
         // A holder that died leaves its lease to expire: waiting one lease and a margin covers it.
         let give_up = Instant::now() + ttl + LEASE_MARGIN;
         loop {
-            let lease = pg.take_refresh_lease(&account.id, ttl).await.map_err(|e| {
+            let lease = self.store.take_refresh_lease(&account.id, ttl).await.map_err(|e| {
                 warn!(account = %account.id, "cannot reach the shared store to refresh; not refreshing: {e:#}");
                 GatewayError::new(
                     ErrorKind::UpstreamUnavailable,
@@ -51,14 +50,15 @@ impl Pool {
                 )
             })?;
             match lease {
+                RefreshLease::Alone => return Ok(Coordinated::Alone),
                 RefreshLease::Held(Some(tokens)) if !stale(&tokens) => {
                     // Committed by another instance between our read and the lease: nothing to refresh.
-                    let _ = pg.end_refresh_lease(&account.id).await;
+                    let _ = self.store.end_refresh_lease(&account.id).await;
                     return Ok(Coordinated::Adopted(adopt(account, tokens)));
                 }
                 RefreshLease::Held(Some(tokens)) => return Ok(Coordinated::Refresh(tokens)),
                 RefreshLease::Held(None) => {
-                    let _ = pg.end_refresh_lease(&account.id).await;
+                    let _ = self.store.end_refresh_lease(&account.id).await;
                     return Err(GatewayError::internal("the shared store holds no tokens for this account"));
                 }
                 RefreshLease::Gone => return Err(self.no_account_error()),

@@ -159,20 +159,21 @@ impl Pool {
             return Err(failure);
         }
         // Team store (docs/team.md): one refresh per account cluster-wide; another instance's result is adopted.
-        let shared = self.store.shared().filter(|_| account.source == Source::Store).cloned();
-        if let Some(pg) = &shared {
-            match self.coordinate_refresh(pg, account, stale).await? {
+        let mut leased = false;
+        if account.source == Source::Store {
+            match self.coordinate_refresh(account, stale).await? {
                 Coordinated::Adopted(access_token) => return Ok(access_token),
-                Coordinated::Refresh(newest) => current = newest,
+                Coordinated::Refresh(newest) => (current, leased) = (newest, true),
+                Coordinated::Alone => {}
             }
         }
         let started = Instant::now();
         let limit = self.config.timeouts.token_refresh;
         let to = TokenCall { issuer: &self.config.auth_issuer, user_agent: &self.config.client.user_agent, reason };
         let result = refresh_within(account.http(), to, &current, limit).await;
-        if let (Some(pg), Err(_)) = (&shared, &result) {
+        if leased && result.is_err() {
             // The refresh token was not spent (or the login is gone): the next instance may try.
-            let _ = pg.end_refresh_lease(&account.id).await;
+            let _ = self.store.end_refresh_lease(&account.id).await;
         }
         self.refreshes.count(&result);
         if started.elapsed() > SLOW_REFRESH {

@@ -53,7 +53,7 @@ impl AppState {
     /// [`AppState::new`] with record sinks besides the access log.
     pub fn with_sinks(config: Config, sinks: Vec<Arc<dyn RecordSink>>) -> anyhow::Result<AppState> {
         let config = Arc::new(config);
-        let store = Arc::new(Store::for_config(&config)?);
+        let store = Arc::new(config.open_store()?);
         let http = build_http_client(&config)?;
         let pool = Arc::new(Pool::load(config.clone(), store.clone(), http.clone())?);
         let upstream = Arc::new(Upstream::new(&config, http)?);

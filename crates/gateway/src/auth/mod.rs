@@ -5,6 +5,8 @@ pub mod jwt;
 pub mod login;
 pub mod refresh;
 
+pub use crate::store::{Tokens, redact};
+
 /// The OAuth client id of the official Codex CLI (spec/codex-upstream.md).
 pub const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 
@@ -18,38 +20,6 @@ pub(crate) fn oauth_error_code(body: &[u8]) -> Option<String> {
         .or_else(|| err.and_then(|e| e.as_str()))
         .or_else(|| v.get("code").and_then(|c| c.as_str()))
         .map(str::to_string)
-}
-
-/// ChatGPT login tokens of one account.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Tokens {
-    pub id_token: String,
-    pub access_token: String,
-    pub refresh_token: String,
-    pub account_id: String,
-    /// Unix seconds of the last successful refresh (or import).
-    pub last_refresh: i64,
-}
-
-impl std::fmt::Debug for Tokens {
-    // Never print secrets, not even in debug logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens")
-            .field("account_id", &self.account_id)
-            .field("access_token", &redact(&self.access_token))
-            .field("refresh_token", &redact(&self.refresh_token))
-            .field("last_refresh", &self.last_refresh)
-            .finish()
-    }
-}
-
-/// Show only enough of a secret to tell two apart.
-pub fn redact(secret: &str) -> String {
-    if secret.len() <= 8 {
-        "***".to_string()
-    } else {
-        format!("{}…({} chars)", secret.chars().take(4).collect::<String>(), secret.len())
-    }
 }
 
 pub fn now_unix() -> i64 {

@@ -14,7 +14,6 @@ use crate::accounts::Pool;
 use crate::accounts::manage::{self, ImportSource};
 use crate::auth::now_unix;
 use crate::config::Config;
-use crate::store::Store;
 
 #[derive(Subcommand, Debug)]
 pub enum AccountsCommand {
@@ -134,9 +133,7 @@ async fn resolve(live: &Option<Live>, config: &Config, given: &str) -> anyhow::R
                 .map(|a| [field(a, "id"), field(a, "label"), field(a, "email")])
                 .collect()
         }
-        None => {
-            Store::for_config(config)?.list_accounts()?.into_iter().map(|a| [Some(a.id), a.label, a.email]).collect()
-        }
+        None => config.open_store()?.list_accounts()?.into_iter().map(|a| [Some(a.id), a.label, a.email]).collect(),
     };
     pick_account(given, &accounts)
 }
@@ -204,7 +201,7 @@ fn local_pool(config: &Config) -> anyhow::Result<LocalPool> {
             }
         },
     };
-    let store = Arc::new(Store::for_config(config)?);
+    let store = Arc::new(config.open_store()?);
     let http = crate::upstream::build_http_client(config)?;
     Ok(LocalPool { pool: Pool::load(Arc::new(config.clone()), store, http)?, _lock: lock })
 }
@@ -253,7 +250,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
                     let http = crate::upstream::build_http_client(config)?;
                     let rows =
                         manage::resolve(source, label, &http, &config.auth_issuer, &config.client.user_agent).await?;
-                    let store = Store::for_config(config)?;
+                    let store = config.open_store()?;
                     for row in &rows {
                         store.upsert_account(row)?;
                     }
@@ -303,7 +300,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             let id = resolve(&live, config, &id).await?;
             if let Some(l) = &live {
                 l.call(reqwest::Method::DELETE, &format!("/admin/accounts/{id}"), None).await?;
-            } else if !Store::for_config(config)?.remove_account(&id)? {
+            } else if !config.open_store()?.remove_account(&id)? {
                 bail!("no account `{id}` in the store");
             }
             say!("removed {id}");
@@ -316,7 +313,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             if let Some(l) = &live {
                 l.call(reqwest::Method::POST, &format!("/admin/accounts/{id}/label"), Some(json!({"label": label})))
                     .await?;
-            } else if !Store::for_config(config)?.set_label(&id, label.as_deref())? {
+            } else if !config.open_store()?.set_label(&id, label.as_deref())? {
                 bail!("no account `{id}` in the store");
             }
             say!("{id}: label {}", label.as_deref().unwrap_or("(none)"));
@@ -330,7 +327,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             if let Some(l) = &live {
                 l.call(reqwest::Method::POST, &format!("/admin/accounts/{id}/proxy"), Some(json!({"proxy": url})))
                     .await?;
-            } else if !Store::for_config(config)?.set_proxy(&id, url.as_deref())? {
+            } else if !config.open_store()?.set_proxy(&id, url.as_deref())? {
                 bail!("no account `{id}` in the store");
             }
             say!(
@@ -367,7 +364,7 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AccountsCommand::Export { include_secrets, output } => {
-            let doc = manage::export(&Store::for_config(config)?, include_secrets)?;
+            let doc = manage::export(&config.open_store()?, include_secrets)?;
             let text = serde_json::to_string_pretty(&doc)?;
             match output {
                 Some(path) if include_secrets => crate::auth::codex_file::write_private_atomic(&path, text.as_bytes())?,
@@ -437,7 +434,7 @@ async fn set_enabled(config: &Config, live: &Option<Live>, id: &str, enabled: bo
             let v = l.call(reqwest::Method::POST, &format!("/admin/accounts/{id}/{verb}"), None).await?;
             v["status"].as_str().unwrap_or(verb).to_string()
         }
-        None => manage::set_enabled(&Store::for_config(config)?, id, enabled)?.as_str().to_string(),
+        None => manage::set_enabled(&config.open_store()?, id, enabled)?.as_str().to_string(),
     };
     say!("{id}: {status}");
     Ok(())

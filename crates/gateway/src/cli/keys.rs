@@ -12,7 +12,6 @@ use crate::auth::now_unix;
 use crate::config::Config;
 use crate::keys::manage::{self, KeyPatch, KeySpec, ManageError};
 use crate::keys::stored_with_usage;
-use crate::store::Store;
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
@@ -137,7 +136,7 @@ fn store_error(e: ManageError) -> anyhow::Error {
 
 pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
     let live = live(config).await?;
-    let store = || Store::for_config(config);
+    let store = || config.open_store();
     match cmd {
         KeysCommand::Create { name, limits, json } => {
             let mut body = Map::new();
@@ -270,7 +269,7 @@ pub(super) fn requires_a_key(config: &Config) -> bool {
     // Opening a store creates it: where none exists yet (a fresh machine), there is no key to find either.
     let team = config.store.url.is_some();
     (team || config.db_path().exists())
-        && crate::store::Store::for_config(config).and_then(|s| s.list_keys()).is_ok_and(|keys| !keys.is_empty())
+        && config.open_store().and_then(|s| s.list_keys()).is_ok_and(|keys| !keys.is_empty())
 }
 
 /// The id of the key `given` names: an id as it is, else the one key with that name that is not revoked (keys
@@ -297,7 +296,8 @@ pub(super) async fn ids_and_names(live: &Option<Live>, config: &Config) -> anyho
                 |k: &Value| KeyName { id: field(k, "id"), name: field(k, "name"), revoked: k["status"] == "revoked" };
             list.as_array().into_iter().flatten().map(key).collect()
         }
-        None => Store::for_config(config)?
+        None => config
+            .open_store()?
             .list_keys()?
             .into_iter()
             .map(|k| KeyName { revoked: k.revoked_at.is_some(), id: k.id, name: k.name })

@@ -12,11 +12,10 @@ use crate::auth::login::{
     LoginMode, LoginOptions, Prompt, browser_available, browser_login, device_login, paste_login, save,
 };
 use crate::config::{Config, ProcessEnv};
-use crate::store::Store;
 
 pub(crate) async fn run(config: &Config, mode: LoginMode, label: Option<String>) -> anyhow::Result<()> {
     // Open the store first: a login whose tokens cannot be saved would be wasted.
-    let store = Store::for_config(config)?;
+    let store = config.open_store()?;
     let http = crate::upstream::build_http_client(config)?;
     let mut opts = LoginOptions::new(&config.auth_issuer);
     opts.open_browser = browser_available(&ProcessEnv);

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::accounts::Live;
 use super::output::Align;
 use crate::config::Config;
+use crate::store::usage::LedgerRows;
 use crate::usage::query::{self, Bucket, GroupBy, UsageQuery};
 use crate::usage::when::{now_ms, parse_instant};
 
@@ -43,13 +44,10 @@ pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
         }
         None => {
             // No gateway answers: read the store (its migrations run on open, like every CLI command's).
-            let store = crate::store::Store::for_config(config)?;
+            let store = config.open_store()?;
             let q = UsageQuery { from, to: now, bucket: Bucket::Day, group_by: Some(by) };
-            let report = match store.shared() {
-                // The team's ledger (docs/team.md).
-                Some(pg) => query::usage(&pg.usage_snapshot(&q)?, &q, &config.usage.prices)?,
-                None => store.with_conn(|c| query::usage(c, &q, &config.usage.prices))?,
-            };
+            let rows = LedgerRows::Rollups { bucket: q.bucket, from: q.from, to: q.to };
+            let report = store.ledger_reader().read(&rows, |c| Ok(query::usage(c, &q, &config.usage.prices)?))?;
             serde_json::to_value(report)?
         }
     };
@@ -83,11 +81,7 @@ async fn account_names(live: &Option<Live>, config: &Config) -> anyhow::Result<H
                 |a: &Value| (field(a, "id").unwrap_or_default(), field(a, "label").or_else(|| field(a, "email")));
             list.as_array().into_iter().flatten().map(named).collect()
         }
-        None => crate::store::Store::for_config(config)?
-            .list_accounts()?
-            .into_iter()
-            .map(|a| (a.id, a.label.or(a.email)))
-            .collect(),
+        None => config.open_store()?.list_accounts()?.into_iter().map(|a| (a.id, a.label.or(a.email))).collect(),
     };
     Ok(pairs.into_iter().filter_map(|(id, name)| Some((id, name?))).collect())
 }

@@ -11,6 +11,7 @@ use super::session::{Authed, page_gate};
 use super::{St, json_response, setup};
 use crate::auth::now_unix;
 use crate::config::Strategy;
+use crate::store::team::StoreHealth;
 
 /// The page context every template gets: title, active nav entry, CSRF token.
 pub(crate) fn base(a: &Authed, title: &str, nav: &str) -> serde_json::Map<String, Value> {
@@ -62,7 +63,11 @@ pub(crate) fn overview_data(dash: &St) -> Value {
     let totals = dash.app.metrics.as_ref().map(|m| m.totals());
     // The team store as the change watcher last found it (as `/ready` and `codex_gateway_store_up` report it);
     // `null` without one.
-    let store = dash.app.pool.store().shared().map(|pg| if pg.reachable() { "reachable" } else { "unreachable" });
+    let store = match dash.app.pool.store().health() {
+        StoreHealth::Local => None,
+        StoreHealth::Team { reachable: true, .. } => Some("reachable"),
+        StoreHealth::Team { reachable: false, .. } => Some("unreachable"),
+    };
     json!({
         "now": now,
         "store": store,

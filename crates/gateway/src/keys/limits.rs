@@ -7,18 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::auth::codex_file::{civil_from_days, days_from_civil};
 
-/// A key's configured limits (`None`: no limit of that kind).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Limits {
-    /// Requests per minute.
-    pub rpm: Option<u32>,
-    /// Requests in flight at once.
-    pub concurrency: Option<u32>,
-    /// Tokens (input + output) per UTC day.
-    pub daily_tokens: Option<u64>,
-    /// Tokens (input + output) per UTC calendar month.
-    pub monthly_tokens: Option<u64>,
-}
+pub use crate::store::Limits;
 
 /// Which token budget ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

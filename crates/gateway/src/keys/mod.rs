@@ -281,7 +281,7 @@ impl Keys {
         }
         let now = now_unix();
         // Team store: this instance's share of the key's limits (docs/team.md). One relaxed load.
-        let instances = self.store.shared().map_or(1, |pg| pg.live_instances());
+        let instances = self.store.live_instances();
         let mut counters = key.state.counters.lock();
         counters.spent.check(&key.limits, now).map_err(|r| refusal(key, r, now))?;
         // Counted without a limit too, so the admin API shows each key's requests in flight.

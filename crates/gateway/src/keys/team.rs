@@ -32,9 +32,9 @@ impl Keys {
         }
     }
 
-    /// With a team store: read the team's spend of the keys with a budget every [`BUDGET_POLL`], forever.
+    /// With a team store (`Store::follow_team`): read the team's spend of the keys with a budget every
+    /// [`BUDGET_POLL`], forever.
     pub async fn follow_team_budgets(self: Arc<Self>) {
-        let Some(pg) = self.store.shared().cloned() else { return };
         let mut tick = tokio::time::interval(BUDGET_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -44,7 +44,7 @@ impl Keys {
                 continue;
             }
             let (today, month) = super::limits::period_starts(now_unix());
-            match pg.team_spend(ids, today * 1000, month * 1000).await {
+            match self.store.team_spend(ids, today * 1000, month * 1000).await {
                 Ok(spent) => {
                     for (id, day, month) in spent {
                         self.raise_spent(&id, day, month);

@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::accounts::{Account, Pool};
 use crate::auth::now_unix;
+use crate::store::team::StoreHealth;
 use crate::usage::Ledger;
 
 pub struct PoolGauges {
@@ -163,18 +164,22 @@ impl Collector for PoolGauges {
             &dropped,
         )?;
         // A local SQLite file is always there; the team's PostgreSQL store as its change watcher last found it.
-        let store_up = self.pool.store().shared().is_none_or(|pg| pg.reachable());
+        let health = self.pool.store().health();
+        let store_up = match health {
+            StoreHealth::Local => true,
+            StoreHealth::Team { reachable, .. } => reachable,
+        };
         let store_up = [(Vec::new(), f64::from(u8::from(store_up)))];
         family(&mut encoder, "store_up", "1 when the store (the team's PostgreSQL database) is reachable", &store_up)?;
-        if let Some(pg) = self.pool.store().shared() {
-            let live = [(Vec::new(), f64::from(pg.live_instances()))];
+        if let StoreHealth::Team { instances, affinity_dropped, .. } = health {
+            let live = [(Vec::new(), f64::from(instances))];
             family(
                 &mut encoder,
                 "team_instances",
                 "Live instances sharing the team store (key limits are divided by it)",
                 &live,
             )?;
-            let dropped = [(Vec::new(), pg.affinity_dropped() as f64)];
+            let dropped = [(Vec::new(), affinity_dropped as f64)];
             counter_family(
                 &mut encoder,
                 "affinity_shares_dropped",

@@ -23,6 +23,7 @@ use crate::store::AccountKind;
 use crate::upstream::identity;
 use crate::upstream::ratelimits::RateLimitHeaders;
 use crate::upstream::{BodyStream, CallContext, IntoFailure, UpstreamResponse, classify};
+use upstream_transport::chain;
 
 /// An upstream response ready to be read, plus what the encoders need to know.
 pub struct Exchange {
@@ -163,9 +164,21 @@ pub async fn prepare(
         kind: request_kind(&tree),
         now_ms: crate::auth::now_ms(),
     });
-    let body = Bytes::from(
-        identity::official_order(&tree).map_err(|e| StartError::Unavailable(GatewayError::internal(e.to_string())))?,
-    );
+    let serialize_error = |e: serde_json::Error| StartError::Unavailable(GatewayError::internal(e.to_string()));
+    let websocket = state.config.upstream_ws.wants();
+    // Over the upstream WebSocket a turn may continue the conversation's chain there (issue 61): its digests and
+    // where its items are in the body, computed here while the tree exists (only for that transport).
+    let (body, chain) = if websocket {
+        let (body, spans) = identity::official_order_with_items(&tree).map_err(serialize_error)?;
+        let items = match tree.get("input") {
+            Some(Value::Array(items)) => items.iter().map(chain::item_digest).collect(),
+            Some(_) | None => Vec::new(),
+        };
+        let request = chain::ChainRequest { settings: chain::settings_digest(&tree), items, spans };
+        (Bytes::from(body), Some(Arc::new(request)))
+    } else {
+        (Bytes::from(identity::official_order(&tree).map_err(serialize_error)?), None)
+    };
     drop(tree);
     let input_estimate = input_estimate(&body);
     let caller_thread = headers.get(&THREAD_ID).and_then(|v| v.to_str().ok()).filter(|t| *t != thread);
@@ -182,9 +195,10 @@ pub async fn prepare(
             state.catalog.minimal_client_version(&req.model.slug),
         ),
         // issue 25 (WebSocket upstream): the transport for this request (`[upstream] transport`).
-        websocket: state.config.upstream_ws.wants(),
+        websocket,
         conversation: !key.is_empty(),
         turn: Some(Arc::new(turn)),
+        chain,
     };
     Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate, stream: req.stream })
 }

@@ -17,6 +17,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::app::{AppState, reload};
 use crate::config::Config;
 use crate::record::RecordSink;
+use crate::store::team::StoreHealth;
 
 mod admin;
 mod admin_keys;
@@ -125,19 +126,17 @@ pub async fn run_with_sinks(
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
     let keys_upkeep = tokio::spawn(state.keys.clone().follow_store(state.config.upkeep_interval));
-    // Team store: re-read accounts and keys within a second of a change another instance made (docs/team.md).
-    let follow = state.pool.store().shared().map(|pg| {
-        let (pool, keys) = (state.pool.clone(), state.keys.clone());
-        pg.follow(move || {
-            pool.reload()?;
-            pool.adopt_shared_cooldowns()?;
-            keys.reload()
-        })
+    // Team store (docs/team.md): re-read accounts and keys within a second of a change another instance made;
+    // pull the conversations the others decided into the pool's affinity map; count what the other instances'
+    // keys spent against the token budgets (keys/team.rs). Nothing on a local store.
+    let (pool, keys) = (state.pool.clone(), state.keys.clone());
+    let mut team = state.pool.store().follow_team(move || {
+        pool.reload()?;
+        pool.adopt_shared_cooldowns()?;
+        keys.reload()
     });
-    // Team store: conversations other instances decided, pulled into the pool's affinity map (docs/team.md).
-    let affinity = state.pool.store().shared().map(|_| tokio::spawn(state.pool.clone().follow_shared_affinity()));
-    // Team store: token budgets count what the other instances' keys spent (keys/team.rs).
-    let budgets = state.pool.store().shared().map(|_| tokio::spawn(state.keys.clone().follow_team_budgets()));
+    team.spawn(state.pool.clone().follow_shared_affinity());
+    team.spawn(state.keys.clone().follow_team_budgets());
     let trim = tokio::spawn(crate::memory::return_retained_memory());
     let hangup = reload::on_hangup(state.clone());
     let watch = state.config.watch_config.then(|| tokio::spawn(reload::watch(state.clone())));
@@ -151,15 +150,7 @@ pub async fn run_with_sinks(
     upkeep.abort();
     keys_upkeep.abort();
     trim.abort();
-    if let Some(follow) = follow {
-        follow.abort();
-    }
-    if let Some(affinity) = affinity {
-        affinity.abort();
-    }
-    if let Some(budgets) = budgets {
-        budgets.abort();
-    }
+    team.stop();
     hangup.abort();
     if let Some(w) = watch {
         w.abort();
@@ -202,10 +193,13 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     if state.pool.has_usable() {
         // Team store: an outage is reported but does not make the instance unready (it serves from memory).
         let mut body = json!({"status": "ready", "accounts": total});
-        if let Some(pg) = state.pool.store().shared() {
-            body["store"] = json!(if pg.reachable() { "reachable" } else { "unreachable" });
-            // Live instances sharing the store: what a key's rpm and concurrency are divided by.
-            body["instances"] = json!(pg.live_instances());
+        match state.pool.store().health() {
+            StoreHealth::Local => {}
+            StoreHealth::Team { reachable, instances, .. } => {
+                body["store"] = json!(if reachable { "reachable" } else { "unreachable" });
+                // Live instances sharing the store: what a key's rpm and concurrency are divided by.
+                body["instances"] = json!(instances);
+            }
         }
         axum::Json(body).into_response()
     } else {

@@ -1,5 +1,7 @@
-//! The usage ledger's tables (migration 3, report indexes in 5) and its one write: a batch of request records, with the hourly and
-//! daily rollups they add to, in one transaction; and the pruning of old rows. Queries live in `usage::query`.
+//! The usage ledger as both backends store it: its tables (migration 3, report indexes in 5), what it stores of a
+//! request ([`LedgerEntry`], which `usage/` makes from the request's record), the rollups a batch adds to (summed
+//! in memory the same way for both), and the ranges and filters queries read the rows by. The writes are
+//! `sqlite/usage.rs`' and `postgres/usage.rs`'; the queries `usage::query`'s.
 //!
 //! Daily rollups exist for queries over weeks and months: summing a month of hourly rollups means reading up to
 //! 720 times the combinations of an hour (bench/results/ledger.md); a month of daily ones, 30 times.
@@ -9,15 +11,24 @@
 //! NULL in PostgreSQL, and NULLs never conflict in an upsert).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use rusqlite::{Transaction, params};
+use parking_lot::Mutex;
+use rusqlite::Connection;
 
-use crate::record::RequestRecord;
+use super::postgres::PgStore;
+use super::sqlite::usage as file;
+use super::{Backend, Store};
 
-/// Migration 3: one row per request, hourly and daily rollups.
-pub const SCHEMA: &str = r#"
-CREATE TABLE usage_requests (
-    id INTEGER PRIMARY KEY,
+/// The ledger's tables (migration 3 of both backends): one row per request, hourly and daily rollups. One text;
+/// the backends differ only in how a request row's id is made, which `$id` gives.
+macro_rules! ledger_schema {
+    ($id:literal) => {
+        concat!(
+            "\nCREATE TABLE usage_requests (\n    id ",
+            $id,
+            r#",
     request_id TEXT NOT NULL,
     started_at BIGINT NOT NULL,
     api TEXT NOT NULL,
@@ -80,7 +91,15 @@ CREATE TABLE usage_daily (
     duration_ms BIGINT NOT NULL,
     PRIMARY KEY (day, account, model, client_key, api, status)
 );
-"#;
+"#
+        )
+    };
+}
+
+/// The SQLite ledger: `INTEGER PRIMARY KEY` is the table's rowid.
+pub const SCHEMA: &str = ledger_schema!("INTEGER PRIMARY KEY");
+/// The PostgreSQL ledger (`postgres/usage.rs`): a generated id.
+pub const POSTGRES_SCHEMA: &str = ledger_schema!("BIGSERIAL PRIMARY KEY");
 
 /// Migration 5: the usage reports read every rollup row of a range (`usage::query::usage`). Through the primary
 /// key's index alone each row costs a lookup in the table, scattered over pages the reader's small cache keeps
@@ -97,8 +116,126 @@ CREATE INDEX usage_daily_report ON usage_daily (day, account, model, client_key,
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
+/// The grain of a usage report: which rollup table it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    pub fn parse(s: &str) -> Option<Bucket> {
+        match s {
+            "hour" => Some(Bucket::Hour),
+            "day" => Some(Bucket::Day),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }
+    }
+    pub(crate) fn ms(self) -> i64 {
+        match self {
+            Bucket::Hour => HOUR_MS,
+            Bucket::Day => DAY_MS,
+        }
+    }
+    /// The rollup table of this grain and its time column.
+    pub(crate) fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Bucket::Hour => ("usage_hourly", "hour"),
+            Bucket::Day => ("usage_daily", "day"),
+        }
+    }
+}
+
+/// Which statuses `/admin/requests?status=` keeps: one code, or a class (`4xx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Code(u16),
+    Class(u16),
+}
+
+impl StatusFilter {
+    pub fn parse(s: &str) -> Option<StatusFilter> {
+        let b = s.as_bytes();
+        if b.len() == 3 && b[1..].eq_ignore_ascii_case(b"xx") && (b'1'..=b'5').contains(&b[0]) {
+            return Some(StatusFilter::Class(u16::from(b[0] - b'0')));
+        }
+        s.parse().ok().filter(|c| (100..=599).contains(c)).map(StatusFilter::Code)
+    }
+}
+
+/// Where a page starts: after a row (the previous page's `next`), or before an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Before {
+    Cursor { started_at: i64, id: i64 },
+    Instant(i64),
+}
+
+impl Before {
+    /// A `next` cursor: `<started_at>_<id>`.
+    pub fn parse_cursor(s: &str) -> Option<Before> {
+        let (a, b) = s.split_once('_')?;
+        Some(Before::Cursor { started_at: a.parse().ok()?, id: b.parse().ok()? })
+    }
+}
+
+/// Which request rows a page holds: the newest `limit` that match, before `before`.
+#[derive(Debug, Clone, Default)]
+pub struct RequestsQuery {
+    pub limit: usize,
+    pub before: Option<Before>,
+    pub key: Option<String>,
+    pub account: Option<String>,
+    pub model: Option<String>,
+    pub status: Option<StatusFilter>,
+}
+
 /// The rollup tables: (table, time column, grain in ms).
 const ROLLUPS: [(&str, &str, i64); 2] = [("usage_hourly", "hour", HOUR_MS), ("usage_daily", "day", DAY_MS)];
+
+/// One request as the ledger stores it, borrowed from what the request path recorded (`usage/writer.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerEntry<'a> {
+    pub request_id: &'a str,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    /// The client API (`chat`, `responses`, ...).
+    pub api: &'a str,
+    /// The route's path pattern.
+    pub route: &'a str,
+    pub client_key: Option<&'a str>,
+    pub model_requested: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub effort: Option<&'a str>,
+    pub stream: bool,
+    pub account: Option<&'a str>,
+    pub accounts_tried: &'a [String],
+    pub attempts: u32,
+    pub failovers: u32,
+    pub status: u16,
+    /// The name of the error the client saw, and its code.
+    pub error: Option<&'a str>,
+    pub error_code: Option<&'a str>,
+    pub ttfb_ms: Option<i64>,
+    pub duration_ms: i64,
+    pub input_tokens: u64,
+    pub cached_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub client_disconnected: bool,
+}
+
+impl LedgerEntry<'_> {
+    /// A request counts as an error when the client saw one: an error status, or an error inside a 200 stream.
+    fn is_error(&self) -> bool {
+        self.status >= 400 || self.error.is_some()
+    }
+}
 
 /// Unix milliseconds of a record's start.
 pub fn unix_ms(t: std::time::SystemTime) -> i64 {
@@ -107,11 +244,6 @@ pub fn unix_ms(t: std::time::SystemTime) -> i64 {
 
 pub(crate) fn tokens(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// A request counts as an error when the client saw one: an error status, or an error inside a 200 stream.
-pub(crate) fn is_error(r: &RequestRecord) -> bool {
-    r.status >= 400 || r.error.is_some()
 }
 
 /// One rollup row's sums.
@@ -145,31 +277,29 @@ pub(crate) type RollupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, u16);
 pub(crate) type RollupRows<'a> = (&'static str, &'static str, HashMap<RollupKey<'a>, Sums>);
 
 /// The rollup rows a batch adds to, summed in memory (shared with the PostgreSQL ledger, `store/postgres/usage.rs`).
-pub(crate) fn rollups(records: &[Box<RequestRecord>]) -> [RollupRows<'_>; 2] {
-    let mut hourly: HashMap<RollupKey<'_>, Sums> = HashMap::new();
-    for r in records {
-        let started = unix_ms(r.started_at);
-        let u = &r.usage;
+pub(crate) fn rollups<'a>(entries: &[LedgerEntry<'a>]) -> [RollupRows<'a>; 2] {
+    let mut hourly: HashMap<RollupKey<'a>, Sums> = HashMap::new();
+    for r in entries {
         let key = (
-            started.div_euclid(HOUR_MS) * HOUR_MS,
-            r.account.as_deref().unwrap_or(""),
-            r.model.as_deref().or(r.model_requested.as_deref()).unwrap_or(""),
-            r.client_key.as_deref().unwrap_or(""),
-            r.api.as_str(),
+            r.started_at.div_euclid(HOUR_MS) * HOUR_MS,
+            r.account.unwrap_or(""),
+            r.model.or(r.model_requested).unwrap_or(""),
+            r.client_key.unwrap_or(""),
+            r.api,
             r.status,
         );
         let s = hourly.entry(key).or_default();
         s.requests += 1;
-        s.errors += i64::from(is_error(r));
-        s.input += tokens(u.input_tokens);
-        s.cached += tokens(u.cached_tokens);
-        s.output += tokens(u.output_tokens);
-        s.reasoning += tokens(u.reasoning_tokens);
-        s.duration_ms += r.duration.as_millis() as i64;
+        s.errors += i64::from(r.is_error());
+        s.input += tokens(r.input_tokens);
+        s.cached += tokens(r.cached_tokens);
+        s.output += tokens(r.output_tokens);
+        s.reasoning += tokens(r.reasoning_tokens);
+        s.duration_ms += r.duration_ms;
     }
     ROLLUPS.map(|(table, column, grain)| {
         // Hours fold into days here: a batch's daily rows are the sums of its hourly ones.
-        let mut rows: HashMap<RollupKey<'_>, Sums> = HashMap::new();
+        let mut rows: HashMap<RollupKey<'a>, Sums> = HashMap::new();
         for (&(t, account, model, key, api, status), s) in &hourly {
             rows.entry((t.div_euclid(grain) * grain, account, model, key, api, status)).or_default().add(s);
         }
@@ -177,101 +307,136 @@ pub(crate) fn rollups(records: &[Box<RequestRecord>]) -> [RollupRows<'_>; 2] {
     })
 }
 
-/// Insert `records` and add them to their hourly and daily rollups, in `tx` (the caller commits). The rollups of a batch
-/// are summed in memory first, so a batch costs one upsert per distinct (hour, account, model, key, api, status).
-pub fn insert_batch(tx: &Transaction<'_>, records: &[Box<RequestRecord>]) -> rusqlite::Result<()> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO usage_requests (request_id, started_at, api, route, client_key, model_requested, model, effort,
-            stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms,
-            input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-            ?23)",
-    )?;
-    for r in records {
-        let started = unix_ms(r.started_at);
-        let duration_ms = r.duration.as_millis() as i64;
-        let u = &r.usage;
-        insert.execute(params![
-            r.request_id,
-            started,
-            r.api.as_str(),
-            r.route,
-            r.client_key.as_deref(),
-            r.model_requested,
-            r.model,
-            r.effort,
-            r.stream,
-            r.account,
-            // JSON: an imported account's id may hold any character.
-            serde_json::to_string(&r.accounts_tried).unwrap_or_default(),
-            r.attempts,
-            r.failovers,
-            r.status,
-            r.error.as_ref().map(|e| e.name()),
-            r.error.as_ref().and_then(|e| e.code.as_deref()),
-            r.time_to_first_byte.map(|d| d.as_millis() as i64),
-            duration_ms,
-            tokens(u.input_tokens),
-            tokens(u.cached_tokens),
-            tokens(u.output_tokens),
-            tokens(u.reasoning_tokens),
-            r.client_disconnected,
-        ])?;
-    }
-    for (table, column, rows) in rollups(records) {
-        let mut upsert = tx.prepare_cached(&format!(
-            "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors, input_tokens,
-                cached_tokens, output_tokens, reasoning_tokens, duration_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-             ON CONFLICT ({column}, account, model, client_key, api, status) DO UPDATE SET
-                requests = {table}.requests + excluded.requests,
-                errors = {table}.errors + excluded.errors,
-                input_tokens = {table}.input_tokens + excluded.input_tokens,
-                cached_tokens = {table}.cached_tokens + excluded.cached_tokens,
-                output_tokens = {table}.output_tokens + excluded.output_tokens,
-                reasoning_tokens = {table}.reasoning_tokens + excluded.reasoning_tokens,
-                duration_ms = {table}.duration_ms + excluded.duration_ms"
-        ))?;
-        for ((t, account, model, key, api, status), s) in rows {
-            upsert.execute(params![
-                t,
-                account,
-                model,
-                key,
-                api,
-                status,
-                s.requests,
-                s.errors,
-                s.input,
-                s.cached,
-                s.output,
-                s.reasoning,
-                s.duration_ms
-            ])?;
-        }
-    }
-    Ok(())
+/// Which ledger rows a query reads: on the team's database only these are copied for it.
+#[derive(Debug, Clone)]
+pub enum LedgerRows {
+    /// The rollups of `bucket`'s grain from `from` (rounded down to the grain) to `to`: a usage report's.
+    Rollups { bucket: Bucket, from: i64, to: i64 },
+    /// The newest request rows that match, one past the page: a page of requests.
+    Requests(RequestsQuery),
 }
 
-/// Rows deleted per statement while pruning, so the writer never holds the database for long.
-const PRUNE_CHUNK: i64 = 5_000;
+/// The ledger's writer on the store's backend (`usage/writer.rs` runs it on a thread of its own).
+pub struct LedgerWriter(Writer);
 
-/// Delete request rows that started before `requests_before` and rollups of hours (days) that began before
-/// `rollups_before` (its day), unix ms; request rows a chunk per transaction. Returns the number of request rows deleted.
-pub fn prune(conn: &mut rusqlite::Connection, requests_before: i64, rollups_before: i64) -> rusqlite::Result<usize> {
-    let mut deleted = 0;
-    loop {
-        let n = conn.execute(
-            "DELETE FROM usage_requests WHERE id IN
-                (SELECT id FROM usage_requests WHERE started_at < ?1 ORDER BY started_at LIMIT ?2)",
-            params![requests_before, PRUNE_CHUNK],
-        )?;
-        deleted += n;
-        if n < PRUNE_CHUNK as usize {
-            break;
+enum Writer {
+    /// A connection of its own to the SQLite file.
+    Sqlite(Connection),
+    Postgres(Arc<PgStore>),
+}
+
+impl LedgerWriter {
+    /// Store a batch and add it to the rollups, all or nothing.
+    pub fn commit(&mut self, entries: &[LedgerEntry<'_>]) -> anyhow::Result<()> {
+        match &mut self.0 {
+            Writer::Sqlite(conn) => {
+                let tx = conn.transaction()?;
+                file::insert_batch(&tx, entries)?;
+                Ok(tx.commit()?)
+            }
+            Writer::Postgres(pg) => pg.insert_usage(entries),
         }
     }
-    conn.execute("DELETE FROM usage_hourly WHERE hour < ?1", params![rollups_before])?;
-    conn.execute("DELETE FROM usage_daily WHERE day < ?1", params![rollups_before.div_euclid(DAY_MS) * DAY_MS])?;
-    Ok(deleted)
+
+    /// Whether this instance prunes old rows: always its own file; the team's shared tables only on the instance
+    /// that holds the leader lease (one instance at a time prunes them; another takes over when it stops).
+    pub fn prunes(&self) -> bool {
+        match &self.0 {
+            Writer::Sqlite(_) => true,
+            Writer::Postgres(pg) => pg.leads(),
+        }
+    }
+
+    /// Whether a batch that keeps failing is given up at last: the file's is; the team's never while the gateway
+    /// runs (an outage must not lose the queued rows; the bounded channel caps what waits).
+    pub fn gives_up(&self) -> bool {
+        match &self.0 {
+            Writer::Sqlite(_) => true,
+            Writer::Postgres(_) => false,
+        }
+    }
+
+    /// Delete request rows older than `requests_before` and rollups older than `rollups_before` (unix ms); the
+    /// request rows deleted.
+    pub fn prune(&mut self, requests_before: i64, rollups_before: i64) -> anyhow::Result<u64> {
+        match &mut self.0 {
+            Writer::Sqlite(conn) => Ok(file::prune(conn, requests_before, rollups_before)? as u64),
+            Writer::Postgres(pg) => pg.prune_usage(requests_before, rollups_before),
+        }
+    }
+}
+
+/// The ledger's reader on the store's backend. Its calls block (run them off the async workers).
+pub struct LedgerReader(Reader);
+
+enum Reader {
+    /// The SQLite file, and the reading connection opened on the first query: most gateways are never asked for
+    /// their usage between restarts, and an open SQLite connection holds its caches (idle RSS).
+    Sqlite { db: PathBuf, conn: Mutex<Option<Connection>> },
+    /// The team's database: a query reads the rows it needs, copied into an in-memory ledger
+    /// (`postgres/usage.rs`), so `usage::query` serves both backends.
+    Postgres(Arc<PgStore>),
+}
+
+impl LedgerReader {
+    /// Run `f` on a ledger that holds `rows`.
+    pub fn read<T>(&self, rows: &LedgerRows, f: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        match &self.0 {
+            Reader::Sqlite { db, conn } => on_file(db, conn, f),
+            Reader::Postgres(pg) => f(&match rows {
+                LedgerRows::Rollups { bucket, from, to } => pg.rollups_snapshot(*bucket, *from, *to)?,
+                LedgerRows::Requests(q) => pg.requests_snapshot(q)?,
+            }),
+        }
+    }
+
+    /// Requests started in each minute of `[from, to)`, oldest first (the Overview's chart).
+    pub fn requests_per_minute(&self, from: i64, to: i64) -> anyhow::Result<Vec<u32>> {
+        match &self.0 {
+            Reader::Sqlite { db, conn } => on_file(db, conn, |c| Ok(file::requests_per_minute(c, from, to)?)),
+            Reader::Postgres(pg) => pg.requests_per_minute(from, to),
+        }
+    }
+}
+
+/// Run `f` on the file's reading connection, opening it at the first query.
+fn on_file<T>(
+    db: &Path,
+    conn: &Mutex<Option<Connection>>,
+    f: impl FnOnce(&Connection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut conn = conn.lock();
+    let conn = match &mut *conn {
+        Some(conn) => conn,
+        slot @ None => slot.insert(file::open_reader(db)?),
+    };
+    f(conn)
+}
+
+/// The usage ledger on the store's backend: the SQLite file's, or with a team store the team's (docs/team.md).
+impl Store {
+    /// The ledger's writer (on the SQLite file, a connection of its own).
+    pub fn ledger_writer(&self) -> anyhow::Result<LedgerWriter> {
+        Ok(LedgerWriter(match &self.backend {
+            Backend::Sqlite => Writer::Sqlite(file::open_connection(self.path())?),
+            Backend::Postgres(pg) => Writer::Postgres(pg.clone()),
+        }))
+    }
+
+    /// The ledger's reader (on the SQLite file, a connection of its own opened at the first query).
+    pub fn ledger_reader(&self) -> LedgerReader {
+        LedgerReader(match &self.backend {
+            Backend::Sqlite => Reader::Sqlite { db: self.path().to_path_buf(), conn: Mutex::new(None) },
+            Backend::Postgres(pg) => Reader::Postgres(pg.clone()),
+        })
+    }
+
+    /// Input plus output tokens per client key from `from` (an hour) on: hourly rollups up to `midnight`, daily
+    /// ones after it (`usage::tokens_by_key_since`).
+    pub fn tokens_by_key(&self, from: i64, midnight: i64) -> anyhow::Result<HashMap<String, u64>> {
+        match &self.backend {
+            Backend::Sqlite => self.with_conn(|c| file::tokens_by_key(c, from, midnight)),
+            Backend::Postgres(pg) => pg.tokens_by_key(from, midnight),
+        }
+    }
 }

@@ -76,6 +76,9 @@ pub struct CallContext {
     /// The turn's identity for a ChatGPT account (routing hint, window, turn metadata, `client_metadata`;
     /// `upstream::identity::turn`). `None`: a request outside a turn, sent with the basic headers only.
     pub turn: Option<Arc<Turn>>,
+    /// The request's digests, for chaining it on the conversation's upstream WebSocket (issue 61; only for a
+    /// request that goes over the WebSocket).
+    pub chain: Option<Arc<upstream_transport::chain::ChainRequest>>,
 }
 
 pub struct Upstream {
@@ -142,7 +145,8 @@ impl Upstream {
                 let now_ms = crate::auth::now_ms();
                 let websocket = WebsocketTurn { turn_state: ctx.turn_state.as_deref(), now_ms };
                 let body = with_client_metadata(&body, ctx.turn.as_deref(), account, Some(websocket));
-                Some((ws.clone(), headers, body, ctx.conversation.then(|| ctx.session_id.clone())))
+                let session = ctx.conversation.then(|| ctx.session_id.clone());
+                Some((ws.clone(), headers, body, session, ctx.chain.clone()))
             }
             _ => None,
         };
@@ -150,10 +154,11 @@ impl Upstream {
         let body = with_client_metadata(&body, ctx.turn.as_deref(), account, None);
         let (upstream, account) = (self.clone(), account.clone());
         async move {
-            if let Some((ws, ws_headers, ws_body, session)) = ws {
+            if let Some((ws, ws_headers, ws_body, session, chain)) = ws {
                 // Boxed: the WebSocket send is ~2.7 KB, twice the HTTP one, and every request's future waiting for
                 // its response headers would otherwise carry room for it (thousands at once, bench/notes.md).
-                match Box::pin(ws.send(super::owner(&account), ws_headers, &ws_body, session.as_deref())).await {
+                let sending = ws.send(super::owner(&account), ws_headers, &ws_body, session.as_deref(), chain);
+                match Box::pin(sending).await {
                     super::ws_pool::Outcome::Answer(answer) => return answer,
                     super::ws_pool::Outcome::UseSse => {}
                 }

@@ -2,13 +2,12 @@
 //!
 //! A [`RecordSink`] hands each record to a bounded channel ([`LedgerSink`]: never waits; when the channel is
 //! full the record is dropped and counted; the bound is a count, so the channel holds memory only for what
-//! waits); one writer thread (`writer.rs`) commits them in batches, with their hourly rollups, to the store
-//! (tables in `store/usage.rs`; the team's PostgreSQL database when the store is there,
-//! `store/postgres/usage.rs`) and prunes old rows now and then. Queries for the admin API and the CLI are in
-//! `query.rs`, the price table in `pricing.rs`, the HTTP handlers in `api.rs`.
+//! waits); one writer thread (`writer.rs`) commits them in batches, with their hourly rollups, to the store's
+//! ledger (`store/usage.rs`: the SQLite file's, or the team's PostgreSQL database's) and prunes old rows now and
+//! then. Queries for the admin API and the CLI are in `query.rs`, the price table in `pricing.rs`, the HTTP
+//! handlers in `api.rs`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
@@ -21,8 +20,7 @@ use rusqlite::Connection;
 use crate::config::UsageSettings;
 use crate::record::{RecordSink, RequestRecord};
 use crate::store::Store;
-use crate::store::postgres::PgStore;
-use crate::store::usage::{DAY_MS, HOUR_MS};
+use crate::store::usage::{DAY_MS, HOUR_MS, LedgerReader, LedgerRows};
 
 pub mod api;
 pub mod pricing;
@@ -111,14 +109,9 @@ impl RecordSink for LedgerSink {
     }
 }
 
-/// The ledger of a running gateway: its reading connection, prices, and the writer it drains on shutdown.
+/// The ledger of a running gateway: its reader, prices, and the writer it drains on shutdown.
 pub struct Ledger {
-    /// The database file, and the reading connection opened on the first query: most gateways are never asked
-    /// for their usage between restarts, and an open SQLite connection holds its caches (idle RSS).
-    db: PathBuf,
-    reader: Mutex<Option<Connection>>,
-    /// The team's PostgreSQL store, when the ledger lives there: queries read it, not the file.
-    pg: Option<Arc<PgStore>>,
+    reader: LedgerReader,
     /// `[usage.prices]`, replaced by a config reload (app/reload.rs); read once per ledger query.
     prices: arc_swap::ArcSwap<pricing::Prices>,
     shared: Arc<Shared>,
@@ -129,27 +122,12 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Open the ledger on the store's database (migrated by `Store::open`). With `settings.enabled`, start the
-    /// writer and return the sink to add to the request path.
-    pub fn open(db: &Path, settings: &UsageSettings) -> anyhow::Result<(Ledger, Option<Arc<dyn RecordSink>>)> {
-        Ledger::open_with(db, None, settings)
-    }
-
-    /// [`Ledger::open`] on the store's backend: its PostgreSQL database when it has one, else its file.
+    /// Open the ledger on the store's backend (migrated when the store opened). With `settings.enabled`, start
+    /// the writer and return the sink to add to the request path.
     pub fn open_for(store: &Store, settings: &UsageSettings) -> anyhow::Result<(Ledger, Option<Arc<dyn RecordSink>>)> {
-        Ledger::open_with(store.path(), store.shared().cloned(), settings)
-    }
-
-    fn open_with(
-        db: &Path,
-        pg: Option<Arc<PgStore>>,
-        settings: &UsageSettings,
-    ) -> anyhow::Result<(Ledger, Option<Arc<dyn RecordSink>>)> {
         let shared = Arc::new(Shared::default());
         let mut ledger = Ledger {
-            db: db.to_path_buf(),
-            reader: Mutex::new(None),
-            pg: pg.clone(),
+            reader: store.ledger_reader(),
             prices: arc_swap::ArcSwap::from_pointee(settings.prices.clone()),
             shared: shared.clone(),
             wake: None,
@@ -160,10 +138,7 @@ impl Ledger {
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let backend = match pg {
-            Some(pg) => writer::Backend::Postgres(pg),
-            None => writer::Backend::Sqlite(open_connection(db)?),
-        };
+        let backend = store.ledger_writer()?;
         let retention = (settings.retention, settings.rollup_retention);
         std::thread::Builder::new()
             .name("usage-ledger".into())
@@ -216,78 +191,36 @@ impl Ledger {
         self.prices.store(Arc::new(prices));
     }
 
-    /// Run a read off the async workers: on the team's PostgreSQL ledger, `f` reads the rows `snapshot` copied
-    /// from it into memory (`store/postgres/usage.rs`); otherwise it reads the ledger's own connection.
-    pub async fn read_shared<T: Send + 'static>(
+    /// Run a read of `rows` off the async workers (a query may take a while).
+    async fn read<T: Send + 'static>(
         self: &Arc<Self>,
-        snapshot: impl FnOnce(&PgStore) -> anyhow::Result<Connection> + Send + 'static,
+        rows: LedgerRows,
         f: impl FnOnce(&Connection, &pricing::Prices) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let Some(pg) = self.pg.clone() else {
-            return self.read(f).await;
-        };
         let me = self.clone();
-        tokio::task::spawn_blocking(move || f(&snapshot(&pg)?, &me.prices.load()))
+        tokio::task::spawn_blocking(move || me.reader.read(&rows, |c| f(c, &me.prices.load())))
             .await
             .context("ledger query failed")?
     }
 
-    /// Usage over time (`query::usage`) from whichever backend holds the ledger.
+    /// Usage over time (`query::usage`).
     pub async fn usage(self: &Arc<Self>, q: query::UsageQuery) -> anyhow::Result<query::UsageReport> {
-        self.read_shared(move |pg| pg.usage_snapshot(&q), move |c, p| Ok(query::usage(c, &q, p)?)).await
+        let rows = LedgerRows::Rollups { bucket: q.bucket, from: q.from, to: q.to };
+        self.read(rows, move |c, p| Ok(query::usage(c, &q, p)?)).await
     }
 
-    /// Requests started in each minute of `[from, to)`, from whichever backend holds the ledger.
+    /// Requests started in each minute of `[from, to)`.
     pub async fn requests_per_minute(self: &Arc<Self>, from: i64, to: i64) -> anyhow::Result<Vec<u32>> {
-        match self.pg.clone() {
-            Some(pg) => tokio::task::spawn_blocking(move || pg.requests_per_minute(from, to))
-                .await
-                .context("ledger query failed")?,
-            None => self.read(move |c, _| Ok(query::requests_per_minute(c, from, to)?)).await,
-        }
-    }
-
-    /// A page of request rows (`query::requests`) from whichever backend holds the ledger.
-    pub async fn requests(self: &Arc<Self>, q: query::RequestsQuery) -> anyhow::Result<query::RequestsPage> {
-        let snapshot = q.clone();
-        self.read_shared(move |pg| pg.requests_snapshot(&snapshot), move |c, p| Ok(query::requests(c, &q, p)?)).await
-    }
-
-    /// Run a read on the ledger's own connection, off the async workers (a query may take a while).
-    pub async fn read<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&Connection, &pricing::Prices) -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut reader = me.reader.lock();
-            let conn = match &mut *reader {
-                Some(conn) => conn,
-                slot @ None => slot.insert(open_reader(&me.db)?),
-            };
-            f(conn, &me.prices.load())
-        })
-        .await
-        .context("ledger query failed")?
+        tokio::task::spawn_blocking(move || me.reader.requests_per_minute(from, to))
+            .await
+            .context("ledger query failed")?
     }
-}
 
-/// The ledger's reading connection: it can only read.
-fn open_reader(db: &Path) -> anyhow::Result<Connection> {
-    let reader = open_connection(db)?;
-    reader.pragma_update(None, "query_only", true)?;
-    Ok(reader)
-}
-
-/// A connection for the ledger: WAL like the store; `synchronous=NORMAL`, since in WAL mode a commit survives a
-/// crash of the process (SIGKILL) either way and only a power loss may lose the last commits, which for usage
-/// rows is a fair price for not syncing every batch.
-pub(crate) fn open_connection(db: &Path) -> anyhow::Result<Connection> {
-    let conn = Connection::open(db).with_context(|| format!("cannot open database {}", db.display()))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    Ok(conn)
+    /// A page of request rows (`query::requests`).
+    pub async fn requests(self: &Arc<Self>, q: query::RequestsQuery) -> anyhow::Result<query::RequestsPage> {
+        self.read(LedgerRows::Requests(q.clone()), move |c, p| Ok(query::requests(c, &q, p)?)).await
+    }
 }
 
 /// Input plus output tokens per client key since `since_unix_ms`, from the rollups: the hours up to the next UTC
@@ -297,19 +230,5 @@ pub(crate) fn open_connection(db: &Path) -> anyhow::Result<Connection> {
 pub fn tokens_by_key_since(store: &Store, since_unix_ms: i64) -> anyhow::Result<HashMap<String, u64>> {
     let from = since_unix_ms.div_euclid(HOUR_MS) * HOUR_MS;
     let midnight = (from + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS;
-    if let Some(pg) = store.shared() {
-        return pg.tokens_by_key_since(from, midnight);
-    }
-    store.with_conn(|conn| {
-        let mut stmt = conn.prepare_cached(
-            "SELECT client_key, SUM(n) FROM (
-                SELECT client_key, input_tokens + output_tokens AS n FROM usage_hourly
-                    WHERE hour >= ?1 AND hour < ?2 AND client_key <> ''
-                UNION ALL
-                SELECT client_key, input_tokens + output_tokens FROM usage_daily WHERE day >= ?2 AND client_key <> ''
-             ) GROUP BY client_key",
-        )?;
-        let rows = stmt.query_map([from, midnight], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        rows.map(|r| r.map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))).collect()
-    })
+    store.tokens_by_key(from, midnight)
 }

@@ -7,42 +7,7 @@ use serde::Serialize;
 
 use super::pricing::{Cost, Prices, Tokens};
 use super::when::format_ms;
-use crate::store::usage::{DAY_MS, HOUR_MS};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bucket {
-    Hour,
-    Day,
-}
-
-impl Bucket {
-    pub fn parse(s: &str) -> Option<Bucket> {
-        match s {
-            "hour" => Some(Bucket::Hour),
-            "day" => Some(Bucket::Day),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Bucket::Hour => "hour",
-            Bucket::Day => "day",
-        }
-    }
-    fn ms(self) -> i64 {
-        match self {
-            Bucket::Hour => HOUR_MS,
-            Bucket::Day => DAY_MS,
-        }
-    }
-    /// The rollup table of this grain and its time column.
-    fn table(self) -> (&'static str, &'static str) {
-        match self {
-            Bucket::Hour => ("usage_hourly", "hour"),
-            Bucket::Day => ("usage_daily", "day"),
-        }
-    }
-}
+pub use crate::store::usage::{Before, Bucket, RequestsQuery, StatusFilter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupBy {
@@ -265,26 +230,6 @@ pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Re
     })
 }
 
-/// Requests per minute from `from` (rounded down to its minute) up to `to`, one count per minute, oldest first
-/// (the dashboard's Overview chart). Reads only the `started_at` index, one entry per request of the range, and
-/// counts in place: no sort, no grouping in SQL.
-pub fn requests_per_minute(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<Vec<u32>> {
-    const MINUTE: i64 = 60_000;
-    let first = from.div_euclid(MINUTE) * MINUTE;
-    let n = usize::try_from((to - first + MINUTE - 1).div_euclid(MINUTE)).unwrap_or(0).min(60 * 24 * 31);
-    let mut counts = vec![0u32; n];
-    let mut stmt =
-        conn.prepare_cached("SELECT started_at FROM usage_requests WHERE started_at >= ?1 AND started_at < ?2")?;
-    let mut rows = stmt.query([first, to])?;
-    while let Some(r) = rows.next()? {
-        let at: i64 = r.get(0)?;
-        if let Some(c) = usize::try_from((at - first) / MINUTE).ok().and_then(|i| counts.get_mut(i)) {
-            *c = c.saturating_add(1);
-        }
-    }
-    Ok(counts)
-}
-
 /// The usage report as CSV: one line per group and bucket.
 pub fn usage_csv(report: &UsageReport) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -323,48 +268,6 @@ pub fn usage_csv(report: &UsageReport) -> Result<String, csv::Error> {
 fn into_string(w: csv::Writer<Vec<u8>>) -> Result<String, csv::Error> {
     let bytes = w.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// Which statuses `/admin/requests?status=` keeps: one code, or a class (`4xx`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusFilter {
-    Code(u16),
-    Class(u16),
-}
-
-impl StatusFilter {
-    pub fn parse(s: &str) -> Option<StatusFilter> {
-        let b = s.as_bytes();
-        if b.len() == 3 && b[1..].eq_ignore_ascii_case(b"xx") && (b'1'..=b'5').contains(&b[0]) {
-            return Some(StatusFilter::Class(u16::from(b[0] - b'0')));
-        }
-        s.parse().ok().filter(|c| (100..=599).contains(c)).map(StatusFilter::Code)
-    }
-}
-
-/// Where a page starts: after a row (the previous page's `next`), or before an instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Before {
-    Cursor { started_at: i64, id: i64 },
-    Instant(i64),
-}
-
-impl Before {
-    /// A `next` cursor: `<started_at>_<id>`.
-    pub fn parse_cursor(s: &str) -> Option<Before> {
-        let (a, b) = s.split_once('_')?;
-        Some(Before::Cursor { started_at: a.parse().ok()?, id: b.parse().ok()? })
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct RequestsQuery {
-    pub limit: usize,
-    pub before: Option<Before>,
-    pub key: Option<String>,
-    pub account: Option<String>,
-    pub model: Option<String>,
-    pub status: Option<StatusFilter>,
 }
 
 /// One request row.

@@ -11,7 +11,8 @@ use super::pricing::Prices;
 use super::query::{self, Before, Bucket, GroupBy, RequestsQuery, StatusFilter, UsageQuery};
 use super::*;
 use crate::record::Api;
-use crate::store::usage::{insert_batch, prune};
+use crate::store::sqlite::usage::{insert_batch, open_connection, prune, requests_per_minute};
+use crate::store::usage::LedgerEntry;
 
 fn temp_store() -> (std::path::PathBuf, Store) {
     let dir = std::env::temp_dir().join(format!("cg-ledger-{}", uuid::Uuid::new_v4().simple()));
@@ -131,7 +132,7 @@ fn records_left_in_the_channel_when_the_writer_ends_are_counted_once() {
 #[tokio::test]
 async fn drain_commits_what_the_channel_holds_while_senders_remain() -> anyhow::Result<()> {
     let (dir, store) = temp_store();
-    let (ledger, sink) = Ledger::open(store.path(), &settings(""))?;
+    let (ledger, sink) = Ledger::open_for(&store, &settings(""))?;
     let sink = sink.ok_or_else(|| anyhow::anyhow!("enabled ledger has a sink"))?;
     // Recent records: the writer prunes rows older than the retention when it starts.
     let now = super::when::now_ms() as u64;
@@ -148,7 +149,7 @@ async fn drain_commits_what_the_channel_holds_while_senders_remain() -> anyhow::
     drop(sink);
     // Off: no sink, no writer; the reports still read what is stored.
     let off = UsageSettings { enabled: false, ..settings("") };
-    let (ledger, sink) = Ledger::open(store.path(), &off)?;
+    let (ledger, sink) = Ledger::open_for(&store, &off)?;
     assert!(sink.is_none());
     ledger.drain(Duration::from_secs(1)).await;
     std::fs::remove_dir_all(dir)?;
@@ -160,7 +161,7 @@ async fn drain_commits_what_the_channel_holds_while_senders_remain() -> anyhow::
 #[tokio::test]
 async fn the_writer_keeps_committing_after_the_channel_runs_empty() -> anyhow::Result<()> {
     let (dir, store) = temp_store();
-    let (ledger, sink) = Ledger::open(store.path(), &settings(""))?;
+    let (ledger, sink) = Ledger::open_for(&store, &settings(""))?;
     let sink = sink.ok_or_else(|| anyhow::anyhow!("enabled ledger has a sink"))?;
     let rows = || store.with_conn(|c| Ok(count(c, "usage_requests")));
     // A steady trickle across several batch windows (the window falls due between two records), then a pause,
@@ -188,16 +189,16 @@ fn rollups_queries_budgets_and_pruning() -> anyhow::Result<()> {
     let (dir, store) = temp_store();
     let h = 3_600_000u64;
     let day0 = 1_700_006_400_000u64; // a UTC midnight
-    let records = vec![
+    let records = [
         record("a", day0 + 10, Some("k1"), "gpt-5.4", 200, (100, 10)),
         record("b", day0 + 20, Some("k1"), "gpt-5.4", 200, (50, 5)),
         record("c", day0 + h + 1, Some("k2"), "gpt-5.4-mini", 429, (0, 0)),
         record("d", day0 + 25 * h, None, "gpt-5.4-mini", 200, (7, 3)),
         record("e", day0 + 25 * h + 5, Some("k1"), "gpt-5.4-mini", 502, (0, 0)),
     ];
-    let mut conn = super::open_connection(store.path())?;
+    let mut conn = open_connection(store.path())?;
     let tx = conn.transaction()?;
-    insert_batch(&tx, &records)?;
+    insert_batch(&tx, &records.iter().map(|r| LedgerEntry::from(&**r)).collect::<Vec<_>>())?;
     tx.commit()?;
     assert_eq!(count(&conn, "usage_requests"), 5);
     assert_eq!(count(&conn, "usage_hourly"), 4, "a and b share their hour, key, model, api and status");
@@ -323,18 +324,18 @@ fn requests_per_minute_counts_each_minute_of_the_range() -> anyhow::Result<()> {
     let (dir, store) = temp_store();
     let m = 60_000u64;
     let t0 = 1_700_006_400_000u64;
-    let records = vec![
+    let records = [
         record("a", t0 - 1, None, "gpt-5.4", 200, (1, 1)),
         record("b", t0 + 5, None, "gpt-5.4", 200, (1, 1)),
         record("c", t0 + 59_999, None, "gpt-5.4", 502, (0, 0)),
         record("d", t0 + 2 * m + 1, None, "gpt-5.4", 200, (1, 1)),
         record("e", t0 + 3 * m, None, "gpt-5.4", 200, (1, 1)),
     ];
-    let mut conn = super::open_connection(store.path())?;
+    let mut conn = open_connection(store.path())?;
     let tx = conn.transaction()?;
-    insert_batch(&tx, &records)?;
+    insert_batch(&tx, &records.iter().map(|r| LedgerEntry::from(&**r)).collect::<Vec<_>>())?;
     tx.commit()?;
-    assert_eq!(query::requests_per_minute(&conn, (t0 + 30) as i64, (t0 + 3 * m) as i64)?, vec![2, 0, 1]);
+    assert_eq!(requests_per_minute(&conn, (t0 + 30) as i64, (t0 + 3 * m) as i64)?, vec![2, 0, 1]);
     drop(conn);
     drop(store);
     std::fs::remove_dir_all(dir)?;
@@ -346,7 +347,7 @@ fn requests_per_minute_counts_each_minute_of_the_range() -> anyhow::Result<()> {
 #[test]
 fn usage_reports_scan_the_covering_index() -> anyhow::Result<()> {
     let (dir, store) = temp_store();
-    let conn = super::open_connection(store.path())?;
+    let conn = open_connection(store.path())?;
     for (table, time) in [("usage_hourly", "hour"), ("usage_daily", "day")] {
         let plan: String = conn.query_row(
             &format!(

@@ -4,9 +4,9 @@
 //!
 //! A thread rather than a tokio task: SQLite calls block, and a batch commit must not take a runtime worker.
 //!
-//! The batches go to the store's backend ([`Backend`]): the instance's SQLite file, or the team's PostgreSQL
-//! database (`store/postgres/usage.rs`). While PostgreSQL is unreachable the writer keeps retrying its batch
-//! instead of giving it up after [`ATTEMPTS`]: the records queue in the batch (at most [`BATCH`]) and the
+//! The batches go to the store's ledger ([`LedgerWriter`]): the instance's SQLite file, or the team's PostgreSQL
+//! database (`store/usage.rs`). While PostgreSQL is unreachable the writer keeps retrying its batch instead of
+//! giving it up after [`ATTEMPTS`] (`LedgerWriter::gives_up`): the records queue in the batch (at most [`BATCH`]) and the
 //! channel (`[usage] channel_capacity`), and arrive when the database is back; records beyond that bound are
 //! dropped and counted (docs/team.md).
 
@@ -15,13 +15,9 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant, SystemTime};
 
-use rusqlite::Connection;
-
-use crate::store::postgres::PgStore;
-
 use super::{Msg, Shared};
 use crate::record::RequestRecord;
-use crate::store::usage::{insert_batch, prune, unix_ms};
+use crate::store::usage::{LedgerEntry, LedgerWriter, unix_ms};
 
 /// A batch is committed this long after its first record arrived...
 pub const FLUSH: Duration = Duration::from_millis(250);
@@ -72,40 +68,7 @@ impl DropWarnings {
     }
 }
 
-/// Where the batches go.
-pub(super) enum Backend {
-    Sqlite(Connection),
-    Postgres(Arc<PgStore>),
-}
-
-impl Backend {
-    fn commit(&mut self, batch: &[Box<RequestRecord>]) -> anyhow::Result<()> {
-        match self {
-            Backend::Sqlite(conn) => Ok(commit(conn, batch)?),
-            Backend::Postgres(pg) => pg.insert_usage(batch),
-        }
-    }
-
-    /// Whether this instance prunes old rows: always its own file; the team's shared tables only on the instance
-    /// that holds the leader lease (one instance at a time prunes them; another takes over when it stops).
-    fn prunes(&self) -> bool {
-        match self {
-            Backend::Sqlite(_) => true,
-            Backend::Postgres(pg) => pg.leads(),
-        }
-    }
-
-    /// Whether a batch that failed this many times is given up: never for PostgreSQL while running (an outage
-    /// must not lose the queued rows; the bounded channel caps what waits).
-    fn give_up(&self, failures: u32) -> bool {
-        match self {
-            Backend::Sqlite(_) => failures >= ATTEMPTS,
-            Backend::Postgres(_) => false,
-        }
-    }
-}
-
-pub(super) fn run(mut backend: Backend, rx: Receiver<Msg>, shared: Arc<Shared>, retention: (Duration, Duration)) {
+pub(super) fn run(mut ledger: LedgerWriter, rx: Receiver<Msg>, shared: Arc<Shared>, retention: (Duration, Duration)) {
     let mut batch: Vec<Box<RequestRecord>> = Vec::with_capacity(BATCH);
     // When the batch's oldest record ended (its request finished): the batch is due FLUSH after that, so records
     // that waited in the channel during a slow commit do not wait a whole window more.
@@ -170,7 +133,8 @@ pub(super) fn run(mut backend: Backend, rx: Receiver<Msg>, shared: Arc<Shared>, 
         let due = batch.len() >= BATCH || first_at.is_some_and(|t| t.elapsed() >= FLUSH) || stopping || finished;
         if !batch.is_empty() && due {
             let began = Instant::now();
-            match backend.commit(&batch) {
+            let entries: Vec<LedgerEntry<'_>> = batch.iter().map(|r| LedgerEntry::from(&**r)).collect();
+            match ledger.commit(&entries) {
                 Ok(()) => {
                     tracing::debug!(
                         records = batch.len(),
@@ -188,7 +152,7 @@ pub(super) fn run(mut backend: Backend, rx: Receiver<Msg>, shared: Arc<Shared>, 
                     if failures % ATTEMPTS == 1 {
                         tracing::warn!("usage ledger: cannot save {} request records: {e:#}", batch.len());
                     }
-                    if backend.give_up(failures) || stopping {
+                    if (ledger.gives_up() && failures >= ATTEMPTS) || stopping {
                         shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         batch.clear();
                         first_at = None;
@@ -200,9 +164,9 @@ pub(super) fn run(mut backend: Backend, rx: Receiver<Msg>, shared: Arc<Shared>, 
             }
         }
         // While another instance leads, the prune stays due: this one prunes as soon as it takes the lease over.
-        if next_prune <= Instant::now() && !stopping && backend.prunes() {
+        if next_prune <= Instant::now() && !stopping && ledger.prunes() {
             next_prune = Instant::now() + PRUNE_EVERY;
-            prune_old(&mut backend, retention);
+            prune_old(&mut ledger, retention);
         }
         drops.warn(&shared, false);
         if finished && batch.is_empty() {
@@ -220,22 +184,44 @@ fn ended_at(r: &RequestRecord) -> Instant {
     Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
 }
 
-fn commit(conn: &mut Connection, batch: &[Box<RequestRecord>]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    insert_batch(&tx, batch)?;
-    tx.commit()
-}
-
-fn prune_old(backend: &mut Backend, (requests, rollups): (Duration, Duration)) {
+fn prune_old(ledger: &mut LedgerWriter, (requests, rollups): (Duration, Duration)) {
     let now = SystemTime::now();
     let before = |age: Duration| now.checked_sub(age).map(unix_ms).unwrap_or(0);
-    let pruned = match backend {
-        Backend::Sqlite(conn) => prune(conn, before(requests), before(rollups)).map(|n| n as u64).map_err(Into::into),
-        Backend::Postgres(pg) => pg.prune_usage(before(requests), before(rollups)),
-    };
-    match pruned {
+    match ledger.prune(before(requests), before(rollups)) {
         Ok(0) => {}
         Ok(n) => tracing::info!("usage ledger: pruned {n} request rows older than the retention"),
         Err(e) => tracing::warn!("usage ledger: pruning failed: {e:#}"),
+    }
+}
+
+/// What the ledger stores of a request's record.
+impl<'a> From<&'a RequestRecord> for LedgerEntry<'a> {
+    fn from(r: &'a RequestRecord) -> LedgerEntry<'a> {
+        let u = &r.usage;
+        LedgerEntry {
+            request_id: &r.request_id,
+            started_at: unix_ms(r.started_at),
+            api: r.api.as_str(),
+            route: &r.route,
+            client_key: r.client_key.as_deref(),
+            model_requested: r.model_requested.as_deref(),
+            model: r.model.as_deref(),
+            effort: r.effort.as_deref(),
+            stream: r.stream,
+            account: r.account.as_deref(),
+            accounts_tried: &r.accounts_tried,
+            attempts: r.attempts,
+            failovers: r.failovers,
+            status: r.status,
+            error: r.error.as_ref().map(|e| e.name()),
+            error_code: r.error.as_ref().and_then(|e| e.code.as_deref()),
+            ttfb_ms: r.time_to_first_byte.map(|d| d.as_millis() as i64),
+            duration_ms: r.duration.as_millis() as i64,
+            input_tokens: u.input_tokens,
+            cached_tokens: u.cached_tokens,
+            output_tokens: u.output_tokens,
+            reasoning_tokens: u.reasoning_tokens,
+            client_disconnected: r.client_disconnected,
+        }
     }
 }

@@ -4,8 +4,7 @@
 use tokio_postgres::Row;
 
 use super::PgStore;
-use crate::auth::Tokens;
-use crate::store::{AccountKind, AccountStatus, StoredAccount};
+use crate::store::{AccountKind, AccountStatus, StoredAccount, Tokens};
 
 pub(super) const COLUMNS: &str = "id, kind, label, email, plan, chatgpt_account_id, id_token, access_token, \
      refresh_token, api_key, base_url, last_refresh, status, status_reason, created_at, proxy, models";

@@ -3,9 +3,7 @@
 //! a budget, in one statement for all of them. Requests never read it: they check the key's counters in memory.
 
 use super::PgStore;
-
-/// A key's tokens (input + output) in the shared ledger: (key id, today, this month).
-pub type KeySpend = (String, u64, u64);
+use crate::store::team::KeySpend;
 
 impl PgStore {
     /// Tokens per key in `ids` since `today_ms` and since `month_ms` (UTC period starts, unix ms: rollup days).

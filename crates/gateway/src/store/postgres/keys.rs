@@ -5,8 +5,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::PgStore;
-use crate::keys::limits::Limits;
-use crate::store::{NameClaim, StoredKey};
+use crate::store::{Limits, NameClaim, StoredKey};
 
 const COLUMNS: &str = "id, name, prefix, secret_sha256, models, rpm, concurrency, daily_tokens, monthly_tokens, \
                        expires_at, created_at, revoked_at";

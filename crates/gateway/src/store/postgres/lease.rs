@@ -7,20 +7,8 @@
 use std::time::Duration;
 
 use super::{DB_NOW_MS, PgStore, accounts::tokens_at};
-use crate::auth::Tokens;
 use crate::store::AccountKind;
-
-/// What asking for an account's refresh lease gave.
-#[derive(Debug)]
-pub enum RefreshLease {
-    /// This instance holds the lease until it commits or `end_refresh_lease`s; refresh from these tokens (the
-    /// store's newest, possibly newer than the caller's).
-    Held(Option<Tokens>),
-    /// Another instance holds it: the store's tokens now (adopt them once they are fresh, else wait).
-    Busy(Option<Tokens>),
-    /// The account is not in the store (removed meanwhile).
-    Gone,
-}
+use crate::store::team::RefreshLease;
 
 const ROW: &str = "token_version, kind, chatgpt_account_id, id_token, access_token, refresh_token, api_key, base_url, \
                    last_refresh";

@@ -1,4 +1,4 @@
-//! The PostgreSQL schema: numbered migrations of its own (the SQLite ones are `store/mod.rs`'s), applied in
+//! The PostgreSQL schema: numbered migrations of its own (the SQLite ones are `sqlite/mod.rs`'s), applied in
 //! order under a transaction-scoped advisory lock, so instances that start together migrate once.
 
 use anyhow::Context;
@@ -83,8 +83,8 @@ CREATE TABLE leases (
     until BIGINT NOT NULL
 );
 "#,
-    // 3: the usage ledger (usage.rs), the tables of the SQLite ledger (`store/usage.rs`) with a generated id.
-    super::usage::SCHEMA,
+    // 3: the usage ledger (usage.rs): the SQLite ledger's tables with a generated id (`store/usage.rs`).
+    crate::store::usage::POSTGRES_SCHEMA,
     // 4: live instances (watch.rs): each instance's heartbeat, so a key's limits can be shared out.
     r#"
 CREATE TABLE instances (
@@ -95,7 +95,7 @@ CREATE TABLE instances (
 "#,
     // 5: conversation affinity shared by the team (affinity.rs).
     super::affinity::SCHEMA,
-    // 6: each account's installation id (upstream/identity; store/mod.rs `installation_id`).
+    // 6: each account's installation id (upstream/identity; `Store::installation_id`).
     "ALTER TABLE accounts ADD COLUMN installation_id TEXT;",
 ];
 

@@ -6,18 +6,7 @@
 use dialects::failure::CooldownReason;
 
 use super::{DB_NOW_MS, PgStore};
-
-/// One cooldown as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SharedCooldown {
-    pub account_id: String,
-    /// `None`: the whole account.
-    pub model: Option<String>,
-    /// Unix seconds.
-    pub until: i64,
-    pub kind: CooldownReason,
-    pub note: String,
-}
+use crate::store::team::SharedCooldown;
 
 impl PgStore {
     /// [`PgStore::put_cooldown`] in the background: the caller (a request that just failed) does not wait for

@@ -14,77 +14,7 @@ use rusqlite::params;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
-use crate::record::RequestRecord;
-use crate::store::usage::{DAY_MS, HOUR_MS, rollups, tokens, unix_ms};
-use crate::usage::query::{Before, Bucket, RequestsQuery, StatusFilter, UsageQuery};
-
-/// Migration 3: the SQLite ledger's tables (`store/usage.rs`), with a generated id.
-pub const SCHEMA: &str = r#"
-CREATE TABLE usage_requests (
-    id BIGSERIAL PRIMARY KEY,
-    request_id TEXT NOT NULL,
-    started_at BIGINT NOT NULL,
-    api TEXT NOT NULL,
-    route TEXT NOT NULL,
-    client_key TEXT,
-    model_requested TEXT,
-    model TEXT,
-    effort TEXT,
-    stream INTEGER NOT NULL,
-    account TEXT,
-    accounts_tried TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    failovers INTEGER NOT NULL,
-    status INTEGER NOT NULL,
-    error TEXT,
-    error_code TEXT,
-    ttfb_ms BIGINT,
-    duration_ms BIGINT NOT NULL,
-    input_tokens BIGINT NOT NULL,
-    cached_tokens BIGINT NOT NULL,
-    output_tokens BIGINT NOT NULL,
-    reasoning_tokens BIGINT NOT NULL,
-    client_disconnected INTEGER NOT NULL
-);
-CREATE INDEX usage_requests_started ON usage_requests (started_at, id);
-CREATE INDEX usage_requests_key ON usage_requests (client_key, started_at, id);
-CREATE INDEX usage_requests_account ON usage_requests (account, started_at, id);
-CREATE INDEX usage_requests_model ON usage_requests (model, started_at, id);
-CREATE INDEX usage_requests_status ON usage_requests (status, started_at, id);
-CREATE TABLE usage_hourly (
-    hour BIGINT NOT NULL,
-    account TEXT NOT NULL,
-    model TEXT NOT NULL,
-    client_key TEXT NOT NULL,
-    api TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    requests BIGINT NOT NULL,
-    errors BIGINT NOT NULL,
-    input_tokens BIGINT NOT NULL,
-    cached_tokens BIGINT NOT NULL,
-    output_tokens BIGINT NOT NULL,
-    reasoning_tokens BIGINT NOT NULL,
-    duration_ms BIGINT NOT NULL,
-    PRIMARY KEY (hour, account, model, client_key, api, status)
-);
-CREATE INDEX usage_hourly_key ON usage_hourly (client_key, hour);
-CREATE TABLE usage_daily (
-    day BIGINT NOT NULL,
-    account TEXT NOT NULL,
-    model TEXT NOT NULL,
-    client_key TEXT NOT NULL,
-    api TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    requests BIGINT NOT NULL,
-    errors BIGINT NOT NULL,
-    input_tokens BIGINT NOT NULL,
-    cached_tokens BIGINT NOT NULL,
-    output_tokens BIGINT NOT NULL,
-    reasoning_tokens BIGINT NOT NULL,
-    duration_ms BIGINT NOT NULL,
-    PRIMARY KEY (day, account, model, client_key, api, status)
-);
-"#;
+use crate::store::usage::{Before, Bucket, DAY_MS, LedgerEntry, RequestsQuery, StatusFilter, rollups, tokens};
 
 const REQUEST_COLUMNS: &str = "request_id, started_at, api, route, client_key, model_requested, model, effort, \
     stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms, \
@@ -117,24 +47,24 @@ struct RequestColumns {
 }
 
 impl RequestColumns {
-    fn new(records: &[Box<RequestRecord>]) -> RequestColumns {
+    fn new(entries: &[LedgerEntry<'_>]) -> RequestColumns {
         let mut c = RequestColumns::default();
-        for r in records {
-            let u = &r.usage;
+        for r in entries {
             let [request_id, api, route, tried] = &mut c.text;
-            request_id.push(r.request_id.clone());
-            api.push(r.api.as_str().to_string());
+            request_id.push(r.request_id.to_string());
+            api.push(r.api.to_string());
             route.push(r.route.to_string());
             // JSON, as in the SQLite ledger: an imported account's id may hold any character.
-            tried.push(serde_json::to_string(&r.accounts_tried).unwrap_or_default());
+            tried.push(serde_json::to_string(r.accounts_tried).unwrap_or_default());
             let [key, requested, model, effort, account, error, code] = &mut c.opt_text;
-            key.push(r.client_key.as_deref().map(str::to_string));
-            requested.push(r.model_requested.clone());
-            model.push(r.model.clone());
-            effort.push(r.effort.clone());
-            account.push(r.account.clone());
-            error.push(r.error.as_ref().map(|e| e.name().to_string()));
-            code.push(r.error.as_ref().and_then(|e| e.code.clone()));
+            let owned = |s: Option<&str>| s.map(str::to_string);
+            key.push(owned(r.client_key));
+            requested.push(owned(r.model_requested));
+            model.push(owned(r.model));
+            effort.push(owned(r.effort));
+            account.push(owned(r.account));
+            error.push(owned(r.error));
+            code.push(owned(r.error_code));
             let [stream, attempts, failovers, status, disconnected] = &mut c.int;
             stream.push(i32::from(r.stream));
             attempts.push(small(r.attempts));
@@ -142,13 +72,13 @@ impl RequestColumns {
             status.push(i32::from(r.status));
             disconnected.push(i32::from(r.client_disconnected));
             let [started, duration, input, cached, output, reasoning] = &mut c.big;
-            started.push(unix_ms(r.started_at));
-            duration.push(r.duration.as_millis() as i64);
-            input.push(tokens(u.input_tokens));
-            cached.push(tokens(u.cached_tokens));
-            output.push(tokens(u.output_tokens));
-            reasoning.push(tokens(u.reasoning_tokens));
-            c.ttfb.push(r.time_to_first_byte.map(|d| d.as_millis() as i64));
+            started.push(r.started_at);
+            duration.push(r.duration_ms);
+            input.push(tokens(r.input_tokens));
+            cached.push(tokens(r.cached_tokens));
+            output.push(tokens(r.output_tokens));
+            reasoning.push(tokens(r.reasoning_tokens));
+            c.ttfb.push(r.ttfb_ms);
         }
         c
     }
@@ -245,8 +175,8 @@ fn batch_sql(rollups: &[RollupColumns; 2]) -> String {
     )
 }
 
-fn rollup_columns(records: &[Box<RequestRecord>]) -> [RollupColumns; 2] {
-    rollups(records).map(|(table, column, rows)| {
+fn rollup_columns(entries: &[LedgerEntry<'_>]) -> [RollupColumns; 2] {
+    rollups(entries).map(|(table, column, rows)| {
         let mut c = RollupColumns { table, column, ..RollupColumns::default() };
         for ((t, account, model, key, api, status), s) in rows {
             for (v, x) in c.text.iter_mut().zip([account, model, key, api]) {
@@ -263,10 +193,10 @@ fn rollup_columns(records: &[Box<RequestRecord>]) -> [RollupColumns; 2] {
 }
 
 impl PgStore {
-    /// Insert a batch of request records and add them to the rollups: one statement ([`batch_sql`]).
-    pub fn insert_usage(&self, records: &[Box<RequestRecord>]) -> anyhow::Result<()> {
-        let rows = RequestColumns::new(records);
-        let rollups = rollup_columns(records);
+    /// Insert a batch of requests and add them to the rollups: one statement ([`batch_sql`]).
+    pub fn insert_usage(&self, entries: &[LedgerEntry<'_>]) -> anyhow::Result<()> {
+        let rows = RequestColumns::new(entries);
+        let rollups = rollup_columns(entries);
         let sql = batch_sql(&rollups);
         let pool = self.pool();
         self.block(async move {
@@ -296,8 +226,8 @@ impl PgStore {
     }
 
     /// Input plus output tokens per client key from `from` (an hour) on, hourly rollups up to `midnight`, daily
-    /// ones after (as `usage::tokens_by_key_since` reads SQLite): the budgets of the whole team.
-    pub fn tokens_by_key_since(&self, from: i64, midnight: i64) -> anyhow::Result<HashMap<String, u64>> {
+    /// ones after (as the SQLite ledger is read, `sqlite/usage.rs`): the budgets of the whole team.
+    pub fn tokens_by_key(&self, from: i64, midnight: i64) -> anyhow::Result<HashMap<String, u64>> {
         let pool = self.pool();
         self.block(async move {
             let client = pool.get().await.context("cannot connect")?;
@@ -345,14 +275,11 @@ impl PgStore {
         Ok(counts)
     }
 
-    /// The rollup rows `usage::query::usage` reads for `q`, in an in-memory ledger.
-    pub fn usage_snapshot(&self, q: &UsageQuery) -> anyhow::Result<rusqlite::Connection> {
-        let (table, column, grain) = match q.bucket {
-            Bucket::Hour => ("usage_hourly", "hour", HOUR_MS),
-            Bucket::Day => ("usage_daily", "day", DAY_MS),
-        };
-        let from = q.from.div_euclid(grain) * grain;
-        let to = q.to;
+    /// The rollup rows of `bucket`'s grain from `from` (rounded down to it) to `to`, what `usage::query::usage`
+    /// reads for a report of that range, in an in-memory ledger.
+    pub fn rollups_snapshot(&self, bucket: Bucket, from: i64, to: i64) -> anyhow::Result<rusqlite::Connection> {
+        let (table, column) = bucket.table();
+        let from = from.div_euclid(bucket.ms()) * bucket.ms();
         let pool = self.pool();
         let rows = self.block(async move {
             let client = pool.get().await.context("cannot connect")?;

@@ -12,7 +12,7 @@ mod ordered;
 pub mod side;
 pub mod turn;
 
-pub use ordered::official_order;
+pub use ordered::{official_order, official_order_with_items};
 pub use turn::{RequestKind, Turn, TurnInputs, WebsocketTurn};
 
 use anyhow::bail;

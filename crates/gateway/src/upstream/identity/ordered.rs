@@ -81,6 +81,49 @@ const BODY_ORDER: &[&str] = &[
     "text",
 ];
 
+/// [`official_order`], and the byte range of each `input` item in it (what chaining a turn on the upstream
+/// WebSocket cuts the body by: `upstream_transport::chain`).
+pub fn official_order_with_items(
+    body: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Result<(Vec<u8>, Vec<std::ops::Range<usize>>)> {
+    let mut out = Vec::with_capacity(1024);
+    let mut spans = Vec::new();
+    out.push(b'{');
+    let mut member = |out: &mut Vec<u8>, key: &str, value: &serde_json::Value| -> serde_json::Result<()> {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, key)?;
+        out.push(b':');
+        match value {
+            serde_json::Value::Array(items) if key == "input" => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let start = out.len();
+                    serde_json::to_writer(&mut *out, item)?;
+                    spans.push(start..out.len());
+                }
+                out.push(b']');
+                Ok(())
+            }
+            other => serde_json::to_writer(&mut *out, other),
+        }
+    };
+    for key in BODY_ORDER {
+        if let Some(v) = body.get(*key) {
+            member(&mut out, key, v)?;
+        }
+    }
+    for (k, v) in body.iter().filter(|(k, _)| !BODY_ORDER.contains(&k.as_str())) {
+        member(&mut out, k, v)?;
+    }
+    out.push(b'}');
+    Ok((out, spans))
+}
+
 /// A Responses body serialized with its top-level members in the official client's order (the members inside
 /// are written as `serde_json` keeps them: sorted).
 pub fn official_order(body: &serde_json::Map<String, serde_json::Value>) -> serde_json::Result<Vec<u8>> {
@@ -105,6 +148,17 @@ pub fn official_order(body: &serde_json::Map<String, serde_json::Value>) -> serd
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_items_spans_cut_the_same_bytes_as_the_plain_writing() {
+        let body = serde_json::json!({"model": "m", "input": [{"role": "user", "content": "a\"b"}, {"type": "x"}], "stream": true});
+        let map = body.as_object().cloned().unwrap_or_default();
+        let (written, spans) = official_order_with_items(&map).unwrap_or_default();
+        assert_eq!(written, official_order(&map).unwrap_or_default());
+        let items: Vec<serde_json::Value> =
+            spans.iter().map(|r| serde_json::from_slice(&written[r.clone()]).unwrap_or_default()).collect();
+        assert_eq!(serde_json::Value::Array(items), body["input"]);
+    }
 
     #[test]
     fn a_body_is_written_in_the_official_clients_member_order() {

@@ -10,7 +10,8 @@
 //! history: the backend has them, and continuing its chain keeps them in the context, where sending the whole
 //! input would have lost them.
 //!
-//! Pure: the upstream connection keeps a [`Lineage`] and asks [`plan`] per turn (`upstream-transport`).
+//! Pure: each upstream WebSocket connection keeps a [`Lineage`] and asks [`plan`] per turn (`ws_pool.rs`); the
+//! gateway computes a request's digests from its body ([`settings_digest`], [`item_digest`]).
 
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
@@ -62,6 +63,39 @@ pub enum Plan {
     Whole,
     /// `previous_response_id` and the input items from `skip` on: the backend has the ones before.
     Chained { previous_response_id: String, skip: usize },
+}
+
+/// What a request brings for chaining: the digests of its settings and of its input items, and where those items
+/// are in its serialized body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainRequest {
+    pub settings: Digest,
+    pub items: Vec<Digest>,
+    /// The byte range of each input item in the body, in order (the gateway records them as it serializes).
+    pub spans: Vec<std::ops::Range<usize>>,
+}
+
+/// The body of a chained turn: `previous_response_id` before `input`, and the input items from `skip` on. `None`
+/// when the spans do not fit the body (then the whole body goes).
+pub fn chained_body(body: &[u8], req: &ChainRequest, previous: &str, skip: usize) -> Option<Vec<u8>> {
+    let (first, last) = (req.spans.first()?, req.spans.last()?);
+    let head = body.get(..first.start)?;
+    let tail = body.get(last.end..)?;
+    let input_key = memchr::memmem::rfind(head, br#""input":["#)?;
+    let kept = match req.spans.get(skip) {
+        Some(from) => body.get(from.start..last.end)?,
+        None => &[][..],
+    };
+    let id = serde_json::to_string(previous).ok()?;
+    let mut out = Vec::with_capacity(body.len() + id.len() + 32);
+    out.extend_from_slice(&head[..input_key]);
+    out.extend_from_slice(br#""previous_response_id":"#);
+    out.extend_from_slice(id.as_bytes());
+    out.push(b',');
+    out.extend_from_slice(&head[input_key..]);
+    out.extend_from_slice(kept);
+    out.extend_from_slice(tail);
+    Some(out)
 }
 
 /// The digest of a request's settings (the members the official client compares).
@@ -302,6 +336,33 @@ mod tests {
         let l2 = completed(Some(l1), &p2, s, &digests(&t2), "resp_2".into(), outputs(&o2));
         let t3 = [t2.clone(), o2.clone(), vec![json!({"role": "user", "content": "thanks"})]].concat();
         assert_eq!(plan(Some(&l2), s, &digests(&t3)), Plan::Chained { previous_response_id: "resp_2".into(), skip: 5 });
+    }
+
+    #[test]
+    fn a_chained_body_keeps_every_member_and_only_the_new_items() {
+        let items =
+            [r#"{"role":"user","content":"a"}"#, r#"{"type":"function_call_output","call_id":"c","output":"x"}"#];
+        let body =
+            format!(r#"{{"model":"m","input":[{},{}],"tools":[],"client_metadata":{{"k":"v"}}}}"#, items[0], items[1]);
+        let start = body.find(items[0]).unwrap_or_default();
+        let second = body.find(items[1]).unwrap_or_default();
+        let req = ChainRequest {
+            settings: [0; 16],
+            items: vec![[1; 16], [2; 16]],
+            spans: vec![start..start + items[0].len(), second..second + items[1].len()],
+        };
+        let chained = chained_body(body.as_bytes(), &req, "resp_1", 1).unwrap_or_default();
+        let v: Value = serde_json::from_slice(&chained).unwrap_or_default();
+        assert_eq!(v["previous_response_id"], "resp_1");
+        assert_eq!(v["input"], json!([{"type": "function_call_output", "call_id": "c", "output": "x"}]));
+        assert_eq!(v["client_metadata"]["k"], "v");
+        assert_eq!(v["tools"], json!([]));
+        let none = chained_body(body.as_bytes(), &req, "resp_1", 2).unwrap_or_default();
+        let v: Value = serde_json::from_slice(&none).unwrap_or_default();
+        assert_eq!(v["input"], json!([]), "nothing new: an empty input");
+        let past_the_end = 0..body.len() + 5;
+        let bad = ChainRequest { spans: std::iter::once(past_the_end).collect(), ..req };
+        assert!(chained_body(body.as_bytes(), &bad, "r", 0).is_none());
     }
 
     #[test]

@@ -1,0 +1,205 @@
+//! The store in one SQLite file in the data directory (WAL, file mode 0600), numbered migrations: a single
+//! instance's accounts, tokens and client keys (`accounts.rs`, `keys.rs`) and its usage ledger (`usage.rs`).
+//! `store/mod.rs` sends the calls here unless the instance shares a team store (docs/team.md); the file is
+//! opened and migrated either way.
+//!
+//! Writes that rotate tokens use `synchronous=FULL` so a committed refresh survives a crash or power loss.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use parking_lot::Mutex;
+use rusqlite::Connection;
+
+use super::usage as ledger;
+
+mod accounts;
+mod keys;
+pub mod usage;
+
+/// The schema version a current store has (`PRAGMA user_version` after every migration; `doctor` compares).
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// Each entry moves the schema one version forward; never edit an entry once released.
+const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    label TEXT,
+    email TEXT,
+    plan TEXT,
+    chatgpt_account_id TEXT,
+    id_token TEXT,
+    access_token TEXT,
+    refresh_token TEXT,
+    api_key TEXT,
+    base_url TEXT,
+    last_refresh INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'active',
+    status_reason TEXT,
+    created_at INTEGER NOT NULL
+);
+"#,
+    r#"
+ALTER TABLE accounts ADD COLUMN proxy TEXT;
+ALTER TABLE accounts ADD COLUMN models TEXT;
+"#,
+    // 3: the usage ledger (store/usage.rs, written by usage.rs).
+    ledger::SCHEMA,
+    // 4: client keys (keys.rs).
+    r#"
+CREATE TABLE client_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL UNIQUE,
+    models TEXT,
+    rpm INTEGER,
+    concurrency INTEGER,
+    daily_tokens BIGINT,
+    monthly_tokens BIGINT,
+    expires_at BIGINT,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+"#,
+    // 5: covering indexes for the usage reports' range scans (store/usage.rs).
+    ledger::ROLLUP_COVER,
+    // 6: each account's installation id, the official client's per-machine id the backend sees in every turn's
+    // metadata (upstream/identity; one per account, made at its first use: Store::installation_id).
+    "ALTER TABLE accounts ADD COLUMN installation_id TEXT;",
+];
+
+/// One SQLite file and the connection the store's calls share.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Open and migrate. A data directory the gateway creates gets mode 0700 and a database file it creates 0600
+    /// (SQLite gives its `-wal` and `-shm` files the database's mode); what already exists keeps its mode, since
+    /// the directory may be shared on purpose (a 1777 scratch directory, a group's directory).
+    pub fn open(path: &Path) -> anyhow::Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            super::create_private_dir(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        }
+        if !path.exists() {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(false);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+        }
+        let conn = Connection::open(path).with_context(|| format!("cannot open database {}", path.display()))?;
+        // The first statement reads the file: a file that is not a database (or not readable) fails here.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .with_context(|| format!("cannot open database {}", path.display()))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = SqliteStore { conn: Mutex::new(conn), path: path.to_path_buf() };
+        store.migrate().with_context(|| format!("cannot migrate database {}", path.display()))?;
+        Ok(store)
+    }
+
+    /// The database file (the usage ledger opens its own connections to it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `f` on the store's connection (short reads, e.g. `usage::tokens_by_key_since`).
+    pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
+        Ok(f(&self.conn.lock())?)
+    }
+
+    fn migrate(&self) -> anyhow::Result<()> {
+        let mut conn = self.conn.lock();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql).with_context(|| format!("migration {} failed", i + 1))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::store::{AccountKind, AccountStatus, Store, StoredAccount, Tokens};
+
+    #[test]
+    fn round_trip_and_private_file() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cg-store-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("gateway.db");
+        let store = Store::open(&path)?;
+        let tokens = Tokens {
+            id_token: "i".into(),
+            access_token: "a".into(),
+            refresh_token: "r".into(),
+            account_id: "acc".into(),
+            last_refresh: 5,
+        };
+        let acct = StoredAccount {
+            id: "x".into(),
+            kind: AccountKind::Chatgpt,
+            label: None,
+            email: Some("e@x".into()),
+            plan: Some("plus".into()),
+            tokens: Some(tokens.clone()),
+            api_key: None,
+            base_url: None,
+            proxy: None,
+            models: None,
+            status: AccountStatus::Active,
+            status_reason: None,
+            created_at: 1,
+        };
+        store.upsert_account(&acct)?;
+        let t2 = Tokens { refresh_token: "r2".into(), ..tokens };
+        store.save_tokens("x", &t2)?;
+        store.set_status("x", AccountStatus::NeedsLogin, Some("refresh_token_reused"))?;
+        drop(store);
+        let store = Store::open(&path)?;
+        let back = store.get_account("x")?.ok_or_else(|| anyhow::anyhow!("missing"))?;
+        assert_eq!(back.tokens.map(|t| t.refresh_token), Some("r2".into()));
+        assert_eq!(back.status, AccountStatus::NeedsLogin);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    /// A data directory that already exists keeps its mode (it was chmodded to 0700, breaking a shared 1777
+    /// directory); one the gateway creates is private, and so is the database file it creates there.
+    #[cfg(unix)]
+    #[test]
+    fn only_what_it_creates_gets_private_modes() -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o7777);
+        let root = std::env::temp_dir().join(format!("cg-store-modes-{}", uuid::Uuid::new_v4()));
+        let shared = root.join("shared");
+        std::fs::create_dir_all(&shared)?;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777))?;
+        drop(Store::open(&shared.join("gateway.db"))?);
+        assert_eq!(mode(&shared)?, 0o1777, "a pre-existing directory keeps its mode");
+        assert_eq!(mode(&shared.join("gateway.db"))?, 0o600);
+
+        let created = root.join("new/parent/data");
+        drop(Store::open(&created.join("gateway.db"))?);
+        assert_eq!(mode(&created)?, 0o700, "a directory the gateway creates is private");
+        assert_eq!(mode(&created.join("gateway.db"))?, 0o600);
+        std::fs::remove_dir_all(&root)?;
+        Ok(())
+    }
+}

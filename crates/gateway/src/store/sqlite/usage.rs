@@ -1,0 +1,162 @@
+//! The usage ledger in the SQLite file (tables: `store/usage.rs`): the ledger's own connections, a batch of
+//! requests with the hourly and daily rollups they add to, in one transaction, the pruning of old rows, and the
+//! two reads the team's database answers in its own way (requests per minute, tokens per key). The reports'
+//! queries live in `usage::query`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use rusqlite::{Connection, Transaction, params};
+
+use crate::store::usage::{DAY_MS, LedgerEntry, rollups, tokens};
+
+/// A connection for the ledger: WAL like the store; `synchronous=NORMAL`, since in WAL mode a commit survives a
+/// crash of the process (SIGKILL) either way and only a power loss may lose the last commits, which for usage
+/// rows is a fair price for not syncing every batch.
+pub fn open_connection(db: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open(db).with_context(|| format!("cannot open database {}", db.display()))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// The ledger's reading connection: it can only read.
+pub(crate) fn open_reader(db: &Path) -> anyhow::Result<Connection> {
+    let reader = open_connection(db)?;
+    reader.pragma_update(None, "query_only", true)?;
+    Ok(reader)
+}
+
+/// Insert `entries` and add them to their hourly and daily rollups, in `tx` (the caller commits). The rollups of a batch
+/// are summed in memory first, so a batch costs one upsert per distinct (hour, account, model, key, api, status).
+pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO usage_requests (request_id, started_at, api, route, client_key, model_requested, model, effort,
+            stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms,
+            input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
+            ?23)",
+    )?;
+    for r in entries {
+        insert.execute(params![
+            r.request_id,
+            r.started_at,
+            r.api,
+            r.route,
+            r.client_key,
+            r.model_requested,
+            r.model,
+            r.effort,
+            r.stream,
+            r.account,
+            // JSON: an imported account's id may hold any character.
+            serde_json::to_string(r.accounts_tried).unwrap_or_default(),
+            r.attempts,
+            r.failovers,
+            r.status,
+            r.error,
+            r.error_code,
+            r.ttfb_ms,
+            r.duration_ms,
+            tokens(r.input_tokens),
+            tokens(r.cached_tokens),
+            tokens(r.output_tokens),
+            tokens(r.reasoning_tokens),
+            r.client_disconnected,
+        ])?;
+    }
+    for (table, column, rows) in rollups(entries) {
+        let mut upsert = tx.prepare_cached(&format!(
+            "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors, input_tokens,
+                cached_tokens, output_tokens, reasoning_tokens, duration_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT ({column}, account, model, client_key, api, status) DO UPDATE SET
+                requests = {table}.requests + excluded.requests,
+                errors = {table}.errors + excluded.errors,
+                input_tokens = {table}.input_tokens + excluded.input_tokens,
+                cached_tokens = {table}.cached_tokens + excluded.cached_tokens,
+                output_tokens = {table}.output_tokens + excluded.output_tokens,
+                reasoning_tokens = {table}.reasoning_tokens + excluded.reasoning_tokens,
+                duration_ms = {table}.duration_ms + excluded.duration_ms"
+        ))?;
+        for ((t, account, model, key, api, status), s) in rows {
+            upsert.execute(params![
+                t,
+                account,
+                model,
+                key,
+                api,
+                status,
+                s.requests,
+                s.errors,
+                s.input,
+                s.cached,
+                s.output,
+                s.reasoning,
+                s.duration_ms
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Rows deleted per statement while pruning, so the writer never holds the database for long.
+const PRUNE_CHUNK: i64 = 5_000;
+
+/// Delete request rows that started before `requests_before` and rollups of hours (days) that began before
+/// `rollups_before` (its day), unix ms; request rows a chunk per transaction. Returns the number of request rows deleted.
+pub fn prune(conn: &mut rusqlite::Connection, requests_before: i64, rollups_before: i64) -> rusqlite::Result<usize> {
+    let mut deleted = 0;
+    loop {
+        let n = conn.execute(
+            "DELETE FROM usage_requests WHERE id IN
+                (SELECT id FROM usage_requests WHERE started_at < ?1 ORDER BY started_at LIMIT ?2)",
+            params![requests_before, PRUNE_CHUNK],
+        )?;
+        deleted += n;
+        if n < PRUNE_CHUNK as usize {
+            break;
+        }
+    }
+    conn.execute("DELETE FROM usage_hourly WHERE hour < ?1", params![rollups_before])?;
+    conn.execute("DELETE FROM usage_daily WHERE day < ?1", params![rollups_before.div_euclid(DAY_MS) * DAY_MS])?;
+    Ok(deleted)
+}
+
+/// Requests per minute from `from` (rounded down to its minute) up to `to`, one count per minute, oldest first
+/// (the dashboard's Overview chart). Reads only the `started_at` index, one entry per request of the range, and
+/// counts in place: no sort, no grouping in SQL.
+pub fn requests_per_minute(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<Vec<u32>> {
+    const MINUTE: i64 = 60_000;
+    let first = from.div_euclid(MINUTE) * MINUTE;
+    let n = usize::try_from((to - first + MINUTE - 1).div_euclid(MINUTE)).unwrap_or(0).min(60 * 24 * 31);
+    let mut counts = vec![0u32; n];
+    let mut stmt =
+        conn.prepare_cached("SELECT started_at FROM usage_requests WHERE started_at >= ?1 AND started_at < ?2")?;
+    let mut rows = stmt.query([first, to])?;
+    while let Some(r) = rows.next()? {
+        let at: i64 = r.get(0)?;
+        if let Some(c) = usize::try_from((at - first) / MINUTE).ok().and_then(|i| counts.get_mut(i)) {
+            *c = c.saturating_add(1);
+        }
+    }
+    Ok(counts)
+}
+
+/// Input plus output tokens per client key from `from` (an hour) on: hourly rollups up to `midnight`, daily ones
+/// after it. Requests without a client key are not included.
+pub(crate) fn tokens_by_key(conn: &Connection, from: i64, midnight: i64) -> rusqlite::Result<HashMap<String, u64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT client_key, SUM(n) FROM (
+            SELECT client_key, input_tokens + output_tokens AS n FROM usage_hourly
+                WHERE hour >= ?1 AND hour < ?2 AND client_key <> ''
+            UNION ALL
+            SELECT client_key, input_tokens + output_tokens FROM usage_daily WHERE day >= ?2 AND client_key <> ''
+         ) GROUP BY client_key",
+    )?;
+    let rows = stmt.query_map([from, midnight], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    rows.map(|r| r.map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))).collect()
+}

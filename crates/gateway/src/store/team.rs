@@ -1,0 +1,216 @@
+//! What the instances of a team share through the store (docs/team.md), asked of every store: cooldowns, the
+//! refresh lease, the leader lease, conversation affinity, the keys' spend, the live instances, and the watch
+//! for the others' changes. On the SQLite file each call is what one instance alone does (nothing to share, no
+//! lease to take, one instance, every job its own); on PostgreSQL it goes to `postgres/`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use dialects::failure::CooldownReason;
+use tokio::task::JoinHandle;
+
+use super::{Backend, Store, Tokens};
+
+pub use super::postgres::affinity::{PULL, PullCursor, RESHARE_SECS};
+
+/// One cooldown as the team shares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedCooldown {
+    pub account_id: String,
+    /// `None`: the whole account.
+    pub model: Option<String>,
+    /// Unix seconds.
+    pub until: i64,
+    pub kind: CooldownReason,
+    pub note: String,
+}
+
+/// What asking for an account's refresh lease gave.
+#[derive(Debug)]
+pub enum RefreshLease {
+    /// No other instance refreshes this account (the store is one instance's): refresh without a lease.
+    Alone,
+    /// This instance holds the lease until it commits or `end_refresh_lease`s; refresh from these tokens (the
+    /// store's newest, possibly newer than the caller's).
+    Held(Option<Tokens>),
+    /// Another instance holds it: the store's tokens now (adopt them once they are fresh, else wait).
+    Busy(Option<Tokens>),
+    /// The account is not in the store (removed meanwhile).
+    Gone,
+}
+
+/// Who runs the jobs one instance of a team runs for all (quota polling, catalog refresh, pruning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leadership {
+    /// The only instance: it runs them all.
+    Alone,
+    /// This instance holds the leader lease.
+    Leads,
+    /// Another instance holds it.
+    Follows,
+}
+
+/// A key's tokens (input + output) in the team's ledger: (key id, today, this month).
+pub type KeySpend = (String, u64, u64);
+
+/// The store as `/ready`, the metrics and the dashboard report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// The instance's own SQLite file: always there.
+    Local,
+    /// The team's database as the change watcher last found it.
+    Team {
+        reachable: bool,
+        /// Live instances, this one included: what a key's rpm and concurrency are divided by.
+        instances: u32,
+        /// Conversation affinities not shared (queue full or database unreachable).
+        affinity_dropped: u64,
+    },
+}
+
+/// The tasks that follow the other instances of a team ([`Store::follow_team`]).
+pub struct Following(Followers);
+
+enum Followers {
+    /// A local store: nobody to follow.
+    Alone,
+    Team(Vec<JoinHandle<()>>),
+}
+
+impl Following {
+    /// Run `task` (a loop that reads what the other instances share) beside the change watcher. On a local store
+    /// there is nobody to follow: `task` is dropped unrun.
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        match &mut self.0 {
+            Followers::Alone => {}
+            Followers::Team(tasks) => tasks.push(tokio::spawn(task)),
+        }
+    }
+
+    /// Stop every task (shutdown).
+    pub fn stop(self) {
+        match self.0 {
+            Followers::Alone => {}
+            Followers::Team(tasks) => tasks.iter().for_each(JoinHandle::abort),
+        }
+    }
+}
+
+impl Store {
+    /// Share a cooldown that just started with the other instances, in the background.
+    pub fn publish_cooldown(&self, c: SharedCooldown) {
+        match &self.backend {
+            Backend::Sqlite => {}
+            Backend::Postgres(pg) => pg.publish_cooldown(c),
+        }
+    }
+
+    /// The cooldowns the instances shared that still run.
+    pub fn shared_cooldowns(&self) -> anyhow::Result<Vec<SharedCooldown>> {
+        match &self.backend {
+            Backend::Sqlite => Ok(Vec::new()),
+            Backend::Postgres(pg) => pg.cooldowns(),
+        }
+    }
+
+    /// Forget an account's shared cooldowns (an operator cleared them), in the background.
+    pub fn clear_shared_cooldowns(&self, account_id: &str) {
+        match &self.backend {
+            Backend::Sqlite => {}
+            Backend::Postgres(pg) => pg.clear_cooldowns(account_id),
+        }
+    }
+
+    /// Take or renew the leader lease for `ttl` (`postgres/leader.rs`).
+    pub async fn lead(&self, ttl: Duration) -> anyhow::Result<Leadership> {
+        match &self.backend {
+            Backend::Sqlite => Ok(Leadership::Alone),
+            Backend::Postgres(pg) => Ok(match pg.hold_lease(super::postgres::leader::LEADER, ttl).await? {
+                true => Leadership::Leads,
+                false => Leadership::Follows,
+            }),
+        }
+    }
+
+    /// Take account `id`'s refresh lease for `ttl` unless another instance holds an unexpired one
+    /// (`postgres/lease.rs`).
+    pub async fn take_refresh_lease(&self, id: &str, ttl: Duration) -> anyhow::Result<RefreshLease> {
+        match &self.backend {
+            Backend::Sqlite => Ok(RefreshLease::Alone),
+            Backend::Postgres(pg) => pg.take_refresh_lease(id, ttl).await,
+        }
+    }
+
+    /// Give a refresh lease back without a commit (the refresh failed or was not needed).
+    pub async fn end_refresh_lease(&self, id: &str) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::Sqlite => Ok(()),
+            Backend::Postgres(pg) => pg.end_refresh_lease(id).await,
+        }
+    }
+
+    /// Share that conversation `key` is held by `account_id`, in the background (never waits).
+    pub fn publish_affinity(&self, key: &str, account_id: &str) {
+        match &self.backend {
+            Backend::Sqlite => {}
+            Backend::Postgres(pg) => pg.publish_affinity(key, account_id),
+        }
+    }
+
+    /// The conversations the other instances shared since the last pull, as (key, account id).
+    pub async fn pull_affinity(&self, cursor: &mut PullCursor, limit: usize) -> anyhow::Result<Vec<(String, String)>> {
+        match &self.backend {
+            Backend::Sqlite => Ok(Vec::new()),
+            Backend::Postgres(pg) => pg.pull_affinity(cursor, limit).await,
+        }
+    }
+
+    /// Delete the conversations nobody shared for hours (the leader, each upkeep round), in the background.
+    pub fn prune_shared_affinity(&self) {
+        match &self.backend {
+            Backend::Sqlite => {}
+            Backend::Postgres(pg) => pg.prune_affinity(),
+        }
+    }
+
+    /// What the team spent of each key in `ids` since `today_ms` and since `month_ms` (`postgres/budgets.rs`).
+    pub async fn team_spend(&self, ids: Vec<String>, today_ms: i64, month_ms: i64) -> anyhow::Result<Vec<KeySpend>> {
+        match &self.backend {
+            Backend::Sqlite => Ok(Vec::new()),
+            Backend::Postgres(pg) => pg.team_spend(ids, today_ms, month_ms).await,
+        }
+    }
+
+    /// Instances sharing the store, this one included: a key's rpm and concurrency are shared out by it. One
+    /// relaxed load (it is read per admitted request).
+    pub fn live_instances(&self) -> u32 {
+        match &self.backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres(pg) => pg.live_instances(),
+        }
+    }
+
+    pub fn health(&self) -> StoreHealth {
+        match &self.backend {
+            Backend::Sqlite => StoreHealth::Local,
+            Backend::Postgres(pg) => StoreHealth::Team {
+                reachable: pg.reachable(),
+                instances: pg.live_instances(),
+                affinity_dropped: pg.affinity_dropped(),
+            },
+        }
+    }
+
+    /// Follow the other instances: run `on_change` (blocking work) whenever one of them changed the accounts,
+    /// keys or cooldowns (`postgres/watch.rs`), and whatever else the returned [`Following`] spawns. A local store
+    /// has nobody to follow.
+    pub fn follow_team<F>(&self, on_change: F) -> Following
+    where
+        F: Fn() -> anyhow::Result<()> + Send + Sync + 'static,
+    {
+        Following(match &self.backend {
+            Backend::Sqlite => Followers::Alone,
+            Backend::Postgres(pg) => Followers::Team(vec![pg.follow(on_change)]),
+        })
+    }
+}
