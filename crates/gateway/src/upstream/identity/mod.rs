@@ -39,7 +39,7 @@ pub struct ClientIdentity {
 }
 
 impl ClientIdentity {
-    /// From `[upstream] client_version` and `user_agent` (config.rs).
+    /// From `[upstream] client_version` and `user_agent` (config/file.rs).
     pub fn resolve(client_version: Option<String>, user_agent: Option<String>) -> anyhow::Result<ClientIdentity> {
         let version_text = client_version.unwrap_or_else(|| CODEX_CLIENT_VERSION.to_string());
         let Some(version) = ClientVersion::parse(&version_text) else {

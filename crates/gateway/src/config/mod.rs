@@ -1,0 +1,252 @@
+//! Configuration in two stages: a raw TOML file (every key optional, unknown keys refused: `file.rs`), then a
+//! resolved [`Config`] after environment variables (`env.rs`) and command-line flags (`flags.rs`) are merged on top
+//! (flags win), each setting checked (`validate.rs`) into the resolved tables (`sections.rs`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+
+mod env;
+mod file;
+mod flags;
+mod sections;
+mod validate;
+
+pub use env::{Env, ProcessEnv, default_config_path};
+pub(crate) use file::read_raw;
+pub use file::{
+    RawAnthropic, RawConfig, RawDashboard, RawGemini, RawKey, RawMetrics, RawOllama, RawRouting, RawServer, RawStore,
+    RawUpstream, RawUsage,
+};
+pub use flags::Overrides;
+pub use sections::{
+    Access, ConfiguredKey, DashboardConfig, LogFormat, MetricsConfig, OllamaBridge, QuotaThresholds, Routing,
+    StoreConfig, Strategy, UsageSettings, WebSocketSettings,
+};
+use validate::seconds;
+
+/// The validated configuration every part of the gateway reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub api_keys: Vec<String>,
+    pub data_dir: PathBuf,
+    pub upstream_base_url: String,
+    pub chatgpt_base_url: String,
+    pub auth_issuer: String,
+    pub openai_base_url: String,
+    pub codex_home: PathBuf,
+    pub openai_api_key: Option<String>,
+    pub proxy: Option<String>,
+    pub ca_bundle: Option<PathBuf>,
+    /// HTTP/2 without TLS (prior knowledge) to `http://` upstreams: a local HTTP/2 proxy, or the fake in the
+    /// benchmark, where streams then share connections as they do with the real backend over TLS.
+    pub upstream_h2c: bool,
+    pub body_limit: usize,
+    pub keepalive: Duration,
+    pub upstream_idle_timeout: Duration,
+    pub timeouts: Timeouts,
+    /// Period of the background upkeep (refresh ahead of expiry, quota polling, catalog refresh, store re-read).
+    pub upkeep_interval: Duration,
+    pub default_reasoning_effort: Option<String>,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub ollama: OllamaBridge,
+    pub gemini_model_aliases: HashMap<String, String>,
+    /// `[anthropic] model_aliases`: Claude model ids (or the family keys `opus`, `sonnet`, `haiku`) -> Codex models.
+    pub anthropic_model_aliases: HashMap<String, String>,
+    pub routing: Routing,
+    pub access: Access,
+    pub metrics: MetricsConfig,
+    pub dashboard: DashboardConfig,
+    /// The configuration file: the one read, or where one would be read from (the dashboard's Settings write
+    /// it).
+    pub config_file: PathBuf,
+    /// `[usage]`: the usage ledger.
+    pub usage: UsageSettings,
+    /// `[store]`: where accounts, tokens and keys live (docs/team.md).
+    pub store: StoreConfig,
+    // --- issue 25 (protocol): `[upstream]`.
+    /// The Codex client version and User-Agent presented upstream.
+    pub client: crate::upstream::identity::ClientIdentity,
+    /// issue 25: `[upstream] transport` and the WebSocket connections' limits (upstream/ws.rs).
+    pub upstream_ws: upstream_transport::ws::WsSettings,
+    /// `[keys.NAME]` tables: client keys with limits from the file.
+    pub configured_keys: Vec<ConfiguredKey>,
+    /// `[server] watch_config`: reload when the file changes (app/reload.rs).
+    pub watch_config: bool,
+    /// `[server] websocket*`: the inbound Responses WebSocket (server/websocket.rs, docs/protocol.md).
+    pub inbound_ws: WebSocketSettings,
+    /// The command-line values this configuration was resolved with, so a reload resolves the file with them.
+    pub overrides: Overrides,
+}
+
+/// Bounds on waits that have no natural end (docs/configuration.md, "Timeouts").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeouts {
+    /// From sending an upstream request to its response headers, per attempt (then another account, or 504).
+    pub upstream_headers: Duration,
+    /// Reading an upstream error answer's body (classified with what arrived).
+    pub upstream_error_body: Duration,
+    /// One token refresh call, connect to last byte (a timeout is transient: the login stays).
+    pub token_refresh: Duration,
+    /// One model-catalog fetch (a failure is remembered for a while, see `accounts::upkeep`).
+    pub catalog: Duration,
+    /// Reading a client's request body, from when it first has to wait for bytes.
+    pub request_body: Duration,
+    /// Graceful shutdown: open connections are dropped after this.
+    pub shutdown: Duration,
+}
+
+impl Timeouts {
+    /// The file's `*_secs` timeouts, each with its default.
+    fn resolve(raw: &RawConfig) -> anyhow::Result<Timeouts> {
+        Ok(Timeouts {
+            upstream_headers: seconds("upstream_header_timeout_secs", raw.upstream_header_timeout_secs, 60.0)?,
+            upstream_error_body: seconds(
+                "upstream_error_body_timeout_secs",
+                raw.upstream_error_body_timeout_secs,
+                5.0,
+            )?,
+            token_refresh: seconds("token_refresh_timeout_secs", raw.token_refresh_timeout_secs, 30.0)?,
+            catalog: seconds("catalog_timeout_secs", raw.catalog_timeout_secs, 5.0)?,
+            request_body: seconds("request_body_timeout_secs", raw.request_body_timeout_secs, 60.0)?,
+            shutdown: seconds("shutdown_timeout_secs", raw.shutdown_timeout_secs, 30.0)?,
+        })
+    }
+}
+
+impl Config {
+    /// Load the file (explicit path must exist; the default path may be absent), then env, then flags. A
+    /// default file that exists but cannot be read (a directory the gateway's user may not enter) is an error,
+    /// not an absent file: its settings would otherwise be dropped without a word.
+    pub fn load(overrides: &Overrides, env: &dyn Env) -> anyhow::Result<Config> {
+        let raw = match flags::explicit_config_file(overrides, env) {
+            Some(path) => read_raw(&path)?,
+            None => {
+                let path = default_config_path(env);
+                match path.try_exists() {
+                    Ok(true) => read_raw(&path)?,
+                    Ok(false) => RawConfig::default(),
+                    Err(e) => bail!("cannot read config file {}: {e}", path.display()),
+                }
+            }
+        };
+        Self::resolve(raw, overrides, env)
+    }
+
+    /// The file (and environment) read again with the command-line values this configuration was made with:
+    /// what a reload applies (app/reload.rs). A parse error names the line, column and problem but does not
+    /// quote the line (it may hold a key).
+    pub fn reread(&self, env: &dyn Env) -> anyhow::Result<Config> {
+        let path = &self.config_file;
+        let explicit = flags::explicit_config_file(&self.overrides, env).is_some();
+        let raw = match std::fs::read_to_string(path) {
+            Ok(text) => file::parse_quietly(path, &text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => RawConfig::default(),
+            Err(e) => bail!("cannot read config file {}: {e}", path.display()),
+        };
+        Self::resolve(raw, &self.overrides, env)
+    }
+
+    /// The file's settings with the environment's and the flags' merged on top, each checked.
+    pub fn resolve(mut raw: RawConfig, o: &Overrides, env: &dyn Env) -> anyhow::Result<Config> {
+        let listen = flags::listen(o, env, raw.host.take(), raw.port)?;
+        let api_keys = flags::client_keys(raw.api_keys.take(), o, env)?;
+        let watch_config = raw.server.as_ref().and_then(|s| s.watch_config).unwrap_or(false);
+        let inbound_ws = WebSocketSettings::resolve(raw.server.as_ref())?;
+        let access = Access::resolve(raw.server.take(), env)?;
+        let configured_keys = validate::configured_keys(raw.keys.take(), &api_keys)?;
+        validate::refuse_public_without_key(listen.ip(), &api_keys, &access)?;
+        let data_dir = flags::data_dir(o, env, raw.data_dir.take());
+        let codex_home = env::codex_home(env, raw.codex_home.take());
+        let endpoints = env::Endpoints::resolve(&mut raw, env);
+        let upstream_h2c = env::env_flag(env, "CODEX_GATEWAY_UPSTREAM_H2C", raw.upstream_h2c)?;
+        let effort = env.get("CODEX_GATEWAY_DEFAULT_REASONING_EFFORT").or(raw.default_reasoning_effort.take());
+        let default_reasoning_effort = validate::reasoning_effort(effort)?;
+        let body_limit = env::body_limit(env, raw.body_limit_mb)?;
+        let keepalive = env::keepalive(env, raw.keepalive_secs)?;
+        let upstream_idle_timeout = seconds("upstream_idle_timeout_secs", raw.upstream_idle_timeout_secs, 300.0)?;
+        let timeouts = Timeouts::resolve(&raw)?;
+        let routing = Routing::resolve(raw.routing.take(), env)?;
+        let ollama = OllamaBridge::resolve(raw.ollama.take(), env)?;
+        let metrics = MetricsConfig::resolve(raw.metrics.take(), env)?;
+        let dashboard = DashboardConfig::resolve(raw.dashboard.take())?;
+        let log_format = LogFormat::parse(flags::log_format(o, env, raw.log_format.take()).as_deref())?;
+        let usage = UsageSettings::resolve(raw.usage.take(), env)?;
+        let store = StoreConfig::resolve(raw.store.take(), o, env);
+        let upstream = raw.upstream.take().unwrap_or_default();
+        let upstream_ws = upstream_transport::ws::WsSettings::resolve(
+            upstream.transport,
+            upstream.websocket_max_per_account,
+            upstream.websocket_idle_timeout_secs,
+        )?;
+        let client = crate::upstream::identity::ClientIdentity::resolve(upstream.client_version, upstream.user_agent)?;
+        Ok(Config {
+            listen,
+            api_keys,
+            data_dir,
+            upstream_base_url: endpoints.upstream_base_url,
+            chatgpt_base_url: endpoints.chatgpt_base_url,
+            auth_issuer: endpoints.auth_issuer,
+            openai_base_url: endpoints.openai_base_url,
+            codex_home,
+            openai_api_key: env.get("OPENAI_API_KEY"),
+            proxy: endpoints.proxy,
+            ca_bundle: endpoints.ca_bundle,
+            upstream_h2c,
+            body_limit,
+            keepalive,
+            upstream_idle_timeout,
+            timeouts,
+            upkeep_interval: seconds("upkeep_interval_secs", raw.upkeep_interval_secs, 30.0)?,
+            default_reasoning_effort,
+            log: env.get("RUST_LOG").or(raw.log).unwrap_or_else(|| "info".into()),
+            log_format,
+            ollama,
+            gemini_model_aliases: raw.gemini.and_then(|g| g.model_aliases).unwrap_or_default(),
+            anthropic_model_aliases: raw.anthropic.and_then(|a| a.model_aliases).unwrap_or_default(),
+            routing,
+            access,
+            metrics,
+            dashboard,
+            config_file: flags::config_file(o, env),
+            usage,
+            store,
+            client,
+            upstream_ws,
+            configured_keys,
+            watch_config,
+            inbound_ws,
+            overrides: o.clone(),
+        })
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("gateway.db")
+    }
+
+    /// Open the store this configuration names: the SQLite file in the data directory, and with `[store] url` (or
+    /// `--database-url`, `CODEX_GATEWAY_DATABASE_URL`) the PostgreSQL team store beside it.
+    pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
+        crate::store::Store::open_with(&self.db_path(), self.store.url.as_deref())
+    }
+
+    pub fn codex_auth_file(&self) -> PathBuf {
+        self.codex_home.join("auth.json")
+    }
+
+    /// The keys `/admin/*` and `/metrics` accept (none: the admin API is as open as the rest, keyless loopback).
+    pub fn admin_keys(&self) -> &[String] {
+        match &self.access.admin_key {
+            Some(k) => std::slice::from_ref(k),
+            None => &self.api_keys,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

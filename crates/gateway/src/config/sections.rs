@@ -1,0 +1,387 @@
+//! The resolved tables of the configuration: each checked type the gateway reads (`Routing`, `Access`,
+//! `UsageSettings`, ...) and how it is made from its raw table in file.rs and the environment.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::env::{Env, env_flag};
+use super::file::{RawDashboard, RawMetrics, RawOllama, RawRouting, RawServer, RawStore, RawUsage};
+use super::flags::{Overrides, database_url};
+use super::validate::{normalize_host, normalize_origin, seconds};
+
+/// A resolved `[keys.NAME]`: its id is `config:NAME` in records and the usage ledger.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConfiguredKey {
+    pub name: String,
+    pub secret: String,
+    pub models: Option<Vec<String>>,
+    pub limits: crate::keys::limits::Limits,
+}
+
+impl std::fmt::Debug for ConfiguredKey {
+    // The secret never reaches a log line or an error.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfiguredKey")
+            .field("name", &self.name)
+            .field("secret", &"(redacted)")
+            .field("models", &self.models)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// How the pool picks an account for a request without conversation affinity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Most quota headroom first; the soonest reset breaks ties, then the least recently used.
+    LeastUsed,
+    RoundRobin,
+    /// Stay on one account until it cannot serve.
+    Sticky,
+}
+
+impl Strategy {
+    pub fn parse(s: &str) -> Option<Strategy> {
+        match s {
+            "least_used" => Some(Strategy::LeastUsed),
+            "round_robin" => Some(Strategy::RoundRobin),
+            "sticky" => Some(Strategy::Sticky),
+            _ => None,
+        }
+    }
+
+    /// The name `[routing] strategy` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::LeastUsed => "least_used",
+            Strategy::RoundRobin => "round_robin",
+            Strategy::Sticky => "sticky",
+        }
+    }
+
+    /// Every strategy, in the order the dashboard lists them.
+    pub const ALL: [Strategy; 3] = [Strategy::LeastUsed, Strategy::RoundRobin, Strategy::Sticky];
+
+    /// For the pool's atomic (the strategy is switchable at runtime).
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Strategy::LeastUsed => 0,
+            Strategy::RoundRobin => 1,
+            Strategy::Sticky => 2,
+        }
+    }
+
+    pub fn from_u8(v: u8) -> Strategy {
+        match v {
+            1 => Strategy::RoundRobin,
+            2 => Strategy::Sticky,
+            _ => Strategy::LeastUsed,
+        }
+    }
+}
+
+/// Resolved `[routing]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    pub strategy: Strategy,
+    /// Plans in order of preference (e.g. `["plus", "pro"]`); unlisted plans come after.
+    pub plan_priority: Vec<String>,
+    pub max_concurrent_per_account: usize,
+    pub queue_per_account: usize,
+    pub queue_timeout: Duration,
+    pub affinity_capacity: usize,
+    pub usage_poll: Duration,
+}
+
+impl Routing {
+    /// `[routing]`, the strategy also from `CODEX_GATEWAY_STRATEGY`; the bounds that keep the pool working
+    /// applied (at least one request per account, 16 affinity entries, a 30 s quota poll).
+    pub(super) fn resolve(raw: Option<RawRouting>, env: &dyn Env) -> anyhow::Result<Routing> {
+        let r = raw.unwrap_or_default();
+        let strategy_name = env.get("CODEX_GATEWAY_STRATEGY").or(r.strategy).unwrap_or_else(|| "least_used".into());
+        let strategy = Strategy::parse(&strategy_name)
+            .with_context(|| format!("routing strategy `{strategy_name}` is not least_used, round_robin or sticky"))?;
+        Ok(Routing {
+            strategy,
+            plan_priority: r.plan_priority.unwrap_or_default(),
+            max_concurrent_per_account: r.max_concurrent_per_account.unwrap_or(32).max(1),
+            queue_per_account: r.queue_per_account.unwrap_or(256),
+            queue_timeout: Duration::from_secs(r.queue_timeout_secs.unwrap_or(30)),
+            affinity_capacity: r.affinity_capacity.unwrap_or(10_000).max(16),
+            usage_poll: Duration::from_secs(r.usage_poll_secs.unwrap_or(300).max(30)),
+        })
+    }
+}
+
+/// The resolved Ollama bridge settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OllamaBridge {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Set when the bridge may bind a non-loopback address (the operator said so explicitly).
+    pub allow_remote: bool,
+}
+
+impl OllamaBridge {
+    /// File, then env (`CODEX_GATEWAY_OLLAMA_ENABLED`, `_HOST`, `_PORT`, `_ALLOW_REMOTE`). Binding beyond loopback
+    /// without `allow_remote` is refused.
+    pub(super) fn resolve(raw: Option<RawOllama>, env: &dyn Env) -> anyhow::Result<OllamaBridge> {
+        let raw = raw.unwrap_or_default();
+        let enabled = env_flag(env, "CODEX_GATEWAY_OLLAMA_ENABLED", raw.enabled)?;
+        let allow_remote = env_flag(env, "CODEX_GATEWAY_OLLAMA_ALLOW_REMOTE", raw.allow_remote)?;
+        let host = env.get("CODEX_GATEWAY_OLLAMA_HOST").or(raw.host).unwrap_or_else(|| "127.0.0.1".into());
+        let port = match env.get("CODEX_GATEWAY_OLLAMA_PORT") {
+            Some(p) => p.parse().with_context(|| format!("CODEX_GATEWAY_OLLAMA_PORT={p} is not a port number"))?,
+            None => raw.port.unwrap_or(11434),
+        };
+        let ip: IpAddr = match host.as_str() {
+            "localhost" => IpAddr::from([127, 0, 0, 1]),
+            h => h.parse().with_context(|| format!("ollama.host `{h}` is not an IP address"))?,
+        };
+        if enabled && !ip.is_loopback() && !allow_remote {
+            bail!(
+                "refusing to run the Ollama bridge on {ip}: it has no authentication, so anyone who can reach it \
+                 can use your ChatGPT plan. Bind 127.0.0.1, or set `allow_remote = true` in [ollama] \
+                 (CODEX_GATEWAY_OLLAMA_ALLOW_REMOTE=1) if you really mean it."
+            );
+        }
+        Ok(OllamaBridge { enabled, listen: SocketAddr::new(ip, port), allow_remote })
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (the access line's fields included).
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(value: Option<&str>) -> anyhow::Result<LogFormat> {
+        match value.unwrap_or("text") {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => bail!("log_format `{other}` is not one of: text, json"),
+        }
+    }
+}
+
+/// Resolved `[metrics]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` and keep the counters (default on).
+    pub enabled: bool,
+    /// `/metrics` without the admin credential (for a scraper on a private network).
+    pub public: bool,
+    /// Name an account without a label by its email rather than its id.
+    pub email_labels: bool,
+}
+
+impl MetricsConfig {
+    pub(super) fn resolve(raw: Option<RawMetrics>, env: &dyn Env) -> anyhow::Result<MetricsConfig> {
+        let raw = raw.unwrap_or_default();
+        let flag = |key: &str, file: Option<bool>, default: bool| -> anyhow::Result<bool> {
+            match env.get(key).as_deref() {
+                None => Ok(file.unwrap_or(default)),
+                Some("1" | "true") => Ok(true),
+                Some("0" | "false") => Ok(false),
+                Some(v) => bail!("{key}={v} is not true or false"),
+            }
+        };
+        Ok(MetricsConfig {
+            enabled: flag("CODEX_GATEWAY_METRICS", raw.enabled, true)?,
+            public: flag("CODEX_GATEWAY_METRICS_PUBLIC", raw.public, false)?,
+            email_labels: raw.email_labels.unwrap_or(false),
+        })
+    }
+}
+
+/// The dashboard's quota warning thresholds, percent of a window used (`[dashboard] quota_warn_percent`,
+/// `quota_critical_percent`; the Settings page changes them at once).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct QuotaThresholds {
+    pub warn: f64,
+    pub critical: f64,
+}
+
+impl QuotaThresholds {
+    pub const DEFAULT: QuotaThresholds = QuotaThresholds { warn: 80.0, critical: 95.0 };
+
+    /// Both between 1 and 100, the warning at most the critical one.
+    pub fn new(warn: f64, critical: f64) -> Result<QuotaThresholds, String> {
+        for (name, v) in [("quota_warn_percent", warn), ("quota_critical_percent", critical)] {
+            if !(v.is_finite() && (1.0..=100.0).contains(&v)) {
+                return Err(format!("{name} = {v} must be a percentage between 1 and 100"));
+            }
+        }
+        if warn > critical {
+            return Err(format!("quota_warn_percent = {warn} must not be above quota_critical_percent = {critical}"));
+        }
+        Ok(QuotaThresholds { warn, critical })
+    }
+}
+
+/// Resolved `[dashboard]` (docs/dashboard.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DashboardConfig {
+    /// Serve `/dashboard` (default true).
+    pub enabled: bool,
+    /// Requests from a loopback peer address skip the login (default false).
+    pub loopback_without_login: bool,
+    /// How long a login lasts (default 12 h).
+    pub session: Duration,
+    /// When quota bars turn amber and red (default 80% and 95%).
+    pub quota: QuotaThresholds,
+}
+
+impl DashboardConfig {
+    pub(super) fn resolve(raw: Option<RawDashboard>) -> anyhow::Result<DashboardConfig> {
+        let raw = raw.unwrap_or_default();
+        let hours = raw.session_hours.unwrap_or(12.0);
+        if !(hours.is_finite() && hours > 0.0 && hours <= 24.0 * 366.0) {
+            bail!("[dashboard] session_hours = {hours} must be more than 0 and at most a year");
+        }
+        let d = QuotaThresholds::DEFAULT;
+        let quota = QuotaThresholds::new(
+            raw.quota_warn_percent.unwrap_or(d.warn),
+            raw.quota_critical_percent.unwrap_or(d.critical.max(raw.quota_warn_percent.unwrap_or(0.0))),
+        )
+        .map_err(|e| anyhow::anyhow!("[dashboard] {e}"))?;
+        Ok(DashboardConfig {
+            enabled: raw.enabled.unwrap_or(true),
+            loopback_without_login: raw.loopback_without_login.unwrap_or(false),
+            session: Duration::from_secs_f64(hours * 3600.0),
+            quota,
+        })
+    }
+}
+
+/// Resolved `[server] websocket*` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSocketSettings {
+    pub enabled: bool,
+    /// No message from the client for this long between turns: the socket is closed.
+    pub idle: Duration,
+    /// The socket's lifetime; a turn that starts later gets the backend's `websocket_connection_limit_reached`.
+    pub max_lifetime: Duration,
+}
+
+impl WebSocketSettings {
+    pub(super) fn resolve(raw: Option<&RawServer>) -> anyhow::Result<WebSocketSettings> {
+        Ok(WebSocketSettings {
+            enabled: raw.and_then(|s| s.websocket).unwrap_or(true),
+            idle: seconds("server.websocket_idle_secs", raw.and_then(|s| s.websocket_idle_secs), 300.0)?,
+            max_lifetime: seconds("server.websocket_max_secs", raw.and_then(|s| s.websocket_max_secs), 3600.0)?,
+        })
+    }
+}
+
+/// Resolved `[server]` access lists, normalized to lower case for the request guard (server/guard.rs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Host names or addresses (IPv6 in brackets), without port; `*` accepts any `Host`.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins, `scheme://host[:port]` as browsers serialize them.
+    pub allowed_origins: Vec<String>,
+    /// The admin credential (`CODEX_GATEWAY_ADMIN_KEY`, `[server] admin_key`): the only key `/admin/*` and
+    /// `/metrics` accept when set. Unset: the client keys (`api_keys`) are the admin credential, as before.
+    pub admin_key: Option<String>,
+}
+
+impl Access {
+    /// File, then env (`CODEX_GATEWAY_ALLOWED_HOSTS`, `CODEX_GATEWAY_ALLOWED_ORIGINS`, comma-separated, replacing
+    /// the file's list).
+    pub(super) fn resolve(raw: Option<RawServer>, env: &dyn Env) -> anyhow::Result<Access> {
+        let raw = raw.unwrap_or_default();
+        let list = |key: &str, file: Option<Vec<String>>| match env.get(key).filter(|v| !v.is_empty()) {
+            Some(v) => v.split(',').map(str::to_string).collect(),
+            None => file.unwrap_or_default(),
+        };
+        let allowed_hosts = list("CODEX_GATEWAY_ALLOWED_HOSTS", raw.allowed_hosts)
+            .iter()
+            .map(|h| normalize_host(h))
+            .collect::<anyhow::Result<_>>()?;
+        let allowed_origins = list("CODEX_GATEWAY_ALLOWED_ORIGINS", raw.allowed_origins)
+            .iter()
+            .map(|o| normalize_origin(o))
+            .collect::<anyhow::Result<_>>()?;
+        let admin_key = env.get("CODEX_GATEWAY_ADMIN_KEY").or(raw.admin_key).map(|k| k.trim().to_string());
+        if admin_key.as_deref() == Some("") {
+            bail!("[server] admin_key is empty: an admin key must be non-empty. Remove it, or set a real key.");
+        }
+        Ok(Access { allowed_hosts, allowed_origins, admin_key })
+    }
+}
+
+/// Resolved `[usage]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageSettings {
+    /// Record every request in the store (off: no rows, no rollups, no writer).
+    pub enabled: bool,
+    /// Request rows older than this are pruned.
+    pub retention: Duration,
+    /// Hourly rollups older than this are pruned.
+    pub rollup_retention: Duration,
+    /// Records waiting for the writer; more are dropped (and counted), never waited for.
+    pub channel_capacity: usize,
+    pub prices: crate::usage::pricing::Prices,
+}
+
+impl UsageSettings {
+    /// File, then env (`CODEX_GATEWAY_USAGE_ENABLED`, `_RETENTION_DAYS`, `_ROLLUP_RETENTION_DAYS`,
+    /// `_CHANNEL_CAPACITY`).
+    pub(super) fn resolve(raw: Option<RawUsage>, env: &dyn Env) -> anyhow::Result<UsageSettings> {
+        let raw = raw.unwrap_or_default();
+        let number = |key: &str, file: Option<u64>, default: u64| -> anyhow::Result<u64> {
+            let v = match env.get(key) {
+                Some(v) => v.parse().with_context(|| format!("{key}={v} is not a whole number"))?,
+                None => file.unwrap_or(default),
+            };
+            if v == 0 {
+                bail!("{key} must be at least 1");
+            }
+            Ok(v)
+        };
+        let day = 86_400;
+        let enabled = env_flag(env, "CODEX_GATEWAY_USAGE_ENABLED", Some(raw.enabled.unwrap_or(true)))?;
+        let retention = number("CODEX_GATEWAY_USAGE_RETENTION_DAYS", raw.retention_days.map(u64::from), 30)?;
+        let rollups =
+            number("CODEX_GATEWAY_USAGE_ROLLUP_RETENTION_DAYS", raw.rollup_retention_days.map(u64::from), 365)?;
+        let capacity = number("CODEX_GATEWAY_USAGE_CHANNEL_CAPACITY", raw.channel_capacity.map(|c| c as u64), 16_384)?;
+        let prices = crate::usage::pricing::Prices::new(raw.prices.unwrap_or_default())?;
+        Ok(UsageSettings {
+            enabled,
+            retention: Duration::from_secs(retention.saturating_mul(day)),
+            rollup_retention: Duration::from_secs(rollups.saturating_mul(day)),
+            channel_capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+            prices,
+        })
+    }
+}
+
+/// Resolved `[store]`.
+#[derive(Default, Clone, PartialEq)]
+pub struct StoreConfig {
+    /// A PostgreSQL URL: accounts, tokens and client keys are shared there by every instance that names it. `None`:
+    /// everything stays in the data directory's SQLite file (one instance).
+    pub url: Option<String>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    // The URL may carry the database password: never printed whole.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.url.as_deref().map(crate::store::postgres::redact_url);
+        f.debug_struct("StoreConfig").field("url", &url).finish()
+    }
+}
+
+impl StoreConfig {
+    /// `--database-url`, else `CODEX_GATEWAY_DATABASE_URL`, else `[store] url`; an empty value is unset.
+    pub(super) fn resolve(raw: Option<RawStore>, o: &Overrides, env: &dyn Env) -> StoreConfig {
+        StoreConfig { url: database_url(o, env, raw.and_then(|r| r.url)) }
+    }
+}
