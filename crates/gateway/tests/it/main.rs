@@ -22,6 +22,7 @@ mod interop;
 mod keys;
 mod login;
 mod metrics;
+mod moves;
 mod ollama;
 mod packaging;
 mod pg;
