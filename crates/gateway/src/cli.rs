@@ -11,7 +11,6 @@ mod accounts;
 mod connect;
 mod doctor;
 mod keys;
-pub(crate) mod logging;
 mod login;
 mod manual;
 pub(crate) mod output;
@@ -23,6 +22,7 @@ mod usage;
 pub use accounts::AccountsCommand;
 
 use crate::config::{Config, Overrides, ProcessEnv};
+use crate::logging;
 
 #[derive(Parser, Debug)]
 #[command(

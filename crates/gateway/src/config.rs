@@ -50,10 +50,26 @@ pub struct RawConfig {
     pub dashboard: Option<RawDashboard>,
     pub usage: Option<RawUsage>,
     pub store: Option<RawStore>,
-    // --- issue 25 (protocol): `[upstream]`, the client identity presented upstream (upstream/identity.rs).
-    pub upstream: Option<crate::upstream::identity::RawUpstream>,
+    pub upstream: Option<RawUpstream>,
     /// `[keys.NAME]`: client keys defined in the file, with limits (applied again on reload).
     pub keys: Option<std::collections::BTreeMap<String, RawKey>>,
+}
+
+/// `[upstream]` in the config file: the client identity presented upstream (upstream/identity/) and the
+/// upstream transport.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// The Codex client version presented (`version` header, catalog query); `x.y.z`.
+    pub client_version: Option<String>,
+    /// The User-Agent presented; default the official client's: `codex_cli_rs/<version> (<os> <os version>;
+    /// <arch>) <terminal>`.
+    pub user_agent: Option<String>,
+    // The WebSocket upstream: resolved by `upstream_transport::ws::WsSettings`.
+    /// `auto` (default), `websocket` or `sse`.
+    pub transport: Option<upstream_transport::ws::Transport>,
+    pub websocket_max_per_account: Option<usize>,
+    pub websocket_idle_timeout_secs: Option<f64>,
 }
 
 /// `[keys.NAME]`: a client key written in the configuration file, with the limits created keys have.
@@ -256,7 +272,7 @@ pub struct Config {
     pub upstream_ws: upstream_transport::ws::WsSettings,
     /// `[keys.NAME]` tables: client keys with limits from the file.
     pub configured_keys: Vec<ConfiguredKey>,
-    /// `[server] watch_config`: reload when the file changes (server/reload.rs).
+    /// `[server] watch_config`: reload when the file changes (app/reload.rs).
     pub watch_config: bool,
     /// `[server] websocket*`: the inbound Responses WebSocket (server/websocket.rs, docs/protocol.md).
     pub inbound_ws: WebSocketSettings,
@@ -337,7 +353,7 @@ impl Config {
     }
 
     /// The file (and environment) read again with the command-line values this configuration was made with:
-    /// what a reload applies (server/reload.rs). A parse error names the line, column and problem but does not
+    /// what a reload applies (app/reload.rs). A parse error names the line, column and problem but does not
     /// quote the line (it may hold a key).
     pub fn reread(&self, env: &dyn Env) -> anyhow::Result<Config> {
         let path = &self.config_file;
@@ -467,7 +483,8 @@ impl Config {
             upstream.and_then(|u| u.websocket_max_per_account),
             upstream.and_then(|u| u.websocket_idle_timeout_secs),
         )?;
-        let client = crate::upstream::identity::ClientIdentity::resolve(raw.upstream)?;
+        let (version, user_agent) = raw.upstream.map(|u| (u.client_version, u.user_agent)).unwrap_or_default();
+        let client = crate::upstream::identity::ClientIdentity::resolve(version, user_agent)?;
         Ok(Config {
             client,
             upstream_ws,
@@ -774,7 +791,7 @@ pub struct RawServer {
     pub allowed_hosts: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,
     pub admin_key: Option<String>,
-    /// Reload the file when it changes (server/reload.rs).
+    /// Reload the file when it changes (app/reload.rs).
     pub watch_config: Option<bool>,
     /// Serve the Responses WebSocket on `/v1/responses` (default true; false: the handshake is answered 426,
     /// the backend's "use HTTP SSE").

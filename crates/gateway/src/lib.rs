@@ -14,12 +14,15 @@ macro_rules! say {
 }
 
 pub mod accounts;
+pub mod app;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
+pub mod hosts;
 pub mod keys;
+pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod prefetch;

@@ -1,4 +1,4 @@
-//! `codex-gateway reload`: make the running gateway read its configuration file again (server/reload.rs says
+//! `codex-gateway reload`: make the running gateway read its configuration file again (app/reload.rs says
 //! what applies live). A gateway started with `start` is signalled (SIGHUP) through its pid file, and its report
 //! is then read from `GET /admin/reload`; one started otherwise (`serve` under systemd or in a container) is asked
 //! with `POST /admin/reload`. Exit codes: 0 reloaded, 1 the file was refused (or the gateway did not answer),
@@ -16,7 +16,7 @@ use crate::config::{Config, Overrides, ProcessEnv};
 /// How long to wait for the signalled gateway's report.
 const REPORT_WAIT: Duration = Duration::from_secs(10);
 
-/// The part of `server::reload::Report` printed here.
+/// The part of `app::reload::Report` printed here.
 #[derive(Deserialize, Debug)]
 struct Report {
     seq: u64,

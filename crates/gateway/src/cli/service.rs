@@ -25,7 +25,7 @@ pub(crate) struct Files {
     pub(crate) pid: PathBuf,
     /// The last start's options, its address and start time (0600: it may hold the client key).
     pub(crate) state: PathBuf,
-    /// `serve --log-file`: the gateway's log lines, rotated by size (cli/logging.rs).
+    /// `serve --log-file`: the gateway's log lines, rotated by size (logging.rs).
     pub(crate) log: PathBuf,
     /// The process's own stdout and stderr (the "listening" line, a fatal error, a panic); emptied at each start.
     pub(crate) out: PathBuf,

@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use crate::app::AppState;
 use crate::config::Config;
-use crate::server::AppState;
 
 mod actions;
 mod keys;

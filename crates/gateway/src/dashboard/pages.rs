@@ -75,7 +75,7 @@ pub(crate) fn overview_data(dash: &St) -> Value {
         "accounts_serving": serving,
         "soonest_reset": soonest_reset,
         "next_back": back_at,
-        "active_streams": crate::relay::pump::open_streams(),
+        "active_streams": crate::metrics::streams::open_streams(),
         "in_flight": in_flight,
         "metrics": totals.is_some(),
         "totals": totals.unwrap_or_default(),

@@ -22,7 +22,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::{St, admin_secret, json_error, json_response};
-use crate::server::guard::{host_name, is_loopback_name};
+use crate::hosts::{host_name, is_loopback_name};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "cgw_session";

@@ -1,6 +1,6 @@
 //! The Settings page's save: the changed values written into the configuration file with toml_edit (the
 //! user's comments, order and layout stay), the file checked to load before it replaces the old one, then
-//! reloaded through the one apply function of every reload (server/reload.rs): what applies live (the strategy,
+//! reloaded through the one apply function of every reload (app/reload.rs): what applies live (the strategy,
 //! keepalive, aliases, the price table) is in force at once, the other settings are reported as needing a
 //! restart. The quota warning thresholds are the dashboard's own and change at once; the strategy chosen here is
 //! put in force even when the environment names another (until the next reload). A refused value names its
@@ -324,8 +324,7 @@ pub(crate) async fn save(State(dash): State<St>, headers: HeaderMap, body: axum:
     if let Err(e) = write_atomically(path, &out) {
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("Cannot write {}: {e}", path.display()));
     }
-    let report =
-        crate::server::reload::reload_logged(dash.app.clone(), crate::server::reload::Trigger::Dashboard).await;
+    let report = crate::app::reload::reload_logged(dash.app.clone(), crate::app::reload::Trigger::Dashboard).await;
     if let Some(e) = report.error {
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("Saved, but the reload failed: {e}"));
     }

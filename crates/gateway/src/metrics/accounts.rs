@@ -187,7 +187,7 @@ impl Collector for PoolGauges {
                 &dropped,
             )?;
         }
-        let streams = vec![(Vec::new(), crate::relay::pump::open_streams() as f64)];
+        let streams = vec![(Vec::new(), crate::metrics::streams::open_streams() as f64)];
         family(&mut encoder, "active_streams", "Streaming answers being written now", &streams)?;
         let resets = [(Vec::new(), crate::upstream::http2_resets_sent() as f64)];
         counter_family(

@@ -19,6 +19,7 @@ use crate::record::{Api, RecordSink, RequestRecord};
 use crate::usage::Ledger;
 
 mod accounts;
+pub mod streams;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {

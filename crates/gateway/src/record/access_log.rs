@@ -50,7 +50,7 @@ mod tests {
     use dialects::{GatewayError, UpstreamFailure};
 
     use super::*;
-    use crate::cli::logging::capture::Captured;
+    use crate::logging::capture::Captured;
     use crate::record::{Api, Recorder, Sinks};
 
     fn logged(f: impl FnOnce()) -> String {

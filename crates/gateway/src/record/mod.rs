@@ -15,34 +15,35 @@ mod recorder;
 
 pub use recorder::Recorder;
 
-/// Which client API a request spoke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Api {
-    /// OpenAI Chat Completions.
-    Chat,
-    /// OpenAI Responses.
-    Responses,
-    Anthropic,
-    Gemini,
-    Ollama,
-    /// The OpenAI Images API (`/v1/images/generations`, `/v1/images/edits`): usage in image tokens.
-    Images,
-    /// A route that is not a model call (model lists, token counts, admin, health, refusals before routing).
-    Other,
-}
+/// Which client API a request spoke: its name in records, the usage ledger and the metrics. A dialect names
+/// itself (`Dialect::API`, server/dialect.rs), so a new one needs nothing here; the names below are those the
+/// gateway's dialects and its own routes use (`images`, `other`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct Api(&'static str);
 
+// Named like the variants of a closed set: they are the names the ledger holds, compared as such (`Api::Other`).
+#[allow(non_upper_case_globals)]
 impl Api {
+    /// OpenAI Chat Completions.
+    pub const Chat: Api = Api("chat");
+    /// OpenAI Responses.
+    pub const Responses: Api = Api("responses");
+    pub const Anthropic: Api = Api("anthropic");
+    pub const Gemini: Api = Api("gemini");
+    pub const Ollama: Api = Api("ollama");
+    /// The OpenAI Images API (`/v1/images/generations`, `/v1/images/edits`): usage in image tokens.
+    pub const Images: Api = Api("images");
+    /// A route that is not a model call (model lists, token counts, admin, health, refusals before routing).
+    pub const Other: Api = Api("other");
+
+    /// A dialect's name: lower case, stable (the ledger stores it).
+    pub const fn named(name: &'static str) -> Api {
+        Api(name)
+    }
+
     pub fn as_str(self) -> &'static str {
-        match self {
-            Api::Chat => "chat",
-            Api::Responses => "responses",
-            Api::Anthropic => "anthropic",
-            Api::Gemini => "gemini",
-            Api::Ollama => "ollama",
-            Api::Images => "images",
-            Api::Other => "other",
-        }
+        self.0
     }
 }
 

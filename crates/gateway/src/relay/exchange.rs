@@ -15,10 +15,10 @@ use serde_json::{Map, Value};
 use tracing::{info, warn};
 
 use crate::accounts::{Account, Lease, LeaseError, RefreshBudget};
+use crate::app::{AppState, request_id};
 use crate::auth::now_unix;
 use crate::record::Recorder;
 use crate::relay::reader::{EventReader, LateHeaders, Read};
-use crate::server::{AppState, request_id};
 use crate::store::AccountKind;
 use crate::upstream::identity;
 use crate::upstream::ratelimits::RateLimitHeaders;

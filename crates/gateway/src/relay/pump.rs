@@ -5,7 +5,6 @@
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use dialects::{Event, GatewayError, OutputLimits, UpstreamFailure, Usage};
 use hyper::body::Frame;
 use tracing::debug;
 
+use crate::metrics::streams::{OpenStream, open_streams};
 use crate::record::Recorder;
 use crate::relay::exchange::Exchange;
 use crate::relay::reader::{EventReader, Read, Ready};
@@ -73,7 +73,14 @@ fn limiter_for(limits: OutputLimits, input_estimate: u64) -> Option<Limiter> {
 #[repr(C)]
 struct Pump<E: StreamEncoder> {
     /// Yield once before the next chunk, so the connection writes the one it was just given (it keeps polling a
-    /// ready body and writes only once it is pending, server/http1/write.rs). Load-bearing for time to first byte; see [`OPEN_STREAMS`].
+    /// ready body and writes only once it is pending, server/http1/write.rs): the early first chunk.
+    ///
+    /// Load-bearing for performance: while a stream is the only one open (`metrics::streams`), ending its first
+    /// chunk at the first event with output and yielding once gets the first byte out 30-45 us sooner; done for
+    /// every stream, the same trick cost ~5% more CPU per request at c=64, so the count keeps it to the case where
+    /// it is free (bench/notes.md, "Tried and not kept"). The count is relaxed and approximate on purpose: a stale
+    /// reading only picks the other, equally correct, chunking for one chunk. It is read only while a stream's
+    /// first chunk is built; keep it off the per-event path of the rest of the stream.
     yield_first: bool,
     done: bool,
     /// Whether the first chunk of the body went out (see `poll_chunk`).
@@ -93,38 +100,6 @@ struct Pump<E: StreamEncoder> {
     /// The request's record: completed when the stream ends, or (dropped with the body) when the client leaves.
     record: Option<Recorder>,
     _open: OpenStream,
-}
-
-/// Streaming responses being written now, across the gateway.
-///
-/// Load-bearing for performance: it gates the early first chunk (`Pump::poll_chunk`). While a stream is the only
-/// one open, ending its first chunk at the first event with output and yielding once gets the first byte out
-/// 30-45 us sooner; done for every stream, the same trick cost ~5% more CPU per request at c=64, so the count
-/// keeps it to the case where it is free (bench/notes.md, "Tried and not kept"). Relaxed and approximate on
-/// purpose: a stale reading only picks the other, equally correct, chunking for one chunk. It is read only while
-/// a stream's first chunk is built; keep it off the per-event path of the rest of the stream and never make it
-/// a lock.
-static OPEN_STREAMS: AtomicUsize = AtomicUsize::new(0);
-
-/// Streaming responses being written now (the `active_streams` metric).
-pub fn open_streams() -> usize {
-    OPEN_STREAMS.load(Ordering::Relaxed)
-}
-
-/// Counts one streaming response in [`OPEN_STREAMS`] while it lives.
-struct OpenStream;
-
-impl OpenStream {
-    fn new() -> OpenStream {
-        OPEN_STREAMS.fetch_add(1, Ordering::Relaxed);
-        OpenStream
-    }
-}
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        OPEN_STREAMS.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl<E: StreamEncoder> Pump<E> {
@@ -220,7 +195,8 @@ impl<E: StreamEncoder> Pump<E> {
             if self.encoder.is_finished() {
                 self.done = true;
             }
-            if !self.started && !out.is_empty() && !self.done && OPEN_STREAMS.load(Ordering::Relaxed) == 1 {
+            // The early first chunk (see `yield_first`).
+            if !self.started && !out.is_empty() && !self.done && open_streams() == 1 {
                 self.yield_first = true;
                 break;
             }
@@ -347,7 +323,7 @@ pub fn stream_body<E: StreamEncoder>(
         record: Some(record),
         started: false,
         yield_first: false,
-        _open: OpenStream::new(),
+        _open: OpenStream::open(),
     };
     // The pump is the body: boxed once, inside axum's body, and polled in place.
     axum::body::Body::new(pump)

@@ -14,8 +14,8 @@ use dialects::failure::{Reason, Refusal, Stage};
 use futures_util::StreamExt;
 
 use crate::accounts::{Account, RefreshBudget};
+use crate::app::AppState;
 use crate::auth::now_unix;
-use crate::server::AppState;
 use crate::upstream::{BodyStream, IntoFailure, TransportError, UpstreamResponse, classify};
 
 /// Largest answer read (a long conversation's compacted history; several images in base64).

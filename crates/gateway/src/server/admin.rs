@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -13,10 +13,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::accounts::manage::{self, ImportSource};
+use crate::app::reload::{Trigger, reload_logged};
+use crate::app::{AppState, request_id};
 use crate::auth::now_unix;
-use crate::server::AppState;
-use crate::server::errors::{Shape, error_response};
-use crate::server::request_id;
+use crate::server::errors::error_response;
+use crate::server::openai;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -31,9 +32,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/accounts/{id}/refresh", post(refresh))
         .route("/admin/accounts/{id}/check", post(check))
         .route("/admin/accounts/{id}/cooldowns", delete(clear_cooldowns))
+        .route("/admin/reload", get(last_reload).post(reload_now))
         // The usage ledger (usage/api.rs).
-        .route("/admin/usage", get(crate::usage::api::usage))
-        .route("/admin/requests", get(crate::usage::api::requests))
+        .route("/admin/usage", get(usage))
+        .route("/admin/requests", get(requests))
 }
 
 type Result<T> = std::result::Result<T, GatewayError>;
@@ -41,7 +43,7 @@ type Result<T> = std::result::Result<T, GatewayError>;
 fn reply(headers: &HeaderMap, r: Result<Value>) -> Response {
     match r {
         Ok(v) => Json(v).into_response(),
-        Err(e) => error_response(Shape::OpenAi, &e, &request_id(headers)),
+        Err(e) => error_response(openai::SHAPE, &e, &request_id(headers)),
     }
 }
 
@@ -124,7 +126,7 @@ async fn add(State(s): State<Arc<AppState>>, headers: HeaderMap, body: axum::bod
     .await;
     match r {
         Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
-        Err(e) => error_response(Shape::OpenAi, &e, &request_id(&headers)),
+        Err(e) => error_response(openai::SHAPE, &e, &request_id(&headers)),
     }
 }
 
@@ -146,7 +148,7 @@ async fn export(State(s): State<Arc<AppState>>, headers: HeaderMap, Query(q): Qu
              this machine (it reads the store directly).",
         )
         .with_code("secrets_need_a_key");
-        return error_response(Shape::OpenAi, &err, &request_id(&headers));
+        return error_response(openai::SHAPE, &err, &request_id(&headers));
     }
     reply(&headers, manage::export(s.pool.store(), q.include_secrets).map_err(internal))
 }
@@ -253,4 +255,29 @@ async fn clear_cooldowns(State(s): State<Arc<AppState>>, headers: HeaderMap, Pat
         a.summary(now_unix())
     });
     reply(&headers, r)
+}
+
+/// `GET /admin/reload`: the last reload's report (app/reload.rs).
+async fn last_reload(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(state.live.last()).into_response()
+}
+
+/// `POST /admin/reload`: reload now.
+async fn reload_now(State(state): State<Arc<AppState>>) -> Response {
+    let report = reload_logged(state, Trigger::Admin).await;
+    // A refused file is the request's fault as much as anyone's: 422 with the report (its `error` says why).
+    let status = if report.ok { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    (status, axum::Json(report)).into_response()
+}
+
+/// `GET /admin/usage` (usage/api.rs).
+async fn usage(State(s): State<Arc<AppState>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let answer = crate::usage::api::usage(&s.ledger, raw.as_deref()).await;
+    answer.unwrap_or_else(|e| error_response(openai::SHAPE, &e, &request_id(&headers)))
+}
+
+/// `GET /admin/requests` (usage/api.rs).
+async fn requests(State(s): State<Arc<AppState>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let answer = crate::usage::api::requests(&s.ledger, raw.as_deref()).await;
+    answer.unwrap_or_else(|e| error_response(openai::SHAPE, &e, &request_id(&headers)))
 }

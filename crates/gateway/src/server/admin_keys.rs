@@ -13,12 +13,13 @@ use axum::{Json, Router};
 use dialects::{ErrorKind, GatewayError};
 use serde_json::Value;
 
+use crate::app::AppState;
+use crate::app::request_id;
 use crate::auth::now_unix;
 use crate::keys::manage::{self, KeyPatch, KeySpec, ManageError};
 use crate::keys::stored_with_usage;
-use crate::server::AppState;
-use crate::server::errors::{Shape, error_response};
-use crate::server::request_id;
+use crate::server::errors::error_response;
+use crate::server::openai;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -39,7 +40,7 @@ fn error(e: ManageError) -> GatewayError {
 fn reply(headers: &HeaderMap, status: StatusCode, r: Result<Value, GatewayError>) -> Response {
     match r {
         Ok(v) => (status, Json(v)).into_response(),
-        Err(e) => error_response(Shape::OpenAi, &e, &request_id(headers)),
+        Err(e) => error_response(openai::SHAPE, &e, &request_id(headers)),
     }
 }
 

@@ -22,23 +22,17 @@ use dialects::anthropic::{
 use dialects::{GatewayError, OutputLimits, UpstreamRequest, Usage};
 use serde_json::{Value, json};
 
-use crate::keys::Caller;
+use crate::app::{AppState, request_id};
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{Exchange, StartError};
 use crate::relay::pump;
-use crate::server::errors::{Shape, body_error, error_response};
-use crate::server::handler::{Decoded, Dialect, handle};
-use crate::server::{AppState, request_id};
+use crate::server::dialect::{Decoded, Dialect, Shape};
+use crate::server::errors::{body_error, error_response};
 use crate::tokens;
 
 /// Tokens `count_tokens` adds per image or document part: Anthropic's cost of an image at its largest
 /// (about 1.15 megapixels / 750). The gateway does not decode images, so this is an upper-end estimate.
 const TOKENS_PER_IMAGE: u64 = 1_600;
-
-/// The model call, served by the generic handler.
-pub fn model_routes() -> Router<Arc<AppState>> {
-    Router::new().route("/v1/messages", post(messages))
-}
 
 /// The token count (local, no upstream call).
 pub fn other_routes() -> Router<Arc<AppState>> {
@@ -53,16 +47,6 @@ fn with_request_id(mut resp: Response, request_id: &str) -> Response {
     resp
 }
 
-/// `POST /v1/messages`.
-async fn messages(
-    State(state): State<Arc<AppState>>,
-    caller: Option<Caller>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle::<Anthropic>(state, (), "/v1/messages", caller, headers, body).await
-}
-
 /// Anthropic Messages, translated to and from Responses (`dialects::anthropic`).
 pub struct Anthropic;
 
@@ -75,7 +59,6 @@ pub struct MessageAnswer {
 
 impl Dialect for Anthropic {
     const API: Api = Api::Anthropic;
-    const SHAPE: Shape = Shape::Anthropic;
     type Route = ();
     type Answer = MessageAnswer;
     type Encoder = AnthropicEncoder;
@@ -100,6 +83,10 @@ impl Dialect for Anthropic {
 
     fn start_error(err: StartError, req: &UpstreamRequest) -> GatewayError {
         explain_model_error(err, req)
+    }
+
+    fn error_body(err: &GatewayError, request_id: &str) -> (u16, Value) {
+        dialects::anthropic::error_response(err, request_id)
     }
 
     fn encoder(a: &MessageAnswer) -> AnthropicEncoder {
@@ -189,7 +176,7 @@ async fn count_tokens(
     };
     match counted {
         Ok(n) => with_request_id(Json(json!({"input_tokens": n})).into_response(), &request_id(&headers)),
-        Err(e) => error_response(Shape::Anthropic, &e, &request_id(&headers)),
+        Err(e) => error_response(Shape::of::<Anthropic>(), &e, &request_id(&headers)),
     }
 }
 

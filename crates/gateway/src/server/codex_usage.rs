@@ -21,9 +21,10 @@ use serde_json::{Value, json};
 
 use crate::accounts::select::{self, Candidate};
 use crate::accounts::{Account, QuotaSnapshot};
+use crate::app::{AppState, request_id};
 use crate::auth::now_unix;
-use crate::server::errors::{Shape, error_response};
-use crate::server::{AppState, request_id};
+use crate::server::errors::error_response;
+use crate::server::openai;
 
 /// The backend's window lengths (primary about five hours, secondary a week), which its headers also name.
 const PRIMARY_WINDOW_SECS: i64 = 5 * 60 * 60;
@@ -59,7 +60,7 @@ async fn usage(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respon
             axum::Json(body(account.plan().as_deref(), &q, Some(until), now)).into_response()
         }
         // The pool's own words for why no account serves (none, none logged in, all disabled).
-        Pick::Empty => error_response(Shape::OpenAi, &state.pool.no_account_error(), &request_id(&headers)),
+        Pick::Empty => error_response(openai::SHAPE, &state.pool.no_account_error(), &request_id(&headers)),
     }
 }
 

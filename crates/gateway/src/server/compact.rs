@@ -20,10 +20,11 @@ use dialects::{ErrorKind, GatewayError};
 use serde_json::{Map, Value};
 
 use crate::accounts::LeaseError;
+use crate::app::{AppState, request_id};
 use crate::relay::exchange::thread_id_for;
 use crate::relay::unary;
-use crate::server::errors::{Shape, body_error, error_response};
-use crate::server::{AppState, request_id};
+use crate::server::errors::{body_error, error_response};
+use crate::server::openai;
 use crate::upstream::ratelimits::RateLimitHeaders;
 use crate::upstream::{CallContext, identity};
 
@@ -39,7 +40,7 @@ async fn compact(
     let rid = request_id(&headers);
     match run(&state, &headers, body).await {
         Ok(response) => response,
-        Err(err) => error_response(Shape::OpenAi, &err, &rid),
+        Err(err) => error_response(openai::SHAPE, &err, &rid),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The model calls of the main listener, served without the router: the same guard, request id and handler the
-//! router gives them, in the connection's own future.
+//! The model calls of the main listener (routes.rs, [`ModelCall`]), served without the router: the same guard,
+//! request id and handler the router gives them, in the connection's own future.
 //!
 //! Why (bench/notes.md, nineteenth session): a model call waits for its first upstream event with everything it
 //! holds, and thousands wait at once when many streams open together. Through the router each of them holds
@@ -12,51 +12,26 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, Method, Request};
+use axum::http::{HeaderName, HeaderValue, Request};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::Either::{Left, Right};
 use futures_util::future::ready;
 
-use super::AppState;
-use super::anthropic::Anthropic;
 use super::guard::Policy;
-use super::handler::handle;
-use super::openai::{Chat, Responses};
+use super::routes::ModelCall;
+use crate::app::AppState;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// A model route the connection serves directly (the router has the same paths, with the same handlers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelCall {
-    Chat,
-    Responses,
-    Messages,
-}
-
-impl ModelCall {
-    /// The model call a request is, if it is one served directly.
-    pub fn of(method: &Method, path: &str) -> Option<ModelCall> {
-        if method != Method::POST {
-            return None;
-        }
-        match path {
-            "/v1/chat/completions" | "/chat/completions" => Some(ModelCall::Chat),
-            "/v1/responses" | "/responses" => Some(ModelCall::Responses),
-            "/v1/messages" => Some(ModelCall::Messages),
-            _ => None,
-        }
-    }
-}
 
 /// Serve a model call as the router would: the guard first (guard.rs), then the request id (the client's
 /// `x-request-id`, or a new UUID) set on the request and carried to the response, then the route's handler.
 /// `body` is the whole body, within `body_limit_mb` (the caller checks).
 ///
 /// Not an `async fn`: one holds its arguments for its whole life and a future it awaits a second time, so the
-/// handler's ~3.2 KB would count twice. The calls share one enum's room; Anthropic's call is larger (its own
-/// retries, ~4.4 KB) and rarer, so it is boxed and the OpenAI calls do not carry its size.
+/// handler's ~3.2 KB would count twice. The calls share one enum's room ([`ModelCall::serve`]; routes.rs says
+/// which call is boxed).
 pub fn serve(
     call: ModelCall,
     state: Arc<AppState>,
@@ -80,39 +55,11 @@ pub fn serve(
             id
         }
     };
-    let (headers, body) = (parts.headers, Ok(body));
-    let handler = match call {
-        ModelCall::Chat => Left(handle::<Chat>(state, (), "/v1/chat/completions", caller, headers, body)),
-        ModelCall::Responses => Right(Left(handle::<Responses>(state, (), "/v1/responses", caller, headers, body))),
-        ModelCall::Messages => {
-            Right(Right(Box::pin(handle::<Anthropic>(state, (), "/v1/messages", caller, headers, body))))
-        }
-    };
+    let handler = call.serve(state, caller, parts.headers, Ok(body));
     Right(handler.map(move |mut response| {
         if !response.headers().contains_key(X_REQUEST_ID) {
             response.headers_mut().insert(X_REQUEST_ID, request_id);
         }
         response
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_posts_to_the_three_model_paths_are_direct() {
-        let post = Method::POST;
-        assert_eq!(ModelCall::of(&post, "/v1/chat/completions"), Some(ModelCall::Chat));
-        assert_eq!(ModelCall::of(&post, "/chat/completions"), Some(ModelCall::Chat));
-        assert_eq!(ModelCall::of(&post, "/v1/responses"), Some(ModelCall::Responses));
-        assert_eq!(ModelCall::of(&post, "/responses"), Some(ModelCall::Responses));
-        assert_eq!(ModelCall::of(&post, "/v1/messages"), Some(ModelCall::Messages));
-        for path in ["/v1/chat/completions/", "/v1/messages/count_tokens", "/v1/responses/compact", "/v1/models"] {
-            assert_eq!(ModelCall::of(&post, path), None, "{path}");
-        }
-        for method in [Method::GET, Method::HEAD, Method::PUT, Method::OPTIONS] {
-            assert_eq!(ModelCall::of(&method, "/v1/responses"), None, "{method}");
-        }
-    }
 }

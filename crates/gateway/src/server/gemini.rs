@@ -24,14 +24,15 @@ use dialects::gemini::{
 use dialects::{ErrorKind, GatewayError, OutputLimits, Usage};
 use serde_json::{Value, json};
 
+use crate::app::{AppState, request_id};
 use crate::catalog::{self, ModelEntry};
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::Exchange;
 use crate::relay::pump;
-use crate::server::errors::{Shape, body_error, error_response};
-use crate::server::handler::{Decoded, Dialect, handle};
-use crate::server::{AppState, method_not_allowed_response, request_id, sse_response};
+use crate::server::dialect::{Decoded, Dialect, Shape, sse_response};
+use crate::server::errors::{body_error, error_response, method_not_allowed_response};
+use crate::server::handler::handle;
 use crate::tokens;
 
 /// Tokens counted per image or file part by `countTokens` (Gemini's own per-image figure).
@@ -60,14 +61,22 @@ pub fn other_routes() -> Router<Arc<AppState>> {
         .route("/v1alpha/models/{id}", get(get_model))
 }
 
+/// Whether `path` is Gemini's (its API versions, or a `{model}:{method}` under `/v1/models/`): errors there are
+/// rendered in Gemini's shape before a handler runs, and the guard takes the client key from `?key=` there.
+pub fn owns(path: &str) -> bool {
+    path.starts_with("/v1beta/")
+        || path.starts_with("/v1alpha/")
+        || (path.starts_with("/v1/models/") && path.contains(':'))
+}
+
 fn fail(request_id: &str, err: &GatewayError) -> Response {
-    error_response(Shape::Gemini, err, request_id)
+    error_response(Shape::of::<Gemini>(), err, request_id)
 }
 
 /// 405 for a method the `{id}` route serves only for the other kind of path (model vs `model:method`); axum's
 /// own `Allow` (every method of the route) would be wrong here, so the header names what this path takes.
 fn refuse_method(method: &Method, uri: &Uri, headers: &HeaderMap, allow: &'static str) -> Response {
-    let mut resp = method_not_allowed_response(Shape::Gemini, method, uri.path(), &request_id(headers));
+    let mut resp = method_not_allowed_response(Shape::of::<Gemini>(), method, uri.path(), &request_id(headers));
     resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
     resp
 }
@@ -137,7 +146,6 @@ pub struct GeminiAnswer {
 
 impl Dialect for Gemini {
     const API: Api = Api::Gemini;
-    const SHAPE: Shape = Shape::Gemini;
     type Route = GeminiRoute;
     type Answer = GeminiAnswer;
     type Encoder = GeminiEncoder;
@@ -157,6 +165,10 @@ impl Dialect for Gemini {
             include_thoughts: opts.include_thoughts,
         };
         Ok(Decoded::Relay(req, answer))
+    }
+
+    fn error_body(err: &GatewayError, _: &str) -> (u16, Value) {
+        dialects::gemini::error_body(err)
     }
 
     fn encoder(a: &GeminiAnswer) -> GeminiEncoder {

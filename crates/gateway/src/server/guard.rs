@@ -11,22 +11,27 @@
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use dialects::{ErrorKind, GatewayError};
 use futures_util::future::Either;
 use tower::Service;
 
+use crate::app::reload::SharedKeys;
+use crate::app::request_id;
 use crate::config::Config;
+use crate::hosts::{host_name, is_loopback_name, is_loopback_origin};
 use crate::keys::{Caller, Keys, Standing};
 use crate::record::{Api, Recorder, Sinks};
-use crate::server::errors::{Shape, error_response};
-use crate::server::request_id;
+use crate::server::dialect::Shape;
+use crate::server::errors::{error_response, error_response_with_status};
+use crate::server::gemini;
+use crate::server::routes::shape_of;
 
 /// Who may talk to one listener. Built once at start-up from the configuration.
 #[derive(Debug)]
@@ -41,7 +46,7 @@ pub struct Policy {
     bind_host: Option<String>,
     /// Lower case `scheme://host[:port]`.
     allowed_origins: Box<[String]>,
-    /// The configured keys (`api_keys`, the admin key): replaced whole by a config reload (server/reload.rs),
+    /// The configured keys (`api_keys`, the admin key): replaced whole by a config reload (app/reload.rs),
     /// read once per request (one `ArcSwap` load).
     shared: Arc<ArcSwap<SharedKeys>>,
     /// Keys the admin created, with limits (none on a policy built without them).
@@ -49,29 +54,14 @@ pub struct Policy {
     /// `[metrics] public`: `/metrics` needs no key (a scraper on a private network).
     metrics_public: bool,
     listener: Listener,
+    /// The error shape of a refusal, by path: the listener's routes decide (routes.rs `shape_of` on the main
+    /// port; the bridge's own).
+    shape_of: fn(&str) -> Shape,
     /// Where a refusal's request record goes (none on a policy built without them).
     records: Option<Sinks>,
 }
 
-/// The keys of the configuration, as one snapshot a reload replaces.
-#[derive(Debug, Default)]
-pub struct SharedKeys {
-    /// Unrestricted client keys: `api_keys` and the admin key (none, and no created key: no key is asked for).
-    keys: Box<[String]>,
-    /// What `/admin/*` and `/metrics` accept (server/mod.rs `Config::admin_keys`).
-    admin_keys: Box<[String]>,
-}
-
-impl SharedKeys {
-    /// The main port's keys from `config`.
-    pub fn main(config: &Config) -> SharedKeys {
-        let mut keys = config.api_keys.clone();
-        keys.extend(config.access.admin_key.iter().cloned());
-        SharedKeys { keys: keys.into(), admin_keys: config.admin_keys().into() }
-    }
-}
-
-/// Which listener a policy guards: decides the dialect of refusals.
+/// Which listener a policy guards: decides which keys it asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Listener {
     Main,
@@ -114,10 +104,12 @@ impl Policy {
     }
 
     /// The Ollama bridge's: the same host and origin lists, and no client key (Ollama clients send none). A
-    /// created key that is presented is still honoured (its limits, revocation and expiry apply).
-    pub fn ollama_bridge(config: &Config, created: Arc<Keys>) -> Policy {
+    /// created key that is presented is still honoured (its limits, revocation and expiry apply). Refusals take
+    /// `shape_of` the path (the bridge's routes).
+    pub fn ollama_bridge(config: &Config, created: Arc<Keys>, shape_of: fn(&str) -> Shape) -> Policy {
         let mut p = Policy::new(config, config.ollama.listen.ip(), Listener::OllamaBridge);
         p.created = Some(created);
+        p.shape_of = shape_of;
         p
     }
 
@@ -137,6 +129,7 @@ impl Policy {
             records: None,
             metrics_public: false,
             listener,
+            shape_of,
         }
     }
 
@@ -254,11 +247,11 @@ impl Policy {
                 .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
                 .filter(|(k, _)| k == "key")
         };
-        let gemini = Shape::from_path(req.uri().path()) == Shape::Gemini;
-        if gemini && query_keys().any(|(_, v)| any_equal(&shared.keys, &v)) {
+        let gemini_path = gemini::owns(req.uri().path());
+        if gemini_path && query_keys().any(|(_, v)| any_equal(&shared.keys, &v)) {
             return Ok(None);
         }
-        if gemini && let Some(key) = created.and_then(|c| query_keys().find_map(|(_, v)| c.find(&v))) {
+        if gemini_path && let Some(key) = created.and_then(|c| query_keys().find_map(|(_, v)| c.find(&v))) {
             return standing(key);
         }
         let none = presented.iter().all(Option::is_none) && query_keys().next().is_none();
@@ -268,28 +261,15 @@ impl Policy {
     /// The refusal in the dialect of the path (the bridge: Ollama's, OpenAI's under `/v1/`).
     pub fn refuse<B>(&self, refusal: Refusal, req: &Request<B>) -> Response {
         let path = req.uri().path();
-        let dialect = match self.listener {
-            Listener::Main => Shape::from_path(path),
-            Listener::OllamaBridge if path.starts_with("/v1/") => Shape::OpenAi,
-            Listener::OllamaBridge => Shape::Ollama,
-        };
+        let shape = (self.shape_of)(path);
         let err = self.error(refusal, req);
         // The router's request-id layer has not run yet: take the client's id or make one.
         let rid = Some(request_id(req.headers())).filter(|r| !r.is_empty());
         let rid = rid.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let mut resp = match (refusal, dialect) {
-            // 415 in place of the 400 `InvalidRequest` renders as; Gemini's body repeats the status as `code`.
-            (Refusal::ContentType, Shape::Gemini) => {
-                let (_, mut body) = dialects::gemini::error_body(&err);
-                body["error"]["code"] = 415.into();
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, axum::Json(body)).into_response()
-            }
-            (Refusal::ContentType, _) => {
-                let mut resp = error_response(dialect, &err, &rid);
-                *resp.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-                resp
-            }
-            _ => error_response(dialect, &err, &rid),
+        let mut resp = match refusal {
+            // 415 in place of the 400 `InvalidRequest` renders as.
+            Refusal::ContentType => error_response_with_status(shape, &err, &rid, StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            _ => error_response(shape, &err, &rid),
         };
         if let Ok(v) = HeaderValue::from_str(&rid) {
             resp.headers_mut().insert("x-request-id", v);
@@ -352,14 +332,12 @@ impl Policy {
                 "Missing API key: send the gateway's key as `Authorization: Bearer <key>` (or x-api-key).",
             )
             .with_code("invalid_api_key"),
-            Refusal::WrongKey if Shape::from_path(req.uri().path()) != Shape::Gemini && has_query_key(req) => {
-                GatewayError::new(
-                    ErrorKind::Unauthorized,
-                    "`?key=` is accepted only on the Gemini routes: send the gateway's key as \
+            Refusal::WrongKey if !gemini::owns(req.uri().path()) && has_query_key(req) => GatewayError::new(
+                ErrorKind::Unauthorized,
+                "`?key=` is accepted only on the Gemini routes: send the gateway's key as \
                      `Authorization: Bearer <key>` (or x-api-key).",
-                )
-                .with_code("invalid_api_key")
-            }
+            )
+            .with_code("invalid_api_key"),
             Refusal::WrongKey => GatewayError::new(ErrorKind::Unauthorized, "Invalid API key for this gateway.")
                 .with_code("invalid_api_key"),
             Refusal::KeyRevoked => {
@@ -456,46 +434,6 @@ fn shown(value: Option<&[u8]>) -> String {
     }
 }
 
-/// The host part of a `Host` value or URL authority: `a.example:8080` -> `a.example`, `[::1]:80` -> `[::1]`.
-pub fn host_name(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(end) => &authority[..=end],
-            None => authority,
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => authority,
-    }
-}
-
-/// `localhost`, `*.localhost` (browsers resolve both to loopback themselves), `127.0.0.0/8`, `[::1]`.
-pub fn is_loopback_name(name: &str) -> bool {
-    // What nearly every client sends, before the general rules.
-    if name == "127.0.0.1" || name == "localhost" {
-        return true;
-    }
-    let name = name.strip_suffix('.').unwrap_or(name);
-    if name.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    let n = name.len();
-    if n > ".localhost".len() && name.is_char_boundary(n - 10) && name[n - 10..].eq_ignore_ascii_case(".localhost") {
-        return true;
-    }
-    if let Some(v6) = name.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-        return v6.parse::<std::net::Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
-    }
-    name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// `http(s)://` + a loopback name, any port, nothing after. `null` (sandboxed or file pages) is not loopback.
-pub fn is_loopback_origin(origin: &str) -> bool {
-    let rest = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
-    rest.is_some_and(|r| !r.contains('/') && is_loopback_name(host_name(r)))
-}
-
 /// A browser made this request: it sends `Origin` on every cross-origin request and on POSTs, and the
 /// `Sec-Fetch-*` metadata on every request. Tools (curl, SDKs) send neither.
 fn from_browser(headers: &HeaderMap) -> bool {
@@ -566,6 +504,7 @@ pub fn loopback_without_keys() -> Policy {
         created: None,
         metrics_public: false,
         listener: Listener::Main,
+        shape_of,
         records: None,
     }
 }
@@ -586,6 +525,7 @@ mod tests {
             records: None,
             metrics_public: false,
             listener: Listener::Main,
+            shape_of,
         }
     }
 
@@ -608,31 +548,6 @@ mod tests {
             b = b.header("host", *host);
         }
         b.body(()).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    #[test]
-    fn host_names() {
-        for (authority, name) in [
-            ("localhost:8765", "localhost"),
-            ("a.example", "a.example"),
-            ("[::1]:80", "[::1]"),
-            ("[::1]", "[::1]"),
-            ("127.0.0.1:0", "127.0.0.1"),
-            ("evil:x", "evil:x"),
-        ] {
-            assert_eq!(host_name(authority), name, "{authority}");
-        }
-    }
-
-    #[test]
-    fn loopback_names() {
-        for n in ["localhost", "LOCALHOST", "localhost.", "app.localhost", "127.0.0.1", "127.9.8.7", "[::1]"] {
-            assert!(is_loopback_name(n), "{n}");
-        }
-        for n in ["evil.example", "localhost.evil.example", "evillocalhost", "10.0.0.1", "0.0.0.0", "[::2]", "", "::1"]
-        {
-            assert!(!is_loopback_name(n), "{n}");
-        }
     }
 
     #[test]

@@ -1,97 +1,27 @@
-//! The one handler every model route uses, and the [`Dialect`] trait it is generic over.
+//! The one handler every model route uses, generic over the [`Dialect`] trait (dialect.rs).
 //!
-//! A request goes: decode (the dialect) -> a created client key's limits (keys/) -> exchange (relay::exchange: lease, send, fail over, peek) -> the
-//! answer, streamed through the dialect's encoder (relay::pump) or collected and rendered whole -> one
-//! [`RequestRecord`](crate::record::RequestRecord) when it ends, success or failure. A dialect is its own module
-//! (decode, encoder, renderer, error shape, hooks) plus one route registration; nothing here names one.
+//! A request goes: decode (the dialect) -> a created client key's limits (keys/) -> exchange (relay::exchange:
+//! lease, send, fail over, peek) -> the answer, streamed through the dialect's encoder (relay::pump) or collected
+//! and rendered whole -> one [`RequestRecord`](crate::record::RequestRecord) when it ends, success or failure.
+//! Nothing here names a dialect.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use dialects::encoder::StreamEncoder;
-use dialects::{GatewayError, OutputLimits, UpstreamRequest, Usage};
+use dialects::{GatewayError, OutputLimits, Usage};
 
+use super::dialect::{Decoded, Dialect, Shape};
+use super::errors::{body_error, error_response};
+use crate::app::{AppState, request_id};
 use crate::keys::Caller;
-use crate::record::{Api, Recorder};
-use crate::relay::exchange::{self, Exchange, StartError};
+use crate::record::Recorder;
+use crate::relay::exchange::Exchange;
 use crate::relay::pump;
-use crate::server::errors::{Shape, body_error, error_response};
-use crate::server::{AppState, request_id, sse_response};
 use crate::upstream::ratelimits::RateLimitHeaders;
-
-/// One client dialect, as the generic handler drives it.
-pub trait Dialect: Sized + Send + 'static {
-    /// What the request record calls it.
-    const API: Api;
-    /// The error body its clients parse.
-    const SHAPE: Shape;
-    /// What the route's path and query add to the body (Gemini's model and framing, Ollama's endpoint).
-    type Route: Send + 'static;
-    /// What the answer needs besides the upstream events: ids, the model as the client named it, decode options.
-    type Answer: Send + 'static;
-    type Encoder: StreamEncoder;
-
-    /// Decode the body into the neutral request. The body's bytes must be dropped before anything is awaited
-    /// (they pin the connection's read buffer while the request waits; bench/notes.md). May answer by itself (a model
-    /// load without an upstream call).
-    fn decode(
-        state: &AppState,
-        route: Self::Route,
-        headers: &HeaderMap,
-        body: Bytes,
-    ) -> impl Future<Output = Result<Decoded<Self>, GatewayError>> + Send;
-
-    /// Open the upstream exchange. Hook for a dialect that retries in its own way (Anthropic).
-    fn start(
-        state: &AppState,
-        headers: HeaderMap,
-        req: &mut UpstreamRequest,
-        record: &mut Recorder,
-    ) -> impl Future<Output = Result<Exchange, StartError>> + Send {
-        exchange::start(state, headers, req, record)
-    }
-
-    /// The client's error when no exchange could be opened (a dialect may word an unknown model its own way).
-    fn start_error(err: StartError, _req: &UpstreamRequest) -> GatewayError {
-        err.into_error()
-    }
-
-    /// The streaming encoder for this answer.
-    fn encoder(answer: &Self::Answer) -> Self::Encoder;
-
-    /// The response around a streaming body (SSE unless the dialect frames otherwise).
-    fn stream_response(body: Body, _answer: &Self::Answer) -> Response {
-        sse_response(body)
-    }
-
-    /// A whole (non-streaming) answer: read the exchange to its end and render it, with the usage it reported.
-    fn whole(
-        ex: Exchange,
-        answer: Self::Answer,
-        limits: OutputLimits,
-        idle_timeout: Duration,
-        record: &mut Recorder,
-    ) -> impl Future<Output = Result<(Response, Usage), GatewayError>> + Send;
-
-    /// Last touch on every response of the dialect, success or error (Anthropic's `request-id` header).
-    fn finish(response: Response, _request_id: &str) -> Response {
-        response
-    }
-}
-
-/// What decoding produced.
-pub enum Decoded<D: Dialect> {
-    /// A request for the upstream, and what its answer needs.
-    Relay(UpstreamRequest, D::Answer),
-    /// The dialect answered by itself.
-    Answered(Response),
-}
 
 /// What the exchange produced.
 enum Reply<D: Dialect> {
@@ -120,7 +50,7 @@ pub async fn handle<D: Dialect>(
     match serve::<D>(&state, route, caller, headers, body, &mut record).await {
         Ok(Reply::Stream { mut ex, answer, limits }) => {
             let cfg = &state.config;
-            // The keepalive applies live (server/reload.rs): one snapshot load per stream.
+            // The keepalive applies live (app/reload.rs): one snapshot load per stream.
             let keepalive = state.live.config().keepalive;
             let encoder = D::encoder(&answer);
             // The head first (the record moves into the body, which ends it).
@@ -145,7 +75,7 @@ pub async fn handle<D: Dialect>(
         }
         Err(err) => {
             record.error(&err);
-            let response = D::finish(error_response(D::SHAPE, &err, record.request_id()), record.request_id());
+            let response = D::finish(error_response(Shape::of::<D>(), &err, record.request_id()), record.request_id());
             record.finish(response.status().as_u16());
             response
         }

@@ -18,11 +18,12 @@ use dialects::images::{self, FormField, ImageRequest, Operation};
 use dialects::{ErrorKind, GatewayError, Usage};
 
 use crate::accounts::LeaseError;
+use crate::app::{AppState, request_id};
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::unary;
-use crate::server::errors::{Shape, body_error, error_response};
-use crate::server::{AppState, request_id};
+use crate::server::errors::{body_error, error_response};
+use crate::server::openai;
 use crate::upstream::CallContext;
 use crate::upstream::ratelimits::RateLimitHeaders;
 
@@ -59,7 +60,7 @@ async fn handle(state: Arc<AppState>, op: Operation, req: Request) -> Response {
         }
         Err(err) => {
             record.error(&err);
-            let response = error_response(Shape::OpenAi, &err, &rid);
+            let response = error_response(openai::SHAPE, &err, &rid);
             record.finish(response.status().as_u16());
             response
         }

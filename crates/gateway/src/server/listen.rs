@@ -15,50 +15,11 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use super::guard::Policy;
 use super::http1::{HEADER_READ_TIMEOUT, Server};
-
-/// The server's drain, shared with what outlives its connection: an upgraded WebSocket session
-/// (server/websocket.rs) holds a [`Drain::token`] so the shutdown waits for it, watches [`Drain::draining`] to
-/// finish its turn and close, and is dropped at [`Drain::stopped`] like any connection.
-#[derive(Clone, Default)]
-pub struct Drain {
-    /// Cancelled when the shutdown begins: connections finish their response and close.
-    draining: CancellationToken,
-    /// Cancelled when the shutdown's bound passes: whatever is still open is dropped.
-    stop: CancellationToken,
-    tracker: TaskTracker,
-}
-
-impl Drain {
-    /// Begin the shutdown: connections finish their response and close, sessions their turn.
-    pub fn begin(&self) {
-        self.draining.cancel();
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining.is_cancelled()
-    }
-
-    /// Resolves when the shutdown begins.
-    pub async fn draining(&self) {
-        self.draining.cancelled().await
-    }
-
-    /// Resolves when the shutdown's bound passes.
-    pub async fn stopped(&self) {
-        self.stop.cancelled().await
-    }
-
-    /// Held by a task the shutdown must wait for (within its bound).
-    pub fn token(&self) -> tokio_util::task::task_tracker::TaskTrackerToken {
-        self.tracker.token()
-    }
-}
+use crate::app::{AppState, Drain};
 
 /// Serve `router` on `listener` (with the model calls served directly when `models` is the main listener's
 /// state: server/direct.rs) until `shutdown` resolves, then let open connections (and upgraded sessions that
@@ -72,7 +33,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     limits: &crate::config::Timeouts,
     drain: Drain,
-    models: Option<Arc<super::AppState>>,
+    models: Option<Arc<AppState>>,
 ) -> io::Result<()> {
     let Drain { draining, stop, tracker } = drain.clone();
     // hyper's own HTTP/1 builder, not hyper-util's `auto` one, for the connections handed to hyper: an `auto`

@@ -10,10 +10,11 @@ use axum::response::{IntoResponse, Response};
 use dialects::GatewayError;
 use serde_json::{Value, json};
 
+use crate::app::AppState;
+use crate::app::request_id;
 use crate::catalog;
-use crate::server::AppState;
-use crate::server::errors::{Shape, error_response};
-use crate::server::request_id;
+use crate::server::errors::error_response;
+use crate::server::openai;
 
 const CREATED: u64 = 1_767_225_600; // 2026-01-01, a fixed date: the backend does not report one.
 
@@ -54,6 +55,6 @@ pub async fn get(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id
             m["models"] = json!([entry.raw()]);
             Json(m).into_response()
         }
-        None => error_response(Shape::OpenAi, &GatewayError::model_not_found(&id), &request_id(&headers)),
+        None => error_response(openai::SHAPE, &GatewayError::model_not_found(&id), &request_id(&headers)),
     }
 }

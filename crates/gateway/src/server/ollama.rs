@@ -32,15 +32,18 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::{info, warn};
 
+use crate::app::{AppState, request_id};
 use crate::catalog;
 use crate::config::Config;
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{Exchange, StartError};
 use crate::relay::pump;
-use crate::server::errors::{Shape, body_error, error_response};
-use crate::server::handler::{self, Dialect, handle};
-use crate::server::{AppState, guard, models, openai, request_id};
+use crate::server::dialect::{self, Dialect, Shape};
+use crate::server::errors::{body_error, error_response, method_not_allowed_response};
+use crate::server::handler::handle;
+use crate::server::routes::ModelCall;
+use crate::server::{guard, models, openai, others};
 
 /// Bind the bridge's listener when it is enabled, and say where it listens (stdout, after the main line).
 pub async fn bind(config: &Config) -> anyhow::Result<Option<TcpListener>> {
@@ -75,11 +78,12 @@ pub fn serve(
     let shutdown = shutdown.shared();
     if let Some(listener) = listener {
         let policy = Arc::new(
-            guard::Policy::ollama_bridge(&state.config, state.keys.clone()).with_records(state.records.clone()),
+            guard::Policy::ollama_bridge(&state.config, state.keys.clone(), shape_of)
+                .with_records(state.records.clone()),
         );
         let timeouts = state.config.timeouts.clone();
         // Its own drain: the bridge serves no WebSocket, and its connections are waited for by its own loop.
-        let drain = super::listen::Drain::default();
+        let drain = crate::app::Drain::default();
         let app = router(state, policy.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -100,7 +104,7 @@ pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
         .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::DELETE, Method::OPTIONS])
         .allow_headers(tower_http::cors::Any);
     // Routes that are not model calls get their access line from a layer (see `server::router`).
-    let others = Router::new()
+    let other_routes = Router::new()
         .route("/", get(root).head(root))
         .route("/api/version", get(version))
         .route("/api/tags", get(tags))
@@ -111,13 +115,13 @@ pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.records.clone(), crate::server::record_other));
+        .layer(axum::middleware::from_fn_with_state(state.records.clone(), others::record_other));
     Router::new()
         .route("/api/chat", post(chat))
         .route("/api/generate", post(generate))
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/responses", post(openai::responses))
-        .merge(others)
+        .route("/v1/chat/completions", ModelCall::Chat.route())
+        .route("/v1/responses", ModelCall::Responses.route())
+        .merge(other_routes)
         // Set after the merge, so it covers every route; it records its answers itself.
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors)
@@ -127,8 +131,13 @@ pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
         .with_state(state)
 }
 
+/// The error shape of a path of the bridge: OpenAI's under `/v1/`, else Ollama's (the guard's refusals too).
+fn shape_of(path: &str) -> Shape {
+    if path.starts_with("/v1/") { openai::SHAPE } else { Shape::of::<Ollama>() }
+}
+
 fn fail(request_id: &str, err: &GatewayError) -> Response {
-    error_response(Shape::Ollama, err, request_id)
+    error_response(Shape::of::<Ollama>(), err, request_id)
 }
 
 async fn root() -> &'static str {
@@ -150,10 +159,10 @@ async fn not_found(req: Request) -> Response {
 /// A bridge route with a method it does not serve: 405 in Ollama's shape (OpenAI's under `/v1/`), with `Allow`.
 async fn method_not_allowed(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let path = req.uri().path();
-    let dialect = if path.starts_with("/v1/") { Shape::OpenAi } else { Shape::Ollama };
-    let route = crate::server::method_route(&req);
+    let shape = shape_of(path);
+    let route = others::method_route(&req);
     let record = Recorder::new(state.records.clone(), Api::Other, route, request_id(req.headers()));
-    let response = crate::server::method_not_allowed_response(dialect, req.method(), path, record.request_id());
+    let response = method_not_allowed_response(shape, req.method(), path, record.request_id());
     record.finish(response.status().as_u16());
     response
 }
@@ -235,7 +244,6 @@ pub struct OllamaAnswer {
 
 impl Dialect for Ollama {
     const API: Api = Api::Ollama;
-    const SHAPE: Shape = Shape::Ollama;
     type Route = Endpoint;
     type Answer = OllamaAnswer;
     type Encoder = OllamaEncoder;
@@ -245,7 +253,7 @@ impl Dialect for Ollama {
         endpoint: Endpoint,
         _: &HeaderMap,
         body: Bytes,
-    ) -> Result<handler::Decoded<Ollama>, GatewayError> {
+    ) -> Result<dialect::Decoded<Ollama>, GatewayError> {
         let started = Instant::now();
         let created_at = now_rfc3339();
         let decoded = match endpoint {
@@ -256,17 +264,21 @@ impl Dialect for Ollama {
         match decoded {
             Decoded::Request(req, opts) => {
                 let model = req.model.requested.clone();
-                Ok(handler::Decoded::Relay(
+                Ok(dialect::Decoded::Relay(
                     req,
                     OllamaAnswer { endpoint, model, created_at, think: opts.think, started },
                 ))
             }
-            Decoded::Load { model } => load(state, &model, &created_at, endpoint).await.map(handler::Decoded::Answered),
+            Decoded::Load { model } => load(state, &model, &created_at, endpoint).await.map(dialect::Decoded::Answered),
         }
     }
 
     fn start_error(err: StartError, req: &UpstreamRequest) -> GatewayError {
         if err.is_unknown_model() { unknown_model(&req.model.requested) } else { err.into_error() }
+    }
+
+    fn error_body(err: &GatewayError, _: &str) -> (u16, Value) {
+        dialects::ollama::error_body(err)
     }
 
     fn encoder(a: &OllamaAnswer) -> OllamaEncoder {

@@ -1,47 +1,23 @@
 //! OpenAI routes: Chat Completions (translated) and Responses (passthrough), as [`Dialect`]s of the generic
 //! handler.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use dialects::chat::{ChatEncoder, ChatOptions, render_completion};
 use dialects::responses::{Passthrough, ResponsesAssembler};
 use dialects::{GatewayError, OutputLimits, Usage};
+use serde_json::Value;
 
+use crate::app::AppState;
 use crate::auth::now_unix;
-use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::Exchange;
 use crate::relay::pump;
-use crate::server::AppState;
-use crate::server::errors::Shape;
-use crate::server::handler::{Decoded, Dialect, handle};
-
-/// `POST /v1/chat/completions`.
-pub async fn chat_completions(
-    State(state): State<Arc<AppState>>,
-    caller: Option<Caller>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle::<Chat>(state, (), "/v1/chat/completions", caller, headers, body).await
-}
-
-/// `POST /v1/responses`.
-pub async fn responses(
-    State(state): State<Arc<AppState>>,
-    caller: Option<Caller>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle::<Responses>(state, (), "/v1/responses", caller, headers, body).await
-}
+use crate::server::dialect::{Decoded, Dialect, Shape};
 
 /// OpenAI Chat Completions, translated to and from Responses (`dialects::chat`).
 pub struct Chat;
@@ -53,9 +29,17 @@ pub struct ChatAnswer {
     opts: ChatOptions,
 }
 
+/// OpenAI's error answer: the gateway's own routes (model lists, admin, images, compaction) answer in it too, and
+/// so does a path that no other dialect's routes claim.
+pub const SHAPE: Shape = Shape::of::<Chat>();
+
+/// `(status, {"error":{message, type, param, code}})`.
+fn openai_error(err: &GatewayError) -> (u16, Value) {
+    (err.status(), err.openai_body())
+}
+
 impl Dialect for Chat {
     const API: Api = Api::Chat;
-    const SHAPE: Shape = Shape::OpenAi;
     type Route = ();
     type Answer = ChatAnswer;
     type Encoder = ChatEncoder;
@@ -65,6 +49,10 @@ impl Dialect for Chat {
         let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
         let answer = ChatAnswer { id, created: now_unix() as u64, model: req.model.requested.clone(), opts };
         Ok(Decoded::Relay(req, answer))
+    }
+
+    fn error_body(err: &GatewayError, _: &str) -> (u16, Value) {
+        openai_error(err)
     }
 
     fn encoder(a: &ChatAnswer) -> ChatEncoder {
@@ -89,7 +77,6 @@ pub struct Responses;
 
 impl Dialect for Responses {
     const API: Api = Api::Responses;
-    const SHAPE: Shape = Shape::OpenAi;
     type Route = ();
     type Answer = ();
     type Encoder = Passthrough;
@@ -107,6 +94,10 @@ impl Dialect for Responses {
             }
         }
         Ok(Decoded::Relay(req, ()))
+    }
+
+    fn error_body(err: &GatewayError, _: &str) -> (u16, Value) {
+        openai_error(err)
     }
 
     fn encoder(_: &()) -> Passthrough {

@@ -18,10 +18,12 @@ use axum::response::{IntoResponse, Response};
 use dialects::{ErrorKind, GatewayError};
 use serde_json::json;
 
+use crate::app::{AppState, request_id};
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
-use crate::server::errors::{Shape, error_response};
-use crate::server::{AppState, method_not_allowed_response, method_route, request_id};
+use crate::server::errors::{error_response, method_not_allowed_response};
+use crate::server::openai;
+use crate::server::others::method_route;
 
 mod conversation;
 mod frames;
@@ -32,7 +34,7 @@ pub async fn handshake(State(state): State<Arc<AppState>>, req: Request) -> Resp
     let upgrade = req.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     let response = if !upgrade {
         let path = req.uri().path();
-        let mut r = method_not_allowed_response(Shape::OpenAi, req.method(), path, record.request_id());
+        let mut r = method_not_allowed_response(openai::SHAPE, req.method(), path, record.request_id());
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         r
     } else if !state.config.inbound_ws.enabled {
@@ -47,7 +49,7 @@ pub async fn handshake(State(state): State<Arc<AppState>>, req: Request) -> Resp
     } else if state.drain.is_draining() {
         let err = GatewayError::new(ErrorKind::Overloaded, "The gateway is shutting down; connect again shortly.")
             .with_code("shutting_down");
-        let mut r = error_response(Shape::OpenAi, &err, record.request_id());
+        let mut r = error_response(openai::SHAPE, &err, record.request_id());
         *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         r
     } else {
@@ -66,7 +68,7 @@ async fn upgrade_to_session(state: Arc<AppState>, req: Request, rid: &str) -> Re
             let status = rejection.status();
             let err = GatewayError::invalid(format!("Bad WebSocket handshake: {}", rejection.body_text()))
                 .with_code("invalid_websocket_handshake");
-            let mut r = error_response(Shape::OpenAi, &err, rid);
+            let mut r = error_response(openai::SHAPE, &err, rid);
             *r.status_mut() = status;
             return r;
         }

@@ -1,18 +1,15 @@
-//! `GET /admin/usage` and `GET /admin/requests` (registered in server/admin.rs, behind the admin guard): the
+//! `GET /admin/usage` and `GET /admin/requests` (routed in server/admin.rs, behind the admin guard): the
 //! parameters, checked one by one (a bad or unknown one is a 400 that names it), and the answer as JSON or CSV.
 
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use dialects::GatewayError;
 
+use super::Ledger;
 use super::query::{self, Before, Bucket, GroupBy, RequestsQuery, StatusFilter, UsageQuery};
 use super::when::{now_ms, parse_instant};
-use crate::server::AppState;
-use crate::server::errors::{Shape, error_response};
-use crate::server::request_id;
 
 /// Most rows one `/admin/requests` page returns.
 pub const MAX_LIMIT: usize = 1000;
@@ -139,28 +136,22 @@ fn failed(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::internal(format!("usage ledger query failed: {e}"))
 }
 
-pub async fn usage(State(s): State<Arc<AppState>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    let r = async {
-        let (q, csv) = parse_usage(raw.as_deref(), now_ms())?;
-        let report = s.ledger.usage(q).await.map_err(failed)?;
-        Ok(match csv {
-            true => csv_response(query::usage_csv(&report).map_err(failed)?, None),
-            false => axum::Json(report).into_response(),
-        })
-    }
-    .await;
-    r.unwrap_or_else(|e: GatewayError| error_response(Shape::OpenAi, &e, &request_id(&headers)))
+/// `GET /admin/usage`: the report for the query string `raw`, as JSON or CSV (server/admin.rs renders an error).
+pub async fn usage(ledger: &Arc<Ledger>, raw: Option<&str>) -> Result<Response, GatewayError> {
+    let (q, csv) = parse_usage(raw, now_ms())?;
+    let report = ledger.usage(q).await.map_err(failed)?;
+    Ok(match csv {
+        true => csv_response(query::usage_csv(&report).map_err(failed)?, None),
+        false => axum::Json(report).into_response(),
+    })
 }
 
-pub async fn requests(State(s): State<Arc<AppState>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    let r = async {
-        let (q, csv) = parse_requests(raw.as_deref(), now_ms())?;
-        let page = s.ledger.requests(q).await.map_err(failed)?;
-        Ok(match csv {
-            true => csv_response(query::requests_csv(&page).map_err(failed)?, page.next.as_deref()),
-            false => axum::Json(page).into_response(),
-        })
-    }
-    .await;
-    r.unwrap_or_else(|e: GatewayError| error_response(Shape::OpenAi, &e, &request_id(&headers)))
+/// `GET /admin/requests`: one page of request rows for the query string `raw`, as JSON or CSV.
+pub async fn requests(ledger: &Arc<Ledger>, raw: Option<&str>) -> Result<Response, GatewayError> {
+    let (q, csv) = parse_requests(raw, now_ms())?;
+    let page = ledger.requests(q).await.map_err(failed)?;
+    Ok(match csv {
+        true => csv_response(query::requests_csv(&page).map_err(failed)?, page.next.as_deref()),
+        false => axum::Json(page).into_response(),
+    })
 }

@@ -112,7 +112,7 @@ impl RecordSink for LedgerSink {
 /// The ledger of a running gateway: its reader, prices, and the writer it drains on shutdown.
 pub struct Ledger {
     reader: LedgerReader,
-    /// `[usage.prices]`, replaced by a config reload (server/reload.rs); read once per ledger query.
+    /// `[usage.prices]`, replaced by a config reload (app/reload.rs); read once per ledger query.
     prices: arc_swap::ArcSwap<pricing::Prices>,
     shared: Arc<Shared>,
     /// A sender kept to wake the writer at shutdown (`None`: the ledger is off, nothing is written).

@@ -20,6 +20,7 @@ mod identity;
 mod images;
 mod interop;
 mod keys;
+mod layers;
 mod login;
 mod metrics;
 mod moves;

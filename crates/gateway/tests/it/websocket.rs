@@ -380,7 +380,7 @@ async fn a_handshake_during_the_drain_is_a_503_in_the_responses_shape() {
     let overrides = codex_gateway::config::Overrides { port: Some(0), ..Default::default() };
     let config = codex_gateway::config::Config::resolve(Default::default(), &overrides, &env)
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let state = Arc::new(codex_gateway::server::AppState::new(config).unwrap_or_else(|e| panic!("{e:#}")));
+    let state = Arc::new(codex_gateway::app::AppState::new(config).unwrap_or_else(|e| panic!("{e:#}")));
     let handshake = || {
         axum::http::Request::get("/v1/responses")
             .header("connection", "Upgrade")

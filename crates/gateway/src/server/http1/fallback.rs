@@ -18,6 +18,7 @@ use tower::ServiceExt;
 use tracing::debug;
 
 use super::Server;
+use crate::server::errors::BodyTimedOut;
 use crate::server::guard::Guard;
 
 /// Serve the rest of the connection with hyper, `read` (a head and what came after it) first.
@@ -108,11 +109,6 @@ impl TimedBody {
     }
 }
 
-/// The request body did not arrive within `request_body_timeout_secs`.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive within {} s (request_body_timeout_secs)", .0.as_secs_f64())]
-pub struct BodyTimedOut(pub Duration);
-
 impl Body for TimedBody {
     type Data = Bytes;
     type Error = axum::BoxError;
@@ -137,18 +133,6 @@ impl Body for TimedBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// The [`BodyTimedOut`] behind a body-read failure, if that was the cause.
-pub fn body_timed_out<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimedOut> {
-    let mut cause = Some(err);
-    while let Some(e) = cause {
-        if let Some(t) = e.downcast_ref::<BodyTimedOut>() {
-            return Some(t);
-        }
-        cause = e.source();
-    }
-    None
 }
 
 /// Give the request its own copies of the target and header values.

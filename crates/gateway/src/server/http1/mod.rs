@@ -32,15 +32,16 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::debug;
 
-use super::AppState;
-use super::direct::{self, ModelCall};
+use super::direct;
+use super::errors::BodyTimedOut;
 use super::guard::{Guard, Policy};
+use super::routes::ModelCall;
+use crate::app::AppState;
 
 mod fallback;
 mod head;
 mod write;
 
-pub use fallback::{BodyTimedOut, body_timed_out};
 use head::Head;
 
 /// How long a client may take to send a request's head, counted from when the connection waits for one (as
@@ -164,7 +165,7 @@ fn ambiguous_length() -> Response {
          twice); send one.",
     )
     .with_code("ambiguous_body_length");
-    super::errors::error_response(super::errors::Shape::OpenAi, &error, "")
+    super::errors::error_response(super::openai::SHAPE, &error, "")
 }
 
 /// Read the next request: its head within [`HEADER_READ_TIMEOUT`], its body within `request_body_timeout_secs`

@@ -60,7 +60,7 @@ async fn start() -> Fixture {
             post(|body: Result<Bytes, axum::extract::rejection::BytesRejection>| async move {
                 match body {
                     Ok(b) => (StatusCode::OK, b).into_response(),
-                    Err(e) if super::body_timed_out(&e).is_some() => {
+                    Err(e) if crate::server::errors::body_timed_out(&e).is_some() => {
                         (StatusCode::BAD_REQUEST, "timed out").into_response()
                     }
                     Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),

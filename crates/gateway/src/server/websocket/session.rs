@@ -8,7 +8,7 @@
 //! read, so a client that goes away drops the turn, and with it the upstream stream, at once. The frame shapes
 //! are `frames.rs`; the conversation state behind `previous_response_id` is `conversation.rs`.
 //!
-//! When the gateway shuts down (`listen::Drain`), an idle socket is closed at once with 1001 (going away) and a
+//! When the gateway shuts down (`app::Drain`), an idle socket is closed at once with 1001 (going away) and a
 //! socket mid-turn finishes that turn first, so nothing accepted is lost; the official client reconnects on 1001.
 
 use std::sync::Arc;
@@ -24,11 +24,11 @@ use serde_json::Value;
 
 use super::conversation::{Conversation, Message, warmup_events};
 use super::frames::{self, SseItem, SseSplitter};
+use crate::app::AppState;
+use crate::app::Drain;
 use crate::config::WebSocketSettings;
 use crate::keys::Caller;
-use crate::server::AppState;
 use crate::server::handler::handle;
-use crate::server::listen::Drain;
 use crate::server::openai::Responses;
 
 /// The route a WebSocket turn's record names (the HTTP route's records say `/v1/responses`).

@@ -18,7 +18,6 @@ pub use turn::{RequestKind, Turn, TurnInputs, WebsocketTurn};
 use anyhow::bail;
 use axum::http::header::USER_AGENT;
 use axum::http::{HeaderMap, HeaderName};
-use serde::Deserialize;
 
 use crate::catalog::entry::ClientVersion;
 
@@ -26,22 +25,6 @@ use crate::catalog::entry::ClientVersion;
 pub const CODEX_CLIENT_VERSION: &str = "0.169.0";
 /// The `originator` of the official CLI, first word of its User-Agent.
 pub const ORIGINATOR: &str = "codex_cli_rs";
-
-/// `[upstream]` in the config file.
-#[derive(Debug, Default, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawUpstream {
-    /// The Codex client version presented (`version` header, catalog query); `x.y.z`.
-    pub client_version: Option<String>,
-    /// The User-Agent presented; default the official client's: `codex_cli_rs/<version> (<os> <os version>;
-    /// <arch>) <terminal>`.
-    pub user_agent: Option<String>,
-    // --- issue 25 (WebSocket upstream): resolved by `upstream::ws::WsSettings`.
-    /// `auto` (default), `websocket` or `sse`.
-    pub transport: Option<super::ws::Transport>,
-    pub websocket_max_per_account: Option<usize>,
-    pub websocket_idle_timeout_secs: Option<f64>,
-}
 
 /// The configured client identity.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,14 +39,14 @@ pub struct ClientIdentity {
 }
 
 impl ClientIdentity {
-    pub fn resolve(raw: Option<RawUpstream>) -> anyhow::Result<ClientIdentity> {
-        let raw = raw.unwrap_or_default();
-        let version_text = raw.client_version.unwrap_or_else(|| CODEX_CLIENT_VERSION.to_string());
+    /// From `[upstream] client_version` and `user_agent` (config.rs).
+    pub fn resolve(client_version: Option<String>, user_agent: Option<String>) -> anyhow::Result<ClientIdentity> {
+        let version_text = client_version.unwrap_or_else(|| CODEX_CLIENT_VERSION.to_string());
         let Some(version) = ClientVersion::parse(&version_text) else {
             bail!("[upstream] client_version = {version_text:?} is not a version like \"0.169.0\"");
         };
-        let custom_user_agent = raw.user_agent.is_some();
-        let user_agent = match raw.user_agent {
+        let custom_user_agent = user_agent.is_some();
+        let user_agent = match user_agent {
             Some(ua) if ua.trim().is_empty() || ua.bytes().any(|b| b.is_ascii_control()) => {
                 bail!("[upstream] user_agent must be non-empty printable text")
             }
@@ -217,23 +200,15 @@ mod tests {
 
     #[test]
     fn configuration_is_validated_and_a_custom_user_agent_follows_the_presented_version() {
-        assert!(
-            ClientIdentity::resolve(Some(RawUpstream {
-                client_version: Some("soon".into()),
-                user_agent: None,
-                ..RawUpstream::default()
-            }))
-            .is_err()
-        );
-        let id = ClientIdentity::resolve(None).unwrap_or_else(|e| panic!("{e}"));
+        assert!(ClientIdentity::resolve(Some("soon".into()), None).is_err());
+        let id = ClientIdentity::resolve(None, None).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(id.version_text, CODEX_CLIENT_VERSION);
         assert!(id.user_agent.starts_with("codex_cli_rs/0.169.0 ("), "{}", id.user_agent);
         assert!(id.user_agent_for("0.171.0").starts_with("codex_cli_rs/0.171.0 ("));
-        let custom = ClientIdentity::resolve(Some(RawUpstream {
-            client_version: Some("0.170.0".into()),
-            user_agent: Some("codex_cli_rs/0.170.0 (Mac OS 15.0; arm64) iTerm".into()),
-            ..RawUpstream::default()
-        }))
+        let custom = ClientIdentity::resolve(
+            Some("0.170.0".into()),
+            Some("codex_cli_rs/0.170.0 (Mac OS 15.0; arm64) iTerm".into()),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(custom.user_agent_for("0.171.0"), "codex_cli_rs/0.171.0 (Mac OS 15.0; arm64) iTerm");
     }

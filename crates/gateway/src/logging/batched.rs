@@ -163,7 +163,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::cli::logging::capture::Captured;
+    use crate::logging::capture::Captured;
 
     fn text(sink: &Captured) -> (String, usize) {
         (sink.text(), sink.writes())
@@ -189,7 +189,8 @@ mod tests {
         assert_eq!(text(&sink), (String::new(), 0), "held until the batch is due");
         tracing::warn!("warn 3");
         let (written, writes) = text(&sink);
-        let target = "codex_gateway::cli::logging::batched::tests";
+        // The lines' target: this module's path, as tracing names it.
+        let target = module_path!();
         let expected =
             format!("INFO {target}: info 0\n INFO {target}: info 1\n INFO {target}: info 2\n WARN {target}: warn 3\n");
         assert_eq!((written.trim_start(), writes), (expected.as_str(), 1), "at once, in one write, in order");

@@ -172,7 +172,7 @@ fn plain(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::logging::capture::Captured;
+    use crate::logging::capture::Captured;
 
     /// Every access line shape the gateway logs, and strings that must be escaped, each logged once through
     /// the default format and once through [`TextFormat`].

@@ -1,10 +1,10 @@
 //! Reloading the configuration while serving: on SIGHUP, `POST /admin/reload` (what `codex-gateway reload` uses
-//! when it cannot signal), a change of the file when `[server] watch_config = true`, and after the dashboard's
-//! Settings save (dashboard/settings.rs). The file is read again and [`apply`], the one function all of them go
-//! through, puts into force what is safe to change live: the routing strategy, model aliases, keepalive, client
-//! keys (`api_keys`, `[keys.NAME]` and their limits), the price table and the log filter. Everything else is
-//! reported as needing a restart and stays as started; a file that does not load is refused whole and the running
-//! configuration stays.
+//! when it cannot signal; server/admin.rs), a change of the file when `[server] watch_config = true`, and after
+//! the dashboard's Settings save (dashboard/settings.rs). The file is read again and [`apply`], the one function
+//! all of them go through, puts into force what is safe to change live: the routing strategy, model aliases,
+//! keepalive, client keys (`api_keys`, `[keys.NAME]` and their limits), the price table and the log filter.
+//! Everything else is reported as needing a restart and stays as started; a file that does not load is refused
+//! whole and the running configuration stays.
 //!
 //! Requests never wait on a reload: what they read live is swapped whole (`ArcSwap` snapshots: `Live::config`,
 //! the guard's `SharedKeys`, the key registry, the ledger's prices, the pool's strategy atomic), so a request sees
@@ -15,17 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use super::AppState;
 use crate::config::{Config, ProcessEnv};
-use crate::server::AppState;
-use crate::server::guard::SharedKeys;
 
 /// How often `[server] watch_config` looks at the file. A poll of its metadata rather than inotify (the `notify`
 /// crate): inotify misses a file replaced by an editor's rename unless the directory is watched, and sees nothing
@@ -58,6 +52,25 @@ pub struct Report {
     /// Settings that differ from the running ones and take effect at the next start.
     pub restart: Vec<&'static str>,
     pub error: Option<String>,
+}
+
+/// The keys of the configuration, as one snapshot a reload replaces; the request guard (server/guard.rs) checks
+/// them.
+#[derive(Debug, Default)]
+pub struct SharedKeys {
+    /// Unrestricted client keys: `api_keys` and the admin key (none, and no created key: no key is asked for).
+    pub(crate) keys: Box<[String]>,
+    /// What `/admin/*` and `/metrics` accept (server/mod.rs `Config::admin_keys`).
+    pub(crate) admin_keys: Box<[String]>,
+}
+
+impl SharedKeys {
+    /// The main port's keys from `config`.
+    pub fn main(config: &Config) -> SharedKeys {
+        let mut keys = config.api_keys.clone();
+        keys.extend(config.access.admin_key.iter().cloned());
+        SharedKeys { keys: keys.into(), admin_keys: config.admin_keys().into() }
+    }
 }
 
 /// What a reload can replace, shared by the request path and [`apply`].
@@ -238,7 +251,7 @@ fn apply(state: &AppState, next: Config, trigger: Trigger) -> Report {
     state.ledger.set_prices(running.usage.prices.clone());
     if applied.contains(&"log") {
         // The filter parsed above; a process without our subscriber (a test) has nothing to change.
-        let _ = crate::cli::logging::set_filter(&running.log);
+        let _ = crate::logging::set_filter(&running.log);
     }
     state.live.config.store(Arc::new(running));
     finish(state, trigger, Ok((applied, restart)))
@@ -343,23 +356,6 @@ pub async fn watch(state: Arc<AppState>) {
             reload_logged(state.clone(), Trigger::Watch).await;
         }
     }
-}
-
-/// `GET /admin/reload` (the last reload's report) and `POST /admin/reload` (reload now); the guard asks for the
-/// admin credential.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/admin/reload", get(last).post(now))
-}
-
-async fn last(State(state): State<Arc<AppState>>) -> Response {
-    axum::Json(state.live.last()).into_response()
-}
-
-async fn now(State(state): State<Arc<AppState>>) -> Response {
-    let report = reload_logged(state, Trigger::Admin).await;
-    // A refused file is the request's fault as much as anyone's: 422 with the report (its `error` says why).
-    let status = if report.ok { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    (status, axum::Json(report)).into_response()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Where log lines go: stderr (the default, for a terminal, a container or systemd's journal), or a file rotated
 //! by size (`serve --log-file`, which `start` passes so a background gateway does not fill the disk). The level
-//! filter sits behind a reload layer so a config reload can change it ([`set_filter`], server/reload.rs).
+//! filter sits behind a reload layer so a config reload can change it ([`set_filter`], app/reload.rs).
 
 use std::path::Path;
 use std::sync::OnceLock;

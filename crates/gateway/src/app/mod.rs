@@ -1,0 +1,118 @@
+//! The application's state, shared by every layer that serves requests (server/, dashboard/, relay/): the
+//! [`AppState`] every handler is given, built once at start from the configuration; the request id
+//! ([`request_id`]); what a config reload replaces ([`reload`]); the shutdown's drain ([`Drain`]).
+//!
+//! It builds the layers below it (store, accounts, upstream, keys, usage, metrics) and knows nothing of routes:
+//! server/ builds the router on it.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, header};
+
+use crate::accounts::Pool;
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::keys::{BudgetSink, Keys};
+use crate::metrics::Metrics;
+use crate::record::{RecordSink, Sinks, access_log::AccessLog};
+use crate::store::Store;
+use crate::upstream::{Upstream, build_http_client};
+
+mod drain;
+pub mod reload;
+
+pub use drain::Drain;
+
+/// Everything a request handler needs.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: Arc<Pool>,
+    pub upstream: Arc<Upstream>,
+    pub catalog: Catalog<Pool>,
+    /// Where each request's record goes when it ends (the access log, plus any sinks the caller adds).
+    pub records: Sinks,
+    /// Client keys the admin created, with their limits (keys/).
+    pub keys: Arc<Keys>,
+    /// The Prometheus metrics (`[metrics] enabled`).
+    pub metrics: Option<Arc<Metrics>>,
+    /// The usage ledger (usage/): its sink is one of `records`; `run` drains it on shutdown.
+    pub ledger: Arc<crate::usage::Ledger>,
+    /// What a config reload replaces (reload.rs): request paths read the live settings (strategy, aliases,
+    /// keepalive, keys, prices) from here, not from `config`, which stays as started.
+    pub live: reload::Live,
+    /// The shutdown's drain, which upgraded WebSocket sessions join (server/listen.rs, server/websocket.rs).
+    pub drain: Drain,
+}
+
+impl AppState {
+    /// Open the store, build the HTTP client and load the account pool.
+    pub fn new(config: Config) -> anyhow::Result<AppState> {
+        AppState::with_sinks(config, Vec::new())
+    }
+
+    /// [`AppState::new`] with record sinks besides the access log.
+    pub fn with_sinks(config: Config, sinks: Vec<Arc<dyn RecordSink>>) -> anyhow::Result<AppState> {
+        let config = Arc::new(config);
+        let store = Arc::new(config.open_store()?);
+        let http = build_http_client(&config)?;
+        let pool = Arc::new(Pool::load(config.clone(), store.clone(), http.clone())?);
+        let upstream = Arc::new(Upstream::new(&config, http)?);
+        let catalog = Catalog::new(pool.clone());
+        let keys = Arc::new(Keys::load(store.clone())?);
+        keys.set_configured(&config.configured_keys)?;
+        seed_budgets(&keys, &store)?;
+        let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
+        // Client keys: token budgets are charged from each record.
+        all.push(Arc::new(BudgetSink(keys.clone())));
+        let (ledger, ledger_sink) = crate::usage::Ledger::open_for(pool.store(), &config.usage)?;
+        let ledger = Arc::new(ledger);
+        let metrics = config
+            .metrics
+            .enabled
+            .then(|| Arc::new(Metrics::new(pool.clone(), ledger.clone(), config.metrics.email_labels)));
+        if let Some(m) = &metrics {
+            all.push(m.clone());
+        }
+        all.extend(sinks);
+        // Last: the ledger keeps the record itself rather than a copy (`RecordSink::take`).
+        all.extend(ledger_sink);
+        let live = reload::Live::new(config.clone());
+        Ok(AppState {
+            config,
+            pool,
+            upstream,
+            catalog,
+            records: Sinks::new(all),
+            metrics,
+            keys,
+            ledger,
+            live,
+            drain: Drain::default(),
+        })
+    }
+}
+
+/// Each client key's tokens today and this month (UTC) from the usage ledger, so token budgets hold across
+/// restarts. (Records still in the ledger's queue when the last run was killed are not counted: at most the last
+/// batch, docs/operations.md.)
+fn seed_budgets(keys: &Keys, store: &Store) -> anyhow::Result<()> {
+    let ids = keys.ids();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let (day_start, month_start) = crate::keys::limits::period_starts(crate::auth::now_unix());
+    let today = crate::usage::tokens_by_key_since(store, day_start * 1000)?;
+    let month = crate::usage::tokens_by_key_since(store, month_start * 1000)?;
+    for id in ids {
+        let get = |m: &std::collections::HashMap<String, u64>| m.get(&*id).copied().unwrap_or(0);
+        keys.seed(&id, get(&today), get(&month));
+    }
+    Ok(())
+}
+
+/// The request's id: the client's `x-request-id`, or the one the router made when it sent none.
+pub fn request_id(headers: &HeaderMap) -> String {
+    // A static name: a `&str` one is parsed again on every lookup.
+    static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+    headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}

@@ -1,0 +1,137 @@
+//! A client dialect as the server drives it: the [`Dialect`] trait the generic handler (handler.rs) is generic
+//! over: its record name, its error answer, its decode, exchange and answer hooks. [`Shape`] is a dialect's error
+//! answer as a value, for errors raised before a handler runs (the guard's refusals, 404, 405), whose dialect
+//! only the path tells (routes.rs `shape_of`).
+//!
+//! A dialect is its module in `dialects` (decode, encoder, renderer, error body), its `Dialect` impl (one file
+//! here: openai.rs, anthropic.rs, gemini.rs, ollama.rs) and one line of registration (routes.rs).
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use bytes::Bytes;
+use dialects::encoder::StreamEncoder;
+use dialects::{GatewayError, OutputLimits, UpstreamRequest, Usage};
+use serde_json::Value;
+
+use crate::app::AppState;
+use crate::record::{Api, Recorder};
+use crate::relay::exchange::{self, Exchange, StartError};
+
+/// One client dialect, as the generic handler drives it.
+pub trait Dialect: Sized + Send + 'static {
+    /// What the request record calls it.
+    const API: Api;
+    /// What the route's path and query add to the body (Gemini's model and framing, Ollama's endpoint).
+    type Route: Send + 'static;
+    /// What the answer needs besides the upstream events: ids, the model as the client named it, decode options.
+    type Answer: Send + 'static;
+    type Encoder: StreamEncoder;
+
+    /// Decode the body into the neutral request. The body's bytes must be dropped before anything is awaited
+    /// (they pin the connection's read buffer while the request waits; bench/notes.md). May answer by itself (a model
+    /// load without an upstream call).
+    fn decode(
+        state: &AppState,
+        route: Self::Route,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> impl Future<Output = Result<Decoded<Self>, GatewayError>> + Send;
+
+    /// Open the upstream exchange. Hook for a dialect that retries in its own way (Anthropic).
+    fn start(
+        state: &AppState,
+        headers: HeaderMap,
+        req: &mut UpstreamRequest,
+        record: &mut Recorder,
+    ) -> impl Future<Output = Result<Exchange, StartError>> + Send {
+        exchange::start(state, headers, req, record)
+    }
+
+    /// The client's error when no exchange could be opened (a dialect may word an unknown model its own way).
+    fn start_error(err: StartError, _req: &UpstreamRequest) -> GatewayError {
+        err.into_error()
+    }
+
+    /// The streaming encoder for this answer.
+    fn encoder(answer: &Self::Answer) -> Self::Encoder;
+
+    /// The response around a streaming body (SSE unless the dialect frames otherwise).
+    fn stream_response(body: Body, _answer: &Self::Answer) -> Response {
+        sse_response(body)
+    }
+
+    /// A whole (non-streaming) answer: read the exchange to its end and render it, with the usage it reported.
+    fn whole(
+        ex: Exchange,
+        answer: Self::Answer,
+        limits: OutputLimits,
+        idle_timeout: Duration,
+        record: &mut Recorder,
+    ) -> impl Future<Output = Result<(Response, Usage), GatewayError>> + Send;
+
+    /// Its error answer, status and body (rendered by its module in `dialects`): for its own errors, and for
+    /// those raised on its paths before its handler runs ([`Shape`]).
+    fn error_body(err: &GatewayError, request_id: &str) -> (u16, Value);
+
+    /// Last touch on every response of the dialect, success or error (Anthropic's `request-id` header).
+    fn finish(response: Response, _request_id: &str) -> Response {
+        response
+    }
+}
+
+/// What decoding produced.
+pub enum Decoded<D: Dialect> {
+    /// A request for the upstream, and what its answer needs.
+    Relay(UpstreamRequest, D::Answer),
+    /// The dialect answered by itself.
+    Answered(Response),
+}
+
+/// A dialect's error answer as a value ([`Shape::of`]): what an error raised before any handler ran is rendered
+/// with, the dialect chosen by the path (routes.rs `shape_of`) or the listener (the Ollama bridge's).
+#[derive(Clone, Copy)]
+pub struct Shape {
+    api: Api,
+    body: fn(&GatewayError, &str) -> (u16, Value),
+    finish: fn(Response, &str) -> Response,
+}
+
+impl Shape {
+    /// `D`'s error answer.
+    pub const fn of<D: Dialect>() -> Shape {
+        Shape { api: D::API, body: D::error_body, finish: D::finish }
+    }
+
+    /// Status and body for `err` ([`Dialect::error_body`]).
+    pub fn body(self, err: &GatewayError, request_id: &str) -> (u16, Value) {
+        (self.body)(err, request_id)
+    }
+
+    /// The dialect's last touch on the response ([`Dialect::finish`]).
+    pub fn finish(self, response: Response, request_id: &str) -> Response {
+        (self.finish)(response, request_id)
+    }
+}
+
+impl std::fmt::Debug for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Shape({})", self.api.as_str())
+    }
+}
+
+/// SSE response headers around a streaming body.
+pub fn sse_response(body: Body) -> Response {
+    let mut resp = Response::new(body);
+    // Room for these three, the request id and the serving account's rate-limit headers (a dozen, put on by the
+    // handler): grown on the way, the map was reallocated and rehashed on every streamed answer.
+    *resp.headers_mut() = HeaderMap::with_capacity(20);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
