@@ -68,8 +68,15 @@ fn compact(shared: &Shared, owner: &str, models: &[String], chatgpt: bool, raw: 
         return detail(StatusCode::BAD_REQUEST, &format!("Unsupported parameter: {key}"));
     }
     let priority_ok = |m: &str| crate::catalog::supports_priority(m);
-    let ctx =
-        Ctx { require_instructions: false, models, chatgpt, secret: &shared.secret, owner, priority_ok: &priority_ok };
+    let ctx = Ctx {
+        require_instructions: false,
+        models,
+        chatgpt,
+        secret: &shared.secret,
+        owner,
+        priority_ok: &priority_ok,
+        held: 0,
+    };
     if let Err(r) = check_compaction_input(obj, &ctx) {
         return detail(StatusCode::BAD_REQUEST, &r.message);
     }

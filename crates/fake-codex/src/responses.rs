@@ -53,16 +53,17 @@ pub(crate) async fn chatgpt_responses(State(shared): State<Arc<Shared>>, headers
     } else if let Some(refusal) = crate::versions::refuse(&shared, &headers, &body) {
         refusal
     } else {
-        respond(&shared, Caller::Account(account), &body).await
+        respond(&shared, Caller::Account(account), &body, 0).await
     };
     resp.extensions_mut().insert(AuthedAccount(tag));
     resp
 }
 
 /// The answer to one Responses body of an authenticated ChatGPT account, as the HTTP endpoint gives it (the
-/// WebSocket endpoint answers each `response.create` message with this, `ws.rs`).
-pub(crate) async fn chatgpt_answer(shared: &Arc<Shared>, account: String, raw: &[u8]) -> Response {
-    respond(shared, Caller::Account(account), raw).await
+/// WebSocket endpoint answers each `response.create` message with this, `ws.rs`; `held`: how many leading input
+/// items came from the connection's chain, not from the client).
+pub(crate) async fn chatgpt_answer(shared: &Arc<Shared>, account: String, raw: &[u8], held: usize) -> Response {
+    respond(shared, Caller::Account(account), raw, held).await
 }
 
 pub(crate) async fn api_responses(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -70,7 +71,7 @@ pub(crate) async fn api_responses(State(shared): State<Arc<Shared>>, headers: He
         Some(k) if shared.inner.lock().api_keys.contains(k) => k.to_string(),
         _ => return invalid_api_key(),
     };
-    respond(&shared, Caller::ApiKey(key), &body).await
+    respond(&shared, Caller::ApiKey(key), &body, 0).await
 }
 
 fn render_reject(caller: &Caller, r: Reject) -> Response {
@@ -100,8 +101,54 @@ fn units(body: &Value) -> Vec<String> {
     out
 }
 
-async fn respond(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Response {
-    match prepare(shared, caller, raw) {
+/// The units as the prompt cache sees them: the tokens the model reads, so an item's ids, status and
+/// annotations, and whether a message's text is a string or parts, do not count (a client's own copy of an answer
+/// hits the cache the backend's answer filled, as on the real backend, which caches rendered tokens).
+fn cache_units(body: &Value) -> Vec<String> {
+    let mut out = vec![
+        json!([body.get("model"), body.get("instructions")]).to_string(),
+        body.get("tools").cloned().unwrap_or(Value::Null).to_string(),
+    ];
+    if let Some(items) = body.get("input").and_then(Value::as_array) {
+        out.extend(items.iter().map(rendered));
+    }
+    out
+}
+
+/// One input item as the model reads it.
+fn rendered(item: &Value) -> String {
+    let kind = item.get("type").and_then(Value::as_str).unwrap_or("message");
+    if kind == "message" {
+        let role = item.get("role").and_then(Value::as_str).unwrap_or_default();
+        let text = match item.get("content") {
+            Some(Value::String(t)) => t.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .map(|p| match p.get("text").and_then(Value::as_str) {
+                    Some(t) => t.to_string(),
+                    None => p.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => String::new(),
+        };
+        return format!("<{role}>{text}");
+    }
+    match item {
+        Value::Object(m) => {
+            let kept: serde_json::Map<String, Value> = m
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "id" | "status" | "internal_chat_message_metadata_passthrough"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            Value::Object(kept).to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+async fn respond(shared: &Arc<Shared>, caller: Caller, raw: &[u8], held: usize) -> Response {
+    match prepare(shared, caller, raw, held) {
         Answer::Now(resp) => resp,
         Answer::After(ms, resp) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -132,12 +179,12 @@ fn hang(hang_ms: Option<u64>, answer: Answer) -> Answer {
 /// Whether a ChatGPT account's Responses body would be served (validation, quota): the refusal the HTTP
 /// endpoint would give, or `None`. The WebSocket endpoint checks its warm-ups (`generate: false`) with this, which
 /// the backend completes without running the model.
-pub(crate) fn chatgpt_refusal(shared: &Arc<Shared>, account: &str, raw: &[u8]) -> Option<Response> {
-    admit(shared, &Caller::Account(account.to_string()), raw).err()
+pub(crate) fn chatgpt_refusal(shared: &Arc<Shared>, account: &str, raw: &[u8], held: usize) -> Option<Response> {
+    admit(shared, &Caller::Account(account.to_string()), raw, held).err()
 }
 
 /// A body that passed validation and quota, and its caller's plan; else the refusal.
-fn admit(shared: &Arc<Shared>, caller: &Caller, raw: &[u8]) -> Result<(Value, String), Response> {
+fn admit(shared: &Arc<Shared>, caller: &Caller, raw: &[u8], held: usize) -> Result<(Value, String), Response> {
     let body: Value = match serde_json::from_slice(raw) {
         Ok(v) => v,
         Err(e) => {
@@ -166,6 +213,7 @@ fn admit(shared: &Arc<Shared>, caller: &Caller, raw: &[u8]) -> Result<(Value, St
         secret: &shared.secret,
         owner: &owner,
         priority_ok: &priority_ok,
+        held,
     };
     if let Err(r) = validate(&body, &ctx) {
         return Err(render_reject(caller, r));
@@ -176,8 +224,8 @@ fn admit(shared: &Arc<Shared>, caller: &Caller, raw: &[u8]) -> Result<(Value, St
     Ok((body, plan_type))
 }
 
-fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8]) -> Answer {
-    let (body, plan_type) = match admit(shared, &caller, raw) {
+fn prepare(shared: &Arc<Shared>, caller: Caller, raw: &[u8], held: usize) -> Answer {
+    let (body, plan_type) = match admit(shared, &caller, raw, held) {
         Ok(admitted) => admitted,
         Err(refusal) => return Answer::Now(refusal),
     };
@@ -250,7 +298,10 @@ fn answer(shared: &Arc<Shared>, caller: &Caller, body: &Value, scenario: Scenari
     let units = units(body);
     let total: usize = units.iter().map(String::len).sum();
     let cached = match body.get("prompt_cache_key").and_then(Value::as_str) {
-        Some(key) => (shared.prompt_cache_hit(&owner, key, &units) / 4) as u64,
+        Some(key) => {
+            let hit = shared.prompt_cache_hit(&owner, key, &cache_units(body));
+            (units.iter().take(hit).map(String::len).sum::<usize>() / 4) as u64
+        }
         None => 0,
     };
     let meta = Meta {

@@ -352,10 +352,12 @@ impl Shared {
 
     /// Longest identical leading run (in bytes) against the previous request with the same
     /// owner and key, then remember this request's units.
+    /// How many leading units of a request the prompt cache of (`owner`, `key`) holds; the request's units then
+    /// replace what it holds.
     pub fn prompt_cache_hit(&self, owner: &str, key: &str, units: &[String]) -> usize {
         let mut inner = self.inner.lock();
         let slot = inner.prompt_cache.entry((owner.to_string(), key.to_string())).or_default();
-        let hit = slot.iter().zip(units).take_while(|(a, b)| a == b).map(|(a, _)| a.len()).sum();
+        let hit = slot.iter().zip(units).take_while(|(a, b)| a == b).count();
         *slot = units.to_vec();
         hit
     }

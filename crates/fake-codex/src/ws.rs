@@ -188,8 +188,8 @@ async fn answer(
     if shared.ws.forget.load(Ordering::Relaxed) {
         chain.forget();
     }
-    let (body, generate) = match chain.read(text) {
-        Ok(ws_chain::Message::Create { body, generate }) => (body, generate),
+    let (body, generate, held) = match chain.read(text) {
+        Ok(ws_chain::Message::Create { body, generate, held }) => (body, generate, held),
         Ok(ws_chain::Message::Processed) => return true,
         Err(refused) => {
             chain.forget();
@@ -223,7 +223,7 @@ async fn answer(
     // the HTTP endpoint gives (stricter than a check at the handshake alone).
     let refusal = match (chatgpt_auth(shared, headers), crate::versions::refuse(shared, headers, raw.as_bytes())) {
         (Err(refusal), _) | (Ok(_), Some(refusal)) => Some(refusal),
-        (Ok(_), None) if !generate => crate::responses::chatgpt_refusal(shared, account, raw.as_bytes()),
+        (Ok(_), None) if !generate => crate::responses::chatgpt_refusal(shared, account, raw.as_bytes(), held),
         (Ok(_), None) => None,
     };
     if refusal.is_none() && !generate {
@@ -240,7 +240,7 @@ async fn answer(
     }
     let resp = match refusal {
         Some(refusal) => refusal,
-        None => crate::responses::chatgpt_answer(shared, account.to_string(), raw.as_bytes()).await,
+        None => crate::responses::chatgpt_answer(shared, account.to_string(), raw.as_bytes(), held).await,
     };
     rec.status = resp.status().as_u16();
     shared.record_request(rec);

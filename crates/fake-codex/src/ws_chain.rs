@@ -45,9 +45,10 @@ impl Refused {
 /// A message, read against the connection's state.
 #[derive(Debug)]
 pub(crate) enum Message {
-    /// A request: the whole Responses body (the chain's items in front of the new input), and whether the model
-    /// runs (`false`: a warm-up).
-    Create { body: Map<String, Value>, generate: bool },
+    /// A request: the whole Responses body (the chain's items in front of the new input), whether the model
+    /// runs (`false`: a warm-up), and how many leading input items the connection held (the backend's own
+    /// record of the chain: validated as input only when the client sent them).
+    Create { body: Map<String, Value>, generate: bool, held: usize },
     /// `response.processed`: the client's acknowledgement of a response; nothing is answered.
     Processed,
 }
@@ -86,6 +87,7 @@ impl Chain {
             Some(Value::String(id)) => Some(id),
             Some(_) => return Err(Refused::BadField("previous_response_id")),
         };
+        let mut held = 0;
         if let Some(id) = previous {
             let Some(last) = self.last.as_ref().filter(|l| l.id == id) else {
                 return Err(Refused::PreviousNotFound(id));
@@ -98,10 +100,11 @@ impl Chain {
             let mut input = Vec::with_capacity(last.input.len() + last.output.len() + new.len());
             input.extend(last.input.iter().cloned());
             input.extend(last.output.iter().cloned());
+            held = input.len();
             input.extend(new);
             body.insert("input".into(), Value::Array(input));
         }
-        Ok(Message::Create { body, generate })
+        Ok(Message::Create { body, generate, held })
     }
 
     /// A response completed: later messages may chain from it.
@@ -147,7 +150,7 @@ mod tests {
         let msg = json!({"type": "response.create", "model": "m", "previous_response_id": "resp_1",
             "input": [{"type": "function_call_output", "call_id": "c", "output": "ok"}]});
         match read(&chain, msg) {
-            Ok(Message::Create { body, generate: true }) => {
+            Ok(Message::Create { body, generate: true, .. }) => {
                 let input = body["input"].as_array().cloned().unwrap_or_default();
                 assert_eq!(input.len(), 3);
                 assert_eq!(input[1]["type"], "function_call");

@@ -72,6 +72,7 @@ fn record(rng: &mut Rng, started_ms: u64) -> Box<RequestRecord> {
         stream: !rng.next().is_multiple_of(4),
         accounts_tried: vec![account.clone()],
         account: ok.then_some(account),
+        moved_from: None,
         attempts: 1,
         attempt_failures: Vec::new(),
         failovers: 0,

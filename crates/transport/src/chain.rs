@@ -194,6 +194,11 @@ pub fn plan(lineage: Option<&Lineage>, settings: Digest, input: &[Digest]) -> Pl
             return Plan::Whole;
         }
     }
+    // Nothing new: the same request again (a retry, a regenerated answer) asks for a fresh answer to the same
+    // context, which chaining would turn into "answer again after your last answer".
+    if i >= input.len() {
+        return Plan::Whole;
+    }
     Plan::Chained { previous_response_id: last.response_id.clone(), skip: i }
 }
 
@@ -311,6 +316,10 @@ mod tests {
         let without_answer = vec![next[0].clone(), next[2].clone()];
         assert_eq!(plan(Some(&lineage), s, &digests(&without_answer)), Plan::Whole);
         assert_eq!(plan(None, s, &digests(&next)), Plan::Whole);
+        // The first request again (its answer's items are all ones a client may leave out): nothing new to chain.
+        let hosted = vec![json!({"type": "apply_patch_call", "call_id": "p1", "operation": {}})];
+        let l2 = completed(None, &Plan::Whole, s, &digests(&first), "resp_2".into(), outputs(&hosted));
+        assert_eq!(plan(Some(&l2), s, &digests(&first)), Plan::Whole);
     }
 
     #[test]

@@ -17,6 +17,20 @@ pub(super) fn check_input(input: Option<&Value>, ctx: &Ctx<'_>) -> Result<(), Re
     for (i, item) in items.iter().enumerate() {
         let path = format!("input[{i}]");
         let obj = item.as_object().ok_or_else(|| invalid_type(&path, "an object"))?;
+        if i < ctx.held {
+            let kind = match obj.get("type").and_then(Value::as_str) {
+                Some("function_call") => Some((true, "function")),
+                Some("function_call_output") => Some((false, "function")),
+                Some("custom_tool_call") => Some((true, "custom")),
+                Some("custom_tool_call_output") => Some((false, "custom")),
+                _ => None,
+            };
+            if let (Some((is_call, kind)), Some(id)) = (kind, obj.get("call_id").and_then(Value::as_str)) {
+                let list = if is_call { &mut calls } else { &mut outputs };
+                list.push((id.to_string(), kind));
+            }
+            continue;
+        }
         let ty = match obj.get("type") {
             Some(Value::String(t)) => t.as_str(),
             None if obj.contains_key("role") => "message",

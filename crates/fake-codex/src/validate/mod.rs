@@ -55,6 +55,10 @@ pub struct Ctx<'a> {
     pub owner: &'a str,
     /// Model slug -> whether it offers the priority tier.
     pub priority_ok: &'a dyn Fn(&str) -> bool,
+    /// How many leading input items the backend itself held (a WebSocket connection's chain: the input and
+    /// output of its last response). They were checked when they were sent or are the backend's own output, so
+    /// only the pairing of calls and outputs counts them.
+    pub held: usize,
 }
 
 const TOP_LEVEL: &[&str] = &[

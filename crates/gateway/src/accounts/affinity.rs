@@ -54,6 +54,20 @@ impl Pool {
         self.affinity.lock().get(key).map(|a| a.account.clone())
     }
 
+    /// The account that served conversation `key`'s last turn (its home: the state it sealed is readable there
+    /// only), if known.
+    pub fn home_account(&self, key: &str) -> Option<String> {
+        self.affine_account(key)
+    }
+
+    /// Conversation `key` stays with `home` (a turn leased another account but could not move there, so the
+    /// conversation's next turn should look for its home again).
+    pub fn keep_home(&self, key: &str, home: &str) {
+        if let Some(account) = self.get(home) {
+            self.remember_affinity(key, &account);
+        }
+    }
+
     /// Conversation `key` is served by `account` now. With a team store, shared when that is news: no database
     /// work here (a `try_send` into the writer's queue), and none at all for a turn that stays where it was.
     pub(super) fn remember_affinity(&self, key: &str, account: &Account) {

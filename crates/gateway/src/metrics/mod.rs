@@ -62,6 +62,7 @@ pub struct Metrics {
     tokens: Family<KindLabel, Counter>,
     attempts: Family<OutcomeLabel, Counter>,
     failovers: Counter,
+    conversation_moves: Counter,
     /// Running totals since start, for the dashboard's Overview (the families above keep no sum across labels).
     totals: [AtomicU64; 6],
 }
@@ -120,8 +121,24 @@ impl Metrics {
         );
         let failovers = Counter::default();
         registry.register("failovers", "Times another account took over a request after one failed", failovers.clone());
+        let conversation_moves = Counter::default();
+        registry.register(
+            "conversation_moves",
+            "Conversations that moved to another account because theirs could not serve the turn",
+            conversation_moves.clone(),
+        );
         registry.register_collector(Box::new(accounts::PoolGauges::new(pool, ledger, email_labels)));
-        Metrics { registry, requests, duration, first_byte, tokens, attempts, failovers, totals: Default::default() }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            first_byte,
+            tokens,
+            attempts,
+            failovers,
+            conversation_moves,
+            totals: Default::default(),
+        }
     }
 
     /// Model calls and tokens since start (the dashboard's Overview).
@@ -191,6 +208,9 @@ impl RecordSink for Metrics {
         }
         if r.failovers > 0 {
             self.failovers.inc_by(u64::from(r.failovers));
+        }
+        if r.moved_from.is_some() {
+            self.conversation_moves.inc();
         }
     }
 }

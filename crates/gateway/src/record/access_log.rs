@@ -27,6 +27,7 @@ impl RecordSink for AccessLog {
             effort = r.effort.as_deref(),
             stream = r.stream,
             account = r.account.as_deref(),
+            moved_from = r.moved_from.as_deref(),
             attempts = r.attempts,
             failovers = r.failovers,
             input_tokens = r.usage.input_tokens,

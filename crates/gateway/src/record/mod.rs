@@ -71,6 +71,8 @@ pub struct RequestRecord {
     pub accounts_tried: Vec<String>,
     /// The account whose answer reached the client.
     pub account: Option<String>,
+    /// The account the conversation moved from (its previous turn's), when it moved for this request.
+    pub moved_from: Option<String>,
     /// Attempts on an account: the first, each failover, a dialect's own retry (a resend after a token refresh
     /// is part of its attempt).
     pub attempts: u32,

@@ -43,6 +43,7 @@ impl Recorder {
             stream: false,
             accounts_tried: Vec::new(),
             account: None,
+            moved_from: None,
             attempts: 0,
             failovers: 0,
             attempt_failures: Vec::new(),
@@ -131,6 +132,13 @@ impl Recorder {
     pub fn served_by(&mut self, account: &str) {
         if let Some(r) = self.record.as_deref_mut() {
             r.account = Some(account.to_string());
+        }
+    }
+
+    /// The conversation moved here from `account`, its previous home (`relay::moves`).
+    pub fn moved_from(&mut self, account: &str) {
+        if let Some(r) = self.record.as_deref_mut() {
+            r.moved_from = Some(account.to_string());
         }
     }
 

@@ -106,6 +106,7 @@ pub async fn start(
 }
 
 /// A request ready to go upstream: the finalized body, serialized once, and what the upstream headers need.
+#[derive(Clone)]
 pub struct Prepared {
     body: Bytes,
     slug: String,
@@ -222,13 +223,15 @@ impl Prepared {
         if !edit(&mut tree) {
             return None;
         }
-        let body = Bytes::from(serde_json::to_vec(&tree).ok()?);
+        let body = Bytes::from(identity::official_order(&tree).ok()?);
+        // The chain's digests and item spans were the old body's: an edited turn goes whole.
+        let ctx = CallContext { chain: None, ..self.ctx.clone() };
         Some(Prepared {
             input_estimate: input_estimate(&body),
             body,
             slug: self.slug.clone(),
             key: self.key.clone(),
-            ctx: self.ctx.clone(),
+            ctx,
             stream: self.stream,
         })
     }
@@ -244,10 +247,17 @@ impl Prepared {
 ///
 /// Whether another account tries is [`UpstreamFailure::failover`]'s decision; what the failure does to the
 /// account is [`crate::accounts::Pool::record_failure`]'s (both decided in `dialects::failure`).
+///
+/// A conversation served by another account than its home (the account that served its last turn, which cannot
+/// serve now) moves: the turn goes without the state sealed to the home account ([`super::moves`]), and the record
+/// notes the move. A turn refused for a foreign reasoning item is sent again without reasoning, once.
 pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) -> Result<Exchange, StartError> {
-    let Prepared { body, slug, key, ctx, input_estimate, stream } = prepared;
+    let Prepared { slug, key, input_estimate, stream, .. } = prepared;
     let input_estimate = *input_estimate;
     let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
+    let home = conversation.and_then(|k| state.pool.home_account(k));
+    let mut unsealed: Option<Prepared> = None;
+    let mut foreign_reasoning = false;
     let mut window = PeekWindow { len: state.live.config().keepalive.min(Duration::from_secs(10)), end: None };
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<GatewayError> = None;
@@ -266,11 +276,34 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
         let account = lease.account.clone();
         tried.push(account.id.clone());
         record.attempt(&account.id);
+        let moved_from = home.as_deref().filter(|h| *h != account.id);
+        let current = match (moved_from, foreign_reasoning) {
+            (None, false) => prepared,
+            (moved, _) => {
+                if unsealed.is_none() {
+                    match super::moves::unseal(prepared) {
+                        Ok(edited) => unsealed = Some(edited.unwrap_or_else(|| prepared.clone())),
+                        Err(sealed) => {
+                            if let (Some(k), Some(h)) = (conversation, home.as_deref()) {
+                                state.pool.keep_home(k, h);
+                            }
+                            let error = sealed.error(moved.or(home.as_deref()).unwrap_or_default());
+                            return Err(StartError::Unavailable(error));
+                        }
+                    }
+                }
+                unsealed.as_ref().unwrap_or(prepared)
+            }
+        };
+        let ctx = &current.ctx;
         let exchange = |reader, rate_limits, record: &mut Recorder| {
             record.served_by(&account.id);
+            if let Some(from) = moved_from {
+                record.moved_from(from);
+            }
             Exchange { reader, lease, request_id: ctx.request_id.clone(), input_estimate, rate_limits }
         };
-        let sent = send_once(state, &account, body.clone(), ctx, *stream, &mut window, &mut refresh);
+        let sent = send_once(state, &account, current.body.clone(), ctx, *stream, &mut window, &mut refresh);
         let failure = match sent.await {
             Ok(Sent::Late(late)) => {
                 return Ok(exchange(EventReader::late(late), RateLimitHeaders::default(), record));
@@ -301,6 +334,18 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
             }
             Failover::Stop if failure.reason() == Some(&Reason::ModelNotFound) => {
                 return Err(StartError::UnknownModel(failure.to_error()));
+            }
+            // Reasoning sealed to another account (a conversation that moved earlier): once more without it, on
+            // the same account, when the turn carries reasoning to leave out and has not already gone without.
+            Failover::Stop
+                if failure.reason() == Some(&Reason::ForeignReasoning)
+                    && !foreign_reasoning
+                    && moved_from.is_none()
+                    && matches!(super::moves::unseal(prepared), Ok(Some(_))) =>
+            {
+                warn!(account = %account.id, error = %failure.to_error(), "upstream refused earlier reasoning; retrying without it");
+                foreign_reasoning = true;
+                tried.pop();
             }
             Failover::Stop => return Err(StartError::Refused(failure)),
         }

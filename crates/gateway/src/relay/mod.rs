@@ -1,4 +1,5 @@
-//! The relay engine: one upstream exchange with failover (exchange.rs), reading the upstream SSE stream
+//! The relay engine: one upstream exchange with failover (exchange.rs; a conversation that moves to another
+//! account leaves its sealed state behind, moves.rs), reading the upstream SSE stream
 //! (reader.rs), pumping it through a dialect encoder to the client (pump.rs), and the unary calls that answer
 //! JSON rather than a stream (unary.rs: compaction, images). The routes in `server/`
 //! decode a request, hand it here, and render what comes back.
@@ -7,6 +8,7 @@
 //! catalog from it).
 
 pub mod exchange;
+pub mod moves;
 pub mod pump;
 pub mod reader;
 pub mod unary;

@@ -2,8 +2,8 @@
 //! (query strings such as Claude Code's `?beta=true` are ignored). Translation lives in
 //! `dialects::anthropic`; this module drives it: model aliases from `[anthropic] model_aliases`, the
 //! conversation key from `X-Claude-Code-Session-Id`, `event: ping` keepalives, errors in the Anthropic shape
-//! with a `request-id` header, and one retry without reasoning items when the upstream refuses encrypted
-//! reasoning that another account produced.
+//! with a `request-id` header. (A conversation that moved between accounts is unsealed for every dialect alike:
+//! relay/moves.rs.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,14 +19,12 @@ use bytes::Bytes;
 use dialects::anthropic::{
     AnthropicEncoder, AnthropicOptions, countable_text, decode_for_count, decode_with, render_message,
 };
-use dialects::failure::Reason;
 use dialects::{GatewayError, OutputLimits, UpstreamRequest, Usage};
-use serde_json::{Map, Value, json};
-use tracing::warn;
+use serde_json::{Value, json};
 
 use crate::app::{AppState, request_id};
 use crate::record::{Api, Recorder};
-use crate::relay::exchange::{self, Exchange, StartError};
+use crate::relay::exchange::{Exchange, StartError};
 use crate::relay::pump;
 use crate::server::dialect::{Decoded, Dialect, Shape};
 use crate::server::errors::{body_error, error_response};
@@ -83,15 +81,6 @@ impl Dialect for Anthropic {
         Ok(Decoded::Relay(req, answer))
     }
 
-    async fn start(
-        state: &AppState,
-        headers: HeaderMap,
-        req: &mut UpstreamRequest,
-        record: &mut Recorder,
-    ) -> Result<Exchange, StartError> {
-        start(state, headers, req, record).await
-    }
-
     fn start_error(err: StartError, req: &UpstreamRequest) -> GatewayError {
         explain_model_error(err, req)
     }
@@ -119,46 +108,6 @@ impl Dialect for Anthropic {
     fn finish(response: Response, request_id: &str) -> Response {
         with_request_id(response, request_id)
     }
-}
-
-/// [`exchange::start`], retried once without reasoning items when the upstream refuses their encrypted
-/// content. Encrypted reasoning is bound to the account that produced it; when a conversation moves to
-/// another account (the first one is rate limited, logged out, removed) the earlier turns' reasoning cannot
-/// be verified there. Dropping it loses the model's hidden chain of thought for those turns, not the
-/// conversation.
-async fn start(
-    state: &AppState,
-    headers: HeaderMap,
-    req: &mut UpstreamRequest,
-    record: &mut Recorder,
-) -> Result<Exchange, StartError> {
-    let prepared = exchange::prepare(state, &headers, req, record).await?;
-    // Not needed while the request waits for the upstream (see `exchange::start`).
-    drop(headers);
-    match exchange::open(state, &prepared, record).await {
-        // The classifier's `ForeignReasoning`: `invalid_encrypted_content`, or the ChatGPT backend's words for it.
-        Err(StartError::Refused(failure)) if failure.reason() == Some(&Reason::ForeignReasoning) => {
-            match prepared.edited(|body| strip_reasoning(body) > 0) {
-                Some(retry) => {
-                    let error = failure.to_error();
-                    warn!(request_id = %prepared.request_id(), error = %error, "upstream refused earlier reasoning; retrying without it");
-                    exchange::open(state, &retry, record).await
-                }
-                None => Err(StartError::Refused(failure)),
-            }
-        }
-        other => other,
-    }
-}
-
-/// Remove every `reasoning` item from the request's input; returns how many were removed.
-fn strip_reasoning(body: &mut Map<String, Value>) -> usize {
-    let Some(Value::Array(items)) = body.get_mut("input") else {
-        return 0;
-    };
-    let before = items.len();
-    items.retain(|item| item.get("type").and_then(Value::as_str) != Some("reasoning"));
-    before - items.len()
 }
 
 /// The catalog names the Codex slug; an Anthropic client should also learn which id it sent and how to map it.
@@ -244,23 +193,6 @@ mod tests {
             conversation_key: None,
             limits: Default::default(),
         }
-    }
-
-    #[test]
-    fn strips_only_reasoning_items() {
-        let mut r = req(json!([
-            {"type":"message","role":"user","content":[{"type":"input_text","text":"hi"}]},
-            {"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"x"},
-            {"type":"function_call","call_id":"c","name":"f","arguments":"{}"},
-            {"type":"function_call_output","call_id":"c","output":"ok"},
-        ]));
-        assert_eq!(strip_reasoning(&mut r.body), 1);
-        let kinds: Vec<&str> = r.body["input"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|i| i["type"].as_str()).collect())
-            .unwrap_or_default();
-        assert_eq!(kinds, ["message", "function_call", "function_call_output"]);
-        assert_eq!(strip_reasoning(&mut r.body), 0);
     }
 
     #[test]

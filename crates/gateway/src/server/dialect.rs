@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::app::AppState;
 use crate::record::{Api, Recorder};
-use crate::relay::exchange::{self, Exchange, StartError};
+use crate::relay::exchange::{Exchange, StartError};
 
 /// One client dialect, as the generic handler drives it.
 pub trait Dialect: Sized + Send + 'static {
@@ -40,16 +40,6 @@ pub trait Dialect: Sized + Send + 'static {
         headers: &HeaderMap,
         body: Bytes,
     ) -> impl Future<Output = Result<Decoded<Self>, GatewayError>> + Send;
-
-    /// Open the upstream exchange. Hook for a dialect that retries in its own way (Anthropic).
-    fn start(
-        state: &AppState,
-        headers: HeaderMap,
-        req: &mut UpstreamRequest,
-        record: &mut Recorder,
-    ) -> impl Future<Output = Result<Exchange, StartError>> + Send {
-        exchange::start(state, headers, req, record)
-    }
 
     /// The client's error when no exchange could be opened (a dialect may word an unknown model its own way).
     fn start_error(err: StartError, _req: &UpstreamRequest) -> GatewayError {

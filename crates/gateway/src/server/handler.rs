@@ -19,7 +19,7 @@ use super::errors::{body_error, error_response};
 use crate::app::{AppState, request_id};
 use crate::keys::Caller;
 use crate::record::Recorder;
-use crate::relay::exchange::Exchange;
+use crate::relay::exchange::{self, Exchange};
 use crate::relay::pump;
 use crate::upstream::ratelimits::RateLimitHeaders;
 
@@ -101,7 +101,7 @@ async fn serve<D: Dialect>(
     if let Some(Caller(key)) = &caller {
         record.hold(state.keys.admit(key, &req.model.requested, &req.model.slug)?);
     }
-    let mut ex = D::start(state, headers, &mut req, record).await.map_err(|e| D::start_error(e, &req))?;
+    let mut ex = exchange::start(state, headers, &mut req, record).await.map_err(|e| D::start_error(e, &req))?;
     if req.stream {
         return Ok(Reply::Stream { ex, answer, limits: req.limits });
     }

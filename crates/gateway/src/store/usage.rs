@@ -113,6 +113,10 @@ CREATE INDEX usage_daily_report ON usage_daily (day, account, model, client_key,
     input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms);
 "#;
 
+/// Migration 7: the account a conversation moved from, on a request served by another account than the one that
+/// held the conversation (relay/moves.rs; docs/protocol.md "Long sessions"). NULL on every other request.
+pub const MOVED_FROM: &str = "ALTER TABLE usage_requests ADD COLUMN moved_from TEXT;";
+
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
@@ -228,6 +232,8 @@ pub struct LedgerEntry<'a> {
     pub output_tokens: u64,
     pub reasoning_tokens: u64,
     pub client_disconnected: bool,
+    /// The account the conversation moved from, when this request moved it.
+    pub moved_from: Option<&'a str>,
 }
 
 impl LedgerEntry<'_> {

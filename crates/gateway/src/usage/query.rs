@@ -298,6 +298,8 @@ pub struct RequestRow {
     pub output_tokens: u64,
     pub reasoning_tokens: u64,
     pub client_disconnected: bool,
+    /// The account the conversation moved from, when this request moved it to `account`.
+    pub moved_from: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
 }
@@ -344,7 +346,7 @@ fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow
     let mut sql = String::from(
         "SELECT id, request_id, started_at, api, route, client_key, model_requested, model, effort, stream, account,
                 accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms, input_tokens,
-                cached_tokens, output_tokens, reasoning_tokens, client_disconnected
+                cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from
          FROM usage_requests WHERE 1 = 1",
     );
     let mut args: Vec<Sql> = Vec::new();
@@ -409,6 +411,7 @@ fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow
             output_tokens: count(r.get(21)?),
             reasoning_tokens: count(r.get(22)?),
             client_disconnected: r.get(23)?,
+            moved_from: r.get(24)?,
             cost_usd: None,
         })
     })?;
@@ -443,6 +446,7 @@ pub fn requests_csv(page: &RequestsPage) -> Result<String, csv::Error> {
         "output_tokens",
         "reasoning_tokens",
         "client_disconnected",
+        "moved_from",
         "cost_usd",
     ])?;
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -472,6 +476,7 @@ pub fn requests_csv(page: &RequestsPage) -> Result<String, csv::Error> {
             r.output_tokens.to_string(),
             r.reasoning_tokens.to_string(),
             r.client_disconnected.to_string(),
+            opt(&r.moved_from),
             r.cost_usd.map(|c| format!("{c:.6}")).unwrap_or_default(),
         ])?;
     }

@@ -43,6 +43,7 @@ fn record(id: &str, at_ms: u64, key: Option<&str>, model: &str, status: u16, tok
         stream: false,
         accounts_tried: vec!["acct-1".into()],
         account: Some("acct-1".into()),
+        moved_from: None,
         attempts: 1,
         attempt_failures: Vec::new(),
         failovers: 0,

@@ -222,6 +222,7 @@ impl<'a> From<&'a RequestRecord> for LedgerEntry<'a> {
             output_tokens: u.output_tokens,
             reasoning_tokens: u.reasoning_tokens,
             client_disconnected: r.client_disconnected,
+            moved_from: r.moved_from.as_deref(),
         }
     }
 }

@@ -23,6 +23,7 @@ mod keys;
 mod layers;
 mod login;
 mod metrics;
+mod moves;
 mod ollama;
 mod packaging;
 mod pg;

@@ -97,6 +97,8 @@ CREATE TABLE instances (
     super::affinity::SCHEMA,
     // 6: each account's installation id (upstream/identity; `Store::installation_id`).
     "ALTER TABLE accounts ADD COLUMN installation_id TEXT;",
+    // 7: the account a conversation moved from (relay/moves.rs).
+    crate::store::usage::MOVED_FROM,
 ];
 
 /// The schema version a current PostgreSQL store has.

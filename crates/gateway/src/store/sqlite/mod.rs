@@ -69,6 +69,8 @@ CREATE TABLE client_keys (
     // 6: each account's installation id, the official client's per-machine id the backend sees in every turn's
     // metadata (upstream/identity; one per account, made at its first use: Store::installation_id).
     "ALTER TABLE accounts ADD COLUMN installation_id TEXT;",
+    // 7: the account a conversation moved from (relay/moves.rs).
+    ledger::MOVED_FROM,
 ];
 
 /// One SQLite file and the connection the store's calls share.

@@ -133,10 +133,10 @@ impl Turn {
             None => {
                 let text = synthesized_turn_metadata(&i, &window, &turn_id);
                 match official {
-                    true => (carried_members(metadata, text.clone()), text),
+                    true => (carried_members(metadata, text.raw.clone()), text.raw),
                     // Any other caller: everything written here, in the official client's order, with no map in
                     // between (this runs for every request of every other client).
-                    false => (synthesized_members(i.thread_id, &turn_id, &window, &text), text),
+                    false => (synthesized_members(i.thread_id, &turn_id, &window, &text.escaped), text.raw),
                 }
             }
         };
@@ -219,6 +219,11 @@ fn member(key: &str, value: &Value) -> String {
 /// a turn's identity.
 fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut plain = 0;
     for (i, b) in s.bytes().enumerate() {
         let escaped = match b {
@@ -264,7 +269,8 @@ fn carried_members(mut metadata: Map<String, Value>, body_copy: String) -> Vec<(
     metadata.iter().map(|(k, v)| (k.clone(), member(k, v))).collect()
 }
 
-/// The `client_metadata` members the official client writes for a turn, in key order.
+/// The `client_metadata` members the official client writes for a turn, in key order (`turn_metadata` already
+/// escaped as the inside of a JSON string).
 fn synthesized_members(thread_id: &str, turn_id: &str, window: &str, turn_metadata: &str) -> Vec<(String, String)> {
     let text = |key: &str, value: &str| {
         let mut m = String::with_capacity(key.len() + value.len() + 8);
@@ -273,6 +279,10 @@ fn synthesized_members(thread_id: &str, turn_id: &str, window: &str, turn_metada
         push_json_str(&mut m, value);
         (key.to_string(), m)
     };
+    let mut metadata = String::with_capacity(turn_metadata.len() + 28);
+    metadata.push_str("\"x-codex-turn-metadata\":\"");
+    metadata.push_str(turn_metadata);
+    metadata.push('"');
     vec![
         text("guardian_credits_requested", "true"),
         text("mcp_attribution", r#"{"status":"none"}"#),
@@ -281,7 +291,7 @@ fn synthesized_members(thread_id: &str, turn_id: &str, window: &str, turn_metada
         text("thread_id", thread_id),
         text("turn_id", turn_id),
         text(INSTALLATION, MARK),
-        text(TURN_METADATA_KEY, turn_metadata),
+        (TURN_METADATA_KEY.to_string(), metadata),
         text("x-codex-window-id", window),
     ]
 }
@@ -308,32 +318,22 @@ pub struct WebsocketTurn<'a> {
 /// The turn metadata the official client (0.169) writes for a turn of a new interactive session, for callers
 /// that sent none, as JSON text (members in its order; [`MARK`] for the installation id). The values a gateway
 /// can know are the request's own.
-fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str, turn_id: &str) -> String {
-    let mut out = String::with_capacity(768);
-    let mut first = true;
-    let mut key = |out: &mut String, k: &str| {
-        out.push(if first { '{' } else { ',' });
-        first = false;
-        push_json_str(out, k);
-        out.push(':');
-    };
-    let pairs: [(&str, &str); 7] = [
+fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str, turn_id: &str) -> TwoForms {
+    let mut out = TwoForms::with_capacity(768);
+    let context = context_window_id(i.thread_id);
+    for (k, v) in [
         ("installation_id", MARK),
         ("session_id", i.thread_id),
         ("thread_id", i.thread_id),
         ("agent_name", "/root"),
         ("turn_id", turn_id),
         ("window_id", window),
-        ("window_number", ""),
-    ];
-    for (k, v) in pairs {
-        key(&mut out, k);
-        match k {
-            "window_number" => out.push('0'),
-            _ => push_json_str(&mut out, v),
-        }
+    ] {
+        out.key(k);
+        out.string(v);
     }
-    let context = context_window_id(i.thread_id);
+    out.key("window_number");
+    out.literal("0");
     for (k, v) in [
         ("context_window_id", context.as_str()),
         ("request_kind", i.kind.as_str()),
@@ -343,25 +343,75 @@ fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str, turn_id: &str) ->
         ("sandbox", "seccomp"),
         ("sandbox_mode", "workspace-write"),
     ] {
-        key(&mut out, k);
-        push_json_str(&mut out, v);
+        out.key(k);
+        out.string(v);
     }
     for k in ["auto_review_enabled", "node_repl_auto_review_required", "node_repl_disabled"] {
-        key(&mut out, k);
-        out.push_str("false");
+        out.key(k);
+        out.literal("false");
     }
-    key(&mut out, "turn_started_at_unix_ms");
-    out.push_str(&i.now_ms.to_string());
-    key(&mut out, "analytics_enabled");
-    out.push_str("true");
-    key(&mut out, "model");
-    push_json_str(&mut out, i.slug);
+    out.key("turn_started_at_unix_ms");
+    out.literal(&i.now_ms.to_string());
+    out.key("analytics_enabled");
+    out.literal("true");
+    out.key("model");
+    out.string(i.slug);
     if let Some(effort) = i.effort {
-        key(&mut out, "reasoning_effort");
-        push_json_str(&mut out, effort);
+        out.key("reasoning_effort");
+        out.string(effort);
     }
-    out.push('}');
+    out.close();
     out
+}
+
+/// A JSON object written twice at once: as JSON text (the header's copy), and as that text inside a JSON string
+/// (the body's copy, `client_metadata["x-codex-turn-metadata"]`), so the second needs no escaping pass.
+struct TwoForms {
+    raw: String,
+    escaped: String,
+}
+
+impl TwoForms {
+    fn with_capacity(n: usize) -> TwoForms {
+        TwoForms { raw: String::with_capacity(n), escaped: String::with_capacity(n + n / 4) }
+    }
+
+    fn key(&mut self, k: &str) {
+        let first = self.raw.is_empty();
+        self.raw.push(if first { '{' } else { ',' });
+        self.escaped.push(if first { '{' } else { ',' });
+        self.string(k);
+        self.raw.push(':');
+        self.escaped.push(':');
+    }
+
+    fn string(&mut self, v: &str) {
+        if v.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.raw.push('"');
+            self.raw.push_str(v);
+            self.raw.push('"');
+            self.escaped.push_str("\\\"");
+            self.escaped.push_str(v);
+            self.escaped.push_str("\\\"");
+        } else {
+            let start = self.raw.len();
+            push_json_str(&mut self.raw, v);
+            let quoted = self.raw[start..].to_string();
+            let mut inner = String::new();
+            push_json_str(&mut inner, &quoted);
+            self.escaped.push_str(&inner[1..inner.len() - 1]);
+        }
+    }
+
+    fn literal(&mut self, v: &str) {
+        self.raw.push_str(v);
+        self.escaped.push_str(v);
+    }
+
+    fn close(&mut self) {
+        self.raw.push('}');
+        self.escaped.push('}');
+    }
 }
 
 /// The context window's id, stable for the conversation's window 0 (the gateway has no state to number windows).
@@ -421,6 +471,22 @@ mod tests {
     }
 
     #[test]
+    fn two_forms_write_the_same_object_as_text_and_as_a_string() {
+        let mut two = TwoForms::with_capacity(16);
+        two.key("a");
+        two.string("plain");
+        two.key("b\"q");
+        two.string("tab\there \"quoted\"");
+        two.key("n");
+        two.literal("1");
+        two.close();
+        let raw: Value = serde_json::from_str(&two.raw).unwrap_or_default();
+        assert_eq!(raw, json!({"a": "plain", "b\"q": "tab\there \"quoted\"", "n": 1}));
+        let inside: String = serde_json::from_str(&format!("\"{}\"", two.escaped)).unwrap_or_default();
+        assert_eq!(inside, two.raw);
+    }
+
+    #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {
         for text in
             ["plain", "a \"quoted\" \\ path", "tab\tline\nfeed\r\u{8}\u{c}\u{1}\u{1f}", "é ✓ 😀", r#"{"a":"b"}"#, ""]
@@ -437,6 +503,9 @@ mod tests {
         let turn = Turn::new(inputs(&headers, None));
         let text = turn.metadata_header.clone();
         assert!(serde_json::from_str::<Value>(&text).is_ok(), "{text}");
+        // The body's copy is the same text as a JSON string.
+        let body: Value = serde_json::from_str(&turn.client_metadata("inst", None)).unwrap_or_default();
+        assert_eq!(body["x-codex-turn-metadata"].as_str(), Some(text.replace(MARK, "inst").as_str()));
         // Each member name is the text between the last quote before a `":` and that `":`.
         let parts: Vec<&str> = text.split("\":").collect();
         let names: Vec<&str> = parts[..parts.len() - 1].iter().filter_map(|part| part.rsplit('"').next()).collect();
