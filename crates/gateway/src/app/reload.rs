@@ -1,5 +1,5 @@
 //! Reloading the configuration while serving: on SIGHUP, `POST /admin/reload` (what `codex-gateway reload` uses
-//! when it cannot signal; server/admin.rs), a change of the file when `[server] watch_config = true`, and after
+//! when it cannot signal; server/admin/), a change of the file when `[server] watch_config = true`, and after
 //! the dashboard's Settings save (dashboard/settings.rs). The file is read again and [`apply`], the one function
 //! all of them go through, puts into force what is safe to change live: the routing strategy, model aliases,
 //! keepalive, client keys (`api_keys`, `[keys.NAME]` and their limits), the price table and the log filter.

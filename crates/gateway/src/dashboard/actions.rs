@@ -6,12 +6,12 @@
 use std::time::Instant;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::session::api_gate;
+use super::session::{ApiRead, ApiWrite};
 use super::{St, json_error, json_response};
 use crate::accounts::manage::{self, ImportSource};
 use crate::auth::now_unix;
@@ -30,13 +30,10 @@ fn internal(e: impl std::fmt::Display) -> Response {
 /// `POST /dashboard/api/accounts/{id}/{action}`.
 pub(crate) async fn act(
     State(dash): State<St>,
-    headers: HeaderMap,
+    _: ApiWrite,
     Path((id, action)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = api_gate(&dash, &headers, true) {
-        return *r;
-    }
     let b: ActBody = if body.is_empty() {
         ActBody::default()
     } else {
@@ -115,10 +112,7 @@ struct AddBody {
 }
 
 /// `POST /dashboard/api/accounts/add`.
-pub(crate) async fn add(State(dash): State<St>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = api_gate(&dash, &headers, true) {
-        return *r;
-    }
+pub(crate) async fn add(State(dash): State<St>, _: ApiWrite, body: axum::body::Bytes) -> Response {
     let b: AddBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("Unreadable request: {e}")),
@@ -171,10 +165,7 @@ pub(crate) async fn add(State(dash): State<St>, headers: HeaderMap, body: axum::
 }
 
 /// `GET /dashboard/api/accounts/export`: every account without its secrets, as a download.
-pub(crate) async fn export(State(dash): State<St>, headers: HeaderMap) -> Response {
-    if let Err(r) = api_gate(&dash, &headers, false) {
-        return *r;
-    }
+pub(crate) async fn export(State(dash): State<St>, _: ApiRead) -> Response {
     match manage::export(dash.app.pool.store(), false) {
         Ok(v) => {
             let mut resp = json_response(StatusCode::OK, v);

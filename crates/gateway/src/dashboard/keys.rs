@@ -3,12 +3,12 @@
 //! creation and nowhere else: the page shows it once with a copy button; lists show the prefix only.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::session::{api_gate, page_gate};
+use super::session::{ApiWrite, PageAccess};
 use super::{St, json_error, json_response};
 use crate::auth::now_unix;
 use crate::keys::manage::{self, KeyPatch, KeySpec, ManageError};
@@ -35,11 +35,7 @@ fn reload(dash: &St) -> Result<(), Box<Response>> {
 }
 
 /// `GET /dashboard/keys`.
-pub(crate) async fn page(State(dash): State<St>, headers: HeaderMap) -> Response {
-    let a = match page_gate(&dash, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess) -> Response {
     let keys = &dash.app.keys;
     let rows = match keys.store().list_keys() {
         Ok(rows) => rows,
@@ -80,10 +76,7 @@ fn parse(body: &[u8]) -> Result<Form, Box<Response>> {
 }
 
 /// `POST /dashboard/api/keys`: the new key, with its `secret` (this once).
-pub(crate) async fn create(State(dash): State<St>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = api_gate(&dash, &headers, true) {
-        return *r;
-    }
+pub(crate) async fn create(State(dash): State<St>, _: ApiWrite, body: axum::body::Bytes) -> Response {
     if dash.app.config.admin_keys().is_empty() {
         // As /admin/keys: without an admin credential a client could drop its key and manage keys itself.
         return json_error(
@@ -119,13 +112,10 @@ pub(crate) async fn create(State(dash): State<St>, headers: HeaderMap, body: axu
 /// `POST /dashboard/api/keys/{id}`: the whole form again; an empty field removes that limit.
 pub(crate) async fn update(
     State(dash): State<St>,
-    headers: HeaderMap,
+    _: ApiWrite,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = api_gate(&dash, &headers, true) {
-        return *r;
-    }
     let f = match parse(&body) {
         Ok(f) => f,
         Err(r) => return *r,
@@ -150,10 +140,7 @@ pub(crate) async fn update(
 }
 
 /// `POST /dashboard/api/keys/{id}/revoke`.
-pub(crate) async fn revoke(State(dash): State<St>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = api_gate(&dash, &headers, true) {
-        return *r;
-    }
+pub(crate) async fn revoke(State(dash): State<St>, _: ApiWrite, Path(id): Path<String>) -> Response {
     let row = match manage::revoke(dash.app.keys.store(), &id, now_unix()) {
         Ok(row) => row,
         Err(e) => return refused(e),

@@ -4,12 +4,12 @@
 //! are SVG drawn here from numbers (no script, nothing to escape); CSV downloads go through the session.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::session::{api_gate, page_gate};
+use super::session::{ApiRead, PageAccess};
 use super::{St, json_error};
 use crate::usage::api::{parse_requests, parse_usage};
 use crate::usage::query::{self, UsageReport};
@@ -89,11 +89,7 @@ pub(super) fn bars(r: &UsageReport) -> (Vec<Bar>, u64) {
 }
 
 /// `GET /dashboard/usage?range=24h|7d|30d&group_by=model|account|key|dialect`.
-pub(crate) async fn usage_page(State(dash): State<St>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    let a = match page_gate(&dash, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub(crate) async fn usage_page(State(dash): State<St>, PageAccess(a): PageAccess, RawQuery(raw): RawQuery) -> Response {
     let (range, group, query) = usage_params(raw.as_deref());
     let mut ctx = super::pages::base(&a, "Usage", "usage");
     ctx.insert("range".into(), range.into());
@@ -131,10 +127,7 @@ fn csv(body: String, name: &'static str) -> Response {
 }
 
 /// `GET /dashboard/api/usage.csv?` the page's parameters.
-pub(crate) async fn usage_csv(State(dash): State<St>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    if let Err(r) = api_gate(&dash, &headers, false) {
-        return *r;
-    }
+pub(crate) async fn usage_csv(State(dash): State<St>, _: ApiRead, RawQuery(raw): RawQuery) -> Response {
     let (_, _, query) = usage_params(raw.as_deref());
     match report(&dash, &query).await.and_then(|r| query::usage_csv(&r).map_err(|e| e.to_string())) {
         Ok(body) => csv(body, "attachment; filename=\"codex-gateway-usage.csv\""),
@@ -256,11 +249,11 @@ pub(super) async fn overview_extras(dash: &St) -> Value {
 }
 
 /// `GET /dashboard/requests?key=&account=&model=&status=&before=`: newest first, 50 a page.
-pub(crate) async fn requests_page(State(dash): State<St>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    let a = match page_gate(&dash, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub(crate) async fn requests_page(
+    State(dash): State<St>,
+    PageAccess(a): PageAccess,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let (query, filters) = requests_query(raw.as_deref(), 50);
     let mut ctx = super::pages::base(&a, "Requests", "requests");
     ctx.insert("f".into(), filters.clone());
@@ -288,10 +281,7 @@ pub(crate) async fn requests_page(State(dash): State<St>, headers: HeaderMap, Ra
 }
 
 /// `GET /dashboard/api/requests.csv?` the page's filters (up to 1,000 rows).
-pub(crate) async fn requests_csv(State(dash): State<St>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    if let Err(r) = api_gate(&dash, &headers, false) {
-        return *r;
-    }
+pub(crate) async fn requests_csv(State(dash): State<St>, _: ApiRead, RawQuery(raw): RawQuery) -> Response {
     let (query, _) = requests_query(raw.as_deref(), 1000);
     match page_of(&dash, &query).await.and_then(|p| query::requests_csv(&p).map_err(|e| e.to_string())) {
         Ok(body) => csv(body, "attachment; filename=\"codex-gateway-requests.csv\""),

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::session::api_gate;
+use super::session::{ApiRead, ApiWrite};
 use super::{St, json_error, json_response};
 use crate::auth::Tokens;
 use crate::auth::login::{
@@ -91,13 +91,10 @@ struct StartBody {
 /// `POST /dashboard/api/login/{device|browser|paste}` -> `{"job"}`; then poll `GET .../job/{job}`.
 pub(crate) async fn start(
     State(dash): State<St>,
-    headers: HeaderMap,
+    _: ApiWrite,
     Path(flow): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = api_gate(&dash, &headers, true) {
-        return *r;
-    }
     let b: StartBody = serde_json::from_slice(&body).unwrap_or_default();
     let label = b.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
     let issuer = dash.app.config.auth_issuer.clone();
@@ -166,10 +163,7 @@ fn finish(dash: &St, id: &str, result: Result<Tokens, LoginError>) {
 }
 
 /// `GET /dashboard/api/login/job/{job}`: `{"state": "starting"|"device"|"browser"|"paste"|"done"|"failed", ...}`.
-pub(crate) async fn status(State(dash): State<St>, headers: HeaderMap, Path(job): Path<String>) -> Response {
-    if let Err(r) = api_gate(&dash, &headers, false) {
-        return *r;
-    }
+pub(crate) async fn status(State(dash): State<St>, _: ApiRead, Path(job): Path<String>) -> Response {
     let Some(state) = dash.logins.0.lock().get(&job).map(|j| j.state.clone()) else {
         return json_error(StatusCode::NOT_FOUND, "This login is over or unknown: start again.");
     };
@@ -192,13 +186,10 @@ struct PasteBody {
 /// `POST /dashboard/api/login/job/{job}/paste` `{"text"}`: the address the browser ended on.
 pub(crate) async fn paste(
     State(dash): State<St>,
-    headers: HeaderMap,
+    _: ApiWrite,
     Path(job): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = api_gate(&dash, &headers, true) {
-        return *r;
-    }
     let Ok(b) = serde_json::from_slice::<PasteBody>(&body) else {
         return json_error(StatusCode::BAD_REQUEST, "Send {\"text\": ...}.");
     };
@@ -215,7 +206,7 @@ pub(crate) async fn paste(
     let failed = result.as_ref().err().map(|e| e.to_string());
     finish(&dash, &job, result);
     match failed {
-        None => status(State(dash), headers, Path(job)).await,
+        None => status(State(dash), ApiRead, Path(job)).await,
         Some(e) => json_error(StatusCode::BAD_REQUEST, e),
     }
 }

@@ -1,9 +1,10 @@
 //! The web dashboard at `/dashboard` (docs/dashboard.md): server-rendered pages (minijinja templates embedded
 //! in the binary, `templates/`), a little JavaScript and CSS (`assets/`), and the JSON calls the pages make.
-//! It sits beside the JSON admin API (server/admin.rs) and uses the same layers: the pool (`accounts/`), the
+//! It sits beside the JSON admin API (server/admin/) and uses the same layers: the pool (`accounts/`), the
 //! login flows (`auth/login/`), the metrics (`metrics/`).
 //!
-//! Neighbours: `session.rs` (the login gate: admin credential, session cookie, CSRF, login delay), `pages.rs`
+//! Neighbours: `session.rs` (the login gate: admin credential, session cookie, CSRF, login delay; the extractors
+//! `PageAccess`, `ApiRead`, `ApiWrite` every handler takes), `pages.rs`
 //! (Overview, Accounts, Setup, Settings), `keys.rs` (client keys), `ledger.rs` (Usage and Requests, from the
 //! usage ledger), `actions.rs` (account actions), `logins.rs` (adding accounts by the login flows),
 //! `settings.rs` (the config file, edited with toml_edit; `prices.rs` its price table), `setup.rs` (client snippets). The request guard

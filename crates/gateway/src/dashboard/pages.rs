@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::session::{Authed, page_gate};
+use super::session::{ApiRead, Authed, PageAccess};
 use super::{St, json_response, setup};
 use crate::auth::now_unix;
 use crate::config::Strategy;
@@ -92,11 +92,7 @@ fn sorted_by_used(mut v: Vec<Value>) -> Vec<Value> {
 }
 
 /// `GET /dashboard`: Overview.
-pub(crate) async fn overview(State(dash): State<St>, headers: HeaderMap) -> Response {
-    let a = match page_gate(&dash, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub(crate) async fn overview(State(dash): State<St>, PageAccess(a): PageAccess) -> Response {
     let mut ctx = base(&a, "Overview", "overview");
     ctx.insert("o".into(), overview_data(&dash));
     ctx.insert("day".into(), super::ledger::overview_extras(&dash).await);
@@ -105,19 +101,12 @@ pub(crate) async fn overview(State(dash): State<St>, headers: HeaderMap) -> Resp
 }
 
 /// `GET /dashboard/api/overview`: the same numbers, for the page's live update.
-pub(crate) async fn overview_json(State(dash): State<St>, headers: HeaderMap) -> Response {
-    match super::session::api_gate(&dash, &headers, false) {
-        Ok(_) => json_response(StatusCode::OK, overview_data(&dash)),
-        Err(r) => *r,
-    }
+pub(crate) async fn overview_json(State(dash): State<St>, _: ApiRead) -> Response {
+    json_response(StatusCode::OK, overview_data(&dash))
 }
 
 /// `GET /dashboard/accounts`.
-pub(crate) async fn accounts(State(dash): State<St>, headers: HeaderMap) -> Response {
-    let a = match page_gate(&dash, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub(crate) async fn accounts(State(dash): State<St>, PageAccess(a): PageAccess) -> Response {
     let now = now_unix();
     let list: Vec<Value> = dash
         .app
@@ -151,11 +140,12 @@ pub(crate) struct SetupQuery {
 }
 
 /// `GET /dashboard/setup?model=`: a snippet per client, filled with this gateway's address and a model.
-pub(crate) async fn setup(State(dash): State<St>, headers: HeaderMap, Query(q): Query<SetupQuery>) -> Response {
-    let a = match page_gate(&dash, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub(crate) async fn setup(
+    State(dash): State<St>,
+    PageAccess(a): PageAccess,
+    headers: HeaderMap,
+    Query(q): Query<SetupQuery>,
+) -> Response {
     let models: Vec<String> = dash.app.catalog.entries().await.iter().map(|e| e.slug.clone()).collect();
     let model = q.model.filter(|m| models.contains(m)).or_else(|| models.first().cloned()).unwrap_or_default();
     // Keys that can still be used, by name and prefix: their secrets are not kept, so the snippets show the
@@ -193,11 +183,7 @@ pub(crate) async fn setup(State(dash): State<St>, headers: HeaderMap, Query(q): 
 }
 
 /// `GET /dashboard/settings`: the values in force, and which apply at once.
-pub(crate) async fn settings(State(dash): State<St>, headers: HeaderMap) -> Response {
-    let a = match page_gate(&dash, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub(crate) async fn settings(State(dash): State<St>, PageAccess(a): PageAccess) -> Response {
     let c = dash.app.live.config();
     let aliases = |m: &std::collections::HashMap<String, String>| {
         let mut lines: Vec<String> = m.iter().map(|(k, v)| format!("{k} = {v}")).collect();

@@ -6,12 +6,16 @@
 //! With `[dashboard] loopback_without_login = true`, a request to a loopback-bound gateway by a loopback name
 //! gets a session without logging in (still with its CSRF token). With no admin credential at all, the pages
 //! say how to set one instead of opening unprotected.
+//!
+//! Handlers name the gate they pass in their signature, as an extractor: [`PageAccess`] for a page, [`ApiRead`]
+//! for a JSON call that reads, [`ApiWrite`] for one that changes state (the CSRF token checked).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
@@ -140,7 +144,7 @@ fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: Duration) -
 }
 
 /// Why the gate stopped a request.
-pub(crate) enum Denied {
+enum Denied {
     /// Not logged in.
     Login,
     /// No admin credential is configured: nobody can log in.
@@ -148,7 +152,7 @@ pub(crate) enum Denied {
 }
 
 /// Who is asking: a session, a new one on loopback when configured, or nobody.
-pub(crate) fn gate(dash: &St, headers: &HeaderMap) -> Result<Authed, Denied> {
+fn gate(dash: &St, headers: &HeaderMap) -> Result<Authed, Denied> {
     if let Some(csrf) = cookie(headers, SESSION_COOKIE).and_then(|id| dash.sessions.csrf_of(id)) {
         return Ok(Authed { csrf, set_cookie: None });
     }
@@ -162,33 +166,78 @@ pub(crate) fn gate(dash: &St, headers: &HeaderMap) -> Result<Authed, Denied> {
     if admin_secret(c).is_empty() { Err(Denied::NoCredential) } else { Err(Denied::Login) }
 }
 
-/// The gate for a page: a login redirect or the no-credential page when it says no.
-pub(crate) fn page_gate(dash: &St, headers: &HeaderMap) -> Result<Authed, Box<Response>> {
-    gate(dash, headers).map_err(|d| {
-        Box::new(match d {
-            Denied::Login => Redirect::to("/dashboard/login").into_response(),
-            Denied::NoCredential => no_credential(dash),
-        })
-    })
-}
+/// A page's visitor the gate let in: as an extractor, a request without a session gets the login redirect (or
+/// the no-credential page) before the handler runs. The handler puts [`Authed`]'s cookie on its page
+/// ([`Authed::finish`]).
+pub(crate) struct PageAccess(pub Authed);
 
-/// The gate for a JSON call; `state_changing` calls must carry the session's CSRF token.
-pub(crate) fn api_gate(dash: &St, headers: &HeaderMap, state_changing: bool) -> Result<Authed, Box<Response>> {
-    let authed = gate(dash, headers).map_err(|d| {
-        Box::new(match d {
-            Denied::Login => json_error(StatusCode::UNAUTHORIZED, "Not logged in: open /dashboard/login."),
-            Denied::NoCredential => {
-                json_error(StatusCode::UNAUTHORIZED, "No admin key is set: see /dashboard for how to set one.")
-            }
-        })
-    })?;
-    if state_changing {
-        let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        if !ct_eq(sent, &authed.csrf) {
-            return Err(Box::new(json_error(StatusCode::FORBIDDEN, "Missing or wrong CSRF token: reload the page.")));
+impl FromRequestParts<St> for PageAccess {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, dash: &St) -> Result<Self, Response> {
+        match gate(dash, &parts.headers) {
+            Ok(a) => Ok(PageAccess(a)),
+            Err(Denied::Login) => Err(Redirect::to("/dashboard/login").into_response()),
+            Err(Denied::NoCredential) => Err(no_credential(dash)),
         }
     }
-    Ok(authed)
+}
+
+/// Why a JSON call was refused, in the dashboard's error shape (`{"error": ...}`) for the page's script to show.
+pub(crate) enum ApiRefused {
+    /// No session: 401.
+    NotLoggedIn,
+    /// No admin credential is configured, so nobody can log in: 401.
+    NoCredential,
+    /// A state-changing call without its session's CSRF token: 403.
+    Csrf,
+}
+
+impl IntoResponse for ApiRefused {
+    fn into_response(self) -> Response {
+        match self {
+            ApiRefused::NotLoggedIn => json_error(StatusCode::UNAUTHORIZED, "Not logged in: open /dashboard/login."),
+            ApiRefused::NoCredential => {
+                json_error(StatusCode::UNAUTHORIZED, "No admin key is set: see /dashboard for how to set one.")
+            }
+            ApiRefused::Csrf => json_error(StatusCode::FORBIDDEN, "Missing or wrong CSRF token: reload the page."),
+        }
+    }
+}
+
+/// A JSON call that reads: a session.
+pub(crate) struct ApiRead;
+
+impl FromRequestParts<St> for ApiRead {
+    type Rejection = ApiRefused;
+
+    async fn from_request_parts(parts: &mut Parts, dash: &St) -> Result<Self, ApiRefused> {
+        api_gate(dash, &parts.headers).map(|_| ApiRead)
+    }
+}
+
+/// A JSON call that changes state: a session and its CSRF token (`X-CSRF-Token`).
+pub(crate) struct ApiWrite;
+
+impl FromRequestParts<St> for ApiWrite {
+    type Rejection = ApiRefused;
+
+    async fn from_request_parts(parts: &mut Parts, dash: &St) -> Result<Self, ApiRefused> {
+        let authed = api_gate(dash, &parts.headers)?;
+        let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if !ct_eq(sent, &authed.csrf) {
+            return Err(ApiRefused::Csrf);
+        }
+        Ok(ApiWrite)
+    }
+}
+
+/// The gate for a JSON call.
+fn api_gate(dash: &St, headers: &HeaderMap) -> Result<Authed, ApiRefused> {
+    gate(dash, headers).map_err(|d| match d {
+        Denied::Login => ApiRefused::NotLoggedIn,
+        Denied::NoCredential => ApiRefused::NoCredential,
+    })
 }
 
 fn no_credential(dash: &St) -> Response {
@@ -253,10 +302,7 @@ pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum
 }
 
 /// `POST /dashboard/logout` (with the CSRF token): the session ends.
-pub(crate) async fn logout(State(dash): State<St>, headers: HeaderMap) -> Response {
-    if let Err(r) = api_gate(&dash, &headers, true) {
-        return *r;
-    }
+pub(crate) async fn logout(State(dash): State<St>, _: ApiWrite, headers: HeaderMap) -> Response {
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         dash.sessions.map.lock().remove(id);
     }

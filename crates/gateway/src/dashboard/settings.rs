@@ -10,14 +10,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 use toml_edit::{Array, DocumentMut, Item, Table, value};
 
 use super::prices::{self, PriceRow};
-use super::session::api_gate;
+use super::session::ApiWrite;
 use super::{St, json_error, json_response};
 use crate::config::{QuotaThresholds, RawConfig, Strategy};
 use crate::usage::pricing::Prices;
@@ -286,10 +286,7 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// `POST /dashboard/api/settings`.
-pub(crate) async fn save(State(dash): State<St>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = api_gate(&dash, &headers, true) {
-        return *r;
-    }
+pub(crate) async fn save(State(dash): State<St>, _: ApiWrite, body: axum::body::Bytes) -> Response {
     let b: SettingsBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("Unreadable settings: {e}")),

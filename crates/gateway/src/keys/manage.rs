@@ -1,4 +1,4 @@
-//! Creating, changing and revoking client keys in the store, shared by the admin API (server/admin_keys.rs,
+//! Creating, changing and revoking client keys in the store, shared by the admin API (server/admin/keys.rs,
 //! which then reloads the running registry) and the CLI when no gateway is running (cli/keys.rs).
 
 use base64::Engine;

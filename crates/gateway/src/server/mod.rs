@@ -20,7 +20,6 @@ use crate::record::RecordSink;
 use crate::store::team::StoreHealth;
 
 mod admin;
-mod admin_keys;
 mod anthropic;
 mod codex_usage;
 mod compact;
@@ -57,7 +56,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .merge(admin::routes())
-        .merge(admin_keys::routes())
         .merge(codex_usage::routes())
         .merge(compact::routes())
         .merge(gemini::other_routes())

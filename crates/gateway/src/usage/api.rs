@@ -1,4 +1,4 @@
-//! `GET /admin/usage` and `GET /admin/requests` (routed in server/admin.rs, behind the admin guard): the
+//! `GET /admin/usage` and `GET /admin/requests` (routed in server/admin/, behind the admin guard): the
 //! parameters, checked one by one (a bad or unknown one is a 400 that names it), and the answer as JSON or CSV.
 
 use std::sync::Arc;
@@ -136,7 +136,7 @@ fn failed(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::internal(format!("usage ledger query failed: {e}"))
 }
 
-/// `GET /admin/usage`: the report for the query string `raw`, as JSON or CSV (server/admin.rs renders an error).
+/// `GET /admin/usage`: the report for the query string `raw`, as JSON or CSV (server/admin/ renders an error).
 pub async fn usage(ledger: &Arc<Ledger>, raw: Option<&str>) -> Result<Response, GatewayError> {
     let (q, csv) = parse_usage(raw, now_ms())?;
     let report = ledger.usage(q).await.map_err(failed)?;

@@ -75,7 +75,7 @@ fn assert_refusal(shape: Shape, status: u16, got: (u16, &Value), what: &str) {
     }
 }
 
-/// Every route of the admin API (server/admin.rs), every method, and a model route per dialect, with a body
+/// Every route of the admin API (server/admin/), every method, and a model route per dialect, with a body
 /// that would do harm if it were served.
 fn routes(id: &str, relay: &str) -> Vec<(&'static str, String, String, Shape)> {
     let add = json!({"api_key": "sk-attacker", "base_url": relay, "label": "attacker"}).to_string();

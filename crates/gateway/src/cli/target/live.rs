@@ -1,5 +1,5 @@
 //! The commands' operations on a running gateway, through its admin API (`/admin/accounts`, `/admin/keys`,
-//! `/admin/usage`: server/admin.rs, server/admin_keys.rs) with the admin credential.
+//! `/admin/usage`: server/admin/) with the admin credential.
 
 use std::time::Duration;
 
@@ -55,7 +55,7 @@ impl Live {
     }
 }
 
-/// The admin API's body for an import (`POST /admin/accounts`, server/admin.rs).
+/// The admin API's body for an import (`POST /admin/accounts`, server/admin/mod.rs).
 fn import_body(source: ImportSource, label: Option<String>) -> Value {
     let mut body = match source {
         ImportSource::AuthJson(v) => json!({"auth_json": v}),

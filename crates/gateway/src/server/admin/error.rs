@@ -1,0 +1,122 @@
+//! The admin API's one error type ([`AdminError`]) and what every handler under `/admin/*` extracts besides its
+//! path: a JSON body ([`AdminJson`]) and, where keys are managed, a configured admin credential
+//! ([`KeysManageable`]). Who may call `/admin/*` at all is the request guard's decision (server/guard.rs: the
+//! admin key only), made before routing so every path under it, present and future, is covered.
+//!
+//! Every refusal is the OpenAI error shape (server/openai.rs), with the status its kind gives. That body names no
+//! request id; the response's `x-request-id` header is the router's (server/mod.rs), so rendering needs nothing
+//! of the request and [`AdminError::into_response`] has no side effect.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use dialects::{ErrorKind, GatewayError};
+use serde::de::DeserializeOwned;
+
+use crate::app::AppState;
+use crate::keys::manage::ManageError;
+use crate::server::errors::error_response;
+use crate::server::openai;
+
+/// Why an admin call failed.
+#[derive(Debug)]
+pub enum AdminError {
+    /// No account has this id: 404.
+    NoAccount(String),
+    /// The key store refused a change or a lookup (keys/manage.rs): 400, 404 or 500 by its cause.
+    Keys(ManageError),
+    /// The store or the pool failed: 500, the cause chain in the message.
+    Internal(anyhow::Error),
+    /// A refusal with its own kind, message and code: a bad body or parameter, a permission, a refresh the
+    /// upstream refused.
+    Refused(GatewayError),
+    /// The body could not be read (past the body limit, a broken connection): axum's own answer, as for any route.
+    Body(BytesRejection),
+}
+
+impl AdminError {
+    /// The error as the OpenAI shape renders it.
+    fn gateway_error(self) -> Result<GatewayError, BytesRejection> {
+        Ok(match self {
+            AdminError::NoAccount(id) => GatewayError::new(ErrorKind::NotFound, format!("No account `{id}`")),
+            AdminError::Keys(ManageError::Invalid(m)) => GatewayError::invalid(m),
+            AdminError::Keys(ManageError::NotFound(id)) => {
+                GatewayError::new(ErrorKind::NotFound, format!("No client key `{id}`"))
+            }
+            AdminError::Keys(e @ ManageError::NameTaken { .. }) => {
+                GatewayError::invalid(e.to_string()).with_code("name_taken")
+            }
+            AdminError::Keys(ManageError::Store(e)) | AdminError::Internal(e) => {
+                GatewayError::internal(format!("{e:#}"))
+            }
+            AdminError::Refused(e) => e,
+            AdminError::Body(rejection) => return Err(rejection),
+        })
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        match self.gateway_error() {
+            Ok(e) => error_response(openai::SHAPE, &e, ""),
+            Err(rejection) => rejection.into_response(),
+        }
+    }
+}
+
+impl From<GatewayError> for AdminError {
+    fn from(e: GatewayError) -> AdminError {
+        AdminError::Refused(e)
+    }
+}
+
+impl From<anyhow::Error> for AdminError {
+    fn from(e: anyhow::Error) -> AdminError {
+        AdminError::Internal(e)
+    }
+}
+
+impl From<ManageError> for AdminError {
+    fn from(e: ManageError) -> AdminError {
+        AdminError::Keys(e)
+    }
+}
+
+/// A JSON body; one that does not decode is refused in the OpenAI shape, with the failing field named
+/// (`dialects::json::decode_body`), not in axum's plain text.
+pub struct AdminJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AdminJson<T> {
+    type Rejection = AdminError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AdminError> {
+        let body = Bytes::from_request(req, state).await.map_err(AdminError::Body)?;
+        Ok(AdminJson(dialects::json::decode_body(&body)?))
+    }
+}
+
+/// An admin credential is configured, so client keys may be created: without one a client could drop its key and
+/// manage keys itself (server/guard.rs). Refused with 403 `admin_key_required`.
+pub struct KeysManageable;
+
+impl FromRequestParts<Arc<AppState>> for KeysManageable {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(_: &mut Parts, s: &Arc<AppState>) -> Result<Self, AdminError> {
+        if s.config.admin_keys().is_empty() {
+            return Err(AdminError::Refused(
+                GatewayError::new(
+                    ErrorKind::PermissionDenied,
+                    "Creating client keys needs an admin credential: set CODEX_GATEWAY_ADMIN_KEY (or `[server] \
+                     admin_key`, or CODEX_GATEWAY_API_KEY) and restart the gateway.",
+                )
+                .with_code("admin_key_required"),
+            ));
+        }
+        Ok(KeysManageable)
+    }
+}

@@ -1,0 +1,236 @@
+//! The JSON admin API under `/admin/*` (the request guard lets only the admin key in: server/guard.rs): the same
+//! account management as the CLI, on the running gateway, for scripts and the CLI's live target (cli/target/).
+//! Neighbours: `keys.rs` (`/admin/keys`), `error.rs` (the one error type every handler here answers with, and the
+//! extractors: a JSON body, a configured admin credential).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use dialects::{ErrorKind, GatewayError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::accounts::Account;
+use crate::accounts::manage::{self, ImportSource};
+use crate::app::AppState;
+use crate::app::reload::{Trigger, reload_logged};
+use crate::auth::now_unix;
+
+mod error;
+mod keys;
+
+use error::{AdminError, AdminJson};
+
+/// The admin API's routes: the accounts, the reload, the usage ledger, and the client keys (keys.rs).
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/admin/status", get(status))
+        .route("/admin/accounts", get(list).post(add))
+        .route("/admin/accounts/export", get(export))
+        .route("/admin/accounts/{id}", get(one).delete(remove))
+        .route("/admin/accounts/{id}/enable", post(enable))
+        .route("/admin/accounts/{id}/disable", post(disable))
+        .route("/admin/accounts/{id}/label", post(label))
+        .route("/admin/accounts/{id}/proxy", post(proxy))
+        .route("/admin/accounts/{id}/refresh", post(refresh))
+        .route("/admin/accounts/{id}/check", post(check))
+        .route("/admin/accounts/{id}/cooldowns", delete(clear_cooldowns))
+        .route("/admin/reload", get(last_reload).post(reload_now))
+        // The usage ledger (usage/api.rs).
+        .route("/admin/usage", get(usage))
+        .route("/admin/requests", get(requests))
+        .merge(keys::routes())
+}
+
+/// What an admin handler answers: JSON, or the admin API's error (error.rs).
+type Answer<T = Json<Value>> = Result<T, AdminError>;
+
+async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
+    let accounts = s.pool.accounts();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "accounts": accounts.len(),
+        "usable": accounts.iter().filter(|a| a.is_active()).count(),
+        "strategy": format!("{:?}", s.pool.strategy()),
+        "listen": s.config.listen.to_string(),
+        // Upstream events of a type this version does not know, since start (relay/reader.rs).
+        "unknown_upstream_events": crate::relay::reader::unknown_events(),
+        // HTTP/2 streams the gateway reset toward the upstream, since start (upstream/http2/body.rs).
+        "upstream_http2_resets_sent": crate::upstream::http2_resets_sent(),
+        // Request records the usage ledger could not keep (channel full, or a batch that failed to commit).
+        "usage_records_dropped": s.ledger.records_dropped(),
+    }))
+}
+
+async fn list(State(s): State<Arc<AppState>>) -> Json<Value> {
+    let now = now_unix();
+    Json(Value::Array(s.pool.accounts().iter().map(|a| a.summary(now)).collect()))
+}
+
+/// The account with this id in the pool.
+fn account(s: &AppState, id: &str) -> Result<Arc<Account>, AdminError> {
+    s.pool.get(id).ok_or_else(|| AdminError::NoAccount(id.to_string()))
+}
+
+async fn one(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Answer {
+    Ok(Json(account(&s, &id)?.summary(now_unix())))
+}
+
+/// Body: `{"auth_json": {...}}`, `{"export": {...}}`, `{"refresh_token": "..."}` or
+/// `{"api_key": "...", "base_url"?: "...", "models"?: [...]}`; optional `label`.
+#[derive(Deserialize)]
+struct AddBody {
+    auth_json: Option<Value>,
+    export: Option<Value>,
+    refresh_token: Option<String>,
+    api_key: Option<String>,
+    base_url: Option<String>,
+    models: Option<Vec<String>>,
+    label: Option<String>,
+}
+
+/// Answers 201 with the added accounts' summaries.
+async fn add(State(s): State<Arc<AppState>>, AdminJson(b): AdminJson<AddBody>) -> Answer<(StatusCode, Json<Value>)> {
+    let source = match (b.auth_json, b.export, b.refresh_token, b.api_key) {
+        (Some(v), None, None, None) => ImportSource::AuthJson(v),
+        (None, Some(v), None, None) => ImportSource::Export(v),
+        (None, None, Some(rt), None) => ImportSource::RefreshToken(rt),
+        (None, None, None, Some(key)) => ImportSource::ApiKey { key, base_url: b.base_url, models: b.models },
+        _ => {
+            return Err(GatewayError::invalid("Send exactly one of auth_json, export, refresh_token or api_key").into());
+        }
+    };
+    let http = s.upstream.http().clone();
+    let rows = manage::resolve(source, b.label, &http, &s.config.auth_issuer, &s.config.client.user_agent)
+        .await
+        .map_err(|e| GatewayError::invalid(format!("{e:#}")))?;
+    for row in &rows {
+        s.pool.store().upsert_account(row)?;
+    }
+    s.pool.reload()?;
+    let now = now_unix();
+    let added = rows.iter().filter_map(|r| s.pool.get(&r.id)).map(|a| a.summary(now)).collect();
+    Ok((StatusCode::CREATED, Json(Value::Array(added))))
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    #[serde(default)]
+    include_secrets: bool,
+}
+
+/// Secrets leave over HTTP only when a client key guards the route: keyless, whatever reaches the port (another
+/// local user, a page that got past the browser defences) would get every account's tokens. The CLI reads the
+/// store directly and needs no key.
+async fn export(State(s): State<Arc<AppState>>, Query(q): Query<ExportQuery>) -> Answer {
+    if q.include_secrets && s.config.admin_keys().is_empty() {
+        return Err(GatewayError::new(
+            ErrorKind::PermissionDenied,
+            "include_secrets is refused over HTTP while no client key is set: set one (CODEX_GATEWAY_API_KEY, \
+             `api_keys` or --api-key) and send it, or run `codex-gateway accounts export --include-secrets` on \
+             this machine (it reads the store directly).",
+        )
+        .with_code("secrets_need_a_key")
+        .into());
+    }
+    Ok(Json(manage::export(s.pool.store(), q.include_secrets)?))
+}
+
+async fn remove(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Answer {
+    if !s.pool.store().remove_account(&id)? {
+        return Err(AdminError::NoAccount(id));
+    }
+    s.pool.reload()?;
+    Ok(Json(json!({"removed": id})))
+}
+
+fn set_enabled(s: &AppState, id: String, enabled: bool) -> Answer {
+    if s.pool.store().get_account(&id)?.is_none() {
+        return Err(AdminError::NoAccount(id));
+    }
+    let status = manage::set_enabled(s.pool.store(), &id, enabled)?;
+    s.pool.reload()?;
+    Ok(Json(json!({"id": id, "status": status.as_str()})))
+}
+
+async fn enable(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Answer {
+    set_enabled(&s, id, true)
+}
+
+async fn disable(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Answer {
+    set_enabled(&s, id, false)
+}
+
+#[derive(Deserialize)]
+struct LabelBody {
+    label: Option<String>,
+}
+
+async fn label(State(s): State<Arc<AppState>>, Path(id): Path<String>, AdminJson(b): AdminJson<LabelBody>) -> Answer {
+    if !s.pool.store().set_label(&id, b.label.as_deref())? {
+        return Err(AdminError::NoAccount(id));
+    }
+    s.pool.reload()?;
+    Ok(Json(json!({"id": id, "label": b.label})))
+}
+
+#[derive(Deserialize)]
+struct ProxyBody {
+    proxy: Option<String>,
+}
+
+/// Body `{"proxy": "socks5://host:port"}` (http, https, socks5); `null` for the global setting.
+async fn proxy(State(s): State<Arc<AppState>>, Path(id): Path<String>, AdminJson(b): AdminJson<ProxyBody>) -> Answer {
+    if let Some(p) = &b.proxy {
+        reqwest::Proxy::all(p).map_err(|e| GatewayError::invalid_param("proxy", format!("Invalid proxy URL: {e}")))?;
+    }
+    if !s.pool.store().set_proxy(&id, b.proxy.as_deref())? {
+        return Err(AdminError::NoAccount(id));
+    }
+    s.pool.reload()?;
+    Ok(Json(s.pool.get(&id).map(|a| a.summary(now_unix())).unwrap_or(Value::Null)))
+}
+
+async fn refresh(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Answer {
+    let account = account(&s, &id)?;
+    s.pool.force_refresh(&account).await?;
+    Ok(Json(account.summary(now_unix())))
+}
+
+async fn check(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Answer {
+    let account = account(&s, &id)?;
+    Ok(Json(s.pool.check(&account).await))
+}
+
+async fn clear_cooldowns(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Answer {
+    let account = account(&s, &id)?;
+    s.pool.clear_cooldowns(&account);
+    Ok(Json(account.summary(now_unix())))
+}
+
+/// `GET /admin/reload`: the last reload's report (app/reload.rs).
+async fn last_reload(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(state.live.last()).into_response()
+}
+
+/// `POST /admin/reload`: reload now.
+async fn reload_now(State(state): State<Arc<AppState>>) -> Response {
+    let report = reload_logged(state, Trigger::Admin).await;
+    // A refused file is the request's fault as much as anyone's: 422 with the report (its `error` says why).
+    let status = if report.ok { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    (status, axum::Json(report)).into_response()
+}
+
+/// `GET /admin/usage` (usage/api.rs).
+async fn usage(State(s): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Answer<Response> {
+    Ok(crate::usage::api::usage(&s.ledger, raw.as_deref()).await?)
+}
+
+/// `GET /admin/requests` (usage/api.rs).
+async fn requests(State(s): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Answer<Response> {
+    Ok(crate::usage::api::requests(&s.ledger, raw.as_deref()).await?)
+}
