@@ -116,32 +116,7 @@ impl Pool {
             });
         }
         if candidates.is_empty() {
-            return Err(match (any_active, any_serving, soonest) {
-                (_, true, Some(Blocked { until, reason, note })) => {
-                    let secs = (until - now).max(1) as u64;
-                    let (kind, code) = reason.pool_error();
-                    LeaseError::Unavailable(
-                        GatewayError::new(
-                            kind,
-                            format!("Every account that serves `{model}` is unavailable ({note}); the soonest is available again in {secs} s."),
-                        )
-                        .with_code(code)
-                        .with_retry_after(secs),
-                    )
-                }
-                // Accounts were tried for this request: one of them served the model.
-                _ if !exclude.is_empty() => LeaseError::Exhausted,
-                (true, false, _) => LeaseError::UnknownModel(
-                    GatewayError::new(
-                        ErrorKind::NotFound,
-                        format!(
-                            "No account's plan serves the model `{model}`. GET /v1/models lists what your accounts can use."
-                        ),
-                    )
-                    .with_code("model_not_found"),
-                ),
-                _ => LeaseError::Unavailable(self.no_account_error()),
-            });
+            return Err(self.refusal(model, now, (any_active, any_serving, soonest), exclude));
         }
         let affine = conversation.and_then(|k| self.affine_account(k));
         let affine_index = affine.and_then(|id| candidates.iter().find(|c| list[c.index].id == id).map(|c| c.index));
@@ -190,6 +165,38 @@ impl Pool {
         account.requests.fetch_add(1, Ordering::Relaxed);
         account.last_used.store(crate::auth::now_ms(), Ordering::Relaxed);
         Ok(Lease { account, _permit: permit })
+    }
+
+    /// Why no account could be leased, from what the search `seen` (an active account, one serving the model, the
+    /// soonest blocked one): the soonest one's wait, the accounts this request already tried, no plan serving the
+    /// model, or no usable account at all.
+    fn refusal(&self, model: &str, now: i64, seen: (bool, bool, Option<Blocked>), exclude: &[String]) -> LeaseError {
+        match seen {
+            (_, true, Some(Blocked { until, reason, note })) => {
+                let secs = (until - now).max(1) as u64;
+                let (kind, code) = reason.pool_error();
+                LeaseError::Unavailable(
+                    GatewayError::new(
+                        kind,
+                        format!("Every account that serves `{model}` is unavailable ({note}); the soonest is available again in {secs} s."),
+                    )
+                    .with_code(code)
+                    .with_retry_after(secs),
+                )
+            }
+            // Accounts were tried for this request: one of them served the model.
+            _ if !exclude.is_empty() => LeaseError::Exhausted,
+            (true, false, _) => LeaseError::UnknownModel(
+                GatewayError::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "No account's plan serves the model `{model}`. GET /v1/models lists what your accounts can use."
+                    ),
+                )
+                .with_code("model_not_found"),
+            ),
+            _ => LeaseError::Unavailable(self.no_account_error()),
+        }
     }
 
     /// After a successful upstream answer: quota headers, last use.

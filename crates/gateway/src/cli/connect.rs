@@ -141,28 +141,7 @@ fn plans(client: Client, to: &Gateway, model: &str, env: &dyn Env) -> Vec<Plan> 
                 note: "# then: claude".into(),
             }]
         }
-        Client::Codex => {
-            let dir = env.get("CODEX_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".codex"));
-            let mut provider = vec![
-                ("name", TomlValue::Str("codex-gateway".into())),
-                ("base_url", TomlValue::Str(format!("{base}/v1"))),
-                ("wire_api", TomlValue::Str("responses".into())),
-                ("env_key", TomlValue::Str("CODEX_GATEWAY_API_KEY".into())),
-            ];
-            // Turned off on the gateway: the key is left out (an older `true` in the file is harmless, the
-            // handshake's 426 sends the CLI to HTTP at once).
-            if to.websocket {
-                provider.push(("supports_websockets", TomlValue::Bool(true)));
-            }
-            vec![Plan {
-                file: dir.join("config.toml"),
-                merge: Merge::Toml {
-                    top: vec![("model", model.into()), ("model_provider", "codex-gateway".into())],
-                    table: (vec!["model_providers", "codex-gateway"], provider),
-                },
-                note: format!("# then: CODEX_GATEWAY_API_KEY={key} codex"),
-            }]
-        }
+        Client::Codex => vec![codex_plan(to, model, env, &home)],
         Client::Gemini => {
             let dir = home.join(".gemini");
             vec![
@@ -226,6 +205,31 @@ fn plans(client: Client, to: &Gateway, model: &str, env: &dyn Env) -> Vec<Plan> 
             }),
             note: "# then: reload Continue in your editor".into(),
         }],
+    }
+}
+
+/// The Codex CLI's provider in its `config.toml` (`$CODEX_HOME`, else `~/.codex`).
+fn codex_plan(to: &Gateway, model: &str, env: &dyn Env, home: &std::path::Path) -> Plan {
+    let (base, key) = (to.base, to.key);
+    let dir = env.get("CODEX_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".codex"));
+    let mut provider = vec![
+        ("name", TomlValue::Str("codex-gateway".into())),
+        ("base_url", TomlValue::Str(format!("{base}/v1"))),
+        ("wire_api", TomlValue::Str("responses".into())),
+        ("env_key", TomlValue::Str("CODEX_GATEWAY_API_KEY".into())),
+    ];
+    // Turned off on the gateway: the key is left out (an older `true` in the file is harmless, the
+    // handshake's 426 sends the CLI to HTTP at once).
+    if to.websocket {
+        provider.push(("supports_websockets", TomlValue::Bool(true)));
+    }
+    Plan {
+        file: dir.join("config.toml"),
+        merge: Merge::Toml {
+            top: vec![("model", model.into()), ("model_provider", "codex-gateway".into())],
+            table: (vec!["model_providers", "codex-gateway"], provider),
+        },
+        note: format!("# then: CODEX_GATEWAY_API_KEY={key} codex"),
     }
 }
 

@@ -98,6 +98,14 @@ fn distinct(names: Vec<(String, &str)>) -> Vec<String> {
 
 impl Collector for PoolGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.encode_accounts(&mut encoder)?;
+        self.encode_gateway(&mut encoder)
+    }
+}
+
+impl PoolGauges {
+    /// Each account's quota, state and load.
+    fn encode_accounts(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now = now_unix();
         let accounts = self.pool.accounts();
         let mut used = Vec::new();
@@ -133,21 +141,25 @@ impl Collector for PoolGauges {
             cooldown.push((vec![("account", name.clone())], blocked.unwrap_or(0) as f64));
             in_flight.push((vec![("account", name)], a.in_flight() as f64));
         }
-        family(&mut encoder, "account_quota_used_ratio", "Share of the quota window used (0..1)", &used)?;
+        family(encoder, "account_quota_used_ratio", "Share of the quota window used (0..1)", &used)?;
         family(
-            &mut encoder,
+            encoder,
             "account_quota_reset_timestamp_seconds",
             "When the quota window resets (unix seconds)",
             &resets,
         )?;
-        family(&mut encoder, "account_up", "1 when the account can serve requests now", &up)?;
+        family(encoder, "account_up", "1 when the account can serve requests now", &up)?;
         family(
-            &mut encoder,
+            encoder,
             "account_cooldown_until_timestamp_seconds",
             "When the account's cooldown or used-up window ends (unix seconds; 0: none)",
             &cooldown,
         )?;
-        family(&mut encoder, "account_in_flight", "Requests the account is serving now", &in_flight)?;
+        family(encoder, "account_in_flight", "Requests the account is serving now", &in_flight)
+    }
+
+    /// The gateway's own: token refreshes, the ledger's drops, the store, open streams, HTTP/2 resets.
+    fn encode_gateway(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let refreshes: Vec<(Vec<(&'static str, String)>, f64)> = self
             .pool
             .refreshes
@@ -155,10 +167,10 @@ impl Collector for PoolGauges {
             .iter()
             .map(|(outcome, n)| (vec![("outcome", outcome.to_string())], *n as f64))
             .collect();
-        counter_family(&mut encoder, "token_refreshes", "Token refresh calls, by outcome", &refreshes)?;
+        counter_family(encoder, "token_refreshes", "Token refresh calls, by outcome", &refreshes)?;
         let dropped = [(Vec::new(), self.ledger.records_dropped() as f64)];
         counter_family(
-            &mut encoder,
+            encoder,
             "usage_records_dropped",
             "Request records the usage ledger could not take (its queue was full)",
             &dropped,
@@ -170,28 +182,28 @@ impl Collector for PoolGauges {
             StoreHealth::Team { reachable, .. } => reachable,
         };
         let store_up = [(Vec::new(), f64::from(u8::from(store_up)))];
-        family(&mut encoder, "store_up", "1 when the store (the team's PostgreSQL database) is reachable", &store_up)?;
+        family(encoder, "store_up", "1 when the store (the team's PostgreSQL database) is reachable", &store_up)?;
         if let StoreHealth::Team { instances, affinity_dropped, .. } = health {
             let live = [(Vec::new(), f64::from(instances))];
             family(
-                &mut encoder,
+                encoder,
                 "team_instances",
                 "Live instances sharing the team store (key limits are divided by it)",
                 &live,
             )?;
             let dropped = [(Vec::new(), affinity_dropped as f64)];
             counter_family(
-                &mut encoder,
+                encoder,
                 "affinity_shares_dropped",
                 "Conversation affinities not shared with the team (queue full or store unreachable)",
                 &dropped,
             )?;
         }
         let streams = vec![(Vec::new(), crate::metrics::streams::open_streams() as f64)];
-        family(&mut encoder, "active_streams", "Streaming answers being written now", &streams)?;
+        family(encoder, "active_streams", "Streaming answers being written now", &streams)?;
         let resets = [(Vec::new(), crate::upstream::http2_resets_sent() as f64)];
         counter_family(
-            &mut encoder,
+            encoder,
             "upstream_http2_resets_sent",
             "HTTP/2 streams the gateway reset toward the upstream (a client that left, a deadline, an answer's end that never came)",
             &resets,

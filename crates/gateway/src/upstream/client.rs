@@ -206,34 +206,13 @@ impl Upstream {
                 h.insert(HeaderName::from_static("x-codex-beta-features"), t.beta_features());
             }
         };
-        let turn_headers = |h: &mut HeaderMap| {
-            if let Some(t) = turn {
-                if let Some(w) = &t.window_id {
-                    h.insert(HeaderName::from_static("x-codex-window-id"), w.clone());
-                }
-                if let Some(m) = t.metadata_header(installation) {
-                    h.insert(HeaderName::from_static("x-codex-turn-metadata"), m);
-                }
-                if let Some(r) = &t.routing_hint {
-                    h.insert(HeaderName::from_static("x-codex-routing-hint"), r.clone());
-                }
-                if let Some(c) = caller {
-                    if let Some(v) = &c.subagent {
-                        h.insert(HeaderName::from_static("x-openai-subagent"), v.clone());
-                    }
-                    if let Some(v) = &c.parent_thread_id {
-                        h.insert(HeaderName::from_static("x-codex-parent-thread-id"), v.clone());
-                    }
-                }
-            }
-        };
         match transport {
             Transport::Http => {
                 if let Some(v) = version {
                     h.insert(HeaderName::from_static("version"), v);
                 }
                 identity(&mut h);
-                turn_headers(&mut h);
+                turn_headers(&mut h, turn, installation);
                 put(&mut h, "x-client-request-id", thread);
                 put(&mut h, "session-id", &ctx.session_id);
                 put(&mut h, "thread-id", thread);
@@ -263,7 +242,7 @@ impl Upstream {
                 put(&mut h, "x-client-request-id", thread);
                 put(&mut h, "session-id", &ctx.session_id);
                 put(&mut h, "thread-id", thread);
-                turn_headers(&mut h);
+                turn_headers(&mut h, turn, installation);
                 h.insert(HeaderName::from_static("openai-beta"), HeaderValue::from_static(super::ws::BETA));
                 h.insert(HeaderName::from_static("originator"), originator);
                 if let Some(ua) = user_agent {
@@ -338,6 +317,29 @@ impl Upstream {
             (Some(direct), None) => direct.post(uri.clone(), headers, body).await,
             // Boxed: reqwest's send (proxied accounts only) would size every request's future.
             _ => Box::pin(post_via_reqwest(account.http(), url.clone(), headers, body)).await,
+        }
+    }
+}
+
+/// A turn's own headers (the window, the turn metadata, the routing hint, and a sub-agent's), where the transport's
+/// order puts them ([`Upstream::headers`]).
+fn turn_headers(h: &mut HeaderMap, turn: Option<&Turn>, installation: &str) {
+    let Some(t) = turn else { return };
+    if let Some(w) = &t.window_id {
+        h.insert(HeaderName::from_static("x-codex-window-id"), w.clone());
+    }
+    if let Some(m) = t.metadata_header(installation) {
+        h.insert(HeaderName::from_static("x-codex-turn-metadata"), m);
+    }
+    if let Some(r) = &t.routing_hint {
+        h.insert(HeaderName::from_static("x-codex-routing-hint"), r.clone());
+    }
+    if let Some(c) = t.caller.as_deref() {
+        if let Some(v) = &c.subagent {
+            h.insert(HeaderName::from_static("x-openai-subagent"), v.clone());
+        }
+        if let Some(v) = &c.parent_thread_id {
+            h.insert(HeaderName::from_static("x-codex-parent-thread-id"), v.clone());
         }
     }
 }

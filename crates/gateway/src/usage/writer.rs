@@ -132,36 +132,7 @@ pub(super) fn run(mut ledger: LedgerWriter, rx: Receiver<Msg>, shared: Arc<Share
         }
         let due = batch.len() >= BATCH || first_at.is_some_and(|t| t.elapsed() >= FLUSH) || stopping || finished;
         if !batch.is_empty() && due {
-            let began = Instant::now();
-            let entries: Vec<LedgerEntry<'_>> = batch.iter().map(|r| LedgerEntry::from(&**r)).collect();
-            match ledger.commit(&entries) {
-                Ok(()) => {
-                    tracing::debug!(
-                        records = batch.len(),
-                        ms = began.elapsed().as_secs_f64() * 1000.0,
-                        waiting = shared.queued.load(Ordering::Relaxed),
-                        "usage ledger: batch committed"
-                    );
-                    batch.clear();
-                    first_at = None;
-                    failures = 0;
-                }
-                Err(e) => {
-                    failures += 1;
-                    // Once per outage, then every ATTEMPTS tries: a long PostgreSQL outage must not flood the log.
-                    if failures % ATTEMPTS == 1 {
-                        tracing::warn!("usage ledger: cannot save {} request records: {e:#}", batch.len());
-                    }
-                    if (ledger.gives_up() && failures >= ATTEMPTS) || stopping {
-                        shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                        batch.clear();
-                        first_at = None;
-                        failures = 0;
-                    } else {
-                        std::thread::sleep(FLUSH);
-                    }
-                }
-            }
+            commit(&mut ledger, &mut batch, &mut first_at, &mut failures, &shared, stopping);
         }
         // While another instance leads, the prune stays due: this one prunes as soon as it takes the lease over.
         if next_prune <= Instant::now() && !stopping && ledger.prunes() {
@@ -173,6 +144,50 @@ pub(super) fn run(mut ledger: LedgerWriter, rx: Receiver<Msg>, shared: Arc<Share
             shared.close(rx);
             drops.warn(&shared, true);
             return;
+        }
+    }
+}
+
+/// Commit the batch: cleared when saved, or when it is given up (the backend gives up after ATTEMPTS failures, or
+/// the writer is stopping: the records are counted as dropped); else kept for the next try after FLUSH.
+// The records stay boxed as the channel brings them (`Msg::Record`): moving each out of its box would copy it.
+#[allow(clippy::vec_box)]
+fn commit(
+    ledger: &mut LedgerWriter,
+    batch: &mut Vec<Box<RequestRecord>>,
+    first_at: &mut Option<Instant>,
+    failures: &mut u32,
+    shared: &Shared,
+    stopping: bool,
+) {
+    let began = Instant::now();
+    let entries: Vec<LedgerEntry<'_>> = batch.iter().map(|r| LedgerEntry::from(&**r)).collect();
+    match ledger.commit(&entries) {
+        Ok(()) => {
+            tracing::debug!(
+                records = batch.len(),
+                ms = began.elapsed().as_secs_f64() * 1000.0,
+                waiting = shared.queued.load(Ordering::Relaxed),
+                "usage ledger: batch committed"
+            );
+            batch.clear();
+            *first_at = None;
+            *failures = 0;
+        }
+        Err(e) => {
+            *failures += 1;
+            // Once per outage, then every ATTEMPTS tries: a long PostgreSQL outage must not flood the log.
+            if *failures % ATTEMPTS == 1 {
+                tracing::warn!("usage ledger: cannot save {} request records: {e:#}", batch.len());
+            }
+            if (ledger.gives_up() && *failures >= ATTEMPTS) || stopping {
+                shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                batch.clear();
+                *first_at = None;
+                *failures = 0;
+            } else {
+                std::thread::sleep(FLUSH);
+            }
         }
     }
 }
