@@ -139,13 +139,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Whether the command line asks to serve (`serve`, or no command), as [`main`] will read it. Run before it, so
-/// a serving process can be set up before anything starts (`main.rs`); a command line that does not parse is
-/// not serving, and [`main`] reports it.
-pub fn serving() -> bool {
-    Cli::try_parse().is_ok_and(|cli| matches!(cli.command, None | Some(Command::Serve(_))))
-}
-
 /// The async runtime for this machine: a worker per core, or, when the process may use only one core (a small
 /// server, a container limited to one CPU, `taskset`), everything on the main thread. With one core the work-stealing
 /// scheduler's single worker still pays its bookkeeping at every wake-up (parking and unparking the worker, a

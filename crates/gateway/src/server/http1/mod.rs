@@ -10,7 +10,6 @@
 //! body; a streaming response is watched for the client leaving with a read into the stack, and written from the
 //! handler's own bytes with the chunk framing beside them (write.rs).
 
-use std::cell::Cell;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -52,13 +51,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_INLINE_BODY: usize = 256 * 1024;
 /// The largest head this path reads; hyper takes a larger one (and answers 431 past its own limit).
 const MAX_HEAD: usize = 64 * 1024;
-/// The room one read for a head is given (in [`HEAD_SCRATCH`]; copied out at its length).
+/// The room one read for a head is given (in a working buffer of the thread's; copied out at its length).
 const HEAD_READ: usize = 8192;
-
-thread_local! {
-    /// Room for reading heads, reused by every connection on the thread.
-    static HEAD_SCRATCH: Cell<BytesMut> = Cell::new(BytesMut::new());
-}
 
 /// What every connection of a listener shares.
 pub struct Server {
@@ -210,7 +204,7 @@ async fn read_request(tcp: &TcpStream, buf: &mut BytesMut, server: &Server) -> N
 }
 
 /// Read what the socket has into `buf`; 0 at its end or on an error. `body_left` bytes of body are still to
-/// come: they are read into `buf` directly, reserved at once. A head is read into [`HEAD_SCRATCH`] and copied at its
+/// come: they are read into `buf` directly, reserved at once. A head is read into a working buffer of the thread's and copied at its
 /// length, so the buffer the body's bytes later keep alive is no larger than the request (thousands of streams
 /// open at once, bench/notes.md).
 async fn read_more(tcp: &TcpStream, buf: &mut BytesMut, body_left: usize) -> usize {
@@ -222,15 +216,14 @@ async fn read_more(tcp: &TcpStream, buf: &mut BytesMut, body_left: usize) -> usi
             buf.reserve(body_left);
             tcp.try_read_buf(buf)
         } else {
-            // Into a buffer kept for this per thread, whose room the read fills without zeroing it first: a zeroed
-            // 8 KB array on the stack was ~8 K instructions per request (callgrind, bench/notes.md "Thirty-third
-            // session"). Not `scratch.rs`'s buffer: a head read between a stream's cuts made it move to a new
-            // allocation while pieces were held (3.6% more CPU on bursts).
-            let mut room = HEAD_SCRATCH.try_with(Cell::take).unwrap_or_default();
-            room.clear();
+            // Into a working buffer of the thread's, whose room the read fills without zeroing it first: a zeroed
+            // 8 KB array on the stack was ~8 K instructions per request (docs/performance.md, "Per-thread
+            // buffers"). Not the buffer `scratch::cut` cuts from: a head read between a stream's cuts made it move
+            // to a new allocation while pieces were held (3.6% more CPU on bursts).
+            let mut room = upstream_transport::scratch::take();
             room.reserve(HEAD_READ);
             let read = tcp.try_read_buf(&mut room).inspect(|&n| buf.extend_from_slice(&room[..n]));
-            let _ = HEAD_SCRATCH.try_with(|kept| kept.set(room));
+            upstream_transport::scratch::give_back(room);
             read
         };
         match read {
