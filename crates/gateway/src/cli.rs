@@ -143,7 +143,7 @@ pub fn main() -> ExitCode {
 /// server, a container limited to one CPU, `taskset`), everything on the main thread. With one core the work-stealing
 /// scheduler's single worker still pays its bookkeeping at every wake-up (parking and unparking the worker, a
 /// second thread for `block_on`); measured paired against it on one core, the current-thread runtime used ~2.5%
-/// less CPU per request, paced and burst alike (bench/notes.md, "Twenty-fourth session"). `TOKIO_WORKER_THREADS`
+/// less CPU per request, paced and burst alike (docs/performance.md, "Current-thread runtime on one core"). `TOKIO_WORKER_THREADS`
 /// still picks the multi-thread runtime with that many workers.
 fn runtime_builder() -> tokio::runtime::Builder {
     let cores = std::thread::available_parallelism().ok().map(|n| n.get());

@@ -76,7 +76,7 @@ fn page_size() -> u64 {
 /// On a page fault in a file mapping Linux maps cached pages around the one asked for ("fault-around") and reads
 /// ahead, so code run once at start costs more resident memory than its own pages: ~14 MB of the 23 MB binary
 /// was resident while idle. With `MADV_RANDOM` on the binary's own mappings (the libraries and the heap are left
-/// alone) it was ~12.5 MB, and idle RSS fell from 16.0–16.3 to 14.4–14.9 MB (bench/notes.md, sixteenth session).
+/// alone) it was ~12.5 MB, and idle RSS fell from 16.0–16.3 to 14.4–14.9 MB (docs/performance.md, "Binary pages on demand").
 /// Page-cache hits stay minor faults, so the cost is some more of them at start. Best effort: any failure
 /// leaves the default.
 #[cfg(target_os = "linux")]

@@ -4,7 +4,7 @@
 //! shelf of working buffers ([`take`] / [`give_back`]: a chunk being built, a write being framed, a head being
 //! read), each taken within a poll and given back before anything waits.
 //!
-//! A performance trick, measured (bench/notes.md, thirty-first session): each of those was an allocation and a
+//! A performance trick, measured (docs/performance.md, "Upstream byte scratch"): each of those was an allocation and a
 //! free per event (`Bytes::from(Vec)` or `Bytes::copy_from_slice`). Here a piece is split off the thread's
 //! buffer (one shared reference count, no allocation); once every piece cut from it has been dropped, the next
 //! cut rewinds to its front. A piece that is still held when the buffer runs out only costs what it did before:

@@ -48,7 +48,7 @@ fn limiter_for(limits: OutputLimits, input_estimate: u64) -> Option<Limiter> {
 
 /// In declaration order (`repr(C)`), what every event reads first: the flags and deadlines, the limiter's pointer,
 /// the encoder, then the exchange (whose reader comes first); what a stream touches once (the record, the usage)
-/// last. An event's cost is mostly cache misses on per-stream state (bench/notes.md, twenty-fifth session), and
+/// last. An event's cost is mostly cache misses on per-stream state (docs/performance.md, "Pump field order"), and
 /// the compiler's own order spread the per-event fields over the pump's 15 cache lines.
 #[repr(C)]
 struct Pump<E: StreamEncoder> {
@@ -58,7 +58,7 @@ struct Pump<E: StreamEncoder> {
     /// Load-bearing for performance: while a stream is the only one open (`metrics::streams`), ending its first
     /// chunk at the first event with output and yielding once gets the first byte out 30-45 us sooner; done for
     /// every stream, the same trick cost ~5% more CPU per request at c=64, so the count keeps it to the case where
-    /// it is free (bench/notes.md, "Tried and not kept"). The count is relaxed and approximate on purpose: a stale
+    /// it is free (docs/performance.md, "Early first chunk"). The count is relaxed and approximate on purpose: a stale
     /// reading only picks the other, equally correct, chunking for one chunk. It is read only while a stream's
     /// first chunk is built; keep it off the per-event path of the rest of the stream.
     yield_first: bool,
@@ -89,7 +89,7 @@ impl<E: StreamEncoder> Pump<E> {
     /// One exception, the first byte when this is the only stream: the first chunk then ends with the first event
     /// that produced output, and the pump yields once so the connection writes it before the rest of the burst is
     /// translated (30-45 us sooner at c=1). Under load every stream keeps one write per burst: doing this for all
-    /// streams cost ~5% more CPU per request at c=64 (bench/notes.md).
+    /// streams cost ~5% more CPU per request at c=64 (docs/performance.md, "Early first chunk").
     ///
     /// A poll, not an async fn: nothing lives across a pending poll but the pump itself (the chunk is begun only
     /// once an event arrived), so the body is the pump, polled in place, with no state machine or second box.
@@ -448,7 +448,8 @@ struct IdleClock {
 }
 
 /// The clock is read once per wait, not once per event: a non-streaming answer's 200 deltas arrive in a few
-/// reads, and a clock read per event was ~5% of the gateway's CPU per request (bench/notes.md).
+/// reads, and a clock read per event cost 7-9% of a request's time in alternating runs (docs/performance.md, "Clock
+/// reads per wait").
 impl IdleClock {
     fn new(limit: Duration) -> IdleClock {
         IdleClock { limit, deadline: Instant::now() + limit, moved: false }

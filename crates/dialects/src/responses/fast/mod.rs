@@ -3,7 +3,7 @@
 //!
 //! Why: under callgrind, serde's pass over a delta payload (capturing `type`, `item_id` and `delta`, skipping
 //! `content_index`, `logprobs`, `output_index`, `sequence_number`) was ~45% of the gateway's instructions per
-//! streamed request at one event per frame (bench/notes.md, "Fifteenth session"). A delta is one flat object of
+//! streamed request at one event per frame (docs/performance.md, "Delta scanner"). A delta is one flat object of
 //! strings, integers and empty arrays; this reads that shape in one pass of a few instructions per byte.
 //!
 //! Exactness is the rule, not a hope: the scanner answers only for input it fully understands and that serde

@@ -3,7 +3,7 @@
 //! (head.rs lists it: upgrades, `Expect`, chunked or large bodies, HTTP/1.0, malformed heads) is handed to hyper
 //! with the connection, at that request (fallback.rs).
 //!
-//! Why not hyper for all of it (bench/notes.md, memory per stream): hyper's HTTP/1 connection holds an 8 KB
+//! Why not hyper for all of it (docs/performance.md, "Own HTTP/1.1 server connection"): hyper's HTTP/1 connection holds an 8 KB
 //! write buffer for its whole life and an 8 KB read buffer while a response streams (it reads to notice a client
 //! that left), with no setting below that; at 10,000 open streams that is 160 MB of the 150 MB the gateway may
 //! use. Here the read buffer exists only while a head and body arrive and is freed when the handler drops the
@@ -74,7 +74,7 @@ pub async fn serve(tcp: TcpStream, server: Arc<Server>) {
     loop {
         // Boxed, and freed before the response streams: the connection's own future (alive as long as the
         // stream) is then only the writer's state, 712 bytes instead of 1,968 with the read and the handler
-        // inline (bench/notes.md, nineteenth session).
+        // inline (docs/performance.md, "Small waiting requests").
         let (response, close) = match Box::pin(respond(&tcp, &mut buf, &server)).await {
             Answer::Response(response, close) => (response, close),
             Answer::Closed => return,
@@ -206,7 +206,7 @@ async fn read_request(tcp: &TcpStream, buf: &mut BytesMut, server: &Server) -> N
 /// Read what the socket has into `buf`; 0 at its end or on an error. `body_left` bytes of body are still to
 /// come: they are read into `buf` directly, reserved at once. A head is read into a working buffer of the thread's and copied at its
 /// length, so the buffer the body's bytes later keep alive is no larger than the request (thousands of streams
-/// open at once, bench/notes.md).
+/// open at once, docs/performance.md, "Own HTTP/1.1 server connection").
 async fn read_more(tcp: &TcpStream, buf: &mut BytesMut, body_left: usize) -> usize {
     loop {
         if tcp.readable().await.is_err() {

@@ -91,7 +91,7 @@ enum Piece {
     /// Small frames with their framing, copied into one contiguous buffer: a paced stream's event is then one
     /// plain `send` of one buffer. Written as three slices (size line, data, line end) with `sendmsg`, the kernel
     /// imported an iovec and copied per segment, and the connection built a slice array per write: ~3% of a
-    /// paced stream's CPU against the copy of a few hundred hot bytes (bench/notes.md, twenty-fifth session).
+    /// paced stream's CPU against the copy of a few hundred hot bytes (docs/performance.md, "Flat small-chunk writes").
     /// Frames are appended to the last piece when it is a flat buffer, else a new one starts: order is kept.
     Flat(Vec<u8>),
     Data(Bytes),
@@ -160,7 +160,7 @@ impl Outgoing {
         // The body said Pending in this call: its waker is registered, and asking again before it wakes finds
         // nothing new. Without this, every write went back to the body once more, walking the whole handler's
         // poll chain (pump, reader, upstream socket, timers) for nothing: one in three of those walks per event
-        // when events arrive one at a time (callgrind, bench/notes.md "Twenty-first session").
+        // when events arrive one at a time (callgrind, docs/performance.md, "Paced-event write path").
         let mut body_pending = false;
         // The queue's next slot is a line of its own allocation that nothing touched since this stream's last
         // event: asked for now, it loads while the body reads from the upstream (`prefetch`).
@@ -273,7 +273,7 @@ impl Outgoing {
             }
             // `sendmsg`, the socket's own call, rather than tokio's `writev`: the same gather write without the
             // VFS layer a `writev` goes through first (`vfs_writev`), which perf put at ~0.7 us of kernel time per
-            // write (bench/notes.md, twenty-first session).
+            // write (docs/performance.md, "Paced-event write path").
             tcp.try_io(Interest::WRITABLE, || sock.send_vectored_with_flags(&slices[..n], libc::MSG_NOSIGNAL))?
         };
         if written == 0 {
@@ -314,7 +314,7 @@ pub fn poll_peer_gone(tcp: &TcpStream, pipelined: &mut BytesMut, cx: &mut Contex
             Poll::Ready(Err(_)) => return Poll::Ready(()),
             Poll::Pending => return Poll::Pending,
         }
-        // On the stack: a connection holds no read buffer while it waits (bench/notes.md, memory per stream).
+        // On the stack: a connection holds no read buffer while it waits (docs/performance.md, "Own HTTP/1.1 server connection").
         let mut scratch = [0u8; 2048];
         match tcp.try_read(&mut scratch) {
             Ok(0) => return Poll::Ready(()),
