@@ -24,17 +24,12 @@ pub trait StreamEncoder: Send + 'static {
     fn needs_delta_payloads(&self) -> bool {
         true
     }
-    /// Bytes of the encoder's own that it copies into every text chunk (Chat's rendered head), so the pump can
-    /// ask for them to be loaded while the read it is about to make is in the kernel. Empty by default.
-    fn per_event_bytes(&self) -> &[u8] {
-        &[]
-    }
 }
 
 /// Implements the trait for a translating encoder by delegating to its inherent methods (`on_event`, `error`,
 /// `is_finished`), which read only the event: the raw frame is the passthrough's business.
 macro_rules! delegate {
-    ($ty:ty $(, keepalive = $ka:expr)? $(, per_event_bytes = $pe:expr)?) => {
+    ($ty:ty $(, keepalive = $ka:expr)?) => {
         impl StreamEncoder for $ty {
             fn on_event(&mut self, _frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
                 <$ty>::on_event(self, event, out)
@@ -48,19 +43,12 @@ macro_rules! delegate {
             $(fn keepalive(&mut self, out: &mut Vec<u8>) {
                 ($ka)(out)
             })?
-            $(fn per_event_bytes(&self) -> &[u8] {
-                ($pe)(self)
-            })?
         }
     };
 }
 
 // SSE comment lines are ignored by every OpenAI client.
-delegate!(
-    ChatEncoder,
-    keepalive = |out: &mut Vec<u8>| out.extend_from_slice(b": keepalive\n\n"),
-    per_event_bytes = ChatEncoder::text_head
-);
+delegate!(ChatEncoder, keepalive = |out: &mut Vec<u8>| out.extend_from_slice(b": keepalive\n\n"));
 delegate!(AnthropicEncoder, keepalive = AnthropicEncoder::ping);
 delegate!(GeminiEncoder);
 delegate!(OllamaEncoder);

@@ -126,7 +126,7 @@ impl SseParser {
     /// arrives: the next frame on the thread, of whichever stream, then fills the buffer the last one left, still
     /// in the cache. When each parser kept its own for its next frame, every paced event wrote into a buffer not
     /// touched since that stream's previous event (callgrind's cache simulation, 64 paced streams: ~2 missed
-    /// lines per event, the most of any copy on the per-event path; bench/notes.md, thirty-first session).
+    /// lines per event, the most of any copy on the per-event path; docs/performance.md, "SSE payload pool").
     pub fn recycle(&mut self, frame: SseFrame) {
         let mut data = frame.data;
         if data.capacity() == 0 || data.capacity() > MAX_RECYCLED {
@@ -140,7 +140,7 @@ impl SseParser {
     ///
     /// Only an unfinished last line is kept between chunks, and the buffer is freed once it is consumed: a
     /// stream waiting for its next event holds no parse buffer (with thousands of slow streams open, a buffer
-    /// sized by the largest chunk seen was ~1 KB per stream; bench/notes.md).
+    /// sized by the largest chunk seen was ~1 KB per stream; docs/performance.md, "Small waiting requests").
     pub fn push(&mut self, chunk: &[u8], out: &mut impl Extend<SseFrame>) -> Result<(), FrameTooLarge> {
         if self.buf.is_empty() {
             // The usual case, chunks that end on a line break: lines are parsed straight from the chunk.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// The benchmark's upstream shares one core with the load generator, and over HTTP/2 (hyper and h2: every DATA
 /// frame queued, scheduled and freed on its own) glibc's malloc was ~30% of its time: the fake, not the gateway
-/// under test, set how fast a burst arrived (bench/notes.md, "Thirty-ninth session"). Its memory is no target.
+/// under test, set how fast a burst arrived (docs/performance.md, "How they are measured"). Its memory is no target.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

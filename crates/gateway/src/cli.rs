@@ -140,18 +140,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Whether the command line asks to serve (`serve`, or no command), as [`main`] will read it. Run before it, so
-/// a serving process can be set up before anything starts (`main.rs`); a command line that does not parse is
-/// not serving, and [`main`] reports it.
-pub fn serving() -> bool {
-    Cli::try_parse().is_ok_and(|cli| matches!(cli.command, None | Some(Command::Serve(_))))
-}
-
 /// The async runtime for this machine: a worker per core, or, when the process may use only one core (a small
 /// server, a container limited to one CPU, `taskset`), everything on the main thread. With one core the work-stealing
 /// scheduler's single worker still pays its bookkeeping at every wake-up (parking and unparking the worker, a
 /// second thread for `block_on`); measured paired against it on one core, the current-thread runtime used ~2.5%
-/// less CPU per request, paced and burst alike (bench/notes.md, "Twenty-fourth session"). `TOKIO_WORKER_THREADS`
+/// less CPU per request, paced and burst alike (docs/performance.md, "Current-thread runtime on one core"). `TOKIO_WORKER_THREADS`
 /// still picks the multi-thread runtime with that many workers.
 fn runtime_builder() -> tokio::runtime::Builder {
     let cores = std::thread::available_parallelism().ok().map(|n| n.get());

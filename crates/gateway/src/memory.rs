@@ -1,5 +1,4 @@
-//! Giving memory back to the system after a burst, keeping the binary's own resident pages few at idle, and
-//! putting the heap on huge pages while serving ([`serve_with_the_heap_on_huge_pages`]).
+//! Giving memory back to the system after a burst, and keeping the binary's own resident pages few at idle.
 //!
 //! glibc's allocator keeps pages that freed blocks leave behind whenever they are not at the top of a heap, which
 //! after a burst of streams is nearly all of them: 5,000 concurrent streams left the gateway at ~240 MB resident
@@ -77,7 +76,7 @@ fn page_size() -> u64 {
 /// On a page fault in a file mapping Linux maps cached pages around the one asked for ("fault-around") and reads
 /// ahead, so code run once at start costs more resident memory than its own pages: ~14 MB of the 23 MB binary
 /// was resident while idle. With `MADV_RANDOM` on the binary's own mappings (the libraries and the heap are left
-/// alone) it was ~12.5 MB, and idle RSS fell from 16.0–16.3 to 14.4–14.9 MB (bench/notes.md, sixteenth session).
+/// alone) it was ~12.5 MB, and idle RSS fell from 16.0–16.3 to 14.4–14.9 MB (docs/performance.md, "Binary pages on demand").
 /// Page-cache hits stay minor faults, so the cost is some more of them at start. Best effort: any failure
 /// leaves the default.
 #[cfg(target_os = "linux")]
@@ -107,70 +106,6 @@ pub fn map_only_the_binary_pages_used() {
 
 #[cfg(not(target_os = "linux"))]
 pub fn map_only_the_binary_pages_used() {}
-
-/// glibc's tunable that puts the allocator's heaps on transparent huge pages (glibc 2.35 and later).
-pub const HUGE_PAGE_TUNABLE: &str = "glibc.malloc.hugetlb";
-/// Set to `on` in the process [`serve_with_the_heap_on_huge_pages`] executes; set to anything beforehand (`off`),
-/// it keeps the gateway from doing so.
-pub const HUGE_PAGES_ENV: &str = "CODEX_GATEWAY_HUGE_PAGES";
-
-/// Serve with the allocator's heaps on transparent huge pages, where the kernel gives them only to memory that asks
-/// (`/sys/kernel/mm/transparent_hugepage/enabled` is `madvise`, as on Ubuntu; with `always` the heap has them
-/// already).
-///
-/// Why: with many streams open, each event touches a few lines of several per-stream objects (the connection, the
-/// pump, the reader, the upstream connection), scattered over more 4 KB pages than the TLB holds. On 2 MB pages,
-/// paired against the same binary on 4 KB pages, the gateway used 2–3% less CPU per paced request at c=512 and
-/// the same at c=64; resident memory grows by at most the unused part of a huge page per heap (bench/notes.md,
-/// "Twenty-eighth session").
-///
-/// glibc reads its tunables from the environment once, before `main`, so the process executes itself again (the
-/// same binary, by its path so it keeps its name, with the same arguments) with `glibc.malloc.hugetlb=1` added to
-/// `GLIBC_TUNABLES` and [`HUGE_PAGES_ENV`] set to `on`, which the second start sees (glibc may rewrite
-/// `GLIBC_TUNABLES` as it reads it, so that variable cannot tell). Nothing has started yet when this runs: no
-/// thread, file or socket. Not done when [`HUGE_PAGES_ENV`] is set already (`off` turns this off) or
-/// `GLIBC_TUNABLES` names the tunable (the operator chose). If the exec fails the gateway goes on with the
-/// default heap.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn serve_with_the_heap_on_huge_pages() {
-    use std::os::unix::process::CommandExt;
-
-    let tunables = std::env::var_os("GLIBC_TUNABLES").unwrap_or_default();
-    if std::env::var_os(HUGE_PAGES_ENV).is_some()
-        || tunables.to_string_lossy().contains(HUGE_PAGE_TUNABLE)
-        || !huge_pages_on_request()
-    {
-        return;
-    }
-    let mut value = tunables;
-    if !value.is_empty() {
-        value.push(":");
-    }
-    value.push(format!("{HUGE_PAGE_TUNABLE}=1"));
-    let mut args = std::env::args_os();
-    // The binary by its own path, so the process keeps its name (`ps`, `pgrep codex-gateway`, `pkill`): the
-    // kernel names a process after the file it executes, and `/proc/self/exe` would make it `exe`. That link is
-    // the fallback for a binary deleted since it started (an upgrade in place), whose path no longer opens.
-    let path = std::env::current_exe().ok().filter(|p| p.is_file());
-    let mut again = std::process::Command::new(path.as_deref().unwrap_or(std::path::Path::new("/proc/self/exe")));
-    if let Some(name) = args.next() {
-        again.arg0(name);
-    }
-    // Returns only if the exec failed.
-    let failed = again.args(args).env("GLIBC_TUNABLES", value).env(HUGE_PAGES_ENV, "on").exec();
-    // No log subscriber exists yet: stderr, once.
-    eprintln!("codex-gateway: serving with the heap on normal pages (executing it again failed: {failed})");
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn serve_with_the_heap_on_huge_pages() {}
-
-/// Whether the kernel gives transparent huge pages to memory that asks for them, and only to such memory. With
-/// `always` every heap has them already; with `never` asking does nothing.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn huge_pages_on_request() -> bool {
-    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").is_ok_and(|mode| mode.contains("[madvise]"))
-}
 
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {

@@ -1,7 +1,7 @@
 //! Asking the CPU to start loading a stream's state before the code that reads it runs, so the loads overlap
 //! each other and the system call in between instead of waiting one after another.
 //!
-//! A performance trick for paced streams at high concurrency (bench/notes.md, thirty-second session): between two
+//! A performance trick for paced streams at high concurrency (docs/performance.md, "Prefetch hints"): between two
 //! events of a stream, hundreds of other streams pass through the core and its caches, so every event begins by
 //! fetching the stream's own state from memory, a chain of dependent misses (the pump, the upstream body, the
 //! parsed-frame queue, the encoder's head). A prefetch is only a hint: it never faults and never changes what a

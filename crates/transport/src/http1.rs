@@ -4,7 +4,7 @@
 //! Why not hyper-util's pooled client: hyper runs each connection on a task of its own and hands the body over
 //! one chunk at a time through a one-slot channel, so an answer whose events come one per chunk (as the real
 //! backend flushes them) cost two cross-task wake-ups per event, and the reader could never see a second ready
-//! event without yielding: one client write per event (issue 26, bench/notes.md "Fourteenth session"). Here the
+//! event without yielding: one client write per event (issue 26, docs/performance.md, "Own HTTP/1.1 upstream reader"). Here the
 //! body is the socket itself: one read takes every byte the kernel has, the chunked framing is removed from all of
 //! it at once, and the reader gets one buffer per read, so a burst becomes one write to the client.
 //!
@@ -463,7 +463,7 @@ impl Body {
             }
             let Some(io) = self.io.as_mut() else { return Poll::Ready(None) };
             // Uninitialised: zeroing 16 KB before every read was ~250 instructions per event at one event per
-            // read (callgrind, bench/notes.md "Fifteenth session"); the socket's read writes what it fills.
+            // read (callgrind, docs/performance.md, "Own HTTP/1.1 upstream reader"); the socket's read writes what it fills.
             let mut space = [std::mem::MaybeUninit::<u8>::uninit(); READ_SIZE];
             let mut buf = ReadBuf::uninit(&mut space);
             match Pin::new(io).poll_read(cx, &mut buf) {

@@ -8,7 +8,7 @@
 //!   HTTP/1.1. Every request goes this way unless a proxy is involved. It is written against the sockets and
 //!   rustls directly, not through reqwest, because reqwest's own layers (its boxed pending future, header
 //!   merging, redirect handling, a second body wrapper) were the largest piece of the gateway's time before the
-//!   first byte, and ~11% of its CPU per streamed request (bench/notes.md).
+//!   first byte, and ~11% of its CPU per streamed request (docs/performance.md, "Direct transport instead of reqwest").
 //! - reqwest ([`post_via_reqwest`]), for accounts behind a proxy (HTTP CONNECT or SOCKS, with `NO_PROXY` for the
 //!   global one), which reqwest handles and the request path does not need to re-implement.
 //!

@@ -1,7 +1,10 @@
-//! Short-lived owned byte buffers (`Bytes`) cut from one reusable allocation per thread: a paced stream's
-//! decoded upstream read and its outgoing chunk, each handed on and dropped within a poll or two.
+//! The thread's byte buffers, the one place per-thread buffers of the request path live (docs/performance.md,
+//! "Per-thread buffers"): short-lived owned pieces (`Bytes`) cut from one reusable allocation ([`cut`]: a paced
+//! stream's decoded upstream read and its outgoing chunk, each handed on and dropped within a poll or two), and a
+//! shelf of working buffers ([`take`] / [`give_back`]: a chunk being built, a write being framed, a head being
+//! read), each taken within a poll and given back before anything waits.
 //!
-//! A performance trick, measured (bench/notes.md, thirty-first session): each of those was an allocation and a
+//! A performance trick, measured (docs/performance.md, "Upstream byte scratch"): each of those was an allocation and a
 //! free per event (`Bytes::from(Vec)` or `Bytes::copy_from_slice`). Here a piece is split off the thread's
 //! buffer (one shared reference count, no allocation); once every piece cut from it has been dropped, the next
 //! cut rewinds to its front. A piece that is still held when the buffer runs out only costs what it did before:
@@ -10,7 +13,7 @@
 //! variant that used big buffers front to back and made the reader copy what it kept was 1-2% slower): keep the
 //! buffer small and rewound while hot, and keep the reader from copying.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use bytes::{Bytes, BytesMut};
 
@@ -21,8 +24,34 @@ const MIN_ROOM: usize = 8 * 1024;
 /// does not hold a large allocation for small events.
 const MAX_KEEP: usize = 64 * 1024;
 
+/// Working buffers kept on a thread's shelf: a poll takes at most two at once (a chunk being built and a write
+/// being framed are taken one after the other, so one is the common case).
+const SHELF: usize = 2;
+
 thread_local! {
     static BUFFER: Cell<BytesMut> = Cell::new(BytesMut::new());
+    static WORK: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A working buffer, empty: the one given back last on this thread (its lines likely still in the cache), else a
+/// new one with no room.
+pub fn take() -> Vec<u8> {
+    WORK.try_with(|shelf| shelf.borrow_mut().pop()).ok().flatten().unwrap_or_default()
+}
+
+/// Give a working buffer back to the thread's shelf, emptied, unless it has no room or grew past [`MAX_KEEP`] (a
+/// burst's buffer is freed, so the thread does not hold a large allocation for small events).
+pub fn give_back(mut buffer: Vec<u8>) {
+    if buffer.capacity() == 0 || buffer.capacity() > MAX_KEEP {
+        return;
+    }
+    buffer.clear();
+    let _ = WORK.try_with(|shelf| {
+        let mut shelf = shelf.borrow_mut();
+        if shelf.len() < SHELF {
+            shelf.push(buffer);
+        }
+    });
 }
 
 /// A `Bytes` holding what `fill` appends (given room for `room` bytes at least; it may append more, at the cost of
@@ -54,6 +83,22 @@ pub fn copy(bytes: &[u8]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn working_buffers_come_back_empty_and_large_ones_are_not_kept() {
+        let mut a = take();
+        a.extend_from_slice(b"chunk");
+        let at = a.as_ptr() as usize;
+        give_back(a);
+        let again = take();
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr() as usize, at, "the buffer given back last is taken first");
+        let mut big = Vec::with_capacity(1 << 20);
+        big.push(1);
+        give_back(big);
+        give_back(again);
+        assert!(take().capacity() <= MAX_KEEP, "the burst's buffer was freed, not shelved");
+    }
 
     /// A piece dropped before the next cut leaves the buffer to be rewound: every cut then starts at the front of
     /// the same allocation. Held pieces keep their bytes (the next cut comes after them, or from a new buffer).

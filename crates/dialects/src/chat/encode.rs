@@ -177,11 +177,6 @@ pub struct ChatEncoder {
 }
 
 impl ChatEncoder {
-    /// The head every text chunk starts with (see the field).
-    pub fn text_head(&self) -> &[u8] {
-        &self.text_head
-    }
-
     pub fn new(id: String, created: u64, model: String, include_usage: bool) -> Self {
         let mut text_head = Vec::with_capacity(id.len() + model.len() + 96);
         text_head.extend_from_slice(b"data: {\"id\":");

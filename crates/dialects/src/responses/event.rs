@@ -407,7 +407,7 @@ impl<'a> Event<'a> {
     /// `content_part.*`, `*.done` of text: about half of a short answer's non-delta events) is known to be
     /// [`Event::Ignored`] from its name and the first or last bytes of its payload, without parsing the rest.
     /// Load-bearing for performance: those parses were ~26 K instructions per streamed request, 3% of a paced
-    /// one (bench/notes.md, "Twenty-second session"). What this does not do is check that such a payload is
+    /// one (docs/performance.md, "Ignored events known by name"). What this does not do is check that such a payload is
     /// valid JSON: the gateway reads nothing from it, and a passthrough forwards it as it came either way.
     pub fn parse_frame(name: Option<&str>, data: &'a str) -> Result<Event<'a>, EventParseError> {
         if let Some(event) = super::fast::parse_delta(data) {

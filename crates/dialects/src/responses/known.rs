@@ -7,7 +7,7 @@
 //! largest an event has: the backend's `output_item.done` and `response.completed` repeat the whole answer, and its
 //! response objects echo the request's settings. The second scan is what this saves, so the saving grows with
 //! those objects: on fake-codex's small ones, ~1 K of the ~230 K instructions of a one-token request (callgrind,
-//! bench/notes.md "Thirty-third session"); most of such a parse is serde's work per key, which stays.
+//! docs/performance.md, "Known events in one serde pass"); most of such a parse is serde's work per key, which stays.
 //!
 //! Exact: the type is read from the payload's first or last bytes only where nothing but the top-level `type`
 //! can stand there (a quote inside a JSON string is escaped), and the whole payload is then parsed by serde into a

@@ -6,7 +6,7 @@
 //! wrappers, strings through `Debug` (escaped char by char), and the time through a dozen padded integers.
 //! Here plain strings are copied between their quotes, integers go through `itoa`, and the time is built from
 //! its digits: ~1 us less per request (paired, one-event streams at c=64: 0.988 of the CPU with the default
-//! format; bench/notes.md "Twenty-ninth session"). Anything unusual (a string that needs escaping, a float, a
+//! format; docs/performance.md, "Batched log writes"). Anything unusual (a string that needs escaping, a float, a
 //! value only `Debug` can write) takes the same `Debug` path the default format does, so the bytes cannot differ
 //! (tests below compare the two on the same events).
 

@@ -4,7 +4,7 @@
 //!
 //! Why: one `write` per line cost a streamed request ~4 us of its CPU on a log file (ext4's write path and the
 //! inode's time update): the same binary with its stderr on /dev/null used 0.951 of the CPU per one-event request
-//! at c=64, and batches gave back ~3% of it (paired; bench/notes.md "Twenty-ninth session"). A batch is one
+//! at c=64, and batches gave back ~3% of it (paired; docs/performance.md, "Batched log writes"). A batch is one
 //! `write` for every line in it, and a line gives nothing up that a reader needs: the batch is written within
 //! [`INTERVAL`], lines stay in order, warnings and errors are never held back, and the lines are whole (a
 //! rotated log file is cut between lines, as before). What a batch can lose is the information lines of its last

@@ -40,7 +40,7 @@ pub struct Exchange {
 
 /// Headers clients use to name a conversation, most specific first.
 /// Static names, here and for the request's other headers: a `&str` name is parsed and checked again on every
-/// lookup (~5 K instructions per request in all, callgrind, bench/notes.md "Thirty-third session").
+/// lookup (~5 K instructions per request in all, callgrind, docs/performance.md, "Static header names").
 static SESSION_HEADERS: [HeaderName; 5] = [
     HeaderName::from_static("x-claude-code-session-id"),
     HeaderName::from_static("session-id"),
@@ -120,7 +120,7 @@ pub struct Prepared {
 
 /// Validate the model and finalize and serialize the body. The request's JSON tree is freed here (its body is
 /// left empty): it is the largest part of a request that waits for the upstream, and with thousands of streams
-/// opening at once those waits overlap (bench/notes.md).
+/// opening at once those waits overlap (docs/performance.md, "Small waiting requests").
 pub async fn prepare(
     state: &AppState,
     headers: &HeaderMap,
@@ -312,7 +312,7 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
                 state.pool.record_success(&account, &headers);
                 let rate_limits = RateLimitHeaders::from_upstream(&headers);
                 // Freed before the peek, not after it: the upstream's header map (~1.5–2.5 KB) would otherwise
-                // be held by every request waiting for its first event (bench/notes.md, nineteenth session).
+                // be held by every request waiting for its first event (docs/performance.md, "Small waiting requests").
                 drop(headers);
                 let mut reader = EventReader::new(body);
                 let until = window.end.unwrap_or_else(|| Instant::now() + window.len);

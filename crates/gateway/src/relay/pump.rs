@@ -2,7 +2,6 @@
 //! drops the upstream connection at once), keepalives while upstream is silent, limits emulation, and the
 //! non-streaming collection of a whole response.
 
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,6 +15,7 @@ use dialects::sse::SseFrame;
 use dialects::{Event, GatewayError, OutputLimits, UpstreamFailure, Usage};
 use hyper::body::Frame;
 use tracing::debug;
+use upstream_transport::scratch;
 
 use crate::metrics::streams::{OpenStream, open_streams};
 use crate::record::Recorder;
@@ -33,31 +33,11 @@ const EVENT_ROOM: usize = 1024;
 /// The pump's lines an event reads: its flags and deadlines, the encoder and the reader come first (`Pump`).
 const PUMP_HOT_LINES: usize = 8;
 
-thread_local! {
-    /// See [`take_waiting`].
-    static WAITING: Cell<bool> = const { Cell::new(false) };
-    /// The buffer a chunk is built in, one per runtime thread: taken by a pump once an event arrived and given back
-    /// before it waits again (nothing is held across an await), so paced events cost no allocation of their own.
-    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
-
-/// Whether the streaming body polled last on this thread handed over its chunk already registered for the next
-/// one: the upstream body said pending to the task's waker, and the wait timer holds it too
-/// ([`reader::Ready::Waiting`](crate::relay::reader::Ready)). Polling the body again before the task is woken
-/// would only walk the handler's whole poll chain to register what is registered, once more per event when
-/// events come one per wake-up. Cleared by the call; the HTTP/1.1 writer reads it after each chunk
-/// (server/http1/write.rs), and clears it before polling, so a flag left by a body another server polled on
-/// this thread is never taken for its own.
-pub fn take_waiting() -> bool {
-    WAITING.replace(false)
-}
-
-/// Return a chunk buffer to the thread's scratch, empty, unless it grew past the scratch's size (a burst's).
-fn give_back(mut out: Vec<u8>) {
-    if out.capacity() > 0 && out.capacity() <= FIRST_CHUNK {
-        out.clear();
-        SCRATCH.set(out);
-    }
+/// Return a chunk buffer to the thread's shelf (`scratch`; a burst's large one is freed there). A chunk is built
+/// in a buffer taken from there once an event arrived and given back before the pump waits
+/// again (nothing is held across an await), so paced events cost no allocation of their own.
+fn give_back(out: Vec<u8>) {
+    scratch::give_back(out);
 }
 
 /// Which limits the pump applies before the encoder sees events.
@@ -68,7 +48,7 @@ fn limiter_for(limits: OutputLimits, input_estimate: u64) -> Option<Limiter> {
 
 /// In declaration order (`repr(C)`), what every event reads first: the flags and deadlines, the limiter's pointer,
 /// the encoder, then the exchange (whose reader comes first); what a stream touches once (the record, the usage)
-/// last. An event's cost is mostly cache misses on per-stream state (bench/notes.md, twenty-fifth session), and
+/// last. An event's cost is mostly cache misses on per-stream state (docs/performance.md, "Pump field order"), and
 /// the compiler's own order spread the per-event fields over the pump's 15 cache lines.
 #[repr(C)]
 struct Pump<E: StreamEncoder> {
@@ -78,7 +58,7 @@ struct Pump<E: StreamEncoder> {
     /// Load-bearing for performance: while a stream is the only one open (`metrics::streams`), ending its first
     /// chunk at the first event with output and yielding once gets the first byte out 30-45 us sooner; done for
     /// every stream, the same trick cost ~5% more CPU per request at c=64, so the count keeps it to the case where
-    /// it is free (bench/notes.md, "Tried and not kept"). The count is relaxed and approximate on purpose: a stale
+    /// it is free (docs/performance.md, "Early first chunk"). The count is relaxed and approximate on purpose: a stale
     /// reading only picks the other, equally correct, chunking for one chunk. It is read only while a stream's
     /// first chunk is built; keep it off the per-event path of the rest of the stream.
     yield_first: bool,
@@ -109,7 +89,7 @@ impl<E: StreamEncoder> Pump<E> {
     /// One exception, the first byte when this is the only stream: the first chunk then ends with the first event
     /// that produced output, and the pump yields once so the connection writes it before the rest of the burst is
     /// translated (30-45 us sooner at c=1). Under load every stream keeps one write per burst: doing this for all
-    /// streams cost ~5% more CPU per request at c=64 (bench/notes.md).
+    /// streams cost ~5% more CPU per request at c=64 (docs/performance.md, "Early first chunk").
     ///
     /// A poll, not an async fn: nothing lives across a pending poll but the pump itself (the chunk is begun only
     /// once an event arrived), so the body is the pump, polled in place, with no state machine or second box.
@@ -125,7 +105,6 @@ impl<E: StreamEncoder> Pump<E> {
         // waiting one after another as the code reaches them (`prefetch`). The pump's own hot fields come first
         // in its layout (see `Pump`).
         prefetch::value(self, PUMP_HOT_LINES);
-        prefetch::value(self.encoder.per_event_bytes(), 4);
         self.ex.reader.prefetch();
         // Taken from the thread's scratch only once something arrived, and given back before any wait: an idle
         // stream (waiting on a slow upstream) holds no buffer.
@@ -140,7 +119,7 @@ impl<E: StreamEncoder> Pump<E> {
                 else {
                     return Poll::Pending;
                 };
-                out = SCRATCH.take();
+                out = scratch::take();
                 out.reserve(FIRST_CHUNK);
                 read
             } else if out.len() >= MAX_CHUNK {
@@ -160,7 +139,8 @@ impl<E: StreamEncoder> Pump<E> {
                         read
                     }
                     Ready::Waiting => {
-                        WAITING.set(true);
+                        // Registered for the next chunk: the connection need not poll again (`registered`).
+                        super::registered::promise();
                         break;
                     }
                     Ready::Not => break,
@@ -228,7 +208,7 @@ impl<E: StreamEncoder> Pump<E> {
         // reusable buffer (`scratch`: the HTTP/1.1 writer copies it and lets go at once, so no allocation), and
         // the scratch serves the thread's next chunk. A burst's vector is handed over itself, shrunk in place.
         if out.capacity() <= FIRST_CHUNK {
-            let chunk = upstream_transport::scratch::copy(&out);
+            let chunk = scratch::copy(&out);
             give_back(out);
             return Poll::Ready(Some(chunk));
         }
@@ -468,7 +448,8 @@ struct IdleClock {
 }
 
 /// The clock is read once per wait, not once per event: a non-streaming answer's 200 deltas arrive in a few
-/// reads, and a clock read per event was ~5% of the gateway's CPU per request (bench/notes.md).
+/// reads, and a clock read per event cost 7-9% of a request's time in alternating runs (docs/performance.md, "Clock
+/// reads per wait").
 impl IdleClock {
     fn new(limit: Duration) -> IdleClock {
         IdleClock { limit, deadline: Instant::now() + limit, moved: false }

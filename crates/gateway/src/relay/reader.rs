@@ -102,8 +102,7 @@ pub struct EventReader {
     ///
     /// A performance trick (the peek cache): `exchange::peek` parses every event up to the first one with output
     /// before the client's status line goes out, and without this the encoder parsed those ~5 frames again, on
-    /// every request's first-byte path. The gain measured within the bench's noise (bench/notes.md, sixth
-    /// session); it stays for the work it provably saves, so it must stay cheaper than a parse: keyed by address,
+    /// every request's first-byte path. The gain measured within the bench's noise (docs/performance.md, "Peek cache"); it stays for the work it provably saves, so it must stay cheaper than a parse: keyed by address,
     /// a lookup is one integer comparison, never a string compare, and an entry out of step with the frames is
     /// dropped, never used (`event`).
     peeked: VecDeque<(usize, Event<'static>)>,

@@ -32,7 +32,7 @@ pub trait Dialect: Sized + Send + 'static {
     type Encoder: StreamEncoder;
 
     /// Decode the body into the neutral request. The body's bytes must be dropped before anything is awaited
-    /// (they pin the connection's read buffer while the request waits; bench/notes.md). May answer by itself (a model
+    /// (they pin the connection's read buffer while the request waits; docs/performance.md, "Small waiting requests"). May answer by itself (a model
     /// load without an upstream call).
     fn decode(
         state: &AppState,

@@ -1,7 +1,7 @@
 //! The model calls of the main listener (routes.rs, [`ModelCall`]), served without the router: the same guard,
 //! request id and handler the router gives them, in the connection's own future.
 //!
-//! Why (bench/notes.md, nineteenth session): a model call waits for its first upstream event with everything it
+//! Why (docs/performance.md, "Small waiting requests"): a model call waits for its first upstream event with everything it
 //! holds, and thousands wait at once when many streams open together. Through the router each of them holds
 //! three heap blocks: the route's boxed service future (~0.7 KB), the handler's boxed future (~2.5 KB), and the
 //! connection's read-and-handle future. Here the handler is inline in the last one, which is freed before the

@@ -1,7 +1,7 @@
 //! The accept loop: connections served by the gateway's HTTP/1.1 path (server/http1/), and graceful shutdown
 //! (bounded: connections still open after `shutdown_timeout_secs` are dropped).
 //!
-//! Written here instead of `axum::serve` for memory per open stream (bench/notes.md): axum's loop sniffs every
+//! Written here instead of `axum::serve` for memory per open stream (docs/performance.md, "Own accept loop"): axum's loop sniffs every
 //! connection for an HTTP/2 preface and serves it with hyper. Every client the gateway serves (SDKs, CLIs, IDEs)
 //! speaks HTTP/1.1 to an `http://` URL, so connections are served as HTTP/1.1 directly.
 

@@ -156,7 +156,7 @@ impl Upstream {
         async move {
             if let Some((ws, ws_headers, ws_body, session, chain)) = ws {
                 // Boxed: the WebSocket send is ~2.7 KB, twice the HTTP one, and every request's future waiting for
-                // its response headers would otherwise carry room for it (thousands at once, bench/notes.md).
+                // its response headers would otherwise carry room for it (thousands at once, docs/performance.md, "Small waiting requests").
                 let sending = ws.send(super::owner(&account), ws_headers, &ws_body, session.as_deref(), chain);
                 match Box::pin(sending).await {
                     super::ws_pool::Outcome::Answer(answer) => return answer,

@@ -15,7 +15,6 @@ mod errors;
 mod failure;
 mod fuzz_http;
 mod gemini;
-mod huge_pages;
 mod identity;
 mod images;
 mod interop;

@@ -35,14 +35,14 @@ const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 // Local limits, invisible on the wire:
 /// Streams this side reset that h2 remembers (for 1 s) so frames still arriving for them are ignored. h2's
 /// default, 50, is too few when many clients leave at once: a frame for a forgotten stream is answered with a
-/// reset of h2's own, and 1,024 of those close the connection with every stream on it (bench/notes.md).
+/// reset of h2's own, and 1,024 of those close the connection with every stream on it (docs/performance.md, "HTTP/2 upstream settings").
 const RESET_STREAMS_REMEMBERED: usize = 4096;
 /// h2's budget for the framing overhead of received DATA frames not read yet (each frame under 256 bytes costs
 /// 256 minus its length). Its default, half the connection window, ends the connection ("too_many_data_frames",
 /// GOAWAY `ENHANCE_YOUR_CALM`) while the flow-control window still has room: 2.5 MB of budget is 24,000 unread
 /// 150-byte SSE events, 3.6 MB, under the 5 MB window. Four windows let flow control bind first for any frame of
 /// 52 bytes or more (an SSE event is longer), and still bound what a server flooding 1-byte frames could make
-/// h2 hold (bench/notes.md, the too_many_data_frames entries).
+/// h2 hold (docs/performance.md, "HTTP/2 upstream settings").
 const DATA_FRAME_BUDGET: usize = 4 * CONNECTION_WINDOW as usize;
 /// How many times within the idle time the driver looks at whether its connection is idle (every 30 s for the
 /// pool's 90 s): a connection is closed after 2 to 3 thirds of it without a stream.

@@ -13,7 +13,7 @@
 //! Request bodies go to h2 whole (`send_data` of the whole body), so each asks for its whole length of window at
 //! once and h2 hands reopened window to waiting bodies in turn: the body leaves in frames as large as the window
 //! allows, never as the 1-byte DATA frame per waiting stream that hyper's client sent at each reopening (it
-//! reserves one byte first), which h2's servers answer with GOAWAY `ENHANCE_YOUR_CALM` (bench/notes.md).
+//! reserves one byte first), which h2's servers answer with GOAWAY `ENHANCE_YOUR_CALM` (docs/performance.md, "HTTP/2 upstream settings").
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -333,7 +333,7 @@ async fn delaying_relay(port: u16, delay: Duration) -> u16 {
 /// way for it must be ignored, not taken for a protocol error. (The h2 crate, the client before, remembered
 /// only 50 such streams by default, answered a frame for a forgotten one with a reset of its own and after
 /// 1,024 of those closed the connection with every stream on it: 329 of 10,000 paced streams failed so in
-/// the benchmark, bench/notes.md.) Here 2,000 answers dropped before their end all succeed on one
+/// the benchmark, docs/performance.md, "HTTP/2 upstream settings".) Here 2,000 answers dropped before their end all succeed on one
 /// connection.
 #[tokio::test]
 async fn bodies_dropped_before_their_end_stream_do_not_close_the_connection() {

@@ -3,7 +3,7 @@
 //!
 //! Why: under callgrind, serde's pass over a delta payload (capturing `type`, `item_id` and `delta`, skipping
 //! `content_index`, `logprobs`, `output_index`, `sequence_number`) was ~45% of the gateway's instructions per
-//! streamed request at one event per frame (bench/notes.md, "Fifteenth session"). A delta is one flat object of
+//! streamed request at one event per frame (docs/performance.md, "Delta scanner"). A delta is one flat object of
 //! strings, integers and empty arrays; this reads that shape in one pass of a few instructions per byte.
 //!
 //! Exactness is the rule, not a hope: the scanner answers only for input it fully understands and that serde
@@ -16,8 +16,6 @@
 use std::borrow::Cow;
 
 use super::event::Event;
-
-mod compact;
 
 /// What a key is to the scanner: one of the fields the full parse captures (`event::Wire`; serde refuses an object
 /// that repeats one, so the scanner does too), or any other (skipped; repeats are fine).
@@ -86,18 +84,9 @@ fn kind_of(name: &[u8]) -> Option<Kind> {
 }
 
 /// The event `data` carries, if it is a delta of the plain shape described in the module doc; `None` means
-/// "use the full parse", never "malformed". Compact payloads (no whitespace, no escape, at most
-/// [`compact::MAX_LEN`] bytes: what the backend and fake-codex send) are decided by [`compact::parse`] from a map of
-/// their quotes; anything it does not decide by the general scanner below.
+/// "use the full parse", never "malformed". One scanner for every payload of that shape, whitespace and escapes
+/// included.
 pub(super) fn parse_delta(data: &str) -> Option<Event<'_>> {
-    match compact::parse(data) {
-        Some(decided) => decided,
-        None => general(data),
-    }
-}
-
-/// The scanner for every payload of the plain shape, whitespace and escapes included.
-fn general(data: &str) -> Option<Event<'_>> {
     let b = data.as_bytes();
     let mut i = ws(b, 0);
     if b.get(i) != Some(&b'{') {
@@ -413,7 +402,7 @@ mod tests {
 
     /// Generated payloads of fields in any order, repeated or not, with values of every kind (escaped strings,
     /// nested values, odd numbers, `null`, unfinished strings): where the fast path answers, it answers as the full
-    /// parse does. The generator also serves the compact lane's test (`compact.rs`).
+    /// parse does.
     pub(super) mod generated {
         use super::*;
         use proptest::prelude::*;

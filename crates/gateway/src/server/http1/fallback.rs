@@ -140,7 +140,7 @@ impl Body for TimedBody {
 /// hyper parses them as slices of the connection's 8 KB read buffer, so while a handler holds the headers (all
 /// through the upstream exchange, until the first answer event) the whole buffer stays allocated next to the one
 /// hyper has already reserved for the next read. With thousands of streams opening at once that was ~8 KB per
-/// stream at the memory peak (bench/notes.md); the copies are a few hundred bytes. Handlers drop the body
+/// stream at the memory peak (docs/performance.md, "Small waiting requests"); the copies are a few hundred bytes. Handlers drop the body
 /// bytes, the other slice of that buffer, right after decoding them.
 fn detach_from_read_buffer(mut req: Request<Incoming>) -> Request<Incoming> {
     if let Ok(uri) = Uri::try_from(req.uri().to_string()) {

@@ -3,14 +3,13 @@
 //! (head.rs lists it: upgrades, `Expect`, chunked or large bodies, HTTP/1.0, malformed heads) is handed to hyper
 //! with the connection, at that request (fallback.rs).
 //!
-//! Why not hyper for all of it (bench/notes.md, memory per stream): hyper's HTTP/1 connection holds an 8 KB
+//! Why not hyper for all of it (docs/performance.md, "Own HTTP/1.1 server connection"): hyper's HTTP/1 connection holds an 8 KB
 //! write buffer for its whole life and an 8 KB read buffer while a response streams (it reads to notice a client
 //! that left), with no setting below that; at 10,000 open streams that is 160 MB of the 150 MB the gateway may
 //! use. Here the read buffer exists only while a head and body arrive and is freed when the handler drops the
 //! body; a streaming response is watched for the client leaving with a read into the stack, and written from the
 //! handler's own bytes with the chunk framing beside them (write.rs).
 
-use std::cell::Cell;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -52,13 +51,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_INLINE_BODY: usize = 256 * 1024;
 /// The largest head this path reads; hyper takes a larger one (and answers 431 past its own limit).
 const MAX_HEAD: usize = 64 * 1024;
-/// The room one read for a head is given (in [`HEAD_SCRATCH`]; copied out at its length).
+/// The room one read for a head is given (in a working buffer of the thread's; copied out at its length).
 const HEAD_READ: usize = 8192;
-
-thread_local! {
-    /// Room for reading heads, reused by every connection on the thread.
-    static HEAD_SCRATCH: Cell<BytesMut> = Cell::new(BytesMut::new());
-}
 
 /// What every connection of a listener shares.
 pub struct Server {
@@ -80,7 +74,7 @@ pub async fn serve(tcp: TcpStream, server: Arc<Server>) {
     loop {
         // Boxed, and freed before the response streams: the connection's own future (alive as long as the
         // stream) is then only the writer's state, 712 bytes instead of 1,968 with the read and the handler
-        // inline (bench/notes.md, nineteenth session).
+        // inline (docs/performance.md, "Small waiting requests").
         let (response, close) = match Box::pin(respond(&tcp, &mut buf, &server)).await {
             Answer::Response(response, close) => (response, close),
             Answer::Closed => return,
@@ -210,9 +204,9 @@ async fn read_request(tcp: &TcpStream, buf: &mut BytesMut, server: &Server) -> N
 }
 
 /// Read what the socket has into `buf`; 0 at its end or on an error. `body_left` bytes of body are still to
-/// come: they are read into `buf` directly, reserved at once. A head is read into [`HEAD_SCRATCH`] and copied at its
+/// come: they are read into `buf` directly, reserved at once. A head is read into a working buffer of the thread's and copied at its
 /// length, so the buffer the body's bytes later keep alive is no larger than the request (thousands of streams
-/// open at once, bench/notes.md).
+/// open at once, docs/performance.md, "Own HTTP/1.1 server connection").
 async fn read_more(tcp: &TcpStream, buf: &mut BytesMut, body_left: usize) -> usize {
     loop {
         if tcp.readable().await.is_err() {
@@ -222,15 +216,14 @@ async fn read_more(tcp: &TcpStream, buf: &mut BytesMut, body_left: usize) -> usi
             buf.reserve(body_left);
             tcp.try_read_buf(buf)
         } else {
-            // Into a buffer kept for this per thread, whose room the read fills without zeroing it first: a zeroed
-            // 8 KB array on the stack was ~8 K instructions per request (callgrind, bench/notes.md "Thirty-third
-            // session"). Not `scratch.rs`'s buffer: a head read between a stream's cuts made it move to a new
-            // allocation while pieces were held (3.6% more CPU on bursts).
-            let mut room = HEAD_SCRATCH.try_with(Cell::take).unwrap_or_default();
-            room.clear();
+            // Into a working buffer of the thread's, whose room the read fills without zeroing it first: a zeroed
+            // 8 KB array on the stack was ~8 K instructions per request (docs/performance.md, "Per-thread
+            // buffers"). Not the buffer `scratch::cut` cuts from: a head read between a stream's cuts made it move
+            // to a new allocation while pieces were held (3.6% more CPU on bursts).
+            let mut room = upstream_transport::scratch::take();
             room.reserve(HEAD_READ);
             let read = tcp.try_read_buf(&mut room).inspect(|&n| buf.extend_from_slice(&room[..n]));
-            let _ = HEAD_SCRATCH.try_with(|kept| kept.set(room));
+            upstream_transport::scratch::give_back(room);
             read
         };
         match read {

@@ -5,7 +5,7 @@
 //! write (`sendmsg`), never copied. Nothing is held by the connection between writes but what the socket has not
 //! taken yet.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -27,8 +27,6 @@ const MAX_PIECES: usize = 48;
 /// Frames up to this size are copied into the flat buffer with their framing (see [`Piece::Flat`]); larger ones
 /// are written from their own `Bytes`.
 const FLAT_FRAME: usize = 4096;
-/// A flat buffer that grew beyond this in a burst is freed once written, not kept for the thread's next write.
-const FLAT_KEEP: usize = 64 * 1024;
 /// Bytes queued for one write, at most; beyond it the socket has to take some first (backpressure).
 const MAX_QUEUED: usize = 256 * 1024;
 /// Bytes a client may send ahead (a pipelined request) while its response is written; beyond it the
@@ -67,7 +65,7 @@ pub async fn send(
     let (mut body, head, framing) = {
         // The response's header map is freed once written, not kept while the body streams.
         let (parts, body) = response.into_parts();
-        let mut head = FLAT.take();
+        let mut head = upstream_transport::scratch::take();
         head.reserve(256);
         let framing = encode_head(&parts, &body, close, &mut head);
         (body, head, framing)
@@ -81,18 +79,11 @@ pub async fn send(
     std::future::poll_fn(|cx| out.poll(cx, tcp, &mut body, pipelined)).await
 }
 
-thread_local! {
-    /// The flat buffer, one per runtime thread: taken when a response has small frames to write and given back
-    /// once the socket took them, so a connection waiting for its next event holds none.
-    static FLAT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
-
-/// Return a written flat buffer to the thread, empty, unless a burst grew it past [`FLAT_KEEP`].
-fn give_back(mut flat: Vec<u8>) {
-    if flat.capacity() <= FLAT_KEEP {
-        flat.clear();
-        FLAT.set(flat);
-    }
+/// Return a written flat buffer to the thread's shelf (`upstream_transport::scratch`; a burst's large one is freed
+/// there). The flat buffer is taken from there when a response has small frames to write and given back
+/// once the socket took them, so a connection waiting for its next event holds none.
+fn give_back(flat: Vec<u8>) {
+    upstream_transport::scratch::give_back(flat);
 }
 
 /// One piece of a write.
@@ -100,7 +91,7 @@ enum Piece {
     /// Small frames with their framing, copied into one contiguous buffer: a paced stream's event is then one
     /// plain `send` of one buffer. Written as three slices (size line, data, line end) with `sendmsg`, the kernel
     /// imported an iovec and copied per segment, and the connection built a slice array per write: ~3% of a
-    /// paced stream's CPU against the copy of a few hundred hot bytes (bench/notes.md, twenty-fifth session).
+    /// paced stream's CPU against the copy of a few hundred hot bytes (docs/performance.md, "Flat small-chunk writes").
     /// Frames are appended to the last piece when it is a flat buffer, else a new one starts: order is kept.
     Flat(Vec<u8>),
     Data(Bytes),
@@ -141,7 +132,7 @@ impl Outgoing {
         if let Some(Piece::Flat(flat)) = self.queue.back_mut() {
             return append(flat);
         }
-        let mut flat = FLAT.take();
+        let mut flat = upstream_transport::scratch::take();
         append(&mut flat);
         self.queue.push_back(Piece::Flat(flat));
     }
@@ -169,7 +160,7 @@ impl Outgoing {
         // The body said Pending in this call: its waker is registered, and asking again before it wakes finds
         // nothing new. Without this, every write went back to the body once more, walking the whole handler's
         // poll chain (pump, reader, upstream socket, timers) for nothing: one in three of those walks per event
-        // when events arrive one at a time (callgrind, bench/notes.md "Twenty-first session").
+        // when events arrive one at a time (callgrind, docs/performance.md, "Paced-event write path").
         let mut body_pending = false;
         // The queue's next slot is a line of its own allocation that nothing touched since this stream's last
         // event: asked for now, it loads while the body reads from the upstream (`prefetch`).
@@ -177,7 +168,7 @@ impl Outgoing {
         loop {
             // Everything the body has ready goes into this write.
             while !body_pending && !self.done && self.queue.len() + 3 <= MAX_PIECES && self.queued < MAX_QUEUED {
-                crate::relay::pump::take_waiting();
+                crate::relay::registered::take();
                 match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         // Trailers are not sent: the gateway's responses have none.
@@ -185,7 +176,7 @@ impl Outgoing {
                             self.push_data(data)?;
                         }
                         // A relayed stream that is already registered for its next chunk: as good as pending.
-                        body_pending = crate::relay::pump::take_waiting();
+                        body_pending = crate::relay::registered::take();
                     }
                     Poll::Ready(Some(Err(_))) => return Poll::Ready(Err(Unfinished::Body)),
                     Poll::Ready(None) => self.push_end()?,
@@ -282,7 +273,7 @@ impl Outgoing {
             }
             // `sendmsg`, the socket's own call, rather than tokio's `writev`: the same gather write without the
             // VFS layer a `writev` goes through first (`vfs_writev`), which perf put at ~0.7 us of kernel time per
-            // write (bench/notes.md, twenty-first session).
+            // write (docs/performance.md, "Paced-event write path").
             tcp.try_io(Interest::WRITABLE, || sock.send_vectored_with_flags(&slices[..n], libc::MSG_NOSIGNAL))?
         };
         if written == 0 {
@@ -323,7 +314,7 @@ pub fn poll_peer_gone(tcp: &TcpStream, pipelined: &mut BytesMut, cx: &mut Contex
             Poll::Ready(Err(_)) => return Poll::Ready(()),
             Poll::Pending => return Poll::Pending,
         }
-        // On the stack: a connection holds no read buffer while it waits (bench/notes.md, memory per stream).
+        // On the stack: a connection holds no read buffer while it waits (docs/performance.md, "Own HTTP/1.1 server connection").
         let mut scratch = [0u8; 2048];
         match tcp.try_read(&mut scratch) {
             Ok(0) => return Poll::Ready(()),
