@@ -146,32 +146,7 @@ impl<E: StreamEncoder> Pump<E> {
                     Ready::Not => break,
                 }
             };
-            match read {
-                Read::Frame(frame) => {
-                    let event = self.ex.reader.event(&frame);
-                    let progress = self.ex.reader.is_progress(&frame, &event);
-                    if progress && progress_at.is_none() {
-                        let now = Instant::now();
-                        self.idle_deadline = now + self.idle_timeout;
-                        progress_at = Some(now);
-                    }
-                    self.feed(&frame, event, &mut out);
-                    self.ex.reader.recycle(frame);
-                    // Frames that are not progress (events nobody reads) must not hold off the deadlines: checked
-                    // when such a frame ends a wait, never re-armed by it.
-                    if !progress && progress_at.is_none() && !self.done {
-                        self.on_deadline(&mut out);
-                    }
-                }
-                Read::Idle => self.on_deadline(&mut out),
-                Read::End => {
-                    if !self.encoder.is_finished() {
-                        self.fail(UpstreamFailure::StreamCut, &mut out);
-                    }
-                    self.done = true;
-                }
-                Read::Error(failure) => self.fail(*failure, &mut out),
-            }
+            self.on_read(read, &mut out, &mut progress_at);
             if self.encoder.is_finished() {
                 self.done = true;
             }
@@ -181,6 +156,45 @@ impl<E: StreamEncoder> Pump<E> {
                 break;
             }
         }
+        self.hand_over(out, progress_at)
+    }
+
+    /// One read of the upstream stream into `out`: an event translated (the idle deadline moved by the chunk's
+    /// first progress, noted in `progress_at`), a deadline, the end, or a failure.
+    #[inline]
+    fn on_read(&mut self, read: Read, out: &mut Vec<u8>, progress_at: &mut Option<Instant>) {
+        match read {
+            Read::Frame(frame) => {
+                let event = self.ex.reader.event(&frame);
+                let progress = self.ex.reader.is_progress(&frame, &event);
+                if progress && progress_at.is_none() {
+                    let now = Instant::now();
+                    self.idle_deadline = now + self.idle_timeout;
+                    *progress_at = Some(now);
+                }
+                self.feed(&frame, event, out);
+                self.ex.reader.recycle(frame);
+                // Frames that are not progress (events nobody reads) must not hold off the deadlines: checked
+                // when such a frame ends a wait, never re-armed by it.
+                if !progress && progress_at.is_none() && !self.done {
+                    self.on_deadline(out);
+                }
+            }
+            Read::Idle => self.on_deadline(out),
+            Read::End => {
+                if !self.encoder.is_finished() {
+                    self.fail(UpstreamFailure::StreamCut, out);
+                }
+                self.done = true;
+            }
+            Read::Error(failure) => self.fail(*failure, out),
+        }
+    }
+
+    /// The chunk read, handed to the connection (`None`: the body ends); the keepalive re-armed from its progress,
+    /// the record told of the first byte and, at the end, finished.
+    #[inline]
+    fn hand_over(&mut self, mut out: Vec<u8>, progress_at: Option<Instant>) -> Poll<Option<Bytes>> {
         if let Some(at) = progress_at
             && !out.is_empty()
         {
