@@ -82,6 +82,7 @@ async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
         at_ms,
         http_version: format!("{:?}", parts.version),
         connection: parts.extensions.get::<ConnectionNumber>().map_or(0, |c| c.0),
+        chained_input: None,
     };
     let early = match to_bytes(body, MAX_BODY).await {
         Err(_) => Err(detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")),

@@ -393,6 +393,7 @@ mod tests {
             at_ms: 0,
             http_version: "HTTP/1.1".into(),
             connection: 1,
+            chained_input: None,
         }
     }
 

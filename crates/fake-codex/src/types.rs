@@ -134,6 +134,22 @@ pub struct RecordedRequest {
     /// The connection it came on, numbered from 1 in the order connections were accepted.
     #[serde(default)]
     pub connection: u64,
+    /// A WebSocket message chained with `previous_response_id`: the whole input the backend answered, the items
+    /// the connection held in front of the message's own (`body` keeps the message as it was sent).
+    #[serde(default)]
+    pub chained_input: Option<serde_json::Value>,
+}
+
+impl RecordedRequest {
+    /// The body as the backend answered it: for a chained message, the whole input and no `previous_response_id`.
+    pub fn answered_body(&self) -> serde_json::Value {
+        let mut body = self.body.clone();
+        if let (Some(input), Some(obj)) = (&self.chained_input, body.as_object_mut()) {
+            obj.remove("previous_response_id");
+            obj.insert("input".into(), input.clone());
+        }
+        body
+    }
 }
 
 /// The number of the connection a request came on (a request extension set by the accept loop).

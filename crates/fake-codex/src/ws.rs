@@ -203,6 +203,7 @@ async fn answer(
     let input: Vec<Value> = body.get("input").and_then(Value::as_array).cloned().unwrap_or_default();
     let model = body.get("model").cloned().unwrap_or(Value::Null);
     let raw = Value::Object(body).to_string();
+    let chained_input = (held > 0 || sent.contains_key("previous_response_id")).then(|| Value::Array(input.clone()));
     let mut rec = RecordedRequest {
         seq: shared.next_seq(),
         method: "POST".into(),
@@ -218,6 +219,7 @@ async fn answer(
         at_ms: now_ms(),
         http_version: "websocket".into(),
         connection: 0,
+        chained_input,
     };
     // The handshake's access token is checked again for every message: one that expired since gets the 401
     // the HTTP endpoint gives (stricter than a check at the handshake alone).

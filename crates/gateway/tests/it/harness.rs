@@ -237,9 +237,10 @@ impl TestEnv {
         resp.json().await.unwrap_or_default()
     }
 
-    /// The bodies the fake received on its responses endpoint.
+    /// The bodies the fake answered on its responses endpoint: a turn chained on the upstream WebSocket with its
+    /// whole input, as the backend put it together (`requests_to` has each as it was sent).
     pub fn upstream_bodies(&self) -> Vec<Value> {
-        self.fake.requests_to("/responses").into_iter().map(|r| r.body).collect()
+        self.fake.requests_to("/responses").iter().map(fake_codex::RecordedRequest::answered_body).collect()
     }
 }
 

@@ -59,14 +59,19 @@ async fn a_responses_conversation_moves_without_its_reasoning_and_the_ledger_say
     assert_eq!(attempts.len(), 2, "the home account's refusal, then the move: {attempts:?}");
     assert_eq!(attempts[0].account_id.as_deref(), Some(home.as_str()));
     assert_eq!(attempts[0].status, 429, "the home account is out of quota");
-    assert_eq!(items_of(&attempts[0].body, "reasoning").len(), 1, "its own reasoning went to the home account");
+    assert_eq!(
+        items_of(&attempts[0].answered_body(), "reasoning").len(),
+        1,
+        "its own reasoning went to the home account"
+    );
     let moved = attempts[1];
+    let moved_body = moved.answered_body();
     assert_eq!(moved.status, 200);
     assert_ne!(moved.account_id.as_deref(), Some(home.as_str()));
-    assert!(items_of(&moved.body, "reasoning").is_empty(), "no sealed reasoning to another account: {}", moved.body);
-    let messages = items_of(&moved.body, "message").len()
-        + moved.body["input"].as_array().into_iter().flatten().filter(|i| i.get("type").is_none()).count();
-    assert_eq!(messages, 3, "the visible history moves whole: {}", moved.body);
+    assert!(items_of(&moved_body, "reasoning").is_empty(), "no sealed reasoning to another account: {moved_body}");
+    let messages = items_of(&moved_body, "message").len()
+        + moved_body["input"].as_array().into_iter().flatten().filter(|i| i.get("type").is_none()).count();
+    assert_eq!(messages, 3, "the visible history moves whole: {moved_body}");
 
     let ledger = rows(&env, 2).await;
     let moved_row = ledger.iter().find(|r| r["moved_from"].is_string()).unwrap_or_else(|| panic!("{ledger:?}"));
@@ -102,7 +107,7 @@ async fn an_anthropic_conversation_moves_without_a_refused_attempt() {
     let last = sent.last().unwrap_or_else(|| panic!("no request"));
     assert_eq!(last.status, 200);
     assert_ne!(last.account_id.as_deref(), Some(home.as_str()));
-    assert!(items_of(&last.body, "reasoning").is_empty(), "{}", last.body);
+    assert!(items_of(&last.answered_body(), "reasoning").is_empty(), "{}", last.body);
     assert!(
         !sent.iter().any(|r| r.status == 400),
         "the move left the reasoning behind before it went, so no account refused it: {sent:?}"
@@ -183,7 +188,7 @@ async fn reasoning_the_backend_refuses_as_foreign_is_left_out_once() {
         .collect();
     assert_eq!(other.len(), 2, "refused once, then sent without reasoning: {other:?}");
     assert_eq!(other[0].status, 400);
-    assert_eq!(items_of(&other[0].body, "reasoning").len(), 1);
+    assert_eq!(items_of(&other[0].answered_body(), "reasoning").len(), 1);
     assert_eq!(other[1].status, 200);
-    assert!(items_of(&other[1].body, "reasoning").is_empty());
+    assert!(items_of(&other[1].answered_body(), "reasoning").is_empty());
 }
