@@ -263,6 +263,17 @@ def _wait_for_json_file(path: Path, proc: Proc, timeout: float = 10) -> None:
 # --- fake-codex -------------------------------------------------------------------------------------
 
 
+def answered(request: dict[str, Any]) -> dict[str, Any]:
+    """A recorded request's body as the backend answered it: a message chained with `previous_response_id` on the
+    upstream WebSocket carries only its new items, and fake-codex records the whole input it put together beside
+    it (`chained_input`)."""
+    body = dict(request.get("body") or {})
+    if request.get("chained_input") is not None:
+        body.pop("previous_response_id", None)
+        body["input"] = request["chained_input"]
+    return body
+
+
 class Fake:
     """fake-codex and its HTTP control API (/_fake/*)."""
 
@@ -321,8 +332,9 @@ class Fake:
         return sorted(data, key=lambda r: r.get("seq", 0))
 
     def response_bodies(self) -> list[dict[str, Any]]:
-        """Bodies of the POSTs to .../responses, oldest first."""
-        return [r["body"] for r in self.requests("responses") if r.get("method") == "POST"]
+        """Bodies of the POSTs to .../responses as the backend answered them, oldest first: a turn chained on the
+        upstream WebSocket with its whole input (see `answered`)."""
+        return [answered(r) for r in self.requests("responses") if r.get("method") == "POST"]
 
     def reset_requests(self) -> None:
         self._call("POST", "/_fake/reset-requests")

@@ -129,7 +129,7 @@ def test_tool_round_trip(tmp_path, gateway, fake):
     proc = Claude(tmp_path, gateway).run(f"run it <<fake {json.dumps(scenario)}>>", "--allowedTools", "Bash")
     out = proc.stdout.decode(errors="replace")
     assert proc.returncode == 0, show(proc)
-    bodies = [r["body"] for r in posts(fake)]
+    bodies = [harness.answered(r) for r in posts(fake)]
     assert len(bodies) >= 2, f"expected a follow-up request after the tool call\n{show(proc)}"
     bash = next(t for t in bodies[0]["tools"] if t.get("name") == "Bash")
     assert "command" in bash["parameters"]["properties"], "the scripted arguments fit the declared schema"
@@ -151,7 +151,7 @@ def test_multi_turn_session_keeps_one_prompt_cache_key(tmp_path, gateway, fake):
     second = claude.run("second turn cc-multi-2", "--continue")
     assert second.returncode == 0, show(second)
     assert "You said: second turn cc-multi-2" in second.stdout.decode(errors="replace"), show(second)
-    bodies = [r["body"] for r in posts(fake)]
+    bodies = [harness.answered(r) for r in posts(fake)]
     assert len(bodies) == 2, len(bodies)
     keys = {b["prompt_cache_key"] for b in bodies}
     assert len(keys) == 1, keys
@@ -187,7 +187,7 @@ def test_context_overflow_mid_conversation_compacts_and_answers(tmp_path, gatewa
     result = json.loads(proc.stdout.decode(errors="replace").strip().splitlines()[-1])
     assert result["is_error"] is False and result["terminal_reason"] == "completed", result
     assert "You said: turn 4 cc-compact" in result["result"], result
-    bodies = [r["body"] for r in posts(fake)]
+    bodies = [harness.answered(r) for r in posts(fake)]
     # 1: the turn that overflowed; 2: Claude Code's summarisation request; 3: the turn again on the summary.
     assert len(bodies) == 3, [last_user_text(b)[:80] for b in bodies]
     assert "turn 4 cc-compact" in last_user_text(bodies[0])

@@ -129,7 +129,7 @@ def test_codex_exec_tool_round_trip(tmp_path, gateway, fake):
     out = proc.stdout.decode(errors="replace")
     assert proc.returncode == 0, show(proc)
 
-    bodies = [r["body"] for r in fake.requests("responses") if r["method"] == "POST"]
+    bodies = [harness.answered(r) for r in fake.requests("responses") if r["method"] == "POST"]
     assert len(bodies) >= 2, f"expected a follow-up request after the tool call, got {len(bodies)}\n{show(proc)}"
     later = bodies[1:]
     outputs = [
@@ -230,13 +230,15 @@ def test_codex_exec_tool_round_trip_over_websocket(tmp_path, gateway, fake):
     ws, posts = _served_over_websocket(gateway, since)
     assert len(ws) >= 2 and not posts, f"ws turns {len(ws)}, posts {posts}\n{gateway.log_text()[since:][-4000:]}"
 
-    # The second turn went out with only the new items and previous_response_id; the gateway rebuilt the whole
-    # conversation for the upstream: the user's prompt, the call, and its output, in order.
-    bodies = [r["body"] for r in fake.requests("responses") if r["method"] == "POST"]
-    assert len(bodies) >= 2, show(proc)
-    later = bodies[1]
-    assert "previous_response_id" not in later, later
-    items = later.get("input", [])
+    # The second turn went out with only the new items and previous_response_id, and went upstream the same way on
+    # the conversation's upstream WebSocket (docs/protocol.md, "Long sessions"): the call's output alone, chained.
+    # What the backend answered is the whole conversation: the user's prompt, the call, and its output, in order.
+    records = [r for r in fake.requests("responses") if r["method"] == "POST"]
+    assert len(records) >= 2, show(proc)
+    sent = records[1]["body"]
+    assert sent.get("previous_response_id"), sent
+    assert [i.get("type") for i in sent.get("input", [])] == ["function_call_output"], sent.get("input")
+    items = harness.answered(records[1]).get("input", [])
     users = [i for i in items if i.get("role") == "user"]
     assert any("run the command" in json.dumps(u) for u in users), json.dumps(items)[:3000]
     calls = [i for i in items if i.get("type") == "function_call"]

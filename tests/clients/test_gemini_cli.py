@@ -72,7 +72,7 @@ def show(proc: subprocess.CompletedProcess) -> str:
 
 
 def posts(fake) -> list[dict]:
-    return [r["body"] for r in fake.requests("responses") if r["method"] == "POST"]
+    return [harness.answered(r) for r in fake.requests("responses") if r["method"] == "POST"]
 
 
 def test_gemini_cli_plain_answer(tmp_path, gateway, fake):
