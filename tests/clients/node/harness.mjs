@@ -170,13 +170,25 @@ export class Fake {
     return data.sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
   }
 
+  /** Bodies of the POSTs to .../responses as the backend answered them: a turn chained on the upstream WebSocket
+   * (`previous_response_id` and its new items) with the whole input fake-codex put together (`chained_input`). */
   async responseBodies() {
-    return (await this.requests("responses")).filter((r) => r.method === "POST").map((r) => r.body);
+    return (await this.requests("responses")).filter((r) => r.method === "POST").map(answered);
   }
 
   resetRequests() {
     return this.call("POST", "/_fake/reset-requests");
   }
+}
+
+/** A recorded request's body as the backend answered it (see `Fake.responseBodies`). */
+export function answered(request) {
+  const body = { ...(request.body ?? {}) };
+  if (request.chained_input != null) {
+    delete body.previous_response_id;
+    body.input = request.chained_input;
+  }
+  return body;
 }
 
 /** fake-codex writes auth.json after printing its account lines: wait until it is complete. */
