@@ -23,8 +23,8 @@ const ROWS: [(&str, &str, u32, f64); 9] = [
     ("burstbuf", "burst as one buffer (up to 16 KB; the framing before issue 26), 200 deltas", 64, 208.0),
     (
         "trickle",
-        "one event per frame, no pause, but written at most 4 frames at a time (the burst row before the \
-         seventeenth session), 200 deltas",
+        "one event per frame, no pause, but written at most 4 frames at a time (how the burst row was written \
+         before it moved to one event per frame), 200 deltas",
         64,
         208.0,
     ),

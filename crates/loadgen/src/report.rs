@@ -327,8 +327,8 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
     if let Some(w) = framing.short20_worst {
         let _ = writeln!(
             md,
-            "\nNot a target: short answers, 50 deltas every 20 ms (the paced 20 ms rows had 50 deltas until the \
-             forty-first session; the issue's streams have 200), paired, worst median {w:.3} x the relay's CPU. Each \
+            "\nNot a target: short answers, 50 deltas every 20 ms (the paced 20 ms rows had 50 deltas before they \
+             took the issue's 200), paired, worst median {w:.3} x the relay's CPU. Each \
              event there carries 4x the request's own work (parse, translation, record, ledger row)."
         );
     }
