@@ -362,15 +362,14 @@ fn with_client_metadata(
     let (Some(turn), Some(installation)) = (turn, account.installation_id.as_deref()) else {
         return body.clone();
     };
-    let metadata = turn.client_metadata(installation, websocket);
     let Some(open) = body.strip_suffix(b"}") else { return body.clone() };
-    let mut out = Vec::with_capacity(body.len() + metadata.len() + 20);
+    let mut out = Vec::with_capacity(body.len() + turn.client_metadata_len(installation) + 20);
     out.extend_from_slice(open);
     if open.len() > 1 {
         out.push(b',');
     }
     out.extend_from_slice(br#""client_metadata":"#);
-    out.extend_from_slice(metadata.as_bytes());
+    turn.write_client_metadata(&mut out, installation, websocket);
     out.push(b'}');
     Bytes::from(out)
 }

@@ -10,6 +10,7 @@
 
 mod ordered;
 pub mod side;
+mod template;
 pub mod turn;
 
 pub use ordered::{official_order, official_order_with_items};

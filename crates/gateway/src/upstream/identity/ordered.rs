@@ -5,6 +5,8 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
+use super::template::{Hole, ObjectWriter, Template};
+
 /// Members in order, values kept as their JSON text.
 #[derive(Debug, Clone, Default)]
 pub struct Ordered(Vec<(String, Box<RawValue>)>);
@@ -14,22 +16,21 @@ impl Ordered {
         self.0.retain(|(k, _)| k != key);
     }
 
-    /// The object as JSON text, with `key: value` as its first member.
-    pub fn with_first(&self, key: &str, value: &str) -> String {
+    /// The members' names in order.
+    #[cfg(test)]
+    pub(super) fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
+    /// The object as JSON text with a hole for the installation id as its first member, `installation_id`.
+    pub(super) fn with_first_installation(&self) -> Template {
         let mut out =
-            String::with_capacity(64 + self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>());
-        out.push('{');
-        out.push_str(&serde_json::to_string(key).unwrap_or_default());
-        out.push(':');
-        out.push_str(&serde_json::to_string(value).unwrap_or_default());
-        for (k, v) in self.0.iter().filter(|(k, _)| k != key) {
-            out.push(',');
-            out.push_str(&serde_json::to_string(k).unwrap_or_default());
-            out.push(':');
-            out.push_str(v.get());
+            ObjectWriter::with_capacity(64 + self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>());
+        out.installation("installation_id", Hole::Installation);
+        for (k, v) in self.0.iter().filter(|(k, _)| k != "installation_id") {
+            out.literal(k, v.get());
         }
-        out.push('}');
-        out
+        out.close()
     }
 }
 
@@ -174,10 +175,9 @@ mod tests {
     fn members_keep_their_order_and_a_first_one_goes_in_front() {
         let parsed: Ordered =
             serde_json::from_str(r#"{"zeta":1,"alpha":{"b":2,"a":1},"installation_id":"old"}"#).unwrap_or_default();
-        assert_eq!(
-            parsed.with_first("installation_id", "new"),
-            r#"{"installation_id":"new","zeta":1,"alpha":{"b":2,"a":1}}"#
-        );
+        let mut filled = Vec::new();
+        parsed.with_first_installation().fill(&mut filled, "new", None);
+        assert_eq!(String::from_utf8_lossy(&filled), r#"{"installation_id":"new","zeta":1,"alpha":{"b":2,"a":1}}"#);
         let mut read: Ordered = serde_json::from_str(r#"{"b":"x\"y","a":3}"#).unwrap_or_default();
         assert_eq!(serde_json::to_string(&read).unwrap_or_default(), r#"{"b":"x\"y","a":3}"#);
         read.remove("b");

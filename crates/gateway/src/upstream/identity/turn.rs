@@ -12,9 +12,11 @@
 //! installation id goes in ([`Turn::client_metadata`], [`Turn::metadata_header`]).
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::ordered::Ordered;
+use super::template::{Hole, ObjectWriter, Template};
 
 /// What a request is, in the turn metadata's `request_kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,15 +53,13 @@ static BETA_FEATURES: HeaderName = HeaderName::from_static("x-codex-beta-feature
 static SUBAGENT: HeaderName = HeaderName::from_static("x-openai-subagent");
 static PARENT_THREAD: HeaderName = HeaderName::from_static("x-codex-parent-thread-id");
 
-/// `client_metadata` keys that only the WebSocket's `response.create` carries (the official client puts there
-/// what HTTP sends as headers); kept out of an HTTP body, written fresh for a WebSocket one.
-const WEBSOCKET_ONLY: &[&str] = &["x-codex-ws-stream-request-start-ms", "x-codex-turn-state"];
 const INSTALLATION: &str = "x-codex-installation-id";
 const TURN_METADATA_KEY: &str = "x-codex-turn-metadata";
 /// The beta features the official client (0.169) announces by default.
 const DEFAULT_BETA_FEATURES: &str = "remote_compaction_v2";
 
-/// One request's turn identity, rendered once: per send only the account's installation id goes in.
+/// One request's turn identity, rendered once: per send only the account's installation id (and over the WebSocket
+/// the members only `response.create` carries) go into its holes.
 #[derive(Debug, Clone)]
 pub struct Turn {
     /// `x-codex-routing-hint`: `model=<slug>`, and `;tier=<tier>` when the body asks for one.
@@ -68,16 +68,11 @@ pub struct Turn {
     pub window_id: Option<HeaderValue>,
     /// The caller's own identity headers, when it is the official client.
     pub caller: Option<Box<CallerHeaders>>,
-    /// The `x-codex-turn-metadata` header's value ([`MARK`] where the installation id goes).
-    metadata_header: String,
-    /// `client_metadata`'s members in key order, each written as `"key":value` ([`MARK`] where the installation id
-    /// goes; the turn metadata inside is the one with the tool namespaces).
-    members: Vec<(String, String)>,
+    /// The `x-codex-turn-metadata` header's value.
+    metadata_header: Template,
+    /// The body's `client_metadata` object (the turn metadata inside it is the one with the tool namespaces).
+    client_metadata: Template,
 }
-
-/// What stands for the installation id in a turn's rendered metadata until the serving account is known: as long
-/// as a UUID, so the account's id takes its place in a copy of the same length.
-const MARK: &str = "00000000-0000-0000-0000-installation";
 
 /// What a turn's identity is made from.
 pub struct TurnInputs<'a> {
@@ -120,37 +115,40 @@ impl Turn {
             Some(w) => w.to_str().unwrap_or_default().to_string(),
             None => format!("{}:0", i.thread_id),
         };
-        let turn_id = uuid::Uuid::now_v7().to_string();
-        // The turn metadata's two copies, as JSON text: the body's, and the header's without the tool namespaces.
-        let (members, header_copy) = match carried.and_then(|t| serde_json::from_str::<Ordered>(&t).ok()) {
+        let mut turn_id = uuid::Uuid::encode_buffer();
+        let turn_id: &str = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut turn_id);
+        // The turn metadata as the header's text and as the body's `client_metadata`.
+        let (metadata_header, client_metadata) = match carried.and_then(|t| serde_json::from_str::<Ordered>(&t).ok()) {
             Some(mut m) => {
                 m.remove("installation_id");
-                let body = m.with_first("installation_id", MARK);
+                let body = m.with_first_installation();
                 m.remove("tool_namespaces_info");
-                let header = m.with_first("installation_id", MARK);
-                (carried_members(metadata, body), header)
+                (m.with_first_installation(), carried_client_metadata(metadata, Embed::Escape(&body)))
             }
             None => {
-                let text = synthesized_turn_metadata(&i, &window, &turn_id);
-                match official {
-                    true => (carried_members(metadata, text.raw.clone()), text.raw),
-                    // Any other caller: everything written here, in the official client's order, with no map in
-                    // between (this runs for every request of every other client).
-                    false => (synthesized_members(i.thread_id, &turn_id, &window, &text.escaped), text.raw),
-                }
+                let (text, escaped) = synthesized_turn_metadata(&i, &window, turn_id);
+                let client_metadata = match official {
+                    true => carried_client_metadata(metadata, Embed::Twin(&escaped)),
+                    // Any other caller: everything written here, in the official client's order, with no map
+                    // in between (this runs for every request of every other client).
+                    false => synthesized_client_metadata(i.thread_id, turn_id, &window, &escaped),
+                };
+                (text, client_metadata)
             }
         };
-        let mut hint = format!("model={}", i.slug);
+        let mut hint = String::with_capacity(6 + i.slug.len() + i.service_tier.map_or(0, |t| t.len() + 6));
+        hint.push_str("model=");
+        hint.push_str(i.slug);
         if let Some(tier) = i.service_tier {
             hint.push_str(";tier=");
             hint.push_str(tier);
         }
         Turn {
-            routing_hint: HeaderValue::from_str(&hint).ok(),
-            window_id: HeaderValue::from_str(&window).ok(),
+            routing_hint: HeaderValue::from_maybe_shared(Bytes::from(hint)).ok(),
+            window_id: HeaderValue::from_maybe_shared(Bytes::from(window)).ok(),
             caller,
-            metadata_header: header_copy,
-            members,
+            metadata_header,
+            client_metadata,
         }
     }
 
@@ -165,147 +163,132 @@ impl Turn {
     /// `x-codex-turn-metadata` for an account: the turn metadata with its installation id, without the tool
     /// namespaces (which only the body's copy carries).
     pub fn metadata_header(&self, installation_id: &str) -> Option<HeaderValue> {
-        HeaderValue::from_str(&with_installation(&self.metadata_header, installation_id)).ok()
+        let mut out = Vec::with_capacity(self.metadata_header.filled_len(installation_id));
+        self.metadata_header.fill(&mut out, installation_id, None);
+        HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
     }
 
-    /// The body's `client_metadata` for an account, as JSON; over the WebSocket with the members only it carries,
-    /// in key order among the others.
+    /// About how long [`Turn::write_client_metadata`]'s text is, for sizing the body it goes into.
+    pub fn client_metadata_len(&self, installation_id: &str) -> usize {
+        self.client_metadata.filled_len(installation_id)
+    }
+
+    /// The body's `client_metadata` for an account, as JSON appended to `out`; over the WebSocket with the members
+    /// only it carries, in key order among the others.
+    pub fn write_client_metadata(
+        &self,
+        out: &mut Vec<u8>,
+        installation_id: &str,
+        websocket: Option<WebsocketTurn<'_>>,
+    ) {
+        self.client_metadata.fill(out, installation_id, websocket);
+    }
+
+    /// [`Turn::write_client_metadata`] as a string.
     pub fn client_metadata(&self, installation_id: &str, websocket: Option<WebsocketTurn<'_>>) -> String {
-        let mut extra: Vec<(&str, String)> = Vec::new();
-        if let Some(ws) = websocket {
-            if let Some(state) = ws.turn_state {
-                extra.push(("x-codex-turn-state", member("x-codex-turn-state", &Value::String(state.to_string()))));
-            }
-            let start = ws.now_ms.to_string();
-            extra.push((
-                "x-codex-ws-stream-request-start-ms",
-                member("x-codex-ws-stream-request-start-ms", &Value::String(start)),
-            ));
-        }
-        let size = self.members.iter().map(|(_, m)| m.len() + 1).sum::<usize>()
-            + extra.iter().map(|(_, m)| m.len() + 1).sum::<usize>();
-        let mut out = String::with_capacity(size + 2);
-        out.push('{');
-        let mut extra = extra.into_iter().peekable();
-        for (key, rendered) in &self.members {
-            while let Some((_, m)) = extra.next_if(|(k, _)| *k < key.as_str()) {
-                push_member(&mut out, &m);
-            }
-            push_member(&mut out, rendered);
-        }
-        for (_, m) in extra {
-            push_member(&mut out, &m);
-        }
-        out.push('}');
-        with_installation(&out, installation_id)
+        let mut out = Vec::with_capacity(self.client_metadata_len(installation_id));
+        self.write_client_metadata(&mut out, installation_id, websocket);
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
-/// `"key":value` as JSON text.
-fn member(key: &str, value: &Value) -> String {
-    let mut out = String::with_capacity(key.len() + 48);
-    push_json_str(&mut out, key);
-    out.push(':');
-    match value {
-        Value::String(v) => push_json_str(&mut out, v),
-        other => out.push_str(&other.to_string()),
-    }
-    out
+/// The members only a WebSocket turn's `client_metadata` carries, in key order (the official client puts there
+/// what HTTP sends as headers): kept out of an HTTP body, written fresh for a WebSocket one.
+const WEBSOCKET_MEMBERS: &[(&str, Hole)] =
+    &[("x-codex-turn-state", Hole::TurnState), ("x-codex-ws-stream-request-start-ms", Hole::StreamStart)];
+
+/// `client_metadata` as it is written: members in key order, a hole for each WebSocket-only member where its key
+/// falls.
+struct ClientMetadata {
+    w: ObjectWriter,
+    pending: &'static [(&'static str, Hole)],
 }
 
-/// `s` as a JSON string, escaped as `serde_json` escapes it (`\"`, `\\`, the short forms of `\n`, `\t`, ...,
-/// `\u00xx` for the other control characters), a run of plain bytes at a time: the turn metadata is a JSON text
-/// embedded as a string in every request's body, and its quotes made the general serializer the larger part of
-/// a turn's identity.
-fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push_str(s);
-        out.push('"');
-        return;
+impl ClientMetadata {
+    fn with_capacity(n: usize) -> ClientMetadata {
+        ClientMetadata { w: ObjectWriter::with_capacity(n), pending: WEBSOCKET_MEMBERS }
     }
-    let mut plain = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escaped = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&s[plain..i]);
-        if escaped.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        } else {
-            out.push_str(escaped);
+
+    /// The writer, for a member named `key` (the holes of WebSocket members that sort before it first).
+    fn at(&mut self, key: &str) -> &mut ObjectWriter {
+        while let Some(((name, hole), rest)) = self.pending.split_first()
+            && *name < key
+        {
+            self.w.t.hole(*hole);
+            self.pending = rest;
         }
-        plain = i + 1;
+        &mut self.w
     }
-    out.push_str(&s[plain..]);
-    out.push('"');
+
+    fn close(mut self) -> Template {
+        for (_, hole) in self.pending {
+            self.w.t.hole(*hole);
+        }
+        self.w.close()
+    }
 }
 
-/// An official caller's `client_metadata` members, its own but for the installation id, the members only a
-/// WebSocket turn carries, and the turn metadata (`body_copy`), in key order.
-fn carried_members(mut metadata: Map<String, Value>, body_copy: String) -> Vec<(String, String)> {
+/// An official caller's `client_metadata` members, its own but for the installation id and the members only a
+/// WebSocket turn carries, and the turn metadata (`turn_metadata`), in key order.
+fn carried_client_metadata(mut metadata: Map<String, Value>, turn_metadata: Embed<'_>) -> Template {
     metadata.remove(INSTALLATION);
-    for key in WEBSOCKET_ONLY {
+    for (key, _) in WEBSOCKET_MEMBERS {
         metadata.remove(*key);
     }
     // What the official client adds on every ChatGPT-login turn, whatever provider setup the caller had.
     let text = |s: &str| Value::String(s.to_string());
     metadata.entry("guardian_credits_requested").or_insert_with(|| text("true"));
     metadata.entry("mcp_attribution").or_insert_with(|| text(r#"{"status":"none"}"#));
-    metadata.insert(INSTALLATION.into(), text(MARK));
-    metadata.insert(TURN_METADATA_KEY.into(), Value::String(body_copy));
+    // Places in the order: written from the turn, not from these values.
+    metadata.insert(INSTALLATION.into(), Value::Null);
+    metadata.insert(TURN_METADATA_KEY.into(), Value::Null);
+    let mut out = ClientMetadata::with_capacity(turn_metadata.len() + 512);
     // `serde_json`'s map is sorted: the members come out in the order the official client writes them.
-    metadata.iter().map(|(k, v)| (k.clone(), member(k, v))).collect()
-}
-
-/// The `client_metadata` members the official client writes for a turn, in key order (`turn_metadata` already
-/// escaped as the inside of a JSON string).
-fn synthesized_members(thread_id: &str, turn_id: &str, window: &str, turn_metadata: &str) -> Vec<(String, String)> {
-    let text = |key: &str, value: &str| {
-        let mut m = String::with_capacity(key.len() + value.len() + 8);
-        push_json_str(&mut m, key);
-        m.push(':');
-        push_json_str(&mut m, value);
-        (key.to_string(), m)
-    };
-    let mut metadata = String::with_capacity(turn_metadata.len() + 28);
-    metadata.push_str("\"x-codex-turn-metadata\":\"");
-    metadata.push_str(turn_metadata);
-    metadata.push('"');
-    vec![
-        text("guardian_credits_requested", "true"),
-        text("mcp_attribution", r#"{"status":"none"}"#),
-        text("root_turn_id", turn_id),
-        text("session_id", thread_id),
-        text("thread_id", thread_id),
-        text("turn_id", turn_id),
-        text(INSTALLATION, MARK),
-        (TURN_METADATA_KEY.to_string(), metadata),
-        text("x-codex-window-id", window),
-    ]
-}
-
-fn push_member(out: &mut String, member: &str) {
-    if out.len() > 1 {
-        out.push(',');
+    for (key, value) in &metadata {
+        let w = out.at(key);
+        match (key.as_str(), value) {
+            (INSTALLATION, _) => w.installation(key, Hole::Installation),
+            (TURN_METADATA_KEY, _) => match turn_metadata {
+                Embed::Escape(json) => w.embedded(key, json),
+                Embed::Twin(escaped) => w.embedded_twin(key, escaped),
+            },
+            (_, Value::String(s)) => w.string(key, s),
+            (_, other) => w.literal(key, &other.to_string()),
+        }
     }
-    out.push_str(member);
+    out.close()
 }
 
-/// `text` with the account's installation id where [`MARK`] stands.
-fn with_installation(text: &str, installation_id: &str) -> String {
-    text.replace(MARK, installation_id)
+/// The turn metadata as it goes into `client_metadata`: its JSON text (escaped on the way), or that text already
+/// escaped.
+#[derive(Clone, Copy)]
+enum Embed<'a> {
+    Escape(&'a Template),
+    Twin(&'a Template),
+}
+
+impl Embed<'_> {
+    fn len(self) -> usize {
+        match self {
+            Embed::Escape(t) => t.text.len() * 5 / 4,
+            Embed::Twin(t) => t.text.len(),
+        }
+    }
+}
+
+/// The `client_metadata` the official client writes for a turn, in key order (`turn_metadata` escaped).
+fn synthesized_client_metadata(thread_id: &str, turn_id: &str, window: &str, turn_metadata: &Template) -> Template {
+    let mut out = ClientMetadata::with_capacity(turn_metadata.text.len() + 320);
+    out.at("guardian_credits_requested").plain_string("guardian_credits_requested", "true");
+    out.at("mcp_attribution").literal("mcp_attribution", r#""{\"status\":\"none\"}""#);
+    out.at("root_turn_id").plain_string("root_turn_id", turn_id);
+    out.at("session_id").string("session_id", thread_id);
+    out.at("thread_id").string("thread_id", thread_id);
+    out.at("turn_id").plain_string("turn_id", turn_id);
+    out.at(INSTALLATION).installation(INSTALLATION, Hole::Installation);
+    out.at(TURN_METADATA_KEY).embedded_twin(TURN_METADATA_KEY, turn_metadata);
+    out.at("x-codex-window-id").string("x-codex-window-id", window);
+    out.close()
 }
 
 /// What only a WebSocket turn's `client_metadata` carries.
@@ -316,26 +299,21 @@ pub struct WebsocketTurn<'a> {
 }
 
 /// The turn metadata the official client (0.169) writes for a turn of a new interactive session, for callers
-/// that sent none, as JSON text (members in its order; [`MARK`] for the installation id). The values a gateway
+/// that sent none, as JSON text (members in its order; a hole for the installation id). The values a gateway
 /// can know are the request's own.
-fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str, turn_id: &str) -> TwoForms {
-    let mut out = TwoForms::with_capacity(768);
-    let context = context_window_id(i.thread_id);
+fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str, turn_id: &str) -> (Template, Template) {
+    let mut out = ObjectWriter::with_twin(640 + 3 * i.thread_id.len() + i.slug.len());
+    let mut context = uuid::Uuid::encode_buffer();
+    let context = context_window_id(i.thread_id, &mut context);
+    out.installation("installation_id", Hole::Installation);
+    out.string("session_id", i.thread_id);
+    out.string("thread_id", i.thread_id);
+    out.plain_string("agent_name", "/root");
+    out.plain_string("turn_id", turn_id);
+    out.string("window_id", window);
+    out.plain_literal("window_number", "0");
     for (k, v) in [
-        ("installation_id", MARK),
-        ("session_id", i.thread_id),
-        ("thread_id", i.thread_id),
-        ("agent_name", "/root"),
-        ("turn_id", turn_id),
-        ("window_id", window),
-    ] {
-        out.key(k);
-        out.string(v);
-    }
-    out.key("window_number");
-    out.literal("0");
-    for (k, v) in [
-        ("context_window_id", context.as_str()),
+        ("context_window_id", context),
         ("request_kind", i.kind.as_str()),
         ("history_initialization", "new"),
         ("root_turn_id", turn_id),
@@ -343,84 +321,27 @@ fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str, turn_id: &str) ->
         ("sandbox", "seccomp"),
         ("sandbox_mode", "workspace-write"),
     ] {
-        out.key(k);
-        out.string(v);
+        out.plain_string(k, v);
     }
     for k in ["auto_review_enabled", "node_repl_auto_review_required", "node_repl_disabled"] {
-        out.key(k);
-        out.literal("false");
+        out.plain_literal(k, "false");
     }
-    out.key("turn_started_at_unix_ms");
-    out.literal(&i.now_ms.to_string());
-    out.key("analytics_enabled");
-    out.literal("true");
-    out.key("model");
-    out.string(i.slug);
+    out.plain_literal("turn_started_at_unix_ms", itoa::Buffer::new().format(i.now_ms));
+    out.plain_literal("analytics_enabled", "true");
+    out.string("model", i.slug);
     if let Some(effort) = i.effort {
-        out.key("reasoning_effort");
-        out.string(effort);
+        out.string("reasoning_effort", effort);
     }
-    out.close();
-    out
-}
-
-/// A JSON object written twice at once: as JSON text (the header's copy), and as that text inside a JSON string
-/// (the body's copy, `client_metadata["x-codex-turn-metadata"]`), so the second needs no escaping pass.
-struct TwoForms {
-    raw: String,
-    escaped: String,
-}
-
-impl TwoForms {
-    fn with_capacity(n: usize) -> TwoForms {
-        TwoForms { raw: String::with_capacity(n), escaped: String::with_capacity(n + n / 4) }
-    }
-
-    fn key(&mut self, k: &str) {
-        let first = self.raw.is_empty();
-        self.raw.push(if first { '{' } else { ',' });
-        self.escaped.push(if first { '{' } else { ',' });
-        self.string(k);
-        self.raw.push(':');
-        self.escaped.push(':');
-    }
-
-    fn string(&mut self, v: &str) {
-        if v.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-            self.raw.push('"');
-            self.raw.push_str(v);
-            self.raw.push('"');
-            self.escaped.push_str("\\\"");
-            self.escaped.push_str(v);
-            self.escaped.push_str("\\\"");
-        } else {
-            let start = self.raw.len();
-            push_json_str(&mut self.raw, v);
-            let quoted = self.raw[start..].to_string();
-            let mut inner = String::new();
-            push_json_str(&mut inner, &quoted);
-            self.escaped.push_str(&inner[1..inner.len() - 1]);
-        }
-    }
-
-    fn literal(&mut self, v: &str) {
-        self.raw.push_str(v);
-        self.escaped.push_str(v);
-    }
-
-    fn close(&mut self) {
-        self.raw.push('}');
-        self.escaped.push('}');
-    }
+    out.close_with_twin()
 }
 
 /// The context window's id, stable for the conversation's window 0 (the gateway has no state to number windows).
-fn context_window_id(thread_id: &str) -> String {
+fn context_window_id<'b>(thread_id: &str, buffer: &'b mut [u8; 45]) -> &'b str {
     use sha2::{Digest, Sha256};
-    let d = Sha256::digest(format!("{thread_id}:window:0").as_bytes());
+    let d = Sha256::new().chain_update(thread_id.as_bytes()).chain_update(b":window:0").finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
-    uuid::Builder::from_random_bytes(b).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(b).into_uuid().hyphenated().encode_lower(buffer)
 }
 
 #[cfg(test)]
@@ -468,32 +389,14 @@ mod tests {
         assert_eq!(turn_meta["turn_id"], meta["turn_id"]);
         let header = turn.metadata_header("inst-a").and_then(|h| h.to_str().ok().map(parse)).unwrap_or_default();
         assert_eq!(header, turn_meta, "the header and the body's copy agree");
-    }
-
-    #[test]
-    fn two_forms_write_the_same_object_as_text_and_as_a_string() {
-        let mut two = TwoForms::with_capacity(16);
-        two.key("a");
-        two.string("plain");
-        two.key("b\"q");
-        two.string("tab\there \"quoted\"");
-        two.key("n");
-        two.literal("1");
-        two.close();
-        let raw: Value = serde_json::from_str(&two.raw).unwrap_or_default();
-        assert_eq!(raw, json!({"a": "plain", "b\"q": "tab\there \"quoted\"", "n": 1}));
-        let inside: String = serde_json::from_str(&format!("\"{}\"", two.escaped)).unwrap_or_default();
-        assert_eq!(inside, two.raw);
-    }
-
-    #[test]
-    fn strings_are_escaped_as_serde_json_escapes_them() {
-        for text in
-            ["plain", "a \"quoted\" \\ path", "tab\tline\nfeed\r\u{8}\u{c}\u{1}\u{1f}", "é ✓ 😀", r#"{"a":"b"}"#, ""]
-        {
-            let mut out = String::new();
-            push_json_str(&mut out, text);
-            assert_eq!(out, serde_json::to_string(text).unwrap_or_default(), "{text:?}");
+        // Members in key order, the WebSocket's own among them.
+        for ws in [None, Some(WebsocketTurn { turn_state: Some("ts"), now_ms: 9 })] {
+            let text = turn.client_metadata("inst-a", ws);
+            let ordered: Ordered = serde_json::from_str(&text).unwrap_or_default();
+            let mut sorted = ordered.keys();
+            sorted.sort_unstable();
+            assert_eq!(ordered.keys(), sorted, "{text}");
+            assert_eq!(ordered.keys().len(), if ws.is_some() { 11 } else { 9 }, "{text}");
         }
     }
 
@@ -501,11 +404,12 @@ mod tests {
     fn the_written_turn_metadata_has_the_official_clients_members_in_its_order() {
         let headers = HeaderMap::new();
         let turn = Turn::new(inputs(&headers, None));
-        let text = turn.metadata_header.clone();
+        let header = turn.metadata_header("inst").unwrap_or_else(|| panic!("a header value"));
+        let text = header.to_str().unwrap_or_default().to_string();
         assert!(serde_json::from_str::<Value>(&text).is_ok(), "{text}");
         // The body's copy is the same text as a JSON string.
         let body: Value = serde_json::from_str(&turn.client_metadata("inst", None)).unwrap_or_default();
-        assert_eq!(body["x-codex-turn-metadata"].as_str(), Some(text.replace(MARK, "inst").as_str()));
+        assert_eq!(body["x-codex-turn-metadata"].as_str(), Some(text.as_str()));
         // Each member name is the text between the last quote before a `":` and that `":`.
         let parts: Vec<&str> = text.split("\":").collect();
         let names: Vec<&str> = parts[..parts.len() - 1].iter().filter_map(|part| part.rsplit('"').next()).collect();
@@ -533,6 +437,22 @@ mod tests {
             "reasoning_effort",
         ];
         assert_eq!(names, expected, "{text}");
+    }
+
+    #[test]
+    fn an_official_caller_without_turn_metadata_gets_the_written_one_beside_its_own_members() {
+        let mut headers = HeaderMap::new();
+        headers.insert("originator", HeaderValue::from_static("codex_exec"));
+        let metadata = json!({"x-codex-installation-id": "the-clients", "zz-own": {"n": 1}, "a-own": "x \"y\""});
+        let turn = Turn::new(inputs(&headers, metadata.as_object().cloned()));
+        let meta = parse(&turn.client_metadata("inst-c", None));
+        assert_eq!(meta["x-codex-installation-id"], "inst-c");
+        assert_eq!(meta["zz-own"], json!({"n": 1}));
+        assert_eq!(meta["a-own"], "x \"y\"");
+        let turn_meta = parse(meta["x-codex-turn-metadata"].as_str().unwrap_or_default());
+        let header = turn.metadata_header("inst-c").and_then(|h| h.to_str().ok().map(parse)).unwrap_or_default();
+        assert_eq!(turn_meta, header);
+        assert_eq!(turn_meta["installation_id"], "inst-c");
     }
 
     #[test]
