@@ -10,6 +10,7 @@
 
 mod ordered;
 pub mod side;
+mod synthesized;
 mod template;
 pub mod turn;
 
