@@ -217,7 +217,11 @@ impl Http1Connections {
 
 /// The request's bytes: head and body in one buffer, so it leaves in one write.
 fn request_bytes(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512 + body.len());
+    // Sized for the whole request: a head that outgrew a guess was copied again on the way (the official client's
+    // headers, a bearer token and the turn metadata, are 2-3 KB).
+    let head: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len()) + uri.authority().map_or(0, |a| a.as_str().len());
+    let mut out = Vec::with_capacity(64 + target + head + body.len());
     out.extend_from_slice(b"POST ");
     out.extend_from_slice(uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
