@@ -27,9 +27,6 @@ use crate::tokens;
 const MAX_CHUNK: usize = 32 * 1024;
 /// Room reserved for a chunk once its first event arrived: a few frames; bursts grow it.
 const FIRST_CHUNK: usize = 4096;
-/// Spare room below which a chunk with more events ready grows to a whole chunk: more than one translated
-/// delta takes (a larger event grows the vector as usual).
-const EVENT_ROOM: usize = 1024;
 
 /// Return a chunk buffer to the thread's shelf (`scratch`; a burst's large one is freed there). A chunk is built
 /// in a buffer taken from there once an event arrived and given back before the pump waits
@@ -114,18 +111,7 @@ impl<E: StreamEncoder> Pump<E> {
                 break;
             } else {
                 match self.ex.reader.next_ready(cx) {
-                    Ready::Read(read) => {
-                        // A burst that outgrows the first room: room for a whole chunk at once. Grown event by
-                        // event, a burst's chunk was copied on each doubling on its way to 32 KB (about 5% of a
-                        // burst's instructions); the spare room is given back when the chunk is handed over
-                        // (`shrink_to_fit`, in place). A few ready events that fit the first room (an HTTP/2 burst
-                        // interleaved with other streams' comes a few frames per read) stay in the thread's
-                        // scratch, as a paced event does, instead of a 36 KB allocation per write.
-                        if out.capacity() < MAX_CHUNK && out.capacity() - out.len() < EVENT_ROOM {
-                            out.reserve(MAX_CHUNK + FIRST_CHUNK - out.len());
-                        }
-                        read
-                    }
+                    Ready::Read(read) => read,
                     Ready::Waiting => {
                         // Registered for the next chunk: the connection need not poll again (`registered`).
                         super::registered::promise();
