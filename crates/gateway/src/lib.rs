@@ -25,7 +25,6 @@ pub mod keys;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
-pub mod prefetch;
 pub mod record;
 pub mod relay;
 pub mod server;

@@ -21,17 +21,12 @@ use crate::metrics::streams::{OpenStream, open_streams};
 use crate::record::Recorder;
 use crate::relay::exchange::Exchange;
 use crate::relay::reader::{EventReader, Read, Ready};
-use crate::{prefetch, tokens};
+use crate::tokens;
 
 /// Stop adding ready events to one outgoing chunk beyond this size (bounds per-stream memory).
 const MAX_CHUNK: usize = 32 * 1024;
 /// Room reserved for a chunk once its first event arrived: a few frames; bursts grow it.
 const FIRST_CHUNK: usize = 4096;
-/// Spare room below which a chunk with more events ready grows to a whole chunk: more than one translated
-/// delta takes (a larger event grows the vector as usual).
-const EVENT_ROOM: usize = 1024;
-/// The pump's lines an event reads: its flags and deadlines, the encoder and the reader come first (`Pump`).
-const PUMP_HOT_LINES: usize = 8;
 
 /// Return a chunk buffer to the thread's shelf (`scratch`; a burst's large one is freed there). A chunk is built
 /// in a buffer taken from there once an event arrived and given back before the pump waits
@@ -46,11 +41,7 @@ fn limiter_for(limits: OutputLimits, input_estimate: u64) -> Option<Limiter> {
     l.is_active().then_some(l)
 }
 
-/// In declaration order (`repr(C)`), what every event reads first: the flags and deadlines, the limiter's pointer,
-/// the encoder, then the exchange (whose reader comes first); what a stream touches once (the record, the usage)
-/// last. An event's cost is mostly cache misses on per-stream state (docs/performance.md, "Pump field order"), and
-/// the compiler's own order spread the per-event fields over the pump's 15 cache lines.
-#[repr(C)]
+/// The streaming response body: a dialect encoder fed from the upstream's events (see `poll_chunk`).
 struct Pump<E: StreamEncoder> {
     /// Yield once before the next chunk, so the connection writes the one it was just given (it keeps polling a
     /// ready body and writes only once it is pending, server/http1/write.rs): the early first chunk.
@@ -72,7 +63,7 @@ struct Pump<E: StreamEncoder> {
     idle_deadline: Instant,
     keepalive: Duration,
     idle_timeout: Duration,
-    /// Boxed: rare (only requests with output limits to emulate), and its room would sit between the hot fields.
+    /// Boxed: rare (only requests with output limits to emulate), so a stream without them does not carry its room.
     limiter: Option<Box<Limiter>>,
     encoder: E,
     ex: Exchange,
@@ -100,12 +91,6 @@ impl<E: StreamEncoder> Pump<E> {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        // Between two events of a paced stream, the other streams have passed through the caches: ask for this
-        // stream's per-event state at once, so the loads overlap each other and the read's system call instead of
-        // waiting one after another as the code reaches them (`prefetch`). The pump's own hot fields come first
-        // in its layout (see `Pump`).
-        prefetch::value(self, PUMP_HOT_LINES);
-        self.ex.reader.prefetch();
         // Taken from the thread's scratch only once something arrived, and given back before any wait: an idle
         // stream (waiting on a slow upstream) holds no buffer.
         let mut out = Vec::new();
@@ -126,18 +111,7 @@ impl<E: StreamEncoder> Pump<E> {
                 break;
             } else {
                 match self.ex.reader.next_ready(cx) {
-                    Ready::Read(read) => {
-                        // A burst that outgrows the first room: room for a whole chunk at once. Grown event by
-                        // event, a burst's chunk was copied on each doubling on its way to 32 KB (about 5% of a
-                        // burst's instructions); the spare room is given back when the chunk is handed over
-                        // (`shrink_to_fit`, in place). A few ready events that fit the first room (an HTTP/2 burst
-                        // interleaved with other streams' comes a few frames per read) stay in the thread's
-                        // scratch, as a paced event does, instead of a 36 KB allocation per write.
-                        if out.capacity() < MAX_CHUNK && out.capacity() - out.len() < EVENT_ROOM {
-                            out.reserve(MAX_CHUNK + FIRST_CHUNK - out.len());
-                        }
-                        read
-                    }
+                    Ready::Read(read) => read,
                     Ready::Waiting => {
                         // Registered for the next chunk: the connection need not poll again (`registered`).
                         super::registered::promise();
@@ -492,25 +466,5 @@ impl IdleClock {
             self.deadline = now + self.limit;
         }
         if now >= self.deadline { Err(UpstreamFailure::Idle) } else { Ok(()) }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use dialects::chat::ChatEncoder;
-
-    use super::*;
-
-    /// The hints at the start of a chunk cover what an event reads in the pump: its flags, deadlines and encoder,
-    /// and the reader. `PUMP_HOT_LINES` lines from the pump's start cover at least `PUMP_HOT_LINES - 1` whole
-    /// lines' worth of bytes however the allocation is aligned; a field added before the reader, or a reader that
-    /// grew, must move the constant with it.
-    #[test]
-    fn an_events_fields_lie_within_the_prefetched_lines() {
-        let reader_end = std::mem::offset_of!(Pump<ChatEncoder>, ex.reader) + std::mem::size_of::<EventReader>();
-        assert!(
-            reader_end <= (PUMP_HOT_LINES - 1) * 64,
-            "the reader ends {reader_end} bytes into the pump, past the {PUMP_HOT_LINES} lines asked for"
-        );
     }
 }

@@ -14,7 +14,6 @@ use dialects::sse::{SseFrame, SseParser};
 use dialects::{Event, GatewayError, UpstreamFailure};
 use tracing::debug;
 
-use crate::prefetch;
 use crate::relay::exchange;
 use crate::upstream::{BodyStream, IntoFailure, Plain, TransportError, UpstreamResponse};
 
@@ -298,16 +297,6 @@ impl EventReader {
     fn late_failed(&mut self, failure: UpstreamFailure) -> Poll<Option<Read>> {
         self.late = None;
         Poll::Ready(Some(Read::Error(Box::new(failure))))
-    }
-
-    /// Ask for what reading the next event touches to be loaded (`prefetch`): the upstream body's state, where the
-    /// next parsed frame goes, and the wait's timer (polled when the stream waits again).
-    pub fn prefetch(&self) {
-        prefetch::value(&*self.body, 2);
-        prefetch::at(self.frames.as_slices().0.as_ptr());
-        if let Some(timer) = &self.timer {
-            prefetch::value(&**timer, 2);
-        }
     }
 
     /// Whether a frame or received bytes are waiting to be read (the next read may not wait at all).

@@ -289,7 +289,7 @@ fn is_ident(b: u8) -> bool {
 fn the_scan_reads_paths_groups_and_climbs() {
     let found =
         |rel: &str, code: &str| -> Vec<String> { reaches(Path::new(rel), code).into_iter().map(|(_, p)| p).collect() };
-    assert_eq!(found("relay/pump.rs", "use crate::{prefetch, tokens};"), ["crate::prefetch", "crate::tokens"]);
+    assert_eq!(found("relay/pump.rs", "use crate::{record, tokens};"), ["crate::record", "crate::tokens"]);
     assert_eq!(found("relay/pump.rs", "let s = crate::app::request_id(&h);"), ["crate::app::request_id"]);
     assert_eq!(found("server/errors.rs", "use super::dialect::Shape;"), Vec::<String>::new());
     assert_eq!(found("server/mod.rs", "use super::config::Config;"), ["crate::config::Config"]);

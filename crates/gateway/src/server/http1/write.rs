@@ -162,9 +162,6 @@ impl Outgoing {
         // poll chain (pump, reader, upstream socket, timers) for nothing: one in three of those walks per event
         // when events arrive one at a time (callgrind, docs/performance.md, "Paced-event write path").
         let mut body_pending = false;
-        // The queue's next slot is a line of its own allocation that nothing touched since this stream's last
-        // event: asked for now, it loads while the body reads from the upstream (`prefetch`).
-        crate::prefetch::at(self.queue.as_slices().0.as_ptr());
         loop {
             // Everything the body has ready goes into this write.
             while !body_pending && !self.done && self.queue.len() + 3 <= MAX_PIECES && self.queued < MAX_QUEUED {
