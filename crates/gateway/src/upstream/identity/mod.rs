@@ -10,7 +10,6 @@
 
 mod ordered;
 pub mod side;
-mod synthesized;
 mod template;
 pub mod turn;
 

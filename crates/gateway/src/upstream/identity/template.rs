@@ -41,18 +41,6 @@ impl Template {
         }
     }
 
-    /// `other`'s text and holes appended.
-    pub(super) fn append(&mut self, other: &Template) {
-        let offset = self.text.len();
-        self.text.push_str(&other.text);
-        for &(at, hole) in &other.holes {
-            let Some(hole) = hole else { break };
-            if let Some(slot) = self.holes.iter_mut().find(|(_, h)| h.is_none()) {
-                *slot = (offset + at, Some(hole));
-            }
-        }
-    }
-
     /// The text's length with its holes filled: exact for an installation id that needs no escaping (a UUID)
     /// and text without WebSocket members, an estimate otherwise (for sizing the buffer it goes into).
     pub(super) fn filled_len(&self, installation: &str) -> usize {
@@ -183,33 +171,109 @@ pub(super) fn push_json_inside(out: &mut String, s: &str) {
     out.push_str(s.get(from..).unwrap_or_default());
 }
 
-/// An object's text written member by member, in the order given (the caller's order is the official one): for an
-/// official caller's own members, whose names and values can be anything.
+/// An object's text written member by member, in the order given (the caller's order is the official one).
 pub(super) struct ObjectWriter {
     pub(super) t: Template,
+    /// The same object as the inside of a JSON string, written along when asked for: the turn metadata goes into
+    /// the body as a string, and written twice at once it needs no escaping pass (its values are nearly all UUIDs
+    /// and names, which need no escaping).
+    twin: Option<Template>,
 }
 
 impl ObjectWriter {
     pub(super) fn with_capacity(n: usize) -> ObjectWriter {
-        ObjectWriter { t: Template::with_capacity(n) }
+        ObjectWriter { t: Template::with_capacity(n), twin: None }
+    }
+
+    /// A writer that also writes the object's escaped twin ([`ObjectWriter::close_with_twin`]).
+    pub(super) fn with_twin(n: usize) -> ObjectWriter {
+        ObjectWriter { t: Template::with_capacity(n), twin: Some(Template::with_capacity(n + n / 4)) }
+    }
+
+    /// JSON text `raw`, and in the twin the same escaped.
+    fn both(&mut self, raw: &str) {
+        self.t.text.push_str(raw);
+        if let Some(twin) = &mut self.twin {
+            push_json_inside(&mut twin.text, raw);
+        }
+    }
+
+    /// A string needing no escaping, quoted (`\"` in the twin).
+    fn quoted_plain(&mut self, s: &str) {
+        self.t.text.push('"');
+        self.t.text.push_str(s);
+        self.t.text.push('"');
+        if let Some(twin) = &mut self.twin {
+            twin.text.push_str("\\\"");
+            twin.text.push_str(s);
+            twin.text.push_str("\\\"");
+        }
+    }
+
+    /// A string, quoted and escaped.
+    fn quoted(&mut self, s: &str) {
+        if plain(s) {
+            return self.quoted_plain(s);
+        }
+        let mut text = String::with_capacity(s.len() + 8);
+        push_json_str(&mut text, s);
+        self.both(&text);
+    }
+
+    /// JSON punctuation, the same in the twin.
+    fn punct(&mut self, c: char) {
+        self.t.text.push(c);
+        if let Some(twin) = &mut self.twin {
+            twin.text.push(c);
+        }
+    }
+
+    /// The separator before a member.
+    fn separator(&mut self) {
+        self.punct(if self.t.text.is_empty() { '{' } else { ',' });
     }
 
     /// `"key":` after the separator.
     pub(super) fn key(&mut self, key: &str) {
-        self.t.text.push(if self.t.text.is_empty() { '{' } else { ',' });
-        push_json_str(&mut self.t.text, key);
-        self.t.text.push(':');
+        self.separator();
+        self.quoted(key);
+        self.punct(':');
+    }
+
+    /// [`ObjectWriter::key`] for a key that needs no escaping (a name of the official client's): not checked.
+    fn plain_key(&mut self, key: &str) {
+        debug_assert!(plain(key), "{key:?}");
+        self.separator();
+        self.quoted_plain(key);
+        self.punct(':');
     }
 
     pub(super) fn string(&mut self, key: &str, value: &str) {
         self.key(key);
-        push_json_str(&mut self.t.text, value);
+        self.quoted(value);
+    }
+
+    /// A string member whose key and value need no escaping (names, UUIDs, numbers): not checked.
+    pub(super) fn plain_string(&mut self, key: &str, value: &str) {
+        debug_assert!(plain(value), "{key:?}: {value:?}");
+        self.plain_key(key);
+        self.quoted_plain(value);
+    }
+
+    /// A value written as it is (a number, `true`) under a key, neither needing escaping: not checked.
+    pub(super) fn plain_literal(&mut self, key: &str, value: &str) {
+        debug_assert!(plain(value), "{key:?}: {value:?}");
+        self.plain_key(key);
+        self.t.text.push_str(value);
+        if let Some(twin) = &mut self.twin {
+            twin.text.push_str(value);
+        }
     }
 
     /// A value written as it is (a number, `true`, a JSON text).
     pub(super) fn literal(&mut self, key: &str, value: &str) {
         self.key(key);
-        self.t.text.push_str(value);
+        self.both(value);
     }
 
     /// A string whose value is the installation id.
@@ -218,6 +282,11 @@ impl ObjectWriter {
         self.t.text.push('"');
         self.t.hole(hole);
         self.t.text.push('"');
+        if let Some(twin) = &mut self.twin {
+            twin.text.push_str("\\\"");
+            twin.hole(Hole::InstallationTwice);
+            twin.text.push_str("\\\"");
+        }
     }
 
     /// A string whose value is `json` (a JSON object's text with holes), escaped; its installation-id holes become
@@ -238,20 +307,37 @@ impl ObjectWriter {
         self.t.text.push('"');
     }
 
-    /// A string whose value is a JSON text already escaped as the inside of a string, as it is.
-    pub(super) fn embedded_escaped(&mut self, key: &str, escaped: &Template) {
+    /// A string whose value is an object's escaped twin ([`ObjectWriter::close_with_twin`]), as it is.
+    pub(super) fn embedded_twin(&mut self, key: &str, twin: &Template) {
         self.key(key);
         self.t.text.push('"');
-        self.t.append(escaped);
+        let offset = self.t.text.len();
+        self.t.text.push_str(&twin.text);
+        for &(at, hole) in &twin.holes {
+            let Some(hole) = hole else { break };
+            if let Some(slot) = self.t.holes.iter_mut().find(|(_, h)| h.is_none()) {
+                *slot = (offset + at, Some(hole));
+            }
+        }
         self.t.text.push('"');
     }
 
     pub(super) fn close(mut self) -> Template {
         if self.t.text.is_empty() {
-            self.t.text.push('{');
+            self.punct('{');
         }
-        self.t.text.push('}');
+        self.punct('}');
         self.t
+    }
+
+    /// The object, and its escaped twin (empty without one).
+    pub(super) fn close_with_twin(self) -> (Template, Template) {
+        let mut w = self;
+        if w.t.text.is_empty() {
+            w.punct('{');
+        }
+        w.punct('}');
+        (w.t, w.twin.unwrap_or_default())
     }
 }
 
@@ -295,6 +381,23 @@ mod tests {
         let v = filled(&outer, "i", Some(WebsocketTurn { turn_state: None, now_ms: 7 }));
         assert!(v.get("x-codex-turn-state").is_none());
         assert_eq!(v["x-codex-ws-stream-request-start-ms"], "7");
+    }
+
+    #[test]
+    fn the_twin_is_the_object_escaped_with_its_holes() {
+        let mut w = ObjectWriter::with_twin(8);
+        w.installation("installation_id", Hole::Installation);
+        w.plain_string("id", "0d4c");
+        w.string("q", "say \"hi\"\n");
+        w.literal("n", "12");
+        let (raw, twin) = w.close_with_twin();
+        let mut outer = ObjectWriter::with_capacity(8);
+        outer.embedded("a", &raw);
+        outer.embedded_twin("b", &twin);
+        let v = filled(&outer.close(), "in\"st", None);
+        assert_eq!(v["a"], v["b"]);
+        let inner: Value = serde_json::from_str(v["b"].as_str().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(inner, json!({"installation_id": "in\"st", "id": "0d4c", "q": "say \"hi\"\n", "n": 12}));
     }
 
     #[test]

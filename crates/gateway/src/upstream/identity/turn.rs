@@ -16,7 +16,6 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::ordered::Ordered;
-use super::synthesized;
 use super::template::{Hole, ObjectWriter, Template};
 
 /// What a request is, in the turn metadata's `request_kind`.
@@ -29,7 +28,7 @@ pub enum RequestKind {
 }
 
 impl RequestKind {
-    pub(super) fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             RequestKind::Turn => "turn",
             RequestKind::Compaction => "compaction",
@@ -127,23 +126,12 @@ impl Turn {
                 (m.with_first_installation(), carried_client_metadata(metadata, Embed::Escape(&body)))
             }
             None => {
-                let mut context = uuid::Uuid::encode_buffer();
-                let written = synthesized::Written {
-                    thread_id: i.thread_id,
-                    turn_id,
-                    window: &window,
-                    context: context_window_id(i.thread_id, &mut context),
-                    kind: i.kind,
-                    now_ms: i.now_ms,
-                    slug: i.slug,
-                    effort: i.effort,
-                };
-                let (text, escaped) = synthesized::turn_metadata(&written);
+                let (text, escaped) = synthesized_turn_metadata(&i, &window, turn_id);
                 let client_metadata = match official {
-                    true => carried_client_metadata(metadata, Embed::Escaped(&escaped)),
+                    true => carried_client_metadata(metadata, Embed::Twin(&escaped)),
                     // Any other caller: everything written here, in the official client's order, with no map
                     // in between (this runs for every request of every other client).
-                    false => synthesized::client_metadata(&written, &escaped),
+                    false => synthesized_client_metadata(i.thread_id, turn_id, &window, &escaped),
                 };
                 (text, client_metadata)
             }
@@ -262,7 +250,7 @@ fn carried_client_metadata(mut metadata: Map<String, Value>, turn_metadata: Embe
             (INSTALLATION, _) => w.installation(key, Hole::Installation),
             (TURN_METADATA_KEY, _) => match turn_metadata {
                 Embed::Escape(json) => w.embedded(key, json),
-                Embed::Escaped(escaped) => w.embedded_escaped(key, escaped),
+                Embed::Twin(escaped) => w.embedded_twin(key, escaped),
             },
             (_, Value::String(s)) => w.string(key, s),
             (_, other) => w.literal(key, &other.to_string()),
@@ -276,16 +264,31 @@ fn carried_client_metadata(mut metadata: Map<String, Value>, turn_metadata: Embe
 #[derive(Clone, Copy)]
 enum Embed<'a> {
     Escape(&'a Template),
-    Escaped(&'a Template),
+    Twin(&'a Template),
 }
 
 impl Embed<'_> {
     fn len(self) -> usize {
         match self {
             Embed::Escape(t) => t.text.len() * 5 / 4,
-            Embed::Escaped(t) => t.text.len(),
+            Embed::Twin(t) => t.text.len(),
         }
     }
+}
+
+/// The `client_metadata` the official client writes for a turn, in key order (`turn_metadata` escaped).
+fn synthesized_client_metadata(thread_id: &str, turn_id: &str, window: &str, turn_metadata: &Template) -> Template {
+    let mut out = ClientMetadata::with_capacity(turn_metadata.text.len() + 320);
+    out.at("guardian_credits_requested").plain_string("guardian_credits_requested", "true");
+    out.at("mcp_attribution").literal("mcp_attribution", r#""{\"status\":\"none\"}""#);
+    out.at("root_turn_id").plain_string("root_turn_id", turn_id);
+    out.at("session_id").string("session_id", thread_id);
+    out.at("thread_id").string("thread_id", thread_id);
+    out.at("turn_id").plain_string("turn_id", turn_id);
+    out.at(INSTALLATION).installation(INSTALLATION, Hole::Installation);
+    out.at(TURN_METADATA_KEY).embedded_twin(TURN_METADATA_KEY, turn_metadata);
+    out.at("x-codex-window-id").string("x-codex-window-id", window);
+    out.close()
 }
 
 /// What only a WebSocket turn's `client_metadata` carries.
@@ -293,6 +296,43 @@ impl Embed<'_> {
 pub struct WebsocketTurn<'a> {
     pub turn_state: Option<&'a str>,
     pub now_ms: i64,
+}
+
+/// The turn metadata the official client (0.169) writes for a turn of a new interactive session, for callers
+/// that sent none, as JSON text (members in its order; a hole for the installation id). The values a gateway
+/// can know are the request's own.
+fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str, turn_id: &str) -> (Template, Template) {
+    let mut out = ObjectWriter::with_twin(640 + 3 * i.thread_id.len() + i.slug.len());
+    let mut context = uuid::Uuid::encode_buffer();
+    let context = context_window_id(i.thread_id, &mut context);
+    out.installation("installation_id", Hole::Installation);
+    out.string("session_id", i.thread_id);
+    out.string("thread_id", i.thread_id);
+    out.plain_string("agent_name", "/root");
+    out.plain_string("turn_id", turn_id);
+    out.string("window_id", window);
+    out.plain_literal("window_number", "0");
+    for (k, v) in [
+        ("context_window_id", context),
+        ("request_kind", i.kind.as_str()),
+        ("history_initialization", "new"),
+        ("root_turn_id", turn_id),
+        ("thread_source", "user"),
+        ("sandbox", "seccomp"),
+        ("sandbox_mode", "workspace-write"),
+    ] {
+        out.plain_string(k, v);
+    }
+    for k in ["auto_review_enabled", "node_repl_auto_review_required", "node_repl_disabled"] {
+        out.plain_literal(k, "false");
+    }
+    out.plain_literal("turn_started_at_unix_ms", itoa::Buffer::new().format(i.now_ms));
+    out.plain_literal("analytics_enabled", "true");
+    out.string("model", i.slug);
+    if let Some(effort) = i.effort {
+        out.string("reasoning_effort", effort);
+    }
+    out.close_with_twin()
 }
 
 /// The context window's id, stable for the conversation's window 0 (the gateway has no state to number windows).
