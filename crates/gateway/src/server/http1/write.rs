@@ -5,12 +5,11 @@
 //! write (`sendmsg`), never copied. Nothing is held by the connection between writes but what the socket has not
 //! taken yet.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
@@ -363,7 +362,7 @@ fn encode_head(parts: &response::Parts, body: &Body, close: bool, out: &mut Vec<
         header(out, b"connection", b"close");
     }
     if !dated {
-        DATE_NOW.with_borrow_mut(|date| header(out, b"date", date.now()));
+        header(out, b"date", httpdate::fmt_http_date(SystemTime::now()).as_bytes());
     }
     out.extend_from_slice(b"\r\n");
     framing
@@ -374,28 +373,6 @@ fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// The `Date` value, formatted once a second per thread (as hyper caches it).
-struct CachedDate {
-    second: u64,
-    value: String,
-}
-
-impl CachedDate {
-    fn now(&mut self) -> &[u8] {
-        let now = SystemTime::now();
-        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if second != self.second || self.value.is_empty() {
-            self.second = second;
-            self.value = httpdate::fmt_http_date(now);
-        }
-        self.value.as_bytes()
-    }
-}
-
-thread_local! {
-    static DATE_NOW: RefCell<CachedDate> = const { RefCell::new(CachedDate { second: 0, value: String::new() }) };
 }
 
 #[cfg(test)]
