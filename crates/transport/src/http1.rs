@@ -417,13 +417,12 @@ struct Body {
 }
 
 impl Body {
-    /// Remove the framing from `input` (prefixed by the carried bytes): the body's bytes in it, in one buffer cut
-    /// from the thread's scratch (`None` if there were none). The reader drops it once parsed, usually before the
-    /// next read, so a paced stream's reads cost no allocation (`scratch`).
+    /// Remove the framing from `input` (prefixed by the carried bytes): the body's bytes in it, in one buffer
+    /// (`None` if there were none).
     fn decode(&mut self, input: &[u8]) -> Result<Option<Bytes>, TransportError> {
-        let mut decoded = Ok(());
-        let data = crate::scratch::cut(self.carry.len() + input.len(), |out| decoded = self.decode_into(input, out));
-        decoded?;
+        let mut out = BytesMut::with_capacity(self.carry.len() + input.len());
+        self.decode_into(input, &mut out)?;
+        let data = out.freeze();
         if self.framing.is_done() {
             let io = self.io.take();
             // Bytes past the end would be a second answer nobody asked for: not a connection to reuse.

@@ -429,17 +429,9 @@ impl<'a> Event<'a> {
         }
     }
 
-    /// [`Event::parse`] without the fast path: the payload in one pass where its `type` is known from its first or
-    /// last member (`known`, every non-delta event the backend and fake-codex send), else in two ([`Event::parse_wire`]).
+    /// [`Event::parse`] without the fast path: every field any type reads captured unparsed, then the type's fields
+    /// parsed.
     pub(super) fn parse_full(data: &'a str) -> Result<Event<'a>, EventParseError> {
-        match super::known::parse(data) {
-            Some(event) => event,
-            None => Event::parse_wire(data),
-        }
-    }
-
-    /// The general parse: every field any type reads captured unparsed, then the type's fields parsed.
-    pub(super) fn parse_wire(data: &'a str) -> Result<Event<'a>, EventParseError> {
         let w: Wire<'a> = serde_json::from_str(data)?;
         Ok(match w.kind.as_ref() {
             "response.created" => Event::created(req(w.response, "response")?),
@@ -745,7 +737,6 @@ mod tests {
         for data in [added, done, odd, sorted] {
             let parsed = Event::parse(data);
             assert!(parsed.is_ok(), "{data}: {parsed:?}");
-            assert_eq!(Event::parse_wire(data).ok(), parsed.ok(), "the general parse agrees on {data}");
         }
         assert_eq!(
             Event::parse(added).ok(),

@@ -4,7 +4,6 @@
 pub mod event;
 mod fast;
 mod ignored;
-mod known;
 mod passthrough;
 mod stream;
 

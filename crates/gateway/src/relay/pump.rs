@@ -192,11 +192,10 @@ impl<E: StreamEncoder> Pump<E> {
         }
         // Handed over at its length: `Bytes` keeps the vector's whole capacity alive until the connection has
         // written it, and with thousands of streams answered in one burst those waits overlap. A chunk that fit
-        // the scratch (an event that came alone, as paced streams send them) is copied out, cut from the thread's
-        // reusable buffer (`scratch`: the HTTP/1.1 writer copies it and lets go at once, so no allocation), and
-        // the scratch serves the thread's next chunk. A burst's vector is handed over itself, shrunk in place.
+        // the working buffer (an event that came alone, as paced streams send them) is copied out, and the buffer
+        // serves the thread's next chunk. A burst's vector is handed over itself, shrunk in place.
         if out.capacity() <= FIRST_CHUNK {
-            let chunk = scratch::copy(&out);
+            let chunk = Bytes::copy_from_slice(&out);
             give_back(out);
             return Poll::Ready(Some(chunk));
         }

@@ -218,8 +218,7 @@ async fn read_more(tcp: &TcpStream, buf: &mut BytesMut, body_left: usize) -> usi
         } else {
             // Into a working buffer of the thread's, whose room the read fills without zeroing it first: a zeroed
             // 8 KB array on the stack was ~8 K instructions per request (docs/performance.md, "Per-thread
-            // buffers"). Not the buffer `scratch::cut` cuts from: a head read between a stream's cuts made it move
-            // to a new allocation while pieces were held (3.6% more CPU on bursts).
+            // buffers").
             let mut room = upstream_transport::scratch::take();
             room.reserve(HEAD_READ);
             let read = tcp.try_read_buf(&mut room).inspect(|&n| buf.extend_from_slice(&room[..n]));
