@@ -1,4 +1,4 @@
-//! Giving memory back to the system after a burst, and keeping the binary's own resident pages few at idle.
+//! Giving memory back to the system after a burst.
 //!
 //! glibc's allocator keeps pages that freed blocks leave behind whenever they are not at the top of a heap, which
 //! after a burst of streams is nearly all of them: 5,000 concurrent streams left the gateway at ~240 MB resident
@@ -70,42 +70,6 @@ fn page_size() -> u64 {
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
 }
-
-/// Keep the kernel from mapping in the binary's neighbouring pages with each one the gateway touches.
-///
-/// On a page fault in a file mapping Linux maps cached pages around the one asked for ("fault-around") and reads
-/// ahead, so code run once at start costs more resident memory than its own pages: ~14 MB of the 23 MB binary
-/// was resident while idle. With `MADV_RANDOM` on the binary's own mappings (the libraries and the heap are left
-/// alone) it was ~12.5 MB, and idle RSS fell from 16.0–16.3 to 14.4–14.9 MB (docs/performance.md, "Binary pages on demand").
-/// Page-cache hits stay minor faults, so the cost is some more of them at start. Best effort: any failure
-/// leaves the default.
-#[cfg(target_os = "linux")]
-pub fn map_only_the_binary_pages_used() {
-    let (Ok(exe), Ok(maps)) = (std::env::current_exe(), std::fs::read_to_string("/proc/self/maps")) else {
-        return;
-    };
-    let Some(exe) = exe.to_str() else { return };
-    for line in maps.lines() {
-        // `start-end perms offset dev inode path`
-        let mut fields = line.split_whitespace();
-        let (Some(range), Some(path)) = (fields.next(), fields.nth(4)) else { continue };
-        if path != exe {
-            continue;
-        }
-        let Some((start, end)) = range.split_once('-') else { continue };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
-            continue;
-        };
-        // SAFETY: madvise with MADV_RANDOM only changes the kernel's paging policy for a range this process has
-        // mapped (read from its own maps); it does not change the memory's contents or its mapping.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end.saturating_sub(start), libc::MADV_RANDOM);
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn map_only_the_binary_pages_used() {}
 
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {

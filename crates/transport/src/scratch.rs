@@ -1,6 +1,6 @@
 //! The thread's working byte buffers, the one place per-thread buffers of the request path live
 //! (docs/performance.md, "Per-thread buffers"): a shelf ([`take`] / [`give_back`]: a chunk being built, a write
-//! being framed, a head being read), each taken within a poll and given back before anything waits, so a stream
+//! being framed), each taken within a poll and given back before anything waits, so a stream
 //! waiting for its next event holds none of them.
 
 use std::cell::RefCell;

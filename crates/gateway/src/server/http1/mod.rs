@@ -216,14 +216,10 @@ async fn read_more(tcp: &TcpStream, buf: &mut BytesMut, body_left: usize) -> usi
             buf.reserve(body_left);
             tcp.try_read_buf(buf)
         } else {
-            // Into a working buffer of the thread's, whose room the read fills without zeroing it first: a zeroed
-            // 8 KB array on the stack was ~8 K instructions per request (docs/performance.md, "Per-thread
-            // buffers").
-            let mut room = upstream_transport::scratch::take();
-            room.reserve(HEAD_READ);
-            let read = tcp.try_read_buf(&mut room).inspect(|&n| buf.extend_from_slice(&room[..n]));
-            upstream_transport::scratch::give_back(room);
-            read
+            // Into room the read fills without zeroing it first (a zeroed 8 KB array on the stack was ~8 K
+            // instructions per request).
+            let mut room = Vec::with_capacity(HEAD_READ);
+            tcp.try_read_buf(&mut room).inspect(|&n| buf.extend_from_slice(&room[..n]))
         };
         match read {
             Ok(n) => return n,
