@@ -204,8 +204,8 @@ async fn read_request(tcp: &TcpStream, buf: &mut BytesMut, server: &Server) -> N
 }
 
 /// Read what the socket has into `buf`; 0 at its end or on an error. `body_left` bytes of body are still to
-/// come: they are read into `buf` directly, reserved at once. A head is read into a working buffer of the thread's and copied at its
-/// length, so the buffer the body's bytes later keep alive is no larger than the request (thousands of streams
+/// come: they are read into `buf` directly, reserved at once. A head is read into room of its own and copied at
+/// its length, so the buffer the body's bytes later keep alive is no larger than the request (thousands of streams
 /// open at once, docs/performance.md, "Own HTTP/1.1 server connection").
 async fn read_more(tcp: &TcpStream, buf: &mut BytesMut, body_left: usize) -> usize {
     loop {
