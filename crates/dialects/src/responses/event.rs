@@ -177,7 +177,7 @@ struct Wire<'a> {
 }
 
 /// An optional field: its type's default when absent or null.
-pub(super) fn opt<T: serde::de::DeserializeOwned + Default>(raw: Option<&RawValue>) -> Result<T, serde_json::Error> {
+fn opt<T: serde::de::DeserializeOwned + Default>(raw: Option<&RawValue>) -> Result<T, serde_json::Error> {
     match raw {
         Some(r) => serde_json::from_str::<Option<T>>(r.get()).map(Option::unwrap_or_default),
         None => Ok(T::default()),
@@ -226,7 +226,7 @@ fn owned_string(raw: Option<&RawValue>) -> Result<String, serde_json::Error> {
 }
 
 #[derive(Deserialize)]
-pub(super) struct ResponseHead {
+struct ResponseHead {
     #[serde(default)]
     id: String,
     #[serde(default)]
@@ -241,7 +241,7 @@ pub(super) struct ResponseHead {
 /// `call_id`), and an item whose other fields do not fit is read by its type alone ([`RawItem::parse`]). What
 /// the gateway does not know is the client's to see (passthrough) or skipped (translation), never a failure.
 #[derive(Deserialize, Default)]
-pub(super) struct RawItem<'a> {
+struct RawItem<'a> {
     #[serde(rename = "type", default, borrow)]
     kind: Cow<'a, str>,
     #[serde(default)]
@@ -279,7 +279,7 @@ struct KindOnly<'a> {
 impl<'a> RawItem<'a> {
     /// An item from its JSON text: every field the gateway reads, or, when one of them has a shape the gateway
     /// does not expect, the type alone. Errs only on text that is not a JSON object.
-    pub(super) fn parse(raw: &'a str) -> Result<RawItem<'a>, serde_json::Error> {
+    fn parse(raw: &'a str) -> Result<RawItem<'a>, serde_json::Error> {
         serde_json::from_str::<RawItem<'a>>(raw).or_else(|full| match serde_json::from_str::<KindOnly<'a>>(raw) {
             Ok(k) => Ok(RawItem { kind: k.kind, ..RawItem::default() }),
             Err(_) => Err(full),
@@ -290,7 +290,7 @@ impl<'a> RawItem<'a> {
 /// A text field of an item that accepts any JSON value: a string as itself, `null` as empty, anything else as
 /// its JSON text.
 #[derive(Default, Debug, Clone, PartialEq)]
-pub(super) struct Lenient(String);
+struct Lenient(String);
 
 impl<'de> Deserialize<'de> for Lenient {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Lenient, D::Error> {
@@ -351,7 +351,7 @@ struct RawPart<'a> {
 }
 
 #[derive(Deserialize)]
-pub(super) struct TerminalResponse<'a> {
+struct TerminalResponse<'a> {
     #[serde(default)]
     usage: Option<RawUsage>,
     /// Kept unparsed: each item is read once into a [`RawItem`] (and into a `Value` only if its type is unknown).
@@ -472,11 +472,11 @@ impl<'a> Event<'a> {
         })
     }
 
-    pub(super) fn created(r: ResponseHead) -> Event<'static> {
+    fn created(r: ResponseHead) -> Event<'static> {
         Event::Created { response_id: r.id, model: r.model }
     }
 
-    pub(super) fn item_added(item: RawItem<'_>, output_index: u32) -> Event<'static> {
+    fn item_added(item: RawItem<'_>, output_index: u32) -> Event<'static> {
         let item = match item.kind.as_ref() {
             "message" => ItemStart::Message { id: item.id.0 },
             "reasoning" => ItemStart::Reasoning { id: item.id.0 },
@@ -486,12 +486,12 @@ impl<'a> Event<'a> {
         Event::ItemAdded { output_index, item }
     }
 
-    pub(super) fn item_done(item: RawItem<'_>, output_index: u32) -> Event<'static> {
+    fn item_done(item: RawItem<'_>, output_index: u32) -> Event<'static> {
         Event::ItemDone { output_index, item: done_item(item, None) }
     }
 
     /// `response.completed`, or `response.incomplete` with its reason.
-    pub(super) fn finished(r: TerminalResponse<'_>, incomplete: bool) -> Event<'static> {
+    fn finished(r: TerminalResponse<'_>, incomplete: bool) -> Event<'static> {
         let terminal = if incomplete {
             Terminal::Incomplete { reason: r.incomplete_details.and_then(|d| d.reason).unwrap_or_default() }
         } else {
