@@ -89,7 +89,10 @@ mod tests {
             assert!(trim());
             let after = resident_bytes().unwrap_or(u64::MAX);
             assert!(after + 48 * 1024 * 1024 < before, "resident {before} -> {after}");
-            assert!(retained_bytes().unwrap_or(u64::MAX) < RETAINED_LIMIT);
+            // Relative, not against `RETAINED_LIMIT`: the other tests of this process allocate and free in their
+            // own threads meanwhile, and what they hold free between the trim and this read is theirs.
+            let left = retained_bytes().unwrap_or(u64::MAX);
+            assert!(left + 48 * 1024 * 1024 < retained, "retained {retained} -> {left} bytes");
             drop(keep);
         })
         .join()
