@@ -16,7 +16,6 @@ use tracing_subscriber::{EnvFilter, Registry, reload};
 
 use crate::config::{Config, LogFormat};
 
-mod access_line;
 mod batched;
 #[cfg(test)]
 pub(crate) mod capture;
@@ -57,14 +56,9 @@ pub(crate) fn init(config: &Config, file: Option<&Path>, delivery: Delivery) -> 
     let registry = tracing_subscriber::registry().with(filter);
     // A second call (tests that run several commands in one process) keeps the first subscriber.
     let installed = match config.log_format {
-        // Access lines by a formatter of their own, the same bytes as the default format (`access_line.rs`).
+        // tracing-subscriber's default (`Full`) format, without the target.
         LogFormat::Text => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(access_line::TextFormat::new())
-                    .with_writer(writer)
-                    .with_ansi(ansi),
-            )
+            .with(tracing_subscriber::fmt::layer().with_target(false).with_writer(writer).with_ansi(ansi))
             .try_init(),
         // One JSON object per line; the target says which lines are access lines (`codex_gateway::access`).
         LogFormat::Json => {

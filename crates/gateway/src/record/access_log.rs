@@ -3,8 +3,8 @@
 
 use super::{RecordSink, RequestRecord};
 
-/// The access lines' target: a log filter names it (`codex_gateway::access=warn` drops them), and the text
-/// log writes its lines with a formatter of its own (`cli/logging/access_line.rs`).
+/// The access lines' target: a log filter names it (`codex_gateway::access=warn` drops them); the JSON log
+/// writes it, so a reader tells access lines from the rest.
 pub const ACCESS_TARGET: &str = "codex_gateway::access";
 
 pub struct AccessLog;

@@ -11,5 +11,4 @@ pub mod exchange;
 pub mod moves;
 pub mod pump;
 pub mod reader;
-pub mod registered;
 pub mod unary;

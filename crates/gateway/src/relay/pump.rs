@@ -20,7 +20,7 @@ use upstream_transport::scratch;
 use crate::metrics::streams::{OpenStream, open_streams};
 use crate::record::Recorder;
 use crate::relay::exchange::Exchange;
-use crate::relay::reader::{EventReader, Read, Ready};
+use crate::relay::reader::{EventReader, Read};
 use crate::tokens;
 
 /// Stop adding ready events to one outgoing chunk beyond this size (bounds per-stream memory).
@@ -111,13 +111,8 @@ impl<E: StreamEncoder> Pump<E> {
                 break;
             } else {
                 match self.ex.reader.next_ready(cx) {
-                    Ready::Read(read) => read,
-                    Ready::Waiting => {
-                        // Registered for the next chunk: the connection need not poll again (`registered`).
-                        super::registered::promise();
-                        break;
-                    }
-                    Ready::Not => break,
+                    Some(read) => read,
+                    None => break,
                 }
             };
             self.on_read(read, &mut out, &mut progress_at);
@@ -407,7 +402,7 @@ async fn drain_raw_unboxed(
 /// the frames of a burst; asked for a wait straight away, every event would read the clock (`IdleClock::deadline`)
 /// and go through the wait's set-up (checking the timer).
 async fn next_read(reader: &mut EventReader, idle: &mut IdleClock) -> Read {
-    if let Ready::Read(read) = std::future::poll_fn(|cx| Poll::Ready(reader.next_ready(cx))).await {
+    if let Some(read) = std::future::poll_fn(|cx| Poll::Ready(reader.next_ready(cx))).await {
         return read;
     }
     reader.next_until(idle.deadline(reader)).await

@@ -45,16 +45,6 @@ impl LateHeaders {
     }
 }
 
-/// What [`EventReader::next_ready`] found.
-pub enum Ready {
-    Read(Read),
-    /// Nothing more yet, and the task is registered to be woken when there is: the body said pending to this
-    /// poll's waker, and the wait timer is armed with it too. Polling again before that wake finds nothing.
-    Waiting,
-    /// Nothing more without waiting (or the response headers are still awaited); the task may not be registered.
-    Not,
-}
-
 /// One step of reading.
 pub enum Read {
     /// A frame; [`EventReader::event`] parses it.
@@ -118,8 +108,6 @@ pub struct EventReader {
     /// deadline then. So a stream pays one timer registration per keepalive period, not one per event (each wait
     /// made its own `sleep_until` before: a timer-wheel insert and removal per event of a paced stream).
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// The timer's last poll came back pending and it was not moved since: it holds the task's waker.
-    timer_armed: bool,
 }
 
 impl EventReader {
@@ -137,7 +125,6 @@ impl EventReader {
             late: None,
             unknown_logged: false,
             timer: None,
-            timer_armed: false,
         }
     }
 
@@ -223,7 +210,6 @@ impl EventReader {
             && timer.deadline() > until.into()
         {
             timer.as_mut().reset(until.into());
-            self.timer_armed = false;
         }
         self.poll_wait(cx, until)
     }
@@ -243,10 +229,8 @@ impl EventReader {
             }
             let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until.into())));
             if timer.as_mut().poll(cx).is_pending() {
-                self.timer_armed = true;
                 return Poll::Pending;
             }
-            self.timer_armed = false;
             if Instant::now() >= until {
                 return Poll::Ready(Read::Idle);
             }
@@ -306,29 +290,26 @@ impl EventReader {
 
     /// The next frame only if it can be had without waiting (already parsed, bytes already received, or bytes
     /// the body has ready). Lets the pump put everything that is ready into one write instead of one write per
-    /// event. The body is polled with the task's own waker, so when it has nothing the task is already registered
-    /// for its next bytes ([`Ready::Waiting`], with the timer armed): the connection then need not poll the
-    /// body again just to register, a second walk of the handler's whole poll chain per event.
-    pub fn next_ready(&mut self, cx: &mut Context<'_>) -> Ready {
+    /// event. `None`: nothing more without waiting (or the response headers are still awaited).
+    pub fn next_ready(&mut self, cx: &mut Context<'_>) -> Option<Read> {
         if self.late.is_some() {
-            return Ready::Not;
+            return None;
         }
         // Bounded: each turn either returns or consumes one ready chunk of the body.
         for _ in 0..64 {
             if let Some(read) = self.buffered() {
-                return Ready::Read(read);
+                return Some(read);
             }
             match self.body.as_mut().poll_next(cx) {
                 Poll::Ready(item) => {
                     if let Some(read) = self.on_bytes(item) {
-                        return Ready::Read(read);
+                        return Some(read);
                     }
                 }
-                Poll::Pending if self.timer_armed => return Ready::Waiting,
-                Poll::Pending => return Ready::Not,
+                Poll::Pending => return None,
             }
         }
-        Ready::Not
+        None
     }
 
     /// A frame already parsed, or the end once the body is over.
@@ -512,9 +493,7 @@ mod tests {
             }
         });
         assert!(matches!(reader.next_until(first).await, Read::Frame(_)));
-        // The wait polled the timer before the frame came, so it holds the task's waker: with the body empty, the
-        // task is registered for what comes next.
-        assert!(matches!(std::future::poll_fn(|cx| Poll::Ready(reader.next_ready(cx))).await, Ready::Waiting));
+        assert!(std::future::poll_fn(|cx| Poll::Ready(reader.next_ready(cx))).await.is_none(), "the body is empty");
         let armed = reader.timer.as_ref().map(|t| t.deadline().into_std());
         assert_eq!(armed, Some(first));
         // A later deadline: the timer stays at the first one while the wait goes on.
@@ -544,7 +523,7 @@ mod tests {
         let _ = tx.send(Ok(Bytes::from(delta(1)))).await;
         let Read::Frame(first) = reader.next(wait).await else { panic!("no frame") };
         assert!(matches!(reader.event(&first), Event::TextDelta { .. }));
-        assert!(!matches!(std::future::poll_fn(|cx| Poll::Ready(reader.next_ready(cx))).await, Ready::Read(_)));
+        assert!(std::future::poll_fn(|cx| Poll::Ready(reader.next_ready(cx))).await.is_none());
         assert!(reader.pending.is_empty() && !reader.has_ready(), "the parsed read is still held");
         let (at, room) = (first.data.as_ptr(), first.data.capacity());
         reader.recycle(first);

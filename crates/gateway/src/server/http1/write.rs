@@ -164,15 +164,12 @@ impl Outgoing {
         loop {
             // Everything the body has ready goes into this write.
             while !body_pending && !self.done && self.queue.len() + 3 <= MAX_PIECES && self.queued < MAX_QUEUED {
-                crate::relay::registered::take();
                 match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         // Trailers are not sent: the gateway's responses have none.
                         if let Ok(data) = frame.into_data() {
                             self.push_data(data)?;
                         }
-                        // A relayed stream that is already registered for its next chunk: as good as pending.
-                        body_pending = crate::relay::registered::take();
                     }
                     Poll::Ready(Some(Err(_))) => return Poll::Ready(Err(Unfinished::Body)),
                     Poll::Ready(None) => self.push_end()?,
