@@ -19,9 +19,6 @@ use crate::{Body as UpstreamBody, TransportError};
 
 /// How long a complete answer's stream is read on for its END_STREAM before it is reset.
 pub(super) const DRAIN: Duration = Duration::from_secs(2);
-/// Bytes read before their window is given back without waiting for the burst's end: a stream read without a
-/// pause (a long answer arriving faster than it is read) still gives its window back well before it runs out.
-const RELEASE_AT: usize = 256 * 1024;
 
 /// RST_STREAM frames this process sent to HTTP/2 upstreams (relaxed: a statistic).
 static RESETS_SENT: AtomicU64 = AtomicU64::new(0);
@@ -60,8 +57,6 @@ impl Drop for Pending {
 pub(super) struct Body {
     /// `None` once ended (or handed to the drain task).
     stream: Option<RecvStream>,
-    /// Bytes handed on whose window is not given back yet.
-    unreleased: usize,
     /// The terminal event was read: on drop, read on to END_STREAM instead of resetting.
     answered: bool,
     /// Held while the stream is open (the pool's count of open streams on the connection).
@@ -70,20 +65,10 @@ pub(super) struct Body {
 
 impl Body {
     pub(super) fn new(stream: RecvStream, slot: Slot) -> Body {
-        Body { stream: Some(stream), unreleased: 0, answered: false, slot: Some(slot) }
-    }
-
-    fn release(&mut self) {
-        if self.unreleased > 0
-            && let Some(stream) = &mut self.stream
-        {
-            // An error means the stream is gone: h2 gives a closed stream's window back by itself.
-            let _ = stream.flow_control().release_capacity(std::mem::take(&mut self.unreleased));
-        }
+        Body { stream: Some(stream), answered: false, slot: Some(slot) }
     }
 
     fn ended(&mut self) {
-        self.release();
         self.stream = None;
         self.slot = None;
     }
@@ -97,10 +82,9 @@ impl futures_util::Stream for Body {
         let Some(stream) = &mut this.stream else { return Poll::Ready(None) };
         match stream.poll_data(cx) {
             Poll::Ready(Some(Ok(data))) => {
-                this.unreleased += data.len();
-                if this.unreleased >= RELEASE_AT {
-                    this.release();
-                }
+                // Each frame's window is given back as it is handed on; h2 sends WINDOW_UPDATE only once half a
+                // window is owed. An error means the stream is gone: h2 gives a closed stream's window back itself.
+                let _ = stream.flow_control().release_capacity(data.len());
                 Poll::Ready(Some(Ok(data)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -111,11 +95,7 @@ impl futures_util::Stream for Body {
                 this.ended();
                 Poll::Ready(None)
             }
-            Poll::Pending => {
-                // The burst is over: its window goes back in one WINDOW_UPDATE (at most) rather than one per frame.
-                this.release();
-                Poll::Pending
-            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -128,7 +108,6 @@ impl UpstreamBody for Body {
 
 impl Drop for Body {
     fn drop(&mut self) {
-        self.release();
         let Some(stream) = self.stream.take() else { return };
         if stream.is_end_stream() {
             return;
