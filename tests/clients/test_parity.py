@@ -53,8 +53,6 @@ EXPLAINED: dict[str, str] = {
     r"^body\.previous_response_id$": "turns are sent whole, not chained on the socket (issue 61)",
     r"^handshake\.x-codex-turn-metadata\.": "the official handshake carries the warm-up's turn metadata; the "
     "gateway's socket opens with its first turn (no warm-up, issue 61)",
-    r"^handshake\.header:sec-websocket-extensions$": "the official client offers permessage-deflate; tungstenite "
-    "does not implement it, so the gateway's handshake offers no extension",
 }
 
 

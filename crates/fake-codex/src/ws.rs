@@ -20,7 +20,6 @@ use crate::types::RecordedRequest;
 use crate::ws_chain::{self, Chain};
 use axum::body::to_bytes;
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -29,6 +28,15 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use yawc::close::CloseCode;
+use yawc::{Frame, HttpStream, IncomingUpgrade, OpCode, Options};
+
+type WebSocket = yawc::WebSocket<HttpStream>;
+
+/// A text frame.
+fn text_frame(t: impl Into<bytes::Bytes>) -> Frame {
+    Frame::text(t)
+}
 
 /// The beta header value the official client sends on the handshake.
 pub const BETA: &str = "responses_websockets=2026-02-06";
@@ -113,14 +121,14 @@ pub(crate) fn mark_preferred(shared: &Shared, catalog: &mut Value) {
 pub(crate) async fn chatgpt_ws(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: IncomingUpgrade,
 ) -> Response {
     let mut resp = handshake(shared, headers, upgrade);
     resp.extensions_mut().insert(NotRecorded);
     resp
 }
 
-fn handshake(shared: Arc<Shared>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+fn handshake(shared: Arc<Shared>, headers: HeaderMap, upgrade: IncomingUpgrade) -> Response {
     if shared.ws.refuse.load(Ordering::Relaxed) {
         return detail(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
     }
@@ -135,8 +143,24 @@ fn handshake(shared: Arc<Shared>, headers: HeaderMap, upgrade: WebSocketUpgrade)
     if !beta.split(',').any(|b| b.trim() == BETA) {
         return detail(StatusCode::BAD_REQUEST, "missing OpenAI-Beta: responses_websockets");
     }
+    // permessage-deflate when the client offers it, with context takeover both ways, as the official client's own
+    // test server accepts it (codex-rs `core/tests/common/responses.rs`, `DeflateConfig::default()`).
+    let options = Options::default()
+        .with_compression_level(yawc::CompressionLevel::default())
+        .with_max_payload_read(64 << 20)
+        .with_max_read_buffer(64 << 20)
+        .with_utf8();
+    let (response, upgraded) = match upgrade.upgrade(options) {
+        Ok(pair) => pair,
+        Err(e) => return detail(StatusCode::BAD_REQUEST, &format!("WebSocket handshake: {e}")),
+    };
     shared.ws.opened.fetch_add(1, Ordering::Relaxed);
-    upgrade.on_upgrade(move |socket| serve(shared, account, headers, socket)).into_response()
+    tokio::spawn(async move {
+        if let Ok(socket) = upgraded.await {
+            serve(shared, account, headers, socket).await;
+        }
+    });
+    response.into_response()
 }
 
 /// One connection: answer `response.create` messages one at a time until the client leaves or the lifetime
@@ -146,27 +170,32 @@ async fn serve(shared: Arc<Shared>, account: String, headers: HeaderMap, mut soc
     let mut chain = Chain::default();
     loop {
         let msg = tokio::select! {
-            msg = socket.recv() => msg,
+            msg = socket.next_frame() => msg,
             () = tokio::time::sleep_until(end) => {
                 let frame = wrapped_error(400, json!({
                     "type": "invalid_request_error", "code": LIMIT_CODE, "message": LIMIT_MESSAGE,
                 }), Map::new());
-                let _ = socket.send(Message::Text(frame.to_string().into())).await;
-                let _ = socket.send(Message::Close(None)).await;
+                let _ = socket.send(text_frame(frame.to_string())).await;
+                let _ = socket.send(Frame::close(CloseCode::Normal, [])).await;
                 return;
             }
         };
-        let text = match msg {
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Binary(_))) => {
-                let frame = invalid("binary messages are not supported");
-                let _ = socket.send(Message::Text(frame.to_string().into())).await;
-                continue;
-            }
-            Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+        let message = match msg {
+            Ok(f) => match f.opcode() {
+                // Checked UTF-8 by yawc (`with_utf8`).
+                OpCode::Text => f.into_payload(),
+                OpCode::Ping | OpCode::Pong | OpCode::Continuation => continue,
+                OpCode::Binary => {
+                    let frame = invalid("binary messages are not supported");
+                    let _ = socket.send(text_frame(frame.to_string())).await;
+                    continue;
+                }
+                OpCode::Close => return,
+            },
+            Err(_) => return,
         };
-        if !answer(&shared, &account, &headers, text.as_str(), &mut chain, &mut socket).await {
+        let message = std::str::from_utf8(&message).unwrap_or_default();
+        if !answer(&shared, &account, &headers, message, &mut chain, &mut socket).await {
             return;
         }
     }
@@ -194,7 +223,7 @@ async fn answer(
         Err(refused) => {
             chain.forget();
             let frame = wrapped_error(400, refused.error(), Map::new());
-            return socket.send(Message::Text(frame.to_string().into())).await.is_ok();
+            return socket.send(text_frame(frame.to_string())).await.is_ok();
         }
     };
     // Recorded as the client sent it (`previous_response_id` and only the new items, when it chains).
@@ -233,7 +262,7 @@ async fn answer(
         shared.record_request(rec);
         let id = crate::tokens::random_id("resp_");
         for event in ws_chain::warmup_events(&id, &model, crate::tokens::now_secs()) {
-            if socket.feed(Message::Text(event.to_string().into())).await.is_err() {
+            if socket.feed(text_frame(event.to_string())).await.is_err() {
                 return false;
             }
         }
@@ -265,10 +294,10 @@ async fn answer(
         };
         chain.forget();
         let frame = wrapped_error(parts.status.as_u16(), error, limits);
-        return socket.send(Message::Text(frame.to_string().into())).await.is_ok();
+        return socket.send(text_frame(frame.to_string())).await.is_ok();
     }
     if let Some(frame) = rate_limits_frame(&limits)
-        && socket.send(Message::Text(frame.to_string().into())).await.is_err()
+        && socket.send(text_frame(frame.to_string())).await.is_err()
     {
         return false;
     }
@@ -276,7 +305,7 @@ async fn answer(
     // its timing after the terminal event (reported by users of other gateways; codex-rs reads neither as an
     // event). A gateway must not pass them on to clients nor fail on them.
     let started = now_ms();
-    if socket.send(Message::Text(metadata_frame(&parts.headers).to_string().into())).await.is_err() {
+    if socket.send(text_frame(metadata_frame(&parts.headers).to_string())).await.is_err() {
         return false;
     }
     // The SSE body, re-framed: each event's `data` is one text frame; comments (keepalives) have no frame.
@@ -316,7 +345,7 @@ async fn answer(
             }
             let data = data.join("\n");
             outcome.see(&data);
-            if socket.feed(Message::Text(data.into())).await.is_err() {
+            if socket.feed(text_frame(data)).await.is_err() {
                 return false;
             }
         }
@@ -329,7 +358,7 @@ async fn answer(
         "type": "responsesapi.websocket_timing",
         "timing": {"engine_service_total_ms": now_ms().saturating_sub(started)},
     });
-    socket.send(Message::Text(timing.to_string().into())).await.is_ok()
+    socket.send(text_frame(timing.to_string())).await.is_ok()
 }
 
 /// `codex.response.metadata`: the answer's own headers (`x-request-id`, `openai-model`, ...), as the backend

@@ -245,16 +245,25 @@ fn request_bytes(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Vec<u8> {
 }
 
 /// A parsed response head and the bytes read after it.
-struct Head {
-    status: StatusCode,
-    headers: HeaderMap,
-    framing: Framing,
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) framing: Framing,
     keep_alive: bool,
-    rest: Vec<u8>,
+    pub(crate) rest: Vec<u8>,
+}
+
+/// Send a request on `io` and read its response head: the WebSocket's opening handshake (`ws_handshake.rs`) is one
+/// such exchange.
+pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    io: S,
+    request: &[u8],
+) -> Result<(S, Head), TransportError> {
+    attempt(io, request).await.map_err(|(AttemptError::ClosedBeforeAnswer(e) | AttemptError::Other(e))| e)
 }
 
 /// Send the request on `io` and read the response head.
-async fn attempt(mut io: Io, request: &[u8]) -> Result<(Io, Head), AttemptError> {
+async fn attempt<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, request: &[u8]) -> Result<(S, Head), AttemptError> {
     if let Err(e) = async {
         io.write_all(request).await?;
         io.flush().await

@@ -12,8 +12,9 @@
 //! - reqwest ([`post_via_reqwest`]), for accounts behind a proxy (HTTP CONNECT or SOCKS, with `NO_PROXY` for the
 //!   global one), which reqwest handles and the request path does not need to re-implement.
 //!
-//! And the Responses WebSocket ([`ws`] for its wire facts and settings, [`ws_pool`] for the connections), whose
-//! answers come back in the same shape. One TLS configuration serves them all ([`tls`]).
+//! And the Responses WebSocket ([`ws`] for its wire facts and settings, [`ws_handshake`] for its opening with the
+//! official client's permessage-deflate offer, [`ws_pool`] for the connections), whose answers come back in the
+//! same shape. One TLS configuration serves them all ([`tls`]).
 
 mod body;
 pub mod chain;
@@ -27,6 +28,7 @@ mod names;
 pub mod scratch;
 pub mod tls;
 pub mod ws;
+pub mod ws_handshake;
 pub mod ws_pool;
 
 pub use body::{Body, BodyStream, Plain, UpstreamResponse};

@@ -17,17 +17,15 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use yawc::{Frame as WsFrame, OpCode, Options, Role, WebSocket, WebSocketError as WsError};
 
 use crate::chain::{self, ChainRequest, Keep, Lineage, Plan};
 use crate::ws::{self, Frame, WsSettings};
+use crate::ws_handshake::{Handshake, Prefixed, handshake};
 use crate::{BodyStream, CONNECT_TIMEOUT, Plain, TransportError, TransportKind, UpstreamResponse};
 
 /// How long a refused handshake (426) keeps an account's requests on HTTP SSE before the WebSocket is tried
@@ -35,16 +33,14 @@ use crate::{BodyStream, CONNECT_TIMEOUT, Plain, TransportError, TransportKind, U
 const REFUSAL_MEMORY: Duration = Duration::from_secs(15 * 60);
 /// Attempts at one request when connections turn out closed or past their time limit before answering.
 const ATTEMPTS: usize = 3;
-/// Most bytes one socket read asks for. tungstenite zero-fills the room it reads into before every read, and
-/// its default room is 128 KB: with one event per frame that was a 128 KB memset per event (11% of the
-/// gateway's CPU over the WebSocket upstream, perf). 8 KB still takes a burst of some 40 delta events per read;
-/// a larger frame is reserved whole and read in 8 KB steps.
-const READ_BUFFER: usize = 8 * 1024;
+/// The largest message read: tungstenite's default, which the pool had before (a `response.completed` repeats
+/// the whole output).
+const MAX_MESSAGE: usize = 64 << 20;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-type Socket = WebSocketStream<Box<dyn Io>>;
+type Socket = WebSocket<Prefixed<Box<dyn Io>>>;
 
 /// Who a request is sent for: the owner of the connections it may use (the gateway's account), by its id, and
 /// where the `codex.rate_limits` frames of its answer go (the gateway updates the account's quota with them, as
@@ -106,7 +102,7 @@ impl Drop for Slot {
 pub struct WsPool {
     settings: WsSettings,
     /// The WebSocket URL of the Codex Responses endpoint (`wss://`, or `ws://` for a plain-HTTP upstream).
-    url: Option<(String, Uri)>,
+    url: Option<Uri>,
     tls: tokio_rustls::TlsConnector,
     idle: Mutex<HashMap<Key, Vec<(Conn, Instant)>>>,
     open: Mutex<HashMap<String, usize>>,
@@ -124,7 +120,7 @@ impl WsPool {
             .strip_prefix("https://")
             .map(|rest| format!("wss://{rest}"))
             .or_else(|| codex_url.strip_prefix("http://").map(|rest| format!("ws://{rest}")))
-            .and_then(|text| Some((text.clone(), Uri::try_from(text).ok()?)));
+            .and_then(|text| Uri::try_from(text).ok());
         Arc::new_cyclic(|me| WsPool {
             settings,
             url,
@@ -306,7 +302,7 @@ impl WsPool {
             return Connected::Full;
         }
         let slot = Slot { pool: self.me.clone(), account: account.to_string() };
-        let Some((text, uri)) = &self.url else {
+        let Some(uri) = &self.url else {
             return Connected::Answer(Err(TransportError::described(
                 TransportKind::Other,
                 "the configured upstream URL is not a valid URL",
@@ -336,26 +332,25 @@ impl WsPool {
                 )));
             }
         };
-        let mut request = match text.as_str().into_client_request() {
-            Ok(r) => r,
-            Err(e) => return Connected::Answer(Err(ws_failure(e))),
-        };
-        request.headers_mut().extend(headers.clone());
-        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-        match tokio_tungstenite::client_async_with_config(request, io, Some(config)).await {
-            Ok((socket, response)) => Connected::Open(
-                Conn { socket: Box::new(socket), _slot: slot, lineage: None },
-                response.headers().clone(),
-            ),
-            Err(WsError::Http(response)) if response.status() == StatusCode::UPGRADE_REQUIRED => Connected::Refused,
-            // Refused otherwise (401, 403, 429...): the answer the HTTP endpoint gives, for the same decisions.
-            Err(WsError::Http(response)) => {
-                let (parts, body) = response.into_parts();
-                let body = Bytes::from(body.unwrap_or_default());
-                let body: BodyStream = Box::pin(Plain::new(futures_util::stream::once(async move { Ok(body) })));
-                Connected::Answer(Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body }))
+        match handshake(io, uri, headers).await {
+            Ok(Handshake::Open { io, headers, extensions }) => {
+                let options = Options::default()
+                    .with_compression_level(yawc::CompressionLevel::default())
+                    .with_max_payload_read(MAX_MESSAGE)
+                    .with_max_read_buffer(MAX_MESSAGE)
+                    .with_utf8();
+                match WebSocket::from_stream_with_extensions(io, Role::Client, extensions.as_deref(), options) {
+                    Ok(socket) => Connected::Open(Conn { socket: Box::new(socket), _slot: slot, lineage: None }, headers),
+                    Err(e) => Connected::Answer(Err(ws_failure(e))),
+                }
             }
-            Err(e) => Connected::Answer(Err(ws_failure(e))),
+            Ok(Handshake::Refused { status, .. }) if status == StatusCode::UPGRADE_REQUIRED => Connected::Refused,
+            // Refused otherwise (401, 403, 429...): the answer the HTTP endpoint gives, for the same decisions.
+            Ok(Handshake::Refused { status, headers, body }) => {
+                let body: BodyStream = Box::pin(Plain::new(futures_util::stream::once(async move { Ok(body) })));
+                Connected::Answer(Ok(UpstreamResponse { status, headers, body }))
+            }
+            Err(e) => Connected::Answer(Err(e)),
         }
     }
 
@@ -391,27 +386,27 @@ impl WsPool {
     /// Send the message and read until its first event: the `codex.rate_limits` frames before it become the
     /// answer's headers, a wrapped error its refusal.
     async fn first(&self, mut conn: Conn, message: Bytes, mut headers: HeaderMap) -> First {
-        let text = match tokio_tungstenite::tungstenite::Utf8Bytes::try_from(message) {
-            Ok(t) => t,
-            Err(_) => return First::Failed(TransportError::described(TransportKind::Other, "the body is not UTF-8")),
-        };
-        if let Err(e) = conn.socket.send(Message::Text(text)).await {
+        if std::str::from_utf8(&message).is_err() {
+            return First::Failed(TransportError::described(TransportKind::Other, "the body is not UTF-8"));
+        }
+        if let Err(e) = conn.socket.send(WsFrame::text(message)).await {
             return First::Gone(ws_failure(e));
         }
         loop {
-            let text = match conn.socket.next().await {
-                Some(Ok(Message::Text(t))) => t,
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Binary(_))) => return First::Failed(binary()),
-                Some(Ok(Message::Close(_))) | None => {
+            let text = match received(conn.socket.next_frame().await) {
+                Received::Text(t) => t,
+                Received::Control => continue,
+                Received::Binary => return First::Failed(binary()),
+                Received::Closed => {
                     return First::Gone(TransportError::described(
                         TransportKind::Reset,
                         "the upstream WebSocket was closed",
                     ));
                 }
-                Some(Err(e)) => return First::Gone(ws_failure(e)),
+                Received::Failed(e) => return First::Gone(e),
             };
-            match ws::classify(text.as_str()) {
+            let text = text.as_str();
+            match ws::classify(text) {
                 Frame::RateLimits(limits) | Frame::Metadata(limits) => headers.extend(limits),
                 // The previous turn's timing, read before this turn's first event.
                 Frame::Private => continue,
@@ -431,7 +426,7 @@ impl WsPool {
                     ));
                 }
                 Frame::Event { kind, terminal } => {
-                    let first = ws::sse_event(kind, text.as_str());
+                    let first = ws::sse_event(kind, text);
                     let end = match (terminal, kind) {
                         (false, _) => End::Open,
                         (true, "error") => End::Failed,
@@ -468,21 +463,22 @@ impl WsPool {
             }
             loop {
                 let conn = s.conn.as_mut()?;
-                let text = match conn.socket.next().await {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    Some(Ok(Message::Binary(_))) => {
+                let text = match received(conn.socket.next_frame().await) {
+                    Received::Text(t) => t,
+                    Received::Control => continue,
+                    Received::Binary => {
                         s.conn = None;
                         return Some((Err(binary()), s));
                     }
                     // Ended without a terminal event: the reader reports the cut stream, as for SSE.
-                    Some(Ok(Message::Close(_))) | None => return None,
-                    Some(Err(e)) => {
+                    Received::Closed => return None,
+                    Received::Failed(e) => {
                         s.conn = None;
-                        return Some((Err(ws_failure(e)), s));
+                        return Some((Err(e), s));
                     }
                 };
-                let (kind, terminal) = match ws::classify(text.as_str()) {
+                let text = text.as_str();
+                let (kind, terminal) = match ws::classify(text) {
                     Frame::Event { kind, terminal } => (kind, terminal),
                     // Mid-stream limits: the account's quota, as an HTTP answer's headers update it.
                     Frame::RateLimits(limits) => {
@@ -496,9 +492,9 @@ impl WsPool {
                     Frame::Refused { .. } | Frame::LimitReached => ("error", true),
                 };
                 if let Some(t) = &mut s.tracker {
-                    t.see(kind, text.as_str());
+                    t.see(kind, text);
                 }
-                let event = ws::sse_event(kind, text.as_str());
+                let event = ws::sse_event(kind, text);
                 if terminal {
                     let conn = s.conn.take();
                     if kind != "error"
@@ -534,18 +530,48 @@ enum First {
     Failed(TransportError),
 }
 
+/// A message's text (checked UTF-8 by yawc, `with_utf8`).
+struct Text(Bytes);
+
+impl Text {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// What one read of the connection gave.
+enum Received {
+    Text(Text),
+    /// A ping, pong or continuation yawc has handled (pings are answered by it).
+    Control,
+    Binary,
+    /// A close frame, or the end of the connection.
+    Closed,
+    Failed(TransportError),
+}
+
+fn received(frame: Result<WsFrame, WsError>) -> Received {
+    match frame {
+        Ok(f) => match f.opcode() {
+            OpCode::Text => Received::Text(Text(f.into_payload())),
+            OpCode::Binary => Received::Binary,
+            OpCode::Close => Received::Closed,
+            OpCode::Ping | OpCode::Pong | OpCode::Continuation => Received::Control,
+        },
+        Err(e) => match e {
+            WsError::ConnectionClosed => Received::Closed,
+            e => Received::Failed(ws_failure(e)),
+        },
+    }
+}
+
 /// A WebSocket error as a transport failure: a connection dropped without its closing handshake is a reset,
 /// as a cut HTTP stream is.
 fn ws_failure(e: WsError) -> TransportError {
-    use tokio_tungstenite::tungstenite::error::ProtocolError;
     match e {
-        WsError::ConnectionClosed
-        | WsError::AlreadyClosed
-        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            TransportError::of_kind(TransportKind::Reset, e)
-        }
-        WsError::Tls(_) => TransportError::of_kind(TransportKind::Tls, e),
+        WsError::ConnectionClosed => TransportError::of_kind(TransportKind::Reset, e),
         // An I/O error's kind is read from it; the rest are protocol failures.
+        WsError::IoError(io) => TransportError::of(io),
         _ => TransportError::of(e),
     }
 }

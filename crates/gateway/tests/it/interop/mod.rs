@@ -8,3 +8,4 @@
 mod downstream;
 mod servers;
 mod upstream;
+mod websocket;

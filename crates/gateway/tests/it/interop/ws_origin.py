@@ -1,0 +1,84 @@
+"""A Responses WebSocket origin for the interop suite, served by Python's `websockets` (an implementation of RFC 6455
+and RFC 7692 the gateway did not write), with permessage-deflate as `websockets` configures it by default (context
+takeover both ways, 12-bit windows asked of both sides: the gateway must compress with the window it was given).
+
+Usage: ws_origin.py PORT RECORD_FILE. Every `response.create` message is answered with a Responses event stream,
+one event per text frame, compressed by `websockets`; each received message appends one JSON line to RECORD_FILE:
+its size as received (`wire`, the compressed payload), its size inflated (`size`), whether it came compressed,
+the extension the handshake agreed to, and the message itself.
+"""
+
+import asyncio
+import json
+import sys
+
+from websockets.asyncio.server import serve
+from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
+
+DELTAS = ["Hello", " from", " websockets", "."]
+PORT, RECORD = int(sys.argv[1]), sys.argv[2]
+
+
+class Counting(PerMessageDeflate):
+    """The extension, noting each data frame's payload as it arrived, before inflating it."""
+
+    wire = []
+
+    def decode(self, frame, *, max_size=None):
+        if not frame.opcode.name.startswith(("CLOSE", "PING", "PONG")):
+            Counting.wire.append((len(frame.data), frame.rsv1))
+        return super().decode(frame, max_size=max_size)
+
+
+class CountingFactory(ServerPerMessageDeflateFactory):
+    def process_request_params(self, params, accepted_extensions):
+        response, extension = super().process_request_params(params, accepted_extensions)
+        extension.__class__ = Counting
+        return response, extension
+
+
+def event(kind, payload):
+    return json.dumps(dict(payload, type=kind), separators=(",", ":"))
+
+
+def events(n):
+    rid, iid = f"resp_ws_{n}", f"msg_ws_{n}"
+    response = {"id": rid, "object": "response", "created_at": 1, "status": "in_progress", "model": "gpt-5.4", "output": []}
+    out = [event("response.created", {"response": response, "sequence_number": 0})]
+    item = {"id": iid, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+    out.append(event("response.output_item.added", {"output_index": 0, "item": item, "sequence_number": 1}))
+    for i, delta in enumerate(DELTAS):
+        out.append(event("response.output_text.delta", {
+            "item_id": iid, "output_index": 0, "content_index": 0, "delta": delta, "sequence_number": 2 + i}))
+    done = dict(item, status="completed", content=[{"type": "output_text", "text": "".join(DELTAS), "annotations": []}])
+    out.append(event("response.output_item.done", {"output_index": 0, "item": done, "sequence_number": 8}))
+    usage = {"input_tokens": 3, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
+             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 7}
+    completed = dict(response, status="completed", output=[done], usage=usage)
+    out.append(event("response.completed", {"response": completed, "sequence_number": 9}))
+    return out
+
+
+async def handler(ws):
+    agreed = ws.response.headers.get("Sec-WebSocket-Extensions")
+    offered = ws.request.headers.get("Sec-WebSocket-Extensions")
+    async for message in ws:
+        wire = sum(w for w, _ in Counting.wire)
+        compressed = bool(Counting.wire) and Counting.wire[0][1]
+        Counting.wire.clear()
+        text = message if isinstance(message, str) else message.decode()
+        with open(RECORD, "a") as f:
+            f.write(json.dumps({"wire": wire, "size": len(text.encode()), "compressed": compressed,
+                                "offered": offered, "agreed": agreed, "message": json.loads(text)}) + "\n")
+        for frame in events(sum(1 for _ in open(RECORD))):
+            await ws.send(frame)
+
+
+async def main():
+    factory = CountingFactory(server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5})
+    async with serve(handler, "127.0.0.1", PORT, extensions=[factory], compression=None, max_size=64 << 20):
+        print("listening", flush=True)
+        await asyncio.Future()
+
+
+asyncio.run(main())
