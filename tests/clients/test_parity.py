@@ -182,6 +182,7 @@ EXACT = (
     "content-encoding",
     "authorization",
     "chatgpt-account-id",
+    "sec-websocket-extensions",
 )
 # Turn-metadata members whose values must be equal; the others (ids, times) are compared by shape.
 METADATA_EXACT = (

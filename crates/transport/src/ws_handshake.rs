@@ -95,31 +95,52 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(Handshake::Open { io: Prefixed { rest: Bytes::from(head.rest), io }, headers, extensions })
 }
 
-/// The request head: the request line, the handshake's fields in tungstenite's order, the caller's fields, the
-/// extension offer (tungstenite appends it to the caller's).
+/// The request head: the request line, the handshake's fields, then the caller's fields in the order
+/// tungstenite writes them (its request holds the handshake's five fields first and the caller's after them; it
+/// writes the five and removes them from the map, which moves the map's last fields into their places), then
+/// the extension offer, which tungstenite appends to the map. The parity suite compares the order with the
+/// official client's.
 fn request_head(uri: &Uri, headers: &HeaderMap, key: &str) -> Vec<u8> {
-    let size: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
-    let mut out = Vec::with_capacity(256 + size);
+    let host = uri.authority().map_or("", |a| a.as_str());
+    let own: [(&str, &str); 5] = [
+        ("host", host),
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", key),
+    ];
+    let mut map = HeaderMap::with_capacity(headers.len() + own.len() + 1);
+    for (name, value) in own {
+        if let Ok(value) = http::HeaderValue::from_str(value) {
+            map.insert(name, value);
+        }
+    }
+    for (name, value) in headers {
+        if !OWN_FIELDS.contains(&name.as_str()) {
+            map.append(name.clone(), value.clone());
+        }
+    }
+    let mut out = Vec::with_capacity(256 + map.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>());
     out.extend_from_slice(b"GET ");
     out.extend_from_slice(uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    out.extend_from_slice(uri.authority().map_or("", |a| a.as_str()).as_bytes());
-    out.extend_from_slice(b"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
-    out.extend_from_slice(b"Sec-WebSocket-Key: ");
-    out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        if OWN_FIELDS.contains(&name.as_str()) {
-            continue;
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let fields = ["Host", "Connection", "Upgrade", "Sec-WebSocket-Version", "Sec-WebSocket-Key"];
+    for (field, (name, _)) in fields.iter().zip(own) {
+        if let Some(value) = map.remove(name) {
+            out.extend_from_slice(field.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
+    }
+    map.append(header::SEC_WEBSOCKET_EXTENSIONS, http::HeaderValue::from_static(DEFLATE_OFFER));
+    for (name, value) in &map {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"sec-websocket-extensions: ");
-    out.extend_from_slice(DEFLATE_OFFER.as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(b"\r\n");
     out
 }
 
@@ -217,7 +238,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_request_head_is_in_the_official_clients_order_with_its_offer_last() {
+    fn the_request_head_is_in_tungstenites_order_with_the_offer_last() {
         let mut h = HeaderMap::new();
         h.insert("authorization", "Bearer t".parse().unwrap());
         h.insert("host", "elsewhere".parse().unwrap());
@@ -234,8 +255,9 @@ mod tests {
                 "Upgrade: websocket",
                 "Sec-WebSocket-Version: 13",
                 "Sec-WebSocket-Key: a2V5",
-                "authorization: Bearer t",
+                // The caller's two fields moved into the places of the handshake's removed ones, last first.
                 "session-id: s1",
+                "authorization: Bearer t",
                 "sec-websocket-extensions: permessage-deflate; client_max_window_bits",
                 "",
                 "",
