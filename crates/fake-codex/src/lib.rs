@@ -110,7 +110,8 @@ async fn accept_loop(
                 None => builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).await,
                 Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let stream = preface::Recording::new(stream, shared.prefaces.open(connection));
+                        let received = shared.stats.bytes_received.clone();
+                        let stream = preface::Recording::new(stream, shared.prefaces.open(connection), received);
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await
                     }
                     Ok(Err(e)) => {

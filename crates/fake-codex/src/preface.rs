@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -50,15 +51,17 @@ impl Prefaces {
     }
 }
 
-/// A stream whose first [`LIMIT`] bytes read are copied aside.
+/// A stream whose first [`LIMIT`] bytes read are copied aside, and every byte read counted in `received` (the
+/// bytes a client sent over TLS, as they came: a compressed WebSocket message at its compressed size).
 pub(crate) struct Recording<S> {
     inner: S,
     first: FirstBytes,
+    received: Arc<AtomicU64>,
 }
 
 impl<S> Recording<S> {
-    pub(crate) fn new(inner: S, first: FirstBytes) -> Recording<S> {
-        Recording { inner, first }
+    pub(crate) fn new(inner: S, first: FirstBytes, received: Arc<AtomicU64>) -> Recording<S> {
+        Recording { inner, first, received }
     }
 }
 
@@ -67,6 +70,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Recording<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
+            self.received.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
             let mut first = self.first.lock();
             let room = LIMIT.saturating_sub(first.len());
             let new = &buf.filled()[before..];

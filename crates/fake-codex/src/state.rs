@@ -8,6 +8,7 @@ use crate::tokens::{self, Identity, now_secs};
 use crate::types::{AccountCreds, AccountSpec, EndpointMode, FakeConfig, RecordedRequest, Scenario, TokenCall};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const PRIMARY_WINDOW_SECS: i64 = 18_000;
@@ -140,6 +141,9 @@ pub(crate) struct Stats {
     pub tls_handshake_failures: AtomicU64,
     /// Unix microseconds at which the fake saw a stream's receiver go away, newest last.
     pub dropped_at_us: Mutex<VecDeque<u64>>,
+    /// TLS mode: bytes received from clients inside TLS (heads, bodies and WebSocket frames as sent: compressed
+    /// when the client compressed them).
+    pub bytes_received: Arc<AtomicU64>,
 }
 
 impl Stats {
@@ -168,6 +172,7 @@ impl Stats {
             "streams_dropped": dropped,
             "streams_open": started.saturating_sub(completed + dropped),
             "tls_handshake_failures": self.tls_handshake_failures.load(Ordering::Relaxed),
+            "bytes_received": self.bytes_received.load(Ordering::Relaxed),
             "dropped_at_unix_us": self.dropped_at_us.lock().iter().collect::<Vec<_>>(),
         })
     }

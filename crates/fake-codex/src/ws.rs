@@ -143,10 +143,13 @@ fn handshake(shared: Arc<Shared>, headers: HeaderMap, upgrade: IncomingUpgrade) 
     if !beta.split(',').any(|b| b.trim() == BETA) {
         return detail(StatusCode::BAD_REQUEST, "missing OpenAI-Beta: responses_websockets");
     }
-    // permessage-deflate when the client offers it, with context takeover both ways, as the official client's own
-    // test server accepts it (codex-rs `core/tests/common/responses.rs`, `DeflateConfig::default()`).
+    // permessage-deflate when the client offers it, with context takeover both ways and the protocol's largest
+    // windows, as the official client's own test server accepts it (codex-rs `core/tests/common/responses.rs`,
+    // `DeflateConfig::default()`); yawc alone would answer a window size left open with its smallest, 9 bits.
     let options = Options::default()
         .with_compression_level(yawc::CompressionLevel::default())
+        .with_client_max_window_bits(15)
+        .with_server_max_window_bits(15)
         .with_max_payload_read(64 << 20)
         .with_max_read_buffer(64 << 20)
         .with_utf8();

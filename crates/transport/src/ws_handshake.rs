@@ -14,8 +14,8 @@ use http::{HeaderMap, StatusCode, Uri, header};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
 
-use crate::chunked::Framing;
 use crate::TransportError;
+use crate::chunked::Framing;
 
 /// The extension offer of the official client: permessage-deflate with context takeover both ways and windows of
 /// the protocol's largest size, the server free to ask for a smaller client window (tungstenite's
@@ -66,9 +66,9 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let h = &head.headers;
     let has = |name: header::HeaderName, token: &str| {
-        h.get_all(name).iter().any(|v| {
-            v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
+        h.get_all(name)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
     };
     if !has(header::UPGRADE, "websocket") {
         return Err(TransportError::of(BadSwitch::Missing("Upgrade: websocket")));
@@ -162,7 +162,11 @@ fn is_deflate(text: &str) -> bool {
 }
 
 /// The body of a refused handshake, read to its end.
-async fn refusal_body<S: AsyncRead + Unpin>(io: &mut S, mut framing: Framing, rest: Vec<u8>) -> Result<Bytes, TransportError> {
+async fn refusal_body<S: AsyncRead + Unpin>(
+    io: &mut S,
+    mut framing: Framing,
+    rest: Vec<u8>,
+) -> Result<Bytes, TransportError> {
     let mut body = BytesMut::new();
     let mut pending = rest;
     loop {
@@ -240,11 +244,12 @@ mod tests {
     #[test]
     fn the_request_head_is_in_tungstenites_order_with_the_offer_last() {
         let mut h = HeaderMap::new();
-        h.insert("authorization", "Bearer t".parse().unwrap());
-        h.insert("host", "elsewhere".parse().unwrap());
-        h.insert("session-id", "s1".parse().unwrap());
-        let uri: Uri = "ws://127.0.0.1:9/backend-api/codex/responses".parse().unwrap();
-        let text = String::from_utf8(request_head(&uri, &h, "a2V5")).unwrap();
+        h.insert("authorization", http::HeaderValue::from_static("Bearer t"));
+        h.insert("host", http::HeaderValue::from_static("elsewhere"));
+        h.insert("session-id", http::HeaderValue::from_static("s1"));
+        let uri = Uri::from_static("ws://127.0.0.1:9/backend-api/codex/responses");
+        let head = request_head(&uri, &h, "a2V5");
+        let text = String::from_utf8_lossy(&head);
         let lines: Vec<&str> = text.split("\r\n").collect();
         assert_eq!(
             lines,

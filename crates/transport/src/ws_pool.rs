@@ -340,7 +340,9 @@ impl WsPool {
                     .with_max_read_buffer(MAX_MESSAGE)
                     .with_utf8();
                 match WebSocket::from_stream_with_extensions(io, Role::Client, extensions.as_deref(), options) {
-                    Ok(socket) => Connected::Open(Conn { socket: Box::new(socket), _slot: slot, lineage: None }, headers),
+                    Ok(socket) => {
+                        Connected::Open(Conn { socket: Box::new(socket), _slot: slot, lineage: None }, headers)
+                    }
                     Err(e) => Connected::Answer(Err(ws_failure(e))),
                 }
             }

@@ -46,7 +46,11 @@ fn origin(record: &Path) -> Origin {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
         .unwrap_or_else(|e| panic!("ws_origin.py: {e}"));
-    assert_eq!(line.trim(), "listening", "ws_origin.py did not start (is `websockets` in .venv? scripts/setup-test-deps)");
+    assert_eq!(
+        line.trim(),
+        "listening",
+        "ws_origin.py did not start (is `websockets` in .venv? scripts/setup-test-deps)"
+    );
     Origin { child, port }
 }
 
@@ -114,7 +118,10 @@ async fn permessage_deflate_with_python_websockets() {
         assert_eq!(r["message"]["type"], "response.create", "turn {n} inflated by the origin to what was sent");
     }
     let (first_wire, first_size) = (seen[0]["wire"].as_u64().unwrap_or(0), seen[0]["size"].as_u64().unwrap_or(0));
-    assert!(first_size > 20_000 && first_wire * 5 < first_size, "turn 1: {first_wire} B on the wire for {first_size} B");
+    assert!(
+        first_size > 20_000 && first_wire * 5 < first_size,
+        "turn 1: {first_wire} B on the wire for {first_size} B"
+    );
     // The second turn chains on the first (only the new items); its compressed size is what it adds.
     assert_eq!(seen[1]["message"]["previous_response_id"], "resp_ws_1", "{}", seen[1]["message"]);
     let second_wire = seen[1]["wire"].as_u64().unwrap_or(u64::MAX);
