@@ -29,6 +29,25 @@ def event(kind, payload):
     return f"event: {kind}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
 
+def response_events(rid, iid, deltas):
+    """A Responses answer with `deltas` as its text, as (event type, payload) pairs in order (the WebSocket origin,
+    `ws_origin.py`, sends the same)."""
+    response = {"id": rid, "object": "response", "created_at": 1, "status": "in_progress", "model": "gpt-5.4", "output": []}
+    out = [("response.created", {"response": response, "sequence_number": 0})]
+    item = {"id": iid, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+    out.append(("response.output_item.added", {"output_index": 0, "item": item, "sequence_number": 1}))
+    for n, delta in enumerate(deltas):
+        out.append(("response.output_text.delta", {
+            "item_id": iid, "output_index": 0, "content_index": 0, "delta": delta, "sequence_number": 2 + n}))
+    done = dict(item, status="completed", content=[{"type": "output_text", "text": "".join(deltas), "annotations": []}])
+    out.append(("response.output_item.done", {"output_index": 0, "item": done, "sequence_number": 2 + len(deltas)}))
+    usage = {"input_tokens": 3, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
+             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 7}
+    completed = dict(response, status="completed", usage=usage)
+    out.append(("response.completed", {"response": completed, "sequence_number": 3 + len(deltas)}))
+    return out
+
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
@@ -53,20 +72,7 @@ async def app(scope, receive, send):
     headers = [(b"content-type", b"text/event-stream"), (b"x-request-id", b"req-interop")]
     headers += [(f"x-extra-{i}".encode(), f"value number {i} of the header block".encode()) for i in range(45)]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    rid, iid = "resp_interop", "msg_interop"
-    response = {"id": rid, "object": "response", "created_at": 1, "status": "in_progress", "model": "gpt-5.4", "output": []}
-    events = [event("response.created", {"response": response, "sequence_number": 0})]
-    item = {"id": iid, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
-    events.append(event("response.output_item.added", {"output_index": 0, "item": item, "sequence_number": 1}))
-    for n, delta in enumerate(DELTAS):
-        events.append(event("response.output_text.delta", {
-            "item_id": iid, "output_index": 0, "content_index": 0, "delta": delta, "sequence_number": 2 + n}))
-    done = dict(item, status="completed", content=[{"type": "output_text", "text": "".join(DELTAS), "annotations": []}])
-    events.append(event("response.output_item.done", {"output_index": 0, "item": done, "sequence_number": 8}))
-    usage = {"input_tokens": 3, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
-             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 7}
-    completed = dict(response, status="completed", usage=usage)
-    events.append(event("response.completed", {"response": completed, "sequence_number": 9}))
+    events = [event(kind, payload) for kind, payload in response_events("resp_interop", "msg_interop", DELTAS)]
     for n, chunk in enumerate(events):
         if delay and 2 <= n < 2 + len(DELTAS):
             await asyncio.sleep(delay)

@@ -15,6 +15,8 @@ import sys
 from websockets.asyncio.server import serve
 from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
 
+from sse_origin import response_events  # beside this file: the same answer, framed per event here
+
 DELTAS = ["Hello", " from", " websockets", "."]
 PORT, RECORD = int(sys.argv[1]), sys.argv[2]
 
@@ -37,26 +39,9 @@ class CountingFactory(ServerPerMessageDeflateFactory):
         return response, extension
 
 
-def event(kind, payload):
-    return json.dumps(dict(payload, type=kind), separators=(",", ":"))
-
-
 def events(n):
-    rid, iid = f"resp_ws_{n}", f"msg_ws_{n}"
-    response = {"id": rid, "object": "response", "created_at": 1, "status": "in_progress", "model": "gpt-5.4", "output": []}
-    out = [event("response.created", {"response": response, "sequence_number": 0})]
-    item = {"id": iid, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
-    out.append(event("response.output_item.added", {"output_index": 0, "item": item, "sequence_number": 1}))
-    for i, delta in enumerate(DELTAS):
-        out.append(event("response.output_text.delta", {
-            "item_id": iid, "output_index": 0, "content_index": 0, "delta": delta, "sequence_number": 2 + i}))
-    done = dict(item, status="completed", content=[{"type": "output_text", "text": "".join(DELTAS), "annotations": []}])
-    out.append(event("response.output_item.done", {"output_index": 0, "item": done, "sequence_number": 8}))
-    usage = {"input_tokens": 3, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
-             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 7}
-    completed = dict(response, status="completed", output=[done], usage=usage)
-    out.append(event("response.completed", {"response": completed, "sequence_number": 9}))
-    return out
+    return [json.dumps(dict(payload, type=kind), separators=(",", ":"))
+            for kind, payload in response_events(f"resp_ws_{n}", f"msg_ws_{n}", DELTAS)]
 
 
 async def handler(ws):
