@@ -21,6 +21,7 @@ use futures_util::SinkExt;
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use yawc::{Frame as WsFrame, OpCode, Options, Role, WebSocket, WebSocketError as WsError};
 
 use crate::chain::{self, ChainRequest, Keep, Lineage, Plan};
@@ -337,8 +338,7 @@ impl WsPool {
                 let options = Options::default()
                     .with_compression_level(yawc::CompressionLevel::default())
                     .with_max_payload_read(MAX_MESSAGE)
-                    .with_max_read_buffer(MAX_MESSAGE)
-                    .with_utf8();
+                    .with_max_read_buffer(MAX_MESSAGE);
                 match WebSocket::from_stream_with_extensions(io, Role::Client, extensions.as_deref(), options) {
                     Ok(socket) => {
                         Connected::Open(Conn { socket: Box::new(socket), _slot: slot, lineage: None }, headers)
@@ -532,18 +532,10 @@ enum First {
     Failed(TransportError),
 }
 
-/// A message's text (checked UTF-8 by yawc, `with_utf8`).
-struct Text(Bytes);
-
-impl Text {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-}
-
 /// What one read of the connection gave.
 enum Received {
-    Text(Text),
+    /// Checked UTF-8 once, here (yawc is not asked to: the text would be checked twice).
+    Text(Utf8Bytes),
     /// A ping, pong or continuation yawc has handled (pings are answered by it).
     Control,
     Binary,
@@ -555,7 +547,13 @@ enum Received {
 fn received(frame: Result<WsFrame, WsError>) -> Received {
     match frame {
         Ok(f) => match f.opcode() {
-            OpCode::Text => Received::Text(Text(f.into_payload())),
+            OpCode::Text => match Utf8Bytes::try_from(f.into_payload()) {
+                Ok(text) => Received::Text(text),
+                Err(_) => Received::Failed(TransportError::described(
+                    TransportKind::Other,
+                    "the upstream WebSocket sent a text frame that is not UTF-8",
+                )),
+            },
             OpCode::Binary => Received::Binary,
             OpCode::Close => Received::Closed,
             OpCode::Ping | OpCode::Pong | OpCode::Continuation => Received::Control,
@@ -658,4 +656,20 @@ fn event_parts(event: &[u8]) -> (&str, &str) {
         }
     }
     (kind, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_frame_is_checked_once_and_other_frames_are_told_apart() {
+        assert!(
+            matches!(received(Ok(WsFrame::text("{\"type\":\"x\"}"))), Received::Text(t) if t.as_str() == "{\"type\":\"x\"}")
+        );
+        assert!(matches!(received(Ok(WsFrame::text(&b"\xff\xfe"[..]))), Received::Failed(_)));
+        assert!(matches!(received(Ok(WsFrame::binary("x"))), Received::Binary));
+        assert!(matches!(received(Ok(WsFrame::ping("x"))), Received::Control));
+        assert!(matches!(received(Err(WsError::ConnectionClosed)), Received::Closed));
+    }
 }
