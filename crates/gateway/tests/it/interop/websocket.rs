@@ -29,7 +29,7 @@ impl Drop for Origin {
 
 /// `ws_origin.py` on a free port, recording into `record`; the test fails naming the setup script when the venv or
 /// `websockets` is missing.
-fn origin(record: &Path) -> Origin {
+fn origin(record: &Path, plain: bool) -> Origin {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/interop/ws_origin.py");
     assert!(python.is_file(), "{} is missing: run scripts/setup-test-deps", python.display());
@@ -38,6 +38,7 @@ fn origin(record: &Path) -> Origin {
         .arg(script)
         .arg(port.to_string())
         .arg(record)
+        .args(plain.then_some("plain"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -81,11 +82,12 @@ async fn ask(client: &reqwest::Client, base: &str, messages: &Value) -> String {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permessage_deflate_with_python_websockets() {
+/// Two turns of one Chat conversation through a gateway whose upstream WebSocket is `ws_origin.py` (agreeing to
+/// no extension when `plain`); what the origin recorded.
+async fn two_turns(plain: bool) -> Vec<Value> {
     let dir = Dir::new("ws-origin");
     let record = dir.0.join("record.jsonl");
-    let origin = origin(&record);
+    let origin = origin(&record, plain);
     let fake = FakeCodex::start(FakeConfig::default()).await.unwrap_or_else(|e| panic!("{e}"));
     let store = codex_gateway::store::Store::open(&dir.0.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}"));
     crate::harness::store_account(&fake, &store);
@@ -104,7 +106,7 @@ async fn permessage_deflate_with_python_websockets() {
     history.push(json!({"role": "assistant", "content": ORIGIN_TEXT}));
     history.push(json!({"role": "user", "content": "And the second half?"}));
     assert_eq!(ask(&client, &gateway.base, &messages).await, ORIGIN_TEXT, "the second turn, on the same connection");
-
+    drop(gateway);
     let seen = records(&record);
     for r in &seen {
         println!("interop websocket: {} B on the wire for a {} B message ({})", r["wire"], r["size"], r["agreed"]);
@@ -112,19 +114,37 @@ async fn permessage_deflate_with_python_websockets() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     for (n, r) in seen.iter().enumerate() {
         assert_eq!(r["offered"], "permessage-deflate; client_max_window_bits", "turn {n}: the official client's offer");
+        assert_eq!(r["message"]["type"], "response.create", "turn {n} read by the origin as it was sent");
+    }
+    // The second turn chains on the first (only the new items).
+    assert_eq!(seen[1]["message"]["previous_response_id"], "resp_ws_1", "{}", seen[1]["message"]);
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permessage_deflate_with_python_websockets() {
+    let seen = two_turns(false).await;
+    for (n, r) in seen.iter().enumerate() {
         let agreed = r["agreed"].as_str().unwrap_or_default();
         assert!(agreed.starts_with("permessage-deflate") && agreed.contains("client_max_window_bits=12"), "{agreed}");
         assert_eq!(r["compressed"], true, "turn {n} went compressed");
-        assert_eq!(r["message"]["type"], "response.create", "turn {n} inflated by the origin to what was sent");
     }
     let (first_wire, first_size) = (seen[0]["wire"].as_u64().unwrap_or(0), seen[0]["size"].as_u64().unwrap_or(0));
     assert!(
         first_size > 20_000 && first_wire * 5 < first_size,
         "turn 1: {first_wire} B on the wire for {first_size} B"
     );
-    // The second turn chains on the first (only the new items); its compressed size is what it adds.
-    assert_eq!(seen[1]["message"]["previous_response_id"], "resp_ws_1", "{}", seen[1]["message"]);
+    // Compressed against the first turn's context: the second costs what it adds.
     let second_wire = seen[1]["wire"].as_u64().unwrap_or(u64::MAX);
     assert!(second_wire * 10 < first_size, "turn 2: {second_wire} B on the wire against turn 1's {first_size} B");
-    drop(gateway);
+}
+
+/// A server that agrees to no extension (as a backend without permessage-deflate would) gets plain frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_declining_the_offer_gets_plain_frames() {
+    let seen = two_turns(true).await;
+    for (n, r) in seen.iter().enumerate() {
+        assert_eq!(r["agreed"], Value::Null, "turn {n}: nothing agreed");
+        assert_eq!(r["compressed"], false, "turn {n} went plain");
+    }
 }

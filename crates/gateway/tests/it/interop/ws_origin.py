@@ -2,7 +2,8 @@
 and RFC 7692 the gateway did not write), with permessage-deflate as `websockets` configures it by default (context
 takeover both ways, 12-bit windows asked of both sides: the gateway must compress with the window it was given).
 
-Usage: ws_origin.py PORT RECORD_FILE. Every `response.create` message is answered with a Responses event stream,
+Usage: ws_origin.py PORT RECORD_FILE [plain]. With `plain` the server agrees to no extension (frames go
+uncompressed both ways). Every `response.create` message is answered with a Responses event stream,
 one event per text frame, compressed by `websockets`; each received message appends one JSON line to RECORD_FILE:
 its size as received (`wire`, the compressed payload), its size inflated (`size`), whether it came compressed,
 the extension the handshake agreed to, and the message itself.
@@ -19,6 +20,7 @@ from sse_origin import response_events  # beside this file: the same answer, fra
 
 DELTAS = ["Hello", " from", " websockets", "."]
 PORT, RECORD = int(sys.argv[1]), sys.argv[2]
+PLAIN = sys.argv[3:] == ["plain"]
 
 
 class Counting(PerMessageDeflate):
@@ -61,7 +63,8 @@ async def handler(ws):
 
 async def main():
     factory = CountingFactory(server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5})
-    async with serve(handler, "127.0.0.1", PORT, extensions=[factory], compression=None, max_size=64 << 20):
+    extensions = [] if PLAIN else [factory]
+    async with serve(handler, "127.0.0.1", PORT, extensions=extensions, compression=None, max_size=64 << 20):
         print("listening", flush=True)
         await asyncio.Future()
 
