@@ -2,21 +2,19 @@
 
 Answers every POST with a Responses event stream the way the Codex backend sends it: one event per write (one
 DATA frame each), 45 extra response headers (HPACK's dynamic table, CONTINUATION frames), the request body read
-whole first (bodies larger than the flow-control window). The first user text of the request steers it:
-"slow:N" spaces the deltas N ms apart.
+whole first (bodies larger than the flow-control window; one that is not a JSON object refused with 400, as the
+backend would). The first user text of the request steers it: "slow:N" spaces the deltas N ms apart.
 """
 
 import asyncio
 import json
 
+import zstandard
+
 DELTAS = ["Hello", " from", " hypercorn", "."]
 
 
-def user_text(body):
-    try:
-        request = json.loads(body)
-    except ValueError:
-        return ""
+def user_text(request):
     for item in request.get("input", []):
         for part in item.get("content", []) if isinstance(item.get("content"), list) else []:
             if part.get("type") == "input_text":
@@ -67,7 +65,19 @@ async def app(scope, receive, send):
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    text = user_text(body)
+    encoding = dict(scope["headers"]).get(b"content-encoding", b"")
+    try:
+        if encoding == b"zstd":
+            body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
+        request = json.loads(body)
+    except (ValueError, zstandard.ZstdError):
+        request = None
+    if not isinstance(request, dict):
+        # As the backend refuses a body it cannot read (the gateway's requests arrive in more than one DATA frame).
+        await send({"type": "http.response.start", "status": 400, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"error":{"message":"the body is not a JSON object"}}'})
+        return
+    text = user_text(request)
     delay = int(text[5:]) / 1000 if text.startswith("slow:") and text[5:].isdigit() else 0
     headers = [(b"content-type", b"text/event-stream"), (b"x-request-id", b"req-interop")]
     headers += [(f"x-extra-{i}".encode(), f"value number {i} of the header block".encode()) for i in range(45)]
