@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::http1::Http1Connections;
 use crate::http2::{Http2Connections, Outcome};
-use crate::{Plain, RequestBody, TransportError, UpstreamResponse};
+use crate::{Plain, TransportError, UpstreamResponse};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// An idle pooled connection is closed after this long (reqwest's default, which the official client keeps).
@@ -49,13 +49,7 @@ impl Direct {
     }
 
     /// POST `body`; returns once the response headers arrive.
-    pub async fn post(
-        &self,
-        uri: Uri,
-        headers: HeaderMap,
-        body: impl Into<RequestBody>,
-    ) -> Result<UpstreamResponse, TransportError> {
-        let body = body.into();
+    pub async fn post(&self, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<UpstreamResponse, TransportError> {
         let http2 = uri.scheme_str() == Some("https") || self.h2c;
         if http2 && let Outcome::Sent(response) = self.http2.post(&uri, &headers, &body).await? {
             return Ok(response);

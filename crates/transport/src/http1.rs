@@ -30,8 +30,7 @@ use tower::Service;
 use super::chunked::Framing;
 use crate::head::{copy_head, slice_of};
 use crate::{
-    Body as UpstreamBody, CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, RequestBody, TransportError,
-    UpstreamResponse,
+    Body as UpstreamBody, CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse,
 };
 
 /// Largest response head accepted: hyper's client's (its read buffer's largest size, 8 KB + 100 x 4 KB).
@@ -156,12 +155,7 @@ impl Http1Connections {
     }
 
     /// POST `body`; returns once the response head arrived, with the body streaming from the socket.
-    pub async fn post(
-        &self,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: &RequestBody,
-    ) -> Result<UpstreamResponse, TransportError> {
+    pub async fn post(&self, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<UpstreamResponse, TransportError> {
         let origin: Arc<str> =
             format!("{}://{}", uri.scheme_str().unwrap_or(""), uri.authority().map_or("", |a| a.as_str())).into();
         let request = request_bytes(uri, headers, body);
@@ -222,7 +216,7 @@ impl Http1Connections {
 }
 
 /// The request's bytes: head and body in one buffer, so it leaves in one write.
-fn request_bytes(uri: &Uri, headers: &HeaderMap, body: &RequestBody) -> Vec<u8> {
+fn request_bytes(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Vec<u8> {
     // Sized for the whole request: a head that outgrew a guess was copied again on the way (the official client's
     // headers, a bearer token and the turn metadata, are 2-3 KB).
     let head: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
@@ -246,8 +240,7 @@ fn request_bytes(uri: &Uri, headers: &HeaderMap, body: &RequestBody) -> Vec<u8> 
     out.extend_from_slice(b"content-length: ");
     out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(&body.head);
-    out.extend_from_slice(&body.tail);
+    out.extend_from_slice(body);
     out
 }
 
@@ -615,10 +608,8 @@ mod tests {
     #[tokio::test]
     async fn chunks_received_together_come_out_as_one_buffer() {
         let (uri, _) = server(EVENTS, 1).await;
-        let mut response = client()
-            .post(&uri, &HeaderMap::new(), &Bytes::from_static(b"{}").into())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut response =
+            client().post(&uri, &HeaderMap::new(), &Bytes::from_static(b"{}")).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(response.status, StatusCode::OK);
         assert_eq!(response.headers.get("content-type").map(HeaderValue::as_bytes), Some(&b"text/event-stream"[..]));
         let first = response.body.next().await.and_then(Result::ok);
@@ -634,7 +625,7 @@ mod tests {
         let (uri, connections) = server(EVENTS, 2).await;
         for round in 0..4 {
             let mut response = client
-                .post(&uri, &HeaderMap::new(), &Bytes::from_static(b"{}").into())
+                .post(&uri, &HeaderMap::new(), &Bytes::from_static(b"{}"))
                 .await
                 .unwrap_or_else(|e| panic!("round {round}: {e}"));
             let mut body = Vec::new();
@@ -668,15 +659,13 @@ mod tests {
         });
         let uri: Uri = format!("http://127.0.0.1:{port}/r").parse().unwrap_or_else(|e| panic!("{e}"));
         let client = client();
-        let mut response =
-            client.post(&uri, &HeaderMap::new(), &RequestBody::default()).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut response = client.post(&uri, &HeaderMap::new(), &Bytes::new()).await.unwrap_or_else(|e| panic!("{e}"));
         assert!(response.body.next().await.is_some_and(|r| r.is_ok()));
         drop(response);
         let closed = tokio::time::timeout(Duration::from_secs(2), closed_rx).await;
         assert!(matches!(closed, Ok(Ok(true))), "the upstream did not see the connection close: {closed:?}");
 
-        let mut response =
-            client.post(&uri, &HeaderMap::new(), &RequestBody::default()).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut response = client.post(&uri, &HeaderMap::new(), &Bytes::new()).await.unwrap_or_else(|e| panic!("{e}"));
         let mut last = None;
         while let Some(item) = response.body.next().await {
             last = Some(item);

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 
 use super::transport::{
-    CONNECT_TIMEOUT, Direct, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, RequestBody, TransportError, UpstreamResponse,
+    CONNECT_TIMEOUT, Direct, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse,
     post_via_reqwest,
 };
 use crate::accounts::Account;
@@ -144,14 +144,14 @@ impl Upstream {
                 let headers = self.headers(account, authorization.clone(), ctx, Transport::Websocket);
                 let now_ms = crate::auth::now_ms();
                 let websocket = WebsocketTurn { turn_state: ctx.turn_state.as_deref(), now_ms };
-                let body = websocket_body(&body, ctx.turn.as_deref(), account, websocket);
+                let body = with_client_metadata(&body, ctx.turn.as_deref(), account, Some(websocket));
                 let session = ctx.conversation.then(|| ctx.session_id.clone());
                 Some((ws.clone(), headers, body, session, ctx.chain.clone()))
             }
             _ => None,
         };
         let headers = self.headers(account, authorization, ctx, Transport::Http);
-        let body = with_client_metadata(&body, ctx.turn.as_deref(), account);
+        let body = with_client_metadata(&body, ctx.turn.as_deref(), account, None);
         let (upstream, account) = (self.clone(), account.clone());
         async move {
             if let Some((ws, ws_headers, ws_body, session, chain)) = ws {
@@ -282,7 +282,7 @@ impl Upstream {
         &self,
         account: &Account,
         headers: HeaderMap,
-        body: RequestBody,
+        body: Bytes,
     ) -> Result<UpstreamResponse, TransportError> {
         let url = match account.kind {
             AccountKind::Chatgpt => &self.codex_url,
@@ -316,7 +316,7 @@ impl Upstream {
         match (&self.direct, &account.proxy) {
             (Some(direct), None) => direct.post(uri.clone(), headers, body).await,
             // Boxed: reqwest's send (proxied accounts only) would size every request's future.
-            _ => Box::pin(post_via_reqwest(account.http(), url.clone(), headers, body.joined())).await,
+            _ => Box::pin(post_via_reqwest(account.http(), url.clone(), headers, body)).await,
         }
     }
 }
@@ -352,48 +352,26 @@ pub(super) enum Transport {
 }
 
 /// The serialized body with the turn's `client_metadata` for the serving account as its last member (the body was
-/// serialized without one, before the account was known): the body up to its closing brace, and the member with
-/// that brace as the tail, so the body is not copied to add it. Without a turn identity, the body as it is.
-fn with_client_metadata(body: &Bytes, turn: Option<&Turn>, account: &Account) -> RequestBody {
-    let (Some(turn), Some(installation)) = (turn, account.installation_id.as_deref()) else {
-        return body.clone().into();
-    };
-    let Some(open) = body.len().checked_sub(1).filter(|&n| body.get(n) == Some(&b'}')) else {
-        return body.clone().into();
-    };
-    let mut tail = Vec::with_capacity(turn.client_metadata_len(installation) + 20);
-    metadata_member(&mut tail, open > 1, turn, installation, None);
-    RequestBody { head: body.slice(..open), tail: Bytes::from(tail) }
-}
-
-/// [`with_client_metadata`] for a WebSocket turn, in one piece (the message is written around it, and a chained
-/// turn is cut from it by the items' places), with the members only a WebSocket turn's `client_metadata` carries.
-fn websocket_body(body: &Bytes, turn: Option<&Turn>, account: &Account, websocket: WebsocketTurn<'_>) -> Bytes {
+/// serialized without one, before the account was known). Without a turn identity, the body as it is.
+fn with_client_metadata(
+    body: &Bytes,
+    turn: Option<&Turn>,
+    account: &Account,
+    websocket: Option<WebsocketTurn<'_>>,
+) -> Bytes {
     let (Some(turn), Some(installation)) = (turn, account.installation_id.as_deref()) else {
         return body.clone();
     };
     let Some(open) = body.strip_suffix(b"}") else { return body.clone() };
     let mut out = Vec::with_capacity(body.len() + turn.client_metadata_len(installation) + 20);
     out.extend_from_slice(open);
-    metadata_member(&mut out, open.len() > 1, turn, installation, Some(websocket));
-    Bytes::from(out)
-}
-
-/// `,"client_metadata":{…}}`: the member (after a comma when the body has members before it) and the body's closing
-/// brace.
-fn metadata_member(
-    out: &mut Vec<u8>,
-    comma: bool,
-    turn: &Turn,
-    installation: &str,
-    websocket: Option<WebsocketTurn<'_>>,
-) {
-    if comma {
+    if open.len() > 1 {
         out.push(b',');
     }
     out.extend_from_slice(br#""client_metadata":"#);
-    turn.write_client_metadata(out, installation, websocket);
+    turn.write_client_metadata(&mut out, installation, websocket);
     out.push(b'}');
+    Bytes::from(out)
 }
 
 /// An upstream URL parsed once, for each transport: reqwest would otherwise parse (and IDNA-map) the string on

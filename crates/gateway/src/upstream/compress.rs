@@ -8,8 +8,6 @@ use std::cell::RefCell;
 use bytes::Bytes;
 use reqwest::header::{CONTENT_ENCODING, HeaderMap, HeaderValue};
 
-use super::transport::RequestBody;
-
 /// zstd's default level, the one the official client's encoder uses.
 const LEVEL: i32 = 3;
 /// Bodies below this size go as they are. The official client's are never this small (its base instructions and
@@ -23,17 +21,16 @@ thread_local! {
 
 /// The body compressed, and `Content-Encoding: zstd` placed before `Content-Type` as the official client orders
 /// its headers; on the (unexpected) failure of the compressor, the body as it was.
-pub(super) fn zstd_body(headers: HeaderMap, body: RequestBody) -> (HeaderMap, RequestBody) {
+pub(super) fn zstd_body(headers: HeaderMap, body: Bytes) -> (HeaderMap, Bytes) {
     if body.len() < MIN_BODY {
         return (headers, body);
     }
-    let whole = body.joined();
     let compressed = COMPRESSOR.with(|slot| {
         let mut slot = slot.borrow_mut();
         if slot.is_none() {
             *slot = zstd::bulk::Compressor::new(LEVEL).ok();
         }
-        slot.as_mut().and_then(|c| c.compress(&whole).ok())
+        slot.as_mut().and_then(|c| c.compress(&body).ok())
     });
     let Some(compressed) = compressed else { return (headers, body) };
     let mut out = HeaderMap::with_capacity(headers.len() + 1);
@@ -48,7 +45,7 @@ pub(super) fn zstd_body(headers: HeaderMap, body: RequestBody) -> (HeaderMap, Re
     if !placed {
         out.insert(CONTENT_ENCODING, HeaderValue::from_static("zstd"));
     }
-    (out, Bytes::from(compressed).into())
+    (out, Bytes::from(compressed))
 }
 
 #[cfg(test)]
@@ -62,18 +59,13 @@ mod tests {
         h.insert("content-type", HeaderValue::from_static("application/json"));
         h.insert("authorization", HeaderValue::from_static("Bearer x"));
         let body = Bytes::from(format!(r#"{{"input":"{}"}}"#, "hello ".repeat(1000)));
-        let (h, compressed) = zstd_body(h, body.clone().into());
-        let compressed = compressed.joined();
+        let (h, compressed) = zstd_body(h, body.clone());
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["accept", "content-encoding", "content-type", "authorization"]);
         assert!(compressed.len() < body.len());
         assert_eq!(zstd::decode_all(&compressed[..]).ok().as_deref(), Some(&body[..]));
         let small = Bytes::from_static(br#"{"input":"hi"}"#);
-        let (h, sent) = zstd_body(HeaderMap::new(), small.clone().into());
-        assert!(h.get(CONTENT_ENCODING).is_none() && sent.joined() == small, "a small body goes as it is");
-        let parts = RequestBody { head: body.slice(..100), tail: body.slice(100..) };
-        let (_, compressed) = zstd_body(HeaderMap::new(), parts);
-        let decoded = zstd::decode_all(&compressed.joined()[..]).ok();
-        assert_eq!(decoded.as_deref(), Some(&body[..]), "a body in two parts is compressed whole");
+        let (h, sent) = zstd_body(HeaderMap::new(), small.clone());
+        assert!(h.get(CONTENT_ENCODING).is_none() && sent == small, "a small body goes as it is");
     }
 }

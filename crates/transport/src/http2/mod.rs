@@ -36,7 +36,7 @@ mod wire_tests;
 pub use body::resets_sent;
 use connection::{End, Shared};
 
-use crate::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, RequestBody, TransportError, UpstreamResponse};
+use crate::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, TransportError, UpstreamResponse};
 
 /// Connections to one origin; past this, requests wait for a stream on the least busy one.
 const MAX_CONNECTIONS_PER_ORIGIN: usize = 16;
@@ -155,7 +155,7 @@ impl Http2Connections {
 
     /// POST `body` and wait for the response headers. A request the server did not process is sent again, on a
     /// live or a new connection, until it is answered or the caller's deadline drops this future.
-    pub async fn post(&self, uri: &Uri, headers: &HeaderMap, body: &RequestBody) -> Result<Outcome, TransportError> {
+    pub async fn post(&self, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<Outcome, TransportError> {
         let origin = self.origin(uri);
         let mut sends = 0u32;
         loop {
@@ -302,7 +302,7 @@ async fn send(
     slot: Slot,
     uri: &Uri,
     headers: &HeaderMap,
-    body: &RequestBody,
+    body: &Bytes,
 ) -> Result<UpstreamResponse, SendError> {
     let mut request = Request::new(());
     *request.method_mut() = Method::POST;
@@ -319,12 +319,7 @@ async fn send(
     let pending = body::Pending;
     if !body.is_empty() {
         // An error here means the stream already failed; the response future says how.
-        // Two DATA frames when the body has a tail: h2 queues both, the second ending the stream.
-        let tail = !body.tail.is_empty();
-        let _ = stream.send_data(body.head.clone(), !tail);
-        if tail {
-            let _ = stream.send_data(body.tail.clone(), true);
-        }
+        let _ = stream.send_data(body.clone(), true);
     }
     drop(stream);
     match response.await {

@@ -388,7 +388,7 @@ async fn an_idle_connection_is_closed_after_the_pools_idle_time() {
     let pool = super::Http2Connections::new(tcp, Arc::new(tls)).with_idle_timeout(Duration::from_millis(300));
     let uri: Uri = format!("http://127.0.0.1:{port}/responses").parse().unwrap_or_else(|e| panic!("{e}"));
     for round in 1..=2 {
-        let sent = pool.post(&uri, &HeaderMap::new(), &Bytes::from_static(b"{}").into()).await;
+        let sent = pool.post(&uri, &HeaderMap::new(), &Bytes::from_static(b"{}")).await;
         let Ok(super::Outcome::Sent(mut response)) = sent else { panic!("not sent over HTTP/2") };
         while let Some(data) = response.body.next().await {
             data.unwrap_or_else(|e| panic!("{e}"));

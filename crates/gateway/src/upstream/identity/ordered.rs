@@ -176,7 +176,7 @@ mod tests {
         let parsed: Ordered =
             serde_json::from_str(r#"{"zeta":1,"alpha":{"b":2,"a":1},"installation_id":"old"}"#).unwrap_or_default();
         let mut filled = Vec::new();
-        parsed.with_first_installation().fill(&mut filled, "new", None, None);
+        parsed.with_first_installation().fill(&mut filled, "new", None);
         assert_eq!(String::from_utf8_lossy(&filled), r#"{"installation_id":"new","zeta":1,"alpha":{"b":2,"a":1}}"#);
         let mut read: Ordered = serde_json::from_str(r#"{"b":"x\"y","a":3}"#).unwrap_or_default();
         assert_eq!(serde_json::to_string(&read).unwrap_or_default(), r#"{"b":"x\"y","a":3}"#);

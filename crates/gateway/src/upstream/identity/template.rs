@@ -15,8 +15,6 @@ pub(super) enum Hole {
     TurnState,
     /// `,"x-codex-ws-stream-request-start-ms":"…"` (WebSocket only).
     StreamStart,
-    /// The embedded text (the turn metadata's escaped twin, kept once per turn rather than copied in).
-    Embedded,
 }
 
 /// The most holes a text has: `client_metadata` has the installation id twice (its own member and the turn
@@ -45,25 +43,17 @@ impl Template {
 
     /// The text's length with its holes filled: exact for an installation id that needs no escaping (a UUID)
     /// and text without WebSocket members, an estimate otherwise (for sizing the buffer it goes into).
-    pub(super) fn filled_len(&self, installation: &str, embedded: Option<&Template>) -> usize {
+    pub(super) fn filled_len(&self, installation: &str) -> usize {
         let hole = |h: &Option<Hole>| match h {
             Some(Hole::Installation | Hole::InstallationTwice) => installation.len(),
             Some(Hole::TurnState | Hole::StreamStart) => 72,
-            Some(Hole::Embedded) => embedded.map_or(0, |e| e.filled_len(installation, None)),
             None => 0,
         };
         self.text.len() + self.holes.iter().map(|(_, h)| hole(h)).sum::<usize>()
     }
 
-    /// The text with its holes filled, appended to `out`; the WebSocket-only holes stay empty over HTTP, and
-    /// [`Hole::Embedded`] gets `embedded` filled.
-    pub(super) fn fill(
-        &self,
-        out: &mut Vec<u8>,
-        installation: &str,
-        websocket: Option<WebsocketTurn<'_>>,
-        embedded: Option<&Template>,
-    ) {
+    /// The text with its holes filled, appended to `out`; the WebSocket-only holes stay empty over HTTP.
+    pub(super) fn fill(&self, out: &mut Vec<u8>, installation: &str, websocket: Option<WebsocketTurn<'_>>) {
         let mut from = 0;
         for &(at, hole) in &self.holes {
             let Some(hole) = hole else { break };
@@ -84,11 +74,6 @@ impl Template {
                     itoa::Buffer::new().format(ws.now_ms),
                 ),
                 (Hole::TurnState | Hole::StreamStart, _) => {}
-                (Hole::Embedded, _) => {
-                    if let Some(e) = embedded {
-                        e.fill(out, installation, None, None);
-                    }
-                }
             }
         }
         out.extend_from_slice(self.text.as_bytes().get(from..).unwrap_or_default());
@@ -322,12 +307,18 @@ impl ObjectWriter {
         self.t.text.push('"');
     }
 
-    /// A string whose value is an object's escaped twin ([`ObjectWriter::close_with_twin`]), filled in from the
-    /// twin at each send ([`Hole::Embedded`]) rather than copied here.
-    pub(super) fn embedded_twin(&mut self, key: &str) {
+    /// A string whose value is an object's escaped twin ([`ObjectWriter::close_with_twin`]), as it is.
+    pub(super) fn embedded_twin(&mut self, key: &str, twin: &Template) {
         self.key(key);
         self.t.text.push('"');
-        self.t.hole(Hole::Embedded);
+        let offset = self.t.text.len();
+        self.t.text.push_str(&twin.text);
+        for &(at, hole) in &twin.holes {
+            let Some(hole) = hole else { break };
+            if let Some(slot) = self.t.holes.iter_mut().find(|(_, h)| h.is_none()) {
+                *slot = (offset + at, Some(hole));
+            }
+        }
         self.t.text.push('"');
     }
 
@@ -356,12 +347,8 @@ mod tests {
     use serde_json::{Value, json};
 
     fn filled(t: &Template, installation: &str, ws: Option<WebsocketTurn<'_>>) -> Value {
-        filled_with(t, installation, ws, None)
-    }
-
-    fn filled_with(t: &Template, installation: &str, ws: Option<WebsocketTurn<'_>>, e: Option<&Template>) -> Value {
         let mut out = Vec::new();
-        t.fill(&mut out, installation, ws, e);
+        t.fill(&mut out, installation, ws);
         serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
     }
 
@@ -406,8 +393,8 @@ mod tests {
         let (raw, twin) = w.close_with_twin();
         let mut outer = ObjectWriter::with_capacity(8);
         outer.embedded("a", &raw);
-        outer.embedded_twin("b");
-        let v = filled_with(&outer.close(), "in\"st", None, Some(&twin));
+        outer.embedded_twin("b", &twin);
+        let v = filled(&outer.close(), "in\"st", None);
         assert_eq!(v["a"], v["b"]);
         let inner: Value = serde_json::from_str(v["b"].as_str().unwrap_or_default()).unwrap_or_default();
         assert_eq!(inner, json!({"installation_id": "in\"st", "id": "0d4c", "q": "say \"hi\"\n", "n": 12}));

@@ -72,9 +72,6 @@ pub struct Turn {
     metadata_header: Template,
     /// The body's `client_metadata` object (the turn metadata inside it is the one with the tool namespaces).
     client_metadata: Template,
-    /// The turn metadata as the inside of a JSON string, which `client_metadata`'s [`Hole::Embedded`] takes at each
-    /// send (empty when `client_metadata` has it written in).
-    embedded: Template,
 }
 
 /// What a turn's identity is made from.
@@ -121,26 +118,24 @@ impl Turn {
         let mut turn_id = uuid::Uuid::encode_buffer();
         let turn_id: &str = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut turn_id);
         // The turn metadata as the header's text and as the body's `client_metadata`.
-        let (metadata_header, client_metadata, embedded) =
-            match carried.and_then(|t| serde_json::from_str::<Ordered>(&t).ok()) {
-                Some(mut m) => {
-                    m.remove("installation_id");
-                    let body = m.with_first_installation();
-                    m.remove("tool_namespaces_info");
-                    let client_metadata = carried_client_metadata(metadata, Embed::Escape(&body));
-                    (m.with_first_installation(), client_metadata, Template::default())
-                }
-                None => {
-                    let (text, escaped) = synthesized_turn_metadata(&i, &window, turn_id);
-                    let client_metadata = match official {
-                        true => carried_client_metadata(metadata, Embed::Twin),
-                        // Any other caller: everything written here, in the official client's order, with no map
-                        // in between (this runs for every request of every other client).
-                        false => synthesized_client_metadata(i.thread_id, turn_id, &window),
-                    };
-                    (text, client_metadata, escaped)
-                }
-            };
+        let (metadata_header, client_metadata) = match carried.and_then(|t| serde_json::from_str::<Ordered>(&t).ok()) {
+            Some(mut m) => {
+                m.remove("installation_id");
+                let body = m.with_first_installation();
+                m.remove("tool_namespaces_info");
+                (m.with_first_installation(), carried_client_metadata(metadata, Embed::Escape(&body)))
+            }
+            None => {
+                let (text, escaped) = synthesized_turn_metadata(&i, &window, turn_id);
+                let client_metadata = match official {
+                    true => carried_client_metadata(metadata, Embed::Twin(&escaped)),
+                    // Any other caller: everything written here, in the official client's order, with no map
+                    // in between (this runs for every request of every other client).
+                    false => synthesized_client_metadata(i.thread_id, turn_id, &window, &escaped),
+                };
+                (text, client_metadata)
+            }
+        };
         let mut hint = String::with_capacity(6 + i.slug.len() + i.service_tier.map_or(0, |t| t.len() + 6));
         hint.push_str("model=");
         hint.push_str(i.slug);
@@ -154,7 +149,6 @@ impl Turn {
             caller,
             metadata_header,
             client_metadata,
-            embedded,
         }
     }
 
@@ -169,14 +163,14 @@ impl Turn {
     /// `x-codex-turn-metadata` for an account: the turn metadata with its installation id, without the tool
     /// namespaces (which only the body's copy carries).
     pub fn metadata_header(&self, installation_id: &str) -> Option<HeaderValue> {
-        let mut out = Vec::with_capacity(self.metadata_header.filled_len(installation_id, None));
-        self.metadata_header.fill(&mut out, installation_id, None, None);
+        let mut out = Vec::with_capacity(self.metadata_header.filled_len(installation_id));
+        self.metadata_header.fill(&mut out, installation_id, None);
         HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
     }
 
     /// About how long [`Turn::write_client_metadata`]'s text is, for sizing the body it goes into.
     pub fn client_metadata_len(&self, installation_id: &str) -> usize {
-        self.client_metadata.filled_len(installation_id, Some(&self.embedded))
+        self.client_metadata.filled_len(installation_id)
     }
 
     /// The body's `client_metadata` for an account, as JSON appended to `out`; over the WebSocket with the members
@@ -187,7 +181,7 @@ impl Turn {
         installation_id: &str,
         websocket: Option<WebsocketTurn<'_>>,
     ) {
-        self.client_metadata.fill(out, installation_id, websocket, Some(&self.embedded));
+        self.client_metadata.fill(out, installation_id, websocket);
     }
 
     /// [`Turn::write_client_metadata`] as a string.
@@ -256,7 +250,7 @@ fn carried_client_metadata(mut metadata: Map<String, Value>, turn_metadata: Embe
             (INSTALLATION, _) => w.installation(key, Hole::Installation),
             (TURN_METADATA_KEY, _) => match turn_metadata {
                 Embed::Escape(json) => w.embedded(key, json),
-                Embed::Twin => w.embedded_twin(key),
+                Embed::Twin(escaped) => w.embedded_twin(key, escaped),
             },
             (_, Value::String(s)) => w.string(key, s),
             (_, other) => w.literal(key, &other.to_string()),
@@ -266,26 +260,25 @@ fn carried_client_metadata(mut metadata: Map<String, Value>, turn_metadata: Embe
 }
 
 /// The turn metadata as it goes into `client_metadata`: its JSON text (escaped on the way), or that text already
-/// escaped, kept aside and filled in at each send.
+/// escaped.
 #[derive(Clone, Copy)]
 enum Embed<'a> {
     Escape(&'a Template),
-    Twin,
+    Twin(&'a Template),
 }
 
 impl Embed<'_> {
     fn len(self) -> usize {
         match self {
             Embed::Escape(t) => t.text.len() * 5 / 4,
-            Embed::Twin => 0,
+            Embed::Twin(t) => t.text.len(),
         }
     }
 }
 
-/// The `client_metadata` the official client writes for a turn, in key order (`turn_metadata`, escaped, filled in
-/// at each send).
-fn synthesized_client_metadata(thread_id: &str, turn_id: &str, window: &str) -> Template {
-    let mut out = ClientMetadata::with_capacity(320 + 3 * thread_id.len());
+/// The `client_metadata` the official client writes for a turn, in key order (`turn_metadata` escaped).
+fn synthesized_client_metadata(thread_id: &str, turn_id: &str, window: &str, turn_metadata: &Template) -> Template {
+    let mut out = ClientMetadata::with_capacity(turn_metadata.text.len() + 320);
     out.at("guardian_credits_requested").plain_string("guardian_credits_requested", "true");
     out.at("mcp_attribution").literal("mcp_attribution", r#""{\"status\":\"none\"}""#);
     out.at("root_turn_id").plain_string("root_turn_id", turn_id);
@@ -293,7 +286,7 @@ fn synthesized_client_metadata(thread_id: &str, turn_id: &str, window: &str) -> 
     out.at("thread_id").string("thread_id", thread_id);
     out.at("turn_id").plain_string("turn_id", turn_id);
     out.at(INSTALLATION).installation(INSTALLATION, Hole::Installation);
-    out.at(TURN_METADATA_KEY).embedded_twin(TURN_METADATA_KEY);
+    out.at(TURN_METADATA_KEY).embedded_twin(TURN_METADATA_KEY, turn_metadata);
     out.at("x-codex-window-id").string("x-codex-window-id", window);
     out.close()
 }
