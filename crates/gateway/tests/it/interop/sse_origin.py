@@ -73,7 +73,7 @@ async def app(scope, receive, send):
     except (ValueError, zstandard.ZstdError):
         request = None
     if not isinstance(request, dict):
-        # As the backend refuses a body it cannot read (the gateway's requests arrive in more than one DATA frame).
+        # As the backend refuses a body it cannot read (a zstd body read without its encoding was one, unnoticed).
         await send({"type": "http.response.start", "status": 400, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": b'{"error":{"message":"the body is not a JSON object"}}'})
         return
