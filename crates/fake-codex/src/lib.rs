@@ -16,6 +16,7 @@ pub mod catalog;
 mod compact;
 mod control;
 mod default_reply;
+mod encode;
 pub mod images;
 mod oauth;
 mod preface;

@@ -55,6 +55,9 @@ pub(crate) async fn chatgpt_responses(State(shared): State<Arc<Shared>>, headers
     } else {
         respond(&shared, Caller::Account(account), &body, 0).await
     };
+    if crate::encode::accepts_zstd(&headers) {
+        resp = crate::encode::zstd_stream(resp);
+    }
     resp.extensions_mut().insert(AuthedAccount(tag));
     resp
 }

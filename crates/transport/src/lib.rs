@@ -19,6 +19,7 @@
 mod body;
 pub mod chain;
 mod chunked;
+pub mod decode;
 mod direct;
 mod error;
 pub mod head;

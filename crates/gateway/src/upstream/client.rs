@@ -6,13 +6,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::http::Uri;
 use bytes::Bytes;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+use reqwest::header::{
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT,
+};
 
 use super::transport::{
     CONNECT_TIMEOUT, Direct, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse,
     post_via_reqwest,
 };
 use crate::accounts::Account;
+use crate::catalog::entry::ClientVersion;
 use crate::config::Config;
 use crate::store::AccountKind;
 
@@ -229,6 +232,11 @@ impl Upstream {
                 if let Some(ua) = user_agent {
                     h.insert(USER_AGENT, ua);
                 }
+                // Since 0.171 the official client asks for a compressed event stream; the answer is decoded as it
+                // streams ([`super::transport::decode`]).
+                if ctx.client_version.unwrap_or(self.client.version) >= ACCEPTS_COMPRESSED {
+                    h.insert(ACCEPT_ENCODING, HeaderValue::from_static("zstd,gzip"));
+                }
             }
             // The official client's handshake goes through tungstenite's writer too, which takes the five
             // handshake fields (Host, Connection, ...) out of the map by swapping the map's last fields into their
@@ -313,11 +321,12 @@ impl Upstream {
             AccountKind::Chatgpt => super::compress::zstd_body(headers, body),
             AccountKind::ApiKey | AccountKind::Relay | AccountKind::Unrecognized => (headers, body),
         };
-        match (&self.direct, &account.proxy) {
+        let response = match (&self.direct, &account.proxy) {
             (Some(direct), None) => direct.post(uri.clone(), headers, body).await,
             // Boxed: reqwest's send (proxied accounts only) would size every request's future.
             _ => Box::pin(post_via_reqwest(account.http(), url.clone(), headers, body)).await,
-        }
+        };
+        response.map(super::transport::decode::decoded)
     }
 }
 
@@ -343,6 +352,10 @@ fn turn_headers(h: &mut HeaderMap, turn: Option<&Turn>, installation: &str) {
         }
     }
 }
+
+/// The first official client that sends `accept-encoding: zstd,gzip` with its Responses requests (docs/protocol.md,
+/// "Identity").
+const ACCEPTS_COMPRESSED: ClientVersion = ClientVersion { major: 0, minor: 171, patch: 0 };
 
 /// Which transport a request's headers are for: their order and a few of them differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

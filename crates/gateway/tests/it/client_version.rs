@@ -66,6 +66,36 @@ async fn a_newer_official_client_is_presented_for_its_request() {
     assert!(header(&sent[0], "user-agent").starts_with("codex_cli_rs/0.171.0 ("), "{:?}", sent[0].headers);
 }
 
+/// From 0.171 the official client asks for a compressed event stream (docs/protocol.md, "Identity"): the gateway
+/// asks the same when it presents 0.171 or newer, and reads the zstd stream fake-codex then sends; presenting its
+/// own 0.169 it asks for none.
+#[tokio::test]
+async fn a_compressed_event_stream_is_asked_for_from_0_171_and_read_as_it_streams() {
+    let env = start(Setup::default()).await;
+    let body = json!({"model":"gpt-5.4","input":"hi","stream":true});
+    let (status, _, text) = env.post("/v1/responses", &body).await;
+    assert_eq!(status, 200, "{text}");
+    let sent = env.fake.requests_to("/responses");
+    assert_eq!(header(&sent[0], "accept-encoding"), "", "0.169 asks for no coding: {:?}", sent[0].headers);
+
+    env.fake.reset_requests();
+    let newer = [("user-agent", "codex_exec/0.171.0 (Linux 6.1; x86_64) xterm"), ("originator", "codex_exec")];
+    let (status, _, streamed) = env.post_with("/v1/responses", &body, &newer).await;
+    assert_eq!(status, 200, "{streamed}");
+    let sent = env.fake.requests_to("/responses");
+    let names: Vec<&str> = sent[0].headers.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(header(&sent[0], "accept-encoding"), "zstd,gzip", "{names:?}");
+    let at = |name: &str| names.iter().position(|n| n.eq_ignore_ascii_case(name));
+    assert_eq!(at("accept-encoding"), at("user-agent").map(|i| i + 1), "right after user-agent: {names:?}");
+    // The fake compressed the stream; the client gets the same events as without a coding.
+    assert!(streamed.contains("event: response.completed") && text.contains("event: response.completed"));
+    let deltas = |t: &str| t.matches("event: response.output_text.delta").count();
+    assert_eq!(deltas(&streamed), deltas(&text), "{streamed}");
+    let (status, _, whole) = env.post_with("/v1/responses", &json!({"model":"gpt-5.4","input":"hi"}), &newer).await;
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(json(&whole)["status"], "completed", "{whole}");
+}
+
 #[tokio::test]
 async fn fake_catalog_hides_models_that_need_a_newer_client() {
     let env = start(Setup::default()).await;
