@@ -64,6 +64,15 @@ def codex_bin() -> Path:
     return Path(override) if override else harness.node_bin("codex")
 
 
+def cli_version() -> str:
+    """The CLI's version (`codex-cli 0.171.0`), which the gateway is configured to present, as a user following
+    the client would: its calls beside the turns then carry what this version's do."""
+    out = subprocess.run([str(codex_bin()), "--version"], capture_output=True, text=True, timeout=60).stdout
+    found = re.search(r"(\d+\.\d+\.\d+)", out)
+    assert found, f"no version in {out!r}"
+    return found.group(1)
+
+
 class World:
     """One fake-codex (TLS) and a gateway linked to the login the straight runs use."""
 
@@ -80,8 +89,12 @@ class World:
             "[analytics]\nenabled = false\n",
             "utf-8",
         )
+        self.version = cli_version()
+        gateway_config = tmp / "gateway.toml"
+        gateway_config.write_text(f'[upstream]\nclient_version = "{self.version}"\n', "utf-8")
         self.gateway = harness.Gateway.start(
-            tmp, self.fake, self.home, extra_env={"CODEX_GATEWAY_CA_BUNDLE": ca}
+            tmp, self.fake, self.home,
+            extra_env={"CODEX_GATEWAY_CA_BUNDLE": ca, "CODEX_GATEWAY_CONFIG": str(gateway_config)},
         )
         self.via_home = tmp / "via-home"
         self.via_home.mkdir()
@@ -457,3 +470,42 @@ def test_the_gateway_sends_what_the_official_client_sends(world, scenario, trans
     # The transport is the same on both sides.
     assert all((r["http_version"] == "websocket") == websocket for r in straight + via), [
         r["http_version"] for r in straight + via]
+
+
+# --- the calls beside the turns ---------------------------------------------------------------------------------
+
+# The official client's calls the gateway makes too (docs/protocol.md "Identity"), by path.
+SIDE_CALLS = ("/backend-api/wham/accounts/check", "/backend-api/codex/models")
+
+
+def side_calls(fake: harness.Fake) -> dict[str, dict]:
+    """The first recorded request to each of SIDE_CALLS."""
+    out: dict[str, dict] = {}
+    for r in fake.requests(None):
+        if r["path"] in SIDE_CALLS and r["path"] not in out:
+            out[r["path"]] = r
+    return out
+
+
+def test_the_gateways_own_calls_carry_what_the_official_clients_carry(world):
+    """The workspace check and the catalog read, made by the official client when it starts a turn and by the
+    gateway when it first uses the account: the same header names in the same order, the same `accept`,
+    `accept-encoding` and `version`, and the same catalog query (the User-Agent's first word is the gateway's own
+    `codex_cli_rs`, as the interactive CLI's; `codex exec` writes `codex_exec`)."""
+    world.refuse_websocket()
+    world.fake.reset_requests()
+    assert world.exec("straight", ["-m", "gpt-5.5", "say parity-side"], False).returncode == 0
+    straight = side_calls(world.fake)
+    world.fake.reset_requests()
+    assert world.exec("via", ["-m", "gpt-5.5", "say parity-side"], False).returncode == 0
+    via = side_calls(world.fake)
+    assert set(straight) == set(SIDE_CALLS), sorted(straight)
+    assert set(via) == set(SIDE_CALLS), sorted(via)
+    for path in SIDE_CALLS:
+        a, b = straight[path], via[path]
+        assert headers(a) and [n for n, _ in headers(a)] == [n for n, _ in headers(b)], (path, headers(a), headers(b))
+        for name in ("accept", "accept-encoding", "version"):
+            assert value(a, name) == value(b, name), (path, name, value(a, name), value(b, name))
+        assert a.get("query") == b.get("query"), (path, a.get("query"), b.get("query"))
+        agent = value(b, "user-agent") or ""
+        assert agent.startswith(f"codex_cli_rs/{world.version} ("), agent

@@ -1,7 +1,7 @@
-//! Compressed event streams: an answer of the ChatGPT Responses endpoint zstd-encoded as it streams when the
-//! request accepts it (`accept-encoding: zstd,gzip`, which the official client sends since 0.171), each frame
-//! flushed so that an event reaches the client when it is sent. The backend may answer so; the fake does, so the
-//! gateway is held to decoding it.
+//! Compressed answers for a request that accepts them (`accept-encoding: zstd,gzip`, which the official client
+//! sends on every HTTP call since 0.171): a JSON answer zstd-encoded whole, and an event stream of the ChatGPT
+//! Responses endpoint as it streams, each frame flushed so that an event reaches the client when it is sent. The
+//! backend may answer so; the fake does, so the gateway is held to decoding it.
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -19,6 +19,30 @@ pub(crate) fn accepts_zstd(headers: &HeaderMap) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|coding| coding.split(';').next().map(str::trim).is_some_and(|c| c.eq_ignore_ascii_case("zstd")))
+}
+
+/// A JSON answer (any status) zstd-encoded whole; any other answer, or one already encoded, as it is.
+pub(crate) async fn zstd_json(resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !is_json || resp.headers().contains_key(header::CONTENT_ENCODING) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(plain) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    match zstd::stream::encode_all(&plain[..], 3) {
+        Ok(encoded) => {
+            parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(encoded))
+        }
+        Err(_) => Response::from_parts(parts, Body::from(plain)),
+    }
 }
 
 /// A successful event stream zstd-encoded; any other answer as it is.

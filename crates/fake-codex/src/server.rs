@@ -41,7 +41,20 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .merge(crate::control::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), record))
+        .layer(middleware::from_fn(compressed_json))
         .with_state(shared)
+}
+
+/// A JSON answer zstd-encoded for a request that accepts it: the official client asks on every HTTP call from
+/// 0.171, and the backend may answer so; the fake does, so a gateway that asks is held to decoding its catalog,
+/// quota, workspace and token answers too (recorded as they were before encoding).
+async fn compressed_json(req: Request, next: Next) -> Response {
+    let accepts = crate::encode::accepts_zstd(req.headers()) && !req.uri().path().starts_with("/_fake/");
+    let resp = next.run(req).await;
+    match accepts {
+        true => crate::encode::zstd_json(resp).await,
+        false => resp,
+    }
 }
 
 async fn not_found() -> Response {

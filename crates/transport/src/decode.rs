@@ -1,8 +1,9 @@
-//! Compressed answers decoded as they stream: an answer with `Content-Encoding: zstd` or `gzip` (which the
-//! official client asks for since 0.171 with `accept-encoding: zstd,gzip`) becomes the plain bytes it stands for,
-//! each piece handed on as soon as it decodes, so an event still reaches the client when it arrives.
+//! Compressed answers decoded: an answer with `Content-Encoding: zstd` or `gzip` (which the official client asks
+//! for since 0.171 with `accept-encoding: zstd,gzip`) becomes the plain bytes it stands for. A streamed answer is
+//! decoded as it streams, each piece handed on as soon as it decodes, so an event still reaches the client when it
+//! arrives ([`decoded`]); the small JSON answers of the calls beside the turns are decoded whole ([`decode_whole`]).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -15,17 +16,51 @@ use crate::{Body, BodyStream, TransportError, UpstreamResponse};
 /// The response with its body decoded when its content coding is one the gateway asks for; as it came otherwise
 /// (no coding, `identity`, or one never asked for, which the caller then reads as it is).
 pub fn decoded(mut response: UpstreamResponse) -> UpstreamResponse {
-    let coding = response.headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::trim);
-    let decoder = match coding.map(str::to_ascii_lowercase).as_deref() {
-        Some("zstd") => zstd::stream::write::Decoder::new(Vec::new()).ok().map(Decoder::Zstd),
-        Some("gzip" | "x-gzip") => Some(Decoder::Gzip(Box::new(flate2::write::GzDecoder::new(Vec::new())))),
-        _ => None,
+    let decoder = match coding(&response.headers) {
+        Some(Coding::Zstd) => zstd::stream::write::Decoder::new(Vec::new()).ok().map(Decoder::Zstd),
+        Some(Coding::Gzip) => Some(Decoder::Gzip(Box::new(flate2::write::GzDecoder::new(Vec::new())))),
+        None => None,
     };
     let Some(decoder) = decoder else { return response };
     response.headers.remove(CONTENT_ENCODING);
     response.headers.remove(CONTENT_LENGTH);
     response.body = Box::pin(Decoded { inner: response.body, decoder: Some(decoder) });
     response
+}
+
+/// A content coding the gateway asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    Zstd,
+    Gzip,
+}
+
+/// The answer's content coding, when it is one the gateway asks for (`None`: no coding, `identity`, or another).
+fn coding(headers: &http::HeaderMap) -> Option<Coding> {
+    let value = headers.get(CONTENT_ENCODING)?.to_str().ok()?.trim();
+    if value.eq_ignore_ascii_case("zstd") {
+        Some(Coding::Zstd)
+    } else if value.eq_ignore_ascii_case("gzip") || value.eq_ignore_ascii_case("x-gzip") {
+        Some(Coding::Gzip)
+    } else {
+        None
+    }
+}
+
+/// A whole answer's body decoded by the content coding its `headers` name (as it came without one, or with one the
+/// gateway never asks for); an error when it does not decode or decodes to more than `limit` bytes.
+pub fn decode_whole(headers: &http::HeaderMap, body: Bytes, limit: u64) -> std::io::Result<Bytes> {
+    let mut out = Vec::new();
+    match coding(headers) {
+        None => return Ok(body),
+        Some(Coding::Zstd) => zstd::stream::read::Decoder::new(&body[..])?.take(limit + 1).read_to_end(&mut out)?,
+        Some(Coding::Gzip) => flate2::read::GzDecoder::new(&body[..]).take(limit + 1).read_to_end(&mut out)?,
+    };
+    if out.len() as u64 > limit {
+        let text = format!("the upstream's compressed answer decodes to more than {limit} bytes");
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, text));
+    }
+    Ok(Bytes::from(out))
 }
 
 enum Decoder {
@@ -130,6 +165,30 @@ mod tests {
             }
         }
         (out, None)
+    }
+
+    /// A whole answer decodes by its coding; one it never asked for, or none, comes as it is; a bomb over the
+    /// limit and garbage are errors.
+    #[test]
+    fn a_whole_answer_decodes_by_its_coding() {
+        let json = br#"{"models":[{"slug":"gpt-5.4"}]}"#;
+        let zstd = zstd::stream::encode_all(&json[..], 3).unwrap_or_default();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let _ = gz.write_all(json);
+        let gzip = gz.finish().unwrap_or_default();
+        let with = |coding: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_ENCODING, HeaderValue::from_str(coding).unwrap_or(HeaderValue::from_static("x")));
+            h
+        };
+        let whole = |h: &HeaderMap, b: &[u8], limit| decode_whole(h, Bytes::copy_from_slice(b), limit);
+        assert_eq!(whole(&with("zstd"), &zstd, 1 << 20).ok().as_deref(), Some(&json[..]));
+        assert_eq!(whole(&with(" GZIP "), &gzip, 1 << 20).ok().as_deref(), Some(&json[..]));
+        assert_eq!(whole(&HeaderMap::new(), json, 1 << 20).ok().as_deref(), Some(&json[..]));
+        assert_eq!(whole(&with("br"), b"as it came", 1 << 20).ok().as_deref(), Some(&b"as it came"[..]));
+        assert!(whole(&with("zstd"), &zstd, 10).is_err(), "over the limit");
+        assert!(whole(&with("zstd"), b"not zstd at all", 1 << 20).is_err());
+        assert!(whole(&with("gzip"), &gzip[..gzip.len() / 2], 1 << 20).is_err(), "cut short");
     }
 
     /// Each event flushed by the encoder comes out as soon as its compressed bytes arrived, whole.

@@ -55,7 +55,7 @@ pub async fn resolve(
     label: Option<String>,
     http: &reqwest::Client,
     issuer: &str,
-    user_agent: &str,
+    client: &crate::upstream::identity::ClientIdentity,
 ) -> anyhow::Result<Vec<StoredAccount>> {
     Ok(match source {
         ImportSource::AuthJson(v) => {
@@ -75,7 +75,7 @@ pub async fn resolve(
                 account_id: String::new(),
                 last_refresh: 0,
             };
-            let to = TokenCall { issuer, user_agent, reason: RefreshReason::Forced };
+            let to = TokenCall { issuer, client, reason: RefreshReason::Forced };
             let tokens = refresh(http, to, &seed).await.context("the refresh token was not accepted")?;
             vec![stored_from_tokens(tokens, label)]
         }

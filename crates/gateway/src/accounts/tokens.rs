@@ -169,7 +169,7 @@ impl Pool {
         }
         let started = Instant::now();
         let limit = self.config.timeouts.token_refresh;
-        let to = TokenCall { issuer: &self.config.auth_issuer, user_agent: &self.config.client.user_agent, reason };
+        let to = TokenCall { issuer: &self.config.auth_issuer, client: &self.config.client, reason };
         let result = refresh_within(account.http(), to, &current, limit).await;
         if leased && result.is_err() {
             // The refresh token was not spent (or the login is gone): the next instance may try.
@@ -251,7 +251,8 @@ impl Pool {
                 e @ (RefreshError::Unavailable { .. }
                 | RefreshError::Rejected { .. }
                 | RefreshError::Transport(_)
-                | RefreshError::Malformed(_)),
+                | RefreshError::Malformed(_)
+                | RefreshError::Undecodable(_)),
             ) => {
                 // The failure and its causes (a refused connection, the parser's complaint), in one line.
                 let e = crate::upstream::with_causes(&e);
@@ -370,6 +371,7 @@ impl RefreshCounts {
                 | RefreshError::Rejected { .. }
                 | RefreshError::Transport(_)
                 | RefreshError::Malformed(_)
+                | RefreshError::Undecodable(_)
                 | RefreshError::TimedOut(_),
             ) => &self.failed,
         };

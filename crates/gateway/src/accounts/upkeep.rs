@@ -14,7 +14,7 @@ use super::{Account, AccountCatalog, Pool, quota};
 use crate::auth::now_unix;
 use crate::catalog::entry::ModelsAnswer;
 use crate::store::AccountKind;
-use crate::upstream::identity::side::SideCall;
+use crate::upstream::identity::side::{self, SideCall};
 
 /// How long a fetched model catalog is trusted.
 const CATALOG_TTL: Duration = Duration::from_secs(600);
@@ -64,15 +64,12 @@ impl Pool {
         let Ok(token) = self.access_token(account, None).await else { return };
         let url = format!("{}/wham/accounts/check", self.config.chatgpt_base_url);
         let req = side_request(account, &self.config.client, SideCall::Backend, &url, &token);
-        let listed = match req.send().await {
-            Ok(r) if r.status().is_success() => r.json::<Value>().await.ok().map(|v| {
-                let id = account.chatgpt_account_id();
-                v.get("accounts")
-                    .and_then(Value::as_array)
-                    .is_some_and(|list| list.iter().any(|a| a.get("id").and_then(Value::as_str) == id.as_deref()))
-            }),
-            Ok(_) | Err(_) => None,
-        };
+        let listed = side::success_json::<Value>(req).await.map(|v| {
+            let id = account.chatgpt_account_id();
+            v.get("accounts")
+                .and_then(Value::as_array)
+                .is_some_and(|list| list.iter().any(|a| a.get("id").and_then(Value::as_str) == id.as_deref()))
+        });
         match listed {
             Some(true) => {}
             Some(false) => warn!(account = %account.id, "the workspace check does not list this login's workspace"),
@@ -93,12 +90,7 @@ impl Pool {
                 );
                 let req = side_request(account, &self.config.client, SideCall::Models, &url, &token)
                     .timeout(self.config.timeouts.catalog);
-                match req.send().await {
-                    Ok(r) if r.status().is_success() => {
-                        r.json::<ModelsAnswer>().await.ok().map(ModelsAnswer::into_entries)
-                    }
-                    _ => None,
-                }
+                side::success_json::<ModelsAnswer>(req).await.map(ModelsAnswer::into_entries)
             }
             Err(_) => None,
         };
@@ -125,14 +117,20 @@ impl Pool {
         };
         let url = format!("{}/wham/usage", self.config.chatgpt_base_url);
         let req = side_request(account, &self.config.client, SideCall::Backend, &url, &token);
-        let answer = match req.send().await {
-            Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+        let answer = match req.send().await.map_err(|e| e.without_url()) {
+            Ok(r) if r.status().is_success() => match side::answer(r).await {
+                Ok((_, body)) => serde_json::from_slice::<Value>(&body).ok(),
+                Err(e) => {
+                    warn!(account = %account.id, "quota answer unreadable: {e}");
+                    None
+                }
+            },
             Ok(r) => {
                 warn!(account = %account.id, status = r.status().as_u16(), "quota endpoint refused");
                 None
             }
             Err(e) => {
-                warn!(account = %account.id, "quota endpoint unreachable: {}", e.without_url());
+                warn!(account = %account.id, "quota endpoint unreachable: {e}");
                 None
             }
         };

@@ -15,6 +15,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{CLIENT_ID, Tokens, jwt, now_unix, oauth_error_code as error_code};
+use crate::upstream::identity::ClientIdentity;
+use crate::upstream::identity::side;
 
 /// Why a refresh failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -37,6 +39,10 @@ pub enum RefreshError {
     /// A success answer that is not a token answer.
     #[error("the token endpoint returned an unreadable answer")]
     Malformed(#[source] Arc<serde_json::Error>),
+    /// An answer that came compressed and did not decode (the refresh token may have been spent: as for a broken
+    /// answer, the login is kept and the refresh tried again).
+    #[error("the token endpoint's compressed answer could not be decoded")]
+    Undecodable(#[source] Arc<std::io::Error>),
     /// No answer within the limit: the login stays, but the client hears it was a timeout.
     #[error("the token endpoint did not answer within {} s", .0.as_secs_f64())]
     TimedOut(Duration),
@@ -122,8 +128,8 @@ impl RefreshReason {
 #[derive(Debug, Clone, Copy)]
 pub struct TokenCall<'a> {
     pub issuer: &'a str,
-    /// The official client's User-Agent the gateway presents (`[upstream] user_agent`).
-    pub user_agent: &'a str,
+    /// The official client the gateway presents (`[upstream] client_version`, `user_agent`).
+    pub client: &'a ClientIdentity,
     pub reason: RefreshReason,
 }
 
@@ -156,11 +162,13 @@ async fn call(http: &reqwest::Client, to: TokenCall<'_>, current: &Tokens) -> Re
         "refresh_token": current.refresh_token,
     });
     let transport = |e: reqwest::Error| RefreshError::Transport(Arc::new(e.without_url()));
-    let req =
-        crate::upstream::identity::side::token_headers(http.post(&url), to.user_agent, body.to_string().into_bytes());
+    let req = side::token_headers(http.post(&url), to.client, body.to_string().into_bytes());
     let resp = req.send().await.map_err(transport)?;
-    let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.map_err(transport)?;
+    let (status, bytes) = match side::answer(resp).await {
+        Ok((status, bytes)) => (status.as_u16(), bytes),
+        Err(side::AnswerError::Transport(e)) => return Err(transport(e)),
+        Err(side::AnswerError::Undecodable(e)) => return Err(RefreshError::Undecodable(Arc::new(e))),
+    };
     if !(200..300).contains(&status) {
         return Err(classify(status, &bytes));
     }
@@ -375,8 +383,10 @@ mod tests {
         format!("http://{addr}")
     }
 
+    static CLIENT: std::sync::LazyLock<ClientIdentity> = std::sync::LazyLock::new(ClientIdentity::default);
+
     fn to(issuer: &str) -> TokenCall<'_> {
-        TokenCall { issuer, user_agent: "codex_cli_rs/0.169.0 (Linux; x86_64) unknown", reason: RefreshReason::Forced }
+        TokenCall { issuer, client: &CLIENT, reason: RefreshReason::Forced }
     }
 
     fn client() -> reqwest::Client {

@@ -141,18 +141,11 @@ pub(crate) async fn add(State(dash): State<St>, _: ApiWrite, body: axum::body::B
     };
     let label = present(b.label);
     let app = &dash.app;
-    let rows = match manage::resolve(
-        source,
-        label,
-        app.upstream.http(),
-        &app.config.auth_issuer,
-        &app.config.client.user_agent,
-    )
-    .await
-    {
-        Ok(rows) => rows,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("{e:#}")),
-    };
+    let rows =
+        match manage::resolve(source, label, app.upstream.http(), &app.config.auth_issuer, &app.config.client).await {
+            Ok(rows) => rows,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+        };
     for row in &rows {
         if let Err(e) = app.pool.store().upsert_account(row) {
             return internal(format!("{e:#}"));

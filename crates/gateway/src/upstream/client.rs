@@ -15,11 +15,10 @@ use super::transport::{
     post_via_reqwest,
 };
 use crate::accounts::Account;
-use crate::catalog::entry::ClientVersion;
 use crate::config::Config;
 use crate::store::AccountKind;
 
-use super::identity::{ClientIdentity, ORIGINATOR, Turn, WebsocketTurn};
+use super::identity::{ACCEPTED_CODINGS, ASKS_COMPRESSED, ClientIdentity, ORIGINATOR, Turn, WebsocketTurn};
 
 /// One reqwest client: pooled connections, HTTP/2 where offered, rustls with the gateway's roots
 /// ([`super::tls::client_config`]), the configured proxy. It carries the OAuth calls, the usage and catalog
@@ -234,8 +233,8 @@ impl Upstream {
                 }
                 // Since 0.171 the official client asks for a compressed event stream; the answer is decoded as it
                 // streams ([`super::transport::decode`]).
-                if ctx.client_version.unwrap_or(self.client.version) >= ACCEPTS_COMPRESSED {
-                    h.insert(ACCEPT_ENCODING, HeaderValue::from_static("zstd,gzip"));
+                if ctx.client_version.unwrap_or(self.client.version) >= ASKS_COMPRESSED {
+                    h.insert(ACCEPT_ENCODING, HeaderValue::from_static(ACCEPTED_CODINGS));
                 }
             }
             // The official client's handshake goes through tungstenite's writer too, which takes the five
@@ -352,10 +351,6 @@ fn turn_headers(h: &mut HeaderMap, turn: Option<&Turn>, installation: &str) {
         }
     }
 }
-
-/// The first official client that sends `accept-encoding: zstd,gzip` with its Responses requests (docs/protocol.md,
-/// "Identity").
-const ACCEPTS_COMPRESSED: ClientVersion = ClientVersion { major: 0, minor: 171, patch: 0 };
 
 /// Which transport a request's headers are for: their order and a few of them differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

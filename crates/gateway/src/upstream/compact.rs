@@ -39,6 +39,7 @@ impl Upstream {
         };
         let mut headers = self.headers(account, authorization, ctx, Transport::Http);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        post_via_reqwest(account.http(), url, headers, body).await
+        // Asked for compressed (a presented 0.171 or newer), the answer may come so.
+        post_via_reqwest(account.http(), url, headers, body).await.map(super::transport::decode::decoded)
     }
 }

@@ -119,3 +119,83 @@ async fn fake_catalog_hides_models_that_need_a_newer_client() {
     let entry = new["models"].as_array().into_iter().flatten().find(|m| m["slug"] == "gpt-5.5").cloned();
     assert_eq!(entry.map(|e| e["minimal_client_version"].clone()), Some(json!("0.170.0")), "{new}");
 }
+
+/// From 0.171 every HTTP call of the official client asks for compressed answers, after its other headers (the
+/// real CLI 0.171 against fake-codex; docs/protocol.md "Identity"). A gateway presenting 0.171 asks the same on its
+/// calls beside the turns, and reads what fake-codex then sends zstd-encoded: the quota, the workspace check, the
+/// catalog, a token refresh and a compaction.
+#[tokio::test]
+async fn from_0_171_the_calls_beside_the_turns_ask_for_compressed_answers_and_read_them() {
+    let toml = "upkeep_interval_secs = 0.2\n[upstream]\nclient_version = \"0.171.0\"\n";
+    let env = start(Setup { config_toml: Some(toml.into()), ..Setup::default() }).await;
+    // Before the gateway's task first runs (this test's runtime has one thread): its catalog never lists gpt-5.5.
+    env.fake.set_min_client_version("gpt-5.5", "0.172.0");
+    let account = env.accounts[0].account_id.clone();
+    // The fake answers a request that accepts zstd with a zstd body.
+    let catalog = env
+        .http
+        .get(format!("{}/models?client_version=0.171.0", env.fake.codex_base_url()))
+        .bearer_auth(&env.accounts[0].access_token)
+        .header("chatgpt-account-id", &account)
+        .header("accept-encoding", "zstd,gzip")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(catalog.headers().get("content-encoding").map(|v| v.as_bytes()), Some(&b"zstd"[..]));
+    let raw = catalog.bytes().await.unwrap_or_default();
+    assert!(raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]), "a zstd frame");
+    env.fake.reset_requests();
+
+    // The quota of a quiet account is read from the compressed `/wham/usage` answer (no turn has run, so no
+    // response header could have told it).
+    env.fake.set_quota(&account, 42.0, 7.0, None);
+    let mut polled = false;
+    for _ in 0..100 {
+        let v = env.get_json("/backend-api/wham/usage").await;
+        if v["rate_limit"]["primary_window"]["used_percent"] == 42 {
+            polled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(polled, "the quota poll was not read: {}", env.get_json("/backend-api/wham/usage").await);
+
+    // The catalog is read compressed: a model it omits for 0.171 is refused by the gateway itself (unread, the
+    // account would be taken to serve every model and the backend's own 400 would come back).
+    let (status, _, text) = env.post("/v1/responses", &json!({"model":"gpt-5.4","input":"hi"})).await;
+    assert_eq!(status, 200, "{text}");
+    let (status, _, text) = env.post("/v1/responses", &json!({"model":"gpt-5.5","input":"hi"})).await;
+    assert_eq!((status, json(&text)["error"]["code"].clone()), (404, json!("model_not_found")), "{text}");
+
+    // A token refresh, and a compaction, read compressed.
+    env.fake.expire_access_tokens(&account);
+    let (status, _, text) = env.post("/v1/responses", &json!({"model":"gpt-5.4","input":"after expiry"})).await;
+    assert_eq!(status, 200, "{text}");
+    let input = json!([{"type":"message","role":"user","content":[{"type":"input_text","text":"remember 7"}]}]);
+    let (status, _, text) = env.post("/v1/responses/compact", &json!({"model":"gpt-5.4","input":input})).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(json(&text)["output"].as_array().is_some_and(|o| o.iter().any(|i| i["type"] == "compaction")), "{text}");
+
+    // Every call asked, `accept-encoding` after the headers it had before.
+    // As the official client's were recorded: the transport's own `host` and `content-length` left out.
+    let names = |r: &fake_codex::RecordedRequest| {
+        r.headers
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| !["host", "content-length"].contains(&k.as_str()))
+            .collect::<Vec<_>>()
+    };
+    let tail = |r: &fake_codex::RecordedRequest| names(r).into_iter().rev().take(2).rev().collect::<Vec<_>>();
+    for path in ["/wham/usage", "/wham/accounts/check", "/codex/models", "/oauth/token"] {
+        let sent = env.fake.requests_to(path);
+        assert!(!sent.is_empty(), "no call to {path}");
+        for r in &sent {
+            assert_eq!(header(r, "accept-encoding"), "zstd,gzip", "{path}: {:?}", names(r));
+            assert_eq!(tail(r), ["accept", "accept-encoding"], "{path}: {:?}", names(r));
+        }
+    }
+    let token = env.fake.requests_to("/oauth/token");
+    assert_eq!(names(&token[0]), ["content-type", "originator", "user-agent", "accept", "accept-encoding"]);
+    let compact = env.fake.requests_to("/responses/compact");
+    assert_eq!(header(&compact[0], "accept-encoding"), "zstd,gzip", "{:?}", names(&compact[0]));
+}

@@ -100,7 +100,7 @@ impl AccountsTarget for Local<'_> {
     async fn import(&self, source: ImportSource, label: Option<String>) -> anyhow::Result<Vec<Imported>> {
         let config = self.config;
         let http = crate::upstream::build_http_client(config)?;
-        let rows = manage::resolve(source, label, &http, &config.auth_issuer, &config.client.user_agent).await?;
+        let rows = manage::resolve(source, label, &http, &config.auth_issuer, &config.client).await?;
         let store = self.store()?;
         for row in &rows {
             store.upsert_account(row)?;

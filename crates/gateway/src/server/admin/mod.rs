@@ -105,7 +105,7 @@ async fn add(State(s): State<Arc<AppState>>, AdminJson(b): AdminJson<AddBody>) -
         }
     };
     let http = s.upstream.http().clone();
-    let rows = manage::resolve(source, b.label, &http, &s.config.auth_issuer, &s.config.client.user_agent)
+    let rows = manage::resolve(source, b.label, &http, &s.config.auth_issuer, &s.config.client)
         .await
         .map_err(|e| GatewayError::invalid(format!("{e:#}")))?;
     for row in &rows {
