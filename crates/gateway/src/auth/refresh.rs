@@ -369,6 +369,11 @@ mod tests {
 
     /// An answer on a local port, once: `status` and `body` as raw HTTP/1.1.
     async fn answer_once(status: &'static str, body: &'static str) -> String {
+        answer_once_with(status, "", body.as_bytes().to_vec()).await
+    }
+
+    /// [`answer_once`] with more header lines (each ending in CRLF) and a body of any bytes.
+    async fn answer_once_with(status: &'static str, extra: &'static str, body: Vec<u8>) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
@@ -376,8 +381,9 @@ mod tests {
             if let Ok((mut tcp, _)) = listener.accept().await {
                 let mut buf = vec![0u8; 4096];
                 let _ = tcp.read(&mut buf).await;
-                let head = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
-                let _ = tcp.write_all(format!("{head}{body}").as_bytes()).await;
+                let head =
+                    format!("HTTP/1.1 {status}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let _ = tcp.write_all(&[head.as_bytes(), &body].concat()).await;
             }
         });
         format!("http://{addr}")
@@ -428,6 +434,21 @@ mod tests {
         assert!(std::error::Error::source(&err).is_some());
         let err = refresh(&client(), to(&answer_once("503 Service Unavailable", "").await), &tokens).await.err();
         assert!(matches!(err, Some(RefreshError::Unavailable { status: 503, code: None })), "{err:?}");
+    }
+
+    /// From 0.171 the refresh asks for a compressed answer: a zstd token answer is read decoded; one that does not
+    /// decode is its own failure, and the login is kept.
+    #[tokio::test]
+    async fn a_compressed_token_answer_is_read_and_a_broken_one_keeps_the_login() {
+        let tokens = tokens_with_exp(None, 0);
+        let answer = br#"{"access_token":"fresh-access","refresh_token":"fresh-refresh"}"#;
+        let zstd = zstd::stream::encode_all(&answer[..], 3).unwrap_or_default();
+        let url = answer_once_with("200 OK", "content-encoding: zstd\r\n", zstd).await;
+        let got = refresh(&client(), to(&url), &tokens).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((got.access_token.as_str(), got.refresh_token.as_str()), ("fresh-access", "fresh-refresh"));
+        let url = answer_once_with("200 OK", "content-encoding: zstd\r\n", b"not zstd".to_vec()).await;
+        let err = refresh(&client(), to(&url), &tokens).await.err();
+        assert!(matches!(err, Some(RefreshError::Undecodable(_))), "{err:?}");
     }
 
     #[test]
