@@ -41,8 +41,11 @@ impl Pool {
                 "latency_ms": started.elapsed().as_millis() as u64,
                 "via": account.proxy.as_deref().map(super::redact_proxy).or_else(|| self.config.proxy.as_deref().map(super::redact_proxy)),
             }),
-            Err(e) => serde_json::json!({"id": account.id, "ok": false, "error": e.without_url().to_string(),
-                "latency_ms": started.elapsed().as_millis() as u64}),
+            // With its causes: "error sending request" alone does not say that the proxy refused the connection.
+            Err(e) => {
+                serde_json::json!({"id": account.id, "ok": false, "error": crate::upstream::with_causes(&e.without_url()),
+                "latency_ms": started.elapsed().as_millis() as u64})
+            }
         }
     }
 }

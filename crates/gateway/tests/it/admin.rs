@@ -197,6 +197,10 @@ async fn per_account_proxy_carries_that_accounts_traffic() {
     assert_eq!(v["proxy"], "http://***@127.0.0.1:9", "credentials in proxy URLs are redacted");
     let (status, v) = post(&env, &format!("/admin/accounts/{id}/check"), json!({})).await;
     assert_eq!((status, v["ok"].as_bool()), (200, Some(false)), "{v}");
+    // The failure says why (with its causes), and never the proxy's credentials.
+    let error = v["error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(error.contains("refused"), "{v}");
+    assert!(!error.contains("pw") && !error.contains("user:"), "{v}");
     for i in 0..3 {
         let (s, _, t) = env
             .post(
