@@ -199,3 +199,25 @@ async fn from_0_171_the_calls_beside_the_turns_ask_for_compressed_answers_and_re
     let compact = env.fake.requests_to("/responses/compact");
     assert_eq!(header(&compact[0], "accept-encoding"), "zstd,gzip", "{:?}", names(&compact[0]));
 }
+
+/// The backend's refusal of a turn that asked for a compressed answer may come compressed too: its message still
+/// reaches the client as text.
+#[tokio::test]
+async fn a_compressed_refusal_reaches_the_client_readable() {
+    let env = start(Setup::default()).await;
+    // The catalog read first (gpt-5.4 listed), then the backend starts to require a client newer than the caller.
+    let (status, _, text) = env.post("/v1/responses", &json!({"model":"gpt-5.4","input":"hi"})).await;
+    assert_eq!(status, 200, "{text}");
+    env.fake.set_min_client_version("gpt-5.4", "0.172.0");
+    env.fake.reset_requests();
+    let newer = [("user-agent", "codex_exec/0.171.0 (Linux 6.1; x86_64) xterm"), ("originator", "codex_exec")];
+    for stream in [false, true] {
+        let body = json!({"model":"gpt-5.4","input":"hi","stream":stream});
+        let (status, _, text) = env.post_with("/v1/responses", &body, &newer).await;
+        assert_eq!(status, 400, "{text}");
+        let message = json(&text)["error"]["message"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains("requires a newer version of Codex"), "stream {stream}: {text}");
+    }
+    let sent = env.fake.requests_to("/responses");
+    assert!(sent.iter().all(|r| header(r, "accept-encoding") == "zstd,gzip"), "every turn asked");
+}
