@@ -21,14 +21,14 @@ pub(crate) fn accepts_zstd(headers: &HeaderMap) -> bool {
         .any(|coding| coding.split(';').next().map(str::trim).is_some_and(|c| c.eq_ignore_ascii_case("zstd")))
 }
 
+/// The answer's content type starts with `prefix`.
+fn typed(resp: &Response, prefix: &str) -> bool {
+    resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with(prefix))
+}
+
 /// A JSON answer (any status) zstd-encoded whole; any other answer, or one already encoded, as it is.
 pub(crate) async fn zstd_json(resp: Response) -> Response {
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"));
-    if !is_json || resp.headers().contains_key(header::CONTENT_ENCODING) {
+    if !typed(&resp, "application/json") || resp.headers().contains_key(header::CONTENT_ENCODING) {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
@@ -47,12 +47,7 @@ pub(crate) async fn zstd_json(resp: Response) -> Response {
 
 /// A successful event stream zstd-encoded; any other answer as it is.
 pub(crate) fn zstd_stream(resp: Response) -> Response {
-    let is_stream = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("text/event-stream"));
-    if !resp.status().is_success() || !is_stream {
+    if !resp.status().is_success() || !typed(&resp, "text/event-stream") {
         return resp;
     }
     let Ok(encoder) = zstd::stream::write::Encoder::new(Vec::new(), 3) else { return resp };
