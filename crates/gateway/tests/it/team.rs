@@ -247,6 +247,7 @@ async fn one_key_name_created_at_once_from_many_connections_goes_to_one_key() {
     use codex_gateway::store::Store;
     let url = crate::pg::fresh_database().await;
     let dir = std::env::temp_dir().join(format!("cgw-team-names-{}", uuid::Uuid::new_v4().simple()));
+    let own_dir = dir.clone();
     let outcomes = tokio::task::spawn_blocking(move || {
         let stores: Vec<Store> = (0..16)
             .map(|_| Store::open_with(&dir.join("unused.db"), Some(&url)).unwrap_or_else(|e| panic!("{e}")))
@@ -270,6 +271,8 @@ async fn one_key_name_created_at_once_from_many_connections_goes_to_one_key() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
+    // The SQLite file each store opens beside the team's database: nothing of it is read here.
+    let _ = std::fs::remove_dir_all(&own_dir);
     let outcomes: Vec<Result<String, ManageError>> = outcomes;
     let created: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
     assert_eq!(created.len(), 1, "{outcomes:?}");
