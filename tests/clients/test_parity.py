@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,9 @@ class World:
 
     def prefer_websocket(self, model: str, prefer: bool) -> None:
         self.fake._call("POST", f"/_fake/models/{model}/prefer-websockets", {"prefer": prefer})
+
+    def responses_lite(self, model: str, lite: bool) -> None:
+        self.fake._call("POST", f"/_fake/models/{model}/responses-lite", {"lite": lite})
 
     def exec(self, side: str, args: list[str], websocket: bool) -> subprocess.CompletedProcess:
         """Run `codex exec` as `straight` (built-in provider, ChatGPT login), `via` (a client of the gateway) or
@@ -369,6 +373,22 @@ def compare(a: dict, b: dict, reference: dict | None) -> list[tuple[str, Any, An
     return out
 
 
+def as_lite(rec: dict) -> dict:
+    """A recorded request re-laid as Responses Lite (docs/protocol.md): its client-executed tools in a leading
+    `additional_tools` item (the plain ones in the `functions` namespace), hosted tools left out."""
+    body = dict(rec["body"])
+    tools = body.pop("tools", None) or []
+    plain = [t for t in tools if t.get("type") in ("function", "custom")]
+    namespaces = [t for t in tools if t.get("type") == "namespace"]
+    lite_tools = ([{"type": "namespace", "name": "functions", "description": "", "tools": plain}] if plain else [])
+    lite_tools += namespaces
+    leading = [{"type": "additional_tools", "id": f"at_{uuid.uuid4()}", "role": "developer", "tools": lite_tools}]
+    body["input"] = leading + list(body.get("input") or [])
+    body["parallel_tool_calls"] = False
+    body["reasoning"] = {**(body.get("reasoning") or {}), "context": "all_turns"}
+    return {**rec, "body": body}
+
+
 def compare_prefaces(fake: harness.Fake, a: dict, b: dict) -> list[tuple[str, Any, Any]]:
     """The HTTP/2 connection each side's first request came on: its SETTINGS in order, its connection window
     update and the pseudo-header order of its first request (what a front end can tell clients apart by)."""
@@ -415,6 +435,12 @@ SCENARIOS: dict[str, tuple[str, list[list[str]]]] = {
     ),
     "model_preferring_websocket": ("gpt-5.5", [["say parity-preferred"]]),
     "model_not_preferring_websocket": ("gpt-5.4", [["say parity-not-preferred"]]),
+    # A model the catalog flags `use_responses_lite`: the official client moves its tools and base instructions
+    # into leading input items and says so in a header (docs/protocol.md "Responses Lite").
+    "responses_lite": (
+        "gpt-5.5",
+        [['run it <<fake {"kind": "tool_call", "name": "exec_command", "arguments": {"cmd": "echo parity-lite"}}>>']],
+    ),
 }
 
 
@@ -441,9 +467,15 @@ def test_the_gateway_sends_what_the_official_client_sends(world, scenario, trans
     if not websocket:
         world.refuse_websocket()
     world.prefer_websocket(model, scenario == "model_preferring_websocket")
+    world.responses_lite(model, scenario == "responses_lite")
     straight = run_side(world, "straight", model, runs, websocket)
     via = run_side(world, "via", model, runs, websocket)
     reference = run_side(world, "reference", model, runs, websocket)
+    if scenario == "responses_lite":
+        # The CLI behind the gateway, like the reference run, does not know the model is lite, so it plans its
+        # tools as for any model; its reference is re-laid as Responses Lite, so that its items line up with both
+        # sides and the tools it chose count as the CLI's own (client-side).
+        reference = [as_lite(r) for r in reference]
     # The official client's warm-ups: the gateway has none of its own (explained).
     warm = [r for r in straight if r["body"].get("generate") is False]
     straight = [r for r in straight if r["body"].get("generate") is not False]

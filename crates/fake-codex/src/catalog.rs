@@ -180,6 +180,23 @@ pub fn codex_entry(slug: &str) -> Value {
     })
 }
 
+/// Set `use_responses_lite` on the entries of a Codex catalog answer for the models a test chose.
+pub(crate) fn mark_lite(shared: &crate::state::Shared, catalog: &mut Value) {
+    let lite = shared.lite_models.lock();
+    if let Some(models) = catalog.get_mut("models").and_then(Value::as_array_mut) {
+        for m in models {
+            if m.get("slug").and_then(Value::as_str).is_some_and(|s| lite.iter().any(|l| l == s)) {
+                m["use_responses_lite"] = Value::Bool(true);
+            }
+        }
+    }
+}
+
+/// Whether the catalog flags `model` `use_responses_lite`.
+pub(crate) fn is_lite(shared: &crate::state::Shared, model: &str) -> bool {
+    shared.lite_models.lock().iter().any(|l| l == model)
+}
+
 /// `{"models": [...]}` for a list of slugs.
 pub fn codex_catalog(slugs: &[String]) -> Value {
     json!({"models": slugs.iter().map(|s| codex_entry(s)).collect::<Vec<_>>()})

@@ -32,6 +32,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_fake/catalog-endpoint", post(catalog_endpoint))
         .route("/_fake/models/{slug}/min-client-version", post(min_client_version))
         .route("/_fake/models/{slug}/prefer-websockets", post(prefer_websockets))
+        .route("/_fake/models/{slug}/responses-lite", post(responses_lite))
         .route("/_fake/websocket", post(websocket))
         .route("/_fake/connections/{n}/preface", get(preface))
 }
@@ -54,6 +55,22 @@ async fn prefer_websockets(State(shared): State<Arc<Shared>>, Path(slug): Path<S
     match parse::<PreferBody>(&body, None) {
         Ok(b) => {
             shared.ws.set_preferred(&slug, b.prefer);
+            ok()
+        }
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct LiteBody {
+    lite: bool,
+}
+
+/// The model's catalog entry says `use_responses_lite` (or no longer does).
+async fn responses_lite(State(shared): State<Arc<Shared>>, Path(slug): Path<String>, body: Bytes) -> Response {
+    match parse::<LiteBody>(&body, None) {
+        Ok(b) => {
+            shared.set_lite(&slug, b.lite);
             ok()
         }
         Err(r) => r,

@@ -333,6 +333,11 @@ impl FakeCodex {
         self.shared.ws.set_preferred(slug, prefer);
     }
 
+    /// The model's catalog entry says `use_responses_lite` (the official client then sends Responses Lite).
+    pub fn set_responses_lite(&self, slug: &str, lite: bool) {
+        self.shared.set_lite(slug, lite);
+    }
+
     /// Responses WebSocket connections upgraded since start.
     pub fn ws_connections_opened(&self) -> u64 {
         self.shared.ws.opened()

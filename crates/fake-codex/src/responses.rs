@@ -217,6 +217,7 @@ fn admit(shared: &Arc<Shared>, caller: &Caller, raw: &[u8], held: usize) -> Resu
         owner: &owner,
         priority_ok: &priority_ok,
         held,
+        lite: body.get("model").and_then(Value::as_str).is_some_and(|m| catalog::is_lite(shared, m)),
     };
     if let Err(r) = validate(&body, &ctx) {
         return Err(render_reject(caller, r));

@@ -121,6 +121,8 @@ pub(crate) struct Shared {
     pub min_versions: crate::versions::MinVersions,
     /// The Responses WebSocket's switches and counters (`ws.rs`).
     pub ws: crate::ws::WsState,
+    /// Models whose catalog entry says `use_responses_lite` (set by tests; `catalog::mark_lite`).
+    pub lite_models: Mutex<Vec<String>>,
     /// The first bytes of the latest TLS connections (`preface.rs`).
     pub prefaces: crate::preface::Prefaces,
 }
@@ -192,7 +194,17 @@ impl Shared {
             token_arrivals: std::sync::atomic::AtomicUsize::new(0),
             min_versions: crate::versions::MinVersions::default(),
             ws: crate::ws::WsState::default(),
+            lite_models: Mutex::new(Vec::new()),
             prefaces: Default::default(),
+        }
+    }
+
+    /// Flag `slug` `use_responses_lite` in the catalog, or no longer.
+    pub(crate) fn set_lite(&self, slug: &str, lite: bool) {
+        let mut models = self.lite_models.lock();
+        models.retain(|m| m != slug);
+        if lite {
+            models.push(slug.to_string());
         }
     }
 

@@ -2,11 +2,14 @@
 //! image URLs, tool outputs, sealed reasoning, and the pairing of every tool call with its output
 //! (both directions) within the same request. Part of `validate`.
 
-use super::{Ctx, Reject, check_keys, invalid_type, invalid_value, missing, rej_p, req_str};
+use std::collections::HashSet;
+
+use super::{Ctx, Reject, check_keys, check_tools, invalid_type, invalid_value, missing, rej_p, req_str};
 use crate::tokens::{SealError, open_reasoning};
 use serde_json::{Map, Value};
 
-pub(super) fn check_input(input: Option<&Value>, ctx: &Ctx<'_>) -> Result<(), Reject> {
+/// The input checked; the names of the tools its `additional_tools` items define (Responses Lite).
+pub(super) fn check_input(input: Option<&Value>, ctx: &Ctx<'_>) -> Result<HashSet<String>, Reject> {
     let items = match input {
         Some(Value::Array(a)) => a,
         Some(_) => return Err(invalid_type("input", "an array")),
@@ -14,6 +17,7 @@ pub(super) fn check_input(input: Option<&Value>, ctx: &Ctx<'_>) -> Result<(), Re
     };
     let mut calls: Vec<(String, &'static str)> = Vec::new();
     let mut outputs: Vec<(String, &'static str)> = Vec::new();
+    let mut tool_names = HashSet::new();
     for (i, item) in items.iter().enumerate() {
         let path = format!("input[{i}]");
         let obj = item.as_object().ok_or_else(|| invalid_type(&path, "an object"))?;
@@ -84,6 +88,15 @@ pub(super) fn check_input(input: Option<&Value>, ctx: &Ctx<'_>) -> Result<(), Re
             | "compaction_summary" => {}
             // issue 25: a compaction item must come back as `responses/compact` issued it, to the same owner.
             "compaction" => check_compaction_item(obj, &path, ctx)?,
+            // Responses Lite: the official client moves its tools into a leading developer item of this type for a
+            // model the catalog flags `use_responses_lite` (codex-rs `core/src/client.rs`), and only for such models.
+            "additional_tools" if ctx.lite => {
+                check_keys(obj, &["type", "id", "role", "tools"], &path)?;
+                if req_str(obj, "role", &path)? != "developer" {
+                    return Err(rej_p("additional_tools must have the developer role.", format!("{path}.role")));
+                }
+                check_tools(obj.get("tools"), &format!("{path}.tools"), &mut tool_names)?;
+            }
             // Compaction v2: the official client (0.169) asks for a compaction with this marker as the last input
             // item of an ordinary `/responses` request (turn metadata `"implementation":"responses_compaction_v2"`).
             "compaction_trigger" => {
@@ -121,7 +134,7 @@ pub(super) fn check_input(input: Option<&Value>, ctx: &Ctx<'_>) -> Result<(), Re
             return Err(rej_p(format!("No tool output found for function call {id}."), "input"));
         }
     }
-    Ok(())
+    Ok(tool_names)
 }
 
 /// `internal_chat_message_metadata_passthrough` (an object: `content_item_kinds`, `create_time`, `turn_id`): the

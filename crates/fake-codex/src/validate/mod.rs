@@ -59,6 +59,9 @@ pub struct Ctx<'a> {
     /// output of its last response). They were checked when they were sent or are the backend's own output, so
     /// only the pairing of calls and outputs counts them.
     pub held: usize,
+    /// The request's model is one the catalog flags `use_responses_lite`: only then does the backend take its
+    /// tools as an `additional_tools` input item (the official client sends them so for such models alone).
+    pub lite: bool,
 }
 
 const TOP_LEVEL: &[&str] = &[
@@ -93,7 +96,7 @@ pub(crate) fn check_compaction_input(obj: &Map<String, Value>, ctx: &Ctx<'_>) ->
     if !ctx.models.iter().any(|m| m == model) {
         return Err(rej_p(format!("The '{model}' model is not supported."), "model"));
     }
-    input::check_input(obj.get("input"), ctx)
+    input::check_input(obj.get("input"), ctx).map(drop)
 }
 
 /// Validate a parsed body.
@@ -131,10 +134,12 @@ pub fn validate(body: &Value, ctx: &Ctx<'_>) -> Result<(), Reject> {
         };
         return Err(Reject { message: msg, param: Some("model".into()), code: Some("model_not_found") });
     }
-    check_input(obj.get("input"), ctx)?;
-    let tool_names = check_tools(obj.get("tools"))?;
+    // Responses Lite (a model the catalog flags `use_responses_lite`): the tools arrive in an `additional_tools`
+    // input item instead, and count for `tool_choice` as the top-level ones do.
+    let mut tool_names = check_input(obj.get("input"), ctx)?;
+    check_tools(obj.get("tools"), "tools", &mut tool_names)?;
     check_tool_choice(obj.get("tool_choice"), &tool_names)?;
-    check_reasoning(obj.get("reasoning"), model)?;
+    check_reasoning(obj.get("reasoning"), model, ctx.lite)?;
     check_misc(obj, model, ctx)?;
     check_text(obj.get("text"))
 }
@@ -201,15 +206,15 @@ pub(crate) fn req_str<'a>(obj: &'a Map<String, Value>, key: &str, path: &str) ->
     }
 }
 
-fn check_tools(tools: Option<&Value>) -> Result<HashSet<String>, Reject> {
-    let mut names = HashSet::new();
+/// The tools at `at` (`tools`, or an `additional_tools` input item's), their names added to `names`.
+pub(super) fn check_tools(tools: Option<&Value>, at: &str, names: &mut HashSet<String>) -> Result<(), Reject> {
     let list = match tools {
-        None | Some(Value::Null) => return Ok(names),
+        None | Some(Value::Null) => return Ok(()),
         Some(Value::Array(a)) => a,
-        Some(_) => return Err(invalid_type("tools", "an array")),
+        Some(_) => return Err(invalid_type(at, "an array")),
     };
     for (i, tool) in list.iter().enumerate() {
-        let path = format!("tools[{i}]");
+        let path = format!("{at}[{i}]");
         let t = tool.as_object().ok_or_else(|| invalid_type(&path, "an object"))?;
         let ty = req_str(t, "type", &path)?;
         match ty {
@@ -243,7 +248,14 @@ fn check_tools(tools: Option<&Value>) -> Result<HashSet<String>, Reject> {
                 check_keys(t, &["type", "name", "description", "format"], &path)?;
                 names.insert(req_str(t, "name", &path)?.to_string());
             }
-            "web_search" | "web_search_preview" | "image_generation" | "local_shell" | "tool_search" | "namespace"
+            // A namespace's tools are checked as tools (the official client's Responses Lite puts its plain function
+            // and custom tools in one); their names are the turn's tools.
+            "namespace" => {
+                check_keys(t, &["type", "name", "description", "tools"], &path)?;
+                req_str(t, "name", &path)?;
+                check_tools(t.get("tools"), &format!("{path}.tools"), names)?;
+            }
+            "web_search" | "web_search_preview" | "image_generation" | "local_shell" | "tool_search"
             | "file_search" | "code_interpreter" | "mcp" => {}
             other => {
                 return Err(invalid_value(
@@ -254,7 +266,7 @@ fn check_tools(tools: Option<&Value>) -> Result<HashSet<String>, Reject> {
             }
         }
     }
-    Ok(names)
+    Ok(())
 }
 
 fn check_tool_choice(choice: Option<&Value>, names: &HashSet<String>) -> Result<(), Reject> {
@@ -280,15 +292,16 @@ fn check_tool_choice(choice: Option<&Value>, names: &HashSet<String>) -> Result<
     }
 }
 
-fn check_reasoning(reasoning: Option<&Value>, model: &str) -> Result<(), Reject> {
+fn check_reasoning(reasoning: Option<&Value>, model: &str, lite: bool) -> Result<(), Reject> {
     let r = match reasoning {
         None | Some(Value::Null) => return Ok(()),
         Some(Value::Object(o)) => o,
         Some(_) => return Err(invalid_type("reasoning", "an object")),
     };
     // `reasoning.context` exists only for models whose catalog entry says `supports_reasoning_context`; the
-    // others refuse it as an unknown parameter (pydantic-ai sends it by default and every request failed).
-    if crate::catalog::supports_reasoning_context(model) {
+    // others refuse it as an unknown parameter (pydantic-ai sends it by default and every request failed). A
+    // Responses Lite model takes it too: the official client sends `all_turns` to every such model.
+    if crate::catalog::supports_reasoning_context(model) || lite {
         check_keys(r, &["effort", "summary", "generate_summary", "context"], "reasoning")?;
         match r.get("context") {
             None | Some(Value::Null) => {}

@@ -289,3 +289,41 @@ async fn a_compaction_trigger_yields_exactly_one_compaction_item() {
     b["input"] = json!([{"type": "compaction_trigger"}, user]);
     expect_400(&fake, &c, &b, "compaction_trigger must be the last input item").await;
 }
+
+/// Responses Lite (`/_fake/models/{slug}/responses-lite`): the catalog flags the model, and only then are the tools
+/// taken as a leading `additional_tools` developer item (their names count for `tool_choice`) with
+/// `reasoning.context`, as the official client sends them to such a model; for any other model the item is refused.
+#[tokio::test]
+async fn additional_tools_only_for_a_model_the_catalog_flags_lite() {
+    let (fake, c) = start().await;
+    let mut b = body();
+    b.as_object_mut().unwrap().remove("tools");
+    let tools = json!([{"type": "namespace", "name": "functions", "description": "",
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": false}]}]);
+    let item = json!({"type": "additional_tools", "id": "at_1", "role": "developer", "tools": tools});
+    b["input"].as_array_mut().unwrap().insert(0, item);
+    b["reasoning"] = json!({"effort": "low", "context": "all_turns"});
+    b["tool_choice"] = json!({"type": "function", "name": "f"});
+    expect_400(&fake, &c, &b, "Invalid value: 'additional_tools'").await;
+    let entry =
+        |catalog: &Value| catalog["models"].as_array().unwrap().iter().find(|m| m["slug"] == "gpt-5.4").cloned();
+    let catalog = |c: &AccountCreds| {
+        client()
+            .get(format!("{}/models?client_version=0.169.0", fake.codex_base_url()))
+            .bearer_auth(&c.access_token)
+            .header("ChatGPT-Account-ID", &c.account_id)
+            .send()
+    };
+    let before: Value = catalog(&c).await.unwrap().json().await.unwrap();
+    assert_eq!(entry(&before).unwrap()["use_responses_lite"], false);
+    fake.set_responses_lite("gpt-5.4", true);
+    let after: Value = catalog(&c).await.unwrap().json().await.unwrap();
+    assert_eq!(entry(&after).unwrap()["use_responses_lite"], true);
+    let r = post(&fake, &c, &b).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    b["input"][0]["role"] = json!("user");
+    expect_400(&fake, &c, &b, "additional_tools must have the developer role").await;
+    b["input"][0]["role"] = json!("developer");
+    b["input"][0]["tools"][0]["tools"][0]["parameters"] = json!("none");
+    expect_400(&fake, &c, &b, "input[0].tools[0]").await;
+}

@@ -46,6 +46,10 @@ pub struct ModelEntry {
     /// as "no", and the parameter is then dropped rather than refused upstream.
     #[serde(default, deserialize_with = "null_as_default")]
     pub supports_reasoning_context: bool,
+    /// The official client sends this model's turns as Responses Lite (its tools and base instructions as leading
+    /// input items, a header saying so; docs/protocol.md "Responses Lite").
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub use_responses_lite: bool,
     /// The oldest Codex client the backend serves this model to (newer models require recent clients).
     #[serde(default)]
     pub minimal_client_version: Option<ClientVersion>,
@@ -188,6 +192,7 @@ impl ModelEntry {
             supported_in_api: false,
             priority: None,
             supports_reasoning_context: false,
+            use_responses_lite: false,
             minimal_client_version: None,
             raw,
         }

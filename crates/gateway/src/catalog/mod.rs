@@ -80,6 +80,15 @@ pub trait CatalogSource: Send + Sync {
     fn fetch_one_missing(&self) -> impl Future<Output = bool> + Send;
 }
 
+/// What the catalogs say about a model that shapes each of its turns ([`Catalog::turn_facts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TurnFacts {
+    /// issue 25: the newest `minimal_client_version` any of them gives (the backend refuses older clients).
+    pub minimal_client_version: Option<entry::ClientVersion>,
+    /// Some catalog flags it `use_responses_lite` (`upstream::identity::lite`).
+    pub responses_lite: bool,
+}
+
 /// The gateway-wide catalog over a source of accounts.
 pub struct Catalog<S> {
     source: Arc<S>,
@@ -137,19 +146,24 @@ impl<S: CatalogSource> Catalog<S> {
         })
     }
 
-    /// issue 25: the newest `minimal_client_version` any active account's catalog gives `slug` (the backend
-    /// refuses older clients), read in place like [`Catalog::supports_reasoning_context`].
-    pub fn minimal_client_version(&self, slug: &str) -> Option<entry::ClientVersion> {
-        let mut newest = None;
+    /// What the active accounts' catalogs say about `slug` that shapes each of its turns, in one pass over them
+    /// (read in place like [`Catalog::supports_reasoning_context`]; every request asks).
+    pub fn turn_facts(&self, slug: &str) -> TurnFacts {
+        let mut facts = TurnFacts::default();
         self.source.any_active(&mut |offer| {
-            if let Some(v) =
-                offer.fetched.and_then(|fetched| find(fetched, slug)).and_then(|e| e.minimal_client_version)
-            {
-                newest = newest.max(Some(v));
+            if let Some(e) = offer.fetched.and_then(|fetched| find(fetched, slug)) {
+                facts.minimal_client_version = facts.minimal_client_version.max(e.minimal_client_version);
+                facts.responses_lite |= e.use_responses_lite;
             }
             false
         });
-        newest
+        facts
+    }
+
+    /// issue 25: the newest `minimal_client_version` any active account's catalog gives `slug` (the backend
+    /// refuses older clients).
+    pub fn minimal_client_version(&self, slug: &str) -> Option<entry::ClientVersion> {
+        self.turn_facts(slug).minimal_client_version
     }
 
     /// Ok if some account can be asked for `slug`. An API-key account without a model list accepts any id

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dialects::ErrorKind;
 use parking_lot::Mutex;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -187,4 +187,23 @@ fn minimal_client_version_is_the_newest_an_active_catalog_gives() {
     assert_eq!(c.minimal_client_version("sol"), v("0.170.0"));
     assert_eq!(c.minimal_client_version("a"), None);
     assert_eq!(c.minimal_client_version("missing"), None);
+}
+
+#[test]
+fn a_model_is_responses_lite_when_an_active_catalog_flags_it() {
+    let lite = |slug: &str, flag: Value| {
+        Arc::new(
+            ModelEntry::from_json(json!({"slug": slug, "use_responses_lite": flag}))
+                .unwrap_or_else(|| panic!("{slug}")),
+        )
+    };
+    let c = catalog(vec![
+        chatgpt(Some(vec![lite("l", json!(false)), lite("n", json!(null)), entry("a", "A")])),
+        chatgpt(Some(vec![lite("l", json!(true))])),
+        Acct { inactive: true, ..chatgpt(Some(vec![lite("a", json!(true))])) },
+    ]);
+    assert!(c.turn_facts("l").responses_lite, "one active catalog says so");
+    assert!(!c.turn_facts("n").responses_lite, "null reads as no");
+    assert!(!c.turn_facts("a").responses_lite, "only an inactive account's catalog says so");
+    assert!(!c.turn_facts("missing").responses_lite);
 }

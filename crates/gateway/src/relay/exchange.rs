@@ -138,6 +138,12 @@ pub async fn prepare(
     }
     req.finalize(state.config.default_reasoning_effort.as_deref());
     let mut tree = std::mem::take(&mut req.body);
+    let facts = state.catalog.turn_facts(&req.model.slug);
+    // A model the official client sends as Responses Lite gets that shape from every caller.
+    let lite = facts.responses_lite;
+    if lite {
+        identity::lite::shape(&mut tree);
+    }
     let key = tree.get("prompt_cache_key").and_then(|v| v.as_str()).unwrap_or_default().to_string();
     // The thread id the official client would have: the caller's own (a Codex CLI's prompt cache key is its
     // thread id), else one derived from the conversation key, which goes upstream as the prompt cache key too.
@@ -163,6 +169,7 @@ pub async fn prepare(
         service_tier: tree.get("service_tier").and_then(Value::as_str),
         effort: effort.as_deref(),
         kind: request_kind(&tree),
+        lite,
         now_ms: crate::auth::now_ms(),
     });
     let serialize_error = |e: serde_json::Error| StartError::Unavailable(GatewayError::internal(e.to_string()));
@@ -193,7 +200,7 @@ pub async fn prepare(
         client_version: identity::presented(
             state.config.client.version,
             identity::caller_version(headers),
-            state.catalog.minimal_client_version(&req.model.slug),
+            facts.minimal_client_version,
         ),
         // issue 25 (WebSocket upstream): the transport for this request (`[upstream] transport`).
         websocket,

@@ -88,6 +88,8 @@ async fn run(
         service_tier: None,
         effort: None,
         kind: identity::RequestKind::Compaction,
+        // The official clients that still call `/responses/compact` predate Responses Lite.
+        lite: false,
         now_ms: crate::auth::now_ms(),
     });
     let ctx = CallContext {

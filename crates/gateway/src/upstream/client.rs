@@ -145,7 +145,8 @@ impl Upstream {
             (true, AccountKind::Chatgpt, None, Some(ws)) => {
                 let headers = self.headers(account, authorization.clone(), ctx, Transport::Websocket);
                 let now_ms = crate::auth::now_ms();
-                let websocket = WebsocketTurn { turn_state: ctx.turn_state.as_deref(), now_ms };
+                let lite = ctx.turn.as_deref().is_some_and(|t| t.lite);
+                let websocket = WebsocketTurn { turn_state: ctx.turn_state.as_deref(), now_ms, lite };
                 let body = with_client_metadata(&body, ctx.turn.as_deref(), account, Some(websocket));
                 let session = ctx.conversation.then(|| ctx.session_id.clone());
                 Some((ws.clone(), headers, body, session, ctx.chain.clone()))
@@ -214,7 +215,7 @@ impl Upstream {
                     h.insert(HeaderName::from_static("version"), v);
                 }
                 identity(&mut h);
-                turn_headers(&mut h, turn, installation);
+                turn_headers(&mut h, turn, installation, true);
                 put(&mut h, "x-client-request-id", thread);
                 put(&mut h, "session-id", &ctx.session_id);
                 put(&mut h, "thread-id", thread);
@@ -249,7 +250,7 @@ impl Upstream {
                 put(&mut h, "x-client-request-id", thread);
                 put(&mut h, "session-id", &ctx.session_id);
                 put(&mut h, "thread-id", thread);
-                turn_headers(&mut h, turn, installation);
+                turn_headers(&mut h, turn, installation, false);
                 h.insert(HeaderName::from_static("openai-beta"), HeaderValue::from_static(super::ws::BETA));
                 h.insert(HeaderName::from_static("originator"), originator);
                 if let Some(ua) = user_agent {
@@ -331,13 +332,18 @@ impl Upstream {
 
 /// A turn's own headers (the window, the turn metadata, the routing hint, and a sub-agent's), where the transport's
 /// order puts them ([`Upstream::headers`]).
-fn turn_headers(h: &mut HeaderMap, turn: Option<&Turn>, installation: &str) {
+/// The turn's headers; `lite_header`: the Responses Lite header of a lite turn (HTTP only: the official client does
+/// not put it on the WebSocket's handshake, its `response.create` carries it in `client_metadata`).
+fn turn_headers(h: &mut HeaderMap, turn: Option<&Turn>, installation: &str, lite_header: bool) {
     let Some(t) = turn else { return };
     if let Some(w) = &t.window_id {
         h.insert(HeaderName::from_static("x-codex-window-id"), w.clone());
     }
     if let Some(m) = t.metadata_header(installation) {
         h.insert(HeaderName::from_static("x-codex-turn-metadata"), m);
+    }
+    if t.lite && lite_header {
+        h.insert(HeaderName::from_static(super::identity::lite::HEADER), HeaderValue::from_static("true"));
     }
     if let Some(r) = &t.routing_hint {
         h.insert(HeaderName::from_static("x-codex-routing-hint"), r.clone());

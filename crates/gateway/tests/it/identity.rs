@@ -226,3 +226,79 @@ async fn the_first_request_reads_only_the_serving_accounts_catalog() {
     assert_eq!(served.len(), 1);
     assert_eq!(read, served, "only the serving account was read");
 }
+
+/// A model the catalog flags `use_responses_lite` gets the official client's Responses Lite turn from every caller
+/// (docs/protocol.md "Responses Lite"): the header after the turn metadata over HTTP, the tools in a leading
+/// `additional_tools` item (plain ones in the `functions` namespace, hosted ones left out), the system text the
+/// developer message after it, no parallel tool calls, `reasoning.context` `all_turns`; over the WebSocket the
+/// `client_metadata` member instead of the header, which the handshake does not carry. The fake takes
+/// `additional_tools` only for such a model, so a shaped request to another model would be refused.
+#[tokio::test]
+async fn a_responses_lite_model_gets_the_official_clients_lite_turn_over_both_transports() {
+    for transport in ["sse", "websocket"] {
+        let env = start(Setup {
+            config_toml: Some(format!("[upstream]\ntransport = \"{transport}\"\n")),
+            ..Setup::default()
+        })
+        .await;
+        env.fake.set_responses_lite("gpt-5.4", true);
+        let function = json!({"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}});
+        let chat = json!({"model": "gpt-5.4", "tools": [function],
+            "messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "lite check"}]});
+        let (status, _, text) = env.post("/v1/chat/completions", &chat).await;
+        assert_eq!(status, 200, "{transport}: {text}");
+        let responses = json!({"model": "gpt-5.4", "input": "lite check", "instructions": "sys",
+            "tools": [{"type": "web_search"}, {"type": "function", "name": "g", "parameters": {"type": "object"}}]});
+        let (status, _, text) = env.post("/v1/responses", &responses).await;
+        assert_eq!(status, 200, "{transport}: {text}");
+        // The same request to a model that is not lite goes in the ordinary shape.
+        let (status, _, text) = env
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": "gpt-5.5", "tools": [function],
+            "messages": [{"role": "user", "content": "plain"}]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{transport}: {text}");
+        let sent = env.fake.requests_to("/codex/responses");
+        assert_eq!(sent.len(), 3, "{transport}");
+        for (r, tool) in sent.iter().take(2).zip(["lookup", "g"]) {
+            let (b, ctx) = (&r.body, format!("{transport} {}", r.body));
+            let websocket = r.http_version == "websocket";
+            assert_eq!(websocket, transport == "websocket", "{ctx}");
+            let lite_header = header(r, "x-openai-internal-codex-responses-lite");
+            let member = &b["client_metadata"]["ws_request_header_x_openai_internal_codex_responses_lite"];
+            if websocket {
+                assert_eq!((lite_header, member.as_str()), (None, Some("true")), "{ctx}");
+            } else {
+                assert_eq!((lite_header, member.as_str()), (Some("true"), None), "{ctx}");
+                let n = names(r);
+                let at = |name: &str| n.iter().position(|x| *x == name);
+                let lite = at("x-openai-internal-codex-responses-lite");
+                assert!(at("x-codex-turn-metadata") < lite && lite < at("x-codex-routing-hint"), "{n:?}");
+            }
+            assert!(b.get("tools").is_none() && b.get("instructions").is_none(), "{ctx}");
+            let item = &b["input"][0];
+            assert_eq!((item["type"].as_str(), item["role"].as_str()), (Some("additional_tools"), Some("developer")));
+            assert!(item["id"].as_str().is_some_and(|id| id.starts_with("at_")), "{ctx}");
+            let tools = item["tools"].as_array().cloned().unwrap_or_default();
+            assert_eq!(tools.len(), 1, "one namespace, the hosted web search left out: {ctx}");
+            assert_eq!((tools[0]["type"].as_str(), tools[0]["name"].as_str()), (Some("namespace"), Some("functions")));
+            assert_eq!(tools[0]["tools"][0]["name"], tool, "{ctx}");
+            assert_eq!(b["input"][1]["role"], "developer", "{ctx}");
+            assert_eq!(b["input"][1]["content"][0]["text"], "sys", "{ctx}");
+            assert_eq!(b["parallel_tool_calls"], false, "{ctx}");
+            assert_eq!(b["reasoning"]["context"], "all_turns", "{ctx}");
+        }
+        let plain = &sent[2];
+        assert!(
+            plain.body["tools"].is_array() && plain.body["input"][0]["type"] != "additional_tools",
+            "{}",
+            plain.body
+        );
+        assert!(header(plain, "x-openai-internal-codex-responses-lite").is_none());
+        assert!(
+            plain.body["client_metadata"].get("ws_request_header_x_openai_internal_codex_responses_lite").is_none()
+        );
+    }
+}

@@ -8,6 +8,7 @@
 //! the model's minimum from the catalog ([`presented`]). Neighbours: `upstream/client.rs` writes the headers,
 //! `relay/exchange.rs` decides the version per request, `catalog/entry.rs` owns [`ClientVersion`].
 
+pub mod lite;
 mod ordered;
 pub mod side;
 mod template;

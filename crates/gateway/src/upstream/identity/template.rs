@@ -15,11 +15,14 @@ pub(super) enum Hole {
     TurnState,
     /// `,"x-codex-ws-stream-request-start-ms":"…"` (WebSocket only).
     StreamStart,
+    /// `,"ws_request_header_x_openai_internal_codex_responses_lite":"true"` for a Responses Lite turn (WebSocket
+    /// only; `lite.rs`).
+    Lite,
 }
 
 /// The most holes a text has: `client_metadata` has the installation id twice (its own member and the turn
-/// metadata inside it) and the two WebSocket-only members.
-const MOST: usize = 4;
+/// metadata inside it) and the three WebSocket-only members.
+const MOST: usize = 5;
 
 /// Text with holes at byte offsets, in the order they were made.
 #[derive(Debug, Clone, Default)]
@@ -46,7 +49,7 @@ impl Template {
     pub(super) fn filled_len(&self, installation: &str) -> usize {
         let hole = |h: &Option<Hole>| match h {
             Some(Hole::Installation | Hole::InstallationTwice) => installation.len(),
-            Some(Hole::TurnState | Hole::StreamStart) => 72,
+            Some(Hole::TurnState | Hole::StreamStart | Hole::Lite) => 72,
             None => 0,
         };
         self.text.len() + self.holes.iter().map(|(_, h)| hole(h)).sum::<usize>()
@@ -73,7 +76,10 @@ impl Template {
                     "x-codex-ws-stream-request-start-ms",
                     itoa::Buffer::new().format(ws.now_ms),
                 ),
-                (Hole::TurnState | Hole::StreamStart, _) => {}
+                (Hole::Lite, Some(WebsocketTurn { lite: true, .. })) => {
+                    extra_member(out, text, at, super::lite::WEBSOCKET_MEMBER, "true")
+                }
+                (Hole::TurnState | Hole::StreamStart | Hole::Lite, _) => {}
             }
         }
         out.extend_from_slice(self.text.as_bytes().get(from..).unwrap_or_default());
@@ -374,11 +380,11 @@ mod tests {
             assert_eq!(meta, json!({"installation_id": id, "q": "a \"quoted\" \\ value\twith\u{1} controls", "n": 5}));
             assert!(v.get("x-codex-turn-state").is_none() && v.get("x-codex-ws-stream-request-start-ms").is_none());
         }
-        let ws = WebsocketTurn { turn_state: Some("ts \"1\""), now_ms: 1234 };
+        let ws = WebsocketTurn { turn_state: Some("ts \"1\""), now_ms: 1234, lite: false };
         let v = filled(&outer, "i", Some(ws));
         assert_eq!(v["x-codex-turn-state"], "ts \"1\"");
         assert_eq!(v["x-codex-ws-stream-request-start-ms"], "1234");
-        let v = filled(&outer, "i", Some(WebsocketTurn { turn_state: None, now_ms: 7 }));
+        let v = filled(&outer, "i", Some(WebsocketTurn { turn_state: None, now_ms: 7, lite: false }));
         assert!(v.get("x-codex-turn-state").is_none());
         assert_eq!(v["x-codex-ws-stream-request-start-ms"], "7");
     }
@@ -407,7 +413,7 @@ mod tests {
         w.t.hole(Hole::StreamStart);
         w.t.text.push_str("\"z\":1");
         let t = w.close();
-        let v = filled(&t, "i", Some(WebsocketTurn { turn_state: None, now_ms: 3 }));
+        let v = filled(&t, "i", Some(WebsocketTurn { turn_state: None, now_ms: 3, lite: false }));
         assert_eq!(v, json!({"x-codex-ws-stream-request-start-ms": "3", "z": 1}));
         assert_eq!(filled(&ObjectWriter::with_capacity(0).close(), "i", None), json!({}));
     }

@@ -68,6 +68,8 @@ pub struct Turn {
     pub window_id: Option<HeaderValue>,
     /// The caller's own identity headers, when it is the official client.
     pub caller: Option<Box<CallerHeaders>>,
+    /// A Responses Lite turn (`lite.rs`): a header over HTTP and on the WebSocket's handshake.
+    pub lite: bool,
     /// The `x-codex-turn-metadata` header's value.
     metadata_header: Template,
     /// The body's `client_metadata` object (the turn metadata inside it is the one with the tool namespaces).
@@ -86,6 +88,8 @@ pub struct TurnInputs<'a> {
     pub service_tier: Option<&'a str>,
     pub effort: Option<&'a str>,
     pub kind: RequestKind,
+    /// The model's catalog entry flags `use_responses_lite` (the body was shaped by `lite::shape`).
+    pub lite: bool,
     /// Now, in unix milliseconds.
     pub now_ms: i64,
 }
@@ -147,6 +151,7 @@ impl Turn {
             routing_hint: HeaderValue::from_maybe_shared(Bytes::from(hint)).ok(),
             window_id: HeaderValue::from_maybe_shared(Bytes::from(window)).ok(),
             caller,
+            lite: i.lite,
             metadata_header,
             client_metadata,
         }
@@ -194,8 +199,11 @@ impl Turn {
 
 /// The members only a WebSocket turn's `client_metadata` carries, in key order (the official client puts there
 /// what HTTP sends as headers): kept out of an HTTP body, written fresh for a WebSocket one.
-const WEBSOCKET_MEMBERS: &[(&str, Hole)] =
-    &[("x-codex-turn-state", Hole::TurnState), ("x-codex-ws-stream-request-start-ms", Hole::StreamStart)];
+const WEBSOCKET_MEMBERS: &[(&str, Hole)] = &[
+    (super::lite::WEBSOCKET_MEMBER, Hole::Lite),
+    ("x-codex-turn-state", Hole::TurnState),
+    ("x-codex-ws-stream-request-start-ms", Hole::StreamStart),
+];
 
 /// `client_metadata` as it is written: members in key order, a hole for each WebSocket-only member where its key
 /// falls.
@@ -296,6 +304,8 @@ fn synthesized_client_metadata(thread_id: &str, turn_id: &str, window: &str, tur
 pub struct WebsocketTurn<'a> {
     pub turn_state: Option<&'a str>,
     pub now_ms: i64,
+    /// A Responses Lite turn (`lite.rs`): over the WebSocket its `client_metadata` says so.
+    pub lite: bool,
 }
 
 /// The turn metadata the official client (0.169) writes for a turn of a new interactive session, for callers
@@ -358,6 +368,7 @@ mod tests {
             service_tier: None,
             effort: Some("high"),
             kind: RequestKind::Turn,
+            lite: false,
             now_ms: 1_700_000_000_000,
         }
     }
@@ -390,7 +401,7 @@ mod tests {
         let header = turn.metadata_header("inst-a").and_then(|h| h.to_str().ok().map(parse)).unwrap_or_default();
         assert_eq!(header, turn_meta, "the header and the body's copy agree");
         // Members in key order, the WebSocket's own among them.
-        for ws in [None, Some(WebsocketTurn { turn_state: Some("ts"), now_ms: 9 })] {
+        for ws in [None, Some(WebsocketTurn { turn_state: Some("ts"), now_ms: 9, lite: false })] {
             let text = turn.client_metadata("inst-a", ws);
             let ordered: Ordered = serde_json::from_str(&text).unwrap_or_default();
             let mut sorted = ordered.keys();
@@ -471,7 +482,9 @@ mod tests {
         assert_eq!(caller.originator, Some(HeaderValue::from_static("codex_exec")));
         assert_eq!(turn.window_id, Some(HeaderValue::from_static("t-1:2")));
         assert_eq!(turn.beta_features(), HeaderValue::from_static("a,b"));
-        let meta = parse(&turn.client_metadata("inst-b", Some(WebsocketTurn { turn_state: Some("ts"), now_ms: 5 })));
+        let meta = parse(
+            &turn.client_metadata("inst-b", Some(WebsocketTurn { turn_state: Some("ts"), now_ms: 5, lite: false })),
+        );
         assert_eq!(meta["x-codex-installation-id"], "inst-b");
         assert_eq!(meta["turn_id"], "u-9");
         assert_eq!(meta["x-codex-ws-stream-request-start-ms"], "5", "written fresh for the upstream socket");
