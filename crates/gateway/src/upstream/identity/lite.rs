@@ -4,8 +4,9 @@
 //! `additional_tools` developer item (client-executed tools grouped in namespaces, the plain ones in one named
 //! `functions`; hosted tools are not sent: "Responses Lite accepts schemas for client-executed tools, not hosted
 //! Responses tools", `core/src/tools/spec_plan.rs`), its base instructions become the developer message after
-//! it, tool calls are not parallel, the reasoning context is `all_turns`, and a header (over the WebSocket a
-//! `client_metadata` member instead; not on the handshake) says so.
+//! it, tool calls are not parallel, the reasoning context is `all_turns`, images go without their `detail`
+//! (`core/src/client_common.rs`), and a header (over the WebSocket a `client_metadata` member instead; not on the
+//! handshake) says so.
 //!
 //! Every caller's body is shaped so here, once per request, before it is serialized; a body already in that
 //! shape (an official client that knows the model is lite) is left as it came.
@@ -51,6 +52,9 @@ pub fn shape(body: &mut Map<String, Value>) {
             }
         }
     }
+    if let Some(Value::Array(items)) = body.get_mut("input") {
+        items.iter_mut().for_each(strip_image_details);
+    }
     body.insert("parallel_tool_calls".into(), Value::Bool(false));
     match body.get_mut("reasoning") {
         Some(Value::Object(r)) => {
@@ -58,6 +62,25 @@ pub fn shape(body: &mut Map<String, Value>) {
         }
         _ => {
             body.insert("reasoning".into(), json!({"context": "all_turns"}));
+        }
+    }
+}
+
+/// An input item's images without their `detail`: a message's `input_image` parts and those of a tool output's
+/// content.
+fn strip_image_details(item: &mut Value) {
+    let parts = match item.get("type").and_then(Value::as_str) {
+        Some("function_call_output" | "custom_tool_call_output") => item.get_mut("output"),
+        Some("message") | None => item.get_mut("content"),
+        Some(_) => None,
+    };
+    if let Some(Value::Array(parts)) = parts {
+        for part in parts {
+            if part.get("type").and_then(Value::as_str) == Some("input_image")
+                && let Value::Object(part) = part
+            {
+                part.remove("detail");
+            }
         }
     }
 }
@@ -133,6 +156,22 @@ mod tests {
         assert_eq!(v["input"][2]["role"], "user");
         assert_eq!(v["parallel_tool_calls"], false);
         assert_eq!(v["reasoning"], json!({"effort": "high", "context": "all_turns"}));
+    }
+
+    #[test]
+    fn images_go_without_their_detail() {
+        let image = json!({"type": "input_image", "image_url": "data:image/png;base64,AA", "detail": "high"});
+        let mut b = body(json!({"input": [
+            {"type": "message", "role": "user", "content": [image.clone(), {"type": "input_text", "text": "t"}]},
+            {"role": "user", "content": [image.clone()]},
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": [image.clone()]},
+            {"type": "custom_tool_call_output", "call_id": "d", "output": [image.clone()]},
+            {"type": "function_call_output", "call_id": "e", "output": "text"}
+        ]}));
+        shape(&mut b);
+        let v = Value::Object(b).to_string();
+        assert!(!v.contains("detail") && v.matches("input_image").count() == 4, "{v}");
     }
 
     #[test]
