@@ -331,9 +331,8 @@ impl Upstream {
 }
 
 /// A turn's own headers (the window, the turn metadata, the routing hint, and a sub-agent's), where the transport's
-/// order puts them ([`Upstream::headers`]).
-/// The turn's headers; `lite_header`: the Responses Lite header of a lite turn (HTTP only: the official client does
-/// not put it on the WebSocket's handshake, its `response.create` carries it in `client_metadata`).
+/// order puts them ([`Upstream::headers`]); with `lite_header`, a Responses Lite turn's header too (HTTP only: the
+/// official client puts none on the WebSocket's handshake, its `response.create` says so in `client_metadata`).
 fn turn_headers(h: &mut HeaderMap, turn: Option<&Turn>, installation: &str, lite_header: bool) {
     let Some(t) = turn else { return };
     if let Some(w) = &t.window_id {

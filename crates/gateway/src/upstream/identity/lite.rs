@@ -69,10 +69,11 @@ pub fn shape(body: &mut Map<String, Value>) {
 /// An input item's images without their `detail`: a message's `input_image` parts and those of a tool output's
 /// content.
 fn strip_image_details(item: &mut Value) {
-    let parts = match item.get("type").and_then(Value::as_str) {
-        Some("function_call_output" | "custom_tool_call_output") => item.get_mut("output"),
-        Some("message") | None => item.get_mut("content"),
-        Some(_) => None,
+    // An item without a type is a message (the Responses API's easy form).
+    let parts = match item.get("type").and_then(Value::as_str).unwrap_or("message") {
+        "function_call_output" | "custom_tool_call_output" => item.get_mut("output"),
+        "message" => item.get_mut("content"),
+        _ => None,
     };
     if let Some(Value::Array(parts)) = parts {
         for part in parts {
@@ -96,9 +97,9 @@ fn lite_tools(tools: Option<Value>) -> Option<Vec<Value>> {
     let mut plain = Vec::new();
     let mut rest = Vec::new();
     for tool in tools {
-        match tool.get("type").and_then(Value::as_str) {
-            Some("function" | "custom") => plain.push(tool),
-            Some("namespace") => rest.push(tool),
+        match tool.get("type").and_then(Value::as_str).unwrap_or_default() {
+            "function" | "custom" => plain.push(tool),
+            "namespace" => rest.push(tool),
             _ => {}
         }
     }

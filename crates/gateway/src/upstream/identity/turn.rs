@@ -68,7 +68,7 @@ pub struct Turn {
     pub window_id: Option<HeaderValue>,
     /// The caller's own identity headers, when it is the official client.
     pub caller: Option<Box<CallerHeaders>>,
-    /// A Responses Lite turn (`lite.rs`): a header over HTTP and on the WebSocket's handshake.
+    /// A Responses Lite turn (`lite.rs`): a header over HTTP, a `client_metadata` member over the WebSocket.
     pub lite: bool,
     /// The `x-codex-turn-metadata` header's value.
     metadata_header: Template,
