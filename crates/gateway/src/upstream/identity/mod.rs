@@ -10,6 +10,7 @@
 
 pub mod lite;
 mod ordered;
+mod recent;
 pub mod side;
 mod template;
 pub mod turn;

@@ -26,7 +26,7 @@ impl Ordered {
     pub(super) fn with_first_installation(&self) -> Template {
         let mut out =
             ObjectWriter::with_capacity(64 + self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>());
-        out.installation("installation_id", Hole::Installation);
+        out.hole_string("installation_id", Hole::Installation);
         for (k, v) in self.0.iter().filter(|(k, _)| k != "installation_id") {
             out.literal(k, v.get());
         }
@@ -149,6 +149,7 @@ pub fn official_order(body: &serde_json::Map<String, serde_json::Value>) -> serd
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::identity::template::Values;
 
     #[test]
     fn the_items_spans_cut_the_same_bytes_as_the_plain_writing() {
@@ -176,7 +177,11 @@ mod tests {
         let parsed: Ordered =
             serde_json::from_str(r#"{"zeta":1,"alpha":{"b":2,"a":1},"installation_id":"old"}"#).unwrap_or_default();
         let mut filled = Vec::new();
-        parsed.with_first_installation().fill(&mut filled, "new", None);
+        parsed.with_first_installation().fill(
+            &mut filled,
+            &Values { installation: "new", turn_id: "t", started: "1" },
+            None,
+        );
         assert_eq!(String::from_utf8_lossy(&filled), r#"{"installation_id":"new","zeta":1,"alpha":{"b":2,"a":1}}"#);
         let mut read: Ordered = serde_json::from_str(r#"{"b":"x\"y","a":3}"#).unwrap_or_default();
         assert_eq!(serde_json::to_string(&read).unwrap_or_default(), r#"{"b":"x\"y","a":3}"#);

@@ -1,6 +1,7 @@
-//! A turn's identity text, written once per request with holes for what only the send knows: the serving
-//! account's installation id, and over the WebSocket the members only `response.create` carries. Filling a hole is
-//! a copy of the text around it, so a send (and a failover's second send) costs one buffer, not a re-rendering.
+//! A turn's identity text, written once per conversation with holes for what only the request or the send knows:
+//! the turn's id and start time, the serving account's installation id, and over the WebSocket the members only
+//! `response.create` carries. Filling a hole is a copy of the text around it, so a send (and a failover's second
+//! send) costs one buffer, not a re-rendering.
 
 use super::turn::WebsocketTurn;
 
@@ -11,6 +12,10 @@ pub(super) enum Hole {
     Installation,
     /// The installation id inside a JSON string that is itself inside one (the body's copy of the turn metadata).
     InstallationTwice,
+    /// The turn's id (a UUID: the same at any depth of strings).
+    TurnId,
+    /// The turn's start, unix milliseconds (digits: the same at any depth).
+    Started,
     /// `,"x-codex-turn-state":"…"` when the send has a sticky-routing token (WebSocket only).
     TurnState,
     /// `,"x-codex-ws-stream-request-start-ms":"…"` (WebSocket only).
@@ -20,9 +25,18 @@ pub(super) enum Hole {
     Lite,
 }
 
-/// The most holes a text has: `client_metadata` has the installation id twice (its own member and the turn
-/// metadata inside it) and the three WebSocket-only members.
-const MOST: usize = 5;
+/// The most holes a text has: `client_metadata` has the installation id and the turn id twice each (its own
+/// members and the turn metadata inside it, which has the root turn id and the start too) and the three
+/// WebSocket-only members.
+const MOST: usize = 10;
+
+/// What a request's holes are filled with.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Values<'a> {
+    pub(super) installation: &'a str,
+    pub(super) turn_id: &'a str,
+    pub(super) started: &'a str,
+}
 
 /// Text with holes at byte offsets, in the order they were made.
 #[derive(Debug, Clone, Default)]
@@ -46,9 +60,11 @@ impl Template {
 
     /// The text's length with its holes filled: exact for an installation id that needs no escaping (a UUID)
     /// and text without WebSocket members, an estimate otherwise (for sizing the buffer it goes into).
-    pub(super) fn filled_len(&self, installation: &str) -> usize {
+    pub(super) fn filled_len(&self, v: &Values<'_>) -> usize {
         let hole = |h: &Option<Hole>| match h {
-            Some(Hole::Installation | Hole::InstallationTwice) => installation.len(),
+            Some(Hole::Installation | Hole::InstallationTwice) => v.installation.len(),
+            Some(Hole::TurnId) => v.turn_id.len(),
+            Some(Hole::Started) => v.started.len(),
             Some(Hole::TurnState | Hole::StreamStart | Hole::Lite) => 72,
             None => 0,
         };
@@ -56,7 +72,7 @@ impl Template {
     }
 
     /// The text with its holes filled, appended to `out`; the WebSocket-only holes stay empty over HTTP.
-    pub(super) fn fill(&self, out: &mut Vec<u8>, installation: &str, websocket: Option<WebsocketTurn<'_>>) {
+    pub(super) fn fill(&self, out: &mut Vec<u8>, v: &Values<'_>, websocket: Option<WebsocketTurn<'_>>) {
         let mut from = 0;
         for &(at, hole) in &self.holes {
             let Some(hole) = hole else { break };
@@ -64,8 +80,10 @@ impl Template {
             out.extend_from_slice(text.get(from..at).unwrap_or_default());
             from = at;
             match (hole, websocket) {
-                (Hole::Installation, _) => push_escaped(out, installation, 1),
-                (Hole::InstallationTwice, _) => push_escaped(out, installation, 2),
+                (Hole::Installation, _) => push_escaped(out, v.installation, 1),
+                (Hole::InstallationTwice, _) => push_escaped(out, v.installation, 2),
+                (Hole::TurnId, _) => out.extend_from_slice(v.turn_id.as_bytes()),
+                (Hole::Started, _) => out.extend_from_slice(v.started.as_bytes()),
                 (Hole::TurnState, Some(WebsocketTurn { turn_state: Some(state), .. })) => {
                     extra_member(out, text, at, "x-codex-turn-state", state)
                 }
@@ -83,6 +101,14 @@ impl Template {
             }
         }
         out.extend_from_slice(self.text.as_bytes().get(from..).unwrap_or_default());
+    }
+}
+
+/// The hole for the same value inside one more string: only the installation id may need escaping.
+fn deeper(hole: Hole) -> Hole {
+    match hole {
+        Hole::Installation => Hole::InstallationTwice,
+        other => other,
     }
 }
 
@@ -282,16 +308,25 @@ impl ObjectWriter {
         self.both(value);
     }
 
-    /// A string whose value is the installation id.
-    pub(super) fn installation(&mut self, key: &str, hole: Hole) {
+    /// A string whose value goes in a hole (the twin's hole one string deeper).
+    pub(super) fn hole_string(&mut self, key: &str, hole: Hole) {
         self.key(key);
         self.t.text.push('"');
         self.t.hole(hole);
         self.t.text.push('"');
         if let Some(twin) = &mut self.twin {
             twin.text.push_str("\\\"");
-            twin.hole(Hole::InstallationTwice);
+            twin.hole(deeper(hole));
             twin.text.push_str("\\\"");
+        }
+    }
+
+    /// A value written as it is (digits) that goes in a hole, under a key needing no escaping.
+    pub(super) fn hole_literal(&mut self, key: &str, hole: Hole) {
+        self.plain_key(key);
+        self.t.hole(hole);
+        if let Some(twin) = &mut self.twin {
+            twin.hole(deeper(hole));
         }
     }
 
@@ -305,9 +340,7 @@ impl ObjectWriter {
             let Some(hole) = hole else { break };
             push_json_inside(&mut self.t.text, json.text.get(from..at).unwrap_or_default());
             from = at;
-            if hole == Hole::Installation {
-                self.t.hole(Hole::InstallationTwice);
-            }
+            self.t.hole(deeper(hole));
         }
         push_json_inside(&mut self.t.text, json.text.get(from..).unwrap_or_default());
         self.t.text.push('"');
@@ -354,20 +387,20 @@ mod tests {
 
     fn filled(t: &Template, installation: &str, ws: Option<WebsocketTurn<'_>>) -> Value {
         let mut out = Vec::new();
-        t.fill(&mut out, installation, ws);
+        t.fill(&mut out, &Values { installation, turn_id: "0", started: "1" }, ws);
         serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
     }
 
     #[test]
     fn holes_are_filled_escaped_as_deep_as_they_sit() {
         let mut inner = ObjectWriter::with_capacity(16);
-        inner.installation("installation_id", Hole::Installation);
+        inner.hole_string("installation_id", Hole::Installation);
         inner.string("q", "a \"quoted\" \\ value\twith\u{1} controls");
         inner.literal("n", "5");
         let inner = inner.close();
         let mut outer = ObjectWriter::with_capacity(16);
         outer.string("a", "1");
-        outer.installation("id", Hole::Installation);
+        outer.hole_string("id", Hole::Installation);
         outer.embedded("meta", &inner);
         outer.t.hole(Hole::TurnState);
         outer.string("w", "2");
@@ -392,8 +425,10 @@ mod tests {
     #[test]
     fn the_twin_is_the_object_escaped_with_its_holes() {
         let mut w = ObjectWriter::with_twin(8);
-        w.installation("installation_id", Hole::Installation);
+        w.hole_string("installation_id", Hole::Installation);
         w.plain_string("id", "0d4c");
+        w.hole_string("turn", Hole::TurnId);
+        w.hole_literal("started", Hole::Started);
         w.string("q", "say \"hi\"\n");
         w.literal("n", "12");
         let (raw, twin) = w.close_with_twin();
@@ -403,7 +438,9 @@ mod tests {
         let v = filled(&outer.close(), "in\"st", None);
         assert_eq!(v["a"], v["b"]);
         let inner: Value = serde_json::from_str(v["b"].as_str().unwrap_or_default()).unwrap_or_default();
-        assert_eq!(inner, json!({"installation_id": "in\"st", "id": "0d4c", "q": "say \"hi\"\n", "n": 12}));
+        let expected = json!({"installation_id": "in\"st", "id": "0d4c", "turn": "0", "started": 1, "q": "say \"hi\"\n",
+            "n": 12});
+        assert_eq!(inner, expected);
     }
 
     #[test]

@@ -8,15 +8,18 @@
 //! that the accounts of a pool are never tied together by one machine's id). For every other caller the gateway
 //! writes what the official client would write for a turn with that content, from the conversation key.
 //!
-//! Built once per request in `relay::exchange::prepare` from what is already known; per send only the account's
-//! installation id goes in ([`Turn::client_metadata`], [`Turn::metadata_header`]).
+//! Built once per request in `relay::exchange::prepare` from what is already known, its text rendered once per
+//! conversation (`recent.rs`): per request only the turn's id and start, per send the account's installation id go
+//! in ([`Turn::client_metadata`], [`Turn::metadata_header`]).
+
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::ordered::Ordered;
-use super::template::{Hole, ObjectWriter, Template};
+use super::template::{Hole, ObjectWriter, Template, Values};
 
 /// What a request is, in the turn metadata's `request_kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +61,9 @@ const TURN_METADATA_KEY: &str = "x-codex-turn-metadata";
 /// The beta features the official client (0.169) announces by default.
 const DEFAULT_BETA_FEATURES: &str = "remote_compaction_v2";
 
-/// One request's turn identity, rendered once: per send only the account's installation id (and over the WebSocket
-/// the members only `response.create` carries) go into its holes.
+/// One request's turn identity: its texts rendered once (per conversation for a caller that is not the official
+/// client), per request the turn's id and start and per send the account's installation id (and over the WebSocket
+/// the members only `response.create` carries) go into their holes.
 #[derive(Debug, Clone)]
 pub struct Turn {
     /// `x-codex-routing-hint`: `model=<slug>`, and `;tier=<tier>` when the body asks for one.
@@ -70,10 +74,29 @@ pub struct Turn {
     pub caller: Option<Box<CallerHeaders>>,
     /// A Responses Lite turn (`lite.rs`): a header over HTTP, a `client_metadata` member over the WebSocket.
     pub lite: bool,
+    texts: Arc<Texts>,
+    /// This turn's id (the written turn metadata's `turn_id` and `root_turn_id`).
+    turn_id: uuid::Uuid,
+    /// When the turn started, unix milliseconds.
+    started_ms: i64,
+}
+
+/// A turn's identity texts with holes.
+#[derive(Debug)]
+pub(super) struct Texts {
     /// The `x-codex-turn-metadata` header's value.
     metadata_header: Template,
     /// The body's `client_metadata` object (the turn metadata inside it is the one with the tool namespaces).
     client_metadata: Template,
+}
+
+/// What a caller that is not the official client gets for a conversation, whatever its turn: what `recent.rs`
+/// keeps.
+#[derive(Debug)]
+pub(super) struct Rendered {
+    pub(super) routing_hint: Option<HeaderValue>,
+    pub(super) window_id: Option<HeaderValue>,
+    pub(super) texts: Arc<Texts>,
 }
 
 /// What a turn's identity is made from.
@@ -96,31 +119,41 @@ pub struct TurnInputs<'a> {
 
 impl Turn {
     pub fn new(mut i: TurnInputs<'_>) -> Turn {
-        let header = |name: &HeaderName| i.headers.get(name).cloned();
+        let turn_id = uuid::Uuid::now_v7();
         let official =
             i.headers.get(&ORIGINATOR).and_then(|v| v.to_str().ok()).is_some_and(|o| o.starts_with("codex_"));
-        let caller = official.then(|| {
-            Box::new(CallerHeaders {
-                originator: header(&ORIGINATOR),
-                user_agent: header(&axum::http::header::USER_AGENT),
-                beta_features: header(&BETA_FEATURES),
-                subagent: header(&SUBAGENT),
-                parent_thread_id: header(&PARENT_THREAD),
-            })
+        if !official {
+            // Everything but the turn's id and start is the conversation's: rendered once for it.
+            let r = super::recent::rendered(&i, render);
+            return Turn {
+                routing_hint: r.routing_hint.clone(),
+                window_id: r.window_id.clone(),
+                caller: None,
+                lite: i.lite,
+                texts: Arc::clone(&r.texts),
+                turn_id,
+                started_ms: i.now_ms,
+            };
+        }
+        let header = |name: &HeaderName| i.headers.get(name).cloned();
+        let caller = Box::new(CallerHeaders {
+            originator: header(&ORIGINATOR),
+            user_agent: header(&axum::http::header::USER_AGENT),
+            beta_features: header(&BETA_FEATURES),
+            subagent: header(&SUBAGENT),
+            parent_thread_id: header(&PARENT_THREAD),
         });
-        let mut metadata = if official { i.client_metadata.take().unwrap_or_default() } else { Map::new() };
+        let mut metadata = i.client_metadata.take().unwrap_or_default();
         // The turn metadata: the body's copy (it has the tool namespaces; over the WebSocket it is the turn's own,
         // while the handshake's header is the warm-up's), else the header.
         let carried = match metadata.remove(TURN_METADATA_KEY) {
             Some(Value::String(text)) => Some(text),
-            _ => header(&TURN_METADATA).and_then(|v| v.to_str().ok().map(str::to_string)).filter(|_| official),
+            _ => header(&TURN_METADATA).and_then(|v| v.to_str().ok().map(str::to_string)),
         };
-        let window = match header(&WINDOW_ID).filter(|_| official) {
+        let window = match header(&WINDOW_ID) {
             Some(w) => w.to_str().unwrap_or_default().to_string(),
-            None => format!("{}:0", i.thread_id),
+            None => default_window(i.thread_id),
         };
-        let mut turn_id = uuid::Uuid::encode_buffer();
-        let turn_id: &str = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut turn_id);
         // The turn metadata as the header's text and as the body's `client_metadata`.
         let (metadata_header, client_metadata) = match carried.and_then(|t| serde_json::from_str::<Ordered>(&t).ok()) {
             Some(mut m) => {
@@ -130,30 +163,18 @@ impl Turn {
                 (m.with_first_installation(), carried_client_metadata(metadata, Embed::Escape(&body)))
             }
             None => {
-                let (text, escaped) = synthesized_turn_metadata(&i, &window, turn_id);
-                let client_metadata = match official {
-                    true => carried_client_metadata(metadata, Embed::Twin(&escaped)),
-                    // Any other caller: everything written here, in the official client's order, with no map
-                    // in between (this runs for every request of every other client).
-                    false => synthesized_client_metadata(i.thread_id, turn_id, &window, &escaped),
-                };
-                (text, client_metadata)
+                let (text, escaped) = synthesized_turn_metadata(&i, &window);
+                (text, carried_client_metadata(metadata, Embed::Twin(&escaped)))
             }
         };
-        let mut hint = String::with_capacity(6 + i.slug.len() + i.service_tier.map_or(0, |t| t.len() + 6));
-        hint.push_str("model=");
-        hint.push_str(i.slug);
-        if let Some(tier) = i.service_tier {
-            hint.push_str(";tier=");
-            hint.push_str(tier);
-        }
         Turn {
-            routing_hint: HeaderValue::from_maybe_shared(Bytes::from(hint)).ok(),
+            routing_hint: routing_hint(&i),
             window_id: HeaderValue::from_maybe_shared(Bytes::from(window)).ok(),
-            caller,
+            caller: Some(caller),
             lite: i.lite,
-            metadata_header,
-            client_metadata,
+            texts: Arc::new(Texts { metadata_header, client_metadata }),
+            turn_id,
+            started_ms: i.now_ms,
         }
     }
 
@@ -168,14 +189,25 @@ impl Turn {
     /// `x-codex-turn-metadata` for an account: the turn metadata with its installation id, without the tool
     /// namespaces (which only the body's copy carries).
     pub fn metadata_header(&self, installation_id: &str) -> Option<HeaderValue> {
-        let mut out = Vec::with_capacity(self.metadata_header.filled_len(installation_id));
-        self.metadata_header.fill(&mut out, installation_id, None);
-        HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
+        self.with_values(installation_id, |t, v| {
+            let mut out = Vec::with_capacity(t.metadata_header.filled_len(v));
+            t.metadata_header.fill(&mut out, v, None);
+            HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
+        })
     }
 
     /// About how long [`Turn::write_client_metadata`]'s text is, for sizing the body it goes into.
     pub fn client_metadata_len(&self, installation_id: &str) -> usize {
-        self.client_metadata.filled_len(installation_id)
+        self.with_values(installation_id, |t, v| t.client_metadata.filled_len(v))
+    }
+
+    /// `f` of the texts and what fills their holes for an account.
+    fn with_values<R>(&self, installation: &str, f: impl FnOnce(&Texts, &Values<'_>) -> R) -> R {
+        let mut id = uuid::Uuid::encode_buffer();
+        let turn_id: &str = self.turn_id.hyphenated().encode_lower(&mut id);
+        let mut started = itoa::Buffer::new();
+        let started = started.format(self.started_ms);
+        f(&self.texts, &Values { installation, turn_id, started })
     }
 
     /// The body's `client_metadata` for an account, as JSON appended to `out`; over the WebSocket with the members
@@ -186,7 +218,7 @@ impl Turn {
         installation_id: &str,
         websocket: Option<WebsocketTurn<'_>>,
     ) {
-        self.client_metadata.fill(out, installation_id, websocket);
+        self.with_values(installation_id, |t, v| t.client_metadata.fill(out, v, websocket));
     }
 
     /// [`Turn::write_client_metadata`] as a string.
@@ -195,6 +227,36 @@ impl Turn {
         self.write_client_metadata(&mut out, installation_id, websocket);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// A conversation's identity for a caller that is not the official client: everything written here, in the
+/// official client's order, with no map in between (this runs for every conversation of every other client).
+pub(super) fn render(i: &TurnInputs<'_>) -> Rendered {
+    let window = default_window(i.thread_id);
+    let (metadata_header, escaped) = synthesized_turn_metadata(i, &window);
+    let client_metadata = synthesized_client_metadata(i.thread_id, &window, &escaped);
+    Rendered {
+        routing_hint: routing_hint(i),
+        window_id: HeaderValue::from_maybe_shared(Bytes::from(window)).ok(),
+        texts: Arc::new(Texts { metadata_header, client_metadata }),
+    }
+}
+
+/// `x-codex-routing-hint`: `model=<slug>[;tier=<tier>]`.
+fn routing_hint(i: &TurnInputs<'_>) -> Option<HeaderValue> {
+    let mut hint = String::with_capacity(6 + i.slug.len() + i.service_tier.map_or(0, |t| t.len() + 6));
+    hint.push_str("model=");
+    hint.push_str(i.slug);
+    if let Some(tier) = i.service_tier {
+        hint.push_str(";tier=");
+        hint.push_str(tier);
+    }
+    HeaderValue::from_maybe_shared(Bytes::from(hint)).ok()
+}
+
+/// The window id of a conversation the gateway numbers no windows of: its thread's window 0.
+fn default_window(thread_id: &str) -> String {
+    format!("{thread_id}:0")
 }
 
 /// The members only a WebSocket turn's `client_metadata` carries, in key order (the official client puts there
@@ -255,7 +317,7 @@ fn carried_client_metadata(mut metadata: Map<String, Value>, turn_metadata: Embe
     for (key, value) in &metadata {
         let w = out.at(key);
         match (key.as_str(), value) {
-            (INSTALLATION, _) => w.installation(key, Hole::Installation),
+            (INSTALLATION, _) => w.hole_string(key, Hole::Installation),
             (TURN_METADATA_KEY, _) => match turn_metadata {
                 Embed::Escape(json) => w.embedded(key, json),
                 Embed::Twin(escaped) => w.embedded_twin(key, escaped),
@@ -285,15 +347,15 @@ impl Embed<'_> {
 }
 
 /// The `client_metadata` the official client writes for a turn, in key order (`turn_metadata` escaped).
-fn synthesized_client_metadata(thread_id: &str, turn_id: &str, window: &str, turn_metadata: &Template) -> Template {
+fn synthesized_client_metadata(thread_id: &str, window: &str, turn_metadata: &Template) -> Template {
     let mut out = ClientMetadata::with_capacity(turn_metadata.text.len() + 320);
     out.at("guardian_credits_requested").plain_string("guardian_credits_requested", "true");
     out.at("mcp_attribution").literal("mcp_attribution", r#""{\"status\":\"none\"}""#);
-    out.at("root_turn_id").plain_string("root_turn_id", turn_id);
+    out.at("root_turn_id").hole_string("root_turn_id", Hole::TurnId);
     out.at("session_id").string("session_id", thread_id);
     out.at("thread_id").string("thread_id", thread_id);
-    out.at("turn_id").plain_string("turn_id", turn_id);
-    out.at(INSTALLATION).installation(INSTALLATION, Hole::Installation);
+    out.at("turn_id").hole_string("turn_id", Hole::TurnId);
+    out.at(INSTALLATION).hole_string(INSTALLATION, Hole::Installation);
     out.at(TURN_METADATA_KEY).embedded_twin(TURN_METADATA_KEY, turn_metadata);
     out.at("x-codex-window-id").string("x-codex-window-id", window);
     out.close()
@@ -311,32 +373,29 @@ pub struct WebsocketTurn<'a> {
 /// The turn metadata the official client (0.169) writes for a turn of a new interactive session, for callers
 /// that sent none, as JSON text (members in its order; a hole for the installation id). The values a gateway
 /// can know are the request's own.
-fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str, turn_id: &str) -> (Template, Template) {
+fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str) -> (Template, Template) {
     let mut out = ObjectWriter::with_twin(640 + 3 * i.thread_id.len() + i.slug.len());
     let mut context = uuid::Uuid::encode_buffer();
     let context = context_window_id(i.thread_id, &mut context);
-    out.installation("installation_id", Hole::Installation);
+    out.hole_string("installation_id", Hole::Installation);
     out.string("session_id", i.thread_id);
     out.string("thread_id", i.thread_id);
     out.plain_string("agent_name", "/root");
-    out.plain_string("turn_id", turn_id);
+    out.hole_string("turn_id", Hole::TurnId);
     out.string("window_id", window);
     out.plain_literal("window_number", "0");
-    for (k, v) in [
-        ("context_window_id", context),
-        ("request_kind", i.kind.as_str()),
-        ("history_initialization", "new"),
-        ("root_turn_id", turn_id),
-        ("thread_source", "user"),
-        ("sandbox", "seccomp"),
-        ("sandbox_mode", "workspace-write"),
-    ] {
+    for (k, v) in [("context_window_id", context), ("request_kind", i.kind.as_str()), ("history_initialization", "new")]
+    {
+        out.plain_string(k, v);
+    }
+    out.hole_string("root_turn_id", Hole::TurnId);
+    for (k, v) in [("thread_source", "user"), ("sandbox", "seccomp"), ("sandbox_mode", "workspace-write")] {
         out.plain_string(k, v);
     }
     for k in ["auto_review_enabled", "node_repl_auto_review_required", "node_repl_disabled"] {
         out.plain_literal(k, "false");
     }
-    out.plain_literal("turn_started_at_unix_ms", itoa::Buffer::new().format(i.now_ms));
+    out.hole_literal("turn_started_at_unix_ms", Hole::Started);
     out.plain_literal("analytics_enabled", "true");
     out.string("model", i.slug);
     if let Some(effort) = i.effort {
@@ -448,6 +507,36 @@ mod tests {
             "reasoning_effort",
         ];
         assert_eq!(names, expected, "{text}");
+    }
+
+    #[test]
+    fn turns_of_one_conversation_share_its_text_but_each_has_its_own_id_and_start() {
+        let headers = HeaderMap::new();
+        let first = Turn::new(TurnInputs { now_ms: 1_700_000_000_001, ..inputs(&headers, None) });
+        let second = Turn::new(TurnInputs { now_ms: 1_700_000_000_002, ..inputs(&headers, None) });
+        assert!(Arc::ptr_eq(&first.texts, &second.texts), "rendered once for the conversation");
+        let read = |t: &Turn| {
+            let meta = parse(&t.client_metadata("inst", None));
+            let header = t.metadata_header("inst").and_then(|h| h.to_str().ok().map(parse)).unwrap_or_default();
+            (meta, header)
+        };
+        let (meta1, header1) = read(&first);
+        let (meta2, header2) = read(&second);
+        for (t, meta, header, started) in [(&first, meta1, header1, 1), (&second, meta2, header2, 2)] {
+            let id = t.turn_id.to_string();
+            let body_meta = parse(meta["x-codex-turn-metadata"].as_str().unwrap_or_default());
+            for v in [&meta["turn_id"], &meta["root_turn_id"], &header["turn_id"], &header["root_turn_id"]] {
+                assert_eq!(v, &json!(id));
+            }
+            assert_eq!(body_meta, header);
+            assert_eq!(header["turn_started_at_unix_ms"], json!(1_700_000_000_000_i64 + started));
+        }
+        assert_ne!(first.turn_id, second.turn_id);
+        // Another model in the same conversation is written anew.
+        let other = Turn::new(TurnInputs { slug: "gpt-5.5", ..inputs(&headers, None) });
+        assert!(!Arc::ptr_eq(&first.texts, &other.texts));
+        assert_eq!(read(&other).1["model"], "gpt-5.5");
+        assert_eq!(other.routing_hint, Some(HeaderValue::from_static("model=gpt-5.5")));
     }
 
     #[test]
