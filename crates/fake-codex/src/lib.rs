@@ -239,6 +239,11 @@ impl FakeCodex {
         self.shared.inner.lock().requests.iter().cloned().collect()
     }
 
+    /// The most Responses answers (over HTTP) one account had streaming at once since the start.
+    pub fn peak_streaming(&self, account_id: &str) -> usize {
+        self.shared.streaming.lock().get(account_id).map_or(0, |e| e.1)
+    }
+
     /// Recorded requests whose path contains `fragment`.
     pub fn requests_to(&self, fragment: &str) -> Vec<RecordedRequest> {
         self.requests().into_iter().filter(|r| r.path.contains(fragment)).collect()

@@ -126,8 +126,47 @@ async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
     }
     rec.status = resp.status().as_u16();
     rec.account_id = resp.extensions().get::<AuthedAccount>().and_then(|a| a.0.clone());
+    let streaming = match (&rec.account_id, rec.status) {
+        (Some(account), 200) if rec.path.ends_with("/responses") => Some(Streaming::start(&shared, account)),
+        _ => None,
+    };
     shared.record_request(rec);
-    resp
+    match streaming {
+        // Counted until its body ends or is dropped: how many answers one account has in flight at once.
+        Some(guard) => {
+            let (parts, body) = resp.into_parts();
+            let stream = futures_util::StreamExt::map(body.into_data_stream(), move |chunk| {
+                let _ = &guard;
+                chunk
+            });
+            Response::from_parts(parts, Body::from_stream(stream))
+        }
+        None => resp,
+    }
+}
+
+/// One Responses answer streaming to an account's client, counted in `Shared::streaming` while it lives.
+struct Streaming {
+    shared: Arc<Shared>,
+    account: String,
+}
+
+impl Streaming {
+    fn start(shared: &Arc<Shared>, account: &str) -> Streaming {
+        let mut map = shared.streaming.lock();
+        let entry = map.entry(account.to_string()).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.max(entry.0);
+        Streaming { shared: shared.clone(), account: account.to_string() }
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        if let Some(entry) = self.shared.streaming.lock().get_mut(&self.account) {
+            entry.0 = entry.0.saturating_sub(1);
+        }
+    }
 }
 
 /// The bearer token of a request.

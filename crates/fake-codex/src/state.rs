@@ -123,6 +123,8 @@ pub(crate) struct Shared {
     pub ws: crate::ws::WsState,
     /// Models whose catalog entry says `use_responses_lite` (set by tests; `catalog::mark_lite`).
     pub lite_models: Mutex<Vec<String>>,
+    /// Responses answers streaming per account over HTTP: (now, the most at once) (`server::Streaming`).
+    pub streaming: Mutex<HashMap<String, (usize, usize)>>,
     /// The first bytes of the latest TLS connections (`preface.rs`).
     pub prefaces: crate::preface::Prefaces,
 }
@@ -195,6 +197,7 @@ impl Shared {
             min_versions: crate::versions::MinVersions::default(),
             ws: crate::ws::WsState::default(),
             lite_models: Mutex::new(Vec::new()),
+            streaming: Mutex::new(HashMap::new()),
             prefaces: Default::default(),
         }
     }

@@ -207,7 +207,8 @@ pub struct Outlook {
 /// spent.
 ///
 /// With both windows: if the short one resets first, what it loses then is its quota left minus what the long
-/// window could still spend in the short windows that fit before the long one resets (continuous use assumed);
+/// window could still spend in the short windows that fit before the long one resets (at the pace the long
+/// window was spent at so far, at most every one of them in full);
 /// if the long one resets first, everything usable until then. The sustainable rate is that perishable quota
 /// over the time to its reset plus the rest of the long window over the time to the long reset.
 pub fn outlook(q: &QuotaView, policy: Policy, pending: f64) -> Outlook {
@@ -219,7 +220,12 @@ pub fn outlook(q: &QuotaView, policy: Policy, pending: f64) -> Outlook {
             let (ls, ll, ts, tl) = (left(s), left(l), secs(s), secs(l));
             let usable = ls.min(ll);
             let (perishable, perish_in) = if ts <= tl {
-                let future = s.cap * (tl - ts) as f64 / s.length.max(1) as f64;
+                // What the short windows still to come before the long reset will spend: at most every one of
+                // them in full, and at the pace the long window has been spent at so far (a pool is not used day
+                // and night: counting every future window in full would call almost no short quota perishable).
+                let elapsed = (l.length - l.reset_in).max(PACE_MIN_SECS) as f64;
+                let pace = l.cap * (l.used_percent / 100.0) / elapsed;
+                let future = (s.cap * (tl - ts) as f64 / s.length.max(1) as f64).min(pace * (tl - ts) as f64);
                 ((ll.min(ls + future) - ll.min(future)).max(0.0), ts)
             } else {
                 (usable, tl)
@@ -237,6 +243,10 @@ pub fn outlook(q: &QuotaView, policy: Policy, pending: f64) -> Outlook {
         (None, None) => NO_WINDOWS,
     }
 }
+
+/// The shortest stretch a long window's pace is read over (a day): right after its reset a few requests would
+/// read as a torrent.
+const PACE_MIN_SECS: i64 = 86_400;
 
 /// An account without quota windows (an API key, a relay): unbounded, never urgent.
 const NO_WINDOWS: Outlook =

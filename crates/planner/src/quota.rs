@@ -213,6 +213,13 @@ impl AccountQuota {
         self.window_mut(kind).get_or_insert_with(|| Window::unstarted(length)).exhaust(until, now);
     }
 
+    /// An operator cleared the account's cooldowns: windows read as used up are tried again.
+    pub fn forgive(&mut self) {
+        for w in [self.short.as_mut(), self.long.as_mut()].into_iter().flatten() {
+            w.forgive();
+        }
+    }
+
     /// When the account can serve again, if a window is used up now.
     pub fn blocked_until(&self, now: i64) -> Option<i64> {
         [&self.short, &self.long]

@@ -158,6 +158,11 @@ impl Window {
         self.read = true;
     }
 
+    /// An operator cleared the account: a window read as used up is tried again (a request finds out).
+    pub fn forgive(&mut self) {
+        self.used = self.used.min(99.0);
+    }
+
     /// Percent used now: nothing once its reset has passed (a new window starts at the next request).
     pub fn used(&self, now: i64) -> f64 {
         if self.started(now) { self.used } else { 0.0 }

@@ -179,6 +179,8 @@ pub enum CooldownReason {
     CloudflareChallenge,
     Forbidden,
     LoginRefused,
+    /// Overload answers in a row: the account rests (the gateway's governor, `planner::governor`).
+    Overloaded,
 }
 
 /// A change of an account's stored status.
@@ -516,7 +518,8 @@ impl CooldownReason {
             | CooldownReason::ModelNotSupportedByPlan
             | CooldownReason::CloudflareChallenge
             | CooldownReason::Forbidden
-            | CooldownReason::LoginRefused => (ErrorKind::Overloaded, "accounts_cooling_down"),
+            | CooldownReason::LoginRefused
+            | CooldownReason::Overloaded => (ErrorKind::Overloaded, "accounts_cooling_down"),
         }
     }
 }

@@ -1,19 +1,45 @@
-//! Leasing: which account serves the next request (strategy, plan priority, plan routing, conversation
-//! affinity, quota, cooldowns), the concurrency slot it holds while it does, and what an answer or a failure
-//! teaches the pool about the account (quota headers, cooldowns, status changes).
+//! Leasing: which account serves the next request, and the slot it holds while it does. The choice is the
+//! planner's (`planner::choose`, pure: this file gathers each account's state and acts on the answer): strategy,
+//! plan priority, policies, conversation affinity, quota windows, pace. The waits are here: a request waits in an
+//! account's queue (`gate.rs`) when no account it may use has a free slot, and for its conversation's own account
+//! only briefly ([`HOME_WAIT`]). What an answer or a failure teaches the pool is at the end.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use dialects::failure::{CooldownScope, StatusChange};
+use dialects::failure::{CooldownScope, Reason, StatusChange};
 use dialects::{ErrorKind, GatewayError, UpstreamFailure};
+use planner::{Ask, Candidate, Choice};
 use reqwest::header::HeaderMap;
-use tokio::sync::OwnedSemaphorePermit;
 
-use super::select::{self, Candidate};
 use super::{Account, Blocked, Pool, QuotaSnapshot, Source};
 use crate::auth::now_unix;
 use crate::store::{AccountKind, AccountStatus};
+
+/// How long a conversation's turn waits for its own busy account before a free slot elsewhere is worth the
+/// prompt cache it loses.
+pub const HOME_WAIT: Duration = Duration::from_secs(planner::defaults::HOME_WAIT_SECS);
+
+/// What a request asks of the pool.
+#[derive(Debug, Clone, Copy)]
+pub struct Need<'a> {
+    pub model: &'a str,
+    /// The conversation's key (`prompt_cache_key`): it stays on one account while that account can serve.
+    pub conversation: Option<&'a str>,
+    /// The turn's input, in tokens (estimated from the request's size): a long turn does not start where it
+    /// cannot finish.
+    pub input_tokens: u64,
+    /// A request of an opportunistic client key: served only from quota that would otherwise expire.
+    pub opportunistic: bool,
+}
+
+impl<'a> Need<'a> {
+    /// A request for `model` with nothing else known (compaction, a preview).
+    pub fn model(model: &'a str) -> Need<'a> {
+        Need { model, conversation: None, input_tokens: 0, opportunistic: false }
+    }
+}
 
 /// Why no account was leased.
 #[derive(Debug)]
@@ -22,41 +48,48 @@ pub enum LeaseError {
     Exhausted,
     /// No account's plan serves the model.
     UnknownModel(GatewayError),
-    /// Accounts serve the model but none can now (cooling down, busy, none enabled, none logged in).
+    /// Accounts serve the model but none can now (cooling down, busy, none enabled, none logged in, no quota that
+    /// would otherwise expire for an opportunistic key).
     Unavailable(GatewayError),
 }
 
-/// An account reserved for one request; the concurrency slot is released on drop.
+/// An account reserved for one request; its slot is given back on drop.
 pub struct Lease {
     pub account: Arc<Account>,
-    _permit: OwnedSemaphorePermit,
+    /// The request's expected cost, counted as pending on the account until it ends.
+    estimate: f64,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.account.in_flight.fetch_sub(1, Ordering::Relaxed);
+        {
+            let mut steward = self.account.steward.lock();
+            steward.pending = (steward.pending - self.estimate).max(0.0);
+        }
+        self.account.gate.release();
     }
 }
 
+/// What a search of the pool found for a request.
+struct Search {
+    candidates: Vec<Candidate>,
+    /// An active account, one that serves the model, and the soonest blocked one.
+    seen: (bool, bool, Option<Blocked>),
+}
+
 impl Pool {
-    /// Reserve an account for a request for `model`. `conversation` keeps a conversation on one account while
-    /// that account can serve (the upstream prompt cache is per account); `exclude` lists accounts already
-    /// tried for this request. Waits (bounded) when every eligible account is at its concurrency limit.
+    /// Reserve an account for a request (see [`Need`]); `exclude` lists accounts already tried for it. Waits
+    /// (bounded by `[routing] queue_timeout_secs`) when every account it may use is at its limit.
     ///
     /// An account's model catalog is fetched when the account is first chosen, as an official client fetches its
     /// login's catalog when it starts: one account at a time, as each comes into use, never the whole pool at
     /// once (docs/security.md). An account whose catalog turns out not to list the model is passed over.
-    pub async fn lease(
-        &self,
-        model: &str,
-        conversation: Option<&str>,
-        exclude: &[String],
-    ) -> Result<Lease, LeaseError> {
+    pub async fn lease(&self, need: &Need<'_>, exclude: &[String]) -> Result<Lease, LeaseError> {
         let list = self.accounts();
         // Each pass fetches at most one catalog, so the pool's size bounds the passes.
-        let serves = |a: &Account| a.serves(model);
+        let serves = |a: &Account| a.serves(need.model);
         for _ in 0..=list.len() {
-            let lease = self.choose(&list, model, serves, conversation, exclude).await?;
+            let lease = self.choose(&list, need, serves, exclude).await?;
             if !self.catalog_wanted(&lease.account) {
                 return Ok(lease);
             }
@@ -64,7 +97,7 @@ impl Pool {
             drop(lease);
             self.fetch_catalog_once(&account).await;
         }
-        self.choose(&list, model, serves, conversation, exclude).await
+        self.choose(&list, need, serves, exclude).await
     }
 
     /// Reserve an account for the backend's image endpoints (`model` is the image model, for cooldowns and
@@ -72,24 +105,39 @@ impl Pool {
     /// (codex-rs `image_generation_available`). Catalogs list the Responses models only, so none is fetched.
     pub async fn lease_for_images(&self, model: &str, exclude: &[String]) -> Result<Lease, LeaseError> {
         let images = |a: &Account| a.kind == AccountKind::Chatgpt && a.plan().as_deref() != Some("free");
-        self.choose(&self.accounts(), model, images, None, exclude).await
+        self.choose(&self.accounts(), &Need::model(model), images, exclude).await
     }
 
-    /// Lease one of the accounts `serves` accepts.
-    async fn choose(
+    /// The account a request of no conversation would be given now, without reserving it; else the account back
+    /// soonest and when (every one is out), or neither (none can serve at all).
+    pub fn preview(&self, now: i64) -> (Option<Arc<Account>>, Option<(Arc<Account>, i64)>) {
+        let list = self.accounts();
+        // No model is named: only what blocks the whole account counts (an empty slug matches no model cooldown).
+        let search = self.search(&list, &Need::model(""), |_| true, &[], now);
+        let first = match planner::choose(&search.candidates, &self.ask(&list, &search, &Need::model(""), None, true)) {
+            Choice::Serve { order, wait_on } => order.first().copied().or(wait_on),
+            Choice::Busy | Choice::NoExpiringQuota => search.candidates.first().map(|c| c.index),
+        };
+        let soonest = search.seen.2.and_then(|b| {
+            list.iter().find(|a| a.blocked("", now).is_some_and(|x| x.until == b.until)).map(|a| (a.clone(), b.until))
+        });
+        (first.and_then(|i| list.get(i).cloned()), soonest)
+    }
+
+    /// The accounts that can serve the request now, as the planner sees them.
+    fn search(
         &self,
         list: &[Arc<Account>],
-        model: &str,
+        need: &Need<'_>,
         serves: impl Fn(&Account) -> bool,
-        conversation: Option<&str>,
         exclude: &[String],
-    ) -> Result<Lease, LeaseError> {
-        let now = now_unix();
+        now: i64,
+    ) -> Search {
         let routing = &self.config.routing;
+        let correction = self.quota_correction();
+        let instances = usize::try_from(self.store.live_instances()).unwrap_or(1).max(1);
         let mut candidates = Vec::new();
-        let mut any_active = false;
-        let mut any_serving = false;
-        let mut soonest: Option<Blocked> = None;
+        let (mut any_active, mut any_serving, mut soonest) = (false, false, None::<Blocked>);
         for (index, a) in list.iter().enumerate() {
             if !a.is_active() || exclude.contains(&a.id) {
                 continue;
@@ -99,72 +147,127 @@ impl Pool {
                 continue;
             }
             any_serving = true;
-            if let Some(blocked) = a.blocked(model, now) {
+            if let Some(blocked) = a.blocked(need.model, now) {
                 if soonest.as_ref().is_none_or(|s| blocked.until < s.until) {
                     soonest = Some(blocked);
                 }
                 continue;
             }
-            let (headroom, reset_at) = a.quota.read().headroom();
+            let (quota, policy, pending, limit, streak) = {
+                let s = a.steward.lock();
+                let quota = (a.kind == AccountKind::Chatgpt).then(|| s.quota.view(now, correction));
+                let limit = planner::governor::shared(s.governor.limit(now), instances);
+                (quota, s.policy, s.pending, limit, s.governor.streak(now))
+            };
             candidates.push(Candidate {
                 index,
-                plan_rank: select::plan_rank(a.plan().as_deref(), &routing.plan_priority),
-                headroom,
-                reset_at,
-                in_flight: a.in_flight(),
-                last_used: a.last_used.load(Ordering::Relaxed),
+                plan_rank: plan_rank(a.plan().as_deref(), &routing.plan_priority),
+                quota,
+                policy,
+                in_flight: a.gate.in_flight(),
+                limit,
+                waiting: a.gate.waiting(),
+                pending,
+                last_used_ms: a.last_used.load(Ordering::Relaxed),
+                recent_failures: streak,
+                conversations: a.active.count(now),
+                troubled: streak > 0,
             });
         }
-        if candidates.is_empty() {
-            return Err(self.refusal(model, now, (any_active, any_serving, soonest), exclude));
+        Search { candidates, seen: (any_active, any_serving, soonest) }
+    }
+
+    /// The planner's question for this request.
+    fn ask(
+        &self,
+        list: &[Arc<Account>],
+        search: &Search,
+        need: &Need<'_>,
+        home: Option<usize>,
+        wait_for_home: bool,
+    ) -> Ask {
+        let rate: f64 = search.candidates.iter().filter_map(|c| c.quota.map(|q| q.rate)).sum();
+        let conversations: usize = search.candidates.iter().map(|c| c.conversations).sum();
+        Ask {
+            strategy: self.strategy(),
+            turn: self.turn.fetch_add(1, Ordering::Relaxed),
+            sticky: self.sticky.lock().clone().and_then(|id| list.iter().position(|a| a.id == id)),
+            home,
+            input_tokens: need.input_tokens,
+            opportunistic: need.opportunistic,
+            queue_cap: self.config.routing.queue_per_account,
+            conversation_rate: if conversations > 0 { rate / conversations as f64 } else { 0.0 },
+            wait_for_home,
         }
-        let affine = conversation.and_then(|k| self.affine_account(k));
-        let affine_index = affine.and_then(|id| candidates.iter().find(|c| list[c.index].id == id).map(|c| c.index));
-        let mut order: Vec<usize> = match affine_index {
-            Some(i) => vec![i],
-            None => Vec::new(),
-        };
-        let sticky = self.sticky.lock().clone().and_then(|id| list.iter().position(|a| a.id == id));
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        for i in select::order(candidates, self.strategy(), turn, sticky) {
-            if !order.contains(&i) {
-                order.push(i);
-            }
-        }
-        // A free slot on the preferred accounts first; else wait in the first one's bounded queue.
-        let mut chosen = None;
-        for &i in &order {
-            if let Ok(permit) = list[i].slots.clone().try_acquire_owned() {
-                chosen = Some((i, permit));
-                break;
-            }
-        }
-        let (index, permit) = match chosen {
-            Some(c) => c,
-            None => {
-                let i = order[0];
-                let account = &list[i];
-                if account.waiting.load(Ordering::Relaxed) >= routing.queue_per_account {
-                    return Err(LeaseError::Unavailable(busy_error()));
+    }
+
+    /// Lease one of the accounts `serves` accepts: the planner's first choice with a free slot, else a wait in the
+    /// queue it names (for the conversation's own account at most [`HOME_WAIT`]), then the choice again.
+    async fn choose(
+        &self,
+        list: &[Arc<Account>],
+        need: &Need<'_>,
+        serves: impl Fn(&Account) -> bool,
+        exclude: &[String],
+    ) -> Result<Lease, LeaseError> {
+        let start = tokio::time::Instant::now();
+        let queue_deadline = start + self.config.routing.queue_timeout;
+        let home_deadline = start + HOME_WAIT;
+        let mut wait_for_home = true;
+        let mut woken_by: Option<usize> = None;
+        let affine = need.conversation.and_then(|k| self.affine_account(k));
+        loop {
+            let now = now_unix();
+            let search = self.search(list, need, &serves, exclude, now);
+            if search.candidates.is_empty() {
+                if let Some(w) = woken_by {
+                    list[w].gate.pass_on();
                 }
-                account.waiting.fetch_add(1, Ordering::Relaxed);
-                let waited = tokio::time::timeout(routing.queue_timeout, account.slots.clone().acquire_owned()).await;
-                account.waiting.fetch_sub(1, Ordering::Relaxed);
-                match waited {
-                    Ok(Ok(p)) => (i, p),
-                    _ => return Err(LeaseError::Unavailable(busy_error())),
-                }
+                return Err(self.refusal(need.model, now, search.seen, exclude));
             }
-        };
-        let account = list[index].clone();
-        if let Some(k) = conversation {
-            self.remember_affinity(k, &account);
+            let home = affine.as_deref().and_then(|id| list.iter().position(|a| a.id == id));
+            let ask = self.ask(list, &search, need, home, wait_for_home);
+            let (order, wait_on) = match planner::choose(&search.candidates, &ask) {
+                Choice::Serve { order, wait_on } => (order, wait_on),
+                Choice::Busy => return Err(LeaseError::Unavailable(busy_error())),
+                Choice::NoExpiringQuota => return Err(LeaseError::Unavailable(no_expiring_quota_error())),
+            };
+            let limit_of = |i: usize| search.candidates.iter().find(|c| c.index == i).map_or(1, |c| c.limit);
+            if let Some(&i) = order.iter().find(|&&i| list[i].gate.try_enter(limit_of(i))) {
+                if let Some(w) = woken_by.filter(|w| *w != i) {
+                    list[w].gate.pass_on();
+                }
+                return Ok(self.leased(&list[i], need, home == Some(i), now));
+            }
+            let Some(w) = wait_on.filter(|&w| list[w].gate.waiting() < self.config.routing.queue_per_account) else {
+                return Err(LeaseError::Unavailable(busy_error()));
+            };
+            let for_home = home == Some(w) && wait_for_home;
+            let deadline = if for_home { home_deadline.min(queue_deadline) } else { queue_deadline };
+            woken_by = None;
+            if list[w].gate.wait(deadline).await {
+                woken_by = Some(w);
+            } else if tokio::time::Instant::now() >= queue_deadline {
+                return Err(LeaseError::Unavailable(busy_error()));
+            } else {
+                // The conversation's account stayed busy: a free slot elsewhere is worth its prompt cache now.
+                wait_for_home = false;
+            }
+        }
+    }
+
+    /// `account` serves the request: the slot is taken, the rest is noted.
+    fn leased(&self, account: &Arc<Account>, need: &Need<'_>, at_home: bool, now: i64) -> Lease {
+        let estimate = planner::cost::estimate(need.input_tokens, at_home);
+        account.steward.lock().pending += estimate;
+        if let Some(k) = need.conversation {
+            self.remember_affinity(k, account);
+            account.active.mark(conversation_hash(k), now);
         }
         *self.sticky.lock() = Some(account.id.clone());
-        account.in_flight.fetch_add(1, Ordering::Relaxed);
         account.requests.fetch_add(1, Ordering::Relaxed);
         account.last_used.store(crate::auth::now_ms(), Ordering::Relaxed);
-        Ok(Lease { account, _permit: permit })
+        Lease { account: account.clone(), estimate }
     }
 
     /// Why no account could be leased, from what the search `seen` (an active account, one serving the model, the
@@ -199,17 +302,21 @@ impl Pool {
         }
     }
 
-    /// After a successful upstream answer: quota headers, last use.
+    /// After a successful upstream answer: the quota its headers report.
     pub fn record_success(&self, account: &Account, headers: &HeaderMap) {
         if let Some(q) = QuotaSnapshot::from_headers(headers, now_unix()) {
-            *account.quota.write() = q;
+            account.observe_quota(q, None);
         }
     }
 
     /// After a failure that another account might not have: what the failure decides for the account (see
-    /// `dialects::failure`): a cooldown, a status change, or nothing.
+    /// `dialects::failure`): a cooldown, a status change, or nothing; and an overload slows the account down
+    /// (`steward.rs`).
     pub fn record_failure(&self, account: &Account, model: &str, failure: &UpstreamFailure) {
         let now = now_unix();
+        if failure.reason() == Some(&Reason::Overloaded) {
+            self.overloaded(account);
+        }
         if let Some(rule) = failure.cooldown() {
             let until = now.saturating_add(i64::try_from(rule.secs).unwrap_or(i64::MAX));
             let scope = match rule.scope {
@@ -223,6 +330,7 @@ impl Pool {
                 }
                 CooldownScope::AccountQuota => {
                     account.cool_down(None, until, rule.reason, &rule.note);
+                    account.steward.lock().quota.exhausted(until, now);
                     let mut q = account.quota.write();
                     q.primary_used_percent = Some(100.0);
                     q.primary_reset_at = Some(until);
@@ -230,8 +338,10 @@ impl Pool {
                     None
                 }
             };
-            // Team store: the other instances skip it too (accounts/shared_cooldowns.rs).
+            // Team store: the other instances skip it too (accounts/shared.rs).
             self.share_cooldown(account, scope, until, rule.reason, &rule.note);
+            // Its waiters choose again rather than wait out the cooldown.
+            account.gate.wake_all();
         }
         if let Some(change) = failure.account_status() {
             match change {
@@ -240,6 +350,7 @@ impl Pool {
                     *account.status.write() =
                         (AccountStatus::Disabled, Some(format!("deactivated upstream: {message}")));
                     self.persist_status(account, AccountStatus::Disabled, "deactivated upstream");
+                    account.gate.wake_all();
                 }
             }
         }
@@ -253,6 +364,19 @@ impl Pool {
     }
 }
 
+/// Rank of `plan` in the preference list; unlisted plans after all listed ones.
+pub fn plan_rank(plan: Option<&str>, priority: &[String]) -> usize {
+    plan.and_then(|p| priority.iter().position(|x| x.eq_ignore_ascii_case(p))).unwrap_or(priority.len())
+}
+
+/// A conversation key's hash for the count of active conversations (`active.rs`).
+fn conversation_hash(key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    key.hash(&mut h);
+    h.finish()
+}
+
 fn busy_error() -> GatewayError {
     GatewayError::new(
         ErrorKind::RateLimited,
@@ -260,4 +384,26 @@ fn busy_error() -> GatewayError {
     )
     .with_code("concurrency_limit")
     .with_retry_after(1)
+}
+
+fn no_expiring_quota_error() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::RateLimited,
+        "This client key is opportunistic: it is served only from quota that would otherwise expire unused, and no \
+         account has such quota now. Retry later.",
+    )
+    .with_code("no_expiring_quota")
+    .with_retry_after(300)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_rank_by_the_configured_priority() {
+        assert_eq!(plan_rank(Some("Plus"), &["plus".into(), "pro".into()]), 0);
+        assert_eq!(plan_rank(Some("team"), &["plus".into()]), 1);
+        assert_eq!(plan_rank(None, &[]), 0);
+    }
 }

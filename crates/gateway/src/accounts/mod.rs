@@ -3,36 +3,38 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use dialects::GatewayError;
 use dialects::failure::CooldownReason;
 use parking_lot::{Mutex, RwLock};
 use reqwest::header::HeaderValue;
 use serde_json::Value;
-use tokio::sync::Semaphore;
 
 use crate::auth::{Tokens, jwt, now_unix};
 use crate::store::{AccountKind, AccountStatus, StoredAccount};
 
+mod active;
 mod affinity;
 mod catalog;
+mod gate;
 mod installation;
 mod lease;
 pub mod manage;
 mod pool;
 mod probe;
 pub mod quota;
-pub mod select;
 mod shared;
 mod shared_refresh;
+pub mod steward;
 mod tokens;
 mod upkeep;
 
 pub use catalog::AccountCatalog;
-pub use lease::{Lease, LeaseError};
+pub use lease::{Lease, LeaseError, Need, plan_rank};
 pub use pool::Pool;
 pub use quota::QuotaSnapshot;
+pub use steward::QuotaSink;
 pub use tokens::RefreshBudget;
 
 /// Where an account's credentials live, which decides where a refresh is written.
@@ -171,9 +173,14 @@ pub struct Account {
     pub quota: RwLock<QuotaSnapshot>,
     pub(crate) cooldowns: Mutex<Vec<Cooldown>>,
     pub(crate) catalog: RwLock<Option<AccountCatalog>>,
-    pub(crate) slots: Arc<Semaphore>,
-    pub(crate) waiting: AtomicUsize,
-    pub(crate) in_flight: AtomicUsize,
+    /// Its requests in flight and waiting (`gate.rs`); the limit is the steward's governor's.
+    pub(crate) gate: gate::Gate,
+    /// The conversations it served lately (`active.rs`).
+    pub(crate) active: active::Active,
+    /// What the planner knows and decides of it (`steward.rs`).
+    pub(crate) steward: Mutex<steward::Steward>,
+    /// The pool's scale of learnt capacity (`Pool::quota_correction`), shared by its accounts for their views.
+    pub(crate) correction: Arc<steward::Correction>,
     /// Unix milliseconds of the last lease (0: never).
     pub last_used: AtomicI64,
     pub requests: AtomicU64,
@@ -192,6 +199,7 @@ impl std::fmt::Debug for Account {
 
 impl Account {
     pub(crate) fn new(stored: StoredAccount, source: Source, http: reqwest::Client, max_concurrent: usize) -> Account {
+        let steward = steward::Steward::new(stored.plan.as_deref(), max_concurrent, planner::Policy::Normal);
         Account {
             id: stored.id,
             kind: stored.kind,
@@ -211,9 +219,10 @@ impl Account {
             quota: RwLock::new(QuotaSnapshot::default()),
             cooldowns: Mutex::new(Vec::new()),
             catalog: RwLock::new(None),
-            slots: Arc::new(Semaphore::new(max_concurrent)),
-            waiting: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
+            gate: gate::Gate::default(),
+            active: active::Active::default(),
+            steward: Mutex::new(steward),
+            correction: Arc::default(),
             last_used: AtomicI64::new(0),
             requests: AtomicU64::new(0),
             installation_id: None,
@@ -287,6 +296,7 @@ impl Account {
 
     pub fn clear_cooldowns(&self) {
         self.cooldowns.lock().clear();
+        self.steward.lock().quota.forgive();
         let mut q = self.quota.write();
         // A cleared account is tried again even if its last quota reading said it was full.
         if q.primary_used_percent.is_some_and(|u| u >= 100.0) {
@@ -305,7 +315,7 @@ impl Account {
             .filter(|c| c.model.is_none() || c.model.as_deref() == Some(model))
             .max_by_key(|c| c.until)
             .map(|c| Blocked { until: c.until, reason: c.kind, note: c.note });
-        let quota = self.quota.read().blocked_until(now).map(|until| Blocked {
+        let quota = self.steward.lock().quota.blocked_until(now).map(|until| Blocked {
             until,
             reason: CooldownReason::QuotaWindow,
             note: "quota window used up".to_string(),
@@ -328,7 +338,7 @@ impl Account {
     }
 
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        self.gate.in_flight()
     }
 
     /// A JSON view for `accounts list` and the admin API. Never contains secrets.
@@ -358,6 +368,8 @@ impl Account {
             },
             "cooldowns": self.cooldowns(now),
             "in_flight": self.in_flight(),
+            "waiting": self.gate.waiting(),
+            "stewardship": self.stewardship(now, self.correction.get()),
             "requests": self.requests.load(Ordering::Relaxed),
             "last_used": match self.last_used.load(Ordering::Relaxed) { 0 => None, t => Some(t / 1000) },
         })

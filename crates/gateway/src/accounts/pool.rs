@@ -41,6 +41,8 @@ pub struct Pool {
     pub(super) catalog_fetching: tokio::sync::Mutex<()>,
     /// Token refresh calls by outcome (the `token_refreshes_total` metric).
     pub refreshes: super::tokens::RefreshCounts,
+    /// The scale of learnt capacity, shared with every account (`steward.rs`).
+    pub(super) correction: Arc<super::steward::Correction>,
     /// Held through a whole [`Pool::reload`], so re-reads (after an admin change, the upkeep round, a team change)
     /// run one after another: a round that read the store before `accounts disable` cannot write the old status
     /// back after the disable's own re-read.
@@ -65,6 +67,7 @@ impl Pool {
             catalog_failed: Mutex::new(HashMap::new()),
             catalog_fetching: tokio::sync::Mutex::new(()),
             reloading: Mutex::new(()),
+            correction: Arc::default(),
         };
         pool.reload()?;
         Ok(pool)
@@ -93,6 +96,7 @@ impl Pool {
         };
         let kind = stored.kind;
         let mut account = Account::new(stored, source, http, self.config.routing.max_concurrent_per_account);
+        account.correction = self.correction.clone();
         if kind == AccountKind::Chatgpt {
             account.installation_id = self.installation_id(&account);
         }

@@ -136,10 +136,7 @@ impl Pool {
         };
         if let Some(v) = answer {
             let (snap, plan) = quota::from_usage(&v, now_unix());
-            *account.quota.write() = snap;
-            if plan.is_some() {
-                *account.plan.write() = plan;
-            }
+            account.observe_quota(snap, plan);
         }
     }
 

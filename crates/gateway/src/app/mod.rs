@@ -62,8 +62,9 @@ impl AppState {
         keys.set_configured(&config.configured_keys)?;
         seed_budgets(&keys, &store)?;
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
-        // Client keys: token budgets are charged from each record.
+        // Client keys: token budgets are charged from each record; and each account's quota, what it used.
         all.push(Arc::new(BudgetSink(keys.clone())));
+        all.push(Arc::new(crate::accounts::QuotaSink(pool.clone())));
         let (ledger, ledger_sink) = crate::usage::Ledger::open_for(pool.store(), &config.usage)?;
         let ledger = Arc::new(ledger);
         let metrics = config

@@ -32,55 +32,8 @@ impl std::fmt::Debug for ConfiguredKey {
     }
 }
 
-/// How the pool picks an account for a request without conversation affinity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    /// Most quota headroom first; the soonest reset breaks ties, then the least recently used.
-    LeastUsed,
-    RoundRobin,
-    /// Stay on one account until it cannot serve.
-    Sticky,
-}
-
-impl Strategy {
-    pub fn parse(s: &str) -> Option<Strategy> {
-        match s {
-            "least_used" => Some(Strategy::LeastUsed),
-            "round_robin" => Some(Strategy::RoundRobin),
-            "sticky" => Some(Strategy::Sticky),
-            _ => None,
-        }
-    }
-
-    /// The name `[routing] strategy` takes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::LeastUsed => "least_used",
-            Strategy::RoundRobin => "round_robin",
-            Strategy::Sticky => "sticky",
-        }
-    }
-
-    /// Every strategy, in the order the dashboard lists them.
-    pub const ALL: [Strategy; 3] = [Strategy::LeastUsed, Strategy::RoundRobin, Strategy::Sticky];
-
-    /// For the pool's atomic (the strategy is switchable at runtime).
-    pub fn as_u8(self) -> u8 {
-        match self {
-            Strategy::LeastUsed => 0,
-            Strategy::RoundRobin => 1,
-            Strategy::Sticky => 2,
-        }
-    }
-
-    pub fn from_u8(v: u8) -> Strategy {
-        match v {
-            1 => Strategy::RoundRobin,
-            2 => Strategy::Sticky,
-            _ => Strategy::LeastUsed,
-        }
-    }
-}
+/// How the pool orders accounts: the planner crate's (`planner::Strategy`, docs/accounts.md, "Routing").
+pub use planner::Strategy;
 
 /// Resolved `[routing]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,15 +53,17 @@ impl Routing {
     /// applied (at least one request per account, 16 affinity entries, a 30 s quota poll).
     pub(super) fn resolve(raw: Option<RawRouting>, env: &dyn Env) -> anyhow::Result<Routing> {
         let r = raw.unwrap_or_default();
-        let strategy_name = env.get("CODEX_GATEWAY_STRATEGY").or(r.strategy).unwrap_or_else(|| "least_used".into());
-        let strategy = Strategy::parse(&strategy_name)
-            .with_context(|| format!("routing strategy `{strategy_name}` is not least_used, round_robin or sticky"))?;
+        let strategy_name = env.get("CODEX_GATEWAY_STRATEGY").or(r.strategy).unwrap_or_else(|| "planner".into());
+        let strategy = Strategy::parse(&strategy_name).with_context(|| {
+            let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
+            format!("routing strategy `{strategy_name}` is not one of {}", names.join(", "))
+        })?;
         Ok(Routing {
             strategy,
             plan_priority: r.plan_priority.unwrap_or_default(),
-            max_concurrent_per_account: r.max_concurrent_per_account.unwrap_or(32).max(1),
-            queue_per_account: r.queue_per_account.unwrap_or(256),
-            queue_timeout: Duration::from_secs(r.queue_timeout_secs.unwrap_or(30)),
+            max_concurrent_per_account: r.max_concurrent_per_account.unwrap_or(planner::defaults::MAX_IN_FLIGHT).max(1),
+            queue_per_account: r.queue_per_account.unwrap_or(planner::defaults::QUEUE_PER_ACCOUNT),
+            queue_timeout: Duration::from_secs(r.queue_timeout_secs.unwrap_or(planner::defaults::QUEUE_TIMEOUT_SECS)),
             affinity_capacity: r.affinity_capacity.unwrap_or(10_000).max(16),
             usage_poll: Duration::from_secs(r.usage_poll_secs.unwrap_or(300).max(30)),
         })

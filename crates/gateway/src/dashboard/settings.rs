@@ -191,7 +191,8 @@ fn edit_restart(
     let mut ch = Changes::default();
     if let Some(s) = &b.strategy {
         let parsed = Strategy::parse(s).ok_or_else(|| {
-            Invalid::new("strategy".into(), format!("`{s}` is not least_used, round_robin or sticky"))
+            let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
+            Invalid::new("strategy".into(), format!("`{s}` is not one of {}", names.join(", ")))
         })?;
         if parsed != strategy_now {
             set(doc, Some("routing"), "strategy", value(parsed.as_str())).map_err(field("strategy"))?;

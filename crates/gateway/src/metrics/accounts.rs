@@ -1,5 +1,6 @@
 //! Gauges read from the account pool at each scrape: quota windows, resets, whether each account can serve,
-//! cooldowns, in-flight requests, and the streams open now. Read at scrape time, so a removed account's series
+//! cooldowns, in-flight requests and their limit, overloads, the quota forecasts (each account's and the
+//! pool's), and the streams open now. Read at scrape time, so a removed account's series
 //! disappears with it.
 
 use std::sync::Arc;
@@ -113,8 +114,33 @@ impl PoolGauges {
         let mut up = Vec::new();
         let mut cooldown = Vec::new();
         let mut in_flight = Vec::new();
+        let mut waiting = Vec::new();
+        let mut limit = Vec::new();
+        let mut streak = Vec::new();
+        let mut overloads = Vec::new();
+        let mut usable = Vec::new();
+        let mut dry = Vec::new();
+        let mut back = Vec::new();
+        let (forecasts, pool, _) = self.pool.forecasts();
         let names = distinct(accounts.iter().map(|a| (self.name(a), a.id.as_str())).collect());
         for (a, name) in accounts.iter().zip(names) {
+            let account = || vec![("account", name.clone())];
+            {
+                let s = a.steward.lock();
+                limit.push((account(), s.governor.limit(now) as f64));
+                streak.push((account(), f64::from(s.governor.streak(now))));
+                overloads.push((account(), s.governor.overloads as f64));
+            }
+            waiting.push((account(), a.gate.waiting() as f64));
+            if let Some((_, f)) = forecasts.iter().find(|(id, _)| *id == a.id) {
+                usable.push((account(), f.usable));
+                if let Some(d) = f.dry_in {
+                    dry.push((account(), d as f64));
+                }
+                if let Some(b) = f.back_in {
+                    back.push((account(), b as f64));
+                }
+            }
             let q = a.quota.read().clone();
             for (window, percent, reset) in [
                 ("5h", q.primary_used_percent, q.primary_reset_at),
@@ -128,14 +154,9 @@ impl PoolGauges {
                     resets.push((labels, r as f64));
                 }
             }
-            // Whole-account cooldowns and a used-up quota window keep it from serving any model.
-            let blocked = a
-                .cooldowns(now)
-                .iter()
-                .filter(|c| c.model.is_none())
-                .map(|c| c.until)
-                .chain(q.blocked_until(now))
-                .max();
+            // Whole-account cooldowns and a used-up quota window keep it from serving any model (an empty slug
+            // matches no model's cooldown).
+            let blocked = a.blocked("", now).map(|b| b.until);
             let serves = a.is_active() && blocked.is_none();
             up.push((vec![("account", name.clone())], if serves { 1.0 } else { 0.0 }));
             cooldown.push((vec![("account", name.clone())], blocked.unwrap_or(0) as f64));
@@ -155,7 +176,49 @@ impl PoolGauges {
             "When the account's cooldown or used-up window ends (unix seconds; 0: none)",
             &cooldown,
         )?;
-        family(encoder, "account_in_flight", "Requests the account is serving now", &in_flight)
+        family(encoder, "account_in_flight", "Requests the account is serving now", &in_flight)?;
+        family(encoder, "account_waiting", "Requests waiting in the account's queue", &waiting)?;
+        family(
+            encoder,
+            "account_concurrency_limit",
+            "Requests the account may have in flight now (lowered after overload answers)",
+            &limit,
+        )?;
+        family(encoder, "account_overload_streak", "Overload answers in the account's running streak", &streak)?;
+        counter_family(encoder, "account_overloads", "Overload answers the account gave", &overloads)?;
+        family(
+            encoder,
+            "account_quota_usable_tokens",
+            "Quota the account can spend now, in weighted tokens (docs/accounts.md, Forecast)",
+            &usable,
+        )?;
+        family(
+            encoder,
+            "account_quota_dry_seconds",
+            "Seconds until the account runs dry at its present rate (absent: not before its window resets)",
+            &dry,
+        )?;
+        family(encoder, "account_quota_back_seconds", "Seconds until the account's binding window resets", &back)?;
+        let one = |v: Option<i64>| v.map(|v| vec![(Vec::new(), v as f64)]).unwrap_or_default();
+        family(
+            encoder,
+            "pool_quota_usable_tokens",
+            "Quota the pool can spend now, in weighted tokens",
+            &[(Vec::new(), pool.usable)],
+        )?;
+        family(
+            encoder,
+            "pool_spend_tokens_per_second",
+            "The pool's present spending rate, weighted tokens a second",
+            &[(Vec::new(), pool.rate)],
+        )?;
+        family(
+            encoder,
+            "pool_quota_dry_seconds",
+            "Seconds until the pool runs dry at its present rate (absent: not within a week)",
+            &one(pool.dry_in),
+        )?;
+        family(encoder, "pool_quota_back_seconds", "Seconds until capacity comes back", &one(pool.back_in))
     }
 
     /// The gateway's own: token refreshes, the ledger's drops, the store, open streams, HTTP/2 resets.

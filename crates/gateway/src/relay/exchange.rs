@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
-use crate::accounts::{Account, Lease, LeaseError, RefreshBudget};
+use crate::accounts::{Account, Lease, LeaseError, Need, RefreshBudget};
 use crate::app::{AppState, request_id};
 use crate::auth::now_unix;
 use crate::record::Recorder;
@@ -271,7 +271,8 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
     // One token refresh attempt for the whole request, whichever accounts it goes through (issue 58).
     let mut refresh = RefreshBudget::default();
     loop {
-        let lease = match state.pool.lease(slug, conversation, &tried).await {
+        let need = Need { model: slug, conversation, input_tokens: input_estimate, opportunistic: false };
+        let lease = match state.pool.lease(&need, &tried).await {
             Ok(l) => l,
             // Every eligible account was tried: report what went wrong with them, not the empty pool.
             Err(LeaseError::Exhausted) => {

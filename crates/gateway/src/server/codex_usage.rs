@@ -3,14 +3,13 @@
 //! (any other base URL; the CLI picks the path by that rule), and `GET /wham/usage`.
 //!
 //! It reports the pool as one account would: the account a request without affinity would be routed to now
-//! (`accounts::select::order` over the usable accounts, as leasing orders them), or, when every account is out,
+//! (`Pool::preview`: the pool's own choice, as a lease makes it), or, when every account is out,
 //! the one that is back soonest, marked as limited. Numbers come from the quota the pool already keeps
 //! (`accounts/quota.rs`: the `x-codex-*` headers of each answer and the upkeep's `/wham/usage` polls); nothing
 //! is fetched here. Neighbours: `server/mod.rs` registers the routes; the guard asks for the client key as on
 //! every route.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::State;
@@ -19,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::accounts::select::{self, Candidate};
 use crate::accounts::{Account, QuotaSnapshot};
 use crate::app::{AppState, request_id};
 use crate::auth::now_unix;
@@ -66,34 +64,9 @@ async fn usage(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respon
 
 /// The account a request without affinity would be leased now, or the one back soonest when all are out.
 fn pick(state: &AppState, now: i64) -> Pick {
-    let list = state.pool.accounts();
-    let mut candidates = Vec::new();
-    let mut soonest: Option<(usize, i64)> = None;
-    for (index, a) in list.iter().enumerate() {
-        if !a.is_active() {
-            continue;
-        }
-        // No model is named: only what blocks the whole account counts (an empty slug matches no model cooldown).
-        if let Some(blocked) = a.blocked("", now) {
-            if soonest.is_none_or(|(_, until)| blocked.until < until) {
-                soonest = Some((index, blocked.until));
-            }
-            continue;
-        }
-        let (headroom, reset_at) = a.quota.read().headroom();
-        candidates.push(Candidate {
-            index,
-            plan_rank: select::plan_rank(a.plan().as_deref(), &state.config.routing.plan_priority),
-            headroom,
-            reset_at,
-            in_flight: a.in_flight(),
-            last_used: a.last_used.load(Ordering::Relaxed),
-        });
-    }
-    let first = select::order(candidates, state.pool.strategy(), 0, None).into_iter().next();
-    match (first, soonest) {
-        (Some(i), _) => list.get(i).cloned().map_or(Pick::Empty, Pick::Serving),
-        (None, Some((i, until))) => list.get(i).cloned().map_or(Pick::Empty, |a| Pick::AllOut(a, until)),
+    match state.pool.preview(now) {
+        (Some(account), _) => Pick::Serving(account),
+        (None, Some((account, until))) => Pick::AllOut(account, until),
         (None, None) => Pick::Empty,
     }
 }
@@ -152,6 +125,7 @@ mod tests {
             secondary_used_percent: s,
             secondary_reset_at: sr,
             updated_at: 1,
+            ..QuotaSnapshot::default()
         }
     }
 

@@ -74,7 +74,8 @@ async fn run(
         .to_string();
     drop(tree);
     let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
-    let lease = state.pool.lease(&model, conversation, &[]).await.map_err(|e| match e {
+    let need = crate::accounts::Need { conversation, ..crate::accounts::Need::model(&model) };
+    let lease = state.pool.lease(&need, &[]).await.map_err(|e| match e {
         LeaseError::UnknownModel(e) | LeaseError::Unavailable(e) => e,
         LeaseError::Exhausted => GatewayError::new(ErrorKind::UpstreamUnavailable, "No account could compact."),
     })?;

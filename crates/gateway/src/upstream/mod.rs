@@ -61,7 +61,7 @@ impl ws_pool::Owner for Account {
 
     fn rate_limits(&self, headers: &HeaderMap) {
         if let Some(quota) = QuotaSnapshot::from_headers(headers, crate::auth::now_unix()) {
-            *self.quota.write() = quota;
+            self.observe_quota(quota, None);
         }
     }
 }

@@ -35,6 +35,7 @@ mod replay;
 mod responses;
 mod security;
 mod service;
+mod stewardship;
 mod team;
 mod timeouts;
 mod tokens;

@@ -103,6 +103,7 @@ fn reason_str(r: CooldownReason) -> &'static str {
         CooldownReason::CloudflareChallenge => "cloudflare_challenge",
         CooldownReason::Forbidden => "forbidden",
         CooldownReason::LoginRefused => "login_refused",
+        CooldownReason::Overloaded => "overloaded",
     }
 }
 
@@ -116,6 +117,7 @@ fn parse_reason(s: &str) -> Option<CooldownReason> {
         "cloudflare_challenge" => CooldownReason::CloudflareChallenge,
         "forbidden" => CooldownReason::Forbidden,
         "login_refused" => CooldownReason::LoginRefused,
+        "overloaded" => CooldownReason::Overloaded,
         _ => return None,
     })
 }
