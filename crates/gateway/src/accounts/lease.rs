@@ -70,6 +70,9 @@ impl Drop for Lease {
     }
 }
 
+/// What `Pool::preview` finds: the account a request would get now, else the one back soonest and when.
+pub type Preview = (Option<Arc<Account>>, Option<(Arc<Account>, i64)>);
+
 /// What a search of the pool found for a request.
 struct Search {
     candidates: Vec<Candidate>,
@@ -110,7 +113,7 @@ impl Pool {
 
     /// The account a request of no conversation would be given now, without reserving it; else the account back
     /// soonest and when (every one is out), or neither (none can serve at all).
-    pub fn preview(&self, now: i64) -> (Option<Arc<Account>>, Option<(Arc<Account>, i64)>) {
+    pub fn preview(&self, now: i64) -> Preview {
         let list = self.accounts();
         // No model is named: only what blocks the whole account counts (an empty slug matches no model cooldown).
         let search = self.search(&list, &Need::model(""), |_| true, &[], now);
@@ -220,17 +223,16 @@ impl Pool {
             let now = now_unix();
             let search = self.search(list, need, &serves, exclude, now);
             if search.candidates.is_empty() {
-                if let Some(w) = woken_by {
-                    list[w].gate.pass_on();
-                }
-                return Err(self.refusal(need.model, now, search.seen, exclude));
+                return Err(give_back(list, woken_by, self.refusal(need.model, now, search.seen, exclude)));
             }
             let home = affine.as_deref().and_then(|id| list.iter().position(|a| a.id == id));
             let ask = self.ask(list, &search, need, home, wait_for_home);
             let (order, wait_on) = match planner::choose(&search.candidates, &ask) {
                 Choice::Serve { order, wait_on } => (order, wait_on),
-                Choice::Busy => return Err(LeaseError::Unavailable(busy_error())),
-                Choice::NoExpiringQuota => return Err(LeaseError::Unavailable(no_expiring_quota_error())),
+                Choice::Busy => return Err(give_back(list, woken_by, LeaseError::Unavailable(busy_error()))),
+                Choice::NoExpiringQuota => {
+                    return Err(give_back(list, woken_by, LeaseError::Unavailable(no_expiring_quota_error())));
+                }
             };
             let limit_of = |i: usize| search.candidates.iter().find(|c| c.index == i).map_or(1, |c| c.limit);
             if let Some(&i) = order.iter().find(|&&i| list[i].gate.try_enter(limit_of(i))) {
@@ -240,11 +242,14 @@ impl Pool {
                 return Ok(self.leased(&list[i], need, home == Some(i), now));
             }
             let Some(w) = wait_on.filter(|&w| list[w].gate.waiting() < self.config.routing.queue_per_account) else {
-                return Err(LeaseError::Unavailable(busy_error()));
+                return Err(give_back(list, woken_by, LeaseError::Unavailable(busy_error())));
             };
+            // Woken by another account's gate and waiting elsewhere now: that wake-up goes to its next waiter.
+            if let Some(was) = woken_by.take().filter(|was| *was != w) {
+                list[was].gate.pass_on();
+            }
             let for_home = home == Some(w) && wait_for_home;
             let deadline = if for_home { home_deadline.min(queue_deadline) } else { queue_deadline };
-            woken_by = None;
             if list[w].gate.wait(deadline).await {
                 woken_by = Some(w);
             } else if tokio::time::Instant::now() >= queue_deadline {
@@ -362,6 +367,15 @@ impl Pool {
             tokio::task::spawn_blocking(move || store.set_status(&id, status, Some(&reason)));
         }
     }
+}
+
+/// A request woken by an account's gate leaves without its slot: the wake-up goes to that gate's next waiter, so
+/// a freed slot never idles while another request waits for it.
+fn give_back(list: &[Arc<Account>], woken_by: Option<usize>, error: LeaseError) -> LeaseError {
+    if let Some(w) = woken_by {
+        list[w].gate.pass_on();
+    }
+    error
 }
 
 /// Rank of `plan` in the preference list; unlisted plans after all listed ones.

@@ -173,7 +173,7 @@ impl Pool {
     /// Every ChatGPT account's forecast and the pool's, with the pool's projection for the chart
     /// (`planner::forecast`): (account id, forecast) in the pool's order, the pool, and (seconds from now, usable
     /// share) points.
-    pub fn forecasts(&self) -> (Vec<(String, Forecast)>, Forecast, Vec<(i64, f64)>) {
+    pub fn forecasts(&self) -> Forecasts {
         let now = now_unix();
         let correction = self.quota_correction();
         let mut views = Vec::new();
@@ -199,6 +199,9 @@ impl Pool {
         })
     }
 }
+
+/// Every account's forecast by id, the pool's, and the pool's projection ((seconds from now, usable share) points).
+pub type Forecasts = (Vec<(String, Forecast)>, Forecast, Vec<(i64, f64)>);
 
 /// Charges each finished request's usage to the account that served it (`Pool::charge`).
 pub struct QuotaSink(pub Arc<Pool>);

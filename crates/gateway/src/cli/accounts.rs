@@ -271,6 +271,29 @@ fn when(v: &Value) -> String {
     }
 }
 
+/// Requests in flight over the account's limit now, with its policy when it is not the normal one
+/// (`3/4`, `0/1 overloaded x2`, `1/4 preserve:30`).
+fn pace(s: &Value, in_flight: &Value) -> String {
+    let Some(limit) = s["limit"].as_u64() else { return "-".into() };
+    let mut out = format!("{}/{limit}", in_flight.as_u64().unwrap_or(0));
+    if let Some(streak) = s["overload_streak"].as_u64().filter(|n| *n > 0) {
+        out.push_str(&format!(" overloaded x{streak}"));
+    }
+    if let Some(policy) = s["policy"].as_str().filter(|p| *p != "normal") {
+        out.push_str(&format!(" {policy}"));
+    }
+    out
+}
+
+/// When the account runs dry at its present rate, or when it is back if it is dry now.
+fn dry(f: &Value) -> String {
+    match (f["dry_in_secs"].as_u64(), f["back_at"].as_i64()) {
+        (Some(0), Some(_)) => format!("dry, back {}", when(&f["back_at"])),
+        (Some(secs), _) => super::service::duration(secs),
+        (None, _) => "-".into(),
+    }
+}
+
 fn print_table(rows: &[Value]) {
     if rows.is_empty() {
         say!(
@@ -279,7 +302,20 @@ fn print_table(rows: &[Value]) {
         );
         return;
     }
-    let header = ["id", "email/label", "plan", "status", "5h", "resets", "week", "resets", "last use", "cooldowns"];
+    let header = [
+        "id",
+        "email/label",
+        "plan",
+        "status",
+        "5h",
+        "resets",
+        "week",
+        "resets",
+        "pace",
+        "dry in",
+        "last use",
+        "cooldowns",
+    ];
     let mut table = vec![header.map(String::from).to_vec()];
     for r in rows {
         let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
@@ -308,12 +344,14 @@ fn print_table(rows: &[Value]) {
             when(&q["primary_reset_at"]),
             pct(&q["secondary_used_percent"]),
             when(&q["secondary_reset_at"]),
+            pace(&r["stewardship"], &r["in_flight"]),
+            dry(&r["stewardship"]["forecast"]),
             when(&r["last_used"]),
             cooldowns.join("; "),
         ]);
     }
     use super::output::Align::{Left, Right};
-    let align = [Left, Left, Left, Left, Right, Left, Right, Left, Left, Left];
+    let align = [Left, Left, Left, Left, Right, Left, Right, Left, Right, Left, Left, Left];
     super::output::text(format_args!("{}", super::output::table(&table, &align)));
     // Rare and serious, so under the table in full rather than squeezed into a column.
     for r in rows {

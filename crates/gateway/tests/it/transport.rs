@@ -169,7 +169,11 @@ fn assert_one_connection(env: &crate::harness::TestEnv, count: usize, version: &
 #[tokio::test]
 async fn http2_upstream_stream_limit_opens_more_connections() {
     let fake = fake_codex::FakeConfig { h2_max_concurrent_streams: 2, ..Default::default() };
-    let env = start(Setup { fake, env: vec![("CODEX_GATEWAY_UPSTREAM_H2C", "1".into())], ..Setup::default() }).await;
+    // More requests at once than one account takes by default (four): the transport's limit is under test here.
+    let config_toml = Some("[routing]\nmax_concurrent_per_account = 16".to_string());
+    let env =
+        start(Setup { fake, config_toml, env: vec![("CODEX_GATEWAY_UPSTREAM_H2C", "1".into())], ..Setup::default() })
+            .await;
     // One request first, so the connection exists and the server's limit has arrived.
     let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
     assert_eq!(status, 200, "{text}");

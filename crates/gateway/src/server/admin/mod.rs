@@ -29,6 +29,7 @@ use error::{AdminError, AdminJson};
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/admin/status", get(status))
+        .route("/admin/forecast", get(forecast))
         .route("/admin/accounts", get(list).post(add))
         .route("/admin/accounts/export", get(export))
         .route("/admin/accounts/{id}", get(one).delete(remove))
@@ -48,6 +49,12 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 /// What an admin handler answers: JSON, or the admin API's error (error.rs).
 type Answer<T = Json<Value>> = Result<T, AdminError>;
+
+/// The quota forecasts: each ChatGPT account's and the pool's, with the pool's projection (docs/accounts.md,
+/// "Forecast").
+async fn forecast(State(s): State<Arc<AppState>>) -> Json<Value> {
+    Json(s.pool.forecast_json())
+}
 
 async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
     let accounts = s.pool.accounts();
