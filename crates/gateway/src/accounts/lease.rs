@@ -1,15 +1,17 @@
 //! Leasing: which account serves the next request (strategy, plan priority, plan routing, conversation
-//! affinity, quota, cooldowns), the concurrency slot it holds while it does, and what an answer or a failure
-//! teaches the pool about the account (quota headers, cooldowns, status changes).
+//! affinity, held conversations, quota, cooldowns), the concurrency slot it holds while it does, and what an
+//! answer or a failure teaches the pool about the account (quota headers, cooldowns, status changes, risk
+//! signals).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use dialects::failure::{CooldownScope, StatusChange};
+use dialects::failure::{CooldownScope, RiskSignal, StatusChange};
 use dialects::{ErrorKind, GatewayError, UpstreamFailure};
 use reqwest::header::HeaderMap;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::hold::Hold;
 use super::select::{self, Candidate};
 use super::{Account, Blocked, Pool, QuotaSnapshot, Source};
 use crate::auth::now_unix;
@@ -24,6 +26,8 @@ pub enum LeaseError {
     UnknownModel(GatewayError),
     /// Accounts serve the model but none can now (cooling down, busy, none enabled, none logged in).
     Unavailable(GatewayError),
+    /// The conversation is held on an account that cannot serve it now (`hold.rs`): no other account may.
+    Held { hold: Hold, error: GatewayError },
 }
 
 /// An account reserved for one request; the concurrency slot is released on drop.
@@ -90,8 +94,11 @@ impl Pool {
         let mut any_active = false;
         let mut any_serving = false;
         let mut soonest: Option<Blocked> = None;
+        let affine = conversation.and_then(|k| self.affine_account(k));
+        // A held conversation is served by its own account or by none.
+        let held = affine.as_ref().and_then(|(home, hold)| Some((home.as_str(), hold.as_ref()?)));
         for (index, a) in list.iter().enumerate() {
-            if !a.is_active() || exclude.contains(&a.id) {
+            if held.is_some_and(|(home, _)| a.id != home) || !a.is_active() || exclude.contains(&a.id) {
                 continue;
             }
             any_active = true;
@@ -116,10 +123,14 @@ impl Pool {
             });
         }
         if candidates.is_empty() {
+            if let (Some((home, hold)), Some(key)) = (held, conversation) {
+                let held = HeldOn { key, home, hold };
+                return Err(held.refusal(list, model, now, &serves, exclude));
+            }
             return Err(self.refusal(model, now, (any_active, any_serving, soonest), exclude));
         }
-        let affine = conversation.and_then(|k| self.affine_account(k));
-        let affine_index = affine.and_then(|id| candidates.iter().find(|c| list[c.index].id == id).map(|c| c.index));
+        let affine_index =
+            affine.and_then(|(id, _)| candidates.iter().find(|c| list[c.index].id == id).map(|c| c.index));
         let mut order: Vec<usize> = match affine_index {
             Some(i) => vec![i],
             None => Vec::new(),
@@ -206,9 +217,17 @@ impl Pool {
         }
     }
 
-    /// After a failure that another account might not have: what the failure decides for the account (see
-    /// `dialects::failure`): a cooldown, a status change, or nothing.
-    pub fn record_failure(&self, account: &Account, model: &str, failure: &UpstreamFailure) {
+    /// After a failure: what the failure decides for the account (see `dialects::failure`): a cooldown, a status
+    /// change, or nothing; and what its risk signal asks of the pool: a policy refusal or a deactivation holds
+    /// `conversation` (the request's conversation key) on the account, an overload goes to the governor
+    /// (`risk.rs`).
+    pub fn record_failure(
+        &self,
+        account: &Account,
+        model: &str,
+        conversation: Option<&str>,
+        failure: &UpstreamFailure,
+    ) {
         let now = now_unix();
         if let Some(rule) = failure.cooldown() {
             let until = now.saturating_add(i64::try_from(rule.secs).unwrap_or(i64::MAX));
@@ -243,6 +262,13 @@ impl Pool {
                 }
             }
         }
+        if let Some(signal) = failure.risk_signal() {
+            match signal {
+                RiskSignal::Overload => self.note_overload(account),
+                RiskSignal::PolicyRefusal(kind) => self.record_policy_refusal(account, conversation, kind),
+                RiskSignal::Deactivated => self.hold_deactivated(account, conversation),
+            }
+        }
     }
 
     fn persist_status(&self, account: &Account, status: AccountStatus, reason: &str) {
@@ -250,6 +276,44 @@ impl Pool {
             let (store, id, reason) = (self.store.clone(), account.id.clone(), reason.to_string());
             tokio::task::spawn_blocking(move || store.set_status(&id, status, Some(&reason)));
         }
+    }
+}
+
+/// A conversation held on its account: its key, the account, and why.
+struct HeldOn<'a> {
+    key: &'a str,
+    home: &'a str,
+    hold: &'a Hold,
+}
+
+impl HeldOn<'_> {
+    /// Why the conversation gets no account: its own account was tried for this request already (the request's
+    /// own failure is the answer), or it cannot serve now (the client is told the conversation is held, and why).
+    fn refusal(
+        &self,
+        list: &[Arc<Account>],
+        model: &str,
+        now: i64,
+        serves: &impl Fn(&Account) -> bool,
+        exclude: &[String],
+    ) -> LeaseError {
+        let HeldOn { key, home, hold } = *self;
+        if exclude.iter().any(|e| e == home) {
+            return LeaseError::Exhausted;
+        }
+        let why_not = match list.iter().find(|a| a.id == home) {
+            None => "it is no longer in the pool".to_string(),
+            Some(a) if !a.is_active() => match a.status() {
+                (status, Some(reason)) => format!("{}: {reason}", status.as_str()),
+                (status, None) => status.as_str().to_string(),
+            },
+            Some(a) if !serves(a) => format!("it does not serve `{model}`"),
+            Some(a) => match a.blocked(model, now) {
+                Some(b) => format!("{}; available again in {} s", b.note, (b.until - now).max(1)),
+                None => "it is busy".to_string(),
+            },
+        };
+        LeaseError::Held { hold: hold.clone(), error: Pool::held_error(key, home, hold, &why_not) }
     }
 }
 

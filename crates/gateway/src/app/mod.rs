@@ -60,9 +60,10 @@ impl AppState {
         let catalog = Catalog::new(pool.clone());
         let keys = Arc::new(Keys::load(store.clone())?);
         keys.set_configured(&config.configured_keys)?;
+        keys.set_policy_limit(config.routing.policy_refusals_per_key);
         seed_budgets(&keys, &store)?;
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
-        // Client keys: token budgets are charged from each record.
+        // Client keys: token budgets are charged from each record, and policy refusals counted.
         all.push(Arc::new(BudgetSink(keys.clone())));
         let (ledger, ledger_sink) = crate::usage::Ledger::open_for(pool.store(), &config.usage)?;
         let ledger = Arc::new(ledger);

@@ -1,5 +1,5 @@
 //! Gauges read from the account pool at each scrape: quota windows, resets, whether each account can serve,
-//! cooldowns, in-flight requests, and the streams open now. Read at scrape time, so a removed account's series
+//! cooldowns, in-flight requests, policy refusals and held conversations, and the streams open now. Read at scrape time, so a removed account's series
 //! disappears with it.
 
 use std::sync::Arc;
@@ -8,6 +8,8 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+
+use dialects::failure::PolicyKind;
 
 use crate::accounts::{Account, Pool};
 use crate::auth::now_unix;
@@ -113,8 +115,16 @@ impl PoolGauges {
         let mut up = Vec::new();
         let mut cooldown = Vec::new();
         let mut in_flight = Vec::new();
+        let mut refusals = Vec::new();
         let names = distinct(accounts.iter().map(|a| (self.name(a), a.id.as_str())).collect());
         for (a, name) in accounts.iter().zip(names) {
+            // Only the kinds that happened: at most five series an account, usually none.
+            for kind in PolicyKind::ALL {
+                let n = a.risk.refusals(kind);
+                if n > 0 {
+                    refusals.push((vec![("account", name.clone()), ("kind", kind.name().to_string())], n as f64));
+                }
+            }
             let q = a.quota.read().clone();
             for (window, percent, reset) in [
                 ("5h", q.primary_used_percent, q.primary_reset_at),
@@ -155,7 +165,13 @@ impl PoolGauges {
             "When the account's cooldown or used-up window ends (unix seconds; 0: none)",
             &cooldown,
         )?;
-        family(encoder, "account_in_flight", "Requests the account is serving now", &in_flight)
+        family(encoder, "account_in_flight", "Requests the account is serving now", &in_flight)?;
+        counter_family(
+            encoder,
+            "policy_refusals",
+            "Requests the upstream refused under its usage policy, by account and kind, since the gateway started",
+            &refusals,
+        )
     }
 
     /// The gateway's own: token refreshes, the ledger's drops, the store, open streams, HTTP/2 resets.
@@ -199,6 +215,13 @@ impl PoolGauges {
                 &dropped,
             )?;
         }
+        let held = [(Vec::new(), self.pool.held_total() as f64)];
+        family(
+            encoder,
+            "conversations_held",
+            "Conversations held on their account after a policy refusal or a deactivation (docs/accounts.md)",
+            &held,
+        )?;
         let streams = vec![(Vec::new(), crate::metrics::streams::open_streams() as f64)];
         family(encoder, "active_streams", "Streaming answers being written now", &streams)?;
         let resets = [(Vec::new(), crate::upstream::http2_resets_sent() as f64)];

@@ -28,6 +28,8 @@ impl RecordSink for AccessLog {
             stream = r.stream,
             account = r.account.as_deref(),
             moved_from = r.moved_from.as_deref(),
+            refusal = r.refusal.map(dialects::failure::PolicyKind::name),
+            held = r.held.as_ref().map(crate::accounts::Hold::as_str),
             attempts = r.attempts,
             failovers = r.failovers,
             input_tokens = r.usage.input_tokens,

@@ -753,6 +753,7 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
         expires_at: None,
         created_at: 1,
         revoked_at: None,
+        suspended: None,
     };
     sqlite.insert_key(&key).unwrap_or_else(|e| panic!("{e:#}"));
     drop(sqlite);
