@@ -252,6 +252,15 @@ impl Pool {
             // Team store: the other instances skip it too (accounts/shared_cooldowns.rs).
             self.share_cooldown(account, scope, until, rule.reason, &rule.note);
         }
+        self.record_standing(account, conversation, failure);
+    }
+
+    /// What a failure says of the account's standing, also when it came after the answer's first byte (the
+    /// exchange reports those, `relay::exchange::Exchange::report_failure`): a status change, and its risk signal
+    /// (a policy refusal or a deactivation holds `conversation` on the account, an overload goes to `risk.rs`).
+    /// Cooldowns stay decided before the first byte, as they always were: a stream that failed late is answered
+    /// already, and the account's next request learns for itself.
+    pub fn record_standing(&self, account: &Account, conversation: Option<&str>, failure: &UpstreamFailure) {
         if let Some(change) = failure.account_status() {
             match change {
                 StatusChange::Deactivated => {

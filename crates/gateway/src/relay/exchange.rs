@@ -45,19 +45,18 @@ pub struct Exchange {
 /// What a failure after the hand-over is reported with.
 struct Later {
     pool: Arc<Pool>,
-    /// The model and conversation key the request went with (moved from the [`Prepared`] request by [`start`]).
-    slug: String,
+    /// The conversation key the request went with (moved from the [`Prepared`] request by [`start`]).
     key: String,
 }
 
 impl Exchange {
     /// The answer failed after the exchange was handed over (the pump's in-stream error, a whole answer's
-    /// failure): the pool learns of it as of a failure before the first byte, so its risk signal (a policy
-    /// refusal, a deactivation) holds the conversation and counts on the account all the same.
+    /// failure): the pool learns what it says of the account's standing, so its risk signal (a policy refusal, a
+    /// deactivation) holds the conversation and counts on the account as before the first byte.
     pub fn report_failure(&self, failure: &UpstreamFailure) {
-        let Later { pool, slug, key } = &*self.later;
+        let Later { pool, key, .. } = &*self.later;
         let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
-        pool.record_failure(&self.lease.account, slug, conversation, failure);
+        pool.record_standing(&self.lease.account, conversation, failure);
     }
 
     /// The upstream's content filter ended the answer after output had gone out: the client's dialect reports
@@ -137,8 +136,7 @@ pub async fn start(
     let prepared = prepare(state, &headers, req, record).await?;
     drop(headers);
     let mut exchange = open(state, &prepared, record).await?;
-    // Moved, not copied: the request is done with them.
-    exchange.later.slug = prepared.slug;
+    // Moved, not copied: the request is done with it.
     exchange.later.key = prepared.key;
     Ok(exchange)
 }
@@ -399,7 +397,7 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
                 request_id: ctx.request_id.clone(),
                 input_estimate,
                 rate_limits,
-                later: Box::new(Later { pool: state.pool.clone(), slug: String::new(), key: String::new() }),
+                later: Box::new(Later { pool: state.pool.clone(), key: String::new() }),
             }
         };
         let sent = send_once(state, &account, current.body.clone(), ctx, *stream, &mut window, &mut refresh);
