@@ -116,10 +116,10 @@ impl Pool {
     }
 
     /// The account that served conversation `key`'s last turn (its home: the state it sealed is readable there
-    /// only), and the account that got its own identifiers (the same one unless the conversation moved), if
-    /// known.
-    pub fn home_account(&self, key: &str) -> Option<(String, String)> {
-        self.affinity.lock().peek(key).map(|a| (a.account.clone(), a.origin().to_string()))
+    /// only), and the account that got its own identifiers when that is another one (the conversation moved since),
+    /// if known. One lock and a clone of the id (two for a conversation that moved).
+    pub fn home_account(&self, key: &str) -> Option<(String, Option<String>)> {
+        self.affinity.lock().peek(key).map(|a| (a.account.clone(), a.origin.clone()))
     }
 
     /// Conversation `key` stays with `home` (a turn leased another account but could not move there, so the

@@ -325,8 +325,6 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
     let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
     let known = conversation.and_then(|k| state.pool.home_account(k));
     let home = known.as_ref().map(|(home, _)| home.as_str());
-    // The account that got the conversation's own identifiers: known, or this request's first.
-    let mut origin = known.as_ref().map(|(_, origin)| origin.clone());
     // Both apply live (app/reload.rs): one snapshot load per request.
     let (keepalive, max_accounts) = {
         let live = state.live.config();
@@ -359,7 +357,13 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
         tried.push(account.id.clone());
         record.attempt(&account.id);
         let moved_from = home.filter(|h| *h != account.id);
-        let own_identity = origin.get_or_insert_with(|| account.id.clone()) != &account.id;
+        // Not the account that got the conversation's own identifiers (the one it moved from earlier, else its
+        // home, else this request's first): identifiers of its own.
+        let own_identity = match &known {
+            Some((_, Some(origin))) => *origin != account.id,
+            Some((home, None)) => *home != account.id,
+            None => tried.first().is_some_and(|first| *first != account.id),
+        };
         let unsealed: Prepared;
         let current = match (moved_from.is_some() || foreign_reasoning, own_identity) {
             (false, false) => prepared,

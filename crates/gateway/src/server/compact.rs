@@ -82,7 +82,9 @@ async fn run(
     // An account other than the one that got the conversation's own identifiers gets its own (issue 71), in the
     // headers and the body's `prompt_cache_key` alike (the rest of the body goes as it came).
     let own = |id: &str| account_thread_id(id, &account.id);
-    let relabel = conversation.and_then(|k| state.pool.home_account(k)).is_some_and(|(_, origin)| origin != account.id);
+    let relabel = conversation
+        .and_then(|k| state.pool.home_account(k))
+        .is_some_and(|(home, origin)| origin.unwrap_or(home) != account.id);
     let thread = match relabel {
         true => own(&thread_id_for(&key)),
         false => thread_id_for(&key),

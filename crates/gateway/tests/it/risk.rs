@@ -322,16 +322,17 @@ async fn a_key_is_suspended_after_repeated_policy_refusals_when_that_is_switched
         let (status, body) = keyed_request(&env, &secret, conv).await;
         assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bio_policy")), "refusal {i}: {body}");
     }
-    // The suspension is written off the request's task: the key's row says so shortly.
-    let mut status = Value::Null;
+    // The key is refused at once; its row, written off the request's task, says so shortly.
+    assert_eq!(key_summary(&env, &id).await["status"], "suspended");
+    let mut written = Value::Null;
     for _ in 0..100 {
-        status = key_summary(&env, &id).await["status"].clone();
-        if status == "suspended" {
+        written = key_summary(&env, &id).await["suspended_at"].clone();
+        if written.is_string() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(status, "suspended");
+    assert!(written.is_string(), "the suspension was never stored");
     let before = env.fake.requests_to("/responses").len();
     let (code, body) = keyed_request(&env, &secret, "conv-k3").await;
     assert_eq!((code, body["error"]["code"].as_str()), (403, Some("key_suspended_policy")), "{body}");
