@@ -150,11 +150,6 @@ impl Recorder {
         }
     }
 
-    /// The client key the request came with (the pump reports a refusal after the first byte under it).
-    pub fn client_key(&self) -> Option<&Arc<str>> {
-        self.record.as_deref().and_then(|r| r.client_key.as_ref())
-    }
-
     /// The account whose answer is being relayed.
     pub fn served_by(&mut self, account: &str) {
         if let Some(r) = self.record.as_deref_mut() {
