@@ -179,10 +179,12 @@ impl Pool {
                     a.hold = Some(Held { hold, since: now });
                     Some(a.row(key))
                 }
-                // The conversation was leased elsewhere meanwhile (another of its requests moved it): it belongs
-                // where it was refused, and stays there.
+                // The conversation was leased elsewhere meanwhile (another of its requests moved it), or forgotten:
+                // it belongs where it was refused, and stays there.
                 Some(_) | None => {
+                    let origin = map.peek(key).map(|a| a.origin().to_string()).filter(|o| *o != account.id);
                     let mut entry = Affine::new(&account.id, now.saturating_mul(1000));
+                    entry.origin = origin;
                     entry.hold = Some(Held { hold, since: now });
                     let row = entry.row(key);
                     super::affinity::insert(&mut map, key.to_string(), entry);
