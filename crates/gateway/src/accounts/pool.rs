@@ -43,6 +43,8 @@ pub struct Pool {
     pub refreshes: super::tokens::RefreshCounts,
     /// The scale of learnt capacity, shared with every account (`steward.rs`).
     pub(super) correction: Arc<super::steward::Correction>,
+    /// Conversations held, as last counted (`hold.rs`).
+    pub(super) held_total: AtomicUsize,
     /// Held through a whole [`Pool::reload`], so re-reads (after an admin change, the upkeep round, a team change)
     /// run one after another: a round that read the store before `accounts disable` cannot write the old status
     /// back after the disable's own re-read.
@@ -61,6 +63,7 @@ impl Pool {
             base_http,
             affinity: Mutex::new(LruCache::new(cap)),
             refreshes: Default::default(),
+            held_total: AtomicUsize::new(0),
             turn: AtomicUsize::new(0),
             sticky: Mutex::new(None),
             strategy: AtomicU8::new(strategy.as_u8()),
@@ -216,6 +219,8 @@ impl Pool {
             }));
         }
         self.accounts.store(Arc::new(next));
+        // An account built anew (a new proxy) counts its held conversations from here.
+        self.recount_holds();
         Ok(())
     }
 

@@ -21,7 +21,7 @@ pub mod team;
 pub mod usage;
 
 pub use accounts::{AccountKind, AccountStatus, StoredAccount, Tokens, UnknownKind, UnknownStatus, redact};
-pub use keys::{Limits, NameClaim, StoredKey};
+pub use keys::{Limits, NameClaim, StoredKey, Suspension};
 use postgres::PgStore;
 use sqlite::SqliteStore;
 

@@ -71,6 +71,10 @@ CREATE TABLE client_keys (
     "ALTER TABLE accounts ADD COLUMN installation_id TEXT;",
     // 7: the account a conversation moved from (relay/moves.rs).
     ledger::MOVED_FROM,
+    // 8: a request's policy refusal and held conversation (docs/accounts.md, "Risk signals").
+    ledger::RISK,
+    // 9: a client key suspended after repeated policy refusals (keys/).
+    super::keys::SUSPENSION,
 ];
 
 /// One SQLite file and the connection the store's calls share.
