@@ -4,14 +4,21 @@
 //! With a team store (docs/team.md) the map is also a read-through cache of the team's table
 //! (`store/postgres/affinity.rs`): what this instance decides is shared in the background when it is new (a
 //! first turn, a move to another account) or was last shared an hour ago, never per turn; what the others
-//! decide is pulled into the map every half second. A request never waits for the database.
+//! decide is pulled into the map every half second; and a conversation the map does not have is asked of the
+//! table before its account is chosen (once, within [`ASK_WITHIN`]), so that a turn that follows the one before
+//! on another instance at once keeps its account. No other request waits for the database.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Account, Pool, Source};
 use crate::auth::now_ms;
-use crate::store::team::{PULL, PullCursor, RESHARE_SECS};
+use crate::store::team::{AskedAffinity, PULL, PullCursor, RESHARE_SECS};
+
+/// How long a request waits for the team store's answer about a conversation this instance has not seen: some
+/// round trips to a database on the same network, and a small share of a turn; past it the instance decides
+/// alone, as when the database is away.
+const ASK_WITHIN: Duration = Duration::from_millis(200);
 
 /// A conversation's account as this instance knows it.
 #[derive(Debug, Clone)]
@@ -25,8 +32,9 @@ pub struct Affine {
 
 /// A local decision younger than this beats a different one pulled from the team, and is shared again: the two
 /// were made at about the same time (two requests of one conversation on two instances at once), and the one
-/// in the table may be this one's, still on its way or written after the other. Longer than a flush and its
-/// statement, shorter than a pull period, so the instances settle on the one the table ends with.
+/// in the table may be this one's, still on its way or written after the other. Longer than the writer's
+/// statements (the one running when the entry came, and its own), shorter than a pull period, so the instances
+/// settle on the one the table ends with.
 const SETTLE_MS: i64 = 300;
 
 /// What a row pulled from the team does to this instance's entry for the conversation.
@@ -52,6 +60,33 @@ impl Pool {
     /// The account that holds conversation `key`, if this instance knows one. One lock and a clone of the id.
     pub(super) fn affine_account(&self, key: &str) -> Option<String> {
         self.affinity.lock().get(key).map(|a| a.account.clone())
+    }
+
+    /// The account that holds conversation `key`: this instance's map, else (a key it has not seen) the team
+    /// store's answer, taken into the map as pulled (not as a decision of this instance's, so it is not shared
+    /// again). The store is asked within [`ASK_WITHIN`]; on a local store it answers at once with no I/O; when it
+    /// is slow or unreachable the conversation is decided here alone, as before there was a table.
+    pub(super) async fn affine_account_or_ask(&self, key: &str) -> Option<String> {
+        if let Some(account) = self.affine_account(key) {
+            return Some(account);
+        }
+        match self.store.ask_affinity(key, ASK_WITHIN).await {
+            Ok(AskedAffinity::Held(account)) => {
+                let now = now_ms();
+                let mut map = self.affinity.lock();
+                // A turn of the conversation leased here meanwhile decided already: that decision stands.
+                if let Some(decided) = map.get(key) {
+                    return Some(decided.account.clone());
+                }
+                map.put(key.to_string(), Affine { account: account.clone(), shared_ms: now, local: false });
+                Some(account)
+            }
+            Ok(AskedAffinity::Unknown | AskedAffinity::Alone) => None,
+            Err(e) => {
+                tracing::debug!("conversation affinity: the team store did not say ({e:#}); deciding alone");
+                None
+            }
+        }
     }
 
     /// The account that served conversation `key`'s last turn (its home: the state it sealed is readable there

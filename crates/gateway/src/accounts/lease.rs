@@ -53,6 +53,11 @@ impl Pool {
         exclude: &[String],
     ) -> Result<Lease, LeaseError> {
         let list = self.accounts();
+        // A conversation this instance has not seen is asked of the team store, once, before any choice: the
+        // answer goes into the map the choice reads (accounts/affinity.rs).
+        if let Some(k) = conversation {
+            self.affine_account_or_ask(k).await;
+        }
         // Each pass fetches at most one catalog, so the pool's size bounds the passes.
         let serves = |a: &Account| a.serves(model);
         for _ in 0..=list.len() {
