@@ -469,6 +469,9 @@ async fn request_while_a_refresh_hangs(
     };
     let env = start(setup).await;
     env.fake.set_token_endpoint(EndpointMode::Hang);
+    // Serving first: the times measured are the request's, not the gateway's start on a loaded machine.
+    let health = env.http.get(env.url("/health")).send().await.map(|r| r.status().as_u16());
+    assert_eq!(health.ok(), Some(200), "the gateway does not answer");
     match starter {
         Starter::Itself => {
             let (status, text, _, took) = timed_post(&env, "/v1/chat/completions", &chat(false), limit * 20).await;
