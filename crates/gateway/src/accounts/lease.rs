@@ -94,6 +94,11 @@ impl Pool {
     /// once (docs/security.md). An account whose catalog turns out not to list the model is passed over.
     pub async fn lease(&self, need: &Need<'_>, exclude: &[String]) -> Result<Lease, LeaseError> {
         let list = self.accounts();
+        // A conversation this instance has not seen is asked of the team store, once, before any choice: the
+        // answer goes into the map the choice reads (accounts/affinity.rs).
+        if let Some(k) = need.conversation {
+            self.affine_account_or_ask(k).await;
+        }
         // Each pass fetches at most one catalog, so the pool's size bounds the passes.
         let serves = |a: &Account| a.serves(need.model);
         for _ in 0..=list.len() {

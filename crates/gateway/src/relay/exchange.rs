@@ -334,8 +334,9 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
     let mut window = PeekWindow { len: keepalive.min(Duration::from_secs(10)), end: None };
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<GatewayError> = None;
-    // One token refresh attempt for the whole request, whichever accounts it goes through (issue 58).
-    let mut refresh = RefreshBudget::default();
+    // One token refresh attempt for the whole request, whichever accounts it goes through (issues 58, 71),
+    // counted from when it began: an attempt the catalog check waited through on its way here is one of them.
+    let mut refresh = RefreshBudget::since(record.started());
     loop {
         if tried.len() >= max_accounts {
             return Err(StartError::Unavailable(last_error.unwrap_or_else(no_other_account)));

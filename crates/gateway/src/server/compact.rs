@@ -19,7 +19,7 @@ use bytes::Bytes;
 use dialects::{ErrorKind, GatewayError};
 use serde_json::{Map, Value};
 
-use crate::accounts::LeaseError;
+use crate::accounts::{LeaseError, RefreshBudget};
 use crate::app::{AppState, request_id};
 use crate::relay::exchange::{account_thread_id, thread_id_for};
 use crate::relay::unary;
@@ -55,6 +55,8 @@ async fn run(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GatewayError> {
+    // From here: an attempt the catalog check waits through is the request's one refresh attempt.
+    let mut refresh = RefreshBudget::new();
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
     let tree: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, format!("The body is not a JSON object: {e}")))?;
@@ -121,7 +123,8 @@ async fn run(
         // Compaction is a unary HTTP call (`responses/compact`), never over the WebSocket.
         ..CallContext::default()
     };
-    let answer = unary::send(state, &account, |auth| state.upstream.compact(&account, auth, body.clone(), &ctx)).await;
+    let call = |auth| state.upstream.compact(&account, auth, body.clone(), &ctx);
+    let answer = unary::send(state, &account, &mut refresh, call).await;
     drop(lease);
     let (status, upstream_headers, bytes) = match answer {
         Ok(ok) => ok,
