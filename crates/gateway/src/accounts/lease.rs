@@ -70,6 +70,9 @@ impl Drop for Lease {
     }
 }
 
+/// What [`Pool::preview`] finds: the account a request would be given now, and the account back soonest with when.
+pub type Preview = (Option<Arc<Account>>, Option<(Arc<Account>, i64)>);
+
 /// What a search of the pool found for a request.
 struct Search {
     candidates: Vec<Candidate>,
@@ -102,15 +105,21 @@ impl Pool {
 
     /// Reserve an account for the backend's image endpoints (`model` is the image model, for cooldowns and
     /// errors): a ChatGPT login on a paid plan, as the official client offers image generation to no other
-    /// (codex-rs `image_generation_available`). Catalogs list the Responses models only, so none is fetched.
-    pub async fn lease_for_images(&self, model: &str, exclude: &[String]) -> Result<Lease, LeaseError> {
+    /// (codex-rs `image_generation_available`). Catalogs list the Responses models only, so none is fetched. An
+    /// opportunistic key's images, as its turns, spend only quota that would otherwise expire.
+    pub async fn lease_for_images(
+        &self,
+        model: &str,
+        opportunistic: bool,
+        exclude: &[String],
+    ) -> Result<Lease, LeaseError> {
         let images = |a: &Account| a.kind == AccountKind::Chatgpt && a.plan().as_deref() != Some("free");
-        self.choose(&self.accounts(), &Need::model(model), images, exclude).await
+        self.choose(&self.accounts(), &Need { opportunistic, ..Need::model(model) }, images, exclude).await
     }
 
     /// The account a request of no conversation would be given now, without reserving it; else the account back
     /// soonest and when (every one is out), or neither (none can serve at all).
-    pub fn preview(&self, now: i64) -> (Option<Arc<Account>>, Option<(Arc<Account>, i64)>) {
+    pub fn preview(&self, now: i64) -> Preview {
         let list = self.accounts();
         // No model is named: only what blocks the whole account counts (an empty slug matches no model cooldown).
         let search = self.search(&list, &Need::model(""), |_| true, &[], now);

@@ -19,6 +19,9 @@ pub enum KeysCommand {
         name: String,
         #[command(flatten)]
         limits: LimitArgs,
+        /// Serve the key only from quota that would otherwise expire unused (docs/operations.md, "Client keys").
+        #[arg(long)]
+        opportunistic: bool,
         #[arg(long)]
         json: bool,
     },
@@ -42,6 +45,9 @@ pub enum KeysCommand {
         name: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        /// `true`: serve the key only from quota that would otherwise expire; `false`: as any key.
+        #[arg(long, value_name = "true|false")]
+        opportunistic: Option<bool>,
         #[arg(long)]
         json: bool,
     },
@@ -114,18 +120,31 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
 
 async fn command(target: &impl KeysTarget, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::Create { name, limits, json } => create(target, name, &limits, json).await,
+        KeysCommand::Create { name, limits, opportunistic, json } => {
+            create(target, name, &limits, opportunistic, json).await
+        }
         KeysCommand::List { json } => list(target, json).await,
         KeysCommand::Show { id, json } => show(target, &id, json).await,
-        KeysCommand::Update { id, name, limits, json } => update(target, &id, name, &limits, json).await,
+        KeysCommand::Update { id, name, limits, opportunistic, json } => {
+            update(target, &id, name, &limits, opportunistic, json).await
+        }
         KeysCommand::Revoke { id } => revoke(target, &id).await,
     }
 }
 
-async fn create(target: &impl KeysTarget, name: String, limits: &LimitArgs, json: bool) -> anyhow::Result<()> {
+async fn create(
+    target: &impl KeysTarget,
+    name: String,
+    limits: &LimitArgs,
+    opportunistic: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut body = Map::new();
     body.insert("name".into(), json!(name));
     limits.to_json(&mut body)?;
+    if opportunistic {
+        body.insert("opportunistic".into(), json!(true));
+    }
     let key = target.create_key(body).await?;
     if json {
         say!("{}", serde_json::to_string_pretty(&key)?);
@@ -147,7 +166,7 @@ async fn list(target: &impl KeysTarget, json: bool) -> anyhow::Result<()> {
         say!("no client keys (codex-gateway keys create --name NAME)");
         return Ok(());
     }
-    let header = ["id", "name", "prefix", "status", "rpm", "conc", "daily", "monthly", "models"];
+    let header = ["id", "name", "prefix", "status", "rpm", "conc", "daily", "monthly", "opportunistic", "models"];
     let mut rows = vec![header.map(String::from).to_vec()];
     let n = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
     let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
@@ -161,11 +180,12 @@ async fn list(target: &impl KeysTarget, json: bool) -> anyhow::Result<()> {
             n(&k["concurrency"]),
             n(&k["daily_tokens"]),
             n(&k["monthly_tokens"]),
+            if k["opportunistic"] == true { "yes" } else { "no" }.to_string(),
             models(k),
         ]);
     }
     use super::output::Align::{Left, Right};
-    let align = [Left, Left, Left, Left, Right, Right, Right, Right, Left];
+    let align = [Left, Left, Left, Left, Right, Right, Right, Right, Left, Left];
     super::output::text(format_args!("{}", super::output::table(&rows, &align)));
     Ok(())
 }
@@ -186,6 +206,7 @@ async fn update(
     given: &str,
     name: Option<String>,
     limits: &LimitArgs,
+    opportunistic: Option<bool>,
     json: bool,
 ) -> anyhow::Result<()> {
     let id = resolve(target, given).await?;
@@ -194,6 +215,9 @@ async fn update(
         body.insert("name".into(), json!(n));
     }
     limits.to_json(&mut body)?;
+    if let Some(o) = opportunistic {
+        body.insert("opportunistic".into(), json!(o));
+    }
     let key = target.update_key(&id, body).await?;
     if json {
         say!("{}", serde_json::to_string_pretty(&key)?)
@@ -269,6 +293,10 @@ fn print_key(k: &Value) {
     say!("concurrency:    {}", s("concurrency"));
     say!("daily tokens:   {}", s("daily_tokens"));
     say!("monthly tokens: {}", s("monthly_tokens"));
+    say!(
+        "opportunistic:  {}",
+        if k["opportunistic"] == true { "yes (only quota that would otherwise expire)" } else { "no" }
+    );
     say!("expires:        {}", s("expires_at"));
     if let Some(u) = k.get("usage") {
         say!(

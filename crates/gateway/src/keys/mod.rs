@@ -38,6 +38,8 @@ pub struct ClientKey {
     pub limits: Limits,
     pub expires_at: Option<i64>,
     pub revoked: bool,
+    /// Its requests are served only from quota that would otherwise expire (the lease's `Need::opportunistic`).
+    pub opportunistic: bool,
     /// Shared with the key's next version after an update, so counters survive a change of limits.
     state: Arc<KeyState>,
 }
@@ -197,6 +199,7 @@ impl Keys {
                 limits: k.limits,
                 expires_at: None,
                 revoked: false,
+                opportunistic: k.opportunistic,
                 state,
             });
             next.by_hash.insert(sha256(&k.secret), key.clone());
@@ -216,6 +219,7 @@ impl Keys {
                 limits: row.limits,
                 expires_at: row.expires_at,
                 revoked: row.revoked_at.is_some(),
+                opportunistic: row.opportunistic,
                 state,
             });
             next.by_hash.insert(hash, key.clone());

@@ -86,7 +86,8 @@ async fn serve(
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<GatewayError> = None;
     loop {
-        let lease = match state.pool.lease_for_images(&model, &tried).await {
+        let opportunistic = caller.as_ref().is_some_and(|Caller(k)| k.opportunistic);
+        let lease = match state.pool.lease_for_images(&model, opportunistic, &tried).await {
             Ok(lease) => lease,
             Err(LeaseError::Exhausted) => return Err(last_error.unwrap_or_else(no_account)),
             Err(LeaseError::UnknownModel(_)) => return Err(no_account()),

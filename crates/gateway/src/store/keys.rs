@@ -20,6 +20,8 @@ pub struct StoredKey {
     pub expires_at: Option<i64>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// Served only from quota that would otherwise expire (docs/operations.md, "Client keys").
+    pub opportunistic: bool,
 }
 
 /// A key's configured limits (`None`: no limit of that kind).
@@ -68,7 +70,8 @@ impl Store {
         }
     }
 
-    /// Write a key's name, models, limits, expiry and revocation (the secret and its hash never change).
+    /// Write a key's name, models, limits, whether it is opportunistic, its expiry and revocation (the secret and
+    /// its hash never change).
     pub fn update_key(&self, k: &StoredKey) -> anyhow::Result<bool> {
         match &self.backend {
             Backend::Sqlite => self.file.update_key(k),

@@ -99,6 +99,8 @@ CREATE TABLE instances (
     "ALTER TABLE accounts ADD COLUMN installation_id TEXT;",
     // 7: the account a conversation moved from (relay/moves.rs).
     crate::store::usage::MOVED_FROM,
+    // 8: each account's owner policy (accounts/steward.rs) and opportunistic client keys (keys/).
+    crate::store::POLICIES,
 ];
 
 /// The schema version a current PostgreSQL store has.

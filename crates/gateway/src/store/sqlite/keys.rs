@@ -7,7 +7,7 @@ use super::SqliteStore;
 use crate::store::{Limits, NameClaim, StoredKey};
 
 const COLUMNS: &str = "id, name, prefix, secret_sha256, models, rpm, concurrency, daily_tokens, monthly_tokens, \
-                       expires_at, created_at, revoked_at";
+                       expires_at, created_at, revoked_at, opportunistic";
 
 impl SqliteStore {
     pub fn list_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
@@ -81,7 +81,10 @@ fn name_holder(conn: &Connection, k: &StoredKey) -> rusqlite::Result<Option<Stri
 
 fn insert_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
     conn.execute(
-        &format!("INSERT INTO client_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+        &format!(
+            "INSERT INTO client_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+                 ?13)"
+        ),
         params![
             k.id,
             k.name,
@@ -95,6 +98,7 @@ fn insert_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
             k.expires_at,
             k.created_at,
             k.revoked_at,
+            k.opportunistic,
         ],
     )
 }
@@ -103,7 +107,7 @@ fn insert_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
 fn update_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
     conn.execute(
         "UPDATE client_keys SET name=?2, models=?3, rpm=?4, concurrency=?5, daily_tokens=?6, monthly_tokens=?7,
-                                expires_at=?8, revoked_at=?9 WHERE id=?1",
+                                expires_at=?8, revoked_at=?9, opportunistic=?10 WHERE id=?1",
         params![
             k.id,
             k.name,
@@ -114,6 +118,7 @@ fn update_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
             k.limits.monthly_tokens.map(clamp),
             k.expires_at,
             k.revoked_at,
+            k.opportunistic,
         ],
     )
 }
@@ -141,6 +146,7 @@ fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredKey> {
         expires_at: r.get(9)?,
         created_at: r.get(10)?,
         revoked_at: r.get(11)?,
+        opportunistic: r.get(12)?,
     })
 }
 
@@ -162,10 +168,12 @@ mod tests {
             expires_at: Some(1_800_000_000),
             created_at: 1_700_000_000,
             revoked_at: None,
+            opportunistic: true,
         };
         store.insert_key(&k)?;
         assert_eq!(store.get_key("key_1")?.as_ref(), Some(&k));
         k.revoked_at = Some(1_700_000_100);
+        k.opportunistic = false;
         k.models = None;
         k.limits.daily_tokens = None;
         assert!(store.update_key(&k)?);
