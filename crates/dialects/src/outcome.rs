@@ -30,10 +30,11 @@ impl Finish {
     }
 
     /// Map an upstream `incomplete_details.reason`.
-    pub fn from_incomplete(reason: &str) -> Finish {
+    pub fn from_incomplete(reason: &crate::responses::event::IncompleteReason) -> Finish {
+        use crate::responses::event::IncompleteReason;
         match reason {
-            "content_filter" => Finish::ContentFilter,
-            _ => Finish::Length,
+            IncompleteReason::ContentFilter => Finish::ContentFilter,
+            IncompleteReason::MaxOutputTokens | IncompleteReason::Other(_) => Finish::Length,
         }
     }
 }

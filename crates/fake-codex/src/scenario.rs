@@ -192,6 +192,30 @@ pub fn outcome(scenario: Scenario, ctx: &ReplyCtx<'_>) -> Outcome {
             failed_plan("server_is_overloaded", "Our servers are currently overloaded. Please try again later.")
         }
         Scenario::Failed { code, message } => failed_plan(&code, &message),
+        Scenario::PolicyRefusal { code } => http_json(
+            400,
+            json!({"error": {
+                "message": policy_message(&code),
+                "type": "invalid_request_error",
+                "param": null,
+                "code": code,
+            }}),
+        ),
+        Scenario::PolicyRefusalInStream { code } => failed_plan(&code, policy_message(&code)),
+        Scenario::ContentFiltered => {
+            let mut plan = Plan::new(Vec::new(), d);
+            plan.ending = Ending::Incomplete("content_filter".into());
+            Outcome::Stream(plan)
+        }
+        Scenario::Deactivated => http_json(
+            403,
+            json!({"error": {
+                "message": "This account has been deactivated. Please contact support if you believe this is an error.",
+                "type": "invalid_request_error",
+                "param": null,
+                "code": "account_deactivated",
+            }}),
+        ),
         Scenario::ContextLengthExceeded => failed_plan(
             "context_length_exceeded",
             "Your input exceeds the context window of this model. Please adjust your input and try again.",
@@ -264,6 +288,16 @@ pub fn outcome(scenario: Scenario, ctx: &ReplyCtx<'_>) -> Outcome {
             ],
             delay_ms: 0,
         },
+    }
+}
+
+/// The message a policy refusal comes with (the code is what a client reads).
+fn policy_message(code: &str) -> &'static str {
+    match code {
+        "cyber_policy" => "This request has been flagged for potentially high-risk cyber activity.",
+        "bio_policy" => "This request has been flagged for potentially high-risk biological content.",
+        "invalid_prompt" => "Invalid prompt: your prompt was flagged as potentially violating our usage policy.",
+        _ => "This request was refused under the usage policy.",
     }
 }
 

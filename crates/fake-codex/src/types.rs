@@ -259,6 +259,9 @@ fn default_overloaded() -> String {
 fn default_failed_message() -> String {
     "An error occurred while processing your request.".to_string()
 }
+fn default_policy() -> String {
+    "cyber_policy".to_string()
+}
 fn default_slow_deltas() -> usize {
     8
 }
@@ -355,6 +358,23 @@ pub enum Scenario {
     },
     /// response.failed with code context_length_exceeded.
     ContextLengthExceeded,
+    /// HTTP 400 refusing the request under the usage policy, with the code the backend gives (`cyber_policy` by
+    /// default; `bio_policy`, `invalid_prompt`, `misalignment_policy_violation`) in an OpenAI error object.
+    PolicyRefusal {
+        #[serde(default = "default_policy")]
+        code: String,
+    },
+    /// HTTP 200, `response.created`, then `response.failed` with a policy code, before any output: the same
+    /// refusal inside a stream.
+    PolicyRefusalInStream {
+        #[serde(default = "default_policy")]
+        code: String,
+    },
+    /// HTTP 200, `response.created`, then `response.incomplete` with `incomplete_details.reason:
+    /// "content_filter"` and no output: the content filter stopped the answer before it began.
+    ContentFiltered,
+    /// HTTP 403: the account was deactivated (`error.code` `account_deactivated`).
+    Deactivated,
     /// A text stream that is aborted after `after_deltas` deltas.
     Cut {
         #[serde(default)]

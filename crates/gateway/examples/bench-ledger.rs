@@ -73,6 +73,8 @@ fn record(rng: &mut Rng, started_ms: u64) -> Box<RequestRecord> {
         accounts_tried: vec![account.clone()],
         account: ok.then_some(account),
         moved_from: None,
+        refusal: None,
+        held: None,
         attempts: 1,
         attempt_failures: Vec::new(),
         failovers: 0,

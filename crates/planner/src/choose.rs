@@ -335,7 +335,7 @@ pub fn choose(candidates: &[Candidate], ask: &Ask) -> Choice {
     let home = ask.home.and_then(|h| order.iter().position(|&i| candidates[i].index == h).map(|p| order.remove(p)));
     if let Some(h) = home {
         let c = &candidates[h];
-        if !free(c) && ask.wait_for_home && c.waiting < c.limit.min(ask.queue_cap) {
+        if !free(c) && ask.wait_for_home && c.waiting < ask.queue_cap {
             // Busy with other conversations: wait for it (about one turn) rather than move.
             return Choice::Serve { order: Vec::new(), wait_on: Some(c.index) };
         }

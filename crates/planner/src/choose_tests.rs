@@ -187,9 +187,9 @@ fn a_conversation_stays_home_and_waits_for_it_briefly_when_it_is_busy() {
     // ... until the lease stops waiting for home; then a free slot elsewhere.
     a.wait_for_home = false;
     assert_eq!(first(&choose(&[home.clone(), other.clone()], &a)), Some(1));
-    // A queue as long as its limit: move now.
+    // A full queue: move now.
     a.wait_for_home = true;
-    home.waiting = 4;
+    home.waiting = 256;
     assert_eq!(first(&choose(&[home.clone(), other.clone()], &a)), Some(1));
     // Nearly used up, with a long turn: it stays while it can serve (the backend starts a turn on any quota
     // left, and the cache makes it cheapest there), whatever the strategy.

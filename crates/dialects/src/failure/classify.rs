@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{Reason, Refusal, UpstreamFailure, Via};
+use super::{PolicyKind, Reason, Refusal, UpstreamFailure, Via};
 
 /// An HTTP error answer, as plain values (the gateway reads them off its HTTP types).
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +45,11 @@ pub fn classify_http(answer: &HttpAnswer, now: i64) -> UpstreamFailure {
     // Only a plain refusal of the request names a field.
     let param = match reason {
         Reason::ContextTooLong if status != 413 => text("param"),
-        Reason::ModelNotFound | Reason::NotFound | Reason::ForeignReasoning | Reason::InvalidRequest => text("param"),
+        Reason::ModelNotFound
+        | Reason::NotFound
+        | Reason::ForeignReasoning
+        | Reason::InvalidRequest
+        | Reason::PolicyRefused { .. } => text("param"),
         _ => None,
     };
     UpstreamFailure::Refused(Refusal { reason, via: Via::Http(status), message, code, param })
@@ -69,7 +73,8 @@ pub fn classify_event_refusal(code: Option<String>, message: String) -> Refusal 
 /// of the upstream (500).
 fn event_status(code: Option<&str>) -> u16 {
     match code.unwrap_or("") {
-        "context_length_exceeded" | "invalid_prompt" | "invalid_request_error" | "cyber_policy" => 400,
+        "context_length_exceeded" | "invalid_request_error" => 400,
+        c if policy_kind(Some(c)).is_some() => 400,
         "model_not_found" => 404,
         "rate_limit_exceeded" | "usage_limit_reached" | "insufficient_quota" | "usage_not_included" => 429,
         "server_is_overloaded" | "slow_down" => 503,
@@ -85,8 +90,26 @@ struct Signals {
     plan: Option<String>,
 }
 
+/// The usage-policy refusal an error code names (codex-rs: the codes its client shows and never retries).
+fn policy_kind(code: Option<&str>) -> Option<PolicyKind> {
+    match code? {
+        "cyber_policy" => Some(PolicyKind::Cyber),
+        "bio_policy" => Some(PolicyKind::Bio),
+        "invalid_prompt" => Some(PolicyKind::InvalidPrompt),
+        "misalignment_policy_violation" => Some(PolicyKind::Misalignment),
+        _ => None,
+    }
+}
+
 /// The decision shared by both paths.
 fn reason(status: u16, code: Option<&str>, message: &str, signals: Signals) -> Reason {
+    // A policy code decides whatever 4xx status carries it: read as a plain 403 it would cool the account down
+    // and send the flagged request on to the next account.
+    if (400..=499).contains(&status)
+        && let Some(kind) = policy_kind(code)
+    {
+        return Reason::PolicyRefused { kind };
+    }
     match status {
         401 => Reason::Unauthorized,
         403 if signals.cloudflare => Reason::CloudflareChallenge,

@@ -8,7 +8,10 @@
 //! - [`UpstreamFailure::failover`]: may another account try (only while nothing reached the client);
 //! - [`UpstreamFailure::cooldown`]: is the account (or the model on it) left out for a while, and why;
 //! - [`UpstreamFailure::account_status`]: does the account's stored status change;
-//! - [`UpstreamFailure::to_error`]: the [`GatewayError`] the client sees (each dialect renders it).
+//! - [`UpstreamFailure::to_error`]: the [`GatewayError`] the client sees (each dialect renders it);
+//! - [`UpstreamFailure::risk_signal`]: what the failure says about the account's standing with the upstream (an
+//!   overload, a refusal under the usage policy, a deactivation), which the pool acts on (docs/accounts.md,
+//!   "Risk signals").
 //!
 //! Nothing here reads an error's `code` or message after classification: the codes the upstream sent are kept
 //! only to be shown to clients.
@@ -109,6 +112,11 @@ pub enum Reason {
     UsageNotIncluded,
     /// 503, `server_is_overloaded`, `slow_down`.
     Overloaded,
+    /// The upstream refused the request under its usage policy (`cyber_policy`, `bio_policy`, `invalid_prompt`,
+    /// `misalignment_policy_violation`), or its content filter ended the response before any output. The official
+    /// client retries none of these: every account would refuse the same conversation, and each refusal counts
+    /// against the account that made it.
+    PolicyRefused { kind: PolicyKind },
     /// 5xx, or a failure event without a code the gateway knows.
     ServerError,
     /// An event the gateway could not parse: built by the relay's reader ([`Refusal::malformed_event`]), never
@@ -134,6 +142,84 @@ pub enum Reason {
     ForeignReasoning,
     /// Any other refusal of the request itself (400, 422, ...).
     InvalidRequest,
+}
+
+/// Which usage-policy refusal the upstream gave (its code, typed once by the classifier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyKind {
+    /// `cyber_policy`.
+    Cyber,
+    /// `bio_policy`.
+    Bio,
+    /// `invalid_prompt`.
+    InvalidPrompt,
+    /// `misalignment_policy_violation`.
+    Misalignment,
+    /// `response.incomplete` with `incomplete_details.reason: "content_filter"`.
+    ContentFilter,
+}
+
+impl PolicyKind {
+    /// Every kind, in a fixed order (metrics, counters).
+    pub const ALL: [PolicyKind; 5] = [
+        PolicyKind::Cyber,
+        PolicyKind::Bio,
+        PolicyKind::InvalidPrompt,
+        PolicyKind::Misalignment,
+        PolicyKind::ContentFilter,
+    ];
+
+    /// A stable snake_case name (records, the ledger, metrics labels; never read back as a decision).
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Cyber => "cyber",
+            PolicyKind::Bio => "bio",
+            PolicyKind::InvalidPrompt => "invalid_prompt",
+            PolicyKind::Misalignment => "misalignment",
+            PolicyKind::ContentFilter => "content_filter",
+        }
+    }
+
+    /// The kind a stable name stands for (the ledger's column, a team store's row).
+    pub fn from_name(name: &str) -> Option<PolicyKind> {
+        PolicyKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Its index in [`PolicyKind::ALL`] (a counter per kind).
+    pub fn index(self) -> usize {
+        match self {
+            PolicyKind::Cyber => 0,
+            PolicyKind::Bio => 1,
+            PolicyKind::InvalidPrompt => 2,
+            PolicyKind::Misalignment => 3,
+            PolicyKind::ContentFilter => 4,
+        }
+    }
+
+    /// The code a client sees when the upstream gave none (the content filter's end carries no error object).
+    fn code(self) -> &'static str {
+        match self {
+            PolicyKind::Cyber => "cyber_policy",
+            PolicyKind::Bio => "bio_policy",
+            PolicyKind::InvalidPrompt => "invalid_prompt",
+            PolicyKind::Misalignment => "misalignment_policy_violation",
+            PolicyKind::ContentFilter => "content_filter",
+        }
+    }
+}
+
+/// What a failure says about the account's standing with the upstream: signals a careful operator watches, so
+/// that one flagged conversation does not flag every account of a pool in turn (the pool acts on them:
+/// `accounts/lease.rs`, `Pool::record_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RiskSignal {
+    /// The upstream is overloaded (an HTTP 503 or the same failure inside a stream): pressure worth easing.
+    Overload,
+    /// The upstream refused the request under its usage policy: the conversation is held on its account.
+    PolicyRefusal(PolicyKind),
+    /// The upstream deactivated the account: its conversations are held, never moved elsewhere.
+    Deactivated,
 }
 
 /// Whether another account may take the request (asked only while nothing has reached the client).
@@ -242,10 +328,13 @@ impl UpstreamFailure {
             | Reason::CloudflareChallenge
             | Reason::Unauthorized
             | Reason::Forbidden
-            | Reason::AccountDeactivated
             // Plan routing: this account's plan lacks the model; another account's may have it.
             | Reason::ModelNotSupportedByPlan => Failover::OtherAccount,
-            Reason::MalformedEvent
+            // A deactivated account or a policy refusal is about the conversation as much as the account: sent on
+            // to the next account it would flag that one too, so the client gets the refusal instead.
+            Reason::AccountDeactivated
+            | Reason::PolicyRefused { .. }
+            | Reason::MalformedEvent
             | Reason::ModelNotFound
             | Reason::NotFound
             | Reason::ContextTooLong
@@ -316,6 +405,8 @@ impl UpstreamFailure {
             ),
             // Disabled instead (see `account_status`).
             Reason::AccountDeactivated
+            // The request's content, not the account's state: the account serves other conversations as before.
+            | Reason::PolicyRefused { .. }
             | Reason::Overloaded
             | Reason::ServerError
             | Reason::MalformedEvent
@@ -348,6 +439,41 @@ impl UpstreamFailure {
             | Reason::RateLimited { .. }
             | Reason::UsageNotIncluded
             | Reason::Overloaded
+            | Reason::PolicyRefused { .. }
+            | Reason::ServerError
+            | Reason::MalformedEvent
+            | Reason::CloudflareChallenge
+            | Reason::Unauthorized
+            | Reason::Forbidden
+            | Reason::ModelNotSupportedByPlan
+            | Reason::ModelNotFound
+            | Reason::NotFound
+            | Reason::ContextTooLong
+            | Reason::ForeignReasoning
+            | Reason::InvalidRequest => None,
+        }
+    }
+
+    /// What the failure says about the account's standing with the upstream, if anything. Failures of the
+    /// connection say nothing: they are the network's, not the account's.
+    pub fn risk_signal(&self) -> Option<RiskSignal> {
+        let reason = match self {
+            UpstreamFailure::Refused(r) => &r.reason,
+            UpstreamFailure::Transport { .. }
+            | UpstreamFailure::HeaderTimeout { .. }
+            | UpstreamFailure::Idle
+            | UpstreamFailure::StreamCut
+            | UpstreamFailure::MalformedStream(_)
+            | UpstreamFailure::LoginRefused { .. }
+            | UpstreamFailure::Credentials(_) => return None,
+        };
+        match reason {
+            Reason::Overloaded => Some(RiskSignal::Overload),
+            Reason::PolicyRefused { kind } => Some(RiskSignal::PolicyRefusal(*kind)),
+            Reason::AccountDeactivated => Some(RiskSignal::Deactivated),
+            Reason::QuotaExhausted { .. }
+            | Reason::RateLimited { .. }
+            | Reason::UsageNotIncluded
             | Reason::ServerError
             | Reason::MalformedEvent
             | Reason::CloudflareChallenge
@@ -435,6 +561,23 @@ impl Credential {
 }
 
 impl Refusal {
+    /// A response the upstream ended as incomplete before any output was produced, if that is a refusal: the
+    /// content filter's end is (a policy refusal the client gets as an error, like the other policy codes); a
+    /// token cap or another reason is an empty answer, which the dialect reports as it is.
+    pub fn before_output(reason: &crate::responses::event::IncompleteReason) -> Option<Refusal> {
+        use crate::responses::event::IncompleteReason;
+        match reason {
+            IncompleteReason::ContentFilter => Some(Refusal {
+                reason: Reason::PolicyRefused { kind: PolicyKind::ContentFilter },
+                via: Via::Event,
+                message: "The upstream's content filter stopped the response before any output.".into(),
+                code: Some(PolicyKind::ContentFilter.code().into()),
+                param: None,
+            }),
+            IncompleteReason::MaxOutputTokens | IncompleteReason::Other(_) => None,
+        }
+    }
+
     /// An event inside the stream that the gateway could not parse (`message` says what and why). The client
     /// sees the code `malformed_event`; nothing reads it back.
     pub fn malformed_event(message: String) -> Refusal {
@@ -465,6 +608,12 @@ impl Refusal {
                 (ErrorKind::PermissionDenied, said("This account's plan does not include Codex usage"))
             }
             Reason::Overloaded => (ErrorKind::Overloaded, said("The upstream is overloaded")),
+            // The client's own request was refused: an invalid-request error with the upstream's words and code,
+            // as the official client shows it (never a retry hint).
+            Reason::PolicyRefused { kind } => {
+                code = code.or_else(|| Some(kind.code().into()));
+                (ErrorKind::InvalidRequest, said("The upstream refused the request under its usage policy"))
+            }
             Reason::ServerError => match http {
                 Some(status) => (ErrorKind::UpstreamUnavailable, format!("The upstream failed (HTTP {status}): {m}")),
                 None => (ErrorKind::UpstreamUnavailable, format!("The upstream response failed: {m}")),

@@ -35,6 +35,7 @@ impl Reason {
             Reason::RateLimited { .. } => "rate_limited",
             Reason::UsageNotIncluded => "usage_not_included",
             Reason::Overloaded => "overloaded",
+            Reason::PolicyRefused { .. } => "policy_refused",
             Reason::ServerError => "server_error",
             Reason::MalformedEvent => "malformed_event",
             Reason::CloudflareChallenge => "cloudflare_challenge",

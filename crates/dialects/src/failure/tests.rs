@@ -60,6 +60,10 @@ const OVERLOADED: [u16; 4] = [503, 529, 503, 503];
 const LOGIN: [u16; 4] = [401, 401, 401, 401];
 const TIMEOUT: [u16; 4] = [504, 504, 504, 504];
 
+fn policy(kind: PolicyKind) -> Reason {
+    Reason::PolicyRefused { kind }
+}
+
 fn table() -> Vec<Row> {
     use Failover::{OtherAccount as Other, Stop};
     let quota = |resets_in, plan: Option<&str>| Reason::QuotaExhausted { resets_in, plan: plan.map(str::to_string) };
@@ -138,21 +142,44 @@ fn table() -> Vec<Row> {
             BAD_GATEWAY,
             Some("cloudflare_challenge"),
         ),
+        // Sent on, the conversation would flag the next account too (issue 71): the client gets the refusal.
         row(
             "403 account deactivated",
             http(403, r#"{"error":{"code":"account_deactivated","message":"This account has been deactivated."}}"#),
             Some(Reason::AccountDeactivated),
-            Other,
+            Stop,
             FORBIDDEN,
             Some("account_deactivated"),
         ),
         row(
             "400 cyber_policy",
-            http(400, r#"{"error":{"code":"cyber_policy","message":"This request was flagged."}}"#),
-            Some(Reason::InvalidRequest),
+            http(
+                400,
+                r#"{"error":{"message":"This request has been flagged for potentially high-risk cyber activity.","type":"invalid_request_error","param":null,"code":"cyber_policy"}}"#,
+            ),
+            Some(policy(PolicyKind::Cyber)),
             Stop,
             BAD,
             Some("cyber_policy"),
+        ),
+        row(
+            "400 invalid_prompt",
+            http(
+                400,
+                r#"{"error":{"message":"Invalid prompt: your prompt was flagged as potentially violating our usage policy.","type":"invalid_request_error","param":null,"code":"invalid_prompt"}}"#,
+            ),
+            Some(policy(PolicyKind::InvalidPrompt)),
+            Stop,
+            BAD,
+            Some("invalid_prompt"),
+        ),
+        row(
+            "403 carrying a policy code (the code decides, not the status)",
+            http(403, r#"{"error":{"message":"Flagged.","type":"invalid_request_error","code":"bio_policy"}}"#),
+            Some(policy(PolicyKind::Bio)),
+            Stop,
+            BAD,
+            Some("bio_policy"),
         ),
         row(
             "400 FastAPI validation detail",
@@ -301,11 +328,49 @@ fn table() -> Vec<Row> {
         ),
         row(
             "event invalid_prompt",
-            event(Some("invalid_prompt"), "Invalid prompt."),
-            Some(Reason::InvalidRequest),
+            event(
+                Some("invalid_prompt"),
+                "Invalid prompt: your prompt was flagged as potentially violating our usage policy.",
+            ),
+            Some(policy(PolicyKind::InvalidPrompt)),
             Stop,
             BAD,
             Some("invalid_prompt"),
+        ),
+        row(
+            "event cyber_policy (response.failed)",
+            event(Some("cyber_policy"), "This request has been flagged for potentially high-risk cyber activity."),
+            Some(policy(PolicyKind::Cyber)),
+            Stop,
+            BAD,
+            Some("cyber_policy"),
+        ),
+        row(
+            "event bio_policy",
+            event(Some("bio_policy"), "This request has been flagged for potentially high-risk biological content."),
+            Some(policy(PolicyKind::Bio)),
+            Stop,
+            BAD,
+            Some("bio_policy"),
+        ),
+        row(
+            "event misalignment_policy_violation",
+            event(Some("misalignment_policy_violation"), "This request violates the usage policy."),
+            Some(policy(PolicyKind::Misalignment)),
+            Stop,
+            BAD,
+            Some("misalignment_policy_violation"),
+        ),
+        row(
+            "response.incomplete content_filter before any output",
+            UpstreamFailure::Refused(
+                Refusal::before_output(&crate::responses::event::IncompleteReason::ContentFilter)
+                    .unwrap_or_else(|| panic!("a content filter's end is a refusal")),
+            ),
+            Some(policy(PolicyKind::ContentFilter)),
+            Stop,
+            BAD,
+            Some("content_filter"),
         ),
         row(
             "event model not supported with a ChatGPT account",
@@ -322,7 +387,7 @@ fn table() -> Vec<Row> {
             "event account deactivated",
             event(Some("account_deactivated"), "This account has been deactivated."),
             Some(Reason::AccountDeactivated),
-            Other,
+            Stop,
             FORBIDDEN,
             Some("account_deactivated"),
         ),
@@ -514,4 +579,58 @@ fn an_upstream_code_never_stands_for_the_readers_own_failure() {
     assert_eq!(own.reason, Reason::MalformedEvent);
     let err = own.to_error();
     assert_eq!((err.kind, err.code.as_deref()), (ErrorKind::UpstreamUnavailable, Some("malformed_event")));
+}
+
+/// The signal each failure gives the pool (issue 71): overload, a policy refusal of a kind, a deactivation; the
+/// connection's own failures and every other refusal give none.
+#[test]
+fn risk_signals_follow_the_reason() {
+    for r in table() {
+        let expected = match r.failure.reason() {
+            Some(Reason::Overloaded) => Some(RiskSignal::Overload),
+            Some(Reason::PolicyRefused { kind }) => Some(RiskSignal::PolicyRefusal(*kind)),
+            Some(Reason::AccountDeactivated) => Some(RiskSignal::Deactivated),
+            _ => None,
+        };
+        assert_eq!(r.failure.risk_signal(), expected, "{}", r.what);
+    }
+    // Each path gives it: a 503 and an overload inside a stream alike.
+    assert_eq!(http(503, "").risk_signal(), Some(RiskSignal::Overload));
+    assert_eq!(event(Some("slow_down"), "x").risk_signal(), Some(RiskSignal::Overload));
+    let cyber = |f: UpstreamFailure| f.risk_signal() == Some(RiskSignal::PolicyRefusal(PolicyKind::Cyber));
+    assert!(cyber(http(400, r#"{"error":{"code":"cyber_policy","message":"x"}}"#)));
+    assert!(cyber(event(Some("cyber_policy"), "x")));
+}
+
+/// A policy refusal is the client's: its words and code as the upstream gave them, no retry hint, and the same
+/// 400-class error in every dialect; the content filter's end, which carries no error, gets its own code.
+#[test]
+fn a_policy_refusal_reaches_the_client_as_an_invalid_request_with_the_upstreams_words() {
+    let e = http(400, r#"{"error":{"code":"cyber_policy","message":"Flagged for cyber activity."}}"#).to_error();
+    assert_eq!(e.kind, ErrorKind::InvalidRequest);
+    assert_eq!(e.message, "The upstream refused the request under its usage policy: Flagged for cyber activity.");
+    assert_eq!((e.code.as_deref(), e.retry_after), (Some("cyber_policy"), None));
+    let e = event(Some("bio_policy"), "Flagged for bio content.").to_error();
+    assert_eq!((e.message.as_str(), e.code.as_deref()), ("Flagged for bio content.", Some("bio_policy")));
+    use crate::responses::event::IncompleteReason;
+    assert!(Refusal::before_output(&IncompleteReason::MaxOutputTokens).is_none(), "an empty answer, not a refusal");
+    assert!(Refusal::before_output(&IncompleteReason::Other("x".into())).is_none());
+    for kind in PolicyKind::ALL {
+        assert_eq!(PolicyKind::from_name(kind.name()), Some(kind));
+        assert_eq!(PolicyKind::ALL[kind.index()], kind);
+    }
+}
+
+/// A response the content filter ended is read as such where the event is parsed: the finish each dialect reports.
+#[test]
+fn the_content_filters_end_is_typed_where_it_is_parsed() {
+    use crate::responses::event::{IncompleteReason, Terminal};
+    let parsed = crate::Event::parse(
+        r#"{"type":"response.incomplete","response":{"id":"resp_1","incomplete_details":{"reason":"content_filter"},"output":[]}}"#,
+    )
+    .ok();
+    let Some(crate::Event::Finished { terminal, .. }) = parsed else { panic!("not a terminal event") };
+    assert_eq!(terminal, Terminal::Incomplete { reason: IncompleteReason::ContentFilter });
+    let finish = crate::outcome::Finish::from_terminal(&terminal, false);
+    assert_eq!(finish, crate::outcome::Finish::ContentFilter);
 }

@@ -84,10 +84,33 @@ pub enum Terminal {
     Completed,
     /// `response.incomplete` with its `incomplete_details.reason`.
     Incomplete {
-        reason: String,
+        reason: IncompleteReason,
     },
     /// The gateway cut the stream itself (emulated stop sequence or token cap).
     Cut(crate::outcome::Finish),
+}
+
+/// Why the upstream ended a response as incomplete (`incomplete_details.reason`), read once where the event is
+/// parsed: the finish each dialect reports, and whether a response the content filter ended before any output is
+/// a refusal (`failure::Refusal::before_output`), are decided on this, not on the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncompleteReason {
+    /// The output token cap.
+    MaxOutputTokens,
+    /// The upstream's content filter stopped the response.
+    ContentFilter,
+    /// A reason this gateway does not know (or none), as the upstream wrote it: reported as a length cut.
+    Other(String),
+}
+
+impl From<&str> for IncompleteReason {
+    fn from(reason: &str) -> IncompleteReason {
+        match reason {
+            "max_output_tokens" => IncompleteReason::MaxOutputTokens,
+            "content_filter" => IncompleteReason::ContentFilter,
+            other => IncompleteReason::Other(other.to_string()),
+        }
+    }
 }
 
 /// One upstream event, reduced to what translation needs. Delta payloads and their item ids borrow from the SSE
@@ -493,7 +516,8 @@ impl<'a> Event<'a> {
     /// `response.completed`, or `response.incomplete` with its reason.
     fn finished(r: TerminalResponse<'_>, incomplete: bool) -> Event<'static> {
         let terminal = if incomplete {
-            Terminal::Incomplete { reason: r.incomplete_details.and_then(|d| d.reason).unwrap_or_default() }
+            let reason = r.incomplete_details.and_then(|d| d.reason).unwrap_or_default();
+            Terminal::Incomplete { reason: IncompleteReason::from(reason.as_str()) }
         } else {
             Terminal::Completed
         };

@@ -182,3 +182,36 @@ async fn control_http_api() {
     assert!(fake.requests().is_empty());
     assert!(fake.token_calls().is_empty());
 }
+
+/// The account stewardship scenarios (issue 71): a policy refusal over HTTP (400, the code in an OpenAI error
+/// object) and inside a stream (`response.failed` before any output), the content filter's end before any output,
+/// and a deactivated account (403).
+#[tokio::test]
+async fn policy_refusal_content_filter_and_deactivation_scenarios() {
+    let (fake, c) = start().await;
+    fake.enqueue(None, Scenario::PolicyRefusal { code: "bio_policy".into() });
+    let r = post(&fake, &c, &body()).await;
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["error"]["code"].as_str(), v["error"]["type"].as_str()),
+        (Some("bio_policy"), Some("invalid_request_error"))
+    );
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("biological")));
+    fake.enqueue(None, serde_json::from_value(json!({"kind": "policy_refusal_in_stream"})).unwrap());
+    let evs = events(&fake, &c, &body()).await;
+    assert_eq!(types(&evs).first(), Some(&"response.created"));
+    assert_eq!(evs.last().unwrap().1["response"]["error"]["code"], "cyber_policy");
+    assert!(!types(&evs).contains(&"response.output_item.added"), "refused before any output");
+    fake.enqueue(None, Scenario::ContentFiltered);
+    let evs = events(&fake, &c, &body()).await;
+    let (last, data) = evs.last().unwrap();
+    assert_eq!(last, "response.incomplete");
+    assert_eq!(data["response"]["incomplete_details"]["reason"], "content_filter");
+    assert!(!types(&evs).contains(&"response.output_item.added"), "ended before any output");
+    fake.enqueue(None, Scenario::Deactivated);
+    let r = post(&fake, &c, &body()).await;
+    assert_eq!(r.status(), 403);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "account_deactivated");
+}

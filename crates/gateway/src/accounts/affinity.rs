@@ -5,22 +5,76 @@
 //! (`store/postgres/affinity.rs`): what this instance decides is shared in the background when it is new (a
 //! first turn, a move to another account) or was last shared an hour ago, never per turn; what the others
 //! decide is pulled into the map every half second. A request never waits for the database.
+//!
+//! An entry also says whether the conversation is held on its account (`hold.rs`: the upstream flagged it), and
+//! which account got the conversation's own identifiers when it moved since (`relay/exchange.rs` gives every
+//! other account identifiers of its own).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use lru::LruCache;
+
+use super::hold::{Held, Hold};
 use super::{Account, Pool, Source};
 use crate::auth::now_ms;
-use crate::store::team::{PULL, PullCursor, RESHARE_SECS};
+use crate::store::team::{AffinityRow, PULL, PullCursor, RESHARE_SECS};
 
 /// A conversation's account as this instance knows it.
 #[derive(Debug, Clone)]
 pub struct Affine {
     pub account: String,
+    /// The account that got the conversation's own identifiers (its thread id and what derives from it), when
+    /// another than `account`: the conversation moved since. `None`: `account` did.
+    pub(super) origin: Option<String>,
+    /// Why the conversation may not leave `account` (`hold.rs`); `None`: it may, when `account` cannot serve.
+    pub(super) hold: Option<Held>,
     /// When this instance last shared it, or pulled it from the team (unix ms).
     shared_ms: i64,
     /// Decided here (a lease), not pulled.
     local: bool,
+}
+
+impl Affine {
+    pub(super) fn new(account: &str, now: i64) -> Affine {
+        Affine { account: account.to_string(), origin: None, hold: None, shared_ms: now, local: true }
+    }
+
+    /// The entry as the team shares it.
+    pub(super) fn row(&self, key: &str) -> AffinityRow {
+        AffinityRow {
+            key: key.to_string(),
+            account: self.account.clone(),
+            origin: self.origin.clone(),
+            hold: self.hold.as_ref().map(|h| h.hold.as_str().to_string()),
+        }
+    }
+
+    /// The account that got the conversation's own identifiers.
+    pub fn origin(&self) -> &str {
+        self.origin.as_deref().unwrap_or(&self.account)
+    }
+
+    /// Why the conversation is held on `account`, if it is.
+    pub fn hold(&self) -> Option<&Hold> {
+        self.hold.as_ref().map(|h| &h.hold)
+    }
+}
+
+/// Put `entry` in the map for `key`. A held conversation is not forgotten for a newer one while the map has
+/// entries that hold nothing: those go first (the map is bounded; a hold lasts until an operator releases it).
+pub(super) fn insert(map: &mut LruCache<String, Affine>, key: String, entry: Affine) {
+    if map.len() >= map.cap().get() && !map.contains(&key) {
+        // At most one pass over the held entries (few: each is a flagged conversation), each moved to the front.
+        for _ in 0..map.len() {
+            let held = match map.peek_lru() {
+                Some((k, a)) if a.hold.is_some() => k.clone(),
+                Some(_) | None => break,
+            };
+            map.promote(&held);
+        }
+    }
+    map.put(key, entry);
 }
 
 /// A local decision younger than this beats a different one pulled from the team, and is shared again: the two
@@ -40,24 +94,32 @@ enum Pulled {
     Adopt,
 }
 
-fn on_pulled(local: Option<&Affine>, account: &str, now_ms: i64) -> Pulled {
+fn on_pulled(local: Option<&Affine>, row: &AffinityRow, now_ms: i64) -> Pulled {
     match local {
-        Some(a) if a.account == account => Pulled::Known,
+        Some(a)
+            if a.account == row.account
+                && a.origin == row.origin
+                && a.hold.as_ref().map(|h| h.hold.as_str()) == row.hold.as_deref() =>
+        {
+            Pulled::Known
+        }
         Some(a) if a.local && now_ms - a.shared_ms < SETTLE_MS => Pulled::Reshare(a.account.clone()),
         Some(_) | None => Pulled::Adopt,
     }
 }
 
 impl Pool {
-    /// The account that holds conversation `key`, if this instance knows one. One lock and a clone of the id.
-    pub(super) fn affine_account(&self, key: &str) -> Option<String> {
-        self.affinity.lock().get(key).map(|a| a.account.clone())
+    /// The account that holds conversation `key`, and why it may not leave it, if this instance knows one. One
+    /// lock and a clone of the id.
+    pub(super) fn affine_account(&self, key: &str) -> Option<(String, Option<Hold>)> {
+        self.affinity.lock().get(key).map(|a| (a.account.clone(), a.hold().cloned()))
     }
 
     /// The account that served conversation `key`'s last turn (its home: the state it sealed is readable there
-    /// only), if known.
-    pub fn home_account(&self, key: &str) -> Option<String> {
-        self.affine_account(key)
+    /// only), and the account that got its own identifiers when that is another one (the conversation moved since),
+    /// if known. One lock and a clone of the id (two for a conversation that moved).
+    pub fn home_account(&self, key: &str) -> Option<(String, Option<String>)> {
+        self.affinity.lock().peek(key).map(|a| (a.account.clone(), a.origin.clone()))
     }
 
     /// Conversation `key` stays with `home` (a turn leased another account but could not move there, so the
@@ -70,51 +132,83 @@ impl Pool {
 
     /// Conversation `key` is served by `account` now. With a team store, shared when that is news: no database
     /// work here (a `try_send` into the writer's queue), and none at all for a turn that stays where it was.
+    ///
+    /// A conversation that moves keeps the account that got its own identifiers (`origin`), and loses a hold (a
+    /// held conversation is leased to its own account only, so it moves only once released).
     pub(super) fn remember_affinity(&self, key: &str, account: &Account) {
         let now = now_ms();
+        let mut released = false;
         let news = {
             let mut map = self.affinity.lock();
             match map.get_mut(key) {
                 Some(a) if a.account == account.id => {
                     let stale = now - a.shared_ms >= RESHARE_SECS * 1000;
                     if stale {
-                        *a = Affine { account: account.id.clone(), shared_ms: now, local: true };
+                        a.shared_ms = now;
+                        a.local = true;
                     }
-                    stale
+                    stale.then(|| a.row(key))
                 }
                 Some(a) => {
-                    *a = Affine { account: account.id.clone(), shared_ms: now, local: true };
-                    true
+                    let origin = a.origin().to_string();
+                    a.origin = (origin != account.id).then_some(origin);
+                    a.account.clone_from(&account.id);
+                    released = a.hold.take().is_some();
+                    a.shared_ms = now;
+                    a.local = true;
+                    Some(a.row(key))
                 }
                 None => {
-                    map.put(key.to_string(), Affine { account: account.id.clone(), shared_ms: now, local: true });
-                    true
+                    let entry = Affine::new(&account.id, now);
+                    let row = entry.row(key);
+                    insert(&mut map, key.to_string(), entry);
+                    Some(row)
                 }
             }
         };
-        if news && account.source == Source::Store {
-            self.store.publish_affinity(key, &account.id);
+        if let Some(row) = news
+            && account.source == Source::Store
+        {
+            self.store.publish_affinity(row);
+        }
+        if released {
+            self.recount_holds();
         }
     }
 
     /// Take conversations the other instances decided (pulled from the team store) into the map.
-    pub fn adopt_affinity(&self, pulled: Vec<(String, String)>) {
+    pub fn adopt_affinity(&self, pulled: Vec<AffinityRow>) {
         let now = now_ms();
         let mut reshare = Vec::new();
+        let mut holds_changed = false;
         {
             let mut map = self.affinity.lock();
-            for (key, account) in pulled {
-                match on_pulled(map.peek(&key), &account, now) {
+            for row in pulled {
+                match on_pulled(map.peek(&row.key), &row, now) {
                     Pulled::Known => {}
-                    Pulled::Reshare(mine) => reshare.push((key, mine)),
+                    Pulled::Reshare(_) => {
+                        if let Some(mine) = map.peek(&row.key) {
+                            reshare.push(mine.row(&row.key));
+                        }
+                    }
                     Pulled::Adopt => {
-                        map.put(key, Affine { account, shared_ms: now, local: false });
+                        // Dated when this instance first knew it (the team's table keeps no date).
+                        let known = map.peek(&row.key).and_then(|a| a.hold.as_ref()).map(|h| h.since);
+                        let since = known.unwrap_or(now / 1000);
+                        let hold = row.hold.as_deref().map(|h| Held { hold: Hold::parse(h), since });
+                        holds_changed |= hold.is_some() || known.is_some();
+                        let entry =
+                            Affine { account: row.account, origin: row.origin, hold, shared_ms: now, local: false };
+                        insert(&mut map, row.key, entry);
                     }
                 }
             }
         }
-        for (key, account) in reshare {
-            self.store.publish_affinity(&key, &account);
+        for row in reshare {
+            self.store.publish_affinity(row);
+        }
+        if holds_changed {
+            self.recount_holds();
         }
     }
 
@@ -150,19 +244,48 @@ mod tests {
     use super::*;
 
     fn affine(account: &str, shared_ms: i64, local: bool) -> Affine {
-        Affine { account: account.into(), shared_ms, local }
+        Affine { account: account.into(), origin: None, hold: None, shared_ms, local }
+    }
+
+    fn row(account: &str, hold: Option<&str>) -> AffinityRow {
+        AffinityRow { key: "k".into(), account: account.into(), origin: None, hold: hold.map(str::to_string) }
     }
 
     #[test]
     fn a_pulled_row_is_adopted_unless_a_different_local_decision_is_younger_than_the_settle_time() {
         let now = 1_000_000;
-        assert_eq!(on_pulled(None, "b", now), Pulled::Adopt);
-        assert_eq!(on_pulled(Some(&affine("b", now - 10, true)), "b", now), Pulled::Known);
+        let b = row("b", None);
+        assert_eq!(on_pulled(None, &b, now), Pulled::Adopt);
+        assert_eq!(on_pulled(Some(&affine("b", now - 10, true)), &b, now), Pulled::Known);
         // Two instances routed the conversation at once: the young local decision is shared again.
-        assert_eq!(on_pulled(Some(&affine("a", now - 100, true)), "b", now), Pulled::Reshare("a".into()));
+        assert_eq!(on_pulled(Some(&affine("a", now - 100, true)), &b, now), Pulled::Reshare("a".into()));
         // Settled: the team's newer decision wins (a move on another instance, say).
-        assert_eq!(on_pulled(Some(&affine("a", now - SETTLE_MS, true)), "b", now), Pulled::Adopt);
+        assert_eq!(on_pulled(Some(&affine("a", now - SETTLE_MS, true)), &b, now), Pulled::Adopt);
         // A pulled entry never holds out against a newer pulled one.
-        assert_eq!(on_pulled(Some(&affine("a", now - 100, false)), "b", now), Pulled::Adopt);
+        assert_eq!(on_pulled(Some(&affine("a", now - 100, false)), &b, now), Pulled::Adopt);
+        // The same account with a hold placed, or released, elsewhere is news.
+        let held = row("b", Some("policy:cyber"));
+        assert_eq!(on_pulled(Some(&affine("b", now - SETTLE_MS, false)), &held, now), Pulled::Adopt);
+        let mut mine = affine("b", now - SETTLE_MS, false);
+        mine.hold = Some(Held { hold: Hold::parse("policy:cyber"), since: 1 });
+        assert_eq!(on_pulled(Some(&mine), &held, now), Pulled::Known);
+        assert_eq!(on_pulled(Some(&mine), &b, now), Pulled::Adopt, "released on another instance");
+    }
+
+    /// The map is bounded: a new conversation pushes out the least recently used one that holds nothing, not a
+    /// held one.
+    #[test]
+    fn a_full_map_forgets_a_conversation_that_holds_nothing_before_a_held_one() {
+        let cap = std::num::NonZeroUsize::MIN.saturating_add(2);
+        let mut map = LruCache::new(cap);
+        let mut held = affine("a", 0, true);
+        held.hold = Some(Held { hold: Hold::Deactivated, since: 1 });
+        insert(&mut map, "held".into(), held);
+        insert(&mut map, "b".into(), affine("a", 0, true));
+        insert(&mut map, "c".into(), affine("a", 0, true));
+        insert(&mut map, "d".into(), affine("a", 0, true));
+        assert!(map.contains("held"), "the held conversation stays");
+        assert!(!map.contains("b"), "the oldest that held nothing went");
+        assert_eq!(map.len(), 3);
     }
 }

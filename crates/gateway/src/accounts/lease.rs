@@ -1,18 +1,21 @@
 //! Leasing: which account serves the next request, and the slot it holds while it does. The choice is the
 //! planner's (`planner::choose`, pure: this file gathers each account's state and acts on the answer): strategy,
-//! plan priority, policies, conversation affinity, quota windows, pace. The waits are here: a request waits in an
-//! account's queue (`gate.rs`) when no account it may use has a free slot, and for its conversation's own account
-//! only briefly ([`HOME_WAIT`]). What an answer or a failure teaches the pool is at the end.
+//! plan priority, policies, conversation affinity, quota windows, pace; a held conversation (`hold.rs`) is
+//! served by its own account or by none. The waits are here: a request waits in an account's queue (`gate.rs`)
+//! when no account it may use has a free slot, and for its conversation's own account only briefly
+//! ([`HOME_WAIT`]). What an answer or a failure teaches the pool is at the end (quota headers, cooldowns, status
+//! changes, risk signals).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use dialects::failure::{CooldownScope, Reason, StatusChange};
+use dialects::failure::{CooldownScope, RiskSignal, StatusChange};
 use dialects::{ErrorKind, GatewayError, UpstreamFailure};
 use planner::{Ask, Candidate, Choice};
 use reqwest::header::HeaderMap;
 
+use super::hold::Hold;
 use super::{Account, Blocked, Pool, QuotaSnapshot, Source};
 use crate::auth::now_unix;
 use crate::store::{AccountKind, AccountStatus};
@@ -51,6 +54,8 @@ pub enum LeaseError {
     /// Accounts serve the model but none can now (cooling down, busy, none enabled, none logged in, no quota that
     /// would otherwise expire for an opportunistic key).
     Unavailable(GatewayError),
+    /// The conversation is held on an account that cannot serve it now (`hold.rs`): no other account may.
+    Held { hold: Hold, error: GatewayError },
 }
 
 /// An account reserved for one request; its slot is given back on drop.
@@ -70,7 +75,7 @@ impl Drop for Lease {
     }
 }
 
-/// What [`Pool::preview`] finds: the account a request would be given now, and the account back soonest with when.
+/// What `Pool::preview` finds: the account a request would get now, else the one back soonest and when.
 pub type Preview = (Option<Arc<Account>>, Option<(Arc<Account>, i64)>);
 
 /// What a search of the pool found for a request.
@@ -122,7 +127,7 @@ impl Pool {
     pub fn preview(&self, now: i64) -> Preview {
         let list = self.accounts();
         // No model is named: only what blocks the whole account counts (an empty slug matches no model cooldown).
-        let search = self.search(&list, &Need::model(""), |_| true, &[], now);
+        let search = self.search(&list, &Need::model(""), |_| true, &[], None, now);
         let first = match planner::choose(&search.candidates, &self.ask(&list, &search, &Need::model(""), None, true)) {
             Choice::Serve { order, wait_on } => order.first().copied().or(wait_on),
             Choice::Busy | Choice::NoExpiringQuota => search.candidates.first().map(|c| c.index),
@@ -133,13 +138,15 @@ impl Pool {
         (first.and_then(|i| list.get(i).cloned()), soonest)
     }
 
-    /// The accounts that can serve the request now, as the planner sees them.
+    /// The accounts that can serve the request now, as the planner sees them; only `held_on` when the
+    /// conversation is held there.
     fn search(
         &self,
         list: &[Arc<Account>],
         need: &Need<'_>,
         serves: impl Fn(&Account) -> bool,
         exclude: &[String],
+        held_on: Option<&str>,
         now: i64,
     ) -> Search {
         let routing = &self.config.routing;
@@ -148,7 +155,7 @@ impl Pool {
         let mut candidates = Vec::new();
         let (mut any_active, mut any_serving, mut soonest) = (false, false, None::<Blocked>);
         for (index, a) in list.iter().enumerate() {
-            if !a.is_active() || exclude.contains(&a.id) {
+            if held_on.is_some_and(|home| a.id != home) || !a.is_active() || exclude.contains(&a.id) {
                 continue;
             }
             any_active = true;
@@ -225,21 +232,28 @@ impl Pool {
         let mut wait_for_home = true;
         let mut woken_by: Option<usize> = None;
         let affine = need.conversation.and_then(|k| self.affine_account(k));
+        // A held conversation is served by its own account or by none.
+        let held = affine.as_ref().and_then(|(home, hold)| Some((home.as_str(), hold.as_ref()?)));
         loop {
             let now = now_unix();
-            let search = self.search(list, need, &serves, exclude, now);
+            let search = self.search(list, need, &serves, exclude, held.map(|(home, _)| home), now);
             if search.candidates.is_empty() {
-                if let Some(w) = woken_by {
-                    list[w].gate.pass_on();
-                }
-                return Err(self.refusal(need.model, now, search.seen, exclude));
+                let refusal = match (held, need.conversation) {
+                    (Some((home, hold)), Some(key)) => {
+                        HeldOn { key, home, hold }.refusal(list, need.model, now, &serves, exclude)
+                    }
+                    _ => self.refusal(need.model, now, search.seen, exclude),
+                };
+                return Err(give_back(list, woken_by, refusal));
             }
-            let home = affine.as_deref().and_then(|id| list.iter().position(|a| a.id == id));
+            let home = affine.as_ref().and_then(|(id, _)| list.iter().position(|a| a.id == *id));
             let ask = self.ask(list, &search, need, home, wait_for_home);
             let (order, wait_on) = match planner::choose(&search.candidates, &ask) {
                 Choice::Serve { order, wait_on } => (order, wait_on),
-                Choice::Busy => return Err(LeaseError::Unavailable(busy_error())),
-                Choice::NoExpiringQuota => return Err(LeaseError::Unavailable(no_expiring_quota_error())),
+                Choice::Busy => return Err(give_back(list, woken_by, LeaseError::Unavailable(busy_error()))),
+                Choice::NoExpiringQuota => {
+                    return Err(give_back(list, woken_by, LeaseError::Unavailable(no_expiring_quota_error())));
+                }
             };
             let limit_of = |i: usize| search.candidates.iter().find(|c| c.index == i).map_or(1, |c| c.limit);
             if let Some(&i) = order.iter().find(|&&i| list[i].gate.try_enter(limit_of(i))) {
@@ -249,11 +263,14 @@ impl Pool {
                 return Ok(self.leased(&list[i], need, home == Some(i), now));
             }
             let Some(w) = wait_on.filter(|&w| list[w].gate.waiting() < self.config.routing.queue_per_account) else {
-                return Err(LeaseError::Unavailable(busy_error()));
+                return Err(give_back(list, woken_by, LeaseError::Unavailable(busy_error())));
             };
+            // Woken by another account's gate and waiting elsewhere now: that wake-up goes to its next waiter.
+            if let Some(was) = woken_by.take().filter(|was| *was != w) {
+                list[was].gate.pass_on();
+            }
             let for_home = home == Some(w) && wait_for_home;
             let deadline = if for_home { home_deadline.min(queue_deadline) } else { queue_deadline };
-            woken_by = None;
             if list[w].gate.wait(deadline).await {
                 woken_by = Some(w);
             } else if tokio::time::Instant::now() >= queue_deadline {
@@ -318,14 +335,18 @@ impl Pool {
         }
     }
 
-    /// After a failure that another account might not have: what the failure decides for the account (see
-    /// `dialects::failure`): a cooldown, a status change, or nothing; and an overload slows the account down
-    /// (`steward.rs`).
-    pub fn record_failure(&self, account: &Account, model: &str, failure: &UpstreamFailure) {
+    /// After a failure: what the failure decides for the account (see `dialects::failure`): a cooldown, a status
+    /// change, or nothing; and what its risk signal asks of the pool: a policy refusal or a deactivation holds
+    /// `conversation` (the request's conversation key) on the account, an overload slows the account down
+    /// (`risk.rs`, `steward.rs`).
+    pub fn record_failure(
+        &self,
+        account: &Account,
+        model: &str,
+        conversation: Option<&str>,
+        failure: &UpstreamFailure,
+    ) {
         let now = now_unix();
-        if failure.reason() == Some(&Reason::Overloaded) {
-            self.overloaded(account);
-        }
         if let Some(rule) = failure.cooldown() {
             let until = now.saturating_add(i64::try_from(rule.secs).unwrap_or(i64::MAX));
             let scope = match rule.scope {
@@ -347,11 +368,20 @@ impl Pool {
                     None
                 }
             };
-            // Team store: the other instances skip it too (accounts/shared.rs).
+            // Team store: the other instances skip it too (accounts/shared_cooldowns.rs).
             self.share_cooldown(account, scope, until, rule.reason, &rule.note);
             // Its waiters choose again rather than wait out the cooldown.
             account.gate.wake_all();
         }
+        self.record_standing(account, conversation, failure);
+    }
+
+    /// What a failure says of the account's standing, also when it came after the answer's first byte (the
+    /// exchange reports those, `relay::exchange::Exchange::report_failure`): a status change, and its risk signal
+    /// (a policy refusal or a deactivation holds `conversation` on the account, an overload slows it down).
+    /// Cooldowns stay decided before the first byte, as they always were: a stream that failed late is answered
+    /// already, and the account's next request learns for itself.
+    pub fn record_standing(&self, account: &Account, conversation: Option<&str>, failure: &UpstreamFailure) {
         if let Some(change) = failure.account_status() {
             match change {
                 StatusChange::Deactivated => {
@@ -363,6 +393,13 @@ impl Pool {
                 }
             }
         }
+        if let Some(signal) = failure.risk_signal() {
+            match signal {
+                RiskSignal::Overload => self.note_overload(account),
+                RiskSignal::PolicyRefusal(kind) => self.record_policy_refusal(account, conversation, kind),
+                RiskSignal::Deactivated => self.hold_deactivated(account, conversation),
+            }
+        }
     }
 
     fn persist_status(&self, account: &Account, status: AccountStatus, reason: &str) {
@@ -371,6 +408,53 @@ impl Pool {
             tokio::task::spawn_blocking(move || store.set_status(&id, status, Some(&reason)));
         }
     }
+}
+
+/// A conversation held on its account: its key, the account, and why.
+struct HeldOn<'a> {
+    key: &'a str,
+    home: &'a str,
+    hold: &'a Hold,
+}
+
+impl HeldOn<'_> {
+    /// Why the conversation gets no account: its own account was tried for this request already (the request's
+    /// own failure is the answer), or it cannot serve now (the client is told the conversation is held, and why).
+    fn refusal(
+        &self,
+        list: &[Arc<Account>],
+        model: &str,
+        now: i64,
+        serves: &impl Fn(&Account) -> bool,
+        exclude: &[String],
+    ) -> LeaseError {
+        let HeldOn { key, home, hold } = *self;
+        if exclude.iter().any(|e| e == home) {
+            return LeaseError::Exhausted;
+        }
+        let why_not = match list.iter().find(|a| a.id == home) {
+            None => "it is no longer in the pool".to_string(),
+            Some(a) if !a.is_active() => match a.status() {
+                (status, Some(reason)) => format!("{}: {reason}", status.as_str()),
+                (status, None) => status.as_str().to_string(),
+            },
+            Some(a) if !serves(a) => format!("it does not serve `{model}`"),
+            Some(a) => match a.blocked(model, now) {
+                Some(b) => format!("{}; available again in {} s", b.note, (b.until - now).max(1)),
+                None => "it is busy".to_string(),
+            },
+        };
+        LeaseError::Held { hold: hold.clone(), error: Pool::held_error(key, home, hold, &why_not) }
+    }
+}
+
+/// A request woken by an account's gate leaves without its slot: the wake-up goes to that gate's next waiter, so
+/// a freed slot never idles while another request waits for it.
+fn give_back(list: &[Arc<Account>], woken_by: Option<usize>, error: LeaseError) -> LeaseError {
+    if let Some(w) = woken_by {
+        list[w].gate.pass_on();
+    }
+    error
 }
 
 /// Rank of `plan` in the preference list; unlisted plans after all listed ones.

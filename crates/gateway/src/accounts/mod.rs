@@ -18,12 +18,14 @@ mod active;
 mod affinity;
 mod catalog;
 mod gate;
+mod hold;
 mod installation;
 mod lease;
 pub mod manage;
 mod pool;
 mod probe;
 pub mod quota;
+mod risk;
 mod shared;
 mod shared_refresh;
 pub mod steward;
@@ -31,6 +33,7 @@ mod tokens;
 mod upkeep;
 
 pub use catalog::AccountCatalog;
+pub use hold::{AccountRisk, HeldConversation, Hold};
 pub use lease::{Lease, LeaseError, Need, plan_rank};
 pub use pool::Pool;
 pub use quota::QuotaSnapshot;
@@ -189,6 +192,8 @@ pub struct Account {
     /// A token refresh made the workspace check due (the official client runs it after each refresh); the
     /// upkeep round runs it.
     pub(crate) discovery_due: std::sync::atomic::AtomicBool,
+    /// Its policy refusals and held conversations (`hold.rs`; docs/accounts.md, "Risk signals").
+    pub risk: AccountRisk,
 }
 
 impl std::fmt::Debug for Account {
@@ -227,6 +232,7 @@ impl Account {
             requests: AtomicU64::new(0),
             installation_id: None,
             discovery_due: std::sync::atomic::AtomicBool::new(false),
+            risk: AccountRisk::default(),
         }
     }
 
@@ -383,6 +389,8 @@ impl Account {
             "stewardship": self.stewardship(now, self.correction.get()),
             "requests": self.requests.load(Ordering::Relaxed),
             "last_used": match self.last_used.load(Ordering::Relaxed) { 0 => None, t => Some(t / 1000) },
+            // Policy refusals and held conversations (docs/accounts.md, "Risk signals").
+            "risk": self.risk.summary(),
         })
     }
 }

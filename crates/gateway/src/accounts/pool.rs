@@ -47,6 +47,8 @@ pub struct Pool {
     /// Stored policies this build cannot read, by (account id, stored text): each is logged once, the account
     /// served as `normal` meanwhile.
     unknown_policies: Mutex<HashSet<(String, String)>>,
+    /// Conversations held, as last counted (`hold.rs`).
+    pub(super) held_total: AtomicUsize,
     /// Held through a whole [`Pool::reload`], so re-reads (after an admin change, the upkeep round, a team change)
     /// run one after another: a round that read the store before `accounts disable` cannot write the old status
     /// back after the disable's own re-read.
@@ -65,6 +67,7 @@ impl Pool {
             base_http,
             affinity: Mutex::new(LruCache::new(cap)),
             refreshes: Default::default(),
+            held_total: AtomicUsize::new(0),
             turn: AtomicUsize::new(0),
             sticky: Mutex::new(None),
             strategy: AtomicU8::new(strategy.as_u8()),
@@ -245,6 +248,8 @@ impl Pool {
             }));
         }
         self.accounts.store(Arc::new(next));
+        // An account built anew (a new proxy) counts its held conversations from here.
+        self.recount_holds();
         Ok(())
     }
 

@@ -129,10 +129,6 @@ pub fn forecast_json(f: &Forecast, now: i64) -> Value {
     })
 }
 
-/// Every ChatGPT account's forecast by id, the pool's, and the pool's projection as (seconds from now, usable
-/// share) points ([`Pool::forecasts`]).
-pub type Forecasts = (Vec<(String, Forecast)>, Forecast, Vec<(i64, f64)>);
-
 /// The pool's scale of learnt capacity as last computed, shared with its accounts (an `f64` in an atomic).
 #[derive(Debug)]
 pub struct Correction(AtomicU64);
@@ -222,6 +218,9 @@ impl Pool {
         })
     }
 }
+
+/// Every account's forecast by id, the pool's, and the pool's projection ((seconds from now, usable share) points).
+pub type Forecasts = (Vec<(String, Forecast)>, Forecast, Vec<(i64, f64)>);
 
 /// Charges each finished request's usage to the account that served it (`Pool::charge`).
 pub struct QuotaSink(pub Arc<Pool>);

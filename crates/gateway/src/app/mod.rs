@@ -60,9 +60,11 @@ impl AppState {
         let catalog = Catalog::new(pool.clone());
         let keys = Arc::new(Keys::load(store.clone())?);
         keys.set_configured(&config.configured_keys)?;
+        keys.set_policy_limit(config.routing.policy_refusals_per_key);
         seed_budgets(&keys, &store)?;
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
-        // Client keys: token budgets are charged from each record; and each account's quota, what it used.
+        // Client keys: token budgets are charged from each record, and policy refusals counted; and each
+        // account's quota, what it used.
         all.push(Arc::new(BudgetSink(keys.clone())));
         all.push(Arc::new(crate::accounts::QuotaSink(pool.clone())));
         let (ledger, ledger_sink) = crate::usage::Ledger::open_for(pool.store(), &config.usage)?;

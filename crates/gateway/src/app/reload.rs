@@ -158,6 +158,11 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
         }
     };
     live_if(routing.strategy != old.routing.strategy, "routing.strategy");
+    live_if(
+        routing.max_accounts_per_request != old.routing.max_accounts_per_request,
+        "routing.max_accounts_per_request",
+    );
+    live_if(routing.policy_refusals_per_key != old.routing.policy_refusals_per_key, "routing.policy_refusals_per_key");
     live_if(*api_keys != old.api_keys, "api_keys");
     live_if(*configured_keys != old.configured_keys, "keys");
     live_if(*keepalive != old.keepalive, "keepalive_secs");
@@ -239,6 +244,8 @@ fn apply(state: &AppState, next: Config, trigger: Trigger) -> Report {
     }
     let mut running = (*old).clone();
     running.routing.strategy = next.routing.strategy;
+    running.routing.max_accounts_per_request = next.routing.max_accounts_per_request;
+    running.routing.policy_refusals_per_key = next.routing.policy_refusals_per_key;
     running.api_keys = next.api_keys;
     running.configured_keys = next.configured_keys;
     running.keepalive = next.keepalive;
@@ -247,6 +254,7 @@ fn apply(state: &AppState, next: Config, trigger: Trigger) -> Report {
     running.usage.prices = next.usage.prices;
     running.log = next.log;
     state.pool.set_strategy(running.routing.strategy);
+    state.keys.set_policy_limit(running.routing.policy_refusals_per_key);
     state.live.shared_keys.store(Arc::new(SharedKeys::main(&running)));
     state.ledger.set_prices(running.usage.prices.clone());
     if applied.contains(&"log") {

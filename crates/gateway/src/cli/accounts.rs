@@ -289,6 +289,29 @@ fn when(v: &Value) -> String {
     }
 }
 
+/// Requests in flight over the account's limit now, with its policy when it is not the normal one
+/// (`3/4`, `0/1 overloaded x2`, `1/4 preserve:30`).
+fn pace(s: &Value, in_flight: &Value) -> String {
+    let Some(limit) = s["limit"].as_u64() else { return "-".into() };
+    let mut out = format!("{}/{limit}", in_flight.as_u64().unwrap_or(0));
+    if let Some(streak) = s["overload_streak"].as_u64().filter(|n| *n > 0) {
+        out.push_str(&format!(" overloaded x{streak}"));
+    }
+    if let Some(policy) = s["policy"].as_str().filter(|p| *p != "normal") {
+        out.push_str(&format!(" {policy}"));
+    }
+    out
+}
+
+/// When the account runs dry at its present rate, or when it is back if it is dry now.
+fn dry(f: &Value) -> String {
+    match (f["dry_in_secs"].as_u64(), f["back_at"].as_i64()) {
+        (Some(0), Some(_)) => format!("dry, back {}", when(&f["back_at"])),
+        (Some(secs), _) => super::service::duration(secs),
+        (None, _) => "-".into(),
+    }
+}
+
 fn print_table(rows: &[Value]) {
     if rows.is_empty() {
         say!(
@@ -297,8 +320,21 @@ fn print_table(rows: &[Value]) {
         );
         return;
     }
-    let header =
-        ["id", "email/label", "plan", "status", "policy", "5h", "resets", "week", "resets", "last use", "cooldowns"];
+    let header = [
+        "id",
+        "email/label",
+        "plan",
+        "status",
+        "policy",
+        "5h",
+        "resets",
+        "week",
+        "resets",
+        "pace",
+        "dry in",
+        "last use",
+        "cooldowns",
+    ];
     let mut table = vec![header.map(String::from).to_vec()];
     for r in rows {
         let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
@@ -328,12 +364,14 @@ fn print_table(rows: &[Value]) {
             when(&q["primary_reset_at"]),
             pct(&q["secondary_used_percent"]),
             when(&q["secondary_reset_at"]),
+            pace(&r["stewardship"], &r["in_flight"]),
+            dry(&r["stewardship"]["forecast"]),
             when(&r["last_used"]),
             cooldowns.join("; "),
         ]);
     }
     use super::output::Align::{Left, Right};
-    let align = [Left, Left, Left, Left, Left, Right, Left, Right, Left, Left, Left];
+    let align = [Left, Left, Left, Left, Left, Right, Left, Right, Left, Right, Left, Left, Left];
     super::output::text(format_args!("{}", super::output::table(&table, &align)));
     // Rare and serious, so under the table in full rather than squeezed into a column.
     for r in rows {
@@ -353,11 +391,60 @@ fn print_table(rows: &[Value]) {
             );
         }
     }
+    // Risk signals (docs/accounts.md): one line per account that has any, so a clean pool prints nothing more.
+    for r in rows {
+        if let Some(line) = risk_line(r) {
+            say!("{line}");
+        }
+    }
+}
+
+/// `acc-1: 2 policy refusals (cyber 2), last 2026-11-27 10:00; 1 conversation held` for an account the upstream
+/// refused requests of, or that holds conversations; `None` for the others.
+fn risk_line(r: &Value) -> Option<String> {
+    let risk = &r["risk"];
+    let refusals = risk["policy_refusals"].as_u64().unwrap_or(0);
+    let held = risk["held_conversations"].as_u64().unwrap_or(0);
+    if refusals == 0 && held == 0 {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if refusals > 0 {
+        let kinds: Vec<String> = risk["policy_refusals_by_kind"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(kind, n)| n.as_u64().filter(|n| *n > 0).map(|n| format!("{kind} {n}")))
+            .collect();
+        let plural = if refusals == 1 { "" } else { "s" };
+        parts.push(format!(
+            "{refusals} policy refusal{plural} ({}), last {}",
+            kinds.join(", "),
+            when(&risk["last_policy_refusal_at"])
+        ));
+    }
+    if held > 0 {
+        let plural = if held == 1 { "" } else { "s" };
+        parts.push(format!("{held} conversation{plural} held (GET /admin/conversations/held)"));
+    }
+    Some(format!("{}: {}", r["id"].as_str().unwrap_or("-"), parts.join("; ")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::pick_account;
+
+    #[test]
+    fn an_accounts_risk_is_one_line_under_the_table_and_none_for_a_clean_account() {
+        let clean = serde_json::json!({"id": "acc-1", "risk": {"policy_refusals": 0, "held_conversations": 0}});
+        assert_eq!(super::risk_line(&clean), None);
+        let flagged = serde_json::json!({"id": "acc-2", "risk": {
+            "policy_refusals": 2, "policy_refusals_by_kind": {"cyber": 2, "bio": 0},
+            "last_policy_refusal_at": null, "held_conversations": 1}});
+        let line = super::risk_line(&flagged).unwrap_or_default();
+        assert!(line.starts_with("acc-2: 2 policy refusals (cyber 2)"), "{line}");
+        assert!(line.contains("1 conversation held"), "{line}");
+    }
 
     #[test]
     fn an_account_is_named_by_its_id_label_or_email_when_no_other_has_it() {

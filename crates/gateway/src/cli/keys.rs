@@ -37,7 +37,8 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a key's name, models or limits; `none` removes one (`--rpm none`, `--models none`).
+    /// Change a key's name, models or limits; `none` removes one (`--rpm none`, `--models none`); lift a
+    /// suspension (`--resume`) or suspend the key (`--suspend`).
     Update {
         /// The key's id (`key_...`) or its name, when no other key has it.
         id: String,
@@ -48,6 +49,12 @@ pub enum KeysCommand {
         /// `true`: serve the key only from quota that would otherwise expire; `false`: as any key.
         #[arg(long, value_name = "true|false")]
         opportunistic: Option<bool>,
+        /// Lift the key's suspension (after repeated policy refusals, `[routing] policy_refusals_per_key`).
+        #[arg(long, conflicts_with = "suspend")]
+        resume: bool,
+        /// Suspend the key: refused until `--resume`.
+        #[arg(long)]
+        suspend: bool,
         #[arg(long)]
         json: bool,
     },
@@ -125,8 +132,13 @@ async fn command(target: &impl KeysTarget, cmd: KeysCommand) -> anyhow::Result<(
         }
         KeysCommand::List { json } => list(target, json).await,
         KeysCommand::Show { id, json } => show(target, &id, json).await,
-        KeysCommand::Update { id, name, limits, opportunistic, json } => {
-            update(target, &id, name, &limits, opportunistic, json).await
+        KeysCommand::Update { id, name, limits, opportunistic, resume, suspend, json } => {
+            let suspended = match (resume, suspend) {
+                (true, _) => Some(false),
+                (false, true) => Some(true),
+                (false, false) => None,
+            };
+            update(target, &id, name, &limits, opportunistic, suspended, json).await
         }
         KeysCommand::Revoke { id } => revoke(target, &id).await,
     }
@@ -166,7 +178,8 @@ async fn list(target: &impl KeysTarget, json: bool) -> anyhow::Result<()> {
         say!("no client keys (codex-gateway keys create --name NAME)");
         return Ok(());
     }
-    let header = ["id", "name", "prefix", "status", "rpm", "conc", "daily", "monthly", "opportunistic", "models"];
+    let header =
+        ["id", "name", "prefix", "status", "rpm", "conc", "daily", "monthly", "opportunistic", "refused 24h", "models"];
     let mut rows = vec![header.map(String::from).to_vec()];
     let n = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
     let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
@@ -181,11 +194,13 @@ async fn list(target: &impl KeysTarget, json: bool) -> anyhow::Result<()> {
             n(&k["daily_tokens"]),
             n(&k["monthly_tokens"]),
             if k["opportunistic"] == true { "yes" } else { "no" }.to_string(),
+            // The policy refusals this gateway counted in the last 24 h (known only to a running gateway).
+            n(&k["usage"]["policy_refusals_24h"]),
             models(k),
         ]);
     }
     use super::output::Align::{Left, Right};
-    let align = [Left, Left, Left, Left, Right, Right, Right, Right, Left, Left];
+    let align = [Left, Left, Left, Left, Right, Right, Right, Right, Left, Right, Left];
     super::output::text(format_args!("{}", super::output::table(&rows, &align)));
     Ok(())
 }
@@ -207,12 +222,16 @@ async fn update(
     name: Option<String>,
     limits: &LimitArgs,
     opportunistic: Option<bool>,
+    suspended: Option<bool>,
     json: bool,
 ) -> anyhow::Result<()> {
     let id = resolve(target, given).await?;
     let mut body = Map::new();
     if let Some(n) = name {
         body.insert("name".into(), json!(n));
+    }
+    if let Some(s) = suspended {
+        body.insert("suspended".into(), json!(s));
     }
     limits.to_json(&mut body)?;
     if let Some(o) = opportunistic {
@@ -298,6 +317,10 @@ fn print_key(k: &Value) {
         if k["opportunistic"] == true { "yes (only quota that would otherwise expire)" } else { "no" }
     );
     say!("expires:        {}", s("expires_at"));
+    if !k["suspended_at"].is_null() {
+        say!("suspended:      {} ({})", s("suspended_at"), s("suspended_reason"));
+        say!("                lift it with `codex-gateway keys update {} --resume`", s("name"));
+    }
     if let Some(u) = k.get("usage") {
         say!(
             "used:           {} tokens today, {} this month, {} in flight",

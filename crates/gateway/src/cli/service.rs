@@ -205,6 +205,10 @@ async fn live_summary(config: &Config, address: &str) {
     if let Ok(list) = admin(config, address, "/admin/accounts").await.and_then(|b| Ok(serde_json::from_str(&b)?)) {
         say!("soonest reset: {}", soonest_reset(&list, crate::auth::now_unix()).map_or("-".into(), when));
     }
+    if let Ok(f) = admin(config, address, "/admin/forecast").await.and_then(|b| Ok(serde_json::from_str::<Value>(&b)?))
+    {
+        say!("quota:         {}", forecast_line(&f["pool"]));
+    }
     match admin(config, address, "/metrics").await {
         Ok(text) => {
             // A gauge is written as a float ("2.0").
@@ -232,6 +236,22 @@ async fn http_get(address: &str, path: &str, key: Option<&String>) -> anyhow::Re
         bail!("HTTP {} on {path}{}", status.as_u16(), if status.as_u16() == 401 { ": set the admin key" } else { "" });
     }
     Ok(resp.text().await?)
+}
+
+/// The pool's forecast in words: what is left, the rate, when it runs dry and when capacity comes back.
+pub(crate) fn forecast_line(f: &Value) -> String {
+    let share = match (f["usable_tokens"].as_f64(), f["capacity_tokens"].as_f64()) {
+        (Some(u), Some(c)) if c > 0.0 => format!("{:.0}% of capacity left", 100.0 * u / c),
+        _ => "capacity unknown".into(),
+    };
+    let rate = f["rate_tokens_per_hour"].as_f64().unwrap_or(0.0);
+    let dry = match f["dry_at"].as_i64() {
+        Some(t) => format!("runs dry {} at the present rate", when(t)),
+        None if rate > 0.0 => "does not run dry at the present rate".into(),
+        None => "nothing is being spent".into(),
+    };
+    let back = f["back_at"].as_i64().map(|t| format!("; capacity back {}", when(t))).unwrap_or_default();
+    format!("{share}, {:.1} M weighted tokens/h; {dry}{back}", rate / 1e6)
 }
 
 /// The earliest quota reset still ahead among the accounts (`/admin/accounts`), unix seconds.

@@ -96,6 +96,8 @@ pub struct RawRouting {
     pub queue_timeout_secs: Option<u64>,
     pub affinity_capacity: Option<usize>,
     pub usage_poll_secs: Option<u64>,
+    pub max_accounts_per_request: Option<usize>,
+    pub policy_refusals_per_key: Option<u32>,
 }
 
 /// `[ollama]`: the Ollama-compatible bridge (a second, unauthenticated listener; off by default).

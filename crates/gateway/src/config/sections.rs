@@ -49,6 +49,11 @@ pub struct Routing {
     pub queue_timeout: Duration,
     pub affinity_capacity: usize,
     pub usage_poll: Duration,
+    /// The most accounts one request is tried on (at least 1): a request every account fails is not sent to the
+    /// whole pool.
+    pub max_accounts_per_request: usize,
+    /// Policy refusals within 24 hours after which a created client key is suspended (`None`: never).
+    pub policy_refusals_per_key: Option<u32>,
 }
 
 impl Routing {
@@ -69,6 +74,8 @@ impl Routing {
             queue_timeout: Duration::from_secs(r.queue_timeout_secs.unwrap_or(planner::defaults::QUEUE_TIMEOUT_SECS)),
             affinity_capacity: r.affinity_capacity.unwrap_or(10_000).max(16),
             usage_poll: Duration::from_secs(r.usage_poll_secs.unwrap_or(300).max(30)),
+            max_accounts_per_request: r.max_accounts_per_request.unwrap_or(3).max(1),
+            policy_refusals_per_key: r.policy_refusals_per_key.filter(|n| *n > 0),
         })
     }
 }

@@ -51,7 +51,7 @@ pub(crate) async fn act(
         return json_error(StatusCode::NOT_FOUND, format!("No account `{id}`."));
     };
     let store = pool.store();
-    let stored = matches!(action.as_str(), "check" | "refresh" | "clear_cooldowns")
+    let stored = matches!(action.as_str(), "check" | "refresh" | "clear_cooldowns" | "release_holds")
         || store.get_account(&id).ok().flatten().is_some();
     if !stored {
         return json_error(
@@ -107,6 +107,14 @@ pub(crate) async fn act(
         "clear_cooldowns" => {
             pool.clear_cooldowns(&account);
             return json_response(StatusCode::OK, account.summary(now_unix()));
+        }
+        // Every conversation held on the account (docs/accounts.md, "Risk signals"), as the admin API's
+        // `DELETE /admin/accounts/{id}/holds`.
+        "release_holds" => {
+            return match pool.release_holds_of(&id).await {
+                Ok(keys) => json_response(StatusCode::OK, json!({"released": keys})),
+                Err(e) => internal(format!("{e:#}")),
+            };
         }
         "remove" => store.remove_account(&id).map(|_| ()),
         _ => return json_error(StatusCode::NOT_FOUND, format!("No action `{action}`.")),

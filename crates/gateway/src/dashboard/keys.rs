@@ -133,6 +133,8 @@ pub(crate) async fn update(
         monthly_tokens: Some(f.monthly_tokens),
         expires: Some(Some(f.expires.trim().to_string()).filter(|e| !e.is_empty())),
         opportunistic: Some(f.opportunistic),
+        // The form has no suspension: lifted with `keys update --resume` or the admin API.
+        suspended: None,
     };
     let row = match manage::update(dash.app.keys.store(), &id, patch) {
         Ok(row) => row,

@@ -22,6 +22,7 @@ use crate::app::AppState;
 use crate::config::Config;
 
 mod actions;
+mod forecast;
 mod keys;
 mod ledger;
 mod logins;

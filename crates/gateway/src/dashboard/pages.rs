@@ -95,6 +95,7 @@ fn sorted_by_used(mut v: Vec<Value>) -> Vec<Value> {
 pub(crate) async fn overview(State(dash): State<St>, PageAccess(a): PageAccess) -> Response {
     let mut ctx = base(&a, "Overview", "overview");
     ctx.insert("o".into(), overview_data(&dash));
+    ctx.insert("forecast".into(), super::forecast::forecast_data(&dash));
     ctx.insert("day".into(), super::ledger::overview_extras(&dash).await);
     let page = dash.render("overview.html", Value::Object(ctx));
     a.finish(page)

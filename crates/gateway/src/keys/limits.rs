@@ -1,5 +1,5 @@
 //! The limits of one client key as pure state machines over an injected clock: the request rate (GCRA), the
-//! concurrency count, and the UTC day and month token budgets. keys/mod.rs holds one [`Counters`] per key and
+//! concurrency count, the UTC day and month token budgets, and the policy refusals of the last 24 hours. keys/mod.rs holds one [`Counters`] per key and
 //! calls these with the wall clock; the unit tests here call them with chosen times.
 
 use std::collections::VecDeque;
@@ -132,6 +132,48 @@ impl Spent {
     }
 }
 
+/// How far back a key's policy refusals count (`[routing] policy_refusals_per_key`).
+pub const POLICY_WINDOW_SECS: i64 = 86_400;
+
+/// A key's requests the upstream refused under its usage policy within the last [`POLICY_WINDOW_SECS`]: their
+/// times, oldest first. Bounded: a key is suspended long before it holds many.
+#[derive(Debug, Default, Clone)]
+pub struct PolicyRefusals {
+    times: VecDeque<i64>,
+}
+
+/// More than any sensible setting: beyond it the oldest are forgotten (the count is then at least this).
+const MAX_POLICY_REFUSALS: usize = 1024;
+
+impl PolicyRefusals {
+    /// Note a refusal at `now` (unix seconds); the refusals within the window, this one included.
+    pub fn note(&mut self, now: i64) -> usize {
+        self.forget_before(now);
+        if self.times.len() >= MAX_POLICY_REFUSALS {
+            self.times.pop_front();
+        }
+        self.times.push_back(now);
+        self.times.len()
+    }
+
+    /// The refusals within the window at `now`.
+    pub fn count(&mut self, now: i64) -> usize {
+        self.forget_before(now);
+        self.times.len()
+    }
+
+    /// Forget them all (the key's suspension was lifted: it starts afresh).
+    pub fn clear(&mut self) {
+        self.times.clear();
+    }
+
+    fn forget_before(&mut self, now: i64) {
+        while self.times.front().is_some_and(|&t| t + POLICY_WINDOW_SECS <= now) {
+            self.times.pop_front();
+        }
+    }
+}
+
 /// (days since the epoch, months since year 0) of a unix time, UTC.
 fn periods(now: i64) -> (i64, i64) {
     let day = now.div_euclid(86_400);
@@ -191,6 +233,19 @@ pub fn parse_expiry(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_refusals_count_over_the_last_day_only() {
+        let mut p = PolicyRefusals::default();
+        let t0 = 1_000_000;
+        assert_eq!(p.note(t0), 1);
+        assert_eq!(p.note(t0 + 3_600), 2);
+        assert_eq!(p.count(t0 + POLICY_WINDOW_SECS - 1), 2);
+        assert_eq!(p.count(t0 + POLICY_WINDOW_SECS), 1, "the first is a day old");
+        assert_eq!(p.note(t0 + POLICY_WINDOW_SECS + 3_600), 1, "both are");
+        p.clear();
+        assert_eq!(p.count(t0), 0);
+    }
 
     #[test]
     fn rate_allows_rpm_in_any_minute_then_waits_for_the_oldest() {

@@ -50,6 +50,8 @@ pub struct KeyPatch {
     /// `true` or `false`; `null` is refused (a key is opportunistic or not: there is no limit to remove).
     #[serde(default, deserialize_with = "some")]
     pub opportunistic: Option<bool>,
+    /// `false` lifts a suspension (docs/accounts.md, "Risk signals"); `true` suspends the key by hand.
+    pub suspended: Option<bool>,
 }
 
 /// A present field (even `null`) is `Some`; a missing one stays `None` through `#[serde(default)]`.
@@ -134,6 +136,7 @@ pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, Stri
         expires_at,
         created_at: now,
         revoked_at: None,
+        suspended: None,
         opportunistic: spec.opportunistic,
     };
     claimed(store.insert_key_claiming_name(&row)?, &row)?;
@@ -162,6 +165,19 @@ pub fn update(store: &Store, id: &str, patch: KeyPatch) -> Result<StoredKey, Man
     }
     check_limits(&row.models, &row.limits)?;
     claimed(store.update_key_claiming_name(&row)?, &row)?;
+    // Its own write: the rest of the row never carries a suspension (`Store::set_key_suspension`).
+    match patch.suspended {
+        Some(false) if row.suspended.is_some() => {
+            store.set_key_suspension(&row.id, None)?;
+            row.suspended = None;
+        }
+        Some(true) if row.suspended.is_none() => {
+            let s = crate::store::Suspension { at: crate::auth::now_unix(), reason: "suspended by an operator".into() };
+            store.set_key_suspension(&row.id, Some(&s))?;
+            row.suspended = Some(s);
+        }
+        Some(_) | None => {}
+    }
     Ok(row)
 }
 
@@ -178,10 +194,11 @@ pub fn revoke(store: &Store, id: &str, now: i64) -> Result<StoredKey, ManageErro
 /// A key as the admin API and `keys list --json` show it: never the secret or its hash. `usage` is (tokens today,
 /// tokens this month, requests in flight) from a running gateway.
 pub fn summary(row: &StoredKey, usage: Option<(u64, u64, u32)>, now: i64) -> Value {
-    let status = match (row.revoked_at, row.expires_at) {
-        (Some(_), _) => "revoked",
-        (None, Some(t)) if now >= t => "expired",
-        (None, _) => "active",
+    let status = match (row.revoked_at, row.expires_at, &row.suspended) {
+        (Some(_), _, _) => "revoked",
+        (None, Some(t), _) if now >= t => "expired",
+        (None, _, Some(_)) => "suspended",
+        (None, _, None) => "active",
     };
     let mut v = json!({
         "id": row.id,
@@ -197,6 +214,8 @@ pub fn summary(row: &StoredKey, usage: Option<(u64, u64, u32)>, now: i64) -> Val
         "expires_at": row.expires_at.map(format_rfc3339),
         "created_at": format_rfc3339(row.created_at),
         "revoked_at": row.revoked_at.map(format_rfc3339),
+        "suspended_at": row.suspended.as_ref().map(|s| format_rfc3339(s.at)),
+        "suspended_reason": row.suspended.as_ref().map(|s| s.reason.clone()),
     });
     if let Some((day, month, in_flight)) = usage {
         v["usage"] = json!({"tokens_today": day, "tokens_this_month": month, "in_flight": in_flight});

@@ -1,6 +1,8 @@
 //! Client keys the admin creates, with limits (docs/operations.md, "Client keys"): the in-memory registry the
 //! request guard looks keys up in (server/guard.rs), the admission check the handler runs before the upstream is
-//! called (server/handler.rs), and the budget charge when a request's record ends ([`RecordSink`]).
+//! called (server/handler.rs), and the budget charge when a request's record ends ([`RecordSink`]). Optionally
+//! (`[routing] policy_refusals_per_key`), a created key whose requests the upstream refused under its usage policy
+//! that many times within 24 hours is suspended until an operator lifts it (docs/accounts.md, "Risk signals").
 //!
 //! The store (`client_keys`, store/keys.rs) is read at start, after every change made through the admin API, and
 //! every upkeep period (changes the command line wrote straight to the store); requests never touch it. A lookup
@@ -9,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -20,13 +22,13 @@ use sha2::{Digest, Sha256};
 use crate::auth::codex_file::format_rfc3339;
 use crate::auth::now_unix;
 use crate::record::{RecordSink, RequestRecord};
-use crate::store::{Store, StoredKey};
+use crate::store::{Store, StoredKey, Suspension};
 
 pub mod limits;
 pub mod manage;
 pub mod team;
 
-use limits::{InFlight, Limits, Rate, Refused, Spent};
+use limits::{InFlight, Limits, PolicyRefusals, Rate, Refused, Spent};
 
 /// A client key as requests see it: its settings and the counters its limits run on.
 #[derive(Debug)]
@@ -38,6 +40,11 @@ pub struct ClientKey {
     pub limits: Limits,
     pub expires_at: Option<i64>,
     pub revoked: bool,
+    /// Refused until an operator lifts it (the store's row says so).
+    pub suspended: Option<Suspension>,
+    /// Written in the configuration file (`[keys.NAME]`): it has no row to keep a suspension in, so it is never
+    /// suspended.
+    configured: bool,
     /// Its requests are served only from quota that would otherwise expire (the lease's `Need::opportunistic`).
     pub opportunistic: bool,
     /// Shared with the key's next version after an update, so counters survive a change of limits.
@@ -50,6 +57,10 @@ struct KeyState {
     /// the key itself has requests starting at the same instant.
     counters: Mutex<Counters>,
     in_flight: InFlight,
+    /// Its requests refused under the upstream's usage policy in the last 24 hours.
+    policy: Mutex<PolicyRefusals>,
+    /// Suspended here, its row not yet written (or the write failed): refused meanwhile.
+    suspending: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -79,6 +90,16 @@ impl ClientKey {
     pub fn usage(&self, now: i64) -> (u64, u64, u32) {
         let (day, month) = self.state.counters.lock().spent.used(now);
         (day, month, self.state.in_flight.count())
+    }
+
+    /// Its requests refused under the upstream's usage policy in the last 24 hours, on this instance.
+    pub fn policy_refusals(&self, now: i64) -> usize {
+        self.state.policy.lock().count(now)
+    }
+
+    /// Whether the key is refused for its policy refusals.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended.is_some() || self.state.suspending.load(Ordering::Relaxed)
     }
 }
 
@@ -138,6 +159,8 @@ pub struct Keys {
     /// after another and the last to store its snapshot is the last that read the store: a round that read before
     /// a revoke cannot put the key back after the revoke's own reload.
     reloading: Mutex<()>,
+    /// `[routing] policy_refusals_per_key` (0: off), applied live.
+    policy_limit: AtomicU32,
 }
 
 impl Keys {
@@ -150,6 +173,7 @@ impl Keys {
             epoch: Instant::now(),
             configured: Mutex::new(Arc::from(Vec::new())),
             reloading: Mutex::new(()),
+            policy_limit: AtomicU32::new(0),
         };
         keys.reload()?;
         Ok(keys)
@@ -199,6 +223,8 @@ impl Keys {
                 limits: k.limits,
                 expires_at: None,
                 revoked: false,
+                suspended: None,
+                configured: true,
                 opportunistic: k.opportunistic,
                 state,
             });
@@ -211,7 +237,13 @@ impl Keys {
                 continue;
             };
             let id: Arc<str> = row.id.as_str().into();
-            let state = old.by_id.get(&id).map(|k| k.state.clone()).unwrap_or_default();
+            let previous = old.by_id.get(&id);
+            let state = previous.map(|k| k.state.clone()).unwrap_or_default();
+            // Lifted (here or by another instance of the team): the key starts afresh.
+            if previous.is_some_and(|k| k.suspended.is_some()) && row.suspended.is_none() {
+                state.suspending.store(false, Ordering::Relaxed);
+                state.policy.lock().clear();
+            }
             let key = Arc::new(ClientKey {
                 id: id.clone(),
                 name: row.name,
@@ -219,6 +251,8 @@ impl Keys {
                 limits: row.limits,
                 expires_at: row.expires_at,
                 revoked: row.revoked_at.is_some(),
+                suspended: row.suspended,
+                configured: false,
                 opportunistic: row.opportunistic,
                 state,
             });
@@ -270,10 +304,65 @@ impl Keys {
         }
     }
 
+    /// `[routing] policy_refusals_per_key` (`None`: off), at start and on a config reload.
+    pub fn set_policy_limit(&self, limit: Option<u32>) {
+        self.policy_limit.store(limit.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// A request of key `id` was refused under the upstream's usage policy: counted while the setting is on, and
+    /// the key suspended when the count within 24 hours reaches it. The suspension applies here at once and is
+    /// written to the store off the request's task (so `keys list` shows it, and with a team store every
+    /// instance refuses the key at its next re-read); the count itself is this instance's.
+    pub fn note_policy_refusal(self: &Arc<Self>, id: &str, kind: dialects::failure::PolicyKind) {
+        let limit = self.policy_limit.load(Ordering::Relaxed);
+        let Some(key) = self.get(id).filter(|k| limit > 0 && !k.configured && !k.is_suspended()) else { return };
+        let now = now_unix();
+        let count = key.state.policy.lock().note(now);
+        if count < limit as usize || key.state.suspending.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let suspension = Suspension {
+            at: now,
+            reason: format!(
+                "{count} requests refused under the upstream's usage policy within 24 h (the last: {})",
+                kind.name()
+            ),
+        };
+        tracing::warn!(key = %key.id, name = %key.name, reason = %suspension.reason, "client key suspended");
+        let keys = self.clone();
+        let write = move || {
+            let written = keys.store.set_key_suspension(&key.id, Some(&suspension));
+            match written.and_then(|_| keys.reload()) {
+                Ok(()) => {}
+                // Refused here until a restart or a lift: the row says nothing, so other instances serve it.
+                Err(e) => tracing::error!(key = %key.id, "could not save the key's suspension: {e:#}"),
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(write);
+            }
+            Err(_) => write(),
+        }
+    }
+
+    /// Lift a key's suspension in this registry (the store's row is lifted by `manage::update`): its refusals
+    /// start afresh.
+    pub fn lift_suspension(&self, id: &str) {
+        if let Some(key) = self.get(id) {
+            key.state.suspending.store(false, Ordering::Relaxed);
+            key.state.policy.lock().clear();
+        }
+    }
+
     /// Admit a request of `key` for `model` (as the client named it) resolved to `slug`, before anything is sent
-    /// upstream: the model allow-list, the token budgets, the concurrency slot (returned as the [`Permit`]) and
-    /// the request rate, in that order, so a refused request takes neither a slot nor a place in the rate.
+    /// upstream: a suspension, the model allow-list, the token budgets, the concurrency slot (returned as the
+    /// [`Permit`]) and the request rate, in that order, so a refused request takes neither a slot nor a place in
+    /// the rate.
     pub fn admit(&self, key: &ClientKey, model: &str, slug: &str) -> Result<Permit, GatewayError> {
+        if key.is_suspended() {
+            return Err(suspended(key));
+        }
         if let Some(models) = &key.models
             && !models.iter().any(|m| m == model || m == slug)
         {
@@ -312,6 +401,21 @@ fn share(limit: u32, instances: u32) -> u32 {
     limit.div_ceil(instances.max(1))
 }
 
+/// The client's error for a suspended key: 403, what happened and how an operator lifts it.
+fn suspended(key: &ClientKey) -> GatewayError {
+    let why = key.suspended.as_ref().map_or("repeated refusals under the upstream's usage policy", |s| &s.reason);
+    GatewayError::new(
+        ErrorKind::PermissionDenied,
+        format!(
+            "The key `{name}` is suspended ({why}). An operator lifts it with `codex-gateway keys update {name} \
+             --resume` (or PATCH /admin/keys/{id} with {{\"suspended\": false}}).",
+            name = key.name,
+            id = key.id,
+        ),
+    )
+    .with_code("key_suspended_policy")
+}
+
 /// The client's error for a refusal: 429 with `Retry-After`, and a code that says which limit.
 fn refusal(key: &ClientKey, r: Refused, now: i64) -> GatewayError {
     let name = &key.name;
@@ -341,12 +445,16 @@ fn refusal(key: &ClientKey, r: Refused, now: i64) -> GatewayError {
     }
 }
 
-/// Charges each finished request's tokens (input + output, as the upstream reported them) to its key's budgets.
+/// Charges each finished request's tokens (input + output, as the upstream reported them) to its key's budgets,
+/// and counts its policy refusal ([`Keys::note_policy_refusal`]).
 pub struct BudgetSink(pub Arc<Keys>);
 
 impl RecordSink for BudgetSink {
     fn record(&self, record: &RequestRecord) {
         let Some(id) = &record.client_key else { return };
+        if let Some(kind) = record.refusal {
+            self.0.note_policy_refusal(id, kind);
+        }
         let tokens = record.usage.input_tokens.saturating_add(record.usage.output_tokens);
         if tokens == 0 {
             return;
@@ -375,8 +483,16 @@ fn decode_hash(hex: &str) -> Option<[u8; 32]> {
 /// Look up in the store as the API would show it: with the counters of the running gateway when given.
 pub fn stored_with_usage(keys: Option<&Keys>, row: &StoredKey) -> serde_json::Value {
     let now = now_unix();
-    let usage = keys.and_then(|k| k.get(&row.id)).map(|k| k.usage(now));
-    manage::summary(row, usage, now)
+    let key = keys.and_then(|k| k.get(&row.id));
+    let mut summary = manage::summary(row, key.as_ref().map(|k| k.usage(now)), now);
+    if let Some(k) = key {
+        summary["usage"]["policy_refusals_24h"] = serde_json::json!(k.policy_refusals(now));
+        // Suspended on this instance, its row not written yet.
+        if k.is_suspended() && row.revoked_at.is_none() {
+            summary["status"] = serde_json::json!("suspended");
+        }
+    }
+    summary
 }
 
 #[cfg(test)]

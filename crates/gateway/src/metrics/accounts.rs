@@ -1,7 +1,7 @@
 //! Gauges read from the account pool at each scrape: quota windows, resets, whether each account can serve,
 //! cooldowns, in-flight requests and their limit, overloads, the quota forecasts (each account's and the
-//! pool's), and the streams open now. Read at scrape time, so a removed account's series
-//! disappears with it.
+//! pool's), policy refusals and held conversations, and the streams open now. Read at scrape time, so a removed
+//! account's series disappears with it.
 
 use std::sync::Arc;
 
@@ -9,6 +9,8 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+
+use dialects::failure::PolicyKind;
 
 use crate::accounts::{Account, Pool};
 use crate::auth::now_unix;
@@ -114,6 +116,7 @@ impl PoolGauges {
         let mut up = Vec::new();
         let mut cooldown = Vec::new();
         let mut in_flight = Vec::new();
+        let mut refusals = Vec::new();
         let mut waiting = Vec::new();
         let mut limit = Vec::new();
         let mut streak = Vec::new();
@@ -125,6 +128,13 @@ impl PoolGauges {
         let names = distinct(accounts.iter().map(|a| (self.name(a), a.id.as_str())).collect());
         for (a, name) in accounts.iter().zip(names) {
             let account = || vec![("account", name.clone())];
+            // Only the kinds that happened: at most five series an account, usually none.
+            for kind in PolicyKind::ALL {
+                let n = a.risk.refusals(kind);
+                if n > 0 {
+                    refusals.push((vec![("account", name.clone()), ("kind", kind.name().to_string())], n as f64));
+                }
+            }
             {
                 let s = a.steward.lock();
                 limit.push((account(), s.governor.limit(now) as f64));
@@ -218,7 +228,13 @@ impl PoolGauges {
             "Seconds until the pool runs dry at its present rate (absent: not within a week)",
             &one(pool.dry_in),
         )?;
-        family(encoder, "pool_quota_back_seconds", "Seconds until capacity comes back", &one(pool.back_in))
+        family(encoder, "pool_quota_back_seconds", "Seconds until capacity comes back", &one(pool.back_in))?;
+        counter_family(
+            encoder,
+            "policy_refusals",
+            "Requests the upstream refused under its usage policy, by account and kind, since the gateway started",
+            &refusals,
+        )
     }
 
     /// The gateway's own: token refreshes, the ledger's drops, the store, open streams, HTTP/2 resets.
@@ -262,6 +278,13 @@ impl PoolGauges {
                 &dropped,
             )?;
         }
+        let held = [(Vec::new(), self.pool.held_total() as f64)];
+        family(
+            encoder,
+            "conversations_held",
+            "Conversations held on their account after a policy refusal or a deactivation (docs/accounts.md)",
+            &held,
+        )?;
         let streams = vec![(Vec::new(), crate::metrics::streams::open_streams() as f64)];
         family(encoder, "active_streams", "Streaming answers being written now", &streams)?;
         let resets = [(Vec::new(), crate::upstream::http2_resets_sent() as f64)];

@@ -28,6 +28,8 @@ impl RecordSink for AccessLog {
             stream = r.stream,
             account = r.account.as_deref(),
             moved_from = r.moved_from.as_deref(),
+            refusal = r.refusal.map(dialects::failure::PolicyKind::name),
+            held = r.held.as_ref().map(crate::accounts::Hold::as_str),
             attempts = r.attempts,
             failovers = r.failovers,
             input_tokens = r.usage.input_tokens,
@@ -81,13 +83,27 @@ mod tests {
 
             // Dropped without finishing: the client left.
             let _left = Recorder::new(sinks.clone(), Api::Ollama, "/api/chat", "req-left".into());
+
+            // Refused under the usage policy; then a turn of that conversation refused as held.
+            let mut refused = Recorder::new(sinks.clone(), Api::Chat, "/v1/chat/completions", "req-policy".into());
+            let policy = dialects::failure::classify_event(Some("cyber_policy"), "flagged");
+            refused.attempt_failed(&policy);
+            refused.error(&policy.to_error());
+            refused.finish(400);
+            let mut held = Recorder::new(sinks.clone(), Api::Chat, "/v1/chat/completions", "req-held".into());
+            held.held(&crate::accounts::Hold::Policy(dialects::failure::PolicyKind::Cyber));
+            held.finish(403);
         });
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines.len(), 5, "{text}");
+        let line = |id: &str| lines.iter().find(|l| l.contains(&format!("request_id={id} "))).copied().unwrap_or("");
+        assert!(line("req-policy").contains("refusal=\"cyber\""), "{text}");
+        assert!(line("req-held").contains("held=\"policy:cyber\""), "{text}");
         assert!(lines.iter().all(|l| l.contains("codex_gateway::access") && l.contains(" INFO ")), "{text}");
         assert!(lines[0].contains("request_id=req-ok") && lines[0].contains("status=200"), "{}", lines[0]);
         assert!(lines[0].contains("account=\"acc-1\"") || lines[0].contains("account=acc-1"), "{}", lines[0]);
         assert!(lines[1].contains("status=504") && lines[1].contains("header_timeout"), "{}", lines[1]);
-        assert!(lines[2].contains("status=499") && lines[2].contains("disconnected=true"), "{}", lines[2]);
+        let left = line("req-left");
+        assert!(left.contains("status=499") && left.contains("disconnected=true"), "{text}");
     }
 }

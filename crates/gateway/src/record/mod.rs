@@ -8,7 +8,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use dialects::failure::PolicyKind;
 use dialects::{ErrorKind, GatewayError, UpstreamFailure, Usage};
+
+use crate::accounts::Hold;
 
 pub mod access_log;
 mod recorder;
@@ -73,6 +76,12 @@ pub struct RequestRecord {
     pub account: Option<String>,
     /// The account the conversation moved from (its previous turn's), when it moved for this request.
     pub moved_from: Option<String>,
+    /// The upstream refused the request under its usage policy, or its content filter ended the answer: which
+    /// kind (docs/accounts.md, "Risk signals"). The conversation is held on its account from then on.
+    pub refusal: Option<PolicyKind>,
+    /// The request was refused because its conversation is held on an account that cannot serve it now: why the
+    /// conversation is held.
+    pub held: Option<Hold>,
     /// Attempts on an account: the first, each failover, a dialect's own retry (a resend after a token refresh
     /// is part of its attempt).
     pub attempts: u32,

@@ -6,9 +6,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use dialects::failure::{PolicyKind, RiskSignal};
 use dialects::{GatewayError, UpstreamFailure, Usage};
 
 use super::{Api, RecordError, RequestRecord, Sinks};
+use crate::accounts::Hold;
 use crate::keys::Permit;
 
 /// Status recorded when the client left before any status line was sent (nginx's "client closed request").
@@ -44,6 +46,8 @@ impl Recorder {
             accounts_tried: Vec::new(),
             account: None,
             moved_from: None,
+            refusal: None,
+            held: None,
             attempts: 0,
             failovers: 0,
             attempt_failures: Vec::new(),
@@ -120,12 +124,30 @@ impl Recorder {
         if let Some(r) = self.record.as_deref_mut() {
             r.attempt_failures.push(failure.name());
         }
+        self.upstream_failure(failure);
+    }
+
+    /// The upstream failure the request will end with (its error is set by [`Recorder::error`]). A refusal under
+    /// the usage policy is noted as such.
+    pub fn upstream_failure(&mut self, failure: &UpstreamFailure) {
+        if let Some(RiskSignal::PolicyRefusal(kind)) = failure.risk_signal() {
+            self.refused(kind);
+        }
         self.failure = Some(failure.clone());
     }
 
-    /// The upstream failure the request will end with (its error is set by [`Recorder::error`]).
-    pub fn upstream_failure(&mut self, failure: &UpstreamFailure) {
-        self.failure = Some(failure.clone());
+    /// The upstream refused the request under its usage policy (or its content filter ended the answer).
+    pub fn refused(&mut self, kind: PolicyKind) {
+        if let Some(r) = self.record.as_deref_mut() {
+            r.refusal = Some(kind);
+        }
+    }
+
+    /// The request was refused because its conversation is held (`hold` says why).
+    pub fn held(&mut self, hold: &Hold) {
+        if let Some(r) = self.record.as_deref_mut() {
+            r.held = Some(hold.clone());
+        }
     }
 
     /// The account whose answer is being relayed.

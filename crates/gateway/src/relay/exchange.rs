@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderName};
 use bytes::Bytes;
-use dialects::failure::{Credential, Failover, Reason, Refusal, Stage};
+use dialects::failure::{Credential, Failover, PolicyKind, Reason, Refusal, Stage};
+use dialects::responses::event::Terminal;
 use dialects::sse::SseFrame;
 use dialects::{ErrorKind, Event, GatewayError, UpstreamFailure, UpstreamRequest};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
-use crate::accounts::{Account, Lease, LeaseError, Need, RefreshBudget};
+use crate::accounts::{Account, Lease, LeaseError, Need, Pool, RefreshBudget};
 use crate::app::{AppState, request_id};
 use crate::auth::now_unix;
 use crate::keys::ClientKey;
@@ -37,6 +38,35 @@ pub struct Exchange {
     /// issue 25: the serving account's `x-codex-*` limit headers, for the client's response head (empty when
     /// the upstream's headers came after the client's status line).
     pub rate_limits: RateLimitHeaders,
+    /// Where a failure after the hand-over is reported ([`Exchange::report_failure`]). Boxed: every request's
+    /// future carries the exchange while it waits for the upstream, and this is needed only if the answer fails.
+    later: Box<Later>,
+}
+
+/// What a failure after the hand-over is reported with.
+struct Later {
+    pool: Arc<Pool>,
+    /// The conversation key the request went with (moved from the [`Prepared`] request by [`start`]).
+    key: String,
+}
+
+impl Exchange {
+    /// The answer failed after the exchange was handed over (the pump's in-stream error, a whole answer's
+    /// failure): the pool learns what it says of the account's standing, so its risk signal (a policy refusal, a
+    /// deactivation) holds the conversation and counts on the account as before the first byte.
+    pub fn report_failure(&self, failure: &UpstreamFailure) {
+        let Later { pool, key, .. } = &*self.later;
+        let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
+        pool.record_standing(&self.lease.account, conversation, failure);
+    }
+
+    /// The upstream's content filter ended the answer after output had gone out: the client's dialect reports
+    /// the finish as it always did, and the pool counts the refusal and holds the conversation.
+    pub fn report_refusal(&self, kind: PolicyKind) {
+        let Later { pool, key, .. } = &*self.later;
+        let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
+        pool.record_policy_refusal(&self.lease.account, conversation, kind);
+    }
 }
 
 /// Headers clients use to name a conversation, most specific first.
@@ -67,13 +97,16 @@ pub enum StartError {
     /// No account could serve it: the accounts' failures (the soonest rate limit among them), or the pool's own
     /// reason (cooling down, busy, none enabled or logged in), or the request could not be prepared.
     Unavailable(GatewayError),
+    /// The conversation is held on an account that cannot serve it now (docs/accounts.md, "Risk signals"), and no
+    /// other account may take it.
+    Held(GatewayError),
 }
 
 impl StartError {
     /// The client's error.
     pub fn into_error(self) -> GatewayError {
         match self {
-            StartError::UnknownModel(e) | StartError::Unavailable(e) => e,
+            StartError::UnknownModel(e) | StartError::Unavailable(e) | StartError::Held(e) => e,
             StartError::Refused(failure) => failure.to_error(),
         }
     }
@@ -82,7 +115,7 @@ impl StartError {
     pub fn is_unknown_model(&self) -> bool {
         match self {
             StartError::UnknownModel(_) => true,
-            StartError::Refused(_) | StartError::Unavailable(_) => false,
+            StartError::Refused(_) | StartError::Unavailable(_) | StartError::Held(_) => false,
         }
     }
 }
@@ -107,7 +140,10 @@ pub async fn start(
 ) -> Result<Exchange, StartError> {
     let prepared = prepare(state, &headers, req, client_key, record).await?;
     drop(headers);
-    open(state, &prepared, record).await
+    let mut exchange = open(state, &prepared, record).await?;
+    // Moved, not copied: the request is done with it.
+    exchange.later.key = prepared.key;
+    Ok(exchange)
 }
 
 /// A request ready to go upstream: the finalized body, serialized once, and what the upstream headers need.
@@ -232,6 +268,26 @@ impl Prepared {
         &self.ctx.request_id
     }
 
+    /// The request as `account` sends it when the conversation's own identifiers went to another account (issue
+    /// 71): a thread id of its own, derived from the conversation key and the account ([`account_thread_id`]), in
+    /// the body's `prompt_cache_key`, the session and thread headers, the window and the turn metadata (and a
+    /// caller's thread and parent thread ids derived alike); no sticky-routing token, which the other account's
+    /// answers issued. The account that got them first keeps them, so the upstream never sees one conversation's
+    /// identifiers under two accounts. `None` when the body cannot be read again (it was serialized here).
+    fn for_account(&self, account: &str) -> Option<Prepared> {
+        let own = |id: &str| account_thread_id(id, account);
+        let thread = own(&self.ctx.session_id);
+        let mut moved = self.edited(|body| {
+            body.insert("prompt_cache_key".into(), Value::String(thread.clone()));
+            true
+        })?;
+        moved.ctx.turn = self.ctx.turn.as_deref().map(|t| Arc::new(t.for_account(&self.ctx.session_id, own)));
+        moved.ctx.thread_id = self.ctx.thread_id.as_deref().map(own);
+        moved.ctx.session_id = thread;
+        moved.ctx.turn_state = None;
+        Some(moved)
+    }
+
     /// The same request with its body edited (a rare retry): parsed again from the bytes, since the tree is gone.
     /// `None` when `edit` reports that it changed nothing.
     pub fn edited(&self, edit: impl FnOnce(&mut Map<String, Value>) -> bool) -> Option<Prepared> {
@@ -267,20 +323,33 @@ impl Prepared {
 ///
 /// A conversation served by another account than its home (the account that served its last turn, which cannot
 /// serve now) moves: the turn goes without the state sealed to the home account ([`super::moves`]), and the record
-/// notes the move. A turn refused for a foreign reasoning item is sent again without reasoning, once.
+/// notes the move. A turn refused for a foreign reasoning item is sent again without reasoning, once. An account
+/// other than the one that got the conversation's own identifiers gets identifiers of its own
+/// ([`Prepared::for_account`]).
+///
+/// A request goes to at most `[routing] max_accounts_per_request` accounts: a request every account fails would
+/// otherwise be sent to the whole pool, each attempt one more account that saw it.
 pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) -> Result<Exchange, StartError> {
     let Prepared { slug, key, input_estimate, stream, opportunistic, .. } = prepared;
     let input_estimate = *input_estimate;
     let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
-    let home = conversation.and_then(|k| state.pool.home_account(k));
-    let mut unsealed: Option<Prepared> = None;
+    let known = conversation.and_then(|k| state.pool.home_account(k));
+    let home = known.as_ref().map(|(home, _)| home.as_str());
+    // Both apply live (app/reload.rs): one snapshot load per request.
+    let (keepalive, max_accounts) = {
+        let live = state.live.config();
+        (live.keepalive, live.routing.max_accounts_per_request)
+    };
     let mut foreign_reasoning = false;
-    let mut window = PeekWindow { len: state.live.config().keepalive.min(Duration::from_secs(10)), end: None };
+    let mut window = PeekWindow { len: keepalive.min(Duration::from_secs(10)), end: None };
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<GatewayError> = None;
     // One token refresh attempt for the whole request, whichever accounts it goes through (issue 58).
     let mut refresh = RefreshBudget::default();
     loop {
+        if tried.len() >= max_accounts {
+            return Err(StartError::Unavailable(last_error.unwrap_or_else(no_other_account)));
+        }
         let need = Need { model: slug, conversation, input_tokens: input_estimate, opportunistic: *opportunistic };
         let lease = match state.pool.lease(&need, &tried).await {
             Ok(l) => l,
@@ -290,27 +359,45 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
             }
             Err(LeaseError::UnknownModel(e)) => return Err(StartError::UnknownModel(e)),
             Err(LeaseError::Unavailable(e)) => return Err(StartError::Unavailable(pick_error(last_error, e))),
+            Err(LeaseError::Held { hold, error }) => {
+                record.held(&hold);
+                return Err(StartError::Held(error));
+            }
         };
         let account = lease.account.clone();
         tried.push(account.id.clone());
         record.attempt(&account.id);
-        let moved_from = home.as_deref().filter(|h| *h != account.id);
-        let current = match (moved_from, foreign_reasoning) {
-            (None, false) => prepared,
-            (moved, _) => {
-                if unsealed.is_none() {
-                    match super::moves::unseal(prepared) {
-                        Ok(edited) => unsealed = Some(edited.unwrap_or_else(|| prepared.clone())),
+        let moved_from = home.filter(|h| *h != account.id);
+        // Not the account that got the conversation's own identifiers (the one it moved from earlier, else its
+        // home, else this request's first): identifiers of its own.
+        let own_identity = match &known {
+            Some((_, Some(origin))) => *origin != account.id,
+            Some((home, None)) => *home != account.id,
+            None => tried.first().is_some_and(|first| *first != account.id),
+        };
+        let unsealed: Prepared;
+        let current = match (moved_from.is_some() || foreign_reasoning, own_identity) {
+            (false, false) => prepared,
+            (strip, _) => {
+                let base = match strip {
+                    false => None,
+                    true => match super::moves::unseal(prepared) {
+                        Ok(edited) => edited,
                         Err(sealed) => {
-                            if let (Some(k), Some(h)) = (conversation, home.as_deref()) {
+                            if let (Some(k), Some(h)) = (conversation, home) {
                                 state.pool.keep_home(k, h);
                             }
-                            let error = sealed.error(moved.or(home.as_deref()).unwrap_or_default());
+                            let error = sealed.error(moved_from.or(home).unwrap_or_default());
                             return Err(StartError::Unavailable(error));
                         }
-                    }
-                }
-                unsealed.as_ref().unwrap_or(prepared)
+                    },
+                };
+                let base = base.as_ref().unwrap_or(prepared);
+                unsealed = match own_identity {
+                    true => base.for_account(&account.id).unwrap_or_else(|| base.clone()),
+                    false => base.clone(),
+                };
+                &unsealed
             }
         };
         let ctx = &current.ctx;
@@ -319,7 +406,14 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
             if let Some(from) = moved_from {
                 record.moved_from(from);
             }
-            Exchange { reader, lease, request_id: ctx.request_id.clone(), input_estimate, rate_limits }
+            Exchange {
+                reader,
+                lease,
+                request_id: ctx.request_id.clone(),
+                input_estimate,
+                rate_limits,
+                later: Box::new(Later { pool: state.pool.clone(), key: String::new() }),
+            }
         };
         let sent = send_once(state, &account, current.body.clone(), ctx, *stream, &mut window, &mut refresh);
         let failure = match sent.await {
@@ -343,11 +437,13 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
             Err(failure) => failure,
         };
         record.attempt_failed(&failure);
+        // What the failure teaches the pool about the account (a cooldown, a status change, a risk signal), whether
+        // another account may try or not: a policy refusal stops the request and holds its conversation.
+        state.pool.record_failure(&account, slug, conversation, &failure);
         match failure.failover() {
             Failover::OtherAccount => {
                 let error = failure.to_error();
                 warn!(account = %account.id, error = %error, "account could not serve the request; trying another");
-                state.pool.record_failure(&account, slug, &failure);
                 last_error = Some(pick_error(last_error, error));
             }
             Failover::Stop if failure.reason() == Some(&Reason::ModelNotFound) => {
@@ -506,6 +602,13 @@ async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFa
             Read::Frame(frame) => {
                 // Owned (a copy only for the one delta that ends the peek), so it can wait beside its frame.
                 let event = reader.event(&frame).into_owned();
+                // The content filter ended the response before any output: a refusal, as the policy codes are.
+                if let Event::Finished { terminal: Terminal::Incomplete { reason }, output, .. } = &event
+                    && output.is_empty()
+                    && let Some(refusal) = Refusal::before_output(reason)
+                {
+                    break Err(UpstreamFailure::Refused(refusal));
+                }
                 match event {
                     Event::Created { .. } | Event::Ignored | Event::Unknown { .. } => seen.push((frame, Some(event))),
                     Event::Failed(refusal) if refusal.reason == Reason::MalformedEvent => {
@@ -550,6 +653,12 @@ fn request_kind(body: &Map<String, Value>) -> identity::RequestKind {
         Some("compaction_trigger") => identity::RequestKind::Compaction,
         Some(_) | None => identity::RequestKind::Turn,
     }
+}
+
+/// The thread id `account` gets for a conversation (or a caller's thread) whose own id `thread` went to another
+/// account: a UUID derived from both, the same for every turn of the conversation on that account.
+pub fn account_thread_id(thread: &str, account: &str) -> String {
+    session_uuid(&format!("{thread}\n{account}"))
 }
 
 /// A UUID-shaped session id derived from the conversation key, stable across the conversation's turns.

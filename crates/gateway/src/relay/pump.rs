@@ -1,6 +1,7 @@
 //! Driving a dialect encoder from the upstream stream: the streaming body (pull-based, so a client disconnect
 //! drops the upstream connection at once), keepalives while upstream is silent, limits emulation, and the
-//! non-streaming collection of a whole response.
+//! non-streaming collection of a whole response. A failure after the hand-over (and the content filter's end) is
+//! reported to the pool through the exchange, as one before it would have been: its risk signal is not lost.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -10,7 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dialects::assemble::Collected;
 use dialects::encoder::StreamEncoder;
+use dialects::failure::PolicyKind;
 use dialects::limits::Limiter;
+use dialects::responses::event::{IncompleteReason, Terminal};
 use dialects::sse::SseFrame;
 use dialects::{Event, GatewayError, OutputLimits, UpstreamFailure, Usage};
 use hyper::body::Frame;
@@ -199,17 +202,15 @@ impl<E: StreamEncoder> Pump<E> {
     }
 
     fn feed(&mut self, frame: &SseFrame, event: Event, out: &mut Vec<u8>) {
-        match &event {
-            Event::Finished { usage: Some(u), .. } => self.usage = Some(*u),
-            // The encoder words it for the client; the record keeps what it was.
-            Event::Failed(refusal) => {
-                if let Some(record) = &mut self.record {
-                    let failure = UpstreamFailure::Refused((**refusal).clone());
-                    record.upstream_failure(&failure);
-                    record.error(&failure.to_error());
-                }
+        if let Event::Finished { usage: Some(u), .. } = &event {
+            self.usage = Some(*u);
+        }
+        // The encoder words a failure for the client; the record keeps what it was, the pool what it says.
+        if let Some(record) = &mut self.record {
+            note_event(&event, &self.ex, record);
+            if let Event::Failed(refusal) = &event {
+                record.error(&refusal.to_error());
             }
-            _ => {}
         }
         match &mut self.limiter {
             Some(limiter) => {
@@ -248,6 +249,7 @@ impl<E: StreamEncoder> Pump<E> {
     fn fail(&mut self, failure: UpstreamFailure, out: &mut Vec<u8>) {
         let err = failure.to_error();
         debug!(request_id = %self.ex.request_id, error = %err, "stream ended with an error");
+        self.ex.report_failure(&failure);
         if let Some(record) = &mut self.record {
             record.upstream_failure(&failure);
             record.error(&err);
@@ -330,9 +332,9 @@ async fn collect_unboxed(
         match next_read(&mut ex.reader, &mut idle).await {
             Read::Frame(frame) => {
                 let event = ex.reader.event(&frame);
-                note_failure_event(&event, record);
+                note_event(&event, &ex, record);
                 if let Err(failure) = idle.after(ex.reader.is_progress(&frame, &event)) {
-                    return Err(failed(failure, record));
+                    return Err(failed(failure, &ex, record));
                 }
                 match &mut limiter {
                     Some(l) => l.apply(event, &mut |e| collected.on_event(e)),
@@ -345,9 +347,9 @@ async fn collect_unboxed(
                     return Ok(collected);
                 }
             }
-            Read::Idle => return Err(failed(UpstreamFailure::Idle, record)),
-            Read::End => return Err(failed(UpstreamFailure::StreamCut, record)),
-            Read::Error(failure) => return Err(failed(*failure, record)),
+            Read::Idle => return Err(failed(UpstreamFailure::Idle, &ex, record)),
+            Read::End => return Err(failed(UpstreamFailure::StreamCut, &ex, record)),
+            Read::Error(failure) => return Err(failed(*failure, &ex, record)),
         }
     }
 }
@@ -376,9 +378,9 @@ async fn drain_raw_unboxed(
         match next_read(&mut ex.reader, &mut idle).await {
             Read::Frame(frame) => {
                 let event = ex.reader.event(&frame);
-                note_failure_event(&event, record);
+                note_event(&event, &ex, record);
                 if let Err(failure) = idle.after(ex.reader.is_progress(&frame, &event)) {
-                    return Err(failed(failure, record));
+                    return Err(failed(failure, &ex, record));
                 }
                 if let Ok(v) = serde_json::from_str(&frame.data) {
                     f(v);
@@ -390,9 +392,9 @@ async fn drain_raw_unboxed(
                     return Ok(Usage::default());
                 }
             }
-            Read::Idle => return Err(failed(UpstreamFailure::Idle, record)),
-            Read::End => return Err(failed(UpstreamFailure::StreamCut, record)),
-            Read::Error(failure) => return Err(failed(*failure, record)),
+            Read::Idle => return Err(failed(UpstreamFailure::Idle, &ex, record)),
+            Read::End => return Err(failed(UpstreamFailure::StreamCut, &ex, record)),
+            Read::Error(failure) => return Err(failed(*failure, &ex, record)),
         }
     }
 }
@@ -408,15 +410,37 @@ async fn next_read(reader: &mut EventReader, idle: &mut IdleClock) -> Read {
     reader.next_until(idle.deadline(reader)).await
 }
 
-/// A failure event inside the answer: the record keeps what it was (the renderers word it for the client).
-fn note_failure_event(event: &Event, record: &mut Recorder) {
-    if let Event::Failed(refusal) = event {
-        record.upstream_failure(&UpstreamFailure::Refused((**refusal).clone()));
+/// What an event of the answer says beyond its translation: a failure event is kept in the record (the renderers
+/// word it for the client) and reported to the pool; the content filter's end after output is a policy refusal
+/// for the record and the pool, while the client gets its dialect's finish for it as before.
+fn note_event(event: &Event, ex: &Exchange, record: &mut Recorder) {
+    match event {
+        Event::Failed(refusal) => {
+            let failure = UpstreamFailure::Refused((**refusal).clone());
+            ex.report_failure(&failure);
+            record.upstream_failure(&failure);
+        }
+        Event::Finished { terminal: Terminal::Incomplete { reason: IncompleteReason::ContentFilter }, .. } => {
+            ex.report_refusal(PolicyKind::ContentFilter);
+            record.refused(PolicyKind::ContentFilter);
+        }
+        Event::Finished { .. }
+        | Event::Created { .. }
+        | Event::ItemAdded { .. }
+        | Event::TextDelta { .. }
+        | Event::RefusalDelta { .. }
+        | Event::ReasoningSummaryDelta { .. }
+        | Event::ReasoningSummaryPartAdded { .. }
+        | Event::FunctionArgsDelta { .. }
+        | Event::ItemDone { .. }
+        | Event::Ignored
+        | Event::Unknown { .. } => {}
     }
 }
 
-/// The client's error for `failure`, noted in the record.
-fn failed(failure: UpstreamFailure, record: &mut Recorder) -> GatewayError {
+/// The client's error for `failure`, noted in the record and reported to the pool.
+fn failed(failure: UpstreamFailure, ex: &Exchange, record: &mut Recorder) -> GatewayError {
+    ex.report_failure(&failure);
     record.upstream_failure(&failure);
     failure.to_error()
 }

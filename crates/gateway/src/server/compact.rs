@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use crate::accounts::LeaseError;
 use crate::app::{AppState, request_id};
 use crate::keys::Caller;
-use crate::relay::exchange::thread_id_for;
+use crate::relay::exchange::{account_thread_id, thread_id_for};
 use crate::relay::unary;
 use crate::server::errors::{body_error, error_response};
 use crate::server::openai;
@@ -81,11 +81,25 @@ async fn run(
     let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
     let need = crate::accounts::Need { conversation, opportunistic, ..crate::accounts::Need::model(&model) };
     let lease = state.pool.lease(&need, &[]).await.map_err(|e| match e {
-        LeaseError::UnknownModel(e) | LeaseError::Unavailable(e) => e,
+        LeaseError::UnknownModel(e) | LeaseError::Unavailable(e) | LeaseError::Held { error: e, .. } => e,
         LeaseError::Exhausted => GatewayError::new(ErrorKind::UpstreamUnavailable, "No account could compact."),
     })?;
     let account = lease.account.clone();
-    let thread = thread_id_for(&key);
+    // An account other than the one that got the conversation's own identifiers gets its own (issue 71), in the
+    // headers and the body's `prompt_cache_key` alike (the rest of the body goes as it came).
+    let own = |id: &str| account_thread_id(id, &account.id);
+    let relabel = conversation
+        .and_then(|k| state.pool.home_account(k))
+        .is_some_and(|(home, origin)| origin.unwrap_or(home) != account.id);
+    let thread = match relabel {
+        true => own(&thread_id_for(&key)),
+        false => thread_id_for(&key),
+    };
+    let body = match relabel {
+        true => with_cache_key(&body, &thread)?,
+        false => body,
+    };
+    let caller_thread = header_str(headers, "thread-id").filter(|t| *t != thread_id_for(&key));
     let turn = identity::Turn::new(identity::TurnInputs {
         headers,
         client_metadata: None,
@@ -100,7 +114,7 @@ async fn run(
     });
     let ctx = CallContext {
         request_id: request_id(headers),
-        thread_id: header_str(headers, "thread-id").filter(|t| *t != thread).map(str::to_string),
+        thread_id: caller_thread.map(|t| if relabel { own(t) } else { t.to_string() }),
         session_id: thread,
         turn: Some(Arc::new(turn)),
         turn_state: header_str(headers, "x-codex-turn-state").map(str::to_string),
@@ -117,7 +131,7 @@ async fn run(
     let (status, upstream_headers, bytes) = match answer {
         Ok(ok) => ok,
         Err(failure) => {
-            state.pool.record_failure(&account, &model, &failure);
+            state.pool.record_failure(&account, &model, conversation, &failure);
             return Err(failure.to_error());
         }
     };
@@ -126,6 +140,18 @@ async fn run(
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     RateLimitHeaders::from_upstream(&upstream_headers).apply(response.headers_mut());
     Ok(response)
+}
+
+/// The compaction body with `thread` as its `prompt_cache_key` (when it has one), in the official client's member
+/// order; every other value as it came.
+fn with_cache_key(body: &Bytes, thread: &str) -> Result<Bytes, GatewayError> {
+    let mut tree: Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::internal(format!("the body cannot be read again: {e}")))?;
+    if tree.contains_key("prompt_cache_key") {
+        tree.insert("prompt_cache_key".into(), Value::String(thread.to_string()));
+    }
+    let bytes = identity::official_order(&tree).map_err(|e| GatewayError::internal(e.to_string()))?;
+    Ok(Bytes::from(bytes))
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

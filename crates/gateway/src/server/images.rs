@@ -92,6 +92,8 @@ async fn serve(
             Err(LeaseError::Exhausted) => return Err(last_error.unwrap_or_else(no_account)),
             Err(LeaseError::UnknownModel(_)) => return Err(no_account()),
             Err(LeaseError::Unavailable(e)) => return Err(last_error.unwrap_or(e)),
+            // Not reached: an image request names no conversation.
+            Err(LeaseError::Held { error, .. }) => return Err(error),
         };
         let account = lease.account.clone();
         tried.push(account.id.clone());
@@ -108,9 +110,10 @@ async fn serve(
             }
             Err(failure) => {
                 record.attempt_failed(&failure);
+                // Images belong to no conversation: nothing is held, but the account learns what the failure says.
+                state.pool.record_failure(&account, &model, None, &failure);
                 match failure.failover() {
                     Failover::OtherAccount => {
-                        state.pool.record_failure(&account, &model, &failure);
                         last_error = Some(failure.to_error());
                     }
                     Failover::Stop => return Err(failure.to_error()),

@@ -20,9 +20,27 @@ pub struct StoredKey {
     pub expires_at: Option<i64>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// Refused until an operator lifts it (`keys/`: repeated policy refusals, docs/accounts.md "Risk signals").
+    /// Written only by [`Store::set_key_suspension`], never by an update of the rest, so an update that read the
+    /// row before a suspension does not lift it.
+    pub suspended: Option<Suspension>,
     /// Served only from quota that would otherwise expire (docs/operations.md, "Client keys").
     pub opportunistic: bool,
 }
+
+/// Why a key is suspended, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspension {
+    /// Unix seconds.
+    pub at: i64,
+    pub reason: String,
+}
+
+/// Migration 9 (SQLite) and 10 (PostgreSQL): a key's suspension.
+pub const SUSPENSION: &str = r#"
+ALTER TABLE client_keys ADD COLUMN suspended_at BIGINT;
+ALTER TABLE client_keys ADD COLUMN suspended_reason TEXT;
+"#;
 
 /// A key's configured limits (`None`: no limit of that kind).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -76,6 +94,14 @@ impl Store {
         match &self.backend {
             Backend::Sqlite => self.file.update_key(k),
             Backend::Postgres(pg) => pg.update_key(k),
+        }
+    }
+
+    /// Suspend a key (`Some`) or lift its suspension (`None`). Whether a key has this id.
+    pub fn set_key_suspension(&self, id: &str, suspension: Option<&Suspension>) -> anyhow::Result<bool> {
+        match &self.backend {
+            Backend::Sqlite => self.file.set_key_suspension(id, suspension),
+            Backend::Postgres(pg) => pg.set_key_suspension(id, suspension),
         }
     }
 

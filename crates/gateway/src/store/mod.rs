@@ -21,11 +21,11 @@ pub mod team;
 pub mod usage;
 
 pub use accounts::{AccountKind, AccountStatus, StoredAccount, Tokens, UnknownKind, UnknownStatus, redact};
-pub use keys::{Limits, NameClaim, StoredKey};
+pub use keys::{Limits, NameClaim, StoredKey, Suspension};
 use postgres::PgStore;
 use sqlite::SqliteStore;
 
-/// Migration 8 on both backends (one text: plain types both read): each account's owner policy, as
+/// Migration 10 (SQLite) and 11 (PostgreSQL), one text (plain types both read): each account's owner policy, as
 /// `planner::Policy::as_text` writes it (`normal`, `burn_first`, `preserve:N`), and whether a client key is
 /// opportunistic (served only from quota that would otherwise expire). Rows that exist keep the behaviour they
 /// had: `normal`, not opportunistic.

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::{Backend, Store, Tokens};
 
-pub use super::postgres::affinity::{PULL, PullCursor, RESHARE_SECS};
+pub use super::postgres::affinity::{AffinityRow, PULL, PullCursor, RESHARE_SECS};
 
 /// One cooldown as the team shares it.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,19 +149,28 @@ impl Store {
         }
     }
 
-    /// Share that conversation `key` is held by `account_id`, in the background (never waits).
-    pub fn publish_affinity(&self, key: &str, account_id: &str) {
+    /// Share where a conversation is (its account, origin and hold), in the background (never waits).
+    pub fn publish_affinity(&self, row: AffinityRow) {
         match &self.backend {
             Backend::Sqlite => {}
-            Backend::Postgres(pg) => pg.publish_affinity(key, account_id),
+            Backend::Postgres(pg) => pg.publish_affinity(row),
         }
     }
 
-    /// The conversations the other instances shared since the last pull, as (key, account id).
-    pub async fn pull_affinity(&self, cursor: &mut PullCursor, limit: usize) -> anyhow::Result<Vec<(String, String)>> {
+    /// The conversations the other instances shared since the last pull.
+    pub async fn pull_affinity(&self, cursor: &mut PullCursor, limit: usize) -> anyhow::Result<Vec<AffinityRow>> {
         match &self.backend {
             Backend::Sqlite => Ok(Vec::new()),
             Backend::Postgres(pg) => pg.pull_affinity(cursor, limit).await,
+        }
+    }
+
+    /// Release a conversation's hold for the whole team (a local store keeps none: the pool's map is all there
+    /// is). Whether the team's table held it.
+    pub async fn release_shared_hold(&self, key: &str) -> anyhow::Result<bool> {
+        match &self.backend {
+            Backend::Sqlite => Ok(false),
+            Backend::Postgres(pg) => pg.release_hold(key).await,
         }
     }
 

@@ -117,6 +117,14 @@ CREATE INDEX usage_daily_report ON usage_daily (day, account, model, client_key,
 /// held the conversation (relay/moves.rs; docs/protocol.md "Long sessions"). NULL on every other request.
 pub const MOVED_FROM: &str = "ALTER TABLE usage_requests ADD COLUMN moved_from TEXT;";
 
+/// Migration 8: the account stewardship of a request (docs/accounts.md, "Risk signals"): the usage-policy refusal
+/// the upstream gave it (`cyber`, `bio`, `invalid_prompt`, `misalignment`, `content_filter`), and why its
+/// conversation is held when it was refused for that (`policy:cyber`, `deactivated`). NULL on every other request.
+pub const RISK: &str = r#"
+ALTER TABLE usage_requests ADD COLUMN refusal TEXT;
+ALTER TABLE usage_requests ADD COLUMN held TEXT;
+"#;
+
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
@@ -234,6 +242,10 @@ pub struct LedgerEntry<'a> {
     pub client_disconnected: bool,
     /// The account the conversation moved from, when this request moved it.
     pub moved_from: Option<&'a str>,
+    /// The usage-policy refusal the upstream gave the request.
+    pub refusal: Option<&'a str>,
+    /// Why the request's conversation is held, when the request was refused for it.
+    pub held: Option<&'a str>,
 }
 
 impl LedgerEntry<'_> {

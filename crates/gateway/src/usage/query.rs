@@ -300,6 +300,10 @@ pub struct RequestRow {
     pub client_disconnected: bool,
     /// The account the conversation moved from, when this request moved it to `account`.
     pub moved_from: Option<String>,
+    /// The usage-policy refusal the upstream gave the request (`cyber`, `content_filter`, ...).
+    pub refusal: Option<String>,
+    /// Why the request's conversation is held, when the request was refused for it (`policy:cyber`, `deactivated`).
+    pub held: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
 }
@@ -346,7 +350,7 @@ fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow
     let mut sql = String::from(
         "SELECT id, request_id, started_at, api, route, client_key, model_requested, model, effort, stream, account,
                 accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms, input_tokens,
-                cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from
+                cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held
          FROM usage_requests WHERE 1 = 1",
     );
     let mut args: Vec<Sql> = Vec::new();
@@ -412,6 +416,8 @@ fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow
             reasoning_tokens: count(r.get(22)?),
             client_disconnected: r.get(23)?,
             moved_from: r.get(24)?,
+            refusal: r.get(25)?,
+            held: r.get(26)?,
             cost_usd: None,
         })
     })?;
@@ -447,6 +453,8 @@ pub fn requests_csv(page: &RequestsPage) -> Result<String, csv::Error> {
         "reasoning_tokens",
         "client_disconnected",
         "moved_from",
+        "refusal",
+        "held",
         "cost_usd",
     ])?;
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -477,6 +485,8 @@ pub fn requests_csv(page: &RequestsPage) -> Result<String, csv::Error> {
             r.reasoning_tokens.to_string(),
             r.client_disconnected.to_string(),
             opt(&r.moved_from),
+            opt(&r.refusal),
+            opt(&r.held),
             r.cost_usd.map(|c| format!("{c:.6}")).unwrap_or_default(),
         ])?;
     }

@@ -44,6 +44,8 @@ fn record(id: &str, at_ms: u64, key: Option<&str>, model: &str, status: u16, tok
         accounts_tried: vec!["acct-1".into()],
         account: Some("acct-1".into()),
         moved_from: None,
+        refusal: None,
+        held: None,
         attempts: 1,
         attempt_failures: Vec::new(),
         failovers: 0,

@@ -239,6 +239,8 @@ impl<'a> From<&'a RequestRecord> for LedgerEntry<'a> {
             reasoning_tokens: u.reasoning_tokens,
             client_disconnected: r.client_disconnected,
             moved_from: r.moved_from.as_deref(),
+            refusal: r.refusal.map(dialects::failure::PolicyKind::name),
+            held: r.held.as_ref().map(crate::accounts::Hold::as_str),
         }
     }
 }

@@ -147,7 +147,7 @@ async fn dashboard_state_changes_without_the_csrf_token_are_refused() {
             r.json::<Value>().await.unwrap_or_default()["strategy"].clone()
         }
     };
-    assert_eq!(status(&env).await, "Planner", "the default strategy");
+    assert_eq!(status(&env).await, "Planner");
     let r = client()
         .post(env.url("/dashboard/api/settings"))
         .header("cookie", &cookie)

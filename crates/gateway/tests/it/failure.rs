@@ -44,26 +44,71 @@ async fn usage_not_included_inside_a_stream_fails_over_and_cools_down_like_the_h
     }
 }
 
-/// A 403 whose code says the account is deactivated disables the account (a status change, not a cooldown);
-/// the request moves on to the next account.
+/// A 403 whose code says the account is deactivated disables the account (a status change, not a cooldown), and
+/// the request stops there (issue 71): sent on, the conversation that got one account deactivated would be tried
+/// on the next. Another conversation is served by the next account.
 #[tokio::test]
-async fn a_deactivated_account_is_disabled_and_the_request_fails_over() {
+async fn a_deactivated_account_is_disabled_and_the_request_stops() {
     let env = start(pool_setup(2)).await;
     let body = json!({"error":{"code":"account_deactivated","message":"This account has been deactivated."}});
-    // Every account answers so (whichever is picked first): each is tried once and disabled.
+    // Every account answers so (whichever is picked first): each request tries one and disables it.
     for account in &env.accounts {
         env.fake.enqueue(Some(&account.account_id), scenario(json!({"kind":"http_error","status":403,"body":body})));
     }
     let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!((status, json(&text)["error"]["code"].as_str()), (403, Some("account_deactivated")), "{text}");
+    assert_eq!(upstream_requests(&env), 1, "the request stopped");
+    let statuses = |accounts: Value| -> Vec<String> {
+        let mut s: Vec<String> = accounts
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["status"].as_str().map(str::to_string))
+            .collect();
+        s.sort();
+        s
+    };
+    assert_eq!(statuses(env.get_json("/admin/accounts").await), ["active", "disabled"]);
+    let another = json!({"model":"gpt-5.4","messages":[{"role":"user","content":"another conversation"}]});
+    let (status, _, text) = env.post("/v1/chat/completions", &another).await;
     assert_eq!(status, 403, "{text}");
-    assert_eq!(upstream_requests(&env), 2, "the request failed over");
-    let accounts = env.get_json("/admin/accounts").await;
-    let statuses: Vec<&str> = accounts.as_array().into_iter().flatten().filter_map(|a| a["status"].as_str()).collect();
-    assert_eq!(statuses, ["disabled", "disabled"], "{accounts}");
+    assert_eq!(upstream_requests(&env), 2, "the other account took the new conversation");
+    assert_eq!(statuses(env.get_json("/admin/accounts").await), ["disabled", "disabled"]);
     // Disabled, not cooling down: the pool says no account is enabled, without asking the upstream.
-    let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
+    let third = json!({"model":"gpt-5.4","messages":[{"role":"user","content":"a third"}]});
+    let (status, _, text) = env.post("/v1/chat/completions", &third).await;
     assert_eq!((status, json(&text)["error"]["code"].as_str()), (503, Some("no_account_available")), "{text}");
     assert_eq!(upstream_requests(&env), 2);
+}
+
+/// A request goes to at most `[routing] max_accounts_per_request` accounts (3 by default): a pool of five that
+/// all fail is not asked five times, and the client gets one error.
+#[tokio::test]
+async fn a_request_is_tried_on_three_accounts_at_most() {
+    let env = start(pool_setup(5)).await;
+    for account in &env.accounts {
+        env.fake.enqueue(Some(&account.account_id), scenario(json!({"kind":"server_error","status":500})));
+    }
+    let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 502, "{text}");
+    assert_eq!(upstream_requests(&env), 3, "three accounts tried, not five");
+    let tried: std::collections::HashSet<Option<String>> =
+        env.fake.requests_to("/responses").iter().map(|r| r.account_id.clone()).collect();
+    assert_eq!(tried.len(), 3, "three different accounts");
+}
+
+/// `max_accounts_per_request = 1`: the first account's failure is the answer.
+#[tokio::test]
+async fn one_account_per_request_when_so_configured() {
+    let mut setup = pool_setup(2);
+    setup.config_toml = Some("[routing]\nmax_accounts_per_request = 1\n".into());
+    let env = start(setup).await;
+    for account in &env.accounts {
+        env.fake.enqueue(Some(&account.account_id), scenario(json!({"kind":"server_error","status":500})));
+    }
+    let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 502, "{text}");
+    assert_eq!(upstream_requests(&env), 1);
 }
 
 /// A rate limit inside a 200 stream cools the account down for the time the message names; with every account

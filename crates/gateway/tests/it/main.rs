@@ -34,6 +34,7 @@ mod refresh;
 mod reload;
 mod replay;
 mod responses;
+mod risk;
 mod security;
 mod service;
 mod stewardship;

@@ -192,3 +192,99 @@ async fn reasoning_the_backend_refuses_as_foreign_is_left_out_once() {
     assert_eq!(other[1].status, 200);
     assert!(items_of(&other[1].answered_body(), "reasoning").is_empty());
 }
+
+/// A request's conversation identifiers as the upstream received them: the session, thread and request-id
+/// headers, the window, the turn metadata (header and body copy), `client_metadata` and the prompt cache key.
+fn identifiers(r: &fake_codex::RecordedRequest) -> Vec<String> {
+    let header = |name: &str| r.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let mut ids: Vec<String> =
+        ["session-id", "thread-id", "x-client-request-id", "x-codex-window-id", "x-codex-parent-thread-id"]
+            .iter()
+            .filter_map(|h| header(h))
+            .collect();
+    let turn_fields = ["session_id", "thread_id", "window_id", "context_window_id", "turn_id", "root_turn_id"];
+    let mut turn_metadata = |text: Option<&str>| {
+        let meta: Value = text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+        ids.extend(turn_fields.iter().filter_map(|f| meta[*f].as_str().map(str::to_string)));
+    };
+    turn_metadata(header("x-codex-turn-metadata").as_deref());
+    let body = r.answered_body();
+    let meta = &body["client_metadata"];
+    turn_metadata(meta["x-codex-turn-metadata"].as_str());
+    for f in ["session_id", "thread_id", "x-codex-window-id", "turn_id", "root_turn_id"] {
+        ids.extend(meta[f].as_str().map(str::to_string));
+    }
+    ids.extend(body["prompt_cache_key"].as_str().map(str::to_string));
+    ids
+}
+
+/// Issue 71: a conversation that moves takes no identifier of its previous account along. Its home account keeps
+/// the ids it had (also for the attempt it refused); the account it moves to gets ids of its own, the same on each
+/// of its turns; no id is seen by two accounts; and each account presents its own installation id. For a plain
+/// client (ids derived from its session) and for an official client (its own thread id, window and metadata).
+#[tokio::test]
+async fn a_conversation_that_moves_takes_no_identifier_of_its_previous_account_along() {
+    let official_thread = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+    for official in [false, true] {
+        let env = start(pooled()).await;
+        let send = |text: &'static str| {
+            let env = &env;
+            async move {
+                let (status, _, body) = match official {
+                    false => {
+                        let body = json!({"model":"gpt-5.4","messages":[{"role":"user","content":text}]});
+                        env.post_with("/v1/chat/completions", &body, &[("session-id", "conv-ids")]).await
+                    }
+                    true => {
+                        let body = json!({"model":"gpt-5.4","input":text,"prompt_cache_key":official_thread,
+                            "client_metadata":{"session_id":official_thread,"thread_id":official_thread}});
+                        let window = format!("{official_thread}:0");
+                        let headers = [
+                            ("originator", "codex_exec"),
+                            ("session_id", official_thread),
+                            ("x-codex-window-id", window.as_str()),
+                        ];
+                        env.post_with("/v1/responses", &body, &headers).await
+                    }
+                };
+                assert_eq!(status, 200, "official={official}: {body}");
+            }
+        };
+        send("one").await;
+        send("two").await;
+        let home = env.fake.requests_to("/responses")[0].account_id.clone().unwrap_or_default();
+        exhaust(&env, &home);
+        send("three").await;
+        send("four").await;
+        let sent = env.fake.requests_to("/responses");
+        assert_eq!(sent.len(), 5, "official={official}: two turns home, a refused attempt, two turns away");
+        let (at_home, away): (Vec<_>, Vec<_>) = sent.iter().partition(|r| r.account_id.as_deref() == Some(&home));
+        assert_eq!((at_home.len(), away.len()), (3, 2), "official={official}");
+        let ids = |rs: &[&fake_codex::RecordedRequest]| -> std::collections::HashSet<String> {
+            rs.iter().flat_map(|r| identifiers(r)).collect()
+        };
+        let (home_ids, away_ids) = (ids(&at_home), ids(&away));
+        let shared: Vec<&String> = home_ids.intersection(&away_ids).collect();
+        assert!(shared.is_empty(), "official={official}: ids seen by both accounts: {shared:?}");
+        let session = |r: &fake_codex::RecordedRequest| {
+            r.headers.iter().find(|(n, _)| n == "session-id").map(|(_, v)| v.clone()).unwrap_or_default()
+        };
+        // The home account keeps its ids, the other one keeps its own from turn to turn.
+        assert!(at_home.iter().all(|r| session(r) == session(at_home[0])), "official={official}");
+        assert_eq!(session(away[0]), session(away[1]), "official={official}");
+        assert_eq!(at_home[0].body["prompt_cache_key"], Value::String(session(at_home[0])));
+        assert_eq!(away[0].body["prompt_cache_key"], Value::String(session(away[0])));
+        if official {
+            assert_eq!(session(at_home[0]), official_thread, "the home account gets the caller's own thread id");
+        }
+        let installation = |r: &fake_codex::RecordedRequest| {
+            r.answered_body()["client_metadata"]["x-codex-installation-id"].as_str().unwrap_or_default().to_string()
+        };
+        assert!(!installation(at_home[0]).is_empty(), "official={official}");
+        assert_ne!(
+            installation(at_home[0]),
+            installation(away[0]),
+            "official={official}: one installation per account"
+        );
+    }
+}

@@ -551,6 +551,65 @@ async fn a_new_instance_adopts_shared_conversations_and_its_leader_prunes_expire
     assert_eq!(requests_through(&fake, &creds[0].account_id), 4, "a shared conversation went to another account");
 }
 
+/// Whether `at` lists conversation `key` as held.
+async fn held_on(http: &reqwest::Client, at: &Instance, key: &str) -> bool {
+    let held = admin_json(http, at, "/admin/conversations/held").await;
+    held["held"].as_array().into_iter().flatten().any(|h| h["key"] == key)
+}
+
+/// One turn of the conversation `held-team` on `at`: its status.
+async fn held_turn(http: &reqwest::Client, at: &Instance, text: &str) -> u16 {
+    let body = json!({"model":"gpt-5.4","input":text,"prompt_cache_key":"held-team"});
+    let r = http.post(at.url("/v1/responses")).bearer_auth(SHARED).json(&body).send().await;
+    r.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+/// Issue 71: a conversation held on one instance is held on the others (its next turn there is refused, not moved,
+/// once its account cannot serve), a release on a third instance releases it for all, and a held row outlives the
+/// expiry: the leader keeps it, and an instance that starts reads it whatever its age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conversation_held_on_one_instance_is_held_on_all_until_released() {
+    let _one_team_at_a_time = ONE_TEAM.lock().await;
+    let (fake, creds, db) = seed(FakeConfig::default(), 2).await;
+    let first = stored(&creds[0]).id;
+    db_value(
+        &db,
+        &format!(
+            "INSERT INTO conversation_affinity (key, account_id, instance, at, hold) \
+             VALUES ('old-held', '{first}', 'gone', 0, 'deactivated') RETURNING 0::bigint"
+        ),
+    )
+    .await;
+    let start = || instance_with(&fake, &db, "upkeep_interval_secs = 0.2");
+    let (a, b, c) = (start().await, start().await, start().await);
+    let http = http();
+    assert!(within(Duration::from_secs(3), || held_on(&http, &a, "old-held")).await.is_some(), "an old hold is read");
+    let kept = db_value(&db, "SELECT count(*) FROM conversation_affinity WHERE key = 'old-held'").await;
+    assert_eq!(kept, Some(1), "the leader kept the held row past the expiry");
+
+    assert_eq!(held_turn(&http, &a, "one").await, 200);
+    let home = fake.requests_to("/responses").last().and_then(|r| r.account_id.clone()).unwrap_or_default();
+    let away = creds.iter().find(|c| c.account_id != home).map(|c| c.account_id.clone()).unwrap_or_default();
+    fake.enqueue(Some(&home), fake_codex::Scenario::PolicyRefusal { code: "cyber_policy".into() });
+    assert_eq!(held_turn(&http, &a, "two").await, 400);
+    assert!(
+        within(Duration::from_secs(3), || held_on(&http, &b, "held-team")).await.is_some(),
+        "B learned of the hold"
+    );
+    let home_id = creds.iter().find(|c| c.account_id == home).map(|c| stored(c).id).unwrap_or_default();
+    let r = http.post(b.url(&format!("/admin/accounts/{home_id}/disable"))).bearer_auth(ADMIN).send().await;
+    assert_eq!(r.map(|r| r.status().as_u16()).unwrap_or(0), 200);
+    assert_eq!(held_turn(&http, &b, "three").await, 403, "held, not moved");
+    assert_eq!(requests_through(&fake, &away), 0, "the other account never saw the conversation");
+
+    let r = http.delete(c.url("/admin/conversations/held-team/hold")).bearer_auth(ADMIN).send().await;
+    assert_eq!(r.map(|r| r.status().as_u16()).unwrap_or(0), 200, "released on an instance that never served it");
+    let released = within(Duration::from_secs(3), || async { !held_on(&http, &a, "held-team").await }).await;
+    assert!(released.is_some(), "A learned of the release");
+    assert_eq!(held_turn(&http, &a, "four").await, 200);
+    assert_eq!(requests_through(&fake, &away), 1, "released, it moved to the account that can serve");
+}
+
 /// A chat request as `key` on `at`: (status, tokens the answer used, the error code).
 async fn chat_spend(http: &reqwest::Client, at: &Instance, key: &str) -> (u16, u64, String) {
     let r = http.post(at.url("/v1/chat/completions")).bearer_auth(key).json(&chat()).send().await;
@@ -754,6 +813,7 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
         expires_at: None,
         created_at: 1,
         revoked_at: None,
+        suspended: None,
         opportunistic: true,
     };
     sqlite.insert_key(&key).unwrap_or_else(|e| panic!("{e:#}"));
@@ -803,39 +863,42 @@ async fn a_policy_set_on_a_is_applied_on_b() {
     assert!(took.is_some(), "B did not apply the policy A set within 2 s");
 }
 
-/// A team store of the previous schema (before policies) is migrated when an instance opens it: its accounts read
-/// as `normal`, its keys as not opportunistic, and both can be set.
+/// A team store of the previous schema (version 10, the risk signals' key suspension, before policies) is migrated
+/// when an instance opens it: its accounts read as `normal`, its keys as not opportunistic (a suspended one still
+/// suspended), and both can be set.
 #[tokio::test]
 async fn a_team_store_of_the_previous_schema_gains_policies_and_opportunistic_keys() {
     use codex_gateway::store::Store;
     let db = crate::pg::fresh_database().await;
-    let dir = std::env::temp_dir().join(format!("cgw-pg-v7-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!("cgw-pg-v10-{}", uuid::Uuid::new_v4().simple()));
     let open = || {
         let (path, db) = (dir.join("gateway.db"), db.clone());
         tokio::task::spawn_blocking(move || Store::open_with(&path, Some(&db)).unwrap_or_else(|e| panic!("{e:#}")))
     };
     drop(open().await.unwrap_or_else(|e| panic!("{e}")));
-    // Back to version 7: migration 8's columns gone, the rows of the older schema in place.
+    // Back to version 10: migration 11's columns gone, the rows of the older schema in place.
     db_query(
         &db,
         "ALTER TABLE accounts DROP COLUMN policy; ALTER TABLE client_keys DROP COLUMN opportunistic;
-         DELETE FROM schema_migrations WHERE version = 8;
+         DELETE FROM schema_migrations WHERE version = 11;
          INSERT INTO accounts (id, kind, api_key, status, created_at) VALUES ('k', 'api_key', 'sk-1', 'active', 1);
-         INSERT INTO client_keys (id, name, prefix, secret_sha256, created_at) VALUES ('key_1', 'ci', 'cgw_', 'ab', 1)",
+         INSERT INTO client_keys (id, name, prefix, secret_sha256, created_at, suspended_at, suspended_reason)
+             VALUES ('key_1', 'ci', 'cgw_', 'ab', 1, 2, 'policy refusals')",
     )
     .await;
-    assert_eq!(db_query(&db, "SELECT max(version) FROM schema_migrations").await, 7);
+    assert_eq!(db_query(&db, "SELECT max(version) FROM schema_migrations").await, 10);
     let store = open().await.unwrap_or_else(|e| panic!("{e}"));
     let version = db_query(&db, "SELECT max(version) FROM schema_migrations").await;
     assert_eq!(version, codex_gateway::store::postgres::SCHEMA_VERSION as i64);
     let (store, account, key) = tokio::task::spawn_blocking(move || {
         let account = store.get_account("k").unwrap_or_else(|e| panic!("{e:#}")).and_then(|a| a.policy);
-        let key = store.get_key("key_1").unwrap_or_else(|e| panic!("{e:#}")).map(|k| k.opportunistic);
+        let key = store.get_key("key_1").unwrap_or_else(|e| panic!("{e:#}")).map(|k| (k.opportunistic, k.suspended));
         (store, account, key)
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((account.as_deref(), key), (Some("normal"), Some(false)));
+    let suspension = codex_gateway::store::Suspension { at: 2, reason: "policy refusals".into() };
+    assert_eq!((account.as_deref(), key), (Some("normal"), Some((false, Some(suspension)))));
     let (account, key) = tokio::task::spawn_blocking(move || {
         assert!(store.set_policy("k", "burn_first").unwrap_or_else(|e| panic!("{e:#}")));
         let mut key = store.get_key("key_1").ok().flatten().unwrap_or_else(|| panic!("key_1 missing"));

@@ -1,4 +1,5 @@
-//! Connections: the HTTP/1.1 listener's graceful shutdown, and HTTP/2 to the upstream.
+//! Connections: the HTTP/1.1 listener's graceful shutdown, HTTP/2 to the upstream, and an account's proxy for its
+//! requests and its calls beside them.
 
 use std::time::{Duration, Instant};
 
@@ -169,7 +170,11 @@ fn assert_one_connection(env: &crate::harness::TestEnv, count: usize, version: &
 #[tokio::test]
 async fn http2_upstream_stream_limit_opens_more_connections() {
     let fake = fake_codex::FakeConfig { h2_max_concurrent_streams: 2, ..Default::default() };
-    let env = start(Setup { fake, env: vec![("CODEX_GATEWAY_UPSTREAM_H2C", "1".into())], ..Setup::default() }).await;
+    // More requests at once than one account takes by default (four): the transport's limit is under test here.
+    let config_toml = Some("[routing]\nmax_concurrent_per_account = 16".to_string());
+    let env =
+        start(Setup { fake, config_toml, env: vec![("CODEX_GATEWAY_UPSTREAM_H2C", "1".into())], ..Setup::default() })
+            .await;
     // One request first, so the connection exists and the server's limit has arrived.
     let (status, _, text) = env.post("/v1/chat/completions", &chat(false)).await;
     assert_eq!(status, 200, "{text}");
@@ -318,4 +323,106 @@ async fn per_account_proxy_tunnels_tls_to_the_upstream() {
     let responses = env.fake.requests_to("/responses");
     assert_eq!(responses.len(), 1);
     assert_eq!(responses[0].http_version, "HTTP/2.0");
+}
+
+/// A minimal forward proxy for plain-HTTP targets on loopback: one request per connection, its request line in
+/// absolute form; it records `METHOD path` and relays the request to its target with `Connection: close`.
+async fn forward_proxy() -> (String, std::sync::Arc<parking_lot::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 16384 {
+                    match client.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let mut lines = head.split("\r\n");
+                let mut first = lines.next().unwrap_or_default().split(' ');
+                let (method, target) = (first.next().unwrap_or_default(), first.next().unwrap_or_default());
+                let Some(rest) = target.strip_prefix("http://") else { return };
+                let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let path = if path.is_empty() { "/" } else { path };
+                let headers: Vec<&str> = lines
+                    .filter(|l| !l.is_empty())
+                    .filter(|l| {
+                        let name = l.split(':').next().unwrap_or_default().to_ascii_lowercase();
+                        name != "connection" && name != "proxy-connection"
+                    })
+                    .collect();
+                let length = headers
+                    .iter()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; length];
+                if client.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                log.lock().push(format!("{method} {}", path.split('?').next().unwrap_or_default()));
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(authority).await else { return };
+                let mut request = format!("{method} {path} HTTP/1.1\r\n");
+                for h in headers {
+                    request.push_str(h);
+                    request.push_str("\r\n");
+                }
+                request.push_str("Connection: close\r\n\r\n");
+                if upstream.write_all(request.as_bytes()).await.is_err() || upstream.write_all(&body).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::copy(&mut upstream, &mut client).await;
+                let _ = client.shutdown().await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// Issue 71: an account behind a proxy makes every call through it, not only its turns: the quota poll, the
+/// workspace check and the catalog fetch of the upkeep round, and the token refresh. Nothing goes around it (each
+/// such call the upstream saw came through the proxy), so the upstream never sees the account from two addresses.
+#[tokio::test]
+async fn an_accounts_calls_beside_its_turns_go_through_its_proxy() {
+    let env = start(Setup {
+        linked: false,
+        store_accounts: true,
+        config_toml: Some("upkeep_interval_secs = 0.3\n".into()),
+        ..Setup::default()
+    })
+    .await;
+    let (proxy, seen) = forward_proxy().await;
+    let accounts = env.get_json("/admin/accounts").await;
+    let id = accounts[0]["id"].as_str().unwrap_or_default().to_string();
+    // A new proxy rebuilds the account: no quota reading, no catalog, so the next upkeep round reads both.
+    let (status, _, text) = env.post(&format!("/admin/accounts/{id}/proxy"), &json!({ "proxy": proxy })).await;
+    assert_eq!(status, 200, "{text}");
+    let calls = ["GET /backend-api/wham/usage", "GET /backend-api/wham/accounts/check", "/models"];
+    let saw = |call: &str| seen.lock().iter().any(|s| s.ends_with(call) || s == call);
+    for _ in 0..200 {
+        if calls.iter().all(|c| saw(c)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    for call in calls {
+        assert!(saw(call), "{call} not through the proxy: {:?}", seen.lock());
+    }
+    let (status, _, text) = env.post(&format!("/admin/accounts/{id}/refresh"), &json!({})).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(seen.lock().iter().any(|s| s == "POST /oauth/token"), "the refresh: {:?}", seen.lock());
+    // Every one the upstream saw passed the proxy first (it records before it forwards).
+    for fragment in ["/wham/usage", "/wham/accounts/check", "/models", "/oauth/token"] {
+        let upstream = env.fake.requests_to(fragment).len();
+        let proxied = seen.lock().iter().filter(|s| s.contains(fragment)).count();
+        assert!(upstream >= 1 && upstream <= proxied, "{fragment}: {upstream} at the upstream, {proxied} proxied");
+    }
 }

@@ -56,13 +56,19 @@ async fn create(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
-/// Body: any of `create`'s fields; `null` removes a limit (or the model list, or the expiry).
+/// Body: any of `create`'s fields; `null` removes a limit (or the model list, or the expiry); `"suspended":
+/// false` lifts a suspension (`true` suspends the key by hand).
 async fn update(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
     AdminJson(patch): AdminJson<KeyPatch>,
 ) -> Result<Json<Value>, AdminError> {
+    let lift = patch.suspended == Some(false);
     let row = manage::update(s.keys.store(), &id, patch)?;
+    if lift {
+        // Also a suspension whose row was never written (the write failed): this registry's own state.
+        s.keys.lift_suspension(&row.id);
+    }
     reloaded(&s)?;
     Ok(Json(stored_with_usage(Some(&s.keys), &row)))
 }

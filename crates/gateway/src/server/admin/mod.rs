@@ -1,7 +1,7 @@
 //! The JSON admin API under `/admin/*` (the request guard lets only the admin key in: server/guard.rs): the same
 //! account management as the CLI, on the running gateway, for scripts and the CLI's live target (cli/target/).
-//! Neighbours: `keys.rs` (`/admin/keys`), `error.rs` (the one error type every handler here answers with, and the
-//! extractors: a JSON body, a configured admin credential).
+//! Neighbours: `keys.rs` (`/admin/keys`), `conversations.rs` (held conversations), `error.rs` (the one error type
+//! every handler here answers with, and the extractors: a JSON body, a configured admin credential).
 
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use crate::app::AppState;
 use crate::app::reload::{Trigger, reload_logged};
 use crate::auth::now_unix;
 
+mod conversations;
 mod error;
 mod keys;
 
@@ -29,6 +30,7 @@ use error::{AdminError, AdminJson};
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/admin/status", get(status))
+        .route("/admin/forecast", get(forecast))
         .route("/admin/accounts", get(list).post(add))
         .route("/admin/accounts/export", get(export))
         .route("/admin/accounts/{id}", get(one).delete(remove))
@@ -45,10 +47,17 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/usage", get(usage))
         .route("/admin/requests", get(requests))
         .merge(keys::routes())
+        .merge(conversations::routes())
 }
 
 /// What an admin handler answers: JSON, or the admin API's error (error.rs).
 type Answer<T = Json<Value>> = Result<T, AdminError>;
+
+/// The quota forecasts: each ChatGPT account's and the pool's, with the pool's projection (docs/accounts.md,
+/// "Forecast").
+async fn forecast(State(s): State<Arc<AppState>>) -> Json<Value> {
+    Json(s.pool.forecast_json())
+}
 
 async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
     let accounts = s.pool.accounts();
@@ -64,6 +73,8 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
         "upstream_http2_resets_sent": crate::upstream::http2_resets_sent(),
         // Request records the usage ledger could not keep (channel full, or a batch that failed to commit).
         "usage_records_dropped": s.ledger.records_dropped(),
+        // Conversations held on their account (docs/accounts.md, "Risk signals").
+        "conversations_held": s.pool.held_total(),
     }))
 }
 

@@ -15,7 +15,9 @@
 //! 0.6 s) after the previous turn ended may not see it yet, and is routed afresh. A conversation's next turn
 //! comes after the model's answer and the client's tool calls, normally well after that.
 //!
-//! The leader deletes rows not shared for [`TTL_MS`] ([`PgStore::prune_affinity`]).
+//! The leader deletes rows not shared for [`TTL_MS`] ([`PgStore::prune_affinity`]), except held ones: a
+//! conversation the upstream flagged stays with its account until an operator releases it
+//! ([`PgStore::release_hold`]), whichever instance its next turn lands on (docs/accounts.md, "Risk signals").
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,6 +42,25 @@ CREATE TABLE conversation_affinity (
 CREATE INDEX conversation_affinity_at ON conversation_affinity (at);
 "#;
 
+/// Migration 9: why a conversation may not leave its account (NULL: it may), and the account that got its own
+/// identifiers when that is another one (NULL: `account_id` did), as the gateway writes them.
+pub const HOLD_AND_ORIGIN: &str = r#"
+ALTER TABLE conversation_affinity ADD COLUMN hold TEXT;
+ALTER TABLE conversation_affinity ADD COLUMN origin TEXT;
+"#;
+
+/// One conversation as the team shares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AffinityRow {
+    pub key: String,
+    /// The account that holds it.
+    pub account: String,
+    /// The account that got the conversation's own identifiers, when another than `account`.
+    pub origin: Option<String>,
+    /// Why it may not leave `account`, as the gateway wrote it (`None`: it may).
+    pub hold: Option<String>,
+}
+
 /// How long the writer gathers entries after the first one before it writes them (one statement).
 pub const FLUSH: Duration = Duration::from_millis(100);
 /// At most this many entries in one statement; more wait for the next.
@@ -59,7 +80,7 @@ pub const RESHARE_SECS: i64 = 3_600;
 
 /// The writer's end of the queue, and what it could not take.
 pub(crate) struct AffinityQueue {
-    tx: mpsc::Sender<(String, String)>,
+    tx: mpsc::Sender<AffinityRow>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -74,25 +95,19 @@ impl AffinityQueue {
 }
 
 /// Gather up to [`BATCH`] entries within [`FLUSH`] of the first, then upsert them in one statement.
-async fn write_batches(
-    mut rx: mpsc::Receiver<(String, String)>,
-    pool: Pool,
-    instance: String,
-    dropped: Arc<AtomicU64>,
-) {
-    while let Some((key, account)) = rx.recv().await {
+async fn write_batches(mut rx: mpsc::Receiver<AffinityRow>, pool: Pool, instance: String, dropped: Arc<AtomicU64>) {
+    while let Some(row) = rx.recv().await {
         // Asleep, not waiting on the queue: the entries that arrive meanwhile wake nothing (a wake per entry
         // would cost the requests that send them a cross-thread notification each).
         tokio::time::sleep(FLUSH).await;
         // Last one wins for a key that moved twice within the window.
-        let mut batch: HashMap<String, String> = HashMap::from([(key, account)]);
+        let mut batch: HashMap<String, AffinityRow> = HashMap::from([(row.key.clone(), row)]);
         while batch.len() < BATCH {
-            let Ok((key, account)) = rx.try_recv() else { break };
-            batch.insert(key, account);
+            let Ok(row) = rx.try_recv() else { break };
+            batch.insert(row.key.clone(), row);
         }
         let n = batch.len();
-        let (keys, accounts): (Vec<String>, Vec<String>) = batch.into_iter().unzip();
-        if let Err(e) = upsert(&pool, &instance, keys, accounts).await {
+        if let Err(e) = upsert(&pool, &instance, batch.into_values().collect()).await {
             // An outage: these conversations stay affine on this instance only (docs/team.md).
             dropped.fetch_add(n as u64, Ordering::Relaxed);
             tracing::debug!("could not share {n} conversation affinities: {e:#}");
@@ -100,16 +115,26 @@ async fn write_batches(
     }
 }
 
-async fn upsert(pool: &Pool, instance: &str, keys: Vec<String>, accounts: Vec<String>) -> anyhow::Result<()> {
+async fn upsert(pool: &Pool, instance: &str, rows: Vec<AffinityRow>) -> anyhow::Result<()> {
     let client = pool.get().await?;
     let sql = format!(
-        "INSERT INTO conversation_affinity (key, account_id, instance, at)
-         SELECT k, a, $3, {DB_NOW_MS} FROM UNNEST($1::text[], $2::text[]) AS t(k, a)
+        "INSERT INTO conversation_affinity (key, account_id, instance, at, origin, hold)
+         SELECT k, a, $3, {DB_NOW_MS}, o, h FROM UNNEST($1::text[], $2::text[], $4::text[], $5::text[]) AS t(k, a, o, h)
          ON CONFLICT (key) DO UPDATE SET account_id = excluded.account_id, instance = excluded.instance,
-             at = excluded.at"
+             at = excluded.at, origin = excluded.origin, hold = excluded.hold"
     );
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut accounts = Vec::with_capacity(rows.len());
+    let mut origins = Vec::with_capacity(rows.len());
+    let mut holds = Vec::with_capacity(rows.len());
+    for row in rows {
+        keys.push(row.key);
+        accounts.push(row.account);
+        origins.push(row.origin);
+        holds.push(row.hold);
+    }
     let stmt = client.prepare_cached(&sql).await?;
-    client.execute(&stmt, &[&keys, &accounts, &instance]).await?;
+    client.execute(&stmt, &[&keys, &accounts, &instance, &origins, &holds]).await?;
     Ok(())
 }
 
@@ -118,12 +143,28 @@ async fn upsert(pool: &Pool, instance: &str, keys: Vec<String>, accounts: Vec<St
 pub struct PullCursor(Option<i64>);
 
 impl PgStore {
-    /// Share that conversation `key` is held by `account_id`, in the background (never waits; a full queue
-    /// drops the entry and counts it).
-    pub fn publish_affinity(&self, key: &str, account_id: &str) {
-        if self.affinity.tx.try_send((key.to_string(), account_id.to_string())).is_err() {
+    /// Share where conversation `row.key` is, in the background (never waits; a full queue drops the entry and
+    /// counts it).
+    pub fn publish_affinity(&self, row: AffinityRow) {
+        if self.affinity.tx.try_send(row).is_err() {
             self.affinity.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Release conversation `key`'s hold for the whole team, now (an operator's call, not the request path: it
+    /// waits for the database, so the release cannot be lost in a full queue). The row is stamped as this
+    /// instance's newest, so the others pull it. Whether a row was held.
+    pub async fn release_hold(&self, key: &str) -> anyhow::Result<bool> {
+        let (pool, me, key) = (self.pool(), self.instance.clone(), key.to_string());
+        self.run(async move {
+            let client = pool.get().await?;
+            let sql = format!(
+                "UPDATE conversation_affinity SET hold = NULL, instance = $2, at = {DB_NOW_MS}
+                 WHERE key = $1 AND hold IS NOT NULL"
+            );
+            Ok(client.execute(&sql, &[&key, &me]).await? > 0)
+        })
+        .await
     }
 
     /// Affinity entries not shared: the queue was full or the database unreachable when they were written.
@@ -132,32 +173,39 @@ impl PgStore {
     }
 
     /// The conversations other instances shared since the last pull, oldest first, at most `limit` (the newest
-    /// ones: the local map holds no more), as (key, account id). The first pull reads the last [`TTL_MS`].
-    pub async fn pull_affinity(&self, cursor: &mut PullCursor, limit: usize) -> anyhow::Result<Vec<(String, String)>> {
+    /// ones: the local map holds no more). The first pull reads the last [`TTL_MS`], and every held conversation
+    /// whatever its age (a hold outlives the prompt cache: it lasts until an operator releases it).
+    pub async fn pull_affinity(&self, cursor: &mut PullCursor, limit: usize) -> anyhow::Result<Vec<AffinityRow>> {
         let (pool, me) = (self.pool(), self.instance.clone());
+        let first = cursor.0.is_none();
         let since = cursor.0.unwrap_or(i64::MIN);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (now, keys, accounts) = self
+        let (now, keys, accounts, origins, holds) = self
             .run(async move {
                 let client = pool.get().await?;
                 // One row whatever matched (an aggregate), so the database's clock comes back with no rows too.
                 let sql = format!(
-                    "SELECT {DB_NOW_MS}, array_agg(key ORDER BY at), array_agg(account_id ORDER BY at)
-                     FROM (SELECT key, account_id, at FROM conversation_affinity
-                           WHERE at > GREATEST($1, {DB_NOW_MS} - $2) AND instance <> $3
+                    "SELECT {DB_NOW_MS}, array_agg(key ORDER BY at), array_agg(account_id ORDER BY at),
+                         array_agg(origin ORDER BY at), array_agg(hold ORDER BY at)
+                     FROM (SELECT key, account_id, at, origin, hold FROM conversation_affinity
+                           WHERE (at > GREATEST($1, {DB_NOW_MS} - $2) OR ($5 AND hold IS NOT NULL))
+                               AND instance <> $3
                            ORDER BY at DESC LIMIT $4) newest"
                 );
                 let stmt = client.prepare_cached(&sql).await?;
-                let row = client.query_one(&stmt, &[&since, &TTL_MS, &me, &limit]).await?;
+                let row = client.query_one(&stmt, &[&since, &TTL_MS, &me, &limit, &first]).await?;
                 Ok((
                     row.try_get::<_, i64>(0)?,
                     row.try_get::<_, Option<Vec<String>>>(1)?.unwrap_or_default(),
                     row.try_get::<_, Option<Vec<String>>>(2)?.unwrap_or_default(),
+                    row.try_get::<_, Option<Vec<Option<String>>>>(3)?.unwrap_or_default(),
+                    row.try_get::<_, Option<Vec<Option<String>>>>(4)?.unwrap_or_default(),
                 ))
             })
             .await?;
         cursor.0 = Some(now - OVERLAP_MS);
-        Ok(keys.into_iter().zip(accounts).collect())
+        let rows = keys.into_iter().zip(accounts).zip(origins.into_iter().zip(holds));
+        Ok(rows.map(|((key, account), (origin, hold))| AffinityRow { key, account, origin, hold }).collect())
     }
 
     /// Delete the conversations nobody shared for [`TTL_MS`] (the leader, each upkeep round), in the background.
@@ -165,7 +213,7 @@ impl PgStore {
         let pool = self.pool();
         self.rt.spawn(async move {
             let Ok(client) = pool.get().await else { return };
-            let sql = format!("DELETE FROM conversation_affinity WHERE at < {DB_NOW_MS} - $1");
+            let sql = format!("DELETE FROM conversation_affinity WHERE at < {DB_NOW_MS} - $1 AND hold IS NULL");
             if let Err(e) = client.execute(&sql, &[&TTL_MS]).await {
                 tracing::debug!("could not prune shared conversation affinities: {e}");
             }

@@ -5,10 +5,10 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::PgStore;
-use crate::store::{Limits, NameClaim, StoredKey};
+use crate::store::{Limits, NameClaim, StoredKey, Suspension};
 
 const COLUMNS: &str = "id, name, prefix, secret_sha256, models, rpm, concurrency, daily_tokens, monthly_tokens, \
-                       expires_at, created_at, revoked_at, opportunistic";
+                       expires_at, created_at, revoked_at, suspended_at, suspended_reason, opportunistic";
 
 impl PgStore {
     pub fn list_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
@@ -37,6 +37,17 @@ impl PgStore {
     pub fn update_key(&self, k: &StoredKey) -> anyhow::Result<bool> {
         let (pool, k) = (self.pool(), k.clone());
         self.block(async move { Ok(update_row(&pool.get().await?, &k).await? == 1) })
+    }
+
+    /// Suspend a key or lift its suspension (only those columns). Whether a key has this id.
+    pub fn set_key_suspension(&self, id: &str, s: Option<&Suspension>) -> anyhow::Result<bool> {
+        let (pool, id) = (self.pool(), id.to_string());
+        let (at, reason) = (s.map(|s| s.at), s.map(|s| s.reason.clone()));
+        self.block(async move {
+            let client = pool.get().await?;
+            let sql = "UPDATE client_keys SET suspended_at = $2, suspended_reason = $3 WHERE id = $1";
+            Ok(client.execute(sql, &[&id, &at, &reason]).await? == 1)
+        })
     }
 
     /// Insert `k` unless a key that is not revoked has its name: checked and inserted under a transaction-scoped
@@ -98,8 +109,8 @@ async fn name_holder(c: &impl GenericClient, k: &StoredKey) -> anyhow::Result<Op
 async fn insert_row(c: &impl GenericClient, k: &StoredKey) -> anyhow::Result<()> {
     c.execute(
         &format!(
-            "INSERT INTO client_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-                 $13)"
+            "INSERT INTO client_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                 $15)"
         ),
         &[
             &k.id,
@@ -114,6 +125,8 @@ async fn insert_row(c: &impl GenericClient, k: &StoredKey) -> anyhow::Result<()>
             &k.expires_at,
             &k.created_at,
             &k.revoked_at,
+            &k.suspended.as_ref().map(|s| s.at),
+            &k.suspended.as_ref().map(|s| s.reason.clone()),
             &k.opportunistic,
         ],
     )
@@ -168,6 +181,10 @@ fn row_to_key(r: &Row) -> anyhow::Result<StoredKey> {
         expires_at: r.try_get(9)?,
         created_at: r.try_get(10)?,
         revoked_at: r.try_get(11)?,
-        opportunistic: r.try_get(12)?,
+        suspended: match (r.try_get::<_, Option<i64>>(12)?, r.try_get::<_, Option<String>>(13)?) {
+            (Some(at), reason) => Some(Suspension { at, reason: reason.unwrap_or_default() }),
+            (None, _) => None,
+        },
+        opportunistic: r.try_get(14)?,
     })
 }

@@ -99,7 +99,13 @@ CREATE TABLE instances (
     "ALTER TABLE accounts ADD COLUMN installation_id TEXT;",
     // 7: the account a conversation moved from (relay/moves.rs).
     crate::store::usage::MOVED_FROM,
-    // 8: each account's owner policy (accounts/steward.rs) and opportunistic client keys (keys/).
+    // 8: a request's policy refusal and held conversation (docs/accounts.md, "Risk signals").
+    crate::store::usage::RISK,
+    // 9: a held conversation, and the account that got its own identifiers (affinity.rs).
+    super::affinity::HOLD_AND_ORIGIN,
+    // 10: a client key suspended after repeated policy refusals (keys/).
+    crate::store::keys::SUSPENSION,
+    // 11: each account's owner policy (accounts/steward.rs) and opportunistic client keys (keys/).
     crate::store::POLICIES,
 ];
 

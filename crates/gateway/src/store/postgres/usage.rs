@@ -18,19 +18,19 @@ use crate::store::usage::{Before, Bucket, DAY_MS, LedgerEntry, RequestsQuery, St
 
 const REQUEST_COLUMNS: &str = "request_id, started_at, api, route, client_key, model_requested, model, effort, \
     stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms, \
-    input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from";
+    input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held";
 
 const INSERT_REQUESTS: &str = "INSERT INTO usage_requests (request_id, started_at, api, route, client_key,
         model_requested, model, effort, stream, account, accounts_tried, attempts, failovers, status, error,
         error_code, ttfb_ms, duration_ms, input_tokens, cached_tokens, output_tokens, reasoning_tokens,
-        client_disconnected, moved_from)
+        client_disconnected, moved_from, refusal, held)
     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
         $8::text[], $9::int[], $10::text[], $11::text[], $12::int[], $13::int[], $14::int[], $15::text[],
         $16::text[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[],
-        $23::int[], $24::text[])";
+        $23::int[], $24::text[], $25::text[], $26::text[])";
 
 /// Parameters of `INSERT_REQUESTS`.
-const REQUEST_PARAMS: usize = 24;
+const REQUEST_PARAMS: usize = 26;
 
 fn small(n: impl TryInto<i32>) -> i32 {
     n.try_into().unwrap_or(i32::MAX)
@@ -40,7 +40,7 @@ fn small(n: impl TryInto<i32>) -> i32 {
 #[derive(Default)]
 struct RequestColumns {
     text: [Vec<String>; 4],
-    opt_text: [Vec<Option<String>>; 8],
+    opt_text: [Vec<Option<String>>; 10],
     int: [Vec<i32>; 5],
     big: [Vec<i64>; 6],
     ttfb: Vec<Option<i64>>,
@@ -56,7 +56,7 @@ impl RequestColumns {
             route.push(r.route.to_string());
             // JSON, as in the SQLite ledger: an imported account's id may hold any character.
             tried.push(serde_json::to_string(r.accounts_tried).unwrap_or_default());
-            let [key, requested, model, effort, account, error, code, moved_from] = &mut c.opt_text;
+            let [key, requested, model, effort, account, error, code, moved_from, refusal, held] = &mut c.opt_text;
             let owned = |s: Option<&str>| s.map(str::to_string);
             key.push(owned(r.client_key));
             requested.push(owned(r.model_requested));
@@ -66,6 +66,8 @@ impl RequestColumns {
             error.push(owned(r.error));
             code.push(owned(r.error_code));
             moved_from.push(owned(r.moved_from));
+            refusal.push(owned(r.refusal));
+            held.push(owned(r.held));
             let [stream, attempts, failovers, status, disconnected] = &mut c.int;
             stream.push(i32::from(r.stream));
             attempts.push(small(r.attempts));
@@ -87,7 +89,7 @@ impl RequestColumns {
     /// The statement's parameters, in `INSERT_REQUESTS`' order.
     fn params(&self) -> [&(dyn ToSql + Sync); REQUEST_PARAMS] {
         let [request_id, api, route, tried] = &self.text;
-        let [key, requested, model, effort, account, error, code, moved_from] = &self.opt_text;
+        let [key, requested, model, effort, account, error, code, moved_from, refusal, held] = &self.opt_text;
         let [stream, attempts, failovers, status, disconnected] = &self.int;
         let [started, duration, input, cached, output, reasoning] = &self.big;
         [
@@ -115,6 +117,8 @@ impl RequestColumns {
             reasoning,
             disconnected,
             moved_from,
+            refusal,
+            held,
         ]
     }
 }
@@ -372,7 +376,7 @@ impl PgStore {
         {
             let mut insert = conn.prepare(&format!(
                 "INSERT INTO usage_requests (id, {REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-                    ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
+                    ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
             ))?;
             for r in &rows {
                 let big = |i: usize| r.try_get::<_, i64>(i);
@@ -404,7 +408,9 @@ impl PgStore {
                     big(21)?,
                     big(22)?,
                     int(23)?,
-                    opt(24)?
+                    opt(24)?,
+                    opt(25)?,
+                    opt(26)?
                 ])?;
             }
         }
@@ -417,5 +423,6 @@ fn memory_ledger() -> anyhow::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open_in_memory()?;
     conn.execute_batch(crate::store::usage::SCHEMA)?;
     conn.execute_batch(crate::store::usage::MOVED_FROM)?;
+    conn.execute_batch(crate::store::usage::RISK)?;
     Ok(conn)
 }

@@ -4,10 +4,10 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
-use crate::store::{Limits, NameClaim, StoredKey};
+use crate::store::{Limits, NameClaim, StoredKey, Suspension};
 
 const COLUMNS: &str = "id, name, prefix, secret_sha256, models, rpm, concurrency, daily_tokens, monthly_tokens, \
-                       expires_at, created_at, revoked_at, opportunistic";
+                       expires_at, created_at, revoked_at, suspended_at, suspended_reason, opportunistic";
 
 impl SqliteStore {
     pub fn list_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
@@ -31,6 +31,15 @@ impl SqliteStore {
     /// Write a key's name, models, limits, expiry and revocation (the secret and its hash never change).
     pub fn update_key(&self, k: &StoredKey) -> anyhow::Result<bool> {
         Ok(update_row(&self.conn.lock(), k)? == 1)
+    }
+
+    /// Suspend a key or lift its suspension (only those columns). Whether a key has this id.
+    pub fn set_key_suspension(&self, id: &str, s: Option<&Suspension>) -> anyhow::Result<bool> {
+        let changed = self.conn.lock().execute(
+            "UPDATE client_keys SET suspended_at = ?2, suspended_reason = ?3 WHERE id = ?1",
+            params![id, s.map(|s| s.at), s.map(|s| s.reason.as_str())],
+        )?;
+        Ok(changed == 1)
     }
 
     /// Insert `k` unless a key that is not revoked has its name. The check and the insert are one write
@@ -82,8 +91,8 @@ fn name_holder(conn: &Connection, k: &StoredKey) -> rusqlite::Result<Option<Stri
 fn insert_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
     conn.execute(
         &format!(
-            "INSERT INTO client_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
-                 ?13)"
+            "INSERT INTO client_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                 ?15)"
         ),
         params![
             k.id,
@@ -98,6 +107,8 @@ fn insert_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
             k.expires_at,
             k.created_at,
             k.revoked_at,
+            k.suspended.as_ref().map(|s| s.at),
+            k.suspended.as_ref().map(|s| s.reason.as_str()),
             k.opportunistic,
         ],
     )
@@ -146,7 +157,11 @@ fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredKey> {
         expires_at: r.get(9)?,
         created_at: r.get(10)?,
         revoked_at: r.get(11)?,
-        opportunistic: r.get(12)?,
+        suspended: match (r.get::<_, Option<i64>>(12)?, r.get::<_, Option<String>>(13)?) {
+            (Some(at), reason) => Some(Suspension { at, reason: reason.unwrap_or_default() }),
+            (None, _) => None,
+        },
+        opportunistic: r.get(14)?,
     })
 }
 
@@ -168,6 +183,7 @@ mod tests {
             expires_at: Some(1_800_000_000),
             created_at: 1_700_000_000,
             revoked_at: None,
+            suspended: None,
             opportunistic: true,
         };
         store.insert_key(&k)?;
@@ -177,7 +193,15 @@ mod tests {
         k.models = None;
         k.limits.daily_tokens = None;
         assert!(store.update_key(&k)?);
+        assert_eq!(store.list_keys()?, vec![k.clone()]);
+        // A suspension is its own write, which an update of the rest leaves alone.
+        let suspension = crate::store::Suspension { at: 1_700_000_200, reason: "policy".into() };
+        assert!(store.set_key_suspension("key_1", Some(&suspension))?);
+        assert!(store.update_key(&k)?);
+        assert_eq!(store.get_key("key_1")?.and_then(|k| k.suspended), Some(suspension));
+        assert!(store.set_key_suspension("key_1", None)?);
         assert_eq!(store.list_keys()?, vec![k]);
+        assert!(!store.set_key_suspension("nope", None)?);
         assert!(store.get_key("nope")?.is_none());
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())

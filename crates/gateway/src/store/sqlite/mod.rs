@@ -71,7 +71,11 @@ CREATE TABLE client_keys (
     "ALTER TABLE accounts ADD COLUMN installation_id TEXT;",
     // 7: the account a conversation moved from (relay/moves.rs).
     ledger::MOVED_FROM,
-    // 8: each account's owner policy (accounts/steward.rs) and opportunistic client keys (keys/).
+    // 8: a request's policy refusal and held conversation (docs/accounts.md, "Risk signals").
+    ledger::RISK,
+    // 9: a client key suspended after repeated policy refusals (keys/).
+    super::keys::SUSPENSION,
+    // 10: each account's owner policy (accounts/steward.rs) and opportunistic client keys (keys/).
     super::POLICIES,
 ];
 
@@ -185,25 +189,27 @@ mod tests {
         Ok(())
     }
 
-    /// A store written by the previous schema (version 7, before policies) opens migrated: its account reads as
-    /// `normal`, its key as not opportunistic, and both can be set and read back.
+    /// A store written by the previous schema (version 9, the risk signals' key suspension, before policies) opens
+    /// migrated: its account reads as `normal`, its key as not opportunistic (a suspended one still suspended), and
+    /// both can be set and read back.
     #[test]
     fn a_store_of_the_previous_schema_gains_policies_and_opportunistic_keys() -> anyhow::Result<()> {
-        let dir = std::env::temp_dir().join(format!("cg-store-v7-{}", uuid::Uuid::new_v4()));
+        let dir = std::env::temp_dir().join(format!("cg-store-v9-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("gateway.db");
         {
             let conn = rusqlite::Connection::open(&path)?;
-            for sql in &super::MIGRATIONS[..7] {
+            for sql in &super::MIGRATIONS[..9] {
                 conn.execute_batch(sql)?;
             }
-            conn.pragma_update(None, "user_version", 7)?;
+            conn.pragma_update(None, "user_version", 9)?;
             conn.execute(
                 "INSERT INTO accounts (id, kind, api_key, status, created_at) VALUES ('k', 'api_key', 'sk-1', 'active', 1)",
                 [],
             )?;
             conn.execute(
-                "INSERT INTO client_keys (id, name, prefix, secret_sha256, created_at) VALUES ('key_1', 'ci', 'cgw_', 'ab', 1)",
+                "INSERT INTO client_keys (id, name, prefix, secret_sha256, created_at, suspended_at, suspended_reason) \
+                 VALUES ('key_1', 'ci', 'cgw_', 'ab', 1, 2, 'policy refusals')",
                 [],
             )?;
         }
@@ -211,7 +217,8 @@ mod tests {
         let version: i64 = store.with_conn(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))?;
         assert_eq!(version, super::SCHEMA_VERSION as i64);
         assert_eq!(store.get_account("k")?.and_then(|a| a.policy).as_deref(), Some("normal"));
-        assert_eq!(store.get_key("key_1")?.map(|k| k.opportunistic), Some(false));
+        let suspension = crate::store::Suspension { at: 2, reason: "policy refusals".into() };
+        assert_eq!(store.get_key("key_1")?.map(|k| (k.opportunistic, k.suspended)), Some((false, Some(suspension))));
         assert!(store.set_policy("k", "preserve:40")?);
         assert!(!store.set_policy("nobody", "burn_first")?, "no such account: nothing written");
         let mut key = store.get_key("key_1")?.ok_or_else(|| anyhow::anyhow!("missing"))?;

@@ -36,9 +36,9 @@ pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqli
     let mut insert = tx.prepare_cached(
         "INSERT INTO usage_requests (request_id, started_at, api, route, client_key, model_requested, model, effort,
             stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms,
-            input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from)
+            input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-            ?23, ?24)",
+            ?23, ?24, ?25, ?26)",
     )?;
     for r in entries {
         insert.execute(params![
@@ -67,6 +67,8 @@ pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqli
             tokens(r.reasoning_tokens),
             r.client_disconnected,
             r.moved_from,
+            r.refusal,
+            r.held,
         ])?;
     }
     for (table, column, rows) in rollups(entries) {

@@ -71,6 +71,38 @@ impl Template {
         self.text.len() + self.holes.iter().map(|(_, h)| hole(h)).sum::<usize>()
     }
 
+    /// The same text with every `from` replaced by its `to` (identifiers of a conversation that moved to another
+    /// account: `relay/exchange.rs`), its holes kept where they were in the text around them.
+    pub(super) fn replaced(&self, pairs: &[(&str, &str)]) -> Template {
+        let mut text = self.text.clone();
+        let mut holes = self.holes;
+        for (from, to) in pairs {
+            if from.is_empty() || from == to {
+                continue;
+            }
+            let mut out = String::with_capacity(text.len());
+            let mut last = 0;
+            // Offsets in the text before this pass, each moved by the growth of the replacements before it.
+            let mut shift: Vec<(usize, isize)> = Vec::new();
+            for (at, _) in text.match_indices(from) {
+                out.push_str(&text[last..at]);
+                out.push_str(to);
+                last = at + from.len();
+                shift.push((last, to.len() as isize - from.len() as isize));
+            }
+            out.push_str(&text[last..]);
+            for (offset, hole) in holes.iter_mut() {
+                if hole.is_none() {
+                    continue;
+                }
+                let grown: isize = shift.iter().filter(|(end, _)| *end <= *offset).map(|(_, d)| d).sum();
+                *offset = offset.saturating_add_signed(grown);
+            }
+            text = out;
+        }
+        Template { text, holes }
+    }
+
     /// The text with its holes filled, appended to `out`; the WebSocket-only holes stay empty over HTTP.
     pub(super) fn fill(&self, out: &mut Vec<u8>, v: &Values<'_>, websocket: Option<WebsocketTurn<'_>>) {
         let mut from = 0;

@@ -178,6 +178,44 @@ impl Turn {
         }
     }
 
+    /// The same turn as another account gets it when the conversation's own identifiers went to a different one
+    /// (issue 71: identifiers are never carried from one account to another). `thread` is the conversation's
+    /// thread id and `own` gives each identifier its value for the account: the thread id, the window and context
+    /// window ids derived from it, and a sub-agent caller's parent thread id are replaced in every text and header;
+    /// the turn gets an id of its own, since the other account may have seen this one in a failed attempt.
+    pub fn for_account(&self, thread: &str, own: impl Fn(&str) -> String) -> Turn {
+        let to = own(thread);
+        let mut from_window = uuid::Uuid::encode_buffer();
+        let mut to_window = uuid::Uuid::encode_buffer();
+        let from_window = context_window_id(thread, &mut from_window);
+        let to_window = context_window_id(&to, &mut to_window);
+        let pairs = [(thread, to.as_str()), (from_window, to_window)];
+        let texts = Texts {
+            metadata_header: self.texts.metadata_header.replaced(&pairs),
+            client_metadata: self.texts.client_metadata.replaced(&pairs),
+        };
+        let header = |v: &HeaderValue| {
+            let text = v.to_str().unwrap_or_default().replace(thread, &to);
+            HeaderValue::from_maybe_shared(Bytes::from(text)).ok()
+        };
+        let caller = self.caller.as_deref().map(|c| {
+            let parent = c.parent_thread_id.as_ref().and_then(|p| p.to_str().ok()).map(&own);
+            Box::new(CallerHeaders {
+                parent_thread_id: parent.and_then(|p| HeaderValue::from_str(&p).ok()),
+                ..c.clone()
+            })
+        });
+        Turn {
+            routing_hint: self.routing_hint.clone(),
+            window_id: self.window_id.as_ref().and_then(header),
+            caller,
+            lite: self.lite,
+            texts: Arc::new(texts),
+            turn_id: uuid::Uuid::now_v7(),
+            started_ms: self.started_ms,
+        }
+    }
+
     /// The official client's beta features: the caller's, else the default set.
     pub fn beta_features(&self) -> HeaderValue {
         self.caller
