@@ -253,6 +253,7 @@ async fn dashboard_pages(dir: &std::path::Path, store: &Store, now_ms: i64) -> a
             status: AccountStatus::Active,
             status_reason: None,
             created_at: now_ms / 1000,
+            policy: None,
         })?;
     }
     for i in 1..=KEYS {

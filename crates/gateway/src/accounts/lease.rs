@@ -115,10 +115,16 @@ impl Pool {
 
     /// Reserve an account for the backend's image endpoints (`model` is the image model, for cooldowns and
     /// errors): a ChatGPT login on a paid plan, as the official client offers image generation to no other
-    /// (codex-rs `image_generation_available`). Catalogs list the Responses models only, so none is fetched.
-    pub async fn lease_for_images(&self, model: &str, exclude: &[String]) -> Result<Lease, LeaseError> {
+    /// (codex-rs `image_generation_available`). Catalogs list the Responses models only, so none is fetched. An
+    /// opportunistic key's images, as its turns, spend only quota that would otherwise expire.
+    pub async fn lease_for_images(
+        &self,
+        model: &str,
+        opportunistic: bool,
+        exclude: &[String],
+    ) -> Result<Lease, LeaseError> {
         let images = |a: &Account| a.kind == AccountKind::Chatgpt && a.plan().as_deref() != Some("free");
-        self.choose(&self.accounts(), &Need::model(model), images, exclude).await
+        self.choose(&self.accounts(), &Need { opportunistic, ..Need::model(model) }, images, exclude).await
     }
 
     /// The account a request of no conversation would be given now, without reserving it; else the account back

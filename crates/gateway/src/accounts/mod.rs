@@ -318,15 +318,26 @@ impl Account {
             .filter(|c| c.model.is_none() || c.model.as_deref() == Some(model))
             .max_by_key(|c| c.until)
             .map(|c| Blocked { until: c.until, reason: c.kind, note: c.note });
-        let quota = self.steward.lock().quota.blocked_until(now).map(|until| Blocked {
+        let (used_up, preserved) = {
+            let steward = self.steward.lock();
+            let preserved = match self.kind {
+                AccountKind::Chatgpt => steward.preserved_until(now, self.correction.get()),
+                AccountKind::ApiKey | AccountKind::Relay | AccountKind::Unrecognized => None,
+            };
+            (steward.quota.blocked_until(now), preserved.map(|until| (until, steward.policy)))
+        };
+        let quota = used_up.map(|until| Blocked {
             until,
             reason: CooldownReason::QuotaWindow,
             note: "quota window used up".to_string(),
         });
-        match (cooled, quota) {
-            (Some(a), Some(b)) => Some(if a.until >= b.until { a } else { b }),
-            (a, b) => a.or(b),
-        }
+        // Its owner's floor: to the pool, as good as used up until the window resets.
+        let kept = preserved.map(|(until, policy)| Blocked {
+            until,
+            reason: CooldownReason::QuotaWindow,
+            note: format!("kept for its owner: {}, the pool stops at that share left", policy.as_text()),
+        });
+        [cooled, quota, kept].into_iter().flatten().reduce(|a, b| if a.until >= b.until { a } else { b })
     }
 
     /// Whether this account's plan (or configuration) serves `slug`. Unknown catalog: assume yes.
@@ -408,6 +419,7 @@ pub fn stored_from_tokens(tokens: Tokens, label: Option<String>) -> StoredAccoun
         status: AccountStatus::Active,
         status_reason: None,
         created_at: now_unix(),
+        policy: None,
     }
 }
 
@@ -437,5 +449,6 @@ pub fn stored_from_api_key(key: &str, label: Option<String>, base_url: Option<St
         status: AccountStatus::Active,
         status_reason: None,
         created_at: now_unix(),
+        policy: None,
     }
 }

@@ -81,6 +81,8 @@ pub struct RawKey {
     pub concurrency: Option<u32>,
     pub daily_tokens: Option<u64>,
     pub monthly_tokens: Option<u64>,
+    /// Served only from quota that would otherwise expire (docs/operations.md, "Client keys").
+    pub opportunistic: Option<bool>,
 }
 
 /// `[routing]`: how the account pool chooses (docs/accounts.md).

@@ -18,6 +18,8 @@ pub struct ConfiguredKey {
     pub secret: String,
     pub models: Option<Vec<String>>,
     pub limits: crate::keys::limits::Limits,
+    /// `opportunistic = true`: served only from quota that would otherwise expire.
+    pub opportunistic: bool,
 }
 
 impl std::fmt::Debug for ConfiguredKey {
@@ -28,6 +30,7 @@ impl std::fmt::Debug for ConfiguredKey {
             .field("secret", &"(redacted)")
             .field("models", &self.models)
             .field("limits", &self.limits)
+            .field("opportunistic", &self.opportunistic)
             .finish()
     }
 }

@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::accounts::{LeaseError, RefreshBudget};
 use crate::app::{AppState, request_id};
+use crate::keys::Caller;
 use crate::relay::exchange::{account_thread_id, thread_id_for};
 use crate::relay::unary;
 use crate::server::errors::{body_error, error_response};
@@ -34,11 +35,14 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 async fn compact(
     State(state): State<Arc<AppState>>,
+    caller: Option<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let rid = request_id(&headers);
-    match run(&state, &headers, body).await {
+    // An opportunistic key's compaction, as its turns, spends only quota that would otherwise expire.
+    let opportunistic = caller.is_some_and(|Caller(k)| k.opportunistic);
+    match run(&state, &headers, body, opportunistic).await {
         Ok(response) => response,
         Err(err) => error_response(openai::SHAPE, &err, &rid),
     }
@@ -54,6 +58,7 @@ async fn run(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    opportunistic: bool,
 ) -> Result<Response, GatewayError> {
     // From here: an attempt the catalog check waits through is the request's one refresh attempt.
     let mut refresh = RefreshBudget::new();
@@ -76,7 +81,7 @@ async fn run(
         .to_string();
     drop(tree);
     let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
-    let need = crate::accounts::Need { conversation, ..crate::accounts::Need::model(&model) };
+    let need = crate::accounts::Need { conversation, opportunistic, ..crate::accounts::Need::model(&model) };
     let lease = state.pool.lease(&need, &[]).await.map_err(|e| match e {
         LeaseError::UnknownModel(e) | LeaseError::Unavailable(e) | LeaseError::Held { error: e, .. } => e,
         LeaseError::Exhausted => GatewayError::new(ErrorKind::UpstreamUnavailable, "No account could compact."),

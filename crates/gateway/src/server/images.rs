@@ -87,7 +87,8 @@ async fn serve(
     let mut last_error: Option<GatewayError> = None;
     let mut refresh = RefreshBudget::since(record.started());
     loop {
-        let lease = match state.pool.lease_for_images(&model, &tried).await {
+        let opportunistic = caller.as_ref().is_some_and(|Caller(k)| k.opportunistic);
+        let lease = match state.pool.lease_for_images(&model, opportunistic, &tried).await {
             Ok(lease) => lease,
             Err(LeaseError::Exhausted) => return Err(last_error.unwrap_or_else(no_account)),
             Err(LeaseError::UnknownModel(_)) => return Err(no_account()),

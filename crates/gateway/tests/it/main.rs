@@ -26,6 +26,7 @@ mod moves;
 mod ollama;
 mod packaging;
 mod pg;
+mod policies;
 mod pool;
 mod ratelimits;
 mod records;

@@ -838,7 +838,8 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
         email: "a@example.com".into(),
         plan: "plus".into(),
     };
-    let account = stored(&creds);
+    let mut account = stored(&creds);
+    account.policy = Some("preserve:40".into());
     sqlite.upsert_account(&account).unwrap_or_else(|e| panic!("{e:#}"));
     let key = StoredKey {
         id: "key_0123456789ab".into(),
@@ -851,6 +852,7 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
         created_at: 1,
         revoked_at: None,
         suspended: None,
+        opportunistic: true,
     };
     sqlite.insert_key(&key).unwrap_or_else(|e| panic!("{e:#}"));
     drop(sqlite);
@@ -868,8 +870,84 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
     assert_eq!(accounts.len(), 1);
     assert_eq!(accounts[0].id, account.id);
     assert_eq!(accounts[0].tokens.as_ref().map(|t| t.refresh_token.as_str()), Some("refresh-1"));
+    assert_eq!(accounts[0].policy.as_deref(), Some("preserve:40"), "the owner's policy comes along");
     assert_eq!(team.list_keys().unwrap_or_else(|e| panic!("{e:#}")), vec![key]);
     drop(team);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An account's policy set through instance A's admin API is in force on B within 2 s (the change counter, as for
+/// a label or a disable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_set_on_a_is_applied_on_b() {
+    let _one_team_at_a_time = ONE_TEAM.lock().await;
+    let (_fake, _, [a, b, _c], _db) = team(FakeConfig::default(), 1).await;
+    let http = http();
+    let listed = admin_json(&http, &a, "/admin/accounts").await;
+    let id = listed[0]["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(listed[0]["stewardship"]["policy"], "normal", "{listed}");
+    let r = http
+        .post(a.url(&format!("/admin/accounts/{id}/policy")))
+        .bearer_auth(ADMIN)
+        .json(&json!({"policy": "preserve:40"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap_or_default());
+    let took = within(Duration::from_secs(2), || async {
+        admin_json(&http, &b, &format!("/admin/accounts/{id}")).await["stewardship"]["policy"] == "preserve:40"
+    })
+    .await;
+    assert!(took.is_some(), "B did not apply the policy A set within 2 s");
+}
+
+/// A team store of the previous schema (version 10, the risk signals' key suspension, before policies) is migrated
+/// when an instance opens it: its accounts read as `normal`, its keys as not opportunistic (a suspended one still
+/// suspended), and both can be set.
+#[tokio::test]
+async fn a_team_store_of_the_previous_schema_gains_policies_and_opportunistic_keys() {
+    use codex_gateway::store::Store;
+    let db = crate::pg::fresh_database().await;
+    let dir = std::env::temp_dir().join(format!("cgw-pg-v10-{}", uuid::Uuid::new_v4().simple()));
+    let open = || {
+        let (path, db) = (dir.join("gateway.db"), db.clone());
+        tokio::task::spawn_blocking(move || Store::open_with(&path, Some(&db)).unwrap_or_else(|e| panic!("{e:#}")))
+    };
+    drop(open().await.unwrap_or_else(|e| panic!("{e}")));
+    // Back to version 10: migration 11's columns gone, the rows of the older schema in place.
+    db_query(
+        &db,
+        "ALTER TABLE accounts DROP COLUMN policy; ALTER TABLE client_keys DROP COLUMN opportunistic;
+         DELETE FROM schema_migrations WHERE version = 11;
+         INSERT INTO accounts (id, kind, api_key, status, created_at) VALUES ('k', 'api_key', 'sk-1', 'active', 1);
+         INSERT INTO client_keys (id, name, prefix, secret_sha256, created_at, suspended_at, suspended_reason)
+             VALUES ('key_1', 'ci', 'cgw_', 'ab', 1, 2, 'policy refusals')",
+    )
+    .await;
+    assert_eq!(db_query(&db, "SELECT max(version) FROM schema_migrations").await, 10);
+    let store = open().await.unwrap_or_else(|e| panic!("{e}"));
+    let version = db_query(&db, "SELECT max(version) FROM schema_migrations").await;
+    assert_eq!(version, codex_gateway::store::postgres::SCHEMA_VERSION as i64);
+    let (store, account, key) = tokio::task::spawn_blocking(move || {
+        let account = store.get_account("k").unwrap_or_else(|e| panic!("{e:#}")).and_then(|a| a.policy);
+        let key = store.get_key("key_1").unwrap_or_else(|e| panic!("{e:#}")).map(|k| (k.opportunistic, k.suspended));
+        (store, account, key)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let suspension = codex_gateway::store::Suspension { at: 2, reason: "policy refusals".into() };
+    assert_eq!((account.as_deref(), key), (Some("normal"), Some((false, Some(suspension)))));
+    let (account, key) = tokio::task::spawn_blocking(move || {
+        assert!(store.set_policy("k", "burn_first").unwrap_or_else(|e| panic!("{e:#}")));
+        let mut key = store.get_key("key_1").ok().flatten().unwrap_or_else(|| panic!("key_1 missing"));
+        key.opportunistic = true;
+        assert!(store.update_key(&key).unwrap_or_else(|e| panic!("{e:#}")));
+        let account = store.get_account("k").ok().flatten().and_then(|a| a.policy);
+        (account, store.get_key("key_1").ok().flatten().map(|k| k.opportunistic))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((account.as_deref(), key), (Some("burn_first"), Some(true)));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -105,6 +105,8 @@ CREATE TABLE instances (
     super::affinity::HOLD_AND_ORIGIN,
     // 10: a client key suspended after repeated policy refusals (keys/).
     crate::store::keys::SUSPENSION,
+    // 11: each account's owner policy (accounts/steward.rs) and opportunistic client keys (keys/).
+    crate::store::POLICIES,
 ];
 
 /// The schema version a current PostgreSQL store has.
