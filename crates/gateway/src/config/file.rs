@@ -166,6 +166,10 @@ pub struct RawServer {
     pub websocket_idle_secs: Option<f64>,
     /// Close an inbound WebSocket this long after it opened, between turns (default 3600, the backend's limit).
     pub websocket_max_secs: Option<f64>,
+    /// Responses kept for `previous_response_id` (default 4096; 0 keeps none).
+    pub stored_responses: Option<usize>,
+    /// The most memory kept responses may take, in MB (default 64; 0 keeps none).
+    pub stored_responses_mb: Option<u64>,
 }
 
 /// `[usage]`: the usage ledger (docs/operations.md, "Usage ledger").

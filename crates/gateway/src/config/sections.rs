@@ -245,6 +245,31 @@ impl WebSocketSettings {
     }
 }
 
+/// Resolved `[server] stored_responses*`: how many Responses answers are kept for `previous_response_id`, and in
+/// how many bytes (`stored_responses.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredResponseSettings {
+    pub responses: usize,
+    pub bytes: usize,
+}
+
+impl StoredResponseSettings {
+    pub const DEFAULT_RESPONSES: usize = 4096;
+    pub const DEFAULT_MB: u64 = 64;
+
+    pub(super) fn resolve(raw: Option<&RawServer>) -> anyhow::Result<StoredResponseSettings> {
+        let mb = raw.and_then(|s| s.stored_responses_mb).unwrap_or(Self::DEFAULT_MB);
+        let bytes = mb
+            .checked_mul(1 << 20)
+            .and_then(|b| usize::try_from(b).ok())
+            .ok_or_else(|| anyhow::anyhow!("server.stored_responses_mb is too large: {mb}"))?;
+        Ok(StoredResponseSettings {
+            responses: raw.and_then(|s| s.stored_responses).unwrap_or(Self::DEFAULT_RESPONSES),
+            bytes,
+        })
+    }
+}
+
 /// Resolved `[server]` access lists, normalized to lower case for the request guard (server/guard.rs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Access {

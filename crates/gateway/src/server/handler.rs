@@ -91,7 +91,7 @@ async fn serve<D: Dialect>(
     record: &mut Recorder,
 ) -> Result<Reply<D>, GatewayError> {
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
-    let (mut req, answer) = match D::decode(state, route, &headers, body).await? {
+    let (mut req, answer) = match D::decode(state, route, &headers, caller.as_ref(), body).await? {
         Decoded::Relay(req, answer) => (req, answer),
         Decoded::Answered(response) => return Ok(Reply::Local(response)),
     };

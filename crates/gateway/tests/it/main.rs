@@ -38,6 +38,7 @@ mod risk;
 mod security;
 mod service;
 mod stewardship;
+mod stored_responses;
 mod team;
 mod timeouts;
 mod tokens;
