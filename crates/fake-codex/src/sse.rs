@@ -101,8 +101,8 @@ pub enum Framing {
     #[default]
     PerEvent,
     /// One event per chunk / DATA frame as with `PerEvent`, but a burst reaches the socket a few events per write
-    /// (at most [`TRICKLE_EVENTS`]), with a task switch between writes: what the fake did before the seventeenth
-    /// session (its stream went through a 4-slot channel). A named benchmark scenario (`--framing trickle`), close
+    /// (at most [`TRICKLE_EVENTS`]), with a task switch between writes: what the fake did before 2026-11-22
+    /// (its stream went through a 4-slot channel). A named benchmark scenario (`--framing trickle`), close
     /// to a stream paced at a few microseconds.
     Trickle,
     /// Events with no pause between them go out as one buffer (up to 16 KB): the benchmark's framing before
