@@ -23,6 +23,8 @@ pub struct Setup {
     pub config_toml: Option<String>,
     /// Plans of the accounts, in order (default: all "plus").
     pub plans: Vec<&'static str>,
+    /// The catalog every account lists instead of its plan's (slugs the fake knows, or new ones).
+    pub models: Option<Vec<&'static str>>,
     /// Record sinks besides the access log (`records::Collect` gathers the records of a test).
     pub record_sinks: Vec<std::sync::Arc<dyn codex_gateway::record::RecordSink>>,
 }
@@ -40,6 +42,7 @@ impl Default for Setup {
             ollama: false,
             config_toml: None,
             plans: Vec::new(),
+            models: None,
             record_sinks: Vec::new(),
         }
     }
@@ -109,7 +112,8 @@ pub async fn start(setup: Setup) -> TestEnv {
     let accounts: Vec<AccountCreds> = (0..setup.accounts)
         .map(|i| {
             let plan = setup.plans.get(i).copied().unwrap_or("plus").to_string();
-            fake.add_account(AccountSpec { plan, ..AccountSpec::default() })
+            let models = setup.models.as_ref().map(|m| m.iter().map(|s| s.to_string()).collect());
+            fake.add_account(AccountSpec { plan, models, ..AccountSpec::default() })
         })
         .collect();
     if setup.linked

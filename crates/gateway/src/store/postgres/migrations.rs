@@ -105,6 +105,8 @@ CREATE TABLE instances (
     super::affinity::HOLD_AND_ORIGIN,
     // 10: a client key suspended after repeated policy refusals (keys/).
     crate::store::keys::SUSPENSION,
+    // 11: the usage ledger's cache writes and budget units, the reports' covering indexes with them (issue 72).
+    crate::store::usage::CACHE_WRITES_AND_BUDGET,
 ];
 
 /// The schema version a current PostgreSQL store has.

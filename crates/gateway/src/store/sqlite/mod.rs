@@ -75,6 +75,8 @@ CREATE TABLE client_keys (
     ledger::RISK,
     // 9: a client key suspended after repeated policy refusals (keys/).
     super::keys::SUSPENSION,
+    // 10: the usage ledger's cache writes and budget units, the reports' covering indexes with them (issue 72).
+    ledger::CACHE_WRITES_AND_BUDGET,
 ];
 
 /// One SQLite file and the connection the store's calls share.
