@@ -89,7 +89,7 @@ fn record(rng: &mut Rng, started_ms: u64) -> Box<RequestRecord> {
             reasoning_tokens: if ok { rng.next() % 500 } else { 0 },
             total_tokens: 0,
             cache_write_tokens: input / 4,
-            budget_units: ok.then(|| (input / 2) as f64 + 0.5),
+            budget_units: ok.then_some((input / 2) as f64 + 0.5),
         },
         client_disconnected: false,
     })
@@ -255,6 +255,7 @@ async fn dashboard_pages(dir: &std::path::Path, store: &Store, now_ms: i64) -> a
             status: AccountStatus::Active,
             status_reason: None,
             created_at: now_ms / 1000,
+            policy: None,
         })?;
     }
     for i in 1..=KEYS {

@@ -45,7 +45,8 @@ pub(super) fn configured_keys(
             daily_tokens: k.daily_tokens,
             monthly_tokens: k.monthly_tokens,
         };
-        out.push(ConfiguredKey { name, secret, models: k.models, limits });
+        let opportunistic = k.opportunistic.unwrap_or(false);
+        out.push(ConfiguredKey { name, secret, models: k.models, limits, opportunistic });
     }
     Ok(out)
 }

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use crate::accounts::{Account, Lease, LeaseError, Need, Pool, RefreshBudget};
 use crate::app::{AppState, request_id};
 use crate::auth::now_unix;
+use crate::keys::ClientKey;
 use crate::record::Recorder;
 use crate::relay::reader::{EventReader, LateHeaders, Read};
 use crate::store::AccountKind;
@@ -128,13 +129,17 @@ impl From<StartError> for GatewayError {
 
 /// Validate the model, finalize the body and open the upstream stream. The client's headers are dropped once the
 /// request is prepared: they are not needed while it waits for the upstream.
+///
+/// `client_key` is the created client key the request came with, if any: an opportunistic key's request is served
+/// only from quota that would otherwise expire (`Need::opportunistic`).
 pub async fn start(
     state: &AppState,
     headers: HeaderMap,
     req: &mut UpstreamRequest,
+    client_key: Option<&ClientKey>,
     record: &mut Recorder,
 ) -> Result<Exchange, StartError> {
-    let prepared = prepare(state, &headers, req, record).await?;
+    let prepared = prepare(state, &headers, req, client_key, record).await?;
     drop(headers);
     let mut exchange = open(state, &prepared, record).await?;
     // Moved, not copied: the request is done with it.
@@ -153,6 +158,8 @@ pub struct Prepared {
     input_estimate: u64,
     /// A streaming answer: its status line may go out before the upstream's headers (see [`open`]).
     stream: bool,
+    /// The request of an opportunistic client key: leased only from quota that would otherwise expire.
+    opportunistic: bool,
 }
 
 /// Validate the model and finalize and serialize the body. The request's JSON tree is freed here (its body is
@@ -162,8 +169,10 @@ pub async fn prepare(
     state: &AppState,
     headers: &HeaderMap,
     req: &mut UpstreamRequest,
+    client_key: Option<&ClientKey>,
     record: &mut Recorder,
 ) -> Result<Prepared, StartError> {
+    let opportunistic = client_key.is_some_and(|k| k.opportunistic);
     // The catalog refuses nothing but a model it does not list.
     let mut checked = state.catalog.check(&req.model.slug).await;
     // A slug that ends like a suffix (`gpt-5.1-codex-max`) is that model when a catalog lists it, not a shorter one
@@ -252,7 +261,7 @@ pub async fn prepare(
         turn: Some(Arc::new(turn)),
         chain,
     };
-    Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate, stream: req.stream })
+    Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate, stream: req.stream, opportunistic })
 }
 
 /// Hold the request's effort to what the model takes (`efforts`, from its catalog entries): every dialect asks
@@ -317,6 +326,7 @@ impl Prepared {
             key: self.key.clone(),
             ctx,
             stream: self.stream,
+            opportunistic: self.opportunistic,
         })
     }
 }
@@ -341,7 +351,7 @@ impl Prepared {
 /// A request goes to at most `[routing] max_accounts_per_request` accounts: a request every account fails would
 /// otherwise be sent to the whole pool, each attempt one more account that saw it.
 pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) -> Result<Exchange, StartError> {
-    let Prepared { slug, key, input_estimate, stream, .. } = prepared;
+    let Prepared { slug, key, input_estimate, stream, opportunistic, .. } = prepared;
     let input_estimate = *input_estimate;
     let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
     let known = conversation.and_then(|k| state.pool.home_account(k));
@@ -355,13 +365,14 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
     let mut window = PeekWindow { len: keepalive.min(Duration::from_secs(10)), end: None };
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<GatewayError> = None;
-    // One token refresh attempt for the whole request, whichever accounts it goes through (issue 58).
-    let mut refresh = RefreshBudget::default();
+    // One token refresh attempt for the whole request, whichever accounts it goes through (issues 58, 71),
+    // counted from when it began: an attempt the catalog check waited through on its way here is one of them.
+    let mut refresh = RefreshBudget::since(record.started());
     loop {
         if tried.len() >= max_accounts {
             return Err(StartError::Unavailable(last_error.unwrap_or_else(no_other_account)));
         }
-        let need = Need { model: slug, conversation, input_tokens: input_estimate, opportunistic: false };
+        let need = Need { model: slug, conversation, input_tokens: input_estimate, opportunistic: *opportunistic };
         let lease = match state.pool.lease(&need, &tried).await {
             Ok(l) => l,
             // Every eligible account was tried: report what went wrong with them, not the empty pool.

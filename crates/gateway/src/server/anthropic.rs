@@ -23,6 +23,7 @@ use dialects::{GatewayError, OutputLimits, UpstreamRequest, Usage};
 use serde_json::{Value, json};
 
 use crate::app::{AppState, request_id};
+use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{Exchange, StartError};
 use crate::relay::pump;
@@ -67,6 +68,7 @@ impl Dialect for Anthropic {
         state: &AppState,
         _: (),
         headers: &HeaderMap,
+        _: Option<&Caller>,
         body: Bytes,
     ) -> Result<Decoded<Anthropic>, GatewayError> {
         let session = headers.get("x-claude-code-session-id").and_then(|v| v.to_str().ok());

@@ -154,6 +154,7 @@ impl Dialect for Gemini {
         state: &AppState,
         route: GeminiRoute,
         _: &HeaderMap,
+        _: Option<&Caller>,
         body: Bytes,
     ) -> Result<Decoded<Gemini>, GatewayError> {
         let live = state.live.config();

@@ -255,6 +255,7 @@ impl Dialect for Ollama {
         state: &AppState,
         endpoint: Endpoint,
         _: &HeaderMap,
+        _: Option<&Caller>,
         body: Bytes,
     ) -> Result<dialect::Decoded<Ollama>, GatewayError> {
         let started = Instant::now();

@@ -1,5 +1,5 @@
 //! The usage ledger as both backends store it: its tables (migration 3, report indexes in 5, cache writes and
-//! budget units in SQLite's 10 and PostgreSQL's 11), what it stores of a
+//! budget units in SQLite's 11 and PostgreSQL's 12), what it stores of a
 //! request ([`LedgerEntry`], which `usage/` makes from the request's record), the rollups a batch adds to (summed
 //! in memory the same way for both), and the ranges and filters queries read the rows by. The writes are
 //! `sqlite/usage.rs`' and `postgres/usage.rs`'; the queries `usage::query`'s.
@@ -126,7 +126,7 @@ ALTER TABLE usage_requests ADD COLUMN refusal TEXT;
 ALTER TABLE usage_requests ADD COLUMN held TEXT;
 "#;
 
-/// Migration 10 of the SQLite ledger, 11 of PostgreSQL's (issue 72): usage as the 0.171 backend reports it. The
+/// Migration 11 of the SQLite ledger, 12 of PostgreSQL's (issue 72): usage as the 0.171 backend reports it. The
 /// input tokens a request wrote to the prompt cache (`input_tokens_details.cache_write_tokens`, part of the input
 /// like the cached ones), and what it cost in the backend's budget units (`codex_rollout_budget_units`: opaque,
 /// fractional; NULL on a request the backend gave none for), on each request row and summed in the rollups.

@@ -282,7 +282,7 @@ fn rollups_queries_budgets_and_pruning() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The 0.171 usage in the ledger (migration 10): cache writes and budget units on each request row, summed in the
+/// The 0.171 usage in the ledger (SQLite migration 11): cache writes and budget units on each request row, summed in the
 /// rollups, in the reports and both CSVs; a request the backend gave no budget units has none (not 0).
 #[test]
 fn cache_writes_and_budget_units_are_stored_and_summed() -> anyhow::Result<()> {

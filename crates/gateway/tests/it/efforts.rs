@@ -27,7 +27,10 @@ fn model_and_effort(up: &Value) -> (String, Option<String>) {
     (up["model"].as_str().unwrap_or_default().to_string(), up["reasoning"]["effort"].as_str().map(str::to_string))
 }
 
-fn want(model: &str, effort: &str) -> (String, Option<String>) {
+/// What went upstream: the model and its effort.
+type Sent = (String, Option<String>);
+
+fn want(model: &str, effort: &str) -> Sent {
     (model.to_string(), Some(effort.to_string()))
 }
 
@@ -46,7 +49,7 @@ async fn efforts_are_held_to_what_the_model_lists_in_every_dialect() {
         }
         body
     };
-    let cases: Vec<(&str, String, Value, (String, Option<String>))> = vec![
+    let cases: Vec<(&str, String, Value, Sent)> = vec![
         // Chat: model suffixes and `reasoning_effort`.
         ("chat", "/v1/chat/completions".into(), chat("gpt-6.2-sol-ultra", json!({})), want("gpt-6.2-sol", "ultra")),
         ("chat", "/v1/chat/completions".into(), chat("gpt-6.2-astra-max", json!({})), want("gpt-6.2-astra", "max")),
