@@ -112,7 +112,7 @@ fn refused_parameters_name_the_field() {
         (json!({"model":"","messages":[{"role":"user","content":"x"}]}), "model"),
         (json!({"model":"m","messages":[{"role":"wizard","content":"x"}]}), "messages[0].role"),
         (
-            json!({"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"ultra"}),
+            json!({"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"extreme"}),
             "reasoning_effort",
         ),
     ];

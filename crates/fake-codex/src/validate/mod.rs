@@ -82,8 +82,6 @@ const TOP_LEVEL: &[&str] = &[
     "truncation",
 ];
 
-const EFFORTS: &[&str] = &["none", "minimal", "low", "medium", "high", "xhigh"];
-
 const REASONING_CONTEXTS: &[&str] = &["auto", "current_turn", "all_turns"];
 
 /// issue 25: the model and input of a `responses/compact` body (`compact.rs` checks the field names).
@@ -312,10 +310,15 @@ fn check_reasoning(reasoning: Option<&Value>, model: &str, lite: bool) -> Result
     } else {
         check_keys(r, &["effort", "summary", "generate_summary"], "reasoning")?;
     }
+    // Each model takes the efforts its catalog entry lists, and no other (the GPT-5 models stop at `xhigh`, the
+    // GPT-6.2 ones go on to `max` and `ultra`).
     match r.get("effort") {
         None | Some(Value::Null) => {}
-        Some(Value::String(e)) if EFFORTS.contains(&e.as_str()) => {}
-        Some(Value::String(e)) => return Err(invalid_value("reasoning.effort", e, EFFORTS)),
+        Some(Value::String(e)) if crate::catalog::supports_effort(model, e) => {}
+        Some(Value::String(e)) => {
+            let listed: Vec<&str> = crate::catalog::info(model).efforts.iter().map(|(e, _)| *e).collect();
+            return Err(invalid_value("reasoning.effort", e, &listed));
+        }
         Some(_) => return Err(invalid_type("reasoning.effort", "a string")),
     }
     match r.get("summary") {

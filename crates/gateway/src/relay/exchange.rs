@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, HeaderName};
 use bytes::Bytes;
 use dialects::failure::{Credential, Failover, PolicyKind, Reason, Refusal, Stage};
+use dialects::models::{Effort, EffortSet};
 use dialects::responses::event::Terminal;
 use dialects::sse::SseFrame;
 use dialects::{ErrorKind, Event, GatewayError, UpstreamFailure, UpstreamRequest};
@@ -173,7 +174,13 @@ pub async fn prepare(
 ) -> Result<Prepared, StartError> {
     let opportunistic = client_key.is_some_and(|k| k.opportunistic);
     // The catalog refuses nothing but a model it does not list.
-    state.catalog.check(&req.model.slug).await.map_err(StartError::UnknownModel)?;
+    let mut checked = state.catalog.check(&req.model.slug).await;
+    // A slug that ends like a suffix (`gpt-5.1-codex-max`) is that model when a catalog lists it, not a shorter one
+    // at that effort; asked after the check, which fetched the catalogs if none was known.
+    if req.model.suffixed() && req.model.settle(&|slug| state.catalog.lists(slug)) {
+        checked = state.catalog.check(&req.model.slug).await;
+    }
+    checked.map_err(StartError::UnknownModel)?;
     record.set_resolved(&req.model.slug);
     if req.conversation_key.is_none() {
         req.conversation_key = SESSION_HEADERS
@@ -184,6 +191,7 @@ pub async fn prepare(
     req.finalize(state.config.default_reasoning_effort.as_deref());
     let mut tree = std::mem::take(&mut req.body);
     let facts = state.catalog.turn_facts(&req.model.slug);
+    hold_effort(&mut tree, facts.efforts);
     // A model the official client sends as Responses Lite gets that shape from every caller.
     let lite = facts.responses_lite;
     if lite {
@@ -254,6 +262,19 @@ pub async fn prepare(
         chain,
     };
     Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate, stream: req.stream, opportunistic })
+}
+
+/// Hold the request's effort to what the model takes (`efforts`, from its catalog entries): every dialect asks
+/// in its own words (a suffix, Anthropic's `max`, a thinking budget, Ollama's `think`), and the backend refuses an
+/// effort the model does not list, so the nearest one it lists goes instead (`max` on a model that stops at
+/// `xhigh` is `xhigh`). An effort word the gateway does not know was refused when the request was decoded.
+fn hold_effort(tree: &mut Map<String, Value>, efforts: EffortSet) {
+    let Some(Value::Object(reasoning)) = tree.get_mut("reasoning") else { return };
+    let Some(wanted) = reasoning.get("effort").and_then(Value::as_str).and_then(Effort::parse) else { return };
+    let held = efforts.clamp(wanted);
+    if held != wanted {
+        reasoning.insert("effort".into(), Value::String(held.as_str().to_string()));
+    }
 }
 
 /// Rough input tokens of a serialized body (about four bytes per token), for usage numbers when the gateway cuts

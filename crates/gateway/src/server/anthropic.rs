@@ -72,7 +72,7 @@ impl Dialect for Anthropic {
         body: Bytes,
     ) -> Result<Decoded<Anthropic>, GatewayError> {
         let session = headers.get("x-claude-code-session-id").and_then(|v| v.to_str().ok());
-        let (req, opts) = decode_with(&body, session, &state.live.config().anthropic_model_aliases)?;
+        let (req, opts) = decode_with(&body, session, &state.live.config().anthropic_model_aliases, &state.catalog)?;
         drop(body);
         // Only `message_start` shows this number (the final usage comes from the upstream in `message_delta`), so
         // a byte estimate does: tokenizing a 100 kB Claude Code request would add milliseconds to every first byte.

@@ -11,6 +11,7 @@ mod compact;
 mod crash;
 mod dashboard;
 mod doctor;
+mod efforts;
 mod errors;
 mod failure;
 mod fuzz_http;

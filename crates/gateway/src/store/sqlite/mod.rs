@@ -77,6 +77,8 @@ CREATE TABLE client_keys (
     super::keys::SUSPENSION,
     // 10: each account's owner policy (accounts/steward.rs) and opportunistic client keys (keys/).
     super::POLICIES,
+    // 11: the usage ledger's cache writes and budget units, the reports' covering indexes with them (issue 72).
+    ledger::CACHE_WRITES_AND_BUDGET,
 ];
 
 /// One SQLite file and the connection the store's calls share.
