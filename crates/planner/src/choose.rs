@@ -14,9 +14,10 @@
 //!   conversations, so it will not have to move soon), preferring an unstarted window (a window's clock runs
 //!   from its first request, so starting it early brings it back full sooner), then where most of that rate is
 //!   not claimed yet. So quota that would otherwise expire is spent first, a Pro's larger windows take more, and
-//!   new conversations spread before one account is crowded. It does not start a turn on an account that
-//!   cannot finish it (by the conversation's input) when another can. docs/planner.md gives the reasoning and
-//!   bench/results/simulator.md the measure.
+//!   new conversations spread before one account is crowded. Where it fits nowhere, it goes where it can stay
+//!   longest: it will have to move, and the later it must, the likelier it ends first. It does not start a turn
+//!   on an account that cannot finish it (by the conversation's input) when another can. docs/planner.md gives
+//!   the reasoning and bench/results/simulator.md the measure.
 //! - `least_used`: the most percent left in the tighter window, then the soonest reset.
 //! - `capacity_weighted`: the strongest peer's published strategy (codex-lb "waste pressure"): the weekly
 //!   window's quota left over the time to its reset, times the square of the five-hour window's share left.
@@ -270,6 +271,13 @@ fn unclaimed(c: &Candidate, o: &Outlook, conversation_rate: f64) -> f64 {
     o.sustainable - rate.max(c.conversations as f64 * conversation_rate)
 }
 
+/// Seconds an account can carry one more conversation at the pool's pace beside what its own conversations
+/// (`claimed`) spend: how long until a conversation placed there has to move, unless its window resets first.
+fn lasts(o: &Outlook, claimed: f64, conversation_rate: f64) -> f64 {
+    let spend = claimed + conversation_rate;
+    if spend > 0.0 { o.usable / spend } else { f64::INFINITY }
+}
+
 /// Percent left in the tighter window (100 when nothing is known), and when that window resets if it is
 /// running: `least_used`'s key, as the pool always read it.
 fn headroom(c: &Candidate) -> (f64, Option<i64>) {
@@ -380,15 +388,23 @@ fn strategy_order(candidates: &[Candidate], outlooks: &[Outlook], mut open: Vec<
         // Where a new conversation fits first (room for one more conversation's pace for the next hour, or until
         // the window resets, beside what the account's own conversations spend: it will not have to move soon);
         // then an unstarted window
-        // (its clock runs from the first request: the sooner it starts, the sooner it comes back full); then the
-        // most sustainable rate its conversations do not claim yet.
+        // (its clock runs from the first request: the sooner it starts, the sooner it comes back full); then,
+        // where it fits, the most sustainable rate its conversations do not claim yet, and where it does not,
+        // the account that carries it longest.
         Strategy::Planner => {
             let key = |i: usize| {
                 let (c, o) = (&candidates[i], &outlooks[i]);
                 let claimed = c.quota.map_or(0.0, |q| q.rate).max(c.conversations as f64 * ask.conversation_rate);
                 let horizon = o.perish_in.min(FIT_SECS) as f64;
                 let fits = o.usable - claimed * horizon >= ask.conversation_rate * horizon;
-                (fits, !o.started, unclaimed(c, o, ask.conversation_rate))
+                // Where it does not fit it will have to move: as late as possible, or not at all when it ends
+                // first (docs/planner.md, "When no account can carry a conversation").
+                let rank = if fits {
+                    unclaimed(c, o, ask.conversation_rate)
+                } else {
+                    lasts(o, claimed, ask.conversation_rate)
+                };
+                (fits, !o.started, rank)
             };
             let keys: Vec<(bool, bool, f64)> = (0..candidates.len()).map(key).collect();
             open.sort_by(|&a, &b| {

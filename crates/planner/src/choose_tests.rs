@@ -148,6 +148,22 @@ fn a_new_conversation_goes_where_it_fits_for_the_next_hour() {
 }
 
 #[test]
+fn where_no_account_can_carry_a_new_conversation_it_goes_where_it_lasts_longest() {
+    // 1,000 weighted tokens a second per conversation: 3.6 M in the next hour, more than a Plus window holds.
+    let mut a = ask(Strategy::Planner);
+    a.conversation_rate = 1_000.0;
+    // 60% used resetting in seventy minutes: the most quota that would otherwise expire per second (0.9 M over
+    // 4,200 s), but it carries the conversation a quarter of an hour; 5% used with four and a half hours to go
+    // carries it more than half an hour.
+    let urgent = account(0, Plan::Plus, (60.0, Some(4_200)), WEEK_FAR);
+    let roomy = account(1, Plan::Plus, (5.0, Some(16_200)), WEEK_FAR);
+    assert_eq!(first(&choose(&[urgent.clone(), roomy.clone()], &a)), Some(1));
+    // At a pace either carries for the hour, the urgent one takes it.
+    a.conversation_rate = 100.0;
+    assert_eq!(first(&choose(&[urgent, roomy], &a)), Some(0));
+}
+
+#[test]
 fn free_slots_come_first_and_a_full_pool_queues_or_is_busy() {
     let mut a = account(0, Plan::Plus, (40.0, Some(600)), WEEK_FAR);
     let b = account(1, Plan::Plus, (20.0, Some(4 * H)), WEEK_FAR);

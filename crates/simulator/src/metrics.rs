@@ -2,7 +2,7 @@
 //! quota that resets took away unused, the prompt-cache ratio, the peak of requests in flight on one account
 //! against its limit, conversations moved, and the errors clients saw.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::pool::Pool;
 
@@ -38,6 +38,8 @@ pub struct Metrics {
     pub conversations_moved: u64,
     #[serde(skip)]
     moved_set: HashSet<u64>,
+    /// Why conversations moved, counted at each one's first move (they add up to `conversations_moved`).
+    pub moved_because: BTreeMap<&'static str, u64>,
     /// The most requests in flight on one account at once, and the most its limit allowed at that moment.
     pub peak_in_flight: usize,
     /// A request started on an account already at its limit (must stay 0).
@@ -60,10 +62,11 @@ impl Metrics {
         self.first_quota_error_at.get_or_insert(now);
     }
 
-    pub fn moved(&mut self, conversation: u64) {
+    pub fn moved(&mut self, conversation: u64, because: &'static str) {
         self.moves += 1;
         if self.moved_set.insert(conversation) {
             self.conversations_moved += 1;
+            *self.moved_because.entry(because).or_default() += 1;
         }
     }
 

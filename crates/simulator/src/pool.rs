@@ -146,6 +146,28 @@ impl Pool {
         }
     }
 
+    /// Why a request of conversation `key` did not go to `from`, the account of its previous request (the
+    /// report's account of moves).
+    pub fn why_not(&self, from: usize, key: u64, tried: &[usize], now: i64) -> &'static str {
+        let Some(a) = self.accounts.get(from) else { return "gone" };
+        if self.affinity.get(&key).map(|&(account, _)| account) != Some(from) {
+            // The map forgets a conversation a day after its last request (over a weekend).
+            "forgotten"
+        } else if tried.contains(&from) && a.quota.blocked_until(now).is_some() {
+            "refused for quota"
+        } else if tried.contains(&from) {
+            "refused as overloaded"
+        } else if a.quota.blocked_until(now).is_some() {
+            "out of quota"
+        } else if a.cooldown_until > now {
+            "resting"
+        } else if a.in_flight >= a.governor.limit(now) {
+            "busy"
+        } else {
+            "chosen elsewhere"
+        }
+    }
+
     /// A request started on account `i` (it holds a slot until it ends).
     pub fn started(&mut self, i: usize, key: u64, estimate: f64, now: i64) {
         self.sticky = Some(i);

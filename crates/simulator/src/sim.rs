@@ -352,8 +352,9 @@ impl Sim {
                     Some((account, at, prefix)) if account == i && now - at <= CACHE_TTL => prefix.min(r.input),
                     _ => 0,
                 };
-                if previous.is_some_and(|(account, ..)| account != i) {
-                    self.metrics.moved(r.conv);
+                if let Some((from, ..)) = previous.filter(|(account, ..)| *account != i) {
+                    let because = self.pool.why_not(from, r.conv, &r.tried, now);
+                    self.metrics.moved(r.conv, because);
                 }
                 r.account = Some(i);
                 r.estimate = cost::estimate(r.input, previous.is_some_and(|(a, ..)| a == i));
