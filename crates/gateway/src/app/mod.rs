@@ -42,6 +42,8 @@ pub struct AppState {
     pub live: reload::Live,
     /// The shutdown's drain, which upgraded WebSocket sessions join (server/listen.rs, server/websocket.rs).
     pub drain: Drain,
+    /// Each conversation's reasoning-effort baseline and updates (`upstream::identity::efforts`).
+    pub efforts: Arc<crate::upstream::identity::efforts::Efforts>,
 }
 
 impl AppState {
@@ -91,6 +93,7 @@ impl AppState {
             ledger,
             live,
             drain: Drain::default(),
+            efforts: Default::default(),
         })
     }
 }

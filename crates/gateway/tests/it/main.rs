@@ -25,6 +25,7 @@ mod metrics;
 mod moves;
 mod ollama;
 mod packaging;
+mod parity;
 mod pg;
 mod pool;
 mod ratelimits;

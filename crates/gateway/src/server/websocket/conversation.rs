@@ -5,9 +5,9 @@
 //! items (openai/codex `codex-rs/core/src/client.rs`: `get_incremental_items`, `prepare_websocket_request`),
 //! relying on the backend to keep the rest per connection. The gateway relays each turn as a full HTTP request
 //! (`store: false` upstream keeps nothing), so it keeps, per socket, the last request's input and the output of
-//! its answer, and rebuilds the full input from them. It also answers the client's warm-up (`generate: false`,
-//! a connection set-up the backend completes without running the model) by itself. Pure: no I/O; `session.rs`
-//! drives it.
+//! its answer, and rebuilds the full input from them. The client's warm-up (`generate: false`, a connection set-up
+//! the backend completes without running the model) is relayed like a turn, so that the upstream connection opens
+//! with it as the official client's does (`upstream::warmup`). Pure: no I/O; `session.rs` drives it.
 
 use serde_json::{Value, json};
 
@@ -47,10 +47,9 @@ impl MessageError {
 /// A client message, read.
 #[derive(Debug)]
 pub enum Message {
-    /// A turn to relay: the full Responses body (as the HTTP route takes it) and its input, kept for the next.
+    /// A turn to relay (or a warm-up, `generate: false` kept in it): the full Responses body (as the HTTP route
+    /// takes it) and its input, kept for the next.
     Create { body: Value },
-    /// The warm-up (`generate: false`): answered here with an empty completed response.
-    Warmup { model: Value, input: Vec<Value> },
     /// `response.processed`: the client's acknowledgement; nothing to answer.
     Processed,
 }
@@ -118,7 +117,7 @@ impl Conversation {
             },
         };
         if !generate {
-            return Ok(Message::Warmup { model: body.remove("model").unwrap_or(Value::Null), input });
+            body.insert("generate".into(), Value::Bool(false));
         }
         body.insert("input".into(), Value::Array(input));
         // A socket's answers are always streamed, one frame per event.
@@ -136,21 +135,6 @@ impl Conversation {
     pub fn forget(&mut self) {
         self.last = None;
     }
-}
-
-/// The `response.created` and `response.completed` events of a warm-up, with a fresh response id.
-pub fn warmup_events(id: &str, model: &Value, created_at: u64) -> [String; 2] {
-    let response = |status: &str| {
-        json!({
-            "id": id, "object": "response", "created_at": created_at, "status": status, "model": model,
-            "output": [], "usage": {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0},
-        })
-    };
-    [
-        json!({"type": "response.created", "sequence_number": 0, "response": response("in_progress")}).to_string(),
-        json!({"type": "response.completed", "sequence_number": 1, "response": response("completed")}).to_string(),
-    ]
 }
 
 #[cfg(test)]
@@ -211,12 +195,14 @@ mod tests {
     }
 
     #[test]
-    fn a_warmup_is_answered_without_the_upstream() {
+    fn a_warmup_is_relayed_as_a_request_that_does_not_generate() {
         let c = Conversation::new(1 << 20);
         let m = json!({"type": "response.create", "model": "m", "generate": false, "input": [{"role": "user", "content": "hi"}]});
-        let Ok(Message::Warmup { input, .. }) = c.read(&m.to_string()) else { panic!() };
-        assert_eq!(input.len(), 1);
-        let [created, done] = warmup_events("resp_w", &json!("m"), 1);
-        assert!(created.contains("response.created") && done.contains("\"status\":\"completed\""));
+        let Ok(Message::Create { body }) = c.read(&m.to_string()) else { panic!() };
+        assert_eq!(body["generate"], false);
+        assert_eq!(body["input"].as_array().map(Vec::len), Some(1));
+        let turn = json!({"type": "response.create", "model": "m", "generate": true, "input": []});
+        let Ok(Message::Create { body }) = c.read(&turn.to_string()) else { panic!() };
+        assert!(body.get("generate").is_none(), "generating is the default");
     }
 }

@@ -22,7 +22,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 
-use super::conversation::{Conversation, Message, warmup_events};
+use super::conversation::{Conversation, Message};
 use super::frames::{self, SseItem, SseSplitter};
 use crate::app::AppState;
 use crate::app::Drain;
@@ -101,7 +101,6 @@ pub async fn run(socket: WebSocket, session: Session, drain: &Drain) {
         }
         let result = match conversation.read(text.as_str()) {
             Ok(Message::Processed) => Ok(()),
-            Ok(Message::Warmup { model, input }) => warmup(&mut tx, &mut conversation, &model, input).await,
             Ok(Message::Create { body }) => {
                 turns += 1;
                 turn(&mut tx, &mut rx, &session, &mut conversation, body, turns).await
@@ -115,16 +114,6 @@ pub async fn run(socket: WebSocket, session: Session, drain: &Drain) {
             return;
         }
     }
-}
-
-async fn warmup(tx: &mut Tx, conversation: &mut Conversation, model: &Value, input: Vec<Value>) -> Result<(), Gone> {
-    let id = format!("resp_{}", uuid::Uuid::new_v4().simple());
-    let [created, completed] = warmup_events(&id, model, crate::auth::now_unix() as u64);
-    let size = created.len() + completed.len() + input.iter().map(|v| v.to_string().len()).sum::<usize>();
-    send(tx, created).await?;
-    send(tx, completed).await?;
-    conversation.completed(id, input, Vec::new(), size);
-    Ok(())
 }
 
 /// Relay one turn and write its answer. `Err` only when the client is gone.
