@@ -6,7 +6,7 @@
 - `gateway`, `fake`: parts of `stack`; `fake` clears the recorded requests before each test.
 On a failure, the gateway's stderr written during that test is attached to the report.
 
-This file is loaded by both venvs (.venv and .venv-litellm): import nothing but pytest and harness here.
+This file is loaded by every venv (.venv, .venv-litellm, .venv-agents): import nothing but pytest and harness here.
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ def _have_litellm() -> bool:
     return spec is not None and spec.origin is not None
 
 
-# The litellm tests run from their own venv (scripts/test runs them separately).
-collect_ignore = [] if _have_litellm() else ["litellm"]
+def _have_agent_frameworks() -> bool:
+    return importlib.util.find_spec("agno") is not None
+
+
+# The litellm and agent-framework tests run from their own venvs (scripts/test runs them separately).
+collect_ignore = ([] if _have_litellm() else ["litellm"]) + ([] if _have_agent_frameworks() else ["agent_frameworks"])
 
 _LIVE: list[harness.Stack] = []
 

@@ -377,7 +377,7 @@ class Gateway:
 
     @classmethod
     def start(cls, work: Path, fake: Fake, codex_home: Path, extra_env: dict[str, str] | None = None,
-              extra_args: list[str] | None = None, ollama: bool = False) -> "Gateway":
+              extra_args: list[str] | None = None, ollama: bool = False, port: int = 0) -> "Gateway":
         data_dir = work / "gateway-data"
         data_dir.mkdir(parents=True, exist_ok=True)
         env = child_env(
@@ -397,7 +397,7 @@ class Gateway:
             env.update({"CODEX_GATEWAY_OLLAMA_ENABLED": "1", "CODEX_GATEWAY_OLLAMA_PORT": "0"})
         if extra_env:
             env.update(extra_env)
-        argv = [str(binary("codex-gateway")), "serve", "--port", "0"] + (extra_args or [])
+        argv = [str(binary("codex-gateway")), "serve", "--port", str(port)] + (extra_args or [])
         proc = Proc("codex-gateway", argv, env, work / "gateway.log", work)
         try:
             line = proc.wait_for_prefix(cls.PREFIX, STARTUP_TIMEOUT)

@@ -254,6 +254,15 @@ def test_any_fake_stream_is_accepted_by_the_sdk_accumulator(client, fake, seed):
     }
     if thinking:
         kwargs["thinking"] = {"type": "enabled", "budget_tokens": 2048}
+    # The content filter's end before any output is a policy refusal (docs/accounts.md, "Risk signals"): the
+    # client gets it as an error, in Anthropic's shape, and the conversation stays on its account.
+    if end.get("reason") == "content_filter" and not items:
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            with client.messages.stream(**kwargs) as stream:
+                stream.get_final_message()
+        assert refused.value.body["error"]["type"] == "invalid_request_error"
+        assert "content filter" in refused.value.body["error"]["message"]
+        return
     failing = end["type"] in ("failed", "cut")
     if failing:
         # Before any output: an HTTP error; after: an `event: error` the SDK raises on. Never a clean end.

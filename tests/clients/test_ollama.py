@@ -7,6 +7,7 @@ starts its own fake-codex + gateway with it enabled and reads the bridge's addre
 from __future__ import annotations
 
 import json
+import os
 
 import httpx
 import ollama
@@ -120,3 +121,72 @@ def test_openai_sdk_on_the_bridge(bridge_stack, fake):
     resp = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "via the bridge /v1"}])
     assert "You said: via the bridge /v1" in resp.choices[0].message.content
     assert MODEL in [m.id for m in c.models.list().data]
+
+
+# issue 72: the recorded streams in which the model generates an image (shared/replay, read at test time).
+IMAGE_CAPTURES = ["l-image-generation-stream.sse", "v-openai-image-generation.sse"]
+NOTE_START = "[The model generated an image here ("
+
+
+def _recording(name: str) -> str:
+    base = os.environ.get("CODEX_GATEWAY_REPLAY_DIR") or os.path.join(harness.REPO, "..", "shared", "replay")
+    path = os.path.join(base, "captures", name)
+    if not os.path.exists(path):
+        pytest.skip(f"no recording {path} (set CODEX_GATEWAY_REPLAY_DIR)")
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _recorded_images(sse: str) -> list[str]:
+    """The base64 of each image the recorded stream's model generated."""
+    out = []
+    for line in sse.splitlines():
+        if not line.startswith("data: "):
+            continue
+        try:
+            event = json.loads(line[len("data: "):])
+        except ValueError:
+            continue
+        item = event.get("item") or {}
+        if event.get("type") == "response.output_item.done" and item.get("type") == "image_generation_call":
+            out.append(item.get("result") or "")
+    return [b64 for b64 in out if b64]
+
+
+@pytest.mark.parametrize("capture", IMAGE_CAPTURES)
+@pytest.mark.parametrize("stream", [False, True])
+def test_generated_images_reach_the_official_client(client, fake, capture, stream):
+    """A chat answer cannot carry a generated image in a form ollama-python reads (its `Message.images` takes
+    `Image` objects, which a base64 string fails to validate as): the answer parses, carries no image and says
+    where one was left out. `/api/generate` gives it in `image`, which `GenerateResponse` reads."""
+    sse = _recording(capture)
+    images = _recorded_images(sse)
+    assert images, f"{capture} has a generated image"
+
+    fake.enqueue({"kind": "replay", "sse": sse})
+    messages = [{"role": "user", "content": "draw"}]
+    if stream:
+        parts = list(client.chat(model=MODEL, messages=messages, stream=True))
+        text = "".join(p.message.content or "" for p in parts)
+        assert all(not p.message.images for p in parts)
+        assert parts[-1].done
+    else:
+        resp = client.chat(model=MODEL, messages=messages, stream=False)
+        text = resp.message.content or ""
+        assert not resp.message.images and resp.done
+    assert text.count(NOTE_START) == len(images), text
+    # The answer goes back in the next turn as the client holds it.
+    fake.enqueue({"kind": "text", "text": "noted"})
+    later = messages + [{"role": "assistant", "content": text}, {"role": "user", "content": "ok"}]
+    again = client.chat(model=MODEL, messages=later, stream=False)
+    assert again.message.content == "noted"
+
+    fake.enqueue({"kind": "replay", "sse": sse})
+    if stream:
+        parts = list(client.generate(model=MODEL, prompt="draw", stream=True))
+        given = [p.image for p in parts if p.image]
+        assert parts[-1].done
+    else:
+        resp = client.generate(model=MODEL, prompt="draw", stream=False)
+        given = [resp.image] if resp.image else []
+    assert given == (images if stream else images[:1]), [len(g) for g in given]

@@ -256,20 +256,24 @@ fn bench_decode(c: &mut Criterion) {
     let ollama = serde_json::to_vec(&json!({"model": "gpt-5.4", "messages": ollama_messages, "stream": true}))
         .unwrap_or_default();
     let aliases = HashMap::new();
+    // Any catalog's lineup: decoding only needs slugs to name.
+    const LINEUP: [&str; 3] = ["gpt-5.5", "gpt-5.4", "gpt-5.4-mini"];
     assert!(dialects::chat::decode(&chat).is_ok(), "chat body");
-    assert!(dialects::anthropic::decode(&anthropic, None).is_ok(), "anthropic body");
+    assert!(dialects::anthropic::decode(&anthropic, None, &LINEUP).is_ok(), "anthropic body");
     assert!(dialects::responses::decode(&responses).is_ok(), "responses body");
-    assert!(dialects::gemini::decode(&gemini, "gemini-2.5-pro", true, &aliases).is_ok(), "gemini body");
+    assert!(dialects::gemini::decode(&gemini, "gemini-2.5-pro", true, &aliases, &LINEUP).is_ok(), "gemini body");
     assert!(dialects::ollama::decode_chat(&ollama).is_ok(), "ollama body");
 
     let mut g = c.benchmark_group("decode");
     g.bench_function("chat", |b| b.iter(|| black_box(dialects::chat::decode(black_box(&chat)).is_ok())));
     g.bench_function("anthropic", |b| {
-        b.iter(|| black_box(dialects::anthropic::decode(black_box(&anthropic), None).is_ok()))
+        b.iter(|| black_box(dialects::anthropic::decode(black_box(&anthropic), None, &LINEUP).is_ok()))
     });
     g.bench_function("responses", |b| b.iter(|| black_box(dialects::responses::decode(black_box(&responses)).is_ok())));
     g.bench_function("gemini", |b| {
-        b.iter(|| black_box(dialects::gemini::decode(black_box(&gemini), "gemini-2.5-pro", true, &aliases).is_ok()))
+        b.iter(|| {
+            black_box(dialects::gemini::decode(black_box(&gemini), "gemini-2.5-pro", true, &aliases, &LINEUP).is_ok())
+        })
     });
     g.bench_function("ollama", |b| b.iter(|| black_box(dialects::ollama::decode_chat(black_box(&ollama)).is_ok())));
     g.finish();

@@ -9,7 +9,7 @@ use crate::anthropic::{AnthropicEncoder, AnthropicOptions, render_message};
 use crate::assemble::Collected;
 use crate::chat::{ChatEncoder, render_completion};
 use crate::gemini::{Framing, GeminiEncoder, render_response};
-use crate::ollama::{Endpoint, OllamaEncoder, render_chat};
+use crate::ollama::{Endpoint, OllamaEncoder, render_chat, render_generate};
 use crate::responses::event::Event;
 
 const MESSAGES: [&str; 6] = [
@@ -105,8 +105,13 @@ fn gemini_joins_messages_with_a_blank_line_and_gives_images_as_inline_data() {
     assert!(parts.iter().any(|p| p["inlineData"] == inline), "{parts:?}");
 }
 
+/// Ollama: a chat message cannot carry a generated image in a form both official clients read (ollama-python
+/// refuses base64 strings in `message.images`, ollama-js cannot send objects back), so the text says where it was
+/// left out; `/api/generate` gives it in `image`, Ollama's own field, streamed and whole.
 #[test]
-fn ollama_joins_messages_with_a_blank_line_and_gives_images_in_images() {
+fn ollama_joins_messages_with_a_blank_line_and_notes_images_in_a_chat() {
+    let note = crate::ollama::image_note("image/jpeg", 4);
+    let with_note = format!("{TEXT}\n\n{note}");
     let mut enc = OllamaEncoder::new(Endpoint::Chat, "gpt-5.4".into(), "t".into(), false, Box::new(|| 5));
     let mut out = Vec::new();
     for e in answer(false) {
@@ -114,12 +119,25 @@ fn ollama_joins_messages_with_a_blank_line_and_gives_images_in_images() {
     }
     let lines = payloads(&out, "");
     let text: String = lines.iter().filter_map(|l| l["message"]["content"].as_str()).collect();
-    assert_eq!(text, TEXT);
-    assert!(lines.iter().any(|l| l["message"]["images"] == json!(["aW1n"])), "{lines:?}");
+    assert_eq!(text, with_note);
+    assert!(lines.iter().all(|l| l["message"].get("images").is_none() && l.get("image").is_none()), "{lines:?}");
 
     let whole = render_chat(&collected(false), "gpt-5.4", "t", false, 9);
-    assert_eq!(whole["message"]["content"], TEXT);
-    assert_eq!(whole["message"]["images"], json!(["aW1n"]));
+    assert_eq!(whole["message"]["content"], with_note.as_str());
+    assert!(whole["message"].get("images").is_none(), "{whole}");
+
+    let mut enc = OllamaEncoder::new(Endpoint::Generate, "gpt-5.4".into(), "t".into(), false, Box::new(|| 5));
+    let mut out = Vec::new();
+    for e in answer(false) {
+        enc.on_event(&e, &mut out);
+    }
+    let lines = payloads(&out, "");
+    let text: String = lines.iter().filter_map(|l| l["response"].as_str()).collect();
+    assert_eq!(text, TEXT);
+    let images: Vec<&Value> = lines.iter().filter_map(|l| l.get("image")).collect();
+    assert_eq!(images, [&json!("aW1n")]);
+    let whole = render_generate(&collected(false), "gpt-5.4", "t", false, 9);
+    assert_eq!((whole["response"].as_str(), whole["image"].as_str()), (Some(TEXT), Some("aW1n")));
 }
 
 #[test]

@@ -257,10 +257,9 @@ impl Limiter {
         self.held.clear();
         let usage = Usage {
             input_tokens: self.input_estimate,
-            cached_tokens: 0,
             output_tokens: self.emitted_tokens,
-            reasoning_tokens: 0,
             total_tokens: self.input_estimate.saturating_add(self.emitted_tokens),
+            ..Usage::default()
         };
         emit(Event::Finished { terminal: Terminal::Cut(finish), usage: Some(usage), output: Vec::new() });
     }

@@ -15,63 +15,142 @@ pub struct ModelInfo {
     pub reasoning_context: bool,
     /// Served only to the pro plan (and API keys), like a model still rolling out.
     pub pro_only: bool,
+    /// The efforts the model takes, in order (the backend refuses any other).
+    pub efforts: &'static [(&'static str, &'static str)],
+    pub default_effort: &'static str,
+    /// The largest window a client may configure (`max_context_window`).
+    pub max_context_window: u64,
+    /// Its usage reports the input written to the prompt cache (`cache_write_tokens`); the GPT-5 recordings of
+    /// the real backend report 0.
+    pub cache_writes: bool,
 }
+
+/// The efforts of the GPT-5 models.
+const EFFORTS: &[(&str, &str)] = &[
+    ("low", "Fast responses with lighter reasoning"),
+    ("medium", "Balances speed and reasoning depth for everyday tasks"),
+    ("high", "Greater reasoning depth for complex problems"),
+    ("xhigh", "Extra high reasoning depth for complex problems"),
+];
+
+/// The efforts of the GPT-6.2 models, as the official client's 0.171 catalog lists them (low to ultra).
+const EFFORTS_6_2: &[(&str, &str)] = &[
+    ("low", "Fast responses with lighter reasoning"),
+    ("medium", "Balances speed and reasoning depth for everyday tasks"),
+    ("high", "Greater reasoning depth for complex problems"),
+    ("xhigh", "Extra high reasoning depth for complex problems"),
+    ("max", "Maximum reasoning depth for the hardest problems"),
+    ("ultra", "Longest reasoning for problems that need it"),
+];
 
 /// Every model the fake knows, best first.
 pub const MODELS: &[ModelInfo] = &[
+    // The GPT-6.2 models as the official client's 0.171 catalog lists them (spec/codex-upstream.md, 2026-11-27):
+    // minimal client 0.166.0 (`versions.rs`), efforts low to ultra with default low, the Fast tier; rolling out to
+    // Pro first here.
+    ModelInfo {
+        slug: "gpt-6.2-sol",
+        display_name: "GPT-6.2 Sol",
+        context_window: 500_000,
+        priority_tier: true,
+        priority: 0,
+        reasoning_context: true,
+        pro_only: true,
+        efforts: EFFORTS_6_2,
+        default_effort: "low",
+        max_context_window: 872_000,
+        cache_writes: true,
+    },
+    ModelInfo {
+        slug: "gpt-6.2-astra",
+        display_name: "GPT-6.2 Astra",
+        context_window: 272_000,
+        priority_tier: true,
+        priority: 1,
+        reasoning_context: true,
+        pro_only: true,
+        efforts: EFFORTS_6_2,
+        default_effort: "low",
+        max_context_window: 272_000,
+        cache_writes: true,
+    },
     ModelInfo {
         slug: "gpt-5.6-sol",
         display_name: "GPT-5.6 Sol",
         context_window: 272_000,
         priority_tier: true,
-        priority: 0,
+        priority: 2,
         reasoning_context: true,
         pro_only: true,
+        efforts: EFFORTS,
+        default_effort: "medium",
+        max_context_window: 272_000,
+        cache_writes: false,
     },
     ModelInfo {
         slug: "gpt-5.5",
         display_name: "GPT-5.5",
         context_window: 272_000,
         priority_tier: true,
-        priority: 1,
+        priority: 3,
         reasoning_context: false,
         pro_only: false,
+        efforts: EFFORTS,
+        default_effort: "medium",
+        max_context_window: 272_000,
+        cache_writes: false,
     },
     ModelInfo {
         slug: "gpt-5.4",
         display_name: "GPT-5.4",
         context_window: 272_000,
         priority_tier: true,
-        priority: 2,
+        priority: 4,
         reasoning_context: false,
         pro_only: false,
+        efforts: EFFORTS,
+        default_effort: "medium",
+        max_context_window: 272_000,
+        cache_writes: false,
     },
     ModelInfo {
         slug: "gpt-5.4-mini",
         display_name: "GPT-5.4 mini",
         context_window: 128_000,
         priority_tier: false,
-        priority: 3,
+        priority: 5,
         reasoning_context: false,
         pro_only: false,
+        efforts: EFFORTS,
+        default_effort: "medium",
+        max_context_window: 128_000,
+        cache_writes: false,
     },
     ModelInfo {
         slug: "gpt-5.3-codex",
         display_name: "GPT-5.3 Codex",
         context_window: 272_000,
         priority_tier: true,
-        priority: 4,
+        priority: 6,
         reasoning_context: false,
         pro_only: false,
+        efforts: EFFORTS,
+        default_effort: "medium",
+        max_context_window: 272_000,
+        cache_writes: false,
     },
     ModelInfo {
         slug: "gpt-5.2",
         display_name: "GPT-5.2",
         context_window: 272_000,
         priority_tier: true,
-        priority: 5,
+        priority: 7,
         reasoning_context: false,
         pro_only: false,
+        efforts: EFFORTS,
+        default_effort: "medium",
+        max_context_window: 272_000,
+        cache_writes: false,
     },
 ];
 
@@ -96,6 +175,10 @@ pub fn info(slug: &str) -> ModelInfo {
             priority: 100,
             reasoning_context: false,
             pro_only: false,
+            efforts: EFFORTS,
+            default_effort: "medium",
+            max_context_window: 272_000,
+            cache_writes: false,
         },
     }
 }
@@ -110,12 +193,17 @@ pub fn supports_priority(slug: &str) -> bool {
     info(slug).priority_tier
 }
 
-const EFFORTS: &[(&str, &str)] = &[
-    ("low", "Fast responses with lighter reasoning"),
-    ("medium", "Balances speed and reasoning depth for everyday tasks"),
-    ("high", "Greater reasoning depth for complex problems"),
-    ("xhigh", "Extra high reasoning depth for complex problems"),
-];
+/// Whether `slug` takes `effort`. A model the fake does not know (an override's) takes every effort the backend
+/// has: the test chose it, not the fake.
+pub fn supports_effort(slug: &str, effort: &str) -> bool {
+    match MODELS.iter().find(|m| m.slug == slug) {
+        Some(m) => m.efforts.iter().any(|(e, _)| *e == effort),
+        None => ALL_EFFORTS.contains(&effort),
+    }
+}
+
+/// Every effort the backend has (0.171).
+pub const ALL_EFFORTS: &[&str] = &["none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra"];
 
 /// The base instructions every entry carries (the official client refuses an entry without them, "missing both
 /// `base_instructions` and `model_messages.instructions_template`"). The fake's own words.
@@ -140,16 +228,16 @@ pub fn codex_entry(slug: &str) -> Value {
         "slug": slug,
         "display_name": display,
         "description": format!("{display} served by fake-codex"),
-        "supported_reasoning_levels": EFFORTS
+        "supported_reasoning_levels": m.efforts
             .iter()
             .map(|(e, d)| json!({"effort": e, "description": d}))
             .collect::<Vec<_>>(),
-        "default_reasoning_level": "medium",
+        "default_reasoning_level": m.default_effort,
         "default_reasoning_summary": "none",
         "supports_reasoning_summaries": true,
         "supports_reasoning_summary_parameter": true,
         "context_window": m.context_window,
-        "max_context_window": m.context_window,
+        "max_context_window": m.max_context_window,
         "auto_compact_token_limit": null,
         "service_tiers": tiers,
         "additional_speed_tiers": speed,

@@ -49,13 +49,13 @@ fn fields(headers: &HeaderMap, body: &[u8]) -> HashMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn tokens_body(shared: &Shared, id_token: String, access: String, refresh: String) -> Value {
+fn tokens_body(ttl: u64, id_token: String, access: String, refresh: String) -> Value {
     json!({
         "id_token": id_token,
         "access_token": access,
         "refresh_token": refresh,
         "token_type": "Bearer",
-        "expires_in": shared.cfg.access_token_ttl_secs,
+        "expires_in": ttl,
         "scope": "openid profile email offline_access",
     })
 }
@@ -98,9 +98,10 @@ fn refresh(shared: &Shared, f: &HashMap<String, String>) -> Response {
     match shared.consume_refresh(&mut inner, rt) {
         Ok(account) => {
             let (id, access, refresh) = shared.issue_locked(&mut inner, &account);
+            let ttl = shared.token_ttl_locked(&inner, &account);
             drop(inner);
             shared.record_token_call("refresh_token", Some(account), "ok");
-            json_response(StatusCode::OK, tokens_body(shared, id, access, refresh))
+            json_response(StatusCode::OK, tokens_body(ttl, id, access, refresh))
         }
         Err((outcome, account)) => {
             drop(inner);
@@ -140,9 +141,10 @@ fn exchange_code(shared: &Shared, f: &HashMap<String, String>) -> Response {
         None => String::new(),
     };
     let (id, access, refresh) = shared.issue_locked(&mut inner, &account);
+    let ttl = shared.token_ttl_locked(&inner, &account);
     drop(inner);
     shared.record_token_call("authorization_code", Some(account), "ok");
-    json_response(StatusCode::OK, tokens_body(shared, id, access, refresh))
+    json_response(StatusCode::OK, tokens_body(ttl, id, access, refresh))
 }
 
 async fn authorize(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {

@@ -326,12 +326,19 @@ fn answer(shared: &Arc<Shared>, caller: &Caller, body: &Value, scenario: Scenari
         }
         None => 0,
     };
+    let input_tokens = sse::approx_tokens(total);
+    // A model that reports cache writes wrote what it did not read from the cache, under a conversation's key.
+    let cache_write = match body.get("prompt_cache_key") {
+        Some(_) if crate::catalog::info(&model).cache_writes => input_tokens.saturating_sub(cached),
+        Some(_) | None => 0,
+    };
     let meta = Meta {
         response_id: random_id("resp_"),
         model: model.clone(),
         created_at: now_secs(),
-        input_tokens: sse::approx_tokens(total),
+        input_tokens,
         cached_tokens: cached,
+        cache_write_tokens: cache_write,
         keepalive: shared.cfg.keepalive_events,
         framing: shared.cfg.framing,
     };

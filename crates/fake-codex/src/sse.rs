@@ -101,8 +101,8 @@ pub enum Framing {
     #[default]
     PerEvent,
     /// One event per chunk / DATA frame as with `PerEvent`, but a burst reaches the socket a few events per write
-    /// (at most [`TRICKLE_EVENTS`]), with a task switch between writes: what the fake did before the seventeenth
-    /// session (its stream went through a 4-slot channel). A named benchmark scenario (`--framing trickle`), close
+    /// (at most [`TRICKLE_EVENTS`]), with a task switch between writes: what the fake did before 2026-11-22
+    /// (its stream went through a 4-slot channel). A named benchmark scenario (`--framing trickle`), close
     /// to a stream paced at a few microseconds.
     Trickle,
     /// Events with no pause between them go out as one buffer (up to 16 KB): the benchmark's framing before
@@ -117,6 +117,8 @@ pub struct Meta {
     pub created_at: i64,
     pub input_tokens: u64,
     pub cached_tokens: u64,
+    /// Input tokens written to the prompt cache (reported by the models whose catalog entry says so).
+    pub cache_write_tokens: u64,
     pub keepalive: bool,
     pub framing: Framing,
 }
@@ -163,11 +165,20 @@ pub fn usage(plan: &Plan, meta: &Meta) -> Value {
     let output = approx_tokens(out_len) + reasoning;
     json!({
         "input_tokens": meta.input_tokens,
-        "input_tokens_details": {"cached_tokens": meta.cached_tokens},
+        "input_tokens_details": {"cache_write_tokens": meta.cache_write_tokens, "cached_tokens": meta.cached_tokens},
         "output_tokens": output,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": meta.input_tokens + output,
+        "codex_rollout_budget_units": budget_units(meta, output),
     })
+}
+
+/// The response's cost in the backend's budget units (`codex_rollout_budget_units`, 0.171): opaque to clients.
+/// The fake's own rule, after the official client's fallback when the backend gives none (uncached input plus
+/// output, at weight 1), with cached input at a tenth so that the units are fractional like the real ones.
+pub fn budget_units(meta: &Meta, output: u64) -> f64 {
+    let uncached = meta.input_tokens.saturating_sub(meta.cached_tokens);
+    uncached as f64 + output as f64 + meta.cached_tokens as f64 / 10.0
 }
 
 /// Events handed to the server per write in [`Framing::Trickle`].
@@ -541,6 +552,7 @@ mod tests {
             created_at: 0,
             input_tokens: 10,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             keepalive: false,
             framing: Framing::Burst,
         }

@@ -25,6 +25,8 @@ pub(crate) struct Account {
     pub primary_reset_at: i64,
     pub secondary_reset_at: i64,
     pub quota_cost: f64,
+    /// Lifetime of the access tokens issued to this account (seconds).
+    pub token_ttl: u64,
 }
 
 impl Account {
@@ -242,6 +244,7 @@ impl Shared {
             primary_reset_at: now + PRIMARY_WINDOW_SECS,
             secondary_reset_at: now + SECONDARY_WINDOW_SECS,
             quota_cost: 0.0,
+            token_ttl: spec.access_token_ttl_secs.unwrap_or(self.cfg.access_token_ttl_secs),
         };
         let mut inner = self.inner.lock();
         inner.accounts.insert(id.clone(), account);
@@ -253,7 +256,8 @@ impl Shared {
     /// Issue (id_token, access_token, refresh_token) for an existing account.
     pub fn issue_locked(&self, inner: &mut Inner, account_id: &str) -> (String, String, String) {
         let now = now_secs();
-        let exp = now + self.cfg.access_token_ttl_secs as i64;
+        let ttl = self.token_ttl_locked(inner, account_id);
+        let exp = now + i64::try_from(ttl).unwrap_or(i64::MAX);
         let (id_token, access) = match inner.accounts.get(account_id) {
             Some(a) => {
                 let ident = Identity { account_id: &a.id, user_id: &a.user_id, email: &a.email, plan: &a.plan };
@@ -268,6 +272,11 @@ impl Shared {
         inner.access.insert(access.clone(), AccessEntry { account_id: account_id.to_string(), exp, revoked: false });
         inner.refresh.insert(refresh.clone(), RefreshEntry { account_id: account_id.to_string(), used: false });
         (id_token, access, refresh)
+    }
+
+    /// Lifetime of the access tokens issued to `account_id`: its own, else the configured one.
+    pub fn token_ttl_locked(&self, inner: &Inner, account_id: &str) -> u64 {
+        inner.accounts.get(account_id).map_or(self.cfg.access_token_ttl_secs, |a| a.token_ttl)
     }
 
     /// The account an access token belongs to, if it is currently valid.

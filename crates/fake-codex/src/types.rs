@@ -91,11 +91,15 @@ pub struct AccountSpec {
     pub email: Option<String>,
     /// Overrides the plan's model catalog (list of slugs from the known catalog, or new slugs).
     pub models: Option<Vec<String>>,
+    /// Lifetime of this account's access tokens, the first and every refreshed one (default:
+    /// `FakeConfig::access_token_ttl_secs`). 0 issues tokens already expired, as a login left unused for days
+    /// holds.
+    pub access_token_ttl_secs: Option<u64>,
 }
 
 impl Default for AccountSpec {
     fn default() -> Self {
-        Self { plan: "plus".to_string(), email: None, models: None }
+        Self { plan: "plus".to_string(), email: None, models: None, access_token_ttl_secs: None }
     }
 }
 

@@ -38,9 +38,11 @@ pub(crate) fn builtin_text(slug: &str) -> String {
     show(builtin(slug))
 }
 
-/// The built-in minimum of a slug (the GPT-5.6 family needs a more recent client, like the real catalog).
+/// The built-in minimum of a slug (newer families need a more recent client, like the real catalog: the GPT-6.2
+/// models 0.166.0 in the official client's 0.171 catalog).
 fn builtin(slug: &str) -> Version {
     match slug {
+        "gpt-6.2-sol" | "gpt-6.2-astra" => (0, 166, 0),
         "gpt-5.6-sol" => (0, 144, 0),
         "gpt-5.5" => (0, 125, 0),
         _ => (0, 100, 0),
@@ -64,7 +66,8 @@ impl MinVersions {
     }
 
     fn highest(&self) -> Version {
-        self.raised.lock().values().copied().fold(builtin("gpt-5.6-sol"), Version::max)
+        let newest = crate::catalog::MODELS.iter().map(|m| builtin(m.slug)).max().unwrap_or((0, 0, 0));
+        self.raised.lock().values().copied().fold(newest, Version::max)
     }
 }
 

@@ -88,6 +88,8 @@ fn record(rng: &mut Rng, started_ms: u64) -> Box<RequestRecord> {
             output_tokens: if ok { 50 + rng.next() % 2_000 } else { 0 },
             reasoning_tokens: if ok { rng.next() % 500 } else { 0 },
             total_tokens: 0,
+            cache_write_tokens: input / 4,
+            budget_units: ok.then_some((input / 2) as f64 + 0.5),
         },
         client_disconnected: false,
     })
@@ -253,6 +255,7 @@ async fn dashboard_pages(dir: &std::path::Path, store: &Store, now_ms: i64) -> a
             status: AccountStatus::Active,
             status_reason: None,
             created_at: now_ms / 1000,
+            policy: None,
         })?;
     }
     for i in 1..=KEYS {

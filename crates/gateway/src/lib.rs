@@ -29,6 +29,7 @@ pub mod record;
 pub mod relay;
 pub mod server;
 pub mod store;
+pub mod stored_responses;
 pub mod tokens;
 pub mod upstream;
 pub mod usage;

@@ -294,8 +294,8 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
         md,
         "Setup: release builds (the gateway's, by its `--version`: {}); gateway pinned to core 0 (`taskset -c 0`), fake-codex and loadgen share core 1; \
          fake-codex answers 200-delta streams with no delay, one event per HTTP/1.1 chunk (the real backend's framing; \
-         before issue 26 a burst was one buffer), the chunks of a burst written together (before the seventeenth \
-         session a few at a time: the framing section's trickle row). \"direct\" sends the same load straight to \
+         before issue 26 a burst was one buffer), the chunks of a burst written together (before 2026-11-22 a \
+         few at a time: the framing section's trickle row). \"direct\" sends the same load straight to \
          fake-codex in its own dialect (Responses over `/backend-api/codex/responses`): the limit with zero proxy. \
          The fake cannot answer non-streaming requests, so the direct side of that row is a fully read stream. \
          The slow-stream scenario runs twice through the gateway: on the gateway that served the other scenarios, \

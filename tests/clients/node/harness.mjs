@@ -204,8 +204,10 @@ async function waitForJsonFile(path, proc, timeoutMs = 10_000) {
   }
 }
 
-/** Starts fake-codex + codex-gateway in a fresh temp dir. */
-export async function startStack({ accounts = 1, gatewayEnv = {} } = {}) {
+const OLLAMA_PREFIX = "codex-gateway ollama bridge listening on ";
+
+/** Starts fake-codex + codex-gateway in a fresh temp dir (`ollama`: with the Ollama bridge on a free port). */
+export async function startStack({ accounts = 1, gatewayEnv = {}, ollama = false } = {}) {
   const work = mkdtempSync(join(tmpdir(), "gw-node-"));
   const codexHome = join(work, "codex-home");
   const home = join(work, "home");
@@ -243,14 +245,17 @@ export async function startStack({ accounts = 1, gatewayEnv = {} } = {}) {
       CODEX_GATEWAY_API_KEY: API_KEY,
       RUST_LOG: "info",
       HOME: home,
+      ...(ollama ? { CODEX_GATEWAY_OLLAMA_ENABLED: "1", CODEX_GATEWAY_OLLAMA_PORT: "0" } : {}),
       ...gatewayEnv,
     }),
     join(work, "gateway.log"),
     work,
   );
   let gatewayUrl;
+  let bridgeUrl = null;
   try {
     gatewayUrl = address(await gwProc.waitForPrefix("codex-gateway listening on "), "codex-gateway listening on ");
+    if (ollama) bridgeUrl = address(await gwProc.waitForPrefix(OLLAMA_PREFIX), OLLAMA_PREFIX);
   } catch (e) {
     await gwProc.stop();
     await fakeProc.stop();
@@ -260,7 +265,8 @@ export async function startStack({ accounts = 1, gatewayEnv = {} } = {}) {
   return {
     work,
     fake,
-    gateway: { proc: gwProc, url: gatewayUrl, v1: `${gatewayUrl}/v1`, apiKey: API_KEY },
+    // `ollama`: the Ollama bridge's base URL (no auth), when started with `ollama: true`.
+    gateway: { proc: gwProc, url: gatewayUrl, v1: `${gatewayUrl}/v1`, apiKey: API_KEY, ollama: bridgeUrl },
     /** Gateway stderr and fake output, for assertion messages. */
     describe() {
       return `${gwProc.describe(150)}\n${fakeProc.describe(40)}`;

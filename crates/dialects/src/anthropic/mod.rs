@@ -18,7 +18,7 @@ mod signature;
 
 use std::collections::HashMap;
 
-use crate::models::ModelRef;
+use crate::models::{Lineup, ModelRef, Tier};
 
 pub use encode::AnthropicEncoder;
 pub use messages::{NO_RESULT, TOOL_ERROR_PREFIX};
@@ -37,28 +37,28 @@ pub struct AnthropicOptions {
     pub include_thinking: bool,
 }
 
-/// The default Codex slug for each Claude family (Claude Code uses opus/sonnet for main turns, haiku for
-/// background work). Overridden by alias entries keyed `opus`, `sonnet`, `haiku`.
-pub const DEFAULT_FAMILY_MODELS: [(&str, &str); 3] =
-    [("opus", "gpt-5.5"), ("sonnet", "gpt-5.4"), ("haiku", "gpt-5.4-mini")];
+/// The tier each Claude family stands for when no alias names it (Claude Code uses opus and sonnet for main turns,
+/// haiku for background work); the catalog names the slug ([`Lineup`]). Overridden by alias entries keyed
+/// `opus`, `sonnet`, `haiku`.
+pub const FAMILY_TIERS: [(&str, Tier); 3] = [("opus", Tier::Top), ("sonnet", Tier::Next), ("haiku", Tier::Small)];
 
 /// Resolve a client model id to the upstream model.
 ///
 /// 1. an exact entry in `aliases` (`"claude-opus-4-1" -> "gpt-5.5-high"`);
 /// 2. a Claude id (dated or undated, any generation) by family keyword: the `aliases` entry for the family, else
-///    [`DEFAULT_FAMILY_MODELS`];
+///    the slug `lineup` (the catalog) gives the family's tier ([`FAMILY_TIERS`]);
 /// 3. anything else is parsed as a Codex model id with its suffixes (`gpt-5.4-high-fast`).
 ///
 /// Alias targets may carry suffixes too. `requested` always stays the client's id, which is echoed back. Whether
 /// the slug exists is the gateway catalog's decision, not this function's.
-pub fn resolve_model(requested: &str, aliases: &HashMap<String, String>) -> ModelRef {
+pub fn resolve_model(requested: &str, aliases: &HashMap<String, String>, lineup: &dyn Lineup) -> ModelRef {
     let target = aliases.get(requested).cloned().or_else(|| {
         let lower = requested.to_ascii_lowercase();
         if !lower.contains("claude") {
             return None;
         }
-        let (family, default) = DEFAULT_FAMILY_MODELS.iter().find(|(family, _)| lower.contains(family))?;
-        Some(aliases.get(*family).cloned().unwrap_or_else(|| (*default).to_string()))
+        let (family, tier) = FAMILY_TIERS.iter().find(|(family, _)| lower.contains(family))?;
+        Some(aliases.get(*family).cloned().unwrap_or_else(|| lineup.slug(*tier)))
     });
     match target {
         Some(slug) => {
@@ -74,9 +74,12 @@ pub fn resolve_model(requested: &str, aliases: &HashMap<String, String>) -> Mode
 mod tests {
     use super::*;
 
+    /// The lineup of the fake backend's Plus catalog.
+    const LINEUP: [&str; 3] = ["gpt-5.5", "gpt-5.4", "gpt-5.4-mini"];
+
     fn r(id: &str, aliases: &[(&str, &str)]) -> (String, String, Option<String>) {
         let aliases: HashMap<String, String> = aliases.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let m = resolve_model(id, &aliases);
+        let m = resolve_model(id, &aliases, &LINEUP);
         (m.requested, m.slug, m.effort)
     }
 
@@ -108,5 +111,16 @@ mod tests {
         assert_eq!(r("gpt-5.4", &[("sonnet", "x")]).1, "gpt-5.4");
         // A Claude id without a family is left for the catalog to refuse.
         assert_eq!(r("claude-2.1", &[]).1, "claude-2.1");
+    }
+
+    /// The families follow the catalog: a newer lineup moves them without a new gateway.
+    #[test]
+    fn families_follow_the_lineup() {
+        let lineup = ["gpt-6.2-sol", "gpt-6.2-astra", "gpt-6.2-astra"];
+        let none = HashMap::new();
+        let slug = |id: &str| resolve_model(id, &none, &lineup).slug;
+        assert_eq!(slug("claude-opus-4-5"), "gpt-6.2-sol");
+        assert_eq!(slug("claude-sonnet-4-5"), "gpt-6.2-astra");
+        assert_eq!(slug("claude-haiku-4-5"), "gpt-6.2-astra");
     }
 }

@@ -24,8 +24,10 @@ pub fn stop_reason(finish: &Finish, any_tool_use: bool) -> (&'static str, Option
     }
 }
 
-/// Anthropic usage: `input_tokens` counts only uncached input (Codex's includes cached tokens; without the
-/// subtraction Claude Code shows the context at twice its size).
+/// Anthropic usage: three input counts that add up to the whole input, where Codex's `input_tokens` is the whole
+/// and its details say which part came from the cache (`cache_read_input_tokens`) and which was written to it
+/// (`cache_creation_input_tokens`); `input_tokens` is the rest (without the subtraction Claude Code shows the
+/// context at twice its size).
 #[derive(Serialize, Clone, Copy, Debug)]
 pub(crate) struct UsageOut {
     input_tokens: u64,
@@ -36,9 +38,9 @@ pub(crate) struct UsageOut {
 
 pub(crate) fn usage_out(u: &Usage) -> UsageOut {
     UsageOut {
-        input_tokens: u.input_tokens.saturating_sub(u.cached_tokens),
+        input_tokens: u.input_tokens.saturating_sub(u.cached_tokens).saturating_sub(u.cache_write_tokens),
         output_tokens: u.output_tokens,
-        cache_creation_input_tokens: 0,
+        cache_creation_input_tokens: u.cache_write_tokens,
         cache_read_input_tokens: u.cached_tokens,
     }
 }

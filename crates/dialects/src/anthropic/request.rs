@@ -13,7 +13,7 @@
 //! | tools | function tools (`strict` only if the client set `strict:true`); `web_search_*` -> Codex `web_search`; `tool_search_tool_*` dropped (deferred tools are sent in full); other server tools -> 400 |
 //! | tool_choice | auto/any/tool/none -> auto/required/function/none; `disable_parallel_tool_use` -> `parallel_tool_calls:false` |
 //! | thinking | enabled (budget) / adaptive / disabled -> `reasoning` (see [`reasoning_for`]) |
-//! | output_config.effort | `reasoning.effort` (`max` -> `xhigh`) |
+//! | output_config.effort | `reasoning.effort`, held by the gateway to what the model's catalog lists |
 //! | output_config.format, output_format | `text.format` json_schema (non-strict) |
 //! | metadata.user_id | conversation key when no `X-Claude-Code-Session-Id` header (hashed); never forwarded |
 //! | temperature, top_p, top_k | ignored: the backend rejects sampling parameters |
@@ -33,7 +33,7 @@ use super::messages::{str_field, system_text, translate_messages};
 use super::resolve_model;
 use crate::error::GatewayError;
 use crate::json::decode_body;
-use crate::models::normalize_effort;
+use crate::models::{Lineup, normalize_effort};
 use crate::upstream::{OutputLimits, UpstreamRequest};
 
 /// A `/v1/messages` (or `/v1/messages/count_tokens`) body. Only the fields that change the translation are
@@ -118,9 +118,14 @@ pub struct OutputConfig {
     pub format: Option<Value>,
 }
 
-/// Decode a Messages body with the default model aliases. `session_id` is the `X-Claude-Code-Session-Id` header.
-pub fn decode(body: &[u8], session_id: Option<&str>) -> Result<(UpstreamRequest, AnthropicOptions), GatewayError> {
-    decode_with(body, session_id, &HashMap::new())
+/// Decode a Messages body without model aliases: Claude ids resolve to the slugs `lineup` (the catalog) gives
+/// their families. `session_id` is the `X-Claude-Code-Session-Id` header.
+pub fn decode(
+    body: &[u8],
+    session_id: Option<&str>,
+    lineup: &dyn Lineup,
+) -> Result<(UpstreamRequest, AnthropicOptions), GatewayError> {
+    decode_with(body, session_id, &HashMap::new(), lineup)
 }
 
 /// [`decode`] with the user's model aliases (see [`resolve_model`]).
@@ -128,20 +133,25 @@ pub fn decode_with(
     body: &[u8],
     session_id: Option<&str>,
     aliases: &HashMap<String, String>,
+    lineup: &dyn Lineup,
 ) -> Result<(UpstreamRequest, AnthropicOptions), GatewayError> {
     let req: AnthropicRequest = decode_body(body)?;
-    translate(req, session_id, aliases)
+    translate(req, session_id, aliases, lineup)
 }
+
+/// No model is asked for in a count, so no family needs a slug.
+const COUNT_LINEUP: [&str; 3] = ["", "", ""];
 
 /// The translation `count_tokens` uses: the Responses body whose input would be sent for this request.
 pub fn decode_for_count(body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
-    decode(body, None).map(|(req, _)| req)
+    decode(body, None, &COUNT_LINEUP).map(|(req, _)| req)
 }
 
 pub fn translate(
     req: AnthropicRequest,
     session_id: Option<&str>,
     aliases: &HashMap<String, String>,
+    lineup: &dyn Lineup,
 ) -> Result<(UpstreamRequest, AnthropicOptions), GatewayError> {
     if req.model.trim().is_empty() {
         return Err(GatewayError::invalid_param("model", "`model` must be a non-empty string"));
@@ -150,7 +160,7 @@ pub fn translate(
     if req.messages.is_empty() {
         return Err(GatewayError::invalid_param("messages", "messages: at least one message is required"));
     }
-    let model = resolve_model(&req.model, aliases);
+    let model = resolve_model(&req.model, aliases, lineup);
     let mut body = Map::new();
 
     let instructions = match &req.system {
@@ -222,9 +232,10 @@ pub fn translate(
 /// `thinking` and `output_config.effort` -> the `reasoning` object, and whether thinking blocks are shown.
 ///
 /// Effort, first that applies: `output_config.effort`; `thinking.enabled.budget_tokens` (<=2048 low, <=16384
-/// medium, <=32768 high, else xhigh); `thinking.disabled` -> `low`. Otherwise (adaptive, or no `thinking`) no effort
-/// is written, so the model's suffix effort, then the gateway default, then the model's own default (medium)
-/// apply when the request is finalized.
+/// medium, <=32768 high, <=65536 xhigh, else max); `thinking.disabled` -> `low`. Otherwise (adaptive, or no
+/// `thinking`) no effort is written, so the model's suffix effort, then the gateway default, then the model's own
+/// default apply when the request is finalized. The gateway then holds the effort to what the model's catalog
+/// entry lists (`max` on a model that stops at `xhigh` is sent as `xhigh`): the words here are the client's wish.
 ///
 /// Disabled thinking maps to `low`, not `none`: the catalog's models list low..xhigh, and `none` is not
 /// accepted by every one of them. Reasoning cannot be switched off on these models; disabled just hides it.
@@ -238,7 +249,7 @@ fn reasoning_for(
         Some(e) => Some(normalize_effort(e).ok_or_else(|| {
             GatewayError::invalid_param(
                 "output_config.effort",
-                format!("Unknown effort `{e}`; expected low, medium, high, xhigh or max"),
+                format!("Unknown effort `{e}`; expected low, medium, high, xhigh, max or ultra"),
             )
         })?),
         None => None,
@@ -249,7 +260,8 @@ fn reasoning_for(
                 0..=2048 => "low",
                 2049..=16384 => "medium",
                 16385..=32768 => "high",
-                _ => "xhigh",
+                32769..=65536 => "xhigh",
+                _ => "max",
             };
             (Some(effort), true)
         }

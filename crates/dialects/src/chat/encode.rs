@@ -126,9 +126,13 @@ struct UsageOut {
     prompt_tokens_details: CachedOut,
     completion_tokens_details: ReasoningOut,
 }
+/// `prompt_tokens_details`: the cached part of the prompt, and the part written to the cache under the name
+/// OpenAI's Responses usage and OpenRouter's Chat usage give it (Chat Completions defines no field of its own;
+/// the SDKs keep members they do not know).
 #[derive(Serialize, Clone, Copy)]
 struct CachedOut {
     cached_tokens: u64,
+    cache_write_tokens: u64,
 }
 #[derive(Serialize, Clone, Copy)]
 struct ReasoningOut {
@@ -140,7 +144,7 @@ fn usage_out(u: &Usage) -> UsageOut {
         prompt_tokens: u.input_tokens,
         completion_tokens: u.output_tokens,
         total_tokens: u.total_tokens,
-        prompt_tokens_details: CachedOut { cached_tokens: u.cached_tokens },
+        prompt_tokens_details: CachedOut { cached_tokens: u.cached_tokens, cache_write_tokens: u.cache_write_tokens },
         completion_tokens_details: ReasoningOut { reasoning_tokens: u.reasoning_tokens },
     }
 }

@@ -176,7 +176,9 @@ pub fn translate(req: ChatRequest) -> Result<(UpstreamRequest, ChatOptions), Gat
                 })?
                 .to_string(),
         ),
-        None => model.effort.clone(),
+        // A suffix effort (`gpt-5.4-high`) is the request's when it is finalized, once the catalog has said
+        // whether the suffix is one (`UpstreamRequest::finalize`, `ModelRef::settle`).
+        None => None,
     };
     let mut reasoning = Map::new();
     if let Some(e) = effort {

@@ -91,7 +91,7 @@ fn golden_chat_streams_and_completions() {
 
 #[test]
 fn golden_responses_normalisation() {
-    let req = crate::responses::decode(read("responses", "normalize.request.json").as_bytes())
+    let (req, _) = crate::responses::decode(read("responses", "normalize.request.json").as_bytes())
         .unwrap_or_else(|e| panic!("{e}"));
     check_json("responses", "normalize.upstream.json", &upstream_view(req, Value::Null));
 }
@@ -112,7 +112,7 @@ fn refused_parameters_name_the_field() {
         (json!({"model":"","messages":[{"role":"user","content":"x"}]}), "model"),
         (json!({"model":"m","messages":[{"role":"wizard","content":"x"}]}), "messages[0].role"),
         (
-            json!({"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"ultra"}),
+            json!({"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"extreme"}),
             "reasoning_effort",
         ),
     ];
@@ -120,5 +120,23 @@ fn refused_parameters_name_the_field() {
         let err = decode(body.to_string().as_bytes()).err().unwrap_or_else(|| panic!("{body} must be refused"));
         assert_eq!(err.status(), 400, "{body}");
         assert_eq!(err.param.as_deref(), Some(param), "{body}: {}", err.message);
+    }
+}
+
+#[test]
+fn a_responses_request_says_what_it_chains_from_and_whether_it_is_kept() {
+    use crate::responses::{Chain, decode as responses};
+    let chain = |v: Value| responses(v.to_string().as_bytes()).map(|(_, c)| c);
+    let plain = chain(json!({"model":"m","input":"x"})).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plain, Chain { previous_response_id: None, store: true }, "OpenAI keeps by default");
+    let chained = chain(json!({"model":"m","input":"x","previous_response_id":"resp_1","store":false}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(chained, Chain { previous_response_id: Some("resp_1".into()), store: false });
+    for (body, param) in [
+        (json!({"model":"m","input":"x","previous_response_id":7}), "previous_response_id"),
+        (json!({"model":"m","input":"x","store":"yes"}), "store"),
+    ] {
+        let err = chain(body.clone()).err().unwrap_or_else(|| panic!("{body} must be refused"));
+        assert_eq!((err.status(), err.param.as_deref()), (400, Some(param)), "{body}");
     }
 }

@@ -23,7 +23,7 @@ mod tests;
 
 use std::collections::HashMap;
 
-use crate::models::ModelRef;
+use crate::models::{Lineup, ModelRef, Tier};
 
 pub use encode::{Framing, GeminiEncoder};
 pub use render::{error_body, error_status, finish_reason, render_response, usage_metadata};
@@ -31,33 +31,34 @@ pub use request::{GeminiOptions, GenerateRequest, countable, decode, decode_coun
 pub use schema::openapi_to_json_schema;
 pub use signature::{decode_signature, encode_signature};
 
-/// The default Codex slug for each Gemini family. `flash-lite` is checked before `flash`. Overridden by alias
-/// entries keyed `pro`, `flash`, `flash-lite`; any other Gemini id uses the entry keyed `gemini`, else `gpt-5.4`.
-pub const DEFAULT_FAMILY_MODELS: [(&str, &str); 3] =
-    [("flash-lite", "gpt-5.4-mini"), ("flash", "gpt-5.4"), ("pro", "gpt-5.5")];
+/// The tier each Gemini family stands for when no alias names it; the catalog names the slug ([`Lineup`]).
+/// `flash-lite` is checked before `flash`. Overridden by alias entries keyed `pro`, `flash`, `flash-lite`; any
+/// other Gemini id uses the entry keyed `gemini`, else [`OTHER_GEMINI_TIER`].
+pub const FAMILY_TIERS: [(&str, Tier); 3] = [("flash-lite", Tier::Small), ("flash", Tier::Next), ("pro", Tier::Top)];
 
-/// The slug for Gemini ids that name no known family.
-pub const DEFAULT_GEMINI_MODEL: &str = "gpt-5.4";
+/// The tier of Gemini ids that name no known family.
+pub const OTHER_GEMINI_TIER: Tier = Tier::Next;
 
 /// Resolve a client model id (`gemini-2.5-pro`, `models/gemini-3.5-flash-lite`, `gpt-5.4-high`) to the
 /// upstream model.
 ///
 /// 1. an exact entry in `aliases` (with or without the `models/` prefix);
-/// 2. an id containing `gemini` or `gemma`: the alias entry for its family, else [`DEFAULT_FAMILY_MODELS`];
+/// 2. an id containing `gemini` or `gemma`: the alias entry for its family, else the slug `lineup` (the catalog)
+///    gives the family's tier ([`FAMILY_TIERS`]);
 /// 3. anything else is parsed as a Codex model id with its suffixes.
 ///
 /// `requested` stays the client's id (without `models/`), echoed back as `modelVersion`.
-pub fn resolve_model(requested: &str, aliases: &HashMap<String, String>) -> ModelRef {
+pub fn resolve_model(requested: &str, aliases: &HashMap<String, String>, lineup: &dyn Lineup) -> ModelRef {
     let id = requested.trim().strip_prefix("models/").unwrap_or(requested.trim());
     let target = aliases.get(id).cloned().or_else(|| {
         let lower = id.to_ascii_lowercase();
         if !lower.contains("gemini") && !lower.contains("gemma") {
             return None;
         }
-        let family = DEFAULT_FAMILY_MODELS.iter().find(|(family, _)| lower.contains(family));
+        let family = FAMILY_TIERS.iter().find(|(family, _)| lower.contains(family));
         Some(match family {
-            Some((family, default)) => aliases.get(*family).cloned().unwrap_or_else(|| (*default).to_string()),
-            None => aliases.get("gemini").cloned().unwrap_or_else(|| DEFAULT_GEMINI_MODEL.to_string()),
+            Some((family, tier)) => aliases.get(*family).cloned().unwrap_or_else(|| lineup.slug(*tier)),
+            None => aliases.get("gemini").cloned().unwrap_or_else(|| lineup.slug(OTHER_GEMINI_TIER)),
         })
     });
     let mut model = ModelRef::parse(target.as_deref().unwrap_or(id));
@@ -69,9 +70,12 @@ pub fn resolve_model(requested: &str, aliases: &HashMap<String, String>) -> Mode
 mod alias_tests {
     use super::*;
 
+    /// The lineup of the fake backend's Plus catalog.
+    const LINEUP: [&str; 3] = ["gpt-5.5", "gpt-5.4", "gpt-5.4-mini"];
+
     fn r(id: &str, aliases: &[(&str, &str)]) -> (String, String, Option<String>) {
         let aliases: HashMap<String, String> = aliases.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let m = resolve_model(id, &aliases);
+        let m = resolve_model(id, &aliases, &LINEUP);
         (m.requested, m.slug, m.effort)
     }
 

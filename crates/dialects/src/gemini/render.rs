@@ -18,7 +18,9 @@ pub fn finish_reason(finish: &Finish) -> &'static str {
     }
 }
 
-/// `usageMetadata` (spec C3): candidates exclude reasoning, which is reported as thoughts.
+/// `usageMetadata` (spec C3): candidates exclude reasoning, which is reported as thoughts; the prompt count is the
+/// whole input, of which `cachedContentTokenCount` came from the cache. Gemini has no count of tokens written to
+/// a cache: those stay in the prompt count only.
 pub fn usage_metadata(u: &Usage) -> Value {
     let mut v = json!({
         "promptTokenCount": u.input_tokens,
@@ -155,7 +157,15 @@ mod tests {
 
     #[test]
     fn usage_splits_thoughts() {
-        let u = Usage { input_tokens: 10, cached_tokens: 4, output_tokens: 7, reasoning_tokens: 2, total_tokens: 17 };
+        let u = Usage {
+            input_tokens: 10,
+            cached_tokens: 4,
+            cache_write_tokens: 3,
+            output_tokens: 7,
+            reasoning_tokens: 2,
+            total_tokens: 17,
+            budget_units: Some(1.5),
+        };
         assert_eq!(
             usage_metadata(&u),
             json!({"promptTokenCount":10,"candidatesTokenCount":5,"totalTokenCount":17,"thoughtsTokenCount":2,"cachedContentTokenCount":4})

@@ -18,6 +18,7 @@ use super::schema::openapi_to_json_schema;
 use super::signature::decode_signature;
 use crate::error::GatewayError;
 use crate::json::decode_body;
+use crate::models::Lineup;
 use crate::upstream::{OutputLimits, UpstreamRequest};
 
 #[derive(Debug, Deserialize, Default)]
@@ -210,10 +211,14 @@ pub fn decode(
     model: &str,
     stream: bool,
     aliases: &HashMap<String, String>,
+    lineup: &dyn Lineup,
 ) -> Result<(UpstreamRequest, GeminiOptions), GatewayError> {
     let req: GenerateRequest = decode_body(body)?;
-    translate(req, model, stream, aliases)
+    translate(req, model, stream, aliases, lineup)
 }
+
+/// No model is asked for in a count, so no family needs a slug.
+const COUNT_LINEUP: [&str; 3] = ["", "", ""];
 
 /// Decode a `countTokens` body into the request whose input is counted.
 pub fn decode_count_tokens(
@@ -223,7 +228,7 @@ pub fn decode_count_tokens(
 ) -> Result<UpstreamRequest, GatewayError> {
     let req: CountTokensRequest = decode_body(body)?;
     let inner = req.generate_content_request.unwrap_or(req.direct);
-    translate(inner, model, false, aliases).map(|(r, _)| r)
+    translate(inner, model, false, aliases, &COUNT_LINEUP).map(|(r, _)| r)
 }
 
 pub fn translate(
@@ -231,6 +236,7 @@ pub fn translate(
     model: &str,
     stream: bool,
     aliases: &HashMap<String, String>,
+    lineup: &dyn Lineup,
 ) -> Result<(UpstreamRequest, GeminiOptions), GatewayError> {
     if model.trim().is_empty() {
         return Err(GatewayError::invalid_param("model", "The model name in the path must not be empty"));
@@ -249,7 +255,7 @@ pub fn translate(
     let config = req.generation_config.unwrap_or_default();
     check_generation_config(&config)?;
 
-    let model = resolve_model(model, aliases);
+    let model = resolve_model(model, aliases, lineup);
     let mut body = Map::new();
     let instructions = match &req.system_instruction {
         Some(c) => system_text(c)?,
@@ -315,8 +321,9 @@ fn check_generation_config(c: &GenerationConfig) -> Result<(), GatewayError> {
 }
 
 /// `thinkingLevel` wins over `thinkingBudget`. `-1` (dynamic) and no setting leave the effort to the model
-/// suffix / gateway default. `0` and `MINIMAL` map to `low`: the catalog's models list low..xhigh, and reasoning
-/// cannot be switched off on them.
+/// suffix / gateway default. `0` and `MINIMAL` map to `low`: reasoning cannot be switched off on the catalog's
+/// models. A budget past Gemini's own largest (32768) asks for more than `high`, in the steps of Anthropic's
+/// budgets: up to 65536 `xhigh`, beyond it `max`; the gateway then holds the effort to what the model lists.
 fn effort_for(t: &ThinkingConfig) -> Result<Option<&'static str>, GatewayError> {
     if let Some(level) = &t.thinking_level {
         return match level.to_ascii_uppercase().as_str() {
@@ -335,7 +342,8 @@ fn effort_for(t: &ThinkingConfig) -> Result<Option<&'static str>, GatewayError> 
         Some(0..=4096) => Some("low"),
         Some(4097..=16384) => Some("medium"),
         Some(16385..=32768) => Some("high"),
-        Some(_) => Some("xhigh"),
+        Some(32769..=65536) => Some("xhigh"),
+        Some(_) => Some("max"),
     })
 }
 

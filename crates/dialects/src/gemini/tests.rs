@@ -14,6 +14,9 @@ use crate::assemble::Collected;
 use crate::responses::event::Event;
 use crate::sse::SseParser;
 
+/// The lineup of the fake backend's Plus catalog.
+const LINEUP: [&str; 3] = ["gpt-5.5", "gpt-5.4", "gpt-5.4-mini"];
+
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gemini")
 }
@@ -55,7 +58,7 @@ fn decode_fixture(name: &str, stream: bool) -> (crate::UpstreamRequest, GeminiOp
     let fixture: Value = serde_json::from_str(&read(&format!("{name}.request.json"))).unwrap_or_else(|e| panic!("{e}"));
     let model = fixture["model"].as_str().unwrap_or_default();
     let body = fixture["body"].to_string();
-    decode(body.as_bytes(), model, stream, &HashMap::new()).unwrap_or_else(|e| panic!("{name}: {e}"))
+    decode(body.as_bytes(), model, stream, &HashMap::new(), &LINEUP).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 #[test]
@@ -164,7 +167,7 @@ fn signature_round_trips_through_the_next_request() {
         {"role": "model", "parts": calls},
         {"role": "user", "parts": responses},
     ]});
-    let (req, _) = decode(body.to_string().as_bytes(), "gemini-2.5-flash", true, &HashMap::new())
+    let (req, _) = decode(body.to_string().as_bytes(), "gemini-2.5-flash", true, &HashMap::new(), &LINEUP)
         .unwrap_or_else(|e| panic!("{e}"));
     let input = req.body["input"].as_array().cloned().unwrap_or_default();
     let kinds: Vec<&str> = input.iter().filter_map(|i| i["type"].as_str()).collect();
@@ -212,7 +215,7 @@ fn refusals_name_the_field() {
         (json!({"systemInstruction": {"parts": [{"text": "only a system text"}]}}), "contents"),
     ];
     for (body, param) in cases {
-        let err = decode(body.to_string().as_bytes(), "gemini-2.5-flash", false, &HashMap::new()).err();
+        let err = decode(body.to_string().as_bytes(), "gemini-2.5-flash", false, &HashMap::new(), &LINEUP).err();
         assert_eq!(err.and_then(|e| e.param), Some(param.to_string()), "{body}");
     }
 }
@@ -229,7 +232,7 @@ fn orphan_function_responses_are_refused() {
             {"functionResponse": {"name": "forgotten", "response": {"output": "stale"}}}
         ]}
     ]});
-    let err = decode(body.to_string().as_bytes(), "gemini-2.5-flash", false, &HashMap::new()).err();
+    let err = decode(body.to_string().as_bytes(), "gemini-2.5-flash", false, &HashMap::new(), &LINEUP).err();
     assert_eq!(err.and_then(|e| e.param), Some("contents[2].parts[1].functionResponse".to_string()));
     // Clients that omit ids still pair by name and order.
     let body = json!({"contents": [
@@ -240,7 +243,7 @@ fn orphan_function_responses_are_refused() {
             {"functionResponse": {"response": {"output": "A"}}}
         ]}
     ]});
-    let (req, _) = decode(body.to_string().as_bytes(), "gemini-2.5-flash", false, &HashMap::new())
+    let (req, _) = decode(body.to_string().as_bytes(), "gemini-2.5-flash", false, &HashMap::new(), &LINEUP)
         .unwrap_or_else(|e| panic!("{e}"));
     let outputs: Vec<(&str, &str)> = req.body["input"]
         .as_array()
@@ -250,4 +253,30 @@ fn orphan_function_responses_are_refused() {
         .map(|i| (i["call_id"].as_str().unwrap_or_default(), i["output"].as_str().unwrap_or_default()))
         .collect();
     assert_eq!(outputs, [("call_gw2", "B"), ("call_gw1", "A")]);
+}
+
+/// Thinking budgets and levels as efforts: Gemini's levels stop at HIGH; a budget past Gemini's own largest asks
+/// for more, up to `max` (the gateway holds it to what the model lists).
+#[test]
+fn thinking_budgets_and_levels_become_efforts() {
+    let effort = |thinking: Value| {
+        let body = json!({"contents": [{"role": "user", "parts": [{"text": "x"}]}],
+            "generationConfig": {"thinkingConfig": thinking}});
+        let (req, _) = decode(body.to_string().as_bytes(), "gemini-2.5-pro", false, &HashMap::new(), &LINEUP)
+            .unwrap_or_else(|e| panic!("{e}"));
+        req.body["reasoning"]["effort"].as_str().map(str::to_string)
+    };
+    let cases = [
+        (json!({"thinkingBudget": -1}), None),
+        (json!({"thinkingBudget": 0}), Some("low")),
+        (json!({"thinkingBudget": 8192}), Some("medium")),
+        (json!({"thinkingBudget": 32768}), Some("high")),
+        (json!({"thinkingBudget": 40000}), Some("xhigh")),
+        (json!({"thinkingBudget": 100000}), Some("max")),
+        (json!({"thinkingLevel": "HIGH", "thinkingBudget": 100000}), Some("high")),
+        (json!({"thinkingLevel": "minimal"}), Some("low")),
+    ];
+    for (thinking, want) in cases {
+        assert_eq!(effort(thinking.clone()).as_deref(), want, "{thinking}");
+    }
 }

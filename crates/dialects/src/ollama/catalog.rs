@@ -57,9 +57,13 @@ pub fn ps_entry(name: &str, context_window: u64) -> Value {
     })
 }
 
-/// The `/api/show` answer for a model with the given context window.
-pub fn show_response(name: &str, slug: &str, context_window: u64, vision: bool) -> Value {
-    let mut capabilities = vec!["completion", "tools", "thinking"];
+/// The `/api/show` answer for a model with the given context window; `thinking` and `vision` as its catalog entry
+/// says (efforts listed, image input).
+pub fn show_response(name: &str, slug: &str, context_window: u64, thinking: bool, vision: bool) -> Value {
+    let mut capabilities = vec!["completion", "tools"];
+    if thinking {
+        capabilities.push("thinking");
+    }
     if vision {
         capabilities.push("vision");
     }
@@ -118,9 +122,11 @@ mod tests {
 
     #[test]
     fn show_has_context_length_and_tools() {
-        let v = show_response("gpt-5.4", "gpt-5.4", 272_000, true);
+        let v = show_response("gpt-5.4", "gpt-5.4", 272_000, true, true);
         assert_eq!(v["model_info"]["gpt.context_length"], 272_000);
         assert_eq!(v["model_info"]["general.architecture"], "gpt");
         assert_eq!(v["capabilities"], json!(["completion", "tools", "thinking", "vision"]));
+        let v = show_response("m", "m", 128_000, false, false);
+        assert_eq!(v["capabilities"], json!(["completion", "tools"]));
     }
 }

@@ -4,10 +4,18 @@
 //! `response` (generate) fragments, reasoning summaries as `thinking` when the client asked to think, each tool
 //! call whole on one line with `arguments` as an object, and a final `done:true` line with `done_reason`, token
 //! counts and durations in nanoseconds. A failure after the first line is one `{"error":"..."}` line.
+//!
+//! Images the model generates (the hosted `image_generation` tool) go only where the official clients can read
+//! them. `/api/generate` has `image` (base64), Ollama's own image generation field, in ollama-python's
+//! `GenerateResponse` and ollama-js's alike: each image is a line of its own, a whole answer carries the first.
+//! A chat message has no such field: `message.images` is a list of `Image` objects to ollama-python (0.6.3
+//! refuses base64 strings there: its `Message` type fails to validate, so the whole answer is lost), and of
+//! strings or bytes to ollama-js (which cannot send `{value}` objects back in a later turn). So a chat answer
+//! says in its text where an image was left out ([`image_note`]), and the client can ask for it elsewhere.
 
 use serde_json::{Map, Value, json};
 
-use crate::assemble::{Collected, MESSAGE_SEPARATOR, OutputItem};
+use crate::assemble::{Collected, MESSAGE_SEPARATOR, OutputItem, image_mime};
 use crate::error::GatewayError;
 use crate::outcome::Finish;
 use crate::responses::event::{DoneItem, Event, ItemStart, Usage};
@@ -159,13 +167,30 @@ impl OllamaEncoder {
         self.line(&Value::Object(m), out);
     }
 
-    /// A line carrying a generated image in `message.images` (raw base64, the field Ollama's own image-capable
-    /// models use for images).
-    fn images_line(&mut self, b64: &str, out: &mut Vec<u8>) {
-        let mut m = self.head();
-        m.insert("message".into(), json!({"role": "assistant", "content": "", "images": [b64]}));
-        m.insert("done".into(), json!(false));
-        self.line(&Value::Object(m), out);
+    /// A generated image: on `/api/generate` a line with `image` (base64); in a chat, its note in the text, a
+    /// paragraph of its own (see the module doc).
+    fn image(&mut self, b64: &str, mime: &str, out: &mut Vec<u8>) {
+        match self.endpoint {
+            Endpoint::Generate => {
+                if self.first_output_ns.is_none() {
+                    self.first_output_ns = Some((self.clock)());
+                }
+                let mut m = self.head();
+                m.insert("response".into(), json!(""));
+                m.insert("image".into(), json!(b64));
+                m.insert("done".into(), json!(false));
+                self.line(&Value::Object(m), out);
+            }
+            Endpoint::Chat => {
+                let mut text = String::new();
+                if std::mem::take(&mut self.after_text) {
+                    text.push_str(MESSAGE_SEPARATOR);
+                }
+                text.push_str(&image_note(mime, b64.len()));
+                self.delta(&text, None, None, out);
+                self.after_text = true;
+            }
+        }
     }
 
     pub fn on_event(&mut self, event: &Event, out: &mut Vec<u8>) {
@@ -190,10 +215,10 @@ impl OllamaEncoder {
                 self.delta(MESSAGE_SEPARATOR, None, None, out);
             }
             Event::ItemDone { item: DoneItem::Message { text, .. }, .. } => self.after_text |= !text.is_empty(),
-            Event::ItemDone { item: DoneItem::ImageGeneration { result, .. }, .. }
-                if self.endpoint == Endpoint::Chat && !result.is_empty() =>
+            Event::ItemDone { item: DoneItem::ImageGeneration { result, output_format, .. }, .. }
+                if !result.is_empty() =>
             {
-                self.images_line(result, out);
+                self.image(result, &image_mime(output_format), out);
             }
             Event::ItemDone { item: DoneItem::FunctionCall { call_id, name, arguments, .. }, .. }
                 if self.endpoint == Endpoint::Chat =>
@@ -276,9 +301,45 @@ fn finish_of(c: &Collected) -> Finish {
     c.finish.clone().unwrap_or(Finish::Stop)
 }
 
+/// What a chat answer says where the model generated an image it cannot carry (see the module doc): a paragraph
+/// of text, so every client shows it and sends it back harmlessly in a later turn.
+pub fn image_note(mime: &str, b64_len: usize) -> String {
+    let kb = (b64_len / 4 * 3).div_ceil(1024);
+    format!(
+        "[The model generated an image here ({mime}, {kb} KB) that an Ollama chat message cannot carry. \
+         Ollama's /api/generate returns it in `image`, as do this gateway's OpenAI, Anthropic, Gemini and \
+         Responses APIs in their own fields.]"
+    )
+}
+
+/// The answer's text with a note for each generated image ([`image_note`]) where the image was, each message and
+/// note a paragraph, as the stream writes them. `notes_from`: the first image that gets a note (0: all).
+fn text_with_notes(c: &Collected, notes_from: usize) -> String {
+    let mut out = String::new();
+    let mut image = 0;
+    for item in &c.items {
+        let piece = match item {
+            OutputItem::Text(t) if !t.is_empty() => std::borrow::Cow::Borrowed(t.as_str()),
+            OutputItem::Image { b64, mime } => {
+                image += 1;
+                if image <= notes_from {
+                    continue;
+                }
+                std::borrow::Cow::Owned(image_note(mime, b64.len()))
+            }
+            _ => continue,
+        };
+        if !out.is_empty() {
+            out.push_str(MESSAGE_SEPARATOR);
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
 /// The non-streaming `/api/chat` answer. `total_ns` is the measured request time.
 pub fn render_chat(c: &Collected, model: &str, created_at: &str, think: bool, total_ns: u64) -> Value {
-    let mut message = json!({"role": "assistant", "content": c.text()});
+    let mut message = json!({"role": "assistant", "content": text_with_notes(c, 0)});
     let reasoning = c.reasoning_summary();
     if think && !reasoning.is_empty() {
         message["thinking"] = json!(reasoning);
@@ -296,10 +357,6 @@ pub fn render_chat(c: &Collected, model: &str, created_at: &str, think: bool, to
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
     }
-    let images: Vec<&str> = c.images().map(|(b64, _)| b64).collect();
-    if !images.is_empty() {
-        message["images"] = json!(images);
-    }
     let mut m = Map::new();
     m.insert("model".into(), json!(model));
     m.insert("created_at".into(), json!(created_at));
@@ -310,12 +367,16 @@ pub fn render_chat(c: &Collected, model: &str, created_at: &str, think: bool, to
     Value::Object(m)
 }
 
-/// The non-streaming `/api/generate` answer.
+/// The non-streaming `/api/generate` answer: the first generated image in `image`, a note for any other (one
+/// answer has room for one image).
 pub fn render_generate(c: &Collected, model: &str, created_at: &str, think: bool, total_ns: u64) -> Value {
     let mut m = Map::new();
     m.insert("model".into(), json!(model));
     m.insert("created_at".into(), json!(created_at));
-    m.insert("response".into(), json!(c.text()));
+    m.insert("response".into(), json!(text_with_notes(c, 1)));
+    if let Some((b64, _)) = c.images().next() {
+        m.insert("image".into(), json!(b64));
+    }
     let reasoning = c.reasoning_summary();
     if think && !reasoning.is_empty() {
         m.insert("thinking".into(), json!(reasoning));

@@ -15,7 +15,7 @@ mod request;
 mod tests;
 
 pub use catalog::{VERSION, model_details, ps_entry, rfc3339, show_response, tag_entry};
-pub use encode::{Endpoint, OllamaEncoder, done_reason, error_body, render_chat, render_generate};
+pub use encode::{Endpoint, OllamaEncoder, done_reason, error_body, image_note, render_chat, render_generate};
 pub use request::{ChatRequest, Decoded, GenerateRequest, OllamaOptions, decode_chat, decode_generate};
 
 /// The Codex model id for an Ollama model name: `:latest` is dropped, other tags are kept (and will not resolve).

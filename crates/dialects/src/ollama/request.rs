@@ -211,7 +211,9 @@ fn common(
             None => {
                 return Err(GatewayError::invalid_param(
                     "think",
-                    format!("think must be true, false, low, medium or high, not `{level}`"),
+                    format!(
+                        "think must be true, false or an effort (low, medium, high, xhigh, max, ultra), not `{level}`"
+                    ),
                 ));
             }
         },

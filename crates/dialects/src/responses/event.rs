@@ -13,16 +13,24 @@ use super::ignored::{IGNORED_TYPES, names_ignored_type};
 use crate::failure::{Refusal, classify_event_refusal};
 use serde_json::value::RawValue;
 
-/// Token usage as reported in `response.completed` / `response.incomplete`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Token usage as reported in `response.completed` / `response.incomplete`: the one place the backend's usage is
+/// read; every dialect, the ledger and the planner take it from here.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
-    /// All input tokens, cached included (Codex/OpenAI convention).
+    /// All input tokens, cached and cache writes included (Codex/OpenAI convention).
     pub input_tokens: u64,
+    /// Input tokens read from the prompt cache (`input_tokens_details.cached_tokens`).
     pub cached_tokens: u64,
+    /// Input tokens written to the prompt cache (`input_tokens_details.cache_write_tokens`, 0.171), beside the
+    /// cached ones: part of `input_tokens`, not read from the cache.
+    pub cache_write_tokens: u64,
     /// All output tokens, reasoning included.
     pub output_tokens: u64,
     pub reasoning_tokens: u64,
     pub total_tokens: u64,
+    /// What the response cost in the backend's own units (`codex_rollout_budget_units`, 0.171): opaque, possibly
+    /// fractional, not tokens. `None` when the backend does not report it.
+    pub budget_units: Option<f64>,
 }
 
 /// An output item at the moment it starts streaming.
@@ -390,28 +398,45 @@ struct IncompleteDetails {
     #[serde(default)]
     reason: Option<String>,
 }
+/// The usage object. The detail counts and the budget units are read leniently (a `null` or a value of another
+/// type reads as absent): the backend added them over time, and a detail it writes differently must not cost the
+/// whole terminal event, which carries the answer's outcome.
 #[derive(Deserialize)]
 struct RawUsage {
     #[serde(default)]
     input_tokens: u64,
-    #[serde(default)]
-    input_tokens_details: Option<CachedDetails>,
+    #[serde(default, deserialize_with = "lenient")]
+    input_tokens_details: Option<InputDetails>,
     #[serde(default)]
     output_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     output_tokens_details: Option<ReasoningDetails>,
     #[serde(default)]
     total_tokens: u64,
+    #[serde(default, deserialize_with = "lenient")]
+    codex_rollout_budget_units: Option<f64>,
 }
 #[derive(Deserialize)]
-struct CachedDetails {
-    #[serde(default)]
-    cached_tokens: u64,
+struct InputDetails {
+    #[serde(default, deserialize_with = "lenient")]
+    cached_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
+    cache_write_tokens: Option<u64>,
 }
 #[derive(Deserialize)]
 struct ReasoningDetails {
-    #[serde(default)]
-    reasoning_tokens: u64,
+    #[serde(default, deserialize_with = "lenient")]
+    reasoning_tokens: Option<u64>,
+}
+
+/// `Some` when the value reads as a `T`; `None` for `null` or a value of another shape (see [`RawUsage`]).
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
 }
 #[derive(Deserialize, Default)]
 struct RawError {
@@ -568,12 +593,19 @@ impl<'a> Event<'a> {
 fn usage_from(u: RawUsage) -> Usage {
     // Saturating: the counts come from the upstream, and an overflow here was a panic (debug) or a wrong total.
     let total = if u.total_tokens > 0 { u.total_tokens } else { u.input_tokens.saturating_add(u.output_tokens) };
+    let (cached, cache_write) = match u.input_tokens_details {
+        Some(d) => (d.cached_tokens.unwrap_or(0), d.cache_write_tokens.unwrap_or(0)),
+        None => (0, 0),
+    };
     Usage {
         input_tokens: u.input_tokens,
-        cached_tokens: u.input_tokens_details.map(|d| d.cached_tokens).unwrap_or(0),
+        cached_tokens: cached,
+        cache_write_tokens: cache_write,
         output_tokens: u.output_tokens,
-        reasoning_tokens: u.output_tokens_details.map(|d| d.reasoning_tokens).unwrap_or(0),
+        reasoning_tokens: u.output_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
         total_tokens: total,
+        // A budget that is not a finite number is not one (JSON has no NaN, but a float can overflow to inf).
+        budget_units: u.codex_rollout_budget_units.filter(|b| b.is_finite()),
     }
 }
 
@@ -671,11 +703,48 @@ mod tests {
                     cached_tokens: 4,
                     output_tokens: 7,
                     reasoning_tokens: 2,
-                    total_tokens: 17
+                    total_tokens: 17,
+                    ..Usage::default()
                 }),
                 output: vec![]
             })
         );
+    }
+
+    /// The 0.171 usage: cache writes beside the cached tokens, and the response's budget units (fractional).
+    #[test]
+    fn parses_cache_writes_and_budget_units() {
+        let usage = |u: &str| match Event::parse(&format!(
+            r#"{{"type":"response.completed","response":{{"id":"r","output":[],"usage":{u}}}}}"#
+        )) {
+            Ok(Event::Finished { usage, .. }) => usage,
+            other => panic!("{other:?}"),
+        };
+        let u = usage(
+            r#"{"input_tokens":14308,"input_tokens_details":{"cache_write_tokens":228,"cached_tokens":14080},"output_tokens":5,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":14313,"codex_rollout_budget_units":12.75}"#,
+        );
+        assert_eq!(
+            u,
+            Some(Usage {
+                input_tokens: 14308,
+                cached_tokens: 14080,
+                cache_write_tokens: 228,
+                output_tokens: 5,
+                reasoning_tokens: 0,
+                total_tokens: 14313,
+                budget_units: Some(12.75),
+            })
+        );
+        // Details written another way cost only themselves, never the terminal event.
+        let u = usage(
+            r#"{"input_tokens":9,"input_tokens_details":{"cache_write_tokens":null,"cached_tokens":"4"},"output_tokens":2,"output_tokens_details":null,"codex_rollout_budget_units":"lots"}"#,
+        );
+        assert_eq!(
+            u,
+            Some(Usage { input_tokens: 9, output_tokens: 2, total_tokens: 11, budget_units: None, ..Usage::default() })
+        );
+        let u = usage(r#"{"input_tokens":1,"input_tokens_details":[],"codex_rollout_budget_units":null}"#);
+        assert_eq!(u.map(|u| (u.cached_tokens, u.cache_write_tokens, u.budget_units)), Some((0, 0, None)));
     }
 
     #[test]

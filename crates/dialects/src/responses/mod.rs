@@ -7,5 +7,8 @@ mod ignored;
 mod passthrough;
 mod stream;
 
-pub use passthrough::{ResponsesAssembler, decode, drop_reasoning_context, has_reasoning_context, stream_error_frame};
+pub use passthrough::{
+    Chain, ResponsesAssembler, decode, drop_reasoning_context, has_reasoning_context, normalize_items,
+    stream_error_frame,
+};
 pub use stream::Passthrough;

@@ -29,8 +29,8 @@ const PASSED: [&str; 16] = [
 ];
 
 /// Fields dropped silently (documented in docs/parameter-policy.md): sampling knobs and bookkeeping the
-/// backend rejects.
-const DROPPED: [&str; 14] = [
+/// backend rejects. `store` is read first ([`Chain`]): the gateway keeps the response, the backend never does.
+const DROPPED: [&str; 13] = [
     "temperature",
     "top_p",
     "top_logprobs",
@@ -40,15 +40,25 @@ const DROPPED: [&str; 14] = [
     "prompt_cache_retention",
     "stream_options",
     "max_tool_calls",
-    "store",
     "stream",
     "frequency_penalty",
     "presence_penalty",
     "seed",
 ];
 
-/// Decode a Responses request body for passthrough.
-pub fn decode(body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
+/// What a Responses request says of stored responses, which the gateway serves itself (the backend keeps none:
+/// it runs with `store: false`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// `previous_response_id`: the response whose input and output items go in front of this request's input.
+    pub previous_response_id: Option<String>,
+    /// `store`, true unless the client set it false (OpenAI's default): whether this response is to be kept for a
+    /// later request to name.
+    pub store: bool,
+}
+
+/// Decode a Responses request body for passthrough, and what it says of stored responses.
+pub fn decode(body: &[u8]) -> Result<(UpstreamRequest, Chain), GatewayError> {
     let value: Value = crate::json::decode_body(body)?;
     let Value::Object(mut src) = value else {
         return Err(GatewayError::invalid("The request body must be a JSON object"));
@@ -61,12 +71,21 @@ pub fn decode(body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
     if src.get("background").and_then(Value::as_bool) == Some(true) {
         return Err(GatewayError::invalid_param("background", "Background responses are not supported"));
     }
-    if src.get("previous_response_id").is_some_and(|v| !v.is_null()) {
-        return Err(GatewayError::invalid_param(
-            "previous_response_id",
-            "previous_response_id is not supported: the Codex backend keeps no state (store=false); send the full conversation in `input`",
-        ));
-    }
+    let previous_response_id = match src.remove("previous_response_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id),
+        Some(_) => {
+            return Err(GatewayError::invalid_param(
+                "previous_response_id",
+                "Invalid type for 'previous_response_id': expected a string.",
+            ));
+        }
+    };
+    let store = match src.remove("store") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(GatewayError::invalid_param("store", "Invalid type for 'store': expected a boolean.")),
+    };
     if src.get("conversation").is_some_and(|v| !v.is_null()) {
         return Err(GatewayError::invalid_param(
             "conversation",
@@ -96,7 +115,6 @@ pub fn decode(body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
     }
     src.remove("max_output_tokens");
     src.remove("background");
-    src.remove("previous_response_id");
     src.remove("conversation");
     if let Some((unknown, _)) = src.iter().next() {
         return Err(GatewayError::invalid_param(unknown, format!("Unsupported parameter: `{unknown}`")));
@@ -111,14 +129,15 @@ pub fn decode(body: &[u8]) -> Result<UpstreamRequest, GatewayError> {
         body.remove("service_tier");
     }
     let conversation_key = body.get("prompt_cache_key").and_then(Value::as_str).map(str::to_string);
-    Ok(UpstreamRequest {
+    let req = UpstreamRequest {
         body,
         model,
         stream,
         conversation_key,
         // max_output_tokens is dropped for passthrough (docs/parameter-policy.md): events go back unchanged.
         limits: OutputLimits::default(),
-    })
+    };
+    Ok((req, Chain { previous_response_id, store }))
 }
 
 /// `reasoning` sub-keys the backend knows pass (`effort` mapped onto its words); `context` stays for the
@@ -171,6 +190,15 @@ fn normalize_input(body: &mut Map<String, Value>) -> Result<(), GatewayError> {
         Value::Array(a) => a,
         _ => return Err(GatewayError::invalid_param("input", "`input` must be a string or an array of items")),
     };
+    normalize_items(&mut items)?;
+    body.insert("input".into(), Value::Array(items));
+    Ok(())
+}
+
+/// Input items as the backend takes them (see [`normalize_input`]): also for the items of a response the gateway
+/// kept, which go in front of a later request's input as they were sent (a WebSocket turn's are kept before they
+/// are decoded). Items already normalised are left as they are.
+pub fn normalize_items(items: &mut [Value]) -> Result<(), GatewayError> {
     for (i, item) in items.iter_mut().enumerate() {
         let Value::Object(obj) = item else {
             return Err(GatewayError::invalid_param(&format!("input[{i}]"), "Each input item must be an object"));
@@ -188,7 +216,6 @@ fn normalize_input(body: &mut Map<String, Value>) -> Result<(), GatewayError> {
             obj.insert("role".into(), json!("developer"));
         }
     }
-    body.insert("input".into(), Value::Array(items));
     Ok(())
 }
 

@@ -90,3 +90,18 @@ fn error_response_shape() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+
+/// The 0.171 usage: tokens written to the prompt cache are Anthropic's cache creation, read ones its cache read,
+/// and `input_tokens` the rest, so the three add up to the backend's whole input.
+#[test]
+fn cache_writes_are_cache_creation_in_the_whole_message() {
+    let mut c = Collected::new();
+    c.on_event(text_delta("m", "Hi"));
+    let u = Usage { cache_write_tokens: 300, budget_units: Some(2.5), ..usage(1000, 600, 9).unwrap_or_default() };
+    c.on_event(completed(Some(u)));
+    let m = render_message(&c, "msg_x", "claude-sonnet-4-5", &AnthropicOptions::default());
+    assert_eq!(
+        m["usage"],
+        json!({"input_tokens":100,"output_tokens":9,"cache_creation_input_tokens":300,"cache_read_input_tokens":600})
+    );
+}

@@ -39,7 +39,7 @@ fn claude_code_request_golden() {
             ]}
         ]
     });
-    let (req, opts) = match decode(body.to_string().as_bytes(), Some("sess-hdr")) {
+    let (req, opts) = match decode(body.to_string().as_bytes(), Some("sess-hdr"), &LINEUP) {
         Ok(r) => r,
         Err(e) => panic!("{e}"),
     };
@@ -325,18 +325,25 @@ fn thinking_and_effort() {
         (json!({"effort":"high","summary":"auto"}), true)
     );
     assert_eq!(
-        r(json!({"thinking":{"type":"enabled","budget_tokens":100000}})),
+        r(json!({"thinking":{"type":"enabled","budget_tokens":64000}})),
         (json!({"effort":"xhigh","summary":"auto"}), true)
+    );
+    assert_eq!(
+        r(json!({"thinking":{"type":"enabled","budget_tokens":100000}})),
+        (json!({"effort":"max","summary":"auto"}), true)
     );
     assert_eq!(r(json!({"thinking":{"type":"adaptive"}})), (json!({"summary":"auto"}), true));
+    // The client's word; the gateway holds it to what the model's catalog entry lists when it sends it.
     assert_eq!(
         r(json!({"thinking":{"type":"adaptive"},"output_config":{"effort":"max"}})),
-        (json!({"effort":"xhigh","summary":"auto"}), true)
+        (json!({"effort":"max","summary":"auto"}), true)
     );
+    assert_eq!(r(json!({"output_config":{"effort":"ultra"}})), (json!({"effort":"ultra"}), false));
     assert_eq!(r(json!({"thinking":{"type":"disabled"}})), (json!({"effort":"low"}), false));
     assert_eq!(r(json!({})), (json!({}), false));
     assert_eq!(r(json!({"output_config":{"effort":"medium"}})), (json!({"effort":"medium"}), false));
-    let e = dec_err(json!({"model":"m","messages":[{"role":"user","content":"q"}],"output_config":{"effort":"ultra"}}));
+    let e =
+        dec_err(json!({"model":"m","messages":[{"role":"user","content":"q"}],"output_config":{"effort":"extreme"}}));
     assert_eq!(e.param.as_deref(), Some("output_config.effort"));
 
     // Adaptive leaves the effort to the model suffix (then the gateway default) when the request is finalized.
@@ -383,18 +390,18 @@ fn limits_stream_format_and_aliases() {
         assert!(!req.body.contains_key(k), "{k} must not be forwarded");
     }
     let aliases: HashMap<String, String> = [("haiku".to_string(), "gpt-5.3-codex-low".to_string())].into();
-    let (req, _) = match decode_with(body.to_string().as_bytes(), None, &aliases) {
+    let (req, _) = match decode_with(body.to_string().as_bytes(), None, &aliases, &LINEUP) {
         Ok(r) => r,
         Err(e) => panic!("{e}"),
     };
     assert_eq!((req.model.slug.as_str(), req.model.effort.as_deref()), ("gpt-5.3-codex", Some("low")));
     assert_eq!(req.model.requested, "claude-3-5-haiku-latest");
-    assert_eq!(anthropic::resolve_model("gpt-5.4-high", &aliases).slug, "gpt-5.4");
+    assert_eq!(anthropic::resolve_model("gpt-5.4-high", &aliases, &LINEUP).slug, "gpt-5.4");
 }
 
 #[test]
 fn bad_requests_name_the_field() {
-    let e = match decode(b"{not json", None) {
+    let e = match decode(b"{not json", None, &LINEUP) {
         Err(e) => e,
         Ok(_) => panic!("expected error"),
     };

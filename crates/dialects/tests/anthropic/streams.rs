@@ -42,6 +42,23 @@ fn text_stream_golden() {
     );
 }
 
+/// Cache writes reach the final `message_delta` as `cache_creation_input_tokens`, out of `input_tokens`.
+#[test]
+fn cache_writes_are_cache_creation_in_the_stream() {
+    let u = Usage { cache_write_tokens: 25, ..usage(100, 60, 7).unwrap_or_default() };
+    let out = encode_all(&[text_delta("m1", "Hello"), completed(Some(u))], true);
+    let delta = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .find(|d| d.contains("\"message_delta\""))
+        .unwrap_or_else(|| panic!("no message_delta: {out}"));
+    let v: Value = serde_json::from_str(delta).unwrap_or_default();
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens":15,"output_tokens":7,"cache_creation_input_tokens":25,"cache_read_input_tokens":60})
+    );
+}
+
 #[test]
 fn reasoning_text_and_tool_call_golden() {
     let out = encode_all(

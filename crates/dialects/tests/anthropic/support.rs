@@ -17,15 +17,18 @@ pub use serde_json::{Value, json};
 // ---------------------------------------------------------------------------------------------------------
 // helpers
 
+/// The lineup of the fake backend's Plus catalog (what the gateway's catalog names for the Claude families).
+pub const LINEUP: [&str; 3] = ["gpt-5.5", "gpt-5.4", "gpt-5.4-mini"];
+
 pub fn dec(body: Value) -> (UpstreamRequest, AnthropicOptions) {
-    match decode(body.to_string().as_bytes(), None) {
+    match decode(body.to_string().as_bytes(), None, &LINEUP) {
         Ok(r) => r,
         Err(e) => panic!("decode failed: {e}"),
     }
 }
 
 pub fn dec_err(body: Value) -> GatewayError {
-    match decode(body.to_string().as_bytes(), None) {
+    match decode(body.to_string().as_bytes(), None, &LINEUP) {
         Ok(_) => panic!("expected an error for {body}"),
         Err(e) => e,
     }
@@ -63,8 +66,8 @@ pub fn usage(input: u64, cached: u64, output: u64) -> Option<Usage> {
         input_tokens: input,
         cached_tokens: cached,
         output_tokens: output,
-        reasoning_tokens: 0,
         total_tokens: input + output,
+        ..Usage::default()
     })
 }
 

@@ -55,6 +55,9 @@ static TEMPLATES: LazyLock<Vec<Value>> = LazyLock::new(|| {
     all
 });
 
+/// Any catalog's lineup: the decoders only need slugs to name.
+const LINEUP: [&str; 3] = ["gpt-5.5", "gpt-5.4", "gpt-5.4-mini"];
+
 static ALIASES: LazyLock<HashMap<String, String>> =
     LazyLock::new(|| HashMap::from([("gemini-2.5-pro".to_string(), "gpt-5.4".to_string())]));
 
@@ -66,10 +69,10 @@ fn decoders() -> [(&'static str, Decoder); 10] {
     [
         ("chat", |b| chat::decode(b).map(drop)),
         ("responses", |b| responses::decode(b).map(drop)),
-        ("anthropic messages", |b| anthropic::decode(b, Some("session-1")).map(drop)),
+        ("anthropic messages", |b| anthropic::decode(b, Some("session-1"), &LINEUP).map(drop)),
         ("anthropic count_tokens", |b| anthropic::decode_for_count(b).map(|r| drop(anthropic::countable_text(&r)))),
-        ("gemini generateContent", |b| gemini::decode(b, "gemini-2.5-pro", false, &ALIASES).map(drop)),
-        ("gemini streamGenerateContent", |b| gemini::decode(b, "models/x", true, &HashMap::new()).map(drop)),
+        ("gemini generateContent", |b| gemini::decode(b, "gemini-2.5-pro", false, &ALIASES, &LINEUP).map(drop)),
+        ("gemini streamGenerateContent", |b| gemini::decode(b, "models/x", true, &HashMap::new(), &LINEUP).map(drop)),
         ("gemini countTokens", |b| gemini_count(b, "gemini-2.5-pro")),
         ("gemini countTokens, odd model", |b| gemini_count(b, " ")),
         ("ollama chat", |b| ollama::decode_chat(b).map(drop)),
@@ -137,15 +140,15 @@ fn templates_are_valid_requests() {
     ok(0, chat::decode(&t(0)).map(drop));
     ok(1, chat::decode(&t(1)).map(drop));
     for i in 2..5 {
-        ok(i, gemini::decode(&t(i), "gemini-2.5-pro", true, &ALIASES).map(drop));
+        ok(i, gemini::decode(&t(i), "gemini-2.5-pro", true, &ALIASES, &LINEUP).map(drop));
     }
     ok(5, ollama::decode_chat(&t(5)).map(drop));
     ok(6, ollama::decode_generate(&t(6)).map(drop));
     ok(7, responses::decode(&t(7)).map(drop));
-    ok(8, anthropic::decode(&t(8), None).map(drop));
+    ok(8, anthropic::decode(&t(8), None, &LINEUP).map(drop));
     ok(9, anthropic::decode_for_count(&t(9)).map(drop));
     ok(10, gemini_count(&t(10), "gemini-2.5-pro"));
-    ok(11, gemini::decode(&t(11), "gemini-2.5-pro", false, &ALIASES).map(drop));
+    ok(11, gemini::decode(&t(11), "gemini-2.5-pro", false, &ALIASES, &LINEUP).map(drop));
     ok(12, chat::decode(&t(12)).map(drop));
     ok(13, responses::decode(&t(13)).map(drop));
 }

@@ -93,8 +93,6 @@ const TOP_LEVEL: &[&str] = &[
 /// `prompt_cache_options.ttl` values (the official client 0.171's enum: `30m`, `12h`).
 const CACHE_TTLS: &[&str] = &["30m", "12h"];
 
-const EFFORTS: &[&str] = &["none", "minimal", "low", "medium", "high", "xhigh"];
-
 const REASONING_CONTEXTS: &[&str] = &["auto", "current_turn", "all_turns"];
 
 /// issue 25: the model and input of a `responses/compact` body (`compact.rs` checks the field names).
@@ -107,7 +105,7 @@ pub(crate) fn check_compaction_input(obj: &Map<String, Value>, ctx: &Ctx<'_>) ->
     if !ctx.models.iter().any(|m| m == model) {
         return Err(rej_p(format!("The '{model}' model is not supported."), "model"));
     }
-    input::check_input(obj.get("input"), ctx).map(drop)
+    input::check_input(obj.get("input"), model, ctx).map(drop)
 }
 
 /// Validate a parsed body.
@@ -147,7 +145,7 @@ pub fn validate(body: &Value, ctx: &Ctx<'_>) -> Result<(), Reject> {
     }
     // Responses Lite (a model the catalog flags `use_responses_lite`): the tools arrive in an `additional_tools`
     // input item instead, and count for `tool_choice` as the top-level ones do.
-    let mut tool_names = check_input(obj.get("input"), ctx)?;
+    let mut tool_names = check_input(obj.get("input"), model, ctx)?;
     check_tools(obj.get("tools"), "tools", &mut tool_names)?;
     check_tool_choice(obj.get("tool_choice"), &tool_names)?;
     check_reasoning(obj.get("reasoning"), model, ctx.lite)?;
@@ -352,10 +350,15 @@ fn check_reasoning(reasoning: Option<&Value>, model: &str, lite: bool) -> Result
     } else {
         check_keys(r, &["effort", "summary", "generate_summary"], "reasoning")?;
     }
+    // Each model takes the efforts its catalog entry lists, and no other (the GPT-5 models stop at `xhigh`, the
+    // GPT-6.2 ones go on to `max` and `ultra`).
     match r.get("effort") {
         None | Some(Value::Null) => {}
-        Some(Value::String(e)) if EFFORTS.contains(&e.as_str()) => {}
-        Some(Value::String(e)) => return Err(invalid_value("reasoning.effort", e, EFFORTS)),
+        Some(Value::String(e)) if crate::catalog::supports_effort(model, e) => {}
+        Some(Value::String(e)) => {
+            let listed: Vec<&str> = crate::catalog::info(model).efforts.iter().map(|(e, _)| *e).collect();
+            return Err(invalid_value("reasoning.effort", e, &listed));
+        }
         Some(_) => return Err(invalid_type("reasoning.effort", "a string")),
     }
     match r.get("summary") {

@@ -4,7 +4,9 @@
 //! With a team store (docs/team.md) the map is also a read-through cache of the team's table
 //! (`store/postgres/affinity.rs`): what this instance decides is shared in the background when it is new (a
 //! first turn, a move to another account) or was last shared an hour ago, never per turn; what the others
-//! decide is pulled into the map every half second. A request never waits for the database.
+//! decide is pulled into the map every half second; and a conversation the map does not have is asked of the
+//! table before its account is chosen (once, within [`ASK_WITHIN`]), so that a turn that follows the one before
+//! on another instance at once keeps its account. No other request waits for the database.
 //!
 //! An entry also says whether the conversation is held on its account (`hold.rs`: the upstream flagged it), and
 //! which account got the conversation's own identifiers when it moved since (`relay/exchange.rs` gives every
@@ -18,7 +20,12 @@ use lru::LruCache;
 use super::hold::{Held, Hold};
 use super::{Account, Pool, Source};
 use crate::auth::now_ms;
-use crate::store::team::{AffinityRow, PULL, PullCursor, RESHARE_SECS};
+use crate::store::team::{AffinityRow, AskedAffinity, PULL, PullCursor, RESHARE_SECS};
+
+/// How long a request waits for the team store's answer about a conversation this instance has not seen: some
+/// round trips to a database on the same network, and a small share of a turn; past it the instance decides
+/// alone, as when the database is away.
+const ASK_WITHIN: Duration = Duration::from_millis(200);
 
 /// A conversation's account as this instance knows it.
 #[derive(Debug, Clone)]
@@ -79,8 +86,9 @@ pub(super) fn insert(map: &mut LruCache<String, Affine>, key: String, entry: Aff
 
 /// A local decision younger than this beats a different one pulled from the team, and is shared again: the two
 /// were made at about the same time (two requests of one conversation on two instances at once), and the one
-/// in the table may be this one's, still on its way or written after the other. Longer than a flush and its
-/// statement, shorter than a pull period, so the instances settle on the one the table ends with.
+/// in the table may be this one's, still on its way or written after the other. Longer than the writer's
+/// statements (the one running when the entry came, and its own), shorter than a pull period, so the instances
+/// settle on the one the table ends with.
 const SETTLE_MS: i64 = 300;
 
 /// What a row pulled from the team does to this instance's entry for the conversation.
@@ -113,6 +121,42 @@ impl Pool {
     /// lock and a clone of the id.
     pub(super) fn affine_account(&self, key: &str) -> Option<(String, Option<Hold>)> {
         self.affinity.lock().get(key).map(|a| (a.account.clone(), a.hold().cloned()))
+    }
+
+    /// The account that holds conversation `key`: this instance's map, else (a key it has not seen) the team
+    /// store's answer, taken into the map as pulled (not as a decision of this instance's, so it is not shared
+    /// again). The store is asked within [`ASK_WITHIN`]; on a local store it answers at once with no I/O; when it
+    /// is slow or unreachable the conversation is decided here alone, as before there was a table.
+    pub(super) async fn affine_account_or_ask(&self, key: &str) -> Option<(String, Option<Hold>)> {
+        if let Some(known) = self.affine_account(key) {
+            return Some(known);
+        }
+        match self.store.ask_affinity(key, ASK_WITHIN).await {
+            Ok(AskedAffinity::Known(row)) => {
+                let now = now_ms();
+                let found = {
+                    let mut map = self.affinity.lock();
+                    // A turn of the conversation leased here meanwhile decided already: that decision stands.
+                    if let Some(decided) = map.get(key) {
+                        return Some((decided.account.clone(), decided.hold().cloned()));
+                    }
+                    let hold = row.hold.as_deref().map(|h| Held { hold: Hold::parse(h), since: now / 1000 });
+                    let found = (row.account.clone(), hold.as_ref().map(|h| h.hold.clone()));
+                    let entry = Affine { account: row.account, origin: row.origin, hold, shared_ms: now, local: false };
+                    insert(&mut map, row.key, entry);
+                    found
+                };
+                if found.1.is_some() {
+                    self.recount_holds();
+                }
+                Some(found)
+            }
+            Ok(AskedAffinity::Unknown | AskedAffinity::Alone) => None,
+            Err(e) => {
+                tracing::debug!("conversation affinity: the team store did not say ({e:#}); deciding alone");
+                None
+            }
+        }
     }
 
     /// The account that served conversation `key`'s last turn (its home: the state it sealed is readable there

@@ -94,6 +94,11 @@ impl Pool {
     /// once (docs/security.md). An account whose catalog turns out not to list the model is passed over.
     pub async fn lease(&self, need: &Need<'_>, exclude: &[String]) -> Result<Lease, LeaseError> {
         let list = self.accounts();
+        // A conversation this instance has not seen is asked of the team store, once, before any choice: the
+        // answer goes into the map the choice reads (accounts/affinity.rs).
+        if let Some(k) = need.conversation {
+            self.affine_account_or_ask(k).await;
+        }
         // Each pass fetches at most one catalog, so the pool's size bounds the passes.
         let serves = |a: &Account| a.serves(need.model);
         for _ in 0..=list.len() {
@@ -110,10 +115,16 @@ impl Pool {
 
     /// Reserve an account for the backend's image endpoints (`model` is the image model, for cooldowns and
     /// errors): a ChatGPT login on a paid plan, as the official client offers image generation to no other
-    /// (codex-rs `image_generation_available`). Catalogs list the Responses models only, so none is fetched.
-    pub async fn lease_for_images(&self, model: &str, exclude: &[String]) -> Result<Lease, LeaseError> {
+    /// (codex-rs `image_generation_available`). Catalogs list the Responses models only, so none is fetched. An
+    /// opportunistic key's images, as its turns, spend only quota that would otherwise expire.
+    pub async fn lease_for_images(
+        &self,
+        model: &str,
+        opportunistic: bool,
+        exclude: &[String],
+    ) -> Result<Lease, LeaseError> {
         let images = |a: &Account| a.kind == AccountKind::Chatgpt && a.plan().as_deref() != Some("free");
-        self.choose(&self.accounts(), &Need::model(model), images, exclude).await
+        self.choose(&self.accounts(), &Need { opportunistic, ..Need::model(model) }, images, exclude).await
     }
 
     /// The account a request of no conversation would be given now, without reserving it; else the account back

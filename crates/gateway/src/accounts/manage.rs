@@ -1,7 +1,8 @@
 //! Account management shared by the CLI (`codex-gateway accounts ...`) and the admin API (`/admin/accounts`):
-//! import from every supported source, export, enable/disable, label, remove.
+//! import from every supported source, export, enable/disable, label, the owner's policy, remove.
 
 use anyhow::{Context, bail};
+use planner::Policy;
 use serde_json::{Value, json};
 
 use super::{stored_from_api_key, stored_from_tokens};
@@ -130,6 +131,14 @@ fn from_export(v: &Value) -> anyhow::Result<Vec<StoredAccount>> {
             },
             status_reason: s("status_reason"),
             created_at: a.get("created_at").and_then(Value::as_i64).unwrap_or_else(now_unix),
+            // No policy (an export of a build before policies): the account's own, or `normal` when it is new. An
+            // unknown one is refused, not guessed.
+            policy: match s("policy") {
+                None => None,
+                Some(text) => {
+                    Some(parse_policy(&text).with_context(|| format!("account {i} in the export"))?.as_text())
+                }
+            },
         });
     }
     Ok(out)
@@ -153,6 +162,7 @@ pub fn export(store: &Store, include_secrets: bool) -> anyhow::Result<Value> {
                 "base_url": a.base_url,
                 "proxy": a.proxy.as_deref().map(|p| if include_secrets { p.to_string() } else { super::redact_proxy(p) }),
                 "models": a.models,
+                "policy": a.policy,
                 "created_at": a.created_at,
                 "api_key": a.api_key.as_deref().map(secret),
                 "tokens": a.tokens.map(|t| json!({
@@ -185,9 +195,87 @@ pub fn set_enabled(store: &Store, id: &str, enabled: bool) -> anyhow::Result<Acc
     Ok(status)
 }
 
+/// A policy text none of the accepted forms reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not an account policy: use `normal`, `burn_first`, `preserve` (keeps {default}% of each window for \
+     its owner) or `preserve:PERCENT` (PERCENT from 1 to 100)",
+    default = Policy::DEFAULT_FLOOR
+)]
+pub struct BadPolicy(pub String);
+
+/// The policy `text` names (`normal`, `burn_first`, `preserve`, `preserve:N`; spaces around it ignored).
+pub fn parse_policy(text: &str) -> Result<Policy, BadPolicy> {
+    Policy::parse(text.trim()).ok_or_else(|| BadPolicy(text.to_string()))
+}
+
+/// Why an account's policy was not set.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error(transparent)]
+    Bad(#[from] BadPolicy),
+    #[error("no account `{0}` in the store")]
+    NoAccount(String),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// Set the owner's policy of a stored account (docs/accounts.md, "Policies"); the pool applies it at its next
+/// re-read (the caller's, or a team's change counter).
+pub fn set_policy(store: &Store, id: &str, text: &str) -> Result<Policy, PolicyError> {
+    let policy = parse_policy(text)?;
+    if !store.set_policy(id, &policy.as_text())? {
+        return Err(PolicyError::NoAccount(id.to_string()));
+    }
+    Ok(policy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policies_parse_in_every_accepted_form_and_nothing_else() {
+        let ok = |t: &str| parse_policy(t).ok();
+        assert_eq!(ok("normal"), Some(Policy::Normal));
+        assert_eq!(ok(" burn_first "), Some(Policy::BurnFirst));
+        assert_eq!(ok("preserve"), Some(Policy::Preserve { floor_percent: Policy::DEFAULT_FLOOR }));
+        assert_eq!(ok("preserve:40"), Some(Policy::Preserve { floor_percent: 40 }));
+        assert_eq!(ok("preserve:100"), Some(Policy::Preserve { floor_percent: 100 }));
+        for bad in ["", "Normal", "burn-first", "preserve:0", "preserve:101", "preserve:-5", "preserve:x", "keep:40"] {
+            let e = parse_policy(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("normal") && e.contains("burn_first") && e.contains("preserve:PERCENT"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_policy_is_set_checked_and_carried_by_an_export() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cg-manage-policy-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let row = stored_from_api_key("sk-1", None, None);
+        store.upsert_account(&row)?;
+        assert_eq!(set_policy(&store, &row.id, "preserve:40")?, Policy::Preserve { floor_percent: 40 });
+        assert!(matches!(set_policy(&store, &row.id, "preserve:0"), Err(PolicyError::Bad(_))));
+        assert!(matches!(set_policy(&store, "key-none", "normal"), Err(PolicyError::NoAccount(_))));
+        let doc = export(&store, true)?;
+        assert_eq!(doc["accounts"][0]["policy"], "preserve:40");
+        let back = from_export(&doc)?;
+        assert_eq!(back[0].policy.as_deref(), Some("preserve:40"));
+        // Into another store: the policy comes along.
+        let other = Store::open(&dir.join("other.db"))?;
+        other.upsert_account(&back[0])?;
+        assert_eq!(other.get_account(&row.id)?.and_then(|a| a.policy).as_deref(), Some("preserve:40"));
+        // An export without one (an older build's) keeps what the store has; an unknown one is refused.
+        let mut older = doc.clone();
+        older["accounts"][0].as_object_mut().map(|a| a.remove("policy"));
+        assert_eq!(from_export(&older)?[0].policy, None);
+        let mut newer = doc;
+        newer["accounts"][0]["policy"] = json!("lend:10");
+        let refused = from_export(&newer).err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(refused.contains("`lend:10` is not an account policy"), "{refused}");
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
 
     #[test]
     fn detects_sources() {

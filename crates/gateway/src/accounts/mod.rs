@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use dialects::GatewayError;
 use dialects::failure::CooldownReason;
 use parking_lot::{Mutex, RwLock};
 use reqwest::header::HeaderValue;
@@ -39,6 +38,7 @@ pub use pool::Pool;
 pub use quota::QuotaSnapshot;
 pub use steward::QuotaSink;
 pub use tokens::RefreshBudget;
+use tokens::RefreshFlight;
 
 /// Where an account's credentials live, which decides where a refresh is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,11 +166,9 @@ pub struct Account {
     pub(crate) http: reqwest::Client,
     pub(crate) creds: RwLock<Creds>,
     pub(crate) status: RwLock<(AccountStatus, Option<String>)>,
-    /// The single-flight refresh, held while one runs; it keeps the last attempt's failure (`None` after a
-    /// success), which a caller that waited for that attempt takes as its own (`accounts/tokens.rs`).
-    pub(crate) refresh_lock: tokio::sync::Mutex<Option<GatewayError>>,
-    /// Refresh attempts ended, counted under `refresh_lock`: a caller sees whether one ended while it waited.
-    pub(crate) refresh_attempts: AtomicU64,
+    /// The single-flight refresh: its lock, and how the last attempt ended, which a caller that waited for that
+    /// attempt takes as its own (`accounts/tokens.rs`).
+    pub(crate) refresh: RefreshFlight,
     /// Set while the newest tokens could not be committed (see [`UnsavedTokens`]).
     pub(crate) unsaved: Mutex<Option<UnsavedTokens>>,
     pub quota: RwLock<QuotaSnapshot>,
@@ -218,8 +216,7 @@ impl Account {
             http,
             creds: RwLock::new(Creds::new(stored.tokens, stored.api_key)),
             status: RwLock::new((stored.status, stored.status_reason)),
-            refresh_lock: tokio::sync::Mutex::new(None),
-            refresh_attempts: AtomicU64::new(0),
+            refresh: RefreshFlight::new(),
             unsaved: Mutex::new(None),
             quota: RwLock::new(QuotaSnapshot::default()),
             cooldowns: Mutex::new(Vec::new()),
@@ -321,15 +318,26 @@ impl Account {
             .filter(|c| c.model.is_none() || c.model.as_deref() == Some(model))
             .max_by_key(|c| c.until)
             .map(|c| Blocked { until: c.until, reason: c.kind, note: c.note });
-        let quota = self.steward.lock().quota.blocked_until(now).map(|until| Blocked {
+        let (used_up, preserved) = {
+            let steward = self.steward.lock();
+            let preserved = match self.kind {
+                AccountKind::Chatgpt => steward.preserved_until(now, self.correction.get()),
+                AccountKind::ApiKey | AccountKind::Relay | AccountKind::Unrecognized => None,
+            };
+            (steward.quota.blocked_until(now), preserved.map(|until| (until, steward.policy)))
+        };
+        let quota = used_up.map(|until| Blocked {
             until,
             reason: CooldownReason::QuotaWindow,
             note: "quota window used up".to_string(),
         });
-        match (cooled, quota) {
-            (Some(a), Some(b)) => Some(if a.until >= b.until { a } else { b }),
-            (a, b) => a.or(b),
-        }
+        // Its owner's floor: to the pool, as good as used up until the window resets.
+        let kept = preserved.map(|(until, policy)| Blocked {
+            until,
+            reason: CooldownReason::QuotaWindow,
+            note: format!("kept for its owner: {}, the pool stops at that share left", policy.as_text()),
+        });
+        [cooled, quota, kept].into_iter().flatten().reduce(|a, b| if a.until >= b.until { a } else { b })
     }
 
     /// Whether this account's plan (or configuration) serves `slug`. Unknown catalog: assume yes.
@@ -411,6 +419,7 @@ pub fn stored_from_tokens(tokens: Tokens, label: Option<String>) -> StoredAccoun
         status: AccountStatus::Active,
         status_reason: None,
         created_at: now_unix(),
+        policy: None,
     }
 }
 
@@ -440,5 +449,6 @@ pub fn stored_from_api_key(key: &str, label: Option<String>, base_url: Option<St
         status: AccountStatus::Active,
         status_reason: None,
         created_at: now_unix(),
+        policy: None,
     }
 }

@@ -3,7 +3,7 @@
 //! `lease.rs` (which account serves a request), `tokens.rs` (token freshness and saving), `upkeep.rs` (the
 //! background jobs, quota polling, catalog fetches), `probe.rs` (the admin check).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use dialects::{ErrorKind, GatewayError};
 use lru::LruCache;
 use parking_lot::Mutex;
+use planner::Policy;
 use tracing::{info, warn};
 
 use super::{Account, Source};
@@ -43,6 +44,9 @@ pub struct Pool {
     pub refreshes: super::tokens::RefreshCounts,
     /// The scale of learnt capacity, shared with every account (`steward.rs`).
     pub(super) correction: Arc<super::steward::Correction>,
+    /// Stored policies this build cannot read, by (account id, stored text): each is logged once, the account
+    /// served as `normal` meanwhile.
+    unknown_policies: Mutex<HashSet<(String, String)>>,
     /// Conversations held, as last counted (`hold.rs`).
     pub(super) held_total: AtomicUsize,
     /// Held through a whole [`Pool::reload`], so re-reads (after an admin change, the upkeep round, a team change)
@@ -71,6 +75,7 @@ impl Pool {
             catalog_fetching: tokio::sync::Mutex::new(()),
             reloading: Mutex::new(()),
             correction: Arc::default(),
+            unknown_policies: Mutex::new(HashSet::new()),
         };
         pool.reload()?;
         Ok(pool)
@@ -98,12 +103,35 @@ impl Pool {
             None => self.base_http.clone(),
         };
         let kind = stored.kind;
+        let policy = self.policy_of(&stored);
         let mut account = Account::new(stored, source, http, self.config.routing.max_concurrent_per_account);
         account.correction = self.correction.clone();
+        account.steward.get_mut().policy = policy;
         if kind == AccountKind::Chatgpt {
             account.installation_id = self.installation_id(&account);
         }
         Arc::new(account)
+    }
+
+    /// The owner's policy of a stored row (docs/accounts.md, "Policies"). A value this build cannot read (a newer
+    /// version's, a hand edit) is served as `normal` and logged once; the row keeps it (only `accounts policy`
+    /// writes another).
+    fn policy_of(&self, stored: &StoredAccount) -> Policy {
+        let text = stored.policy.as_deref().unwrap_or("normal");
+        match Policy::parse(text) {
+            Some(policy) => policy,
+            None => {
+                if self.unknown_policies.lock().insert((stored.id.clone(), text.to_string())) {
+                    warn!(
+                        account = %stored.id,
+                        policy = text,
+                        "the stored account policy cannot be read: the account is used as `normal` (set one with \
+                         `codex-gateway accounts policy ID normal|burn_first|preserve[:PERCENT]`)"
+                    );
+                }
+                Policy::Normal
+            }
+        }
     }
 
     /// A ChatGPT account's installation id (upstream/identity): the store's for a stored account, the Codex CLI's
@@ -153,6 +181,7 @@ impl Pool {
                 Some(existing) => {
                     *existing.status.write() = (stored.status, stored.status_reason.clone());
                     *existing.label.write() = stored.label.clone();
+                    existing.steward.lock().policy = self.policy_of(&stored);
                     if let Some(t) = stored.tokens.clone() {
                         // Never go back to older tokens than the ones in memory. Unsaved rotated tokens give way
                         // only to strictly newer ones (a new login): the store's are the spent ones they replaced,
@@ -335,6 +364,39 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         let _ = rounds.join();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The stored policy is applied when the pool is built and at each re-read; one this build cannot read (a
+    /// newer version's, a hand edit) leaves the account serving as `normal`, logged once however often it is read.
+    #[test]
+    fn the_stored_policy_is_applied_and_an_unknown_one_serves_as_normal() {
+        let dir = std::env::temp_dir().join(format!("cgw-pool-policy-{}", uuid::Uuid::new_v4()));
+        let store = Arc::new(Store::open(&dir.join("gateway.db")).unwrap_or_else(|e| panic!("{e}")));
+        let raw = crate::config::RawConfig::default();
+        let env = HashMap::<String, String>::from([("HOME".into(), dir.display().to_string())]);
+        let config = Config::resolve(raw, &crate::config::Overrides::default(), &env).unwrap_or_else(|e| panic!("{e}"));
+        let row = super::super::stored_from_api_key("sk-test-policy", None, None);
+        store.upsert_account(&row).unwrap_or_else(|e| panic!("{e}"));
+        store.set_policy(&row.id, "burn_first").unwrap_or_else(|e| panic!("{e}"));
+        let pool =
+            Pool::load(Arc::new(config), store.clone(), reqwest::Client::new()).unwrap_or_else(|e| panic!("{e}"));
+        let policy = || pool.get(&row.id).map(|a| a.policy());
+        assert_eq!(policy(), Some(Policy::BurnFirst), "applied when built");
+        store.set_policy(&row.id, "preserve:40").unwrap_or_else(|e| panic!("{e}"));
+        pool.reload().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(policy(), Some(Policy::Preserve { floor_percent: 40 }), "applied at a re-read");
+        store.set_policy(&row.id, "lend:10").unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..3 {
+            pool.reload().unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(policy(), Some(Policy::Normal));
+        assert_eq!(pool.unknown_policies.lock().len(), 1, "logged once");
+        assert_eq!(
+            store.get_account(&row.id).ok().flatten().and_then(|a| a.policy).as_deref(),
+            Some("lend:10"),
+            "the row keeps what it holds"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,9 +1,10 @@
 //! Team store (docs/team.md): the cluster-wide half of the single-flight refresh. Inside an instance the
 //! account's refresh lock already lets one request refresh (`tokens.rs`); across instances the store's refresh
 //! lease does (`store/postgres/lease.rs`). The lease holder refreshes from the store's newest tokens and commits
-//! them with a compare-and-swap on their version; the others wait and adopt what it committed. When the store
-//! cannot be reached no lease is taken and nothing is refreshed: a refresh that cannot be committed would spend
-//! the single-use refresh token for tokens no other instance could learn.
+//! them with a compare-and-swap on their version; the others wait and adopt what it committed. A waiting
+//! instance waits for that one attempt, within the caller's bound, as it waits for one of its own (issue 71).
+//! When the store cannot be reached no lease is taken and nothing is refreshed: a refresh that cannot be
+//! committed would spend the single-use refresh token for tokens no other instance could learn.
 
 use std::time::{Duration, Instant};
 
@@ -31,15 +32,19 @@ pub(super) enum Coordinated {
 }
 
 impl Pool {
-    /// Take the account's cluster-wide refresh lease, or wait for whoever holds it and adopt their tokens.
+    /// Take the account's cluster-wide refresh lease, or wait for whoever holds it and adopt their tokens. The
+    /// wait ends at `deadline` (the caller's bound): another instance's attempt is waited for as this instance's
+    /// own would be, once. When it ends without fresh tokens, this instance refreshes only if a whole bound is
+    /// still ahead of the caller (it failed fast); otherwise the caller hears that it failed.
     pub(super) async fn coordinate_refresh(
         &self,
         account: &Account,
         stale: &(dyn Fn(&Tokens) -> bool + Sync),
+        deadline: Instant,
     ) -> Result<Coordinated, GatewayError> {
-        let ttl = self.config.timeouts.token_refresh + LEASE_MARGIN;
-        // A holder that died leaves its lease to expire: waiting one lease and a margin covers it.
-        let give_up = Instant::now() + ttl + LEASE_MARGIN;
+        let limit = self.config.timeouts.token_refresh;
+        let ttl = limit + LEASE_MARGIN;
+        let mut waited = false;
         loop {
             let lease = self.store.take_refresh_lease(&account.id, ttl).await.map_err(|e| {
                 warn!(account = %account.id, "cannot reach the shared store to refresh; not refreshing: {e:#}");
@@ -56,6 +61,12 @@ impl Pool {
                     let _ = self.store.end_refresh_lease(&account.id).await;
                     return Ok(Coordinated::Adopted(adopt(account, tokens)));
                 }
+                RefreshLease::Held(Some(_)) if waited && deadline.saturating_duration_since(Instant::now()) < limit => {
+                    // The holder's attempt ended without tokens, late in the caller's bound (it timed out, most
+                    // likely): its outcome, not a second attempt the caller would wait through.
+                    let _ = self.store.end_refresh_lease(&account.id).await;
+                    return Err(other_instance_timeout(account, limit, "did not succeed"));
+                }
                 RefreshLease::Held(Some(tokens)) => return Ok(Coordinated::Refresh(tokens)),
                 RefreshLease::Held(None) => {
                     let _ = self.store.end_refresh_lease(&account.id).await;
@@ -65,16 +76,35 @@ impl Pool {
                 RefreshLease::Busy(Some(tokens)) if !stale(&tokens) => {
                     return Ok(Coordinated::Adopted(adopt(account, tokens)));
                 }
-                RefreshLease::Busy(_) if Instant::now() >= give_up => {
-                    return Err(GatewayError::new(
-                        ErrorKind::UpstreamUnavailable,
-                        "Another gateway instance is refreshing this login and has not finished; retry shortly.",
-                    ));
+                RefreshLease::Busy(_) => {
+                    // A holder that died leaves its lease to expire; meanwhile its account answers no caller
+                    // here later than a bound, and the first caller after the expiry takes it over.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        warn!(account = %account.id, "another instance's refresh of this login did not end within the bound");
+                        return Err(other_instance_timeout(account, limit, "did not finish"));
+                    }
+                    waited = true;
+                    tokio::time::sleep(left.min(WAIT_POLL)).await;
                 }
-                RefreshLease::Busy(_) => tokio::time::sleep(WAIT_POLL).await,
             }
         }
     }
+}
+
+/// The 504 of a caller that waited its bound (`limit`) for another instance's refresh of `account`, which `what`
+/// ("did not finish", "did not succeed"). The login is kept.
+fn other_instance_timeout(account: &Account, limit: Duration, what: &str) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::Timeout,
+        format!(
+            "Another gateway instance's refresh of the ChatGPT login of {} {what} within {} s \
+             (token_refresh_timeout_secs). The login is kept; retry shortly.",
+            account.describe(),
+            limit.as_secs_f64()
+        ),
+    )
+    .with_code("token_refresh_timeout")
 }
 
 /// Use tokens another instance committed; returns their access token.

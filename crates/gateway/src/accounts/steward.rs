@@ -34,6 +34,25 @@ impl Steward {
             pending: 0.0,
         }
     }
+
+    /// Until when the owner's floor keeps the account from the pool (`Policy::Preserve`): a window spent down to
+    /// the floor is the owner's until it resets. `None` while the pool may spend it (as `planner::choose` decides,
+    /// but before the requests in flight: those only make a request wait). An account without quota windows (an
+    /// API key, a relay) has nothing to keep.
+    pub fn preserved_until(&self, now: i64, correction: f64) -> Option<i64> {
+        let Policy::Preserve { floor_percent } = self.policy else { return None };
+        let view = self.quota.view(now, correction);
+        if planner::choose::outlook(&view, self.policy, 0.0).usable > 0.0 {
+            return None;
+        }
+        let floor = f64::from(floor_percent.min(100)) / 100.0;
+        [view.short, view.long]
+            .into_iter()
+            .flatten()
+            .filter(|w| w.left <= floor * w.cap)
+            .map(|w| now + w.reset_in)
+            .max()
+    }
 }
 
 impl Account {
@@ -211,5 +230,45 @@ impl RecordSink for QuotaSink {
         if let Some(account) = &record.account {
             self.0.charge(account, &record.usage);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use planner::{Reading, Slot};
+
+    use super::*;
+
+    /// A Plus account whose five-hour window is `short`% used (resetting in an hour) and whose week is `long`%.
+    fn read(policy: Policy, short: f64, long: f64, now: i64) -> Steward {
+        let mut s = Steward::new(Some("plus"), 4, policy);
+        let reading = |slot, used, minutes, reset| Reading {
+            slot,
+            used_percent: used,
+            window_minutes: Some(minutes),
+            reset_at: Some(reset),
+        };
+        s.quota.observe(
+            &[reading(Slot::Primary, short, 300, now + 3600), reading(Slot::Secondary, long, 10_080, now + 6 * 86_400)],
+            now,
+        );
+        s
+    }
+
+    /// A preserved account is the owner's from its floor until the window that reached it resets; above the floor,
+    /// unread (nothing known, nothing to keep yet), or under another policy, it is the pool's.
+    #[test]
+    fn a_preserved_account_is_kept_from_its_floor_until_the_window_resets() {
+        let now = 1_800_000_000;
+        let kept = |policy, short, long| read(policy, short, long, now).preserved_until(now, 1.0);
+        let at = |floor_percent| Policy::Preserve { floor_percent };
+        assert_eq!(kept(at(50), 60.0, 10.0), Some(now + 3600), "40% left of the five hours, under a 50% floor");
+        assert_eq!(kept(at(50), 50.0, 10.0), Some(now + 3600), "at the floor");
+        assert_eq!(kept(at(30), 60.0, 10.0), None, "40% left is above a 30% floor");
+        assert_eq!(kept(at(50), 10.0, 70.0), Some(now + 6 * 86_400), "the week reached the floor");
+        assert_eq!(kept(at(50), 60.0, 70.0), Some(now + 6 * 86_400), "both: back when the later one resets");
+        assert_eq!(kept(Policy::Normal, 99.0, 99.0), None);
+        assert_eq!(kept(Policy::BurnFirst, 99.0, 99.0), None);
+        assert_eq!(Steward::new(Some("plus"), 4, at(50)).preserved_until(now, 1.0), None, "unread: unstarted, full");
     }
 }

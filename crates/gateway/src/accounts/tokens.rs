@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use dialects::{ErrorKind, GatewayError};
 use reqwest::header::HeaderValue;
+use tokio::sync::{Mutex, MutexGuard, watch};
 use tracing::{info, warn};
 
 use super::shared_refresh::Coordinated;
@@ -22,28 +23,114 @@ const SLOW_REFRESH: Duration = Duration::from_secs(3);
 /// SQLite already waits out a busy database (`busy_timeout`); a second try covers a passing I/O error.
 const COMMIT_ATTEMPTS: u32 = 2;
 const COMMIT_PAUSE: Duration = Duration::from_millis(100);
+/// Added to `token_refresh_timeout_secs` to make a caller's wait for an account's refresh: the attempt it waits
+/// for ends its token call within the bound, then commits what it got (a local write, or the team store's
+/// compare-and-swap) and lets go of the lock.
+const WAIT_GRACE: Duration = Duration::from_millis(500);
 
-/// What one request may spend on token refreshes: one attempt (issue 58). A request that needs a refresh makes
-/// it, or waits for the one in flight and takes its outcome; once one failed, the request's next account that
-/// needs a refresh fails at once with that failure instead of another wait on the same token endpoint. So a
-/// request waits for refreshes at most about one `token_refresh_timeout_secs`, however many accounts it tries.
-#[derive(Debug, Default)]
+/// What one request may spend on token refreshes: one attempt (issues 58, 71). A request that needs a refresh
+/// makes it, or waits for the one in flight and takes its outcome, whoever started it (another request, the
+/// upkeep, an admin, another instance of a team); so does any attempt that ended since the request began (the
+/// catalog fetched on its way, say). Once one failed, the request's next account that needs a refresh fails at
+/// once with that failure instead of another wait on the same token endpoint. So a request waits for refreshes
+/// at most about one `token_refresh_timeout_secs`, however many accounts it tries.
+#[derive(Debug)]
 pub struct RefreshBudget {
+    /// When the request began: an attempt that ended after it is one the request waited through.
+    began: Instant,
     failed: Option<GatewayError>,
+}
+
+impl RefreshBudget {
+    /// The budget of a call or background job that begins now.
+    pub fn new() -> RefreshBudget {
+        RefreshBudget::since(Instant::now())
+    }
+
+    /// The budget of a request that began at `began` (an attempt that ended since then answers it).
+    pub fn since(began: Instant) -> RefreshBudget {
+        RefreshBudget { began, failed: None }
+    }
+
+    /// Spend the budget on `failure`: the caller's error now, and the outcome of its next refresh wait.
+    fn fail<T>(&mut self, failure: GatewayError) -> Result<T, GatewayError> {
+        self.failed = Some(failure.clone());
+        Err(failure)
+    }
+}
+
+impl Default for RefreshBudget {
+    fn default() -> RefreshBudget {
+        RefreshBudget::new()
+    }
+}
+
+/// An account's single-flight refresh: the lock one attempt holds while it runs (and the commits that must not
+/// race it), and how the last attempt ended, which wakes whoever waits for it.
+#[derive(Debug)]
+pub(crate) struct RefreshFlight {
+    lock: Mutex<()>,
+    ended: watch::Sender<Option<AttemptEnd>>,
+}
+
+/// When a refresh attempt ended, and its failure (`None`: new tokens are in place).
+#[derive(Debug, Clone)]
+struct AttemptEnd {
+    at: Instant,
+    failure: Option<GatewayError>,
+}
+
+impl RefreshFlight {
+    pub(crate) fn new() -> RefreshFlight {
+        RefreshFlight { lock: Mutex::new(()), ended: watch::Sender::new(None) }
+    }
+
+    /// Hold the lock (no attempt runs meanwhile), however long it takes: the upkeep's commit of unsaved tokens.
+    pub(crate) async fn hold(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().await
+    }
+
+    /// The failure of the last attempt if it ended after `since` (one the caller waited through).
+    fn failed_since(&self, since: Instant) -> Option<GatewayError> {
+        match &*self.ended.borrow() {
+            Some(AttemptEnd { at, failure: Some(failure) }) if *at > since => Some(failure.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether the last attempt ended after `since` with new tokens.
+    fn succeeded_since(&self, since: Instant) -> bool {
+        matches!(&*self.ended.borrow(), Some(AttemptEnd { at, failure: None }) if *at > since)
+    }
+
+    fn end(&self, failure: Option<GatewayError>) {
+        self.ended.send_replace(Some(AttemptEnd { at: Instant::now(), failure }));
+    }
+}
+
+/// What waiting for an account's refresh lock gave.
+enum Waited<'a> {
+    /// The lock: no attempt ended meanwhile that answers the caller.
+    Locked(MutexGuard<'a, ()>),
+    /// An attempt the caller waited for ended: its outcome (a fresh access token, or its failure).
+    Answered(Result<String, GatewayError>),
 }
 
 impl Pool {
     /// An access token for `account`, refreshed first when it is about to expire. With `after_401` set to the
-    /// token the upstream just refused, a refresh is forced unless another request already replaced it.
+    /// token the upstream just refused, a refresh is forced unless another request already replaced it. A call
+    /// of its own: it waits for one refresh attempt at most (see [`RefreshBudget`]).
     pub async fn access_token(&self, account: &Account, after_401: Option<&str>) -> Result<String, GatewayError> {
-        self.token_within(account, after_401, None).await
+        self.token_within(account, after_401, &mut RefreshBudget::new()).await
     }
 
-    async fn token_within(
+    /// [`Pool::access_token`] within `budget`: calls that share one wait for one refresh attempt at most between
+    /// them (a catalog fetch's workspace check and catalog call).
+    pub(super) async fn token_within(
         &self,
         account: &Account,
         after_401: Option<&str>,
-        budget: Option<&mut RefreshBudget>,
+        budget: &mut RefreshBudget,
     ) -> Result<String, GatewayError> {
         let now = now_unix();
         // The common case, every request: the current token is fresh. Read it without copying the other tokens.
@@ -86,18 +173,19 @@ impl Pool {
         {
             return Ok(value);
         }
-        let token = self.token_within(account, after_401, Some(budget)).await?;
+        let token = self.token_within(account, after_401, budget).await?;
         bearer_header(&token)
             .ok_or_else(|| GatewayError::internal("the account's credential cannot be sent in a header"))
     }
 
-    /// Refresh now, whatever the token's age (admin `refresh`).
+    /// Refresh now, whatever the token's age (admin `refresh`). An attempt already in flight is waited for and
+    /// its outcome taken: it replaces the token as this one would.
     pub async fn force_refresh(&self, account: &Account) -> Result<(), GatewayError> {
         let Some(current) = account.tokens() else {
             return Err(GatewayError::invalid("only ChatGPT accounts have tokens to refresh"));
         };
         let stale = |t: &Tokens| t.access_token == current.access_token;
-        self.refresh_locked(account, &stale, RefreshReason::Forced, None).await.map(|_| ())
+        self.refresh_locked(account, &stale, RefreshReason::Forced, &mut RefreshBudget::new()).await.map(|_| ())
     }
 
     /// Refresh ahead of expiry (background): when the token expires within `window`.
@@ -108,27 +196,38 @@ impl Pool {
             None => needs_refresh(t, now),
         };
         match account.tokens() {
-            Some(t) if stale(&t) => {
-                self.refresh_locked(account, &stale, RefreshReason::Scheduled, None).await.map(|_| ())
-            }
+            Some(t) if stale(&t) => self
+                .refresh_locked(account, &stale, RefreshReason::Scheduled, &mut RefreshBudget::new())
+                .await
+                .map(|_| ()),
             _ => Ok(()),
         }
     }
 
-    /// The single-flight refresh: one per account at a time; waiters re-check and reuse the result, a failure
-    /// included (see [`RefreshBudget`]).
+    /// The single-flight refresh: one attempt per account at a time. A caller waits for ONE bounded attempt at
+    /// most, whoever started it: an attempt that ends while it waits answers it, success or failure (a failure
+    /// that ended since its `budget` began too), and its wait for the lock ends with the bound
+    /// (`token_refresh_timeout_secs` and a grace for the holder's commit) rather than behind whatever queued for
+    /// the lock after that attempt. Only a caller that got the lock with a whole bound still ahead of it starts
+    /// an attempt of its own.
     async fn refresh_locked(
         &self,
         account: &Account,
         stale: &(dyn Fn(&Tokens) -> bool + Sync),
         reason: RefreshReason,
-        mut budget: Option<&mut RefreshBudget>,
+        budget: &mut RefreshBudget,
     ) -> Result<String, GatewayError> {
-        if let Some(failed) = budget.as_deref().and_then(|b| b.failed.clone()) {
+        if let Some(failed) = budget.failed.clone() {
             return Err(failed);
         }
-        let attempts_seen = account.refresh_attempts.load(Ordering::Acquire);
-        let mut last_failure = account.refresh_lock.lock().await;
+        let limit = self.config.timeouts.token_refresh;
+        let called = Instant::now();
+        let deadline = called + limit + WAIT_GRACE;
+        let _guard = match self.wait_for_refresh(account, (budget.began, called), deadline).await {
+            Waited::Locked(guard) => guard,
+            Waited::Answered(Ok(token)) => return Ok(token),
+            Waited::Answered(Err(failure)) => return budget.fail(failure),
+        };
         let Some(mut current) = account.tokens() else {
             return Err(GatewayError::internal("account has no tokens"));
         };
@@ -148,20 +247,82 @@ impl Pool {
         if account.status().0 == AccountStatus::NeedsLogin {
             return Err(self.no_account_error());
         }
-        if account.refresh_attempts.load(Ordering::Acquire) != attempts_seen
-            && let Some(failure) = last_failure.clone()
-        {
-            // An attempt ended while this caller waited, and failed: its outcome is this caller's too, rather than
-            // a second wait on the same token endpoint.
-            if let Some(budget) = budget.as_deref_mut() {
-                budget.failed = Some(failure.clone());
-            }
-            return Err(failure);
+        if let Some(failure) = account.refresh.failed_since(budget.began) {
+            // An attempt ended while this caller took the lock, and failed: its outcome is this caller's too,
+            // rather than a second wait on the same token endpoint.
+            return budget.fail(failure);
         }
+        if account.refresh.succeeded_since(called) {
+            // It renewed the tokens: they are what an attempt of this caller's would get, although `stale` may
+            // still call them due (an issuer whose tokens live shorter than the refresh window).
+            return Ok(current.access_token);
+        }
+        if deadline.saturating_duration_since(Instant::now()) < limit {
+            // The lock came late (a slow commit held it): an attempt started now could not end within the
+            // caller's bound, and one cut short might spend the single-use refresh token for an answer never read.
+            return budget.fail(refresh_timeout(account, limit));
+        }
+        let outcome = self.attempt(account, stale, current, reason, deadline).await;
+        // Whoever waits for this attempt takes its outcome (and wakes now, not when the lock comes its way).
+        account.refresh.end(outcome.as_ref().err().cloned());
+        match outcome {
+            Ok(token) => Ok(token),
+            Err(failure) => budget.fail(failure),
+        }
+    }
+
+    /// Wait until `deadline` for `account`'s refresh lock, or for an attempt to answer the caller: one that
+    /// failed after the caller's request `began`, or succeeded after this wait was `called`. (A success from
+    /// before the call does not answer it: its token may be the one the upstream just refused.)
+    async fn wait_for_refresh<'a>(
+        &self,
+        account: &'a Account,
+        (began, called): (Instant, Instant),
+        deadline: Instant,
+    ) -> Waited<'a> {
+        let flight = &account.refresh;
+        let mut ended = flight.ended.subscribe();
+        // The sender lives in the account, so it outlives this wait; were it gone, the lock and the deadline
+        // would still end the wait.
+        let mut watching = true;
+        // One acquisition for the whole wait: a new one per wake-up would lose the caller's place in the queue.
+        let lock = flight.lock.lock();
+        tokio::pin!(lock);
+        loop {
+            ended.borrow_and_update();
+            if let Some(failure) = flight.failed_since(began) {
+                return Waited::Answered(Err(failure));
+            }
+            if flight.succeeded_since(called)
+                && let Some(t) = account.tokens()
+            {
+                return Waited::Answered(Ok(t.access_token));
+            }
+            tokio::select! {
+                guard = &mut lock => return Waited::Locked(guard),
+                changed = ended.changed(), if watching => watching = changed.is_ok(),
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    warn!(account = %account.id, "the account's token refresh did not end within its bound; not waiting longer");
+                    return Waited::Answered(Err(refresh_timeout(account, self.config.timeouts.token_refresh)));
+                }
+            }
+        }
+    }
+
+    /// One refresh attempt, under the account's lock: coordinated with the team (a store account), the token
+    /// call within `token_refresh_timeout_secs`, and what its result does to the account.
+    async fn attempt(
+        &self,
+        account: &Account,
+        stale: &(dyn Fn(&Tokens) -> bool + Sync),
+        mut current: Tokens,
+        reason: RefreshReason,
+        deadline: Instant,
+    ) -> Result<String, GatewayError> {
         // Team store (docs/team.md): one refresh per account cluster-wide; another instance's result is adopted.
         let mut leased = false;
         if account.source == Source::Store {
-            match self.coordinate_refresh(account, stale).await? {
+            match self.coordinate_refresh(account, stale, deadline).await? {
                 Coordinated::Adopted(access_token) => return Ok(access_token),
                 Coordinated::Refresh(newest) => (current, leased) = (newest, true),
                 Coordinated::Alone => {}
@@ -179,13 +340,7 @@ impl Pool {
         if started.elapsed() > SLOW_REFRESH {
             warn!(account = %account.id, ms = started.elapsed().as_millis() as u64, "the token refresh was slow");
         }
-        let outcome = self.refreshed(account, stale, &current, result).await;
-        *last_failure = outcome.as_ref().err().cloned();
-        account.refresh_attempts.fetch_add(1, Ordering::Release);
-        if let (Err(failure), Some(budget)) = (&outcome, budget) {
-            budget.failed = Some(failure.clone());
-        }
-        outcome
+        self.refreshed(account, stale, &current, result).await
     }
 
     /// What a refresh's result does to the account, and the caller's token or error.
@@ -236,16 +391,7 @@ impl Pool {
             }
             Err(RefreshError::TimedOut(limit)) => {
                 warn!(account = %account.id, "the token endpoint did not answer in time; the login is kept");
-                Err(GatewayError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "Could not refresh the ChatGPT login of {}: the token endpoint did not answer within {} s \
-                         (token_refresh_timeout_secs). The login is kept; retry shortly.",
-                        account.describe(),
-                        limit.as_secs_f64()
-                    ),
-                )
-                .with_code("token_refresh_timeout"))
+                Err(refresh_timeout(account, limit))
             }
             Err(
                 e @ (RefreshError::Unavailable { .. }
@@ -318,7 +464,7 @@ impl Pool {
             if account.unsaved.lock().is_none() {
                 continue;
             }
-            let _guard = account.refresh_lock.lock().await;
+            let _guard = account.refresh.hold().await;
             if let Some(tokens) = account.tokens() {
                 self.commit_tokens(account, &tokens, 1).await;
             }
@@ -342,6 +488,21 @@ impl Pool {
             Source::Env => Ok(()),
         }
     }
+}
+
+/// The 504 of a refresh that did not end within `limit` (`token_refresh_timeout_secs`): the token endpoint's
+/// silence, or an attempt the caller waited for that ran out its bound. The login is kept either way.
+fn refresh_timeout(account: &Account, limit: Duration) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::Timeout,
+        format!(
+            "Could not refresh the ChatGPT login of {}: the token endpoint did not answer within {} s \
+             (token_refresh_timeout_secs). The login is kept; retry shortly.",
+            account.describe(),
+            limit.as_secs_f64()
+        ),
+    )
+    .with_code("token_refresh_timeout")
 }
 
 /// Whether tokens read from the linked auth.json replace `current`: a different, non-empty refresh token (the

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::pool::side_request;
-use super::{Account, AccountCatalog, Pool, quota};
+use super::{Account, AccountCatalog, Pool, RefreshBudget, quota};
 use crate::auth::now_unix;
 use crate::catalog::entry::ModelsAnswer;
 use crate::store::AccountKind;
@@ -47,21 +47,24 @@ impl Pool {
 
     /// Fetch `account`'s catalog unless another request has just done it (one fetch at a time per pool: an
     /// account's first requests arrive together and must not each fetch). Before it, the workspace routing
-    /// discovery, as the official client checks its login when it starts.
+    /// discovery, as the official client checks its login when it starts. The two calls wait for one token
+    /// refresh attempt at most between them: a fetch often runs on a request's way to the upstream, and the
+    /// request takes that attempt's outcome as its own (`RefreshBudget`).
     pub(super) async fn fetch_catalog_once(&self, account: &Account) {
         let _round = self.catalog_fetching.lock().await;
         if self.catalog_wanted(account) {
-            self.check_workspace(account).await;
-            self.refresh_catalog(account).await;
+            let mut refresh = RefreshBudget::new();
+            self.check_workspace(account, &mut refresh).await;
+            self.refresh_catalog(account, &mut refresh).await;
         }
     }
 
     /// The official client's workspace routing discovery (`GET {chatgpt base}/wham/accounts/check`), run when
     /// it starts on a login and after each token refresh: the login's workspace must be listed. A login whose
     /// workspace is missing is logged (its requests then fail on their own terms); nothing else changes.
-    pub(super) async fn check_workspace(&self, account: &Account) {
+    pub(super) async fn check_workspace(&self, account: &Account, refresh: &mut RefreshBudget) {
         account.discovery_due.store(false, Ordering::Relaxed);
-        let Ok(token) = self.access_token(account, None).await else { return };
+        let Ok(token) = self.token_within(account, None, refresh).await else { return };
         let url = format!("{}/wham/accounts/check", self.config.chatgpt_base_url);
         let req = side_request(account, &self.config.client, SideCall::Backend, &url, &token);
         let listed = side::success_json::<Value>(req).await.map(|v| {
@@ -80,9 +83,9 @@ impl Pool {
     /// Fetch `{upstream}/models?client_version=` with the account's token, within `catalog_timeout_secs`, and
     /// parse its entries once (an odd entry is reduced or skipped, not the catalog: `ModelEntry::from_json`).
     /// Failures leave the catalog as it was (unknown: the account is then assumed to serve every model) and are
-    /// remembered for [`CATALOG_RETRY`].
-    pub async fn refresh_catalog(&self, account: &Account) {
-        let entries = match self.access_token(account, None).await {
+    /// remembered for [`CATALOG_RETRY`]. A token refresh comes out of `refresh`.
+    pub async fn refresh_catalog(&self, account: &Account, refresh: &mut RefreshBudget) {
+        let entries = match self.token_within(account, None, refresh).await {
             Ok(token) => {
                 let url = format!(
                     "{}/models?client_version={}",
@@ -188,10 +191,14 @@ impl Pool {
         let before = account.tokens().map(|t| t.last_refresh);
         if let Err(e) = self.refresh_ahead(account, 600 + jitter as i64).await {
             warn!(account = %account.id, "background refresh: {e}");
+            // Its quota and catalog wait for the next round: each call would want a fresh token, and so make
+            // another attempt on the token endpoint that just failed (a request waiting for the account would
+            // then wait behind it).
+            return true;
         }
         called |= account.tokens().map(|t| t.last_refresh) != before;
         if account.discovery_due.load(Ordering::Relaxed) {
-            self.check_workspace(account).await;
+            self.check_workspace(account, &mut RefreshBudget::new()).await;
             called = true;
         }
         let poll = self.config.routing.usage_poll.as_secs() as i64;
@@ -207,7 +214,7 @@ impl Pool {
         });
         let failed_lately = self.catalog_failed.lock().get(&account.id).is_some_and(|at| at.elapsed() < CATALOG_RETRY);
         if leader && stale && !failed_lately {
-            self.refresh_catalog(account).await;
+            self.refresh_catalog(account, &mut RefreshBudget::new()).await;
             called = true;
         } else if leader && self.catalog_wanted(account) {
             self.fetch_catalog_once(account).await;

@@ -1,5 +1,6 @@
 //! The application's state, shared by every layer that serves requests (server/, dashboard/, relay/): the
-//! [`AppState`] every handler is given, built once at start from the configuration; the request id
+//! [`AppState`] every handler is given, built once at start from the configuration (with the responses kept for
+//! `previous_response_id`, `stored_responses.rs`); the request id
 //! ([`request_id`]); what a config reload replaces ([`reload`]); the shutdown's drain ([`Drain`]).
 //!
 //! It builds the layers below it (store, accounts, upstream, keys, usage, metrics) and knows nothing of routes:
@@ -16,6 +17,7 @@ use crate::keys::{BudgetSink, Keys};
 use crate::metrics::Metrics;
 use crate::record::{RecordSink, Sinks, access_log::AccessLog};
 use crate::store::Store;
+use crate::stored_responses::{Bounds, StoredResponses};
 use crate::upstream::{Upstream, build_http_client};
 
 mod drain;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub drain: Drain,
     /// Each conversation's reasoning-effort baseline and updates (`upstream::identity::efforts`).
     pub efforts: Arc<crate::upstream::identity::efforts::Efforts>,
+    /// Recent Responses answers, for `previous_response_id` over HTTP and the WebSocket (stored_responses.rs).
+    pub stored: Arc<StoredResponses>,
 }
 
 impl AppState {
@@ -82,6 +86,8 @@ impl AppState {
         // Last: the ledger keeps the record itself rather than a copy (`RecordSink::take`).
         all.extend(ledger_sink);
         let live = reload::Live::new(config.clone());
+        let kept = config.stored_responses;
+        let stored = Arc::new(StoredResponses::new(Bounds { responses: kept.responses, bytes: kept.bytes }));
         Ok(AppState {
             config,
             pool,
@@ -94,6 +100,7 @@ impl AppState {
             live,
             drain: Drain::default(),
             efforts: Default::default(),
+            stored,
         })
     }
 }

@@ -145,6 +145,7 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
         configured_keys,
         watch_config,
         inbound_ws,
+        stored_responses,
         overrides,
         store,
         client,
@@ -209,6 +210,7 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
     restart_if(*access != old.access, "server (allowed_hosts, allowed_origins, admin_key)");
     restart_if(*watch_config != old.watch_config, "server.watch_config");
     restart_if(*inbound_ws != old.inbound_ws, "server.websocket*");
+    restart_if(*stored_responses != old.stored_responses, "server.stored_responses*");
     restart_if(*metrics != old.metrics, "metrics");
     restart_if(*dashboard != old.dashboard, "dashboard");
     restart_if(*config_file != old.config_file || *overrides != old.overrides, "the config file's path");

@@ -10,11 +10,13 @@
 
 use std::sync::Arc;
 
+use dialects::models::EffortSet;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use tracing::warn;
 
-/// The context window assumed when an entry gives none (the Codex models' window mid-2026).
+/// The context window assumed when an entry gives none (the Codex models' window mid-2026): a fallback for a
+/// missing field, never used for a model whose entry gives its own.
 pub const DEFAULT_CONTEXT_WINDOW: u64 = 272_000;
 
 /// One model the upstream serves to an account's plan.
@@ -64,6 +66,9 @@ pub struct ModelEntry {
     /// The oldest Codex client the backend serves this model to (newer models require recent clients).
     #[serde(default)]
     pub minimal_client_version: Option<ClientVersion>,
+    /// What the model reads (`text`, `image`); empty when the entry does not say.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub input_modalities: Vec<String>,
     /// The entry as received (see the module doc).
     #[serde(skip)]
     raw: Value,
@@ -208,8 +213,26 @@ impl ModelEntry {
             default_verbosity: None,
             supports_reasoning_effort_updates: false,
             minimal_client_version: None,
+            input_modalities: Vec::new(),
             raw,
         }
+    }
+
+    /// The efforts the entry lists that the gateway knows (empty: it lists none).
+    pub fn efforts(&self) -> EffortSet {
+        EffortSet::from_words(self.supported_reasoning_levels.iter().map(|l| l.effort.as_str()))
+    }
+
+    /// Whether the model reasons at all, as far as the entry says (an entry that lists no efforts says nothing,
+    /// and the Codex models reason).
+    pub fn thinks(&self) -> bool {
+        self.supported_reasoning_levels.is_empty() || !self.efforts().is_empty()
+    }
+
+    /// Whether the model reads images, as far as the entry says (an entry without modalities says nothing, and
+    /// the Codex models read images).
+    pub fn sees_images(&self) -> bool {
+        self.input_modalities.is_empty() || self.input_modalities.iter().any(|m| m == "image")
     }
 
     /// The entry as the upstream sent it (for the Codex catalog passthrough only).
@@ -397,10 +420,20 @@ mod tests {
             assert_eq!(e.priority, Some(facts.priority));
             assert_eq!(e.supports_reasoning_context, facts.reasoning_context);
             assert_eq!(e.service_tiers.iter().any(|t| t.id == "priority"), facts.priority_tier);
-            assert_eq!(e.default_reasoning_level.as_deref(), Some("medium"));
-            assert_eq!(e.supported_reasoning_levels.len(), 4);
+            assert_eq!(e.default_reasoning_level.as_deref(), Some(facts.default_effort));
+            let efforts: Vec<&str> = e.efforts().iter().map(dialects::models::Effort::as_str).collect();
+            assert_eq!(efforts, facts.efforts.iter().map(|(e, _)| *e).collect::<Vec<_>>());
             assert_eq!(e.raw(), &fake_codex::catalog::codex_entry(&e.slug));
         }
+        // The 0.171 catalog's GPT-6.2 models: efforts low to ultra, default low, Fast, their own windows.
+        let sol = find(&entries, "gpt-6.2-sol").unwrap_or_else(|| panic!("listed"));
+        assert_eq!(sol.efforts().top(), Some(dialects::models::Effort::Ultra));
+        assert_eq!(sol.default_reasoning_level.as_deref(), Some("low"));
+        assert_eq!(sol.context_window_or_default(), 500_000);
+        assert_eq!(sol.minimal_client_version, ClientVersion::parse("0.166.0"));
+        assert!(sol.service_tiers.iter().any(|t| t.id == "priority"));
+        let astra = find(&entries, "gpt-6.2-astra").unwrap_or_else(|| panic!("listed"));
+        assert_eq!(astra.context_window_or_default(), 272_000);
         let mini = find(&entries, "gpt-5.4-mini").unwrap_or_else(|| panic!("listed"));
         assert_eq!(mini.context_window_or_default(), 128_000);
         assert!(find(&entries, "gpt-5.6-sol").is_some_and(|e| e.supports_reasoning_context));

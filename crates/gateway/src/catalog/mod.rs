@@ -1,7 +1,9 @@
 //! The gateway-wide model catalog: the union of what the accounts serve (their plans' catalogs, fetched from
 //! the upstream's `/models?client_version=`, and the models configured for API-key and relay accounts), with a
-//! built-in list until one is known. Decides which model ids are known (unknown ones get a clear 404) and what
-//! a model takes (`reasoning.context`).
+//! built-in fallback until one is known. Decides which model ids are known (unknown ones get a clear 404), what a
+//! model takes (`reasoning.context`, its efforts: [`TurnFacts`]) and which models a client's own model families
+//! stand for (the [`Lineup`] of the Anthropic and Gemini dialects). Nothing else in the gateway holds a model
+//! list: every model, window, effort and tier a client sees comes from here.
 //!
 //! It reads the accounts through [`CatalogSource`], which the account pool implements
 //! (`accounts/catalog.rs`), so it depends on neither the pool's internals nor the server's state, and its
@@ -11,14 +13,18 @@ use std::future::Future;
 use std::sync::Arc;
 
 use dialects::GatewayError;
+use dialects::models::{EffortSet, Lineup, Tier, is_small};
 use serde_json::json;
 
 pub mod entry;
 
 pub use entry::{ModelEntry, find};
 
-/// Known Codex slugs mid-2026 (spec/codex-upstream.md), used until the upstream catalog is fetched.
-const DEFAULT_MODELS: [(&str, &str, u64, bool); 5] = [
+/// BUILT-IN FALLBACK, used only while no account's catalog is known (before the first fetch, or when every fetch
+/// failed) and no model is configured: Codex slugs of mid-2026 (spec/codex-upstream.md). It goes stale by design,
+/// which is why it is used for nothing else: once one catalog is fetched, the models, their windows, efforts
+/// and tiers are the backend's own, and the families' lineup follows them.
+const FALLBACK_MODELS: [(&str, &str, u64, bool); 5] = [
     ("gpt-5.5", "GPT-5.5", 272_000, true),
     ("gpt-5.4", "GPT-5.4", 272_000, true),
     ("gpt-5.4-mini", "GPT-5.4 mini", 272_000, false),
@@ -26,15 +32,18 @@ const DEFAULT_MODELS: [(&str, &str, u64, bool); 5] = [
     ("gpt-5.2", "GPT-5.2", 272_000, true),
 ];
 
-/// The built-in list, in the Codex catalog shape (it is also what Codex CLI gets before a catalog is known).
+/// The efforts of the built-in fallback's models (the catalogs of mid-2026).
+const FALLBACK_EFFORTS: [&str; 4] = ["low", "medium", "high", "xhigh"];
+
+/// The built-in fallback ([`FALLBACK_MODELS`]) in the Codex catalog shape (it is also what Codex CLI gets before a
+/// catalog is known).
 pub fn default_entries() -> Vec<Arc<ModelEntry>> {
-    DEFAULT_MODELS
+    FALLBACK_MODELS
         .iter()
         .enumerate()
         .filter_map(|(i, (slug, name, ctx, fast))| {
             let tiers = if *fast { json!([{"id":"priority","name":"Fast"}]) } else { json!([]) };
-            let levels: Vec<_> =
-                ["low", "medium", "high", "xhigh"].iter().map(|e| json!({"effort": e, "description": e})).collect();
+            let levels: Vec<_> = FALLBACK_EFFORTS.iter().map(|e| json!({"effort": e, "description": e})).collect();
             ModelEntry::from_json(json!({
                 "slug": slug,
                 "display_name": name,
@@ -92,6 +101,10 @@ pub struct TurnFacts {
     pub default_verbosity: Option<String>,
     /// Some catalog flags it `supports_reasoning_effort_updates` (`upstream::identity::efforts`).
     pub effort_updates: bool,
+    /// The efforts every catalog that lists efforts for it lists (any account may serve the turn, so only those
+    /// all of them take); empty when none lists any, and an effort is then held to the efforts every model took
+    /// before catalogs listed them ([`EffortSet::clamp`]).
+    pub efforts: EffortSet,
 }
 
 /// The gateway-wide catalog over a source of accounts.
@@ -163,10 +176,28 @@ impl<S: CatalogSource> Catalog<S> {
                 if facts.default_verbosity.is_none() && e.support_verbosity {
                     facts.default_verbosity = e.default_verbosity.clone();
                 }
+                let efforts = e.efforts();
+                facts.efforts = match (facts.efforts.is_empty(), efforts.is_empty()) {
+                    (_, true) => facts.efforts,
+                    (true, false) => efforts,
+                    // Two plans that disagree: what both take, unless they share nothing (then the first's).
+                    (false, false) => {
+                        Some(facts.efforts.intersect(efforts)).filter(|s| !s.is_empty()).unwrap_or(facts.efforts)
+                    }
+                };
             }
             false
         });
         facts
+    }
+
+    /// Whether some active account lists `slug` (configured or in its known catalog), read in place like the model
+    /// check's fast path; no fetch.
+    pub fn lists(&self, slug: &str) -> bool {
+        self.source.any_active(&mut |offer| {
+            offer.configured.into_iter().flatten().any(|m| m == slug)
+                || offer.fetched.is_some_and(|fetched| find(fetched, slug).is_some())
+        })
     }
 
     /// issue 25: the newest `minimal_client_version` any active account's catalog gives `slug` (the backend
@@ -180,11 +211,7 @@ impl<S: CatalogSource> Catalog<S> {
     pub async fn check(&self, slug: &str) -> Result<(), GatewayError> {
         // Fast path (every request checks its model): an active account that lists the slug in its configured
         // models or its known catalog, which is what `entries` would merge, without copying the catalogs.
-        let listed = self.source.any_active(&mut |offer| {
-            offer.configured.into_iter().flatten().any(|m| m == slug)
-                || offer.fetched.is_some_and(|fetched| find(fetched, slug).is_some())
-        });
-        if listed || self.source.open_ended() {
+        if self.lists(slug) || self.source.open_ended() {
             return Ok(());
         }
         // Boxed: every request's future would otherwise carry room for a catalog fetch inline.
@@ -202,6 +229,40 @@ impl<S: CatalogSource> Catalog<S> {
             if !self.source.fetch_one_missing().await {
                 return Err(GatewayError::model_not_found(slug));
             }
+        }
+    }
+}
+
+/// The tiers of the client families come from the active accounts' catalogs (read in place, no fetch: the
+/// model check that follows fetches, and a later request sees its catalog): their models by `priority` (lower
+/// first; configured models, which have none, after them), in the union's order where equal; models the catalog
+/// hides from pickers (`visibility` other than `list`) are not picked. With no catalog known, the built-in
+/// fallback's order.
+impl<S: CatalogSource> Lineup for Catalog<S> {
+    fn slug(&self, tier: Tier) -> String {
+        let mut seen: Vec<(i64, usize, String)> = Vec::new();
+        self.source.any_active(&mut |offer| {
+            for e in offer.fetched.into_iter().flatten().filter(|e| e.visibility == entry::Visibility::List) {
+                if !seen.iter().any(|(_, _, s)| *s == e.slug) {
+                    seen.push((e.priority.unwrap_or(i64::MAX), seen.len(), e.slug.clone()));
+                }
+            }
+            for slug in offer.configured.into_iter().flatten() {
+                if !seen.iter().any(|(_, _, s)| s == slug) {
+                    seen.push((i64::MAX, seen.len(), slug.clone()));
+                }
+            }
+            false
+        });
+        if seen.is_empty() {
+            seen = FALLBACK_MODELS.iter().enumerate().map(|(i, m)| (i as i64, i, m.0.to_string())).collect();
+        }
+        seen.sort();
+        let next = seen.get(1).or(seen.first()).map(|(_, _, s)| s.clone()).unwrap_or_default();
+        match tier {
+            Tier::Top => seen.first().map(|(_, _, s)| s.clone()).unwrap_or_default(),
+            Tier::Next => next,
+            Tier::Small => seen.iter().find(|(_, _, s)| is_small(s)).map(|(_, _, s)| s.clone()).unwrap_or(next),
         }
     }
 }

@@ -97,7 +97,7 @@ async fn the_built_in_list_until_a_catalog_is_known() {
     assert_eq!(c.check("gpt-4o").await.map_err(|e| e.kind), Err(ErrorKind::NotFound));
     // A failing fetch leaves the built-in list too.
     let c = catalog(vec![chatgpt(None)]);
-    assert_eq!(c.entries().await.len(), DEFAULT_MODELS.len());
+    assert_eq!(c.entries().await.len(), FALLBACK_MODELS.len());
     let fast: Vec<bool> =
         default_entries().iter().map(|e| e.service_tiers.iter().any(|t| t.id == "priority")).collect();
     assert_eq!(fast, [true, true, false, true, true]);
@@ -206,4 +206,59 @@ fn a_model_is_responses_lite_when_an_active_catalog_flags_it() {
     assert!(!c.turn_facts("n").responses_lite, "null reads as no");
     assert!(!c.turn_facts("a").responses_lite, "only an inactive account's catalog says so");
     assert!(!c.turn_facts("missing").responses_lite);
+}
+
+/// An entry with its efforts and priority, as the backend lists them.
+fn ranked(slug: &str, priority: i64, efforts: &[&str]) -> Arc<ModelEntry> {
+    let levels: Vec<Value> = efforts.iter().map(|e| json!({"effort": e, "description": e})).collect();
+    let e = ModelEntry::from_json(json!({"slug": slug, "priority": priority, "supported_reasoning_levels": levels}));
+    Arc::new(e.unwrap_or_else(|| panic!("{slug}")))
+}
+
+/// A model's efforts are what every active catalog that lists efforts for it lists: the request may go to any
+/// of those accounts. No catalog listing any leaves the set empty (the classic efforts then, `EffortSet::clamp`).
+#[test]
+fn a_models_efforts_are_what_every_active_catalog_lists() {
+    use dialects::models::Effort;
+    let six = ["low", "medium", "high", "xhigh", "max", "ultra"];
+    let c = catalog(vec![
+        chatgpt(Some(vec![ranked("sol", 0, &six), ranked("old", 1, &["low", "medium", "high", "xhigh"])])),
+        chatgpt(Some(vec![ranked("sol", 0, &["low", "medium", "high", "xhigh", "max"])])),
+        chatgpt(Some(vec![ranked("sol", 0, &[])])),
+        Acct { inactive: true, ..chatgpt(Some(vec![ranked("old", 1, &six)])) },
+        relay(&["relayed"]),
+    ]);
+    let efforts = |slug: &str| c.turn_facts(slug).efforts.iter().map(Effort::as_str).collect::<Vec<_>>();
+    assert_eq!(efforts("sol"), ["low", "medium", "high", "xhigh", "max"], "both plans take these");
+    assert_eq!(efforts("old"), ["low", "medium", "high", "xhigh"], "an inactive account's catalog says nothing");
+    assert!(efforts("relayed").is_empty() && efforts("missing").is_empty());
+    assert_eq!(c.turn_facts("sol").efforts.clamp(Effort::Ultra), Effort::Max);
+    assert_eq!(c.turn_facts("old").efforts.clamp(Effort::Max), Effort::Xhigh);
+    assert!(c.lists("sol") && c.lists("relayed") && !c.lists("missing"));
+}
+
+/// The client families' tiers follow the catalogs: the first model by priority, the next one, the first small
+/// one; hidden models are not picked; configured models come after ranked ones; nothing known: the fallback.
+#[test]
+fn the_lineup_follows_the_catalogs() {
+    use dialects::models::{Lineup, Tier};
+    let hidden = Arc::new(
+        ModelEntry::from_json(json!({"slug": "secret", "priority": -1, "visibility": "hide"}))
+            .unwrap_or_else(|| panic!("hidden")),
+    );
+    let c = catalog(vec![
+        chatgpt(Some(vec![ranked("gpt-5.5", 3, &[]), ranked("gpt-5.4-mini", 5, &[]), hidden])),
+        chatgpt(Some(vec![ranked("gpt-6.2-sol", 0, &[]), ranked("gpt-6.2-astra", 1, &[])])),
+        relay(&["relayed-nano"]),
+    ]);
+    let tiers = [Tier::Top, Tier::Next, Tier::Small].map(|t| c.slug(t));
+    assert_eq!(tiers, ["gpt-6.2-sol", "gpt-6.2-astra", "gpt-5.4-mini"]);
+    // No small model listed: the next one.
+    let c = catalog(vec![chatgpt(Some(vec![ranked("b", 2, &[]), ranked("a", 1, &[])]))]);
+    assert_eq!([Tier::Top, Tier::Next, Tier::Small].map(|t| c.slug(t)), ["a", "b", "b"]);
+    let c = catalog(vec![relay(&["only"])]);
+    assert_eq!([Tier::Top, Tier::Next, Tier::Small].map(|t| c.slug(t)), ["only", "only", "only"]);
+    // Nothing known yet: the built-in fallback's order.
+    let c = catalog(vec![chatgpt(None)]);
+    assert_eq!([Tier::Top, Tier::Next, Tier::Small].map(|t| c.slug(t)), ["gpt-5.5", "gpt-5.4", "gpt-5.4-mini"]);
 }

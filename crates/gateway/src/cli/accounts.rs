@@ -57,6 +57,14 @@ pub enum AccountsCommand {
         id: String,
         label: Option<String>,
     },
+    /// The owner's policy (docs/accounts.md, "Policies"): `normal`; `burn_first` (used before the others while it
+    /// has quota); `preserve` or `preserve:PERCENT` (the pool stops when a window has PERCENT left, 30 by default).
+    Policy {
+        /// The account's id, label or email.
+        id: String,
+        /// normal | burn_first | preserve | preserve:PERCENT
+        policy: String,
+    },
     /// Send an account's upstream traffic through a proxy (http://, https://, socks5://); no URL: use the
     /// global setting again.
     Proxy {
@@ -97,6 +105,7 @@ async fn command(target: &impl AccountsTarget, config: &Config, cmd: AccountsCom
         AccountsCommand::Enable { id } => set_enabled(target, &id, true).await,
         AccountsCommand::Disable { id } => set_enabled(target, &id, false).await,
         AccountsCommand::Label { id, label } => set_label(target, &id, label).await,
+        AccountsCommand::Policy { id, policy } => set_policy(target, &id, &policy).await,
         AccountsCommand::Proxy { id, url } => set_proxy(target, &id, url).await,
         AccountsCommand::Refresh { id } => refresh(target, &id).await,
         AccountsCommand::Export { include_secrets, output } => export(config, include_secrets, output),
@@ -193,6 +202,15 @@ async fn set_label(target: &impl AccountsTarget, given: &str, label: Option<Stri
     let id = resolve(target, given).await?;
     target.set_label(&id, label.as_deref()).await?;
     say!("{id}: label {}", label.as_deref().unwrap_or("(none)"));
+    Ok(())
+}
+
+async fn set_policy(target: &impl AccountsTarget, given: &str, text: &str) -> anyhow::Result<()> {
+    // Checked here first, so a typo is refused before any account is looked up.
+    let policy = manage::parse_policy(text)?;
+    let id = resolve(target, given).await?;
+    target.set_policy(&id, &policy.as_text()).await?;
+    say!("{id}: policy {}", policy.as_text());
     Ok(())
 }
 
@@ -307,6 +325,7 @@ fn print_table(rows: &[Value]) {
         "email/label",
         "plan",
         "status",
+        "policy",
         "5h",
         "resets",
         "week",
@@ -340,6 +359,7 @@ fn print_table(rows: &[Value]) {
             who.to_string(),
             s("plan"),
             s("status"),
+            r["stewardship"]["policy"].as_str().unwrap_or("-").to_string(),
             pct(&q["primary_used_percent"]),
             when(&q["primary_reset_at"]),
             pct(&q["secondary_used_percent"]),
@@ -351,7 +371,7 @@ fn print_table(rows: &[Value]) {
         ]);
     }
     use super::output::Align::{Left, Right};
-    let align = [Left, Left, Left, Left, Right, Left, Right, Left, Right, Left, Left, Left];
+    let align = [Left, Left, Left, Left, Left, Right, Left, Right, Left, Right, Left, Left, Left];
     super::output::text(format_args!("{}", super::output::table(&table, &align)));
     // Rare and serious, so under the table in full rather than squeezed into a column.
     for r in rows {

@@ -19,6 +19,9 @@ pub enum KeysCommand {
         name: String,
         #[command(flatten)]
         limits: LimitArgs,
+        /// Serve the key only from quota that would otherwise expire unused (docs/operations.md, "Client keys").
+        #[arg(long)]
+        opportunistic: bool,
         #[arg(long)]
         json: bool,
     },
@@ -43,6 +46,9 @@ pub enum KeysCommand {
         name: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        /// `true`: serve the key only from quota that would otherwise expire; `false`: as any key.
+        #[arg(long, value_name = "true|false")]
+        opportunistic: Option<bool>,
         /// Lift the key's suspension (after repeated policy refusals, `[routing] policy_refusals_per_key`).
         #[arg(long, conflicts_with = "suspend")]
         resume: bool,
@@ -121,25 +127,36 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
 
 async fn command(target: &impl KeysTarget, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::Create { name, limits, json } => create(target, name, &limits, json).await,
+        KeysCommand::Create { name, limits, opportunistic, json } => {
+            create(target, name, &limits, opportunistic, json).await
+        }
         KeysCommand::List { json } => list(target, json).await,
         KeysCommand::Show { id, json } => show(target, &id, json).await,
-        KeysCommand::Update { id, name, limits, resume, suspend, json } => {
+        KeysCommand::Update { id, name, limits, opportunistic, resume, suspend, json } => {
             let suspended = match (resume, suspend) {
                 (true, _) => Some(false),
                 (false, true) => Some(true),
                 (false, false) => None,
             };
-            update(target, &id, name, &limits, suspended, json).await
+            update(target, &id, name, &limits, opportunistic, suspended, json).await
         }
         KeysCommand::Revoke { id } => revoke(target, &id).await,
     }
 }
 
-async fn create(target: &impl KeysTarget, name: String, limits: &LimitArgs, json: bool) -> anyhow::Result<()> {
+async fn create(
+    target: &impl KeysTarget,
+    name: String,
+    limits: &LimitArgs,
+    opportunistic: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut body = Map::new();
     body.insert("name".into(), json!(name));
     limits.to_json(&mut body)?;
+    if opportunistic {
+        body.insert("opportunistic".into(), json!(true));
+    }
     let key = target.create_key(body).await?;
     if json {
         say!("{}", serde_json::to_string_pretty(&key)?);
@@ -161,7 +178,8 @@ async fn list(target: &impl KeysTarget, json: bool) -> anyhow::Result<()> {
         say!("no client keys (codex-gateway keys create --name NAME)");
         return Ok(());
     }
-    let header = ["id", "name", "prefix", "status", "rpm", "conc", "daily", "monthly", "refused 24h", "models"];
+    let header =
+        ["id", "name", "prefix", "status", "rpm", "conc", "daily", "monthly", "opportunistic", "refused 24h", "models"];
     let mut rows = vec![header.map(String::from).to_vec()];
     let n = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
     let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
@@ -175,13 +193,14 @@ async fn list(target: &impl KeysTarget, json: bool) -> anyhow::Result<()> {
             n(&k["concurrency"]),
             n(&k["daily_tokens"]),
             n(&k["monthly_tokens"]),
+            if k["opportunistic"] == true { "yes" } else { "no" }.to_string(),
             // The policy refusals this gateway counted in the last 24 h (known only to a running gateway).
             n(&k["usage"]["policy_refusals_24h"]),
             models(k),
         ]);
     }
     use super::output::Align::{Left, Right};
-    let align = [Left, Left, Left, Left, Right, Right, Right, Right, Right, Left];
+    let align = [Left, Left, Left, Left, Right, Right, Right, Right, Left, Right, Left];
     super::output::text(format_args!("{}", super::output::table(&rows, &align)));
     Ok(())
 }
@@ -202,6 +221,7 @@ async fn update(
     given: &str,
     name: Option<String>,
     limits: &LimitArgs,
+    opportunistic: Option<bool>,
     suspended: Option<bool>,
     json: bool,
 ) -> anyhow::Result<()> {
@@ -214,6 +234,9 @@ async fn update(
         body.insert("suspended".into(), json!(s));
     }
     limits.to_json(&mut body)?;
+    if let Some(o) = opportunistic {
+        body.insert("opportunistic".into(), json!(o));
+    }
     let key = target.update_key(&id, body).await?;
     if json {
         say!("{}", serde_json::to_string_pretty(&key)?)
@@ -289,6 +312,10 @@ fn print_key(k: &Value) {
     say!("concurrency:    {}", s("concurrency"));
     say!("daily tokens:   {}", s("daily_tokens"));
     say!("monthly tokens: {}", s("monthly_tokens"));
+    say!(
+        "opportunistic:  {}",
+        if k["opportunistic"] == true { "yes (only quota that would otherwise expire)" } else { "no" }
+    );
     say!("expires:        {}", s("expires_at"));
     if !k["suspended_at"].is_null() {
         say!("suspended:      {} ({})", s("suspended_at"), s("suspended_reason"));

@@ -81,6 +81,8 @@ pub struct RawKey {
     pub concurrency: Option<u32>,
     pub daily_tokens: Option<u64>,
     pub monthly_tokens: Option<u64>,
+    /// Served only from quota that would otherwise expire (docs/operations.md, "Client keys").
+    pub opportunistic: Option<bool>,
 }
 
 /// `[routing]`: how the account pool chooses (docs/accounts.md).
@@ -164,6 +166,10 @@ pub struct RawServer {
     pub websocket_idle_secs: Option<f64>,
     /// Close an inbound WebSocket this long after it opened, between turns (default 3600, the backend's limit).
     pub websocket_max_secs: Option<f64>,
+    /// Responses kept for `previous_response_id` (default 4096; 0 keeps none).
+    pub stored_responses: Option<usize>,
+    /// The most memory kept responses may take, in MB (default 64; 0 keeps none).
+    pub stored_responses_mb: Option<u64>,
 }
 
 /// `[usage]`: the usage ledger (docs/operations.md, "Usage ledger").

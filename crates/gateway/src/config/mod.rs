@@ -24,7 +24,7 @@ pub use file::{
 pub use flags::Overrides;
 pub use sections::{
     Access, ConfiguredKey, DashboardConfig, LogFormat, MetricsConfig, OllamaBridge, QuotaThresholds, Routing,
-    StoreConfig, Strategy, UsageSettings, WebSocketSettings,
+    StoreConfig, StoredResponseSettings, Strategy, UsageSettings, WebSocketSettings,
 };
 use validate::seconds;
 
@@ -80,6 +80,8 @@ pub struct Config {
     pub watch_config: bool,
     /// `[server] websocket*`: the inbound Responses WebSocket (server/websocket.rs, docs/protocol.md).
     pub inbound_ws: WebSocketSettings,
+    /// `[server] stored_responses*`: what is kept for `previous_response_id` (stored_responses.rs).
+    pub stored_responses: StoredResponseSettings,
     /// The command-line values this configuration was resolved with, so a reload resolves the file with them.
     pub overrides: Overrides,
 }
@@ -158,6 +160,7 @@ impl Config {
         let api_keys = flags::client_keys(raw.api_keys.take(), o, env)?;
         let watch_config = raw.server.as_ref().and_then(|s| s.watch_config).unwrap_or(false);
         let inbound_ws = WebSocketSettings::resolve(raw.server.as_ref())?;
+        let stored_responses = StoredResponseSettings::resolve(raw.server.as_ref())?;
         let access = Access::resolve(raw.server.take(), env)?;
         let configured_keys = validate::configured_keys(raw.keys.take(), &api_keys)?;
         validate::refuse_public_without_key(listen.ip(), &api_keys, &access)?;
@@ -221,6 +224,7 @@ impl Config {
             configured_keys,
             watch_config,
             inbound_ws,
+            stored_responses,
             overrides: o.clone(),
         })
     }

@@ -18,6 +18,8 @@ pub struct ConfiguredKey {
     pub secret: String,
     pub models: Option<Vec<String>>,
     pub limits: crate::keys::limits::Limits,
+    /// `opportunistic = true`: served only from quota that would otherwise expire.
+    pub opportunistic: bool,
 }
 
 impl std::fmt::Debug for ConfiguredKey {
@@ -28,6 +30,7 @@ impl std::fmt::Debug for ConfiguredKey {
             .field("secret", &"(redacted)")
             .field("models", &self.models)
             .field("limits", &self.limits)
+            .field("opportunistic", &self.opportunistic)
             .finish()
     }
 }
@@ -238,6 +241,31 @@ impl WebSocketSettings {
             enabled: raw.and_then(|s| s.websocket).unwrap_or(true),
             idle: seconds("server.websocket_idle_secs", raw.and_then(|s| s.websocket_idle_secs), 300.0)?,
             max_lifetime: seconds("server.websocket_max_secs", raw.and_then(|s| s.websocket_max_secs), 3600.0)?,
+        })
+    }
+}
+
+/// Resolved `[server] stored_responses*`: how many Responses answers are kept for `previous_response_id`, and in
+/// how many bytes (`stored_responses.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredResponseSettings {
+    pub responses: usize,
+    pub bytes: usize,
+}
+
+impl StoredResponseSettings {
+    pub const DEFAULT_RESPONSES: usize = 4096;
+    pub const DEFAULT_MB: u64 = 64;
+
+    pub(super) fn resolve(raw: Option<&RawServer>) -> anyhow::Result<StoredResponseSettings> {
+        let mb = raw.and_then(|s| s.stored_responses_mb).unwrap_or(Self::DEFAULT_MB);
+        let bytes = mb
+            .checked_mul(1 << 20)
+            .and_then(|b| usize::try_from(b).ok())
+            .ok_or_else(|| anyhow::anyhow!("server.stored_responses_mb is too large: {mb}"))?;
+        Ok(StoredResponseSettings {
+            responses: raw.and_then(|s| s.stored_responses).unwrap_or(Self::DEFAULT_RESPONSES),
+            bytes,
         })
     }
 }

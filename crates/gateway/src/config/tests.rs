@@ -203,3 +203,19 @@ fn store_url_resolution() -> anyhow::Result<()> {
     assert_eq!(Config::resolve(RawConfig::default(), &empty, &env(&[("HOME", "/h")]))?.store.url, None);
     Ok(())
 }
+
+/// `[keys.NAME] opportunistic = true` makes a configured key opportunistic; left out, it is not; a value that is
+/// not a boolean is refused when the file is read.
+#[test]
+fn configured_keys_may_be_opportunistic() -> anyhow::Result<()> {
+    let raw: RawConfig = toml::from_str(
+        "[keys.batch]\nsecret = \"batch-secret-1\"\nopportunistic = true\n\n[keys.ci]\nsecret = \"ci-secret-12\"",
+    )?;
+    let c = Config::resolve(raw, &Overrides::default(), &env(&[("HOME", "/h")]))?;
+    let flag = |name: &str| c.configured_keys.iter().find(|k| k.name == name).map(|k| k.opportunistic);
+    assert_eq!((flag("batch"), flag("ci")), (Some(true), Some(false)));
+    let bad = toml::from_str::<RawConfig>("[keys.batch]\nsecret = \"batch-secret-1\"\nopportunistic = \"yes\"");
+    let err = bad.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("opportunistic") && err.contains("bool"), "{err}");
+    Ok(())
+}

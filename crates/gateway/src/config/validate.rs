@@ -45,7 +45,8 @@ pub(super) fn configured_keys(
             daily_tokens: k.daily_tokens,
             monthly_tokens: k.monthly_tokens,
         };
-        out.push(ConfiguredKey { name, secret, models: k.models, limits });
+        let opportunistic = k.opportunistic.unwrap_or(false);
+        out.push(ConfiguredKey { name, secret, models: k.models, limits, opportunistic });
     }
     Ok(out)
 }
@@ -98,12 +99,14 @@ pub(super) fn refuse_public_without_key(ip: IpAddr, api_keys: &[String], access:
     Ok(())
 }
 
-/// The default reasoning effort, one of the levels the models take.
+/// The default reasoning effort, one of the efforts the gateway knows, in the backend's spelling (each request
+/// holds it to what its model's catalog lists).
 pub(super) fn reasoning_effort(effort: Option<String>) -> anyhow::Result<Option<String>> {
-    if let Some(e) = &effort
-        && dialects::models::normalize_effort(e).is_none()
-    {
-        bail!("default_reasoning_effort `{e}` is not one of none, minimal, low, medium, high, xhigh");
+    match effort {
+        None => Ok(None),
+        Some(e) => match dialects::models::normalize_effort(&e) {
+            Some(word) => Ok(Some(word.to_string())),
+            None => bail!("default_reasoning_effort `{e}` is not one of {}", dialects::models::EFFORTS.join(", ")),
+        },
     }
-    Ok(effort)
 }

@@ -1,7 +1,7 @@
-//! The Accounts page's actions, as JSON calls with the CSRF token: enable, disable, label, proxy (set and
-//! check), refresh now, clear cooldowns, remove; adding an account from an auth.json, an OpenAI API key or a
-//! relay; the export (without secrets: the dashboard never shows one). The work is the admin API's
-//! (accounts/manage.rs and the pool); errors come back as `{"error"}` for the page to show in place.
+//! The Accounts page's actions, as JSON calls with the CSRF token: enable, disable, label, the owner's policy, proxy
+//! (set and check), refresh now, clear cooldowns, remove; adding an account from an auth.json, an OpenAI API key or a
+//! relay; the export (without secrets: the dashboard never shows one). The work is the admin API's (accounts/manage.rs
+//! and the pool); errors come back as `{"error"}` for the page to show in place.
 
 use std::time::Instant;
 
@@ -20,6 +20,10 @@ use crate::auth::now_unix;
 struct ActBody {
     label: Option<String>,
     proxy: Option<String>,
+    /// `normal`, `burn_first` or `preserve` (the page's choice).
+    policy: Option<String>,
+    /// With `preserve`: the percent of each window kept for the owner (empty: the default).
+    floor: Option<String>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
@@ -63,6 +67,21 @@ pub(crate) async fn act(
                 return json_error(StatusCode::BAD_REQUEST, "A label is at most 100 characters.");
             }
             store.set_label(&id, label.as_deref()).map(|_| ())
+        }
+        "policy" => {
+            let choice = b.policy.as_deref().map(str::trim).unwrap_or_default();
+            let text = match b.floor.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+                Some(floor) if choice == "preserve" => format!("preserve:{floor}"),
+                Some(_) | None => choice.to_string(),
+            };
+            match manage::set_policy(store, &id, &text) {
+                Ok(_) => Ok(()),
+                Err(manage::PolicyError::Bad(e)) => return json_error(StatusCode::BAD_REQUEST, format!("{e}.")),
+                Err(manage::PolicyError::NoAccount(_)) => {
+                    return json_error(StatusCode::NOT_FOUND, format!("No account `{id}`."));
+                }
+                Err(manage::PolicyError::Store(e)) => Err(e),
+            }
         }
         "proxy" => {
             let proxy = b.proxy.map(|p| p.trim().to_string()).filter(|p| !p.is_empty());

@@ -63,6 +63,9 @@ pub(crate) struct Form {
     monthly_tokens: Option<u64>,
     #[serde(default)]
     expires: String,
+    /// The checkbox: served only from quota that would otherwise expire.
+    #[serde(default)]
+    opportunistic: bool,
 }
 
 fn models(text: &str) -> Option<Vec<String>> {
@@ -96,6 +99,7 @@ pub(crate) async fn create(State(dash): State<St>, _: ApiWrite, body: axum::body
         daily_tokens: f.daily_tokens,
         monthly_tokens: f.monthly_tokens,
         expires: Some(f.expires.trim().to_string()).filter(|e| !e.is_empty()),
+        opportunistic: f.opportunistic,
     };
     let (row, secret) = match manage::create(dash.app.keys.store(), spec, now_unix()) {
         Ok(x) => x,
@@ -128,6 +132,7 @@ pub(crate) async fn update(
         daily_tokens: Some(f.daily_tokens),
         monthly_tokens: Some(f.monthly_tokens),
         expires: Some(Some(f.expires.trim().to_string()).filter(|e| !e.is_empty())),
+        opportunistic: Some(f.opportunistic),
         // The form has no suspension: lifted with `keys update --resume` or the admin API.
         suspended: None,
     };

@@ -25,6 +25,9 @@ pub struct KeySpec {
     pub monthly_tokens: Option<u64>,
     /// `2027-01-31` (valid through that day, UTC) or an RFC 3339 time.
     pub expires: Option<String>,
+    /// Served only from quota that would otherwise expire (the planner's `Ask::opportunistic`).
+    #[serde(default)]
+    pub opportunistic: bool,
 }
 
 /// A change (`PATCH /admin/keys/{id}`, `keys update`): a field left out stays, `null` removes the limit.
@@ -44,6 +47,9 @@ pub struct KeyPatch {
     pub monthly_tokens: Option<Option<u64>>,
     #[serde(default, deserialize_with = "some")]
     pub expires: Option<Option<String>>,
+    /// `true` or `false`; `null` is refused (a key is opportunistic or not: there is no limit to remove).
+    #[serde(default, deserialize_with = "some")]
+    pub opportunistic: Option<bool>,
     /// `false` lifts a suspension (docs/accounts.md, "Risk signals"); `true` suspends the key by hand.
     pub suspended: Option<bool>,
 }
@@ -131,6 +137,7 @@ pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, Stri
         created_at: now,
         revoked_at: None,
         suspended: None,
+        opportunistic: spec.opportunistic,
     };
     claimed(store.insert_key_claiming_name(&row)?, &row)?;
     Ok((row, secret))
@@ -152,6 +159,9 @@ pub fn update(store: &Store, id: &str, patch: KeyPatch) -> Result<StoredKey, Man
     patch.monthly_tokens.into_iter().for_each(|v| l.monthly_tokens = v);
     if let Some(e) = patch.expires {
         row.expires_at = e.as_deref().map(expiry).transpose()?;
+    }
+    if let Some(o) = patch.opportunistic {
+        row.opportunistic = o;
     }
     check_limits(&row.models, &row.limits)?;
     claimed(store.update_key_claiming_name(&row)?, &row)?;
@@ -200,6 +210,7 @@ pub fn summary(row: &StoredKey, usage: Option<(u64, u64, u32)>, now: i64) -> Val
         "concurrency": row.limits.concurrency,
         "daily_tokens": row.limits.daily_tokens,
         "monthly_tokens": row.limits.monthly_tokens,
+        "opportunistic": row.opportunistic,
         "expires_at": row.expires_at.map(format_rfc3339),
         "created_at": format_rfc3339(row.created_at),
         "revoked_at": row.revoked_at.map(format_rfc3339),
@@ -252,6 +263,19 @@ mod tests {
         assert!(matches!(update(&store, "key_x", KeyPatch::default()), Err(ManageError::NotFound(_))));
         let bad: KeyPatch = serde_json::from_str(r#"{"concurrency": 0}"#)?;
         assert!(matches!(update(&store, &a.id, bad), Err(ManageError::Invalid(_))));
+        // Opportunistic: off unless asked, set and cleared by a patch, shown in the summary; `null` is no value.
+        assert!(!a.opportunistic && summary(&a, None, 1)["opportunistic"] == false);
+        let on: KeyPatch = serde_json::from_str(r#"{"opportunistic": true}"#)?;
+        let c = update(&store, &a.id, on)?;
+        assert!(c.opportunistic && summary(&c, None, 1)["opportunistic"] == true);
+        assert!(update(&store, &a.id, KeyPatch::default())?.opportunistic, "left out: it stays");
+        let off: KeyPatch = serde_json::from_str(r#"{"opportunistic": false}"#)?;
+        assert!(!update(&store, &a.id, off)?.opportunistic);
+        assert!(serde_json::from_str::<KeyPatch>(r#"{"opportunistic": null}"#).is_err());
+        assert!(serde_json::from_str::<KeyPatch>(r#"{"opportunistic": "yes"}"#).is_err());
+        let spec: KeySpec = serde_json::from_str(r#"{"name": "spare", "opportunistic": true}"#)?;
+        let (spare, _) = create(&store, spec, 1_700_000_000)?;
+        assert_eq!(store.get_key(&spare.id)?.map(|k| k.opportunistic), Some(true));
         let r = revoke(&store, &a.id, 1_700_000_500)?;
         assert_eq!(summary(&r, None, 1_700_000_600)["status"], "revoked");
         let _ = std::fs::remove_dir_all(&dir);

@@ -45,6 +45,8 @@ pub struct ClientKey {
     /// Written in the configuration file (`[keys.NAME]`): it has no row to keep a suspension in, so it is never
     /// suspended.
     configured: bool,
+    /// Its requests are served only from quota that would otherwise expire (the lease's `Need::opportunistic`).
+    pub opportunistic: bool,
     /// Shared with the key's next version after an update, so counters survive a change of limits.
     state: Arc<KeyState>,
 }
@@ -223,6 +225,7 @@ impl Keys {
                 revoked: false,
                 suspended: None,
                 configured: true,
+                opportunistic: k.opportunistic,
                 state,
             });
             next.by_hash.insert(sha256(&k.secret), key.clone());
@@ -250,6 +253,7 @@ impl Keys {
                 revoked: row.revoked_at.is_some(),
                 suspended: row.suspended,
                 configured: false,
+                opportunistic: row.opportunistic,
                 state,
             });
             next.by_hash.insert(hash, key.clone());

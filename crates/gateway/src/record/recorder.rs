@@ -68,6 +68,11 @@ impl Recorder {
         }
     }
 
+    /// When the request began (monotonic): a token refresh that ended since is one it waited through.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     pub fn request_id(&self) -> &str {
         self.record.as_deref().map_or("", |r| &r.request_id)
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, HeaderName};
 use bytes::Bytes;
 use dialects::failure::{Credential, Failover, PolicyKind, Reason, Refusal, Stage};
+use dialects::models::{Effort, EffortSet};
 use dialects::responses::event::Terminal;
 use dialects::sse::SseFrame;
 use dialects::{ErrorKind, Event, GatewayError, UpstreamFailure, UpstreamRequest};
@@ -18,6 +19,7 @@ use tracing::{info, warn};
 use crate::accounts::{Account, Lease, LeaseError, Need, Pool, RefreshBudget};
 use crate::app::{AppState, request_id};
 use crate::auth::now_unix;
+use crate::keys::ClientKey;
 use crate::record::Recorder;
 use crate::relay::reader::{EventReader, LateHeaders, Read};
 use crate::store::AccountKind;
@@ -127,13 +129,17 @@ impl From<StartError> for GatewayError {
 
 /// Validate the model, finalize the body and open the upstream stream. The client's headers are dropped once the
 /// request is prepared: they are not needed while it waits for the upstream.
+///
+/// `client_key` is the created client key the request came with, if any: an opportunistic key's request is served
+/// only from quota that would otherwise expire (`Need::opportunistic`).
 pub async fn start(
     state: &AppState,
     headers: HeaderMap,
     req: &mut UpstreamRequest,
+    client_key: Option<&ClientKey>,
     record: &mut Recorder,
 ) -> Result<Exchange, StartError> {
-    let prepared = prepare(state, &headers, req, record).await?;
+    let prepared = prepare(state, &headers, req, client_key, record).await?;
     drop(headers);
     let mut exchange = open(state, &prepared, record).await?;
     // Moved, not copied: the request is done with it.
@@ -152,6 +158,8 @@ pub struct Prepared {
     input_estimate: u64,
     /// A streaming answer: its status line may go out before the upstream's headers (see [`open`]).
     stream: bool,
+    /// The request of an opportunistic client key: leased only from quota that would otherwise expire.
+    opportunistic: bool,
 }
 
 /// Validate the model and finalize and serialize the body. The request's JSON tree is freed here (its body is
@@ -161,10 +169,18 @@ pub async fn prepare(
     state: &AppState,
     headers: &HeaderMap,
     req: &mut UpstreamRequest,
+    client_key: Option<&ClientKey>,
     record: &mut Recorder,
 ) -> Result<Prepared, StartError> {
+    let opportunistic = client_key.is_some_and(|k| k.opportunistic);
     // The catalog refuses nothing but a model it does not list.
-    state.catalog.check(&req.model.slug).await.map_err(StartError::UnknownModel)?;
+    let mut checked = state.catalog.check(&req.model.slug).await;
+    // A slug that ends like a suffix (`gpt-5.1-codex-max`) is that model when a catalog lists it, not a shorter one
+    // at that effort; asked after the check, which fetched the catalogs if none was known.
+    if req.model.suffixed() && req.model.settle(&|slug| state.catalog.lists(slug)) {
+        checked = state.catalog.check(&req.model.slug).await;
+    }
+    checked.map_err(StartError::UnknownModel)?;
     record.set_resolved(&req.model.slug);
     if req.conversation_key.is_none() {
         req.conversation_key = SESSION_HEADERS
@@ -187,6 +203,9 @@ pub async fn prepare(
             Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Array(_) => {}
         }
     }
+    // The effort is held to what the model takes first, so that a conversation's effort updates below
+    // (`upstream::identity::efforts`) compare and send the effort that goes upstream.
+    hold_effort(&mut tree, facts.efforts);
     let warm_up = identity::warmup_model(&tree);
     // A model the official client sends as Responses Lite gets that shape from every caller.
     let lite = facts.responses_lite;
@@ -272,7 +291,20 @@ pub async fn prepare(
         warm_up,
         tail,
     };
-    Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate, stream: req.stream })
+    Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate, stream: req.stream, opportunistic })
+}
+
+/// Hold the request's effort to what the model takes (`efforts`, from its catalog entries): every dialect asks
+/// in its own words (a suffix, Anthropic's `max`, a thinking budget, Ollama's `think`), and the backend refuses an
+/// effort the model does not list, so the nearest one it lists goes instead (`max` on a model that stops at
+/// `xhigh` is `xhigh`). An effort word the gateway does not know was refused when the request was decoded.
+fn hold_effort(tree: &mut Map<String, Value>, efforts: EffortSet) {
+    let Some(Value::Object(reasoning)) = tree.get_mut("reasoning") else { return };
+    let Some(wanted) = reasoning.get("effort").and_then(Value::as_str).and_then(Effort::parse) else { return };
+    let held = efforts.clamp(wanted);
+    if held != wanted {
+        reasoning.insert("effort".into(), Value::String(held.as_str().to_string()));
+    }
 }
 
 /// Rough input tokens of a serialized body (about four bytes per token), for usage numbers when the gateway cuts
@@ -324,6 +356,7 @@ impl Prepared {
             key: self.key.clone(),
             ctx,
             stream: self.stream,
+            opportunistic: self.opportunistic,
         })
     }
 }
@@ -348,7 +381,7 @@ impl Prepared {
 /// A request goes to at most `[routing] max_accounts_per_request` accounts: a request every account fails would
 /// otherwise be sent to the whole pool, each attempt one more account that saw it.
 pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) -> Result<Exchange, StartError> {
-    let Prepared { slug, key, input_estimate, stream, .. } = prepared;
+    let Prepared { slug, key, input_estimate, stream, opportunistic, .. } = prepared;
     let input_estimate = *input_estimate;
     let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
     let known = conversation.and_then(|k| state.pool.home_account(k));
@@ -362,13 +395,14 @@ pub async fn open(state: &AppState, prepared: &Prepared, record: &mut Recorder) 
     let mut window = PeekWindow { len: keepalive.min(Duration::from_secs(10)), end: None };
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<GatewayError> = None;
-    // One token refresh attempt for the whole request, whichever accounts it goes through (issue 58).
-    let mut refresh = RefreshBudget::default();
+    // One token refresh attempt for the whole request, whichever accounts it goes through (issues 58, 71),
+    // counted from when it began: an attempt the catalog check waited through on its way here is one of them.
+    let mut refresh = RefreshBudget::since(record.started());
     loop {
         if tried.len() >= max_accounts {
             return Err(StartError::Unavailable(last_error.unwrap_or_else(no_other_account)));
         }
-        let need = Need { model: slug, conversation, input_tokens: input_estimate, opportunistic: false };
+        let need = Need { model: slug, conversation, input_tokens: input_estimate, opportunistic: *opportunistic };
         let lease = match state.pool.lease(&need, &tried).await {
             Ok(l) => l,
             // Every eligible account was tried: report what went wrong with them, not the empty pool.

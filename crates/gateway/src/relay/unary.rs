@@ -21,10 +21,13 @@ use crate::upstream::{BodyStream, IntoFailure, TransportError, UpstreamResponse,
 /// Largest answer read (a long conversation's compacted history; several images in base64).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
 
-/// Send with `call` (given the authorization to use) and read the answer: its status, headers and body.
+/// Send with `call` (given the authorization to use) and read the answer: its status, headers and body. Token
+/// refreshes come out of the request's `refresh` budget: one attempt for the request, whichever accounts it
+/// tries (issues 58, 71).
 pub async fn send<F, Fut>(
     state: &AppState,
     account: &Arc<Account>,
+    refresh: &mut RefreshBudget,
     call: F,
 ) -> Result<(StatusCode, HeaderMap, Bytes), UpstreamFailure>
 where
@@ -32,9 +35,7 @@ where
     Fut: Future<Output = Result<UpstreamResponse, TransportError>>,
 {
     let timeouts = &state.config.timeouts;
-    // One token refresh attempt for the call (issue 58).
-    let mut refresh = RefreshBudget::default();
-    let mut auth = state.pool.authorization(account, None, &mut refresh).await.map_err(UpstreamFailure::Credentials)?;
+    let mut auth = state.pool.authorization(account, None, refresh).await.map_err(UpstreamFailure::Credentials)?;
     let mut refreshed = false;
     loop {
         let response = match tokio::time::timeout(timeouts.upstream_headers, call(auth.clone())).await {
@@ -54,7 +55,7 @@ where
                 let refused = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
                 auth = state
                     .pool
-                    .authorization(account, Some(refused), &mut refresh)
+                    .authorization(account, Some(refused), refresh)
                     .await
                     .map_err(UpstreamFailure::Credentials)?;
             }

@@ -23,6 +23,7 @@ use dialects::{GatewayError, OutputLimits, UpstreamRequest, Usage};
 use serde_json::{Value, json};
 
 use crate::app::{AppState, request_id};
+use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{Exchange, StartError};
 use crate::relay::pump;
@@ -67,10 +68,11 @@ impl Dialect for Anthropic {
         state: &AppState,
         _: (),
         headers: &HeaderMap,
+        _: Option<&Caller>,
         body: Bytes,
     ) -> Result<Decoded<Anthropic>, GatewayError> {
         let session = headers.get("x-claude-code-session-id").and_then(|v| v.to_str().ok());
-        let (req, opts) = decode_with(&body, session, &state.live.config().anthropic_model_aliases)?;
+        let (req, opts) = decode_with(&body, session, &state.live.config().anthropic_model_aliases, &state.catalog)?;
         drop(body);
         // Only `message_start` shows this number (the final usage comes from the upstream in `message_delta`), so
         // a byte estimate does: tokenizing a 100 kB Claude Code request would add milliseconds to every first byte.

@@ -19,8 +19,9 @@ use bytes::Bytes;
 use dialects::{ErrorKind, GatewayError};
 use serde_json::{Map, Value};
 
-use crate::accounts::LeaseError;
+use crate::accounts::{LeaseError, RefreshBudget};
 use crate::app::{AppState, request_id};
+use crate::keys::Caller;
 use crate::relay::exchange::{account_thread_id, thread_id_for};
 use crate::relay::unary;
 use crate::server::errors::{body_error, error_response};
@@ -34,11 +35,14 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 async fn compact(
     State(state): State<Arc<AppState>>,
+    caller: Option<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let rid = request_id(&headers);
-    match run(&state, &headers, body).await {
+    // An opportunistic key's compaction, as its turns, spends only quota that would otherwise expire.
+    let opportunistic = caller.is_some_and(|Caller(k)| k.opportunistic);
+    match run(&state, &headers, body, opportunistic).await {
         Ok(response) => response,
         Err(err) => error_response(openai::SHAPE, &err, &rid),
     }
@@ -54,7 +58,10 @@ async fn run(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    opportunistic: bool,
 ) -> Result<Response, GatewayError> {
+    // From here: an attempt the catalog check waits through is the request's one refresh attempt.
+    let mut refresh = RefreshBudget::new();
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
     let tree: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, format!("The body is not a JSON object: {e}")))?;
@@ -74,7 +81,7 @@ async fn run(
         .to_string();
     drop(tree);
     let conversation = Some(key.as_str()).filter(|k| !k.is_empty());
-    let need = crate::accounts::Need { conversation, ..crate::accounts::Need::model(&model) };
+    let need = crate::accounts::Need { conversation, opportunistic, ..crate::accounts::Need::model(&model) };
     let lease = state.pool.lease(&need, &[]).await.map_err(|e| match e {
         LeaseError::UnknownModel(e) | LeaseError::Unavailable(e) | LeaseError::Held { error: e, .. } => e,
         LeaseError::Exhausted => GatewayError::new(ErrorKind::UpstreamUnavailable, "No account could compact."),
@@ -121,7 +128,8 @@ async fn run(
         // Compaction is a unary HTTP call (`responses/compact`), never over the WebSocket.
         ..CallContext::default()
     };
-    let answer = unary::send(state, &account, |auth| state.upstream.compact(&account, auth, body.clone(), &ctx)).await;
+    let call = |auth| state.upstream.compact(&account, auth, body.clone(), &ctx);
+    let answer = unary::send(state, &account, &mut refresh, call).await;
     drop(lease);
     let (status, upstream_headers, bytes) = match answer {
         Ok(ok) => ok,

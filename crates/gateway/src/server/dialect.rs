@@ -18,6 +18,7 @@ use dialects::{GatewayError, OutputLimits, UpstreamRequest, Usage};
 use serde_json::Value;
 
 use crate::app::AppState;
+use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{Exchange, StartError};
 
@@ -33,11 +34,13 @@ pub trait Dialect: Sized + Send + 'static {
 
     /// Decode the body into the neutral request. The body's bytes must be dropped before anything is awaited
     /// (they pin the connection's read buffer while the request waits; docs/performance.md, "Small waiting requests"). May answer by itself (a model
-    /// load without an upstream call).
+    /// load without an upstream call). `caller` is the created client key, if any (what the caller may reach of
+    /// what the gateway keeps: the Responses answers named by `previous_response_id`).
     fn decode(
         state: &AppState,
         route: Self::Route,
         headers: &HeaderMap,
+        caller: Option<&Caller>,
         body: Bytes,
     ) -> impl Future<Output = Result<Decoded<Self>, GatewayError>> + Send;
 

@@ -38,7 +38,7 @@ use crate::tokens;
 /// Tokens counted per image or file part by `countTokens` (Gemini's own per-image figure).
 const TOKENS_PER_IMAGE: u64 = 258;
 
-/// Output token limit advertised in the model list.
+/// Output token limit advertised in the model list: the backend's catalog gives none (the Codex models' limit).
 const OUTPUT_TOKEN_LIMIT: u64 = 128_000;
 
 /// The path pattern the request record names for every model call.
@@ -154,10 +154,13 @@ impl Dialect for Gemini {
         state: &AppState,
         route: GeminiRoute,
         _: &HeaderMap,
+        _: Option<&Caller>,
         body: Bytes,
     ) -> Result<Decoded<Gemini>, GatewayError> {
+        let live = state.live.config();
         let (req, opts) =
-            decode(&body, &route.model, route.framing.is_some(), &state.live.config().gemini_model_aliases)?;
+            decode(&body, &route.model, route.framing.is_some(), &live.gemini_model_aliases, &state.catalog)?;
+        drop(live);
         let answer = GeminiAnswer {
             response_id: uuid::Uuid::new_v4().simple().to_string(),
             model: req.model.requested.clone(),
@@ -237,7 +240,7 @@ fn model_entry(name: &str, entry: &ModelEntry) -> Value {
         "inputTokenLimit": entry.context_window_or_default(),
         "outputTokenLimit": OUTPUT_TOKEN_LIMIT,
         "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
-        "thinking": true,
+        "thinking": entry.thinks(),
     })
 }
 
@@ -250,7 +253,7 @@ async fn list_models(State(state): State<Arc<AppState>>) -> Response {
     let mut names: Vec<&String> = aliases.keys().filter(|k| k.contains('-')).collect();
     names.sort();
     for name in names {
-        let target = resolve_model(name, aliases);
+        let target = resolve_model(name, aliases, &state.catalog);
         if let Some(e) = catalog::find(&entries, &target.slug) {
             models.push(model_entry(name, e));
         }
@@ -270,7 +273,7 @@ async fn get_model(
     if id.contains(':') {
         return refuse_method(&method, &uri, &headers, "POST");
     }
-    let target = resolve_model(&id, &state.live.config().gemini_model_aliases);
+    let target = resolve_model(&id, &state.live.config().gemini_model_aliases, &state.catalog);
     let entries = state.catalog.entries().await;
     match catalog::find(&entries, &target.slug) {
         Some(e) => axum::Json(model_entry(&target.requested, e)).into_response(),

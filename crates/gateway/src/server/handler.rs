@@ -91,7 +91,7 @@ async fn serve<D: Dialect>(
     record: &mut Recorder,
 ) -> Result<Reply<D>, GatewayError> {
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
-    let (mut req, answer) = match D::decode(state, route, &headers, body).await? {
+    let (mut req, answer) = match D::decode(state, route, &headers, caller.as_ref(), body).await? {
         Decoded::Relay(req, answer) => (req, answer),
         Decoded::Answered(response) => return Ok(Reply::Local(response)),
     };
@@ -101,7 +101,8 @@ async fn serve<D: Dialect>(
     if let Some(Caller(key)) = &caller {
         record.hold(state.keys.admit(key, &req.model.requested, &req.model.slug)?);
     }
-    let mut ex = exchange::start(state, headers, &mut req, record).await.map_err(|e| D::start_error(e, &req))?;
+    let key = caller.as_ref().map(|Caller(k)| &**k);
+    let mut ex = exchange::start(state, headers, &mut req, key, record).await.map_err(|e| D::start_error(e, &req))?;
     if req.stream {
         return Ok(Reply::Stream { ex, answer, limits: req.limits });
     }

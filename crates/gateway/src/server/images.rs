@@ -17,7 +17,7 @@ use dialects::failure::Failover;
 use dialects::images::{self, FormField, ImageRequest, Operation};
 use dialects::{ErrorKind, GatewayError, Usage};
 
-use crate::accounts::LeaseError;
+use crate::accounts::{LeaseError, RefreshBudget};
 use crate::app::{AppState, request_id};
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
@@ -85,8 +85,10 @@ async fn serve(
     let ctx = CallContext { request_id: record.request_id().to_string(), ..CallContext::default() };
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<GatewayError> = None;
+    let mut refresh = RefreshBudget::since(record.started());
     loop {
-        let lease = match state.pool.lease_for_images(&model, &tried).await {
+        let opportunistic = caller.as_ref().is_some_and(|Caller(k)| k.opportunistic);
+        let lease = match state.pool.lease_for_images(&model, opportunistic, &tried).await {
             Ok(lease) => lease,
             Err(LeaseError::Exhausted) => return Err(last_error.unwrap_or_else(no_account)),
             Err(LeaseError::UnknownModel(_)) => return Err(no_account()),
@@ -98,7 +100,7 @@ async fn serve(
         tried.push(account.id.clone());
         record.attempt(&account.id);
         let call = |auth| state.upstream.images(&account, auth, op.upstream_path(), body.clone(), &ctx);
-        match unary::send(state, &account, call).await {
+        match unary::send(state, &account, &mut refresh, call).await {
             Ok((_, headers, answer)) => {
                 state.pool.record_success(&account, &headers);
                 record.served_by(&account.id);

@@ -21,6 +21,7 @@ use crate::store::team::StoreHealth;
 
 mod admin;
 mod anthropic;
+mod chaining;
 mod codex_usage;
 mod compact;
 pub mod dialect;

@@ -202,7 +202,10 @@ async fn show(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Resu
     let wanted = dialects::models::ModelRef::parse(model_name(name));
     let entries = state.catalog.entries().await;
     match catalog::find(&entries, &wanted.slug) {
-        Some(e) => axum::Json(show_response(name, &wanted.slug, e.context_window_or_default(), true)).into_response(),
+        Some(e) => {
+            let show = show_response(name, &wanted.slug, e.context_window_or_default(), e.thinks(), e.sees_images());
+            axum::Json(show).into_response()
+        }
         None => fail(&request_id(&headers), &unknown_model(name)),
     }
 }
@@ -252,6 +255,7 @@ impl Dialect for Ollama {
         state: &AppState,
         endpoint: Endpoint,
         _: &HeaderMap,
+        _: Option<&Caller>,
         body: Bytes,
     ) -> Result<dialect::Decoded<Ollama>, GatewayError> {
         let started = Instant::now();

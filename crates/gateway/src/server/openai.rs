@@ -8,15 +8,17 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use dialects::chat::{ChatEncoder, ChatOptions, render_completion};
-use dialects::responses::{Passthrough, ResponsesAssembler};
+use dialects::responses::ResponsesAssembler;
 use dialects::{GatewayError, OutputLimits, Usage};
 use serde_json::Value;
 
 use crate::app::AppState;
 use crate::auth::now_unix;
+use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::Exchange;
 use crate::relay::pump;
+use crate::server::chaining::{self, Keep, KeepingEncoder};
 use crate::server::dialect::{Decoded, Dialect, Shape};
 
 /// OpenAI Chat Completions, translated to and from Responses (`dialects::chat`).
@@ -44,7 +46,13 @@ impl Dialect for Chat {
     type Answer = ChatAnswer;
     type Encoder = ChatEncoder;
 
-    async fn decode(_: &AppState, _: (), _: &HeaderMap, body: Bytes) -> Result<Decoded<Chat>, GatewayError> {
+    async fn decode(
+        _: &AppState,
+        _: (),
+        _: &HeaderMap,
+        _: Option<&Caller>,
+        body: Bytes,
+    ) -> Result<Decoded<Chat>, GatewayError> {
         let (req, opts) = dialects::chat::decode(&body)?;
         let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
         let answer = ChatAnswer { id, created: now_unix() as u64, model: req.model.requested.clone(), opts };
@@ -72,18 +80,27 @@ impl Dialect for Chat {
     }
 }
 
-/// OpenAI Responses: the request normalised, the events passed through unchanged (`dialects::responses`).
+/// OpenAI Responses: the request normalised, the events passed through unchanged (`dialects::responses`);
+/// `previous_response_id` and `store` served from the responses the gateway keeps (`chaining.rs`).
 pub struct Responses;
 
 impl Dialect for Responses {
     const API: Api = Api::Responses;
     type Route = ();
-    type Answer = ();
-    type Encoder = Passthrough;
+    /// How to keep the response when it completes (`None`: the request said `store: false`, or keeping is off).
+    type Answer = Option<Keep>;
+    type Encoder = KeepingEncoder;
 
-    async fn decode(state: &AppState, _: (), _: &HeaderMap, body: Bytes) -> Result<Decoded<Responses>, GatewayError> {
-        let mut req = dialects::responses::decode(&body)?;
+    async fn decode(
+        state: &AppState,
+        _: (),
+        _: &HeaderMap,
+        caller: Option<&Caller>,
+        body: Bytes,
+    ) -> Result<Decoded<Responses>, GatewayError> {
+        let (mut req, chain) = dialects::responses::decode(&body)?;
         drop(body);
+        let keep = chaining::resolve(&state.stored, caller, &mut req, chain)?;
         // Only some models take `reasoning.context` (pydantic-ai sends it by default): forward it where the catalog
         // says so, else drop it (docs/parameter-policy.md). `check` makes sure the catalog is fetched; the exchange
         // repeats it on its fast path.
@@ -93,26 +110,32 @@ impl Dialect for Responses {
                 dialects::responses::drop_reasoning_context(&mut req);
             }
         }
-        Ok(Decoded::Relay(req, ()))
+        Ok(Decoded::Relay(req, keep))
     }
 
     fn error_body(err: &GatewayError, _: &str) -> (u16, Value) {
         openai_error(err)
     }
 
-    fn encoder(_: &()) -> Passthrough {
-        Passthrough::new()
+    fn encoder(keep: &Option<Keep>) -> KeepingEncoder {
+        KeepingEncoder::new(keep.clone())
     }
 
     async fn whole(
         ex: Exchange,
-        _: (),
+        keep: Option<Keep>,
         _: OutputLimits,
         idle: Duration,
         record: &mut Recorder,
     ) -> Result<(Response, Usage), GatewayError> {
         let mut assembler = ResponsesAssembler::new();
         let usage = pump::drain_raw(ex, idle, record, |v| assembler.on_payload(v)).await?;
-        Ok((Json(assembler.finish()?).into_response(), usage))
+        let response = assembler.finish()?;
+        if let Some(keep) = keep
+            && response.get("status").and_then(Value::as_str) == Some("completed")
+        {
+            keep.completed(&response);
+        }
+        Ok((Json(response).into_response(), usage))
     }
 }

@@ -139,6 +139,11 @@ pub struct StoredAccount {
     pub status: AccountStatus,
     pub status_reason: Option<String>,
     pub created_at: i64,
+    /// The owner's policy as stored (`normal`, `burn_first`, `preserve:N`; the pool reads it, and a value it does
+    /// not know reads as `normal`, never rewritten). Always present in a row read back. `None` in a row a login or
+    /// an import makes without one: a new account is `normal`, an account already stored keeps its own (as a
+    /// label does).
+    pub policy: Option<String>,
 }
 
 /// Accounts on the store's backend.
@@ -184,6 +189,15 @@ impl Store {
         match &self.backend {
             Backend::Sqlite => self.file.set_proxy(id, proxy),
             Backend::Postgres(pg) => pg.set_proxy(id, proxy),
+        }
+    }
+
+    /// Write the owner's policy (the caller checked it: `accounts::manage::set_policy`); false when no account
+    /// has this id.
+    pub fn set_policy(&self, id: &str, policy: &str) -> anyhow::Result<bool> {
+        match &self.backend {
+            Backend::Sqlite => self.file.set_policy(id, policy),
+            Backend::Postgres(pg) => pg.set_policy(id, policy),
         }
     }
 

@@ -24,6 +24,8 @@ pub struct StoredKey {
     /// Written only by [`Store::set_key_suspension`], never by an update of the rest, so an update that read the
     /// row before a suspension does not lift it.
     pub suspended: Option<Suspension>,
+    /// Served only from quota that would otherwise expire (docs/operations.md, "Client keys").
+    pub opportunistic: bool,
 }
 
 /// Why a key is suspended, and since when.
@@ -86,7 +88,8 @@ impl Store {
         }
     }
 
-    /// Write a key's name, models, limits, expiry and revocation (the secret and its hash never change).
+    /// Write a key's name, models, limits, whether it is opportunistic, its expiry and revocation (the secret and
+    /// its hash never change).
     pub fn update_key(&self, k: &StoredKey) -> anyhow::Result<bool> {
         match &self.backend {
             Backend::Sqlite => self.file.update_key(k),

@@ -25,6 +25,15 @@ pub use keys::{Limits, NameClaim, StoredKey, Suspension};
 use postgres::PgStore;
 use sqlite::SqliteStore;
 
+/// Migration 10 (SQLite) and 11 (PostgreSQL), one text (plain types both read): each account's owner policy, as
+/// `planner::Policy::as_text` writes it (`normal`, `burn_first`, `preserve:N`), and whether a client key is
+/// opportunistic (served only from quota that would otherwise expire). Rows that exist keep the behaviour they
+/// had: `normal`, not opportunistic.
+pub(crate) const POLICIES: &str = "
+ALTER TABLE accounts ADD COLUMN policy TEXT NOT NULL DEFAULT 'normal';
+ALTER TABLE client_keys ADD COLUMN opportunistic BOOLEAN NOT NULL DEFAULT FALSE;
+";
+
 /// The store: the SQLite file, and the backend that holds the accounts, tokens and client keys.
 pub struct Store {
     /// The instance's own file, always open (its ledger when there is no team store).

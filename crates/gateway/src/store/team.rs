@@ -13,6 +13,17 @@ use super::{Backend, Store, Tokens};
 
 pub use super::postgres::affinity::{AffinityRow, PULL, PullCursor, RESHARE_SECS};
 
+/// What the team store knows of a conversation this instance has not seen ([`Store::ask_affinity`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AskedAffinity {
+    /// Nobody else to ask: the store is this instance's own file.
+    Alone,
+    /// An instance shared the conversation: its row.
+    Known(AffinityRow),
+    /// No instance shared it: a new conversation.
+    Unknown,
+}
+
 /// One cooldown as the team shares it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SharedCooldown {
@@ -157,6 +168,16 @@ impl Store {
         }
     }
 
+    /// Which account the team holds conversation `key` on, asked within `within` (a lookup on a team store; on
+    /// the SQLite file `Alone` at once, with no I/O). An error: the database did not answer in time, or is known
+    /// to be unreachable.
+    pub async fn ask_affinity(&self, key: &str, within: Duration) -> anyhow::Result<AskedAffinity> {
+        match &self.backend {
+            Backend::Sqlite => Ok(AskedAffinity::Alone),
+            Backend::Postgres(pg) => pg.ask_affinity(key, within).await,
+        }
+    }
+
     /// The conversations the other instances shared since the last pull.
     pub async fn pull_affinity(&self, cursor: &mut PullCursor, limit: usize) -> anyhow::Result<Vec<AffinityRow>> {
         match &self.backend {
@@ -221,5 +242,25 @@ impl Store {
             Backend::Sqlite => Followers::Alone,
             Backend::Postgres(pg) => Followers::Team(vec![pg.follow(on_change)]),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::AskedAffinity;
+    use crate::store::Store;
+
+    /// A local store has nobody to ask about a conversation: it says so at once, within no time at all (no I/O,
+    /// no wait), and the lease decides alone.
+    #[tokio::test]
+    async fn a_local_store_answers_alone_about_a_conversation_without_waiting() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-ask-{}", uuid::Uuid::new_v4().simple()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let asked = tokio::time::timeout(Duration::ZERO, store.ask_affinity("conversation", Duration::ZERO)).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(asked.ok().transpose()?, Some(AskedAffinity::Alone));
+        Ok(())
     }
 }

@@ -1,4 +1,5 @@
-//! The usage ledger as both backends store it: its tables (migration 3, report indexes in 5), what it stores of a
+//! The usage ledger as both backends store it: its tables (migration 3, report indexes in 5, cache writes and
+//! budget units in SQLite's 11 and PostgreSQL's 12), what it stores of a
 //! request ([`LedgerEntry`], which `usage/` makes from the request's record), the rollups a batch adds to (summed
 //! in memory the same way for both), and the ranges and filters queries read the rows by. The writes are
 //! `sqlite/usage.rs`' and `postgres/usage.rs`'; the queries `usage::query`'s.
@@ -125,6 +126,27 @@ ALTER TABLE usage_requests ADD COLUMN refusal TEXT;
 ALTER TABLE usage_requests ADD COLUMN held TEXT;
 "#;
 
+/// Migration 11 of the SQLite ledger, 12 of PostgreSQL's (issue 72): usage as the 0.171 backend reports it. The
+/// input tokens a request wrote to the prompt cache (`input_tokens_details.cache_write_tokens`, part of the input
+/// like the cached ones), and what it cost in the backend's budget units (`codex_rollout_budget_units`: opaque,
+/// fractional; NULL on a request the backend gave none for), on each request row and summed in the rollups.
+/// The reports' covering indexes (migration 5) are made again with the new columns, so the reports still read
+/// the rollups from their indexes alone. `DOUBLE PRECISION` is a REAL in SQLite and a float8 in PostgreSQL.
+pub const CACHE_WRITES_AND_BUDGET: &str = r#"
+ALTER TABLE usage_requests ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE usage_requests ADD COLUMN budget_units DOUBLE PRECISION;
+ALTER TABLE usage_hourly ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE usage_hourly ADD COLUMN budget_units DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE usage_daily ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE usage_daily ADD COLUMN budget_units DOUBLE PRECISION NOT NULL DEFAULT 0;
+DROP INDEX IF EXISTS usage_hourly_report;
+DROP INDEX IF EXISTS usage_daily_report;
+CREATE INDEX usage_hourly_report ON usage_hourly (hour, account, model, client_key, api, requests, errors,
+    input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, budget_units, duration_ms);
+CREATE INDEX usage_daily_report ON usage_daily (day, account, model, client_key, api, requests, errors,
+    input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, budget_units, duration_ms);
+"#;
+
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
@@ -237,8 +259,12 @@ pub struct LedgerEntry<'a> {
     pub duration_ms: i64,
     pub input_tokens: u64,
     pub cached_tokens: u64,
+    /// Input tokens written to the prompt cache (part of `input_tokens`).
+    pub cache_write_tokens: u64,
     pub output_tokens: u64,
     pub reasoning_tokens: u64,
+    /// The backend's budget units for the request, when it gave them.
+    pub budget_units: Option<f64>,
     pub client_disconnected: bool,
     /// The account the conversation moved from, when this request moved it.
     pub moved_from: Option<&'a str>,
@@ -271,8 +297,10 @@ pub(crate) struct Sums {
     pub(crate) errors: i64,
     pub(crate) input: i64,
     pub(crate) cached: i64,
+    pub(crate) cache_write: i64,
     pub(crate) output: i64,
     pub(crate) reasoning: i64,
+    pub(crate) budget: f64,
     pub(crate) duration_ms: i64,
 }
 
@@ -282,8 +310,10 @@ impl Sums {
         self.errors += o.errors;
         self.input += o.input;
         self.cached += o.cached;
+        self.cache_write += o.cache_write;
         self.output += o.output;
         self.reasoning += o.reasoning;
+        self.budget += o.budget;
         self.duration_ms += o.duration_ms;
     }
 }
@@ -311,7 +341,9 @@ pub(crate) fn rollups<'a>(entries: &[LedgerEntry<'a>]) -> [RollupRows<'a>; 2] {
         s.errors += i64::from(r.is_error());
         s.input += tokens(r.input_tokens);
         s.cached += tokens(r.cached_tokens);
+        s.cache_write += tokens(r.cache_write_tokens);
         s.output += tokens(r.output_tokens);
+        s.budget += r.budget_units.unwrap_or(0.0);
         s.reasoning += tokens(r.reasoning_tokens);
         s.duration_ms += r.duration_ms;
     }

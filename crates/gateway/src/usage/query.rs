@@ -65,8 +65,12 @@ pub struct Totals {
     pub errors: u64,
     pub input_tokens: u64,
     pub cached_tokens: u64,
+    /// Input tokens written to the prompt cache (part of `input_tokens`).
+    pub cache_write_tokens: u64,
     pub output_tokens: u64,
     pub reasoning_tokens: u64,
+    /// The backend's budget units (`codex_rollout_budget_units`), summed over the requests that reported them.
+    pub budget_units: f64,
     /// Sum of the requests' durations.
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,8 +93,10 @@ impl Totals {
         self.errors += o.errors;
         self.input_tokens += o.input_tokens;
         self.cached_tokens += o.cached_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
         self.output_tokens += o.output_tokens;
         self.reasoning_tokens += o.reasoning_tokens;
+        self.budget_units += o.budget_units;
         self.duration_ms += o.duration_ms;
         self.cost.merge(o.cost);
     }
@@ -149,7 +155,7 @@ pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Re
     let (table, time) = q.bucket.table();
     let sql = format!(
         "SELECT {time}, {group}, model, requests, errors, input_tokens, cached_tokens, output_tokens, reasoning_tokens,
-                duration_ms
+                duration_ms, cache_write_tokens, budget_units
          FROM {table} WHERE {time} >= ?1 AND {time} < ?2"
     );
     let from = q.from.div_euclid(q.bucket.ms()) * q.bucket.ms();
@@ -167,6 +173,8 @@ pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Re
             output_tokens: count(r.get(7)?),
             reasoning_tokens: count(r.get(8)?),
             duration_ms: count(r.get(9)?),
+            cache_write_tokens: count(r.get(10)?),
+            budget_units: r.get(11)?,
             ..Totals::default()
         };
         let tokens = Tokens { input: t.input_tokens, cached: t.cached_tokens, output: t.output_tokens };
@@ -244,6 +252,8 @@ pub fn usage_csv(report: &UsageReport) -> Result<String, csv::Error> {
         "reasoning_tokens",
         "duration_ms",
         "cost_usd",
+        "cache_write_tokens",
+        "budget_units",
     ])?;
     for s in &report.series {
         for p in &s.points {
@@ -259,6 +269,8 @@ pub fn usage_csv(report: &UsageReport) -> Result<String, csv::Error> {
                 t.reasoning_tokens.to_string(),
                 t.duration_ms.to_string(),
                 t.cost_usd.map(|c| format!("{c:.6}")).unwrap_or_default(),
+                t.cache_write_tokens.to_string(),
+                t.budget_units.to_string(),
             ])?;
         }
     }
@@ -295,8 +307,12 @@ pub struct RequestRow {
     pub duration_ms: i64,
     pub input_tokens: u64,
     pub cached_tokens: u64,
+    /// Input tokens written to the prompt cache (part of `input_tokens`).
+    pub cache_write_tokens: u64,
     pub output_tokens: u64,
     pub reasoning_tokens: u64,
+    /// The backend's budget units for the request (`codex_rollout_budget_units`), when it gave them.
+    pub budget_units: Option<f64>,
     pub client_disconnected: bool,
     /// The account the conversation moved from, when this request moved it to `account`.
     pub moved_from: Option<String>,
@@ -350,7 +366,8 @@ fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow
     let mut sql = String::from(
         "SELECT id, request_id, started_at, api, route, client_key, model_requested, model, effort, stream, account,
                 accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms, input_tokens,
-                cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held
+                cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held,
+                cache_write_tokens, budget_units
          FROM usage_requests WHERE 1 = 1",
     );
     let mut args: Vec<Sql> = Vec::new();
@@ -418,6 +435,8 @@ fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow
             moved_from: r.get(24)?,
             refusal: r.get(25)?,
             held: r.get(26)?,
+            cache_write_tokens: count(r.get(27)?),
+            budget_units: r.get(28)?,
             cost_usd: None,
         })
     })?;
@@ -456,6 +475,8 @@ pub fn requests_csv(page: &RequestsPage) -> Result<String, csv::Error> {
         "refusal",
         "held",
         "cost_usd",
+        "cache_write_tokens",
+        "budget_units",
     ])?;
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     for r in &page.requests {
@@ -488,6 +509,8 @@ pub fn requests_csv(page: &RequestsPage) -> Result<String, csv::Error> {
             opt(&r.refusal),
             opt(&r.held),
             r.cost_usd.map(|c| format!("{c:.6}")).unwrap_or_default(),
+            r.cache_write_tokens.to_string(),
+            r.budget_units.map(|b| b.to_string()).unwrap_or_default(),
         ])?;
     }
     into_string(w)

@@ -282,6 +282,46 @@ fn rollups_queries_budgets_and_pruning() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The 0.171 usage in the ledger (SQLite migration 11): cache writes and budget units on each request row, summed in the
+/// rollups, in the reports and both CSVs; a request the backend gave no budget units has none (not 0).
+#[test]
+fn cache_writes_and_budget_units_are_stored_and_summed() -> anyhow::Result<()> {
+    let (dir, store) = temp_store();
+    let day0 = 1_700_006_400_000u64;
+    let mut a = record("a", day0 + 10, Some("k1"), "gpt-6.2-sol", 200, (1000, 10));
+    a.usage = Usage { cached_tokens: 600, cache_write_tokens: 300, budget_units: Some(12.5), ..a.usage };
+    let mut b = record("b", day0 + 20, Some("k1"), "gpt-6.2-sol", 200, (500, 5));
+    b.usage = Usage { cache_write_tokens: 200, budget_units: Some(0.25), ..b.usage };
+    let c = record("c", day0 + 30, Some("k1"), "gpt-6.2-sol", 200, (7, 3));
+    let mut conn = open_connection(store.path())?;
+    let tx = conn.transaction()?;
+    insert_batch(&tx, &[a, b, c].iter().map(|r| LedgerEntry::from(&**r)).collect::<Vec<_>>())?;
+    tx.commit()?;
+
+    let prices = Prices::default();
+    let page = query::requests(&conn, &RequestsQuery { limit: 10, ..Default::default() }, &prices)?;
+    let rows: Vec<(&str, u64, Option<f64>)> =
+        page.requests.iter().map(|r| (r.request_id.as_str(), r.cache_write_tokens, r.budget_units)).collect();
+    assert_eq!(rows, [("c", 0, None), ("b", 200, Some(0.25)), ("a", 300, Some(12.5))]);
+    let csv = query::requests_csv(&page)?;
+    let header: Vec<&str> = csv.lines().next().unwrap_or_default().split(',').collect();
+    assert_eq!(header[header.len() - 2..], ["cache_write_tokens", "budget_units"], "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with(&format!("{},a,", page.requests[2].id)) && l.ends_with(",300,12.5")));
+
+    for bucket in [Bucket::Hour, Bucket::Day] {
+        let q = UsageQuery { from: day0 as i64, to: (day0 + 86_400_000) as i64, bucket, group_by: None };
+        let report = query::usage(&conn, &q, &prices)?;
+        let t = &report.totals;
+        assert_eq!((t.requests, t.cached_tokens, t.cache_write_tokens, t.budget_units), (3, 600, 500, 12.75));
+        let csv = query::usage_csv(&report)?;
+        assert!(csv.lines().nth(1).is_some_and(|l| l.ends_with(",500,12.75")), "{csv}");
+    }
+    drop(conn);
+    drop(store);
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
+
 #[test]
 fn bad_admin_parameters_name_themselves() {
     let now = 1_800_000_000_000;
@@ -355,7 +395,8 @@ fn usage_reports_scan_the_covering_index() -> anyhow::Result<()> {
         let plan: String = conn.query_row(
             &format!(
                 "EXPLAIN QUERY PLAN SELECT {time}, client_key, model, requests, errors, input_tokens, cached_tokens,
-                 output_tokens, reasoning_tokens, duration_ms FROM {table} WHERE {time} >= 1 AND {time} < 2"
+                 output_tokens, reasoning_tokens, duration_ms, cache_write_tokens, budget_units
+                 FROM {table} WHERE {time} >= 1 AND {time} < 2"
             ),
             [],
             |r| r.get(3),

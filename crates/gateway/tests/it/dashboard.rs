@@ -540,3 +540,80 @@ async fn overview_has_no_store_banner_without_a_team_store() {
     let v: Value = r.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default();
     assert_eq!(v["store"], Value::Null);
 }
+
+/// The Accounts page sets an account's policy (with the CSRF token, as every action), refuses a bad floor naming
+/// the accepted forms, and shows the policy; the Keys page creates an opportunistic key and turns it off again.
+#[tokio::test]
+async fn dashboard_sets_an_accounts_policy_and_an_opportunistic_key() {
+    let env = keyed(Setup { store_accounts: true, linked: false, ..Setup::default() }).await;
+    let list: Value = env
+        .http
+        .get(env.url("/admin/accounts"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    let id = list[0]["id"].as_str().unwrap_or_else(|| panic!("no account: {list}")).to_string();
+    let (cookie, csrf) = session(&env).await;
+    let act = |body: Value, token: Option<&str>| {
+        let mut req = client()
+            .post(env.url(&format!("/dashboard/api/accounts/{id}/policy")))
+            .header("cookie", &cookie)
+            .json(&body);
+        if let Some(t) = token {
+            req = req.header("x-csrf-token", t);
+        }
+        async move {
+            let r = req.send().await.unwrap_or_else(|e| panic!("{e}"));
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    // Every field of the card goes with each action, as the page sends them.
+    let form = |policy: &str, floor: &str| json!({"label": "", "proxy": "", "policy": policy, "floor": floor});
+    assert_eq!(act(form("burn_first", ""), None).await.0, 403, "no CSRF token: refused");
+    let (status, v) = act(form("preserve", "45"), Some(&csrf)).await;
+    assert_eq!((status, &v["account"]["stewardship"]["policy"]), (200, &json!("preserve:45")), "{v}");
+    let (status, v) = act(form("preserve", "0"), Some(&csrf)).await;
+    let message = v["error"].as_str().unwrap_or_default();
+    assert!(status == 400 && message.contains("burn_first") && message.contains("preserve:PERCENT"), "{v}");
+    let page = client()
+        .get(env.url("/dashboard/accounts"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let html = page.text().await.unwrap_or_default();
+    assert!(html.contains("<dd>preserve 45%</dd>"), "{html}");
+    assert!(html.contains("<option value=\"preserve\" selected>") && html.contains("value=\"45\""), "{html}");
+    let (status, v) = act(form("normal", "45"), Some(&csrf)).await;
+    assert_eq!((status, &v["account"]["stewardship"]["policy"]), (200, &json!("normal")), "{v}");
+    // An opportunistic key from the Keys page's form, then turned off by the edit form.
+    let key_form = |opportunistic: bool| {
+        json!({"name": "night", "models": "", "rpm": null, "concurrency": null, "daily_tokens": null,
+               "monthly_tokens": null, "expires": "", "opportunistic": opportunistic})
+    };
+    let send = |path: String, body: Value| {
+        let req =
+            client().post(env.url(&path)).header("cookie", &cookie).header("x-csrf-token", &csrf).json(&body).send();
+        async move {
+            let r = req.await.unwrap_or_else(|e| panic!("{e}"));
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let (status, v) = send("/dashboard/api/keys".into(), key_form(true)).await;
+    assert_eq!((status, &v["opportunistic"]), (201, &json!(true)), "{v}");
+    let key = v["id"].as_str().unwrap_or_default().to_string();
+    let page = client()
+        .get(env.url("/dashboard/keys"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let html = page.text().await.unwrap_or_default();
+    assert!(html.contains("only what would expire") && html.contains("type=\"checkbox\" checked"), "{html}");
+    let (status, v) = send(format!("/dashboard/api/keys/{key}"), key_form(false)).await;
+    assert_eq!((status, &v["opportunistic"]), (200, &json!(false)), "{v}");
+}

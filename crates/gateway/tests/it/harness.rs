@@ -23,6 +23,11 @@ pub struct Setup {
     pub config_toml: Option<String>,
     /// Plans of the accounts, in order (default: all "plus").
     pub plans: Vec<&'static str>,
+    /// The catalog every account lists instead of its plan's (slugs the fake knows, or new ones).
+    pub models: Option<Vec<&'static str>>,
+    /// Access-token lifetimes of the accounts in seconds, in order (default: the fake's `access_token_ttl_secs`);
+    /// 0 gives an account whose access token has already expired.
+    pub token_ttls: Vec<u64>,
     /// Record sinks besides the access log (`records::Collect` gathers the records of a test).
     pub record_sinks: Vec<std::sync::Arc<dyn codex_gateway::record::RecordSink>>,
 }
@@ -40,6 +45,8 @@ impl Default for Setup {
             ollama: false,
             config_toml: None,
             plans: Vec::new(),
+            models: None,
+            token_ttls: Vec::new(),
             record_sinks: Vec::new(),
         }
     }
@@ -109,7 +116,9 @@ pub async fn start(setup: Setup) -> TestEnv {
     let accounts: Vec<AccountCreds> = (0..setup.accounts)
         .map(|i| {
             let plan = setup.plans.get(i).copied().unwrap_or("plus").to_string();
-            fake.add_account(AccountSpec { plan, ..AccountSpec::default() })
+            let models = setup.models.as_ref().map(|m| m.iter().map(|s| s.to_string()).collect());
+            let access_token_ttl_secs = setup.token_ttls.get(i).copied();
+            fake.add_account(AccountSpec { plan, models, access_token_ttl_secs, ..AccountSpec::default() })
         })
         .collect();
     if setup.linked

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{Setup, TestEnv, scenario, start};
 
-const ADMIN: &str = "admin-key";
+pub(crate) const ADMIN: &str = "admin-key";
 const SHARED: &str = "shared-key";
 
 async fn gateway() -> TestEnv {
@@ -22,7 +22,13 @@ async fn gateway() -> TestEnv {
     .await
 }
 
-async fn admin(env: &TestEnv, method: reqwest::Method, path: &str, body: Option<Value>, key: &str) -> (u16, Value) {
+pub(crate) async fn admin(
+    env: &TestEnv,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    key: &str,
+) -> (u16, Value) {
     let mut req = env.http.request(method, env.url(path)).bearer_auth(key);
     if let Some(b) = body {
         req = req.json(&b);
@@ -32,7 +38,7 @@ async fn admin(env: &TestEnv, method: reqwest::Method, path: &str, body: Option<
 }
 
 /// Create a key through `/admin/keys`; returns (id, secret).
-async fn create(env: &TestEnv, spec: Value) -> (String, String) {
+pub(crate) async fn create(env: &TestEnv, spec: Value) -> (String, String) {
     let (status, v) = admin(env, reqwest::Method::POST, "/admin/keys", Some(spec), ADMIN).await;
     assert_eq!(status, 201, "{v}");
     let s = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("{k} missing: {v}")).to_string();
@@ -40,7 +46,7 @@ async fn create(env: &TestEnv, spec: Value) -> (String, String) {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum D {
+pub(crate) enum D {
     Chat,
     Responses,
     Anthropic,
@@ -48,7 +54,7 @@ enum D {
     Ollama,
 }
 
-const ALL: [D; 5] = [D::Chat, D::Responses, D::Anthropic, D::Gemini, D::Ollama];
+pub(crate) const ALL: [D; 5] = [D::Chat, D::Responses, D::Anthropic, D::Gemini, D::Ollama];
 
 /// One model request in dialect `d` with `key` (sent the way that dialect's clients send it); `stream` asks for
 /// a streaming answer. Models all resolve to gpt-5.4 (catalog and alias defaults).
@@ -81,7 +87,7 @@ fn request(env: &TestEnv, d: D, key: &str, stream: bool) -> reqwest::RequestBuil
     }
 }
 
-async fn send(env: &TestEnv, d: D, key: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+pub(crate) async fn send(env: &TestEnv, d: D, key: &str) -> (u16, reqwest::header::HeaderMap, Value) {
     let resp = request(env, d, key, false).send().await.unwrap_or_else(|e| panic!("{d:?}: {e}"));
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
@@ -92,7 +98,7 @@ async fn send(env: &TestEnv, d: D, key: &str) -> (u16, reqwest::header::HeaderMa
 /// What a refusal must look like in `d`'s shape: its status, its error type (OpenAI, Anthropic) or status name
 /// (Gemini), its code (OpenAI; Gemini's ErrorInfo reason) and words of its message (every shape has a message;
 /// Ollama's body is only that).
-fn assert_refusal(d: D, status: u16, body: &Value, want: u16, code: &str, words: &[&str]) {
+pub(crate) fn assert_refusal(d: D, status: u16, body: &Value, want: u16, code: &str, words: &[&str]) {
     assert_eq!(status, want, "{d:?}: {body}");
     let (kind, status_name) = match want {
         401 => ("authentication_error", "UNAUTHENTICATED"),
@@ -131,7 +137,7 @@ fn assert_refusal(d: D, status: u16, body: &Value, want: u16, code: &str, words:
     }
 }
 
-fn retry_after(d: D, headers: &reqwest::header::HeaderMap) -> u64 {
+pub(crate) fn retry_after(d: D, headers: &reqwest::header::HeaderMap) -> u64 {
     let v = headers.get("retry-after").unwrap_or_else(|| panic!("{d:?}: no Retry-After"));
     v.to_str().ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{d:?}: Retry-After {v:?}"))
 }

@@ -217,3 +217,75 @@ async fn openai_routes_on_the_bridge_port_and_origin_rules() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(preflight.headers().get("access-control-allow-origin").is_none());
 }
+
+/// Where the recorded streams are (as the replay suite reads them): `CODEX_GATEWAY_REPLAY_DIR`, else
+/// `../shared/replay` beside the repository.
+fn recording(name: &str) -> Option<String> {
+    let dir = match std::env::var_os("CODEX_GATEWAY_REPLAY_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/replay"),
+    };
+    std::fs::read_to_string(dir.join("captures").join(name)).ok()
+}
+
+/// The generated images of a recorded stream: (base64, output format) of each `image_generation_call` done.
+fn recorded_images(sse: &str) -> Vec<(String, String)> {
+    sse.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(json)
+        .filter(|e| e["type"] == "response.output_item.done" && e["item"]["type"] == "image_generation_call")
+        .map(|e| {
+            (
+                e["item"]["result"].as_str().unwrap_or_default().into(),
+                e["item"]["output_format"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect()
+}
+
+/// issue 72: a real recorded stream in which the model generates an image, through the Ollama bridge. A chat
+/// message has no field both official clients read for it (ollama-python refuses base64 strings in
+/// `message.images` and loses the whole answer; ollama-js sends what it got there back as images), so the answer
+/// carries none and says in its text where the image was; `/api/generate` gives it in `image`, Ollama's own
+/// field. Streamed and whole.
+#[tokio::test]
+async fn generated_images_reach_ollama_clients_in_fields_they_read() {
+    let Some(sse) = recording("l-image-generation-stream.sse") else {
+        eprintln!("SKIPPED: no recordings (set CODEX_GATEWAY_REPLAY_DIR)");
+        return;
+    };
+    let images = recorded_images(&sse);
+    assert_eq!(images.len(), 1, "the recording's image");
+    let (b64, format) = images[0].clone();
+    let (env, base) = bridge().await;
+    let ask = |path: &'static str, stream: bool| {
+        let (env, base, sse) = (&env, base.clone(), sse.clone());
+        async move {
+            env.fake.enqueue(None, fake_codex::Scenario::Replay { sse });
+            let body = if path == "/api/chat" {
+                json!({"model": "gpt-5.4", "stream": stream, "messages": [{"role": "user", "content": "draw"}]})
+            } else {
+                json!({"model": "gpt-5.4", "stream": stream, "prompt": "draw"})
+            };
+            let (status, _, text) = post(env, format!("{base}{path}"), &body).await;
+            assert_eq!(status, 200, "{path}: {text}");
+            // Streamed: NDJSON lines; whole: one object.
+            if stream { lines(&text) } else { vec![json(&text)] }
+        }
+    };
+    for stream in [true, false] {
+        let chat = ask("/api/chat", stream).await;
+        assert!(chat.iter().all(|l| l["message"].get("images").is_none() && l.get("image").is_none()), "{chat:?}");
+        let text: String = chat.iter().filter_map(|l| l["message"]["content"].as_str()).collect();
+        let note = dialects::ollama::image_note(&format!("image/{format}"), b64.len());
+        assert_eq!(text.matches(&note).count(), 1, "stream {stream}: {text}");
+        assert!(text.contains("\"frog,\" written in green font"), "the model's own text stays: {text}");
+
+        let generate = ask("/api/generate", stream).await;
+        let given: Vec<&str> = generate.iter().filter_map(|l| l["image"].as_str()).collect();
+        assert_eq!(given, [b64.as_str()], "stream {stream}: one image, whole, in `image`");
+        let text: String = generate.iter().filter_map(|l| l["response"].as_str()).collect();
+        assert!(text.contains("frog") && !text.contains("[The model generated"), "{text}");
+        assert_eq!(generate.last().map(|l| l["done"].clone()), Some(json!(true)));
+    }
+}

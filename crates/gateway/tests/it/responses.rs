@@ -67,16 +67,19 @@ async fn reasoning_items_round_trip_byte_for_byte() {
     assert_eq!(status, 200, "{text}");
 }
 
+/// `previous_response_id` is served from the responses the gateway keeps (stored_responses.rs, in this suite);
+/// an item reference and a stored conversation are not.
 #[tokio::test]
 async fn stateful_features_are_refused_clearly() {
     let env = start(Setup::default()).await;
     let (status, _, text) =
-        env.post("/v1/responses", &json!({"model":"gpt-5.4","input":"x","previous_response_id":"resp_1"})).await;
-    assert_eq!(status, 400);
-    assert_eq!(json(&text)["error"]["param"], "previous_response_id");
-    let (status, _, _) =
         env.post("/v1/responses", &json!({"model":"gpt-5.4","input":[{"type":"item_reference","id":"msg_1"}]})).await;
     assert_eq!(status, 400);
+    assert_eq!(json(&text)["error"]["param"], "input[0]");
+    let (status, _, text) =
+        env.post("/v1/responses", &json!({"model":"gpt-5.4","input":"x","conversation":"conv_1"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(json(&text)["error"]["param"], "conversation");
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ fn chat(text: &str) -> Value {
 }
 
 /// Successful `/responses` answers per fake account id.
-fn served(env: &TestEnv) -> HashMap<String, usize> {
+pub(crate) fn served(env: &TestEnv) -> HashMap<String, usize> {
     let mut by = HashMap::new();
     for r in env.fake.requests_to("/responses").into_iter().filter(|r| r.status == 200) {
         *by.entry(r.account_id.unwrap_or_default()).or_insert(0) += 1;

@@ -431,3 +431,115 @@ async fn malformed_delta_ends_the_stream_with_an_error() {
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("\"unterminated\n") && text.contains("event: response.completed"), "{text}");
 }
+
+/// Who started the refresh attempt that hangs when a request arrives (issue 71).
+#[derive(Debug, Clone, Copy)]
+enum Starter {
+    /// The request itself: nothing is in flight when it arrives (before the upkeep's first round).
+    Itself,
+    /// The upkeep's `refresh_ahead` (every 0.2 s: its next attempt follows the one that hangs).
+    Upkeep,
+    /// Another request (through the catalog it fetches on its way).
+    Request,
+    /// An admin's forced refresh.
+    Admin,
+}
+
+/// Accounts whose access token expired (the first; with two, the second's is fresh and it comes second in the
+/// routing order), a token endpoint that hangs, and an attempt `starter` began in flight when a request arrives,
+/// a quarter of the bound into it (none for [`Starter::Itself`]): (status, body, time to the answer), and the
+/// gateway.
+async fn request_while_a_refresh_hangs(
+    accounts: usize,
+    starter: Starter,
+    limit: Duration,
+) -> (u16, String, Duration, TestEnv) {
+    let config = format!(
+        "token_refresh_timeout_secs = {}\nupkeep_interval_secs = 0.2\n[routing]\nplan_priority = [\"pro\", \"plus\"]",
+        limit.as_secs_f64()
+    );
+    let setup = Setup {
+        accounts,
+        linked: false,
+        store_accounts: true,
+        plans: vec!["pro", "plus"],
+        token_ttls: vec![0, 3600],
+        config_toml: Some(config),
+        ..Setup::default()
+    };
+    let env = start(setup).await;
+    env.fake.set_token_endpoint(EndpointMode::Hang);
+    // Serving first: the times measured are the request's, not the gateway's start on a loaded machine.
+    let health = env.http.get(env.url("/health")).send().await.map(|r| r.status().as_u16());
+    assert_eq!(health.ok(), Some(200), "the gateway does not answer");
+    match starter {
+        Starter::Itself => {
+            let (status, text, _, took) = timed_post(&env, "/v1/chat/completions", &chat(false), limit * 20).await;
+            return (status, text, took, env);
+        }
+        Starter::Upkeep => {}
+        Starter::Request => {
+            let call = client(limit * 20).post(env.url("/v1/chat/completions")).json(&chat(false)).send();
+            tokio::spawn(call);
+        }
+        Starter::Admin => {
+            let listed = env.get_json("/admin/accounts").await;
+            let expired =
+                listed.as_array().into_iter().flatten().find(|a| a["email"] == env.accounts[0].email.as_str());
+            let id = expired.and_then(|a| a["id"].as_str()).unwrap_or_default().to_string();
+            tokio::spawn(client(limit * 20).post(env.url(&format!("/admin/accounts/{id}/refresh"))).send());
+        }
+    }
+    let waited = Instant::now();
+    while env.fake.token_arrivals() == 0 {
+        assert!(waited.elapsed() < Duration::from_secs(5), "{starter:?} never refreshed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(limit / 4).await;
+    let (status, text, _, took) = timed_post(&env, "/v1/chat/completions", &chat(false), limit * 20).await;
+    (status, text, took, env)
+}
+
+/// One account whose access token expired, its token endpoint hanging, an attempt in flight when the request
+/// arrives (the upkeep's, with its next one right behind; another request's; an admin's): the request waits for
+/// that one bounded attempt and gets the documented 504 `token_refresh_timeout`, not a wait through the attempts
+/// after it (2.75 s with a 1 s bound before issue 71: the attempt in flight, the upkeep's next, its own). With
+/// nothing in flight, the request's own attempt is its one.
+#[tokio::test]
+async fn a_request_waits_for_one_refresh_attempt_whoever_started_it() {
+    const LIMIT: Duration = Duration::from_secs(1);
+    for starter in [Starter::Itself, Starter::Upkeep, Starter::Request, Starter::Admin] {
+        let (status, text, took, _env) = request_while_a_refresh_hangs(1, starter, LIMIT).await;
+        eprintln!("one account, attempt started by {starter:?}: {status} after {took:?}");
+        assert_eq!(status, 504, "{starter:?}: {text}");
+        assert_eq!(json(&text)["error"]["code"], "token_refresh_timeout", "{starter:?}: {text}");
+        assert!(
+            took < LIMIT + Duration::from_millis(400),
+            "{starter:?}: waited {took:?} for a refresh bounded by {LIMIT:?}"
+        );
+    }
+}
+
+/// As above with a second account whose token is fresh, after the first in the routing order: the request
+/// waits for the first account's attempt in flight at most, then the second account serves it.
+#[tokio::test]
+async fn a_request_moves_to_another_account_after_one_refresh_attempt() {
+    const LIMIT: Duration = Duration::from_secs(1);
+    for starter in [Starter::Itself, Starter::Upkeep, Starter::Request, Starter::Admin] {
+        let (status, text, took, env) = request_while_a_refresh_hangs(2, starter, LIMIT).await;
+        eprintln!("two accounts, attempt started by {starter:?}: {status} after {took:?}");
+        assert_eq!(status, 200, "{starter:?}: {text}");
+        assert!(
+            took < LIMIT + Duration::from_millis(400),
+            "{starter:?}: waited {took:?} for a refresh bounded by {LIMIT:?}"
+        );
+        let through = |account: &str| {
+            let sent = |r: &&fake_codex::RecordedRequest| {
+                r.headers.iter().any(|(k, v)| k == "chatgpt-account-id" && v == account)
+            };
+            env.fake.requests_to("/responses").iter().filter(sent).count()
+        };
+        assert_eq!(through(&env.accounts[0].account_id), 0, "{starter:?}: a request went out with an expired token");
+        assert!(through(&env.accounts[1].account_id) >= 1, "{starter:?}: the second account served nothing");
+    }
+}

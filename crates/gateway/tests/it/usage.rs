@@ -376,3 +376,170 @@ async fn admin_usage_and_requests_filter_paginate_export_and_refuse_bad_paramete
         assert!(body["error"]["message"].as_str().unwrap_or_default().contains(param), "{path}: {body}");
     }
 }
+
+/// Usage as a client of one dialect shows it, in Responses terms where the dialect has the field: the whole
+/// input, the cached part, the part written to the cache, and the budget units (Responses only).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Cache {
+    input: u64,
+    cached: Option<u64>,
+    written: Option<u64>,
+    budget: Option<f64>,
+}
+
+/// The usage object of an answer in `dialect` (`stream`ed or whole), read as its clients read it.
+fn cache_usage(dialect: &str, stream: bool, text: &str) -> Cache {
+    let data = || sse_data(text).iter().filter(|d| *d != "[DONE]").map(|d| json(d)).collect::<Vec<Value>>();
+    match (dialect, stream) {
+        ("chat", _) => {
+            let u = if stream {
+                data().into_iter().rfind(|c| !c["usage"].is_null()).unwrap_or_default()["usage"].clone()
+            } else {
+                json(text)["usage"].clone()
+            };
+            let d = &u["prompt_tokens_details"];
+            Cache {
+                input: n(&u["prompt_tokens"]),
+                cached: d["cached_tokens"].as_u64(),
+                written: d["cache_write_tokens"].as_u64(),
+                budget: None,
+            }
+        }
+        ("responses", _) => {
+            let u = if stream {
+                data().into_iter().find(|e| e["type"] == "response.completed").unwrap_or_default()["response"]["usage"]
+                    .clone()
+            } else {
+                json(text)["usage"].clone()
+            };
+            let d = &u["input_tokens_details"];
+            Cache {
+                input: n(&u["input_tokens"]),
+                cached: d["cached_tokens"].as_u64(),
+                written: d["cache_write_tokens"].as_u64(),
+                budget: u["codex_rollout_budget_units"].as_f64(),
+            }
+        }
+        ("anthropic", _) => {
+            let u = if stream {
+                data().into_iter().rfind(|e| e["type"] == "message_delta").unwrap_or_default()["usage"].clone()
+            } else {
+                json(text)["usage"].clone()
+            };
+            let (read, created) = (n(&u["cache_read_input_tokens"]), n(&u["cache_creation_input_tokens"]));
+            Cache {
+                input: n(&u["input_tokens"]) + read + created,
+                cached: Some(read),
+                written: Some(created),
+                budget: None,
+            }
+        }
+        ("gemini", _) => {
+            let u = if stream {
+                data().into_iter().rfind(|c| !c["usageMetadata"].is_null()).unwrap_or_default()["usageMetadata"].clone()
+            } else {
+                json(text)["usageMetadata"].clone()
+            };
+            Cache {
+                input: n(&u["promptTokenCount"]),
+                cached: Some(n(&u["cachedContentTokenCount"])),
+                ..Cache::default()
+            }
+        }
+        _ => {
+            let end = text.lines().map(json).rfind(|l| l["done"] == true).unwrap_or_default();
+            Cache { input: n(&end["prompt_eval_count"]), ..Cache::default() }
+        }
+    }
+}
+
+/// issue 72: the 0.171 usage (cache writes beside the cached tokens, and the response's budget units) reaches every
+/// dialect where it has a field, streamed and whole, and the ledger. A GPT-6.2 model reports cache writes (the
+/// fake writes what a turn did not read from the cache); each conversation's second turn reads its first from
+/// the cache and writes the rest, so both numbers are shown at once. What each client saw equals its ledger row.
+#[tokio::test]
+async fn cache_writes_and_budget_units_reach_every_dialect_and_the_ledger() {
+    let env = start(Setup { plans: vec!["pro"], ollama: true, ..Setup::default() }).await;
+    let bridge = env.ollama.clone().unwrap_or_default();
+    let mut seen: Vec<(String, Cache)> = Vec::new();
+    for dialect in ["chat", "responses", "anthropic", "gemini", "ollama"] {
+        for stream in [false, true] {
+            for turn in 0..2 {
+                let first = format!("{dialect} {stream}: tell me about prompt caches");
+                let later = [
+                    json!({"role": "assistant", "content": "They keep a prefix."}),
+                    json!({"role": "user", "content": "more"}),
+                ];
+                let mut messages = vec![json!({"role": "user", "content": first})];
+                if turn == 1 {
+                    messages.extend(later.iter().cloned());
+                }
+                let (url, body) = match dialect {
+                    "chat" => {
+                        let mut body = json!({"model": "gpt-6.2-sol", "messages": messages, "stream": stream});
+                        if stream {
+                            body["stream_options"] = json!({"include_usage": true});
+                        }
+                        (env.url("/v1/chat/completions"), body)
+                    }
+                    "responses" => {
+                        (env.url("/v1/responses"), json!({"model": "gpt-6.2-sol", "input": messages, "stream": stream}))
+                    }
+                    "anthropic" => (
+                        env.url("/v1/messages"),
+                        json!({"model": "gpt-6.2-sol", "max_tokens": 1000, "messages": messages, "stream": stream}),
+                    ),
+                    "gemini" => {
+                        let contents: Vec<Value> = messages
+                            .iter()
+                            .map(|m| {
+                                let role = if m["role"] == "assistant" { "model" } else { "user" };
+                                json!({"role": role, "parts": [{"text": m["content"]}]})
+                            })
+                            .collect();
+                        let method = if stream { "streamGenerateContent?alt=sse" } else { "generateContent" };
+                        (env.url(&format!("/v1beta/models/gpt-6.2-sol:{method}")), json!({"contents": contents}))
+                    }
+                    _ => (
+                        format!("{bridge}/api/chat"),
+                        json!({"model": "gpt-6.2-sol", "messages": messages, "stream": stream}),
+                    ),
+                };
+                let id = format!("{dialect}-{stream}-{turn}");
+                let resp = env.http.post(&url).header("x-request-id", &id).json(&body).send().await;
+                let resp = resp.unwrap_or_else(|e| panic!("{id}: {e}"));
+                assert_eq!(resp.status().as_u16(), 200, "{id}");
+                let text = resp.text().await.unwrap_or_default();
+                seen.push((id, cache_usage(dialect, stream, &text)));
+            }
+        }
+    }
+    let rows = by_id(&rows(&env, seen.len()).await);
+    for (id, shown) in &seen {
+        let r = &rows[id];
+        let (input, cached, written) = (n(&r["input_tokens"]), n(&r["cached_tokens"]), n(&r["cache_write_tokens"]));
+        let budget = r["budget_units"].as_f64();
+        assert!(budget.is_some_and(|b| b > 0.0), "{id}: the backend's budget units are kept: {r}");
+        assert_eq!(shown.input, input, "{id}: {r}");
+        if let Some(c) = shown.cached {
+            assert_eq!(c, cached, "{id}: {r}");
+        }
+        if let Some(w) = shown.written {
+            assert_eq!(w, written, "{id}: {r}");
+        }
+        if let Some(b) = shown.budget {
+            assert_eq!(Some(b), budget, "{id}: the passthrough leaves the budget units as they came");
+        }
+        if id.ends_with("-0") {
+            assert_eq!((cached, written), (0, input), "{id}: a first turn writes its whole input: {r}");
+        } else {
+            assert!(cached > 0 && written > 0 && cached + written == input, "{id}: read and written: {r}");
+        }
+    }
+    // The rollups sum them too.
+    let usage = env.get_json("/admin/usage?from=1h").await;
+    let t = &usage["totals"];
+    let written: u64 = seen.iter().map(|(id, _)| n(&rows[id]["cache_write_tokens"])).sum();
+    assert_eq!(n(&t["cache_write_tokens"]), written, "{usage}");
+    assert!(t["budget_units"].as_f64() > Some(0.0), "{usage}");
+}

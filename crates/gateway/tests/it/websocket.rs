@@ -450,3 +450,99 @@ async fn a_warm_up_opens_the_upstream_websocket_and_is_answered_here_over_http()
         }
     }
 }
+
+/// The end of the closing handshake as the client sees it: the server's Close frame (its code), then the end of
+/// the stream. `Err` when the connection ended without one (what clients report as 1006).
+async fn close_reply(ws: &mut Socket) -> Result<u16, String> {
+    let reply = loop {
+        match tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
+            Err(_) => return Err("no close reply within 3 s".into()),
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            // Frames of a turn still on their way before the reply.
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(e))) => return Err(format!("{e}")),
+            Ok(None) => return Err("the stream ended without a close frame".into()),
+        }
+    };
+    let code = reply.map(|f| u16::from(f.code)).ok_or("a close frame without a code")?;
+    match tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
+        Ok(None | Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed))) => Ok(code),
+        other => Err(format!("after the close reply: {other:?}")),
+    }
+}
+
+/// RFC 6455 5.5.1: a Close frame is answered with a Close frame before the connection is dropped. The gateway used
+/// to drop it at once, and node's and Python's clients reported 1006 after their own normal 1000.
+#[tokio::test]
+async fn a_clients_close_is_answered_with_a_close_frame_echoing_its_code_idle_or_mid_turn() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let env = start(Setup::default()).await;
+    let mut ws = connect(&env, None, "ws-close").await.unwrap_or_else(|e| panic!("{e}"));
+    send(&mut ws, create(json!([{"role": "user", "content": "hello"}]))).await;
+    let frames = turn(&mut ws).await;
+    assert_eq!(frames.last().map(|f| f["type"].clone()), Some(json!("response.completed")), "{frames:?}");
+    ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "done".into() }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(close_reply(&mut ws).await, Ok(1000));
+
+    // Mid-turn: the turn ends (the client left), and the close is still answered, with the client's own code.
+    let mut busy = connect(&env, None, "ws-close-busy").await.unwrap_or_else(|e| panic!("{e}"));
+    env.fake.enqueue(None, scenario(json!({"kind": "slow", "text": "tick ".repeat(60), "deltas": 60, "delay_ms": 50})));
+    send(&mut busy, create(json!([{"role": "user", "content": "slowly"}]))).await;
+    loop {
+        if next(&mut busy).await["type"] == "response.output_text.delta" {
+            break;
+        }
+    }
+    busy.close(Some(CloseFrame { code: CloseCode::Away, reason: "".into() })).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(close_reply(&mut busy).await, Ok(1001));
+}
+
+/// A socket's turn that did not say `store: false` is kept among the gateway's responses: an HTTP request can
+/// chain on it (and one that said `store: false`, as the official client does, stays the socket's own).
+#[tokio::test]
+async fn a_kept_websocket_turn_can_be_chained_over_http() {
+    let env = start(Setup::default()).await;
+    let mut ws = connect(&env, None, "ws-kept").await.unwrap_or_else(|e| panic!("{e}"));
+    let mut kept = create(json!([{"role": "user", "content": "remember me"}]));
+    kept["store"] = json!(true);
+    send(&mut ws, kept).await;
+    let done = turn(&mut ws).await.pop().unwrap_or_default();
+    let kept_id = done["response"]["id"].clone();
+    send(&mut ws, create(json!([{"role": "user", "content": "only mine"}]))).await;
+    let done = turn(&mut ws).await.pop().unwrap_or_default();
+    let own_id = done["response"]["id"].clone();
+
+    let chained = json!({"model": "gpt-5.4", "input": "next", "previous_response_id": kept_id});
+    let (status, _, text) = env.post("/v1/responses", &chained).await;
+    assert_eq!(status, 200, "{text}");
+    let last = env.upstream_bodies().pop().unwrap_or_default();
+    // As the socket's client sent it, made what the backend takes (`type: message`) like any HTTP input.
+    assert_eq!((&last["input"][0]["type"], &last["input"][0]["content"]), (&json!("message"), &json!("remember me")));
+    assert_eq!(last["input"][1]["role"], "assistant", "{last}");
+    let (status, _, text) =
+        env.post("/v1/responses", &json!({"model": "gpt-5.4", "input": "x", "previous_response_id": own_id})).await;
+    assert_eq!((status, json(&text)["error"]["code"].clone()), (400, json!("previous_response_not_found")));
+}
+
+/// A warm-up that did not say `store: false` is kept among the gateway's responses like a turn: an HTTP request
+/// can chain on its (empty) response, which brings the warm-up's input.
+#[tokio::test]
+async fn a_kept_warm_up_can_be_chained_over_http() {
+    let env = start(Setup::default()).await;
+    let mut ws = connect(&env, None, "ws-warm-kept").await.unwrap_or_else(|e| panic!("{e}"));
+    let mut warm = create(json!([{"role": "user", "content": "warm and kept"}]));
+    warm["generate"] = json!(false);
+    warm["store"] = json!(true);
+    send(&mut ws, warm).await;
+    let done = turn(&mut ws).await.pop().unwrap_or_default();
+    assert_eq!(done["type"], "response.completed", "{done}");
+    let chained = json!({"model": "gpt-5.4", "input": "next", "previous_response_id": done["response"]["id"]});
+    let (status, _, text) = env.post("/v1/responses", &chained).await;
+    assert_eq!(status, 200, "{text}");
+    let last = env.upstream_bodies().pop().unwrap_or_default();
+    assert_eq!(last["input"][0]["content"], "warm and kept", "{last}");
+    assert!(last.get("generate").is_none(), "{last}");
+}

@@ -106,6 +106,11 @@ impl AccountsTarget for Live {
         self.call(Method::POST, &format!("/admin/accounts/{id}/label"), Some(body)).await.map(drop)
     }
 
+    async fn set_policy(&self, id: &str, policy: &str) -> anyhow::Result<()> {
+        let body = json!({"policy": policy});
+        self.call(Method::POST, &format!("/admin/accounts/{id}/policy"), Some(body)).await.map(drop)
+    }
+
     async fn set_proxy(&self, id: &str, url: Option<&str>) -> anyhow::Result<()> {
         let body = json!({"proxy": url});
         self.call(Method::POST, &format!("/admin/accounts/{id}/proxy"), Some(body)).await.map(drop)

@@ -121,6 +121,11 @@ impl AccountsTarget for Local<'_> {
         changed(self.store()?.set_label(id, label)?, id)
     }
 
+    async fn set_policy(&self, id: &str, policy: &str) -> anyhow::Result<()> {
+        manage::set_policy(&self.store()?, id, policy)?;
+        Ok(())
+    }
+
     async fn set_proxy(&self, id: &str, url: Option<&str>) -> anyhow::Result<()> {
         changed(self.store()?.set_proxy(id, url)?, id)
     }

@@ -72,6 +72,8 @@ pub(crate) trait AccountsTarget {
     /// The account's status after the change.
     async fn set_enabled(&self, id: &str, enabled: bool) -> anyhow::Result<String>;
     async fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<()>;
+    /// The owner's policy, as `planner::Policy::as_text` writes it (checked by the caller).
+    async fn set_policy(&self, id: &str, policy: &str) -> anyhow::Result<()>;
     async fn set_proxy(&self, id: &str, url: Option<&str>) -> anyhow::Result<()>;
     async fn refresh(&self, id: &str) -> anyhow::Result<()>;
     /// The check of every account (`None`), or of one.

@@ -444,6 +444,7 @@
       for (const el of $$("[data-key]", form)) {
         const k = el.dataset.key;
         if (el.type === "number") v[k] = el.value.trim() === "" ? null : Number(el.value);
+        else if (el.type === "checkbox") v[k] = el.checked;
         else v[k] = el.value;
       }
       return v;

@@ -37,6 +37,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/accounts/{id}/enable", post(enable))
         .route("/admin/accounts/{id}/disable", post(disable))
         .route("/admin/accounts/{id}/label", post(label))
+        .route("/admin/accounts/{id}/policy", post(policy))
         .route("/admin/accounts/{id}/proxy", post(proxy))
         .route("/admin/accounts/{id}/refresh", post(refresh))
         .route("/admin/accounts/{id}/check", post(check))
@@ -187,6 +188,26 @@ async fn label(State(s): State<Arc<AppState>>, Path(id): Path<String>, AdminJson
     }
     s.pool.reload()?;
     Ok(Json(json!({"id": id, "label": b.label})))
+}
+
+#[derive(Deserialize)]
+struct PolicyBody {
+    policy: String,
+}
+
+/// Body `{"policy": "preserve:40"}` (`normal`, `burn_first`, `preserve`, `preserve:PERCENT`): the owner's policy
+/// (docs/accounts.md, "Policies"), in force for the next lease.
+async fn policy(State(s): State<Arc<AppState>>, Path(id): Path<String>, AdminJson(b): AdminJson<PolicyBody>) -> Answer {
+    let policy = match manage::set_policy(s.pool.store(), &id, &b.policy) {
+        Ok(policy) => policy,
+        Err(manage::PolicyError::Bad(e)) => {
+            return Err(GatewayError::invalid_param("policy", e.to_string()).with_code("invalid_policy").into());
+        }
+        Err(manage::PolicyError::NoAccount(_)) => return Err(AdminError::NoAccount(id)),
+        Err(manage::PolicyError::Store(e)) => return Err(e.into()),
+    };
+    s.pool.reload()?;
+    Ok(Json(json!({"id": id, "policy": policy.as_text()})))
 }
 
 #[derive(Deserialize)]

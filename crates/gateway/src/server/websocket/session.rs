@@ -10,6 +10,9 @@
 //!
 //! When the gateway shuts down (`app::Drain`), an idle socket is closed at once with 1001 (going away) and a
 //! socket mid-turn finishes that turn first, so nothing accepted is lost; the official client reconnects on 1001.
+//!
+//! A client's Close frame is answered with a Close frame echoing its status code before the connection is dropped
+//! (RFC 6455, 5.5.1): without the reply, clients report the close as abnormal (1006) even after a normal 1000.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +40,9 @@ pub const ROUTE: &str = "/v1/responses (websocket)";
 /// The largest error answer read into a wrapped error frame (they are a few hundred bytes).
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
+/// How long the reply to a client's Close frame may take to go out before the connection is dropped anyway.
+const CLOSE_REPLY_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a socket needs for its turns: the gateway, and the handshake's caller and headers.
 pub struct Session {
     pub state: Arc<AppState>,
@@ -58,7 +64,8 @@ type Rx = SplitStream<WebSocket>;
 pub async fn run(socket: WebSocket, session: Session, drain: &Drain) {
     let (mut tx, mut rx) = socket.split();
     let opened = Instant::now();
-    let mut conversation = Conversation::new(session.state.config.body_limit);
+    let owner = session.caller.as_ref().map(|c| &*c.0.id);
+    let mut conversation = Conversation::new(session.state.config.body_limit, session.state.stored.clone(), owner);
     let mut turns: u64 = 0;
     loop {
         let idle = tokio::time::sleep(session.settings.idle);
@@ -85,7 +92,11 @@ pub async fn run(socket: WebSocket, session: Session, drain: &Drain) {
                 continue;
             }
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-            Some(Ok(WsMessage::Close(_)) | Err(_)) | None => return,
+            Some(Ok(WsMessage::Close(_))) => {
+                reply_to_close(&mut tx).await;
+                return;
+            }
+            Some(Err(_)) | None => return,
         };
         if opened.elapsed() >= session.settings.max_lifetime {
             // The backend's words for it: the official client opens a new connection and goes on.
@@ -101,9 +112,9 @@ pub async fn run(socket: WebSocket, session: Session, drain: &Drain) {
         }
         let result = match conversation.read(text.as_str()) {
             Ok(Message::Processed) => Ok(()),
-            Ok(Message::Create { body }) => {
+            Ok(Message::Create { body, store }) => {
                 turns += 1;
-                turn(&mut tx, &mut rx, &session, &mut conversation, body, turns).await
+                turn(&mut tx, &mut rx, &session, &mut conversation, body, store, turns).await
             }
             Err(e) => {
                 let (code, message, param) = e.parts();
@@ -122,17 +133,17 @@ async fn turn(
     rx: &mut Rx,
     session: &Session,
     conversation: &mut Conversation,
-    mut body: Value,
+    body: Value,
+    store: bool,
     n: u64,
 ) -> Result<(), Gone> {
     let Ok(bytes) = serde_json::to_vec(&body) else {
         return send(tx, frames::request_error(400, "invalid_json", "The request could not be encoded.", None)).await;
     };
-    let request_size = bytes.len();
     // Kept for the next turn's `previous_response_id` (the body itself is serialized and dropped).
-    let input = match body.get_mut("input").map(Value::take) {
-        Some(Value::Array(items)) => items,
-        Some(_) | None => Vec::new(),
+    let input = match body.get("input") {
+        Some(input) => serde_json::to_string(input).unwrap_or_else(|_| "[]".into()),
+        None => "[]".to_string(),
     };
     drop(body);
     let mut headers = session.headers.clone();
@@ -162,18 +173,15 @@ async fn turn(
     }
     let completed = stream_events(tx, rx, response).await?;
     match completed {
-        Some((id, output, size)) => conversation.completed(id, input, output, request_size + size),
+        Some((id, output)) => conversation.completed(id, &input, &output, store),
         None => conversation.forget(),
     }
     Ok(())
 }
 
-/// Write the answer's events as text frames; the completed response's id and output when it completed.
-async fn stream_events(
-    tx: &mut Tx,
-    rx: &mut Rx,
-    response: Response,
-) -> Result<Option<(String, Vec<Value>, usize)>, Gone> {
+/// Write the answer's events as text frames; the completed response's id and output (a JSON array's text) when it
+/// completed.
+async fn stream_events(tx: &mut Tx, rx: &mut Rx, response: Response) -> Result<Option<(String, String)>, Gone> {
     let mut body = Body::into_data_stream(response.into_body());
     let mut splitter = SseSplitter::default();
     let mut items = Vec::new();
@@ -219,16 +227,23 @@ async fn stream_events(
     }
 }
 
-/// The id and output items of a `response.completed` event, and its size.
-fn completed_response(data: &str) -> Option<(String, Vec<Value>, usize)> {
-    let mut v: Value = serde_json::from_str(data).ok()?;
-    let response = v.get_mut("response")?;
-    let id = response.get("id")?.as_str()?.to_string();
-    let output = match response.get_mut("output").map(Value::take) {
-        Some(Value::Array(items)) => items,
-        Some(_) | None => Vec::new(),
-    };
-    Some((id, output, data.len()))
+/// The id and output items (a JSON array's text) of a `response.completed` event.
+fn completed_response(data: &str) -> Option<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Completed<'a> {
+        #[serde(borrow)]
+        response: Inner<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner<'a> {
+        id: String,
+        #[serde(borrow, default)]
+        output: Option<&'a serde_json::value::RawValue>,
+    }
+    let c: Completed = serde_json::from_str(data).ok()?;
+    // The output as it came, unparsed: an array, or nothing kept.
+    let output = c.response.output.map(|o| o.get()).filter(|o| o.trim_start().starts_with('[')).unwrap_or("[]");
+    Some((c.response.id, output.to_string()))
 }
 
 /// A message that arrived while a turn runs: the client's acknowledgements pass, a second `response.create` is
@@ -253,8 +268,19 @@ async fn between_events(tx: &mut Tx, msg: Option<Result<WsMessage, axum::Error>>
             send(tx, err).await
         }
         Some(Ok(WsMessage::Binary(_) | WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(()),
-        Some(Ok(WsMessage::Close(_)) | Err(_)) | None => Err(Gone),
+        Some(Ok(WsMessage::Close(_))) => {
+            reply_to_close(tx).await;
+            Err(Gone)
+        }
+        Some(Err(_)) | None => Err(Gone),
     }
+}
+
+/// The client sent a Close frame: the WebSocket library has queued the reply (the same status code), and this
+/// sends it, so the client sees the closing handshake complete. The connection is dropped after it (the server
+/// closes TCP first, RFC 6455 7.1.1).
+async fn reply_to_close(tx: &mut Tx) {
+    let _ = tokio::time::timeout(CLOSE_REPLY_LIMIT, tx.close()).await;
 }
 
 async fn send(tx: &mut Tx, text: String) -> Result<(), Gone> {

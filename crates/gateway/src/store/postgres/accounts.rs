@@ -7,7 +7,7 @@ use super::PgStore;
 use crate::store::{AccountKind, AccountStatus, StoredAccount, Tokens};
 
 pub(super) const COLUMNS: &str = "id, kind, label, email, plan, chatgpt_account_id, id_token, access_token, \
-     refresh_token, api_key, base_url, last_refresh, status, status_reason, created_at, proxy, models";
+     refresh_token, api_key, base_url, last_refresh, status, status_reason, created_at, proxy, models, policy";
 
 impl PgStore {
     pub fn list_accounts(&self) -> anyhow::Result<Vec<StoredAccount>> {
@@ -40,15 +40,17 @@ impl PgStore {
             client
                 .execute(
                     "INSERT INTO accounts (id, kind, label, email, plan, chatgpt_account_id, id_token, access_token,
-                         refresh_token, api_key, base_url, last_refresh, status, status_reason, created_at, proxy, models)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                         refresh_token, api_key, base_url, last_refresh, status, status_reason, created_at, proxy, models,
+                         policy)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                         COALESCE($18, 'normal'))
                      ON CONFLICT (id) DO UPDATE SET kind=excluded.kind, label=COALESCE(excluded.label, accounts.label),
                         email=excluded.email, plan=excluded.plan, chatgpt_account_id=excluded.chatgpt_account_id,
                         id_token=excluded.id_token, access_token=excluded.access_token,
                         refresh_token=excluded.refresh_token, api_key=excluded.api_key, base_url=excluded.base_url,
                         last_refresh=excluded.last_refresh, status=excluded.status,
                         status_reason=excluded.status_reason, proxy=excluded.proxy, models=excluded.models,
-                        token_version = accounts.token_version + 1",
+                        policy=COALESCE($18, accounts.policy), token_version = accounts.token_version + 1",
                     &[
                         &a.id,
                         &a.kind.as_str(),
@@ -67,6 +69,7 @@ impl PgStore {
                         &a.created_at,
                         &a.proxy,
                         &models,
+                        &a.policy,
                     ],
                 )
                 .await?;
@@ -118,6 +121,10 @@ impl PgStore {
 
     pub fn set_proxy(&self, id: &str, proxy: Option<&str>) -> anyhow::Result<bool> {
         self.update_one("UPDATE accounts SET proxy=$2 WHERE id=$1", id, proxy.map(str::to_string))
+    }
+
+    pub fn set_policy(&self, id: &str, policy: &str) -> anyhow::Result<bool> {
+        self.update_one("UPDATE accounts SET policy=$2 WHERE id=$1", id, Some(policy.to_string()))
     }
 
     pub fn remove_account(&self, id: &str) -> anyhow::Result<bool> {
@@ -193,6 +200,7 @@ pub(super) fn row_to_account(r: &Row) -> anyhow::Result<StoredAccount> {
         created_at: r.try_get(14)?,
         proxy: r.try_get(15)?,
         models: r.try_get::<_, Option<String>>(16)?.and_then(|m| serde_json::from_str(&m).ok()),
+        policy: Some(r.try_get(17)?),
     })
 }
 

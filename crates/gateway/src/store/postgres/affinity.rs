@@ -1,19 +1,23 @@
 //! Conversation affinity shared by the team (docs/team.md): which account holds each conversation, so that a
 //! turn landing on another instance stays on the account whose prompt cache has the conversation.
 //!
-//! Written in batches off the request path: a lease that learns something new about a conversation (a first
-//! turn, a move to another account, or an hour since it was last shared) puts one entry into a bounded queue
+//! Written off the request path: a lease that learns something new about a conversation (a first turn, a move
+//! to another account, or an hour since it was last shared) puts one entry into a bounded queue
 //! ([`PgStore::publish_affinity`], a `try_send`; a full queue drops the entry and counts it), and a writer task on
-//! the store's runtime upserts what arrived within [`FLUSH`] as one statement. Read through the pool's local
-//! map (`accounts/affinity.rs`): requests only ever look there; a poll ([`PgStore::pull_affinity`], every
-//! [`PULL`]) copies the rows the other instances wrote since the last one into it.
+//! the store's runtime upserts it at once, with whatever else waits by then, as one statement.
+//! Read through the pool's local map (`accounts/affinity.rs`): a poll ([`PgStore::pull_affinity`], every
+//! [`PULL`]) copies the rows the other instances wrote since the last one into it, and a key the map does not
+//! have is looked up first ([`PgStore::ask_affinity`]: one primary-key lookup, within a short deadline).
 //!
-//! Why a poll and not a lookup on a local miss: every new conversation is a local miss, so a lookup would cost
-//! a database round trip per first turn (and per request for clients that start a conversation each time),
-//! and make the request wait for the database; the poll costs one statement per half second whatever the
-//! traffic. What it gives up: a turn that lands on another instance less than a flush plus a poll (about
-//! 0.6 s) after the previous turn ended may not see it yet, and is routed afresh. A conversation's next turn
-//! comes after the model's answer and the client's tool calls, normally well after that.
+//! Why both: the poll keeps every instance's map current for one statement per half second whatever the
+//! traffic, but a turn that lands on another instance sooner than a flush plus a poll after the one before (an
+//! agent's tool loop behind a load balancer: turns back to back) would miss it and be routed afresh, to another
+//! account and its cold prompt cache. The lookup closes that gap for the turns that need it: only on a local
+//! miss (each instance asks once per conversation; a new conversation's first turn is one indexed lookup),
+//! bounded, and skipped while the database is known to be unreachable. It finds a decision another instance
+//! made a few milliseconds earlier because the writer does not gather: a brand-new key is written as soon as
+//! it is queued (a statement of about a millisecond), well before the turn it was decided for has been
+//! answered and the next one sent.
 //!
 //! The leader deletes rows not shared for [`TTL_MS`] ([`PgStore::prune_affinity`]), except held ones: a
 //! conversation the upstream flagged stays with its account until an operator releases it
@@ -24,10 +28,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use anyhow::Context;
 use deadpool_postgres::Pool;
 use tokio::sync::mpsc;
 
 use super::{DB_NOW_MS, PgStore};
+use crate::store::team::AskedAffinity;
 
 /// Migration 5: one row per conversation key, the account that holds it, who wrote it and when (database clock).
 pub const SCHEMA: &str = r#"
@@ -60,9 +66,6 @@ pub struct AffinityRow {
     /// Why it may not leave `account`, as the gateway wrote it (`None`: it may).
     pub hold: Option<String>,
 }
-
-/// How long the writer gathers entries after the first one before it writes them (one statement).
-pub const FLUSH: Duration = Duration::from_millis(100);
 /// At most this many entries in one statement; more wait for the next.
 const BATCH: usize = 500;
 /// Entries waiting for the writer; beyond this a new one is dropped and counted (the conversation then stays
@@ -94,13 +97,15 @@ impl AffinityQueue {
     }
 }
 
-/// Gather up to [`BATCH`] entries within [`FLUSH`] of the first, then upsert them in one statement.
+/// Upsert the first entry that arrives with everything queued behind it (up to [`BATCH`]) in one statement, and
+/// again. One statement at a time: the entries that arrive while one runs wait for the next, so a batch grows
+/// with the traffic, and they wake nothing (only an idle writer, waiting on the queue, is woken by an entry; a
+/// wake per entry under load would cost the requests that send them a cross-thread notification each). No
+/// gathering pause: a brand-new conversation's row must be there before its next turn, which may follow on
+/// another instance as soon as this turn is answered.
 async fn write_batches(mut rx: mpsc::Receiver<AffinityRow>, pool: Pool, instance: String, dropped: Arc<AtomicU64>) {
     while let Some(row) = rx.recv().await {
-        // Asleep, not waiting on the queue: the entries that arrive meanwhile wake nothing (a wake per entry
-        // would cost the requests that send them a cross-thread notification each).
-        tokio::time::sleep(FLUSH).await;
-        // Last one wins for a key that moved twice within the window.
+        // Last one wins for a key that moved twice while the statement before ran.
         let mut batch: HashMap<String, AffinityRow> = HashMap::from([(row.key.clone(), row)]);
         while batch.len() < BATCH {
             let Ok(row) = rx.try_recv() else { break };
@@ -206,6 +211,40 @@ impl PgStore {
         cursor.0 = Some(now - OVERLAP_MS);
         let rows = keys.into_iter().zip(accounts).zip(origins.into_iter().zip(holds));
         Ok(rows.map(|((key, account), (origin, hold))| AffinityRow { key, account, origin, hold }).collect())
+    }
+
+    /// Conversation `key`'s row, if an instance shared it within [`TTL_MS`] or holds it (a hold lasts until an
+    /// operator releases it): one lookup by the table's primary key, on the store's runtime, abandoned after
+    /// `within`. While the change watcher finds the database unreachable it is not asked (an error at once).
+    pub async fn ask_affinity(&self, key: &str, within: Duration) -> anyhow::Result<AskedAffinity> {
+        anyhow::ensure!(self.reachable(), "the store is unreachable");
+        let (pool, key) = (self.pool(), key.to_string());
+        let mut lookup = self.rt.spawn(async move {
+            let client = pool.get().await?;
+            let sql = format!(
+                "SELECT account_id, origin, hold FROM conversation_affinity \
+                 WHERE key = $1 AND (at > {DB_NOW_MS} - $2 OR hold IS NOT NULL)"
+            );
+            let stmt = client.prepare_cached(&sql).await?;
+            let row = client.query_opt(&stmt, &[&key, &TTL_MS]).await?;
+            anyhow::Ok(match row {
+                Some(row) => AskedAffinity::Known(AffinityRow {
+                    key,
+                    account: row.try_get(0)?,
+                    origin: row.try_get(1)?,
+                    hold: row.try_get(2)?,
+                }),
+                None => AskedAffinity::Unknown,
+            })
+        });
+        match tokio::time::timeout(within, &mut lookup).await {
+            Ok(joined) => joined.context("the lookup's task failed")?,
+            Err(_) => {
+                // Its connection goes back to the pool rather than waiting on for a statement nobody reads.
+                lookup.abort();
+                anyhow::bail!("no answer within {} ms", within.as_millis())
+            }
+        }
     }
 
     /// Delete the conversations nobody shared for [`TTL_MS`] (the leader, each upkeep round), in the background.

@@ -1,7 +1,7 @@
 //! Copy a single instance's SQLite store into a PostgreSQL team store (`codex-gateway store migrate`):
-//! accounts with their tokens, and client keys. Idempotent: rows already there are overwritten with the SQLite
-//! file's. Stop the single gateway first, so the refresh tokens copied are the live ones; the usage ledger stays
-//! in each instance's SQLite file.
+//! accounts with their tokens and policies, and client keys. Idempotent: rows already there are overwritten with
+//! the SQLite file's. Stop the single gateway first, so the refresh tokens copied are the live ones; the usage
+//! ledger stays in each instance's SQLite file.
 
 use std::path::PathBuf;
 

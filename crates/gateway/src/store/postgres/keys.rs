@@ -8,7 +8,7 @@ use super::PgStore;
 use crate::store::{Limits, NameClaim, StoredKey, Suspension};
 
 const COLUMNS: &str = "id, name, prefix, secret_sha256, models, rpm, concurrency, daily_tokens, monthly_tokens, \
-                       expires_at, created_at, revoked_at, suspended_at, suspended_reason";
+                       expires_at, created_at, revoked_at, suspended_at, suspended_reason, opportunistic";
 
 impl PgStore {
     pub fn list_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
@@ -109,7 +109,8 @@ async fn name_holder(c: &impl GenericClient, k: &StoredKey) -> anyhow::Result<Op
 async fn insert_row(c: &impl GenericClient, k: &StoredKey) -> anyhow::Result<()> {
     c.execute(
         &format!(
-            "INSERT INTO client_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            "INSERT INTO client_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                 $15)"
         ),
         &[
             &k.id,
@@ -126,6 +127,7 @@ async fn insert_row(c: &impl GenericClient, k: &StoredKey) -> anyhow::Result<()>
             &k.revoked_at,
             &k.suspended.as_ref().map(|s| s.at),
             &k.suspended.as_ref().map(|s| s.reason.clone()),
+            &k.opportunistic,
         ],
     )
     .await?;
@@ -136,7 +138,7 @@ async fn insert_row(c: &impl GenericClient, k: &StoredKey) -> anyhow::Result<()>
 async fn update_row(c: &impl GenericClient, k: &StoredKey) -> anyhow::Result<u64> {
     Ok(c.execute(
         "UPDATE client_keys SET name=$2, models=$3, rpm=$4, concurrency=$5, daily_tokens=$6, monthly_tokens=$7,
-             expires_at=$8, revoked_at=$9 WHERE id=$1",
+             expires_at=$8, revoked_at=$9, opportunistic=$10 WHERE id=$1",
         &[
             &k.id,
             &k.name,
@@ -147,6 +149,7 @@ async fn update_row(c: &impl GenericClient, k: &StoredKey) -> anyhow::Result<u64
             &k.limits.monthly_tokens.map(clamp),
             &k.expires_at,
             &k.revoked_at,
+            &k.opportunistic,
         ],
     )
     .await?)
@@ -182,5 +185,6 @@ fn row_to_key(r: &Row) -> anyhow::Result<StoredKey> {
             (Some(at), reason) => Some(Suspension { at, reason: reason.unwrap_or_default() }),
             (None, _) => None,
         },
+        opportunistic: r.try_get(14)?,
     })
 }

@@ -105,6 +105,10 @@ CREATE TABLE instances (
     super::affinity::HOLD_AND_ORIGIN,
     // 10: a client key suspended after repeated policy refusals (keys/).
     crate::store::keys::SUSPENSION,
+    // 11: each account's owner policy (accounts/steward.rs) and opportunistic client keys (keys/).
+    crate::store::POLICIES,
+    // 12: the usage ledger's cache writes and budget units, the reports' covering indexes with them (issue 72).
+    crate::store::usage::CACHE_WRITES_AND_BUDGET,
 ];
 
 /// The schema version a current PostgreSQL store has.

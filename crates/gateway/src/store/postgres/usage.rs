@@ -18,19 +18,20 @@ use crate::store::usage::{Before, Bucket, DAY_MS, LedgerEntry, RequestsQuery, St
 
 const REQUEST_COLUMNS: &str = "request_id, started_at, api, route, client_key, model_requested, model, effort, \
     stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms, \
-    input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held";
+    input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held, \
+    cache_write_tokens, budget_units";
 
 const INSERT_REQUESTS: &str = "INSERT INTO usage_requests (request_id, started_at, api, route, client_key,
         model_requested, model, effort, stream, account, accounts_tried, attempts, failovers, status, error,
         error_code, ttfb_ms, duration_ms, input_tokens, cached_tokens, output_tokens, reasoning_tokens,
-        client_disconnected, moved_from, refusal, held)
+        client_disconnected, moved_from, refusal, held, cache_write_tokens, budget_units)
     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
         $8::text[], $9::int[], $10::text[], $11::text[], $12::int[], $13::int[], $14::int[], $15::text[],
         $16::text[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[],
-        $23::int[], $24::text[], $25::text[], $26::text[])";
+        $23::int[], $24::text[], $25::text[], $26::text[], $27::bigint[], $28::float8[])";
 
 /// Parameters of `INSERT_REQUESTS`.
-const REQUEST_PARAMS: usize = 26;
+const REQUEST_PARAMS: usize = 28;
 
 fn small(n: impl TryInto<i32>) -> i32 {
     n.try_into().unwrap_or(i32::MAX)
@@ -42,8 +43,9 @@ struct RequestColumns {
     text: [Vec<String>; 4],
     opt_text: [Vec<Option<String>>; 10],
     int: [Vec<i32>; 5],
-    big: [Vec<i64>; 6],
+    big: [Vec<i64>; 7],
     ttfb: Vec<Option<i64>>,
+    budget: Vec<Option<f64>>,
 }
 
 impl RequestColumns {
@@ -74,14 +76,16 @@ impl RequestColumns {
             failovers.push(small(r.failovers));
             status.push(i32::from(r.status));
             disconnected.push(i32::from(r.client_disconnected));
-            let [started, duration, input, cached, output, reasoning] = &mut c.big;
+            let [started, duration, input, cached, output, reasoning, cache_write] = &mut c.big;
             started.push(r.started_at);
             duration.push(r.duration_ms);
             input.push(tokens(r.input_tokens));
             cached.push(tokens(r.cached_tokens));
             output.push(tokens(r.output_tokens));
             reasoning.push(tokens(r.reasoning_tokens));
+            cache_write.push(tokens(r.cache_write_tokens));
             c.ttfb.push(r.ttfb_ms);
+            c.budget.push(r.budget_units);
         }
         c
     }
@@ -91,7 +95,7 @@ impl RequestColumns {
         let [request_id, api, route, tried] = &self.text;
         let [key, requested, model, effort, account, error, code, moved_from, refusal, held] = &self.opt_text;
         let [stream, attempts, failovers, status, disconnected] = &self.int;
-        let [started, duration, input, cached, output, reasoning] = &self.big;
+        let [started, duration, input, cached, output, reasoning, cache_write] = &self.big;
         [
             request_id,
             started,
@@ -119,6 +123,8 @@ impl RequestColumns {
             moved_from,
             refusal,
             held,
+            cache_write,
+            &self.budget,
         ]
     }
 }
@@ -130,17 +136,34 @@ struct RollupColumns {
     column: &'static str,
     text: [Vec<String>; 4],
     status: Vec<i32>,
-    big: [Vec<i64>; 8],
+    big: [Vec<i64>; 9],
+    budget: Vec<f64>,
 }
 
 /// Parameters of one rollup table's upsert.
-const ROLLUP_PARAMS: usize = 13;
+const ROLLUP_PARAMS: usize = 15;
 
 impl RollupColumns {
     fn params(&self) -> [&(dyn ToSql + Sync); ROLLUP_PARAMS] {
         let [account, model, key, api] = &self.text;
-        let [t, requests, errors, input, cached, output, reasoning, duration] = &self.big;
-        [t, account, model, key, api, &self.status, requests, errors, input, cached, output, reasoning, duration]
+        let [t, requests, errors, input, cached, output, reasoning, duration, cache_write] = &self.big;
+        [
+            t,
+            account,
+            model,
+            key,
+            api,
+            &self.status,
+            requests,
+            errors,
+            input,
+            cached,
+            output,
+            reasoning,
+            duration,
+            cache_write,
+            &self.budget,
+        ]
     }
 
     /// The upsert of these rows, its parameters numbered from `$first`.
@@ -148,12 +171,13 @@ impl RollupColumns {
         let (table, column) = (self.table, self.column);
         const TYPES: [&str; ROLLUP_PARAMS] = [
             "bigint", "text", "text", "text", "text", "int", "bigint", "bigint", "bigint", "bigint", "bigint",
-            "bigint", "bigint",
+            "bigint", "bigint", "bigint", "float8",
         ];
         let arrays: Vec<String> = TYPES.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect();
         format!(
             "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors,
-                input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms)
+                input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens,
+                budget_units)
              SELECT * FROM UNNEST({})
              ON CONFLICT ({column}, account, model, client_key, api, status) DO UPDATE SET
                 requests = {table}.requests + excluded.requests,
@@ -162,7 +186,9 @@ impl RollupColumns {
                 cached_tokens = {table}.cached_tokens + excluded.cached_tokens,
                 output_tokens = {table}.output_tokens + excluded.output_tokens,
                 reasoning_tokens = {table}.reasoning_tokens + excluded.reasoning_tokens,
-                duration_ms = {table}.duration_ms + excluded.duration_ms",
+                duration_ms = {table}.duration_ms + excluded.duration_ms,
+                cache_write_tokens = {table}.cache_write_tokens + excluded.cache_write_tokens,
+                budget_units = {table}.budget_units + excluded.budget_units",
             arrays.join(", ")
         )
     }
@@ -189,10 +215,12 @@ fn rollup_columns(entries: &[LedgerEntry<'_>]) -> [RollupColumns; 2] {
                 v.push(x.to_string());
             }
             c.status.push(i32::from(status));
-            let values = [t, s.requests, s.errors, s.input, s.cached, s.output, s.reasoning, s.duration_ms];
+            let values =
+                [t, s.requests, s.errors, s.input, s.cached, s.output, s.reasoning, s.duration_ms, s.cache_write];
             for (v, x) in c.big.iter_mut().zip(values) {
                 v.push(x);
             }
+            c.budget.push(s.budget);
         }
         c
     })
@@ -293,7 +321,8 @@ impl PgStore {
                 .query(
                     &format!(
                         "SELECT {column}, account, model, client_key, api, status, requests, errors, input_tokens,
-                            cached_tokens, output_tokens, reasoning_tokens, duration_ms
+                            cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens,
+                            budget_units
                          FROM {table} WHERE {column} >= $1 AND {column} < $2"
                     ),
                     &[&from, &to],
@@ -304,8 +333,9 @@ impl PgStore {
         {
             let mut insert = conn.prepare(&format!(
                 "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors,
-                    input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                    input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens,
+                    budget_units)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
             ))?;
             for r in &rows {
                 let big = |i: usize| r.try_get::<_, i64>(i);
@@ -323,7 +353,9 @@ impl PgStore {
                     big(9)?,
                     big(10)?,
                     big(11)?,
-                    big(12)?
+                    big(12)?,
+                    big(13)?,
+                    r.try_get::<_, f64>(14)?
                 ])?;
             }
         }
@@ -376,7 +408,7 @@ impl PgStore {
         {
             let mut insert = conn.prepare(&format!(
                 "INSERT INTO usage_requests (id, {REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-                    ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
+                    ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
             ))?;
             for r in &rows {
                 let big = |i: usize| r.try_get::<_, i64>(i);
@@ -410,7 +442,9 @@ impl PgStore {
                     int(23)?,
                     opt(24)?,
                     opt(25)?,
-                    opt(26)?
+                    opt(26)?,
+                    big(27)?,
+                    r.try_get::<_, Option<f64>>(28)?
                 ])?;
             }
         }
@@ -424,5 +458,6 @@ fn memory_ledger() -> anyhow::Result<rusqlite::Connection> {
     conn.execute_batch(crate::store::usage::SCHEMA)?;
     conn.execute_batch(crate::store::usage::MOVED_FROM)?;
     conn.execute_batch(crate::store::usage::RISK)?;
+    conn.execute_batch(crate::store::usage::CACHE_WRITES_AND_BUDGET)?;
     Ok(conn)
 }

@@ -11,7 +11,7 @@ impl SqliteStore {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(
             "SELECT id, kind, label, email, plan, chatgpt_account_id, id_token, access_token, refresh_token, api_key,
-                    base_url, last_refresh, status, status_reason, created_at, proxy, models FROM accounts ORDER BY created_at, id",
+                    base_url, last_refresh, status, status_reason, created_at, proxy, models, policy FROM accounts ORDER BY created_at, id",
         )?;
         let rows = stmt.query_map([], row_to_account)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -21,7 +21,7 @@ impl SqliteStore {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(
             "SELECT id, kind, label, email, plan, chatgpt_account_id, id_token, access_token, refresh_token, api_key,
-                    base_url, last_refresh, status, status_reason, created_at, proxy, models FROM accounts WHERE id = ?1",
+                    base_url, last_refresh, status, status_reason, created_at, proxy, models, policy FROM accounts WHERE id = ?1",
         )?;
         Ok(stmt.query_row([id], row_to_account).optional()?)
     }
@@ -34,14 +34,15 @@ impl SqliteStore {
         let t = a.tokens.as_ref();
         conn.execute(
             "INSERT INTO accounts (id, kind, label, email, plan, chatgpt_account_id, id_token, access_token, refresh_token,
-                                   api_key, base_url, last_refresh, status, status_reason, created_at, proxy, models)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                                   api_key, base_url, last_refresh, status, status_reason, created_at, proxy, models,
+                                   policy)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, COALESCE(?18, 'normal'))
              ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, label=COALESCE(excluded.label, accounts.label),
                 email=excluded.email, plan=excluded.plan, chatgpt_account_id=excluded.chatgpt_account_id,
                 id_token=excluded.id_token, access_token=excluded.access_token, refresh_token=excluded.refresh_token,
                 api_key=excluded.api_key, base_url=excluded.base_url, last_refresh=excluded.last_refresh,
                 status=excluded.status, status_reason=excluded.status_reason, proxy=excluded.proxy,
-                models=excluded.models",
+                models=excluded.models, policy=COALESCE(?18, accounts.policy)",
             params![
                 a.id,
                 a.kind.as_str(),
@@ -60,6 +61,7 @@ impl SqliteStore {
                 a.created_at,
                 a.proxy,
                 a.models.as_ref().and_then(|m| serde_json::to_string(m).ok()),
+                a.policy,
             ],
         )?;
         Ok(())
@@ -85,6 +87,11 @@ impl SqliteStore {
     pub fn set_proxy(&self, id: &str, proxy: Option<&str>) -> anyhow::Result<bool> {
         let conn = self.conn.lock();
         Ok(conn.execute("UPDATE accounts SET proxy=?2 WHERE id=?1", params![id, proxy])? == 1)
+    }
+
+    pub fn set_policy(&self, id: &str, policy: &str) -> anyhow::Result<bool> {
+        let conn = self.conn.lock();
+        Ok(conn.execute("UPDATE accounts SET policy=?2 WHERE id=?1", params![id, policy])? == 1)
     }
 
     pub fn remove_account(&self, id: &str) -> anyhow::Result<bool> {
@@ -153,6 +160,7 @@ fn row_to_account(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAccount> {
         created_at: r.get(14)?,
         proxy: r.get(15)?,
         models: r.get::<_, Option<String>>(16)?.and_then(|m| serde_json::from_str(&m).ok()),
+        policy: Some(r.get(17)?),
     })
 }
 
@@ -181,6 +189,7 @@ mod tests {
             status: AccountStatus::Active,
             status_reason: None,
             created_at: 1,
+            policy: None,
         };
         store.upsert_account(&acct)?;
         store
@@ -228,6 +237,7 @@ mod tests {
             status: AccountStatus::Active,
             status_reason: None,
             created_at: 1,
+            policy: None,
         };
         store.upsert_account(&acct)?;
         store.file.conn.lock().execute("UPDATE accounts SET kind='passkey' WHERE id='p'", [])?;

@@ -7,7 +7,7 @@ use super::SqliteStore;
 use crate::store::{Limits, NameClaim, StoredKey, Suspension};
 
 const COLUMNS: &str = "id, name, prefix, secret_sha256, models, rpm, concurrency, daily_tokens, monthly_tokens, \
-                       expires_at, created_at, revoked_at, suspended_at, suspended_reason";
+                       expires_at, created_at, revoked_at, suspended_at, suspended_reason, opportunistic";
 
 impl SqliteStore {
     pub fn list_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
@@ -91,7 +91,8 @@ fn name_holder(conn: &Connection, k: &StoredKey) -> rusqlite::Result<Option<Stri
 fn insert_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
     conn.execute(
         &format!(
-            "INSERT INTO client_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            "INSERT INTO client_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                 ?15)"
         ),
         params![
             k.id,
@@ -108,6 +109,7 @@ fn insert_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
             k.revoked_at,
             k.suspended.as_ref().map(|s| s.at),
             k.suspended.as_ref().map(|s| s.reason.as_str()),
+            k.opportunistic,
         ],
     )
 }
@@ -116,7 +118,7 @@ fn insert_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
 fn update_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
     conn.execute(
         "UPDATE client_keys SET name=?2, models=?3, rpm=?4, concurrency=?5, daily_tokens=?6, monthly_tokens=?7,
-                                expires_at=?8, revoked_at=?9 WHERE id=?1",
+                                expires_at=?8, revoked_at=?9, opportunistic=?10 WHERE id=?1",
         params![
             k.id,
             k.name,
@@ -127,6 +129,7 @@ fn update_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
             k.limits.monthly_tokens.map(clamp),
             k.expires_at,
             k.revoked_at,
+            k.opportunistic,
         ],
     )
 }
@@ -158,6 +161,7 @@ fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredKey> {
             (Some(at), reason) => Some(Suspension { at, reason: reason.unwrap_or_default() }),
             (None, _) => None,
         },
+        opportunistic: r.get(14)?,
     })
 }
 
@@ -180,10 +184,12 @@ mod tests {
             created_at: 1_700_000_000,
             revoked_at: None,
             suspended: None,
+            opportunistic: true,
         };
         store.insert_key(&k)?;
         assert_eq!(store.get_key("key_1")?.as_ref(), Some(&k));
         k.revoked_at = Some(1_700_000_100);
+        k.opportunistic = false;
         k.models = None;
         k.limits.daily_tokens = None;
         assert!(store.update_key(&k)?);

@@ -75,6 +75,10 @@ CREATE TABLE client_keys (
     ledger::RISK,
     // 9: a client key suspended after repeated policy refusals (keys/).
     super::keys::SUSPENSION,
+    // 10: each account's owner policy (accounts/steward.rs) and opportunistic client keys (keys/).
+    super::POLICIES,
+    // 11: the usage ledger's cache writes and budget units, the reports' covering indexes with them (issue 72).
+    ledger::CACHE_WRITES_AND_BUDGET,
 ];
 
 /// One SQLite file and the connection the store's calls share.
@@ -167,6 +171,7 @@ mod tests {
             status: AccountStatus::Active,
             status_reason: None,
             created_at: 1,
+            policy: None,
         };
         store.upsert_account(&acct)?;
         let t2 = Tokens { refresh_token: "r2".into(), ..tokens };
@@ -182,6 +187,83 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
         }
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    /// A store written by the previous schema (version 9, the risk signals' key suspension, before policies) opens
+    /// migrated: its account reads as `normal`, its key as not opportunistic (a suspended one still suspended), and
+    /// both can be set and read back.
+    #[test]
+    fn a_store_of_the_previous_schema_gains_policies_and_opportunistic_keys() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cg-store-v9-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("gateway.db");
+        {
+            let conn = rusqlite::Connection::open(&path)?;
+            for sql in &super::MIGRATIONS[..9] {
+                conn.execute_batch(sql)?;
+            }
+            conn.pragma_update(None, "user_version", 9)?;
+            conn.execute(
+                "INSERT INTO accounts (id, kind, api_key, status, created_at) VALUES ('k', 'api_key', 'sk-1', 'active', 1)",
+                [],
+            )?;
+            conn.execute(
+                "INSERT INTO client_keys (id, name, prefix, secret_sha256, created_at, suspended_at, suspended_reason) \
+                 VALUES ('key_1', 'ci', 'cgw_', 'ab', 1, 2, 'policy refusals')",
+                [],
+            )?;
+        }
+        let store = Store::open(&path)?;
+        let version: i64 = store.with_conn(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))?;
+        assert_eq!(version, super::SCHEMA_VERSION as i64);
+        assert_eq!(store.get_account("k")?.and_then(|a| a.policy).as_deref(), Some("normal"));
+        let suspension = crate::store::Suspension { at: 2, reason: "policy refusals".into() };
+        assert_eq!(store.get_key("key_1")?.map(|k| (k.opportunistic, k.suspended)), Some((false, Some(suspension))));
+        assert!(store.set_policy("k", "preserve:40")?);
+        assert!(!store.set_policy("nobody", "burn_first")?, "no such account: nothing written");
+        let mut key = store.get_key("key_1")?.ok_or_else(|| anyhow::anyhow!("missing"))?;
+        key.opportunistic = true;
+        assert!(store.update_key(&key)?);
+        drop(store);
+        let store = Store::open(&path)?;
+        assert_eq!(store.get_account("k")?.and_then(|a| a.policy).as_deref(), Some("preserve:40"));
+        assert_eq!(store.get_key("key_1")?.map(|k| k.opportunistic), Some(true));
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    /// A login again (a row without a policy) keeps the stored policy; a row that names one (an import of an
+    /// export) sets it; a new row without one is `normal`.
+    #[test]
+    fn an_upsert_keeps_the_policy_unless_it_names_one() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cg-store-policy-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let mut acct = StoredAccount {
+            id: "p".into(),
+            kind: AccountKind::ApiKey,
+            label: None,
+            email: None,
+            plan: None,
+            tokens: None,
+            api_key: Some("sk-1".into()),
+            base_url: None,
+            proxy: None,
+            models: None,
+            status: AccountStatus::Active,
+            status_reason: None,
+            created_at: 1,
+            policy: None,
+        };
+        store.upsert_account(&acct)?;
+        assert_eq!(store.get_account("p")?.and_then(|a| a.policy).as_deref(), Some("normal"));
+        assert!(store.set_policy("p", "burn_first")?);
+        store.upsert_account(&acct)?;
+        assert_eq!(store.get_account("p")?.and_then(|a| a.policy).as_deref(), Some("burn_first"));
+        acct.policy = Some("preserve:25".into());
+        store.upsert_account(&acct)?;
+        assert_eq!(store.list_accounts()?.first().and_then(|a| a.policy.clone()).as_deref(), Some("preserve:25"));
         std::fs::remove_dir_all(&dir)?;
         Ok(())
     }

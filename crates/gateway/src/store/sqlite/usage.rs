@@ -36,9 +36,10 @@ pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqli
     let mut insert = tx.prepare_cached(
         "INSERT INTO usage_requests (request_id, started_at, api, route, client_key, model_requested, model, effort,
             stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms,
-            input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held)
+            input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held,
+            cache_write_tokens, budget_units)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-            ?23, ?24, ?25, ?26)",
+            ?23, ?24, ?25, ?26, ?27, ?28)",
     )?;
     for r in entries {
         insert.execute(params![
@@ -69,13 +70,15 @@ pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqli
             r.moved_from,
             r.refusal,
             r.held,
+            tokens(r.cache_write_tokens),
+            r.budget_units,
         ])?;
     }
     for (table, column, rows) in rollups(entries) {
         let mut upsert = tx.prepare_cached(&format!(
             "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors, input_tokens,
-                cached_tokens, output_tokens, reasoning_tokens, duration_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens, budget_units)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
              ON CONFLICT ({column}, account, model, client_key, api, status) DO UPDATE SET
                 requests = {table}.requests + excluded.requests,
                 errors = {table}.errors + excluded.errors,
@@ -83,7 +86,9 @@ pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqli
                 cached_tokens = {table}.cached_tokens + excluded.cached_tokens,
                 output_tokens = {table}.output_tokens + excluded.output_tokens,
                 reasoning_tokens = {table}.reasoning_tokens + excluded.reasoning_tokens,
-                duration_ms = {table}.duration_ms + excluded.duration_ms"
+                duration_ms = {table}.duration_ms + excluded.duration_ms,
+                cache_write_tokens = {table}.cache_write_tokens + excluded.cache_write_tokens,
+                budget_units = {table}.budget_units + excluded.budget_units"
         ))?;
         for ((t, account, model, key, api, status), s) in rows {
             upsert.execute(params![
@@ -99,7 +104,9 @@ pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqli
                 s.cached,
                 s.output,
                 s.reasoning,
-                s.duration_ms
+                s.duration_ms,
+                s.cache_write,
+                s.budget
             ])?;
         }
     }

@@ -185,6 +185,7 @@ fn usage_matches(d: Dialect, want: &Value, seen: &Seen) -> Result<(), String> {
     // Translated dialects report 0 for a detail the upstream left out; the passthrough leaves it out too.
     let zero = if d == Dialect::Responses { None } else { Some(0) };
     let cached = num(want, &["input_tokens_details", "cached_tokens"]).or(zero);
+    let cache_write = num(want, &["input_tokens_details", "cache_write_tokens"]).or(zero);
     let output = num(want, &["output_tokens"]);
     let reasoning = num(want, &["output_tokens_details", "reasoning_tokens"]).or(zero);
     let total = num(want, &["total_tokens"]);
@@ -192,12 +193,18 @@ fn usage_matches(d: Dialect, want: &Value, seen: &Seen) -> Result<(), String> {
         Dialect::Chat | Dialect::Responses => vec![
             ("input", input, got.input),
             ("cached", cached, got.cached),
+            ("cache_write", cache_write, got.cache_write),
             ("output", output, got.output),
             ("reasoning", reasoning, got.reasoning),
             ("total", total, got.total),
         ],
         Dialect::Anthropic => {
-            vec![("input", input, got.input), ("cached", cached, got.cached), ("output", output, got.output)]
+            vec![
+                ("input", input, got.input),
+                ("cached", cached, got.cached),
+                ("cache_write", cache_write, got.cache_write),
+                ("output", output, got.output),
+            ]
         }
         Dialect::Gemini => vec![
             ("input", input, got.input),
@@ -324,7 +331,19 @@ pub fn checks(c: &Capture, d: Dialect, mode: Mode, sse: &str, seen: &Seen) -> Ve
             }));
         }
         let images = e.other_items.iter().filter(|k| *k == "image_generation_call").count();
-        if images > 0 || !seen.images.is_empty() {
+        if d == Dialect::Ollama {
+            // An Ollama chat message has no field both official clients read for an image the model made: the
+            // answer names each one in its text instead, and carries none (docs/protocol.md, Images).
+            if images > 0 || !seen.images.is_empty() || seen.image_notes > 0 {
+                out.push(check("images", seen.images.is_empty() && seen.image_notes == images, || {
+                    format!(
+                        "want {images} image note(s) and no image, got {} note(s) and {} image(s)",
+                        seen.image_notes,
+                        seen.images.len()
+                    )
+                }));
+            }
+        } else if images > 0 || !seen.images.is_empty() {
             out.push(check("images", seen.images.len() == images && seen.images.iter().all(|i| !i.is_empty()), || {
                 format!("want {images} generated image(s), got {}", seen.images.len())
             }));

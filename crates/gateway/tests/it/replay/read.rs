@@ -29,6 +29,7 @@ pub enum Args {
 pub struct Usage {
     pub input: Option<u64>,
     pub cached: Option<u64>,
+    pub cache_write: Option<u64>,
     pub output: Option<u64>,
     pub reasoning: Option<u64>,
     pub total: Option<u64>,
@@ -52,6 +53,8 @@ pub struct Seen {
     pub items: Vec<String>,
     /// Generated images delivered to the client (base64 payloads).
     pub images: Vec<String>,
+    /// Generated images an Ollama chat answer names in its text where it cannot carry them, taken out of `texts`.
+    pub image_notes: usize,
     /// A Responses stream's events as forwarded: (type, payload).
     pub events: Vec<(String, String)>,
 }
@@ -125,7 +128,33 @@ pub fn read(dialect: Dialect, mode: Mode, status: u16, body: &str) -> Seen {
         }
         (Dialect::Ollama, Mode::Whole) => ollama_line(&mut seen, &parse(body)),
     }
+    if dialect == Dialect::Ollama {
+        take_image_notes(&mut seen);
+    }
     seen
+}
+
+/// The start and end of the note an Ollama chat answer has where an image was (`dialects::ollama::image_note`).
+const NOTE_START: &str = "[The model generated an image here (";
+const NOTE_END: &str = "in their own fields.]";
+
+/// Take the image notes out of an Ollama answer's text, each with the blank line that set it apart, and count
+/// them: the text is then the model's own.
+fn take_image_notes(seen: &mut Seen) {
+    for text in &mut seen.texts {
+        while let Some(start) = text.find(NOTE_START) {
+            let Some(len) = text[start..].find(NOTE_END) else { break };
+            let mut from = start;
+            let mut to = start + len + NOTE_END.len();
+            if text[..from].ends_with("\n\n") {
+                from -= 2;
+            } else if text[to..].starts_with("\n\n") {
+                to += 2;
+            }
+            text.replace_range(from..to, "");
+            seen.image_notes += 1;
+        }
+    }
 }
 
 /// An error body's message, in the dialect's shape.
@@ -148,6 +177,7 @@ fn chat_usage(u: &Value) -> Usage {
     Usage {
         input: n(&u["prompt_tokens"]),
         cached: n(&u["prompt_tokens_details"]["cached_tokens"]),
+        cache_write: n(&u["prompt_tokens_details"]["cache_write_tokens"]),
         output: n(&u["completion_tokens"]),
         reasoning: n(&u["completion_tokens_details"]["reasoning_tokens"]),
         total: n(&u["total_tokens"]),
@@ -227,6 +257,7 @@ fn responses_usage(u: &Value) -> Usage {
     Usage {
         input: n(&u["input_tokens"]),
         cached: n(&u["input_tokens_details"]["cached_tokens"]),
+        cache_write: n(&u["input_tokens_details"]["cache_write_tokens"]),
         output: n(&u["output_tokens"]),
         reasoning: n(&u["output_tokens_details"]["reasoning_tokens"]),
         total: n(&u["total_tokens"]),
@@ -322,9 +353,11 @@ fn responses_whole(seen: &mut Seen, v: &Value) {
 
 fn anthropic_usage(u: &Value) -> Usage {
     let cached = n(&u["cache_read_input_tokens"]);
+    let cache_write = n(&u["cache_creation_input_tokens"]);
     Usage {
-        input: n(&u["input_tokens"]).map(|i| i + cached.unwrap_or(0)),
+        input: n(&u["input_tokens"]).map(|i| i + cached.unwrap_or(0) + cache_write.unwrap_or(0)),
         cached,
+        cache_write,
         output: n(&u["output_tokens"]),
         reasoning: None,
         total: None,
@@ -435,6 +468,7 @@ fn gemini_chunk(seen: &mut Seen, v: &Value) {
             output: n(&u["candidatesTokenCount"]).map(|c| c + reasoning),
             reasoning: Some(reasoning),
             total: n(&u["totalTokenCount"]),
+            ..Usage::default()
         });
     }
 }
