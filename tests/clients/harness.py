@@ -451,7 +451,11 @@ class Stack:
 
 
 def node_bin(name: str) -> Path:
-    """A CLI installed by scripts/setup-test-deps in tests/clients/node/node_modules/.bin."""
+    """A CLI installed by scripts/setup-test-deps in tests/clients/node/node_modules/.bin, or the one in
+    `CODEX_GATEWAY_CLI_BIN_DIR` when that names a folder holding it (scripts/release-radar: the newest releases)."""
+    override = os.environ.get("CODEX_GATEWAY_CLI_BIN_DIR")
+    if override and (Path(override) / name).exists():
+        return Path(override) / name
     path = REPO / "tests" / "clients" / "node" / "node_modules" / ".bin" / name
     if not path.exists():
         raise RuntimeError(f"{path} is missing: run scripts/setup-test-deps")

@@ -209,9 +209,12 @@ def test_codex_exec_plain_answer_over_websocket(tmp_path, gateway, fake):
     # Served over the socket, not by a fallback to HTTP.
     assert ws, f"no turn served over the WebSocket:\n{gateway.log_text()[since:][-4000:]}"
     assert not posts, f"fell back to HTTP POSTs: {posts}"
+    # The CLI's warm-up (`generate: false`) is passed on over the upstream WebSocket as the official client sends it
+    # (issue 72, docs/protocol.md), then the one turn, which chains on it.
     bodies = [r["body"] for r in fake.requests("responses") if r["method"] == "POST"]
-    assert len(bodies) == 1, [b.get("input") for b in bodies]
-    assert bodies[0]["stream"] is True and "type" not in bodies[0] and "generate" not in bodies[0]
+    assert [b.get("generate") for b in bodies] == [False, None], [b.get("input") for b in bodies]
+    turn = bodies[1]
+    assert turn["stream"] is True and "type" not in turn and "generate" not in turn
 
 
 def test_codex_exec_tool_round_trip_over_websocket(tmp_path, gateway, fake):
@@ -233,7 +236,10 @@ def test_codex_exec_tool_round_trip_over_websocket(tmp_path, gateway, fake):
     # The second turn went out with only the new items and previous_response_id, and went upstream the same way on
     # the conversation's upstream WebSocket (docs/protocol.md, "Long sessions"): the call's output alone, chained.
     # What the backend answered is the whole conversation: the user's prompt, the call, and its output, in order.
-    records = [r for r in fake.requests("responses") if r["method"] == "POST"]
+    # The CLI's warm-up went on first (`generate: false`, issue 72); the turns are the rest.
+    records = [
+        r for r in fake.requests("responses") if r["method"] == "POST" and r["body"].get("generate") is not False
+    ]
     assert len(records) >= 2, show(proc)
     sent = records[1]["body"]
     assert sent.get("previous_response_id"), sent

@@ -46,14 +46,16 @@ EXPLAINED: dict[str, str] = {
     # difference shows between its straight request and its request to a custom provider (the reference run).
     r"\[client-side\]$": "the CLI sends it so to a custom provider too (its tools, its items' ids and internal "
     "metadata, `text.verbosity` from its bundled catalog): decided before any byte reaches the gateway",
-    # The WebSocket's session state (issue 61): the official client warms a new socket up (`generate: false`) and
-    # then sends, per turn, `previous_response_id` and only the new items; the gateway answers its client's warm-up
-    # itself and sends every turn whole.
-    r"^websocket\.warm-up$": "the gateway answers the client's warm-up itself and does not warm its own upstream "
-    "socket up (issue 61: chaining)",
-    r"^body\.previous_response_id$": "turns are sent whole, not chained on the socket (issue 61)",
-    r"^handshake\.x-codex-turn-metadata\.": "the official handshake carries the warm-up's turn metadata; the "
-    "gateway's socket opens with its first turn (no warm-up, issue 61)",
+    # The CLI's warm-up to a custom provider carries no effort for a model outside its bundled catalog (gpt-5.4 in
+    # 0.171), so neither does the turn metadata the gateway writes for it; the socket's handshake carries the
+    # warm-up's metadata. A reference run cannot show it (a custom provider without WebSocket gets no warm-up).
+    r"^(warm-up\.)?handshake\.x-codex-turn-metadata\.<members>\.reasoning_effort$|"
+    r"^warm-up\.body\.client_metadata\.x-codex-turn-metadata\.<members>\.reasoning_effort$":
+    "the CLI's own warm-up to a custom provider names no effort for a model its bundled catalog lacks: decided "
+    "before any byte reaches the gateway",
+    # Since issue 72 the gateway passes its client's warm-up on over the upstream WebSocket (its socket opens with
+    # it, turn metadata `request_kind: prewarm`) and chains later turns as the client does (issue 61): the warm-up,
+    # `previous_response_id` and the handshake's turn metadata need no explanation any more.
 }
 
 
@@ -297,6 +299,9 @@ def compare_turn_metadata(where: str, a: str | None, b: str | None, out: list, r
     mc = json.loads(reference) if reference else None
     if list(ma) != list(mb):
         marked = " [client-side]" if mc is not None and list(mc) == list(mb) else ""
+        # Only the effort missing: named apart, so that an explanation of it explains nothing else.
+        if not marked and [m for m in ma if m != "reasoning_effort"] == list(mb):
+            marked = ".reasoning_effort"
         out.append((where + ".<members>" + marked, list(ma), list(mb)))
     for k in ma:
         if k in mb and k in METADATA_EXACT and ma[k] != mb[k]:
@@ -353,9 +358,11 @@ def compare(a: dict, b: dict, reference: dict | None) -> list[tuple[str, Any, An
         body_c.pop("client_metadata", None)
     if body_a.get("previous_response_id"):
         # The official client chained this turn on its socket: only its new items are here; they are the tail of
-        # the gateway's whole input.
-        out.append(("body.previous_response_id", True, "previous_response_id" in body_b))
+        # the gateway's input (its own chained turn's new items, or its whole input).
+        if not body_b.get("previous_response_id"):
+            out.append(("body.previous_response_id", True, False))
         body_a.pop("previous_response_id")
+        body_b.pop("previous_response_id", None)
         new = body_a.get("input") or []
         for other in (body_b, body_c):
             if other is not None:
@@ -371,6 +378,14 @@ def compare(a: dict, b: dict, reference: dict | None) -> list[tuple[str, Any, An
         marked = (p, json.dumps(y, sort_keys=True)) in client_side
         out.append((p + (" [client-side]" if marked else ""), x, y))
     return out
+
+
+def as_warm_up(rec: dict, items: int) -> dict:
+    """A recorded turn as the warm-up the CLI would have opened its socket with: `generate: false`, the first
+    `items` of its input (the warm-up holds the turn's context, not yet its prompt)."""
+    body = {**rec["body"], "generate": False}
+    body["input"] = list(body.get("input") or [])[:items]
+    return {**rec, "body": body}
 
 
 def as_lite(rec: dict) -> dict:
@@ -476,13 +491,21 @@ def test_the_gateway_sends_what_the_official_client_sends(world, scenario, trans
         # tools as for any model; its reference is re-laid as Responses Lite, so that its items line up with both
         # sides and the tools it chose count as the CLI's own (client-side).
         reference = [as_lite(r) for r in reference]
-    # The official client's warm-ups: the gateway has none of its own (explained).
+    # The warm-ups (`generate: false`), compared apart: the gateway passes its client's warm-up on over the upstream
+    # WebSocket (issue 72), so each side's socket opens with one.
     warm = [r for r in straight if r["body"].get("generate") is False]
+    warm_via = [r for r in via if r["body"].get("generate") is False]
     straight = [r for r in straight if r["body"].get("generate") is not False]
+    via = [r for r in via if r["body"].get("generate") is not False]
     assert straight, "the official client sent no turn"
     diffs: list[tuple[str, Any, Any]] = []
-    if warm:
-        diffs.append(("websocket.warm-up", len(warm), 0))
+    if len(warm) != len(warm_via):
+        diffs.append(("websocket.warm-up", len(warm), len(warm_via)))
+    for a, b in zip(warm, warm_via):
+        # The CLI's warm-up to the gateway is its own (a custom provider's): what differs in the reference turn
+        # differs here the same way (client-side), the first turn's reference standing for it.
+        stand_in = as_warm_up(reference[0], len(a["body"].get("input") or [])) if reference else None
+        diffs += [("warm-up." + p, x, y) for p, x, y in compare(a, b, stand_in)]
     if len(straight) != len(via):
         diffs.append(("turns.<count>", len(straight), len(via)))
     for i, (a, b) in enumerate(zip(straight, via)):

@@ -258,6 +258,9 @@ pub fn codex_entry(slug: &str) -> Value {
         "supports_image_detail_original": false,
         "supports_search_tool": false,
         "use_responses_lite": false,
+        // Whether the model takes a `configuration_update` input item that changes the effort from its place on
+        // (`mark_effort_updates` sets it where a test chose the model).
+        "supports_reasoning_effort_updates": false,
         "tool_mode": null,
         "base_instructions": BASE_INSTRUCTIONS,
         // The oldest client the backend serves the model to (`versions.rs` enforces it; tests may raise it).
@@ -278,6 +281,23 @@ pub(crate) fn mark_lite(shared: &crate::state::Shared, catalog: &mut Value) {
             }
         }
     }
+}
+
+/// Set `supports_reasoning_effort_updates` on the entries of a Codex catalog answer for the models a test chose.
+pub(crate) fn mark_effort_updates(shared: &crate::state::Shared, catalog: &mut Value) {
+    let on = shared.effort_update_models.lock();
+    if let Some(models) = catalog.get_mut("models").and_then(Value::as_array_mut) {
+        for m in models {
+            if m.get("slug").and_then(Value::as_str).is_some_and(|s| on.iter().any(|l| l == s)) {
+                m["supports_reasoning_effort_updates"] = Value::Bool(true);
+            }
+        }
+    }
+}
+
+/// Whether the catalog flags `model` `supports_reasoning_effort_updates`.
+pub(crate) fn takes_effort_updates(shared: &crate::state::Shared, model: &str) -> bool {
+    shared.effort_update_models.lock().iter().any(|l| l == model)
 }
 
 /// Whether the catalog flags `model` `use_responses_lite`.

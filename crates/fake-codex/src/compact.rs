@@ -77,6 +77,7 @@ fn compact(shared: &Shared, owner: &str, models: &[String], chatgpt: bool, raw: 
         priority_ok: &priority_ok,
         held: 0,
         lite: false,
+        effort_updates: false,
     };
     if let Err(r) = check_compaction_input(obj, &ctx) {
         return detail(StatusCode::BAD_REQUEST, &r.message);

@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_fake/models/{slug}/min-client-version", post(min_client_version))
         .route("/_fake/models/{slug}/prefer-websockets", post(prefer_websockets))
         .route("/_fake/models/{slug}/responses-lite", post(responses_lite))
+        .route("/_fake/models/{slug}/effort-updates", post(effort_updates))
         .route("/_fake/websocket", post(websocket))
         .route("/_fake/connections/{n}/preface", get(preface))
 }
@@ -78,12 +79,30 @@ async fn responses_lite(State(shared): State<Arc<Shared>>, Path(slug): Path<Stri
 }
 
 #[derive(Deserialize)]
+struct EffortUpdatesBody {
+    on: bool,
+}
+
+/// The model's catalog entry says `supports_reasoning_effort_updates` (or no longer does).
+async fn effort_updates(State(shared): State<Arc<Shared>>, Path(slug): Path<String>, body: Bytes) -> Response {
+    match parse::<EffortUpdatesBody>(&body, None) {
+        Ok(b) => {
+            shared.set_effort_updates(&slug, b.on);
+            ok()
+        }
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WebsocketBody {
     /// Refuse every handshake with 426 (clients then use HTTP SSE).
     refuse: Option<bool>,
     /// Refuse every `previous_response_id` (`previous_response_not_found`).
     forget_responses: Option<bool>,
+    /// The largest message a new connection takes (`x-codex-websocket-max-message-bytes`); 0 for the default.
+    max_message_bytes: Option<u64>,
 }
 
 async fn websocket(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -94,6 +113,9 @@ async fn websocket(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             }
             if let Some(forget) = b.forget_responses {
                 shared.ws.set_forget(forget);
+            }
+            if let Some(max) = b.max_message_bytes {
+                shared.ws.set_max_message((max > 0).then_some(max));
             }
             ok()
         }

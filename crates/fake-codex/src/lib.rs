@@ -333,6 +333,24 @@ impl FakeCodex {
         self.shared.ws.set_limit(limit);
     }
 
+    /// The largest message a new Responses WebSocket connection takes, advertised on its handshake as
+    /// `x-codex-websocket-max-message-bytes` (`None`: the default, 64 MiB); a larger message is refused with
+    /// `websocket_message_too_large` and the connection closed.
+    pub fn set_ws_max_message(&self, bytes: Option<u64>) {
+        self.shared.ws.set_max_message(bytes);
+    }
+
+    /// Responses WebSocket messages refused for their size.
+    pub fn ws_messages_too_large(&self) -> u64 {
+        self.shared.ws.too_large()
+    }
+
+    /// The model's catalog entry says `supports_reasoning_effort_updates` (the official client then changes a
+    /// conversation's effort with a `configuration_update` item), or no longer does.
+    pub fn set_effort_updates(&self, slug: &str, on: bool) {
+        self.shared.set_effort_updates(slug, on);
+    }
+
     /// The model's catalog entry says `prefer_websockets` (what `[upstream] transport = "auto"` follows).
     pub fn set_ws_preferred(&self, slug: &str, prefer: bool) {
         self.shared.ws.set_preferred(slug, prefer);

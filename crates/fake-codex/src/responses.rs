@@ -107,9 +107,15 @@ fn units(body: &Value) -> Vec<String> {
 /// The units as the prompt cache sees them: the tokens the model reads, so an item's ids, status and
 /// annotations, and whether a message's text is a string or parts, do not count (a client's own copy of an answer
 /// hits the cache the backend's answer filled, as on the real backend, which caches rendered tokens).
+///
+/// The request-level reasoning effort is part of the first unit: the model reads it at the very start of the
+/// prompt, so changing it between turns rewrites the whole prefix and nothing is cached. A `configuration_update`
+/// item changes the effort from its own place on, an item like any other, so everything before it stays cached
+/// (what Codex CLI 0.169+ sends to keep the cache when its user changes the effort).
 fn cache_units(body: &Value) -> Vec<String> {
+    let effort = body.get("reasoning").and_then(|r| r.get("effort"));
     let mut out = vec![
-        json!([body.get("model"), body.get("instructions")]).to_string(),
+        json!([body.get("model"), body.get("instructions"), effort]).to_string(),
         body.get("tools").cloned().unwrap_or(Value::Null).to_string(),
     ];
     if let Some(items) = body.get("input").and_then(Value::as_array) {
@@ -218,6 +224,10 @@ fn admit(shared: &Arc<Shared>, caller: &Caller, raw: &[u8], held: usize) -> Resu
         priority_ok: &priority_ok,
         held,
         lite: body.get("model").and_then(Value::as_str).is_some_and(|m| catalog::is_lite(shared, m)),
+        effort_updates: body
+            .get("model")
+            .and_then(Value::as_str)
+            .is_some_and(|m| catalog::takes_effort_updates(shared, m)),
     };
     if let Err(r) = validate(&body, &ctx) {
         return Err(render_reject(caller, r));
@@ -263,7 +273,15 @@ enum Reply {
 fn answer(shared: &Arc<Shared>, caller: &Caller, body: &Value, scenario: Scenario, plan_type: String) -> Answer {
     let owner = caller.owner();
     let reasoning = body.get("reasoning").filter(|r| !r.is_null());
-    let effort = reasoning.and_then(|r| r.get("effort")).and_then(Value::as_str);
+    // The last `configuration_update` in the input sets the effort this answer is made with.
+    let updated = body.get("input").and_then(Value::as_array).and_then(|items| {
+        items.iter().rev().find_map(|i| {
+            (i.get("type").and_then(Value::as_str) == Some("configuration_update"))
+                .then(|| i.pointer("/reasoning/effort").and_then(Value::as_str))
+                .flatten()
+        })
+    });
+    let effort = updated.or_else(|| reasoning.and_then(|r| r.get("effort")).and_then(Value::as_str));
     let summary = reasoning.and_then(|r| r.get("summary")).and_then(Value::as_str);
     let include_encrypted = body
         .get("include")

@@ -228,6 +228,7 @@ async fn codex_models(State(shared): State<Arc<Shared>>, uri: axum::http::Uri, h
     let mut body = crate::versions::catalog(&shared, &slugs, version);
     crate::ws::mark_preferred(&shared, &mut body);
     crate::catalog::mark_lite(&shared, &mut body);
+    crate::catalog::mark_effort_updates(&shared, &mut body);
     let body = body.to_string();
     let digest = Sha256::digest(body.as_bytes());
     let etag = format!("W/\"{}\"", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());

@@ -125,6 +125,9 @@ pub(crate) struct Shared {
     pub ws: crate::ws::WsState,
     /// Models whose catalog entry says `use_responses_lite` (set by tests; `catalog::mark_lite`).
     pub lite_models: Mutex<Vec<String>>,
+    /// Models whose catalog entry says `supports_reasoning_effort_updates`: only they take a
+    /// `configuration_update` input item (set by tests; `catalog::mark_effort_updates`).
+    pub effort_update_models: Mutex<Vec<String>>,
     /// Responses answers streaming per account over HTTP: (now, the most at once) (`server::Streaming`).
     pub streaming: Mutex<HashMap<String, (usize, usize)>>,
     /// The first bytes of the latest TLS connections (`preface.rs`).
@@ -199,6 +202,7 @@ impl Shared {
             min_versions: crate::versions::MinVersions::default(),
             ws: crate::ws::WsState::default(),
             lite_models: Mutex::new(Vec::new()),
+            effort_update_models: Mutex::new(Vec::new()),
             streaming: Mutex::new(HashMap::new()),
             prefaces: Default::default(),
         }
@@ -209,6 +213,15 @@ impl Shared {
         let mut models = self.lite_models.lock();
         models.retain(|m| m != slug);
         if lite {
+            models.push(slug.to_string());
+        }
+    }
+
+    /// Flag `slug` `supports_reasoning_effort_updates` in the catalog, or no longer.
+    pub(crate) fn set_effort_updates(&self, slug: &str, on: bool) {
+        let mut models = self.effort_update_models.lock();
+        models.retain(|m| m != slug);
+        if on {
             models.push(slug.to_string());
         }
     }

@@ -41,6 +41,13 @@ fn text_frame(t: impl Into<bytes::Bytes>) -> Frame {
 /// The beta header value the official client sends on the handshake.
 pub const BETA: &str = "responses_websockets=2026-02-06";
 const LIMIT_CODE: &str = "websocket_connection_limit_reached";
+/// The handshake answer's header with the largest message the connection takes (Codex CLI 0.171 reads it).
+pub const MAX_MESSAGE_HEADER: &str = "x-codex-websocket-max-message-bytes";
+/// The error code of a message over that size, as the official client (0.171) names the failure.
+const TOO_LARGE_CODE: &str = "websocket_message_too_large";
+/// The largest message advertised by default. The real backend's number is not known; this one is the size of
+/// tungstenite's default read limit (64 MiB), which no test request reaches unless it sets a smaller one.
+const DEFAULT_MAX_MESSAGE: u64 = 64 << 20;
 const LIMIT_MESSAGE: &str =
     "Responses websocket connection limit reached (60 minutes). Create a new websocket connection to continue.";
 /// The backend's connection lifetime.
@@ -61,6 +68,10 @@ pub(crate) struct WsState {
     limit_ms: AtomicU64,
     /// Connections upgraded since start.
     opened: AtomicU64,
+    /// The largest message a connection takes (advertised on the handshake); 0 means the default.
+    max_message: AtomicU64,
+    /// Messages refused for their size.
+    too_large: AtomicU64,
     /// Every message received, as sent (`type` included), oldest first.
     messages: Mutex<Vec<Value>>,
     /// Models whose catalog entry says `prefer_websockets: true` (the official client then uses the WebSocket).
@@ -79,6 +90,22 @@ impl WsState {
     pub(crate) fn set_limit(&self, limit: Option<Duration>) {
         let ms = limit.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
         self.limit_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The largest message a connection takes, advertised on the handshake; `None` for the default.
+    pub(crate) fn set_max_message(&self, bytes: Option<u64>) {
+        self.max_message.store(bytes.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    fn max_message(&self) -> u64 {
+        match self.max_message.load(Ordering::Relaxed) {
+            0 => DEFAULT_MAX_MESSAGE,
+            n => n,
+        }
+    }
+
+    pub(crate) fn too_large(&self) -> u64 {
+        self.too_large.load(Ordering::Relaxed)
     }
 
     pub(crate) fn opened(&self) -> u64 {
@@ -158,17 +185,21 @@ fn handshake(shared: Arc<Shared>, headers: HeaderMap, upgrade: IncomingUpgrade) 
         Err(e) => return detail(StatusCode::BAD_REQUEST, &format!("WebSocket handshake: {e}")),
     };
     shared.ws.opened.fetch_add(1, Ordering::Relaxed);
+    // Each connection keeps the limit it was opened with, as it advertised it.
+    let max_message = shared.ws.max_message();
     tokio::spawn(async move {
         if let Ok(socket) = upgraded.await {
-            serve(shared, account, headers, socket).await;
+            serve(shared, account, headers, socket, max_message).await;
         }
     });
-    response.into_response()
+    let mut response = response.into_response();
+    response.headers_mut().insert(MAX_MESSAGE_HEADER, axum::http::HeaderValue::from(max_message));
+    response
 }
 
 /// One connection: answer `response.create` messages one at a time until the client leaves or the lifetime
 /// ends (checked between answers, as the backend does).
-async fn serve(shared: Arc<Shared>, account: String, headers: HeaderMap, mut socket: WebSocket) {
+async fn serve(shared: Arc<Shared>, account: String, headers: HeaderMap, mut socket: WebSocket, max_message: u64) {
     let end = tokio::time::Instant::now() + shared.ws.limit();
     let mut chain = Chain::default();
     loop {
@@ -197,6 +228,24 @@ async fn serve(shared: Arc<Shared>, account: String, headers: HeaderMap, mut soc
             },
             Err(_) => return,
         };
+        // Over the advertised size: refused, and the connection closed (1009, "message too big"), as a server that
+        // states a limit ends a connection whose peer ignores it. The client is told first, in the backend's
+        // wrapped error shape, with the code the official client names the failure by.
+        if message.len() as u64 > max_message {
+            shared.ws.too_large.fetch_add(1, Ordering::Relaxed);
+            let frame = wrapped_error(
+                400,
+                json!({
+                    "type": "invalid_request_error",
+                    "code": TOO_LARGE_CODE,
+                    "message": format!("The WebSocket message is {} bytes, more than the {max_message} this connection takes.", message.len()),
+                }),
+                Map::new(),
+            );
+            let _ = socket.send(text_frame(frame.to_string())).await;
+            let _ = socket.send(Frame::close(CloseCode::Size, [])).await;
+            return;
+        }
         let message = std::str::from_utf8(&message).unwrap_or_default();
         if !answer(&shared, &account, &headers, message, &mut chain, &mut socket).await {
             return;

@@ -10,6 +10,12 @@
 //! Between turns: a connection the backend closed, or that reached its time limit, is replaced and the request
 //! sent again on a new one, before anything was read. A handshake refused with 426 means "use HTTP SSE" (as
 //! the official client does): the request goes over HTTP, and the account's requests keep doing so for a while.
+//!
+//! The size of a message: the backend's handshake answer may say the largest message the connection takes
+//! (`x-codex-websocket-max-message-bytes`, Codex CLI 0.171). A message over it is not sent: the pool answers the
+//! backend's own refusal for it (`websocket_message_too_large`), which the gateway's classifier turns into the
+//! official client's fallback (the whole request over HTTP), and the conversation's later requests go over HTTP
+//! for a while, as the official client's session does once it fell back.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,8 +36,12 @@ use crate::ws_handshake::{Handshake, Prefixed, handshake};
 use crate::{BodyStream, CONNECT_TIMEOUT, Plain, TransportError, TransportKind, UpstreamResponse};
 
 /// How long a refused handshake (426) keeps an account's requests on HTTP SSE before the WebSocket is tried
-/// again.
+/// again; also how long a conversation whose message was too large for its connection stays on HTTP.
 const REFUSAL_MEMORY: Duration = Duration::from_secs(15 * 60);
+/// The handshake answer's header with the largest message the connection takes.
+pub const MAX_MESSAGE_HEADER: &str = "x-codex-websocket-max-message-bytes";
+/// The backend's error code for a message over that size.
+const TOO_LARGE: &str = "websocket_message_too_large";
 /// Attempts at one request when connections turn out closed or past their time limit before answering.
 const ATTEMPTS: usize = 3;
 /// The largest message read: tungstenite's default, which the pool had before (a `response.completed` repeats
@@ -60,6 +70,11 @@ pub enum Outcome {
     /// Send it over HTTP SSE instead: the backend refused the handshake (now or recently), or the account has
     /// all the connections it may have.
     UseSse,
+    /// The backend's refusal before any event (a wrapped error frame, or a message over the connection's size
+    /// that was not sent): the status and JSON body the HTTP endpoint would have answered, for the gateway to
+    /// classify (it may send the request over HTTP instead, `dialects::failure::UpstreamFailure::
+    /// transport_fallback`).
+    Refused { status: StatusCode, headers: HeaderMap, body: Bytes },
 }
 
 /// Which connections a request may reuse: the account's, for the same conversation (`session` empty: any of
@@ -78,6 +93,8 @@ struct Conn {
     /// What the backend holds for the conversation on this connection after its last completed turn
     /// (`chain.rs`); `None` on a new connection or after a turn that did not complete.
     lineage: Option<Lineage>,
+    /// The largest message the connection takes, as its handshake answer said (`None`: no limit stated).
+    max_message: Option<usize>,
 }
 
 /// An account's count of open connections, released when the connection goes.
@@ -109,6 +126,8 @@ pub struct WsPool {
     open: Mutex<HashMap<String, usize>>,
     /// Accounts whose handshake was refused with 426, until when.
     refused: Mutex<HashMap<String, Instant>>,
+    /// Conversations whose message was too large for their connection, until when (they go over HTTP).
+    too_large: Mutex<HashMap<Key, Instant>>,
     sweeping: AtomicBool,
     me: Weak<WsPool>,
 }
@@ -129,6 +148,7 @@ impl WsPool {
             idle: Mutex::default(),
             open: Mutex::default(),
             refused: Mutex::default(),
+            too_large: Mutex::default(),
             sweeping: AtomicBool::new(false),
             me: me.clone(),
         })
@@ -156,6 +176,9 @@ impl WsPool {
         headers.remove(header::CONTENT_TYPE);
         headers.insert("openai-beta", HeaderValue::from_static(ws::BETA));
         let key = Key { account: owner.id().to_string(), session: session.unwrap_or_default().to_string() };
+        if self.too_large_recently(&key) {
+            return Outcome::UseSse;
+        }
         let whole = ws::create_message(body);
         let mut last = None;
         // After the backend refused a chain: a new connection, the whole request.
@@ -188,6 +211,12 @@ impl WsPool {
                 }
                 (Plan::Chained { .. } | Plan::Whole, _) => whole.clone(),
             };
+            // Over the size the connection takes: not sent (the official client checks before it sends).
+            if let Some(max) = conn.max_message.filter(|max| message.len() > *max) {
+                self.too_large.lock().insert(key, Instant::now() + REFUSAL_MEMORY);
+                let (status, headers, body) = too_large(message.len(), max);
+                return Outcome::Refused { status, headers, body };
+            }
             let tracker = chain.clone().map(|request| Tracker::new(request, plan.clone(), previous));
             match self.first(conn, message, handshake).await {
                 First::Stream(conn, headers, first, end) => {
@@ -220,8 +249,10 @@ impl WsPool {
                     last = Some(TransportError::described(TransportKind::Reset, "previous_response_not_found"));
                 }
                 First::Refused { status, headers, body } => {
-                    let body: BodyStream = Box::pin(Plain::new(futures_util::stream::once(async move { Ok(body) })));
-                    return Outcome::Answer(Ok(UpstreamResponse { status, headers, body }));
+                    if memchr::memmem::find(&body, TOO_LARGE.as_bytes()).is_some() {
+                        self.too_large.lock().insert(key, Instant::now() + REFUSAL_MEMORY);
+                    }
+                    return Outcome::Refused { status, headers, body };
                 }
                 // Closed by the backend, or past its time: a new connection takes the request.
                 First::Gone(e) => last = Some(e),
@@ -238,6 +269,18 @@ impl WsPool {
             Some(until) if *until > Instant::now() => true,
             Some(_) => {
                 refused.remove(account);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn too_large_recently(&self, key: &Key) -> bool {
+        let mut too_large = self.too_large.lock();
+        match too_large.get(key) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                too_large.remove(key);
                 false
             }
             None => false,
@@ -335,14 +378,20 @@ impl WsPool {
         };
         match handshake(io, uri, headers).await {
             Ok(Handshake::Open { io, headers, extensions }) => {
+                let max_message = headers
+                    .get(MAX_MESSAGE_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .filter(|max| *max > 0);
                 let options = Options::default()
                     .with_compression_level(yawc::CompressionLevel::default())
                     .with_max_payload_read(MAX_MESSAGE)
                     .with_max_read_buffer(MAX_MESSAGE);
                 match WebSocket::from_stream_with_extensions(io, Role::Client, extensions.as_deref(), options) {
-                    Ok(socket) => {
-                        Connected::Open(Conn { socket: Box::new(socket), _slot: slot, lineage: None }, headers)
-                    }
+                    Ok(socket) => Connected::Open(
+                        Conn { socket: Box::new(socket), _slot: slot, lineage: None, max_message },
+                        headers,
+                    ),
                     Err(e) => Connected::Answer(Err(ws_failure(e))),
                 }
             }
@@ -636,6 +685,19 @@ impl Tracker {
         let r = &self.request;
         Some(chain::completed(self.previous, &self.plan, r.settings, &r.items, id, self.output))
     }
+}
+
+/// The backend's refusal of a message over the connection's size, as the HTTP endpoint would word an error (the
+/// official client's words for it).
+fn too_large(bytes: usize, max: usize) -> (StatusCode, HeaderMap, Bytes) {
+    let body = serde_json::json!({"error": {
+        "type": "invalid_request_error",
+        "code": TOO_LARGE,
+        "message": format!("websocket request exceeds the peer's message size limit ({bytes} bytes, at most {max})"),
+    }});
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    (StatusCode::BAD_REQUEST, headers, Bytes::from(body.to_string()))
 }
 
 /// Whether a refusal is the backend's "no such previous response".

@@ -73,7 +73,7 @@ pub fn classify_event_refusal(code: Option<String>, message: String) -> Refusal 
 /// of the upstream (500).
 fn event_status(code: Option<&str>) -> u16 {
     match code.unwrap_or("") {
-        "context_length_exceeded" | "invalid_request_error" => 400,
+        "context_length_exceeded" | "invalid_request_error" | WEBSOCKET_MESSAGE_TOO_LARGE => 400,
         c if policy_kind(Some(c)).is_some() => 400,
         "model_not_found" => 404,
         "rate_limit_exceeded" | "usage_limit_reached" | "insufficient_quota" | "usage_not_included" => 429,
@@ -82,6 +82,9 @@ fn event_status(code: Option<&str>) -> u16 {
         _ => 500,
     }
 }
+
+/// The code of a message larger than the upstream WebSocket connection takes (Codex CLI 0.171's name for it).
+const WEBSOCKET_MESSAGE_TOO_LARGE: &str = "websocket_message_too_large";
 
 /// What the body and headers said besides the status and code.
 struct Signals {
@@ -122,6 +125,8 @@ fn reason(status: u16, code: Option<&str>, message: &str, signals: Signals) -> R
             }
             _ => Reason::RateLimited { retry_after: signals.retry_after },
         },
+        // Before 413: the size is the message's on the WebSocket, not the conversation's.
+        400..=499 if code == Some(WEBSOCKET_MESSAGE_TOO_LARGE) => Reason::WebsocketMessageTooLarge,
         413 => Reason::ContextTooLong,
         400..=499 => {
             let lower = message.to_ascii_lowercase();

@@ -140,6 +140,11 @@ pub enum Reason {
     ContextTooLong,
     /// Encrypted reasoning the upstream cannot verify: produced by another account (Anthropic retries without).
     ForeignReasoning,
+    /// The request was larger than the upstream WebSocket connection takes (`websocket_message_too_large`; the
+    /// limit is advertised on the handshake as `x-codex-websocket-max-message-bytes`). Neither the account's
+    /// failure nor the request's: the same request goes over HTTP, as the official client (0.171) then sends it
+    /// ([`UpstreamFailure::transport_fallback`]).
+    WebsocketMessageTooLarge,
     /// Any other refusal of the request itself (400, 422, ...).
     InvalidRequest,
 }
@@ -229,6 +234,15 @@ pub enum Failover {
     OtherAccount,
     /// The request itself was refused: every account would refuse it.
     Stop,
+}
+
+/// Whether a refused request goes again over another transport ([`UpstreamFailure::transport_fallback`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportFallback {
+    /// The answer stands (failover and the client's error are decided as usual).
+    None,
+    /// Send the same request over HTTP on the same account.
+    Http,
 }
 
 /// A period for which an account is left out after a failure.
@@ -339,7 +353,47 @@ impl UpstreamFailure {
             | Reason::NotFound
             | Reason::ContextTooLong
             | Reason::ForeignReasoning
+            // The size is the request's, whichever account sends it: it goes over HTTP instead (see
+            // `transport_fallback`), never to the next account's WebSocket.
+            | Reason::WebsocketMessageTooLarge
             | Reason::InvalidRequest => Failover::Stop,
+        }
+    }
+
+    /// Is the same request sent again over HTTP on the same account (asked only while nothing has reached the
+    /// client)? Only when the WebSocket itself could not carry it: a message over the connection's advertised
+    /// size. The official client (0.171) then says "Falling back from WebSockets to HTTPS transport. websocket
+    /// request exceeds the peer's message size limit" and sends the whole request over HTTPS.
+    pub fn transport_fallback(&self) -> TransportFallback {
+        let reason = match self {
+            UpstreamFailure::Refused(r) => &r.reason,
+            UpstreamFailure::Transport { .. }
+            | UpstreamFailure::HeaderTimeout { .. }
+            | UpstreamFailure::Idle
+            | UpstreamFailure::StreamCut
+            | UpstreamFailure::MalformedStream(_)
+            | UpstreamFailure::LoginRefused { .. }
+            | UpstreamFailure::Credentials(_) => return TransportFallback::None,
+        };
+        match reason {
+            Reason::WebsocketMessageTooLarge => TransportFallback::Http,
+            Reason::QuotaExhausted { .. }
+            | Reason::RateLimited { .. }
+            | Reason::UsageNotIncluded
+            | Reason::Overloaded
+            | Reason::PolicyRefused { .. }
+            | Reason::ServerError
+            | Reason::MalformedEvent
+            | Reason::CloudflareChallenge
+            | Reason::Unauthorized
+            | Reason::Forbidden
+            | Reason::AccountDeactivated
+            | Reason::ModelNotSupportedByPlan
+            | Reason::ModelNotFound
+            | Reason::NotFound
+            | Reason::ContextTooLong
+            | Reason::ForeignReasoning
+            | Reason::InvalidRequest => TransportFallback::None,
         }
     }
 
@@ -415,6 +469,8 @@ impl UpstreamFailure {
             | Reason::NotFound
             | Reason::ContextTooLong
             | Reason::ForeignReasoning
+            // The request's size on one transport: nothing about the account.
+            | Reason::WebsocketMessageTooLarge
             | Reason::InvalidRequest => None,
         }
     }
@@ -450,6 +506,7 @@ impl UpstreamFailure {
             | Reason::NotFound
             | Reason::ContextTooLong
             | Reason::ForeignReasoning
+            | Reason::WebsocketMessageTooLarge
             | Reason::InvalidRequest => None,
         }
     }
@@ -484,6 +541,7 @@ impl UpstreamFailure {
             | Reason::NotFound
             | Reason::ContextTooLong
             | Reason::ForeignReasoning
+            | Reason::WebsocketMessageTooLarge
             | Reason::InvalidRequest => None,
         }
     }
@@ -649,6 +707,8 @@ impl Refusal {
                 }
             },
             Reason::ForeignReasoning | Reason::InvalidRequest => (ErrorKind::InvalidRequest, rejected()),
+            // Reaches a client only where no HTTP fallback could be made (the request was already answered in part).
+            Reason::WebsocketMessageTooLarge => (ErrorKind::InvalidRequest, rejected()),
         };
         GatewayError { kind, message, code, param: self.param.clone(), retry_after }
     }

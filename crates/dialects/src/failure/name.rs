@@ -47,6 +47,7 @@ impl Reason {
             Reason::NotFound => "not_found",
             Reason::ContextTooLong => "context_too_long",
             Reason::ForeignReasoning => "foreign_reasoning",
+            Reason::WebsocketMessageTooLarge => "websocket_message_too_large",
             Reason::InvalidRequest => "invalid_request",
         }
     }

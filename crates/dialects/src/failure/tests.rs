@@ -634,3 +634,24 @@ fn the_content_filters_end_is_typed_where_it_is_parsed() {
     let finish = crate::outcome::Finish::from_terminal(&terminal, false);
     assert_eq!(finish, crate::outcome::Finish::ContentFilter);
 }
+
+/// A message over the upstream WebSocket's advertised size (`websocket_message_too_large`, Codex CLI 0.171): the
+/// request goes over HTTP on the same account; nothing is said of the account (no failover, cooldown, status or
+/// risk signal), whether the refusal came as the wrapped error frame's status or inside a stream.
+#[test]
+fn a_websocket_message_too_large_falls_back_to_http_and_is_never_the_accounts_failure() {
+    let body = r#"{"error":{"type":"invalid_request_error","code":"websocket_message_too_large","message":"The WebSocket message is 90000 bytes, more than the 65536 this connection takes."}}"#;
+    for failure in [http(400, body), http(413, body), event(Some("websocket_message_too_large"), "too large")] {
+        assert_eq!(failure.reason(), Some(&Reason::WebsocketMessageTooLarge), "{failure:?}");
+        assert_eq!(failure.transport_fallback(), TransportFallback::Http);
+        assert_eq!(failure.failover(), Failover::Stop);
+        assert!(failure.cooldown().is_none());
+        assert!(failure.account_status().is_none());
+        assert!(failure.risk_signal().is_none());
+        assert_eq!(failure.to_error().kind, ErrorKind::InvalidRequest);
+    }
+    // Every other failure keeps its transport.
+    assert_eq!(http(413, r#"{"error":{"message":"too long"}}"#).transport_fallback(), TransportFallback::None);
+    assert_eq!(http(503, "").transport_fallback(), TransportFallback::None);
+    assert_eq!(UpstreamFailure::StreamCut.transport_fallback(), TransportFallback::None);
+}

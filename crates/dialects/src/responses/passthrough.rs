@@ -7,8 +7,9 @@ use crate::models::{ModelRef, normalize_effort};
 use crate::outcome::upstream_failure;
 use crate::upstream::{OutputLimits, UpstreamRequest};
 
-/// Top-level fields the backend accepts; everything else is handled by the policy below.
-const PASSED: [&str; 13] = [
+/// Top-level fields the backend accepts; everything else is handled by the policy below. The last three are sent by
+/// Codex CLI 0.169+ (its request type's fields) and go on as a client sent them; the gateway never adds them.
+const PASSED: [&str; 16] = [
     "model",
     "instructions",
     "input",
@@ -22,6 +23,9 @@ const PASSED: [&str; 13] = [
     "text",
     "client_metadata",
     "truncation",
+    "prompt_cache_options",
+    "access_programs",
+    "request_country",
 ];
 
 /// Fields dropped silently (documented in docs/parameter-policy.md): sampling knobs and bookkeeping the
@@ -99,6 +103,15 @@ pub fn decode(body: &[u8]) -> Result<(UpstreamRequest, Chain), GatewayError> {
     }
     for key in DROPPED {
         src.remove(key);
+    }
+    // The warm-up (`generate: false`, the official client's first message on a WebSocket): kept, for the gateway
+    // to pass on over the upstream WebSocket or to answer itself (`generate: true` is every request's default).
+    match src.remove("generate") {
+        None | Some(Value::Null) | Some(Value::Bool(true)) => {}
+        Some(Value::Bool(false)) => {
+            body.insert("generate".into(), Value::Bool(false));
+        }
+        Some(_) => return Err(GatewayError::invalid_param("generate", "`generate` must be a boolean")),
     }
     src.remove("max_output_tokens");
     src.remove("background");

@@ -9,7 +9,7 @@ use crate::tokens::{SealError, open_reasoning};
 use serde_json::{Map, Value};
 
 /// The input checked; the names of the tools its `additional_tools` items define (Responses Lite).
-pub(super) fn check_input(input: Option<&Value>, ctx: &Ctx<'_>) -> Result<HashSet<String>, Reject> {
+pub(super) fn check_input(input: Option<&Value>, model: &str, ctx: &Ctx<'_>) -> Result<HashSet<String>, Reject> {
     let items = match input {
         Some(Value::Array(a)) => a,
         Some(_) => return Err(invalid_type("input", "an array")),
@@ -97,6 +97,10 @@ pub(super) fn check_input(input: Option<&Value>, ctx: &Ctx<'_>) -> Result<HashSe
                 }
                 check_tools(obj.get("tools"), &format!("{path}.tools"), &mut tool_names)?;
             }
+            // Codex CLI 0.169+: a change of the reasoning effort from this point of the conversation on, for a model
+            // the catalog flags `supports_reasoning_effort_updates` (and only for it), so that the request-level
+            // effort, and with it the prompt's cached prefix, stays as it was.
+            "configuration_update" => check_configuration_update(obj, &path, model, ctx)?,
             // Compaction v2: the official client (0.169) asks for a compaction with this marker as the last input
             // item of an ordinary `/responses` request (turn metadata `"implementation":"responses_compaction_v2"`).
             "compaction_trigger" => {
@@ -135,6 +139,33 @@ pub(super) fn check_input(input: Option<&Value>, ctx: &Ctx<'_>) -> Result<HashSe
         }
     }
     Ok(tool_names)
+}
+
+/// A `configuration_update` item: `{"type": "configuration_update", "reasoning": {"effort": ...}}` (an `id`
+/// allowed, as on every item), for a model that takes it, with an effort the model takes (as `reasoning.effort`).
+fn check_configuration_update(obj: &Map<String, Value>, path: &str, model: &str, ctx: &Ctx<'_>) -> Result<(), Reject> {
+    if !ctx.effort_updates {
+        return Err(rej_p(
+            "The 'configuration_update' item type is not supported with this model.",
+            format!("{path}.type"),
+        ));
+    }
+    check_keys(obj, &["type", "id", "reasoning"], path)?;
+    let reasoning = match obj.get("reasoning") {
+        Some(Value::Object(r)) => r,
+        Some(_) => return Err(invalid_type(&format!("{path}.reasoning"), "an object")),
+        None => return Err(missing(&format!("{path}.reasoning"))),
+    };
+    check_keys(reasoning, &["effort"], &format!("{path}.reasoning"))?;
+    match reasoning.get("effort") {
+        Some(Value::String(e)) if crate::catalog::supports_effort(model, e) => Ok(()),
+        Some(Value::String(e)) => {
+            let listed: Vec<&str> = crate::catalog::info(model).efforts.iter().map(|(e, _)| *e).collect();
+            Err(invalid_value(&format!("{path}.reasoning.effort"), e, &listed))
+        }
+        Some(_) => Err(invalid_type(&format!("{path}.reasoning.effort"), "a string")),
+        None => Err(missing(&format!("{path}.reasoning.effort"))),
+    }
 }
 
 /// `internal_chat_message_metadata_passthrough` (an object: `content_item_kinds`, `create_time`, `turn_id`): the

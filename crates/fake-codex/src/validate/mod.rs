@@ -62,6 +62,9 @@ pub struct Ctx<'a> {
     /// The request's model is one the catalog flags `use_responses_lite`: only then does the backend take its
     /// tools as an `additional_tools` input item (the official client sends them so for such models alone).
     pub lite: bool,
+    /// The request's model is one the catalog flags `supports_reasoning_effort_updates`: only then does the
+    /// backend take a `configuration_update` input item.
+    pub effort_updates: bool,
 }
 
 const TOP_LEVEL: &[&str] = &[
@@ -80,7 +83,15 @@ const TOP_LEVEL: &[&str] = &[
     "text",
     "client_metadata",
     "truncation",
+    // Codex CLI 0.169+ (its request type's fields): the prompt cache's lifetime for GPT-6 models, access programs
+    // the account is enrolled in, and the request's country.
+    "prompt_cache_options",
+    "access_programs",
+    "request_country",
 ];
+
+/// `prompt_cache_options.ttl` values (the official client 0.171's enum: `30m`, `12h`).
+const CACHE_TTLS: &[&str] = &["30m", "12h"];
 
 const REASONING_CONTEXTS: &[&str] = &["auto", "current_turn", "all_turns"];
 
@@ -94,7 +105,7 @@ pub(crate) fn check_compaction_input(obj: &Map<String, Value>, ctx: &Ctx<'_>) ->
     if !ctx.models.iter().any(|m| m == model) {
         return Err(rej_p(format!("The '{model}' model is not supported."), "model"));
     }
-    input::check_input(obj.get("input"), ctx).map(drop)
+    input::check_input(obj.get("input"), model, ctx).map(drop)
 }
 
 /// Validate a parsed body.
@@ -134,7 +145,7 @@ pub fn validate(body: &Value, ctx: &Ctx<'_>) -> Result<(), Reject> {
     }
     // Responses Lite (a model the catalog flags `use_responses_lite`): the tools arrive in an `additional_tools`
     // input item instead, and count for `tool_choice` as the top-level ones do.
-    let mut tool_names = check_input(obj.get("input"), ctx)?;
+    let mut tool_names = check_input(obj.get("input"), model, ctx)?;
     check_tools(obj.get("tools"), "tools", &mut tool_names)?;
     check_tool_choice(obj.get("tool_choice"), &tool_names)?;
     check_reasoning(obj.get("reasoning"), model, ctx.lite)?;
@@ -165,6 +176,35 @@ fn check_misc(obj: &Map<String, Value>, model: &str, ctx: &Ctx<'_>) -> Result<()
         && !(v.is_object() || v.is_null())
     {
         return Err(invalid_type("client_metadata", "an object"));
+    }
+    if let Some(v) = obj.get("prompt_cache_options") {
+        let o = v.as_object().ok_or_else(|| invalid_type("prompt_cache_options", "an object"))?;
+        check_keys(o, &["ttl"], "prompt_cache_options")?;
+        match o.get("ttl") {
+            None => {}
+            Some(Value::String(t)) if CACHE_TTLS.contains(&t.as_str()) => {}
+            Some(Value::String(t)) => return Err(invalid_value("prompt_cache_options.ttl", t, CACHE_TTLS)),
+            Some(_) => return Err(invalid_type("prompt_cache_options.ttl", "a string")),
+        }
+    }
+    if let Some(v) = obj.get("access_programs") {
+        let arr = v.as_array().ok_or_else(|| invalid_type("access_programs", "an array"))?;
+        if let Some(i) = arr.iter().position(|p| !p.is_string()) {
+            return Err(invalid_type(&format!("access_programs[{i}]"), "a string"));
+        }
+    }
+    if let Some(v) = obj.get("request_country") {
+        match v.as_str() {
+            // An ISO 3166-1 alpha-2 code.
+            Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {}
+            Some(other) => {
+                return Err(rej_p(
+                    format!("Invalid request_country: '{other}'. Expected a two-letter country code."),
+                    "request_country",
+                ));
+            }
+            None => return Err(invalid_type("request_country", "a string")),
+        }
     }
     if let Some(v) = obj.get("truncation") {
         match v.as_str() {

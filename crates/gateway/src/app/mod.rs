@@ -44,6 +44,8 @@ pub struct AppState {
     pub live: reload::Live,
     /// The shutdown's drain, which upgraded WebSocket sessions join (server/listen.rs, server/websocket.rs).
     pub drain: Drain,
+    /// Each conversation's reasoning-effort baseline and updates (`upstream::identity::efforts`).
+    pub efforts: Arc<crate::upstream::identity::efforts::Efforts>,
     /// Recent Responses answers, for `previous_response_id` over HTTP and the WebSocket (stored_responses.rs).
     pub stored: Arc<StoredResponses>,
 }
@@ -97,6 +99,7 @@ impl AppState {
             ledger,
             live,
             drain: Drain::default(),
+            efforts: Default::default(),
             stored,
         })
     }

@@ -52,6 +52,17 @@ pub struct ModelEntry {
     /// input items, a header saying so; docs/protocol.md "Responses Lite").
     #[serde(default, deserialize_with = "null_as_default")]
     pub use_responses_lite: bool,
+    /// The model takes `text.verbosity` (`support_verbosity`); with it the official client sends
+    /// `default_verbosity` when its user set none (codex-rs `ModelInfo`).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub support_verbosity: bool,
+    #[serde(default)]
+    pub default_verbosity: Option<String>,
+    /// The model takes a `configuration_update` input item that changes the reasoning effort from its place in
+    /// the conversation on (Codex CLI 0.169+ sends one instead of changing the request's effort, which keeps the
+    /// prompt's cached prefix; docs/protocol.md "Efforts").
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub supports_reasoning_effort_updates: bool,
     /// The oldest Codex client the backend serves this model to (newer models require recent clients).
     #[serde(default)]
     pub minimal_client_version: Option<ClientVersion>,
@@ -198,6 +209,9 @@ impl ModelEntry {
             priority: None,
             supports_reasoning_context: false,
             use_responses_lite: false,
+            support_verbosity: false,
+            default_verbosity: None,
+            supports_reasoning_effort_updates: false,
             minimal_client_version: None,
             input_modalities: Vec::new(),
             raw,

@@ -90,12 +90,17 @@ pub trait CatalogSource: Send + Sync {
 }
 
 /// What the catalogs say about a model that shapes each of its turns ([`Catalog::turn_facts`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TurnFacts {
     /// issue 25: the newest `minimal_client_version` any of them gives (the backend refuses older clients).
     pub minimal_client_version: Option<entry::ClientVersion>,
     /// Some catalog flags it `use_responses_lite` (`upstream::identity::lite`).
     pub responses_lite: bool,
+    /// The verbosity the official client sends when its user set none: the `default_verbosity` of the first
+    /// catalog that says the model supports verbosity.
+    pub default_verbosity: Option<String>,
+    /// Some catalog flags it `supports_reasoning_effort_updates` (`upstream::identity::efforts`).
+    pub effort_updates: bool,
     /// The efforts every catalog that lists efforts for it lists (any account may serve the turn, so only those
     /// all of them take); empty when none lists any, and an effort is then held to the efforts every model took
     /// before catalogs listed them ([`EffortSet::clamp`]).
@@ -167,6 +172,10 @@ impl<S: CatalogSource> Catalog<S> {
             if let Some(e) = offer.fetched.and_then(|fetched| find(fetched, slug)) {
                 facts.minimal_client_version = facts.minimal_client_version.max(e.minimal_client_version);
                 facts.responses_lite |= e.use_responses_lite;
+                facts.effort_updates |= e.supports_reasoning_effort_updates;
+                if facts.default_verbosity.is_none() && e.support_verbosity {
+                    facts.default_verbosity = e.default_verbosity.clone();
+                }
                 let efforts = e.efforts();
                 facts.efforts = match (facts.efforts.is_empty(), efforts.is_empty()) {
                     (_, true) => facts.efforts,

@@ -191,11 +191,31 @@ pub async fn prepare(
     req.finalize(state.config.default_reasoning_effort.as_deref());
     let mut tree = std::mem::take(&mut req.body);
     let facts = state.catalog.turn_facts(&req.model.slug);
+    // The verbosity the official client sends from the model's catalog entry when its user chose none.
+    if let Some(verbosity) = &facts.default_verbosity
+        && tree.get("text").is_none_or(|t| t.get("verbosity").is_none())
+    {
+        match tree.entry("text").or_insert_with(|| Value::Object(Map::new())) {
+            Value::Object(text) => {
+                text.insert("verbosity".into(), Value::String(verbosity.clone()));
+            }
+            // A `text` that is not an object was refused by the decoder; nothing to add to.
+            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Array(_) => {}
+        }
+    }
+    // The effort is held to what the model takes first, so that a conversation's effort updates below
+    // (`upstream::identity::efforts`) compare and send the effort that goes upstream.
     hold_effort(&mut tree, facts.efforts);
+    let warm_up = identity::warmup_model(&tree);
     // A model the official client sends as Responses Lite gets that shape from every caller.
     let lite = facts.responses_lite;
     if lite {
         identity::lite::shape(&mut tree);
+        // The official client's warm-up for such a model holds no input (its tools item and context go with the
+        // first turn, chained on the warm-up): recorded from CLI 0.171, the `responses_lite` parity scenario.
+        if warm_up.is_some() {
+            tree.insert("input".into(), Value::Array(Vec::new()));
+        }
     }
     let key = tree.get("prompt_cache_key").and_then(|v| v.as_str()).unwrap_or_default().to_string();
     // The thread id the official client would have: the caller's own (a Codex CLI's prompt cache key is its
@@ -206,6 +226,13 @@ pub async fn prepare(
     }
     let effort = tree.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str).map(str::to_string);
     record.set_effort(effort.as_deref());
+    // A change of effort inside a conversation goes as the official client sends it for a model that takes it: an
+    // update item, the request's own effort left as it was (so the cached prompt survives). An official caller
+    // places its own updates; a warm-up carries no turn.
+    let official = headers.get("originator").and_then(|v| v.to_str().ok()).is_some_and(|o| o.starts_with("codex_"));
+    if facts.effort_updates && !official && warm_up.is_none() && !key.is_empty() {
+        state.efforts.shape(&key, &mut tree);
+    }
     let client_metadata = match tree.remove("client_metadata") {
         Some(Value::Object(m)) => Some(m),
         Some(_) | None => None,
@@ -240,6 +267,7 @@ pub async fn prepare(
     } else {
         (Bytes::from(identity::official_order(&tree).map_err(serialize_error)?), None)
     };
+    let tail = identity::tail_len(&tree);
     drop(tree);
     let input_estimate = input_estimate(&body);
     let caller_thread = headers.get(&THREAD_ID).and_then(|v| v.to_str().ok()).filter(|t| *t != thread);
@@ -260,6 +288,8 @@ pub async fn prepare(
         conversation: !key.is_empty(),
         turn: Some(Arc::new(turn)),
         chain,
+        warm_up,
+        tail,
     };
     Ok(Prepared { body, slug: req.model.slug.clone(), key, ctx, input_estimate, stream: req.stream, opportunistic })
 }
@@ -318,7 +348,7 @@ impl Prepared {
         }
         let body = Bytes::from(identity::official_order(&tree).ok()?);
         // The chain's digests and item spans were the old body's: an edited turn goes whole.
-        let ctx = CallContext { chain: None, ..self.ctx.clone() };
+        let ctx = CallContext { chain: None, tail: identity::tail_len(&tree), ..self.ctx.clone() };
         Some(Prepared {
             input_estimate: input_estimate(&body),
             body,
@@ -667,9 +697,12 @@ pub fn thread_id_for(key: &str) -> String {
     }
 }
 
-/// What a request is, for the turn metadata: a compaction when its input ends with the compaction trigger
-/// (compaction v2), else a turn.
+/// What a request is, for the turn metadata: a warm-up (`generate: false`), a compaction when its input ends with
+/// the compaction trigger (compaction v2), else a turn.
 fn request_kind(body: &Map<String, Value>) -> identity::RequestKind {
+    if crate::upstream::warmup::is_warmup(body) {
+        return identity::RequestKind::Prewarm;
+    }
     let last = body.get("input").and_then(Value::as_array).and_then(|items| items.last());
     match last.and_then(|item| item.get("type")).and_then(Value::as_str) {
         Some("compaction_trigger") => identity::RequestKind::Compaction,

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::store::AccountKind;
 
 use super::identity::{ACCEPTED_CODINGS, ASKS_COMPRESSED, ClientIdentity, ORIGINATOR, Turn, WebsocketTurn};
+use dialects::failure::TransportFallback;
 
 /// One reqwest client: pooled connections, HTTP/2 where offered, rustls with the gateway's roots
 /// ([`super::tls::client_config`]), the configured proxy. It carries the OAuth calls, the usage and catalog
@@ -81,6 +82,12 @@ pub struct CallContext {
     /// The request's digests, for chaining it on the conversation's upstream WebSocket (issue 61; only for a
     /// request that goes over the WebSocket).
     pub chain: Option<Arc<upstream_transport::chain::ChainRequest>>,
+    /// A warm-up (`generate: false`): sent over the WebSocket only, answered by the gateway otherwise
+    /// ([`super::warmup`]). `Some` with the model it names.
+    pub warm_up: Option<String>,
+    /// Bytes at the end of the serialized body that the official client writes after `client_metadata`
+    /// (`access_programs`, `request_country`; `identity::official_order`), which `client_metadata` goes before.
+    pub tail: usize,
 }
 
 pub struct Upstream {
@@ -147,15 +154,16 @@ impl Upstream {
                 let now_ms = crate::auth::now_ms();
                 let lite = ctx.turn.as_deref().is_some_and(|t| t.lite);
                 let websocket = WebsocketTurn { turn_state: ctx.turn_state.as_deref(), now_ms, lite };
-                let body = with_client_metadata(&body, ctx.turn.as_deref(), account, Some(websocket));
+                let body = with_client_metadata(&body, ctx.tail, ctx.turn.as_deref(), account, Some(websocket));
                 let session = ctx.conversation.then(|| ctx.session_id.clone());
                 Some((ws.clone(), headers, body, session, ctx.chain.clone()))
             }
             _ => None,
         };
         let headers = self.headers(account, authorization, ctx, Transport::Http);
-        let body = with_client_metadata(&body, ctx.turn.as_deref(), account, None);
+        let body = with_client_metadata(&body, ctx.tail, ctx.turn.as_deref(), account, None);
         let (upstream, account) = (self.clone(), account.clone());
+        let warm_up = ctx.warm_up.clone();
         async move {
             if let Some((ws, ws_headers, ws_body, session, chain)) = ws {
                 // Boxed: the WebSocket send is ~2.7 KB, twice the HTTP one, and every request's future waiting for
@@ -164,7 +172,24 @@ impl Upstream {
                 match Box::pin(sending).await {
                     super::ws_pool::Outcome::Answer(answer) => return answer,
                     super::ws_pool::Outcome::UseSse => {}
+                    super::ws_pool::Outcome::Refused { status, headers, body } => {
+                        // One classifier decides whether the WebSocket's refusal stands or the request goes over
+                        // HTTP instead (a message over the connection's size, as the official client falls back).
+                        let failure = super::classify(status, &headers, &body, crate::auth::now_unix());
+                        match failure.transport_fallback() {
+                            TransportFallback::Http => {}
+                            TransportFallback::None => {
+                                let body: super::BodyStream =
+                                    Box::pin(super::Plain::new(futures_util::stream::once(async move { Ok(body) })));
+                                return Ok(UpstreamResponse { status, headers, body });
+                            }
+                        }
+                    }
                 }
+            }
+            // The official client warms up over the WebSocket only: over HTTP the warm-up is answered here.
+            if let Some(model) = warm_up {
+                return Ok(super::warmup::answered_here(&model));
             }
             upstream.post(&account, headers, body).await
         }
@@ -368,6 +393,7 @@ pub(super) enum Transport {
 /// serialized without one, before the account was known). Without a turn identity, the body as it is.
 fn with_client_metadata(
     body: &Bytes,
+    tail: usize,
     turn: Option<&Turn>,
     account: &Account,
     websocket: Option<WebsocketTurn<'_>>,
@@ -376,6 +402,11 @@ fn with_client_metadata(
         return body.clone();
     };
     let Some(open) = body.strip_suffix(b"}") else { return body.clone() };
+    // The members the official client writes after `client_metadata` (each `,"name":value`) stay after it.
+    let (open, after) = match open.len().checked_sub(tail) {
+        Some(at) if tail > 0 && at > 1 => open.split_at(at),
+        Some(_) | None => (open, &b""[..]),
+    };
     let mut out = Vec::with_capacity(body.len() + turn.client_metadata_len(installation) + 20);
     out.extend_from_slice(open);
     if open.len() > 1 {
@@ -383,6 +414,7 @@ fn with_client_metadata(
     }
     out.extend_from_slice(br#""client_metadata":"#);
     turn.write_client_metadata(&mut out, installation, websocket);
+    out.extend_from_slice(after);
     out.push(b'}');
     Bytes::from(out)
 }

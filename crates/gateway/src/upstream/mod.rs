@@ -17,6 +17,7 @@ mod compress;
 pub mod identity;
 mod images;
 pub mod ratelimits;
+pub mod warmup;
 
 // The transport crate's modules under the names this module's files have always used.
 use upstream_transport as transport;

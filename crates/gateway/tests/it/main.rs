@@ -26,6 +26,7 @@ mod metrics;
 mod moves;
 mod ollama;
 mod packaging;
+mod parity;
 mod pg;
 mod policies;
 mod pool;

@@ -407,6 +407,50 @@ async fn a_handshake_during_the_drain_is_a_503_in_the_responses_shape() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The client's warm-up (`generate: false`, issue 72): over the upstream WebSocket it is passed on, so the
+/// upstream connection opens with it as the official client's does, and the first turn chains on it; over HTTP
+/// (where the official client never warms up) the gateway answers it itself. Either way the client gets a
+/// completed response with no output, whose id its next turn can name.
+#[tokio::test]
+async fn a_warm_up_opens_the_upstream_websocket_and_is_answered_here_over_http() {
+    for upstream_ws in [true, false] {
+        let config_toml = upstream_ws.then(|| "[upstream]\ntransport = \"websocket\"\n".to_string());
+        let env = start(Setup { config_toml, ..Setup::default() }).await;
+        let mut ws = connect(&env, None, "ws-warm").await.unwrap_or_else(|e| panic!("{e}"));
+        let mut warm = create(json!([{"role": "user", "content": "warm me up"}]));
+        warm["generate"] = json!(false);
+        send(&mut ws, warm).await;
+        let frames = turn(&mut ws).await;
+        let done = frames.last().cloned().unwrap_or_default();
+        assert_eq!(done["type"], "response.completed", "{frames:?}");
+        assert_eq!(done["response"]["output"], json!([]), "{done}");
+        let id = done["response"]["id"].as_str().unwrap_or_default().to_string();
+        let mut next_turn = create(json!([{"role": "user", "content": "now answer"}]));
+        next_turn["previous_response_id"] = json!(id);
+        send(&mut ws, next_turn).await;
+        let second = turn(&mut ws).await;
+        assert_eq!(second.last().map(|f| f["type"].clone()), Some(json!("response.completed")), "{second:?}");
+        let messages = env.fake.ws_messages();
+        let creates: Vec<&Value> = messages.iter().filter(|m| m["type"] == "response.create").collect();
+        if upstream_ws {
+            assert_eq!(creates.len(), 2, "{messages:?}");
+            assert_eq!(creates[0]["generate"], false, "{}", creates[0]);
+            // The turn chained on the warm-up's response, with only its new item.
+            assert!(creates[1]["previous_response_id"].is_string(), "{}", creates[1]);
+            assert_eq!(creates[1]["input"].as_array().map(Vec::len), Some(1), "{}", creates[1]);
+            assert!(creates[1].get("generate").is_none(), "{}", creates[1]);
+            assert_eq!(env.fake.ws_connections_opened(), 1);
+        } else {
+            assert!(creates.is_empty(), "{messages:?}");
+            // Only the turn reached the backend, with the warm-up's input before its own.
+            let bodies = env.upstream_bodies();
+            assert_eq!(bodies.len(), 1, "{bodies:?}");
+            assert!(bodies[0].get("generate").is_none(), "{}", bodies[0]);
+            assert_eq!(bodies[0]["input"].as_array().map(Vec::len), Some(2), "{}", bodies[0]);
+        }
+    }
+}
+
 /// The end of the closing handshake as the client sees it: the server's Close frame (its code), then the end of
 /// the stream. `Err` when the connection ended without one (what clients report as 1006).
 async fn close_reply(ws: &mut Socket) -> Result<u16, String> {
@@ -481,4 +525,24 @@ async fn a_kept_websocket_turn_can_be_chained_over_http() {
     let (status, _, text) =
         env.post("/v1/responses", &json!({"model": "gpt-5.4", "input": "x", "previous_response_id": own_id})).await;
     assert_eq!((status, json(&text)["error"]["code"].clone()), (400, json!("previous_response_not_found")));
+}
+
+/// A warm-up that did not say `store: false` is kept among the gateway's responses like a turn: an HTTP request
+/// can chain on its (empty) response, which brings the warm-up's input.
+#[tokio::test]
+async fn a_kept_warm_up_can_be_chained_over_http() {
+    let env = start(Setup::default()).await;
+    let mut ws = connect(&env, None, "ws-warm-kept").await.unwrap_or_else(|e| panic!("{e}"));
+    let mut warm = create(json!([{"role": "user", "content": "warm and kept"}]));
+    warm["generate"] = json!(false);
+    warm["store"] = json!(true);
+    send(&mut ws, warm).await;
+    let done = turn(&mut ws).await.pop().unwrap_or_default();
+    assert_eq!(done["type"], "response.completed", "{done}");
+    let chained = json!({"model": "gpt-5.4", "input": "next", "previous_response_id": done["response"]["id"]});
+    let (status, _, text) = env.post("/v1/responses", &chained).await;
+    assert_eq!(status, 200, "{text}");
+    let last = env.upstream_bodies().pop().unwrap_or_default();
+    assert_eq!(last["input"][0]["content"], "warm and kept", "{last}");
+    assert!(last.get("generate").is_none(), "{last}");
 }

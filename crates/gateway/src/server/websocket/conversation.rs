@@ -7,9 +7,10 @@
 //! (`store: false` upstream keeps nothing), so it keeps, per socket, the last request's input and the output of
 //! its answer, and rebuilds the full input from them. A turn whose request did not say `store: false` is also
 //! kept among the gateway's recent responses (`stored_responses.rs`, the same entry, not a copy), which a later
-//! `previous_response_id` on any socket or over HTTP may name, as OpenAI's stored responses can be. It also
-//! answers the client's warm-up (`generate: false`, a connection set-up the backend completes without running the
-//! model) by itself. No I/O; `session.rs` drives it.
+//! `previous_response_id` on any socket or over HTTP may name, as OpenAI's stored responses can be. The client's
+//! warm-up (`generate: false`, a connection set-up the backend completes without running the model) is relayed
+//! like a turn, so that the upstream connection opens with it as the official client's does (`upstream::warmup`),
+//! and its (empty) response is kept like a turn's, for the first turn to chain on. No I/O; `session.rs` drives it.
 
 use std::sync::Arc;
 
@@ -54,11 +55,10 @@ impl MessageError {
 /// A client message, read.
 #[derive(Debug)]
 pub enum Message {
-    /// A turn to relay: the full Responses body (as the HTTP route takes it, with `store: false`: the socket keeps
-    /// its turns itself), and whether the client asked for the response to be kept (`store`, true by default).
+    /// A turn to relay (or a warm-up, `generate: false` kept in it): the full Responses body (as the HTTP route
+    /// takes it, with `store: false`: the socket keeps its turns itself), and whether the client asked for the
+    /// response to be kept (`store`, true by default).
     Create { body: Value, store: bool },
-    /// The warm-up (`generate: false`): answered here with an empty completed response.
-    Warmup { model: Value, input: Vec<Value>, store: bool },
     /// `response.processed`: the client's acknowledgement; nothing to answer.
     Processed,
 }
@@ -138,7 +138,7 @@ impl Conversation {
             }
         };
         if !generate {
-            return Ok(Message::Warmup { model: body.remove("model").unwrap_or(Value::Null), input, store });
+            body.insert("generate".into(), Value::Bool(false));
         }
         body.insert("input".into(), Value::Array(input));
         // A socket's answers are always streamed, one frame per event.
@@ -166,21 +166,6 @@ impl Conversation {
     pub fn forget(&mut self) {
         self.last = None;
     }
-}
-
-/// The `response.created` and `response.completed` events of a warm-up, with a fresh response id.
-pub fn warmup_events(id: &str, model: &Value, created_at: u64) -> [String; 2] {
-    let response = |status: &str| {
-        json!({
-            "id": id, "object": "response", "created_at": created_at, "status": status, "model": model,
-            "output": [], "usage": {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0},
-        })
-    };
-    [
-        json!({"type": "response.created", "sequence_number": 0, "response": response("in_progress")}).to_string(),
-        json!({"type": "response.completed", "sequence_number": 1, "response": response("completed")}).to_string(),
-    ]
 }
 
 #[cfg(test)]
@@ -271,13 +256,31 @@ mod tests {
     }
 
     #[test]
-    fn a_warmup_is_answered_without_the_upstream() {
+    fn a_warmup_is_relayed_as_a_request_that_does_not_generate() {
         let c = conversation();
         let m = json!({"type": "response.create", "model": "m", "generate": false, "store": false, "input": [{"role": "user", "content": "hi"}]});
-        let Ok(Message::Warmup { input, store, .. }) = c.read(&m.to_string()) else { panic!() };
-        assert_eq!(input.len(), 1);
+        let Ok(Message::Create { body, store }) = c.read(&m.to_string()) else { panic!() };
+        assert_eq!(body["generate"], false);
+        assert_eq!(body["store"], false);
         assert!(!store);
-        let [created, done] = warmup_events("resp_w", &json!("m"), 1);
-        assert!(created.contains("response.created") && done.contains("\"status\":\"completed\""));
+        assert_eq!(body["input"].as_array().map(Vec::len), Some(1));
+        let turn = json!({"type": "response.create", "model": "m", "generate": true, "input": []});
+        let Ok(Message::Create { body, store }) = c.read(&turn.to_string()) else { panic!() };
+        assert!(body.get("generate").is_none(), "generating is the default");
+        assert!(store);
+    }
+
+    #[test]
+    fn a_warmups_empty_response_is_what_the_first_turn_chains_on_here_and_elsewhere() {
+        let kept = shared();
+        let mut c = Conversation::new(1 << 20, kept.clone(), Some("key-1"));
+        // The warm-up's completed response: its input, no output (session.rs calls this as for any turn).
+        c.completed("resp_w".into(), "[{\"role\":\"user\",\"content\":\"hi\"}]", "[]", true);
+        let next = json!({"type": "response.create", "model": "m", "previous_response_id": "resp_w",
+            "input": [{"role": "user", "content": "go"}]});
+        let Ok(Message::Create { body, .. }) = c.read(&next.to_string()) else { panic!() };
+        assert_eq!(body["input"].as_array().map(Vec::len), Some(2));
+        let other = Conversation::new(1 << 20, kept, Some("key-1"));
+        assert!(matches!(other.read(&next.to_string()), Ok(Message::Create { .. })));
     }
 }

@@ -25,7 +25,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 
-use super::conversation::{Conversation, Message, warmup_events};
+use super::conversation::{Conversation, Message};
 use super::frames::{self, SseItem, SseSplitter};
 use crate::app::AppState;
 use crate::app::Drain;
@@ -112,9 +112,6 @@ pub async fn run(socket: WebSocket, session: Session, drain: &Drain) {
         }
         let result = match conversation.read(text.as_str()) {
             Ok(Message::Processed) => Ok(()),
-            Ok(Message::Warmup { model, input, store }) => {
-                warmup(&mut tx, &mut conversation, &model, &input, store).await
-            }
             Ok(Message::Create { body, store }) => {
                 turns += 1;
                 turn(&mut tx, &mut rx, &session, &mut conversation, body, store, turns).await
@@ -128,22 +125,6 @@ pub async fn run(socket: WebSocket, session: Session, drain: &Drain) {
             return;
         }
     }
-}
-
-async fn warmup(
-    tx: &mut Tx,
-    conversation: &mut Conversation,
-    model: &Value,
-    input: &[Value],
-    store: bool,
-) -> Result<(), Gone> {
-    let id = format!("resp_{}", uuid::Uuid::new_v4().simple());
-    let [created, completed] = warmup_events(&id, model, crate::auth::now_unix() as u64);
-    send(tx, created).await?;
-    send(tx, completed).await?;
-    let input = serde_json::to_string(input).unwrap_or_else(|_| "[]".into());
-    conversation.completed(id, &input, "[]", store);
-    Ok(())
 }
 
 /// Relay one turn and write its answer. `Err` only when the client is gone.

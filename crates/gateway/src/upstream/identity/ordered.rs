@@ -80,7 +80,28 @@ const BODY_ORDER: &[&str] = &[
     "service_tier",
     "prompt_cache_key",
     "text",
+    // Codex CLI 0.169+ (its request type's field names, in its binary's order): the GPT-6 prompt cache's lifetime.
+    "prompt_cache_options",
 ];
+
+/// Members the official client writes after `client_metadata` (0.171), which the gateway adds last at send time
+/// (`upstream::client`): written at the very end, in this order, so that `client_metadata` can go before them.
+const AFTER_CLIENT_METADATA: &[&str] = &["access_programs", "request_country"];
+
+/// Whether a member is written in the body's own order (else it is one of [`AFTER_CLIENT_METADATA`]).
+fn in_front(key: &str) -> bool {
+    !BODY_ORDER.contains(&key) && !AFTER_CLIENT_METADATA.contains(&key)
+}
+
+/// The length of what [`official_order`] writes after the last member `client_metadata` goes behind: each
+/// member of [`AFTER_CLIENT_METADATA`] the body has, as `,"name":value` (0 when it has none).
+pub fn tail_len(body: &serde_json::Map<String, serde_json::Value>) -> usize {
+    AFTER_CLIENT_METADATA
+        .iter()
+        .filter_map(|key| body.get(*key).map(|v| (key, v)))
+        .map(|(key, v)| key.len() + 4 + serde_json::to_vec(v).map_or(0, |b| b.len()))
+        .sum()
+}
 
 /// [`official_order`], and the byte range of each `input` item in it (what chaining a turn on the upstream
 /// WebSocket cuts the body by: `upstream_transport::chain`).
@@ -118,8 +139,13 @@ pub fn official_order_with_items(
             member(&mut out, key, v)?;
         }
     }
-    for (k, v) in body.iter().filter(|(k, _)| !BODY_ORDER.contains(&k.as_str())) {
+    for (k, v) in body.iter().filter(|(k, _)| in_front(k)) {
         member(&mut out, k, v)?;
+    }
+    for key in AFTER_CLIENT_METADATA {
+        if let Some(v) = body.get(*key) {
+            member(&mut out, key, v)?;
+        }
     }
     out.push(b'}');
     Ok((out, spans))
@@ -137,8 +163,13 @@ pub fn official_order(body: &serde_json::Map<String, serde_json::Value>) -> serd
                     map.serialize_entry(key, v)?;
                 }
             }
-            for (k, v) in self.0.iter().filter(|(k, _)| !BODY_ORDER.contains(&k.as_str())) {
+            for (k, v) in self.0.iter().filter(|(k, _)| in_front(k)) {
                 map.serialize_entry(k, v)?;
+            }
+            for key in AFTER_CLIENT_METADATA {
+                if let Some(v) = self.0.get(*key) {
+                    map.serialize_entry(key, v)?;
+                }
             }
             map.end()
         }
@@ -170,6 +201,24 @@ mod tests {
             String::from_utf8_lossy(&written),
             r#"{"model":"m","input":[],"stream":true,"text":{"a":2,"b":1},"zz":1}"#
         );
+    }
+
+    /// Codex CLI 0.171 writes `access_programs` and `request_country` after `client_metadata`: they are written
+    /// last, and [`tail_len`] measures them exactly, so that `client_metadata` can be put before them.
+    #[test]
+    fn members_after_client_metadata_are_written_last_and_measured() {
+        let body = serde_json::json!({"request_country": "DE", "model": "m", "access_programs": ["p\"1"], "zz": 1});
+        let map = body.as_object().cloned().unwrap_or_default();
+        let written = String::from_utf8(official_order(&map).unwrap_or_default()).unwrap_or_default();
+        assert_eq!(written, r#"{"model":"m","zz":1,"access_programs":["p\"1"],"request_country":"DE"}"#);
+        let tail = tail_len(&map);
+        assert_eq!(
+            &written[written.len() - 1 - tail..written.len() - 1],
+            r#","access_programs":["p\"1"],"request_country":"DE""#
+        );
+        let (with_items, _) = official_order_with_items(&map).unwrap_or_default();
+        assert_eq!(String::from_utf8(with_items).unwrap_or_default(), written);
+        assert_eq!(tail_len(&serde_json::Map::new()), 0);
     }
 
     #[test]

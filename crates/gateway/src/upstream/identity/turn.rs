@@ -28,6 +28,8 @@ pub enum RequestKind {
     Turn,
     /// A compaction (`/responses/compact`, or a turn whose input ends with a compaction trigger).
     Compaction,
+    /// A warm-up (`generate: false`): the official client's first message on a new WebSocket.
+    Prewarm,
 }
 
 impl RequestKind {
@@ -35,6 +37,7 @@ impl RequestKind {
         match self {
             RequestKind::Turn => "turn",
             RequestKind::Compaction => "compaction",
+            RequestKind::Prewarm => "prewarm",
         }
     }
 }

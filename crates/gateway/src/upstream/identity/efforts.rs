@@ -1,0 +1,189 @@
+//! Effort changes that keep the prompt cache (Codex CLI 0.169+, for a model whose catalog entry says
+//! `supports_reasoning_effort_updates`): the request-level `reasoning.effort` stays the conversation's first one
+//! (its baseline), and a change goes as a `{"type": "configuration_update", "reasoning": {"effort": ...}}` item
+//! after the turn's new input, which the model reads from there on. The effort is read at the start of the
+//! prompt, so changing `reasoning.effort` itself rewrites the whole prefix and loses the cache; an item at the end
+//! leaves everything before it as it was.
+//!
+//! Recorded from the real CLI 0.171 against fake-codex (its app server, three turns of one thread with the
+//! efforts low, high, medium): every request keeps `reasoning.effort` at the thread's own (`medium`), and a turn
+//! whose effort differs from the one in force (the last update's, else the baseline) ends its input with an
+//! update naming it; earlier updates stay where they were. A client that resends its whole history (every
+//! dialect but the official client) cannot place them itself, so the gateway remembers, per conversation, the
+//! baseline and after how many of the client's items each update went, and lays them out again on every turn.
+//!
+//! The memory is bounded ([`MAX_CONVERSATIONS`]); a conversation it forgot starts again from its next request's
+//! effort (the cache is then lost once, as without this).
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use serde_json::{Map, Value, json};
+
+/// Conversations remembered; the least recently seen are forgotten beyond it.
+const MAX_CONVERSATIONS: usize = 20_000;
+
+/// Every conversation's baseline effort and the updates sent so far.
+#[derive(Default)]
+pub struct Efforts {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    conversations: HashMap<String, Conversation>,
+    tick: u64,
+}
+
+struct Conversation {
+    /// The request-level effort every request of the conversation keeps.
+    baseline: String,
+    /// Each update: after how many of the client's input items it goes, and the effort it names.
+    updates: Vec<(usize, String)>,
+    seen: u64,
+}
+
+/// What [`Efforts::shape`] did to a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Shaped {
+    /// Nothing: the conversation's effort never changed (or its first request).
+    AsItCame,
+    /// The request-level effort set back to the baseline, and this many updates laid into the input.
+    Updates(usize),
+}
+
+impl Efforts {
+    /// Lay out the conversation `key`'s effort changes in a body whose `reasoning.effort` is the client's choice
+    /// for this turn and whose `input` is the client's whole history.
+    pub fn shape(&self, key: &str, body: &mut Map<String, Value>) -> Shaped {
+        let Some(effort) = body.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str) else {
+            return Shaped::AsItCame;
+        };
+        let effort = effort.to_string();
+        let Some(Value::Array(input)) = body.get_mut("input") else { return Shaped::AsItCame };
+        let items = input.len();
+        let (baseline, updates) = {
+            let mut inner = self.inner.lock();
+            inner.tick += 1;
+            let tick = inner.tick;
+            if !inner.conversations.contains_key(key) {
+                forget_oldest(&mut inner.conversations);
+                let first = Conversation { baseline: effort, updates: Vec::new(), seen: tick };
+                inner.conversations.insert(key.to_string(), first);
+                return Shaped::AsItCame;
+            }
+            let Some(c) = inner.conversations.get_mut(key) else { return Shaped::AsItCame };
+            c.seen = tick;
+            // A history shorter than where an update went was edited or cut: that update is no longer in it.
+            c.updates.retain(|(at, _)| *at <= items);
+            let in_force = c.updates.last().map_or(&c.baseline, |(_, e)| e);
+            if *in_force != effort {
+                c.updates.push((items, effort));
+            }
+            (c.baseline.clone(), c.updates.clone())
+        };
+        if updates.is_empty() {
+            return Shaped::AsItCame;
+        }
+        // Laid from the last so the earlier positions stay right.
+        for (at, effort) in updates.iter().rev() {
+            input.insert(*at, json!({"type": "configuration_update", "reasoning": {"effort": effort}}));
+        }
+        if let Some(Value::Object(r)) = body.get_mut("reasoning") {
+            r.insert("effort".into(), Value::String(baseline));
+        }
+        Shaped::Updates(updates.len())
+    }
+}
+
+/// Past the bound, forget the tenth of the conversations seen least recently (one pass, rarely).
+fn forget_oldest(conversations: &mut HashMap<String, Conversation>) {
+    if conversations.len() < MAX_CONVERSATIONS {
+        return;
+    }
+    let mut seen: Vec<u64> = conversations.values().map(|c| c.seen).collect();
+    let cut = MAX_CONVERSATIONS / 10;
+    seen.select_nth_unstable(cut);
+    let threshold = seen[cut];
+    conversations.retain(|_, c| c.seen > threshold);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(effort: &str, texts: &[&str]) -> Map<String, Value> {
+        let input: Vec<Value> = texts.iter().map(|t| json!({"role": "user", "content": t})).collect();
+        json!({"model": "m", "reasoning": {"effort": effort}, "input": input}).as_object().cloned().unwrap_or_default()
+    }
+
+    fn kinds(body: &Map<String, Value>) -> Vec<String> {
+        body["input"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| match i.get("type").and_then(Value::as_str) {
+                        Some("configuration_update") => {
+                            format!("cfg:{}", i["reasoning"]["effort"].as_str().unwrap_or(""))
+                        }
+                        _ => i["content"].as_str().unwrap_or("").to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Two switches in a conversation (low, high, medium): the request keeps `low`, and each switch stays where
+    /// it first went as the history grows, so every request's prefix is the previous request's.
+    #[test]
+    fn effort_switches_become_updates_that_stay_in_place() {
+        let e = Efforts::default();
+        let mut b1 = body("low", &["u1"]);
+        assert_eq!(e.shape("k", &mut b1), Shaped::AsItCame);
+        let mut b2 = body("low", &["u1", "a1", "u2"]);
+        assert_eq!(e.shape("k", &mut b2), Shaped::AsItCame);
+        let mut b3 = body("high", &["u1", "a1", "u2", "a2", "u3"]);
+        assert_eq!(e.shape("k", &mut b3), Shaped::Updates(1));
+        assert_eq!(kinds(&b3), ["u1", "a1", "u2", "a2", "u3", "cfg:high"]);
+        assert_eq!(b3["reasoning"]["effort"], "low");
+        let mut b4 = body("high", &["u1", "a1", "u2", "a2", "u3", "a3", "u4"]);
+        e.shape("k", &mut b4);
+        assert_eq!(kinds(&b4), ["u1", "a1", "u2", "a2", "u3", "cfg:high", "a3", "u4"]);
+        let mut b5 = body("medium", &["u1", "a1", "u2", "a2", "u3", "a3", "u4", "a4", "u5"]);
+        assert_eq!(e.shape("k", &mut b5), Shaped::Updates(2));
+        assert_eq!(kinds(&b5), ["u1", "a1", "u2", "a2", "u3", "cfg:high", "a3", "u4", "a4", "u5", "cfg:medium"]);
+        assert_eq!(b5["reasoning"]["effort"], "low");
+        // Back to the baseline is an update too: the effort in force was medium.
+        let mut b6 = body("low", &["u1", "a1", "u2", "a2", "u3", "a3", "u4", "a4", "u5", "a5", "u6"]);
+        assert_eq!(e.shape("k", &mut b6), Shaped::Updates(3));
+        assert_eq!(kinds(&b6).last().map(String::as_str), Some("cfg:low"));
+        // Another conversation is its own.
+        let mut other = body("high", &["x"]);
+        assert_eq!(e.shape("other", &mut other), Shaped::AsItCame);
+        assert_eq!(other["reasoning"]["effort"], "high");
+    }
+
+    /// A client that cut its history (a retry of an earlier turn, an edit) loses the updates past its end.
+    #[test]
+    fn an_update_past_a_shortened_history_is_dropped() {
+        let e = Efforts::default();
+        e.shape("k", &mut body("low", &["u1"]));
+        e.shape("k", &mut body("high", &["u1", "a1", "u2"]));
+        let mut again = body("low", &["u1"]);
+        assert_eq!(e.shape("k", &mut again), Shaped::AsItCame);
+        assert_eq!(kinds(&again), ["u1"]);
+        // Without an effort there is nothing to shape.
+        let mut none = json!({"input": []}).as_object().cloned().unwrap_or_default();
+        assert_eq!(e.shape("k", &mut none), Shaped::AsItCame);
+    }
+
+    #[test]
+    fn the_memory_is_bounded() {
+        let e = Efforts::default();
+        for i in 0..MAX_CONVERSATIONS + 10 {
+            e.shape(&i.to_string(), &mut body("low", &["u"]));
+        }
+        assert!(e.inner.lock().conversations.len() <= MAX_CONVERSATIONS);
+    }
+}
