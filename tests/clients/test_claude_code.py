@@ -186,13 +186,19 @@ def test_context_overflow_mid_conversation_compacts_and_answers(tmp_path, gatewa
     assert proc.returncode == 0, show(proc)
     result = json.loads(proc.stdout.decode(errors="replace").strip().splitlines()[-1])
     assert result["is_error"] is False and result["terminal_reason"] == "completed", result
-    assert "You said: turn 4 cc-compact" in result["result"], result
+    # The fake's answer to the retried turn reached the CLI (it echoes the last user text, which since Claude Code
+    # 2.1.33x is a <system-reminder> the CLI appends after a compaction; the turn itself is checked below).
+    assert "Hello from fake-codex. You said:" in result["result"], result
     bodies = [harness.answered(r) for r in posts(fake)]
-    # 1: the turn that overflowed; 2: Claude Code's summarisation request; 3: the turn again on the summary.
-    assert len(bodies) == 3, [last_user_text(b)[:80] for b in bodies]
-    assert "turn 4 cc-compact" in last_user_text(bodies[0])
-    assert COMPACT_PROMPT_MARK in last_user_text(bodies[1]), last_user_text(bodies[1])[:500]
-    assert CONTINUED_MARK in all_text(bodies[2])
-    assert "turn 4 cc-compact" in last_user_text(bodies[2])
-    assert len(bodies[2]["input"]) < len(bodies[0]["input"]), "the retried turn carries the compacted history"
+    # 1: the turn that overflowed; then Claude Code's summarisation request (2.1.33x asks a second time, more
+    # strictly, when the first answer has no <summary> block, as the fake's echo has not); last: the turn again on
+    # the summary.
+    assert 3 <= len(bodies) <= 4, [last_user_text(b)[:80] for b in bodies]
+    overflowed, summaries, retried = bodies[0], bodies[1:-1], bodies[-1]
+    assert "turn 4 cc-compact" in last_user_text(overflowed)
+    assert COMPACT_PROMPT_MARK in last_user_text(summaries[0]), last_user_text(summaries[0])[:500]
+    assert all("summar" in last_user_text(b) for b in summaries)
+    assert CONTINUED_MARK in all_text(retried)
+    assert "turn 4 cc-compact" in last_user_text(retried)
+    assert len(retried["input"]) < len(overflowed["input"]), "the retried turn carries the compacted history"
     assert len({b["prompt_cache_key"] for b in bodies}) == 1
