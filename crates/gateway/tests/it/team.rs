@@ -523,7 +523,10 @@ fn accounts_by_conversation(fake: &FakeCodex) -> HashMap<String, std::collection
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn back_to_back_turns_keep_their_account_across_instances() {
     let _one_team_at_a_time = ONE_TEAM.lock().await;
-    let (fake, _creds, [a, b, c], db) = team(FakeConfig::default(), 3).await;
+    // Eight conversations on three accounts put four turns at once on one account, the default pace exactly: the
+    // pace is set above it, as where a test measures something else (here, affinity across instances).
+    let config = "[routing]\nmax_concurrent_per_account = 8";
+    let (fake, _creds, [a, b, c], db) = team_with(FakeConfig::default(), 3, config).await;
     let by_key = "SELECT count(*) FROM pg_indexes WHERE tablename = 'conversation_affinity' AND indexdef LIKE '%(key)'";
     assert_eq!(db_value(&db, by_key).await, Some(1), "the lookup by key has no index");
     let http = http();
