@@ -653,6 +653,13 @@ async fn a_conversation_held_on_one_instance_is_held_on_all_until_released() {
     assert_eq!(r.map(|r| r.status().as_u16()).unwrap_or(0), 200, "released on an instance that never served it");
     let released = within(Duration::from_secs(3), || async { !held_on(&http, &a, "held-team").await }).await;
     assert!(released.is_some(), "A learned of the release");
+    // The disable was made on B: A serves the next turn elsewhere only once it has read it (its account poll).
+    let home_disabled = |accounts: Value| {
+        accounts.as_array().into_iter().flatten().any(|x| x["id"] == home_id.as_str() && x["status"] == "disabled")
+    };
+    let learned =
+        within(Duration::from_secs(3), || async { home_disabled(admin_json(&http, &a, "/admin/accounts").await) }).await;
+    assert!(learned.is_some(), "A learned of the disable made on B");
     assert_eq!(held_turn(&http, &a, "four").await, 200);
     assert_eq!(requests_through(&fake, &away), 1, "released, it moved to the account that can serve");
 }
