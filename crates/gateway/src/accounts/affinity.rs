@@ -27,6 +27,17 @@ use crate::store::team::{AffinityRow, AskedAffinity, PULL, PullCursor, RESHARE_S
 /// alone, as when the database is away.
 const ASK_WITHIN: Duration = Duration::from_millis(200);
 
+/// A brand-new conversation's row on its way to the team's table: answered once it is written.
+pub(super) struct Written(tokio::sync::oneshot::Receiver<()>);
+
+impl Written {
+    /// Until the row is written, the write failed, or [`ASK_WITHIN`] passed (then the turn goes on: the next
+    /// one may land elsewhere, as when the database is away).
+    pub(super) async fn wait(self) {
+        let _ = tokio::time::timeout(ASK_WITHIN, self.0).await;
+    }
+}
+
 /// A conversation's account as this instance knows it.
 #[derive(Debug, Clone)]
 pub struct Affine {
@@ -170,19 +181,22 @@ impl Pool {
     /// conversation's next turn should look for its home again).
     pub fn keep_home(&self, key: &str, home: &str) {
         if let Some(account) = self.get(home) {
-            self.remember_affinity(key, &account);
+            // Known already (the conversation had a home): nothing new to wait for.
+            let _ = self.remember_affinity(key, &account);
         }
     }
 
     /// Conversation `key` is served by `account` now. With a team store, shared when that is news: no database
     /// work here (a `try_send` into the writer's queue), and none at all for a turn that stays where it was.
+    /// For a conversation this instance did not know (nor the team: it was asked), the answer says when its row
+    /// is written: the lease waits for it, within [`ASK_WITHIN`], before the turn is sent.
     ///
     /// A conversation that moves keeps the account that got its own identifiers (`origin`), and loses a hold (a
     /// held conversation is leased to its own account only, so it moves only once released).
-    pub(super) fn remember_affinity(&self, key: &str, account: &Account) {
+    pub(super) fn remember_affinity(&self, key: &str, account: &Account) -> Option<Written> {
         let now = now_ms();
         let mut released = false;
-        let news = {
+        let (news, new) = {
             let mut map = self.affinity.lock();
             match map.get_mut(key) {
                 Some(a) if a.account == account.id => {
@@ -191,7 +205,7 @@ impl Pool {
                         a.shared_ms = now;
                         a.local = true;
                     }
-                    stale.then(|| a.row(key))
+                    (stale.then(|| a.row(key)), false)
                 }
                 Some(a) => {
                     let origin = a.origin().to_string();
@@ -200,24 +214,25 @@ impl Pool {
                     released = a.hold.take().is_some();
                     a.shared_ms = now;
                     a.local = true;
-                    Some(a.row(key))
+                    (Some(a.row(key)), false)
                 }
                 None => {
                     let entry = Affine::new(&account.id, now);
                     let row = entry.row(key);
                     insert(&mut map, key.to_string(), entry);
-                    Some(row)
+                    (Some(row), true)
                 }
             }
         };
-        if let Some(row) = news
-            && account.source == Source::Store
-        {
-            self.store.publish_affinity(row);
-        }
         if released {
             self.recount_holds();
         }
+        let row = news.filter(|_| account.source == Source::Store)?;
+        if new {
+            return self.store.share_new_affinity(row).map(Written);
+        }
+        self.store.publish_affinity(row);
+        None
     }
 
     /// Take conversations the other instances decided (pulled from the team store) into the map.

@@ -15,6 +15,7 @@ use dialects::{ErrorKind, GatewayError, UpstreamFailure};
 use planner::{Ask, Candidate, Choice};
 use reqwest::header::HeaderMap;
 
+use super::affinity::Written;
 use super::hold::Hold;
 use super::{Account, Blocked, Pool, QuotaSnapshot, Source};
 use crate::auth::now_unix;
@@ -63,6 +64,19 @@ pub struct Lease {
     pub account: Arc<Account>,
     /// The request's expected cost, counted as pending on the account until it ends.
     estimate: f64,
+    /// A brand-new conversation's row on its way to the team's table (`affinity.rs`).
+    written: Option<Written>,
+}
+
+impl Lease {
+    /// Once a brand-new conversation's row is in the team's table (bounded): its next turn finds it on any
+    /// instance (`affinity.rs`).
+    async fn shared(mut self) -> Lease {
+        if let Some(written) = self.written.take() {
+            written.wait().await;
+        }
+        self
+    }
 }
 
 impl Drop for Lease {
@@ -104,13 +118,13 @@ impl Pool {
         for _ in 0..=list.len() {
             let lease = self.choose(&list, need, serves, exclude).await?;
             if !self.catalog_wanted(&lease.account) {
-                return Ok(lease);
+                return Ok(lease.shared().await);
             }
             let account = lease.account.clone();
             drop(lease);
             self.fetch_catalog_once(&account).await;
         }
-        self.choose(&list, need, serves, exclude).await
+        Ok(self.choose(&list, need, serves, exclude).await?.shared().await)
     }
 
     /// Reserve an account for the backend's image endpoints (`model` is the image model, for cooldowns and
@@ -261,11 +275,19 @@ impl Pool {
                 }
             };
             let limit_of = |i: usize| search.candidates.iter().find(|c| c.index == i).map_or(1, |c| c.limit);
-            if let Some(&i) = order.iter().find(|&&i| list[i].gate.try_enter(limit_of(i))) {
+            // The conversation's own account, free when searched, may have been taken since by another request:
+            // then the choice is made again (a wait for it, as for a busy home), not the next account in the
+            // order, which would move the conversation for the lack of one slot for a moment.
+            let home_first = wait_for_home && home.is_some() && order.first() == home.as_ref();
+            let tried = if home_first { &order[..1] } else { &order[..] };
+            if let Some(&i) = tried.iter().find(|&&i| list[i].gate.try_enter(limit_of(i))) {
                 if let Some(w) = woken_by.filter(|w| *w != i) {
                     list[w].gate.pass_on();
                 }
                 return Ok(self.leased(&list[i], need, home == Some(i), now));
+            }
+            if home_first && tried.len() < order.len() {
+                continue;
             }
             let Some(w) = wait_on.filter(|&w| list[w].gate.waiting() < self.config.routing.queue_per_account) else {
                 return Err(give_back(list, woken_by, LeaseError::Unavailable(busy_error())));
@@ -291,14 +313,15 @@ impl Pool {
     fn leased(&self, account: &Arc<Account>, need: &Need<'_>, at_home: bool, now: i64) -> Lease {
         let estimate = planner::cost::estimate(need.input_tokens, at_home);
         account.steward.lock().pending += estimate;
+        let mut written = None;
         if let Some(k) = need.conversation {
-            self.remember_affinity(k, account);
+            written = self.remember_affinity(k, account);
             account.active.mark(conversation_hash(k), now);
         }
         *self.sticky.lock() = Some(account.id.clone());
         account.requests.fetch_add(1, Ordering::Relaxed);
         account.last_used.store(crate::auth::now_ms(), Ordering::Relaxed);
-        Lease { account: account.clone(), estimate }
+        Lease { account: account.clone(), estimate, written }
     }
 
     /// Why no account could be leased, from what the search `seen` (an active account, one serving the model, the

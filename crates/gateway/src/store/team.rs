@@ -168,6 +168,15 @@ impl Store {
         }
     }
 
+    /// Share a conversation no instance knew yet, with an answer once it is written (on a team store; the SQLite
+    /// file shares nothing and answers `None`, as does a full queue).
+    pub fn share_new_affinity(&self, row: AffinityRow) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        match &self.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres(pg) => pg.share_new_affinity(row),
+        }
+    }
+
     /// Which account the team holds conversation `key` on, asked within `within` (a lookup on a team store; on
     /// the SQLite file `Alone` at once, with no I/O). An error: the database did not answer in time, or is known
     /// to be unreachable.

@@ -523,10 +523,11 @@ fn accounts_by_conversation(fake: &FakeCodex) -> HashMap<String, std::collection
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn back_to_back_turns_keep_their_account_across_instances() {
     let _one_team_at_a_time = ONE_TEAM.lock().await;
-    // Eight conversations on three accounts put four turns at once on one account, the default pace exactly: the
-    // pace is set above it, as where a test measures something else (here, affinity across instances).
-    let config = "[routing]\nmax_concurrent_per_account = 8";
-    let (fake, _creds, [a, b, c], db) = team_with(FakeConfig::default(), 3, config).await;
+    // At the default pace each instance's share of an account is one turn at a time, and the eight turns of a
+    // round all reach one instance: most of them wait for their account's slot. Before a turn waited for a slot
+    // taken between its choice and its entry, and before a first turn waited for its row, 1-3 conversations of
+    // 8 moved in most runs.
+    let (fake, _creds, [a, b, c], db) = team(FakeConfig::default(), 3).await;
     let by_key = "SELECT count(*) FROM pg_indexes WHERE tablename = 'conversation_affinity' AND indexdef LIKE '%(key)'";
     assert_eq!(db_value(&db, by_key).await, Some(1), "the lookup by key has no index");
     let http = http();
@@ -658,7 +659,8 @@ async fn a_conversation_held_on_one_instance_is_held_on_all_until_released() {
         accounts.as_array().into_iter().flatten().any(|x| x["id"] == home_id.as_str() && x["status"] == "disabled")
     };
     let learned =
-        within(Duration::from_secs(3), || async { home_disabled(admin_json(&http, &a, "/admin/accounts").await) }).await;
+        within(Duration::from_secs(3), || async { home_disabled(admin_json(&http, &a, "/admin/accounts").await) })
+            .await;
     assert!(learned.is_some(), "A learned of the disable made on B");
     assert_eq!(held_turn(&http, &a, "four").await, 200);
     assert_eq!(requests_through(&fake, &away), 1, "released, it moved to the account that can serve");

@@ -15,9 +15,10 @@
 //! account and its cold prompt cache. The lookup closes that gap for the turns that need it: only on a local
 //! miss (each instance asks once per conversation; a new conversation's first turn is one indexed lookup),
 //! bounded, and skipped while the database is known to be unreachable. It finds a decision another instance
-//! made a few milliseconds earlier because the writer does not gather: a brand-new key is written as soon as
-//! it is queued (a statement of about a millisecond), well before the turn it was decided for has been
-//! answered and the next one sent.
+//! made a few milliseconds earlier because a brand-new key's first turn is sent only once its row has committed
+//! ([`PgStore::share_new_affinity`]: the writer does not gather, so that is one statement of about a
+//! millisecond, bounded by the same deadline as the lookup); before, the turn went on at once, and a fast
+//! answer let the next turn reach another instance before the row did.
 //!
 //! The leader deletes rows not shared for [`TTL_MS`] ([`PgStore::prune_affinity`]), except held ones: a
 //! conversation the upstream flagged stays with its account until an operator releases it
@@ -30,7 +31,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_postgres::Pool;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{DB_NOW_MS, PgStore};
 use crate::store::team::AskedAffinity;
@@ -81,9 +82,15 @@ pub const TTL_MS: i64 = 6 * 3_600_000;
 /// A conversation still in use is shared again after this long, so that its row outlives [`TTL_MS`].
 pub const RESHARE_SECS: i64 = 3_600;
 
+/// One entry for the writer, with whoever waits until it is written (a brand-new conversation's first turn).
+struct Queued {
+    row: AffinityRow,
+    written: Option<oneshot::Sender<()>>,
+}
+
 /// The writer's end of the queue, and what it could not take.
 pub(crate) struct AffinityQueue {
-    tx: mpsc::Sender<AffinityRow>,
+    tx: mpsc::Sender<Queued>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -103,19 +110,28 @@ impl AffinityQueue {
 /// wake per entry under load would cost the requests that send them a cross-thread notification each). No
 /// gathering pause: a brand-new conversation's row must be there before its next turn, which may follow on
 /// another instance as soon as this turn is answered.
-async fn write_batches(mut rx: mpsc::Receiver<AffinityRow>, pool: Pool, instance: String, dropped: Arc<AtomicU64>) {
-    while let Some(row) = rx.recv().await {
+async fn write_batches(mut rx: mpsc::Receiver<Queued>, pool: Pool, instance: String, dropped: Arc<AtomicU64>) {
+    while let Some(first) = rx.recv().await {
         // Last one wins for a key that moved twice while the statement before ran.
-        let mut batch: HashMap<String, AffinityRow> = HashMap::from([(row.key.clone(), row)]);
-        while batch.len() < BATCH {
-            let Ok(row) = rx.try_recv() else { break };
-            batch.insert(row.key.clone(), row);
+        let mut batch: HashMap<String, AffinityRow> = HashMap::new();
+        let mut waiting = Vec::new();
+        let mut next = Some(first);
+        while let Some(q) = next.take() {
+            waiting.extend(q.written);
+            batch.insert(q.row.key.clone(), q.row);
+            next = if batch.len() < BATCH { rx.try_recv().ok() } else { None };
         }
         let n = batch.len();
-        if let Err(e) = upsert(&pool, &instance, batch.into_values().collect()).await {
-            // An outage: these conversations stay affine on this instance only (docs/team.md).
-            dropped.fetch_add(n as u64, Ordering::Relaxed);
-            tracing::debug!("could not share {n} conversation affinities: {e:#}");
+        match upsert(&pool, &instance, batch.into_values().collect()).await {
+            Ok(()) => waiting.into_iter().for_each(|w| {
+                let _ = w.send(());
+            }),
+            // An outage: these conversations stay affine on this instance only (docs/team.md); whoever waits is
+            // let go by the dropped senders.
+            Err(e) => {
+                dropped.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::debug!("could not share {n} conversation affinities: {e:#}");
+            }
         }
     }
 }
@@ -151,9 +167,24 @@ impl PgStore {
     /// Share where conversation `row.key` is, in the background (never waits; a full queue drops the entry and
     /// counts it).
     pub fn publish_affinity(&self, row: AffinityRow) {
-        if self.affinity.tx.try_send(row).is_err() {
+        self.queue_affinity(Queued { row, written: None });
+    }
+
+    /// Share a conversation no instance knew yet (its first turn, decided here after the table had no row): the
+    /// same queue, and an answer once its statement has committed, so that the turn can be sent after it and its
+    /// next turn, on whichever instance, finds the row ([`PgStore::ask_affinity`]). `None`: not queued.
+    pub fn share_new_affinity(&self, row: AffinityRow) -> Option<oneshot::Receiver<()>> {
+        let (tx, rx) = oneshot::channel();
+        self.queue_affinity(Queued { row, written: Some(tx) }).then_some(rx)
+    }
+
+    /// Whether the entry was queued; a full queue drops it and counts it.
+    fn queue_affinity(&self, queued: Queued) -> bool {
+        let queued = self.affinity.tx.try_send(queued).is_ok();
+        if !queued {
             self.affinity.dropped.fetch_add(1, Ordering::Relaxed);
         }
+        queued
     }
 
     /// Release conversation `key`'s hold for the whole team, now (an operator's call, not the request path: it
