@@ -100,7 +100,15 @@ pub(super) fn check_input(input: Option<&Value>, model: &str, ctx: &Ctx<'_>) -> 
             // Codex CLI 0.169+: a change of the reasoning effort from this point of the conversation on, for a model
             // the catalog flags `supports_reasoning_effort_updates` (and only for it), so that the request-level
             // effort, and with it the prompt's cached prefix, stays as it was.
-            "configuration_update" => check_configuration_update(obj, &path, model, ctx)?,
+            "configuration_update" => {
+                check_configuration_update(obj, &path, model, ctx)?;
+                // The official client never lays an update beside another (codex-rs
+                // `core/src/session/reasoning_effort.rs`: it replaces the adjacent one instead).
+                let before = i.checked_sub(1).and_then(|p| items.get(p)).and_then(|p| p.get("type"));
+                if before.and_then(Value::as_str) == Some("configuration_update") {
+                    return Err(rej_p("A configuration_update may not follow another configuration_update.", path));
+                }
+            }
             // Compaction v2: the official client (0.169) asks for a compaction with this marker as the last input
             // item of an ordinary `/responses` request (turn metadata `"implementation":"responses_compaction_v2"`).
             "compaction_trigger" => {
@@ -141,8 +149,9 @@ pub(super) fn check_input(input: Option<&Value>, model: &str, ctx: &Ctx<'_>) -> 
     Ok(tool_names)
 }
 
-/// A `configuration_update` item: `{"type": "configuration_update", "reasoning": {"effort": ...}}` (an `id`
-/// allowed, as on every item), for a model that takes it, with an effort the model takes (as `reasoning.effort`).
+/// A `configuration_update` item: exactly `{"type": "configuration_update", "reasoning": {"effort": ...}}` (the
+/// official client's `ResponseItem::ConfigurationUpdate` has no `id`), for a model that takes it, with an effort
+/// the model takes (as `reasoning.effort`).
 fn check_configuration_update(obj: &Map<String, Value>, path: &str, model: &str, ctx: &Ctx<'_>) -> Result<(), Reject> {
     if !ctx.effort_updates {
         return Err(rej_p(
@@ -150,7 +159,7 @@ fn check_configuration_update(obj: &Map<String, Value>, path: &str, model: &str,
             format!("{path}.type"),
         ));
     }
-    check_keys(obj, &["type", "id", "reasoning"], path)?;
+    check_keys(obj, &["type", "reasoning"], path)?;
     let reasoning = match obj.get("reasoning") {
         Some(Value::Object(r)) => r,
         Some(_) => return Err(invalid_type(&format!("{path}.reasoning"), "an object")),

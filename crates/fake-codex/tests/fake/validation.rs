@@ -327,3 +327,26 @@ async fn additional_tools_only_for_a_model_the_catalog_flags_lite() {
     b["input"][0]["tools"][0]["tools"][0]["parameters"] = json!("none");
     expect_400(&fake, &c, &b, "input[0].tools[0]").await;
 }
+
+/// A `configuration_update` item is taken exactly as the official client lays it (codex-rs
+/// `ResponseItem::ConfigurationUpdate`: the type and the reasoning effort, no `id`), for a model the catalog
+/// flags, and never right after another one (the official client replaces an adjacent update instead).
+#[tokio::test]
+async fn configuration_updates_as_the_official_client_lays_them() {
+    let (fake, c) = start().await;
+    let user = json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]});
+    let update = |effort: &str| json!({"type": "configuration_update", "reasoning": {"effort": effort}});
+    let mut b = body();
+    b["input"] = json!([user, update("high")]);
+    expect_400(&fake, &c, &b, "not supported with this model").await;
+    fake.set_effort_updates("gpt-5.4", true);
+    assert_eq!(post(&fake, &c, &b).await.status(), 200);
+    b["input"] = json!([user, update("high"), user, update("low")]);
+    assert_eq!(post(&fake, &c, &b).await.status(), 200);
+    b["input"] = json!([user, update("high"), update("low")]);
+    expect_400(&fake, &c, &b, "may not follow another configuration_update").await;
+    let mut with_id = update("high");
+    with_id["id"] = json!("cu_1");
+    b["input"] = json!([user, with_id]);
+    expect_400(&fake, &c, &b, "input[1].id").await;
+}

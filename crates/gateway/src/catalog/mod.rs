@@ -99,7 +99,9 @@ pub struct TurnFacts {
     /// The verbosity the official client sends when its user set none: the `default_verbosity` of the first
     /// catalog that says the model supports verbosity.
     pub default_verbosity: Option<String>,
-    /// Some catalog flags it `supports_reasoning_effort_updates` (`upstream::identity::efforts`).
+    /// Every catalog that lists it flags it `supports_reasoning_effort_updates` (`upstream::identity::efforts`):
+    /// any account may serve the turn, and one whose model does not take the update item would refuse it (the
+    /// official client's gate is the serving login's model entry).
     pub effort_updates: bool,
     /// The efforts every catalog that lists efforts for it lists (any account may serve the turn, so only those
     /// all of them take); empty when none lists any, and an effort is then held to the efforts every model took
@@ -168,11 +170,12 @@ impl<S: CatalogSource> Catalog<S> {
     /// (read in place like [`Catalog::supports_reasoning_context`]; every request asks).
     pub fn turn_facts(&self, slug: &str) -> TurnFacts {
         let mut facts = TurnFacts::default();
+        let mut effort_updates = None;
         self.source.any_active(&mut |offer| {
             if let Some(e) = offer.fetched.and_then(|fetched| find(fetched, slug)) {
                 facts.minimal_client_version = facts.minimal_client_version.max(e.minimal_client_version);
                 facts.responses_lite |= e.use_responses_lite;
-                facts.effort_updates |= e.supports_reasoning_effort_updates;
+                effort_updates = Some(effort_updates.unwrap_or(true) && e.supports_reasoning_effort_updates);
                 if facts.default_verbosity.is_none() && e.support_verbosity {
                     facts.default_verbosity = e.default_verbosity.clone();
                 }
@@ -188,6 +191,7 @@ impl<S: CatalogSource> Catalog<S> {
             }
             false
         });
+        facts.effort_updates = effort_updates.unwrap_or(false);
         facts
     }
 

@@ -12,6 +12,12 @@
 //! dialect but the official client) cannot place them itself, so the gateway remembers, per conversation, the
 //! baseline and after how many of the client's items each update went, and lays them out again on every turn.
 //!
+//! As the official client (codex-rs `core/src/session/reasoning_effort.rs`, `record_reasoning_effort_override`):
+//! a turn sent again with another effort (the same history) replaces its update rather than adding a second one
+//! beside it, and is dropped when it names the effort in force before it; a history that got shorter (compacted,
+//! cut, edited) or a turn of another model starts the conversation again with that turn's effort as its
+//! baseline (a compaction retires the official client's pinned effort; the pin is the model's).
+//!
 //! The memory is bounded ([`MAX_CONVERSATIONS`]); a conversation it forgot starts again from its next request's
 //! effort (the cache is then lost once, as without this).
 
@@ -36,8 +42,12 @@ struct Inner {
 }
 
 struct Conversation {
+    /// The model the baseline is for.
+    model: String,
     /// The request-level effort every request of the conversation keeps.
     baseline: String,
+    /// How many input items the client sent last time.
+    items: usize,
     /// Each update: after how many of the client's input items it goes, and the effort it names.
     updates: Vec<(usize, String)>,
     seen: u64,
@@ -60,22 +70,29 @@ impl Efforts {
             return Shaped::AsItCame;
         };
         let effort = effort.to_string();
+        let model = body.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
         let Some(Value::Array(input)) = body.get_mut("input") else { return Shaped::AsItCame };
         let items = input.len();
         let (baseline, updates) = {
             let mut inner = self.inner.lock();
             inner.tick += 1;
             let tick = inner.tick;
-            if !inner.conversations.contains_key(key) {
-                forget_oldest(&mut inner.conversations);
-                let first = Conversation { baseline: effort, updates: Vec::new(), seen: tick };
+            let go_on = inner.conversations.get(key).is_some_and(|c| c.model == model && c.items <= items);
+            if !go_on {
+                if !inner.conversations.contains_key(key) {
+                    forget_oldest(&mut inner.conversations);
+                }
+                let first = Conversation { model, baseline: effort, items, updates: Vec::new(), seen: tick };
                 inner.conversations.insert(key.to_string(), first);
                 return Shaped::AsItCame;
             }
             let Some(c) = inner.conversations.get_mut(key) else { return Shaped::AsItCame };
             c.seen = tick;
-            // A history shorter than where an update went was edited or cut: that update is no longer in it.
-            c.updates.retain(|(at, _)| *at <= items);
+            c.items = items;
+            // The same turn again (nothing new since the last update): its update is replaced, not doubled.
+            if c.updates.last().is_some_and(|(at, _)| *at == items) {
+                c.updates.pop();
+            }
             let in_force = c.updates.last().map_or(&c.baseline, |(_, e)| e);
             if *in_force != effort {
                 c.updates.push((items, effort));
@@ -164,18 +181,57 @@ mod tests {
         assert_eq!(other["reasoning"]["effort"], "high");
     }
 
-    /// A client that cut its history (a retry of an earlier turn, an edit) loses the updates past its end.
+    /// A client that cut its history (a retry of an earlier turn, an edit, a compaction) starts again: its
+    /// effort is the new baseline, and no update of before is laid in.
     #[test]
-    fn an_update_past_a_shortened_history_is_dropped() {
+    fn a_shortened_history_starts_again_from_its_effort() {
         let e = Efforts::default();
         e.shape("k", &mut body("low", &["u1"]));
         e.shape("k", &mut body("high", &["u1", "a1", "u2"]));
         let mut again = body("low", &["u1"]);
         assert_eq!(e.shape("k", &mut again), Shaped::AsItCame);
         assert_eq!(kinds(&again), ["u1"]);
+        e.shape("k", &mut body("low", &["u1", "a1", "u2", "a2", "u3"]));
+        let mut compacted = body("high", &["summary"]);
+        assert_eq!(e.shape("k", &mut compacted), Shaped::AsItCame);
+        assert_eq!(compacted["reasoning"]["effort"], "high", "the compacted history's effort is the baseline");
+        let mut next = body("high", &["summary", "a1", "u2"]);
+        assert_eq!(e.shape("k", &mut next), Shaped::AsItCame);
+        assert_eq!(next["reasoning"]["effort"], "high");
         // Without an effort there is nothing to shape.
         let mut none = json!({"input": []}).as_object().cloned().unwrap_or_default();
         assert_eq!(e.shape("k", &mut none), Shaped::AsItCame);
+    }
+
+    /// The same turn sent again with another effort replaces its update (the official client never sends two
+    /// updates side by side), and back to the effort in force before it sends none.
+    #[test]
+    fn a_turn_sent_again_replaces_its_update() {
+        let e = Efforts::default();
+        e.shape("k", &mut body("low", &["u1"]));
+        let mut high = body("high", &["u1", "a1", "u2"]);
+        assert_eq!(e.shape("k", &mut high), Shaped::Updates(1));
+        let mut medium = body("medium", &["u1", "a1", "u2"]);
+        assert_eq!(e.shape("k", &mut medium), Shaped::Updates(1));
+        assert_eq!(kinds(&medium), ["u1", "a1", "u2", "cfg:medium"]);
+        let mut low = body("low", &["u1", "a1", "u2"]);
+        assert_eq!(e.shape("k", &mut low), Shaped::AsItCame);
+        assert_eq!(kinds(&low), ["u1", "a1", "u2"]);
+        assert_eq!(low["reasoning"]["effort"], "low");
+    }
+
+    /// Another model's turn in the same conversation starts it again: the baseline was the other model's.
+    #[test]
+    fn another_model_starts_the_conversation_again() {
+        let e = Efforts::default();
+        e.shape("k", &mut body("low", &["u1"]));
+        let mut other = body("high", &["u1", "a1", "u2"]);
+        other.insert("model".into(), json!("other"));
+        assert_eq!(e.shape("k", &mut other), Shaped::AsItCame);
+        assert_eq!(other["reasoning"]["effort"], "high");
+        let mut back = body("high", &["u1", "a1", "u2", "a2", "u3"]);
+        assert_eq!(e.shape("k", &mut back), Shaped::AsItCame, "back on m: a new baseline, high");
+        assert_eq!(back["reasoning"]["effort"], "high");
     }
 
     #[test]
