@@ -14,6 +14,9 @@ pub struct Metrics {
     pub served_before_first_error: u64,
     /// When the first quota error came (seconds from the start).
     pub first_quota_error_at: Option<i64>,
+    /// What the first quota error was: every account out ("pool out"), or the accounts tried for one request all
+    /// refused it for quota ("refused on every account tried": the readings said they had some left).
+    pub first_quota_error: Option<&'static str>,
     pub quota_errors: u64,
     /// Refused as busy (every queue full, or a queue's deadline passed).
     pub busy_errors: u64,
@@ -57,9 +60,10 @@ impl Metrics {
         self.output_tokens += output;
     }
 
-    pub fn quota_error(&mut self, now: i64) {
+    pub fn quota_error(&mut self, now: i64, what: &'static str) {
         self.quota_errors += 1;
         self.first_quota_error_at.get_or_insert(now);
+        self.first_quota_error.get_or_insert(what);
     }
 
     pub fn moved(&mut self, conversation: u64, because: &'static str) {

@@ -322,7 +322,7 @@ impl Sim {
                 }
             }
             Placement::OutOfQuota { retry_in } => {
-                self.metrics.quota_error(self.now);
+                self.metrics.quota_error(self.now, "pool out");
                 self.retry(id, retry_in.min(RETRY_CAP));
             }
             Placement::Busy => {
@@ -393,7 +393,7 @@ impl Sim {
         if r.tried.len() < defaults::MAX_ACCOUNTS_PER_REQUEST {
             self.place(id);
         } else if quota {
-            self.metrics.quota_error(self.now);
+            self.metrics.quota_error(self.now, "refused on every account tried");
             self.retry(id, 600);
         } else {
             self.metrics.overload_errors += 1;
