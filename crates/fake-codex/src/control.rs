@@ -99,6 +99,8 @@ async fn effort_updates(State(shared): State<Arc<Shared>>, Path(slug): Path<Stri
 struct WebsocketBody {
     /// Refuse every handshake with 426 (clients then use HTTP SSE).
     refuse: Option<bool>,
+    /// Answer every handshake 404, as an origin without the WebSocket endpoint.
+    absent: Option<bool>,
     /// Refuse every `previous_response_id` (`previous_response_not_found`).
     forget_responses: Option<bool>,
     /// The largest message a new connection takes (`x-codex-websocket-max-message-bytes`); 0 for the default.
@@ -110,6 +112,9 @@ async fn websocket(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Ok(b) => {
             if let Some(refuse) = b.refuse {
                 shared.ws.set_refuse(refuse);
+            }
+            if let Some(absent) = b.absent {
+                shared.ws.set_absent(absent);
             }
             if let Some(forget) = b.forget_responses {
                 shared.ws.set_forget(forget);

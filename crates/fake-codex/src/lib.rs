@@ -321,6 +321,11 @@ impl FakeCodex {
         self.shared.ws.set_refuse(refuse);
     }
 
+    /// The Responses WebSocket answers every handshake 404, as an origin that serves the HTTP endpoints only.
+    pub fn set_ws_absent(&self, absent: bool) {
+        self.shared.ws.set_absent(absent);
+    }
+
     /// Hold no response for chaining on any WebSocket connection: every `previous_response_id` is refused with
     /// `previous_response_not_found`, as the backend refuses one it lost.
     pub fn set_ws_forget_responses(&self, forget: bool) {

@@ -62,6 +62,9 @@ pub(crate) struct NotRecorded;
 pub(crate) struct WsState {
     /// Refuse every handshake with 426.
     refuse: AtomicBool,
+    /// Answer every handshake 404, as an origin that serves the HTTP endpoints only (a proxy in front of the
+    /// backend, a compatible server without the WebSocket).
+    absent: AtomicBool,
     /// Hold no response for chaining: every `previous_response_id` is refused (`previous_response_not_found`).
     forget: AtomicBool,
     /// Connection lifetime in ms; 0 means the backend's 60 minutes.
@@ -81,6 +84,10 @@ pub(crate) struct WsState {
 impl WsState {
     pub(crate) fn set_refuse(&self, refuse: bool) {
         self.refuse.store(refuse, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_absent(&self, absent: bool) {
+        self.absent.store(absent, Ordering::Relaxed);
     }
 
     pub(crate) fn set_forget(&self, forget: bool) {
@@ -144,7 +151,7 @@ pub(crate) fn mark_preferred(shared: &Shared, catalog: &mut Value) {
     }
 }
 
-/// The handshake: refused (426) when switched so, else authenticated and checked like the HTTP endpoint.
+/// The handshake: refused (426) or absent (404) when switched so, else authenticated and checked like the HTTP endpoint.
 pub(crate) async fn chatgpt_ws(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -158,6 +165,9 @@ pub(crate) async fn chatgpt_ws(
 fn handshake(shared: Arc<Shared>, headers: HeaderMap, upgrade: IncomingUpgrade) -> Response {
     if shared.ws.refuse.load(Ordering::Relaxed) {
         return detail(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
+    }
+    if shared.ws.absent.load(Ordering::Relaxed) {
+        return detail(StatusCode::NOT_FOUND, "Not Found");
     }
     let account = match chatgpt_auth(&shared, &headers) {
         Ok(a) => a,

@@ -395,8 +395,9 @@ impl WsPool {
                     Err(e) => Connected::Answer(Err(ws_failure(e))),
                 }
             }
-            Ok(Handshake::Refused { status, .. }) if status == StatusCode::UPGRADE_REQUIRED => Connected::Refused,
-            // Refused otherwise (401, 403, 429...): the answer the HTTP endpoint gives, for the same decisions.
+            Ok(Handshake::Refused { status, .. }) if no_websocket_here(status) => Connected::Refused,
+            // Refused for the account or the moment (401, 403, 429, 5xx): the answer the HTTP endpoint gives, for
+            // the same decisions, and no second request to an account that was just told no.
             Ok(Handshake::Refused { status, headers, body }) => {
                 let body: BodyStream = Box::pin(Plain::new(futures_util::stream::once(async move { Ok(body) })));
                 Connected::Answer(Ok(UpstreamResponse { status, headers, body }))
@@ -720,9 +721,34 @@ fn event_parts(event: &[u8]) -> (&str, &str) {
     (kind, data)
 }
 
+/// Whether a handshake answer says this origin serves no WebSocket here, so the account's requests go over HTTP
+/// as after the backend's own 426: any answer but a refusal of the account (401, 403), of the moment (429) or an
+/// upstream failure (5xx but 501). An HTTP-only origin (a proxy in front of the backend, a compatible server)
+/// answers 404, 405 or 400, or a 2xx that ignores the upgrade; before, every request to it failed.
+fn no_websocket_here(status: StatusCode) -> bool {
+    match status.as_u16() {
+        401 | 403 | 429 => false,
+        501 => true,
+        s => s < 500,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a refused handshake leads to: HTTP for an origin without the endpoint, the HTTP endpoint's decisions
+    /// for a refusal of the account or the moment.
+    #[test]
+    fn a_handshake_refused_for_want_of_the_endpoint_goes_to_http() {
+        for (status, http) in [(426, true), (404, true), (405, true), (400, true), (200, true), (501, true)]
+            .into_iter()
+            .chain([(401, false), (403, false), (429, false), (500, false), (502, false), (503, false)])
+        {
+            let status = StatusCode::from_u16(status).unwrap_or_default();
+            assert_eq!(no_websocket_here(status), http, "{status}");
+        }
+    }
 
     #[test]
     fn a_text_frame_is_checked_once_and_other_frames_are_told_apart() {

@@ -72,6 +72,29 @@ async fn a_refused_handshake_falls_back_to_sse_with_no_client_visible_error() {
     assert_eq!(env.fake.ws_connections_opened(), 0);
 }
 
+/// An origin that serves the HTTP endpoints only answers the handshake 404 (a proxy in front of the backend, a
+/// compatible server): served over HTTP as after a 426, with nothing for the client to see. Before, every request
+/// failed.
+#[tokio::test]
+async fn an_origin_without_the_websocket_is_served_over_http() {
+    let env = start(ws_setup(1)).await;
+    env.fake.set_ws_absent(true);
+    for stream in [true, false] {
+        let (status, _, text) = env.post("/v1/responses", &turn("conv-a", "hi", stream)).await;
+        assert!(answered(status, &text), "stream={stream}: {status} {text}");
+    }
+    let (status, _, text) =
+        env.post("/v1/chat/completions", &json!({"model":"gpt-5.4","messages":[{"role":"user","content":"x"}]})).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(env.fake.ws_connections_opened(), 0);
+    assert!(transports(&env).iter().all(|t| t != "websocket"), "{:?}", transports(&env));
+    // Remembered for a while, as a 426 is: not a handshake per request.
+    env.fake.set_ws_absent(false);
+    let (status, _, text) = env.post("/v1/responses", &turn("conv-b", "hi", true)).await;
+    assert!(answered(status, &text), "{status} {text}");
+    assert_eq!(env.fake.ws_connections_opened(), 0);
+}
+
 #[tokio::test]
 async fn a_connection_past_its_time_limit_is_replaced_transparently_between_turns() {
     let env = start(ws_setup(1)).await;
