@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod accounts;
 mod connect;
+mod destination;
 mod doctor;
 mod keys;
 mod login;
@@ -17,7 +18,6 @@ pub(crate) mod output;
 mod reload;
 mod service;
 mod store;
-mod target;
 mod usage;
 
 pub use accounts::AccountsCommand;
@@ -213,9 +213,9 @@ async fn serve(config: Config, log_file: Option<&std::path::Path>) -> anyhow::Re
     }
     let _log = WriteOutLog;
     // One serving gateway per local store (store/serving.rs); the team store coordinates its own instances.
-    let _serving = match config.store.url {
-        None => Some(crate::store::serving::take(&config.data_dir)?),
-        Some(_) => None,
+    let _serving = match config.store_at().single_server() {
+        true => Some(crate::store::serving::take(&config.data_dir)?),
+        false => None,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

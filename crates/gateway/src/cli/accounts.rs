@@ -1,6 +1,6 @@
 //! `codex-gateway accounts ...`: manage the store. When a gateway is running (`service::reach`), live
 //! data (quota, cooldowns, last use) and token refreshes go through its admin API, so two processes never
-//! refresh the same single-use token: one function per subcommand over the target (cli/target/).
+//! refresh the same single-use token: one function per subcommand over the target (cli/destination/).
 
 use std::path::PathBuf;
 
@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::target::{AccountName, AccountsTarget, Imported, Target};
+use super::destination::{AccountName, AccountsTarget, Imported, Target};
 use crate::accounts::manage::{self, ImportSource};
 use crate::auth::now_unix;
 use crate::config::Config;

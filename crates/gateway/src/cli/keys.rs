@@ -2,13 +2,13 @@
 //! (`service::reach`), every command goes through its admin API (`/admin/keys`, with the admin key), so a revoke
 //! or a new limit applies to its next request; otherwise the store is changed directly, and a gateway reads it
 //! when it starts and every upkeep period (`Keys::follow_store`). One function per subcommand over the target
-//! (cli/target/).
+//! (cli/destination/).
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Map, Value, json};
 
-use super::target::{KeyName, KeysTarget, Target};
+use super::destination::{KeyName, KeysTarget, Target};
 use crate::config::Config;
 
 #[derive(Subcommand, Debug)]
@@ -261,9 +261,7 @@ pub(super) fn requires_a_key(config: &Config) -> bool {
         return true;
     }
     // Opening a store creates it: where none exists yet (a fresh machine), there is no key to find either.
-    let team = config.store.url.is_some();
-    (team || config.db_path().exists())
-        && config.open_store().and_then(|s| s.list_keys()).is_ok_and(|keys| !keys.is_empty())
+    config.store_at().exists() && config.open_store().and_then(|s| s.list_keys()).is_ok_and(|keys| !keys.is_empty())
 }
 
 /// The id of the key `given` names: an id as it is, else the one key with that name that is not revoked (keys

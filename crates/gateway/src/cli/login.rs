@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::target::Live;
+use super::destination::Live;
 use crate::accounts::stored_from_tokens;
 use crate::auth::Tokens;
 use crate::auth::codex_file::format_rfc3339;
@@ -42,10 +42,7 @@ pub(crate) async fn run(config: &Config, mode: LoginMode, label: Option<String>)
         account.id,
         account.label.as_deref().map(|l| format!(", label {l}")).unwrap_or_default(),
         if replaced { "in" } else { "to" },
-        match &config.store.url {
-            Some(url) => crate::store::postgres::redact_url(url),
-            None => config.db_path().display().to_string(),
-        }
+        config.store_at().describe()
     );
     match at_once {
         true => say!("The running gateway serves it now."),

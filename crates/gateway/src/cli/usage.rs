@@ -1,14 +1,14 @@
 //! `codex-gateway usage [--since 7d] [--by model|account|key|dialect]`: a table of the usage ledger, through a
 //! running gateway's admin API when one answers (`GET /admin/usage`), else read from the store directly
-//! (cli/target/).
+//! (cli/destination/).
 
 use std::collections::HashMap;
 
 use clap::Args;
 use serde_json::Value;
 
+use super::destination::{AccountName, AccountsTarget, KeysTarget, Target, UsageTarget};
 use super::output::Align;
-use super::target::{AccountName, AccountsTarget, KeysTarget, Target, UsageTarget};
 use crate::config::Config;
 use crate::usage::query::GroupBy;
 use crate::usage::when::{now_ms, parse_instant};

@@ -233,6 +233,15 @@ impl Config {
         self.data_dir.join("gateway.db")
     }
 
+    /// Where this configuration keeps its state: the one place that tells the SQLite file from the team's
+    /// database (`[store] url`, `--database-url`, `CODEX_GATEWAY_DATABASE_URL`).
+    pub fn store_at(&self) -> StoreAt<'_> {
+        match self.store.url.as_deref() {
+            Some(url) => StoreAt::Team(url),
+            None => StoreAt::File(self.db_path()),
+        }
+    }
+
     /// Open the store this configuration names: the SQLite file in the data directory, and with `[store] url` (or
     /// `--database-url`, `CODEX_GATEWAY_DATABASE_URL`) the PostgreSQL team store beside it.
     pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
@@ -254,3 +263,36 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+/// Where a configuration keeps its state ([`Config::store_at`]).
+pub enum StoreAt<'a> {
+    /// The SQLite file in the data directory: one serving gateway at a time (store/serving.rs).
+    File(PathBuf),
+    /// A PostgreSQL database a team of instances shares (docs/team.md).
+    Team(&'a str),
+}
+
+impl StoreAt<'_> {
+    /// Whether there is a store to read: a team database always; the file once a command or the gateway created it
+    /// (opening creates it, so a command that only reads checks this first).
+    pub fn exists(&self) -> bool {
+        match self {
+            StoreAt::File(path) => path.exists(),
+            StoreAt::Team(_) => true,
+        }
+    }
+
+    /// Whether one gateway serving it keeps every other process from changing it (the file; a team coordinates
+    /// its instances through the database).
+    pub fn single_server(&self) -> bool {
+        matches!(self, StoreAt::File(_))
+    }
+
+    /// For people: the file's path, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreAt::File(path) => path.display().to_string(),
+            StoreAt::Team(url) => crate::store::postgres::redact_url(url),
+        }
+    }
+}

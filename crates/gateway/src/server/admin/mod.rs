@@ -1,5 +1,5 @@
 //! The JSON admin API under `/admin/*` (the request guard lets only the admin key in: server/guard.rs): the same
-//! account management as the CLI, on the running gateway, for scripts and the CLI's live target (cli/target/).
+//! account management as the CLI, on the running gateway, for scripts and the CLI's live target (cli/destination/).
 //! Neighbours: `keys.rs` (`/admin/keys`), `conversations.rs` (held conversations), `error.rs` (the one error type
 //! every handler here answers with, and the extractors: a JSON body, a configured admin credential).
 

@@ -38,9 +38,9 @@ impl<'a> Local<'a> {
     fn pool(&self) -> anyhow::Result<LocalPool> {
         use crate::store::serving::{Refused, hold_for_command};
         let config = self.config;
-        let lock = match config.store.url {
-            Some(_) => None,
-            None => match hold_for_command(&config.data_dir)? {
+        let lock = match config.store_at().single_server() {
+            false => None,
+            true => match hold_for_command(&config.data_dir)? {
                 Ok(lock) => Some(lock),
                 Err(Refused::Serving(pid)) => {
                     let reach = crate::cli::service::reach(config);
