@@ -9,7 +9,7 @@
 //! on another instance at once keeps its account. No other request waits for the database.
 //!
 //! An entry also says whether the conversation is held on its account (`hold.rs`: the upstream flagged it), and
-//! which account got the conversation's own identifiers when it moved since (`relay/exchange.rs` gives every
+//! which account got the conversation's own identifiers when it moved since (`relay/exchange/open.rs` gives every
 //! other account identifiers of its own).
 
 use std::sync::Arc;

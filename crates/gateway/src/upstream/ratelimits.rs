@@ -3,7 +3,7 @@
 //! The Codex backend reports each limit family in `x-codex-*` response headers (`x-codex-primary-used-percent`,
 //! `-window-minutes`, `-reset-at`, the same for `secondary`, `x-codex-credits-*`, and per metered limit
 //! `x-codex-<limit>-primary-...` with `-limit-name`); the Codex CLI reads them from every `/responses` answer
-//! to show its rate-limit status. The relay (`relay/exchange.rs`) keeps them off the upstream response and the
+//! to show its rate-limit status. The relay (`relay/exchange/`) keeps them off the upstream response and the
 //! handler (`server/handler.rs`) puts them on the client's response head. Neighbours: `accounts/quota.rs` reads
 //! the same headers into the pool's quota snapshot.
 

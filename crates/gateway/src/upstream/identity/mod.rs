@@ -6,7 +6,7 @@
 //! "The '<model>' model requires a newer version of Codex"). So per request the gateway presents the newest of:
 //! the configured version, the caller's own official-client version (a newer Codex CLI behind the gateway), and
 //! the model's minimum from the catalog ([`presented`]). Neighbours: `upstream/client.rs` writes the headers,
-//! `relay/exchange.rs` decides the version per request, `catalog/entry.rs` owns [`ClientVersion`].
+//! `relay/exchange/prepare.rs` decides the version per request, `catalog/entry.rs` owns [`ClientVersion`].
 
 pub mod efforts;
 pub mod lite;

@@ -72,7 +72,7 @@ impl Template {
     }
 
     /// The same text with every `from` replaced by its `to` (identifiers of a conversation that moved to another
-    /// account: `relay/exchange.rs`), its holes kept where they were in the text around them.
+    /// account: `relay/exchange/prepare.rs`), its holes kept where they were in the text around them.
     pub(super) fn replaced(&self, pairs: &[(&str, &str)]) -> Template {
         let mut text = self.text.clone();
         let mut holes = self.holes;
