@@ -8,8 +8,9 @@
 //! output items, and a request that names it gets those items in front of its own input before it goes upstream.
 //!
 //! Bounded by count and by bytes, least recently used first out: memory, not time, is what a busy gateway runs
-//! short of. Each instance keeps its own; a team's instances do not share them (a request that names a response
-//! another instance served is answered `previous_response_not_found`, on which clients send the whole input).
+//! short of. Each instance keeps its own; with a team store a kept response is also shared through the team's
+//! table, and a request that names one this instance does not keep asks there first (`server/chaining.rs`,
+//! `store/postgres/responses.rs`).
 //! Pure bookkeeping behind one mutex: the HTTP route (`server/chaining.rs`) and the inbound WebSocket
 //! (`server/websocket/conversation.rs`) both read and fill it.
 
@@ -38,6 +39,16 @@ impl Stored {
     /// `input` and `output` are JSON arrays as `serde_json` writes them (`[...]`).
     pub fn new(owner: Option<&str>, input: &str, output: &str) -> Stored {
         Stored { owner: owner.map(Box::from), items: join_arrays(input, output).into_boxed_str() }
+    }
+
+    /// An entry from a conversation already joined (as another instance of the team shared it).
+    pub fn joined(owner: Option<&str>, items: String) -> Stored {
+        Stored { owner: owner.map(Box::from), items: items.into_boxed_str() }
+    }
+
+    /// Who made it.
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
     }
 
     /// The conversation as one JSON array's text.

@@ -78,6 +78,9 @@ impl Pool {
         if now {
             // Conversations nobody shared for hours (store/postgres/affinity.rs), in the background.
             self.store.prune_shared_affinity();
+            // Kept responses past their hour or beyond the team's bounds (store/postgres/responses.rs).
+            let kept = self.config.stored_responses;
+            self.store.prune_shared_responses(kept.responses, kept.bytes);
         }
         now
     }

@@ -4,6 +4,10 @@
 //! names a response the gateway does not hold is answered with OpenAI's own `previous_response_not_found`, on
 //! which clients send the whole input again. A response whose request did not say `store: false` is kept when it
 //! completes, from the stream ([`KeepingEncoder`]) or from the whole answer ([`Keep::completed`]).
+//!
+//! With a team store a kept response is shared with the other instances too (in the background), and a request
+//! that names one this instance does not keep asks the team's table before it is refused ([`fetch_shared`]): a
+//! client's chained turns may land on any instance behind a balancer.
 
 use std::sync::Arc;
 
@@ -14,7 +18,16 @@ use dialects::{Event, GatewayError, UpstreamRequest};
 use serde_json::Value;
 
 use crate::keys::Caller;
+use crate::store::Store;
+use crate::store::team::{AskedResponse, SharedResponse};
 use crate::stored_responses::{Stored, StoredResponses};
+
+/// How long a request waits for the team's table to say whether it keeps a response: some round trips to a
+/// database on the same network.
+const ASK_WITHIN: std::time::Duration = std::time::Duration::from_millis(200);
+/// A response just completed on another instance may still be on its way to the table (its writer's queue): a
+/// request that names one the table does not have asks once more after this.
+const ASK_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// OpenAI's answer to a `previous_response_id` it does not hold: 400, `invalid_request_error`, with this code,
 /// message and param (the body clients' fallbacks look for).
@@ -31,6 +44,8 @@ pub struct Keep {
     /// The whole input that went upstream (the named response's conversation and this request's items), as a
     /// JSON array's text.
     input: Arc<str>,
+    /// The team store a kept response is shared through (`None`: this instance keeps it alone).
+    team: Option<Arc<Store>>,
 }
 
 impl std::fmt::Debug for Keep {
@@ -84,8 +99,41 @@ pub fn resolve(
             Some(previous) => crate::stored_responses::join_arrays(previous.items_json(), &own),
             None => own,
         };
-        Keep { stored: stored.clone(), owner: owner.map(Arc::from), input: Arc::from(input) }
+        Keep { stored: stored.clone(), owner: owner.map(Arc::from), input: Arc::from(input), team: None }
     }))
+}
+
+/// Before [`resolve`]: a named response this instance does not keep is asked of the team's table (on a team store
+/// only), and kept here when an instance shared it for the same caller. The table not answering in time is as if
+/// it did not hold it.
+pub async fn fetch_shared(store: &Store, stored: &StoredResponses, caller: Option<&Caller>, chain: &Chain) {
+    let Some(id) = chain.previous_response_id.as_deref() else { return };
+    let owner = owner(caller);
+    if !stored.enabled() || stored.get(id, owner).is_some() {
+        return;
+    }
+    let mut asked_again = false;
+    let found = loop {
+        match store.ask_response(id, ASK_WITHIN).await {
+            Ok(AskedResponse::Known(found)) => break found,
+            Ok(AskedResponse::Unknown) if !asked_again => {
+                asked_again = true;
+                tokio::time::sleep(ASK_AGAIN_AFTER).await;
+            }
+            Ok(AskedResponse::Alone | AskedResponse::Unknown) => return,
+            Err(e) => {
+                tracing::debug!(response = id, "the team store did not say whether it keeps the response: {e:#}");
+                return;
+            }
+        }
+    };
+    let SharedResponse { id, owner: made_by, items } = found;
+    if made_by.as_deref() != owner {
+        return;
+    }
+    if let Err(why) = stored.put(id.clone(), Arc::new(Stored::joined(owner, items))) {
+        tracing::debug!(response = id, ?why, "a response the team keeps could not be kept here");
+    }
 }
 
 /// The request's input array as JSON text (`[]` when it has none).
@@ -98,6 +146,12 @@ fn input_json(req: &UpstreamRequest) -> Result<String, GatewayError> {
 }
 
 impl Keep {
+    /// Share what is kept through `team` as well (a team store; the SQLite file shares nothing).
+    pub fn shared_through(mut self, team: &Arc<Store>) -> Keep {
+        self.team = Some(team.clone());
+        self
+    }
+
     /// A completed response (`response.completed`'s `response`, or the whole answer): keep its conversation under
     /// its id. A response without an id, or one too large to keep, is not kept (a later request naming it gets
     /// `previous_response_not_found`, and clients then send the whole input).
@@ -107,9 +161,15 @@ impl Keep {
             Some(output @ Value::Array(_)) => serde_json::to_string(output).unwrap_or_else(|_| "[]".into()),
             Some(_) | None => "[]".to_string(),
         };
-        let entry = Stored::new(self.owner.as_deref(), &self.input, &output);
-        if let Err(why) = self.stored.put(id.to_string(), Arc::new(entry)) {
-            tracing::debug!(response = id, ?why, "a completed response was not kept for chaining");
+        let entry = Arc::new(Stored::new(self.owner.as_deref(), &self.input, &output));
+        match self.stored.put(id.to_string(), entry.clone()) {
+            Ok(()) => {
+                if let Some(team) = &self.team {
+                    let owner = entry.owner().map(str::to_string);
+                    team.share_response(SharedResponse { id: id.to_string(), owner, items: entry.items_json().into() });
+                }
+            }
+            Err(why) => tracing::debug!(response = id, ?why, "a completed response was not kept for chaining"),
         }
     }
 }

@@ -100,7 +100,9 @@ impl Dialect for Responses {
     ) -> Result<Decoded<Responses>, GatewayError> {
         let (mut req, chain) = dialects::responses::decode(&body)?;
         drop(body);
-        let keep = chaining::resolve(&state.stored, caller, &mut req, chain)?;
+        chaining::fetch_shared(state.pool.store(), &state.stored, caller, &chain).await;
+        let keep =
+            chaining::resolve(&state.stored, caller, &mut req, chain)?.map(|k| k.shared_through(state.pool.store()));
         // Only some models take `reasoning.context` (pydantic-ai sends it by default): forward it where the catalog
         // says so, else drop it (docs/parameter-policy.md). `check` makes sure the catalog is fetched; the exchange
         // repeats it on its fast path.

@@ -12,6 +12,18 @@ use tokio::task::JoinHandle;
 use super::{Backend, Store, Tokens};
 
 pub use super::postgres::affinity::{AffinityRow, PULL, PullCursor, RESHARE_SECS};
+pub use super::postgres::responses::SharedResponse;
+
+/// What the team store knows of a Responses answer this instance does not keep ([`Store::ask_response`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AskedResponse {
+    /// Nobody else to ask: the store is this instance's own file.
+    Alone,
+    /// An instance shared it.
+    Known(SharedResponse),
+    /// No instance shared it (or it expired).
+    Unknown,
+}
 
 /// What the team store knows of a conversation this instance has not seen ([`Store::ask_affinity`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +213,35 @@ impl Store {
         match &self.backend {
             Backend::Sqlite => Ok(false),
             Backend::Postgres(pg) => pg.release_hold(key).await,
+        }
+    }
+
+    /// Share a kept Responses answer with the team (`previous_response_id` on another instance), in the
+    /// background; the SQLite file keeps nothing beyond the instance's memory.
+    pub fn share_response(&self, response: SharedResponse) {
+        match &self.backend {
+            Backend::Sqlite => {}
+            Backend::Postgres(pg) => pg.share_response(response),
+        }
+    }
+
+    /// The Responses answer `id` as the team keeps it, asked within `within` (`Alone` on the SQLite file, at
+    /// once). An error: the database did not answer in time, or is known to be unreachable.
+    pub async fn ask_response(&self, id: &str, within: Duration) -> anyhow::Result<AskedResponse> {
+        match &self.backend {
+            Backend::Sqlite => Ok(AskedResponse::Alone),
+            Backend::Postgres(pg) => Ok(match pg.ask_response(id, within).await? {
+                Some(found) => AskedResponse::Known(found),
+                None => AskedResponse::Unknown,
+            }),
+        }
+    }
+
+    /// Forget the team's kept responses past their time, and the oldest beyond these bounds (the leader).
+    pub fn prune_shared_responses(&self, count: usize, bytes: usize) {
+        match &self.backend {
+            Backend::Sqlite => {}
+            Backend::Postgres(pg) => pg.prune_responses(count, bytes),
         }
     }
 

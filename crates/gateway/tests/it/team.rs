@@ -1191,3 +1191,37 @@ async fn ledger_batches_fill_requests_and_both_rollups() {
         assert!(stored.is_some(), "batch {batch}: rows, hourly, daily = {} (want {want})", db_query(&db, sums).await);
     }
 }
+
+/// Issue 72: a response kept on one instance is named on another (a client's chained turns behind a balancer): B
+/// serves the chained request with A's conversation in front of its input, as A would; a response no instance
+/// kept is still OpenAI's `previous_response_not_found`. Before, B refused every response A had kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_response_kept_on_one_instance_is_chained_on_another() {
+    let _one_team_at_a_time = ONE_TEAM.lock().await;
+    let (fake, _creds, [a, b, c], _db) = team(FakeConfig::default(), 1).await;
+    let http = http();
+    let ask = |at: &Instance, body: Value| {
+        let r = http.post(at.url("/v1/responses")).bearer_auth(SHARED).json(&body).send();
+        async move {
+            let Ok(r) = r.await else { return (0, Value::Null) };
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let (status, first) = ask(&a, json!({"model": "gpt-5.4", "input": "remember the word kiwi"})).await;
+    assert_eq!(status, 200, "{first}");
+    let id = first["id"].as_str().unwrap_or_default().to_string();
+    assert!(!id.is_empty(), "{first}");
+    let chained = json!({"model": "gpt-5.4", "input": "which word?", "previous_response_id": id});
+    let (status, second) = ask(&b, chained).await;
+    assert_eq!(status, 200, "B serves a response A kept: {second}");
+    let sent = fake.requests_to("/responses").last().map(|r| r.body.to_string()).unwrap_or_default();
+    assert!(sent.contains("remember the word kiwi") && sent.contains("which word?"), "{sent}");
+    // And the chain goes on from B's answer on C.
+    let next = second["id"].as_str().unwrap_or_default().to_string();
+    let (status, third) = ask(&c, json!({"model": "gpt-5.4", "input": "and now?", "previous_response_id": next})).await;
+    assert_eq!(status, 200, "{third}");
+    let (status, unknown) =
+        ask(&c, json!({"model": "gpt-5.4", "input": "x", "previous_response_id": "resp_nobody_kept"})).await;
+    assert_eq!((status, unknown["error"]["code"].as_str()), (400, Some("previous_response_not_found")), "{unknown}");
+}

@@ -109,6 +109,8 @@ CREATE TABLE instances (
     crate::store::POLICIES,
     // 12: the usage ledger's cache writes and budget units, the reports' covering indexes with them (issue 72).
     crate::store::usage::CACHE_WRITES_AND_BUDGET,
+    // 13: kept Responses answers shared by the team, for `previous_response_id` on any instance (responses.rs).
+    super::responses::SCHEMA,
 ];
 
 /// The schema version a current PostgreSQL store has.

@@ -25,6 +25,7 @@ mod keys;
 pub mod leader;
 pub mod lease;
 mod migrations;
+pub mod responses;
 pub mod shared;
 pub mod usage;
 pub mod watch;
@@ -56,6 +57,8 @@ pub struct PgStore {
     leader_until: Mutex<Option<std::time::Instant>>,
     /// Conversation affinity on its way to the shared table (`affinity.rs`).
     affinity: affinity::AffinityQueue,
+    /// Kept Responses answers on their way to the shared table (`responses.rs`).
+    responses: responses::ResponseQueue,
     /// Dropped with the store: ends the runtime thread.
     _stop: std::sync::mpsc::SyncSender<()>,
 }
@@ -96,6 +99,7 @@ impl PgStore {
         };
         let instance = uuid::Uuid::new_v4().simple().to_string();
         let affinity = affinity::AffinityQueue::start(&rt, pool.clone(), instance.clone());
+        let responses = responses::ResponseQueue::start(&rt, pool.clone());
         let store = Arc::new(PgStore {
             pool,
             rt,
@@ -105,6 +109,7 @@ impl PgStore {
             live_instances: std::sync::atomic::AtomicU32::new(1),
             leader_until: Mutex::new(None),
             affinity,
+            responses,
             _stop: stop,
         });
         let pool = store.pool.clone();
