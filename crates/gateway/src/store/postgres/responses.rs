@@ -155,7 +155,7 @@ impl PgStore {
                 SELECT id FROM (
                     SELECT id, row_number() OVER w AS n, sum(bytes) OVER w AS running FROM stored_responses
                     WINDOW w AS (ORDER BY at DESC, id)
-                ) newest WHERE n > $1 OR running > $2)";
+                ) newest WHERE n > $1::bigint OR running > $2::bigint)";
             let pruned = async {
                 client.execute(&expired, &[&TTL_MS]).await?;
                 client.execute(beyond, &[&count, &bytes]).await

@@ -276,3 +276,33 @@ async fn a_response_kept_on_one_instance_is_chained_on_another() {
         ask(&c, json!({"model": "gpt-5.4", "input": "x", "previous_response_id": "resp_nobody_kept"})).await;
     assert_eq!((status, unknown["error"]["code"].as_str()), (400, Some("previous_response_not_found")), "{unknown}");
 }
+
+/// The leader keeps the team's table of kept responses within `[server] stored_responses` (here 2), newest kept:
+/// four responses kept one after the other leave the last two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_leader_keeps_the_teams_kept_responses_within_their_bound() {
+    let _one_team_at_a_time = ONE_TEAM.lock().await;
+    let (_fake, _creds, db) = seed(FakeConfig::default(), 1).await;
+    let a = instance_with(&_fake, &db, "upkeep_interval_secs = 0.2\n[server]\nstored_responses = 2").await;
+    let http = http();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let body = json!({"model": "gpt-5.4", "input": format!("turn {i}")});
+        let r = http.post(a.url("/v1/responses")).bearer_auth(SHARED).json(&body).send().await;
+        let v: Value = match r {
+            Ok(r) if r.status().as_u16() == 200 => r.json().await.unwrap_or_default(),
+            other => panic!("turn {i}: {other:?}"),
+        };
+        ids.push(v["id"].as_str().unwrap_or_default().to_string());
+        // Each in a statement of its own (a batch shares one time stamp).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let newest = format!("SELECT count(*) FROM stored_responses WHERE id IN ('{}', '{}')", ids[2], ids[3]);
+    let kept = within(Duration::from_secs(5), || async {
+        db_value(&db, &newest).await == Some(2)
+            && db_value(&db, "SELECT count(*) FROM stored_responses").await == Some(2)
+    })
+    .await;
+    let all = db_value(&db, "SELECT count(*) FROM stored_responses").await;
+    assert!(kept.is_some(), "the table holds {all:?} rows, not the newest two");
+}
