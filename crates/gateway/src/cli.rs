@@ -184,12 +184,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Man(args) => manual::man(args)?,
         Command::Accounts(cmd) => {
             let config = Config::load(&base, &ProcessEnv)?;
-            logging::init(&config, None, logging::Delivery::Immediate)?;
+            logging::init(&config, None)?;
             accounts::run(&config, cmd).await?
         }
         Command::Keys(cmd) => {
             let config = Config::load(&base, &ProcessEnv)?;
-            logging::init(&config, None, logging::Delivery::Immediate)?;
+            logging::init(&config, None)?;
             keys::run(&config, cmd).await?
         }
         Command::Usage(args) => usage::run(&Config::load(&base, &ProcessEnv)?, args).await?,
@@ -203,15 +203,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config, log_file: Option<&std::path::Path>) -> anyhow::Result<()> {
-    logging::init(&config, log_file, logging::Delivery::Batched)?;
-    // However serving ends (stopped, or an error), the lines logged so far are written before the process exits.
-    struct WriteOutLog;
-    impl Drop for WriteOutLog {
-        fn drop(&mut self) {
-            logging::flush();
-        }
-    }
-    let _log = WriteOutLog;
+    logging::init(&config, log_file)?;
     // One serving gateway per local store (store/serving.rs); the team store coordinates its own instances.
     let _serving = match config.store_at().single_server() {
         true => Some(crate::store::serving::take(&config.data_dir)?),

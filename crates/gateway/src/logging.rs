@@ -16,41 +16,24 @@ use tracing_subscriber::{EnvFilter, Registry, reload};
 
 use crate::config::{Config, LogFormat};
 
-mod batched;
 #[cfg(test)]
 pub(crate) mod capture;
-
-pub(crate) use batched::flush;
 
 /// A log file is rotated once it passes this size: `gateway.log` becomes `gateway.log.1`, and so on.
 pub(crate) const LOG_FILE_BYTES: usize = 10 * 1024 * 1024;
 /// Rotated files kept besides the current one (so at most ~60 MB of logs).
 pub(crate) const LOG_FILES_KEPT: usize = 5;
 
-/// How lines reach their destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Delivery {
-    /// Each line written as it is logged (commands other than `serve`, and a terminal).
-    Immediate,
-    /// In batches (`batched.rs`): a serving gateway's lines, unless they go to a terminal.
-    Batched,
-}
-
 /// Install the global subscriber: `config.log` as the filter, `config.log_format` as the format, lines to
 /// `file` (rotated by size) or to stderr.
-pub(crate) fn init(config: &Config, file: Option<&Path>, delivery: Delivery) -> anyhow::Result<()> {
+pub(crate) fn init(config: &Config, file: Option<&Path>) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let out: Box<dyn std::io::Write + Send> = match file {
         Some(path) => Box::new(rotating(path)?),
         None => Box::new(std::io::stderr()),
     };
-    let writer = match delivery {
-        Delivery::Batched if !ansi => {
-            BoxMakeWriter::new(batched::Batched::start(out).context("cannot start the log's writer thread")?)
-        }
-        _ => BoxMakeWriter::new(std::sync::Mutex::new(out)),
-    };
+    let writer = BoxMakeWriter::new(std::sync::Mutex::new(out));
     // The reload layer costs an uncontended read lock per log line that passes the callsite's cached interest.
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
