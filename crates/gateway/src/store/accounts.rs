@@ -4,6 +4,32 @@
 
 use super::{Backend, Store};
 
+/// The `accounts` table's columns as both backends first created them, written once: SQLite's first migration
+/// and PostgreSQL's (`sqlite/mod.rs`, `postgres/migrations.rs`) are this text inside `CREATE TABLE accounts (...)`,
+/// PostgreSQL's with its own columns after it. A macro, not a `const`, so `concat!` can join it at compile time.
+/// (SQLite reads `BIGINT` with integer affinity, as `INTEGER`.)
+macro_rules! accounts_columns {
+    () => {
+        "
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    label TEXT,
+    email TEXT,
+    plan TEXT,
+    chatgpt_account_id TEXT,
+    id_token TEXT,
+    access_token TEXT,
+    refresh_token TEXT,
+    api_key TEXT,
+    base_url TEXT,
+    last_refresh BIGINT NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'active',
+    status_reason TEXT,
+    created_at BIGINT NOT NULL"
+    };
+}
+pub(super) use accounts_columns;
+
 /// ChatGPT login tokens of one account.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Tokens {

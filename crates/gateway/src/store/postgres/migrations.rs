@@ -7,23 +7,10 @@ use deadpool_postgres::Pool;
 /// Each entry moves the schema one version forward; never edit an entry once released.
 const MIGRATIONS: &[&str] = &[
     // 1: accounts (with the token version and the refresh lease), client keys, the change counter.
-    r#"
-CREATE TABLE accounts (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    label TEXT,
-    email TEXT,
-    plan TEXT,
-    chatgpt_account_id TEXT,
-    id_token TEXT,
-    access_token TEXT,
-    refresh_token TEXT,
-    api_key TEXT,
-    base_url TEXT,
-    last_refresh BIGINT NOT NULL DEFAULT 0,
-    status TEXT NOT NULL DEFAULT 'active',
-    status_reason TEXT,
-    created_at BIGINT NOT NULL,
+    concat!(
+        "CREATE TABLE accounts (",
+        crate::store::accounts::accounts_columns!(),
+        r#",
     proxy TEXT,
     models TEXT,
     -- Bumped by every token write: a rotation is a compare-and-swap on it (lease.rs).
@@ -63,7 +50,8 @@ CREATE TRIGGER accounts_changed AFTER INSERT OR UPDATE OR DELETE ON accounts
     FOR EACH STATEMENT EXECUTE FUNCTION bump_store_changes();
 CREATE TRIGGER client_keys_changed AFTER INSERT OR UPDATE OR DELETE ON client_keys
     FOR EACH STATEMENT EXECUTE FUNCTION bump_store_changes();
-"#,
+"#
+    ),
     // 2: cooldowns learned by one instance (shared.rs), named leases for background jobs (leader.rs).
     r#"
 CREATE TABLE account_cooldowns (

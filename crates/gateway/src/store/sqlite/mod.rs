@@ -22,25 +22,7 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// Each entry moves the schema one version forward; never edit an entry once released.
 const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE accounts (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    label TEXT,
-    email TEXT,
-    plan TEXT,
-    chatgpt_account_id TEXT,
-    id_token TEXT,
-    access_token TEXT,
-    refresh_token TEXT,
-    api_key TEXT,
-    base_url TEXT,
-    last_refresh INTEGER NOT NULL DEFAULT 0,
-    status TEXT NOT NULL DEFAULT 'active',
-    status_reason TEXT,
-    created_at INTEGER NOT NULL
-);
-"#,
+    concat!("CREATE TABLE accounts (", super::accounts::accounts_columns!(), "\n);"),
     r#"
 ALTER TABLE accounts ADD COLUMN proxy TEXT;
 ALTER TABLE accounts ADD COLUMN models TEXT;
