@@ -2,10 +2,6 @@
 //! drives every dialect through it: the translating encoders (Chat, Anthropic, Gemini, Ollama) read the parsed
 //! event, the Responses passthrough forwards the frame itself.
 
-use crate::anthropic::AnthropicEncoder;
-use crate::chat::ChatEncoder;
-use crate::gemini::GeminiEncoder;
-use crate::ollama::OllamaEncoder;
 use crate::sse::SseFrame;
 use crate::{Event, GatewayError};
 
@@ -27,14 +23,15 @@ pub trait StreamEncoder: Send + 'static {
 }
 
 /// Implements the trait for a translating encoder by delegating to its inherent methods (`on_event`, `error`,
-/// `is_finished`), which read only the event: the raw frame is the passthrough's business.
+/// `is_finished`), which read only the event: the raw frame is the passthrough's business. Each dialect's module
+/// says it beside its encoder, so this file names none of them.
 macro_rules! delegate {
     ($ty:ty $(, keepalive = $ka:expr)?) => {
-        impl StreamEncoder for $ty {
-            fn on_event(&mut self, _frame: &SseFrame, event: &Event, out: &mut Vec<u8>) {
+        impl $crate::encoder::StreamEncoder for $ty {
+            fn on_event(&mut self, _frame: &$crate::sse::SseFrame, event: &$crate::Event, out: &mut Vec<u8>) {
                 <$ty>::on_event(self, event, out)
             }
-            fn on_error(&mut self, err: &GatewayError, out: &mut Vec<u8>) {
+            fn on_error(&mut self, err: &$crate::GatewayError, out: &mut Vec<u8>) {
                 <$ty>::error(self, err, out)
             }
             fn is_finished(&self) -> bool {
@@ -47,8 +44,4 @@ macro_rules! delegate {
     };
 }
 
-// SSE comment lines are ignored by every OpenAI client.
-delegate!(ChatEncoder, keepalive = |out: &mut Vec<u8>| out.extend_from_slice(b": keepalive\n\n"));
-delegate!(AnthropicEncoder, keepalive = AnthropicEncoder::ping);
-delegate!(GeminiEncoder);
-delegate!(OllamaEncoder);
+pub(crate) use delegate;

@@ -147,6 +147,8 @@ struct Call {
     sent: String,
 }
 
+crate::encoder::delegate!(AnthropicEncoder, keepalive = AnthropicEncoder::ping);
+
 /// Streaming encoder: a pure state machine fed upstream events, writing Anthropic SSE bytes.
 pub struct AnthropicEncoder {
     message_id: String,

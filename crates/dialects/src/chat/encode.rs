@@ -160,6 +160,9 @@ struct CallState {
     args_sent: usize,
 }
 
+// SSE comment lines are ignored by every OpenAI client.
+crate::encoder::delegate!(ChatEncoder, keepalive = |out: &mut Vec<u8>| out.extend_from_slice(b": keepalive\n\n"));
+
 /// Streaming encoder: a pure state machine fed upstream events, writing SSE bytes.
 pub struct ChatEncoder {
     id: String,

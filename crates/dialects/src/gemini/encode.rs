@@ -78,6 +78,8 @@ fn frame<T: Serialize + ?Sized>(framing: Framing, chunks: usize, value: &T, out:
     out.len() != mark
 }
 
+crate::encoder::delegate!(GeminiEncoder);
+
 pub struct GeminiEncoder {
     framing: Framing,
     response_id: String,

@@ -67,6 +67,8 @@ struct GenerateTextLine<'a> {
     response: &'a str,
 }
 
+crate::encoder::delegate!(OllamaEncoder);
+
 /// Streaming encoder: upstream events in, NDJSON lines out.
 pub struct OllamaEncoder {
     endpoint: Endpoint,

@@ -595,7 +595,7 @@ mod tests {
         let keys = Arc::new(keys);
         let sinks = crate::record::Sinks::new(vec![Arc::new(BudgetSink(keys.clone()))]);
         let mut record =
-            crate::record::Recorder::new(sinks, crate::record::Api::Chat, "/v1/chat/completions", "r".into());
+            crate::record::Recorder::new(sinks, crate::record::Api::named("chat"), "/v1/chat/completions", "r".into());
         record.set_client_key(Some(key.id.clone()));
         record.usage(usage);
         record.finish(200);

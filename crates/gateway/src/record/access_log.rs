@@ -67,7 +67,7 @@ mod tests {
     fn one_line_per_request_for_answers_errors_and_departures() {
         let sinks = Sinks::new(vec![Arc::new(AccessLog)]);
         let text = logged(|| {
-            let mut ok = Recorder::new(sinks.clone(), Api::Chat, "/v1/chat/completions", "req-ok".into());
+            let mut ok = Recorder::new(sinks.clone(), Api::named("chat"), "/v1/chat/completions", "req-ok".into());
             ok.set_request("gpt-5.4", false);
             ok.set_resolved("gpt-5.4");
             ok.attempt("acc-1");
@@ -75,22 +75,22 @@ mod tests {
             ok.finish(200);
 
             let mut failed =
-                Recorder::new(sinks.clone(), Api::Gemini, "/v1beta/models/{model}:{method}", "req-err".into());
+                Recorder::new(sinks.clone(), Api::named("gemini"), "/v1beta/models/{model}:{method}", "req-err".into());
             failed.attempt("acc-1");
             failed.upstream_failure(&UpstreamFailure::HeaderTimeout { limit: Duration::from_secs(1) });
             failed.error(&GatewayError::internal("x"));
             failed.finish(504);
 
             // Dropped without finishing: the client left.
-            let _left = Recorder::new(sinks.clone(), Api::Ollama, "/api/chat", "req-left".into());
+            let _left = Recorder::new(sinks.clone(), Api::named("ollama"), "/api/chat", "req-left".into());
 
             // Refused under the usage policy; then a turn of that conversation refused as held.
-            let mut refused = Recorder::new(sinks.clone(), Api::Chat, "/v1/chat/completions", "req-policy".into());
+            let mut refused = Recorder::new(sinks.clone(), Api::named("chat"), "/v1/chat/completions", "req-policy".into());
             let policy = dialects::failure::classify_event(Some("cyber_policy"), "flagged");
             refused.attempt_failed(&policy);
             refused.error(&policy.to_error());
             refused.finish(400);
-            let mut held = Recorder::new(sinks.clone(), Api::Chat, "/v1/chat/completions", "req-held".into());
+            let mut held = Recorder::new(sinks.clone(), Api::named("chat"), "/v1/chat/completions", "req-held".into());
             held.held(&crate::accounts::Hold::Policy(dialects::failure::PolicyKind::Cyber));
             held.finish(403);
         });

@@ -19,8 +19,8 @@ mod recorder;
 pub use recorder::Recorder;
 
 /// Which client API a request spoke: its name in records, the usage ledger and the metrics. A dialect names
-/// itself (`Dialect::API`, server/dialect.rs), so a new one needs nothing here; the names below are those the
-/// gateway's dialects and its own routes use (`images`, `other`).
+/// itself (`Dialect::API`, server/dialect.rs), so a new one needs nothing here; the names below are the gateway's own
+/// routes' (`images`, `other`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct Api(&'static str);
@@ -28,13 +28,6 @@ pub struct Api(&'static str);
 // Named like the variants of a closed set: they are the names the ledger holds, compared as such (`Api::Other`).
 #[allow(non_upper_case_globals)]
 impl Api {
-    /// OpenAI Chat Completions.
-    pub const Chat: Api = Api("chat");
-    /// OpenAI Responses.
-    pub const Responses: Api = Api("responses");
-    pub const Anthropic: Api = Api("anthropic");
-    pub const Gemini: Api = Api("gemini");
-    pub const Ollama: Api = Api("ollama");
     /// The OpenAI Images API (`/v1/images/generations`, `/v1/images/edits`): usage in image tokens.
     pub const Images: Api = Api("images");
     /// A route that is not a model call (model lists, token counts, admin, health, refusals before routing).
@@ -191,7 +184,7 @@ mod tests {
     fn every_sink_sees_the_record_once_and_the_last_is_given_the_record_itself() {
         let (first, last) = (Arc::new(Keeper::default()), Arc::new(Keeper::default()));
         let sinks = Sinks::new(vec![first.clone(), last.clone()]);
-        let mut recorder = Recorder::new(sinks, Api::Chat, "/v1/chat/completions", "req-1".into());
+        let mut recorder = Recorder::new(sinks, Api::named("chat"), "/v1/chat/completions", "req-1".into());
         recorder.set_request("gpt-5.4", true);
         recorder.attempt("acc-1");
         recorder.served_by("acc-1");
@@ -210,7 +203,7 @@ mod tests {
     #[test]
     fn a_record_dropped_unfinished_is_handed_over_once_as_a_departure() {
         let last = Arc::new(Keeper::default());
-        let mut recorder = Recorder::new(Sinks::new(vec![last.clone()]), Api::Chat, "/v1/chat/completions", "r".into());
+        let mut recorder = Recorder::new(Sinks::new(vec![last.clone()]), Api::named("chat"), "/v1/chat/completions", "r".into());
         recorder.status_sent(200);
         drop(recorder);
         let taken = last.taken.lock().unwrap_or_else(|e| e.into_inner());

@@ -59,7 +59,7 @@ pub struct MessageAnswer {
 }
 
 impl Dialect for Anthropic {
-    const API: Api = Api::Anthropic;
+    const API: Api = Api::named("anthropic");
     type Route = ();
     type Answer = MessageAnswer;
     type Encoder = AnthropicEncoder;

@@ -145,7 +145,7 @@ pub struct GeminiAnswer {
 }
 
 impl Dialect for Gemini {
-    const API: Api = Api::Gemini;
+    const API: Api = Api::named("gemini");
     type Route = GeminiRoute;
     type Answer = GeminiAnswer;
     type Encoder = GeminiEncoder;

@@ -246,7 +246,7 @@ pub struct OllamaAnswer {
 }
 
 impl Dialect for Ollama {
-    const API: Api = Api::Ollama;
+    const API: Api = Api::named("ollama");
     type Route = Endpoint;
     type Answer = OllamaAnswer;
     type Encoder = OllamaEncoder;

@@ -41,7 +41,7 @@ fn openai_error(err: &GatewayError) -> (u16, Value) {
 }
 
 impl Dialect for Chat {
-    const API: Api = Api::Chat;
+    const API: Api = Api::named("chat");
     type Route = ();
     type Answer = ChatAnswer;
     type Encoder = ChatEncoder;
@@ -85,7 +85,7 @@ impl Dialect for Chat {
 pub struct Responses;
 
 impl Dialect for Responses {
-    const API: Api = Api::Responses;
+    const API: Api = Api::named("responses");
     type Route = ();
     /// How to keep the response when it completes (`None`: the request said `store: false`, or keeping is off).
     type Answer = Option<Keep>;

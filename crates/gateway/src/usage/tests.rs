@@ -34,7 +34,7 @@ fn record(id: &str, at_ms: u64, key: Option<&str>, model: &str, status: u16, tok
     Box::new(RequestRecord {
         request_id: id.into(),
         started_at: UNIX_EPOCH + Duration::from_millis(at_ms),
-        api: Api::Chat,
+        api: Api::named("chat"),
         route: "/v1/chat/completions".into(),
         client_key: key.map(Arc::from),
         model_requested: Some(model.into()),

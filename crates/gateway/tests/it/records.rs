@@ -88,7 +88,7 @@ async fn a_streamed_and_a_whole_answer_each_leave_one_complete_record() {
         .unwrap_or_else(|| panic!("a usage chunk: {text}"));
     let r = sink.one("rec-stream").await;
     assert_served(&r);
-    assert_eq!((r.api, r.route.as_ref(), r.stream), (Api::Chat, "/v1/chat/completions", true));
+    assert_eq!((r.api, r.route.as_ref(), r.stream), (Api::named("chat"), "/v1/chat/completions", true));
     assert_eq!(r.model_requested.as_deref(), Some("gpt-5.4"));
     assert_eq!(r.model.as_deref(), Some("gpt-5.4"));
     assert_eq!((r.attempts, r.failovers, r.accounts_tried.len()), (1, 0, 1));
@@ -106,7 +106,7 @@ async fn a_streamed_and_a_whole_answer_each_leave_one_complete_record() {
     let v = json(&text);
     let r = sink.one("rec-whole").await;
     assert_served(&r);
-    assert_eq!((r.api, r.stream), (Api::Responses, false));
+    assert_eq!((r.api, r.stream), (Api::named("responses"), false));
     assert_eq!(r.usage.input_tokens, v["usage"]["input_tokens"].as_u64().unwrap_or(0));
     assert_eq!(r.usage.output_tokens, v["usage"]["output_tokens"].as_u64().unwrap_or(0));
     assert!(r.usage.input_tokens > 0, "{r:?}");
@@ -154,7 +154,7 @@ async fn a_bad_request_a_cut_stream_and_a_client_that_leaves_are_each_one_record
     let (status, _, text) = env.post_with("/v1/messages", &bad, &[("x-request-id", "rec-bad")]).await;
     assert_eq!(status, 400, "{text}");
     let r = sink.one("rec-bad").await;
-    assert_eq!((r.api, r.status, r.attempts), (Api::Anthropic, 400, 0), "{r:?}");
+    assert_eq!((r.api, r.status, r.attempts), (Api::named("anthropic"), 400, 0), "{r:?}");
     assert_eq!(r.error.as_ref().map(|e| e.name()), Some("invalid_request"));
     assert!(r.account.is_none() && r.accounts_tried.is_empty(), "{r:?}");
 
@@ -166,7 +166,7 @@ async fn a_bad_request_a_cut_stream_and_a_client_that_leaves_are_each_one_record
     let (status, _, text) = env.post_with(path, &gem, &[("x-request-id", "rec-cut")]).await;
     assert_eq!(status, 200, "{text}");
     let r = sink.one("rec-cut").await;
-    assert_eq!((r.api, r.status, r.stream), (Api::Gemini, 200, true), "{r:?}");
+    assert_eq!((r.api, r.status, r.stream), (Api::named("gemini"), 200, true), "{r:?}");
     assert_eq!(r.error.as_ref().map(|e| e.name()), Some("body_reset"), "{r:?}");
     assert!(!r.client_disconnected && r.time_to_first_byte.is_some(), "{r:?}");
 
