@@ -23,7 +23,6 @@ pub mod dashboard;
 pub mod hosts;
 pub mod keys;
 pub mod logging;
-pub mod memory;
 pub mod metrics;
 pub mod record;
 pub mod relay;

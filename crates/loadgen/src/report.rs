@@ -448,8 +448,7 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
     }
     let _ = writeln!(
         md,
-        "- Idle RSS: {} MB fresh (2 s after start); {} MB idle 3 s after the load scenarios, {} MB 12 s after (once \
-         freed allocator memory has been returned).",
+        "- Idle RSS: {} MB fresh (2 s after start); {} MB idle 3 s after the load scenarios, {} MB 12 s after.",
         fmt(mb(num(&meta, "/idle_rss_kb")), 1),
         fmt(mb(num(&meta, "/idle_rss_after_kb")), 1),
         fmt(mb(num(&meta, "/idle_rss_settled_kb")), 1)

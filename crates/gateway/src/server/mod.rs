@@ -136,7 +136,6 @@ pub async fn run_with_sinks(
     });
     team.spawn(state.pool.clone().follow_shared_affinity());
     team.spawn(state.keys.clone().follow_team_budgets());
-    let trim = tokio::spawn(crate::memory::return_retained_memory());
     let hangup = reload::on_hangup(state.clone());
     let watch = state.config.watch_config.then(|| tokio::spawn(reload::watch(state.clone())));
     let shared = state.live.shared_keys.clone();
@@ -148,7 +147,6 @@ pub async fn run_with_sinks(
     let served = listen::serve(listener, router(state.clone()), guard, shutdown, &timeouts, drain, Some(state)).await;
     upkeep.abort();
     keys_upkeep.abort();
-    trim.abort();
     team.stop();
     hangup.abort();
     if let Some(w) = watch {
