@@ -1,9 +1,6 @@
 //! Request bodies compressed as the official client sends them to the ChatGPT backend: zstd, with
 //! `Content-Encoding: zstd` (codex-rs `enable_request_compression`, on by default for a ChatGPT login; HTTP only,
-//! the WebSocket's messages are not compressed), for bodies of the official client's sizes ([`MIN_BODY`]). One
-//! compression context per thread, kept: making one per request costs more than compressing a small body.
-
-use std::cell::RefCell;
+//! the WebSocket's messages are not compressed), for bodies of the official client's sizes ([`MIN_BODY`]).
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_ENCODING, HeaderMap, HeaderValue};
@@ -15,24 +12,13 @@ const LEVEL: i32 = 3;
 /// 40% of a short request's whole cost, docs/performance.md) to save a kilobyte of upload.
 pub(super) const MIN_BODY: usize = 4096;
 
-thread_local! {
-    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
-}
-
 /// The body compressed, and `Content-Encoding: zstd` placed before `Content-Type` as the official client orders
 /// its headers; on the (unexpected) failure of the compressor, the body as it was.
 pub(super) fn zstd_body(headers: HeaderMap, body: Bytes) -> (HeaderMap, Bytes) {
     if body.len() < MIN_BODY {
         return (headers, body);
     }
-    let compressed = COMPRESSOR.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        if slot.is_none() {
-            *slot = zstd::bulk::Compressor::new(LEVEL).ok();
-        }
-        slot.as_mut().and_then(|c| c.compress(&body).ok())
-    });
-    let Some(compressed) = compressed else { return (headers, body) };
+    let Ok(compressed) = zstd::bulk::compress(&body, LEVEL) else { return (headers, body) };
     let mut out = HeaderMap::with_capacity(headers.len() + 1);
     let mut placed = false;
     for (name, value) in &headers {
