@@ -43,7 +43,8 @@ async fn a_body_length_given_twice_is_refused_before_any_upstream_call() {
         let (answer, closed) = to_close(&mut tcp).await;
         assert!(answer.starts_with("HTTP/1.1 400 ") && closed, "{fields:?}: {answer}");
         assert_eq!(answer.matches("HTTP/1.1").count(), 1, "the smuggled request was answered: {answer}");
-        let body: Value = answer.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or_default();
+        let body: Value =
+            answer.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or_default();
         assert_eq!(
             (&body["error"]["type"], &body["error"]["code"]),
             (&json!("invalid_request_error"), &json!("ambiguous_body_length")),
