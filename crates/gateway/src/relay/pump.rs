@@ -18,7 +18,6 @@ use dialects::sse::SseFrame;
 use dialects::{Event, GatewayError, OutputLimits, UpstreamFailure, Usage};
 use hyper::body::Frame;
 use tracing::debug;
-use upstream_transport::scratch;
 
 use crate::metrics::streams::{OpenStream, open_streams};
 use crate::record::Recorder;
@@ -31,13 +30,6 @@ const MAX_CHUNK: usize = 32 * 1024;
 /// Room reserved for a chunk once its first event arrived: a few frames; bursts grow it.
 const FIRST_CHUNK: usize = 4096;
 
-/// Return a chunk buffer to the thread's shelf (`scratch`; a burst's large one is freed there). A chunk is built
-/// in a buffer taken from there once an event arrived and given back before the pump waits
-/// again (nothing is held across an await), so paced events cost no allocation of their own.
-fn give_back(out: Vec<u8>) {
-    scratch::give_back(out);
-}
-
 /// Which limits the pump applies before the encoder sees events.
 fn limiter_for(limits: OutputLimits, input_estimate: u64) -> Option<Limiter> {
     let l = Limiter::new(limits, Box::new(tokens::count), input_estimate);
@@ -46,8 +38,8 @@ fn limiter_for(limits: OutputLimits, input_estimate: u64) -> Option<Limiter> {
 
 /// The streaming response body: a dialect encoder fed from the upstream's events (see `poll_chunk`).
 struct Pump<E: StreamEncoder> {
-    /// Yield once before the next chunk, so the connection writes the one it was just given (it keeps polling a
-    /// ready body and writes only once it is pending, server/http1/write.rs): the early first chunk.
+    /// Yield once before the next chunk, so the connection writes the one it was just given (hyper's HTTP/1
+    /// connection keeps polling a ready body and flushes only once it is pending): the early first chunk.
     ///
     /// Load-bearing for performance: while a stream is the only one open (`metrics::streams`), ending its first
     /// chunk at the first event with output and yielding once gets the first byte out 30-45 us sooner; done for
@@ -94,21 +86,21 @@ impl<E: StreamEncoder> Pump<E> {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        // Taken from the thread's scratch only once something arrived, and given back before any wait: an idle
-        // stream (waiting on a slow upstream) holds no buffer.
+        // Allocated only once something arrived, and never held across a wait: an idle stream (waiting on a slow
+        // upstream) holds no buffer.
         let mut out = Vec::new();
         // When this chunk's first progress arrived: one clock read per chunk, not per event (the rest of a burst
         // arrived with it).
         let mut progress_at: Option<Instant> = None;
         while !self.done {
             let read = if out.is_empty() {
-                give_back(std::mem::take(&mut out));
                 let Poll::Ready(read) = self.ex.reader.poll_next_until(cx, self.keepalive_due.min(self.idle_deadline))
                 else {
                     return Poll::Pending;
                 };
-                out = scratch::take();
-                out.reserve(FIRST_CHUNK);
+                if out.capacity() == 0 {
+                    out.reserve_exact(FIRST_CHUNK);
+                }
                 read
             } else if out.len() >= MAX_CHUNK {
                 break;
@@ -185,18 +177,10 @@ impl<E: StreamEncoder> Pump<E> {
             record.finish(200);
         }
         if out.is_empty() {
-            give_back(out);
             return Poll::Ready(None);
         }
-        // Handed over at its length: `Bytes` keeps the vector's whole capacity alive until the connection has
-        // written it, and with thousands of streams answered in one burst those waits overlap. A chunk that fit
-        // the working buffer (an event that came alone, as paced streams send them) is copied out, and the buffer
-        // serves the thread's next chunk. A burst's vector is handed over itself, shrunk in place.
-        if out.capacity() <= FIRST_CHUNK {
-            let chunk = Bytes::copy_from_slice(&out);
-            give_back(out);
-            return Poll::Ready(Some(chunk));
-        }
+        // Handed over at its length, shrunk in place: `Bytes` keeps the vector's whole capacity alive until the
+        // connection has written it, and with thousands of streams answered in one burst those waits overlap.
         out.shrink_to_fit();
         Poll::Ready(Some(Bytes::from(out)))
     }

@@ -1,7 +1,7 @@
 //! The request-head guard of both listeners (the main port and the Ollama bridge), run before routing: the
 //! `Host` check against DNS rebinding, the `Origin` check against cross-site pages, the refusal of
 //! browser-simple content types (a page's way around the CORS preflight), the client key, and the admin key on
-//! `/admin/*` and `/metrics`. docs/security.md explains the threat model; server/http1/ puts a [`Guard`] in front of
+//! `/admin/*` and `/metrics`. docs/security.md explains the threat model; server/listen.rs puts a [`Guard`] in front of
 //! the router for each request. A created client key (keys/) that passes travels on as a [`Caller`] extension, for
 //! the handler's limits.
 //!
@@ -454,7 +454,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A [`Policy`] in front of a service (server/http1/ puts one in front of the router for each request).
+/// A [`Policy`] in front of a service (server/listen.rs puts one in front of the router for each request).
 #[derive(Debug, Clone)]
 pub struct Guard<S> {
     inner: S,
@@ -492,7 +492,7 @@ where
     }
 }
 
-/// A loopback listener's policy without keys: what the connection layer's tests (server/http1/) put in front.
+/// A loopback listener's policy without keys: what the listener's tests (server/listen/tests.rs) put in front.
 #[cfg(test)]
 pub fn loopback_without_keys() -> Policy {
     Policy {

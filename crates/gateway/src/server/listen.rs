@@ -1,31 +1,55 @@
-//! The accept loop: connections served by the gateway's HTTP/1.1 path (server/http1/), and graceful shutdown
-//! (bounded: connections still open after `shutdown_timeout_secs` are dropped).
+//! The listener: connections accepted here and served by hyper's HTTP/1.1 server connection (with upgrades, for
+//! the Responses WebSocket), every request through the guard (guard.rs) to the router, and the graceful shutdown
+//! with its bound (`app::Drain`: connections finish their response, WebSocket sessions their turn).
 //!
-//! Written here instead of `axum::serve` for memory per open stream (docs/performance.md, "Own accept loop"): axum's loop sniffs every
-//! connection for an HTTP/2 preface and serves it with hyper. Every client the gateway serves (SDKs, CLIs, IDEs)
-//! speaks HTTP/1.1 to an `http://` URL, so connections are served as HTTP/1.1 directly.
+//! hyper's own HTTP/1 builder, not hyper-util's `auto` one: every client the gateway serves (SDKs, CLIs, IDEs)
+//! speaks HTTP/1.1 to an `http://` URL, and `auto` waits for a connection's first 24 bytes (is it the HTTP/2
+//! preface?) with no deadline, so a connection that sends nothing would be held until the shutdown.
 
-use std::future::Future;
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::header::CONNECTION;
+use axum::http::{HeaderValue, Request, Uri};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::future::Either;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioTimer;
-use tokio::net::TcpListener;
-use tracing::warn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tower::Service;
+use tracing::{debug, warn};
 
-use super::guard::Policy;
-use super::http1::{HEADER_READ_TIMEOUT, Server};
-use crate::app::{AppState, Drain};
+use super::errors::BodyTimedOut;
+use super::guard::{Guard, Policy};
+use crate::app::Drain;
 
-/// Serve `router` on `listener` (with the model calls served directly when `models` is the main listener's
-/// state: server/direct.rs) until `shutdown` resolves, then let open connections (and upgraded sessions that
+mod socket;
+#[cfg(test)]
+mod tests;
+
+use socket::Socket;
+
+/// How long a client may take to send a request's head, counted from when the connection waits for one (an idle
+/// keep-alive connection is closed after it too): the slowloris guard (docs/security.md).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most a connection's read buffer (and queue of writes) grows to; a request head larger than this is
+/// answered 431. hyper's default lets one connection's buffers grow to ~400 KB.
+const MAX_BUF: usize = 64 * 1024;
+
+/// Serve `router` on `listener` until `shutdown` resolves, then let open connections (and upgraded sessions that
 /// hold a `drain` token) finish their responses for up to `limits.shutdown`, and drop the rest. Every request
-/// passes `guard` first (guard.rs; the connection puts it in front of the router), not as a router layer: axum
-/// boxes each route layer's service clone and future per request, this wrapper costs neither.
+/// passes `guard` first (guard.rs), wrapped around the router as a service: an axum router layer would box a
+/// service clone and a future per request, this wrapper costs neither.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -33,17 +57,33 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     limits: &crate::config::Timeouts,
     drain: Drain,
-    models: Option<Arc<AppState>>,
 ) -> io::Result<()> {
+    let front = Front { guard: Guard::new(router, guard), body_timeout: limits.request_body };
+    accept(listener, front, shutdown, HEADER_READ_TIMEOUT, limits.shutdown, drain).await;
+    Ok(())
+}
+
+/// What every connection of a listener serves: the guard in front of the router, and the body deadline.
+#[derive(Clone)]
+struct Front {
+    guard: Guard<Router>,
+    /// `request_body_timeout_secs`.
+    body_timeout: Duration,
+}
+
+/// The accept loop, with the header deadline as a parameter (the tests shorten it).
+async fn accept(
+    listener: TcpListener,
+    front: Front,
+    shutdown: impl Future<Output = ()>,
+    header_timeout: Duration,
+    bound: Duration,
+    drain: Drain,
+) {
     let Drain { draining, stop, tracker } = drain.clone();
-    // hyper's own HTTP/1 builder, not hyper-util's `auto` one, for the connections handed to hyper: an `auto`
-    // connection future keeps room for an HTTP/2 connection inline even when limited to HTTP/1.
-    let mut hyper = http1::Builder::new();
-    hyper.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    // Connections are served `with_upgrades` when hyper has them (the Responses WebSocket, server/websocket.rs).
-    // hyper-util's `GracefulShutdown` cannot watch an upgradeable HTTP/1 connection, so the drain is done here:
-    // `draining` asks each connection to finish its response and close, `tracker` waits for them.
-    let server = Arc::new(Server { router, policy: guard, body_timeout: limits.request_body, hyper, draining, models });
+    let mut http = http1::Builder::new();
+    // Body chunks are written from the handler's own bytes (`writev`), not copied into a buffer that grows.
+    http.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_BUF).writev(true);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let tcp = tokio::select! {
@@ -58,39 +98,59 @@ pub async fn serve(
         };
         // Small SSE writes must go out at once, not wait for the client's delayed ACK (Nagle).
         let _ = tcp.set_nodelay(true);
-        let (server, stop) = (server.clone(), stop.clone());
-        tracker.spawn(async move {
-            // Dropping the connection closes it, with the response (and its upstream stream) it was writing.
-            let mut serve = std::pin::pin!(super::http1::serve(tcp, server));
-            let mut stopped = std::pin::pin!(stop.cancelled());
-            let mut registered = false;
-            std::future::poll_fn(|cx| {
-                if serve.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(());
-                }
-                // The stop is asked only when it happened, or to register once: its waker is this task's and
-                // stays registered until it fires. Polled on every wake-up (as `select!` did), it locked the
-                // list of waiters all connections share once per event a stream relayed.
-                if !registered || stop.is_cancelled() {
-                    registered = true;
-                    return stopped.as_mut().poll(cx);
-                }
-                Poll::Pending
-            })
-            .await
-        });
+        tracker.spawn(connection(tcp, &http, front.clone(), draining.clone(), stop.clone()));
     }
     drop(listener);
     drain.begin();
     tracker.close();
-    if tokio::time::timeout(limits.shutdown, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(bound, tracker.wait()).await.is_err() {
         warn!(
             "connections still open {} s after the shutdown began (shutdown_timeout_secs); closing them",
-            limits.shutdown.as_secs_f64()
+            bound.as_secs_f64()
         );
         stop.cancel();
     }
-    Ok(())
+}
+
+/// Serve one connection until the client closes it, it fails, the drain has it close after its response, or the
+/// shutdown's bound drops it (with the response, and its upstream stream, it was writing).
+fn connection(
+    tcp: TcpStream,
+    http: &http1::Builder,
+    front: Front,
+    draining: CancellationToken,
+    stop: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let (socket, heads) = Socket::new(tcp, draining.clone());
+    let service = PerConnection { front, ambiguous_at: heads, calls: AtomicU32::new(0) };
+    let conn = http.serve_connection(TokioIo::new(socket), service).with_upgrades();
+    async move {
+        let mut conn = std::pin::pin!(conn);
+        let mut on_drain = std::pin::pin!(draining.cancelled());
+        let mut on_stop = std::pin::pin!(stop.cancelled());
+        let (mut watching, mut drained) = (false, false);
+        let served = std::future::poll_fn(|cx| {
+            // The tokens are polled once, to register this task's waker (it stays registered until they fire), then
+            // only read: polled on every wake-up, they would lock the list of waiters all connections share once
+            // per event a stream relays.
+            let draining_now = if watching { draining.is_cancelled() } else { on_drain.as_mut().poll(cx).is_ready() };
+            if draining_now && !drained {
+                drained = true;
+                // hyper finishes the response in flight and closes; an idle connection closes at once.
+                conn.as_mut().graceful_shutdown();
+            }
+            if let Poll::Ready(served) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Some(served));
+            }
+            let stopped = if watching { stop.is_cancelled() } else { on_stop.as_mut().poll(cx).is_ready() };
+            watching = true;
+            if stopped { Poll::Ready(None) } else { Poll::Pending }
+        })
+        .await;
+        if let Some(Err(e)) = served {
+            debug!("connection ended with an error: {e}");
+        }
+    }
 }
 
 /// Errors of one incoming connection (reset before it was accepted) are skipped at once; anything else (out of
@@ -102,4 +162,109 @@ async fn on_accept_error(e: io::Error) {
     }
     warn!(error = %e, "cannot accept a connection; retrying in 100 ms");
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// The service of one connection: a request whose head gave its body's length twice is refused (socket.rs
+/// sees it, [`ambiguous_length`]); every other one goes through the guard to the router, its body under the
+/// deadline ([`TimedBody`]).
+struct PerConnection {
+    front: Front,
+    /// The index of the connection's first head that gave its body's length twice (`u32::MAX`: none yet).
+    ambiguous_at: Arc<AtomicU32>,
+    /// Requests hyper has handed over so far: the index of the next one.
+    calls: AtomicU32,
+}
+
+type Guarded = <Guard<Router> as Service<Request<TimedBody>>>::Future;
+
+impl hyper::service::Service<Request<Incoming>> for PerConnection {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, Guarded>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        // hyper hands requests over in the order of their heads, each read (and looked at by socket.rs) before.
+        let index = self.calls.fetch_add(1, Ordering::Relaxed);
+        if index == self.ambiguous_at.load(Ordering::Acquire) {
+            return Either::Left(ready(Ok(ambiguous_length())));
+        }
+        let limit = self.front.body_timeout;
+        let req = detach_from_read_buffer(req).map(|inner| TimedBody { inner, limit, timer: None });
+        // axum's router is always ready (its `poll_ready` returns `Ready` at once), and so the guard in front.
+        Either::Right(self.front.guard.clone().call(req))
+    }
+}
+
+/// The answer to a head whose body's length two fields could each decide (`Content-Length` with
+/// `Transfer-Encoding`, either of them twice): a 400, and the connection closes, as nginx does. A proxy in front
+/// that read the length the other way would otherwise see a second request where this server sees a body
+/// (request smuggling). hyper would serve them (by `Transfer-Encoding`, or one of two equal lengths).
+fn ambiguous_length() -> Response {
+    let error = dialects::GatewayError::new(
+        dialects::ErrorKind::InvalidRequest,
+        "The request gives its body's length twice (Content-Length with Transfer-Encoding, or either of them \
+         twice); send one.",
+    )
+    .with_code("ambiguous_body_length");
+    let mut response = super::errors::error_response(super::openai::SHAPE, &error, "");
+    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// A request body that must arrive within a deadline (`request_body_timeout_secs`), counted from the first time
+/// it has to wait for bytes: a client that stalls mid-body gets an error (its handler answers 400
+/// `request_body_timeout`, errors.rs, and hyper closes the connection, whose body was not read to its end)
+/// instead of holding the connection forever.
+///
+/// The timer is made only when the body has to wait: a body that came with its headers, as most do, costs
+/// nothing more than hyper's own (the wrapper is boxed inside axum's body like `Incoming` would be).
+struct TimedBody {
+    inner: Incoming,
+    limit: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let limit = this.limit;
+        let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut(limit))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Give the request its own copies of the target and header values.
+///
+/// hyper parses them as slices of the connection's 8 KB read buffer, so while a handler holds the headers (all
+/// through the upstream exchange, until the first answer event) the whole buffer stays allocated next to the one
+/// hyper reserves for the next read: ~8 KB more per stream when thousands open at once. The copies are a few
+/// hundred bytes. Handlers drop the body bytes, the other slice of that buffer, right after decoding them.
+fn detach_from_read_buffer(mut req: Request<Incoming>) -> Request<Incoming> {
+    if let Ok(uri) = Uri::try_from(req.uri().to_string()) {
+        *req.uri_mut() = uri;
+    }
+    for value in req.headers_mut().values_mut() {
+        if let Ok(mut owned) = HeaderValue::from_bytes(value.as_bytes()) {
+            owned.set_sensitive(value.is_sensitive());
+            *value = owned;
+        }
+    }
+    req
 }

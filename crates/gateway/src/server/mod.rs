@@ -25,12 +25,10 @@ mod chaining;
 mod codex_usage;
 mod compact;
 pub mod dialect;
-mod direct;
 pub mod errors;
 mod gemini;
 pub mod guard;
 pub mod handler;
-mod http1;
 mod images;
 pub mod listen;
 mod models;
@@ -64,9 +62,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::dashboard::routes(state.clone()))
         .fallback(others::not_found)
         .layer(axum::middleware::from_fn_with_state(state.records.clone(), others::record_other));
-    // The model routes of the table (routes.rs): on the main listener their POSTs are served by direct.rs from
-    // the same table, not by these routes; the Ollama bridge and requests hyper serves (chunked or large bodies)
-    // still come here. The Responses WebSocket shares its paths with the Responses route.
+    // The model routes of the table (routes.rs). The Responses WebSocket shares its paths with the Responses route.
     let router = routes::model_routes()
         .route("/v1/responses", get(websocket::handshake))
         .route("/responses", get(websocket::handshake))
@@ -144,7 +140,7 @@ pub async fn run_with_sinks(
     let timeouts = state.config.timeouts.clone();
     let ledger = state.ledger.clone();
     let drain = state.drain.clone();
-    let served = listen::serve(listener, router(state.clone()), guard, shutdown, &timeouts, drain, Some(state)).await;
+    let served = listen::serve(listener, router(state), guard, shutdown, &timeouts, drain).await;
     upkeep.abort();
     keys_upkeep.abort();
     team.stop();

@@ -87,7 +87,7 @@ pub fn serve(
         let app = router(state, policy.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = super::listen::serve(listener, app, policy, stop, &timeouts, drain, None).await {
+            if let Err(e) = super::listen::serve(listener, app, policy, stop, &timeouts, drain).await {
                 warn!(error = %e, "the Ollama bridge stopped");
             }
         });

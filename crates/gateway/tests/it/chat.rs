@@ -35,8 +35,8 @@ async fn non_stream_answer_with_usage_and_request_id() {
     assert!(headers.get("x-request-id").is_some());
 }
 
-/// Model calls are served by server/direct.rs or, with a body too large for the connection's own read (256 KB),
-/// by hyper and the router: the same answer and request id either way, on the bare paths too.
+/// Model calls with a small body and a large one (more than one read of the connection) answer alike, with the
+/// client's request id, on the bare paths too.
 #[tokio::test]
 async fn every_model_path_and_body_size_answers_alike() {
     let env = start(Setup::default()).await;

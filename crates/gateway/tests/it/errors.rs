@@ -76,8 +76,7 @@ async fn oversized_body_is_413() {
     assert_eq!(json(&text)["error"]["code"], "request_too_large");
 }
 
-/// A small body over the limit: read whole by the connection (server/http1/), then refused by the router's limit
-/// instead of served directly (server/direct.rs), in each model dialect's own error shape.
+/// A small body over the limit: refused by the router's limit, in each model dialect's own error shape.
 #[tokio::test]
 async fn small_body_over_the_limit_is_413_on_every_model_route() {
     let env = start(Setup { env: vec![("CODEX_GATEWAY_BODY_LIMIT_MB", "0".into())], ..Setup::default() }).await;

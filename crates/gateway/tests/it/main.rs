@@ -21,6 +21,7 @@ mod images;
 mod interop;
 mod keys;
 mod layers;
+mod listener;
 mod login;
 mod metrics;
 mod moves;
