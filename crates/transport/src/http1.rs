@@ -285,10 +285,8 @@ mod tests {
         headers.insert("authorization", http::HeaderValue::from_static("Bearer t"));
         headers.insert(header::HOST, http::HeaderValue::from_static("elsewhere"));
         headers.insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("99"));
-        let mut response = client()
-            .post(uri(port), headers, Bytes::from_static(b"{}"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut response =
+            client().post(uri(port), headers, Bytes::from_static(b"{}")).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(response.status, StatusCode::OK);
         assert_eq!(response.headers.get("content-type").map(|v| v.as_bytes()), Some(&b"text/event-stream"[..]));
         let body = read_all(&mut response).await.unwrap_or_else(|e| panic!("{e}"));
@@ -346,13 +344,15 @@ mod tests {
             let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n9\r\ndata: 1").await;
         });
         let client = client();
-        let mut response = client.post(uri(port), HeaderMap::new(), Bytes::new()).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut response =
+            client.post(uri(port), HeaderMap::new(), Bytes::new()).await.unwrap_or_else(|e| panic!("{e}"));
         assert!(response.body.next().await.is_some_and(|r| r.is_ok()));
         drop(response);
         let closed = tokio::time::timeout(Duration::from_secs(2), closed_rx).await;
         assert!(matches!(closed, Ok(Ok(true))), "the upstream did not see the connection close: {closed:?}");
 
-        let mut response = client.post(uri(port), HeaderMap::new(), Bytes::new()).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut response =
+            client.post(uri(port), HeaderMap::new(), Bytes::new()).await.unwrap_or_else(|e| panic!("{e}"));
         let err = read_all(&mut response).await.err().unwrap_or_else(|| panic!("a cut body ended cleanly"));
         assert_eq!(err.kind(), crate::TransportKind::Reset, "{err}");
     }

@@ -26,13 +26,8 @@ pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
 /// The largest body of a refused handshake that is read (a refusal is a short JSON error).
 const MAX_REFUSAL: usize = 256 * 1024;
 /// The header fields the request line is followed by, in tungstenite's order; the caller's may not repeat them.
-const OWN_FIELDS: [header::HeaderName; 5] = [
-    header::HOST,
-    header::CONNECTION,
-    header::UPGRADE,
-    header::SEC_WEBSOCKET_VERSION,
-    header::SEC_WEBSOCKET_KEY,
-];
+const OWN_FIELDS: [header::HeaderName; 5] =
+    [header::HOST, header::CONNECTION, header::UPGRADE, header::SEC_WEBSOCKET_VERSION, header::SEC_WEBSOCKET_KEY];
 
 /// How a handshake ended.
 pub enum Handshake<S> {
