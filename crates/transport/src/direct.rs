@@ -18,8 +18,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 pub const POOL_MAX_IDLE_PER_HOST: usize = 256;
 
-/// This gateway's own HTTP/1.1 connections ([`crate::http1`]) for upstreams that speak HTTP/1.1, and HTTP/2
-/// connections ([`crate::http2`]) for the rest: `https` origins that choose h2 in the TLS handshake, and h2c.
+/// hyper's HTTP/1.1 client ([`crate::http1`]) for upstreams that speak HTTP/1.1, and h2 connections
+/// ([`crate::http2`]) for the rest: `https` origins that choose h2 in the TLS handshake, and h2c.
 pub struct Direct {
     http1: Http1Connections,
     http2: Http2Connections,
@@ -54,7 +54,7 @@ impl Direct {
         if http2 && let Outcome::Sent(response) = self.http2.post(&uri, &headers, &body).await? {
             return Ok(response);
         }
-        self.http1.post(&uri, &headers, &body).await
+        self.http1.post(uri, headers, body).await
     }
 }
 

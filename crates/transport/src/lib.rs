@@ -3,12 +3,11 @@
 //! [`UpstreamResponse`] whose body streams. README.md says what this crate owns and what it does not.
 //!
 //! Two transports give the same [`UpstreamResponse`]:
-//! - [`Direct`]: HTTP/2 on the h2 crate ([`http2`]: TLS with ALPN h2, or h2c by configuration), and pooled
-//!   HTTP/1.1 connections whose answers are read in the consuming task ([`http1`]) for upstreams that speak
-//!   HTTP/1.1. Every request goes this way unless a proxy is involved. It is written against the sockets and
-//!   rustls directly, not through reqwest, because reqwest's own layers (its boxed pending future, header
-//!   merging, redirect handling, a second body wrapper) were the largest piece of the gateway's time before the
-//!   first byte, and ~11% of its CPU per streamed request (docs/performance.md, "Direct transport instead of reqwest").
+//! - [`Direct`]: HTTP/2 on the h2 crate ([`http2`]: TLS with ALPN h2, or h2c by configuration), and hyper's
+//!   pooled HTTP/1.1 client ([`http1`]) for upstreams that speak HTTP/1.1, both over this crate's TLS. Every
+//!   request goes this way unless a proxy is involved: the protocol is chosen per origin (ALPN, `upstream_h2c`)
+//!   and h2's connections are pooled as the HTTP/2 settings need (docs/performance.md, "HTTP/2 upstream
+//!   settings"), which reqwest's client does not let its caller do.
 //! - reqwest ([`post_via_reqwest`]), for accounts behind a proxy (HTTP CONNECT or SOCKS, with `NO_PROXY` for the
 //!   global one), which reqwest handles and the request path does not need to re-implement.
 //!
@@ -18,14 +17,12 @@
 
 mod body;
 pub mod chain;
-mod chunked;
 pub mod decode;
 mod direct;
 mod error;
 pub mod head;
 mod http1;
 mod http2;
-mod names;
 pub mod scratch;
 pub mod tls;
 pub mod ws;
