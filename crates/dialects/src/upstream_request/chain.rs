@@ -10,8 +10,11 @@
 //! history: the backend has them, and continuing its chain keeps them in the context, where sending the whole
 //! input would have lost them.
 //!
-//! Pure: each upstream WebSocket connection keeps a [`Lineage`] and asks [`plan`] per turn (`ws_pool.rs`); the
-//! gateway computes a request's digests from its body ([`settings_digest`], [`item_digest`]).
+//! Pure: a request's digests are taken when its body is written ([`ChainRequest::of`]); the transport keeps each
+//! connection's [`Lineage`] (opaque to it) and asks [`ChainRequest::turn`] per send, which plans the turn
+//! ([`plan`]), cuts its body ([`chained_body`]) and reads its answer's events for the next lineage ([`Turn`]).
+
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
@@ -71,8 +74,90 @@ pub enum Plan {
 pub struct ChainRequest {
     pub settings: Digest,
     pub items: Vec<Digest>,
-    /// The byte range of each input item in the body, in order (the gateway records them as it serializes).
+    /// The byte range of each input item in the body, in order (recorded as it is written:
+    /// `order::official_order_with_items`).
     pub spans: Vec<std::ops::Range<usize>>,
+}
+
+impl ChainRequest {
+    /// A finalized body's digests, with where its input items are in the bytes written from it.
+    pub fn of(body: &Map<String, Value>, spans: Vec<std::ops::Range<usize>>) -> ChainRequest {
+        let items = match body.get("input") {
+            Some(Value::Array(items)) => items.iter().map(item_digest).collect(),
+            Some(_) | None => Vec::new(),
+        };
+        ChainRequest { settings: settings_digest(body), items, spans }
+    }
+
+    /// One send of the request's `body` over a connection whose last completed turn left `previous` (`None`: a
+    /// new connection, the last turn did not complete, or the whole request is wanted).
+    pub fn turn(self: &Arc<Self>, body: &[u8], previous: Option<Lineage>) -> Turn {
+        let plan = plan(previous.as_ref(), self.settings, &self.items);
+        let chained = match &plan {
+            Plan::Chained { previous_response_id, skip } => chained_body(body, self, previous_response_id, *skip),
+            Plan::Whole => None,
+        };
+        Turn { request: Arc::clone(self), plan, chained, previous, output: Vec::new(), response_id: None }
+    }
+}
+
+/// One send of a request on a connection: how it goes, and what its answer's events leave for the next turn.
+#[derive(Debug)]
+pub struct Turn {
+    request: Arc<ChainRequest>,
+    plan: Plan,
+    /// The chained body, when the plan chains and the spans fit (else the request's body goes whole).
+    chained: Option<Vec<u8>>,
+    previous: Option<Lineage>,
+    output: Vec<(Digest, Keep)>,
+    response_id: Option<String>,
+}
+
+impl Turn {
+    /// Whether the turn continues the connection's chain (a backend that does not hold the response it chains
+    /// from refuses it with `previous_response_not_found`).
+    pub fn chains(&self) -> bool {
+        matches!(self.plan, Plan::Chained { .. })
+    }
+
+    /// The body of a chained turn, to send in place of the request's (`None`: the request's body goes).
+    pub fn take_body(&mut self) -> Option<Vec<u8>> {
+        self.chained.take()
+    }
+
+    /// An event of the answer, by its type and JSON data (only an item's end and the response's end are read).
+    pub fn see(&mut self, kind: &str, data: &str) {
+        #[derive(serde::Deserialize)]
+        struct ItemDone {
+            item: Value,
+        }
+        #[derive(serde::Deserialize)]
+        struct Completed {
+            response: ResponseId,
+        }
+        #[derive(serde::Deserialize)]
+        struct ResponseId {
+            id: String,
+        }
+        match kind {
+            "response.output_item.done" => {
+                if let Ok(done) = serde_json::from_str::<ItemDone>(data) {
+                    self.output.push((item_digest(&done.item), keep_of_output(&done.item)));
+                }
+            }
+            "response.completed" => {
+                self.response_id = serde_json::from_str::<Completed>(data).ok().map(|c| c.response.id);
+            }
+            _ => {}
+        }
+    }
+
+    /// The connection's lineage after the answer ended; `None` when it did not complete.
+    pub fn finish(self) -> Option<Lineage> {
+        let id = self.response_id?;
+        let r = &self.request;
+        Some(completed(self.previous, &self.plan, r.settings, &r.items, id, self.output))
+    }
 }
 
 /// The body of a chained turn: `previous_response_id` before `input`, and the input items from `skip` on. `None`
@@ -269,6 +354,29 @@ impl std::io::Write for HashWriter<'_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_turn_chains_on_what_the_last_answer_left_and_reads_its_own_answer() {
+        let first = object(json!({"model": "m", "input": [{"role": "user", "content": "hi"}]}));
+        let (body, spans) = crate::upstream_request::order::official_order_with_items(&first).unwrap_or_default();
+        let request = Arc::new(ChainRequest::of(&first, spans));
+        let mut t1 = request.turn(&body, None);
+        assert!(!t1.chains() && t1.take_body().is_none());
+        let answer = json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hello"}]});
+        t1.see("response.output_item.done", &json!({"item": answer}).to_string());
+        t1.see("response.completed", r#"{"response":{"id":"resp_1"}}"#);
+        let lineage = t1.finish();
+        assert!(lineage.is_some());
+        let second = object(json!({"model": "m", "input": [{"role": "user", "content": "hi"}, answer,
+            {"role": "user", "content": "more"}]}));
+        let (body, spans) = crate::upstream_request::order::official_order_with_items(&second).unwrap_or_default();
+        let mut t2 = Arc::new(ChainRequest::of(&second, spans)).turn(&body, lineage);
+        assert!(t2.chains());
+        let sent: Value = serde_json::from_slice(&t2.take_body().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(sent["previous_response_id"], "resp_1");
+        assert_eq!(sent["input"], json!([{"role": "user", "content": "more"}]));
+        assert!(t2.finish().is_none(), "an answer that did not complete leaves nothing to chain on");
+    }
 
     fn digests(items: &[Value]) -> Vec<Digest> {
         items.iter().map(item_digest).collect()
