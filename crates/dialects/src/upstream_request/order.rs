@@ -47,7 +47,9 @@ pub fn tail_len(body: &Map<String, Value>) -> usize {
 }
 
 /// [`official_order`], and the byte range of each `input` item in it.
-pub fn official_order_with_items(body: &Map<String, Value>) -> serde_json::Result<(Vec<u8>, Vec<std::ops::Range<usize>>)> {
+pub fn official_order_with_items(
+    body: &Map<String, Value>,
+) -> serde_json::Result<(Vec<u8>, Vec<std::ops::Range<usize>>)> {
     let mut out = Vec::with_capacity(1024);
     let mut spans = Vec::new();
     out.push(b'{');

@@ -58,8 +58,7 @@ pub fn shape(tree: &mut Map<String, Value>, facts: &ModelFacts<'_>, lite_item_id
     // The effort is held to what the model takes first, so that a conversation's effort updates (the gateway's
     // `upstream::identity::efforts`) compare and send the effort that goes upstream.
     hold_effort(tree, facts.efforts);
-    let warm_up = is_warm_up(tree)
-        .then(|| tree.get("model").and_then(Value::as_str).unwrap_or_default().to_string());
+    let warm_up = is_warm_up(tree).then(|| tree.get("model").and_then(Value::as_str).unwrap_or_default().to_string());
     // A model the official client sends as Responses Lite gets that shape from every caller.
     if facts.responses_lite {
         lite::shape(tree, lite_item_id);
@@ -153,6 +152,7 @@ mod tests {
         let facts = ModelFacts { responses_lite: true, ..ModelFacts::default() };
         let shaped = shape(&mut t, &facts, || "at_1".into());
         assert_eq!(shaped.warm_up.as_deref(), Some("m"));
+        assert!(!is_warm_up(&tree(json!({"model": "m", "generate": true}))));
         assert_eq!(t["input"], json!([]));
         assert_eq!(t["parallel_tool_calls"], false);
     }
