@@ -20,7 +20,7 @@ pub mod outcome;
 pub mod reasoning_ref;
 pub mod responses;
 pub mod sse;
-pub mod upstream;
+pub mod upstream_request;
 
 #[cfg(test)]
 mod answer_tests;
@@ -28,4 +28,4 @@ mod answer_tests;
 pub use error::{ErrorKind, GatewayError};
 pub use failure::UpstreamFailure;
 pub use responses::event::{DoneItem, Event, ItemStart, Terminal, Usage};
-pub use upstream::{OutputLimits, UpstreamRequest};
+pub use upstream_request::{OutputLimits, UpstreamRequest};

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use crate::outcome::Finish;
 use crate::responses::event::{DoneItem, Event, Terminal, Usage};
-use crate::upstream::OutputLimits;
+use crate::upstream_request::OutputLimits;
 
 /// Counts tokens of a piece of output text. The gateway injects the o200k tokenizer; tests use an estimate.
 /// It must never return more tokens than the text has bytes (true of any byte-level tokenizer): the limiter

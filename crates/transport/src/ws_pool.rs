@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use yawc::{Frame as WsFrame, OpCode, Options, Role, WebSocket, WebSocketError as WsError};
 
-use crate::chain::{self, ChainRequest, Keep, Lineage, Plan};
+use crate::chain::{ChainRequest, Lineage, Turn};
 use crate::ws::{self, Frame, WsSettings};
 use crate::ws_handshake::{Handshake, Prefixed, handshake};
 use crate::{BodyStream, CONNECT_TIMEOUT, Plain, TransportError, TransportKind, UpstreamResponse};
@@ -157,10 +157,11 @@ impl WsPool {
     /// Send a serialized Responses body over the owner's connection for this conversation. `headers`: the
     /// HTTP request's headers (credentials, identity, session), used for a new connection's handshake.
     ///
-    /// With `chain` (the request's digests), a turn that continues what the connection's last completed turn left
-    /// goes as the official client sends it: `previous_response_id` and only the new input items (`chain.rs`). A
-    /// backend that does not hold that response (`previous_response_not_found`) gets the whole request on a new
-    /// connection, as the official client then sends it, before anything reached the client.
+    /// With `chain` (how the request chains, handed in), a turn that continues what the connection's last
+    /// completed turn left goes with the body the chain gives for it (the official client's: `previous_response_id`
+    /// and only the new input items; `chain.rs`). A backend that does not hold that response
+    /// (`previous_response_not_found`) gets the whole request on a new connection, as the official client then
+    /// sends it, before anything reached the client.
     pub async fn send(
         &self,
         owner: Arc<dyn Owner>,
@@ -197,19 +198,12 @@ impl WsPool {
                     Connected::Answer(answer) => return Outcome::Answer(answer),
                 },
             };
-            let previous = conn.lineage.take();
-            let plan = match (&chain, fresh) {
-                (Some(c), false) => chain::plan(previous.as_ref(), c.settings, &c.items),
-                (Some(_), true) | (None, _) => Plan::Whole,
-            };
-            let message = match (&plan, &chain) {
-                (Plan::Chained { previous_response_id, skip }, Some(c)) => {
-                    match chain::chained_body(body, c, previous_response_id, *skip) {
-                        Some(chained) => ws::create_message(&chained),
-                        None => whole.clone(),
-                    }
-                }
-                (Plan::Chained { .. } | Plan::Whole, _) => whole.clone(),
+            let previous = conn.lineage.take().filter(|_| !fresh);
+            let mut turn = chain.as_ref().map(|c| c.turn(body, previous));
+            let chains = turn.as_ref().is_some_and(|t| t.chains());
+            let message = match turn.as_mut().and_then(|t| t.take_body()) {
+                Some(chained) => ws::create_message(&chained),
+                None => whole.clone(),
             };
             // Over the size the connection takes: not sent (the official client checks before it sends).
             if let Some(max) = conn.max_message.filter(|max| message.len() > *max) {
@@ -217,10 +211,9 @@ impl WsPool {
                 let (status, headers, body) = too_large(message.len(), max);
                 return Outcome::Refused { status, headers, body };
             }
-            let tracker = chain.clone().map(|request| Tracker::new(request, plan.clone(), previous));
             match self.first(conn, message, handshake).await {
                 First::Stream(conn, headers, first, end) => {
-                    let mut tracker = tracker;
+                    let mut tracker = turn;
                     if let Some(t) = &mut tracker {
                         let (kind, data) = event_parts(&first);
                         t.see(kind, data);
@@ -231,7 +224,7 @@ impl WsPool {
                         End::Open => Some(conn),
                         End::Done => {
                             let mut conn = conn;
-                            conn.lineage = tracker.take().and_then(Tracker::finish);
+                            conn.lineage = tracker.take().and_then(Turn::finish);
                             self.put_idle(key.clone(), conn);
                             None
                         }
@@ -242,9 +235,7 @@ impl WsPool {
                 }
                 // The backend does not hold the response the turn chained from: the whole request, on a new
                 // connection (the official client's recovery; the client sees nothing of it).
-                First::Refused { body: refusal, .. }
-                    if matches!(plan, Plan::Chained { .. }) && previous_not_found(&refusal) =>
-                {
+                First::Refused { body: refusal, .. } if chains && previous_not_found(&refusal) => {
                     fresh = true;
                     last = Some(TransportError::described(TransportKind::Reset, "previous_response_not_found"));
                 }
@@ -498,7 +489,7 @@ impl WsPool {
         first: Bytes,
         key: Key,
         owner: Arc<dyn Owner>,
-        tracker: Option<Tracker>,
+        tracker: Option<Box<dyn Turn>>,
     ) -> BodyStream {
         struct State {
             conn: Option<Conn>,
@@ -506,7 +497,7 @@ impl WsPool {
             key: Key,
             owner: Arc<dyn Owner>,
             pool: Weak<WsPool>,
-            tracker: Option<Tracker>,
+            tracker: Option<Box<dyn Turn>>,
         }
         let state = State { conn, first: Some(first), key, owner, pool: self.me.clone(), tracker };
         Box::pin(Plain::new(futures_util::stream::unfold(state, |mut s| async move {
@@ -552,7 +543,7 @@ impl WsPool {
                     if kind != "error"
                         && let (Some(mut conn), Some(pool)) = (conn, s.pool.upgrade())
                     {
-                        conn.lineage = s.tracker.take().and_then(Tracker::finish);
+                        conn.lineage = s.tracker.take().and_then(Turn::finish);
                         pool.put_idle(s.key.clone(), conn);
                     }
                 }
@@ -637,55 +628,6 @@ enum End {
 
 fn binary() -> TransportError {
     TransportError::described(TransportKind::Other, "the upstream WebSocket sent a binary frame")
-}
-
-/// What a turn's events say for the connection's chain: the output items' digests and the response's id.
-struct Tracker {
-    request: Arc<ChainRequest>,
-    plan: Plan,
-    previous: Option<Lineage>,
-    output: Vec<(chain::Digest, Keep)>,
-    response_id: Option<String>,
-}
-
-impl Tracker {
-    fn new(request: Arc<ChainRequest>, plan: Plan, previous: Option<Lineage>) -> Tracker {
-        Tracker { request, plan, previous, output: Vec::new(), response_id: None }
-    }
-
-    /// An event frame of the turn (only an item's end and the response's end are read).
-    fn see(&mut self, kind: &str, data: &str) {
-        #[derive(serde::Deserialize)]
-        struct ItemDone {
-            item: serde_json::Value,
-        }
-        #[derive(serde::Deserialize)]
-        struct Completed {
-            response: ResponseId,
-        }
-        #[derive(serde::Deserialize)]
-        struct ResponseId {
-            id: String,
-        }
-        match kind {
-            "response.output_item.done" => {
-                if let Ok(done) = serde_json::from_str::<ItemDone>(data) {
-                    self.output.push((chain::item_digest(&done.item), chain::keep_of_output(&done.item)));
-                }
-            }
-            "response.completed" => {
-                self.response_id = serde_json::from_str::<Completed>(data).ok().map(|c| c.response.id);
-            }
-            _ => {}
-        }
-    }
-
-    /// The connection's lineage after a completed turn; `None` when it did not complete.
-    fn finish(self) -> Option<Lineage> {
-        let id = self.response_id?;
-        let r = &self.request;
-        Some(chain::completed(self.previous, &self.plan, r.settings, &r.items, id, self.output))
-    }
 }
 
 /// The backend's refusal of a message over the connection's size, as the HTTP endpoint would word an error (the

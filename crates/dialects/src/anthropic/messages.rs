@@ -99,7 +99,7 @@ pub(super) fn translate_messages(messages: Vec<Message>) -> Result<Vec<Value>, G
             "system" => {
                 let text = system_text(&m.content, &format!("{at}.content"))?;
                 if !text.is_empty() {
-                    let item = crate::upstream::developer_message(&text);
+                    let item = crate::upstream_request::developer_message(&text);
                     if b.pending.is_empty() {
                         b.items.push(item);
                     } else {

@@ -34,7 +34,7 @@ use super::resolve_model;
 use crate::error::GatewayError;
 use crate::json::decode_body;
 use crate::models::{Lineup, normalize_effort};
-use crate::upstream::{OutputLimits, UpstreamRequest};
+use crate::upstream_request::{OutputLimits, UpstreamRequest};
 
 /// A `/v1/messages` (or `/v1/messages/count_tokens`) body. Only the fields that change the translation are
 /// typed; everything else is ignored by serde (see the table above).

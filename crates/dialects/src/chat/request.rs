@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::error::GatewayError;
 use crate::json::decode_body;
 use crate::models::{ModelRef, normalize_effort};
-use crate::upstream::{OutputLimits, UpstreamRequest};
+use crate::upstream_request::{OutputLimits, UpstreamRequest};
 
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
@@ -242,7 +242,7 @@ fn translate_messages(messages: &[ChatMessage]) -> Result<(String, Vec<Value>), 
                 if leading {
                     instructions.push(text);
                 } else {
-                    input.push(crate::upstream::developer_message(&text));
+                    input.push(crate::upstream_request::developer_message(&text));
                 }
             }
             "user" => {

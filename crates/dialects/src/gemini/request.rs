@@ -19,7 +19,7 @@ use super::signature::decode_signature;
 use crate::error::GatewayError;
 use crate::json::decode_body;
 use crate::models::Lineup;
-use crate::upstream::{OutputLimits, UpstreamRequest};
+use crate::upstream_request::{OutputLimits, UpstreamRequest};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]

@@ -12,7 +12,7 @@ use crate::error::GatewayError;
 use crate::gemini::pairing::Pairing;
 use crate::json::decode_body;
 use crate::models::{ModelRef, normalize_effort};
-use crate::upstream::{OutputLimits, UpstreamRequest};
+use crate::upstream_request::{OutputLimits, UpstreamRequest};
 
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
@@ -274,7 +274,7 @@ fn translate_messages(messages: &[Message]) -> Result<(String, Vec<Value>), Gate
                 if leading {
                     instructions.push(text);
                 } else {
-                    input.push(crate::upstream::developer_message(&text));
+                    input.push(crate::upstream_request::developer_message(&text));
                 }
             }
             "user" => {

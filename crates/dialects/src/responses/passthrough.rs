@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 use crate::error::GatewayError;
 use crate::models::{ModelRef, normalize_effort};
 use crate::outcome::upstream_failure;
-use crate::upstream::{OutputLimits, UpstreamRequest};
+use crate::upstream_request::{OutputLimits, UpstreamRequest};
 
 /// Top-level fields the backend accepts; everything else is handled by the policy below. The last three are sent by
 /// Codex CLI 0.169+ (its request type's fields) and go on as a client sent them; the gateway never adds them.

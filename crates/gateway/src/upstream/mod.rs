@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 use dialects::UpstreamFailure;
 use dialects::failure::{Stage, TransportKind};
+use dialects::upstream_request::chain;
 
 mod classify;
 mod client;
@@ -64,6 +65,40 @@ impl ws_pool::Owner for Account {
         if let Some(quota) = QuotaSnapshot::from_headers(headers, crate::auth::now_unix()) {
             self.observe_quota(quota, None);
         }
+    }
+}
+
+/// A request's chaining on the upstream WebSocket as the transport takes it (`CallContext::chain`): the digests
+/// and plan are `dialects::upstream_request::chain`'s, each connection keeps the lineage it leaves.
+#[derive(Debug)]
+pub struct Chaining(pub Arc<chain::ChainRequest>);
+
+impl transport::chain::Chain for Chaining {
+    fn turn(&self, body: &[u8], lineage: Option<transport::chain::Lineage>) -> Box<dyn transport::chain::Turn> {
+        // Only this type puts lineages on the connections: another one would be nothing to chain on.
+        let previous = lineage.and_then(|l| l.downcast::<chain::Lineage>().ok()).map(|l| *l);
+        Box::new(ChainedTurn(self.0.turn(body, previous)))
+    }
+}
+
+/// One send of a chained request, as the transport drives it.
+struct ChainedTurn(chain::Turn);
+
+impl transport::chain::Turn for ChainedTurn {
+    fn chains(&self) -> bool {
+        self.0.chains()
+    }
+
+    fn take_body(&mut self) -> Option<Vec<u8>> {
+        self.0.take_body()
+    }
+
+    fn see(&mut self, kind: &str, data: &str) {
+        self.0.see(kind, data);
+    }
+
+    fn finish(self: Box<Self>) -> Option<transport::chain::Lineage> {
+        self.0.finish().map(|l| Box::new(l) as transport::chain::Lineage)
     }
 }
 

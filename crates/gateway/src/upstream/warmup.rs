@@ -9,11 +9,6 @@ use serde_json::{Value, json};
 
 use super::transport::{BodyStream, Plain, UpstreamResponse};
 
-/// Whether a Responses body is a warm-up.
-pub fn is_warmup(body: &serde_json::Map<String, Value>) -> bool {
-    body.get("generate") == Some(&Value::Bool(false))
-}
-
 /// The `response.created` and `response.completed` events of a warm-up, with a fresh response id.
 pub fn events(id: &str, model: &Value, created_at: i64) -> [String; 2] {
     let response = |status: &str| {
@@ -54,9 +49,5 @@ mod tests {
         assert_eq!(done["type"], "response.completed");
         assert_eq!(done["response"]["id"], "resp_w");
         assert_eq!(done["response"]["output"], json!([]));
-        let body = json!({"model": "m", "generate": false});
-        assert!(is_warmup(body.as_object().unwrap_or(&serde_json::Map::new())));
-        let turn = json!({"model": "m", "generate": true});
-        assert!(!is_warmup(turn.as_object().unwrap_or(&serde_json::Map::new())));
     }
 }

@@ -9,14 +9,14 @@
 //! `relay/exchange/prepare.rs` decides the version per request, `catalog/entry.rs` owns [`ClientVersion`].
 
 pub mod efforts;
-pub mod lite;
 mod ordered;
-mod recent;
 pub mod side;
 mod template;
 pub mod turn;
 
-pub use ordered::{official_order, official_order_with_items, tail_len};
+// What goes upstream in the body (its member order, the Responses Lite shape) is `dialects::upstream_request`'s.
+pub use dialects::upstream_request::lite;
+pub use dialects::upstream_request::order::official_order;
 pub use turn::{RequestKind, Turn, TurnInputs, WebsocketTurn};
 
 use anyhow::bail;
@@ -24,12 +24,6 @@ use axum::http::header::USER_AGENT;
 use axum::http::{HeaderMap, HeaderName};
 
 use crate::catalog::entry::ClientVersion;
-
-/// The model a warm-up (`generate: false`) names, or `None` for any other request.
-pub fn warmup_model(body: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
-    crate::upstream::warmup::is_warmup(body)
-        .then(|| body.get("model").and_then(serde_json::Value::as_str).unwrap_or_default().to_string())
-}
 
 /// The Codex CLI version whose wire behaviour the gateway follows (spec/real-clients.md); the default version.
 pub const CODEX_CLIENT_VERSION: &str = "0.169.0";

@@ -1,7 +1,6 @@
-//! A turn's identity text, written once per conversation with holes for what only the request or the send knows:
-//! the turn's id and start time, the serving account's installation id, and over the WebSocket the members only
-//! `response.create` carries. Filling a hole is a copy of the text around it, so a send (and a failover's second
-//! send) costs one buffer, not a re-rendering.
+//! A turn's identity text, written once per request with holes for what only the send knows: the serving
+//! account's installation id, and over the WebSocket the members only `response.create` carries. Filling a hole is
+//! a copy of the text around it, so a send (and a failover's second send) costs one buffer, not a re-rendering.
 
 use super::turn::WebsocketTurn;
 
@@ -12,10 +11,6 @@ pub(super) enum Hole {
     Installation,
     /// The installation id inside a JSON string that is itself inside one (the body's copy of the turn metadata).
     InstallationTwice,
-    /// The turn's id (a UUID: the same at any depth of strings).
-    TurnId,
-    /// The turn's start, unix milliseconds (digits: the same at any depth).
-    Started,
     /// `,"x-codex-turn-state":"…"` when the send has a sticky-routing token (WebSocket only).
     TurnState,
     /// `,"x-codex-ws-stream-request-start-ms":"…"` (WebSocket only).
@@ -25,17 +20,14 @@ pub(super) enum Hole {
     Lite,
 }
 
-/// The most holes a text has: `client_metadata` has the installation id and the turn id twice each (its own
-/// members and the turn metadata inside it, which has the root turn id and the start too) and the three
-/// WebSocket-only members.
-const MOST: usize = 10;
+/// The most holes a text has: `client_metadata` has the installation id twice (its own member and the turn
+/// metadata inside it) and the three WebSocket-only members.
+const MOST: usize = 5;
 
-/// What a request's holes are filled with.
+/// What a send's holes are filled with.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Values<'a> {
     pub(super) installation: &'a str,
-    pub(super) turn_id: &'a str,
-    pub(super) started: &'a str,
 }
 
 /// Text with holes at byte offsets, in the order they were made.
@@ -63,8 +55,6 @@ impl Template {
     pub(super) fn filled_len(&self, v: &Values<'_>) -> usize {
         let hole = |h: &Option<Hole>| match h {
             Some(Hole::Installation | Hole::InstallationTwice) => v.installation.len(),
-            Some(Hole::TurnId) => v.turn_id.len(),
-            Some(Hole::Started) => v.started.len(),
             Some(Hole::TurnState | Hole::StreamStart | Hole::Lite) => 72,
             None => 0,
         };
@@ -114,8 +104,6 @@ impl Template {
             match (hole, websocket) {
                 (Hole::Installation, _) => push_escaped(out, v.installation, 1),
                 (Hole::InstallationTwice, _) => push_escaped(out, v.installation, 2),
-                (Hole::TurnId, _) => out.extend_from_slice(v.turn_id.as_bytes()),
-                (Hole::Started, _) => out.extend_from_slice(v.started.as_bytes()),
                 (Hole::TurnState, Some(WebsocketTurn { turn_state: Some(state), .. })) => {
                     extra_member(out, text, at, "x-codex-turn-state", state)
                 }
@@ -353,15 +341,6 @@ impl ObjectWriter {
         }
     }
 
-    /// A value written as it is (digits) that goes in a hole, under a key needing no escaping.
-    pub(super) fn hole_literal(&mut self, key: &str, hole: Hole) {
-        self.plain_key(key);
-        self.t.hole(hole);
-        if let Some(twin) = &mut self.twin {
-            twin.hole(deeper(hole));
-        }
-    }
-
     /// A string whose value is `json` (a JSON object's text with holes), escaped; its installation-id holes become
     /// [`Hole::InstallationTwice`].
     pub(super) fn embedded(&mut self, key: &str, json: &Template) {
@@ -419,7 +398,7 @@ mod tests {
 
     fn filled(t: &Template, installation: &str, ws: Option<WebsocketTurn<'_>>) -> Value {
         let mut out = Vec::new();
-        t.fill(&mut out, &Values { installation, turn_id: "0", started: "1" }, ws);
+        t.fill(&mut out, &Values { installation }, ws);
         serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
     }
 
@@ -459,8 +438,8 @@ mod tests {
         let mut w = ObjectWriter::with_twin(8);
         w.hole_string("installation_id", Hole::Installation);
         w.plain_string("id", "0d4c");
-        w.hole_string("turn", Hole::TurnId);
-        w.hole_literal("started", Hole::Started);
+        w.plain_string("turn", "0");
+        w.plain_literal("started", "1");
         w.string("q", "say \"hi\"\n");
         w.literal("n", "12");
         let (raw, twin) = w.close_with_twin();

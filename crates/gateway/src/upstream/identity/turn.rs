@@ -8,9 +8,8 @@
 //! that the accounts of a pool are never tied together by one machine's id). For every other caller the gateway
 //! writes what the official client would write for a turn with that content, from the conversation key.
 //!
-//! Built once per request in `relay::exchange::prepare` from what is already known, its text rendered once per
-//! conversation (`recent.rs`): per request only the turn's id and start, per send the account's installation id go
-//! in ([`Turn::client_metadata`], [`Turn::metadata_header`]).
+//! Built once per request in `relay::exchange::prepare` from what is already known, its text rendered then; per
+//! send the account's installation id goes in ([`Turn::client_metadata`], [`Turn::metadata_header`]).
 
 use std::sync::Arc;
 
@@ -33,6 +32,19 @@ pub enum RequestKind {
 }
 
 impl RequestKind {
+    /// What a Responses body is: a warm-up (`generate: false`), a compaction when its input ends with the
+    /// compaction trigger (compaction v2), else a turn.
+    pub fn of(body: &Map<String, Value>) -> RequestKind {
+        if dialects::upstream_request::is_warm_up(body) {
+            return RequestKind::Prewarm;
+        }
+        let last = body.get("input").and_then(Value::as_array).and_then(|items| items.last());
+        match last.and_then(|item| item.get("type")).and_then(Value::as_str) {
+            Some("compaction_trigger") => RequestKind::Compaction,
+            Some(_) | None => RequestKind::Turn,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             RequestKind::Turn => "turn",
@@ -64,9 +76,8 @@ const TURN_METADATA_KEY: &str = "x-codex-turn-metadata";
 /// The beta features the official client (0.169) announces by default.
 const DEFAULT_BETA_FEATURES: &str = "remote_compaction_v2";
 
-/// One request's turn identity: its texts rendered once (per conversation for a caller that is not the official
-/// client), per request the turn's id and start and per send the account's installation id (and over the WebSocket
-/// the members only `response.create` carries) go into their holes.
+/// One request's turn identity: its texts rendered once per request, per send the account's installation id (and
+/// over the WebSocket the members only `response.create` carries) go into their holes.
 #[derive(Debug, Clone)]
 pub struct Turn {
     /// `x-codex-routing-hint`: `model=<slug>`, and `;tier=<tier>` when the body asks for one.
@@ -80,8 +91,6 @@ pub struct Turn {
     texts: Arc<Texts>,
     /// This turn's id (the written turn metadata's `turn_id` and `root_turn_id`).
     turn_id: uuid::Uuid,
-    /// When the turn started, unix milliseconds.
-    started_ms: i64,
 }
 
 /// A turn's identity texts with holes.
@@ -91,15 +100,6 @@ pub(super) struct Texts {
     metadata_header: Template,
     /// The body's `client_metadata` object (the turn metadata inside it is the one with the tool namespaces).
     client_metadata: Template,
-}
-
-/// What a caller that is not the official client gets for a conversation, whatever its turn: what `recent.rs`
-/// keeps.
-#[derive(Debug)]
-pub(super) struct Rendered {
-    pub(super) routing_hint: Option<HeaderValue>,
-    pub(super) window_id: Option<HeaderValue>,
-    pub(super) texts: Arc<Texts>,
 }
 
 /// What a turn's identity is made from.
@@ -125,17 +125,20 @@ impl Turn {
         let turn_id = uuid::Uuid::now_v7();
         let official =
             i.headers.get(&ORIGINATOR).and_then(|v| v.to_str().ok()).is_some_and(|o| o.starts_with("codex_"));
+        let mut id = uuid::Uuid::encode_buffer();
+        let ids = TurnIds { turn_id: turn_id.hyphenated().encode_lower(&mut id), started_ms: i.now_ms };
         if !official {
-            // Everything but the turn's id and start is the conversation's: rendered once for it.
-            let r = super::recent::rendered(&i, render);
+            // Everything is written here, in the official client's order, with no map in between.
+            let window = default_window(i.thread_id);
+            let (metadata_header, escaped) = synthesized_turn_metadata(&i, &window, ids);
+            let client_metadata = synthesized_client_metadata(i.thread_id, &window, &escaped, ids.turn_id);
             return Turn {
-                routing_hint: r.routing_hint.clone(),
-                window_id: r.window_id.clone(),
+                routing_hint: routing_hint(&i),
+                window_id: HeaderValue::from_maybe_shared(Bytes::from(window)).ok(),
                 caller: None,
                 lite: i.lite,
-                texts: Arc::clone(&r.texts),
+                texts: Arc::new(Texts { metadata_header, client_metadata }),
                 turn_id,
-                started_ms: i.now_ms,
             };
         }
         let header = |name: &HeaderName| i.headers.get(name).cloned();
@@ -166,7 +169,7 @@ impl Turn {
                 (m.with_first_installation(), carried_client_metadata(metadata, Embed::Escape(&body)))
             }
             None => {
-                let (text, escaped) = synthesized_turn_metadata(&i, &window);
+                let (text, escaped) = synthesized_turn_metadata(&i, &window, ids);
                 (text, carried_client_metadata(metadata, Embed::Twin(&escaped)))
             }
         };
@@ -177,7 +180,6 @@ impl Turn {
             lite: i.lite,
             texts: Arc::new(Texts { metadata_header, client_metadata }),
             turn_id,
-            started_ms: i.now_ms,
         }
     }
 
@@ -192,7 +194,11 @@ impl Turn {
         let mut to_window = uuid::Uuid::encode_buffer();
         let from_window = context_window_id(thread, &mut from_window);
         let to_window = context_window_id(&to, &mut to_window);
-        let pairs = [(thread, to.as_str()), (from_window, to_window)];
+        let turn_id = uuid::Uuid::now_v7();
+        let (mut from_turn, mut to_turn) = (uuid::Uuid::encode_buffer(), uuid::Uuid::encode_buffer());
+        let from_turn = self.turn_id.hyphenated().encode_lower(&mut from_turn);
+        let to_turn = turn_id.hyphenated().encode_lower(&mut to_turn);
+        let pairs = [(thread, to.as_str()), (from_window, to_window), (from_turn, to_turn)];
         let texts = Texts {
             metadata_header: self.texts.metadata_header.replaced(&pairs),
             client_metadata: self.texts.client_metadata.replaced(&pairs),
@@ -214,8 +220,7 @@ impl Turn {
             caller,
             lite: self.lite,
             texts: Arc::new(texts),
-            turn_id: uuid::Uuid::now_v7(),
-            started_ms: self.started_ms,
+            turn_id,
         }
     }
 
@@ -244,11 +249,7 @@ impl Turn {
 
     /// `f` of the texts and what fills their holes for an account.
     fn with_values<R>(&self, installation: &str, f: impl FnOnce(&Texts, &Values<'_>) -> R) -> R {
-        let mut id = uuid::Uuid::encode_buffer();
-        let turn_id: &str = self.turn_id.hyphenated().encode_lower(&mut id);
-        let mut started = itoa::Buffer::new();
-        let started = started.format(self.started_ms);
-        f(&self.texts, &Values { installation, turn_id, started })
+        f(&self.texts, &Values { installation })
     }
 
     /// The body's `client_metadata` for an account, as JSON appended to `out`; over the WebSocket with the members
@@ -270,17 +271,12 @@ impl Turn {
     }
 }
 
-/// A conversation's identity for a caller that is not the official client: everything written here, in the
-/// official client's order, with no map in between (this runs for every conversation of every other client).
-pub(super) fn render(i: &TurnInputs<'_>) -> Rendered {
-    let window = default_window(i.thread_id);
-    let (metadata_header, escaped) = synthesized_turn_metadata(i, &window);
-    let client_metadata = synthesized_client_metadata(i.thread_id, &window, &escaped);
-    Rendered {
-        routing_hint: routing_hint(i),
-        window_id: HeaderValue::from_maybe_shared(Bytes::from(window)).ok(),
-        texts: Arc::new(Texts { metadata_header, client_metadata }),
-    }
+/// The turn's own identifiers, written into its texts.
+#[derive(Clone, Copy)]
+struct TurnIds<'a> {
+    turn_id: &'a str,
+    /// When the turn started, unix milliseconds.
+    started_ms: i64,
 }
 
 /// `x-codex-routing-hint`: `model=<slug>[;tier=<tier>]`.
@@ -388,14 +384,14 @@ impl Embed<'_> {
 }
 
 /// The `client_metadata` the official client writes for a turn, in key order (`turn_metadata` escaped).
-fn synthesized_client_metadata(thread_id: &str, window: &str, turn_metadata: &Template) -> Template {
+fn synthesized_client_metadata(thread_id: &str, window: &str, turn_metadata: &Template, turn_id: &str) -> Template {
     let mut out = ClientMetadata::with_capacity(turn_metadata.text.len() + 320);
     out.at("guardian_credits_requested").plain_string("guardian_credits_requested", "true");
     out.at("mcp_attribution").literal("mcp_attribution", r#""{\"status\":\"none\"}""#);
-    out.at("root_turn_id").hole_string("root_turn_id", Hole::TurnId);
+    out.at("root_turn_id").plain_string("root_turn_id", turn_id);
     out.at("session_id").string("session_id", thread_id);
     out.at("thread_id").string("thread_id", thread_id);
-    out.at("turn_id").hole_string("turn_id", Hole::TurnId);
+    out.at("turn_id").plain_string("turn_id", turn_id);
     out.at(INSTALLATION).hole_string(INSTALLATION, Hole::Installation);
     out.at(TURN_METADATA_KEY).embedded_twin(TURN_METADATA_KEY, turn_metadata);
     out.at("x-codex-window-id").string("x-codex-window-id", window);
@@ -414,7 +410,7 @@ pub struct WebsocketTurn<'a> {
 /// The turn metadata the official client (0.169) writes for a turn of a new interactive session, for callers
 /// that sent none, as JSON text (members in its order; a hole for the installation id). The values a gateway
 /// can know are the request's own.
-fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str) -> (Template, Template) {
+fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str, ids: TurnIds<'_>) -> (Template, Template) {
     let mut out = ObjectWriter::with_twin(640 + 3 * i.thread_id.len() + i.slug.len());
     let mut context = uuid::Uuid::encode_buffer();
     let context = context_window_id(i.thread_id, &mut context);
@@ -422,21 +418,21 @@ fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str) -> (Template, Tem
     out.string("session_id", i.thread_id);
     out.string("thread_id", i.thread_id);
     out.plain_string("agent_name", "/root");
-    out.hole_string("turn_id", Hole::TurnId);
+    out.plain_string("turn_id", ids.turn_id);
     out.string("window_id", window);
     out.plain_literal("window_number", "0");
     for (k, v) in [("context_window_id", context), ("request_kind", i.kind.as_str()), ("history_initialization", "new")]
     {
         out.plain_string(k, v);
     }
-    out.hole_string("root_turn_id", Hole::TurnId);
+    out.plain_string("root_turn_id", ids.turn_id);
     for (k, v) in [("thread_source", "user"), ("sandbox", "seccomp"), ("sandbox_mode", "workspace-write")] {
         out.plain_string(k, v);
     }
     for k in ["auto_review_enabled", "node_repl_auto_review_required", "node_repl_disabled"] {
         out.plain_literal(k, "false");
     }
-    out.hole_literal("turn_started_at_unix_ms", Hole::Started);
+    out.plain_literal("turn_started_at_unix_ms", itoa::Buffer::new().format(ids.started_ms));
     out.plain_literal("analytics_enabled", "true");
     out.string("model", i.slug);
     if let Some(effort) = i.effort {
@@ -551,11 +547,10 @@ mod tests {
     }
 
     #[test]
-    fn turns_of_one_conversation_share_its_text_but_each_has_its_own_id_and_start() {
+    fn each_turn_of_a_conversation_has_its_own_id_and_start() {
         let headers = HeaderMap::new();
         let first = Turn::new(TurnInputs { now_ms: 1_700_000_000_001, ..inputs(&headers, None) });
         let second = Turn::new(TurnInputs { now_ms: 1_700_000_000_002, ..inputs(&headers, None) });
-        assert!(Arc::ptr_eq(&first.texts, &second.texts), "rendered once for the conversation");
         let read = |t: &Turn| {
             let meta = parse(&t.client_metadata("inst", None));
             let header = t.metadata_header("inst").and_then(|h| h.to_str().ok().map(parse)).unwrap_or_default();
@@ -573,11 +568,20 @@ mod tests {
             assert_eq!(header["turn_started_at_unix_ms"], json!(1_700_000_000_000_i64 + started));
         }
         assert_ne!(first.turn_id, second.turn_id);
-        // Another model in the same conversation is written anew.
+        // Another model in the same conversation is written with it.
         let other = Turn::new(TurnInputs { slug: "gpt-5.5", ..inputs(&headers, None) });
-        assert!(!Arc::ptr_eq(&first.texts, &other.texts));
         assert_eq!(read(&other).1["model"], "gpt-5.5");
         assert_eq!(other.routing_hint, Some(HeaderValue::from_static("model=gpt-5.5")));
+        // On another account the turn has an id of its own, everywhere the first one was.
+        let moved = first.for_account("t-1", |id| format!("{id}-b"));
+        let (meta, header) = read(&moved);
+        let id = moved.turn_id.to_string();
+        assert_ne!(moved.turn_id, first.turn_id);
+        for v in [&meta["turn_id"], &meta["root_turn_id"], &header["turn_id"], &header["root_turn_id"]] {
+            assert_eq!(v, &json!(id));
+        }
+        assert_eq!((meta["session_id"].as_str(), header["thread_id"].as_str()), (Some("t-1-b"), Some("t-1-b")));
+        assert!(!moved.client_metadata("inst", None).contains(&first.turn_id.to_string()));
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! (`core/src/client_common.rs`), and a header (over the WebSocket a `client_metadata` member instead; not on the
 //! handshake) says so.
 //!
-//! Every caller's body is shaped so here, once per request, before it is serialized; a body already in that
-//! shape (an official client that knows the model is lite) is left as it came.
+//! Every caller's body is shaped so here, once per request, before it is serialized ([`super::shape`]; the catalog's
+//! flag is the gateway's to read and is handed in); a body already in that shape (an official client that knows
+//! the model is lite) is left as it came.
 
 use serde_json::{Map, Value, json};
 
@@ -22,7 +23,9 @@ pub const WEBSOCKET_MEMBER: &str = "ws_request_header_x_openai_internal_codex_re
 const PLAIN_NAMESPACE: &str = "functions";
 
 /// Shape `body` (a Responses body about to go upstream) as the official client sends a Responses Lite turn.
-pub fn shape(body: &mut Map<String, Value>) {
+/// `item_id` gives the `additional_tools` item its id (the official client's is `at_` and a UUIDv7: the caller
+/// makes it, this module reads no clock).
+pub fn shape(body: &mut Map<String, Value>, item_id: impl FnOnce() -> String) {
     let already = matches!(
         body.get("input").and_then(Value::as_array).and_then(|items| items.first()),
         Some(first) if first.get("type").and_then(Value::as_str) == Some("additional_tools")
@@ -30,9 +33,7 @@ pub fn shape(body: &mut Map<String, Value>) {
     if !already {
         let mut leading = Vec::with_capacity(2);
         if let Some(tools) = lite_tools(body.remove("tools")) {
-            // The official client ids the item as it ids its others (`at_` and a UUIDv7).
-            let id = format!("at_{}", uuid::Uuid::now_v7().hyphenated());
-            leading.push(json!({"type": "additional_tools", "id": id, "role": "developer", "tools": tools}));
+            leading.push(json!({"type": "additional_tools", "id": item_id(), "role": "developer", "tools": tools}));
         }
         if let Some(Value::String(text)) = body.remove("instructions")
             && !text.is_empty()
@@ -118,6 +119,12 @@ fn lite_tools(tools: Option<Value>) -> Option<Vec<Value>> {
 mod tests {
     use super::*;
 
+    const ID: &str = "at_0195f3c1-5a2b-7c3d-8e4f-0123456789ab";
+
+    fn shape(body: &mut Map<String, Value>) {
+        super::shape(body, || ID.to_string());
+    }
+
     fn body(v: Value) -> Map<String, Value> {
         match v {
             Value::Object(m) => m,
@@ -151,7 +158,7 @@ mod tests {
         assert_eq!(names, [json!("f"), json!("apply_patch")]);
         assert_eq!(at["tools"][1]["name"], "web");
         assert_eq!(at["tools"].as_array().map(Vec::len), Some(2), "the hosted web search is left out: {at}");
-        assert!(at["id"].as_str().is_some_and(|id| id.starts_with("at_") && id.len() == 39), "{at}");
+        assert_eq!(at["id"], ID, "{at}");
         assert_eq!(v["input"][1]["role"], "developer");
         assert_eq!(v["input"][1]["content"][0]["text"], "be brief");
         assert_eq!(v["input"][2]["role"], "user");

@@ -1,4 +1,6 @@
-//! The dialect-neutral request every decoder produces: a Responses body plus routing and output hints.
+//! The dialect-neutral request every decoder produces: a Responses body plus routing and output hints, and its
+//! finalisation (the members the backend insists on, the conversation key, the instructions where the official
+//! client puts them).
 
 use serde_json::{Map, Value};
 

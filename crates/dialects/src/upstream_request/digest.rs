@@ -1,0 +1,165 @@
+//! The digests chaining compares ([`super::chain`]): of a request's settings (the members the official client
+//! compares before it chains) and of an item's meaning, not its JSON (a message's role and texts, a call's id, name
+//! and arguments, ...), so that a client resending its history in its own dialect is recognised.
+
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+/// A 16-byte digest of an item's meaning, or of a request's settings.
+pub type Digest = [u8; 16];
+
+/// The request members the official client compares before it chains (an item of the input or a member it
+/// does not compare, such as `client_metadata`, may differ).
+const SETTINGS: &[&str] = &[
+    "model",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "reasoning",
+    "store",
+    "stream",
+    "include",
+    "service_tier",
+    "prompt_cache_key",
+    "text",
+];
+
+/// The digest of a request's settings (the members the official client compares).
+pub fn settings_digest(body: &Map<String, Value>) -> Digest {
+    let mut h = Sha256::new();
+    for key in SETTINGS {
+        h.update(key.as_bytes());
+        h.update([0]);
+        if let Some(v) = body.get(*key) {
+            // `to_writer` into the hash: members are sorted by `serde_json`, so equal values write equal bytes.
+            let _ = serde_json::to_writer(&mut HashWriter(&mut h), v);
+        }
+        h.update([0xff]);
+    }
+    finish(h)
+}
+
+/// The digest of an item's meaning, for an input item or an output item alike.
+pub fn item_digest(item: &Value) -> Digest {
+    let mut h = Sha256::new();
+    let kind = item.get("type").and_then(Value::as_str).unwrap_or("message");
+    match kind {
+        "message" => {
+            h.update(b"message\0");
+            h.update(item.get("role").and_then(Value::as_str).unwrap_or_default().as_bytes());
+            match item.get("content") {
+                Some(Value::String(text)) => part(&mut h, "text", text),
+                Some(Value::Array(parts)) => {
+                    for p in parts {
+                        let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default();
+                        match p.get("type").and_then(Value::as_str).unwrap_or_default() {
+                            "input_text" | "output_text" | "text" => part(&mut h, "text", text("text")),
+                            "refusal" => part(&mut h, "refusal", text("refusal")),
+                            "input_image" => part(&mut h, "image", text("image_url")),
+                            other => {
+                                part(&mut h, other, "");
+                                let _ = serde_json::to_writer(&mut HashWriter(&mut h), &without_ids(p));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        "function_call" | "custom_tool_call" => {
+            h.update(kind.as_bytes());
+            for key in ["call_id", "name", "arguments", "input"] {
+                h.update([0]);
+                h.update(item.get(key).and_then(Value::as_str).unwrap_or_default().as_bytes());
+            }
+        }
+        "function_call_output" | "custom_tool_call_output" => {
+            h.update(kind.as_bytes());
+            h.update([0]);
+            h.update(item.get("call_id").and_then(Value::as_str).unwrap_or_default().as_bytes());
+            h.update([0]);
+            let _ = serde_json::to_writer(&mut HashWriter(&mut h), item.get("output").unwrap_or(&Value::Null));
+        }
+        "reasoning" => {
+            h.update(b"reasoning\0");
+            match item.get("encrypted_content").and_then(Value::as_str) {
+                Some(sealed) => h.update(sealed.as_bytes()),
+                None => {
+                    let _ = serde_json::to_writer(&mut HashWriter(&mut h), item.get("summary").unwrap_or(&Value::Null));
+                }
+            }
+        }
+        other => {
+            h.update(other.as_bytes());
+            h.update([0]);
+            let _ = serde_json::to_writer(&mut HashWriter(&mut h), &without_ids(item));
+        }
+    }
+    finish(h)
+}
+
+fn part(h: &mut Sha256, kind: &str, text: &str) {
+    h.update([1]);
+    h.update(kind.as_bytes());
+    h.update([0]);
+    h.update(text.as_bytes());
+}
+
+/// An item without the members that differ between what the backend sent and what a client resends of it.
+fn without_ids(item: &Value) -> Value {
+    match item {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "id" | "status" | "internal_chat_message_metadata_passthrough"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn finish(h: Sha256) -> Digest {
+    let d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+/// `serde_json` writes into the hash directly.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn digests_are_of_meaning_not_of_json() {
+        let a = json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]});
+        let b =
+            json!({"role": "user", "content": "x", "id": "msg_9", "internal_chat_message_metadata_passthrough": {}});
+        assert_eq!(item_digest(&a), item_digest(&b));
+        assert_ne!(item_digest(&a), item_digest(&json!({"role": "assistant", "content": "x"})));
+        let call = json!({"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"});
+        let with_id = json!({"type": "function_call", "id": "fc_1", "status": "completed", "call_id": "c", "name": "f", "arguments": "{}"});
+        assert_eq!(item_digest(&call), item_digest(&with_id));
+        let s1 = settings_digest(&object(json!({"model": "m", "client_metadata": {"a": 1}})));
+        let s2 = settings_digest(&object(json!({"model": "m", "client_metadata": {"a": 2}, "input": [1]})));
+        assert_eq!(s1, s2, "members the official client does not compare do not count");
+    }
+}
