@@ -1,6 +1,6 @@
 //! Streaming responses being written now, across the gateway: the pump (relay/pump.rs) holds an [`OpenStream`]
-//! per streaming body; the `active_streams` gauge, the dashboard's overview and the pump's early first chunk read
-//! [`open_streams`]. A relaxed atomic: read once per scrape, page or first chunk, never a lock.
+//! per streaming body; the `active_streams` gauge and the dashboard's overview read
+//! [`open_streams`]. A relaxed atomic: read once per scrape or page, never a lock.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

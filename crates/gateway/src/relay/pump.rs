@@ -19,7 +19,7 @@ use dialects::{Event, GatewayError, OutputLimits, UpstreamFailure, Usage};
 use hyper::body::Frame;
 use tracing::debug;
 
-use crate::metrics::streams::{OpenStream, open_streams};
+use crate::metrics::streams::OpenStream;
 use crate::record::Recorder;
 use crate::relay::exchange::Exchange;
 use crate::relay::reader::{EventReader, Read};
@@ -38,16 +38,6 @@ fn limiter_for(limits: OutputLimits, input_estimate: u64) -> Option<Limiter> {
 
 /// The streaming response body: a dialect encoder fed from the upstream's events (see `poll_chunk`).
 struct Pump<E: StreamEncoder> {
-    /// Yield once before the next chunk, so the connection writes the one it was just given (hyper's HTTP/1
-    /// connection keeps polling a ready body and flushes only once it is pending): the early first chunk.
-    ///
-    /// Load-bearing for performance: while a stream is the only one open (`metrics::streams`), ending its first
-    /// chunk at the first event with output and yielding once gets the first byte out 30-45 us sooner; done for
-    /// every stream, the same trick cost ~5% more CPU per request at c=64, so the count keeps it to the case where
-    /// it is free (docs/performance.md, "Early first chunk"). The count is relaxed and approximate on purpose: a stale
-    /// reading only picks the other, equally correct, chunking for one chunk. It is read only while a stream's
-    /// first chunk is built; keep it off the per-event path of the rest of the stream.
-    yield_first: bool,
     done: bool,
     /// Whether the first chunk of the body went out (see `poll_chunk`).
     started: bool,
@@ -80,12 +70,6 @@ impl<E: StreamEncoder> Pump<E> {
     /// A poll, not an async fn: nothing lives across a pending poll but the pump itself (the chunk is begun only
     /// once an event arrived), so the body is the pump, polled in place, with no state machine or second box.
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        if self.yield_first {
-            // A yield: pending now (the connection writes what it was given), polled again at once.
-            self.yield_first = false;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
         // Allocated only once something arrived, and never held across a wait: an idle stream (waiting on a slow
         // upstream) holds no buffer.
         let mut out = Vec::new();
@@ -113,11 +97,6 @@ impl<E: StreamEncoder> Pump<E> {
             self.on_read(read, &mut out, &mut progress_at);
             if self.encoder.is_finished() {
                 self.done = true;
-            }
-            // The early first chunk (see `yield_first`).
-            if !self.started && !out.is_empty() && !self.done && open_streams() == 1 {
-                self.yield_first = true;
-                break;
             }
         }
         self.hand_over(out, progress_at)
@@ -270,7 +249,6 @@ pub fn stream_body<E: StreamEncoder>(
         usage: None,
         record: Some(record),
         started: false,
-        yield_first: false,
         _open: OpenStream::open(),
     };
     // The pump is the body: boxed once, inside axum's body, and polled in place.
