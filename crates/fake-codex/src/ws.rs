@@ -183,8 +183,11 @@ fn handshake(shared: Arc<Shared>, headers: HeaderMap, upgrade: IncomingUpgrade) 
     // permessage-deflate when the client offers it, with context takeover both ways and the protocol's largest
     // windows, as the official client's own test server accepts it (codex-rs `core/tests/common/responses.rs`,
     // `DeflateConfig::default()`); yawc alone would answer a window size left open with its smallest, 9 bits.
+    // The compression level is the server's own choice (it is not on the wire): the fastest, so that the fake's
+    // share of a benchmark's core stays small (bench/notes.md, 2026-11-27 — The default path's cost); every
+    // message is still compressed, with context takeover, as before.
     let options = Options::default()
-        .with_compression_level(yawc::CompressionLevel::default())
+        .with_compression_level(yawc::CompressionLevel::fast())
         .with_client_max_window_bits(15)
         .with_server_max_window_bits(15)
         .with_max_payload_read(64 << 20)
@@ -394,23 +397,35 @@ async fn answer(
             return false;
         };
         pending.extend_from_slice(&chunk);
-        while let Some(end) = find(&pending, b"\n\n") {
-            let block: Vec<u8> = pending.drain(..end + 2).collect();
-            let data: Vec<&str> = std::str::from_utf8(&block)
+        // Blocks are cut from the front without moving the rest each time; the remainder moves once per chunk.
+        let mut start = 0;
+        while let Some(end) = find(&pending[start..], b"\n\n") {
+            let block = &pending[start..start + end + 2];
+            start += end + 2;
+            let mut lines = std::str::from_utf8(block)
                 .unwrap_or_default()
                 .lines()
                 .filter_map(|l| l.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect();
-            if data.is_empty() {
-                continue;
-            }
-            let data = data.join("\n");
+                .map(|d| d.strip_prefix(' ').unwrap_or(d));
+            // One `data:` line (every event the fake writes) is taken as it is; several are joined.
+            let data = match (lines.next(), lines.next()) {
+                (None, _) => continue,
+                (Some(one), None) => one.to_string(),
+                (Some(first), Some(second)) => {
+                    let mut joined = format!("{first}\n{second}");
+                    for line in lines {
+                        joined.push('\n');
+                        joined.push_str(line);
+                    }
+                    joined
+                }
+            };
             outcome.see(&data);
             if socket.feed(text_frame(data)).await.is_err() {
                 return false;
             }
         }
+        pending.drain(..start);
     }
     match outcome.completed {
         Some(id) => chain.completed(id, input, outcome.output),
@@ -443,6 +458,11 @@ struct Outcome {
 
 impl Outcome {
     fn see(&mut self, data: &str) {
+        // Only two kinds of event matter here; the deltas (nearly all of a stream) are not parsed. A delta whose
+        // text happens to hold one of the names is parsed and then told apart by its `type`.
+        if !data.contains("response.output_item.done") && !data.contains("response.completed") {
+            return;
+        }
         let Ok(event) = serde_json::from_str::<Value>(data) else { return };
         match event.get("type").and_then(Value::as_str) {
             Some("response.output_item.done") => {

@@ -86,6 +86,27 @@ impl Default for WsSettings {
     }
 }
 
+/// The negotiated permessage-deflate parameters as the gateway applies them to its own side: each message it sends
+/// compressed on its own (`client_no_context_takeover`). RFC 7692 leaves context takeover to the sender, so the
+/// handshake stays as the official client sends it and the backend inflates the messages as before; the gateway then
+/// holds no compressor between messages (yawc's is ~320 KB at a 15-bit window: 290 KB per stream at 10,000 paced
+/// streams, bench/notes.md, 2026-11-27 — The default path's cost) and borrows one from [`deflate_pool`] per message.
+/// The backend's messages still arrive with context takeover (that side is the backend's choice).
+pub fn own_compression(negotiated: &str) -> String {
+    if negotiated.split(';').any(|p| p.trim() == "client_no_context_takeover") {
+        negotiated.to_string()
+    } else {
+        format!("{negotiated}; client_no_context_takeover")
+    }
+}
+
+/// The compressors the connections borrow for one message at a time, shared by the process: sized for the messages
+/// compressed at the same moment (a few per core), not for the connections.
+pub fn deflate_pool() -> yawc::DeflatePool {
+    static POOL: std::sync::LazyLock<yawc::DeflatePool> = std::sync::LazyLock::new(|| yawc::DeflatePool::new(16));
+    POOL.clone()
+}
+
 /// The `response.create` message for a serialized Responses body: the body's own fields after a `type`. One
 /// copy of the body; it is never parsed again.
 pub fn create_message(body: &[u8]) -> Bytes {
@@ -300,6 +321,16 @@ pub fn sse_event(kind: &str, text: &str) -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_gateway_compresses_each_of_its_messages_on_its_own() {
+        assert_eq!(
+            super::own_compression("permessage-deflate; client_max_window_bits=15"),
+            "permessage-deflate; client_max_window_bits=15; client_no_context_takeover"
+        );
+        let already = "permessage-deflate; client_no_context_takeover";
+        assert_eq!(super::own_compression(already), already);
+    }
+
     use super::*;
 
     #[test]

@@ -376,8 +376,10 @@ impl WsPool {
                     .filter(|max| *max > 0);
                 let options = Options::default()
                     .with_compression_level(yawc::CompressionLevel::default())
+                    .with_deflate_pool(ws::deflate_pool())
                     .with_max_payload_read(MAX_MESSAGE)
                     .with_max_read_buffer(MAX_MESSAGE);
+                let extensions = extensions.as_deref().map(ws::own_compression);
                 match WebSocket::from_stream_with_extensions(io, Role::Client, extensions.as_deref(), options) {
                     Ok(socket) => Connected::Open(
                         Conn { socket: Box::new(socket), _slot: slot, lineage: None, max_message },
