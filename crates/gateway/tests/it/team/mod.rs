@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::harness::stored;
 
+mod audit;
 mod conversations;
 
 const ADMIN: &str = "team-admin";
