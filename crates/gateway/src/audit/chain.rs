@@ -8,16 +8,8 @@ use crate::store::audit::AuditRow;
 /// The row's canonical bytes: a JSON array of its fields in a fixed order (strings escaped one way, numbers in
 /// decimal), everything but the two hashes.
 pub fn canonical(row: &AuditRow) -> Vec<u8> {
-    let fields = serde_json::json!([
-        row.id,
-        row.at_ms,
-        row.actor,
-        row.source,
-        row.action,
-        row.target,
-        row.details,
-        row.outcome
-    ]);
+    let fields =
+        serde_json::json!([row.id, row.at_ms, row.actor, row.source, row.action, row.target, row.details, row.outcome]);
     fields.to_string().into_bytes()
 }
 

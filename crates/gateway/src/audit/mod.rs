@@ -222,9 +222,7 @@ pub fn import_kind(source: &crate::accounts::manage::ImportSource) -> &'static s
 
 /// The accounts an import wrote: id, kind, email and label of each (their tokens and keys stay out).
 pub fn accounts_detail(rows: &[crate::store::StoredAccount]) -> Value {
-    let one = |r: &crate::store::StoredAccount| {
-        serde_json::json!({"id": r.id, "kind": r.kind.as_str(), "email": r.email, "label": r.label, "base_url": r.base_url.as_deref().map(redact_url)})
-    };
+    let one = |r: &crate::store::StoredAccount| serde_json::json!({"id": r.id, "kind": r.kind.as_str(), "email": r.email, "label": r.label, "base_url": r.base_url.as_deref().map(redact_url)});
     Value::Array(rows.iter().map(one).collect())
 }
 

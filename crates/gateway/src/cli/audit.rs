@@ -45,7 +45,8 @@ fn run_blocking(config: &Config, cmd: AuditCommand) -> anyhow::Result<ExitCode> 
             let rows = store.audit_rows(&AuditFilter { since_ms, ..AuditFilter::default() })?;
             match out {
                 Some(path) => {
-                    let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+                    let file =
+                        std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
                     let mut w = std::io::BufWriter::new(file);
                     crate::audit::export::write_lines(&rows, &mut w)?;
                     eprintln!("{} entries written to {}", rows.len(), path.display());

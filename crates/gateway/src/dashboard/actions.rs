@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::session::{ApiRead, ApiWrite};
-use crate::audit::Note;
 use super::{St, json_error, json_response};
 use crate::accounts::manage::{self, ImportSource};
+use crate::audit::Note;
 use crate::auth::now_unix;
 
 #[derive(Deserialize, Default)]

@@ -38,7 +38,12 @@ pub(crate) async fn layer(
         Some(a) => a,
         None if route == "/dashboard/login" && status.is_success() => Actor::DashboardAdminKey,
         // A session the gate opened for this very request (loopback without a login).
-        None if resp.headers().get_all(header::SET_COOKIE).iter().any(|c| c.as_bytes().starts_with(b"cgw_session=")) => {
+        None if resp
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .any(|c| c.as_bytes().starts_with(b"cgw_session=")) =>
+        {
             Actor::DashboardLoopback
         }
         None => Actor::Anonymous,
@@ -68,9 +73,16 @@ fn action(route: &str, act: Option<&str>, flow: Option<&str>) -> String {
         "/dashboard/api/accounts/{id}/{action}" => match act.unwrap_or_default() {
             "clear_cooldowns" => "account.cooldowns_clear".into(),
             "release_holds" => "account.holds_release".into(),
-            other => format!("account.{other}"),
+            a @ ("enable" | "disable" | "label" | "policy" | "proxy" | "check" | "refresh" | "remove") => {
+                format!("account.{a}")
+            }
+            // Not an action (actions.rs answers 404): the path's text is the caller's, not a name to keep.
+            _ => "account.unknown_action".into(),
         },
-        "/dashboard/api/login/{flow}" => format!("account.login_start.{}", flow.unwrap_or_default()),
+        "/dashboard/api/login/{flow}" => match flow.unwrap_or_default() {
+            f @ ("device" | "browser" | "paste") => format!("account.login_start.{f}"),
+            _ => "account.login_start.unknown".into(),
+        },
         "/dashboard/api/login/job/{job}/paste" => "account.login_paste".into(),
         "/dashboard/api/settings" => "settings.save".into(),
         "/dashboard/api/keys" => "key.create".into(),
@@ -141,5 +153,6 @@ mod tests {
         assert_eq!(action("/dashboard/api/accounts/{id}/{action}", Some("disable"), None), "account.disable");
         assert_eq!(action("/dashboard/api/login/{flow}", None, Some("device")), "account.login_start.device");
         assert_eq!(action("/dashboard/login", None, None), "dashboard.login");
+        assert_eq!(action("/dashboard/api/accounts/{id}/{action}", Some("<x>"), None), "account.unknown_action");
     }
 }

@@ -76,7 +76,15 @@ async fn admin_changes_are_recorded_with_actor_and_target_and_no_secret_reaches_
     let actions: Vec<&str> = rows.iter().filter_map(|r| r["action"].as_str()).collect();
     assert_eq!(
         actions,
-        ["account.add", "account.add", "account.disable", "account.enable", "account.proxy", "key.create", "key.revoke"],
+        [
+            "account.add",
+            "account.add",
+            "account.disable",
+            "account.enable",
+            "account.proxy",
+            "key.create",
+            "key.revoke"
+        ],
         "{rows:#?}"
     );
     assert!(rows.iter().all(|r| r["actor"] == "admin-key"), "{rows:#?}");
@@ -85,7 +93,10 @@ async fn admin_changes_are_recorded_with_actor_and_target_and_no_secret_reaches_
     assert_eq!(rows[0]["details"]["from"], "refresh token");
     assert_eq!(rows[0]["details"]["accounts"][0]["label"], "rt");
     assert_eq!(rows[4]["details"]["proxy"], "socks5://***@127.0.0.1:1080");
-    assert_eq!((&rows[5]["target"], &rows[5]["details"]["name"], &rows[5]["details"]["rpm"]), (&json!(key_id), &json!("ci"), &json!(60)));
+    assert_eq!(
+        (&rows[5]["target"], &rows[5]["details"]["name"], &rows[5]["details"]["rpm"]),
+        (&json!(key_id), &json!("ci"), &json!(60))
+    );
     assert_eq!(rows[6]["details"]["revoked"], true);
     // Filters: an actor, an action prefix, a limit (the newest).
     assert_eq!(trail(&env, "?action=key.").await.len(), 2);
@@ -150,7 +161,9 @@ async fn dashboard_logins_failed_and_opened_are_recorded() {
     let rows = trail(&env, "?action=dashboard.login").await;
     let seen: Vec<(&str, &str, &str)> = rows
         .iter()
-        .map(|r| (r["actor"].as_str().unwrap_or(""), r["outcome"].as_str().unwrap_or(""), r["action"].as_str().unwrap_or("")))
+        .map(|r| {
+            (r["actor"].as_str().unwrap_or(""), r["outcome"].as_str().unwrap_or(""), r["action"].as_str().unwrap_or(""))
+        })
         .collect();
     assert_eq!(seen, [("anonymous", "refused", "dashboard.login"), ("dashboard:admin-key", "ok", "dashboard.login")]);
     let text = serde_json::to_string(&rows).unwrap_or_default();
@@ -184,9 +197,20 @@ async fn the_source_is_the_clients_address() {
     let http = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("{e}"));
     let r = http.post(format!("{base}/admin/accounts/none/disable")).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.status().as_u16(), 404);
-    let v: Value = http.get(format!("{base}/admin/audit")).send().await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default();
+    let v: Value = http
+        .get(format!("{base}/admin/audit"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
     let row = &v["entries"][0];
-    assert_eq!((&row["source"], &row["actor"], &row["target"]), (&json!("127.0.0.1"), &json!("admin-api-open"), &json!("none")), "{v}");
+    assert_eq!(
+        (&row["source"], &row["actor"], &row["target"]),
+        (&json!("127.0.0.1"), &json!("admin-api-open"), &json!("none")),
+        "{v}"
+    );
     served.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,8 +3,8 @@
 mod harness;
 
 mod admin;
-mod audit;
 mod anthropic;
+mod audit;
 mod chain;
 mod chat;
 mod client_version;

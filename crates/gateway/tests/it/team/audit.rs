@@ -38,8 +38,7 @@ async fn two_instances_append_to_one_chain_and_a_tampered_row_is_found() {
         .unwrap_or_default();
     assert_eq!(v["count"], 12, "{v}");
 
-    let (client, conn) =
-        tokio_postgres::connect(&db, tokio_postgres::NoTls).await.unwrap_or_else(|e| panic!("{e}"));
+    let (client, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls).await.unwrap_or_else(|e| panic!("{e}"));
     let conn = tokio::spawn(conn);
     client
         .execute("UPDATE audit_log SET details = '{\"name\":\"other\"}' WHERE id = 5", &[])
