@@ -128,7 +128,13 @@ pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess, RawQ
             let store = dash.app.pool.store().clone();
             match tokio::task::spawn_blocking(move || store.audit_rows(&filter)).await {
                 Ok(Ok(rows)) => {
-                    let rows: Vec<Value> = rows.iter().rev().map(audit::export::row_json).collect();
+                    let one = |r: &crate::store::audit::AuditRow| {
+                        let mut v = audit::export::row_json(r);
+                        // The stored text, shown as it is (and escaped as any value).
+                        v["details_text"] = r.details.clone().into();
+                        v
+                    };
+                    let rows: Vec<Value> = rows.iter().rev().map(one).collect();
                     ctx.insert("rows".into(), Value::Array(rows));
                 }
                 Ok(Err(e)) => {

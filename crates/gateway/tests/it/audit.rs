@@ -168,6 +168,34 @@ async fn dashboard_logins_failed_and_opened_are_recorded() {
     assert_eq!(seen, [("anonymous", "refused", "dashboard.login"), ("dashboard:admin-key", "ok", "dashboard.login")]);
     let text = serde_json::to_string(&rows).unwrap_or_default();
     assert!(!text.contains("guess-4e1d0a") && !text.contains(ADMIN), "{text}");
+
+    // The Audit page shows them to the session the login opened (its cookie), filtered by action.
+    let session = http
+        .post(env.url("/dashboard/login"))
+        .header("cookie", &cookie)
+        .json(&json!({"key": ADMIN, "csrf": csrf}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let session = session
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("cgw_session="))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_default()
+        .to_string();
+    let page = http
+        .get(env.url("/dashboard/audit?action=dashboard.login"))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.unwrap_or_default();
+    assert_eq!(html.matches("<td>dashboard.login</td>").count(), 3, "{html}");
+    assert!(html.contains("<td>anonymous</td>") && !html.contains("guess-4e1d0a"), "{html}");
 }
 
 /// The client's address is the `source` when the listener passes it (axum's `ConnectInfo`), here through
