@@ -72,11 +72,13 @@ impl Store {
     pub fn append_audit(&self, mut row: AuditRow, seal: Seal) -> anyhow::Result<AuditRow> {
         match &self.backend {
             Backend::Sqlite => self.with_conn(|c| {
+                // IMMEDIATE: the write lock from the read of the last row on, so another process (a command beside
+                // the gateway) cannot append between the read and the insert.
                 c.execute_batch("BEGIN IMMEDIATE")?;
-                let written = sqlite_append(c, &mut row, seal);
-                match written {
-                    Ok(()) => c.execute_batch("COMMIT")?,
-                    Err(_) => c.execute_batch("ROLLBACK")?,
+                let written = sqlite_append(c, &mut row, seal).and_then(|()| c.execute_batch("COMMIT"));
+                if written.is_err() {
+                    // The connection is shared: it must not stay inside a transaction that failed.
+                    let _ = c.execute_batch("ROLLBACK");
                 }
                 written.map(|()| row)
             }),
