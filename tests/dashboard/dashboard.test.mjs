@@ -97,7 +97,7 @@ dtest("a browser at / is sent to the login; a wrong key is refused after a delay
   assert.equal(cookie.httpOnly, true);
   assert.equal(cookie.sameSite, "Strict");
   const nav = await page.getByRole("navigation", { name: "Main" }).getByRole("link").allTextContents();
-  assert.deepEqual(nav, ["Overview", "Accounts", "Keys", "Usage", "Requests", "Setup", "Settings"]);
+  assert.deepEqual(nav, ["Overview", "Accounts", "Keys", "Usage", "Requests", "Setup", "Settings", "Audit"]);
 });
 
 dtest("Overview shows the pool and updates with live traffic, also on a phone", async () => {
@@ -274,6 +274,19 @@ dtest("Settings: quota thresholds and the price table apply at once; a refused v
   await docShot("settings-prices");
   await page.goto(url("/dashboard/usage?range=24h&group_by=model"));
   await page.locator("#usage-table th", { hasText: "Cost" }).waitFor();
+});
+
+dtest("Audit: the failed and the accepted login and the settings saved are in the trail, filtered", async () => {
+  await page.goto(url("/dashboard/audit?action=dashboard.login"));
+  await page.locator("#audit-table tbody tr", { hasText: "anonymous" }).first().waitFor();
+  await page.locator("#audit-table tbody tr", { hasText: "dashboard:admin-key" }).first().waitFor();
+  await page.goto(url("/dashboard/audit"));
+  await page.getByLabel("Action (prefix)").fill("settings.");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.locator("#audit-table tbody tr", { hasText: "settings.save" }).first().waitFor();
+  assert.equal(await page.locator("#audit-table tbody tr", { hasText: "dashboard.login" }).count(), 0);
+  assert.ok(!(await page.content()).includes("not-the-key"), "the refused key is not in the trail");
+  await shot("audit");
 });
 
 dtest("Setup: each client's snippet carries the gateway's address and key, and Test answers in its dialect", async () => {

@@ -1,5 +1,5 @@
 //! The command line: `serve` (the main job, in the foreground), `start` / `stop` / `restart` / `status` (in the
-//! background, cli/service.rs), `reload` (cli/reload.rs), `doctor`, `connect`, `completions`, `man`, `login`, `accounts ...`, `keys ...`, `usage`.
+//! background, cli/service.rs), `reload` (cli/reload.rs), `doctor`, `connect`, `completions`, `man`, `login`, `accounts ...`, `keys ...`, `usage`, `audit ...`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod accounts;
+mod audit;
 mod connect;
 mod destination;
 mod doctor;
@@ -89,6 +90,9 @@ pub enum Command {
     Man(manual::ManArgs),
     /// Requests, errors and tokens per model, account, client key or dialect, from the usage ledger.
     Usage(usage::UsageArgs),
+    /// The audit trail: `audit export` (JSON lines), `audit verify` (its hash chain).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// The team store: `store migrate --from sqlite:PATH --to postgres://...` (docs/team.md).
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -193,6 +197,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             keys::run(&config, cmd).await?
         }
         Command::Usage(args) => usage::run(&Config::load(&base, &ProcessEnv)?, args).await?,
+        Command::Audit(cmd) => return audit::run(&Config::load(&base, &ProcessEnv)?, cmd).await,
         Command::Store(cmd) => tokio::task::spawn_blocking(move || store::run(cmd)).await??,
         Command::Login { device, paste, label } => {
             let mode = crate::auth::login::LoginMode::from_flags(device, paste);

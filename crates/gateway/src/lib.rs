@@ -15,6 +15,7 @@ macro_rules! say {
 
 pub mod accounts;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cli;

@@ -54,6 +54,18 @@ pub struct Report {
     pub error: Option<String>,
 }
 
+impl Report {
+    /// The report in the audit trail: whether the file loaded and the names of what changed (never the values,
+    /// nor the error's text, which may quote a line of the file).
+    pub fn note(&self) -> crate::audit::Note {
+        crate::audit::Note::default()
+            .with("trigger", serde_json::to_value(self.trigger).unwrap_or_default())
+            .with("loaded", self.ok)
+            .with("applied", self.applied.clone())
+            .with("restart", self.restart.clone())
+    }
+}
+
 /// The keys of the configuration, as one snapshot a reload replaces; the request guard (server/guard.rs) checks
 /// them.
 #[derive(Debug, Default)]
@@ -302,6 +314,22 @@ pub async fn reload_logged(state: Arc<AppState>, trigger: Trigger) -> Report {
             finish(&state, trigger, Err(format!("the reload did not complete: {e}")))
         }
     };
+    // The admin API and the dashboard record the reloads they ask for with their own actor; a signal and the
+    // file's watcher are recorded here.
+    let actor = match trigger {
+        Trigger::Signal => Some(crate::audit::Actor::Signal),
+        Trigger::Watch => Some(crate::audit::Actor::Gateway),
+        Trigger::Start | Trigger::Admin | Trigger::Dashboard => None,
+    };
+    if let Some(actor) = actor {
+        let mut entry = crate::audit::Entry::new(actor, "config.reload");
+        entry.outcome = if report.ok { crate::audit::Outcome::Ok } else { crate::audit::Outcome::Refused };
+        report.note().apply(&mut entry);
+        let store = state.pool.store().clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || crate::audit::record(&store, entry)).await {
+            tracing::error!("the audit trail's append did not complete: {e}");
+        }
+    }
     match (&report.error, report.applied.is_empty() && report.restart.is_empty()) {
         (Some(e), _) => tracing::error!(?trigger, "config reload refused, the running configuration stays: {e}"),
         (None, true) => tracing::info!(?trigger, "config reloaded: nothing changed"),

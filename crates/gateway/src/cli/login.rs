@@ -32,7 +32,20 @@ pub(crate) async fn run(config: &Config, mode: LoginMode, label: Option<String>)
     }
     let (replaced, at_once) = match Live::find(config).await {
         Some(live) => (hand_over(&live, &account.id, &tokens, label).await?, true),
-        None => (tokio::task::spawn_blocking(move || save(&store, tokens, label)).await??.replaced, false),
+        None => {
+            let (id, email, label_) = (account.id.clone(), account.email.clone(), label.clone());
+            let saved = tokio::task::spawn_blocking(move || {
+                let saved = save(&store, tokens, label);
+                // In the store's audit trail as the OS user who ran the command.
+                let mut e = crate::audit::Entry::new(crate::audit::Actor::cli(), "account.login");
+                e.target = Some(id);
+                e.outcome = if saved.is_ok() { crate::audit::Outcome::Ok } else { crate::audit::Outcome::Failed };
+                e.details = crate::audit::Note::default().with("email", email).with("label", label_).details;
+                crate::audit::record(&store, e);
+                saved
+            });
+            (saved.await??.replaced, false)
+        }
     };
     say!(
         "{} {} (plan {}, id {}{}) {} {}",

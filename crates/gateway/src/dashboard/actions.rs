@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::session::{ApiRead, ApiWrite};
 use super::{St, json_error, json_response};
 use crate::accounts::manage::{self, ImportSource};
+use crate::audit::Note;
 use crate::auth::now_unix;
 
 #[derive(Deserialize, Default)]
@@ -59,6 +60,7 @@ pub(crate) async fn act(
             "This account is the linked Codex CLI login (read from auth.json): import it (Upload auth.json) to manage it here.",
         );
     }
+    let mut note = Note::default();
     let changed = match action.as_str() {
         "enable" | "disable" => manage::set_enabled(store, &id, action == "enable").map(|_| ()),
         "label" => {
@@ -66,6 +68,7 @@ pub(crate) async fn act(
             if label.as_ref().is_some_and(|l| l.chars().count() > 100) {
                 return json_error(StatusCode::BAD_REQUEST, "A label is at most 100 characters.");
             }
+            note = note.with("label", label.clone());
             store.set_label(&id, label.as_deref()).map(|_| ())
         }
         "policy" => {
@@ -75,7 +78,10 @@ pub(crate) async fn act(
                 Some(_) | None => choice.to_string(),
             };
             match manage::set_policy(store, &id, &text) {
-                Ok(_) => Ok(()),
+                Ok(p) => {
+                    note = note.with("policy", p.as_text());
+                    Ok(())
+                }
                 Err(manage::PolicyError::Bad(e)) => return json_error(StatusCode::BAD_REQUEST, format!("{e}.")),
                 Err(manage::PolicyError::NoAccount(_)) => {
                     return json_error(StatusCode::NOT_FOUND, format!("No account `{id}`."));
@@ -90,6 +96,7 @@ pub(crate) async fn act(
             {
                 return json_error(StatusCode::BAD_REQUEST, format!("Invalid proxy URL: {e}"));
             }
+            note = note.with("proxy", proxy.as_deref().map(crate::audit::redact_url));
             store.set_proxy(&id, proxy.as_deref()).map(|_| ())
         }
         "check" => {
@@ -123,7 +130,7 @@ pub(crate) async fn act(
         return internal(format!("{e:#}"));
     }
     let summary = pool.get(&id).map(|a| a.summary(now_unix())).unwrap_or(Value::Null);
-    json_response(StatusCode::OK, json!({"ok": true, "account": summary}))
+    super::audit::noted(json_response(StatusCode::OK, json!({"ok": true, "account": summary})), note)
 }
 
 /// `{"kind": "auth_json", "text": "..."}`, `{"kind": "api_key", "key": "sk-..."}` or
@@ -167,6 +174,7 @@ pub(crate) async fn add(State(dash): State<St>, _: ApiWrite, body: axum::body::B
         other => return json_error(StatusCode::BAD_REQUEST, format!("Unknown kind `{other}`.")),
     };
     let label = present(b.label);
+    let from = crate::audit::import_kind(&source);
     let app = &dash.app;
     let rows =
         match manage::resolve(source, label, app.upstream.http(), &app.config.auth_issuer, &app.config.client).await {
@@ -181,7 +189,9 @@ pub(crate) async fn add(State(dash): State<St>, _: ApiWrite, body: axum::body::B
     if let Err(e) = app.pool.reload() {
         return internal(format!("{e:#}"));
     }
-    json_response(StatusCode::CREATED, json!({"ok": true, "added": rows.iter().map(|r| &r.id).collect::<Vec<_>>()}))
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let note = Note::target(ids.join(",")).with("from", from).with("accounts", crate::audit::accounts_detail(&rows));
+    super::audit::noted(json_response(StatusCode::CREATED, json!({"ok": true, "added": ids})), note)
 }
 
 /// `GET /dashboard/api/accounts/export`: every account without its secrets, as a download.

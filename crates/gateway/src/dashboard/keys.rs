@@ -8,6 +8,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::audit::noted;
 use super::session::{ApiWrite, PageAccess};
 use super::{St, json_error, json_response};
 use crate::auth::now_unix;
@@ -110,7 +111,7 @@ pub(crate) async fn create(State(dash): State<St>, _: ApiWrite, body: axum::body
     }
     let mut v = stored_with_usage(Some(&dash.app.keys), &row);
     v["secret"] = secret.into();
-    json_response(StatusCode::CREATED, v)
+    noted(json_response(StatusCode::CREATED, v), crate::audit::key_note(&row))
 }
 
 /// `POST /dashboard/api/keys/{id}`: the whole form again; an empty field removes that limit.
@@ -143,7 +144,7 @@ pub(crate) async fn update(
     if let Err(r) = reload(&dash) {
         return *r;
     }
-    json_response(StatusCode::OK, stored_with_usage(Some(&dash.app.keys), &row))
+    noted(json_response(StatusCode::OK, stored_with_usage(Some(&dash.app.keys), &row)), crate::audit::key_note(&row))
 }
 
 /// `POST /dashboard/api/keys/{id}/revoke`.
@@ -155,5 +156,5 @@ pub(crate) async fn revoke(State(dash): State<St>, _: ApiWrite, Path(id): Path<S
     if let Err(r) = reload(&dash) {
         return *r;
     }
-    json_response(StatusCode::OK, stored_with_usage(Some(&dash.app.keys), &row))
+    noted(json_response(StatusCode::OK, stored_with_usage(Some(&dash.app.keys), &row)), crate::audit::key_note(&row))
 }

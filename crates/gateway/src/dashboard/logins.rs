@@ -91,7 +91,7 @@ struct StartBody {
 /// `POST /dashboard/api/login/{device|browser|paste}` -> `{"job"}`; then poll `GET .../job/{job}`.
 pub(crate) async fn start(
     State(dash): State<St>,
-    _: ApiWrite,
+    ApiWrite(actor): ApiWrite,
     Path(flow): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
@@ -132,19 +132,20 @@ pub(crate) async fn start(
         };
         let result =
             if browser { browser_login(&http, &opts, prompt).await } else { device_login(&http, &opts, prompt).await };
-        finish(&d, &id, result);
+        finish(&d, &id, result, actor);
     });
     json_response(StatusCode::OK, json!({"job": job}))
 }
 
 /// Save the login's tokens and add the account to the pool, or note why it failed.
-fn finish(dash: &St, id: &str, result: Result<Tokens, LoginError>) {
+fn finish(dash: &St, id: &str, result: Result<Tokens, LoginError>, actor: crate::audit::Actor) {
     let label = dash.logins.0.lock().get(id).and_then(|j| j.label.clone());
     let state = match result {
         Ok(tokens) => match save(dash.app.pool.store(), tokens, label).and_then(|s| dash.app.pool.reload().map(|()| s))
         {
             Ok(saved) => {
                 let a = &saved.account;
+                super::audit::login_finished(dash, actor, Ok(a));
                 JobState::Done {
                     account: a.label.clone().or_else(|| a.email.clone()).unwrap_or_else(|| a.id.clone()),
                     replaced: saved.replaced,
@@ -152,12 +153,16 @@ fn finish(dash: &St, id: &str, result: Result<Tokens, LoginError>) {
             }
             Err(e) => {
                 tracing::error!("dashboard login: saving the account failed: {e:#}");
+                super::audit::login_finished(dash, actor, Err("the account could not be saved"));
                 JobState::Failed(
                     "The login worked but the account could not be saved; the gateway's log says why.".into(),
                 )
             }
         },
-        Err(e) => JobState::Failed(e.to_string()),
+        Err(e) => {
+            super::audit::login_finished(dash, actor, Err("the login failed"));
+            JobState::Failed(e.to_string())
+        }
     };
     dash.logins.set(id, state);
 }
@@ -186,7 +191,7 @@ struct PasteBody {
 /// `POST /dashboard/api/login/job/{job}/paste` `{"text"}`: the address the browser ended on.
 pub(crate) async fn paste(
     State(dash): State<St>,
-    _: ApiWrite,
+    ApiWrite(actor): ApiWrite,
     Path(job): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
@@ -204,7 +209,7 @@ pub(crate) async fn paste(
     let http = dash.app.upstream.http().clone();
     let result = exchange_code(&http, &dash.app.config.auth_issuer, &code, &redirect_uri, &verifier).await;
     let failed = result.as_ref().err().map(|e| e.to_string());
-    finish(&dash, &job, result);
+    finish(&dash, &job, result, actor);
     match failed {
         None => status(State(dash), ApiRead, Path(job)).await,
         Some(e) => json_error(StatusCode::BAD_REQUEST, e),

@@ -7,7 +7,8 @@
 //! `PageAccess`, `ApiRead`, `ApiWrite` every handler takes), `pages.rs`
 //! (Overview, Accounts, Setup, Settings), `keys.rs` (client keys), `ledger.rs` (Usage and Requests, from the
 //! usage ledger), `actions.rs` (account actions), `logins.rs` (adding accounts by the login flows),
-//! `settings.rs` (the config file, edited with toml_edit; `prices.rs` its price table), `setup.rs` (client snippets). The request guard
+//! `settings.rs` (the config file, edited with toml_edit; `prices.rs` its price table), `setup.rs` (client snippets),
+//! `audit.rs` (the layer that puts every change made here in the audit trail, and the Audit page). The request guard
 //! (server/guard.rs) lets `/dashboard` paths through without the client key: this module's gate decides.
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::app::AppState;
 use crate::config::Config;
 
 mod actions;
+mod audit;
 mod forecast;
 mod keys;
 mod ledger;
@@ -79,6 +81,7 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/dashboard/requests", get(ledger::requests_page))
         .route("/dashboard/setup", get(pages::setup))
         .route("/dashboard/settings", get(pages::settings))
+        .route("/dashboard/audit", get(audit::page))
         .route("/dashboard/login", get(session::login_page).post(session::login))
         .route("/dashboard/logout", post(session::logout))
         .route("/dashboard/assets/{name}", get(asset))
@@ -95,6 +98,7 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/dashboard/api/keys", post(keys::create))
         .route("/dashboard/api/keys/{id}", post(keys::update))
         .route("/dashboard/api/keys/{id}/revoke", post(keys::revoke))
+        .route_layer(axum::middleware::from_fn_with_state(dash.clone(), audit::layer))
         .with_state(dash)
 }
 
@@ -112,6 +116,7 @@ fn templates() -> minijinja::Environment<'static> {
         ("usage.html", include_str!("templates/usage.html")),
         ("requests.html", include_str!("templates/requests.html")),
         ("settings.html", include_str!("templates/settings.html")),
+        ("audit.html", include_str!("templates/audit.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             // The templates are part of the binary; a broken one is caught by the tests that render each page.

@@ -26,6 +26,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::{St, admin_secret, json_error, json_response};
+use crate::audit::Actor;
 use crate::hosts::{host_name, is_loopback_name};
 
 /// The session cookie's name.
@@ -40,6 +41,26 @@ const MAX_SESSIONS: usize = 256;
 struct Session {
     csrf: String,
     expires: Instant,
+    /// How it was opened: the actor of its changes in the audit trail.
+    opened: Opened,
+}
+
+/// How a session was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opened {
+    /// A login with the admin key.
+    AdminKey,
+    /// Without a login, on loopback (`[dashboard] loopback_without_login`).
+    Loopback,
+}
+
+impl Opened {
+    fn actor(self) -> Actor {
+        match self {
+            Opened::AdminKey => Actor::DashboardAdminKey,
+            Opened::Loopback => Actor::DashboardLoopback,
+        }
+    }
 }
 
 pub(crate) struct Sessions {
@@ -52,6 +73,8 @@ pub(crate) struct Sessions {
 /// A request the gate let through.
 pub(crate) struct Authed {
     pub csrf: String,
+    /// Who the session is, in the audit trail.
+    pub actor: Actor,
     /// A cookie to set (a session made without a login, on loopback when configured).
     set_cookie: Option<HeaderValue>,
 }
@@ -87,7 +110,7 @@ impl Sessions {
         Sessions { map: Mutex::new(HashMap::new()), lifetime, login: tokio::sync::Mutex::new(()) }
     }
 
-    fn create(&self) -> (String, String) {
+    fn create(&self, opened: Opened) -> (String, String) {
         let (id, csrf) = (token(), token());
         let now = Instant::now();
         let mut map = self.map.lock();
@@ -97,14 +120,14 @@ impl Sessions {
         {
             map.remove(&oldest);
         }
-        map.insert(id.clone(), Session { csrf: csrf.clone(), expires: now + self.lifetime });
+        map.insert(id.clone(), Session { csrf: csrf.clone(), expires: now + self.lifetime, opened });
         (id, csrf)
     }
 
-    fn csrf_of(&self, id: &str) -> Option<String> {
+    fn csrf_of(&self, id: &str) -> Option<(String, Opened)> {
         let mut map = self.map.lock();
         match map.get(id) {
-            Some(s) if s.expires > Instant::now() => Some(s.csrf.clone()),
+            Some(s) if s.expires > Instant::now() => Some((s.csrf.clone(), s.opened)),
             Some(_) => {
                 map.remove(id);
                 None
@@ -153,15 +176,16 @@ enum Denied {
 
 /// Who is asking: a session, a new one on loopback when configured, or nobody.
 fn gate(dash: &St, headers: &HeaderMap) -> Result<Authed, Denied> {
-    if let Some(csrf) = cookie(headers, SESSION_COOKIE).and_then(|id| dash.sessions.csrf_of(id)) {
-        return Ok(Authed { csrf, set_cookie: None });
+    if let Some((csrf, opened)) = cookie(headers, SESSION_COOKIE).and_then(|id| dash.sessions.csrf_of(id)) {
+        return Ok(Authed { csrf, actor: opened.actor(), set_cookie: None });
     }
     let c = &dash.app.config;
     let loopback_host =
         headers.get(header::HOST).and_then(|h| h.to_str().ok()).is_some_and(|h| is_loopback_name(host_name(h)));
     if c.dashboard.loopback_without_login && c.listen.ip().is_loopback() && loopback_host {
-        let (id, csrf) = dash.sessions.create();
-        return Ok(Authed { csrf, set_cookie: Some(set_cookie(headers, SESSION_COOKIE, &id, dash.sessions.lifetime)) });
+        let (id, csrf) = dash.sessions.create(Opened::Loopback);
+        let set_cookie = Some(set_cookie(headers, SESSION_COOKIE, &id, dash.sessions.lifetime));
+        return Ok(Authed { csrf, actor: Actor::DashboardLoopback, set_cookie });
     }
     if admin_secret(c).is_empty() { Err(Denied::NoCredential) } else { Err(Denied::Login) }
 }
@@ -216,8 +240,8 @@ impl FromRequestParts<St> for ApiRead {
     }
 }
 
-/// A JSON call that changes state: a session and its CSRF token (`X-CSRF-Token`).
-pub(crate) struct ApiWrite;
+/// A JSON call that changes state: a session and its CSRF token (`X-CSRF-Token`); who the session is.
+pub(crate) struct ApiWrite(pub Actor);
 
 impl FromRequestParts<St> for ApiWrite {
     type Rejection = ApiRefused;
@@ -228,8 +252,13 @@ impl FromRequestParts<St> for ApiWrite {
         if !ct_eq(sent, &authed.csrf) {
             return Err(ApiRefused::Csrf);
         }
-        Ok(ApiWrite)
+        Ok(ApiWrite(authed.actor))
     }
+}
+
+/// Who a request's session is, without opening one (`None`: no session yet).
+pub(crate) fn actor_of(dash: &St, headers: &HeaderMap) -> Option<Actor> {
+    cookie(headers, SESSION_COOKIE).and_then(|id| dash.sessions.csrf_of(id)).map(|(_, opened)| opened.actor())
 }
 
 /// The gate for a JSON call.
@@ -293,7 +322,7 @@ pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum
         return json_error(StatusCode::UNAUTHORIZED, "Wrong admin key.");
     }
     drop(turn);
-    let (id, _) = dash.sessions.create();
+    let (id, _) = dash.sessions.create(Opened::AdminKey);
     let mut resp = json_response(StatusCode::OK, json!({"ok": true, "next": "/dashboard"}));
     let h = resp.headers_mut();
     h.append(header::SET_COOKIE, set_cookie(&headers, SESSION_COOKIE, &id, dash.sessions.lifetime));

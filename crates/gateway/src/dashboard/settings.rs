@@ -332,10 +332,12 @@ pub(crate) async fn save(State(dash): State<St>, _: ApiWrite, body: axum::body::
         if report.applied.contains(&name) { applied.push(name) } else { restart.push(name) }
     }
     apply(&dash, &b, new_prices);
-    json_response(
+    let note = crate::audit::Note::default().with("applied", applied.clone()).with("restart", restart.clone());
+    let resp = json_response(
         StatusCode::OK,
         json!({"ok": true, "applied": applied, "restart": restart, "file": path.display().to_string()}),
-    )
+    );
+    super::audit::noted(resp, note)
 }
 
 /// What applies at once, once the file holds it.

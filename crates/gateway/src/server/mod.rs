@@ -54,7 +54,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
-        .merge(admin::routes())
+        .merge(admin::routes(state.clone()))
         .merge(codex_usage::routes())
         .merge(compact::routes())
         .merge(gemini::other_routes())

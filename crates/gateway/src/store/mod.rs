@@ -4,7 +4,7 @@
 //! that differs between them matches on the backend here, in `store/`; the rest of the gateway asks a [`Store`]
 //! and never learns which one answers. The SQLite file is opened either way.
 //!
-//! The types stored (`accounts.rs`, `keys.rs`, `usage.rs`) are this module's; `serving.rs` keeps one `serve`
+//! The types stored (`accounts.rs`, `keys.rs`, `usage.rs`, the audit trail's `audit.rs`) are this module's; `serving.rs` keeps one `serve`
 //! per data directory.
 
 use std::path::Path;
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 mod accounts;
+pub mod audit;
 mod keys;
 pub mod postgres;
 pub mod serving;

@@ -4,6 +4,7 @@ mod harness;
 
 mod admin;
 mod anthropic;
+mod audit;
 mod chain;
 mod chat;
 mod client_version;

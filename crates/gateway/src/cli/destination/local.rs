@@ -1,7 +1,8 @@
 //! The commands' operations on the store itself, for when no gateway answers: the same changes the admin API
 //! makes (accounts/manage.rs, keys/manage.rs), which a gateway started later reads at its start and every upkeep
 //! period. Token refreshes and quota polls run in a pool of this command's own, which holds this data directory's
-//! command lock (store/serving.rs) so no gateway starts serving it meanwhile.
+//! command lock (store/serving.rs) so no gateway starts serving it meanwhile. Each change goes into the store's
+//! audit trail (audit/) as the OS user who ran the command.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use serde_json::{Map, Value};
 use super::{AccountName, AccountsTarget, Imported, KeyName, KeysTarget, UsageTarget};
 use crate::accounts::Pool;
 use crate::accounts::manage::{self, ImportSource};
+use crate::audit::{Actor, Entry, Note, Outcome};
 use crate::auth::now_unix;
 use crate::config::Config;
 use crate::keys::manage::{KeyPatch, KeySpec, ManageError};
@@ -74,6 +76,15 @@ impl std::ops::Deref for LocalPool {
     }
 }
 
+/// A change in the store's audit trail: this OS user on the command line, the action, its target and how it went.
+fn audit<T>(store: &Store, action: &str, target: Option<&str>, result: &anyhow::Result<T>, note: Note) {
+    let mut e = Entry::new(Actor::cli(), action);
+    e.target = target.map(str::to_string);
+    e.outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Failed };
+    note.apply(&mut e);
+    crate::audit::record(store, e);
+}
+
 /// A change to an account that is not in the store.
 fn changed(found: bool, id: &str) -> anyhow::Result<()> {
     if !found {
@@ -100,50 +111,61 @@ impl AccountsTarget for Local<'_> {
     async fn import(&self, source: ImportSource, label: Option<String>) -> anyhow::Result<Vec<Imported>> {
         let config = self.config;
         let http = crate::upstream::build_http_client(config)?;
+        let from = crate::audit::import_kind(&source);
         let rows = manage::resolve(source, label, &http, &config.auth_issuer, &config.client).await?;
         let store = self.store()?;
-        for row in &rows {
-            store.upsert_account(row)?;
-        }
+        let written = rows.iter().try_for_each(|row| store.upsert_account(row));
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let note = Note::default().with("from", from).with("accounts", crate::audit::accounts_detail(&rows));
+        audit(&store, "account.add", Some(&ids.join(",")), &written, note);
+        written?;
         let who = |r: &StoredAccount| r.email.as_deref().or(r.label.as_deref()).unwrap_or("-").to_string();
         Ok(rows.iter().map(|r| Imported { who: who(r), kind: r.kind.as_str().to_string(), id: r.id.clone() }).collect())
     }
 
     async fn remove(&self, id: &str) -> anyhow::Result<()> {
-        changed(self.store()?.remove_account(id)?, id)
+        let store = self.store()?;
+        let done = store.remove_account(id).and_then(|found| changed(found, id));
+        audit(&store, "account.remove", Some(id), &done, Note::default());
+        done
     }
 
     async fn set_enabled(&self, id: &str, enabled: bool) -> anyhow::Result<String> {
-        Ok(manage::set_enabled(&self.store()?, id, enabled)?.as_str().to_string())
+        let store = self.store()?;
+        let done = manage::set_enabled(&store, id, enabled).map(|s| s.as_str().to_string());
+        audit(&store, if enabled { "account.enable" } else { "account.disable" }, Some(id), &done, Note::default());
+        done
     }
 
     async fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<()> {
-        changed(self.store()?.set_label(id, label)?, id)
+        let store = self.store()?;
+        let done = store.set_label(id, label).and_then(|found| changed(found, id));
+        audit(&store, "account.label", Some(id), &done, Note::default().with("label", label));
+        done
     }
 
     async fn set_policy(&self, id: &str, policy: &str) -> anyhow::Result<()> {
-        manage::set_policy(&self.store()?, id, policy)?;
-        Ok(())
+        let store = self.store()?;
+        let done = manage::set_policy(&store, id, policy).map(drop).map_err(anyhow::Error::from);
+        audit(&store, "account.policy", Some(id), &done, Note::default().with("policy", policy));
+        done
     }
 
     async fn set_proxy(&self, id: &str, url: Option<&str>) -> anyhow::Result<()> {
-        changed(self.store()?.set_proxy(id, url)?, id)
+        let store = self.store()?;
+        let done = store.set_proxy(id, url).and_then(|found| changed(found, id));
+        let note = Note::default().with("proxy", url.map(crate::audit::redact_url));
+        audit(&store, "account.proxy", Some(id), &done, note);
+        done
     }
 
     /// Nothing keeps this process alive to retry: unsaved tokens die with it, and the old refresh token is
     /// already spent, so tokens that could not be saved are a failure here.
     async fn refresh(&self, id: &str) -> anyhow::Result<()> {
         let pool = self.pool()?;
-        let account = pool.get(id).with_context(|| format!("no account `{id}`"))?;
-        pool.force_refresh(&account).await.map_err(|e| anyhow::anyhow!(e.message))?;
-        if let Some(unsaved) = account.unsaved_tokens() {
-            bail!(
-                "{id}: the tokens were refreshed but could not be saved ({}); the previous refresh token is spent, \
-                 so this login is lost: make the store writable and log in again",
-                unsaved.error
-            );
-        }
-        Ok(())
+        let done = refresh(&pool, id).await;
+        audit(pool.store(), "account.refresh", Some(id), &done, Note::default());
+        done
     }
 
     async fn check(&self, id: Option<&str>) -> anyhow::Result<Vec<Value>> {
@@ -154,6 +176,19 @@ impl AccountsTarget for Local<'_> {
         }
         Ok(out)
     }
+}
+
+async fn refresh(pool: &Pool, id: &str) -> anyhow::Result<()> {
+    let account = pool.get(id).with_context(|| format!("no account `{id}`"))?;
+    pool.force_refresh(&account).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    if let Some(unsaved) = account.unsaved_tokens() {
+        bail!(
+            "{id}: the tokens were refreshed but could not be saved ({}); the previous refresh token is spent, so \
+             this login is lost: make the store writable and log in again",
+            unsaved.error
+        );
+    }
+    Ok(())
 }
 
 /// A key change the store refused, worded for the command line.
@@ -191,7 +226,15 @@ impl KeysTarget for Local<'_> {
             );
         }
         let spec: KeySpec = serde_json::from_value(Value::Object(body))?;
-        let (row, secret) = crate::keys::manage::create(&self.store()?, spec, now_unix()).map_err(key_error)?;
+        let store = self.store()?;
+        let name = spec.name.clone();
+        let made = crate::keys::manage::create(&store, spec, now_unix()).map_err(key_error);
+        let note = match &made {
+            Ok((row, _)) => crate::audit::key_note(row),
+            Err(_) => Note::default().with("name", name),
+        };
+        audit(&store, "key.create", None, &made, note);
+        let (row, secret) = made?;
         let mut v = stored_with_usage(None, &row);
         v["secret"] = secret.into();
         Ok(v)
@@ -199,11 +242,17 @@ impl KeysTarget for Local<'_> {
 
     async fn update_key(&self, id: &str, body: Map<String, Value>) -> anyhow::Result<Value> {
         let patch: KeyPatch = serde_json::from_value(Value::Object(body))?;
-        Ok(stored_with_usage(None, &crate::keys::manage::update(&self.store()?, id, patch).map_err(key_error)?))
+        let store = self.store()?;
+        let row = crate::keys::manage::update(&store, id, patch).map_err(key_error);
+        audit(&store, "key.update", Some(id), &row, row.as_ref().map(crate::audit::key_note).unwrap_or_default());
+        Ok(stored_with_usage(None, &row?))
     }
 
     async fn revoke_key(&self, id: &str) -> anyhow::Result<()> {
-        crate::keys::manage::revoke(&self.store()?, id, now_unix()).map_err(key_error).map(drop)
+        let store = self.store()?;
+        let row = crate::keys::manage::revoke(&store, id, now_unix()).map_err(key_error);
+        audit(&store, "key.revoke", Some(id), &row, row.as_ref().map(crate::audit::key_note).unwrap_or_default());
+        row.map(drop)
     }
 }
 

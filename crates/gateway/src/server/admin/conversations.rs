@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::error::AdminError;
 use crate::app::AppState;
+use crate::audit::Note;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -29,7 +30,7 @@ async fn held(State(s): State<Arc<AppState>>) -> Json<Value> {
 }
 
 /// Release one conversation's hold. 404 when neither this instance nor the team's table held it.
-async fn release(State(s): State<Arc<AppState>>, Path(key): Path<String>) -> Result<Json<Value>, AdminError> {
+async fn release(State(s): State<Arc<AppState>>, Path(key): Path<String>) -> Result<(Note, Json<Value>), AdminError> {
     let (released, shared) = s.pool.release_hold(&key).await?;
     if released.is_none() && !shared {
         return Err(AdminError::Refused(
@@ -38,15 +39,19 @@ async fn release(State(s): State<Arc<AppState>>, Path(key): Path<String>) -> Res
         ));
     }
     tracing::info!(key = %key, "held conversation released by an operator");
-    Ok(Json(json!({"released": key, "was": released})))
+    let note = Note::default().with("was", serde_json::to_value(&released).unwrap_or_default());
+    Ok((note, Json(json!({"released": key, "was": released}))))
 }
 
 /// Release every conversation held on account `id` (say, after the account was enabled again).
-async fn release_account(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, AdminError> {
+async fn release_account(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<(Note, Json<Value>), AdminError> {
     if s.pool.get(&id).is_none() {
         return Err(AdminError::NoAccount(id));
     }
     let keys = s.pool.release_holds_of(&id).await?;
     tracing::info!(account = %id, released = keys.len(), "held conversations released by an operator");
-    Ok(Json(json!({"account": id, "released": keys})))
+    Ok((Note::default().with("released", keys.len()), Json(json!({"account": id, "released": keys}))))
 }

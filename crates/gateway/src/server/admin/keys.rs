@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::error::{AdminError, AdminJson, KeysManageable};
 use crate::app::AppState;
+use crate::audit::Note;
 use crate::auth::now_unix;
 use crate::keys::manage::{self, KeyPatch, KeySpec, ManageError};
 use crate::keys::stored_with_usage;
@@ -48,12 +49,12 @@ async fn create(
     State(s): State<Arc<AppState>>,
     _: KeysManageable,
     AdminJson(spec): AdminJson<KeySpec>,
-) -> Result<(StatusCode, Json<Value>), AdminError> {
+) -> Result<(StatusCode, Note, Json<Value>), AdminError> {
     let (row, secret) = manage::create(s.keys.store(), spec, now_unix())?;
     reloaded(&s)?;
     let mut v = stored_with_usage(Some(&s.keys), &row);
     v["secret"] = secret.into();
-    Ok((StatusCode::CREATED, Json(v)))
+    Ok((StatusCode::CREATED, crate::audit::key_note(&row), Json(v)))
 }
 
 /// Body: any of `create`'s fields; `null` removes a limit (or the model list, or the expiry); `"suspended":
@@ -62,7 +63,7 @@ async fn update(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
     AdminJson(patch): AdminJson<KeyPatch>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<(Note, Json<Value>), AdminError> {
     let lift = patch.suspended == Some(false);
     let row = manage::update(s.keys.store(), &id, patch)?;
     if lift {
@@ -70,11 +71,11 @@ async fn update(
         s.keys.lift_suspension(&row.id);
     }
     reloaded(&s)?;
-    Ok(Json(stored_with_usage(Some(&s.keys), &row)))
+    Ok((crate::audit::key_note(&row), Json(stored_with_usage(Some(&s.keys), &row))))
 }
 
-async fn revoke(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, AdminError> {
+async fn revoke(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<(Note, Json<Value>), AdminError> {
     let row = manage::revoke(s.keys.store(), &id, now_unix())?;
     reloaded(&s)?;
-    Ok(Json(stored_with_usage(Some(&s.keys), &row)))
+    Ok((crate::audit::key_note(&row), Json(stored_with_usage(Some(&s.keys), &row))))
 }

@@ -1,7 +1,8 @@
 //! The JSON admin API under `/admin/*` (the request guard lets only the admin key in: server/guard.rs): the same
 //! account management as the CLI, on the running gateway, for scripts and the CLI's live target (cli/destination/).
-//! Neighbours: `keys.rs` (`/admin/keys`), `conversations.rs` (held conversations), `error.rs` (the one error type
-//! every handler here answers with, and the extractors: a JSON body, a configured admin credential).
+//! Neighbours: `keys.rs` (`/admin/keys`), `conversations.rs` (held conversations), `audit.rs` (the layer that puts
+//! every change in the audit trail, and `/admin/audit`), `error.rs` (the one error type every handler here answers
+//! with, and the extractors: a JSON body, a configured admin credential).
 
 use std::sync::Arc;
 
@@ -18,16 +19,19 @@ use crate::accounts::Account;
 use crate::accounts::manage::{self, ImportSource};
 use crate::app::AppState;
 use crate::app::reload::{Trigger, reload_logged};
+use crate::audit::Note;
 use crate::auth::now_unix;
 
+mod audit;
 mod conversations;
 mod error;
 mod keys;
 
 use error::{AdminError, AdminJson};
 
-/// The admin API's routes: the accounts, the reload, the usage ledger, and the client keys (keys.rs).
-pub fn routes() -> Router<Arc<AppState>> {
+/// The admin API's routes: the accounts, the reload, the usage ledger, the client keys (keys.rs), the audit trail
+/// (audit.rs), whose layer records every change made through them.
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/admin/status", get(status))
         .route("/admin/forecast", get(forecast))
@@ -48,6 +52,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/requests", get(requests))
         .merge(keys::routes())
         .merge(conversations::routes())
+        .merge(audit::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state, audit::layer))
 }
 
 /// What an admin handler answers: JSON, or the admin API's error (error.rs).
@@ -75,6 +81,8 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
         "usage_records_dropped": s.ledger.records_dropped(),
         // Conversations held on their account (docs/accounts.md, "Risk signals").
         "conversations_held": s.pool.held_total(),
+        // Audit trail entries that could not be written (audit/: logged, the change itself stands).
+        "audit_append_failures": crate::audit::append_failures(),
     }))
 }
 
@@ -106,7 +114,10 @@ struct AddBody {
 }
 
 /// Answers 201 with the added accounts' summaries.
-async fn add(State(s): State<Arc<AppState>>, AdminJson(b): AdminJson<AddBody>) -> Answer<(StatusCode, Json<Value>)> {
+async fn add(
+    State(s): State<Arc<AppState>>,
+    AdminJson(b): AdminJson<AddBody>,
+) -> Answer<(StatusCode, Note, Json<Value>)> {
     let source = match (b.auth_json, b.export, b.refresh_token, b.api_key) {
         (Some(v), None, None, None) => ImportSource::AuthJson(v),
         (None, Some(v), None, None) => ImportSource::Export(v),
@@ -116,6 +127,7 @@ async fn add(State(s): State<Arc<AppState>>, AdminJson(b): AdminJson<AddBody>) -
             return Err(GatewayError::invalid("Send exactly one of auth_json, export, refresh_token or api_key").into());
         }
     };
+    let from = crate::audit::import_kind(&source);
     let http = s.upstream.http().clone();
     let rows = manage::resolve(source, b.label, &http, &s.config.auth_issuer, &s.config.client)
         .await
@@ -126,7 +138,9 @@ async fn add(State(s): State<Arc<AppState>>, AdminJson(b): AdminJson<AddBody>) -
     s.pool.reload()?;
     let now = now_unix();
     let added = rows.iter().filter_map(|r| s.pool.get(&r.id)).map(|a| a.summary(now)).collect();
-    Ok((StatusCode::CREATED, Json(Value::Array(added))))
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let note = Note::target(ids.join(",")).with("from", from).with("accounts", crate::audit::accounts_detail(&rows));
+    Ok((StatusCode::CREATED, note, Json(Value::Array(added))))
 }
 
 #[derive(Deserialize)]
@@ -182,12 +196,16 @@ struct LabelBody {
     label: Option<String>,
 }
 
-async fn label(State(s): State<Arc<AppState>>, Path(id): Path<String>, AdminJson(b): AdminJson<LabelBody>) -> Answer {
+async fn label(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    AdminJson(b): AdminJson<LabelBody>,
+) -> Answer<(Note, Json<Value>)> {
     if !s.pool.store().set_label(&id, b.label.as_deref())? {
         return Err(AdminError::NoAccount(id));
     }
     s.pool.reload()?;
-    Ok(Json(json!({"id": id, "label": b.label})))
+    Ok((Note::default().with("label", b.label.clone()), Json(json!({"id": id, "label": b.label}))))
 }
 
 #[derive(Deserialize)]
@@ -197,7 +215,11 @@ struct PolicyBody {
 
 /// Body `{"policy": "preserve:40"}` (`normal`, `burn_first`, `preserve`, `preserve:PERCENT`): the owner's policy
 /// (docs/accounts.md, "Policies"), in force for the next lease.
-async fn policy(State(s): State<Arc<AppState>>, Path(id): Path<String>, AdminJson(b): AdminJson<PolicyBody>) -> Answer {
+async fn policy(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    AdminJson(b): AdminJson<PolicyBody>,
+) -> Answer<(Note, Json<Value>)> {
     let policy = match manage::set_policy(s.pool.store(), &id, &b.policy) {
         Ok(policy) => policy,
         Err(manage::PolicyError::Bad(e)) => {
@@ -207,7 +229,7 @@ async fn policy(State(s): State<Arc<AppState>>, Path(id): Path<String>, AdminJso
         Err(manage::PolicyError::Store(e)) => return Err(e.into()),
     };
     s.pool.reload()?;
-    Ok(Json(json!({"id": id, "policy": policy.as_text()})))
+    Ok((Note::default().with("policy", policy.as_text()), Json(json!({"id": id, "policy": policy.as_text()}))))
 }
 
 #[derive(Deserialize)]
@@ -216,7 +238,11 @@ struct ProxyBody {
 }
 
 /// Body `{"proxy": "socks5://host:port"}` (http, https, socks5); `null` for the global setting.
-async fn proxy(State(s): State<Arc<AppState>>, Path(id): Path<String>, AdminJson(b): AdminJson<ProxyBody>) -> Answer {
+async fn proxy(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    AdminJson(b): AdminJson<ProxyBody>,
+) -> Answer<(Note, Json<Value>)> {
     if let Some(p) = &b.proxy {
         reqwest::Proxy::all(p).map_err(|e| GatewayError::invalid_param("proxy", format!("Invalid proxy URL: {e}")))?;
     }
@@ -224,7 +250,8 @@ async fn proxy(State(s): State<Arc<AppState>>, Path(id): Path<String>, AdminJson
         return Err(AdminError::NoAccount(id));
     }
     s.pool.reload()?;
-    Ok(Json(s.pool.get(&id).map(|a| a.summary(now_unix())).unwrap_or(Value::Null)))
+    let note = Note::default().with("proxy", b.proxy.as_deref().map(crate::audit::redact_url));
+    Ok((note, Json(s.pool.get(&id).map(|a| a.summary(now_unix())).unwrap_or(Value::Null))))
 }
 
 async fn refresh(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Answer {
@@ -254,7 +281,7 @@ async fn reload_now(State(state): State<Arc<AppState>>) -> Response {
     let report = reload_logged(state, Trigger::Admin).await;
     // A refused file is the request's fault as much as anyone's: 422 with the report (its `error` says why).
     let status = if report.ok { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    (status, axum::Json(report)).into_response()
+    (status, report.note(), axum::Json(report)).into_response()
 }
 
 /// `GET /admin/usage` (usage/api.rs).

@@ -99,6 +99,8 @@ CREATE TABLE instances (
     crate::store::usage::CACHE_WRITES_AND_BUDGET,
     // 13: kept Responses answers shared by the team, for `previous_response_id` on any instance (responses.rs).
     super::responses::SCHEMA,
+    // 14: the audit trail, one chain for the team (store/audit.rs, audit/).
+    crate::store::audit::SCHEMA,
 ];
 
 /// The schema version a current PostgreSQL store has.

@@ -61,6 +61,8 @@ CREATE TABLE client_keys (
     super::POLICIES,
     // 11: the usage ledger's cache writes and budget units, the reports' covering indexes with them (issue 72).
     ledger::CACHE_WRITES_AND_BUDGET,
+    // 12: the audit trail (store/audit.rs, audit/).
+    super::audit::SCHEMA,
 ];
 
 /// One SQLite file and the connection the store's calls share.
