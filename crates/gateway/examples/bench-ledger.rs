@@ -40,7 +40,8 @@ impl Rng {
 const KEYS: u64 = 20;
 const ACCOUNTS: u64 = 6;
 const MODELS: [&str; 5] = ["gpt-5.4", "gpt-5.5", "gpt-5.4-mini", "gpt-5.3-codex", "gpt-5.2"];
-const APIS: [Api; 5] = [Api::named("chat"), Api::named("responses"), Api::named("anthropic"), Api::named("gemini"), Api::named("ollama")];
+const APIS: [Api; 5] =
+    [Api::named("chat"), Api::named("responses"), Api::named("anthropic"), Api::named("gemini"), Api::named("ollama")];
 
 fn record(rng: &mut Rng, started_ms: u64) -> Box<RequestRecord> {
     let account = format!("acct-{}", rng.next() % ACCOUNTS);

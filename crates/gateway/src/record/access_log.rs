@@ -85,7 +85,8 @@ mod tests {
             let _left = Recorder::new(sinks.clone(), Api::named("ollama"), "/api/chat", "req-left".into());
 
             // Refused under the usage policy; then a turn of that conversation refused as held.
-            let mut refused = Recorder::new(sinks.clone(), Api::named("chat"), "/v1/chat/completions", "req-policy".into());
+            let mut refused =
+                Recorder::new(sinks.clone(), Api::named("chat"), "/v1/chat/completions", "req-policy".into());
             let policy = dialects::failure::classify_event(Some("cyber_policy"), "flagged");
             refused.attempt_failed(&policy);
             refused.error(&policy.to_error());

@@ -203,7 +203,8 @@ mod tests {
     #[test]
     fn a_record_dropped_unfinished_is_handed_over_once_as_a_departure() {
         let last = Arc::new(Keeper::default());
-        let mut recorder = Recorder::new(Sinks::new(vec![last.clone()]), Api::named("chat"), "/v1/chat/completions", "r".into());
+        let mut recorder =
+            Recorder::new(Sinks::new(vec![last.clone()]), Api::named("chat"), "/v1/chat/completions", "r".into());
         recorder.status_sent(200);
         drop(recorder);
         let taken = last.taken.lock().unwrap_or_else(|e| e.into_inner());

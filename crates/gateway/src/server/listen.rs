@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -86,9 +87,9 @@ async fn accept(
     http.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_BUF).writev(true);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     on_accept_error(e).await;
                     continue;
@@ -98,7 +99,7 @@ async fn accept(
         };
         // Small SSE writes must go out at once, not wait for the client's delayed ACK (Nagle).
         let _ = tcp.set_nodelay(true);
-        tracker.spawn(connection(tcp, &http, front.clone(), draining.clone(), stop.clone()));
+        tracker.spawn(connection(tcp, peer, &http, front.clone(), draining.clone(), stop.clone()));
     }
     drop(listener);
     drain.begin();
@@ -116,13 +117,14 @@ async fn accept(
 /// shutdown's bound drops it (with the response, and its upstream stream, it was writing).
 fn connection(
     tcp: TcpStream,
+    peer: SocketAddr,
     http: &http1::Builder,
     front: Front,
     draining: CancellationToken,
     stop: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
     let (socket, heads) = Socket::new(tcp, draining.clone());
-    let service = PerConnection { front, ambiguous_at: heads, calls: AtomicU32::new(0) };
+    let service = PerConnection { front, peer, ambiguous_at: heads, calls: AtomicU32::new(0) };
     let conn = http.serve_connection(TokioIo::new(socket), service).with_upgrades();
     async move {
         let mut conn = std::pin::pin!(conn);
@@ -169,6 +171,8 @@ async fn on_accept_error(e: io::Error) {
 /// deadline ([`TimedBody`]).
 struct PerConnection {
     front: Front,
+    /// The client's address, on every request as axum's `ConnectInfo` (the audit trail's source).
+    peer: SocketAddr,
     /// The index of the connection's first head that gave its body's length twice (`u32::MAX`: none yet).
     ambiguous_at: Arc<AtomicU32>,
     /// Requests hyper has handed over so far: the index of the next one.
@@ -189,6 +193,8 @@ impl hyper::service::Service<Request<Incoming>> for PerConnection {
             return Either::Left(ready(Ok(ambiguous_length())));
         }
         let limit = self.front.body_timeout;
+        let mut req = req;
+        req.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
         let req = detach_from_read_buffer(req).map(|inner| TimedBody { inner, limit, timer: None });
         // axum's router is always ready (its `poll_ready` returns `Ready` at once), and so the guard in front.
         Either::Right(self.front.guard.clone().call(req))

@@ -54,7 +54,8 @@ async fn counters_follow_the_records_and_gauges_follow_the_pool() {
     let text = resp.text().await.unwrap_or_default();
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
 
-    let ok = records.iter().filter(|r| r.api == codex_gateway::record::Api::named("chat") && r.status == 200).count() as f64;
+    let ok =
+        records.iter().filter(|r| r.api == codex_gateway::record::Api::named("chat") && r.status == 200).count() as f64;
     assert_eq!(
         sample(&text, r#"codex_gateway_requests_total{dialect="chat",model="gpt-5.4",status="200"}"#),
         Some(ok),
