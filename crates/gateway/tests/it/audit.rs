@@ -88,6 +88,8 @@ async fn admin_changes_are_recorded_with_actor_and_target_and_no_secret_reaches_
         "{rows:#?}"
     );
     assert!(rows.iter().all(|r| r["actor"] == "admin-key"), "{rows:#?}");
+    // The gateway's own listener hands the client's address to every request.
+    assert!(rows.iter().all(|r| r["source"] == "127.0.0.1"), "{rows:#?}");
     assert_eq!((&rows[2]["target"], &rows[2]["outcome"]), (&json!(id), &json!("ok")));
     assert_eq!((&rows[3]["target"], &rows[3]["outcome"]), (&json!("nope"), &json!("refused")));
     assert_eq!(rows[0]["details"]["from"], "refresh token");
@@ -198,8 +200,8 @@ async fn dashboard_logins_failed_and_opened_are_recorded() {
     assert!(html.contains("<td>anonymous</td>") && !html.contains("guess-4e1d0a"), "{html}");
 }
 
-/// The client's address is the `source` when the listener passes it (axum's `ConnectInfo`), here through
-/// axum's own server in front of the router; the actor of an admin API with no admin credential is named so.
+/// The client's address is the `source` whichever server passes it (axum's `ConnectInfo`), here axum's own in
+/// front of the router (an embedding program's); the actor of an admin API with no admin credential is named so.
 #[tokio::test]
 async fn the_source_is_the_clients_address() {
     let dir = std::env::temp_dir().join(format!("cgw-it-audit-{}", uuid::Uuid::new_v4().simple()));
