@@ -8,7 +8,8 @@
 //!   takes to see its stream go away (through the fake's `/_fake/stats`);
 //! - `coldstart`: start a server command and time until its `/health` answers;
 //! - `pingpong`: one loopback round trip across two cores and within one (the floor under c=1 latency);
-//! - `relay`: a byte relay to one address, run in the gateway's place to measure what any proxy costs there;
+//! - `relay`: a byte relay to one address, run in the gateway's place to measure what any proxy costs there (with
+//!   `--websocket`, over the upstream's Responses WebSocket with permessage-deflate and TLS: the default path's);
 //! - `report`: turn one benchmark run's JSON files into `bench/results/latest.{md,json}`.
 //!
 //! Layout: `target` (URL, connection, one request), `dialect` (bodies and what marks content and the end),
@@ -47,7 +48,8 @@ enum Command {
     Wait(WaitArgs),
     /// Loopback TCP round trip between two threads, across two cores and within one.
     Pingpong(PingpongArgs),
-    /// Relay bytes to one address, no HTTP parsing: the cost of any proxy in the gateway's place.
+    /// Relay bytes to one address, no HTTP parsing: the cost of any proxy in the gateway's place; with
+    /// --websocket, HTTP requests over the upstream's Responses WebSocket (the default path's floor).
     Relay(RelayArgs),
     /// Turn one `scripts/bench` run's JSON files into latest.md and latest.json.
     Report(ReportArgs),
@@ -181,9 +183,19 @@ pub struct PingpongArgs {
 
 #[derive(Args, Debug)]
 pub struct RelayArgs {
-    /// Where every accepted connection is relayed to: host:port.
+    /// Where every accepted connection is relayed to: host:port (the byte relay).
+    #[arg(long, required_unless_present = "websocket")]
+    pub to: Option<String>,
+    /// Relay HTTP Responses requests over the upstream's Responses WebSocket (permessage-deflate, TLS for wss://):
+    /// the floor of the gateway's default path. Needs --upstream.
+    #[arg(long, requires = "upstream", conflicts_with = "to")]
+    pub websocket: bool,
+    /// The WebSocket endpoint for --websocket, e.g. wss://127.0.0.1:PORT/backend-api/codex/responses.
     #[arg(long)]
-    pub to: String,
+    pub upstream: Option<String>,
+    /// PEM certificate(s) a wss:// upstream is trusted through (fake-codex --tls-ca-out).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
     /// Port to listen on (127.0.0.1); 0 picks a free one. Prints "listening on http://...".
     #[arg(long, default_value_t = 0)]
     pub port: u16,

@@ -3,6 +3,9 @@
 //! Run on the gateway's core in place of the gateway, it measures what any proxy costs in the benchmark's
 //! topology before it does any work: the extra loopback hops and the wake-ups of a second core (c=1 latency).
 //! The gateway's own overhead is what it adds over this relay.
+//!
+//! With `--websocket` it is the floor of the default path instead (`relay/websocket.rs`): HTTP from the client,
+//! the Responses WebSocket with permessage-deflate over TLS to the upstream, as the gateway's default transport.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -12,8 +15,14 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::RelayArgs;
 
+mod websocket;
+
 pub async fn relay(a: RelayArgs) -> anyhow::Result<()> {
-    let to: SocketAddr = a.to.parse().with_context(|| format!("--to wants host:port, got {}", a.to))?;
+    if a.websocket {
+        return websocket::relay(a).await;
+    }
+    let to = a.to.as_deref().context("--to host:port is needed (or --websocket with --upstream)")?;
+    let to: SocketAddr = to.parse().with_context(|| format!("--to wants host:port, got {to}"))?;
     let listener = TcpListener::bind(("127.0.0.1", a.port)).await.context("binding the relay's port")?;
     let local = listener.local_addr()?;
     // The same line as the gateway and the fake print, for scripts/bench's `listening_url`.
