@@ -278,6 +278,22 @@ impl WsPool {
         }
     }
 
+    /// Whether an idle connection of this account holds the conversation's last completed turn (one its next
+    /// turn can chain on). The gateway keeps such a connection after its client's own connection closed, so a
+    /// client that opens every process with a warm-up (the official CLI, one process per `exec` turn) has that
+    /// warm-up answered by the gateway, not relayed: relayed, it would take the connection's place in the chain
+    /// and the turn after it would go whole (bench/notes.md, "2026-11-27 — A long session after the per-message
+    /// compression").
+    pub fn holds_conversation(&self, account: &str, session: &str) -> bool {
+        let key = Key { account: account.to_string(), session: session.to_string() };
+        let now = Instant::now();
+        self.idle.lock().get(&key).is_some_and(|conns| {
+            conns
+                .iter()
+                .any(|(conn, since)| conn.lineage.is_some() && now.duration_since(*since) < self.settings.idle_timeout)
+        })
+    }
+
     fn take_idle(&self, key: &Key) -> Option<Conn> {
         let mut idle = self.idle.lock();
         let conns = idle.get_mut(key)?;

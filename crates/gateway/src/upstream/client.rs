@@ -166,6 +166,13 @@ impl Upstream {
         let warm_up = ctx.warm_up.clone();
         async move {
             if let Some((ws, ws_headers, ws_body, session, chain)) = ws {
+                // A warm-up on a conversation whose upstream connection is already open and warm is answered here:
+                // relayed, it would reset the connection's chain (`WsPool::holds_conversation`).
+                if let (Some(model), Some(session)) = (&warm_up, session.as_deref())
+                    && ws.holds_conversation(&account.id, session)
+                {
+                    return Ok(super::warmup::answered_here(model));
+                }
                 // Boxed: the WebSocket send is ~2.7 KB, twice the HTTP one, and every request's future waiting for
                 // its response headers would otherwise carry room for it (thousands at once, docs/performance.md, "Small waiting requests").
                 let sending = ws.send(super::owner(&account), ws_headers, &ws_body, session.as_deref(), chain);

@@ -451,6 +451,61 @@ async fn a_warm_up_opens_the_upstream_websocket_and_is_answered_here_over_http()
     }
 }
 
+/// A client that opens each process with a warm-up (the official CLI, one process per `exec` turn): the
+/// gateway keeps the conversation's upstream connection after the client's own closed, so the next process's
+/// warm-up is answered here and its turn chains on that connection's last turn with only its new item, instead
+/// of the warm-up taking the chain's place and the turn going whole.
+#[tokio::test]
+async fn a_later_process_warm_up_keeps_the_upstream_chain() {
+    let config_toml = Some("[upstream]\ntransport = \"websocket\"\n".to_string());
+    let env = start(Setup { config_toml, ..Setup::default() }).await;
+    let first = json!({"role": "user", "content": "the first message of a long session"});
+    let mut history = vec![first.clone()];
+    // The first process: its warm-up, then its turn chained on it.
+    let mut ws = connect(&env, None, "proc-1").await.unwrap_or_else(|e| panic!("{e}"));
+    // One conversation throughout, named as the official client names it (its thread id as the cache key).
+    let create = |input: Value| {
+        let mut c = create(input);
+        c["prompt_cache_key"] = json!("thread-1");
+        c
+    };
+    let mut warm = create(json!([]));
+    warm["generate"] = json!(false);
+    send(&mut ws, warm.clone()).await;
+    let warmed = turn(&mut ws).await;
+    let warm_id = warmed.last().map(|f| f["response"]["id"].clone()).unwrap_or_default();
+    let mut first_turn = create(json!([first]));
+    first_turn["previous_response_id"] = warm_id;
+    send(&mut ws, first_turn).await;
+    let answered = turn(&mut ws).await;
+    let done = answered.last().cloned().unwrap_or_default();
+    assert_eq!(done["type"], "response.completed", "{answered:?}");
+    history.extend(done["response"]["output"].as_array().cloned().unwrap_or_default());
+    drop(ws);
+    // The second process: the same conversation, its warm-up, then the whole history and one new message.
+    history.push(json!({"role": "user", "content": "and one more thing"}));
+    let mut ws = connect(&env, None, "proc-2").await.unwrap_or_else(|e| panic!("{e}"));
+    send(&mut ws, warm).await;
+    let warmed = turn(&mut ws).await;
+    assert_eq!(warmed.last().map(|f| f["type"].clone()), Some(json!("response.completed")), "{warmed:?}");
+    let warm_id = warmed.last().map(|f| f["response"]["id"].clone()).unwrap_or_default();
+    let mut next_turn = create(json!(history));
+    next_turn["previous_response_id"] = warm_id;
+    send(&mut ws, next_turn).await;
+    let second = turn(&mut ws).await;
+    assert_eq!(second.last().map(|f| f["type"].clone()), Some(json!("response.completed")), "{second:?}");
+    let messages = env.fake.ws_messages();
+    let creates: Vec<&Value> = messages.iter().filter(|m| m["type"] == "response.create").collect();
+    // The first process's warm-up and turn, then only the second process's turn.
+    assert_eq!(creates.len(), 3, "{messages:?}");
+    assert_eq!(creates[0]["generate"], false, "{}", creates[0]);
+    assert!(creates[2].get("generate").is_none(), "{}", creates[2]);
+    assert!(creates[2]["previous_response_id"].is_string(), "{}", creates[2]);
+    // Only the new message, on the connection that holds the rest (the fake refuses a chain it does not hold).
+    assert_eq!(creates[2]["input"].as_array().map(Vec::len), Some(1), "only the new message: {}", creates[2]);
+    assert_eq!(env.fake.ws_connections_opened(), 1);
+}
+
 /// The end of the closing handshake as the client sees it: the server's Close frame (its code), then the end of
 /// the stream. `Err` when the connection ended without one (what clients report as 1006).
 async fn close_reply(ws: &mut Socket) -> Result<u16, String> {
