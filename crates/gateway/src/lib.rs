@@ -33,3 +33,4 @@ pub mod stored_responses;
 pub mod tokens;
 pub mod upstream;
 pub mod usage;
+pub mod users;

@@ -48,6 +48,8 @@ pub struct AppState {
     pub efforts: Arc<crate::upstream::identity::efforts::Efforts>,
     /// Recent Responses answers, for `previous_response_id` over HTTP and the WebSocket (stored_responses.rs).
     pub stored: Arc<StoredResponses>,
+    /// People who sign in and their sessions (users/); none on a single-user install.
+    pub users: Arc<crate::users::Users>,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
         let keys = Arc::new(Keys::load(store.clone())?);
         keys.set_configured(&config.configured_keys)?;
         keys.set_policy_limit(config.routing.policy_refusals_per_key);
+        let users = Arc::new(crate::users::Users::load(store.clone(), config.dashboard.session)?);
         seed_budgets(&keys, &store)?;
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
         // Client keys: token budgets are charged from each record, and policy refusals counted; and each
@@ -101,6 +104,7 @@ impl AppState {
             drain: Drain::default(),
             efforts: Default::default(),
             stored,
+            users,
         })
     }
 }

@@ -21,7 +21,7 @@ pub mod export;
 pub mod query;
 pub mod verify;
 
-/// Who made a change: the credential used (there are no user accounts), as a stable string in the trail.
+/// Who made a change: the person signed in, or the credential used, as a stable string in the trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
     /// The admin API, with the admin key presented.
@@ -32,6 +32,8 @@ pub enum Actor {
     DashboardAdminKey,
     /// A dashboard session opened without a login (`[dashboard] loopback_without_login`).
     DashboardLoopback,
+    /// A person signed in (users/), by their user name.
+    User { name: String },
     /// Nobody yet: a dashboard login that failed.
     Anonymous,
     /// The command line on the local store, as this OS user.
@@ -50,6 +52,7 @@ impl Actor {
             Actor::AdminOpen => "admin-api-open".into(),
             Actor::DashboardAdminKey => "dashboard:admin-key".into(),
             Actor::DashboardLoopback => "dashboard:loopback".into(),
+            Actor::User { name } => format!("user:{name}"),
             Actor::Anonymous => "anonymous".into(),
             Actor::Cli { user } => format!("cli:{user}"),
             Actor::Signal => "signal".into(),

@@ -116,6 +116,16 @@ fn claimed(claim: NameClaim, row: &StoredKey) -> Result<(), ManageError> {
 
 /// Create a key: returns its row and its secret, which is shown this once and stored only as a hash.
 pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, String), ManageError> {
+    create_owned(store, spec, None, now)
+}
+
+/// [`create`], the key belonging to the user `owner` (users/; `None`: the gateway's).
+pub fn create_owned(
+    store: &Store,
+    spec: KeySpec,
+    owner: Option<&str>,
+    now: i64,
+) -> Result<(StoredKey, String), ManageError> {
     let name = valid_name(&spec.name)?;
     let limits = Limits {
         rpm: spec.rpm,
@@ -138,6 +148,7 @@ pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, Stri
         revoked_at: None,
         suspended: None,
         opportunistic: spec.opportunistic,
+        owner: owner.map(str::to_string),
     };
     claimed(store.insert_key_claiming_name(&row)?, &row)?;
     Ok((row, secret))

@@ -26,6 +26,9 @@ pub struct StoredKey {
     pub suspended: Option<Suspension>,
     /// Served only from quota that would otherwise expire (docs/operations.md, "Client keys").
     pub opportunistic: bool,
+    /// The user the key belongs to (store/users.rs; `None`: the gateway's, as every key made before users). Set
+    /// when the key is created, never changed by an update.
+    pub owner: Option<String>,
 }
 
 /// Why a key is suspended, and since when.

@@ -4,7 +4,8 @@
 //! that differs between them matches on the backend here, in `store/`; the rest of the gateway asks a [`Store`]
 //! and never learns which one answers. The SQLite file is opened either way.
 //!
-//! The types stored (`accounts.rs`, `keys.rs`, `usage.rs`, the audit trail's `audit.rs`) are this module's; `serving.rs` keeps one `serve`
+//! The types stored (`accounts.rs`, `keys.rs`, `usage.rs`, the audit trail's `audit.rs`, the users and
+//! sessions of `users.rs`) are this module's; `serving.rs` keeps one `serve`
 //! per data directory.
 
 use std::path::Path;
@@ -20,6 +21,7 @@ pub mod serving;
 pub mod sqlite;
 pub mod team;
 pub mod usage;
+pub mod users;
 
 pub use accounts::{AccountKind, AccountStatus, StoredAccount, Tokens, UnknownKind, UnknownStatus, redact};
 pub use keys::{Limits, NameClaim, StoredKey, Suspension};

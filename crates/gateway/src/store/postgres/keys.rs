@@ -8,7 +8,7 @@ use super::PgStore;
 use crate::store::{Limits, NameClaim, StoredKey, Suspension};
 
 const COLUMNS: &str = "id, name, prefix, secret_sha256, models, rpm, concurrency, daily_tokens, monthly_tokens, \
-                       expires_at, created_at, revoked_at, suspended_at, suspended_reason, opportunistic";
+                       expires_at, created_at, revoked_at, suspended_at, suspended_reason, opportunistic, owner";
 
 impl PgStore {
     pub fn list_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
@@ -110,7 +110,7 @@ async fn insert_row(c: &impl GenericClient, k: &StoredKey) -> anyhow::Result<()>
     c.execute(
         &format!(
             "INSERT INTO client_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                 $15)"
+                 $15, $16)"
         ),
         &[
             &k.id,
@@ -128,6 +128,7 @@ async fn insert_row(c: &impl GenericClient, k: &StoredKey) -> anyhow::Result<()>
             &k.suspended.as_ref().map(|s| s.at),
             &k.suspended.as_ref().map(|s| s.reason.clone()),
             &k.opportunistic,
+            &k.owner,
         ],
     )
     .await?;
@@ -186,5 +187,6 @@ fn row_to_key(r: &Row) -> anyhow::Result<StoredKey> {
             (None, _) => None,
         },
         opportunistic: r.try_get(14)?,
+        owner: r.try_get(15)?,
     })
 }

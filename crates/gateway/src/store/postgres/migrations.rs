@@ -101,6 +101,10 @@ CREATE TABLE instances (
     super::responses::SCHEMA,
     // 14: the audit trail, one chain for the team (store/audit.rs, audit/).
     crate::store::audit::SCHEMA,
+    // 15: users, their sessions, and each client key's owner (store/users.rs, users/).
+    crate::store::users::SCHEMA,
+    // 16: users and sessions move the change counter, so a revoked session is refused on every instance.
+    crate::store::users::POSTGRES_TRIGGERS,
 ];
 
 /// The schema version a current PostgreSQL store has.

@@ -7,7 +7,7 @@ use super::SqliteStore;
 use crate::store::{Limits, NameClaim, StoredKey, Suspension};
 
 const COLUMNS: &str = "id, name, prefix, secret_sha256, models, rpm, concurrency, daily_tokens, monthly_tokens, \
-                       expires_at, created_at, revoked_at, suspended_at, suspended_reason, opportunistic";
+                       expires_at, created_at, revoked_at, suspended_at, suspended_reason, opportunistic, owner";
 
 impl SqliteStore {
     pub fn list_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
@@ -92,7 +92,7 @@ fn insert_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
     conn.execute(
         &format!(
             "INSERT INTO client_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-                 ?15)"
+                 ?15, ?16)"
         ),
         params![
             k.id,
@@ -110,6 +110,7 @@ fn insert_row(conn: &Connection, k: &StoredKey) -> rusqlite::Result<usize> {
             k.suspended.as_ref().map(|s| s.at),
             k.suspended.as_ref().map(|s| s.reason.as_str()),
             k.opportunistic,
+            k.owner,
         ],
     )
 }
@@ -162,6 +163,7 @@ fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredKey> {
             (None, _) => None,
         },
         opportunistic: r.get(14)?,
+        owner: r.get(15)?,
     })
 }
 
@@ -185,6 +187,7 @@ mod tests {
             revoked_at: None,
             suspended: None,
             opportunistic: true,
+            owner: Some("usr_1".into()),
         };
         store.insert_key(&k)?;
         assert_eq!(store.get_key("key_1")?.as_ref(), Some(&k));

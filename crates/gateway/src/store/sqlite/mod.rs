@@ -63,6 +63,8 @@ CREATE TABLE client_keys (
     ledger::CACHE_WRITES_AND_BUDGET,
     // 12: the audit trail (store/audit.rs, audit/).
     super::audit::SCHEMA,
+    // 13: users, their sessions, and each client key's owner (store/users.rs, users/).
+    super::users::SCHEMA,
 ];
 
 /// One SQLite file and the connection the store's calls share.

@@ -635,6 +635,7 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
         revoked_at: None,
         suspended: None,
         opportunistic: true,
+        owner: None,
     };
     sqlite.insert_key(&key).unwrap_or_else(|e| panic!("{e:#}"));
     drop(sqlite);

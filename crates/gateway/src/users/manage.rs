@@ -1,0 +1,252 @@
+//! Creating and changing users in the store, shared by the admin API (server/admin/users.rs), the dashboard's
+//! Users page (dashboard/users.rs) and `codex-gateway users` on the local store (cli/users.rs). Disabling or
+//! removing a user ends their sessions and revokes the client keys they own, in the store, so every instance
+//! refuses them at its next re-read; the callers reload their registries before they answer. What these
+//! functions return holds no secret but the one a call exists to hand out once (a TOTP enrolment's secret).
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{DEFAULT_MAX_KEYS, Role, password, totp};
+use crate::store::Store;
+use crate::store::users::StoredUser;
+
+/// Longest user name.
+const MAX_NAME: usize = 200;
+/// Most keys an admin may allow one user.
+const MAX_MAX_KEYS: u32 = 1000;
+
+/// Why a user could not be created or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no user `{0}`")]
+    NotFound(String),
+    #[error("a user is already named `{0}`")]
+    NameTaken(String),
+    #[error(transparent)]
+    Password(#[from] password::PasswordError),
+    /// A member asked for a key past the maximum an admin set.
+    #[error("{name} already holds {held} client keys, the most they may hold: revoke one first")]
+    TooManyKeys { name: String, held: usize },
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// `POST /admin/users`, `users add`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+    pub role: String,
+    pub password: Option<String>,
+    pub max_keys: Option<u32>,
+}
+
+/// `PATCH /admin/users/{id}`: a field left out stays.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    pub role: Option<String>,
+    pub disabled: Option<bool>,
+    pub max_keys: Option<u32>,
+}
+
+/// What a change ended besides itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ended {
+    pub sessions: u64,
+    /// The ids of the client keys revoked.
+    pub keys: Vec<String>,
+}
+
+fn role(s: &str) -> Result<Role, UserError> {
+    Role::parse(s.trim()).ok_or_else(|| UserError::Invalid(format!("role `{s}` is not admin, member or viewer")))
+}
+
+fn max_keys(n: u32) -> Result<u32, UserError> {
+    if n > MAX_MAX_KEYS {
+        return Err(UserError::Invalid(format!("max_keys may be at most {MAX_MAX_KEYS}")));
+    }
+    Ok(n)
+}
+
+fn valid_name(name: &str) -> Result<String, UserError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(UserError::Invalid(format!(
+            "a user name is 1 to {MAX_NAME} characters without spaces (an e-mail address, a login)"
+        )));
+    }
+    if name.starts_with("usr_") {
+        return Err(UserError::Invalid("a user name may not start with `usr_` (user ids do)".into()));
+    }
+    Ok(name.to_string())
+}
+
+/// The user with this id or name.
+pub fn find(store: &Store, id_or_name: &str) -> Result<StoredUser, UserError> {
+    store.find_user(id_or_name)?.ok_or_else(|| UserError::NotFound(id_or_name.to_string()))
+}
+
+pub fn create(store: &Store, new: NewUser, now: i64) -> Result<StoredUser, UserError> {
+    let name = valid_name(&new.name)?;
+    let role = role(&new.role)?;
+    let password_hash = new.password.as_deref().map(password::hash).transpose()?;
+    let row = StoredUser {
+        id: format!("usr_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        name,
+        role: role.as_str().into(),
+        created_at: now,
+        disabled_at: None,
+        password_hash,
+        totp_secret: None,
+        max_keys: new.max_keys.map(max_keys).transpose()?,
+    };
+    if !store.insert_user(&row)? {
+        return Err(UserError::NameTaken(row.name));
+    }
+    Ok(row)
+}
+
+/// Change a user's role, whether they are disabled, their key maximum. Disabling ends what [`end`] ends.
+pub fn update(store: &Store, id: &str, patch: UserPatch, now: i64) -> Result<(StoredUser, Ended), UserError> {
+    let mut row = find(store, id)?;
+    if let Some(r) = &patch.role {
+        row.role = role(r)?.as_str().into();
+    }
+    if let Some(n) = patch.max_keys {
+        row.max_keys = Some(max_keys(n)?);
+    }
+    let disabling = patch.disabled == Some(true) && row.disabled_at.is_none();
+    match patch.disabled {
+        Some(true) => row.disabled_at = row.disabled_at.or(Some(now)),
+        Some(false) => row.disabled_at = None,
+        None => {}
+    }
+    if !store.update_user(&row)? {
+        return Err(UserError::NotFound(id.to_string()));
+    }
+    let ended = if disabling { end(store, &row.id, now)? } else { Ended::default() };
+    Ok((row, ended))
+}
+
+/// Remove a user, after ending their sessions and revoking their keys.
+pub fn remove(store: &Store, id: &str, now: i64) -> Result<(StoredUser, Ended), UserError> {
+    let row = find(store, id)?;
+    let ended = end(store, &row.id, now)?;
+    store.delete_user(&row.id)?;
+    Ok((row, ended))
+}
+
+/// A new password (the user's sessions end: whoever had the old one is out).
+pub fn set_password(store: &Store, id: &str, new: &str) -> Result<(StoredUser, Ended), UserError> {
+    let mut row = find(store, id)?;
+    row.password_hash = Some(password::hash(new)?);
+    store.update_user(&row)?;
+    let sessions = store.delete_sessions_of(&row.id)?;
+    Ok((row, Ended { sessions, keys: Vec::new() }))
+}
+
+/// Enrol a new TOTP secret (replacing any): the user and the `otpauth://` URI, to be shown once.
+pub fn enrol_totp(store: &Store, id: &str) -> Result<(StoredUser, String), UserError> {
+    let mut row = find(store, id)?;
+    let secret = totp::new_secret();
+    row.totp_secret = Some(secret.clone());
+    store.update_user(&row)?;
+    let uri = totp::uri(&secret, &row.name);
+    Ok((row, uri))
+}
+
+/// Take a user's second factor away (a lost phone).
+pub fn drop_totp(store: &Store, id: &str) -> Result<StoredUser, UserError> {
+    let mut row = find(store, id)?;
+    row.totp_secret = None;
+    store.update_user(&row)?;
+    Ok(row)
+}
+
+/// End every session of a user and revoke every key they own that is not revoked yet.
+pub fn end(store: &Store, user_id: &str, now: i64) -> Result<Ended, UserError> {
+    let sessions = store.delete_sessions_of(user_id)?;
+    let mut keys = Vec::new();
+    for mut k in store.list_keys()? {
+        if k.owner.as_deref() == Some(user_id) && k.revoked_at.is_none() {
+            k.revoked_at = Some(now);
+            store.update_key(&k)?;
+            keys.push(k.id);
+        }
+    }
+    Ok(Ended { sessions, keys })
+}
+
+/// The keys a user holds that are not revoked.
+pub fn keys_held(store: &Store, user_id: &str) -> Result<usize, UserError> {
+    Ok(store.list_keys()?.iter().filter(|k| k.owner.as_deref() == Some(user_id) && k.revoked_at.is_none()).count())
+}
+
+/// Refused with [`UserError::TooManyKeys`] when the user holds their maximum already.
+pub fn may_add_key(store: &Store, user: &super::User) -> Result<(), UserError> {
+    let held = keys_held(store, &user.id)?;
+    if held >= user.max_keys as usize {
+        return Err(UserError::TooManyKeys { name: user.name.clone(), held });
+    }
+    Ok(())
+}
+
+/// A user as the API and the pages show one: never the password's hash or the TOTP secret.
+pub fn summary(u: &StoredUser) -> Value {
+    json!({
+        "id": u.id,
+        "name": u.name,
+        "role": u.role,
+        "created_at": u.created_at,
+        "disabled_at": u.disabled_at,
+        "password": u.password_hash.is_some(),
+        "totp": u.totp_secret.is_some(),
+        "max_keys": u.max_keys.unwrap_or(DEFAULT_MAX_KEYS),
+    })
+}
+
+/// What the audit trail keeps of a change to a user (never a secret).
+pub fn note(u: &StoredUser, ended: &Ended) -> crate::audit::Note {
+    crate::audit::Note::target(u.id.clone())
+        .with("name", u.name.clone())
+        .with("role", u.role.clone())
+        .with("disabled", u.disabled_at.is_some())
+        .with("max_keys", u.max_keys)
+        .with("has_totp", u.totp_secret.is_some())
+        .with("sessions_ended", ended.sessions)
+        .with("keys_revoked", ended.keys.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_refused_before_the_store() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-users-manage-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let new = |name: &str, role: &str, pw: Option<&str>| NewUser {
+            name: name.into(),
+            role: role.into(),
+            password: pw.map(Into::into),
+            max_keys: None,
+        };
+        assert!(matches!(create(&store, new("ana", "owner", None), 1), Err(UserError::Invalid(_))));
+        assert!(matches!(create(&store, new("a b", "member", None), 1), Err(UserError::Invalid(_))));
+        assert!(matches!(create(&store, new("usr_x", "member", None), 1), Err(UserError::Invalid(_))));
+        assert!(matches!(create(&store, new("ana", "member", Some("short")), 1), Err(UserError::Password(_))));
+        let ana = create(&store, new("ana", "member", None), 1)?;
+        assert!(matches!(create(&store, new("ana", "viewer", None), 1), Err(UserError::NameTaken(_))));
+        let (row, ended) = update(&store, "ana", UserPatch { disabled: Some(true), ..Default::default() }, 5)?;
+        assert_eq!((row.disabled_at, ended), (Some(5), Ended::default()));
+        assert!(matches!(find(&store, "bob"), Err(UserError::NotFound(_))));
+        let text = summary(&enrol_totp(&store, &ana.id)?.0).to_string();
+        assert!(!text.contains("password_hash") && !text.contains("secret"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}

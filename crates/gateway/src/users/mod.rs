@@ -1,0 +1,342 @@
+//! People who sign in (docs/dashboard.md, "Users and roles"): the users of the store (`store/users.rs`), each with
+//! a [`Role`], and the sessions they hold, kept in memory as a snapshot ([`Users`]) that the dashboard's gate and
+//! the admin API's layer read, re-read after every change here, every upkeep period, and on a team store each
+//! time the change counter moves (server/mod.rs, the same follower as the keys'), so a user removed on one
+//! instance is refused on every instance within a poll. A session token the snapshot does not know yet (made a
+//! moment ago on another instance) is looked up in the store before it is refused.
+//!
+//! With no user at all the gateway is what it always was: the admin key and the loopback dashboard.
+//!
+//! Neighbours: `access.rs` (roles, actions, the permission table), `password.rs` (argon2id), `totp.rs` (RFC
+//! 6238), `manage.rs` (creating and changing users, shared by the admin API, the dashboard and the CLI).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::audit::Actor;
+use crate::auth::now_unix;
+use crate::store::Store;
+use crate::store::users::{StoredSession, StoredUser};
+
+pub mod access;
+pub mod manage;
+pub mod password;
+pub mod totp;
+
+pub use access::Role;
+
+/// What every session token starts with (the guard tells them from keys by it).
+pub const SESSION_PREFIX: &str = "cgs_";
+/// Client keys a user may hold at once unless an admin sets another maximum.
+pub const DEFAULT_MAX_KEYS: u32 = 10;
+/// How long a failed sign-in waits before it answers (and holds up the next attempt).
+pub const SIGN_IN_DELAY: Duration = Duration::from_secs(1);
+
+/// A user as the gates see one: no secret in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub max_keys: u32,
+}
+
+/// How a session was opened (the password path today; an OpenID Connect sign-in would add its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Password,
+    PasswordTotp,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Password => "password",
+            Method::PasswordTotp => "password+totp",
+        }
+    }
+}
+
+/// A live session: whose, and until when.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub user: User,
+    pub method: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Lower-case hex SHA-256 of the token.
+    pub token_sha256: String,
+    /// The session's CSRF token (derived from the token's hash: the store keeps no second secret).
+    pub csrf: String,
+}
+
+/// Who is asking, as the dashboard's gate and the admin API's layer found out.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// The admin key (the bootstrap and break-glass credential), on the admin API.
+    AdminKey,
+    /// The admin API of a single-user install with no admin credential and no users.
+    AdminOpen,
+    /// A dashboard session opened with the admin key.
+    DashboardAdminKey,
+    /// A dashboard session opened on loopback without a login.
+    DashboardLoopback,
+    /// A user's session.
+    User(Arc<SignedIn>),
+}
+
+impl Principal {
+    /// The credentials that are not a person act as admins.
+    pub fn role(&self) -> Role {
+        match self {
+            Principal::AdminKey
+            | Principal::AdminOpen
+            | Principal::DashboardAdminKey
+            | Principal::DashboardLoopback => Role::Admin,
+            Principal::User(s) => s.user.role,
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        match self {
+            Principal::AdminKey => Actor::AdminKey,
+            Principal::AdminOpen => Actor::AdminOpen,
+            Principal::DashboardAdminKey => Actor::DashboardAdminKey,
+            Principal::DashboardLoopback => Actor::DashboardLoopback,
+            Principal::User(s) => Actor::User { name: s.user.name.clone() },
+        }
+    }
+
+    /// The user, when a person is asking.
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Principal::User(s) => Some(&s.user),
+            _ => None,
+        }
+    }
+}
+
+/// Why a sign-in was refused. The first two read alike to the caller (a name that exists is not told apart).
+#[derive(Debug, thiserror::Error)]
+pub enum SignInRefused {
+    #[error("wrong name or password")]
+    WrongNameOrPassword,
+    /// The user is disabled, or has no role this build knows.
+    #[error("wrong name or password")]
+    NotAllowed,
+    /// The password was right; the user has a second factor and sent no code.
+    #[error("this user needs a one-time code from their authenticator app")]
+    CodeNeeded,
+    #[error("wrong one-time code")]
+    WrongCode,
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+#[derive(Default)]
+struct Snapshot {
+    users: HashMap<String, User>,
+    sessions: HashMap<String, Arc<SignedIn>>,
+}
+
+/// The users and sessions in memory.
+pub struct Users {
+    store: Arc<Store>,
+    snapshot: ArcSwap<Snapshot>,
+    any: AtomicBool,
+    lifetime: Duration,
+    reloading: parking_lot::Mutex<()>,
+    /// Held by a sign-in through its delay: guesses wait their turn.
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// Lower-case hex SHA-256 of `text`.
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn user_of(u: &StoredUser) -> Option<User> {
+    let role = Role::parse(&u.role)?;
+    (u.disabled_at.is_none()).then(|| User {
+        id: u.id.clone(),
+        name: u.name.clone(),
+        role,
+        max_keys: u.max_keys.unwrap_or(DEFAULT_MAX_KEYS),
+    })
+}
+
+fn signed_in(user: User, s: &StoredSession) -> Arc<SignedIn> {
+    Arc::new(SignedIn {
+        user,
+        method: s.method.clone(),
+        expires_at: s.expires_at,
+        csrf: sha256_hex(&format!("csrf:{}", s.token_sha256)),
+        token_sha256: s.token_sha256.clone(),
+    })
+}
+
+impl Users {
+    /// Read the users and live sessions of `store`; sessions last `lifetime`.
+    pub fn load(store: Arc<Store>, lifetime: Duration) -> anyhow::Result<Users> {
+        let users = Users {
+            store,
+            snapshot: ArcSwap::default(),
+            any: AtomicBool::new(false),
+            lifetime,
+            reloading: parking_lot::Mutex::new(()),
+            turn: tokio::sync::Mutex::new(()),
+        };
+        users.reload()?;
+        Ok(users)
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Re-read the store: a user removed, disabled or changed, a session ended anywhere, applies from here on.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let _one = self.reloading.lock();
+        let rows = self.store.list_users()?;
+        let sessions = self.store.live_sessions(now_unix())?;
+        let mut next = Snapshot::default();
+        for u in &rows {
+            if let Some(user) = user_of(u) {
+                next.users.insert(user.id.clone(), user);
+            }
+        }
+        for s in &sessions {
+            if let Some(user) = next.users.get(&s.user_id) {
+                next.sessions.insert(s.token_sha256.clone(), signed_in(user.clone(), s));
+            }
+        }
+        self.any.store(!rows.is_empty(), Ordering::Relaxed);
+        self.snapshot.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Whether any user exists (none: a single-user install, nobody signs in).
+    pub fn any(&self) -> bool {
+        self.any.load(Ordering::Relaxed)
+    }
+
+    /// The live session of `token`, from memory.
+    pub fn session(&self, token: &str) -> Option<Arc<SignedIn>> {
+        if !token.starts_with(SESSION_PREFIX) {
+            return None;
+        }
+        let s = self.snapshot.load().sessions.get(&sha256_hex(token)).cloned()?;
+        (s.expires_at > now_unix()).then_some(s)
+    }
+
+    /// [`Users::session`], else the store (a session made on another instance since the last re-read).
+    pub async fn resolve(self: &Arc<Self>, token: &str) -> Option<Arc<SignedIn>> {
+        if !token.starts_with(SESSION_PREFIX) {
+            return None;
+        }
+        if let Some(s) = self.session(token) {
+            return Some(s);
+        }
+        let (me, hash) = (self.clone(), sha256_hex(token));
+        let found = tokio::task::spawn_blocking(move || me.from_store(&hash)).await;
+        match found {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!("could not look a session up in the store: {e:#}");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn from_store(&self, hash: &str) -> anyhow::Result<Option<Arc<SignedIn>>> {
+        let Some(s) = self.store.find_session(hash, now_unix())? else { return Ok(None) };
+        let Some(user) = self.store.find_user(&s.user_id)?.as_ref().and_then(user_of) else { return Ok(None) };
+        let signed = signed_in(user, &s);
+        self.remember(&signed);
+        Ok(Some(signed))
+    }
+
+    fn remember(&self, s: &Arc<SignedIn>) {
+        self.snapshot.rcu(|old| {
+            let mut sessions = old.sessions.clone();
+            sessions.insert(s.token_sha256.clone(), s.clone());
+            Snapshot { users: old.users.clone(), sessions }
+        });
+    }
+
+    /// Check a name, password and (for a user who enrolled one) a one-time code. Blocking (argon2id, the store);
+    /// the caller serialises attempts with [`Users::turn`].
+    pub fn check(&self, name: &str, password: &str, code: Option<&str>) -> Result<StoredUser, SignInRefused> {
+        let row = self.store.find_user(name.trim())?.filter(|u| u.name == name.trim());
+        if !password::verify(row.as_ref().and_then(|u| u.password_hash.as_deref()), password) {
+            return Err(SignInRefused::WrongNameOrPassword);
+        }
+        let Some(row) = row else { return Err(SignInRefused::WrongNameOrPassword) };
+        if user_of(&row).is_none() {
+            return Err(SignInRefused::NotAllowed);
+        }
+        if let Some(secret) = &row.totp_secret {
+            match code.map(str::trim).filter(|c| !c.is_empty()) {
+                None => return Err(SignInRefused::CodeNeeded),
+                Some(c) if !totp::verify(secret, c, now_unix()) => return Err(SignInRefused::WrongCode),
+                Some(_) => {}
+            }
+        }
+        Ok(row)
+    }
+
+    /// One sign-in attempt at a time (held through the delay of a failure).
+    pub async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.turn.lock().await
+    }
+
+    /// Open a session for `user`, however they proved who they are (a password here; an OpenID Connect sign-in
+    /// later, with its own method): the token (shown once: the cookie or the bearer) and the session.
+    pub fn sign_in(&self, user: &StoredUser, method: Method) -> anyhow::Result<(String, Arc<SignedIn>)> {
+        let user = user_of(user).ok_or_else(|| anyhow::anyhow!("user {} may not sign in", user.id))?;
+        let mut b = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut b);
+        let token = format!("{SESSION_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b));
+        let now = now_unix();
+        let row = StoredSession {
+            token_sha256: sha256_hex(&token),
+            user_id: user.id.clone(),
+            method: method.as_str().into(),
+            created_at: now,
+            expires_at: now + i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX / 2),
+        };
+        self.store.insert_session(&row)?;
+        let signed = signed_in(user, &row);
+        self.remember(&signed);
+        Ok((token, signed))
+    }
+
+    /// End one session, here and (through the store) everywhere.
+    pub fn sign_out(&self, s: &SignedIn) -> anyhow::Result<()> {
+        self.store.delete_session(&s.token_sha256)?;
+        self.reload()
+    }
+
+    /// Re-read the store every `period`, forever (changes the command line wrote to the store).
+    pub async fn follow_store(self: Arc<Self>, period: Duration) {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let me = self.clone();
+            match tokio::task::spawn_blocking(move || me.reload()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("could not re-read the users: {e:#}"),
+                Err(e) => tracing::warn!("the users' re-read stopped: {e}"),
+            }
+        }
+    }
+}
