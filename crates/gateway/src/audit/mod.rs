@@ -243,6 +243,7 @@ pub fn key_note(row: &crate::store::StoredKey) -> Note {
         .with("opportunistic", row.opportunistic)
         .with("revoked", row.revoked_at.is_some())
         .with("suspended", row.suspended.is_some())
+        .with("owner", row.owner.clone())
 }
 
 /// A URL without its user name, password, query and fragment (a proxy's or a relay's credentials may be there).

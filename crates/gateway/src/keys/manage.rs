@@ -227,6 +227,7 @@ pub fn summary(row: &StoredKey, usage: Option<(u64, u64, u32)>, now: i64) -> Val
         "revoked_at": row.revoked_at.map(format_rfc3339),
         "suspended_at": row.suspended.as_ref().map(|s| format_rfc3339(s.at)),
         "suspended_reason": row.suspended.as_ref().map(|s| s.reason.clone()),
+        "owner": row.owner,
     });
     if let Some((day, month, in_flight)) = usage {
         v["usage"] = json!({"tokens_today": day, "tokens_this_month": month, "in_flight": in_flight});

@@ -51,6 +51,8 @@ pub struct Policy {
     shared: Arc<ArcSwap<SharedKeys>>,
     /// Keys the admin created, with limits (none on a policy built without them).
     created: Option<Arc<Keys>>,
+    /// People who sign in (users/): their session tokens go on to the admin API's layer, which checks them.
+    users: Option<Arc<crate::users::Users>>,
     /// `[metrics] public`: `/metrics` needs no key (a scraper on a private network).
     metrics_public: bool,
     listener: Listener,
@@ -103,6 +105,13 @@ impl Policy {
         p
     }
 
+    /// With users (users/): their session tokens are let through to the admin API, whose layer checks them, and
+    /// the admin API is no longer open while users exist.
+    pub fn with_users(mut self, users: Arc<crate::users::Users>) -> Policy {
+        self.users = Some(users);
+        self
+    }
+
     /// The Ollama bridge's: the same host and origin lists, and no client key (Ollama clients send none). A
     /// created key that is presented is still honoured (its limits, revocation and expiry apply). Refusals take
     /// `shape_of` the path (the bridge's routes).
@@ -126,6 +135,7 @@ impl Policy {
             allowed_origins: config.access.allowed_origins.clone().into(),
             shared: Arc::default(),
             created: None,
+            users: None,
             records: None,
             metrics_public: false,
             listener,
@@ -186,11 +196,21 @@ impl Policy {
     /// `/admin/*` and `/metrics`: the admin key only (constant-time), never a client key.
     fn check_admin<B>(&self, req: &Request<B>, shared: &SharedKeys) -> Result<(), Refusal> {
         let created = self.created.as_deref().filter(|c| !c.is_empty());
-        if shared.admin_keys.is_empty() {
-            // Keyless as before, until keys exist: then a client could drop its key and manage keys itself.
-            return if created.is_some() { Err(Refusal::AdminKeyUnset) } else { Ok(()) };
-        }
+        let users = self.users.as_deref().filter(|u| u.any());
         let presented = presented_keys(req);
+        let path = req.uri().path();
+        if users.is_some() && path.starts_with("/admin/") {
+            // A user's session token: the admin API's layer looks it up (server/admin/access.rs), in the store
+            // when this instance has not seen it yet; the sign-in itself needs nothing.
+            if presented[0].is_some_and(|t| t.starts_with(crate::users::SESSION_PREFIX)) || path == SIGN_IN {
+                return Ok(());
+            }
+        }
+        if shared.admin_keys.is_empty() {
+            // Keyless as before, until keys or users exist: then a client could drop its key and manage keys
+            // itself, or anyone could do what only signed-in users may.
+            return if created.is_some() || users.is_some() { Err(Refusal::AdminKeyUnset) } else { Ok(()) };
+        }
         if presented.iter().flatten().any(|p| any_equal(&shared.admin_keys, p)) {
             return Ok(());
         }
@@ -354,8 +374,9 @@ impl Policy {
             .with_code("admin_key_required"),
             Refusal::AdminKeyUnset => GatewayError::new(
                 ErrorKind::Unauthorized,
-                "Client keys exist but no admin credential is configured: set CODEX_GATEWAY_ADMIN_KEY (or \
-                 `[server] admin_key`, or CODEX_GATEWAY_API_KEY) to use /admin/* and /metrics.",
+                "Client keys or users exist but no admin credential is configured: set CODEX_GATEWAY_ADMIN_KEY (or \
+                 `[server] admin_key`, or CODEX_GATEWAY_API_KEY) to use /admin/* and /metrics, or sign in as a \
+                 user (POST /admin/sign-in) and send the session token.",
             )
             .with_code("admin_key_required"),
         }
@@ -382,6 +403,9 @@ fn host_of<B>(req: &Request<B>) -> Result<Option<&[u8]>, Refusal> {
 
 /// The gateway's own status and Claude Code's connectivity preflight need no key (they still pass the host and
 /// origin checks).
+/// The admin API's sign-in (server/admin/users.rs), open to anyone while users exist.
+const SIGN_IN: &str = "/admin/sign-in";
+
 fn is_public(path: &str) -> bool {
     matches!(path, "/" | "/health" | "/ready")
 }
@@ -400,7 +424,11 @@ fn is_admin(path: &str) -> bool {
 
 /// The keys a request presents in headers: `Authorization: Bearer`, `x-api-key`, `x-goog-api-key`.
 fn presented_keys<B>(req: &Request<B>) -> [Option<&str>; 3] {
-    let h = req.headers();
+    presented_in(req.headers())
+}
+
+/// [`presented_keys`] of a request's headers.
+pub(crate) fn presented_in(h: &HeaderMap) -> [Option<&str>; 3] {
     let bearer = h
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -414,7 +442,7 @@ fn presented_keys<B>(req: &Request<B>) -> [Option<&str>; 3] {
 }
 
 /// Constant-time against each configured key (the comparison's time does not depend on where bytes differ).
-fn any_equal(keys: &[String], presented: &str) -> bool {
+pub(crate) fn any_equal(keys: &[String], presented: &str) -> bool {
     keys.iter().any(|k| constant_time_eq(k.as_bytes(), presented.as_bytes()))
 }
 
@@ -522,6 +550,7 @@ mod tests {
             allowed_origins: owned(origins),
             shared: Arc::new(ArcSwap::from_pointee(SharedKeys { keys: owned(keys), admin_keys: owned(keys) })),
             created: None,
+            users: None,
             records: None,
             metrics_public: false,
             listener: Listener::Main,

@@ -121,28 +121,35 @@ pub async fn run_with_sinks(
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
     let keys_upkeep = tokio::spawn(state.keys.clone().follow_store(state.config.upkeep_interval));
+    let users_upkeep = tokio::spawn(state.users.clone().follow_store(state.config.upkeep_interval));
     // Team store (docs/team.md): re-read accounts and keys within a second of a change another instance made;
     // pull the conversations the others decided into the pool's affinity map; count what the other instances'
     // keys spent against the token budgets (keys/team.rs). Nothing on a local store.
-    let (pool, keys) = (state.pool.clone(), state.keys.clone());
+    let (pool, keys, users) = (state.pool.clone(), state.keys.clone(), state.users.clone());
     let mut team = state.pool.store().follow_team(move || {
         pool.reload()?;
         pool.adopt_shared_cooldowns()?;
-        keys.reload()
+        keys.reload()?;
+        // A user removed or a session ended on another instance: refused here from this re-read on.
+        users.reload()
     });
     team.spawn(state.pool.clone().follow_shared_affinity());
     team.spawn(state.keys.clone().follow_team_budgets());
     let hangup = reload::on_hangup(state.clone());
     let watch = state.config.watch_config.then(|| tokio::spawn(reload::watch(state.clone())));
     let shared = state.live.shared_keys.clone();
-    let guard =
-        Arc::new(guard::Policy::main(&state.config, state.keys.clone(), shared).with_records(state.records.clone()));
+    let guard = Arc::new(
+        guard::Policy::main(&state.config, state.keys.clone(), shared)
+            .with_users(state.users.clone())
+            .with_records(state.records.clone()),
+    );
     let timeouts = state.config.timeouts.clone();
     let ledger = state.ledger.clone();
     let drain = state.drain.clone();
     let served = listen::serve(listener, router(state), guard, shutdown, &timeouts, drain).await;
     upkeep.abort();
     keys_upkeep.abort();
+    users_upkeep.abort();
     team.stop();
     hangup.abort();
     if let Some(w) = watch {

@@ -146,6 +146,26 @@ pub async fn usage(ledger: &Arc<Ledger>, raw: Option<&str>) -> Result<Response, 
     })
 }
 
+/// `GET /admin/usage` for one user: grouped by key (another grouping is refused), only the series of `keys`.
+pub async fn usage_of_keys(ledger: &Arc<Ledger>, raw: Option<&str>, keys: &[String]) -> Result<Response, GatewayError> {
+    let (mut q, csv) = parse_usage(raw, now_ms())?;
+    match q.group_by {
+        None | Some(GroupBy::Key) => q.group_by = Some(GroupBy::Key),
+        Some(_) => return Err(GatewayError::invalid_param("group_by", "Your usage is grouped by key: group_by=key")),
+    }
+    let mut report = ledger.usage(q).await.map_err(failed)?;
+    report.retain_groups(|g| g.is_some_and(|g| keys.iter().any(|k| k == g)));
+    Ok(match csv {
+        true => csv_response(query::usage_csv(&report).map_err(failed)?, None),
+        false => axum::Json(report).into_response(),
+    })
+}
+
+/// The `key` parameter of a requests query, if any (a member must name one of theirs).
+pub fn requests_key(raw: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).find(|(k, _)| k == "key").map(|(_, v)| v.into_owned())
+}
+
 /// `GET /admin/requests`: one page of request rows for the query string `raw`, as JSON or CSV.
 pub async fn requests(ledger: &Arc<Ledger>, raw: Option<&str>) -> Result<Response, GatewayError> {
     let (q, csv) = parse_requests(raw, now_ms())?;

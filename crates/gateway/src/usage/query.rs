@@ -134,6 +134,19 @@ pub struct UsageReport {
     pub totals: Totals,
 }
 
+impl UsageReport {
+    /// Keep the series whose group `keep` lets through (a report grouped by key, narrowed to one user's keys),
+    /// the totals summed again over what is left.
+    pub fn retain_groups(&mut self, keep: impl Fn(Option<&str>) -> bool) {
+        self.series.retain(|s| keep(s.group.as_deref()));
+        let mut totals = Totals::default();
+        for s in &self.series {
+            totals.add(&s.totals);
+        }
+        self.totals = totals;
+    }
+}
+
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }

@@ -28,6 +28,7 @@ use crate::store::users::{StoredSession, StoredUser};
 pub mod access;
 pub mod manage;
 pub mod password;
+pub mod table;
 pub mod totp;
 
 pub use access::Role;
@@ -155,6 +156,16 @@ pub struct Users {
     reloading: parking_lot::Mutex<()>,
     /// Held by a sign-in through its delay: guesses wait their turn.
     turn: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let snapshot = self.snapshot.load();
+        f.debug_struct("Users")
+            .field("users", &snapshot.users.len())
+            .field("sessions", &snapshot.sessions.len())
+            .finish()
+    }
 }
 
 /// Lower-case hex SHA-256 of `text`.

@@ -1,25 +1,26 @@
 //! The admin API in the audit trail (audit/): one layer records every request that may change state (any method
-//! but GET and HEAD) with the admin credential as its actor, the client's address, the route's action, the
+//! but GET and HEAD) with who asked as its actor (the admin key, a signed-in user: access.rs), the client's address, the route's action, the
 //! account, key or conversation its path names, and its outcome; handlers add non-secret details with an
 //! [`audit::Note`] on their answer. `GET /admin/audit` reads the trail with filters (audit/query.rs).
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{MatchedPath, RawPathParams, RawQuery, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Json, Router};
 use dialects::GatewayError;
 use serde_json::{Value, json};
 
 use super::error::AdminError;
 use crate::app::AppState;
 use crate::audit::{self, Actor, Entry, Note, Outcome};
+use crate::users::Principal;
+use crate::users::table::RouteTable;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/admin/audit", get(read))
+pub fn routes() -> RouteTable<Arc<AppState>> {
+    RouteTable::new().get("/admin/audit", read)
 }
 
 /// The layer: the request runs, then its entry is appended (off the async workers) before the answer goes out.
@@ -37,9 +38,13 @@ pub async fn layer(
     let route = matched.as_ref().map(MatchedPath::as_str).unwrap_or("").to_string();
     let target = params.ok().and_then(|p| p.iter().next().map(|(_, v)| v.to_string()));
     let source = audit::source_of(req.extensions());
-    // The guard let only the admin credential in (server/guard.rs), or anyone while none is configured.
-    let actor = if s.live.shared_keys.load().admin_keys.is_empty() { Actor::AdminOpen } else { Actor::AdminKey };
     let mut resp = next.run(req).await;
+    // Who asked, as the access layer found out (access.rs) or a sign-in decided; nobody it knew otherwise.
+    let actor = match (resp.extensions_mut().remove::<Principal>(), resp.extensions_mut().remove::<Actor>()) {
+        (_, Some(actor)) => actor,
+        (Some(p), None) => p.actor(),
+        (None, None) => Actor::Anonymous,
+    };
     let mut entry = Entry::new(actor, action(&method, &route));
     entry.source = source;
     entry.target = target;
@@ -75,6 +80,14 @@ fn action(method: &Method, route: &str) -> String {
         ("POST", "/admin/keys") => "key.create",
         ("PATCH", "/admin/keys/{id}") => "key.update",
         ("POST", "/admin/keys/{id}/revoke") => "key.revoke",
+        ("POST", "/admin/sign-in") => "user.sign_in",
+        ("POST", "/admin/sign-out") => "user.sign_out",
+        ("POST", "/admin/users") => "user.create",
+        ("PATCH", "/admin/users/{id}") => "user.update",
+        ("DELETE", "/admin/users/{id}") => "user.remove",
+        ("POST", "/admin/users/{id}/password") => "user.password",
+        ("POST", "/admin/users/{id}/totp") => "user.totp_enrol",
+        ("DELETE", "/admin/users/{id}/totp") => "user.totp_remove",
         _ => return format!("admin.{} {route}", method.as_str().to_ascii_lowercase()),
     };
     named.to_string()

@@ -5,21 +5,21 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use dialects::{ErrorKind, GatewayError};
 use serde_json::{Value, json};
 
 use super::error::AdminError;
 use crate::app::AppState;
 use crate::audit::Note;
+use crate::users::table::RouteTable;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/admin/conversations/held", get(held))
-        .route("/admin/conversations/{key}/hold", delete(release))
-        .route("/admin/accounts/{id}/holds", delete(release_account))
+pub fn routes() -> RouteTable<Arc<AppState>> {
+    RouteTable::new()
+        .get("/admin/conversations/held", held)
+        .delete("/admin/conversations/{key}/hold", release)
+        .delete("/admin/accounts/{id}/holds", release_account)
 }
 
 /// `{"held": [{"key", "account", "reason", "since"}], "count"}`: the conversations this instance holds (with a

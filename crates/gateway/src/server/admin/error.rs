@@ -21,6 +21,8 @@ use crate::app::AppState;
 use crate::keys::manage::ManageError;
 use crate::server::errors::error_response;
 use crate::server::openai;
+use crate::users::manage::UserError;
+use crate::users::password::PasswordError;
 
 /// Why an admin call failed.
 #[derive(Debug)]
@@ -29,6 +31,8 @@ pub enum AdminError {
     NoAccount(String),
     /// The key store refused a change or a lookup (keys/manage.rs): 400, 404 or 500 by its cause.
     Keys(ManageError),
+    /// A change to a user was refused (users/manage.rs): 400, 403, 404 or 500 by its cause.
+    Users(UserError),
     /// The store or the pool failed: 500, the cause chain in the message.
     Internal(anyhow::Error),
     /// A refusal with its own kind, message and code: a bad body or parameter, a permission, a refresh the
@@ -53,9 +57,27 @@ impl AdminError {
             AdminError::Keys(ManageError::Store(e)) | AdminError::Internal(e) => {
                 GatewayError::internal(format!("{e:#}"))
             }
+            AdminError::Users(e) => user_error(e),
             AdminError::Refused(e) => e,
             AdminError::Body(rejection) => return Err(rejection),
         })
+    }
+}
+
+/// A user change's refusal as the OpenAI shape renders it.
+fn user_error(e: UserError) -> GatewayError {
+    match e {
+        UserError::Invalid(m) => GatewayError::invalid(m),
+        UserError::NotFound(id) => GatewayError::new(ErrorKind::NotFound, format!("No user `{id}`")),
+        e @ UserError::NameTaken(_) => GatewayError::invalid(e.to_string()).with_code("name_taken"),
+        UserError::Password(e @ (PasswordError::TooShort | PasswordError::TooLong)) => {
+            GatewayError::invalid_param("password", e.to_string()).with_code("weak_password")
+        }
+        e @ UserError::TooManyKeys { .. } => {
+            GatewayError::new(ErrorKind::PermissionDenied, e.to_string()).with_code("too_many_keys")
+        }
+        UserError::Password(e @ PasswordError::Hash) => GatewayError::internal(e.to_string()),
+        UserError::Store(e) => GatewayError::internal(format!("{e:#}")),
     }
 }
 
@@ -77,6 +99,12 @@ impl From<GatewayError> for AdminError {
 impl From<anyhow::Error> for AdminError {
     fn from(e: anyhow::Error) -> AdminError {
         AdminError::Internal(e)
+    }
+}
+
+impl From<UserError> for AdminError {
+    fn from(e: UserError) -> AdminError {
+        AdminError::Users(e)
     }
 }
 
@@ -107,7 +135,8 @@ impl FromRequestParts<Arc<AppState>> for KeysManageable {
     type Rejection = AdminError;
 
     async fn from_request_parts(_: &mut Parts, s: &Arc<AppState>) -> Result<Self, AdminError> {
-        if s.config.admin_keys().is_empty() {
+        // Users exist: the admin API asks for a session or the admin key (server/guard.rs), never nothing.
+        if s.config.admin_keys().is_empty() && !s.users.any() {
             return Err(AdminError::Refused(
                 GatewayError::new(
                     ErrorKind::PermissionDenied,

@@ -1,28 +1,32 @@
-//! `/admin/keys`: client keys with limits, on the running gateway (the guard lets only the admin key in). Each
+//! `/admin/keys`: client keys with limits, on the running gateway (admins; a member their own keys: access.rs). Each
 //! change is written to the store and the in-memory registry is reloaded before the answer, so a revoke or a new
 //! limit applies to the next request. The secret is in the answer to the POST that creates a key, and nowhere
 //! else, ever.
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::Value;
 
+use super::access::Asking;
 use super::error::{AdminError, AdminJson, KeysManageable};
 use crate::app::AppState;
 use crate::audit::Note;
 use crate::auth::now_unix;
 use crate::keys::manage::{self, KeyPatch, KeySpec, ManageError};
 use crate::keys::stored_with_usage;
+use crate::store::StoredKey;
+use crate::users::table::RouteTable;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/admin/keys", get(list).post(create))
-        .route("/admin/keys/{id}", get(one).patch(update))
-        .route("/admin/keys/{id}/revoke", post(revoke))
+pub fn routes() -> RouteTable<Arc<AppState>> {
+    RouteTable::new()
+        .get("/admin/keys", list)
+        .post("/admin/keys", create)
+        .get("/admin/keys/{id}", one)
+        .patch("/admin/keys/{id}", update)
+        .post("/admin/keys/{id}/revoke", revoke)
 }
 
 /// The registry follows the store before the answer goes out.
@@ -30,16 +34,31 @@ fn reloaded(s: &AppState) -> Result<(), AdminError> {
     Ok(s.keys.reload()?)
 }
 
-async fn list(State(s): State<Arc<AppState>>) -> Result<Json<Value>, AdminError> {
-    let rows = s.keys.store().list_keys().map_err(ManageError::from)?;
-    Ok(Json(Value::Array(rows.iter().map(|row| stored_with_usage(Some(&s.keys), row)).collect())))
+/// A member sees their own keys only (`asking`: server/admin/access.rs); an admin every key.
+fn visible(asking: &Asking, row: &StoredKey) -> bool {
+    asking.only_own().is_none_or(|u| row.owner.as_deref() == Some(u.id.as_str()))
 }
 
-async fn one(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, AdminError> {
+async fn list(State(s): State<Arc<AppState>>, asking: Asking) -> Result<Json<Value>, AdminError> {
+    let rows = s.keys.store().list_keys().map_err(ManageError::from)?;
+    let shown = rows.iter().filter(|row| visible(&asking, row));
+    Ok(Json(Value::Array(shown.map(|row| stored_with_usage(Some(&s.keys), row)).collect())))
+}
+
+/// The key with this id, if the caller may see it (another user's is as absent as a key that never was).
+fn get_visible(s: &AppState, asking: &Asking, id: String) -> Result<StoredKey, AdminError> {
     match s.keys.store().get_key(&id).map_err(ManageError::from)? {
-        Some(row) => Ok(Json(stored_with_usage(Some(&s.keys), &row))),
-        None => Err(ManageError::NotFound(id).into()),
+        Some(row) if visible(asking, &row) => Ok(row),
+        Some(_) | None => Err(ManageError::NotFound(id).into()),
     }
+}
+
+async fn one(
+    State(s): State<Arc<AppState>>,
+    asking: Asking,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    Ok(Json(stored_with_usage(Some(&s.keys), &get_visible(&s, &asking, id)?)))
 }
 
 /// Body: `{"name": "...", "models"?: [...], "rpm"?, "concurrency"?, "daily_tokens"?, "monthly_tokens"?,
@@ -48,9 +67,15 @@ async fn one(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<J
 async fn create(
     State(s): State<Arc<AppState>>,
     _: KeysManageable,
+    asking: Asking,
     AdminJson(spec): AdminJson<KeySpec>,
 ) -> Result<(StatusCode, Note, Json<Value>), AdminError> {
-    let (row, secret) = manage::create(s.keys.store(), spec, now_unix())?;
+    // A signed-in user's key is theirs; a member's counts against the maximum an admin set them.
+    if let Some(member) = asking.only_own() {
+        crate::users::manage::may_add_key(s.keys.store(), member)?;
+    }
+    let owner = asking.principal.user().map(|u| u.id.as_str());
+    let (row, secret) = manage::create_owned(s.keys.store(), spec, owner, now_unix())?;
     reloaded(&s)?;
     let mut v = stored_with_usage(Some(&s.keys), &row);
     v["secret"] = secret.into();
@@ -74,7 +99,12 @@ async fn update(
     Ok((crate::audit::key_note(&row), Json(stored_with_usage(Some(&s.keys), &row))))
 }
 
-async fn revoke(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<(Note, Json<Value>), AdminError> {
+async fn revoke(
+    State(s): State<Arc<AppState>>,
+    asking: Asking,
+    Path(id): Path<String>,
+) -> Result<(Note, Json<Value>), AdminError> {
+    let id = get_visible(&s, &asking, id)?.id;
     let row = manage::revoke(s.keys.store(), &id, now_unix())?;
     reloaded(&s)?;
     Ok((crate::audit::key_note(&row), Json(stored_with_usage(Some(&s.keys), &row))))

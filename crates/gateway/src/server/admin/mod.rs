@@ -9,7 +9,6 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use dialects::{ErrorKind, GatewayError};
 use serde::Deserialize;
@@ -21,39 +20,55 @@ use crate::app::AppState;
 use crate::app::reload::{Trigger, reload_logged};
 use crate::audit::Note;
 use crate::auth::now_unix;
+use crate::users::table::RouteTable;
 
+mod access;
 mod audit;
 mod conversations;
 mod error;
 mod keys;
+mod users;
 
+use access::Asking;
 use error::{AdminError, AdminJson};
 
 /// The admin API's routes: the accounts, the reload, the usage ledger, the client keys (keys.rs), the audit trail
 /// (audit.rs), whose layer records every change made through them.
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/admin/status", get(status))
-        .route("/admin/forecast", get(forecast))
-        .route("/admin/accounts", get(list).post(add))
-        .route("/admin/accounts/export", get(export))
-        .route("/admin/accounts/{id}", get(one).delete(remove))
-        .route("/admin/accounts/{id}/enable", post(enable))
-        .route("/admin/accounts/{id}/disable", post(disable))
-        .route("/admin/accounts/{id}/label", post(label))
-        .route("/admin/accounts/{id}/policy", post(policy))
-        .route("/admin/accounts/{id}/proxy", post(proxy))
-        .route("/admin/accounts/{id}/refresh", post(refresh))
-        .route("/admin/accounts/{id}/check", post(check))
-        .route("/admin/accounts/{id}/cooldowns", delete(clear_cooldowns))
-        .route("/admin/reload", get(last_reload).post(reload_now))
+    table()
+        .into_router()
+        // Inside the audit layer: a refusal by role is recorded as any other answer.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::layer))
+        .route_layer(axum::middleware::from_fn_with_state(state, audit::layer))
+}
+
+/// Every admin route, listed as registered (the access table test walks them: server/access_table.rs).
+pub fn table() -> RouteTable<Arc<AppState>> {
+    RouteTable::new()
+        .get("/admin/status", status)
+        .get("/admin/forecast", forecast)
+        .get("/admin/accounts", list)
+        .post("/admin/accounts", add)
+        .get("/admin/accounts/export", export)
+        .get("/admin/accounts/{id}", one)
+        .delete("/admin/accounts/{id}", remove)
+        .post("/admin/accounts/{id}/enable", enable)
+        .post("/admin/accounts/{id}/disable", disable)
+        .post("/admin/accounts/{id}/label", label)
+        .post("/admin/accounts/{id}/policy", policy)
+        .post("/admin/accounts/{id}/proxy", proxy)
+        .post("/admin/accounts/{id}/refresh", refresh)
+        .post("/admin/accounts/{id}/check", check)
+        .delete("/admin/accounts/{id}/cooldowns", clear_cooldowns)
+        .get("/admin/reload", last_reload)
+        .post("/admin/reload", reload_now)
         // The usage ledger (usage/api.rs).
-        .route("/admin/usage", get(usage))
-        .route("/admin/requests", get(requests))
+        .get("/admin/usage", usage)
+        .get("/admin/requests", requests)
         .merge(keys::routes())
         .merge(conversations::routes())
         .merge(audit::routes())
-        .route_layer(axum::middleware::from_fn_with_state(state, audit::layer))
+        .merge(users::routes())
 }
 
 /// What an admin handler answers: JSON, or the admin API's error (error.rs).
@@ -284,12 +299,35 @@ async fn reload_now(State(state): State<Arc<AppState>>) -> Response {
     (status, report.note(), axum::Json(report)).into_response()
 }
 
-/// `GET /admin/usage` (usage/api.rs).
-async fn usage(State(s): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Answer<Response> {
-    Ok(crate::usage::api::usage(&s.ledger, raw.as_deref()).await?)
+/// `GET /admin/usage` (usage/api.rs); a member's own keys only, grouped by key.
+async fn usage(State(s): State<Arc<AppState>>, asking: Asking, RawQuery(raw): RawQuery) -> Answer<Response> {
+    match asking.only_own() {
+        None => Ok(crate::usage::api::usage(&s.ledger, raw.as_deref()).await?),
+        Some(user) => {
+            let keys: Vec<String> = owned_keys(&s, &user.id)?;
+            Ok(crate::usage::api::usage_of_keys(&s.ledger, raw.as_deref(), &keys).await?)
+        }
+    }
 }
 
-/// `GET /admin/requests` (usage/api.rs).
-async fn requests(State(s): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Answer<Response> {
+/// The ids of every key `user_id` owns, revoked ones included (their past use is the user's).
+fn owned_keys(s: &AppState, user_id: &str) -> Result<Vec<String>, AdminError> {
+    let rows = s.keys.store().list_keys()?;
+    Ok(rows.into_iter().filter(|k| k.owner.as_deref() == Some(user_id)).map(|k| k.id).collect())
+}
+
+/// `GET /admin/requests` (usage/api.rs); a member names one of their keys (`key=`).
+async fn requests(State(s): State<Arc<AppState>>, asking: Asking, RawQuery(raw): RawQuery) -> Answer<Response> {
+    if let Some(user) = asking.only_own() {
+        let key = crate::usage::api::requests_key(raw.as_deref());
+        if !key.is_some_and(|k| owned_keys(&s, &user.id).is_ok_and(|owned| owned.contains(&k))) {
+            return Err(GatewayError::new(
+                ErrorKind::PermissionDenied,
+                "A member lists the requests of their own keys: add key=<one of your key ids>.",
+            )
+            .with_code("not_your_key")
+            .into());
+        }
+    }
     Ok(crate::usage::api::requests(&s.ledger, raw.as_deref()).await?)
 }

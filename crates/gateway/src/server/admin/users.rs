@@ -1,0 +1,233 @@
+//! `/admin/users` (an admin manages people: create, role, disable, remove, password, TOTP enrolment) and a
+//! user's own session on the admin API: `POST /admin/sign-in` (name, password and, when enrolled, a one-time
+//! code) answers a session token to send as `Authorization: Bearer`, `POST /admin/sign-out` ends it, `GET
+//! /admin/me` says who it is. The changes go through users/manage.rs; each answer is sent after the registries
+//! (users, keys) re-read the store, so a disabled user's next request is refused here, and on the other
+//! instances of a team at their next poll. The audit layer records each call; the notes here say what changed,
+//! never a password, a hash, a TOTP secret or a token.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use dialects::{ErrorKind, GatewayError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::access::Asking;
+use super::error::{AdminError, AdminJson};
+use crate::app::AppState;
+use crate::audit::{Actor, Note};
+use crate::auth::now_unix;
+use crate::users::manage::{self, Ended, NewUser, UserPatch};
+use crate::users::table::RouteTable;
+use crate::users::{Method, Principal, SIGN_IN_DELAY, SignInRefused};
+
+pub fn routes() -> RouteTable<Arc<AppState>> {
+    RouteTable::new()
+        .post("/admin/sign-in", sign_in)
+        .post("/admin/sign-out", sign_out)
+        .get("/admin/me", me)
+        .get("/admin/users", list)
+        .post("/admin/users", create)
+        .get("/admin/users/{id}", one)
+        .patch("/admin/users/{id}", update)
+        .delete("/admin/users/{id}", remove)
+        .post("/admin/users/{id}/password", password)
+        .post("/admin/users/{id}/totp", enrol_totp)
+        .delete("/admin/users/{id}/totp", drop_totp)
+}
+
+/// Run blocking store work (and argon2id) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AdminError> + Send + 'static,
+) -> Result<T, AdminError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AdminError::Internal(anyhow::anyhow!("a store task failed: {e}")))?
+}
+
+/// The registries follow the store before the answer goes out.
+fn reloaded(s: &AppState) -> Result<(), AdminError> {
+    s.users.reload()?;
+    Ok(s.keys.reload()?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignInBody {
+    name: String,
+    password: String,
+    /// The authenticator app's six digits, for a user who enrolled one.
+    code: Option<String>,
+}
+
+/// `POST /admin/sign-in`: `{"token", "expires_at", "user"}`, or 401 after a delay (one attempt at a time).
+async fn sign_in(State(s): State<Arc<AppState>>, AdminJson(b): AdminJson<SignInBody>) -> Response {
+    let name: String = b.name.trim().chars().take(200).collect();
+    let note = Note::target(name.clone()).action("user.sign_in");
+    let turn = s.users.turn().await;
+    let users = s.users.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let row = users.check(&b.name, &b.password, b.code.as_deref())?;
+        let method = if row.totp_secret.is_some() { Method::PasswordTotp } else { Method::Password };
+        Ok::<_, SignInRefused>(users.sign_in(&row, method)?)
+    })
+    .await
+    .unwrap_or_else(|e| Err(SignInRefused::Store(anyhow::anyhow!("the sign-in task failed: {e}"))));
+    let (token, signed) = match checked {
+        Ok(done) => done,
+        Err(refused) => {
+            tokio::time::sleep(SIGN_IN_DELAY).await;
+            drop(turn);
+            tracing::warn!("admin API: a sign-in was refused ({refused:?})");
+            let mut resp = AdminError::from(sign_in_error(&refused)).into_response();
+            resp.extensions_mut().insert(Actor::Anonymous);
+            resp.extensions_mut().insert(note.with("reason", reason(&refused)));
+            return resp;
+        }
+    };
+    drop(turn);
+    let body = json!({
+        "token": token,
+        "expires_at": signed.expires_at,
+        "user": {"id": signed.user.id, "name": signed.user.name, "role": signed.user.role.as_str()},
+    });
+    let note = note.with("method", signed.method.clone());
+    let mut resp = (note, Json(body)).into_response();
+    resp.extensions_mut().insert(Principal::User(signed));
+    resp
+}
+
+/// A refusal's name in the audit trail (never what was typed).
+pub(crate) fn reason(r: &SignInRefused) -> &'static str {
+    match r {
+        SignInRefused::WrongNameOrPassword => "wrong_name_or_password",
+        SignInRefused::NotAllowed => "disabled_or_no_role",
+        SignInRefused::CodeNeeded => "code_needed",
+        SignInRefused::WrongCode => "wrong_code",
+        SignInRefused::Store(_) => "store_error",
+    }
+}
+
+fn sign_in_error(r: &SignInRefused) -> GatewayError {
+    let (kind, code) = match r {
+        SignInRefused::WrongNameOrPassword | SignInRefused::NotAllowed => (ErrorKind::Unauthorized, "sign_in_failed"),
+        SignInRefused::CodeNeeded => (ErrorKind::Unauthorized, "code_needed"),
+        SignInRefused::WrongCode => (ErrorKind::Unauthorized, "wrong_code"),
+        SignInRefused::Store(_) => (ErrorKind::Internal, "store_error"),
+    };
+    let message = match r {
+        SignInRefused::Store(_) => "The sign-in could not be checked: see the gateway's log.".to_string(),
+        other => format!("Sign-in refused: {other}."),
+    };
+    GatewayError::new(kind, message).with_code(code)
+}
+
+/// `POST /admin/sign-out`: the session sent ends, everywhere.
+async fn sign_out(State(s): State<Arc<AppState>>, asking: Asking) -> Result<Json<Value>, AdminError> {
+    let Principal::User(signed) = asking.principal else {
+        return Err(GatewayError::invalid("Only a user's session signs out; the admin key stays valid.").into());
+    };
+    let users = s.users.clone();
+    blocking(move || Ok(users.sign_out(&signed)?)).await?;
+    Ok(Json(json!({"signed_out": true})))
+}
+
+/// `GET /admin/me`: who the credential is, and the role it acts with.
+async fn me(asking: Asking) -> Json<Value> {
+    let p = &asking.principal;
+    Json(json!({
+        "actor": p.actor().as_text(),
+        "role": p.role().as_str(),
+        "user": p.user().map(|u| json!({"id": u.id, "name": u.name, "max_keys": u.max_keys})),
+    }))
+}
+
+async fn list(State(s): State<Arc<AppState>>) -> Result<Json<Value>, AdminError> {
+    let store = s.users.store().clone();
+    let rows = blocking(move || Ok(store.list_users()?)).await?;
+    Ok(Json(Value::Array(rows.iter().map(manage::summary).collect())))
+}
+
+async fn one(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, AdminError> {
+    let store = s.users.store().clone();
+    Ok(Json(manage::summary(&blocking(move || Ok(manage::find(&store, &id)?)).await?)))
+}
+
+/// Body `{"name", "role", "password"?, "max_keys"?}`: 201 with the user.
+async fn create(
+    State(s): State<Arc<AppState>>,
+    AdminJson(new): AdminJson<NewUser>,
+) -> Result<(StatusCode, Note, Json<Value>), AdminError> {
+    let store = s.users.store().clone();
+    let row = blocking(move || Ok(manage::create(&store, new, now_unix())?)).await?;
+    reloaded(&s)?;
+    Ok((StatusCode::CREATED, manage::note(&row, &Ended::default()), Json(manage::summary(&row))))
+}
+
+/// Body: any of `{"role", "disabled", "max_keys"}`. Disabling ends the user's sessions and revokes their keys.
+async fn update(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    AdminJson(patch): AdminJson<UserPatch>,
+) -> Result<(Note, Json<Value>), AdminError> {
+    let store = s.users.store().clone();
+    let (row, ended) = blocking(move || Ok(manage::update(&store, &id, patch, now_unix())?)).await?;
+    reloaded(&s)?;
+    Ok((manage::note(&row, &ended).action("user.update"), Json(with_ended(&row, &ended))))
+}
+
+/// Ends the user's sessions and revokes their keys, then removes the user.
+async fn remove(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<(Note, Json<Value>), AdminError> {
+    let store = s.users.store().clone();
+    let (row, ended) = blocking(move || Ok(manage::remove(&store, &id, now_unix())?)).await?;
+    reloaded(&s)?;
+    let mut v = with_ended(&row, &ended);
+    v["removed"] = true.into();
+    Ok((manage::note(&row, &ended).action("user.remove"), Json(v)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    password: String,
+}
+
+/// Body `{"password"}`: a new password; the user's sessions end.
+async fn password(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    AdminJson(b): AdminJson<PasswordBody>,
+) -> Result<(Note, Json<Value>), AdminError> {
+    let store = s.users.store().clone();
+    let (row, ended) = blocking(move || Ok(manage::set_password(&store, &id, &b.password)?)).await?;
+    reloaded(&s)?;
+    Ok((manage::note(&row, &ended).action("user.password"), Json(with_ended(&row, &ended))))
+}
+
+/// A new TOTP secret: `{"otpauth_uri"}`, shown this once (the secret is in it), for the user's authenticator app.
+async fn enrol_totp(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<(Note, Json<Value>), AdminError> {
+    let store = s.users.store().clone();
+    let (row, uri) = blocking(move || Ok(manage::enrol_totp(&store, &id)?)).await?;
+    reloaded(&s)?;
+    let mut v = manage::summary(&row);
+    v["otpauth_uri"] = uri.into();
+    Ok((manage::note(&row, &Ended::default()).action("user.totp_enrol"), Json(v)))
+}
+
+async fn drop_totp(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<(Note, Json<Value>), AdminError> {
+    let store = s.users.store().clone();
+    let row = blocking(move || Ok(manage::drop_totp(&store, &id)?)).await?;
+    reloaded(&s)?;
+    Ok((manage::note(&row, &Ended::default()).action("user.totp_remove"), Json(manage::summary(&row))))
+}
+
+fn with_ended(row: &crate::store::users::StoredUser, ended: &Ended) -> Value {
+    let mut v = manage::summary(row);
+    v["sessions_ended"] = ended.sessions.into();
+    v["keys_revoked"] = ended.keys.clone().into();
+    v
+}
