@@ -34,11 +34,14 @@ pub(crate) async fn layer(
     let session = actor_of(&dash, req.headers());
     let mut resp = next.run(req).await;
     let status = resp.status();
-    let actor = match session {
-        Some(a) => a,
-        None if route == "/dashboard/login" && status.is_success() => Actor::DashboardAdminKey,
+    // A sign-in says who it was (or that it was nobody); otherwise the session's actor.
+    let signed_in = resp.extensions_mut().remove::<Actor>();
+    let actor = match (signed_in, session) {
+        (Some(a), _) => a,
+        (None, Some(a)) => a,
+        (None, None) if route == "/dashboard/login" && status.is_success() => Actor::DashboardAdminKey,
         // A session the gate opened for this very request (loopback without a login).
-        None if resp
+        (None, None) if resp
             .headers()
             .get_all(header::SET_COOKIE)
             .iter()
@@ -46,7 +49,7 @@ pub(crate) async fn layer(
         {
             Actor::DashboardLoopback
         }
-        None => Actor::Anonymous,
+        (None, None) => Actor::Anonymous,
     };
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let mut entry = Entry::new(actor, action(&route, param("action").as_deref(), param("flow").as_deref()));
@@ -88,6 +91,15 @@ fn action(route: &str, act: Option<&str>, flow: Option<&str>) -> String {
         "/dashboard/api/keys" => "key.create".into(),
         "/dashboard/api/keys/{id}" => "key.update".into(),
         "/dashboard/api/keys/{id}/revoke" => "key.revoke".into(),
+        "/dashboard/api/users" => "user.create".into(),
+        "/dashboard/api/users/{id}" => "user.update".into(),
+        "/dashboard/api/users/{id}/{action}" => match act.unwrap_or_default() {
+            "password" => "user.password".into(),
+            "totp" => "user.totp_enrol".into(),
+            "totp_remove" => "user.totp_remove".into(),
+            "remove" => "user.remove".into(),
+            _ => "user.unknown_action".into(),
+        },
         other => format!("dashboard.post {other}"),
     }
 }

@@ -1,5 +1,5 @@
 //! The Keys page: client keys with limits (keys/), created, listed with their usage, updated and revoked from
-//! the browser, through `keys::manage` as `/admin/keys` does. A new key's secret is in the answer to its
+//! the browser, through `keys::manage` as `/admin/keys` does; a member sees, creates (up to their maximum) and revokes their own keys only. A new key's secret is in the answer to its
 //! creation and nowhere else: the page shows it once with a copy button; lists show the prefix only.
 
 use axum::extract::{Path, State};
@@ -8,12 +8,15 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::access::Own;
 use super::audit::noted;
 use super::session::{ApiWrite, PageAccess};
 use super::{St, json_error, json_response};
 use crate::auth::now_unix;
 use crate::keys::manage::{self, KeyPatch, KeySpec, ManageError};
 use crate::keys::stored_with_usage;
+use crate::store::StoredKey;
+use crate::users::access::{self, Action};
 
 fn refused(e: ManageError) -> Response {
     match e {
@@ -36,20 +39,37 @@ fn reload(dash: &St) -> Result<(), Box<Response>> {
 }
 
 /// `GET /dashboard/keys`.
-pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess) -> Response {
+pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess, own: Own) -> Response {
     let keys = &dash.app.keys;
     let rows = match keys.store().list_keys() {
         Ok(rows) => rows,
         Err(e) => return refused(ManageError::Store(e)),
     };
-    let list: Vec<Value> = rows.iter().map(|r| stored_with_usage(Some(keys), r)).collect();
+    let list: Vec<Value> =
+        rows.iter().filter(|r| visible(&own, r)).map(|r| stored_with_usage(Some(keys), r)).collect();
+    let role = a.who.role();
+    let may = |action| access::decide(role, action) != access::Decision::Refuse;
     let models: Vec<String> = dash.app.catalog.entries().await.iter().map(|e| e.slug.clone()).collect();
     let mut ctx = super::pages::base(&a, "Keys", "keys");
     ctx.insert("keys".into(), Value::Array(list));
     ctx.insert("models".into(), json!(models));
-    ctx.insert("can_create".into(), (!dash.app.config.admin_keys().is_empty()).into());
+    ctx.insert("can_create".into(), (manageable(&dash) && may(Action::KeysWrite)).into());
+    ctx.insert("read_only".into(), (!may(Action::KeysWrite)).into());
+    ctx.insert("can_edit".into(), may(Action::KeysUpdate).into());
+    ctx.insert("own".into(), own.0.as_ref().map(|u| json!({"name": u.name, "max_keys": u.max_keys})).into());
     let page = dash.render("keys.html", Value::Object(ctx));
     a.finish(page)
+}
+
+/// Keys may be created: an admin credential or users exist (without either, a client could drop its key and
+/// manage keys itself).
+fn manageable(dash: &St) -> bool {
+    !dash.app.config.admin_keys().is_empty() || dash.app.users.any()
+}
+
+/// A member sees and revokes their own keys only.
+fn visible(own: &Own, row: &StoredKey) -> bool {
+    own.0.as_ref().is_none_or(|u| row.owner.as_deref() == Some(u.id.as_str()))
 }
 
 /// The form's fields: numbers and lists as the page sends them (empty: no limit).
@@ -80,8 +100,8 @@ fn parse(body: &[u8]) -> Result<Form, Box<Response>> {
 }
 
 /// `POST /dashboard/api/keys`: the new key, with its `secret` (this once).
-pub(crate) async fn create(State(dash): State<St>, _: ApiWrite, body: axum::body::Bytes) -> Response {
-    if dash.app.config.admin_keys().is_empty() {
+pub(crate) async fn create(State(dash): State<St>, ApiWrite(who): ApiWrite, own: Own, body: axum::body::Bytes) -> Response {
+    if !manageable(&dash) {
         // As /admin/keys: without an admin credential a client could drop its key and manage keys itself.
         return json_error(
             StatusCode::FORBIDDEN,
@@ -102,7 +122,13 @@ pub(crate) async fn create(State(dash): State<St>, _: ApiWrite, body: axum::body
         expires: Some(f.expires.trim().to_string()).filter(|e| !e.is_empty()),
         opportunistic: f.opportunistic,
     };
-    let (row, secret) = match manage::create(dash.app.keys.store(), spec, now_unix()) {
+    if let Some(member) = &own.0
+        && let Err(e) = crate::users::manage::may_add_key(dash.app.keys.store(), member)
+    {
+        return json_error(StatusCode::FORBIDDEN, format!("{e}."));
+    }
+    let owner = who.user().map(|u| u.id.clone());
+    let (row, secret) = match manage::create_owned(dash.app.keys.store(), spec, owner.as_deref(), now_unix()) {
         Ok(x) => x,
         Err(e) => return refused(e),
     };
@@ -148,7 +174,12 @@ pub(crate) async fn update(
 }
 
 /// `POST /dashboard/api/keys/{id}/revoke`.
-pub(crate) async fn revoke(State(dash): State<St>, _: ApiWrite, Path(id): Path<String>) -> Response {
+pub(crate) async fn revoke(State(dash): State<St>, _: ApiWrite, own: Own, Path(id): Path<String>) -> Response {
+    match dash.app.keys.store().get_key(&id) {
+        Ok(Some(row)) if visible(&own, &row) => {}
+        Ok(_) => return refused(ManageError::NotFound(id)),
+        Err(e) => return refused(ManageError::Store(e)),
+    }
     let row = match manage::revoke(dash.app.keys.store(), &id, now_unix()) {
         Ok(row) => row,
         Err(e) => return refused(e),

@@ -91,10 +91,11 @@ struct StartBody {
 /// `POST /dashboard/api/login/{device|browser|paste}` -> `{"job"}`; then poll `GET .../job/{job}`.
 pub(crate) async fn start(
     State(dash): State<St>,
-    ApiWrite(actor): ApiWrite,
+    ApiWrite(who): ApiWrite,
     Path(flow): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
+    let actor = who.actor();
     let b: StartBody = serde_json::from_slice(&body).unwrap_or_default();
     let label = b.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
     let issuer = dash.app.config.auth_issuer.clone();
@@ -191,10 +192,11 @@ struct PasteBody {
 /// `POST /dashboard/api/login/job/{job}/paste` `{"text"}`: the address the browser ended on.
 pub(crate) async fn paste(
     State(dash): State<St>,
-    ApiWrite(actor): ApiWrite,
+    ApiWrite(who): ApiWrite,
     Path(job): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
+    let actor = who.actor();
     let Ok(b) = serde_json::from_slice::<PasteBody>(&body) else {
         return json_error(StatusCode::BAD_REQUEST, "Send {\"text\": ...}.");
     };

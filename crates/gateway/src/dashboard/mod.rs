@@ -8,7 +8,8 @@
 //! (Overview, Accounts, Setup, Settings), `keys.rs` (client keys), `ledger.rs` (Usage and Requests, from the
 //! usage ledger), `actions.rs` (account actions), `logins.rs` (adding accounts by the login flows),
 //! `settings.rs` (the config file, edited with toml_edit; `prices.rs` its price table), `setup.rs` (client snippets),
-//! `audit.rs` (the layer that puts every change made here in the audit trail, and the Audit page). The request guard
+//! `audit.rs` (the layer that puts every change made here in the audit trail, and the Audit page), `access.rs` (roles on every
+//! route: the refusal page), `users.rs` (the Users page). The request guard
 //! (server/guard.rs) lets `/dashboard` paths through without the client key: this module's gate decides.
 
 use std::sync::Arc;
@@ -16,12 +17,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::config::Config;
+use crate::users::table::RouteTable;
 
+mod access;
 mod actions;
 mod audit;
 mod forecast;
@@ -33,6 +35,7 @@ mod prices;
 mod session;
 mod settings;
 mod setup;
+mod users;
 
 pub use session::{LOGIN_DELAY, SESSION_COOKIE};
 
@@ -73,33 +76,46 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         templates: std::sync::OnceLock::new(),
         app,
     });
-    Router::new()
-        .route("/dashboard", get(pages::overview))
-        .route("/dashboard/accounts", get(pages::accounts))
-        .route("/dashboard/keys", get(keys::page))
-        .route("/dashboard/usage", get(ledger::usage_page))
-        .route("/dashboard/requests", get(ledger::requests_page))
-        .route("/dashboard/setup", get(pages::setup))
-        .route("/dashboard/settings", get(pages::settings))
-        .route("/dashboard/audit", get(audit::page))
-        .route("/dashboard/login", get(session::login_page).post(session::login))
-        .route("/dashboard/logout", post(session::logout))
-        .route("/dashboard/assets/{name}", get(asset))
-        .route("/dashboard/api/overview", get(pages::overview_json))
-        .route("/dashboard/api/accounts/export", get(actions::export))
-        .route("/dashboard/api/accounts/add", post(actions::add))
-        .route("/dashboard/api/accounts/{id}/{action}", post(actions::act))
-        .route("/dashboard/api/login/{flow}", post(logins::start))
-        .route("/dashboard/api/login/job/{job}", get(logins::status))
-        .route("/dashboard/api/login/job/{job}/paste", post(logins::paste))
-        .route("/dashboard/api/settings", post(settings::save))
-        .route("/dashboard/api/usage.csv", get(ledger::usage_csv))
-        .route("/dashboard/api/requests.csv", get(ledger::requests_csv))
-        .route("/dashboard/api/keys", post(keys::create))
-        .route("/dashboard/api/keys/{id}", post(keys::update))
-        .route("/dashboard/api/keys/{id}/revoke", post(keys::revoke))
+    table()
+        .into_router()
+        // Inside the audit layer: a refusal by role is recorded as any other answer.
+        .route_layer(axum::middleware::from_fn_with_state(dash.clone(), access::layer))
         .route_layer(axum::middleware::from_fn_with_state(dash.clone(), audit::layer))
         .with_state(dash)
+}
+
+/// Every dashboard route, listed as registered (the access table test walks them: server/access_table.rs).
+pub(crate) fn table() -> RouteTable<St> {
+    RouteTable::new()
+        .get("/dashboard", pages::overview)
+        .get("/dashboard/accounts", pages::accounts)
+        .get("/dashboard/keys", keys::page)
+        .get("/dashboard/usage", ledger::usage_page)
+        .get("/dashboard/requests", ledger::requests_page)
+        .get("/dashboard/setup", pages::setup)
+        .get("/dashboard/settings", pages::settings)
+        .get("/dashboard/audit", audit::page)
+        .get("/dashboard/users", users::page)
+        .get("/dashboard/login", session::login_page)
+        .post("/dashboard/login", session::login)
+        .post("/dashboard/logout", session::logout)
+        .get("/dashboard/assets/{name}", asset)
+        .get("/dashboard/api/overview", pages::overview_json)
+        .get("/dashboard/api/accounts/export", actions::export)
+        .post("/dashboard/api/accounts/add", actions::add)
+        .post("/dashboard/api/accounts/{id}/{action}", actions::act)
+        .post("/dashboard/api/login/{flow}", logins::start)
+        .get("/dashboard/api/login/job/{job}", logins::status)
+        .post("/dashboard/api/login/job/{job}/paste", logins::paste)
+        .post("/dashboard/api/settings", settings::save)
+        .get("/dashboard/api/usage.csv", ledger::usage_csv)
+        .get("/dashboard/api/requests.csv", ledger::requests_csv)
+        .post("/dashboard/api/keys", keys::create)
+        .post("/dashboard/api/keys/{id}", keys::update)
+        .post("/dashboard/api/keys/{id}/revoke", keys::revoke)
+        .post("/dashboard/api/users", users::create)
+        .post("/dashboard/api/users/{id}", users::update)
+        .post("/dashboard/api/users/{id}/{action}", users::act)
 }
 
 fn templates() -> minijinja::Environment<'static> {
@@ -117,6 +133,8 @@ fn templates() -> minijinja::Environment<'static> {
         ("requests.html", include_str!("templates/requests.html")),
         ("settings.html", include_str!("templates/settings.html")),
         ("audit.html", include_str!("templates/audit.html")),
+        ("users.html", include_str!("templates/users.html")),
+        ("refused.html", include_str!("templates/refused.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             // The templates are part of the binary; a broken one is caught by the tests that render each page.

@@ -12,13 +12,42 @@ use super::{St, json_response, setup};
 use crate::auth::now_unix;
 use crate::config::Strategy;
 use crate::store::team::StoreHealth;
+use crate::users::Principal;
+use crate::users::access;
 
-/// The page context every template gets: title, active nav entry, CSRF token.
+/// The page context every template gets: title, active nav entry, CSRF token, the pages the visitor's role may
+/// open and who they are.
 pub(crate) fn base(a: &Authed, title: &str, nav: &str) -> serde_json::Map<String, Value> {
+    base_for(&a.who, &a.csrf, title, nav)
+}
+
+/// The main navigation: id, label, page.
+const NAV: &[(&str, &str, &str)] = &[
+    ("overview", "Overview", "/dashboard"),
+    ("accounts", "Accounts", "/dashboard/accounts"),
+    ("keys", "Keys", "/dashboard/keys"),
+    ("usage", "Usage", "/dashboard/usage"),
+    ("requests", "Requests", "/dashboard/requests"),
+    ("setup", "Setup", "/dashboard/setup"),
+    ("settings", "Settings", "/dashboard/settings"),
+    ("users", "Users", "/dashboard/users"),
+    ("audit", "Audit", "/dashboard/audit"),
+];
+
+/// [`base`] for a visitor and CSRF token (the refusal page has no gate's [`Authed`]).
+pub(crate) fn base_for(who: &Principal, csrf: &str, title: &str, nav: &str) -> serde_json::Map<String, Value> {
+    let role = who.role();
+    let open = |href: &str| {
+        access::dashboard_action(&axum::http::Method::GET, href)
+            .is_some_and(|a| access::decide(role, a) != access::Decision::Refuse)
+    };
+    let items: Vec<Value> = NAV.iter().filter(|(_, _, href)| open(href)).map(|(id, l, h)| json!([id, l, h])).collect();
     let mut m = serde_json::Map::new();
     m.insert("title".into(), title.into());
     m.insert("nav".into(), nav.into());
-    m.insert("csrf".into(), a.csrf.clone().into());
+    m.insert("nav_items".into(), items.into());
+    m.insert("signed_in".into(), who.user().map(|u| json!({"name": u.name, "role": u.role.as_str()})).into());
+    m.insert("csrf".into(), csrf.into());
     m.insert("version".into(), env!("CARGO_PKG_VERSION").into());
     m
 }

@@ -26,7 +26,8 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::{St, admin_secret, json_error, json_response};
-use crate::audit::Actor;
+use crate::audit::{Actor, Note};
+use crate::users::{Principal, SESSION_PREFIX, SIGN_IN_DELAY, SignInRefused};
 use crate::hosts::{host_name, is_loopback_name};
 
 /// The session cookie's name.
@@ -55,10 +56,10 @@ enum Opened {
 }
 
 impl Opened {
-    fn actor(self) -> Actor {
+    fn principal(self) -> Principal {
         match self {
-            Opened::AdminKey => Actor::DashboardAdminKey,
-            Opened::Loopback => Actor::DashboardLoopback,
+            Opened::AdminKey => Principal::DashboardAdminKey,
+            Opened::Loopback => Principal::DashboardLoopback,
         }
     }
 }
@@ -73,8 +74,8 @@ pub(crate) struct Sessions {
 /// A request the gate let through.
 pub(crate) struct Authed {
     pub csrf: String,
-    /// Who the session is, in the audit trail.
-    pub actor: Actor,
+    /// Who the session is: their role, and the actor of their changes in the audit trail.
+    pub who: Principal,
     /// A cookie to set (a session made without a login, on loopback when configured).
     set_cookie: Option<HeaderValue>,
 }
@@ -176,18 +177,55 @@ enum Denied {
 
 /// Who is asking: a session, a new one on loopback when configured, or nobody.
 fn gate(dash: &St, headers: &HeaderMap) -> Result<Authed, Denied> {
-    if let Some((csrf, opened)) = cookie(headers, SESSION_COOKIE).and_then(|id| dash.sessions.csrf_of(id)) {
-        return Ok(Authed { csrf, actor: opened.actor(), set_cookie: None });
+    if let Some((csrf, who)) = session_of(dash, headers) {
+        return Ok(Authed { csrf, who, set_cookie: None });
     }
+    if loopback_open(dash, headers) {
+        let (id, csrf) = dash.sessions.create(Opened::Loopback);
+        let set_cookie = Some(set_cookie(headers, SESSION_COOKIE, &id, dash.sessions.lifetime));
+        return Ok(Authed { csrf, who: Principal::DashboardLoopback, set_cookie });
+    }
+    if nobody_can_log_in(dash) { Err(Denied::NoCredential) } else { Err(Denied::Login) }
+}
+
+/// The session the request's cookie names: an admin key's or loopback one (kept here), or a user's
+/// (users/, in the store); its CSRF token and who it is.
+fn session_of(dash: &St, headers: &HeaderMap) -> Option<(String, Principal)> {
+    let id = cookie(headers, SESSION_COOKIE)?;
+    if id.starts_with(SESSION_PREFIX) {
+        let signed = dash.app.users.session(id)?;
+        return Some((signed.csrf.clone(), Principal::User(signed)));
+    }
+    dash.sessions.csrf_of(id).map(|(csrf, opened)| (csrf, opened.principal()))
+}
+
+/// `[dashboard] loopback_without_login` applies to this request.
+fn loopback_open(dash: &St, headers: &HeaderMap) -> bool {
     let c = &dash.app.config;
     let loopback_host =
         headers.get(header::HOST).and_then(|h| h.to_str().ok()).is_some_and(|h| is_loopback_name(host_name(h)));
-    if c.dashboard.loopback_without_login && c.listen.ip().is_loopback() && loopback_host {
-        let (id, csrf) = dash.sessions.create(Opened::Loopback);
-        let set_cookie = Some(set_cookie(headers, SESSION_COOKIE, &id, dash.sessions.lifetime));
-        return Ok(Authed { csrf, actor: Actor::DashboardLoopback, set_cookie });
+    c.dashboard.loopback_without_login && c.listen.ip().is_loopback() && loopback_host
+}
+
+/// No admin credential and no user: the pages say how to set one up.
+fn nobody_can_log_in(dash: &St) -> bool {
+    admin_secret(&dash.app.config).is_empty() && !dash.app.users.any()
+}
+
+/// Who the request is without opening a session (the access layer's question, dashboard/access.rs): a session,
+/// or the loopback visitor a session would be opened for. A user's session this instance has not seen yet (made
+/// on another instance of a team) is looked up in the store first.
+pub(crate) async fn who(dash: &St, headers: &HeaderMap) -> Option<Principal> {
+    if let Some(id) = cookie(headers, SESSION_COOKIE).filter(|id| id.starts_with(SESSION_PREFIX)) {
+        // Remembered by the registry when found, so the handler's gate finds it too.
+        if let Some(signed) = dash.app.users.resolve(id).await {
+            return Some(Principal::User(signed));
+        }
     }
-    if admin_secret(c).is_empty() { Err(Denied::NoCredential) } else { Err(Denied::Login) }
+    if let Some((_, who)) = session_of(dash, headers) {
+        return Some(who);
+    }
+    loopback_open(dash, headers).then_some(Principal::DashboardLoopback)
 }
 
 /// A page's visitor the gate let in: as an extractor, a request without a session gets the login redirect (or
@@ -241,7 +279,7 @@ impl FromRequestParts<St> for ApiRead {
 }
 
 /// A JSON call that changes state: a session and its CSRF token (`X-CSRF-Token`); who the session is.
-pub(crate) struct ApiWrite(pub Actor);
+pub(crate) struct ApiWrite(pub Principal);
 
 impl FromRequestParts<St> for ApiWrite {
     type Rejection = ApiRefused;
@@ -252,13 +290,13 @@ impl FromRequestParts<St> for ApiWrite {
         if !ct_eq(sent, &authed.csrf) {
             return Err(ApiRefused::Csrf);
         }
-        Ok(ApiWrite(authed.actor))
+        Ok(ApiWrite(authed.who))
     }
 }
 
 /// Who a request's session is, without opening one (`None`: no session yet).
 pub(crate) fn actor_of(dash: &St, headers: &HeaderMap) -> Option<Actor> {
-    cookie(headers, SESSION_COOKIE).and_then(|id| dash.sessions.csrf_of(id)).map(|(_, opened)| opened.actor())
+    session_of(dash, headers).map(|(_, who)| who.actor())
 }
 
 /// The gate for a JSON call.
@@ -285,37 +323,58 @@ fn no_credential(dash: &St) -> Response {
 /// `GET /dashboard/login`.
 pub(crate) async fn login_page(State(dash): State<St>, headers: HeaderMap) -> Response {
     match gate(&dash, &headers) {
-        Ok(a) => return a.finish(Redirect::to("/dashboard").into_response()),
+        Ok(a) => {
+            let home = crate::users::access::home(a.who.role());
+            return a.finish(Redirect::to(home).into_response());
+        }
         Err(Denied::NoCredential) => return no_credential(&dash),
         Err(Denied::Login) => {}
     }
     let csrf = token();
-    let mut resp =
-        dash.render("login.html", json!({"title": "Log in", "csrf": csrf, "version": env!("CARGO_PKG_VERSION")}));
+    let ctx = json!({
+        "title": "Log in",
+        "csrf": csrf,
+        "version": env!("CARGO_PKG_VERSION"),
+        // Users sign in with a name and password; the admin key stays the break-glass way in.
+        "users": dash.app.users.any(),
+        "admin_key": !admin_secret(&dash.app.config).is_empty(),
+    });
+    let mut resp = dash.render("login.html", ctx);
     resp.headers_mut().append(header::SET_COOKIE, set_cookie(&headers, LOGIN_COOKIE, &csrf, Duration::from_secs(3600)));
     resp
 }
 
 #[derive(Deserialize)]
 pub(crate) struct LoginBody {
-    key: String,
+    /// The admin key; or a user's name and password (and one-time code), below.
+    key: Option<String>,
+    name: Option<String>,
+    password: Option<String>,
+    code: Option<String>,
     csrf: String,
 }
 
-/// `POST /dashboard/login` `{"key", "csrf"}`: a session cookie, or 401 after [`LOGIN_DELAY`].
+/// `POST /dashboard/login` `{"key", "csrf"}` or `{"name", "password", "code"?, "csrf"}`: a session cookie, or
+/// 401 after [`LOGIN_DELAY`].
 pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let Ok(b) = serde_json::from_slice::<LoginBody>(&body) else {
-        return json_error(StatusCode::BAD_REQUEST, "Send {\"key\": ..., \"csrf\": ...} as JSON.");
+        return json_error(StatusCode::BAD_REQUEST, "Send {\"key\": ..., \"csrf\": ...} or {\"name\", \"password\", \"csrf\"} as JSON.");
     };
     if !cookie(&headers, LOGIN_COOKIE).is_some_and(|c| ct_eq(c, &b.csrf)) {
         return json_error(StatusCode::FORBIDDEN, "The login form expired: reload the page.");
     }
+    if let (Some(name), Some(password)) = (&b.name, &b.password) {
+        return user_login(&dash, &headers, name, password, b.code.as_deref()).await;
+    }
+    let Some(key) = b.key else {
+        return json_error(StatusCode::BAD_REQUEST, "Send the admin key, or a user name and password.");
+    };
     if admin_secret(&dash.app.config).is_empty() {
-        return json_error(StatusCode::UNAUTHORIZED, "No admin key is set: nobody can log in.");
+        return json_error(StatusCode::UNAUTHORIZED, "No admin key is set: sign in with a user name and password.");
     }
     // One attempt at a time, each failure holding the line for the delay: guessing costs LOGIN_DELAY a try.
     let turn = dash.sessions.login.lock().await;
-    if !is_admin(&dash.app.config, b.key.trim()) {
+    if !is_admin(&dash.app.config, key.trim()) {
         tokio::time::sleep(LOGIN_DELAY).await;
         drop(turn);
         tracing::warn!("dashboard: a login with a wrong admin key was refused");
@@ -323,16 +382,86 @@ pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum
     }
     drop(turn);
     let (id, _) = dash.sessions.create(Opened::AdminKey);
-    let mut resp = json_response(StatusCode::OK, json!({"ok": true, "next": "/dashboard"}));
+    logged_in(&headers, &id, dash.sessions.lifetime, "/dashboard")
+}
+
+/// The answer to a login that worked: the session cookie, the login form's cookie cleared.
+fn logged_in(headers: &HeaderMap, id: &str, lifetime: Duration, next: &str) -> Response {
+    let mut resp = json_response(StatusCode::OK, json!({"ok": true, "next": next}));
     let h = resp.headers_mut();
-    h.append(header::SET_COOKIE, set_cookie(&headers, SESSION_COOKIE, &id, dash.sessions.lifetime));
-    h.append(header::SET_COOKIE, set_cookie(&headers, LOGIN_COOKIE, "", Duration::ZERO));
+    h.append(header::SET_COOKIE, set_cookie(headers, SESSION_COOKIE, id, lifetime));
+    h.append(header::SET_COOKIE, set_cookie(headers, LOGIN_COOKIE, "", Duration::ZERO));
     resp
 }
 
+/// A user's sign-in (users/): the password, and a one-time code when the user enrolled one. A failure waits
+/// [`SIGN_IN_DELAY`], holding up the next attempt, and is recorded in the audit trail with the name tried and
+/// why (never the password or the code).
+async fn user_login(dash: &St, headers: &HeaderMap, name: &str, password: &str, code: Option<&str>) -> Response {
+    let tried: String = name.trim().chars().take(200).collect();
+    let note = Note::target(tried).action("user.sign_in");
+    let users = dash.app.users.clone();
+    let turn = dash.app.users.turn().await;
+    let (name, password, code) = (name.to_string(), password.to_string(), code.map(str::to_string));
+    let checked = tokio::task::spawn_blocking(move || {
+        let row = users.check(&name, &password, code.as_deref())?;
+        let method =
+            if row.totp_secret.is_some() { crate::users::Method::PasswordTotp } else { crate::users::Method::Password };
+        Ok::<_, SignInRefused>(users.sign_in(&row, method)?)
+    })
+    .await
+    .unwrap_or_else(|e| Err(SignInRefused::Store(anyhow::anyhow!("the sign-in task failed: {e}"))));
+    match checked {
+        Ok((token, signed)) => {
+            drop(turn);
+            let mut resp =
+                logged_in(headers, &token, dash.sessions.lifetime, crate::users::access::home(signed.user.role));
+            resp.extensions_mut().insert(Actor::User { name: signed.user.name.clone() });
+            resp.extensions_mut().insert(note.with("method", signed.method.clone()));
+            resp
+        }
+        Err(refused) => {
+            tokio::time::sleep(SIGN_IN_DELAY).await;
+            drop(turn);
+            tracing::warn!("dashboard: a sign-in was refused ({refused:?})");
+            let (status, message) = match &refused {
+                SignInRefused::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "The sign-in could not be checked."),
+                SignInRefused::CodeNeeded => (StatusCode::UNAUTHORIZED, "Enter the code from your authenticator app."),
+                SignInRefused::WrongCode => (StatusCode::UNAUTHORIZED, "Wrong code."),
+                SignInRefused::WrongNameOrPassword | SignInRefused::NotAllowed => {
+                    (StatusCode::UNAUTHORIZED, "Wrong name or password.")
+                }
+            };
+            let mut resp = json_response(status, json!({"error": message, "code_needed": matches!(refused, SignInRefused::CodeNeeded)}));
+            resp.extensions_mut().insert(Actor::Anonymous);
+            resp.extensions_mut().insert(note.with("reason", reason(&refused)));
+            resp
+        }
+    }
+}
+
+/// A refusal's name in the audit trail.
+fn reason(r: &SignInRefused) -> &'static str {
+    match r {
+        SignInRefused::WrongNameOrPassword => "wrong_name_or_password",
+        SignInRefused::NotAllowed => "disabled_or_no_role",
+        SignInRefused::CodeNeeded => "code_needed",
+        SignInRefused::WrongCode => "wrong_code",
+        SignInRefused::Store(_) => "store_error",
+    }
+}
+
 /// `POST /dashboard/logout` (with the CSRF token): the session ends.
-pub(crate) async fn logout(State(dash): State<St>, _: ApiWrite, headers: HeaderMap) -> Response {
-    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
+pub(crate) async fn logout(State(dash): State<St>, ApiWrite(who): ApiWrite, headers: HeaderMap) -> Response {
+    if let Principal::User(signed) = who {
+        // Ended in the store: every instance refuses it from its next re-read.
+        let users = dash.app.users.clone();
+        match tokio::task::spawn_blocking(move || users.sign_out(&signed)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("dashboard: a session could not be ended in the store: {e:#}"),
+            Err(e) => tracing::warn!("dashboard: the sign-out stopped: {e}"),
+        }
+    } else if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         dash.sessions.map.lock().remove(id);
     }
     let mut resp = Json(json!({"ok": true, "next": "/dashboard/login"})).into_response();

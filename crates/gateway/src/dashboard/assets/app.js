@@ -58,23 +58,32 @@
 
   // Log in / out.
   function login() {
-    const form = $("#login-form");
-    if (!form) return;
-    form.addEventListener("submit", async (e) => {
-      e.preventDefault();
-      const btn = $("button[type=submit]", form);
-      btn.disabled = true;
-      show($("#login-error"), "");
-      try {
-        const r = await call("POST", "/dashboard/login", { key: $("#key").value, csrf: $("#login-csrf").value });
-        location.assign(r.next || "/dashboard");
-      } catch (err) {
-        show($("#login-error"), err.message, "bad");
-        $("#key").select();
-      } finally {
-        btn.disabled = false;
-      }
-    });
+    // The admin key's form and, when users exist, the user's (name, password, one-time code).
+    for (const form of $$("form.login-form")) {
+      form.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        const btn = $("button[type=submit]", form);
+        const err = $(".error", form);
+        btn.disabled = true;
+        show(err, "");
+        const body = { csrf: $(".login-csrf", form).value };
+        if ($("#key", form)) body.key = $("#key", form).value;
+        else {
+          body.name = $("#user-name", form).value;
+          body.password = $("#user-password", form).value;
+          const code = $("#user-code", form).value.trim();
+          if (code) body.code = code;
+        }
+        try {
+          const r = await call("POST", "/dashboard/login", body);
+          location.assign(r.next || "/dashboard");
+        } catch (x) {
+          show(err, x.message, "bad");
+        } finally {
+          btn.disabled = false;
+        }
+      });
+    }
   }
   function logout() {
     $("#logout")?.addEventListener("click", async () => {
@@ -509,6 +518,37 @@
     }
   }
 
+  // Users: each form posts its fields (data-key) to its data-api; a TOTP enrolment shows its URI once.
+  function users() {
+    for (const form of $$("form[data-api]")) {
+      const card = form.closest("article, section");
+      form.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        if (form.dataset.confirm && !confirm(form.dataset.confirm)) return;
+        const out = $(".result", card);
+        const body = {};
+        for (const el of $$("[data-key]", form)) {
+          const k = el.dataset.key;
+          if (el.dataset.bool !== undefined) body[k] = el.value === "true";
+          else if (el.type === "number") { if (el.value.trim() !== "") body[k] = Number(el.value); }
+          else body[k] = el.value;
+        }
+        try {
+          const r = await call("POST", form.dataset.api, body);
+          if (r && r.otpauth_uri) {
+            $(".otp-uri", card).textContent = r.otpauth_uri;
+            $(".otp", card).hidden = false;
+          } else location.reload();
+        } catch (x) {
+          show(out, x.message, "bad");
+        }
+      });
+    }
+    for (const b of $$("button.otp-done")) {
+      b.addEventListener("click", () => { $(".otp-uri", b.closest("article")).textContent = ""; location.reload(); });
+    }
+  }
+
   // Requests: a row's button shows or hides the row of details under it.
   function requests() {
     for (const b of $$("button.disclose")) {
@@ -523,6 +563,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     keys();
+    users();
     requests();
     login();
     logout();

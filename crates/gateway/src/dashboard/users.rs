@@ -1,0 +1,150 @@
+//! The Users page (admins only: dashboard/access.rs): people who sign in, their roles, and what an admin does to
+//! them, through users/manage.rs as `/admin/users` does: create, change a role or a key maximum, disable or
+//! enable, reset a password, enrol a TOTP second factor (its `otpauth://` URI shown this once) or take it away,
+//! remove. Disabling and removing end the user's sessions and revoke their keys, everywhere.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::audit::noted;
+use super::session::{ApiWrite, PageAccess};
+use super::{St, json_error, json_response};
+use crate::auth::now_unix;
+use crate::users::manage::{self, Ended, NewUser, UserError, UserPatch};
+
+fn refused(e: UserError) -> Response {
+    match e {
+        UserError::NotFound(id) => json_error(StatusCode::NOT_FOUND, format!("No user `{id}`.")),
+        e @ UserError::NameTaken(_) => json_error(StatusCode::CONFLICT, format!("{e}.")),
+        e @ (UserError::Invalid(_) | UserError::Password(_)) => json_error(StatusCode::BAD_REQUEST, format!("{e}.")),
+        e @ UserError::TooManyKeys { .. } => json_error(StatusCode::FORBIDDEN, format!("{e}.")),
+        UserError::Store(e) => {
+            tracing::error!("dashboard users: {e:#}");
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, "The store failed; the gateway's log says why.")
+        }
+    }
+}
+
+/// Run the blocking change, then have the registries (users, keys) follow the store before answering.
+async fn changed<T: Send + 'static>(
+    dash: &St,
+    f: impl FnOnce(&crate::store::Store) -> Result<T, UserError> + Send + 'static,
+) -> Result<T, Response> {
+    let store = dash.app.users.store().clone();
+    let done = tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| UserError::Store(anyhow::anyhow!("the store task failed: {e}")))
+        .and_then(|r| r)
+        .map_err(refused)?;
+    dash.app.users.reload().and_then(|()| dash.app.keys.reload()).map_err(|e| refused(UserError::Store(e)))?;
+    Ok(done)
+}
+
+/// `GET /dashboard/users`.
+pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess) -> Response {
+    let store = dash.app.users.store().clone();
+    let rows = match tokio::task::spawn_blocking(move || store.list_users()).await {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(e)) => return refused(UserError::Store(e)),
+        Err(e) => return refused(UserError::Store(anyhow::anyhow!("{e}"))),
+    };
+    let mut ctx = super::pages::base(&a, "Users", "users");
+    ctx.insert("users".into(), rows.iter().map(manage::summary).collect::<Vec<_>>().into());
+    ctx.insert("default_max_keys".into(), crate::users::DEFAULT_MAX_KEYS.into());
+    let page = dash.render("users.html", Value::Object(ctx));
+    a.finish(page)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CreateForm {
+    name: String,
+    role: String,
+    #[serde(default)]
+    password: String,
+    max_keys: Option<u32>,
+}
+
+/// `POST /dashboard/api/users`: the new user.
+pub(crate) async fn create(State(dash): State<St>, _: ApiWrite, body: axum::body::Bytes) -> Response {
+    let f: CreateForm = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("Unreadable user form: {e}")),
+    };
+    let new = NewUser {
+        name: f.name,
+        role: f.role,
+        password: Some(f.password).filter(|p| !p.is_empty()),
+        max_keys: f.max_keys,
+    };
+    match changed(&dash, move |store| manage::create(store, new, now_unix())).await {
+        Ok(row) => noted(
+            json_response(StatusCode::CREATED, manage::summary(&row)),
+            manage::note(&row, &Ended::default()),
+        ),
+        Err(resp) => resp,
+    }
+}
+
+/// `POST /dashboard/api/users/{id}` `{"role"?, "disabled"?, "max_keys"?}`.
+pub(crate) async fn update(
+    State(dash): State<St>,
+    _: ApiWrite,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let patch: UserPatch = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("Unreadable change: {e}")),
+    };
+    match changed(&dash, move |store| manage::update(store, &id, patch, now_unix())).await {
+        Ok((row, ended)) => noted(json_response(StatusCode::OK, manage::summary(&row)), manage::note(&row, &ended)),
+        Err(resp) => resp,
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct PasswordForm {
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /dashboard/api/users/{id}/{password|totp|totp_remove|remove}`.
+pub(crate) async fn act(
+    State(dash): State<St>,
+    _: ApiWrite,
+    Path((id, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let now = now_unix();
+    let done = match action.as_str() {
+        "password" => {
+            let Ok(f) = serde_json::from_slice::<PasswordForm>(&body) else {
+                return json_error(StatusCode::BAD_REQUEST, "Send {\"password\": ...}.");
+            };
+            changed(&dash, move |store| manage::set_password(store, &id, &f.password)).await.map(|(row, ended)| {
+                (manage::summary(&row), manage::note(&row, &ended))
+            })
+        }
+        "totp" => changed(&dash, move |store| manage::enrol_totp(store, &id)).await.map(|(row, uri)| {
+            let mut v = manage::summary(&row);
+            v["otpauth_uri"] = uri.into();
+            (v, manage::note(&row, &Ended::default()))
+        }),
+        "totp_remove" => changed(&dash, move |store| manage::drop_totp(store, &id))
+            .await
+            .map(|row| (manage::summary(&row), manage::note(&row, &Ended::default()))),
+        "remove" => changed(&dash, move |store| manage::remove(store, &id, now)).await.map(|(row, ended)| {
+            let mut v = manage::summary(&row);
+            v["removed"] = true.into();
+            (v, manage::note(&row, &ended))
+        }),
+        _ => return json_error(StatusCode::NOT_FOUND, "No such user action."),
+    };
+    match done {
+        Ok((v, note)) => noted(json_response(StatusCode::OK, v), note),
+        Err(resp) => resp,
+    }
+}
