@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::access::Own;
 use super::session::{ApiRead, PageAccess};
 use super::{St, json_error};
 use crate::usage::api::{parse_requests, parse_usage};
@@ -88,14 +89,52 @@ pub(super) fn bars(r: &UsageReport) -> (Vec<Bar>, u64) {
     (bars, max)
 }
 
-/// `GET /dashboard/usage?range=24h|7d|30d&group_by=model|account|key|dialect`.
-pub(crate) async fn usage_page(State(dash): State<St>, PageAccess(a): PageAccess, RawQuery(raw): RawQuery) -> Response {
-    let (range, group, query) = usage_params(raw.as_deref());
+/// The ids of every key `own`'s user holds (revoked ones too: their past use is the user's); `None` for everyone.
+fn owned_keys(dash: &St, own: &Own) -> Result<Option<Vec<String>>, String> {
+    let Some(user) = &own.0 else { return Ok(None) };
+    let rows = dash.app.keys.store().list_keys().map_err(|e| {
+        tracing::error!("dashboard: the keys could not be read: {e:#}");
+        "The key store could not be read.".to_string()
+    })?;
+    Ok(Some(rows.into_iter().filter(|k| k.owner.as_deref() == Some(user.id.as_str())).map(|k| k.id).collect()))
+}
+
+/// [`report`], narrowed to a member's own keys (grouped by key) when `own` says so.
+async fn report_for(dash: &St, own: &Own, query: &str) -> Result<UsageReport, String> {
+    let mut r = report(dash, query).await?;
+    if let Some(keys) = owned_keys(dash, own)? {
+        r.retain_groups(|g| g.is_some_and(|g| keys.iter().any(|k| k == g)));
+    }
+    Ok(r)
+}
+
+/// A member's usage is grouped by key (their keys are what it can be told apart by).
+fn usage_params_for(raw: Option<&str>, own: &Own) -> (String, String, String) {
+    match &own.0 {
+        None => usage_params(raw),
+        Some(_) => {
+            let forced: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).filter(|(k, _)| k != "group_by"))
+                .append_pair("group_by", "key")
+                .finish();
+            usage_params(Some(&forced))
+        }
+    }
+}
+
+/// `GET /dashboard/usage?range=24h|7d|30d&group_by=model|account|key|dialect`; a member's own keys only.
+pub(crate) async fn usage_page(
+    State(dash): State<St>,
+    PageAccess(a): PageAccess,
+    own: Own,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let (range, group, query) = usage_params_for(raw.as_deref(), &own);
     let mut ctx = super::pages::base(&a, "Usage", "usage");
     ctx.insert("range".into(), range.into());
     ctx.insert("group_by".into(), group.into());
     ctx.insert("query".into(), query.clone().into());
-    match report(&dash, &query).await {
+    match report_for(&dash, &own, &query).await {
         Ok(r) => {
             let (bars, max) = bars(&r);
             let t = &r.totals;
@@ -127,9 +166,9 @@ fn csv(body: String, name: &'static str) -> Response {
 }
 
 /// `GET /dashboard/api/usage.csv?` the page's parameters.
-pub(crate) async fn usage_csv(State(dash): State<St>, _: ApiRead, RawQuery(raw): RawQuery) -> Response {
-    let (_, _, query) = usage_params(raw.as_deref());
-    match report(&dash, &query).await.and_then(|r| query::usage_csv(&r).map_err(|e| e.to_string())) {
+pub(crate) async fn usage_csv(State(dash): State<St>, _: ApiRead, own: Own, RawQuery(raw): RawQuery) -> Response {
+    let (_, _, query) = usage_params_for(raw.as_deref(), &own);
+    match report_for(&dash, &own, &query).await.and_then(|r| query::usage_csv(&r).map_err(|e| e.to_string())) {
         Ok(body) => csv(body, "attachment; filename=\"codex-gateway-usage.csv\""),
         Err(e) => json_error(StatusCode::BAD_REQUEST, e),
     }
@@ -248,15 +287,34 @@ pub(super) async fn overview_extras(dash: &St) -> Value {
     json!({"chart": chart, "rpm": rpm, "errors": errors})
 }
 
-/// `GET /dashboard/requests?key=&account=&model=&status=&before=`: newest first, 50 a page.
+/// A member's requests are those of one of their keys, named in the `key` filter.
+fn own_key_checked(dash: &St, own: &Own, filters: &Value) -> Result<(), String> {
+    let Some(keys) = owned_keys(dash, own)? else { return Ok(()) };
+    let key = filters.get("key").and_then(Value::as_str).unwrap_or_default();
+    if keys.iter().any(|k| k == key) {
+        return Ok(());
+    }
+    Err(format!("Your requests are listed by key: filter on one of your keys ({}).", keys.join(", ")))
+}
+
+/// `GET /dashboard/requests?key=&account=&model=&status=&before=`: newest first, 50 a page; a member names one
+/// of their keys.
 pub(crate) async fn requests_page(
     State(dash): State<St>,
     PageAccess(a): PageAccess,
+    own: Own,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let (query, filters) = requests_query(raw.as_deref(), 50);
     let mut ctx = super::pages::base(&a, "Requests", "requests");
     ctx.insert("f".into(), filters.clone());
+    match own_key_checked(&dash, &own, &filters) {
+        Ok(()) => {}
+        Err(e) => {
+            ctx.insert("error".into(), e.into());
+            return a.finish(dash.render("requests.html", Value::Object(ctx)));
+        }
+    }
     match page_of(&dash, &query).await {
         Ok(p) => {
             let next = p.next.as_ref().map(|n| {
@@ -281,8 +339,11 @@ pub(crate) async fn requests_page(
 }
 
 /// `GET /dashboard/api/requests.csv?` the page's filters (up to 1,000 rows).
-pub(crate) async fn requests_csv(State(dash): State<St>, _: ApiRead, RawQuery(raw): RawQuery) -> Response {
-    let (query, _) = requests_query(raw.as_deref(), 1000);
+pub(crate) async fn requests_csv(State(dash): State<St>, _: ApiRead, own: Own, RawQuery(raw): RawQuery) -> Response {
+    let (query, filters) = requests_query(raw.as_deref(), 1000);
+    if let Err(e) = own_key_checked(&dash, &own, &filters) {
+        return json_error(StatusCode::FORBIDDEN, e);
+    }
     match page_of(&dash, &query).await.and_then(|p| query::requests_csv(&p).map_err(|e| e.to_string())) {
         Ok(body) => csv(body, "attachment; filename=\"codex-gateway-requests.csv\""),
         Err(e) => json_error(StatusCode::BAD_REQUEST, e),
