@@ -20,6 +20,7 @@ mod reload;
 mod service;
 mod store;
 mod usage;
+mod users;
 
 pub use accounts::AccountsCommand;
 
@@ -93,6 +94,10 @@ pub enum Command {
     /// The audit trail: `audit export` (JSON lines), `audit verify` (its hash chain).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// People who sign in to the dashboard and the admin API, with a role: add, list, set-role, disable,
+    /// enable, passwd, totp, remove (on the store itself).
+    #[command(subcommand)]
+    Users(users::UsersCommand),
     /// The team store: `store migrate --from sqlite:PATH --to postgres://...` (docs/team.md).
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -198,6 +203,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Usage(args) => usage::run(&Config::load(&base, &ProcessEnv)?, args).await?,
         Command::Audit(cmd) => return audit::run(&Config::load(&base, &ProcessEnv)?, cmd).await,
+        Command::Users(cmd) => users::run(&Config::load(&base, &ProcessEnv)?, cmd).await?,
         Command::Store(cmd) => tokio::task::spawn_blocking(move || store::run(cmd)).await??,
         Command::Login { device, paste, label } => {
             let mode = crate::auth::login::LoginMode::from_flags(device, paste);

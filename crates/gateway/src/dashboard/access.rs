@@ -27,7 +27,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Own {
     }
 }
 
-pub(crate) async fn layer(State(dash): State<St>, matched: Option<MatchedPath>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn layer(
+    State(dash): State<St>,
+    matched: Option<MatchedPath>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let route = matched.as_ref().map(MatchedPath::as_str).unwrap_or("").to_string();
     let action = access::dashboard_action(req.method(), &route);
     if action == Some(Action::Public) {

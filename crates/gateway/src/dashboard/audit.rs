@@ -41,11 +41,8 @@ pub(crate) async fn layer(
         (None, Some(a)) => a,
         (None, None) if route == "/dashboard/login" && status.is_success() => Actor::DashboardAdminKey,
         // A session the gate opened for this very request (loopback without a login).
-        (None, None) if resp
-            .headers()
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .any(|c| c.as_bytes().starts_with(b"cgw_session=")) =>
+        (None, None)
+            if resp.headers().get_all(header::SET_COOKIE).iter().any(|c| c.as_bytes().starts_with(b"cgw_session=")) =>
         {
             Actor::DashboardLoopback
         }

@@ -45,8 +45,7 @@ pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess, own:
         Ok(rows) => rows,
         Err(e) => return refused(ManageError::Store(e)),
     };
-    let list: Vec<Value> =
-        rows.iter().filter(|r| visible(&own, r)).map(|r| stored_with_usage(Some(keys), r)).collect();
+    let list: Vec<Value> = rows.iter().filter(|r| visible(&own, r)).map(|r| stored_with_usage(Some(keys), r)).collect();
     let role = a.who.role();
     let may = |action| access::decide(role, action) != access::Decision::Refuse;
     let models: Vec<String> = dash.app.catalog.entries().await.iter().map(|e| e.slug.clone()).collect();
@@ -100,7 +99,12 @@ fn parse(body: &[u8]) -> Result<Form, Box<Response>> {
 }
 
 /// `POST /dashboard/api/keys`: the new key, with its `secret` (this once).
-pub(crate) async fn create(State(dash): State<St>, ApiWrite(who): ApiWrite, own: Own, body: axum::body::Bytes) -> Response {
+pub(crate) async fn create(
+    State(dash): State<St>,
+    ApiWrite(who): ApiWrite,
+    own: Own,
+    body: axum::body::Bytes,
+) -> Response {
     if !manageable(&dash) {
         // As /admin/keys: without an admin credential a client could drop its key and manage keys itself.
         return json_error(

@@ -114,7 +114,9 @@ fn usage_params_for(raw: Option<&str>, own: &Own) -> (String, String, String) {
         None => usage_params(raw),
         Some(_) => {
             let forced: String = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).filter(|(k, _)| k != "group_by"))
+                .extend_pairs(
+                    url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).filter(|(k, _)| k != "group_by"),
+                )
                 .append_pair("group_by", "key")
                 .finish();
             usage_params(Some(&forced))

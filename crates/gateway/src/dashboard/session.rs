@@ -27,8 +27,8 @@ use subtle::ConstantTimeEq;
 
 use super::{St, admin_secret, json_error, json_response};
 use crate::audit::{Actor, Note};
-use crate::users::{Principal, SESSION_PREFIX, SIGN_IN_DELAY, SignInRefused};
 use crate::hosts::{host_name, is_loopback_name};
+use crate::users::{Principal, SESSION_PREFIX, SIGN_IN_DELAY, SignInRefused};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "cgw_session";
@@ -358,7 +358,10 @@ pub(crate) struct LoginBody {
 /// 401 after [`LOGIN_DELAY`].
 pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let Ok(b) = serde_json::from_slice::<LoginBody>(&body) else {
-        return json_error(StatusCode::BAD_REQUEST, "Send {\"key\": ..., \"csrf\": ...} or {\"name\", \"password\", \"csrf\"} as JSON.");
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "Send {\"key\": ..., \"csrf\": ...} or {\"name\", \"password\", \"csrf\"} as JSON.",
+        );
     };
     if !cookie(&headers, LOGIN_COOKIE).is_some_and(|c| ct_eq(c, &b.csrf)) {
         return json_error(StatusCode::FORBIDDEN, "The login form expired: reload the page.");
@@ -432,7 +435,10 @@ async fn user_login(dash: &St, headers: &HeaderMap, name: &str, password: &str, 
                     (StatusCode::UNAUTHORIZED, "Wrong name or password.")
                 }
             };
-            let mut resp = json_response(status, json!({"error": message, "code_needed": matches!(refused, SignInRefused::CodeNeeded)}));
+            let mut resp = json_response(
+                status,
+                json!({"error": message, "code_needed": matches!(refused, SignInRefused::CodeNeeded)}),
+            );
             resp.extensions_mut().insert(Actor::Anonymous);
             resp.extensions_mut().insert(note.with("reason", reason(&refused)));
             resp

@@ -80,10 +80,9 @@ pub(crate) async fn create(State(dash): State<St>, _: ApiWrite, body: axum::body
         max_keys: f.max_keys,
     };
     match changed(&dash, move |store| manage::create(store, new, now_unix())).await {
-        Ok(row) => noted(
-            json_response(StatusCode::CREATED, manage::summary(&row)),
-            manage::note(&row, &Ended::default()),
-        ),
+        Ok(row) => {
+            noted(json_response(StatusCode::CREATED, manage::summary(&row)), manage::note(&row, &Ended::default()))
+        }
         Err(resp) => resp,
     }
 }
@@ -124,9 +123,9 @@ pub(crate) async fn act(
             let Ok(f) = serde_json::from_slice::<PasswordForm>(&body) else {
                 return json_error(StatusCode::BAD_REQUEST, "Send {\"password\": ...}.");
             };
-            changed(&dash, move |store| manage::set_password(store, &id, &f.password)).await.map(|(row, ended)| {
-                (manage::summary(&row), manage::note(&row, &ended))
-            })
+            changed(&dash, move |store| manage::set_password(store, &id, &f.password))
+                .await
+                .map(|(row, ended)| (manage::summary(&row), manage::note(&row, &ended)))
         }
         "totp" => changed(&dash, move |store| manage::enrol_totp(store, &id)).await.map(|(row, uri)| {
             let mut v = manage::summary(&row);

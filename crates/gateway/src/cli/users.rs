@@ -1,0 +1,140 @@
+//! `codex-gateway users add|list|set-role|disable|enable|passwd|totp|remove`: people who sign in to the dashboard
+//! and the admin API (users/), managed on the configured store itself (the data directory's SQLite file, or the
+//! team's PostgreSQL), whether or not a gateway runs: a running gateway applies a change at its next re-read of
+//! the store (the upkeep period; within a poll on a team store). Passwords are read from standard input, never
+//! from the command line (where `ps` and shell histories would show them). Every change goes to the audit trail
+//! as this OS user's.
+
+use std::io::BufRead;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use super::output::{Align, table};
+use crate::audit::{Actor, Entry, Note};
+use crate::auth::now_unix;
+use crate::config::Config;
+use crate::store::Store;
+use crate::users::manage::{self, Ended, NewUser, UserPatch};
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    /// Add a user (the first one turns sign-in on: until then the admin key and loopback open the dashboard).
+    Add {
+        /// The sign-in name: a login or an e-mail address.
+        name: String,
+        /// admin (everything), member (their own keys and usage, Setup), viewer (the read-only pages).
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// Read the password from standard input (one line); without it the user has none until `users passwd`.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Client keys the user may hold at once (default 10).
+        #[arg(long)]
+        max_keys: Option<u32>,
+    },
+    /// Every user: id, name, role, whether disabled, password and one-time codes set, key maximum.
+    List,
+    /// Change a user's role.
+    SetRole { name: String, role: String },
+    /// Disable a user: their sessions end and their keys are revoked, everywhere.
+    Disable { name: String },
+    /// Enable a disabled user again (their revoked keys stay revoked).
+    Enable { name: String },
+    /// Set a user's password, read from standard input (one line); their sessions end.
+    Passwd { name: String },
+    /// Enrol one-time codes (TOTP): prints the otpauth:// URI for the user's authenticator app, this once.
+    Totp { name: String },
+    /// Remove a user: their sessions end and their keys are revoked first.
+    Remove { name: String },
+}
+
+pub async fn run(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || run_blocking(&config, cmd)).await?
+}
+
+/// One line of standard input, without its line end.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// The change in the audit trail, as this OS user's.
+fn audited(store: &Store, action: &str, note: Note) {
+    let mut e = Entry::new(Actor::cli(), action);
+    note.apply(&mut e);
+    crate::audit::record(store, e);
+}
+
+fn ended(e: &Ended) -> String {
+    format!("{} session(s) ended, {} key(s) revoked", e.sessions, e.keys.len())
+}
+
+fn run_blocking(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
+    let store = config.open_store()?;
+    let now = now_unix();
+    match cmd {
+        UsersCommand::Add { name, role, password_stdin, max_keys } => {
+            let password = password_stdin.then(password_from_stdin).transpose()?;
+            let row = manage::create(&store, NewUser { name, role, password, max_keys }, now)?;
+            audited(&store, "user.create", manage::note(&row, &Ended::default()));
+            say!("added {} ({}, {})", row.name, row.id, row.role);
+        }
+        UsersCommand::List => {
+            let mut rows =
+                vec![["id", "name", "role", "status", "password", "totp", "max keys"].map(String::from).to_vec()];
+            for u in store.list_users()? {
+                let s = manage::summary(&u);
+                rows.push(vec![
+                    u.id.clone(),
+                    u.name.clone(),
+                    u.role.clone(),
+                    if u.disabled_at.is_some() { "disabled" } else { "active" }.into(),
+                    if u.password_hash.is_some() { "set" } else { "-" }.into(),
+                    if u.totp_secret.is_some() { "on" } else { "-" }.into(),
+                    s["max_keys"].to_string(),
+                ]);
+            }
+            let align = [Align::Left, Align::Left, Align::Left, Align::Left, Align::Left, Align::Left, Align::Right];
+            super::output::text(format_args!("{}", table(&rows, &align)));
+        }
+        UsersCommand::SetRole { name, role } => {
+            let patch = UserPatch { role: Some(role), ..UserPatch::default() };
+            let (row, e) = manage::update(&store, &name, patch, now)?;
+            audited(&store, "user.update", manage::note(&row, &e));
+            say!("{} is now {}", row.name, row.role);
+        }
+        UsersCommand::Disable { name } => {
+            let patch = UserPatch { disabled: Some(true), ..UserPatch::default() };
+            let (row, e) = manage::update(&store, &name, patch, now)?;
+            audited(&store, "user.update", manage::note(&row, &e));
+            say!("{} is disabled: {}", row.name, ended(&e));
+        }
+        UsersCommand::Enable { name } => {
+            let patch = UserPatch { disabled: Some(false), ..UserPatch::default() };
+            let (row, e) = manage::update(&store, &name, patch, now)?;
+            audited(&store, "user.update", manage::note(&row, &e));
+            say!("{} is enabled", row.name);
+        }
+        UsersCommand::Passwd { name } => {
+            let password = password_from_stdin()?;
+            let (row, e) = manage::set_password(&store, &name, &password)?;
+            audited(&store, "user.password", manage::note(&row, &e));
+            say!("password of {} set: {}", row.name, ended(&e));
+        }
+        UsersCommand::Totp { name } => {
+            let (row, uri) = manage::enrol_totp(&store, &name)?;
+            audited(&store, "user.totp_enrol", manage::note(&row, &Ended::default()));
+            eprintln!("Add this to {}'s authenticator app now: it is not shown again.", row.name);
+            say!("{uri}");
+        }
+        UsersCommand::Remove { name } => {
+            let (row, e) = manage::remove(&store, &name, now)?;
+            audited(&store, "user.remove", manage::note(&row, &e));
+            say!("removed {}: {}", row.name, ended(&e));
+        }
+    }
+    Ok(())
+}
