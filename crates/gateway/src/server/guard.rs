@@ -530,6 +530,7 @@ pub fn loopback_without_keys() -> Policy {
         allowed_origins: Box::default(),
         shared: Arc::default(),
         created: None,
+        users: None,
         metrics_public: false,
         listener: Listener::Main,
         shape_of,

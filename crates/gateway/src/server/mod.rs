@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::record::RecordSink;
 use crate::store::team::StoreHealth;
 
+pub mod access_table;
 mod admin;
 mod anthropic;
 mod chaining;

@@ -1,0 +1,148 @@
+//! Every route of the admin API and the dashboard, as their routers register them (`users::table::RouteTable`),
+//! with the action `users::access` gives it: what the access table test below holds, for every role, against
+//! a table written out by hand, and what the integration tests (tests/it/users.rs) walk over HTTP. A route added
+//! to either router without its entry in `users/access.rs` fails here.
+
+use axum::http::Method;
+
+use crate::users::access::{self, Action};
+
+/// Which surface a route is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    Admin,
+    Dashboard,
+}
+
+/// Every route: its surface, method and path, as registered.
+pub fn routes() -> Vec<(Surface, Method, &'static str)> {
+    let admin = super::admin::table();
+    let dashboard = crate::dashboard::table();
+    let tag = |surface: Surface| move |(m, p): &(Method, &'static str)| (surface, m.clone(), *p);
+    admin.listed().iter().map(tag(Surface::Admin)).chain(dashboard.listed().iter().map(tag(Surface::Dashboard))).collect()
+}
+
+/// The action of a route (`None`: not in the table).
+pub fn action_of(surface: Surface, method: &Method, path: &str) -> Option<Action> {
+    match surface {
+        Surface::Admin => access::admin_action(method, path),
+        Surface::Dashboard => access::dashboard_action(method, path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::users::Role;
+    use crate::users::access::{Decision, decide};
+
+    const A: Decision = Decision::Allow;
+    const O: Decision = Decision::Own;
+    const R: Decision = Decision::Refuse;
+
+    /// Every route x every role: allowed, allowed on one's own things, refused.
+    #[rustfmt::skip]
+    const TABLE: &[(&str, &str, [Decision; 3])] = &[
+        // method   path                                          admin member viewer
+        ("GET",    "/admin/status",                               [A, R, A]),
+        ("GET",    "/admin/forecast",                             [A, R, A]),
+        ("GET",    "/admin/accounts",                             [A, R, A]),
+        ("POST",   "/admin/accounts",                             [A, R, R]),
+        ("GET",    "/admin/accounts/export",                      [A, R, R]),
+        ("GET",    "/admin/accounts/{id}",                        [A, R, A]),
+        ("DELETE", "/admin/accounts/{id}",                        [A, R, R]),
+        ("POST",   "/admin/accounts/{id}/enable",                 [A, R, R]),
+        ("POST",   "/admin/accounts/{id}/disable",                [A, R, R]),
+        ("POST",   "/admin/accounts/{id}/label",                  [A, R, R]),
+        ("POST",   "/admin/accounts/{id}/policy",                 [A, R, R]),
+        ("POST",   "/admin/accounts/{id}/proxy",                  [A, R, R]),
+        ("POST",   "/admin/accounts/{id}/refresh",                [A, R, R]),
+        ("POST",   "/admin/accounts/{id}/check",                  [A, R, R]),
+        ("DELETE", "/admin/accounts/{id}/cooldowns",              [A, R, R]),
+        ("GET",    "/admin/reload",                               [A, R, A]),
+        ("POST",   "/admin/reload",                               [A, R, R]),
+        ("GET",    "/admin/usage",                                [A, O, A]),
+        ("GET",    "/admin/requests",                             [A, O, A]),
+        ("GET",    "/admin/keys",                                 [A, O, A]),
+        ("POST",   "/admin/keys",                                 [A, O, R]),
+        ("GET",    "/admin/keys/{id}",                            [A, O, A]),
+        ("PATCH",  "/admin/keys/{id}",                            [A, R, R]),
+        ("POST",   "/admin/keys/{id}/revoke",                     [A, O, R]),
+        ("GET",    "/admin/conversations/held",                   [A, R, A]),
+        ("DELETE", "/admin/conversations/{key}/hold",             [A, R, R]),
+        ("DELETE", "/admin/accounts/{id}/holds",                  [A, R, R]),
+        ("GET",    "/admin/audit",                                [A, R, A]),
+        ("POST",   "/admin/sign-in",                              [A, A, A]),
+        ("POST",   "/admin/sign-out",                             [A, A, A]),
+        ("GET",    "/admin/me",                                   [A, A, A]),
+        ("GET",    "/admin/users",                                [A, R, R]),
+        ("POST",   "/admin/users",                                [A, R, R]),
+        ("GET",    "/admin/users/{id}",                           [A, R, R]),
+        ("PATCH",  "/admin/users/{id}",                           [A, R, R]),
+        ("DELETE", "/admin/users/{id}",                           [A, R, R]),
+        ("POST",   "/admin/users/{id}/password",                  [A, R, R]),
+        ("POST",   "/admin/users/{id}/totp",                      [A, R, R]),
+        ("DELETE", "/admin/users/{id}/totp",                      [A, R, R]),
+        ("GET",    "/dashboard",                                  [A, R, A]),
+        ("GET",    "/dashboard/accounts",                         [A, R, A]),
+        ("GET",    "/dashboard/keys",                             [A, O, A]),
+        ("GET",    "/dashboard/usage",                            [A, O, A]),
+        ("GET",    "/dashboard/requests",                         [A, O, A]),
+        ("GET",    "/dashboard/setup",                            [A, A, A]),
+        ("GET",    "/dashboard/settings",                         [A, R, R]),
+        ("GET",    "/dashboard/audit",                            [A, R, A]),
+        ("GET",    "/dashboard/users",                            [A, R, R]),
+        ("GET",    "/dashboard/login",                            [A, A, A]),
+        ("POST",   "/dashboard/login",                            [A, A, A]),
+        ("POST",   "/dashboard/logout",                           [A, A, A]),
+        ("GET",    "/dashboard/assets/{name}",                    [A, A, A]),
+        ("GET",    "/dashboard/api/overview",                     [A, R, A]),
+        ("GET",    "/dashboard/api/accounts/export",              [A, R, R]),
+        ("POST",   "/dashboard/api/accounts/add",                 [A, R, R]),
+        ("POST",   "/dashboard/api/accounts/{id}/{action}",       [A, R, R]),
+        ("POST",   "/dashboard/api/login/{flow}",                 [A, R, R]),
+        ("GET",    "/dashboard/api/login/job/{job}",              [A, R, R]),
+        ("POST",   "/dashboard/api/login/job/{job}/paste",        [A, R, R]),
+        ("POST",   "/dashboard/api/settings",                     [A, R, R]),
+        ("GET",    "/dashboard/api/usage.csv",                    [A, O, A]),
+        ("GET",    "/dashboard/api/requests.csv",                 [A, O, A]),
+        ("POST",   "/dashboard/api/keys",                         [A, O, R]),
+        ("POST",   "/dashboard/api/keys/{id}",                    [A, R, R]),
+        ("POST",   "/dashboard/api/keys/{id}/revoke",             [A, O, R]),
+        ("POST",   "/dashboard/api/users",                        [A, R, R]),
+        ("POST",   "/dashboard/api/users/{id}",                   [A, R, R]),
+        ("POST",   "/dashboard/api/users/{id}/{action}",          [A, R, R]),
+    ];
+
+    /// The routers' routes and the table are the same set: a route registered without a line here (or a line for
+    /// a route that went away) fails, and so does a route the access table has no action for.
+    #[test]
+    fn every_route_of_the_routers_is_in_the_table_and_has_an_action() {
+        let served = routes();
+        for (surface, method, path) in &served {
+            assert!(action_of(*surface, method, path).is_some(), "{method} {path} has no action in users/access.rs");
+            assert!(
+                TABLE.iter().any(|(m, p, _)| *m == method.as_str() && p == path),
+                "{method} {path} is served but not in the table"
+            );
+        }
+        for (m, p, _) in TABLE {
+            assert!(served.iter().any(|(_, method, path)| method.as_str() == *m && path == p), "{m} {p} is not served");
+        }
+        assert_eq!(served.len(), TABLE.len(), "a route is registered twice");
+    }
+
+    /// Every route x every role decides as the table says.
+    #[test]
+    fn every_route_decides_for_every_role_as_the_table_says() {
+        for (surface, method, path) in routes() {
+            let (_, _, want) = TABLE.iter().find(|(m, p, _)| *m == method.as_str() && *p == path).copied().unwrap_or(
+                ("", "", [R, R, R]),
+            );
+            let Some(action) = action_of(surface, &method, path) else { continue };
+            for (i, role) in Role::ALL.iter().enumerate() {
+                assert_eq!(decide(*role, action), want[i], "{role:?} {method} {path}");
+            }
+        }
+    }
+}
