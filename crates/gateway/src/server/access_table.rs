@@ -19,7 +19,12 @@ pub fn routes() -> Vec<(Surface, Method, &'static str)> {
     let admin = super::admin::table();
     let dashboard = crate::dashboard::table();
     let tag = |surface: Surface| move |(m, p): &(Method, &'static str)| (surface, m.clone(), *p);
-    admin.listed().iter().map(tag(Surface::Admin)).chain(dashboard.listed().iter().map(tag(Surface::Dashboard))).collect()
+    admin
+        .listed()
+        .iter()
+        .map(tag(Surface::Admin))
+        .chain(dashboard.listed().iter().map(tag(Surface::Dashboard)))
+        .collect()
 }
 
 /// The action of a route (`None`: not in the table).
@@ -136,9 +141,11 @@ mod tests {
     #[test]
     fn every_route_decides_for_every_role_as_the_table_says() {
         for (surface, method, path) in routes() {
-            let (_, _, want) = TABLE.iter().find(|(m, p, _)| *m == method.as_str() && *p == path).copied().unwrap_or(
-                ("", "", [R, R, R]),
-            );
+            let (_, _, want) = TABLE.iter().find(|(m, p, _)| *m == method.as_str() && *p == path).copied().unwrap_or((
+                "",
+                "",
+                [R, R, R],
+            ));
             let Some(action) = action_of(surface, &method, path) else { continue };
             for (i, role) in Role::ALL.iter().enumerate() {
                 assert_eq!(decide(*role, action), want[i], "{role:?} {method} {path}");

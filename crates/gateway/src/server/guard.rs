@@ -199,12 +199,11 @@ impl Policy {
         let users = self.users.as_deref().filter(|u| u.any());
         let presented = presented_keys(req);
         let path = req.uri().path();
-        if users.is_some() && path.starts_with("/admin/") {
-            // A user's session token: the admin API's layer looks it up (server/admin/access.rs), in the store
-            // when this instance has not seen it yet; the sign-in itself needs nothing.
-            if presented[0].is_some_and(|t| t.starts_with(crate::users::SESSION_PREFIX)) || path == SIGN_IN {
-                return Ok(());
-            }
+        // The sign-in needs nothing (it refuses what does not match a user); a user's session token is looked up
+        // by the admin API's layer (server/admin/access.rs), in the store when this instance has not seen it yet.
+        let session = presented[0].is_some_and(|t| t.starts_with(crate::users::SESSION_PREFIX));
+        if path == SIGN_IN || (session && path.starts_with("/admin/")) {
+            return Ok(());
         }
         if shared.admin_keys.is_empty() {
             // Keyless as before, until keys or users exist: then a client could drop its key and manage keys

@@ -49,6 +49,7 @@ mod tokens;
 mod transport;
 mod usage;
 mod usage_kill;
+mod users;
 mod validation;
 mod websocket;
 mod ws_upstream;
