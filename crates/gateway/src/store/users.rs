@@ -34,13 +34,12 @@ CREATE INDEX user_sessions_user ON user_sessions (user_id);
 ALTER TABLE client_keys ADD COLUMN owner TEXT;
 ";
 
-/// Migration 16 (PostgreSQL only): users and sessions move the change counter, as accounts and keys do.
+/// Migration 16 (PostgreSQL only): users and sessions move the change counter, as accounts and keys do (a key's
+/// owner is a column of `client_keys`, whose trigger already moves it).
 pub(crate) const POSTGRES_TRIGGERS: &str = "
 CREATE TRIGGER users_changed AFTER INSERT OR UPDATE OR DELETE ON users
     FOR EACH STATEMENT EXECUTE FUNCTION bump_store_changes();
 CREATE TRIGGER user_sessions_changed AFTER INSERT OR UPDATE OR DELETE ON user_sessions
-    FOR EACH STATEMENT EXECUTE FUNCTION bump_store_changes();
-CREATE TRIGGER client_keys_owner_changed AFTER UPDATE OF owner ON client_keys
     FOR EACH STATEMENT EXECUTE FUNCTION bump_store_changes();
 ";
 
@@ -224,9 +223,18 @@ impl Store {
         Ok(())
     }
 
-    /// Sessions that have not expired at `now` (unix seconds); expired ones are deleted on the way.
+    /// Sessions that have not expired at `now` (unix seconds); expired ones are deleted on the way, only when
+    /// there are some: on PostgreSQL any DELETE moves the change counter, and every instance re-reads on it (a
+    /// DELETE of nothing at each re-read would have them re-read each other forever).
     pub fn live_sessions(&self, now: i64) -> anyhow::Result<Vec<StoredSession>> {
-        self.users_exec("DELETE FROM user_sessions WHERE expires_at <= ?1".into(), vec![Val::Int(Some(now))])?;
+        let expired = self.users_query(
+            "SELECT count(*) FROM user_sessions WHERE expires_at <= ?1".into(),
+            vec![Val::Int(Some(now))],
+            |r| need(r.int(0)?, "count"),
+        )?;
+        if expired.first().copied().unwrap_or(0) > 0 {
+            self.users_exec("DELETE FROM user_sessions WHERE expires_at <= ?1".into(), vec![Val::Int(Some(now))])?;
+        }
         let sql = format!("SELECT {SESSION_COLUMNS} FROM user_sessions WHERE expires_at > ?1");
         self.users_query(sql, vec![Val::Int(Some(now))], session_of)
     }

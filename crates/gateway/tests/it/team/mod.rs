@@ -13,6 +13,7 @@ use crate::harness::stored;
 
 mod audit;
 mod conversations;
+mod users;
 
 const ADMIN: &str = "team-admin";
 const SHARED: &str = "team-shared";
@@ -698,7 +699,7 @@ async fn a_team_store_of_the_previous_schema_gains_policies_and_opportunistic_ke
     };
     drop(open().await.unwrap_or_else(|e| panic!("{e}")));
     // Back to version 10: the columns of migrations 11 and 12 gone (12's report indexes with its ledger
-    // columns), 13's table of kept responses and 14's audit trail, the rows of the older schema in place.
+    // columns), 13's table of kept responses, 14's audit trail and 15's users (16 their triggers), the rows of the older schema in place.
     db_query(
         &db,
         "ALTER TABLE accounts DROP COLUMN policy; ALTER TABLE client_keys DROP COLUMN opportunistic;
@@ -707,7 +708,8 @@ async fn a_team_store_of_the_previous_schema_gains_policies_and_opportunistic_ke
          ALTER TABLE usage_daily DROP COLUMN cache_write_tokens, DROP COLUMN budget_units;
          DROP TABLE stored_responses;
          DROP TABLE audit_log;
-         DELETE FROM schema_migrations WHERE version IN (11, 12, 13, 14);
+         DROP TABLE users; DROP TABLE user_sessions; ALTER TABLE client_keys DROP COLUMN owner;
+         DELETE FROM schema_migrations WHERE version IN (11, 12, 13, 14, 15, 16);
          INSERT INTO accounts (id, kind, api_key, status, created_at) VALUES ('k', 'api_key', 'sk-1', 'active', 1);
          INSERT INTO client_keys (id, name, prefix, secret_sha256, created_at, suspended_at, suspended_reason)
              VALUES ('key_1', 'ci', 'cgw_', 'ab', 1, 2, 'policy refusals')",
