@@ -256,7 +256,7 @@ impl Users {
             return Some(s);
         }
         let (me, hash) = (self.clone(), sha256_hex(token));
-        let found = tokio::task::spawn_blocking(move || me.from_store(&hash)).await;
+        let found = tokio::task::spawn_blocking(move || me.look_up(&hash)).await;
         match found {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -267,7 +267,7 @@ impl Users {
         }
     }
 
-    fn from_store(&self, hash: &str) -> anyhow::Result<Option<Arc<SignedIn>>> {
+    fn look_up(&self, hash: &str) -> anyhow::Result<Option<Arc<SignedIn>>> {
         let Some(s) = self.store.find_session(hash, now_unix())? else { return Ok(None) };
         let Some(user) = self.store.find_user(&s.user_id)?.as_ref().and_then(user_of) else { return Ok(None) };
         let signed = signed_in(user, &s);
