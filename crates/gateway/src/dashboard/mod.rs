@@ -9,7 +9,7 @@
 //! usage ledger), `actions.rs` (account actions), `logins.rs` (adding accounts by the login flows),
 //! `settings.rs` (the config file, edited with toml_edit; `prices.rs` its price table), `setup.rs` (client snippets),
 //! `audit.rs` (the layer that puts every change made here in the audit trail, and the Audit page), `access.rs` (roles on every
-//! route: the refusal page), `users.rs` (the Users page). The request guard
+//! route: the refusal page), `users.rs` (the Users page), `signin.rs` (a user's sign-in on the login page). The request guard
 //! (server/guard.rs) lets `/dashboard` paths through without the client key: this module's gate decides.
 
 use std::sync::Arc;
@@ -35,6 +35,7 @@ mod prices;
 mod session;
 mod settings;
 mod setup;
+mod signin;
 mod users;
 
 pub use session::{LOGIN_DELAY, SESSION_COOKIE};

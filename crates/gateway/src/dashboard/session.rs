@@ -4,8 +4,13 @@
 //! wait their turn), logout, and the session lifetime (`[dashboard] session_hours`).
 //!
 //! With `[dashboard] loopback_without_login = true`, a request to a loopback-bound gateway by a loopback name
-//! gets a session without logging in (still with its CSRF token). With no admin credential at all, the pages
-//! say how to set one instead of opening unprotected.
+//! gets a session without logging in (still with its CSRF token). With no admin credential and no user at all,
+//! the pages say how to set one instead of opening unprotected.
+//!
+//! A user's session (users/, opened by signin.rs) is kept in the store, not here: its cookie is the session
+//! token (`cgs_...`), looked up in the users' registry, which every instance of a team re-reads when one of them
+//! ends it. Who a session is ([`Principal`]) carries its role to the access layer (access.rs) and its actor to
+//! the audit trail.
 //!
 //! Handlers name the gate they pass in their signature, as an extractor: [`PageAccess`] for a page, [`ApiRead`]
 //! for a JSON call that reads, [`ApiWrite`] for one that changes state (the CSRF token checked).
@@ -26,9 +31,9 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::{St, admin_secret, json_error, json_response};
-use crate::audit::{Actor, Note};
+use crate::audit::Actor;
 use crate::hosts::{host_name, is_loopback_name};
-use crate::users::{Principal, SESSION_PREFIX, SIGN_IN_DELAY, SignInRefused};
+use crate::users::{Principal, SESSION_PREFIX};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "cgw_session";
@@ -66,7 +71,7 @@ impl Opened {
 
 pub(crate) struct Sessions {
     map: Mutex<HashMap<String, Session>>,
-    lifetime: Duration,
+    pub(super) lifetime: Duration,
     /// Held by a login attempt through its delay.
     login: tokio::sync::Mutex<()>,
 }
@@ -367,7 +372,7 @@ pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum
         return json_error(StatusCode::FORBIDDEN, "The login form expired: reload the page.");
     }
     if let (Some(name), Some(password)) = (&b.name, &b.password) {
-        return user_login(&dash, &headers, name, password, b.code.as_deref()).await;
+        return super::signin::user_login(&dash, &headers, name, password, b.code.as_deref()).await;
     }
     let Some(key) = b.key else {
         return json_error(StatusCode::BAD_REQUEST, "Send the admin key, or a user name and password.");
@@ -389,72 +394,12 @@ pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum
 }
 
 /// The answer to a login that worked: the session cookie, the login form's cookie cleared.
-fn logged_in(headers: &HeaderMap, id: &str, lifetime: Duration, next: &str) -> Response {
+pub(super) fn logged_in(headers: &HeaderMap, id: &str, lifetime: Duration, next: &str) -> Response {
     let mut resp = json_response(StatusCode::OK, json!({"ok": true, "next": next}));
     let h = resp.headers_mut();
     h.append(header::SET_COOKIE, set_cookie(headers, SESSION_COOKIE, id, lifetime));
     h.append(header::SET_COOKIE, set_cookie(headers, LOGIN_COOKIE, "", Duration::ZERO));
     resp
-}
-
-/// A user's sign-in (users/): the password, and a one-time code when the user enrolled one. A failure waits
-/// [`SIGN_IN_DELAY`], holding up the next attempt, and is recorded in the audit trail with the name tried and
-/// why (never the password or the code).
-async fn user_login(dash: &St, headers: &HeaderMap, name: &str, password: &str, code: Option<&str>) -> Response {
-    let tried: String = name.trim().chars().take(200).collect();
-    let note = Note::target(tried).action("user.sign_in");
-    let users = dash.app.users.clone();
-    let turn = dash.app.users.turn().await;
-    let (name, password, code) = (name.to_string(), password.to_string(), code.map(str::to_string));
-    let checked = tokio::task::spawn_blocking(move || {
-        let row = users.check(&name, &password, code.as_deref())?;
-        let method =
-            if row.totp_secret.is_some() { crate::users::Method::PasswordTotp } else { crate::users::Method::Password };
-        Ok::<_, SignInRefused>(users.sign_in(&row, method)?)
-    })
-    .await
-    .unwrap_or_else(|e| Err(SignInRefused::Store(anyhow::anyhow!("the sign-in task failed: {e}"))));
-    match checked {
-        Ok((token, signed)) => {
-            drop(turn);
-            let mut resp =
-                logged_in(headers, &token, dash.sessions.lifetime, crate::users::access::home(signed.user.role));
-            resp.extensions_mut().insert(Actor::User { name: signed.user.name.clone() });
-            resp.extensions_mut().insert(note.with("method", signed.method.clone()));
-            resp
-        }
-        Err(refused) => {
-            tokio::time::sleep(SIGN_IN_DELAY).await;
-            drop(turn);
-            tracing::warn!("dashboard: a sign-in was refused ({refused:?})");
-            let (status, message) = match &refused {
-                SignInRefused::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "The sign-in could not be checked."),
-                SignInRefused::CodeNeeded => (StatusCode::UNAUTHORIZED, "Enter the code from your authenticator app."),
-                SignInRefused::WrongCode => (StatusCode::UNAUTHORIZED, "Wrong code."),
-                SignInRefused::WrongNameOrPassword | SignInRefused::NotAllowed => {
-                    (StatusCode::UNAUTHORIZED, "Wrong name or password.")
-                }
-            };
-            let mut resp = json_response(
-                status,
-                json!({"error": message, "code_needed": matches!(refused, SignInRefused::CodeNeeded)}),
-            );
-            resp.extensions_mut().insert(Actor::Anonymous);
-            resp.extensions_mut().insert(note.with("reason", reason(&refused)));
-            resp
-        }
-    }
-}
-
-/// A refusal's name in the audit trail.
-fn reason(r: &SignInRefused) -> &'static str {
-    match r {
-        SignInRefused::WrongNameOrPassword => "wrong_name_or_password",
-        SignInRefused::NotAllowed => "disabled_or_no_role",
-        SignInRefused::CodeNeeded => "code_needed",
-        SignInRefused::WrongCode => "wrong_code",
-        SignInRefused::Store(_) => "store_error",
-    }
 }
 
 /// `POST /dashboard/logout` (with the CSRF token): the session ends.

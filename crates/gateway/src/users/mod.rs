@@ -141,6 +141,19 @@ pub enum SignInRefused {
     Store(#[from] anyhow::Error),
 }
 
+impl SignInRefused {
+    /// The refusal's name in the audit trail (never what was typed).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SignInRefused::WrongNameOrPassword => "wrong_name_or_password",
+            SignInRefused::NotAllowed => "disabled_or_no_role",
+            SignInRefused::CodeNeeded => "code_needed",
+            SignInRefused::WrongCode => "wrong_code",
+            SignInRefused::Store(_) => "store_error",
+        }
+    }
+}
+
 #[derive(Default)]
 struct Snapshot {
     users: HashMap<String, User>,

@@ -85,7 +85,7 @@ async fn sign_in(State(s): State<Arc<AppState>>, AdminJson(b): AdminJson<SignInB
             tracing::warn!("admin API: a sign-in was refused ({refused:?})");
             let mut resp = AdminError::from(sign_in_error(&refused)).into_response();
             resp.extensions_mut().insert(Actor::Anonymous);
-            resp.extensions_mut().insert(note.with("reason", reason(&refused)));
+            resp.extensions_mut().insert(note.with("reason", refused.reason()));
             return resp;
         }
     };
@@ -99,17 +99,6 @@ async fn sign_in(State(s): State<Arc<AppState>>, AdminJson(b): AdminJson<SignInB
     let mut resp = (note, Json(body)).into_response();
     resp.extensions_mut().insert(Principal::User(signed));
     resp
-}
-
-/// A refusal's name in the audit trail (never what was typed).
-pub(crate) fn reason(r: &SignInRefused) -> &'static str {
-    match r {
-        SignInRefused::WrongNameOrPassword => "wrong_name_or_password",
-        SignInRefused::NotAllowed => "disabled_or_no_role",
-        SignInRefused::CodeNeeded => "code_needed",
-        SignInRefused::WrongCode => "wrong_code",
-        SignInRefused::Store(_) => "store_error",
-    }
 }
 
 fn sign_in_error(r: &SignInRefused) -> GatewayError {
