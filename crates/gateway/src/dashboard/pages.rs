@@ -181,10 +181,13 @@ pub(crate) async fn setup(
     // Keys that can still be used, by name and prefix: their secrets are not kept, so the snippets show the
     // prefix unless the page's script holds the secret of a key created in this browser tab.
     let now = now_unix();
+    let member = a.who.user().filter(|u| u.role == crate::users::Role::Member);
     let keys: Vec<Value> = match dash.app.keys.store().list_keys() {
         Ok(rows) => rows
             .iter()
             .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > now))
+            // A member sets up clients with their own keys, and sees no one else's.
+            .filter(|k| member.is_none_or(|u| k.owner.as_deref() == Some(u.id.as_str())))
             .map(|k| json!({"id": k.id, "name": k.name, "prefix": k.prefix, "models": k.models}))
             .collect(),
         Err(e) => {

@@ -66,7 +66,7 @@ impl Method {
 }
 
 /// A live session: whose, and until when.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SignedIn {
     pub user: User,
     pub method: String,
@@ -76,6 +76,17 @@ pub struct SignedIn {
     pub token_sha256: String,
     /// The session's CSRF token (derived from the token's hash: the store keeps no second secret).
     pub csrf: String,
+}
+
+impl std::fmt::Debug for SignedIn {
+    // Neither the token's hash nor the CSRF token, even in debug logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedIn")
+            .field("user", &self.user)
+            .field("method", &self.method)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// Who is asking, as the dashboard's gate and the admin API's layer found out.
@@ -251,7 +262,8 @@ impl Users {
         self.any.load(Ordering::Relaxed)
     }
 
-    /// The live session of `token`, from memory.
+    /// The live session of `token`, from memory. Found by the SHA-256 of what was presented, as client keys are
+    /// (keys/mod.rs `Keys::find` says why a hash lookup of a 256-bit random token leaks nothing by its timing).
     pub fn session(&self, token: &str) -> Option<Arc<SignedIn>> {
         if !token.starts_with(SESSION_PREFIX) {
             return None;

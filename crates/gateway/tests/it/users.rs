@@ -222,6 +222,13 @@ async fn a_member_manages_only_their_own_keys_and_removing_them_ends_everything(
     );
     assert_eq!(call(&env, &token, Method::POST, "/admin/keys", Some(json!({"name": "third"}))).await.0, 201);
 
+    // The Keys and Setup pages show a member their own keys only.
+    let (cookie, _) = dashboard_sign_in(&env, "mia@example.com", None).await.unwrap_or_else(|e| panic!("{e:?}"));
+    for page in ["/dashboard/keys", "/dashboard/setup"] {
+        let (s, html) = page_of(&env, &cookie, page).await;
+        assert!(s == 200 && html.contains("third") && !html.contains("gateway&#x27;s"), "{page}: {html:.3000}");
+        assert!(!html.contains(other), "{page} shows another's key");
+    }
     // A key of theirs serves requests until they are removed; then it and the session are refused at once.
     let models = |secret: String| {
         let env = &env;
@@ -229,7 +236,8 @@ async fn a_member_manages_only_their_own_keys_and_removing_them_ends_everything(
     };
     assert_eq!(models(mine[1].1.clone()).await.ok(), Some(200));
     let (s, v) = call(&env, ADMIN, Method::DELETE, &format!("/admin/users/{mia}"), None).await;
-    assert_eq!((s, v["keys_revoked"].as_array().map(Vec::len), &v["sessions_ended"]), (200, Some(2), &json!(1)), "{v}");
+    assert_eq!((s, v["keys_revoked"].as_array().map(Vec::len), &v["sessions_ended"]), (200, Some(2), &json!(2)), "{v}");
+    assert_eq!(page_of(&env, &cookie, "/dashboard/keys").await.0, 303, "the dashboard session ended too");
     let (s, v) = call(&env, &token, Method::GET, "/admin/me", None).await;
     assert_eq!((s, &v["error"]["code"]), (401, &json!("session_ended")), "{v}");
     assert_eq!(models(mine[1].1.clone()).await.ok(), Some(401));
