@@ -193,7 +193,8 @@ impl Policy {
         }
     }
 
-    /// `/admin/*` and `/metrics`: the admin key only (constant-time), never a client key.
+    /// `/admin/*` and `/metrics`: the admin key only (constant-time), never a client key; on `/admin/*` also a
+    /// user's session token, which the admin API's access layer checks, and the sign-in, which needs nothing.
     fn check_admin<B>(&self, req: &Request<B>, shared: &SharedKeys) -> Result<(), Refusal> {
         let created = self.created.as_deref().filter(|c| !c.is_empty());
         let users = self.users.as_deref().filter(|u| u.any());
@@ -400,11 +401,11 @@ fn host_of<B>(req: &Request<B>) -> Result<Option<&[u8]>, Refusal> {
     }
 }
 
-/// The gateway's own status and Claude Code's connectivity preflight need no key (they still pass the host and
-/// origin checks).
-/// The admin API's sign-in (server/admin/users.rs), open to anyone while users exist.
+/// The admin API's sign-in (server/admin/users.rs), open to anyone: it refuses what matches no user.
 const SIGN_IN: &str = "/admin/sign-in";
 
+/// The gateway's own status and Claude Code's connectivity preflight need no key (they still pass the host and
+/// origin checks).
 fn is_public(path: &str) -> bool {
     matches!(path, "/" | "/health" | "/ready")
 }
