@@ -153,6 +153,11 @@ async fn every_route_and_page_answers_each_role_as_the_table_decides() {
                     let (s, v) = call(&env, &token, method.clone(), &path, body).await;
                     let is_refusal = s == 403 && v["error"]["code"] == "role_forbidden";
                     assert_eq!(is_refusal, refused, "{role:?} {method} {route}: {s} {v}");
+                    // A read that is allowed answers (a member's requests name one of their keys).
+                    if !refused && method == Method::GET && !route.contains('{') {
+                        let own_requests = role == Role::Member && route == "/admin/requests";
+                        assert_eq!(s, if own_requests { 403 } else { 200 }, "{role:?} {route}: {v}");
+                    }
                     if refused {
                         assert_eq!(v["error"]["type"], "permission_error", "{v}");
                     }
@@ -168,6 +173,11 @@ async fn every_route_and_page_answers_each_role_as_the_table_decides() {
                     let is_refusal =
                         s == 403 && (text.contains("is not open to the") || text.contains("role may not do this"));
                     assert_eq!(is_refusal, refused, "{role:?} {method} {route}: {s} {text:.300}");
+                    // A page that is allowed renders (a member's requests export names one of their keys).
+                    if !refused && method == Method::GET && !route.contains('{') && route != "/dashboard/login" {
+                        let own_export = role == Role::Member && route == "/dashboard/api/requests.csv";
+                        assert_eq!(s, if own_export { 403 } else { 200 }, "{role:?} {route}: {text:.500}");
+                    }
                 }
             }
             walked += 1;
@@ -209,6 +219,17 @@ async fn a_member_manages_only_their_own_keys_and_removing_them_ends_everything(
     let (s, v) =
         call(&env, &token, Method::PATCH, &format!("/admin/keys/{}", mine[0].0), Some(json!({"rpm": 1}))).await;
     assert_eq!((s, &v["error"]["code"]), (403, &json!("role_forbidden")), "{v}");
+    // A refusal by role is in the audit trail, with the person as the actor.
+    let (_, trail) = call(&env, ADMIN, Method::GET, "/admin/audit?action=key.", None).await;
+    let rows = trail["entries"].as_array().cloned().unwrap_or_default();
+    let refusal = rows.iter().find(|r| r["action"] == "key.update").cloned().unwrap_or_default();
+    assert_eq!(
+        (&refusal["actor"], &refusal["outcome"]),
+        (&json!("user:mia@example.com"), &json!("refused")),
+        "{rows:#?}"
+    );
+    let creates = rows.iter().filter(|r| r["action"] == "key.create" && r["actor"] == "user:mia@example.com").count();
+    assert_eq!(creates, 3, "two made, one over the maximum refused: {rows:#?}");
     // Their usage is their keys' (grouped by key); their requests those of a key of theirs.
     let (s, u) = call(&env, &token, Method::GET, "/admin/usage", None).await;
     assert_eq!((s, &u["group_by"]), (200, &json!("key")), "{u}");
