@@ -25,13 +25,21 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<()> {
         StoreCommand::Migrate { from, to } => {
             let report = migrate(&from, &to)?;
             say!(
-                "Copied {} account(s) and {} client key(s) into {}{}",
+                "Copied {} account(s), {} client key(s) and {} user(s) into {}{}{}",
                 report.accounts,
                 report.keys,
+                report.users,
                 redact_url(&to),
                 match report.skipped.is_empty() {
                     true => String::new(),
                     false => format!("; skipped (kind unknown to this build): {}", report.skipped.join(", ")),
+                },
+                match report.users_skipped.is_empty() {
+                    true => String::new(),
+                    false => format!(
+                        "; users not copied (the name is another user's there): {}",
+                        report.users_skipped.join(", ")
+                    ),
                 }
             );
             Ok(())

@@ -1,13 +1,15 @@
 //! Copy a single instance's SQLite store into a PostgreSQL team store (`codex-gateway store migrate`):
-//! accounts with their tokens and policies, and client keys. Idempotent: rows already there are overwritten with
-//! the SQLite file's. Stop the single gateway first, so the refresh tokens copied are the live ones; the usage
-//! ledger stays in each instance's SQLite file.
+//! accounts with their tokens and policies, client keys, and users (store/users.rs; their sessions are not
+//! copied: people sign in again). Idempotent: rows already there are overwritten with the SQLite file's (a user
+//! whose name another user of the team store has is left out, and named). Stop the single gateway first, so the
+//! refresh tokens copied are the live ones; the usage ledger stays in each instance's SQLite file.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::{PgStore, is_postgres_url, redact_url};
+use super::{is_postgres_url, redact_url};
+use crate::store::users::StoredUser;
 use crate::store::{AccountKind, Store};
 
 /// What a migration copied.
@@ -17,6 +19,9 @@ pub struct Copied {
     pub keys: usize,
     /// Accounts whose kind this build cannot store (kept in the SQLite file as they are).
     pub skipped: Vec<String>,
+    pub users: usize,
+    /// Users whose name another user of the team store has (not copied).
+    pub users_skipped: Vec<String>,
 }
 
 /// Copy `from` (`sqlite:PATH`) into `to` (a PostgreSQL URL, migrated first).
@@ -28,7 +33,8 @@ pub fn migrate(from: &str, to: &str) -> anyhow::Result<Copied> {
     anyhow::ensure!(path.is_file(), "--from: {} is not a file", path.display());
     anyhow::ensure!(is_postgres_url(to), "--to: expected a postgres:// URL (got {})", redact_url(to));
     let source = Store::open(&path)?;
-    let target = PgStore::open(to)?;
+    // The team store through the store's handle (its own file is the source's, untouched).
+    let target = Store::open_with(&path, Some(to))?;
     let mut copied = Copied::default();
     for account in source.list_accounts()? {
         if account.kind == AccountKind::Unrecognized {
@@ -44,6 +50,19 @@ pub fn migrate(from: &str, to: &str) -> anyhow::Result<Copied> {
             None => target.insert_key(&key).map(|()| true)?,
         };
         copied.keys += usize::from(written);
+    }
+    for user in source.list_users()? {
+        let written = match target.find_user(&user.id)? {
+            Some(there) if there.id == user.id && there.name == user.name => {
+                target.update_user(&StoredUser { created_at: there.created_at, ..user.clone() })?
+            }
+            Some(_) => false,
+            None => target.insert_user(&user)?,
+        };
+        match written {
+            true => copied.users += 1,
+            false => copied.users_skipped.push(user.name),
+        }
     }
     Ok(copied)
 }

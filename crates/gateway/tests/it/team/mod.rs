@@ -604,7 +604,7 @@ async fn store_up(http: &reqwest::Client, at: &Instance) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix("codex_gateway_store_up ")).and_then(|v| v.trim().parse().ok())
 }
 
-/// `store migrate` copies a single instance's accounts (with their tokens) and client keys into PostgreSQL,
+/// `store migrate` copies a single instance's accounts (with their tokens), client keys and users into PostgreSQL,
 /// and a second run changes nothing.
 #[tokio::test]
 async fn store_migrate_copies_accounts_tokens_and_keys() {
@@ -639,6 +639,17 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
         owner: None,
     };
     sqlite.insert_key(&key).unwrap_or_else(|e| panic!("{e:#}"));
+    let user = codex_gateway::store::users::StoredUser {
+        id: "usr_0123456789ab".into(),
+        name: "ana@example.com".into(),
+        role: "member".into(),
+        created_at: 1,
+        disabled_at: None,
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        totp_secret: None,
+        max_keys: Some(3),
+    };
+    assert!(sqlite.insert_user(&user).unwrap_or_else(|e| panic!("{e:#}")));
     drop(sqlite);
     let from = format!("sqlite:{}", path.display());
     for _ in 0..2 {
@@ -647,7 +658,7 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|e| panic!("{e:#}"));
-        assert_eq!((copied.accounts, copied.keys, copied.skipped.len()), (1, 1, 0));
+        assert_eq!((copied.accounts, copied.keys, copied.skipped.len(), copied.users), (1, 1, 0, 1));
     }
     let team = Store::open_with(&dir.join("other.db"), Some(&db)).unwrap_or_else(|e| panic!("{e:#}"));
     let accounts = team.list_accounts().unwrap_or_else(|e| panic!("{e:#}"));
@@ -656,6 +667,7 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
     assert_eq!(accounts[0].tokens.as_ref().map(|t| t.refresh_token.as_str()), Some("refresh-1"));
     assert_eq!(accounts[0].policy.as_deref(), Some("preserve:40"), "the owner's policy comes along");
     assert_eq!(team.list_keys().unwrap_or_else(|e| panic!("{e:#}")), vec![key]);
+    assert_eq!(team.list_users().unwrap_or_else(|e| panic!("{e:#}")), vec![user], "users come along");
     drop(team);
     let _ = std::fs::remove_dir_all(&dir);
 }
