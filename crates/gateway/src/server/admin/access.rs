@@ -81,6 +81,8 @@ pub async fn layer(
     let action = access::admin_action(req.method(), route);
     let principal = match identify(&s, req.headers()).await {
         Ok(p) => p,
+        // An ended session sent along to the sign-in does not stand in the way of a new one.
+        Err(_) if action == Some(Action::Public) => None,
         Err(e) => return e.into_response(),
     };
     let decision = match (&principal, action) {
