@@ -1,9 +1,9 @@
 //! `codex-gateway users add|list|set-role|disable|enable|passwd|totp|remove`: people who sign in to the dashboard
 //! and the admin API (users/), managed on the configured store itself (the data directory's SQLite file, or the
 //! team's PostgreSQL), whether or not a gateway runs: a running gateway applies a change at its next re-read of
-//! the store (the upkeep period; within a poll on a team store). Passwords are read from standard input, never
-//! from the command line (where `ps` and shell histories would show them). Every change goes to the audit trail
-//! as this OS user's.
+//! the store (within 2 s on the SQLite file, `users::USERS_POLL`; within a poll on a team store). Passwords are
+//! read from standard input, never from the command line (where `ps` and shell histories would show them). Every
+//! change goes to the audit trail as this OS user's.
 
 use std::io::BufRead;
 

@@ -122,7 +122,13 @@ pub async fn run_with_sinks(
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
     let upkeep = tokio::spawn(state.pool.clone().upkeep());
     let keys_upkeep = tokio::spawn(state.keys.clone().follow_store(state.config.upkeep_interval));
-    let users_upkeep = tokio::spawn(state.users.clone().follow_store(state.config.upkeep_interval));
+    // Users and sessions: a user the command line disabled or removed on the SQLite file is refused within
+    // `USERS_POLL` (three small reads); a team store's change counter already says when to re-read.
+    let users_poll = match state.pool.store().health() {
+        StoreHealth::Local => crate::users::USERS_POLL.min(state.config.upkeep_interval),
+        StoreHealth::Team { .. } => state.config.upkeep_interval,
+    };
+    let users_upkeep = tokio::spawn(state.users.clone().follow_store(users_poll));
     // Team store (docs/team.md): re-read accounts and keys within a second of a change another instance made;
     // pull the conversations the others decided into the pool's affinity map; count what the other instances'
     // keys spent against the token budgets (keys/team.rs). Nothing on a local store.

@@ -37,6 +37,9 @@ pub use access::Role;
 pub const SESSION_PREFIX: &str = "cgs_";
 /// Client keys a user may hold at once unless an admin sets another maximum.
 pub const DEFAULT_MAX_KEYS: u32 = 10;
+/// How often a gateway on a local store re-reads the users and sessions (what `codex-gateway users` changed in
+/// the file applies within it).
+pub const USERS_POLL: Duration = Duration::from_secs(2);
 /// How long a failed sign-in waits before it answers (and holds up the next attempt).
 pub const SIGN_IN_DELAY: Duration = Duration::from_secs(1);
 

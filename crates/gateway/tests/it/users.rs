@@ -467,6 +467,23 @@ async fn the_users_command_manages_the_store_and_audits_each_change() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// A user the command line disables in the SQLite file while a gateway serves it is refused by that gateway
+/// within a few seconds (`users::USERS_POLL`), their keys with them.
+#[tokio::test]
+async fn a_user_disabled_by_the_command_line_is_refused_by_the_running_gateway() {
+    let env = gateway().await;
+    add_user(&env, "mia", "member", json!({})).await;
+    let token = sign_in(&env, "mia").await;
+    assert_eq!(call(&env, &token, Method::GET, "/admin/me", None).await.0, 200);
+    let o = cli(&["users", "disable", "mia"], &env.dir.join("data"), None).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let started = Instant::now();
+    while call(&env, &token, Method::GET, "/admin/me", None).await.0 != 401 {
+        assert!(started.elapsed() < Duration::from_secs(6), "still signed in after the command disabled the user");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The command line on the data directory `data`, `stdin` written to its standard input.
 async fn cli(args: &[&str], data: &Path, stdin: Option<&str>) -> std::process::Output {
     use tokio::io::AsyncWriteExt;
