@@ -47,6 +47,8 @@ pub(crate) fn base_for(who: &Principal, csrf: &str, title: &str, nav: &str) -> s
     m.insert("nav".into(), nav.into());
     m.insert("nav_items".into(), items.into());
     m.insert("signed_in".into(), who.user().map(|u| json!({"name": u.name, "role": u.role.as_str()})).into());
+    // Pages hide the controls the role may not use (the access layer refuses them anyway).
+    m.insert("role".into(), role.as_str().into());
     m.insert("csrf".into(), csrf.into());
     m.insert("version".into(), env!("CARGO_PKG_VERSION").into());
     m
