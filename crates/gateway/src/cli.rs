@@ -128,7 +128,7 @@ pub struct ServeArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime_builder().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -142,6 +142,25 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The async runtime for this machine: a worker per core, or, when the process may use only one core (a small
+/// server, a container limited to one CPU, `taskset`), everything on the main thread. With one core the work-stealing
+/// scheduler's single worker still pays its bookkeeping at every wake-up (parking and unparking the worker, a
+/// second thread for `block_on`); measured paired against it on one core, the current-thread runtime used ~2.5%
+/// less CPU per request, paced and burst alike (docs/performance.md, "Current-thread runtime on one core"). `TOKIO_WORKER_THREADS`
+/// still picks the multi-thread runtime with that many workers.
+fn runtime_builder() -> tokio::runtime::Builder {
+    let cores = std::thread::available_parallelism().ok().map(|n| n.get());
+    match current_thread_runtime(std::env::var_os("TOKIO_WORKER_THREADS").is_some(), cores) {
+        true => tokio::runtime::Builder::new_current_thread(),
+        false => tokio::runtime::Builder::new_multi_thread(),
+    }
+}
+
+/// Whether the runtime runs on the main thread alone: one usable core, and no worker count asked for.
+fn current_thread_runtime(workers_set: bool, cores: Option<usize>) -> bool {
+    !workers_set && cores == Some(1)
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -236,4 +255,17 @@ pub(crate) fn local_address(listen: std::net::SocketAddr) -> std::net::SocketAdd
         });
     }
     addr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::current_thread_runtime;
+
+    #[test]
+    fn one_usable_core_runs_everything_on_the_main_thread_unless_workers_are_asked_for() {
+        assert!(current_thread_runtime(false, Some(1)));
+        assert!(!current_thread_runtime(false, Some(2)));
+        assert!(!current_thread_runtime(true, Some(1)), "TOKIO_WORKER_THREADS keeps the multi-thread runtime");
+        assert!(!current_thread_runtime(false, None), "an unknown core count keeps the multi-thread runtime");
+    }
 }

@@ -11,7 +11,7 @@ use crate::assemble::{Collected, MESSAGE_SEPARATOR, OutputItem, image_mime};
 use crate::error::GatewayError;
 use crate::outcome::Finish;
 use crate::responses::event::{DoneItem, Event, ItemStart, Usage};
-use crate::sse::{write_data, write_data_json};
+use crate::sse::{write_data, write_data_json, write_json};
 
 /// The Chat `finish_reason` for an outcome (spec C4).
 pub fn finish_reason(finish: &Finish) -> &'static str {
@@ -75,6 +75,21 @@ struct ImageUrl {
 
 fn image_out(b64: &str, mime: &str, index: usize) -> ImageOut {
     ImageOut { kind: "image_url", image_url: ImageUrl { url: format!("data:{mime};base64,{b64}") }, index }
+}
+
+impl<'a> Delta<'a> {
+    /// The key and value when the delta is exactly one text field.
+    fn single_text(&self) -> Option<(&'static str, &'a str)> {
+        if self.images.is_some() {
+            return None;
+        }
+        match (self.role, self.content, self.reasoning_content, self.refusal, &self.tool_calls) {
+            (None, Some(t), None, None, None) => Some(("content", t)),
+            (None, None, Some(t), None, None) => Some(("reasoning_content", t)),
+            (None, None, None, Some(t), None) => Some(("refusal", t)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -162,10 +177,22 @@ pub struct ChatEncoder {
     after_text: bool,
     images: usize,
     finished: bool,
+    /// `data: {"id":...,"choices":[{"index":0,"delta":{`, rendered once: text deltas (nearly every chunk of a
+    /// stream) are written as this head, one key and string, and a fixed tail, byte for byte what serialising
+    /// the whole [`Chunk`] gives.
+    text_head: Vec<u8>,
 }
 
 impl ChatEncoder {
     pub fn new(id: String, created: u64, model: String, include_usage: bool) -> Self {
+        let mut text_head = Vec::with_capacity(id.len() + model.len() + 96);
+        text_head.extend_from_slice(b"data: {\"id\":");
+        write_json(&mut text_head, id.as_str());
+        text_head.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        text_head.extend_from_slice(itoa::Buffer::new().format(created).as_bytes());
+        text_head.extend_from_slice(b",\"model\":");
+        write_json(&mut text_head, model.as_str());
+        text_head.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":{");
         ChatEncoder {
             id,
             created,
@@ -177,7 +204,26 @@ impl ChatEncoder {
             after_text: false,
             images: 0,
             finished: false,
+            text_head,
         }
+    }
+
+    /// A chunk whose delta is the single string field `key` (the fast path of [`ChatEncoder::delta`]).
+    fn text_chunk(&self, out: &mut Vec<u8>, key: &str, text: &str) {
+        let mark = out.len();
+        out.extend_from_slice(&self.text_head);
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        if !write_json(out, text) {
+            out.truncate(mark);
+            return;
+        }
+        out.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}]");
+        if self.include_usage {
+            out.extend_from_slice(b",\"usage\":null");
+        }
+        out.extend_from_slice(b"}\n\n");
     }
 
     fn chunk(&self, out: &mut Vec<u8>, delta: Delta<'_>, finish_reason: Option<&'static str>) {
@@ -197,6 +243,9 @@ impl ChatEncoder {
         if !self.role_sent {
             self.role_sent = true;
             delta.role = Some("assistant");
+        } else if let Some((key, text)) = delta.single_text() {
+            self.text_chunk(out, key, text);
+            return;
         }
         self.chunk(out, delta, None);
     }
@@ -399,4 +448,28 @@ pub fn render_completion(c: &Collected, id: &str, created: u64, model: &str) -> 
         "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason(&finish)}],
         "usage": usage_json(&c.usage),
     })
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+
+    #[test]
+    fn text_fast_path_matches_serialising_the_chunk() {
+        for include_usage in [false, true] {
+            let enc = ChatEncoder::new("chatcmpl-\"x\"".into(), 1_767_225_600, "gpt-5.4 \u{e9}".into(), include_usage);
+            for text in ["Hi", "a\"b\\c\n\t\u{1}", "\u{e9}\u{1f600}", "</script>"] {
+                for (key, delta) in [
+                    ("content", Delta { content: Some(text), ..Delta::default() }),
+                    ("reasoning_content", Delta { reasoning_content: Some(text), ..Delta::default() }),
+                    ("refusal", Delta { refusal: Some(text), ..Delta::default() }),
+                ] {
+                    let (mut fast, mut slow) = (Vec::new(), Vec::new());
+                    enc.text_chunk(&mut fast, key, text);
+                    enc.chunk(&mut slow, delta, None);
+                    assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&slow));
+                }
+            }
+        }
+    }
 }
