@@ -15,10 +15,10 @@ pub trait StreamEncoder: Send + 'static {
     fn keepalive(&mut self, _out: &mut Vec<u8>) {}
     /// True once the final frame was written.
     fn is_finished(&self) -> bool;
-    /// Whether the encoder reads the payload of `*.delta` events. An encoder that forwards raw frames says no,
-    /// and those frames are then not parsed at all.
-    fn needs_delta_payloads(&self) -> bool {
-        true
+    /// Whether the encoder forwards the upstream's frames as they came (the Responses passthrough): a frame that
+    /// cannot be parsed is then passed on rather than failing the answer.
+    fn forwards_frames(&self) -> bool {
+        false
     }
 }
 

@@ -5,7 +5,6 @@
 //! get frames back without re-scanning what it already looked at.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 
 /// One SSE event: the optional `event:` name and the joined `data:` lines. Names of the Responses protocol's
 /// events are shared static strings (no allocation per frame); others are owned.
@@ -62,39 +61,6 @@ pub struct FrameTooLarge {
 /// Capacity kept for an unfinished line between chunks; a larger buffer is shrunk to its length.
 const MIN_KEPT: usize = 1024;
 
-/// A handed-back payload buffer larger than this is freed, not reused (one large event must not leave the
-/// thread's pool holding its room).
-const MAX_RECYCLED: usize = 1024;
-/// Handed-back payload buffers kept by a thread for the parsers running on it (see [`SseParser::recycle`]).
-const POOL_KEPT: usize = 16;
-
-thread_local! {
-    /// Payload buffers handed back, shared by the thread's parsers (no parser keeps one between frames, see
-    /// [`SseParser::recycle`]): every frame takes its buffer from here, the most recently returned first, instead
-    /// of allocating one. At most [`POOL_KEPT`] buffers of at most [`MAX_RECYCLED`] bytes: 16 KB per thread.
-    static POOL: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Room given to a payload buffer the pool could not supply: every event of the backend's usual streams fits
-/// (deltas are ~170 bytes, `response.created` ~300, `response.completed` ~500 without a long output), so a buffer
-/// is not grown (a `realloc` and a copy) when a larger event reuses it.
-const FRESH: usize = 512;
-
-/// A buffer from the thread's pool (empty, with room), or a new one with [`FRESH`] room.
-fn pooled() -> String {
-    POOL.try_with(|pool| pool.borrow_mut().pop()).ok().flatten().unwrap_or_else(|| String::with_capacity(FRESH))
-}
-
-/// Keep `buf` (cleared, not larger than [`MAX_RECYCLED`]) in the thread's pool, or free it if the pool is full.
-fn pool(buf: String) {
-    let _ = POOL.try_with(|pool| {
-        let mut pool = pool.borrow_mut();
-        if pool.len() < POOL_KEPT {
-            pool.push(buf);
-        }
-    });
-}
-
 /// Feeds bytes, yields frames. Lines end in `\n` or `\r\n`; comments and unknown fields are ignored.
 #[derive(Debug)]
 pub struct SseParser {
@@ -117,23 +83,6 @@ impl SseParser {
     /// `max_frame` bounds the memory one event may take.
     pub fn new(max_frame: usize) -> Self {
         SseParser { buf: Vec::new(), scanned: 0, event: None, data: String::new(), has_data: false, max_frame }
-    }
-
-    /// Hand back a frame the caller is done with: its payload buffer goes to the thread's pool and is reused for
-    /// a later frame, so a frame costs no allocation in the steady state (one `malloc`/`free` per event otherwise).
-    ///
-    /// The pool, not the parser, keeps it, and a parser takes a buffer only when a frame's first `data:` line
-    /// arrives: the next frame on the thread, of whichever stream, then fills the buffer the last one left, still
-    /// in the cache. When each parser kept its own for its next frame, every paced event wrote into a buffer not
-    /// touched since that stream's previous event (callgrind's cache simulation, 64 paced streams: ~2 missed
-    /// lines per event, the most of any copy on the per-event path; docs/performance.md, "SSE payload pool").
-    pub fn recycle(&mut self, frame: SseFrame) {
-        let mut data = frame.data;
-        if data.capacity() == 0 || data.capacity() > MAX_RECYCLED {
-            return;
-        }
-        data.clear();
-        pool(data);
     }
 
     /// Parse `chunk`, appending each completed frame to `out`.
@@ -204,9 +153,6 @@ impl SseParser {
         match field {
             b"event" => self.event = Some(event_name(value)),
             b"data" => {
-                if self.data.capacity() == 0 {
-                    self.data = pooled();
-                }
                 if self.has_data {
                     self.data.push('\n');
                 }
@@ -224,7 +170,6 @@ impl SseParser {
 
     fn dispatch(&mut self, out: &mut impl Extend<SseFrame>) {
         if self.has_data {
-            // The next frame takes its buffer when its data arrives (`handle_line`), not now (see `recycle`).
             out.extend([SseFrame { event: self.event.take(), data: std::mem::take(&mut self.data) }]);
         }
         self.event = None;
@@ -344,57 +289,6 @@ mod tests {
         assert!(p.buf.capacity() <= MIN_KEPT, "capacity {}", p.buf.capacity());
         assert!(p.push(b"\n\n", &mut out).is_ok());
         assert_eq!((out.len(), out[2].data.as_str(), p.buf.capacity()), (3, "next", 0));
-    }
-
-    /// A frame handed back lends its payload buffer to the next frame (no allocation per event) through the
-    /// thread's pool, a burst's frames and new streams reuse the pooled ones, the parser holds none between
-    /// frames, and nothing handed back changes what later frames hold.
-    #[test]
-    fn handed_back_payload_buffers_are_reused() {
-        let mut p = SseParser::default();
-        let mut out = Vec::new();
-        assert!(p.push(b"event: a\ndata: first payload\n\n", &mut out).is_ok());
-        let first = out.remove(0);
-        let at = first.data.as_ptr();
-        p.recycle(first);
-        assert_eq!(p.data.capacity(), 0, "the parser holds a buffer between frames");
-        assert!(p.push(b"data: second\n\n", &mut out).is_ok());
-        assert_eq!((out[0].event.as_deref(), out[0].data.as_str()), (None, "second"));
-        assert_eq!(out[0].data.as_ptr(), at, "the handed-back buffer was not reused");
-
-        // A burst: frames handed back beyond the parser's own go to the thread's pool (bounded); the next
-        // burst's frames, and another stream's parser, take them.
-        let burst: Vec<SseFrame> = out
-            .drain(..)
-            .chain((0..20).map(|i| {
-                let mut one = Vec::new();
-                assert!(p.push(format!("data: {i}\n\n").as_bytes(), &mut one).is_ok());
-                one.remove(0)
-            }))
-            .collect();
-        for frame in burst {
-            p.recycle(frame);
-        }
-        let pooled: Vec<*const u8> = POOL.with_borrow(|pool| pool.iter().map(|s| s.as_ptr()).collect());
-        assert_eq!(pooled.len(), POOL_KEPT);
-        assert!(p.push(b"data: x\n\ndata: y\n\n", &mut out).is_ok());
-        assert_eq!(out.iter().map(|f| f.data.as_str()).collect::<Vec<_>>(), ["x", "y"]);
-        assert!(pooled.contains(&out[1].data.as_ptr()), "a burst frame did not take a pooled buffer");
-        let mut other = SseParser::default();
-        let mut theirs = Vec::new();
-        assert!(other.push(b"data: another stream\n\n", &mut theirs).is_ok());
-        assert_eq!(theirs[0].data, "another stream");
-        assert!(pooled.contains(&theirs[0].data.as_ptr()), "a new stream's first frame did not take a pooled buffer");
-
-        // A buffer the pool could not supply has room for the backend's usual events.
-        POOL.with_borrow_mut(Vec::clear);
-        assert!(p.push(b"data: fresh\n\n", &mut out).is_ok());
-        assert!(out.last().is_some_and(|f| f.data == "fresh" && f.data.capacity() >= FRESH));
-
-        // A large payload is freed, not kept.
-        let before = POOL.with_borrow(Vec::len);
-        p.recycle(SseFrame { event: None, data: "z".repeat(MAX_RECYCLED + 1) });
-        assert_eq!(POOL.with_borrow(Vec::len), before);
     }
 
     /// A multi-line event went out with its second line lacking `data:` (an unparseable frame for the client).

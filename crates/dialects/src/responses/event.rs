@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::ignored::{IGNORED_TYPES, names_ignored_type};
+use super::ignored::IGNORED_TYPES;
 use crate::failure::{Refusal, classify_event_refusal};
 use serde_json::value::RawValue;
 
@@ -451,35 +451,8 @@ struct RawError {
 pub struct EventParseError(#[from] serde_json::Error);
 
 impl<'a> Event<'a> {
-    /// [`Event::parse`] for an SSE frame with its `event:` name: an event of a type nobody reads (`in_progress`,
-    /// `content_part.*`, `*.done` of text: about half of a short answer's non-delta events) is known to be
-    /// [`Event::Ignored`] from its name and the first or last bytes of its payload, without parsing the rest.
-    /// Load-bearing for performance: those parses were ~26 K instructions per streamed request, 3% of a paced
-    /// one (docs/performance.md, "Ignored events known by name"). What this does not do is check that such a payload is
-    /// valid JSON: the gateway reads nothing from it, and a passthrough forwards it as it came either way.
-    pub fn parse_frame(name: Option<&str>, data: &'a str) -> Result<Event<'a>, EventParseError> {
-        if let Some(event) = super::fast::parse_delta(data) {
-            return Ok(event);
-        }
-        if name.is_some_and(|name| names_ignored_type(name, data)) {
-            return Ok(Event::Ignored);
-        }
-        Event::parse_full(data)
-    }
-
-    /// Parse one SSE `data:` payload. Deltas of the plain shape nearly all of them have are read by a scanner
-    /// (`responses::fast`, exact: it answers only where this parse would give the same event); everything else,
-    /// and anything unusual, by serde below.
+    /// Parse one SSE `data:` payload: every field any type reads captured unparsed, then the type's fields parsed.
     pub fn parse(data: &'a str) -> Result<Event<'a>, EventParseError> {
-        match super::fast::parse_delta(data) {
-            Some(event) => Ok(event),
-            None => Event::parse_full(data),
-        }
-    }
-
-    /// [`Event::parse`] without the fast path: every field any type reads captured unparsed, then the type's fields
-    /// parsed.
-    pub(super) fn parse_full(data: &'a str) -> Result<Event<'a>, EventParseError> {
         let w: Wire<'a> = serde_json::from_str(data)?;
         Ok(match w.kind.as_ref() {
             "response.created" => Event::created(req(w.response, "response")?),
@@ -659,34 +632,21 @@ fn done_item(item: RawItem<'_>, raw: Option<&RawValue>) -> DoneItem {
 mod tests {
     use super::*;
 
-    /// A frame of an ignored type is known from its name and the type its payload starts or ends with; a name
-    /// its payload does not confirm, or a type the gateway reads, is parsed.
+    /// Ignored types parse to `Ignored` whatever their member order; a payload of another type is read as such.
     #[test]
-    fn ignored_types_are_known_from_name_and_payload_type() {
+    fn ignored_types_are_known_from_the_payload_type() {
         let backend =
             r#"{"type":"response.in_progress","sequence_number":1,"response":{"id":"r","status":"in_progress"}}"#;
         let sorted =
             r#"{"content_index":0,"item_id":"m","output_index":0,"text":"hi","type":"response.output_text.done"}"#;
-        for (name, data) in [("response.in_progress", backend), ("response.output_text.done", sorted)] {
-            assert_eq!(Event::parse_frame(Some(name), data).ok(), Some(Event::Ignored));
-            assert_eq!(Event::parse(data).ok(), Some(Event::Ignored), "the full parse agrees");
+        for data in [backend, sorted, r#"{"type":"keepalive"}"#] {
+            assert_eq!(Event::parse(data).ok(), Some(Event::Ignored));
         }
-        assert_eq!(Event::parse_frame(Some("keepalive"), r#"{"type":"keepalive"}"#).ok(), Some(Event::Ignored));
-        // The name is not trusted alone: a payload of another type is parsed (here a failure, which must not be
-        // skipped), and so is one whose type only a nested object carries.
-        let failed = r#"{"type":"response.failed","response":{"error":{"code":"server_error","message":"m"}}}"#;
-        assert!(matches!(Event::parse_frame(Some("response.in_progress"), failed), Ok(Event::Failed(_))));
         let nested = r#"{"type":"response.failed","response":{"type":"response.in_progress"}}"#;
-        assert!(matches!(Event::parse_frame(Some("response.in_progress"), nested), Ok(Event::Failed(_))));
+        assert!(matches!(Event::parse(nested), Ok(Event::Failed(_))));
         let prefix_only = r#"{"type":"response.in_progress_x"}"#;
-        assert!(matches!(Event::parse_frame(Some("response.in_progress"), prefix_only), Ok(Event::Unknown { .. })));
-        // Types the gateway reads are parsed whatever their name says.
-        let created = r#"{"type":"response.created","response":{"id":"resp_1","model":"gpt-5.4"}}"#;
-        assert!(matches!(Event::parse_frame(Some("response.created"), created), Ok(Event::Created { .. })));
-        assert!(Event::parse_frame(Some("response.created"), r#"{"type":"response.created"}"#).is_err());
-        // Deltas take the fast path, named or not.
-        let delta = r#"{"type":"response.output_text.delta","item_id":"m","delta":"x"}"#;
-        assert!(matches!(Event::parse_frame(None, delta), Ok(Event::TextDelta { .. })));
+        assert!(matches!(Event::parse(prefix_only), Ok(Event::Unknown { .. })));
+        assert!(Event::parse(r#"{"type":"response.created"}"#).is_err());
     }
 
     #[test]

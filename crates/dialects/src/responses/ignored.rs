@@ -1,6 +1,5 @@
 //! The event types the gateway knows and reads nothing from ([`Event::Ignored`](super::event::Event::Ignored)):
-//! listed, so that only types nobody has seen are `Unknown` (counted and logged, `relay/reader.rs`), and the frames
-//! of the commonest ones told from their name and the ends of their payload without a parse.
+//! listed, so that only types nobody has seen are `Unknown` (counted and logged, `relay/reader.rs`).
 
 /// Event types the gateway knows and reads nothing from ([`Event::Ignored`]).
 pub(super) const IGNORED_TYPES: &[&str] = &[
@@ -53,20 +52,3 @@ pub(super) const IGNORED_TYPES: &[&str] = &[
     "response.reasoning_text.delta",
     "response.reasoning_text.done",
 ];
-
-/// Whether a frame named `name` is of a type in [`IGNORED_TYPES`] and its payload says so in its top-level `type`,
-/// as the first member (`{"type":"NAME"`, the real backend's order) or the last (`,"type":"NAME"}`, sorted
-/// keys): only the top level can start or end that way, since a quote inside a JSON string is escaped. The name
-/// alone is not trusted: the official client reads an event's type from its payload, so a frame whose name and
-/// payload disagree is parsed.
-pub(super) fn names_ignored_type(name: &str, data: &str) -> bool {
-    IGNORED_TYPES.contains(&name)
-        && (data
-            .strip_prefix(r#"{"type":""#)
-            .and_then(|rest| rest.strip_prefix(name))
-            .is_some_and(|r| r.starts_with('"'))
-            || data
-                .strip_suffix(r#""}"#)
-                .and_then(|rest| rest.strip_suffix(name))
-                .is_some_and(|r| r.ends_with(r#","type":""#)))
-}

@@ -2,7 +2,6 @@
 //! passthrough: the request is normalised into what the backend accepts, the events go back unchanged.
 
 pub mod event;
-mod fast;
 mod ignored;
 mod passthrough;
 mod stream;

@@ -92,8 +92,8 @@ impl StreamEncoder for Passthrough {
     fn is_finished(&self) -> bool {
         self.finished
     }
-    fn needs_delta_payloads(&self) -> bool {
-        false
+    fn forwards_frames(&self) -> bool {
+        true
     }
 }
 

@@ -22,7 +22,7 @@ use tracing::debug;
 use crate::metrics::streams::OpenStream;
 use crate::record::Recorder;
 use crate::relay::exchange::Exchange;
-use crate::relay::reader::{EventReader, Read};
+use crate::relay::reader::Read;
 use crate::tokens;
 
 /// Stop adding ready events to one outgoing chunk beyond this size (bounds per-stream memory).
@@ -116,7 +116,6 @@ impl<E: StreamEncoder> Pump<E> {
                     *progress_at = Some(now);
                 }
                 self.feed(&frame, event, out);
-                self.ex.reader.recycle(frame);
                 // Frames that are not progress (events nobody reads) must not hold off the deadlines: checked
                 // when such a frame ends a wait, never re-armed by it.
                 if !progress && progress_at.is_none() && !self.done {
@@ -232,9 +231,7 @@ pub fn stream_body<E: StreamEncoder>(
     record: Recorder,
 ) -> axum::body::Body {
     let limiter = limiter_for(limits, ex.input_estimate).map(Box::new);
-    // Only without limits emulation: the limiter reads text deltas.
-    ex.reader.set_skip_deltas(!encoder.needs_delta_payloads() && limiter.is_none());
-    ex.reader.set_forwards_raw(!encoder.needs_delta_payloads());
+    ex.reader.set_forwards_raw(encoder.forwards_frames());
     // The client got its status line at most a keepalive ago (the peek window), so the next one is due then.
     let now = Instant::now();
     let pump = Pump {
@@ -291,7 +288,7 @@ async fn collect_unboxed(
     let mut limiter = limiter_for(limits, ex.input_estimate);
     let mut idle = IdleClock::new(idle_timeout);
     loop {
-        match next_read(&mut ex.reader, &mut idle).await {
+        match ex.reader.next_until(idle.deadline).await {
             Read::Frame(frame) => {
                 let event = ex.reader.event(&frame);
                 note_event(&event, &ex, record);
@@ -337,7 +334,7 @@ async fn drain_raw_unboxed(
     ex.reader.set_forwards_raw(true);
     let mut idle = IdleClock::new(idle_timeout);
     loop {
-        match next_read(&mut ex.reader, &mut idle).await {
+        match ex.reader.next_until(idle.deadline).await {
             Read::Frame(frame) => {
                 let event = ex.reader.event(&frame);
                 note_event(&event, &ex, record);
@@ -359,17 +356,6 @@ async fn drain_raw_unboxed(
             Read::Error(failure) => return Err(failed(*failure, &ex, record)),
         }
     }
-}
-
-/// The next read of a whole answer: what is ready without waiting first, then a wait bounded by the idle clock.
-/// An HTTP/2 answer comes a DATA frame (an event) per body poll, so the reader's own buffers are empty between
-/// the frames of a burst; asked for a wait straight away, every event would read the clock (`IdleClock::deadline`)
-/// and go through the wait's set-up (checking the timer).
-async fn next_read(reader: &mut EventReader, idle: &mut IdleClock) -> Read {
-    if let Some(read) = std::future::poll_fn(|cx| Poll::Ready(reader.next_ready(cx))).await {
-        return read;
-    }
-    reader.next_until(idle.deadline(reader)).await
 }
 
 /// What an event of the answer says beyond its translation: a failure event is kept in the record (the renderers
@@ -411,40 +397,23 @@ fn failed(failure: UpstreamFailure, ex: &Exchange, record: &mut Recorder) -> Gat
 struct IdleClock {
     limit: Duration,
     deadline: Instant,
-    /// Progress came since `deadline` was last set: the next real wait moves it.
-    moved: bool,
 }
 
-/// The clock is read once per wait, not once per event: a non-streaming answer's 200 deltas arrive in a few
-/// reads, and a clock read per event cost 7-9% of a request's time in alternating runs (docs/performance.md, "Clock
-/// reads per wait").
 impl IdleClock {
     fn new(limit: Duration) -> IdleClock {
-        IdleClock { limit, deadline: Instant::now() + limit, moved: false }
+        IdleClock { limit, deadline: Instant::now() + limit }
     }
 
-    /// The deadline for the next read: moved to now + limit after progress, but only when the read will really
-    /// wait (frames or bytes already received are read without a timer, so the old deadline does not matter; when
-    /// those bytes end in half a frame, the read waits on a deadline older by the time the burst took to handle).
-    fn deadline(&mut self, reader: &EventReader) -> Instant {
-        if self.moved && !reader.has_ready() {
-            self.moved = false;
-            self.deadline = Instant::now() + self.limit;
-        }
-        self.deadline
-    }
-
-    /// After a frame: progress marks the deadline to move; anything else is checked against it.
+    /// After a frame: progress moves the deadline; anything else is checked against it.
     fn after(&mut self, progress: bool) -> Result<(), UpstreamFailure> {
-        if progress {
-            self.moved = true;
-            return Ok(());
-        }
         let now = Instant::now();
-        if self.moved {
-            self.moved = false;
+        if progress {
             self.deadline = now + self.limit;
+            Ok(())
+        } else if now >= self.deadline {
+            Err(UpstreamFailure::Idle)
+        } else {
+            Ok(())
         }
-        if now >= self.deadline { Err(UpstreamFailure::Idle) } else { Ok(()) }
     }
 }

@@ -82,19 +82,6 @@ pub struct EventReader {
     parser: SseParser,
     frames: VecDeque<SseFrame>,
     eof: bool,
-    /// Leave `*.delta` frames that carry an `event:` name unparsed (`Event::Ignored`): a passthrough forwards
-    /// the raw frame and needs only the events that end or shape the stream. Load-bearing for performance: deltas
-    /// are nearly every frame of a stream, and this takes their parsing off the passthrough's per-event path.
-    skip_deltas: bool,
-    /// The events of the frames put back by [`EventReader::unread`], by the address of the frame's payload (the
-    /// frame moves, its text does not), so the encoder does not parse them a second time.
-    ///
-    /// A performance trick (the peek cache): `exchange::peek` parses every event up to the first one with output
-    /// before the client's status line goes out, and without this the encoder parsed those ~5 frames again, on
-    /// every request's first-byte path. The gain measured within the bench's noise (docs/performance.md, "Peek cache"); it stays for the work it provably saves, so it must stay cheaper than a parse: keyed by address,
-    /// a lookup is one integer comparison, never a string compare, and an entry out of step with the frames is
-    /// dropped, never used (`event`).
-    peeked: VecDeque<(usize, Event<'static>)>,
     /// The encoder forwards frames as they are (Responses passthrough): a frame that cannot be parsed is passed
     /// on, since the client then sees exactly what the upstream sent. Translated dialects would lose its content
     /// silently, so for them it is an error.
@@ -119,8 +106,6 @@ impl EventReader {
             parser: SseParser::default(),
             frames: VecDeque::new(),
             eof: false,
-            skip_deltas: false,
-            peeked: VecDeque::new(),
             forwards_raw: false,
             late: None,
             unknown_logged: false,
@@ -151,33 +136,15 @@ impl EventReader {
     pub fn is_progress(&self, frame: &SseFrame, event: &Event) -> bool {
         !matches!(event, Event::Ignored | Event::Unknown { .. })
             || match frame.event.as_deref() {
-                Some(name) => name == "keepalive" || (self.skip_deltas && name.ends_with(".delta")),
+                Some(name) => name == "keepalive",
                 None => frame.data.starts_with(r#"{"type":"keepalive""#),
             }
     }
 
-    /// See [`EventReader::skip_deltas`]: for encoders that forward frames as they are.
-    pub fn set_skip_deltas(&mut self, skip: bool) {
-        self.skip_deltas = skip;
-    }
-
-    /// Put a frame back at the front, with the event parsed from it (used after peeking before the response
-    /// headers are sent).
-    pub fn unread(&mut self, frame: SseFrame, event: Event<'static>) {
-        self.peeked.push_front((frame.data.as_ptr() as usize, event));
+    /// Put a frame back at the front (used after peeking before the response headers are sent): [`EventReader::event`]
+    /// parses it again when it comes.
+    pub fn unread(&mut self, frame: SseFrame) {
         self.frames.push_front(frame);
-    }
-
-    /// Put a frame back at the front without its event: [`EventReader::event`] parses it again when it comes (a
-    /// frame the peek could not read, which the encoder then forwards or reports as it does any other).
-    pub fn unread_unparsed(&mut self, frame: SseFrame) {
-        self.frames.push_front(frame);
-    }
-
-    /// Hand back a frame once its event is handled: the parser reuses its payload buffer for a later frame
-    /// ([`SseParser::recycle`]), so an event costs no allocation and free for its text.
-    pub fn recycle(&mut self, frame: SseFrame) {
-        self.parser.recycle(frame);
     }
 
     /// The next frame, waiting at most `wait` for it.
@@ -348,34 +315,19 @@ impl EventReader {
     /// (`Event::Failed` with `Reason::MalformedEvent`: its text would otherwise be lost without a word), except for
     /// encoders that forward frames raw.
     pub fn event<'f>(&mut self, frame: &'f SseFrame) -> Event<'f> {
-        // Frames come back in the order they were put back; anything else means the cache is out of step.
-        let peeked = match self.peeked.pop_front() {
-            Some((at, event)) if at == frame.data.as_ptr() as usize => Some(event),
-            Some(_) => {
-                self.peeked.clear();
-                None
+        let event = match Event::parse(&frame.data) {
+            Ok(Event::Unknown { kind }) => {
+                self.on_unknown(&kind);
+                Event::Unknown { kind }
             }
-            None => None,
-        };
-        if self.skip_deltas && frame.event.as_deref().is_some_and(|n| n.ends_with(".delta")) {
-            return Event::Ignored;
-        }
-        let event = match peeked {
-            Some(event) => event,
-            None => match Event::parse_frame(frame.event.as_deref(), &frame.data) {
-                Ok(Event::Unknown { kind }) => {
-                    self.on_unknown(&kind);
-                    Event::Unknown { kind }
-                }
-                Ok(e) => e,
-                Err(e) if self.forwards_raw => {
-                    debug!("forwarding an upstream event the gateway cannot read: {e}");
-                    Event::Ignored
-                }
-                Err(e) => Event::Failed(Box::new(Refusal::malformed_event(format!(
-                    "The upstream sent an event the gateway cannot read ({e}); the answer is incomplete."
-                )))),
-            },
+            Ok(e) => e,
+            Err(e) if self.forwards_raw => {
+                debug!("forwarding an upstream event the gateway cannot read: {e}");
+                Event::Ignored
+            }
+            Err(e) => Event::Failed(Box::new(Refusal::malformed_event(format!(
+                "The upstream sent an event the gateway cannot read ({e}); the answer is incomplete."
+            )))),
         };
         if event.is_terminal() {
             // The answer is complete: the body may let its stream end by itself once dropped (issue 58).
@@ -439,40 +391,21 @@ mod tests {
         SseFrame { event: Some(name.into()), data: data.to_string() }
     }
 
-    /// Frames put back after peeking come out with the events parsed then (not parsed again), in order; a frame
-    /// that was not put back is parsed, and a cache out of step is never used.
+    /// A frame put back after peeking comes out first and is parsed when asked; one that cannot be parsed is a
+    /// failure of the stream, unless the encoder forwards frames as they are.
     #[tokio::test]
-    async fn put_back_frames_keep_their_parsed_events() {
+    async fn put_back_frames_come_out_first() {
         let mut reader = empty_reader();
-        // The payload is not what the cached event says: proof that the cache, not the parser, answered.
-        let created = frame("response.created", "not json");
-        let cached = Event::Created { response_id: "resp_1".into(), model: None };
-        reader.unread(created, cached.clone());
+        reader.unread(frame("response.created", r#"{"type":"response.created","response":{"id":"resp_1"}}"#));
+        reader.unread(frame("response.created", "not json"));
         let Read::Frame(back) = reader.next(Duration::from_secs(1)).await else { panic!("no frame") };
-        assert_eq!(reader.event(&back), cached);
-        // Taken once: asked again, the frame is parsed, and is not JSON: a failure of the stream, unless the
-        // encoder forwards frames as they are.
         assert!(
             matches!(reader.event(&back), Event::Failed(r) if r.reason == Reason::MalformedEvent && r.code.is_none())
         );
         reader.set_forwards_raw(true);
         assert_eq!(reader.event(&back), Event::Ignored);
-        reader.set_forwards_raw(false);
-
-        // Out of step: the cached event belongs to a frame that is never asked about.
-        let stale = frame("response.created", "not json either");
-        reader.unread(stale, cached.clone());
-        let other =
-            frame("response.output_text.delta", r#"{"type":"response.output_text.delta","item_id":"m","delta":"hi"}"#);
-        assert!(matches!(reader.event(&other), Event::TextDelta { .. }));
-        assert!(reader.peeked.is_empty());
-
-        // A passthrough leaves deltas unparsed, also when one was peeked.
-        let mut reader = empty_reader();
-        reader.set_skip_deltas(true);
-        reader.unread(other, Event::TextDelta { item_id: "m".into(), delta: "hi".into() });
-        let Read::Frame(back) = reader.next(Duration::from_secs(1)).await else { panic!("no frame") };
-        assert_eq!(reader.event(&back), Event::Ignored);
+        let Read::Frame(next) = reader.next(Duration::from_secs(1)).await else { panic!("no frame") };
+        assert!(matches!(reader.event(&next), Event::Created { .. }));
     }
 
     /// Waits share one timer: a wait whose deadline moved later (progress does that with every event) leaves it
@@ -512,10 +445,9 @@ mod tests {
         assert!(Instant::now() < later + Duration::from_millis(300), "ended late");
     }
 
-    /// A frame handed back lends its payload buffer to the next frame read (one read per event, a paced
-    /// stream), and a read parsed to its end is released before the next one comes, not kept until then.
+    /// A read parsed to its end is released before the next one comes, not kept until then.
     #[tokio::test]
-    async fn handed_back_frames_lend_their_buffer_and_parsed_reads_are_released() {
+    async fn parsed_reads_are_released() {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, TransportError>>(4);
         let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
         let mut reader = EventReader::new(Box::pin(Plain::new(body)));
@@ -525,15 +457,9 @@ mod tests {
         assert!(matches!(reader.event(&first), Event::TextDelta { .. }));
         assert!(std::future::poll_fn(|cx| Poll::Ready(reader.next_ready(cx))).await.is_none());
         assert!(reader.pending.is_empty() && !reader.has_ready(), "the parsed read is still held");
-        let (at, room) = (first.data.as_ptr(), first.data.capacity());
-        reader.recycle(first);
-        // Takes the freed block if the buffer was freed instead of kept, so an equal address below proves reuse.
-        let blocker = String::with_capacity(room);
         let _ = tx.send(Ok(Bytes::from(delta(2)))).await;
         let Read::Frame(second) = reader.next(wait).await else { panic!("no frame") };
-        assert_eq!(second.data.as_ptr(), at, "the handed-back buffer was not reused");
         assert!(matches!(reader.event(&second), Event::TextDelta { delta, .. } if delta == "2 "));
-        drop(blocker);
         drop(tx);
         assert!(matches!(reader.next(wait).await, Read::End));
     }

@@ -207,8 +207,8 @@ impl StreamEncoder for KeepingEncoder {
     fn is_finished(&self) -> bool {
         self.inner.is_finished()
     }
-    fn needs_delta_payloads(&self) -> bool {
-        self.inner.needs_delta_payloads()
+    fn forwards_frames(&self) -> bool {
+        self.inner.forwards_frames()
     }
 }
 

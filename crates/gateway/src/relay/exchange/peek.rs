@@ -18,16 +18,14 @@ use crate::relay::reader::{EventReader, Read};
 /// account would answer better, `dialects::failure`), and whether it fails the answer is the encoder's to say:
 /// the Responses passthrough forwards it as it came, a translated dialect reports it in its own error shape.
 pub(super) async fn peek(reader: &mut EventReader, until: Instant) -> Result<(), UpstreamFailure> {
-    // `None`: a frame put back unparsed.
-    let mut seen: Vec<(SseFrame, Option<Event<'static>>)> = Vec::new();
+    let mut seen: Vec<SseFrame> = Vec::new();
     let result = loop {
         if Instant::now() >= until {
             break Ok(());
         }
         match reader.next_until(until).await {
             Read::Frame(frame) => {
-                // Owned (a copy only for the one delta that ends the peek), so it can wait beside its frame.
-                let event = reader.event(&frame).into_owned();
+                let event = reader.event(&frame);
                 // The content filter ended the response before any output: a refusal, as the policy codes are.
                 if let Event::Finished { terminal: Terminal::Incomplete { reason }, output, .. } = &event
                     && output.is_empty()
@@ -35,17 +33,19 @@ pub(super) async fn peek(reader: &mut EventReader, until: Instant) -> Result<(),
                 {
                     break Err(UpstreamFailure::Refused(refusal));
                 }
-                match event {
-                    Event::Created { .. } | Event::Ignored | Event::Unknown { .. } => seen.push((frame, Some(event))),
-                    Event::Failed(refusal) if refusal.reason == Reason::MalformedEvent => {
-                        seen.push((frame, None));
+                let outcome = match event {
+                    Event::Created { .. } | Event::Ignored | Event::Unknown { .. } => None,
+                    Event::Failed(refusal) if refusal.reason == Reason::MalformedEvent => Some(Ok(())),
+                    Event::Failed(refusal) => Some(Err(UpstreamFailure::Refused(*refusal))),
+                    _ => Some(Ok(())),
+                };
+                match outcome {
+                    Some(Err(failure)) => break Err(failure),
+                    Some(Ok(())) => {
+                        seen.push(frame);
                         break Ok(());
                     }
-                    Event::Failed(refusal) => break Err(UpstreamFailure::Refused(*refusal)),
-                    _ => {
-                        seen.push((frame, Some(event)));
-                        break Ok(());
-                    }
+                    None => seen.push(frame),
                 }
             }
             Read::Idle => break Ok(()),
@@ -53,11 +53,8 @@ pub(super) async fn peek(reader: &mut EventReader, until: Instant) -> Result<(),
             Read::Error(failure) => break Err(*failure),
         }
     };
-    for (frame, event) in seen.into_iter().rev() {
-        match event {
-            Some(event) => reader.unread(frame, event),
-            None => reader.unread_unparsed(frame),
-        }
+    for frame in seen.into_iter().rev() {
+        reader.unread(frame);
     }
     result
 }
