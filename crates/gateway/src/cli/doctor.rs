@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde::Serialize;
 
-use crate::auth::jwt;
+use crate::auth::{Tokens, jwt};
 use crate::config::{Config, Env, Overrides, ProcessEnv, RawConfig};
 use crate::store::{AccountKind, AccountStatus, StoredAccount};
 
@@ -302,20 +302,24 @@ pub(crate) struct Probe {
     pub(crate) issued_at: Option<i64>,
 }
 
+impl Probe {
+    fn new(
+        name: String,
+        kind: AccountKind,
+        proxy: Option<String>,
+        base_url: Option<String>,
+        cred: Option<String>,
+    ) -> Probe {
+        Probe { name, kind, proxy, base_url, credential: cred, account_id: None, issued_at: None }
+    }
+}
+
 fn credential_checks(r: &mut Report, config: &Config, accounts: Option<&[StoredAccount]>, now: i64) -> Vec<Probe> {
     let mut probes = Vec::new();
     for a in accounts.unwrap_or_default() {
         let name = a.label.clone().or_else(|| a.email.clone()).unwrap_or_else(|| a.id.clone());
         let check = format!("account {name}");
-        let mut probe = Probe {
-            name: name.clone(),
-            kind: a.kind,
-            proxy: a.proxy.clone(),
-            base_url: a.base_url.clone(),
-            credential: None,
-            account_id: None,
-            issued_at: None,
-        };
+        let mut probe = Probe::new(name, a.kind, a.proxy.clone(), a.base_url.clone(), None);
         match a.status {
             AccountStatus::NeedsLogin => {
                 let why = a.status_reason.as_deref().unwrap_or("the refresh token was refused");
@@ -339,10 +343,7 @@ fn credential_checks(r: &mut Report, config: &Config, accounts: Option<&[StoredA
         }
         match a.kind {
             AccountKind::Chatgpt => match &a.tokens {
-                Some(t) => {
-                    token_check(r, check, &t.access_token, &t.refresh_token, now, &mut probe);
-                    probe.account_id = Some(t.account_id.clone()).filter(|s| !s.is_empty());
-                }
+                Some(t) => token_check(r, check, t, now, &mut probe),
                 None => r.fail("credentials", check, "no tokens stored", "codex-gateway login"),
             },
             AccountKind::ApiKey | AccountKind::Relay => {
@@ -361,22 +362,13 @@ fn credential_checks(r: &mut Report, config: &Config, accounts: Option<&[StoredA
     }
     // No accounts in the store: linked mode (the Codex CLI's auth.json), else OPENAI_API_KEY.
     let auth = config.codex_auth_file();
-    let linked = |kind, credential| Probe {
-        name: "linked auth.json".into(),
-        kind,
-        proxy: None,
-        base_url: None,
-        credential,
-        account_id: None,
-        issued_at: None,
-    };
+    let linked = |kind, credential| Probe::new("linked auth.json".into(), kind, None, None, credential);
     if auth.exists() {
         let check = format!("linked {}", auth.display());
         match crate::auth::codex_file::read(&auth).map(|f| f.credentials()) {
             Ok(Some(crate::auth::codex_file::FileCredentials::Chatgpt(t))) => {
                 let mut probe = linked(AccountKind::Chatgpt, None);
-                token_check(r, check, &t.access_token, &t.refresh_token, now, &mut probe);
-                probe.account_id = Some(t.account_id).filter(|s| !s.is_empty());
+                token_check(r, check, &t, now, &mut probe);
                 probes.push(probe);
             }
             Ok(Some(crate::auth::codex_file::FileCredentials::ApiKey(k))) => {
@@ -401,14 +393,15 @@ fn credential_checks(r: &mut Report, config: &Config, accounts: Option<&[StoredA
 }
 
 /// Expiry of the access token and whether a refresh token can renew it.
-fn token_check(r: &mut Report, check: String, access: &str, refresh: &str, now: i64, probe: &mut Probe) {
-    let claims = jwt::claims(access).unwrap_or_default();
+fn token_check(r: &mut Report, check: String, tokens: &Tokens, now: i64, probe: &mut Probe) {
+    let claims = jwt::claims(&tokens.access_token).unwrap_or_default();
     probe.issued_at = claims.iat;
-    let has_refresh = !refresh.is_empty();
+    probe.account_id = Some(tokens.account_id.clone()).filter(|s| !s.is_empty());
+    let has_refresh = !tokens.refresh_token.is_empty();
     match claims.exp {
         None => r.warn("credentials", check, "the access token is not a readable JWT", "codex-gateway login"),
         Some(exp) if exp > now => {
-            probe.credential = Some(access.to_string());
+            probe.credential = Some(tokens.access_token.clone());
             let left = super::service::duration((exp - now) as u64);
             match has_refresh {
                 true => r.ok("credentials", check, format!("access token valid for {left}; refresh token present")),
@@ -478,7 +471,7 @@ async fn started_check(r: &mut Report, config: &Config) {
             "`codex-gateway restart` records it again",
         );
     };
-    let configured = format!("http://{}", crate::cli::local_address(config.listen));
+    let configured = crate::cli::local_url(config.listen);
     let moved = match address == configured {
         true => String::new(),
         false => format!(" (not the configured {configured}: `start --host/--port`)"),
@@ -519,7 +512,7 @@ async fn port_check(r: &mut Report, check: &'static str, addr: std::net::SocketA
     };
     match err.kind() {
         std::io::ErrorKind::AddrInUse => {
-            let url = format!("http://{}/health", crate::cli::local_address(addr));
+            let url = format!("{}/health", crate::cli::local_url(addr));
             match answers_as_gateway(&url).await {
                 true => r.ok("ports", check, format!("{addr} is held by a running codex-gateway")),
                 false => r.fail(

@@ -130,7 +130,7 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
     let config = Config::load(base, &ProcessEnv)?;
     let files = Files::in_dir(&config.data_dir);
     if quiet {
-        let address = format!("http://{}", crate::cli::local_address(config.listen));
+        let address = crate::cli::local_url(config.listen);
         return Ok(ExitCode::from(match running_pid(&files) {
             Running::Yes(_) => 0,
             Running::Stale(_) => 1,
@@ -144,7 +144,7 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
     let (address, pid, code) = match running_pid(&files) {
         Running::Yes(pid) => {
             let address = state.as_ref().map(|s| s.address.clone());
-            (address.unwrap_or_else(|| format!("http://{}", crate::cli::local_address(config.listen))), Some(pid), 0)
+            (address.unwrap_or_else(|| crate::cli::local_url(config.listen)), Some(pid), 0)
         }
         Running::Stale(pid) => {
             say!("codex-gateway: not running (pid {pid} in {} is gone)", files.pid.display());
@@ -153,7 +153,7 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
         }
         // Not started by `start`, but maybe by `serve` (a terminal, systemd, a container) on the configured address.
         Running::No => {
-            let address = format!("http://{}", crate::cli::local_address(config.listen));
+            let address = crate::cli::local_url(config.listen);
             match admin(&config, &address, "/health").await {
                 Ok(_) => (address, None, 0),
                 Err(_) => {
@@ -195,18 +195,19 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
 
 /// What the running gateway says about itself: version, accounts, the soonest quota reset, open streams.
 async fn live_summary(config: &Config, address: &str) {
-    match admin(config, address, "/admin/status").await.and_then(|b| Ok(serde_json::from_str::<Value>(&b)?)) {
+    let json =
+        |path| async move { admin(config, address, path).await.and_then(|b| Ok(serde_json::from_str::<Value>(&b)?)) };
+    match json("/admin/status").await {
         Ok(s) => {
             say!("version:       {}", s["version"].as_str().unwrap_or("-"));
             say!("accounts:      {} of {} can serve", s["usable"], s["accounts"]);
         }
         Err(e) => say!("accounts:      unknown ({e:#})"),
     }
-    if let Ok(list) = admin(config, address, "/admin/accounts").await.and_then(|b| Ok(serde_json::from_str(&b)?)) {
+    if let Ok(list) = json("/admin/accounts").await {
         say!("soonest reset: {}", soonest_reset(&list, crate::auth::now_unix()).map_or("-".into(), when));
     }
-    if let Ok(f) = admin(config, address, "/admin/forecast").await.and_then(|b| Ok(serde_json::from_str::<Value>(&b)?))
-    {
+    if let Ok(f) = json("/admin/forecast").await {
         say!("quota:         {}", forecast_line(&f["pool"]));
     }
     match admin(config, address, "/metrics").await {
@@ -396,7 +397,7 @@ pub(crate) fn reach(config: &Config) -> Reach {
     let key = config.admin_keys().first().cloned().or_else(|| started.as_ref().and_then(|s| s.options.api_key.clone()));
     let base = match started {
         Some(s) => s.address,
-        None => format!("http://{}", crate::cli::local_address(config.listen)),
+        None => crate::cli::local_url(config.listen),
     };
     Reach { base, key }
 }
@@ -418,10 +419,8 @@ pub(crate) fn running_pid(files: &Files) -> Running {
 /// The process exists and is not a zombie (a gateway whose parent, `start`, is gone is reaped by init, but a
 /// container's init may not reap).
 fn alive(pid: u32) -> bool {
-    let Ok(pid_t) = libc::pid_t::try_from(pid) else { return false };
-    // SAFETY: kill with signal 0 only checks that the process exists and may be signalled.
-    let exists = unsafe { libc::kill(pid_t, 0) } == 0;
-    exists
+    // Signal 0 only checks that the process exists and may be signalled.
+    signal(pid, 0).is_ok()
         && match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             // The state is the first field after the command name in parentheses.
             Ok(stat) => stat.rsplit_once(')').is_none_or(|(_, rest)| !rest.trim_start().starts_with('Z')),
@@ -456,7 +455,7 @@ fn listening_address(out: &Path) -> Option<String> {
     let text = std::fs::read_to_string(out).ok()?;
     let addr = text.lines().find_map(|l| l.strip_prefix("codex-gateway listening on http://"))?;
     let addr: std::net::SocketAddr = addr.trim().parse().ok()?;
-    Some(format!("http://{}", crate::cli::local_address(addr)))
+    Some(crate::cli::local_url(addr))
 }
 
 /// Why a process that exited at start did: its `error:` lines (main prints the cause chain there), else its
@@ -467,18 +466,21 @@ fn failure_reason(out: &Path) -> String {
     if !errors.is_empty() {
         return errors.join("; ");
     }
-    let tail: Vec<&str> = text.lines().rev().take(5).collect();
-    match tail.is_empty() {
-        true => "it printed nothing".into(),
-        false => tail.into_iter().rev().collect::<Vec<_>>().join(" / "),
+    match last_lines(&text)[..] {
+        [] => "it printed nothing".into(),
+        ref tail => tail.join(" / "),
     }
 }
 
+/// The last five lines of `text`.
+fn last_lines(text: &str) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].to_vec()
+}
+
 fn print_tail(out: &Path) {
-    if let Ok(text) = std::fs::read_to_string(out) {
-        for line in text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev() {
-            say!("  | {line}");
-        }
+    for line in last_lines(&std::fs::read_to_string(out).unwrap_or_default()) {
+        say!("  | {line}");
     }
 }
 
