@@ -493,16 +493,18 @@ impl Pool {
 /// The 504 of a refresh that did not end within `limit` (`token_refresh_timeout_secs`): the token endpoint's
 /// silence, or an attempt the caller waited for that ran out its bound. The login is kept either way.
 fn refresh_timeout(account: &Account, limit: Duration) -> GatewayError {
-    GatewayError::new(
-        ErrorKind::Timeout,
-        format!(
-            "Could not refresh the ChatGPT login of {}: the token endpoint did not answer within {} s \
-             (token_refresh_timeout_secs). The login is kept; retry shortly.",
-            account.describe(),
-            limit.as_secs_f64()
-        ),
-    )
-    .with_code("token_refresh_timeout")
+    let why =
+        format!("Could not refresh the ChatGPT login of {}: the token endpoint did not answer", account.describe());
+    timed_out(why, limit)
+}
+
+/// The 504 of a refresh `why` did not end within `limit`: the login is kept.
+pub(super) fn timed_out(why: String, limit: Duration) -> GatewayError {
+    let message = format!(
+        "{why} within {} s (token_refresh_timeout_secs). The login is kept; retry shortly.",
+        limit.as_secs_f64()
+    );
+    GatewayError::new(ErrorKind::Timeout, message).with_code("token_refresh_timeout")
 }
 
 /// Whether tokens read from the linked auth.json replace `current`: a different, non-empty refresh token (the

@@ -138,7 +138,12 @@ async fn route_checks(r: &mut Report, config: &Config, route: &Route) -> Option<
     let resp = match req.send().await {
         Ok(resp) => resp,
         Err(e) => {
-            r.fail("upstream", call, chain(&e.without_url()), "check the connection (proxy, firewall, CA bundle)");
+            r.fail(
+                "upstream",
+                call,
+                crate::upstream::with_causes(&e.without_url()),
+                "check the connection (proxy, firewall, CA bundle)",
+            );
             return None;
         }
     };
@@ -234,16 +239,4 @@ async fn tls(r: &mut Report, config: &Config, check: &str, host: &str, tcp: TcpS
             false
         }
     }
-}
-
-/// An error with its causes, one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
