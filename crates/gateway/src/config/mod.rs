@@ -15,11 +15,11 @@ mod flags;
 mod sections;
 mod validate;
 
-pub use env::{Env, ProcessEnv, default_config_path};
+pub use env::{Env, ProcessEnv, default_config_path, home};
 pub(crate) use file::read_raw;
 pub use file::{
-    RawAnthropic, RawConfig, RawDashboard, RawGemini, RawKey, RawMetrics, RawOllama, RawRouting, RawServer, RawStore,
-    RawUpstream, RawUsage,
+    RawAliases, RawConfig, RawDashboard, RawKey, RawMetrics, RawOllama, RawRouting, RawServer, RawStore, RawUpstream,
+    RawUsage,
 };
 pub use flags::Overrides;
 pub use sections::{
