@@ -24,7 +24,6 @@ pub mod manage;
 mod pool;
 mod probe;
 pub mod quota;
-mod risk;
 mod shared;
 mod shared_refresh;
 pub mod steward;

@@ -472,21 +472,19 @@ impl Pool {
     }
 
     async fn write_tokens(&self, account: &Account, tokens: &Tokens) -> anyhow::Result<()> {
-        match &account.source {
+        let t = tokens.clone();
+        let write = match &account.source {
             Source::Store => {
-                let (store, id, t) = (self.store.clone(), account.id.clone(), tokens.clone());
+                let (store, id) = (self.store.clone(), account.id.clone());
                 tokio::task::spawn_blocking(move || store.save_tokens(&id, &t))
-                    .await
-                    .unwrap_or_else(|e| Err(anyhow::anyhow!("store task failed: {e}")))
             }
             Source::Linked(path) => {
-                let (path, t) = (path.clone(), tokens.clone());
+                let path = path.clone();
                 tokio::task::spawn_blocking(move || codex_file::write_tokens(&path, &t))
-                    .await
-                    .unwrap_or_else(|e| Err(anyhow::anyhow!("file task failed: {e}")))
             }
-            Source::Env => Ok(()),
-        }
+            Source::Env => return Ok(()),
+        };
+        write.await.unwrap_or_else(|e| Err(anyhow::anyhow!("the task saving the tokens failed: {e}")))
     }
 }
 
