@@ -65,6 +65,17 @@ impl Report {
     pub(crate) fn fail(&mut self, area: &'static str, check: impl Into<String>, detail: impl Into<String>, fix: &str) {
         self.add(area, check, Level::Failed, detail.into(), Some(fix.into()));
     }
+    /// [`Report::fail`] for a check the caller's others depend on: they are not run (`None`).
+    pub(crate) fn failed<T>(
+        &mut self,
+        area: &'static str,
+        check: impl Into<String>,
+        detail: impl Into<String>,
+        fix: &str,
+    ) -> Option<T> {
+        self.fail(area, check, detail, fix);
+        None
+    }
     fn count(&self, level: Level) -> usize {
         self.checks.iter().filter(|c| c.level == level).count()
     }
@@ -144,10 +155,7 @@ fn config_checks(r: &mut Report, base: &Overrides, env: &dyn Env) -> Option<Conf
     let path = explicit.clone().unwrap_or_else(|| crate::config::default_config_path(env));
     let raw = match path.try_exists() {
         // It may exist, behind a directory this user cannot enter: the gateway refuses to start then.
-        Err(e) => {
-            r.fail("config", "file", format!("cannot read {}: {e}", path.display()), READABLE_FIX);
-            None
-        }
+        Err(e) => r.failed("config", "file", format!("cannot read {}: {e}", path.display()), READABLE_FIX),
         Ok(present) => file_check(r, &path, present, explicit.is_some()),
     };
     let loaded = raw.is_some();
@@ -159,10 +167,7 @@ fn config_checks(r: &mut Report, base: &Overrides, env: &dyn Env) -> Option<Conf
             }
             Some(c)
         }
-        Err(e) => {
-            r.fail("config", "values", one_line(&e), "correct the value it names");
-            None
-        }
+        Err(e) => r.failed("config", "values", one_line(&e), "correct the value it names"),
     }
 }
 
@@ -170,10 +175,7 @@ fn config_checks(r: &mut Report, base: &Overrides, env: &dyn Env) -> Option<Conf
 fn file_check(r: &mut Report, path: &Path, present: bool, explicit: bool) -> Option<RawConfig> {
     if !present {
         return match explicit {
-            true => {
-                r.fail("config", "file", format!("{} not found", path.display()), "create it, or drop --config");
-                None
-            }
+            true => r.failed("config", "file", format!("{} not found", path.display()), "create it, or drop --config"),
             false => {
                 r.ok("config", "file", format!("none at {}: defaults and environment", path.display()));
                 Some(RawConfig::default())
@@ -183,17 +185,12 @@ fn file_check(r: &mut Report, path: &Path, present: bool, explicit: bool) -> Opt
     match crate::config::read_raw(path) {
         Ok(raw) => {
             r.ok("config", "file", format!("{} parses", path.display()));
-            Some(raw)
+            return Some(raw);
         }
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some() => {
-            r.fail("config", "file", one_line(&e), READABLE_FIX);
-            None
-        }
-        Err(e) => {
-            r.fail("config", "file", one_line(&e), "correct or remove the key it names (docs/configuration.md)");
-            None
-        }
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some() => r.fail("config", "file", one_line(&e), READABLE_FIX),
+        Err(e) => r.fail("config", "file", one_line(&e), "correct or remove the key it names (docs/configuration.md)"),
     }
+    None
 }
 
 /// Data directory 0700 and database files 0600 (they hold the tokens), the store opens read-only, its schema is
@@ -237,44 +234,33 @@ fn store_checks(r: &mut Report, config: &Config) -> Option<Vec<StoredAccount>> {
         .and_then(|c| c.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0)));
     let current = crate::store::sqlite::SCHEMA_VERSION as i64;
     match version {
-        Err(e) => {
-            r.fail(
-                "store",
-                "opens",
-                format!("{}: {e}", db.display()),
-                "restore a backup, or move the file away (a new store is made at start; accounts must be imported again)",
-            );
-            None
-        }
-        Ok(v) if v < current => {
-            r.warn(
-                "store",
-                "migrations",
-                format!("schema {v} of {current}: the rest is applied at the next start"),
-                "restart the gateway",
-            );
-            None
-        }
-        Ok(v) if v > current => {
-            r.fail(
-                "store",
-                "migrations",
-                format!("schema {v} is newer than this build's ({current})"),
-                "run the newer codex-gateway that wrote it",
-            );
-            None
-        }
+        Err(e) => r.fail(
+            "store",
+            "opens",
+            format!("{}: {e}", db.display()),
+            "restore a backup, or move the file away (a new store is made at start; accounts must be imported again)",
+        ),
+        Ok(v) if v < current => r.warn(
+            "store",
+            "migrations",
+            format!("schema {v} of {current}: the rest is applied at the next start"),
+            "restart the gateway",
+        ),
+        Ok(v) if v > current => r.fail(
+            "store",
+            "migrations",
+            format!("schema {v} is newer than this build's ({current})"),
+            "run the newer codex-gateway that wrote it",
+        ),
         Ok(v) => {
             r.ok("store", "migrations", format!("opens; schema {v} is current"));
             match crate::store::Store::open(&db).and_then(|s| s.list_accounts()) {
-                Ok(accounts) => Some(accounts),
-                Err(e) => {
-                    r.fail("store", "accounts", one_line(&e), "restore a backup of the store");
-                    None
-                }
+                Ok(accounts) => return Some(accounts),
+                Err(e) => r.fail("store", "accounts", one_line(&e), "restore a backup of the store"),
             }
         }
     }
+    None
 }
 
 fn mode(path: &Path) -> Option<u32> {
