@@ -475,14 +475,12 @@ async fn started_check(r: &mut Report, config: &Config) {
 
 /// A codex-gateway answers `/health` at `url` (its answer names a version), within 2 seconds.
 async fn answers_as_gateway(url: &str) -> bool {
-    let http = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(2)).build();
-    let answer = match http {
-        Ok(h) => h.get(url).send().await.ok(),
-        Err(_) => None,
+    let Ok(http) = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(2)).build() else {
+        return false;
     };
-    match answer {
-        Some(resp) => resp.json::<serde_json::Value>().await.is_ok_and(|v| v["version"].is_string()),
-        None => false,
+    match http.get(url).send().await {
+        Ok(resp) => resp.json::<serde_json::Value>().await.is_ok_and(|v| v["version"].is_string()),
+        Err(_) => false,
     }
 }
 

@@ -98,17 +98,14 @@ pub(crate) async fn stop(base: &Overrides) -> anyhow::Result<()> {
     let config = Config::load(base, &ProcessEnv)?;
     let files = Files::in_dir(&config.data_dir);
     match running_pid(&files) {
-        Running::Yes(pid) => terminate(&files, pid, &config).await,
+        Running::Yes(pid) => return terminate(&files, pid, &config).await,
         Running::Stale(pid) => {
             let _ = std::fs::remove_file(&files.pid);
             say!("codex-gateway is not running (removed the stale pid file of pid {pid})");
-            Ok(())
         }
-        Running::No => {
-            say!("codex-gateway is not running");
-            Ok(())
-        }
+        Running::No => say!("codex-gateway is not running"),
     }
+    Ok(())
 }
 
 /// `codex-gateway restart`: stop if running, then start with the options the last start was given.
@@ -134,10 +131,8 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
         return Ok(ExitCode::from(match running_pid(&files) {
             Running::Yes(_) => 0,
             Running::Stale(_) => 1,
-            Running::No => match http_get(&address, "/health", None).await {
-                Ok(_) => 0,
-                Err(_) => 3,
-            },
+            Running::No if http_get(&address, "/health", None).await.is_ok() => 0,
+            Running::No => 3,
         }));
     }
     let state = read_state(&files).ok();
@@ -225,7 +220,8 @@ async fn admin(config: &Config, address: &str, path: &str) -> anyhow::Result<Str
     http_get(address, path, config.admin_keys().first()).await
 }
 
-async fn http_get(address: &str, path: &str, key: Option<&String>) -> anyhow::Result<String> {
+/// A GET on the gateway at `address` (within 3 s), the body of a success as text.
+pub(crate) async fn http_get(address: &str, path: &str, key: Option<&String>) -> anyhow::Result<String> {
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(3)).build()?;
     let mut req = http.get(format!("{address}{path}"));
     if let Some(k) = key {
