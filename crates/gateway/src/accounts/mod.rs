@@ -299,13 +299,12 @@ impl Account {
     pub fn clear_cooldowns(&self) {
         self.cooldowns.lock().clear();
         self.steward.lock().quota.forgive();
-        let mut q = self.quota.write();
+        let q = &mut *self.quota.write();
         // A cleared account is tried again even if its last quota reading said it was full.
-        if q.primary_used_percent.is_some_and(|u| u >= 100.0) {
-            q.primary_used_percent = Some(99.0);
-        }
-        if q.secondary_used_percent.is_some_and(|u| u >= 100.0) {
-            q.secondary_used_percent = Some(99.0);
+        for used in [&mut q.primary_used_percent, &mut q.secondary_used_percent] {
+            if used.is_some_and(|u| u >= 100.0) {
+                *used = Some(99.0);
+            }
         }
     }
 

@@ -231,10 +231,7 @@ impl Pool {
         let Some(mut current) = account.tokens() else {
             return Err(GatewayError::internal("account has no tokens"));
         };
-        if let Source::Linked(path) = &account.source
-            && let Ok(Some(FileCredentials::Chatgpt(file_tokens))) = codex_file::read(path).map(|f| f.credentials())
-            && file_wins(account, &file_tokens, &current)
-        {
+        if let Some(file_tokens) = linked_newer(account, &current) {
             // The Codex CLI refreshed: adopt its tokens rather than spending our (now dead) refresh token.
             info!(account = %account.id, "adopting tokens refreshed by the Codex CLI");
             current = file_tokens;
@@ -413,14 +410,7 @@ impl Pool {
 
     /// Linked mode: if auth.json now holds a different refresh token than `spent`, adopt the file's tokens.
     fn adopt_linked(&self, account: &Account, spent: &Tokens) -> bool {
-        let Source::Linked(path) = &account.source else { return false };
-        match codex_file::read(path).map(|f| f.credentials()) {
-            Ok(Some(FileCredentials::Chatgpt(t))) if file_wins(account, &t, spent) => {
-                account.creds.write().set_tokens(t);
-                true
-            }
-            _ => false,
-        }
+        linked_newer(account, spent).map(|t| account.creds.write().set_tokens(t)).is_some()
     }
 
     /// Commit rotated tokens where the account's credentials live, trying `attempts` times. On success the
@@ -448,13 +438,9 @@ impl Pool {
              succeeds, a restart loses this login"
         );
         let mut unsaved = account.unsaved.lock();
-        match unsaved.as_mut() {
-            Some(u) => {
-                u.attempts = u.attempts.saturating_add(attempts);
-                u.error = error;
-            }
-            None => *unsaved = Some(UnsavedTokens { since: now_unix(), attempts, error }),
-        }
+        let u = unsaved.get_or_insert_with(|| UnsavedTokens { since: now_unix(), attempts: 0, error: String::new() });
+        u.attempts = u.attempts.saturating_add(attempts);
+        u.error = error;
     }
 
     /// Try again to commit the tokens of every account flagged `tokens_not_saved` (each upkeep round). Under
@@ -505,13 +491,16 @@ pub(super) fn timed_out(why: String, limit: Duration) -> GatewayError {
     GatewayError::new(ErrorKind::Timeout, message).with_code("token_refresh_timeout")
 }
 
-/// Whether tokens read from the linked auth.json replace `current`: a different, non-empty refresh token (the
-/// Codex CLI refreshed or logged in). Not while the account's own rotated tokens are unsaved: the file then still
-/// holds the refresh token they replaced, which is spent; only a later login (a newer `last_refresh`) wins then.
-fn file_wins(account: &Account, file: &Tokens, current: &Tokens) -> bool {
-    file.refresh_token != current.refresh_token
+/// The tokens of a linked account's auth.json when they replace `current`: a different, non-empty refresh token
+/// (the Codex CLI refreshed or logged in). Not while the account's own rotated tokens are unsaved: the file then
+/// still holds the refresh token they replaced, which is spent; only a later login (a newer `last_refresh`) wins.
+fn linked_newer(account: &Account, current: &Tokens) -> Option<Tokens> {
+    let Source::Linked(path) = &account.source else { return None };
+    let Ok(Some(FileCredentials::Chatgpt(file))) = codex_file::read(path).map(|f| f.credentials()) else { return None };
+    let wins = file.refresh_token != current.refresh_token
         && !file.refresh_token.is_empty()
-        && (account.unsaved.lock().is_none() || file.last_refresh > current.last_refresh)
+        && (account.unsaved.lock().is_none() || file.last_refresh > current.last_refresh);
+    wins.then_some(file)
 }
 
 /// Token refresh calls since start, by outcome: counted where the call returns, read by the metrics.
