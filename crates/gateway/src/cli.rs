@@ -225,9 +225,6 @@ async fn serve(config: Config, log_file: Option<&std::path::Path>) -> anyhow::Re
 }
 
 async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
     #[cfg(unix)]
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -239,7 +236,7 @@ async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
 }
 
 /// Where a command on this machine reaches the gateway: `http://` and its listen address, with an unspecified one

@@ -316,8 +316,7 @@ fn print_table(rows: &[Value]) {
     let mut table = vec![header.map(String::from).to_vec()];
     for r in rows {
         let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
-        let who =
-            r.get("label").and_then(Value::as_str).or_else(|| r.get("email").and_then(Value::as_str)).unwrap_or("-");
+        let who = r["label"].as_str().or(r["email"].as_str()).unwrap_or("-");
         let q = &r["quota"];
         let cooldowns: Vec<String> = r["cooldowns"]
             .as_array()

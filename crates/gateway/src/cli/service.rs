@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::codex_file::write_private_atomic;
 use crate::cli::ServeArgs;
 use crate::config::{Config, Overrides, ProcessEnv};
 
@@ -346,8 +347,9 @@ async fn spawn(options: &StartOptions) -> anyhow::Result<State> {
         tokio::time::sleep(POLL).await;
     };
     let state = State { pid, address, started_at: crate::auth::now_unix(), options: options.clone() };
-    write_private(&files.state, &serde_json::to_vec_pretty(&state)?)?;
-    write_private(&files.pid, format!("{pid}\n").as_bytes())?;
+    // Through a temporary file and a rename, so a reader never sees half a file.
+    write_private_atomic(&files.state, &serde_json::to_vec_pretty(&state)?)?;
+    write_private_atomic(&files.pid, format!("{pid}\n").as_bytes())?;
     Ok(state)
 }
 
@@ -492,13 +494,6 @@ fn private_file(path: &Path) -> anyhow::Result<std::fs::File> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Write through a temporary file and a rename, so a reader never sees half a file.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::io::Write::write_all(&mut private_file(&tmp)?, bytes)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn absolute(p: &Path) -> PathBuf {

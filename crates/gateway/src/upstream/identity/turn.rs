@@ -215,15 +215,12 @@ impl Turn {
         let from_turn = self.turn_id.hyphenated().encode_lower(&mut from_turn);
         let to_turn = turn_id.hyphenated().encode_lower(&mut to_turn);
         let pairs = [(thread, to.as_str()), (from_window, to_window), (from_turn, to_turn)];
-        let mut client_metadata = Value::Object(self.texts.client_metadata.clone());
-        replace_in(&mut client_metadata, &pairs);
+        let mut client_metadata = self.texts.client_metadata.clone();
+        client_metadata.values_mut().for_each(|v| replace_in(v, &pairs));
         let texts = Texts {
             header_members: replaced(&self.texts.header_members, &pairs),
             body_members: replaced(&self.texts.body_members, &pairs),
-            client_metadata: match client_metadata {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            },
+            client_metadata,
         };
         let header = |v: &HeaderValue| {
             let text = v.to_str().unwrap_or_default().replace(thread, &to);
