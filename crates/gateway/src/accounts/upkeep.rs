@@ -36,13 +36,9 @@ impl Pool {
     /// ask meanwhile wait for it and find it done. The others are fetched as their accounts come into use
     /// ([`Pool::lease`]) or by the upkeep round, spread over its period.
     pub async fn fetch_one_missing_catalog(&self, list: &[Arc<Account>]) -> bool {
-        match list.iter().find(|a| self.catalog_wanted(a)) {
-            Some(account) => {
-                self.fetch_catalog_once(account).await;
-                true
-            }
-            None => false,
-        }
+        let Some(account) = list.iter().find(|a| self.catalog_wanted(a)) else { return false };
+        self.fetch_catalog_once(account).await;
+        true
     }
 
     /// Fetch `account`'s catalog unless another request has just done it (one fetch at a time per pool: an

@@ -289,9 +289,8 @@ pub(crate) fn duration(secs: u64) -> String {
 /// exits early is reported with what it printed; one that does not answer in time is killed (no orphan).
 async fn spawn(options: &StartOptions) -> anyhow::Result<State> {
     let files = Files::in_dir(&options.data_dir);
-    match running_pid(&files) {
-        Running::Yes(pid) => bail!("codex-gateway is already running (pid {pid}); `codex-gateway restart` restarts it"),
-        Running::Stale(_) | Running::No => {}
+    if let Running::Yes(pid) = running_pid(&files) {
+        bail!("codex-gateway is already running (pid {pid}); `codex-gateway restart` restarts it");
     }
     crate::store::create_private_dir(&options.data_dir)
         .with_context(|| format!("cannot create the data directory {}", options.data_dir.display()))?;

@@ -367,37 +367,33 @@ fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow
          FROM usage_requests WHERE 1 = 1",
     );
     let mut args: Vec<Sql> = Vec::new();
+    // A value bound to the statement: its placeholder.
+    let mut bind = |v: Sql| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
     for (column, value) in [("client_key", &q.key), ("account", &q.account), ("model", &q.model)] {
         if let Some(v) = value {
-            args.push(Sql::Text(v.clone()));
-            sql += &format!(" AND {column} = ?{}", args.len());
+            sql += &format!(" AND {column} = {}", bind(Sql::Text(v.clone())));
         }
     }
     match q.status {
-        Some(StatusFilter::Code(c)) => {
-            args.push(Sql::Integer(i64::from(c)));
-            sql += &format!(" AND status = ?{}", args.len());
-        }
+        Some(StatusFilter::Code(c)) => sql += &format!(" AND status = {}", bind(Sql::Integer(i64::from(c)))),
         Some(StatusFilter::Class(c)) => {
-            args.push(Sql::Integer(i64::from(c) * 100));
-            sql += &format!(" AND status >= ?{n} AND status < ?{n} + 100", n = args.len());
+            let n = bind(Sql::Integer(i64::from(c) * 100));
+            sql += &format!(" AND status >= {n} AND status < {n} + 100");
         }
         None => {}
     }
     match q.before {
         Some(Before::Cursor { started_at, id }) => {
-            args.push(Sql::Integer(started_at));
-            args.push(Sql::Integer(id));
-            sql += &format!(" AND (started_at, id) < (?{}, ?{})", args.len() - 1, args.len());
+            let (at, id) = (bind(Sql::Integer(started_at)), bind(Sql::Integer(id)));
+            sql += &format!(" AND (started_at, id) < ({at}, {id})");
         }
-        Some(Before::Instant(t)) => {
-            args.push(Sql::Integer(t));
-            sql += &format!(" AND started_at < ?{}", args.len());
-        }
+        Some(Before::Instant(t)) => sql += &format!(" AND started_at < {}", bind(Sql::Integer(t))),
         None => {}
     }
-    args.push(Sql::Integer(q.limit as i64 + 1));
-    sql += &format!(" ORDER BY started_at DESC, id DESC LIMIT ?{}", args.len());
+    sql += &format!(" ORDER BY started_at DESC, id DESC LIMIT {}", bind(Sql::Integer(q.limit as i64 + 1)));
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), |r| {
         let tried: String = r.get(11)?;
