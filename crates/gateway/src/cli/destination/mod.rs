@@ -14,7 +14,7 @@ mod live;
 mod local;
 
 pub(crate) use live::Live;
-pub(crate) use local::Local;
+pub(crate) use local::{Local, audit};
 
 /// A running gateway, or the store when none answers.
 pub(crate) enum Target<'a> {
