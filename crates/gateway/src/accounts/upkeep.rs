@@ -109,10 +109,7 @@ impl Pool {
     pub async fn poll_usage(&self, account: &Account) {
         let token = match self.access_token(account, None).await {
             Ok(t) => t,
-            Err(e) => {
-                warn!(account = %account.id, "cannot read quota: {e}");
-                return;
-            }
+            Err(e) => return warn!(account = %account.id, "cannot read quota: {e}"),
         };
         let url = format!("{}/wham/usage", self.config.chatgpt_base_url);
         let req = side_request(account, &self.config.client, SideCall::Backend, &url, &token);

@@ -409,8 +409,7 @@ fn token_check(r: &mut Report, check: String, tokens: &Tokens, now: i64, probe: 
 /// A token issued "in the future" means this clock is behind the issuer's.
 fn clock_from_tokens(r: &mut Report, probes: &[Probe], now: i64) {
     let Some(iat) = probes.iter().filter_map(|p| p.issued_at).max() else {
-        r.skip("clock", "token iat", "no token to compare with");
-        return;
+        return r.skip("clock", "token iat", "no token to compare with");
     };
     match iat - now {
         ahead if ahead > 300 => r.fail(

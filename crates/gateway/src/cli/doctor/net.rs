@@ -41,8 +41,7 @@ pub(super) async fn upstream_checks(r: &mut Report, config: &Config, probes: &[P
         }
     }
     if routes.is_empty() {
-        r.skip("upstream", "reachability", "no account to try");
-        return;
+        return r.skip("upstream", "reachability", "no account to try");
     }
     let mut skew = None;
     for route in &routes {
