@@ -225,10 +225,7 @@ fn export(config: &Config, include_secrets: bool, output: Option<PathBuf>) -> an
 }
 
 async fn check(target: &impl AccountsTarget, given: Option<String>) -> anyhow::Result<()> {
-    let id = match given {
-        Some(given) => Some(resolve(target, &given).await?),
-        None => None,
-    };
+    let id = if let Some(given) = given { Some(resolve(target, &given).await?) } else { None };
     let results = target.check(id.as_deref()).await?;
     for r in &results {
         match r["ok"].as_bool() {

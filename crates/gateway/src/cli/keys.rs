@@ -144,11 +144,7 @@ async fn command(target: &impl KeysTarget, cmd: KeysCommand) -> anyhow::Result<(
         KeysCommand::Show { id, json } => json_or(&target.key(&resolve(target, &id).await?).await?, json, print_key),
         KeysCommand::Update { id, name, limits, opportunistic, resume, suspend, json } => {
             let id = resolve(target, &id).await?;
-            let suspended = match (resume, suspend) {
-                (true, _) => Some(false),
-                (false, true) => Some(true),
-                (false, false) => None,
-            };
+            let suspended = if resume { Some(false) } else { suspend.then_some(true) };
             let mut body = Map::new();
             for (k, v) in [("name", name.map(Value::from)), ("suspended", suspended.map(Value::from))] {
                 body.extend(v.map(|v| (k.to_string(), v)));
