@@ -191,16 +191,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Connect(args) => connect::run(&Config::load(&base, &ProcessEnv)?, args).await?,
         Command::Completions(args) => manual::completions(args)?,
         Command::Man(args) => manual::man(args)?,
-        Command::Accounts(cmd) => {
-            let config = Config::load(&base, &ProcessEnv)?;
-            logging::init(&config, None)?;
-            accounts::run(&config, cmd).await?
-        }
-        Command::Keys(cmd) => {
-            let config = Config::load(&base, &ProcessEnv)?;
-            logging::init(&config, None)?;
-            keys::run(&config, cmd).await?
-        }
+        Command::Accounts(cmd) => accounts::run(&logged(&base)?, cmd).await?,
+        Command::Keys(cmd) => keys::run(&logged(&base)?, cmd).await?,
         Command::Usage(args) => usage::run(&Config::load(&base, &ProcessEnv)?, args).await?,
         Command::Audit(cmd) => return audit::run(&Config::load(&base, &ProcessEnv)?, cmd).await,
         Command::Users(cmd) => users::run(&Config::load(&base, &ProcessEnv)?, cmd).await?,
@@ -211,6 +203,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration, with logging to stderr set up by it.
+fn logged(base: &Overrides) -> anyhow::Result<Config> {
+    let config = Config::load(base, &ProcessEnv)?;
+    logging::init(&config, None)?;
+    Ok(config)
 }
 
 async fn serve(config: Config, log_file: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -232,9 +231,6 @@ async fn serve(config: Config, log_file: Option<&std::path::Path>) -> anyhow::Re
 }
 
 async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
     #[cfg(unix)]
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -246,21 +242,20 @@ async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
 }
 
-/// Where a command on this machine reaches the gateway: its listen address, with an unspecified one (0.0.0.0,
-/// [::]) replaced by loopback. Loopback names always pass the gateway's Host check (server/guard.rs), whatever
-/// `[server] allowed_hosts` says, and the unspecified address is no destination anyway.
-pub(crate) fn local_address(listen: std::net::SocketAddr) -> std::net::SocketAddr {
-    let mut addr = listen;
+/// Where a command on this machine reaches the gateway: `http://` and its listen address, with an unspecified one
+/// (0.0.0.0, [::]) replaced by loopback. Loopback names always pass the gateway's Host check (server/guard.rs),
+/// whatever `[server] allowed_hosts` says, and the unspecified address is no destination anyway.
+pub(crate) fn local_url(mut addr: std::net::SocketAddr) -> String {
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
             std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
             std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    addr
+    format!("http://{addr}")
 }
 
 #[cfg(test)]

@@ -87,6 +87,13 @@ pub struct HeldConversation {
     pub since: i64,
 }
 
+impl HeldConversation {
+    fn new(key: &str, account: &str, held: &Held) -> HeldConversation {
+        let reason = held.hold.as_str().to_string();
+        HeldConversation { key: key.to_string(), account: account.to_string(), reason, since: held.since }
+    }
+}
+
 /// One account's standing as the upstream's risk signals show it, since the gateway started.
 #[derive(Debug, Default)]
 pub struct AccountRisk {
@@ -206,15 +213,7 @@ impl Pool {
     pub async fn release_hold(&self, key: &str) -> anyhow::Result<(Option<HeldConversation>, bool)> {
         let released = {
             let mut map = self.affinity.lock();
-            map.peek_mut(key).and_then(|a| {
-                let held = a.hold.take()?;
-                Some(HeldConversation {
-                    key: key.to_string(),
-                    account: a.account.clone(),
-                    reason: held.hold.as_str().to_string(),
-                    since: held.since,
-                })
-            })
+            map.peek_mut(key).and_then(|a| Some(HeldConversation::new(key, &a.account, &a.hold.take()?)))
         };
         self.recount_holds();
         let shared = self.store.release_shared_hold(key).await?;
@@ -244,18 +243,8 @@ impl Pool {
     /// Every conversation this instance knows to be held (with a team store, the team's holds it pulled too).
     pub fn held_conversations(&self) -> Vec<HeldConversation> {
         let map = self.affinity.lock();
-        let mut held: Vec<HeldConversation> = map
-            .iter()
-            .filter_map(|(key, a)| {
-                let h = a.hold.as_ref()?;
-                Some(HeldConversation {
-                    key: key.clone(),
-                    account: a.account.clone(),
-                    reason: h.hold.as_str().to_string(),
-                    since: h.since,
-                })
-            })
-            .collect();
+        let mut held: Vec<HeldConversation> =
+            map.iter().filter_map(|(key, a)| Some(HeldConversation::new(key, &a.account, a.hold.as_ref()?))).collect();
         held.sort_by(|a, b| (a.since, &a.key).cmp(&(b.since, &b.key)));
         held
     }

@@ -366,7 +366,7 @@ impl Pool {
     /// After a failure: what the failure decides for the account (see `dialects::failure`): a cooldown, a status
     /// change, or nothing; and what its risk signal asks of the pool: a policy refusal or a deactivation holds
     /// `conversation` (the request's conversation key) on the account, an overload slows the account down
-    /// (`risk.rs`, `steward.rs`).
+    /// (`steward.rs`).
     pub fn record_failure(
         &self,
         account: &Account,
@@ -378,24 +378,17 @@ impl Pool {
         if let Some(rule) = failure.cooldown() {
             let until = now.saturating_add(i64::try_from(rule.secs).unwrap_or(i64::MAX));
             let scope = match rule.scope {
-                CooldownScope::Account => {
-                    account.cool_down(None, until, rule.reason, &rule.note);
-                    None
-                }
-                CooldownScope::Model => {
-                    account.cool_down(Some(model), until, rule.reason, &rule.note);
-                    Some(model)
-                }
-                CooldownScope::AccountQuota => {
-                    account.cool_down(None, until, rule.reason, &rule.note);
-                    account.steward.lock().quota.exhausted(until, now);
-                    let mut q = account.quota.write();
-                    q.primary_used_percent = Some(100.0);
-                    q.primary_reset_at = Some(until);
-                    q.updated_at = now;
-                    None
-                }
+                CooldownScope::Model => Some(model),
+                CooldownScope::Account | CooldownScope::AccountQuota => None,
             };
+            account.cool_down(scope, until, rule.reason, &rule.note);
+            if let CooldownScope::AccountQuota = rule.scope {
+                account.steward.lock().quota.exhausted(until, now);
+                let mut q = account.quota.write();
+                q.primary_used_percent = Some(100.0);
+                q.primary_reset_at = Some(until);
+                q.updated_at = now;
+            }
             // Team store: the other instances skip it too (accounts/shared_cooldowns.rs).
             self.share_cooldown(account, scope, until, rule.reason, &rule.note);
             // Its waiters choose again rather than wait out the cooldown.
@@ -423,7 +416,7 @@ impl Pool {
         }
         if let Some(signal) = failure.risk_signal() {
             match signal {
-                RiskSignal::Overload => self.note_overload(account),
+                RiskSignal::Overload => self.overloaded(account),
                 RiskSignal::PolicyRefusal(kind) => self.record_policy_refusal(account, conversation, kind),
                 RiskSignal::Deactivated => self.hold_deactivated(account, conversation),
             }

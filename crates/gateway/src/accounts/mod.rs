@@ -24,7 +24,6 @@ pub mod manage;
 mod pool;
 mod probe;
 pub mod quota;
-mod risk;
 mod shared;
 mod shared_refresh;
 pub mod steward;
@@ -300,13 +299,12 @@ impl Account {
     pub fn clear_cooldowns(&self) {
         self.cooldowns.lock().clear();
         self.steward.lock().quota.forgive();
-        let mut q = self.quota.write();
+        let q = &mut *self.quota.write();
         // A cleared account is tried again even if its last quota reading said it was full.
-        if q.primary_used_percent.is_some_and(|u| u >= 100.0) {
-            q.primary_used_percent = Some(99.0);
-        }
-        if q.secondary_used_percent.is_some_and(|u| u >= 100.0) {
-            q.secondary_used_percent = Some(99.0);
+        for used in [&mut q.primary_used_percent, &mut q.secondary_used_percent] {
+            if used.is_some_and(|u| u >= 100.0) {
+                *used = Some(99.0);
+            }
         }
     }
 
@@ -403,47 +401,49 @@ pub fn redact_proxy(p: &str) -> String {
 /// Build a store row from ChatGPT tokens (import, login).
 pub fn stored_from_tokens(tokens: Tokens, label: Option<String>) -> StoredAccount {
     let claims = jwt::claims(&tokens.id_token).or_else(|| jwt::claims(&tokens.access_token)).unwrap_or_default();
-    let email = claims.email.clone();
-    let id = account_key(&tokens.account_id, email.as_deref());
+    let id = account_key(&tokens.account_id, claims.email.as_deref());
     StoredAccount {
-        id,
-        kind: AccountKind::Chatgpt,
-        label,
-        email,
+        email: claims.email,
         plan: claims.plan,
         tokens: Some(tokens),
-        api_key: None,
-        base_url: None,
-        proxy: None,
-        models: None,
-        status: AccountStatus::Active,
-        status_reason: None,
-        created_at: now_unix(),
-        policy: None,
+        ..new_row(id, AccountKind::Chatgpt, label)
     }
 }
 
 /// A stable id for a ChatGPT identity: one workspace account may hold several users.
 pub fn account_key(chatgpt_account_id: &str, email: Option<&str>) -> String {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(format!("{chatgpt_account_id}\n{}", email.unwrap_or("")).as_bytes());
-    format!("acc-{}", d.iter().take(5).map(|b| format!("{b:02x}")).collect::<String>())
+    hashed_id("acc", &format!("{chatgpt_account_id}\n{}", email.unwrap_or("")))
 }
 
 /// An API-key account (OpenAI API) or, with `base_url`, a relay account.
 pub fn stored_from_api_key(key: &str, label: Option<String>, base_url: Option<String>) -> StoredAccount {
+    let id = hashed_id(
+        if base_url.is_some() { "relay" } else { "key" },
+        &format!("{}\n{key}", base_url.as_deref().unwrap_or("")),
+    );
+    let kind = if base_url.is_some() { AccountKind::Relay } else { AccountKind::ApiKey };
+    let base_url = base_url.map(|u| u.trim_end_matches('/').to_string());
+    StoredAccount { api_key: Some(key.to_string()), base_url, ..new_row(id, kind, label) }
+}
+
+/// `prefix-` and the first five bytes of the SHA-256 of `text`, in hex.
+fn hashed_id(prefix: &str, text: &str) -> String {
     use sha2::{Digest, Sha256};
-    let d = Sha256::digest(format!("{}\n{key}", base_url.as_deref().unwrap_or("")).as_bytes());
-    let prefix = if base_url.is_some() { "relay" } else { "key" };
+    let d = Sha256::digest(text.as_bytes());
+    format!("{prefix}-{}", d.iter().take(5).map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// A new, active store row with nothing but its id, kind and label.
+fn new_row(id: String, kind: AccountKind, label: Option<String>) -> StoredAccount {
     StoredAccount {
-        id: format!("{prefix}-{}", d.iter().take(5).map(|b| format!("{b:02x}")).collect::<String>()),
-        kind: if base_url.is_some() { AccountKind::Relay } else { AccountKind::ApiKey },
+        id,
+        kind,
         label,
         email: None,
         plan: None,
         tokens: None,
-        api_key: Some(key.to_string()),
-        base_url: base_url.map(|u| u.trim_end_matches('/').to_string()),
+        api_key: None,
+        base_url: None,
         proxy: None,
         models: None,
         status: AccountStatus::Active,

@@ -144,8 +144,7 @@ impl Pool {
             Source::Env => return None,
         };
         match found {
-            Ok(Some(id)) => Some(id),
-            Ok(None) => None,
+            Ok(found) => found,
             Err(e) => {
                 // Served with an id of this run only: the next start tries to keep one again.
                 warn!(account = %account.id, "cannot keep the account's installation id: {e:#}");
@@ -302,7 +301,6 @@ impl Pool {
     }
 }
 
-/// A GET to one of the upstream's side endpoints (catalog, quota) with the account's credentials.
 /// A side call (the catalog, `wham/*`) through the account's own connection (its proxy, if any), with the
 /// official client's headers for that call (`upstream::identity::side`).
 pub(super) fn side_request(

@@ -24,9 +24,8 @@ impl Pool {
             (AccountKind::Chatgpt, _) => {
                 (format!("{}/wham/accounts/check", self.config.chatgpt_base_url), SideCall::Backend)
             }
-            (AccountKind::ApiKey | AccountKind::Relay, Some(base)) => (format!("{base}/models"), SideCall::Models),
-            (AccountKind::ApiKey | AccountKind::Relay, None) => {
-                (format!("{}/models", self.config.openai_base_url), SideCall::Models)
+            (AccountKind::ApiKey | AccountKind::Relay, base) => {
+                (format!("{}/models", base.as_deref().unwrap_or(&self.config.openai_base_url)), SideCall::Models)
             }
             (AccountKind::Unrecognized, _) => {
                 return serde_json::json!({"id": account.id, "ok": false, "error": "the account's kind is unknown to this build"});
@@ -39,7 +38,7 @@ impl Pool {
                 "ok": r.status().is_success(),
                 "status": r.status().as_u16(),
                 "latency_ms": started.elapsed().as_millis() as u64,
-                "via": account.proxy.as_deref().map(super::redact_proxy).or_else(|| self.config.proxy.as_deref().map(super::redact_proxy)),
+                "via": account.proxy.as_deref().or(self.config.proxy.as_deref()).map(super::redact_proxy),
             }),
             // With its causes: "error sending request" alone does not say that the proxy refused the connection.
             Err(e) => {

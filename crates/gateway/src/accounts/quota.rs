@@ -2,6 +2,7 @@
 //! came (shown to people and clients), and the same windows as the planner reads them (`readings`).
 
 use reqwest::header::{HeaderMap, HeaderName};
+use serde_json::Value;
 
 /// The headers read, as static names: a `&str` name is parsed and checked again on every lookup, and this runs on
 /// every answer.
@@ -49,21 +50,20 @@ impl QuotaSnapshot {
 }
 
 /// Parse the `/wham/usage` answer into a snapshot (and the plan it reports).
-pub fn from_usage(body: &serde_json::Value, now: i64) -> (QuotaSnapshot, Option<String>) {
+pub fn from_usage(body: &Value, now: i64) -> (QuotaSnapshot, Option<String>) {
     let window = |name: &str| body.get("rate_limit").and_then(|r| r.get(name));
-    let used =
-        |w: Option<&serde_json::Value>| w.and_then(|w| w.get("used_percent")).and_then(serde_json::Value::as_f64);
-    let reset = |w: Option<&serde_json::Value>| {
+    let used = |w: Option<&Value>| w.and_then(|w| w.get("used_percent")).and_then(Value::as_f64);
+    let reset = |w: Option<&Value>| {
         w.and_then(|w| {
             w.get("reset_at")
-                .and_then(serde_json::Value::as_i64)
-                .or_else(|| w.get("reset_after_seconds").and_then(serde_json::Value::as_i64).map(|s| now + s))
+                .and_then(Value::as_i64)
+                .or_else(|| w.get("reset_after_seconds").and_then(Value::as_i64).map(|s| now + s))
         })
     };
     // `limit_window_seconds`, rounded up to minutes as the official client does (`window_minutes_from_seconds`).
-    let minutes = |w: Option<&serde_json::Value>| {
+    let minutes = |w: Option<&Value>| {
         w.and_then(|w| w.get("limit_window_seconds"))
-            .and_then(serde_json::Value::as_i64)
+            .and_then(Value::as_i64)
             .filter(|s| *s > 0)
             .and_then(|s| u32::try_from((s + 59) / 60).ok())
     };
@@ -77,7 +77,7 @@ pub fn from_usage(body: &serde_json::Value, now: i64) -> (QuotaSnapshot, Option<
         secondary_window_minutes: minutes(s),
         updated_at: now,
     };
-    (snap, body.get("plan_type").and_then(serde_json::Value::as_str).map(str::to_string))
+    (snap, body.get("plan_type").and_then(Value::as_str).map(str::to_string))
 }
 
 impl QuotaSnapshot {
@@ -87,13 +87,8 @@ impl QuotaSnapshot {
             (Some(u), Some(r)) if u >= 100.0 && r > now => Some(r),
             _ => None,
         };
-        match (
-            full(self.primary_used_percent, self.primary_reset_at),
-            full(self.secondary_used_percent, self.secondary_reset_at),
-        ) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        }
+        let primary = full(self.primary_used_percent, self.primary_reset_at);
+        primary.into_iter().chain(full(self.secondary_used_percent, self.secondary_reset_at)).max()
     }
 
     /// The windows as the planner reads them (`planner::window`): each slot that reported a use.

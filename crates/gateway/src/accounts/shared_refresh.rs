@@ -95,16 +95,8 @@ impl Pool {
 /// The 504 of a caller that waited its bound (`limit`) for another instance's refresh of `account`, which `what`
 /// ("did not finish", "did not succeed"). The login is kept.
 fn other_instance_timeout(account: &Account, limit: Duration, what: &str) -> GatewayError {
-    GatewayError::new(
-        ErrorKind::Timeout,
-        format!(
-            "Another gateway instance's refresh of the ChatGPT login of {} {what} within {} s \
-             (token_refresh_timeout_secs). The login is kept; retry shortly.",
-            account.describe(),
-            limit.as_secs_f64()
-        ),
-    )
-    .with_code("token_refresh_timeout")
+    let why = format!("Another gateway instance's refresh of the ChatGPT login of {} {what}", account.describe());
+    super::tokens::timed_out(why, limit)
 }
 
 /// Use tokens another instance committed; returns their access token.

@@ -173,8 +173,9 @@ impl Pool {
         }
     }
 
-    /// The upstream answered `account` "overloaded": its pace halves, and within a streak it rests (a cooldown
-    /// shared with the team like any other), so the pool leaves it alone.
+    /// The upstream answered `account` "overloaded" (`RiskSignal::Overload`: an HTTP 503, or `server_is_overloaded`
+    /// / `slow_down` inside a stream, also after the first byte): its pace halves, and within a streak it rests (a
+    /// cooldown shared with the team like any other), so the pool leaves it alone.
     pub(super) fn overloaded(&self, account: &Account) {
         let now = now_unix();
         let rest = account.steward.lock().governor.on_overload(now);

@@ -231,10 +231,7 @@ impl Pool {
         let Some(mut current) = account.tokens() else {
             return Err(GatewayError::internal("account has no tokens"));
         };
-        if let Source::Linked(path) = &account.source
-            && let Ok(Some(FileCredentials::Chatgpt(file_tokens))) = codex_file::read(path).map(|f| f.credentials())
-            && file_wins(account, &file_tokens, &current)
-        {
+        if let Some(file_tokens) = linked_newer(account, &current) {
             // The Codex CLI refreshed: adopt its tokens rather than spending our (now dead) refresh token.
             info!(account = %account.id, "adopting tokens refreshed by the Codex CLI");
             current = file_tokens;
@@ -413,14 +410,7 @@ impl Pool {
 
     /// Linked mode: if auth.json now holds a different refresh token than `spent`, adopt the file's tokens.
     fn adopt_linked(&self, account: &Account, spent: &Tokens) -> bool {
-        let Source::Linked(path) = &account.source else { return false };
-        match codex_file::read(path).map(|f| f.credentials()) {
-            Ok(Some(FileCredentials::Chatgpt(t))) if file_wins(account, &t, spent) => {
-                account.creds.write().set_tokens(t);
-                true
-            }
-            _ => false,
-        }
+        linked_newer(account, spent).map(|t| account.creds.write().set_tokens(t)).is_some()
     }
 
     /// Commit rotated tokens where the account's credentials live, trying `attempts` times. On success the
@@ -448,13 +438,9 @@ impl Pool {
              succeeds, a restart loses this login"
         );
         let mut unsaved = account.unsaved.lock();
-        match unsaved.as_mut() {
-            Some(u) => {
-                u.attempts = u.attempts.saturating_add(attempts);
-                u.error = error;
-            }
-            None => *unsaved = Some(UnsavedTokens { since: now_unix(), attempts, error }),
-        }
+        let u = unsaved.get_or_insert_with(|| UnsavedTokens { since: now_unix(), attempts: 0, error: String::new() });
+        u.attempts = u.attempts.saturating_add(attempts);
+        u.error = error;
     }
 
     /// Try again to commit the tokens of every account flagged `tokens_not_saved` (each upkeep round). Under
@@ -472,46 +458,49 @@ impl Pool {
     }
 
     async fn write_tokens(&self, account: &Account, tokens: &Tokens) -> anyhow::Result<()> {
-        match &account.source {
+        let t = tokens.clone();
+        let write = match &account.source {
             Source::Store => {
-                let (store, id, t) = (self.store.clone(), account.id.clone(), tokens.clone());
+                let (store, id) = (self.store.clone(), account.id.clone());
                 tokio::task::spawn_blocking(move || store.save_tokens(&id, &t))
-                    .await
-                    .unwrap_or_else(|e| Err(anyhow::anyhow!("store task failed: {e}")))
             }
             Source::Linked(path) => {
-                let (path, t) = (path.clone(), tokens.clone());
+                let path = path.clone();
                 tokio::task::spawn_blocking(move || codex_file::write_tokens(&path, &t))
-                    .await
-                    .unwrap_or_else(|e| Err(anyhow::anyhow!("file task failed: {e}")))
             }
-            Source::Env => Ok(()),
-        }
+            Source::Env => return Ok(()),
+        };
+        write.await.unwrap_or_else(|e| Err(anyhow::anyhow!("the task saving the tokens failed: {e}")))
     }
 }
 
 /// The 504 of a refresh that did not end within `limit` (`token_refresh_timeout_secs`): the token endpoint's
 /// silence, or an attempt the caller waited for that ran out its bound. The login is kept either way.
 fn refresh_timeout(account: &Account, limit: Duration) -> GatewayError {
-    GatewayError::new(
-        ErrorKind::Timeout,
-        format!(
-            "Could not refresh the ChatGPT login of {}: the token endpoint did not answer within {} s \
-             (token_refresh_timeout_secs). The login is kept; retry shortly.",
-            account.describe(),
-            limit.as_secs_f64()
-        ),
-    )
-    .with_code("token_refresh_timeout")
+    let why =
+        format!("Could not refresh the ChatGPT login of {}: the token endpoint did not answer", account.describe());
+    timed_out(why, limit)
 }
 
-/// Whether tokens read from the linked auth.json replace `current`: a different, non-empty refresh token (the
-/// Codex CLI refreshed or logged in). Not while the account's own rotated tokens are unsaved: the file then still
-/// holds the refresh token they replaced, which is spent; only a later login (a newer `last_refresh`) wins then.
-fn file_wins(account: &Account, file: &Tokens, current: &Tokens) -> bool {
-    file.refresh_token != current.refresh_token
+/// The 504 of a refresh `why` did not end within `limit`: the login is kept.
+pub(super) fn timed_out(why: String, limit: Duration) -> GatewayError {
+    let message = format!(
+        "{why} within {} s (token_refresh_timeout_secs). The login is kept; retry shortly.",
+        limit.as_secs_f64()
+    );
+    GatewayError::new(ErrorKind::Timeout, message).with_code("token_refresh_timeout")
+}
+
+/// The tokens of a linked account's auth.json when they replace `current`: a different, non-empty refresh token
+/// (the Codex CLI refreshed or logged in). Not while the account's own rotated tokens are unsaved: the file then
+/// still holds the refresh token they replaced, which is spent; only a later login (a newer `last_refresh`) wins.
+fn linked_newer(account: &Account, current: &Tokens) -> Option<Tokens> {
+    let Source::Linked(path) = &account.source else { return None };
+    let Ok(Some(FileCredentials::Chatgpt(file))) = codex_file::read(path).map(|f| f.credentials()) else { return None };
+    let wins = file.refresh_token != current.refresh_token
         && !file.refresh_token.is_empty()
-        && (account.unsaved.lock().is_none() || file.last_refresh > current.last_refresh)
+        && (account.unsaved.lock().is_none() || file.last_refresh > current.last_refresh);
+    wins.then_some(file)
 }
 
 /// Token refresh calls since start, by outcome: counted where the call returns, read by the metrics.

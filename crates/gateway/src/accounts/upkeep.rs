@@ -36,13 +36,9 @@ impl Pool {
     /// ask meanwhile wait for it and find it done. The others are fetched as their accounts come into use
     /// ([`Pool::lease`]) or by the upkeep round, spread over its period.
     pub async fn fetch_one_missing_catalog(&self, list: &[Arc<Account>]) -> bool {
-        match list.iter().find(|a| self.catalog_wanted(a)) {
-            Some(account) => {
-                self.fetch_catalog_once(account).await;
-                true
-            }
-            None => false,
-        }
+        let Some(account) = list.iter().find(|a| self.catalog_wanted(a)) else { return false };
+        self.fetch_catalog_once(account).await;
+        true
     }
 
     /// Fetch `account`'s catalog unless another request has just done it (one fetch at a time per pool: an
@@ -113,10 +109,7 @@ impl Pool {
     pub async fn poll_usage(&self, account: &Account) {
         let token = match self.access_token(account, None).await {
             Ok(t) => t,
-            Err(e) => {
-                warn!(account = %account.id, "cannot read quota: {e}");
-                return;
-            }
+            Err(e) => return warn!(account = %account.id, "cannot read quota: {e}"),
         };
         let url = format!("{}/wham/usage", self.config.chatgpt_base_url);
         let req = side_request(account, &self.config.client, SideCall::Backend, &url, &token);

@@ -88,10 +88,10 @@ impl AppState {
         all.extend(sinks);
         // Last: the ledger keeps the record itself rather than a copy (`RecordSink::take`).
         all.extend(ledger_sink);
-        let live = reload::Live::new(config.clone());
         let kept = config.stored_responses;
-        let stored = Arc::new(StoredResponses::new(Bounds { responses: kept.responses, bytes: kept.bytes }));
         Ok(AppState {
+            live: reload::Live::new(config.clone()),
+            stored: Arc::new(StoredResponses::new(Bounds { responses: kept.responses, bytes: kept.bytes })),
             config,
             pool,
             upstream,
@@ -100,10 +100,8 @@ impl AppState {
             metrics,
             keys,
             ledger,
-            live,
             drain: Drain::default(),
             efforts: Default::default(),
-            stored,
             users,
         })
     }

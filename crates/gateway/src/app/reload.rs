@@ -28,9 +28,10 @@ use crate::config::{Config, ProcessEnv};
 const WATCH_POLL: Duration = Duration::from_secs(1);
 
 /// What started a reload (in the log line and the report).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
+    #[default]
     Start,
     Signal,
     Admin,
@@ -39,7 +40,7 @@ pub enum Trigger {
 }
 
 /// The outcome of the last reload (`GET /admin/reload`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Default)]
 pub struct Report {
     /// Counts reloads since start (0: none yet), so `codex-gateway reload` can tell its own from an older one.
     pub seq: u64,
@@ -99,15 +100,7 @@ pub struct Live {
 impl Live {
     pub fn new(config: Arc<Config>) -> Live {
         let shared = Arc::new(ArcSwap::from_pointee(SharedKeys::main(&config)));
-        let last = Report {
-            seq: 0,
-            at: crate::auth::now_unix(),
-            trigger: Trigger::Start,
-            ok: true,
-            applied: Vec::new(),
-            restart: Vec::new(),
-            error: None,
-        };
+        let last = Report { at: crate::auth::now_unix(), ok: true, ..Report::default() };
         Live { config: ArcSwap::new(config), shared_keys: shared, lock: Mutex::new(()), last: Mutex::new(last) }
     }
 
@@ -163,13 +156,8 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
         client,
         upstream_ws,
     } = next;
-    let mut live = Vec::new();
-    let mut restart = Vec::new();
-    let mut live_if = |changed: bool, name: &'static str| {
-        if changed {
-            live.push(name);
-        }
-    };
+    let (mut live, mut restart) = (Vec::new(), Vec::new());
+    let mut live_if = |changed: bool, name: &'static str| live.extend(changed.then_some(name));
     live_if(routing.strategy != old.routing.strategy, "routing.strategy");
     live_if(
         routing.max_accounts_per_request != old.routing.max_accounts_per_request,
@@ -183,11 +171,7 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
     live_if(*gemini_model_aliases != old.gemini_model_aliases, "gemini.model_aliases");
     live_if(usage.prices != old.usage.prices, "usage.prices");
     live_if(*log != old.log, "log");
-    let mut restart_if = |changed: bool, name: &'static str| {
-        if changed {
-            restart.push(name);
-        }
-    };
+    let mut restart_if = |changed: bool, name: &'static str| restart.extend(changed.then_some(name));
     restart_if(*listen != old.listen, "host/port");
     restart_if(*data_dir != old.data_dir, "data_dir (the store)");
     restart_if(*upstream_base_url != old.upstream_base_url, "upstream_base_url");
@@ -241,19 +225,14 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
 fn apply(state: &AppState, next: Config, trigger: Trigger) -> Report {
     let old = state.live.config.load_full();
     let (applied, restart) = classify(&old, &next);
-    let outcome = (|| -> anyhow::Result<()> {
-        // Checked first: an invalid filter refuses the reload before anything changed.
-        let filter_ok = tracing_subscriber::EnvFilter::try_new(&next.log);
-        if let Err(e) = filter_ok {
-            anyhow::bail!("log = `{}` is not a log filter: {e}", next.log);
-        }
-        if next.configured_keys != old.configured_keys {
-            // Reads the store (the created keys); the one step that can fail, so it goes first.
-            state.keys.set_configured(&next.configured_keys)?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = outcome {
+    // Checked first: an invalid filter refuses the reload before anything changed.
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&next.log) {
+        return finish(state, trigger, Err(format!("log = `{}` is not a log filter: {e}", next.log)));
+    }
+    // Reads the store (the created keys); the one step that can fail, so it goes first.
+    if next.configured_keys != old.configured_keys
+        && let Err(e) = state.keys.set_configured(&next.configured_keys)
+    {
         return finish(state, trigger, Err(format!("{e:#}")));
     }
     let mut running = (*old).clone();

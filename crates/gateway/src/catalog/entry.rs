@@ -20,7 +20,7 @@ use tracing::warn;
 pub const DEFAULT_CONTEXT_WINDOW: u64 = 272_000;
 
 /// One model the upstream serves to an account's plan.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 pub struct ModelEntry {
     /// The id requests name (`gpt-5.4`); never empty.
     pub slug: String,
@@ -197,25 +197,7 @@ impl ModelEntry {
 
     /// `slug` with every other field at its default.
     fn bare(slug: String, raw: Value) -> ModelEntry {
-        ModelEntry {
-            slug,
-            display_name: None,
-            context_window: None,
-            supported_reasoning_levels: Vec::new(),
-            default_reasoning_level: None,
-            service_tiers: Vec::new(),
-            visibility: Visibility::default(),
-            supported_in_api: false,
-            priority: None,
-            supports_reasoning_context: false,
-            use_responses_lite: false,
-            support_verbosity: false,
-            default_verbosity: None,
-            supports_reasoning_effort_updates: false,
-            minimal_client_version: None,
-            input_modalities: Vec::new(),
-            raw,
-        }
+        ModelEntry { slug, raw, ..ModelEntry::default() }
     }
 
     /// The efforts the entry lists that the gateway knows (empty: it lists none).

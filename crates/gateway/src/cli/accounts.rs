@@ -9,6 +9,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::destination::{AccountName, AccountsTarget, Imported, Target};
+use super::output::json_or;
 use crate::accounts::manage::{self, ImportSource};
 use crate::auth::now_unix;
 use crate::config::Config;
@@ -96,21 +97,55 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
 }
 
 async fn command(target: &impl AccountsTarget, config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
+    let id = async |given: &str| resolve(target, given).await;
     match cmd {
         AccountsCommand::Import { source, label, api_key, base_url, models } => {
-            import(target, config, source, label, api_key, base_url, models).await
+            import(target, config, source, label, api_key, base_url, models).await?
         }
-        AccountsCommand::List { json } => list(target, json).await,
-        AccountsCommand::Remove { id } => remove(target, &id).await,
-        AccountsCommand::Enable { id } => set_enabled(target, &id, true).await,
-        AccountsCommand::Disable { id } => set_enabled(target, &id, false).await,
-        AccountsCommand::Label { id, label } => set_label(target, &id, label).await,
-        AccountsCommand::Policy { id, policy } => set_policy(target, &id, &policy).await,
-        AccountsCommand::Proxy { id, url } => set_proxy(target, &id, url).await,
-        AccountsCommand::Refresh { id } => refresh(target, &id).await,
-        AccountsCommand::Export { include_secrets, output } => export(config, include_secrets, output),
-        AccountsCommand::Check { id } => check(target, id).await,
+        AccountsCommand::List { json } => json_or(&target.summaries().await?, json, |rows| print_table(rows))?,
+        AccountsCommand::Remove { id: given } => {
+            let id = id(&given).await?;
+            target.remove(&id).await?;
+            say!("removed {id}");
+        }
+        AccountsCommand::Enable { id: given } => {
+            let id = id(&given).await?;
+            say!("{id}: {}", target.set_enabled(&id, true).await?);
+        }
+        AccountsCommand::Disable { id: given } => {
+            let id = id(&given).await?;
+            say!("{id}: {}", target.set_enabled(&id, false).await?);
+        }
+        AccountsCommand::Label { id: given, label } => {
+            let id = id(&given).await?;
+            target.set_label(&id, label.as_deref()).await?;
+            say!("{id}: label {}", label.as_deref().unwrap_or("(none)"));
+        }
+        AccountsCommand::Policy { id: given, policy } => {
+            // Checked here first, so a typo is refused before any account is looked up.
+            let policy = manage::parse_policy(&policy)?.as_text();
+            let id = id(&given).await?;
+            target.set_policy(&id, &policy).await?;
+            say!("{id}: policy {policy}");
+        }
+        AccountsCommand::Proxy { id: given, url } => {
+            let id = id(&given).await?;
+            if let Some(u) = &url {
+                reqwest::Proxy::all(u).with_context(|| format!("invalid proxy URL {u}"))?;
+            }
+            target.set_proxy(&id, url.as_deref()).await?;
+            let shown = url.as_deref().map(crate::accounts::redact_proxy);
+            say!("{id}: proxy {}", shown.unwrap_or_else(|| "(global)".into()));
+        }
+        AccountsCommand::Refresh { id: given } => {
+            let id = id(&given).await?;
+            target.refresh(&id).await?;
+            say!("{id}: tokens refreshed");
+        }
+        AccountsCommand::Export { include_secrets, output } => export(config, include_secrets, output)?,
+        AccountsCommand::Check { id } => check(target, id).await?,
     }
+    Ok(())
 }
 
 /// The id of the account `given` names: an id as it is, else the one account with that label, else the one with
@@ -174,63 +209,6 @@ async fn import(
     Ok(())
 }
 
-async fn list(target: &impl AccountsTarget, json: bool) -> anyhow::Result<()> {
-    let rows = target.summaries().await?;
-    if json {
-        say!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        print_table(&rows);
-    }
-    Ok(())
-}
-
-async fn remove(target: &impl AccountsTarget, given: &str) -> anyhow::Result<()> {
-    let id = resolve(target, given).await?;
-    target.remove(&id).await?;
-    say!("removed {id}");
-    Ok(())
-}
-
-async fn set_enabled(target: &impl AccountsTarget, given: &str, enabled: bool) -> anyhow::Result<()> {
-    let id = resolve(target, given).await?;
-    let status = target.set_enabled(&id, enabled).await?;
-    say!("{id}: {status}");
-    Ok(())
-}
-
-async fn set_label(target: &impl AccountsTarget, given: &str, label: Option<String>) -> anyhow::Result<()> {
-    let id = resolve(target, given).await?;
-    target.set_label(&id, label.as_deref()).await?;
-    say!("{id}: label {}", label.as_deref().unwrap_or("(none)"));
-    Ok(())
-}
-
-async fn set_policy(target: &impl AccountsTarget, given: &str, text: &str) -> anyhow::Result<()> {
-    // Checked here first, so a typo is refused before any account is looked up.
-    let policy = manage::parse_policy(text)?;
-    let id = resolve(target, given).await?;
-    target.set_policy(&id, &policy.as_text()).await?;
-    say!("{id}: policy {}", policy.as_text());
-    Ok(())
-}
-
-async fn set_proxy(target: &impl AccountsTarget, given: &str, url: Option<String>) -> anyhow::Result<()> {
-    let id = resolve(target, given).await?;
-    if let Some(u) = &url {
-        reqwest::Proxy::all(u).with_context(|| format!("invalid proxy URL {u}"))?;
-    }
-    target.set_proxy(&id, url.as_deref()).await?;
-    say!("{id}: proxy {}", url.as_deref().map(crate::accounts::redact_proxy).unwrap_or_else(|| "(global)".into()));
-    Ok(())
-}
-
-async fn refresh(target: &impl AccountsTarget, given: &str) -> anyhow::Result<()> {
-    let id = resolve(target, given).await?;
-    target.refresh(&id).await?;
-    say!("{id}: tokens refreshed");
-    Ok(())
-}
-
 /// `accounts export` reads the store itself, with or without a running gateway (secrets included only here).
 fn export(config: &Config, include_secrets: bool, output: Option<PathBuf>) -> anyhow::Result<()> {
     let doc = manage::export(&config.open_store()?, include_secrets)?;
@@ -247,10 +225,7 @@ fn export(config: &Config, include_secrets: bool, output: Option<PathBuf>) -> an
 }
 
 async fn check(target: &impl AccountsTarget, given: Option<String>) -> anyhow::Result<()> {
-    let id = match given {
-        Some(given) => Some(resolve(target, &given).await?),
-        None => None,
-    };
+    let id = if let Some(given) = given { Some(resolve(target, &given).await?) } else { None };
     let results = target.check(id.as_deref()).await?;
     for r in &results {
         match r["ok"].as_bool() {
@@ -338,8 +313,7 @@ fn print_table(rows: &[Value]) {
     let mut table = vec![header.map(String::from).to_vec()];
     for r in rows {
         let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
-        let who =
-            r.get("label").and_then(Value::as_str).or_else(|| r.get("email").and_then(Value::as_str)).unwrap_or("-");
+        let who = r["label"].as_str().or(r["email"].as_str()).unwrap_or("-");
         let q = &r["quota"];
         let cooldowns: Vec<String> = r["cooldowns"]
             .as_array()

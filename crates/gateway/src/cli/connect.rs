@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::config::{Config, Env, ProcessEnv};
+use crate::config::{Config, Env, ProcessEnv, home};
 
 #[derive(Args, Debug)]
 pub struct ConnectArgs {
@@ -98,17 +98,13 @@ pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()
             write(&plan)?;
         } else {
             say!("# {}", plan.file.display());
-            say!("{}", preview(&plan.merge)?);
+            say!("{}", merged("", &plan.merge)?);
         }
         if !plan.note.is_empty() {
             say!("{}", plan.note);
         }
     }
     Ok(())
-}
-
-fn home(env: &dyn Env) -> PathBuf {
-    env.get("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// The gateway a client is pointed at.
@@ -233,12 +229,7 @@ fn codex_plan(to: &Gateway, model: &str, env: &dyn Env, home: &std::path::Path) 
     }
 }
 
-/// The settings as text: a JSON object, TOML, or lines.
-fn preview(merge: &Merge) -> anyhow::Result<String> {
-    merged("", merge)
-}
-
-/// `existing` with the settings merged in.
+/// `existing` with the settings merged in (from `""`: the settings as text, a JSON object, TOML, or lines).
 fn merged(existing: &str, merge: &Merge) -> anyhow::Result<String> {
     match merge {
         Merge::Json(sets) => {
@@ -468,7 +459,7 @@ mod tests {
             let to = Gateway { websocket, ..GATEWAY };
             let [plan] = <[Plan; 1]>::try_from(plans(Client::Codex, &to, "gpt-5.4", &env))
                 .map_err(|_| anyhow::anyhow!("one file for codex"))?;
-            let parsed: toml::Value = toml::from_str(&preview(&plan.merge)?)?;
+            let parsed: toml::Value = toml::from_str(&merged("", &plan.merge)?)?;
             let provider = &parsed["model_providers"]["codex-gateway"];
             assert_eq!(provider["wire_api"].as_str(), Some("responses"));
             assert_eq!(provider.get("supports_websockets").and_then(toml::Value::as_bool), websocket.then_some(true));

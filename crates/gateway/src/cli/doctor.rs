@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde::Serialize;
 
-use crate::auth::jwt;
+use crate::auth::{Tokens, jwt};
 use crate::config::{Config, Env, Overrides, ProcessEnv, RawConfig};
 use crate::store::{AccountKind, AccountStatus, StoredAccount};
 
@@ -64,6 +64,17 @@ impl Report {
     }
     pub(crate) fn fail(&mut self, area: &'static str, check: impl Into<String>, detail: impl Into<String>, fix: &str) {
         self.add(area, check, Level::Failed, detail.into(), Some(fix.into()));
+    }
+    /// [`Report::fail`] for a check the caller's others depend on: they are not run (`None`).
+    pub(crate) fn failed<T>(
+        &mut self,
+        area: &'static str,
+        check: impl Into<String>,
+        detail: impl Into<String>,
+        fix: &str,
+    ) -> Option<T> {
+        self.fail(area, check, detail, fix);
+        None
     }
     fn count(&self, level: Level) -> usize {
         self.checks.iter().filter(|c| c.level == level).count()
@@ -144,10 +155,7 @@ fn config_checks(r: &mut Report, base: &Overrides, env: &dyn Env) -> Option<Conf
     let path = explicit.clone().unwrap_or_else(|| crate::config::default_config_path(env));
     let raw = match path.try_exists() {
         // It may exist, behind a directory this user cannot enter: the gateway refuses to start then.
-        Err(e) => {
-            r.fail("config", "file", format!("cannot read {}: {e}", path.display()), READABLE_FIX);
-            None
-        }
+        Err(e) => r.failed("config", "file", format!("cannot read {}: {e}", path.display()), READABLE_FIX),
         Ok(present) => file_check(r, &path, present, explicit.is_some()),
     };
     let loaded = raw.is_some();
@@ -159,10 +167,7 @@ fn config_checks(r: &mut Report, base: &Overrides, env: &dyn Env) -> Option<Conf
             }
             Some(c)
         }
-        Err(e) => {
-            r.fail("config", "values", one_line(&e), "correct the value it names");
-            None
-        }
+        Err(e) => r.failed("config", "values", one_line(&e), "correct the value it names"),
     }
 }
 
@@ -170,10 +175,7 @@ fn config_checks(r: &mut Report, base: &Overrides, env: &dyn Env) -> Option<Conf
 fn file_check(r: &mut Report, path: &Path, present: bool, explicit: bool) -> Option<RawConfig> {
     if !present {
         return match explicit {
-            true => {
-                r.fail("config", "file", format!("{} not found", path.display()), "create it, or drop --config");
-                None
-            }
+            true => r.failed("config", "file", format!("{} not found", path.display()), "create it, or drop --config"),
             false => {
                 r.ok("config", "file", format!("none at {}: defaults and environment", path.display()));
                 Some(RawConfig::default())
@@ -183,17 +185,12 @@ fn file_check(r: &mut Report, path: &Path, present: bool, explicit: bool) -> Opt
     match crate::config::read_raw(path) {
         Ok(raw) => {
             r.ok("config", "file", format!("{} parses", path.display()));
-            Some(raw)
+            return Some(raw);
         }
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some() => {
-            r.fail("config", "file", one_line(&e), READABLE_FIX);
-            None
-        }
-        Err(e) => {
-            r.fail("config", "file", one_line(&e), "correct or remove the key it names (docs/configuration.md)");
-            None
-        }
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some() => r.fail("config", "file", one_line(&e), READABLE_FIX),
+        Err(e) => r.fail("config", "file", one_line(&e), "correct or remove the key it names (docs/configuration.md)"),
     }
+    None
 }
 
 /// Data directory 0700 and database files 0600 (they hold the tokens), the store opens read-only, its schema is
@@ -237,44 +234,33 @@ fn store_checks(r: &mut Report, config: &Config) -> Option<Vec<StoredAccount>> {
         .and_then(|c| c.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0)));
     let current = crate::store::sqlite::SCHEMA_VERSION as i64;
     match version {
-        Err(e) => {
-            r.fail(
-                "store",
-                "opens",
-                format!("{}: {e}", db.display()),
-                "restore a backup, or move the file away (a new store is made at start; accounts must be imported again)",
-            );
-            None
-        }
-        Ok(v) if v < current => {
-            r.warn(
-                "store",
-                "migrations",
-                format!("schema {v} of {current}: the rest is applied at the next start"),
-                "restart the gateway",
-            );
-            None
-        }
-        Ok(v) if v > current => {
-            r.fail(
-                "store",
-                "migrations",
-                format!("schema {v} is newer than this build's ({current})"),
-                "run the newer codex-gateway that wrote it",
-            );
-            None
-        }
+        Err(e) => r.fail(
+            "store",
+            "opens",
+            format!("{}: {e}", db.display()),
+            "restore a backup, or move the file away (a new store is made at start; accounts must be imported again)",
+        ),
+        Ok(v) if v < current => r.warn(
+            "store",
+            "migrations",
+            format!("schema {v} of {current}: the rest is applied at the next start"),
+            "restart the gateway",
+        ),
+        Ok(v) if v > current => r.fail(
+            "store",
+            "migrations",
+            format!("schema {v} is newer than this build's ({current})"),
+            "run the newer codex-gateway that wrote it",
+        ),
         Ok(v) => {
             r.ok("store", "migrations", format!("opens; schema {v} is current"));
             match crate::store::Store::open(&db).and_then(|s| s.list_accounts()) {
-                Ok(accounts) => Some(accounts),
-                Err(e) => {
-                    r.fail("store", "accounts", one_line(&e), "restore a backup of the store");
-                    None
-                }
+                Ok(accounts) => return Some(accounts),
+                Err(e) => r.fail("store", "accounts", one_line(&e), "restore a backup of the store"),
             }
         }
     }
+    None
 }
 
 fn mode(path: &Path) -> Option<u32> {
@@ -302,20 +288,24 @@ pub(crate) struct Probe {
     pub(crate) issued_at: Option<i64>,
 }
 
+impl Probe {
+    fn new(
+        name: String,
+        kind: AccountKind,
+        proxy: Option<String>,
+        base_url: Option<String>,
+        cred: Option<String>,
+    ) -> Probe {
+        Probe { name, kind, proxy, base_url, credential: cred, account_id: None, issued_at: None }
+    }
+}
+
 fn credential_checks(r: &mut Report, config: &Config, accounts: Option<&[StoredAccount]>, now: i64) -> Vec<Probe> {
     let mut probes = Vec::new();
     for a in accounts.unwrap_or_default() {
         let name = a.label.clone().or_else(|| a.email.clone()).unwrap_or_else(|| a.id.clone());
         let check = format!("account {name}");
-        let mut probe = Probe {
-            name: name.clone(),
-            kind: a.kind,
-            proxy: a.proxy.clone(),
-            base_url: a.base_url.clone(),
-            credential: None,
-            account_id: None,
-            issued_at: None,
-        };
+        let mut probe = Probe::new(name, a.kind, a.proxy.clone(), a.base_url.clone(), None);
         match a.status {
             AccountStatus::NeedsLogin => {
                 let why = a.status_reason.as_deref().unwrap_or("the refresh token was refused");
@@ -339,10 +329,7 @@ fn credential_checks(r: &mut Report, config: &Config, accounts: Option<&[StoredA
         }
         match a.kind {
             AccountKind::Chatgpt => match &a.tokens {
-                Some(t) => {
-                    token_check(r, check, &t.access_token, &t.refresh_token, now, &mut probe);
-                    probe.account_id = Some(t.account_id.clone()).filter(|s| !s.is_empty());
-                }
+                Some(t) => token_check(r, check, t, now, &mut probe),
                 None => r.fail("credentials", check, "no tokens stored", "codex-gateway login"),
             },
             AccountKind::ApiKey | AccountKind::Relay => {
@@ -361,22 +348,13 @@ fn credential_checks(r: &mut Report, config: &Config, accounts: Option<&[StoredA
     }
     // No accounts in the store: linked mode (the Codex CLI's auth.json), else OPENAI_API_KEY.
     let auth = config.codex_auth_file();
-    let linked = |kind, credential| Probe {
-        name: "linked auth.json".into(),
-        kind,
-        proxy: None,
-        base_url: None,
-        credential,
-        account_id: None,
-        issued_at: None,
-    };
+    let linked = |kind, credential| Probe::new("linked auth.json".into(), kind, None, None, credential);
     if auth.exists() {
         let check = format!("linked {}", auth.display());
         match crate::auth::codex_file::read(&auth).map(|f| f.credentials()) {
             Ok(Some(crate::auth::codex_file::FileCredentials::Chatgpt(t))) => {
                 let mut probe = linked(AccountKind::Chatgpt, None);
-                token_check(r, check, &t.access_token, &t.refresh_token, now, &mut probe);
-                probe.account_id = Some(t.account_id).filter(|s| !s.is_empty());
+                token_check(r, check, &t, now, &mut probe);
                 probes.push(probe);
             }
             Ok(Some(crate::auth::codex_file::FileCredentials::ApiKey(k))) => {
@@ -401,14 +379,15 @@ fn credential_checks(r: &mut Report, config: &Config, accounts: Option<&[StoredA
 }
 
 /// Expiry of the access token and whether a refresh token can renew it.
-fn token_check(r: &mut Report, check: String, access: &str, refresh: &str, now: i64, probe: &mut Probe) {
-    let claims = jwt::claims(access).unwrap_or_default();
+fn token_check(r: &mut Report, check: String, tokens: &Tokens, now: i64, probe: &mut Probe) {
+    let claims = jwt::claims(&tokens.access_token).unwrap_or_default();
     probe.issued_at = claims.iat;
-    let has_refresh = !refresh.is_empty();
+    probe.account_id = Some(tokens.account_id.clone()).filter(|s| !s.is_empty());
+    let has_refresh = !tokens.refresh_token.is_empty();
     match claims.exp {
         None => r.warn("credentials", check, "the access token is not a readable JWT", "codex-gateway login"),
         Some(exp) if exp > now => {
-            probe.credential = Some(access.to_string());
+            probe.credential = Some(tokens.access_token.clone());
             let left = super::service::duration((exp - now) as u64);
             match has_refresh {
                 true => r.ok("credentials", check, format!("access token valid for {left}; refresh token present")),
@@ -430,8 +409,7 @@ fn token_check(r: &mut Report, check: String, access: &str, refresh: &str, now: 
 /// A token issued "in the future" means this clock is behind the issuer's.
 fn clock_from_tokens(r: &mut Report, probes: &[Probe], now: i64) {
     let Some(iat) = probes.iter().filter_map(|p| p.issued_at).max() else {
-        r.skip("clock", "token iat", "no token to compare with");
-        return;
+        return r.skip("clock", "token iat", "no token to compare with");
     };
     match iat - now {
         ahead if ahead > 300 => r.fail(
@@ -478,7 +456,7 @@ async fn started_check(r: &mut Report, config: &Config) {
             "`codex-gateway restart` records it again",
         );
     };
-    let configured = format!("http://{}", crate::cli::local_address(config.listen));
+    let configured = crate::cli::local_url(config.listen);
     let moved = match address == configured {
         true => String::new(),
         false => format!(" (not the configured {configured}: `start --host/--port`)"),
@@ -496,14 +474,12 @@ async fn started_check(r: &mut Report, config: &Config) {
 
 /// A codex-gateway answers `/health` at `url` (its answer names a version), within 2 seconds.
 async fn answers_as_gateway(url: &str) -> bool {
-    let http = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(2)).build();
-    let answer = match http {
-        Ok(h) => h.get(url).send().await.ok(),
-        Err(_) => None,
+    let Ok(http) = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(2)).build() else {
+        return false;
     };
-    match answer {
-        Some(resp) => resp.json::<serde_json::Value>().await.is_ok_and(|v| v["version"].is_string()),
-        None => false,
+    match http.get(url).send().await {
+        Ok(resp) => resp.json::<serde_json::Value>().await.is_ok_and(|v| v["version"].is_string()),
+        Err(_) => false,
     }
 }
 
@@ -519,7 +495,7 @@ async fn port_check(r: &mut Report, check: &'static str, addr: std::net::SocketA
     };
     match err.kind() {
         std::io::ErrorKind::AddrInUse => {
-            let url = format!("http://{}/health", crate::cli::local_address(addr));
+            let url = format!("{}/health", crate::cli::local_url(addr));
             match answers_as_gateway(&url).await {
                 true => r.ok("ports", check, format!("{addr} is held by a running codex-gateway")),
                 false => r.fail(

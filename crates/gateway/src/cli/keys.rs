@@ -9,6 +9,7 @@ use clap::Subcommand;
 use serde_json::{Map, Value, json};
 
 use super::destination::{KeyName, KeysTarget, Target};
+use super::output::json_or;
 use crate::config::Config;
 
 #[derive(Subcommand, Debug)]
@@ -128,62 +129,49 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
 async fn command(target: &impl KeysTarget, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::Create { name, limits, opportunistic, json } => {
-            create(target, name, &limits, opportunistic, json).await
+            let mut body = Map::from_iter([("name".to_string(), json!(name))]);
+            limits.to_json(&mut body)?;
+            if opportunistic {
+                body.insert("opportunistic".into(), json!(true));
+            }
+            json_or(&target.create_key(body).await?, json, |key| {
+                print_key(key);
+                say!("secret:         {}", key["secret"].as_str().unwrap_or("-"));
+                eprintln!("Store the secret now: it is shown only this once (the gateway keeps only its hash).");
+            })
         }
-        KeysCommand::List { json } => list(target, json).await,
-        KeysCommand::Show { id, json } => show(target, &id, json).await,
+        KeysCommand::List { json } => json_or(&target.keys().await?, json, |keys| print_table(keys)),
+        KeysCommand::Show { id, json } => json_or(&target.key(&resolve(target, &id).await?).await?, json, print_key),
         KeysCommand::Update { id, name, limits, opportunistic, resume, suspend, json } => {
-            let suspended = match (resume, suspend) {
-                (true, _) => Some(false),
-                (false, true) => Some(true),
-                (false, false) => None,
-            };
-            update(target, &id, name, &limits, opportunistic, suspended, json).await
+            let id = resolve(target, &id).await?;
+            let suspended = if resume { Some(false) } else { suspend.then_some(true) };
+            let mut body = Map::new();
+            for (k, v) in [("name", name.map(Value::from)), ("suspended", suspended.map(Value::from))] {
+                body.extend(v.map(|v| (k.to_string(), v)));
+            }
+            limits.to_json(&mut body)?;
+            body.extend(opportunistic.map(|o| ("opportunistic".to_string(), json!(o))));
+            json_or(&target.update_key(&id, body).await?, json, print_key)
         }
-        KeysCommand::Revoke { id } => revoke(target, &id).await,
+        KeysCommand::Revoke { id } => {
+            let id = resolve(target, &id).await?;
+            target.revoke_key(&id).await?;
+            say!("revoked {id}");
+            Ok(())
+        }
     }
 }
 
-async fn create(
-    target: &impl KeysTarget,
-    name: String,
-    limits: &LimitArgs,
-    opportunistic: bool,
-    json: bool,
-) -> anyhow::Result<()> {
-    let mut body = Map::new();
-    body.insert("name".into(), json!(name));
-    limits.to_json(&mut body)?;
-    if opportunistic {
-        body.insert("opportunistic".into(), json!(true));
-    }
-    let key = target.create_key(body).await?;
-    if json {
-        say!("{}", serde_json::to_string_pretty(&key)?);
-    } else {
-        print_key(&key);
-        say!("secret:         {}", key["secret"].as_str().unwrap_or("-"));
-        eprintln!("Store the secret now: it is shown only this once (the gateway keeps only its hash).");
-    }
-    Ok(())
-}
-
-async fn list(target: &impl KeysTarget, json: bool) -> anyhow::Result<()> {
-    let keys = target.keys().await?;
-    if json {
-        say!("{}", serde_json::to_string_pretty(&keys)?);
-        return Ok(());
-    }
+fn print_table(keys: &[Value]) {
     if keys.is_empty() {
-        say!("no client keys (codex-gateway keys create --name NAME)");
-        return Ok(());
+        return say!("no client keys (codex-gateway keys create --name NAME)");
     }
     let header =
         ["id", "name", "prefix", "status", "rpm", "conc", "daily", "monthly", "opportunistic", "refused 24h", "models"];
     let mut rows = vec![header.map(String::from).to_vec()];
     let n = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
     let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
-    for k in &keys {
+    for k in keys {
         rows.push(vec![
             s(&k["id"]),
             s(&k["name"]),
@@ -202,55 +190,6 @@ async fn list(target: &impl KeysTarget, json: bool) -> anyhow::Result<()> {
     use super::output::Align::{Left, Right};
     let align = [Left, Left, Left, Left, Right, Right, Right, Right, Left, Right, Left];
     super::output::text(format_args!("{}", super::output::table(&rows, &align)));
-    Ok(())
-}
-
-async fn show(target: &impl KeysTarget, given: &str, json: bool) -> anyhow::Result<()> {
-    let id = resolve(target, given).await?;
-    let key = target.key(&id).await?;
-    if json {
-        say!("{}", serde_json::to_string_pretty(&key)?)
-    } else {
-        print_key(&key)
-    }
-    Ok(())
-}
-
-async fn update(
-    target: &impl KeysTarget,
-    given: &str,
-    name: Option<String>,
-    limits: &LimitArgs,
-    opportunistic: Option<bool>,
-    suspended: Option<bool>,
-    json: bool,
-) -> anyhow::Result<()> {
-    let id = resolve(target, given).await?;
-    let mut body = Map::new();
-    if let Some(n) = name {
-        body.insert("name".into(), json!(n));
-    }
-    if let Some(s) = suspended {
-        body.insert("suspended".into(), json!(s));
-    }
-    limits.to_json(&mut body)?;
-    if let Some(o) = opportunistic {
-        body.insert("opportunistic".into(), json!(o));
-    }
-    let key = target.update_key(&id, body).await?;
-    if json {
-        say!("{}", serde_json::to_string_pretty(&key)?)
-    } else {
-        print_key(&key)
-    }
-    Ok(())
-}
-
-async fn revoke(target: &impl KeysTarget, given: &str) -> anyhow::Result<()> {
-    let id = resolve(target, given).await?;
-    target.revoke_key(&id).await?;
-    say!("revoked {id}");
-    Ok(())
 }
 
 /// Whether the gateway refuses requests without a key (server/guard.rs): a key is configured (`api_keys`,

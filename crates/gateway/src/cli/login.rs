@@ -36,12 +36,8 @@ pub(crate) async fn run(config: &Config, mode: LoginMode, label: Option<String>)
             let (id, email, label_) = (account.id.clone(), account.email.clone(), label.clone());
             let saved = tokio::task::spawn_blocking(move || {
                 let saved = save(&store, tokens, label);
-                // In the store's audit trail as the OS user who ran the command.
-                let mut e = crate::audit::Entry::new(crate::audit::Actor::cli(), "account.login");
-                e.target = Some(id);
-                e.outcome = if saved.is_ok() { crate::audit::Outcome::Ok } else { crate::audit::Outcome::Failed };
-                e.details = crate::audit::Note::default().with("email", email).with("label", label_).details;
-                crate::audit::record(&store, e);
+                let note = crate::audit::Note::default().with("email", email).with("label", label_);
+                super::destination::audit(&store, "account.login", Some(&id), &saved, note);
                 saved
             });
             (saved.await??.replaced, false)

@@ -38,6 +38,15 @@ fn write(put: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<
     }
 }
 
+/// `value` as pretty JSON (`--json`), else as `human` prints it.
+pub(crate) fn json_or<T: serde::Serialize>(value: &T, json: bool, human: impl FnOnce(&T)) -> anyhow::Result<()> {
+    match json {
+        true => line(format_args!("{}", serde_json::to_string_pretty(value)?)),
+        false => human(value),
+    }
+    Ok(())
+}
+
 /// Where a column's cells sit in their width.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Align {

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::codex_file::write_private_atomic;
 use crate::cli::ServeArgs;
 use crate::config::{Config, Overrides, ProcessEnv};
 
@@ -98,17 +99,14 @@ pub(crate) async fn stop(base: &Overrides) -> anyhow::Result<()> {
     let config = Config::load(base, &ProcessEnv)?;
     let files = Files::in_dir(&config.data_dir);
     match running_pid(&files) {
-        Running::Yes(pid) => terminate(&files, pid, &config).await,
+        Running::Yes(pid) => return terminate(&files, pid, &config).await,
         Running::Stale(pid) => {
             let _ = std::fs::remove_file(&files.pid);
             say!("codex-gateway is not running (removed the stale pid file of pid {pid})");
-            Ok(())
         }
-        Running::No => {
-            say!("codex-gateway is not running");
-            Ok(())
-        }
+        Running::No => say!("codex-gateway is not running"),
     }
+    Ok(())
 }
 
 /// `codex-gateway restart`: stop if running, then start with the options the last start was given.
@@ -130,21 +128,19 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
     let config = Config::load(base, &ProcessEnv)?;
     let files = Files::in_dir(&config.data_dir);
     if quiet {
-        let address = format!("http://{}", crate::cli::local_address(config.listen));
+        let address = crate::cli::local_url(config.listen);
         return Ok(ExitCode::from(match running_pid(&files) {
             Running::Yes(_) => 0,
             Running::Stale(_) => 1,
-            Running::No => match http_get(&address, "/health", None).await {
-                Ok(_) => 0,
-                Err(_) => 3,
-            },
+            Running::No if http_get(&address, "/health", None).await.is_ok() => 0,
+            Running::No => 3,
         }));
     }
     let state = read_state(&files).ok();
     let (address, pid, code) = match running_pid(&files) {
         Running::Yes(pid) => {
             let address = state.as_ref().map(|s| s.address.clone());
-            (address.unwrap_or_else(|| format!("http://{}", crate::cli::local_address(config.listen))), Some(pid), 0)
+            (address.unwrap_or_else(|| crate::cli::local_url(config.listen)), Some(pid), 0)
         }
         Running::Stale(pid) => {
             say!("codex-gateway: not running (pid {pid} in {} is gone)", files.pid.display());
@@ -153,7 +149,7 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
         }
         // Not started by `start`, but maybe by `serve` (a terminal, systemd, a container) on the configured address.
         Running::No => {
-            let address = format!("http://{}", crate::cli::local_address(config.listen));
+            let address = crate::cli::local_url(config.listen);
             match admin(&config, &address, "/health").await {
                 Ok(_) => (address, None, 0),
                 Err(_) => {
@@ -195,18 +191,19 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
 
 /// What the running gateway says about itself: version, accounts, the soonest quota reset, open streams.
 async fn live_summary(config: &Config, address: &str) {
-    match admin(config, address, "/admin/status").await.and_then(|b| Ok(serde_json::from_str::<Value>(&b)?)) {
+    let json =
+        |path| async move { admin(config, address, path).await.and_then(|b| Ok(serde_json::from_str::<Value>(&b)?)) };
+    match json("/admin/status").await {
         Ok(s) => {
             say!("version:       {}", s["version"].as_str().unwrap_or("-"));
             say!("accounts:      {} of {} can serve", s["usable"], s["accounts"]);
         }
         Err(e) => say!("accounts:      unknown ({e:#})"),
     }
-    if let Ok(list) = admin(config, address, "/admin/accounts").await.and_then(|b| Ok(serde_json::from_str(&b)?)) {
+    if let Ok(list) = json("/admin/accounts").await {
         say!("soonest reset: {}", soonest_reset(&list, crate::auth::now_unix()).map_or("-".into(), when));
     }
-    if let Ok(f) = admin(config, address, "/admin/forecast").await.and_then(|b| Ok(serde_json::from_str::<Value>(&b)?))
-    {
+    if let Ok(f) = json("/admin/forecast").await {
         say!("quota:         {}", forecast_line(&f["pool"]));
     }
     match admin(config, address, "/metrics").await {
@@ -224,7 +221,8 @@ async fn admin(config: &Config, address: &str, path: &str) -> anyhow::Result<Str
     http_get(address, path, config.admin_keys().first()).await
 }
 
-async fn http_get(address: &str, path: &str, key: Option<&String>) -> anyhow::Result<String> {
+/// A GET on the gateway at `address` (within 3 s), the body of a success as text.
+pub(crate) async fn http_get(address: &str, path: &str, key: Option<&String>) -> anyhow::Result<String> {
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(3)).build()?;
     let mut req = http.get(format!("{address}{path}"));
     if let Some(k) = key {
@@ -291,9 +289,8 @@ pub(crate) fn duration(secs: u64) -> String {
 /// exits early is reported with what it printed; one that does not answer in time is killed (no orphan).
 async fn spawn(options: &StartOptions) -> anyhow::Result<State> {
     let files = Files::in_dir(&options.data_dir);
-    match running_pid(&files) {
-        Running::Yes(pid) => bail!("codex-gateway is already running (pid {pid}); `codex-gateway restart` restarts it"),
-        Running::Stale(_) | Running::No => {}
+    if let Running::Yes(pid) = running_pid(&files) {
+        bail!("codex-gateway is already running (pid {pid}); `codex-gateway restart` restarts it");
     }
     crate::store::create_private_dir(&options.data_dir)
         .with_context(|| format!("cannot create the data directory {}", options.data_dir.display()))?;
@@ -349,8 +346,9 @@ async fn spawn(options: &StartOptions) -> anyhow::Result<State> {
         tokio::time::sleep(POLL).await;
     };
     let state = State { pid, address, started_at: crate::auth::now_unix(), options: options.clone() };
-    write_private(&files.state, &serde_json::to_vec_pretty(&state)?)?;
-    write_private(&files.pid, format!("{pid}\n").as_bytes())?;
+    // Through a temporary file and a rename, so a reader never sees half a file.
+    write_private_atomic(&files.state, &serde_json::to_vec_pretty(&state)?)?;
+    write_private_atomic(&files.pid, format!("{pid}\n").as_bytes())?;
     Ok(state)
 }
 
@@ -396,7 +394,7 @@ pub(crate) fn reach(config: &Config) -> Reach {
     let key = config.admin_keys().first().cloned().or_else(|| started.as_ref().and_then(|s| s.options.api_key.clone()));
     let base = match started {
         Some(s) => s.address,
-        None => format!("http://{}", crate::cli::local_address(config.listen)),
+        None => crate::cli::local_url(config.listen),
     };
     Reach { base, key }
 }
@@ -418,10 +416,8 @@ pub(crate) fn running_pid(files: &Files) -> Running {
 /// The process exists and is not a zombie (a gateway whose parent, `start`, is gone is reaped by init, but a
 /// container's init may not reap).
 fn alive(pid: u32) -> bool {
-    let Ok(pid_t) = libc::pid_t::try_from(pid) else { return false };
-    // SAFETY: kill with signal 0 only checks that the process exists and may be signalled.
-    let exists = unsafe { libc::kill(pid_t, 0) } == 0;
-    exists
+    // Signal 0 only checks that the process exists and may be signalled.
+    signal(pid, 0).is_ok()
         && match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             // The state is the first field after the command name in parentheses.
             Ok(stat) => stat.rsplit_once(')').is_none_or(|(_, rest)| !rest.trim_start().starts_with('Z')),
@@ -456,7 +452,7 @@ fn listening_address(out: &Path) -> Option<String> {
     let text = std::fs::read_to_string(out).ok()?;
     let addr = text.lines().find_map(|l| l.strip_prefix("codex-gateway listening on http://"))?;
     let addr: std::net::SocketAddr = addr.trim().parse().ok()?;
-    Some(format!("http://{}", crate::cli::local_address(addr)))
+    Some(crate::cli::local_url(addr))
 }
 
 /// Why a process that exited at start did: its `error:` lines (main prints the cause chain there), else its
@@ -467,18 +463,21 @@ fn failure_reason(out: &Path) -> String {
     if !errors.is_empty() {
         return errors.join("; ");
     }
-    let tail: Vec<&str> = text.lines().rev().take(5).collect();
-    match tail.is_empty() {
-        true => "it printed nothing".into(),
-        false => tail.into_iter().rev().collect::<Vec<_>>().join(" / "),
+    match last_lines(&text)[..] {
+        [] => "it printed nothing".into(),
+        ref tail => tail.join(" / "),
     }
 }
 
+/// The last five lines of `text`.
+fn last_lines(text: &str) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].to_vec()
+}
+
 fn print_tail(out: &Path) {
-    if let Ok(text) = std::fs::read_to_string(out) {
-        for line in text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev() {
-            say!("  | {line}");
-        }
+    for line in last_lines(&std::fs::read_to_string(out).unwrap_or_default()) {
+        say!("  | {line}");
     }
 }
 
@@ -494,13 +493,6 @@ fn private_file(path: &Path) -> anyhow::Result<std::fs::File> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Write through a temporary file and a rename, so a reader never sees half a file.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::io::Write::write_all(&mut private_file(&tmp)?, bytes)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -30,7 +30,8 @@ impl Env for std::collections::HashMap<String, String> {
     }
 }
 
-pub(super) fn home(env: &dyn Env) -> PathBuf {
+/// `$HOME`, else the working directory.
+pub fn home(env: &dyn Env) -> PathBuf {
     env.get("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
 }
 

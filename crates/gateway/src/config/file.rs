@@ -41,8 +41,13 @@ pub struct RawConfig {
     /// `text` (default) or `json`: one JSON object per log line.
     pub log_format: Option<String>,
     pub ollama: Option<RawOllama>,
-    pub gemini: Option<RawGemini>,
-    pub anthropic: Option<RawAnthropic>,
+    /// `[gemini]`: Gemini model ids -> Codex models (`"gemini-2.5-pro" = "gpt-5.5-high"`, or a family key `pro`,
+    /// `flash`, `flash-lite`, `gemini`).
+    pub gemini: Option<RawAliases>,
+    /// `[anthropic]`: Claude model ids -> Codex models. Keys are exact model ids (`"claude-opus-4-1-20250805" =
+    /// "gpt-5.5-high"`) or the family keys `opus`, `sonnet`, `haiku`, which cover every Claude id of that family
+    /// (defaults: opus -> gpt-5.5, sonnet -> gpt-5.4, haiku -> gpt-5.4-mini).
+    pub anthropic: Option<RawAliases>,
     pub routing: Option<RawRouting>,
     pub server: Option<RawServer>,
     pub metrics: Option<RawMetrics>,
@@ -111,20 +116,10 @@ pub struct RawOllama {
     pub allow_remote: Option<bool>,
 }
 
-/// `[gemini]`: Gemini model ids -> Codex models (`"gemini-2.5-pro" = "gpt-5.5-high"`, or a family key `pro`,
-/// `flash`, `flash-lite`, `gemini`).
+/// `[gemini]` and `[anthropic]`: a client family's model ids -> Codex models.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawGemini {
-    pub model_aliases: Option<HashMap<String, String>>,
-}
-
-/// `[anthropic]`: Claude model ids -> Codex models. Keys are exact model ids (`"claude-opus-4-1-20250805" =
-/// "gpt-5.5-high"`) or the family keys `opus`, `sonnet`, `haiku`, which cover every Claude id of that family
-/// (defaults: opus -> gpt-5.5, sonnet -> gpt-5.4, haiku -> gpt-5.4-mini).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAnthropic {
+pub struct RawAliases {
     pub model_aliases: Option<HashMap<String, String>>,
 }
 

@@ -30,14 +30,26 @@ pub(super) fn listen(
     port: Option<u16>,
 ) -> anyhow::Result<SocketAddr> {
     let host = o.host.clone().or_else(|| env.get("CODEX_GATEWAY_HOST")).or(host).unwrap_or_else(|| "127.0.0.1".into());
-    let port = match (o.port, env.get("CODEX_GATEWAY_PORT")) {
+    socket("host", &host, o.port, (env, "CODEX_GATEWAY_PORT"), port.unwrap_or(8765))
+}
+
+/// `host` (`what` in an error; `localhost` is 127.0.0.1) and a port: the `given` one, else the environment's
+/// variable, else `default`.
+pub(super) fn socket(
+    what: &str,
+    host: &str,
+    given: Option<u16>,
+    (env, key): (&dyn Env, &str),
+    default: u16,
+) -> anyhow::Result<SocketAddr> {
+    let port = match (given, env.get(key)) {
         (Some(p), _) => p,
-        (None, Some(p)) => p.parse().with_context(|| format!("CODEX_GATEWAY_PORT={p} is not a port number"))?,
-        (None, None) => port.unwrap_or(8765),
+        (None, Some(p)) => p.parse().with_context(|| format!("{key}={p} is not a port number"))?,
+        (None, None) => default,
     };
-    let ip: IpAddr = match host.as_str() {
+    let ip: IpAddr = match host {
         "localhost" => IpAddr::from([127, 0, 0, 1]),
-        h => h.parse().with_context(|| format!("host `{h}` is not an IP address"))?,
+        h => h.parse().with_context(|| format!("{what} `{h}` is not an IP address"))?,
     };
     Ok(SocketAddr::new(ip, port))
 }

@@ -15,11 +15,11 @@ mod flags;
 mod sections;
 mod validate;
 
-pub use env::{Env, ProcessEnv, default_config_path};
+pub use env::{Env, ProcessEnv, default_config_path, home};
 pub(crate) use file::read_raw;
 pub use file::{
-    RawAnthropic, RawConfig, RawDashboard, RawGemini, RawKey, RawMetrics, RawOllama, RawRouting, RawServer, RawStore,
-    RawUpstream, RawUsage,
+    RawAliases, RawConfig, RawDashboard, RawKey, RawMetrics, RawOllama, RawRouting, RawServer, RawStore, RawUpstream,
+    RawUsage,
 };
 pub use flags::Overrides;
 pub use sections::{
@@ -164,63 +164,47 @@ impl Config {
         let access = Access::resolve(raw.server.take(), env)?;
         let configured_keys = validate::configured_keys(raw.keys.take(), &api_keys)?;
         validate::refuse_public_without_key(listen.ip(), &api_keys, &access)?;
-        let data_dir = flags::data_dir(o, env, raw.data_dir.take());
-        let codex_home = env::codex_home(env, raw.codex_home.take());
         let endpoints = env::Endpoints::resolve(&mut raw, env);
-        let upstream_h2c = env::env_flag(env, "CODEX_GATEWAY_UPSTREAM_H2C", raw.upstream_h2c)?;
         let effort = env.get("CODEX_GATEWAY_DEFAULT_REASONING_EFFORT").or(raw.default_reasoning_effort.take());
-        let default_reasoning_effort = validate::reasoning_effort(effort)?;
-        let body_limit = env::body_limit(env, raw.body_limit_mb)?;
-        let keepalive = env::keepalive(env, raw.keepalive_secs)?;
-        let upstream_idle_timeout = seconds("upstream_idle_timeout_secs", raw.upstream_idle_timeout_secs, 300.0)?;
-        let timeouts = Timeouts::resolve(&raw)?;
-        let routing = Routing::resolve(raw.routing.take(), env)?;
-        let ollama = OllamaBridge::resolve(raw.ollama.take(), env)?;
-        let metrics = MetricsConfig::resolve(raw.metrics.take(), env)?;
-        let dashboard = DashboardConfig::resolve(raw.dashboard.take())?;
-        let log_format = LogFormat::parse(flags::log_format(o, env, raw.log_format.take()).as_deref())?;
-        let usage = UsageSettings::resolve(raw.usage.take(), env)?;
-        let store = StoreConfig::resolve(raw.store.take(), o, env);
         let upstream = raw.upstream.take().unwrap_or_default();
-        let upstream_ws = upstream_transport::ws::WsSettings::resolve(
-            upstream.transport,
-            upstream.websocket_max_per_account,
-            upstream.websocket_idle_timeout_secs,
-        )?;
-        let client = crate::upstream::identity::ClientIdentity::resolve(upstream.client_version, upstream.user_agent)?;
+        // The settings are checked in the order written here: a file with two mistakes is refused for the first.
         Ok(Config {
+            data_dir: flags::data_dir(o, env, raw.data_dir.take()),
+            codex_home: env::codex_home(env, raw.codex_home.take()),
+            upstream_h2c: env::env_flag(env, "CODEX_GATEWAY_UPSTREAM_H2C", raw.upstream_h2c)?,
+            default_reasoning_effort: validate::reasoning_effort(effort)?,
+            body_limit: env::body_limit(env, raw.body_limit_mb)?,
+            keepalive: env::keepalive(env, raw.keepalive_secs)?,
+            upstream_idle_timeout: seconds("upstream_idle_timeout_secs", raw.upstream_idle_timeout_secs, 300.0)?,
+            timeouts: Timeouts::resolve(&raw)?,
+            routing: Routing::resolve(raw.routing.take(), env)?,
+            ollama: OllamaBridge::resolve(raw.ollama.take(), env)?,
+            metrics: MetricsConfig::resolve(raw.metrics.take(), env)?,
+            dashboard: DashboardConfig::resolve(raw.dashboard.take())?,
+            log_format: LogFormat::parse(flags::log_format(o, env, raw.log_format.take()).as_deref())?,
+            usage: UsageSettings::resolve(raw.usage.take(), env)?,
+            store: StoreConfig::resolve(raw.store.take(), o, env),
+            upstream_ws: upstream_transport::ws::WsSettings::resolve(
+                upstream.transport,
+                upstream.websocket_max_per_account,
+                upstream.websocket_idle_timeout_secs,
+            )?,
+            client: crate::upstream::identity::ClientIdentity::resolve(upstream.client_version, upstream.user_agent)?,
+            upkeep_interval: seconds("upkeep_interval_secs", raw.upkeep_interval_secs, 30.0)?,
             listen,
             api_keys,
-            data_dir,
             upstream_base_url: endpoints.upstream_base_url,
             chatgpt_base_url: endpoints.chatgpt_base_url,
             auth_issuer: endpoints.auth_issuer,
             openai_base_url: endpoints.openai_base_url,
-            codex_home,
             openai_api_key: env.get("OPENAI_API_KEY"),
             proxy: endpoints.proxy,
             ca_bundle: endpoints.ca_bundle,
-            upstream_h2c,
-            body_limit,
-            keepalive,
-            upstream_idle_timeout,
-            timeouts,
-            upkeep_interval: seconds("upkeep_interval_secs", raw.upkeep_interval_secs, 30.0)?,
-            default_reasoning_effort,
             log: env.get("RUST_LOG").or(raw.log).unwrap_or_else(|| "info".into()),
-            log_format,
-            ollama,
             gemini_model_aliases: raw.gemini.and_then(|g| g.model_aliases).unwrap_or_default(),
             anthropic_model_aliases: raw.anthropic.and_then(|a| a.model_aliases).unwrap_or_default(),
-            routing,
             access,
-            metrics,
-            dashboard,
             config_file: flags::config_file(o, env),
-            usage,
-            store,
-            client,
-            upstream_ws,
             configured_keys,
             watch_config,
             inbound_ws,

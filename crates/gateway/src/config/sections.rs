@@ -1,14 +1,14 @@
 //! The resolved tables of the configuration: each checked type the gateway reads (`Routing`, `Access`,
 //! `UsageSettings`, ...) and how it is made from its raw table in file.rs and the environment.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use super::env::{Env, env_flag};
 use super::file::{RawDashboard, RawMetrics, RawOllama, RawRouting, RawServer, RawStore, RawUsage};
-use super::flags::{Overrides, database_url};
+use super::flags::{Overrides, database_url, socket};
 use super::validate::{normalize_host, normalize_origin, seconds};
 
 /// A resolved `[keys.NAME]`: its id is `config:NAME` in records and the usage ledger.
@@ -97,14 +97,8 @@ impl OllamaBridge {
         let enabled = env_flag(env, "CODEX_GATEWAY_OLLAMA_ENABLED", raw.enabled)?;
         let allow_remote = env_flag(env, "CODEX_GATEWAY_OLLAMA_ALLOW_REMOTE", raw.allow_remote)?;
         let host = env.get("CODEX_GATEWAY_OLLAMA_HOST").or(raw.host).unwrap_or_else(|| "127.0.0.1".into());
-        let port = match env.get("CODEX_GATEWAY_OLLAMA_PORT") {
-            Some(p) => p.parse().with_context(|| format!("CODEX_GATEWAY_OLLAMA_PORT={p} is not a port number"))?,
-            None => raw.port.unwrap_or(11434),
-        };
-        let ip: IpAddr = match host.as_str() {
-            "localhost" => IpAddr::from([127, 0, 0, 1]),
-            h => h.parse().with_context(|| format!("ollama.host `{h}` is not an IP address"))?,
-        };
+        let listen = socket("ollama.host", &host, None, (env, "CODEX_GATEWAY_OLLAMA_PORT"), raw.port.unwrap_or(11434))?;
+        let ip = listen.ip();
         if enabled && !ip.is_loopback() && !allow_remote {
             bail!(
                 "refusing to run the Ollama bridge on {ip}: it has no authentication, so anyone who can reach it \
@@ -112,7 +106,7 @@ impl OllamaBridge {
                  (CODEX_GATEWAY_OLLAMA_ALLOW_REMOTE=1) if you really mean it."
             );
         }
-        Ok(OllamaBridge { enabled, listen: SocketAddr::new(ip, port), allow_remote })
+        Ok(OllamaBridge { enabled, listen, allow_remote })
     }
 }
 

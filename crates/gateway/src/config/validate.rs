@@ -102,11 +102,9 @@ pub(super) fn refuse_public_without_key(ip: IpAddr, api_keys: &[String], access:
 /// The default reasoning effort, one of the efforts the gateway knows, in the backend's spelling (each request
 /// holds it to what its model's catalog lists).
 pub(super) fn reasoning_effort(effort: Option<String>) -> anyhow::Result<Option<String>> {
-    match effort {
-        None => Ok(None),
-        Some(e) => match dialects::models::normalize_effort(&e) {
-            Some(word) => Ok(Some(word.to_string())),
-            None => bail!("default_reasoning_effort `{e}` is not one of {}", dialects::models::EFFORTS.join(", ")),
-        },
+    let Some(e) = effort else { return Ok(None) };
+    match dialects::models::normalize_effort(&e) {
+        Some(word) => Ok(Some(word.to_string())),
+        None => bail!("default_reasoning_effort `{e}` is not one of {}", dialects::models::EFFORTS.join(", ")),
     }
 }

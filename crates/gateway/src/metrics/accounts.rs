@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
@@ -46,44 +46,46 @@ impl PoolGauges {
     }
 }
 
-/// One gauge family: a descriptor, then one sample per label set.
-fn family(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    samples: &[(Vec<(&'static str, String)>, f64)],
-) -> Result<(), std::fmt::Error> {
-    let gauge = ConstGauge::new(0.0f64);
-    let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
-    for (labels, value) in samples {
-        if labels.is_empty() {
-            // A gauge without labels is written bare (`name 3`), not as `name{} 3`.
-            ConstGauge::new(*value).encode(family)?;
-            return Ok(());
-        }
-        let sample = family.encode_family(labels)?;
-        ConstGauge::new(*value).encode(sample)?;
-    }
-    Ok(())
+/// One family's samples: each a label set and its value.
+type Samples = [(Vec<(&'static str, String)>, f64)];
+
+/// One sample without labels.
+fn one(value: f64) -> [(Vec<(&'static str, String)>, f64); 1] {
+    [(Vec::new(), value)]
 }
 
-/// One counter family read at scrape time (its `_total` suffix is added by the encoder).
-fn counter_family(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    samples: &[(Vec<(&'static str, String)>, f64)],
-) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
-    for (labels, value) in samples {
-        if labels.is_empty() {
-            ConstCounter::new(*value as u64).encode(family)?;
-            return Ok(());
-        }
-        let sample = family.encode_family(labels)?;
-        ConstCounter::new(*value as u64).encode(sample)?;
+/// The families of one scrape, each a descriptor, then one sample per label set.
+struct Families<'a, 'b>(&'a mut DescriptorEncoder<'b>);
+
+impl Families<'_, '_> {
+    fn gauge(&mut self, name: &str, help: &str, samples: &Samples) -> std::fmt::Result {
+        self.family(name, help, false, samples)
     }
-    Ok(())
+
+    /// A counter read at scrape time (its `_total` suffix is added by the encoder).
+    fn counter(&mut self, name: &str, help: &str, samples: &Samples) -> std::fmt::Result {
+        self.family(name, help, true, samples)
+    }
+
+    fn family(&mut self, name: &str, help: &str, counter: bool, samples: &Samples) -> std::fmt::Result {
+        let kind = if counter { ConstCounter::new(0u64).metric_type() } else { ConstGauge::new(0.0f64).metric_type() };
+        let mut family = self.0.encode_descriptor(name, help, None, kind)?;
+        for (labels, value) in samples {
+            if labels.is_empty() {
+                // A family without labels is written bare (`name 3`), not as `name{} 3`.
+                return sample(counter, *value, family);
+            }
+            sample(counter, *value, family.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+fn sample(counter: bool, value: f64, to: MetricEncoder) -> std::fmt::Result {
+    match counter {
+        true => ConstCounter::new(value as u64).encode(to),
+        false => ConstGauge::new(value).encode(to),
+    }
 }
 
 /// The `account` label of each account, in order: a name two accounts share (two given one label, or one's label
@@ -100,15 +102,16 @@ fn distinct(names: Vec<(String, &str)>) -> Vec<String> {
 }
 
 impl Collector for PoolGauges {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        self.encode_accounts(&mut encoder)?;
-        self.encode_gateway(&mut encoder)
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let mut out = Families(&mut encoder);
+        self.encode_accounts(&mut out)?;
+        self.encode_gateway(&mut out)
     }
 }
 
 impl PoolGauges {
     /// Each account's quota, state and load.
-    fn encode_accounts(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode_accounts(&self, out: &mut Families) -> std::fmt::Result {
         let now = now_unix();
         let accounts = self.pool.accounts();
         let mut used = Vec::new();
@@ -172,65 +175,48 @@ impl PoolGauges {
             cooldown.push((vec![("account", name.clone())], blocked.unwrap_or(0) as f64));
             in_flight.push((vec![("account", name)], a.in_flight() as f64));
         }
-        family(encoder, "account_quota_used_ratio", "Share of the quota window used (0..1)", &used)?;
-        family(
-            encoder,
-            "account_quota_reset_timestamp_seconds",
-            "When the quota window resets (unix seconds)",
-            &resets,
-        )?;
-        family(encoder, "account_up", "1 when the account can serve requests now", &up)?;
-        family(
-            encoder,
+        out.gauge("account_quota_used_ratio", "Share of the quota window used (0..1)", &used)?;
+        out.gauge("account_quota_reset_timestamp_seconds", "When the quota window resets (unix seconds)", &resets)?;
+        out.gauge("account_up", "1 when the account can serve requests now", &up)?;
+        out.gauge(
             "account_cooldown_until_timestamp_seconds",
             "When the account's cooldown or used-up window ends (unix seconds; 0: none)",
             &cooldown,
         )?;
-        family(encoder, "account_in_flight", "Requests the account is serving now", &in_flight)?;
-        family(encoder, "account_waiting", "Requests waiting in the account's queue", &waiting)?;
-        family(
-            encoder,
+        out.gauge("account_in_flight", "Requests the account is serving now", &in_flight)?;
+        out.gauge("account_waiting", "Requests waiting in the account's queue", &waiting)?;
+        out.gauge(
             "account_concurrency_limit",
             "Requests the account may have in flight now (lowered after overload answers)",
             &limit,
         )?;
-        family(encoder, "account_overload_streak", "Overload answers in the account's running streak", &streak)?;
-        counter_family(encoder, "account_overloads", "Overload answers the account gave", &overloads)?;
-        family(
-            encoder,
+        out.gauge("account_overload_streak", "Overload answers in the account's running streak", &streak)?;
+        out.counter("account_overloads", "Overload answers the account gave", &overloads)?;
+        out.gauge(
             "account_quota_usable_tokens",
             "Quota the account can spend now, in weighted tokens (docs/accounts.md, Forecast)",
             &usable,
         )?;
-        family(
-            encoder,
+        out.gauge(
             "account_quota_dry_seconds",
             "Seconds until the account runs dry at its present rate (absent: not before its window resets)",
             &dry,
         )?;
-        family(encoder, "account_quota_back_seconds", "Seconds until the account's binding window resets", &back)?;
-        let one = |v: Option<i64>| v.map(|v| vec![(Vec::new(), v as f64)]).unwrap_or_default();
-        family(
-            encoder,
-            "pool_quota_usable_tokens",
-            "Quota the pool can spend now, in weighted tokens",
-            &[(Vec::new(), pool.usable)],
-        )?;
-        family(
-            encoder,
+        out.gauge("account_quota_back_seconds", "Seconds until the account's binding window resets", &back)?;
+        let maybe = |v: Option<i64>| v.map(|v| one(v as f64).to_vec()).unwrap_or_default();
+        out.gauge("pool_quota_usable_tokens", "Quota the pool can spend now, in weighted tokens", &one(pool.usable))?;
+        out.gauge(
             "pool_spend_tokens_per_second",
             "The pool's present spending rate, weighted tokens a second",
-            &[(Vec::new(), pool.rate)],
+            &one(pool.rate),
         )?;
-        family(
-            encoder,
+        out.gauge(
             "pool_quota_dry_seconds",
             "Seconds until the pool runs dry at its present rate (absent: not within a week)",
-            &one(pool.dry_in),
+            &maybe(pool.dry_in),
         )?;
-        family(encoder, "pool_quota_back_seconds", "Seconds until capacity comes back", &one(pool.back_in))?;
-        counter_family(
-            encoder,
+        out.gauge("pool_quota_back_seconds", "Seconds until capacity comes back", &maybe(pool.back_in))?;
+        out.counter(
             "policy_refusals",
             "Requests the upstream refused under its usage policy, by account and kind, since the gateway started",
             &refusals,
@@ -238,21 +224,19 @@ impl PoolGauges {
     }
 
     /// The gateway's own: token refreshes, the ledger's drops, the store, open streams, HTTP/2 resets.
-    fn encode_gateway(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let refreshes: Vec<(Vec<(&'static str, String)>, f64)> = self
+    fn encode_gateway(&self, out: &mut Families) -> std::fmt::Result {
+        let refreshes: Vec<_> = self
             .pool
             .refreshes
             .snapshot()
             .iter()
             .map(|(outcome, n)| (vec![("outcome", outcome.to_string())], *n as f64))
             .collect();
-        counter_family(encoder, "token_refreshes", "Token refresh calls, by outcome", &refreshes)?;
-        let dropped = [(Vec::new(), self.ledger.records_dropped() as f64)];
-        counter_family(
-            encoder,
+        out.counter("token_refreshes", "Token refresh calls, by outcome", &refreshes)?;
+        out.counter(
             "usage_records_dropped",
             "Request records the usage ledger could not take (its queue was full)",
-            &dropped,
+            &one(self.ledger.records_dropped() as f64),
         )?;
         // A local SQLite file is always there; the team's PostgreSQL store as its change watcher last found it.
         let health = self.pool.store().health();
@@ -260,39 +244,27 @@ impl PoolGauges {
             StoreHealth::Local => true,
             StoreHealth::Team { reachable, .. } => reachable,
         };
-        let store_up = [(Vec::new(), f64::from(u8::from(store_up)))];
-        family(encoder, "store_up", "1 when the store (the team's PostgreSQL database) is reachable", &store_up)?;
+        let store_up = one(f64::from(u8::from(store_up)));
+        out.gauge("store_up", "1 when the store (the team's PostgreSQL database) is reachable", &store_up)?;
         if let StoreHealth::Team { instances, affinity_dropped, .. } = health {
-            let live = [(Vec::new(), f64::from(instances))];
-            family(
-                encoder,
-                "team_instances",
-                "Live instances sharing the team store (key limits are divided by it)",
-                &live,
-            )?;
-            let dropped = [(Vec::new(), affinity_dropped as f64)];
-            counter_family(
-                encoder,
+            let live = one(f64::from(instances));
+            out.gauge("team_instances", "Live instances sharing the team store (key limits are divided by it)", &live)?;
+            out.counter(
                 "affinity_shares_dropped",
                 "Conversation affinities not shared with the team (queue full or store unreachable)",
-                &dropped,
+                &one(affinity_dropped as f64),
             )?;
         }
-        let held = [(Vec::new(), self.pool.held_total() as f64)];
-        family(
-            encoder,
+        out.gauge(
             "conversations_held",
             "Conversations held on their account after a policy refusal or a deactivation (docs/accounts.md)",
-            &held,
+            &one(self.pool.held_total() as f64),
         )?;
-        let streams = vec![(Vec::new(), crate::metrics::streams::open_streams() as f64)];
-        family(encoder, "active_streams", "Streaming answers being written now", &streams)?;
-        let resets = [(Vec::new(), crate::upstream::http2_resets_sent() as f64)];
-        counter_family(
-            encoder,
-            "upstream_http2_resets_sent",
+        let streams = one(crate::metrics::streams::open_streams() as f64);
+        out.gauge("active_streams", "Streaming answers being written now", &streams)?;
+        out.counter("upstream_http2_resets_sent",
             "HTTP/2 streams the gateway reset toward the upstream (a client that left, a deadline, an answer's end that never came)",
-            &resets,
+            &one(crate::upstream::http2_resets_sent() as f64),
         )?;
         Ok(())
     }

@@ -28,20 +28,8 @@ struct RequestLabels {
     status: u16,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DialectLabel {
-    dialect: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabel {
-    kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabel {
-    outcome: &'static str,
-}
+/// One label: `dialect`, `kind` or `outcome`, and its value.
+type Label = [(&'static str, &'static str); 1];
 
 /// Upper bounds (seconds) of the model call duration's buckets, 5 ms to 20 min: a whole answer can take minutes.
 /// Written out rather than computed (`exponential_buckets` multiplies floats, and its bounds printed as
@@ -57,10 +45,10 @@ const FIRST_BYTE_BOUNDS: [f64; 15] =
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    duration: Family<DialectLabel, Histogram>,
-    first_byte: Family<DialectLabel, Histogram>,
-    tokens: Family<KindLabel, Counter>,
-    attempts: Family<OutcomeLabel, Counter>,
+    duration: Family<Label, Histogram>,
+    first_byte: Family<Label, Histogram>,
+    tokens: Family<Label, Counter>,
+    attempts: Family<Label, Counter>,
     failovers: Counter,
     conversation_moves: Counter,
     /// Running totals since start, for the dashboard's Overview (the families above keep no sum across labels).
@@ -96,24 +84,21 @@ impl Metrics {
             "Model calls answered, by dialect, served model and HTTP status",
             requests.clone(),
         );
-        let duration =
-            Family::<DialectLabel, Histogram>::new_with_constructor(|| Histogram::new(DURATION_BOUNDS.iter().copied()));
+        let duration = Family::<Label, Histogram>::new_with_constructor(|| Histogram::new(DURATION_BOUNDS));
         registry.register(
             "request_duration_seconds",
             "Model call duration, from the handler to the last byte",
             duration.clone(),
         );
-        let first_byte = Family::<DialectLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(FIRST_BYTE_BOUNDS.iter().copied())
-        });
+        let first_byte = Family::<Label, Histogram>::new_with_constructor(|| Histogram::new(FIRST_BYTE_BOUNDS));
         registry.register(
             "time_to_first_byte_seconds",
             "Model call time to the first byte of the answer's body",
             first_byte.clone(),
         );
-        let tokens = Family::<KindLabel, Counter>::default();
+        let tokens = Family::<Label, Counter>::default();
         registry.register("tokens", "Tokens the upstream reported, by kind (input includes cached)", tokens.clone());
-        let attempts = Family::<OutcomeLabel, Counter>::default();
+        let attempts = Family::<Label, Counter>::default();
         registry.register(
             "upstream_attempts",
             "Attempts on an account, by outcome (ok, or the failure's name)",
@@ -171,7 +156,7 @@ impl RecordSink for Metrics {
         let dialect = r.api.as_str();
         let model = r.model.clone().unwrap_or_else(|| "other".to_string());
         self.requests.get_or_create(&RequestLabels { dialect, model, status: r.status }).inc();
-        let d = DialectLabel { dialect };
+        let d = [("dialect", dialect)];
         self.duration.get_or_create(&d).observe(r.duration.as_secs_f64());
         if let Some(t) = r.time_to_first_byte {
             self.first_byte.get_or_create(&d).observe(t.as_secs_f64());
@@ -197,14 +182,14 @@ impl RecordSink for Metrics {
             ("reasoning", u.reasoning_tokens),
         ] {
             if n > 0 {
-                self.tokens.get_or_create(&KindLabel { kind }).inc_by(n);
+                self.tokens.get_or_create(&[("kind", kind)]).inc_by(n);
             }
         }
         for outcome in &r.attempt_failures {
-            self.attempts.get_or_create(&OutcomeLabel { outcome }).inc();
+            self.attempts.get_or_create(&[("outcome", *outcome)]).inc();
         }
         if r.account.is_some() {
-            self.attempts.get_or_create(&OutcomeLabel { outcome: "ok" }).inc();
+            self.attempts.get_or_create(&[("outcome", "ok")]).inc();
         }
         if r.failovers > 0 {
             self.failovers.inc_by(u64::from(r.failovers));

@@ -68,6 +68,13 @@ impl Recorder {
         }
     }
 
+    /// `f` of the record while it is open.
+    fn with(&mut self, f: impl FnOnce(&mut RequestRecord)) {
+        if let Some(r) = self.record.as_deref_mut() {
+            f(r);
+        }
+    }
+
     /// When the request began (monotonic): a token refresh that ended since is one it waited through.
     pub fn started(&self) -> Instant {
         self.started
@@ -78,9 +85,7 @@ impl Recorder {
     }
 
     pub fn set_client_key(&mut self, key: Option<Arc<str>>) {
-        if let Some(r) = self.record.as_deref_mut() {
-            r.client_key = key;
-        }
+        self.with(|r| r.client_key = key);
     }
 
     /// Hold the client key's concurrency slot until the request ends.
@@ -97,9 +102,7 @@ impl Recorder {
     }
 
     pub fn set_effort(&mut self, effort: Option<&str>) {
-        if let Some(r) = self.record.as_deref_mut() {
-            r.effort = effort.map(str::to_string);
-        }
+        self.with(|r| r.effort = effort.map(str::to_string));
     }
 
     /// An attempt on `account` (a first one, a failover, or a dialect's own retry). Another account than the
@@ -119,16 +122,12 @@ impl Recorder {
 
     /// The model passed the catalog check: `slug` is what the request is served as.
     pub fn set_resolved(&mut self, slug: &str) {
-        if let Some(r) = self.record.as_deref_mut() {
-            r.model = Some(slug.to_string());
-        }
+        self.with(|r| r.model = Some(slug.to_string()));
     }
 
     /// The current attempt failed with `failure` (another account may take over).
     pub fn attempt_failed(&mut self, failure: &UpstreamFailure) {
-        if let Some(r) = self.record.as_deref_mut() {
-            r.attempt_failures.push(failure.name());
-        }
+        self.with(|r| r.attempt_failures.push(failure.name()));
         self.upstream_failure(failure);
     }
 
@@ -143,37 +142,27 @@ impl Recorder {
 
     /// The upstream refused the request under its usage policy (or its content filter ended the answer).
     pub fn refused(&mut self, kind: PolicyKind) {
-        if let Some(r) = self.record.as_deref_mut() {
-            r.refusal = Some(kind);
-        }
+        self.with(|r| r.refusal = Some(kind));
     }
 
     /// The request was refused because its conversation is held (`hold` says why).
     pub fn held(&mut self, hold: &Hold) {
-        if let Some(r) = self.record.as_deref_mut() {
-            r.held = Some(hold.clone());
-        }
+        self.with(|r| r.held = Some(hold.clone()));
     }
 
     /// The account whose answer is being relayed.
     pub fn served_by(&mut self, account: &str) {
-        if let Some(r) = self.record.as_deref_mut() {
-            r.account = Some(account.to_string());
-        }
+        self.with(|r| r.account = Some(account.to_string()));
     }
 
     /// The conversation moved here from `account`, its previous home (`relay::moves`).
     pub fn moved_from(&mut self, account: &str) {
-        if let Some(r) = self.record.as_deref_mut() {
-            r.moved_from = Some(account.to_string());
-        }
+        self.with(|r| r.moved_from = Some(account.to_string()));
     }
 
     /// A streaming answer's status line went out.
     pub fn status_sent(&mut self, status: u16) {
-        if let Some(r) = self.record.as_deref_mut() {
-            r.status = status;
-        }
+        self.with(|r| r.status = status);
         self.status_sent = true;
     }
 
@@ -187,17 +176,14 @@ impl Recorder {
     }
 
     pub fn usage(&mut self, usage: Usage) {
-        if let Some(r) = self.record.as_deref_mut() {
-            r.usage = usage;
-        }
+        self.with(|r| r.usage = usage);
     }
 
     /// The error the client sees. The last upstream failure goes with it: for an error the request itself caused
     /// (a bad body, an unknown model) there is none, since nothing was sent.
     pub fn error(&mut self, err: &GatewayError) {
-        if let Some(r) = self.record.as_deref_mut() {
-            r.error = Some(RecordError::new(err, self.failure.take()));
-        }
+        let failure = self.failure.take();
+        self.with(|r| r.error = Some(RecordError::new(err, failure)));
     }
 
     /// The answer is complete with `status`: hand the record to the sinks.

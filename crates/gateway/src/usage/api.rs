@@ -15,12 +15,6 @@ use super::when::{now_ms, parse_instant};
 pub const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Json,
-    Csv,
-}
-
 /// The query string as (name, value) pairs, each name at most once.
 fn pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, GatewayError> {
     let mut out: Vec<(String, String)> = Vec::new();
@@ -51,10 +45,11 @@ fn bad(param: &str, value: &str, expected: &str) -> GatewayError {
 const INSTANT: &str =
     "unix seconds or milliseconds, an RFC 3339 date-time, a date (YYYY-MM-DD) or a duration ago (7d, 24h)";
 
-fn format(v: &str) -> Result<Format, GatewayError> {
+/// `format`: whether the answer is CSV (else JSON).
+fn csv_format(v: &str) -> Result<bool, GatewayError> {
     match v {
-        "json" => Ok(Format::Json),
-        "csv" => Ok(Format::Csv),
+        "json" => Ok(false),
+        "csv" => Ok(true),
         _ => Err(bad("format", v, "json or csv")),
     }
 }
@@ -71,7 +66,7 @@ pub fn parse_usage(raw: Option<&str>, now: i64) -> Result<(UsageQuery, bool), Ga
                 q.group_by =
                     Some(GroupBy::parse(&v).ok_or_else(|| bad("group_by", &v, "account, model, key or dialect"))?)
             }
-            "format" => csv = format(&v)? == Format::Csv,
+            "format" => csv = csv_format(&v)?,
             other => return Err(unknown(other)),
         }
     }
@@ -115,7 +110,7 @@ pub fn parse_requests(raw: Option<&str>, now: i64) -> Result<(RequestsQuery, boo
                         .ok_or_else(|| bad("status", &v, "an HTTP status (429) or a class (5xx)"))?,
                 )
             }
-            "format" => csv = format(&v)? == Format::Csv,
+            "format" => csv = csv_format(&v)?,
             other => return Err(unknown(other)),
         }
     }

@@ -253,38 +253,15 @@ pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Re
 
 /// The usage report as CSV: one line per group and bucket.
 pub fn usage_csv(report: &UsageReport) -> Result<String, csv::Error> {
+    const TOTALS: &str = "requests,errors,input_tokens,cached_tokens,output_tokens,reasoning_tokens,duration_ms,\
+                          cost_usd,cache_write_tokens,budget_units";
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "bucket_start",
-        "group",
-        "requests",
-        "errors",
-        "input_tokens",
-        "cached_tokens",
-        "output_tokens",
-        "reasoning_tokens",
-        "duration_ms",
-        "cost_usd",
-        "cache_write_tokens",
-        "budget_units",
-    ])?;
+    w.write_record(["bucket_start", "group"].into_iter().chain(TOTALS.split(',')))?;
     for s in &report.series {
         for p in &s.points {
-            let t = &p.totals;
-            w.write_record([
-                p.start_time.clone(),
-                s.group.clone().unwrap_or_default(),
-                t.requests.to_string(),
-                t.errors.to_string(),
-                t.input_tokens.to_string(),
-                t.cached_tokens.to_string(),
-                t.output_tokens.to_string(),
-                t.reasoning_tokens.to_string(),
-                t.duration_ms.to_string(),
-                t.cost_usd.map(|c| format!("{c:.6}")).unwrap_or_default(),
-                t.cache_write_tokens.to_string(),
-                t.budget_units.to_string(),
-            ])?;
+            let t = json(&p.totals)?;
+            let group = s.group.clone().unwrap_or_default();
+            w.write_record([p.start_time.clone(), group].into_iter().chain(TOTALS.split(',').map(|c| cell(c, &t[c]))))?;
         }
     }
     into_string(w)
@@ -293,6 +270,25 @@ pub fn usage_csv(report: &UsageReport) -> Result<String, csv::Error> {
 fn into_string(w: csv::Writer<Vec<u8>>) -> Result<String, csv::Error> {
     let bytes = w.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// `value` as JSON, to read its fields by name.
+fn json(value: &impl Serialize) -> Result<serde_json::Value, csv::Error> {
+    serde_json::to_value(value).map_err(|e| csv::Error::from(std::io::Error::from(e)))
+}
+
+/// A field of a row as a CSV cell: text as it is, a number as Rust prints it (a cost with six decimals), a list
+/// joined with spaces, `null` empty.
+fn cell(column: &str, v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(|i| cell(column, i)).collect::<Vec<_>>().join(" "),
+        Value::Number(n) if column == "cost_usd" => format!("{:.6}", n.as_f64().unwrap_or_default()),
+        Value::Number(n) if n.is_f64() => n.as_f64().unwrap_or_default().to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// One request row.
@@ -384,37 +380,33 @@ fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow
          FROM usage_requests WHERE 1 = 1",
     );
     let mut args: Vec<Sql> = Vec::new();
+    // A value bound to the statement: its placeholder.
+    let mut bind = |v: Sql| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
     for (column, value) in [("client_key", &q.key), ("account", &q.account), ("model", &q.model)] {
         if let Some(v) = value {
-            args.push(Sql::Text(v.clone()));
-            sql += &format!(" AND {column} = ?{}", args.len());
+            sql += &format!(" AND {column} = {}", bind(Sql::Text(v.clone())));
         }
     }
     match q.status {
-        Some(StatusFilter::Code(c)) => {
-            args.push(Sql::Integer(i64::from(c)));
-            sql += &format!(" AND status = ?{}", args.len());
-        }
+        Some(StatusFilter::Code(c)) => sql += &format!(" AND status = {}", bind(Sql::Integer(i64::from(c)))),
         Some(StatusFilter::Class(c)) => {
-            args.push(Sql::Integer(i64::from(c) * 100));
-            sql += &format!(" AND status >= ?{n} AND status < ?{n} + 100", n = args.len());
+            let n = bind(Sql::Integer(i64::from(c) * 100));
+            sql += &format!(" AND status >= {n} AND status < {n} + 100");
         }
         None => {}
     }
     match q.before {
         Some(Before::Cursor { started_at, id }) => {
-            args.push(Sql::Integer(started_at));
-            args.push(Sql::Integer(id));
-            sql += &format!(" AND (started_at, id) < (?{}, ?{})", args.len() - 1, args.len());
+            let (at, id) = (bind(Sql::Integer(started_at)), bind(Sql::Integer(id)));
+            sql += &format!(" AND (started_at, id) < ({at}, {id})");
         }
-        Some(Before::Instant(t)) => {
-            args.push(Sql::Integer(t));
-            sql += &format!(" AND started_at < ?{}", args.len());
-        }
+        Some(Before::Instant(t)) => sql += &format!(" AND started_at < {}", bind(Sql::Integer(t))),
         None => {}
     }
-    args.push(Sql::Integer(q.limit as i64 + 1));
-    sql += &format!(" ORDER BY started_at DESC, id DESC LIMIT ?{}", args.len());
+    sql += &format!(" ORDER BY started_at DESC, id DESC LIMIT {}", bind(Sql::Integer(q.limit as i64 + 1)));
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), |r| {
         let tried: String = r.get(11)?;
@@ -458,73 +450,15 @@ fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow
 
 /// The request rows as CSV (the columns of [`RequestRow`]; `accounts_tried` joined with spaces).
 pub fn requests_csv(page: &RequestsPage) -> Result<String, csv::Error> {
+    const COLUMNS: &str = "id,request_id,started_time,api,route,key,model_requested,model,effort,stream,account,\
+                           accounts_tried,attempts,failovers,status,error,error_code,ttfb_ms,duration_ms,input_tokens,\
+                           cached_tokens,output_tokens,reasoning_tokens,client_disconnected,moved_from,refusal,held,\
+                           cost_usd,cache_write_tokens,budget_units";
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "id",
-        "request_id",
-        "started_time",
-        "api",
-        "route",
-        "key",
-        "model_requested",
-        "model",
-        "effort",
-        "stream",
-        "account",
-        "accounts_tried",
-        "attempts",
-        "failovers",
-        "status",
-        "error",
-        "error_code",
-        "ttfb_ms",
-        "duration_ms",
-        "input_tokens",
-        "cached_tokens",
-        "output_tokens",
-        "reasoning_tokens",
-        "client_disconnected",
-        "moved_from",
-        "refusal",
-        "held",
-        "cost_usd",
-        "cache_write_tokens",
-        "budget_units",
-    ])?;
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    w.write_record(COLUMNS.split(','))?;
     for r in &page.requests {
-        w.write_record([
-            r.id.to_string(),
-            r.request_id.clone(),
-            r.started_time.clone(),
-            r.api.clone(),
-            r.route.clone(),
-            opt(&r.key),
-            opt(&r.model_requested),
-            opt(&r.model),
-            opt(&r.effort),
-            r.stream.to_string(),
-            opt(&r.account),
-            r.accounts_tried.join(" "),
-            r.attempts.to_string(),
-            r.failovers.to_string(),
-            r.status.to_string(),
-            opt(&r.error),
-            opt(&r.error_code),
-            r.ttfb_ms.map(|v| v.to_string()).unwrap_or_default(),
-            r.duration_ms.to_string(),
-            r.input_tokens.to_string(),
-            r.cached_tokens.to_string(),
-            r.output_tokens.to_string(),
-            r.reasoning_tokens.to_string(),
-            r.client_disconnected.to_string(),
-            opt(&r.moved_from),
-            opt(&r.refusal),
-            opt(&r.held),
-            r.cost_usd.map(|c| format!("{c:.6}")).unwrap_or_default(),
-            r.cache_write_tokens.to_string(),
-            r.budget_units.map(|b| b.to_string()).unwrap_or_default(),
-        ])?;
+        let row = json(r)?;
+        w.write_record(COLUMNS.split(',').map(|c| cell(c, &row[c])))?;
     }
     into_string(w)
 }

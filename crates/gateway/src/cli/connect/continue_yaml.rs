@@ -101,14 +101,9 @@ pub(super) fn merged(existing: &str, entry: &Entry) -> anyhow::Result<String> {
                 is_ours(&item[0], &entry.name).then_some((s, e))
             });
             let block: Vec<String> = entry.block(list.indent).lines().map(str::to_string).collect();
-            match ours {
-                Some((s, e)) => {
-                    out.splice(s..e, block);
-                }
-                None => {
-                    out.splice(list.end..list.end, block);
-                }
-            }
+            // Ours replaced where it is, else added at the list's end.
+            let (s, e) = ours.unwrap_or((list.end, list.end));
+            out.splice(s..e, block);
         }
     }
     let text = out.join("\n") + "\n";

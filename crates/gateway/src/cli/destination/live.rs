@@ -24,12 +24,8 @@ impl Live {
     pub(crate) async fn find(config: &Config) -> Option<Live> {
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().ok()?;
         let crate::cli::service::Reach { base, key } = crate::cli::service::reach(config);
-        let mut req = http.get(format!("{base}/admin/status")).timeout(Duration::from_secs(2));
-        if let Some(k) = &key {
-            req = req.bearer_auth(k);
-        }
-        let ok = req.send().await.ok()?.status().is_success();
-        ok.then_some(Live { base, key, http })
+        crate::cli::service::http_get(&base, "/admin/status", key.as_ref()).await.ok()?;
+        Some(Live { base, key, http })
     }
 
     pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {

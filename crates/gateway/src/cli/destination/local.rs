@@ -77,7 +77,7 @@ impl std::ops::Deref for LocalPool {
 }
 
 /// A change in the store's audit trail: this OS user on the command line, the action, its target and how it went.
-fn audit<T>(store: &Store, action: &str, target: Option<&str>, result: &anyhow::Result<T>, note: Note) {
+pub(crate) fn audit<T>(store: &Store, action: &str, target: Option<&str>, result: &anyhow::Result<T>, note: Note) {
     let mut e = Entry::new(Actor::cli(), action);
     e.target = target.map(str::to_string);
     e.outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Failed };

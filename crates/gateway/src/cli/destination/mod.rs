@@ -14,7 +14,7 @@ mod live;
 mod local;
 
 pub(crate) use live::Live;
-pub(crate) use local::Local;
+pub(crate) use local::{Local, audit};
 
 /// A running gateway, or the store when none answers.
 pub(crate) enum Target<'a> {
@@ -38,9 +38,7 @@ impl<'a> Target<'a> {
             return Ok(Target::Live(live));
         }
         let addr = super::service::reach(config).base;
-        let health = reqwest::Client::builder().no_proxy().build()?;
-        let running = health.get(format!("{addr}/health")).timeout(std::time::Duration::from_secs(2)).send().await;
-        if running.is_ok_and(|r| r.status().is_success()) {
+        if super::service::http_get(&addr, "/health", None).await.is_ok() {
             anyhow::bail!(
                 "a gateway is running on {addr} but refused the admin key: set CODEX_GATEWAY_ADMIN_KEY (or \
                  CODEX_GATEWAY_API_KEY when no admin key is set) to the gateway's, so the change applies at once"

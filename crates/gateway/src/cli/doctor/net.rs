@@ -41,8 +41,7 @@ pub(super) async fn upstream_checks(r: &mut Report, config: &Config, probes: &[P
         }
     }
     if routes.is_empty() {
-        r.skip("upstream", "reachability", "no account to try");
-        return;
+        return r.skip("upstream", "reachability", "no account to try");
     }
     let mut skew = None;
     for route in &routes {
@@ -76,8 +75,7 @@ async fn route_checks(r: &mut Report, config: &Config, route: &Route) -> Option<
     let target = match url::Url::parse(&route.target) {
         Ok(u) => u,
         Err(e) => {
-            r.fail("upstream", check("URL"), format!("{}: {e}", route.target), "correct upstream_base_url");
-            return None;
+            return r.failed("upstream", check("URL"), format!("{}: {e}", route.target), "correct upstream_base_url");
         }
     };
     let reachable = match &proxy {
@@ -97,7 +95,9 @@ async fn route_checks(r: &mut Report, config: &Config, route: &Route) -> Option<
             let port = target.port_or_known_default().unwrap_or(443);
             let fix = "check the network and firewall, and that the upstream is up";
             match connect(r, "upstream", &via, &host, port, fix).await {
-                Some(tcp) if target.scheme() == "https" => tls(r, config, &check("upstream TLS"), &host, tcp).await,
+                Some(tcp) if target.scheme() == "https" => {
+                    tls(r, config, &check("upstream TLS"), &host, tcp).await.is_some()
+                }
                 Some(_) => {
                     r.skip("upstream", check("upstream TLS"), format!("{} is plain http", route.target));
                     true
@@ -121,10 +121,7 @@ async fn route_checks(r: &mut Report, config: &Config, route: &Route) -> Option<
     };
     let http = match http {
         Ok(h) => h,
-        Err(e) => {
-            r.fail("upstream", call, super::one_line(&e), "correct the proxy or CA bundle setting");
-            return None;
-        }
+        Err(e) => return r.failed("upstream", call, super::one_line(&e), "correct the proxy or CA bundle setting"),
     };
     let url = match route.probe.kind {
         AccountKind::Chatgpt => format!("{}/models?client_version={CODEX_CLIENT_VERSION}", route.target),
@@ -138,7 +135,12 @@ async fn route_checks(r: &mut Report, config: &Config, route: &Route) -> Option<
     let resp = match req.send().await {
         Ok(resp) => resp,
         Err(e) => {
-            r.fail("upstream", call, chain(&e.without_url()), "check the connection (proxy, firewall, CA bundle)");
+            r.fail(
+                "upstream",
+                call,
+                crate::upstream::with_causes(&e.without_url()),
+                "check the connection (proxy, firewall, CA bundle)",
+            );
             return None;
         }
     };
@@ -171,50 +173,35 @@ async fn connect(r: &mut Report, what: &str, via: &str, host: &str, port: u16, f
     let addrs = match tokio::time::timeout(STEP, tokio::net::lookup_host((host, port))).await {
         Ok(Ok(addrs)) => addrs.collect::<Vec<_>>(),
         Ok(Err(e)) => {
-            r.fail("upstream", dns.clone(), format!("{host}: {e}"), "check the name and this machine's DNS");
-            return None;
+            return r.failed("upstream", dns, format!("{host}: {e}"), "check the name and this machine's DNS");
         }
-        Err(_) => {
-            r.fail("upstream", dns.clone(), format!("{host}: no answer in 5 s"), "check this machine's DNS");
-            return None;
-        }
+        Err(_) => return r.failed("upstream", dns, format!("{host}: no answer in 5 s"), "check this machine's DNS"),
     };
     let Some(addr) = addrs.first().copied() else {
-        r.fail("upstream", dns.clone(), format!("{host}: no address"), "check the name");
-        return None;
+        return r.failed("upstream", dns, format!("{host}: no address"), "check the name");
     };
-    r.ok("upstream", dns.clone(), format!("{host} -> {}", addr.ip()));
+    r.ok("upstream", dns, format!("{host} -> {}", addr.ip()));
     let started = Instant::now();
     match tokio::time::timeout(STEP, TcpStream::connect(addr)).await {
         Ok(Ok(tcp)) => {
-            r.ok("upstream", tcp_check.clone(), format!("{addr} in {} ms", started.elapsed().as_millis()));
+            r.ok("upstream", tcp_check, format!("{addr} in {} ms", started.elapsed().as_millis()));
             Some(tcp)
         }
-        Ok(Err(e)) => {
-            r.fail("upstream", tcp_check.clone(), format!("{addr}: {e}"), fix);
-            None
-        }
-        Err(_) => {
-            r.fail("upstream", tcp_check.clone(), format!("{addr}: no answer in 5 s"), fix);
-            None
-        }
+        Ok(Err(e)) => r.failed("upstream", tcp_check, format!("{addr}: {e}"), fix),
+        Err(_) => r.failed("upstream", tcp_check, format!("{addr}: no answer in 5 s"), fix),
     }
 }
 
 /// A TLS handshake with the gateway's own trust (bundled and system roots, the CA bundle).
-async fn tls(r: &mut Report, config: &Config, check: &str, host: &str, tcp: TcpStream) -> bool {
+async fn tls(r: &mut Report, config: &Config, check: &str, host: &str, tcp: TcpStream) -> Option<()> {
     let fix = "behind a TLS-inspecting proxy? set ca_bundle (CODEX_GATEWAY_CA_BUNDLE) to its CA";
     let mut tls = match upstream_transport::tls::client_config(config.ca_bundle.as_deref()) {
         Ok(t) => t,
-        Err(e) => {
-            r.fail("upstream", check, super::one_line(&e), "correct ca_bundle");
-            return false;
-        }
+        Err(e) => return r.failed("upstream", check, super::one_line(&e), "correct ca_bundle"),
     };
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let Ok(name) = rustls::pki_types::ServerName::try_from(host.to_string()) else {
-        r.fail("upstream", check, format!("{host} is not a TLS server name"), "correct upstream_base_url");
-        return false;
+        return r.failed("upstream", check, format!("{host} is not a TLS server name"), "correct upstream_base_url");
     };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     match tokio::time::timeout(STEP, connector.connect(name, tcp)).await {
@@ -223,27 +210,9 @@ async fn tls(r: &mut Report, config: &Config, check: &str, host: &str, tcp: TcpS
             let alpn = conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
             let version = conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
             r.ok("upstream", check, format!("{version}, ALPN {}", alpn.as_deref().unwrap_or("none")));
-            true
+            Some(())
         }
-        Ok(Err(e)) => {
-            r.fail("upstream", check, e.to_string(), fix);
-            false
-        }
-        Err(_) => {
-            r.fail("upstream", check, "no handshake in 5 s", fix);
-            false
-        }
+        Ok(Err(e)) => r.failed("upstream", check, e.to_string(), fix),
+        Err(_) => r.failed("upstream", check, "no handshake in 5 s", fix),
     }
-}
-
-/// An error with its causes, one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }

@@ -21,24 +21,26 @@
 //! The memory is bounded ([`MAX_CONVERSATIONS`]); a conversation it forgot starts again from its next request's
 //! effort (the cache is then lost once, as without this).
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 
+use lru::LruCache;
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
 /// Conversations remembered; the least recently seen are forgotten beyond it.
 const MAX_CONVERSATIONS: usize = 20_000;
 
-/// Every conversation's baseline effort and the updates sent so far.
-#[derive(Default)]
+/// Every conversation's baseline effort and the updates sent so far, the least recently seen forgotten first.
 pub struct Efforts {
-    inner: Mutex<Inner>,
+    conversations: Mutex<LruCache<String, Conversation>>,
 }
 
-#[derive(Default)]
-struct Inner {
-    conversations: HashMap<String, Conversation>,
-    tick: u64,
+impl Default for Efforts {
+    fn default() -> Efforts {
+        // Sparse: the map grows with the conversations instead of taking room for all of them at start.
+        let cap = NonZeroUsize::new(MAX_CONVERSATIONS).unwrap_or(NonZeroUsize::MIN);
+        Efforts { conversations: Mutex::new(LruCache::sparse(cap)) }
+    }
 }
 
 struct Conversation {
@@ -50,7 +52,6 @@ struct Conversation {
     items: usize,
     /// Each update: after how many of the client's input items it goes, and the effort it names.
     updates: Vec<(usize, String)>,
-    seen: u64,
 }
 
 /// What [`Efforts::shape`] did to a request.
@@ -74,20 +75,14 @@ impl Efforts {
         let Some(Value::Array(input)) = body.get_mut("input") else { return Shaped::AsItCame };
         let items = input.len();
         let (baseline, updates) = {
-            let mut inner = self.inner.lock();
-            inner.tick += 1;
-            let tick = inner.tick;
-            let go_on = inner.conversations.get(key).is_some_and(|c| c.model == model && c.items <= items);
+            let mut conversations = self.conversations.lock();
+            let go_on = conversations.get(key).is_some_and(|c| c.model == model && c.items <= items);
             if !go_on {
-                if !inner.conversations.contains_key(key) {
-                    forget_oldest(&mut inner.conversations);
-                }
-                let first = Conversation { model, baseline: effort, items, updates: Vec::new(), seen: tick };
-                inner.conversations.insert(key.to_string(), first);
+                let first = Conversation { model, baseline: effort, items, updates: Vec::new() };
+                conversations.put(key.to_string(), first);
                 return Shaped::AsItCame;
             }
-            let Some(c) = inner.conversations.get_mut(key) else { return Shaped::AsItCame };
-            c.seen = tick;
+            let Some(c) = conversations.get_mut(key) else { return Shaped::AsItCame };
             c.items = items;
             // The same turn again (nothing new since the last update): its update is replaced, not doubled.
             if c.updates.last().is_some_and(|(at, _)| *at == items) {
@@ -111,18 +106,6 @@ impl Efforts {
         }
         Shaped::Updates(updates.len())
     }
-}
-
-/// Past the bound, forget the tenth of the conversations seen least recently (one pass, rarely).
-fn forget_oldest(conversations: &mut HashMap<String, Conversation>) {
-    if conversations.len() < MAX_CONVERSATIONS {
-        return;
-    }
-    let mut seen: Vec<u64> = conversations.values().map(|c| c.seen).collect();
-    let cut = MAX_CONVERSATIONS / 10;
-    seen.select_nth_unstable(cut);
-    let threshold = seen[cut];
-    conversations.retain(|_, c| c.seen > threshold);
 }
 
 #[cfg(test)]
@@ -240,6 +223,6 @@ mod tests {
         for i in 0..MAX_CONVERSATIONS + 10 {
             e.shape(&i.to_string(), &mut body("low", &["u"]));
         }
-        assert!(e.inner.lock().conversations.len() <= MAX_CONVERSATIONS);
+        assert!(e.conversations.lock().len() <= MAX_CONVERSATIONS);
     }
 }

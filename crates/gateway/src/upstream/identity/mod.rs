@@ -11,7 +11,6 @@
 pub mod efforts;
 mod ordered;
 pub mod side;
-mod template;
 pub mod turn;
 
 // What goes upstream in the body (its member order, the Responses Lite shape) is `dialects::upstream_request`'s.

@@ -6,8 +6,6 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
-use super::template::{Hole, ObjectWriter, Template};
-
 /// Members in order, values kept as their JSON text.
 #[derive(Debug, Clone, Default)]
 pub struct Ordered(Vec<(String, Box<RawValue>)>);
@@ -23,15 +21,13 @@ impl Ordered {
         self.0.iter().map(|(k, _)| k.as_str()).collect()
     }
 
-    /// The object as JSON text with a hole for the installation id as its first member, `installation_id`.
-    pub(super) fn with_first_installation(&self) -> Template {
-        let mut out =
-            ObjectWriter::with_capacity(64 + self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>());
-        out.hole_string("installation_id", Hole::Installation);
-        for (k, v) in self.0.iter().filter(|(k, _)| k != "installation_id") {
-            out.literal(k, v.get());
-        }
-        out.close()
+    /// The members but `skip`, as JSON text without the braces (`"a":1,"b":2`).
+    pub(super) fn members_but(&self, skip: &str) -> String {
+        let members = self.0.iter().filter(|(k, _)| k != skip);
+        members
+            .map(|(k, v)| format!("{}:{}", serde_json::Value::from(k.as_str()), v.get()))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -68,15 +64,12 @@ impl Serialize for Ordered {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::identity::template::Values;
 
     #[test]
-    fn members_keep_their_order_and_a_first_one_goes_in_front() {
+    fn members_keep_their_order_and_one_can_be_left_out() {
         let parsed: Ordered =
             serde_json::from_str(r#"{"zeta":1,"alpha":{"b":2,"a":1},"installation_id":"old"}"#).unwrap_or_default();
-        let mut filled = Vec::new();
-        parsed.with_first_installation().fill(&mut filled, &Values { installation: "new" }, None);
-        assert_eq!(String::from_utf8_lossy(&filled), r#"{"installation_id":"new","zeta":1,"alpha":{"b":2,"a":1}}"#);
+        assert_eq!(parsed.members_but("installation_id"), r#""zeta":1,"alpha":{"b":2,"a":1}"#);
         let mut read: Ordered = serde_json::from_str(r#"{"b":"x\"y","a":3}"#).unwrap_or_default();
         assert_eq!(serde_json::to_string(&read).unwrap_or_default(), r#"{"b":"x\"y","a":3}"#);
         read.remove("b");

@@ -8,8 +8,8 @@
 //! that the accounts of a pool are never tied together by one machine's id). For every other caller the gateway
 //! writes what the official client would write for a turn with that content, from the conversation key.
 //!
-//! Built once per request in `relay::exchange::prepare` from what is already known, its text rendered then; per
-//! send the account's installation id goes in ([`Turn::client_metadata`], [`Turn::metadata_header`]).
+//! Built once per request in `relay::exchange::prepare` from what is already known; each send writes it with the
+//! serving account's installation id ([`Turn::client_metadata`], [`Turn::metadata_header`]).
 
 use std::sync::Arc;
 
@@ -18,7 +18,6 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::ordered::Ordered;
-use super::template::{Hole, ObjectWriter, Template, Values};
 
 /// What a request is, in the turn metadata's `request_kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,14 +69,18 @@ static TURN_METADATA: HeaderName = HeaderName::from_static("x-codex-turn-metadat
 static BETA_FEATURES: HeaderName = HeaderName::from_static("x-codex-beta-features");
 static SUBAGENT: HeaderName = HeaderName::from_static("x-openai-subagent");
 static PARENT_THREAD: HeaderName = HeaderName::from_static("x-codex-parent-thread-id");
-
 const INSTALLATION: &str = "x-codex-installation-id";
 const TURN_METADATA_KEY: &str = "x-codex-turn-metadata";
 /// The beta features the official client (0.169) announces by default.
 const DEFAULT_BETA_FEATURES: &str = "remote_compaction_v2";
+/// The members only a WebSocket turn's `client_metadata` carries (the official client puts there what HTTP sends
+/// as headers): kept out of an HTTP body, written fresh for a WebSocket one.
+const TURN_STATE: &str = "x-codex-turn-state";
+const STREAM_START: &str = "x-codex-ws-stream-request-start-ms";
+const WEBSOCKET_MEMBERS: [&str; 3] = [super::lite::WEBSOCKET_MEMBER, TURN_STATE, STREAM_START];
 
-/// One request's turn identity: its texts rendered once per request, per send the account's installation id (and
-/// over the WebSocket the members only `response.create` carries) go into their holes.
+/// One request's turn identity; each send writes it with the serving account's installation id (and over the
+/// WebSocket the members only `response.create` carries).
 #[derive(Debug, Clone)]
 pub struct Turn {
     /// `x-codex-routing-hint`: `model=<slug>`, and `;tier=<tier>` when the body asks for one.
@@ -93,13 +96,16 @@ pub struct Turn {
     turn_id: uuid::Uuid,
 }
 
-/// A turn's identity texts with holes.
+/// A turn's identity but for what each send adds.
 #[derive(Debug)]
 pub(super) struct Texts {
-    /// The `x-codex-turn-metadata` header's value.
-    metadata_header: Template,
-    /// The body's `client_metadata` object (the turn metadata inside it is the one with the tool namespaces).
-    client_metadata: Template,
+    /// The turn metadata's members after its first, `installation_id`, as JSON text (`"session_id":"…",…`), for
+    /// the `x-codex-turn-metadata` header: without the tool namespaces.
+    header_members: String,
+    /// The same for the body's copy, the one with the tool namespaces.
+    body_members: String,
+    /// The body's `client_metadata` but for the installation id, the turn metadata and the WebSocket members.
+    client_metadata: Map<String, Value>,
 }
 
 /// What a turn's identity is made from.
@@ -126,59 +132,69 @@ impl Turn {
         let official =
             i.headers.get(&ORIGINATOR).and_then(|v| v.to_str().ok()).is_some_and(|o| o.starts_with("codex_"));
         let mut id = uuid::Uuid::encode_buffer();
-        let ids = TurnIds { turn_id: turn_id.hyphenated().encode_lower(&mut id), started_ms: i.now_ms };
-        if !official {
-            // Everything is written here, in the official client's order, with no map in between.
-            let window = default_window(i.thread_id);
-            let (metadata_header, escaped) = synthesized_turn_metadata(&i, &window, ids);
-            let client_metadata = synthesized_client_metadata(i.thread_id, &window, &escaped, ids.turn_id);
-            return Turn {
-                routing_hint: routing_hint(&i),
-                window_id: HeaderValue::from_maybe_shared(Bytes::from(window)).ok(),
-                caller: None,
-                lite: i.lite,
-                texts: Arc::new(Texts { metadata_header, client_metadata }),
-                turn_id,
-            };
-        }
+        let id = turn_id.hyphenated().encode_lower(&mut id);
         let header = |name: &HeaderName| i.headers.get(name).cloned();
-        let caller = Box::new(CallerHeaders {
-            originator: header(&ORIGINATOR),
-            user_agent: header(&axum::http::header::USER_AGENT),
-            beta_features: header(&BETA_FEATURES),
-            subagent: header(&SUBAGENT),
-            parent_thread_id: header(&PARENT_THREAD),
-        });
-        let mut metadata = i.client_metadata.take().unwrap_or_default();
-        // The turn metadata: the body's copy (it has the tool namespaces; over the WebSocket it is the turn's own,
-        // while the handshake's header is the warm-up's), else the header.
-        let carried = match metadata.remove(TURN_METADATA_KEY) {
-            Some(Value::String(text)) => Some(text),
-            _ => header(&TURN_METADATA).and_then(|v| v.to_str().ok().map(str::to_string)),
-        };
-        let window = match header(&WINDOW_ID) {
-            Some(w) => w.to_str().unwrap_or_default().to_string(),
-            None => default_window(i.thread_id),
-        };
-        // The turn metadata as the header's text and as the body's `client_metadata`.
-        let (metadata_header, client_metadata) = match carried.and_then(|t| serde_json::from_str::<Ordered>(&t).ok()) {
-            Some(mut m) => {
-                m.remove("installation_id");
-                let body = m.with_first_installation();
-                m.remove("tool_namespaces_info");
-                (m.with_first_installation(), carried_client_metadata(metadata, Embed::Escape(&body)))
+        let (caller, window, texts) = if official {
+            let caller = Box::new(CallerHeaders {
+                originator: header(&ORIGINATOR),
+                user_agent: header(&axum::http::header::USER_AGENT),
+                beta_features: header(&BETA_FEATURES),
+                subagent: header(&SUBAGENT),
+                parent_thread_id: header(&PARENT_THREAD),
+            });
+            let mut metadata = i.client_metadata.take().unwrap_or_default();
+            // The turn metadata: the body's copy (it has the tool namespaces; over the WebSocket it is the turn's
+            // own, while the handshake's header is the warm-up's), else the header.
+            let carried = match metadata.remove(TURN_METADATA_KEY) {
+                Some(Value::String(text)) => Some(text),
+                _ => header(&TURN_METADATA).and_then(|v| v.to_str().ok().map(str::to_string)),
+            };
+            let window = match header(&WINDOW_ID) {
+                Some(w) => w.to_str().unwrap_or_default().to_string(),
+                None => default_window(i.thread_id),
+            };
+            metadata.remove(INSTALLATION);
+            for key in WEBSOCKET_MEMBERS {
+                metadata.remove(key);
             }
-            None => {
-                let (text, escaped) = synthesized_turn_metadata(&i, &window, ids);
-                (text, carried_client_metadata(metadata, Embed::Twin(&escaped)))
-            }
+            // What the official client adds on every ChatGPT-login turn, whatever provider setup the caller had.
+            metadata.entry("guardian_credits_requested").or_insert_with(|| "true".into());
+            metadata.entry("mcp_attribution").or_insert_with(|| r#"{"status":"none"}"#.into());
+            let (header_members, body_members) = match carried.and_then(|t| serde_json::from_str::<Ordered>(&t).ok()) {
+                Some(mut m) => {
+                    m.remove("installation_id");
+                    (m.members_but("tool_namespaces_info"), m.members_but("installation_id"))
+                }
+                None => {
+                    let members = written_turn_metadata(&i, &window, id);
+                    (members.clone(), members)
+                }
+            };
+            (Some(caller), window, Texts { header_members, body_members, client_metadata: metadata })
+        } else {
+            // Everything is written here, as the official client writes it.
+            let window = default_window(i.thread_id);
+            let members = written_turn_metadata(&i, &window, id);
+            let client_metadata = Map::from_iter(
+                [
+                    ("guardian_credits_requested", "true"),
+                    ("mcp_attribution", r#"{"status":"none"}"#),
+                    ("root_turn_id", id),
+                    ("session_id", i.thread_id),
+                    ("thread_id", i.thread_id),
+                    ("turn_id", id),
+                    ("x-codex-window-id", window.as_str()),
+                ]
+                .map(|(k, v)| (k.to_string(), Value::from(v))),
+            );
+            (None, window, Texts { header_members: members.clone(), body_members: members, client_metadata })
         };
         Turn {
             routing_hint: routing_hint(&i),
             window_id: HeaderValue::from_maybe_shared(Bytes::from(window)).ok(),
-            caller: Some(caller),
+            caller,
             lite: i.lite,
-            texts: Arc::new(Texts { metadata_header, client_metadata }),
+            texts: Arc::new(texts),
             turn_id,
         }
     }
@@ -199,9 +215,12 @@ impl Turn {
         let from_turn = self.turn_id.hyphenated().encode_lower(&mut from_turn);
         let to_turn = turn_id.hyphenated().encode_lower(&mut to_turn);
         let pairs = [(thread, to.as_str()), (from_window, to_window), (from_turn, to_turn)];
+        let mut client_metadata = self.texts.client_metadata.clone();
+        client_metadata.values_mut().for_each(|v| replace_in(v, &pairs));
         let texts = Texts {
-            metadata_header: self.texts.metadata_header.replaced(&pairs),
-            client_metadata: self.texts.client_metadata.replaced(&pairs),
+            header_members: replaced(&self.texts.header_members, &pairs),
+            body_members: replaced(&self.texts.body_members, &pairs),
+            client_metadata,
         };
         let header = |v: &HeaderValue| {
             let text = v.to_str().unwrap_or_default().replace(thread, &to);
@@ -235,21 +254,15 @@ impl Turn {
     /// `x-codex-turn-metadata` for an account: the turn metadata with its installation id, without the tool
     /// namespaces (which only the body's copy carries).
     pub fn metadata_header(&self, installation_id: &str) -> Option<HeaderValue> {
-        self.with_values(installation_id, |t, v| {
-            let mut out = Vec::with_capacity(t.metadata_header.filled_len(v));
-            t.metadata_header.fill(&mut out, v, None);
-            HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
-        })
+        let text = turn_metadata(installation_id, &self.texts.header_members);
+        HeaderValue::from_maybe_shared(Bytes::from(text)).ok()
     }
 
     /// About how long [`Turn::write_client_metadata`]'s text is, for sizing the body it goes into.
     pub fn client_metadata_len(&self, installation_id: &str) -> usize {
-        self.with_values(installation_id, |t, v| t.client_metadata.filled_len(v))
-    }
-
-    /// `f` of the texts and what fills their holes for an account.
-    fn with_values<R>(&self, installation: &str, f: impl FnOnce(&Texts, &Values<'_>) -> R) -> R {
-        f(&self.texts, &Values { installation })
+        let m = &self.texts.client_metadata;
+        let members: usize = m.iter().map(|(k, v)| k.len() + v.as_str().map_or(32, str::len) + 6).sum();
+        members + self.texts.body_members.len() * 5 / 4 + 2 * installation_id.len() + 256
     }
 
     /// The body's `client_metadata` for an account, as JSON appended to `out`; over the WebSocket with the members
@@ -260,7 +273,20 @@ impl Turn {
         installation_id: &str,
         websocket: Option<WebsocketTurn<'_>>,
     ) {
-        self.with_values(installation_id, |t, v| t.client_metadata.fill(out, v, websocket));
+        let mut m = self.texts.client_metadata.clone();
+        m.insert(INSTALLATION.into(), installation_id.into());
+        m.insert(TURN_METADATA_KEY.into(), turn_metadata(installation_id, &self.texts.body_members).into());
+        if let Some(ws) = websocket {
+            if ws.lite {
+                m.insert(super::lite::WEBSOCKET_MEMBER.into(), "true".into());
+            }
+            if let Some(state) = ws.turn_state {
+                m.insert(TURN_STATE.into(), state.into());
+            }
+            m.insert(STREAM_START.into(), ws.now_ms.to_string().into());
+        }
+        // A map of strings and JSON values always serializes.
+        let _ = serde_json::to_writer(out, &m);
     }
 
     /// [`Turn::write_client_metadata`] as a string.
@@ -271,131 +297,43 @@ impl Turn {
     }
 }
 
-/// The turn's own identifiers, written into its texts.
-#[derive(Clone, Copy)]
-struct TurnIds<'a> {
-    turn_id: &'a str,
-    /// When the turn started, unix milliseconds.
-    started_ms: i64,
+/// The turn metadata's JSON text: the installation id first, then `members`.
+fn turn_metadata(installation_id: &str, members: &str) -> String {
+    let id = Value::from(installation_id);
+    match members {
+        "" => format!(r#"{{"installation_id":{id}}}"#),
+        members => format!(r#"{{"installation_id":{id},{members}}}"#),
+    }
+}
+
+/// `text` with every `from` replaced by its `to`, pair after pair.
+fn replaced(text: &str, pairs: &[(&str, &str)]) -> String {
+    let keep = |from: &str, to: &str| from.is_empty() || from == to;
+    pairs.iter().fold(text.to_string(), |t, (from, to)| if keep(from, to) { t } else { t.replace(from, to) })
+}
+
+/// [`replaced`] in every string of `v`.
+fn replace_in(v: &mut Value, pairs: &[(&str, &str)]) {
+    match v {
+        Value::String(s) => *s = replaced(s, pairs),
+        Value::Array(items) => items.iter_mut().for_each(|item| replace_in(item, pairs)),
+        Value::Object(m) => m.values_mut().for_each(|item| replace_in(item, pairs)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }
 
 /// `x-codex-routing-hint`: `model=<slug>[;tier=<tier>]`.
 fn routing_hint(i: &TurnInputs<'_>) -> Option<HeaderValue> {
-    let mut hint = String::with_capacity(6 + i.slug.len() + i.service_tier.map_or(0, |t| t.len() + 6));
-    hint.push_str("model=");
-    hint.push_str(i.slug);
-    if let Some(tier) = i.service_tier {
-        hint.push_str(";tier=");
-        hint.push_str(tier);
-    }
+    let hint = match i.service_tier {
+        Some(tier) => format!("model={};tier={tier}", i.slug),
+        None => format!("model={}", i.slug),
+    };
     HeaderValue::from_maybe_shared(Bytes::from(hint)).ok()
 }
 
 /// The window id of a conversation the gateway numbers no windows of: its thread's window 0.
 fn default_window(thread_id: &str) -> String {
     format!("{thread_id}:0")
-}
-
-/// The members only a WebSocket turn's `client_metadata` carries, in key order (the official client puts there
-/// what HTTP sends as headers): kept out of an HTTP body, written fresh for a WebSocket one.
-const WEBSOCKET_MEMBERS: &[(&str, Hole)] = &[
-    (super::lite::WEBSOCKET_MEMBER, Hole::Lite),
-    ("x-codex-turn-state", Hole::TurnState),
-    ("x-codex-ws-stream-request-start-ms", Hole::StreamStart),
-];
-
-/// `client_metadata` as it is written: members in key order, a hole for each WebSocket-only member where its key
-/// falls.
-struct ClientMetadata {
-    w: ObjectWriter,
-    pending: &'static [(&'static str, Hole)],
-}
-
-impl ClientMetadata {
-    fn with_capacity(n: usize) -> ClientMetadata {
-        ClientMetadata { w: ObjectWriter::with_capacity(n), pending: WEBSOCKET_MEMBERS }
-    }
-
-    /// The writer, for a member named `key` (the holes of WebSocket members that sort before it first).
-    fn at(&mut self, key: &str) -> &mut ObjectWriter {
-        while let Some(((name, hole), rest)) = self.pending.split_first()
-            && *name < key
-        {
-            self.w.t.hole(*hole);
-            self.pending = rest;
-        }
-        &mut self.w
-    }
-
-    fn close(mut self) -> Template {
-        for (_, hole) in self.pending {
-            self.w.t.hole(*hole);
-        }
-        self.w.close()
-    }
-}
-
-/// An official caller's `client_metadata` members, its own but for the installation id and the members only a
-/// WebSocket turn carries, and the turn metadata (`turn_metadata`), in key order.
-fn carried_client_metadata(mut metadata: Map<String, Value>, turn_metadata: Embed<'_>) -> Template {
-    metadata.remove(INSTALLATION);
-    for (key, _) in WEBSOCKET_MEMBERS {
-        metadata.remove(*key);
-    }
-    // What the official client adds on every ChatGPT-login turn, whatever provider setup the caller had.
-    let text = |s: &str| Value::String(s.to_string());
-    metadata.entry("guardian_credits_requested").or_insert_with(|| text("true"));
-    metadata.entry("mcp_attribution").or_insert_with(|| text(r#"{"status":"none"}"#));
-    // Places in the order: written from the turn, not from these values.
-    metadata.insert(INSTALLATION.into(), Value::Null);
-    metadata.insert(TURN_METADATA_KEY.into(), Value::Null);
-    let mut out = ClientMetadata::with_capacity(turn_metadata.len() + 512);
-    // `serde_json`'s map is sorted: the members come out in the order the official client writes them.
-    for (key, value) in &metadata {
-        let w = out.at(key);
-        match (key.as_str(), value) {
-            (INSTALLATION, _) => w.hole_string(key, Hole::Installation),
-            (TURN_METADATA_KEY, _) => match turn_metadata {
-                Embed::Escape(json) => w.embedded(key, json),
-                Embed::Twin(escaped) => w.embedded_twin(key, escaped),
-            },
-            (_, Value::String(s)) => w.string(key, s),
-            (_, other) => w.literal(key, &other.to_string()),
-        }
-    }
-    out.close()
-}
-
-/// The turn metadata as it goes into `client_metadata`: its JSON text (escaped on the way), or that text already
-/// escaped.
-#[derive(Clone, Copy)]
-enum Embed<'a> {
-    Escape(&'a Template),
-    Twin(&'a Template),
-}
-
-impl Embed<'_> {
-    fn len(self) -> usize {
-        match self {
-            Embed::Escape(t) => t.text.len() * 5 / 4,
-            Embed::Twin(t) => t.text.len(),
-        }
-    }
-}
-
-/// The `client_metadata` the official client writes for a turn, in key order (`turn_metadata` escaped).
-fn synthesized_client_metadata(thread_id: &str, window: &str, turn_metadata: &Template, turn_id: &str) -> Template {
-    let mut out = ClientMetadata::with_capacity(turn_metadata.text.len() + 320);
-    out.at("guardian_credits_requested").plain_string("guardian_credits_requested", "true");
-    out.at("mcp_attribution").literal("mcp_attribution", r#""{\"status\":\"none\"}""#);
-    out.at("root_turn_id").plain_string("root_turn_id", turn_id);
-    out.at("session_id").string("session_id", thread_id);
-    out.at("thread_id").string("thread_id", thread_id);
-    out.at("turn_id").plain_string("turn_id", turn_id);
-    out.at(INSTALLATION).hole_string(INSTALLATION, Hole::Installation);
-    out.at(TURN_METADATA_KEY).embedded_twin(TURN_METADATA_KEY, turn_metadata);
-    out.at("x-codex-window-id").string("x-codex-window-id", window);
-    out.close()
 }
 
 /// What only a WebSocket turn's `client_metadata` carries.
@@ -407,38 +345,36 @@ pub struct WebsocketTurn<'a> {
     pub lite: bool,
 }
 
-/// The turn metadata the official client (0.169) writes for a turn of a new interactive session, for callers
-/// that sent none, as JSON text (members in its order; a hole for the installation id). The values a gateway
-/// can know are the request's own.
-fn synthesized_turn_metadata(i: &TurnInputs<'_>, window: &str, ids: TurnIds<'_>) -> (Template, Template) {
-    let mut out = ObjectWriter::with_twin(640 + 3 * i.thread_id.len() + i.slug.len());
+/// The members of the turn metadata the official client (0.169) writes for a turn of a new interactive session
+/// after its installation id, for callers that sent none, as JSON text in its order. The values a gateway can
+/// know are the request's own.
+fn written_turn_metadata(i: &TurnInputs<'_>, window: &str, turn_id: &str) -> String {
     let mut context = uuid::Uuid::encode_buffer();
     let context = context_window_id(i.thread_id, &mut context);
-    out.hole_string("installation_id", Hole::Installation);
-    out.string("session_id", i.thread_id);
-    out.string("thread_id", i.thread_id);
-    out.plain_string("agent_name", "/root");
-    out.plain_string("turn_id", ids.turn_id);
-    out.string("window_id", window);
-    out.plain_literal("window_number", "0");
-    for (k, v) in [("context_window_id", context), ("request_kind", i.kind.as_str()), ("history_initialization", "new")]
-    {
-        out.plain_string(k, v);
-    }
-    out.plain_string("root_turn_id", ids.turn_id);
-    for (k, v) in [("thread_source", "user"), ("sandbox", "seccomp"), ("sandbox_mode", "workspace-write")] {
-        out.plain_string(k, v);
-    }
-    for k in ["auto_review_enabled", "node_repl_auto_review_required", "node_repl_disabled"] {
-        out.plain_literal(k, "false");
-    }
-    out.plain_literal("turn_started_at_unix_ms", itoa::Buffer::new().format(ids.started_ms));
-    out.plain_literal("analytics_enabled", "true");
-    out.string("model", i.slug);
-    if let Some(effort) = i.effort {
-        out.string("reasoning_effort", effort);
-    }
-    out.close_with_twin()
+    let mut members: Vec<(&str, Value)> = vec![
+        ("session_id", i.thread_id.into()),
+        ("thread_id", i.thread_id.into()),
+        ("agent_name", "/root".into()),
+        ("turn_id", turn_id.into()),
+        ("window_id", window.into()),
+        ("window_number", 0.into()),
+        ("context_window_id", context.into()),
+        ("request_kind", i.kind.as_str().into()),
+        ("history_initialization", "new".into()),
+        ("root_turn_id", turn_id.into()),
+        ("thread_source", "user".into()),
+        ("sandbox", "seccomp".into()),
+        ("sandbox_mode", "workspace-write".into()),
+        ("auto_review_enabled", false.into()),
+        ("node_repl_auto_review_required", false.into()),
+        ("node_repl_disabled", false.into()),
+        ("turn_started_at_unix_ms", i.now_ms.into()),
+        ("analytics_enabled", true.into()),
+        ("model", i.slug.into()),
+    ];
+    members.extend(i.effort.map(|effort| ("reasoning_effort", effort.into())));
+    let text: Vec<String> = members.iter().map(|(k, v)| format!("{}:{v}", Value::from(*k))).collect();
+    text.join(",")
 }
 
 /// The context window's id, stable for the conversation's window 0 (the gateway has no state to number windows).
