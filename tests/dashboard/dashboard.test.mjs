@@ -97,7 +97,7 @@ dtest("a browser at / is sent to the login; a wrong key is refused after a delay
   assert.equal(cookie.httpOnly, true);
   assert.equal(cookie.sameSite, "Strict");
   const nav = await page.getByRole("navigation", { name: "Main" }).getByRole("link").allTextContents();
-  assert.deepEqual(nav, ["Overview", "Accounts", "Keys", "Usage", "Requests", "Setup", "Settings", "Audit"]);
+  assert.deepEqual(nav, ["Overview", "Accounts", "Keys", "Usage", "Requests", "Setup", "Settings", "Users", "Audit"]);
 });
 
 dtest("Overview shows the pool and updates with live traffic, also on a phone", async () => {
@@ -578,4 +578,45 @@ dtest("Proxy set and check; remove asks first; logout ends the session", async (
   const r = await page.request.get(url("/dashboard/api/overview"));
   assert.equal(r.status(), 401);
   await shot("logged-out");
+});
+
+dtest("Users: a member signs in by name and password, sees only their pages, and is refused the rest", async () => {
+  const made = await fetch(url("/admin/users"), {
+    method: "POST",
+    headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: "dana", role: "member", password: "a long enough password" }),
+  });
+  assert.equal(made.status, 201, await made.text());
+  const member = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const m = await member.newPage();
+  try {
+    await m.goto(url("/dashboard/login"));
+    await m.getByLabel("Name").fill("dana");
+    await m.getByLabel("Password").fill("not the password");
+    await m.getByRole("button", { name: "Sign in" }).click();
+    await m.locator("#user-login-error").waitFor();
+    await m.getByLabel("Password").fill("a long enough password");
+    await m.getByRole("button", { name: "Sign in" }).click();
+    await m.waitForURL(/\/dashboard\/keys$/);
+    const nav = await m.getByRole("navigation", { name: "Main" }).getByRole("link").allTextContents();
+    for (const hidden of ["Accounts", "Settings", "Audit", "Users"]) assert.ok(!nav.includes(hidden), `${hidden} in ${nav}`);
+    await m.locator(".who", { hasText: "dana (member)" }).waitFor();
+    await m.screenshot({ path: join(OUT, "member-keys.png"), fullPage: true });
+    const refused = await m.goto(url("/dashboard/settings"));
+    assert.equal(refused.status(), 403);
+    await m.getByText("This page is not open to the member role.").waitFor();
+    await m.screenshot({ path: join(OUT, "member-refused.png"), fullPage: true });
+  } finally {
+    await member.close();
+  }
+  // The admin key still logs in beside the users' sign-in, and the Users page lists the member.
+  await page.goto(url("/dashboard/login"));
+  await page.getByLabel("Admin key").fill(API_KEY);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.waitForURL(/\/dashboard$/);
+  await page.goto(url("/dashboard/users"));
+  const dana = page.locator("article.user", { has: page.locator("h2", { hasText: "dana" }) });
+  await dana.getByText("member").first().waitFor();
+  await shot("users");
+  await docShot("users");
 });
