@@ -203,7 +203,7 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
     restart_if(routing.queue_timeout != r.queue_timeout, "routing.queue_timeout_secs");
     restart_if(routing.affinity_capacity != r.affinity_capacity, "routing.affinity_capacity");
     restart_if(routing.usage_poll != r.usage_poll, "routing.usage_poll_secs");
-    restart_if(*access != old.access, "server (allowed_hosts, allowed_origins, admin_key)");
+    restart_if(*access != old.access, "server (allowed_hosts, allowed_origins, trusted_proxies, admin_key)");
     restart_if(*watch_config != old.watch_config, "server.watch_config");
     restart_if(*inbound_ws != old.inbound_ws, "server.websocket*");
     restart_if(*stored_responses != old.stored_responses, "server.stored_responses*");

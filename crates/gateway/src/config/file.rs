@@ -151,6 +151,8 @@ pub struct RawDashboard {
 pub struct RawServer {
     pub allowed_hosts: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,
+    /// Balancers whose `X-Forwarded-For` names the client (addresses or CIDR ranges; docs/team.md).
+    pub trusted_proxies: Option<Vec<String>>,
     pub admin_key: Option<String>,
     /// Reload the file when it changes (app/reload.rs).
     pub watch_config: Option<bool>,

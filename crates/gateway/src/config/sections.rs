@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use super::env::{Env, env_flag};
 use super::file::{RawDashboard, RawMetrics, RawOllama, RawRouting, RawServer, RawStore, RawUsage};
 use super::flags::{Overrides, database_url, socket};
-use super::validate::{normalize_host, normalize_origin, seconds};
+use super::validate::{normalize_host, normalize_origin, parse_proxy, seconds};
 
 /// A resolved `[keys.NAME]`: its id is `config:NAME` in records and the usage ledger.
 #[derive(Clone, PartialEq, Eq)]
@@ -271,14 +271,16 @@ pub struct Access {
     pub allowed_hosts: Vec<String>,
     /// Browser origins, `scheme://host[:port]` as browsers serialize them.
     pub allowed_origins: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed (server/forwarded.rs): the balancer in front of a team.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The admin credential (`CODEX_GATEWAY_ADMIN_KEY`, `[server] admin_key`): the only key `/admin/*` and
     /// `/metrics` accept when set. Unset: the client keys (`api_keys`) are the admin credential, as before.
     pub admin_key: Option<String>,
 }
 
 impl Access {
-    /// File, then env (`CODEX_GATEWAY_ALLOWED_HOSTS`, `CODEX_GATEWAY_ALLOWED_ORIGINS`, comma-separated, replacing
-    /// the file's list).
+    /// File, then env (`CODEX_GATEWAY_ALLOWED_HOSTS`, `CODEX_GATEWAY_ALLOWED_ORIGINS`,
+    /// `CODEX_GATEWAY_TRUSTED_PROXIES`, comma-separated, replacing the file's list).
     pub(super) fn resolve(raw: Option<RawServer>, env: &dyn Env) -> anyhow::Result<Access> {
         let raw = raw.unwrap_or_default();
         let list = |key: &str, file: Option<Vec<String>>| match env.get(key).filter(|v| !v.is_empty()) {
@@ -293,11 +295,15 @@ impl Access {
             .iter()
             .map(|o| normalize_origin(o))
             .collect::<anyhow::Result<_>>()?;
+        let trusted_proxies = list("CODEX_GATEWAY_TRUSTED_PROXIES", raw.trusted_proxies)
+            .iter()
+            .map(|p| parse_proxy(p))
+            .collect::<anyhow::Result<_>>()?;
         let admin_key = env.get("CODEX_GATEWAY_ADMIN_KEY").or(raw.admin_key).map(|k| k.trim().to_string());
         if admin_key.as_deref() == Some("") {
             bail!("[server] admin_key is empty: an admin key must be non-empty. Remove it, or set a real key.");
         }
-        Ok(Access { allowed_hosts, allowed_origins, admin_key })
+        Ok(Access { allowed_hosts, allowed_origins, trusted_proxies, admin_key })
     }
 }
 

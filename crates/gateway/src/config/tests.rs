@@ -115,6 +115,24 @@ fn admin_key_resolves_and_falls_back_to_the_client_keys() -> anyhow::Result<()> 
 }
 
 #[test]
+fn trusted_proxies_are_addresses_or_ranges() -> anyhow::Result<()> {
+    let raw: RawConfig =
+        toml::from_str("[server]\ntrusted_proxies = [\"10.89.0.10\", \"10.89.1.7/24\", \"fd00::/64\"]")?;
+    let c = Config::resolve(raw, &Overrides::default(), &env(&[]))?;
+    let listed: Vec<String> = c.access.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(listed, ["10.89.0.10/32", "10.89.1.0/24", "fd00::/64"]);
+    let e = env(&[("CODEX_GATEWAY_TRUSTED_PROXIES", "127.0.0.1, 192.168.0.0/16")]);
+    let c = Config::resolve(RawConfig::default(), &Overrides::default(), &e)?;
+    assert_eq!(c.access.trusted_proxies.len(), 2);
+    for bad in ["balancer", "10.0.0.0/33", "10.0.0.1:80", ""] {
+        let raw: RawConfig = toml::from_str(&format!("[server]\ntrusted_proxies = [\"{bad}\"]"))?;
+        let err = Config::resolve(raw, &Overrides::default(), &env(&[])).err().map(|e| format!("{e:#}"));
+        assert!(err.as_deref().is_some_and(|e| e.contains("trusted_proxies")), "{bad}: {err:?}");
+    }
+    Ok(())
+}
+
+#[test]
 fn server_access_lists_are_normalized_or_refused() -> anyhow::Result<()> {
     let raw: RawConfig = toml::from_str(
         "[server]\nallowed_hosts = [\"GW.Example.\", \"fd00::5\", \"[::2]\", \"*\"]\n\

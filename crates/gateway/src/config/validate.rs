@@ -69,6 +69,21 @@ pub(super) fn normalize_host(entry: &str) -> anyhow::Result<String> {
     )
 }
 
+/// `10.89.0.0/24` or a single address (`10.89.0.10`, `fd00::10`) -> a range of trusted balancers.
+pub(super) fn parse_proxy(entry: &str) -> anyhow::Result<ipnet::IpNet> {
+    let e = entry.trim();
+    if let Ok(net) = e.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    if let Ok(ip) = e.parse::<std::net::IpAddr>() {
+        return Ok(ipnet::IpNet::from(ip));
+    }
+    bail!(
+        "[server] trusted_proxies entry `{entry}` is not an address or a CIDR range: write `10.89.0.10`, \
+         `10.89.0.0/24` or `fd00::/64` (the balancers whose X-Forwarded-For names the client)"
+    )
+}
+
 /// `HTTPS://App.Example:443/` -> `https://app.example`: the form browsers send in `Origin`.
 pub(super) fn normalize_origin(entry: &str) -> anyhow::Result<String> {
     let e = entry.trim();

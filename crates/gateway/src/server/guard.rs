@@ -46,6 +46,8 @@ pub struct Policy {
     bind_host: Option<String>,
     /// Lower case `scheme://host[:port]`.
     allowed_origins: Box<[String]>,
+    /// Balancers whose `X-Forwarded-For` names the client (forwarded.rs).
+    trusted_proxies: Box<[ipnet::IpNet]>,
     /// The configured keys (`api_keys`, the admin key): replaced whole by a config reload (app/reload.rs),
     /// read once per request (one `ArcSwap` load).
     shared: Arc<ArcSwap<SharedKeys>>,
@@ -133,6 +135,7 @@ impl Policy {
             bind_host,
             allowed_hosts: config.access.allowed_hosts.clone().into(),
             allowed_origins: config.access.allowed_origins.clone().into(),
+            trusted_proxies: config.access.trusted_proxies.clone().into(),
             shared: Arc::default(),
             created: None,
             users: None,
@@ -508,6 +511,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if !self.policy.trusted_proxies.is_empty() {
+            super::forwarded::adopt_client(&mut req, &self.policy.trusted_proxies);
+        }
         match self.policy.admit(&req) {
             Ok(None) => Either::Right(self.inner.call(req)),
             // Only requests with a created key pay for the extension (one small allocation).
@@ -528,6 +534,7 @@ pub fn loopback_without_keys() -> Policy {
         allowed_hosts: Box::default(),
         bind_host: None,
         allowed_origins: Box::default(),
+        trusted_proxies: Box::default(),
         shared: Arc::default(),
         created: None,
         users: None,
@@ -549,6 +556,7 @@ mod tests {
             bind_host: (!loopback_bind).then(|| "192.168.1.5".to_string()),
             allowed_hosts: owned(hosts),
             allowed_origins: owned(origins),
+            trusted_proxies: Box::default(),
             shared: Arc::new(ArcSwap::from_pointee(SharedKeys { keys: owned(keys), admin_keys: owned(keys) })),
             created: None,
             users: None,

@@ -27,6 +27,7 @@ mod codex_usage;
 mod compact;
 pub mod dialect;
 pub mod errors;
+mod forwarded;
 mod gemini;
 pub mod guard;
 pub mod handler;

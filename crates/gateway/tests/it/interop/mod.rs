@@ -6,6 +6,6 @@
 //! its test: `scripts/setup-test-deps` installs them all.
 
 mod downstream;
-mod servers;
+pub(crate) mod servers;
 mod upstream;
 mod websocket;

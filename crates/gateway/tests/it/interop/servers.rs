@@ -88,7 +88,7 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
 }
 
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }

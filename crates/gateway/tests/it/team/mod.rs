@@ -13,6 +13,7 @@ use crate::harness::stored;
 
 mod audit;
 mod conversations;
+mod recipe;
 mod users;
 
 const ADMIN: &str = "team-admin";
@@ -44,9 +45,14 @@ impl Instance {
 /// The configuration of an instance against `fake` with the team store at `db` (and its own data directory,
 /// returned), from `config_toml` (a configuration file's contents).
 fn config_for(fake: &FakeCodex, db: &str, config_toml: &str) -> (Config, PathBuf) {
+    config_with_env(fake, db, config_toml, &[])
+}
+
+/// [`config_for`] with `extra` set on top of the harness's environment (an empty value removes a variable).
+fn config_with_env(fake: &FakeCodex, db: &str, config_toml: &str, extra: &[(String, String)]) -> (Config, PathBuf) {
     let dir = std::env::temp_dir().join(format!("cgw-team-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(dir.join("codex-home")).unwrap_or_else(|e| panic!("{e}"));
-    let env: HashMap<String, String> = [
+    let mut env: HashMap<String, String> = [
         ("HOME", dir.display().to_string()),
         ("CODEX_HOME", dir.join("codex-home").display().to_string()),
         ("CODEX_GATEWAY_DATA_DIR", dir.join("data").display().to_string()),
@@ -60,7 +66,9 @@ fn config_for(fake: &FakeCodex, db: &str, config_toml: &str) -> (Config, PathBuf
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
+    .chain(extra.iter().cloned())
     .collect();
+    env.retain(|_, v| !v.is_empty());
     let overrides = Overrides { port: Some(0), ..Default::default() };
     let raw: RawConfig = toml::from_str(config_toml).unwrap_or_else(|e| panic!("config toml: {e}"));
     let config = Config::resolve(raw, &overrides, &env).unwrap_or_else(|e| panic!("config: {e:#}"));
@@ -70,6 +78,11 @@ fn config_for(fake: &FakeCodex, db: &str, config_toml: &str) -> (Config, PathBuf
 /// Start an instance against `fake` with the team store at `db`, configured by `config_toml`.
 async fn instance_with(fake: &FakeCodex, db: &str, config_toml: &str) -> Instance {
     let (config, dir) = config_for(fake, db, config_toml);
+    start_instance(config, dir).await
+}
+
+/// Serve `config` (with its data directory `dir`, removed when the instance is dropped) on a free loopback port.
+async fn start_instance(config: Config, dir: PathBuf) -> Instance {
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
