@@ -507,3 +507,35 @@ async fn cli(args: &[&str], data: &Path, stdin: Option<&str>) -> std::process::O
     }
     child.wait_with_output().await.unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// A viewer reads the Accounts page, cooldowns included, without a control that changes anything; an admin sees
+/// the controls on the same page.
+#[tokio::test]
+async fn a_viewer_sees_accounts_without_their_controls() {
+    let env = start(Setup {
+        accounts: 1,
+        linked: false,
+        store_accounts: true,
+        env: vec![("CODEX_GATEWAY_ADMIN_KEY", ADMIN.to_string())],
+        ..Setup::default()
+    })
+    .await;
+    let id = env.accounts[0].account_id.clone();
+    let reset = codex_gateway::auth::now_unix() + 600;
+    env.fake.set_quota(&id, 100.0, 10.0, Some(reset));
+    let (_, key) = call(&env, ADMIN, Method::POST, "/admin/keys", Some(json!({"name": "k"}))).await;
+    let chat = json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]});
+    let secret = key["secret"].as_str().unwrap_or_default();
+    let r = client().post(env.url("/v1/chat/completions")).bearer_auth(secret).json(&chat).send().await;
+    let r = r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 429, "the account's quota is spent");
+    add_user(&env, "vic", "viewer", json!({})).await;
+    add_user(&env, "ada", "admin", json!({})).await;
+    for (name, controls) in [("vic", false), ("ada", true)] {
+        let (cookie, _) = dashboard_sign_in(&env, name, None).await.unwrap_or_else(|e| panic!("{e:?}"));
+        let (s, html) = page_of(&env, &cookie, "/dashboard/accounts").await;
+        assert_eq!(s, 200);
+        assert!(html.contains("Cooldowns"), "the cooldown is shown to {name}: {html:.2000}");
+        assert_eq!(html.contains("data-act="), controls, "{name}'s page: {html:.3000}");
+    }
+}
