@@ -67,6 +67,7 @@ fn record(rng: &mut Rng, started_ms: u64) -> Box<RequestRecord> {
         route: "/v1/chat/completions".into(),
         // Key 0 stands for requests made with the shared key (no client key).
         client_key: (key > 0).then(|| Arc::from(format!("key-{key}").as_str())),
+        user: None,
         model_requested: Some(model.to_string()),
         model: Some(model.to_string()),
         effort: Some("medium".into()),

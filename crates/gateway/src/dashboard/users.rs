@@ -20,7 +20,6 @@ fn refused(e: UserError) -> Response {
         UserError::NotFound(id) => json_error(StatusCode::NOT_FOUND, format!("No user `{id}`.")),
         e @ UserError::NameTaken(_) => json_error(StatusCode::CONFLICT, format!("{e}.")),
         e @ (UserError::Invalid(_) | UserError::Password(_)) => json_error(StatusCode::BAD_REQUEST, format!("{e}.")),
-        e @ UserError::TooManyKeys { .. } => json_error(StatusCode::FORBIDDEN, format!("{e}.")),
         UserError::Store(e) => {
             tracing::error!("dashboard users: {e:#}");
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "The store failed; the gateway's log says why.")

@@ -22,6 +22,7 @@ impl RecordSink for AccessLog {
             status = r.status,
             error = r.error.as_ref().map(|e| e.name()),
             key = r.client_key.as_deref(),
+            user = r.user.as_deref(),
             model = r.model_requested.as_deref(),
             resolved = r.model.as_deref(),
             effort = r.effort.as_deref(),

@@ -37,6 +37,7 @@ fn record(id: &str, at_ms: u64, key: Option<&str>, model: &str, status: u16, tok
         api: Api::named("chat"),
         route: "/v1/chat/completions".into(),
         client_key: key.map(Arc::from),
+        user: None,
         model_requested: Some(model.into()),
         model: Some(model.into()),
         effort: None,

@@ -196,7 +196,7 @@ fn key_error(e: ManageError) -> anyhow::Error {
     match e {
         ManageError::Invalid(m) => anyhow::anyhow!(m),
         ManageError::NotFound(id) => anyhow::anyhow!("no client key `{id}`"),
-        e @ ManageError::NameTaken { .. } => anyhow::anyhow!(e.to_string()),
+        e @ (ManageError::NameTaken { .. } | ManageError::TooManyKeys { .. }) => anyhow::anyhow!(e.to_string()),
         ManageError::Store(e) => e,
     }
 }
