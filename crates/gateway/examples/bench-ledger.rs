@@ -161,18 +161,21 @@ fn main() -> anyhow::Result<()> {
         results.push((format!("`/admin/usage?{name}`"), med, max));
         Ok(())
     };
-    let month = UsageQuery { from: now - 30 * day, to: now, bucket: Bucket::Day, group_by: None };
+    let month = UsageQuery { from: now - 30 * day, to: now, bucket: Bucket::Day, group_by: None, user: None };
     usage("from=30d&bucket=day", month)?;
     for g in [GroupBy::Account, GroupBy::Model, GroupBy::Key, GroupBy::Dialect] {
-        usage(&format!("from=30d&bucket=day&group_by={}", g.as_str()), UsageQuery { group_by: Some(g), ..month })?;
+        usage(
+            &format!("from=30d&bucket=day&group_by={}", g.as_str()),
+            UsageQuery { group_by: Some(g), ..month.clone() },
+        )?;
     }
     usage(
         "from=7d&bucket=hour&group_by=model",
-        UsageQuery { from: now - 7 * day, bucket: Bucket::Hour, group_by: Some(GroupBy::Model), ..month },
+        UsageQuery { from: now - 7 * day, bucket: Bucket::Hour, group_by: Some(GroupBy::Model), ..month.clone() },
     )?;
     usage(
         "from=24h&bucket=hour&group_by=key",
-        UsageQuery { from: now - day, bucket: Bucket::Hour, group_by: Some(GroupBy::Key), ..month },
+        UsageQuery { from: now - day, bucket: Bucket::Hour, group_by: Some(GroupBy::Key), ..month.clone() },
     )?;
     let page = |q: RequestsQuery| RequestsQuery { limit: 100, ..q };
     let cases: Vec<(&str, RequestsQuery)> = vec![

@@ -78,10 +78,8 @@ impl AppState {
         all.push(Arc::new(crate::accounts::QuotaSink(pool.clone())));
         let (ledger, ledger_sink) = crate::usage::Ledger::open_for(pool.store(), &config.usage)?;
         let ledger = Arc::new(ledger);
-        let metrics = config
-            .metrics
-            .enabled
-            .then(|| Arc::new(Metrics::new(pool.clone(), ledger.clone(), config.metrics.email_labels)));
+        let metrics =
+            config.metrics.enabled.then(|| Arc::new(Metrics::new(pool.clone(), ledger.clone(), &config.metrics)));
         if let Some(m) = &metrics {
             all.push(m.clone());
         }

@@ -209,7 +209,13 @@ fn rollups_queries_budgets_and_pruning() -> anyhow::Result<()> {
     assert_eq!(count(&conn, "usage_daily"), 4, "c shares its day with a and b, but not their key");
 
     let prices = settings("[\"gpt-5.4\"]\ninput = 1.0\noutput = 10.0").prices;
-    let q = UsageQuery { from: day0 as i64, to: (day0 + 2 * 24 * h) as i64, bucket: Bucket::Day, group_by: None };
+    let q = UsageQuery {
+        from: day0 as i64,
+        to: (day0 + 2 * 24 * h) as i64,
+        bucket: Bucket::Day,
+        group_by: None,
+        user: None,
+    };
     let all = query::usage(&conn, &q, &prices)?;
     assert_eq!((all.totals.requests, all.totals.errors, all.totals.input_tokens), (5, 2, 157));
     assert_eq!(all.series.len(), 1);
@@ -218,11 +224,12 @@ fn rollups_queries_budgets_and_pruning() -> anyhow::Result<()> {
     // Priced: gpt-5.4's 150 input and 15 output; gpt-5.4-mini's tokens have no price, so the sum says so.
     assert_eq!(all.totals.cost_usd, Some((150.0 + 150.0) / 1e6));
     assert!(all.totals.cost_incomplete);
-    let by_key = query::usage(&conn, &UsageQuery { group_by: Some(GroupBy::Key), bucket: Bucket::Hour, ..q }, &prices)?;
+    let by_key =
+        query::usage(&conn, &UsageQuery { group_by: Some(GroupBy::Key), bucket: Bucket::Hour, ..q.clone() }, &prices)?;
     let groups: Vec<(Option<&str>, u64)> =
         by_key.series.iter().map(|s| (s.group.as_deref(), s.totals.requests)).collect();
     assert_eq!(groups, [(None, 1), (Some("k1"), 3), (Some("k2"), 1)]);
-    let by_model = query::usage(&conn, &UsageQuery { group_by: Some(GroupBy::Model), ..q }, &prices)?;
+    let by_model = query::usage(&conn, &UsageQuery { group_by: Some(GroupBy::Model), ..q.clone() }, &prices)?;
     let mini = by_model.series.iter().find(|s| s.group.as_deref() == Some("gpt-5.4-mini"));
     assert_eq!(mini.map(|s| s.totals.cost_usd), Some(None), "no price, no cost");
     let csv = query::usage_csv(&by_model)?;
@@ -310,7 +317,7 @@ fn cache_writes_and_budget_units_are_stored_and_summed() -> anyhow::Result<()> {
     assert!(csv.lines().any(|l| l.starts_with(&format!("{},a,", page.requests[2].id)) && l.ends_with(",300,12.5")));
 
     for bucket in [Bucket::Hour, Bucket::Day] {
-        let q = UsageQuery { from: day0 as i64, to: (day0 + 86_400_000) as i64, bucket, group_by: None };
+        let q = UsageQuery { from: day0 as i64, to: (day0 + 86_400_000) as i64, bucket, group_by: None, user: None };
         let report = query::usage(&conn, &q, &prices)?;
         let t = &report.totals;
         assert_eq!((t.requests, t.cached_tokens, t.cache_write_tokens, t.budget_units), (3, 600, 500, 12.75));
