@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::harness::stored;
 
 mod audit;
+mod budgets;
 mod conversations;
 mod users;
 
@@ -648,6 +649,7 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
         password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
         totp_secret: None,
         max_keys: Some(3),
+        limits: codex_gateway::store::Limits { monthly_tokens: Some(5000), ..Default::default() },
     };
     assert!(sqlite.insert_user(&user).unwrap_or_else(|e| panic!("{e:#}")));
     drop(sqlite);
