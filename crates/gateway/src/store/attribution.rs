@@ -149,3 +149,45 @@ pub const POSTGRES: &str = concat!(
     rekeyed_rollup!("usage_daily", "day"),
     cover!()
 );
+
+#[cfg(test)]
+mod tests {
+    use crate::store::Store;
+
+    /// A file at version 13 keeps its ledger through migration 14: its rollup rows are copied into the rebuilt
+    /// tables under no user, and afterwards two users' rows that share every other dimension stay apart.
+    #[test]
+    fn the_rollups_keep_their_rows_and_take_the_user_into_their_key() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cg-store-v13-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("gateway.db");
+        {
+            let conn = rusqlite::Connection::open(&path)?;
+            for sql in &crate::store::sqlite::MIGRATIONS[..13] {
+                conn.execute_batch(sql)?;
+            }
+            conn.pragma_update(None, "user_version", 13)?;
+            conn.execute_batch(
+                "INSERT INTO usage_daily (day, account, model, client_key, api, status, requests, errors, input_tokens,
+                    cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens, budget_units)
+                 VALUES (0, 'acc', 'gpt-5.4', 'key_1', 'chat', 200, 3, 0, 30, 0, 9, 0, 100, 0, 0.5)",
+            )?;
+        }
+        let store = Store::open(&path)?;
+        let rows = store.with_conn(|c| {
+            c.query_row("SELECT user_id, requests, output_tokens, budget_units FROM usage_daily", [], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, f64>(3)?))
+            })
+        })?;
+        assert_eq!(rows, (String::new(), 3, 9, 0.5));
+        let insert = "INSERT INTO usage_daily (day, account, model, client_key, user_id, api, status, requests, errors,
+                input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms)
+             VALUES (0, 'acc', 'gpt-5.4', '', ?1, 'chat', 200, 1, 0, 1, 0, 1, 0, 1)";
+        store.with_conn(|c| c.execute(insert, ["usr_a"]))?;
+        store.with_conn(|c| c.execute(insert, ["usr_b"]))?;
+        let n: i64 = store.with_conn(|c| c.query_row("SELECT count(*) FROM usage_daily", [], |r| r.get(0)))?;
+        assert_eq!(n, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}

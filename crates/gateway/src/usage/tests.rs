@@ -313,8 +313,8 @@ fn cache_writes_and_budget_units_are_stored_and_summed() -> anyhow::Result<()> {
     assert_eq!(rows, [("c", 0, None), ("b", 200, Some(0.25)), ("a", 300, Some(12.5))]);
     let csv = query::requests_csv(&page)?;
     let header: Vec<&str> = csv.lines().next().unwrap_or_default().split(',').collect();
-    assert_eq!(header[header.len() - 2..], ["cache_write_tokens", "budget_units"], "{csv}");
-    assert!(csv.lines().any(|l| l.starts_with(&format!("{},a,", page.requests[2].id)) && l.ends_with(",300,12.5")));
+    assert_eq!(header[header.len() - 3..], ["cache_write_tokens", "budget_units", "user"], "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with(&format!("{},a,", page.requests[2].id)) && l.ends_with(",300,12.5,")));
 
     for bucket in [Bucket::Hour, Bucket::Day] {
         let q = UsageQuery { from: day0 as i64, to: (day0 + 86_400_000) as i64, bucket, group_by: None, user: None };
@@ -335,7 +335,7 @@ fn bad_admin_parameters_name_themselves() {
     let now = 1_800_000_000_000;
     for (query, param) in [
         ("bucket=week", "bucket"),
-        ("group_by=user", "group_by"),
+        ("group_by=person", "group_by"),
         ("from=yesterday", "from"),
         ("to=soon", "to"),
         ("from=1d&to=2d", "from"),

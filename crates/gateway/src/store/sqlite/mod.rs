@@ -21,7 +21,7 @@ pub mod usage;
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// Each entry moves the schema one version forward; never edit an entry once released.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     concat!("CREATE TABLE accounts (", super::accounts::accounts_columns!(), "\n);"),
     r#"
 ALTER TABLE accounts ADD COLUMN proxy TEXT;
