@@ -162,7 +162,7 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     };
     let month = UsageQuery { from: now - 30 * day, to: now, bucket: Bucket::Day, group_by: None, user: None };
-    usage("from=30d&bucket=day", month)?;
+    usage("from=30d&bucket=day", month.clone())?;
     for g in [GroupBy::Account, GroupBy::Model, GroupBy::Key, GroupBy::Dialect] {
         usage(
             &format!("from=30d&bucket=day&group_by={}", g.as_str()),
