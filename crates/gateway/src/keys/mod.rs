@@ -256,6 +256,11 @@ impl Keys {
             next.by_hash.insert(sha256(&k.secret), key.clone());
             next.by_id.insert(id, key);
         }
+        let users = self.store.list_users()?;
+        // A key whose owner is disabled or gone is refused even if its revocation was never written (a key made
+        // in the instant the owner was removed): the owner's standing is read with the keys.
+        let live_owners: std::collections::HashSet<&str> =
+            users.iter().filter(|u| u.disabled_at.is_none()).map(|u| u.id.as_str()).collect();
         for row in self.store.list_keys()? {
             let Some(hash) = decode_hash(&row.secret_sha256) else {
                 tracing::warn!(key = %row.id, "client key with an unreadable hash in the store; it is not accepted");
@@ -275,7 +280,7 @@ impl Keys {
                 models: row.models.map(Vec::into_boxed_slice),
                 limits: row.limits,
                 expires_at: row.expires_at,
-                revoked: row.revoked_at.is_some(),
+                revoked: row.revoked_at.is_some() || row.owner.as_deref().is_some_and(|o| !live_owners.contains(o)),
                 suspended: row.suspended,
                 configured: false,
                 opportunistic: row.opportunistic,
@@ -285,7 +290,7 @@ impl Keys {
             next.by_hash.insert(hash, key.clone());
             next.by_id.insert(id, key);
         }
-        next.users = users::budgets(&old, self.store.list_users()?);
+        next.users = users::budgets(&old, users);
         self.any.store(!next.by_id.is_empty(), Ordering::Relaxed);
         self.snapshot.store(Arc::new(next));
         Ok(())

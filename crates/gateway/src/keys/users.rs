@@ -149,6 +149,10 @@ mod tests {
         assert!(over.is_some_and(|e| e.message.contains("ana@example.com") && e.message.contains("100 of 100")));
         assert_eq!(keys.user_budget("usr_ana").map(|u| u.usage(now_unix()).0), Some(100), "kept by the reload");
         assert_eq!(keys.budget_user_ids(), vec![Arc::<str>::from("usr_ana")]);
+        // A key whose owner is gone is refused at the next re-read, revoked or not.
+        store.delete_user("usr_bob")?;
+        keys.reload()?;
+        assert!(!b1.revoked && keys.get(&b1.id).is_some_and(|k| k.revoked), "bob's key still usable");
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
