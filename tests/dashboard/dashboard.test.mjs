@@ -617,6 +617,23 @@ dtest("Users: a member signs in by name and password, sees only their pages, and
   await page.goto(url("/dashboard/users"));
   const dana = page.locator("article.user", { has: page.locator("h2", { hasText: "dana" }) });
   await dana.getByText("member").first().waitFor();
+  // A budget across all her keys: saved from her card, shown again after the page reloads, on the admin API too.
+  await dana.getByLabel("Tokens a day").fill("5000");
+  await dana.getByRole("button", { name: "Save budget" }).click();
+  let saved;
+  for (let i = 0; i < 30; i++) {
+    const all = await (await fetch(url("/admin/users"), { headers: { authorization: `Bearer ${API_KEY}` } })).json();
+    saved = all.find((u) => u.name === "dana");
+    if (saved && saved.daily_tokens === 5000) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(saved.daily_tokens, 5000, JSON.stringify(saved));
+  await page.goto(url("/dashboard/users"));
+  assert.equal(await dana.getByLabel("Tokens a day").inputValue(), "5000");
   await shot("users");
   await docShot("users");
+  // The Usage page offers her as a filter and groups by user.
+  await page.goto(url(`/dashboard/usage?range=24h&group_by=user&user=${saved.id}`));
+  assert.equal(await page.locator("#user").inputValue(), saved.id);
+  assert.equal(await page.locator("#group_by").inputValue(), "user");
 });

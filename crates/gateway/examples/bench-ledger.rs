@@ -67,6 +67,7 @@ fn record(rng: &mut Rng, started_ms: u64) -> Box<RequestRecord> {
         route: "/v1/chat/completions".into(),
         // Key 0 stands for requests made with the shared key (no client key).
         client_key: (key > 0).then(|| Arc::from(format!("key-{key}").as_str())),
+        user: None,
         model_requested: Some(model.to_string()),
         model: Some(model.to_string()),
         effort: Some("medium".into()),
@@ -160,18 +161,21 @@ fn main() -> anyhow::Result<()> {
         results.push((format!("`/admin/usage?{name}`"), med, max));
         Ok(())
     };
-    let month = UsageQuery { from: now - 30 * day, to: now, bucket: Bucket::Day, group_by: None };
-    usage("from=30d&bucket=day", month)?;
+    let month = UsageQuery { from: now - 30 * day, to: now, bucket: Bucket::Day, group_by: None, user: None };
+    usage("from=30d&bucket=day", month.clone())?;
     for g in [GroupBy::Account, GroupBy::Model, GroupBy::Key, GroupBy::Dialect] {
-        usage(&format!("from=30d&bucket=day&group_by={}", g.as_str()), UsageQuery { group_by: Some(g), ..month })?;
+        usage(
+            &format!("from=30d&bucket=day&group_by={}", g.as_str()),
+            UsageQuery { group_by: Some(g), ..month.clone() },
+        )?;
     }
     usage(
         "from=7d&bucket=hour&group_by=model",
-        UsageQuery { from: now - 7 * day, bucket: Bucket::Hour, group_by: Some(GroupBy::Model), ..month },
+        UsageQuery { from: now - 7 * day, bucket: Bucket::Hour, group_by: Some(GroupBy::Model), ..month.clone() },
     )?;
     usage(
         "from=24h&bucket=hour&group_by=key",
-        UsageQuery { from: now - day, bucket: Bucket::Hour, group_by: Some(GroupBy::Key), ..month },
+        UsageQuery { from: now - day, bucket: Bucket::Hour, group_by: Some(GroupBy::Key), ..month.clone() },
     )?;
     let page = |q: RequestsQuery| RequestsQuery { limit: 100, ..q };
     let cases: Vec<(&str, RequestsQuery)> = vec![

@@ -78,10 +78,8 @@ impl AppState {
         all.push(Arc::new(crate::accounts::QuotaSink(pool.clone())));
         let (ledger, ledger_sink) = crate::usage::Ledger::open_for(pool.store(), &config.usage)?;
         let ledger = Arc::new(ledger);
-        let metrics = config
-            .metrics
-            .enabled
-            .then(|| Arc::new(Metrics::new(pool.clone(), ledger.clone(), config.metrics.email_labels)));
+        let metrics =
+            config.metrics.enabled.then(|| Arc::new(Metrics::new(pool.clone(), ledger.clone(), &config.metrics)));
         if let Some(m) = &metrics {
             all.push(m.clone());
         }
@@ -111,16 +109,24 @@ impl AppState {
 /// restarts. (Records still in the ledger's queue when the last run was killed are not counted: at most the last
 /// batch, docs/operations.md.)
 fn seed_budgets(keys: &Keys, store: &Store) -> anyhow::Result<()> {
-    let ids = keys.ids();
-    if ids.is_empty() {
-        return Ok(());
-    }
     let (day_start, month_start) = crate::keys::limits::period_starts(crate::auth::now_unix());
-    let today = crate::usage::tokens_by_key_since(store, day_start * 1000)?;
-    let month = crate::usage::tokens_by_key_since(store, month_start * 1000)?;
-    for id in ids {
-        let get = |m: &std::collections::HashMap<String, u64>| m.get(&*id).copied().unwrap_or(0);
-        keys.seed(&id, get(&today), get(&month));
+    let get = |m: &std::collections::HashMap<String, u64>, id: &str| m.get(id).copied().unwrap_or(0);
+    let ids = keys.ids();
+    if !ids.is_empty() {
+        let today = crate::usage::tokens_by_key_since(store, day_start * 1000)?;
+        let month = crate::usage::tokens_by_key_since(store, month_start * 1000)?;
+        for id in ids {
+            keys.seed(&id, get(&today, &id), get(&month, &id));
+        }
+    }
+    // Users' budgets the same way, from the ledger's user column.
+    let users = keys.budget_user_ids();
+    if !users.is_empty() {
+        let today = crate::usage::tokens_by_user_since(store, day_start * 1000)?;
+        let month = crate::usage::tokens_by_user_since(store, month_start * 1000)?;
+        for id in users {
+            keys.seed_user(&id, get(&today, &id), get(&month, &id));
+        }
     }
     Ok(())
 }

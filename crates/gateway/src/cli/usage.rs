@@ -1,4 +1,4 @@
-//! `codex-gateway usage [--since 7d] [--by model|account|key|dialect]`: a table of the usage ledger, through a
+//! `codex-gateway usage [--since 7d] [--by model|account|key|dialect|user] [--user NAME]`: a table of the usage ledger, through a
 //! running gateway's admin API when one answers (`GET /admin/usage`), else read from the store directly
 //! (cli/destination/).
 
@@ -19,9 +19,12 @@ pub struct UsageArgs {
     /// seconds.
     #[arg(long, default_value = "7d")]
     pub since: String,
-    /// One line per model, account, client key or dialect.
+    /// One line per model, account, client key, dialect or user.
     #[arg(long, default_value = "model")]
     pub by: String,
+    /// Only the requests made for this user (their name or id): a key they own, their own token.
+    #[arg(long)]
+    pub user: Option<String>,
     /// Print the report as JSON (the `/admin/usage` answer).
     #[arg(long)]
     pub json: bool,
@@ -33,7 +36,7 @@ pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
         anyhow::bail!("--since {:?}: expected a duration ago (7d, 24h), a date (2026-11-01) or a time", args.since);
     };
     let Some(by) = GroupBy::parse(&args.by) else {
-        anyhow::bail!("--by {:?}: expected model, account, key or dialect", args.by);
+        anyhow::bail!("--by {:?}: expected model, account, key, dialect or user", args.by);
     };
     anyhow::ensure!(from < now, "--since {:?} is not in the past", args.since);
     match Target::find(config).await {
@@ -47,7 +50,7 @@ async fn report<T>(target: &T, args: &UsageArgs, from: i64, now: i64, by: GroupB
 where
     T: UsageTarget + AccountsTarget + KeysTarget,
 {
-    let report = target.usage(from, now, by).await?;
+    let report = target.usage(from, now, by, args.user.as_deref()).await?;
     if args.json {
         say!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -57,6 +60,7 @@ where
     let names = match by {
         GroupBy::Key => target.key_names().await.unwrap_or_default().into_iter().map(|k| (k.id, k.name)).collect(),
         GroupBy::Account => account_names(target).await.unwrap_or_default(),
+        GroupBy::User => target.user_names().await.unwrap_or_default().into_iter().collect(),
         _ => HashMap::new(),
     };
     super::output::text(format_args!("{}", table(&report, by.as_str(), &names)));

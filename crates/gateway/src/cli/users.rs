@@ -1,4 +1,4 @@
-//! `codex-gateway users add|list|set-role|disable|enable|passwd|totp|remove`: people who sign in to the dashboard
+//! `codex-gateway users add|list|set-role|set-budget|disable|enable|passwd|totp|remove`: people who sign in to the dashboard
 //! and the admin API (users/), managed on the configured store itself (the data directory's SQLite file, or the
 //! team's PostgreSQL), whether or not a gateway runs: a running gateway applies a change at its next re-read of
 //! the store (within 2 s on the SQLite file, `users::USERS_POLL`; within a poll on a team store). Passwords are
@@ -37,6 +37,13 @@ pub enum UsersCommand {
     List,
     /// Change a user's role.
     SetRole { name: String, role: String },
+    /// Set a user's budget, held across all their keys on every instance: the limits a key has; `none` removes
+    /// one (`--daily-tokens none`).
+    SetBudget {
+        name: String,
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
     /// Disable a user: their sessions end and their keys are revoked, everywhere.
     Disable { name: String },
     /// Enable a disabled user again (their revoked keys stay revoked).
@@ -47,6 +54,56 @@ pub enum UsersCommand {
     Totp { name: String },
     /// Remove a user: their sessions end and their keys are revoked first.
     Remove { name: String },
+}
+
+/// A user's budget as flags (text, so `none` can remove a limit), the kinds of limit a key has.
+#[derive(clap::Args, Debug, Default)]
+pub struct BudgetArgs {
+    /// Requests per minute, across the user's keys.
+    #[arg(long)]
+    rpm: Option<String>,
+    /// Requests in flight at once, across the user's keys.
+    #[arg(long)]
+    concurrency: Option<String>,
+    /// Tokens (input + output) per UTC day.
+    #[arg(long)]
+    daily_tokens: Option<String>,
+    /// Tokens (input + output) per UTC month.
+    #[arg(long)]
+    monthly_tokens: Option<String>,
+}
+
+impl BudgetArgs {
+    /// The patch these flags make (`PATCH /admin/users/{id}`'s fields).
+    fn patch(&self) -> anyhow::Result<UserPatch> {
+        fn limit<T: std::str::FromStr>(flag: &str, v: &Option<String>) -> anyhow::Result<Option<Option<T>>> {
+            match v.as_deref() {
+                None => Ok(None),
+                Some("none") => Ok(Some(None)),
+                Some(v) => {
+                    let n = v.parse().map_err(|_| anyhow::anyhow!("--{flag} {v} is not a number or `none`"))?;
+                    Ok(Some(Some(n)))
+                }
+            }
+        }
+        let patch = UserPatch {
+            rpm: limit("rpm", &self.rpm)?,
+            concurrency: limit("concurrency", &self.concurrency)?,
+            daily_tokens: limit("daily-tokens", &self.daily_tokens)?,
+            monthly_tokens: limit("monthly-tokens", &self.monthly_tokens)?,
+            ..UserPatch::default()
+        };
+        anyhow::ensure!(
+            patch.sets_budget(),
+            "set at least one of --rpm, --concurrency, --daily-tokens, --monthly-tokens"
+        );
+        Ok(patch)
+    }
+}
+
+/// A limit as the list shows it.
+fn shown(v: &serde_json::Value) -> String {
+    if v.is_null() { "-".into() } else { v.to_string() }
 }
 
 pub async fn run(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
@@ -83,8 +140,11 @@ fn run_blocking(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
             say!("added {} ({}, {})", row.name, row.id, row.role);
         }
         UsersCommand::List => {
-            let mut rows =
-                vec![["id", "name", "role", "status", "password", "totp", "max keys"].map(String::from).to_vec()];
+            let mut rows = vec![
+                ["id", "name", "role", "status", "password", "totp", "max keys", "rpm", "conc", "daily", "monthly"]
+                    .map(String::from)
+                    .to_vec(),
+            ];
             for u in store.list_users()? {
                 let s = manage::summary(&u);
                 rows.push(vec![
@@ -95,9 +155,14 @@ fn run_blocking(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
                     if u.password_hash.is_some() { "set" } else { "-" }.into(),
                     if u.totp_secret.is_some() { "on" } else { "-" }.into(),
                     s["max_keys"].to_string(),
+                    shown(&s["rpm"]),
+                    shown(&s["concurrency"]),
+                    shown(&s["daily_tokens"]),
+                    shown(&s["monthly_tokens"]),
                 ]);
             }
-            let align = [Align::Left, Align::Left, Align::Left, Align::Left, Align::Left, Align::Left, Align::Right];
+            let mut align = vec![Align::Left; 6];
+            align.extend([Align::Right; 5]);
             super::output::text(format_args!("{}", table(&rows, &align)));
         }
         UsersCommand::SetRole { name, role } => {
@@ -105,6 +170,20 @@ fn run_blocking(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
             let (row, e) = manage::update(&store, &name, patch, now)?;
             audited(&store, "user.update", manage::note(&row, &e));
             say!("{} is now {}", row.name, row.role);
+        }
+        UsersCommand::SetBudget { name, budget } => {
+            let (row, e) = manage::update(&store, &name, budget.patch()?, now)?;
+            audited(&store, "user.budget", manage::note(&row, &e));
+            let l = row.limits;
+            let s = |v: Option<u64>| v.map_or("none".to_string(), |n| n.to_string());
+            say!(
+                "budget of {}: rpm {}, concurrency {}, daily tokens {}, monthly tokens {}",
+                row.name,
+                s(l.rpm.map(u64::from)),
+                s(l.concurrency.map(u64::from)),
+                s(l.daily_tokens),
+                s(l.monthly_tokens)
+            );
         }
         UsersCommand::Disable { name } => {
             let patch = UserPatch { disabled: Some(true), ..UserPatch::default() };

@@ -130,6 +130,7 @@ pub struct RawMetrics {
     pub enabled: Option<bool>,
     pub public: Option<bool>,
     pub email_labels: Option<bool>,
+    pub user_labels: Option<usize>,
 }
 
 /// `[dashboard]` in the file.

@@ -138,7 +138,15 @@ pub struct MetricsConfig {
     pub public: bool,
     /// Name an account without a label by its email rather than its id.
     pub email_labels: bool,
+    /// The most users the per-user metrics name (by id); the requests of any further user count as `other`, so
+    /// the label's values stay bounded (docs/operations.md).
+    pub user_labels: usize,
 }
+
+/// `[metrics] user_labels` unless set.
+pub const DEFAULT_USER_LABELS: usize = 100;
+/// The most `[metrics] user_labels` may be: every value is a series a scraper keeps.
+const MAX_USER_LABELS: usize = 10_000;
 
 impl MetricsConfig {
     pub(super) fn resolve(raw: Option<RawMetrics>, env: &dyn Env) -> anyhow::Result<MetricsConfig> {
@@ -155,6 +163,11 @@ impl MetricsConfig {
             enabled: flag("CODEX_GATEWAY_METRICS", raw.enabled, true)?,
             public: flag("CODEX_GATEWAY_METRICS_PUBLIC", raw.public, false)?,
             email_labels: raw.email_labels.unwrap_or(false),
+            user_labels: match raw.user_labels {
+                Some(n) if n > MAX_USER_LABELS => bail!("[metrics] user_labels may be at most {MAX_USER_LABELS}"),
+                Some(n) => n,
+                None => DEFAULT_USER_LABELS,
+            },
         })
     }
 }

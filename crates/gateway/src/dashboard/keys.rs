@@ -23,6 +23,7 @@ fn refused(e: ManageError) -> Response {
         ManageError::Invalid(m) => json_error(StatusCode::BAD_REQUEST, m),
         ManageError::NotFound(id) => json_error(StatusCode::NOT_FOUND, format!("No client key `{id}`.")),
         e @ ManageError::NameTaken { .. } => json_error(StatusCode::CONFLICT, format!("{e}.")),
+        e @ ManageError::TooManyKeys { .. } => json_error(StatusCode::FORBIDDEN, format!("{e}.")),
         ManageError::Store(e) => {
             tracing::error!("dashboard keys: {e:#}");
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "The key store failed; the gateway's log says why.")
@@ -126,13 +127,10 @@ pub(crate) async fn create(
         expires: Some(f.expires.trim().to_string()).filter(|e| !e.is_empty()),
         opportunistic: f.opportunistic,
     };
-    if let Some(member) = &own.0
-        && let Err(e) = crate::users::manage::may_add_key(dash.app.keys.store(), member)
-    {
-        return json_error(StatusCode::FORBIDDEN, format!("{e}."));
-    }
-    let owner = who.user().map(|u| u.id.clone());
-    let (row, secret) = match manage::create_owned(dash.app.keys.store(), spec, owner.as_deref(), now_unix()) {
+    // A member's maximum is checked with the insert (concurrent creations cannot together pass it).
+    let max_keys = own.0.as_ref().map(|member| member.max_keys);
+    let owner = who.user().map(|u| manage::Owner { id: &u.id, name: &u.name, max_keys });
+    let (row, secret) = match manage::create_owned(dash.app.keys.store(), spec, owner, now_unix()) {
         Ok(x) => x,
         Err(e) => return refused(e),
     };

@@ -16,24 +16,37 @@ use crate::usage::api::{parse_requests, parse_usage};
 use crate::usage::query::{self, UsageReport};
 use crate::usage::when::now_ms;
 
-/// The page's range and grouping -> the endpoint's parameters.
-fn usage_params(raw: Option<&str>) -> (String, String, String) {
+/// The page's choices: its range, grouping and user filter (a user's id, empty for everyone).
+struct UsageParams {
+    range: String,
+    group: String,
+    user: String,
+    /// The endpoint's query string.
+    query: String,
+}
+
+/// The page's range, grouping and user -> the endpoint's parameters.
+fn usage_params(raw: Option<&str>) -> UsageParams {
     let mut range = "24h".to_string();
     let mut group = "model".to_string();
+    let mut user = String::new();
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "range" if matches!(v.as_ref(), "24h" | "7d" | "30d") => range = v.into_owned(),
-            "group_by" if matches!(v.as_ref(), "model" | "account" | "key" | "dialect") => group = v.into_owned(),
+            "group_by" if matches!(v.as_ref(), "model" | "account" | "key" | "dialect" | "user") => {
+                group = v.into_owned()
+            }
+            "user" => user = v.trim().to_string(),
             _ => {}
         }
     }
     let bucket = if range == "30d" { "day" } else { "hour" };
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("from", &range)
-        .append_pair("bucket", bucket)
-        .append_pair("group_by", &group)
-        .finish();
-    (range, group, query)
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.append_pair("from", &range).append_pair("bucket", bucket).append_pair("group_by", &group);
+    if !user.is_empty() {
+        query.append_pair("user", &user);
+    }
+    UsageParams { range, group, user, query: query.finish() }
 }
 
 pub(super) async fn report(dash: &St, query: &str) -> Result<UsageReport, String> {
@@ -99,44 +112,58 @@ fn owned_keys(dash: &St, own: &Own) -> Result<Option<Vec<String>>, String> {
     Ok(Some(rows.into_iter().filter(|k| k.owner.as_deref() == Some(user.id.as_str())).map(|k| k.id).collect()))
 }
 
-/// [`report`], narrowed to a member's own keys (grouped by key) when `own` says so.
-async fn report_for(dash: &St, own: &Own, query: &str) -> Result<UsageReport, String> {
-    let mut r = report(dash, query).await?;
-    if let Some(keys) = owned_keys(dash, own)? {
-        r.retain_groups(|g| g.is_some_and(|g| keys.iter().any(|k| k == g)));
-    }
-    Ok(r)
-}
-
-/// A member's usage is grouped by key (their keys are what it can be told apart by).
-fn usage_params_for(raw: Option<&str>, own: &Own) -> (String, String, String) {
+/// A member's usage is the requests made for them (the `user` filter forced to their id), by key unless they
+/// choose another grouping; an admin or viewer filters by any user, or none.
+fn usage_params_for(raw: Option<&str>, own: &Own) -> UsageParams {
     match &own.0 {
         None => usage_params(raw),
-        Some(_) => {
-            let forced: String = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(
-                    url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).filter(|(k, _)| k != "group_by"),
-                )
-                .append_pair("group_by", "key")
-                .finish();
+        Some(user) => {
+            let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .filter(|(k, _)| k != "user")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            if !pairs.iter().any(|(k, _)| k == "group_by") {
+                pairs.push(("group_by".into(), "key".into()));
+            }
+            pairs.push(("user".into(), user.id.clone()));
+            let forced = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
             usage_params(Some(&forced))
         }
     }
 }
 
-/// `GET /dashboard/usage?range=24h|7d|30d&group_by=model|account|key|dialect`; a member's own keys only.
+/// The users the filter offers (id, name), for everyone but a member (who sees only their own usage).
+async fn user_choices(dash: &St, own: &Own) -> Vec<Value> {
+    if own.0.is_some() {
+        return Vec::new();
+    }
+    let store = dash.app.users.store().clone();
+    match tokio::task::spawn_blocking(move || store.list_users()).await {
+        Ok(Ok(rows)) => rows.into_iter().map(|u| json!({"id": u.id, "name": u.name})).collect(),
+        Ok(Err(e)) => {
+            tracing::error!("dashboard usage: the users could not be read: {e:#}");
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// `GET /dashboard/usage?range=24h|7d|30d&group_by=model|account|key|dialect|user&user=<id>`; a member's own
+/// usage only.
 pub(crate) async fn usage_page(
     State(dash): State<St>,
     PageAccess(a): PageAccess,
     own: Own,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let (range, group, query) = usage_params_for(raw.as_deref(), &own);
+    let p = usage_params_for(raw.as_deref(), &own);
     let mut ctx = super::pages::base(&a, "Usage", "usage");
-    ctx.insert("range".into(), range.into());
-    ctx.insert("group_by".into(), group.into());
-    ctx.insert("query".into(), query.clone().into());
-    match report_for(&dash, &own, &query).await {
+    ctx.insert("range".into(), p.range.into());
+    ctx.insert("group_by".into(), p.group.into());
+    ctx.insert("user".into(), p.user.into());
+    ctx.insert("users".into(), user_choices(&dash, &own).await.into());
+    ctx.insert("query".into(), p.query.clone().into());
+    match report(&dash, &p.query).await {
         Ok(r) => {
             let (bars, max) = bars(&r);
             let t = &r.totals;
@@ -169,8 +196,8 @@ fn csv(body: String, name: &'static str) -> Response {
 
 /// `GET /dashboard/api/usage.csv?` the page's parameters.
 pub(crate) async fn usage_csv(State(dash): State<St>, _: ApiRead, own: Own, RawQuery(raw): RawQuery) -> Response {
-    let (_, _, query) = usage_params_for(raw.as_deref(), &own);
-    match report_for(&dash, &own, &query).await.and_then(|r| query::usage_csv(&r).map_err(|e| e.to_string())) {
+    let query = usage_params_for(raw.as_deref(), &own).query;
+    match report(&dash, &query).await.and_then(|r| query::usage_csv(&r).map_err(|e| e.to_string())) {
         Ok(body) => csv(body, "attachment; filename=\"codex-gateway-usage.csv\""),
         Err(e) => json_error(StatusCode::BAD_REQUEST, e),
     }

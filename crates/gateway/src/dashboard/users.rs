@@ -20,7 +20,6 @@ fn refused(e: UserError) -> Response {
         UserError::NotFound(id) => json_error(StatusCode::NOT_FOUND, format!("No user `{id}`.")),
         e @ UserError::NameTaken(_) => json_error(StatusCode::CONFLICT, format!("{e}.")),
         e @ (UserError::Invalid(_) | UserError::Password(_)) => json_error(StatusCode::BAD_REQUEST, format!("{e}.")),
-        e @ UserError::TooManyKeys { .. } => json_error(StatusCode::FORBIDDEN, format!("{e}.")),
         UserError::Store(e) => {
             tracing::error!("dashboard users: {e:#}");
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "The store failed; the gateway's log says why.")
@@ -52,7 +51,16 @@ pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess) -> R
         Err(e) => return refused(UserError::Store(anyhow::anyhow!("{e}"))),
     };
     let mut ctx = super::pages::base(&a, "Users", "users");
-    ctx.insert("users".into(), rows.iter().map(manage::summary).collect::<Vec<_>>().into());
+    let now = now_unix();
+    let shown = rows.iter().map(|row| {
+        let mut v = manage::summary(row);
+        if let Some(b) = dash.app.keys.user_budget(&row.id) {
+            let (day, month, _) = b.usage(now);
+            v["usage"] = serde_json::json!({"tokens_today": day, "tokens_this_month": month});
+        }
+        v
+    });
+    ctx.insert("users".into(), shown.collect::<Vec<_>>().into());
     ctx.insert("default_max_keys".into(), crate::users::DEFAULT_MAX_KEYS.into());
     let page = dash.render("users.html", Value::Object(ctx));
     a.finish(page)
@@ -87,7 +95,8 @@ pub(crate) async fn create(State(dash): State<St>, _: ApiWrite, body: axum::body
     }
 }
 
-/// `POST /dashboard/api/users/{id}` `{"role"?, "disabled"?, "max_keys"?}`.
+/// `POST /dashboard/api/users/{id}` `{"role"?, "disabled"?, "max_keys"?}`, or the budget's `{"daily_tokens",
+/// "monthly_tokens", "rpm", "concurrency"}` (`null`: no limit), audited as `user.budget`.
 pub(crate) async fn update(
     State(dash): State<St>,
     _: ApiWrite,
@@ -98,8 +107,11 @@ pub(crate) async fn update(
         Ok(p) => p,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("Unreadable change: {e}")),
     };
+    let action = if patch.sets_budget() { "user.budget" } else { "user.update" };
     match changed(&dash, move |store| manage::update(store, &id, patch, now_unix())).await {
-        Ok((row, ended)) => noted(json_response(StatusCode::OK, manage::summary(&row)), manage::note(&row, &ended)),
+        Ok((row, ended)) => {
+            noted(json_response(StatusCode::OK, manage::summary(&row)), manage::note(&row, &ended).action(action))
+        }
         Err(resp) => resp,
     }
 }

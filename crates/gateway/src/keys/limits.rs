@@ -63,6 +63,11 @@ impl Rate {
         self.times.push_back(now_ms);
         Ok(())
     }
+
+    /// Take back the last admission (a later limit refused the request it admitted).
+    pub fn undo_last(&mut self) {
+        self.times.pop_back();
+    }
 }
 
 /// Token use in the current UTC day and month. A period is identified by its number (days since the epoch,

@@ -55,7 +55,7 @@ pub struct KeyPatch {
 }
 
 /// A present field (even `null`) is `Some`; a missing one stays `None` through `#[serde(default)]`.
-fn some<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
+pub(crate) fn some<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
 
@@ -70,6 +70,9 @@ pub enum ManageError {
     /// share one; a revoked key's name is free again).
     #[error("the client key {id} is already named `{name}`: choose another name, or revoke that key first")]
     NameTaken { name: String, id: String },
+    /// The owner holds the most keys an admin allows them (users/manage.rs); checked in one step with the insert.
+    #[error("{name} already holds {held} client keys, the most they may hold: revoke one first")]
+    TooManyKeys { name: String, held: usize },
     #[error(transparent)]
     Store(#[from] anyhow::Error),
 }
@@ -79,7 +82,7 @@ fn expiry(s: &str) -> Result<i64, ManageError> {
         .ok_or_else(|| ManageError::Invalid(format!("expires `{s}` is not a date (2027-01-31) or an RFC 3339 time")))
 }
 
-fn check_limits(models: &Option<Vec<String>>, limits: &Limits) -> Result<(), ManageError> {
+pub(crate) fn check_limits(models: &Option<Vec<String>>, limits: &Limits) -> Result<(), ManageError> {
     if limits.rpm == Some(0) || limits.concurrency == Some(0) {
         return Err(ManageError::Invalid(
             "rpm and concurrency must be at least 1 (leave a limit out, or set it to null, for none)".into(),
@@ -105,13 +108,26 @@ fn valid_name(name: &str) -> Result<String, ManageError> {
     Ok(name.to_string())
 }
 
-/// The outcome of a write that claims `row`'s name.
-fn claimed(claim: NameClaim, row: &StoredKey) -> Result<(), ManageError> {
+/// The outcome of a write that claims `row`'s name. `owner`: the owner's name, for a refusal.
+fn claimed(claim: NameClaim, row: &StoredKey, owner: Option<&str>) -> Result<(), ManageError> {
     match claim {
         NameClaim::Written => Ok(()),
         NameClaim::Taken(id) => Err(ManageError::NameTaken { name: row.name.clone(), id }),
         NameClaim::Missing => Err(ManageError::NotFound(row.id.clone())),
+        NameClaim::OwnerFull(held) => {
+            let name = owner.or(row.owner.as_deref()).unwrap_or_default().to_string();
+            Err(ManageError::TooManyKeys { name, held })
+        }
     }
+}
+
+/// Whose a new key is: the user's id, their name (for a refusal) and, for a user limited to their own keys, the
+/// most keys they may hold (an admin creating a key for themselves has no maximum).
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub max_keys: Option<u32>,
 }
 
 /// Create a key: returns its row and its secret, which is shown this once and stored only as a hash.
@@ -119,11 +135,13 @@ pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, Stri
     create_owned(store, spec, None, now)
 }
 
-/// [`create`], the key belonging to the user `owner` (users/; `None`: the gateway's).
+/// [`create`], the key belonging to `owner` (users/; `None`: the gateway's), refused with
+/// [`ManageError::TooManyKeys`] when they hold their maximum already (decided with the insert, so concurrent
+/// creations cannot together pass it).
 pub fn create_owned(
     store: &Store,
     spec: KeySpec,
-    owner: Option<&str>,
+    owner: Option<Owner<'_>>,
     now: i64,
 ) -> Result<(StoredKey, String), ManageError> {
     let name = valid_name(&spec.name)?;
@@ -148,9 +166,10 @@ pub fn create_owned(
         revoked_at: None,
         suspended: None,
         opportunistic: spec.opportunistic,
-        owner: owner.map(str::to_string),
+        owner: owner.map(|o| o.id.to_string()),
     };
-    claimed(store.insert_key_claiming_name(&row)?, &row)?;
+    let max = owner.and_then(|o| o.max_keys);
+    claimed(store.insert_key_claiming_name(&row, max)?, &row, owner.map(|o| o.name))?;
     Ok((row, secret))
 }
 
@@ -175,7 +194,7 @@ pub fn update(store: &Store, id: &str, patch: KeyPatch) -> Result<StoredKey, Man
         row.opportunistic = o;
     }
     check_limits(&row.models, &row.limits)?;
-    claimed(store.update_key_claiming_name(&row)?, &row)?;
+    claimed(store.update_key_claiming_name(&row)?, &row, None)?;
     // Its own write: the rest of the row never carries a suspension (`Store::set_key_suspension`).
     match patch.suspended {
         Some(false) if row.suspended.is_some() => {

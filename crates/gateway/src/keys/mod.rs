@@ -27,6 +27,7 @@ use crate::store::{Store, StoredKey, Suspension};
 pub mod limits;
 pub mod manage;
 pub mod team;
+pub mod users;
 
 use limits::{InFlight, Limits, PolicyRefusals, Rate, Refused, Spent};
 
@@ -47,10 +48,14 @@ pub struct ClientKey {
     configured: bool,
     /// Its requests are served only from quota that would otherwise expire (the lease's `Need::opportunistic`).
     pub opportunistic: bool,
+    /// The user the key belongs to (`None`: the gateway's): its requests are that user's, and count against the
+    /// user's budget as well as the key's own limits (users.rs).
+    pub owner: Option<Arc<str>>,
     /// Shared with the key's next version after an update, so counters survive a change of limits.
     state: Arc<KeyState>,
 }
 
+/// The counters a set of limits runs on: a key's, or a user's across all their keys (users.rs).
 #[derive(Debug, Default)]
 struct KeyState {
     /// One short critical section per request of this key at admission and one at its end; uncontended unless
@@ -108,6 +113,19 @@ impl ClientKey {
 #[derive(Debug, Clone)]
 pub struct Caller(pub Arc<ClientKey>);
 
+impl Caller {
+    /// The client key's id, for the record.
+    pub fn key_id(&self) -> Option<Arc<str>> {
+        Some(self.0.id.clone())
+    }
+
+    /// The user the request is for: THE one place the ledger, the request log, the metrics and the user's budget
+    /// learn it from (the owner of a key today; a credential that names a user directly answers it here too).
+    pub fn user(&self) -> Option<Arc<str>> {
+        self.0.owner.clone()
+    }
+}
+
 /// Route handlers take `Option<Caller>`: the key the guard found, if any.
 impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Caller {
     type Rejection = std::convert::Infallible;
@@ -120,15 +138,19 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Caller {
     }
 }
 
-/// A concurrency slot of a key, held until the request's record ends (the Recorder carries it).
-#[derive(Debug)]
+/// The concurrency slots of a request (its key's, its user's), held until the request's record ends (the Recorder
+/// carries it).
+#[derive(Debug, Default)]
 pub struct Permit {
-    state: Arc<KeyState>,
+    key: Option<Arc<KeyState>>,
+    user: Option<Arc<KeyState>>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.state.in_flight.release();
+        for state in [&self.key, &self.user].into_iter().flatten() {
+            state.in_flight.release();
+        }
     }
 }
 
@@ -137,6 +159,8 @@ struct Snapshot {
     /// SHA-256 of the secret -> key.
     by_hash: HashMap<[u8; 32], Arc<ClientKey>>,
     by_id: HashMap<Arc<str>, Arc<ClientKey>>,
+    /// Every user with the limits and counters of their budget (users.rs).
+    users: HashMap<Arc<str>, Arc<users::UserBudget>>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -226,11 +250,17 @@ impl Keys {
                 suspended: None,
                 configured: true,
                 opportunistic: k.opportunistic,
+                owner: None,
                 state,
             });
             next.by_hash.insert(sha256(&k.secret), key.clone());
             next.by_id.insert(id, key);
         }
+        let users = self.store.list_users()?;
+        // A key whose owner is disabled or gone is refused even if its revocation was never written (a key made
+        // in the instant the owner was removed): the owner's standing is read with the keys.
+        let live_owners: std::collections::HashSet<&str> =
+            users.iter().filter(|u| u.disabled_at.is_none()).map(|u| u.id.as_str()).collect();
         for row in self.store.list_keys()? {
             let Some(hash) = decode_hash(&row.secret_sha256) else {
                 tracing::warn!(key = %row.id, "client key with an unreadable hash in the store; it is not accepted");
@@ -250,15 +280,17 @@ impl Keys {
                 models: row.models.map(Vec::into_boxed_slice),
                 limits: row.limits,
                 expires_at: row.expires_at,
-                revoked: row.revoked_at.is_some(),
+                revoked: row.revoked_at.is_some() || row.owner.as_deref().is_some_and(|o| !live_owners.contains(o)),
                 suspended: row.suspended,
                 configured: false,
                 opportunistic: row.opportunistic,
+                owner: row.owner.map(Arc::from),
                 state,
             });
             next.by_hash.insert(hash, key.clone());
             next.by_id.insert(id, key);
         }
+        next.users = users::budgets(&old, users);
         self.any.store(!next.by_id.is_empty(), Ordering::Relaxed);
         self.snapshot.store(Arc::new(next));
         Ok(())
@@ -356,9 +388,9 @@ impl Keys {
     }
 
     /// Admit a request of `key` for `model` (as the client named it) resolved to `slug`, before anything is sent
-    /// upstream: a suspension, the model allow-list, the token budgets, the concurrency slot (returned as the
-    /// [`Permit`]) and the request rate, in that order, so a refused request takes neither a slot nor a place in
-    /// the rate.
+    /// upstream: a suspension, the model allow-list, the token budgets (the key's, then its owner's), the
+    /// concurrency slots (returned in the [`Permit`]) and the request rates, in that order, so a refused request
+    /// takes neither a slot nor a place in a rate.
     pub fn admit(&self, key: &ClientKey, model: &str, slug: &str) -> Result<Permit, GatewayError> {
         if key.is_suspended() {
             return Err(suspended(key));
@@ -372,26 +404,56 @@ impl Keys {
             )
             .with_code("model_not_allowed"));
         }
+        let user = key.owner.as_deref().and_then(|id| self.user_budget(id));
+        let limited = [Some((Whose::Key(&key.name), &key.limits, &key.state)), user.as_ref().map(|u| u.limited())];
+        self.admit_all(limited.into_iter().flatten())
+    }
+
+    /// Admit a request against each set of limits in turn (a key's, a user's): every budget first, then a slot of
+    /// each, then a place in each rate, undoing what was taken when a later one refuses.
+    fn admit_all<'a>(
+        &self,
+        limited: impl Iterator<Item = (Whose<'a>, &'a Limits, &'a Arc<KeyState>)> + Clone,
+    ) -> Result<Permit, GatewayError> {
         let now = now_unix();
-        // Team store: this instance's share of the key's limits (docs/team.md). One relaxed load.
+        // Team store: this instance's share of the limits (docs/team.md). One relaxed load.
         let instances = self.store.live_instances();
-        let mut counters = key.state.counters.lock();
-        counters.spent.check(&key.limits, now).map_err(|r| refusal(key, r, now))?;
-        // Counted without a limit too, so the admin API shows each key's requests in flight.
-        if !key.state.in_flight.acquire(key.limits.concurrency.map_or(u32::MAX, |l| share(l, instances))) {
-            let limit = key.limits.concurrency.unwrap_or(u32::MAX);
-            return Err(refusal(key, Refused::Concurrency { limit }, now));
+        for (whose, limits, state) in limited.clone() {
+            state.counters.lock().spent.check(limits, now).map_err(|r| refusal(whose, r, now))?;
         }
-        let permit = Permit { state: key.state.clone() };
-        if let Some(rpm) = key.limits.rpm {
-            let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-            counters
-                .rate
-                .admit(share(rpm, instances), now_ms)
-                .map_err(|wait| refusal(key, Refused::Rate { rpm, retry_after_ms: wait }, now))?;
+        let mut permit = Permit::default();
+        for (whose, limits, state) in limited.clone() {
+            // Counted without a limit too, so the admin API shows requests in flight.
+            if !state.in_flight.acquire(limits.concurrency.map_or(u32::MAX, |l| share(l, instances))) {
+                let limit = limits.concurrency.unwrap_or(u32::MAX);
+                return Err(refusal(whose, Refused::Concurrency { limit }, now));
+            }
+            match whose {
+                Whose::Key(_) => permit.key = Some(state.clone()),
+                Whose::User(_) => permit.user = Some(state.clone()),
+            }
+        }
+        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut admitted: Vec<&Arc<KeyState>> = Vec::new();
+        for (whose, limits, state) in limited {
+            let Some(rpm) = limits.rpm else { continue };
+            if let Err(wait) = state.counters.lock().rate.admit(share(rpm, instances), now_ms) {
+                for earlier in admitted {
+                    earlier.counters.lock().rate.undo_last();
+                }
+                return Err(refusal(whose, Refused::Rate { rpm, retry_after_ms: wait }, now));
+            }
+            admitted.push(state);
         }
         Ok(permit)
     }
+}
+
+/// Whose limits refused a request: a key's or a user's, by name (the client's message says which).
+#[derive(Debug, Clone, Copy)]
+enum Whose<'a> {
+    Key(&'a str),
+    User(&'a str),
 }
 
 /// One instance's share of a key's limit when `instances` share it: rounded up, so the cluster admits at most
@@ -416,31 +478,39 @@ fn suspended(key: &ClientKey) -> GatewayError {
     .with_code("key_suspended_policy")
 }
 
-/// The client's error for a refusal: 429 with `Retry-After`, and a code that says which limit.
-fn refusal(key: &ClientKey, r: Refused, now: i64) -> GatewayError {
-    let name = &key.name;
+/// The client's error for a refusal: 429 with `Retry-After`, and a code that says which limit and whose
+/// (`key_rate_limit_exceeded`, `user_rate_limit_exceeded`, `user_daily_token_budget_exceeded`, ...).
+fn refusal(whose: Whose<'_>, r: Refused, now: i64) -> GatewayError {
+    let (who, prefix) = match whose {
+        Whose::Key(name) => (format!("The key `{name}`"), "key"),
+        Whose::User(name) => (format!("The user `{name}` (across all their keys)"), "user"),
+    };
     match r {
         Refused::Rate { rpm, retry_after_ms } => GatewayError::new(
             ErrorKind::RateLimited,
-            format!("The key `{name}` is limited to {rpm} requests per minute; retry after the Retry-After time."),
+            format!("{who} is limited to {rpm} requests per minute; retry after the Retry-After time."),
         )
-        .with_code("key_rate_limit_exceeded")
+        .with_code(format!("{prefix}_rate_limit_exceeded"))
         .with_retry_after(retry_after_ms.div_ceil(1000).max(1)),
         Refused::Concurrency { limit } => GatewayError::new(
             ErrorKind::RateLimited,
-            format!("The key `{name}` may have {limit} requests in flight at once; retry when one has finished."),
+            format!("{who} may have {limit} requests in flight at once; retry when one has finished."),
         )
-        .with_code("key_concurrency_limit_exceeded")
+        .with_code(format!("{prefix}_concurrency_limit_exceeded"))
         .with_retry_after(1),
         Refused::Budget { budget, limit, used, resets_at } => GatewayError::new(
             ErrorKind::RateLimited,
             format!(
-                "The key `{name}` has used its {} token budget ({used} of {limit} tokens); it resets at {}.",
+                "{who} has used its {} token budget ({used} of {limit} tokens); it resets at {}.",
                 budget.as_str(),
                 format_rfc3339(resets_at)
             ),
         )
-        .with_code(format!("{}_token_budget_exceeded", budget.as_str()))
+        // A key's budget codes predate users' and stay as they were: `daily_token_budget_exceeded`.
+        .with_code(match whose {
+            Whose::Key(_) => format!("{}_token_budget_exceeded", budget.as_str()),
+            Whose::User(_) => format!("user_{}_token_budget_exceeded", budget.as_str()),
+        })
         .with_retry_after(u64::try_from(resets_at - now).unwrap_or(0).max(1)),
     }
 }
@@ -451,16 +521,21 @@ pub struct BudgetSink(pub Arc<Keys>);
 
 impl RecordSink for BudgetSink {
     fn record(&self, record: &RequestRecord) {
-        let Some(id) = &record.client_key else { return };
-        if let Some(kind) = record.refusal {
+        if let Some(id) = &record.client_key
+            && let Some(kind) = record.refusal
+        {
             self.0.note_policy_refusal(id, kind);
         }
         let tokens = record.usage.input_tokens.saturating_add(record.usage.output_tokens);
         if tokens == 0 {
             return;
         }
-        if let Some(key) = self.0.get(id) {
+        if let Some(key) = record.client_key.as_deref().and_then(|id| self.0.get(id)) {
             key.state.counters.lock().spent.charge(tokens, now_unix());
+        }
+        // The user's budget, charged from the same record (users.rs).
+        if let Some(user) = record.user.as_deref() {
+            self.0.charge_user(user, tokens);
         }
     }
 }

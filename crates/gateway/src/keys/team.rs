@@ -1,14 +1,16 @@
 //! Token budgets with a team store (docs/team.md): each instance charges its own requests to a key's counters
 //! as they end (`BudgetSink`), and once a second raises them to what the whole team spent according to the
 //! shared ledger (`store/postgres/budgets.rs`), so a key whose budget was spent on other instances is refused
-//! here too. One statement per second for every key with a budget together, none while no key has one; no
-//! request waits for it.
+//! here too. The same for the users with a budget (users.rs), summed by the ledger's user column. One statement
+//! per second for every key with a budget together (and one for the users), none while none has one; no request
+//! waits for it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::Keys;
 use crate::auth::now_unix;
+use crate::store::usage::Spender;
 
 /// How often the team's spend is read: with the ledger writers' flush (at most 250 ms) the bound within which
 /// another instance's spend counts here.
@@ -39,19 +41,28 @@ impl Keys {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let ids: Vec<String> = self.budget_ids().iter().map(|id| id.to_string()).collect();
-            if ids.is_empty() {
-                continue;
-            }
             let (today, month) = super::limits::period_starts(now_unix());
-            match self.store.team_spend(ids, today * 1000, month * 1000).await {
-                Ok(spent) => {
-                    for (id, day, month) in spent {
-                        self.raise_spent(&id, day, month);
-                    }
+            for by in [Spender::Key, Spender::User] {
+                let ids = match by {
+                    Spender::Key => self.budget_ids(),
+                    Spender::User => self.budget_user_ids(),
+                };
+                if ids.is_empty() {
+                    continue;
                 }
-                // The change watcher reports the outage; meanwhile each instance counts its own requests.
-                Err(e) => tracing::debug!("could not read the team's key spend: {e:#}"),
+                let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+                match self.store.team_spend(by, ids, today * 1000, month * 1000).await {
+                    Ok(spent) => {
+                        for (id, day, month) in spent {
+                            match by {
+                                Spender::Key => self.raise_spent(&id, day, month),
+                                Spender::User => self.raise_user_spent(&id, day, month),
+                            }
+                        }
+                    }
+                    // The change watcher reports the outage; meanwhile each instance counts its own requests.
+                    Err(e) => tracing::debug!("could not read the team's spend ({by:?}): {e:#}"),
+                }
             }
         }
     }

@@ -3,7 +3,8 @@
 //! (`accounts.rs`). Names and labels are listed in docs/operations.md.
 //!
 //! Label values are bounded: dialects and statuses are fixed sets, `model` is a model the catalog check let
-//! through (a refused request's model is `other`), accounts are the pool's. No request ids, no free text.
+//! through (a refused request's model is `other`), accounts are the pool's, users the first `[metrics]
+//! user_labels` seen (`users.rs`: the rest are `other`). No request ids, no free text.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,7 @@ use crate::usage::Ledger;
 
 mod accounts;
 pub mod streams;
+mod users;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -51,6 +53,8 @@ pub struct Metrics {
     attempts: Family<Label, Counter>,
     failovers: Counter,
     conversation_moves: Counter,
+    /// Requests and tokens per user (users.rs).
+    users: users::UserMetrics,
     /// Running totals since start, for the dashboard's Overview (the families above keep no sum across labels).
     totals: [AtomicU64; 6],
 }
@@ -75,8 +79,10 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     /// The registry with the request metrics, and the pool's gauges read at each scrape. `email_labels`: name
-    /// accounts by email when they have no label (off by default: an email is personal data).
-    pub fn new(pool: Arc<Pool>, ledger: Arc<Ledger>, email_labels: bool) -> Metrics {
+    /// accounts by email when they have no label (off by default: an email is personal data); `user_labels`: the
+    /// most users named in the per-user metrics.
+    pub fn new(pool: Arc<Pool>, ledger: Arc<Ledger>, config: &crate::config::MetricsConfig) -> Metrics {
+        let email_labels = config.email_labels;
         let mut registry = Registry::with_prefix("codex_gateway");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -112,6 +118,7 @@ impl Metrics {
             "Conversations that moved to another account because theirs could not serve the turn",
             conversation_moves.clone(),
         );
+        let users = users::UserMetrics::register(&mut registry, config.user_labels);
         registry.register_collector(Box::new(accounts::PoolGauges::new(pool, ledger, email_labels)));
         Metrics {
             registry,
@@ -122,6 +129,7 @@ impl Metrics {
             attempts,
             failovers,
             conversation_moves,
+            users,
             totals: Default::default(),
         }
     }
@@ -196,6 +204,9 @@ impl RecordSink for Metrics {
         }
         if r.moved_from.is_some() {
             self.conversation_moves.inc();
+        }
+        if let Some(user) = &r.user {
+            self.users.record(user, u);
         }
     }
 }

@@ -22,6 +22,7 @@ impl RecordSink for AccessLog {
             status = r.status,
             error = r.error.as_ref().map(|e| e.name()),
             key = r.client_key.as_deref(),
+            user = r.user.as_deref(),
             model = r.model_requested.as_deref(),
             resolved = r.model.as_deref(),
             effort = r.effort.as_deref(),
@@ -106,5 +107,33 @@ mod tests {
         assert!(lines[1].contains("status=504") && lines[1].contains("header_timeout"), "{}", lines[1]);
         let left = line("req-left");
         assert!(left.contains("status=499") && left.contains("disconnected=true"), "{text}");
+    }
+
+    /// A request made with a key a user owns names the user (`keys::Caller::user`); one with a key of nobody's
+    /// names none.
+    #[test]
+    fn the_line_names_the_user_a_request_was_for() -> anyhow::Result<()> {
+        use crate::keys::manage::{KeySpec, Owner, create_owned};
+        let dir = std::env::temp_dir().join(format!("cgw-access-user-{}", uuid::Uuid::new_v4()));
+        let store = Arc::new(crate::store::Store::open(&dir.join("gateway.db"))?);
+        let owner = Owner { id: "usr_ana", name: "ana", max_keys: None };
+        let (_, theirs) = create_owned(&store, KeySpec { name: "a".into(), ..Default::default() }, Some(owner), 1)?;
+        let (_, nobodys) = create_owned(&store, KeySpec { name: "g".into(), ..Default::default() }, None, 1)?;
+        let keys = crate::keys::Keys::load(store)?;
+        let caller = |s: &str| keys.find(s).map(crate::keys::Caller).ok_or_else(|| anyhow::anyhow!("no key"));
+        let (theirs, nobodys) = (caller(&theirs)?, caller(&nobodys)?);
+        let sinks = Sinks::new(vec![Arc::new(AccessLog)]);
+        let text = logged(|| {
+            for (id, c) in [("req-user", &theirs), ("req-none", &nobodys)] {
+                let mut r = Recorder::new(sinks.clone(), Api::named("chat"), "/v1/chat/completions", id.into());
+                r.set_caller(Some(c));
+                r.finish(200);
+            }
+        });
+        let line = |id: &str| text.lines().find(|l| l.contains(&format!("request_id={id} "))).unwrap_or("").to_string();
+        assert!(line("req-user").contains("user=\"usr_ana\""), "{text}");
+        assert!(!line("req-none").contains("user="), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
     }
 }

@@ -56,6 +56,8 @@ pub struct RequestRecord {
     pub route: Cow<'static, str>,
     /// The client key that made the request (`None`: the shared key or no key).
     pub client_key: Option<Arc<str>>,
+    /// The user the request was for (`keys::Caller::user`: the owner of its key, or the user of its token).
+    pub user: Option<Arc<str>>,
     /// The model as the client named it; `None` when the request was refused before it was read.
     pub model_requested: Option<String>,
     /// The Codex model it was resolved to.

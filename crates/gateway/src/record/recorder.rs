@@ -39,6 +39,7 @@ impl Recorder {
             api,
             route: route.into(),
             client_key: None,
+            user: None,
             model_requested: None,
             model: None,
             effort: None,
@@ -86,6 +87,16 @@ impl Recorder {
 
     pub fn set_client_key(&mut self, key: Option<Arc<str>>) {
         self.with(|r| r.client_key = key);
+    }
+
+    /// Who the request is for, as the guard found it: the client key, and the user it is attributed to (read in
+    /// one place, [`crate::keys::Caller::user`], so the ledger, the log and the metrics agree).
+    pub fn set_caller(&mut self, caller: Option<&crate::keys::Caller>) {
+        let (key, user) = caller.map_or((None, None), |c| (c.key_id(), c.user()));
+        self.with(|r| {
+            r.client_key = key;
+            r.user = user;
+        });
     }
 
     /// Hold the client key's concurrency slot until the request ends.

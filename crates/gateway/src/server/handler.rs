@@ -46,7 +46,7 @@ pub async fn handle<D: Dialect>(
 ) -> Response {
     let rid = request_id(&headers);
     let mut record = Recorder::new(state.records.clone(), D::API, route_name, rid);
-    record.set_client_key(caller.as_ref().map(|c| c.0.id.clone()));
+    record.set_caller(caller.as_ref());
     match serve::<D>(&state, route, caller, headers, body, &mut record).await {
         Ok(Reply::Stream { mut ex, answer, limits }) => {
             let cfg = &state.config;

@@ -51,7 +51,7 @@ async fn handle(state: Arc<AppState>, op: Operation, req: Request) -> Response {
     };
     let mut record = Recorder::new(state.records.clone(), Api::Images, route, rid.clone());
     let caller = req.extensions().get::<Caller>().cloned();
-    record.set_client_key(caller.as_ref().map(|c| c.0.id.clone()));
+    record.set_caller(caller.as_ref());
     match serve(&state, op, req, caller, &mut record).await {
         Ok((response, usage)) => {
             record.usage(usage);

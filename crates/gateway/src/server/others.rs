@@ -19,7 +19,7 @@ use crate::record::{Api, Recorder, Sinks};
 /// an admin call, a 404).
 pub async fn record_other(State(sinks): State<Sinks>, req: Request, next: axum::middleware::Next) -> Response {
     let mut record = Recorder::new(sinks, Api::Other, method_route(&req), request_id(req.headers()));
-    record.set_client_key(req.extensions().get::<crate::keys::Caller>().map(|c| c.0.id.clone()));
+    record.set_caller(req.extensions().get::<crate::keys::Caller>());
     let response = next.run(req).await;
     record.finish(response.status().as_u16());
     response

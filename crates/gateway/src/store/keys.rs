@@ -66,6 +66,8 @@ pub enum NameClaim {
     Taken(String),
     /// No key has this id (an update).
     Missing,
+    /// The key's owner already holds this many keys that are not revoked, their maximum. Nothing was written.
+    OwnerFull(usize),
 }
 
 /// Client keys on the store's backend.
@@ -108,12 +110,13 @@ impl Store {
         }
     }
 
-    /// Insert `k` unless a key that is not revoked has its name; the check and the insert are one step for every
-    /// gateway on the store (SQLite's write lock, a PostgreSQL advisory lock).
-    pub fn insert_key_claiming_name(&self, k: &StoredKey) -> anyhow::Result<NameClaim> {
+    /// Insert `k` unless a key that is not revoked has its name, or (with `max_owned`) its owner already holds that
+    /// many keys that are not revoked; the checks and the insert are one step for every gateway on the store
+    /// (SQLite's write lock, a PostgreSQL advisory lock), so two creations at once cannot both pass them.
+    pub fn insert_key_claiming_name(&self, k: &StoredKey, max_owned: Option<u32>) -> anyhow::Result<NameClaim> {
         match &self.backend {
-            Backend::Sqlite => self.file.insert_key_claiming_name(k),
-            Backend::Postgres(pg) => pg.insert_key_claiming_name(k),
+            Backend::Sqlite => self.file.insert_key_claiming_name(k, max_owned),
+            Backend::Postgres(pg) => pg.insert_key_claiming_name(k, max_owned),
         }
     }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 mod accounts;
+pub mod attribution;
 pub mod audit;
 mod keys;
 pub mod postgres;

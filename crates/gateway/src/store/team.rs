@@ -253,11 +253,18 @@ impl Store {
         }
     }
 
-    /// What the team spent of each key in `ids` since `today_ms` and since `month_ms` (`postgres/budgets.rs`).
-    pub async fn team_spend(&self, ids: Vec<String>, today_ms: i64, month_ms: i64) -> anyhow::Result<Vec<KeySpend>> {
+    /// What the team spent of each key (or user) in `ids` since `today_ms` and since `month_ms`
+    /// (`postgres/budgets.rs`).
+    pub async fn team_spend(
+        &self,
+        by: super::usage::Spender,
+        ids: Vec<String>,
+        today_ms: i64,
+        month_ms: i64,
+    ) -> anyhow::Result<Vec<KeySpend>> {
         match &self.backend {
             Backend::Sqlite => Ok(Vec::new()),
-            Backend::Postgres(pg) => pg.team_spend(ids, today_ms, month_ms).await,
+            Backend::Postgres(pg) => pg.team_spend(by, ids, today_ms, month_ms).await,
         }
     }
 

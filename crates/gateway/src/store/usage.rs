@@ -147,6 +147,22 @@ CREATE INDEX usage_daily_report ON usage_daily (day, account, model, client_key,
     input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, budget_units, duration_ms);
 "#;
 
+/// Whose tokens a budget's read of the ledger sums: each client key's, or each user's (the rollups' column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spender {
+    Key,
+    User,
+}
+
+impl Spender {
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            Spender::Key => "client_key",
+            Spender::User => "user_id",
+        }
+    }
+}
+
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
@@ -224,6 +240,8 @@ pub struct RequestsQuery {
     pub limit: usize,
     pub before: Option<Before>,
     pub key: Option<String>,
+    /// The user a request was for.
+    pub user: Option<String>,
     pub account: Option<String>,
     pub model: Option<String>,
     pub status: Option<StatusFilter>,
@@ -243,6 +261,8 @@ pub struct LedgerEntry<'a> {
     /// The route's path pattern.
     pub route: &'a str,
     pub client_key: Option<&'a str>,
+    /// The user the request was for (a key they own, their own token; `None`: nobody's).
+    pub user_id: Option<&'a str>,
     pub model_requested: Option<&'a str>,
     pub model: Option<&'a str>,
     pub effort: Option<&'a str>,
@@ -318,8 +338,8 @@ impl Sums {
     }
 }
 
-/// (hour or day, account, model, client key, api, status).
-pub(crate) type RollupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, u16);
+/// (hour or day, account, model, client key, api, status, user).
+pub(crate) type RollupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, u16, &'a str);
 
 /// A batch's rows for one rollup table: (table, time column, rows).
 pub(crate) type RollupRows<'a> = (&'static str, &'static str, HashMap<RollupKey<'a>, Sums>);
@@ -335,6 +355,7 @@ pub(crate) fn rollups<'a>(entries: &[LedgerEntry<'a>]) -> [RollupRows<'a>; 2] {
             r.client_key.unwrap_or(""),
             r.api,
             r.status,
+            r.user_id.unwrap_or(""),
         );
         let s = hourly.entry(key).or_default();
         s.requests += 1;
@@ -350,8 +371,8 @@ pub(crate) fn rollups<'a>(entries: &[LedgerEntry<'a>]) -> [RollupRows<'a>; 2] {
     ROLLUPS.map(|(table, column, grain)| {
         // Hours fold into days here: a batch's daily rows are the sums of its hourly ones.
         let mut rows: HashMap<RollupKey<'a>, Sums> = HashMap::new();
-        for (&(t, account, model, key, api, status), s) in &hourly {
-            rows.entry((t.div_euclid(grain) * grain, account, model, key, api, status)).or_default().add(s);
+        for (&(t, account, model, key, api, status, user), s) in &hourly {
+            rows.entry((t.div_euclid(grain) * grain, account, model, key, api, status, user)).or_default().add(s);
         }
         (table, column, rows)
     })
@@ -481,12 +502,12 @@ impl Store {
         })
     }
 
-    /// Input plus output tokens per client key from `from` (an hour) on: hourly rollups up to `midnight`, daily
-    /// ones after it (`usage::tokens_by_key_since`).
-    pub fn tokens_by_key(&self, from: i64, midnight: i64) -> anyhow::Result<HashMap<String, u64>> {
+    /// Input plus output tokens per client key (or user) from `from` (an hour) on: hourly rollups up to
+    /// `midnight`, daily ones after it (`usage::tokens_by_key_since`).
+    pub fn tokens_by(&self, by: Spender, from: i64, midnight: i64) -> anyhow::Result<HashMap<String, u64>> {
         match &self.backend {
-            Backend::Sqlite => self.with_conn(|c| file::tokens_by_key(c, from, midnight)),
-            Backend::Postgres(pg) => pg.tokens_by_key(from, midnight),
+            Backend::Sqlite => self.with_conn(|c| file::tokens_by(c, by, from, midnight)),
+            Backend::Postgres(pg) => pg.tokens_by(by, from, midnight),
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct StoredUser {
     pub totp_secret: Option<String>,
     /// Client keys the user may hold at once (`None`: the default).
     pub max_keys: Option<u32>,
+    /// The user's budget across all their keys: a key's kinds of limit (migration 14 / 17, store/attribution.rs).
+    pub limits: super::Limits,
 }
 
 impl std::fmt::Debug for StoredUser {
@@ -73,6 +75,7 @@ impl std::fmt::Debug for StoredUser {
             .field("disabled_at", &self.disabled_at)
             .field("password", &self.password_hash.is_some())
             .field("totp", &self.totp_secret.is_some())
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -115,7 +118,8 @@ fn text(s: &str) -> Val {
     Val::Text(Some(s.to_string()))
 }
 
-const USER_COLUMNS: &str = "id, name, role, created_at, disabled_at, password_hash, totp_secret, max_keys";
+const USER_COLUMNS: &str = "id, name, role, created_at, disabled_at, password_hash, totp_secret, max_keys, rpm, \
+                            concurrency, daily_tokens, monthly_tokens";
 const SESSION_COLUMNS: &str = "token_sha256, user_id, method, created_at, expires_at";
 
 /// A row read from either backend, by column index.
@@ -156,6 +160,12 @@ fn user_of(r: &dyn Cells) -> anyhow::Result<StoredUser> {
         password_hash: r.text(5)?,
         totp_secret: r.text(6)?,
         max_keys: r.int(7)?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        limits: super::Limits {
+            rpm: r.int(8)?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            concurrency: r.int(9)?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            daily_tokens: r.int(10)?.map(|n| u64::try_from(n).unwrap_or(0)),
+            monthly_tokens: r.int(11)?.map(|n| u64::try_from(n).unwrap_or(0)),
+        },
     })
 }
 
@@ -191,15 +201,17 @@ impl Store {
     /// Insert a user; `false` when the name is taken (nothing written).
     pub fn insert_user(&self, u: &StoredUser) -> anyhow::Result<bool> {
         let sql = format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (name) DO NOTHING"
+            "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             ON CONFLICT (name) DO NOTHING"
         );
         Ok(self.users_exec(sql, user_values(u))? == 1)
     }
 
-    /// Write a user's role, disabled time, password hash, TOTP secret and key maximum (the id, name and creation
-    /// stay). Whether a user has this id.
+    /// Write a user's role, disabled time, password hash, TOTP secret, key maximum and budget (the id, name and
+    /// creation stay). Whether a user has this id.
     pub fn update_user(&self, u: &StoredUser) -> anyhow::Result<bool> {
-        let sql = "UPDATE users SET role = ?3, disabled_at = ?5, password_hash = ?6, totp_secret = ?7, max_keys = ?8 \
+        let sql = "UPDATE users SET role = ?3, disabled_at = ?5, password_hash = ?6, totp_secret = ?7, max_keys = ?8, \
+                   rpm = ?9, concurrency = ?10, daily_tokens = ?11, monthly_tokens = ?12 \
                    WHERE id = ?1 AND name = ?2 AND created_at = ?4";
         Ok(self.users_exec(sql.into(), user_values(u))? == 1)
     }
@@ -320,6 +332,10 @@ fn user_values(u: &StoredUser) -> Vec<Val> {
         Val::Text(u.password_hash.clone()),
         Val::Text(u.totp_secret.clone()),
         Val::Int(u.max_keys.map(i64::from)),
+        Val::Int(u.limits.rpm.map(i64::from)),
+        Val::Int(u.limits.concurrency.map(i64::from)),
+        Val::Int(u.limits.daily_tokens.map(|n| i64::try_from(n).unwrap_or(i64::MAX))),
+        Val::Int(u.limits.monthly_tokens.map(|n| i64::try_from(n).unwrap_or(i64::MAX))),
     ]
 }
 
@@ -341,6 +357,7 @@ mod tests {
             password_hash: Some("$argon2id$...".into()),
             totp_secret: None,
             max_keys: Some(3),
+            limits: crate::store::Limits { daily_tokens: Some(1000), ..Default::default() },
         };
         assert!(store.insert_user(&u)?);
         assert!(!store.insert_user(&StoredUser { id: "usr_2".into(), ..u.clone() })?, "a name is one user's");

@@ -55,17 +55,19 @@ fn csv_format(v: &str) -> Result<bool, GatewayError> {
 }
 
 pub fn parse_usage(raw: Option<&str>, now: i64) -> Result<(UsageQuery, bool), GatewayError> {
-    let mut q = UsageQuery { from: 0, to: now, bucket: Bucket::Hour, group_by: None };
+    let mut q = UsageQuery { from: 0, to: now, bucket: Bucket::Hour, group_by: None, user: None };
     let (mut from, mut csv) = (None, false);
-    for (k, v) in pairs(raw, &["from", "to", "bucket", "group_by", "format"])? {
+    for (k, v) in pairs(raw, &["from", "to", "bucket", "group_by", "user", "format"])? {
         match k.as_str() {
             "from" => from = Some(parse_instant(&v, now).ok_or_else(|| bad("from", &v, INSTANT))?),
             "to" => q.to = parse_instant(&v, now).ok_or_else(|| bad("to", &v, INSTANT))?,
             "bucket" => q.bucket = Bucket::parse(&v).ok_or_else(|| bad("bucket", &v, "hour or day"))?,
             "group_by" => {
-                q.group_by =
-                    Some(GroupBy::parse(&v).ok_or_else(|| bad("group_by", &v, "account, model, key or dialect"))?)
+                q.group_by = Some(
+                    GroupBy::parse(&v).ok_or_else(|| bad("group_by", &v, "account, model, key, dialect or user"))?,
+                )
             }
+            "user" => q.user = Some(v),
             "format" => csv = csv_format(&v)?,
             other => return Err(unknown(other)),
         }
@@ -85,7 +87,7 @@ pub fn parse_usage(raw: Option<&str>, now: i64) -> Result<(UsageQuery, bool), Ga
 pub fn parse_requests(raw: Option<&str>, now: i64) -> Result<(RequestsQuery, bool), GatewayError> {
     let mut q = RequestsQuery { limit: DEFAULT_LIMIT, ..Default::default() };
     let mut csv = false;
-    for (k, v) in pairs(raw, &["limit", "before", "key", "account", "model", "status", "format"])? {
+    for (k, v) in pairs(raw, &["limit", "before", "key", "user", "account", "model", "status", "format"])? {
         match k.as_str() {
             "limit" => {
                 q.limit = v
@@ -102,6 +104,7 @@ pub fn parse_requests(raw: Option<&str>, now: i64) -> Result<(RequestsQuery, boo
                     })?)
             }
             "key" => q.key = Some(v),
+            "user" => q.user = Some(v),
             "account" => q.account = Some(v),
             "model" => q.model = Some(v),
             "status" => {
@@ -141,15 +144,17 @@ pub async fn usage(ledger: &Arc<Ledger>, raw: Option<&str>) -> Result<Response, 
     })
 }
 
-/// `GET /admin/usage` for one user: grouped by key (another grouping is refused), only the series of `keys`.
-pub async fn usage_of_keys(ledger: &Arc<Ledger>, raw: Option<&str>, keys: &[String]) -> Result<Response, GatewayError> {
+/// `GET /admin/usage` for one user (a member: their own usage only): the requests made for `user_id`, grouped by
+/// key unless another grouping is asked for; naming another user is refused.
+pub async fn usage_of_user(ledger: &Arc<Ledger>, raw: Option<&str>, user_id: &str) -> Result<Response, GatewayError> {
     let (mut q, csv) = parse_usage(raw, now_ms())?;
-    match q.group_by {
-        None | Some(GroupBy::Key) => q.group_by = Some(GroupBy::Key),
-        Some(_) => return Err(GatewayError::invalid_param("group_by", "Your usage is grouped by key: group_by=key")),
+    if q.user.as_deref().is_some_and(|u| u != user_id) {
+        return Err(GatewayError::new(dialects::ErrorKind::PermissionDenied, "A member reads their own usage only.")
+            .with_code("not_your_usage"));
     }
-    let mut report = ledger.usage(q).await.map_err(failed)?;
-    report.retain_groups(|g| g.is_some_and(|g| keys.iter().any(|k| k == g)));
+    q.user = Some(user_id.to_string());
+    q.group_by = q.group_by.or(Some(GroupBy::Key));
+    let report = ledger.usage(q).await.map_err(failed)?;
     Ok(match csv {
         true => csv_response(query::usage_csv(&report).map_err(failed)?, None),
         false => axum::Json(report).into_response(),

@@ -228,7 +228,20 @@ impl Ledger {
 /// combination, not ~720). The hour that holds `since_unix_ms` counts whole: budgets start on an hour. Requests
 /// without a client key are not included.
 pub fn tokens_by_key_since(store: &Store, since_unix_ms: i64) -> anyhow::Result<HashMap<String, u64>> {
+    tokens_since(store, crate::store::usage::Spender::Key, since_unix_ms)
+}
+
+/// [`tokens_by_key_since`] per user (requests for nobody are not included).
+pub fn tokens_by_user_since(store: &Store, since_unix_ms: i64) -> anyhow::Result<HashMap<String, u64>> {
+    tokens_since(store, crate::store::usage::Spender::User, since_unix_ms)
+}
+
+fn tokens_since(
+    store: &Store,
+    by: crate::store::usage::Spender,
+    since_unix_ms: i64,
+) -> anyhow::Result<HashMap<String, u64>> {
     let from = since_unix_ms.div_euclid(HOUR_MS) * HOUR_MS;
     let midnight = (from + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS;
-    store.tokens_by_key(from, midnight)
+    store.tokens_by(by, from, midnight)
 }

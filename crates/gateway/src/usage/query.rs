@@ -17,6 +17,8 @@ pub enum GroupBy {
     Key,
     /// The client API (chat, responses, anthropic, gemini, ollama).
     Dialect,
+    /// The user the request was for (the owner of its key, or of its token).
+    User,
 }
 
 impl GroupBy {
@@ -26,6 +28,7 @@ impl GroupBy {
             "model" => Some(GroupBy::Model),
             "key" => Some(GroupBy::Key),
             "dialect" => Some(GroupBy::Dialect),
+            "user" => Some(GroupBy::User),
             _ => None,
         }
     }
@@ -35,6 +38,7 @@ impl GroupBy {
             GroupBy::Model => "model",
             GroupBy::Key => "key",
             GroupBy::Dialect => "dialect",
+            GroupBy::User => "user",
         }
     }
     fn column(self) -> &'static str {
@@ -43,18 +47,21 @@ impl GroupBy {
             GroupBy::Model => "model",
             GroupBy::Key => "client_key",
             GroupBy::Dialect => "api",
+            GroupBy::User => "user_id",
         }
     }
 }
 
 /// `from` is rounded down to the start of its bucket (hour, or UTC day): the rollups' grain; buckets that start
 /// before `to` count whole.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct UsageQuery {
     pub from: i64,
     pub to: i64,
     pub bucket: Bucket,
     pub group_by: Option<GroupBy>,
+    /// Only the requests made for this user (their id).
+    pub user: Option<String>,
 }
 
 /// Sums over some requests. `cost_usd` only when a price is configured for one of their models;
@@ -169,11 +176,11 @@ pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Re
     let sql = format!(
         "SELECT {time}, {group}, model, requests, errors, input_tokens, cached_tokens, output_tokens, reasoning_tokens,
                 duration_ms, cache_write_tokens, budget_units
-         FROM {table} WHERE {time} >= ?1 AND {time} < ?2"
+         FROM {table} WHERE {time} >= ?1 AND {time} < ?2 AND (?3 IS NULL OR user_id = ?3)"
     );
     let from = q.from.div_euclid(q.bucket.ms()) * q.bucket.ms();
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(rusqlite::params![from, q.to])?;
+    let mut rows = stmt.query(rusqlite::params![from, q.to, q.user])?;
     // (group, its points by bucket, in the order read)
     let mut groups: Vec<(String, Vec<(i64, Totals)>)> = Vec::new();
     let mut models: Vec<(String, Option<super::pricing::Price>)> = Vec::new();
@@ -301,6 +308,8 @@ pub struct RequestRow {
     pub api: String,
     pub route: String,
     pub key: Option<String>,
+    /// The user the request was for.
+    pub user: Option<String>,
     pub model_requested: Option<String>,
     pub model: Option<String>,
     pub effort: Option<String>,
@@ -376,7 +385,7 @@ fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow
         "SELECT id, request_id, started_at, api, route, client_key, model_requested, model, effort, stream, account,
                 accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms, input_tokens,
                 cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held,
-                cache_write_tokens, budget_units
+                cache_write_tokens, budget_units, user_id
          FROM usage_requests WHERE 1 = 1",
     );
     let mut args: Vec<Sql> = Vec::new();
@@ -385,7 +394,8 @@ fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow
         args.push(v);
         format!("?{}", args.len())
     };
-    for (column, value) in [("client_key", &q.key), ("account", &q.account), ("model", &q.model)] {
+    let filters = [("client_key", &q.key), ("user_id", &q.user), ("account", &q.account), ("model", &q.model)];
+    for (column, value) in filters {
         if let Some(v) = value {
             sql += &format!(" AND {column} = {}", bind(Sql::Text(v.clone())));
         }
@@ -442,6 +452,7 @@ fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow
             held: r.get(26)?,
             cache_write_tokens: count(r.get(27)?),
             budget_units: r.get(28)?,
+            user: r.get(29)?,
             cost_usd: None,
         })
     })?;
@@ -453,7 +464,7 @@ pub fn requests_csv(page: &RequestsPage) -> Result<String, csv::Error> {
     const COLUMNS: &str = "id,request_id,started_time,api,route,key,model_requested,model,effort,stream,account,\
                            accounts_tried,attempts,failovers,status,error,error_code,ttfb_ms,duration_ms,input_tokens,\
                            cached_tokens,output_tokens,reasoning_tokens,client_disconnected,moved_from,refusal,held,\
-                           cost_usd,cache_write_tokens,budget_units";
+                           cost_usd,cache_write_tokens,budget_units,user";
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(COLUMNS.split(','))?;
     for r in &page.requests {

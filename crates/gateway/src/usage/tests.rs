@@ -37,6 +37,7 @@ fn record(id: &str, at_ms: u64, key: Option<&str>, model: &str, status: u16, tok
         api: Api::named("chat"),
         route: "/v1/chat/completions".into(),
         client_key: key.map(Arc::from),
+        user: None,
         model_requested: Some(model.into()),
         model: Some(model.into()),
         effort: None,
@@ -208,7 +209,13 @@ fn rollups_queries_budgets_and_pruning() -> anyhow::Result<()> {
     assert_eq!(count(&conn, "usage_daily"), 4, "c shares its day with a and b, but not their key");
 
     let prices = settings("[\"gpt-5.4\"]\ninput = 1.0\noutput = 10.0").prices;
-    let q = UsageQuery { from: day0 as i64, to: (day0 + 2 * 24 * h) as i64, bucket: Bucket::Day, group_by: None };
+    let q = UsageQuery {
+        from: day0 as i64,
+        to: (day0 + 2 * 24 * h) as i64,
+        bucket: Bucket::Day,
+        group_by: None,
+        user: None,
+    };
     let all = query::usage(&conn, &q, &prices)?;
     assert_eq!((all.totals.requests, all.totals.errors, all.totals.input_tokens), (5, 2, 157));
     assert_eq!(all.series.len(), 1);
@@ -217,11 +224,12 @@ fn rollups_queries_budgets_and_pruning() -> anyhow::Result<()> {
     // Priced: gpt-5.4's 150 input and 15 output; gpt-5.4-mini's tokens have no price, so the sum says so.
     assert_eq!(all.totals.cost_usd, Some((150.0 + 150.0) / 1e6));
     assert!(all.totals.cost_incomplete);
-    let by_key = query::usage(&conn, &UsageQuery { group_by: Some(GroupBy::Key), bucket: Bucket::Hour, ..q }, &prices)?;
+    let by_key =
+        query::usage(&conn, &UsageQuery { group_by: Some(GroupBy::Key), bucket: Bucket::Hour, ..q.clone() }, &prices)?;
     let groups: Vec<(Option<&str>, u64)> =
         by_key.series.iter().map(|s| (s.group.as_deref(), s.totals.requests)).collect();
     assert_eq!(groups, [(None, 1), (Some("k1"), 3), (Some("k2"), 1)]);
-    let by_model = query::usage(&conn, &UsageQuery { group_by: Some(GroupBy::Model), ..q }, &prices)?;
+    let by_model = query::usage(&conn, &UsageQuery { group_by: Some(GroupBy::Model), ..q.clone() }, &prices)?;
     let mini = by_model.series.iter().find(|s| s.group.as_deref() == Some("gpt-5.4-mini"));
     assert_eq!(mini.map(|s| s.totals.cost_usd), Some(None), "no price, no cost");
     let csv = query::usage_csv(&by_model)?;
@@ -305,11 +313,11 @@ fn cache_writes_and_budget_units_are_stored_and_summed() -> anyhow::Result<()> {
     assert_eq!(rows, [("c", 0, None), ("b", 200, Some(0.25)), ("a", 300, Some(12.5))]);
     let csv = query::requests_csv(&page)?;
     let header: Vec<&str> = csv.lines().next().unwrap_or_default().split(',').collect();
-    assert_eq!(header[header.len() - 2..], ["cache_write_tokens", "budget_units"], "{csv}");
-    assert!(csv.lines().any(|l| l.starts_with(&format!("{},a,", page.requests[2].id)) && l.ends_with(",300,12.5")));
+    assert_eq!(header[header.len() - 3..], ["cache_write_tokens", "budget_units", "user"], "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with(&format!("{},a,", page.requests[2].id)) && l.ends_with(",300,12.5,")));
 
     for bucket in [Bucket::Hour, Bucket::Day] {
-        let q = UsageQuery { from: day0 as i64, to: (day0 + 86_400_000) as i64, bucket, group_by: None };
+        let q = UsageQuery { from: day0 as i64, to: (day0 + 86_400_000) as i64, bucket, group_by: None, user: None };
         let report = query::usage(&conn, &q, &prices)?;
         let t = &report.totals;
         assert_eq!((t.requests, t.cached_tokens, t.cache_write_tokens, t.budget_units), (3, 600, 500, 12.75));
@@ -327,7 +335,7 @@ fn bad_admin_parameters_name_themselves() {
     let now = 1_800_000_000_000;
     for (query, param) in [
         ("bucket=week", "bucket"),
-        ("group_by=user", "group_by"),
+        ("group_by=person", "group_by"),
         ("from=yesterday", "from"),
         ("to=soon", "to"),
         ("from=1d&to=2d", "from"),

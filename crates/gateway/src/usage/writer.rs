@@ -220,6 +220,7 @@ impl<'a> From<&'a RequestRecord> for LedgerEntry<'a> {
             api: r.api.as_str(),
             route: &r.route,
             client_key: r.client_key.as_deref(),
+            user_id: r.user.as_deref(),
             model_requested: r.model_requested.as_deref(),
             model: r.model.as_deref(),
             effort: r.effort.as_deref(),

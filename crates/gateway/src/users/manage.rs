@@ -27,9 +27,6 @@ pub enum UserError {
     NameTaken(String),
     #[error(transparent)]
     Password(#[from] password::PasswordError),
-    /// A member asked for a key past the maximum an admin set.
-    #[error("{name} already holds {held} client keys, the most they may hold: revoke one first")]
-    TooManyKeys { name: String, held: usize },
     #[error(transparent)]
     Store(#[from] anyhow::Error),
 }
@@ -44,13 +41,29 @@ pub struct NewUser {
     pub max_keys: Option<u32>,
 }
 
-/// `PATCH /admin/users/{id}`: a field left out stays.
+/// `PATCH /admin/users/{id}`: a field left out stays; a budget's limit set to `null` is removed (as a key's).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     pub role: Option<String>,
     pub disabled: Option<bool>,
     pub max_keys: Option<u32>,
+    /// The user's budget across all their keys (keys/users.rs): a key's kinds of limit.
+    #[serde(default, deserialize_with = "crate::keys::manage::some")]
+    pub rpm: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "crate::keys::manage::some")]
+    pub concurrency: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "crate::keys::manage::some")]
+    pub daily_tokens: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "crate::keys::manage::some")]
+    pub monthly_tokens: Option<Option<u64>>,
+}
+
+impl UserPatch {
+    /// Whether the patch changes the budget (the audit trail names such a change `user.budget`).
+    pub fn sets_budget(&self) -> bool {
+        self.rpm.is_some() || self.concurrency.is_some() || self.daily_tokens.is_some() || self.monthly_tokens.is_some()
+    }
 }
 
 /// What a change ended besides itself.
@@ -103,6 +116,7 @@ pub fn create(store: &Store, new: NewUser, now: i64) -> Result<StoredUser, UserE
         password_hash,
         totp_secret: None,
         max_keys: new.max_keys.map(max_keys).transpose()?,
+        limits: Default::default(),
     };
     if !store.insert_user(&row)? {
         return Err(UserError::NameTaken(row.name));
@@ -119,6 +133,13 @@ pub fn update(store: &Store, id: &str, patch: UserPatch, now: i64) -> Result<(St
     if let Some(n) = patch.max_keys {
         row.max_keys = Some(max_keys(n)?);
     }
+    let l = &mut row.limits;
+    patch.rpm.into_iter().for_each(|v| l.rpm = v);
+    patch.concurrency.into_iter().for_each(|v| l.concurrency = v);
+    patch.daily_tokens.into_iter().for_each(|v| l.daily_tokens = v);
+    patch.monthly_tokens.into_iter().for_each(|v| l.monthly_tokens = v);
+    // The same bounds as a key's limits (keys/manage.rs).
+    crate::keys::manage::check_limits(&None, &row.limits).map_err(|e| UserError::Invalid(e.to_string()))?;
     let disabling = patch.disabled == Some(true) && row.disabled_at.is_none();
     match patch.disabled {
         Some(true) => row.disabled_at = row.disabled_at.or(Some(now)),
@@ -181,20 +202,6 @@ pub fn end(store: &Store, user_id: &str, now: i64) -> Result<Ended, UserError> {
     Ok(Ended { sessions, keys })
 }
 
-/// The keys a user holds that are not revoked.
-pub fn keys_held(store: &Store, user_id: &str) -> Result<usize, UserError> {
-    Ok(store.list_keys()?.iter().filter(|k| k.owner.as_deref() == Some(user_id) && k.revoked_at.is_none()).count())
-}
-
-/// Refused with [`UserError::TooManyKeys`] when the user holds their maximum already.
-pub fn may_add_key(store: &Store, user: &super::User) -> Result<(), UserError> {
-    let held = keys_held(store, &user.id)?;
-    if held >= user.max_keys as usize {
-        return Err(UserError::TooManyKeys { name: user.name.clone(), held });
-    }
-    Ok(())
-}
-
 /// A user as the API and the pages show one: never the password's hash or the TOTP secret.
 pub fn summary(u: &StoredUser) -> Value {
     json!({
@@ -206,6 +213,10 @@ pub fn summary(u: &StoredUser) -> Value {
         "password": u.password_hash.is_some(),
         "totp": u.totp_secret.is_some(),
         "max_keys": u.max_keys.unwrap_or(DEFAULT_MAX_KEYS),
+        "rpm": u.limits.rpm,
+        "concurrency": u.limits.concurrency,
+        "daily_tokens": u.limits.daily_tokens,
+        "monthly_tokens": u.limits.monthly_tokens,
     })
 }
 
@@ -216,6 +227,10 @@ pub fn note(u: &StoredUser, ended: &Ended) -> crate::audit::Note {
         .with("role", u.role.clone())
         .with("disabled", u.disabled_at.is_some())
         .with("max_keys", u.max_keys)
+        .with("rpm", u.limits.rpm)
+        .with("concurrency", u.limits.concurrency)
+        .with("daily_tokens", u.limits.daily_tokens)
+        .with("monthly_tokens", u.limits.monthly_tokens)
         .with("has_totp", u.totp_secret.is_some())
         .with("sessions_ended", ended.sessions)
         .with("keys_revoked", ended.keys.clone())

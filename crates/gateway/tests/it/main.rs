@@ -5,6 +5,7 @@ mod harness;
 mod admin;
 mod anthropic;
 mod audit;
+mod budgets;
 mod chain;
 mod chat;
 mod client_version;

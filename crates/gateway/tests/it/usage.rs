@@ -361,7 +361,7 @@ async fn admin_usage_and_requests_filter_paginate_export_and_refuse_bad_paramete
 
     for (path, param) in [
         ("/admin/usage?bucket=week", "bucket"),
-        ("/admin/usage?group_by=user", "group_by"),
+        ("/admin/usage?group_by=person", "group_by"),
         ("/admin/usage?from=yesterday", "from"),
         ("/admin/requests?limit=0", "limit"),
         ("/admin/requests?status=abc", "status"),

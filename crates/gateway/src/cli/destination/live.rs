@@ -165,8 +165,21 @@ impl KeysTarget for Live {
 }
 
 impl UsageTarget for Live {
-    async fn usage(&self, from: i64, to: i64, by: GroupBy) -> anyhow::Result<Value> {
-        let path = format!("/admin/usage?from={from}&to={to}&bucket=day&group_by={}", by.as_str());
+    async fn usage(&self, from: i64, to: i64, by: GroupBy, user: Option<&str>) -> anyhow::Result<Value> {
+        let mut path = format!("/admin/usage?from={from}&to={to}&bucket=day&group_by={}", by.as_str());
+        if let Some(user) = user {
+            // The admin API filters by id: a name is looked up first (`GET /admin/users/{id or name}`).
+            let segment: String = url::form_urlencoded::byte_serialize(user.as_bytes()).collect();
+            let found = self.call(Method::GET, &format!("/admin/users/{segment}"), None).await?;
+            let id = found["id"].as_str().ok_or_else(|| anyhow::anyhow!("no user `{user}`"))?;
+            path += &format!("&user={}", url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>());
+        }
         self.call(Method::GET, &path, None).await
+    }
+
+    async fn user_names(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let users = self.call(Method::GET, "/admin/users", None).await?;
+        let named = |u: &Value| Some((u["id"].as_str()?.to_string(), u["name"].as_str()?.to_string()));
+        Ok(users.as_array().map(|a| a.iter().filter_map(named).collect()).unwrap_or_default())
     }
 }

@@ -196,7 +196,7 @@ fn key_error(e: ManageError) -> anyhow::Error {
     match e {
         ManageError::Invalid(m) => anyhow::anyhow!(m),
         ManageError::NotFound(id) => anyhow::anyhow!("no client key `{id}`"),
-        e @ ManageError::NameTaken { .. } => anyhow::anyhow!(e.to_string()),
+        e @ (ManageError::NameTaken { .. } | ManageError::TooManyKeys { .. }) => anyhow::anyhow!(e.to_string()),
         ManageError::Store(e) => e,
     }
 }
@@ -257,12 +257,20 @@ impl KeysTarget for Local<'_> {
 }
 
 impl UsageTarget for Local<'_> {
-    async fn usage(&self, from: i64, to: i64, by: GroupBy) -> anyhow::Result<Value> {
+    async fn usage(&self, from: i64, to: i64, by: GroupBy, user: Option<&str>) -> anyhow::Result<Value> {
         let store = self.store()?;
-        let q = UsageQuery { from, to, bucket: Bucket::Day, group_by: Some(by) };
+        let user = match user {
+            Some(u) => Some(crate::users::manage::find(&store, u).map_err(|e| anyhow::anyhow!("{e}"))?.id),
+            None => None,
+        };
+        let q = UsageQuery { from, to, bucket: Bucket::Day, group_by: Some(by), user };
         let rows = LedgerRows::Rollups { bucket: q.bucket, from: q.from, to: q.to };
         let prices = &self.config.usage.prices;
         let report = store.ledger_reader().read(&rows, |c| Ok(query::usage(c, &q, prices)?))?;
         Ok(serde_json::to_value(report)?)
+    }
+
+    async fn user_names(&self) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(self.store()?.list_users()?.into_iter().map(|u| (u.id, u.name)).collect())
     }
 }

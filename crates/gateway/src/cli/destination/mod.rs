@@ -101,6 +101,9 @@ pub(crate) trait KeysTarget {
 
 /// What `usage` reads (cli/usage.rs).
 pub(crate) trait UsageTarget {
-    /// The usage report (`/admin/usage`'s answer) from `from` to `to` (unix milliseconds), by day, grouped `by`.
-    async fn usage(&self, from: i64, to: i64, by: GroupBy) -> anyhow::Result<Value>;
+    /// The usage report (`/admin/usage`'s answer) from `from` to `to` (unix milliseconds), by day, grouped `by`,
+    /// of the requests made for `user` (a user's id or name) when one is given.
+    async fn usage(&self, from: i64, to: i64, by: GroupBy, user: Option<&str>) -> anyhow::Result<Value>;
+    /// Each user's name by id (a report grouped by user shows them beside the ids).
+    async fn user_names(&self) -> anyhow::Result<Vec<(String, String)>>;
 }

@@ -530,7 +530,11 @@
         for (const el of $$("[data-key]", form)) {
           const k = el.dataset.key;
           if (el.dataset.bool !== undefined) body[k] = el.value === "true";
-          else if (el.type === "number") { if (el.value.trim() !== "") body[k] = Number(el.value); }
+          else if (el.type === "number") {
+            // A budget's empty field removes that limit (null); other empty numbers are left out.
+            if (el.value.trim() !== "") body[k] = Number(el.value);
+            else if (el.dataset.nullable !== undefined) body[k] = null;
+          }
           else body[k] = el.value;
         }
         try {

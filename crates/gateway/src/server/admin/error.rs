@@ -51,6 +51,9 @@ impl AdminError {
             AdminError::Keys(ManageError::NotFound(id)) => {
                 GatewayError::new(ErrorKind::NotFound, format!("No client key `{id}`"))
             }
+            AdminError::Keys(e @ ManageError::TooManyKeys { .. }) => {
+                GatewayError::new(ErrorKind::PermissionDenied, e.to_string()).with_code("too_many_keys")
+            }
             AdminError::Keys(e @ ManageError::NameTaken { .. }) => {
                 GatewayError::invalid(e.to_string()).with_code("name_taken")
             }
@@ -72,9 +75,6 @@ fn user_error(e: UserError) -> GatewayError {
         e @ UserError::NameTaken(_) => GatewayError::invalid(e.to_string()).with_code("name_taken"),
         UserError::Password(e @ (PasswordError::TooShort | PasswordError::TooLong)) => {
             GatewayError::invalid_param("password", e.to_string()).with_code("weak_password")
-        }
-        e @ UserError::TooManyKeys { .. } => {
-            GatewayError::new(ErrorKind::PermissionDenied, e.to_string()).with_code("too_many_keys")
         }
         UserError::Password(e @ PasswordError::Hash) => GatewayError::internal(e.to_string()),
         UserError::Store(e) => GatewayError::internal(format!("{e:#}")),

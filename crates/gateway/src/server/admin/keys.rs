@@ -70,11 +70,10 @@ async fn create(
     asking: Asking,
     AdminJson(spec): AdminJson<KeySpec>,
 ) -> Result<(StatusCode, Note, Json<Value>), AdminError> {
-    // A signed-in user's key is theirs; a member's counts against the maximum an admin set them.
-    if let Some(member) = asking.only_own() {
-        crate::users::manage::may_add_key(s.keys.store(), member)?;
-    }
-    let owner = asking.principal.user().map(|u| u.id.as_str());
+    // A signed-in user's key is theirs; a member's counts against the maximum an admin set them (checked with the
+    // insert: concurrent creations cannot together pass it).
+    let max_keys = asking.only_own().map(|member| member.max_keys);
+    let owner = asking.principal.user().map(|u| manage::Owner { id: &u.id, name: &u.name, max_keys });
     let (row, secret) = manage::create_owned(s.keys.store(), spec, owner, now_unix())?;
     reloaded(&s)?;
     let mut v = stored_with_usage(Some(&s.keys), &row);

@@ -299,14 +299,12 @@ async fn reload_now(State(state): State<Arc<AppState>>) -> Response {
     (status, report.note(), axum::Json(report)).into_response()
 }
 
-/// `GET /admin/usage` (usage/api.rs); a member's own keys only, grouped by key.
+/// `GET /admin/usage` (usage/api.rs); a member's own usage only (the requests made for them), by key unless
+/// they ask for another grouping.
 async fn usage(State(s): State<Arc<AppState>>, asking: Asking, RawQuery(raw): RawQuery) -> Answer<Response> {
     match asking.only_own() {
         None => Ok(crate::usage::api::usage(&s.ledger, raw.as_deref()).await?),
-        Some(user) => {
-            let keys: Vec<String> = owned_keys(&s, &user.id)?;
-            Ok(crate::usage::api::usage_of_keys(&s.ledger, raw.as_deref(), &keys).await?)
-        }
+        Some(user) => Ok(crate::usage::api::usage_of_user(&s.ledger, raw.as_deref(), &user.id).await?),
     }
 }
 

@@ -135,15 +135,26 @@ async fn me(asking: Asking) -> Json<Value> {
     }))
 }
 
+/// A user as the API shows one, with their budget's use on this instance's counters (keys/users.rs: raised to the
+/// team's spend once a second on a team store).
+fn with_usage(s: &AppState, row: &crate::store::users::StoredUser) -> Value {
+    let mut v = manage::summary(row);
+    if let Some(b) = s.keys.user_budget(&row.id) {
+        let (day, month, in_flight) = b.usage(now_unix());
+        v["usage"] = json!({"tokens_today": day, "tokens_this_month": month, "in_flight": in_flight});
+    }
+    v
+}
+
 async fn list(State(s): State<Arc<AppState>>) -> Result<Json<Value>, AdminError> {
     let store = s.users.store().clone();
     let rows = blocking(move || Ok(store.list_users()?)).await?;
-    Ok(Json(Value::Array(rows.iter().map(manage::summary).collect())))
+    Ok(Json(Value::Array(rows.iter().map(|r| with_usage(&s, r)).collect())))
 }
 
 async fn one(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, AdminError> {
     let store = s.users.store().clone();
-    Ok(Json(manage::summary(&blocking(move || Ok(manage::find(&store, &id)?)).await?)))
+    Ok(Json(with_usage(&s, &blocking(move || Ok(manage::find(&store, &id)?)).await?)))
 }
 
 /// Body `{"name", "role", "password"?, "max_keys"?}`: 201 with the user.
@@ -157,16 +168,23 @@ async fn create(
     Ok((StatusCode::CREATED, manage::note(&row, &Ended::default()), Json(manage::summary(&row))))
 }
 
-/// Body: any of `{"role", "disabled", "max_keys"}`. Disabling ends the user's sessions and revokes their keys.
+/// Body: any of `{"role", "disabled", "max_keys", "rpm", "concurrency", "daily_tokens", "monthly_tokens"}` (the
+/// last four: the user's budget across all their keys; `null` removes one). Disabling ends the user's sessions
+/// and revokes their keys. A change of budget is audited as `user.budget`.
 async fn update(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
     AdminJson(patch): AdminJson<UserPatch>,
 ) -> Result<(Note, Json<Value>), AdminError> {
     let store = s.users.store().clone();
+    let action = if patch.sets_budget() { "user.budget" } else { "user.update" };
     let (row, ended) = blocking(move || Ok(manage::update(&store, &id, patch, now_unix())?)).await?;
     reloaded(&s)?;
-    Ok((manage::note(&row, &ended).action("user.update"), Json(with_ended(&row, &ended))))
+    let mut v = with_ended(&row, &ended);
+    if let Some(usage) = with_usage(&s, &row).get("usage") {
+        v["usage"] = usage.clone();
+    }
+    Ok((manage::note(&row, &ended).action(action), Json(v)))
 }
 
 /// Ends the user's sessions and revokes their keys, then removes the user.

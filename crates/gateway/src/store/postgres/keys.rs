@@ -50,9 +50,10 @@ impl PgStore {
         })
     }
 
-    /// Insert `k` unless a key that is not revoked has its name: checked and inserted under a transaction-scoped
-    /// advisory lock, so two instances creating one name at once cannot both find it free.
-    pub fn insert_key_claiming_name(&self, k: &StoredKey) -> anyhow::Result<NameClaim> {
+    /// Insert `k` unless a key that is not revoked has its name, or its owner holds `max_owned` keys already:
+    /// checked and inserted under a transaction-scoped advisory lock, so two instances creating one name (or a
+    /// user's last key) at once cannot both find room.
+    pub fn insert_key_claiming_name(&self, k: &StoredKey, max_owned: Option<u32>) -> anyhow::Result<NameClaim> {
         let (pool, k) = (self.pool(), k.clone());
         self.block(async move {
             let mut client = pool.get().await?;
@@ -60,6 +61,16 @@ impl PgStore {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&KEY_NAMES_LOCK]).await?;
             if let Some(holder) = name_holder(&tx, &k).await? {
                 return Ok(NameClaim::Taken(holder));
+            }
+            // The owner's count under the same lock: every insert of a key takes it, so none slips in between.
+            if let (Some(max), Some(owner)) = (max_owned, &k.owner) {
+                let row = tx
+                    .query_one("SELECT count(*) FROM client_keys WHERE owner = $1 AND revoked_at IS NULL", &[owner])
+                    .await?;
+                let held = usize::try_from(row.try_get::<_, i64>(0)?).unwrap_or(usize::MAX);
+                if held >= max as usize {
+                    return Ok(NameClaim::OwnerFull(held));
+                }
             }
             insert_row(&tx, &k).await?;
             tx.commit().await?;

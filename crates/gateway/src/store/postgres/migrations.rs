@@ -105,6 +105,8 @@ CREATE TABLE instances (
     crate::store::users::SCHEMA,
     // 16: users and sessions move the change counter, so a revoked session is refused on every instance.
     crate::store::users::POSTGRES_TRIGGERS,
+    // 17: who each request was for, in the ledger and its rollups, and each user's limits (store/attribution.rs).
+    crate::store::attribution::POSTGRES,
 ];
 
 /// The schema version a current PostgreSQL store has.

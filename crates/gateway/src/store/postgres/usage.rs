@@ -14,24 +14,24 @@ use rusqlite::params;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
-use crate::store::usage::{Before, Bucket, DAY_MS, LedgerEntry, RequestsQuery, StatusFilter, rollups, tokens};
+use crate::store::usage::{Before, Bucket, DAY_MS, LedgerEntry, RequestsQuery, Spender, StatusFilter, rollups, tokens};
 
 const REQUEST_COLUMNS: &str = "request_id, started_at, api, route, client_key, model_requested, model, effort, \
     stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms, \
     input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held, \
-    cache_write_tokens, budget_units";
+    cache_write_tokens, budget_units, user_id";
 
 const INSERT_REQUESTS: &str = "INSERT INTO usage_requests (request_id, started_at, api, route, client_key,
         model_requested, model, effort, stream, account, accounts_tried, attempts, failovers, status, error,
         error_code, ttfb_ms, duration_ms, input_tokens, cached_tokens, output_tokens, reasoning_tokens,
-        client_disconnected, moved_from, refusal, held, cache_write_tokens, budget_units)
+        client_disconnected, moved_from, refusal, held, cache_write_tokens, budget_units, user_id)
     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
         $8::text[], $9::int[], $10::text[], $11::text[], $12::int[], $13::int[], $14::int[], $15::text[],
         $16::text[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[],
-        $23::int[], $24::text[], $25::text[], $26::text[], $27::bigint[], $28::float8[])";
+        $23::int[], $24::text[], $25::text[], $26::text[], $27::bigint[], $28::float8[], $29::text[])";
 
 /// Parameters of `INSERT_REQUESTS`.
-const REQUEST_PARAMS: usize = 28;
+const REQUEST_PARAMS: usize = 29;
 
 fn small(n: impl TryInto<i32>) -> i32 {
     n.try_into().unwrap_or(i32::MAX)
@@ -41,7 +41,7 @@ fn small(n: impl TryInto<i32>) -> i32 {
 #[derive(Default)]
 struct RequestColumns {
     text: [Vec<String>; 4],
-    opt_text: [Vec<Option<String>>; 10],
+    opt_text: [Vec<Option<String>>; 11],
     int: [Vec<i32>; 5],
     big: [Vec<i64>; 7],
     ttfb: Vec<Option<i64>>,
@@ -58,8 +58,10 @@ impl RequestColumns {
             route.push(r.route.to_string());
             // JSON, as in the SQLite ledger: an imported account's id may hold any character.
             tried.push(serde_json::to_string(r.accounts_tried).unwrap_or_default());
-            let [key, requested, model, effort, account, error, code, moved_from, refusal, held] = &mut c.opt_text;
+            let [key, requested, model, effort, account, error, code, moved_from, refusal, held, user] =
+                &mut c.opt_text;
             let owned = |s: Option<&str>| s.map(str::to_string);
+            user.push(owned(r.user_id));
             key.push(owned(r.client_key));
             requested.push(owned(r.model_requested));
             model.push(owned(r.model));
@@ -93,7 +95,7 @@ impl RequestColumns {
     /// The statement's parameters, in `INSERT_REQUESTS`' order.
     fn params(&self) -> [&(dyn ToSql + Sync); REQUEST_PARAMS] {
         let [request_id, api, route, tried] = &self.text;
-        let [key, requested, model, effort, account, error, code, moved_from, refusal, held] = &self.opt_text;
+        let [key, requested, model, effort, account, error, code, moved_from, refusal, held, user] = &self.opt_text;
         let [stream, attempts, failovers, status, disconnected] = &self.int;
         let [started, duration, input, cached, output, reasoning, cache_write] = &self.big;
         [
@@ -125,6 +127,7 @@ impl RequestColumns {
             held,
             cache_write,
             &self.budget,
+            user,
         ]
     }
 }
@@ -134,18 +137,18 @@ impl RequestColumns {
 struct RollupColumns {
     table: &'static str,
     column: &'static str,
-    text: [Vec<String>; 4],
+    text: [Vec<String>; 5],
     status: Vec<i32>,
     big: [Vec<i64>; 9],
     budget: Vec<f64>,
 }
 
 /// Parameters of one rollup table's upsert.
-const ROLLUP_PARAMS: usize = 15;
+const ROLLUP_PARAMS: usize = 16;
 
 impl RollupColumns {
     fn params(&self) -> [&(dyn ToSql + Sync); ROLLUP_PARAMS] {
-        let [account, model, key, api] = &self.text;
+        let [account, model, key, api, user] = &self.text;
         let [t, requests, errors, input, cached, output, reasoning, duration, cache_write] = &self.big;
         [
             t,
@@ -163,6 +166,7 @@ impl RollupColumns {
             duration,
             cache_write,
             &self.budget,
+            user,
         ]
     }
 
@@ -171,15 +175,15 @@ impl RollupColumns {
         let (table, column) = (self.table, self.column);
         const TYPES: [&str; ROLLUP_PARAMS] = [
             "bigint", "text", "text", "text", "text", "int", "bigint", "bigint", "bigint", "bigint", "bigint",
-            "bigint", "bigint", "bigint", "float8",
+            "bigint", "bigint", "bigint", "float8", "text",
         ];
         let arrays: Vec<String> = TYPES.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect();
         format!(
             "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors,
                 input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens,
-                budget_units)
+                budget_units, user_id)
              SELECT * FROM UNNEST({})
-             ON CONFLICT ({column}, account, model, client_key, api, status) DO UPDATE SET
+             ON CONFLICT ({column}, account, model, client_key, user_id, api, status) DO UPDATE SET
                 requests = {table}.requests + excluded.requests,
                 errors = {table}.errors + excluded.errors,
                 input_tokens = {table}.input_tokens + excluded.input_tokens,
@@ -210,8 +214,8 @@ fn batch_sql(rollups: &[RollupColumns; 2]) -> String {
 fn rollup_columns(entries: &[LedgerEntry<'_>]) -> [RollupColumns; 2] {
     rollups(entries).map(|(table, column, rows)| {
         let mut c = RollupColumns { table, column, ..RollupColumns::default() };
-        for ((t, account, model, key, api, status), s) in rows {
-            for (v, x) in c.text.iter_mut().zip([account, model, key, api]) {
+        for ((t, account, model, key, api, status, user), s) in rows {
+            for (v, x) in c.text.iter_mut().zip([account, model, key, api, user]) {
                 v.push(x.to_string());
             }
             c.status.push(i32::from(status));
@@ -261,19 +265,22 @@ impl PgStore {
 
     /// Input plus output tokens per client key from `from` (an hour) on, hourly rollups up to `midnight`, daily
     /// ones after (as the SQLite ledger is read, `sqlite/usage.rs`): the budgets of the whole team.
-    pub fn tokens_by_key(&self, from: i64, midnight: i64) -> anyhow::Result<HashMap<String, u64>> {
+    pub fn tokens_by(&self, by: Spender, from: i64, midnight: i64) -> anyhow::Result<HashMap<String, u64>> {
         let pool = self.pool();
+        let c = by.column();
         self.block(async move {
             let client = pool.get().await.context("cannot connect")?;
             let rows = client
                 .query(
-                    "SELECT client_key, SUM(n)::bigint FROM (
-                        SELECT client_key, input_tokens + output_tokens AS n FROM usage_hourly
-                            WHERE hour >= $1 AND hour < $2 AND client_key <> ''
-                        UNION ALL
-                        SELECT client_key, input_tokens + output_tokens FROM usage_daily
-                            WHERE day >= $2 AND client_key <> ''
-                     ) t GROUP BY client_key",
+                    &format!(
+                        "SELECT {c}, SUM(n)::bigint FROM (
+                            SELECT {c}, input_tokens + output_tokens AS n FROM usage_hourly
+                                WHERE hour >= $1 AND hour < $2 AND {c} <> ''
+                            UNION ALL
+                            SELECT {c}, input_tokens + output_tokens FROM usage_daily
+                                WHERE day >= $2 AND {c} <> ''
+                         ) t GROUP BY {c}"
+                    ),
                     &[&from, &midnight],
                 )
                 .await?;
@@ -322,7 +329,7 @@ impl PgStore {
                     &format!(
                         "SELECT {column}, account, model, client_key, api, status, requests, errors, input_tokens,
                             cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens,
-                            budget_units
+                            budget_units, user_id
                          FROM {table} WHERE {column} >= $1 AND {column} < $2"
                     ),
                     &[&from, &to],
@@ -334,8 +341,8 @@ impl PgStore {
             let mut insert = conn.prepare(&format!(
                 "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors,
                     input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens,
-                    budget_units)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                    budget_units, user_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
             ))?;
             for r in &rows {
                 let big = |i: usize| r.try_get::<_, i64>(i);
@@ -355,7 +362,8 @@ impl PgStore {
                     big(11)?,
                     big(12)?,
                     big(13)?,
-                    r.try_get::<_, f64>(14)?
+                    r.try_get::<_, f64>(14)?,
+                    text(15)?
                 ])?;
             }
         }
@@ -367,7 +375,8 @@ impl PgStore {
     pub fn requests_snapshot(&self, q: &RequestsQuery) -> anyhow::Result<rusqlite::Connection> {
         let mut sql = format!("SELECT id, {REQUEST_COLUMNS} FROM usage_requests WHERE true");
         let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        for (column, value) in [("client_key", &q.key), ("account", &q.account), ("model", &q.model)] {
+        let filters = [("client_key", &q.key), ("user_id", &q.user), ("account", &q.account), ("model", &q.model)];
+        for (column, value) in filters {
             if let Some(v) = value {
                 args.push(Box::new(v.clone()));
                 sql += &format!(" AND {column} = ${}", args.len());
@@ -408,7 +417,7 @@ impl PgStore {
         {
             let mut insert = conn.prepare(&format!(
                 "INSERT INTO usage_requests (id, {REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-                    ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
+                    ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)"
             ))?;
             for r in &rows {
                 let big = |i: usize| r.try_get::<_, i64>(i);
@@ -444,7 +453,8 @@ impl PgStore {
                     opt(25)?,
                     opt(26)?,
                     big(27)?,
-                    r.try_get::<_, Option<f64>>(28)?
+                    r.try_get::<_, Option<f64>>(28)?,
+                    opt(29)?
                 ])?;
             }
         }
@@ -459,5 +469,6 @@ fn memory_ledger() -> anyhow::Result<rusqlite::Connection> {
     conn.execute_batch(crate::store::usage::MOVED_FROM)?;
     conn.execute_batch(crate::store::usage::RISK)?;
     conn.execute_batch(crate::store::usage::CACHE_WRITES_AND_BUDGET)?;
+    conn.execute_batch(crate::store::attribution::SQLITE_LEDGER)?;
     Ok(conn)
 }

@@ -45,11 +45,22 @@ impl SqliteStore {
     /// Insert `k` unless a key that is not revoked has its name. The check and the insert are one write
     /// transaction that takes the database's write lock first (`BEGIN IMMEDIATE`), so two gateways or commands
     /// on one store cannot both find a name free.
-    pub fn insert_key_claiming_name(&self, k: &StoredKey) -> anyhow::Result<NameClaim> {
+    pub fn insert_key_claiming_name(&self, k: &StoredKey, max_owned: Option<u32>) -> anyhow::Result<NameClaim> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if let Some(holder) = name_holder(&tx, k)? {
             return Ok(NameClaim::Taken(holder));
+        }
+        if let (Some(max), Some(owner)) = (max_owned, &k.owner) {
+            let held: i64 = tx.query_row(
+                "SELECT count(*) FROM client_keys WHERE owner = ?1 AND revoked_at IS NULL",
+                [owner],
+                |r| r.get(0),
+            )?;
+            let held = usize::try_from(held).unwrap_or(usize::MAX);
+            if held >= max as usize {
+                return Ok(NameClaim::OwnerFull(held));
+            }
         }
         insert_row(&tx, k)?;
         tx.commit()?;

@@ -21,7 +21,7 @@ pub mod usage;
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// Each entry moves the schema one version forward; never edit an entry once released.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     concat!("CREATE TABLE accounts (", super::accounts::accounts_columns!(), "\n);"),
     r#"
 ALTER TABLE accounts ADD COLUMN proxy TEXT;
@@ -65,6 +65,8 @@ CREATE TABLE client_keys (
     super::audit::SCHEMA,
     // 13: users, their sessions, and each client key's owner (store/users.rs, users/).
     super::users::SCHEMA,
+    // 14: who each request was for, in the ledger and its rollups, and each user's limits (store/attribution.rs).
+    super::attribution::SQLITE,
 ];
 
 /// One SQLite file and the connection the store's calls share.

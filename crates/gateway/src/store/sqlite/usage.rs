@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rusqlite::{Connection, Transaction, params};
 
-use crate::store::usage::{DAY_MS, LedgerEntry, rollups, tokens};
+use crate::store::usage::{DAY_MS, LedgerEntry, Spender, rollups, tokens};
 
 /// A connection for the ledger: WAL like the store; `synchronous=NORMAL`, since in WAL mode a commit survives a
 /// crash of the process (SIGKILL) either way and only a power loss may lose the last commits, which for usage
@@ -37,9 +37,9 @@ pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqli
         "INSERT INTO usage_requests (request_id, started_at, api, route, client_key, model_requested, model, effort,
             stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms,
             input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held,
-            cache_write_tokens, budget_units)
+            cache_write_tokens, budget_units, user_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-            ?23, ?24, ?25, ?26, ?27, ?28)",
+            ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
     )?;
     for r in entries {
         insert.execute(params![
@@ -72,14 +72,15 @@ pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqli
             r.held,
             tokens(r.cache_write_tokens),
             r.budget_units,
+            r.user_id,
         ])?;
     }
     for (table, column, rows) in rollups(entries) {
         let mut upsert = tx.prepare_cached(&format!(
             "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors, input_tokens,
-                cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens, budget_units)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-             ON CONFLICT ({column}, account, model, client_key, api, status) DO UPDATE SET
+                cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens, budget_units, user_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+             ON CONFLICT ({column}, account, model, client_key, user_id, api, status) DO UPDATE SET
                 requests = {table}.requests + excluded.requests,
                 errors = {table}.errors + excluded.errors,
                 input_tokens = {table}.input_tokens + excluded.input_tokens,
@@ -90,7 +91,7 @@ pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqli
                 cache_write_tokens = {table}.cache_write_tokens + excluded.cache_write_tokens,
                 budget_units = {table}.budget_units + excluded.budget_units"
         ))?;
-        for ((t, account, model, key, api, status), s) in rows {
+        for ((t, account, model, key, api, status, user), s) in rows {
             upsert.execute(params![
                 t,
                 account,
@@ -106,7 +107,8 @@ pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqli
                 s.reasoning,
                 s.duration_ms,
                 s.cache_write,
-                s.budget
+                s.budget,
+                user
             ])?;
         }
     }
@@ -156,17 +158,23 @@ pub fn requests_per_minute(conn: &Connection, from: i64, to: i64) -> rusqlite::R
     Ok(counts)
 }
 
-/// Input plus output tokens per client key from `from` (an hour) on: hourly rollups up to `midnight`, daily ones
-/// after it. Requests without a client key are not included.
-pub(crate) fn tokens_by_key(conn: &Connection, from: i64, midnight: i64) -> rusqlite::Result<HashMap<String, u64>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT client_key, SUM(n) FROM (
-            SELECT client_key, input_tokens + output_tokens AS n FROM usage_hourly
-                WHERE hour >= ?1 AND hour < ?2 AND client_key <> ''
+/// Input plus output tokens per client key (or user) from `from` (an hour) on: hourly rollups up to `midnight`,
+/// daily ones after it. Requests without one are not included.
+pub(crate) fn tokens_by(
+    conn: &Connection,
+    by: Spender,
+    from: i64,
+    midnight: i64,
+) -> rusqlite::Result<HashMap<String, u64>> {
+    let c = by.column();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {c}, SUM(n) FROM (
+            SELECT {c}, input_tokens + output_tokens AS n FROM usage_hourly
+                WHERE hour >= ?1 AND hour < ?2 AND {c} <> ''
             UNION ALL
-            SELECT client_key, input_tokens + output_tokens FROM usage_daily WHERE day >= ?2 AND client_key <> ''
-         ) GROUP BY client_key",
-    )?;
+            SELECT {c}, input_tokens + output_tokens FROM usage_daily WHERE day >= ?2 AND {c} <> ''
+         ) GROUP BY {c}"
+    ))?;
     let rows = stmt.query_map([from, midnight], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     rows.map(|r| r.map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))).collect()
 }

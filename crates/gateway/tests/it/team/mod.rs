@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::harness::stored;
 
 mod audit;
+mod budgets;
 mod conversations;
 mod recipe;
 mod users;
@@ -661,6 +662,7 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
         password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
         totp_secret: None,
         max_keys: Some(3),
+        limits: codex_gateway::store::Limits { monthly_tokens: Some(5000), ..Default::default() },
     };
     assert!(sqlite.insert_user(&user).unwrap_or_else(|e| panic!("{e:#}")));
     drop(sqlite);
@@ -724,17 +726,23 @@ async fn a_team_store_of_the_previous_schema_gains_policies_and_opportunistic_ke
     };
     drop(open().await.unwrap_or_else(|e| panic!("{e}")));
     // Back to version 10: the columns of migrations 11 and 12 gone (12's report indexes with its ledger
-    // columns), 13's table of kept responses, 14's audit trail and 15's users (16 their triggers), the rows of the older schema in place.
+    // columns), 13's table of kept responses, 14's audit trail and 15's users (16 their triggers), 17's user
+    // columns and rollup keys, the rows of the older schema in place.
     db_query(
         &db,
-        "ALTER TABLE accounts DROP COLUMN policy; ALTER TABLE client_keys DROP COLUMN opportunistic;
+        "ALTER TABLE usage_requests DROP COLUMN user_id;
+         ALTER TABLE usage_hourly DROP COLUMN user_id;
+         ALTER TABLE usage_hourly ADD PRIMARY KEY (hour, account, model, client_key, api, status);
+         ALTER TABLE usage_daily DROP COLUMN user_id;
+         ALTER TABLE usage_daily ADD PRIMARY KEY (day, account, model, client_key, api, status);
+         ALTER TABLE accounts DROP COLUMN policy; ALTER TABLE client_keys DROP COLUMN opportunistic;
          ALTER TABLE usage_requests DROP COLUMN cache_write_tokens, DROP COLUMN budget_units;
          ALTER TABLE usage_hourly DROP COLUMN cache_write_tokens, DROP COLUMN budget_units;
          ALTER TABLE usage_daily DROP COLUMN cache_write_tokens, DROP COLUMN budget_units;
          DROP TABLE stored_responses;
          DROP TABLE audit_log;
          DROP TABLE users; DROP TABLE user_sessions; ALTER TABLE client_keys DROP COLUMN owner;
-         DELETE FROM schema_migrations WHERE version IN (11, 12, 13, 14, 15, 16);
+         DELETE FROM schema_migrations WHERE version IN (11, 12, 13, 14, 15, 16, 17);
          INSERT INTO accounts (id, kind, api_key, status, created_at) VALUES ('k', 'api_key', 'sk-1', 'active', 1);
          INSERT INTO client_keys (id, name, prefix, secret_sha256, created_at, suspended_at, suspended_reason)
              VALUES ('key_1', 'ci', 'cgw_', 'ab', 1, 2, 'policy refusals')",

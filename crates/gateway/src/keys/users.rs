@@ -1,0 +1,159 @@
+//! Budgets of users (docs/configuration.md, "User budgets"): the limits an admin sets on a user
+//! (`users.rpm`, `concurrency`, `daily_tokens`, `monthly_tokens`: the kinds a key has, store/keys.rs `Limits`) held
+//! across every request made for the user, whichever of their keys it came with. The same counters and state
+//! machines as a key's (limits.rs, `KeyState`), kept in the registry's snapshot beside the keys (mod.rs), read
+//! with the keys at every reload, charged by `BudgetSink` from the record's user, seeded from the ledger at start
+//! (app/mod.rs) and raised to the team's spend once a second with a team store (team.rs), exactly as a key's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dialects::GatewayError;
+
+use super::limits::Limits;
+use super::{KeyState, Keys, Permit, Snapshot, Whose};
+use crate::auth::now_unix;
+use crate::store::users::StoredUser;
+
+/// A user's budget as requests see it.
+#[derive(Debug)]
+pub struct UserBudget {
+    pub id: Arc<str>,
+    pub name: String,
+    pub limits: Limits,
+    /// Kept across reloads (a changed budget applies to what the user already used).
+    state: Arc<KeyState>,
+}
+
+impl UserBudget {
+    /// What `Keys::admit_all` checks for this user.
+    pub(super) fn limited(&self) -> (Whose<'_>, &Limits, &Arc<KeyState>) {
+        (Whose::User(&self.name), &self.limits, &self.state)
+    }
+
+    /// Tokens used today and this month (UTC), and requests in flight, on this instance's counters.
+    pub fn usage(&self, now: i64) -> (u64, u64, u32) {
+        let (day, month) = self.state.counters.lock().spent.used(now);
+        (day, month, self.state.in_flight.count())
+    }
+
+    fn has_budget(&self) -> bool {
+        self.limits.daily_tokens.is_some() || self.limits.monthly_tokens.is_some()
+    }
+}
+
+/// The users of the next snapshot, each keeping the counters it had in `old`.
+pub(super) fn budgets(old: &Snapshot, rows: Vec<StoredUser>) -> HashMap<Arc<str>, Arc<UserBudget>> {
+    rows.into_iter()
+        .map(|u| {
+            let id: Arc<str> = u.id.as_str().into();
+            let state = old.users.get(&id).map(|b| b.state.clone()).unwrap_or_default();
+            (id.clone(), Arc::new(UserBudget { id, name: u.name, limits: u.limits, state }))
+        })
+        .collect()
+}
+
+impl Keys {
+    /// The budget of the user with this id.
+    pub fn user_budget(&self, id: &str) -> Option<Arc<UserBudget>> {
+        self.snapshot.load().users.get(id).cloned()
+    }
+
+    /// Admit a request made for `user_id` without a client key (a user's own token): their budget alone. A user
+    /// this registry does not know has no limits.
+    pub fn admit_user(&self, user_id: &str) -> Result<Permit, GatewayError> {
+        match self.user_budget(user_id) {
+            Some(u) => self.admit_all(std::iter::once(u.limited())),
+            None => Ok(Permit::default()),
+        }
+    }
+
+    /// Add a finished request's tokens to its user's budget.
+    pub(super) fn charge_user(&self, user_id: &str, tokens: u64) {
+        if let Some(u) = self.user_budget(user_id) {
+            u.state.counters.lock().spent.charge(tokens, now_unix());
+        }
+    }
+
+    /// Every user's id (to seed their budgets from the usage ledger at start).
+    pub fn user_ids(&self) -> Vec<Arc<str>> {
+        self.snapshot.load().users.keys().cloned().collect()
+    }
+
+    /// Set a user's use today and this month (UTC), from the usage ledger at start.
+    pub fn seed_user(&self, user_id: &str, day_tokens: u64, month_tokens: u64) {
+        if let Some(u) = self.user_budget(user_id) {
+            u.state.counters.lock().spent.seed(day_tokens, month_tokens, now_unix());
+        }
+    }
+
+    /// The users with a daily or monthly token budget (the team's spend is read for them: team.rs).
+    pub fn budget_user_ids(&self) -> Vec<Arc<str>> {
+        self.snapshot.load().users.values().filter(|u| u.has_budget()).map(|u| u.id.clone()).collect()
+    }
+
+    /// A user's use as the team's ledger has it: never lowered (this instance's last requests may not be in it).
+    pub fn raise_user_spent(&self, user_id: &str, day_tokens: u64, month_tokens: u64) {
+        if let Some(u) = self.user_budget(user_id) {
+            u.state.counters.lock().spent.raise(day_tokens, month_tokens, now_unix());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::manage::{KeySpec, Owner, create_owned};
+    use crate::store::Store;
+
+    /// Two keys of one user share the user's budget and rate; a key of another user does not.
+    #[test]
+    fn a_users_budget_holds_across_their_keys() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-user-budget-{}", uuid::Uuid::new_v4()));
+        let store = Arc::new(Store::open(&dir.join("gateway.db"))?);
+        let user = |id: &str, limits: Limits| StoredUser {
+            id: id.into(),
+            name: format!("{id}@example.com"),
+            role: "member".into(),
+            created_at: 1,
+            disabled_at: None,
+            password_hash: None,
+            totp_secret: None,
+            max_keys: None,
+            limits,
+        };
+        store.insert_user(&user("usr_ana", Limits { daily_tokens: Some(100), rpm: Some(3), ..Default::default() }))?;
+        store.insert_user(&user("usr_bob", Limits::default()))?;
+        let key = |name: &str, owner: &str| {
+            let owner = Owner { id: owner, name: owner, max_keys: None };
+            create_owned(&store, KeySpec { name: name.into(), ..Default::default() }, Some(owner), 1)
+        };
+        let (_, a1) = key("a1", "usr_ana")?;
+        let (_, a2) = key("a2", "usr_ana")?;
+        let (_, b1) = key("b1", "usr_bob")?;
+        let keys = Keys::load(store.clone())?;
+        let found = |s: &str| keys.find(s).ok_or_else(|| anyhow::anyhow!("key not found"));
+        let (a1, a2, b1) = (found(&a1)?, found(&a2)?, found(&b1)?);
+        // The rate is the user's: three requests over two keys, the fourth refused on either.
+        for k in [&a1, &a2, &a1] {
+            keys.admit(k, "gpt-5.4", "gpt-5.4").map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let refused = keys.admit(&a2, "gpt-5.4", "gpt-5.4").err().and_then(|e| e.code);
+        assert_eq!(refused.as_deref(), Some("user_rate_limit_exceeded"));
+        assert!(keys.admit(&b1, "gpt-5.4", "gpt-5.4").is_ok(), "another user's key is not held by it");
+        // The budget: charged through one key, refused on the other.
+        keys.charge_user("usr_ana", 100);
+        keys.reload()?;
+        let over = keys.admit(&a2, "gpt-5.4", "gpt-5.4").err();
+        assert_eq!(over.as_ref().and_then(|e| e.code.as_deref()), Some("user_daily_token_budget_exceeded"));
+        assert!(over.is_some_and(|e| e.message.contains("ana@example.com") && e.message.contains("100 of 100")));
+        assert_eq!(keys.user_budget("usr_ana").map(|u| u.usage(now_unix()).0), Some(100), "kept by the reload");
+        assert_eq!(keys.budget_user_ids(), vec![Arc::<str>::from("usr_ana")]);
+        // A key whose owner is gone is refused at the next re-read, revoked or not.
+        store.delete_user("usr_bob")?;
+        keys.reload()?;
+        assert!(!b1.revoked && keys.get(&b1.id).is_some_and(|k| k.revoked), "bob's key still usable");
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}
