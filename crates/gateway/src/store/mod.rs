@@ -15,6 +15,7 @@ use rusqlite::Connection;
 
 mod accounts;
 pub mod audit;
+pub mod identities;
 mod keys;
 pub mod postgres;
 pub mod serving;

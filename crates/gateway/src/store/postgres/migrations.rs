@@ -105,6 +105,8 @@ CREATE TABLE instances (
     crate::store::users::SCHEMA,
     // 16: users and sessions move the change counter, so a revoked session is refused on every instance.
     crate::store::users::POSTGRES_TRIGGERS,
+    // 17: single sign-on: provider identities linked to users, sign-ins started (store/identities.rs).
+    crate::store::identities::SCHEMA,
 ];
 
 /// The schema version a current PostgreSQL store has.

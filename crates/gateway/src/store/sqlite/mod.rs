@@ -65,6 +65,8 @@ CREATE TABLE client_keys (
     super::audit::SCHEMA,
     // 13: users, their sessions, and each client key's owner (store/users.rs, users/).
     super::users::SCHEMA,
+    // 14: single sign-on: provider identities linked to users, sign-ins started (store/identities.rs).
+    super::identities::SCHEMA,
 ];
 
 /// One SQLite file and the connection the store's calls share.

@@ -721,7 +721,8 @@ async fn a_team_store_of_the_previous_schema_gains_policies_and_opportunistic_ke
          DROP TABLE stored_responses;
          DROP TABLE audit_log;
          DROP TABLE users; DROP TABLE user_sessions; ALTER TABLE client_keys DROP COLUMN owner;
-         DELETE FROM schema_migrations WHERE version IN (11, 12, 13, 14, 15, 16);
+         DROP TABLE user_identities; DROP TABLE sso_pending;
+         DELETE FROM schema_migrations WHERE version IN (11, 12, 13, 14, 15, 16, 17);
          INSERT INTO accounts (id, kind, api_key, status, created_at) VALUES ('k', 'api_key', 'sk-1', 'active', 1);
          INSERT INTO client_keys (id, name, prefix, secret_sha256, created_at, suspended_at, suspended_reason)
              VALUES ('key_1', 'ci', 'cgw_', 'ab', 1, 2, 'policy refusals')",
