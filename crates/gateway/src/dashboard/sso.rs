@@ -41,16 +41,22 @@ fn redirect_uri(dash: &St, headers: &HeaderMap) -> Option<String> {
     Some(format!("{scheme}://{host}{CALLBACK_PATH}"))
 }
 
-/// Append the sign-in's entry to the audit trail: who (the provider's e-mail or subject when known), how it went
-/// and, for a refusal, why; never a code, a token or the state.
-async fn record(dash: &St, source: Option<String>, actor: Actor, who: Option<String>, refused: Option<&SsoError>) {
+/// Append the sign-in's entry to the audit trail: who (the user's name, or the provider's e-mail or subject when
+/// known), how it went, whether the user was made by it and, for a refusal, why; never a code, a token or the
+/// state.
+async fn record(dash: &St, source: Option<String>, actor: Actor, who: Option<String>, how: Result<bool, &SsoError>) {
     let mut entry = Entry::new(actor, "user.sign_in");
     entry.source = source;
     entry.target = who.map(|w| w.chars().take(200).collect());
     entry.details.insert("method".into(), "oidc".into());
-    if let Some(e) = refused {
-        entry.outcome = if e.status() >= 500 { Outcome::Failed } else { Outcome::Refused };
-        entry.details.insert("reason".into(), e.reason().into());
+    match how {
+        Ok(created) => {
+            entry.details.insert("created".into(), created.into());
+        }
+        Err(e) => {
+            entry.outcome = if e.status() >= 500 { Outcome::Failed } else { Outcome::Refused };
+            entry.details.insert("reason".into(), e.reason().into());
+        }
     }
     let store = dash.app.pool.store().clone();
     if let Err(e) = tokio::task::spawn_blocking(move || audit::record(&store, entry)).await {
@@ -84,7 +90,7 @@ pub(crate) async fn start(State(dash): State<St>, req: Request) -> Response {
         }
         Err(e) => {
             tracing::warn!("dashboard: a single sign-on could not start: {e}");
-            record(&dash, source, Actor::Anonymous, None, Some(&e)).await;
+            record(&dash, source, Actor::Anonymous, None, Err(&e)).await;
             refused_page(&dash, &headers, &e)
         }
     }
@@ -102,13 +108,10 @@ pub(crate) async fn callback(State(dash): State<St>, req: Request) -> Response {
     let mut resp = match result {
         Ok(done) => {
             let name = done.signed.user.name.clone();
-            let actor = Actor::User { name: name.clone() };
-            let mut entry_who = Some(name);
             if done.created {
                 tracing::info!("dashboard: a user was made at their first single sign-on");
-                entry_who = entry_who.map(|n| format!("{n} (new)"));
             }
-            record(&dash, source, actor, entry_who, None).await;
+            record(&dash, source, Actor::User { name: name.clone() }, Some(name), Ok(done.created)).await;
             let home = crate::users::access::home(done.signed.user.role);
             // A page that moves on by itself rather than a redirect: the session cookie is SameSite=Strict, and a
             // browser does not send it on a redirect chain that began at the provider's site.
@@ -123,7 +126,7 @@ pub(crate) async fn callback(State(dash): State<St>, req: Request) -> Response {
         }
         Err(failed) => {
             tracing::warn!("dashboard: a single sign-on was refused ({})", failed.error.reason());
-            record(&dash, source, Actor::Anonymous, failed.who, Some(&failed.error)).await;
+            record(&dash, source, Actor::Anonymous, failed.who, Err(&failed.error)).await;
             refused_page(&dash, &headers, &failed.error)
         }
     };

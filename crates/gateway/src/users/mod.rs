@@ -8,7 +8,8 @@
 //! With no user at all the gateway is what it always was: the admin key and the loopback dashboard.
 //!
 //! Neighbours: `access.rs` (roles, actions, the permission table), `password.rs` (argon2id), `totp.rs` (RFC
-//! 6238), `oidc/` (single sign-on with an OpenID Connect provider), `manage.rs` (creating and changing users, shared by the admin API, the dashboard and the CLI).
+//! 6238), `oidc/` (single sign-on with an OpenID Connect provider), `manage.rs` (creating and changing users,
+//! shared by the admin API, the dashboard and the CLI).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -15,12 +15,12 @@ use serde_json::{Value, json};
 
 use crate::harness::{Setup, TestEnv, start};
 
-const ADMIN: &str = "oidc-admin-key-5c1e";
-const CLIENT_ID: &str = "codex-gateway";
-const CLIENT_SECRET: &str = "a-client-secret-for-tests-1f0b";
+pub(crate) const ADMIN_KEY: &str = "oidc-admin-key-5c1e";
+pub(crate) const CLIENT_ID: &str = "codex-gateway";
+pub(crate) const CLIENT_SECRET: &str = "a-client-secret-for-tests-1f0b";
 
 /// The provider's process, ended when dropped.
-struct Idp {
+pub(crate) struct Idp {
     child: Child,
     /// Held open: the provider writes to its standard output, and a closed pipe would end it.
     _stdout: BufReader<std::process::ChildStdout>,
@@ -33,7 +33,7 @@ impl Drop for Idp {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
     l.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -44,7 +44,7 @@ fn provider_dir() -> PathBuf {
 
 /// Start the provider on `port` with one client whose redirect URI is the gateway's callback at `gateway`, signing
 /// ID tokens with `alg`; `accounts` gives the claims of login names.
-fn idp(port: u16, gateway: &str, alg: &str, accounts: Value) -> Idp {
+pub(crate) fn idp(port: u16, gateway: &str, alg: &str, accounts: Value) -> Idp {
     let dir = provider_dir();
     assert!(
         dir.join("node_modules/oidc-provider").exists(),
@@ -85,7 +85,7 @@ async fn setup(extra: &str, alg: &str, accounts: Value) -> (TestEnv, Idp) {
         accounts: 0,
         linked: false,
         config_toml: Some(toml),
-        env: vec![("CODEX_GATEWAY_ADMIN_KEY", ADMIN.to_string())],
+        env: vec![("CODEX_GATEWAY_ADMIN_KEY", ADMIN_KEY.to_string())],
         ..Setup::default()
     })
     .await;
@@ -96,15 +96,17 @@ async fn setup(extra: &str, alg: &str, accounts: Value) -> (TestEnv, Idp) {
 /// A browser: no automatic redirects, one cookie jar (browsers share cookies between the ports of a host, and the
 /// gateway's and the provider's cookie names differ).
 #[derive(Default)]
-struct Browser {
+pub(crate) struct Browser {
     jar: HashMap<String, String>,
+    /// A load balancer in front of a team: requests to the first address go to the second.
+    pub balancer: Option<(String, String)>,
 }
 
-struct Page {
-    status: u16,
-    url: String,
+pub(crate) struct Page {
+    pub status: u16,
+    pub url: String,
     location: Option<String>,
-    body: String,
+    pub body: String,
 }
 
 fn client() -> reqwest::Client {
@@ -123,7 +125,12 @@ fn join(base: &str, href: &str) -> String {
 }
 
 impl Browser {
-    async fn send(&mut self, method: Method, url: &str, form: Option<&[(&str, &str)]>) -> Page {
+    pub async fn send(&mut self, method: Method, url: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let routed = match &self.balancer {
+            Some((front, to)) if url.starts_with(front.as_str()) => format!("{to}{}", &url[front.len()..]),
+            _ => url.to_string(),
+        };
+        let url = routed.as_str();
         let cookies: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut req = client().request(method, url);
         if !cookies.is_empty() {
@@ -149,7 +156,7 @@ impl Browser {
     }
 
     /// GET `url` and follow redirects.
-    async fn open(&mut self, url: &str) -> Page {
+    pub async fn open(&mut self, url: &str) -> Page {
         let mut page = self.send(Method::GET, url, None).await;
         for _ in 0..10 {
             match page.location.clone() {
@@ -178,7 +185,12 @@ impl Browser {
     /// and consent on the way (the provider skips what it does not need: a session it already has). The last page
     /// is the gateway's; the callback URL it was answered at too.
     async fn sign_in(&mut self, env: &TestEnv, login: &str) -> (Page, String) {
-        let mut page = self.open(&env.url("/dashboard/sso/start")).await;
+        self.sign_in_at(&env.url("/dashboard/sso/start"), login).await
+    }
+
+    /// [`Browser::sign_in`] from the start URL `start`.
+    pub async fn sign_in_at(&mut self, start: &str, login: &str) -> (Page, String) {
+        let mut page = self.open(start).await;
         let mut callback = String::new();
         for _ in 0..4 {
             if page.url.contains("/dashboard/sso/callback") {
@@ -197,13 +209,17 @@ impl Browser {
         (page, callback)
     }
 
-    fn session(&self) -> Option<&String> {
+    pub fn jar_insert(&mut self, name: &str, value: &str) {
+        self.jar.insert(name.into(), value.into());
+    }
+
+    pub fn session(&self) -> Option<&String> {
         self.jar.get("cgw_session")
     }
 }
 
 async fn admin(env: &TestEnv, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = client().request(method, env.url(path)).bearer_auth(ADMIN);
+    let mut req = client().request(method, env.url(path)).bearer_auth(ADMIN_KEY);
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -348,7 +364,7 @@ async fn without_oidc_the_login_page_has_no_button_and_the_start_is_not_found() 
     let env = start(Setup {
         accounts: 0,
         linked: false,
-        env: vec![("CODEX_GATEWAY_ADMIN_KEY", ADMIN.to_string())],
+        env: vec![("CODEX_GATEWAY_ADMIN_KEY", ADMIN_KEY.to_string())],
         ..Setup::default()
     })
     .await;

@@ -311,7 +311,9 @@ fn user_for(
             };
             let row = super::manage::create(store, new, now).map_err(|e| match e {
                 super::manage::UserError::NameTaken(n) => SsoError::NameTaken(n),
-                super::manage::UserError::Invalid(_) => SsoError::NameTaken(name.clone()),
+                super::manage::UserError::Invalid(_) => {
+                    SsoError::Provider("the provider's user name cannot be a gateway user's name".into())
+                }
                 other => SsoError::Store(anyhow::anyhow!("{other}")),
             })?;
             store.link_identity(&config.issuer, &who.subject, &row.id, now)?;

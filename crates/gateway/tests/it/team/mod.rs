@@ -13,6 +13,7 @@ use crate::harness::stored;
 
 mod audit;
 mod conversations;
+mod sso;
 mod users;
 
 const ADMIN: &str = "team-admin";
