@@ -22,6 +22,7 @@ pub(crate) const CLIENT_SECRET: &str = "a-client-secret-for-tests-1f0b";
 /// The provider's process, ended when dropped.
 pub(crate) struct Idp {
     child: Child,
+    port: u16,
     /// Held open: the provider writes to its standard output, and a closed pipe would end it.
     _stdout: BufReader<std::process::ChildStdout>,
 }
@@ -69,7 +70,7 @@ pub(crate) fn idp(port: u16, gateway: &str, alg: &str, accounts: Value) -> Idp {
     let mut stdout = BufReader::new(stdout);
     let _ = stdout.read_line(&mut line);
     assert!(line.starts_with("listening"), "the provider did not start: {line:?}");
-    Idp { child, _stdout: stdout }
+    Idp { child, port, _stdout: stdout }
 }
 
 /// A gateway with `[dashboard.oidc]` for the provider on `port` (discovered at the first sign-in), and a provider
@@ -339,6 +340,24 @@ async fn sign_in_outside_the_allowed_domains_or_groups_is_refused_and_audited() 
     assert!(has(&trail, "refused", "carol@elsewhere.org", "domain_not_allowed"), "{trail:?}");
     assert!(has(&trail, "refused", "dave@example.com", "group_not_allowed"), "{trail:?}");
     assert!(has(&trail, "ok", "fay@example.com", ""), "{trail:?}");
+}
+
+#[tokio::test]
+async fn new_signing_keys_at_the_provider_are_fetched_when_a_token_names_one() {
+    let accounts = json!({"hana": {"email": "hana@example.com"}});
+    let (env, first) = setup("", "ES256", accounts.clone()).await;
+    let port = url::Url::parse(&env.url("/")).ok().and_then(|u| u.port()).unwrap_or_default();
+    let issuer_port = first.port;
+    let (page, _) = Browser::default().sign_in(&env, "hana").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let keys_fetched = std::time::Instant::now();
+    // The provider starts again on its port with new keys (a rotation): the gateway holds the old set.
+    drop(first);
+    let _second = idp(issuer_port, &format!("http://127.0.0.1:{port}"), "ES256", accounts);
+    let wait = codex_gateway::users::oidc::provider::JWKS_REFETCH.saturating_sub(keys_fetched.elapsed());
+    tokio::time::sleep(wait).await;
+    let (page, _) = Browser::default().sign_in(&env, "hana").await;
+    assert_eq!(page.status, 200, "the new key was fetched: {}", page.body);
 }
 
 #[tokio::test]

@@ -15,9 +15,10 @@ use crate::config::OidcConfig;
 
 /// How long a discovery document is kept before it is fetched again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
-/// The key set is fetched again for an unknown key at most this often (a token naming keys that do not exist
-/// must not make the gateway hammer the provider).
-const JWKS_REFETCH: Duration = Duration::from_secs(10);
+/// The key set is fetched again for an unknown key at most this often. ID tokens come from the provider's token
+/// endpoint, never from the browser, so only the provider could name keys that do not exist; this bounds what a
+/// provider in a bad state makes the gateway fetch.
+pub const JWKS_REFETCH: Duration = Duration::from_secs(2);
 /// One call to the provider, connect to last byte.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// The most of a provider's answer read.
