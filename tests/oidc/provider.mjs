@@ -1,7 +1,10 @@
 // A real OpenID provider (npm `oidc-provider`, certified) on 127.0.0.1 for the dashboard's sign-in tests
 // (crates/gateway/tests/it/oidc.rs). Everything comes from the JSON in OIDC_TEST_CONFIG:
 //   {"port": 21001, "clients": [{"client_id", "client_secret", "redirect_uri", "alg": "RS256"|"ES256",
-//     "auth": "client_secret_basic"|"client_secret_post"}], "accounts": {"alice": {"email", "name", "groups"}}}
+//     "auth": "client_secret_basic"|"client_secret_post"}], "accounts": {"alice": {"email", "name", "groups"}},
+//    "userinfo_only": false}
+// With `userinfo_only` the claims the scopes ask for are only in the userinfo answer, not in the ID token (the
+// provider's default, conformIdTokenClaims); without it they are in both, as most providers do.
 // The development login form (devInteractions) takes any login name and password: the name is the account id,
 // its claims those of `accounts` (an unknown name gets no groups). Signing keys are made fresh at each start.
 // Prints `listening <port>` once it accepts connections.
@@ -42,8 +45,7 @@ const provider = new Provider(issuer, {
     groups: ['groups'],
   },
   scopes: ['openid', 'email', 'profile', 'groups'],
-  // The claims the scopes ask for go into the ID token (as most providers do), not only to the userinfo call.
-  conformIdTokenClaims: false,
+  conformIdTokenClaims: Boolean(config.userinfo_only),
   pkce: { required: () => true },
   features: { devInteractions: { enabled: true } },
   async findAccount(ctx, id) {

@@ -46,6 +46,11 @@ fn provider_dir() -> PathBuf {
 /// Start the provider on `port` with one client whose redirect URI is the gateway's callback at `gateway`, signing
 /// ID tokens with `alg`; `accounts` gives the claims of login names.
 pub(crate) fn idp(port: u16, gateway: &str, alg: &str, accounts: Value) -> Idp {
+    idp_with(port, gateway, alg, accounts, false)
+}
+
+/// [`idp`]; with `userinfo_only` the e-mail and groups are only in the userinfo answer, not in the ID token.
+fn idp_with(port: u16, gateway: &str, alg: &str, accounts: Value, userinfo_only: bool) -> Idp {
     let dir = provider_dir();
     assert!(
         dir.join("node_modules/oidc-provider").exists(),
@@ -56,6 +61,7 @@ pub(crate) fn idp(port: u16, gateway: &str, alg: &str, accounts: Value) -> Idp {
         "clients": [{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "alg": alg,
                      "redirect_uri": format!("{gateway}/dashboard/sso/callback")}],
         "accounts": accounts,
+        "userinfo_only": userinfo_only,
     });
     let mut child = Command::new("node")
         .arg("provider.mjs")
@@ -76,6 +82,10 @@ pub(crate) fn idp(port: u16, gateway: &str, alg: &str, accounts: Value) -> Idp {
 /// A gateway with `[dashboard.oidc]` for the provider on `port` (discovered at the first sign-in), and a provider
 /// for it.
 async fn setup(extra: &str, alg: &str, accounts: Value) -> (TestEnv, Idp) {
+    setup_with(extra, alg, accounts, false).await
+}
+
+async fn setup_with(extra: &str, alg: &str, accounts: Value, userinfo_only: bool) -> (TestEnv, Idp) {
     let port = free_port();
     let toml = format!(
         "[dashboard.oidc]\nissuer = \"http://127.0.0.1:{port}\"\nclient_id = \"{CLIENT_ID}\"\n\
@@ -90,7 +100,7 @@ async fn setup(extra: &str, alg: &str, accounts: Value) -> (TestEnv, Idp) {
         ..Setup::default()
     })
     .await;
-    let provider = idp(port, &env.base, alg, accounts);
+    let provider = idp_with(port, &env.base, alg, accounts, userinfo_only);
     (env, provider)
 }
 
@@ -323,7 +333,13 @@ async fn sign_in_outside_the_allowed_domains_or_groups_is_refused_and_audited() 
         "fay": {"email": "fay@example.com", "groups": ["staff"]},
     });
     let extra = "allowed_domains = [\"example.com\"]\nallowed_groups = [\"staff\"]";
-    let (env, _idp) = setup(extra, "RS256", accounts).await;
+    // The e-mail addresses and groups only in the userinfo answer: the gateway asks for them there.
+    let (env, _idp) = setup_with(extra, "RS256", accounts, true).await;
+    // The provider's refusal (the person said no at its consent page) comes back as a page that says so.
+    let mut b = Browser::default();
+    let refused = b.send(Method::GET, &env.url("/dashboard/sso/callback?error=access_denied&state=x"), None).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("refused the sign-in (access_denied)"), "{}", refused.body);
     let (page, _) = Browser::default().sign_in(&env, "carol").await;
     assert_eq!(page.status, 403, "{}", page.body);
     assert!(page.body.contains("restricted to other e-mail domains"), "{}", page.body);
@@ -340,6 +356,7 @@ async fn sign_in_outside_the_allowed_domains_or_groups_is_refused_and_audited() 
     assert!(has(&trail, "refused", "carol@elsewhere.org", "domain_not_allowed"), "{trail:?}");
     assert!(has(&trail, "refused", "dave@example.com", "group_not_allowed"), "{trail:?}");
     assert!(has(&trail, "ok", "fay@example.com", ""), "{trail:?}");
+    assert!(has(&trail, "refused", "", "provider_refused"), "{trail:?}");
 }
 
 #[tokio::test]
