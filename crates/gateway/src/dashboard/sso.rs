@@ -88,6 +88,8 @@ pub(crate) async fn start(State(dash): State<St>, req: Request) -> Response {
             resp.headers_mut().append(header::SET_COOKIE, c);
             resp
         }
+        // Nothing to sign in to: not a refusal to record (and no way to fill the trail from outside).
+        Err(e @ SsoError::NotConfigured) => refused_page(&dash, &headers, &e),
         Err(e) => {
             tracing::warn!("dashboard: a single sign-on could not start: {e}");
             record(&dash, source, Actor::Anonymous, None, Err(&e)).await;
@@ -124,6 +126,7 @@ pub(crate) async fn callback(State(dash): State<St>, req: Request) -> Response {
                 .append(header::SET_COOKIE, set_cookie(&headers, SESSION_COOKIE, &done.token, dash.sessions.lifetime));
             resp
         }
+        Err(failed) if matches!(failed.error, SsoError::NotConfigured) => refused_page(&dash, &headers, &failed.error),
         Err(failed) => {
             tracing::warn!("dashboard: a single sign-on was refused ({})", failed.error.reason());
             record(&dash, source, Actor::Anonymous, failed.who, Err(&failed.error)).await;
