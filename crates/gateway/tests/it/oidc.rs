@@ -378,9 +378,19 @@ async fn new_signing_keys_at_the_provider_are_fetched_when_a_token_names_one() {
 }
 
 #[tokio::test]
-async fn a_disabled_user_is_refused() {
-    let accounts = json!({"gus": {"email": "gus@example.com"}});
+async fn a_disabled_user_is_refused_and_a_user_made_by_hand_is_not_taken_over() {
+    let accounts = json!({"gus": {"email": "gus@example.com"}, "ivy": {"email": "ivy@example.com"}});
     let (env, _idp) = setup("", "RS256", accounts).await;
+    // A password user of the same name is not linked to the provider's user by the name alone.
+    let body = json!({"name": "ivy@example.com", "role": "admin", "password": "a long enough password"});
+    assert_eq!(admin(&env, Method::POST, "/admin/users", Some(body)).await.0, 201);
+    let mut b = Browser::default();
+    let (page, _) = b.sign_in(&env, "ivy").await;
+    assert_eq!(page.status, 409, "{}", page.body);
+    assert!(page.body.contains("already exists and is not linked"), "{}", page.body);
+    assert!(b.session().is_none());
+    assert!(has(&sign_ins(&env).await, "refused", "ivy@example.com", "name_taken"));
+
     let (page, _) = Browser::default().sign_in(&env, "gus").await;
     assert_eq!(page.status, 200, "{}", page.body);
     let gus = user_named(&env, "gus@example.com").await.unwrap_or_else(|| panic!("no gus"));
