@@ -49,6 +49,24 @@ impl std::fmt::Debug for PendingSignIn {
     }
 }
 
+/// One row of `user_identities`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub issuer: String,
+    pub subject: String,
+    pub user_id: String,
+    pub created_at: i64,
+}
+
+fn identity_of(r: &dyn Cells) -> anyhow::Result<Identity> {
+    Ok(Identity {
+        issuer: need(r.text(0)?, "user_identities.issuer")?,
+        subject: need(r.text(1)?, "user_identities.subject")?,
+        user_id: need(r.text(2)?, "user_identities.user_id")?,
+        created_at: need(r.int(3)?, "user_identities.created_at")?,
+    })
+}
+
 fn pending_of(r: &dyn Cells) -> anyhow::Result<PendingSignIn> {
     Ok(PendingSignIn {
         state_sha256: need(r.text(0)?, "sso_pending.state_sha256")?,
@@ -96,6 +114,12 @@ impl Store {
         Ok(rows.into_iter().next())
     }
 
+    /// Every link (`store migrate` copies them).
+    pub fn list_identities(&self) -> anyhow::Result<Vec<Identity>> {
+        let sql = "SELECT issuer, subject, user_id, created_at FROM user_identities ORDER BY created_at";
+        self.users_query(sql.into(), vec![], identity_of)
+    }
+
     /// Link the provider's user to `user_id`, replacing a link to a user that no longer exists. Whether it was
     /// written.
     pub fn link_identity(&self, issuer: &str, subject: &str, user_id: &str, now: i64) -> anyhow::Result<bool> {
@@ -131,6 +155,9 @@ mod tests {
         assert!(store.link_identity("https://idp", "sub-1", "usr_2", 11)?);
         assert_eq!(store.find_identity("https://idp", "sub-1")?.as_deref(), Some("usr_2"));
         assert_eq!(store.find_identity("https://other", "sub-1")?, None);
+        let all = store.list_identities()?;
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].user_id.as_str(), all[0].created_at), ("usr_2", 11));
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }

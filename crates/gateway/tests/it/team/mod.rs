@@ -651,6 +651,10 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
         max_keys: Some(3),
     };
     assert!(sqlite.insert_user(&user).unwrap_or_else(|e| panic!("{e:#}")));
+    // The user's single sign-on link, and one of a user that is no more (not copied).
+    let linked = sqlite.link_identity("https://idp.example.com", "sub-ana", &user.id, 2);
+    let dangling = sqlite.link_identity("https://idp.example.com", "sub-gone", "usr_gone", 2);
+    assert!(linked.is_ok_and(|w| w) && dangling.is_ok_and(|w| w));
     drop(sqlite);
     let from = format!("sqlite:{}", path.display());
     for _ in 0..2 {
@@ -668,7 +672,12 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
     assert_eq!(accounts[0].tokens.as_ref().map(|t| t.refresh_token.as_str()), Some("refresh-1"));
     assert_eq!(accounts[0].policy.as_deref(), Some("preserve:40"), "the owner's policy comes along");
     assert_eq!(team.list_keys().unwrap_or_else(|e| panic!("{e:#}")), vec![key]);
-    assert_eq!(team.list_users().unwrap_or_else(|e| panic!("{e:#}")), vec![user], "users come along");
+    assert_eq!(team.list_users().unwrap_or_else(|e| panic!("{e:#}")), vec![user.clone()], "users come along");
+    let links = team.list_identities().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        links.iter().map(|l| (l.subject.as_str(), l.user_id.as_str())).collect::<Vec<_>>(),
+        [("sub-ana", user.id.as_str())]
+    );
     drop(team);
     let _ = std::fs::remove_dir_all(&dir);
 }
