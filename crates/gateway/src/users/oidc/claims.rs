@@ -103,7 +103,7 @@ pub fn admit(config: &OidcConfig, who: &Identity) -> Result<Option<Role>, Refusa
     if !config.allowed_groups.is_empty() && !who.groups.iter().any(|g| config.allowed_groups.contains(g)) {
         return Err(Refusal::Group);
     }
-    Ok(who.groups.iter().filter_map(|g| config.role_map.get(g).copied()).max_by_key(|r| rank(*r)))
+    Ok(who.groups.iter().filter_map(|g| config.role_map.get(g)).filter_map(|r| Role::parse(r)).max_by_key(|r| rank(*r)))
 }
 
 #[cfg(test)]

@@ -293,7 +293,9 @@ fn user_for(
     let now = now_unix();
     // With a role map the provider's groups decide the role at every sign-in (a user moved out of the admins'
     // group is an admin no more); without one the role is the admin's to set after the first sign-in.
-    let decided = (!config.role_map.is_empty()).then(|| mapped.unwrap_or(config.default_role));
+    // The configuration checked the name: a role it does not know cannot be there, member is only a fallback.
+    let default_role = Role::parse(&config.default_role).unwrap_or(Role::Member);
+    let decided = (!config.role_map.is_empty()).then(|| mapped.unwrap_or(default_role));
     let linked = match store.find_identity(&config.issuer, &who.subject)? {
         Some(id) => store.find_user(&id)?.filter(|u| u.id == id),
         None => None,
@@ -302,7 +304,7 @@ fn user_for(
         Some(row) => (row, false),
         None => {
             let name = who.user_name();
-            let role = decided.or(mapped).unwrap_or(config.default_role);
+            let role = decided.or(mapped).unwrap_or(default_role);
             let new = super::manage::NewUser {
                 name: name.clone(),
                 role: role.as_str().into(),
