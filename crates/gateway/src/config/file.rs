@@ -144,6 +144,8 @@ pub struct RawDashboard {
     pub quota_warn_percent: Option<f64>,
     /// Quota used, in percent, from which the bar turns red.
     pub quota_critical_percent: Option<f64>,
+    /// `[dashboard.oidc]`: single sign-on with an OpenID Connect provider (oidc.rs).
+    pub oidc: Option<super::oidc::RawOidc>,
 }
 
 /// `[server]`: which `Host` names and browser origins the listeners accept (docs/security.md).

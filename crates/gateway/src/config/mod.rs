@@ -12,6 +12,7 @@ use anyhow::bail;
 mod env;
 mod file;
 mod flags;
+mod oidc;
 mod sections;
 mod validate;
 
@@ -22,6 +23,7 @@ pub use file::{
     RawUsage,
 };
 pub use flags::Overrides;
+pub use oidc::{CLIENT_SECRET_ENV as OIDC_CLIENT_SECRET_ENV, OidcConfig, RawOidc};
 pub use sections::{
     Access, ConfiguredKey, DashboardConfig, LogFormat, MetricsConfig, OllamaBridge, QuotaThresholds, Routing,
     StoreConfig, StoredResponseSettings, Strategy, UsageSettings, WebSocketSettings,
@@ -180,7 +182,7 @@ impl Config {
             routing: Routing::resolve(raw.routing.take(), env)?,
             ollama: OllamaBridge::resolve(raw.ollama.take(), env)?,
             metrics: MetricsConfig::resolve(raw.metrics.take(), env)?,
-            dashboard: DashboardConfig::resolve(raw.dashboard.take())?,
+            dashboard: DashboardConfig::resolve(raw.dashboard.take(), env)?,
             log_format: LogFormat::parse(flags::log_format(o, env, raw.log_format.take()).as_deref())?,
             usage: UsageSettings::resolve(raw.usage.take(), env)?,
             store: StoreConfig::resolve(raw.store.take(), o, env),

@@ -208,11 +208,14 @@ pub struct DashboardConfig {
     pub session: Duration,
     /// When quota bars turn amber and red (default 80% and 95%).
     pub quota: QuotaThresholds,
+    /// `[dashboard.oidc]`: single sign-on (none: the login page as without it).
+    pub oidc: Option<super::oidc::OidcConfig>,
 }
 
 impl DashboardConfig {
-    pub(super) fn resolve(raw: Option<RawDashboard>) -> anyhow::Result<DashboardConfig> {
-        let raw = raw.unwrap_or_default();
+    pub(super) fn resolve(raw: Option<RawDashboard>, env: &dyn super::Env) -> anyhow::Result<DashboardConfig> {
+        let mut raw = raw.unwrap_or_default();
+        let oidc = super::oidc::OidcConfig::resolve(raw.oidc.take(), env)?;
         let hours = raw.session_hours.unwrap_or(12.0);
         if !(hours.is_finite() && hours > 0.0 && hours <= 24.0 * 366.0) {
             bail!("[dashboard] session_hours = {hours} must be more than 0 and at most a year");
@@ -228,6 +231,7 @@ impl DashboardConfig {
             loopback_without_login: raw.loopback_without_login.unwrap_or(false),
             session: Duration::from_secs_f64(hours * 3600.0),
             quota,
+            oidc,
         })
     }
 }

@@ -9,7 +9,7 @@
 //! usage ledger), `actions.rs` (account actions), `logins.rs` (adding accounts by the login flows),
 //! `settings.rs` (the config file, edited with toml_edit; `prices.rs` its price table), `setup.rs` (client snippets),
 //! `audit.rs` (the layer that puts every change made here in the audit trail, and the Audit page), `access.rs` (roles on every
-//! route: the refusal page), `users.rs` (the Users page), `signin.rs` (a user's sign-in on the login page). The request guard
+//! route: the refusal page), `users.rs` (the Users page), `signin.rs` (a user's sign-in on the login page), `sso.rs` (single sign-on). The request guard
 //! (server/guard.rs) lets `/dashboard` paths through without the client key: this module's gate decides.
 
 use std::sync::Arc;
@@ -36,6 +36,7 @@ mod session;
 mod settings;
 mod setup;
 mod signin;
+mod sso;
 mod users;
 
 pub use session::{LOGIN_DELAY, SESSION_COOKIE};
@@ -56,6 +57,8 @@ pub(crate) struct Dash {
     pub app: Arc<AppState>,
     pub sessions: session::Sessions,
     pub logins: logins::Jobs,
+    /// The single sign-on provider of `[dashboard.oidc]` (none: password and admin key only).
+    pub sso: Option<crate::users::oidc::Provider>,
     /// The quota warning thresholds in force (Settings change them at once).
     pub quota: parking_lot::RwLock<crate::config::QuotaThresholds>,
     /// Compiled at the first page a browser asks for, not at start: a gateway nobody opens the dashboard of
@@ -71,6 +74,7 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         return Router::new();
     }
     let dash = Arc::new(Dash {
+        sso: sso_provider(&app.config),
         sessions: session::Sessions::new(app.config.dashboard.session),
         logins: logins::Jobs::default(),
         quota: parking_lot::RwLock::new(app.config.dashboard.quota),
@@ -83,6 +87,21 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route_layer(axum::middleware::from_fn_with_state(dash.clone(), access::layer))
         .route_layer(axum::middleware::from_fn_with_state(dash.clone(), audit::layer))
         .with_state(dash)
+}
+
+/// The provider of `[dashboard.oidc]`, reached with the gateway's HTTP client settings (proxy, CA bundle).
+fn sso_provider(config: &Config) -> Option<crate::users::oidc::Provider> {
+    let oidc = config.dashboard.oidc.clone()?;
+    // Never HTTP/2 prior knowledge (`upstream_h2c` is for the upstream, not for a sign-in provider).
+    let mut plain = config.clone();
+    plain.upstream_h2c = false;
+    match crate::upstream::build_http_client(&plain) {
+        Ok(http) => Some(crate::users::oidc::Provider::new(oidc, http)),
+        Err(e) => {
+            tracing::error!("dashboard: single sign-on is off: {e:#}");
+            None
+        }
+    }
 }
 
 /// Every dashboard route, listed as registered (the access table test walks them: server/access_table.rs).
@@ -100,6 +119,8 @@ pub(crate) fn table() -> RouteTable<St> {
         .get("/dashboard/login", session::login_page)
         .post("/dashboard/login", session::login)
         .post("/dashboard/logout", session::logout)
+        .get("/dashboard/sso/start", sso::start)
+        .get("/dashboard/sso/callback", sso::callback)
         .get("/dashboard/assets/{name}", asset)
         .get("/dashboard/api/overview", pages::overview_json)
         .get("/dashboard/api/accounts/export", actions::export)

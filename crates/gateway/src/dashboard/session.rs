@@ -144,7 +144,7 @@ impl Sessions {
 }
 
 /// A cookie's value from the request.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -156,7 +156,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The request reached the gateway over TLS (a TLS-terminating proxy says so in `X-Forwarded-Proto`).
-fn over_tls(headers: &HeaderMap) -> bool {
+pub(super) fn over_tls(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -164,7 +164,7 @@ fn over_tls(headers: &HeaderMap) -> bool {
         .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
 }
 
-fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: Duration) -> HeaderValue {
+pub(super) fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: Duration) -> HeaderValue {
     let secure = if over_tls(headers) { "; Secure" } else { "" };
     let c =
         format!("{name}={value}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age={}{secure}", max_age.as_secs());
@@ -212,9 +212,9 @@ fn loopback_open(dash: &St, headers: &HeaderMap) -> bool {
     c.dashboard.loopback_without_login && c.listen.ip().is_loopback() && loopback_host
 }
 
-/// No admin credential and no user: the pages say how to set one up.
+/// No admin credential, no user and no single sign-on: the pages say how to set one up.
 fn nobody_can_log_in(dash: &St) -> bool {
-    admin_secret(&dash.app.config).is_empty() && !dash.app.users.any()
+    admin_secret(&dash.app.config).is_empty() && !dash.app.users.any() && dash.sso.is_none()
 }
 
 /// Who the request is without opening a session (the access layer's question, dashboard/access.rs): a session,
@@ -335,6 +335,12 @@ pub(crate) async fn login_page(State(dash): State<St>, headers: HeaderMap) -> Re
         Err(Denied::NoCredential) => return no_credential(&dash),
         Err(Denied::Login) => {}
     }
+    login_form(&dash, &headers, None)
+}
+
+/// The login page's forms (and its CSRF cookie), with `sso_error` shown above them when a single sign-on was
+/// refused (sso.rs).
+pub(super) fn login_form(dash: &St, headers: &HeaderMap, sso_error: Option<&str>) -> Response {
     let csrf = token();
     let ctx = json!({
         "title": "Log in",
@@ -343,9 +349,12 @@ pub(crate) async fn login_page(State(dash): State<St>, headers: HeaderMap) -> Re
         // Users sign in with a name and password; the admin key stays the break-glass way in.
         "users": dash.app.users.any(),
         "admin_key": !admin_secret(&dash.app.config).is_empty(),
+        // "Sign in with <display_name>" (`[dashboard.oidc]`).
+        "sso": dash.sso.as_ref().map(|p| p.config.display_name.clone()),
+        "sso_error": sso_error,
     });
     let mut resp = dash.render("login.html", ctx);
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&headers, LOGIN_COOKIE, &csrf, Duration::from_secs(3600)));
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(headers, LOGIN_COOKIE, &csrf, Duration::from_secs(3600)));
     resp
 }
 

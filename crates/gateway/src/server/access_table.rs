@@ -99,6 +99,8 @@ mod tests {
         ("GET",    "/dashboard/users",                            [A, R, R]),
         ("GET",    "/dashboard/login",                            [A, A, A]),
         ("POST",   "/dashboard/login",                            [A, A, A]),
+        ("GET",    "/dashboard/sso/start",                        [A, A, A]),
+        ("GET",    "/dashboard/sso/callback",                     [A, A, A]),
         ("POST",   "/dashboard/logout",                           [A, A, A]),
         ("GET",    "/dashboard/assets/{name}",                    [A, A, A]),
         ("GET",    "/dashboard/api/overview",                     [A, R, A]),

@@ -16,6 +16,7 @@ use rusqlite::Connection;
 mod accounts;
 pub mod attribution;
 pub mod audit;
+pub mod identities;
 mod keys;
 pub mod postgres;
 pub mod serving;

@@ -93,7 +93,7 @@ pub struct StoredSession {
 }
 
 /// A bound value.
-enum Val {
+pub(super) enum Val {
     Text(Option<String>),
     Int(Option<i64>),
 }
@@ -114,7 +114,7 @@ impl Val {
     }
 }
 
-fn text(s: &str) -> Val {
+pub(super) fn text(s: &str) -> Val {
     Val::Text(Some(s.to_string()))
 }
 
@@ -123,7 +123,7 @@ const USER_COLUMNS: &str = "id, name, role, created_at, disabled_at, password_ha
 const SESSION_COLUMNS: &str = "token_sha256, user_id, method, created_at, expires_at";
 
 /// A row read from either backend, by column index.
-trait Cells {
+pub(super) trait Cells {
     fn text(&self, i: usize) -> anyhow::Result<Option<String>>;
     fn int(&self, i: usize) -> anyhow::Result<Option<i64>>;
 }
@@ -146,7 +146,7 @@ impl Cells for tokio_postgres::Row {
     }
 }
 
-fn need<T>(v: Option<T>, what: &str) -> anyhow::Result<T> {
+pub(super) fn need<T>(v: Option<T>, what: &str) -> anyhow::Result<T> {
     v.ok_or_else(|| anyhow::anyhow!("{what} is NULL"))
 }
 
@@ -216,9 +216,10 @@ impl Store {
         Ok(self.users_exec(sql.into(), user_values(u))? == 1)
     }
 
-    /// Delete a user and its sessions (its keys are the caller's: users/manage.rs revokes them first).
+    /// Delete a user, its sessions and its single sign-on links (its keys are the caller's: users/manage.rs revokes them first).
     pub fn delete_user(&self, id: &str) -> anyhow::Result<bool> {
         self.users_exec("DELETE FROM user_sessions WHERE user_id = ?1".into(), vec![text(id)])?;
+        self.users_exec("DELETE FROM user_identities WHERE user_id = ?1".into(), vec![text(id)])?;
         Ok(self.users_exec("DELETE FROM users WHERE id = ?1".into(), vec![text(id)])? == 1)
     }
 
@@ -269,7 +270,7 @@ impl Store {
     }
 
     /// Rows changed by `sql`.
-    fn users_exec(&self, sql: String, values: Vec<Val>) -> anyhow::Result<u64> {
+    pub(super) fn users_exec(&self, sql: String, values: Vec<Val>) -> anyhow::Result<u64> {
         match &self.backend {
             Backend::Sqlite => self.with_conn(|c| {
                 let n = c.execute(&sql, rusqlite::params_from_iter(values.iter().map(Val::sqlite)))?;
@@ -286,7 +287,7 @@ impl Store {
         }
     }
 
-    fn users_query<T: Send + 'static>(
+    pub(super) fn users_query<T: Send + 'static>(
         &self,
         sql: String,
         values: Vec<Val>,

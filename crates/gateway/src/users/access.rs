@@ -183,6 +183,8 @@ pub fn dashboard_action(method: &Method, route: &str) -> Option<Action> {
             UsersWrite
         }
         (_, "/dashboard/login" | "/dashboard/assets/{name}") => Public,
+        // Single sign-on: its start and the provider's answer need no session (dashboard/sso.rs).
+        (true, "/dashboard/sso/start" | "/dashboard/sso/callback") => Public,
         (false, "/dashboard/logout") => OwnSession,
         _ => return None,
     })

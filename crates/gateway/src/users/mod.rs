@@ -8,7 +8,8 @@
 //! With no user at all the gateway is what it always was: the admin key and the loopback dashboard.
 //!
 //! Neighbours: `access.rs` (roles, actions, the permission table), `password.rs` (argon2id), `totp.rs` (RFC
-//! 6238), `manage.rs` (creating and changing users, shared by the admin API, the dashboard and the CLI).
+//! 6238), `oidc/` (single sign-on with an OpenID Connect provider), `manage.rs` (creating and changing users,
+//! shared by the admin API, the dashboard and the CLI).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::store::users::{StoredSession, StoredUser};
 
 pub mod access;
 pub mod manage;
+pub mod oidc;
 pub mod password;
 pub mod table;
 pub mod totp;
@@ -52,11 +54,13 @@ pub struct User {
     pub max_keys: u32,
 }
 
-/// How a session was opened (the password path today; an OpenID Connect sign-in would add its own).
+/// How a session was opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Password,
     PasswordTotp,
+    /// Single sign-on with the OpenID Connect provider of `[dashboard.oidc]` (oidc/).
+    Oidc,
 }
 
 impl Method {
@@ -64,6 +68,7 @@ impl Method {
         match self {
             Method::Password => "password",
             Method::PasswordTotp => "password+totp",
+            Method::Oidc => "oidc",
         }
     }
 }
@@ -337,8 +342,8 @@ impl Users {
         self.turn.lock().await
     }
 
-    /// Open a session for `user`, however they proved who they are (a password here; an OpenID Connect sign-in
-    /// later, with its own method): the token (shown once: the cookie or the bearer) and the session.
+    /// Open a session for `user`, however they proved who they are (a password here, an OpenID Connect sign-in
+    /// in oidc/): the token (shown once: the cookie or the bearer) and the session.
     pub fn sign_in(&self, user: &StoredUser, method: Method) -> anyhow::Result<(String, Arc<SignedIn>)> {
         let user = user_of(user).ok_or_else(|| anyhow::anyhow!("user {} may not sign in", user.id))?;
         let mut b = [0u8; 32];

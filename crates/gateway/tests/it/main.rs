@@ -27,6 +27,7 @@ mod listener;
 mod login;
 mod metrics;
 mod moves;
+mod oidc;
 mod ollama;
 mod packaging;
 mod parity;

@@ -1,6 +1,6 @@
 //! Copy a single instance's SQLite store into a PostgreSQL team store (`codex-gateway store migrate`):
-//! accounts with their tokens and policies, client keys, and users (store/users.rs; their sessions are not
-//! copied: people sign in again). Idempotent: rows already there are overwritten with the SQLite file's (a user
+//! accounts with their tokens and policies, client keys, and users with their single sign-on links (store/users.rs,
+//! store/identities.rs; their sessions are not copied: people sign in again). Idempotent: rows already there are overwritten with the SQLite file's (a user
 //! whose name another user of the team store has is left out, and named). Stop the single gateway first, so the
 //! refresh tokens copied are the live ones; the usage ledger stays in each instance's SQLite file.
 
@@ -62,6 +62,13 @@ pub fn migrate(from: &str, to: &str) -> anyhow::Result<Copied> {
         match written {
             true => copied.users += 1,
             false => copied.users_skipped.push(user.name),
+        }
+    }
+    // Single sign-on links (store/identities.rs), for the users copied: without them a user made at a sign-in
+    // would be refused at the next one (a user of that name exists and is not linked).
+    for link in source.list_identities()? {
+        if target.find_user(&link.user_id)?.is_some_and(|u| u.id == link.user_id) {
+            target.link_identity(&link.issuer, &link.subject, &link.user_id, link.created_at)?;
         }
     }
     Ok(copied)

@@ -107,6 +107,8 @@ CREATE TABLE instances (
     crate::store::users::POSTGRES_TRIGGERS,
     // 17: who each request was for, in the ledger and its rollups, and each user's limits (store/attribution.rs).
     crate::store::attribution::POSTGRES,
+    // 18: single sign-on: provider identities linked to users, sign-ins started (store/identities.rs).
+    crate::store::identities::SCHEMA,
 ];
 
 /// The schema version a current PostgreSQL store has.

@@ -67,6 +67,8 @@ CREATE TABLE client_keys (
     super::users::SCHEMA,
     // 14: who each request was for, in the ledger and its rollups, and each user's limits (store/attribution.rs).
     super::attribution::SQLITE,
+    // 15: single sign-on: provider identities linked to users, sign-ins started (store/identities.rs).
+    super::identities::SCHEMA,
 ];
 
 /// One SQLite file and the connection the store's calls share.

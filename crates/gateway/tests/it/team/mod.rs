@@ -15,6 +15,7 @@ mod audit;
 mod budgets;
 mod conversations;
 mod recipe;
+mod sso;
 mod users;
 
 const ADMIN: &str = "team-admin";
@@ -665,6 +666,10 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
         limits: codex_gateway::store::Limits { monthly_tokens: Some(5000), ..Default::default() },
     };
     assert!(sqlite.insert_user(&user).unwrap_or_else(|e| panic!("{e:#}")));
+    // The user's single sign-on link, and one of a user that is no more (not copied).
+    let linked = sqlite.link_identity("https://idp.example.com", "sub-ana", &user.id, 2);
+    let dangling = sqlite.link_identity("https://idp.example.com", "sub-gone", "usr_gone", 2);
+    assert!(linked.is_ok_and(|w| w) && dangling.is_ok_and(|w| w));
     drop(sqlite);
     let from = format!("sqlite:{}", path.display());
     for _ in 0..2 {
@@ -682,7 +687,12 @@ async fn store_migrate_copies_accounts_tokens_and_keys() {
     assert_eq!(accounts[0].tokens.as_ref().map(|t| t.refresh_token.as_str()), Some("refresh-1"));
     assert_eq!(accounts[0].policy.as_deref(), Some("preserve:40"), "the owner's policy comes along");
     assert_eq!(team.list_keys().unwrap_or_else(|e| panic!("{e:#}")), vec![key]);
-    assert_eq!(team.list_users().unwrap_or_else(|e| panic!("{e:#}")), vec![user], "users come along");
+    assert_eq!(team.list_users().unwrap_or_else(|e| panic!("{e:#}")), vec![user.clone()], "users come along");
+    let links = team.list_identities().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        links.iter().map(|l| (l.subject.as_str(), l.user_id.as_str())).collect::<Vec<_>>(),
+        [("sub-ana", user.id.as_str())]
+    );
     drop(team);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -727,7 +737,7 @@ async fn a_team_store_of_the_previous_schema_gains_policies_and_opportunistic_ke
     drop(open().await.unwrap_or_else(|e| panic!("{e}")));
     // Back to version 10: the columns of migrations 11 and 12 gone (12's report indexes with its ledger
     // columns), 13's table of kept responses, 14's audit trail and 15's users (16 their triggers), 17's user
-    // columns and rollup keys, the rows of the older schema in place.
+    // columns and rollup keys, 18's single sign-on tables, the rows of the older schema in place.
     db_query(
         &db,
         "ALTER TABLE usage_requests DROP COLUMN user_id;
@@ -742,7 +752,8 @@ async fn a_team_store_of_the_previous_schema_gains_policies_and_opportunistic_ke
          DROP TABLE stored_responses;
          DROP TABLE audit_log;
          DROP TABLE users; DROP TABLE user_sessions; ALTER TABLE client_keys DROP COLUMN owner;
-         DELETE FROM schema_migrations WHERE version IN (11, 12, 13, 14, 15, 16, 17);
+         DROP TABLE user_identities; DROP TABLE sso_pending;
+         DELETE FROM schema_migrations WHERE version IN (11, 12, 13, 14, 15, 16, 17, 18);
          INSERT INTO accounts (id, kind, api_key, status, created_at) VALUES ('k', 'api_key', 'sk-1', 'active', 1);
          INSERT INTO client_keys (id, name, prefix, secret_sha256, created_at, suspended_at, suspended_reason)
              VALUES ('key_1', 'ci', 'cgw_', 'ab', 1, 2, 'policy refusals')",

@@ -1,0 +1,139 @@
+//! Single sign-on on the login page (`[dashboard.oidc]`, docs/dashboard.md "Single sign-on"): the "Sign in with
+//! ..." button opens `GET /dashboard/sso/start`, which sends the browser to the provider with the state in a
+//! short-lived cookie; the provider sends it back to `GET /dashboard/sso/callback`, on this instance or any other
+//! of a team (the sign-in waits in the store: users/oidc/). The flow itself is users/oidc/; this is its HTTP
+//! side: the cookies, the pages, and the audit trail's entry for every sign-in and every refusal (both are GETs,
+//! which the dashboard's audit layer does not record, so they are recorded here).
+
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::session::{SESSION_COOKIE, cookie, login_form, over_tls, set_cookie};
+use super::{St, html_response};
+use crate::audit::{self, Actor, Entry, Outcome};
+use crate::users::oidc::{self, CALLBACK_PATH, Callback, SsoError};
+
+/// The cookie that holds a started sign-in's state until the provider's answer.
+const STATE_COOKIE: &str = "cgw_sso";
+
+/// The state cookie: HttpOnly, only sent to the callback's path, and SameSite=Lax, because the provider's answer
+/// is a top-level navigation from another site (a Strict cookie would not come with it).
+fn state_cookie(headers: &HeaderMap, value: &str, max_age: std::time::Duration) -> HeaderValue {
+    let secure = if over_tls(headers) { "; Secure" } else { "" };
+    let c = format!(
+        "{STATE_COOKIE}={value}; Path=/dashboard/sso; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        max_age.as_secs()
+    );
+    // The state is base64url: always a valid header value.
+    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("cgw_invalid=1"))
+}
+
+/// Where the provider sends the browser back: `[dashboard.oidc] public_url`, else this request's own scheme and
+/// host (the guard has held the `Host` to the allowed names).
+fn redirect_uri(dash: &St, headers: &HeaderMap) -> Option<String> {
+    let config = dash.sso.as_ref().map(|p| &p.config)?;
+    if let Some(base) = &config.public_url {
+        return Some(format!("{base}{CALLBACK_PATH}"));
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| !h.is_empty())?;
+    let scheme = if over_tls(headers) { "https" } else { "http" };
+    Some(format!("{scheme}://{host}{CALLBACK_PATH}"))
+}
+
+/// Append the sign-in's entry to the audit trail: who (the user's name, or the provider's e-mail or subject when
+/// known), how it went, whether the user was made by it and, for a refusal, why; never a code, a token or the
+/// state.
+async fn record(dash: &St, source: Option<String>, actor: Actor, who: Option<String>, how: Result<bool, &SsoError>) {
+    let mut entry = Entry::new(actor, "user.sign_in");
+    entry.source = source;
+    entry.target = who.map(|w| w.chars().take(200).collect());
+    entry.details.insert("method".into(), "oidc".into());
+    match how {
+        Ok(created) => {
+            entry.details.insert("created".into(), created.into());
+        }
+        Err(e) => {
+            entry.outcome = if e.status() >= 500 { Outcome::Failed } else { Outcome::Refused };
+            entry.details.insert("reason".into(), e.reason().into());
+        }
+    }
+    let store = dash.app.pool.store().clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || audit::record(&store, entry)).await {
+        tracing::error!("the audit trail's append did not complete: {e}");
+    }
+}
+
+/// The login page with the refusal in place of the button's silence.
+fn refused_page(dash: &St, headers: &HeaderMap, e: &SsoError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut resp = login_form(dash, headers, Some(&format!("Single sign-on failed: {e}.")));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// `GET /dashboard/sso/start`: to the provider.
+pub(crate) async fn start(State(dash): State<St>, req: Request) -> Response {
+    let headers = req.headers().clone();
+    let source = audit::source_of(req.extensions());
+    let result = match (&dash.sso, redirect_uri(&dash, &headers)) {
+        (None, _) => Err(SsoError::NotConfigured),
+        (Some(_), None) => Err(SsoError::Provider("the request has no Host to send the answer back to".into())),
+        (Some(p), Some(uri)) => oidc::start(p, &dash.app.users, &uri).await,
+    };
+    match result {
+        Ok(started) => {
+            let mut resp = Redirect::to(&started.url).into_response();
+            let c = state_cookie(&headers, &started.state, oidc::PENDING_LIFETIME);
+            resp.headers_mut().append(header::SET_COOKIE, c);
+            resp
+        }
+        // Nothing to sign in to: not a refusal to record (and no way to fill the trail from outside).
+        Err(e @ SsoError::NotConfigured) => refused_page(&dash, &headers, &e),
+        Err(e) => {
+            tracing::warn!("dashboard: a single sign-on could not start: {e}");
+            record(&dash, source, Actor::Anonymous, None, Err(&e)).await;
+            refused_page(&dash, &headers, &e)
+        }
+    }
+}
+
+/// `GET /dashboard/sso/callback`: the provider's answer; a session, or the login page saying why not.
+pub(crate) async fn callback(State(dash): State<St>, req: Request) -> Response {
+    let headers = req.headers().clone();
+    let source = audit::source_of(req.extensions());
+    let answer = Query::<Callback>::try_from_uri(req.uri()).map(|q| q.0).unwrap_or_default();
+    let result = match &dash.sso {
+        None => Err(oidc::Failed { error: SsoError::NotConfigured, who: None }),
+        Some(p) => oidc::finish(p, &dash.app.users, cookie(&headers, STATE_COOKIE), &answer).await,
+    };
+    let mut resp = match result {
+        Ok(done) => {
+            let name = done.signed.user.name.clone();
+            if done.created {
+                tracing::info!("dashboard: a user was made at their first single sign-on");
+            }
+            record(&dash, source, Actor::User { name: name.clone() }, Some(name), Ok(done.created)).await;
+            let home = crate::users::access::home(done.signed.user.role);
+            // A page that moves on by itself rather than a redirect: the session cookie is SameSite=Strict, and a
+            // browser does not send it on a redirect chain that began at the provider's site.
+            let html = format!(
+                "<!doctype html><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url={home}\">\
+                 <title>Signed in</title><p>Signed in. <a href=\"{home}\">Continue to the dashboard</a>.</p>"
+            );
+            let mut resp = html_response(StatusCode::OK, html);
+            resp.headers_mut()
+                .append(header::SET_COOKIE, set_cookie(&headers, SESSION_COOKIE, &done.token, dash.sessions.lifetime));
+            resp
+        }
+        Err(failed) if matches!(failed.error, SsoError::NotConfigured) => refused_page(&dash, &headers, &failed.error),
+        Err(failed) => {
+            tracing::warn!("dashboard: a single sign-on was refused ({})", failed.error.reason());
+            record(&dash, source, Actor::Anonymous, failed.who, Err(&failed.error)).await;
+            refused_page(&dash, &headers, &failed.error)
+        }
+    };
+    // The state served its one use, whatever came of it.
+    resp.headers_mut().append(header::SET_COOKIE, state_cookie(&headers, "", std::time::Duration::ZERO));
+    resp
+}
