@@ -132,9 +132,11 @@ fn usage_params_for(raw: Option<&str>, own: &Own) -> UsageParams {
     }
 }
 
-/// The users the filter offers (id, name), for everyone but a member (who sees only their own usage).
-async fn user_choices(dash: &St, own: &Own) -> Vec<Value> {
-    if own.0.is_some() {
+/// The users the filter offers (id, name): only to a role that may read the users (an admin); a viewer may still
+/// filter by a user's id in the address, and a member sees only their own usage.
+async fn user_choices(dash: &St, own: &Own, role: crate::users::Role) -> Vec<Value> {
+    use crate::users::access::{Action, Decision, decide};
+    if own.0.is_some() || decide(role, Action::UsersRead) != Decision::Allow {
         return Vec::new();
     }
     let store = dash.app.users.store().clone();
@@ -161,7 +163,7 @@ pub(crate) async fn usage_page(
     ctx.insert("range".into(), p.range.into());
     ctx.insert("group_by".into(), p.group.into());
     ctx.insert("user".into(), p.user.into());
-    ctx.insert("users".into(), user_choices(&dash, &own).await.into());
+    ctx.insert("users".into(), user_choices(&dash, &own, a.who.role()).await.into());
     ctx.insert("query".into(), p.query.clone().into());
     match report(&dash, &p.query).await {
         Ok(r) => {

@@ -197,3 +197,37 @@ async fn a_members_key_maximum_holds_when_keys_are_created_at_the_same_moment() 
     let owned = all.as_array().into_iter().flatten().filter(|k| k["owner"] == json!(id)).count();
     assert_eq!(owned, 3, "{all}");
 }
+
+/// `codex-gateway users set-budget` on the store: the limits set (`none` removes one), a call without a limit or
+/// with a 0 rate refused with a clear message, each change audited as `user.budget` by the OS user.
+#[tokio::test]
+async fn the_users_command_sets_a_budget_and_audits_it() {
+    let data = std::env::temp_dir().join(format!("cgw-budget-cli-{}", uuid::Uuid::new_v4().simple()));
+    let ok = |o: &std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    ok(&crate::users::cli(&["users", "add", "ana"], &data, None).await);
+    let out =
+        ok(&crate::users::cli(&["users", "set-budget", "ana", "--daily-tokens", "100", "--rpm", "5"], &data, None)
+            .await);
+    assert!(out.contains("rpm 5") && out.contains("daily tokens 100"), "{out}");
+    let out = ok(&crate::users::cli(&["users", "set-budget", "ana", "--rpm", "none"], &data, None).await);
+    assert!(out.contains("rpm none") && out.contains("daily tokens 100"), "{out}");
+    for (args, words) in [
+        (vec!["users", "set-budget", "ana"], "set at least one"),
+        (vec!["users", "set-budget", "ana", "--rpm", "0"], "at least 1"),
+        (vec!["users", "set-budget", "ana", "--daily-tokens", "lots"], "not a number"),
+    ] {
+        let o = crate::users::cli(&args, &data, None).await;
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(words), "{args:?}: {err}");
+    }
+    let list = ok(&crate::users::cli(&["users", "list"], &data, None).await);
+    assert!(list.contains("daily") && list.contains("100"), "{list}");
+    let store = codex_gateway::store::Store::open(&data.join("gateway.db")).unwrap_or_else(|e| panic!("{e:#}"));
+    let rows = store.audit_rows(&Default::default()).unwrap_or_else(|e| panic!("{e:#}"));
+    let budgets = rows.iter().filter(|r| r.action == "user.budget" && r.actor.starts_with("cli:")).count();
+    assert_eq!(budgets, 2, "{rows:#?}");
+    let _ = std::fs::remove_dir_all(&data);
+}

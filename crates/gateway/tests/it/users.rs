@@ -492,7 +492,7 @@ async fn a_user_disabled_by_the_command_line_is_refused_by_the_running_gateway()
 }
 
 /// The command line on the data directory `data`, `stdin` written to its standard input.
-async fn cli(args: &[&str], data: &Path, stdin: Option<&str>) -> std::process::Output {
+pub(crate) async fn cli(args: &[&str], data: &Path, stdin: Option<&str>) -> std::process::Output {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_codex-gateway"))
         .args(args)
