@@ -16,6 +16,7 @@ use rusqlite::Connection;
 mod accounts;
 pub mod audit;
 mod keys;
+pub mod oauth;
 pub mod postgres;
 pub mod serving;
 pub mod sqlite;

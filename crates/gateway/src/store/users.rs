@@ -89,8 +89,8 @@ pub struct StoredSession {
     pub expires_at: i64,
 }
 
-/// A bound value.
-enum Val {
+/// A bound value (oauth.rs binds its own the same way).
+pub(super) enum Val {
     Text(Option<String>),
     Int(Option<i64>),
 }
@@ -111,7 +111,7 @@ impl Val {
     }
 }
 
-fn text(s: &str) -> Val {
+pub(super) fn text(s: &str) -> Val {
     Val::Text(Some(s.to_string()))
 }
 
@@ -119,7 +119,7 @@ const USER_COLUMNS: &str = "id, name, role, created_at, disabled_at, password_ha
 const SESSION_COLUMNS: &str = "token_sha256, user_id, method, created_at, expires_at";
 
 /// A row read from either backend, by column index.
-trait Cells {
+pub(super) trait Cells {
     fn text(&self, i: usize) -> anyhow::Result<Option<String>>;
     fn int(&self, i: usize) -> anyhow::Result<Option<i64>>;
 }
@@ -142,7 +142,7 @@ impl Cells for tokio_postgres::Row {
     }
 }
 
-fn need<T>(v: Option<T>, what: &str) -> anyhow::Result<T> {
+pub(super) fn need<T>(v: Option<T>, what: &str) -> anyhow::Result<T> {
     v.ok_or_else(|| anyhow::anyhow!("{what} is NULL"))
 }
 
@@ -257,7 +257,7 @@ impl Store {
     }
 
     /// Rows changed by `sql`.
-    fn users_exec(&self, sql: String, values: Vec<Val>) -> anyhow::Result<u64> {
+    pub(super) fn users_exec(&self, sql: String, values: Vec<Val>) -> anyhow::Result<u64> {
         match &self.backend {
             Backend::Sqlite => self.with_conn(|c| {
                 let n = c.execute(&sql, rusqlite::params_from_iter(values.iter().map(Val::sqlite)))?;
@@ -274,7 +274,7 @@ impl Store {
         }
     }
 
-    fn users_query<T: Send + 'static>(
+    pub(super) fn users_query<T: Send + 'static>(
         &self,
         sql: String,
         values: Vec<Val>,

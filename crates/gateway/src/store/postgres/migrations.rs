@@ -105,6 +105,8 @@ CREATE TABLE instances (
     crate::store::users::SCHEMA,
     // 16: users and sessions move the change counter, so a revoked session is refused on every instance.
     crate::store::users::POSTGRES_TRIGGERS,
+    // 17: the Codex CLI's sign-in: codes, device codes and refresh tokens (store/oauth.rs, oauth/).
+    crate::store::oauth::SCHEMA,
 ];
 
 /// The schema version a current PostgreSQL store has.

@@ -65,6 +65,8 @@ CREATE TABLE client_keys (
     super::audit::SCHEMA,
     // 13: users, their sessions, and each client key's owner (store/users.rs, users/).
     super::users::SCHEMA,
+    // 14: the Codex CLI's sign-in: codes, device codes and refresh tokens (store/oauth.rs, oauth/).
+    super::oauth::SCHEMA,
 ];
 
 /// One SQLite file and the connection the store's calls share.
