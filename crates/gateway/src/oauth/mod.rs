@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn only_loopback_redirects() {
-        for ok in ["http://127.0.0.1:1457/callback", "http://localhost:9/cb", "http://[::1]:80/x"] {
+        for ok in ["http://127.0.0.1:1457/callback", "http://localhost:9/cb", "http://[::1]:8080/x"] {
             assert!(loopback_redirect(ok), "{ok}");
         }
         for bad in [
