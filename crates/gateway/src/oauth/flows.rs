@@ -230,6 +230,8 @@ fn code_grant(
         // RFC 6749 §4.1.2: a code used twice revokes what it was exchanged for.
         if let Some(family) = &g.family {
             store.revoke_family(family)?;
+            // Refused here at once; the other instances drop it at their next re-read of the sessions.
+            users.reload()?;
             *revoked = true;
         }
         return Err(OAuthError::InvalidGrant("the code was already used"));
@@ -270,6 +272,7 @@ fn refresh_grant(
         if r.used_at.is_some() || store.find_refresh(&hash)?.is_some_and(|now| now.used_at.is_some()) {
             // A rotated token presented again: whoever holds the family, one copy leaked (RFC 9700 §4.14.2).
             store.revoke_family(&r.family)?;
+            users.reload()?;
             *revoked = true;
             return Err(OAuthError::InvalidGrant("the refresh token was already used; its sign-in is revoked"));
         }

@@ -26,6 +26,7 @@ mod listener;
 mod login;
 mod metrics;
 mod moves;
+mod oauth;
 mod ollama;
 mod packaging;
 mod parity;

@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 
 use crate::harness::{Setup, TestEnv, start};
 
-const ADMIN: &str = "users-admin-key-8f3a1d";
-const PASSWORD: &str = "a long enough password";
+pub(crate) const ADMIN: &str = "users-admin-key-8f3a1d";
+pub(crate) const PASSWORD: &str = "a long enough password";
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -26,7 +26,7 @@ fn client() -> reqwest::Client {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn call(env: &TestEnv, bearer: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn call(env: &TestEnv, bearer: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut req = client().request(method, env.url(path)).bearer_auth(bearer);
     if let Some(b) = body {
         req = req.json(&b);
@@ -47,7 +47,7 @@ async fn gateway() -> TestEnv {
 }
 
 /// Create a user with the admin key: its id.
-async fn add_user(env: &TestEnv, name: &str, role: &str, extra: Value) -> String {
+pub(crate) async fn add_user(env: &TestEnv, name: &str, role: &str, extra: Value) -> String {
     let mut body = json!({"name": name, "role": role, "password": PASSWORD});
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
@@ -67,7 +67,11 @@ async fn sign_in(env: &TestEnv, name: &str) -> String {
 }
 
 /// Sign in on the dashboard: the session cookie (`cgw_session=cgs_...`) and its CSRF token.
-async fn dashboard_sign_in(env: &TestEnv, name: &str, code: Option<&str>) -> Result<(String, String), (u16, Value)> {
+pub(crate) async fn dashboard_sign_in(
+    env: &TestEnv,
+    name: &str,
+    code: Option<&str>,
+) -> Result<(String, String), (u16, Value)> {
     let r = client().get(env.url("/dashboard/login")).send().await.unwrap_or_else(|e| panic!("{e}"));
     let html_cookie = r
         .headers()
