@@ -13,6 +13,7 @@ use crate::harness::stored;
 
 mod audit;
 mod conversations;
+mod oauth;
 mod users;
 
 const ADMIN: &str = "team-admin";
