@@ -228,6 +228,7 @@ def test_device_and_browser_sign_in_a_turn_as_the_user_and_a_disabled_user_refus
     done = codex_exec(codex_home, home, "say hi")
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode() + stack.describe()
     assert stack.fake.requests("responses"), "the turn reached the backend"
+    assert "Model metadata" not in done.stderr.decode(), "the catalog came from the gateway (model_catalog_url)"
     refreshed = stored_token(codex_home)
     assert refreshed["refresh_token"] != first["refresh_token"], "rotated on refresh"
     log = gw.settled_log_text()

@@ -252,9 +252,11 @@ fn codex_plan(to: &Gateway, model: &str, env: &dyn Env, home: &std::path::Path) 
         ("base_url", TomlValue::Str(format!("{base}/v1"))),
         ("wire_api", TomlValue::Str("responses".into())),
     ];
-    // With the sign-in the user's token is the credential: no client key to send.
-    if to.oauth.is_none() {
-        provider.push(("env_key", TomlValue::Str("CODEX_GATEWAY_API_KEY".into())));
+    // With the sign-in the user's token is the credential: no client key to send. The CLI then reads the model
+    // catalog from the gateway too, with the same token (the Codex catalog is under `models` in `/v1/models`).
+    match to.oauth {
+        None => provider.push(("env_key", TomlValue::Str("CODEX_GATEWAY_API_KEY".into()))),
+        Some(_) => provider.push(("model_catalog_url", TomlValue::Str(format!("{base}/v1/models")))),
     }
     // Turned off on the gateway: the key is left out (an older `true` in the file is harmless, the
     // handshake's 426 sends the CLI to HTTP at once).
@@ -429,6 +431,7 @@ mod tests {
         let parsed: toml::Value = toml::from_str(&merged("", &plan.merge)?)?;
         let provider = &parsed["model_providers"]["codex-gateway"];
         assert!(provider.get("env_key").is_none(), "the token is the credential");
+        assert_eq!(provider["model_catalog_url"].as_str(), Some("http://127.0.0.1:9/v1/models"));
         let g = &provider["gateway_oauth"];
         assert_eq!(g["authorization_url"].as_str(), Some("http://127.0.0.1:9/dashboard/oauth/authorize"));
         assert_eq!(g["token_url"].as_str(), Some("http://127.0.0.1:9/dashboard/oauth/token"));
