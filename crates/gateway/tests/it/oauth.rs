@@ -15,6 +15,9 @@ const CLIENT_KEY: &str = "sk-oauth-client-key-5e1b";
 const VERIFIER: &str = "a-verifier-of-enough-length-0123456789-abcdefghijkl";
 const REDIRECT: &str = "http://127.0.0.1:1457/callback";
 
+/// A form's fields, as the CLI sends them.
+type Form<'a> = &'a [(&'a str, &'a str)];
+
 fn challenge(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
@@ -220,7 +223,7 @@ async fn bad_authorization_and_token_requests_get_the_rfc_errors() {
         assert!(location.contains("state=st-9"), "{location}");
     }
     let token = "/dashboard/oauth/token";
-    let cases: &[(&[(&str, &str)], u16, &str)] = &[
+    let cases: &[(Form, u16, &str)] = &[
         (&[("grant_type", "authorization_code"), ("client_id", "other"), ("code", "x")], 401, "invalid_client"),
         (&[("grant_type", "password"), ("client_id", "codex-cli")], 400, "unsupported_grant_type"),
         (&[("client_id", "codex-cli")], 400, "invalid_request"),
