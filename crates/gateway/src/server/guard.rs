@@ -245,6 +245,7 @@ impl Policy {
         let token = token.map(|t| t.strip_prefix("Bearer ").or_else(|| t.strip_prefix("bearer ")).unwrap_or(t).trim());
         let signed = token.and_then(|t| users.access(t)).ok_or(Refusal::TokenInvalid)?;
         if !crate::oauth::flows::may_use_models(&signed.user) {
+            audit_refusal(users, &signed.user, req.uri().path());
             return Err(Refusal::RoleForbidden);
         }
         Ok(Some(Caller(Arc::new(crate::keys::ClientKey::signed_in(&signed.user)))))
@@ -437,6 +438,20 @@ fn host_of<B>(req: &Request<B>) -> Result<Option<&[u8]>, Refusal> {
         (Some(host), None, None) => Ok(Some(host.as_bytes())),
         (None, _, None) => Ok(None),
     }
+}
+
+/// A known user's token refused for their role, in the audit trail (off the request's path; a token nobody holds
+/// is not recorded: it names no one, and recording it would let anyone fill the trail).
+fn audit_refusal(users: &crate::users::Users, user: &crate::users::User, path: &str) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    let mut entry =
+        crate::audit::Entry::new(crate::audit::Actor::User { name: user.name.clone() }, "oauth.token.refused");
+    entry.target = Some(user.id.clone());
+    entry.outcome = crate::audit::Outcome::Refused;
+    entry.details.insert("error".into(), "role_forbidden".into());
+    entry.details.insert("path".into(), path.chars().take(100).collect::<String>().into());
+    let store = users.store().clone();
+    rt.spawn_blocking(move || crate::audit::record(&store, entry));
 }
 
 /// The admin API's sign-in (server/admin/users.rs), open to anyone: it refuses what matches no user.

@@ -369,6 +369,9 @@ async fn a_token_is_refused_once_its_user_is_disabled_or_made_a_viewer() {
             .await;
     assert_eq!(s, 200);
     assert_eq!(model_call(&env, &access).await, (403, "role_forbidden".into()));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, audit) = call(&env, ADMIN, reqwest::Method::GET, "/admin/audit?limit=50", None).await;
+    assert!(audit.to_string().contains("role_forbidden"), "the refusal is in the trail: {audit}");
     let (s, v) = refresh(&env, &str_of(&v, "refresh_token")).await;
     assert_eq!((s, v["error"].as_str()), (400, Some("access_denied")), "a viewer gets no new token: {v}");
     let (s, _) = call(
