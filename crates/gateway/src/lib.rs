@@ -25,6 +25,7 @@ pub mod hosts;
 pub mod keys;
 pub mod logging;
 pub mod metrics;
+pub mod oauth;
 pub mod record;
 pub mod relay;
 pub mod server;

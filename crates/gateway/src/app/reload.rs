@@ -145,6 +145,7 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
         access,
         metrics,
         dashboard,
+        oauth,
         config_file,
         usage,
         configured_keys,
@@ -193,6 +194,7 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
     restart_if(*client != old.client, "upstream.client_version / user_agent");
     restart_if(*upstream_ws != old.upstream_ws, "upstream.transport / websocket_*");
     restart_if(*ollama != old.ollama, "ollama");
+    restart_if(*oauth != old.oauth, "oauth");
     let r = &old.routing;
     restart_if(routing.plan_priority != r.plan_priority, "routing.plan_priority");
     restart_if(

@@ -28,6 +28,10 @@ pub struct ConnectArgs {
     /// Merge the settings into the client's own configuration file (a backup is kept as FILE.bak).
     #[arg(long)]
     write: bool,
+    /// Codex: sign each developer in with their own user (`gateway_oauth`) even when this machine cannot see the
+    /// gateway's users (by default only when its store has users).
+    #[arg(long)]
+    sign_in: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,10 +44,14 @@ enum Client {
     Continue,
 }
 
-/// A value in the TOML table: the provider's settings are strings and one boolean.
+/// A value in the TOML table: the provider's settings are strings, a boolean, and for the gateway sign-in a port,
+/// a list of scopes and the token's delivery (an inline table).
 enum TomlValue {
     Str(String),
     Bool(bool),
+    Int(i64),
+    List(Vec<String>),
+    Inline(Vec<(&'static str, String)>),
 }
 
 impl TomlValue {
@@ -52,6 +60,10 @@ impl TomlValue {
         match self {
             TomlValue::Str(v) => item.and_then(|i| i.as_str()) == Some(v.as_str()),
             TomlValue::Bool(v) => item.and_then(|i| i.as_bool()) == Some(*v),
+            TomlValue::Int(v) => item.and_then(|i| i.as_integer()) == Some(*v),
+            TomlValue::List(_) | TomlValue::Inline(_) => {
+                item.map(|i| i.to_string().trim().to_string()) == Some(self.item().to_string().trim().to_string())
+            }
         }
     }
 
@@ -59,6 +71,15 @@ impl TomlValue {
         match self {
             TomlValue::Str(v) => toml_edit::value(v.as_str()),
             TomlValue::Bool(v) => toml_edit::value(*v),
+            TomlValue::Int(v) => toml_edit::value(*v),
+            TomlValue::List(v) => toml_edit::value(v.iter().collect::<toml_edit::Array>()),
+            TomlValue::Inline(pairs) => {
+                let mut t = toml_edit::InlineTable::new();
+                for (k, v) in pairs {
+                    t.insert(*k, v.as_str().into());
+                }
+                toml_edit::value(t)
+            }
         }
     }
 }
@@ -71,11 +92,14 @@ struct Plan {
     note: String,
 }
 
+/// A table's path and the keys set in it.
+type TomlTable = (Vec<&'static str>, Vec<(&'static str, TomlValue)>);
+
 enum Merge {
     /// JSON: set each (path, value); objects on the way are created, nothing else is touched.
     Json(Vec<(Vec<&'static str>, Value)>),
-    /// TOML (toml_edit keeps comments and order): top-level keys and one table.
-    Toml { top: Vec<(&'static str, String)>, table: (Vec<&'static str>, Vec<(&'static str, TomlValue)>) },
+    /// TOML (toml_edit keeps comments and order): top-level keys and tables (a table and its subtable).
+    Toml { top: Vec<(&'static str, String)>, tables: Vec<TomlTable> },
     /// `KEY=value` or `key: value` lines at the top level (a .env file, aider's flat YAML).
     Lines { separator: &'static str, pairs: Vec<(&'static str, String)> },
     /// One entry in Continue's `models:` list (continue_yaml.rs).
@@ -92,7 +116,9 @@ pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()
         (None, true) => "<your client key>".to_string(),
     };
     let env = ProcessEnv;
-    let to = Gateway { base: &base, key: &key, websocket: config.inbound_ws.enabled };
+    let sign_in = args.client == Client::Codex && (args.sign_in || has_users(config).await);
+    let oauth = sign_in.then_some(&config.oauth);
+    let to = Gateway { base: &base, key: &key, websocket: config.inbound_ws.enabled, oauth };
     for plan in plans(args.client, &to, &args.model, &env) {
         if args.write {
             write(&plan)?;
@@ -107,12 +133,25 @@ pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()
     Ok(())
 }
 
+/// Whether the configured store has users (then each developer signs the Codex CLI in as themselves); a store
+/// that is not there (this machine is not the gateway's) has none.
+async fn has_users(config: &Config) -> bool {
+    if config.store.url.is_none() && !config.db_path().exists() {
+        return false;
+    }
+    let config = config.clone();
+    let found = tokio::task::spawn_blocking(move || config.open_store().and_then(|s| s.any_user())).await;
+    matches!(found, Ok(Ok(true)))
+}
+
 /// The gateway a client is pointed at.
 struct Gateway<'a> {
     base: &'a str,
     key: &'a str,
     /// It serves the inbound Responses WebSocket (`[server] websocket`).
     websocket: bool,
+    /// Users sign the Codex CLI in (oauth/): its `gateway_oauth` settings.
+    oauth: Option<&'a crate::config::OAuthConfig>,
 }
 
 fn plans(client: Client, to: &Gateway, model: &str, env: &dyn Env) -> Vec<Plan> {
@@ -212,20 +251,52 @@ fn codex_plan(to: &Gateway, model: &str, env: &dyn Env, home: &std::path::Path) 
         ("name", TomlValue::Str("codex-gateway".into())),
         ("base_url", TomlValue::Str(format!("{base}/v1"))),
         ("wire_api", TomlValue::Str("responses".into())),
-        ("env_key", TomlValue::Str("CODEX_GATEWAY_API_KEY".into())),
     ];
+    // With the sign-in the user's token is the credential: no client key to send. The CLI then reads the model
+    // catalog from the gateway too, with the same token (the Codex catalog is under `models` in `/v1/models`).
+    match to.oauth {
+        None => provider.push(("env_key", TomlValue::Str("CODEX_GATEWAY_API_KEY".into()))),
+        Some(_) => provider.push(("model_catalog_url", TomlValue::Str(format!("{base}/v1/models")))),
+    }
     // Turned off on the gateway: the key is left out (an older `true` in the file is harmless, the
     // handshake's 426 sends the CLI to HTTP at once).
     if to.websocket {
         provider.push(("supports_websockets", TomlValue::Bool(true)));
     }
+    let path = vec!["model_providers", "codex-gateway"];
+    let mut tables = vec![(path.clone(), provider)];
+    let note = match to.oauth {
+        // The official client's `gateway_oauth` (0.156+): its field names and the delivery's `kind`/`name`/
+        // `scheme` as the client parses them (docs/clients.md, "Codex CLI").
+        Some(o) => {
+            let endpoint = |p: &str| TomlValue::Str(format!("{base}/dashboard/oauth/{p}"));
+            tables.push((
+                [path, vec!["gateway_oauth"]].concat(),
+                vec![
+                    ("authorization_url", endpoint("authorize")),
+                    ("token_url", endpoint("token")),
+                    ("device_authorization_url", endpoint("device/code")),
+                    ("client_id", TomlValue::Str(o.client_id.clone())),
+                    ("scopes", TomlValue::List(vec!["models".into()])),
+                    ("redirect_port", TomlValue::Int(i64::from(o.redirect_port))),
+                    (
+                        "delivery",
+                        TomlValue::Inline(vec![
+                            ("kind", "header".into()),
+                            ("name", o.header.clone()),
+                            ("scheme", "Bearer".into()),
+                        ]),
+                    ),
+                ],
+            ));
+            "# then: codex (it signs you in to the gateway with your own user the first time)".into()
+        }
+        None => format!("# then: CODEX_GATEWAY_API_KEY={key} codex"),
+    };
     Plan {
         file: dir.join("config.toml"),
-        merge: Merge::Toml {
-            top: vec![("model", model.into()), ("model_provider", "codex-gateway".into())],
-            table: (vec!["model_providers", "codex-gateway"], provider),
-        },
-        note: format!("# then: CODEX_GATEWAY_API_KEY={key} codex"),
+        merge: Merge::Toml { top: vec![("model", model.into()), ("model_provider", "codex-gateway".into())], tables },
+        note,
     }
 }
 
@@ -242,7 +313,7 @@ fn merged(existing: &str, merge: &Merge) -> anyhow::Result<String> {
             }
             Ok(format!("{}\n", serde_json::to_string_pretty(&doc)?))
         }
-        Merge::Toml { top, table } => {
+        Merge::Toml { top, tables } => {
             let mut doc: toml_edit::DocumentMut =
                 existing.parse().context("the file is not TOML; fix or move it first")?;
             for (k, v) in top {
@@ -250,23 +321,24 @@ fn merged(existing: &str, merge: &Merge) -> anyhow::Result<String> {
                     doc[k] = toml_edit::value(v.as_str());
                 }
             }
-            let (path, pairs) = table;
-            let mut item = doc.as_item_mut();
-            for segment in path {
-                let t = item
-                    .as_table_like_mut()
-                    .context("the file has a non-table where the provider table goes")?
-                    .entry(segment)
-                    .or_insert(toml_edit::table());
-                if let Some(t) = t.as_table_mut() {
-                    t.set_implicit(true);
+            for (path, pairs) in tables {
+                let mut item = doc.as_item_mut();
+                for segment in path {
+                    let t = item
+                        .as_table_like_mut()
+                        .context("the file has a non-table where the provider table goes")?
+                        .entry(segment)
+                        .or_insert(toml_edit::table());
+                    if let Some(t) = t.as_table_mut() {
+                        t.set_implicit(true);
+                    }
+                    item = t;
                 }
-                item = t;
-            }
-            let t = item.as_table_like_mut().context("the provider entry is not a table")?;
-            for (k, v) in pairs {
-                if !v.is_in(t.get(k)) {
-                    t.insert(k, v.item());
+                let t = item.as_table_like_mut().context("the provider entry is not a table")?;
+                for (k, v) in pairs {
+                    if !v.is_in(t.get(k)) {
+                        t.insert(k, v.item());
+                    }
                 }
             }
             Ok(doc.to_string())
@@ -346,7 +418,34 @@ mod tests {
         }
     }
 
-    const GATEWAY: Gateway = Gateway { base: "http://127.0.0.1:9", key: "k-1", websocket: true };
+    const GATEWAY: Gateway = Gateway { base: "http://127.0.0.1:9", key: "k-1", websocket: true, oauth: None };
+
+    /// With users, the Codex provider signs each developer in (`gateway_oauth`, as the official client parses it)
+    /// and sends no client key.
+    #[test]
+    fn the_codex_provider_signs_users_in_when_the_gateway_has_users() -> anyhow::Result<()> {
+        let oauth = crate::config::OAuthConfig::default();
+        let to = Gateway { oauth: Some(&oauth), ..GATEWAY };
+        let env = Home(PathBuf::from("/nonexistent"));
+        let plan = plans(Client::Codex, &to, "gpt-5.4", &env).remove(0);
+        let parsed: toml::Value = toml::from_str(&merged("", &plan.merge)?)?;
+        let provider = &parsed["model_providers"]["codex-gateway"];
+        assert!(provider.get("env_key").is_none(), "the token is the credential");
+        assert_eq!(provider["model_catalog_url"].as_str(), Some("http://127.0.0.1:9/v1/models"));
+        let g = &provider["gateway_oauth"];
+        assert_eq!(g["authorization_url"].as_str(), Some("http://127.0.0.1:9/dashboard/oauth/authorize"));
+        assert_eq!(g["token_url"].as_str(), Some("http://127.0.0.1:9/dashboard/oauth/token"));
+        assert_eq!(g["device_authorization_url"].as_str(), Some("http://127.0.0.1:9/dashboard/oauth/device/code"));
+        assert_eq!(g["client_id"].as_str(), Some("codex-cli"));
+        assert_eq!(g["redirect_port"].as_integer(), Some(1457));
+        assert_eq!(g["delivery"]["kind"].as_str(), Some("header"));
+        assert_eq!(g["delivery"]["name"].as_str(), Some("x-gateway-token"));
+        assert_eq!(g["delivery"]["scheme"].as_str(), Some("Bearer"));
+        // Merged again into its own output: nothing changes.
+        let once = merged("", &plan.merge)?;
+        assert_eq!(merged(&once, &plan.merge)?, once);
+        Ok(())
+    }
 
     fn write_all(client: Client, env: &Home) -> anyhow::Result<()> {
         for plan in plans(client, &GATEWAY, "gpt-5.4", env) {

@@ -52,6 +52,8 @@ pub struct RawConfig {
     pub server: Option<RawServer>,
     pub metrics: Option<RawMetrics>,
     pub dashboard: Option<RawDashboard>,
+    /// `[oauth]`: the Codex CLI's gateway sign-in (config/oauth.rs).
+    pub oauth: Option<super::oauth::RawOAuth>,
     pub usage: Option<RawUsage>,
     pub store: Option<RawStore>,
     pub upstream: Option<RawUpstream>,

@@ -12,6 +12,7 @@ use anyhow::bail;
 mod env;
 mod file;
 mod flags;
+mod oauth;
 mod oidc;
 mod sections;
 mod validate;
@@ -23,6 +24,7 @@ pub use file::{
     RawUsage,
 };
 pub use flags::Overrides;
+pub use oauth::{OAuthConfig, RawOAuth};
 pub use oidc::{CLIENT_SECRET_ENV as OIDC_CLIENT_SECRET_ENV, OidcConfig, RawOidc};
 pub use sections::{
     Access, ConfiguredKey, DashboardConfig, LogFormat, MetricsConfig, OllamaBridge, QuotaThresholds, Routing,
@@ -64,6 +66,8 @@ pub struct Config {
     pub access: Access,
     pub metrics: MetricsConfig,
     pub dashboard: DashboardConfig,
+    /// `[oauth]`: the Codex CLI's gateway sign-in (oauth/).
+    pub oauth: OAuthConfig,
     /// The configuration file: the one read, or where one would be read from (the dashboard's Settings write
     /// it).
     pub config_file: PathBuf,
@@ -183,6 +187,7 @@ impl Config {
             ollama: OllamaBridge::resolve(raw.ollama.take(), env)?,
             metrics: MetricsConfig::resolve(raw.metrics.take(), env)?,
             dashboard: DashboardConfig::resolve(raw.dashboard.take(), env)?,
+            oauth: OAuthConfig::resolve(raw.oauth.take())?,
             log_format: LogFormat::parse(flags::log_format(o, env, raw.log_format.take()).as_deref())?,
             usage: UsageSettings::resolve(raw.usage.take(), env)?,
             store: StoreConfig::resolve(raw.store.take(), o, env),

@@ -9,7 +9,8 @@
 //! usage ledger), `actions.rs` (account actions), `logins.rs` (adding accounts by the login flows),
 //! `settings.rs` (the config file, edited with toml_edit; `prices.rs` its price table), `setup.rs` (client snippets),
 //! `audit.rs` (the layer that puts every change made here in the audit trail, and the Audit page), `access.rs` (roles on every
-//! route: the refusal page), `users.rs` (the Users page), `signin.rs` (a user's sign-in on the login page), `sso.rs` (single sign-on). The request guard
+//! route: the refusal page), `users.rs` (the Users page), `signin.rs` (a user's sign-in on the login page), `sso.rs` (single
+//! sign-on), `oauth.rs` (the Codex CLI's sign-in: its authorization, device and token endpoints, oauth/). The request guard
 //! (server/guard.rs) lets `/dashboard` paths through without the client key: this module's gate decides.
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ mod forecast;
 mod keys;
 mod ledger;
 mod logins;
+mod oauth;
 mod pages;
 mod prices;
 mod session;
@@ -138,6 +140,11 @@ pub(crate) fn table() -> RouteTable<St> {
         .post("/dashboard/api/users", users::create)
         .post("/dashboard/api/users/{id}", users::update)
         .post("/dashboard/api/users/{id}/{action}", users::act)
+        .get("/dashboard/oauth/authorize", oauth::authorize)
+        .get("/dashboard/oauth/device", oauth::device_page)
+        .post("/dashboard/api/oauth/device", oauth::device_decide)
+        .post("/dashboard/oauth/token", oauth::token)
+        .post("/dashboard/oauth/device/code", oauth::device_code)
 }
 
 fn templates() -> minijinja::Environment<'static> {
@@ -157,6 +164,7 @@ fn templates() -> minijinja::Environment<'static> {
         ("audit.html", include_str!("templates/audit.html")),
         ("users.html", include_str!("templates/users.html")),
         ("refused.html", include_str!("templates/refused.html")),
+        ("oauth.html", include_str!("templates/oauth.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             // The templates are part of the binary; a broken one is caught by the tests that render each page.

@@ -325,12 +325,29 @@ fn no_credential(dash: &St) -> Response {
     resp
 }
 
-/// `GET /dashboard/login`.
-pub(crate) async fn login_page(State(dash): State<St>, headers: HeaderMap) -> Response {
+/// A return address after the login (`?next=`), when it is a page of the dashboard itself: never another site
+/// (`//host`, a backslash, a scheme), so the login cannot be used to send a browser elsewhere.
+pub(crate) fn safe_next(next: Option<&str>) -> Option<&str> {
+    next.filter(|n| {
+        n.starts_with("/dashboard/")
+            && !n.contains("//")
+            && !n.contains('\\')
+            && n.len() <= 4096
+            && !n.bytes().any(|b| b.is_ascii_control())
+    })
+}
+
+/// `GET /dashboard/login[?next=/dashboard/...]`.
+pub(crate) async fn login_page(
+    State(dash): State<St>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
     match gate(&dash, &headers) {
         Ok(a) => {
             let home = crate::users::access::home(a.who.role());
-            return a.finish(Redirect::to(home).into_response());
+            let to = safe_next(q.get("next").map(String::as_str)).unwrap_or(home);
+            return a.finish(Redirect::to(to).into_response());
         }
         Err(Denied::NoCredential) => return no_credential(&dash),
         Err(Denied::Login) => {}
@@ -366,6 +383,8 @@ pub(crate) struct LoginBody {
     password: Option<String>,
     code: Option<String>,
     csrf: String,
+    /// Where to go once signed in (the page's `?next=`, checked by [`safe_next`]).
+    next: Option<String>,
 }
 
 /// `POST /dashboard/login` `{"key", "csrf"}` or `{"name", "password", "code"?, "csrf"}`: a session cookie, or
@@ -381,7 +400,8 @@ pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum
         return json_error(StatusCode::FORBIDDEN, "The login form expired: reload the page.");
     }
     if let (Some(name), Some(password)) = (&b.name, &b.password) {
-        return super::signin::user_login(&dash, &headers, name, password, b.code.as_deref()).await;
+        let next = safe_next(b.next.as_deref());
+        return super::signin::user_login(&dash, &headers, name, password, b.code.as_deref(), next).await;
     }
     let Some(key) = b.key else {
         return json_error(StatusCode::BAD_REQUEST, "Send the admin key, or a user name and password.");
@@ -399,7 +419,7 @@ pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum
     }
     drop(turn);
     let (id, _) = dash.sessions.create(Opened::AdminKey);
-    logged_in(&headers, &id, dash.sessions.lifetime, "/dashboard")
+    logged_in(&headers, &id, dash.sessions.lifetime, safe_next(b.next.as_deref()).unwrap_or("/dashboard"))
 }
 
 /// The answer to a login that worked: the session cookie, the login form's cookie cleared.

@@ -20,6 +20,7 @@ pub(super) async fn user_login(
     name: &str,
     password: &str,
     code: Option<&str>,
+    next: Option<&str>,
 ) -> Response {
     let tried: String = name.trim().chars().take(200).collect();
     let note = Note::target(tried).action("user.sign_in");
@@ -37,8 +38,8 @@ pub(super) async fn user_login(
     match checked {
         Ok((token, signed)) => {
             drop(turn);
-            let mut resp =
-                logged_in(headers, &token, dash.sessions.lifetime, crate::users::access::home(signed.user.role));
+            let home = crate::users::access::home(signed.user.role);
+            let mut resp = logged_in(headers, &token, dash.sessions.lifetime, next.unwrap_or(home));
             resp.extensions_mut().insert(Actor::User { name: signed.user.name.clone() });
             resp.extensions_mut().insert(note.with("method", signed.method.clone()));
             resp

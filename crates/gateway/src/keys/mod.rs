@@ -106,6 +106,27 @@ impl ClientKey {
     pub fn is_suspended(&self) -> bool {
         self.suspended.is_some() || self.state.suspending.load(Ordering::Relaxed)
     }
+
+    /// The key a user's Codex CLI sign-in (oauth/) is served under: the guard makes one for each request that
+    /// carries the user's token, so the request is the user's in every place a key's request is (its record, the
+    /// ledger, stored responses, the user's budget); id `user:<user id>`, no limits of its own, no row (never
+    /// suspended).
+    pub fn signed_in(user: &crate::users::User) -> ClientKey {
+        ClientKey {
+            id: Arc::from(format!("user:{}", user.id)),
+            name: format!("{} (Codex sign-in)", user.name),
+            models: None,
+            limits: Limits::default(),
+            expires_at: None,
+            revoked: false,
+            suspended: None,
+            configured: true,
+            opportunistic: false,
+            // The user's own budget applies to their token's requests as to their keys' (keys/users.rs).
+            owner: Some(Arc::from(user.id.as_str())),
+            state: Arc::default(),
+        }
+    }
 }
 
 /// The key a request authenticated with, put into the request's extensions by the guard. Requests with the

@@ -119,6 +119,11 @@ mod tests {
         ("POST",   "/dashboard/api/users",                        [A, R, R]),
         ("POST",   "/dashboard/api/users/{id}",                   [A, R, R]),
         ("POST",   "/dashboard/api/users/{id}/{action}",          [A, R, R]),
+        ("GET",    "/dashboard/oauth/authorize",                  [A, A, R]),
+        ("GET",    "/dashboard/oauth/device",                     [A, A, R]),
+        ("POST",   "/dashboard/api/oauth/device",                 [A, A, R]),
+        ("POST",   "/dashboard/oauth/token",                      [A, A, A]),
+        ("POST",   "/dashboard/oauth/device/code",                [A, A, A]),
     ];
 
     /// The routers' routes and the table are the same set: a route registered without a line here (or a line for

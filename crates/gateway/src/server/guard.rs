@@ -55,6 +55,8 @@ pub struct Policy {
     created: Option<Arc<Keys>>,
     /// People who sign in (users/): their session tokens go on to the admin API's layer, which checks them.
     users: Option<Arc<crate::users::Users>>,
+    /// `[oauth] header`: where the Codex CLI sends a user's token (oauth/), checked here on the model routes.
+    token_header: Option<header::HeaderName>,
     /// `[metrics] public`: `/metrics` needs no key (a scraper on a private network).
     metrics_public: bool,
     listener: Listener,
@@ -95,6 +97,10 @@ pub enum Refusal {
     NotAdmin,
     /// `/admin/*` while client keys were created but no admin credential is configured.
     AdminKeyUnset,
+    /// A Codex CLI token (oauth/) that is unknown, expired or revoked, or whose user was disabled or removed.
+    TokenInvalid,
+    /// A Codex CLI token whose user's role may not use the models (users/access.rs).
+    RoleForbidden,
 }
 
 impl Policy {
@@ -139,6 +145,7 @@ impl Policy {
             shared: Arc::default(),
             created: None,
             users: None,
+            token_header: header::HeaderName::from_bytes(config.oauth.header.as_bytes()).ok(),
             records: None,
             metrics_public: false,
             listener,
@@ -183,6 +190,12 @@ impl Policy {
         if is_admin(path) && self.listener == Listener::Main {
             return self.check_admin(req, &shared).map(|()| None);
         }
+        // A user's Codex CLI token stands in for a client key (and is refused, not ignored, when it is wrong).
+        if self.listener == Listener::Main
+            && let Some(caller) = self.token_caller(req)?
+        {
+            return Ok(Some(caller));
+        }
         let created = self.created.as_deref().filter(|c| !c.is_empty());
         match (self.listener, shared.keys.is_empty(), created) {
             (Listener::Main, true, None) => Ok(None),
@@ -223,6 +236,22 @@ impl Policy {
         }
         let none = presented.iter().all(Option::is_none) && !has_query_key(req);
         if none { Err(Refusal::MissingKey) } else { Err(Refusal::WrongKey) }
+    }
+
+    /// The user of a Codex CLI token in the `[oauth] header` (`Bearer <token>`), as the users' snapshot knows
+    /// them now (users/ follows the store: a user disabled or removed anywhere is refused from the next re-read),
+    /// served under the key `ClientKey::signed_in` makes; `None` when the header is absent.
+    fn token_caller<B>(&self, req: &Request<B>) -> Result<Option<Caller>, Refusal> {
+        let (Some(name), Some(users)) = (&self.token_header, &self.users) else { return Ok(None) };
+        let Some(value) = req.headers().get(name) else { return Ok(None) };
+        let token = value.to_str().ok().map(str::trim);
+        let token = token.map(|t| t.strip_prefix("Bearer ").or_else(|| t.strip_prefix("bearer ")).unwrap_or(t).trim());
+        let signed = token.and_then(|t| users.access(t)).ok_or(Refusal::TokenInvalid)?;
+        if !crate::oauth::flows::may_use_models(&signed.user) {
+            audit_refusal(users, &signed.user, req.uri().path());
+            return Err(Refusal::RoleForbidden);
+        }
+        Ok(Some(Caller(Arc::new(crate::keys::ClientKey::signed_in(&signed.user)))))
     }
 
     fn host_allowed(&self, host: &[u8]) -> bool {
@@ -375,6 +404,16 @@ impl Policy {
                 "This is a client key: /admin/* and /metrics need the gateway's admin key (CODEX_GATEWAY_ADMIN_KEY).",
             )
             .with_code("admin_key_required"),
+            Refusal::TokenInvalid => GatewayError::new(
+                ErrorKind::Unauthorized,
+                "The gateway sign-in token is unknown, expired or revoked: sign in to the gateway again from Codex.",
+            )
+            .with_code("invalid_token"),
+            Refusal::RoleForbidden => GatewayError::new(
+                ErrorKind::PermissionDenied,
+                "Your role may not use the models through this gateway: ask an admin.",
+            )
+            .with_code("role_forbidden"),
             Refusal::AdminKeyUnset => GatewayError::new(
                 ErrorKind::Unauthorized,
                 "Client keys or users exist but no admin credential is configured: set CODEX_GATEWAY_ADMIN_KEY (or \
@@ -402,6 +441,20 @@ fn host_of<B>(req: &Request<B>) -> Result<Option<&[u8]>, Refusal> {
         (Some(host), None, None) => Ok(Some(host.as_bytes())),
         (None, _, None) => Ok(None),
     }
+}
+
+/// A known user's token refused for their role, in the audit trail (off the request's path; a token nobody holds
+/// is not recorded: it names no one, and recording it would let anyone fill the trail).
+fn audit_refusal(users: &crate::users::Users, user: &crate::users::User, path: &str) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    let mut entry =
+        crate::audit::Entry::new(crate::audit::Actor::User { name: user.name.clone() }, "oauth.token.refused");
+    entry.target = Some(user.id.clone());
+    entry.outcome = crate::audit::Outcome::Refused;
+    entry.details.insert("error".into(), "role_forbidden".into());
+    entry.details.insert("path".into(), path.chars().take(100).collect::<String>().into());
+    let store = users.store().clone();
+    rt.spawn_blocking(move || crate::audit::record(&store, entry));
 }
 
 /// The admin API's sign-in (server/admin/users.rs), open to anyone: it refuses what matches no user.
@@ -538,6 +591,7 @@ pub fn loopback_without_keys() -> Policy {
         shared: Arc::default(),
         created: None,
         users: None,
+        token_header: None,
         metrics_public: false,
         listener: Listener::Main,
         shape_of,
@@ -560,6 +614,7 @@ mod tests {
             shared: Arc::new(ArcSwap::from_pointee(SharedKeys { keys: owned(keys), admin_keys: owned(keys) })),
             created: None,
             users: None,
+            token_header: None,
             records: None,
             metrics_public: false,
             listener: Listener::Main,

@@ -18,6 +18,7 @@ pub mod attribution;
 pub mod audit;
 pub mod identities;
 mod keys;
+pub mod oauth;
 pub mod postgres;
 pub mod serving;
 pub mod sqlite;

@@ -92,7 +92,7 @@ pub struct StoredSession {
     pub expires_at: i64,
 }
 
-/// A bound value.
+/// A bound value (oauth.rs binds its own the same way).
 pub(super) enum Val {
     Text(Option<String>),
     Int(Option<i64>),

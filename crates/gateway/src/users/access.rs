@@ -72,6 +72,9 @@ pub enum Action {
     Setup,
     SettingsRead,
     SettingsWrite,
+    /// Use the models with a user's own credential: the model routes with a Codex CLI token, and the pages that
+    /// give the CLI one (oauth/).
+    Models,
 }
 
 /// What [`decide`] allows.
@@ -91,7 +94,7 @@ pub fn decide(role: Role, action: Action) -> Decision {
     match (role, action) {
         (_, Public | OwnSession) => Allow,
         (Role::Admin, _) => Allow,
-        (Role::Member, Setup) => Allow,
+        (Role::Member, Setup | Models) => Allow,
         (Role::Member, KeysRead | KeysWrite | UsageRead | RequestsRead) => Own,
         (
             Role::Member,
@@ -107,7 +110,7 @@ pub fn decide(role: Role, action: Action) -> Decision {
         (
             Role::Viewer,
             AccountsWrite | AccountsExport | Reload | KeysWrite | KeysUpdate | ConversationsWrite | UsersRead
-            | UsersWrite | SettingsRead | SettingsWrite,
+            | UsersWrite | SettingsRead | SettingsWrite | Models,
         ) => Refuse,
     }
 }
@@ -185,6 +188,11 @@ pub fn dashboard_action(method: &Method, route: &str) -> Option<Action> {
         (_, "/dashboard/login" | "/dashboard/assets/{name}") => Public,
         // Single sign-on: its start and the provider's answer need no session (dashboard/sso.rs).
         (true, "/dashboard/sso/start" | "/dashboard/sso/callback") => Public,
+        // The Codex CLI's sign-in (oauth/): its token and device endpoints answer the CLI, which has no session.
+        (false, "/dashboard/oauth/token" | "/dashboard/oauth/device/code") => Public,
+        (true, "/dashboard/oauth/authorize" | "/dashboard/oauth/device") | (false, "/dashboard/api/oauth/device") => {
+            Models
+        }
         (false, "/dashboard/logout") => OwnSession,
         _ => return None,
     })
@@ -231,13 +239,14 @@ mod tests {
             (Setup,               Allow, Allow,  Allow),
             (SettingsRead,        Allow, Refuse, Refuse),
             (SettingsWrite,       Allow, Refuse, Refuse),
+            (Models,              Allow, Allow,  Refuse),
         ];
         for &(action, admin, member, viewer) in table {
             assert_eq!(decide(Role::Admin, action), admin, "admin {action:?}");
             assert_eq!(decide(Role::Member, action), member, "member {action:?}");
             assert_eq!(decide(Role::Viewer, action), viewer, "viewer {action:?}");
         }
-        assert_eq!(table.len(), 21, "every action is in the table");
+        assert_eq!(table.len(), 22, "every action is in the table");
     }
 
     #[test]

@@ -166,6 +166,7 @@ pub fn set_password(store: &Store, id: &str, new: &str) -> Result<(StoredUser, E
     let mut row = find(store, id)?;
     row.password_hash = Some(password::hash(new)?);
     store.update_user(&row)?;
+    store.revoke_refresh_of(&row.id)?;
     let sessions = store.delete_sessions_of(&row.id)?;
     Ok((row, Ended { sessions, keys: Vec::new() }))
 }
@@ -190,6 +191,8 @@ pub fn drop_totp(store: &Store, id: &str) -> Result<StoredUser, UserError> {
 
 /// End every session of a user and revoke every key they own that is not revoked yet.
 pub fn end(store: &Store, user_id: &str, now: i64) -> Result<Ended, UserError> {
+    // The Codex CLI's refresh tokens first: its access tokens are sessions, ended with the others.
+    store.revoke_refresh_of(user_id)?;
     let sessions = store.delete_sessions_of(user_id)?;
     let mut keys = Vec::new();
     for mut k in store.list_keys()? {

@@ -37,6 +37,9 @@ pub use access::Role;
 
 /// What every session token starts with (the guard tells them from keys by it).
 pub const SESSION_PREFIX: &str = "cgs_";
+/// What every access token of the Codex CLI's gateway sign-in starts with (oauth/): a session of its own method,
+/// accepted on the model routes only.
+pub const ACCESS_PREFIX: &str = "cga_";
 /// Client keys a user may hold at once unless an admin sets another maximum.
 pub const DEFAULT_MAX_KEYS: u32 = 10;
 /// How often a gateway on a local store re-reads the users and sessions (what `codex-gateway users` changed in
@@ -61,6 +64,8 @@ pub enum Method {
     PasswordTotp,
     /// Single sign-on with the OpenID Connect provider of `[dashboard.oidc]` (oidc/).
     Oidc,
+    /// An access token of the Codex CLI's gateway sign-in (oauth/): never a dashboard or admin API session.
+    OAuth,
 }
 
 impl Method {
@@ -69,6 +74,7 @@ impl Method {
             Method::Password => "password",
             Method::PasswordTotp => "password+totp",
             Method::Oidc => "oidc",
+            Method::OAuth => "oauth",
         }
     }
 }
@@ -205,6 +211,13 @@ pub fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// 256 random bits, base64url: the body of a session or access token.
+pub fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
 fn user_of(u: &StoredUser) -> Option<User> {
     let role = Role::parse(&u.role)?;
     (u.disabled_at.is_none()).then(|| User {
@@ -277,7 +290,47 @@ impl Users {
             return None;
         }
         let s = self.snapshot.load().sessions.get(&sha256_hex(token)).cloned()?;
-        (s.expires_at > now_unix()).then_some(s)
+        (s.expires_at > now_unix() && s.method != Method::OAuth.as_str()).then_some(s)
+    }
+
+    /// The live access token `token` of the Codex CLI's sign-in (oauth/), from memory, with its user as the
+    /// last re-read found them (disabled or removed: gone; a role changed: the new one).
+    pub fn access(&self, token: &str) -> Option<Arc<SignedIn>> {
+        if !token.starts_with(ACCESS_PREFIX) {
+            return None;
+        }
+        let s = self.snapshot.load().sessions.get(&sha256_hex(token)).cloned()?;
+        (s.expires_at > now_unix() && s.method == Method::OAuth.as_str()).then_some(s)
+    }
+
+    /// Issue an access token for the user with id `user_id` (enabled, with a role), living `lifetime`: the token
+    /// (shown once, to the CLI) and its session. Blocking (the store).
+    pub fn issue_access(&self, user_id: &str, lifetime: Duration) -> anyhow::Result<(String, Arc<SignedIn>)> {
+        let row = self.store.find_user(user_id)?.filter(|u| u.id == user_id);
+        let user = row.as_ref().and_then(user_of).ok_or_else(|| anyhow::anyhow!("user {user_id} may not sign in"))?;
+        let token = format!("{ACCESS_PREFIX}{}", random_token());
+        let now = now_unix();
+        let row = StoredSession {
+            token_sha256: sha256_hex(&token),
+            user_id: user.id.clone(),
+            method: Method::OAuth.as_str().into(),
+            created_at: now,
+            expires_at: now + i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2),
+        };
+        self.store.insert_session(&row)?;
+        let signed = signed_in(user, &row);
+        self.remember(&signed);
+        Ok((token, signed))
+    }
+
+    /// The user with id `user_id` as the last re-read found them (enabled, with a role).
+    pub fn user(&self, user_id: &str) -> Option<User> {
+        self.snapshot.load().users.get(user_id).cloned()
+    }
+
+    /// The user with id `user_id` as the gates see one, if enabled with a role (the store read now).
+    pub fn enabled_user(&self, user_id: &str) -> anyhow::Result<Option<User>> {
+        Ok(self.store.find_user(user_id)?.filter(|u| u.id == user_id).as_ref().and_then(user_of))
     }
 
     /// [`Users::session`], else the store (a session made on another instance since the last re-read).
@@ -346,9 +399,7 @@ impl Users {
     /// in oidc/): the token (shown once: the cookie or the bearer) and the session.
     pub fn sign_in(&self, user: &StoredUser, method: Method) -> anyhow::Result<(String, Arc<SignedIn>)> {
         let user = user_of(user).ok_or_else(|| anyhow::anyhow!("user {} may not sign in", user.id))?;
-        let mut b = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut b);
-        let token = format!("{SESSION_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b));
+        let token = format!("{SESSION_PREFIX}{}", random_token());
         let now = now_unix();
         let row = StoredSession {
             token_sha256: sha256_hex(&token),

@@ -27,6 +27,7 @@ mod listener;
 mod login;
 mod metrics;
 mod moves;
+mod oauth;
 mod oidc;
 mod ollama;
 mod packaging;

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use crate::harness::{Setup, TestEnv, start};
 
 pub(crate) const ADMIN: &str = "users-admin-key-8f3a1d";
-const PASSWORD: &str = "a long enough password";
+pub(crate) const PASSWORD: &str = "a long enough password";
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -183,7 +183,13 @@ async fn every_route_and_page_answers_each_role_as_the_table_decides() {
                     if !refused && method == Method::GET && !route.contains('{') && route != "/dashboard/login" && !sso
                     {
                         let own_export = role == Role::Member && route == "/dashboard/api/requests.csv";
-                        assert_eq!(s, if own_export { 403 } else { 200 }, "{role:?} {route}: {text:.500}");
+                        // The Codex CLI's authorization needs the CLI's query (tests/it/oauth.rs).
+                        let want = match route {
+                            _ if own_export => 403,
+                            "/dashboard/oauth/authorize" => 400,
+                            _ => 200,
+                        };
+                        assert_eq!(s, want, "{role:?} {route}: {text:.500}");
                     }
                 }
             }

@@ -67,6 +67,9 @@
         btn.disabled = true;
         show(err, "");
         const body = { csrf: $(".login-csrf", form).value };
+        // Where the sign-in was asked from (the Codex CLI's sign-in pages): the server checks it.
+        const next = new URLSearchParams(location.search).get("next");
+        if (next) body.next = next;
         if ($("#key", form)) body.key = $("#key", form).value;
         else {
           body.name = $("#user-name", form).value;
@@ -81,6 +84,28 @@
           show(err, x.message, "bad");
         } finally {
           btn.disabled = false;
+        }
+      });
+    }
+  }
+  // The Codex CLI's device sign-in: approve or deny the code it shows.
+  function device() {
+    const form = $("#device-form");
+    if (!form) return;
+    const out = $("#device-result");
+    for (const btn of $$("button[data-approve]", form)) {
+      btn.addEventListener("click", async (e) => {
+        e.preventDefault();
+        show(out, "");
+        try {
+          const r = await call("POST", "/dashboard/api/oauth/device", {
+            user_code: $("#user-code-input", form).value,
+            approve: btn.dataset.approve === "true",
+          });
+          show(out, r.message, "good");
+          form.hidden = true;
+        } catch (x) {
+          show(out, x.message, "bad");
         }
       });
     }
@@ -570,6 +595,7 @@
     users();
     requests();
     login();
+    device();
     logout();
     overview();
     accounts();

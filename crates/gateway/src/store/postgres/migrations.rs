@@ -109,6 +109,8 @@ CREATE TABLE instances (
     crate::store::attribution::POSTGRES,
     // 18: single sign-on: provider identities linked to users, sign-ins started (store/identities.rs).
     crate::store::identities::SCHEMA,
+    // 19: the Codex CLI's sign-in: codes, device codes and refresh tokens (store/oauth.rs, oauth/).
+    crate::store::oauth::SCHEMA,
 ];
 
 /// The schema version a current PostgreSQL store has.

@@ -69,6 +69,8 @@ CREATE TABLE client_keys (
     super::attribution::SQLITE,
     // 15: single sign-on: provider identities linked to users, sign-ins started (store/identities.rs).
     super::identities::SCHEMA,
+    // 16: the Codex CLI's sign-in: codes, device codes and refresh tokens (store/oauth.rs, oauth/).
+    super::oauth::SCHEMA,
 ];
 
 /// One SQLite file and the connection the store's calls share.

@@ -14,6 +14,7 @@ use crate::harness::stored;
 mod audit;
 mod budgets;
 mod conversations;
+mod oauth;
 mod recipe;
 mod sso;
 mod users;

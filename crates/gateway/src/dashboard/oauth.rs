@@ -1,0 +1,270 @@
+//! The Codex CLI's gateway sign-in over HTTP (oauth/ holds the grants): the authorization endpoint, which sends a
+//! signed-in user's browser back to the CLI's loopback port with a code; the device verification page and its
+//! approval call; and the two endpoints the CLI itself calls, token and device authorization, which take a form and
+//! answer RFC 6749/8628 JSON. A browser without a dashboard session is sent to the login page with the way back
+//! (`?next=`), so whatever signs a user in there (a password, an OpenID Connect sign-in) signs them in here too.
+//!
+//! Every answer of the token and device endpoints is in the audit trail through the dashboard's layer (audit.rs),
+//! with the grant, the user and the refusal's code; the authorization (a GET) records its own entry.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::session::{ApiWrite, who};
+use super::{St, json_error, json_response};
+use crate::audit::{self, Actor, Entry, Note, Outcome};
+use crate::oauth::OAuthError;
+use crate::oauth::error::no_store;
+use crate::oauth::flows::{self, AuthorizeError, DeviceDecisionError};
+use crate::users::{Principal, User};
+
+/// `GET /dashboard/oauth/authorize?response_type=code&client_id&redirect_uri&code_challenge&code_challenge_method=S256&state&scope`.
+pub(crate) async fn authorize(State(dash): State<St>, parts: Parts) -> Response {
+    let (headers, query) = (&parts.headers, parts.uri.query().unwrap_or_default().to_string());
+    let q = match flows::form(query.as_bytes()) {
+        Ok(q) => q,
+        Err(e) => return message(&dash, StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let cfg = &dash.app.config.oauth;
+    let redirect = match flows::check_client(&q, cfg) {
+        Ok(r) => r,
+        Err(e) => return message(&dash, StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let user = match signed_in_user(&dash, headers, &format!("/dashboard/oauth/authorize?{query}")).await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    let users = dash.app.users.clone();
+    let (q2, u2) = (q.clone(), user.clone());
+    let made = tokio::task::spawn_blocking(move || flows::authorize(&users, &q2, &u2))
+        .await
+        .unwrap_or_else(|e| Err(AuthorizeError::Internal(anyhow::anyhow!("the authorization task failed: {e}"))));
+    let mut entry = Entry::new(Actor::User { name: user.name.clone() }, "oauth.authorize");
+    entry.source = audit::source_of(&parts.extensions);
+    entry.target = Some(user.id.clone());
+    let mut back = match url::Url::parse(&redirect) {
+        Ok(u) => u,
+        Err(_) => return message(&dash, StatusCode::BAD_REQUEST, "redirect_uri is not a URL"),
+    };
+    let answer = match made {
+        Ok(code) => {
+            back.query_pairs_mut().append_pair("code", &code);
+            None
+        }
+        Err(AuthorizeError::Redirect(error, description)) => {
+            entry.outcome = Outcome::Refused;
+            entry.details.insert("error".into(), error.into());
+            back.query_pairs_mut().append_pair("error", error).append_pair("error_description", description);
+            None
+        }
+        Err(e @ (AuthorizeError::UnknownClient | AuthorizeError::BadRedirect)) => {
+            Some(message(&dash, StatusCode::BAD_REQUEST, &e.to_string()))
+        }
+        Err(AuthorizeError::Internal(e)) => {
+            tracing::error!("oauth: an authorization failed: {e:#}");
+            entry.outcome = Outcome::Failed;
+            Some(message(&dash, StatusCode::INTERNAL_SERVER_ERROR, "The sign-in could not be completed."))
+        }
+    };
+    if let Some(state) = q.get("state") {
+        back.query_pairs_mut().append_pair("state", state);
+    }
+    let store = dash.app.pool.store().clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || audit::record(&store, entry)).await {
+        tracing::error!("the audit trail's append did not complete: {e}");
+    }
+    answer.unwrap_or_else(|| Redirect::to(back.as_str()).into_response())
+}
+
+/// The signed-in user, or the answer that gets one: the login with the way back, or a page saying an admin key's
+/// session has no user to sign the CLI in as.
+async fn signed_in_user(dash: &St, headers: &HeaderMap, back: &str) -> Result<User, Response> {
+    match who(dash, headers).await {
+        Some(Principal::User(s)) => Ok(s.user.clone()),
+        Some(_) => Err(message(
+            dash,
+            StatusCode::FORBIDDEN,
+            "Codex signs in as a user: log out of the admin key's session and sign in with your own name.",
+        )),
+        None => {
+            let next: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+            Err(Redirect::to(&format!("/dashboard/login?next={next}")).into_response())
+        }
+    }
+}
+
+fn message(dash: &St, status: StatusCode, text: &str) -> Response {
+    let ctx = json!({
+        "title": "Codex sign-in",
+        "message": text,
+        "bad": !status.is_success(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    let mut resp = dash.render("oauth.html", ctx);
+    *resp.status_mut() = status;
+    resp
+}
+
+/// `GET /dashboard/oauth/device[?user_code=...]`: the page where a signed-in user enters the CLI's code.
+pub(crate) async fn device_page(State(dash): State<St>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    let back = if query.is_empty() {
+        "/dashboard/oauth/device".to_string()
+    } else {
+        format!("/dashboard/oauth/device?{query}")
+    };
+    if let Err(resp) = signed_in_user(&dash, &headers, &back).await {
+        return resp;
+    }
+    let Some(Principal::User(s)) = who(&dash, &headers).await else {
+        return message(&dash, StatusCode::FORBIDDEN, "Sign in with your own name.");
+    };
+    let typed = flows::form(query.as_bytes()).ok().and_then(|q| q.get("user_code").cloned()).unwrap_or_default();
+    let mut ctx = super::pages::base_for(&Principal::User(s.clone()), &s.csrf, "Codex sign-in", "");
+    ctx.insert("device".into(), true.into());
+    ctx.insert("user_code".into(), typed.chars().take(12).collect::<String>().into());
+    dash.render("oauth.html", ctx.into())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Decision {
+    user_code: String,
+    approve: bool,
+}
+
+/// `POST /dashboard/api/oauth/device` `{"user_code", "approve"}` (with the CSRF token): the signed-in user
+/// approves or denies the CLI's code.
+pub(crate) async fn device_decide(State(dash): State<St>, ApiWrite(who): ApiWrite, body: Bytes) -> Response {
+    let Principal::User(s) = who else {
+        return json_error(StatusCode::FORBIDDEN, "Codex signs in as a user: sign in with your own name.");
+    };
+    let Ok(d) = serde_json::from_slice::<Decision>(&body) else {
+        return json_error(StatusCode::BAD_REQUEST, "Send {\"user_code\": ..., \"approve\": true|false} as JSON.");
+    };
+    let users = dash.app.users.clone();
+    let user = s.user.clone();
+    let approve = d.approve;
+    let done = tokio::task::spawn_blocking(move || flows::device_decide(&users, &user, &d.user_code, approve))
+        .await
+        .unwrap_or_else(|e| Err(DeviceDecisionError::Internal(anyhow::anyhow!("the approval task failed: {e}"))));
+    let note =
+        Note::target(s.user.id.clone()).action(if approve { "oauth.device.approve" } else { "oauth.device.deny" });
+    let mut resp = match done {
+        Ok(()) if approve => json_response(
+            StatusCode::OK,
+            json!({"ok": true, "message": "Approved: Codex is signed in. You can go back to your terminal."}),
+        ),
+        Ok(()) => json_response(StatusCode::OK, json!({"ok": true, "message": "Denied: Codex was not signed in."})),
+        Err(e @ DeviceDecisionError::UnknownCode) => json_error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ DeviceDecisionError::NotAllowed) => json_error(StatusCode::FORBIDDEN, e.to_string()),
+        Err(DeviceDecisionError::Internal(e)) => {
+            tracing::error!("oauth: a device approval failed: {e:#}");
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, "The approval could not be saved.")
+        }
+    };
+    resp.extensions_mut().insert(note);
+    resp
+}
+
+/// `POST /dashboard/oauth/token` (a form): the three grants.
+pub(crate) async fn token(State(dash): State<St>, body: Bytes) -> Response {
+    let form = match flows::form(&body) {
+        Ok(f) => f,
+        Err(e) => return with_note(e.into_response(), "oauth.token.refused", None, &[("error", "invalid_request")]),
+    };
+    let (users, cfg) = (dash.app.users.clone(), dash.app.config.oauth.clone());
+    let out = match tokio::task::spawn_blocking(move || flows::token(&users, &cfg, &form)).await {
+        Ok(out) => out,
+        Err(e) => return OAuthError::Internal(anyhow::anyhow!("the token task failed: {e}")).into_response(),
+    };
+    let actor = out.user.as_deref().and_then(|id| dash.app.users.user(id)).map(|u| Actor::User { name: u.name });
+    let grant = out.grant.clone();
+    let mut details = vec![("grant_type", grant.as_str())];
+    let (resp, action) = match out.result {
+        Ok(t) => {
+            let mut body = json!({
+                "access_token": t.access_token,
+                "token_type": "Bearer",
+                "expires_in": t.expires_in,
+                "refresh_token": t.refresh_token,
+            });
+            if let Some(scope) = t.scope {
+                body["scope"] = scope.into();
+            }
+            let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
+            no_store(&mut resp);
+            let action = if grant == "refresh_token" { "oauth.token.refresh" } else { "oauth.token.issue" };
+            (resp, action)
+        }
+        Err(e) => {
+            details.push(("error", e.code()));
+            if out.revoked_family {
+                details.push(("revoked", "family"));
+            }
+            (e.into_response(), "oauth.token.refused")
+        }
+    };
+    let mut resp = with_note(resp, action, out.user, &details);
+    if let Some(a) = actor {
+        resp.extensions_mut().insert(a);
+    }
+    resp
+}
+
+fn with_note(mut resp: Response, action: &str, target: Option<String>, details: &[(&str, &str)]) -> Response {
+    let mut note = Note::default().action(action);
+    note.target = target;
+    for (k, v) in details {
+        note = note.with(k, *v);
+    }
+    resp.extensions_mut().insert(note);
+    resp
+}
+
+/// `POST /dashboard/oauth/device/code` (a form: `client_id`, `scope`): a device code and the page to approve it.
+pub(crate) async fn device_code(State(dash): State<St>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = match flows::form(&body) {
+        Ok(f) => f,
+        Err(e) => return with_note(e.into_response(), "oauth.device.start", None, &[("error", "invalid_request")]),
+    };
+    let (users, cfg) = (dash.app.users.clone(), dash.app.config.oauth.clone());
+    let started = tokio::task::spawn_blocking(move || flows::device_start(&users, &cfg, &form))
+        .await
+        .unwrap_or_else(|e| Err(OAuthError::Internal(anyhow::anyhow!("the device task failed: {e}"))));
+    match started {
+        Ok(d) => {
+            let page = format!("{}/dashboard/oauth/device", origin(&headers));
+            let complete = format!("{page}?user_code={}", d.user_code);
+            let body = json!({
+                "device_code": d.device_code,
+                "user_code": d.user_code,
+                "verification_uri": page,
+                "verification_uri_complete": complete,
+                "expires_in": d.expires_in,
+                "interval": d.interval,
+            });
+            let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
+            no_store(&mut resp);
+            with_note(resp, "oauth.device.start", None, &[])
+        }
+        Err(e) => {
+            let code = e.code();
+            with_note(e.into_response(), "oauth.device.start", None, &[("error", code)])
+        }
+    }
+}
+
+/// The gateway's origin as the client reached it (the guard checked the `Host` against the allowed names).
+pub(crate) fn origin(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let tls = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.split(',').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("https")));
+    format!("{}://{host}", if tls { "https" } else { "http" })
+}

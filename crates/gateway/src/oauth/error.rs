@@ -1,0 +1,95 @@
+//! The OAuth endpoints' errors (RFC 6749 §5.2, RFC 8628 §3.5): one enum, matched once for the status and the
+//! `error` code of the JSON answer (`{"error", "error_description"}`, never a secret or an internal cause).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// A parameter missing, repeated or malformed.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Not the gateway's client id.
+    #[error("unknown client_id")]
+    InvalidClient,
+    /// A code, device code or refresh token that is unknown, used, expired, another client's, or whose PKCE
+    /// verifier or redirect URI does not match.
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    #[error("unsupported grant_type")]
+    UnsupportedGrantType,
+    /// The device code is waiting for the user (RFC 8628 §3.5).
+    #[error("the user has not approved the code yet")]
+    AuthorizationPending,
+    /// Polled sooner than the interval.
+    #[error("polling too fast")]
+    SlowDown,
+    /// The device code expired.
+    #[error("the device code expired")]
+    ExpiredToken,
+    /// The user denied the request, or may not use models.
+    #[error("{0}")]
+    AccessDenied(&'static str),
+    /// The store failed: 500, the cause logged, not answered.
+    #[error("the request could not be completed")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl OAuthError {
+    /// The RFC's `error` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidGrant(_) => "invalid_grant",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::AuthorizationPending => "authorization_pending",
+            OAuthError::SlowDown => "slow_down",
+            OAuthError::ExpiredToken => "expired_token",
+            OAuthError::AccessDenied(_) => "access_denied",
+            OAuthError::Internal(_) => "server_error",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
+            OAuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            OAuthError::InvalidRequest(_)
+            | OAuthError::InvalidGrant(_)
+            | OAuthError::UnsupportedGrantType
+            | OAuthError::AuthorizationPending
+            | OAuthError::SlowDown
+            | OAuthError::ExpiredToken
+            | OAuthError::AccessDenied(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl From<anyhow::Error> for OAuthError {
+    fn from(e: anyhow::Error) -> OAuthError {
+        OAuthError::Internal(e)
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        if let OAuthError::Internal(e) = &self {
+            tracing::error!("oauth: {e:#}");
+        }
+        let body = json!({"error": self.code(), "error_description": self.to_string()});
+        let mut resp = (self.status(), axum::Json(body)).into_response();
+        no_store(&mut resp);
+        if matches!(self, OAuthError::InvalidClient) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+        }
+        resp
+    }
+}
+
+/// RFC 6749 §5.1: answers that carry tokens (and their errors) are not cached.
+pub fn no_store(resp: &mut Response) {
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}

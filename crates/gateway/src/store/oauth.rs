@@ -1,0 +1,308 @@
+//! The `oauth_grants` and `oauth_refresh_tokens` tables (oauth/ decides what they mean): the authorization codes
+//! and device codes on their way to a token, and the refresh tokens the Codex CLI's gateway sign-in holds. Every
+//! secret is kept as the SHA-256 of its value; the access tokens themselves are sessions of `user_sessions`
+//! (users.rs), so whatever ends a user's sessions ends them too, and every instance follows them as it follows
+//! sessions. Written with the same placeholders and helpers as users.rs, for both backends.
+
+use super::Store;
+use super::users::{Cells, Val, need, text};
+
+/// Migration 14 (SQLite) and 17 (PostgreSQL): the gateway's OAuth authorization server for the Codex CLI
+/// (docs/dashboard.md, "The Codex CLI's sign-in").
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE oauth_grants (
+    id_sha256 TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    user_code_sha256 TEXT,
+    client_id TEXT NOT NULL,
+    user_id TEXT,
+    redirect_uri TEXT,
+    code_challenge TEXT,
+    scope TEXT,
+    state TEXT NOT NULL,
+    family TEXT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    polled_at BIGINT
+);
+CREATE INDEX oauth_grants_user_code ON oauth_grants (user_code_sha256);
+CREATE TABLE oauth_refresh_tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    family TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    scope TEXT,
+    access_sha256 TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+CREATE INDEX oauth_refresh_family ON oauth_refresh_tokens (family);
+CREATE INDEX oauth_refresh_user ON oauth_refresh_tokens (user_id);
+";
+
+/// One row of `oauth_grants`: an authorization code (`kind = "code"`) or a device code (`"device"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGrant {
+    /// SHA-256 of the code or device code.
+    pub id_sha256: String,
+    pub kind: String,
+    /// SHA-256 of the user code a device grant is approved with.
+    pub user_code_sha256: Option<String>,
+    pub client_id: String,
+    /// Whose: set when made (a code) or approved (a device code).
+    pub user_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    /// The PKCE S256 challenge of a code.
+    pub code_challenge: Option<String>,
+    pub scope: Option<String>,
+    /// `pending`, `approved`, `denied` or `used`.
+    pub state: String,
+    /// The refresh token family the grant's exchange started (revoked when the code comes back).
+    pub family: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub polled_at: Option<i64>,
+}
+
+/// One row of `oauth_refresh_tokens`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRefresh {
+    pub token_sha256: String,
+    /// Every refresh token rotated from one grant shares it; a reused one revokes them all.
+    pub family: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: Option<String>,
+    /// SHA-256 of the access token issued with it (a session of `user_sessions`).
+    pub access_sha256: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+const GRANT_COLUMNS: &str = "id_sha256, kind, user_code_sha256, client_id, user_id, redirect_uri, code_challenge, \
+                             scope, state, family, created_at, expires_at, polled_at";
+const REFRESH_COLUMNS: &str =
+    "token_sha256, family, user_id, client_id, scope, access_sha256, created_at, expires_at, used_at";
+
+fn grant_of(r: &dyn Cells) -> anyhow::Result<StoredGrant> {
+    Ok(StoredGrant {
+        id_sha256: need(r.text(0)?, "oauth_grants.id_sha256")?,
+        kind: need(r.text(1)?, "oauth_grants.kind")?,
+        user_code_sha256: r.text(2)?,
+        client_id: need(r.text(3)?, "oauth_grants.client_id")?,
+        user_id: r.text(4)?,
+        redirect_uri: r.text(5)?,
+        code_challenge: r.text(6)?,
+        scope: r.text(7)?,
+        state: need(r.text(8)?, "oauth_grants.state")?,
+        family: r.text(9)?,
+        created_at: need(r.int(10)?, "oauth_grants.created_at")?,
+        expires_at: need(r.int(11)?, "oauth_grants.expires_at")?,
+        polled_at: r.int(12)?,
+    })
+}
+
+fn refresh_of(r: &dyn Cells) -> anyhow::Result<StoredRefresh> {
+    Ok(StoredRefresh {
+        token_sha256: need(r.text(0)?, "oauth_refresh_tokens.token_sha256")?,
+        family: need(r.text(1)?, "oauth_refresh_tokens.family")?,
+        user_id: need(r.text(2)?, "oauth_refresh_tokens.user_id")?,
+        client_id: need(r.text(3)?, "oauth_refresh_tokens.client_id")?,
+        scope: r.text(4)?,
+        access_sha256: need(r.text(5)?, "oauth_refresh_tokens.access_sha256")?,
+        created_at: need(r.int(6)?, "oauth_refresh_tokens.created_at")?,
+        expires_at: need(r.int(7)?, "oauth_refresh_tokens.expires_at")?,
+        used_at: r.int(8)?,
+    })
+}
+
+fn opt(s: &Option<String>) -> Val {
+    Val::Text(s.clone())
+}
+
+fn int(n: i64) -> Val {
+    Val::Int(Some(n))
+}
+
+/// The OAuth tables on the store's backend.
+impl Store {
+    /// Insert a code or device grant; grants that expired a day ago are deleted on the way (each lives minutes).
+    pub fn insert_grant(&self, g: &StoredGrant) -> anyhow::Result<()> {
+        self.users_exec("DELETE FROM oauth_grants WHERE expires_at < ?1".into(), vec![int(g.created_at - 86_400)])?;
+        let sql = format!(
+            "INSERT INTO oauth_grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        );
+        let values = vec![
+            text(&g.id_sha256),
+            text(&g.kind),
+            opt(&g.user_code_sha256),
+            text(&g.client_id),
+            opt(&g.user_id),
+            opt(&g.redirect_uri),
+            opt(&g.code_challenge),
+            opt(&g.scope),
+            text(&g.state),
+            opt(&g.family),
+            int(g.created_at),
+            int(g.expires_at),
+            Val::Int(g.polled_at),
+        ];
+        self.users_exec(sql, values)?;
+        Ok(())
+    }
+
+    /// The grant whose code or device code hashes to `id_sha256`.
+    pub fn find_grant(&self, id_sha256: &str) -> anyhow::Result<Option<StoredGrant>> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM oauth_grants WHERE id_sha256 = ?1");
+        Ok(self.users_query(sql, vec![text(id_sha256)], grant_of)?.into_iter().next())
+    }
+
+    /// The pending device grant whose user code hashes to `user_code_sha256`, unless it expired at `now`.
+    pub fn find_device_by_user_code(&self, user_code_sha256: &str, now: i64) -> anyhow::Result<Option<StoredGrant>> {
+        let sql = format!(
+            "SELECT {GRANT_COLUMNS} FROM oauth_grants WHERE user_code_sha256 = ?1 AND kind = 'device' \
+             AND state = 'pending' AND expires_at > ?2"
+        );
+        Ok(self.users_query(sql, vec![text(user_code_sha256), int(now)], grant_of)?.into_iter().next())
+    }
+
+    /// Move a grant from state `from` to `to` (with its user and family when given), in one statement: whether
+    /// this call did it (two instances redeeming one code at once: one wins).
+    pub fn move_grant(
+        &self,
+        id_sha256: &str,
+        from: &str,
+        to: &str,
+        user_id: Option<&str>,
+        family: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        let sql = "UPDATE oauth_grants SET state = ?3, user_id = COALESCE(?4, user_id), family = COALESCE(?5, family) \
+                   WHERE id_sha256 = ?1 AND state = ?2";
+        let values = vec![
+            text(id_sha256),
+            text(from),
+            text(to),
+            Val::Text(user_id.map(str::to_string)),
+            Val::Text(family.map(str::to_string)),
+        ];
+        Ok(self.users_exec(sql.into(), values)? == 1)
+    }
+
+    /// Note a device grant's poll (the `slow_down` answer compares the next one with it).
+    pub fn note_poll(&self, id_sha256: &str, now: i64) -> anyhow::Result<()> {
+        self.users_exec(
+            "UPDATE oauth_grants SET polled_at = ?2 WHERE id_sha256 = ?1".into(),
+            vec![text(id_sha256), int(now)],
+        )?;
+        Ok(())
+    }
+
+    pub fn insert_refresh(&self, r: &StoredRefresh) -> anyhow::Result<()> {
+        let sql =
+            format!("INSERT INTO oauth_refresh_tokens ({REFRESH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+        let values = vec![
+            text(&r.token_sha256),
+            text(&r.family),
+            text(&r.user_id),
+            text(&r.client_id),
+            opt(&r.scope),
+            text(&r.access_sha256),
+            int(r.created_at),
+            int(r.expires_at),
+            Val::Int(r.used_at),
+        ];
+        self.users_exec(sql, values)?;
+        Ok(())
+    }
+
+    pub fn find_refresh(&self, token_sha256: &str) -> anyhow::Result<Option<StoredRefresh>> {
+        let sql = format!("SELECT {REFRESH_COLUMNS} FROM oauth_refresh_tokens WHERE token_sha256 = ?1");
+        Ok(self.users_query(sql, vec![text(token_sha256)], refresh_of)?.into_iter().next())
+    }
+
+    /// Mark a refresh token used, in one statement, unless it was used already or expired at `now`: whether this
+    /// call did it (a second presentation of the same token finds it used: a reuse).
+    pub fn use_refresh(&self, token_sha256: &str, now: i64) -> anyhow::Result<bool> {
+        let sql = "UPDATE oauth_refresh_tokens SET used_at = ?2 WHERE token_sha256 = ?1 AND used_at IS NULL \
+                   AND expires_at > ?2";
+        Ok(self.users_exec(sql.into(), vec![text(token_sha256), int(now)])? == 1)
+    }
+
+    /// Revoke a family: its refresh tokens and the access tokens (sessions) issued with them. How many refresh
+    /// tokens it held.
+    pub fn revoke_family(&self, family: &str) -> anyhow::Result<u64> {
+        self.users_exec(
+            "DELETE FROM user_sessions WHERE token_sha256 IN \
+             (SELECT access_sha256 FROM oauth_refresh_tokens WHERE family = ?1)"
+                .into(),
+            vec![text(family)],
+        )?;
+        self.users_exec("DELETE FROM oauth_refresh_tokens WHERE family = ?1".into(), vec![text(family)])
+    }
+
+    /// Revoke every refresh token of a user (disabled, removed, a new password); their access tokens are sessions,
+    /// which the caller ends with the others.
+    pub fn revoke_refresh_of(&self, user_id: &str) -> anyhow::Result<u64> {
+        self.users_exec("DELETE FROM oauth_refresh_tokens WHERE user_id = ?1".into(), vec![text(user_id)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::users::StoredSession;
+
+    #[test]
+    fn grants_move_once_and_a_family_goes_with_its_sessions() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-oauth-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let g = StoredGrant {
+            id_sha256: "aa".repeat(32),
+            kind: "code".into(),
+            user_code_sha256: None,
+            client_id: "codex-cli".into(),
+            user_id: Some("usr_1".into()),
+            redirect_uri: Some("http://127.0.0.1:1455/callback".into()),
+            code_challenge: Some("x".into()),
+            scope: None,
+            state: "pending".into(),
+            family: None,
+            created_at: 100,
+            expires_at: 160,
+            polled_at: None,
+        };
+        store.insert_grant(&g)?;
+        assert!(store.move_grant(&g.id_sha256, "pending", "used", None, Some("fam"))?);
+        assert!(!store.move_grant(&g.id_sha256, "pending", "used", None, None)?, "a code is redeemed once");
+        assert_eq!(store.find_grant(&g.id_sha256)?.and_then(|g| g.family), Some("fam".into()));
+        let session = StoredSession {
+            token_sha256: "bb".repeat(32),
+            user_id: "usr_1".into(),
+            method: "oauth".into(),
+            created_at: 100,
+            expires_at: 200,
+        };
+        store.insert_session(&session)?;
+        let r = StoredRefresh {
+            token_sha256: "cc".repeat(32),
+            family: "fam".into(),
+            user_id: "usr_1".into(),
+            client_id: "codex-cli".into(),
+            scope: None,
+            access_sha256: session.token_sha256.clone(),
+            created_at: 100,
+            expires_at: 1000,
+            used_at: None,
+        };
+        store.insert_refresh(&r)?;
+        assert!(store.use_refresh(&r.token_sha256, 150)?);
+        assert!(!store.use_refresh(&r.token_sha256, 151)?, "used once");
+        assert_eq!(store.revoke_family("fam")?, 1);
+        assert_eq!(store.find_session(&session.token_sha256, 150)?, None, "its access token went with it");
+        assert_eq!(store.find_refresh(&r.token_sha256)?, None);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}

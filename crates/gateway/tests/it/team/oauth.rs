@@ -1,0 +1,160 @@
+//! The Codex CLI's sign-in on the team store: a token issued on one instance is accepted on the others once they
+//! re-read the sessions (the change counter: within a poll), and the user disabled on one instance is refused on
+//! every other within seconds, the refresh token with it.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{ADMIN, Instance, http, instance_with, seed};
+
+const PASSWORD: &str = "team member password";
+const VERIFIER: &str = "team-verifier-of-enough-length-0123456789-abcdefghij";
+const REDIRECT: &str = "http://127.0.0.1:1457/callback";
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A dashboard session of `name` on `at`: its cookie.
+async fn dashboard_cookie(at: &Instance, name: &str) -> String {
+    let r = no_redirects().get(at.url("/dashboard/login")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let login = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("cgw_login="))
+        .map(|c| c.split(';').next().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    let r = no_redirects()
+        .post(at.url("/dashboard/login"))
+        .header("cookie", format!("cgw_login={login}"))
+        .json(&json!({"name": name, "password": PASSWORD, "csrf": login}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("cgw_session="))
+        .map(|c| c.split(';').next().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("no session"))
+}
+
+async fn model_status(at: &Instance, token: &str) -> u16 {
+    let r = http()
+        .post(at.url("/v1/responses"))
+        .header("x-gateway-token", format!("Bearer {token}"))
+        .json(&json!({"model": "gpt-5.4", "input": "hi", "stream": false}))
+        .send()
+        .await;
+    r.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+async fn until(within: Duration, mut f: impl AsyncFnMut() -> bool) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if f().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cli_token_issued_on_one_instance_is_honoured_everywhere_and_refused_everywhere_once_disabled() {
+    let (fake, _creds, db) = seed(fake_codex::FakeConfig::default(), 1).await;
+    let (a, b, c) =
+        (instance_with(&fake, &db, "").await, instance_with(&fake, &db, "").await, instance_with(&fake, &db, "").await);
+    let r = http()
+        .post(a.url("/admin/users"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "dev", "role": "member", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let user: Value = r.json().await.unwrap_or(Value::Null);
+    let id = user["id"].as_str().unwrap_or_default().to_string();
+    // The browser signed in on B, the code exchanged on C (a load balancer in front of the three).
+    let cookie = dashboard_cookie(&b, "dev").await;
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()));
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "code"),
+            ("client_id", "codex-cli"),
+            ("redirect_uri", REDIRECT),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("state", "s"),
+        ])
+        .finish();
+    let r = no_redirects()
+        .get(b.url(&format!("/dashboard/oauth/authorize?{query}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let back = url::Url::parse(&location).unwrap_or_else(|e| panic!("{location}: {e}"));
+    let code = back.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.to_string()).unwrap_or_default();
+    let form: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "authorization_code"),
+            ("client_id", "codex-cli"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .finish();
+    let r = http()
+        .post(c.url("/dashboard/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tokens: Value = r.json().await.unwrap_or(Value::Null);
+    let access = tokens["access_token"].as_str().unwrap_or_else(|| panic!("{tokens}")).to_string();
+    for at in [&a, &b, &c] {
+        let took = until(Duration::from_secs(5), async || model_status(at, &access).await == 200).await;
+        assert!(took.is_some(), "the token is not honoured on {}", at.base);
+    }
+    // Disabled on A: refused on B and C within seconds.
+    let r = http()
+        .patch(a.url(&format!("/admin/users/{id}")))
+        .bearer_auth(ADMIN)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 200);
+    for at in [&b, &c] {
+        let took = until(Duration::from_secs(5), async || model_status(at, &access).await == 401).await;
+        assert!(took.is_some_and(|t| t < Duration::from_secs(3)), "still honoured on {} after {took:?}", at.base);
+    }
+    let form: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "refresh_token"),
+            ("client_id", "codex-cli"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap_or_default()),
+        ])
+        .finish();
+    let r = http()
+        .post(b.url("/dashboard/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(v["error"], "invalid_grant", "{v}");
+}
