@@ -7,7 +7,7 @@
 use super::Store;
 use super::users::{Cells, Val, need, text};
 
-/// Migration 14 (SQLite) and 17 (PostgreSQL): the gateway's OAuth authorization server for the Codex CLI
+/// Migration 16 (SQLite) and 19 (PostgreSQL): the gateway's OAuth authorization server for the Codex CLI
 /// (docs/dashboard.md, "The Codex CLI's sign-in").
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE oauth_grants (
