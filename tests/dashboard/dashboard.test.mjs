@@ -619,7 +619,8 @@ dtest("Users: a member signs in by name and password, sees only their pages, and
   await dana.getByText("member").first().waitFor();
   // A budget across all her keys: saved from her card, shown again after the page reloads, on the admin API too.
   await dana.getByLabel("Tokens a day").fill("5000");
-  await dana.getByRole("button", { name: "Save budget" }).click();
+  // Saving reloads the page: wait for that load, or the next navigation would race it.
+  await Promise.all([page.waitForEvent("load"), dana.getByRole("button", { name: "Save budget" }).click()]);
   let saved;
   for (let i = 0; i < 30; i++) {
     const all = await (await fetch(url("/admin/users"), { headers: { authorization: `Bearer ${API_KEY}` } })).json();
