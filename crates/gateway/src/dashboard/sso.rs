@@ -9,23 +9,28 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::session::{SESSION_COOKIE, cookie, login_form, over_tls, set_cookie};
+use super::session::{SESSION_COOKIE, cookie, login_form, over_tls, safe_next, set_cookie};
 use super::{St, html_response};
 use crate::audit::{self, Actor, Entry, Outcome};
 use crate::users::oidc::{self, CALLBACK_PATH, Callback, SsoError};
 
 /// The cookie that holds a started sign-in's state until the provider's answer.
 const STATE_COOKIE: &str = "cgw_sso";
+/// Where the sign-in was asked from (the login page's `?next=`, e.g. the Codex CLI's authorization page),
+/// percent-encoded; read back by the callback, on whichever instance it lands.
+const NEXT_COOKIE: &str = "cgw_sso_next";
 
 /// The state cookie: HttpOnly, only sent to the callback's path, and SameSite=Lax, because the provider's answer
 /// is a top-level navigation from another site (a Strict cookie would not come with it).
 fn state_cookie(headers: &HeaderMap, value: &str, max_age: std::time::Duration) -> HeaderValue {
+    sso_cookie(headers, STATE_COOKIE, value, max_age)
+}
+
+fn sso_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: std::time::Duration) -> HeaderValue {
     let secure = if over_tls(headers) { "; Secure" } else { "" };
-    let c = format!(
-        "{STATE_COOKIE}={value}; Path=/dashboard/sso; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
-        max_age.as_secs()
-    );
-    // The state is base64url: always a valid header value.
+    let c =
+        format!("{name}={value}; Path=/dashboard/sso; HttpOnly; SameSite=Lax; Max-Age={}{secure}", max_age.as_secs());
+    // The state is base64url, the return address percent-encoded: always a valid header value.
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("cgw_invalid=1"))
 }
 
@@ -86,6 +91,12 @@ pub(crate) async fn start(State(dash): State<St>, req: Request) -> Response {
             let mut resp = Redirect::to(&started.url).into_response();
             let c = state_cookie(&headers, &started.state, oidc::PENDING_LIFETIME);
             resp.headers_mut().append(header::SET_COOKIE, c);
+            let query = Query::<std::collections::HashMap<String, String>>::try_from_uri(req.uri()).ok();
+            if let Some(next) = query.as_ref().and_then(|q| safe_next(q.get("next").map(String::as_str))) {
+                let encoded: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+                let c = sso_cookie(&headers, NEXT_COOKIE, &encoded, oidc::PENDING_LIFETIME);
+                resp.headers_mut().append(header::SET_COOKIE, c);
+            }
             resp
         }
         // Nothing to sign in to: not a refusal to record (and no way to fill the trail from outside).
@@ -114,7 +125,11 @@ pub(crate) async fn callback(State(dash): State<St>, req: Request) -> Response {
                 tracing::info!("dashboard: a user was made at their first single sign-on");
             }
             record(&dash, source, Actor::User { name: name.clone() }, Some(name), Ok(done.created)).await;
-            let home = crate::users::access::home(done.signed.user.role);
+            let asked = cookie(&headers, NEXT_COOKIE).and_then(|v| {
+                url::form_urlencoded::parse(format!("n={v}").as_bytes()).next().map(|(_, n)| n.into_owned())
+            });
+            let home = safe_next(asked.as_deref()).unwrap_or(crate::users::access::home(done.signed.user.role));
+            let home = escape_attribute(home);
             // A page that moves on by itself rather than a redirect: the session cookie is SameSite=Strict, and a
             // browser does not send it on a redirect chain that began at the provider's site.
             let html = format!(
@@ -124,6 +139,10 @@ pub(crate) async fn callback(State(dash): State<St>, req: Request) -> Response {
             let mut resp = html_response(StatusCode::OK, html);
             resp.headers_mut()
                 .append(header::SET_COOKIE, set_cookie(&headers, SESSION_COOKIE, &done.token, dash.sessions.lifetime));
+            if asked.is_some() {
+                let clear = sso_cookie(&headers, NEXT_COOKIE, "", std::time::Duration::ZERO);
+                resp.headers_mut().append(header::SET_COOKIE, clear);
+            }
             resp
         }
         Err(failed) if matches!(failed.error, SsoError::NotConfigured) => refused_page(&dash, &headers, &failed.error),
@@ -136,4 +155,19 @@ pub(crate) async fn callback(State(dash): State<St>, req: Request) -> Response {
     // The state served its one use, whatever came of it.
     resp.headers_mut().append(header::SET_COOKIE, state_cookie(&headers, "", std::time::Duration::ZERO));
     resp
+}
+
+/// `text` safe inside a double-quoted HTML attribute (the return address goes into the page that moves on).
+fn escape_attribute(text: &str) -> String {
+    text.chars().fold(String::with_capacity(text.len()), |mut out, c| {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+        out
+    })
 }

@@ -290,10 +290,16 @@ async fn sso_makes_a_user_with_the_default_role_and_refuses_a_wrong_or_replayed_
     assert_eq!(wrong.status, 400);
     assert!(wrong.body.contains("does not belong to this browser"), "{}", wrong.body);
 
-    // A second sign-in finds the same user (linked by issuer and subject), with no second user.
+    // A second sign-in finds the same user (linked by issuer and subject), with no second user; asked from the
+    // Codex CLI's device page (the login page's `?next=`), it goes back there, and never to another site.
     let mut again = Browser::default();
-    let (page, _) = again.sign_in(&env, "ana").await;
+    let asked = env.url("/dashboard/sso/start?next=%2Fdashboard%2Foauth%2Fdevice%3Fuser_code%3DBCDF-GHJK%26x%3D%221");
+    let (page, _) = again.sign_in_at(&asked, "ana").await;
     assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("url=/dashboard/oauth/device?user_code=BCDF-GHJK&amp;x=&quot;1\""), "{}", page.body);
+    let mut elsewhere = Browser::default();
+    let (page, _) = elsewhere.sign_in_at(&env.url("/dashboard/sso/start?next=https%3A%2F%2Fevil.example"), "ana").await;
+    assert!(page.body.contains("url=/dashboard/keys\""), "only the dashboard's own pages: {}", page.body);
     let (_, users) = admin(&env, Method::GET, "/admin/users", None).await;
     assert_eq!(users.as_array().map(Vec::len), Some(1), "{users}");
 

@@ -58,6 +58,10 @@
 
   // Log in / out.
   function login() {
+    // Single sign-on comes back to where the sign-in was asked from too (the server checks the address).
+    const sso = $("#sso-start");
+    const asked = new URLSearchParams(location.search).get("next");
+    if (sso && asked) sso.href = "/dashboard/sso/start?next=" + encodeURIComponent(asked);
     // The admin key's form and, when users exist, the user's (name, password, one-time code).
     for (const form of $$("form.login-form")) {
       form.addEventListener("submit", async (e) => {
