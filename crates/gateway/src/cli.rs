@@ -165,8 +165,7 @@ fn current_thread_runtime(workers_set: bool, cores: Option<usize>) -> bool {
     !workers_set && cores == Some(1)
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let Cli { config, data_dir, log_format, database_url, command } = cli;
+async fn dispatch(Cli { config, data_dir, log_format, database_url, command }: Cli) -> anyhow::Result<ExitCode> {
     let base = Overrides { config, data_dir, log_format, database_url, ..Default::default() };
     match command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => {
@@ -221,15 +220,12 @@ async fn serve(config: Config, log_file: Option<&std::path::Path>) -> anyhow::Re
 }
 
 async fn shutdown_signal() {
-    #[cfg(unix)]
     let term = async {
         let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
             return std::future::pending().await;
         };
         s.recv().await;
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
     tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
 }
 

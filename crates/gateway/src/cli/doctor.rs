@@ -261,15 +261,8 @@ fn store_checks(r: &mut Report, config: &Config) -> Option<Vec<StoredAccount>> {
 }
 
 fn mode(path: &Path) -> Option<u32> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::metadata(path).ok().map(|_| 0o600)
-    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
 }
 
 /// What the network checks need of one account: its connection and a credential to try (an access token that
