@@ -149,12 +149,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The async runtime for this machine: a worker per core, or, when the process may use only one core (a small
-/// server, a container limited to one CPU, `taskset`), everything on the main thread. With one core the work-stealing
-/// scheduler's single worker still pays its bookkeeping at every wake-up (parking and unparking the worker, a
-/// second thread for `block_on`); measured paired against it on one core, the current-thread runtime used ~2.5%
-/// less CPU per request, paced and burst alike (docs/performance.md, "Current-thread runtime on one core"). `TOKIO_WORKER_THREADS`
-/// still picks the multi-thread runtime with that many workers.
+/// A worker per core, or everything on the main thread when the process may use only one core: there the
+/// work-stealing scheduler's bookkeeping cost ~2.5% more CPU per request (docs/performance.md, "Current-thread
+/// runtime on one core"). `TOKIO_WORKER_THREADS` still picks the multi-thread runtime with that many workers.
 fn runtime_builder() -> tokio::runtime::Builder {
     let cores = std::thread::available_parallelism().ok().map(|n| n.get());
     match current_thread_runtime(std::env::var_os("TOKIO_WORKER_THREADS").is_some(), cores) {
@@ -168,15 +165,9 @@ fn current_thread_runtime(workers_set: bool, cores: Option<usize>) -> bool {
     !workers_set && cores == Some(1)
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let base = Overrides {
-        config: cli.config.clone(),
-        data_dir: cli.data_dir.clone(),
-        log_format: cli.log_format.clone(),
-        database_url: cli.database_url.clone(),
-        ..Default::default()
-    };
-    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+async fn dispatch(Cli { config, data_dir, log_format, database_url, command }: Cli) -> anyhow::Result<ExitCode> {
+    let base = Overrides { config, data_dir, log_format, database_url, ..Default::default() };
+    match command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => {
             let log_file = args.log_file;
             let o = Overrides { host: args.host, port: args.port, api_key: args.api_key, ..base };
@@ -215,10 +206,8 @@ fn logged(base: &Overrides) -> anyhow::Result<Config> {
 async fn serve(config: Config, log_file: Option<&std::path::Path>) -> anyhow::Result<()> {
     logging::init(&config, log_file)?;
     // One serving gateway per local store (store/serving.rs); the team store coordinates its own instances.
-    let _serving = match config.store_at().single_server() {
-        true => Some(crate::store::serving::take(&config.data_dir)?),
-        false => None,
-    };
+    let single = config.store_at().single_server();
+    let _serving = single.then(|| crate::store::serving::take(&config.data_dir)).transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -231,23 +220,17 @@ async fn serve(config: Config, log_file: Option<&std::path::Path>) -> anyhow::Re
 }
 
 async fn shutdown_signal() {
-    #[cfg(unix)]
     let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+        let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return std::future::pending().await;
+        };
+        s.recv().await;
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
     tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
 }
 
-/// Where a command on this machine reaches the gateway: `http://` and its listen address, with an unspecified one
-/// (0.0.0.0, [::]) replaced by loopback. Loopback names always pass the gateway's Host check (server/guard.rs),
-/// whatever `[server] allowed_hosts` says, and the unspecified address is no destination anyway.
+/// Where a command on this machine reaches the gateway: `http://` and the listen address, an unspecified one
+/// replaced by loopback (which always passes the Host check, server/guard.rs, whatever `allowed_hosts` says).
 pub(crate) fn local_url(mut addr: std::net::SocketAddr) -> String {
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {

@@ -1,6 +1,5 @@
-//! `codex-gateway accounts ...`: manage the store. When a gateway is running (`service::reach`), live
-//! data (quota, cooldowns, last use) and token refreshes go through its admin API, so two processes never
-//! refresh the same single-use token: one function per subcommand over the target (cli/destination/).
+//! `codex-gateway accounts ...`: manage the store; through a running gateway's admin API when one answers, so two
+//! processes never refresh the same single-use token (cli/destination/).
 
 use std::path::PathBuf;
 
@@ -18,20 +17,7 @@ use crate::config::Config;
 pub enum AccountsCommand {
     /// Add accounts: a Codex auth.json (default: $CODEX_HOME/auth.json), an export file, a bare refresh token
     /// (`-` reads it from stdin), or with --api-key an OpenAI API key / relay.
-    Import {
-        source: Option<String>,
-        #[arg(long)]
-        label: Option<String>,
-        /// An OpenAI API key (or a relay's key with --base-url).
-        #[arg(long)]
-        api_key: Option<String>,
-        /// A Responses-compatible relay base URL (ends before `/responses`).
-        #[arg(long, requires = "api_key")]
-        base_url: Option<String>,
-        /// Models this API-key/relay account serves, comma-separated (default: any).
-        #[arg(long, value_delimiter = ',')]
-        models: Option<Vec<String>>,
-    },
+    Import(ImportArgs),
     /// List accounts with plan, status, quota (5-hour and weekly), cooldowns and last use.
     List {
         #[arg(long)]
@@ -89,6 +75,22 @@ pub enum AccountsCommand {
     Check { id: Option<String> },
 }
 
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    source: Option<String>,
+    #[arg(long)]
+    label: Option<String>,
+    /// An OpenAI API key (or a relay's key with --base-url).
+    #[arg(long)]
+    api_key: Option<String>,
+    /// A Responses-compatible relay base URL (ends before `/responses`).
+    #[arg(long, requires = "api_key")]
+    base_url: Option<String>,
+    /// Models this API-key/relay account serves, comma-separated (default: any).
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+}
+
 pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
     match Target::find(config).await {
         Target::Live(live) => command(&live, config, cmd).await,
@@ -97,11 +99,9 @@ pub async fn run(config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
 }
 
 async fn command(target: &impl AccountsTarget, config: &Config, cmd: AccountsCommand) -> anyhow::Result<()> {
-    let id = async |given: &str| resolve(target, given).await;
+    let id = async |given: &str| pick_account(given, &target.account_names().await?);
     match cmd {
-        AccountsCommand::Import { source, label, api_key, base_url, models } => {
-            import(target, config, source, label, api_key, base_url, models).await?
-        }
+        AccountsCommand::Import(args) => import(target, config, args).await?,
         AccountsCommand::List { json } => json_or(&target.summaries().await?, json, |rows| print_table(rows))?,
         AccountsCommand::Remove { id: given } => {
             let id = id(&given).await?;
@@ -148,13 +148,9 @@ async fn command(target: &impl AccountsTarget, config: &Config, cmd: AccountsCom
     Ok(())
 }
 
-/// The id of the account `given` names: an id as it is, else the one account with that label, else the one with
-/// that email (several are refused with their ids). Only an id found here goes into an admin path.
-async fn resolve(target: &impl AccountsTarget, given: &str) -> anyhow::Result<String> {
-    pick_account(given, &target.account_names().await?)
-}
-
-/// [`resolve`] over (id, label, email).
+/// The id of the account `given` names among (id, label, email): an id as it is, else the one account with that
+/// label, else the one with that email (several are refused with their ids). Only an id found here goes into an
+/// admin path.
 fn pick_account(given: &str, accounts: &[AccountName]) -> anyhow::Result<String> {
     let by = |field: usize| -> Vec<&str> {
         accounts.iter().filter(|a| a[field].as_deref() == Some(given)).filter_map(|a| a[0].as_deref()).collect()
@@ -170,15 +166,8 @@ fn pick_account(given: &str, accounts: &[AccountName]) -> anyhow::Result<String>
 }
 
 /// `accounts import`: what the source names (a file, stdin, a token, an API key), added to the target.
-async fn import(
-    target: &impl AccountsTarget,
-    config: &Config,
-    source: Option<String>,
-    label: Option<String>,
-    api_key: Option<String>,
-    base_url: Option<String>,
-    models: Option<Vec<String>>,
-) -> anyhow::Result<()> {
+async fn import(target: &impl AccountsTarget, config: &Config, args: ImportArgs) -> anyhow::Result<()> {
+    let ImportArgs { source, label, api_key, base_url, models } = args;
     let source = match api_key {
         Some(key) => ImportSource::ApiKey { key, base_url, models },
         None => {
@@ -225,21 +214,16 @@ fn export(config: &Config, include_secrets: bool, output: Option<PathBuf>) -> an
 }
 
 async fn check(target: &impl AccountsTarget, given: Option<String>) -> anyhow::Result<()> {
-    let id = if let Some(given) = given { Some(resolve(target, &given).await?) } else { None };
+    let id = if let Some(given) = given { Some(pick_account(&given, &target.account_names().await?)?) } else { None };
     let results = target.check(id.as_deref()).await?;
     for r in &results {
+        let id = r["id"].as_str().unwrap_or("-");
         match r["ok"].as_bool() {
-            Some(true) => say!(
-                "{}: ok ({} ms{})",
-                r["id"].as_str().unwrap_or("-"),
-                r["latency_ms"],
-                r["via"].as_str().map(|v| format!(" via {v}")).unwrap_or_default()
-            ),
-            _ => say!(
-                "{}: FAILED {}",
-                r["id"].as_str().unwrap_or("-"),
-                r.get("error").or(r.get("status")).cloned().unwrap_or(Value::Null)
-            ),
+            Some(true) => {
+                let via = r["via"].as_str().map(|v| format!(" via {v}")).unwrap_or_default();
+                say!("{id}: ok ({} ms{via})", r["latency_ms"]);
+            }
+            _ => say!("{id}: FAILED {}", r.get("error").or(r.get("status")).unwrap_or(&Value::Null)),
         }
     }
     if results.iter().any(|r| r["ok"] != true) {
@@ -254,14 +238,10 @@ fn pct(v: &Value) -> String {
 
 /// A unix time as the distance from now: `in 6d 23h`, `2h 5m ago`.
 fn when(v: &Value) -> String {
-    match v.as_i64() {
-        Some(t) => {
-            let d = t - now_unix();
-            let span = super::service::duration(d.unsigned_abs());
-            if d > 0 { format!("in {span}") } else { format!("{span} ago") }
-        }
-        None => "-".into(),
-    }
+    let Some(t) = v.as_i64() else { return "-".into() };
+    let d = t - now_unix();
+    let span = super::service::duration(d.unsigned_abs());
+    if d > 0 { format!("in {span}") } else { format!("{span} ago") }
 }
 
 /// Requests in flight over the account's limit now, with its policy when it is not the normal one
@@ -289,45 +269,22 @@ fn dry(f: &Value) -> String {
 
 fn print_table(rows: &[Value]) {
     if rows.is_empty() {
-        say!(
+        return say!(
             "no accounts: run `codex-gateway login`, `codex login` (the gateway then uses ~/.codex/auth.json), \
              `codex-gateway accounts import [PATH]`, or set OPENAI_API_KEY"
         );
-        return;
     }
-    let header = [
-        "id",
-        "email/label",
-        "plan",
-        "status",
-        "policy",
-        "5h",
-        "resets",
-        "week",
-        "resets",
-        "pace",
-        "dry in",
-        "last use",
-        "cooldowns",
-    ];
-    let mut table = vec![header.map(String::from).to_vec()];
+    let header = "id,email/label,plan,status,policy,5h,resets,week,resets,pace,dry in,last use,cooldowns";
+    let mut table = vec![header.split(',').map(String::from).collect::<Vec<_>>()];
     for r in rows {
         let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
         let who = r["label"].as_str().or(r["email"].as_str()).unwrap_or("-");
         let q = &r["quota"];
-        let cooldowns: Vec<String> = r["cooldowns"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                format!(
-                    "{}{} {}",
-                    c["model"].as_str().map(|m| format!("{m}: ")).unwrap_or_default(),
-                    c["reason"].as_str().unwrap_or(""),
-                    when(&c["until"])
-                )
-            })
-            .collect();
+        let cooldown = |c: &Value| {
+            let model = c["model"].as_str().map(|m| format!("{m}: ")).unwrap_or_default();
+            format!("{model}{} {}", c["reason"].as_str().unwrap_or(""), when(&c["until"]))
+        };
+        let cooldowns: Vec<String> = r["cooldowns"].as_array().into_iter().flatten().map(cooldown).collect();
         table.push(vec![
             s("id"),
             who.to_string(),
@@ -366,10 +323,8 @@ fn print_table(rows: &[Value]) {
         }
     }
     // Risk signals (docs/accounts.md): one line per account that has any, so a clean pool prints nothing more.
-    for r in rows {
-        if let Some(line) = risk_line(r) {
-            say!("{line}");
-        }
+    for line in rows.iter().filter_map(risk_line) {
+        say!("{line}");
     }
 }
 
@@ -379,9 +334,6 @@ fn risk_line(r: &Value) -> Option<String> {
     let risk = &r["risk"];
     let refusals = risk["policy_refusals"].as_u64().unwrap_or(0);
     let held = risk["held_conversations"].as_u64().unwrap_or(0);
-    if refusals == 0 && held == 0 {
-        return None;
-    }
     let mut parts = Vec::new();
     if refusals > 0 {
         let kinds: Vec<String> = risk["policy_refusals_by_kind"]
@@ -401,7 +353,7 @@ fn risk_line(r: &Value) -> Option<String> {
         let plural = if held == 1 { "" } else { "s" };
         parts.push(format!("{held} conversation{plural} held (GET /admin/conversations/held)"));
     }
-    Some(format!("{}: {}", r["id"].as_str().unwrap_or("-"), parts.join("; ")))
+    (!parts.is_empty()).then(|| format!("{}: {}", r["id"].as_str().unwrap_or("-"), parts.join("; ")))
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
-//! `codex-gateway audit export [--since ..] [--out FILE]` (the trail as JSON lines) and `codex-gateway audit
-//! verify` (the chain walked: exit 0 when whole, 1 naming the first bad row), read from the configured store
-//! (the data directory's SQLite file, or the team's PostgreSQL), whether or not a gateway runs (audit/).
+//! `codex-gateway audit export|verify`: the trail as JSON lines, or its hash chain walked (audit/), read from the
+//! configured store whether or not a gateway runs.
 
 use std::process::ExitCode;
 
@@ -9,7 +8,7 @@ use clap::Subcommand;
 
 use crate::config::Config;
 use crate::store::audit::AuditFilter;
-use crate::usage::when::{now_ms, parse_instant};
+use crate::usage::when::now_ms;
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
@@ -36,12 +35,7 @@ fn run_blocking(config: &Config, cmd: AuditCommand) -> anyhow::Result<ExitCode> 
     let store = config.open_store()?;
     match cmd {
         AuditCommand::Export { since, out } => {
-            let since_ms = match since.as_deref() {
-                None => None,
-                Some(s) => Some(parse_instant(s, now_ms()).with_context(|| {
-                    format!("--since {s:?}: expected a duration ago (7d, 24h), a date (2026-11-01) or a time")
-                })?),
-            };
+            let since_ms = since.as_deref().map(|s| super::usage::since(s, now_ms())).transpose()?;
             let rows = store.audit_rows(&AuditFilter { since_ms, ..AuditFilter::default() })?;
             match out {
                 Some(path) => {

@@ -1,8 +1,6 @@
 //! `codex-gateway connect CLIENT [--key KEY] [--model MODEL] [--write]`: the settings that point an AI client at
 //! this gateway, printed, or merged into the client's own file (`--write`): only the gateway's keys change, every
 //! other setting stays, the old file is kept as `FILE.bak`, and a second `--write` finds nothing to change.
-//! The Codex CLI's provider says `supports_websockets = true` when the gateway serves the inbound Responses
-//! WebSocket (`[server] websocket`, on by default), so the CLI talks to it over one socket per session.
 
 mod continue_yaml;
 
@@ -44,43 +42,16 @@ enum Client {
     Continue,
 }
 
-/// A value in the TOML table: the provider's settings are strings, a boolean, and for the gateway sign-in a port,
-/// a list of scopes and the token's delivery (an inline table).
-enum TomlValue {
-    Str(String),
-    Bool(bool),
-    Int(i64),
-    List(Vec<String>),
-    Inline(Vec<(&'static str, String)>),
-}
-
-impl TomlValue {
-    /// Whether `item` already holds this value (then the file is left as it is).
-    fn is_in(&self, item: Option<&toml_edit::Item>) -> bool {
-        match self {
-            TomlValue::Str(v) => item.and_then(|i| i.as_str()) == Some(v.as_str()),
-            TomlValue::Bool(v) => item.and_then(|i| i.as_bool()) == Some(*v),
-            TomlValue::Int(v) => item.and_then(|i| i.as_integer()) == Some(*v),
-            TomlValue::List(_) | TomlValue::Inline(_) => {
-                item.map(|i| i.to_string().trim().to_string()) == Some(self.item().to_string().trim().to_string())
-            }
-        }
-    }
-
-    fn item(&self) -> toml_edit::Item {
-        match self {
-            TomlValue::Str(v) => toml_edit::value(v.as_str()),
-            TomlValue::Bool(v) => toml_edit::value(*v),
-            TomlValue::Int(v) => toml_edit::value(*v),
-            TomlValue::List(v) => toml_edit::value(v.iter().collect::<toml_edit::Array>()),
-            TomlValue::Inline(pairs) => {
-                let mut t = toml_edit::InlineTable::new();
-                for (k, v) in pairs {
-                    t.insert(*k, v.as_str().into());
-                }
-                toml_edit::value(t)
-            }
-        }
+/// Whether `item` already holds `v` (then the file is left as it is): strings, booleans and integers by value,
+/// lists and inline tables by their text.
+fn holds(item: Option<&toml_edit::Item>, v: &toml_edit::Value) -> bool {
+    use toml_edit::Value as V;
+    match (item.and_then(toml_edit::Item::as_value), v) {
+        (Some(V::String(a)), V::String(b)) => a.value() == b.value(),
+        (Some(V::Boolean(a)), V::Boolean(b)) => a.value() == b.value(),
+        (Some(V::Integer(a)), V::Integer(b)) => a.value() == b.value(),
+        (Some(have), V::Array(_) | V::InlineTable(_)) => have.to_string().trim() == v.to_string().trim(),
+        _ => false,
     }
 }
 
@@ -93,7 +64,7 @@ struct Plan {
 }
 
 /// A table's path and the keys set in it.
-type TomlTable = (Vec<&'static str>, Vec<(&'static str, TomlValue)>);
+type TomlTable = (Vec<&'static str>, Vec<(&'static str, toml_edit::Value)>);
 
 enum Merge {
     /// JSON: set each (path, value); objects on the way are created, nothing else is touched.
@@ -107,7 +78,6 @@ enum Merge {
 }
 
 pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()> {
-    // The background gateway's address when one runs (`start --port` may differ from the configuration).
     let base = super::service::reach(config).base;
     let key = match (&args.key, super::keys::requires_a_key(config)) {
         (Some(k), _) => k.clone(),
@@ -115,11 +85,10 @@ pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()
         (None, true) if args.write => bail!("this gateway requires a client key: pass it with --key"),
         (None, true) => "<your client key>".to_string(),
     };
-    let env = ProcessEnv;
     let sign_in = args.client == Client::Codex && (args.sign_in || has_users(config).await);
     let oauth = sign_in.then_some(&config.oauth);
     let to = Gateway { base: &base, key: &key, websocket: config.inbound_ws.enabled, oauth };
-    for plan in plans(args.client, &to, &args.model, &env) {
+    for plan in plans(args.client, &to, &args.model, &ProcessEnv) {
         if args.write {
             write(&plan)?;
         } else {
@@ -133,8 +102,7 @@ pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()
     Ok(())
 }
 
-/// Whether the configured store has users (then each developer signs the Codex CLI in as themselves); a store
-/// that is not there (this machine is not the gateway's) has none.
+/// Whether the configured store has users; a store that is not there (this machine is not the gateway's) has none.
 async fn has_users(config: &Config) -> bool {
     if config.store.url.is_none() && !config.db_path().exists() {
         return false;
@@ -247,21 +215,20 @@ fn plans(client: Client, to: &Gateway, model: &str, env: &dyn Env) -> Vec<Plan> 
 fn codex_plan(to: &Gateway, model: &str, env: &dyn Env, home: &std::path::Path) -> Plan {
     let (base, key) = (to.base, to.key);
     let dir = env.get("CODEX_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".codex"));
-    let mut provider = vec![
-        ("name", TomlValue::Str("codex-gateway".into())),
-        ("base_url", TomlValue::Str(format!("{base}/v1"))),
-        ("wire_api", TomlValue::Str("responses".into())),
+    let mut provider: Vec<(_, toml_edit::Value)> = vec![
+        ("name", "codex-gateway".into()),
+        ("base_url", format!("{base}/v1").into()),
+        ("wire_api", "responses".into()),
     ];
     // With the sign-in the user's token is the credential: no client key to send. The CLI then reads the model
     // catalog from the gateway too, with the same token (the Codex catalog is under `models` in `/v1/models`).
     match to.oauth {
-        None => provider.push(("env_key", TomlValue::Str("CODEX_GATEWAY_API_KEY".into()))),
-        Some(_) => provider.push(("model_catalog_url", TomlValue::Str(format!("{base}/v1/models")))),
+        None => provider.push(("env_key", "CODEX_GATEWAY_API_KEY".into())),
+        Some(_) => provider.push(("model_catalog_url", format!("{base}/v1/models").into())),
     }
-    // Turned off on the gateway: the key is left out (an older `true` in the file is harmless, the
-    // handshake's 426 sends the CLI to HTTP at once).
+    // Off on the gateway: the key is left out (an older `true` is harmless, the handshake's 426 sends the CLI to HTTP).
     if to.websocket {
-        provider.push(("supports_websockets", TomlValue::Bool(true)));
+        provider.push(("supports_websockets", true.into()));
     }
     let path = vec!["model_providers", "codex-gateway"];
     let mut tables = vec![(path.clone(), provider)];
@@ -269,24 +236,18 @@ fn codex_plan(to: &Gateway, model: &str, env: &dyn Env, home: &std::path::Path) 
         // The official client's `gateway_oauth` (0.156+): its field names and the delivery's `kind`/`name`/
         // `scheme` as the client parses them (docs/clients.md, "Codex CLI").
         Some(o) => {
-            let endpoint = |p: &str| TomlValue::Str(format!("{base}/dashboard/oauth/{p}"));
+            let endpoint = |p: &str| toml_edit::Value::from(format!("{base}/dashboard/oauth/{p}"));
+            let delivery = [("kind", "header"), ("name", o.header.as_str()), ("scheme", "Bearer")];
             tables.push((
                 [path, vec!["gateway_oauth"]].concat(),
                 vec![
                     ("authorization_url", endpoint("authorize")),
                     ("token_url", endpoint("token")),
                     ("device_authorization_url", endpoint("device/code")),
-                    ("client_id", TomlValue::Str(o.client_id.clone())),
-                    ("scopes", TomlValue::List(vec!["models".into()])),
-                    ("redirect_port", TomlValue::Int(i64::from(o.redirect_port))),
-                    (
-                        "delivery",
-                        TomlValue::Inline(vec![
-                            ("kind", "header".into()),
-                            ("name", o.header.clone()),
-                            ("scheme", "Bearer".into()),
-                        ]),
-                    ),
+                    ("client_id", o.client_id.as_str().into()),
+                    ("scopes", toml_edit::Array::from_iter(["models"]).into()),
+                    ("redirect_port", i64::from(o.redirect_port).into()),
+                    ("delivery", toml_edit::InlineTable::from_iter(delivery).into()),
                 ],
             ));
             "# then: codex (it signs you in to the gateway with your own user the first time)".into()
@@ -336,8 +297,8 @@ fn merged(existing: &str, merge: &Merge) -> anyhow::Result<String> {
                 }
                 let t = item.as_table_like_mut().context("the provider entry is not a table")?;
                 for (k, v) in pairs {
-                    if !v.is_in(t.get(k)) {
-                        t.insert(k, v.item());
+                    if !holds(t.get(k), v) {
+                        t.insert(k, toml_edit::value(v.clone()));
                     }
                 }
             }

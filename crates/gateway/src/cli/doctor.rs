@@ -105,31 +105,28 @@ pub(crate) async fn run(base: &Overrides, args: DoctorArgs) -> anyhow::Result<Ex
 }
 
 fn print(r: &Report, json: bool) -> anyhow::Result<()> {
-    let (ok, warnings, failed, skipped) =
-        (r.count(Level::Ok), r.count(Level::Warning), r.count(Level::Failed), r.count(Level::Skipped));
-    if json {
-        let v = serde_json::json!({
-            "ok": failed == 0,
-            "summary": {"ok": ok, "warning": warnings, "failed": failed, "skipped": skipped},
-            "checks": r.checks,
-        });
-        say!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    for c in &r.checks {
-        let level = match c.level {
-            Level::Ok => "ok",
-            Level::Warning => "warning",
-            Level::Failed => "FAILED",
-            Level::Skipped => "skipped",
-        };
-        say!("{level:<8} {:<12} {}: {}", c.area, c.check, c.detail);
-        if let Some(fix) = &c.fix {
-            say!("{:<21} fix: {fix}", "");
+    let [ok, warnings, failed, skipped] =
+        [Level::Ok, Level::Warning, Level::Failed, Level::Skipped].map(|l| r.count(l));
+    let v = serde_json::json!({
+        "ok": failed == 0,
+        "summary": {"ok": ok, "warning": warnings, "failed": failed, "skipped": skipped},
+        "checks": r.checks,
+    });
+    super::output::json_or(&v, json, |_| {
+        for c in &r.checks {
+            let level = match c.level {
+                Level::Ok => "ok",
+                Level::Warning => "warning",
+                Level::Failed => "FAILED",
+                Level::Skipped => "skipped",
+            };
+            say!("{level:<8} {:<12} {}: {}", c.area, c.check, c.detail);
+            if let Some(fix) = &c.fix {
+                say!("{:<21} fix: {fix}", "");
+            }
         }
-    }
-    say!("\n{ok} ok, {warnings} warning(s), {failed} failed, {skipped} skipped");
-    Ok(())
+        say!("\n{ok} ok, {warnings} warning(s), {failed} failed, {skipped} skipped");
+    })
 }
 
 /// One line of an error that may span several (TOML's caret diagrams are dropped).
@@ -264,15 +261,8 @@ fn store_checks(r: &mut Report, config: &Config) -> Option<Vec<StoredAccount>> {
 }
 
 fn mode(path: &Path) -> Option<u32> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::metadata(path).ok().map(|_| 0o600)
-    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
 }
 
 /// What the network checks need of one account: its connection and a credential to try (an access token that
@@ -289,14 +279,8 @@ pub(crate) struct Probe {
 }
 
 impl Probe {
-    fn new(
-        name: String,
-        kind: AccountKind,
-        proxy: Option<String>,
-        base_url: Option<String>,
-        cred: Option<String>,
-    ) -> Probe {
-        Probe { name, kind, proxy, base_url, credential: cred, account_id: None, issued_at: None }
+    fn new(name: String, kind: AccountKind) -> Probe {
+        Probe { name, kind, proxy: None, base_url: None, credential: None, account_id: None, issued_at: None }
     }
 }
 
@@ -305,7 +289,7 @@ fn credential_checks(r: &mut Report, config: &Config, accounts: Option<&[StoredA
     for a in accounts.unwrap_or_default() {
         let name = a.label.clone().or_else(|| a.email.clone()).unwrap_or_else(|| a.id.clone());
         let check = format!("account {name}");
-        let mut probe = Probe::new(name, a.kind, a.proxy.clone(), a.base_url.clone(), None);
+        let mut probe = Probe { proxy: a.proxy.clone(), base_url: a.base_url.clone(), ..Probe::new(name, a.kind) };
         match a.status {
             AccountStatus::NeedsLogin => {
                 let why = a.status_reason.as_deref().unwrap_or("the refresh token was refused");
@@ -348,7 +332,7 @@ fn credential_checks(r: &mut Report, config: &Config, accounts: Option<&[StoredA
     }
     // No accounts in the store: linked mode (the Codex CLI's auth.json), else OPENAI_API_KEY.
     let auth = config.codex_auth_file();
-    let linked = |kind, credential| Probe::new("linked auth.json".into(), kind, None, None, credential);
+    let linked = |kind, credential| Probe { credential, ..Probe::new("linked auth.json".into(), kind) };
     if auth.exists() {
         let check = format!("linked {}", auth.display());
         match crate::auth::codex_file::read(&auth).map(|f| f.credentials()) {
@@ -477,17 +461,14 @@ async fn answers_as_gateway(url: &str) -> bool {
     let Ok(http) = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(2)).build() else {
         return false;
     };
-    match http.get(url).send().await {
-        Ok(resp) => resp.json::<serde_json::Value>().await.is_ok_and(|v| v["version"].is_string()),
-        Err(_) => false,
-    }
+    let Ok(resp) = http.get(url).send().await else { return false };
+    resp.json::<serde_json::Value>().await.is_ok_and(|v| v["version"].is_string())
 }
 
 /// Free, or held by a codex-gateway (this one, running); anything else holding it is a failure.
 async fn port_check(r: &mut Report, check: &'static str, addr: std::net::SocketAddr) {
     if addr.port() == 0 {
-        r.ok("ports", check, "port 0: a free port is picked at start");
-        return;
+        return r.ok("ports", check, "port 0: a free port is picked at start");
     }
     let err = match std::net::TcpListener::bind(addr) {
         Ok(_) => return r.ok("ports", check, format!("{addr} is free")),

@@ -1,8 +1,5 @@
-//! `codex-gateway keys ...`: client keys with limits. When a gateway answers where this machine's runs
-//! (`service::reach`), every command goes through its admin API (`/admin/keys`, with the admin key), so a revoke
-//! or a new limit applies to its next request; otherwise the store is changed directly, and a gateway reads it
-//! when it starts and every upkeep period (`Keys::follow_store`). One function per subcommand over the target
-//! (cli/destination/).
+//! `codex-gateway keys ...`: client keys with limits, through a running gateway's admin API (a revoke or a new
+//! limit applies to its next request), else on the store, which a gateway re-reads (`Keys::follow_store`).
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -92,11 +89,9 @@ pub struct LimitArgs {
 impl LimitArgs {
     /// The admin API's JSON for these flags (`none` -> `null`).
     fn to_json(&self, body: &mut Map<String, Value>) -> anyhow::Result<()> {
-        let number = |flag: &str, v: &str| -> anyhow::Result<Value> {
-            match v {
-                "none" => Ok(Value::Null),
-                v => Ok(json!(v.parse::<u64>().with_context(|| format!("--{flag} {v} is not a number or `none`"))?)),
-            }
+        let number = |flag: &str, v: &str| match v {
+            "none" => Ok(Value::Null),
+            v => v.parse::<u64>().map(Value::from).with_context(|| format!("--{flag} {v} is not a number or `none`")),
         };
         if let Some(m) = &self.models {
             let list: Vec<&str> = m.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
@@ -127,13 +122,12 @@ pub async fn run(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
 }
 
 async fn command(target: &impl KeysTarget, cmd: KeysCommand) -> anyhow::Result<()> {
+    let resolve = async |given: &str| pick(given, &target.key_names().await?);
     match cmd {
         KeysCommand::Create { name, limits, opportunistic, json } => {
             let mut body = Map::from_iter([("name".to_string(), json!(name))]);
             limits.to_json(&mut body)?;
-            if opportunistic {
-                body.insert("opportunistic".into(), json!(true));
-            }
+            body.extend(opportunistic.then(|| ("opportunistic".to_string(), json!(true))));
             json_or(&target.create_key(body).await?, json, |key| {
                 print_key(key);
                 say!("secret:         {}", key["secret"].as_str().unwrap_or("-"));
@@ -141,20 +135,18 @@ async fn command(target: &impl KeysTarget, cmd: KeysCommand) -> anyhow::Result<(
             })
         }
         KeysCommand::List { json } => json_or(&target.keys().await?, json, |keys| print_table(keys)),
-        KeysCommand::Show { id, json } => json_or(&target.key(&resolve(target, &id).await?).await?, json, print_key),
+        KeysCommand::Show { id, json } => json_or(&target.key(&resolve(&id).await?).await?, json, print_key),
         KeysCommand::Update { id, name, limits, opportunistic, resume, suspend, json } => {
-            let id = resolve(target, &id).await?;
+            let id = resolve(&id).await?;
             let suspended = if resume { Some(false) } else { suspend.then_some(true) };
-            let mut body = Map::new();
-            for (k, v) in [("name", name.map(Value::from)), ("suspended", suspended.map(Value::from))] {
-                body.extend(v.map(|v| (k.to_string(), v)));
-            }
+            let fields = [("name", name.map(Value::from)), ("suspended", suspended.map(Value::from))];
+            let mut body: Map<_, _> = fields.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))).collect();
             limits.to_json(&mut body)?;
             body.extend(opportunistic.map(|o| ("opportunistic".to_string(), json!(o))));
             json_or(&target.update_key(&id, body).await?, json, print_key)
         }
         KeysCommand::Revoke { id } => {
-            let id = resolve(target, &id).await?;
+            let id = resolve(&id).await?;
             target.revoke_key(&id).await?;
             say!("revoked {id}");
             Ok(())
@@ -166,9 +158,8 @@ fn print_table(keys: &[Value]) {
     if keys.is_empty() {
         return say!("no client keys (codex-gateway keys create --name NAME)");
     }
-    let header =
-        ["id", "name", "prefix", "status", "rpm", "conc", "daily", "monthly", "opportunistic", "refused 24h", "models"];
-    let mut rows = vec![header.map(String::from).to_vec()];
+    let header = "id,name,prefix,status,rpm,conc,daily,monthly,opportunistic,refused 24h,models";
+    let mut rows = vec![header.split(',').map(String::from).collect::<Vec<_>>()];
     let n = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
     let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
     for k in keys {
@@ -192,9 +183,8 @@ fn print_table(keys: &[Value]) {
     super::output::text(format_args!("{}", super::output::table(&rows, &align)));
 }
 
-/// Whether the gateway refuses requests without a key (server/guard.rs): a key is configured (`api_keys`,
-/// `[keys.NAME]`) or created (in the store; a revoked one counts, as it does there). A store that cannot be read
-/// is taken to hold none: the printed settings then say `unused`, as for a fresh install.
+/// Whether the gateway refuses requests without a key (server/guard.rs): one is configured or created (a revoked
+/// one counts, as it does there). A store that cannot be read holds none, as on a fresh install.
 pub(super) fn requires_a_key(config: &Config) -> bool {
     if !config.api_keys.is_empty() || !config.configured_keys.is_empty() {
         return true;
@@ -206,11 +196,6 @@ pub(super) fn requires_a_key(config: &Config) -> bool {
 /// The id of the key `given` names: an id as it is, else the one key with that name that is not revoked (keys
 /// that are not revoked never share a name: `manage::create`), else the one revoked key with that name (several
 /// are refused with their ids). Only an id found here goes into an admin path.
-async fn resolve(target: &impl KeysTarget, given: &str) -> anyhow::Result<String> {
-    pick(given, &target.key_names().await?)
-}
-
-/// [`resolve`] over the created keys.
 fn pick(given: &str, keys: &[KeyName]) -> anyhow::Result<String> {
     if keys.iter().any(|k| k.id == given) {
         return Ok(given.to_string());
@@ -249,10 +234,8 @@ fn print_key(k: &Value) {
     say!("concurrency:    {}", s("concurrency"));
     say!("daily tokens:   {}", s("daily_tokens"));
     say!("monthly tokens: {}", s("monthly_tokens"));
-    say!(
-        "opportunistic:  {}",
-        if k["opportunistic"] == true { "yes (only quota that would otherwise expire)" } else { "no" }
-    );
+    let opportunistic = if k["opportunistic"] == true { "yes (only quota that would otherwise expire)" } else { "no" };
+    say!("opportunistic:  {opportunistic}");
     say!("expires:        {}", s("expires_at"));
     if !k["suspended_at"].is_null() {
         say!("suspended:      {} ({})", s("suspended_at"), s("suspended_reason"));

@@ -102,6 +102,4 @@ fn print_prompt(p: Prompt) {
             );
         }
     }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
 }

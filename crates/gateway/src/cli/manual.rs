@@ -27,7 +27,6 @@ pub struct ManArgs {
     dir: Option<PathBuf>,
 }
 
-/// `codex-gateway completions SHELL`: the script on stdout.
 pub(crate) fn completions(args: CompletionsArgs) -> anyhow::Result<()> {
     let mut out = Vec::new();
     write_completions(args.shell, &mut out);
@@ -45,7 +44,6 @@ fn write_completions(shell: Shell, out: &mut Vec<u8>) {
     }
 }
 
-/// `codex-gateway man [DIR]`: the main page (roff) on stdout, or every page into DIR.
 pub(crate) fn man(args: ManArgs) -> anyhow::Result<()> {
     match args.dir {
         Some(dir) => {

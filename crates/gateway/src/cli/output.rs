@@ -1,26 +1,20 @@
-//! What a command prints on stdout, through [`say!`]: when the reader has gone away (`codex-gateway usage |
-//! head`) the command ends quietly with the status a Unix tool killed by SIGPIPE has, where `println!` would
-//! panic. Rust ignores SIGPIPE so that a write to a closed socket is an error rather than the end of the process;
-//! restoring the signal would bring that back for the commands' own HTTP calls, so stdout is handled here.
-//! [`table`] lines up the list commands' columns.
+//! What a command prints on stdout, through [`say!`]: when the reader has gone away (`... | head`) the command
+//! ends quietly with SIGPIPE's status, where `println!` would panic (restoring SIGPIPE would end the process on
+//! a write to a closed socket of the commands' own HTTP calls too). [`table`] lines up the list commands' columns.
 
 use std::io::{ErrorKind, Write};
 
-/// The exit status of a process ended by SIGPIPE (128 + 13), what shells and `pipefail` expect of a writer
-/// whose reader left.
+/// The exit status of a process ended by SIGPIPE (128 + 13), what shells and `pipefail` expect.
 const CLOSED_PIPE_STATUS: i32 = 141;
 
-/// Write `text` to stdout as it is.
 pub(crate) fn text(text: std::fmt::Arguments<'_>) {
     write(|out| out.write_fmt(text));
 }
 
-/// Write `line` and a newline to stdout.
 pub(crate) fn line(line: std::fmt::Arguments<'_>) {
     text(format_args!("{line}\n"));
 }
 
-/// Write `bytes` (a generated script or page) to stdout.
 pub(crate) fn bytes(bytes: &[u8]) {
     write(|out| out.write_all(bytes));
 }
@@ -47,7 +41,6 @@ pub(crate) fn json_or<T: serde::Serialize>(value: &T, json: bool, human: impl Fn
     Ok(())
 }
 
-/// Where a column's cells sit in their width.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Align {
     Left,
@@ -55,8 +48,7 @@ pub(crate) enum Align {
     Right,
 }
 
-/// `rows` (the header first) as lines of columns two spaces apart, each column as wide as its widest cell (an
-/// email or a name is as long as it is: fixed widths pushed the columns after a long one out of line). A missing
+/// `rows` (the header first) as lines of columns two spaces apart, each as wide as its widest cell. A missing
 /// cell is empty; a column past `align`'s end is left-aligned. Lines end without trailing spaces.
 pub(crate) fn table(rows: &[Vec<String>], align: &[Align]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);

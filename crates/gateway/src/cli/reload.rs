@@ -1,8 +1,6 @@
-//! `codex-gateway reload`: make the running gateway read its configuration file again (app/reload.rs says
-//! what applies live). A gateway started with `start` is signalled (SIGHUP) through its pid file, and its report
-//! is then read from `GET /admin/reload`; one started otherwise (`serve` under systemd or in a container) is asked
-//! with `POST /admin/reload`. Exit codes: 0 reloaded, 1 the file was refused (or the gateway did not answer),
-//! 3 no gateway runs.
+//! `codex-gateway reload`: make the running gateway read its configuration file again (app/reload.rs): one started
+//! with `start` is signalled (SIGHUP) and its report read from `GET /admin/reload`; another is asked with `POST
+//! /admin/reload`. Exit codes: 0 reloaded, 1 the file was refused (or no answer), 3 no gateway runs.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -21,7 +21,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(50);
 
-/// The files of a background gateway, all in the data directory.
+/// The files of a background gateway, in the data directory.
 pub(crate) struct Files {
     pub(crate) pid: PathBuf,
     /// The last start's options, its address and start time (0600: it may hold the client key).
@@ -74,7 +74,6 @@ pub(crate) struct State {
     pub(crate) options: StartOptions,
 }
 
-/// `codex-gateway start`.
 pub(crate) async fn start(base: &Overrides, args: ServeArgs) -> anyhow::Result<()> {
     let overrides = Overrides { host: args.host, port: args.port, api_key: args.api_key, ..base.clone() };
     // A configuration that does not load is refused here, with its reason, before anything is spawned.
@@ -94,7 +93,6 @@ pub(crate) async fn start(base: &Overrides, args: ServeArgs) -> anyhow::Result<(
     Ok(())
 }
 
-/// `codex-gateway stop`.
 pub(crate) async fn stop(base: &Overrides) -> anyhow::Result<()> {
     let config = Config::load(base, &ProcessEnv)?;
     let files = Files::in_dir(&config.data_dir);
@@ -109,7 +107,6 @@ pub(crate) async fn stop(base: &Overrides) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `codex-gateway restart`: stop if running, then start with the options the last start was given.
 pub(crate) async fn restart(base: &Overrides) -> anyhow::Result<()> {
     let config = Config::load(base, &ProcessEnv)?;
     let files = Files::in_dir(&config.data_dir);
@@ -122,8 +119,7 @@ pub(crate) async fn restart(base: &Overrides) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `codex-gateway status [--verbose | --quiet]`. Exit codes as LSB init scripts have them: 0 running, 1 not
-/// running but the pid file is still there (it crashed or was killed), 3 not running.
+/// `codex-gateway status [--verbose | --quiet]`, with the exit codes of LSB init scripts.
 pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(base, &ProcessEnv)?;
     let files = Files::in_dir(&config.data_dir);
@@ -346,7 +342,6 @@ async fn spawn(options: &StartOptions) -> anyhow::Result<State> {
         tokio::time::sleep(POLL).await;
     };
     let state = State { pid, address, started_at: crate::auth::now_unix(), options: options.clone() };
-    // Through a temporary file and a rename, so a reader never sees half a file.
     write_private_atomic(&files.state, &serde_json::to_vec_pretty(&state)?)?;
     write_private_atomic(&files.pid, format!("{pid}\n").as_bytes())?;
     Ok(state)
@@ -371,7 +366,6 @@ async fn terminate(files: &Files, pid: u32, config: &Config) -> anyhow::Result<(
     Ok(())
 }
 
-/// Where a command on this machine reaches the gateway, and the credential it presents there.
 pub(crate) struct Reach {
     /// `http://HOST:PORT`.
     pub(crate) base: String,
@@ -380,11 +374,10 @@ pub(crate) struct Reach {
     pub(crate) key: Option<String>,
 }
 
-/// The gateway this data directory's commands talk to: the one `start` runs in the background, at the address it
-/// printed (`start --port`/`--host` may differ from the configuration), else the configured listen address (a
-/// gateway run by `serve`: a terminal, systemd, a container). Every command that talks to a running gateway
-/// (`keys`, `accounts`, `usage`, `reload`, `connect`) asks here, so none of them writes the store behind the
-/// back of a gateway it did not find (a revoked key would still be served; a token refreshed twice).
+/// Where a command on this machine reaches the gateway, and the credential it presents there: the one `start`
+/// runs in the background, at the address it printed (`start --port`/`--host` may differ from the configuration),
+/// else the configured listen address. Every command that talks to a running gateway asks here, so none of them
+/// writes the store behind the back of a gateway it did not find (a revoked key would still be served).
 pub(crate) fn reach(config: &Config) -> Reach {
     let files = Files::in_dir(&config.data_dir);
     let started = match running_pid(&files) {
@@ -469,7 +462,6 @@ fn failure_reason(out: &Path) -> String {
     }
 }
 
-/// The last five lines of `text`.
 fn last_lines(text: &str) -> Vec<&str> {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(5)..].to_vec()

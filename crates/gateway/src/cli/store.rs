@@ -24,23 +24,18 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<()> {
     match cmd {
         StoreCommand::Migrate { from, to } => {
             let report = migrate(&from, &to)?;
+            let listed = |what: &str, names: &[String]| match names.is_empty() {
+                true => String::new(),
+                false => format!("; {what}: {}", names.join(", ")),
+            };
             say!(
                 "Copied {} account(s), {} client key(s) and {} user(s) into {}{}{}",
                 report.accounts,
                 report.keys,
                 report.users,
                 redact_url(&to),
-                match report.skipped.is_empty() {
-                    true => String::new(),
-                    false => format!("; skipped (kind unknown to this build): {}", report.skipped.join(", ")),
-                },
-                match report.users_skipped.is_empty() {
-                    true => String::new(),
-                    false => format!(
-                        "; users not copied (the name is another user's there): {}",
-                        report.users_skipped.join(", ")
-                    ),
-                }
+                listed("skipped (kind unknown to this build)", &report.skipped),
+                listed("users not copied (the name is another user's there)", &report.users_skipped)
             );
             Ok(())
         }

@@ -1,9 +1,9 @@
-//! `codex-gateway usage [--since 7d] [--by model|account|key|dialect|user] [--user NAME]`: a table of the usage ledger, through a
-//! running gateway's admin API when one answers (`GET /admin/usage`), else read from the store directly
-//! (cli/destination/).
+//! `codex-gateway usage [--since 7d] [--by model|account|key|dialect|user] [--user NAME]`: a table of the usage
+//! ledger, through a running gateway's admin API when one answers, else from the store (cli/destination/).
 
 use std::collections::HashMap;
 
+use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
@@ -32,9 +32,7 @@ pub struct UsageArgs {
 
 pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
     let now = now_ms();
-    let Some(from) = parse_instant(&args.since, now) else {
-        anyhow::bail!("--since {:?}: expected a duration ago (7d, 24h), a date (2026-11-01) or a time", args.since);
-    };
+    let from = since(&args.since, now)?;
     let Some(by) = GroupBy::parse(&args.by) else {
         anyhow::bail!("--by {:?}: expected model, account, key, dialect or user", args.by);
     };
@@ -45,7 +43,6 @@ pub async fn run(config: &Config, args: UsageArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The report from `from` to `now`, printed as JSON or as a table.
 async fn report<T>(target: &T, args: &UsageArgs, from: i64, now: i64, by: GroupBy) -> anyhow::Result<()>
 where
     T: UsageTarget + AccountsTarget + KeysTarget,
@@ -55,8 +52,7 @@ where
         say!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    // Keys and accounts are grouped by id; the names people know them by (a key's name, an account's label or
-    // email) go beside it.
+    // Keys, accounts and users are grouped by id; the names people know them by go beside it.
     let names = match by {
         GroupBy::Key => target.key_names().await.unwrap_or_default().into_iter().map(|k| (k.id, k.name)).collect(),
         GroupBy::Account => account_names(target).await.unwrap_or_default(),
@@ -65,6 +61,12 @@ where
     };
     super::output::text(format_args!("{}", table(&report, by.as_str(), &names)));
     Ok(())
+}
+
+/// `--since`: an instant, as [`parse_instant`] reads it.
+pub(super) fn since(s: &str, now_ms: i64) -> anyhow::Result<i64> {
+    let expected = "expected a duration ago (7d, 24h), a date (2026-11-01) or a time";
+    parse_instant(s, now_ms).with_context(|| format!("--since {s:?}: {expected}"))
 }
 
 /// Each account's label, else its email, by id.
@@ -81,11 +83,9 @@ async fn account_names(target: &impl AccountsTarget) -> anyhow::Result<HashMap<S
 fn table(report: &Value, by: &str, names: &HashMap<String, String>) -> String {
     let series = report["series"].as_array().cloned().unwrap_or_default();
     let priced = report["totals"].get("cost_usd").is_some();
-    let mut header = vec![by.to_uppercase(), "REQUESTS".into(), "ERRORS".into(), "INPUT".into(), "CACHED".into()];
-    header.extend(["OUTPUT".into(), "REASONING".into()]);
-    if priced {
-        header.push("COST USD".into());
-    }
+    let mut header = vec![by.to_uppercase()];
+    header.extend("REQUESTS,ERRORS,INPUT,CACHED,OUTPUT,REASONING".split(',').map(String::from));
+    header.extend(priced.then(|| "COST USD".to_string()));
     let line = |name: String, t: &Value| {
         let mut cells = vec![name];
         for k in ["requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens"] {
@@ -101,10 +101,7 @@ fn table(report: &Value, by: &str, names: &HashMap<String, String>) -> String {
     let mut rows = vec![header];
     for s in &series {
         let group = s["group"].as_str().unwrap_or("(none)");
-        let label = match names.get(group) {
-            Some(name) => format!("{group} ({name})"),
-            None => group.to_string(),
-        };
+        let label = names.get(group).map_or(group.to_string(), |name| format!("{group} ({name})"));
         rows.push(line(label, &s["totals"]));
     }
     rows.push(line("TOTAL".into(), &report["totals"]));

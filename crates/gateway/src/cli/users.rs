@@ -1,9 +1,7 @@
-//! `codex-gateway users add|list|set-role|set-budget|disable|enable|passwd|totp|remove`: people who sign in to the dashboard
-//! and the admin API (users/), managed on the configured store itself (the data directory's SQLite file, or the
-//! team's PostgreSQL), whether or not a gateway runs: a running gateway applies a change at its next re-read of
-//! the store (within 2 s on the SQLite file, `users::USERS_POLL`; within a poll on a team store). Passwords are
-//! read from standard input, never from the command line (where `ps` and shell histories would show them). Every
-//! change goes to the audit trail as this OS user's.
+//! `codex-gateway users ...`: people who sign in to the dashboard and the admin API (users/), managed on the
+//! configured store itself, whether or not a gateway runs (it applies a change at its next re-read of the store,
+//! `users::USERS_POLL`). Passwords are read from standard input, never from the command line (where `ps` and shell
+//! histories would show them). Every change goes to the audit trail as this OS user's.
 
 use std::io::BufRead;
 
@@ -11,7 +9,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use super::output::{Align, table};
-use crate::audit::{Actor, Entry, Note};
+use crate::audit::Note;
 use crate::auth::now_unix;
 use crate::config::Config;
 use crate::store::Store;
@@ -77,14 +75,8 @@ impl BudgetArgs {
     /// The patch these flags make (`PATCH /admin/users/{id}`'s fields).
     fn patch(&self) -> anyhow::Result<UserPatch> {
         fn limit<T: std::str::FromStr>(flag: &str, v: &Option<String>) -> anyhow::Result<Option<Option<T>>> {
-            match v.as_deref() {
-                None => Ok(None),
-                Some("none") => Ok(Some(None)),
-                Some(v) => {
-                    let n = v.parse().map_err(|_| anyhow::anyhow!("--{flag} {v} is not a number or `none`"))?;
-                    Ok(Some(Some(n)))
-                }
-            }
+            let parse = |v: &str| v.parse().map_err(|_| anyhow::anyhow!("--{flag} {v} is not a number or `none`"));
+            v.as_deref().map(|v| if v == "none" { Ok(None) } else { parse(v).map(Some) }).transpose()
         }
         let patch = UserPatch {
             rpm: limit("rpm", &self.rpm)?,
@@ -101,7 +93,6 @@ impl BudgetArgs {
     }
 }
 
-/// A limit as the list shows it.
 fn shown(v: &serde_json::Value) -> String {
     if v.is_null() { "-".into() } else { v.to_string() }
 }
@@ -120,9 +111,7 @@ fn password_from_stdin() -> anyhow::Result<String> {
 
 /// The change in the audit trail, as this OS user's.
 fn audited(store: &Store, action: &str, note: Note) {
-    let mut e = Entry::new(Actor::cli(), action);
-    note.apply(&mut e);
-    crate::audit::record(store, e);
+    super::destination::audit(store, action, None, &anyhow::Ok(()), note);
 }
 
 fn ended(e: &Ended) -> String {
@@ -132,6 +121,11 @@ fn ended(e: &Ended) -> String {
 fn run_blocking(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
     let store = config.open_store()?;
     let now = now_unix();
+    let update = |name: &str, patch: UserPatch, action: &str| {
+        let (row, e) = manage::update(&store, name, patch, now)?;
+        audited(&store, action, manage::note(&row, &e));
+        anyhow::Ok((row, e))
+    };
     match cmd {
         UsersCommand::Add { name, role, password_stdin, max_keys } => {
             let password = password_stdin.then(password_from_stdin).transpose()?;
@@ -140,11 +134,8 @@ fn run_blocking(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
             say!("added {} ({}, {})", row.name, row.id, row.role);
         }
         UsersCommand::List => {
-            let mut rows = vec![
-                ["id", "name", "role", "status", "password", "totp", "max keys", "rpm", "conc", "daily", "monthly"]
-                    .map(String::from)
-                    .to_vec(),
-            ];
+            let header = "id,name,role,status,password,totp,max keys,rpm,conc,daily,monthly";
+            let mut rows = vec![header.split(',').map(String::from).collect::<Vec<_>>()];
             for u in store.list_users()? {
                 let s = manage::summary(&u);
                 rows.push(vec![
@@ -166,14 +157,11 @@ fn run_blocking(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
             super::output::text(format_args!("{}", table(&rows, &align)));
         }
         UsersCommand::SetRole { name, role } => {
-            let patch = UserPatch { role: Some(role), ..UserPatch::default() };
-            let (row, e) = manage::update(&store, &name, patch, now)?;
-            audited(&store, "user.update", manage::note(&row, &e));
+            let (row, _) = update(&name, UserPatch { role: Some(role), ..UserPatch::default() }, "user.update")?;
             say!("{} is now {}", row.name, row.role);
         }
         UsersCommand::SetBudget { name, budget } => {
-            let (row, e) = manage::update(&store, &name, budget.patch()?, now)?;
-            audited(&store, "user.budget", manage::note(&row, &e));
+            let (row, _) = update(&name, budget.patch()?, "user.budget")?;
             let l = row.limits;
             let s = |v: Option<u64>| v.map_or("none".to_string(), |n| n.to_string());
             say!(
@@ -186,15 +174,11 @@ fn run_blocking(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
             );
         }
         UsersCommand::Disable { name } => {
-            let patch = UserPatch { disabled: Some(true), ..UserPatch::default() };
-            let (row, e) = manage::update(&store, &name, patch, now)?;
-            audited(&store, "user.update", manage::note(&row, &e));
+            let (row, e) = update(&name, UserPatch { disabled: Some(true), ..UserPatch::default() }, "user.update")?;
             say!("{} is disabled: {}", row.name, ended(&e));
         }
         UsersCommand::Enable { name } => {
-            let patch = UserPatch { disabled: Some(false), ..UserPatch::default() };
-            let (row, e) = manage::update(&store, &name, patch, now)?;
-            audited(&store, "user.update", manage::note(&row, &e));
+            let (row, _) = update(&name, UserPatch { disabled: Some(false), ..UserPatch::default() }, "user.update")?;
             say!("{} is enabled", row.name);
         }
         UsersCommand::Passwd { name } => {

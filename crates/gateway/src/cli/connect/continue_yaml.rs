@@ -4,7 +4,7 @@
 //! file before and after, and the write is refused unless everything but that one entry is unchanged.
 
 use anyhow::{Context, bail};
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::{Yaml, YamlLoader, yaml::Hash};
 
 /// One model entry: its `name` (what finds it again) and its other fields in order.
 pub(super) struct Entry {
@@ -112,15 +112,13 @@ pub(super) fn merged(existing: &str, entry: &Entry) -> anyhow::Result<String> {
 }
 
 /// Everything but the entry is as it was, and the entry reads back as written.
-fn check(before: &yaml_rust2::yaml::Hash, after: &Yaml, entry: &Entry) -> anyhow::Result<()> {
+fn check(before: &Hash, after: &Yaml, entry: &Entry) -> anyhow::Result<()> {
     let Yaml::Hash(after) = after else { bail!("the merged file is not a mapping") };
     let models = Yaml::String("models".into());
-    let others = |h: &yaml_rust2::yaml::Hash| h.iter().filter(|(k, _)| **k != models).count();
+    let others = |h: &Hash| h.iter().filter(|(k, _)| **k != models).count();
     let same_others =
         others(before) == others(after) && before.iter().all(|(k, v)| *k == models || after.get(k) == Some(v));
-    let list = |h: &yaml_rust2::yaml::Hash| -> Vec<Yaml> {
-        h.get(&models).and_then(Yaml::as_vec).cloned().unwrap_or_default()
-    };
+    let list = |h: &Hash| -> Vec<Yaml> { h.get(&models).and_then(Yaml::as_vec).cloned().unwrap_or_default() };
     let old: Vec<Yaml> = list(before).into_iter().filter(|m| !is_ours(m, &entry.name)).collect();
     let new: Vec<Yaml> = list(after).into_iter().filter(|m| !is_ours(m, &entry.name)).collect();
     let written = list(after).into_iter().find(|m| is_ours(m, &entry.name));

@@ -12,8 +12,7 @@ use crate::accounts::manage::ImportSource;
 use crate::config::Config;
 use crate::usage::query::GroupBy;
 
-/// A running gateway's admin API, if one answers where this machine's gateway is (`service::reach`), with the
-/// admin credential.
+/// A running gateway's admin API, if one answers where this machine's gateway is (`service::reach`).
 pub(crate) struct Live {
     base: String,
     key: Option<String>,
@@ -98,8 +97,7 @@ impl AccountsTarget for Live {
     }
 
     async fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<()> {
-        let body = json!({"label": label});
-        self.call(Method::POST, &format!("/admin/accounts/{id}/label"), Some(body)).await.map(drop)
+        self.call(Method::POST, &format!("/admin/accounts/{id}/label"), Some(json!({"label": label}))).await.map(drop)
     }
 
     async fn set_policy(&self, id: &str, policy: &str) -> anyhow::Result<()> {
@@ -108,8 +106,7 @@ impl AccountsTarget for Live {
     }
 
     async fn set_proxy(&self, id: &str, url: Option<&str>) -> anyhow::Result<()> {
-        let body = json!({"proxy": url});
-        self.call(Method::POST, &format!("/admin/accounts/{id}/proxy"), Some(body)).await.map(drop)
+        self.call(Method::POST, &format!("/admin/accounts/{id}/proxy"), Some(json!({"proxy": url}))).await.map(drop)
     }
 
     /// The gateway keeps tokens it could not save and retries: a warning, not a failure.
@@ -178,8 +175,7 @@ impl UsageTarget for Live {
     }
 
     async fn user_names(&self) -> anyhow::Result<Vec<(String, String)>> {
-        let users = self.call(Method::GET, "/admin/users", None).await?;
         let named = |u: &Value| Some((u["id"].as_str()?.to_string(), u["name"].as_str()?.to_string()));
-        Ok(users.as_array().map(|a| a.iter().filter_map(named).collect()).unwrap_or_default())
+        Ok(self.list("/admin/users").await?.iter().filter_map(named).collect())
     }
 }

@@ -1,8 +1,6 @@
 //! The commands' operations on the store itself, for when no gateway answers: the same changes the admin API
-//! makes (accounts/manage.rs, keys/manage.rs), which a gateway started later reads at its start and every upkeep
-//! period. Token refreshes and quota polls run in a pool of this command's own, which holds this data directory's
-//! command lock (store/serving.rs) so no gateway starts serving it meanwhile. Each change goes into the store's
-//! audit trail (audit/) as the OS user who ran the command.
+//! makes, in the audit trail as the OS user's. Token refreshes and quota polls run in a pool of this command's own,
+//! holding the command lock (store/serving.rs) so no gateway starts serving the data directory meanwhile.
 
 use std::sync::Arc;
 
@@ -17,6 +15,7 @@ use crate::auth::now_unix;
 use crate::config::Config;
 use crate::keys::manage::{KeyPatch, KeySpec, ManageError};
 use crate::keys::stored_with_usage;
+use crate::store::serving::CommandLock;
 use crate::store::usage::LedgerRows;
 use crate::store::{AccountKind, Store, StoredAccount};
 use crate::usage::query::{self, Bucket, GroupBy, UsageQuery};
@@ -35,9 +34,10 @@ impl<'a> Local<'a> {
         self.config.open_store()
     }
 
-    /// The accounts as this command's own pool. Refused while a gateway serves this data directory: a refresh
-    /// here would spend a single-use token behind its back.
-    fn pool(&self) -> anyhow::Result<LocalPool> {
+    /// The accounts as this command's own pool, with the lock that keeps a gateway from starting to serve (and
+    /// refresh) this store beside it while the command runs. Refused while a gateway serves this data directory:
+    /// a refresh here would spend a single-use token behind its back.
+    fn pool(&self) -> anyhow::Result<(Pool, Option<CommandLock>)> {
         use crate::store::serving::{Refused, hold_for_command};
         let config = self.config;
         let lock = match config.store_at().single_server() {
@@ -58,21 +58,7 @@ impl<'a> Local<'a> {
         };
         let store = Arc::new(self.store()?);
         let http = crate::upstream::build_http_client(config)?;
-        Ok(LocalPool { pool: Pool::load(Arc::new(config.clone()), store, http)?, _lock: lock })
-    }
-}
-
-/// The accounts as this command's own pool, for a command no running gateway answered.
-struct LocalPool {
-    pool: Pool,
-    /// Held while the command runs, so no gateway starts serving (and refreshing) this store beside it.
-    _lock: Option<crate::store::serving::CommandLock>,
-}
-
-impl std::ops::Deref for LocalPool {
-    type Target = Pool;
-    fn deref(&self) -> &Pool {
-        &self.pool
+        Ok((Pool::load(Arc::new(config.clone()), store, http)?, lock))
     }
 }
 
@@ -85,11 +71,8 @@ pub(crate) fn audit<T>(store: &Store, action: &str, target: Option<&str>, result
     crate::audit::record(store, e);
 }
 
-/// A change to an account that is not in the store.
 fn changed(found: bool, id: &str) -> anyhow::Result<()> {
-    if !found {
-        bail!("no account `{id}` in the store");
-    }
+    anyhow::ensure!(found, "no account `{id}` in the store");
     Ok(())
 }
 
@@ -100,7 +83,7 @@ impl AccountsTarget for Local<'_> {
 
     /// The quota of every active ChatGPT account is polled first, as a running gateway keeps it.
     async fn summaries(&self) -> anyhow::Result<Vec<Value>> {
-        let pool = self.pool()?;
+        let (pool, _lock) = self.pool()?;
         for a in pool.accounts().iter().filter(|a| a.kind == AccountKind::Chatgpt && a.is_active()) {
             pool.poll_usage(a).await;
         }
@@ -162,14 +145,14 @@ impl AccountsTarget for Local<'_> {
     /// Nothing keeps this process alive to retry: unsaved tokens die with it, and the old refresh token is
     /// already spent, so tokens that could not be saved are a failure here.
     async fn refresh(&self, id: &str) -> anyhow::Result<()> {
-        let pool = self.pool()?;
+        let (pool, _lock) = self.pool()?;
         let done = refresh(&pool, id).await;
         audit(pool.store(), "account.refresh", Some(id), &done, Note::default());
         done
     }
 
     async fn check(&self, id: Option<&str>) -> anyhow::Result<Vec<Value>> {
-        let pool = self.pool()?;
+        let (pool, _lock) = self.pool()?;
         let mut out = Vec::new();
         for a in pool.accounts().iter().filter(|a| id.is_none_or(|x| x == a.id)) {
             out.push(pool.check(a).await);

@@ -1,8 +1,6 @@
-//! Where the account, key and usage commands act: a running gateway's admin API ([`Live`], `live.rs`) when one
-//! answers where this data directory's gateway is (`service::reach`), so its pool and key registry see a change at
-//! once and only it refreshes tokens; else the store itself ([`Local`], `local.rs`). Each command's operations are
-//! a trait below with one impl over each; the commands (cli/accounts.rs, cli/keys.rs, cli/usage.rs) are written
-//! once over the trait.
+//! Where the account, key and usage commands act: a running gateway's admin API ([`Live`]) when one answers
+//! (`service::reach`), so its pool and key registry see a change at once and only it refreshes tokens; else the
+//! store itself ([`Local`]). Each command's operations are a trait below with one impl over each.
 
 use serde_json::{Map, Value};
 
@@ -16,7 +14,6 @@ mod local;
 pub(crate) use live::Live;
 pub(crate) use local::{Local, audit};
 
-/// A running gateway, or the store when none answers.
 pub(crate) enum Target<'a> {
     Live(Live),
     Local(Local<'a>),
@@ -58,10 +55,8 @@ pub(crate) struct Imported {
     pub(crate) id: String,
 }
 
-/// What `accounts ...` does (cli/accounts.rs). A change on a running gateway goes through its admin API, so its
-/// pool has it at once (a write to the store alone is seen only at its next re-read, up to 30 s later).
+/// What `accounts ...` does (cli/accounts.rs).
 pub(crate) trait AccountsTarget {
-    /// Every account's id, label and email.
     async fn account_names(&self) -> anyhow::Result<Vec<AccountName>>;
     /// Every account's summary (`Account::summary`: plan, status, quota, cooldowns, last use).
     async fn summaries(&self) -> anyhow::Result<Vec<Value>>;
@@ -85,11 +80,9 @@ pub(crate) struct KeyName {
     pub(crate) revoked: bool,
 }
 
-/// What `keys ...` does (cli/keys.rs), each key as the admin API shows it (`keys::stored_with_usage`). A change on
-/// a running gateway applies to its next request.
+/// What `keys ...` does (cli/keys.rs), each key as the admin API shows it (`keys::stored_with_usage`).
 pub(crate) trait KeysTarget {
     async fn keys(&self) -> anyhow::Result<Vec<Value>>;
-    /// Every created key's id and name.
     async fn key_names(&self) -> anyhow::Result<Vec<KeyName>>;
     async fn key(&self, id: &str) -> anyhow::Result<Value>;
     /// The new key with its `secret`, from the admin API's JSON for a new key.

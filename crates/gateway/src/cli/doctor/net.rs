@@ -67,10 +67,7 @@ pub(super) async fn upstream_checks(r: &mut Report, config: &Config, probes: &[P
 /// The checks of one route; returns this clock minus the upstream's `Date`, when it answered.
 async fn route_checks(r: &mut Report, config: &Config, route: &Route) -> Option<i64> {
     let proxy = route.proxy.clone().or_else(|| config.proxy.clone());
-    let via = match &proxy {
-        Some(p) => format!("via {}", redact_proxy(p)),
-        None => "direct".to_string(),
-    };
+    let via = proxy.as_deref().map_or("direct".to_string(), |p| format!("via {}", redact_proxy(p)));
     let check = |what: &str| format!("{what} ({via})");
     let target = match url::Url::parse(&route.target) {
         Ok(u) => u,
@@ -135,13 +132,12 @@ async fn route_checks(r: &mut Report, config: &Config, route: &Route) -> Option<
     let resp = match req.send().await {
         Ok(resp) => resp,
         Err(e) => {
-            r.fail(
+            return r.failed(
                 "upstream",
                 call,
                 crate::upstream::with_causes(&e.without_url()),
                 "check the connection (proxy, firewall, CA bundle)",
             );
-            return None;
         }
     };
     let skew = resp
@@ -153,11 +149,11 @@ async fn route_checks(r: &mut Report, config: &Config, route: &Route) -> Option<
     let name = &route.probe.name;
     let ms = started.elapsed().as_millis();
     match resp.status().as_u16() {
-        200..=299 => r.ok("upstream", call, format!("HTTP {} in {ms} ms with {name}", resp.status().as_u16())),
-        401 | 403 => r.fail(
+        s @ 200..=299 => r.ok("upstream", call, format!("HTTP {s} in {ms} ms with {name}")),
+        s @ (401 | 403) => r.fail(
             "upstream",
             call,
-            format!("the upstream refused {name}'s credential (HTTP {})", resp.status().as_u16()),
+            format!("the upstream refused {name}'s credential (HTTP {s})"),
             "codex-gateway login",
         ),
         s => r.fail("upstream", call, format!("HTTP {s} with {name}"), "try again later; the gateway's log has more"),
@@ -165,8 +161,7 @@ async fn route_checks(r: &mut Report, config: &Config, route: &Route) -> Option<
     skew
 }
 
-/// DNS, then TCP to the first address, each bounded. The checks are named `{what} DNS ({via})` and
-/// `{what} TCP ({via})`.
+/// DNS, then TCP to the first address, each bounded: the checks `{what} DNS ({via})` and `{what} TCP ({via})`.
 async fn connect(r: &mut Report, what: &str, via: &str, host: &str, port: u16, fix: &str) -> Option<TcpStream> {
     let dns = format!("{what} DNS ({via})");
     let tcp_check = format!("{what} TCP ({via})");
