@@ -134,18 +134,13 @@ pub(crate) async fn overview_json(State(dash): State<St>, _: ApiRead) -> Respons
 /// `GET /dashboard/accounts`.
 pub(crate) async fn accounts(State(dash): State<St>, PageAccess(a): PageAccess) -> Response {
     let now = now_unix();
-    let list: Vec<Value> = dash
-        .app
-        .pool
-        .accounts()
-        .iter()
-        .map(|acc| {
-            let mut v = acc.summary(now);
-            // The name shown: the label, else the email, else the id.
-            v["name"] = acc.label().or_else(|| acc.email.clone()).unwrap_or_else(|| acc.id.clone()).into();
-            v
-        })
-        .collect();
+    let named = |acc: &std::sync::Arc<crate::accounts::Account>| {
+        let mut v = acc.summary(now);
+        // The name shown: the label, else the email, else the id.
+        v["name"] = acc.label().or_else(|| acc.email.clone()).unwrap_or_else(|| acc.id.clone()).into();
+        v
+    };
+    let list: Vec<Value> = dash.app.pool.accounts().iter().map(named).collect();
     let mut ctx = base(&a, "Accounts", "accounts");
     ctx.insert("accounts".into(), Value::Array(list));
     ctx.insert("now".into(), now.into());

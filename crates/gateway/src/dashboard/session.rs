@@ -318,12 +318,11 @@ pub(crate) async fn login_page(
         Ok(a) => {
             let home = crate::users::access::home(a.who.role());
             let to = safe_next(q.get("next").map(String::as_str)).unwrap_or(home);
-            return a.finish(Redirect::to(to).into_response());
+            a.finish(Redirect::to(to).into_response())
         }
-        Err(Denied::NoCredential) => return no_credential(&dash),
-        Err(Denied::Login) => {}
+        Err(Denied::NoCredential) => no_credential(&dash),
+        Err(Denied::Login) => login_form(&dash, &headers, None),
     }
-    login_form(&dash, &headers, None)
 }
 
 /// The login page's forms (and its CSRF cookie), with `sso_error` shown above them when a single sign-on was
