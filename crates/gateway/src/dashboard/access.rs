@@ -8,7 +8,7 @@ use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{St, json_error, session};
@@ -41,22 +41,25 @@ pub(crate) async fn layer(
     let Some(who) = session::who(&dash, req.headers()).await else {
         return next.run(req).await;
     };
-    let role = who.role();
-    let decision = match action {
-        Some(a) => access::decide(role, a),
-        // A route missing from the table: an admin's only (the table test catches it first).
-        None => match role {
-            Role::Admin => Decision::Allow,
-            Role::Member | Role::Viewer => Decision::Refuse,
-        },
-    };
-    match decision {
+    match decide(who.role(), action) {
         Decision::Refuse => refused(&dash, &who, &route),
         Decision::Own => {
             req.extensions_mut().insert(Own(who.user().cloned()));
             next.run(req).await
         }
         Decision::Allow => next.run(req).await,
+    }
+}
+
+/// What `role` may do on a route of `action` (the admin API's layer too): a route missing from the table is an
+/// admin's only (the table test catches it first).
+pub(crate) fn decide(role: Role, action: Option<Action>) -> Decision {
+    match action {
+        Some(a) => access::decide(role, a),
+        None => match role {
+            Role::Admin => Decision::Allow,
+            Role::Member | Role::Viewer => Decision::Refuse,
+        },
     }
 }
 
@@ -73,7 +76,5 @@ fn refused(dash: &St, who: &Principal, route: &str) -> Response {
     let mut ctx = super::pages::base_for(who, &csrf, "Not allowed", "");
     ctx.insert("role".into(), json!(role));
     ctx.insert("home".into(), json!(access::home(who.role())));
-    let mut resp = dash.render("refused.html", ctx.into());
-    *resp.status_mut() = StatusCode::FORBIDDEN;
-    resp
+    (StatusCode::FORBIDDEN, dash.render("refused.html", ctx.into())).into_response()
 }

@@ -6,13 +6,13 @@
 use std::time::Instant;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::session::{ApiRead, ApiWrite};
-use super::{St, json_error, json_response};
+use super::{Answer, St, json_body, json_error, json_response};
 use crate::accounts::manage::{self, ImportSource};
 use crate::audit::Note;
 use crate::auth::now_unix;
@@ -28,7 +28,7 @@ struct ActBody {
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!("dashboard action: {e}");
+    tracing::error!("dashboard action: {e:#}");
     json_error(StatusCode::INTERNAL_SERVER_ERROR, "The gateway could not do that; its log says why.")
 }
 
@@ -38,27 +38,20 @@ pub(crate) async fn act(
     _: ApiWrite,
     Path((id, action)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> Response {
-    let b: ActBody = if body.is_empty() {
-        ActBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("Unreadable request: {e}")),
-        }
-    };
+) -> Answer {
+    let b: ActBody = if body.is_empty() { ActBody::default() } else { json_body(&body, "Unreadable request")? };
     let pool = &dash.app.pool;
     let Some(account) = pool.get(&id) else {
-        return json_error(StatusCode::NOT_FOUND, format!("No account `{id}`."));
+        return Err(json_error(StatusCode::NOT_FOUND, format!("No account `{id}`.")));
     };
     let store = pool.store();
     let stored = matches!(action.as_str(), "check" | "refresh" | "clear_cooldowns" | "release_holds")
         || store.get_account(&id).ok().flatten().is_some();
     if !stored {
-        return json_error(
+        return Err(json_error(
             StatusCode::CONFLICT,
             "This account is the linked Codex CLI login (read from auth.json): import it (Upload auth.json) to manage it here.",
-        );
+        ));
     }
     let mut note = Note::default();
     let changed = match action.as_str() {
@@ -66,7 +59,7 @@ pub(crate) async fn act(
         "label" => {
             let label = b.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
             if label.as_ref().is_some_and(|l| l.chars().count() > 100) {
-                return json_error(StatusCode::BAD_REQUEST, "A label is at most 100 characters.");
+                return Err(json_error(StatusCode::BAD_REQUEST, "A label is at most 100 characters."));
             }
             note = note.with("label", label.clone());
             store.set_label(&id, label.as_deref()).map(|_| ())
@@ -82,9 +75,9 @@ pub(crate) async fn act(
                     note = note.with("policy", p.as_text());
                     Ok(())
                 }
-                Err(manage::PolicyError::Bad(e)) => return json_error(StatusCode::BAD_REQUEST, format!("{e}.")),
+                Err(manage::PolicyError::Bad(e)) => return Err(json_error(StatusCode::BAD_REQUEST, format!("{e}."))),
                 Err(manage::PolicyError::NoAccount(_)) => {
-                    return json_error(StatusCode::NOT_FOUND, format!("No account `{id}`."));
+                    return Err(json_error(StatusCode::NOT_FOUND, format!("No account `{id}`.")));
                 }
                 Err(manage::PolicyError::Store(e)) => Err(e),
             }
@@ -94,7 +87,7 @@ pub(crate) async fn act(
             if let Some(p) = &proxy
                 && let Err(e) = reqwest::Proxy::all(p)
             {
-                return json_error(StatusCode::BAD_REQUEST, format!("Invalid proxy URL: {e}"));
+                return Err(json_error(StatusCode::BAD_REQUEST, format!("Invalid proxy URL: {e}")));
             }
             note = note.with("proxy", proxy.as_deref().map(crate::audit::redact_url));
             store.set_proxy(&id, proxy.as_deref()).map(|_| ())
@@ -103,34 +96,30 @@ pub(crate) async fn act(
             let started = Instant::now();
             let result = pool.check(&account).await;
             let ms = started.elapsed().as_millis() as u64;
-            return json_response(StatusCode::OK, json!({"check": result, "latency_ms": ms}));
+            return Ok(json_response(StatusCode::OK, json!({"check": result, "latency_ms": ms})));
         }
         "refresh" => {
-            return match pool.force_refresh(&account).await {
-                Ok(()) => json_response(StatusCode::OK, account.summary(now_unix())),
-                Err(e) => json_error(StatusCode::BAD_GATEWAY, format!("Refresh failed: {}", e.message)),
-            };
+            pool.force_refresh(&account)
+                .await
+                .map_err(|e| json_error(StatusCode::BAD_GATEWAY, format!("Refresh failed: {}", e.message)))?;
+            return Ok(json_response(StatusCode::OK, account.summary(now_unix())));
         }
         "clear_cooldowns" => {
             pool.clear_cooldowns(&account);
-            return json_response(StatusCode::OK, account.summary(now_unix()));
+            return Ok(json_response(StatusCode::OK, account.summary(now_unix())));
         }
         // Every conversation held on the account (docs/accounts.md, "Risk signals"), as the admin API's
         // `DELETE /admin/accounts/{id}/holds`.
         "release_holds" => {
-            return match pool.release_holds_of(&id).await {
-                Ok(keys) => json_response(StatusCode::OK, json!({"released": keys})),
-                Err(e) => internal(format!("{e:#}")),
-            };
+            let keys = pool.release_holds_of(&id).await.map_err(internal)?;
+            return Ok(json_response(StatusCode::OK, json!({"released": keys})));
         }
         "remove" => store.remove_account(&id).map(|_| ()),
-        _ => return json_error(StatusCode::NOT_FOUND, format!("No action `{action}`.")),
+        _ => return Err(json_error(StatusCode::NOT_FOUND, format!("No action `{action}`."))),
     };
-    if let Err(e) = changed.and_then(|()| pool.reload()) {
-        return internal(format!("{e:#}"));
-    }
+    changed.and_then(|()| pool.reload()).map_err(internal)?;
     let summary = pool.get(&id).map(|a| a.summary(now_unix())).unwrap_or(Value::Null);
-    super::audit::noted(json_response(StatusCode::OK, json!({"ok": true, "account": summary})), note)
+    Ok(super::audit::noted(json_response(StatusCode::OK, json!({"ok": true, "account": summary})), note))
 }
 
 /// `{"kind": "auth_json", "text": "..."}`, `{"kind": "api_key", "key": "sk-..."}` or
@@ -146,32 +135,30 @@ struct AddBody {
 }
 
 /// `POST /dashboard/api/accounts/add`.
-pub(crate) async fn add(State(dash): State<St>, _: ApiWrite, body: axum::body::Bytes) -> Response {
-    let b: AddBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("Unreadable request: {e}")),
-    };
+pub(crate) async fn add(State(dash): State<St>, _: ApiWrite, body: axum::body::Bytes) -> Answer {
+    let b: AddBody = json_body(&body, "Unreadable request")?;
+    let bad = |m: String| Err(json_error(StatusCode::BAD_REQUEST, m));
     let present = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let source = match b.kind.as_str() {
         "auth_json" => match present(b.text).map(|t| serde_json::from_str::<Value>(&t)) {
             Some(Ok(v)) if v.get("accounts").is_some_and(Value::is_array) => ImportSource::Export(v),
             Some(Ok(v)) => ImportSource::AuthJson(v),
-            Some(Err(e)) => return json_error(StatusCode::BAD_REQUEST, format!("That file is not JSON: {e}")),
-            None => return json_error(StatusCode::BAD_REQUEST, "Choose an auth.json file first."),
+            Some(Err(e)) => return bad(format!("That file is not JSON: {e}")),
+            None => return bad("Choose an auth.json file first.".into()),
         },
         "api_key" | "relay" => {
             let Some(key) = present(b.key) else {
-                return json_error(StatusCode::BAD_REQUEST, "Enter the API key.");
+                return bad("Enter the API key.".into());
             };
             let base_url = present(b.base_url);
             if b.kind == "relay" && base_url.is_none() {
-                return json_error(StatusCode::BAD_REQUEST, "Enter the relay's base URL (its /v1 address).");
+                return bad("Enter the relay's base URL (its /v1 address).".into());
             }
             let models = present(b.models)
                 .map(|m| m.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
             ImportSource::ApiKey { key, base_url, models }
         }
-        other => return json_error(StatusCode::BAD_REQUEST, format!("Unknown kind `{other}`.")),
+        other => return bad(format!("Unknown kind `{other}`.")),
     };
     let label = present(b.label);
     let from = crate::audit::import_kind(&source);
@@ -179,32 +166,24 @@ pub(crate) async fn add(State(dash): State<St>, _: ApiWrite, body: axum::body::B
     let rows =
         match manage::resolve(source, label, app.upstream.http(), &app.config.auth_issuer, &app.config.client).await {
             Ok(rows) => rows,
-            Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+            Err(e) => return bad(format!("{e:#}")),
         };
     for row in &rows {
-        if let Err(e) = app.pool.store().upsert_account(row) {
-            return internal(format!("{e:#}"));
-        }
+        app.pool.store().upsert_account(row).map_err(internal)?;
     }
-    if let Err(e) = app.pool.reload() {
-        return internal(format!("{e:#}"));
-    }
+    app.pool.reload().map_err(internal)?;
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     let note = Note::target(ids.join(",")).with("from", from).with("accounts", crate::audit::accounts_detail(&rows));
-    super::audit::noted(json_response(StatusCode::CREATED, json!({"ok": true, "added": ids})), note)
+    Ok(super::audit::noted(json_response(StatusCode::CREATED, json!({"ok": true, "added": ids})), note))
 }
 
 /// `GET /dashboard/api/accounts/export`: every account without its secrets, as a download.
 pub(crate) async fn export(State(dash): State<St>, _: ApiRead) -> Response {
     match manage::export(dash.app.pool.store(), false) {
         Ok(v) => {
-            let mut resp = json_response(StatusCode::OK, v);
-            resp.headers_mut().insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"codex-gateway-accounts.json\""),
-            );
-            resp
+            let disposition = "attachment; filename=\"codex-gateway-accounts.json\"";
+            ([(header::CONTENT_DISPOSITION, disposition)], json_response(StatusCode::OK, v)).into_response()
         }
-        Err(e) => internal(format!("{e:#}")),
+        Err(e) => internal(e),
     }
 }

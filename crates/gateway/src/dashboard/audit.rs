@@ -7,12 +7,13 @@
 use axum::extract::{MatchedPath, RawPathParams, RawQuery, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::St;
 use super::pages::base;
 use super::session::{PageAccess, actor_of};
+use crate::app::AppState;
 use crate::audit::{self, Actor, Entry, Note, Outcome};
 
 /// The layer: the request runs, then its entry is appended (off the async workers) before the answer goes out.
@@ -33,35 +34,45 @@ pub(crate) async fn layer(
     // Looked up before the handler runs: a logout ends the session it is recorded under.
     let session = actor_of(&dash, req.headers());
     let mut resp = next.run(req).await;
-    let status = resp.status();
     // A sign-in says who it was (or that it was nobody); otherwise the session's actor.
-    let signed_in = resp.extensions_mut().remove::<Actor>();
-    let actor = match (signed_in, session) {
-        (Some(a), _) => a,
-        (None, Some(a)) => a,
-        (None, None) if route == "/dashboard/login" && status.is_success() => Actor::DashboardAdminKey,
+    let actor = match resp.extensions_mut().remove::<Actor>().or(session) {
+        Some(a) => a,
+        None if route == "/dashboard/login" && resp.status().is_success() => Actor::DashboardAdminKey,
         // A session the gate opened for this very request (loopback without a login).
-        (None, None)
-            if resp.headers().get_all(header::SET_COOKIE).iter().any(|c| c.as_bytes().starts_with(b"cgw_session=")) =>
+        None if resp
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .any(|c| c.as_bytes().starts_with(b"cgw_session=")) =>
         {
             Actor::DashboardLoopback
         }
-        (None, None) => Actor::Anonymous,
+        None => Actor::Anonymous,
     };
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let mut entry = Entry::new(actor, action(&route, param("action").as_deref(), param("flow").as_deref()));
     entry.source = source;
     entry.target = param("id").or_else(|| param("job"));
-    entry.outcome = Outcome::of_status(status);
-    entry.details.insert("status".into(), status.as_u16().into());
+    append_answered(&dash.app, entry, &mut resp).await;
+    resp
+}
+
+/// Append `entry` with the answer's outcome, status and [`Note`] (the admin API's layer too).
+pub(crate) async fn append_answered(app: &AppState, mut entry: Entry, resp: &mut Response) {
+    entry.outcome = Outcome::of_status(resp.status());
+    entry.details.insert("status".into(), resp.status().as_u16().into());
     if let Some(note) = resp.extensions_mut().remove::<Note>() {
         note.apply(&mut entry);
     }
-    let store = dash.app.pool.store().clone();
+    append(app, entry).await;
+}
+
+/// Append `entry` off the async workers, before the answer goes out.
+pub(crate) async fn append(app: &AppState, entry: Entry) {
+    let store = app.pool.store().clone();
     if let Err(e) = tokio::task::spawn_blocking(move || audit::record(&store, entry)).await {
         tracing::error!("the audit trail's append did not complete: {e}");
     }
-    resp
 }
 
 /// The action a dashboard route is (the admin API's names where it is the same change).
@@ -102,9 +113,8 @@ fn action(route: &str, act: Option<&str>, flow: Option<&str>) -> String {
 }
 
 /// `resp` with `note` for the layer.
-pub(crate) fn noted(mut resp: Response, note: Note) -> Response {
-    resp.extensions_mut().insert(note);
-    resp
+pub(crate) fn noted(resp: Response, note: Note) -> Response {
+    (note, resp).into_response()
 }
 
 /// An account login the dashboard started, when its job ends (logins.rs): the account it saved, or the failure.
@@ -129,34 +139,35 @@ pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess, RawQ
     let q: std::collections::HashMap<String, String> =
         url::form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes()).into_owned().collect();
     ctx.insert("f".into(), json!(q));
-    match audit::query::parse(raw.as_deref(), crate::usage::when::now_ms()) {
-        Err(b) => {
-            ctx.insert("error".into(), format!("Cannot read {} = {:?}.", b.name, b.value).into());
+    match rows(&dash, raw.as_deref()).await {
+        Ok(rows) => {
+            let one = |r: &crate::store::audit::AuditRow| {
+                let mut v = audit::export::row_json(r);
+                // The stored text, shown as it is (and escaped as any value).
+                v["details_text"] = r.details.clone().into();
+                v
+            };
+            ctx.insert("rows".into(), Value::Array(rows.iter().rev().map(one).collect()));
         }
-        Ok(filter) => {
-            let store = dash.app.pool.store().clone();
-            match tokio::task::spawn_blocking(move || store.audit_rows(&filter)).await {
-                Ok(Ok(rows)) => {
-                    let one = |r: &crate::store::audit::AuditRow| {
-                        let mut v = audit::export::row_json(r);
-                        // The stored text, shown as it is (and escaped as any value).
-                        v["details_text"] = r.details.clone().into();
-                        v
-                    };
-                    let rows: Vec<Value> = rows.iter().rev().map(one).collect();
-                    ctx.insert("rows".into(), Value::Array(rows));
-                }
-                Ok(Err(e)) => {
-                    tracing::error!("dashboard: the audit trail could not be read: {e:#}");
-                    ctx.insert("error".into(), "The audit trail could not be read; see the gateway's log.".into());
-                }
-                Err(e) => {
-                    ctx.insert("error".into(), format!("The read did not complete: {e}").into());
-                }
-            }
+        Err(e) => {
+            ctx.insert("error".into(), e.into());
         }
     }
     a.finish(dash.render("audit.html", Value::Object(ctx)))
+}
+
+/// The trail's rows the filters of `raw` select, or what the page says instead.
+async fn rows(dash: &St, raw: Option<&str>) -> Result<Vec<crate::store::audit::AuditRow>, String> {
+    let filter = audit::query::parse(raw, crate::usage::when::now_ms())
+        .map_err(|b| format!("Cannot read {} = {:?}.", b.name, b.value))?;
+    let store = dash.app.pool.store().clone();
+    let rows = tokio::task::spawn_blocking(move || store.audit_rows(&filter))
+        .await
+        .map_err(|e| format!("The read did not complete: {e}"))?;
+    rows.map_err(|e| {
+        tracing::error!("dashboard: the audit trail could not be read: {e:#}");
+        "The audit trail could not be read; see the gateway's log.".to_string()
+    })
 }
 
 #[cfg(test)]

@@ -17,13 +17,9 @@ pub(crate) fn forecast_data(dash: &St) -> Value {
     let horizon = planner::forecast::HORIZON as f64;
     let x = |t: i64| (t as f64 / horizon * WIDTH * 10.0).round() / 10.0;
     let y = |share: f64| (100.0 - share.clamp(0.0, 1.0) * 100.0).round();
-    let mut d = "M0,100".to_string();
-    for (t, share) in &points {
-        d.push_str(&format!(" L{},{}", x(*t), y(*share)));
-    }
-    if let Some((t, _)) = points.last() {
-        d.push_str(&format!(" L{},100 Z", x(*t)));
-    }
+    let line: String = points.iter().map(|(t, share)| format!(" L{},{}", x(*t), y(*share))).collect();
+    let end = points.last().map(|(t, _)| format!(" L{},100 Z", x(*t))).unwrap_or_default();
+    let d = format!("M0,100{line}{end}");
     let list = dash.app.pool.accounts();
     let rows: Vec<Value> = accounts
         .iter()

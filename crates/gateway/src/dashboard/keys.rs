@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::access::Own;
 use super::audit::noted;
 use super::session::{ApiWrite, PageAccess};
-use super::{St, json_error, json_response};
+use super::{Answer, St, json_body, json_error, json_response};
 use crate::auth::now_unix;
 use crate::keys::manage::{self, KeyPatch, KeySpec, ManageError};
 use crate::keys::stored_with_usage;
@@ -31,21 +31,24 @@ fn refused(e: ManageError) -> Response {
     }
 }
 
-/// The registry follows the store before the answer goes out (a revoke applies to the next request).
-fn reload(dash: &St) -> Result<(), Box<Response>> {
+/// The key after a change, noted for the audit trail; the registry follows the store before the answer goes out
+/// (a revoke applies to the next request).
+fn changed(dash: &St, status: StatusCode, row: &StoredKey, secret: Option<String>) -> Answer {
     dash.app.keys.reload().map_err(|e| {
         tracing::error!("dashboard keys: reload: {e:#}");
-        Box::new(json_error(StatusCode::INTERNAL_SERVER_ERROR, "The key registry could not be reloaded."))
-    })
+        json_error(StatusCode::INTERNAL_SERVER_ERROR, "The key registry could not be reloaded.")
+    })?;
+    let mut v = stored_with_usage(Some(&dash.app.keys), row);
+    if let Some(secret) = secret {
+        v["secret"] = secret.into();
+    }
+    Ok(noted(json_response(status, v), crate::audit::key_note(row)))
 }
 
 /// `GET /dashboard/keys`.
-pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess, own: Own) -> Response {
+pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess, own: Own) -> Answer {
     let keys = &dash.app.keys;
-    let rows = match keys.store().list_keys() {
-        Ok(rows) => rows,
-        Err(e) => return refused(ManageError::Store(e)),
-    };
+    let rows = keys.store().list_keys().map_err(|e| refused(e.into()))?;
     let list: Vec<Value> = rows.iter().filter(|r| visible(&own, r)).map(|r| stored_with_usage(Some(keys), r)).collect();
     let role = a.who.role();
     let may = |action| access::decide(role, action) != access::Decision::Refuse;
@@ -57,8 +60,7 @@ pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess, own:
     ctx.insert("read_only".into(), (!may(Action::KeysWrite)).into());
     ctx.insert("can_edit".into(), may(Action::KeysUpdate).into());
     ctx.insert("own".into(), own.0.as_ref().map(|u| json!({"name": u.name, "max_keys": u.max_keys})).into());
-    let page = dash.render("keys.html", Value::Object(ctx));
-    a.finish(page)
+    Ok(a.finish(dash.render("keys.html", Value::Object(ctx))))
 }
 
 /// Keys may be created: an admin credential or users exist (without either, a client could drop its key and
@@ -94,29 +96,21 @@ fn models(text: &str) -> Option<Vec<String>> {
     (!list.is_empty()).then_some(list)
 }
 
-fn parse(body: &[u8]) -> Result<Form, Box<Response>> {
-    serde_json::from_slice(body)
-        .map_err(|e| Box::new(json_error(StatusCode::BAD_REQUEST, format!("Unreadable key form: {e}"))))
-}
-
 /// `POST /dashboard/api/keys`: the new key, with its `secret` (this once).
 pub(crate) async fn create(
     State(dash): State<St>,
     ApiWrite(who): ApiWrite,
     own: Own,
     body: axum::body::Bytes,
-) -> Response {
+) -> Answer {
     if !manageable(&dash) {
         // As /admin/keys: without an admin credential a client could drop its key and manage keys itself.
-        return json_error(
+        return Err(json_error(
             StatusCode::FORBIDDEN,
             "Creating client keys needs an admin key: set CODEX_GATEWAY_ADMIN_KEY and restart the gateway.",
-        );
+        ));
     }
-    let f = match parse(&body) {
-        Ok(f) => f,
-        Err(r) => return *r,
-    };
+    let f: Form = json_body(&body, "Unreadable key form")?;
     let spec = KeySpec {
         name: f.name,
         models: models(&f.models),
@@ -130,16 +124,8 @@ pub(crate) async fn create(
     // A member's maximum is checked with the insert (concurrent creations cannot together pass it).
     let max_keys = own.0.as_ref().map(|member| member.max_keys);
     let owner = who.user().map(|u| manage::Owner { id: &u.id, name: &u.name, max_keys });
-    let (row, secret) = match manage::create_owned(dash.app.keys.store(), spec, owner, now_unix()) {
-        Ok(x) => x,
-        Err(e) => return refused(e),
-    };
-    if let Err(r) = reload(&dash) {
-        return *r;
-    }
-    let mut v = stored_with_usage(Some(&dash.app.keys), &row);
-    v["secret"] = secret.into();
-    noted(json_response(StatusCode::CREATED, v), crate::audit::key_note(&row))
+    let (row, secret) = manage::create_owned(dash.app.keys.store(), spec, owner, now_unix()).map_err(refused)?;
+    changed(&dash, StatusCode::CREATED, &row, Some(secret))
 }
 
 /// `POST /dashboard/api/keys/{id}`: the whole form again; an empty field removes that limit.
@@ -148,11 +134,8 @@ pub(crate) async fn update(
     _: ApiWrite,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    let f = match parse(&body) {
-        Ok(f) => f,
-        Err(r) => return *r,
-    };
+) -> Answer {
+    let f: Form = json_body(&body, "Unreadable key form")?;
     let patch = KeyPatch {
         name: Some(f.name),
         models: Some(models(&f.models)),
@@ -165,29 +148,17 @@ pub(crate) async fn update(
         // The form has no suspension: lifted with `keys update --resume` or the admin API.
         suspended: None,
     };
-    let row = match manage::update(dash.app.keys.store(), &id, patch) {
-        Ok(row) => row,
-        Err(e) => return refused(e),
-    };
-    if let Err(r) = reload(&dash) {
-        return *r;
-    }
-    noted(json_response(StatusCode::OK, stored_with_usage(Some(&dash.app.keys), &row)), crate::audit::key_note(&row))
+    let row = manage::update(dash.app.keys.store(), &id, patch).map_err(refused)?;
+    changed(&dash, StatusCode::OK, &row, None)
 }
 
 /// `POST /dashboard/api/keys/{id}/revoke`.
-pub(crate) async fn revoke(State(dash): State<St>, _: ApiWrite, own: Own, Path(id): Path<String>) -> Response {
+pub(crate) async fn revoke(State(dash): State<St>, _: ApiWrite, own: Own, Path(id): Path<String>) -> Answer {
     match dash.app.keys.store().get_key(&id) {
         Ok(Some(row)) if visible(&own, &row) => {}
-        Ok(_) => return refused(ManageError::NotFound(id)),
-        Err(e) => return refused(ManageError::Store(e)),
+        Ok(_) => return Err(refused(ManageError::NotFound(id))),
+        Err(e) => return Err(refused(ManageError::Store(e))),
     }
-    let row = match manage::revoke(dash.app.keys.store(), &id, now_unix()) {
-        Ok(row) => row,
-        Err(e) => return refused(e),
-    };
-    if let Err(r) = reload(&dash) {
-        return *r;
-    }
-    noted(json_response(StatusCode::OK, stored_with_usage(Some(&dash.app.keys), &row)), crate::audit::key_note(&row))
+    let row = manage::revoke(dash.app.keys.store(), &id, now_unix()).map_err(refused)?;
+    changed(&dash, StatusCode::OK, &row, None)
 }

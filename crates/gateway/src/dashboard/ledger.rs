@@ -4,7 +4,7 @@
 //! are SVG drawn here from numbers (no script, nothing to escape); CSV downloads go through the session.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -25,20 +25,30 @@ struct UsageParams {
     query: String,
 }
 
-/// The page's range, grouping and user -> the endpoint's parameters.
-fn usage_params(raw: Option<&str>) -> UsageParams {
+/// The page's range, grouping and user -> the endpoint's parameters. A member's usage is the requests made for
+/// them (the `user` filter forced to their id), by key unless they choose another grouping; an admin or viewer
+/// filters by any user, or none.
+fn usage_params(raw: Option<&str>, own: &Own) -> UsageParams {
+    let member = own.0.as_ref().map(|u| u.id.trim().to_string());
     let mut range = "24h".to_string();
     let mut group = "model".to_string();
-    let mut user = String::new();
+    let mut user = member.clone().unwrap_or_default();
+    let mut grouped = false;
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "range" if matches!(v.as_ref(), "24h" | "7d" | "30d") => range = v.into_owned(),
-            "group_by" if matches!(v.as_ref(), "model" | "account" | "key" | "dialect" | "user") => {
-                group = v.into_owned()
+            "group_by" => {
+                grouped = true;
+                if matches!(v.as_ref(), "model" | "account" | "key" | "dialect" | "user") {
+                    group = v.into_owned()
+                }
             }
-            "user" => user = v.trim().to_string(),
+            "user" if member.is_none() => user = v.trim().to_string(),
             _ => {}
         }
+    }
+    if member.is_some() && !grouped {
+        group = "key".into();
     }
     let bucket = if range == "30d" { "day" } else { "hour" };
     let mut query = url::form_urlencoded::Serializer::new(String::new());
@@ -70,13 +80,27 @@ pub(super) struct Bar {
 
 /// Requests per bucket (all groups), with errors in a second colour: a 600 x 120 SVG's bars.
 pub(super) fn bars(r: &UsageReport) -> (Vec<Bar>, u64) {
+    grid(r, |t| (t.requests, t.errors), |time, req, err| format!("{time}: {req} requests, {err} errors"))
+}
+
+/// Tokens (input + output) per bucket of `r`: bars on the same grid as [`bars`].
+fn token_bars(r: &UsageReport) -> (Vec<Bar>, u64) {
+    grid(r, |t| (t.input_tokens + t.output_tokens, 0), |time, tokens, _| format!("{time}: {tokens} tokens"))
+}
+
+/// A bar per bucket of `r` on a 600 x 120 grid: the value `of` the buckets' totals (all groups), the part of it
+/// drawn on top, and the bar's title.
+fn grid(
+    r: &UsageReport,
+    of: impl Fn(&query::Totals) -> (u64, u64),
+    title: impl Fn(&str, u64, u64) -> String,
+) -> (Vec<Bar>, u64) {
     let mut buckets: std::collections::BTreeMap<i64, (u64, u64, String)> = Default::default();
-    for s in &r.series {
-        for p in &s.points {
-            let e = buckets.entry(p.start).or_insert((0, 0, p.start_time.clone()));
-            e.0 += p.totals.requests;
-            e.1 += p.totals.errors;
-        }
+    for p in r.series.iter().flat_map(|s| &s.points) {
+        let e = buckets.entry(p.start).or_insert((0, 0, p.start_time.clone()));
+        let (v, top) = of(&p.totals);
+        e.0 += v;
+        e.1 += top;
     }
     let step: i64 = if r.bucket == "day" { 86_400_000 } else { 3_600_000 };
     let first = r.from - r.from.rem_euclid(step);
@@ -85,51 +109,13 @@ pub(super) fn bars(r: &UsageReport) -> (Vec<Bar>, u64) {
     let w = 600.0 / n as f64;
     let bars = (0..n)
         .filter_map(|i| {
-            let start = first + i as i64 * step;
-            let (req, err, time) = buckets.get(&start)?;
-            let h = 110.0 * *req as f64 / max as f64;
-            let eh = 110.0 * *err as f64 / max as f64;
-            Some(Bar {
-                x: i as f64 * w,
-                y: 120.0 - h,
-                w: (w - 1.0).max(1.0),
-                h,
-                eh,
-                title: format!("{time}: {req} requests, {err} errors"),
-            })
+            let (v, top, time) = buckets.get(&(first + i as i64 * step))?;
+            let h = 110.0 * *v as f64 / max as f64;
+            let eh = 110.0 * *top as f64 / max as f64;
+            Some(Bar { x: i as f64 * w, y: 120.0 - h, w: (w - 1.0).max(1.0), h, eh, title: title(time, *v, *top) })
         })
         .collect();
     (bars, max)
-}
-
-/// The ids of every key `own`'s user holds (revoked ones too: their past use is the user's); `None` for everyone.
-fn owned_keys(dash: &St, own: &Own) -> Result<Option<Vec<String>>, String> {
-    let Some(user) = &own.0 else { return Ok(None) };
-    let rows = dash.app.keys.store().list_keys().map_err(|e| {
-        tracing::error!("dashboard: the keys could not be read: {e:#}");
-        "The key store could not be read.".to_string()
-    })?;
-    Ok(Some(rows.into_iter().filter(|k| k.owner.as_deref() == Some(user.id.as_str())).map(|k| k.id).collect()))
-}
-
-/// A member's usage is the requests made for them (the `user` filter forced to their id), by key unless they
-/// choose another grouping; an admin or viewer filters by any user, or none.
-fn usage_params_for(raw: Option<&str>, own: &Own) -> UsageParams {
-    match &own.0 {
-        None => usage_params(raw),
-        Some(user) => {
-            let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-                .filter(|(k, _)| k != "user")
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            if !pairs.iter().any(|(k, _)| k == "group_by") {
-                pairs.push(("group_by".into(), "key".into()));
-            }
-            pairs.push(("user".into(), user.id.clone()));
-            let forced = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
-            usage_params(Some(&forced))
-        }
-    }
 }
 
 /// The users the filter offers (id, name): only to a role that may read the users (an admin); a viewer may still
@@ -158,7 +144,7 @@ pub(crate) async fn usage_page(
     own: Own,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let p = usage_params_for(raw.as_deref(), &own);
+    let p = usage_params(raw.as_deref(), &own);
     let mut ctx = super::pages::base(&a, "Usage", "usage");
     ctx.insert("range".into(), p.range.into());
     ctx.insert("group_by".into(), p.group.into());
@@ -183,22 +169,18 @@ pub(crate) async fn usage_page(
             ctx.insert("error".into(), e.into());
         }
     }
-    let page = dash.render("usage.html", Value::Object(ctx));
-    a.finish(page)
+    a.finish(dash.render("usage.html", Value::Object(ctx)))
 }
 
 fn csv(body: String, name: &'static str) -> Response {
-    let mut resp = body.into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static(name));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    let csv = "text/csv; charset=utf-8";
+    ([(header::CONTENT_TYPE, csv), (header::CONTENT_DISPOSITION, name), (header::CACHE_CONTROL, "no-store")], body)
+        .into_response()
 }
 
 /// `GET /dashboard/api/usage.csv?` the page's parameters.
 pub(crate) async fn usage_csv(State(dash): State<St>, _: ApiRead, own: Own, RawQuery(raw): RawQuery) -> Response {
-    let query = usage_params_for(raw.as_deref(), &own).query;
+    let query = usage_params(raw.as_deref(), &own).query;
     match report(&dash, &query).await.and_then(|r| query::usage_csv(&r).map_err(|e| e.to_string())) {
         Ok(body) => csv(body, "attachment; filename=\"codex-gateway-usage.csv\""),
         Err(e) => json_error(StatusCode::BAD_REQUEST, e),
@@ -227,46 +209,13 @@ pub(super) async fn page_of(dash: &St, query: &str) -> Result<query::RequestsPag
     })
 }
 
-/// Tokens (input + output) per hourly bucket of `r`: bars on the same 600 x 120 grid as [`bars`].
-fn token_bars(r: &UsageReport) -> (Vec<Bar>, u64) {
-    let mut buckets: std::collections::BTreeMap<i64, (u64, String)> = Default::default();
-    for p in r.series.iter().flat_map(|s| &s.points) {
-        let e = buckets.entry(p.start).or_insert((0, p.start_time.clone()));
-        e.0 += p.totals.input_tokens + p.totals.output_tokens;
-    }
-    let step = 3_600_000i64;
-    let first = r.from - r.from.rem_euclid(step);
-    let n = (((r.to - first) + step - 1) / step).clamp(1, 800) as usize;
-    let max = buckets.values().map(|b| b.0).max().unwrap_or(0).max(1);
-    let w = 600.0 / n as f64;
-    let bars = (0..n)
-        .filter_map(|i| {
-            let (tokens, time) = buckets.get(&(first + i as i64 * step))?;
-            let h = 110.0 * *tokens as f64 / max as f64;
-            Some(Bar {
-                x: i as f64 * w,
-                y: 120.0 - h,
-                w: (w - 1.0).max(1.0),
-                h,
-                eh: 0.0,
-                title: format!("{time}: {tokens} tokens"),
-            })
-        })
-        .collect();
-    (bars, max)
-}
-
 /// Requests per minute as an SVG area: one x unit per minute on a `0 0 <minutes> 120` view box, numbers only.
 fn rpm_area(counts: &[u32]) -> Value {
     let max = counts.iter().copied().max().unwrap_or(0).max(1);
     let n = counts.len();
-    let mut d = String::with_capacity(n * 10 + 32);
-    d.push_str("M0,120");
-    for (i, c) in counts.iter().enumerate() {
-        let y = 120.0 - 110.0 * f64::from(*c) / f64::from(max);
-        d.push_str(&format!(" L{i},{y:.1}"));
-    }
-    d.push_str(&format!(" L{},120 Z", n.saturating_sub(1)));
+    let y = |c: u32| 120.0 - 110.0 * f64::from(c) / f64::from(max);
+    let line: String = counts.iter().enumerate().map(|(i, c)| format!(" L{i},{:.1}", y(*c))).collect();
+    let d = format!("M0,120{line} L{},120 Z", n.saturating_sub(1));
     let busiest = counts.iter().copied().max().unwrap_or(0);
     let last_hour: u32 = counts.iter().rev().take(60).sum();
     json!({"d": d, "minutes": n.max(1), "max": busiest, "last_hour_avg": rate(f64::from(last_hour) / 60.0)})
@@ -318,9 +267,16 @@ pub(super) async fn overview_extras(dash: &St) -> Value {
     json!({"chart": chart, "rpm": rpm, "errors": errors})
 }
 
-/// A member's requests are those of one of their keys, named in the `key` filter.
+/// A member's requests are those of one of their keys (revoked ones too: their past use is the user's), named in
+/// the `key` filter.
 fn own_key_checked(dash: &St, own: &Own, filters: &Value) -> Result<(), String> {
-    let Some(keys) = owned_keys(dash, own)? else { return Ok(()) };
+    let Some(user) = &own.0 else { return Ok(()) };
+    let rows = dash.app.keys.store().list_keys().map_err(|e| {
+        tracing::error!("dashboard: the keys could not be read: {e:#}");
+        "The key store could not be read.".to_string()
+    })?;
+    let keys: Vec<String> =
+        rows.into_iter().filter(|k| k.owner.as_deref() == Some(user.id.as_str())).map(|k| k.id).collect();
     let key = filters.get("key").and_then(Value::as_str).unwrap_or_default();
     if keys.iter().any(|k| k == key) {
         return Ok(());
@@ -339,12 +295,9 @@ pub(crate) async fn requests_page(
     let (query, filters) = requests_query(raw.as_deref(), 50);
     let mut ctx = super::pages::base(&a, "Requests", "requests");
     ctx.insert("f".into(), filters.clone());
-    match own_key_checked(&dash, &own, &filters) {
-        Ok(()) => {}
-        Err(e) => {
-            ctx.insert("error".into(), e.into());
-            return a.finish(dash.render("requests.html", Value::Object(ctx)));
-        }
+    if let Err(e) = own_key_checked(&dash, &own, &filters) {
+        ctx.insert("error".into(), e.into());
+        return a.finish(dash.render("requests.html", Value::Object(ctx)));
     }
     match page_of(&dash, &query).await {
         Ok(p) => {
@@ -365,8 +318,7 @@ pub(crate) async fn requests_page(
     }
     let csv_query = requests_query(raw.as_deref(), 1000).0;
     ctx.insert("csv_query".into(), csv_query.into());
-    let page = dash.render("requests.html", Value::Object(ctx));
-    a.finish(page)
+    a.finish(dash.render("requests.html", Value::Object(ctx)))
 }
 
 /// `GET /dashboard/api/requests.csv?` the page's filters (up to 1,000 rows).

@@ -11,11 +11,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use parking_lot::Mutex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::session::{ApiRead, ApiWrite};
-use super::{St, json_error, json_response};
+use super::{Answer, St, json_error, json_response};
 use crate::auth::Tokens;
 use crate::auth::login::{
     DEFAULT_CALLBACK_PORTS, LoginError, LoginOptions, Pkce, Prompt, authorize_url, browser_login,
@@ -26,7 +26,9 @@ use crate::auth::login::{
 const MAX_JOBS: usize = 16;
 const KEEP: Duration = Duration::from_secs(30 * 60);
 
-#[derive(Clone)]
+/// As the page polls it: `{"state": "starting"|"device"|"browser"|"paste"|"done"|"failed", ...}`.
+#[derive(Clone, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
 enum JobState {
     /// The flow started and has not asked anything yet.
     Starting,
@@ -42,14 +44,18 @@ enum JobState {
     /// Paste flow: open `url`, then paste the address the browser ended on.
     Paste {
         url: String,
+        #[serde(skip)]
         state: String,
+        #[serde(skip)]
         verifier: String,
     },
     Done {
         account: String,
         replaced: bool,
     },
-    Failed(String),
+    Failed {
+        error: String,
+    },
 }
 
 struct Job {
@@ -62,14 +68,11 @@ struct Job {
 pub(crate) struct Jobs(Arc<Mutex<HashMap<String, Job>>>);
 
 impl Jobs {
-    fn insert(&self, label: Option<String>, state: JobState) -> Result<String, Box<Response>> {
+    fn insert(&self, label: Option<String>, state: JobState) -> Result<String, Response> {
         let mut map = self.0.lock();
         map.retain(|_, j| j.created.elapsed() < KEEP);
         if map.len() >= MAX_JOBS {
-            return Err(Box::new(json_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many logins at once: finish one first.",
-            )));
+            return Err(json_error(StatusCode::TOO_MANY_REQUESTS, "Too many logins at once: finish one first."));
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         map.insert(id.clone(), Job { state, created: Instant::now(), label });
@@ -94,7 +97,7 @@ pub(crate) async fn start(
     ApiWrite(who): ApiWrite,
     Path(flow): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
+) -> Answer {
     let actor = who.actor();
     let b: StartBody = serde_json::from_slice(&body).unwrap_or_default();
     let label = b.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
@@ -102,25 +105,17 @@ pub(crate) async fn start(
     if flow == "paste" {
         let pkce = Pkce::generate();
         let state = random_state();
-        let url =
-            match authorize_url(&issuer, &callback_redirect_uri(DEFAULT_CALLBACK_PORTS[0]), &pkce.challenge, &state) {
-                Ok(u) => u,
-                Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            };
-        return match dash.logins.insert(label, JobState::Paste { url, state, verifier: pkce.verifier }) {
-            Ok(job) => json_response(StatusCode::OK, json!({"job": job})),
-            Err(r) => *r,
-        };
+        let url = authorize_url(&issuer, &callback_redirect_uri(DEFAULT_CALLBACK_PORTS[0]), &pkce.challenge, &state)
+            .map_err(|e| json_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let job = dash.logins.insert(label, JobState::Paste { url, state, verifier: pkce.verifier })?;
+        return Ok(json_response(StatusCode::OK, json!({"job": job})));
     }
     let browser = match flow.as_str() {
         "device" => false,
         "browser" => true,
-        _ => return json_error(StatusCode::NOT_FOUND, format!("No login flow `{flow}`.")),
+        _ => return Err(json_error(StatusCode::NOT_FOUND, format!("No login flow `{flow}`."))),
     };
-    let job = match dash.logins.insert(label, JobState::Starting) {
-        Ok(j) => j,
-        Err(r) => return *r,
-    };
+    let job = dash.logins.insert(label, JobState::Starting)?;
     let opts = LoginOptions::new(&issuer);
     let http = dash.app.upstream.http().clone();
     let (jobs, id, d) = (Jobs(dash.logins.0.clone()), job.clone(), dash.clone());
@@ -135,7 +130,7 @@ pub(crate) async fn start(
             if browser { browser_login(&http, &opts, prompt).await } else { device_login(&http, &opts, prompt).await };
         finish(&d, &id, result, actor);
     });
-    json_response(StatusCode::OK, json!({"job": job}))
+    Ok(json_response(StatusCode::OK, json!({"job": job})))
 }
 
 /// Save the login's tokens and add the account to the pool, or note why it failed.
@@ -155,33 +150,24 @@ fn finish(dash: &St, id: &str, result: Result<Tokens, LoginError>, actor: crate:
             Err(e) => {
                 tracing::error!("dashboard login: saving the account failed: {e:#}");
                 super::audit::login_finished(dash, actor, Err("the account could not be saved"));
-                JobState::Failed(
-                    "The login worked but the account could not be saved; the gateway's log says why.".into(),
-                )
+                let error = "The login worked but the account could not be saved; the gateway's log says why.";
+                JobState::Failed { error: error.into() }
             }
         },
         Err(e) => {
             super::audit::login_finished(dash, actor, Err("the login failed"));
-            JobState::Failed(e.to_string())
+            JobState::Failed { error: e.to_string() }
         }
     };
     dash.logins.set(id, state);
 }
 
-/// `GET /dashboard/api/login/job/{job}`: `{"state": "starting"|"device"|"browser"|"paste"|"done"|"failed", ...}`.
+/// `GET /dashboard/api/login/job/{job}`: the job's [`JobState`].
 pub(crate) async fn status(State(dash): State<St>, _: ApiRead, Path(job): Path<String>) -> Response {
-    let Some(state) = dash.logins.0.lock().get(&job).map(|j| j.state.clone()) else {
-        return json_error(StatusCode::NOT_FOUND, "This login is over or unknown: start again.");
-    };
-    let v = match state {
-        JobState::Starting => json!({"state": "starting"}),
-        JobState::Device { url, user_code } => json!({"state": "device", "url": url, "user_code": user_code}),
-        JobState::Browser { url } => json!({"state": "browser", "url": url}),
-        JobState::Paste { url, .. } => json!({"state": "paste", "url": url}),
-        JobState::Done { account, replaced } => json!({"state": "done", "account": account, "replaced": replaced}),
-        JobState::Failed(message) => json!({"state": "failed", "error": message}),
-    };
-    json_response(StatusCode::OK, v)
+    match dash.logins.0.lock().get(&job) {
+        Some(j) => json_response(StatusCode::OK, json!(j.state)),
+        None => json_error(StatusCode::NOT_FOUND, "This login is over or unknown: start again."),
+    }
 }
 
 #[derive(Deserialize)]
@@ -195,25 +181,22 @@ pub(crate) async fn paste(
     ApiWrite(who): ApiWrite,
     Path(job): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
+) -> Answer {
     let actor = who.actor();
     let Ok(b) = serde_json::from_slice::<PasteBody>(&body) else {
-        return json_error(StatusCode::BAD_REQUEST, "Send {\"text\": ...}.");
+        return Err(json_error(StatusCode::BAD_REQUEST, "Send {\"text\": ...}."));
     };
     let Some(JobState::Paste { state, verifier, .. }) = dash.logins.0.lock().get(&job).map(|j| j.state.clone()) else {
-        return json_error(StatusCode::NOT_FOUND, "This login is over or unknown: start again.");
+        return Err(json_error(StatusCode::NOT_FOUND, "This login is over or unknown: start again."));
     };
-    let code = match code_from_paste(&b.text, &state) {
-        Ok(c) => c,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
-    };
+    let code = code_from_paste(&b.text, &state).map_err(|e| json_error(StatusCode::BAD_REQUEST, e.to_string()))?;
     let redirect_uri = callback_redirect_uri(DEFAULT_CALLBACK_PORTS[0]);
     let http = dash.app.upstream.http().clone();
     let result = exchange_code(&http, &dash.app.config.auth_issuer, &code, &redirect_uri, &verifier).await;
-    let failed = result.as_ref().err().map(|e| e.to_string());
+    let failed = result.as_ref().err().map(|e| json_error(StatusCode::BAD_REQUEST, e.to_string()));
     finish(&dash, &job, result, actor);
     match failed {
-        None => status(State(dash), ApiRead, Path(job)).await,
-        Some(e) => json_error(StatusCode::BAD_REQUEST, e),
+        None => Ok(status(State(dash), ApiRead, Path(job)).await),
+        Some(e) => Err(e),
     }
 }

@@ -1,22 +1,15 @@
 //! The web dashboard at `/dashboard` (docs/dashboard.md): server-rendered pages (minijinja templates embedded
-//! in the binary, `templates/`), a little JavaScript and CSS (`assets/`), and the JSON calls the pages make.
-//! It sits beside the JSON admin API (server/admin/) and uses the same layers: the pool (`accounts/`), the
-//! login flows (`auth/login/`), the metrics (`metrics/`).
-//!
-//! Neighbours: `session.rs` (the login gate: admin credential, session cookie, CSRF, login delay; the extractors
-//! `PageAccess`, `ApiRead`, `ApiWrite` every handler takes), `pages.rs`
-//! (Overview, Accounts, Setup, Settings), `keys.rs` (client keys), `ledger.rs` (Usage and Requests, from the
-//! usage ledger), `actions.rs` (account actions), `logins.rs` (adding accounts by the login flows),
-//! `settings.rs` (the config file, edited with toml_edit; `prices.rs` its price table), `setup.rs` (client snippets),
-//! `audit.rs` (the layer that puts every change made here in the audit trail, and the Audit page), `access.rs` (roles on every
-//! route: the refusal page), `users.rs` (the Users page), `signin.rs` (a user's sign-in on the login page), `sso.rs` (single
-//! sign-on), `oauth.rs` (the Codex CLI's sign-in: its authorization, device and token endpoints, oauth/). The request guard
-//! (server/guard.rs) lets `/dashboard` paths through without the client key: this module's gate decides.
+//! in the binary, `templates/`), a little JavaScript and CSS (`assets/`), and the JSON calls the pages make,
+//! beside the JSON admin API (server/admin/) and on the same layers. The request guard (server/guard.rs) lets
+//! `/dashboard` paths through without the client key: the gate (`session.rs`) and the roles (`access.rs`) decide.
+
+// Handlers return `Result<_, Response>` for early exits ([`Answer`]); the large error variant is fine here.
+#![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -24,9 +17,9 @@ use crate::app::AppState;
 use crate::config::Config;
 use crate::users::table::RouteTable;
 
-mod access;
+pub(crate) mod access;
 mod actions;
-mod audit;
+pub(crate) mod audit;
 mod forecast;
 mod keys;
 mod ledger;
@@ -37,17 +30,11 @@ mod prices;
 mod session;
 mod settings;
 mod setup;
-mod signin;
+pub(crate) mod signin;
 mod sso;
 mod users;
 
 pub use session::{LOGIN_DELAY, SESSION_COOKIE};
-
-/// The admin credentials the login accepts: `CODEX_GATEWAY_ADMIN_KEY` (`[server] admin_key`), else the client
-/// keys (`CODEX_GATEWAY_API_KEY`, `api_keys`), as for `/admin/*`. Created client keys never log in.
-pub fn admin_secret(config: &Config) -> &[String] {
-    config.admin_keys()
-}
 
 /// A path the dashboard serves (the guard skips the client key for these: the dashboard has its own gate).
 pub fn is_dashboard_path(path: &str) -> bool {
@@ -193,39 +180,37 @@ impl Dash {
 
 /// HTML with headers that keep the page from being framed, sniffed, cached or running foreign script.
 pub(crate) fn html_response(status: StatusCode, html: String) -> Response {
-    let mut resp = (status, html).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    secure_headers(h);
-    resp
-}
-
-pub(crate) fn secure_headers(h: &mut HeaderMap) {
     // No inline script or style; the Setup page's tests may call the Ollama bridge on another loopback port.
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self' http://127.0.0.1:* http://localhost:*; frame-ancestors 'none'; \
-             form-action 'self'; base-uri 'none'",
-        ),
-    );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    let csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+               connect-src 'self' http://127.0.0.1:* http://localhost:*; frame-ancestors 'none'; \
+               form-action 'self'; base-uri 'none'";
+    let headers = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    (status, headers, html).into_response()
 }
 
 /// A JSON answer of the dashboard's calls (never cached).
 pub(crate) fn json_response(status: StatusCode, v: Value) -> Response {
-    let mut resp = (status, axum::Json(v)).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    (status, [(header::CACHE_CONTROL, "no-store")], axum::Json(v)).into_response()
 }
 
 /// An error for the page's script to show in place: `{"error": message}`.
 pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
     json_response(status, json!({"error": message.into()}))
+}
+
+/// A handler's answer, its refusals returned early with `?`.
+pub(crate) type Answer = Result<Response, Response>;
+
+/// A JSON body, or 400 with `what` and why it could not be read.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| json_error(StatusCode::BAD_REQUEST, format!("{what}: {e}")))
 }
 
 const CSS: &str = include_str!("assets/app.css");
@@ -238,11 +223,8 @@ async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Respon
         "app.js" => (JS, "text/javascript; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
     };
-    let mut resp = body.into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     // Versioned by the binary: a restart may change them, so keep caches short.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=300"));
-    resp
+    let cache = "private, max-age=300";
+    ([(header::CONTENT_TYPE, ct), (header::X_CONTENT_TYPE_OPTIONS, "nosniff"), (header::CACHE_CONTROL, cache)], body)
+        .into_response()
 }

@@ -7,6 +7,9 @@
 //! Every answer of the token and device endpoints is in the audit trail through the dashboard's layer (audit.rs),
 //! with the grant, the user and the refusal's code; the authorization (a GET) records its own entry.
 
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::request::Parts;
@@ -16,29 +19,20 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::session::{ApiWrite, who};
-use super::{St, json_error, json_response};
+use super::{Answer, St, json_error, json_response};
 use crate::audit::{self, Actor, Entry, Note, Outcome};
 use crate::oauth::OAuthError;
 use crate::oauth::error::no_store;
 use crate::oauth::flows::{self, AuthorizeError, DeviceDecisionError};
-use crate::users::{Principal, User};
+use crate::users::{Principal, SignedIn};
 
 /// `GET /dashboard/oauth/authorize?response_type=code&client_id&redirect_uri&code_challenge&code_challenge_method=S256&state&scope`.
-pub(crate) async fn authorize(State(dash): State<St>, parts: Parts) -> Response {
+pub(crate) async fn authorize(State(dash): State<St>, parts: Parts) -> Answer {
     let (headers, query) = (&parts.headers, parts.uri.query().unwrap_or_default().to_string());
-    let q = match flows::form(query.as_bytes()) {
-        Ok(q) => q,
-        Err(e) => return message(&dash, StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    let cfg = &dash.app.config.oauth;
-    let redirect = match flows::check_client(&q, cfg) {
-        Ok(r) => r,
-        Err(e) => return message(&dash, StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    let user = match signed_in_user(&dash, headers, &format!("/dashboard/oauth/authorize?{query}")).await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
+    let bad = |e: &str| message(&dash, StatusCode::BAD_REQUEST, e);
+    let q = flows::form(query.as_bytes()).map_err(|e| bad(&e.to_string()))?;
+    let redirect = flows::check_client(&q, &dash.app.config.oauth).map_err(|e| bad(&e.to_string()))?;
+    let user = signed_in_user(&dash, headers, &format!("/dashboard/oauth/authorize?{query}")).await?.user.clone();
     let users = dash.app.users.clone();
     let (q2, u2) = (q.clone(), user.clone());
     let made = tokio::task::spawn_blocking(move || flows::authorize(&users, &q2, &u2))
@@ -47,10 +41,7 @@ pub(crate) async fn authorize(State(dash): State<St>, parts: Parts) -> Response 
     let mut entry = Entry::new(Actor::User { name: user.name.clone() }, "oauth.authorize");
     entry.source = audit::source_of(&parts.extensions);
     entry.target = Some(user.id.clone());
-    let mut back = match url::Url::parse(&redirect) {
-        Ok(u) => u,
-        Err(_) => return message(&dash, StatusCode::BAD_REQUEST, "redirect_uri is not a URL"),
-    };
+    let mut back = url::Url::parse(&redirect).map_err(|_| bad("redirect_uri is not a URL"))?;
     let answer = match made {
         Ok(code) => {
             back.query_pairs_mut().append_pair("code", &code);
@@ -62,9 +53,7 @@ pub(crate) async fn authorize(State(dash): State<St>, parts: Parts) -> Response 
             back.query_pairs_mut().append_pair("error", error).append_pair("error_description", description);
             None
         }
-        Err(e @ (AuthorizeError::UnknownClient | AuthorizeError::BadRedirect)) => {
-            Some(message(&dash, StatusCode::BAD_REQUEST, &e.to_string()))
-        }
+        Err(e @ (AuthorizeError::UnknownClient | AuthorizeError::BadRedirect)) => Some(bad(&e.to_string())),
         Err(AuthorizeError::Internal(e)) => {
             tracing::error!("oauth: an authorization failed: {e:#}");
             entry.outcome = Outcome::Failed;
@@ -74,18 +63,15 @@ pub(crate) async fn authorize(State(dash): State<St>, parts: Parts) -> Response 
     if let Some(state) = q.get("state") {
         back.query_pairs_mut().append_pair("state", state);
     }
-    let store = dash.app.pool.store().clone();
-    if let Err(e) = tokio::task::spawn_blocking(move || audit::record(&store, entry)).await {
-        tracing::error!("the audit trail's append did not complete: {e}");
-    }
-    answer.unwrap_or_else(|| Redirect::to(back.as_str()).into_response())
+    super::audit::append(&dash.app, entry).await;
+    Ok(answer.unwrap_or_else(|| Redirect::to(back.as_str()).into_response()))
 }
 
-/// The signed-in user, or the answer that gets one: the login with the way back, or a page saying an admin key's
-/// session has no user to sign the CLI in as.
-async fn signed_in_user(dash: &St, headers: &HeaderMap, back: &str) -> Result<User, Response> {
+/// The signed-in user's session, or the answer that gets one: the login with the way back, or a page saying an
+/// admin key's session has no user to sign the CLI in as.
+async fn signed_in_user(dash: &St, headers: &HeaderMap, back: &str) -> Result<Arc<SignedIn>, Response> {
     match who(dash, headers).await {
-        Some(Principal::User(s)) => Ok(s.user.clone()),
+        Some(Principal::User(s)) => Ok(s),
         Some(_) => Err(message(
             dash,
             StatusCode::FORBIDDEN,
@@ -105,30 +91,23 @@ fn message(dash: &St, status: StatusCode, text: &str) -> Response {
         "bad": !status.is_success(),
         "version": env!("CARGO_PKG_VERSION"),
     });
-    let mut resp = dash.render("oauth.html", ctx);
-    *resp.status_mut() = status;
-    resp
+    (status, dash.render("oauth.html", ctx)).into_response()
 }
 
 /// `GET /dashboard/oauth/device[?user_code=...]`: the page where a signed-in user enters the CLI's code.
-pub(crate) async fn device_page(State(dash): State<St>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn device_page(State(dash): State<St>, headers: HeaderMap, RawQuery(query): RawQuery) -> Answer {
     let query = query.unwrap_or_default();
     let back = if query.is_empty() {
         "/dashboard/oauth/device".to_string()
     } else {
         format!("/dashboard/oauth/device?{query}")
     };
-    if let Err(resp) = signed_in_user(&dash, &headers, &back).await {
-        return resp;
-    }
-    let Some(Principal::User(s)) = who(&dash, &headers).await else {
-        return message(&dash, StatusCode::FORBIDDEN, "Sign in with your own name.");
-    };
+    let s = signed_in_user(&dash, &headers, &back).await?;
     let typed = flows::form(query.as_bytes()).ok().and_then(|q| q.get("user_code").cloned()).unwrap_or_default();
     let mut ctx = super::pages::base_for(&Principal::User(s.clone()), &s.csrf, "Codex sign-in", "");
     ctx.insert("device".into(), true.into());
     ctx.insert("user_code".into(), typed.chars().take(12).collect::<String>().into());
-    dash.render("oauth.html", ctx.into())
+    Ok(dash.render("oauth.html", ctx.into()))
 }
 
 #[derive(Deserialize)]
@@ -154,7 +133,7 @@ pub(crate) async fn device_decide(State(dash): State<St>, ApiWrite(who): ApiWrit
         .unwrap_or_else(|e| Err(DeviceDecisionError::Internal(anyhow::anyhow!("the approval task failed: {e}"))));
     let note =
         Note::target(s.user.id.clone()).action(if approve { "oauth.device.approve" } else { "oauth.device.deny" });
-    let mut resp = match done {
+    let resp = match done {
         Ok(()) if approve => json_response(
             StatusCode::OK,
             json!({"ok": true, "message": "Approved: Codex is signed in. You can go back to your terminal."}),
@@ -167,21 +146,17 @@ pub(crate) async fn device_decide(State(dash): State<St>, ApiWrite(who): ApiWrit
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "The approval could not be saved.")
         }
     };
-    resp.extensions_mut().insert(note);
-    resp
+    super::audit::noted(resp, note)
 }
 
 /// `POST /dashboard/oauth/token` (a form): the three grants.
-pub(crate) async fn token(State(dash): State<St>, body: Bytes) -> Response {
-    let form = match flows::form(&body) {
-        Ok(f) => f,
-        Err(e) => return with_note(e.into_response(), "oauth.token.refused", None, &[("error", "invalid_request")]),
-    };
+pub(crate) async fn token(State(dash): State<St>, body: Bytes) -> Answer {
+    let form = flows::form(&body)
+        .map_err(|e| with_note(e.into_response(), "oauth.token.refused", None, &[("error", "invalid_request")]))?;
     let (users, cfg) = (dash.app.users.clone(), dash.app.config.oauth.clone());
-    let out = match tokio::task::spawn_blocking(move || flows::token(&users, &cfg, &form)).await {
-        Ok(out) => out,
-        Err(e) => return OAuthError::Internal(anyhow::anyhow!("the token task failed: {e}")).into_response(),
-    };
+    let out = tokio::task::spawn_blocking(move || flows::token(&users, &cfg, &form))
+        .await
+        .map_err(|e| OAuthError::Internal(anyhow::anyhow!("the token task failed: {e}")).into_response())?;
     let actor = out.user.as_deref().and_then(|id| dash.app.users.user(id)).map(|u| Actor::User { name: u.name });
     let grant = out.grant.clone();
     let mut details = vec![("grant_type", grant.as_str())];
@@ -209,62 +184,47 @@ pub(crate) async fn token(State(dash): State<St>, body: Bytes) -> Response {
             (e.into_response(), "oauth.token.refused")
         }
     };
-    let mut resp = with_note(resp, action, out.user, &details);
-    if let Some(a) = actor {
-        resp.extensions_mut().insert(a);
-    }
-    resp
+    Ok((actor.map(Extension), with_note(resp, action, out.user, &details)).into_response())
 }
 
-fn with_note(mut resp: Response, action: &str, target: Option<String>, details: &[(&str, &str)]) -> Response {
+fn with_note(resp: Response, action: &str, target: Option<String>, details: &[(&str, &str)]) -> Response {
     let mut note = Note::default().action(action);
     note.target = target;
     for (k, v) in details {
         note = note.with(k, *v);
     }
-    resp.extensions_mut().insert(note);
-    resp
+    (note, resp).into_response()
 }
 
 /// `POST /dashboard/oauth/device/code` (a form: `client_id`, `scope`): a device code and the page to approve it.
-pub(crate) async fn device_code(State(dash): State<St>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = match flows::form(&body) {
-        Ok(f) => f,
-        Err(e) => return with_note(e.into_response(), "oauth.device.start", None, &[("error", "invalid_request")]),
-    };
+pub(crate) async fn device_code(State(dash): State<St>, headers: HeaderMap, body: Bytes) -> Answer {
+    let form = flows::form(&body)
+        .map_err(|e| with_note(e.into_response(), "oauth.device.start", None, &[("error", "invalid_request")]))?;
     let (users, cfg) = (dash.app.users.clone(), dash.app.config.oauth.clone());
     let started = tokio::task::spawn_blocking(move || flows::device_start(&users, &cfg, &form))
         .await
         .unwrap_or_else(|e| Err(OAuthError::Internal(anyhow::anyhow!("the device task failed: {e}"))));
-    match started {
-        Ok(d) => {
-            let page = format!("{}/dashboard/oauth/device", origin(&headers));
-            let complete = format!("{page}?user_code={}", d.user_code);
-            let body = json!({
-                "device_code": d.device_code,
-                "user_code": d.user_code,
-                "verification_uri": page,
-                "verification_uri_complete": complete,
-                "expires_in": d.expires_in,
-                "interval": d.interval,
-            });
-            let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
-            no_store(&mut resp);
-            with_note(resp, "oauth.device.start", None, &[])
-        }
-        Err(e) => {
-            let code = e.code();
-            with_note(e.into_response(), "oauth.device.start", None, &[("error", code)])
-        }
-    }
+    let d = started.map_err(|e| {
+        let code = e.code();
+        with_note(e.into_response(), "oauth.device.start", None, &[("error", code)])
+    })?;
+    let page = format!("{}/dashboard/oauth/device", origin(&headers));
+    let complete = format!("{page}?user_code={}", d.user_code);
+    let body = json!({
+        "device_code": d.device_code,
+        "user_code": d.user_code,
+        "verification_uri": page,
+        "verification_uri_complete": complete,
+        "expires_in": d.expires_in,
+        "interval": d.interval,
+    });
+    let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
+    no_store(&mut resp);
+    Ok(with_note(resp, "oauth.device.start", None, &[]))
 }
 
 /// The gateway's origin as the client reached it (the guard checked the `Host` against the allowed names).
 pub(crate) fn origin(headers: &HeaderMap) -> String {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
-    let tls = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.split(',').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("https")));
-    format!("{}://{host}", if tls { "https" } else { "http" })
+    format!("{}://{host}", if super::session::over_tls(headers) { "https" } else { "http" })
 }

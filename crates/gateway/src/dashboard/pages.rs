@@ -86,11 +86,12 @@ pub(crate) fn overview_data(dash: &St) -> Value {
                 Some(t) => back_at = Some(back_at.map_or(t, |b| b.min(t))),
             }
         }
-        for r in [q.primary_reset_at, q.secondary_reset_at].into_iter().flatten().filter(|&r| r > now) {
-            soonest_reset = Some(soonest_reset.map_or(r, |s| s.min(r)));
-        }
+        let resets = [q.primary_reset_at, q.secondary_reset_at].into_iter().flatten().filter(|&r| r > now);
+        soonest_reset = resets.chain(soonest_reset).min();
         in_flight += a.in_flight();
     }
+    let used = |x: &Value| x["used"].as_f64().unwrap_or(0.0);
+    near.sort_by(|a, b| used(b).total_cmp(&used(a)));
     let totals = dash.app.metrics.as_ref().map(|m| m.totals());
     // The team store as the change watcher last found it (as `/ready` and `codex_gateway_store_up` report it);
     // `null` without one.
@@ -111,15 +112,9 @@ pub(crate) fn overview_data(dash: &St) -> Value {
         "metrics": totals.is_some(),
         "totals": totals.unwrap_or_default(),
         "strategy": dash.app.pool.strategy().as_str(),
-        "near_limit": sorted_by_used(near),
+        "near_limit": near,
         "quota": limits,
     })
-}
-
-fn sorted_by_used(mut v: Vec<Value>) -> Vec<Value> {
-    let used = |x: &Value| x.get("used").and_then(Value::as_f64).unwrap_or(0.0);
-    v.sort_by(|a, b| used(b).total_cmp(&used(a)));
-    v
 }
 
 /// `GET /dashboard`: Overview.
@@ -128,8 +123,7 @@ pub(crate) async fn overview(State(dash): State<St>, PageAccess(a): PageAccess) 
     ctx.insert("o".into(), overview_data(&dash));
     ctx.insert("forecast".into(), super::forecast::forecast_data(&dash));
     ctx.insert("day".into(), super::ledger::overview_extras(&dash).await);
-    let page = dash.render("overview.html", Value::Object(ctx));
-    a.finish(page)
+    a.finish(dash.render("overview.html", Value::Object(ctx)))
 }
 
 /// `GET /dashboard/api/overview`: the same numbers, for the page's live update.
@@ -140,28 +134,19 @@ pub(crate) async fn overview_json(State(dash): State<St>, _: ApiRead) -> Respons
 /// `GET /dashboard/accounts`.
 pub(crate) async fn accounts(State(dash): State<St>, PageAccess(a): PageAccess) -> Response {
     let now = now_unix();
-    let list: Vec<Value> = dash
-        .app
-        .pool
-        .accounts()
-        .iter()
-        .map(|acc| {
-            let mut v = acc.summary(now);
-            // The name shown: the label, else the email, else the id.
-            let name = acc.label().or_else(|| acc.email.clone()).unwrap_or_else(|| acc.id.clone());
-            if let Some(m) = v.as_object_mut() {
-                m.insert("name".into(), name.into());
-            }
-            v
-        })
-        .collect();
+    let named = |acc: &std::sync::Arc<crate::accounts::Account>| {
+        let mut v = acc.summary(now);
+        // The name shown: the label, else the email, else the id.
+        v["name"] = acc.label().or_else(|| acc.email.clone()).unwrap_or_else(|| acc.id.clone()).into();
+        v
+    };
+    let list: Vec<Value> = dash.app.pool.accounts().iter().map(named).collect();
     let mut ctx = base(&a, "Accounts", "accounts");
     ctx.insert("accounts".into(), Value::Array(list));
     ctx.insert("now".into(), now.into());
     ctx.insert("limits".into(), json!(*dash.quota.read()));
     ctx.insert("issuer".into(), dash.app.config.auth_issuer.clone().into());
-    let page = dash.render("accounts.html", Value::Object(ctx));
-    a.finish(page)
+    a.finish(dash.render("accounts.html", Value::Object(ctx)))
 }
 
 #[derive(Deserialize)]
@@ -213,8 +198,7 @@ pub(crate) async fn setup(
         "clients".into(),
         json!(setup::clients(&base_url, &model, ollama_url.as_deref(), dash.app.config.inbound_ws.enabled)),
     );
-    let page = dash.render("setup.html", Value::Object(ctx));
-    a.finish(page)
+    a.finish(dash.render("setup.html", Value::Object(ctx)))
 }
 
 /// `GET /dashboard/settings`: the values in force, and which apply at once.
@@ -246,6 +230,5 @@ pub(crate) async fn settings(State(dash): State<St>, PageAccess(a): PageAccess) 
             })).chain([json!({"model": "", "input": null, "cached_input": null, "output": null})]).collect::<Vec<_>>(),
         }),
     );
-    let page = dash.render("settings.html", Value::Object(ctx));
-    a.finish(page)
+    a.finish(dash.render("settings.html", Value::Object(ctx)))
 }

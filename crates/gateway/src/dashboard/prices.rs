@@ -92,12 +92,7 @@ pub(crate) fn write(doc: &mut DocumentMut, table: &BTreeMap<String, Price>) -> R
         });
         let t = entry.as_table_like_mut().ok_or_else(|| bad(&format!("`usage.prices.\"{model}\"` is not a table")))?;
         super::settings::put(t, "input", value(p.input));
-        match p.cached_input {
-            Some(c) => super::settings::put(t, "cached_input", value(c)),
-            None => {
-                t.remove("cached_input");
-            }
-        }
+        super::settings::put(t, "cached_input", p.cached_input.map(value).unwrap_or_default());
         super::settings::put(t, "output", value(p.output));
         if let Some(inline) = entry.as_inline_table_mut() {
             inline.fmt();

@@ -1,4 +1,4 @@
-//! The dashboard's gate: the admin credential ([`super::admin_secret`]) exchanged for a session cookie
+//! The dashboard's gate: the admin credential (`Config::admin_keys`) exchanged for a session cookie
 //! (HttpOnly, SameSite=Strict, Secure behind TLS), a CSRF token per session that every state-changing call
 //! carries (`X-CSRF-Token`), a delay after each failed login (attempts are serialised, so parallel guesses
 //! wait their turn), logout, and the session lifetime (`[dashboard] session_hours`).
@@ -10,10 +10,7 @@
 //! A user's session (users/, opened by signin.rs) is kept in the store, not here: its cookie is the session
 //! token (`cgs_...`), looked up in the users' registry, which every instance of a team re-reads when one of them
 //! ends it. Who a session is ([`Principal`]) carries its role to the access layer (access.rs) and its actor to
-//! the audit trail.
-//!
-//! Handlers name the gate they pass in their signature, as an extractor: [`PageAccess`] for a page, [`ApiRead`]
-//! for a JSON call that reads, [`ApiWrite`] for one that changes state (the CSRF token checked).
+//! the audit trail. Handlers name the gate they pass as an extractor ([`PageAccess`], [`ApiRead`], [`ApiWrite`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -30,7 +27,7 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::{St, admin_secret, json_error, json_response};
+use super::{St, json_error, json_response};
 use crate::audit::Actor;
 use crate::hosts::{host_name, is_loopback_name};
 use crate::users::{Principal, SESSION_PREFIX};
@@ -47,26 +44,8 @@ const MAX_SESSIONS: usize = 256;
 struct Session {
     csrf: String,
     expires: Instant,
-    /// How it was opened: the actor of its changes in the audit trail.
-    opened: Opened,
-}
-
-/// How a session was opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Opened {
-    /// A login with the admin key.
-    AdminKey,
-    /// Without a login, on loopback (`[dashboard] loopback_without_login`).
-    Loopback,
-}
-
-impl Opened {
-    fn principal(self) -> Principal {
-        match self {
-            Opened::AdminKey => Principal::DashboardAdminKey,
-            Opened::Loopback => Principal::DashboardLoopback,
-        }
-    }
+    /// How it was opened (the admin key's login, or loopback): the actor of its changes in the audit trail.
+    opened: Principal,
 }
 
 pub(crate) struct Sessions {
@@ -87,11 +66,8 @@ pub(crate) struct Authed {
 
 impl Authed {
     /// Put the session cookie on `resp` when this request made a session.
-    pub fn finish(self, mut resp: Response) -> Response {
-        if let Some(c) = self.set_cookie {
-            resp.headers_mut().append(header::SET_COOKIE, c);
-        }
-        resp
+    pub fn finish(self, resp: Response) -> Response {
+        with_cookies(resp, self.set_cookie)
     }
 }
 
@@ -106,9 +82,10 @@ fn ct_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-/// Compare with every admin secret, without stopping at the first match.
+/// Compare with every admin credential (`Config::admin_keys`: created client keys never log in), without stopping
+/// at the first match.
 fn is_admin(config: &crate::config::Config, presented: &str) -> bool {
-    admin_secret(config).iter().fold(false, |ok, k| ok | ct_eq(k, presented))
+    config.admin_keys().iter().fold(false, |ok, k| ok | ct_eq(k, presented))
 }
 
 impl Sessions {
@@ -116,7 +93,7 @@ impl Sessions {
         Sessions { map: Mutex::new(HashMap::new()), lifetime, login: tokio::sync::Mutex::new(()) }
     }
 
-    fn create(&self, opened: Opened) -> (String, String) {
+    fn create(&self, opened: Principal) -> (String, String) {
         let (id, csrf) = (token(), token());
         let now = Instant::now();
         let mut map = self.map.lock();
@@ -130,10 +107,10 @@ impl Sessions {
         (id, csrf)
     }
 
-    fn csrf_of(&self, id: &str) -> Option<(String, Opened)> {
+    fn csrf_of(&self, id: &str) -> Option<(String, Principal)> {
         let mut map = self.map.lock();
         match map.get(id) {
-            Some(s) if s.expires > Instant::now() => Some((s.csrf.clone(), s.opened)),
+            Some(s) if s.expires > Instant::now() => Some((s.csrf.clone(), s.opened.clone())),
             Some(_) => {
                 map.remove(id);
                 None
@@ -165,10 +142,28 @@ pub(super) fn over_tls(headers: &HeaderMap) -> bool {
 }
 
 pub(super) fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: Duration) -> HeaderValue {
+    cookie_with(headers, name, value, max_age, "Path=/dashboard; HttpOnly; SameSite=Strict")
+}
+
+/// `resp` with `cookies` set.
+pub(super) fn with_cookies(mut resp: Response, cookies: impl IntoIterator<Item = HeaderValue>) -> Response {
+    for c in cookies {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+/// A cookie with `attributes`, `Secure` behind TLS.
+pub(super) fn cookie_with(
+    headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    max_age: Duration,
+    attributes: &str,
+) -> HeaderValue {
     let secure = if over_tls(headers) { "; Secure" } else { "" };
-    let c =
-        format!("{name}={value}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age={}{secure}", max_age.as_secs());
-    // Tokens are base64url: always a valid header value.
+    let c = format!("{name}={value}; {attributes}; Max-Age={}{secure}", max_age.as_secs());
+    // Tokens are base64url, addresses percent-encoded: always a valid header value.
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("cgw_invalid=1"))
 }
 
@@ -186,7 +181,7 @@ fn gate(dash: &St, headers: &HeaderMap) -> Result<Authed, Denied> {
         return Ok(Authed { csrf, who, set_cookie: None });
     }
     if loopback_open(dash, headers) {
-        let (id, csrf) = dash.sessions.create(Opened::Loopback);
+        let (id, csrf) = dash.sessions.create(Principal::DashboardLoopback);
         let set_cookie = Some(set_cookie(headers, SESSION_COOKIE, &id, dash.sessions.lifetime));
         return Ok(Authed { csrf, who: Principal::DashboardLoopback, set_cookie });
     }
@@ -201,7 +196,7 @@ fn session_of(dash: &St, headers: &HeaderMap) -> Option<(String, Principal)> {
         let signed = dash.app.users.session(id)?;
         return Some((signed.csrf.clone(), Principal::User(signed)));
     }
-    dash.sessions.csrf_of(id).map(|(csrf, opened)| (csrf, opened.principal()))
+    dash.sessions.csrf_of(id)
 }
 
 /// `[dashboard] loopback_without_login` applies to this request.
@@ -214,7 +209,7 @@ fn loopback_open(dash: &St, headers: &HeaderMap) -> bool {
 
 /// No admin credential, no user and no single sign-on: the pages say how to set one up.
 fn nobody_can_log_in(dash: &St) -> bool {
-    admin_secret(&dash.app.config).is_empty() && !dash.app.users.any() && dash.sso.is_none()
+    dash.app.config.admin_keys().is_empty() && !dash.app.users.any() && dash.sso.is_none()
 }
 
 /// Who the request is without opening a session (the access layer's question, dashboard/access.rs): a session,
@@ -250,35 +245,13 @@ impl FromRequestParts<St> for PageAccess {
     }
 }
 
-/// Why a JSON call was refused, in the dashboard's error shape (`{"error": ...}`) for the page's script to show.
-pub(crate) enum ApiRefused {
-    /// No session: 401.
-    NotLoggedIn,
-    /// No admin credential is configured, so nobody can log in: 401.
-    NoCredential,
-    /// A state-changing call without its session's CSRF token: 403.
-    Csrf,
-}
-
-impl IntoResponse for ApiRefused {
-    fn into_response(self) -> Response {
-        match self {
-            ApiRefused::NotLoggedIn => json_error(StatusCode::UNAUTHORIZED, "Not logged in: open /dashboard/login."),
-            ApiRefused::NoCredential => {
-                json_error(StatusCode::UNAUTHORIZED, "No admin key is set: see /dashboard for how to set one.")
-            }
-            ApiRefused::Csrf => json_error(StatusCode::FORBIDDEN, "Missing or wrong CSRF token: reload the page."),
-        }
-    }
-}
-
-/// A JSON call that reads: a session.
+/// A JSON call that reads: a session. A refusal is the dashboard's JSON error, for the page's script to show.
 pub(crate) struct ApiRead;
 
 impl FromRequestParts<St> for ApiRead {
-    type Rejection = ApiRefused;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, dash: &St) -> Result<Self, ApiRefused> {
+    async fn from_request_parts(parts: &mut Parts, dash: &St) -> Result<Self, Response> {
         api_gate(dash, &parts.headers).map(|_| ApiRead)
     }
 }
@@ -287,13 +260,13 @@ impl FromRequestParts<St> for ApiRead {
 pub(crate) struct ApiWrite(pub Principal);
 
 impl FromRequestParts<St> for ApiWrite {
-    type Rejection = ApiRefused;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, dash: &St) -> Result<Self, ApiRefused> {
+    async fn from_request_parts(parts: &mut Parts, dash: &St) -> Result<Self, Response> {
         let authed = api_gate(dash, &parts.headers)?;
         let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
         if !ct_eq(sent, &authed.csrf) {
-            return Err(ApiRefused::Csrf);
+            return Err(json_error(StatusCode::FORBIDDEN, "Missing or wrong CSRF token: reload the page."));
         }
         Ok(ApiWrite(authed.who))
     }
@@ -304,25 +277,23 @@ pub(crate) fn actor_of(dash: &St, headers: &HeaderMap) -> Option<Actor> {
     session_of(dash, headers).map(|(_, who)| who.actor())
 }
 
-/// The gate for a JSON call.
-fn api_gate(dash: &St, headers: &HeaderMap) -> Result<Authed, ApiRefused> {
+/// The gate for a JSON call: 401 without a session.
+fn api_gate(dash: &St, headers: &HeaderMap) -> Result<Authed, Response> {
     gate(dash, headers).map_err(|d| match d {
-        Denied::Login => ApiRefused::NotLoggedIn,
-        Denied::NoCredential => ApiRefused::NoCredential,
+        Denied::Login => json_error(StatusCode::UNAUTHORIZED, "Not logged in: open /dashboard/login."),
+        Denied::NoCredential => {
+            json_error(StatusCode::UNAUTHORIZED, "No admin key is set: see /dashboard for how to set one.")
+        }
     })
 }
 
 fn no_credential(dash: &St) -> Response {
-    let mut resp = dash.render(
-        "no_credential.html",
-        json!({
-            "title": "Set an admin key",
-            "config_file": dash.app.config.config_file.display().to_string(),
-            "version": env!("CARGO_PKG_VERSION"),
-        }),
-    );
-    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    resp
+    let ctx = json!({
+        "title": "Set an admin key",
+        "config_file": dash.app.config.config_file.display().to_string(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, dash.render("no_credential.html", ctx)).into_response()
 }
 
 /// A return address after the login (`?next=`), when it is a page of the dashboard itself: never another site
@@ -347,12 +318,11 @@ pub(crate) async fn login_page(
         Ok(a) => {
             let home = crate::users::access::home(a.who.role());
             let to = safe_next(q.get("next").map(String::as_str)).unwrap_or(home);
-            return a.finish(Redirect::to(to).into_response());
+            a.finish(Redirect::to(to).into_response())
         }
-        Err(Denied::NoCredential) => return no_credential(&dash),
-        Err(Denied::Login) => {}
+        Err(Denied::NoCredential) => no_credential(&dash),
+        Err(Denied::Login) => login_form(&dash, &headers, None),
     }
-    login_form(&dash, &headers, None)
 }
 
 /// The login page's forms (and its CSRF cookie), with `sso_error` shown above them when a single sign-on was
@@ -365,14 +335,12 @@ pub(super) fn login_form(dash: &St, headers: &HeaderMap, sso_error: Option<&str>
         "version": env!("CARGO_PKG_VERSION"),
         // Users sign in with a name and password; the admin key stays the break-glass way in.
         "users": dash.app.users.any(),
-        "admin_key": !admin_secret(&dash.app.config).is_empty(),
+        "admin_key": !dash.app.config.admin_keys().is_empty(),
         // "Sign in with <display_name>" (`[dashboard.oidc]`).
         "sso": dash.sso.as_ref().map(|p| p.config.display_name.clone()),
         "sso_error": sso_error,
     });
-    let mut resp = dash.render("login.html", ctx);
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(headers, LOGIN_COOKIE, &csrf, Duration::from_secs(3600)));
-    resp
+    with_cookies(dash.render("login.html", ctx), [set_cookie(headers, LOGIN_COOKIE, &csrf, Duration::from_secs(3600))])
 }
 
 #[derive(Deserialize)]
@@ -406,7 +374,7 @@ pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum
     let Some(key) = b.key else {
         return json_error(StatusCode::BAD_REQUEST, "Send the admin key, or a user name and password.");
     };
-    if admin_secret(&dash.app.config).is_empty() {
+    if dash.app.config.admin_keys().is_empty() {
         return json_error(StatusCode::UNAUTHORIZED, "No admin key is set: sign in with a user name and password.");
     }
     // One attempt at a time, each failure holding the line for the delay: guessing costs LOGIN_DELAY a try.
@@ -418,17 +386,15 @@ pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum
         return json_error(StatusCode::UNAUTHORIZED, "Wrong admin key.");
     }
     drop(turn);
-    let (id, _) = dash.sessions.create(Opened::AdminKey);
+    let (id, _) = dash.sessions.create(Principal::DashboardAdminKey);
     logged_in(&headers, &id, dash.sessions.lifetime, safe_next(b.next.as_deref()).unwrap_or("/dashboard"))
 }
 
 /// The answer to a login that worked: the session cookie, the login form's cookie cleared.
 pub(super) fn logged_in(headers: &HeaderMap, id: &str, lifetime: Duration, next: &str) -> Response {
-    let mut resp = json_response(StatusCode::OK, json!({"ok": true, "next": next}));
-    let h = resp.headers_mut();
-    h.append(header::SET_COOKIE, set_cookie(headers, SESSION_COOKIE, id, lifetime));
-    h.append(header::SET_COOKIE, set_cookie(headers, LOGIN_COOKIE, "", Duration::ZERO));
-    resp
+    let cookies =
+        [set_cookie(headers, SESSION_COOKIE, id, lifetime), set_cookie(headers, LOGIN_COOKIE, "", Duration::ZERO)];
+    with_cookies(json_response(StatusCode::OK, json!({"ok": true, "next": next})), cookies)
 }
 
 /// `POST /dashboard/logout` (with the CSRF token): the session ends.
@@ -444,9 +410,8 @@ pub(crate) async fn logout(State(dash): State<St>, ApiWrite(who): ApiWrite, head
     } else if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         dash.sessions.map.lock().remove(id);
     }
-    let mut resp = Json(json!({"ok": true, "next": "/dashboard/login"})).into_response();
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&headers, SESSION_COOKIE, "", Duration::ZERO));
-    resp
+    let resp = Json(json!({"ok": true, "next": "/dashboard/login"})).into_response();
+    with_cookies(resp, [set_cookie(&headers, SESSION_COOKIE, "", Duration::ZERO)])
 }
 
 #[cfg(test)]

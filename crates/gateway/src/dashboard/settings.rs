@@ -18,7 +18,7 @@ use toml_edit::{Array, DocumentMut, Item, Table, value};
 
 use super::prices::{self, PriceRow};
 use super::session::ApiWrite;
-use super::{St, json_error, json_response};
+use super::{Answer, St, json_body, json_error, json_response};
 use crate::config::{QuotaThresholds, RawConfig, Strategy};
 use crate::usage::pricing::Prices;
 
@@ -49,11 +49,6 @@ impl Invalid {
     pub fn new(field: String, message: impl Into<String>) -> Invalid {
         Invalid { field, message: message.into() }
     }
-}
-
-/// `map_err` for a string error about the page's field `f`.
-fn field(f: &'static str) -> impl Fn(String) -> Invalid {
-    move |e| Invalid::new(f.to_string(), e)
 }
 
 /// Settings that apply at once, as they are in force now (the file may say otherwise until a restart).
@@ -93,23 +88,28 @@ pub(crate) fn table<'a>(doc: &'a mut DocumentMut, name: &str) -> &'a mut Item {
     item
 }
 
-/// Set `key` in the table `name` (a `[name]` table or an inline one, whichever the file has).
-fn set(doc: &mut DocumentMut, name: Option<&str>, key: &str, v: Item) -> Result<(), String> {
+/// Set `key` in the table `name` (a `[name]` table or an inline one, whichever the file has) for the page's field
+/// `f`.
+fn set(doc: &mut DocumentMut, name: Option<&str>, key: &str, v: Item, f: &str) -> Result<(), Invalid> {
     let t = match name {
         None => doc.as_table_mut() as &mut dyn toml_edit::TableLike,
-        Some(n) => table(doc, n).as_table_like_mut().ok_or_else(|| format!("`{n}` in the file is not a table"))?,
+        Some(n) => table(doc, n).as_table_like_mut().ok_or_else(|| not_table(f, n))?,
     };
-    match v {
-        Item::None => {
-            t.remove(key);
-        }
-        v => put(t, key, v),
-    }
+    put(t, key, v);
     Ok(())
 }
 
-/// Set `key` to `v`; an existing key keeps its comments (`insert` would replace the key with its decor).
+fn not_table(f: &str, name: &str) -> Invalid {
+    Invalid::new(f.into(), format!("`{name}` in the file is not a table"))
+}
+
+/// Set `key` to `v` (`Item::None`: remove it); an existing key keeps its comments (`insert` would replace the key
+/// with its decor).
 pub(crate) fn put(t: &mut dyn toml_edit::TableLike, key: &str, v: Item) {
+    if v.is_none() {
+        t.remove(key);
+        return;
+    }
     match t.get_mut(key) {
         Some(old) => {
             let decor = old.as_value().map(|v| v.decor().clone());
@@ -125,10 +125,10 @@ pub(crate) fn put(t: &mut dyn toml_edit::TableLike, key: &str, v: Item) {
 }
 
 /// Replace the aliases in `[name] model_aliases`, keeping its form (inline or a table of its own).
-fn set_aliases(doc: &mut DocumentMut, name: &str, aliases: &BTreeMap<String, String>) -> Result<(), String> {
-    let section = table(doc, name).as_table_like_mut().ok_or_else(|| format!("`{name}` in the file is not a table"))?;
+fn set_aliases(doc: &mut DocumentMut, name: &str, aliases: &BTreeMap<String, String>, f: &str) -> Result<(), Invalid> {
+    let section = table(doc, name).as_table_like_mut().ok_or_else(|| not_table(f, name))?;
     let item = section.entry("model_aliases").or_insert(Item::Table(Table::new()));
-    let t = item.as_table_like_mut().ok_or_else(|| format!("`{name}.model_aliases` in the file is not a table"))?;
+    let t = item.as_table_like_mut().ok_or_else(|| not_table(f, &format!("{name}.model_aliases")))?;
     let old: Vec<String> = t.iter().map(|(k, _)| k.to_string()).collect();
     for k in old.iter().filter(|k| !aliases.contains_key(*k)) {
         t.remove(k);
@@ -162,9 +162,8 @@ pub(crate) fn edit(
             Invalid::new(f.into(), format!("quota thresholds: {e}"))
         })?;
         if q != live.quota {
-            set(doc, Some("dashboard"), "quota_warn_percent", value(q.warn)).map_err(field("quota_warn_percent"))?;
-            set(doc, Some("dashboard"), "quota_critical_percent", value(q.critical))
-                .map_err(field("quota_critical_percent"))?;
+            set(doc, Some("dashboard"), "quota_warn_percent", value(q.warn), "quota_warn_percent")?;
+            set(doc, Some("dashboard"), "quota_critical_percent", value(q.critical), "quota_critical_percent")?;
             ch.applied.push("quota thresholds");
         }
     }
@@ -195,7 +194,7 @@ fn edit_restart(
             Invalid::new("strategy".into(), format!("`{s}` is not one of {}", names.join(", ")))
         })?;
         if parsed != strategy_now {
-            set(doc, Some("routing"), "strategy", value(parsed.as_str())).map_err(field("strategy"))?;
+            set(doc, Some("routing"), "strategy", value(parsed.as_str()), "strategy")?;
             ch.applied.push("strategy");
         }
     }
@@ -210,7 +209,7 @@ fn edit_restart(
         }
         if plans != current.routing.plan_priority {
             let item = if plans.is_empty() { Item::None } else { value(plans.iter().collect::<Array>()) };
-            set(doc, Some("routing"), "plan_priority", item).map_err(field("plan_priority"))?;
+            set(doc, Some("routing"), "plan_priority", item, "plan_priority")?;
             ch.restart.push("plan_priority");
         }
     }
@@ -223,7 +222,7 @@ fn edit_restart(
                 "affinity capacity: between 16 and 10000000 conversations",
             ));
         }
-        set(doc, Some("routing"), "affinity_capacity", value(n as i64)).map_err(field("affinity_capacity"))?;
+        set(doc, Some("routing"), "affinity_capacity", value(n as i64), "affinity_capacity")?;
         ch.restart.push("affinity_capacity");
     }
     if let Some(k) = b.keepalive_secs
@@ -232,19 +231,19 @@ fn edit_restart(
         if !(k.is_finite() && (0.05..=3600.0).contains(&k)) {
             return Err(Invalid::new("keepalive_secs".into(), "keepalive: between 0.05 and 3600 seconds"));
         }
-        set(doc, None, "keepalive_secs", value(k)).map_err(field("keepalive_secs"))?;
+        set(doc, None, "keepalive_secs", value(k), "keepalive_secs")?;
         ch.restart.push("keepalive_secs");
     }
     if let Some(e) = b.ollama_enabled
         && e != current.ollama.enabled
     {
-        set(doc, Some("ollama"), "enabled", value(e)).map_err(field("ollama_enabled"))?;
+        set(doc, Some("ollama"), "enabled", value(e), "ollama_enabled")?;
         ch.restart.push("ollama.enabled");
     }
     if let Some(p) = b.ollama_port
         && p != current.ollama.listen.port()
     {
-        set(doc, Some("ollama"), "port", value(i64::from(p))).map_err(field("ollama_port"))?;
+        set(doc, Some("ollama"), "port", value(i64::from(p)), "ollama_port")?;
         ch.restart.push("ollama.port");
     }
     let sorted =
@@ -256,7 +255,7 @@ fn edit_restart(
         let Some(text) = text else { continue };
         let aliases = parse_aliases(text).map_err(|e| Invalid::new(id.into(), format!("{name} aliases: {e}")))?;
         if aliases != sorted(now) {
-            set_aliases(doc, name, &aliases).map_err(field(id))?;
+            set_aliases(doc, name, &aliases, id)?;
             ch.restart.push(if name == "anthropic" { "anthropic.model_aliases" } else { "gemini.model_aliases" });
         }
     }
@@ -287,44 +286,35 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// `POST /dashboard/api/settings`.
-pub(crate) async fn save(State(dash): State<St>, _: ApiWrite, body: axum::body::Bytes) -> Response {
-    let b: SettingsBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("Unreadable settings: {e}")),
-    };
+pub(crate) async fn save(State(dash): State<St>, _: ApiWrite, body: axum::body::Bytes) -> Answer {
+    let b: SettingsBody = json_body(&body, "Unreadable settings")?;
     let config = dash.app.live.config.load_full();
     let path = &config.config_file;
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("Cannot read {}: {e}", path.display())),
+        Err(e) => {
+            return Err(json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("Cannot read {}: {e}", path.display())));
+        }
     };
-    let mut doc: DocumentMut = match text.parse() {
-        Ok(d) => d,
-        Err(e) => return json_error(StatusCode::CONFLICT, format!("{} is not valid TOML: {e}", path.display())),
-    };
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e| json_error(StatusCode::CONFLICT, format!("{} is not valid TOML: {e}", path.display())))?;
     let live = Live { strategy: dash.app.pool.strategy(), quota: *dash.quota.read(), prices: dash.app.ledger.prices() };
-    let (changes, new_prices) = match edit(&mut doc, &b, &config, &live) {
-        Ok(c) => c,
-        Err(e) => return invalid(e),
-    };
+    let (changes, new_prices) = edit(&mut doc, &b, &config, &live).map_err(invalid)?;
     if changes == Changes::default() {
-        return json_response(
-            StatusCode::OK,
-            json!({"ok": true, "applied": [], "restart": [], "message": "Nothing changed."}),
-        );
+        let nothing = json!({"ok": true, "applied": [], "restart": [], "message": "Nothing changed."});
+        return Ok(json_response(StatusCode::OK, nothing));
     }
     let out = doc.to_string();
     // The file must still load: the gateway reads it at the next start.
-    if let Err(e) = toml::from_str::<RawConfig>(&out) {
-        return json_error(StatusCode::BAD_REQUEST, format!("The result would not load: {e}"));
-    }
-    if let Err(e) = write_atomically(path, &out) {
-        return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("Cannot write {}: {e}", path.display()));
-    }
+    toml::from_str::<RawConfig>(&out)
+        .map_err(|e| json_error(StatusCode::BAD_REQUEST, format!("The result would not load: {e}")))?;
+    write_atomically(path, &out)
+        .map_err(|e| json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("Cannot write {}: {e}", path.display())))?;
     let report = crate::app::reload::reload_logged(dash.app.clone(), crate::app::reload::Trigger::Dashboard).await;
     if let Some(e) = report.error {
-        return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("Saved, but the reload failed: {e}"));
+        return Err(json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("Saved, but the reload failed: {e}")));
     }
     // What this save changed, with the settings the reload put into force moved to `applied`.
     let (mut applied, mut restart) = (changes.applied, Vec::new());
@@ -333,11 +323,8 @@ pub(crate) async fn save(State(dash): State<St>, _: ApiWrite, body: axum::body::
     }
     apply(&dash, &b, new_prices);
     let note = crate::audit::Note::default().with("applied", applied.clone()).with("restart", restart.clone());
-    let resp = json_response(
-        StatusCode::OK,
-        json!({"ok": true, "applied": applied, "restart": restart, "file": path.display().to_string()}),
-    );
-    super::audit::noted(resp, note)
+    let v = json!({"ok": true, "applied": applied, "restart": restart, "file": path.display().to_string()});
+    Ok(super::audit::noted(json_response(StatusCode::OK, v), note))
 }
 
 /// What applies at once, once the file holds it.

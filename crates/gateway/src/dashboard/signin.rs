@@ -2,18 +2,44 @@
 //! one-time code; the session it opens is the user's, kept in the store (`users::Users::sign_in`), its token the
 //! session cookie. The admin key's login and the gate stay in session.rs.
 
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::session::logged_in;
 use super::{St, json_response};
 use crate::audit::{Actor, Note};
-use crate::users::{SIGN_IN_DELAY, SignInRefused};
+use crate::users::{Method, SIGN_IN_DELAY, SignInRefused, SignedIn, Users};
 
-/// A user's sign-in (users/): the password, and a one-time code when the user enrolled one. A failure waits
-/// [`SIGN_IN_DELAY`], holding up the next attempt, and is recorded in the audit trail with the name tried and
-/// why (never the password or the code).
+/// Check a user's name, password and one-time code and open their session, one attempt at a time (the admin
+/// API's sign-in too): a refusal waits [`SIGN_IN_DELAY`], holding up the next attempt.
+pub(crate) async fn sign_in(
+    users: &Arc<Users>,
+    name: &str,
+    password: &str,
+    code: Option<&str>,
+) -> Result<(String, Arc<SignedIn>), SignInRefused> {
+    let turn = users.turn().await;
+    let (u, name, password, code) = (users.clone(), name.to_string(), password.to_string(), code.map(str::to_string));
+    let checked = tokio::task::spawn_blocking(move || {
+        let row = u.check(&name, &password, code.as_deref())?;
+        let method = if row.totp_secret.is_some() { Method::PasswordTotp } else { Method::Password };
+        Ok::<_, SignInRefused>(u.sign_in(&row, method)?)
+    })
+    .await
+    .unwrap_or_else(|e| Err(SignInRefused::Store(anyhow::anyhow!("the sign-in task failed: {e}"))));
+    if checked.is_err() {
+        tokio::time::sleep(SIGN_IN_DELAY).await;
+    }
+    drop(turn);
+    checked
+}
+
+/// A user's sign-in (users/): the password, and a one-time code when the user enrolled one. A failure is recorded
+/// in the audit trail with the name tried and why (never the password or the code).
 pub(super) async fn user_login(
     dash: &St,
     headers: &HeaderMap,
@@ -24,29 +50,14 @@ pub(super) async fn user_login(
 ) -> Response {
     let tried: String = name.trim().chars().take(200).collect();
     let note = Note::target(tried).action("user.sign_in");
-    let users = dash.app.users.clone();
-    let turn = dash.app.users.turn().await;
-    let (name, password, code) = (name.to_string(), password.to_string(), code.map(str::to_string));
-    let checked = tokio::task::spawn_blocking(move || {
-        let row = users.check(&name, &password, code.as_deref())?;
-        let method =
-            if row.totp_secret.is_some() { crate::users::Method::PasswordTotp } else { crate::users::Method::Password };
-        Ok::<_, SignInRefused>(users.sign_in(&row, method)?)
-    })
-    .await
-    .unwrap_or_else(|e| Err(SignInRefused::Store(anyhow::anyhow!("the sign-in task failed: {e}"))));
-    match checked {
+    match sign_in(&dash.app.users, name, password, code).await {
         Ok((token, signed)) => {
-            drop(turn);
             let home = crate::users::access::home(signed.user.role);
-            let mut resp = logged_in(headers, &token, dash.sessions.lifetime, next.unwrap_or(home));
-            resp.extensions_mut().insert(Actor::User { name: signed.user.name.clone() });
-            resp.extensions_mut().insert(note.with("method", signed.method.clone()));
-            resp
+            let resp = logged_in(headers, &token, dash.sessions.lifetime, next.unwrap_or(home));
+            let actor = Extension(Actor::User { name: signed.user.name.clone() });
+            (actor, note.with("method", signed.method.clone()), resp).into_response()
         }
         Err(refused) => {
-            tokio::time::sleep(SIGN_IN_DELAY).await;
-            drop(turn);
             tracing::warn!("dashboard: a sign-in was refused ({refused:?})");
             let (status, message) = match &refused {
                 SignInRefused::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "The sign-in could not be checked."),
@@ -56,13 +67,9 @@ pub(super) async fn user_login(
                     (StatusCode::UNAUTHORIZED, "Wrong name or password.")
                 }
             };
-            let mut resp = json_response(
-                status,
-                json!({"error": message, "code_needed": matches!(refused, SignInRefused::CodeNeeded)}),
-            );
-            resp.extensions_mut().insert(Actor::Anonymous);
-            resp.extensions_mut().insert(note.with("reason", refused.reason()));
-            resp
+            let body = json!({"error": message, "code_needed": matches!(refused, SignInRefused::CodeNeeded)});
+            let note = note.with("reason", refused.reason());
+            (Extension(Actor::Anonymous), note, json_response(status, body)).into_response()
         }
     }
 }

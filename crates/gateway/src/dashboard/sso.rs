@@ -9,7 +9,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::session::{SESSION_COOKIE, cookie, login_form, over_tls, safe_next, set_cookie};
+use super::session::{SESSION_COOKIE, cookie, cookie_with, login_form, over_tls, safe_next, set_cookie, with_cookies};
 use super::{St, html_response};
 use crate::audit::{self, Actor, Entry, Outcome};
 use crate::users::oidc::{self, CALLBACK_PATH, Callback, SsoError};
@@ -20,18 +20,10 @@ const STATE_COOKIE: &str = "cgw_sso";
 /// percent-encoded; read back by the callback, on whichever instance it lands.
 const NEXT_COOKIE: &str = "cgw_sso_next";
 
-/// The state cookie: HttpOnly, only sent to the callback's path, and SameSite=Lax, because the provider's answer
-/// is a top-level navigation from another site (a Strict cookie would not come with it).
-fn state_cookie(headers: &HeaderMap, value: &str, max_age: std::time::Duration) -> HeaderValue {
-    sso_cookie(headers, STATE_COOKIE, value, max_age)
-}
-
+/// The sign-in's cookies: HttpOnly, only sent to the callback's path, and SameSite=Lax, because the provider's
+/// answer is a top-level navigation from another site (a Strict cookie would not come with it).
 fn sso_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: std::time::Duration) -> HeaderValue {
-    let secure = if over_tls(headers) { "; Secure" } else { "" };
-    let c =
-        format!("{name}={value}; Path=/dashboard/sso; HttpOnly; SameSite=Lax; Max-Age={}{secure}", max_age.as_secs());
-    // The state is base64url, the return address percent-encoded: always a valid header value.
-    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("cgw_invalid=1"))
+    cookie_with(headers, name, value, max_age, "Path=/dashboard/sso; HttpOnly; SameSite=Lax")
 }
 
 /// Where the provider sends the browser back: `[dashboard.oidc] public_url`, else this request's own scheme and
@@ -63,18 +55,13 @@ async fn record(dash: &St, source: Option<String>, actor: Actor, who: Option<Str
             entry.details.insert("reason".into(), e.reason().into());
         }
     }
-    let store = dash.app.pool.store().clone();
-    if let Err(e) = tokio::task::spawn_blocking(move || audit::record(&store, entry)).await {
-        tracing::error!("the audit trail's append did not complete: {e}");
-    }
+    super::audit::append(&dash.app, entry).await;
 }
 
 /// The login page with the refusal in place of the button's silence.
 fn refused_page(dash: &St, headers: &HeaderMap, e: &SsoError) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let mut resp = login_form(dash, headers, Some(&format!("Single sign-on failed: {e}.")));
-    *resp.status_mut() = status;
-    resp
+    (status, login_form(dash, headers, Some(&format!("Single sign-on failed: {e}.")))).into_response()
 }
 
 /// `GET /dashboard/sso/start`: to the provider.
@@ -88,16 +75,13 @@ pub(crate) async fn start(State(dash): State<St>, req: Request) -> Response {
     };
     match result {
         Ok(started) => {
-            let mut resp = Redirect::to(&started.url).into_response();
-            let c = state_cookie(&headers, &started.state, oidc::PENDING_LIFETIME);
-            resp.headers_mut().append(header::SET_COOKIE, c);
+            let state = sso_cookie(&headers, STATE_COOKIE, &started.state, oidc::PENDING_LIFETIME);
             let query = Query::<std::collections::HashMap<String, String>>::try_from_uri(req.uri()).ok();
-            if let Some(next) = query.as_ref().and_then(|q| safe_next(q.get("next").map(String::as_str))) {
+            let next = query.as_ref().and_then(|q| safe_next(q.get("next").map(String::as_str))).map(|next| {
                 let encoded: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
-                let c = sso_cookie(&headers, NEXT_COOKIE, &encoded, oidc::PENDING_LIFETIME);
-                resp.headers_mut().append(header::SET_COOKIE, c);
-            }
-            resp
+                sso_cookie(&headers, NEXT_COOKIE, &encoded, oidc::PENDING_LIFETIME)
+            });
+            with_cookies(Redirect::to(&started.url).into_response(), [state].into_iter().chain(next))
         }
         // Nothing to sign in to: not a refusal to record (and no way to fill the trail from outside).
         Err(e @ SsoError::NotConfigured) => refused_page(&dash, &headers, &e),
@@ -118,7 +102,7 @@ pub(crate) async fn callback(State(dash): State<St>, req: Request) -> Response {
         None => Err(oidc::Failed { error: SsoError::NotConfigured, who: None }),
         Some(p) => oidc::finish(p, &dash.app.users, cookie(&headers, STATE_COOKIE), &answer).await,
     };
-    let mut resp = match result {
+    let resp = match result {
         Ok(done) => {
             let name = done.signed.user.name.clone();
             if done.created {
@@ -136,14 +120,9 @@ pub(crate) async fn callback(State(dash): State<St>, req: Request) -> Response {
                 "<!doctype html><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url={home}\">\
                  <title>Signed in</title><p>Signed in. <a href=\"{home}\">Continue to the dashboard</a>.</p>"
             );
-            let mut resp = html_response(StatusCode::OK, html);
-            resp.headers_mut()
-                .append(header::SET_COOKIE, set_cookie(&headers, SESSION_COOKIE, &done.token, dash.sessions.lifetime));
-            if asked.is_some() {
-                let clear = sso_cookie(&headers, NEXT_COOKIE, "", std::time::Duration::ZERO);
-                resp.headers_mut().append(header::SET_COOKIE, clear);
-            }
-            resp
+            let session = set_cookie(&headers, SESSION_COOKIE, &done.token, dash.sessions.lifetime);
+            let clear = asked.is_some().then(|| sso_cookie(&headers, NEXT_COOKIE, "", std::time::Duration::ZERO));
+            with_cookies(html_response(StatusCode::OK, html), [session].into_iter().chain(clear))
         }
         Err(failed) if matches!(failed.error, SsoError::NotConfigured) => refused_page(&dash, &headers, &failed.error),
         Err(failed) => {
@@ -153,8 +132,7 @@ pub(crate) async fn callback(State(dash): State<St>, req: Request) -> Response {
         }
     };
     // The state served its one use, whatever came of it.
-    resp.headers_mut().append(header::SET_COOKIE, state_cookie(&headers, "", std::time::Duration::ZERO));
-    resp
+    with_cookies(resp, [sso_cookie(&headers, STATE_COOKIE, "", std::time::Duration::ZERO)])
 }
 
 /// `text` safe inside a double-quoted HTML attribute (the return address goes into the page that moves on).

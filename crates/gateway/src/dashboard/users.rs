@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::audit::noted;
 use super::session::{ApiWrite, PageAccess};
-use super::{St, json_error, json_response};
+use super::{Answer, St, json_body, json_error, json_response};
 use crate::auth::now_unix;
 use crate::users::manage::{self, Ended, NewUser, UserError, UserPatch};
 
@@ -43,12 +43,11 @@ async fn changed<T: Send + 'static>(
 }
 
 /// `GET /dashboard/users`.
-pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess) -> Response {
+pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess) -> Answer {
     let store = dash.app.users.store().clone();
     let rows = match tokio::task::spawn_blocking(move || store.list_users()).await {
-        Ok(Ok(rows)) => rows,
-        Ok(Err(e)) => return refused(UserError::Store(e)),
-        Err(e) => return refused(UserError::Store(anyhow::anyhow!("{e}"))),
+        Ok(rows) => rows.map_err(|e| refused(UserError::Store(e)))?,
+        Err(e) => return Err(refused(UserError::Store(anyhow::anyhow!("{e}")))),
     };
     let mut ctx = super::pages::base(&a, "Users", "users");
     let now = now_unix();
@@ -62,8 +61,7 @@ pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess) -> R
     });
     ctx.insert("users".into(), shown.collect::<Vec<_>>().into());
     ctx.insert("default_max_keys".into(), crate::users::DEFAULT_MAX_KEYS.into());
-    let page = dash.render("users.html", Value::Object(ctx));
-    a.finish(page)
+    Ok(a.finish(dash.render("users.html", Value::Object(ctx))))
 }
 
 #[derive(Deserialize)]
@@ -76,23 +74,16 @@ pub(crate) struct CreateForm {
 }
 
 /// `POST /dashboard/api/users`: the new user.
-pub(crate) async fn create(State(dash): State<St>, _: ApiWrite, body: axum::body::Bytes) -> Response {
-    let f: CreateForm = match serde_json::from_slice(&body) {
-        Ok(f) => f,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("Unreadable user form: {e}")),
-    };
+pub(crate) async fn create(State(dash): State<St>, _: ApiWrite, body: axum::body::Bytes) -> Answer {
+    let f: CreateForm = json_body(&body, "Unreadable user form")?;
     let new = NewUser {
         name: f.name,
         role: f.role,
         password: Some(f.password).filter(|p| !p.is_empty()),
         max_keys: f.max_keys,
     };
-    match changed(&dash, move |store| manage::create(store, new, now_unix())).await {
-        Ok(row) => {
-            noted(json_response(StatusCode::CREATED, manage::summary(&row)), manage::note(&row, &Ended::default()))
-        }
-        Err(resp) => resp,
-    }
+    let row = changed(&dash, move |store| manage::create(store, new, now_unix())).await?;
+    Ok(noted(json_response(StatusCode::CREATED, manage::summary(&row)), manage::note(&row, &Ended::default())))
 }
 
 /// `POST /dashboard/api/users/{id}` `{"role"?, "disabled"?, "max_keys"?}`, or the budget's `{"daily_tokens",
@@ -102,18 +93,11 @@ pub(crate) async fn update(
     _: ApiWrite,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    let patch: UserPatch = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("Unreadable change: {e}")),
-    };
+) -> Answer {
+    let patch: UserPatch = json_body(&body, "Unreadable change")?;
     let action = if patch.sets_budget() { "user.budget" } else { "user.update" };
-    match changed(&dash, move |store| manage::update(store, &id, patch, now_unix())).await {
-        Ok((row, ended)) => {
-            noted(json_response(StatusCode::OK, manage::summary(&row)), manage::note(&row, &ended).action(action))
-        }
-        Err(resp) => resp,
-    }
+    let (row, ended) = changed(&dash, move |store| manage::update(store, &id, patch, now_unix())).await?;
+    Ok(noted(json_response(StatusCode::OK, manage::summary(&row)), manage::note(&row, &ended).action(action)))
 }
 
 #[derive(Deserialize, Default)]
@@ -128,34 +112,30 @@ pub(crate) async fn act(
     _: ApiWrite,
     Path((id, action)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> Response {
+) -> Answer {
     let now = now_unix();
-    let done = match action.as_str() {
+    let (v, note) = match action.as_str() {
         "password" => {
             let Ok(f) = serde_json::from_slice::<PasswordForm>(&body) else {
-                return json_error(StatusCode::BAD_REQUEST, "Send {\"password\": ...}.");
+                return Err(json_error(StatusCode::BAD_REQUEST, "Send {\"password\": ...}."));
             };
-            changed(&dash, move |store| manage::set_password(store, &id, &f.password))
-                .await
-                .map(|(row, ended)| (manage::summary(&row), manage::note(&row, &ended)))
+            let (row, ended) = changed(&dash, move |store| manage::set_password(store, &id, &f.password)).await?;
+            (manage::summary(&row), manage::note(&row, &ended))
         }
         "totp" => changed(&dash, move |store| manage::enrol_totp(store, &id)).await.map(|(row, uri)| {
             let mut v = manage::summary(&row);
             v["otpauth_uri"] = uri.into();
             (v, manage::note(&row, &Ended::default()))
-        }),
+        })?,
         "totp_remove" => changed(&dash, move |store| manage::drop_totp(store, &id))
             .await
-            .map(|row| (manage::summary(&row), manage::note(&row, &Ended::default()))),
+            .map(|row| (manage::summary(&row), manage::note(&row, &Ended::default())))?,
         "remove" => changed(&dash, move |store| manage::remove(store, &id, now)).await.map(|(row, ended)| {
             let mut v = manage::summary(&row);
             v["removed"] = true.into();
             (v, manage::note(&row, &ended))
-        }),
-        _ => return json_error(StatusCode::NOT_FOUND, "No such user action."),
+        })?,
+        _ => return Err(json_error(StatusCode::NOT_FOUND, "No such user action.")),
     };
-    match done {
-        Ok((v, note)) => noted(json_response(StatusCode::OK, v), note),
-        Err(resp) => resp,
-    }
+    Ok(noted(json_response(StatusCode::OK, v), note))
 }

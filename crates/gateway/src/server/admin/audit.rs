@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::error::AdminError;
 use crate::app::AppState;
-use crate::audit::{self, Actor, Entry, Note, Outcome};
+use crate::audit::{self, Actor, Entry};
 use crate::users::Principal;
 use crate::users::table::RouteTable;
 
@@ -48,15 +48,7 @@ pub async fn layer(
     let mut entry = Entry::new(actor, action(&method, &route));
     entry.source = source;
     entry.target = target;
-    entry.outcome = Outcome::of_status(resp.status());
-    entry.details.insert("status".into(), resp.status().as_u16().into());
-    if let Some(note) = resp.extensions_mut().remove::<Note>() {
-        note.apply(&mut entry);
-    }
-    let store = s.pool.store().clone();
-    if let Err(e) = tokio::task::spawn_blocking(move || audit::record(&store, entry)).await {
-        tracing::error!("the audit trail's append did not complete: {e}");
-    }
+    crate::dashboard::audit::append_answered(&s, entry, &mut resp).await;
     resp
 }
 

@@ -1,7 +1,6 @@
-//! The admin API's one error type ([`AdminError`]) and what every handler under `/admin/*` extracts besides its
-//! path: a JSON body ([`AdminJson`]) and, where keys are managed, a configured admin credential
-//! ([`KeysManageable`]). Who may call `/admin/*` at all is the request guard's decision (server/guard.rs: the
-//! admin key only), made before routing so every path under it, present and future, is covered.
+//! The admin API's one error type ([`AdminError`]) and its extractors ([`AdminJson`], [`KeysManageable`]). Who may
+//! call `/admin/*` at all is the request guard's decision (server/guard.rs), made before routing so every path
+//! under it, present and future, is covered.
 //!
 //! Every refusal is the OpenAI error shape (server/openai.rs), with the status its kind gives. That body names no
 //! request id; the response's `x-request-id` header is the router's (server/mod.rs), so rendering needs nothing
@@ -25,20 +24,26 @@ use crate::users::manage::UserError;
 use crate::users::password::PasswordError;
 
 /// Why an admin call failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// No account has this id: 404.
+    #[error("no account `{0}`")]
     NoAccount(String),
     /// The key store refused a change or a lookup (keys/manage.rs): 400, 404 or 500 by its cause.
-    Keys(ManageError),
+    #[error(transparent)]
+    Keys(#[from] ManageError),
     /// A change to a user was refused (users/manage.rs): 400, 403, 404 or 500 by its cause.
-    Users(UserError),
+    #[error(transparent)]
+    Users(#[from] UserError),
     /// The store or the pool failed: 500, the cause chain in the message.
-    Internal(anyhow::Error),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
     /// A refusal with its own kind, message and code: a bad body or parameter, a permission, a refresh the
     /// upstream refused.
-    Refused(GatewayError),
+    #[error(transparent)]
+    Refused(#[from] GatewayError),
     /// The body could not be read (past the body limit, a broken connection): axum's own answer, as for any route.
+    #[error(transparent)]
     Body(BytesRejection),
 }
 
@@ -87,30 +92,6 @@ impl IntoResponse for AdminError {
             Ok(e) => error_response(openai::SHAPE, &e, ""),
             Err(rejection) => rejection.into_response(),
         }
-    }
-}
-
-impl From<GatewayError> for AdminError {
-    fn from(e: GatewayError) -> AdminError {
-        AdminError::Refused(e)
-    }
-}
-
-impl From<anyhow::Error> for AdminError {
-    fn from(e: anyhow::Error) -> AdminError {
-        AdminError::Internal(e)
-    }
-}
-
-impl From<UserError> for AdminError {
-    fn from(e: UserError) -> AdminError {
-        AdminError::Users(e)
-    }
-}
-
-impl From<ManageError> for AdminError {
-    fn from(e: ManageError) -> AdminError {
-        AdminError::Keys(e)
     }
 }
 

@@ -29,11 +29,6 @@ pub fn routes() -> RouteTable<Arc<AppState>> {
         .post("/admin/keys/{id}/revoke", revoke)
 }
 
-/// The registry follows the store before the answer goes out.
-fn reloaded(s: &AppState) -> Result<(), AdminError> {
-    Ok(s.keys.reload()?)
-}
-
 /// A member sees their own keys only (`asking`: server/admin/access.rs); an admin every key.
 fn visible(asking: &Asking, row: &StoredKey) -> bool {
     asking.only_own().is_none_or(|u| row.owner.as_deref() == Some(u.id.as_str()))
@@ -75,7 +70,7 @@ async fn create(
     let max_keys = asking.only_own().map(|member| member.max_keys);
     let owner = asking.principal.user().map(|u| manage::Owner { id: &u.id, name: &u.name, max_keys });
     let (row, secret) = manage::create_owned(s.keys.store(), spec, owner, now_unix())?;
-    reloaded(&s)?;
+    s.keys.reload()?;
     let mut v = stored_with_usage(Some(&s.keys), &row);
     v["secret"] = secret.into();
     Ok((StatusCode::CREATED, crate::audit::key_note(&row), Json(v)))
@@ -94,7 +89,7 @@ async fn update(
         // Also a suspension whose row was never written (the write failed): this registry's own state.
         s.keys.lift_suspension(&row.id);
     }
-    reloaded(&s)?;
+    s.keys.reload()?;
     Ok((crate::audit::key_note(&row), Json(stored_with_usage(Some(&s.keys), &row))))
 }
 
@@ -105,6 +100,6 @@ async fn revoke(
 ) -> Result<(Note, Json<Value>), AdminError> {
     let id = get_visible(&s, &asking, id)?.id;
     let row = manage::revoke(s.keys.store(), &id, now_unix())?;
-    reloaded(&s)?;
+    s.keys.reload()?;
     Ok((crate::audit::key_note(&row), Json(stored_with_usage(Some(&s.keys), &row))))
 }

@@ -1,8 +1,5 @@
 //! The JSON admin API under `/admin/*` (the request guard lets only the admin key in: server/guard.rs): the same
 //! account management as the CLI, on the running gateway, for scripts and the CLI's live target (cli/destination/).
-//! Neighbours: `keys.rs` (`/admin/keys`), `conversations.rs` (held conversations), `audit.rs` (the layer that puts
-//! every change in the audit trail, and `/admin/audit`), `error.rs` (the one error type every handler here answers
-//! with, and the extractors: a JSON body, a configured admin credential).
 
 use std::sync::Arc;
 
@@ -235,14 +232,13 @@ async fn policy(
     Path(id): Path<String>,
     AdminJson(b): AdminJson<PolicyBody>,
 ) -> Answer<(Note, Json<Value>)> {
-    let policy = match manage::set_policy(s.pool.store(), &id, &b.policy) {
-        Ok(policy) => policy,
-        Err(manage::PolicyError::Bad(e)) => {
-            return Err(GatewayError::invalid_param("policy", e.to_string()).with_code("invalid_policy").into());
+    let policy = manage::set_policy(s.pool.store(), &id, &b.policy).map_err(|e| match e {
+        manage::PolicyError::Bad(e) => {
+            GatewayError::invalid_param("policy", e.to_string()).with_code("invalid_policy").into()
         }
-        Err(manage::PolicyError::NoAccount(_)) => return Err(AdminError::NoAccount(id)),
-        Err(manage::PolicyError::Store(e)) => return Err(e.into()),
-    };
+        manage::PolicyError::NoAccount(_) => AdminError::NoAccount(id.clone()),
+        manage::PolicyError::Store(e) => AdminError::from(e),
+    })?;
     s.pool.reload()?;
     Ok((Note::default().with("policy", policy.as_text()), Json(json!({"id": id, "policy": policy.as_text()}))))
 }
@@ -308,17 +304,16 @@ async fn usage(State(s): State<Arc<AppState>>, asking: Asking, RawQuery(raw): Ra
     }
 }
 
-/// The ids of every key `user_id` owns, revoked ones included (their past use is the user's).
-fn owned_keys(s: &AppState, user_id: &str) -> Result<Vec<String>, AdminError> {
-    let rows = s.keys.store().list_keys()?;
-    Ok(rows.into_iter().filter(|k| k.owner.as_deref() == Some(user_id)).map(|k| k.id).collect())
-}
-
 /// `GET /admin/requests` (usage/api.rs); a member names one of their keys (`key=`).
 async fn requests(State(s): State<Arc<AppState>>, asking: Asking, RawQuery(raw): RawQuery) -> Answer<Response> {
     if let Some(user) = asking.only_own() {
         let key = crate::usage::api::requests_key(raw.as_deref());
-        if !key.is_some_and(|k| owned_keys(&s, &user.id).is_ok_and(|owned| owned.contains(&k))) {
+        // Any key the user owns, revoked ones included (their past use is the user's).
+        let owned = |k: String| {
+            let rows = s.keys.store().list_keys();
+            rows.is_ok_and(|rows| rows.iter().any(|r| r.id == k && r.owner.as_deref() == Some(user.id.as_str())))
+        };
+        if !key.is_some_and(owned) {
             return Err(GatewayError::new(
                 ErrorKind::PermissionDenied,
                 "A member lists the requests of their own keys: add key=<one of your key ids>.",

@@ -1,17 +1,15 @@
 //! `/admin/users` (an admin manages people: create, role, disable, remove, password, TOTP enrolment) and a
-//! user's own session on the admin API: `POST /admin/sign-in` (name, password and, when enrolled, a one-time
-//! code) answers a session token to send as `Authorization: Bearer`, `POST /admin/sign-out` ends it, `GET
-//! /admin/me` says who it is. The changes go through users/manage.rs; each answer is sent after the registries
-//! (users, keys) re-read the store, so a disabled user's next request is refused here, and on the other
-//! instances of a team at their next poll. The audit layer records each call; the notes here say what changed,
-//! never a password, a hash, a TOTP secret or a token.
+//! user's own session on the admin API (sign-in, sign-out, `/admin/me`), through users/manage.rs. Each answer is
+//! sent after the registries (users, keys) re-read the store, so a disabled user's next request is refused here,
+//! and on the other instances of a team at their next poll. The audit notes never hold a password, a hash, a TOTP
+//! secret or a token.
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use dialects::{ErrorKind, GatewayError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -21,9 +19,9 @@ use super::error::{AdminError, AdminJson};
 use crate::app::AppState;
 use crate::audit::{Actor, Note};
 use crate::auth::now_unix;
-use crate::users::manage::{self, Ended, NewUser, UserPatch};
+use crate::users::manage::{self, Ended, NewUser, UserError, UserPatch};
 use crate::users::table::RouteTable;
-use crate::users::{Method, Principal, SIGN_IN_DELAY, SignInRefused};
+use crate::users::{Principal, SignInRefused};
 
 pub fn routes() -> RouteTable<Arc<AppState>> {
     RouteTable::new()
@@ -49,10 +47,17 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| AdminError::Internal(anyhow::anyhow!("a store task failed: {e}")))?
 }
 
-/// The registries follow the store before the answer goes out.
-fn reloaded(s: &AppState) -> Result<(), AdminError> {
+/// A change of the users' store, off the async workers; the registries follow the store before the answer goes
+/// out.
+async fn changed<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&crate::store::Store) -> Result<T, UserError> + Send + 'static,
+) -> Result<T, AdminError> {
+    let store = s.users.store().clone();
+    let done = blocking(move || Ok(f(&store)?)).await?;
     s.users.reload()?;
-    Ok(s.keys.reload()?)
+    s.keys.reload()?;
+    Ok(done)
 }
 
 #[derive(Deserialize)]
@@ -68,51 +73,35 @@ struct SignInBody {
 async fn sign_in(State(s): State<Arc<AppState>>, AdminJson(b): AdminJson<SignInBody>) -> Response {
     let name: String = b.name.trim().chars().take(200).collect();
     let note = Note::target(name.clone()).action("user.sign_in");
-    let turn = s.users.turn().await;
-    let users = s.users.clone();
-    let checked = tokio::task::spawn_blocking(move || {
-        let row = users.check(&b.name, &b.password, b.code.as_deref())?;
-        let method = if row.totp_secret.is_some() { Method::PasswordTotp } else { Method::Password };
-        Ok::<_, SignInRefused>(users.sign_in(&row, method)?)
-    })
-    .await
-    .unwrap_or_else(|e| Err(SignInRefused::Store(anyhow::anyhow!("the sign-in task failed: {e}"))));
-    let (token, signed) = match checked {
-        Ok(done) => done,
-        Err(refused) => {
-            tokio::time::sleep(SIGN_IN_DELAY).await;
-            drop(turn);
-            tracing::warn!("admin API: a sign-in was refused ({refused:?})");
-            let mut resp = AdminError::from(sign_in_error(&refused)).into_response();
-            resp.extensions_mut().insert(Actor::Anonymous);
-            resp.extensions_mut().insert(note.with("reason", refused.reason()));
-            return resp;
-        }
-    };
-    drop(turn);
+    let (token, signed) =
+        match crate::dashboard::signin::sign_in(&s.users, &b.name, &b.password, b.code.as_deref()).await {
+            Ok(done) => done,
+            Err(refused) => {
+                tracing::warn!("admin API: a sign-in was refused ({refused:?})");
+                let resp = AdminError::from(sign_in_error(&refused)).into_response();
+                return (Extension(Actor::Anonymous), note.with("reason", refused.reason()), resp).into_response();
+            }
+        };
     let body = json!({
         "token": token,
         "expires_at": signed.expires_at,
         "user": {"id": signed.user.id, "name": signed.user.name, "role": signed.user.role.as_str()},
     });
     let note = note.with("method", signed.method.clone());
-    let mut resp = (note, Json(body)).into_response();
-    resp.extensions_mut().insert(Principal::User(signed));
-    resp
+    (Extension(Principal::User(signed)), note, Json(body)).into_response()
 }
 
 fn sign_in_error(r: &SignInRefused) -> GatewayError {
-    let (kind, code) = match r {
-        SignInRefused::WrongNameOrPassword | SignInRefused::NotAllowed => (ErrorKind::Unauthorized, "sign_in_failed"),
-        SignInRefused::CodeNeeded => (ErrorKind::Unauthorized, "code_needed"),
-        SignInRefused::WrongCode => (ErrorKind::Unauthorized, "wrong_code"),
-        SignInRefused::Store(_) => (ErrorKind::Internal, "store_error"),
+    let code = match r {
+        SignInRefused::WrongNameOrPassword | SignInRefused::NotAllowed => "sign_in_failed",
+        SignInRefused::CodeNeeded => "code_needed",
+        SignInRefused::WrongCode => "wrong_code",
+        SignInRefused::Store(_) => {
+            let message = "The sign-in could not be checked: see the gateway's log.";
+            return GatewayError::new(ErrorKind::Internal, message).with_code("store_error");
+        }
     };
-    let message = match r {
-        SignInRefused::Store(_) => "The sign-in could not be checked: see the gateway's log.".to_string(),
-        other => format!("Sign-in refused: {other}."),
-    };
-    GatewayError::new(kind, message).with_code(code)
+    GatewayError::new(ErrorKind::Unauthorized, format!("Sign-in refused: {r}.")).with_code(code)
 }
 
 /// `POST /admin/sign-out`: the session sent ends, everywhere.
@@ -162,9 +151,7 @@ async fn create(
     State(s): State<Arc<AppState>>,
     AdminJson(new): AdminJson<NewUser>,
 ) -> Result<(StatusCode, Note, Json<Value>), AdminError> {
-    let store = s.users.store().clone();
-    let row = blocking(move || Ok(manage::create(&store, new, now_unix())?)).await?;
-    reloaded(&s)?;
+    let row = changed(&s, move |store| manage::create(store, new, now_unix())).await?;
     Ok((StatusCode::CREATED, manage::note(&row, &Ended::default()), Json(manage::summary(&row))))
 }
 
@@ -176,10 +163,8 @@ async fn update(
     Path(id): Path<String>,
     AdminJson(patch): AdminJson<UserPatch>,
 ) -> Result<(Note, Json<Value>), AdminError> {
-    let store = s.users.store().clone();
     let action = if patch.sets_budget() { "user.budget" } else { "user.update" };
-    let (row, ended) = blocking(move || Ok(manage::update(&store, &id, patch, now_unix())?)).await?;
-    reloaded(&s)?;
+    let (row, ended) = changed(&s, move |store| manage::update(store, &id, patch, now_unix())).await?;
     let mut v = with_ended(&row, &ended);
     if let Some(usage) = with_usage(&s, &row).get("usage") {
         v["usage"] = usage.clone();
@@ -189,9 +174,7 @@ async fn update(
 
 /// Ends the user's sessions and revokes their keys, then removes the user.
 async fn remove(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<(Note, Json<Value>), AdminError> {
-    let store = s.users.store().clone();
-    let (row, ended) = blocking(move || Ok(manage::remove(&store, &id, now_unix())?)).await?;
-    reloaded(&s)?;
+    let (row, ended) = changed(&s, move |store| manage::remove(store, &id, now_unix())).await?;
     let mut v = with_ended(&row, &ended);
     v["removed"] = true.into();
     Ok((manage::note(&row, &ended).action("user.remove"), Json(v)))
@@ -209,26 +192,20 @@ async fn password(
     Path(id): Path<String>,
     AdminJson(b): AdminJson<PasswordBody>,
 ) -> Result<(Note, Json<Value>), AdminError> {
-    let store = s.users.store().clone();
-    let (row, ended) = blocking(move || Ok(manage::set_password(&store, &id, &b.password)?)).await?;
-    reloaded(&s)?;
+    let (row, ended) = changed(&s, move |store| manage::set_password(store, &id, &b.password)).await?;
     Ok((manage::note(&row, &ended).action("user.password"), Json(with_ended(&row, &ended))))
 }
 
 /// A new TOTP secret: `{"otpauth_uri"}`, shown this once (the secret is in it), for the user's authenticator app.
 async fn enrol_totp(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<(Note, Json<Value>), AdminError> {
-    let store = s.users.store().clone();
-    let (row, uri) = blocking(move || Ok(manage::enrol_totp(&store, &id)?)).await?;
-    reloaded(&s)?;
+    let (row, uri) = changed(&s, move |store| manage::enrol_totp(store, &id)).await?;
     let mut v = manage::summary(&row);
     v["otpauth_uri"] = uri.into();
     Ok((manage::note(&row, &Ended::default()).action("user.totp_enrol"), Json(v)))
 }
 
 async fn drop_totp(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<(Note, Json<Value>), AdminError> {
-    let store = s.users.store().clone();
-    let row = blocking(move || Ok(manage::drop_totp(&store, &id)?)).await?;
-    reloaded(&s)?;
+    let row = changed(&s, move |store| manage::drop_totp(store, &id)).await?;
     Ok((manage::note(&row, &Ended::default()).action("user.totp_remove"), Json(manage::summary(&row))))
 }
 
