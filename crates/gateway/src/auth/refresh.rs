@@ -1,12 +1,6 @@
-//! The OAuth refresh call: `POST {issuer}/oauth/token` with the single-use refresh token.
-//!
-//! Callers must hold the account's refresh lock and commit the returned tokens before using them: the old
-//! refresh token is dead the moment the issuer answers. For the same reason a failed commit must not drop them
-//! (`Pool::commit_tokens` keeps them in memory, flags the account and retries).
-//!
-//! A failed refresh is a [`RefreshError`]: the issuer's answer is classified once, here ([`classify`]). What
-//! follows (needs login, or the login stays and the client hears why) is decided by one exhaustive `match` on
-//! the type in `accounts/tokens.rs`, never by reading the issuer's code or message again.
+//! The OAuth refresh call: `POST {issuer}/oauth/token` with the single-use refresh token. Callers must hold the
+//! account's refresh lock and commit the returned tokens before using them (nor drop them when the commit fails):
+//! the old refresh token is dead the moment the issuer answers. A failure is classified once, here ([`classify`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,20 +21,16 @@ pub enum RefreshError {
     /// The token endpoint failed (5xx) or asked the gateway to slow down (429). The refresh token was not spent.
     #[error("the token endpoint is unavailable (HTTP {status}{})", shown_code(.code))]
     Unavailable { status: u16, code: Option<String> },
-    /// The token endpoint refused the request for another reason (400 `invalid_client`, `invalid_request`,
-    /// `unsupported_grant_type`, a 403): the gateway's request, not the login. Logging in again would not help;
-    /// the refresh token is kept and the refresh is tried again later.
+    /// The token endpoint refused the gateway's request, not the login (400 `invalid_client`, a 403): logging in
+    /// again would not help; the refresh is tried again later.
     #[error("the token endpoint refused the request (HTTP {status}{})", shown_code(.code))]
     Rejected { status: u16, code: Option<String> },
-    /// The token endpoint could not be reached, or its answer broke off. The cause chain is kept as the error's
-    /// source (`upstream::with_causes` writes it out for the client).
+    /// The token endpoint could not be reached, or its answer broke off (the cause kept as the source).
     #[error("cannot reach the token endpoint")]
     Transport(#[source] Arc<reqwest::Error>),
-    /// A success answer that is not a token answer.
     #[error("the token endpoint returned an unreadable answer")]
     Malformed(#[source] Arc<serde_json::Error>),
-    /// An answer that came compressed and did not decode (the refresh token may have been spent: as for a broken
-    /// answer, the login is kept and the refresh tried again).
+    /// The refresh token may have been spent: as for a broken answer, the login is kept and the refresh retried.
     #[error("the token endpoint's compressed answer could not be decoded")]
     Undecodable(#[source] Arc<std::io::Error>),
     /// No answer within the limit: the login stays, but the client hears it was a timeout.
@@ -51,13 +41,13 @@ pub enum RefreshError {
 /// How the issuer said the login is gone (spec/codex-upstream.md "Refresh": permanent failures).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginGone {
-    /// `refresh_token_reused`: the single-use refresh token was spent already (by another process or host).
+    /// Spent already (by another process or host).
     Reused,
-    /// `refresh_token_expired`.
+    /// Its life is over.
     Expired,
-    /// `refresh_token_invalidated`: revoked (a logout, a password change).
+    /// Revoked (a logout, a password change).
     Revoked,
-    /// `invalid_grant`: the OAuth standard's word for a refresh token the issuer does not accept.
+    /// The OAuth standard's word for a refresh token the issuer does not accept.
     InvalidGrant,
     /// A 401 with any other code (or none), kept to be shown.
     Unauthorized { code: Option<String> },

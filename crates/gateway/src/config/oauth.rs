@@ -1,6 +1,5 @@
 //! Resolved `[oauth]`: the gateway's OAuth authorization server for the Codex CLI's gateway sign-in (oauth/,
-//! docs/dashboard.md "The Codex CLI's sign-in"): the public client id the CLI presents, how long its tokens live,
-//! the header its token comes back in, and the loopback port `connect codex` tells the CLI to listen on.
+//! docs/dashboard.md "The Codex CLI's sign-in").
 
 use std::time::Duration;
 

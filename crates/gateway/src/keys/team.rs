@@ -1,9 +1,6 @@
-//! Token budgets with a team store (docs/team.md): each instance charges its own requests to a key's counters
-//! as they end (`BudgetSink`), and once a second raises them to what the whole team spent according to the
-//! shared ledger (`store/postgres/budgets.rs`), so a key whose budget was spent on other instances is refused
-//! here too. The same for the users with a budget (users.rs), summed by the ledger's user column. One statement
-//! per second for every key with a budget together (and one for the users), none while none has one; no request
-//! waits for it.
+//! Token budgets with a team store (docs/team.md): each instance charges its own requests, and once a second
+//! raises the counters of the keys and users with a budget to what the whole team spent according to the shared
+//! ledger, so a budget spent on other instances is refused here too. No request waits for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +49,7 @@ impl Keys {
                 }
                 let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
                 match self.store.team_spend(by, ids, today * 1000, month * 1000).await {
+                    // Never lowered: this instance's last requests may not be in the ledger yet.
                     Ok(spent) => {
                         for (id, day, month) in spent {
                             match by {

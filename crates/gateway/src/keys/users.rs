@@ -1,9 +1,6 @@
-//! Budgets of users (docs/configuration.md, "User budgets"): the limits an admin sets on a user
-//! (`users.rpm`, `concurrency`, `daily_tokens`, `monthly_tokens`: the kinds a key has, store/keys.rs `Limits`) held
-//! across every request made for the user, whichever of their keys it came with. The same counters and state
-//! machines as a key's (limits.rs, `KeyState`), kept in the registry's snapshot beside the keys (mod.rs), read
-//! with the keys at every reload, charged by `BudgetSink` from the record's user, seeded from the ledger at start
-//! (app/mod.rs) and raised to the team's spend once a second with a team store (team.rs), exactly as a key's.
+//! Budgets of users (docs/configuration.md, "User budgets"): the limits an admin sets on a user, held across
+//! every request made for the user whichever of their keys it came with; the same counters as a key's, kept,
+//! charged, seeded and raised to the team's spend exactly as a key's.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,7 +1,5 @@
-//! The grants, on the store (blocking: the handlers of dashboard/oauth.rs run them off the async workers): the
-//! authorization request of a signed-in user, the device code's start and its approval on the page, and the
-//! token endpoint's three grants (RFC 6749 §4.1.3 with RFC 7636, §6 with rotation, RFC 8628 §3.4). Each answer
-//! says whose it was and what it did, for the audit trail (no secret in it).
+//! The grants, on the store (blocking): the authorization request of a signed-in user, the device code's start and
+//! approval, and the token endpoint's three grants (RFC 6749 §4.1.3 with RFC 7636, §6 with rotation, RFC 8628).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -318,8 +316,7 @@ fn device_grant(
     }
 }
 
-/// A new access token (a session, users/) and refresh token in `family`, for a user still enabled with a role
-/// that may use the models.
+/// A new access token and refresh token in `family`, for a user still enabled with a role that may use the models.
 fn issue(
     users: &Users,
     cfg: &OAuthConfig,

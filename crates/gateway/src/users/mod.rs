@@ -1,15 +1,7 @@
-//! People who sign in (docs/dashboard.md, "Users and roles"): the users of the store (`store/users.rs`), each with
-//! a [`Role`], and the sessions they hold, kept in memory as a snapshot ([`Users`]) that the dashboard's gate and
-//! the admin API's layer read, re-read after every change here, every upkeep period, and on a team store each
-//! time the change counter moves (server/mod.rs, the same follower as the keys'), so a user removed on one
-//! instance is refused on every instance within a poll. A session token the snapshot does not know yet (made a
-//! moment ago on another instance) is looked up in the store before it is refused.
-//!
-//! With no user at all the gateway is what it always was: the admin key and the loopback dashboard.
-//!
-//! Neighbours: `access.rs` (roles, actions, the permission table), `password.rs` (argon2id), `totp.rs` (RFC
-//! 6238), `oidc/` (single sign-on with an OpenID Connect provider), `manage.rs` (creating and changing users,
-//! shared by the admin API, the dashboard and the CLI).
+//! People who sign in (docs/dashboard.md, "Users and roles"): the users of the store, each with a [`Role`], and
+//! their sessions, kept in memory as a snapshot ([`Users`]) re-read after every change, every poll and on a team
+//! store's change, so a user removed on one instance is refused on every instance within a poll. With no user at
+//! all, the admin key and the loopback dashboard are all there is.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,13 +29,11 @@ pub use access::Role;
 
 /// What every session token starts with (the guard tells them from keys by it).
 pub const SESSION_PREFIX: &str = "cgs_";
-/// What every access token of the Codex CLI's gateway sign-in starts with (oauth/): a session of its own method,
-/// accepted on the model routes only.
+/// What every access token of the Codex CLI's gateway sign-in starts with (oauth/): accepted on the model routes only.
 pub const ACCESS_PREFIX: &str = "cga_";
 /// Client keys a user may hold at once unless an admin sets another maximum.
 pub const DEFAULT_MAX_KEYS: u32 = 10;
-/// How often a gateway on a local store re-reads the users and sessions (what `codex-gateway users` changed in
-/// the file applies within it).
+/// How often a gateway on a local store re-reads the users and sessions (what `codex-gateway users` changed).
 pub const USERS_POLL: Duration = Duration::from_secs(2);
 /// How long a failed sign-in waits before it answers (and holds up the next attempt).
 pub const SIGN_IN_DELAY: Duration = Duration::from_secs(1);
@@ -84,7 +74,6 @@ impl Method {
 pub struct SignedIn {
     pub user: User,
     pub method: String,
-    /// Unix seconds.
     pub expires_at: i64,
     /// Lower-case hex SHA-256 of the token.
     pub token_sha256: String,
@@ -106,7 +95,7 @@ impl std::fmt::Debug for SignedIn {
 /// Who is asking, as the dashboard's gate and the admin API's layer found out.
 #[derive(Debug, Clone)]
 pub enum Principal {
-    /// The admin key (the bootstrap and break-glass credential), on the admin API.
+    /// The admin key, on the admin API.
     AdminKey,
     /// The admin API of a single-user install with no admin credential and no users.
     AdminOpen,
@@ -114,7 +103,6 @@ pub enum Principal {
     DashboardAdminKey,
     /// A dashboard session opened on loopback without a login.
     DashboardLoopback,
-    /// A user's session.
     User(Arc<SignedIn>),
 }
 
@@ -149,7 +137,7 @@ impl Principal {
     }
 }
 
-/// Why a sign-in was refused. The first two read alike to the caller (a name that exists is not told apart).
+/// Why a sign-in was refused. The first two read alike (a name that exists is not told apart).
 #[derive(Debug, thiserror::Error)]
 pub enum SignInRefused {
     #[error("wrong name or password")]
@@ -283,8 +271,7 @@ impl Users {
         self.any.load(Ordering::Relaxed)
     }
 
-    /// The live session of `token`, from memory. Found by the SHA-256 of what was presented, as client keys are
-    /// (keys/mod.rs `Keys::find` says why a hash lookup of a 256-bit random token leaks nothing by its timing).
+    /// The live session of `token`, from memory.
     pub fn session(&self, token: &str) -> Option<Arc<SignedIn>> {
         if !token.starts_with(SESSION_PREFIX) {
             return None;
@@ -293,8 +280,7 @@ impl Users {
         (s.expires_at > now_unix() && s.method != Method::OAuth.as_str()).then_some(s)
     }
 
-    /// The live access token `token` of the Codex CLI's sign-in (oauth/), from memory, with its user as the
-    /// last re-read found them (disabled or removed: gone; a role changed: the new one).
+    /// The live access token `token` of the Codex CLI's sign-in (oauth/), from memory.
     pub fn access(&self, token: &str) -> Option<Arc<SignedIn>> {
         if !token.starts_with(ACCESS_PREFIX) {
             return None;
@@ -303,8 +289,7 @@ impl Users {
         (s.expires_at > now_unix() && s.method == Method::OAuth.as_str()).then_some(s)
     }
 
-    /// Issue an access token for the user with id `user_id` (enabled, with a role), living `lifetime`: the token
-    /// (shown once, to the CLI) and its session. Blocking (the store).
+    /// Issue an access token for the user `user_id` living `lifetime`: the token and its session. Blocking.
     pub fn issue_access(&self, user_id: &str, lifetime: Duration) -> anyhow::Result<(String, Arc<SignedIn>)> {
         let row = self.store.find_user(user_id)?.filter(|u| u.id == user_id);
         let user = row.as_ref().and_then(user_of).ok_or_else(|| anyhow::anyhow!("user {user_id} may not sign in"))?;
@@ -369,8 +354,7 @@ impl Users {
         });
     }
 
-    /// Check a name, password and (for a user who enrolled one) a one-time code. Blocking (argon2id, the store);
-    /// the caller serialises attempts with [`Users::turn`].
+    /// Check a name, password and one-time code (if enrolled). Blocking; callers take [`Users::turn`] first.
     pub fn check(&self, name: &str, password: &str, code: Option<&str>) -> Result<StoredUser, SignInRefused> {
         let row = self.store.find_user(name.trim())?.filter(|u| u.name == name.trim());
         if !password::verify(row.as_ref().and_then(|u| u.password_hash.as_deref()), password) {
@@ -395,8 +379,7 @@ impl Users {
         self.turn.lock().await
     }
 
-    /// Open a session for `user`, however they proved who they are (a password here, an OpenID Connect sign-in
-    /// in oidc/): the token (shown once: the cookie or the bearer) and the session.
+    /// Open a session for `user`, however they proved who they are: the token (shown once) and the session.
     pub fn sign_in(&self, user: &StoredUser, method: Method) -> anyhow::Result<(String, Arc<SignedIn>)> {
         let user = user_of(user).ok_or_else(|| anyhow::anyhow!("user {} may not sign in", user.id))?;
         let token = format!("{SESSION_PREFIX}{}", random_token());
@@ -420,7 +403,7 @@ impl Users {
         self.reload()
     }
 
-    /// Re-read the store every `period`, forever (changes the command line wrote to the store).
+    /// Re-read the store every `period`, forever.
     pub async fn follow_store(self: Arc<Self>, period: Duration) {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -1,6 +1,5 @@
-//! Passwords, hashed with argon2id (the `argon2` crate's defaults: RFC 9106's second recommended parameters, 19
-//! MiB and two passes), kept as PHC strings, checked in constant time by the crate. A sign-in without a user
-//! still spends the same work on a fixed hash, so a name that does not exist takes as long to refuse.
+//! Passwords, hashed with argon2id (the crate's defaults, RFC 9106's second recommendation) as PHC strings. A
+//! sign-in without a user spends the same work on a fixed hash, so a name that does not exist is not told apart.
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;

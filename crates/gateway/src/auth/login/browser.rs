@@ -1,5 +1,4 @@
-//! The browser flow: a one-shot callback server on loopback receives the issuer's redirect (state checked
-//! first), and the code goes to the shared exchange ([`super::oauth`]).
+//! The browser flow: a one-shot callback server on loopback receives the issuer's redirect.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -16,8 +15,7 @@ use super::{LoginError, LoginOptions, Prompt, callback_redirect_uri};
 use crate::auth::Tokens;
 use crate::config::Env;
 
-/// Sign in through a browser: serve the callback on loopback, hand the authorize URL to `prompt` (and to a
-/// browser when `opts.open_browser`), wait for the redirect, exchange the code.
+/// Sign in through a browser: serve the callback, hand the authorize URL to `prompt`, wait, exchange the code.
 pub async fn browser_login(
     http: &reqwest::Client,
     opts: &LoginOptions,

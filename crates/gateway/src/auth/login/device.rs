@@ -1,5 +1,4 @@
-//! The device-code flow, for machines without a browser: get a user code, show where to enter it, poll until
-//! it is approved, then exchange the code the issuer hands back ([`super::oauth`]).
+//! The device-code flow, for machines without a browser.
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,5 @@
-//! What every login flow shares with the issuer: PKCE S256 (RFC 7636), the `state` value, the authorize URL
-//! with the official client's parameters, reading the authorization code from a callback, and the one code
-//! exchange at `{issuer}/oauth/token` that turns that code into [`Tokens`].
+//! What every login flow shares with the issuer: PKCE S256, the `state`, the authorize URL, reading the
+//! authorization code from a callback, and the code exchange that turns it into [`Tokens`].
 
 use std::collections::HashMap;
 
@@ -80,8 +79,7 @@ pub fn authorize_url(issuer: &str, redirect_uri: &str, challenge: &str, state: &
     Ok(url.to_string())
 }
 
-/// The authorization code from a callback's query, after checking `state` (first, so nothing from a forged
-/// request is trusted).
+/// The authorization code from a callback's query, `state` checked first (nothing of a forged request is trusted).
 pub fn code_from_callback(params: &HashMap<String, String>, expected_state: &str) -> Result<String, LoginError> {
     if params.get("state").map(String::as_str) != Some(expected_state) {
         return Err(LoginError::StateMismatch);
@@ -95,9 +93,6 @@ pub fn code_from_callback(params: &HashMap<String, String>, expected_state: &str
         _ => Err(LoginError::MissingCode),
     }
 }
-
-// ---------------------------------------------------------------------------------------------------------------
-// Code exchange
 
 #[derive(Deserialize)]
 struct CodeTokens {

@@ -1,8 +1,5 @@
-//! Checking an ID token (OpenID Connect Core 1.0, section 3.1.3.7): its JWS signature with a key of the
-//! provider's JWKS (RS256/384/512, PS256/384/512, ES256/384; never `none` nor a shared-secret HMAC), `iss`
-//! equal to the issuer, `aud` naming the client (and `azp` the client when there are several audiences),
-//! `exp` and `iat` within [`LEEWAY`], and `nonce` equal to the one the sign-in sent. The verification itself
-//! is `jsonwebtoken`'s (on ring); this module chooses the key and the rules.
+//! Checking an ID token (OpenID Connect Core 1.0, section 3.1.3.7): its signature with a key of the provider's
+//! JWKS (`jsonwebtoken`'s verification; this module chooses the key and the rules) and its claims.
 
 use std::time::Duration;
 
@@ -93,8 +90,7 @@ pub fn header(token: &str) -> Result<(Algorithm, Option<String>), IdTokenError> 
     Ok((h.alg, h.kid))
 }
 
-/// The keys of a JWKS document that can verify signatures; keys of kinds this build does not read are skipped, so
-/// one unusual key does not take the whole set down.
+/// The keys of a JWKS document that can verify signatures (one of a kind this build does not read is skipped).
 pub fn signing_keys(jwks: &Value) -> Vec<Jwk> {
     let keys = jwks.get("keys").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     keys.iter()

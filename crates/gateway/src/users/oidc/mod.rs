@@ -1,13 +1,6 @@
 //! Single sign-on with an OpenID Connect provider (`[dashboard.oidc]`, docs/dashboard.md "Single sign-on"): the
-//! authorization code flow with PKCE (OpenID Connect Core 1.0 section 3.1, RFC 7636 S256). [`start`] keeps the
-//! sign-in's nonce and verifier in the store under the SHA-256 of a random state (store/identities.rs) and
-//! gives the provider's authorization URL; the state also goes into a short-lived cookie (dashboard/sso.rs).
-//! [`finish`], on the provider's redirect to any instance, holds the state to the cookie, takes the pending
-//! sign-in (once: a replay finds nothing), exchanges the code, checks the ID token (id_token.rs), reads who it
-//! is (claims.rs), lets them in or not, finds the user linked to the provider's subject or makes one, and opens a
-//! session with [`Method::Oidc`].
-//!
-//! Neighbours: `provider.rs` (discovery, key set, token and userinfo calls), `id_token.rs`, `claims.rs`.
+//! authorization code flow with PKCE. The pending sign-in is kept in the store under the SHA-256 of its state, so
+//! the provider's redirect may reach any instance, and taken once, so a replay finds nothing.
 
 use std::sync::Arc;
 
@@ -35,8 +28,7 @@ pub const PENDING_LIFETIME: std::time::Duration = std::time::Duration::from_secs
 /// The path the provider sends the browser back to, under the gateway's public URL.
 pub const CALLBACK_PATH: &str = "/dashboard/sso/callback";
 
-/// Why a single sign-on did not open a session. [`SsoError::reason`] names it in the audit trail; the message
-/// is for the person at the login page. Neither ever holds a token, a code or the client secret.
+/// Why a single sign-on did not open a session: never with a token, a code or the client secret in it.
 #[derive(Debug, thiserror::Error)]
 pub enum SsoError {
     #[error("single sign-on is not configured")]
@@ -49,15 +41,12 @@ pub enum SsoError {
     IssuerMismatch,
     #[error("too many sign-ins are in progress; try again in a few minutes")]
     TooManyPending,
-    /// The provider sent the browser back with an error (RFC 6749 section 4.1.2.1), e.g. `access_denied`.
     #[error("the sign-in provider refused the sign-in ({0})")]
     ProviderRefused(String),
     #[error("the sign-in provider's answer has no authorization code")]
     MissingCode,
-    /// The state of the answer is not the one this browser started with (or its cookie is gone).
     #[error("this sign-in answer does not belong to this browser; start again")]
     StateMismatch,
-    /// No sign-in is waiting for this state: it expired, or it was used already.
     #[error("this sign-in expired or was already used; start again")]
     StateUnknown,
     #[error("the answer came from another issuer than the configured one")]
@@ -72,7 +61,6 @@ pub enum SsoError {
     Group,
     #[error("this user is disabled")]
     Disabled,
-    /// A user of the gateway already has the name, and is not linked to this provider's user.
     #[error("a user named {0} already exists and is not linked to this sign-in; ask an admin")]
     NameTaken(String),
     #[error("the sign-in could not be recorded")]
@@ -281,8 +269,7 @@ async fn verified_claims(
     Ok(id_token::verify(token, key, alg, &want)?)
 }
 
-/// The user linked to the provider's user, or a new one linked to it; its role set from the groups when
-/// `role_map` is configured. Blocking (the store).
+/// The user linked to the provider's user, or a new one linked to it. Blocking (the store).
 fn user_for(
     users: &Users,
     config: &crate::config::OidcConfig,
