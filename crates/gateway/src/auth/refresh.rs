@@ -77,16 +77,10 @@ fn shown_code(code: &Option<String>) -> String {
     code.as_deref().map(|c| format!(", {c}")).unwrap_or_default()
 }
 
-/// The bound of a refresh when the caller sets none (the gateway passes `token_refresh_timeout_secs`).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
 #[derive(Deserialize)]
 struct TokenResponse {
-    #[serde(default)]
     id_token: Option<String>,
-    #[serde(default)]
     access_token: Option<String>,
-    #[serde(default)]
     refresh_token: Option<String>,
 }
 
@@ -123,13 +117,9 @@ pub struct TokenCall<'a> {
     pub reason: RefreshReason,
 }
 
-/// Exchange `current.refresh_token` for new tokens. Fields the issuer omits keep their old values.
-pub async fn refresh(http: &reqwest::Client, to: TokenCall<'_>, current: &Tokens) -> Result<Tokens, RefreshError> {
-    refresh_within(http, to, current, DEFAULT_TIMEOUT).await
-}
-
-/// [`refresh`] bounded by `limit`, from the first byte sent to the last one read. Callers hold the account's
-/// refresh lock meanwhile, so a call that never ends would wedge the account.
+/// Exchange `current.refresh_token` for new tokens (fields the issuer omits keep their old values), bounded by
+/// `limit` from the first byte sent to the last one read: callers hold the account's refresh lock meanwhile, so a
+/// call that never ends would wedge the account.
 pub async fn refresh_within(
     http: &reqwest::Client,
     to: TokenCall<'_>,
@@ -179,13 +169,8 @@ async fn call(http: &reqwest::Client, to: TokenCall<'_>, current: &Tokens) -> Re
 /// 429 and 5xx are the endpoint's trouble; any other refusal is the request's.
 pub fn classify(status: u16, body: &[u8]) -> RefreshError {
     let code = error_code(body);
-    let gone = match code.as_deref() {
-        Some("refresh_token_reused") => Some(LoginGone::Reused),
-        Some("refresh_token_expired") => Some(LoginGone::Expired),
-        Some("refresh_token_invalidated") => Some(LoginGone::Revoked),
-        Some("invalid_grant") => Some(LoginGone::InvalidGrant),
-        _ => None,
-    };
+    let known = [LoginGone::Reused, LoginGone::Expired, LoginGone::Revoked, LoginGone::InvalidGrant];
+    let gone = known.into_iter().find(|g| code.as_deref() == Some(g.code()));
     match (gone, status) {
         (Some(gone), _) => RefreshError::LoginGone(gone),
         (None, 401) => RefreshError::LoginGone(LoginGone::Unauthorized { code }),
@@ -379,6 +364,8 @@ mod tests {
         format!("http://{addr}")
     }
 
+    const LIMIT: Duration = Duration::from_secs(30);
+
     static CLIENT: std::sync::LazyLock<ClientIdentity> = std::sync::LazyLock::new(ClientIdentity::default);
 
     fn to(issuer: &str) -> TokenCall<'_> {
@@ -398,7 +385,7 @@ mod tests {
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("{e}"));
         let tokens = tokens_with_exp(None, 0);
-        let err = refresh(&client(), to(&format!("http://127.0.0.1:{port}")), &tokens).await.err();
+        let err = refresh_within(&client(), to(&format!("http://127.0.0.1:{port}")), &tokens, LIMIT).await.err();
         let Some(err @ RefreshError::Transport(_)) = err else { panic!("not a transport failure: {err:?}") };
         let text = crate::upstream::with_causes(&err);
         assert!(text.starts_with("cannot reach the token endpoint: "), "{text}");
@@ -419,10 +406,12 @@ mod tests {
     #[tokio::test]
     async fn an_unreadable_or_failing_answer_keeps_the_login() {
         let tokens = tokens_with_exp(None, 0);
-        let err = refresh(&client(), to(&answer_once("200 OK", "<html>").await), &tokens).await.err();
+        let err = refresh_within(&client(), to(&answer_once("200 OK", "<html>").await), &tokens, LIMIT).await.err();
         let Some(err @ RefreshError::Malformed(_)) = err else { panic!("not malformed: {err:?}") };
         assert!(std::error::Error::source(&err).is_some());
-        let err = refresh(&client(), to(&answer_once("503 Service Unavailable", "").await), &tokens).await.err();
+        let err = refresh_within(&client(), to(&answer_once("503 Service Unavailable", "").await), &tokens, LIMIT)
+            .await
+            .err();
         assert!(matches!(err, Some(RefreshError::Unavailable { status: 503, code: None })), "{err:?}");
     }
 
@@ -434,10 +423,10 @@ mod tests {
         let answer = br#"{"access_token":"fresh-access","refresh_token":"fresh-refresh"}"#;
         let zstd = zstd::stream::encode_all(&answer[..], 3).unwrap_or_default();
         let url = answer_once_with("200 OK", "content-encoding: zstd\r\n", zstd).await;
-        let got = refresh(&client(), to(&url), &tokens).await.unwrap_or_else(|e| panic!("{e}"));
+        let got = refresh_within(&client(), to(&url), &tokens, LIMIT).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((got.access_token.as_str(), got.refresh_token.as_str()), ("fresh-access", "fresh-refresh"));
         let url = answer_once_with("200 OK", "content-encoding: zstd\r\n", b"not zstd".to_vec()).await;
-        let err = refresh(&client(), to(&url), &tokens).await.err();
+        let err = refresh_within(&client(), to(&url), &tokens, LIMIT).await.err();
         assert!(matches!(err, Some(RefreshError::Undecodable(_))), "{err:?}");
     }
 

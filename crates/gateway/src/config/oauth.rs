@@ -70,13 +70,8 @@ impl OAuthConfig {
         if redirect_port == 0 {
             bail!("[oauth] redirect_port must not be 0");
         }
-        Ok(OAuthConfig {
-            client_id,
-            access_token: Duration::from_secs(access),
-            refresh_token: Duration::from_secs(days * 86_400),
-            header,
-            redirect_port,
-        })
+        let (access_token, refresh_token) = (Duration::from_secs(access), Duration::from_secs(days * 86_400));
+        Ok(OAuthConfig { client_id, access_token, refresh_token, header, redirect_port })
     }
 }
 

@@ -287,27 +287,22 @@ impl Access {
     /// File, then env (`CODEX_GATEWAY_ALLOWED_HOSTS`, `_ALLOWED_ORIGINS`, `_TRUSTED_PROXIES`), replacing its list.
     pub(super) fn resolve(raw: Option<RawServer>, env: &dyn Env) -> anyhow::Result<Access> {
         let raw = raw.unwrap_or_default();
-        let list = |key: &str, file: Option<Vec<String>>| match env.get(key).filter(|v| !v.is_empty()) {
-            Some(v) => v.split(',').map(str::to_string).collect(),
-            None => file.unwrap_or_default(),
-        };
-        let allowed_hosts = list("CODEX_GATEWAY_ALLOWED_HOSTS", raw.allowed_hosts)
-            .iter()
-            .map(|h| normalize_host(h))
-            .collect::<anyhow::Result<_>>()?;
-        let allowed_origins = list("CODEX_GATEWAY_ALLOWED_ORIGINS", raw.allowed_origins)
-            .iter()
-            .map(|o| normalize_origin(o))
-            .collect::<anyhow::Result<_>>()?;
-        let trusted_proxies = list("CODEX_GATEWAY_TRUSTED_PROXIES", raw.trusted_proxies)
-            .iter()
-            .map(|p| parse_proxy(p))
-            .collect::<anyhow::Result<_>>()?;
+        let allowed_hosts = list(env.get("CODEX_GATEWAY_ALLOWED_HOSTS"), raw.allowed_hosts, normalize_host)?;
+        let allowed_origins = list(env.get("CODEX_GATEWAY_ALLOWED_ORIGINS"), raw.allowed_origins, normalize_origin)?;
+        let trusted_proxies = list(env.get("CODEX_GATEWAY_TRUSTED_PROXIES"), raw.trusted_proxies, parse_proxy)?;
         let admin_key = env.get("CODEX_GATEWAY_ADMIN_KEY").or(raw.admin_key).map(|k| k.trim().to_string());
         if admin_key.as_deref() == Some("") {
             bail!("[server] admin_key is empty: an admin key must be non-empty. Remove it, or set a real key.");
         }
         Ok(Access { allowed_hosts, allowed_origins, trusted_proxies, admin_key })
+    }
+}
+
+/// The entries of an environment variable (comma-separated), else of the file, each checked.
+fn list<T>(env: Option<String>, file: Option<Vec<String>>, f: fn(&str) -> anyhow::Result<T>) -> anyhow::Result<Vec<T>> {
+    match env.filter(|v| !v.is_empty()) {
+        Some(v) => v.split(',').map(f).collect(),
+        None => file.unwrap_or_default().iter().map(String::as_str).map(f).collect(),
     }
 }
 

@@ -85,14 +85,8 @@ impl Spent {
 
     /// Add a finished request's tokens.
     pub fn charge(&mut self, tokens: u64, now: i64) {
-        let (day_tokens, month_tokens) = self.used(now);
-        let (day, month) = periods(now);
-        *self = Spent {
-            day,
-            day_tokens: day_tokens.saturating_add(tokens),
-            month,
-            month_tokens: month_tokens.saturating_add(tokens),
-        };
+        let (day, month) = self.used(now);
+        self.seed(day.saturating_add(tokens), month.saturating_add(tokens), now);
     }
 
     /// Set today's and this month's use (at start, from the usage ledger).
@@ -120,12 +114,8 @@ impl Spent {
         if let Some(limit) = limits.monthly_tokens
             && month_tokens >= limit
         {
-            return Err(Refused::Budget {
-                budget: Budget::Monthly,
-                limit,
-                used: month_tokens,
-                resets_at: next_month(now),
-            });
+            let resets_at = next_month(now);
+            return Err(Refused::Budget { budget: Budget::Monthly, limit, used: month_tokens, resets_at });
         }
         Ok(())
     }

@@ -152,7 +152,7 @@ pub fn create_owned(
         id: format!("key_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
         name,
         prefix: secret[..PREFIX_LEN].to_string(),
-        secret_sha256: hex(&super::sha256(&secret)),
+        secret_sha256: crate::users::sha256_hex(&secret),
         models: spec.models,
         limits,
         expires_at,
@@ -173,9 +173,7 @@ pub fn update(store: &Store, id: &str, patch: KeyPatch) -> Result<StoredKey, Man
     if let Some(name) = patch.name {
         row.name = valid_name(&name)?;
     }
-    if let Some(m) = patch.models {
-        row.models = m;
-    }
+    row.models = patch.models.unwrap_or(row.models);
     let l = &mut row.limits;
     patch.rpm.into_iter().for_each(|v| l.rpm = v);
     patch.concurrency.into_iter().for_each(|v| l.concurrency = v);
@@ -184,9 +182,7 @@ pub fn update(store: &Store, id: &str, patch: KeyPatch) -> Result<StoredKey, Man
     if let Some(e) = patch.expires {
         row.expires_at = e.as_deref().map(expiry).transpose()?;
     }
-    if let Some(o) = patch.opportunistic {
-        row.opportunistic = o;
-    }
+    row.opportunistic = patch.opportunistic.unwrap_or(row.opportunistic);
     check_limits(&row.models, &row.limits)?;
     claimed(store.update_key_claiming_name(&row)?, &row, None)?;
     // Its own write: the rest of the row never carries a suspension (`Store::set_key_suspension`).
@@ -254,14 +250,6 @@ fn new_secret() -> String {
     format!("cgw_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,7 +264,7 @@ mod tests {
         assert_ne!(secret_a, secret_b);
         assert_eq!(secret_a.len(), 4 + 43);
         assert!(secret_a.starts_with(&a.prefix));
-        assert_eq!(a.secret_sha256, hex(&crate::keys::sha256(&secret_a)));
+        assert_eq!(a.secret_sha256, crate::users::sha256_hex(&secret_a));
         let shown = summary(&a, None, 1_700_000_000).to_string();
         assert!(!shown.contains(&secret_a) && !shown.contains(&a.secret_sha256), "{shown}");
         // A patch changes what it names; null removes a limit.

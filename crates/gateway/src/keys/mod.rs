@@ -26,7 +26,7 @@ pub mod users;
 use limits::{InFlight, Limits, PolicyRefusals, Rate, Refused, Spent};
 
 /// A client key as requests see it: its settings and the counters its limits run on.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ClientKey {
     pub id: Arc<str>,
     pub name: String,
@@ -102,16 +102,9 @@ impl ClientKey {
         ClientKey {
             id: Arc::from(format!("user:{}", user.id)),
             name: format!("{} (Codex sign-in)", user.name),
-            models: None,
-            limits: Limits::default(),
-            expires_at: None,
-            revoked: false,
-            suspended: None,
             configured: true,
-            opportunistic: false,
-            // The user's own budget applies to their token's requests as to their keys' (keys/users.rs).
             owner: Some(Arc::from(user.id.as_str())),
-            state: Arc::default(),
+            ..ClientKey::default()
         }
     }
 }
@@ -215,18 +208,7 @@ impl Keys {
     /// Re-read the store every `period`, forever: a change the command line wrote straight to the store (it did not
     /// reach this gateway, `cli::service::reach`) applies within a period, so a revoked key is not served for long.
     pub async fn follow_store(self: Arc<Self>, period: std::time::Duration) {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            // Blocking store work: off the request workers, which may be a single one.
-            let keys = self.clone();
-            match tokio::task::spawn_blocking(move || keys.reload()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!("could not re-read the client keys: {e:#}"),
-                Err(e) => tracing::warn!("the client keys' re-read stopped: {e}"),
-            }
-        }
+        crate::users::reread_every(period, "client keys", move || self.reload()).await
     }
 
     /// Re-read the store (after a change, a revoke applies to the next request); keys that stay keep their counters.
@@ -237,19 +219,15 @@ impl Keys {
         let configured = self.configured.lock().clone();
         for k in configured.iter() {
             let id: Arc<str> = format!("config:{}", k.name).into();
-            let state = old.by_id.get(&id).map(|k| k.state.clone()).unwrap_or_default();
             let key = Arc::new(ClientKey {
-                id: id.clone(),
                 name: k.name.clone(),
                 models: k.models.clone().map(Vec::into_boxed_slice),
                 limits: k.limits,
-                expires_at: None,
-                revoked: false,
-                suspended: None,
                 configured: true,
                 opportunistic: k.opportunistic,
-                owner: None,
-                state,
+                state: old.by_id.get(&id).map(|k| k.state.clone()).unwrap_or_default(),
+                id: id.clone(),
+                ..ClientKey::default()
             });
             next.by_hash.insert(sha256(&k.secret), key.clone());
             next.by_id.insert(id, key);
@@ -356,17 +334,13 @@ impl Keys {
         tracing::warn!(key = %key.id, name = %key.name, reason = %suspension.reason, "client key suspended");
         let keys = self.clone();
         let write = move || {
-            let written = keys.store.set_key_suspension(&key.id, Some(&suspension));
-            match written.and_then(|_| keys.reload()) {
-                Ok(()) => {}
-                // Refused here until a restart or a lift: the row says nothing, so other instances serve it.
-                Err(e) => tracing::error!(key = %key.id, "could not save the key's suspension: {e:#}"),
+            // On failure, refused here until a restart or a lift: the row says nothing, so other instances serve it.
+            if let Err(e) = keys.store.set_key_suspension(&key.id, Some(&suspension)).and_then(|_| keys.reload()) {
+                tracing::error!(key = %key.id, "could not save the key's suspension: {e:#}");
             }
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn_blocking(write);
-            }
+            Ok(rt) => drop(rt.spawn_blocking(write)),
             Err(_) => write(),
         }
     }
@@ -531,14 +505,8 @@ pub fn sha256(secret: &str) -> [u8; 32] {
 }
 
 fn decode_hash(hex: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if hex.len() != 64 {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    let bytes = (0..32).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>();
+    bytes.filter(|_| hex.len() == 64)?.try_into().ok()
 }
 
 /// Look up in the store as the API would show it: with the counters of the running gateway when given.

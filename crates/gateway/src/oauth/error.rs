@@ -28,7 +28,7 @@ pub enum OAuthError {
     AccessDenied(&'static str),
     /// The store failed: 500, the cause logged, not answered.
     #[error("the request could not be completed")]
-    Internal(#[source] anyhow::Error),
+    Internal(#[from] anyhow::Error),
 }
 
 impl OAuthError {
@@ -51,20 +51,8 @@ impl OAuthError {
         match self {
             OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
             OAuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            OAuthError::InvalidRequest(_)
-            | OAuthError::InvalidGrant(_)
-            | OAuthError::UnsupportedGrantType
-            | OAuthError::AuthorizationPending
-            | OAuthError::SlowDown
-            | OAuthError::ExpiredToken
-            | OAuthError::AccessDenied(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_REQUEST,
         }
-    }
-}
-
-impl From<anyhow::Error> for OAuthError {
-    fn from(e: anyhow::Error) -> OAuthError {
-        OAuthError::Internal(e)
     }
 }
 

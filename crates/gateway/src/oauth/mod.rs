@@ -45,26 +45,16 @@ pub fn verifier_matches(verifier: &str, challenge: &str) -> bool {
         return false;
     }
     let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    constant_time_eq(computed.as_bytes(), challenge.as_bytes())
+    crate::users::ct_eq(&computed, challenge)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// A new user code, `XXXX-XXXX` from [`USER_CODE_ALPHABET`] (20^8, about 2^34.6: guessing one in the ten
-/// minutes it lives is out of reach at the dashboard's pace).
+/// A new user code, `XXXX-XXXX` (20^8: guessing one in the ten minutes it lives is out of reach).
 pub fn new_user_code() -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
-    let mut s = String::with_capacity(9);
-    for i in 0..8 {
-        if i == 4 {
-            s.push('-');
-        }
-        s.push(char::from(USER_CODE_ALPHABET[rng.gen_range(0..USER_CODE_ALPHABET.len())]));
-    }
-    s
+    let letters: String =
+        (0..8).map(|_| char::from(USER_CODE_ALPHABET[rng.gen_range(0..USER_CODE_ALPHABET.len())])).collect();
+    format!("{}-{}", &letters[..4], &letters[4..])
 }
 
 /// A user code as typed (any case, with or without the dash or spaces) in its canonical form.

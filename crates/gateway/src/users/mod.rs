@@ -109,13 +109,7 @@ pub enum Principal {
 impl Principal {
     /// The credentials that are not a person act as admins.
     pub fn role(&self) -> Role {
-        match self {
-            Principal::AdminKey
-            | Principal::AdminOpen
-            | Principal::DashboardAdminKey
-            | Principal::DashboardLoopback => Role::Admin,
-            Principal::User(s) => s.user.role,
-        }
+        self.user().map_or(Role::Admin, |u| u.role)
     }
 
     pub fn actor(&self) -> Actor {
@@ -186,17 +180,19 @@ pub struct Users {
 
 impl std::fmt::Debug for Users {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let snapshot = self.snapshot.load();
-        f.debug_struct("Users")
-            .field("users", &snapshot.users.len())
-            .field("sessions", &snapshot.sessions.len())
-            .finish()
+        let s = self.snapshot.load();
+        f.debug_struct("Users").field("users", &s.users.len()).field("sessions", &s.sessions.len()).finish()
     }
 }
 
 /// Lower-case hex SHA-256 of `text`.
 pub fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `a` and `b` are equal, compared in constant time.
+pub fn ct_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()))
 }
 
 /// 256 random bits, base64url: the body of a session or access token.
@@ -249,20 +245,12 @@ impl Users {
     pub fn reload(&self) -> anyhow::Result<()> {
         let _one = self.reloading.lock();
         let rows = self.store.list_users()?;
-        let sessions = self.store.live_sessions(now_unix())?;
-        let mut next = Snapshot::default();
-        for u in &rows {
-            if let Some(user) = user_of(u) {
-                next.users.insert(user.id.clone(), user);
-            }
-        }
-        for s in &sessions {
-            if let Some(user) = next.users.get(&s.user_id) {
-                next.sessions.insert(s.token_sha256.clone(), signed_in(user.clone(), s));
-            }
-        }
+        let users: HashMap<String, User> = rows.iter().filter_map(user_of).map(|u| (u.id.clone(), u)).collect();
+        let live = self.store.live_sessions(now_unix())?;
+        let session = |s: &StoredSession| Some((s.token_sha256.clone(), signed_in(users.get(&s.user_id)?.clone(), s)));
+        let sessions = live.iter().filter_map(session).collect();
         self.any.store(!rows.is_empty(), Ordering::Relaxed);
-        self.snapshot.store(Arc::new(next));
+        self.snapshot.store(Arc::new(Snapshot { users, sessions }));
         Ok(())
     }
 
@@ -273,39 +261,24 @@ impl Users {
 
     /// The live session of `token`, from memory.
     pub fn session(&self, token: &str) -> Option<Arc<SignedIn>> {
-        if !token.starts_with(SESSION_PREFIX) {
-            return None;
-        }
-        let s = self.snapshot.load().sessions.get(&sha256_hex(token)).cloned()?;
-        (s.expires_at > now_unix() && s.method != Method::OAuth.as_str()).then_some(s)
+        self.live(token, SESSION_PREFIX).filter(|s| s.method != Method::OAuth.as_str())
     }
 
     /// The live access token `token` of the Codex CLI's sign-in (oauth/), from memory.
     pub fn access(&self, token: &str) -> Option<Arc<SignedIn>> {
-        if !token.starts_with(ACCESS_PREFIX) {
-            return None;
-        }
-        let s = self.snapshot.load().sessions.get(&sha256_hex(token)).cloned()?;
-        (s.expires_at > now_unix() && s.method == Method::OAuth.as_str()).then_some(s)
+        self.live(token, ACCESS_PREFIX).filter(|s| s.method == Method::OAuth.as_str())
+    }
+
+    /// The unexpired session of `token`, if it has `prefix`: found by its SHA-256 as client keys are (`Keys::find`).
+    fn live(&self, token: &str, prefix: &str) -> Option<Arc<SignedIn>> {
+        let hash = token.starts_with(prefix).then(|| sha256_hex(token))?;
+        self.snapshot.load().sessions.get(&hash).filter(|s| s.expires_at > now_unix()).cloned()
     }
 
     /// Issue an access token for the user `user_id` living `lifetime`: the token and its session. Blocking.
     pub fn issue_access(&self, user_id: &str, lifetime: Duration) -> anyhow::Result<(String, Arc<SignedIn>)> {
-        let row = self.store.find_user(user_id)?.filter(|u| u.id == user_id);
-        let user = row.as_ref().and_then(user_of).ok_or_else(|| anyhow::anyhow!("user {user_id} may not sign in"))?;
-        let token = format!("{ACCESS_PREFIX}{}", random_token());
-        let now = now_unix();
-        let row = StoredSession {
-            token_sha256: sha256_hex(&token),
-            user_id: user.id.clone(),
-            method: Method::OAuth.as_str().into(),
-            created_at: now,
-            expires_at: now + i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2),
-        };
-        self.store.insert_session(&row)?;
-        let signed = signed_in(user, &row);
-        self.remember(&signed);
-        Ok((token, signed))
+        let user = self.enabled_user(user_id)?.ok_or_else(|| anyhow::anyhow!("user {user_id} may not sign in"))?;
+        self.open(user, Method::OAuth, lifetime)
     }
 
     /// The user with id `user_id` as the last re-read found them (enabled, with a role).
@@ -327,8 +300,7 @@ impl Users {
             return Some(s);
         }
         let (me, hash) = (self.clone(), sha256_hex(token));
-        let found = tokio::task::spawn_blocking(move || me.look_up(&hash)).await;
-        match found {
+        match tokio::task::spawn_blocking(move || me.look_up(&hash)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::warn!("could not look a session up in the store: {e:#}");
@@ -382,14 +354,20 @@ impl Users {
     /// Open a session for `user`, however they proved who they are: the token (shown once) and the session.
     pub fn sign_in(&self, user: &StoredUser, method: Method) -> anyhow::Result<(String, Arc<SignedIn>)> {
         let user = user_of(user).ok_or_else(|| anyhow::anyhow!("user {} may not sign in", user.id))?;
-        let token = format!("{SESSION_PREFIX}{}", random_token());
+        self.open(user, method, self.lifetime)
+    }
+
+    /// A new session of `user` living `lifetime`: its token (its method's prefix and 256 random bits) and the session.
+    fn open(&self, user: User, method: Method, lifetime: Duration) -> anyhow::Result<(String, Arc<SignedIn>)> {
+        let prefix = if method == Method::OAuth { ACCESS_PREFIX } else { SESSION_PREFIX };
+        let token = format!("{prefix}{}", random_token());
         let now = now_unix();
         let row = StoredSession {
             token_sha256: sha256_hex(&token),
             user_id: user.id.clone(),
             method: method.as_str().into(),
             created_at: now,
-            expires_at: now + i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX / 2),
+            expires_at: now + i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2),
         };
         self.store.insert_session(&row)?;
         let signed = signed_in(user, &row);
@@ -405,16 +383,24 @@ impl Users {
 
     /// Re-read the store every `period`, forever.
     pub async fn follow_store(self: Arc<Self>, period: Duration) {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let me = self.clone();
-            match tokio::task::spawn_blocking(move || me.reload()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!("could not re-read the users: {e:#}"),
-                Err(e) => tracing::warn!("the users' re-read stopped: {e}"),
-            }
+        reread_every(period, "users", move || self.reload()).await
+    }
+}
+
+/// Run `reload` off the request workers (which may be a single one) every `period`, forever.
+pub(crate) async fn reread_every(
+    period: Duration,
+    what: &str,
+    reload: impl Fn() -> anyhow::Result<()> + Clone + Send + 'static,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match tokio::task::spawn_blocking(reload.clone()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("could not re-read the {what}: {e:#}"),
+            Err(e) => tracing::warn!("the {what}' re-read stopped: {e}"),
         }
     }
 }

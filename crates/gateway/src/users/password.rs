@@ -35,11 +35,7 @@ pub fn hash(password: &str) -> Result<String, PasswordError> {
 /// Whether `password` is the one `phc` was made from (`None`: no password set, or no such user; the work is
 /// spent all the same).
 pub fn verify(phc: Option<&str>, password: &str) -> bool {
-    let decoy = decoy();
-    let (phc, real) = match phc {
-        Some(p) => (p, true),
-        None => (decoy.as_str(), false),
-    };
+    let (phc, real) = phc.map_or((decoy().as_str(), false), |p| (p, true));
     let Ok(parsed) = PasswordHash::new(phc) else { return false };
     let password = if password.len() > MAX_LEN * 4 { "" } else { password };
     let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();

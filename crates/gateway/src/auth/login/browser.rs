@@ -129,23 +129,16 @@ fn html_escape(s: &str) -> String {
 
 /// Whether launching a browser makes sense here: not with `BROWSER=none`, and on Linux only with a display.
 pub fn browser_available(env: &dyn Env) -> bool {
-    if env.get("BROWSER").as_deref() == Some("none") {
-        return false;
-    }
-    if cfg!(target_os = "linux") {
-        return env.get("DISPLAY").is_some() || env.get("WAYLAND_DISPLAY").is_some();
-    }
-    true
+    let display = env.get("DISPLAY").is_some() || env.get("WAYLAND_DISPLAY").is_some();
+    env.get("BROWSER").as_deref() != Some("none") && (display || !cfg!(target_os = "linux"))
 }
 
 /// Best effort: the URL has been printed already, so a missing opener is not an error.
 fn open_in_browser(url: &str) {
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else if cfg!(windows) {
-        "explorer"
-    } else {
-        "xdg-open"
+    let opener = match std::env::consts::OS {
+        "macos" => "open",
+        "windows" => "explorer",
+        _ => "xdg-open",
     };
     let spawned = tokio::process::Command::new(opener)
         .arg(url)

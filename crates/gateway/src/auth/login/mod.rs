@@ -134,8 +134,7 @@ pub enum LoginError {
 }
 
 fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
+    match d.as_secs() {
         0 => format!("{} ms", d.as_millis()),
         s if s % 60 == 0 && s >= 60 => format!("{} minute{}", s / 60, if s == 60 { "" } else { "s" }),
         s => format!("{s} second{}", if s == 1 { "" } else { "s" }),

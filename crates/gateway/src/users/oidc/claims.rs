@@ -76,14 +76,6 @@ impl Identity {
     }
 }
 
-fn rank(r: Role) -> u8 {
-    match r {
-        Role::Admin => 3,
-        Role::Member => 2,
-        Role::Viewer => 1,
-    }
-}
-
 /// Whether the user may sign in, and the highest role their groups map to (`None`: no group maps).
 pub fn admit(config: &OidcConfig, who: &Identity) -> Result<Option<Role>, Refusal> {
     if !config.allowed_domains.is_empty() {
@@ -101,7 +93,9 @@ pub fn admit(config: &OidcConfig, who: &Identity) -> Result<Option<Role>, Refusa
     if !config.allowed_groups.is_empty() && !who.groups.iter().any(|g| config.allowed_groups.contains(g)) {
         return Err(Refusal::Group);
     }
-    Ok(who.groups.iter().filter_map(|g| config.role_map.get(g)).filter_map(|r| Role::parse(r)).max_by_key(|r| rank(*r)))
+    let mapped = who.groups.iter().filter_map(|g| config.role_map.get(g)).filter_map(|r| Role::parse(r));
+    // The highest wins: `Role::ALL` lists them highest first.
+    Ok(mapped.min_by_key(|r| Role::ALL.iter().position(|a| a == r)))
 }
 
 #[cfg(test)]

@@ -6,11 +6,9 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use super::{Method, Role, SignedIn, Users, sha256_hex};
+use super::{Method, Role, SignedIn, Users, ct_eq, random_token, sha256_hex};
 use crate::auth::now_unix;
 use crate::store::identities::PendingSignIn;
 use crate::store::users::StoredUser;
@@ -116,13 +114,6 @@ impl From<Refusal> for SsoError {
     }
 }
 
-/// 32 random bytes, URL-safe base64.
-fn random() -> String {
-    let mut b = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut b);
-    B64.encode(b)
-}
-
 /// A sign-in started: where to send the browser, and the state for its cookie.
 pub struct Started {
     pub url: String,
@@ -138,7 +129,7 @@ impl std::fmt::Debug for Started {
 /// Start a sign-in whose answer comes back to `redirect_uri`.
 pub async fn start(p: &Provider, users: &Arc<Users>, redirect_uri: &str) -> Result<Started, SsoError> {
     let d = p.discovery().await?;
-    let (state, nonce, verifier) = (random(), random(), random());
+    let (state, nonce, verifier) = (random_token(), random_token(), random_token());
     let challenge = B64.encode(Sha256::digest(verifier.as_bytes()));
     let mut url = url::Url::parse(&d.authorization_endpoint)
         .map_err(|_| SsoError::Provider("the authorization endpoint is not a URL".into()))?;
@@ -160,13 +151,16 @@ pub async fn start(p: &Provider, users: &Arc<Users>, redirect_uri: &str) -> Resu
         expires_at: now + PENDING_LIFETIME.as_secs() as i64,
     };
     let store = users.store().clone();
-    let kept = tokio::task::spawn_blocking(move || store.insert_pending_sign_in(&pending, now))
-        .await
-        .map_err(|e| anyhow::anyhow!("the sign-in task failed: {e}"))??;
+    let kept = blocking(move || store.insert_pending_sign_in(&pending, now)).await??;
     if !kept {
         return Err(SsoError::TooManyPending);
     }
     Ok(Started { url: url.into(), state })
+}
+
+/// `f` on the blocking threads (the store).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| anyhow::anyhow!("the sign-in task failed: {e}"))
 }
 
 /// The provider's redirect, as its query says.
@@ -198,10 +192,6 @@ impl<E: Into<SsoError>> From<E> for Failed {
     }
 }
 
-fn ct_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
 /// Finish a sign-in: `cookie_state` is the state cookie of the browser, `answer` the redirect's query.
 pub async fn finish(
     p: &Provider,
@@ -218,9 +208,7 @@ pub async fn finish(
     };
     let store = users.store().clone();
     let hash = sha256_hex(&state);
-    let pending = tokio::task::spawn_blocking(move || store.take_pending_sign_in(&hash, now_unix()))
-        .await
-        .map_err(|e| anyhow::anyhow!("the sign-in task failed: {e}"))??;
+    let pending = blocking(move || store.take_pending_sign_in(&hash, now_unix())).await??;
     let Some(pending) = pending else { return Err(SsoError::StateUnknown.into()) };
     // RFC 9207: a provider that names itself in the answer must be the configured one (a mix-up otherwise).
     if answer.iss.as_deref().is_some_and(|iss| iss != p.config.issuer) {
@@ -242,13 +230,12 @@ pub async fn finish(
     let named = Some(who.email.clone().unwrap_or_else(|| who.subject.clone()));
     let mapped = claims::admit(&p.config, &who).map_err(|r| Failed { error: r.into(), who: named.clone() })?;
     let (users2, config) = (users.clone(), p.config.clone());
-    let done = tokio::task::spawn_blocking(move || {
+    let done = blocking(move || {
         let (row, created) = user_for(&users2, &config, &who, mapped)?;
         let (token, signed) = users2.sign_in(&row, Method::Oidc)?;
         Ok::<_, SsoError>(Done { token, signed, created })
     })
     .await
-    .map_err(|e| anyhow::anyhow!("the sign-in task failed: {e}"))
     .map_err(|e| Failed { error: e.into(), who: named.clone() })?;
     done.map_err(|error| Failed { error, who: named })
 }
@@ -290,10 +277,9 @@ fn user_for(
     let (mut row, created) = match linked {
         Some(row) => (row, false),
         None => {
-            let name = who.user_name();
             let role = decided.or(mapped).unwrap_or(default_role);
             let new = super::manage::NewUser {
-                name: name.clone(),
+                name: who.user_name(),
                 role: role.as_str().into(),
                 password: None,
                 max_keys: None,

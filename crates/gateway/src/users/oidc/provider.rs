@@ -162,12 +162,9 @@ impl Provider {
             return Err(SsoError::TokenExchange(format!("HTTP {} {code}", status.as_u16())));
         }
         let body = body?;
-        let id_token = body.get("id_token").and_then(Value::as_str).map(str::to_string);
-        let Some(id_token) = id_token else {
-            return Err(SsoError::TokenExchange("the answer has no id_token".into()));
-        };
-        let access_token = body.get("access_token").and_then(Value::as_str).map(str::to_string);
-        Ok(Tokens { id_token, access_token })
+        let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
+        let id_token = text("id_token").ok_or_else(|| SsoError::TokenExchange("the answer has no id_token".into()))?;
+        Ok(Tokens { id_token, access_token: text("access_token") })
     }
 
     /// The userinfo answer for `access_token`, when the provider has the endpoint; its `sub` must be `subject`
