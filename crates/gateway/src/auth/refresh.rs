@@ -117,6 +117,14 @@ pub struct TokenCall<'a> {
     pub reason: RefreshReason,
 }
 
+/// The bound of a refresh when the caller sets none (an import's one exchange of a bare refresh token).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`refresh_within`] bounded by [`DEFAULT_TIMEOUT`].
+pub async fn refresh(http: &reqwest::Client, to: TokenCall<'_>, current: &Tokens) -> Result<Tokens, RefreshError> {
+    refresh_within(http, to, current, DEFAULT_TIMEOUT).await
+}
+
 /// Exchange `current.refresh_token` for new tokens (fields the issuer omits keep their old values), bounded by
 /// `limit` from the first byte sent to the last one read: callers hold the account's refresh lock meanwhile, so a
 /// call that never ends would wedge the account.
