@@ -12,11 +12,9 @@ use super::{Tokens, jwt, now_unix};
 
 #[derive(Debug, Deserialize, Serialize, Default)]
 pub struct AuthFile {
-    #[serde(rename = "OPENAI_API_KEY", default)]
+    #[serde(rename = "OPENAI_API_KEY")]
     pub openai_api_key: Option<String>,
-    #[serde(default)]
     pub tokens: Option<FileTokens>,
-    #[serde(default)]
     pub last_refresh: Option<String>,
     /// Fields we do not know are written back untouched.
     #[serde(flatten)]
@@ -24,14 +22,11 @@ pub struct AuthFile {
 }
 
 #[derive(Debug, Deserialize, Serialize, Default, Clone)]
+#[serde(default)]
 pub struct FileTokens {
-    #[serde(default)]
     pub id_token: String,
-    #[serde(default)]
     pub access_token: String,
-    #[serde(default)]
     pub refresh_token: String,
-    #[serde(default)]
     pub account_id: Option<String>,
 }
 
@@ -90,11 +85,8 @@ pub fn write_tokens(path: &Path, tokens: &Tokens) -> anyhow::Result<()> {
 pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("path has no parent directory")?;
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);

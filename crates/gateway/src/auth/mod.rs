@@ -10,8 +10,7 @@ pub use crate::store::{Tokens, redact};
 /// The OAuth client id of the official Codex CLI (spec/codex-upstream.md).
 pub const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 
-/// The machine-readable code of an OAuth error body (`{"error":{"code":..}}`, `{"error":"invalid_grant"}` or
-/// `{"code":..}`), read in one place for the refresh and the login flows; only `refresh::classify` decides on it.
+/// The code of an OAuth error body (`{"error":{"code":..}}`, `{"error":"invalid_grant"}` or `{"code":..}`).
 pub(crate) fn oauth_error_code(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let err = v.get("error");

@@ -1,12 +1,6 @@
-//! The OAuth refresh call: `POST {issuer}/oauth/token` with the single-use refresh token.
-//!
-//! Callers must hold the account's refresh lock and commit the returned tokens before using them: the old
-//! refresh token is dead the moment the issuer answers. For the same reason a failed commit must not drop them
-//! (`Pool::commit_tokens` keeps them in memory, flags the account and retries).
-//!
-//! A failed refresh is a [`RefreshError`]: the issuer's answer is classified once, here ([`classify`]). What
-//! follows (needs login, or the login stays and the client hears why) is decided by one exhaustive `match` on
-//! the type in `accounts/tokens.rs`, never by reading the issuer's code or message again.
+//! The OAuth refresh call: `POST {issuer}/oauth/token` with the single-use refresh token. Callers must hold the
+//! account's refresh lock and commit the returned tokens before using them (nor drop them when the commit fails):
+//! the old refresh token is dead the moment the issuer answers. A failure is classified once, here ([`classify`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,20 +21,16 @@ pub enum RefreshError {
     /// The token endpoint failed (5xx) or asked the gateway to slow down (429). The refresh token was not spent.
     #[error("the token endpoint is unavailable (HTTP {status}{})", shown_code(.code))]
     Unavailable { status: u16, code: Option<String> },
-    /// The token endpoint refused the request for another reason (400 `invalid_client`, `invalid_request`,
-    /// `unsupported_grant_type`, a 403): the gateway's request, not the login. Logging in again would not help;
-    /// the refresh token is kept and the refresh is tried again later.
+    /// The token endpoint refused the gateway's request, not the login (400 `invalid_client`, a 403): logging in
+    /// again would not help; the refresh is tried again later.
     #[error("the token endpoint refused the request (HTTP {status}{})", shown_code(.code))]
     Rejected { status: u16, code: Option<String> },
-    /// The token endpoint could not be reached, or its answer broke off. The cause chain is kept as the error's
-    /// source (`upstream::with_causes` writes it out for the client).
+    /// The token endpoint could not be reached, or its answer broke off (the cause kept as the source).
     #[error("cannot reach the token endpoint")]
     Transport(#[source] Arc<reqwest::Error>),
-    /// A success answer that is not a token answer.
     #[error("the token endpoint returned an unreadable answer")]
     Malformed(#[source] Arc<serde_json::Error>),
-    /// An answer that came compressed and did not decode (the refresh token may have been spent: as for a broken
-    /// answer, the login is kept and the refresh tried again).
+    /// The refresh token may have been spent: as for a broken answer, the login is kept and the refresh retried.
     #[error("the token endpoint's compressed answer could not be decoded")]
     Undecodable(#[source] Arc<std::io::Error>),
     /// No answer within the limit: the login stays, but the client hears it was a timeout.
@@ -51,13 +41,13 @@ pub enum RefreshError {
 /// How the issuer said the login is gone (spec/codex-upstream.md "Refresh": permanent failures).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginGone {
-    /// `refresh_token_reused`: the single-use refresh token was spent already (by another process or host).
+    /// Spent already (by another process or host).
     Reused,
-    /// `refresh_token_expired`.
+    /// Its life is over.
     Expired,
-    /// `refresh_token_invalidated`: revoked (a logout, a password change).
+    /// Revoked (a logout, a password change).
     Revoked,
-    /// `invalid_grant`: the OAuth standard's word for a refresh token the issuer does not accept.
+    /// The OAuth standard's word for a refresh token the issuer does not accept.
     InvalidGrant,
     /// A 401 with any other code (or none), kept to be shown.
     Unauthorized { code: Option<String> },
@@ -87,16 +77,10 @@ fn shown_code(code: &Option<String>) -> String {
     code.as_deref().map(|c| format!(", {c}")).unwrap_or_default()
 }
 
-/// The bound of a refresh when the caller sets none (the gateway passes `token_refresh_timeout_secs`).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
 #[derive(Deserialize)]
 struct TokenResponse {
-    #[serde(default)]
     id_token: Option<String>,
-    #[serde(default)]
     access_token: Option<String>,
-    #[serde(default)]
     refresh_token: Option<String>,
 }
 
@@ -133,13 +117,17 @@ pub struct TokenCall<'a> {
     pub reason: RefreshReason,
 }
 
-/// Exchange `current.refresh_token` for new tokens. Fields the issuer omits keep their old values.
+/// The bound of a refresh when the caller sets none (an import's one exchange of a bare refresh token).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`refresh_within`] bounded by [`DEFAULT_TIMEOUT`].
 pub async fn refresh(http: &reqwest::Client, to: TokenCall<'_>, current: &Tokens) -> Result<Tokens, RefreshError> {
     refresh_within(http, to, current, DEFAULT_TIMEOUT).await
 }
 
-/// [`refresh`] bounded by `limit`, from the first byte sent to the last one read. Callers hold the account's
-/// refresh lock meanwhile, so a call that never ends would wedge the account.
+/// Exchange `current.refresh_token` for new tokens (fields the issuer omits keep their old values), bounded by
+/// `limit` from the first byte sent to the last one read: callers hold the account's refresh lock meanwhile, so a
+/// call that never ends would wedge the account.
 pub async fn refresh_within(
     http: &reqwest::Client,
     to: TokenCall<'_>,
@@ -189,13 +177,8 @@ async fn call(http: &reqwest::Client, to: TokenCall<'_>, current: &Tokens) -> Re
 /// 429 and 5xx are the endpoint's trouble; any other refusal is the request's.
 pub fn classify(status: u16, body: &[u8]) -> RefreshError {
     let code = error_code(body);
-    let gone = match code.as_deref() {
-        Some("refresh_token_reused") => Some(LoginGone::Reused),
-        Some("refresh_token_expired") => Some(LoginGone::Expired),
-        Some("refresh_token_invalidated") => Some(LoginGone::Revoked),
-        Some("invalid_grant") => Some(LoginGone::InvalidGrant),
-        _ => None,
-    };
+    let known = [LoginGone::Reused, LoginGone::Expired, LoginGone::Revoked, LoginGone::InvalidGrant];
+    let gone = known.into_iter().find(|g| code.as_deref() == Some(g.code()));
     match (gone, status) {
         (Some(gone), _) => RefreshError::LoginGone(gone),
         (None, 401) => RefreshError::LoginGone(LoginGone::Unauthorized { code }),
@@ -389,6 +372,8 @@ mod tests {
         format!("http://{addr}")
     }
 
+    const LIMIT: Duration = Duration::from_secs(30);
+
     static CLIENT: std::sync::LazyLock<ClientIdentity> = std::sync::LazyLock::new(ClientIdentity::default);
 
     fn to(issuer: &str) -> TokenCall<'_> {
@@ -408,7 +393,7 @@ mod tests {
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("{e}"));
         let tokens = tokens_with_exp(None, 0);
-        let err = refresh(&client(), to(&format!("http://127.0.0.1:{port}")), &tokens).await.err();
+        let err = refresh_within(&client(), to(&format!("http://127.0.0.1:{port}")), &tokens, LIMIT).await.err();
         let Some(err @ RefreshError::Transport(_)) = err else { panic!("not a transport failure: {err:?}") };
         let text = crate::upstream::with_causes(&err);
         assert!(text.starts_with("cannot reach the token endpoint: "), "{text}");
@@ -429,10 +414,12 @@ mod tests {
     #[tokio::test]
     async fn an_unreadable_or_failing_answer_keeps_the_login() {
         let tokens = tokens_with_exp(None, 0);
-        let err = refresh(&client(), to(&answer_once("200 OK", "<html>").await), &tokens).await.err();
+        let err = refresh_within(&client(), to(&answer_once("200 OK", "<html>").await), &tokens, LIMIT).await.err();
         let Some(err @ RefreshError::Malformed(_)) = err else { panic!("not malformed: {err:?}") };
         assert!(std::error::Error::source(&err).is_some());
-        let err = refresh(&client(), to(&answer_once("503 Service Unavailable", "").await), &tokens).await.err();
+        let err = refresh_within(&client(), to(&answer_once("503 Service Unavailable", "").await), &tokens, LIMIT)
+            .await
+            .err();
         assert!(matches!(err, Some(RefreshError::Unavailable { status: 503, code: None })), "{err:?}");
     }
 
@@ -444,10 +431,10 @@ mod tests {
         let answer = br#"{"access_token":"fresh-access","refresh_token":"fresh-refresh"}"#;
         let zstd = zstd::stream::encode_all(&answer[..], 3).unwrap_or_default();
         let url = answer_once_with("200 OK", "content-encoding: zstd\r\n", zstd).await;
-        let got = refresh(&client(), to(&url), &tokens).await.unwrap_or_else(|e| panic!("{e}"));
+        let got = refresh_within(&client(), to(&url), &tokens, LIMIT).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((got.access_token.as_str(), got.refresh_token.as_str()), ("fresh-access", "fresh-refresh"));
         let url = answer_once_with("200 OK", "content-encoding: zstd\r\n", b"not zstd".to_vec()).await;
-        let err = refresh(&client(), to(&url), &tokens).await.err();
+        let err = refresh_within(&client(), to(&url), &tokens, LIMIT).await.err();
         assert!(matches!(err, Some(RefreshError::Undecodable(_))), "{err:?}");
     }
 

@@ -1,7 +1,5 @@
-//! The environment's part of the configuration: the [`Env`] trait every lookup goes through (tests pass a map,
-//! nothing reads the process environment deep in the code), the default paths under `$HOME` and the XDG
-//! directories, and the settings the environment gives or overrides (the upstream endpoints, the proxy, the CA
-//! bundle, the body limit, the keepalive).
+//! The environment's part of the configuration: the [`Env`] trait every lookup goes through, the default paths,
+//! and the settings the environment gives or overrides.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,8 +57,7 @@ pub(super) fn env_flag(env: &dyn Env, key: &str, file: Option<bool>) -> anyhow::
     }
 }
 
-/// Where the upstream is reached: the endpoints (each from its variable, else the file, else the official one;
-/// without a trailing `/`), the proxy and the CA bundle.
+/// Where the upstream is reached: the endpoints (without a trailing `/`), the proxy and the CA bundle.
 pub(super) struct Endpoints {
     pub(super) upstream_base_url: String,
     pub(super) chatgpt_base_url: String,

@@ -1,5 +1,5 @@
-//! The command line's part of the configuration: [`Overrides`], the values given as flags, and the settings a flag
-//! can give, each resolved in one place in the order flag, then environment, then file, then default.
+//! The command line's part of the configuration: [`Overrides`], and the settings a flag can give, each resolved in
+//! the order flag, environment, file, default.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -33,8 +33,7 @@ pub(super) fn listen(
     socket("host", &host, o.port, (env, "CODEX_GATEWAY_PORT"), port.unwrap_or(8765))
 }
 
-/// `host` (`what` in an error; `localhost` is 127.0.0.1) and a port: the `given` one, else the environment's
-/// variable, else `default`.
+/// `host` (`what` in an error) and a port: the `given` one, else the environment's variable, else `default`.
 pub(super) fn socket(
     what: &str,
     host: &str,
@@ -54,9 +53,8 @@ pub(super) fn socket(
     Ok(SocketAddr::new(ip, port))
 }
 
-/// The client keys: the flag, else `CODEX_GATEWAY_API_KEY` (comma-separated), else the file. An empty key is a
-/// configuration error, never a key that authenticates empty credentials; an empty environment variable counts
-/// as unset (as every variable here does, see [`super::ProcessEnv`]).
+/// The client keys: the flag, else `CODEX_GATEWAY_API_KEY` (comma-separated), else the file. An empty key is an
+/// error, never a key that authenticates empty credentials.
 pub(super) fn client_keys(file: Option<Vec<String>>, o: &Overrides, env: &dyn Env) -> anyhow::Result<Vec<String>> {
     let (keys, source): (Vec<String>, &str) = match (&o.api_key, env.get("CODEX_GATEWAY_API_KEY")) {
         (Some(k), _) => (vec![k.clone()], "--api-key"),
@@ -97,8 +95,7 @@ pub(super) fn log_format(o: &Overrides, env: &dyn Env, file: Option<String>) -> 
     o.log_format.clone().or_else(|| env.get("CODEX_GATEWAY_LOG_FORMAT")).or(file)
 }
 
-/// The team store's URL: `--database-url`, else `CODEX_GATEWAY_DATABASE_URL`, else `[store] url`; an empty value
-/// is unset.
+/// The team store's URL: `--database-url`, else `CODEX_GATEWAY_DATABASE_URL`, else `[store] url`; empty is unset.
 pub(super) fn database_url(o: &Overrides, env: &dyn Env, file: Option<String>) -> Option<String> {
     o.database_url.clone().or_else(|| env.get("CODEX_GATEWAY_DATABASE_URL")).or(file).filter(|u| !u.trim().is_empty())
 }

@@ -1,6 +1,5 @@
-//! Configuration in two stages: a raw TOML file (every key optional, unknown keys refused: `file.rs`), then a
-//! resolved [`Config`] after environment variables (`env.rs`) and command-line flags (`flags.rs`) are merged on top
-//! (flags win), each setting checked (`validate.rs`) into the resolved tables (`sections.rs`).
+//! Configuration (docs/configuration.md): the raw TOML file (`file.rs`), then the checked [`Config`] with the
+//! environment (`env.rs`) and the command line (`flags.rs`) merged on top.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -46,47 +45,38 @@ pub struct Config {
     pub openai_api_key: Option<String>,
     pub proxy: Option<String>,
     pub ca_bundle: Option<PathBuf>,
-    /// HTTP/2 without TLS (prior knowledge) to `http://` upstreams: a local HTTP/2 proxy, or the fake in the
-    /// benchmark, where streams then share connections as they do with the real backend over TLS.
+    /// HTTP/2 without TLS to `http://` upstreams, so streams share connections as with the real backend over TLS.
     pub upstream_h2c: bool,
     pub body_limit: usize,
     pub keepalive: Duration,
     pub upstream_idle_timeout: Duration,
     pub timeouts: Timeouts,
-    /// Period of the background upkeep (refresh ahead of expiry, quota polling, catalog refresh, store re-read).
+    /// Period of the background upkeep (refreshes, quota polls, the catalog, the store's re-read).
     pub upkeep_interval: Duration,
     pub default_reasoning_effort: Option<String>,
     pub log: String,
     pub log_format: LogFormat,
     pub ollama: OllamaBridge,
     pub gemini_model_aliases: HashMap<String, String>,
-    /// `[anthropic] model_aliases`: Claude model ids (or the family keys `opus`, `sonnet`, `haiku`) -> Codex models.
     pub anthropic_model_aliases: HashMap<String, String>,
     pub routing: Routing,
     pub access: Access,
     pub metrics: MetricsConfig,
     pub dashboard: DashboardConfig,
-    /// `[oauth]`: the Codex CLI's gateway sign-in (oauth/).
     pub oauth: OAuthConfig,
-    /// The configuration file: the one read, or where one would be read from (the dashboard's Settings write
-    /// it).
+    /// The configuration file: the one read, or where one would be read from (the dashboard's Settings write it).
     pub config_file: PathBuf,
-    /// `[usage]`: the usage ledger.
     pub usage: UsageSettings,
-    /// `[store]`: where accounts, tokens and keys live (docs/team.md).
     pub store: StoreConfig,
-    // --- issue 25 (protocol): `[upstream]`.
-    /// The Codex client version and User-Agent presented upstream.
+    /// `[upstream]`: the Codex client version and User-Agent presented upstream.
     pub client: crate::upstream::identity::ClientIdentity,
-    /// issue 25: `[upstream] transport` and the WebSocket connections' limits (upstream/ws.rs).
+    /// `[upstream] transport` and the WebSocket connections' limits.
     pub upstream_ws: upstream_transport::ws::WsSettings,
-    /// `[keys.NAME]` tables: client keys with limits from the file.
     pub configured_keys: Vec<ConfiguredKey>,
     /// `[server] watch_config`: reload when the file changes (app/reload.rs).
     pub watch_config: bool,
-    /// `[server] websocket*`: the inbound Responses WebSocket (server/websocket.rs, docs/protocol.md).
+    /// `[server] websocket*`: the inbound Responses WebSocket (docs/protocol.md).
     pub inbound_ws: WebSocketSettings,
-    /// `[server] stored_responses*`: what is kept for `previous_response_id` (stored_responses.rs).
     pub stored_responses: StoredResponseSettings,
     /// The command-line values this configuration was resolved with, so a reload resolves the file with them.
     pub overrides: Overrides,
@@ -128,9 +118,8 @@ impl Timeouts {
 }
 
 impl Config {
-    /// Load the file (explicit path must exist; the default path may be absent), then env, then flags. A
-    /// default file that exists but cannot be read (a directory the gateway's user may not enter) is an error,
-    /// not an absent file: its settings would otherwise be dropped without a word.
+    /// Load the file (a given path must exist, the default one may be absent, but not unreadable: its settings
+    /// would be dropped without a word), then env, then flags.
     pub fn load(overrides: &Overrides, env: &dyn Env) -> anyhow::Result<Config> {
         let raw = match flags::explicit_config_file(overrides, env) {
             Some(path) => read_raw(&path)?,
@@ -146,9 +135,7 @@ impl Config {
         Self::resolve(raw, overrides, env)
     }
 
-    /// The file (and environment) read again with the command-line values this configuration was made with:
-    /// what a reload applies (app/reload.rs). A parse error names the line, column and problem but does not
-    /// quote the line (it may hold a key).
+    /// The file and environment read again with this configuration's command-line values: what a reload applies.
     pub fn reread(&self, env: &dyn Env) -> anyhow::Result<Config> {
         let path = &self.config_file;
         let explicit = flags::explicit_config_file(&self.overrides, env).is_some();
@@ -224,8 +211,7 @@ impl Config {
         self.data_dir.join("gateway.db")
     }
 
-    /// Where this configuration keeps its state: the one place that tells the SQLite file from the team's
-    /// database (`[store] url`, `--database-url`, `CODEX_GATEWAY_DATABASE_URL`).
+    /// Where this configuration keeps its state: the one place that tells the SQLite file from the team's database.
     pub fn store_at(&self) -> StoreAt<'_> {
         match self.store.url.as_deref() {
             Some(url) => StoreAt::Team(url),
@@ -233,8 +219,7 @@ impl Config {
         }
     }
 
-    /// Open the store this configuration names: the SQLite file in the data directory, and with `[store] url` (or
-    /// `--database-url`, `CODEX_GATEWAY_DATABASE_URL`) the PostgreSQL team store beside it.
+    /// Open the store this configuration names: the SQLite file, and with a database URL the team store beside it.
     pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
         crate::store::Store::open_with(&self.db_path(), self.store.url.as_deref())
     }
@@ -264,8 +249,7 @@ pub enum StoreAt<'a> {
 }
 
 impl StoreAt<'_> {
-    /// Whether there is a store to read: a team database always; the file once a command or the gateway created it
-    /// (opening creates it, so a command that only reads checks this first).
+    /// Whether there is a store to read (opening creates the file, so a command that only reads checks this first).
     pub fn exists(&self) -> bool {
         match self {
             StoreAt::File(path) => path.exists(),
@@ -273,8 +257,7 @@ impl StoreAt<'_> {
         }
     }
 
-    /// Whether one gateway serving it keeps every other process from changing it (the file; a team coordinates
-    /// its instances through the database).
+    /// Whether one gateway serving it keeps every other process from changing it (the file's case).
     pub fn single_server(&self) -> bool {
         matches!(self, StoreAt::File(_))
     }

@@ -1,6 +1,5 @@
 //! Resolved `[oauth]`: the gateway's OAuth authorization server for the Codex CLI's gateway sign-in (oauth/,
-//! docs/dashboard.md "The Codex CLI's sign-in"): the public client id the CLI presents, how long its tokens live,
-//! the header its token comes back in, and the loopback port `connect codex` tells the CLI to listen on.
+//! docs/dashboard.md "The Codex CLI's sign-in").
 
 use std::time::Duration;
 
@@ -71,13 +70,8 @@ impl OAuthConfig {
         if redirect_port == 0 {
             bail!("[oauth] redirect_port must not be 0");
         }
-        Ok(OAuthConfig {
-            client_id,
-            access_token: Duration::from_secs(access),
-            refresh_token: Duration::from_secs(days * 86_400),
-            header,
-            redirect_port,
-        })
+        let (access_token, refresh_token) = (Duration::from_secs(access), Duration::from_secs(days * 86_400));
+        Ok(OAuthConfig { client_id, access_token, refresh_token, header, redirect_port })
     }
 }
 

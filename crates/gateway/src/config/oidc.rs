@@ -1,7 +1,5 @@
 //! `[dashboard.oidc]`: single sign-on to the dashboard with an OpenID Connect provider (docs/dashboard.md,
-//! "Single sign-on"; docs/configuration.md). The raw table as written, and the checked [`OidcConfig`] that
-//! users/oidc/ and dashboard/sso.rs read. The client secret may come from the file, a file of its own
-//! (`client_secret_file`) or `CODEX_GATEWAY_OIDC_CLIENT_SECRET`; it is never shown by `Debug`.
+//! "Single sign-on"): the raw table, and the checked [`OidcConfig`], whose client secret `Debug` never shows.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,35 +9,24 @@ use serde::Deserialize;
 
 use super::Env;
 
-/// The environment variable that holds the client secret (wins over the file's keys).
+/// The environment variable that holds the client secret (wins over `client_secret` and `client_secret_file`).
 pub const CLIENT_SECRET_ENV: &str = "CODEX_GATEWAY_OIDC_CLIENT_SECRET";
 
 /// `[dashboard.oidc]` in the file.
 #[derive(Debug, Default, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawOidc {
-    /// The provider's issuer URL (what its discovery document says in `issuer`).
     pub issuer: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
-    /// A file holding the client secret (a mounted secret); trailing white space is dropped.
     pub client_secret_file: Option<PathBuf>,
-    /// The gateway's address as browsers reach it (`https://gateway.example.com`): the redirect URI is this with
-    /// `/dashboard/sso/callback`. Default: the request's own scheme and `Host`.
     pub public_url: Option<String>,
-    /// Scopes asked for besides `openid` (default `email`, `profile`).
     pub scopes: Option<Vec<String>>,
-    /// The button's text: "Sign in with <display_name>" (default "single sign-on").
     pub display_name: Option<String>,
-    /// The role of a user created at their first sign-in when no group maps to one (default `member`).
     pub default_role: Option<String>,
-    /// The ID token claim that lists the user's groups (default `groups`).
     pub roles_claim: Option<String>,
-    /// Group -> role; the highest role of the user's groups wins, at every sign-in.
     pub role_map: Option<BTreeMap<String, String>>,
-    /// Only users whose verified e-mail address is in one of these domains may sign in.
     pub allowed_domains: Option<Vec<String>>,
-    /// Only users in one of these groups may sign in.
     pub allowed_groups: Option<Vec<String>>,
 }
 
@@ -56,12 +43,12 @@ pub struct OidcConfig {
     /// `openid` first, then the configured ones.
     pub scopes: Vec<String>,
     pub display_name: String,
-    /// `admin`, `member` or `viewer` (checked here; users/oidc/ reads it as a role).
+    /// The role of a user created at their first sign-in when no group maps to one.
     pub default_role: String,
     pub roles_claim: String,
-    /// Group -> `admin`, `member` or `viewer`.
+    /// Group -> role; the highest role of the user's groups wins, at every sign-in.
     pub role_map: BTreeMap<String, String>,
-    /// Lower case, without a leading `@`.
+    /// Only users whose verified e-mail address is in one of these (lower case, without `@`) may sign in.
     pub allowed_domains: Vec<String>,
     pub allowed_groups: Vec<String>,
 }

@@ -1,5 +1,4 @@
-//! The resolved tables of the configuration: each checked type the gateway reads (`Routing`, `Access`,
-//! `UsageSettings`, ...) and how it is made from its raw table in file.rs and the environment.
+//! The resolved tables of the configuration, each made from its raw table in file.rs and the environment.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -35,7 +34,7 @@ impl std::fmt::Debug for ConfiguredKey {
     }
 }
 
-/// How the pool orders accounts: the planner crate's (`planner::Strategy`, docs/accounts.md, "Routing").
+/// How the pool orders accounts (docs/accounts.md, "Routing").
 pub use planner::Strategy;
 
 /// Resolved `[routing]`.
@@ -49,16 +48,14 @@ pub struct Routing {
     pub queue_timeout: Duration,
     pub affinity_capacity: usize,
     pub usage_poll: Duration,
-    /// The most accounts one request is tried on (at least 1): a request every account fails is not sent to the
-    /// whole pool.
+    /// The most accounts one request is tried on: a request every account fails is not sent to the whole pool.
     pub max_accounts_per_request: usize,
     /// Policy refusals within 24 hours after which a created client key is suspended (`None`: never).
     pub policy_refusals_per_key: Option<u32>,
 }
 
 impl Routing {
-    /// `[routing]`, the strategy also from `CODEX_GATEWAY_STRATEGY`; the bounds that keep the pool working
-    /// applied (at least one request per account, 16 affinity entries, a 30 s quota poll).
+    /// `[routing]`, the strategy also from `CODEX_GATEWAY_STRATEGY`, with the bounds that keep the pool working.
     pub(super) fn resolve(raw: Option<RawRouting>, env: &dyn Env) -> anyhow::Result<Routing> {
         let r = raw.unwrap_or_default();
         let strategy_name = env.get("CODEX_GATEWAY_STRATEGY").or(r.strategy).unwrap_or_else(|| "planner".into());
@@ -85,13 +82,12 @@ impl Routing {
 pub struct OllamaBridge {
     pub enabled: bool,
     pub listen: SocketAddr,
-    /// Set when the bridge may bind a non-loopback address (the operator said so explicitly).
+    /// The bridge may bind a non-loopback address (it has no authentication).
     pub allow_remote: bool,
 }
 
 impl OllamaBridge {
-    /// File, then env (`CODEX_GATEWAY_OLLAMA_ENABLED`, `_HOST`, `_PORT`, `_ALLOW_REMOTE`). Binding beyond loopback
-    /// without `allow_remote` is refused.
+    /// File, then env (`CODEX_GATEWAY_OLLAMA_ENABLED`, `_HOST`, `_PORT`, `_ALLOW_REMOTE`).
     pub(super) fn resolve(raw: Option<RawOllama>, env: &dyn Env) -> anyhow::Result<OllamaBridge> {
         let raw = raw.unwrap_or_default();
         let enabled = env_flag(env, "CODEX_GATEWAY_OLLAMA_ENABLED", raw.enabled)?;
@@ -110,12 +106,10 @@ impl OllamaBridge {
     }
 }
 
-/// How log lines are written.
+/// How log lines are written: for people, or one JSON object per line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
-    /// Human-readable lines.
     Text,
-    /// One JSON object per line (the access line's fields included).
     Json,
 }
 
@@ -138,8 +132,7 @@ pub struct MetricsConfig {
     pub public: bool,
     /// Name an account without a label by its email rather than its id.
     pub email_labels: bool,
-    /// The most users the per-user metrics name (by id); the requests of any further user count as `other`, so
-    /// the label's values stay bounded (docs/operations.md).
+    /// The most users the per-user metrics name; any further user counts as `other` (docs/operations.md).
     pub user_labels: usize,
 }
 
@@ -172,8 +165,7 @@ impl MetricsConfig {
     }
 }
 
-/// The dashboard's quota warning thresholds, percent of a window used (`[dashboard] quota_warn_percent`,
-/// `quota_critical_percent`; the Settings page changes them at once).
+/// The dashboard's quota warning thresholds, percent of a window used (the Settings page changes them at once).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct QuotaThresholds {
     pub warn: f64,
@@ -200,15 +192,13 @@ impl QuotaThresholds {
 /// Resolved `[dashboard]` (docs/dashboard.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DashboardConfig {
-    /// Serve `/dashboard` (default true).
     pub enabled: bool,
-    /// Requests from a loopback peer address skip the login (default false).
+    /// Requests from a loopback peer address skip the login.
     pub loopback_without_login: bool,
-    /// How long a login lasts (default 12 h).
+    /// How long a login lasts.
     pub session: Duration,
-    /// When quota bars turn amber and red (default 80% and 95%).
     pub quota: QuotaThresholds,
-    /// `[dashboard.oidc]`: single sign-on (none: the login page as without it).
+    /// `[dashboard.oidc]`: single sign-on.
     pub oidc: Option<super::oidc::OidcConfig>,
 }
 
@@ -256,8 +246,7 @@ impl WebSocketSettings {
     }
 }
 
-/// Resolved `[server] stored_responses*`: how many Responses answers are kept for `previous_response_id`, and in
-/// how many bytes (`stored_responses.rs`).
+/// Resolved `[server] stored_responses*`: how many answers are kept for `previous_response_id`, in how many bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredResponseSettings {
     pub responses: usize,
@@ -288,34 +277,19 @@ pub struct Access {
     pub allowed_hosts: Vec<String>,
     /// Browser origins, `scheme://host[:port]` as browsers serialize them.
     pub allowed_origins: Vec<String>,
-    /// Peers whose `X-Forwarded-For` is believed (server/forwarded.rs): the balancer in front of a team.
+    /// Peers whose `X-Forwarded-For` is believed: the balancer in front of a team.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// The admin credential (`CODEX_GATEWAY_ADMIN_KEY`, `[server] admin_key`): the only key `/admin/*` and
-    /// `/metrics` accept when set. Unset: the client keys (`api_keys`) are the admin credential, as before.
+    /// The only key `/admin/*` and `/metrics` accept when set (unset: the client keys).
     pub admin_key: Option<String>,
 }
 
 impl Access {
-    /// File, then env (`CODEX_GATEWAY_ALLOWED_HOSTS`, `CODEX_GATEWAY_ALLOWED_ORIGINS`,
-    /// `CODEX_GATEWAY_TRUSTED_PROXIES`, comma-separated, replacing the file's list).
+    /// File, then env (`CODEX_GATEWAY_ALLOWED_HOSTS`, `_ALLOWED_ORIGINS`, `_TRUSTED_PROXIES`), replacing its list.
     pub(super) fn resolve(raw: Option<RawServer>, env: &dyn Env) -> anyhow::Result<Access> {
         let raw = raw.unwrap_or_default();
-        let list = |key: &str, file: Option<Vec<String>>| match env.get(key).filter(|v| !v.is_empty()) {
-            Some(v) => v.split(',').map(str::to_string).collect(),
-            None => file.unwrap_or_default(),
-        };
-        let allowed_hosts = list("CODEX_GATEWAY_ALLOWED_HOSTS", raw.allowed_hosts)
-            .iter()
-            .map(|h| normalize_host(h))
-            .collect::<anyhow::Result<_>>()?;
-        let allowed_origins = list("CODEX_GATEWAY_ALLOWED_ORIGINS", raw.allowed_origins)
-            .iter()
-            .map(|o| normalize_origin(o))
-            .collect::<anyhow::Result<_>>()?;
-        let trusted_proxies = list("CODEX_GATEWAY_TRUSTED_PROXIES", raw.trusted_proxies)
-            .iter()
-            .map(|p| parse_proxy(p))
-            .collect::<anyhow::Result<_>>()?;
+        let allowed_hosts = list(env.get("CODEX_GATEWAY_ALLOWED_HOSTS"), raw.allowed_hosts, normalize_host)?;
+        let allowed_origins = list(env.get("CODEX_GATEWAY_ALLOWED_ORIGINS"), raw.allowed_origins, normalize_origin)?;
+        let trusted_proxies = list(env.get("CODEX_GATEWAY_TRUSTED_PROXIES"), raw.trusted_proxies, parse_proxy)?;
         let admin_key = env.get("CODEX_GATEWAY_ADMIN_KEY").or(raw.admin_key).map(|k| k.trim().to_string());
         if admin_key.as_deref() == Some("") {
             bail!("[server] admin_key is empty: an admin key must be non-empty. Remove it, or set a real key.");
@@ -324,14 +298,21 @@ impl Access {
     }
 }
 
+/// The entries of an environment variable (comma-separated), else of the file, each checked.
+fn list<T>(env: Option<String>, file: Option<Vec<String>>, f: fn(&str) -> anyhow::Result<T>) -> anyhow::Result<Vec<T>> {
+    match env.filter(|v| !v.is_empty()) {
+        Some(v) => v.split(',').map(f).collect(),
+        None => file.unwrap_or_default().iter().map(String::as_str).map(f).collect(),
+    }
+}
+
 /// Resolved `[usage]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageSettings {
-    /// Record every request in the store (off: no rows, no rollups, no writer).
     pub enabled: bool,
-    /// Request rows older than this are pruned.
+    /// How long request rows are kept.
     pub retention: Duration,
-    /// Hourly rollups older than this are pruned.
+    /// How long hourly rollups are kept.
     pub rollup_retention: Duration,
     /// Records waiting for the writer; more are dropped (and counted), never waited for.
     pub channel_capacity: usize,
@@ -339,8 +320,7 @@ pub struct UsageSettings {
 }
 
 impl UsageSettings {
-    /// File, then env (`CODEX_GATEWAY_USAGE_ENABLED`, `_RETENTION_DAYS`, `_ROLLUP_RETENTION_DAYS`,
-    /// `_CHANNEL_CAPACITY`).
+    /// File, then `CODEX_GATEWAY_USAGE_ENABLED`, `_RETENTION_DAYS`, `_ROLLUP_RETENTION_DAYS`, `_CHANNEL_CAPACITY`.
     pub(super) fn resolve(raw: Option<RawUsage>, env: &dyn Env) -> anyhow::Result<UsageSettings> {
         let raw = raw.unwrap_or_default();
         let number = |key: &str, file: Option<u64>, default: u64| -> anyhow::Result<u64> {
@@ -373,8 +353,7 @@ impl UsageSettings {
 /// Resolved `[store]`.
 #[derive(Default, Clone, PartialEq)]
 pub struct StoreConfig {
-    /// A PostgreSQL URL: accounts, tokens and client keys are shared there by every instance that names it. `None`:
-    /// everything stays in the data directory's SQLite file (one instance).
+    /// The team's PostgreSQL URL (`None`: everything stays in the data directory's SQLite file).
     pub url: Option<String>,
 }
 

@@ -1,5 +1,4 @@
-//! The checks a setting passes before the gateway runs with it: durations, the client keys written in the file,
-//! the access lists' entries, the reasoning effort, and no public address without a key.
+//! The checks a setting passes before the gateway runs with it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -114,8 +113,7 @@ pub(super) fn refuse_public_without_key(ip: IpAddr, api_keys: &[String], access:
     Ok(())
 }
 
-/// The default reasoning effort, one of the efforts the gateway knows, in the backend's spelling (each request
-/// holds it to what its model's catalog lists).
+/// The default reasoning effort, in the backend's spelling.
 pub(super) fn reasoning_effort(effort: Option<String>) -> anyhow::Result<Option<String>> {
     let Some(e) = effort else { return Ok(None) };
     match dialects::models::normalize_effort(&e) {

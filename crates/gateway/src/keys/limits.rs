@@ -1,6 +1,5 @@
-//! The limits of one client key as pure state machines over an injected clock: the request rate (GCRA), the
-//! concurrency count, the UTC day and month token budgets, and the policy refusals of the last 24 hours. keys/mod.rs holds one [`Counters`] per key and
-//! calls these with the wall clock; the unit tests here call them with chosen times.
+//! The limits of one client key as pure state machines over an injected clock: the request rate, the concurrency
+//! count, the UTC day and month token budgets, and the policy refusals of the last 24 hours.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -37,16 +36,14 @@ pub enum Refused {
 }
 
 /// A sliding one-minute window: the times of the key's requests in the last minute, at most `rpm` of them, so a
-/// key never exceeds `rpm` in any 60 s (a token bucket or GCRA would let up to `2 rpm - 1` through around a
-/// burst). Amortised O(1) per request; the buffer grows to `rpm` entries once and is then reused.
+/// key never exceeds `rpm` in any 60 s (a token bucket or GCRA would let up to `2 rpm - 1` through around a burst).
 #[derive(Debug, Default, Clone)]
 pub struct Rate {
     /// Admission times in milliseconds on the caller's clock, oldest first.
     times: VecDeque<u64>,
 }
 
-/// The largest `rpm` a key may have: bounds the window's memory at 8 bytes a request, 8 MB for a key at the
-/// limit (the window grows only as far as the key is really used; the benchmark runs above 100,000 a minute).
+/// The largest `rpm` a key may have: bounds the window's memory at 8 MB.
 pub const MAX_RPM: u32 = 1_000_000;
 
 impl Rate {
@@ -70,8 +67,7 @@ impl Rate {
     }
 }
 
-/// Token use in the current UTC day and month. A period is identified by its number (days since the epoch,
-/// months since year 0), so a new period starts from zero without a timer.
+/// Token use in the current UTC day and month, each by its number: a new period starts from zero without a timer.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Spent {
     day: i64,
@@ -89,14 +85,8 @@ impl Spent {
 
     /// Add a finished request's tokens.
     pub fn charge(&mut self, tokens: u64, now: i64) {
-        let (day_tokens, month_tokens) = self.used(now);
-        let (day, month) = periods(now);
-        *self = Spent {
-            day,
-            day_tokens: day_tokens.saturating_add(tokens),
-            month,
-            month_tokens: month_tokens.saturating_add(tokens),
-        };
+        let (day, month) = self.used(now);
+        self.seed(day.saturating_add(tokens), month.saturating_add(tokens), now);
     }
 
     /// Set today's and this month's use (at start, from the usage ledger).
@@ -105,16 +95,14 @@ impl Spent {
         *self = Spent { day, day_tokens, month, month_tokens };
     }
 
-    /// Raise today's and this month's use to at least the given ones (the team's ledger, `keys/team.rs`): never
-    /// lowered, so this instance's own requests not yet in the ledger still count.
+    /// Raise today's and this month's use to at least the given ones (the team's ledger, `keys/team.rs`).
     pub fn raise(&mut self, day_tokens: u64, month_tokens: u64, now: i64) {
         let (day, month) = self.used(now);
         self.seed(day.max(day_tokens), month.max(month_tokens), now);
     }
 
-    /// The first budget (daily, then monthly) that is spent at `now`. A budget counts as spent once its use
-    /// reaches the limit; the request that crossed it was let through whole (it was admitted before its size was
-    /// known), so use may end above the limit by that request's tokens.
+    /// The first budget (daily, then monthly) whose use reached its limit at `now`. The request that crossed it was
+    /// let through whole (admitted before its size was known), so use may end above the limit.
     pub fn check(&self, limits: &Limits, now: i64) -> Result<(), Refused> {
         let (day_tokens, month_tokens) = self.used(now);
         if let Some(limit) = limits.daily_tokens
@@ -126,12 +114,8 @@ impl Spent {
         if let Some(limit) = limits.monthly_tokens
             && month_tokens >= limit
         {
-            return Err(Refused::Budget {
-                budget: Budget::Monthly,
-                limit,
-                used: month_tokens,
-                resets_at: next_month(now),
-            });
+            let resets_at = next_month(now);
+            return Err(Refused::Budget { budget: Budget::Monthly, limit, used: month_tokens, resets_at });
         }
         Ok(())
     }
@@ -140,8 +124,7 @@ impl Spent {
 /// How far back a key's policy refusals count (`[routing] policy_refusals_per_key`).
 pub const POLICY_WINDOW_SECS: i64 = 86_400;
 
-/// A key's requests the upstream refused under its usage policy within the last [`POLICY_WINDOW_SECS`]: their
-/// times, oldest first. Bounded: a key is suspended long before it holds many.
+/// The times of a key's requests the upstream refused under its usage policy within [`POLICY_WINDOW_SECS`].
 #[derive(Debug, Default, Clone)]
 pub struct PolicyRefusals {
     times: VecDeque<i64>,
@@ -200,8 +183,7 @@ fn next_month(now: i64) -> i64 {
     days_from_civil(y, m, 1) * 86_400
 }
 
-/// Requests of a key in flight. An atomic rather than a lock: the slot is given back from `Drop` wherever the
-/// request ends (the stream's body, the handler), possibly on another thread.
+/// Requests of a key in flight: an atomic, as the slot is given back from `Drop` wherever the request ends.
 #[derive(Debug, Default)]
 pub struct InFlight(AtomicU32);
 
@@ -220,8 +202,7 @@ impl InFlight {
     }
 }
 
-/// `2027-01-31` (or a full RFC 3339 time) -> unix seconds. A bare date means the end of that day, UTC: a key
-/// "expires 2027-01-31" still works on the 31st.
+/// `2027-01-31` (the end of that day, UTC) or a full RFC 3339 time -> unix seconds.
 pub fn parse_expiry(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {

@@ -1,5 +1,4 @@
-//! Creating, changing and revoking client keys in the store, shared by the admin API (server/admin/keys.rs,
-//! which then reloads the running registry) and the CLI when no gateway is running (cli/keys.rs).
+//! Creating, changing and revoking client keys in the store, shared by the admin API and the CLI.
 
 use base64::Engine;
 use rand::RngCore;
@@ -66,8 +65,7 @@ pub enum ManageError {
     Invalid(String),
     #[error("no client key `{0}`")]
     NotFound(String),
-    /// Another key that is not revoked has this name (names pick keys in the CLI, so two live keys may not
-    /// share one; a revoked key's name is free again).
+    /// Another key that is not revoked has this name (names pick keys in the CLI).
     #[error("the client key {id} is already named `{name}`: choose another name, or revoke that key first")]
     NameTaken { name: String, id: String },
     /// The owner holds the most keys an admin allows them (users/manage.rs); checked in one step with the insert.
@@ -97,9 +95,8 @@ pub(crate) fn check_limits(models: &Option<Vec<String>>, limits: &Limits) -> Res
     Ok(())
 }
 
-/// A key's name, trimmed, when it is not empty. Whether another key that is not revoked has it is decided where
-/// the key is written (`Store::*_claiming_name`), in one step with the write, so two gateways creating one name at
-/// the same moment cannot both get it.
+/// A key's name, trimmed, when it is not empty; whether another key has it is decided in one step with the write
+/// (`Store::*_claiming_name`), so two gateways creating one name at once cannot both get it.
 fn valid_name(name: &str) -> Result<String, ManageError> {
     let name = name.trim();
     if name.is_empty() {
@@ -121,8 +118,7 @@ fn claimed(claim: NameClaim, row: &StoredKey, owner: Option<&str>) -> Result<(),
     }
 }
 
-/// Whose a new key is: the user's id, their name (for a refusal) and, for a user limited to their own keys, the
-/// most keys they may hold (an admin creating a key for themselves has no maximum).
+/// Whose a new key is: the user's id, their name (for a refusal) and the most keys they may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct Owner<'a> {
     pub id: &'a str,
@@ -135,9 +131,7 @@ pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, Stri
     create_owned(store, spec, None, now)
 }
 
-/// [`create`], the key belonging to `owner` (users/; `None`: the gateway's), refused with
-/// [`ManageError::TooManyKeys`] when they hold their maximum already (decided with the insert, so concurrent
-/// creations cannot together pass it).
+/// [`create`], the key belonging to `owner` (`None`: the gateway's), who may not hold more than their maximum.
 pub fn create_owned(
     store: &Store,
     spec: KeySpec,
@@ -158,7 +152,7 @@ pub fn create_owned(
         id: format!("key_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
         name,
         prefix: secret[..PREFIX_LEN].to_string(),
-        secret_sha256: hex(&super::sha256(&secret)),
+        secret_sha256: crate::users::sha256_hex(&secret),
         models: spec.models,
         limits,
         expires_at,
@@ -179,9 +173,7 @@ pub fn update(store: &Store, id: &str, patch: KeyPatch) -> Result<StoredKey, Man
     if let Some(name) = patch.name {
         row.name = valid_name(&name)?;
     }
-    if let Some(m) = patch.models {
-        row.models = m;
-    }
+    row.models = patch.models.unwrap_or(row.models);
     let l = &mut row.limits;
     patch.rpm.into_iter().for_each(|v| l.rpm = v);
     patch.concurrency.into_iter().for_each(|v| l.concurrency = v);
@@ -190,9 +182,7 @@ pub fn update(store: &Store, id: &str, patch: KeyPatch) -> Result<StoredKey, Man
     if let Some(e) = patch.expires {
         row.expires_at = e.as_deref().map(expiry).transpose()?;
     }
-    if let Some(o) = patch.opportunistic {
-        row.opportunistic = o;
-    }
+    row.opportunistic = patch.opportunistic.unwrap_or(row.opportunistic);
     check_limits(&row.models, &row.limits)?;
     claimed(store.update_key_claiming_name(&row)?, &row, None)?;
     // Its own write: the rest of the row never carries a suspension (`Store::set_key_suspension`).
@@ -221,8 +211,7 @@ pub fn revoke(store: &Store, id: &str, now: i64) -> Result<StoredKey, ManageErro
     Ok(row)
 }
 
-/// A key as the admin API and `keys list --json` show it: never the secret or its hash. `usage` is (tokens today,
-/// tokens this month, requests in flight) from a running gateway.
+/// A key as the admin API and `keys list --json` show it: never the secret or its hash.
 pub fn summary(row: &StoredKey, usage: Option<(u64, u64, u32)>, now: i64) -> Value {
     let status = match (row.revoked_at, row.expires_at, &row.suspended) {
         (Some(_), _, _) => "revoked",
@@ -254,20 +243,11 @@ pub fn summary(row: &StoredKey, usage: Option<(u64, u64, u32)>, now: i64) -> Val
     v
 }
 
-/// `cgw_` + 32 random bytes from the OS (base64url): 256 bits, so the secret cannot be guessed and its unsalted
-/// SHA-256 is safe to store.
+/// `cgw_` + 256 random bits from the OS (base64url): the secret cannot be guessed, so its unsalted SHA-256 is safe.
 fn new_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     format!("cgw_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]
@@ -284,7 +264,7 @@ mod tests {
         assert_ne!(secret_a, secret_b);
         assert_eq!(secret_a.len(), 4 + 43);
         assert!(secret_a.starts_with(&a.prefix));
-        assert_eq!(a.secret_sha256, hex(&crate::keys::sha256(&secret_a)));
+        assert_eq!(a.secret_sha256, crate::users::sha256_hex(&secret_a));
         let shown = summary(&a, None, 1_700_000_000).to_string();
         assert!(!shown.contains(&secret_a) && !shown.contains(&a.secret_sha256), "{shown}");
         // A patch changes what it names; null removes a limit.

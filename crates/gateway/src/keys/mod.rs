@@ -1,13 +1,7 @@
 //! Client keys the admin creates, with limits (docs/operations.md, "Client keys"): the in-memory registry the
-//! request guard looks keys up in (server/guard.rs), the admission check the handler runs before the upstream is
-//! called (server/handler.rs), and the budget charge when a request's record ends ([`RecordSink`]). Optionally
-//! (`[routing] policy_refusals_per_key`), a created key whose requests the upstream refused under its usage policy
-//! that many times within 24 hours is suspended until an operator lifts it (docs/accounts.md, "Risk signals").
-//!
-//! The store (`client_keys`, store/keys.rs) is read at start, after every change made through the admin API, and
-//! every upkeep period (changes the command line wrote straight to the store); requests never touch it. A lookup
-//! is one SHA-256 of the presented secret and one hash-map probe in a snapshot (`ArcSwap`), and yields an `Arc`
-//! clone.
+//! guard looks keys up in (one SHA-256 and one probe of an `ArcSwap` snapshot; requests never touch the store),
+//! the admission check before the upstream is called, the budget charge when a request's record ends, and the
+//! suspension of a key refused too often under the upstream's usage policy (docs/accounts.md, "Risk signals").
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,7 +26,7 @@ pub mod users;
 use limits::{InFlight, Limits, PolicyRefusals, Rate, Refused, Spent};
 
 /// A client key as requests see it: its settings and the counters its limits run on.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ClientKey {
     pub id: Arc<str>,
     pub name: String,
@@ -43,13 +37,11 @@ pub struct ClientKey {
     pub revoked: bool,
     /// Refused until an operator lifts it (the store's row says so).
     pub suspended: Option<Suspension>,
-    /// Written in the configuration file (`[keys.NAME]`): it has no row to keep a suspension in, so it is never
-    /// suspended.
+    /// From the configuration file (`[keys.NAME]`): no row to keep a suspension in, so never suspended.
     configured: bool,
     /// Its requests are served only from quota that would otherwise expire (the lease's `Need::opportunistic`).
     pub opportunistic: bool,
-    /// The user the key belongs to (`None`: the gateway's): its requests are that user's, and count against the
-    /// user's budget as well as the key's own limits (users.rs).
+    /// The user the key belongs to (`None`: the gateway's); their budget applies too (users.rs).
     pub owner: Option<Arc<str>>,
     /// Shared with the key's next version after an update, so counters survive a change of limits.
     state: Arc<KeyState>,
@@ -58,11 +50,9 @@ pub struct ClientKey {
 /// The counters a set of limits runs on: a key's, or a user's across all their keys (users.rs).
 #[derive(Debug, Default)]
 struct KeyState {
-    /// One short critical section per request of this key at admission and one at its end; uncontended unless
-    /// the key itself has requests starting at the same instant.
+    /// Locked briefly at a request's admission and end: uncontended but for the key's own simultaneous requests.
     counters: Mutex<Counters>,
     in_flight: InFlight,
-    /// Its requests refused under the upstream's usage policy in the last 24 hours.
     policy: Mutex<PolicyRefusals>,
     /// Suspended here, its row not yet written (or the write failed): refused meanwhile.
     suspending: AtomicBool,
@@ -102,29 +92,19 @@ impl ClientKey {
         self.state.policy.lock().count(now)
     }
 
-    /// Whether the key is refused for its policy refusals.
     pub fn is_suspended(&self) -> bool {
         self.suspended.is_some() || self.state.suspending.load(Ordering::Relaxed)
     }
 
-    /// The key a user's Codex CLI sign-in (oauth/) is served under: the guard makes one for each request that
-    /// carries the user's token, so the request is the user's in every place a key's request is (its record, the
-    /// ledger, stored responses, the user's budget); id `user:<user id>`, no limits of its own, no row (never
-    /// suspended).
+    /// The key a request with a user's Codex CLI token (oauth/) is served under, so the request is the user's
+    /// wherever a key's request is: id `user:<user id>`, no limits of its own, no row (never suspended).
     pub fn signed_in(user: &crate::users::User) -> ClientKey {
         ClientKey {
             id: Arc::from(format!("user:{}", user.id)),
             name: format!("{} (Codex sign-in)", user.name),
-            models: None,
-            limits: Limits::default(),
-            expires_at: None,
-            revoked: false,
-            suspended: None,
             configured: true,
-            opportunistic: false,
-            // The user's own budget applies to their token's requests as to their keys' (keys/users.rs).
             owner: Some(Arc::from(user.id.as_str())),
-            state: Arc::default(),
+            ..ClientKey::default()
         }
     }
 }
@@ -135,13 +115,11 @@ impl ClientKey {
 pub struct Caller(pub Arc<ClientKey>);
 
 impl Caller {
-    /// The client key's id, for the record.
     pub fn key_id(&self) -> Option<Arc<str>> {
         Some(self.0.id.clone())
     }
 
-    /// The user the request is for: THE one place the ledger, the request log, the metrics and the user's budget
-    /// learn it from (the owner of a key today; a credential that names a user directly answers it here too).
+    /// The user the request is for: the one place the ledger, the request log, the metrics and the budgets learn it.
     pub fn user(&self) -> Option<Arc<str>> {
         self.0.owner.clone()
     }
@@ -159,8 +137,7 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Caller {
     }
 }
 
-/// The concurrency slots of a request (its key's, its user's), held until the request's record ends (the Recorder
-/// carries it).
+/// The concurrency slots of a request (its key's, its user's), held until the request's record ends.
 #[derive(Debug, Default)]
 pub struct Permit {
     key: Option<Arc<KeyState>>,
@@ -200,16 +177,14 @@ pub struct Keys {
     epoch: Instant,
     /// `[keys.NAME]` from the configuration file, merged into every snapshot (replaced on a config reload).
     configured: Mutex<Arc<[crate::config::ConfiguredKey]>>,
-    /// Held through a whole [`Keys::reload`], so reloads (an admin change, the upkeep round, a team change) run one
-    /// after another and the last to store its snapshot is the last that read the store: a round that read before
-    /// a revoke cannot put the key back after the revoke's own reload.
+    /// Held through a whole [`Keys::reload`]: the last to store its snapshot is the last that read the store, so a
+    /// round that read before a revoke cannot put the key back after the revoke's own reload.
     reloading: Mutex<()>,
     /// `[routing] policy_refusals_per_key` (0: off), applied live.
     policy_limit: AtomicU32,
 }
 
 impl Keys {
-    /// Read every key from the store.
     pub fn load(store: Arc<Store>) -> anyhow::Result<Keys> {
         let keys = Keys {
             store,
@@ -224,35 +199,19 @@ impl Keys {
         Ok(keys)
     }
 
-    /// Replace the keys of the configuration file (`[keys.NAME]`, at start and on a reload) and rebuild the
-    /// snapshot. A key that stays keeps its counters, so a changed limit applies to what it already used.
+    /// Replace the keys of the configuration file (`[keys.NAME]`) and rebuild the snapshot.
     pub fn set_configured(&self, keys: &[crate::config::ConfiguredKey]) -> anyhow::Result<()> {
         *self.configured.lock() = Arc::from(keys.to_vec());
         self.reload()
     }
 
-    /// Re-read the store every `period`, forever (the same cadence as the accounts' re-read). The command line
-    /// changes keys through a running gateway's admin API when it finds one (`cli::service::reach`); a change
-    /// written straight to the store while this gateway was out of its reach (it was started from another
-    /// configuration or address) then applies within a period, not at the next start: a revoked key is not
-    /// served for long.
+    /// Re-read the store every `period`, forever: a change the command line wrote straight to the store (it did not
+    /// reach this gateway, `cli::service::reach`) applies within a period, so a revoked key is not served for long.
     pub async fn follow_store(self: Arc<Self>, period: std::time::Duration) {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            // Blocking store work: off the request workers, which may be a single one.
-            let keys = self.clone();
-            match tokio::task::spawn_blocking(move || keys.reload()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!("could not re-read the client keys: {e:#}"),
-                Err(e) => tracing::warn!("the client keys' re-read stopped: {e}"),
-            }
-        }
+        crate::users::reread_every(period, "client keys", move || self.reload()).await
     }
 
-    /// Re-read the store after a change (the admin API calls this, so a revoke applies to the next request).
-    /// Counters of keys that stay are kept.
+    /// Re-read the store (after a change, a revoke applies to the next request); keys that stay keep their counters.
     pub fn reload(&self) -> anyhow::Result<()> {
         let _one_at_a_time = self.reloading.lock();
         let old = self.snapshot.load();
@@ -260,26 +219,22 @@ impl Keys {
         let configured = self.configured.lock().clone();
         for k in configured.iter() {
             let id: Arc<str> = format!("config:{}", k.name).into();
-            let state = old.by_id.get(&id).map(|k| k.state.clone()).unwrap_or_default();
             let key = Arc::new(ClientKey {
-                id: id.clone(),
                 name: k.name.clone(),
                 models: k.models.clone().map(Vec::into_boxed_slice),
                 limits: k.limits,
-                expires_at: None,
-                revoked: false,
-                suspended: None,
                 configured: true,
                 opportunistic: k.opportunistic,
-                owner: None,
-                state,
+                state: old.by_id.get(&id).map(|k| k.state.clone()).unwrap_or_default(),
+                id: id.clone(),
+                ..ClientKey::default()
             });
             next.by_hash.insert(sha256(&k.secret), key.clone());
             next.by_id.insert(id, key);
         }
         let users = self.store.list_users()?;
-        // A key whose owner is disabled or gone is refused even if its revocation was never written (a key made
-        // in the instant the owner was removed): the owner's standing is read with the keys.
+        // A key whose owner is disabled or gone is refused even if its revocation was never written (made in the
+        // instant the owner was removed).
         let live_owners: std::collections::HashSet<&str> =
             users.iter().filter(|u| u.disabled_at.is_none()).map(|u| u.id.as_str()).collect();
         for row in self.store.list_keys()? {
@@ -327,13 +282,9 @@ impl Keys {
         self.snapshot.load().by_id.keys().cloned().collect()
     }
 
-    /// The key whose secret is `presented`, revoked and expired ones included.
-    ///
-    /// Not a timing leak although the probe is not constant-time: the map is keyed by the SHA-256 of what was
-    /// presented, so how long a probe takes depends on that hash, which an attacker cannot steer toward a stored
-    /// hash's bytes (that takes a preimage), and learning bits of a stored hash says nothing useful about a
-    /// 256-bit random secret. Secrets are high-entropy random strings, so an unsalted fast hash is enough (salts
-    /// and slow hashes exist for guessable passwords, and would make this per-request lookup impossible).
+    /// The key whose secret is `presented`, revoked and expired ones included. The probe is not constant-time,
+    /// but it is keyed by the SHA-256 of what was presented, which an attacker cannot steer toward a stored hash;
+    /// secrets are 256 random bits, so an unsalted fast hash is enough (slow salted ones are for passwords).
     pub fn find(&self, presented: &str) -> Option<Arc<ClientKey>> {
         let snapshot = self.snapshot.load();
         if snapshot.by_hash.is_empty() {
@@ -362,10 +313,9 @@ impl Keys {
         self.policy_limit.store(limit.unwrap_or(0), Ordering::Relaxed);
     }
 
-    /// A request of key `id` was refused under the upstream's usage policy: counted while the setting is on, and
-    /// the key suspended when the count within 24 hours reaches it. The suspension applies here at once and is
-    /// written to the store off the request's task (so `keys list` shows it, and with a team store every
-    /// instance refuses the key at its next re-read); the count itself is this instance's.
+    /// A request of key `id` was refused under the upstream's usage policy: counted (on this instance) while the
+    /// setting is on, the key suspended when the count within 24 hours reaches it: here at once, and in the store
+    /// off the request's task (so every instance refuses it at its next re-read).
     pub fn note_policy_refusal(self: &Arc<Self>, id: &str, kind: dialects::failure::PolicyKind) {
         let limit = self.policy_limit.load(Ordering::Relaxed);
         let Some(key) = self.get(id).filter(|k| limit > 0 && !k.configured && !k.is_suspended()) else { return };
@@ -384,23 +334,18 @@ impl Keys {
         tracing::warn!(key = %key.id, name = %key.name, reason = %suspension.reason, "client key suspended");
         let keys = self.clone();
         let write = move || {
-            let written = keys.store.set_key_suspension(&key.id, Some(&suspension));
-            match written.and_then(|_| keys.reload()) {
-                Ok(()) => {}
-                // Refused here until a restart or a lift: the row says nothing, so other instances serve it.
-                Err(e) => tracing::error!(key = %key.id, "could not save the key's suspension: {e:#}"),
+            // On failure, refused here until a restart or a lift: the row says nothing, so other instances serve it.
+            if let Err(e) = keys.store.set_key_suspension(&key.id, Some(&suspension)).and_then(|_| keys.reload()) {
+                tracing::error!(key = %key.id, "could not save the key's suspension: {e:#}");
             }
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn_blocking(write);
-            }
+            Ok(rt) => drop(rt.spawn_blocking(write)),
             Err(_) => write(),
         }
     }
 
-    /// Lift a key's suspension in this registry (the store's row is lifted by `manage::update`): its refusals
-    /// start afresh.
+    /// Lift a key's suspension in this registry (`manage::update` lifts the row): its refusals start afresh.
     pub fn lift_suspension(&self, id: &str) {
         if let Some(key) = self.get(id) {
             key.state.suspending.store(false, Ordering::Relaxed);
@@ -408,10 +353,8 @@ impl Keys {
         }
     }
 
-    /// Admit a request of `key` for `model` (as the client named it) resolved to `slug`, before anything is sent
-    /// upstream: a suspension, the model allow-list, the token budgets (the key's, then its owner's), the
-    /// concurrency slots (returned in the [`Permit`]) and the request rates, in that order, so a refused request
-    /// takes neither a slot nor a place in a rate.
+    /// Admit a request of `key` for `model` (as the client named it) resolved to `slug`: a suspension, the model
+    /// allow-list, then the key's and its owner's limits (`Keys::admit_all`).
     pub fn admit(&self, key: &ClientKey, model: &str, slug: &str) -> Result<Permit, GatewayError> {
         if key.is_suspended() {
             return Err(suspended(key));
@@ -430,8 +373,9 @@ impl Keys {
         self.admit_all(limited.into_iter().flatten())
     }
 
-    /// Admit a request against each set of limits in turn (a key's, a user's): every budget first, then a slot of
-    /// each, then a place in each rate, undoing what was taken when a later one refuses.
+    /// Admit a request against each set of limits (a key's, a user's): every budget first, then a slot of each,
+    /// then a place in each rate, undoing what was taken when a later one refuses, so a refused request takes
+    /// neither a slot nor a place in a rate.
     fn admit_all<'a>(
         &self,
         limited: impl Iterator<Item = (Whose<'a>, &'a Limits, &'a Arc<KeyState>)> + Clone,
@@ -477,9 +421,7 @@ enum Whose<'a> {
     User(&'a str),
 }
 
-/// One instance's share of a key's limit when `instances` share it: rounded up, so the cluster admits at most
-/// `limit + instances - 1` when the balancer spreads the key's requests evenly; a positive limit never shares
-/// out to 0.
+/// One instance's share of a limit when `instances` share it, rounded up: a positive limit never shares out to 0.
 fn share(limit: u32, instances: u32) -> u32 {
     limit.div_ceil(instances.max(1))
 }
@@ -499,8 +441,7 @@ fn suspended(key: &ClientKey) -> GatewayError {
     .with_code("key_suspended_policy")
 }
 
-/// The client's error for a refusal: 429 with `Retry-After`, and a code that says which limit and whose
-/// (`key_rate_limit_exceeded`, `user_rate_limit_exceeded`, `user_daily_token_budget_exceeded`, ...).
+/// The client's error for a refusal: 429 with `Retry-After`, and a code that says which limit and whose.
 fn refusal(whose: Whose<'_>, r: Refused, now: i64) -> GatewayError {
     let (who, prefix) = match whose {
         Whose::Key(name) => (format!("The key `{name}`"), "key"),
@@ -536,8 +477,7 @@ fn refusal(whose: Whose<'_>, r: Refused, now: i64) -> GatewayError {
     }
 }
 
-/// Charges each finished request's tokens (input + output, as the upstream reported them) to its key's budgets,
-/// and counts its policy refusal ([`Keys::note_policy_refusal`]).
+/// Charges each finished request's tokens to its key's and user's budgets, and counts its policy refusal.
 pub struct BudgetSink(pub Arc<Keys>);
 
 impl RecordSink for BudgetSink {
@@ -554,7 +494,6 @@ impl RecordSink for BudgetSink {
         if let Some(key) = record.client_key.as_deref().and_then(|id| self.0.get(id)) {
             key.state.counters.lock().spent.charge(tokens, now_unix());
         }
-        // The user's budget, charged from the same record (users.rs).
         if let Some(user) = record.user.as_deref() {
             self.0.charge_user(user, tokens);
         }
@@ -566,14 +505,8 @@ pub fn sha256(secret: &str) -> [u8; 32] {
 }
 
 fn decode_hash(hex: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if hex.len() != 64 {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    let bytes = (0..32).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>();
+    bytes.filter(|_| hex.len() == 64)?.try_into().ok()
 }
 
 /// Look up in the store as the API would show it: with the counters of the running gateway when given.

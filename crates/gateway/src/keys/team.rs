@@ -1,9 +1,6 @@
-//! Token budgets with a team store (docs/team.md): each instance charges its own requests to a key's counters
-//! as they end (`BudgetSink`), and once a second raises them to what the whole team spent according to the
-//! shared ledger (`store/postgres/budgets.rs`), so a key whose budget was spent on other instances is refused
-//! here too. The same for the users with a budget (users.rs), summed by the ledger's user column. One statement
-//! per second for every key with a budget together (and one for the users), none while none has one; no request
-//! waits for it.
+//! Token budgets with a team store (docs/team.md): each instance charges its own requests, and once a second
+//! raises the counters of the keys and users with a budget to what the whole team spent according to the shared
+//! ledger, so a budget spent on other instances is refused here too. No request waits for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,16 +23,7 @@ impl Keys {
         snapshot.by_id.values().filter(budgeted).map(|k| k.id.clone()).collect()
     }
 
-    /// A key's use today and this month as the team's ledger has it: the counters never go down (this
-    /// instance's own requests of the last flush may not be in the ledger yet).
-    pub fn raise_spent(&self, key_id: &str, day_tokens: u64, month_tokens: u64) {
-        if let Some(k) = self.get(key_id) {
-            k.state.counters.lock().spent.raise(day_tokens, month_tokens, now_unix());
-        }
-    }
-
-    /// With a team store (`Store::follow_team`): read the team's spend of the keys with a budget every
-    /// [`BUDGET_POLL`], forever.
+    /// With a team store: read the team's spend of the keys and users with a budget every [`BUDGET_POLL`], forever.
     pub async fn follow_team_budgets(self: Arc<Self>) {
         let mut tick = tokio::time::interval(BUDGET_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -52,11 +40,15 @@ impl Keys {
                 }
                 let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
                 match self.store.team_spend(by, ids, today * 1000, month * 1000).await {
+                    // Never lowered: this instance's last requests may not be in the ledger yet.
                     Ok(spent) => {
                         for (id, day, month) in spent {
-                            match by {
-                                Spender::Key => self.raise_spent(&id, day, month),
-                                Spender::User => self.raise_user_spent(&id, day, month),
+                            let state = match by {
+                                Spender::Key => self.get(&id).map(|k| k.state.clone()),
+                                Spender::User => self.user_budget(&id).map(|u| u.state.clone()),
+                            };
+                            if let Some(state) = state {
+                                state.counters.lock().spent.raise(day, month, now_unix());
                             }
                         }
                     }

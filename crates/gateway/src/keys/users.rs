@@ -1,17 +1,12 @@
-//! Budgets of users (docs/configuration.md, "User budgets"): the limits an admin sets on a user
-//! (`users.rpm`, `concurrency`, `daily_tokens`, `monthly_tokens`: the kinds a key has, store/keys.rs `Limits`) held
-//! across every request made for the user, whichever of their keys it came with. The same counters and state
-//! machines as a key's (limits.rs, `KeyState`), kept in the registry's snapshot beside the keys (mod.rs), read
-//! with the keys at every reload, charged by `BudgetSink` from the record's user, seeded from the ledger at start
-//! (app/mod.rs) and raised to the team's spend once a second with a team store (team.rs), exactly as a key's.
+//! Budgets of users (docs/configuration.md, "User budgets"): the limits an admin sets on a user, held across
+//! every request made for the user whichever of their keys it came with; the same counters as a key's, kept,
+//! charged, seeded and raised to the team's spend exactly as a key's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use dialects::GatewayError;
-
 use super::limits::Limits;
-use super::{KeyState, Keys, Permit, Snapshot, Whose};
+use super::{KeyState, Keys, Snapshot, Whose};
 use crate::auth::now_unix;
 use crate::store::users::StoredUser;
 
@@ -22,7 +17,7 @@ pub struct UserBudget {
     pub name: String,
     pub limits: Limits,
     /// Kept across reloads (a changed budget applies to what the user already used).
-    state: Arc<KeyState>,
+    pub(super) state: Arc<KeyState>,
 }
 
 impl UserBudget {
@@ -59,25 +54,11 @@ impl Keys {
         self.snapshot.load().users.get(id).cloned()
     }
 
-    /// Admit a request made for `user_id` without a client key (a user's own token): their budget alone. A user
-    /// this registry does not know has no limits.
-    pub fn admit_user(&self, user_id: &str) -> Result<Permit, GatewayError> {
-        match self.user_budget(user_id) {
-            Some(u) => self.admit_all(std::iter::once(u.limited())),
-            None => Ok(Permit::default()),
-        }
-    }
-
     /// Add a finished request's tokens to its user's budget.
     pub(super) fn charge_user(&self, user_id: &str, tokens: u64) {
         if let Some(u) = self.user_budget(user_id) {
             u.state.counters.lock().spent.charge(tokens, now_unix());
         }
-    }
-
-    /// Every user's id (to seed their budgets from the usage ledger at start).
-    pub fn user_ids(&self) -> Vec<Arc<str>> {
-        self.snapshot.load().users.keys().cloned().collect()
     }
 
     /// Set a user's use today and this month (UTC), from the usage ledger at start.
@@ -90,13 +71,6 @@ impl Keys {
     /// The users with a daily or monthly token budget (the team's spend is read for them: team.rs).
     pub fn budget_user_ids(&self) -> Vec<Arc<str>> {
         self.snapshot.load().users.values().filter(|u| u.has_budget()).map(|u| u.id.clone()).collect()
-    }
-
-    /// A user's use as the team's ledger has it: never lowered (this instance's last requests may not be in it).
-    pub fn raise_user_spent(&self, user_id: &str, day_tokens: u64, month_tokens: u64) {
-        if let Some(u) = self.user_budget(user_id) {
-            u.state.counters.lock().spent.raise(day_tokens, month_tokens, now_unix());
-        }
     }
 }
 

@@ -1,5 +1,4 @@
-//! The OAuth endpoints' errors (RFC 6749 §5.2, RFC 8628 §3.5): one enum, matched once for the status and the
-//! `error` code of the JSON answer (`{"error", "error_description"}`, never a secret or an internal cause).
+//! The OAuth endpoints' errors (RFC 6749 §5.2, RFC 8628 §3.5), answered as `{"error", "error_description"}`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +9,6 @@ pub enum OAuthError {
     /// A parameter missing, repeated or malformed.
     #[error("{0}")]
     InvalidRequest(String),
-    /// Not the gateway's client id.
     #[error("unknown client_id")]
     InvalidClient,
     /// A code, device code or refresh token that is unknown, used, expired, another client's, or whose PKCE
@@ -19,13 +17,10 @@ pub enum OAuthError {
     InvalidGrant(&'static str),
     #[error("unsupported grant_type")]
     UnsupportedGrantType,
-    /// The device code is waiting for the user (RFC 8628 §3.5).
     #[error("the user has not approved the code yet")]
     AuthorizationPending,
-    /// Polled sooner than the interval.
     #[error("polling too fast")]
     SlowDown,
-    /// The device code expired.
     #[error("the device code expired")]
     ExpiredToken,
     /// The user denied the request, or may not use models.
@@ -33,7 +28,7 @@ pub enum OAuthError {
     AccessDenied(&'static str),
     /// The store failed: 500, the cause logged, not answered.
     #[error("the request could not be completed")]
-    Internal(#[source] anyhow::Error),
+    Internal(#[from] anyhow::Error),
 }
 
 impl OAuthError {
@@ -56,20 +51,8 @@ impl OAuthError {
         match self {
             OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
             OAuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            OAuthError::InvalidRequest(_)
-            | OAuthError::InvalidGrant(_)
-            | OAuthError::UnsupportedGrantType
-            | OAuthError::AuthorizationPending
-            | OAuthError::SlowDown
-            | OAuthError::ExpiredToken
-            | OAuthError::AccessDenied(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_REQUEST,
         }
-    }
-}
-
-impl From<anyhow::Error> for OAuthError {
-    fn from(e: anyhow::Error) -> OAuthError {
-        OAuthError::Internal(e)
     }
 }
 

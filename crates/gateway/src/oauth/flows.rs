@@ -1,10 +1,7 @@
-//! The grants, on the store (blocking: the handlers of dashboard/oauth.rs run them off the async workers): the
-//! authorization request of a signed-in user, the device code's start and its approval on the page, and the
-//! token endpoint's three grants (RFC 6749 §4.1.3 with RFC 7636, §6 with rotation, RFC 8628 §3.4). Each answer
-//! says whose it was and what it did, for the audit trail (no secret in it).
+//! The grants, on the store (blocking): the authorization request of a signed-in user, the device code's start and
+//! approval, and the token endpoint's three grants (RFC 6749 §4.1.3 with RFC 7636, §6 with rotation, RFC 8628).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use super::{CODE_SECS, DEVICE_INTERVAL, DEVICE_SECS, OAuthError};
 use crate::auth::now_unix;
@@ -43,10 +40,7 @@ fn client(f: &HashMap<String, String>, cfg: &OAuthConfig) -> Result<(), OAuthErr
 
 /// Whether a role may use the models (and so hold a token for them): `users/access.rs` decides.
 pub fn may_use_models(user: &User) -> bool {
-    match decide(user.role, Action::Models) {
-        Decision::Allow | Decision::Own => true,
-        Decision::Refuse => false,
-    }
+    decide(user.role, Action::Models) != Decision::Refuse
 }
 
 /// Why an authorization request was not granted.
@@ -89,23 +83,34 @@ pub fn authorize(users: &Users, q: &HashMap<String, String>, user: &User) -> Res
         return Err(AuthorizeError::Redirect("access_denied", "this user's role may not use the models"));
     }
     let code = random_token();
-    let now = now_unix();
+    let client_id = q.get("client_id").cloned().unwrap_or_default();
     users.store().insert_grant(&StoredGrant {
-        id_sha256: sha256_hex(&code),
-        kind: "code".into(),
-        user_code_sha256: None,
-        client_id: q.get("client_id").cloned().unwrap_or_default(),
         user_id: Some(user.id.clone()),
         redirect_uri: q.get("redirect_uri").cloned(),
         code_challenge: Some(challenge.to_string()),
-        scope: q.get("scope").cloned(),
+        ..pending(&code, "code", client_id, q.get("scope").cloned(), CODE_SECS)
+    })?;
+    Ok(code)
+}
+
+/// A pending grant kept as the SHA-256 of `secret`, living `secs`.
+fn pending(secret: &str, kind: &str, client_id: String, scope: Option<String>, secs: i64) -> StoredGrant {
+    let now = now_unix();
+    StoredGrant {
+        id_sha256: sha256_hex(secret),
+        kind: kind.into(),
+        user_code_sha256: None,
+        client_id,
+        user_id: None,
+        redirect_uri: None,
+        code_challenge: None,
+        scope,
         state: "pending".into(),
         family: None,
         created_at: now,
-        expires_at: now + CODE_SECS,
+        expires_at: now + secs,
         polled_at: None,
-    })?;
-    Ok(code)
+    }
 }
 
 /// A device authorization's answer (RFC 8628 §3.2), `verification_uri` from the caller.
@@ -122,21 +127,9 @@ pub fn device_start(users: &Users, cfg: &OAuthConfig, f: &HashMap<String, String
     client(f, cfg)?;
     let device_code = random_token();
     let user_code = super::new_user_code();
-    let now = now_unix();
     users.store().insert_grant(&StoredGrant {
-        id_sha256: sha256_hex(&device_code),
-        kind: "device".into(),
         user_code_sha256: Some(sha256_hex(&user_code)),
-        client_id: cfg.client_id.clone(),
-        user_id: None,
-        redirect_uri: None,
-        code_challenge: None,
-        scope: f.get("scope").cloned(),
-        state: "pending".into(),
-        family: None,
-        created_at: now,
-        expires_at: now + DEVICE_SECS,
-        polled_at: None,
+        ..pending(&device_code, "device", cfg.client_id.clone(), f.get("scope").cloned(), DEVICE_SECS)
     })?;
     Ok(DeviceStart { device_code, user_code, expires_in: DEVICE_SECS, interval: DEVICE_INTERVAL })
 }
@@ -294,7 +287,7 @@ fn device_grant(
         .filter(|g| g.kind == "device" && g.client_id == cfg.client_id)
         .ok_or(OAuthError::InvalidGrant("unknown device code"))?;
     *who = g.user_id.clone();
-    let now_ms = now_millis();
+    let now_ms = crate::auth::now_ms();
     if g.expires_at <= now_ms / 1000 {
         return Err(OAuthError::ExpiredToken);
     }
@@ -318,8 +311,7 @@ fn device_grant(
     }
 }
 
-/// A new access token (a session, users/) and refresh token in `family`, for a user still enabled with a role
-/// that may use the models.
+/// A new access token and refresh token in `family`, for a user still enabled with a role that may use the models.
 fn issue(
     users: &Users,
     cfg: &OAuthConfig,
@@ -342,17 +334,8 @@ fn issue(
         scope: scope.clone(),
         access_sha256: signed.token_sha256.clone(),
         created_at: now,
-        expires_at: now + secs(cfg.refresh_token),
+        expires_at: now + i64::try_from(cfg.refresh_token.as_secs()).unwrap_or(i64::MAX / 2),
         used_at: None,
     })?;
     Ok(Issued { access_token, refresh_token, expires_in: cfg.access_token.as_secs(), scope })
-}
-
-fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)
-}
-
-fn now_millis() -> i64 {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    i64::try_from(ms).unwrap_or(i64::MAX)
 }

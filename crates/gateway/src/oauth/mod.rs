@@ -1,15 +1,7 @@
-//! The gateway's OAuth authorization server for the official Codex CLI's gateway sign-in (its provider's
-//! `gateway_oauth` table; docs/dashboard.md, "The Codex CLI's sign-in"): an authorization code with PKCE S256
-//! to a loopback redirect, or a device code (RFC 8628) approved on a page, then a short-lived access token and a
-//! rotating refresh token. Who the user is comes from the dashboard's sign-in (a session of users/), so any way of
-//! signing in there works here too.
-//!
-//! The access token is a session of users/ with its own method (`Method::OAuth`, prefix `cga_`): every instance
-//! follows it as it follows sessions, and disabling, removing a user or ending their sessions ends it. Codes,
-//! device codes and refresh tokens are rows of store/oauth.rs, each kept as the SHA-256 of its value.
-//!
-//! Neighbours: `flows.rs` (the grants: blocking, on the store), `error.rs` (RFC 6749/8628 errors); the HTTP side
-//! is dashboard/oauth.rs, the token's check on the model routes server/guard.rs.
+//! The gateway's OAuth authorization server for the official Codex CLI's gateway sign-in (docs/dashboard.md, "The
+//! Codex CLI's sign-in"): an authorization code with PKCE S256 to a loopback redirect, or a device code (RFC 8628),
+//! then a short-lived access token (a session of users/ with its own method, ended with the user's sessions) and a
+//! rotating refresh token. Codes and tokens are kept as the SHA-256 of their values.
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -28,8 +20,7 @@ pub const DEVICE_INTERVAL: i64 = 2;
 /// The letters of a user code: no vowels (no words), none that read alike (RFC 8628 §6.1).
 const USER_CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
 
-/// Whether `uri` is a loopback redirect the CLI listens on: `http://127.0.0.1:PORT/...` or
-/// `http://localhost:PORT/...` (RFC 8252 §7.3), with an explicit port, no user info and no fragment.
+/// Whether `uri` is a loopback redirect the CLI listens on (RFC 8252 §7.3), with an explicit port.
 pub fn loopback_redirect(uri: &str) -> bool {
     let Ok(u) = url::Url::parse(uri) else { return false };
     let host_ok = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
@@ -46,8 +37,7 @@ pub fn valid_challenge(challenge: &str) -> bool {
     challenge.len() == 43 && challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Whether `verifier` (43 to 128 unreserved characters, RFC 7636 §4.1) hashes to `challenge`, compared in
-/// constant time.
+/// Whether `verifier` (43 to 128 unreserved characters, RFC 7636 §4.1) hashes to `challenge`, in constant time.
 pub fn verifier_matches(verifier: &str, challenge: &str) -> bool {
     let shaped = (43..=128).contains(&verifier.len())
         && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
@@ -55,30 +45,19 @@ pub fn verifier_matches(verifier: &str, challenge: &str) -> bool {
         return false;
     }
     let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    constant_time_eq(computed.as_bytes(), challenge.as_bytes())
+    crate::users::ct_eq(&computed, challenge)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// A new user code, `XXXX-XXXX` from [`USER_CODE_ALPHABET`] (20^8, about 2^34.6: guessing one in the ten
-/// minutes it lives is out of reach at the dashboard's pace).
+/// A new user code, `XXXX-XXXX` (20^8: guessing one in the ten minutes it lives is out of reach).
 pub fn new_user_code() -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
-    let mut s = String::with_capacity(9);
-    for i in 0..8 {
-        if i == 4 {
-            s.push('-');
-        }
-        s.push(char::from(USER_CODE_ALPHABET[rng.gen_range(0..USER_CODE_ALPHABET.len())]));
-    }
-    s
+    let letters: String =
+        (0..8).map(|_| char::from(USER_CODE_ALPHABET[rng.gen_range(0..USER_CODE_ALPHABET.len())])).collect();
+    format!("{}-{}", &letters[..4], &letters[4..])
 }
 
-/// A user code as typed (any case, with or without the dash or spaces) in its canonical form, or `None` when it
-/// cannot be one.
+/// A user code as typed (any case, with or without the dash or spaces) in its canonical form.
 pub fn normalize_user_code(typed: &str) -> Option<String> {
     let letters: Vec<u8> =
         typed.bytes().filter(|b| !matches!(b, b'-' | b' ')).map(|b| b.to_ascii_uppercase()).collect();

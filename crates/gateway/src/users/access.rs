@@ -1,8 +1,5 @@
-//! Who may do what: every admin route and dashboard page is one [`Action`] (`admin_action`, `dashboard_action`:
-//! a `match` on the method and the route as the router matched it), and [`decide`] says, for a [`Role`] and an
-//! action, whether it is allowed, allowed on the caller's own things only, or refused. Pure: the surfaces'
-//! layers (server/admin/access.rs, dashboard/access.rs) act on the decision, and the table test in
-//! server/access_table.rs holds every route the routers register to it, for every role.
+//! Who may do what: every admin route and dashboard page is one [`Action`], and [`decide`] says, for a [`Role`] and
+//! an action, whether it is allowed, allowed on the caller's own things only, or refused.
 
 use axum::http::Method;
 
@@ -30,12 +27,7 @@ impl Role {
 
     /// The role a stored or given string names; anything else is `None`, never a guess.
     pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "admin" => Some(Role::Admin),
-            "member" => Some(Role::Member),
-            "viewer" => Some(Role::Viewer),
-            _ => None,
-        }
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 

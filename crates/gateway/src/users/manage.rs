@@ -1,8 +1,5 @@
-//! Creating and changing users in the store, shared by the admin API (server/admin/users.rs), the dashboard's
-//! Users page (dashboard/users.rs) and `codex-gateway users` on the local store (cli/users.rs). Disabling or
-//! removing a user ends their sessions and revokes the client keys they own, in the store, so every instance
-//! refuses them at its next re-read; the callers reload their registries before they answer. What these
-//! functions return holds no secret but the one a call exists to hand out once (a TOTP enrolment's secret).
+//! Creating and changing users in the store, shared by the admin API, the dashboard and the CLI. Disabling or
+//! removing a user ends their sessions and revokes their keys in the store, so every instance refuses them.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -48,7 +45,7 @@ pub struct UserPatch {
     pub role: Option<String>,
     pub disabled: Option<bool>,
     pub max_keys: Option<u32>,
-    /// The user's budget across all their keys (keys/users.rs): a key's kinds of limit.
+    /// The user's budget across all their keys (keys/users.rs).
     #[serde(default, deserialize_with = "crate::keys::manage::some")]
     pub rpm: Option<Option<u32>>,
     #[serde(default, deserialize_with = "crate::keys::manage::some")]

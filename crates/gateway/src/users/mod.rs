@@ -1,15 +1,7 @@
-//! People who sign in (docs/dashboard.md, "Users and roles"): the users of the store (`store/users.rs`), each with
-//! a [`Role`], and the sessions they hold, kept in memory as a snapshot ([`Users`]) that the dashboard's gate and
-//! the admin API's layer read, re-read after every change here, every upkeep period, and on a team store each
-//! time the change counter moves (server/mod.rs, the same follower as the keys'), so a user removed on one
-//! instance is refused on every instance within a poll. A session token the snapshot does not know yet (made a
-//! moment ago on another instance) is looked up in the store before it is refused.
-//!
-//! With no user at all the gateway is what it always was: the admin key and the loopback dashboard.
-//!
-//! Neighbours: `access.rs` (roles, actions, the permission table), `password.rs` (argon2id), `totp.rs` (RFC
-//! 6238), `oidc/` (single sign-on with an OpenID Connect provider), `manage.rs` (creating and changing users,
-//! shared by the admin API, the dashboard and the CLI).
+//! People who sign in (docs/dashboard.md, "Users and roles"): the users of the store, each with a [`Role`], and
+//! their sessions, kept in memory as a snapshot ([`Users`]) re-read after every change, every poll and on a team
+//! store's change, so a user removed on one instance is refused on every instance within a poll. With no user at
+//! all, the admin key and the loopback dashboard are all there is.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,13 +29,11 @@ pub use access::Role;
 
 /// What every session token starts with (the guard tells them from keys by it).
 pub const SESSION_PREFIX: &str = "cgs_";
-/// What every access token of the Codex CLI's gateway sign-in starts with (oauth/): a session of its own method,
-/// accepted on the model routes only.
+/// What every access token of the Codex CLI's gateway sign-in starts with (oauth/): accepted on the model routes only.
 pub const ACCESS_PREFIX: &str = "cga_";
 /// Client keys a user may hold at once unless an admin sets another maximum.
 pub const DEFAULT_MAX_KEYS: u32 = 10;
-/// How often a gateway on a local store re-reads the users and sessions (what `codex-gateway users` changed in
-/// the file applies within it).
+/// How often a gateway on a local store re-reads the users and sessions (what `codex-gateway users` changed).
 pub const USERS_POLL: Duration = Duration::from_secs(2);
 /// How long a failed sign-in waits before it answers (and holds up the next attempt).
 pub const SIGN_IN_DELAY: Duration = Duration::from_secs(1);
@@ -84,7 +74,6 @@ impl Method {
 pub struct SignedIn {
     pub user: User,
     pub method: String,
-    /// Unix seconds.
     pub expires_at: i64,
     /// Lower-case hex SHA-256 of the token.
     pub token_sha256: String,
@@ -106,7 +95,7 @@ impl std::fmt::Debug for SignedIn {
 /// Who is asking, as the dashboard's gate and the admin API's layer found out.
 #[derive(Debug, Clone)]
 pub enum Principal {
-    /// The admin key (the bootstrap and break-glass credential), on the admin API.
+    /// The admin key, on the admin API.
     AdminKey,
     /// The admin API of a single-user install with no admin credential and no users.
     AdminOpen,
@@ -114,20 +103,13 @@ pub enum Principal {
     DashboardAdminKey,
     /// A dashboard session opened on loopback without a login.
     DashboardLoopback,
-    /// A user's session.
     User(Arc<SignedIn>),
 }
 
 impl Principal {
     /// The credentials that are not a person act as admins.
     pub fn role(&self) -> Role {
-        match self {
-            Principal::AdminKey
-            | Principal::AdminOpen
-            | Principal::DashboardAdminKey
-            | Principal::DashboardLoopback => Role::Admin,
-            Principal::User(s) => s.user.role,
-        }
+        self.user().map_or(Role::Admin, |u| u.role)
     }
 
     pub fn actor(&self) -> Actor {
@@ -149,7 +131,7 @@ impl Principal {
     }
 }
 
-/// Why a sign-in was refused. The first two read alike to the caller (a name that exists is not told apart).
+/// Why a sign-in was refused. The first two read alike (a name that exists is not told apart).
 #[derive(Debug, thiserror::Error)]
 pub enum SignInRefused {
     #[error("wrong name or password")]
@@ -198,17 +180,19 @@ pub struct Users {
 
 impl std::fmt::Debug for Users {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let snapshot = self.snapshot.load();
-        f.debug_struct("Users")
-            .field("users", &snapshot.users.len())
-            .field("sessions", &snapshot.sessions.len())
-            .finish()
+        let s = self.snapshot.load();
+        f.debug_struct("Users").field("users", &s.users.len()).field("sessions", &s.sessions.len()).finish()
     }
 }
 
 /// Lower-case hex SHA-256 of `text`.
 pub fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `a` and `b` are equal, compared in constant time.
+pub fn ct_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()))
 }
 
 /// 256 random bits, base64url: the body of a session or access token.
@@ -261,20 +245,12 @@ impl Users {
     pub fn reload(&self) -> anyhow::Result<()> {
         let _one = self.reloading.lock();
         let rows = self.store.list_users()?;
-        let sessions = self.store.live_sessions(now_unix())?;
-        let mut next = Snapshot::default();
-        for u in &rows {
-            if let Some(user) = user_of(u) {
-                next.users.insert(user.id.clone(), user);
-            }
-        }
-        for s in &sessions {
-            if let Some(user) = next.users.get(&s.user_id) {
-                next.sessions.insert(s.token_sha256.clone(), signed_in(user.clone(), s));
-            }
-        }
+        let users: HashMap<String, User> = rows.iter().filter_map(user_of).map(|u| (u.id.clone(), u)).collect();
+        let live = self.store.live_sessions(now_unix())?;
+        let session = |s: &StoredSession| Some((s.token_sha256.clone(), signed_in(users.get(&s.user_id)?.clone(), s)));
+        let sessions = live.iter().filter_map(session).collect();
         self.any.store(!rows.is_empty(), Ordering::Relaxed);
-        self.snapshot.store(Arc::new(next));
+        self.snapshot.store(Arc::new(Snapshot { users, sessions }));
         Ok(())
     }
 
@@ -283,44 +259,26 @@ impl Users {
         self.any.load(Ordering::Relaxed)
     }
 
-    /// The live session of `token`, from memory. Found by the SHA-256 of what was presented, as client keys are
-    /// (keys/mod.rs `Keys::find` says why a hash lookup of a 256-bit random token leaks nothing by its timing).
+    /// The live session of `token`, from memory.
     pub fn session(&self, token: &str) -> Option<Arc<SignedIn>> {
-        if !token.starts_with(SESSION_PREFIX) {
-            return None;
-        }
-        let s = self.snapshot.load().sessions.get(&sha256_hex(token)).cloned()?;
-        (s.expires_at > now_unix() && s.method != Method::OAuth.as_str()).then_some(s)
+        self.live(token, SESSION_PREFIX).filter(|s| s.method != Method::OAuth.as_str())
     }
 
-    /// The live access token `token` of the Codex CLI's sign-in (oauth/), from memory, with its user as the
-    /// last re-read found them (disabled or removed: gone; a role changed: the new one).
+    /// The live access token `token` of the Codex CLI's sign-in (oauth/), from memory.
     pub fn access(&self, token: &str) -> Option<Arc<SignedIn>> {
-        if !token.starts_with(ACCESS_PREFIX) {
-            return None;
-        }
-        let s = self.snapshot.load().sessions.get(&sha256_hex(token)).cloned()?;
-        (s.expires_at > now_unix() && s.method == Method::OAuth.as_str()).then_some(s)
+        self.live(token, ACCESS_PREFIX).filter(|s| s.method == Method::OAuth.as_str())
     }
 
-    /// Issue an access token for the user with id `user_id` (enabled, with a role), living `lifetime`: the token
-    /// (shown once, to the CLI) and its session. Blocking (the store).
+    /// The unexpired session of `token`, if it has `prefix`: found by its SHA-256 as client keys are (`Keys::find`).
+    fn live(&self, token: &str, prefix: &str) -> Option<Arc<SignedIn>> {
+        let hash = token.starts_with(prefix).then(|| sha256_hex(token))?;
+        self.snapshot.load().sessions.get(&hash).filter(|s| s.expires_at > now_unix()).cloned()
+    }
+
+    /// Issue an access token for the user `user_id` living `lifetime`: the token and its session. Blocking.
     pub fn issue_access(&self, user_id: &str, lifetime: Duration) -> anyhow::Result<(String, Arc<SignedIn>)> {
-        let row = self.store.find_user(user_id)?.filter(|u| u.id == user_id);
-        let user = row.as_ref().and_then(user_of).ok_or_else(|| anyhow::anyhow!("user {user_id} may not sign in"))?;
-        let token = format!("{ACCESS_PREFIX}{}", random_token());
-        let now = now_unix();
-        let row = StoredSession {
-            token_sha256: sha256_hex(&token),
-            user_id: user.id.clone(),
-            method: Method::OAuth.as_str().into(),
-            created_at: now,
-            expires_at: now + i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2),
-        };
-        self.store.insert_session(&row)?;
-        let signed = signed_in(user, &row);
-        self.remember(&signed);
-        Ok((token, signed))
+        let user = self.enabled_user(user_id)?.ok_or_else(|| anyhow::anyhow!("user {user_id} may not sign in"))?;
+        self.open(user, Method::OAuth, lifetime)
     }
 
     /// The user with id `user_id` as the last re-read found them (enabled, with a role).
@@ -342,8 +300,7 @@ impl Users {
             return Some(s);
         }
         let (me, hash) = (self.clone(), sha256_hex(token));
-        let found = tokio::task::spawn_blocking(move || me.look_up(&hash)).await;
-        match found {
+        match tokio::task::spawn_blocking(move || me.look_up(&hash)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::warn!("could not look a session up in the store: {e:#}");
@@ -369,8 +326,7 @@ impl Users {
         });
     }
 
-    /// Check a name, password and (for a user who enrolled one) a one-time code. Blocking (argon2id, the store);
-    /// the caller serialises attempts with [`Users::turn`].
+    /// Check a name, password and one-time code (if enrolled). Blocking; callers take [`Users::turn`] first.
     pub fn check(&self, name: &str, password: &str, code: Option<&str>) -> Result<StoredUser, SignInRefused> {
         let row = self.store.find_user(name.trim())?.filter(|u| u.name == name.trim());
         if !password::verify(row.as_ref().and_then(|u| u.password_hash.as_deref()), password) {
@@ -395,18 +351,23 @@ impl Users {
         self.turn.lock().await
     }
 
-    /// Open a session for `user`, however they proved who they are (a password here, an OpenID Connect sign-in
-    /// in oidc/): the token (shown once: the cookie or the bearer) and the session.
+    /// Open a session for `user`, however they proved who they are: the token (shown once) and the session.
     pub fn sign_in(&self, user: &StoredUser, method: Method) -> anyhow::Result<(String, Arc<SignedIn>)> {
         let user = user_of(user).ok_or_else(|| anyhow::anyhow!("user {} may not sign in", user.id))?;
-        let token = format!("{SESSION_PREFIX}{}", random_token());
+        self.open(user, method, self.lifetime)
+    }
+
+    /// A new session of `user` living `lifetime`: its token (its method's prefix and 256 random bits) and the session.
+    fn open(&self, user: User, method: Method, lifetime: Duration) -> anyhow::Result<(String, Arc<SignedIn>)> {
+        let prefix = if method == Method::OAuth { ACCESS_PREFIX } else { SESSION_PREFIX };
+        let token = format!("{prefix}{}", random_token());
         let now = now_unix();
         let row = StoredSession {
             token_sha256: sha256_hex(&token),
             user_id: user.id.clone(),
             method: method.as_str().into(),
             created_at: now,
-            expires_at: now + i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX / 2),
+            expires_at: now + i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2),
         };
         self.store.insert_session(&row)?;
         let signed = signed_in(user, &row);
@@ -420,18 +381,26 @@ impl Users {
         self.reload()
     }
 
-    /// Re-read the store every `period`, forever (changes the command line wrote to the store).
+    /// Re-read the store every `period`, forever.
     pub async fn follow_store(self: Arc<Self>, period: Duration) {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let me = self.clone();
-            match tokio::task::spawn_blocking(move || me.reload()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!("could not re-read the users: {e:#}"),
-                Err(e) => tracing::warn!("the users' re-read stopped: {e}"),
-            }
+        reread_every(period, "users", move || self.reload()).await
+    }
+}
+
+/// Run `reload` off the request workers (which may be a single one) every `period`, forever.
+pub(crate) async fn reread_every(
+    period: Duration,
+    what: &str,
+    reload: impl Fn() -> anyhow::Result<()> + Clone + Send + 'static,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match tokio::task::spawn_blocking(reload.clone()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("could not re-read the {what}: {e:#}"),
+            Err(e) => tracing::warn!("the {what}' re-read stopped: {e}"),
         }
     }
 }

@@ -1,6 +1,5 @@
-//! Passwords, hashed with argon2id (the `argon2` crate's defaults: RFC 9106's second recommended parameters, 19
-//! MiB and two passes), kept as PHC strings, checked in constant time by the crate. A sign-in without a user
-//! still spends the same work on a fixed hash, so a name that does not exist takes as long to refuse.
+//! Passwords, hashed with argon2id (the crate's defaults, RFC 9106's second recommendation) as PHC strings. A
+//! sign-in without a user spends the same work on a fixed hash, so a name that does not exist is not told apart.
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -36,11 +35,7 @@ pub fn hash(password: &str) -> Result<String, PasswordError> {
 /// Whether `password` is the one `phc` was made from (`None`: no password set, or no such user; the work is
 /// spent all the same).
 pub fn verify(phc: Option<&str>, password: &str) -> bool {
-    let decoy = decoy();
-    let (phc, real) = match phc {
-        Some(p) => (p, true),
-        None => (decoy.as_str(), false),
-    };
+    let (phc, real) = phc.map_or((decoy().as_str(), false), |p| (p, true));
     let Ok(parsed) = PasswordHash::new(phc) else { return false };
     let password = if password.len() > MAX_LEN * 4 { "" } else { password };
     let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();

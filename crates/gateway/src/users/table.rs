@@ -1,6 +1,5 @@
-//! A router built route by route that lists each method and path as it registers it: the admin API and the
-//! dashboard build theirs with it, so the access table test (server/access_table.rs) walks exactly the routes
-//! they serve, and a route added without its entry in `access.rs` fails that test.
+//! A router that lists each method and path as it registers it, so the access table test
+//! (server/access_table.rs) walks exactly the routes served.
 
 use axum::Router;
 use axum::handler::Handler;

@@ -1,6 +1,5 @@
-//! Time-based one-time passwords (RFC 6238 over RFC 4226's HOTP, HMAC-SHA1, 6 digits, 30-second steps): the
-//! second factor of a password sign-in (users/mod.rs). A secret is 20 random bytes, kept base32 (RFC 4648,
-//! no padding) as authenticator apps read it from the `otpauth://` URI shown once at enrolment.
+//! Time-based one-time passwords (RFC 6238, HMAC-SHA1, 6 digits, 30-second steps), the second factor of a password
+//! sign-in: a secret is 20 random bytes, kept base32 as authenticator apps read it.
 
 use rand::RngCore;
 use ring::hmac;

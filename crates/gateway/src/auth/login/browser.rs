@@ -1,5 +1,4 @@
-//! The browser flow: a one-shot callback server on loopback receives the issuer's redirect (state checked
-//! first), and the code goes to the shared exchange ([`super::oauth`]).
+//! The browser flow: a one-shot callback server on loopback receives the issuer's redirect.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -16,8 +15,7 @@ use super::{LoginError, LoginOptions, Prompt, callback_redirect_uri};
 use crate::auth::Tokens;
 use crate::config::Env;
 
-/// Sign in through a browser: serve the callback on loopback, hand the authorize URL to `prompt` (and to a
-/// browser when `opts.open_browser`), wait for the redirect, exchange the code.
+/// Sign in through a browser: serve the callback, hand the authorize URL to `prompt`, wait, exchange the code.
 pub async fn browser_login(
     http: &reqwest::Client,
     opts: &LoginOptions,
@@ -131,23 +129,16 @@ fn html_escape(s: &str) -> String {
 
 /// Whether launching a browser makes sense here: not with `BROWSER=none`, and on Linux only with a display.
 pub fn browser_available(env: &dyn Env) -> bool {
-    if env.get("BROWSER").as_deref() == Some("none") {
-        return false;
-    }
-    if cfg!(target_os = "linux") {
-        return env.get("DISPLAY").is_some() || env.get("WAYLAND_DISPLAY").is_some();
-    }
-    true
+    let display = env.get("DISPLAY").is_some() || env.get("WAYLAND_DISPLAY").is_some();
+    env.get("BROWSER").as_deref() != Some("none") && (display || !cfg!(target_os = "linux"))
 }
 
 /// Best effort: the URL has been printed already, so a missing opener is not an error.
 fn open_in_browser(url: &str) {
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else if cfg!(windows) {
-        "explorer"
-    } else {
-        "xdg-open"
+    let opener = match std::env::consts::OS {
+        "macos" => "open",
+        "windows" => "explorer",
+        _ => "xdg-open",
     };
     let spawned = tokio::process::Command::new(opener)
         .arg(url)

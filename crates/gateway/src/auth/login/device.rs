@@ -1,14 +1,12 @@
-//! The device-code flow, for machines without a browser: get a user code, show where to enter it, poll until
-//! it is approved, then exchange the code the issuer hands back ([`super::oauth`]).
+//! The device-code flow, for machines without a browser.
 
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::oauth::{exchange_code, network};
+use super::oauth::{answer, exchange_code, network, refused};
 use super::{LoginError, LoginOptions, Prompt};
-use crate::auth::oauth_error_code as error_code;
 use crate::auth::{CLIENT_ID, Tokens};
 
 const DEVICE_ENDPOINT: &str = "the device-code endpoint";
@@ -18,7 +16,6 @@ struct UserCode {
     device_auth_id: String,
     #[serde(alias = "usercode")]
     user_code: String,
-    #[serde(default)]
     interval: Option<Value>,
 }
 
@@ -47,23 +44,8 @@ pub async fn device_login(
     mut prompt: impl FnMut(Prompt),
 ) -> Result<Tokens, LoginError> {
     let issuer = opts.issuer();
-    let resp = http
-        .post(format!("{issuer}/api/accounts/deviceauth/usercode"))
-        .json(&json!({ "client_id": CLIENT_ID }))
-        .send()
-        .await
-        .map_err(|e| network(DEVICE_ENDPOINT, e))?;
-    let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|e| network(DEVICE_ENDPOINT, e))?;
-    if !status.is_success() {
-        return Err(LoginError::Refused {
-            endpoint: DEVICE_ENDPOINT,
-            status: status.as_u16(),
-            code: error_code(&bytes),
-        });
-    }
-    let uc: UserCode =
-        serde_json::from_slice(&bytes).map_err(|_| LoginError::BadResponse { endpoint: DEVICE_ENDPOINT })?;
+    let req = http.post(format!("{issuer}/api/accounts/deviceauth/usercode")).json(&json!({ "client_id": CLIENT_ID }));
+    let uc: UserCode = answer(DEVICE_ENDPOINT, req).await?;
     let interval = poll_interval(uc.interval.as_ref());
     prompt(Prompt::Device { verification_url: format!("{issuer}/codex/device"), user_code: uc.user_code.clone() });
 
@@ -81,11 +63,7 @@ pub async fn device_login(
                 let pending = matches!(status.as_u16(), 403 | 404);
                 // A server hiccup is not a refusal: keep polling until the window closes.
                 if !pending && !status.is_server_error() && status.as_u16() != 429 {
-                    return Err(LoginError::Refused {
-                        endpoint: DEVICE_ENDPOINT,
-                        status: status.as_u16(),
-                        code: error_code(&bytes),
-                    });
+                    return Err(refused(DEVICE_ENDPOINT, status, &bytes));
                 }
             }
             Err(e) => tracing::debug!("device-code poll failed, retrying: {}", e.without_url()),

@@ -1,17 +1,6 @@
-//! `codex-gateway login`: getting a new ChatGPT login for the gateway's own store.
-//!
-//! Three ways to the same authorization code, then one code exchange (spec/codex-upstream.md, "Credentials and
-//! OAuth"), one file per flow:
-//! - [`browser`]: PKCE S256 with a one-shot callback server on 127.0.0.1:1455 (or 1457), state checked;
-//! - [`device`]: the device-code flow for machines without a browser;
-//! - [`paste`]: print the URL, then read back the address the browser ended on, for remote servers whose
-//!   localhost the browser cannot reach.
-//!
-//! What the flows share lives here (options, prompts, errors, saving) and in [`oauth`] (PKCE, state, the
-//! authorize URL, the code exchange). Each flow returns [`Tokens`]; [`save`] commits them to the store (through
-//! `accounts::stored_from_tokens`); the command-line front end is `cli/login.rs`. Everything a test must control
-//! (callback ports, opening a browser, time limits, where prompts go, where pasted input comes from) is passed
-//! in, never read from globals.
+//! `codex-gateway login`: getting a new ChatGPT login for the gateway's own store. Three ways to the same
+//! authorization code (the [`browser`], [`device`] and [`paste`] flows), then one code exchange ([`oauth`];
+//! spec/codex-upstream.md, "Credentials and OAuth"). Everything a test must control is passed in, never global.
 
 use std::time::Duration;
 
@@ -129,8 +118,7 @@ pub enum LoginError {
     BadPaste(String),
     #[error("the device code was not approved within {}; run `codex-gateway login --device` again", human(*.0))]
     DeviceTimedOut(Duration),
-    /// The issuer could not be reached, or its answer broke off; the cause chain is kept as the error's source
-    /// (the command line prints it).
+    /// The issuer could not be reached, or its answer broke off (the cause kept as the source).
     #[error("cannot reach {endpoint}")]
     Network {
         endpoint: &'static str,
@@ -146,16 +134,12 @@ pub enum LoginError {
 }
 
 fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
+    match d.as_secs() {
         0 => format!("{} ms", d.as_millis()),
         s if s % 60 == 0 && s >= 60 => format!("{} minute{}", s / 60, if s == 60 { "" } else { "s" }),
         s => format!("{s} second{}", if s == 1 { "" } else { "s" }),
     }
 }
-
-// ---------------------------------------------------------------------------------------------------------------
-// Storing the result
 
 /// A login committed to the store.
 #[derive(Debug)]
@@ -165,8 +149,7 @@ pub struct Saved {
     pub replaced: bool,
 }
 
-/// Commit a fresh login. A re-login of a known identity replaces its tokens and makes it active again; its
-/// label is kept unless a new one is given.
+/// Commit a fresh login; a re-login replaces its tokens and keeps its label unless a new one is given.
 pub fn save(store: &Store, tokens: Tokens, label: Option<String>) -> anyhow::Result<Saved> {
     let account = stored_from_tokens(tokens, label);
     let replaced = store.get_account(&account.id)?.is_some();

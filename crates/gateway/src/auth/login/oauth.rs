@@ -1,6 +1,5 @@
-//! What every login flow shares with the issuer: PKCE S256 (RFC 7636), the `state` value, the authorize URL
-//! with the official client's parameters, reading the authorization code from a callback, and the one code
-//! exchange at `{issuer}/oauth/token` that turns that code into [`Tokens`].
+//! What every login flow shares with the issuer: PKCE S256, the `state`, the authorize URL, reading the
+//! authorization code from a callback, and the code exchange that turns it into [`Tokens`].
 
 use std::collections::HashMap;
 
@@ -8,6 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::LoginError;
@@ -80,8 +80,7 @@ pub fn authorize_url(issuer: &str, redirect_uri: &str, challenge: &str, state: &
     Ok(url.to_string())
 }
 
-/// The authorization code from a callback's query, after checking `state` (first, so nothing from a forged
-/// request is trusted).
+/// The authorization code from a callback's query, `state` checked first (nothing of a forged request is trusted).
 pub fn code_from_callback(params: &HashMap<String, String>, expected_state: &str) -> Result<String, LoginError> {
     if params.get("state").map(String::as_str) != Some(expected_state) {
         return Err(LoginError::StateMismatch);
@@ -95,9 +94,6 @@ pub fn code_from_callback(params: &HashMap<String, String>, expected_state: &str
         _ => Err(LoginError::MissingCode),
     }
 }
-
-// ---------------------------------------------------------------------------------------------------------------
-// Code exchange
 
 #[derive(Deserialize)]
 struct CodeTokens {
@@ -122,18 +118,7 @@ pub async fn exchange_code(
         ("client_id", CLIENT_ID),
         ("code_verifier", code_verifier),
     ];
-    let resp = http.post(&url).form(&form).send().await.map_err(|e| network(TOKEN_ENDPOINT, e))?;
-    let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|e| network(TOKEN_ENDPOINT, e))?;
-    if !status.is_success() {
-        return Err(LoginError::Refused {
-            endpoint: TOKEN_ENDPOINT,
-            status: status.as_u16(),
-            code: error_code(&bytes),
-        });
-    }
-    let t: CodeTokens =
-        serde_json::from_slice(&bytes).map_err(|_| LoginError::BadResponse { endpoint: TOKEN_ENDPOINT })?;
+    let t: CodeTokens = answer(TOKEN_ENDPOINT, http.post(&url).form(&form)).await?;
     let account_id = jwt::claims(&t.id_token)
         .and_then(|c| c.account_id)
         .or_else(|| jwt::claims(&t.access_token).and_then(|c| c.account_id))
@@ -149,6 +134,24 @@ pub async fn exchange_code(
 
 pub(super) fn network(endpoint: &'static str, e: reqwest::Error) -> LoginError {
     LoginError::Network { endpoint, cause: e.without_url() }
+}
+
+pub(super) fn refused(endpoint: &'static str, status: reqwest::StatusCode, body: &[u8]) -> LoginError {
+    LoginError::Refused { endpoint, status: status.as_u16(), code: error_code(body) }
+}
+
+/// Send `req` to `endpoint` and read its success answer as a `T`.
+pub(super) async fn answer<T: DeserializeOwned>(
+    endpoint: &'static str,
+    req: reqwest::RequestBuilder,
+) -> Result<T, LoginError> {
+    let resp = req.send().await.map_err(|e| network(endpoint, e))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| network(endpoint, e))?;
+    if !status.is_success() {
+        return Err(refused(endpoint, status, &bytes));
+    }
+    serde_json::from_slice(&bytes).map_err(|_| LoginError::BadResponse { endpoint })
 }
 
 #[cfg(test)]

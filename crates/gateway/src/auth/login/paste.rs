@@ -15,11 +15,7 @@ pub fn code_from_paste(input: &str, expected_state: &str) -> Result<String, Logi
     if s.is_empty() {
         return Err(LoginError::BadPaste("nothing was pasted".into()));
     }
-    let query = match s.split_once('?') {
-        Some((_, q)) => q,
-        None => s,
-    };
-    let query = query.split('#').next().unwrap_or_default();
+    let query = s.split_once('?').map_or(s, |(_, q)| q).split('#').next().unwrap_or_default();
     let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     if !params.contains_key("code") && !params.contains_key("error") {
         return Err(LoginError::BadPaste(

@@ -1,6 +1,5 @@
-//! Who the provider says signed in ([`Identity`], read from the ID token's claims and, for what it lacks, the
-//! userinfo answer) and whether `[dashboard.oidc]` lets them in: the e-mail domains and groups it is restricted
-//! to, and the role their groups map to (the highest wins). Pure: the sign-in (mod.rs) acts on the answer.
+//! Who the provider says signed in ([`Identity`]) and whether `[dashboard.oidc]` lets them in, with the role their
+//! groups map to. Pure: the sign-in (mod.rs) acts on the answer.
 
 use serde_json::{Map, Value};
 
@@ -23,9 +22,9 @@ pub struct Identity {
 /// Why `[dashboard.oidc]` keeps a provider's user out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Sign-in is restricted to e-mail domains, and this user has no verified address in one.
+    /// No verified address in an allowed e-mail domain.
     Domain,
-    /// Sign-in is restricted to groups, and this user is in none of them.
+    /// In no allowed group.
     Group,
 }
 
@@ -65,8 +64,7 @@ impl Identity {
         !claims.contains_key("email") || !claims.contains_key(roles_claim)
     }
 
-    /// The user name of a user made at the first sign-in: the e-mail address, else the provider's user name,
-    /// else one made of the subject.
+    /// The name of a user made at the first sign-in: the e-mail address, else the provider's, else the subject's.
     pub fn user_name(&self) -> String {
         let usable = |s: &&String| !s.starts_with("usr_") && !s.chars().any(|c| c.is_whitespace() || c.is_control());
         self.email
@@ -75,14 +73,6 @@ impl Identity {
             .or(self.preferred_username.as_ref().filter(usable))
             .cloned()
             .unwrap_or_else(|| format!("sso-{}", &crate::users::sha256_hex(&self.subject)[..12]))
-    }
-}
-
-fn rank(r: Role) -> u8 {
-    match r {
-        Role::Admin => 3,
-        Role::Member => 2,
-        Role::Viewer => 1,
     }
 }
 
@@ -103,7 +93,9 @@ pub fn admit(config: &OidcConfig, who: &Identity) -> Result<Option<Role>, Refusa
     if !config.allowed_groups.is_empty() && !who.groups.iter().any(|g| config.allowed_groups.contains(g)) {
         return Err(Refusal::Group);
     }
-    Ok(who.groups.iter().filter_map(|g| config.role_map.get(g)).filter_map(|r| Role::parse(r)).max_by_key(|r| rank(*r)))
+    let mapped = who.groups.iter().filter_map(|g| config.role_map.get(g)).filter_map(|r| Role::parse(r));
+    // The highest wins: `Role::ALL` lists them highest first.
+    Ok(mapped.min_by_key(|r| Role::ALL.iter().position(|a| a == r)))
 }
 
 #[cfg(test)]

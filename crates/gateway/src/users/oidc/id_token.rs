@@ -1,16 +1,14 @@
-//! Checking an ID token (OpenID Connect Core 1.0, section 3.1.3.7): its JWS signature with a key of the
-//! provider's JWKS (RS256/384/512, PS256/384/512, ES256/384; never `none` nor a shared-secret HMAC), `iss`
-//! equal to the issuer, `aud` naming the client (and `azp` the client when there are several audiences),
-//! `exp` and `iat` within [`LEEWAY`], and `nonce` equal to the one the sign-in sent. The verification itself
-//! is `jsonwebtoken`'s (on ring); this module chooses the key and the rules.
+//! Checking an ID token (OpenID Connect Core 1.0, section 3.1.3.7): its signature with a key of the provider's
+//! JWKS (`jsonwebtoken`'s verification; this module chooses the key and the rules) and its claims.
 
 use std::time::Duration;
 
-use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use subtle::ConstantTimeEq;
+
+use crate::users::ct_eq;
 
 /// Clock difference tolerated between the provider and the gateway.
 pub const LEEWAY: Duration = Duration::from_secs(60);
@@ -68,33 +66,28 @@ pub struct Expected<'a> {
     pub now: i64,
 }
 
-/// The algorithms accepted: asymmetric ones only, so a token can never be checked against a public key used as
-/// an HMAC secret.
-fn algorithm(name: &Algorithm) -> bool {
-    matches!(
-        name,
-        Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512
-            | Algorithm::ES256
-            | Algorithm::ES384
-    )
+/// The RSA algorithms accepted.
+fn rsa(alg: Algorithm) -> bool {
+    use Algorithm::*;
+    matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
+}
+
+/// The elliptic-curve algorithms accepted.
+fn ec(alg: Algorithm) -> bool {
+    matches!(alg, Algorithm::ES256 | Algorithm::ES384)
 }
 
 /// The token's header: its algorithm (refused when not accepted) and key id.
 pub fn header(token: &str) -> Result<(Algorithm, Option<String>), IdTokenError> {
     let h = jsonwebtoken::decode_header(token).map_err(|_| IdTokenError::Malformed)?;
-    if !algorithm(&h.alg) {
+    // Asymmetric ones only, so a token can never be checked against a public key used as an HMAC secret.
+    if !rsa(h.alg) && !ec(h.alg) {
         return Err(IdTokenError::Algorithm(format!("{:?}", h.alg)));
     }
     Ok((h.alg, h.kid))
 }
 
-/// The keys of a JWKS document that can verify signatures; keys of kinds this build does not read are skipped, so
-/// one unusual key does not take the whole set down.
+/// The keys of a JWKS document that can verify signatures (one of a kind this build does not read is skipped).
 pub fn signing_keys(jwks: &Value) -> Vec<Jwk> {
     let keys = jwks.get("keys").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     keys.iter()
@@ -108,18 +101,11 @@ pub fn signing_keys(jwks: &Value) -> Vec<Jwk> {
 pub fn key_for<'a>(keys: &'a [Jwk], kid: Option<&str>, alg: Algorithm) -> Option<&'a Jwk> {
     let fits = |k: &&Jwk| {
         k.common.key_algorithm.is_none_or(|a| format!("{a:?}") == format!("{alg:?}"))
-            && matches!(
-                (&k.algorithm, alg),
-                (
-                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_),
-                    Algorithm::RS256
-                        | Algorithm::RS384
-                        | Algorithm::RS512
-                        | Algorithm::PS256
-                        | Algorithm::PS384
-                        | Algorithm::PS512
-                ) | (jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_), Algorithm::ES256 | Algorithm::ES384)
-            )
+            && match &k.algorithm {
+                AlgorithmParameters::RSA(_) => rsa(alg),
+                AlgorithmParameters::EllipticCurve(_) => ec(alg),
+                _ => false,
+            }
     };
     match kid {
         Some(kid) => keys.iter().filter(fits).find(|k| k.common.key_id.as_deref() == Some(kid)),
@@ -147,10 +133,6 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     })
 }
 
-fn ct_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
 /// Verify `token` with `key` and check its claims: the claims, as the provider wrote them.
 pub fn verify(token: &str, key: &Jwk, alg: Algorithm, want: &Expected<'_>) -> Result<Map<String, Value>, IdTokenError> {
     let decoding = DecodingKey::from_jwk(key).map_err(|_| IdTokenError::UnknownKey)?;
@@ -168,12 +150,9 @@ pub fn verify(token: &str, key: &Jwk, alg: Algorithm, want: &Expected<'_>) -> Re
             K::ExpiredSignature | K::ImmatureSignature => IdTokenError::Expired,
             K::InvalidIssuer => IdTokenError::Issuer,
             K::InvalidAudience => IdTokenError::Audience,
-            K::MissingRequiredClaim(c) => IdTokenError::Missing(match c.as_str() {
-                "exp" => "exp",
-                "iss" => "iss",
-                "aud" => "aud",
-                _ => "sub",
-            }),
+            K::MissingRequiredClaim(c) => {
+                IdTokenError::Missing(["exp", "iss", "aud"].into_iter().find(|n| *n == c.as_str()).unwrap_or("sub"))
+            }
             K::InvalidAlgorithm => IdTokenError::Algorithm(format!("{alg:?}")),
             _ => IdTokenError::Malformed,
         }

@@ -1,23 +1,14 @@
 //! Single sign-on with an OpenID Connect provider (`[dashboard.oidc]`, docs/dashboard.md "Single sign-on"): the
-//! authorization code flow with PKCE (OpenID Connect Core 1.0 section 3.1, RFC 7636 S256). [`start`] keeps the
-//! sign-in's nonce and verifier in the store under the SHA-256 of a random state (store/identities.rs) and
-//! gives the provider's authorization URL; the state also goes into a short-lived cookie (dashboard/sso.rs).
-//! [`finish`], on the provider's redirect to any instance, holds the state to the cookie, takes the pending
-//! sign-in (once: a replay finds nothing), exchanges the code, checks the ID token (id_token.rs), reads who it
-//! is (claims.rs), lets them in or not, finds the user linked to the provider's subject or makes one, and opens a
-//! session with [`Method::Oidc`].
-//!
-//! Neighbours: `provider.rs` (discovery, key set, token and userinfo calls), `id_token.rs`, `claims.rs`.
+//! authorization code flow with PKCE. The pending sign-in is kept in the store under the SHA-256 of its state, so
+//! the provider's redirect may reach any instance, and taken once, so a replay finds nothing.
 
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use super::{Method, Role, SignedIn, Users, sha256_hex};
+use super::{Method, Role, SignedIn, Users, ct_eq, random_token, sha256_hex};
 use crate::auth::now_unix;
 use crate::store::identities::PendingSignIn;
 use crate::store::users::StoredUser;
@@ -35,8 +26,7 @@ pub const PENDING_LIFETIME: std::time::Duration = std::time::Duration::from_secs
 /// The path the provider sends the browser back to, under the gateway's public URL.
 pub const CALLBACK_PATH: &str = "/dashboard/sso/callback";
 
-/// Why a single sign-on did not open a session. [`SsoError::reason`] names it in the audit trail; the message
-/// is for the person at the login page. Neither ever holds a token, a code or the client secret.
+/// Why a single sign-on did not open a session: never with a token, a code or the client secret in it.
 #[derive(Debug, thiserror::Error)]
 pub enum SsoError {
     #[error("single sign-on is not configured")]
@@ -49,15 +39,12 @@ pub enum SsoError {
     IssuerMismatch,
     #[error("too many sign-ins are in progress; try again in a few minutes")]
     TooManyPending,
-    /// The provider sent the browser back with an error (RFC 6749 section 4.1.2.1), e.g. `access_denied`.
     #[error("the sign-in provider refused the sign-in ({0})")]
     ProviderRefused(String),
     #[error("the sign-in provider's answer has no authorization code")]
     MissingCode,
-    /// The state of the answer is not the one this browser started with (or its cookie is gone).
     #[error("this sign-in answer does not belong to this browser; start again")]
     StateMismatch,
-    /// No sign-in is waiting for this state: it expired, or it was used already.
     #[error("this sign-in expired or was already used; start again")]
     StateUnknown,
     #[error("the answer came from another issuer than the configured one")]
@@ -72,7 +59,6 @@ pub enum SsoError {
     Group,
     #[error("this user is disabled")]
     Disabled,
-    /// A user of the gateway already has the name, and is not linked to this provider's user.
     #[error("a user named {0} already exists and is not linked to this sign-in; ask an admin")]
     NameTaken(String),
     #[error("the sign-in could not be recorded")]
@@ -128,13 +114,6 @@ impl From<Refusal> for SsoError {
     }
 }
 
-/// 32 random bytes, URL-safe base64.
-fn random() -> String {
-    let mut b = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut b);
-    B64.encode(b)
-}
-
 /// A sign-in started: where to send the browser, and the state for its cookie.
 pub struct Started {
     pub url: String,
@@ -150,7 +129,7 @@ impl std::fmt::Debug for Started {
 /// Start a sign-in whose answer comes back to `redirect_uri`.
 pub async fn start(p: &Provider, users: &Arc<Users>, redirect_uri: &str) -> Result<Started, SsoError> {
     let d = p.discovery().await?;
-    let (state, nonce, verifier) = (random(), random(), random());
+    let (state, nonce, verifier) = (random_token(), random_token(), random_token());
     let challenge = B64.encode(Sha256::digest(verifier.as_bytes()));
     let mut url = url::Url::parse(&d.authorization_endpoint)
         .map_err(|_| SsoError::Provider("the authorization endpoint is not a URL".into()))?;
@@ -172,13 +151,16 @@ pub async fn start(p: &Provider, users: &Arc<Users>, redirect_uri: &str) -> Resu
         expires_at: now + PENDING_LIFETIME.as_secs() as i64,
     };
     let store = users.store().clone();
-    let kept = tokio::task::spawn_blocking(move || store.insert_pending_sign_in(&pending, now))
-        .await
-        .map_err(|e| anyhow::anyhow!("the sign-in task failed: {e}"))??;
+    let kept = blocking(move || store.insert_pending_sign_in(&pending, now)).await??;
     if !kept {
         return Err(SsoError::TooManyPending);
     }
     Ok(Started { url: url.into(), state })
+}
+
+/// `f` on the blocking threads (the store).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| anyhow::anyhow!("the sign-in task failed: {e}"))
 }
 
 /// The provider's redirect, as its query says.
@@ -210,10 +192,6 @@ impl<E: Into<SsoError>> From<E> for Failed {
     }
 }
 
-fn ct_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
 /// Finish a sign-in: `cookie_state` is the state cookie of the browser, `answer` the redirect's query.
 pub async fn finish(
     p: &Provider,
@@ -230,9 +208,7 @@ pub async fn finish(
     };
     let store = users.store().clone();
     let hash = sha256_hex(&state);
-    let pending = tokio::task::spawn_blocking(move || store.take_pending_sign_in(&hash, now_unix()))
-        .await
-        .map_err(|e| anyhow::anyhow!("the sign-in task failed: {e}"))??;
+    let pending = blocking(move || store.take_pending_sign_in(&hash, now_unix())).await??;
     let Some(pending) = pending else { return Err(SsoError::StateUnknown.into()) };
     // RFC 9207: a provider that names itself in the answer must be the configured one (a mix-up otherwise).
     if answer.iss.as_deref().is_some_and(|iss| iss != p.config.issuer) {
@@ -254,13 +230,12 @@ pub async fn finish(
     let named = Some(who.email.clone().unwrap_or_else(|| who.subject.clone()));
     let mapped = claims::admit(&p.config, &who).map_err(|r| Failed { error: r.into(), who: named.clone() })?;
     let (users2, config) = (users.clone(), p.config.clone());
-    let done = tokio::task::spawn_blocking(move || {
+    let done = blocking(move || {
         let (row, created) = user_for(&users2, &config, &who, mapped)?;
         let (token, signed) = users2.sign_in(&row, Method::Oidc)?;
         Ok::<_, SsoError>(Done { token, signed, created })
     })
     .await
-    .map_err(|e| anyhow::anyhow!("the sign-in task failed: {e}"))
     .map_err(|e| Failed { error: e.into(), who: named.clone() })?;
     done.map_err(|error| Failed { error, who: named })
 }
@@ -281,8 +256,7 @@ async fn verified_claims(
     Ok(id_token::verify(token, key, alg, &want)?)
 }
 
-/// The user linked to the provider's user, or a new one linked to it; its role set from the groups when
-/// `role_map` is configured. Blocking (the store).
+/// The user linked to the provider's user, or a new one linked to it. Blocking (the store).
 fn user_for(
     users: &Users,
     config: &crate::config::OidcConfig,
@@ -303,10 +277,9 @@ fn user_for(
     let (mut row, created) = match linked {
         Some(row) => (row, false),
         None => {
-            let name = who.user_name();
             let role = decided.or(mapped).unwrap_or(default_role);
             let new = super::manage::NewUser {
-                name: name.clone(),
+                name: who.user_name(),
                 role: role.as_str().into(),
                 password: None,
                 max_keys: None,

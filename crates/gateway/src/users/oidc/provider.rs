@@ -1,7 +1,5 @@
-//! The provider as the gateway talks to it: its discovery document (OpenID Connect Discovery 1.0, its `issuer`
-//! held to the configured one), its key set (fetched at the first sign-in, kept, fetched again when a token
-//! names a key it lacks), the token endpoint (the authorization code and PKCE verifier exchanged, the client
-//! authenticated as the discovery document allows) and the userinfo endpoint.
+//! The provider as the gateway talks to it: its discovery document, its key set (kept, fetched again when a token
+//! names a key it lacks), the token endpoint and the userinfo endpoint.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,9 +13,7 @@ use crate::config::OidcConfig;
 
 /// How long a discovery document is kept before it is fetched again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
-/// The key set is fetched again for an unknown key at most this often. ID tokens come from the provider's token
-/// endpoint, never from the browser, so only the provider could name keys that do not exist; this bounds what a
-/// provider in a bad state makes the gateway fetch.
+/// The key set is fetched again for an unknown key at most this often (bounds what a provider in a bad state costs).
 pub const JWKS_REFETCH: Duration = Duration::from_secs(2);
 /// One call to the provider, connect to last byte.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -166,12 +162,9 @@ impl Provider {
             return Err(SsoError::TokenExchange(format!("HTTP {} {code}", status.as_u16())));
         }
         let body = body?;
-        let id_token = body.get("id_token").and_then(Value::as_str).map(str::to_string);
-        let Some(id_token) = id_token else {
-            return Err(SsoError::TokenExchange("the answer has no id_token".into()));
-        };
-        let access_token = body.get("access_token").and_then(Value::as_str).map(str::to_string);
-        Ok(Tokens { id_token, access_token })
+        let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
+        let id_token = text("id_token").ok_or_else(|| SsoError::TokenExchange("the answer has no id_token".into()))?;
+        Ok(Tokens { id_token, access_token: text("access_token") })
     }
 
     /// The userinfo answer for `access_token`, when the provider has the endpoint; its `sub` must be `subject`
