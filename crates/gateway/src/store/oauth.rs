@@ -251,9 +251,9 @@ mod tests {
             kind: "code".into(),
             user_code_sha256: None,
             client_id: "codex-cli".into(),
-            user_id: Some("usr_1"),
-            redirect_uri: Some("http://127.0.0.1:1455/callback"),
-            code_challenge: Some("x"),
+            user_id: Some("usr_1".into()),
+            redirect_uri: Some("http://127.0.0.1:1455/callback".into()),
+            code_challenge: Some("x".into()),
             scope: None,
             state: "pending".into(),
             family: None,
@@ -264,7 +264,7 @@ mod tests {
         store.insert_grant(&g)?;
         assert!(store.move_grant(&g.id_sha256, "pending", "used", None, Some("fam"))?);
         assert!(!store.move_grant(&g.id_sha256, "pending", "used", None, None)?, "a code is redeemed once");
-        assert_eq!(store.find_grant(&g.id_sha256)?.and_then(|g| g.family), Some("fam"));
+        assert_eq!(store.find_grant(&g.id_sha256)?.and_then(|g| g.family), Some("fam".into()));
         let session = StoredSession {
             token_sha256: "bb".repeat(32),
             user_id: "usr_1".into(),
