@@ -1,7 +1,8 @@
-//! The stored account: its kind, status and credentials as the `accounts` table holds them, on either backend
-//! (`sqlite/`, `postgres/`). The pool (`accounts/`) turns rows into accounts; the credential code (`auth/`)
-//! reads and refreshes the tokens.
+//! The stored account: its kind, status and credentials as the `accounts` table holds them, one statement for
+//! both backends (`sql.rs`; PostgreSQL's token rotation is `postgres/accounts.rs`'). The pool (`accounts/`) turns
+//! rows into accounts; the credential code (`auth/`) reads and refreshes the tokens.
 
+use super::sql::{Cells, Val, int, need, opt, text};
 use super::{Backend, Store};
 
 /// The `accounts` table's columns as both backends first created them, written once: SQLite's first migration
@@ -172,82 +173,167 @@ pub struct StoredAccount {
     pub policy: Option<String>,
 }
 
+const COLUMNS: &str = "id, kind, label, email, plan, chatgpt_account_id, id_token, access_token, refresh_token, \
+                       api_key, base_url, last_refresh, status, status_reason, created_at, proxy, models, policy";
+
+/// One row as a [`StoredAccount`]. A row whose kind or status cannot be read is still returned, as
+/// [`AccountStatus::Unrecognized`] with the parse error as its reason: failing the whole read would take every
+/// account out of service for one bad row, and skipping the row would hide it. The pool never serves it and logs
+/// it (`Pool::reload`).
+fn account_of(r: &dyn Cells) -> anyhow::Result<StoredAccount> {
+    // An unknown kind wins over the status: whatever the status says, the account cannot be used.
+    let kind = AccountKind::parse(&need(r.text(1)?, "accounts.kind")?);
+    let (kind, status, status_reason) = match (kind, AccountStatus::parse(&need(r.text(12)?, "accounts.status")?)) {
+        (Err(e), _) => (AccountKind::Unrecognized, AccountStatus::Unrecognized, Some(format!("{e} in the store"))),
+        (Ok(kind), Err(e)) => (kind, AccountStatus::Unrecognized, Some(format!("{e} in the store"))),
+        (Ok(kind), Ok(status)) => (kind, status, r.text(13)?),
+    };
+    Ok(StoredAccount {
+        id: need(r.text(0)?, "accounts.id")?,
+        kind,
+        label: r.text(2)?,
+        email: r.text(3)?,
+        plan: r.text(4)?,
+        tokens: tokens_at(r, kind, 5)?,
+        api_key: r.text(9)?,
+        base_url: r.text(10)?,
+        status,
+        status_reason,
+        created_at: need(r.int(14)?, "accounts.created_at")?,
+        proxy: r.text(15)?,
+        models: r.text(16)?.and_then(|m| serde_json::from_str(&m).ok()),
+        policy: Some(need(r.text(17)?, "accounts.policy")?),
+    })
+}
+
+/// The tokens of a row whose columns `chatgpt_account_id, id_token, access_token, refresh_token, _, _,
+/// last_refresh` start at `at` (ChatGPT accounts only).
+pub(super) fn tokens_at(r: &dyn Cells, kind: AccountKind, at: usize) -> anyhow::Result<Option<Tokens>> {
+    Ok(match (kind, r.text(at + 2)?, r.text(at + 3)?) {
+        (AccountKind::Chatgpt, Some(access_token), Some(refresh_token)) => Some(Tokens {
+            id_token: r.text(at + 1)?.unwrap_or_default(),
+            access_token,
+            refresh_token,
+            account_id: r.text(at)?.unwrap_or_default(),
+            last_refresh: need(r.int(at + 6)?, "accounts.last_refresh")?,
+        }),
+        _ => None,
+    })
+}
+
 /// Accounts on the store's backend.
 impl Store {
     pub fn list_accounts(&self) -> anyhow::Result<Vec<StoredAccount>> {
-        match &self.backend {
-            Backend::Sqlite => self.file.list_accounts(),
-            Backend::Postgres(pg) => pg.list_accounts(),
-        }
+        self.query(&format!("SELECT {COLUMNS} FROM accounts ORDER BY created_at, id"), vec![], account_of)
     }
 
     pub fn get_account(&self, id: &str) -> anyhow::Result<Option<StoredAccount>> {
-        match &self.backend {
-            Backend::Sqlite => self.file.get_account(id),
-            Backend::Postgres(pg) => pg.get_account(id),
-        }
+        self.query_opt(&format!("SELECT {COLUMNS} FROM accounts WHERE id = ?1"), vec![text(id)], account_of)
     }
 
     /// Insert or replace an account (import, login).
     pub fn upsert_account(&self, a: &StoredAccount) -> anyhow::Result<()> {
-        match &self.backend {
-            Backend::Sqlite => self.file.upsert_account(a),
-            Backend::Postgres(pg) => pg.upsert_account(a),
-        }
+        // A row read with a kind this build does not know is never written back (it would lose the kind).
+        anyhow::ensure!(a.kind != AccountKind::Unrecognized, "account {} has a kind this build cannot store", a.id);
+        // On PostgreSQL new tokens (a login, an import) are a new token version like any rotation.
+        let version = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres(_) => ", token_version = accounts.token_version + 1",
+        };
+        let sql = format!(
+            "INSERT INTO accounts ({COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, COALESCE(?18, 'normal'))
+             ON CONFLICT (id) DO UPDATE SET kind=excluded.kind, label=COALESCE(excluded.label, accounts.label),
+                email=excluded.email, plan=excluded.plan, chatgpt_account_id=excluded.chatgpt_account_id,
+                id_token=excluded.id_token, access_token=excluded.access_token, refresh_token=excluded.refresh_token,
+                api_key=excluded.api_key, base_url=excluded.base_url, last_refresh=excluded.last_refresh,
+                status=excluded.status, status_reason=excluded.status_reason, proxy=excluded.proxy,
+                models=excluded.models, policy=COALESCE(?18, accounts.policy){version}"
+        );
+        let t = a.tokens.as_ref();
+        let values = vec![
+            text(&a.id),
+            text(a.kind.as_str()),
+            opt(&a.label),
+            opt(&a.email),
+            opt(&a.plan),
+            Val::Text(t.map(|t| t.account_id.clone())),
+            Val::Text(t.map(|t| t.id_token.clone())),
+            Val::Text(t.map(|t| t.access_token.clone())),
+            Val::Text(t.map(|t| t.refresh_token.clone())),
+            opt(&a.api_key),
+            opt(&a.base_url),
+            int(t.map(|t| t.last_refresh).unwrap_or(0)),
+            text(a.status.as_str()),
+            opt(&a.status_reason),
+            int(a.created_at),
+            opt(&a.proxy),
+            Val::Text(a.models.as_ref().and_then(|m| serde_json::to_string(m).ok())),
+            opt(&a.policy),
+        ];
+        self.exec(&sql, values)?;
+        Ok(())
     }
 
-    /// Commit rotated tokens. Called the moment the token endpoint answers, before anything uses them.
+    /// Commit rotated tokens. Called the moment the token endpoint answers, before anything uses them (on SQLite
+    /// the store's connection commits with `synchronous=FULL`).
     pub fn save_tokens(&self, id: &str, t: &Tokens) -> anyhow::Result<()> {
         match &self.backend {
-            Backend::Sqlite => self.file.save_tokens(id, t),
+            Backend::Sqlite => {
+                let sql = "UPDATE accounts SET id_token=?2, access_token=?3, refresh_token=?4, chatgpt_account_id=?5,
+                           last_refresh=?6, status='active', status_reason=NULL WHERE id=?1";
+                let values = vec![
+                    text(id),
+                    text(&t.id_token),
+                    text(&t.access_token),
+                    text(&t.refresh_token),
+                    text(&t.account_id),
+                    int(t.last_refresh),
+                ];
+                anyhow::ensure!(self.exec(sql, values)? == 1, "account {id} is not in the store");
+                Ok(())
+            }
             Backend::Postgres(pg) => pg.save_tokens(id, t),
         }
     }
 
     pub fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<bool> {
-        match &self.backend {
-            Backend::Sqlite => self.file.set_label(id, label),
-            Backend::Postgres(pg) => pg.set_label(id, label),
-        }
+        Ok(self
+            .exec("UPDATE accounts SET label=?2 WHERE id=?1", vec![text(id), Val::Text(label.map(str::to_string))])?
+            == 1)
     }
 
     pub fn set_proxy(&self, id: &str, proxy: Option<&str>) -> anyhow::Result<bool> {
-        match &self.backend {
-            Backend::Sqlite => self.file.set_proxy(id, proxy),
-            Backend::Postgres(pg) => pg.set_proxy(id, proxy),
-        }
+        Ok(self
+            .exec("UPDATE accounts SET proxy=?2 WHERE id=?1", vec![text(id), Val::Text(proxy.map(str::to_string))])?
+            == 1)
     }
 
     /// Write the owner's policy (the caller checked it: `accounts::manage::set_policy`); false when no account
     /// has this id.
     pub fn set_policy(&self, id: &str, policy: &str) -> anyhow::Result<bool> {
-        match &self.backend {
-            Backend::Sqlite => self.file.set_policy(id, policy),
-            Backend::Postgres(pg) => pg.set_policy(id, policy),
-        }
+        Ok(self.exec("UPDATE accounts SET policy=?2 WHERE id=?1", vec![text(id), text(policy)])? == 1)
     }
 
     pub fn remove_account(&self, id: &str) -> anyhow::Result<bool> {
-        match &self.backend {
-            Backend::Sqlite => self.file.remove_account(id),
-            Backend::Postgres(pg) => pg.remove_account(id),
-        }
+        Ok(self.exec("DELETE FROM accounts WHERE id=?1", vec![text(id)])? == 1)
     }
 
     /// The account's installation id: the one it has, or `fresh` written as its first (a random UUID made by the
-    /// caller). Made once and kept: it never changes across restarts, and no two accounts share one.
+    /// caller; on a team store the first instance to write one wins). Made once and kept: it never changes across
+    /// restarts, and no two accounts share one.
     pub fn installation_id(&self, id: &str, fresh: &str) -> anyhow::Result<Option<String>> {
-        match &self.backend {
-            Backend::Sqlite => self.file.installation_id(id, fresh),
-            Backend::Postgres(pg) => pg.installation_id(id, fresh),
-        }
+        let sql = "UPDATE accounts SET installation_id=?2 WHERE id=?1 AND installation_id IS NULL";
+        self.exec(sql, vec![text(id), text(fresh)])?;
+        let found =
+            self.query_opt("SELECT installation_id FROM accounts WHERE id=?1", vec![text(id)], |r| r.text(0))?;
+        Ok(found.flatten())
     }
 
     pub fn set_status(&self, id: &str, status: AccountStatus, reason: Option<&str>) -> anyhow::Result<()> {
-        match &self.backend {
-            Backend::Sqlite => self.file.set_status(id, status, reason),
-            Backend::Postgres(pg) => pg.set_status(id, status, reason),
-        }
+        let values = vec![text(id), text(status.as_str()), Val::Text(reason.map(str::to_string))];
+        self.exec("UPDATE accounts SET status=?2, status_reason=?3 WHERE id=?1", values)?;
+        Ok(())
     }
 }
 

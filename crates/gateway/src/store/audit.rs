@@ -3,7 +3,7 @@
 //! PostgreSQL advisory lock), so gateways and commands sharing a store extend one chain. There is no update or
 //! delete call: a row changed behind the store's back is what `audit::verify` finds.
 
-use super::postgres::PgStore;
+use super::sql::{Cells, Val, int, need, opt, pg_exec, pg_query, sqlite_exec, sqlite_query, text};
 use super::{Backend, Store};
 
 /// Migration 12 (SQLite) and 14 (PostgreSQL), one text (plain types both read). Ids are given by the append
@@ -71,85 +71,60 @@ impl Store {
     /// Append `row` (its id, `prev_hash` and `hash` are set here) and return it as written.
     pub fn append_audit(&self, mut row: AuditRow, seal: Seal) -> anyhow::Result<AuditRow> {
         match &self.backend {
-            Backend::Sqlite => self.with_conn(|c| {
-                // IMMEDIATE: the write lock from the read of the last row on, so another process (a command beside
-                // the gateway) cannot append between the read and the insert.
-                c.execute_batch("BEGIN IMMEDIATE")?;
-                let written = sqlite_append(c, &mut row, seal).and_then(|()| c.execute_batch("COMMIT"));
-                if written.is_err() {
-                    // The connection is shared: it must not stay inside a transaction that failed.
-                    let _ = c.execute_batch("ROLLBACK");
-                }
-                written.map(|()| row)
+            // IMMEDIATE: the write lock from the read of the last row on, so another process (a command beside the
+            // gateway) cannot append between the read and the insert.
+            Backend::Sqlite => self.file.immediate(|c| {
+                link(&mut row, sqlite_query(c, LAST, &[], last_of)?.pop(), seal);
+                sqlite_exec(c, &insert_sql(), &values(&row))?;
+                Ok(row)
             }),
-            Backend::Postgres(pg) => pg_append(pg, row, seal),
+            Backend::Postgres(pg) => {
+                let pool = pg.pool();
+                pg.block(async move {
+                    let mut client = pool.get().await?;
+                    let tx = client.transaction().await?;
+                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK]).await?;
+                    link(&mut row, pg_query(&tx, LAST, &[], last_of).await?.pop(), seal);
+                    pg_exec(&tx, &insert_sql(), &values(&row)).await?;
+                    tx.commit().await?;
+                    Ok(row)
+                })
+            }
         }
     }
 
     /// The rows `f` lets through, oldest first (the newest `limit` of them).
     pub fn audit_rows(&self, f: &AuditFilter) -> anyhow::Result<Vec<AuditRow>> {
-        let (sql, args) = select(f, |i| format!("?{i}"));
-        match &self.backend {
-            Backend::Sqlite => self.with_conn(|c| {
-                let mut stmt = c.prepare(&sql)?;
-                let params = rusqlite::params_from_iter(args.iter().map(Arg::sqlite));
-                let rows = stmt.query_map(params, |r| {
-                    Ok(AuditRow {
-                        id: r.get(0)?,
-                        at_ms: r.get(1)?,
-                        actor: r.get(2)?,
-                        source: r.get(3)?,
-                        action: r.get(4)?,
-                        target: r.get(5)?,
-                        details: r.get(6)?,
-                        outcome: r.get(7)?,
-                        prev_hash: r.get(8)?,
-                        hash: r.get(9)?,
-                    })
-                })?;
-                let mut out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-                out.reverse();
-                Ok(out)
-            }),
-            Backend::Postgres(pg) => {
-                let (pool, f) = (pg.pool(), f.clone());
-                pg.block(async move {
-                    let (sql, args) = select(&f, |i| format!("${i}"));
-                    let client = pool.get().await?;
-                    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                        args.iter().map(Arg::postgres).collect();
-                    let rows = client.query(&sql, &params).await?;
-                    let mut out = rows.iter().map(pg_row).collect::<anyhow::Result<Vec<_>>>()?;
-                    out.reverse();
-                    Ok(out)
-                })
-            }
-        }
+        let (sql, args) = select(f);
+        let mut rows = self.query(&sql, args, row_of)?;
+        rows.reverse();
+        Ok(rows)
     }
 }
 
-fn sqlite_append(c: &rusqlite::Connection, row: &mut AuditRow, seal: Seal) -> rusqlite::Result<()> {
-    let last: Option<(i64, String)> = c
-        .query_row("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map(Some)
-        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
-    link(row, last, seal);
-    c.execute(
-        &format!("INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-        rusqlite::params![
-            row.id,
-            row.at_ms,
-            row.actor,
-            row.source,
-            row.action,
-            row.target,
-            row.details,
-            row.outcome,
-            row.prev_hash,
-            row.hash
-        ],
-    )?;
-    Ok(())
+const LAST: &str = "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1";
+
+fn last_of(r: &dyn Cells) -> anyhow::Result<(i64, String)> {
+    Ok((need(r.int(0)?, "audit_log.id")?, need(r.text(1)?, "audit_log.hash")?))
+}
+
+fn insert_sql() -> String {
+    format!("INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+}
+
+fn values(row: &AuditRow) -> Vec<Val> {
+    vec![
+        int(row.id),
+        int(row.at_ms),
+        text(&row.actor),
+        opt(&row.source),
+        text(&row.action),
+        opt(&row.target),
+        text(&row.details),
+        text(&row.outcome),
+        text(&row.prev_hash),
+        text(&row.hash),
+    ]
 }
 
 /// The row's place after `last` (id, hash), and its own hash.
@@ -160,92 +135,40 @@ fn link(row: &mut AuditRow, last: Option<(i64, String)>, seal: Seal) {
     row.hash = seal(&row.prev_hash, row);
 }
 
-fn pg_append(pg: &PgStore, mut row: AuditRow, seal: Seal) -> anyhow::Result<AuditRow> {
-    let pool = pg.pool();
-    pg.block(async move {
-        let mut client = pool.get().await?;
-        let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK]).await?;
-        let last = tx.query_opt("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1", &[]).await?;
-        let last = last.map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?))).transpose()?;
-        link(&mut row, last, seal);
-        tx.execute(
-            &format!("INSERT INTO audit_log ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
-            &[
-                &row.id,
-                &row.at_ms,
-                &row.actor,
-                &row.source,
-                &row.action,
-                &row.target,
-                &row.details,
-                &row.outcome,
-                &row.prev_hash,
-                &row.hash,
-            ],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(row)
-    })
-}
-
-fn pg_row(r: &tokio_postgres::Row) -> anyhow::Result<AuditRow> {
+fn row_of(r: &dyn Cells) -> anyhow::Result<AuditRow> {
     Ok(AuditRow {
-        id: r.try_get(0)?,
-        at_ms: r.try_get(1)?,
-        actor: r.try_get(2)?,
-        source: r.try_get(3)?,
-        action: r.try_get(4)?,
-        target: r.try_get(5)?,
-        details: r.try_get(6)?,
-        outcome: r.try_get(7)?,
-        prev_hash: r.try_get(8)?,
-        hash: r.try_get(9)?,
+        id: need(r.int(0)?, "audit_log.id")?,
+        at_ms: need(r.int(1)?, "audit_log.at_ms")?,
+        actor: need(r.text(2)?, "audit_log.actor")?,
+        source: r.text(3)?,
+        action: need(r.text(4)?, "audit_log.action")?,
+        target: r.text(5)?,
+        details: need(r.text(6)?, "audit_log.details")?,
+        outcome: need(r.text(7)?, "audit_log.outcome")?,
+        prev_hash: need(r.text(8)?, "audit_log.prev_hash")?,
+        hash: need(r.text(9)?, "audit_log.hash")?,
     })
 }
 
-/// A bound value of a read.
-enum Arg {
-    Text(String),
-    Int(i64),
-}
-
-impl Arg {
-    fn sqlite(&self) -> &dyn rusqlite::ToSql {
-        match self {
-            Arg::Text(s) => s,
-            Arg::Int(i) => i,
-        }
-    }
-
-    fn postgres(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
-        match self {
-            Arg::Text(s) => s,
-            Arg::Int(i) => i,
-        }
-    }
-}
-
-/// The read's statement (newest first; the caller turns it round) with placeholders as `mark` writes them.
-fn select(f: &AuditFilter, mark: impl Fn(usize) -> String) -> (String, Vec<Arg>) {
+/// The read's statement (newest first; the caller turns it round).
+fn select(f: &AuditFilter) -> (String, Vec<Val>) {
     let (mut clauses, mut args) = (Vec::new(), Vec::new());
-    let mut add = |clause: &str, arg: Arg| {
+    let mut add = |clause: &str, arg: Val| {
         args.push(arg);
-        clauses.push(clause.replace('?', &mark(args.len())));
+        clauses.push(clause.replace('?', &format!("?{}", args.len())));
     };
     if let Some(a) = &f.actor {
-        add("actor = ?", Arg::Text(a.clone()));
+        add("actor = ?", text(a));
     }
     if let Some(a) = &f.action {
         // A prefix: `substr` reads alike on both backends and needs no escaping of LIKE's wildcards.
-        add(&format!("substr(action, 1, {}) = ?", a.chars().count()), Arg::Text(a.clone()));
+        add(&format!("substr(action, 1, {}) = ?", a.chars().count()), text(a));
     }
     if let Some(s) = f.since_ms {
-        add("at_ms >= ?", Arg::Int(s));
+        add("at_ms >= ?", int(s));
     }
     if let Some(u) = f.until_ms {
-        add("at_ms < ?", Arg::Int(u));
+        add("at_ms < ?", int(u));
     }
     let filter = if clauses.is_empty() { String::new() } else { format!(" WHERE {}", clauses.join(" AND ")) };
     let limit = f.limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();

@@ -6,7 +6,7 @@
 //! backends, as store/users.rs.
 
 use super::Store;
-use super::users::{Cells, Val, need, text};
+use super::sql::{Cells, count, int, need, text};
 
 /// Migration 15 (SQLite) and 18 (PostgreSQL).
 pub(crate) const SCHEMA: &str = "
@@ -81,21 +81,15 @@ impl Store {
     /// Keep a sign-in started; expired ones are dropped first. `false` (nothing written) when
     /// [`MAX_PENDING`] are already waiting.
     pub fn insert_pending_sign_in(&self, p: &PendingSignIn, now: i64) -> anyhow::Result<bool> {
-        self.users_exec("DELETE FROM sso_pending WHERE expires_at <= ?1".into(), vec![Val::Int(Some(now))])?;
-        let n = self.users_query("SELECT count(*) FROM sso_pending".into(), vec![], |r| need(r.int(0)?, "count"))?;
-        if n.first().copied().unwrap_or(0) >= MAX_PENDING {
+        self.exec("DELETE FROM sso_pending WHERE expires_at <= ?1", vec![int(now)])?;
+        if self.query_opt("SELECT count(*) FROM sso_pending", vec![], count)?.unwrap_or(0) >= MAX_PENDING {
             return Ok(false);
         }
         let sql = "INSERT INTO sso_pending (state_sha256, nonce, verifier, redirect_uri, expires_at) \
                    VALUES (?1, ?2, ?3, ?4, ?5)";
-        let values = vec![
-            text(&p.state_sha256),
-            text(&p.nonce),
-            text(&p.verifier),
-            text(&p.redirect_uri),
-            Val::Int(Some(p.expires_at)),
-        ];
-        Ok(self.users_exec(sql.into(), values)? == 1)
+        let values =
+            vec![text(&p.state_sha256), text(&p.nonce), text(&p.verifier), text(&p.redirect_uri), int(p.expires_at)];
+        Ok(self.exec(sql, values)? == 1)
     }
 
     /// Take the sign-in whose state hashes to `state_sha256`: deleted as it is read, so only one callback gets
@@ -103,21 +97,19 @@ impl Store {
     pub fn take_pending_sign_in(&self, state_sha256: &str, now: i64) -> anyhow::Result<Option<PendingSignIn>> {
         let sql = "DELETE FROM sso_pending WHERE state_sha256 = ?1 \
                    RETURNING state_sha256, nonce, verifier, redirect_uri, expires_at";
-        let rows = self.users_query(sql.into(), vec![text(state_sha256)], pending_of)?;
-        Ok(rows.into_iter().next().filter(|p| p.expires_at > now))
+        Ok(self.query_opt(sql, vec![text(state_sha256)], pending_of)?.filter(|p| p.expires_at > now))
     }
 
     /// The gateway user linked to the provider's user `subject` at `issuer`.
     pub fn find_identity(&self, issuer: &str, subject: &str) -> anyhow::Result<Option<String>> {
         let sql = "SELECT user_id FROM user_identities WHERE issuer = ?1 AND subject = ?2";
-        let rows = self.users_query(sql.into(), vec![text(issuer), text(subject)], |r| need(r.text(0)?, "user_id"))?;
-        Ok(rows.into_iter().next())
+        self.query_opt(sql, vec![text(issuer), text(subject)], |r| need(r.text(0)?, "user_id"))
     }
 
     /// Every link (`store migrate` copies them).
     pub fn list_identities(&self) -> anyhow::Result<Vec<Identity>> {
         let sql = "SELECT issuer, subject, user_id, created_at FROM user_identities ORDER BY created_at";
-        self.users_query(sql.into(), vec![], identity_of)
+        self.query(sql, vec![], identity_of)
     }
 
     /// Link the provider's user to `user_id`, replacing a link to a user that no longer exists. Whether it was
@@ -125,8 +117,8 @@ impl Store {
     pub fn link_identity(&self, issuer: &str, subject: &str, user_id: &str, now: i64) -> anyhow::Result<bool> {
         let sql = "INSERT INTO user_identities (issuer, subject, user_id, created_at) VALUES (?1, ?2, ?3, ?4) \
                    ON CONFLICT (issuer, subject) DO UPDATE SET user_id = excluded.user_id, created_at = excluded.created_at";
-        let values = vec![text(issuer), text(subject), text(user_id), Val::Int(Some(now))];
-        Ok(self.users_exec(sql.into(), values)? >= 1)
+        let values = vec![text(issuer), text(subject), text(user_id), int(now)];
+        Ok(self.exec(sql, values)? >= 1)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `client_keys` table: client keys the admin created (keys/mod.rs keeps them in memory for lookups). Only
 //! the SHA-256 of a key's secret is stored, never the secret; plain column types so the schema fits PostgreSQL.
 
+use super::sql::{Cells, Map, Val, int, need, opt, pg_exec, pg_query, sqlite_exec, sqlite_query, text};
 use super::{Backend, Store};
 
 /// One row of `client_keys`.
@@ -70,62 +71,186 @@ pub enum NameClaim {
     OwnerFull(usize),
 }
 
+impl Limits {
+    /// The limits of a row whose `rpm, concurrency, daily_tokens, monthly_tokens` start at column `at`.
+    pub(super) fn read(r: &dyn Cells, at: usize) -> anyhow::Result<Limits> {
+        let small = |n: Option<i64>| n.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        let tokens = |n: Option<i64>| n.map(|n| u64::try_from(n).unwrap_or(0));
+        Ok(Limits {
+            rpm: small(r.int(at)?),
+            concurrency: small(r.int(at + 1)?),
+            daily_tokens: tokens(r.int(at + 2)?),
+            monthly_tokens: tokens(r.int(at + 3)?),
+        })
+    }
+
+    /// The values [`Limits::read`] reads back (integers are signed; a budget beyond i64 is as good as none).
+    pub(super) fn values(&self) -> [Val; 4] {
+        let tokens = |n: Option<u64>| Val::Int(n.map(|n| i64::try_from(n).unwrap_or(i64::MAX)));
+        [
+            Val::Int(self.rpm.map(i64::from)),
+            Val::Int(self.concurrency.map(i64::from)),
+            tokens(self.daily_tokens),
+            tokens(self.monthly_tokens),
+        ]
+    }
+}
+
+/// The columns in [`key_values`]' order: an update writes the first ten.
+const COLUMNS: &str = "id, name, models, rpm, concurrency, daily_tokens, monthly_tokens, expires_at, revoked_at, \
+                       opportunistic, prefix, secret_sha256, created_at, suspended_at, suspended_reason, owner";
+
+const UPDATE: &str = "UPDATE client_keys SET name = ?2, models = ?3, rpm = ?4, concurrency = ?5, daily_tokens = ?6, \
+                      monthly_tokens = ?7, expires_at = ?8, revoked_at = ?9, opportunistic = ?10 WHERE id = ?1";
+
+/// The id of another key (not `?2`) that is not revoked and has the name `?1`.
+const NAME_HOLDER: &str =
+    "SELECT id FROM client_keys WHERE name = ?1 AND revoked_at IS NULL AND id <> ?2 ORDER BY created_at, id LIMIT 1";
+
+/// Any fixed number: the advisory lock that serializes the writes that claim a key's name on PostgreSQL.
+const KEY_NAMES_LOCK: i64 = 0x636f_6465_786b_6e6d;
+
+fn insert_sql() -> String {
+    format!(
+        "INSERT INTO client_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+         ?16)"
+    )
+}
+
+fn key_values(k: &StoredKey) -> Vec<Val> {
+    let mut values =
+        vec![text(&k.id), text(&k.name), Val::Text(k.models.as_ref().and_then(|m| serde_json::to_string(m).ok()))];
+    values.extend(k.limits.values());
+    values.extend([
+        Val::Int(k.expires_at),
+        Val::Int(k.revoked_at),
+        Val::Bool(k.opportunistic),
+        text(&k.prefix),
+        text(&k.secret_sha256),
+        int(k.created_at),
+        Val::Int(k.suspended.as_ref().map(|s| s.at)),
+        Val::Text(k.suspended.as_ref().map(|s| s.reason.clone())),
+        opt(&k.owner),
+    ]);
+    values
+}
+
+/// What [`Store::update_key`] writes.
+fn update_values(k: &StoredKey) -> Vec<Val> {
+    let mut values = key_values(k);
+    values.truncate(10);
+    values
+}
+
+fn key_of(r: &dyn Cells) -> anyhow::Result<StoredKey> {
+    let reason = r.text(14)?;
+    Ok(StoredKey {
+        id: need(r.text(0)?, "client_keys.id")?,
+        name: need(r.text(1)?, "client_keys.name")?,
+        models: r.text(2)?.and_then(|m| serde_json::from_str(&m).ok()),
+        limits: Limits::read(r, 3)?,
+        expires_at: r.int(7)?,
+        revoked_at: r.int(8)?,
+        opportunistic: r.bool(9)?,
+        prefix: need(r.text(10)?, "client_keys.prefix")?,
+        secret_sha256: need(r.text(11)?, "client_keys.secret_sha256")?,
+        created_at: need(r.int(12)?, "client_keys.created_at")?,
+        suspended: r.int(13)?.map(|at| Suspension { at, reason: reason.unwrap_or_default() }),
+        owner: r.text(15)?,
+    })
+}
+
 /// Client keys on the store's backend.
 impl Store {
     pub fn list_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
-        match &self.backend {
-            Backend::Sqlite => self.file.list_keys(),
-            Backend::Postgres(pg) => pg.list_keys(),
-        }
+        self.query(&format!("SELECT {COLUMNS} FROM client_keys ORDER BY created_at, id"), vec![], key_of)
     }
 
     pub fn get_key(&self, id: &str) -> anyhow::Result<Option<StoredKey>> {
-        match &self.backend {
-            Backend::Sqlite => self.file.get_key(id),
-            Backend::Postgres(pg) => pg.get_key(id),
-        }
+        self.query_opt(&format!("SELECT {COLUMNS} FROM client_keys WHERE id = ?1"), vec![text(id)], key_of)
     }
 
     pub fn insert_key(&self, k: &StoredKey) -> anyhow::Result<()> {
-        match &self.backend {
-            Backend::Sqlite => self.file.insert_key(k),
-            Backend::Postgres(pg) => pg.insert_key(k),
-        }
+        self.exec(&insert_sql(), key_values(k))?;
+        Ok(())
     }
 
     /// Write a key's name, models, limits, whether it is opportunistic, its expiry and revocation (the secret and
     /// its hash never change).
     pub fn update_key(&self, k: &StoredKey) -> anyhow::Result<bool> {
-        match &self.backend {
-            Backend::Sqlite => self.file.update_key(k),
-            Backend::Postgres(pg) => pg.update_key(k),
-        }
+        Ok(self.exec(UPDATE, update_values(k))? == 1)
     }
 
-    /// Suspend a key (`Some`) or lift its suspension (`None`). Whether a key has this id.
+    /// Suspend a key (`Some`) or lift its suspension (`None`), only those columns. Whether a key has this id.
     pub fn set_key_suspension(&self, id: &str, suspension: Option<&Suspension>) -> anyhow::Result<bool> {
-        match &self.backend {
-            Backend::Sqlite => self.file.set_key_suspension(id, suspension),
-            Backend::Postgres(pg) => pg.set_key_suspension(id, suspension),
-        }
+        let sql = "UPDATE client_keys SET suspended_at = ?2, suspended_reason = ?3 WHERE id = ?1";
+        let values =
+            vec![text(id), Val::Int(suspension.map(|s| s.at)), Val::Text(suspension.map(|s| s.reason.clone()))];
+        Ok(self.exec(sql, values)? == 1)
     }
 
     /// Insert `k` unless a key that is not revoked has its name, or (with `max_owned`) its owner already holds that
-    /// many keys that are not revoked; the checks and the insert are one step for every gateway on the store
-    /// (SQLite's write lock, a PostgreSQL advisory lock), so two creations at once cannot both pass them.
+    /// many keys that are not revoked (counted under the same lock: every insert of a key takes it, so none slips
+    /// in between).
     pub fn insert_key_claiming_name(&self, k: &StoredKey, max_owned: Option<u32>) -> anyhow::Result<NameClaim> {
-        match &self.backend {
-            Backend::Sqlite => self.file.insert_key_claiming_name(k, max_owned),
-            Backend::Postgres(pg) => pg.insert_key_claiming_name(k, max_owned),
-        }
+        let check = format!(
+            "SELECT ({NAME_HOLDER}), (SELECT count(*) FROM client_keys WHERE owner = ?3 AND revoked_at IS NULL)"
+        );
+        let max = max_owned.filter(|_| k.owner.is_some());
+        let verdict = move |rows: Vec<(Option<String>, i64)>| {
+            let (holder, held) = rows.into_iter().next()?;
+            let held = usize::try_from(held).unwrap_or(usize::MAX);
+            match (holder, max) {
+                (Some(holder), _) => Some(NameClaim::Taken(holder)),
+                (None, Some(max)) if held >= max as usize => Some(NameClaim::OwnerFull(held)),
+                (None, _) => None,
+            }
+        };
+        let check = (check.as_str(), vec![text(&k.name), text(&k.id), opt(&k.owner)]);
+        self.claim(check, |r| Ok((r.text(0)?, need(r.int(1)?, "count")?)), verdict, (&insert_sql(), key_values(k)))
     }
 
     /// Write `k` as [`Store::update_key`] does, unless it takes a new name that a key that is not revoked has (a
     /// name it already had stays, so two keys named alike before names were checked can still be changed).
     pub fn update_key_claiming_name(&self, k: &StoredKey) -> anyhow::Result<NameClaim> {
+        let check = format!("SELECT name, ({NAME_HOLDER}) FROM client_keys WHERE id = ?2");
+        let (name, revoked) = (k.name.clone(), k.revoked_at.is_some());
+        let verdict = move |rows: Vec<(Option<String>, Option<String>)>| match rows.into_iter().next() {
+            None => Some(NameClaim::Missing),
+            Some((stored, holder)) => holder.filter(|_| !revoked && stored != Some(name)).map(NameClaim::Taken),
+        };
+        let check = (check.as_str(), vec![text(&k.name), text(&k.id)]);
+        self.claim(check, |r| Ok((r.text(0)?, r.text(1)?)), verdict, (UPDATE, update_values(k)))
+    }
+
+    /// Run the `check` statement and, unless `verdict` of its rows refuses, `write`: one step for every gateway on
+    /// the store (SQLite's write lock, a PostgreSQL advisory lock), so two writes at once cannot both pass it.
+    fn claim<C: Send + 'static>(
+        &self,
+        (check, args): (&str, Vec<Val>),
+        map: Map<C>,
+        verdict: impl FnOnce(Vec<C>) -> Option<NameClaim> + Send + 'static,
+        (write, values): (&str, Vec<Val>),
+    ) -> anyhow::Result<NameClaim> {
         match &self.backend {
-            Backend::Sqlite => self.file.update_key_claiming_name(k),
-            Backend::Postgres(pg) => pg.update_key_claiming_name(k),
+            Backend::Sqlite => self.file.immediate(|c| match verdict(sqlite_query(c, check, &args, map)?) {
+                Some(refused) => Ok(refused),
+                None => sqlite_exec(c, write, &values).map(|_| NameClaim::Written),
+            }),
+            Backend::Postgres(pg) => {
+                let (pool, check, write) = (pg.pool(), check.to_string(), write.to_string());
+                pg.block(async move {
+                    let mut client = pool.get().await?;
+                    let tx = client.transaction().await?;
+                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&KEY_NAMES_LOCK]).await?;
+                    if let Some(refused) = verdict(pg_query(&tx, &check, &args, map).await?) {
+                        return Ok(refused);
+                    }
+                    pg_exec(&tx, &write, &values).await?;
+                    tx.commit().await?;
+                    Ok(NameClaim::Written)
+                })
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ mod keys;
 pub mod oauth;
 pub mod postgres;
 pub mod serving;
+pub(crate) mod sql;
 pub mod sqlite;
 pub mod team;
 pub mod usage;

@@ -2,10 +2,10 @@
 //! and device codes on their way to a token, and the refresh tokens the Codex CLI's gateway sign-in holds. Every
 //! secret is kept as the SHA-256 of its value; the access tokens themselves are sessions of `user_sessions`
 //! (users.rs), so whatever ends a user's sessions ends them too, and every instance follows them as it follows
-//! sessions. Written with the same placeholders and helpers as users.rs, for both backends.
+//! sessions. Written once for both backends (`sql.rs`).
 
 use super::Store;
-use super::users::{Cells, Val, need, text};
+use super::sql::{Cells, Val, int, need, opt, text};
 
 /// Migration 16 (SQLite) and 19 (PostgreSQL): the gateway's OAuth authorization server for the Codex CLI
 /// (docs/dashboard.md, "The Codex CLI's sign-in").
@@ -118,19 +118,11 @@ fn refresh_of(r: &dyn Cells) -> anyhow::Result<StoredRefresh> {
     })
 }
 
-fn opt(s: &Option<String>) -> Val {
-    Val::Text(s.clone())
-}
-
-fn int(n: i64) -> Val {
-    Val::Int(Some(n))
-}
-
 /// The OAuth tables on the store's backend.
 impl Store {
     /// Insert a code or device grant; grants that expired a day ago are deleted on the way (each lives minutes).
     pub fn insert_grant(&self, g: &StoredGrant) -> anyhow::Result<()> {
-        self.users_exec("DELETE FROM oauth_grants WHERE expires_at < ?1".into(), vec![int(g.created_at - 86_400)])?;
+        self.exec("DELETE FROM oauth_grants WHERE expires_at < ?1", vec![int(g.created_at - 86_400)])?;
         let sql = format!(
             "INSERT INTO oauth_grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         );
@@ -149,14 +141,14 @@ impl Store {
             int(g.expires_at),
             Val::Int(g.polled_at),
         ];
-        self.users_exec(sql, values)?;
+        self.exec(&sql, values)?;
         Ok(())
     }
 
     /// The grant whose code or device code hashes to `id_sha256`.
     pub fn find_grant(&self, id_sha256: &str) -> anyhow::Result<Option<StoredGrant>> {
         let sql = format!("SELECT {GRANT_COLUMNS} FROM oauth_grants WHERE id_sha256 = ?1");
-        Ok(self.users_query(sql, vec![text(id_sha256)], grant_of)?.into_iter().next())
+        self.query_opt(&sql, vec![text(id_sha256)], grant_of)
     }
 
     /// The pending device grant whose user code hashes to `user_code_sha256`, unless it expired at `now`.
@@ -165,7 +157,7 @@ impl Store {
             "SELECT {GRANT_COLUMNS} FROM oauth_grants WHERE user_code_sha256 = ?1 AND kind = 'device' \
              AND state = 'pending' AND expires_at > ?2"
         );
-        Ok(self.users_query(sql, vec![text(user_code_sha256), int(now)], grant_of)?.into_iter().next())
+        self.query_opt(&sql, vec![text(user_code_sha256), int(now)], grant_of)
     }
 
     /// Move a grant from state `from` to `to` (with its user and family when given), in one statement: whether
@@ -187,15 +179,12 @@ impl Store {
             Val::Text(user_id.map(str::to_string)),
             Val::Text(family.map(str::to_string)),
         ];
-        Ok(self.users_exec(sql.into(), values)? == 1)
+        Ok(self.exec(sql, values)? == 1)
     }
 
     /// Note a device grant's poll (the `slow_down` answer compares the next one with it).
     pub fn note_poll(&self, id_sha256: &str, now: i64) -> anyhow::Result<()> {
-        self.users_exec(
-            "UPDATE oauth_grants SET polled_at = ?2 WHERE id_sha256 = ?1".into(),
-            vec![text(id_sha256), int(now)],
-        )?;
+        self.exec("UPDATE oauth_grants SET polled_at = ?2 WHERE id_sha256 = ?1", vec![text(id_sha256), int(now)])?;
         Ok(())
     }
 
@@ -213,13 +202,13 @@ impl Store {
             int(r.expires_at),
             Val::Int(r.used_at),
         ];
-        self.users_exec(sql, values)?;
+        self.exec(&sql, values)?;
         Ok(())
     }
 
     pub fn find_refresh(&self, token_sha256: &str) -> anyhow::Result<Option<StoredRefresh>> {
         let sql = format!("SELECT {REFRESH_COLUMNS} FROM oauth_refresh_tokens WHERE token_sha256 = ?1");
-        Ok(self.users_query(sql, vec![text(token_sha256)], refresh_of)?.into_iter().next())
+        self.query_opt(&sql, vec![text(token_sha256)], refresh_of)
     }
 
     /// Mark a refresh token used, in one statement, unless it was used already or expired at `now`: whether this
@@ -227,25 +216,24 @@ impl Store {
     pub fn use_refresh(&self, token_sha256: &str, now: i64) -> anyhow::Result<bool> {
         let sql = "UPDATE oauth_refresh_tokens SET used_at = ?2 WHERE token_sha256 = ?1 AND used_at IS NULL \
                    AND expires_at > ?2";
-        Ok(self.users_exec(sql.into(), vec![text(token_sha256), int(now)])? == 1)
+        Ok(self.exec(sql, vec![text(token_sha256), int(now)])? == 1)
     }
 
     /// Revoke a family: its refresh tokens and the access tokens (sessions) issued with them. How many refresh
     /// tokens it held.
     pub fn revoke_family(&self, family: &str) -> anyhow::Result<u64> {
-        self.users_exec(
+        self.exec(
             "DELETE FROM user_sessions WHERE token_sha256 IN \
-             (SELECT access_sha256 FROM oauth_refresh_tokens WHERE family = ?1)"
-                .into(),
+             (SELECT access_sha256 FROM oauth_refresh_tokens WHERE family = ?1)",
             vec![text(family)],
         )?;
-        self.users_exec("DELETE FROM oauth_refresh_tokens WHERE family = ?1".into(), vec![text(family)])
+        self.exec("DELETE FROM oauth_refresh_tokens WHERE family = ?1", vec![text(family)])
     }
 
     /// Revoke every refresh token of a user (disabled, removed, a new password); their access tokens are sessions,
     /// which the caller ends with the others.
     pub fn revoke_refresh_of(&self, user_id: &str) -> anyhow::Result<u64> {
-        self.users_exec("DELETE FROM oauth_refresh_tokens WHERE user_id = ?1".into(), vec![text(user_id)])
+        self.exec("DELETE FROM oauth_refresh_tokens WHERE user_id = ?1", vec![text(user_id)])
     }
 }
 

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 
 use super::postgres::PgStore;
+use super::sql::{Val, int, need, text};
 use super::sqlite::usage as file;
 use super::{Backend, Store};
 
@@ -247,8 +248,74 @@ pub struct RequestsQuery {
     pub status: Option<StatusFilter>,
 }
 
-/// The rollup tables: (table, time column, grain in ms).
-const ROLLUPS: [(&str, &str, i64); 2] = [("usage_hourly", "hour", HOUR_MS), ("usage_daily", "day", DAY_MS)];
+impl RequestsQuery {
+    /// The statement that reads the newest `limit + 1` rows that match, before the cursor (`id`, then
+    /// [`REQUEST_COLUMNS`]), and its values.
+    pub(crate) fn select(&self) -> (String, Vec<Val>) {
+        let mut sql = format!("SELECT id, {REQUEST_COLUMNS} FROM usage_requests WHERE 1 = 1");
+        let mut args = Vec::new();
+        // A value bound to the statement: its placeholder.
+        let mut bind = |v: Val| {
+            args.push(v);
+            format!("?{}", args.len())
+        };
+        let filters =
+            [("client_key", &self.key), ("user_id", &self.user), ("account", &self.account), ("model", &self.model)];
+        for (column, value) in filters {
+            if let Some(v) = value {
+                sql += &format!(" AND {column} = {}", bind(text(v)));
+            }
+        }
+        match self.status {
+            Some(StatusFilter::Code(c)) => sql += &format!(" AND status = {}", bind(Val::Small(i32::from(c)))),
+            Some(StatusFilter::Class(c)) => {
+                let n = bind(Val::Small(i32::from(c) * 100));
+                sql += &format!(" AND status >= {n} AND status < {n} + 100");
+            }
+            None => {}
+        }
+        match self.before {
+            Some(Before::Cursor { started_at, id }) => {
+                let (at, id) = (bind(int(started_at)), bind(int(id)));
+                sql += &format!(" AND (started_at, id) < ({at}, {id})");
+            }
+            Some(Before::Instant(t)) => sql += &format!(" AND started_at < {}", bind(int(t))),
+            None => {}
+        }
+        let limit = i64::try_from(self.limit).unwrap_or(i64::MAX).saturating_add(1);
+        sql += &format!(" ORDER BY started_at DESC, id DESC LIMIT {}", bind(int(limit)));
+        (sql, args)
+    }
+}
+
+/// A request row's columns but its id, in the order every statement of the ledger names them.
+pub(crate) const REQUEST_COLUMNS: &str = "request_id, started_at, api, route, client_key, model_requested, model, \
+    effort, stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms, \
+    input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held, \
+    cache_write_tokens, budget_units, user_id";
+
+/// A rollup row's columns after its time column.
+pub(crate) const ROLLUP_COLUMNS: &str = "account, model, client_key, api, status, requests, errors, input_tokens, \
+    cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens, budget_units, user_id";
+
+/// The upsert of `rows` (a `VALUES` list or a `SELECT`, in [`ROLLUP_COLUMNS`]' order after the time) into a
+/// rollup table: a row whose key is there adds to it.
+pub(crate) fn rollup_upsert(table: &str, column: &str, rows: &str) -> String {
+    format!(
+        "INSERT INTO {table} ({column}, {ROLLUP_COLUMNS})
+         {rows}
+         ON CONFLICT ({column}, account, model, client_key, user_id, api, status) DO UPDATE SET
+            requests = {table}.requests + excluded.requests,
+            errors = {table}.errors + excluded.errors,
+            input_tokens = {table}.input_tokens + excluded.input_tokens,
+            cached_tokens = {table}.cached_tokens + excluded.cached_tokens,
+            output_tokens = {table}.output_tokens + excluded.output_tokens,
+            reasoning_tokens = {table}.reasoning_tokens + excluded.reasoning_tokens,
+            duration_ms = {table}.duration_ms + excluded.duration_ms,
+            cache_write_tokens = {table}.cache_write_tokens + excluded.cache_write_tokens,
+            budget_units = {table}.budget_units + excluded.budget_units"
+    )
+}
 
 /// One request as the ledger stores it, borrowed from what the request path recorded (`usage/writer.rs`).
 #[derive(Debug, Clone, Copy)]
@@ -368,7 +435,8 @@ pub(crate) fn rollups<'a>(entries: &[LedgerEntry<'a>]) -> [RollupRows<'a>; 2] {
         s.reasoning += tokens(r.reasoning_tokens);
         s.duration_ms += r.duration_ms;
     }
-    ROLLUPS.map(|(table, column, grain)| {
+    [Bucket::Hour, Bucket::Day].map(|bucket| {
+        let ((table, column), grain) = (bucket.table(), bucket.ms());
         // Hours fold into days here: a batch's daily rows are the sums of its hourly ones.
         let mut rows: HashMap<RollupKey<'a>, Sums> = HashMap::new();
         for (&(t, account, model, key, api, status, user), s) in &hourly {
@@ -505,9 +573,17 @@ impl Store {
     /// Input plus output tokens per client key (or user) from `from` (an hour) on: hourly rollups up to
     /// `midnight`, daily ones after it (`usage::tokens_by_key_since`).
     pub fn tokens_by(&self, by: Spender, from: i64, midnight: i64) -> anyhow::Result<HashMap<String, u64>> {
-        match &self.backend {
-            Backend::Sqlite => self.with_conn(|c| file::tokens_by(c, by, from, midnight)),
-            Backend::Postgres(pg) => pg.tokens_by(by, from, midnight),
-        }
+        let c = by.column();
+        let sql = format!(
+            "SELECT {c}, CAST(SUM(n) AS BIGINT) FROM (
+                SELECT {c}, input_tokens + output_tokens AS n FROM usage_hourly
+                    WHERE hour >= ?1 AND hour < ?2 AND {c} <> ''
+                UNION ALL
+                SELECT {c}, input_tokens + output_tokens FROM usage_daily WHERE day >= ?2 AND {c} <> ''
+             ) t GROUP BY {c}"
+        );
+        let rows = self
+            .query(&sql, vec![int(from), int(midnight)], |r| Ok((need(r.text(0)?, "id")?, need(r.int(1)?, "sum")?)))?;
+        Ok(rows.into_iter().map(|(id, n)| (id, u64::try_from(n).unwrap_or(0))).collect())
     }
 }

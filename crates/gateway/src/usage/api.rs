@@ -137,6 +137,11 @@ fn failed(e: impl std::fmt::Display) -> GatewayError {
 /// `GET /admin/usage`: the report for the query string `raw`, as JSON or CSV (server/admin/ renders an error).
 pub async fn usage(ledger: &Arc<Ledger>, raw: Option<&str>) -> Result<Response, GatewayError> {
     let (q, csv) = parse_usage(raw, now_ms())?;
+    answer(ledger, q, csv).await
+}
+
+/// The report for `q`, as CSV or JSON.
+async fn answer(ledger: &Arc<Ledger>, q: UsageQuery, csv: bool) -> Result<Response, GatewayError> {
     let report = ledger.usage(q).await.map_err(failed)?;
     Ok(match csv {
         true => csv_response(query::usage_csv(&report).map_err(failed)?, None),
@@ -154,11 +159,7 @@ pub async fn usage_of_user(ledger: &Arc<Ledger>, raw: Option<&str>, user_id: &st
     }
     q.user = Some(user_id.to_string());
     q.group_by = q.group_by.or(Some(GroupBy::Key));
-    let report = ledger.usage(q).await.map_err(failed)?;
-    Ok(match csv {
-        true => csv_response(query::usage_csv(&report).map_err(failed)?, None),
-        false => axum::Json(report).into_response(),
-    })
+    answer(ledger, q, csv).await
 }
 
 /// The `key` parameter of a requests query, if any (a member must name one of theirs).

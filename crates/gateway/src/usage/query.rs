@@ -1,12 +1,12 @@
 //! Reading the ledger: usage over time from the hourly rollups (series per bucket and group, and totals), and
 //! the request rows, newest first, keyset-paginated. Both as typed values (JSON through serde) and as CSV.
 
-use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params_from_iter};
 use serde::Serialize;
 
 use super::pricing::{Cost, Prices, Tokens};
 use super::when::format_ms;
+use crate::store::sql::Val;
 pub use crate::store::usage::{Before, Bucket, RequestsQuery, StatusFilter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,19 +139,6 @@ pub struct UsageReport {
     pub group_by: Option<&'static str>,
     pub series: Vec<Series>,
     pub totals: Totals,
-}
-
-impl UsageReport {
-    /// Keep the series whose group `keep` lets through (a report grouped by key, narrowed to one user's keys),
-    /// the totals summed again over what is left.
-    pub fn retain_groups(&mut self, keep: impl Fn(Option<&str>) -> bool) {
-        self.series.retain(|s| keep(s.group.as_deref()));
-        let mut totals = Totals::default();
-        for s in &self.series {
-            totals.add(&s.totals);
-        }
-        self.totals = totals;
-    }
 }
 
 fn count(n: i64) -> u64 {
@@ -381,44 +368,9 @@ pub fn requests(conn: &Connection, q: &RequestsQuery, prices: &Prices) -> rusqli
 
 /// The newest `limit + 1` rows that match `q`, before its cursor.
 fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow>> {
-    let mut sql = String::from(
-        "SELECT id, request_id, started_at, api, route, client_key, model_requested, model, effort, stream, account,
-                accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms, input_tokens,
-                cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held,
-                cache_write_tokens, budget_units, user_id
-         FROM usage_requests WHERE 1 = 1",
-    );
-    let mut args: Vec<Sql> = Vec::new();
-    // A value bound to the statement: its placeholder.
-    let mut bind = |v: Sql| {
-        args.push(v);
-        format!("?{}", args.len())
-    };
-    let filters = [("client_key", &q.key), ("user_id", &q.user), ("account", &q.account), ("model", &q.model)];
-    for (column, value) in filters {
-        if let Some(v) = value {
-            sql += &format!(" AND {column} = {}", bind(Sql::Text(v.clone())));
-        }
-    }
-    match q.status {
-        Some(StatusFilter::Code(c)) => sql += &format!(" AND status = {}", bind(Sql::Integer(i64::from(c)))),
-        Some(StatusFilter::Class(c)) => {
-            let n = bind(Sql::Integer(i64::from(c) * 100));
-            sql += &format!(" AND status >= {n} AND status < {n} + 100");
-        }
-        None => {}
-    }
-    match q.before {
-        Some(Before::Cursor { started_at, id }) => {
-            let (at, id) = (bind(Sql::Integer(started_at)), bind(Sql::Integer(id)));
-            sql += &format!(" AND (started_at, id) < ({at}, {id})");
-        }
-        Some(Before::Instant(t)) => sql += &format!(" AND started_at < {}", bind(Sql::Integer(t))),
-        None => {}
-    }
-    sql += &format!(" ORDER BY started_at DESC, id DESC LIMIT {}", bind(Sql::Integer(q.limit as i64 + 1)));
+    let (sql, args) = q.select();
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |r| {
+    let rows = stmt.query_map(params_from_iter(args.iter().map(Val::sqlite)), |r| {
         let tried: String = r.get(11)?;
         let started_at: i64 = r.get(2)?;
         Ok(RequestRow {

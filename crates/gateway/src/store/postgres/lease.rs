@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
-use super::{DB_NOW_MS, PgStore, accounts::tokens_at};
+use super::{DB_NOW_MS, PgStore};
 use crate::store::AccountKind;
+use crate::store::accounts::tokens_at;
 use crate::store::team::RefreshLease;
 
 const ROW: &str = "token_version, kind, chatgpt_account_id, id_token, access_token, refresh_token, api_key, base_url, \

@@ -1,6 +1,6 @@
 //! The team store on PostgreSQL (docs/team.md): accounts, tokens and client keys shared by several gateway
-//! instances. `store/mod.rs` routes the account and key calls here when `[store] url` names a PostgreSQL
-//! database; so does the usage ledger's writer (`usage.rs`). Settings stay in the instance's own SQLite file.
+//! instances. `store/` runs its statements on this pool when `[store] url` names a PostgreSQL database; so does
+//! the usage ledger's writer (`usage.rs`). Settings stay in the instance's own SQLite file.
 //!
 //! The rest of the gateway calls the store synchronously (as it calls SQLite), from request workers, blocking
 //! tasks and CLI commands alike. The driver is async (tokio-postgres + deadpool), so the connections live on a
@@ -21,7 +21,6 @@ mod accounts;
 pub mod affinity;
 mod budgets;
 pub mod copy;
-mod keys;
 pub mod leader;
 pub mod lease;
 mod migrations;

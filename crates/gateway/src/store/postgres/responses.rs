@@ -2,7 +2,7 @@
 //! that names a response another instance served finds it here.
 //!
 //! Written off the request path: a kept response goes into a bounded queue ([`PgStore::share_response`], a
-//! `try_send`; a full queue drops it and counts it) and a writer task upserts what waits as one statement. Read
+//! `try_send`; a full queue drops it) and a writer task upserts what waits as one statement. Read
 //! only on a miss: an instance that does not keep the named response asks the table
 //! ([`PgStore::ask_response`], one primary-key lookup within a short deadline) before it answers
 //! `previous_response_not_found`. Each instance's own memory stays the first place looked (`stored_responses.rs`).
@@ -12,8 +12,6 @@
 //! the leader each upkeep round ([`PgStore::prune_responses`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -44,32 +42,30 @@ pub struct SharedResponse {
     pub items: String,
 }
 
-/// Responses waiting for the writer; beyond this a new one is dropped and counted (it stays on this instance).
+/// Responses waiting for the writer; beyond this a new one is dropped (it stays on this instance).
 const QUEUE: usize = 1024;
 /// At most this many in one statement.
 const BATCH: usize = 64;
 /// A kept response written this long ago is forgotten by the team.
 pub const TTL_MS: i64 = 3_600_000;
 
-/// The writer's end of the queue, and what it could not take.
+/// The writer's end of the queue.
 pub(crate) struct ResponseQueue {
     tx: mpsc::Sender<SharedResponse>,
-    dropped: Arc<AtomicU64>,
 }
 
 impl ResponseQueue {
     /// The queue, and its writer task spawned on `rt` (it ends when the queue is dropped with the store).
     pub(super) fn start(rt: &tokio::runtime::Handle, pool: Pool) -> ResponseQueue {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
-        rt.spawn(write_batches(rx, pool, dropped.clone()));
-        ResponseQueue { tx, dropped }
+        rt.spawn(write_batches(rx, pool));
+        ResponseQueue { tx }
     }
 }
 
 /// Upsert the first response that arrives with whatever waits behind it (up to [`BATCH`]), one statement at a
 /// time, as the affinity writer does.
-async fn write_batches(mut rx: mpsc::Receiver<SharedResponse>, pool: Pool, dropped: Arc<AtomicU64>) {
+async fn write_batches(mut rx: mpsc::Receiver<SharedResponse>, pool: Pool) {
     while let Some(first) = rx.recv().await {
         let mut batch: HashMap<String, SharedResponse> = HashMap::from([(first.id.clone(), first)]);
         while batch.len() < BATCH {
@@ -78,7 +74,6 @@ async fn write_batches(mut rx: mpsc::Receiver<SharedResponse>, pool: Pool, dropp
         }
         let n = batch.len();
         if let Err(e) = upsert(&pool, batch.into_values().collect()).await {
-            dropped.fetch_add(n as u64, Ordering::Relaxed);
             tracing::debug!("could not share {n} kept responses: {e:#}");
         }
     }
@@ -108,14 +103,7 @@ async fn upsert(pool: &Pool, rows: Vec<SharedResponse>) -> anyhow::Result<()> {
 impl PgStore {
     /// Share a kept response with the team, in the background (never waits).
     pub fn share_response(&self, response: SharedResponse) {
-        if self.responses.tx.try_send(response).is_err() {
-            self.responses.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Kept responses not shared: the queue was full or the database unreachable.
-    pub fn responses_dropped(&self) -> u64 {
-        self.responses.dropped.load(Ordering::Relaxed)
+        let _ = self.responses.tx.try_send(response);
     }
 
     /// The response `id` as the team keeps it, asked within `within` (one lookup by the primary key); `None`

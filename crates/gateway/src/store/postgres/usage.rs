@@ -3,34 +3,27 @@
 //!
 //! A batch is one statement, whatever its size: the request rows as an `INSERT ... SELECT FROM UNNEST` of column
 //! arrays and one multi-row upsert per rollup table (rows summed in memory first, `store::usage::rollups`), as
-//! data-modifying CTEs of one `INSERT`, so a batch is one round trip and its own transaction. Reads copy the rows a query needs (the rollups of its range, or the newest `limit + 1`
-//! request rows that match) into an in-memory SQLite database with the ledger's schema, where `usage::query`
-//! reads them exactly as it reads an instance's own file: one query code, two backends.
-
-use std::collections::HashMap;
+//! data-modifying CTEs of one `INSERT`, so a batch is one round trip and its own transaction. Reads copy the rows
+//! a query needs (the rollups of its range, or the newest `limit + 1` request rows that match) into an in-memory
+//! SQLite database with the ledger's schema, where `usage::query` reads them exactly as it reads an instance's
+//! own file: one query code, two backends.
 
 use anyhow::Context;
-use rusqlite::params;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::PgStore;
-use crate::store::usage::{Before, Bucket, DAY_MS, LedgerEntry, RequestsQuery, Spender, StatusFilter, rollups, tokens};
+use crate::store::sql::{Val, int};
+use crate::store::usage::{
+    Bucket, DAY_MS, LedgerEntry, REQUEST_COLUMNS, ROLLUP_COLUMNS, RequestsQuery, rollup_upsert, rollups, tokens,
+};
 
-const REQUEST_COLUMNS: &str = "request_id, started_at, api, route, client_key, model_requested, model, effort, \
-    stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms, \
-    input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held, \
-    cache_write_tokens, budget_units, user_id";
+/// The request rows as column arrays, one per column of [`REQUEST_COLUMNS`].
+const REQUEST_ARRAYS: &str = "$1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+    $8::text[], $9::int[], $10::text[], $11::text[], $12::int[], $13::int[], $14::int[], $15::text[], $16::text[],
+    $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::int[],
+    $24::text[], $25::text[], $26::text[], $27::bigint[], $28::float8[], $29::text[]";
 
-const INSERT_REQUESTS: &str = "INSERT INTO usage_requests (request_id, started_at, api, route, client_key,
-        model_requested, model, effort, stream, account, accounts_tried, attempts, failovers, status, error,
-        error_code, ttfb_ms, duration_ms, input_tokens, cached_tokens, output_tokens, reasoning_tokens,
-        client_disconnected, moved_from, refusal, held, cache_write_tokens, budget_units, user_id)
-    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-        $8::text[], $9::int[], $10::text[], $11::text[], $12::int[], $13::int[], $14::int[], $15::text[],
-        $16::text[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[],
-        $23::int[], $24::text[], $25::text[], $26::text[], $27::bigint[], $28::float8[], $29::text[])";
-
-/// Parameters of `INSERT_REQUESTS`.
+/// Parameters of [`REQUEST_ARRAYS`].
 const REQUEST_PARAMS: usize = 29;
 
 fn small(n: impl TryInto<i32>) -> i32 {
@@ -92,7 +85,7 @@ impl RequestColumns {
         c
     }
 
-    /// The statement's parameters, in `INSERT_REQUESTS`' order.
+    /// The statement's parameters, in [`REQUEST_ARRAYS`]' order.
     fn params(&self) -> [&(dyn ToSql + Sync); REQUEST_PARAMS] {
         let [request_id, api, route, tried] = &self.text;
         let [key, requested, model, effort, account, error, code, moved_from, refusal, held, user] = &self.opt_text;
@@ -172,29 +165,12 @@ impl RollupColumns {
 
     /// The upsert of these rows, its parameters numbered from `$first`.
     fn upsert(&self, first: usize) -> String {
-        let (table, column) = (self.table, self.column);
         const TYPES: [&str; ROLLUP_PARAMS] = [
             "bigint", "text", "text", "text", "text", "int", "bigint", "bigint", "bigint", "bigint", "bigint",
             "bigint", "bigint", "bigint", "float8", "text",
         ];
         let arrays: Vec<String> = TYPES.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect();
-        format!(
-            "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors,
-                input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens,
-                budget_units, user_id)
-             SELECT * FROM UNNEST({})
-             ON CONFLICT ({column}, account, model, client_key, user_id, api, status) DO UPDATE SET
-                requests = {table}.requests + excluded.requests,
-                errors = {table}.errors + excluded.errors,
-                input_tokens = {table}.input_tokens + excluded.input_tokens,
-                cached_tokens = {table}.cached_tokens + excluded.cached_tokens,
-                output_tokens = {table}.output_tokens + excluded.output_tokens,
-                reasoning_tokens = {table}.reasoning_tokens + excluded.reasoning_tokens,
-                duration_ms = {table}.duration_ms + excluded.duration_ms,
-                cache_write_tokens = {table}.cache_write_tokens + excluded.cache_write_tokens,
-                budget_units = {table}.budget_units + excluded.budget_units",
-            arrays.join(", ")
-        )
+        rollup_upsert(self.table, self.column, &format!("SELECT * FROM UNNEST({})", arrays.join(", ")))
     }
 }
 
@@ -205,7 +181,8 @@ impl RollupColumns {
 fn batch_sql(rollups: &[RollupColumns; 2]) -> String {
     let [hourly, daily] = rollups;
     format!(
-        "WITH requests AS ({INSERT_REQUESTS}), hourly AS ({}) {}",
+        "WITH requests AS (INSERT INTO usage_requests ({REQUEST_COLUMNS}) SELECT * FROM UNNEST({REQUEST_ARRAYS})),
+             hourly AS ({}) {}",
         hourly.upsert(REQUEST_PARAMS + 1),
         daily.upsert(REQUEST_PARAMS + ROLLUP_PARAMS + 1)
     )
@@ -263,33 +240,6 @@ impl PgStore {
         })
     }
 
-    /// Input plus output tokens per client key from `from` (an hour) on, hourly rollups up to `midnight`, daily
-    /// ones after (as the SQLite ledger is read, `sqlite/usage.rs`): the budgets of the whole team.
-    pub fn tokens_by(&self, by: Spender, from: i64, midnight: i64) -> anyhow::Result<HashMap<String, u64>> {
-        let pool = self.pool();
-        let c = by.column();
-        self.block(async move {
-            let client = pool.get().await.context("cannot connect")?;
-            let rows = client
-                .query(
-                    &format!(
-                        "SELECT {c}, SUM(n)::bigint FROM (
-                            SELECT {c}, input_tokens + output_tokens AS n FROM usage_hourly
-                                WHERE hour >= $1 AND hour < $2 AND {c} <> ''
-                            UNION ALL
-                            SELECT {c}, input_tokens + output_tokens FROM usage_daily
-                                WHERE day >= $2 AND {c} <> ''
-                         ) t GROUP BY {c}"
-                    ),
-                    &[&from, &midnight],
-                )
-                .await?;
-            rows.iter()
-                .map(|r| Ok((r.try_get::<_, String>(0)?, u64::try_from(r.try_get::<_, i64>(1)?).unwrap_or(0))))
-                .collect()
-        })
-    }
-
     /// Requests started in each minute of `[from, to)` (the Overview's chart), counted by the database.
     pub fn requests_per_minute(&self, from: i64, to: i64) -> anyhow::Result<Vec<u32>> {
         const MINUTE: i64 = 60_000;
@@ -321,145 +271,54 @@ impl PgStore {
     pub fn rollups_snapshot(&self, bucket: Bucket, from: i64, to: i64) -> anyhow::Result<rusqlite::Connection> {
         let (table, column) = bucket.table();
         let from = from.div_euclid(bucket.ms()) * bucket.ms();
-        let pool = self.pool();
-        let rows = self.block(async move {
-            let client = pool.get().await.context("cannot connect")?;
-            Ok(client
-                .query(
-                    &format!(
-                        "SELECT {column}, account, model, client_key, api, status, requests, errors, input_tokens,
-                            cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens,
-                            budget_units, user_id
-                         FROM {table} WHERE {column} >= $1 AND {column} < $2"
-                    ),
-                    &[&from, &to],
-                )
-                .await?)
-        })?;
-        let conn = memory_ledger()?;
-        {
-            let mut insert = conn.prepare(&format!(
-                "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors,
-                    input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens,
-                    budget_units, user_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-            ))?;
-            for r in &rows {
-                let big = |i: usize| r.try_get::<_, i64>(i);
-                let text = |i: usize| r.try_get::<_, String>(i);
-                insert.execute(params![
-                    big(0)?,
-                    text(1)?,
-                    text(2)?,
-                    text(3)?,
-                    text(4)?,
-                    r.try_get::<_, i32>(5)?,
-                    big(6)?,
-                    big(7)?,
-                    big(8)?,
-                    big(9)?,
-                    big(10)?,
-                    big(11)?,
-                    big(12)?,
-                    big(13)?,
-                    r.try_get::<_, f64>(14)?,
-                    text(15)?
-                ])?;
-            }
-        }
-        Ok(conn)
+        let columns = format!("{column}, {ROLLUP_COLUMNS}");
+        let sql = format!("SELECT {columns} FROM {table} WHERE {column} >= ?1 AND {column} < ?2");
+        self.snapshot(table, &columns, sql, vec![int(from), int(to)])
     }
 
     /// The newest `limit + 1` request rows that match `q` (what `usage::query::requests` reads), with their ids,
     /// in an in-memory ledger.
     pub fn requests_snapshot(&self, q: &RequestsQuery) -> anyhow::Result<rusqlite::Connection> {
-        let mut sql = format!("SELECT id, {REQUEST_COLUMNS} FROM usage_requests WHERE true");
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        let filters = [("client_key", &q.key), ("user_id", &q.user), ("account", &q.account), ("model", &q.model)];
-        for (column, value) in filters {
-            if let Some(v) = value {
-                args.push(Box::new(v.clone()));
-                sql += &format!(" AND {column} = ${}", args.len());
-            }
-        }
-        match q.status {
-            Some(StatusFilter::Code(c)) => {
-                args.push(Box::new(i32::from(c)));
-                sql += &format!(" AND status = ${}", args.len());
-            }
-            Some(StatusFilter::Class(c)) => {
-                args.push(Box::new(i32::from(c) * 100));
-                sql += &format!(" AND status >= ${n} AND status < ${n} + 100", n = args.len());
-            }
-            None => {}
-        }
-        match q.before {
-            Some(Before::Cursor { started_at, id }) => {
-                args.push(Box::new(started_at));
-                args.push(Box::new(id));
-                sql += &format!(" AND (started_at, id) < (${}, ${})", args.len() - 1, args.len());
-            }
-            Some(Before::Instant(t)) => {
-                args.push(Box::new(t));
-                sql += &format!(" AND started_at < ${}", args.len());
-            }
-            None => {}
-        }
-        args.push(Box::new(i64::try_from(q.limit).unwrap_or(i64::MAX).saturating_add(1)));
-        sql += &format!(" ORDER BY started_at DESC, id DESC LIMIT ${}", args.len());
+        let (sql, args) = q.select();
+        self.snapshot("usage_requests", &format!("id, {REQUEST_COLUMNS}"), sql, args)
+    }
+
+    /// The rows of `sql` (which reads `columns`) copied into `table` of an in-memory ledger.
+    fn snapshot(
+        &self,
+        table: &str,
+        columns: &str,
+        sql: String,
+        args: Vec<Val>,
+    ) -> anyhow::Result<rusqlite::Connection> {
         let pool = self.pool();
         let rows = self.block(async move {
             let client = pool.get().await.context("cannot connect")?;
-            let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
-            Ok(client.query(&sql, &refs).await?)
+            let params: Vec<_> = args.iter().map(Val::postgres).collect();
+            Ok(client.query(&sql.replace('?', "$"), &params).await?)
         })?;
         let conn = memory_ledger()?;
         {
-            let mut insert = conn.prepare(&format!(
-                "INSERT INTO usage_requests (id, {REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-                    ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)"
-            ))?;
+            let n = columns.split(',').count();
+            let marks: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+            let mut insert = conn.prepare(&format!("INSERT INTO {table} ({columns}) VALUES ({})", marks.join(", ")))?;
             for r in &rows {
-                let big = |i: usize| r.try_get::<_, i64>(i);
-                let int = |i: usize| r.try_get::<_, i32>(i);
-                let text = |i: usize| r.try_get::<_, String>(i);
-                let opt = |i: usize| r.try_get::<_, Option<String>>(i);
-                insert.execute(params![
-                    big(0)?,
-                    text(1)?,
-                    big(2)?,
-                    text(3)?,
-                    text(4)?,
-                    opt(5)?,
-                    opt(6)?,
-                    opt(7)?,
-                    opt(8)?,
-                    int(9)?,
-                    opt(10)?,
-                    text(11)?,
-                    int(12)?,
-                    int(13)?,
-                    int(14)?,
-                    opt(15)?,
-                    opt(16)?,
-                    r.try_get::<_, Option<i64>>(17)?,
-                    big(18)?,
-                    big(19)?,
-                    big(20)?,
-                    big(21)?,
-                    big(22)?,
-                    int(23)?,
-                    opt(24)?,
-                    opt(25)?,
-                    opt(26)?,
-                    big(27)?,
-                    r.try_get::<_, Option<f64>>(28)?,
-                    opt(29)?
-                ])?;
+                let values = (0..n).map(|i| cell(r, i)).collect::<anyhow::Result<Vec<_>>>()?;
+                insert.execute(rusqlite::params_from_iter(values.iter().map(Val::sqlite)))?;
             }
         }
         Ok(conn)
     }
+}
+
+/// A column of a row as the value it holds (the ledger's types: BIGINT, INTEGER, DOUBLE PRECISION, TEXT).
+fn cell(r: &tokio_postgres::Row, i: usize) -> anyhow::Result<Val> {
+    Ok(match r.columns().get(i).map(|c| c.type_()) {
+        Some(t) if *t == Type::INT8 => Val::Int(r.try_get(i)?),
+        Some(t) if *t == Type::INT4 => Val::Int(r.try_get::<_, Option<i32>>(i)?.map(i64::from)),
+        Some(t) if *t == Type::FLOAT8 => Val::Real(r.try_get(i)?),
+        _ => Val::Text(r.try_get(i)?),
+    })
 }
 
 /// An empty ledger in memory, for a query's rows.

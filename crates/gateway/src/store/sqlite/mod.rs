@@ -1,7 +1,7 @@
 //! The store in one SQLite file in the data directory (WAL, file mode 0600), numbered migrations: a single
-//! instance's accounts, tokens and client keys (`accounts.rs`, `keys.rs`) and its usage ledger (`usage.rs`).
-//! `store/mod.rs` sends the calls here unless the instance shares a team store (docs/team.md); the file is
-//! opened and migrated either way.
+//! instance's accounts, tokens and client keys (their statements, shared with PostgreSQL, are `store/`'s) and its
+//! usage ledger (`usage.rs`). Used unless the instance shares a team store (docs/team.md); the file is opened and
+//! migrated either way.
 //!
 //! Writes that rotate tokens use `synchronous=FULL` so a committed refresh survives a crash or power loss.
 
@@ -13,7 +13,9 @@ use rusqlite::Connection;
 
 use super::usage as ledger;
 
+#[cfg(test)]
 mod accounts;
+#[cfg(test)]
 mod keys;
 pub mod usage;
 
@@ -29,7 +31,7 @@ ALTER TABLE accounts ADD COLUMN models TEXT;
 "#,
     // 3: the usage ledger (store/usage.rs, written by usage.rs).
     ledger::SCHEMA,
-    // 4: client keys (keys.rs).
+    // 4: client keys (store/keys.rs).
     r#"
 CREATE TABLE client_keys (
     id TEXT PRIMARY KEY,
@@ -116,6 +118,20 @@ impl SqliteStore {
     /// Run `f` on the store's connection (short reads, e.g. `usage::tokens_by_key_since`).
     pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
         Ok(f(&self.conn.lock())?)
+    }
+
+    pub(super) fn lock(&self) -> parking_lot::MutexGuard<'_, Connection> {
+        self.conn.lock()
+    }
+
+    /// Run `f` in a transaction that takes the database's write lock first (`BEGIN IMMEDIATE`), so no other
+    /// gateway or command on the file writes between its reads and its writes; committed when `f` succeeds.
+    pub(super) fn immediate<T>(&self, f: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
     }
 
     fn migrate(&self) -> anyhow::Result<()> {

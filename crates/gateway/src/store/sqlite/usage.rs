@@ -1,16 +1,15 @@
 //! The usage ledger in the SQLite file (tables: `store/usage.rs`): the ledger's own connections, a batch of
 //! requests with the hourly and daily rollups they add to, in one transaction, the pruning of old rows, and the
-//! two reads the team's database answers in its own way (requests per minute, tokens per key). The reports'
-//! queries live in `usage::query`.
+//! requests per minute, which the team's database counts in its own way. The reports' queries live in
+//! `usage::query`.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use rusqlite::{Connection, Transaction, params};
 
-use crate::store::usage::{DAY_MS, LedgerEntry, Spender, rollups, tokens};
+use crate::store::usage::{DAY_MS, LedgerEntry, REQUEST_COLUMNS, rollup_upsert, rollups, tokens};
 
 /// A connection for the ledger: WAL like the store; `synchronous=NORMAL`, since in WAL mode a commit survives a
 /// crash of the process (SIGKILL) either way and only a power loss may lose the last commits, which for usage
@@ -33,14 +32,10 @@ pub(crate) fn open_reader(db: &Path) -> anyhow::Result<Connection> {
 /// Insert `entries` and add them to their hourly and daily rollups, in `tx` (the caller commits). The rollups of a batch
 /// are summed in memory first, so a batch costs one upsert per distinct (hour, account, model, key, api, status).
 pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqlite::Result<()> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO usage_requests (request_id, started_at, api, route, client_key, model_requested, model, effort,
-            stream, account, accounts_tried, attempts, failovers, status, error, error_code, ttfb_ms, duration_ms,
-            input_tokens, cached_tokens, output_tokens, reasoning_tokens, client_disconnected, moved_from, refusal, held,
-            cache_write_tokens, budget_units, user_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-            ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
-    )?;
+    let mut insert = tx.prepare_cached(&format!(
+        "INSERT INTO usage_requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+            ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
+    ))?;
     for r in entries {
         insert.execute(params![
             r.request_id,
@@ -76,21 +71,8 @@ pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqli
         ])?;
     }
     for (table, column, rows) in rollups(entries) {
-        let mut upsert = tx.prepare_cached(&format!(
-            "INSERT INTO {table} ({column}, account, model, client_key, api, status, requests, errors, input_tokens,
-                cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens, budget_units, user_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-             ON CONFLICT ({column}, account, model, client_key, user_id, api, status) DO UPDATE SET
-                requests = {table}.requests + excluded.requests,
-                errors = {table}.errors + excluded.errors,
-                input_tokens = {table}.input_tokens + excluded.input_tokens,
-                cached_tokens = {table}.cached_tokens + excluded.cached_tokens,
-                output_tokens = {table}.output_tokens + excluded.output_tokens,
-                reasoning_tokens = {table}.reasoning_tokens + excluded.reasoning_tokens,
-                duration_ms = {table}.duration_ms + excluded.duration_ms,
-                cache_write_tokens = {table}.cache_write_tokens + excluded.cache_write_tokens,
-                budget_units = {table}.budget_units + excluded.budget_units"
-        ))?;
+        let values = "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+        let mut upsert = tx.prepare_cached(&rollup_upsert(table, column, values))?;
         for ((t, account, model, key, api, status, user), s) in rows {
             upsert.execute(params![
                 t,
@@ -156,25 +138,4 @@ pub fn requests_per_minute(conn: &Connection, from: i64, to: i64) -> rusqlite::R
         }
     }
     Ok(counts)
-}
-
-/// Input plus output tokens per client key (or user) from `from` (an hour) on: hourly rollups up to `midnight`,
-/// daily ones after it. Requests without one are not included.
-pub(crate) fn tokens_by(
-    conn: &Connection,
-    by: Spender,
-    from: i64,
-    midnight: i64,
-) -> rusqlite::Result<HashMap<String, u64>> {
-    let c = by.column();
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {c}, SUM(n) FROM (
-            SELECT {c}, input_tokens + output_tokens AS n FROM usage_hourly
-                WHERE hour >= ?1 AND hour < ?2 AND {c} <> ''
-            UNION ALL
-            SELECT {c}, input_tokens + output_tokens FROM usage_daily WHERE day >= ?2 AND {c} <> ''
-         ) GROUP BY {c}"
-    ))?;
-    let rows = stmt.query_map([from, midnight], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-    rows.map(|r| r.map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))).collect()
 }
