@@ -504,9 +504,16 @@ pub fn sha256(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// The 32 bytes of a stored SHA-256 written as 64 hex digits (`None` for anything else).
 fn decode_hash(hex: &str) -> Option<[u8; 32]> {
-    let bytes = (0..32).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>();
-    bytes.filter(|_| hex.len() == 64)?.try_into().ok()
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Look up in the store as the API would show it: with the counters of the running gateway when given.

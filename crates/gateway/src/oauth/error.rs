@@ -51,7 +51,14 @@ impl OAuthError {
         match self {
             OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
             OAuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
+            // Every case named, so a new error kind must choose its status.
+            OAuthError::InvalidRequest(_)
+            | OAuthError::InvalidGrant(_)
+            | OAuthError::UnsupportedGrantType
+            | OAuthError::AuthorizationPending
+            | OAuthError::SlowDown
+            | OAuthError::ExpiredToken
+            | OAuthError::AccessDenied(_) => StatusCode::BAD_REQUEST,
         }
     }
 }
