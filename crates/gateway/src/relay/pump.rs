@@ -38,6 +38,9 @@ fn limiter_for(limits: OutputLimits, input_estimate: u64) -> Option<Limiter> {
 
 /// The streaming response body: a dialect encoder fed from the upstream's events (see `poll_chunk`).
 struct Pump<E: StreamEncoder> {
+    /// Yield once before the next chunk, so the connection writes the first chunk it was just given (see
+    /// `poll_chunk`).
+    yield_first: bool,
     done: bool,
     /// Whether the first chunk of the body went out (see `poll_chunk`).
     started: bool,
@@ -62,14 +65,20 @@ impl<E: StreamEncoder> Pump<E> {
     /// The next piece of the response body: waits for the first event, then adds every event that is already
     /// there without waiting (one write for a burst instead of one per event; no added latency).
     ///
-    /// One exception, the first byte when this is the only stream: the first chunk then ends with the first event
-    /// that produced output, and the pump yields once so the connection writes it before the rest of the burst is
-    /// translated (30-45 us sooner at c=1). Under load every stream keeps one write per burst: doing this for all
-    /// streams cost ~5% more CPU per request at c=64 (docs/performance.md, "Early first chunk").
+    /// One exception, the first byte: the first chunk ends with the first event that produced output, and the
+    /// pump yields once, so the connection (hyper's, which keeps polling a ready body and writes only once it is
+    /// pending) writes it before the rest of an upstream burst is translated. On the default path the burst
+    /// arrives in one read after the first events (docs/performance.md, "Early first chunk").
     ///
     /// A poll, not an async fn: nothing lives across a pending poll but the pump itself (the chunk is begun only
     /// once an event arrived), so the body is the pump, polled in place, with no state machine or second box.
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.yield_first {
+            // Pending now (the connection writes what it was given), polled again at once.
+            self.yield_first = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         // Allocated only once something arrived, and never held across a wait: an idle stream (waiting on a slow
         // upstream) holds no buffer.
         let mut out = Vec::new();
@@ -97,6 +106,10 @@ impl<E: StreamEncoder> Pump<E> {
             self.on_read(read, &mut out, &mut progress_at);
             if self.encoder.is_finished() {
                 self.done = true;
+            }
+            if !self.started && !out.is_empty() && !self.done {
+                self.yield_first = true;
+                break;
             }
         }
         self.hand_over(out, progress_at)
@@ -246,6 +259,7 @@ pub fn stream_body<E: StreamEncoder>(
         usage: None,
         record: Some(record),
         started: false,
+        yield_first: false,
         _open: OpenStream::open(),
     };
     // The pump is the body: boxed once, inside axum's body, and polled in place.
