@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
@@ -20,11 +20,12 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use dialects::assemble::Collected;
 use dialects::ollama::{
     Decoded, Endpoint, OllamaEncoder, VERSION, model_name, ps_entry, render_chat, render_generate, rfc3339,
     show_response, tag_entry,
 };
-use dialects::{ErrorKind, GatewayError, OutputLimits, UpstreamRequest, Usage};
+use dialects::{ErrorKind, GatewayError, UpstreamRequest};
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -36,12 +37,11 @@ use crate::app::{AppState, request_id};
 use crate::catalog;
 use crate::config::Config;
 use crate::keys::Caller;
-use crate::record::{Api, Recorder};
-use crate::relay::exchange::{Exchange, StartError};
-use crate::relay::pump;
+use crate::record::Api;
+use crate::relay::exchange::StartError;
 use crate::server::dialect::{self, Dialect, Shape};
-use crate::server::errors::{body_error, error_response, method_not_allowed_response};
-use crate::server::handler::handle;
+use crate::server::errors::{body_error, error_response};
+use crate::server::handler::post_route;
 use crate::server::routes::ModelCall;
 use crate::server::{guard, models, openai, others};
 
@@ -86,11 +86,7 @@ pub fn serve(
         let drain = crate::app::Drain::default();
         let app = router(state, policy.clone());
         let stop = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = super::listen::serve(listener, app, policy, stop, &timeouts, drain).await {
-                warn!(error = %e, "the Ollama bridge stopped");
-            }
-        });
+        tokio::spawn(async move { super::listen::serve(listener, app, policy, stop, &timeouts, drain).await });
     }
     shutdown
 }
@@ -117,13 +113,15 @@ pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.records.clone(), others::record_other));
     Router::new()
-        .route("/api/chat", post(chat))
-        .route("/api/generate", post(generate))
+        .route("/api/chat", post_route::<Ollama>(Endpoint::Chat, "/api/chat"))
+        .route("/api/generate", post_route::<Ollama>(Endpoint::Generate, "/api/generate"))
         .route("/v1/chat/completions", ModelCall::Chat.route())
         .route("/v1/responses", ModelCall::Responses.route())
         .merge(other_routes)
-        // Set after the merge, so it covers every route; it records its answers itself.
-        .method_not_allowed_fallback(method_not_allowed)
+        // Set after the merge, so it covers every route: 405 in Ollama's shape (OpenAI's under `/v1/`), recorded.
+        .method_not_allowed_fallback(|State(state): State<Arc<AppState>>, req: Request| async move {
+            others::method_not_allowed_in(shape_of, &state, &req)
+        })
         .layer(cors)
         .layer(DefaultBodyLimit::max(limit))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -154,17 +152,6 @@ async fn not_found(req: Request) -> Response {
         format!("{} {} is not served by this bridge", req.method(), req.uri().path()),
     );
     fail(&request_id(req.headers()), &err)
-}
-
-/// A bridge route with a method it does not serve: 405 in Ollama's shape (OpenAI's under `/v1/`), with `Allow`.
-async fn method_not_allowed(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let path = req.uri().path();
-    let shape = shape_of(path);
-    let route = others::method_route(&req);
-    let record = Recorder::new(state.records.clone(), Api::Other, route, request_id(req.headers()));
-    let response = method_not_allowed_response(shape, req.method(), path, record.request_id());
-    record.finish(response.status().as_u16());
-    response
 }
 
 async fn embeddings(headers: HeaderMap) -> Response {
@@ -213,24 +200,6 @@ async fn show(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Resu
 fn now_rfc3339() -> String {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     rfc3339(d.as_secs(), d.subsec_nanos())
-}
-
-async fn chat(
-    State(state): State<Arc<AppState>>,
-    caller: Option<Caller>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle::<Ollama>(state, Endpoint::Chat, "/api/chat", caller, headers, body).await
-}
-
-async fn generate(
-    State(state): State<Arc<AppState>>,
-    caller: Option<Caller>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle::<Ollama>(state, Endpoint::Generate, "/api/generate", caller, headers, body).await
 }
 
 /// Ollama `/api/chat` and `/api/generate`, translated to and from Responses (`dialects::ollama`).
@@ -297,20 +266,12 @@ impl Dialect for Ollama {
         resp
     }
 
-    async fn whole(
-        ex: Exchange,
-        a: OllamaAnswer,
-        limits: OutputLimits,
-        idle: Duration,
-        record: &mut Recorder,
-    ) -> Result<(Response, Usage), GatewayError> {
-        let collected = pump::collect(ex, limits, idle, record).await?;
+    fn render(collected: &Collected, a: OllamaAnswer) -> Value {
         let total = a.started.elapsed().as_nanos() as u64;
-        let v = match a.endpoint {
-            Endpoint::Chat => render_chat(&collected, &a.model, &a.created_at, a.think, total),
-            Endpoint::Generate => render_generate(&collected, &a.model, &a.created_at, a.think, total),
-        };
-        Ok((axum::Json(v).into_response(), collected.usage))
+        match a.endpoint {
+            Endpoint::Chat => render_chat(collected, &a.model, &a.created_at, a.think, total),
+            Endpoint::Generate => render_generate(collected, &a.model, &a.created_at, a.think, total),
+        }
     }
 }
 
