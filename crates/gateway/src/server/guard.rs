@@ -23,8 +23,7 @@ use futures_util::future::Either;
 use tower::Service;
 
 use crate::app::reload::SharedKeys;
-use crate::app::request_id;
-use crate::config::Config;
+use crate::app::{AppState, request_id};
 use crate::hosts::{host_name, is_loopback_name, is_loopback_origin};
 use crate::keys::{Caller, Keys, Standing};
 use crate::record::{Api, Recorder, Sinks};
@@ -104,33 +103,30 @@ pub enum Refusal {
 }
 
 impl Policy {
-    /// The main port's policy, with the configured keys in `shared` (which a reload replaces).
-    pub fn main(config: &Config, created: Arc<Keys>, shared: Arc<ArcSwap<SharedKeys>>) -> Policy {
-        let mut p = Policy::new(config, config.listen.ip(), Listener::Main);
-        p.shared = shared;
-        p.created = Some(created);
-        p.metrics_public = config.metrics.public;
+    /// The main port's policy, with the configured keys of `state.live` (which a reload replaces), and its users
+    /// (users/): their session tokens are let through to the admin API, whose layer checks them, and the admin
+    /// API is no longer open while users exist.
+    pub fn main(state: &AppState) -> Policy {
+        let mut p = Policy::new(state, state.config.listen.ip(), Listener::Main);
+        p.shared = state.live.shared_keys.clone();
+        p.users = Some(state.users.clone());
+        p.metrics_public = state.config.metrics.public;
         p
-    }
-
-    /// With users (users/): their session tokens are let through to the admin API, whose layer checks them, and
-    /// the admin API is no longer open while users exist.
-    pub fn with_users(mut self, users: Arc<crate::users::Users>) -> Policy {
-        self.users = Some(users);
-        self
     }
 
     /// The Ollama bridge's: the same host and origin lists, and no client key (Ollama clients send none). A
     /// created key that is presented is still honoured (its limits, revocation and expiry apply). Refusals take
     /// `shape_of` the path (the bridge's routes).
-    pub fn ollama_bridge(config: &Config, created: Arc<Keys>, shape_of: fn(&str) -> Shape) -> Policy {
-        let mut p = Policy::new(config, config.ollama.listen.ip(), Listener::OllamaBridge);
-        p.created = Some(created);
+    pub fn ollama_bridge(state: &AppState, shape_of: fn(&str) -> Shape) -> Policy {
+        let mut p = Policy::new(state, state.config.ollama.listen.ip(), Listener::OllamaBridge);
         p.shape_of = shape_of;
         p
     }
 
-    fn new(config: &Config, bind: IpAddr, listener: Listener) -> Policy {
+    /// With the created keys, and the state's sinks for the refusals' records (the access log and whatever the
+    /// state adds).
+    fn new(state: &AppState, bind: IpAddr, listener: Listener) -> Policy {
+        let config = &state.config;
         let bind_host = match bind {
             _ if bind.is_unspecified() => None,
             IpAddr::V4(ip) => Some(ip.to_string()),
@@ -143,10 +139,10 @@ impl Policy {
             allowed_origins: config.access.allowed_origins.clone().into(),
             trusted_proxies: config.access.trusted_proxies.clone().into(),
             shared: Arc::default(),
-            created: None,
+            created: Some(state.keys.clone()),
             users: None,
             token_header: header::HeaderName::from_bytes(config.oauth.header.as_bytes()).ok(),
-            records: None,
+            records: Some(state.records.clone()),
             metrics_public: false,
             listener,
             shape_of,
@@ -321,12 +317,6 @@ impl Policy {
             record.finish(resp.status().as_u16());
         }
         resp
-    }
-
-    /// Records refusals in `sinks` (the access log and whatever the state adds).
-    pub fn with_records(mut self, sinks: Sinks) -> Policy {
-        self.records = Some(sinks);
-        self
     }
 
     fn error<B>(&self, refusal: Refusal, req: &Request<B>) -> GatewayError {

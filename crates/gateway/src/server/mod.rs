@@ -150,12 +150,7 @@ pub async fn run_with_sinks(
     if state.config.watch_config {
         tasks.push(tokio::spawn(reload::watch(state.clone())));
     }
-    let shared = state.live.shared_keys.clone();
-    let guard = Arc::new(
-        guard::Policy::main(&state.config, state.keys.clone(), shared)
-            .with_users(state.users.clone())
-            .with_records(state.records.clone()),
-    );
+    let guard = Arc::new(guard::Policy::main(&state));
     let timeouts = state.config.timeouts.clone();
     let ledger = state.ledger.clone();
     let drain = state.drain.clone();

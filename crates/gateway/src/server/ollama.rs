@@ -77,10 +77,7 @@ pub fn serve(
 ) -> impl Future<Output = ()> + Send + 'static {
     let shutdown = shutdown.shared();
     if let Some(listener) = listener {
-        let policy = Arc::new(
-            guard::Policy::ollama_bridge(&state.config, state.keys.clone(), shape_of)
-                .with_records(state.records.clone()),
-        );
+        let policy = Arc::new(guard::Policy::ollama_bridge(&state, shape_of));
         let timeouts = state.config.timeouts.clone();
         // Its own drain: the bridge serves no WebSocket, and its connections are waited for by its own loop.
         let drain = crate::app::Drain::default();
