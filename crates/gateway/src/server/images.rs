@@ -28,8 +28,9 @@ use crate::upstream::CallContext;
 use crate::upstream::ratelimits::RateLimitHeaders;
 
 pub fn routes() -> Router<Arc<AppState>> {
-    let op = |op| post(move |State(state): State<Arc<AppState>>, req: Request| handle(state, op, req));
-    let (generations, edits) = (op(Operation::Generate), op(Operation::Edit));
+    let op = |op, route| post(move |State(state): State<Arc<AppState>>, req: Request| handle(state, op, route, req));
+    let generations = op(Operation::Generate, "/v1/images/generations");
+    let edits = op(Operation::Edit, "/v1/images/edits");
     Router::new()
         .route("/v1/images/generations", generations.clone())
         .route("/images/generations", generations)
@@ -37,12 +38,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/images/edits", edits)
 }
 
-async fn handle(state: Arc<AppState>, op: Operation, req: Request) -> Response {
+/// One image request, recorded under `route`.
+async fn handle(state: Arc<AppState>, op: Operation, route: &'static str, req: Request) -> Response {
     let rid = request_id(req.headers());
-    let route = match op {
-        Operation::Generate => "/v1/images/generations",
-        Operation::Edit => "/v1/images/edits",
-    };
     let mut record = Recorder::new(state.records.clone(), Api::Images, route, rid.clone());
     let caller = req.extensions().get::<Caller>().cloned();
     record.set_caller(caller.as_ref());
