@@ -52,7 +52,6 @@ pub trait Dialect: Sized + Send + 'static {
         err.into_error()
     }
 
-    /// The streaming encoder for this answer.
     fn encoder(answer: &Self::Answer) -> Self::Encoder;
 
     /// The response around a streaming body (SSE unless the dialect frames otherwise).
@@ -108,7 +107,6 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// `D`'s error answer.
     pub const fn of<D: Dialect>() -> Shape {
         Shape { body: D::error_body, finish: D::finish }
     }

@@ -12,13 +12,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use bytes::Bytes;
 use dialects::assemble::Collected;
 use dialects::ollama::{
@@ -140,7 +140,7 @@ async fn root() -> &'static str {
 }
 
 async fn version() -> Response {
-    axum::Json(json!({ "version": VERSION })).into_response()
+    Json(json!({ "version": VERSION })).into_response()
 }
 
 async fn not_found(req: Request) -> Response {
@@ -156,16 +156,15 @@ async fn embeddings(headers: HeaderMap) -> Response {
     fail(&request_id(&headers), &err)
 }
 
-async fn tags(State(state): State<Arc<AppState>>) -> Response {
-    let entries = state.catalog.entries().await;
-    let models: Vec<Value> = entries.iter().map(|e| tag_entry(&e.slug)).collect();
-    axum::Json(json!({ "models": models })).into_response()
+async fn tags(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let models: Vec<Value> = state.catalog.entries().await.iter().map(|e| tag_entry(&e.slug)).collect();
+    Json(json!({ "models": models }))
 }
 
-async fn ps(State(state): State<Arc<AppState>>) -> Response {
+async fn ps(State(state): State<Arc<AppState>>) -> Json<Value> {
     let entries = state.catalog.entries().await;
     let models: Vec<Value> = entries.iter().map(|e| ps_entry(&e.slug, e.context_window_or_default())).collect();
-    axum::Json(json!({ "models": models })).into_response()
+    Json(json!({ "models": models }))
 }
 
 fn unknown_model(name: &str) -> GatewayError {
@@ -174,23 +173,21 @@ fn unknown_model(name: &str) -> GatewayError {
 
 /// `POST /api/show {"model"}` (older clients send `name`).
 async fn show(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(r) => return fail(&request_id(&headers), &body_error(r, state.config.body_limit)),
-    };
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let name = v.get("model").or_else(|| v.get("name")).and_then(Value::as_str).unwrap_or_default();
-    if name.is_empty() {
-        return fail(&request_id(&headers), &GatewayError::invalid_param("model", "model is required"));
-    }
-    let wanted = dialects::models::ModelRef::parse(model_name(name));
-    let entries = state.catalog.entries().await;
-    match catalog::find(&entries, &wanted.slug) {
-        Some(e) => {
-            let show = show_response(name, &wanted.slug, e.context_window_or_default(), e.thinks(), e.sees_images());
-            axum::Json(show).into_response()
+    let shown = async {
+        let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let name = v.get("model").or_else(|| v.get("name")).and_then(Value::as_str).unwrap_or_default();
+        if name.is_empty() {
+            return Err(GatewayError::invalid_param("model", "model is required"));
         }
-        None => fail(&request_id(&headers), &unknown_model(name)),
+        let wanted = dialects::models::ModelRef::parse(model_name(name));
+        let entries = state.catalog.entries().await;
+        let e = catalog::find(&entries, &wanted.slug).ok_or_else(|| unknown_model(name))?;
+        Ok(show_response(name, &wanted.slug, e.context_window_or_default(), e.thinks(), e.sees_images()))
+    };
+    match shown.await {
+        Ok(show) => Json(show).into_response(),
+        Err(e) => fail(&request_id(&headers), &e),
     }
 }
 
@@ -284,5 +281,5 @@ async fn load(state: &AppState, model: &str, created_at: &str, endpoint: Endpoin
         Endpoint::Chat => v["message"] = json!({"role": "assistant", "content": ""}),
         Endpoint::Generate => v["response"] = json!(""),
     }
-    Ok((StatusCode::OK, axum::Json(v)).into_response())
+    Ok((StatusCode::OK, Json(v)).into_response())
 }

@@ -103,7 +103,6 @@ async fn list(State(s): State<Arc<AppState>>) -> Json<Value> {
     Json(Value::Array(s.pool.accounts().iter().map(|a| a.summary(now)).collect()))
 }
 
-/// The account with this id in the pool.
 fn account(s: &AppState, id: &str) -> Result<Arc<Account>, AdminError> {
     s.pool.get(id).ok_or_else(|| AdminError::NoAccount(id.to_string()))
 }
