@@ -6,6 +6,7 @@
 //! ([`HOME_WAIT`]). What an answer or a failure teaches the pool is at the end (quota headers, cooldowns, status
 //! changes, risk signals).
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -45,7 +46,6 @@ impl<'a> Need<'a> {
     }
 }
 
-/// Why no account was leased.
 #[derive(Debug)]
 pub enum LeaseError {
     /// Every account that could serve was already tried for this request.
@@ -212,7 +212,6 @@ impl Pool {
         Search { candidates, seen: (any_active, any_serving, soonest) }
     }
 
-    /// The planner's question for this request.
     fn ask(
         &self,
         list: &[Arc<Account>],
@@ -316,7 +315,7 @@ impl Pool {
         let mut written = None;
         if let Some(k) = need.conversation {
             written = self.remember_affinity(k, account);
-            account.active.mark(conversation_hash(k), now);
+            account.active.mark(rustc_hash::FxBuildHasher.hash_one(k), now);
         }
         *self.sticky.lock() = Some(account.id.clone());
         account.requests.fetch_add(1, Ordering::Relaxed);
@@ -481,14 +480,6 @@ fn give_back(list: &[Arc<Account>], woken_by: Option<usize>, error: LeaseError) 
 /// Rank of `plan` in the preference list; unlisted plans after all listed ones.
 pub fn plan_rank(plan: Option<&str>, priority: &[String]) -> usize {
     plan.and_then(|p| priority.iter().position(|x| x.eq_ignore_ascii_case(p))).unwrap_or(priority.len())
-}
-
-/// A conversation key's hash for the count of active conversations (`active.rs`).
-fn conversation_hash(key: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = rustc_hash::FxHasher::default();
-    key.hash(&mut h);
-    h.finish()
 }
 
 fn busy_error() -> GatewayError {

@@ -11,10 +11,8 @@ use crate::auth::refresh::{RefreshReason, TokenCall, refresh};
 use crate::auth::{Tokens, now_unix};
 use crate::store::{AccountKind, AccountStatus, Store, StoredAccount};
 
-/// Export format version.
 const EXPORT_VERSION: u64 = 1;
 
-/// What can be imported.
 #[derive(Debug, Clone)]
 pub enum ImportSource {
     /// A Codex CLI auth.json (ChatGPT tokens or an API key).

@@ -74,7 +74,6 @@ impl Account {
         }
     }
 
-    /// The account's windows as the planner sees them now.
     pub fn quota_view(&self, now: i64, correction: f64) -> QuotaView {
         self.steward.lock().quota.view(now, correction)
     }

@@ -49,7 +49,7 @@ impl Pool {
     pub(super) async fn fetch_catalog_once(&self, account: &Account) {
         let _round = self.catalog_fetching.lock().await;
         if self.catalog_wanted(account) {
-            let mut refresh = RefreshBudget::new();
+            let mut refresh = RefreshBudget::default();
             self.check_workspace(account, &mut refresh).await;
             self.refresh_catalog(account, &mut refresh).await;
         }
@@ -107,7 +107,7 @@ impl Pool {
 
     /// Read `/wham/usage` for an account's quota.
     pub async fn poll_usage(&self, account: &Account) {
-        let token = match self.access_token(account, None).await {
+        let token = match self.token_within(account, None, &mut RefreshBudget::default()).await {
             Ok(t) => t,
             Err(e) => return warn!(account = %account.id, "cannot read quota: {e}"),
         };
@@ -191,7 +191,7 @@ impl Pool {
         }
         called |= account.tokens().map(|t| t.last_refresh) != before;
         if account.discovery_due.load(Ordering::Relaxed) {
-            self.check_workspace(account, &mut RefreshBudget::new()).await;
+            self.check_workspace(account, &mut RefreshBudget::default()).await;
             called = true;
         }
         let poll = self.config.routing.usage_poll.as_secs() as i64;
@@ -207,7 +207,7 @@ impl Pool {
         });
         let failed_lately = self.catalog_failed.lock().get(&account.id).is_some_and(|at| at.elapsed() < CATALOG_RETRY);
         if leader && stale && !failed_lately {
-            self.refresh_catalog(account, &mut RefreshBudget::new()).await;
+            self.refresh_catalog(account, &mut RefreshBudget::default()).await;
             called = true;
         } else if leader && self.catalog_wanted(account) {
             self.fetch_catalog_once(account).await;

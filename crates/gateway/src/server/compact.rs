@@ -61,7 +61,7 @@ async fn run(
     opportunistic: bool,
 ) -> Result<Response, GatewayError> {
     // From here: an attempt the catalog check waits through is the request's one refresh attempt.
-    let mut refresh = RefreshBudget::new();
+    let mut refresh = RefreshBudget::default();
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
     let tree: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, format!("The body is not a JSON object: {e}")))?;
