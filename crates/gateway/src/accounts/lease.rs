@@ -380,7 +380,6 @@ impl Pool {
                 CooldownScope::Model => Some(model),
                 CooldownScope::Account | CooldownScope::AccountQuota => None,
             };
-            account.cool_down(scope, until, rule.reason, &rule.note);
             if let CooldownScope::AccountQuota = rule.scope {
                 account.steward.lock().quota.exhausted(until, now);
                 let mut q = account.quota.write();
@@ -388,10 +387,7 @@ impl Pool {
                 q.primary_reset_at = Some(until);
                 q.updated_at = now;
             }
-            // Team store: the other instances skip it too (accounts/shared_cooldowns.rs).
-            self.share_cooldown(account, scope, until, rule.reason, &rule.note);
-            // Its waiters choose again rather than wait out the cooldown.
-            account.gate.wake_all();
+            self.cool_down(account, scope, until, rule.reason, &rule.note);
         }
         self.record_standing(account, conversation, failure);
     }

@@ -246,14 +246,11 @@ impl<S: CatalogSource> Lineup for Catalog<S> {
     fn slug(&self, tier: Tier) -> String {
         let mut seen: Vec<(i64, usize, String)> = Vec::new();
         self.source.any_active(&mut |offer| {
-            for e in offer.fetched.into_iter().flatten().filter(|e| e.visibility == entry::Visibility::List) {
-                if !seen.iter().any(|(_, _, s)| *s == e.slug) {
-                    seen.push((e.priority.unwrap_or(i64::MAX), seen.len(), e.slug.clone()));
-                }
-            }
-            for slug in offer.configured.into_iter().flatten() {
+            let listed = offer.fetched.into_iter().flatten().filter(|e| e.visibility == entry::Visibility::List);
+            let configured = offer.configured.into_iter().flatten().map(|slug| (i64::MAX, slug));
+            for (priority, slug) in listed.map(|e| (e.priority.unwrap_or(i64::MAX), &e.slug)).chain(configured) {
                 if !seen.iter().any(|(_, _, s)| s == slug) {
-                    seen.push((i64::MAX, seen.len(), slug.clone()));
+                    seen.push((priority, seen.len(), slug.clone()));
                 }
             }
             false
