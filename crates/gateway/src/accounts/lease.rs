@@ -362,10 +362,8 @@ impl Pool {
         }
     }
 
-    /// After a failure: what the failure decides for the account (see `dialects::failure`): a cooldown, a status
-    /// change, or nothing; and what its risk signal asks of the pool: a policy refusal or a deactivation holds
-    /// `conversation` (the request's conversation key) on the account, an overload slows the account down
-    /// (`steward.rs`).
+    /// After a failure: the cooldown it decides for the account, if any (see `dialects::failure`), then what it
+    /// says of the account's standing ([`Pool::record_standing`]; `conversation` is the request's key).
     pub fn record_failure(
         &self,
         account: &Account,

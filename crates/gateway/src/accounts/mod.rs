@@ -78,10 +78,6 @@ impl Creds {
         Creds { tokens, api_key, access_exp, bearer }
     }
 
-    pub(crate) fn tokens(&self) -> Option<&Tokens> {
-        self.tokens.as_ref()
-    }
-
     pub(crate) fn set_tokens(&mut self, tokens: Tokens) {
         self.access_exp = access_token_exp(&tokens);
         self.bearer = bearer_header(&tokens.access_token);
@@ -245,12 +241,12 @@ impl Account {
 
     /// The ChatGPT account id sent as `ChatGPT-Account-ID`.
     pub fn chatgpt_account_id(&self) -> Option<String> {
-        self.creds.read().tokens().map(|t| t.account_id.clone()).filter(|a| !a.is_empty())
+        self.creds.read().tokens.as_ref().map(|t| t.account_id.clone()).filter(|a| !a.is_empty())
     }
 
     /// `f` of the account's tokens, read under the credentials' lock (no copy of them).
     pub(crate) fn with_tokens<T>(&self, f: impl FnOnce(&Tokens) -> T) -> Option<T> {
-        self.creds.read().tokens().map(f)
+        self.creds.read().tokens.as_ref().map(f)
     }
 
     pub fn api_key(&self) -> Option<String> {

@@ -177,7 +177,7 @@ impl Pool {
                         // and may carry the same second.
                         let unsaved = existing.unsaved.lock().is_some();
                         let mut creds = existing.creds.write();
-                        if creds.tokens().is_none_or(|c| {
+                        if creds.tokens.as_ref().is_none_or(|c| {
                             c.last_refresh < t.last_refresh || (!unsaved && c.last_refresh == t.last_refresh)
                         }) {
                             creds.set_tokens(t);

@@ -31,16 +31,6 @@ impl Pool {
             && self.catalog_failed.lock().get(&account.id).is_none_or(|at| at.elapsed() >= CATALOG_RETRY)
     }
 
-    /// Fetch the catalog of one account that has none yet (the first in the pool's order), as the catalog asks
-    /// when it knows too little to answer; whether there was one to fetch. One fetch at a time: requests that
-    /// ask meanwhile wait for it and find it done. The others are fetched as their accounts come into use
-    /// ([`Pool::lease`]) or by the upkeep round, spread over its period.
-    pub async fn fetch_one_missing_catalog(&self, list: &[Arc<Account>]) -> bool {
-        let Some(account) = list.iter().find(|a| self.catalog_wanted(a)) else { return false };
-        self.fetch_catalog_once(account).await;
-        true
-    }
-
     /// Fetch `account`'s catalog unless another request has just done it (one fetch at a time per pool: an
     /// account's first requests arrive together and must not each fetch). Before it, the workspace routing
     /// discovery, as the official client checks its login when it starts. The two calls wait for one token

@@ -168,8 +168,7 @@ impl ModelEntry {
             Err(err) => match raw.get("slug").and_then(Value::as_str).filter(|s| !s.is_empty()) {
                 Some(slug) => {
                     warn!(slug, "model catalog entry not understood ({err}); the model is listed with default facts");
-                    let slug = slug.to_string();
-                    Some(ModelEntry::bare(slug, raw))
+                    Some(ModelEntry::bare(slug.to_string(), raw))
                 }
                 None => {
                     warn!("model catalog entry skipped: {err}");

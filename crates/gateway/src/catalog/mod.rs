@@ -125,7 +125,7 @@ impl<S: CatalogSource> Catalog<S> {
         let mut union = self.union();
         if !union.any_fetched && union.any_fetchable {
             // First use: fetch one account's now rather than advertise models a plan may not have (once per retry
-            // period when the catalog endpoint fails, see `Pool::fetch_one_missing_catalog`).
+            // period when the catalog endpoint fails, see `Pool::catalog_wanted`).
             self.source.fetch_one_missing().await;
             union = self.union();
         }
@@ -202,12 +202,6 @@ impl<S: CatalogSource> Catalog<S> {
             offer.configured.into_iter().flatten().any(|m| m == slug)
                 || offer.fetched.is_some_and(|fetched| find(fetched, slug).is_some())
         })
-    }
-
-    /// issue 25: the newest `minimal_client_version` any active account's catalog gives `slug` (the backend
-    /// refuses older clients).
-    pub fn minimal_client_version(&self, slug: &str) -> Option<entry::ClientVersion> {
-        self.turn_facts(slug).minimal_client_version
     }
 
     /// Ok if some account can be asked for `slug`. An API-key account without a model list accepts any id

@@ -225,13 +225,8 @@ impl PoolGauges {
 
     /// The gateway's own: token refreshes, the ledger's drops, the store, open streams, HTTP/2 resets.
     fn encode_gateway(&self, out: &mut Families) -> std::fmt::Result {
-        let refreshes: Vec<_> = self
-            .pool
-            .refreshes
-            .snapshot()
-            .iter()
-            .map(|(outcome, n)| (vec![("outcome", outcome.to_string())], *n as f64))
-            .collect();
+        let refreshes = self.pool.refreshes.snapshot();
+        let refreshes = refreshes.map(|(outcome, n)| (vec![("outcome", outcome.to_string())], n as f64));
         out.counter("token_refreshes", "Token refresh calls, by outcome", &refreshes)?;
         out.counter(
             "usage_records_dropped",

@@ -123,7 +123,7 @@ async fn run(
         client_version: identity::presented(
             state.config.client.version,
             identity::caller_version(headers),
-            state.catalog.minimal_client_version(&model),
+            state.catalog.turn_facts(&model).minimal_client_version,
         ),
         // Compaction is a unary HTTP call (`responses/compact`), never over the WebSocket.
         ..CallContext::default()
