@@ -68,7 +68,6 @@ pub struct ModelEntry {
     raw: Value,
 }
 
-/// One effort a model takes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ReasoningLevel {
     pub effort: String,
@@ -76,7 +75,6 @@ pub struct ReasoningLevel {
     pub description: String,
 }
 
-/// One service tier a model offers.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ServiceTier {
     pub id: String,

@@ -49,7 +49,6 @@ impl PoolGauges {
 /// One family's samples: each a label set and its value.
 type Samples = [(Vec<(&'static str, String)>, f64)];
 
-/// One sample without labels.
 fn one(value: f64) -> [(Vec<(&'static str, String)>, f64); 1] {
     [(Vec::new(), value)]
 }
