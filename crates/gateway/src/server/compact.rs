@@ -55,7 +55,7 @@ async fn run(
     opportunistic: bool,
 ) -> Result<Response, GatewayError> {
     // From here: an attempt the catalog check waits through is the request's one refresh attempt.
-    let mut refresh = RefreshBudget::new();
+    let mut refresh = RefreshBudget::default();
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
     let tree: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| GatewayError::invalid(format!("The body is not a JSON object: {e}")))?;
@@ -111,7 +111,7 @@ async fn run(
         client_version: identity::presented(
             state.config.client.version,
             identity::caller_version(headers),
-            state.catalog.minimal_client_version(&model),
+            state.catalog.turn_facts(&model).minimal_client_version,
         ),
         // Compaction is a unary HTTP call (`responses/compact`), never over the WebSocket.
         ..CallContext::default()

@@ -32,7 +32,7 @@ macro_rules! accounts_columns {
 pub(super) use accounts_columns;
 
 /// ChatGPT login tokens of one account.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Tokens {
     pub id_token: String,
     pub access_token: String,
