@@ -78,18 +78,14 @@ impl Store {
                 sqlite_exec(c, &insert_sql(), &values(&row))?;
                 Ok(row)
             }),
-            Backend::Postgres(pg) => {
-                let pool = pg.pool();
-                pg.block(async move {
-                    let mut client = pool.get().await?;
-                    let tx = client.transaction().await?;
-                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK]).await?;
-                    link(&mut row, pg_query(&tx, LAST, &[], last_of).await?.pop(), seal);
-                    pg_exec(&tx, &insert_sql(), &values(&row)).await?;
-                    tx.commit().await?;
-                    Ok(row)
-                })
-            }
+            Backend::Postgres(pg) => pg.block(move |mut client| async move {
+                let tx = client.transaction().await?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK]).await?;
+                link(&mut row, pg_query(&tx, LAST, &[], last_of).await?.pop(), seal);
+                pg_exec(&tx, &insert_sql(), &values(&row)).await?;
+                tx.commit().await?;
+                Ok(row)
+            }),
         }
     }
 

@@ -238,9 +238,8 @@ impl Store {
                 None => sqlite_exec(c, write, &values).map(|_| NameClaim::Written),
             }),
             Backend::Postgres(pg) => {
-                let (pool, check, write) = (pg.pool(), check.to_string(), write.to_string());
-                pg.block(async move {
-                    let mut client = pool.get().await?;
+                let (check, write) = (check.to_string(), write.to_string());
+                pg.block(move |mut client| async move {
                     let tx = client.transaction().await?;
                     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&KEY_NAMES_LOCK]).await?;
                     if let Some(refused) = verdict(pg_query(&tx, &check, &args, map).await?) {

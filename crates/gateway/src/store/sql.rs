@@ -130,8 +130,8 @@ impl Store {
         match &self.backend {
             Backend::Sqlite => sqlite_exec(&self.file.lock(), sql, &values),
             Backend::Postgres(pg) => {
-                let (pool, sql) = (pg.pool(), sql.to_string());
-                pg.block(async move { pg_exec(&pool.get().await?, &sql, &values).await })
+                let sql = sql.to_string();
+                pg.block(move |c| async move { pg_exec(&c, &sql, &values).await })
             }
         }
     }
@@ -140,8 +140,8 @@ impl Store {
         match &self.backend {
             Backend::Sqlite => sqlite_query(&self.file.lock(), sql, &values, map),
             Backend::Postgres(pg) => {
-                let (pool, sql) = (pg.pool(), sql.to_string());
-                pg.block(async move { pg_query(&pool.get().await?, &sql, &values, map).await })
+                let sql = sql.to_string();
+                pg.block(move |c| async move { pg_query(&c, &sql, &values, map).await })
             }
         }
     }
