@@ -48,6 +48,12 @@ pub(super) fn opt(s: &Option<String>) -> Val {
     Val::Text(s.clone())
 }
 
+/// `INSERT INTO table (columns) VALUES (?1, ...)`, a placeholder per column.
+pub(super) fn insert(table: &str, columns: &str) -> String {
+    let marks: Vec<String> = (1..=columns.split(',').count()).map(|i| format!("?{i}")).collect();
+    format!("INSERT INTO {table} ({columns}) VALUES ({})", marks.join(", "))
+}
+
 /// A row read from either backend, by column index.
 pub(super) trait Cells {
     fn text(&self, i: usize) -> anyhow::Result<Option<String>>;

@@ -289,8 +289,7 @@ impl PgStore {
         let conn = memory_ledger()?;
         {
             let n = columns.split(',').count();
-            let marks: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
-            let mut insert = conn.prepare(&format!("INSERT INTO {table} ({columns}) VALUES ({})", marks.join(", ")))?;
+            let mut insert = conn.prepare(&crate::store::sql::insert(table, columns))?;
             for r in &rows {
                 let values = (0..n).map(|i| cell(r, i)).collect::<anyhow::Result<Vec<_>>>()?;
                 insert.execute(rusqlite::params_from_iter(values.iter().map(Val::sqlite)))?;

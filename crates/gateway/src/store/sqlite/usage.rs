@@ -32,10 +32,7 @@ pub(crate) fn open_reader(db: &Path) -> anyhow::Result<Connection> {
 /// Insert `entries` and add them to their hourly and daily rollups, in `tx` (the caller commits). The rollups of a batch
 /// are summed in memory first, so a batch costs one upsert per distinct (hour, account, model, key, api, status).
 pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqlite::Result<()> {
-    let mut insert = tx.prepare_cached(&format!(
-        "INSERT INTO usage_requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-            ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
-    ))?;
+    let mut insert = tx.prepare_cached(&crate::store::sql::insert("usage_requests", REQUEST_COLUMNS))?;
     for r in entries {
         insert.execute(params![
             r.request_id,
