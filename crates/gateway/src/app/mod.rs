@@ -113,7 +113,8 @@ fn seed_budgets(keys: &Keys, store: &Store) -> anyhow::Result<()> {
     let get = |m: &std::collections::HashMap<String, u64>, id: &str| m.get(id).copied().unwrap_or(0);
     // Users' budgets the same way as the keys', from the ledger's user column.
     type TokensSince = fn(&Store, i64) -> anyhow::Result<std::collections::HashMap<String, u64>>;
-    let spenders: [(Vec<Arc<str>>, TokensSince, fn(&Keys, &str, u64, u64)); 2] = [
+    type Seed = fn(&Keys, &str, u64, u64);
+    let spenders: [(Vec<Arc<str>>, TokensSince, Seed); 2] = [
         (keys.ids(), crate::usage::tokens_by_key_since, Keys::seed),
         (keys.budget_user_ids(), crate::usage::tokens_by_user_since, Keys::seed_user),
     ];
