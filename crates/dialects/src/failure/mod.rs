@@ -267,7 +267,7 @@ pub enum CooldownScope {
 }
 
 /// Why an account is cooling down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CooldownReason {
     QuotaExhausted,

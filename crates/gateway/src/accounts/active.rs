@@ -7,7 +7,6 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
-/// Slots of the table.
 pub const SLOTS: usize = 128;
 
 #[derive(Debug)]

@@ -58,7 +58,6 @@ impl Affine {
         Affine { account: account.to_string(), origin: None, hold: None, shared_ms: now, local: true }
     }
 
-    /// The entry as the team shares it.
     pub(super) fn row(&self, key: &str) -> AffinityRow {
         AffinityRow {
             key: key.to_string(),
@@ -68,12 +67,10 @@ impl Affine {
         }
     }
 
-    /// The account that got the conversation's own identifiers.
     pub fn origin(&self) -> &str {
         self.origin.as_deref().unwrap_or(&self.account)
     }
 
-    /// Why the conversation is held on `account`, if it is.
     pub fn hold(&self) -> Option<&Hold> {
         self.hold.as_ref().map(|h| &h.hold)
     }

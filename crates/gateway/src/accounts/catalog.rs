@@ -1,6 +1,6 @@
 //! An account's model catalog as the pool keeps it, and the pool as the gateway-wide catalog's source of
 //! accounts (`crate::catalog::CatalogSource`). Fetching and caching are the pool's (`upkeep.rs`:
-//! `fetch_one_missing_catalog`, `refresh_catalog`, the upkeep's fetches spread over its period).
+//! `fetch_catalog_once`, `refresh_catalog`, the upkeep's fetches spread over its period).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,8 +36,12 @@ impl CatalogSource for Pool {
         })
     }
 
+    /// The first account in the pool's order that has none; the others are fetched as their accounts come into
+    /// use ([`Pool::lease`]) or by the upkeep round, spread over its period.
     async fn fetch_one_missing(&self) -> bool {
         let list = self.accounts();
-        self.fetch_one_missing_catalog(&list).await
+        let Some(account) = list.iter().find(|a| self.catalog_wanted(a)) else { return false };
+        self.fetch_catalog_once(account).await;
+        true
     }
 }

@@ -47,7 +47,6 @@ impl Hold {
         }
     }
 
-    /// The hold a stable name stands for.
     pub fn parse(text: &str) -> Hold {
         match text.strip_prefix("policy:").and_then(PolicyKind::from_name) {
             Some(kind) => Hold::Policy(kind),
@@ -113,12 +112,10 @@ impl AccountRisk {
         self.last_refusal.store(now, Ordering::Relaxed);
     }
 
-    /// Policy refusals of `kind` since the gateway started.
     pub fn refusals(&self, kind: PolicyKind) -> u64 {
         self.refusals.get(kind.index()).map_or(0, |n| n.load(Ordering::Relaxed))
     }
 
-    /// Conversations held on the account.
     pub fn held(&self) -> usize {
         self.held.load(Ordering::Relaxed)
     }
@@ -157,13 +154,10 @@ impl Pool {
         }
         let now = now_unix();
         let mut rows = Vec::new();
-        {
-            let mut map = self.affinity.lock();
-            for (key, a) in map.iter_mut() {
-                if a.account == account.id && a.hold.is_none() {
-                    a.hold = Some(Held { hold: Hold::Deactivated, since: now });
-                    rows.push(a.row(key));
-                }
+        for (key, a) in self.affinity.lock().iter_mut() {
+            if a.account == account.id && a.hold.is_none() {
+                a.hold = Some(Held { hold: Hold::Deactivated, since: now });
+                rows.push(a.row(key));
             }
         }
         if account.source == Source::Store {
@@ -223,16 +217,12 @@ impl Pool {
     /// Release every conversation held on `account` (after it was enabled again, say), here and for the team.
     /// The keys released.
     pub async fn release_holds_of(&self, account: &str) -> anyhow::Result<Vec<String>> {
-        let keys: Vec<String> = {
-            let mut map = self.affinity.lock();
-            let mut keys = Vec::new();
-            for (key, a) in map.iter_mut() {
-                if a.account == account && a.hold.take().is_some() {
-                    keys.push(key.clone());
-                }
+        let mut keys = Vec::new();
+        for (key, a) in self.affinity.lock().iter_mut() {
+            if a.account == account && a.hold.take().is_some() {
+                keys.push(key.clone());
             }
-            keys
-        };
+        }
         self.recount_holds();
         for key in &keys {
             self.store.release_shared_hold(key).await?;
@@ -249,7 +239,6 @@ impl Pool {
         held
     }
 
-    /// Held conversations in all (the metrics' gauge).
     pub fn held_total(&self) -> usize {
         self.held_total.load(Ordering::Relaxed)
     }
@@ -257,14 +246,10 @@ impl Pool {
     /// Count the held conversations per account into each account's [`AccountRisk`]: after every change of a
     /// hold, which is rare (a flagged conversation, an operator's release), so the counts cost no request a scan.
     pub(super) fn recount_holds(&self) {
-        let counts: HashMap<String, usize> = {
-            let map = self.affinity.lock();
-            let mut counts = HashMap::new();
-            for (_, a) in map.iter().filter(|(_, a)| a.hold.is_some()) {
-                *counts.entry(a.account.clone()).or_default() += 1;
-            }
-            counts
-        };
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for (_, a) in self.affinity.lock().iter().filter(|(_, a)| a.hold.is_some()) {
+            *counts.entry(a.account.clone()).or_default() += 1;
+        }
         self.held_total.store(counts.values().sum(), Ordering::Relaxed);
         for account in self.accounts().iter() {
             account.risk.held.store(counts.get(&account.id).copied().unwrap_or(0), Ordering::Relaxed);

@@ -6,6 +6,7 @@
 //! ([`HOME_WAIT`]). What an answer or a failure teaches the pool is at the end (quota headers, cooldowns, status
 //! changes, risk signals).
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -45,7 +46,6 @@ impl<'a> Need<'a> {
     }
 }
 
-/// Why no account was leased.
 #[derive(Debug)]
 pub enum LeaseError {
     /// Every account that could serve was already tried for this request.
@@ -212,7 +212,6 @@ impl Pool {
         Search { candidates, seen: (any_active, any_serving, soonest) }
     }
 
-    /// The planner's question for this request.
     fn ask(
         &self,
         list: &[Arc<Account>],
@@ -316,7 +315,7 @@ impl Pool {
         let mut written = None;
         if let Some(k) = need.conversation {
             written = self.remember_affinity(k, account);
-            account.active.mark(conversation_hash(k), now);
+            account.active.mark(rustc_hash::FxBuildHasher.hash_one(k), now);
         }
         *self.sticky.lock() = Some(account.id.clone());
         account.requests.fetch_add(1, Ordering::Relaxed);
@@ -363,10 +362,8 @@ impl Pool {
         }
     }
 
-    /// After a failure: what the failure decides for the account (see `dialects::failure`): a cooldown, a status
-    /// change, or nothing; and what its risk signal asks of the pool: a policy refusal or a deactivation holds
-    /// `conversation` (the request's conversation key) on the account, an overload slows the account down
-    /// (`steward.rs`).
+    /// After a failure: the cooldown it decides for the account, if any (see `dialects::failure`), then what it
+    /// says of the account's standing ([`Pool::record_standing`]; `conversation` is the request's key).
     pub fn record_failure(
         &self,
         account: &Account,
@@ -381,7 +378,6 @@ impl Pool {
                 CooldownScope::Model => Some(model),
                 CooldownScope::Account | CooldownScope::AccountQuota => None,
             };
-            account.cool_down(scope, until, rule.reason, &rule.note);
             if let CooldownScope::AccountQuota = rule.scope {
                 account.steward.lock().quota.exhausted(until, now);
                 let mut q = account.quota.write();
@@ -389,10 +385,7 @@ impl Pool {
                 q.primary_reset_at = Some(until);
                 q.updated_at = now;
             }
-            // Team store: the other instances skip it too (accounts/shared_cooldowns.rs).
-            self.share_cooldown(account, scope, until, rule.reason, &rule.note);
-            // Its waiters choose again rather than wait out the cooldown.
-            account.gate.wake_all();
+            self.cool_down(account, scope, until, rule.reason, &rule.note);
         }
         self.record_standing(account, conversation, failure);
     }
@@ -481,14 +474,6 @@ fn give_back(list: &[Arc<Account>], woken_by: Option<usize>, error: LeaseError) 
 /// Rank of `plan` in the preference list; unlisted plans after all listed ones.
 pub fn plan_rank(plan: Option<&str>, priority: &[String]) -> usize {
     plan.and_then(|p| priority.iter().position(|x| x.eq_ignore_ascii_case(p))).unwrap_or(priority.len())
-}
-
-/// A conversation key's hash for the count of active conversations (`active.rs`).
-fn conversation_hash(key: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = rustc_hash::FxHasher::default();
-    key.hash(&mut h);
-    h.finish()
 }
 
 fn busy_error() -> GatewayError {

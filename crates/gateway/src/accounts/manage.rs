@@ -11,10 +11,8 @@ use crate::auth::refresh::{RefreshReason, TokenCall, refresh};
 use crate::auth::{Tokens, now_unix};
 use crate::store::{AccountKind, AccountStatus, Store, StoredAccount};
 
-/// Export format version.
 const EXPORT_VERSION: u64 = 1;
 
-/// What can be imported.
 #[derive(Debug, Clone)]
 pub enum ImportSource {
     /// A Codex CLI auth.json (ChatGPT tokens or an API key).
@@ -69,13 +67,7 @@ pub async fn resolve(
         }
         ImportSource::Export(v) => from_export(&v)?,
         ImportSource::RefreshToken(rt) => {
-            let seed = Tokens {
-                id_token: String::new(),
-                access_token: String::new(),
-                refresh_token: rt,
-                account_id: String::new(),
-                last_refresh: 0,
-            };
+            let seed = Tokens { refresh_token: rt, ..Tokens::default() };
             let to = TokenCall { issuer, client, reason: RefreshReason::Forced };
             let tokens = refresh(http, to, &seed).await.context("the refresh token was not accepted")?;
             vec![stored_from_tokens(tokens, label)]
@@ -92,9 +84,9 @@ fn from_export(v: &Value) -> anyhow::Result<Vec<StoredAccount>> {
     let mut out = Vec::new();
     for (i, a) in v.get("accounts").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let s = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_string);
+        let at = || format!("account {i} in the export");
         // An unknown kind is refused, not guessed (it was read as `chatgpt`).
-        let kind =
-            AccountKind::parse(&s("kind").unwrap_or_default()).with_context(|| format!("account {i} in the export"))?;
+        let kind = AccountKind::parse(&s("kind").unwrap_or_default()).with_context(at)?;
         let tokens = a.get("tokens").filter(|t| t.is_object()).map(|t| {
             let f = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
             Tokens {
@@ -127,7 +119,7 @@ fn from_export(v: &Value) -> anyhow::Result<Vec<StoredAccount>> {
             // No status: active (as an account added any other way). An unknown one is refused, not guessed.
             status: match s("status") {
                 None => AccountStatus::Active,
-                Some(status) => AccountStatus::parse(&status).with_context(|| format!("account {i} in the export"))?,
+                Some(status) => AccountStatus::parse(&status).with_context(at)?,
             },
             status_reason: s("status_reason"),
             created_at: a.get("created_at").and_then(Value::as_i64).unwrap_or_else(now_unix),
@@ -135,9 +127,7 @@ fn from_export(v: &Value) -> anyhow::Result<Vec<StoredAccount>> {
             // unknown one is refused, not guessed.
             policy: match s("policy") {
                 None => None,
-                Some(text) => {
-                    Some(parse_policy(&text).with_context(|| format!("account {i} in the export"))?.as_text())
-                }
+                Some(text) => Some(parse_policy(&text).with_context(at)?.as_text()),
             },
         });
     }

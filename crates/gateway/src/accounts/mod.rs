@@ -78,10 +78,6 @@ impl Creds {
         Creds { tokens, api_key, access_exp, bearer }
     }
 
-    pub(crate) fn tokens(&self) -> Option<&Tokens> {
-        self.tokens.as_ref()
-    }
-
     pub(crate) fn set_tokens(&mut self, tokens: Tokens) {
         self.access_exp = access_token_exp(&tokens);
         self.bearer = bearer_header(&tokens.access_token);
@@ -143,9 +139,7 @@ pub struct Blocked {
 pub struct UnsavedTokens {
     /// Unix seconds of the first failed commit.
     pub since: i64,
-    /// Commits tried and failed so far.
     pub attempts: u32,
-    /// The last failure.
     pub error: String,
 }
 
@@ -247,12 +241,12 @@ impl Account {
 
     /// The ChatGPT account id sent as `ChatGPT-Account-ID`.
     pub fn chatgpt_account_id(&self) -> Option<String> {
-        self.creds.read().tokens().map(|t| t.account_id.clone()).filter(|a| !a.is_empty())
+        self.creds.read().tokens.as_ref().map(|t| t.account_id.clone()).filter(|a| !a.is_empty())
     }
 
     /// `f` of the account's tokens, read under the credentials' lock (no copy of them).
     pub(crate) fn with_tokens<T>(&self, f: impl FnOnce(&Tokens) -> T) -> Option<T> {
-        self.creds.read().tokens().map(f)
+        self.creds.read().tokens.as_ref().map(f)
     }
 
     pub fn api_key(&self) -> Option<String> {
@@ -324,16 +318,11 @@ impl Account {
             };
             (steward.quota.blocked_until(now), preserved.map(|until| (until, steward.policy)))
         };
-        let quota = used_up.map(|until| Blocked {
-            until,
-            reason: CooldownReason::QuotaWindow,
-            note: "quota window used up".to_string(),
-        });
+        let window = |until, note: String| Blocked { until, reason: CooldownReason::QuotaWindow, note };
+        let quota = used_up.map(|until| window(until, "quota window used up".to_string()));
         // Its owner's floor: to the pool, as good as used up until the window resets.
-        let kept = preserved.map(|(until, policy)| Blocked {
-            until,
-            reason: CooldownReason::QuotaWindow,
-            note: format!("kept for its owner: {}, the pool stops at that share left", policy.as_text()),
+        let kept = preserved.map(|(until, policy)| {
+            window(until, format!("kept for its owner: {}, the pool stops at that share left", policy.as_text()))
         });
         [cooled, quota, kept].into_iter().flatten().reduce(|a, b| if a.until >= b.until { a } else { b })
     }
@@ -417,11 +406,8 @@ pub fn account_key(chatgpt_account_id: &str, email: Option<&str>) -> String {
 
 /// An API-key account (OpenAI API) or, with `base_url`, a relay account.
 pub fn stored_from_api_key(key: &str, label: Option<String>, base_url: Option<String>) -> StoredAccount {
-    let id = hashed_id(
-        if base_url.is_some() { "relay" } else { "key" },
-        &format!("{}\n{key}", base_url.as_deref().unwrap_or("")),
-    );
-    let kind = if base_url.is_some() { AccountKind::Relay } else { AccountKind::ApiKey };
+    let (prefix, kind) = if base_url.is_some() { ("relay", AccountKind::Relay) } else { ("key", AccountKind::ApiKey) };
+    let id = hashed_id(prefix, &format!("{}\n{key}", base_url.as_deref().unwrap_or("")));
     let base_url = base_url.map(|u| u.trim_end_matches('/').to_string());
     StoredAccount { api_key: Some(key.to_string()), base_url, ..new_row(id, kind, label) }
 }

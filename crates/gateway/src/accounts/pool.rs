@@ -81,7 +81,6 @@ impl Pool {
         Ok(pool)
     }
 
-    /// The rotation strategy in force.
     pub fn strategy(&self) -> Strategy {
         Strategy::from_u8(self.strategy.load(Ordering::Relaxed))
     }
@@ -93,13 +92,10 @@ impl Pool {
 
     fn build(&self, stored: StoredAccount, source: Source) -> Arc<Account> {
         let http = match &stored.proxy {
-            Some(p) => match crate::upstream::build_http_client_with_proxy(&self.config, Some(p)) {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(account = %stored.id, "invalid proxy, using the global client: {e:#}");
-                    self.base_http.clone()
-                }
-            },
+            Some(p) => crate::upstream::build_http_client_with_proxy(&self.config, Some(p)).unwrap_or_else(|e| {
+                warn!(account = %stored.id, "invalid proxy, using the global client: {e:#}");
+                self.base_http.clone()
+            }),
             None => self.base_http.clone(),
         };
         let kind = stored.kind;
@@ -118,20 +114,17 @@ impl Pool {
     /// writes another).
     fn policy_of(&self, stored: &StoredAccount) -> Policy {
         let text = stored.policy.as_deref().unwrap_or("normal");
-        match Policy::parse(text) {
-            Some(policy) => policy,
-            None => {
-                if self.unknown_policies.lock().insert((stored.id.clone(), text.to_string())) {
-                    warn!(
-                        account = %stored.id,
-                        policy = text,
-                        "the stored account policy cannot be read: the account is used as `normal` (set one with \
-                         `codex-gateway accounts policy ID normal|burn_first|preserve[:PERCENT]`)"
-                    );
-                }
-                Policy::Normal
+        Policy::parse(text).unwrap_or_else(|| {
+            if self.unknown_policies.lock().insert((stored.id.clone(), text.to_string())) {
+                warn!(
+                    account = %stored.id,
+                    policy = text,
+                    "the stored account policy cannot be read: the account is used as `normal` (set one with \
+                     `codex-gateway accounts policy ID normal|burn_first|preserve[:PERCENT]`)"
+                );
             }
-        }
+            Policy::Normal
+        })
     }
 
     /// A ChatGPT account's installation id (upstream/identity): the store's for a stored account, the Codex CLI's
@@ -143,14 +136,11 @@ impl Pool {
             Source::Linked(auth_json) => super::installation::beside(auth_json, &fresh),
             Source::Env => return None,
         };
-        match found {
-            Ok(found) => found,
-            Err(e) => {
-                // Served with an id of this run only: the next start tries to keep one again.
-                warn!(account = %account.id, "cannot keep the account's installation id: {e:#}");
-                Some(fresh)
-            }
-        }
+        found.unwrap_or_else(|e| {
+            // Served with an id of this run only: the next start tries to keep one again.
+            warn!(account = %account.id, "cannot keep the account's installation id: {e:#}");
+            Some(fresh)
+        })
     }
 
     /// Re-read the store (after login, import, enable/disable, remove). Accounts that stay keep their runtime
@@ -187,7 +177,7 @@ impl Pool {
                         // and may carry the same second.
                         let unsaved = existing.unsaved.lock().is_some();
                         let mut creds = existing.creds.write();
-                        if creds.tokens().is_none_or(|c| {
+                        if creds.tokens.as_ref().is_none_or(|c| {
                             c.last_refresh < t.last_refresh || (!unsaved && c.last_refresh == t.last_refresh)
                         }) {
                             creds.set_tokens(t);
@@ -264,7 +254,6 @@ impl Pool {
         &self.store
     }
 
-    /// Any account that can serve requests now.
     pub fn has_usable(&self) -> bool {
         self.accounts().iter().any(|a| a.is_active())
     }

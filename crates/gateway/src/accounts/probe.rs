@@ -5,7 +5,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::pool::side_request;
-use super::{Account, Pool};
+use super::{Account, Pool, RefreshBudget};
 use crate::store::AccountKind;
 use crate::upstream::identity::side::SideCall;
 
@@ -15,7 +15,7 @@ impl Pool {
     /// accounts.
     pub async fn check(&self, account: &Account) -> Value {
         let started = Instant::now();
-        let token = match self.access_token(account, None).await {
+        let token = match self.token_within(account, None, &mut RefreshBudget::default()).await {
             Ok(t) => t,
             Err(e) => return serde_json::json!({"id": account.id, "ok": false, "error": e.message}),
         };

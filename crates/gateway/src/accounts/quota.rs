@@ -31,9 +31,7 @@ pub struct QuotaSnapshot {
 impl QuotaSnapshot {
     /// Read the `x-codex-{primary,secondary}-*` headers; `None` if the response carried none.
     pub fn from_headers(headers: &HeaderMap, now: i64) -> Option<QuotaSnapshot> {
-        let f = |name: &HeaderName| {
-            headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok())
-        };
+        let f = |name: &HeaderName| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
         let reset = |at, after| f(at).map(|v| v as i64).or_else(|| f(after).map(|s| now + s as i64));
         let minutes = |name| f(name).filter(|m| *m > 0.0 && *m < f64::from(u32::MAX)).map(|m| m as u32);
         let snap = QuotaSnapshot {
@@ -47,40 +45,7 @@ impl QuotaSnapshot {
         };
         (snap.primary_used_percent.is_some() || snap.secondary_used_percent.is_some()).then_some(snap)
     }
-}
 
-/// Parse the `/wham/usage` answer into a snapshot (and the plan it reports).
-pub fn from_usage(body: &Value, now: i64) -> (QuotaSnapshot, Option<String>) {
-    let window = |name: &str| body.get("rate_limit").and_then(|r| r.get(name));
-    let used = |w: Option<&Value>| w.and_then(|w| w.get("used_percent")).and_then(Value::as_f64);
-    let reset = |w: Option<&Value>| {
-        w.and_then(|w| {
-            w.get("reset_at")
-                .and_then(Value::as_i64)
-                .or_else(|| w.get("reset_after_seconds").and_then(Value::as_i64).map(|s| now + s))
-        })
-    };
-    // `limit_window_seconds`, rounded up to minutes as the official client does (`window_minutes_from_seconds`).
-    let minutes = |w: Option<&Value>| {
-        w.and_then(|w| w.get("limit_window_seconds"))
-            .and_then(Value::as_i64)
-            .filter(|s| *s > 0)
-            .and_then(|s| u32::try_from((s + 59) / 60).ok())
-    };
-    let (p, s) = (window("primary_window"), window("secondary_window"));
-    let snap = QuotaSnapshot {
-        primary_used_percent: used(p),
-        primary_reset_at: reset(p),
-        secondary_used_percent: used(s),
-        secondary_reset_at: reset(s),
-        primary_window_minutes: minutes(p),
-        secondary_window_minutes: minutes(s),
-        updated_at: now,
-    };
-    (snap, body.get("plan_type").and_then(Value::as_str).map(str::to_string))
-}
-
-impl QuotaSnapshot {
     /// If a window is used up and has not reset yet: when it resets.
     pub fn blocked_until(&self, now: i64) -> Option<i64> {
         let full = |used: Option<f64>, reset: Option<i64>| match (used, reset) {
@@ -105,13 +70,32 @@ impl QuotaSnapshot {
         .flatten()
         .collect()
     }
+}
 
-    /// Percent left in the tighter window (100 when unknown), and when that window resets.
-    pub fn headroom(&self) -> (f64, Option<i64>) {
-        let p = 100.0 - self.primary_used_percent.unwrap_or(0.0);
-        let s = 100.0 - self.secondary_used_percent.unwrap_or(0.0);
-        if s < p { (s.max(0.0), self.secondary_reset_at) } else { (p.max(0.0), self.primary_reset_at) }
-    }
+/// Parse the `/wham/usage` answer into a snapshot (and the plan it reports).
+pub fn from_usage(body: &Value, now: i64) -> (QuotaSnapshot, Option<String>) {
+    let window = |name: &str| body.get("rate_limit").and_then(|r| r.get(name));
+    let used = |w: Option<&Value>| w?.get("used_percent")?.as_f64();
+    let reset = |w: Option<&Value>| {
+        let w = w?;
+        w.get("reset_at").and_then(Value::as_i64).or_else(|| Some(now + w.get("reset_after_seconds")?.as_i64()?))
+    };
+    // `limit_window_seconds`, rounded up to minutes as the official client does (`window_minutes_from_seconds`).
+    let minutes = |w: Option<&Value>| {
+        let secs = w?.get("limit_window_seconds")?.as_i64().filter(|s| *s > 0)?;
+        u32::try_from((secs + 59) / 60).ok()
+    };
+    let (p, s) = (window("primary_window"), window("secondary_window"));
+    let snap = QuotaSnapshot {
+        primary_used_percent: used(p),
+        primary_reset_at: reset(p),
+        secondary_used_percent: used(s),
+        secondary_reset_at: reset(s),
+        primary_window_minutes: minutes(p),
+        secondary_window_minutes: minutes(s),
+        updated_at: now,
+    };
+    (snap, body.get("plan_type").and_then(Value::as_str).map(str::to_string))
 }
 
 #[cfg(test)]

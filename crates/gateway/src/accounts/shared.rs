@@ -13,8 +13,9 @@ use crate::auth::now_unix;
 use crate::store::team::{Leadership, SharedCooldown};
 
 impl Pool {
-    /// Share a cooldown just set on `account` with the other instances (no-op without a team store).
-    pub(super) fn share_cooldown(
+    /// Skip `account` (or one model on it) until `until`, here and (with a team store) on the other instances;
+    /// its waiters choose again rather than wait out the cooldown.
+    pub(super) fn cool_down(
         &self,
         account: &Account,
         model: Option<&str>,
@@ -22,16 +23,17 @@ impl Pool {
         kind: CooldownReason,
         note: &str,
     ) {
-        if account.source != Source::Store {
-            return;
+        account.cool_down(model, until, kind, note);
+        if account.source == Source::Store {
+            self.store.publish_cooldown(SharedCooldown {
+                account_id: account.id.clone(),
+                model: model.map(str::to_string),
+                until,
+                kind,
+                note: note.to_string(),
+            });
         }
-        self.store.publish_cooldown(SharedCooldown {
-            account_id: account.id.clone(),
-            model: model.map(str::to_string),
-            until,
-            kind,
-            note: note.to_string(),
-        });
+        account.gate.wake_all();
     }
 
     /// Apply the cooldowns other instances published (the change follower calls this after a re-read).

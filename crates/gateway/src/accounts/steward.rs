@@ -74,7 +74,6 @@ impl Account {
         }
     }
 
-    /// The account's windows as the planner sees them now.
     pub fn quota_view(&self, now: i64, correction: f64) -> QuotaView {
         self.steward.lock().quota.view(now, correction)
     }
@@ -184,9 +183,7 @@ impl Pool {
                 "server_is_overloaded: {} overload answers in a row; resting until the streak cools",
                 account.steward.lock().governor.streak(now)
             );
-            account.cool_down(None, until, CooldownReason::Overloaded, &note);
-            self.share_cooldown(account, None, until, CooldownReason::Overloaded, &note);
-            account.gate.wake_all();
+            self.cool_down(account, None, until, CooldownReason::Overloaded, &note);
         }
     }
 

@@ -42,11 +42,6 @@ pub struct RefreshBudget {
 }
 
 impl RefreshBudget {
-    /// The budget of a call or background job that begins now.
-    pub fn new() -> RefreshBudget {
-        RefreshBudget::since(Instant::now())
-    }
-
     /// The budget of a request that began at `began` (an attempt that ended since then answers it).
     pub fn since(began: Instant) -> RefreshBudget {
         RefreshBudget { began, failed: None }
@@ -59,9 +54,10 @@ impl RefreshBudget {
     }
 }
 
+/// The budget of a call or background job that begins now.
 impl Default for RefreshBudget {
     fn default() -> RefreshBudget {
-        RefreshBudget::new()
+        RefreshBudget::since(Instant::now())
     }
 }
 
@@ -83,11 +79,6 @@ struct AttemptEnd {
 impl RefreshFlight {
     pub(crate) fn new() -> RefreshFlight {
         RefreshFlight { lock: Mutex::new(()), ended: watch::Sender::new(None) }
-    }
-
-    /// Hold the lock (no attempt runs meanwhile), however long it takes: the upkeep's commit of unsaved tokens.
-    pub(crate) async fn hold(&self) -> MutexGuard<'_, ()> {
-        self.lock.lock().await
     }
 
     /// The failure of the last attempt if it ended after `since` (one the caller waited through).
@@ -118,14 +109,9 @@ enum Waited<'a> {
 
 impl Pool {
     /// An access token for `account`, refreshed first when it is about to expire. With `after_401` set to the
-    /// token the upstream just refused, a refresh is forced unless another request already replaced it. A call
-    /// of its own: it waits for one refresh attempt at most (see [`RefreshBudget`]).
-    pub async fn access_token(&self, account: &Account, after_401: Option<&str>) -> Result<String, GatewayError> {
-        self.token_within(account, after_401, &mut RefreshBudget::new()).await
-    }
-
-    /// [`Pool::access_token`] within `budget`: calls that share one wait for one refresh attempt at most between
-    /// them (a catalog fetch's workspace check and catalog call).
+    /// token the upstream just refused, a refresh is forced unless another request already replaced it. Calls
+    /// that share one `budget` wait for one refresh attempt at most between them (a catalog fetch's workspace
+    /// check and catalog call; see [`RefreshBudget`]).
     pub(super) async fn token_within(
         &self,
         account: &Account,
@@ -160,7 +146,7 @@ impl Pool {
     }
 
     /// The `Authorization` value for an upstream request through `account`: the prebuilt one while the access
-    /// token is fresh (every request), else built from [`Pool::access_token`] (refresh due, API keys, after a 401),
+    /// token is fresh (every request), else built from [`Pool::token_within`] (refresh due, API keys, after a 401),
     /// within the request's refresh `budget`.
     pub async fn authorization(
         &self,
@@ -185,7 +171,7 @@ impl Pool {
             return Err(GatewayError::invalid("only ChatGPT accounts have tokens to refresh"));
         };
         let stale = |t: &Tokens| t.access_token == current.access_token;
-        self.refresh_locked(account, &stale, RefreshReason::Forced, &mut RefreshBudget::new()).await.map(|_| ())
+        self.refresh_locked(account, &stale, RefreshReason::Forced, &mut RefreshBudget::default()).await.map(|_| ())
     }
 
     /// Refresh ahead of expiry (background): when the token expires within `window`.
@@ -197,7 +183,7 @@ impl Pool {
         };
         match account.tokens() {
             Some(t) if stale(&t) => self
-                .refresh_locked(account, &stale, RefreshReason::Scheduled, &mut RefreshBudget::new())
+                .refresh_locked(account, &stale, RefreshReason::Scheduled, &mut RefreshBudget::default())
                 .await
                 .map(|_| ()),
             _ => Ok(()),
@@ -450,7 +436,7 @@ impl Pool {
             if account.unsaved.lock().is_none() {
                 continue;
             }
-            let _guard = account.refresh.hold().await;
+            let _guard = account.refresh.lock.lock().await;
             if let Some(tokens) = account.tokens() {
                 self.commit_tokens(account, &tokens, 1).await;
             }

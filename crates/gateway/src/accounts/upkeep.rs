@@ -31,16 +31,6 @@ impl Pool {
             && self.catalog_failed.lock().get(&account.id).is_none_or(|at| at.elapsed() >= CATALOG_RETRY)
     }
 
-    /// Fetch the catalog of one account that has none yet (the first in the pool's order), as the catalog asks
-    /// when it knows too little to answer; whether there was one to fetch. One fetch at a time: requests that
-    /// ask meanwhile wait for it and find it done. The others are fetched as their accounts come into use
-    /// ([`Pool::lease`]) or by the upkeep round, spread over its period.
-    pub async fn fetch_one_missing_catalog(&self, list: &[Arc<Account>]) -> bool {
-        let Some(account) = list.iter().find(|a| self.catalog_wanted(a)) else { return false };
-        self.fetch_catalog_once(account).await;
-        true
-    }
-
     /// Fetch `account`'s catalog unless another request has just done it (one fetch at a time per pool: an
     /// account's first requests arrive together and must not each fetch). Before it, the workspace routing
     /// discovery, as the official client checks its login when it starts. The two calls wait for one token
@@ -49,7 +39,7 @@ impl Pool {
     pub(super) async fn fetch_catalog_once(&self, account: &Account) {
         let _round = self.catalog_fetching.lock().await;
         if self.catalog_wanted(account) {
-            let mut refresh = RefreshBudget::new();
+            let mut refresh = RefreshBudget::default();
             self.check_workspace(account, &mut refresh).await;
             self.refresh_catalog(account, &mut refresh).await;
         }
@@ -107,7 +97,7 @@ impl Pool {
 
     /// Read `/wham/usage` for an account's quota.
     pub async fn poll_usage(&self, account: &Account) {
-        let token = match self.access_token(account, None).await {
+        let token = match self.token_within(account, None, &mut RefreshBudget::default()).await {
             Ok(t) => t,
             Err(e) => return warn!(account = %account.id, "cannot read quota: {e}"),
         };
@@ -191,7 +181,7 @@ impl Pool {
         }
         called |= account.tokens().map(|t| t.last_refresh) != before;
         if account.discovery_due.load(Ordering::Relaxed) {
-            self.check_workspace(account, &mut RefreshBudget::new()).await;
+            self.check_workspace(account, &mut RefreshBudget::default()).await;
             called = true;
         }
         let poll = self.config.routing.usage_poll.as_secs() as i64;
@@ -207,7 +197,7 @@ impl Pool {
         });
         let failed_lately = self.catalog_failed.lock().get(&account.id).is_some_and(|at| at.elapsed() < CATALOG_RETRY);
         if leader && stale && !failed_lately {
-            self.refresh_catalog(account, &mut RefreshBudget::new()).await;
+            self.refresh_catalog(account, &mut RefreshBudget::default()).await;
             called = true;
         } else if leader && self.catalog_wanted(account) {
             self.fetch_catalog_once(account).await;

@@ -111,21 +111,17 @@ impl AppState {
 fn seed_budgets(keys: &Keys, store: &Store) -> anyhow::Result<()> {
     let (day_start, month_start) = crate::keys::limits::period_starts(crate::auth::now_unix());
     let get = |m: &std::collections::HashMap<String, u64>, id: &str| m.get(id).copied().unwrap_or(0);
-    let ids = keys.ids();
-    if !ids.is_empty() {
-        let today = crate::usage::tokens_by_key_since(store, day_start * 1000)?;
-        let month = crate::usage::tokens_by_key_since(store, month_start * 1000)?;
+    // Users' budgets the same way as the keys', from the ledger's user column.
+    type TokensSince = fn(&Store, i64) -> anyhow::Result<std::collections::HashMap<String, u64>>;
+    type Seed = fn(&Keys, &str, u64, u64);
+    let spenders: [(Vec<Arc<str>>, TokensSince, Seed); 2] = [
+        (keys.ids(), crate::usage::tokens_by_key_since, Keys::seed),
+        (keys.budget_user_ids(), crate::usage::tokens_by_user_since, Keys::seed_user),
+    ];
+    for (ids, tokens_since, seed) in spenders.into_iter().filter(|(ids, ..)| !ids.is_empty()) {
+        let (today, month) = (tokens_since(store, day_start * 1000)?, tokens_since(store, month_start * 1000)?);
         for id in ids {
-            keys.seed(&id, get(&today, &id), get(&month, &id));
-        }
-    }
-    // Users' budgets the same way, from the ledger's user column.
-    let users = keys.budget_user_ids();
-    if !users.is_empty() {
-        let today = crate::usage::tokens_by_user_since(store, day_start * 1000)?;
-        let month = crate::usage::tokens_by_user_since(store, month_start * 1000)?;
-        for id in users {
-            keys.seed_user(&id, get(&today, &id), get(&month, &id));
+            seed(keys, &id, get(&today, &id), get(&month, &id));
         }
     }
     Ok(())

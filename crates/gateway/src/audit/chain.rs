@@ -15,9 +15,6 @@ pub fn canonical(row: &AuditRow) -> Vec<u8> {
 
 /// Lower-case hex SHA-256 of `prev_hash`, a newline and the row's canonical bytes (the store's `Seal`).
 pub fn seal(prev_hash: &str, row: &AuditRow) -> String {
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update(b"\n");
-    h.update(canonical(row));
+    let h = Sha256::new().chain_update(prev_hash).chain_update(b"\n").chain_update(canonical(row));
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

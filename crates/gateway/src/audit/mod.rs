@@ -191,7 +191,6 @@ impl Note {
         self
     }
 
-    /// Fold this note into `e`.
     pub fn apply(self, e: &mut Entry) {
         if let Some(a) = self.action {
             e.action = a;

@@ -24,14 +24,11 @@ pub const DEFAULT_CONTEXT_WINDOW: u64 = 272_000;
 pub struct ModelEntry {
     /// The id requests name (`gpt-5.4`); never empty.
     pub slug: String,
-    #[serde(default)]
     pub display_name: Option<String>,
-    #[serde(default)]
     pub context_window: Option<u64>,
     /// The efforts the model takes, as the backend spells them (it has added efforts before, so not an enum).
     #[serde(default, deserialize_with = "null_as_default")]
     pub supported_reasoning_levels: Vec<ReasoningLevel>,
-    #[serde(default)]
     pub default_reasoning_level: Option<String>,
     /// Service tiers beyond the default (`priority`: the Fast tier).
     #[serde(default, deserialize_with = "null_as_default")]
@@ -41,7 +38,6 @@ pub struct ModelEntry {
     #[serde(default, deserialize_with = "null_as_default")]
     pub supported_in_api: bool,
     /// Lower is listed first.
-    #[serde(default)]
     pub priority: Option<i64>,
     /// The model takes `reasoning.context` (the GPT-5.6 family). The field name is the one fake-codex and the
     /// parameter policy use; it is not yet confirmed against a real catalog answer, so a missing field reads
@@ -56,7 +52,6 @@ pub struct ModelEntry {
     /// `default_verbosity` when its user set none (codex-rs `ModelInfo`).
     #[serde(default, deserialize_with = "null_as_default")]
     pub support_verbosity: bool,
-    #[serde(default)]
     pub default_verbosity: Option<String>,
     /// The model takes a `configuration_update` input item that changes the reasoning effort from its place in
     /// the conversation on (Codex CLI 0.169+ sends one instead of changing the request's effort, which keeps the
@@ -64,7 +59,6 @@ pub struct ModelEntry {
     #[serde(default, deserialize_with = "null_as_default")]
     pub supports_reasoning_effort_updates: bool,
     /// The oldest Codex client the backend serves this model to (newer models require recent clients).
-    #[serde(default)]
     pub minimal_client_version: Option<ClientVersion>,
     /// What the model reads (`text`, `image`); empty when the entry does not say.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -74,7 +68,6 @@ pub struct ModelEntry {
     raw: Value,
 }
 
-/// One effort a model takes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ReasoningLevel {
     pub effort: String,
@@ -82,7 +75,6 @@ pub struct ReasoningLevel {
     pub description: String,
 }
 
-/// One service tier a model offers.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ServiceTier {
     pub id: String,
@@ -174,8 +166,7 @@ impl ModelEntry {
             Err(err) => match raw.get("slug").and_then(Value::as_str).filter(|s| !s.is_empty()) {
                 Some(slug) => {
                     warn!(slug, "model catalog entry not understood ({err}); the model is listed with default facts");
-                    let slug = slug.to_string();
-                    Some(ModelEntry::bare(slug, raw))
+                    Some(ModelEntry::bare(slug.to_string(), raw))
                 }
                 None => {
                     warn!("model catalog entry skipped: {err}");
@@ -195,7 +186,6 @@ impl ModelEntry {
         }
     }
 
-    /// `slug` with every other field at its default.
     fn bare(slug: String, raw: Value) -> ModelEntry {
         ModelEntry { slug, raw, ..ModelEntry::default() }
     }
@@ -222,12 +212,10 @@ impl ModelEntry {
         &self.raw
     }
 
-    /// The display name, or the slug when the entry has none.
     pub fn display_name_or_slug(&self) -> &str {
         self.display_name.as_deref().unwrap_or(&self.slug)
     }
 
-    /// The context window, or [`DEFAULT_CONTEXT_WINDOW`] when the entry gives none.
     pub fn context_window_or_default(&self) -> u64 {
         self.context_window.unwrap_or(DEFAULT_CONTEXT_WINDOW)
     }
@@ -248,7 +236,6 @@ impl ModelsAnswer {
     }
 }
 
-/// The entry of `slug` in a list of entries.
 pub fn find<'a>(entries: &'a [Arc<ModelEntry>], slug: &str) -> Option<&'a Arc<ModelEntry>> {
     entries.iter().find(|e| e.slug == slug)
 }

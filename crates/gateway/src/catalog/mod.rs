@@ -125,7 +125,7 @@ impl<S: CatalogSource> Catalog<S> {
         let mut union = self.union();
         if !union.any_fetched && union.any_fetchable {
             // First use: fetch one account's now rather than advertise models a plan may not have (once per retry
-            // period when the catalog endpoint fails, see `Pool::fetch_one_missing_catalog`).
+            // period when the catalog endpoint fails, see `Pool::catalog_wanted`).
             self.source.fetch_one_missing().await;
             union = self.union();
         }
@@ -204,12 +204,6 @@ impl<S: CatalogSource> Catalog<S> {
         })
     }
 
-    /// issue 25: the newest `minimal_client_version` any active account's catalog gives `slug` (the backend
-    /// refuses older clients).
-    pub fn minimal_client_version(&self, slug: &str) -> Option<entry::ClientVersion> {
-        self.turn_facts(slug).minimal_client_version
-    }
-
     /// Ok if some account can be asked for `slug`. An API-key account without a model list accepts any id
     /// (the OpenAI API decides).
     pub async fn check(&self, slug: &str) -> Result<(), GatewayError> {
@@ -246,14 +240,11 @@ impl<S: CatalogSource> Lineup for Catalog<S> {
     fn slug(&self, tier: Tier) -> String {
         let mut seen: Vec<(i64, usize, String)> = Vec::new();
         self.source.any_active(&mut |offer| {
-            for e in offer.fetched.into_iter().flatten().filter(|e| e.visibility == entry::Visibility::List) {
-                if !seen.iter().any(|(_, _, s)| *s == e.slug) {
-                    seen.push((e.priority.unwrap_or(i64::MAX), seen.len(), e.slug.clone()));
-                }
-            }
-            for slug in offer.configured.into_iter().flatten() {
+            let listed = offer.fetched.into_iter().flatten().filter(|e| e.visibility == entry::Visibility::List);
+            let configured = offer.configured.into_iter().flatten().map(|slug| (i64::MAX, slug));
+            for (priority, slug) in listed.map(|e| (e.priority.unwrap_or(i64::MAX), &e.slug)).chain(configured) {
                 if !seen.iter().any(|(_, _, s)| s == slug) {
-                    seen.push((i64::MAX, seen.len(), slug.clone()));
+                    seen.push((priority, seen.len(), slug.clone()));
                 }
             }
             false

@@ -184,9 +184,9 @@ fn minimal_client_version_is_the_newest_an_active_catalog_gives() {
         Acct { inactive: true, ..chatgpt(Some(vec![with_min("sol", "0.999.0")])) },
     ]);
     let v = |s: &str| crate::catalog::entry::ClientVersion::parse(s);
-    assert_eq!(c.minimal_client_version("sol"), v("0.170.0"));
-    assert_eq!(c.minimal_client_version("a"), None);
-    assert_eq!(c.minimal_client_version("missing"), None);
+    assert_eq!(c.turn_facts("sol").minimal_client_version, v("0.170.0"));
+    assert_eq!(c.turn_facts("a").minimal_client_version, None);
+    assert_eq!(c.turn_facts("missing").minimal_client_version, None);
 }
 
 #[test]

@@ -49,7 +49,6 @@ impl PoolGauges {
 /// One family's samples: each a label set and its value.
 type Samples = [(Vec<(&'static str, String)>, f64)];
 
-/// One sample without labels.
 fn one(value: f64) -> [(Vec<(&'static str, String)>, f64); 1] {
     [(Vec::new(), value)]
 }
@@ -225,13 +224,8 @@ impl PoolGauges {
 
     /// The gateway's own: token refreshes, the ledger's drops, the store, open streams, HTTP/2 resets.
     fn encode_gateway(&self, out: &mut Families) -> std::fmt::Result {
-        let refreshes: Vec<_> = self
-            .pool
-            .refreshes
-            .snapshot()
-            .iter()
-            .map(|(outcome, n)| (vec![("outcome", outcome.to_string())], *n as f64))
-            .collect();
+        let refreshes = self.pool.refreshes.snapshot();
+        let refreshes = refreshes.map(|(outcome, n)| (vec![("outcome", outcome.to_string())], n as f64));
         out.counter("token_refreshes", "Token refresh calls, by outcome", &refreshes)?;
         out.counter(
             "usage_records_dropped",

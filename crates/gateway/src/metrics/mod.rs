@@ -43,7 +43,6 @@ const DURATION_BOUNDS: [f64; 16] =
 const FIRST_BYTE_BOUNDS: [f64; 15] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 240.0];
 
-/// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,

@@ -98,7 +98,6 @@ pub struct RequestRecord {
     pub client_disconnected: bool,
 }
 
-/// An error a request ended with.
 #[derive(Debug, Clone)]
 pub struct RecordError {
     pub kind: ErrorKind,
@@ -134,7 +133,6 @@ pub trait RecordSink: Send + Sync + 'static {
     }
 }
 
-/// Every configured sink, in order.
 #[derive(Clone, Default)]
 pub struct Sinks(Arc<Vec<Arc<dyn RecordSink>>>);
 

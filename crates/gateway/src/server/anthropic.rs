@@ -6,7 +6,6 @@
 //! relay/moves.rs.)
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -19,14 +18,14 @@ use bytes::Bytes;
 use dialects::anthropic::{
     AnthropicEncoder, AnthropicOptions, countable_text, decode_for_count, decode_with, render_message,
 };
-use dialects::{GatewayError, OutputLimits, UpstreamRequest, Usage};
+use dialects::assemble::Collected;
+use dialects::{GatewayError, UpstreamRequest};
 use serde_json::{Value, json};
 
 use crate::app::{AppState, request_id};
 use crate::keys::Caller;
-use crate::record::{Api, Recorder};
-use crate::relay::exchange::{Exchange, StartError};
-use crate::relay::pump;
+use crate::record::Api;
+use crate::relay::exchange::StartError;
 use crate::server::dialect::{Decoded, Dialect, Shape};
 use crate::server::errors::{body_error, error_response};
 use crate::tokens;
@@ -95,16 +94,8 @@ impl Dialect for Anthropic {
         AnthropicEncoder::new(a.id.clone(), a.model.clone(), &a.opts, a.input_estimate)
     }
 
-    async fn whole(
-        ex: Exchange,
-        a: MessageAnswer,
-        limits: OutputLimits,
-        idle: Duration,
-        record: &mut Recorder,
-    ) -> Result<(Response, Usage), GatewayError> {
-        let collected = pump::collect(ex, limits, idle, record).await?;
-        let body = render_message(&collected, &a.id, &a.model, &a.opts);
-        Ok((Json(body).into_response(), collected.usage))
+    fn render(collected: &Collected, a: MessageAnswer) -> Value {
+        render_message(collected, &a.id, &a.model, &a.opts)
     }
 
     fn finish(response: Response, request_id: &str) -> Response {
@@ -165,18 +156,15 @@ async fn count_tokens(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let result = body.map_err(|r| body_error(r, state.config.body_limit)).and_then(|body| decode_for_count(&body));
-    let counted = match result {
-        Ok(req) => {
-            let images = TOKENS_PER_IMAGE.saturating_mul(count_images(&req));
-            let text = countable_text(&req);
-            drop(req);
-            // Off the request workers: a large body takes seconds to count (see `tokens`).
-            tokens::count_off_workers(text).await.map(|n| n.saturating_add(images))
-        }
-        Err(e) => Err(e),
+    let counted = async {
+        let req = decode_for_count(&body.map_err(|r| body_error(r, state.config.body_limit))?)?;
+        let images = TOKENS_PER_IMAGE.saturating_mul(count_images(&req));
+        let text = countable_text(&req);
+        drop(req);
+        // Off the request workers: a large body takes seconds to count (see `tokens`).
+        Ok::<_, GatewayError>(tokens::count_off_workers(text).await?.saturating_add(images))
     };
-    match counted {
+    match counted.await {
         Ok(n) => with_request_id(Json(json!({"input_tokens": n})).into_response(), &request_id(&headers)),
         Err(e) => error_response(Shape::of::<Anthropic>(), &e, &request_id(&headers)),
     }

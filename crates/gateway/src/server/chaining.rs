@@ -70,11 +70,8 @@ pub fn resolve(
     let owner = owner(caller);
     let keep = chain.store && stored.enabled();
     let previous = match chain.previous_response_id {
+        Some(id) => Some(stored.get(&id, owner).ok_or_else(|| not_found(&id))?),
         None => None,
-        Some(id) => match stored.get(&id, owner) {
-            Some(previous) => Some(previous),
-            None => return Err(not_found(&id)),
-        },
     };
     // This request's own items, as text, before the earlier ones go in front: what is kept is the named
     // conversation's text joined with them, never parsed and written again.

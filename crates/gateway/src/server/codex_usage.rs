@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::accounts::{Account, QuotaSnapshot};
+use crate::accounts::QuotaSnapshot;
 use crate::app::{AppState, request_id};
 use crate::auth::now_unix;
 use crate::server::errors::error_response;
@@ -35,40 +35,17 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/codex/usage", get(usage))
 }
 
-/// Which account speaks for the pool.
-#[derive(Debug)]
-enum Pick {
-    /// The account the next request would go to.
-    Serving(Arc<Account>),
-    /// Every active account is out; this one is back soonest, at `until`.
-    AllOut(Arc<Account>, i64),
-    /// No account is enabled and logged in.
-    Empty,
-}
-
 async fn usage(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let now = now_unix();
-    match pick(&state, now) {
-        Pick::Serving(account) => {
-            let q = account.quota.read().clone();
-            axum::Json(body(account.plan().as_deref(), &q, None, now)).into_response()
-        }
-        Pick::AllOut(account, until) => {
-            let q = account.quota.read().clone();
-            axum::Json(body(account.plan().as_deref(), &q, Some(until), now)).into_response()
-        }
+    // The account the next request would go to, or, when every active account is out, the one back soonest.
+    let (account, out_until) = match state.pool.preview(now) {
+        (Some(account), _) => (account, None),
+        (None, Some((account, until))) => (account, Some(until)),
         // The pool's own words for why no account serves (none, none logged in, all disabled).
-        Pick::Empty => error_response(openai::SHAPE, &state.pool.no_account_error(), &request_id(&headers)),
-    }
-}
-
-/// The account a request without affinity would be leased now, or the one back soonest when all are out.
-fn pick(state: &AppState, now: i64) -> Pick {
-    match state.pool.preview(now) {
-        (Some(account), _) => Pick::Serving(account),
-        (None, Some((account, until))) => Pick::AllOut(account, until),
-        (None, None) => Pick::Empty,
-    }
+        (None, None) => return error_response(openai::SHAPE, &state.pool.no_account_error(), &request_id(&headers)),
+    };
+    let q = account.quota.read().clone();
+    axum::Json(body(account.plan().as_deref(), &q, out_until, now)).into_response()
 }
 
 /// The backend's usage body for one account's quota. `out_until`: every account is out until then, so the

@@ -48,12 +48,6 @@ async fn compact(
     }
 }
 
-fn invalid(message: &str, param: &str) -> GatewayError {
-    let mut err = GatewayError::new(ErrorKind::InvalidRequest, message);
-    err.param = Some(param.to_string());
-    err
-}
-
 async fn run(
     state: &AppState,
     headers: &HeaderMap,
@@ -61,16 +55,16 @@ async fn run(
     opportunistic: bool,
 ) -> Result<Response, GatewayError> {
     // From here: an attempt the catalog check waits through is the request's one refresh attempt.
-    let mut refresh = RefreshBudget::new();
+    let mut refresh = RefreshBudget::default();
     let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
     let tree: Map<String, Value> = serde_json::from_slice(&body)
-        .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, format!("The body is not a JSON object: {e}")))?;
+        .map_err(|e| GatewayError::invalid(format!("The body is not a JSON object: {e}")))?;
     let model = match tree.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
-        _ => return Err(invalid("`model` is required and must be a string.", "model")),
+        _ => return Err(GatewayError::invalid_param("model", "`model` is required and must be a string.")),
     };
     if !tree.get("input").is_some_and(Value::is_array) {
-        return Err(invalid("`input` is required and must be an array of items.", "input"));
+        return Err(GatewayError::invalid_param("input", "`input` is required and must be an array of items."));
     }
     state.catalog.check(&model).await?;
     let key = tree
@@ -93,14 +87,8 @@ async fn run(
     let relabel = conversation
         .and_then(|k| state.pool.home_account(k))
         .is_some_and(|(home, origin)| origin.unwrap_or(home) != account.id);
-    let thread = match relabel {
-        true => own(&thread_id_for(&key)),
-        false => thread_id_for(&key),
-    };
-    let body = match relabel {
-        true => with_cache_key(&body, &thread)?,
-        false => body,
-    };
+    let thread = if relabel { own(&thread_id_for(&key)) } else { thread_id_for(&key) };
+    let body = if relabel { with_cache_key(&body, &thread)? } else { body };
     let caller_thread = header_str(headers, "thread-id").filter(|t| *t != thread_id_for(&key));
     let turn = identity::Turn::new(identity::TurnInputs {
         headers,
@@ -123,7 +111,7 @@ async fn run(
         client_version: identity::presented(
             state.config.client.version,
             identity::caller_version(headers),
-            state.catalog.minimal_client_version(&model),
+            state.catalog.turn_facts(&model).minimal_client_version,
         ),
         // Compaction is a unary HTTP call (`responses/compact`), never over the WebSocket.
         ..CallContext::default()

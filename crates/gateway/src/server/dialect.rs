@@ -9,10 +9,12 @@
 use std::future::Future;
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use dialects::assemble::Collected;
 use dialects::encoder::StreamEncoder;
 use dialects::{GatewayError, OutputLimits, UpstreamRequest, Usage};
 use serde_json::Value;
@@ -21,6 +23,7 @@ use crate::app::AppState;
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::exchange::{Exchange, StartError};
+use crate::relay::pump;
 
 /// One client dialect, as the generic handler drives it.
 pub trait Dialect: Sized + Send + 'static {
@@ -49,13 +52,15 @@ pub trait Dialect: Sized + Send + 'static {
         err.into_error()
     }
 
-    /// The streaming encoder for this answer.
     fn encoder(answer: &Self::Answer) -> Self::Encoder;
 
     /// The response around a streaming body (SSE unless the dialect frames otherwise).
     fn stream_response(body: Body, _answer: &Self::Answer) -> Response {
         sse_response(body)
     }
+
+    /// A whole (non-streaming) answer's body, rendered from the collected upstream events.
+    fn render(collected: &Collected, answer: Self::Answer) -> Value;
 
     /// A whole (non-streaming) answer: read the exchange to its end and render it, with the usage it reported.
     fn whole(
@@ -64,11 +69,18 @@ pub trait Dialect: Sized + Send + 'static {
         limits: OutputLimits,
         idle_timeout: Duration,
         record: &mut Recorder,
-    ) -> impl Future<Output = Result<(Response, Usage), GatewayError>> + Send;
+    ) -> impl Future<Output = Result<(Response, Usage), GatewayError>> + Send {
+        async move {
+            let collected = pump::collect(ex, limits, idle_timeout, record).await?;
+            Ok((Json(Self::render(&collected, answer)).into_response(), collected.usage))
+        }
+    }
 
-    /// Its error answer, status and body (rendered by its module in `dialects`): for its own errors, and for
-    /// those raised on its paths before its handler runs ([`Shape`]).
-    fn error_body(err: &GatewayError, request_id: &str) -> (u16, Value);
+    /// Its error answer, status and body (rendered by its module in `dialects`; OpenAI's unless it has its own):
+    /// for its own errors, and for those raised on its paths before its handler runs ([`Shape`]).
+    fn error_body(err: &GatewayError, _request_id: &str) -> (u16, Value) {
+        (err.status(), err.openai_body())
+    }
 
     /// Last touch on every response of the dialect, success or error (Anthropic's `request-id` header).
     fn finish(response: Response, _request_id: &str) -> Response {
@@ -88,42 +100,31 @@ pub enum Decoded<D: Dialect> {
 /// with, the dialect chosen by the path (routes.rs `shape_of`) or the listener (the Ollama bridge's).
 #[derive(Clone, Copy)]
 pub struct Shape {
-    api: Api,
-    body: fn(&GatewayError, &str) -> (u16, Value),
-    finish: fn(Response, &str) -> Response,
+    /// [`Dialect::error_body`].
+    pub(super) body: fn(&GatewayError, &str) -> (u16, Value),
+    /// [`Dialect::finish`].
+    pub(super) finish: fn(Response, &str) -> Response,
 }
 
 impl Shape {
-    /// `D`'s error answer.
     pub const fn of<D: Dialect>() -> Shape {
-        Shape { api: D::API, body: D::error_body, finish: D::finish }
-    }
-
-    /// Status and body for `err` ([`Dialect::error_body`]).
-    pub fn body(self, err: &GatewayError, request_id: &str) -> (u16, Value) {
-        (self.body)(err, request_id)
-    }
-
-    /// The dialect's last touch on the response ([`Dialect::finish`]).
-    pub fn finish(self, response: Response, request_id: &str) -> Response {
-        (self.finish)(response, request_id)
-    }
-}
-
-impl std::fmt::Debug for Shape {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Shape({})", self.api.as_str())
+        Shape { body: D::error_body, finish: D::finish }
     }
 }
 
 /// SSE response headers around a streaming body.
 pub fn sse_response(body: Body) -> Response {
+    streaming_response(body, "text/event-stream; charset=utf-8")
+}
+
+/// A streaming body's response, of `content_type`, that no cache or proxy holds back.
+pub fn streaming_response(body: Body, content_type: &'static str) -> Response {
     let mut resp = Response::new(body);
     // Room for these three, the request id and the serving account's rate-limit headers (a dozen, put on by the
     // handler): grown on the way, the map was reallocated and rehashed on every streamed answer.
     *resp.headers_mut() = HeaderMap::with_capacity(20);
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     resp

@@ -12,14 +12,14 @@ use super::dialect::Shape;
 
 /// The error response in `shape`. Adds `Retry-After` when the error carries one.
 pub fn error_response(shape: Shape, err: &GatewayError, request_id: &str) -> Response {
-    let (status, body) = shape.body(err, request_id);
+    let (status, body) = (shape.body)(err, request_id);
     respond(shape, err, request_id, status, body)
 }
 
 /// [`error_response`] with another status than the error's own (a 405, a 415). A body that repeats its status
 /// (Gemini's `error.code`) repeats the one sent.
 pub fn error_response_with_status(shape: Shape, err: &GatewayError, request_id: &str, status: StatusCode) -> Response {
-    let (own, mut body) = shape.body(err, request_id);
+    let (own, mut body) = (shape.body)(err, request_id);
     if let Some(code) = body.get_mut("error").and_then(|e| e.get_mut("code"))
         && *code == json!(own)
     {
@@ -36,27 +36,26 @@ fn respond(shape: Shape, err: &GatewayError, request_id: &str, status: u16, body
     {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
-    shape.finish(resp, request_id)
+    (shape.finish)(resp, request_id)
 }
 
 /// Map a body-read failure (too large, broken connection) to an error.
 pub fn body_error(rejection: axum::extract::rejection::BytesRejection, limit: usize) -> GatewayError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        GatewayError::new(
-            dialects::ErrorKind::PayloadTooLarge,
-            format!(
-                "The request body is larger than the gateway's limit of {} MiB (body_limit_mb).",
-                limit / (1024 * 1024)
-            ),
-        )
-        .with_code("request_too_large")
+        too_large(limit)
     } else if let Some(timed_out) = body_timed_out(&rejection) {
-        let mut err = GatewayError::invalid(format!("Could not read the request body: {timed_out}."));
-        err.code = Some("request_body_timeout".into());
-        err
+        GatewayError::invalid(format!("Could not read the request body: {timed_out}."))
+            .with_code("request_body_timeout")
     } else {
         GatewayError::invalid(format!("Could not read the request body: {rejection}"))
     }
+}
+
+/// A body past `body_limit_mb` (a plain body's or a multipart form's).
+pub fn too_large(limit: usize) -> GatewayError {
+    let mib = limit / (1024 * 1024);
+    let message = format!("The request body is larger than the gateway's limit of {mib} MiB (body_limit_mb).");
+    GatewayError::new(dialects::ErrorKind::PayloadTooLarge, message).with_code("request_too_large")
 }
 
 /// The 405 body in `dialect`'s error shape (an invalid-request error with the 405 status). Routes that refuse a
@@ -74,12 +73,5 @@ pub struct BodyTimedOut(pub Duration);
 
 /// The [`BodyTimedOut`] behind a body-read failure, if that was the cause.
 pub fn body_timed_out<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimedOut> {
-    let mut cause = Some(err);
-    while let Some(e) = cause {
-        if let Some(t) = e.downcast_ref::<BodyTimedOut>() {
-            return Some(t);
-        }
-        cause = e.source();
-    }
-    None
+    std::iter::successors(Some(err), |e| e.source()).find_map(|e| e.downcast_ref::<BodyTimedOut>())
 }

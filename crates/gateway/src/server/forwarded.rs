@@ -42,13 +42,8 @@ fn client_of(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpA
 
 /// One hop: an address, IPv6 possibly in brackets, possibly with a port (some balancers write one).
 fn parse_hop(hop: &str) -> Option<IpAddr> {
-    if let Ok(ip) = hop.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    if let Ok(addr) = hop.parse::<SocketAddr>() {
-        return Some(addr.ip());
-    }
-    hop.strip_prefix('[').and_then(|h| h.strip_suffix(']')).and_then(|h| h.parse().ok())
+    let bracketed = || hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok();
+    hop.parse().or_else(|_| hop.parse::<SocketAddr>().map(|addr| addr.ip())).ok().or_else(bracketed)
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -18,19 +17,18 @@ use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use dialects::assemble::Collected;
 use dialects::gemini::{
     Framing, GeminiEncoder, countable, decode, decode_count_tokens, render_response, resolve_model,
 };
-use dialects::{ErrorKind, GatewayError, OutputLimits, Usage};
+use dialects::{ErrorKind, GatewayError};
 use serde_json::{Value, json};
 
 use crate::app::{AppState, request_id};
 use crate::catalog::{self, ModelEntry};
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
-use crate::relay::exchange::Exchange;
-use crate::relay::pump;
-use crate::server::dialect::{Decoded, Dialect, Shape, sse_response};
+use crate::server::dialect::{Decoded, Dialect, Shape, sse_response, streaming_response};
 use crate::server::errors::{body_error, error_response, method_not_allowed_response};
 use crate::server::handler::handle;
 use crate::tokens;
@@ -91,39 +89,40 @@ async fn call(
     Query(query): Query<HashMap<String, String>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some((model, method)) = id.rsplit_once(':') else {
-        // `models/{model}` is the model resource: it is read with GET, never posted to.
-        return recorded(&state, &headers, refuse_method(&Method::POST, &uri, &headers, "GET, HEAD"));
-    };
-    let framing = match method {
-        "generateContent" => None,
-        "streamGenerateContent" => {
-            Some(if query.get("alt").map(String::as_str) == Some("sse") { Framing::Sse } else { Framing::JsonArray })
+    let (model, framing) = match id.rsplit_once(':') {
+        Some((model, "generateContent")) => (model, None),
+        Some((model, "streamGenerateContent")) => {
+            let sse = query.get("alt").map(String::as_str) == Some("sse");
+            (model, Some(if sse { Framing::Sse } else { Framing::JsonArray }))
         }
-        "countTokens" => {
-            let record = Recorder::new(state.records.clone(), Api::Other, ROUTE, request_id(&headers));
-            let answer = count_tokens(&state, model, body).await;
-            let response = answer.unwrap_or_else(|e| fail(&request_id(&headers), &e));
-            record.finish(response.status().as_u16());
-            return response;
-        }
-        "embedContent" | "batchEmbedContents" => {
-            let err = GatewayError::invalid("Embeddings are not supported: the Codex backend has no embedding models.")
-                .with_code("unsupported");
-            return recorded(&state, &headers, fail(&request_id(&headers), &err));
-        }
-        other => {
-            let err = GatewayError::new(ErrorKind::NotFound, format!("Unknown method `{other}` for models/{model}"));
-            return recorded(&state, &headers, fail(&request_id(&headers), &err));
-        }
+        split => return not_a_model_call(&state, &headers, &uri, split, body).await,
     };
     let route = GeminiRoute { model: model.to_string(), framing };
     handle::<Gemini>(state, route, ROUTE, caller, headers, body).await
 }
 
-/// The record of a call on a model path that is not a model call (a token count, a refused method).
-fn recorded(state: &AppState, headers: &HeaderMap, response: Response) -> Response {
+/// A call on a model path that is not a model call (a token count, a refused method), and its record.
+async fn not_a_model_call(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    split: Option<(&str, &str)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let record = Recorder::new(state.records.clone(), Api::Other, ROUTE, request_id(headers));
+    let answer = match split {
+        // `models/{model}` is the model resource: it is read with GET, never posted to.
+        None => Ok(refuse_method(&Method::POST, uri, headers, "GET, HEAD")),
+        Some((model, "countTokens")) => count_tokens(state, model, body).await,
+        Some((_, "embedContent" | "batchEmbedContents")) => {
+            Err(GatewayError::invalid("Embeddings are not supported: the Codex backend has no embedding models.")
+                .with_code("unsupported"))
+        }
+        Some((model, other)) => {
+            Err(GatewayError::new(ErrorKind::NotFound, format!("Unknown method `{other}` for models/{model}")))
+        }
+    };
+    let response = answer.unwrap_or_else(|e| fail(record.request_id(), &e));
     record.finish(response.status().as_u16());
     response
 }
@@ -181,30 +180,13 @@ impl Dialect for Gemini {
     fn stream_response(body: Body, a: &GeminiAnswer) -> Response {
         match a.framing {
             Framing::Sse => sse_response(body),
-            Framing::JsonArray => json_stream_response(body),
+            Framing::JsonArray => streaming_response(body, "application/json; charset=UTF-8"),
         }
     }
 
-    async fn whole(
-        ex: Exchange,
-        a: GeminiAnswer,
-        limits: OutputLimits,
-        idle: Duration,
-        record: &mut Recorder,
-    ) -> Result<(Response, Usage), GatewayError> {
-        let collected = pump::collect(ex, limits, idle, record).await?;
-        let body = render_response(&collected, &a.response_id, &a.model, a.include_thoughts);
-        Ok((axum::Json(body).into_response(), collected.usage))
+    fn render(collected: &Collected, a: GeminiAnswer) -> Value {
+        render_response(collected, &a.response_id, &a.model, a.include_thoughts)
     }
-}
-
-fn json_stream_response(body: Body) -> Response {
-    let mut resp = Response::new(body);
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
 }
 
 /// `countTokens`: a local o200k count of the translated input (spec C7), images at a fixed rate.

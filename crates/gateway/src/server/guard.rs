@@ -23,8 +23,7 @@ use futures_util::future::Either;
 use tower::Service;
 
 use crate::app::reload::SharedKeys;
-use crate::app::request_id;
-use crate::config::Config;
+use crate::app::{AppState, request_id};
 use crate::hosts::{host_name, is_loopback_name, is_loopback_origin};
 use crate::keys::{Caller, Keys, Standing};
 use crate::record::{Api, Recorder, Sinks};
@@ -104,33 +103,30 @@ pub enum Refusal {
 }
 
 impl Policy {
-    /// The main port's policy, with the configured keys in `shared` (which a reload replaces).
-    pub fn main(config: &Config, created: Arc<Keys>, shared: Arc<ArcSwap<SharedKeys>>) -> Policy {
-        let mut p = Policy::new(config, config.listen.ip(), Listener::Main);
-        p.shared = shared;
-        p.created = Some(created);
-        p.metrics_public = config.metrics.public;
+    /// The main port's policy, with the configured keys of `state.live` (which a reload replaces), and its users
+    /// (users/): their session tokens are let through to the admin API, whose layer checks them, and the admin
+    /// API is no longer open while users exist.
+    pub fn main(state: &AppState) -> Policy {
+        let mut p = Policy::new(state, state.config.listen.ip(), Listener::Main);
+        p.shared = state.live.shared_keys.clone();
+        p.users = Some(state.users.clone());
+        p.metrics_public = state.config.metrics.public;
         p
-    }
-
-    /// With users (users/): their session tokens are let through to the admin API, whose layer checks them, and
-    /// the admin API is no longer open while users exist.
-    pub fn with_users(mut self, users: Arc<crate::users::Users>) -> Policy {
-        self.users = Some(users);
-        self
     }
 
     /// The Ollama bridge's: the same host and origin lists, and no client key (Ollama clients send none). A
     /// created key that is presented is still honoured (its limits, revocation and expiry apply). Refusals take
     /// `shape_of` the path (the bridge's routes).
-    pub fn ollama_bridge(config: &Config, created: Arc<Keys>, shape_of: fn(&str) -> Shape) -> Policy {
-        let mut p = Policy::new(config, config.ollama.listen.ip(), Listener::OllamaBridge);
-        p.created = Some(created);
+    pub fn ollama_bridge(state: &AppState, shape_of: fn(&str) -> Shape) -> Policy {
+        let mut p = Policy::new(state, state.config.ollama.listen.ip(), Listener::OllamaBridge);
         p.shape_of = shape_of;
         p
     }
 
-    fn new(config: &Config, bind: IpAddr, listener: Listener) -> Policy {
+    /// With the created keys, and the state's sinks for the refusals' records (the access log and whatever the
+    /// state adds).
+    fn new(state: &AppState, bind: IpAddr, listener: Listener) -> Policy {
+        let config = &state.config;
         let bind_host = match bind {
             _ if bind.is_unspecified() => None,
             IpAddr::V4(ip) => Some(ip.to_string()),
@@ -143,23 +139,18 @@ impl Policy {
             allowed_origins: config.access.allowed_origins.clone().into(),
             trusted_proxies: config.access.trusted_proxies.clone().into(),
             shared: Arc::default(),
-            created: None,
+            created: Some(state.keys.clone()),
             users: None,
             token_header: header::HeaderName::from_bytes(config.oauth.header.as_bytes()).ok(),
-            records: None,
+            records: Some(state.records.clone()),
             metrics_public: false,
             listener,
             shape_of,
         }
     }
 
-    /// Decide on a request from its head alone. Allocation-free unless the request is refused (or sends its
-    /// key in `?key=` with percent-escapes).
-    pub fn check<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
-        self.admit(req).map(|_| ())
-    }
-
-    /// [`Policy::check`], returning the created key the request authenticated with.
+    /// Decide on a request from its head alone, and return the created key it authenticated with.
+    /// Allocation-free unless the request is refused (or sends its key in `?key=` with percent-escapes).
     pub fn admit<B>(&self, req: &Request<B>) -> Result<Option<Caller>, Refusal> {
         let headers = req.headers();
         let host = host_of(req)?;
@@ -214,7 +205,7 @@ impl Policy {
     fn check_admin<B>(&self, req: &Request<B>, shared: &SharedKeys) -> Result<(), Refusal> {
         let created = self.created.as_deref().filter(|c| !c.is_empty());
         let users = self.users.as_deref().filter(|u| u.any());
-        let presented = presented_keys(req);
+        let presented = presented_in(req.headers());
         let path = req.uri().path();
         // The sign-in needs nothing (it refuses what does not match a user); a user's session token is looked up
         // by the admin API's layer (server/admin/access.rs), in the store when this instance has not seen it yet.
@@ -280,7 +271,7 @@ impl Policy {
         created: Option<&Keys>,
         shared: &SharedKeys,
     ) -> Result<Option<Caller>, Refusal> {
-        let presented = presented_keys(req);
+        let presented = presented_in(req.headers());
         if presented.iter().flatten().any(|p| any_equal(&shared.keys, p)) {
             return Ok(None);
         }
@@ -292,21 +283,14 @@ impl Policy {
         if let Some(key) = created.and_then(|c| presented.iter().flatten().find_map(|p| c.find(p))) {
             return standing(key);
         }
-        let query_keys = || {
-            req.uri()
-                .query()
-                .into_iter()
-                .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
-                .filter(|(k, _)| k == "key")
-        };
         let gemini_path = gemini::owns(req.uri().path());
-        if gemini_path && query_keys().any(|(_, v)| any_equal(&shared.keys, &v)) {
+        if gemini_path && query_keys(req).any(|v| any_equal(&shared.keys, &v)) {
             return Ok(None);
         }
-        if gemini_path && let Some(key) = created.and_then(|c| query_keys().find_map(|(_, v)| c.find(&v))) {
+        if gemini_path && let Some(key) = created.and_then(|c| query_keys(req).find_map(|v| c.find(&v))) {
             return standing(key);
         }
-        let none = presented.iter().all(Option::is_none) && query_keys().next().is_none();
+        let none = presented.iter().all(Option::is_none) && !has_query_key(req);
         if none { Err(Refusal::MissingKey) } else { Err(Refusal::WrongKey) }
     }
 
@@ -333,12 +317,6 @@ impl Policy {
             record.finish(resp.status().as_u16());
         }
         resp
-    }
-
-    /// Records refusals in `sinks` (the access log and whatever the state adds).
-    pub fn with_records(mut self, sinks: Sinks) -> Policy {
-        self.records = Some(sinks);
-        self
     }
 
     fn error<B>(&self, refusal: Refusal, req: &Request<B>) -> GatewayError {
@@ -479,11 +457,6 @@ fn is_admin(path: &str) -> bool {
 }
 
 /// The keys a request presents in headers: `Authorization: Bearer`, `x-api-key`, `x-goog-api-key`.
-fn presented_keys<B>(req: &Request<B>) -> [Option<&str>; 3] {
-    presented_in(req.headers())
-}
-
-/// [`presented_keys`] of a request's headers.
 pub(crate) fn presented_in(h: &HeaderMap) -> [Option<&str>; 3] {
     let bearer = h
         .get(header::AUTHORIZATION)
@@ -502,8 +475,14 @@ pub(crate) fn any_equal(keys: &[String], presented: &str) -> bool {
     keys.iter().any(|k| constant_time_eq(k.as_bytes(), presented.as_bytes()))
 }
 
+/// The values of the `key` parameters of the request's query (Gemini's clients send their key there).
+fn query_keys<B>(req: &Request<B>) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
+    let pairs = req.uri().query().into_iter().flat_map(|q| url::form_urlencoded::parse(q.as_bytes()));
+    pairs.filter(|(k, _)| k == "key").map(|(_, v)| v)
+}
+
 fn has_query_key<B>(req: &Request<B>) -> bool {
-    req.uri().query().is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "key"))
+    query_keys(req).next().is_some()
 }
 
 /// A header value quoted for an error message: JSON-escaped anyway, but also bounded and limited to the
@@ -579,29 +558,21 @@ where
     }
 }
 
-/// A loopback listener's policy without keys: what the listener's tests (server/listen/tests.rs) put in front.
 #[cfg(test)]
-pub fn loopback_without_keys() -> Policy {
-    Policy {
-        loopback_bind: true,
-        allowed_hosts: Box::default(),
-        bind_host: None,
-        allowed_origins: Box::default(),
-        trusted_proxies: Box::default(),
-        shared: Arc::default(),
-        created: None,
-        users: None,
-        token_header: None,
-        metrics_public: false,
-        listener: Listener::Main,
-        shape_of,
-        records: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    impl Policy {
+        /// [`Policy::admit`] without the created key.
+        fn check<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
+            self.admit(req).map(|_| ())
+        }
+    }
+
+    /// A loopback listener's policy without keys: what the listener's tests (server/listen/tests.rs) put in front.
+    pub(crate) fn loopback_without_keys() -> Policy {
+        policy(true, &[], &[], &[])
+    }
 
     fn policy(loopback_bind: bool, hosts: &[&str], origins: &[&str], keys: &[&str]) -> Policy {
         let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>().into();

@@ -8,9 +8,11 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::routing::{MethodRouter, post};
 use bytes::Bytes;
 use dialects::{GatewayError, OutputLimits, Usage};
 
@@ -21,7 +23,6 @@ use crate::keys::Caller;
 use crate::record::Recorder;
 use crate::relay::exchange::{self, Exchange};
 use crate::relay::pump;
-use crate::upstream::ratelimits::RateLimitHeaders;
 
 /// What the exchange produced.
 enum Reply<D: Dialect> {
@@ -30,9 +31,22 @@ enum Reply<D: Dialect> {
         answer: D::Answer,
         limits: OutputLimits,
     },
-    /// A whole answer, and the serving account's limit headers for its head.
-    Whole(Response, Usage, RateLimitHeaders),
+    /// A whole answer (the serving account's limit headers on it), and its usage.
+    Whole(Response, Usage),
     Local(Response),
+}
+
+/// The POST route serving dialect `D` with [`handle`], what its path adds (`route`) and the name it records.
+pub fn post_route<D: Dialect<Route: Copy + Sync>>(
+    route: D::Route,
+    route_name: &'static str,
+) -> MethodRouter<Arc<AppState>> {
+    post(
+        move |State(state): State<Arc<AppState>>,
+              caller: Option<Caller>,
+              headers: HeaderMap,
+              body: Result<Bytes, BytesRejection>| handle::<D>(state, route, route_name, caller, headers, body),
+    )
 }
 
 /// Serve one model request of dialect `D`: the only request path for model calls.
@@ -47,7 +61,7 @@ pub async fn handle<D: Dialect>(
     let rid = request_id(&headers);
     let mut record = Recorder::new(state.records.clone(), D::API, route_name, rid);
     record.set_caller(caller.as_ref());
-    match serve::<D>(&state, route, caller, headers, body, &mut record).await {
+    let response = match serve::<D>(&state, route, caller, headers, body, &mut record).await {
         Ok(Reply::Stream { mut ex, answer, limits }) => {
             let cfg = &state.config;
             // The keepalive applies live (app/reload.rs): one snapshot load per stream.
@@ -59,27 +73,21 @@ pub async fn handle<D: Dialect>(
             record.status_sent(head.status().as_u16());
             let body = pump::stream_body(ex, encoder, limits, keepalive, cfg.upstream_idle_timeout, record);
             let (parts, _) = head.into_parts();
-            Response::from_parts(parts, body)
+            return Response::from_parts(parts, body);
         }
-        Ok(Reply::Whole(mut response, usage, rate_limits)) => {
+        Ok(Reply::Whole(response, usage)) => {
             record.usage(usage);
-            rate_limits.apply(response.headers_mut());
-            let response = D::finish(response, record.request_id());
-            record.finish(response.status().as_u16());
             response
         }
-        Ok(Reply::Local(response)) => {
-            let response = D::finish(response, record.request_id());
-            record.finish(response.status().as_u16());
-            response
-        }
+        Ok(Reply::Local(response)) => response,
         Err(err) => {
             record.error(&err);
-            let response = D::finish(error_response(Shape::of::<D>(), &err, record.request_id()), record.request_id());
-            record.finish(response.status().as_u16());
-            response
+            error_response(Shape::of::<D>(), &err, record.request_id())
         }
-    }
+    };
+    let response = D::finish(response, record.request_id());
+    record.finish(response.status().as_u16());
+    response
 }
 
 async fn serve<D: Dialect>(
@@ -107,6 +115,7 @@ async fn serve<D: Dialect>(
         return Ok(Reply::Stream { ex, answer, limits: req.limits });
     }
     let rate_limits = std::mem::take(&mut ex.rate_limits);
-    let (response, usage) = D::whole(ex, answer, req.limits, state.config.upstream_idle_timeout, record).await?;
-    Ok(Reply::Whole(response, usage, rate_limits))
+    let (mut response, usage) = D::whole(ex, answer, req.limits, state.config.upstream_idle_timeout, record).await?;
+    rate_limits.apply(response.headers_mut());
+    Ok(Reply::Whole(response, usage))
 }

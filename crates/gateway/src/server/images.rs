@@ -22,33 +22,25 @@ use crate::app::{AppState, request_id};
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::relay::unary;
-use crate::server::errors::{body_error, error_response};
+use crate::server::errors::{body_error, error_response, too_large};
 use crate::server::openai;
 use crate::upstream::CallContext;
 use crate::upstream::ratelimits::RateLimitHeaders;
 
 pub fn routes() -> Router<Arc<AppState>> {
+    let op = |op, route| post(move |State(state): State<Arc<AppState>>, req: Request| handle(state, op, route, req));
+    let generations = op(Operation::Generate, "/v1/images/generations");
+    let edits = op(Operation::Edit, "/v1/images/edits");
     Router::new()
-        .route("/v1/images/generations", post(generations))
-        .route("/images/generations", post(generations))
-        .route("/v1/images/edits", post(edits))
-        .route("/images/edits", post(edits))
+        .route("/v1/images/generations", generations.clone())
+        .route("/images/generations", generations)
+        .route("/v1/images/edits", edits.clone())
+        .route("/images/edits", edits)
 }
 
-async fn generations(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    handle(state, Operation::Generate, req).await
-}
-
-async fn edits(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    handle(state, Operation::Edit, req).await
-}
-
-async fn handle(state: Arc<AppState>, op: Operation, req: Request) -> Response {
+/// One image request, recorded under `route`.
+async fn handle(state: Arc<AppState>, op: Operation, route: &'static str, req: Request) -> Response {
     let rid = request_id(req.headers());
-    let route = match op {
-        Operation::Generate => "/v1/images/generations",
-        Operation::Edit => "/v1/images/edits",
-    };
     let mut record = Recorder::new(state.records.clone(), Api::Images, route, rid.clone());
     let caller = req.extensions().get::<Caller>().cloned();
     record.set_caller(caller.as_ref());
@@ -170,14 +162,7 @@ fn is_multipart(headers: &HeaderMap) -> bool {
 
 fn form_error(e: axum::extract::multipart::MultipartError, limit: usize) -> GatewayError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        return GatewayError::new(
-            ErrorKind::PayloadTooLarge,
-            format!(
-                "The request body is larger than the gateway's limit of {} MiB (body_limit_mb).",
-                limit / (1024 * 1024)
-            ),
-        )
-        .with_code("request_too_large");
+        return too_large(limit);
     }
     GatewayError::invalid(format!("Could not read the multipart form: {}", e.body_text()))
 }

@@ -58,10 +58,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     limits: &crate::config::Timeouts,
     drain: Drain,
-) -> io::Result<()> {
+) {
     let front = Front { guard: Guard::new(router, guard), body_timeout: limits.request_body };
     accept(listener, front, shutdown, HEADER_READ_TIMEOUT, limits.shutdown, drain).await;
-    Ok(())
 }
 
 /// What every connection of a listener serves: the guard in front of the router, and the body deadline.

@@ -12,6 +12,7 @@ use axum::routing::get;
 use dialects::{ErrorKind, GatewayError};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::app::{AppState, reload};
@@ -121,15 +122,17 @@ pub async fn run_with_sinks(
     let shutdown = ollama::serve(state.clone(), bridge, shutdown);
     // The tokenizer is not warmed up here: its tables take ~50 MB, and only count_tokens and the emulated
     // max-tokens cap need it; the first such request loads it (docs/architecture.md, "Memory").
-    let upkeep = tokio::spawn(state.pool.clone().upkeep());
-    let keys_upkeep = tokio::spawn(state.keys.clone().follow_store(state.config.upkeep_interval));
+    let mut tasks = vec![
+        tokio::spawn(state.pool.clone().upkeep()),
+        tokio::spawn(state.keys.clone().follow_store(state.config.upkeep_interval)),
+    ];
     // Users and sessions: a user the command line disabled or removed on the SQLite file is refused within
     // `USERS_POLL` (three small reads); a team store's change counter already says when to re-read.
     let users_poll = match state.pool.store().health() {
         StoreHealth::Local => crate::users::USERS_POLL.min(state.config.upkeep_interval),
         StoreHealth::Team { .. } => state.config.upkeep_interval,
     };
-    let users_upkeep = tokio::spawn(state.users.clone().follow_store(users_poll));
+    tasks.push(tokio::spawn(state.users.clone().follow_store(users_poll)));
     // Team store (docs/team.md): re-read accounts and keys within a second of a change another instance made;
     // pull the conversations the others decided into the pool's affinity map; count what the other instances'
     // keys spent against the token budgets (keys/team.rs). Nothing on a local store.
@@ -143,30 +146,20 @@ pub async fn run_with_sinks(
     });
     team.spawn(state.pool.clone().follow_shared_affinity());
     team.spawn(state.keys.clone().follow_team_budgets());
-    let hangup = reload::on_hangup(state.clone());
-    let watch = state.config.watch_config.then(|| tokio::spawn(reload::watch(state.clone())));
-    let shared = state.live.shared_keys.clone();
-    let guard = Arc::new(
-        guard::Policy::main(&state.config, state.keys.clone(), shared)
-            .with_users(state.users.clone())
-            .with_records(state.records.clone()),
-    );
+    tasks.push(reload::on_hangup(state.clone()));
+    if state.config.watch_config {
+        tasks.push(tokio::spawn(reload::watch(state.clone())));
+    }
+    let guard = Arc::new(guard::Policy::main(&state));
     let timeouts = state.config.timeouts.clone();
     let ledger = state.ledger.clone();
     let drain = state.drain.clone();
-    let served = listen::serve(listener, router(state), guard, shutdown, &timeouts, drain).await;
-    upkeep.abort();
-    keys_upkeep.abort();
-    users_upkeep.abort();
+    listen::serve(listener, router(state), guard, shutdown, &timeouts, drain).await;
+    tasks.iter().for_each(JoinHandle::abort);
     team.stop();
-    hangup.abort();
-    if let Some(w) = watch {
-        w.abort();
-    }
     // Requests have ended (or were dropped at the shutdown bound): what they recorded reaches the store before
     // `run` returns, within the same bound.
     ledger.drain(timeouts.shutdown).await;
-    served?;
     Ok(())
 }
 

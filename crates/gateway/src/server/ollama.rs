@@ -10,21 +10,22 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use bytes::Bytes;
+use dialects::assemble::Collected;
 use dialects::ollama::{
     Decoded, Endpoint, OllamaEncoder, VERSION, model_name, ps_entry, render_chat, render_generate, rfc3339,
     show_response, tag_entry,
 };
-use dialects::{ErrorKind, GatewayError, OutputLimits, UpstreamRequest, Usage};
+use dialects::{ErrorKind, GatewayError, UpstreamRequest};
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -36,12 +37,11 @@ use crate::app::{AppState, request_id};
 use crate::catalog;
 use crate::config::Config;
 use crate::keys::Caller;
-use crate::record::{Api, Recorder};
-use crate::relay::exchange::{Exchange, StartError};
-use crate::relay::pump;
+use crate::record::Api;
+use crate::relay::exchange::StartError;
 use crate::server::dialect::{self, Dialect, Shape};
-use crate::server::errors::{body_error, error_response, method_not_allowed_response};
-use crate::server::handler::handle;
+use crate::server::errors::{body_error, error_response};
+use crate::server::handler::post_route;
 use crate::server::routes::ModelCall;
 use crate::server::{guard, models, openai, others};
 
@@ -77,20 +77,13 @@ pub fn serve(
 ) -> impl Future<Output = ()> + Send + 'static {
     let shutdown = shutdown.shared();
     if let Some(listener) = listener {
-        let policy = Arc::new(
-            guard::Policy::ollama_bridge(&state.config, state.keys.clone(), shape_of)
-                .with_records(state.records.clone()),
-        );
+        let policy = Arc::new(guard::Policy::ollama_bridge(&state, shape_of));
         let timeouts = state.config.timeouts.clone();
         // Its own drain: the bridge serves no WebSocket, and its connections are waited for by its own loop.
         let drain = crate::app::Drain::default();
         let app = router(state, policy.clone());
         let stop = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = super::listen::serve(listener, app, policy, stop, &timeouts, drain).await {
-                warn!(error = %e, "the Ollama bridge stopped");
-            }
-        });
+        tokio::spawn(async move { super::listen::serve(listener, app, policy, stop, &timeouts, drain).await });
     }
     shutdown
 }
@@ -117,13 +110,15 @@ pub fn router(state: Arc<AppState>, policy: Arc<guard::Policy>) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.records.clone(), others::record_other));
     Router::new()
-        .route("/api/chat", post(chat))
-        .route("/api/generate", post(generate))
+        .route("/api/chat", post_route::<Ollama>(Endpoint::Chat, "/api/chat"))
+        .route("/api/generate", post_route::<Ollama>(Endpoint::Generate, "/api/generate"))
         .route("/v1/chat/completions", ModelCall::Chat.route())
         .route("/v1/responses", ModelCall::Responses.route())
         .merge(other_routes)
-        // Set after the merge, so it covers every route; it records its answers itself.
-        .method_not_allowed_fallback(method_not_allowed)
+        // Set after the merge, so it covers every route: 405 in Ollama's shape (OpenAI's under `/v1/`), recorded.
+        .method_not_allowed_fallback(|State(state): State<Arc<AppState>>, req: Request| async move {
+            others::method_not_allowed_in(shape_of, &state, &req)
+        })
         .layer(cors)
         .layer(DefaultBodyLimit::max(limit))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -145,7 +140,7 @@ async fn root() -> &'static str {
 }
 
 async fn version() -> Response {
-    axum::Json(json!({ "version": VERSION })).into_response()
+    Json(json!({ "version": VERSION })).into_response()
 }
 
 async fn not_found(req: Request) -> Response {
@@ -156,32 +151,20 @@ async fn not_found(req: Request) -> Response {
     fail(&request_id(req.headers()), &err)
 }
 
-/// A bridge route with a method it does not serve: 405 in Ollama's shape (OpenAI's under `/v1/`), with `Allow`.
-async fn method_not_allowed(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let path = req.uri().path();
-    let shape = shape_of(path);
-    let route = others::method_route(&req);
-    let record = Recorder::new(state.records.clone(), Api::Other, route, request_id(req.headers()));
-    let response = method_not_allowed_response(shape, req.method(), path, record.request_id());
-    record.finish(response.status().as_u16());
-    response
-}
-
 async fn embeddings(headers: HeaderMap) -> Response {
     let err = GatewayError::invalid("Embeddings are not supported: the Codex backend has no embedding models.");
     fail(&request_id(&headers), &err)
 }
 
-async fn tags(State(state): State<Arc<AppState>>) -> Response {
-    let entries = state.catalog.entries().await;
-    let models: Vec<Value> = entries.iter().map(|e| tag_entry(&e.slug)).collect();
-    axum::Json(json!({ "models": models })).into_response()
+async fn tags(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let models: Vec<Value> = state.catalog.entries().await.iter().map(|e| tag_entry(&e.slug)).collect();
+    Json(json!({ "models": models }))
 }
 
-async fn ps(State(state): State<Arc<AppState>>) -> Response {
+async fn ps(State(state): State<Arc<AppState>>) -> Json<Value> {
     let entries = state.catalog.entries().await;
     let models: Vec<Value> = entries.iter().map(|e| ps_entry(&e.slug, e.context_window_or_default())).collect();
-    axum::Json(json!({ "models": models })).into_response()
+    Json(json!({ "models": models }))
 }
 
 fn unknown_model(name: &str) -> GatewayError {
@@ -190,47 +173,27 @@ fn unknown_model(name: &str) -> GatewayError {
 
 /// `POST /api/show {"model"}` (older clients send `name`).
 async fn show(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(r) => return fail(&request_id(&headers), &body_error(r, state.config.body_limit)),
-    };
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let name = v.get("model").or_else(|| v.get("name")).and_then(Value::as_str).unwrap_or_default();
-    if name.is_empty() {
-        return fail(&request_id(&headers), &GatewayError::invalid_param("model", "model is required"));
-    }
-    let wanted = dialects::models::ModelRef::parse(model_name(name));
-    let entries = state.catalog.entries().await;
-    match catalog::find(&entries, &wanted.slug) {
-        Some(e) => {
-            let show = show_response(name, &wanted.slug, e.context_window_or_default(), e.thinks(), e.sees_images());
-            axum::Json(show).into_response()
+    let shown = async {
+        let body = body.map_err(|r| body_error(r, state.config.body_limit))?;
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let name = v.get("model").or_else(|| v.get("name")).and_then(Value::as_str).unwrap_or_default();
+        if name.is_empty() {
+            return Err(GatewayError::invalid_param("model", "model is required"));
         }
-        None => fail(&request_id(&headers), &unknown_model(name)),
+        let wanted = dialects::models::ModelRef::parse(model_name(name));
+        let entries = state.catalog.entries().await;
+        let e = catalog::find(&entries, &wanted.slug).ok_or_else(|| unknown_model(name))?;
+        Ok(show_response(name, &wanted.slug, e.context_window_or_default(), e.thinks(), e.sees_images()))
+    };
+    match shown.await {
+        Ok(show) => Json(show).into_response(),
+        Err(e) => fail(&request_id(&headers), &e),
     }
 }
 
 fn now_rfc3339() -> String {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     rfc3339(d.as_secs(), d.subsec_nanos())
-}
-
-async fn chat(
-    State(state): State<Arc<AppState>>,
-    caller: Option<Caller>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle::<Ollama>(state, Endpoint::Chat, "/api/chat", caller, headers, body).await
-}
-
-async fn generate(
-    State(state): State<Arc<AppState>>,
-    caller: Option<Caller>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle::<Ollama>(state, Endpoint::Generate, "/api/generate", caller, headers, body).await
 }
 
 /// Ollama `/api/chat` and `/api/generate`, translated to and from Responses (`dialects::ollama`).
@@ -297,20 +260,12 @@ impl Dialect for Ollama {
         resp
     }
 
-    async fn whole(
-        ex: Exchange,
-        a: OllamaAnswer,
-        limits: OutputLimits,
-        idle: Duration,
-        record: &mut Recorder,
-    ) -> Result<(Response, Usage), GatewayError> {
-        let collected = pump::collect(ex, limits, idle, record).await?;
+    fn render(collected: &Collected, a: OllamaAnswer) -> Value {
         let total = a.started.elapsed().as_nanos() as u64;
-        let v = match a.endpoint {
-            Endpoint::Chat => render_chat(&collected, &a.model, &a.created_at, a.think, total),
-            Endpoint::Generate => render_generate(&collected, &a.model, &a.created_at, a.think, total),
-        };
-        Ok((axum::Json(v).into_response(), collected.usage))
+        match a.endpoint {
+            Endpoint::Chat => render_chat(collected, &a.model, &a.created_at, a.think, total),
+            Endpoint::Generate => render_generate(collected, &a.model, &a.created_at, a.think, total),
+        }
     }
 }
 
@@ -326,5 +281,5 @@ async fn load(state: &AppState, model: &str, created_at: &str, endpoint: Endpoin
         Endpoint::Chat => v["message"] = json!({"role": "assistant", "content": ""}),
         Endpoint::Generate => v["response"] = json!(""),
     }
-    Ok((StatusCode::OK, axum::Json(v)).into_response())
+    Ok((StatusCode::OK, Json(v)).into_response())
 }

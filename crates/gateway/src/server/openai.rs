@@ -7,6 +7,7 @@ use axum::Json;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use dialects::assemble::Collected;
 use dialects::chat::{ChatEncoder, ChatOptions, render_completion};
 use dialects::responses::ResponsesAssembler;
 use dialects::{GatewayError, OutputLimits, Usage};
@@ -35,11 +36,6 @@ pub struct ChatAnswer {
 /// so does a path that no other dialect's routes claim.
 pub const SHAPE: Shape = Shape::of::<Chat>();
 
-/// `(status, {"error":{message, type, param, code}})`.
-fn openai_error(err: &GatewayError) -> (u16, Value) {
-    (err.status(), err.openai_body())
-}
-
 impl Dialect for Chat {
     const API: Api = Api::named("chat");
     type Route = ();
@@ -59,24 +55,12 @@ impl Dialect for Chat {
         Ok(Decoded::Relay(req, answer))
     }
 
-    fn error_body(err: &GatewayError, _: &str) -> (u16, Value) {
-        openai_error(err)
-    }
-
     fn encoder(a: &ChatAnswer) -> ChatEncoder {
         ChatEncoder::new(a.id.clone(), a.created, a.model.clone(), a.opts.include_usage)
     }
 
-    async fn whole(
-        ex: Exchange,
-        a: ChatAnswer,
-        limits: OutputLimits,
-        idle: Duration,
-        record: &mut Recorder,
-    ) -> Result<(Response, Usage), GatewayError> {
-        let collected = pump::collect(ex, limits, idle, record).await?;
-        let body = render_completion(&collected, &a.id, a.created, &a.model);
-        Ok((Json(body).into_response(), collected.usage))
+    fn render(collected: &Collected, a: ChatAnswer) -> Value {
+        render_completion(collected, &a.id, a.created, &a.model)
     }
 }
 
@@ -115,12 +99,13 @@ impl Dialect for Responses {
         Ok(Decoded::Relay(req, keep))
     }
 
-    fn error_body(err: &GatewayError, _: &str) -> (u16, Value) {
-        openai_error(err)
-    }
-
     fn encoder(keep: &Option<Keep>) -> KeepingEncoder {
         KeepingEncoder::new(keep.clone())
+    }
+
+    /// Not called: the whole answer is assembled from the raw events as they came (`whole`), not rendered.
+    fn render(_: &Collected, _: Option<Keep>) -> Value {
+        Value::Null
     }
 
     async fn whole(

@@ -10,6 +10,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use dialects::{ErrorKind, GatewayError};
 
+use super::dialect::Shape;
 use super::errors::{error_response, method_not_allowed_response};
 use super::routes::shape_of;
 use crate::app::{AppState, request_id};
@@ -34,8 +35,13 @@ pub async fn not_found(headers: HeaderMap, req: Request) -> Response {
 /// A known path with a method it does not serve: 405 in the route's dialect. axum adds the `Allow` header from
 /// the route's methods (the default 405 had an empty body, which no client can parse).
 pub async fn method_not_allowed(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    method_not_allowed_in(shape_of, &state, &req)
+}
+
+/// [`method_not_allowed`] on a listener whose paths `shape_of` gives their dialect (the Ollama bridge's).
+pub fn method_not_allowed_in(shape_of: fn(&str) -> Shape, state: &AppState, req: &Request) -> Response {
     let path = req.uri().path();
-    let record = Recorder::new(state.records.clone(), Api::Other, method_route(&req), request_id(req.headers()));
+    let record = Recorder::new(state.records.clone(), Api::Other, method_route(req), request_id(req.headers()));
     let response = method_not_allowed_response(shape_of(path), req.method(), path, record.request_id());
     record.finish(response.status().as_u16());
     response

@@ -9,19 +9,14 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::HeaderMap;
-use axum::routing::{MethodRouter, post};
-use bytes::Bytes;
+use axum::routing::MethodRouter;
 
 use super::anthropic::Anthropic;
 use super::dialect::Shape;
 use super::gemini::{self, Gemini};
-use super::handler::handle;
+use super::handler::post_route;
 use super::openai::{self, Chat, Responses};
 use crate::app::AppState;
-use crate::keys::Caller;
 
 model_table! {
     // call:   its Dialect impl => its POST paths (the first names the route in records)
@@ -53,14 +48,7 @@ macro_rules! model_table {
             /// Its POST route, for a router.
             pub fn route(self) -> MethodRouter<Arc<AppState>> {
                 match self {
-                    $(ModelCall::$call => post(
-                        |State(state): State<Arc<AppState>>,
-                         caller: Option<Caller>,
-                         headers: HeaderMap,
-                         body: Result<Bytes, BytesRejection>| {
-                            handle::<$dialect>(state, (), $first, caller, headers, body)
-                        },
-                    ),)+
+                    $(ModelCall::$call => post_route::<$dialect>((), $first),)+
                 }
             }
 

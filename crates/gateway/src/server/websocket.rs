@@ -14,14 +14,13 @@ use std::sync::Arc;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use dialects::{ErrorKind, GatewayError};
-use serde_json::json;
 
 use crate::app::{AppState, request_id};
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
-use crate::server::errors::{error_response, method_not_allowed_response};
+use crate::server::errors::{error_response, error_response_with_status, method_not_allowed_response};
 use crate::server::openai;
 use crate::server::others::method_route;
 
@@ -38,20 +37,16 @@ pub async fn handshake(State(state): State<Arc<AppState>>, req: Request) -> Resp
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         r
     } else if !state.config.inbound_ws.enabled {
-        let body = json!({"error": {
-            "message": "WebSocket is turned off on this gateway ([server] websocket = false); send POST \
-                        /v1/responses (HTTP with SSE).",
-            "type": "invalid_request_error",
-            "param": null,
-            "code": "websocket_not_supported",
-        }});
-        (StatusCode::UPGRADE_REQUIRED, axum::Json(body)).into_response()
+        let err = GatewayError::invalid(
+            "WebSocket is turned off on this gateway ([server] websocket = false); send POST /v1/responses (HTTP \
+             with SSE).",
+        )
+        .with_code("websocket_not_supported");
+        error_response_with_status(openai::SHAPE, &err, record.request_id(), StatusCode::UPGRADE_REQUIRED)
     } else if state.drain.is_draining() {
         let err = GatewayError::new(ErrorKind::Overloaded, "The gateway is shutting down; connect again shortly.")
             .with_code("shutting_down");
-        let mut r = error_response(openai::SHAPE, &err, record.request_id());
-        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        r
+        error_response(openai::SHAPE, &err, record.request_id())
     } else {
         upgrade_to_session(state.clone(), req, record.request_id()).await
     };
@@ -65,12 +60,9 @@ async fn upgrade_to_session(state: Arc<AppState>, req: Request, rid: &str) -> Re
     let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(ws) => ws,
         Err(rejection) => {
-            let status = rejection.status();
             let err = GatewayError::invalid(format!("Bad WebSocket handshake: {}", rejection.body_text()))
                 .with_code("invalid_websocket_handshake");
-            let mut r = error_response(openai::SHAPE, &err, rid);
-            *r.status_mut() = status;
-            return r;
+            return error_response_with_status(openai::SHAPE, &err, rid, rejection.status());
         }
     };
     let limit = state.config.body_limit;

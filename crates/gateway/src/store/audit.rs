@@ -3,7 +3,7 @@
 //! PostgreSQL advisory lock), so gateways and commands sharing a store extend one chain. There is no update or
 //! delete call: a row changed behind the store's back is what `audit::verify` finds.
 
-use super::sql::{Cells, Val, int, need, opt, pg_exec, pg_query, sqlite_exec, sqlite_query, text};
+use super::sql::{Cells, Val, insert, int, need, opt, pg_exec, pg_query, sqlite_exec, sqlite_query, text};
 use super::{Backend, Store};
 
 /// Migration 12 (SQLite) and 14 (PostgreSQL), one text (plain types both read). Ids are given by the append
@@ -75,21 +75,17 @@ impl Store {
             // gateway) cannot append between the read and the insert.
             Backend::Sqlite => self.file.immediate(|c| {
                 link(&mut row, sqlite_query(c, LAST, &[], last_of)?.pop(), seal);
-                sqlite_exec(c, &insert_sql(), &values(&row))?;
+                sqlite_exec(c, &insert("audit_log", COLUMNS), &values(&row))?;
                 Ok(row)
             }),
-            Backend::Postgres(pg) => {
-                let pool = pg.pool();
-                pg.block(async move {
-                    let mut client = pool.get().await?;
-                    let tx = client.transaction().await?;
-                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK]).await?;
-                    link(&mut row, pg_query(&tx, LAST, &[], last_of).await?.pop(), seal);
-                    pg_exec(&tx, &insert_sql(), &values(&row)).await?;
-                    tx.commit().await?;
-                    Ok(row)
-                })
-            }
+            Backend::Postgres(pg) => pg.block(move |mut client| async move {
+                let tx = client.transaction().await?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK]).await?;
+                link(&mut row, pg_query(&tx, LAST, &[], last_of).await?.pop(), seal);
+                pg_exec(&tx, &insert("audit_log", COLUMNS), &values(&row)).await?;
+                tx.commit().await?;
+                Ok(row)
+            }),
         }
     }
 
@@ -106,10 +102,6 @@ const LAST: &str = "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1";
 
 fn last_of(r: &dyn Cells) -> anyhow::Result<(i64, String)> {
     Ok((need(r.int(0)?, "audit_log.id")?, need(r.text(1)?, "audit_log.hash")?))
-}
-
-fn insert_sql() -> String {
-    format!("INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
 }
 
 fn values(row: &AuditRow) -> Vec<Val> {

@@ -1,7 +1,7 @@
 //! The `client_keys` table: client keys the admin created (keys/mod.rs keeps them in memory for lookups). Only
 //! the SHA-256 of a key's secret is stored, never the secret; plain column types so the schema fits PostgreSQL.
 
-use super::sql::{Cells, Map, Val, int, need, opt, pg_exec, pg_query, sqlite_exec, sqlite_query, text};
+use super::sql::{Cells, Map, Val, insert, int, need, opt, pg_exec, pg_query, sqlite_exec, sqlite_query, text};
 use super::{Backend, Store};
 
 /// One row of `client_keys`.
@@ -110,13 +110,6 @@ const NAME_HOLDER: &str =
 /// Any fixed number: the advisory lock that serializes the writes that claim a key's name on PostgreSQL.
 const KEY_NAMES_LOCK: i64 = 0x636f_6465_786b_6e6d;
 
-fn insert_sql() -> String {
-    format!(
-        "INSERT INTO client_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-         ?16)"
-    )
-}
-
 fn key_values(k: &StoredKey) -> Vec<Val> {
     let mut values =
         vec![text(&k.id), text(&k.name), Val::Text(k.models.as_ref().and_then(|m| serde_json::to_string(m).ok()))];
@@ -171,7 +164,7 @@ impl Store {
     }
 
     pub fn insert_key(&self, k: &StoredKey) -> anyhow::Result<()> {
-        self.exec(&insert_sql(), key_values(k))?;
+        self.exec(&insert("client_keys", COLUMNS), key_values(k))?;
         Ok(())
     }
 
@@ -207,7 +200,12 @@ impl Store {
             }
         };
         let check = (check.as_str(), vec![text(&k.name), text(&k.id), opt(&k.owner)]);
-        self.claim(check, |r| Ok((r.text(0)?, need(r.int(1)?, "count")?)), verdict, (&insert_sql(), key_values(k)))
+        self.claim(
+            check,
+            |r| Ok((r.text(0)?, need(r.int(1)?, "count")?)),
+            verdict,
+            (&insert("client_keys", COLUMNS), key_values(k)),
+        )
     }
 
     /// Write `k` as [`Store::update_key`] does, unless it takes a new name that a key that is not revoked has (a
@@ -238,9 +236,8 @@ impl Store {
                 None => sqlite_exec(c, write, &values).map(|_| NameClaim::Written),
             }),
             Backend::Postgres(pg) => {
-                let (pool, check, write) = (pg.pool(), check.to_string(), write.to_string());
-                pg.block(async move {
-                    let mut client = pool.get().await?;
+                let (check, write) = (check.to_string(), write.to_string());
+                pg.block(move |mut client| async move {
                     let tx = client.transaction().await?;
                     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&KEY_NAMES_LOCK]).await?;
                     if let Some(refused) = verdict(pg_query(&tx, &check, &args, map).await?) {
@@ -252,5 +249,49 @@ impl Store {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-keys-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let mut k = StoredKey {
+            id: "key_1".into(),
+            name: "ci".into(),
+            prefix: "cgw_abcd".into(),
+            secret_sha256: "00".repeat(32),
+            models: Some(vec!["gpt-5".into()]),
+            limits: Limits { rpm: Some(60), concurrency: None, daily_tokens: Some(1_000), monthly_tokens: None },
+            expires_at: Some(1_800_000_000),
+            created_at: 1_700_000_000,
+            revoked_at: None,
+            suspended: None,
+            opportunistic: true,
+            owner: Some("usr_1".into()),
+        };
+        store.insert_key(&k)?;
+        assert_eq!(store.get_key("key_1")?.as_ref(), Some(&k));
+        k.revoked_at = Some(1_700_000_100);
+        k.opportunistic = false;
+        k.models = None;
+        k.limits.daily_tokens = None;
+        assert!(store.update_key(&k)?);
+        assert_eq!(store.list_keys()?, vec![k.clone()]);
+        // A suspension is its own write, which an update of the rest leaves alone.
+        let suspension = crate::store::Suspension { at: 1_700_000_200, reason: "policy".into() };
+        assert!(store.set_key_suspension("key_1", Some(&suspension))?);
+        assert!(store.update_key(&k)?);
+        assert_eq!(store.get_key("key_1")?.and_then(|k| k.suspended), Some(suspension));
+        assert!(store.set_key_suspension("key_1", None)?);
+        assert_eq!(store.list_keys()?, vec![k]);
+        assert!(!store.set_key_suspension("nope", None)?);
+        assert!(store.get_key("nope")?.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //! sessions. Written once for both backends (`sql.rs`).
 
 use super::Store;
-use super::sql::{Cells, Val, int, need, opt, text};
+use super::sql::{Cells, Val, insert, int, need, opt, text};
 
 /// Migration 16 (SQLite) and 19 (PostgreSQL): the gateway's OAuth authorization server for the Codex CLI
 /// (docs/dashboard.md, "The Codex CLI's sign-in").
@@ -123,9 +123,7 @@ impl Store {
     /// Insert a code or device grant; grants that expired a day ago are deleted on the way (each lives minutes).
     pub fn insert_grant(&self, g: &StoredGrant) -> anyhow::Result<()> {
         self.exec("DELETE FROM oauth_grants WHERE expires_at < ?1", vec![int(g.created_at - 86_400)])?;
-        let sql = format!(
-            "INSERT INTO oauth_grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-        );
+        let sql = insert("oauth_grants", GRANT_COLUMNS);
         let values = vec![
             text(&g.id_sha256),
             text(&g.kind),
@@ -189,8 +187,7 @@ impl Store {
     }
 
     pub fn insert_refresh(&self, r: &StoredRefresh) -> anyhow::Result<()> {
-        let sql =
-            format!("INSERT INTO oauth_refresh_tokens ({REFRESH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+        let sql = insert("oauth_refresh_tokens", REFRESH_COLUMNS);
         let values = vec![
             text(&r.token_sha256),
             text(&r.family),

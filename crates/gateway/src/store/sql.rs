@@ -48,6 +48,12 @@ pub(super) fn opt(s: &Option<String>) -> Val {
     Val::Text(s.clone())
 }
 
+/// `INSERT INTO table (columns) VALUES (?1, ...)`, a placeholder per column.
+pub(super) fn insert(table: &str, columns: &str) -> String {
+    let marks: Vec<String> = (1..=columns.split(',').count()).map(|i| format!("?{i}")).collect();
+    format!("INSERT INTO {table} ({columns}) VALUES ({})", marks.join(", "))
+}
+
 /// A row read from either backend, by column index.
 pub(super) trait Cells {
     fn text(&self, i: usize) -> anyhow::Result<Option<String>>;
@@ -130,8 +136,8 @@ impl Store {
         match &self.backend {
             Backend::Sqlite => sqlite_exec(&self.file.lock(), sql, &values),
             Backend::Postgres(pg) => {
-                let (pool, sql) = (pg.pool(), sql.to_string());
-                pg.block(async move { pg_exec(&pool.get().await?, &sql, &values).await })
+                let sql = sql.to_string();
+                pg.block(move |c| async move { pg_exec(&c, &sql, &values).await })
             }
         }
     }
@@ -140,8 +146,8 @@ impl Store {
         match &self.backend {
             Backend::Sqlite => sqlite_query(&self.file.lock(), sql, &values, map),
             Backend::Postgres(pg) => {
-                let (pool, sql) = (pg.pool(), sql.to_string());
-                pg.block(async move { pg_query(&pool.get().await?, &sql, &values, map).await })
+                let sql = sql.to_string();
+                pg.block(move |c| async move { pg_query(&c, &sql, &values, map).await })
             }
         }
     }

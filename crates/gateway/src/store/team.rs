@@ -4,11 +4,13 @@
 //! lease to take, one instance, every job its own); on PostgreSQL it goes to `postgres/`.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dialects::failure::CooldownReason;
 use tokio::task::JoinHandle;
 
+use super::postgres::PgStore;
 use super::{Backend, Store, Tokens};
 
 pub use super::postgres::affinity::{AffinityRow, PULL, PullCursor, RESHARE_SECS};
@@ -120,136 +122,115 @@ impl Following {
 }
 
 impl Store {
+    /// The team's database; `None` on the SQLite file, where each call below is what one instance alone does.
+    fn team(&self) -> Option<&Arc<PgStore>> {
+        match &self.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres(pg) => Some(pg),
+        }
+    }
+
     /// Share a cooldown that just started with the other instances, in the background.
     pub fn publish_cooldown(&self, c: SharedCooldown) {
-        match &self.backend {
-            Backend::Sqlite => {}
-            Backend::Postgres(pg) => pg.publish_cooldown(c),
+        if let Some(pg) = self.team() {
+            pg.publish_cooldown(c);
         }
     }
 
     /// The cooldowns the instances shared that still run.
     pub fn shared_cooldowns(&self) -> anyhow::Result<Vec<SharedCooldown>> {
-        match &self.backend {
-            Backend::Sqlite => Ok(Vec::new()),
-            Backend::Postgres(pg) => pg.cooldowns(),
-        }
+        self.team().map_or(Ok(Vec::new()), |pg| pg.cooldowns())
     }
 
     /// Forget an account's shared cooldowns (an operator cleared them), in the background.
     pub fn clear_shared_cooldowns(&self, account_id: &str) {
-        match &self.backend {
-            Backend::Sqlite => {}
-            Backend::Postgres(pg) => pg.clear_cooldowns(account_id),
+        if let Some(pg) = self.team() {
+            pg.clear_cooldowns(account_id);
         }
     }
 
     /// Take or renew the leader lease for `ttl` (`postgres/leader.rs`).
     pub async fn lead(&self, ttl: Duration) -> anyhow::Result<Leadership> {
-        match &self.backend {
-            Backend::Sqlite => Ok(Leadership::Alone),
-            Backend::Postgres(pg) => Ok(match pg.hold_lease(super::postgres::leader::LEADER, ttl).await? {
-                true => Leadership::Leads,
-                false => Leadership::Follows,
-            }),
-        }
+        let Some(pg) = self.team() else { return Ok(Leadership::Alone) };
+        Ok(match pg.hold_lease(super::postgres::leader::LEADER, ttl).await? {
+            true => Leadership::Leads,
+            false => Leadership::Follows,
+        })
     }
 
     /// Take account `id`'s refresh lease for `ttl` unless another instance holds an unexpired one
     /// (`postgres/lease.rs`).
     pub async fn take_refresh_lease(&self, id: &str, ttl: Duration) -> anyhow::Result<RefreshLease> {
-        match &self.backend {
-            Backend::Sqlite => Ok(RefreshLease::Alone),
-            Backend::Postgres(pg) => pg.take_refresh_lease(id, ttl).await,
-        }
+        let Some(pg) = self.team() else { return Ok(RefreshLease::Alone) };
+        pg.take_refresh_lease(id, ttl).await
     }
 
     /// Give a refresh lease back without a commit (the refresh failed or was not needed).
     pub async fn end_refresh_lease(&self, id: &str) -> anyhow::Result<()> {
-        match &self.backend {
-            Backend::Sqlite => Ok(()),
-            Backend::Postgres(pg) => pg.end_refresh_lease(id).await,
-        }
+        let Some(pg) = self.team() else { return Ok(()) };
+        pg.end_refresh_lease(id).await
     }
 
     /// Share where a conversation is (its account, origin and hold), in the background (never waits).
     pub fn publish_affinity(&self, row: AffinityRow) {
-        match &self.backend {
-            Backend::Sqlite => {}
-            Backend::Postgres(pg) => pg.publish_affinity(row),
+        if let Some(pg) = self.team() {
+            pg.publish_affinity(row);
         }
     }
 
     /// Share a conversation no instance knew yet, with an answer once it is written (on a team store; the SQLite
     /// file shares nothing and answers `None`, as does a full queue).
     pub fn share_new_affinity(&self, row: AffinityRow) -> Option<tokio::sync::oneshot::Receiver<()>> {
-        match &self.backend {
-            Backend::Sqlite => None,
-            Backend::Postgres(pg) => pg.share_new_affinity(row),
-        }
+        self.team()?.share_new_affinity(row)
     }
 
     /// Which account the team holds conversation `key` on, asked within `within` (a lookup on a team store; on
     /// the SQLite file `Alone` at once, with no I/O). An error: the database did not answer in time, or is known
     /// to be unreachable.
     pub async fn ask_affinity(&self, key: &str, within: Duration) -> anyhow::Result<AskedAffinity> {
-        match &self.backend {
-            Backend::Sqlite => Ok(AskedAffinity::Alone),
-            Backend::Postgres(pg) => pg.ask_affinity(key, within).await,
-        }
+        let Some(pg) = self.team() else { return Ok(AskedAffinity::Alone) };
+        pg.ask_affinity(key, within).await
     }
 
     /// The conversations the other instances shared since the last pull.
     pub async fn pull_affinity(&self, cursor: &mut PullCursor, limit: usize) -> anyhow::Result<Vec<AffinityRow>> {
-        match &self.backend {
-            Backend::Sqlite => Ok(Vec::new()),
-            Backend::Postgres(pg) => pg.pull_affinity(cursor, limit).await,
-        }
+        let Some(pg) = self.team() else { return Ok(Vec::new()) };
+        pg.pull_affinity(cursor, limit).await
     }
 
     /// Release a conversation's hold for the whole team (a local store keeps none: the pool's map is all there
     /// is). Whether the team's table held it.
     pub async fn release_shared_hold(&self, key: &str) -> anyhow::Result<bool> {
-        match &self.backend {
-            Backend::Sqlite => Ok(false),
-            Backend::Postgres(pg) => pg.release_hold(key).await,
-        }
+        let Some(pg) = self.team() else { return Ok(false) };
+        pg.release_hold(key).await
     }
 
     /// Share a kept Responses answer with the team (`previous_response_id` on another instance), in the
     /// background; the SQLite file keeps nothing beyond the instance's memory.
     pub fn share_response(&self, response: SharedResponse) {
-        match &self.backend {
-            Backend::Sqlite => {}
-            Backend::Postgres(pg) => pg.share_response(response),
+        if let Some(pg) = self.team() {
+            pg.share_response(response);
         }
     }
 
     /// The Responses answer `id` as the team keeps it, asked within `within` (`Alone` on the SQLite file, at
     /// once). An error: the database did not answer in time, or is known to be unreachable.
     pub async fn ask_response(&self, id: &str, within: Duration) -> anyhow::Result<AskedResponse> {
-        match &self.backend {
-            Backend::Sqlite => Ok(AskedResponse::Alone),
-            Backend::Postgres(pg) => Ok(match pg.ask_response(id, within).await? {
-                Some(found) => AskedResponse::Known(found),
-                None => AskedResponse::Unknown,
-            }),
-        }
+        let Some(pg) = self.team() else { return Ok(AskedResponse::Alone) };
+        Ok(pg.ask_response(id, within).await?.map_or(AskedResponse::Unknown, AskedResponse::Known))
     }
 
     /// Forget the team's kept responses past their time, and the oldest beyond these bounds (the leader).
     pub fn prune_shared_responses(&self, count: usize, bytes: usize) {
-        match &self.backend {
-            Backend::Sqlite => {}
-            Backend::Postgres(pg) => pg.prune_responses(count, bytes),
+        if let Some(pg) = self.team() {
+            pg.prune_responses(count, bytes);
         }
     }
 
     /// Delete the conversations nobody shared for hours (the leader, each upkeep round), in the background.
     pub fn prune_shared_affinity(&self) {
-        match &self.backend {
-            Backend::Sqlite => {}
-            Backend::Postgres(pg) => pg.prune_affinity(),
+        if let Some(pg) = self.team() {
+            pg.prune_affinity();
         }
     }
 
@@ -262,30 +243,22 @@ impl Store {
         today_ms: i64,
         month_ms: i64,
     ) -> anyhow::Result<Vec<KeySpend>> {
-        match &self.backend {
-            Backend::Sqlite => Ok(Vec::new()),
-            Backend::Postgres(pg) => pg.team_spend(by, ids, today_ms, month_ms).await,
-        }
+        let Some(pg) = self.team() else { return Ok(Vec::new()) };
+        pg.team_spend(by, ids, today_ms, month_ms).await
     }
 
     /// Instances sharing the store, this one included: a key's rpm and concurrency are shared out by it. One
     /// relaxed load (it is read per admitted request).
     pub fn live_instances(&self) -> u32 {
-        match &self.backend {
-            Backend::Sqlite => 1,
-            Backend::Postgres(pg) => pg.live_instances(),
-        }
+        self.team().map_or(1, |pg| pg.live_instances())
     }
 
     pub fn health(&self) -> StoreHealth {
-        match &self.backend {
-            Backend::Sqlite => StoreHealth::Local,
-            Backend::Postgres(pg) => StoreHealth::Team {
-                reachable: pg.reachable(),
-                instances: pg.live_instances(),
-                affinity_dropped: pg.affinity_dropped(),
-            },
-        }
+        self.team().map_or(StoreHealth::Local, |pg| StoreHealth::Team {
+            reachable: pg.reachable(),
+            instances: pg.live_instances(),
+            affinity_dropped: pg.affinity_dropped(),
+        })
     }
 
     /// Follow the other instances: run `on_change` (blocking work) whenever one of them changed the accounts,
@@ -295,10 +268,7 @@ impl Store {
     where
         F: Fn() -> anyhow::Result<()> + Send + Sync + 'static,
     {
-        Following(match &self.backend {
-            Backend::Sqlite => Followers::Alone,
-            Backend::Postgres(pg) => Followers::Team(vec![pg.follow(on_change)]),
-        })
+        Following(self.team().map_or(Followers::Alone, |pg| Followers::Team(vec![pg.follow(on_change)])))
     }
 }
 

@@ -164,6 +164,7 @@ impl Spender {
     }
 }
 
+pub(crate) const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
@@ -366,6 +367,13 @@ impl LedgerEntry<'_> {
     fn is_error(&self) -> bool {
         self.status >= 400 || self.error.is_some()
     }
+}
+
+/// The start of `from`'s minute, and a zero count for each minute from there up to `to` (at most a month's).
+pub(crate) fn minutes(from: i64, to: i64) -> (i64, Vec<u32>) {
+    let first = from.div_euclid(MINUTE_MS) * MINUTE_MS;
+    let n = usize::try_from((to - first + MINUTE_MS - 1).div_euclid(MINUTE_MS)).unwrap_or(0).min(60 * 24 * 31);
+    (first, vec![0; n])
 }
 
 /// Unix milliseconds of a record's start.

@@ -9,7 +9,7 @@
 //! their next poll.
 
 use super::Store;
-use super::sql::{Cells, Val, count, int, need, opt, text};
+use super::sql::{Cells, Val, count, insert, int, need, opt, text};
 
 /// Migration 13 (SQLite) and 15 (PostgreSQL): users, their sessions, and who owns a client key (`NULL`: the
 /// gateway, as for every key made before users existed).
@@ -141,10 +141,7 @@ impl Store {
 
     /// Insert a user; `false` when the name is taken (nothing written).
     pub fn insert_user(&self, u: &StoredUser) -> anyhow::Result<bool> {
-        let sql = format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-             ON CONFLICT (name) DO NOTHING"
-        );
+        let sql = format!("{} ON CONFLICT (name) DO NOTHING", insert("users", USER_COLUMNS));
         Ok(self.exec(&sql, user_values(u))? == 1)
     }
 
@@ -165,7 +162,7 @@ impl Store {
     }
 
     pub fn insert_session(&self, s: &StoredSession) -> anyhow::Result<()> {
-        let sql = format!("INSERT INTO user_sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)");
+        let sql = insert("user_sessions", SESSION_COLUMNS);
         let values =
             vec![text(&s.token_sha256), text(&s.user_id), text(&s.method), int(s.created_at), int(s.expires_at)];
         self.exec(&sql, values)?;

@@ -181,7 +181,6 @@ impl Ledger {
         }
     }
 
-    /// The price table in force.
     pub fn prices(&self) -> Arc<pricing::Prices> {
         self.prices.load_full()
     }

@@ -82,12 +82,8 @@ pub struct Cost {
 }
 
 impl Cost {
-    pub fn add(&mut self, prices: &Prices, model: &str, t: Tokens) {
-        self.add_priced(prices.get(model), t);
-    }
-
-    /// [`Cost::add`] with the model's price already looked up (`None`: the model has none).
-    pub fn add_priced(&mut self, price: Option<&Price>, t: Tokens) {
+    /// Add the cost of `t` at a model's `price` (`None`: the model has none).
+    pub fn add(&mut self, price: Option<&Price>, t: Tokens) {
         match price {
             Some(p) => {
                 self.usd += p.cost(t);
@@ -115,12 +111,12 @@ mod tests {
         let prices = Prices::new(table)?;
         let t = Tokens { input: 1_000_000, cached: 400_000, output: 100_000 };
         let mut c = Cost::default();
-        c.add(&prices, "gpt-5.4", t);
+        c.add(prices.get("gpt-5.4"), t);
         // 600k uncached * 1.25 + 400k cached * 0.125 + 100k * 10, per million.
         assert!((c.usd - (0.75 + 0.05 + 1.0)).abs() < 1e-9, "{}", c.usd);
         assert!(c.priced && !c.incomplete);
         let mut other = Cost::default();
-        other.add(&prices, "gpt-5.5", t);
+        other.add(prices.get("gpt-5.5"), t);
         assert!(!other.priced && other.incomplete && other.usd == 0.0);
         c.merge(other);
         assert!(c.priced && c.incomplete);

@@ -23,15 +23,10 @@ pub enum GroupBy {
 
 impl GroupBy {
     pub fn parse(s: &str) -> Option<GroupBy> {
-        match s {
-            "account" => Some(GroupBy::Account),
-            "model" => Some(GroupBy::Model),
-            "key" => Some(GroupBy::Key),
-            "dialect" => Some(GroupBy::Dialect),
-            "user" => Some(GroupBy::User),
-            _ => None,
-        }
+        use GroupBy::*;
+        [Account, Model, Key, Dialect, User].into_iter().find(|g| g.as_str() == s)
     }
+
     pub fn as_str(self) -> &'static str {
         match self {
             GroupBy::Account => "account",
@@ -194,7 +189,7 @@ pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Re
                 p
             }
         };
-        t.cost.add_priced(price.as_ref(), tokens);
+        t.cost.add(price.as_ref(), tokens);
         let g = text(r, 1)?;
         let i = match groups.iter().position(|(name, _)| name == g) {
             Some(i) => i,
@@ -285,7 +280,6 @@ fn cell(column: &str, v: &serde_json::Value) -> String {
     }
 }
 
-/// One request row.
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestRow {
     pub id: i64,

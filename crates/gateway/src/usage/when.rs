@@ -3,7 +3,6 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     crate::store::usage::unix_ms(std::time::SystemTime::now())
 }

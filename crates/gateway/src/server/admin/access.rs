@@ -98,19 +98,14 @@ pub async fn layer(
         // A public route with nobody signed in.
         return next.run(req).await;
     };
-    if decision == Decision::Refuse {
-        let mut resp = AdminError::from(refused(&principal)).into_response();
-        resp.extensions_mut().insert(principal);
-        return resp;
-    }
-    req.extensions_mut().insert(Asking { principal: principal.clone(), decision });
-    let mut resp = next.run(req).await;
+    let mut resp = if decision == Decision::Refuse {
+        let role = principal.role().as_str();
+        let e = GatewayError::new(ErrorKind::PermissionDenied, format!("The {role} role may not use this route."));
+        AdminError::from(e.with_code("role_forbidden")).into_response()
+    } else {
+        req.extensions_mut().insert(Asking { principal: principal.clone(), decision });
+        next.run(req).await
+    };
     resp.extensions_mut().insert(principal);
     resp
-}
-
-fn refused(p: &Principal) -> GatewayError {
-    let role = p.role().as_str();
-    GatewayError::new(ErrorKind::PermissionDenied, format!("The {role} role may not use this route."))
-        .with_code("role_forbidden")
 }

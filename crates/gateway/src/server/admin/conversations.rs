@@ -33,10 +33,8 @@ async fn held(State(s): State<Arc<AppState>>) -> Json<Value> {
 async fn release(State(s): State<Arc<AppState>>, Path(key): Path<String>) -> Result<(Note, Json<Value>), AdminError> {
     let (released, shared) = s.pool.release_hold(&key).await?;
     if released.is_none() && !shared {
-        return Err(AdminError::Refused(
-            GatewayError::new(ErrorKind::NotFound, format!("No held conversation `{key}`."))
-                .with_code("conversation_not_held"),
-        ));
+        let e = GatewayError::new(ErrorKind::NotFound, format!("No held conversation `{key}`."));
+        return Err(e.with_code("conversation_not_held").into());
     }
     tracing::info!(key = %key, "held conversation released by an operator");
     let note = Note::default().with("was", serde_json::to_value(&released).unwrap_or_default());

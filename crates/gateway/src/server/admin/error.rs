@@ -118,14 +118,13 @@ impl FromRequestParts<Arc<AppState>> for KeysManageable {
     async fn from_request_parts(_: &mut Parts, s: &Arc<AppState>) -> Result<Self, AdminError> {
         // Users exist: the admin API asks for a session or the admin key (server/guard.rs), never nothing.
         if s.config.admin_keys().is_empty() && !s.users.any() {
-            return Err(AdminError::Refused(
-                GatewayError::new(
-                    ErrorKind::PermissionDenied,
-                    "Creating client keys needs an admin credential: set CODEX_GATEWAY_ADMIN_KEY (or `[server] \
-                     admin_key`, or CODEX_GATEWAY_API_KEY) and restart the gateway.",
-                )
-                .with_code("admin_key_required"),
-            ));
+            return Err(GatewayError::new(
+                ErrorKind::PermissionDenied,
+                "Creating client keys needs an admin credential: set CODEX_GATEWAY_ADMIN_KEY (or `[server] \
+                 admin_key`, or CODEX_GATEWAY_API_KEY) and restart the gateway.",
+            )
+            .with_code("admin_key_required")
+            .into());
         }
         Ok(KeysManageable)
     }

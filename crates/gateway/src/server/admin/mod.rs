@@ -49,8 +49,8 @@ pub fn table() -> RouteTable<Arc<AppState>> {
         .get("/admin/accounts/export", export)
         .get("/admin/accounts/{id}", one)
         .delete("/admin/accounts/{id}", remove)
-        .post("/admin/accounts/{id}/enable", enable)
-        .post("/admin/accounts/{id}/disable", disable)
+        .post("/admin/accounts/{id}/enable", set_enabled::<true>)
+        .post("/admin/accounts/{id}/disable", set_enabled::<false>)
         .post("/admin/accounts/{id}/label", label)
         .post("/admin/accounts/{id}/policy", policy)
         .post("/admin/accounts/{id}/proxy", proxy)
@@ -103,7 +103,6 @@ async fn list(State(s): State<Arc<AppState>>) -> Json<Value> {
     Json(Value::Array(s.pool.accounts().iter().map(|a| a.summary(now)).collect()))
 }
 
-/// The account with this id in the pool.
 fn account(s: &AppState, id: &str) -> Result<Arc<Account>, AdminError> {
     s.pool.get(id).ok_or_else(|| AdminError::NoAccount(id.to_string()))
 }
@@ -186,21 +185,14 @@ async fn remove(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Answe
     Ok(Json(json!({"removed": id})))
 }
 
-fn set_enabled(s: &AppState, id: String, enabled: bool) -> Answer {
+/// `POST /admin/accounts/{id}/enable` and `/disable`.
+async fn set_enabled<const ENABLED: bool>(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Answer {
     if s.pool.store().get_account(&id)?.is_none() {
         return Err(AdminError::NoAccount(id));
     }
-    let status = manage::set_enabled(s.pool.store(), &id, enabled)?;
+    let status = manage::set_enabled(s.pool.store(), &id, ENABLED)?;
     s.pool.reload()?;
     Ok(Json(json!({"id": id, "status": status.as_str()})))
-}
-
-async fn enable(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Answer {
-    set_enabled(&s, id, true)
-}
-
-async fn disable(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Answer {
-    set_enabled(&s, id, false)
 }
 
 #[derive(Deserialize)]

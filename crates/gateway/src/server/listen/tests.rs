@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Front, accept};
 use crate::app::Drain;
-use crate::server::guard::{Guard, loopback_without_keys};
+use crate::server::guard::Guard;
+use crate::server::guard::tests::loopback_without_keys;
 
 const BODY_TIMEOUT: Duration = Duration::from_millis(300);
 const HEADER_TIMEOUT: Duration = Duration::from_millis(400);

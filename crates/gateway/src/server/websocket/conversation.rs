@@ -99,16 +99,13 @@ impl Conversation {
             Some(Value::String(t)) => return Err(MessageError::UnknownType(t)),
             Some(_) | None => return Err(MessageError::UnknownType(String::new())),
         }
-        let generate = match body.remove("generate") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => b,
-            Some(_) => return Err(MessageError::BadField("generate")),
+        // `generate` and `store`: true unless the client says false.
+        let mut flag = |name: &'static str| match body.remove(name) {
+            None | Some(Value::Null) => Ok(true),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(_) => Err(MessageError::BadField(name)),
         };
-        let store = match body.remove("store") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => b,
-            Some(_) => return Err(MessageError::BadField("store")),
-        };
+        let (generate, store) = (flag("generate")?, flag("store")?);
         let previous = match body.remove("previous_response_id") {
             None | Some(Value::Null) => None,
             Some(Value::String(id)) => Some(id),

@@ -1,7 +1,9 @@
 //! The `accounts` table on PostgreSQL, where it differs from the SQLite file's (`store/accounts.rs`): the token
 //! version that makes a rotation a compare-and-swap (the version read under a refresh lease, `lease.rs`).
 
-use super::PgStore;
+use tokio_postgres::types::ToSql;
+
+use super::{DB_NOW_MS, PgStore};
 use crate::store::Tokens;
 
 impl PgStore {
@@ -11,44 +13,23 @@ impl PgStore {
     /// import) the tokens are simply written, as a new version.
     pub fn save_tokens(&self, id: &str, t: &Tokens) -> anyhow::Result<()> {
         let expected = self.held_versions.lock().get(id).copied();
-        let (pool, key, t, me) = (self.pool(), id.to_string(), t.clone(), self.instance.clone());
-        let n = self.block(async move {
-            let client = pool.get().await?;
-            let n = client
-                .execute(
-                    "UPDATE accounts SET id_token=$2, access_token=$3, refresh_token=$4, chatgpt_account_id=$5,
-                         last_refresh=$6, status='active', status_reason=NULL, token_version = token_version + 1,
-                         refresh_lease_owner = NULL, refresh_lease_until = NULL
-                     WHERE id=$1 AND ($7::bigint IS NULL OR token_version = $7)
-                       AND (refresh_lease_owner IS NULL OR refresh_lease_owner = $8
-                            OR refresh_lease_until < (extract(epoch from clock_timestamp()) * 1000)::bigint)",
-                    &[
-                        &key,
-                        &t.id_token,
-                        &t.access_token,
-                        &t.refresh_token,
-                        &t.account_id,
-                        &t.last_refresh,
-                        &expected,
-                        &me,
-                    ],
-                )
-                .await?;
-            Ok(n)
+        let (key, t, me) = (id.to_string(), t.clone(), self.instance.clone());
+        let n = self.block(move |client| async move {
+            let sql = format!(
+                "UPDATE accounts SET id_token=$2, access_token=$3, refresh_token=$4, chatgpt_account_id=$5,
+                     last_refresh=$6, status='active', status_reason=NULL, token_version = token_version + 1,
+                     refresh_lease_owner = NULL, refresh_lease_until = NULL
+                 WHERE id=$1 AND ($7::bigint IS NULL OR token_version = $7)
+                   AND (refresh_lease_owner IS NULL OR refresh_lease_owner = $8 OR refresh_lease_until < {DB_NOW_MS})"
+            );
+            let params: [&(dyn ToSql + Sync); 8] =
+                [&key, &t.id_token, &t.access_token, &t.refresh_token, &t.account_id, &t.last_refresh, &expected, &me];
+            Ok(client.execute(&sql, &params).await?)
         })?;
         if n == 1 {
             self.held_versions.lock().remove(id);
         }
         anyhow::ensure!(n == 1, "account {id} is not in the store, or another instance rotated its tokens first");
         Ok(())
-    }
-
-    /// Forget a version read under a lease that ended without a commit.
-    pub(super) fn forget_version(&self, id: &str) {
-        self.held_versions.lock().remove(id);
-    }
-
-    pub(super) fn hold_version(&self, id: &str, version: i64) {
-        self.held_versions.lock().insert(id.to_string(), version);
     }
 }

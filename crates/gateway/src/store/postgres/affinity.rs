@@ -29,7 +29,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 
@@ -191,9 +190,8 @@ impl PgStore {
     /// waits for the database, so the release cannot be lost in a full queue). The row is stamped as this
     /// instance's newest, so the others pull it. Whether a row was held.
     pub async fn release_hold(&self, key: &str) -> anyhow::Result<bool> {
-        let (pool, me, key) = (self.pool(), self.instance.clone(), key.to_string());
-        self.run(async move {
-            let client = pool.get().await?;
+        let (me, key) = (self.instance.clone(), key.to_string());
+        self.run(move |client| async move {
             let sql = format!(
                 "UPDATE conversation_affinity SET hold = NULL, instance = $2, at = {DB_NOW_MS}
                  WHERE key = $1 AND hold IS NOT NULL"
@@ -212,13 +210,12 @@ impl PgStore {
     /// ones: the local map holds no more). The first pull reads the last [`TTL_MS`], and every held conversation
     /// whatever its age (a hold outlives the prompt cache: it lasts until an operator releases it).
     pub async fn pull_affinity(&self, cursor: &mut PullCursor, limit: usize) -> anyhow::Result<Vec<AffinityRow>> {
-        let (pool, me) = (self.pool(), self.instance.clone());
+        let me = self.instance.clone();
         let first = cursor.0.is_none();
         let since = cursor.0.unwrap_or(i64::MIN);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let (now, keys, accounts, origins, holds) = self
-            .run(async move {
-                let client = pool.get().await?;
+            .run(move |client| async move {
                 // One row whatever matched (an aggregate), so the database's clock comes back with no rows too.
                 let sql = format!(
                     "SELECT {DB_NOW_MS}, array_agg(key ORDER BY at), array_agg(account_id ORDER BY at),
@@ -248,17 +245,15 @@ impl PgStore {
     /// operator releases it): one lookup by the table's primary key, on the store's runtime, abandoned after
     /// `within`. While the change watcher finds the database unreachable it is not asked (an error at once).
     pub async fn ask_affinity(&self, key: &str, within: Duration) -> anyhow::Result<AskedAffinity> {
-        anyhow::ensure!(self.reachable(), "the store is unreachable");
-        let (pool, key) = (self.pool(), key.to_string());
-        let mut lookup = self.rt.spawn(async move {
-            let client = pool.get().await?;
+        let key = key.to_string();
+        self.ask(within, move |client| async move {
             let sql = format!(
                 "SELECT account_id, origin, hold FROM conversation_affinity \
                  WHERE key = $1 AND (at > {DB_NOW_MS} - $2 OR hold IS NOT NULL)"
             );
             let stmt = client.prepare_cached(&sql).await?;
             let row = client.query_opt(&stmt, &[&key, &TTL_MS]).await?;
-            anyhow::Ok(match row {
+            Ok(match row {
                 Some(row) => AskedAffinity::Known(AffinityRow {
                     key,
                     account: row.try_get(0)?,
@@ -267,26 +262,16 @@ impl PgStore {
                 }),
                 None => AskedAffinity::Unknown,
             })
-        });
-        match tokio::time::timeout(within, &mut lookup).await {
-            Ok(joined) => joined.context("the lookup's task failed")?,
-            Err(_) => {
-                // Its connection goes back to the pool rather than waiting on for a statement nobody reads.
-                lookup.abort();
-                anyhow::bail!("no answer within {} ms", within.as_millis())
-            }
-        }
+        })
+        .await
     }
 
     /// Delete the conversations nobody shared for [`TTL_MS`] (the leader, each upkeep round), in the background.
     pub fn prune_affinity(&self) {
-        let pool = self.pool();
-        self.rt.spawn(async move {
-            let Ok(client) = pool.get().await else { return };
+        self.background("prune shared conversation affinities", |client| async move {
             let sql = format!("DELETE FROM conversation_affinity WHERE at < {DB_NOW_MS} - $1 AND hold IS NULL");
-            if let Err(e) = client.execute(&sql, &[&TTL_MS]).await {
-                tracing::debug!("could not prune shared conversation affinities: {e}");
-            }
+            client.execute(&sql, &[&TTL_MS]).await?;
+            Ok(())
         });
     }
 }

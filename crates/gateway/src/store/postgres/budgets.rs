@@ -16,10 +16,8 @@ impl PgStore {
         today_ms: i64,
         month_ms: i64,
     ) -> anyhow::Result<Vec<KeySpend>> {
-        let pool = self.pool();
         let c = by.column();
-        self.run(async move {
-            let client = pool.get().await?;
+        self.run(move |client| async move {
             let stmt = client
                 .prepare_cached(&format!(
                     "SELECT {c},

@@ -33,10 +33,9 @@ impl PgStore {
     }
 
     async fn ask_lease(&self, name: &'static str, ttl: Duration) -> anyhow::Result<bool> {
-        let (pool, me) = (self.pool(), self.instance.clone());
+        let me = self.instance.clone();
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
-        self.run(async move {
-            let client = pool.get().await?;
+        self.run(move |client| async move {
             let held = client
                 .query_opt(
                     &format!(

@@ -17,11 +17,10 @@ const ROW: &str = "token_version, kind, chatgpt_account_id, id_token, access_tok
 impl PgStore {
     /// Take account `id`'s refresh lease for `ttl` unless another instance holds an unexpired one.
     pub async fn take_refresh_lease(&self, id: &str, ttl: Duration) -> anyhow::Result<RefreshLease> {
-        let (pool, key, me) = (self.pool(), id.to_string(), self.instance.clone());
+        let (key, me) = (id.to_string(), self.instance.clone());
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
         let (held, row) = self
-            .run(async move {
-                let client = pool.get().await?;
+            .run(move |client| async move {
                 let taken = client
                     .query_opt(
                         &format!(
@@ -46,7 +45,7 @@ impl PgStore {
         let tokens = tokens_at(&row, kind, 2)?;
         Ok(match held {
             true => {
-                self.hold_version(id, version);
+                self.held_versions.lock().insert(id.to_string(), version);
                 RefreshLease::Held(tokens)
             }
             false => RefreshLease::Busy(tokens),
@@ -55,10 +54,10 @@ impl PgStore {
 
     /// Give the lease back without a commit (the refresh failed or was not needed).
     pub async fn end_refresh_lease(&self, id: &str) -> anyhow::Result<()> {
-        self.forget_version(id);
-        let (pool, id, me) = (self.pool(), id.to_string(), self.instance.clone());
-        self.run(async move {
-            let client = pool.get().await?;
+        // A version read under a lease that ends without a commit.
+        self.held_versions.lock().remove(id);
+        let (id, me) = (id.to_string(), self.instance.clone());
+        self.run(move |client| async move {
             client
                 .execute(
                     "UPDATE accounts SET refresh_lease_owner = NULL, refresh_lease_until = NULL

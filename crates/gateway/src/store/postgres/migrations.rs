@@ -2,7 +2,7 @@
 //! order under a transaction-scoped advisory lock, so instances that start together migrate once.
 
 use anyhow::Context;
-use deadpool_postgres::Pool;
+use deadpool_postgres::Object;
 
 /// Each entry moves the schema one version forward; never edit an entry once released.
 const MIGRATIONS: &[&str] = &[
@@ -119,8 +119,7 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 /// Any fixed number: the advisory lock that serializes migrations across instances.
 const MIGRATION_LOCK: i64 = 0x636f_6465_7867_7731;
 
-pub(super) async fn migrate(pool: &Pool) -> anyhow::Result<()> {
-    let mut client = pool.get().await.context("cannot connect")?;
+pub(super) async fn migrate(mut client: Object) -> anyhow::Result<()> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use parking_lot::Mutex;
 
 mod accounts;
@@ -111,36 +111,81 @@ impl PgStore {
             responses,
             _stop: stop,
         });
-        let pool = store.pool.clone();
         store
-            .block(async move { migrations::migrate(&pool).await })
+            .block(migrations::migrate)
             .with_context(|| format!("cannot open the PostgreSQL store {}", redact_url(url)))?;
         Ok(store)
     }
 
-    /// Run `f` on the store's runtime and wait for it (synchronous callers).
-    pub(crate) fn block<T: Send + 'static>(
-        &self,
-        f: impl Future<Output = anyhow::Result<T>> + Send + 'static,
-    ) -> anyhow::Result<T> {
+    /// Run `f` with a pooled connection on the store's runtime and wait for it (synchronous callers).
+    pub(crate) fn block<T: Send + 'static, F>(&self, f: impl FnOnce(Object) -> F + Send + 'static) -> anyhow::Result<T>
+    where
+        F: Future<Output = anyhow::Result<T>> + Send + 'static,
+    {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let task = connected(self.pool.clone(), f);
         self.rt.spawn(async move {
-            let _ = tx.send(f.await);
+            let _ = tx.send(task.await);
         });
         rx.recv().map_err(|_| anyhow::anyhow!("the PostgreSQL store's runtime stopped"))?
     }
 
-    /// Run `f` on the store's runtime and await it (async callers: the refresh lease, the change watcher).
-    pub(crate) async fn run<T: Send + 'static>(
+    /// Run `f` with a pooled connection on the store's runtime and await it (async callers: the refresh lease, the
+    /// change watcher).
+    pub(crate) async fn run<T: Send + 'static, F>(
         &self,
-        f: impl Future<Output = anyhow::Result<T>> + Send + 'static,
-    ) -> anyhow::Result<T> {
-        self.rt.spawn(f).await.map_err(|e| anyhow::anyhow!("a PostgreSQL store task failed: {e}"))?
+        f: impl FnOnce(Object) -> F + Send + 'static,
+    ) -> anyhow::Result<T>
+    where
+        F: Future<Output = anyhow::Result<T>> + Send + 'static,
+    {
+        let task = self.rt.spawn(connected(self.pool.clone(), f));
+        task.await.map_err(|e| anyhow::anyhow!("a PostgreSQL store task failed: {e}"))?
     }
 
-    pub(crate) fn pool(&self) -> Pool {
-        self.pool.clone()
+    /// Run `f` with a pooled connection on the store's runtime without waiting for it: a failure (to `what`) is
+    /// logged at debug level.
+    pub(crate) fn background<F>(&self, what: &'static str, f: impl FnOnce(Object) -> F + Send + 'static)
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let task = connected(self.pool.clone(), f);
+        self.rt.spawn(async move {
+            if let Err(e) = task.await {
+                tracing::debug!("could not {what}: {e:#}");
+            }
+        });
     }
+
+    /// [`PgStore::run`] on the request path: refused at once while the change watcher finds the database
+    /// unreachable, abandoned after `within` (its connection goes back to the pool rather than waiting on for a
+    /// statement nobody reads).
+    pub(crate) async fn ask<T: Send + 'static, F>(
+        &self,
+        within: Duration,
+        f: impl FnOnce(Object) -> F + Send + 'static,
+    ) -> anyhow::Result<T>
+    where
+        F: Future<Output = anyhow::Result<T>> + Send + 'static,
+    {
+        anyhow::ensure!(self.reachable(), "the store is unreachable");
+        let mut lookup = self.rt.spawn(connected(self.pool.clone(), f));
+        match tokio::time::timeout(within, &mut lookup).await {
+            Ok(joined) => joined.context("the lookup's task failed")?,
+            Err(_) => {
+                lookup.abort();
+                anyhow::bail!("the team store did not answer within {} ms", within.as_millis())
+            }
+        }
+    }
+}
+
+/// `f` with a connection of `pool`.
+async fn connected<T, F: Future<Output = anyhow::Result<T>>>(
+    pool: Pool,
+    f: impl FnOnce(Object) -> F,
+) -> anyhow::Result<T> {
+    f(pool.get().await.context("cannot connect")?).await
 }
 
 /// A current-thread runtime on a thread of its own, until the returned sender is dropped.

@@ -110,47 +110,30 @@ impl PgStore {
     /// when no instance shared it (or it expired). An error: the database did not answer in time, or is known
     /// to be unreachable.
     pub async fn ask_response(&self, id: &str, within: Duration) -> anyhow::Result<Option<SharedResponse>> {
-        anyhow::ensure!(self.reachable(), "the store is unreachable");
-        let (pool, id) = (self.pool(), id.to_string());
-        let mut lookup = self.rt.spawn(async move {
-            let client = pool.get().await?;
+        let id = id.to_string();
+        self.ask(within, move |client| async move {
             let sql = format!("SELECT owner, items FROM stored_responses WHERE id = $1 AND at > {DB_NOW_MS} - $2");
             let stmt = client.prepare_cached(&sql).await?;
             let row = client.query_opt(&stmt, &[&id, &TTL_MS]).await?;
-            anyhow::Ok(match row {
-                Some(row) => Some(SharedResponse { id, owner: row.try_get(0)?, items: row.try_get(1)? }),
-                None => None,
-            })
-        });
-        match tokio::time::timeout(within, &mut lookup).await {
-            Ok(joined) => joined.map_err(|e| anyhow::anyhow!("the lookup's task failed: {e}"))?,
-            Err(_) => {
-                lookup.abort();
-                anyhow::bail!("the team store did not answer within {within:?}")
-            }
-        }
+            row.map(|r| Ok(SharedResponse { id, owner: r.try_get(0)?, items: r.try_get(1)? })).transpose()
+        })
+        .await
     }
 
     /// Forget what is past [`TTL_MS`], then the oldest beyond `count` responses or `bytes` for the whole team
     /// (the leader, each upkeep round), in the background.
     pub fn prune_responses(&self, count: usize, bytes: usize) {
-        let pool = self.pool();
         let (count, bytes) = (i64::try_from(count).unwrap_or(i64::MAX), i64::try_from(bytes).unwrap_or(i64::MAX));
-        self.rt.spawn(async move {
-            let Ok(client) = pool.get().await else { return };
+        self.background("prune the team's kept responses", move |client| async move {
             let expired = format!("DELETE FROM stored_responses WHERE at < {DB_NOW_MS} - $1");
             let beyond = "DELETE FROM stored_responses WHERE id IN (
                 SELECT id FROM (
                     SELECT id, row_number() OVER w AS n, sum(bytes) OVER w AS running FROM stored_responses
                     WINDOW w AS (ORDER BY at DESC, id)
                 ) newest WHERE n > $1::bigint OR running > $2::bigint)";
-            let pruned = async {
-                client.execute(&expired, &[&TTL_MS]).await?;
-                client.execute(beyond, &[&count, &bytes]).await
-            };
-            if let Err(e) = pruned.await {
-                tracing::debug!("could not prune the team's kept responses: {e}");
-            }
+            client.execute(&expired, &[&TTL_MS]).await?;
+            client.execute(beyond, &[&count, &bytes]).await?;
+            Ok(())
         });
     }
 }

@@ -9,33 +9,11 @@ use super::{DB_NOW_MS, PgStore};
 use crate::store::team::SharedCooldown;
 
 impl PgStore {
-    /// [`PgStore::put_cooldown`] in the background: the caller (a request that just failed) does not wait for
-    /// the database. While it is unreachable the cooldown stays this instance's own (logged at debug level).
-    pub fn publish_cooldown(self: &std::sync::Arc<Self>, c: SharedCooldown) {
-        let store = self.clone();
-        self.rt.spawn(async move {
-            if let Err(e) = store.put_cooldown(c).await {
-                tracing::debug!("could not share a cooldown: {e:#}");
-            }
-        });
-    }
-
-    /// Forget an account's shared cooldowns (an operator cleared them), in the background.
-    pub fn clear_cooldowns(&self, account_id: &str) {
-        let (pool, id) = (self.pool(), account_id.to_string());
-        self.rt.spawn(async move {
-            let Ok(client) = pool.get().await else { return };
-            if let Err(e) = client.execute("DELETE FROM account_cooldowns WHERE account_id = $1", &[&id]).await {
-                tracing::debug!("could not clear shared cooldowns: {e}");
-            }
-        });
-    }
-
-    /// Record a cooldown (a later one for the same account and model replaces an earlier one, never the reverse).
-    pub async fn put_cooldown(&self, c: SharedCooldown) -> anyhow::Result<()> {
-        let pool = self.pool();
-        self.run(async move {
-            let client = pool.get().await?;
+    /// Record a cooldown (a later one for the same account and model replaces an earlier one, never the reverse),
+    /// in the background: the caller (a request that just failed) does not wait for the database. While it is
+    /// unreachable the cooldown stays this instance's own (logged at debug level).
+    pub fn publish_cooldown(&self, c: SharedCooldown) {
+        self.background("share a cooldown", move |client| async move {
             client
                 .execute(
                     "INSERT INTO account_cooldowns (account_id, model, until, kind, note) VALUES ($1, $2, $3, $4, $5)
@@ -46,8 +24,16 @@ impl PgStore {
                 )
                 .await?;
             Ok(())
-        })
-        .await
+        });
+    }
+
+    /// Forget an account's shared cooldowns (an operator cleared them), in the background.
+    pub fn clear_cooldowns(&self, account_id: &str) {
+        let id = account_id.to_string();
+        self.background("clear shared cooldowns", move |client| async move {
+            client.execute("DELETE FROM account_cooldowns WHERE account_id = $1", &[&id]).await?;
+            Ok(())
+        });
     }
 
     /// Every cooldown still running. Expired ones are deleted on the way (the table stays small), but only when
@@ -55,9 +41,7 @@ impl PgStore {
     /// deletes nothing, and an unconditional DELETE here made each re-read cause the next one, every instance
     /// re-reading every table at every poll (bench/results/store.md).
     pub fn cooldowns(&self) -> anyhow::Result<Vec<SharedCooldown>> {
-        let pool = self.pool();
-        self.block(async move {
-            let client = pool.get().await?;
+        self.block(move |client| async move {
             let rows = client
                 .query(
                     &format!(
@@ -93,33 +77,13 @@ impl PgStore {
     }
 }
 
-fn reason_str(r: CooldownReason) -> &'static str {
-    match r {
-        CooldownReason::QuotaExhausted => "quota_exhausted",
-        CooldownReason::RateLimited => "rate_limited",
-        CooldownReason::QuotaWindow => "quota_window",
-        CooldownReason::UsageNotIncluded => "usage_not_included",
-        CooldownReason::ModelNotSupportedByPlan => "model_not_supported_by_plan",
-        CooldownReason::CloudflareChallenge => "cloudflare_challenge",
-        CooldownReason::Forbidden => "forbidden",
-        CooldownReason::LoginRefused => "login_refused",
-        CooldownReason::Overloaded => "overloaded",
-    }
+/// The reason as the table stores it: its serde name (`quota_exhausted`).
+fn reason_str(r: CooldownReason) -> String {
+    serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 fn parse_reason(s: &str) -> Option<CooldownReason> {
-    Some(match s {
-        "quota_exhausted" => CooldownReason::QuotaExhausted,
-        "rate_limited" => CooldownReason::RateLimited,
-        "quota_window" => CooldownReason::QuotaWindow,
-        "usage_not_included" => CooldownReason::UsageNotIncluded,
-        "model_not_supported_by_plan" => CooldownReason::ModelNotSupportedByPlan,
-        "cloudflare_challenge" => CooldownReason::CloudflareChallenge,
-        "forbidden" => CooldownReason::Forbidden,
-        "login_refused" => CooldownReason::LoginRefused,
-        "overloaded" => CooldownReason::Overloaded,
-        _ => return None,
-    })
+    serde_json::from_value(s.into()).ok()
 }
 
 #[cfg(test)]
@@ -138,7 +102,7 @@ mod tests {
             CooldownReason::Forbidden,
             CooldownReason::LoginRefused,
         ] {
-            assert_eq!(parse_reason(reason_str(r)), Some(r));
+            assert_eq!(parse_reason(&reason_str(r)), Some(r));
         }
         assert_eq!(parse_reason("paused"), None);
     }

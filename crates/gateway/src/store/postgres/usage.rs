@@ -8,13 +8,13 @@
 //! SQLite database with the ledger's schema, where `usage::query` reads them exactly as it reads an instance's
 //! own file: one query code, two backends.
 
-use anyhow::Context;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::PgStore;
 use crate::store::sql::{Val, int};
 use crate::store::usage::{
-    Bucket, DAY_MS, LedgerEntry, REQUEST_COLUMNS, ROLLUP_COLUMNS, RequestsQuery, rollup_upsert, rollups, tokens,
+    Bucket, DAY_MS, LedgerEntry, REQUEST_COLUMNS, ROLLUP_COLUMNS, RequestsQuery, minutes, rollup_upsert, rollups,
+    tokens,
 };
 
 /// The request rows as column arrays, one per column of [`REQUEST_COLUMNS`].
@@ -213,9 +213,7 @@ impl PgStore {
         let rows = RequestColumns::new(entries);
         let rollups = rollup_columns(entries);
         let sql = batch_sql(&rollups);
-        let pool = self.pool();
-        self.block(async move {
-            let client = pool.get().await.context("cannot connect")?;
+        self.block(move |client| async move {
             let statement = client.prepare_cached(&sql).await?;
             let [hourly, daily] = &rollups;
             let params: Vec<&(dyn ToSql + Sync)> =
@@ -229,9 +227,7 @@ impl PgStore {
     /// leader's writer prunes (`usage/writer.rs`); the deletes are idempotent, so a new leader pruning again soon
     /// after the old one did only costs the statements. Returns the request rows deleted.
     pub fn prune_usage(&self, requests_before: i64, rollups_before: i64) -> anyhow::Result<u64> {
-        let pool = self.pool();
-        self.block(async move {
-            let client = pool.get().await.context("cannot connect")?;
+        self.block(move |client| async move {
             let n = client.execute("DELETE FROM usage_requests WHERE started_at < $1", &[&requests_before]).await?;
             client.execute("DELETE FROM usage_hourly WHERE hour < $1", &[&rollups_before]).await?;
             let day = rollups_before.div_euclid(DAY_MS) * DAY_MS;
@@ -242,12 +238,8 @@ impl PgStore {
 
     /// Requests started in each minute of `[from, to)` (the Overview's chart), counted by the database.
     pub fn requests_per_minute(&self, from: i64, to: i64) -> anyhow::Result<Vec<u32>> {
-        const MINUTE: i64 = 60_000;
-        let first = from.div_euclid(MINUTE) * MINUTE;
-        let n = usize::try_from((to - first + MINUTE - 1).div_euclid(MINUTE)).unwrap_or(0).min(60 * 24 * 31);
-        let pool = self.pool();
-        let rows = self.block(async move {
-            let client = pool.get().await.context("cannot connect")?;
+        let (first, mut counts) = minutes(from, to);
+        let rows = self.block(move |client| async move {
             Ok(client
                 .query(
                     "SELECT (started_at - $1) / 60000 AS m, count(*) FROM usage_requests
@@ -256,7 +248,6 @@ impl PgStore {
                 )
                 .await?)
         })?;
-        let mut counts = vec![0u32; n];
         for r in &rows {
             let (m, c) = (r.try_get::<_, i64>(0)?, r.try_get::<_, i64>(1)?);
             if let Some(slot) = usize::try_from(m).ok().and_then(|i| counts.get_mut(i)) {
@@ -291,17 +282,14 @@ impl PgStore {
         sql: String,
         args: Vec<Val>,
     ) -> anyhow::Result<rusqlite::Connection> {
-        let pool = self.pool();
-        let rows = self.block(async move {
-            let client = pool.get().await.context("cannot connect")?;
+        let rows = self.block(move |client| async move {
             let params: Vec<_> = args.iter().map(Val::postgres).collect();
             Ok(client.query(&sql.replace('?', "$"), &params).await?)
         })?;
         let conn = memory_ledger()?;
         {
             let n = columns.split(',').count();
-            let marks: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
-            let mut insert = conn.prepare(&format!("INSERT INTO {table} ({columns}) VALUES ({})", marks.join(", ")))?;
+            let mut insert = conn.prepare(&crate::store::sql::insert(table, columns))?;
             for r in &rows {
                 let values = (0..n).map(|i| cell(r, i)).collect::<anyhow::Result<Vec<_>>>()?;
                 insert.execute(rusqlite::params_from_iter(values.iter().map(Val::sqlite)))?;

@@ -27,10 +27,9 @@ const FORGET_MS: i64 = 3_600_000;
 impl PgStore {
     /// The change counter now; renews this instance's heartbeat and counts the live instances.
     pub async fn change_counter(&self) -> anyhow::Result<i64> {
-        let (pool, me) = (self.pool(), self.instance.clone());
+        let me = self.instance.clone();
         let (counter, live) = self
-            .run(async move {
-                let client = pool.get().await?;
+            .run(move |client| async move {
                 // The outer SELECT does not see the CTEs' writes (one snapshot): this instance is counted apart.
                 let row = client
                     .query_one(

@@ -13,10 +13,6 @@ use rusqlite::Connection;
 
 use super::usage as ledger;
 
-#[cfg(test)]
-mod accounts;
-#[cfg(test)]
-mod keys;
 pub mod usage;
 
 /// The schema version a current store has (`PRAGMA user_version` after every migration; `doctor` compares).

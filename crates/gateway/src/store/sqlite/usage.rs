@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rusqlite::{Connection, Transaction, params};
 
-use crate::store::usage::{DAY_MS, LedgerEntry, REQUEST_COLUMNS, rollup_upsert, rollups, tokens};
+use crate::store::usage::{DAY_MS, LedgerEntry, MINUTE_MS, REQUEST_COLUMNS, minutes, rollup_upsert, rollups, tokens};
 
 /// A connection for the ledger: WAL like the store; `synchronous=NORMAL`, since in WAL mode a commit survives a
 /// crash of the process (SIGKILL) either way and only a power loss may lose the last commits, which for usage
@@ -32,10 +32,7 @@ pub(crate) fn open_reader(db: &Path) -> anyhow::Result<Connection> {
 /// Insert `entries` and add them to their hourly and daily rollups, in `tx` (the caller commits). The rollups of a batch
 /// are summed in memory first, so a batch costs one upsert per distinct (hour, account, model, key, api, status).
 pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqlite::Result<()> {
-    let mut insert = tx.prepare_cached(&format!(
-        "INSERT INTO usage_requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-            ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
-    ))?;
+    let mut insert = tx.prepare_cached(&crate::store::sql::insert("usage_requests", REQUEST_COLUMNS))?;
     for r in entries {
         insert.execute(params![
             r.request_id,
@@ -124,16 +121,13 @@ pub fn prune(conn: &mut rusqlite::Connection, requests_before: i64, rollups_befo
 /// (the dashboard's Overview chart). Reads only the `started_at` index, one entry per request of the range, and
 /// counts in place: no sort, no grouping in SQL.
 pub fn requests_per_minute(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<Vec<u32>> {
-    const MINUTE: i64 = 60_000;
-    let first = from.div_euclid(MINUTE) * MINUTE;
-    let n = usize::try_from((to - first + MINUTE - 1).div_euclid(MINUTE)).unwrap_or(0).min(60 * 24 * 31);
-    let mut counts = vec![0u32; n];
+    let (first, mut counts) = minutes(from, to);
     let mut stmt =
         conn.prepare_cached("SELECT started_at FROM usage_requests WHERE started_at >= ?1 AND started_at < ?2")?;
     let mut rows = stmt.query([first, to])?;
     while let Some(r) = rows.next()? {
         let at: i64 = r.get(0)?;
-        if let Some(c) = usize::try_from((at - first) / MINUTE).ok().and_then(|i| counts.get_mut(i)) {
+        if let Some(c) = usize::try_from((at - first) / MINUTE_MS).ok().and_then(|i| counts.get_mut(i)) {
             *c = c.saturating_add(1);
         }
     }
