@@ -90,19 +90,22 @@ fn parse_reason(s: &str) -> Option<CooldownReason> {
 mod tests {
     use super::*;
 
+    /// The names are what the team's database holds: a renamed variant must keep reading the rows written before.
     #[test]
-    fn reasons_round_trip() {
-        for r in [
-            CooldownReason::QuotaExhausted,
-            CooldownReason::RateLimited,
-            CooldownReason::QuotaWindow,
-            CooldownReason::UsageNotIncluded,
-            CooldownReason::ModelNotSupportedByPlan,
-            CooldownReason::CloudflareChallenge,
-            CooldownReason::Forbidden,
-            CooldownReason::LoginRefused,
+    fn reasons_keep_their_stored_names() {
+        for (r, stored) in [
+            (CooldownReason::QuotaExhausted, "quota_exhausted"),
+            (CooldownReason::RateLimited, "rate_limited"),
+            (CooldownReason::QuotaWindow, "quota_window"),
+            (CooldownReason::UsageNotIncluded, "usage_not_included"),
+            (CooldownReason::ModelNotSupportedByPlan, "model_not_supported_by_plan"),
+            (CooldownReason::CloudflareChallenge, "cloudflare_challenge"),
+            (CooldownReason::Forbidden, "forbidden"),
+            (CooldownReason::LoginRefused, "login_refused"),
+            (CooldownReason::Overloaded, "overloaded"),
         ] {
-            assert_eq!(parse_reason(&reason_str(r)), Some(r));
+            assert_eq!(reason_str(r), stored);
+            assert_eq!(parse_reason(stored), Some(r));
         }
         assert_eq!(parse_reason("paused"), None);
     }
