@@ -8,10 +8,10 @@ use axum::extract::{MatchedPath, RawPathParams, RawQuery, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::St;
-use super::pages::base;
+
 use super::session::{PageAccess, actor_of};
 use crate::app::AppState;
 use crate::audit::{self, Actor, Entry, Note, Outcome};
@@ -135,11 +135,9 @@ pub(crate) fn login_finished(dash: &St, actor: Actor, account: Result<&crate::st
 
 /// `GET /dashboard/audit`: the trail, newest first, with the filters of `/admin/audit`.
 pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess, RawQuery(raw): RawQuery) -> Response {
-    let mut ctx = base(&a, "Audit", "audit");
     let q: std::collections::HashMap<String, String> =
         url::form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes()).into_owned().collect();
-    ctx.insert("f".into(), json!(q));
-    match rows(&dash, raw.as_deref()).await {
+    let extra = match rows(&dash, raw.as_deref()).await {
         Ok(rows) => {
             let one = |r: &crate::store::audit::AuditRow| {
                 let mut v = audit::export::row_json(r);
@@ -147,13 +145,11 @@ pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess, RawQ
                 v["details_text"] = r.details.clone().into();
                 v
             };
-            ctx.insert("rows".into(), Value::Array(rows.iter().rev().map(one).collect()));
+            json!({"f": q, "rows": rows.iter().rev().map(one).collect::<Vec<_>>()})
         }
-        Err(e) => {
-            ctx.insert("error".into(), e.into());
-        }
-    }
-    a.finish(dash.render("audit.html", Value::Object(ctx)))
+        Err(e) => json!({"f": q, "error": e}),
+    };
+    super::pages::page(&dash, a, "Audit", "audit", extra)
 }
 
 /// The trail's rows the filters of `raw` select, or what the page says instead.

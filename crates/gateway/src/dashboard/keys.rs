@@ -53,14 +53,15 @@ pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess, own:
     let role = a.who.role();
     let may = |action| access::decide(role, action) != access::Decision::Refuse;
     let models: Vec<String> = dash.app.catalog.entries().await.iter().map(|e| e.slug.clone()).collect();
-    let mut ctx = super::pages::base(&a, "Keys", "keys");
-    ctx.insert("keys".into(), Value::Array(list));
-    ctx.insert("models".into(), json!(models));
-    ctx.insert("can_create".into(), (manageable(&dash) && may(Action::KeysWrite)).into());
-    ctx.insert("read_only".into(), (!may(Action::KeysWrite)).into());
-    ctx.insert("can_edit".into(), may(Action::KeysUpdate).into());
-    ctx.insert("own".into(), own.0.as_ref().map(|u| json!({"name": u.name, "max_keys": u.max_keys})).into());
-    Ok(a.finish(dash.render("keys.html", Value::Object(ctx))))
+    let extra = json!({
+        "keys": list,
+        "models": models,
+        "can_create": manageable(&dash) && may(Action::KeysWrite),
+        "read_only": !may(Action::KeysWrite),
+        "can_edit": may(Action::KeysUpdate),
+        "own": own.0.as_ref().map(|u| json!({"name": u.name, "max_keys": u.max_keys})),
+    });
+    Ok(super::pages::page(&dash, a, "Keys", "keys", extra))
 }
 
 /// Keys may be created: an admin credential or users exist (without either, a client could drop its key and

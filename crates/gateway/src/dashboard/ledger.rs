@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::access::Own;
+use super::pages::page;
 use super::session::{ApiRead, PageAccess};
 use super::{St, json_error};
 use crate::usage::api::{parse_requests, parse_usage};
@@ -61,10 +62,13 @@ fn usage_params(raw: Option<&str>, own: &Own) -> UsageParams {
 
 pub(super) async fn report(dash: &St, query: &str) -> Result<UsageReport, String> {
     let (q, _) = parse_usage(Some(query), now_ms()).map_err(|e| e.message)?;
-    dash.app.ledger.usage(q).await.map_err(|e| {
-        tracing::error!("dashboard usage: {e:#}");
-        "The usage ledger could not be read; the gateway's log says why.".to_string()
-    })
+    dash.app.ledger.usage(q).await.map_err(|e| unreadable("usage", e))
+}
+
+/// What a page says when the ledger fails (`what` and the cause go to the log).
+fn unreadable(what: &str, e: impl std::fmt::Display) -> String {
+    tracing::error!("dashboard {what}: {e:#}");
+    "The usage ledger could not be read; the gateway's log says why.".to_string()
 }
 
 #[derive(Serialize)]
@@ -126,13 +130,12 @@ async fn user_choices(dash: &St, own: &Own, role: crate::users::Role) -> Vec<Val
         return Vec::new();
     }
     let store = dash.app.users.store().clone();
-    match tokio::task::spawn_blocking(move || store.list_users()).await {
-        Ok(Ok(rows)) => rows.into_iter().map(|u| json!({"id": u.id, "name": u.name})).collect(),
-        Ok(Err(e)) => {
+    match crate::users::blocking("store", move || store.list_users()).await {
+        Ok(rows) => rows.into_iter().map(|u| json!({"id": u.id, "name": u.name})).collect(),
+        Err(e) => {
             tracing::error!("dashboard usage: the users could not be read: {e:#}");
             Vec::new()
         }
-        Err(_) => Vec::new(),
     }
 }
 
@@ -145,12 +148,8 @@ pub(crate) async fn usage_page(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let p = usage_params(raw.as_deref(), &own);
-    let mut ctx = super::pages::base(&a, "Usage", "usage");
-    ctx.insert("range".into(), p.range.into());
-    ctx.insert("group_by".into(), p.group.into());
-    ctx.insert("user".into(), p.user.into());
-    ctx.insert("users".into(), user_choices(&dash, &own, a.who.role()).await.into());
-    ctx.insert("query".into(), p.query.clone().into());
+    let users = user_choices(&dash, &own, a.who.role()).await;
+    let mut extra = json!({"range": p.range, "group_by": p.group, "user": p.user, "users": users, "query": p.query});
     match report(&dash, &p.query).await {
         Ok(r) => {
             let (bars, max) = bars(&r);
@@ -159,17 +158,15 @@ pub(crate) async fn usage_page(
             let priced = r.series.iter().any(|s| s.totals.cost_usd.is_some());
             // The template shows totals per group; the points only feed the bars (a week by key holds thousands).
             let series: Vec<Value> = r.series.iter().map(|s| json!({"group": s.group, "totals": s.totals})).collect();
-            ctx.insert("report".into(), json!({"bucket": r.bucket, "totals": r.totals, "series": series}));
-            ctx.insert("bars".into(), json!(bars));
-            ctx.insert("max".into(), max.into());
-            ctx.insert("cached_ratio".into(), format!("{ratio:.1}").into());
-            ctx.insert("priced".into(), priced.into());
+            extra["report"] = json!({"bucket": r.bucket, "totals": r.totals, "series": series});
+            extra["bars"] = json!(bars);
+            extra["max"] = max.into();
+            extra["cached_ratio"] = format!("{ratio:.1}").into();
+            extra["priced"] = priced.into();
         }
-        Err(e) => {
-            ctx.insert("error".into(), e.into());
-        }
+        Err(e) => extra["error"] = e.into(),
     }
-    a.finish(dash.render("usage.html", Value::Object(ctx)))
+    page(&dash, a, "Usage", "usage", extra)
 }
 
 fn csv(body: String, name: &'static str) -> Response {
@@ -203,10 +200,7 @@ fn requests_query(raw: Option<&str>, limit: usize) -> (String, Value) {
 
 pub(super) async fn page_of(dash: &St, query: &str) -> Result<query::RequestsPage, String> {
     let (q, _) = parse_requests(Some(query), now_ms()).map_err(|e| e.message)?;
-    dash.app.ledger.requests(q).await.map_err(|e| {
-        tracing::error!("dashboard requests: {e:#}");
-        "The usage ledger could not be read; the gateway's log says why.".to_string()
-    })
+    dash.app.ledger.requests(q).await.map_err(|e| unreadable("requests", e))
 }
 
 /// Requests per minute as an SVG area: one x unit per minute on a `0 0 <minutes> 120` view box, numbers only.
@@ -251,10 +245,7 @@ pub(super) async fn overview_extras(dash: &St) -> Value {
     let rpm = dash.app.ledger.requests_per_minute(now - 86_400_000, now).await;
     let rpm = match rpm {
         Ok(counts) => rpm_area(&counts),
-        Err(e) => {
-            tracing::error!("dashboard requests per minute: {e:#}");
-            json!({"error": "The usage ledger could not be read; the gateway's log says why."})
-        }
+        Err(e) => json!({"error": unreadable("requests per minute", e)}),
     };
     let mut errors = Vec::new();
     for class in ["5xx", "4xx"] {
@@ -293,11 +284,10 @@ pub(crate) async fn requests_page(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let (query, filters) = requests_query(raw.as_deref(), 50);
-    let mut ctx = super::pages::base(&a, "Requests", "requests");
-    ctx.insert("f".into(), filters.clone());
+    let mut extra = json!({"f": filters});
     if let Err(e) = own_key_checked(&dash, &own, &filters) {
-        ctx.insert("error".into(), e.into());
-        return a.finish(dash.render("requests.html", Value::Object(ctx)));
+        extra["error"] = e.into();
+        return page(&dash, a, "Requests", "requests", extra);
     }
     match page_of(&dash, &query).await {
         Ok(p) => {
@@ -309,16 +299,13 @@ pub(crate) async fn requests_page(
                 ser.append_pair("before", n);
                 ser.finish()
             });
-            ctx.insert("rows".into(), json!(p.requests));
-            ctx.insert("next".into(), json!(next));
+            extra["rows"] = json!(p.requests);
+            extra["next"] = json!(next);
         }
-        Err(e) => {
-            ctx.insert("error".into(), e.into());
-        }
+        Err(e) => extra["error"] = e.into(),
     }
-    let csv_query = requests_query(raw.as_deref(), 1000).0;
-    ctx.insert("csv_query".into(), csv_query.into());
-    a.finish(dash.render("requests.html", Value::Object(ctx)))
+    extra["csv_query"] = requests_query(raw.as_deref(), 1000).0.into();
+    page(&dash, a, "Requests", "requests", extra)
 }
 
 /// `GET /dashboard/api/requests.csv?` the page's filters (up to 1,000 rows).

@@ -24,7 +24,7 @@ use crate::audit::{self, Actor, Entry, Note, Outcome};
 use crate::oauth::OAuthError;
 use crate::oauth::error::no_store;
 use crate::oauth::flows::{self, AuthorizeError, DeviceDecisionError};
-use crate::users::{Principal, SignedIn};
+use crate::users::{Principal, SignedIn, blocking};
 
 /// `GET /dashboard/oauth/authorize?response_type=code&client_id&redirect_uri&code_challenge&code_challenge_method=S256&state&scope`.
 pub(crate) async fn authorize(State(dash): State<St>, parts: Parts) -> Answer {
@@ -35,9 +35,7 @@ pub(crate) async fn authorize(State(dash): State<St>, parts: Parts) -> Answer {
     let user = signed_in_user(&dash, headers, &format!("/dashboard/oauth/authorize?{query}")).await?.user.clone();
     let users = dash.app.users.clone();
     let (q2, u2) = (q.clone(), user.clone());
-    let made = tokio::task::spawn_blocking(move || flows::authorize(&users, &q2, &u2))
-        .await
-        .unwrap_or_else(|e| Err(AuthorizeError::Internal(anyhow::anyhow!("the authorization task failed: {e}"))));
+    let made = blocking("authorization", move || flows::authorize(&users, &q2, &u2)).await;
     let mut entry = Entry::new(Actor::User { name: user.name.clone() }, "oauth.authorize");
     entry.source = audit::source_of(&parts.extensions);
     entry.target = Some(user.id.clone());
@@ -128,9 +126,7 @@ pub(crate) async fn device_decide(State(dash): State<St>, ApiWrite(who): ApiWrit
     let users = dash.app.users.clone();
     let user = s.user.clone();
     let approve = d.approve;
-    let done = tokio::task::spawn_blocking(move || flows::device_decide(&users, &user, &d.user_code, approve))
-        .await
-        .unwrap_or_else(|e| Err(DeviceDecisionError::Internal(anyhow::anyhow!("the approval task failed: {e}"))));
+    let done = blocking("approval", move || flows::device_decide(&users, &user, &d.user_code, approve)).await;
     let note =
         Note::target(s.user.id.clone()).action(if approve { "oauth.device.approve" } else { "oauth.device.deny" });
     let resp = match done {
@@ -154,9 +150,9 @@ pub(crate) async fn token(State(dash): State<St>, body: Bytes) -> Answer {
     let form = flows::form(&body)
         .map_err(|e| with_note(e.into_response(), "oauth.token.refused", None, &[("error", "invalid_request")]))?;
     let (users, cfg) = (dash.app.users.clone(), dash.app.config.oauth.clone());
-    let out = tokio::task::spawn_blocking(move || flows::token(&users, &cfg, &form))
+    let out = blocking("token", move || Ok::<_, OAuthError>(flows::token(&users, &cfg, &form)))
         .await
-        .map_err(|e| OAuthError::Internal(anyhow::anyhow!("the token task failed: {e}")).into_response())?;
+        .map_err(IntoResponse::into_response)?;
     let actor = out.user.as_deref().and_then(|id| dash.app.users.user(id)).map(|u| Actor::User { name: u.name });
     let grant = out.grant.clone();
     let mut details = vec![("grant_type", grant.as_str())];
@@ -171,8 +167,7 @@ pub(crate) async fn token(State(dash): State<St>, body: Bytes) -> Answer {
             if let Some(scope) = t.scope {
                 body["scope"] = scope.into();
             }
-            let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
-            no_store(&mut resp);
+            let resp = no_store(StatusCode::OK, body);
             let action = if grant == "refresh_token" { "oauth.token.refresh" } else { "oauth.token.issue" };
             (resp, action)
         }
@@ -201,10 +196,7 @@ pub(crate) async fn device_code(State(dash): State<St>, headers: HeaderMap, body
     let form = flows::form(&body)
         .map_err(|e| with_note(e.into_response(), "oauth.device.start", None, &[("error", "invalid_request")]))?;
     let (users, cfg) = (dash.app.users.clone(), dash.app.config.oauth.clone());
-    let started = tokio::task::spawn_blocking(move || flows::device_start(&users, &cfg, &form))
-        .await
-        .unwrap_or_else(|e| Err(OAuthError::Internal(anyhow::anyhow!("the device task failed: {e}"))));
-    let d = started.map_err(|e| {
+    let d = blocking("device", move || flows::device_start(&users, &cfg, &form)).await.map_err(|e| {
         let code = e.code();
         with_note(e.into_response(), "oauth.device.start", None, &[("error", code)])
     })?;
@@ -218,9 +210,7 @@ pub(crate) async fn device_code(State(dash): State<St>, headers: HeaderMap, body
         "expires_in": d.expires_in,
         "interval": d.interval,
     });
-    let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
-    no_store(&mut resp);
-    Ok(with_note(resp, "oauth.device.start", None, &[]))
+    Ok(with_note(no_store(StatusCode::OK, body), "oauth.device.start", None, &[]))
 }
 
 /// The gateway's origin as the client reached it (the guard checked the `Host` against the allowed names).

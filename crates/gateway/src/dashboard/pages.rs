@@ -21,6 +21,16 @@ pub(crate) fn base(a: &Authed, title: &str, nav: &str) -> serde_json::Map<String
     base_for(&a.who, &a.csrf, title, nav)
 }
 
+/// A page of the main navigation: [`base`] with the fields of `extra`, rendered from `<nav>.html`, the session
+/// cookie on it when the gate made one.
+pub(crate) fn page(dash: &St, a: Authed, title: &str, nav: &str, extra: Value) -> Response {
+    let mut ctx = base(&a, title, nav);
+    if let Value::Object(extra) = extra {
+        ctx.extend(extra);
+    }
+    a.finish(dash.render(&format!("{nav}.html"), Value::Object(ctx)))
+}
+
 /// The main navigation: id, label, page.
 const NAV: &[(&str, &str, &str)] = &[
     ("overview", "Overview", "/dashboard"),
@@ -119,11 +129,9 @@ pub(crate) fn overview_data(dash: &St) -> Value {
 
 /// `GET /dashboard`: Overview.
 pub(crate) async fn overview(State(dash): State<St>, PageAccess(a): PageAccess) -> Response {
-    let mut ctx = base(&a, "Overview", "overview");
-    ctx.insert("o".into(), overview_data(&dash));
-    ctx.insert("forecast".into(), super::forecast::forecast_data(&dash));
-    ctx.insert("day".into(), super::ledger::overview_extras(&dash).await);
-    a.finish(dash.render("overview.html", Value::Object(ctx)))
+    let (o, forecast) = (overview_data(&dash), super::forecast::forecast_data(&dash));
+    let extra = json!({"o": o, "forecast": forecast, "day": super::ledger::overview_extras(&dash).await});
+    page(&dash, a, "Overview", "overview", extra)
 }
 
 /// `GET /dashboard/api/overview`: the same numbers, for the page's live update.
@@ -141,12 +149,9 @@ pub(crate) async fn accounts(State(dash): State<St>, PageAccess(a): PageAccess) 
         v
     };
     let list: Vec<Value> = dash.app.pool.accounts().iter().map(named).collect();
-    let mut ctx = base(&a, "Accounts", "accounts");
-    ctx.insert("accounts".into(), Value::Array(list));
-    ctx.insert("now".into(), now.into());
-    ctx.insert("limits".into(), json!(*dash.quota.read()));
-    ctx.insert("issuer".into(), dash.app.config.auth_issuer.clone().into());
-    a.finish(dash.render("accounts.html", Value::Object(ctx)))
+    let (limits, issuer) = (*dash.quota.read(), &dash.app.config.auth_issuer);
+    let extra = json!({"accounts": list, "now": now, "limits": limits, "issuer": issuer});
+    page(&dash, a, "Accounts", "accounts", extra)
 }
 
 #[derive(Deserialize)]
@@ -186,19 +191,18 @@ pub(crate) async fn setup(
     let base_url = setup::base_url(&headers, &dash.app.config);
     let ollama = &dash.app.config.ollama;
     let ollama_url = ollama.enabled.then(|| format!("http://{}", ollama.listen));
-    let mut ctx = base(&a, "Setup", "setup");
-    ctx.insert("models".into(), json!(models));
-    ctx.insert("model".into(), model.clone().into());
-    ctx.insert("base_url".into(), base_url.clone().into());
-    ctx.insert("ollama_url".into(), json!(ollama_url));
-    ctx.insert("keys".into(), Value::Array(keys));
-    ctx.insert("chosen_key".into(), json!(chosen));
-    ctx.insert("open".into(), dash.app.config.api_keys.is_empty().into());
-    ctx.insert(
-        "clients".into(),
-        json!(setup::clients(&base_url, &model, ollama_url.as_deref(), dash.app.config.inbound_ws.enabled)),
-    );
-    a.finish(dash.render("setup.html", Value::Object(ctx)))
+    let clients = setup::clients(&base_url, &model, ollama_url.as_deref(), dash.app.config.inbound_ws.enabled);
+    let extra = json!({
+        "models": models,
+        "model": model,
+        "base_url": base_url,
+        "ollama_url": ollama_url,
+        "keys": keys,
+        "chosen_key": chosen,
+        "open": dash.app.config.api_keys.is_empty(),
+        "clients": clients,
+    });
+    page(&dash, a, "Setup", "setup", extra)
 }
 
 /// `GET /dashboard/settings`: the values in force, and which apply at once.
@@ -209,26 +213,22 @@ pub(crate) async fn settings(State(dash): State<St>, PageAccess(a): PageAccess) 
         lines.sort();
         lines.join("\n")
     };
-    let mut ctx = base(&a, "Settings", "settings");
-    ctx.insert(
-        "s".into(),
-        json!({
-            "strategy": dash.app.pool.strategy().as_str(),
-            "strategies": Strategy::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-            "plan_priority": c.routing.plan_priority.join(", "),
-            "affinity_capacity": c.routing.affinity_capacity,
-            "keepalive_secs": c.keepalive.as_secs_f64(),
-            "ollama_enabled": c.ollama.enabled,
-            "ollama_port": c.ollama.listen.port(),
-            "anthropic_aliases": aliases(&c.anthropic_model_aliases),
-            "gemini_aliases": aliases(&c.gemini_model_aliases),
-            "config_file": c.config_file.display().to_string(),
-            "quota": *dash.quota.read(),
-            // The configured prices, then an empty row to add one.
-            "prices": dash.app.ledger.prices().sorted().into_iter().map(|(model, p)| json!({
-                "model": model, "input": p.input, "cached_input": p.cached_input, "output": p.output,
-            })).chain([json!({"model": "", "input": null, "cached_input": null, "output": null})]).collect::<Vec<_>>(),
-        }),
-    );
-    a.finish(dash.render("settings.html", Value::Object(ctx)))
+    let s = json!({
+        "strategy": dash.app.pool.strategy().as_str(),
+        "strategies": Strategy::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "plan_priority": c.routing.plan_priority.join(", "),
+        "affinity_capacity": c.routing.affinity_capacity,
+        "keepalive_secs": c.keepalive.as_secs_f64(),
+        "ollama_enabled": c.ollama.enabled,
+        "ollama_port": c.ollama.listen.port(),
+        "anthropic_aliases": aliases(&c.anthropic_model_aliases),
+        "gemini_aliases": aliases(&c.gemini_model_aliases),
+        "config_file": c.config_file.display().to_string(),
+        "quota": *dash.quota.read(),
+        // The configured prices, then an empty row to add one.
+        "prices": dash.app.ledger.prices().sorted().into_iter().map(|(model, p)| json!({
+            "model": model, "input": p.input, "cached_input": p.cached_input, "output": p.output,
+        })).chain([json!({"model": "", "input": null, "cached_input": null, "output": null})]).collect::<Vec<_>>(),
+    });
+    page(&dash, a, "Settings", "settings", json!({"s": s}))
 }

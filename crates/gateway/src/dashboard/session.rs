@@ -20,17 +20,14 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use base64::Engine;
 use parking_lot::Mutex;
-use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use super::{St, json_error, json_response};
 use crate::audit::Actor;
 use crate::hosts::{host_name, is_loopback_name};
-use crate::users::{Principal, SESSION_PREFIX};
+use crate::users::{Principal, SESSION_PREFIX, blocking, ct_eq, random_token};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "cgw_session";
@@ -71,17 +68,6 @@ impl Authed {
     }
 }
 
-/// 32 random bytes, URL-safe base64.
-fn token() -> String {
-    let mut b = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
-fn ct_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
 /// Compare with every admin credential (`Config::admin_keys`: created client keys never log in), without stopping
 /// at the first match.
 fn is_admin(config: &crate::config::Config, presented: &str) -> bool {
@@ -94,7 +80,7 @@ impl Sessions {
     }
 
     fn create(&self, opened: Principal) -> (String, String) {
-        let (id, csrf) = (token(), token());
+        let (id, csrf) = (random_token(), random_token());
         let now = Instant::now();
         let mut map = self.map.lock();
         map.retain(|_, s| s.expires > now);
@@ -328,7 +314,7 @@ pub(crate) async fn login_page(
 /// The login page's forms (and its CSRF cookie), with `sso_error` shown above them when a single sign-on was
 /// refused (sso.rs).
 pub(super) fn login_form(dash: &St, headers: &HeaderMap, sso_error: Option<&str>) -> Response {
-    let csrf = token();
+    let csrf = random_token();
     let ctx = json!({
         "title": "Log in",
         "csrf": csrf,
@@ -402,10 +388,8 @@ pub(crate) async fn logout(State(dash): State<St>, ApiWrite(who): ApiWrite, head
     if let Principal::User(signed) = who {
         // Ended in the store: every instance refuses it from its next re-read.
         let users = dash.app.users.clone();
-        match tokio::task::spawn_blocking(move || users.sign_out(&signed)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("dashboard: a session could not be ended in the store: {e:#}"),
-            Err(e) => tracing::warn!("dashboard: the sign-out stopped: {e}"),
+        if let Err(e) = blocking("sign-out", move || users.sign_out(&signed)).await {
+            tracing::warn!("dashboard: a session could not be ended in the store: {e:#}");
         }
     } else if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         dash.sessions.map.lock().remove(id);

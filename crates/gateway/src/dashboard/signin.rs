@@ -12,7 +12,7 @@ use serde_json::json;
 use super::session::logged_in;
 use super::{St, json_response};
 use crate::audit::{Actor, Note};
-use crate::users::{Method, SIGN_IN_DELAY, SignInRefused, SignedIn, Users};
+use crate::users::{Method, SIGN_IN_DELAY, SignInRefused, SignedIn, Users, blocking};
 
 /// Check a user's name, password and one-time code and open their session, one attempt at a time (the admin
 /// API's sign-in too): a refusal waits [`SIGN_IN_DELAY`], holding up the next attempt.
@@ -24,13 +24,12 @@ pub(crate) async fn sign_in(
 ) -> Result<(String, Arc<SignedIn>), SignInRefused> {
     let turn = users.turn().await;
     let (u, name, password, code) = (users.clone(), name.to_string(), password.to_string(), code.map(str::to_string));
-    let checked = tokio::task::spawn_blocking(move || {
+    let checked = blocking("sign-in", move || {
         let row = u.check(&name, &password, code.as_deref())?;
         let method = if row.totp_secret.is_some() { Method::PasswordTotp } else { Method::Password };
         Ok::<_, SignInRefused>(u.sign_in(&row, method)?)
     })
-    .await
-    .unwrap_or_else(|e| Err(SignInRefused::Store(anyhow::anyhow!("the sign-in task failed: {e}"))));
+    .await;
     if checked.is_err() {
         tokio::time::sleep(SIGN_IN_DELAY).await;
     }

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::session::{SESSION_COOKIE, cookie, cookie_with, login_form, over_tls, safe_next, set_cookie, with_cookies};
 use super::{St, html_response};
 use crate::audit::{self, Actor, Entry, Outcome};
+use crate::auth::login::html_escape;
 use crate::users::oidc::{self, CALLBACK_PATH, Callback, SsoError};
 
 /// The cookie that holds a started sign-in's state until the provider's answer.
@@ -113,7 +114,8 @@ pub(crate) async fn callback(State(dash): State<St>, req: Request) -> Response {
                 url::form_urlencoded::parse(format!("n={v}").as_bytes()).next().map(|(_, n)| n.into_owned())
             });
             let home = safe_next(asked.as_deref()).unwrap_or(crate::users::access::home(done.signed.user.role));
-            let home = escape_attribute(home);
+            // Safe inside a double-quoted HTML attribute (the return address goes into the page that moves on).
+            let home = html_escape(home).replace('\'', "&#39;");
             // A page that moves on by itself rather than a redirect: the session cookie is SameSite=Strict, and a
             // browser does not send it on a redirect chain that began at the provider's site.
             let html = format!(
@@ -133,19 +135,4 @@ pub(crate) async fn callback(State(dash): State<St>, req: Request) -> Response {
     };
     // The state served its one use, whatever came of it.
     with_cookies(resp, [sso_cookie(&headers, STATE_COOKIE, "", std::time::Duration::ZERO)])
-}
-
-/// `text` safe inside a double-quoted HTML attribute (the return address goes into the page that moves on).
-fn escape_attribute(text: &str) -> String {
-    text.chars().fold(String::with_capacity(text.len()), |mut out, c| {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-        out
-    })
 }

@@ -7,12 +7,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::json;
 
 use super::audit::noted;
 use super::session::{ApiWrite, PageAccess};
 use super::{Answer, St, json_body, json_error, json_response};
 use crate::auth::now_unix;
+use crate::users::blocking;
 use crate::users::manage::{self, Ended, NewUser, UserError, UserPatch};
 
 fn refused(e: UserError) -> Response {
@@ -33,11 +34,7 @@ async fn changed<T: Send + 'static>(
     f: impl FnOnce(&crate::store::Store) -> Result<T, UserError> + Send + 'static,
 ) -> Result<T, Response> {
     let store = dash.app.users.store().clone();
-    let done = tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| UserError::Store(anyhow::anyhow!("the store task failed: {e}")))
-        .and_then(|r| r)
-        .map_err(refused)?;
+    let done = blocking("store", move || f(&store)).await.map_err(refused)?;
     dash.app.users.reload().and_then(|()| dash.app.keys.reload()).map_err(|e| refused(UserError::Store(e)))?;
     Ok(done)
 }
@@ -45,23 +42,18 @@ async fn changed<T: Send + 'static>(
 /// `GET /dashboard/users`.
 pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess) -> Answer {
     let store = dash.app.users.store().clone();
-    let rows = match tokio::task::spawn_blocking(move || store.list_users()).await {
-        Ok(rows) => rows.map_err(|e| refused(UserError::Store(e)))?,
-        Err(e) => return Err(refused(UserError::Store(anyhow::anyhow!("{e}")))),
-    };
-    let mut ctx = super::pages::base(&a, "Users", "users");
+    let rows = blocking("store", move || store.list_users()).await.map_err(|e| refused(UserError::Store(e)))?;
     let now = now_unix();
     let shown = rows.iter().map(|row| {
         let mut v = manage::summary(row);
         if let Some(b) = dash.app.keys.user_budget(&row.id) {
             let (day, month, _) = b.usage(now);
-            v["usage"] = serde_json::json!({"tokens_today": day, "tokens_this_month": month});
+            v["usage"] = json!({"tokens_today": day, "tokens_this_month": month});
         }
         v
     });
-    ctx.insert("users".into(), shown.collect::<Vec<_>>().into());
-    ctx.insert("default_max_keys".into(), crate::users::DEFAULT_MAX_KEYS.into());
-    Ok(a.finish(dash.render("users.html", Value::Object(ctx))))
+    let extra = json!({"users": shown.collect::<Vec<_>>(), "default_max_keys": crate::users::DEFAULT_MAX_KEYS});
+    Ok(super::pages::page(&dash, a, "Users", "users", extra))
 }
 
 #[derive(Deserialize)]

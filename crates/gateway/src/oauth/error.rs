@@ -69,8 +69,7 @@ impl IntoResponse for OAuthError {
             tracing::error!("oauth: {e:#}");
         }
         let body = json!({"error": self.code(), "error_description": self.to_string()});
-        let mut resp = (self.status(), axum::Json(body)).into_response();
-        no_store(&mut resp);
+        let mut resp = no_store(self.status(), body);
         if matches!(self, OAuthError::InvalidClient) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
         }
@@ -78,8 +77,10 @@ impl IntoResponse for OAuthError {
     }
 }
 
-/// RFC 6749 §5.1: answers that carry tokens (and their errors) are not cached.
-pub fn no_store(resp: &mut Response) {
+/// A JSON answer; RFC 6749 §5.1: answers that carry tokens (and their errors) are not cached.
+pub fn no_store(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut resp = (status, axum::Json(body)).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
 }

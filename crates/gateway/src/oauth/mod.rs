@@ -3,9 +3,6 @@
 //! then a short-lived access token (a session of users/ with its own method, ended with the user's sessions) and a
 //! rotating refresh token. Codes and tokens are kept as the SHA-256 of their values.
 
-use base64::Engine;
-use sha2::{Digest, Sha256};
-
 pub mod error;
 pub mod flows;
 
@@ -44,8 +41,7 @@ pub fn verifier_matches(verifier: &str, challenge: &str) -> bool {
     if !shaped {
         return false;
     }
-    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    crate::users::ct_eq(&computed, challenge)
+    crate::users::ct_eq(&crate::auth::login::s256(verifier), challenge)
 }
 
 /// A new user code, `XXXX-XXXX` (20^8: guessing one in the ten minutes it lives is out of reach).

@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use base64::Engine;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::audit::Actor;
@@ -196,11 +194,7 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
 }
 
 /// 256 random bits, base64url: the body of a session or access token.
-pub fn random_token() -> String {
-    let mut b = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
+pub use crate::auth::login::random_state as random_token;
 
 fn user_of(u: &StoredUser) -> Option<User> {
     let role = Role::parse(&u.role)?;
@@ -385,6 +379,14 @@ impl Users {
     pub async fn follow_store(self: Arc<Self>, period: Duration) {
         reread_every(period, "users", move || self.reload()).await
     }
+}
+
+/// `f` on the blocking threads (the store, argon2id); a task that did not complete is `E`'s internal error.
+pub async fn blocking<T: Send + 'static, E: From<anyhow::Error> + Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(anyhow::anyhow!("the {what} task failed: {e}").into()))
 }
 
 /// Run `reload` off the request workers (which may be a single one) every `period`, forever.

@@ -123,7 +123,8 @@ pub(super) fn page(title: &str, message: &str) -> String {
     )
 }
 
-fn html_escape(s: &str) -> String {
+/// `s` safe in HTML text and double-quoted attributes.
+pub(crate) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

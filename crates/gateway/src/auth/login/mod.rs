@@ -13,9 +13,10 @@ mod device;
 mod oauth;
 mod paste;
 
+pub(crate) use browser::html_escape;
 pub use browser::{browser_available, browser_login};
 pub use device::device_login;
-pub use oauth::{Pkce, authorize_url, code_from_callback, exchange_code, random_state};
+pub use oauth::{Pkce, authorize_url, code_from_callback, exchange_code, random_state, s256};
 pub use paste::{code_from_paste, paste_login};
 
 /// The callback ports the issuer accepts for this client, in order of preference.

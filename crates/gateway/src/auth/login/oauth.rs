@@ -35,12 +35,16 @@ impl Pkce {
     }
 
     pub fn from_verifier(verifier: String) -> Pkce {
-        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-        Pkce { verifier, challenge }
+        Pkce { challenge: s256(&verifier), verifier }
     }
 }
 
-/// A fresh `state`: 32 random bytes, base64url.
+/// The S256 challenge of `verifier` (RFC 7636 §4.2): its SHA-256, base64url.
+pub fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// A fresh `state` (and the body of a gateway session or access token, users/): 32 random bytes, base64url.
 pub fn random_state() -> String {
     random_base64url(32)
 }

@@ -4,11 +4,7 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use sha2::{Digest, Sha256};
-
-use super::{Method, Role, SignedIn, Users, ct_eq, random_token, sha256_hex};
+use super::{Method, Role, SignedIn, Users, blocking, ct_eq, random_token, sha256_hex};
 use crate::auth::now_unix;
 use crate::store::identities::PendingSignIn;
 use crate::store::users::StoredUser;
@@ -68,39 +64,34 @@ pub enum SsoError {
 impl SsoError {
     /// The refusal's name in the audit trail.
     pub fn reason(&self) -> &'static str {
-        match self {
-            SsoError::NotConfigured => "not_configured",
-            SsoError::Unreachable(_) => "provider_unreachable",
-            SsoError::Provider(_) => "provider_bad_answer",
-            SsoError::IssuerMismatch => "issuer_mismatch",
-            SsoError::TooManyPending => "too_many_pending",
-            SsoError::ProviderRefused(_) => "provider_refused",
-            SsoError::MissingCode => "missing_code",
-            SsoError::StateMismatch => "state_mismatch",
-            SsoError::StateUnknown => "state_unknown",
-            SsoError::IssuerParam => "issuer_param",
-            SsoError::TokenExchange(_) => "token_exchange",
-            SsoError::IdToken(e) => e.reason(),
-            SsoError::Domain => "domain_not_allowed",
-            SsoError::Group => "group_not_allowed",
-            SsoError::Disabled => "disabled",
-            SsoError::NameTaken(_) => "name_taken",
-            SsoError::Store(_) => "store_error",
-        }
+        self.kind().0
     }
 
     /// The HTTP status of the page that shows it.
     pub fn status(&self) -> u16 {
+        self.kind().1
+    }
+
+    /// The refusal's name and the page's status.
+    fn kind(&self) -> (&'static str, u16) {
         match self {
-            SsoError::NotConfigured => 404,
-            SsoError::Unreachable(_) | SsoError::Provider(_) | SsoError::IssuerMismatch => 502,
-            SsoError::TokenExchange(_) => 502,
-            SsoError::TooManyPending => 503,
-            SsoError::MissingCode | SsoError::StateMismatch | SsoError::StateUnknown | SsoError::IssuerParam => 400,
-            SsoError::IdToken(_) => 401,
-            SsoError::ProviderRefused(_) | SsoError::Domain | SsoError::Group | SsoError::Disabled => 403,
-            SsoError::NameTaken(_) => 409,
-            SsoError::Store(_) => 500,
+            SsoError::NotConfigured => ("not_configured", 404),
+            SsoError::Unreachable(_) => ("provider_unreachable", 502),
+            SsoError::Provider(_) => ("provider_bad_answer", 502),
+            SsoError::IssuerMismatch => ("issuer_mismatch", 502),
+            SsoError::TooManyPending => ("too_many_pending", 503),
+            SsoError::ProviderRefused(_) => ("provider_refused", 403),
+            SsoError::MissingCode => ("missing_code", 400),
+            SsoError::StateMismatch => ("state_mismatch", 400),
+            SsoError::StateUnknown => ("state_unknown", 400),
+            SsoError::IssuerParam => ("issuer_param", 400),
+            SsoError::TokenExchange(_) => ("token_exchange", 502),
+            SsoError::IdToken(e) => (e.reason(), 401),
+            SsoError::Domain => ("domain_not_allowed", 403),
+            SsoError::Group => ("group_not_allowed", 403),
+            SsoError::Disabled => ("disabled", 403),
+            SsoError::NameTaken(_) => ("name_taken", 409),
+            SsoError::Store(_) => ("store_error", 500),
         }
     }
 }
@@ -130,7 +121,7 @@ impl std::fmt::Debug for Started {
 pub async fn start(p: &Provider, users: &Arc<Users>, redirect_uri: &str) -> Result<Started, SsoError> {
     let d = p.discovery().await?;
     let (state, nonce, verifier) = (random_token(), random_token(), random_token());
-    let challenge = B64.encode(Sha256::digest(verifier.as_bytes()));
+    let challenge = crate::auth::login::s256(&verifier);
     let mut url = url::Url::parse(&d.authorization_endpoint)
         .map_err(|_| SsoError::Provider("the authorization endpoint is not a URL".into()))?;
     url.query_pairs_mut()
@@ -151,16 +142,11 @@ pub async fn start(p: &Provider, users: &Arc<Users>, redirect_uri: &str) -> Resu
         expires_at: now + PENDING_LIFETIME.as_secs() as i64,
     };
     let store = users.store().clone();
-    let kept = blocking(move || store.insert_pending_sign_in(&pending, now)).await??;
+    let kept = blocking("sign-in", move || store.insert_pending_sign_in(&pending, now)).await?;
     if !kept {
         return Err(SsoError::TooManyPending);
     }
     Ok(Started { url: url.into(), state })
-}
-
-/// `f` on the blocking threads (the store).
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| anyhow::anyhow!("the sign-in task failed: {e}"))
 }
 
 /// The provider's redirect, as its query says.
@@ -208,7 +194,7 @@ pub async fn finish(
     };
     let store = users.store().clone();
     let hash = sha256_hex(&state);
-    let pending = blocking(move || store.take_pending_sign_in(&hash, now_unix())).await??;
+    let pending = blocking("sign-in", move || store.take_pending_sign_in(&hash, now_unix())).await?;
     let Some(pending) = pending else { return Err(SsoError::StateUnknown.into()) };
     // RFC 9207: a provider that names itself in the answer must be the configured one (a mix-up otherwise).
     if answer.iss.as_deref().is_some_and(|iss| iss != p.config.issuer) {
@@ -230,14 +216,13 @@ pub async fn finish(
     let named = Some(who.email.clone().unwrap_or_else(|| who.subject.clone()));
     let mapped = claims::admit(&p.config, &who).map_err(|r| Failed { error: r.into(), who: named.clone() })?;
     let (users2, config) = (users.clone(), p.config.clone());
-    let done = blocking(move || {
+    blocking("sign-in", move || {
         let (row, created) = user_for(&users2, &config, &who, mapped)?;
         let (token, signed) = users2.sign_in(&row, Method::Oidc)?;
         Ok::<_, SsoError>(Done { token, signed, created })
     })
     .await
-    .map_err(|e| Failed { error: e.into(), who: named.clone() })?;
-    done.map_err(|error| Failed { error, who: named })
+    .map_err(|error| Failed { error, who: named })
 }
 
 /// The ID token checked with the provider's keys (fetched again once when it names a key not yet known).
