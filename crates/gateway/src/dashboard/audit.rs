@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::St;
-
 use super::session::{PageAccess, actor_of};
 use crate::app::AppState;
 use crate::audit::{self, Actor, Entry, Note, Outcome};

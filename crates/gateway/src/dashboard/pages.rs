@@ -15,16 +15,10 @@ use crate::store::team::StoreHealth;
 use crate::users::Principal;
 use crate::users::access;
 
-/// The page context every template gets: title, active nav entry, CSRF token, the pages the visitor's role may
-/// open and who they are.
-pub(crate) fn base(a: &Authed, title: &str, nav: &str) -> serde_json::Map<String, Value> {
-    base_for(&a.who, &a.csrf, title, nav)
-}
-
-/// A page of the main navigation: [`base`] with the fields of `extra`, rendered from `<nav>.html`, the session
-/// cookie on it when the gate made one.
+/// A page of the main navigation: [`base_for`] the gate's visitor with the fields of `extra`, rendered from
+/// `<nav>.html`, the session cookie on it when the gate made one.
 pub(crate) fn page(dash: &St, a: Authed, title: &str, nav: &str, extra: Value) -> Response {
-    let mut ctx = base(&a, title, nav);
+    let mut ctx = base_for(&a.who, &a.csrf, title, nav);
     if let Value::Object(extra) = extra {
         ctx.extend(extra);
     }
@@ -44,7 +38,8 @@ const NAV: &[(&str, &str, &str)] = &[
     ("audit", "Audit", "/dashboard/audit"),
 ];
 
-/// [`base`] for a visitor and CSRF token (the refusal page has no gate's [`Authed`]).
+/// The page context every template gets: title, active nav entry, CSRF token, the pages the visitor's role may
+/// open and who they are (the refusal page has no gate's [`Authed`], hence the visitor and token).
 pub(crate) fn base_for(who: &Principal, csrf: &str, title: &str, nav: &str) -> serde_json::Map<String, Value> {
     let role = who.role();
     let open = |href: &str| {

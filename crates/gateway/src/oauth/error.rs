@@ -34,31 +34,21 @@ pub enum OAuthError {
 impl OAuthError {
     /// The RFC's `error` code.
     pub fn code(&self) -> &'static str {
-        match self {
-            OAuthError::InvalidRequest(_) => "invalid_request",
-            OAuthError::InvalidClient => "invalid_client",
-            OAuthError::InvalidGrant(_) => "invalid_grant",
-            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
-            OAuthError::AuthorizationPending => "authorization_pending",
-            OAuthError::SlowDown => "slow_down",
-            OAuthError::ExpiredToken => "expired_token",
-            OAuthError::AccessDenied(_) => "access_denied",
-            OAuthError::Internal(_) => "server_error",
-        }
+        self.kind().0
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// The code and the status; every case named, so a new error kind must choose both.
+    fn kind(&self) -> (&'static str, StatusCode) {
         match self {
-            OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
-            OAuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            // Every case named, so a new error kind must choose its status.
-            OAuthError::InvalidRequest(_)
-            | OAuthError::InvalidGrant(_)
-            | OAuthError::UnsupportedGrantType
-            | OAuthError::AuthorizationPending
-            | OAuthError::SlowDown
-            | OAuthError::ExpiredToken
-            | OAuthError::AccessDenied(_) => StatusCode::BAD_REQUEST,
+            OAuthError::InvalidRequest(_) => ("invalid_request", StatusCode::BAD_REQUEST),
+            OAuthError::InvalidClient => ("invalid_client", StatusCode::UNAUTHORIZED),
+            OAuthError::InvalidGrant(_) => ("invalid_grant", StatusCode::BAD_REQUEST),
+            OAuthError::UnsupportedGrantType => ("unsupported_grant_type", StatusCode::BAD_REQUEST),
+            OAuthError::AuthorizationPending => ("authorization_pending", StatusCode::BAD_REQUEST),
+            OAuthError::SlowDown => ("slow_down", StatusCode::BAD_REQUEST),
+            OAuthError::ExpiredToken => ("expired_token", StatusCode::BAD_REQUEST),
+            OAuthError::AccessDenied(_) => ("access_denied", StatusCode::BAD_REQUEST),
+            OAuthError::Internal(_) => ("server_error", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
 }
@@ -68,8 +58,9 @@ impl IntoResponse for OAuthError {
         if let OAuthError::Internal(e) = &self {
             tracing::error!("oauth: {e:#}");
         }
-        let body = json!({"error": self.code(), "error_description": self.to_string()});
-        let mut resp = no_store(self.status(), body);
+        let (code, status) = self.kind();
+        let body = json!({"error": code, "error_description": self.to_string()});
+        let mut resp = no_store(status, body);
         if matches!(self, OAuthError::InvalidClient) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
         }
