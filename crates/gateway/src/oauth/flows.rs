@@ -184,158 +184,149 @@ pub struct TokenOutcome {
 
 /// The token endpoint (RFC 6749 §3.2): the grant's checks, then new tokens.
 pub fn token(users: &Users, cfg: &OAuthConfig, f: &HashMap<String, String>) -> TokenOutcome {
-    let grant_type = f.get("grant_type").cloned().unwrap_or_default();
-    let mut out = TokenOutcome {
-        result: Err(OAuthError::UnsupportedGrantType),
-        grant: match grant_type.as_str() {
-            DEVICE_GRANT => "device_code".into(),
-            g => g.chars().take(40).collect(),
-        },
-        user: None,
-        revoked_family: false,
-    };
-    out.result = client(f, cfg).and_then(|()| match grant_type.as_str() {
-        "authorization_code" => code_grant(users, cfg, f, &mut out.user, &mut out.revoked_family),
-        "refresh_token" => refresh_grant(users, cfg, f, &mut out.user, &mut out.revoked_family),
-        DEVICE_GRANT => device_grant(users, cfg, f, &mut out.user),
+    let grant_type = f.get("grant_type").map(String::as_str).unwrap_or_default();
+    let mut ask = Ask { users, cfg, f, user: None, revoked: false };
+    let result = client(f, cfg).and_then(|()| match grant_type {
+        "authorization_code" => ask.code_grant(),
+        "refresh_token" => ask.refresh_grant(),
+        DEVICE_GRANT => ask.device_grant(),
         "" => Err(OAuthError::InvalidRequest("grant_type is missing".into())),
         _ => Err(OAuthError::UnsupportedGrantType),
     });
-    out
+    let grant = match grant_type {
+        DEVICE_GRANT => "device_code".into(),
+        g => g.chars().take(40).collect(),
+    };
+    TokenOutcome { result, grant, user: ask.user, revoked_family: ask.revoked }
 }
 
-fn code_grant(
-    users: &Users,
-    cfg: &OAuthConfig,
-    f: &HashMap<String, String>,
-    who: &mut Option<String>,
-    revoked: &mut bool,
-) -> Result<Issued, OAuthError> {
-    let (code, redirect, verifier) =
-        (required(f, "code")?, required(f, "redirect_uri")?, required(f, "code_verifier")?);
-    let store = users.store();
-    let g = store
-        .find_grant(&sha256_hex(code))?
-        .filter(|g| g.kind == "code")
-        .ok_or(OAuthError::InvalidGrant("unknown code"))?;
-    *who = g.user_id.clone();
-    if g.state == "used" {
-        // RFC 6749 §4.1.2: a code used twice revokes what it was exchanged for.
-        if let Some(family) = &g.family {
-            store.revoke_family(family)?;
-            // Refused here at once; the other instances drop it at their next re-read of the sessions.
-            users.reload()?;
-            *revoked = true;
-        }
-        return Err(OAuthError::InvalidGrant("the code was already used"));
-    }
-    if g.expires_at <= now_unix() {
-        return Err(OAuthError::InvalidGrant("the code expired"));
-    }
-    if g.client_id != cfg.client_id || g.redirect_uri.as_deref() != Some(redirect) {
-        return Err(OAuthError::InvalidGrant("redirect_uri does not match the authorization request"));
-    }
-    if !g.code_challenge.as_deref().is_some_and(|c| super::verifier_matches(verifier, c)) {
-        return Err(OAuthError::InvalidGrant("code_verifier does not match the code_challenge"));
-    }
-    let family = format!("fam_{}", &random_token()[..16]);
-    if !store.move_grant(&g.id_sha256, "pending", "used", None, Some(&family))? {
-        return Err(OAuthError::InvalidGrant("the code was already used"));
-    }
-    let user = g.user_id.as_deref().ok_or(OAuthError::InvalidGrant("unknown code"))?;
-    issue(users, cfg, user, &family, g.scope)
+/// A token request as its grant reads it, noting the user it names and whether a family was revoked.
+struct Ask<'a> {
+    users: &'a Users,
+    cfg: &'a OAuthConfig,
+    f: &'a HashMap<String, String>,
+    user: Option<String>,
+    revoked: bool,
 }
 
-fn refresh_grant(
-    users: &Users,
-    cfg: &OAuthConfig,
-    f: &HashMap<String, String>,
-    who: &mut Option<String>,
-    revoked: &mut bool,
-) -> Result<Issued, OAuthError> {
-    let presented = required(f, "refresh_token")?;
-    let store = users.store();
-    let hash = sha256_hex(presented);
-    let r = store.find_refresh(&hash)?.ok_or(OAuthError::InvalidGrant("unknown refresh token"))?;
-    *who = Some(r.user_id.clone());
-    if r.client_id != cfg.client_id {
-        return Err(OAuthError::InvalidGrant("the refresh token is another client's"));
-    }
-    if !store.use_refresh(&hash, now_unix())? {
-        if r.used_at.is_some() || store.find_refresh(&hash)?.is_some_and(|now| now.used_at.is_some()) {
-            // A rotated token presented again: whoever holds the family, one copy leaked (RFC 9700 §4.14.2).
-            store.revoke_family(&r.family)?;
-            users.reload()?;
-            *revoked = true;
-            return Err(OAuthError::InvalidGrant("the refresh token was already used; its sign-in is revoked"));
-        }
-        return Err(OAuthError::InvalidGrant("the refresh token expired"));
-    }
-    issue(users, cfg, &r.user_id, &r.family, r.scope)
-}
-
-fn device_grant(
-    users: &Users,
-    cfg: &OAuthConfig,
-    f: &HashMap<String, String>,
-    who: &mut Option<String>,
-) -> Result<Issued, OAuthError> {
-    let device_code = required(f, "device_code")?;
-    let store = users.store();
-    let g = store
-        .find_grant(&sha256_hex(device_code))?
-        .filter(|g| g.kind == "device" && g.client_id == cfg.client_id)
-        .ok_or(OAuthError::InvalidGrant("unknown device code"))?;
-    *who = g.user_id.clone();
-    let now_ms = crate::auth::now_ms();
-    if g.expires_at <= now_ms / 1000 {
-        return Err(OAuthError::ExpiredToken);
-    }
-    match g.state.as_str() {
-        "pending" => {
-            store.note_poll(&g.id_sha256, now_ms)?;
-            // Polled again within half the interval: the client is told to wait longer (RFC 8628 §3.5).
-            let early = g.polled_at.is_some_and(|last| now_ms - last < DEVICE_INTERVAL * 500);
-            Err(if early { OAuthError::SlowDown } else { OAuthError::AuthorizationPending })
-        }
-        "denied" => Err(OAuthError::AccessDenied("the user denied the sign-in")),
-        "approved" => {
-            let family = format!("fam_{}", &random_token()[..16]);
-            if !store.move_grant(&g.id_sha256, "approved", "used", None, Some(&family))? {
-                return Err(OAuthError::InvalidGrant("the device code was already used"));
+impl Ask<'_> {
+    fn code_grant(&mut self) -> Result<Issued, OAuthError> {
+        let (f, store) = (self.f, self.users.store());
+        let (code, redirect, verifier) =
+            (required(f, "code")?, required(f, "redirect_uri")?, required(f, "code_verifier")?);
+        let g = store
+            .find_grant(&sha256_hex(code))?
+            .filter(|g| g.kind == "code")
+            .ok_or(OAuthError::InvalidGrant("unknown code"))?;
+        self.user = g.user_id.clone();
+        if g.state == "used" {
+            // RFC 6749 §4.1.2: a code used twice revokes what it was exchanged for.
+            if let Some(family) = &g.family {
+                store.revoke_family(family)?;
+                // Refused here at once; the other instances drop it at their next re-read of the sessions.
+                self.users.reload()?;
+                self.revoked = true;
             }
-            let user = g.user_id.as_deref().ok_or(OAuthError::InvalidGrant("unknown device code"))?;
-            issue(users, cfg, user, &family, g.scope)
+            return Err(OAuthError::InvalidGrant("the code was already used"));
         }
-        _ => Err(OAuthError::InvalidGrant("the device code was already used")),
+        if g.expires_at <= now_unix() {
+            return Err(OAuthError::InvalidGrant("the code expired"));
+        }
+        if g.client_id != self.cfg.client_id || g.redirect_uri.as_deref() != Some(redirect) {
+            return Err(OAuthError::InvalidGrant("redirect_uri does not match the authorization request"));
+        }
+        if !g.code_challenge.as_deref().is_some_and(|c| super::verifier_matches(verifier, c)) {
+            return Err(OAuthError::InvalidGrant("code_verifier does not match the code_challenge"));
+        }
+        self.redeem(g, "pending", "the code was already used", "unknown code")
     }
-}
 
-/// A new access token and refresh token in `family`, for a user still enabled with a role that may use the models.
-fn issue(
-    users: &Users,
-    cfg: &OAuthConfig,
-    user_id: &str,
-    family: &str,
-    scope: Option<String>,
-) -> Result<Issued, OAuthError> {
-    let user = users.enabled_user(user_id)?.ok_or(OAuthError::InvalidGrant("the user is disabled or removed"))?;
-    if !may_use_models(&user) {
-        return Err(OAuthError::AccessDenied("this user's role may not use the models"));
+    fn refresh_grant(&mut self) -> Result<Issued, OAuthError> {
+        let presented = required(self.f, "refresh_token")?;
+        let store = self.users.store();
+        let hash = sha256_hex(presented);
+        let r = store.find_refresh(&hash)?.ok_or(OAuthError::InvalidGrant("unknown refresh token"))?;
+        self.user = Some(r.user_id.clone());
+        if r.client_id != self.cfg.client_id {
+            return Err(OAuthError::InvalidGrant("the refresh token is another client's"));
+        }
+        if !store.use_refresh(&hash, now_unix())? {
+            if r.used_at.is_some() || store.find_refresh(&hash)?.is_some_and(|now| now.used_at.is_some()) {
+                // A rotated token presented again: whoever holds the family, one copy leaked (RFC 9700 §4.14.2).
+                store.revoke_family(&r.family)?;
+                self.users.reload()?;
+                self.revoked = true;
+                return Err(OAuthError::InvalidGrant("the refresh token was already used; its sign-in is revoked"));
+            }
+            return Err(OAuthError::InvalidGrant("the refresh token expired"));
+        }
+        self.issue(&r.user_id, &r.family, r.scope)
     }
-    let (access_token, signed) = users.issue_access(&user.id, cfg.access_token)?;
-    let refresh_token = format!("cgr_{}", random_token());
-    let now = now_unix();
-    users.store().insert_refresh(&StoredRefresh {
-        token_sha256: sha256_hex(&refresh_token),
-        family: family.to_string(),
-        user_id: user.id.clone(),
-        client_id: cfg.client_id.clone(),
-        scope: scope.clone(),
-        access_sha256: signed.token_sha256.clone(),
-        created_at: now,
-        expires_at: now + i64::try_from(cfg.refresh_token.as_secs()).unwrap_or(i64::MAX / 2),
-        used_at: None,
-    })?;
-    Ok(Issued { access_token, refresh_token, expires_in: cfg.access_token.as_secs(), scope })
+
+    fn device_grant(&mut self) -> Result<Issued, OAuthError> {
+        let device_code = required(self.f, "device_code")?;
+        let store = self.users.store();
+        let g = store
+            .find_grant(&sha256_hex(device_code))?
+            .filter(|g| g.kind == "device" && g.client_id == self.cfg.client_id)
+            .ok_or(OAuthError::InvalidGrant("unknown device code"))?;
+        self.user = g.user_id.clone();
+        let now_ms = crate::auth::now_ms();
+        if g.expires_at <= now_ms / 1000 {
+            return Err(OAuthError::ExpiredToken);
+        }
+        match g.state.as_str() {
+            "pending" => {
+                store.note_poll(&g.id_sha256, now_ms)?;
+                // Polled again within half the interval: the client is told to wait longer (RFC 8628 §3.5).
+                let early = g.polled_at.is_some_and(|last| now_ms - last < DEVICE_INTERVAL * 500);
+                Err(if early { OAuthError::SlowDown } else { OAuthError::AuthorizationPending })
+            }
+            "denied" => Err(OAuthError::AccessDenied("the user denied the sign-in")),
+            "approved" => self.redeem(g, "approved", "the device code was already used", "unknown device code"),
+            _ => Err(OAuthError::InvalidGrant("the device code was already used")),
+        }
+    }
+
+    /// Move the grant `g` from `from` to used (`used`: refused when another request did first) and issue its
+    /// user's tokens in a new family (`unknown`: refused when it names no user).
+    fn redeem(
+        &self,
+        g: StoredGrant,
+        from: &str,
+        used: &'static str,
+        unknown: &'static str,
+    ) -> Result<Issued, OAuthError> {
+        let family = format!("fam_{}", &random_token()[..16]);
+        if !self.users.store().move_grant(&g.id_sha256, from, "used", None, Some(&family))? {
+            return Err(OAuthError::InvalidGrant(used));
+        }
+        let user = g.user_id.as_deref().ok_or(OAuthError::InvalidGrant(unknown))?;
+        self.issue(user, &family, g.scope)
+    }
+
+    /// A new access token and refresh token in `family`, for a user still enabled with a role that may use the
+    /// models.
+    fn issue(&self, user_id: &str, family: &str, scope: Option<String>) -> Result<Issued, OAuthError> {
+        let (users, cfg) = (self.users, self.cfg);
+        let user = users.enabled_user(user_id)?.ok_or(OAuthError::InvalidGrant("the user is disabled or removed"))?;
+        if !may_use_models(&user) {
+            return Err(OAuthError::AccessDenied("this user's role may not use the models"));
+        }
+        let (access_token, signed) = users.issue_access(&user.id, cfg.access_token)?;
+        let refresh_token = format!("cgr_{}", random_token());
+        let now = now_unix();
+        users.store().insert_refresh(&StoredRefresh {
+            token_sha256: sha256_hex(&refresh_token),
+            family: family.to_string(),
+            user_id: user.id.clone(),
+            client_id: cfg.client_id.clone(),
+            scope: scope.clone(),
+            access_sha256: signed.token_sha256.clone(),
+            created_at: now,
+            expires_at: now + i64::try_from(cfg.refresh_token.as_secs()).unwrap_or(i64::MAX / 2),
+            used_at: None,
+        })?;
+        Ok(Issued { access_token, refresh_token, expires_in: cfg.access_token.as_secs(), scope })
+    }
 }
