@@ -294,14 +294,10 @@ impl Users {
             return Some(s);
         }
         let (me, hash) = (self.clone(), sha256_hex(token));
-        match tokio::task::spawn_blocking(move || me.look_up(&hash)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::warn!("could not look a session up in the store: {e:#}");
-                None
-            }
-            Err(_) => None,
-        }
+        blocking("look-up", move || me.look_up(&hash)).await.unwrap_or_else(|e| {
+            tracing::warn!("could not look a session up in the store: {e:#}");
+            None
+        })
     }
 
     fn look_up(&self, hash: &str) -> anyhow::Result<Option<Arc<SignedIn>>> {
@@ -399,10 +395,8 @@ pub(crate) async fn reread_every(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match tokio::task::spawn_blocking(reload.clone()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("could not re-read the {what}: {e:#}"),
-            Err(e) => tracing::warn!("the {what}' re-read stopped: {e}"),
+        if let Err(e) = blocking("re-read", reload.clone()).await {
+            tracing::warn!("could not re-read the {what}: {e:#}");
         }
     }
 }
