@@ -632,7 +632,7 @@ mod tests {
         let sinks = crate::record::Sinks::new(vec![Arc::new(BudgetSink(keys.clone()))]);
         let mut record =
             crate::record::Recorder::new(sinks, crate::record::Api::named("chat"), "/v1/chat/completions", "r".into());
-        record.set_client_key(Some(key.id.clone()));
+        record.set_caller(Some(&Caller(key.clone())));
         record.usage(usage);
         record.finish(200);
         let key = keys.get(&key.id).unwrap_or_else(|| panic!("gone"));

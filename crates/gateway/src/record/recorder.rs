@@ -3,7 +3,6 @@
 //! request's future or its response body was dropped with it).
 
 use std::borrow::Cow;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use dialects::failure::{PolicyKind, RiskSignal};
@@ -83,10 +82,6 @@ impl Recorder {
 
     pub fn request_id(&self) -> &str {
         self.record.as_deref().map_or("", |r| &r.request_id)
-    }
-
-    pub fn set_client_key(&mut self, key: Option<Arc<str>>) {
-        self.with(|r| r.client_key = key);
     }
 
     /// Who the request is for, as the guard found it: the client key, and the user it is attributed to (read in
