@@ -115,10 +115,6 @@ impl ClientKey {
 pub struct Caller(pub Arc<ClientKey>);
 
 impl Caller {
-    pub fn key_id(&self) -> Option<Arc<str>> {
-        Some(self.0.id.clone())
-    }
-
     /// The user the request is for: the one place the ledger, the request log, the metrics and the budgets learn it.
     pub fn user(&self) -> Option<Arc<str>> {
         self.0.owner.clone()

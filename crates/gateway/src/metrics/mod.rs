@@ -70,12 +70,6 @@ pub struct Totals {
     pub failovers: u64,
 }
 
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Metrics")
-    }
-}
-
 impl Metrics {
     /// The registry with the request metrics, and the pool's gauges read at each scrape. `email_labels`: name
     /// accounts by email when they have no label (off by default: an email is personal data); `user_labels`: the

@@ -87,7 +87,7 @@ impl Recorder {
     /// Who the request is for, as the guard found it: the client key, and the user it is attributed to (read in
     /// one place, [`crate::keys::Caller::user`], so the ledger, the log and the metrics agree).
     pub fn set_caller(&mut self, caller: Option<&crate::keys::Caller>) {
-        let (key, user) = caller.map_or((None, None), |c| (c.key_id(), c.user()));
+        let (key, user) = caller.map_or((None, None), |c| (Some(c.0.id.clone()), c.user()));
         self.with(|r| {
             r.client_key = key;
             r.user = user;
