@@ -84,16 +84,13 @@ fn rotating(path: &Path) -> anyhow::Result<FileRotate<AppendCount>> {
     options.read(true).create(true).append(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
         crate::store::create_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     options.open(path).with_context(|| format!("cannot open the log file {}", path.display()))?;
     // The crate needs a path with a parent directory (it panics otherwise): make a bare file name relative.
-    let path = if path.parent().is_some_and(|d| !d.as_os_str().is_empty()) {
-        path.to_path_buf()
-    } else {
-        Path::new(".").join(path)
-    };
+    let path = if dir.is_some() { path.to_path_buf() } else { Path::new(".").join(path) };
     Ok(FileRotate::new(
         path,
         AppendCount::new(LOG_FILES_KEPT),

@@ -385,9 +385,9 @@ mod tests {
     /// and sends no client key.
     #[test]
     fn the_codex_provider_signs_users_in_when_the_gateway_has_users() -> anyhow::Result<()> {
-        let oauth = crate::config::OAuthConfig::default();
-        let to = Gateway { oauth: Some(&oauth), ..GATEWAY };
         let env = Home(PathBuf::from("/nonexistent"));
+        let oauth = Config::resolve(Default::default(), &Default::default(), &env)?.oauth;
+        let to = Gateway { oauth: Some(&oauth), ..GATEWAY };
         let plan = plans(Client::Codex, &to, "gpt-5.4", &env).remove(0);
         let parsed: toml::Value = toml::from_str(&merged("", &plan.merge)?)?;
         let provider = &parsed["model_providers"]["codex-gateway"];

@@ -3,6 +3,7 @@
 //! shutdown), `restart` (the last start's options) and `status` (LSB exit codes; what the running gateway says
 //! in `/admin/status`, `/admin/accounts` and `/metrics`). `serve` (cli.rs) stays the foreground command.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -293,20 +294,14 @@ async fn spawn(options: &StartOptions) -> anyhow::Result<State> {
     let out = private_file(&files.out)?;
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let mut cmd = std::process::Command::new(exe);
-    if let Some(c) = &options.config {
-        cmd.arg("--config").arg(absolute(c));
-    }
+    // `--name value` for an option that was given, nothing for one that was not.
+    let flag = |name: &'static str, value: Option<OsString>| value.into_iter().flat_map(move |v| [name.into(), v]);
+    cmd.args(flag("--config", options.config.as_deref().map(|c| absolute(c).into())));
     cmd.arg("--data-dir").arg(&options.data_dir);
-    if let Some(f) = &options.log_format {
-        cmd.args(["--log-format", f]);
-    }
+    cmd.args(flag("--log-format", options.log_format.clone().map(OsString::from)));
     cmd.arg("serve").arg("--log-file").arg(options.log());
-    if let Some(h) = &options.host {
-        cmd.args(["--host", h]);
-    }
-    if let Some(p) = options.port {
-        cmd.args(["--port", &p.to_string()]);
-    }
+    cmd.args(flag("--host", options.host.clone().map(OsString::from)));
+    cmd.args(flag("--port", options.port.map(|p| p.to_string().into())));
     if let Some(k) = &options.api_key {
         cmd.env("CODEX_GATEWAY_API_KEY", k);
     }

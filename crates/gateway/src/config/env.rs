@@ -85,26 +85,14 @@ impl Endpoints {
             .map(PathBuf::from)
             .or(raw.ca_bundle.take())
             .or_else(|| env.get("SSL_CERT_FILE").map(PathBuf::from));
-        Endpoints {
-            upstream_base_url: pick(
-                "CODEX_GATEWAY_UPSTREAM_BASE_URL",
-                raw.upstream_base_url.take(),
-                "https://chatgpt.com/backend-api/codex",
-            ),
-            chatgpt_base_url: pick(
-                "CODEX_GATEWAY_CHATGPT_BASE_URL",
-                raw.chatgpt_base_url.take(),
-                "https://chatgpt.com/backend-api",
-            ),
-            auth_issuer: pick("CODEX_GATEWAY_AUTH_ISSUER", raw.auth_issuer.take(), "https://auth.openai.com"),
-            openai_base_url: pick(
-                "CODEX_GATEWAY_OPENAI_BASE_URL",
-                raw.openai_base_url.take(),
-                "https://api.openai.com/v1",
-            ),
-            proxy,
-            ca_bundle,
-        }
+        let [upstream_base_url, chatgpt_base_url, auth_issuer, openai_base_url] = [
+            ("CODEX_GATEWAY_UPSTREAM_BASE_URL", raw.upstream_base_url.take(), "https://chatgpt.com/backend-api/codex"),
+            ("CODEX_GATEWAY_CHATGPT_BASE_URL", raw.chatgpt_base_url.take(), "https://chatgpt.com/backend-api"),
+            ("CODEX_GATEWAY_AUTH_ISSUER", raw.auth_issuer.take(), "https://auth.openai.com"),
+            ("CODEX_GATEWAY_OPENAI_BASE_URL", raw.openai_base_url.take(), "https://api.openai.com/v1"),
+        ]
+        .map(|(key, file, default)| pick(key, file, default));
+        Endpoints { upstream_base_url, chatgpt_base_url, auth_issuer, openai_base_url, proxy, ca_bundle }
     }
 }
 

@@ -31,18 +31,6 @@ pub struct OAuthConfig {
     pub redirect_port: u16,
 }
 
-impl Default for OAuthConfig {
-    fn default() -> OAuthConfig {
-        OAuthConfig {
-            client_id: "codex-cli".into(),
-            access_token: Duration::from_secs(3600),
-            refresh_token: Duration::from_secs(30 * 86_400),
-            header: "x-gateway-token".into(),
-            redirect_port: 1457,
-        }
-    }
-}
-
 impl OAuthConfig {
     pub(super) fn resolve(raw: Option<RawOAuth>) -> anyhow::Result<OAuthConfig> {
         let raw = raw.unwrap_or_default();

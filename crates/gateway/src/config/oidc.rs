@@ -92,6 +92,11 @@ fn base_url(what: &str, raw: &str) -> anyhow::Result<String> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
+/// `s` without its surrounding white space, unless that leaves nothing.
+fn trimmed(s: Option<String>) -> Option<String> {
+    s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
 /// The roles of users/access.rs, by name (the configuration names them; the users' layer has the type).
 const ROLES: [&str; 3] = ["admin", "member", "viewer"];
 
@@ -110,9 +115,8 @@ impl OidcConfig {
         // Kept as written: the discovery document's `issuer` and every ID token's `iss` must equal it exactly.
         let issuer = raw.issuer.as_deref().unwrap_or_default().trim().to_string();
         base_url("issuer", &issuer)?;
-        let client_id = raw.client_id.map(|c| c.trim().to_string()).filter(|c| !c.is_empty());
-        let Some(client_id) = client_id else { bail!("[dashboard.oidc] needs client_id") };
-        let client_secret = match (env.get(CLIENT_SECRET_ENV), raw.client_secret, raw.client_secret_file) {
+        let Some(client_id) = trimmed(raw.client_id) else { bail!("[dashboard.oidc] needs client_id") };
+        let client_secret = trimmed(match (env.get(CLIENT_SECRET_ENV), raw.client_secret, raw.client_secret_file) {
             (Some(s), _, _) => Some(s),
             (None, Some(_), Some(_)) => bail!("[dashboard.oidc] has both client_secret and client_secret_file"),
             (None, Some(s), None) => Some(s),
@@ -121,9 +125,7 @@ impl OidcConfig {
                     .with_context(|| format!("[dashboard.oidc] cannot read client_secret_file {}", path.display()))?,
             ),
             (None, None, None) => None,
-        }
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+        });
         let public_url = raw.public_url.as_deref().map(|u| base_url("public_url", u)).transpose()?;
         let mut scopes = vec!["openid".to_string()];
         for s in raw.scopes.unwrap_or_else(|| vec!["email".into(), "profile".into()]) {
@@ -135,11 +137,9 @@ impl OidcConfig {
                 scopes.push(s);
             }
         }
-        let mut role_map = BTreeMap::new();
-        for (group, r) in raw.role_map.unwrap_or_default() {
-            let r = role(&format!("role_map.{group}"), &r)?;
-            role_map.insert(group, r);
-        }
+        let role_map = (raw.role_map.unwrap_or_default().into_iter())
+            .map(|(group, r)| role(&format!("role_map.{group}"), &r).map(|r| (group, r)))
+            .collect::<anyhow::Result<_>>()?;
         let allowed_domains = raw
             .allowed_domains
             .unwrap_or_default()
@@ -153,11 +153,7 @@ impl OidcConfig {
             client_secret,
             public_url,
             scopes,
-            display_name: raw
-                .display_name
-                .map(|d| d.trim().to_string())
-                .filter(|d| !d.is_empty())
-                .unwrap_or_else(|| "single sign-on".into()),
+            display_name: trimmed(raw.display_name).unwrap_or_else(|| "single sign-on".into()),
             default_role: role("default_role", raw.default_role.as_deref().unwrap_or("member"))?,
             roles_claim: raw.roles_claim.unwrap_or_else(|| "groups".into()),
             role_map,

@@ -24,28 +24,25 @@ pub(super) fn configured_keys(
     shared: &[String],
 ) -> anyhow::Result<Vec<ConfiguredKey>> {
     let mut out: Vec<ConfiguredKey> = Vec::new();
-    for (name, k) in raw.unwrap_or_default() {
-        let secret = k.secret.trim().to_string();
+    for (name, RawKey { secret, models, rpm, concurrency, daily_tokens, monthly_tokens, opportunistic }) in
+        raw.unwrap_or_default()
+    {
+        let secret = secret.trim().to_string();
         if secret.len() < 8 {
             bail!("[keys.{name}] secret must be at least 8 characters (a key is a password to your accounts)");
         }
         if shared.contains(&secret) || out.iter().any(|o| o.secret == secret) {
             bail!("[keys.{name}] secret is also another key's: every key needs its own secret");
         }
-        if k.rpm.is_some_and(|r| r == 0 || r > crate::keys::limits::MAX_RPM) {
+        if rpm.is_some_and(|r| r == 0 || r > crate::keys::limits::MAX_RPM) {
             bail!("[keys.{name}] rpm must be between 1 and {}", crate::keys::limits::MAX_RPM);
         }
-        if k.concurrency == Some(0) || k.daily_tokens == Some(0) || k.monthly_tokens == Some(0) {
+        if concurrency == Some(0) || daily_tokens == Some(0) || monthly_tokens == Some(0) {
             bail!("[keys.{name}] a limit of 0 would refuse every request: remove it, or set at least 1");
         }
-        let limits = crate::keys::limits::Limits {
-            rpm: k.rpm,
-            concurrency: k.concurrency,
-            daily_tokens: k.daily_tokens,
-            monthly_tokens: k.monthly_tokens,
-        };
-        let opportunistic = k.opportunistic.unwrap_or(false);
-        out.push(ConfiguredKey { name, secret, models: k.models, limits, opportunistic });
+        let limits = crate::keys::limits::Limits { rpm, concurrency, daily_tokens, monthly_tokens };
+        let opportunistic = opportunistic.unwrap_or(false);
+        out.push(ConfiguredKey { name, secret, models, limits, opportunistic });
     }
     Ok(out)
 }

@@ -67,7 +67,7 @@ impl Rate {
     }
 }
 
-/// Token use in the current UTC day and month, each by its number: a new period starts from zero without a timer.
+/// Token use in the current UTC day and month, each by its start: a new period starts from zero without a timer.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Spent {
     day: i64,
@@ -79,7 +79,7 @@ pub struct Spent {
 impl Spent {
     /// Tokens used today and this month as of `now` (unix seconds).
     pub fn used(&self, now: i64) -> (u64, u64) {
-        let (day, month) = periods(now);
+        let (day, month) = period_starts(now);
         (if self.day == day { self.day_tokens } else { 0 }, if self.month == month { self.month_tokens } else { 0 })
     }
 
@@ -91,7 +91,7 @@ impl Spent {
 
     /// Set today's and this month's use (at start, from the usage ledger).
     pub fn seed(&mut self, day_tokens: u64, month_tokens: u64, now: i64) {
-        let (day, month) = periods(now);
+        let (day, month) = period_starts(now);
         *self = Spent { day, day_tokens, month, month_tokens };
     }
 
@@ -160,13 +160,6 @@ impl PolicyRefusals {
             self.times.pop_front();
         }
     }
-}
-
-/// (days since the epoch, months since year 0) of a unix time, UTC.
-fn periods(now: i64) -> (i64, i64) {
-    let day = now.div_euclid(86_400);
-    let (y, m, _) = civil_from_days(day);
-    (day, y * 12 + m - 1)
 }
 
 /// 00:00 UTC of `now`'s day and of the first day of its month (unix seconds): where the budgets' periods start.

@@ -138,28 +138,24 @@ pub fn create_owned(
     owner: Option<Owner<'_>>,
     now: i64,
 ) -> Result<(StoredKey, String), ManageError> {
-    let name = valid_name(&spec.name)?;
-    let limits = Limits {
-        rpm: spec.rpm,
-        concurrency: spec.concurrency,
-        daily_tokens: spec.daily_tokens,
-        monthly_tokens: spec.monthly_tokens,
-    };
-    check_limits(&spec.models, &limits)?;
-    let expires_at = spec.expires.as_deref().map(expiry).transpose()?;
+    let KeySpec { name, models, rpm, concurrency, daily_tokens, monthly_tokens, expires, opportunistic } = spec;
+    let name = valid_name(&name)?;
+    let limits = Limits { rpm, concurrency, daily_tokens, monthly_tokens };
+    check_limits(&models, &limits)?;
+    let expires_at = expires.as_deref().map(expiry).transpose()?;
     let secret = new_secret();
     let row = StoredKey {
         id: format!("key_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
         name,
         prefix: secret[..PREFIX_LEN].to_string(),
         secret_sha256: crate::users::sha256_hex(&secret),
-        models: spec.models,
+        models,
         limits,
         expires_at,
         created_at: now,
         revoked_at: None,
         suspended: None,
-        opportunistic: spec.opportunistic,
+        opportunistic,
         owner: owner.map(|o| o.id.to_string()),
     };
     let max = owner.and_then(|o| o.max_keys);

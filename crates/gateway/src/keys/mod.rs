@@ -115,10 +115,6 @@ impl ClientKey {
 pub struct Caller(pub Arc<ClientKey>);
 
 impl Caller {
-    pub fn key_id(&self) -> Option<Arc<str>> {
-        Some(self.0.id.clone())
-    }
-
     /// The user the request is for: the one place the ledger, the request log, the metrics and the budgets learn it.
     pub fn user(&self) -> Option<Arc<str>> {
         self.0.owner.clone()
@@ -443,9 +439,10 @@ fn suspended(key: &ClientKey) -> GatewayError {
 
 /// The client's error for a refusal: 429 with `Retry-After`, and a code that says which limit and whose.
 fn refusal(whose: Whose<'_>, r: Refused, now: i64) -> GatewayError {
-    let (who, prefix) = match whose {
-        Whose::Key(name) => (format!("The key `{name}`"), "key"),
-        Whose::User(name) => (format!("The user `{name}` (across all their keys)"), "user"),
+    // A key's budget codes predate users' and stay as they were: `daily_token_budget_exceeded`.
+    let (who, prefix, budget_prefix) = match whose {
+        Whose::Key(name) => (format!("The key `{name}`"), "key", ""),
+        Whose::User(name) => (format!("The user `{name}` (across all their keys)"), "user", "user_"),
     };
     match r {
         Refused::Rate { rpm, retry_after_ms } => GatewayError::new(
@@ -468,11 +465,7 @@ fn refusal(whose: Whose<'_>, r: Refused, now: i64) -> GatewayError {
                 format_rfc3339(resets_at)
             ),
         )
-        // A key's budget codes predate users' and stay as they were: `daily_token_budget_exceeded`.
-        .with_code(match whose {
-            Whose::Key(_) => format!("{}_token_budget_exceeded", budget.as_str()),
-            Whose::User(_) => format!("user_{}_token_budget_exceeded", budget.as_str()),
-        })
+        .with_code(format!("{budget_prefix}{}_token_budget_exceeded", budget.as_str()))
         .with_retry_after(u64::try_from(resets_at - now).unwrap_or(0).max(1)),
     }
 }
@@ -632,7 +625,7 @@ mod tests {
         let sinks = crate::record::Sinks::new(vec![Arc::new(BudgetSink(keys.clone()))]);
         let mut record =
             crate::record::Recorder::new(sinks, crate::record::Api::named("chat"), "/v1/chat/completions", "r".into());
-        record.set_client_key(Some(key.id.clone()));
+        record.set_caller(Some(&Caller(key.clone())));
         record.usage(usage);
         record.finish(200);
         let key = keys.get(&key.id).unwrap_or_else(|| panic!("gone"));

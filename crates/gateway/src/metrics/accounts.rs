@@ -113,18 +113,9 @@ impl PoolGauges {
     fn encode_accounts(&self, out: &mut Families) -> std::fmt::Result {
         let now = now_unix();
         let accounts = self.pool.accounts();
-        let mut used = Vec::new();
-        let mut resets = Vec::new();
-        let mut up = Vec::new();
-        let mut cooldown = Vec::new();
-        let mut in_flight = Vec::new();
-        let mut refusals = Vec::new();
-        let mut waiting = Vec::new();
-        let mut limit = Vec::new();
-        let mut streak = Vec::new();
-        let mut overloads = Vec::new();
-        let mut usable = Vec::new();
-        let mut dry = Vec::new();
+        // One family's samples each.
+        let [mut used, mut resets, mut up, mut cooldown, mut in_flight, mut refusals] = [(); 6].map(|_| Vec::new());
+        let [mut waiting, mut limit, mut streak, mut overloads, mut usable, mut dry] = [(); 6].map(|_| Vec::new());
         let mut back = Vec::new();
         let (forecasts, pool, _) = self.pool.forecasts();
         let names = distinct(accounts.iter().map(|a| (self.name(a), a.id.as_str())).collect());

@@ -70,12 +70,6 @@ pub struct Totals {
     pub failovers: u64,
 }
 
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Metrics")
-    }
-}
-
 impl Metrics {
     /// The registry with the request metrics, and the pool's gauges read at each scrape. `email_labels`: name
     /// accounts by email when they have no label (off by default: an email is personal data); `user_labels`: the
@@ -135,15 +129,9 @@ impl Metrics {
 
     /// Model calls and tokens since start (the dashboard's Overview).
     pub fn totals(&self) -> Totals {
-        let t = |i: usize| self.totals[i].load(Ordering::Relaxed);
-        Totals {
-            requests: t(0),
-            errors: t(1),
-            input_tokens: t(2),
-            cached_tokens: t(3),
-            output_tokens: t(4),
-            failovers: t(5),
-        }
+        let [requests, errors, input_tokens, cached_tokens, output_tokens, failovers] =
+            self.totals.each_ref().map(|t| t.load(Ordering::Relaxed));
+        Totals { requests, errors, input_tokens, cached_tokens, output_tokens, failovers }
     }
 
     /// The exposition text (OpenMetrics).
@@ -169,17 +157,12 @@ impl RecordSink for Metrics {
             self.first_byte.get_or_create(&d).observe(t.as_secs_f64());
         }
         let u = &r.usage;
-        // Six relaxed adds per request, beside the families' own updates.
-        for (i, n) in [
-            (0, 1),
-            (1, u64::from(r.status >= 400)),
-            (2, u.input_tokens),
-            (3, u.cached_tokens),
-            (4, u.output_tokens),
-            (5, u64::from(r.failovers)),
-        ] {
+        // Six relaxed adds per request, beside the families' own updates; in the order of [`Metrics::totals`].
+        let counts =
+            [1, u64::from(r.status >= 400), u.input_tokens, u.cached_tokens, u.output_tokens, r.failovers.into()];
+        for (total, n) in self.totals.iter().zip(counts) {
             if n > 0 {
-                self.totals[i].fetch_add(n, Ordering::Relaxed);
+                total.fetch_add(n, Ordering::Relaxed);
             }
         }
         for (kind, n) in [

@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
@@ -16,20 +15,12 @@ use prometheus_client::registry::Registry;
 /// The label every user past the maximum shares.
 const OTHER: &str = "other";
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct UserLabel {
-    user: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct UserTokens {
-    user: String,
-    kind: &'static str,
-}
+/// The `user` label (a user's tokens are also by `kind`).
+type UserLabel = [(&'static str, String); 1];
 
 pub(super) struct UserMetrics {
     requests: Family<UserLabel, Counter>,
-    tokens: Family<UserTokens, Counter>,
+    tokens: Family<(UserLabel, super::Label), Counter>,
     labels: Labels,
 }
 
@@ -41,17 +32,17 @@ impl UserMetrics {
             "Model calls made for a user (a key they own), by user id; users past [metrics] user_labels are `other`",
             requests.clone(),
         );
-        let tokens = Family::<UserTokens, Counter>::default();
+        let tokens = Family::<(UserLabel, super::Label), Counter>::default();
         registry.register("user_tokens", "Tokens the upstream reported for a user's requests, by kind", tokens.clone());
         UserMetrics { requests, tokens, labels: Labels::new(max) }
     }
 
     pub(super) fn record(&self, user: &str, u: &dialects::Usage) {
         let user = self.labels.of(user);
-        self.requests.get_or_create(&UserLabel { user: user.to_string() }).inc();
+        self.requests.get_or_create(&[("user", user.to_string())]).inc();
         for (kind, n) in [("input", u.input_tokens), ("cached", u.cached_tokens), ("output", u.output_tokens)] {
             if n > 0 {
-                self.tokens.get_or_create(&UserTokens { user: user.to_string(), kind }).inc_by(n);
+                self.tokens.get_or_create(&([("user", user.to_string())], [("kind", kind)])).inc_by(n);
             }
         }
     }

@@ -3,7 +3,6 @@
 //! request's future or its response body was dropped with it).
 
 use std::borrow::Cow;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use dialects::failure::{PolicyKind, RiskSignal};
@@ -85,14 +84,10 @@ impl Recorder {
         self.record.as_deref().map_or("", |r| &r.request_id)
     }
 
-    pub fn set_client_key(&mut self, key: Option<Arc<str>>) {
-        self.with(|r| r.client_key = key);
-    }
-
     /// Who the request is for, as the guard found it: the client key, and the user it is attributed to (read in
     /// one place, [`crate::keys::Caller::user`], so the ledger, the log and the metrics agree).
     pub fn set_caller(&mut self, caller: Option<&crate::keys::Caller>) {
-        let (key, user) = caller.map_or((None, None), |c| (c.key_id(), c.user()));
+        let (key, user) = caller.map_or((None, None), |c| (Some(c.0.id.clone()), c.user()));
         self.with(|r| {
             r.client_key = key;
             r.user = user;
