@@ -144,17 +144,9 @@ const MAX_USER_LABELS: usize = 10_000;
 impl MetricsConfig {
     pub(super) fn resolve(raw: Option<RawMetrics>, env: &dyn Env) -> anyhow::Result<MetricsConfig> {
         let raw = raw.unwrap_or_default();
-        let flag = |key: &str, file: Option<bool>, default: bool| -> anyhow::Result<bool> {
-            match env.get(key).as_deref() {
-                None => Ok(file.unwrap_or(default)),
-                Some("1" | "true") => Ok(true),
-                Some("0" | "false") => Ok(false),
-                Some(v) => bail!("{key}={v} is not true or false"),
-            }
-        };
         Ok(MetricsConfig {
-            enabled: flag("CODEX_GATEWAY_METRICS", raw.enabled, true)?,
-            public: flag("CODEX_GATEWAY_METRICS_PUBLIC", raw.public, false)?,
+            enabled: env_flag(env, "CODEX_GATEWAY_METRICS", Some(raw.enabled.unwrap_or(true)))?,
+            public: env_flag(env, "CODEX_GATEWAY_METRICS_PUBLIC", raw.public)?,
             email_labels: raw.email_labels.unwrap_or(false),
             user_labels: match raw.user_labels {
                 Some(n) if n > MAX_USER_LABELS => bail!("[metrics] user_labels may be at most {MAX_USER_LABELS}"),

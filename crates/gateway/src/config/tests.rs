@@ -17,6 +17,12 @@ fn log_format_and_metrics_settings_resolve() {
     let bad: HashMap<String, String> =
         [("CODEX_GATEWAY_METRICS".to_string(), "maybe".to_string())].into_iter().collect();
     assert!(MetricsConfig::resolve(None, &bad).is_err());
+    // Every switch in the environment reads the same spellings (docs/configuration.md).
+    for (value, enabled) in [("OFF", false), ("yes", true), ("0", false)] {
+        let env: HashMap<String, String> =
+            [("CODEX_GATEWAY_METRICS".to_string(), value.to_string())].into_iter().collect();
+        assert_eq!(MetricsConfig::resolve(None, &env).map(|m| m.enabled).ok(), Some(enabled), "{value}");
+    }
 }
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
