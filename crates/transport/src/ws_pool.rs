@@ -47,6 +47,10 @@ const ATTEMPTS: usize = 3;
 /// The largest message read: tungstenite's default, which the pool had before (a `response.completed` repeats
 /// the whole output).
 const MAX_MESSAGE: usize = 64 << 20;
+/// The socket buffers' starting size (the crate's default is 8 KB each): a paced stream's messages are a few hundred
+/// bytes, and a larger one grows its buffer as before. 14 KB less a stream on the default path, no CPU cost paired
+/// (docs/performance.md, "Small WebSocket buffers").
+const SOCKET_BUFFER: usize = 1024;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -394,7 +398,9 @@ impl WsPool {
                     .with_compression_level(yawc::CompressionLevel::default())
                     .with_deflate_pool(ws::deflate_pool())
                     .with_max_payload_read(MAX_MESSAGE)
-                    .with_max_read_buffer(MAX_MESSAGE);
+                    .with_max_read_buffer(MAX_MESSAGE)
+                    .with_read_buffer_capacity(SOCKET_BUFFER)
+                    .with_write_buffer_capacity(SOCKET_BUFFER);
                 let extensions = extensions.as_deref().map(ws::own_compression);
                 match WebSocket::from_stream_with_extensions(io, Role::Client, extensions.as_deref(), options) {
                     Ok(socket) => Connected::Open(
