@@ -119,7 +119,7 @@ where
     let headers = h.clone();
     let upgraded = hyper::upgrade::on(response).await.map_err(TransportError::of)?;
     let parts = upgraded.downcast::<TokioIo<S>>().map_err(|_| TransportError::of(BadSwitch::NotHandedBack))?;
-    Ok(Handshake::Open { io: Prefixed { rest: parts.read_buf, io: parts.io.into_inner() }, headers, extensions })
+    Ok(Handshake::Open { io: Prefixed::new(parts.read_buf, parts.io.into_inner()), headers, extensions })
 }
 
 /// The request: the handshake's fields, then the caller's in the order tungstenite writes them (its request holds
@@ -183,12 +183,25 @@ pub struct Prefixed<S> {
     io: S,
 }
 
+impl<S> Prefixed<S> {
+    fn new(rest: Bytes, io: S) -> Prefixed<S> {
+        Prefixed { rest: unshared(rest), io }
+    }
+}
+
+/// `rest`, or when it is empty no buffer at all: an emptied slice of hyper's read buffer still holds all of it (8 KB)
+/// for the WebSocket's life (docs/performance.md, "Small WebSocket buffers").
+fn unshared(rest: Bytes) -> Bytes {
+    if rest.is_empty() { Bytes::new() } else { rest }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.rest.is_empty() {
             let n = this.rest.len().min(buf.remaining());
             buf.put_slice(&this.rest.split_to(n));
+            this.rest = unshared(std::mem::take(&mut this.rest));
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_read(cx, buf)
@@ -362,5 +375,26 @@ mod tests {
         assert!(is_deflate("permessage-deflate;client_no_context_takeover"));
         assert!(!is_deflate("x-webkit-deflate-frame"));
         assert!(!is_deflate("permessage-deflate; unknown=1"));
+    }
+
+    /// The bytes read with the handshake's answer come first; once they are read, no slice of hyper's read buffer is
+    /// kept (it would hold the whole buffer for the connection's life).
+    #[tokio::test]
+    async fn the_handshake_buffer_goes_once_read() -> io::Result<()> {
+        let mut buffer = bytes::BytesMut::with_capacity(8192);
+        buffer.extend_from_slice(b"abc");
+        let rest = buffer.freeze();
+        let held = rest.as_ptr() as usize..rest.as_ptr() as usize + 8192;
+        let (client, mut server) = tokio::io::duplex(64);
+        let mut io = Prefixed::new(rest, client);
+        server.write_all(b"def").await?;
+        let mut read = [0u8; 6];
+        io.read_exact(&mut read).await?;
+        assert_eq!(&read, b"abcdef");
+        assert!(!held.contains(&(io.rest.as_ptr() as usize)), "the drained prefix still points into the buffer");
+        let empty = bytes::BytesMut::with_capacity(8192).freeze();
+        let held = empty.as_ptr() as usize..empty.as_ptr() as usize + 8192;
+        assert!(!held.contains(&(Prefixed::new(empty, tokio::io::empty()).rest.as_ptr() as usize)));
+        Ok(())
     }
 }
