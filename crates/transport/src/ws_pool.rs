@@ -170,14 +170,14 @@ impl WsPool {
         session: Option<&str>,
         chain: Option<Arc<ChainRequest>>,
     ) -> Outcome {
-        if self.refused_recently(owner.id()) {
+        if recently(&self.refused, owner.id()) {
             return Outcome::UseSse;
         }
         headers.remove(header::ACCEPT);
         headers.remove(header::CONTENT_TYPE);
         headers.insert("openai-beta", HeaderValue::from_static(ws::BETA));
         let key = Key { account: owner.id().to_string(), session: session.unwrap_or_default().to_string() };
-        if self.too_large_recently(&key) {
+        if recently(&self.too_large, &key) {
             return Outcome::UseSse;
         }
         let whole = ws::create_message(body);
@@ -252,30 +252,6 @@ impl WsPool {
         }
         Outcome::Answer(Err(last
             .unwrap_or_else(|| TransportError::described(TransportKind::Reset, "the upstream WebSocket kept closing"))))
-    }
-
-    fn refused_recently(&self, account: &str) -> bool {
-        let mut refused = self.refused.lock();
-        match refused.get(account) {
-            Some(until) if *until > Instant::now() => true,
-            Some(_) => {
-                refused.remove(account);
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn too_large_recently(&self, key: &Key) -> bool {
-        let mut too_large = self.too_large.lock();
-        match too_large.get(key) {
-            Some(until) if *until > Instant::now() => true,
-            Some(_) => {
-                too_large.remove(key);
-                false
-            }
-            None => false,
-        }
     }
 
     /// Whether an idle connection of this account holds the conversation's last completed turn (one its next
@@ -568,6 +544,22 @@ impl WsPool {
                 return Some((Ok(event), s));
             }
         })))
+    }
+}
+
+/// Whether `key` is remembered in `memory` until a time still ahead (a memory past its time is forgotten here).
+fn recently<K: std::borrow::Borrow<Q> + std::hash::Hash + Eq, Q: std::hash::Hash + Eq + ?Sized>(
+    memory: &Mutex<HashMap<K, Instant>>,
+    key: &Q,
+) -> bool {
+    let mut memory = memory.lock();
+    match memory.get(key) {
+        Some(until) if *until > Instant::now() => true,
+        Some(_) => {
+            memory.remove(key);
+            false
+        }
+        None => false,
     }
 }
 

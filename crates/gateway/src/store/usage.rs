@@ -23,6 +23,36 @@ use super::sql::{Val, int, need, text};
 use super::sqlite::usage as file;
 use super::{Backend, Store};
 
+/// One rollup table of migration 3: `$table`'s rows summed by `$time` (an hour or a day, unix ms).
+macro_rules! rollup_table {
+    ($table:literal, $time:literal) => {
+        concat!(
+            "CREATE TABLE ",
+            $table,
+            " (\n    ",
+            $time,
+            " BIGINT NOT NULL,
+    account TEXT NOT NULL,
+    model TEXT NOT NULL,
+    client_key TEXT NOT NULL,
+    api TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    PRIMARY KEY (",
+            $time,
+            ", account, model, client_key, api, status)
+);
+"
+        )
+    };
+}
+
 /// The ledger's tables (migration 3 of both backends): one row per request, hourly and daily rollups. One text;
 /// the backends differ only in how a request row's id is made, which `$id` gives.
 macro_rules! ledger_schema {
@@ -60,40 +90,10 @@ CREATE INDEX usage_requests_key ON usage_requests (client_key, started_at, id);
 CREATE INDEX usage_requests_account ON usage_requests (account, started_at, id);
 CREATE INDEX usage_requests_model ON usage_requests (model, started_at, id);
 CREATE INDEX usage_requests_status ON usage_requests (status, started_at, id);
-CREATE TABLE usage_hourly (
-    hour BIGINT NOT NULL,
-    account TEXT NOT NULL,
-    model TEXT NOT NULL,
-    client_key TEXT NOT NULL,
-    api TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    requests BIGINT NOT NULL,
-    errors BIGINT NOT NULL,
-    input_tokens BIGINT NOT NULL,
-    cached_tokens BIGINT NOT NULL,
-    output_tokens BIGINT NOT NULL,
-    reasoning_tokens BIGINT NOT NULL,
-    duration_ms BIGINT NOT NULL,
-    PRIMARY KEY (hour, account, model, client_key, api, status)
-);
-CREATE INDEX usage_hourly_key ON usage_hourly (client_key, hour);
-CREATE TABLE usage_daily (
-    day BIGINT NOT NULL,
-    account TEXT NOT NULL,
-    model TEXT NOT NULL,
-    client_key TEXT NOT NULL,
-    api TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    requests BIGINT NOT NULL,
-    errors BIGINT NOT NULL,
-    input_tokens BIGINT NOT NULL,
-    cached_tokens BIGINT NOT NULL,
-    output_tokens BIGINT NOT NULL,
-    reasoning_tokens BIGINT NOT NULL,
-    duration_ms BIGINT NOT NULL,
-    PRIMARY KEY (day, account, model, client_key, api, status)
-);
-"#
+"#,
+            rollup_table!("usage_hourly", "hour"),
+            "CREATE INDEX usage_hourly_key ON usage_hourly (client_key, hour);\n",
+            rollup_table!("usage_daily", "day"),
         )
     };
 }
