@@ -1,7 +1,7 @@
 //! HTTP/1.1 to the upstream on hyper's client (hyper-util's pooled `Client`): `http://` origins (the benchmark's
 //! and the tests' fake unless `upstream_h2c`) and `https` origins that chose HTTP/1.1 in ALPN. What is this
 //! crate's own is the connector: TCP with the transport's socket options, then TLS (`tls.rs`, ALPN `http/1.1`)
-//! for `https`, both within [`CONNECT_TIMEOUT`].
+//! for `https`, both within [`CONNECT_TIMEOUT`](crate::CONNECT_TIMEOUT).
 //!
 //! hyper keeps connections per origin while idle (up to [`POOL_MAX_IDLE_PER_HOST`], for [`POOL_IDLE_TIMEOUT`])
 //! and reuses one once its answer was read to the end; a body dropped before its end closes its connection
@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower::Service;
 
-use crate::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, Plain, TransportError, UpstreamResponse};
+use crate::{POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, Plain, TransportError, UpstreamResponse};
 
 /// Most header fields in a response head: ten times hyper's default of 100 (an upstream behind a proxy or CDN
 /// may add dozens).
@@ -113,17 +113,9 @@ impl Connector {
             if uri.scheme_str() != Some("https") {
                 return Ok(Box::new(stream) as Io);
             }
-            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-            let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(TransportError::of)?;
-            let stream = self.tls.connect(name, stream).await.map_err(TransportError::of)?;
-            Ok(Box::new(stream) as Io)
+            Ok(Box::new(crate::tls::connect(&self.tls, &uri, stream).await?) as Io)
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(result) => result,
-            Err(_) => {
-                Err(TransportError::described(crate::TransportKind::Timeout, "connecting to the upstream timed out"))
-            }
-        }
+        crate::tls::within_connect_timeout(connecting).await
     }
 }
 

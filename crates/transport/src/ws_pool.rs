@@ -33,7 +33,7 @@ use yawc::{Frame as WsFrame, OpCode, Options, Role, WebSocket, WebSocketError as
 use crate::chain::{ChainRequest, Lineage, Turn};
 use crate::ws::{self, Frame, WsSettings};
 use crate::ws_handshake::{Handshake, Prefixed, handshake};
-use crate::{BodyStream, CONNECT_TIMEOUT, Plain, TransportError, TransportKind, UpstreamResponse};
+use crate::{BodyStream, Plain, TransportError, TransportKind, UpstreamResponse};
 
 /// How long a refused handshake (426) keeps an account's requests on HTTP SSE before the WebSocket is tried
 /// again; also how long a conversation whose message was too large for its connection stays on HTTP.
@@ -336,28 +336,20 @@ impl WsPool {
             )));
         };
         let opening = async {
-            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
             let tls = uri.scheme_str() == Some("wss");
             let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(TransportError::of)?;
+            let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(TransportError::of)?;
             let _ = tcp.set_nodelay(true);
-            let io: Box<dyn Io> = if tls {
-                let name = rustls::pki_types::ServerName::try_from(host).map_err(TransportError::of)?;
-                Box::new(self.tls.connect(name, tcp).await.map_err(TransportError::of)?)
-            } else {
-                Box::new(tcp)
+            let io: Box<dyn Io> = match tls {
+                true => Box::new(crate::tls::connect(&self.tls, uri, tcp).await?),
+                false => Box::new(tcp),
             };
             Ok::<_, TransportError>(io)
         };
-        let io = match tokio::time::timeout(CONNECT_TIMEOUT, opening).await {
-            Ok(Ok(io)) => io,
-            Ok(Err(e)) => return Connected::Answer(Err(e)),
-            Err(_) => {
-                return Connected::Answer(Err(TransportError::described(
-                    TransportKind::Timeout,
-                    "connecting to the upstream timed out",
-                )));
-            }
+        let io = match crate::tls::within_connect_timeout(opening).await {
+            Ok(io) => io,
+            Err(e) => return Connected::Answer(Err(e)),
         };
         match handshake(io, uri, headers).await {
             Ok(Handshake::Open { io, headers, extensions }) => {
