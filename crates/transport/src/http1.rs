@@ -1,14 +1,13 @@
 //! HTTP/1.1 to the upstream on hyper's client (hyper-util's pooled `Client`): `http://` origins (the benchmark's
 //! and the tests' fake unless `upstream_h2c`) and `https` origins that chose HTTP/1.1 in ALPN. What is this
 //! crate's own is the connector: TCP with the transport's socket options, then TLS (`tls.rs`, ALPN `http/1.1`)
-//! for `https`, both within [`CONNECT_TIMEOUT`].
+//! for `https`, both within [`CONNECT_TIMEOUT`](crate::CONNECT_TIMEOUT).
 //!
 //! hyper keeps connections per origin while idle (up to [`POOL_MAX_IDLE_PER_HOST`], for [`POOL_IDLE_TIMEOUT`])
 //! and reuses one once its answer was read to the end; a body dropped before its end closes its connection
 //! (after taking what had already arrived), so the upstream sees a client that left at once; a request that
 //! finds a pooled connection closed before it was written goes again on a new one.
 
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -20,11 +19,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tower::Service;
 
-use crate::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, Plain, TransportError, UpstreamResponse};
+use crate::{POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, Plain, TransportError, UpstreamResponse};
 
 /// Most header fields in a response head: ten times hyper's default of 100 (an upstream behind a proxy or CDN
 /// may add dozens).
@@ -113,81 +111,23 @@ impl Connector {
             std::future::poll_fn(|cx| self.tcp.poll_ready(cx)).await.map_err(TransportError::of)?;
             let stream = self.tcp.call(uri.clone()).await.map_err(TransportError::of)?.into_inner();
             if uri.scheme_str() != Some("https") {
-                return Ok(Io::Plain(stream));
+                return Ok(Box::new(stream) as Io);
             }
-            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-            let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(TransportError::of)?;
-            let stream = self.tls.connect(name, stream).await.map_err(TransportError::of)?;
-            Ok(Io::Tls(Box::new(stream)))
+            Ok(Box::new(crate::tls::connect(&self.tls, &uri, stream).await?) as Io)
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(result) => result,
-            Err(_) => {
-                Err(TransportError::described(crate::TransportKind::Timeout, "connecting to the upstream timed out"))
-            }
-        }
+        crate::tls::within_connect_timeout(connecting).await
     }
 }
 
-/// A connection's byte stream: plain TCP, or TLS over it.
-enum Io {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
+/// A connection's byte stream: plain TCP, or TLS over it (boxed, as the WebSocket pool's are: tokio's `Box`
+/// forwards every read and write to it).
+trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> ByteStream for T {}
+type Io = Box<dyn ByteStream>;
 
 impl Connection for Io {
     fn connected(&self) -> Connected {
         Connected::new()
-    }
-}
-
-impl AsyncRead for Io {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
     }
 }
 
@@ -199,7 +139,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     fn client() -> Http1Connections {
         let mut tcp = HttpConnector::new();

@@ -26,6 +26,29 @@ pub fn client_config(ca_bundle: Option<&Path>) -> anyhow::Result<rustls::ClientC
     Ok(tls)
 }
 
+/// TLS over `tcp` to `uri`'s host (an IPv6 literal without its brackets).
+pub(crate) async fn connect<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    tls: &tokio_rustls::TlsConnector,
+    uri: &http::Uri,
+    tcp: IO,
+) -> Result<tokio_rustls::client::TlsStream<IO>, crate::TransportError> {
+    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(crate::TransportError::of)?;
+    tls.connect(name, tcp).await.map_err(crate::TransportError::of)
+}
+
+/// `connecting` (TCP, TLS, a protocol's handshake), given at most [`crate::CONNECT_TIMEOUT`].
+pub(crate) async fn within_connect_timeout<T>(
+    connecting: impl Future<Output = Result<T, crate::TransportError>>,
+) -> Result<T, crate::TransportError> {
+    match tokio::time::timeout(crate::CONNECT_TIMEOUT, connecting).await {
+        Ok(result) => result,
+        Err(_) => {
+            Err(crate::TransportError::described(crate::TransportKind::Timeout, "connecting to the upstream timed out"))
+        }
+    }
+}
+
 /// The root store for a CA bundle (or none), read once per process and shared by every client built from it:
 /// the reqwest client, the direct transport and one client per distinct proxy would otherwise each read and
 /// parse the system's certificates (~150 files, a few hundred KB of parsed roots each).

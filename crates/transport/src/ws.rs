@@ -76,16 +76,6 @@ impl WsSettings {
     }
 }
 
-impl Default for WsSettings {
-    fn default() -> WsSettings {
-        WsSettings {
-            transport: Transport::Auto,
-            max_per_account: DEFAULT_MAX_PER_ACCOUNT,
-            idle_timeout: Duration::from_secs_f64(DEFAULT_IDLE_SECS),
-        }
-    }
-}
-
 /// The negotiated permessage-deflate parameters as the gateway applies them to its own side: each message it sends
 /// compressed on its own (`client_no_context_takeover`). RFC 7692 leaves context takeover to the sender, so the
 /// handshake stays as the official client sends it and the backend inflates the messages as before; the gateway then
@@ -404,18 +394,23 @@ mod tests {
 
     #[test]
     fn settings_are_validated() {
-        assert_eq!(WsSettings::resolve(None, None, None).ok(), Some(WsSettings::default()));
+        let defaults = WsSettings {
+            transport: Transport::Auto,
+            max_per_account: DEFAULT_MAX_PER_ACCOUNT,
+            idle_timeout: Duration::from_secs_f64(DEFAULT_IDLE_SECS),
+        };
+        assert_eq!(WsSettings::resolve(None, None, None).ok(), Some(defaults.clone()));
         let websocket = Some(Transport::Websocket);
         assert!(WsSettings::resolve(websocket, Some(0), None).is_err());
         assert!(WsSettings::resolve(websocket, None, Some(-1.0)).is_err());
-        let ok = WsSettings::resolve(websocket, Some(2), Some(1.5)).unwrap_or_default();
+        let ok = WsSettings::resolve(websocket, Some(2), Some(1.5)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             (ok.transport, ok.max_per_account, ok.idle_timeout),
             (Transport::Websocket, 2, Duration::from_millis(1500))
         );
         assert!(ok.wants());
-        assert!(WsSettings::default().wants(), "auto: the WebSocket, as the official client");
-        let sse = WsSettings { transport: Transport::Sse, ..WsSettings::default() };
+        assert!(defaults.wants(), "auto: the WebSocket, as the official client");
+        let sse = WsSettings { transport: Transport::Sse, ..defaults };
         assert!(!sse.wants());
     }
 }

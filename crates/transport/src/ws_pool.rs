@@ -33,7 +33,7 @@ use yawc::{Frame as WsFrame, OpCode, Options, Role, WebSocket, WebSocketError as
 use crate::chain::{ChainRequest, Lineage, Turn};
 use crate::ws::{self, Frame, WsSettings};
 use crate::ws_handshake::{Handshake, Prefixed, handshake};
-use crate::{BodyStream, CONNECT_TIMEOUT, Plain, TransportError, TransportKind, UpstreamResponse};
+use crate::{BodyStream, Plain, TransportError, TransportKind, UpstreamResponse};
 
 /// How long a refused handshake (426) keeps an account's requests on HTTP SSE before the WebSocket is tried
 /// again; also how long a conversation whose message was too large for its connection stays on HTTP.
@@ -174,14 +174,14 @@ impl WsPool {
         session: Option<&str>,
         chain: Option<Arc<ChainRequest>>,
     ) -> Outcome {
-        if self.refused_recently(owner.id()) {
+        if recently(&self.refused, owner.id()) {
             return Outcome::UseSse;
         }
         headers.remove(header::ACCEPT);
         headers.remove(header::CONTENT_TYPE);
         headers.insert("openai-beta", HeaderValue::from_static(ws::BETA));
         let key = Key { account: owner.id().to_string(), session: session.unwrap_or_default().to_string() };
-        if self.too_large_recently(&key) {
+        if recently(&self.too_large, &key) {
             return Outcome::UseSse;
         }
         let whole = ws::create_message(body);
@@ -256,30 +256,6 @@ impl WsPool {
         }
         Outcome::Answer(Err(last
             .unwrap_or_else(|| TransportError::described(TransportKind::Reset, "the upstream WebSocket kept closing"))))
-    }
-
-    fn refused_recently(&self, account: &str) -> bool {
-        let mut refused = self.refused.lock();
-        match refused.get(account) {
-            Some(until) if *until > Instant::now() => true,
-            Some(_) => {
-                refused.remove(account);
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn too_large_recently(&self, key: &Key) -> bool {
-        let mut too_large = self.too_large.lock();
-        match too_large.get(key) {
-            Some(until) if *until > Instant::now() => true,
-            Some(_) => {
-                too_large.remove(key);
-                false
-            }
-            None => false,
-        }
     }
 
     /// Whether an idle connection of this account holds the conversation's last completed turn (one its next
@@ -364,28 +340,20 @@ impl WsPool {
             )));
         };
         let opening = async {
-            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
             let tls = uri.scheme_str() == Some("wss");
             let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(TransportError::of)?;
+            let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(TransportError::of)?;
             let _ = tcp.set_nodelay(true);
-            let io: Box<dyn Io> = if tls {
-                let name = rustls::pki_types::ServerName::try_from(host).map_err(TransportError::of)?;
-                Box::new(self.tls.connect(name, tcp).await.map_err(TransportError::of)?)
-            } else {
-                Box::new(tcp)
+            let io: Box<dyn Io> = match tls {
+                true => Box::new(crate::tls::connect(&self.tls, uri, tcp).await?),
+                false => Box::new(tcp),
             };
             Ok::<_, TransportError>(io)
         };
-        let io = match tokio::time::timeout(CONNECT_TIMEOUT, opening).await {
-            Ok(Ok(io)) => io,
-            Ok(Err(e)) => return Connected::Answer(Err(e)),
-            Err(_) => {
-                return Connected::Answer(Err(TransportError::described(
-                    TransportKind::Timeout,
-                    "connecting to the upstream timed out",
-                )));
-            }
+        let io = match crate::tls::within_connect_timeout(opening).await {
+            Ok(io) => io,
+            Err(e) => return Connected::Answer(Err(e)),
         };
         match handshake(io, uri, headers).await {
             Ok(Handshake::Open { io, headers, extensions }) => {
@@ -574,6 +542,22 @@ impl WsPool {
                 return Some((Ok(event), s));
             }
         })))
+    }
+}
+
+/// Whether `key` is remembered in `memory` until a time still ahead (a memory past its time is forgotten here).
+fn recently<K: std::borrow::Borrow<Q> + std::hash::Hash + Eq, Q: std::hash::Hash + Eq + ?Sized>(
+    memory: &Mutex<HashMap<K, Instant>>,
+    key: &Q,
+) -> bool {
+    let mut memory = memory.lock();
+    match memory.get(key) {
+        Some(until) if *until > Instant::now() => true,
+        Some(_) => {
+            memory.remove(key);
+            false
+        }
+        None => false,
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dialects::failure::{Refusal, Stage};
 use dialects::sse::{SseFrame, SseParser};
-use dialects::{Event, GatewayError, UpstreamFailure};
+use dialects::{Event, UpstreamFailure};
 use tracing::debug;
 
 use crate::relay::exchange;
@@ -250,11 +250,6 @@ impl EventReader {
         Poll::Ready(Some(Read::Error(Box::new(failure))))
     }
 
-    /// Whether a frame or received bytes are waiting to be read (the next read may not wait at all).
-    pub fn has_ready(&self) -> bool {
-        !self.frames.is_empty() || self.parsed < self.pending.len()
-    }
-
     /// The next frame only if it can be had without waiting (already parsed, bytes already received, or bytes
     /// the body has ready). Lets the pump put everything that is ready into one write instead of one write per
     /// event. `None`: nothing more without waiting (or the response headers are still awaited).
@@ -367,11 +362,6 @@ impl EventReader {
     }
 }
 
-/// The error for an upstream stream that ended without `response.completed` / `failed`.
-pub fn cut_error() -> GatewayError {
-    UpstreamFailure::StreamCut.to_error()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,7 +446,7 @@ mod tests {
         let Read::Frame(first) = reader.next(wait).await else { panic!("no frame") };
         assert!(matches!(reader.event(&first), Event::TextDelta { .. }));
         assert!(std::future::poll_fn(|cx| Poll::Ready(reader.next_ready(cx))).await.is_none());
-        assert!(reader.pending.is_empty() && !reader.has_ready(), "the parsed read is still held");
+        assert!(reader.pending.is_empty() && reader.frames.is_empty(), "the parsed read is still held");
         let _ = tx.send(Ok(Bytes::from(delta(2)))).await;
         let Read::Frame(second) = reader.next(wait).await else { panic!("no frame") };
         assert!(matches!(reader.event(&second), Event::TextDelta { delta, .. } if delta == "2 "));

@@ -40,6 +40,33 @@ pub struct Suspension {
     pub reason: String,
 }
 
+/// The `client_keys` table's columns as both backends first created them (SQLite's migration 4, PostgreSQL's
+/// first), written once; `$int` is the type of the request limits. A macro, as `accounts_columns` is.
+macro_rules! client_keys_columns {
+    ($int:literal) => {
+        concat!(
+            "
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL UNIQUE,
+    models TEXT,
+    rpm ",
+            $int,
+            ",
+    concurrency ",
+            $int,
+            ",
+    daily_tokens BIGINT,
+    monthly_tokens BIGINT,
+    expires_at BIGINT,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT"
+        )
+    };
+}
+pub(super) use client_keys_columns;
+
 /// Migration 9 (SQLite) and 10 (PostgreSQL): a key's suspension.
 pub const SUSPENSION: &str = r#"
 ALTER TABLE client_keys ADD COLUMN suspended_at BIGINT;

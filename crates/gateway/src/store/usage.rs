@@ -23,6 +23,36 @@ use super::sql::{Val, int, need, text};
 use super::sqlite::usage as file;
 use super::{Backend, Store};
 
+/// One rollup table of migration 3: `$table`'s rows summed by `$time` (an hour or a day, unix ms).
+macro_rules! rollup_table {
+    ($table:literal, $time:literal) => {
+        concat!(
+            "CREATE TABLE ",
+            $table,
+            " (\n    ",
+            $time,
+            " BIGINT NOT NULL,
+    account TEXT NOT NULL,
+    model TEXT NOT NULL,
+    client_key TEXT NOT NULL,
+    api TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    PRIMARY KEY (",
+            $time,
+            ", account, model, client_key, api, status)
+);
+"
+        )
+    };
+}
+
 /// The ledger's tables (migration 3 of both backends): one row per request, hourly and daily rollups. One text;
 /// the backends differ only in how a request row's id is made, which `$id` gives.
 macro_rules! ledger_schema {
@@ -60,40 +90,10 @@ CREATE INDEX usage_requests_key ON usage_requests (client_key, started_at, id);
 CREATE INDEX usage_requests_account ON usage_requests (account, started_at, id);
 CREATE INDEX usage_requests_model ON usage_requests (model, started_at, id);
 CREATE INDEX usage_requests_status ON usage_requests (status, started_at, id);
-CREATE TABLE usage_hourly (
-    hour BIGINT NOT NULL,
-    account TEXT NOT NULL,
-    model TEXT NOT NULL,
-    client_key TEXT NOT NULL,
-    api TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    requests BIGINT NOT NULL,
-    errors BIGINT NOT NULL,
-    input_tokens BIGINT NOT NULL,
-    cached_tokens BIGINT NOT NULL,
-    output_tokens BIGINT NOT NULL,
-    reasoning_tokens BIGINT NOT NULL,
-    duration_ms BIGINT NOT NULL,
-    PRIMARY KEY (hour, account, model, client_key, api, status)
-);
-CREATE INDEX usage_hourly_key ON usage_hourly (client_key, hour);
-CREATE TABLE usage_daily (
-    day BIGINT NOT NULL,
-    account TEXT NOT NULL,
-    model TEXT NOT NULL,
-    client_key TEXT NOT NULL,
-    api TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    requests BIGINT NOT NULL,
-    errors BIGINT NOT NULL,
-    input_tokens BIGINT NOT NULL,
-    cached_tokens BIGINT NOT NULL,
-    output_tokens BIGINT NOT NULL,
-    reasoning_tokens BIGINT NOT NULL,
-    duration_ms BIGINT NOT NULL,
-    PRIMARY KEY (day, account, model, client_key, api, status)
-);
-"#
+"#,
+            rollup_table!("usage_hourly", "hour"),
+            "CREATE INDEX usage_hourly_key ON usage_hourly (client_key, hour);\n",
+            rollup_table!("usage_daily", "day"),
         )
     };
 }
@@ -367,6 +367,93 @@ impl LedgerEntry<'_> {
     fn is_error(&self) -> bool {
         self.status >= 400 || self.error.is_some()
     }
+
+    /// The accounts tried as stored: JSON (an imported account's id may hold any character).
+    pub(crate) fn tried(&self) -> String {
+        serde_json::to_string(self.accounts_tried).unwrap_or_default()
+    }
+
+    /// The request row in [`REQUEST_COLUMNS`]' order, `tried` being [`LedgerEntry::tried`].
+    pub(crate) fn cells<'b>(&'b self, tried: &'b str) -> [Cell<'b>; 29] {
+        let small = |n: u32| Cell::Small(i32::try_from(n).unwrap_or(i32::MAX));
+        let count = |n: u64| Cell::Int(Some(tokens(n)));
+        [
+            Cell::Text(Some(self.request_id)),
+            Cell::Int(Some(self.started_at)),
+            Cell::Text(Some(self.api)),
+            Cell::Text(Some(self.route)),
+            Cell::Text(self.client_key),
+            Cell::Text(self.model_requested),
+            Cell::Text(self.model),
+            Cell::Text(self.effort),
+            Cell::Small(i32::from(self.stream)),
+            Cell::Text(self.account),
+            Cell::Text(Some(tried)),
+            small(self.attempts),
+            small(self.failovers),
+            Cell::Small(i32::from(self.status)),
+            Cell::Text(self.error),
+            Cell::Text(self.error_code),
+            Cell::Int(self.ttfb_ms),
+            Cell::Int(Some(self.duration_ms)),
+            count(self.input_tokens),
+            count(self.cached_tokens),
+            count(self.output_tokens),
+            count(self.reasoning_tokens),
+            Cell::Small(i32::from(self.client_disconnected)),
+            Cell::Text(self.moved_from),
+            Cell::Text(self.refusal),
+            Cell::Text(self.held),
+            count(self.cache_write_tokens),
+            Cell::Real(self.budget_units),
+            Cell::Text(self.user_id),
+        ]
+    }
+}
+
+/// A value of a ledger row as both backends write it: the SQLite file binds a row's cells, PostgreSQL a batch's
+/// as column arrays (`postgres/usage.rs`).
+pub(crate) enum Cell<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+    /// An `INTEGER` column (four bytes in PostgreSQL; SQLite's integers are all one kind).
+    Small(i32),
+    Real(Option<f64>),
+}
+
+impl rusqlite::ToSql for Cell<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Cell::Text(s) => s.to_sql(),
+            Cell::Int(n) => n.to_sql(),
+            Cell::Small(n) => n.to_sql(),
+            Cell::Real(f) => f.to_sql(),
+        }
+    }
+}
+
+/// A rollup row: its time, then [`ROLLUP_COLUMNS`]' order.
+pub(crate) fn rollup_cells<'a>(key: &RollupKey<'a>, s: &Sums) -> [Cell<'a>; 16] {
+    let &(t, account, model, client_key, api, status, user) = key;
+    let n = |v: i64| Cell::Int(Some(v));
+    [
+        n(t),
+        Cell::Text(Some(account)),
+        Cell::Text(Some(model)),
+        Cell::Text(Some(client_key)),
+        Cell::Text(Some(api)),
+        Cell::Small(i32::from(status)),
+        n(s.requests),
+        n(s.errors),
+        n(s.input),
+        n(s.cached),
+        n(s.output),
+        n(s.reasoning),
+        n(s.duration_ms),
+        n(s.cache_write),
+        Cell::Real(Some(s.budget)),
+        Cell::Text(Some(user)),
+    ]
 }
 
 /// The start of `from`'s minute, and a zero count for each minute from there up to `to` (at most a month's).

@@ -236,17 +236,15 @@ impl Upstream {
         let (version, user_agent) = self.presented(ctx, caller.and_then(|c| c.user_agent.as_ref()));
         let thread = ctx.thread_id.as_deref().unwrap_or(&ctx.session_id);
         let installation = account.installation_id.as_deref().unwrap_or_default();
-        let identity = |h: &mut HeaderMap| {
-            if let Some(t) = turn {
-                h.insert(HeaderName::from_static("x-codex-beta-features"), t.beta_features());
-            }
-        };
+        // Both transports start with these.
+        if let Some(v) = version {
+            h.insert(HeaderName::from_static("version"), v);
+        }
+        if let Some(t) = turn {
+            h.insert(HeaderName::from_static("x-codex-beta-features"), t.beta_features());
+        }
         match transport {
             Transport::Http => {
-                if let Some(v) = version {
-                    h.insert(HeaderName::from_static("version"), v);
-                }
-                identity(&mut h);
                 turn_headers(&mut h, turn, installation, true);
                 put(&mut h, "x-client-request-id", thread);
                 put(&mut h, "session-id", &ctx.session_id);
@@ -275,10 +273,6 @@ impl Upstream {
             // places: the last five go out first, in reverse. Built in this order, the wire order is the official
             // one (chatgpt-account-id, authorization, user-agent, originator, openai-beta, version, ...).
             Transport::Websocket => {
-                if let Some(v) = version {
-                    h.insert(HeaderName::from_static("version"), v);
-                }
-                identity(&mut h);
                 put(&mut h, "x-client-request-id", thread);
                 put(&mut h, "session-id", &ctx.session_id);
                 put(&mut h, "thread-id", thread);

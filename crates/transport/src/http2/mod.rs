@@ -36,7 +36,7 @@ mod wire_tests;
 pub use body::resets_sent;
 use connection::{End, Shared};
 
-use crate::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, TransportError, UpstreamResponse};
+use crate::{POOL_IDLE_TIMEOUT, TransportError, UpstreamResponse};
 
 /// Connections to one origin; past this, requests wait for a stream on the least busy one.
 const MAX_CONNECTIONS_PER_ORIGIN: usize = 16;
@@ -231,7 +231,7 @@ impl Http2Connections {
     }
 
     /// TCP, then TLS with ALPN for `https` (`None` if the server chose HTTP/1.1), then the HTTP/2 handshake up to
-    /// the server's SETTINGS, all within [`CONNECT_TIMEOUT`].
+    /// the server's SETTINGS, all within [`CONNECT_TIMEOUT`](crate::CONNECT_TIMEOUT).
     async fn connect(&self, origin: &Arc<Origin>, uri: &Uri) -> Result<Option<Conn>, TransportError> {
         let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
         let weak = Arc::downgrade(origin);
@@ -243,9 +243,7 @@ impl Http2Connections {
             let (send, shared) = if uri.scheme_str() != Some("https") {
                 connection::handshake(stream, self.idle, on_end).await.map_err(TransportError::of)?
             } else {
-                let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-                let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(TransportError::of)?;
-                let stream = self.tls.connect(name, stream).await.map_err(TransportError::of)?;
+                let stream = crate::tls::connect(&self.tls, uri, stream).await?;
                 if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
                     return Ok(None);
                 }
@@ -259,12 +257,7 @@ impl Http2Connections {
             }
             Ok(Some(Conn { id, send, shared }))
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(result) => result,
-            Err(_) => {
-                Err(TransportError::described(crate::TransportKind::Timeout, "connecting to the upstream timed out"))
-            }
-        }
+        crate::tls::within_connect_timeout(connecting).await
     }
 }
 

@@ -143,16 +143,8 @@ async fn upsert(pool: &Pool, instance: &str, rows: Vec<AffinityRow>) -> anyhow::
          ON CONFLICT (key) DO UPDATE SET account_id = excluded.account_id, instance = excluded.instance,
              at = excluded.at, origin = excluded.origin, hold = excluded.hold"
     );
-    let mut keys = Vec::with_capacity(rows.len());
-    let mut accounts = Vec::with_capacity(rows.len());
-    let mut origins = Vec::with_capacity(rows.len());
-    let mut holds = Vec::with_capacity(rows.len());
-    for row in rows {
-        keys.push(row.key);
-        accounts.push(row.account);
-        origins.push(row.origin);
-        holds.push(row.hold);
-    }
+    let ((keys, accounts), (origins, holds)): ((Vec<_>, Vec<_>), (Vec<_>, Vec<_>)) =
+        rows.into_iter().map(|r| ((r.key, r.account), (r.origin, r.hold))).unzip();
     let stmt = client.prepare_cached(&sql).await?;
     client.execute(&stmt, &[&keys, &accounts, &instance, &origins, &holds]).await?;
     Ok(())

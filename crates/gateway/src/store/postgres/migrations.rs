@@ -19,19 +19,9 @@ const MIGRATIONS: &[&str] = &[
     refresh_lease_owner TEXT,
     refresh_lease_until BIGINT
 );
-CREATE TABLE client_keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    prefix TEXT NOT NULL,
-    secret_sha256 TEXT NOT NULL UNIQUE,
-    models TEXT,
-    rpm BIGINT,
-    concurrency BIGINT,
-    daily_tokens BIGINT,
-    monthly_tokens BIGINT,
-    expires_at BIGINT,
-    created_at BIGINT NOT NULL,
-    revoked_at BIGINT
+CREATE TABLE client_keys ("#,
+        crate::store::keys::client_keys_columns!("BIGINT"),
+        r#"
 );
 -- One counter every write to accounts or client_keys bumps: instances poll it (watch.rs) and re-read the
 -- tables when it moves, instead of reading them per request.

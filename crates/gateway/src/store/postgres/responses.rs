@@ -87,14 +87,8 @@ async fn upsert(pool: &Pool, rows: Vec<SharedResponse>) -> anyhow::Result<()> {
          ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, items = excluded.items, bytes = excluded.bytes,
              at = excluded.at"
     );
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut owners = Vec::with_capacity(rows.len());
-    let mut items = Vec::with_capacity(rows.len());
-    for row in rows {
-        ids.push(row.id);
-        owners.push(row.owner);
-        items.push(row.items);
-    }
+    let (ids, (owners, items)): (Vec<_>, (Vec<_>, Vec<_>)) =
+        rows.into_iter().map(|r| (r.id, (r.owner, r.items))).unzip();
     let stmt = client.prepare_cached(&sql).await?;
     client.execute(&stmt, &[&ids, &owners, &items]).await?;
     Ok(())

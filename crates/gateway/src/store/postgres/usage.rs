@@ -13,211 +13,116 @@ use tokio_postgres::types::{ToSql, Type};
 use super::PgStore;
 use crate::store::sql::{Val, int};
 use crate::store::usage::{
-    Bucket, DAY_MS, LedgerEntry, REQUEST_COLUMNS, ROLLUP_COLUMNS, RequestsQuery, minutes, rollup_upsert, rollups,
-    tokens,
+    Bucket, Cell, DAY_MS, LedgerEntry, REQUEST_COLUMNS, ROLLUP_COLUMNS, RequestsQuery, RollupRows, minutes,
+    rollup_cells, rollup_upsert, rollups,
 };
 
-/// The request rows as column arrays, one per column of [`REQUEST_COLUMNS`].
-const REQUEST_ARRAYS: &str = "$1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-    $8::text[], $9::int[], $10::text[], $11::text[], $12::int[], $13::int[], $14::int[], $15::text[], $16::text[],
-    $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::int[],
-    $24::text[], $25::text[], $26::text[], $27::bigint[], $28::float8[], $29::text[]";
-
-/// Parameters of [`REQUEST_ARRAYS`].
-const REQUEST_PARAMS: usize = 29;
-
-fn small(n: impl TryInto<i32>) -> i32 {
-    n.try_into().unwrap_or(i32::MAX)
+/// A batch's values of one ledger column, as the array its statement unnests (owned: the statement runs on the
+/// store's runtime).
+enum Column {
+    Text(Vec<Option<String>>),
+    Int(Vec<Option<i64>>),
+    Small(Vec<i32>),
+    Real(Vec<Option<f64>>),
 }
 
-/// A batch of request rows as column arrays (owned: the statement runs on the store's runtime).
-#[derive(Default)]
-struct RequestColumns {
-    text: [Vec<String>; 4],
-    opt_text: [Vec<Option<String>>; 11],
-    int: [Vec<i32>; 5],
-    big: [Vec<i64>; 7],
-    ttfb: Vec<Option<i64>>,
-    budget: Vec<Option<f64>>,
-}
-
-impl RequestColumns {
-    fn new(entries: &[LedgerEntry<'_>]) -> RequestColumns {
-        let mut c = RequestColumns::default();
-        for r in entries {
-            let [request_id, api, route, tried] = &mut c.text;
-            request_id.push(r.request_id.to_string());
-            api.push(r.api.to_string());
-            route.push(r.route.to_string());
-            // JSON, as in the SQLite ledger: an imported account's id may hold any character.
-            tried.push(serde_json::to_string(r.accounts_tried).unwrap_or_default());
-            let [key, requested, model, effort, account, error, code, moved_from, refusal, held, user] =
-                &mut c.opt_text;
-            let owned = |s: Option<&str>| s.map(str::to_string);
-            user.push(owned(r.user_id));
-            key.push(owned(r.client_key));
-            requested.push(owned(r.model_requested));
-            model.push(owned(r.model));
-            effort.push(owned(r.effort));
-            account.push(owned(r.account));
-            error.push(owned(r.error));
-            code.push(owned(r.error_code));
-            moved_from.push(owned(r.moved_from));
-            refusal.push(owned(r.refusal));
-            held.push(owned(r.held));
-            let [stream, attempts, failovers, status, disconnected] = &mut c.int;
-            stream.push(i32::from(r.stream));
-            attempts.push(small(r.attempts));
-            failovers.push(small(r.failovers));
-            status.push(i32::from(r.status));
-            disconnected.push(i32::from(r.client_disconnected));
-            let [started, duration, input, cached, output, reasoning, cache_write] = &mut c.big;
-            started.push(r.started_at);
-            duration.push(r.duration_ms);
-            input.push(tokens(r.input_tokens));
-            cached.push(tokens(r.cached_tokens));
-            output.push(tokens(r.output_tokens));
-            reasoning.push(tokens(r.reasoning_tokens));
-            cache_write.push(tokens(r.cache_write_tokens));
-            c.ttfb.push(r.ttfb_ms);
-            c.budget.push(r.budget_units);
+impl Column {
+    fn of(cell: &Cell<'_>) -> Column {
+        match cell {
+            Cell::Text(_) => Column::Text(Vec::new()),
+            Cell::Int(_) => Column::Int(Vec::new()),
+            Cell::Small(_) => Column::Small(Vec::new()),
+            Cell::Real(_) => Column::Real(Vec::new()),
         }
-        c
     }
 
-    /// The statement's parameters, in [`REQUEST_ARRAYS`]' order.
-    fn params(&self) -> [&(dyn ToSql + Sync); REQUEST_PARAMS] {
-        let [request_id, api, route, tried] = &self.text;
-        let [key, requested, model, effort, account, error, code, moved_from, refusal, held, user] = &self.opt_text;
-        let [stream, attempts, failovers, status, disconnected] = &self.int;
-        let [started, duration, input, cached, output, reasoning, cache_write] = &self.big;
-        [
-            request_id,
-            started,
-            api,
-            route,
-            key,
-            requested,
-            model,
-            effort,
-            stream,
-            account,
-            tried,
-            attempts,
-            failovers,
-            status,
-            error,
-            code,
-            &self.ttfb,
-            duration,
-            input,
-            cached,
-            output,
-            reasoning,
-            disconnected,
-            moved_from,
-            refusal,
-            held,
-            cache_write,
-            &self.budget,
-            user,
-        ]
+    fn push(&mut self, cell: Cell<'_>) -> anyhow::Result<()> {
+        match (self, cell) {
+            (Column::Text(v), Cell::Text(s)) => v.push(s.map(str::to_string)),
+            (Column::Int(v), Cell::Int(n)) => v.push(n),
+            (Column::Small(v), Cell::Small(n)) => v.push(n),
+            (Column::Real(v), Cell::Real(f)) => v.push(f),
+            _ => anyhow::bail!("a ledger column was given values of two types"),
+        }
+        Ok(())
+    }
+
+    fn param(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Column::Text(v) => v,
+            Column::Int(v) => v,
+            Column::Small(v) => v,
+            Column::Real(v) => v,
+        }
+    }
+
+    /// The array's type in the statement.
+    fn cast(&self) -> &'static str {
+        match self {
+            Column::Text(_) => "text",
+            Column::Int(_) => "bigint",
+            Column::Small(_) => "int",
+            Column::Real(_) => "float8",
+        }
     }
 }
 
-/// One rollup table's rows of a batch as column arrays.
-#[derive(Default)]
-struct RollupColumns {
-    table: &'static str,
-    column: &'static str,
-    text: [Vec<String>; 5],
-    status: Vec<i32>,
-    big: [Vec<i64>; 9],
-    budget: Vec<f64>,
+/// Rows of cells as column arrays (none for no rows).
+fn columns<'a, const N: usize>(rows: impl IntoIterator<Item = [Cell<'a>; N]>) -> anyhow::Result<Vec<Column>> {
+    let mut columns: Vec<Column> = Vec::new();
+    for row in rows {
+        if columns.is_empty() {
+            columns = row.iter().map(Column::of).collect();
+        }
+        for (column, cell) in columns.iter_mut().zip(row) {
+            column.push(cell)?;
+        }
+    }
+    Ok(columns)
 }
 
-/// Parameters of one rollup table's upsert.
-const ROLLUP_PARAMS: usize = 16;
+/// `UNNEST` of `columns`' arrays, their parameters numbered from `$first`.
+fn unnest(columns: &[Column], first: usize) -> String {
+    let arrays: Vec<String> = columns.iter().zip(first..).map(|(c, i)| format!("${i}::{}[]", c.cast())).collect();
+    format!("SELECT * FROM UNNEST({})", arrays.join(", "))
+}
 
-impl RollupColumns {
-    fn params(&self) -> [&(dyn ToSql + Sync); ROLLUP_PARAMS] {
-        let [account, model, key, api, user] = &self.text;
-        let [t, requests, errors, input, cached, output, reasoning, duration, cache_write] = &self.big;
-        [
-            t,
-            account,
-            model,
-            key,
-            api,
-            &self.status,
-            requests,
-            errors,
-            input,
-            cached,
-            output,
-            reasoning,
-            duration,
-            cache_write,
-            &self.budget,
-            user,
-        ]
-    }
+/// One rollup table's rows of a batch: (table, time column, column arrays).
+type RollupColumns = (&'static str, &'static str, Vec<Column>);
 
-    /// The upsert of these rows, its parameters numbered from `$first`.
-    fn upsert(&self, first: usize) -> String {
-        const TYPES: [&str; ROLLUP_PARAMS] = [
-            "bigint", "text", "text", "text", "text", "int", "bigint", "bigint", "bigint", "bigint", "bigint",
-            "bigint", "bigint", "bigint", "float8", "text",
-        ];
-        let arrays: Vec<String> = TYPES.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", first + i)).collect();
-        rollup_upsert(self.table, self.column, &format!("SELECT * FROM UNNEST({})", arrays.join(", ")))
-    }
+fn rollup_columns((table, column, rows): RollupRows<'_>) -> anyhow::Result<RollupColumns> {
+    Ok((table, column, columns(rows.iter().map(|(key, s)| rollup_cells(key, s)))?))
 }
 
 /// A batch's one statement: the request rows and both rollup upserts as data-modifying CTEs of one `INSERT`
 /// (one statement is its own transaction: all or nothing, as `BEGIN` ... `COMMIT` was, in one round trip
 /// instead of five). Each table is written by one part only, and a batch's rollup rows are distinct (summed in
 /// memory), so no row is touched twice.
-fn batch_sql(rollups: &[RollupColumns; 2]) -> String {
-    let [hourly, daily] = rollups;
+fn batch_sql(requests: &[Column], [(hourly, hour, h), (daily, day, d)]: &[RollupColumns; 2]) -> String {
     format!(
-        "WITH requests AS (INSERT INTO usage_requests ({REQUEST_COLUMNS}) SELECT * FROM UNNEST({REQUEST_ARRAYS})),
+        "WITH requests AS (INSERT INTO usage_requests ({REQUEST_COLUMNS}) {}),
              hourly AS ({}) {}",
-        hourly.upsert(REQUEST_PARAMS + 1),
-        daily.upsert(REQUEST_PARAMS + ROLLUP_PARAMS + 1)
+        unnest(requests, 1),
+        rollup_upsert(hourly, hour, &unnest(h, requests.len() + 1)),
+        rollup_upsert(daily, day, &unnest(d, requests.len() + h.len() + 1))
     )
-}
-
-fn rollup_columns(entries: &[LedgerEntry<'_>]) -> [RollupColumns; 2] {
-    rollups(entries).map(|(table, column, rows)| {
-        let mut c = RollupColumns { table, column, ..RollupColumns::default() };
-        for ((t, account, model, key, api, status, user), s) in rows {
-            for (v, x) in c.text.iter_mut().zip([account, model, key, api, user]) {
-                v.push(x.to_string());
-            }
-            c.status.push(i32::from(status));
-            let values =
-                [t, s.requests, s.errors, s.input, s.cached, s.output, s.reasoning, s.duration_ms, s.cache_write];
-            for (v, x) in c.big.iter_mut().zip(values) {
-                v.push(x);
-            }
-            c.budget.push(s.budget);
-        }
-        c
-    })
 }
 
 impl PgStore {
     /// Insert a batch of requests and add them to the rollups: one statement ([`batch_sql`]).
     pub fn insert_usage(&self, entries: &[LedgerEntry<'_>]) -> anyhow::Result<()> {
-        let rows = RequestColumns::new(entries);
-        let rollups = rollup_columns(entries);
-        let sql = batch_sql(&rollups);
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let tried: Vec<String> = entries.iter().map(LedgerEntry::tried).collect();
+        let requests = columns(entries.iter().zip(&tried).map(|(r, tried)| r.cells(tried)))?;
+        let [hourly, daily] = rollups(entries);
+        let rollups = [rollup_columns(hourly)?, rollup_columns(daily)?];
+        let sql = batch_sql(&requests, &rollups);
         self.block(move |client| async move {
             let statement = client.prepare_cached(&sql).await?;
-            let [hourly, daily] = &rollups;
-            let params: Vec<&(dyn ToSql + Sync)> =
-                rows.params().into_iter().chain(hourly.params()).chain(daily.params()).collect();
+            let [(_, _, hourly), (_, _, daily)] = &rollups;
+            let params: Vec<_> = requests.iter().chain(hourly).chain(daily).map(Column::param).collect();
             client.execute(&statement, &params).await?;
             Ok(())
         })

@@ -28,22 +28,7 @@ ALTER TABLE accounts ADD COLUMN models TEXT;
     // 3: the usage ledger (store/usage.rs, written by usage.rs).
     ledger::SCHEMA,
     // 4: client keys (store/keys.rs).
-    r#"
-CREATE TABLE client_keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    prefix TEXT NOT NULL,
-    secret_sha256 TEXT NOT NULL UNIQUE,
-    models TEXT,
-    rpm INTEGER,
-    concurrency INTEGER,
-    daily_tokens BIGINT,
-    monthly_tokens BIGINT,
-    expires_at BIGINT,
-    created_at BIGINT NOT NULL,
-    revoked_at BIGINT
-);
-"#,
+    concat!("\nCREATE TABLE client_keys (", super::keys::client_keys_columns!("INTEGER"), "\n);\n"),
     // 5: covering indexes for the usage reports' range scans (store/usage.rs).
     ledger::ROLLUP_COVER,
     // 6: each account's installation id, the official client's per-machine id the backend sees in every turn's

@@ -7,9 +7,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, Transaction, params, params_from_iter};
 
-use crate::store::usage::{DAY_MS, LedgerEntry, MINUTE_MS, REQUEST_COLUMNS, minutes, rollup_upsert, rollups, tokens};
+use crate::store::usage::{
+    DAY_MS, LedgerEntry, MINUTE_MS, REQUEST_COLUMNS, minutes, rollup_cells, rollup_upsert, rollups,
+};
 
 /// A connection for the ledger: WAL like the store; `synchronous=NORMAL`, since in WAL mode a commit survives a
 /// crash of the process (SIGKILL) either way and only a power loss may lose the last commits, which for usage
@@ -34,61 +36,13 @@ pub(crate) fn open_reader(db: &Path) -> anyhow::Result<Connection> {
 pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqlite::Result<()> {
     let mut insert = tx.prepare_cached(&crate::store::sql::insert("usage_requests", REQUEST_COLUMNS))?;
     for r in entries {
-        insert.execute(params![
-            r.request_id,
-            r.started_at,
-            r.api,
-            r.route,
-            r.client_key,
-            r.model_requested,
-            r.model,
-            r.effort,
-            r.stream,
-            r.account,
-            // JSON: an imported account's id may hold any character.
-            serde_json::to_string(r.accounts_tried).unwrap_or_default(),
-            r.attempts,
-            r.failovers,
-            r.status,
-            r.error,
-            r.error_code,
-            r.ttfb_ms,
-            r.duration_ms,
-            tokens(r.input_tokens),
-            tokens(r.cached_tokens),
-            tokens(r.output_tokens),
-            tokens(r.reasoning_tokens),
-            r.client_disconnected,
-            r.moved_from,
-            r.refusal,
-            r.held,
-            tokens(r.cache_write_tokens),
-            r.budget_units,
-            r.user_id,
-        ])?;
+        insert.execute(params_from_iter(r.cells(&r.tried())))?;
     }
     for (table, column, rows) in rollups(entries) {
         let values = "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
         let mut upsert = tx.prepare_cached(&rollup_upsert(table, column, values))?;
-        for ((t, account, model, key, api, status, user), s) in rows {
-            upsert.execute(params![
-                t,
-                account,
-                model,
-                key,
-                api,
-                status,
-                s.requests,
-                s.errors,
-                s.input,
-                s.cached,
-                s.output,
-                s.reasoning,
-                s.duration_ms,
-                s.cache_write,
-                s.budget,
-                user
-            ])?;
+        for (key, s) in &rows {
+            upsert.execute(params_from_iter(rollup_cells(key, s)))?;
         }
     }
     Ok(())
