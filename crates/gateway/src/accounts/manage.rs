@@ -5,7 +5,8 @@ use anyhow::{Context, bail};
 use planner::Policy;
 use serde_json::{Value, json};
 
-use super::{stored_from_api_key, stored_from_tokens};
+use super::{Pool, stored_from_api_key, stored_from_tokens};
+use crate::audit::Note;
 use crate::auth::codex_file::{AuthFile, FileCredentials};
 use crate::auth::refresh::{RefreshReason, TokenCall, refresh};
 use crate::auth::{Tokens, now_unix};
@@ -78,6 +79,38 @@ pub async fn resolve(
             vec![a]
         }
     })
+}
+
+/// Why an import into the running pool did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The source was not read into accounts: the sender's to fix.
+    #[error("{0:#}")]
+    Source(anyhow::Error),
+    /// The store did not save them, or the pool did not re-read it.
+    #[error(transparent)]
+    Store(anyhow::Error),
+}
+
+/// Import into the running pool (the admin API's and the dashboard's): resolve the source, save every account,
+/// re-read the pool. Answers the saved rows, with the audit note of the change.
+pub async fn import(
+    pool: &Pool,
+    source: ImportSource,
+    label: Option<String>,
+) -> Result<(Vec<StoredAccount>, Note), ImportError> {
+    let from = crate::audit::import_kind(&source);
+    let config = &pool.config;
+    let rows = resolve(source, label, &pool.base_http, &config.auth_issuer, &config.client)
+        .await
+        .map_err(ImportError::Source)?;
+    for row in &rows {
+        pool.store().upsert_account(row).map_err(ImportError::Store)?;
+    }
+    pool.reload().map_err(ImportError::Store)?;
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let note = Note::target(ids.join(",")).with("from", from).with("accounts", crate::audit::accounts_detail(&rows));
+    Ok((rows, note))
 }
 
 fn from_export(v: &Value) -> anyhow::Result<Vec<StoredAccount>> {

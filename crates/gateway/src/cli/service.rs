@@ -475,11 +475,12 @@ pub(crate) fn read_state(files: &Files) -> anyhow::Result<State> {
 
 /// Create or empty `path`, 0600.
 fn private_file(path: &Path) -> anyhow::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).with_context(|| format!("cannot write {}", path.display()))
+    crate::store::private_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -86,14 +86,12 @@ impl SqliteStore {
             super::create_private_dir(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
         }
         if !path.exists() {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(false);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+            super::private_options()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
         }
         let conn = Connection::open(path).with_context(|| format!("cannot open database {}", path.display()))?;
         // The first statement reads the file: a file that is not a database (or not readable) fails here.
