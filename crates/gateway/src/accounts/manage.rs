@@ -81,36 +81,15 @@ pub async fn resolve(
     })
 }
 
-/// Why an import into the running pool did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    /// The source was not read into accounts: the sender's to fix.
-    #[error("{0:#}")]
-    Source(anyhow::Error),
-    /// The store did not save them, or the pool did not re-read it.
-    #[error(transparent)]
-    Store(anyhow::Error),
-}
-
-/// Import into the running pool (the admin API's and the dashboard's): resolve the source, save every account,
-/// re-read the pool. Answers the saved rows, with the audit note of the change.
-pub async fn import(
-    pool: &Pool,
-    source: ImportSource,
-    label: Option<String>,
-) -> Result<(Vec<StoredAccount>, Note), ImportError> {
-    let from = crate::audit::import_kind(&source);
-    let config = &pool.config;
-    let rows = resolve(source, label, &pool.base_http, &config.auth_issuer, &config.client)
-        .await
-        .map_err(ImportError::Source)?;
-    for row in &rows {
-        pool.store().upsert_account(row).map_err(ImportError::Store)?;
+/// Save imported accounts (from [`resolve`]) into the running pool, the admin API's and the dashboard's, and
+/// re-read it. Answers the audit note of the change; `from` is the source's kind (`audit::import_kind`).
+pub fn save(pool: &Pool, from: &str, rows: &[StoredAccount]) -> anyhow::Result<Note> {
+    for row in rows {
+        pool.store().upsert_account(row)?;
     }
-    pool.reload().map_err(ImportError::Store)?;
+    pool.reload()?;
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let note = Note::target(ids.join(",")).with("from", from).with("accounts", crate::audit::accounts_detail(&rows));
-    Ok((rows, note))
+    Ok(Note::target(ids.join(",")).with("from", from).with("accounts", crate::audit::accounts_detail(rows)))
 }
 
 fn from_export(v: &Value) -> anyhow::Result<Vec<StoredAccount>> {

@@ -475,12 +475,9 @@ pub(crate) fn read_state(files: &Files) -> anyhow::Result<State> {
 
 /// Create or empty `path`, 0600.
 fn private_file(path: &Path) -> anyhow::Result<std::fs::File> {
-    crate::store::private_options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))
+    let mut options = crate::store::private_options();
+    options.write(true).create(true).truncate(true);
+    options.open(path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -160,11 +160,15 @@ pub(crate) async fn add(State(dash): State<St>, _: ApiWrite, body: axum::body::B
         }
         other => return bad(format!("Unknown kind `{other}`.")),
     };
-    let (rows, note) = match manage::import(&dash.app.pool, source, present(b.label)).await {
-        Ok(done) => done,
-        Err(manage::ImportError::Source(e)) => return bad(format!("{e:#}")),
-        Err(manage::ImportError::Store(e)) => return Err(internal(e)),
-    };
+    let label = present(b.label);
+    let from = crate::audit::import_kind(&source);
+    let app = &dash.app;
+    let rows =
+        match manage::resolve(source, label, app.upstream.http(), &app.config.auth_issuer, &app.config.client).await {
+            Ok(rows) => rows,
+            Err(e) => return bad(format!("{e:#}")),
+        };
+    let note = manage::save(&app.pool, from, &rows).map_err(internal)?;
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     Ok(super::audit::noted(json_response(StatusCode::CREATED, json!({"ok": true, "added": ids})), note))
 }

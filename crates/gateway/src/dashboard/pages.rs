@@ -77,10 +77,9 @@ pub(crate) fn overview_data(dash: &St) -> Value {
             ("weekly", q.secondary_used_percent, q.secondary_reset_at),
         ] {
             if let Some(used) = used.filter(|&u| u >= limits.warn) {
+                let name = a.display_name();
                 let level = if used >= limits.critical { "critical" } else { "warn" };
-                near.push(
-                    json!({"name": a.display_name(), "window": window, "used": used, "reset": reset, "level": level}),
-                );
+                near.push(json!({"name": name, "window": window, "used": used, "reset": reset, "level": level}));
             }
         }
         // Whole-account cooldowns and a used-up window keep it from serving (as metrics/accounts.rs counts up).

@@ -138,10 +138,12 @@ async fn add(
             return Err(GatewayError::invalid("Send exactly one of auth_json, export, refresh_token or api_key").into());
         }
     };
-    let (rows, note) = manage::import(&s.pool, source, b.label).await.map_err(|e| match e {
-        manage::ImportError::Source(e) => GatewayError::invalid(format!("{e:#}")).into(),
-        manage::ImportError::Store(e) => AdminError::from(e),
-    })?;
+    let from = crate::audit::import_kind(&source);
+    let http = s.upstream.http().clone();
+    let rows = manage::resolve(source, b.label, &http, &s.config.auth_issuer, &s.config.client)
+        .await
+        .map_err(|e| GatewayError::invalid(format!("{e:#}")))?;
+    let note = manage::save(&s.pool, from, &rows)?;
     let now = now_unix();
     let added = rows.iter().filter_map(|r| s.pool.get(&r.id)).map(|a| a.summary(now)).collect();
     Ok((StatusCode::CREATED, note, Json(Value::Array(added))))
