@@ -90,6 +90,11 @@ pub trait Dialect: Sized + Send + 'static {
     fn finish(response: Response, _request_id: &str) -> Response {
         response
     }
+
+    /// An error as the dialect answers it: [`Dialect::error_body`], then [`Dialect::finish`].
+    fn fail(err: &GatewayError, request_id: &str) -> Response {
+        crate::server::errors::error_response(Shape::of::<Self>(), err, request_id)
+    }
 }
 
 /// What decoding produced.
