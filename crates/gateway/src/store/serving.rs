@@ -31,13 +31,9 @@ fn open(data_dir: &Path) -> anyhow::Result<File> {
     super::create_private_dir(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let p = path(data_dir);
-    super::private_options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&p)
-        .with_context(|| format!("cannot open {}", p.display()))
+    let mut options = super::private_options();
+    options.read(true).write(true).create(true).truncate(false);
+    options.open(&p).with_context(|| format!("cannot open {}", p.display()))
 }
 
 /// The pid the lock file names (the process that last took it).
