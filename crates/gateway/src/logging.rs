@@ -80,10 +80,8 @@ pub fn set_filter(directives: &str) -> anyhow::Result<FilterChange> {
 /// A size-rotated log file, private (0600) like everything in the data directory. The file is opened here
 /// first so a path that cannot be written is a clear error at start, not a lost log.
 fn rotating(path: &Path) -> anyhow::Result<FileRotate<AppendCount>> {
-    let mut options = std::fs::OpenOptions::new();
+    let mut options = crate::store::private_options();
     options.read(true).create(true).append(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(dir) = dir {
         crate::store::create_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;

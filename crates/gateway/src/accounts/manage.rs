@@ -5,7 +5,8 @@ use anyhow::{Context, bail};
 use planner::Policy;
 use serde_json::{Value, json};
 
-use super::{stored_from_api_key, stored_from_tokens};
+use super::{Pool, stored_from_api_key, stored_from_tokens};
+use crate::audit::Note;
 use crate::auth::codex_file::{AuthFile, FileCredentials};
 use crate::auth::refresh::{RefreshReason, TokenCall, refresh};
 use crate::auth::{Tokens, now_unix};
@@ -78,6 +79,17 @@ pub async fn resolve(
             vec![a]
         }
     })
+}
+
+/// Save imported accounts (from [`resolve`]) into the running pool, the admin API's and the dashboard's, and
+/// re-read it. Answers the audit note of the change; `from` is the source's kind (`audit::import_kind`).
+pub fn save(pool: &Pool, from: &str, rows: &[StoredAccount]) -> anyhow::Result<Note> {
+    for row in rows {
+        pool.store().upsert_account(row)?;
+    }
+    pool.reload()?;
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    Ok(Note::target(ids.join(",")).with("from", from).with("accounts", crate::audit::accounts_detail(rows)))
 }
 
 fn from_export(v: &Value) -> anyhow::Result<Vec<StoredAccount>> {

@@ -270,10 +270,14 @@ impl Account {
         self.plan.read().clone()
     }
 
+    /// The name people see: the label, else the e-mail, else the id.
+    pub fn display_name(&self) -> String {
+        self.label().or_else(|| self.email.clone()).unwrap_or_else(|| self.id.clone())
+    }
+
     /// A short, safe description for logs and errors.
     pub fn describe(&self) -> String {
-        let who = self.label().or_else(|| self.email.clone()).unwrap_or_else(|| self.id.clone());
-        format!("{who} ({})", self.kind.as_str())
+        format!("{} ({})", self.display_name(), self.kind.as_str())
     }
 
     /// Active cooldowns (expired ones are dropped).

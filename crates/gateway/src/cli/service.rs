@@ -291,7 +291,10 @@ async fn spawn(options: &StartOptions) -> anyhow::Result<State> {
     }
     crate::store::create_private_dir(&options.data_dir)
         .with_context(|| format!("cannot create the data directory {}", options.data_dir.display()))?;
-    let out = private_file(&files.out)?;
+    // Created or emptied, 0600.
+    let mut private = crate::store::private_options();
+    private.write(true).create(true).truncate(true);
+    let out = private.open(&files.out).with_context(|| format!("cannot write {}", files.out.display()))?;
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let mut cmd = std::process::Command::new(exe);
     // `--name value` for an option that was given, nothing for one that was not.
@@ -471,15 +474,6 @@ fn print_tail(out: &Path) {
 pub(crate) fn read_state(files: &Files) -> anyhow::Result<State> {
     let text = std::fs::read(&files.state).with_context(|| format!("cannot read {}", files.state.display()))?;
     serde_json::from_slice(&text).with_context(|| format!("{} is not readable", files.state.display()))
-}
-
-/// Create or empty `path`, 0600.
-fn private_file(path: &Path) -> anyhow::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -168,12 +168,8 @@ pub(crate) async fn add(State(dash): State<St>, _: ApiWrite, body: axum::body::B
             Ok(rows) => rows,
             Err(e) => return bad(format!("{e:#}")),
         };
-    for row in &rows {
-        app.pool.store().upsert_account(row).map_err(internal)?;
-    }
-    app.pool.reload().map_err(internal)?;
+    let note = manage::save(&app.pool, from, &rows).map_err(internal)?;
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let note = Note::target(ids.join(",")).with("from", from).with("accounts", crate::audit::accounts_detail(&rows));
     Ok(super::audit::noted(json_response(StatusCode::CREATED, json!({"ok": true, "added": ids})), note))
 }
 

@@ -77,7 +77,7 @@ pub(crate) fn overview_data(dash: &St) -> Value {
             ("weekly", q.secondary_used_percent, q.secondary_reset_at),
         ] {
             if let Some(used) = used.filter(|&u| u >= limits.warn) {
-                let name = a.label().or_else(|| a.email.clone()).unwrap_or_else(|| a.id.clone());
+                let name = a.display_name();
                 let level = if used >= limits.critical { "critical" } else { "warn" };
                 near.push(json!({"name": name, "window": window, "used": used, "reset": reset, "level": level}));
             }
@@ -140,7 +140,7 @@ pub(crate) async fn accounts(State(dash): State<St>, PageAccess(a): PageAccess) 
     let named = |acc: &std::sync::Arc<crate::accounts::Account>| {
         let mut v = acc.summary(now);
         // The name shown: the label, else the email, else the id.
-        v["name"] = acc.label().or_else(|| acc.email.clone()).unwrap_or_else(|| acc.id.clone()).into();
+        v["name"] = acc.display_name().into();
         v
     };
     let list: Vec<Value> = dash.app.pool.accounts().iter().map(named).collect();

@@ -26,8 +26,8 @@ use crate::app::{AppState, request_id};
 use crate::keys::Caller;
 use crate::record::Api;
 use crate::relay::exchange::StartError;
-use crate::server::dialect::{Decoded, Dialect, Shape};
-use crate::server::errors::{body_error, error_response};
+use crate::server::dialect::{Decoded, Dialect};
+use crate::server::errors::body_error;
 use crate::tokens;
 
 /// Tokens `count_tokens` adds per image or document part: Anthropic's cost of an image at its largest
@@ -37,14 +37,6 @@ const TOKENS_PER_IMAGE: u64 = 1_600;
 /// The token count (local, no upstream call).
 pub fn other_routes() -> Router<Arc<AppState>> {
     Router::new().route("/v1/messages/count_tokens", post(count_tokens))
-}
-
-/// Anthropic clients read the `request-id` header of successful responses too.
-fn with_request_id(mut resp: Response, request_id: &str) -> Response {
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        resp.headers_mut().insert("request-id", v);
-    }
-    resp
 }
 
 /// Anthropic Messages, translated to and from Responses (`dialects::anthropic`).
@@ -98,8 +90,12 @@ impl Dialect for Anthropic {
         render_message(collected, &a.id, &a.model, &a.opts)
     }
 
-    fn finish(response: Response, request_id: &str) -> Response {
-        with_request_id(response, request_id)
+    /// Anthropic clients read the `request-id` header of successful responses too.
+    fn finish(mut response: Response, request_id: &str) -> Response {
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            response.headers_mut().insert("request-id", v);
+        }
+        response
     }
 }
 
@@ -128,25 +124,10 @@ fn explain_model_error(e: StartError, req: &UpstreamRequest) -> GatewayError {
 
 /// Image and file parts in the input (including those inside tool results).
 fn count_images(req: &UpstreamRequest) -> u64 {
-    fn parts(v: &Value) -> u64 {
-        v.as_array()
-            .map(|parts| {
-                parts
-                    .iter()
-                    .filter(|p| matches!(p.get("type").and_then(Value::as_str), Some("input_image" | "input_file")))
-                    .count() as u64
-            })
-            .unwrap_or(0)
-    }
-    req.body
-        .get("input")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|item| {
-            parts(item.get("content").unwrap_or(&Value::Null)) + parts(item.get("output").unwrap_or(&Value::Null))
-        })
-        .sum()
+    let image = |p: &&Value| matches!(p.get("type").and_then(Value::as_str), Some("input_image" | "input_file"));
+    let parts = |v: Option<&Value>| v.and_then(Value::as_array).map_or(0, |v| v.iter().filter(image).count() as u64);
+    let items = req.body.get("input").and_then(Value::as_array).into_iter().flatten();
+    items.map(|item| parts(item.get("content")) + parts(item.get("output"))).sum()
 }
 
 /// `POST /v1/messages/count_tokens`: a local o200k count of the translated request (spec C7). Counting is
@@ -165,8 +146,8 @@ async fn count_tokens(
         Ok::<_, GatewayError>(tokens::count_off_workers(text).await?.saturating_add(images))
     };
     match counted.await {
-        Ok(n) => with_request_id(Json(json!({"input_tokens": n})).into_response(), &request_id(&headers)),
-        Err(e) => error_response(Shape::of::<Anthropic>(), &e, &request_id(&headers)),
+        Ok(n) => Anthropic::finish(Json(json!({"input_tokens": n})).into_response(), &request_id(&headers)),
+        Err(e) => Anthropic::fail(&e, &request_id(&headers)),
     }
 }
 

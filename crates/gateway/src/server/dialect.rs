@@ -59,8 +59,12 @@ pub trait Dialect: Sized + Send + 'static {
         sse_response(body)
     }
 
-    /// A whole (non-streaming) answer's body, rendered from the collected upstream events.
-    fn render(collected: &Collected, answer: Self::Answer) -> Value;
+    /// A whole (non-streaming) answer's body, rendered from the collected upstream events. Called only by the
+    /// default [`Dialect::whole`]: a dialect that assembles its answer in its own (Responses, from the raw events as
+    /// they came) renders nothing.
+    fn render(_collected: &Collected, _answer: Self::Answer) -> Value {
+        Value::Null
+    }
 
     /// A whole (non-streaming) answer: read the exchange to its end and render it, with the usage it reported.
     fn whole(
@@ -85,6 +89,11 @@ pub trait Dialect: Sized + Send + 'static {
     /// Last touch on every response of the dialect, success or error (Anthropic's `request-id` header).
     fn finish(response: Response, _request_id: &str) -> Response {
         response
+    }
+
+    /// An error as the dialect answers it: [`Dialect::error_body`], then [`Dialect::finish`].
+    fn fail(err: &GatewayError, request_id: &str) -> Response {
+        crate::server::errors::error_response(Shape::of::<Self>(), err, request_id)
     }
 }
 

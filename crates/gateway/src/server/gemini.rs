@@ -29,7 +29,7 @@ use crate::catalog::{self, ModelEntry};
 use crate::keys::Caller;
 use crate::record::{Api, Recorder};
 use crate::server::dialect::{Decoded, Dialect, Shape, sse_response, streaming_response};
-use crate::server::errors::{body_error, error_response, method_not_allowed_response};
+use crate::server::errors::{body_error, method_not_allowed_response};
 use crate::server::handler::handle;
 use crate::tokens;
 
@@ -65,10 +65,6 @@ pub fn owns(path: &str) -> bool {
     path.starts_with("/v1beta/")
         || path.starts_with("/v1alpha/")
         || (path.starts_with("/v1/models/") && path.contains(':'))
-}
-
-fn fail(request_id: &str, err: &GatewayError) -> Response {
-    error_response(Shape::of::<Gemini>(), err, request_id)
 }
 
 /// 405 for a method the `{id}` route serves only for the other kind of path (model vs `model:method`); axum's
@@ -122,7 +118,7 @@ async fn not_a_model_call(
             Err(GatewayError::new(ErrorKind::NotFound, format!("Unknown method `{other}` for models/{model}")))
         }
     };
-    let response = answer.unwrap_or_else(|e| fail(record.request_id(), &e));
+    let response = answer.unwrap_or_else(|e| Gemini::fail(&e, record.request_id()));
     record.finish(response.status().as_u16());
     response
 }
@@ -259,6 +255,6 @@ async fn get_model(
     let entries = state.catalog.entries().await;
     match catalog::find(&entries, &target.slug) {
         Some(e) => axum::Json(model_entry(&target.requested, e)).into_response(),
-        None => fail(&request_id(&headers), &GatewayError::model_not_found(&id)),
+        None => Gemini::fail(&GatewayError::model_not_found(&id), &request_id(&headers)),
     }
 }

@@ -16,8 +16,8 @@ use axum::routing::{MethodRouter, post};
 use bytes::Bytes;
 use dialects::{GatewayError, OutputLimits, Usage};
 
-use super::dialect::{Decoded, Dialect, Shape};
-use super::errors::{body_error, error_response};
+use super::dialect::{Decoded, Dialect};
+use super::errors::body_error;
 use crate::app::{AppState, request_id};
 use crate::keys::Caller;
 use crate::record::Recorder;
@@ -82,7 +82,7 @@ pub async fn handle<D: Dialect>(
         Ok(Reply::Local(response)) => response,
         Err(err) => {
             record.error(&err);
-            error_response(Shape::of::<D>(), &err, record.request_id())
+            D::fail(&err, record.request_id())
         }
     };
     let response = D::finish(response, record.request_id());

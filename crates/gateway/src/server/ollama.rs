@@ -40,7 +40,7 @@ use crate::keys::Caller;
 use crate::record::Api;
 use crate::relay::exchange::StartError;
 use crate::server::dialect::{self, Dialect, Shape};
-use crate::server::errors::{body_error, error_response};
+use crate::server::errors::body_error;
 use crate::server::handler::post_route;
 use crate::server::routes::ModelCall;
 use crate::server::{guard, models, openai, others};
@@ -131,10 +131,6 @@ fn shape_of(path: &str) -> Shape {
     if path.starts_with("/v1/") { openai::SHAPE } else { Shape::of::<Ollama>() }
 }
 
-fn fail(request_id: &str, err: &GatewayError) -> Response {
-    error_response(Shape::of::<Ollama>(), err, request_id)
-}
-
 async fn root() -> &'static str {
     "Ollama is running"
 }
@@ -148,12 +144,12 @@ async fn not_found(req: Request) -> Response {
         ErrorKind::NotFound,
         format!("{} {} is not served by this bridge", req.method(), req.uri().path()),
     );
-    fail(&request_id(req.headers()), &err)
+    Ollama::fail(&err, &request_id(req.headers()))
 }
 
 async fn embeddings(headers: HeaderMap) -> Response {
     let err = GatewayError::invalid("Embeddings are not supported: the Codex backend has no embedding models.");
-    fail(&request_id(&headers), &err)
+    Ollama::fail(&err, &request_id(&headers))
 }
 
 async fn tags(State(state): State<Arc<AppState>>) -> Json<Value> {
@@ -187,7 +183,7 @@ async fn show(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Resu
     };
     match shown.await {
         Ok(show) => Json(show).into_response(),
-        Err(e) => fail(&request_id(&headers), &e),
+        Err(e) => Ollama::fail(&e, &request_id(&headers)),
     }
 }
 

@@ -103,11 +103,6 @@ impl Dialect for Responses {
         KeepingEncoder::new(keep.clone())
     }
 
-    /// Not called: the whole answer is assembled from the raw events as they came (`whole`), not rendered.
-    fn render(_: &Collected, _: Option<Keep>) -> Value {
-        Value::Null
-    }
-
     async fn whole(
         ex: Exchange,
         keep: Option<Keep>,

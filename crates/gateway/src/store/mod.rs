@@ -87,6 +87,15 @@ impl Store {
     }
 }
 
+/// Options that create a file private to the gateway's user (0600 on Unix, as everything in the data directory);
+/// the caller adds how it opens it (create, truncate, append).
+pub(crate) fn private_options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
 /// Create `dir` (and missing parents, with default modes) unless it exists; only `dir` itself is made private.
 pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {

@@ -10,7 +10,7 @@
 //! runs, so a `serve` started meanwhile cannot begin refreshing beside it. Shared holds are short (a probe holds
 //! one for microseconds, a command for seconds), so `serve` retries for a moment before it gives up.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,14 +30,9 @@ fn path(data_dir: &Path) -> PathBuf {
 fn open(data_dir: &Path) -> anyhow::Result<File> {
     super::create_private_dir(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
     let p = path(data_dir);
+    let mut options = super::private_options();
+    options.read(true).write(true).create(true).truncate(false);
     options.open(&p).with_context(|| format!("cannot open {}", p.display()))
 }
 

@@ -143,14 +143,9 @@ async fn add(
     let rows = manage::resolve(source, b.label, &http, &s.config.auth_issuer, &s.config.client)
         .await
         .map_err(|e| GatewayError::invalid(format!("{e:#}")))?;
-    for row in &rows {
-        s.pool.store().upsert_account(row)?;
-    }
-    s.pool.reload()?;
+    let note = manage::save(&s.pool, from, &rows)?;
     let now = now_unix();
     let added = rows.iter().filter_map(|r| s.pool.get(&r.id)).map(|a| a.summary(now)).collect();
-    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let note = Note::target(ids.join(",")).with("from", from).with("accounts", crate::audit::accounts_detail(&rows));
     Ok((StatusCode::CREATED, note, Json(Value::Array(added))))
 }
 

@@ -21,7 +21,7 @@ use crate::audit::{Actor, Note};
 use crate::auth::now_unix;
 use crate::users::manage::{self, Ended, NewUser, UserError, UserPatch};
 use crate::users::table::RouteTable;
-use crate::users::{Principal, SignInRefused};
+use crate::users::{Principal, SignInRefused, blocking};
 
 pub fn routes() -> RouteTable<Arc<AppState>> {
     RouteTable::new()
@@ -38,15 +38,6 @@ pub fn routes() -> RouteTable<Arc<AppState>> {
         .delete("/admin/users/{id}/totp", drop_totp)
 }
 
-/// Run blocking store work (and argon2id) off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, AdminError> + Send + 'static,
-) -> Result<T, AdminError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AdminError::Internal(anyhow::anyhow!("a store task failed: {e}")))?
-}
-
 /// A change of the users' store, off the async workers; the registries follow the store before the answer goes
 /// out.
 async fn changed<T: Send + 'static>(
@@ -54,7 +45,7 @@ async fn changed<T: Send + 'static>(
     f: impl FnOnce(&crate::store::Store) -> Result<T, UserError> + Send + 'static,
 ) -> Result<T, AdminError> {
     let store = s.users.store().clone();
-    let done = blocking(move || Ok(f(&store)?)).await?;
+    let done = blocking("store", move || f(&store)).await?;
     s.users.reload()?;
     s.keys.reload()?;
     Ok(done)
@@ -110,7 +101,7 @@ async fn sign_out(State(s): State<Arc<AppState>>, asking: Asking) -> Result<Json
         return Err(GatewayError::invalid("Only a user's session signs out; the admin key stays valid.").into());
     };
     let users = s.users.clone();
-    blocking(move || Ok(users.sign_out(&signed)?)).await?;
+    blocking("store", move || users.sign_out(&signed)).await?;
     Ok(Json(json!({"signed_out": true})))
 }
 
@@ -137,13 +128,13 @@ fn with_usage(s: &AppState, row: &crate::store::users::StoredUser) -> Value {
 
 async fn list(State(s): State<Arc<AppState>>) -> Result<Json<Value>, AdminError> {
     let store = s.users.store().clone();
-    let rows = blocking(move || Ok(store.list_users()?)).await?;
+    let rows = blocking("store", move || store.list_users()).await?;
     Ok(Json(Value::Array(rows.iter().map(|r| with_usage(&s, r)).collect())))
 }
 
 async fn one(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, AdminError> {
     let store = s.users.store().clone();
-    Ok(Json(with_usage(&s, &blocking(move || Ok(manage::find(&store, &id)?)).await?)))
+    Ok(Json(with_usage(&s, &blocking("store", move || manage::find(&store, &id)).await?)))
 }
 
 /// Body `{"name", "role", "password"?, "max_keys"?}`: 201 with the user.

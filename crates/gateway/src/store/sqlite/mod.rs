@@ -71,14 +71,9 @@ impl SqliteStore {
             super::create_private_dir(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
         }
         if !path.exists() {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(false);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let mut options = super::private_options();
+            options.write(true).create(true).truncate(false);
+            options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
         }
         let conn = Connection::open(path).with_context(|| format!("cannot open database {}", path.display()))?;
         // The first statement reads the file: a file that is not a database (or not readable) fails here.
