@@ -205,8 +205,10 @@ fn main() -> anyhow::Result<()> {
         let (med, max) = time(5, || Ok(query::requests(&conn, &q, &prices)?))?;
         results.push((format!("`/admin/requests?{name}`"), med, max));
     }
-    let (med, max) = time(5, || codex_gateway::usage::tokens_by_key_since(&store, now - 30 * day))?;
-    results.push(("`tokens_by_key_since(30 days ago)` (budgets)".into(), med, max));
+    let (med, max) = time(5, || {
+        codex_gateway::usage::tokens_since(&store, codex_gateway::store::usage::Spender::Key, now - 30 * day)
+    })?;
+    results.push(("`tokens_since(Key, 30 days ago)` (budgets)".into(), med, max));
 
     let slowest = results.iter().map(|r| r.2).fold(0.0, f64::max);
     drop(conn);
@@ -265,7 +267,7 @@ async fn dashboard_pages(dir: &std::path::Path, store: &Store, now_ms: i64) -> a
     }
     for i in 1..=KEYS {
         let spec = codex_gateway::keys::manage::KeySpec { name: format!("key-{i}"), ..Default::default() };
-        codex_gateway::keys::manage::create(store, spec, now_ms / 1000).map_err(|e| anyhow::anyhow!("{e}"))?;
+        codex_gateway::keys::manage::create(store, spec, None, now_ms / 1000).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     // Nothing upstream answers: a port that refuses at once.
     let nowhere = "http://127.0.0.1:9".to_string();

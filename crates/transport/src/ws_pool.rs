@@ -184,7 +184,6 @@ impl WsPool {
         if recently(&self.too_large, &key) {
             return Outcome::UseSse;
         }
-        let whole = ws::create_message(body);
         let mut last = None;
         // After the backend refused a chain: a new connection, the whole request.
         let mut fresh = false;
@@ -207,7 +206,9 @@ impl WsPool {
             let chains = turn.as_ref().is_some_and(|t| t.chains());
             let message = match turn.as_mut().and_then(|t| t.take_body()) {
                 Some(chained) => ws::create_message(&chained),
-                None => whole.clone(),
+                // Made for each attempt: sent, it is dropped, and a large body is not held twice while the
+                // answer is awaited.
+                None => ws::create_message(body),
             };
             // Over the size the connection takes: not sent (the official client checks before it sends).
             if let Some(max) = conn.max_message.filter(|max| message.len() > *max) {

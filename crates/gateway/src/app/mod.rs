@@ -112,14 +112,13 @@ fn seed_budgets(keys: &Keys, store: &Store) -> anyhow::Result<()> {
     let (day_start, month_start) = crate::keys::limits::period_starts(crate::auth::now_unix());
     let get = |m: &std::collections::HashMap<String, u64>, id: &str| m.get(id).copied().unwrap_or(0);
     // Users' budgets the same way as the keys', from the ledger's user column.
-    type TokensSince = fn(&Store, i64) -> anyhow::Result<std::collections::HashMap<String, u64>>;
+    use crate::store::usage::Spender;
     type Seed = fn(&Keys, &str, u64, u64);
-    let spenders: [(Vec<Arc<str>>, TokensSince, Seed); 2] = [
-        (keys.ids(), crate::usage::tokens_by_key_since, Keys::seed),
-        (keys.budget_user_ids(), crate::usage::tokens_by_user_since, Keys::seed_user),
-    ];
-    for (ids, tokens_since, seed) in spenders.into_iter().filter(|(ids, ..)| !ids.is_empty()) {
-        let (today, month) = (tokens_since(store, day_start * 1000)?, tokens_since(store, month_start * 1000)?);
+    let spenders: [(Vec<Arc<str>>, Spender, Seed); 2] =
+        [(keys.ids(), Spender::Key, Keys::seed), (keys.budget_user_ids(), Spender::User, Keys::seed_user)];
+    for (ids, by, seed) in spenders.into_iter().filter(|(ids, ..)| !ids.is_empty()) {
+        let tokens_since = |since_s: i64| crate::usage::tokens_since(store, by, since_s * 1000);
+        let (today, month) = (tokens_since(day_start)?, tokens_since(month_start)?);
         for id in ids {
             seed(keys, &id, get(&today, &id), get(&month, &id));
         }

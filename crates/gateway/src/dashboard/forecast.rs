@@ -25,10 +25,9 @@ pub(crate) fn forecast_data(dash: &St) -> Value {
         .iter()
         .filter_map(|(id, f)| {
             let a = list.iter().find(|a| a.id == *id)?;
-            let name = a.label().or_else(|| a.email.clone()).unwrap_or_else(|| a.id.clone());
             let s = a.stewardship(now, dash.app.pool.quota_correction());
             Some(json!({
-                "name": name,
+                "name": a.display_name(),
                 "forecast": forecast_json(f, now),
                 "share": if f.capacity > 0.0 { (100.0 * f.usable / f.capacity).round() } else { 0.0 },
                 "limit": s["limit"],

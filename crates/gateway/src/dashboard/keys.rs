@@ -125,7 +125,7 @@ pub(crate) async fn create(
     // A member's maximum is checked with the insert (concurrent creations cannot together pass it).
     let max_keys = own.0.as_ref().map(|member| member.max_keys);
     let owner = who.user().map(|u| manage::Owner { id: &u.id, name: &u.name, max_keys });
-    let (row, secret) = manage::create_owned(dash.app.keys.store(), spec, owner, now_unix()).map_err(refused)?;
+    let (row, secret) = manage::create(dash.app.keys.store(), spec, owner, now_unix()).map_err(refused)?;
     changed(&dash, StatusCode::CREATED, &row, Some(secret))
 }
 

@@ -126,13 +126,9 @@ pub struct Owner<'a> {
     pub max_keys: Option<u32>,
 }
 
-/// Create a key: returns its row and its secret, which is shown this once and stored only as a hash.
-pub fn create(store: &Store, spec: KeySpec, now: i64) -> Result<(StoredKey, String), ManageError> {
-    create_owned(store, spec, None, now)
-}
-
-/// [`create`], the key belonging to `owner` (`None`: the gateway's), who may not hold more than their maximum.
-pub fn create_owned(
+/// Create a key belonging to `owner` (`None`: the gateway's), who may not hold more than their maximum: returns its
+/// row and its secret, which is shown this once and stored only as a hash.
+pub fn create(
     store: &Store,
     spec: KeySpec,
     owner: Option<Owner<'_>>,
@@ -255,8 +251,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cgw-manage-{}", uuid::Uuid::new_v4()));
         let store = Store::open(&dir.join("gateway.db"))?;
         let spec = |name: &str| KeySpec { name: name.into(), rpm: Some(5), ..Default::default() };
-        let (a, secret_a) = create(&store, spec("ci"), 1_700_000_000)?;
-        let (_, secret_b) = create(&store, spec("ci2"), 1_700_000_000)?;
+        let (a, secret_a) = create(&store, spec("ci"), None, 1_700_000_000)?;
+        let (_, secret_b) = create(&store, spec("ci2"), None, 1_700_000_000)?;
         assert_ne!(secret_a, secret_b);
         assert_eq!(secret_a.len(), 4 + 43);
         assert!(secret_a.starts_with(&a.prefix));
@@ -281,7 +277,7 @@ mod tests {
         assert!(serde_json::from_str::<KeyPatch>(r#"{"opportunistic": null}"#).is_err());
         assert!(serde_json::from_str::<KeyPatch>(r#"{"opportunistic": "yes"}"#).is_err());
         let spec: KeySpec = serde_json::from_str(r#"{"name": "spare", "opportunistic": true}"#)?;
-        let (spare, _) = create(&store, spec, 1_700_000_000)?;
+        let (spare, _) = create(&store, spec, None, 1_700_000_000)?;
         assert_eq!(store.get_key(&spare.id)?.map(|k| k.opportunistic), Some(true));
         let r = revoke(&store, &a.id, 1_700_000_500)?;
         assert_eq!(summary(&r, None, 1_700_000_600)["status"], "revoked");
@@ -294,12 +290,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cgw-manage-{}", uuid::Uuid::new_v4()));
         let store = Store::open(&dir.join("gateway.db"))?;
         let named = |name: &str| KeySpec { name: name.into(), ..Default::default() };
-        let (alice, _) = create(&store, named("alice"), 1_700_000_000)?;
-        let (bob, _) = create(&store, named("bob"), 1_700_000_000)?;
+        let (alice, _) = create(&store, named("alice"), None, 1_700_000_000)?;
+        let (bob, _) = create(&store, named("bob"), None, 1_700_000_000)?;
         // Taken, also with the spaces that are trimmed away, and by a rename.
-        for attempt in
-            [create(&store, named("alice"), 1).map(|(k, _)| k), create(&store, named(" alice "), 1).map(|(k, _)| k)]
-        {
+        for attempt in [
+            create(&store, named("alice"), None, 1).map(|(k, _)| k),
+            create(&store, named(" alice "), None, 1).map(|(k, _)| k),
+        ] {
             assert!(matches!(&attempt, Err(ManageError::NameTaken { id, .. }) if *id == alice.id), "{attempt:?}");
         }
         let rename = |name: &str| KeyPatch { name: Some(name.into()), ..Default::default() };
@@ -309,7 +306,7 @@ mod tests {
         assert_eq!(store.list_keys()?.len(), 2);
         // Once revoked, its name is free again, for a new key and for a rename.
         revoke(&store, &alice.id, 1_700_000_500)?;
-        let (again, _) = create(&store, named("alice"), 1_700_000_600)?;
+        let (again, _) = create(&store, named("alice"), None, 1_700_000_600)?;
         assert_ne!(again.id, alice.id);
         revoke(&store, &again.id, 1_700_000_700)?;
         assert_eq!(update(&store, &bob.id, rename("alice"))?.name, "alice");
@@ -332,7 +329,7 @@ mod tests {
                     let start = &start;
                     scope.spawn(move || {
                         start.wait();
-                        create(store, KeySpec { name: "race".into(), ..Default::default() }, 1).map(|(k, _)| k)
+                        create(store, KeySpec { name: "race".into(), ..Default::default() }, None, 1).map(|(k, _)| k)
                     })
                 })
                 .collect();
@@ -355,12 +352,12 @@ mod tests {
     fn keys_that_already_share_a_name_can_still_be_changed() -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("cgw-manage-{}", uuid::Uuid::new_v4()));
         let store = Store::open(&dir.join("gateway.db"))?;
-        let (first, _) = create(&store, KeySpec { name: "ci".into(), ..Default::default() }, 1)?;
+        let (first, _) = create(&store, KeySpec { name: "ci".into(), ..Default::default() }, None, 1)?;
         let twin = StoredKey { id: "key_twin".into(), secret_sha256: "00".repeat(32), ..first.clone() };
         store.insert_key(&twin)?;
         let patch: KeyPatch = serde_json::from_str(r#"{"rpm": 7, "name": "ci"}"#)?;
         assert_eq!(update(&store, &twin.id, patch)?.limits.rpm, Some(7));
-        let (other, _) = create(&store, KeySpec { name: "other".into(), ..Default::default() }, 2)?;
+        let (other, _) = create(&store, KeySpec { name: "other".into(), ..Default::default() }, None, 2)?;
         let rename = KeyPatch { name: Some("ci".into()), ..Default::default() };
         assert!(matches!(update(&store, &other.id, rename), Err(ManageError::NameTaken { id, .. }) if id == first.id));
         assert!(matches!(update(&store, "key_gone", KeyPatch::default()), Err(ManageError::NotFound(_))));

@@ -532,7 +532,7 @@ mod tests {
     fn keys_with(spec: KeySpec) -> (Keys, Arc<ClientKey>, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("cgw-registry-{}", uuid::Uuid::new_v4()));
         let store = Arc::new(Store::open(&dir.join("gateway.db")).unwrap_or_else(|e| panic!("{e}")));
-        let (row, secret) = create(&store, spec, now_unix()).unwrap_or_else(|e| panic!("{e}"));
+        let (row, secret) = create(&store, spec, None, now_unix()).unwrap_or_else(|e| panic!("{e}"));
         let keys = Keys::load(store).unwrap_or_else(|e| panic!("{e}"));
         let key = keys.find(&secret).unwrap_or_else(|| panic!("not found"));
         assert_eq!(&*key.id, row.id);
@@ -558,7 +558,7 @@ mod tests {
         };
         for i in 0..100 {
             let spec = KeySpec { name: format!("k{i}"), ..KeySpec::default() };
-            let (row, secret) = create(&store, spec, now_unix()).unwrap_or_else(|e| panic!("{e}"));
+            let (row, secret) = create(&store, spec, None, now_unix()).unwrap_or_else(|e| panic!("{e}"));
             keys.reload().unwrap_or_else(|e| panic!("{e}"));
             crate::keys::manage::revoke(&store, &row.id, now_unix()).unwrap_or_else(|e| panic!("{e:?}"));
             keys.reload().unwrap_or_else(|e| panic!("{e}"));

@@ -77,7 +77,7 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::manage::{KeySpec, Owner, create_owned};
+    use crate::keys::manage::{KeySpec, Owner, create};
     use crate::store::Store;
 
     /// Two keys of one user share the user's budget and rate; a key of another user does not.
@@ -100,7 +100,7 @@ mod tests {
         store.insert_user(&user("usr_bob", Limits::default()))?;
         let key = |name: &str, owner: &str| {
             let owner = Owner { id: owner, name: owner, max_keys: None };
-            create_owned(&store, KeySpec { name: name.into(), ..Default::default() }, Some(owner), 1)
+            create(&store, KeySpec { name: name.into(), ..Default::default() }, Some(owner), 1)
         };
         let (_, a1) = key("a1", "usr_ana")?;
         let (_, a2) = key("a2", "usr_ana")?;

@@ -113,12 +113,12 @@ mod tests {
     /// names none.
     #[test]
     fn the_line_names_the_user_a_request_was_for() -> anyhow::Result<()> {
-        use crate::keys::manage::{KeySpec, Owner, create_owned};
+        use crate::keys::manage::{KeySpec, Owner, create};
         let dir = std::env::temp_dir().join(format!("cgw-access-user-{}", uuid::Uuid::new_v4()));
         let store = Arc::new(crate::store::Store::open(&dir.join("gateway.db"))?);
         let owner = Owner { id: "usr_ana", name: "ana", max_keys: None };
-        let (_, theirs) = create_owned(&store, KeySpec { name: "a".into(), ..Default::default() }, Some(owner), 1)?;
-        let (_, nobodys) = create_owned(&store, KeySpec { name: "g".into(), ..Default::default() }, None, 1)?;
+        let (_, theirs) = create(&store, KeySpec { name: "a".into(), ..Default::default() }, Some(owner), 1)?;
+        let (_, nobodys) = create(&store, KeySpec { name: "g".into(), ..Default::default() }, None, 1)?;
         let keys = crate::keys::Keys::load(store)?;
         let caller = |s: &str| keys.find(s).map(crate::keys::Caller).ok_or_else(|| anyhow::anyhow!("no key"));
         let (theirs, nobodys) = (caller(&theirs)?, caller(&nobodys)?);

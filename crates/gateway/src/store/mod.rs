@@ -81,7 +81,7 @@ impl Store {
         self.file.path()
     }
 
-    /// Run `f` on the SQLite file's connection (short reads, e.g. `usage::tokens_by_key_since`).
+    /// Run `f` on the SQLite file's connection (short reads, e.g. `usage::tokens_since`).
     pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
         self.file.with_conn(f)
     }

@@ -666,7 +666,7 @@ impl Store {
     }
 
     /// Input plus output tokens per client key (or user) from `from` (an hour) on: hourly rollups up to
-    /// `midnight`, daily ones after it (`usage::tokens_by_key_since`).
+    /// `midnight`, daily ones after it (`usage::tokens_since`).
     pub fn tokens_by(&self, by: Spender, from: i64, midnight: i64) -> anyhow::Result<HashMap<String, u64>> {
         let c = by.column();
         let sql = format!(

@@ -161,7 +161,7 @@ impl Upstream {
             _ => None,
         };
         let headers = self.headers(account, authorization, ctx, Transport::Http);
-        let body = with_client_metadata(&body, ctx.tail, ctx.turn.as_deref(), account, None);
+        let (tail, turn) = (ctx.tail, ctx.turn.clone());
         let (upstream, account) = (self.clone(), account.clone());
         let warm_up = ctx.warm_up.clone();
         async move {
@@ -198,6 +198,8 @@ impl Upstream {
             if let Some(model) = warm_up {
                 return Ok(super::warmup::answered_here(&model));
             }
+            // Written only now: while the WebSocket's answer is awaited, a large body is held once fewer.
+            let body = with_client_metadata(&body, tail, turn.as_deref(), &account, None);
             upstream.post(&account, headers, body).await
         }
     }

@@ -222,20 +222,11 @@ impl Ledger {
     }
 }
 
-/// Input plus output tokens per client key since `since_unix_ms`, from the rollups: the hours up to the next UTC
-/// midnight from the hourly ones, whole days after it from the daily ones (a month costs ~30 rows per key and
-/// combination, not ~720). The hour that holds `since_unix_ms` counts whole: budgets start on an hour. Requests
-/// without a client key are not included.
-pub fn tokens_by_key_since(store: &Store, since_unix_ms: i64) -> anyhow::Result<HashMap<String, u64>> {
-    tokens_since(store, crate::store::usage::Spender::Key, since_unix_ms)
-}
-
-/// [`tokens_by_key_since`] per user (requests for nobody are not included).
-pub fn tokens_by_user_since(store: &Store, since_unix_ms: i64) -> anyhow::Result<HashMap<String, u64>> {
-    tokens_since(store, crate::store::usage::Spender::User, since_unix_ms)
-}
-
-fn tokens_since(
+/// Input plus output tokens per client key (or per user, `by`) since `since_unix_ms`, from the rollups: the hours up
+/// to the next UTC midnight from the hourly ones, whole days after it from the daily ones (a month costs ~30 rows
+/// per key and combination, not ~720). The hour that holds `since_unix_ms` counts whole: budgets start on an hour.
+/// Requests without a client key (or for nobody) are not included.
+pub fn tokens_since(
     store: &Store,
     by: crate::store::usage::Spender,
     since_unix_ms: i64,

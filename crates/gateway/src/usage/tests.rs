@@ -269,11 +269,11 @@ fn rollups_queries_budgets_and_pruning() -> anyhow::Result<()> {
     assert_eq!(a.requests[0].cost_usd, Some(200.0 / 1e6), "100 input at 1.0 and 10 output at 10.0 per million");
 
     // Budgets: input + output per key since an instant, from the rollups.
-    let since = super::tokens_by_key_since(&store, day0 as i64)?;
+    let since = super::tokens_since(&store, crate::store::usage::Spender::Key, day0 as i64)?;
     assert_eq!(since.get("k1"), Some(&165));
     assert_eq!(since.get("k2"), Some(&0));
     assert_eq!(since.len(), 2, "requests without a key are nobody's budget");
-    let later = super::tokens_by_key_since(&store, (day0 + 2 * h + 1) as i64)?;
+    let later = super::tokens_since(&store, crate::store::usage::Spender::Key, (day0 + 2 * h + 1) as i64)?;
     assert_eq!(later.get("k1"), Some(&0));
 
     // Pruning: rows before day 1, rollups before the second hour.
@@ -283,7 +283,7 @@ fn rollups_queries_budgets_and_pruning() -> anyhow::Result<()> {
     assert_eq!(count(&conn, "usage_hourly"), 3);
     assert_eq!(count(&conn, "usage_daily"), 4, "daily rollups are kept by their day");
     // Whole days come from the daily rollups: the hour pruned above still counts.
-    let whole_days = super::tokens_by_key_since(&store, (day0 - 5 * h) as i64)?;
+    let whole_days = super::tokens_since(&store, crate::store::usage::Spender::Key, (day0 - 5 * h) as i64)?;
     assert_eq!(whole_days.get("k1"), Some(&165));
     drop(conn);
     std::fs::remove_dir_all(dir)?;

@@ -211,7 +211,7 @@ impl KeysTarget for Local<'_> {
         let spec: KeySpec = serde_json::from_value(Value::Object(body))?;
         let store = self.store()?;
         let name = spec.name.clone();
-        let made = crate::keys::manage::create(&store, spec, now_unix()).map_err(key_error);
+        let made = crate::keys::manage::create(&store, spec, None, now_unix()).map_err(key_error);
         let note = match &made {
             Ok((row, _)) => crate::audit::key_note(row),
             Err(_) => Note::default().with("name", name),

@@ -69,7 +69,7 @@ async fn create(
     // insert: concurrent creations cannot together pass it).
     let max_keys = asking.only_own().map(|member| member.max_keys);
     let owner = asking.principal.user().map(|u| manage::Owner { id: &u.id, name: &u.name, max_keys });
-    let (row, secret) = manage::create_owned(s.keys.store(), spec, owner, now_unix())?;
+    let (row, secret) = manage::create(s.keys.store(), spec, owner, now_unix())?;
     s.keys.reload()?;
     let mut v = stored_with_usage(Some(&s.keys), &row);
     v["secret"] = secret.into();

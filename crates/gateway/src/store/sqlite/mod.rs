@@ -91,7 +91,7 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Run `f` on the store's connection (short reads, e.g. `usage::tokens_by_key_since`).
+    /// Run `f` on the store's connection (short reads, e.g. `usage::tokens_since`).
     pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
         Ok(f(&self.conn.lock())?)
     }

@@ -280,7 +280,7 @@ async fn one_key_name_created_at_once_from_many_connections_goes_to_one_key() {
                     let start = &start;
                     scope.spawn(move || {
                         start.wait();
-                        create(store, KeySpec { name: "race".into(), ..Default::default() }, 1).map(|(k, _)| k.id)
+                        create(store, KeySpec { name: "race".into(), ..Default::default() }, None, 1).map(|(k, _)| k.id)
                     })
                 })
                 .collect();
