@@ -159,7 +159,9 @@ impl WsPool {
     }
 
     /// Send a serialized Responses body over the owner's connection for this conversation. `headers`: the
-    /// HTTP request's headers (credentials, identity, session), used for a new connection's handshake.
+    /// HTTP request's headers (credentials, identity, session), used for a new connection's handshake. `body`
+    /// writes the body for each attempt: the message made from it is dropped once sent, so a large request is
+    /// not held once more while its answer is awaited (docs/performance.md, "Small waiting requests").
     ///
     /// With `chain` (how the request chains, handed in), a turn that continues what the connection's last
     /// completed turn left goes with the body the chain gives for it (the official client's: `previous_response_id`
@@ -170,7 +172,7 @@ impl WsPool {
         &self,
         owner: Arc<dyn Owner>,
         mut headers: HeaderMap,
-        body: &Bytes,
+        body: &(dyn Fn() -> Bytes + Sync),
         session: Option<&str>,
         chain: Option<Arc<ChainRequest>>,
     ) -> Outcome {
@@ -202,14 +204,14 @@ impl WsPool {
                 },
             };
             let previous = conn.lineage.take().filter(|_| !fresh);
-            let mut turn = chain.as_ref().map(|c| c.turn(body, previous));
+            let whole = body();
+            let mut turn = chain.as_ref().map(|c| c.turn(&whole, previous));
             let chains = turn.as_ref().is_some_and(|t| t.chains());
             let message = match turn.as_mut().and_then(|t| t.take_body()) {
                 Some(chained) => ws::create_message(&chained),
-                // Made for each attempt: sent, it is dropped, and a large body is not held twice while the
-                // answer is awaited.
-                None => ws::create_message(body),
+                None => ws::create_message(&whole),
             };
+            drop(whole);
             // Over the size the connection takes: not sent (the official client checks before it sends).
             if let Some(max) = conn.max_message.filter(|max| message.len() > *max) {
                 self.too_large.lock().insert(key, Instant::now() + REFUSAL_MEMORY);

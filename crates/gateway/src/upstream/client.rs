@@ -151,12 +151,9 @@ impl Upstream {
         let ws = match (ctx.websocket, &account.kind, &account.proxy, &self.ws) {
             (true, AccountKind::Chatgpt, None, Some(ws)) => {
                 let headers = self.headers(account, authorization.clone(), ctx, Transport::Websocket);
-                let now_ms = crate::auth::now_ms();
-                let lite = ctx.turn.as_deref().is_some_and(|t| t.lite);
-                let websocket = WebsocketTurn { turn_state: ctx.turn_state.as_deref(), now_ms, lite };
-                let body = with_client_metadata(&body, ctx.tail, ctx.turn.as_deref(), account, Some(websocket));
                 let session = ctx.conversation.then(|| ctx.session_id.clone());
-                Some((ws.clone(), headers, body, session, ctx.chain.clone()))
+                let now_ms = crate::auth::now_ms();
+                Some((ws.clone(), headers, session, ctx.chain.clone(), ctx.turn_state.clone(), now_ms))
             }
             _ => None,
         };
@@ -165,7 +162,7 @@ impl Upstream {
         let (upstream, account) = (self.clone(), account.clone());
         let warm_up = ctx.warm_up.clone();
         async move {
-            if let Some((ws, ws_headers, ws_body, session, chain)) = ws {
+            if let Some((ws, ws_headers, session, chain, turn_state, now_ms)) = ws {
                 // A warm-up on a conversation whose upstream connection is already open and warm is answered here:
                 // relayed, it would reset the connection's chain (`WsPool::holds_conversation`).
                 if let (Some(model), Some(session)) = (&warm_up, session.as_deref())
@@ -175,6 +172,13 @@ impl Upstream {
                 }
                 // Boxed: the WebSocket send is ~2.7 KB, twice the HTTP one, and every request's future waiting for
                 // its response headers would otherwise carry room for it (thousands at once, docs/performance.md, "Small waiting requests").
+                // The body with its `client_metadata` is written per attempt, not held beside `body` while the
+                // answer is awaited.
+                let lite = turn.as_deref().is_some_and(|t| t.lite);
+                let ws_body = || {
+                    let websocket = WebsocketTurn { turn_state: turn_state.as_deref(), now_ms, lite };
+                    with_client_metadata(&body, tail, turn.as_deref(), &account, Some(websocket))
+                };
                 let sending = ws.send(super::owner(&account), ws_headers, &ws_body, session.as_deref(), chain);
                 match Box::pin(sending).await {
                     super::ws_pool::Outcome::Answer(answer) => return answer,
