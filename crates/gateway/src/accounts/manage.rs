@@ -1,5 +1,6 @@
 //! Account management shared by the CLI (`codex-gateway accounts ...`) and the admin API (`/admin/accounts`):
-//! import from every supported source, export, enable/disable, label, the owner's policy, remove.
+//! import from every supported source, export, enable/disable, label, the owner's policy, proxy, remove. Each
+//! setting is validated here, once for every surface.
 
 use anyhow::{Context, bail};
 use planner::Policy;
@@ -57,6 +58,7 @@ pub async fn resolve(
     issuer: &str,
     client: &crate::upstream::identity::ClientIdentity,
 ) -> anyhow::Result<Vec<StoredAccount>> {
+    let label = checked_label(label.as_deref())?;
     Ok(match source {
         ImportSource::AuthJson(v) => {
             let file: AuthFile = serde_json::from_value(v).context("not a Codex auth.json")?;
@@ -211,30 +213,88 @@ pub fn parse_policy(text: &str) -> Result<Policy, BadPolicy> {
     Policy::parse(text.trim()).ok_or_else(|| BadPolicy(text.to_string()))
 }
 
-/// Why an account's policy was not set.
+/// Why a stored account's setting (label, policy, proxy) was not changed.
 #[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    #[error(transparent)]
-    Bad(#[from] BadPolicy),
+pub enum ChangeError {
+    /// The value is not accepted; the message says what is.
+    #[error("{0}")]
+    Bad(String),
     #[error("no account `{0}` in the store")]
     NoAccount(String),
     #[error(transparent)]
     Store(#[from] anyhow::Error),
 }
 
+/// The longest label, in characters: it is shown in tables and the dashboard's cards.
+pub const LABEL_MAX: usize = 100;
+
+/// A label as every surface takes it: spaces around it dropped, empty meaning none, at most [`LABEL_MAX`] characters.
+pub fn checked_label(text: Option<&str>) -> Result<Option<String>, ChangeError> {
+    let label = text.map(str::trim).filter(|l| !l.is_empty());
+    if label.is_some_and(|l| l.chars().count() > LABEL_MAX) {
+        return Err(ChangeError::Bad(format!("A label is at most {LABEL_MAX} characters.")));
+    }
+    Ok(label.map(str::to_string))
+}
+
+/// Set a stored account's label (the CLI's, the admin API's and the dashboard's); answers the label kept.
+pub fn set_label(store: &Store, id: &str, text: Option<&str>) -> Result<Option<String>, ChangeError> {
+    let label = checked_label(text)?;
+    found(store.set_label(id, label.as_deref())?, id).map(|()| label)
+}
+
 /// Set the owner's policy of a stored account (docs/accounts.md, "Policies"); the pool applies it at its next
 /// re-read (the caller's, or a team's change counter).
-pub fn set_policy(store: &Store, id: &str, text: &str) -> Result<Policy, PolicyError> {
-    let policy = parse_policy(text)?;
-    if !store.set_policy(id, &policy.as_text())? {
-        return Err(PolicyError::NoAccount(id.to_string()));
+pub fn set_policy(store: &Store, id: &str, text: &str) -> Result<Policy, ChangeError> {
+    let policy = parse_policy(text).map_err(|e| ChangeError::Bad(e.to_string()))?;
+    found(store.set_policy(id, &policy.as_text())?, id).map(|()| policy)
+}
+
+/// Set a stored account's own proxy (`http`, `https`, `socks5` URL; none: the global setting), refused unless
+/// the HTTP client can use it; answers the proxy kept.
+pub fn set_proxy(store: &Store, id: &str, url: Option<&str>) -> Result<Option<String>, ChangeError> {
+    let proxy = url.map(str::trim).filter(|p| !p.is_empty());
+    if let Some(p) = proxy {
+        reqwest::Proxy::all(p).map_err(|e| ChangeError::Bad(format!("Invalid proxy URL: {e}")))?;
     }
-    Ok(policy)
+    found(store.set_proxy(id, proxy)?, id).map(|()| proxy.map(str::to_string))
+}
+
+fn found(found: bool, id: &str) -> Result<(), ChangeError> {
+    if found { Ok(()) } else { Err(ChangeError::NoAccount(id.to_string())) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every surface (CLI, admin API, dashboard) sets a label and a proxy through these: one rule for all.
+    #[test]
+    fn settings_are_checked_once_for_every_surface() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-accounts-manage-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let row = stored_from_api_key("sk-test", None, None);
+        store.upsert_account(&row)?;
+        let id = row.id.as_str();
+        let bad = |r: Result<Option<String>, ChangeError>| matches!(r, Err(ChangeError::Bad(_)));
+
+        assert_eq!(set_label(&store, id, Some("  work  "))?, Some("work".into()));
+        assert_eq!(store.get_account(id)?.and_then(|a| a.label), Some("work".into()));
+        assert_eq!(set_label(&store, id, Some("   "))?, None);
+        assert_eq!(set_label(&store, id, Some(&"é".repeat(LABEL_MAX)))?.map(|l| l.chars().count()), Some(LABEL_MAX));
+        assert!(bad(set_label(&store, id, Some(&"x".repeat(LABEL_MAX + 1)))));
+        assert!(matches!(set_label(&store, "acc-none", Some("x")), Err(ChangeError::NoAccount(_))));
+
+        assert!(bad(set_proxy(&store, id, Some("not a url"))));
+        assert_eq!(store.get_account(id)?.and_then(|a| a.proxy), None, "a refused proxy is not stored");
+        let proxy = "socks5://127.0.0.1:1080";
+        assert_eq!(set_proxy(&store, id, Some(&format!(" {proxy} ")))?.as_deref(), Some(proxy));
+        assert_eq!(store.get_account(id)?.and_then(|a| a.proxy).as_deref(), Some(proxy));
+        assert_eq!(set_proxy(&store, id, Some(""))?, None);
+        assert!(matches!(set_policy(&store, id, "keep:40"), Err(ChangeError::Bad(_))));
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
 
     #[test]
     fn policies_parse_in_every_accepted_form_and_nothing_else() {
@@ -257,8 +317,8 @@ mod tests {
         let row = stored_from_api_key("sk-1", None, None);
         store.upsert_account(&row)?;
         assert_eq!(set_policy(&store, &row.id, "preserve:40")?, Policy::Preserve { floor_percent: 40 });
-        assert!(matches!(set_policy(&store, &row.id, "preserve:0"), Err(PolicyError::Bad(_))));
-        assert!(matches!(set_policy(&store, "key-none", "normal"), Err(PolicyError::NoAccount(_))));
+        assert!(matches!(set_policy(&store, &row.id, "preserve:0"), Err(ChangeError::Bad(_))));
+        assert!(matches!(set_policy(&store, "key-none", "normal"), Err(ChangeError::NoAccount(_))));
         let doc = export(&store, true)?;
         assert_eq!(doc["accounts"][0]["policy"], "preserve:40");
         let back = from_export(&doc)?;

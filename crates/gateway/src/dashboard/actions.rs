@@ -53,45 +53,21 @@ pub(crate) async fn act(
             "This account is the linked Codex CLI login (read from auth.json): import it (Upload auth.json) to manage it here.",
         ));
     }
-    let mut note = Note::default();
     let changed = match action.as_str() {
-        "enable" | "disable" => manage::set_enabled(store, &id, action == "enable").map(|_| ()),
-        "label" => {
-            let label = b.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
-            if label.as_ref().is_some_and(|l| l.chars().count() > 100) {
-                return Err(json_error(StatusCode::BAD_REQUEST, "A label is at most 100 characters."));
-            }
-            note = note.with("label", label.clone());
-            store.set_label(&id, label.as_deref()).map(|_| ())
+        "enable" | "disable" => {
+            manage::set_enabled(store, &id, action == "enable").map(|_| Note::default()).map_err(Into::into)
         }
+        "label" => manage::set_label(store, &id, b.label.as_deref()).map(|l| Note::default().with("label", l)),
         "policy" => {
             let choice = b.policy.as_deref().map(str::trim).unwrap_or_default();
             let text = match b.floor.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
                 Some(floor) if choice == "preserve" => format!("preserve:{floor}"),
                 Some(_) | None => choice.to_string(),
             };
-            match manage::set_policy(store, &id, &text) {
-                Ok(p) => {
-                    note = note.with("policy", p.as_text());
-                    Ok(())
-                }
-                Err(manage::PolicyError::Bad(e)) => return Err(json_error(StatusCode::BAD_REQUEST, format!("{e}."))),
-                Err(manage::PolicyError::NoAccount(_)) => {
-                    return Err(json_error(StatusCode::NOT_FOUND, format!("No account `{id}`.")));
-                }
-                Err(manage::PolicyError::Store(e)) => Err(e),
-            }
+            manage::set_policy(store, &id, &text).map(|p| Note::default().with("policy", p.as_text()))
         }
-        "proxy" => {
-            let proxy = b.proxy.map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
-            if let Some(p) = &proxy
-                && let Err(e) = reqwest::Proxy::all(p)
-            {
-                return Err(json_error(StatusCode::BAD_REQUEST, format!("Invalid proxy URL: {e}")));
-            }
-            note = note.with("proxy", proxy.as_deref().map(crate::audit::redact_url));
-            store.set_proxy(&id, proxy.as_deref()).map(|_| ())
-        }
+        "proxy" => manage::set_proxy(store, &id, b.proxy.as_deref())
+            .map(|p| Note::default().with("proxy", p.as_deref().map(crate::audit::redact_url))),
         "check" => {
             let started = Instant::now();
             let result = pool.check(&account).await;
@@ -114,10 +90,15 @@ pub(crate) async fn act(
             let keys = pool.release_holds_of(&id).await.map_err(internal)?;
             return Ok(json_response(StatusCode::OK, json!({"released": keys})));
         }
-        "remove" => store.remove_account(&id).map(|_| ()),
+        "remove" => store.remove_account(&id).map(|_| Note::default()).map_err(Into::into),
         _ => return Err(json_error(StatusCode::NOT_FOUND, format!("No action `{action}`."))),
     };
-    changed.and_then(|()| pool.reload()).map_err(internal)?;
+    let note = changed.map_err(|e| match e {
+        manage::ChangeError::Bad(message) => json_error(StatusCode::BAD_REQUEST, message),
+        manage::ChangeError::NoAccount(_) => json_error(StatusCode::NOT_FOUND, format!("No account `{id}`.")),
+        manage::ChangeError::Store(e) => internal(e),
+    })?;
+    pool.reload().map_err(internal)?;
     let summary = pool.get(&id).map(|a| a.summary(now_unix())).unwrap_or(Value::Null);
     Ok(super::audit::noted(json_response(StatusCode::OK, json!({"ok": true, "account": summary})), note))
 }
@@ -160,7 +141,7 @@ pub(crate) async fn add(State(dash): State<St>, _: ApiWrite, body: axum::body::B
         }
         other => return bad(format!("Unknown kind `{other}`.")),
     };
-    let label = present(b.label);
+    let label = b.label;
     let from = crate::audit::import_kind(&source);
     let app = &dash.app;
     let rows =

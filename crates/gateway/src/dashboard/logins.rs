@@ -100,7 +100,8 @@ pub(crate) async fn start(
 ) -> Answer {
     let actor = who.actor();
     let b: StartBody = serde_json::from_slice(&body).unwrap_or_default();
-    let label = b.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
+    let label = crate::accounts::manage::checked_label(b.label.as_deref())
+        .map_err(|e| json_error(StatusCode::BAD_REQUEST, e.to_string()))?;
     let issuer = dash.app.config.auth_issuer.clone();
     if flow == "paste" {
         let pkce = Pkce::generate();

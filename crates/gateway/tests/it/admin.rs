@@ -46,8 +46,13 @@ async fn manage_accounts_on_a_running_gateway() {
     assert_eq!(status, 200);
 
     // Label, refresh, check, cooldowns.
-    let (status, _) = post(&env, &format!("/admin/accounts/{}/label", ids[1]), json!({"label":"work"})).await;
+    let (status, _) = post(&env, &format!("/admin/accounts/{}/label", ids[1]), json!({"label":"  work "})).await;
     assert_eq!(status, 200);
+    assert_eq!(env.get_json(&format!("/admin/accounts/{}", ids[1])).await["label"], "work");
+    // The dashboard's rule: at most 100 characters, refused in the admin API's shape.
+    let long = "x".repeat(101);
+    let (status, v) = post(&env, &format!("/admin/accounts/{}/label", ids[1]), json!({"label": long})).await;
+    assert_eq!((status, v["error"]["param"].as_str()), (400, Some("label")), "{v}");
     assert_eq!(env.get_json(&format!("/admin/accounts/{}", ids[1])).await["label"], "work");
     let before = env.fake.token_calls().len();
     let (status, _) = post(&env, &format!("/admin/accounts/{}/refresh", ids[1]), json!({})).await;

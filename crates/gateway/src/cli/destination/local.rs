@@ -122,7 +122,7 @@ impl AccountsTarget for Local<'_> {
 
     async fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<()> {
         let store = self.store()?;
-        let done = store.set_label(id, label).and_then(|found| changed(found, id));
+        let done = manage::set_label(&store, id, label).map(drop).map_err(anyhow::Error::from);
         audit(&store, "account.label", Some(id), &done, Note::default().with("label", label));
         done
     }
@@ -136,7 +136,7 @@ impl AccountsTarget for Local<'_> {
 
     async fn set_proxy(&self, id: &str, url: Option<&str>) -> anyhow::Result<()> {
         let store = self.store()?;
-        let done = store.set_proxy(id, url).and_then(|found| changed(found, id));
+        let done = manage::set_proxy(&store, id, url).map(drop).map_err(anyhow::Error::from);
         let note = Note::default().with("proxy", url.map(crate::audit::redact_url));
         audit(&store, "account.proxy", Some(id), &done, note);
         done

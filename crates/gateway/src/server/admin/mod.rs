@@ -200,11 +200,9 @@ async fn label(
     Path(id): Path<String>,
     AdminJson(b): AdminJson<LabelBody>,
 ) -> Answer<(Note, Json<Value>)> {
-    if !s.pool.store().set_label(&id, b.label.as_deref())? {
-        return Err(AdminError::NoAccount(id));
-    }
+    let label = manage::set_label(s.pool.store(), &id, b.label.as_deref()).map_err(|e| changed(e, "label", None))?;
     s.pool.reload()?;
-    Ok((Note::default().with("label", b.label.clone()), Json(json!({"id": id, "label": b.label}))))
+    Ok((Note::default().with("label", label.clone()), Json(json!({"id": id, "label": label}))))
 }
 
 #[derive(Deserialize)]
@@ -219,13 +217,8 @@ async fn policy(
     Path(id): Path<String>,
     AdminJson(b): AdminJson<PolicyBody>,
 ) -> Answer<(Note, Json<Value>)> {
-    let policy = manage::set_policy(s.pool.store(), &id, &b.policy).map_err(|e| match e {
-        manage::PolicyError::Bad(e) => {
-            GatewayError::invalid_param("policy", e.to_string()).with_code("invalid_policy").into()
-        }
-        manage::PolicyError::NoAccount(_) => AdminError::NoAccount(id.clone()),
-        manage::PolicyError::Store(e) => AdminError::from(e),
-    })?;
+    let policy =
+        manage::set_policy(s.pool.store(), &id, &b.policy).map_err(|e| changed(e, "policy", Some("invalid_policy")))?;
     s.pool.reload()?;
     Ok((Note::default().with("policy", policy.as_text()), Json(json!({"id": id, "policy": policy.as_text()}))))
 }
@@ -241,15 +234,22 @@ async fn proxy(
     Path(id): Path<String>,
     AdminJson(b): AdminJson<ProxyBody>,
 ) -> Answer<(Note, Json<Value>)> {
-    if let Some(p) = &b.proxy {
-        reqwest::Proxy::all(p).map_err(|e| GatewayError::invalid_param("proxy", format!("Invalid proxy URL: {e}")))?;
-    }
-    if !s.pool.store().set_proxy(&id, b.proxy.as_deref())? {
-        return Err(AdminError::NoAccount(id));
-    }
+    let proxy = manage::set_proxy(s.pool.store(), &id, b.proxy.as_deref()).map_err(|e| changed(e, "proxy", None))?;
     s.pool.reload()?;
-    let note = Note::default().with("proxy", b.proxy.as_deref().map(crate::audit::redact_url));
+    let note = Note::default().with("proxy", proxy.as_deref().map(crate::audit::redact_url));
     Ok((note, Json(s.pool.get(&id).map(|a| a.summary(now_unix())).unwrap_or(Value::Null))))
+}
+
+/// A setting refused by `accounts::manage`: a bad value is the client's 400 on `field`.
+fn changed(e: manage::ChangeError, field: &str, code: Option<&str>) -> AdminError {
+    match e {
+        manage::ChangeError::Bad(message) => {
+            let err = GatewayError::invalid_param(field, message);
+            code.map_or(err.clone(), |c| err.with_code(c)).into()
+        }
+        manage::ChangeError::NoAccount(id) => AdminError::NoAccount(id),
+        manage::ChangeError::Store(e) => AdminError::from(e),
+    }
 }
 
 async fn refresh(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Answer {
