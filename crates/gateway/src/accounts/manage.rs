@@ -255,7 +255,8 @@ pub fn set_policy(store: &Store, id: &str, text: &str) -> Result<Policy, ChangeE
 pub fn set_proxy(store: &Store, id: &str, url: Option<&str>) -> Result<Option<String>, ChangeError> {
     let proxy = url.map(str::trim).filter(|p| !p.is_empty());
     if let Some(p) = proxy {
-        reqwest::Proxy::all(p).map_err(|e| ChangeError::Bad(format!("Invalid proxy URL: {e}")))?;
+        reqwest::Proxy::all(p)
+            .map_err(|e| ChangeError::Bad(format!("Invalid proxy URL: {:#}", anyhow::Error::from(e))))?;
     }
     found(store.set_proxy(id, proxy)?, id).map(|()| proxy.map(str::to_string))
 }

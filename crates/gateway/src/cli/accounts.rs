@@ -118,7 +118,7 @@ async fn command(target: &impl AccountsTarget, config: &Config, cmd: AccountsCom
         }
         AccountsCommand::Label { id: given, label } => {
             let id = id(&given).await?;
-            target.set_label(&id, label.as_deref()).await?;
+            let label = target.set_label(&id, label.as_deref()).await?;
             say!("{id}: label {}", label.as_deref().unwrap_or("(none)"));
         }
         AccountsCommand::Policy { id: given, policy } => {
@@ -130,11 +130,8 @@ async fn command(target: &impl AccountsTarget, config: &Config, cmd: AccountsCom
         }
         AccountsCommand::Proxy { id: given, url } => {
             let id = id(&given).await?;
-            if let Some(u) = &url {
-                reqwest::Proxy::all(u).with_context(|| format!("invalid proxy URL {u}"))?;
-            }
-            target.set_proxy(&id, url.as_deref()).await?;
-            let shown = url.as_deref().map(crate::accounts::redact_proxy);
+            let kept = target.set_proxy(&id, url.as_deref()).await?;
+            let shown = kept.as_deref().map(crate::accounts::redact_proxy);
             say!("{id}: proxy {}", shown.unwrap_or_else(|| "(global)".into()));
         }
         AccountsCommand::Refresh { id: given } => {

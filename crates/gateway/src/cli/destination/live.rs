@@ -96,8 +96,9 @@ impl AccountsTarget for Live {
         Ok(v["status"].as_str().unwrap_or(verb).to_string())
     }
 
-    async fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<()> {
-        self.call(Method::POST, &format!("/admin/accounts/{id}/label"), Some(json!({"label": label}))).await.map(drop)
+    async fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<Option<String>> {
+        let v = self.call(Method::POST, &format!("/admin/accounts/{id}/label"), Some(json!({"label": label}))).await?;
+        Ok(v["label"].as_str().map(str::to_string))
     }
 
     async fn set_policy(&self, id: &str, policy: &str) -> anyhow::Result<()> {
@@ -105,8 +106,9 @@ impl AccountsTarget for Live {
         self.call(Method::POST, &format!("/admin/accounts/{id}/policy"), Some(body)).await.map(drop)
     }
 
-    async fn set_proxy(&self, id: &str, url: Option<&str>) -> anyhow::Result<()> {
-        self.call(Method::POST, &format!("/admin/accounts/{id}/proxy"), Some(json!({"proxy": url}))).await.map(drop)
+    async fn set_proxy(&self, id: &str, url: Option<&str>) -> anyhow::Result<Option<String>> {
+        let v = self.call(Method::POST, &format!("/admin/accounts/{id}/proxy"), Some(json!({"proxy": url}))).await?;
+        Ok(v["proxy"].as_str().map(str::to_string))
     }
 
     /// The gateway keeps tokens it could not save and retries: a warning, not a failure.

@@ -120,10 +120,11 @@ impl AccountsTarget for Local<'_> {
         done
     }
 
-    async fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<()> {
+    async fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<Option<String>> {
         let store = self.store()?;
-        let done = manage::set_label(&store, id, label).map(drop).map_err(anyhow::Error::from);
-        audit(&store, "account.label", Some(id), &done, Note::default().with("label", label));
+        let done = manage::set_label(&store, id, label).map_err(anyhow::Error::from);
+        let note = Note::default().with("label", done.as_ref().ok().cloned().flatten());
+        audit(&store, "account.label", Some(id), &done, note);
         done
     }
 
@@ -134,10 +135,11 @@ impl AccountsTarget for Local<'_> {
         done
     }
 
-    async fn set_proxy(&self, id: &str, url: Option<&str>) -> anyhow::Result<()> {
+    async fn set_proxy(&self, id: &str, url: Option<&str>) -> anyhow::Result<Option<String>> {
         let store = self.store()?;
-        let done = manage::set_proxy(&store, id, url).map(drop).map_err(anyhow::Error::from);
-        let note = Note::default().with("proxy", url.map(crate::audit::redact_url));
+        let done = manage::set_proxy(&store, id, url).map_err(anyhow::Error::from);
+        let note =
+            Note::default().with("proxy", done.as_ref().ok().and_then(Option::as_deref).map(crate::audit::redact_url));
         audit(&store, "account.proxy", Some(id), &done, note);
         done
     }

@@ -64,10 +64,12 @@ pub(crate) trait AccountsTarget {
     async fn remove(&self, id: &str) -> anyhow::Result<()>;
     /// The account's status after the change.
     async fn set_enabled(&self, id: &str, enabled: bool) -> anyhow::Result<String>;
-    async fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<()>;
+    /// The label kept (trimmed; `None` for none), checked as `accounts::manage::checked_label` says.
+    async fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<Option<String>>;
     /// The owner's policy, as `planner::Policy::as_text` writes it (checked by the caller).
     async fn set_policy(&self, id: &str, policy: &str) -> anyhow::Result<()>;
-    async fn set_proxy(&self, id: &str, url: Option<&str>) -> anyhow::Result<()>;
+    /// The proxy kept (`None`: the global setting), refused unless the HTTP client can use it.
+    async fn set_proxy(&self, id: &str, url: Option<&str>) -> anyhow::Result<Option<String>>;
     async fn refresh(&self, id: &str) -> anyhow::Result<()>;
     /// The check of every account (`None`), or of one.
     async fn check(&self, id: Option<&str>) -> anyhow::Result<Vec<Value>>;
