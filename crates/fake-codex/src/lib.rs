@@ -41,6 +41,7 @@ pub use types::{
     AccountCreds, AccountSpec, CallSpec, End, EndpointMode, FakeConfig, RecordedRequest, ReplyItem, Scenario,
     TokenCall, ToolArgs,
 };
+pub use ws::WsFault;
 
 use state::Shared;
 use std::sync::Arc;
@@ -324,6 +325,12 @@ impl FakeCodex {
     /// The Responses WebSocket answers every handshake 404, as an origin that serves the HTTP endpoints only.
     pub fn set_ws_absent(&self, absent: bool) {
         self.shared.ws.set_absent(absent);
+    }
+
+    /// Break the Responses WebSocket where the origin is reached (`None`: it works); the HTTP endpoint goes on
+    /// answering.
+    pub fn set_ws_fault(&self, fault: Option<WsFault>) {
+        self.shared.ws.set_fault(fault);
     }
 
     /// Hold no response for chaining on any WebSocket connection: every `previous_response_id` is refused with

@@ -57,6 +57,17 @@ const DEFAULT_LIMIT: Duration = Duration::from_secs(60 * 60);
 #[derive(Clone, Copy)]
 pub(crate) struct NotRecorded;
 
+/// A WebSocket broken where the origin is reached, as a proxy or middlebox in front of the backend breaks it
+/// while the HTTP endpoints still work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WsFault {
+    /// Every handshake is answered 101 with a `Sec-WebSocket-Accept` that is not the one for the client's key.
+    BadSwitch = 1,
+    /// Every connection switches, then closes before answering anything.
+    Closing = 2,
+}
+
 /// The WebSocket endpoint's switches and counters.
 #[derive(Default)]
 pub(crate) struct WsState {
@@ -67,6 +78,8 @@ pub(crate) struct WsState {
     absent: AtomicBool,
     /// Hold no response for chaining: every `previous_response_id` is refused (`previous_response_not_found`).
     forget: AtomicBool,
+    /// How the WebSocket breaks where the origin is reached ([`WsFault`]); 0: it does not.
+    fault: std::sync::atomic::AtomicU8,
     /// Connection lifetime in ms; 0 means the backend's 60 minutes.
     limit_ms: AtomicU64,
     /// Connections upgraded since start.
@@ -88,6 +101,10 @@ impl WsState {
 
     pub(crate) fn set_absent(&self, absent: bool) {
         self.absent.store(absent, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_fault(&self, fault: Option<WsFault>) {
+        self.fault.store(fault.map_or(0, |f| f as u8), Ordering::Relaxed);
     }
 
     pub(crate) fn set_forget(&self, forget: bool) {
@@ -169,6 +186,15 @@ fn handshake(shared: Arc<Shared>, headers: HeaderMap, upgrade: IncomingUpgrade) 
     if shared.ws.absent.load(Ordering::Relaxed) {
         return detail(StatusCode::NOT_FOUND, "Not Found");
     }
+    if shared.ws.fault.load(Ordering::Relaxed) == WsFault::BadSwitch as u8 {
+        // A switch the client must not accept: the accept key is not the one for its key.
+        let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
+        let h = resp.headers_mut();
+        h.insert(axum::http::header::UPGRADE, axum::http::HeaderValue::from_static("websocket"));
+        h.insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("Upgrade"));
+        h.insert(axum::http::header::SEC_WEBSOCKET_ACCEPT, axum::http::HeaderValue::from_static("bm90IHRoZSBrZXk="));
+        return resp;
+    }
     let account = match chatgpt_auth(&shared, &headers) {
         Ok(a) => a,
         Err(r) => return r,
@@ -200,9 +226,13 @@ fn handshake(shared: Arc<Shared>, headers: HeaderMap, upgrade: IncomingUpgrade) 
     shared.ws.opened.fetch_add(1, Ordering::Relaxed);
     // Each connection keeps the limit it was opened with, as it advertised it.
     let max_message = shared.ws.max_message();
+    let closing = shared.ws.fault.load(Ordering::Relaxed) == WsFault::Closing as u8;
     tokio::spawn(async move {
-        if let Ok(socket) = upgraded.await {
-            serve(shared, account, headers, socket, max_message).await;
+        match upgraded.await {
+            // Dropped at once: the connection closes before anything is answered.
+            Ok(socket) if closing => drop(socket),
+            Ok(socket) => serve(shared, account, headers, socket, max_message).await,
+            Err(_) => {}
         }
     });
     let mut response = response.into_response();

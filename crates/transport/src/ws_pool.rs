@@ -10,6 +10,8 @@
 //! Between turns: a connection the backend closed, or that reached its time limit, is replaced and the request
 //! sent again on a new one, before anything was read. A handshake refused with 426 means "use HTTP SSE" (as
 //! the official client does): the request goes over HTTP, and the account's requests keep doing so for a while.
+//! A WebSocket that fails where the upstream was reached (a switch that fails, connections that close before
+//! answering, attempt after attempt) sends the request over HTTP too, and the conversation's next ones for a while.
 //!
 //! The size of a message: the backend's handshake answer may say the largest message the connection takes
 //! (`x-codex-websocket-max-message-bytes`, Codex CLI 0.171). A message over it is not sent: the pool answers the
@@ -71,8 +73,8 @@ pub trait Owner: Send + Sync {
 pub enum Outcome {
     /// The answer (or the failure to get one), as from an HTTP transport.
     Answer(Result<UpstreamResponse, TransportError>),
-    /// Send it over HTTP SSE instead: the backend refused the handshake (now or recently), or the account has
-    /// all the connections it may have.
+    /// Send it over HTTP SSE instead: the backend refused the handshake (now or recently), its WebSocket failed
+    /// for the conversation (now or recently), or the account has all the connections it may have.
     UseSse,
     /// The backend's refusal before any event (a wrapped error frame, or a message over the connection's size
     /// that was not sent): the status and JSON body the HTTP endpoint would have answered, for the gateway to
@@ -130,8 +132,9 @@ pub struct WsPool {
     open: Mutex<HashMap<String, usize>>,
     /// Accounts whose handshake was refused with 426, until when.
     refused: Mutex<HashMap<String, Instant>>,
-    /// Conversations whose message was too large for their connection, until when (they go over HTTP).
-    too_large: Mutex<HashMap<Key, Instant>>,
+    /// Conversations kept on HTTP, until when: their message was too large for their connection, or the
+    /// WebSocket failed where the upstream was reached.
+    on_http: Mutex<HashMap<Key, Instant>>,
     sweeping: AtomicBool,
     me: Weak<WsPool>,
 }
@@ -152,7 +155,7 @@ impl WsPool {
             idle: Mutex::default(),
             open: Mutex::default(),
             refused: Mutex::default(),
-            too_large: Mutex::default(),
+            on_http: Mutex::default(),
             sweeping: AtomicBool::new(false),
             me: me.clone(),
         })
@@ -183,7 +186,7 @@ impl WsPool {
         headers.remove(header::CONTENT_TYPE);
         headers.insert("openai-beta", HeaderValue::from_static(ws::BETA));
         let key = Key { account: owner.id().to_string(), session: session.unwrap_or_default().to_string() };
-        if recently(&self.too_large, &key) {
+        if recently(&self.on_http, &key) {
             return Outcome::UseSse;
         }
         let mut last = None;
@@ -200,6 +203,7 @@ impl WsPool {
                         self.refused.lock().insert(owner.id().to_string(), Instant::now() + REFUSAL_MEMORY);
                         return Outcome::UseSse;
                     }
+                    Connected::Failed(e) => return self.fall_back(key, e),
                     Connected::Answer(answer) => return Outcome::Answer(answer),
                 },
             };
@@ -214,7 +218,7 @@ impl WsPool {
             drop(whole);
             // Over the size the connection takes: not sent (the official client checks before it sends).
             if let Some(max) = conn.max_message.filter(|max| message.len() > *max) {
-                self.too_large.lock().insert(key, Instant::now() + REFUSAL_MEMORY);
+                self.on_http.lock().insert(key, Instant::now() + REFUSAL_MEMORY);
                 let (status, headers, body) = too_large(message.len(), max);
                 return Outcome::Refused { status, headers, body };
             }
@@ -248,7 +252,7 @@ impl WsPool {
                 }
                 First::Refused { status, headers, body } => {
                     if memchr::memmem::find(&body, TOO_LARGE.as_bytes()).is_some() {
-                        self.too_large.lock().insert(key, Instant::now() + REFUSAL_MEMORY);
+                        self.on_http.lock().insert(key, Instant::now() + REFUSAL_MEMORY);
                     }
                     return Outcome::Refused { status, headers, body };
                 }
@@ -257,8 +261,25 @@ impl WsPool {
                 First::Failed(e) => return Outcome::Answer(Err(e)),
             }
         }
-        Outcome::Answer(Err(last
-            .unwrap_or_else(|| TransportError::described(TransportKind::Reset, "the upstream WebSocket kept closing"))))
+        let last = last
+            .unwrap_or_else(|| TransportError::described(TransportKind::Reset, "the upstream WebSocket kept closing"));
+        self.fall_back(key, last)
+    }
+
+    /// The WebSocket failed where the upstream was reached (its switch, or connections that closed before
+    /// answering, attempt after attempt): the request goes over HTTP, and so do the conversation's next ones for
+    /// a while, as the official client falls back from WebSockets to HTTPS for the rest of its session once they
+    /// fail (codex-rs `core/src/client.rs`, `try_switch_fallback_transport`). A connection that could not be made
+    /// at all (refused, TLS, its deadline) is not this: HTTP goes to the same host, and the failure is the
+    /// exchange's to decide.
+    fn fall_back(&self, key: Key, failure: TransportError) -> Outcome {
+        tracing::warn!(
+            account = %key.account,
+            "the upstream WebSocket failed ({failure}); the conversation goes over HTTP for the next {} minutes",
+            REFUSAL_MEMORY.as_secs() / 60
+        );
+        self.on_http.lock().insert(key, Instant::now() + REFUSAL_MEMORY);
+        Outcome::UseSse
     }
 
     /// Whether an idle connection of this account holds the conversation's last completed turn (one its next
@@ -378,7 +399,7 @@ impl WsPool {
                         Conn { socket: Box::new(socket), _slot: slot, lineage: None, max_message },
                         headers,
                     ),
-                    Err(e) => Connected::Answer(Err(ws_failure(e))),
+                    Err(e) => Connected::Failed(ws_failure(e)),
                 }
             }
             Ok(Handshake::Refused { status, .. }) if no_websocket_here(status) => Connected::Refused,
@@ -388,7 +409,7 @@ impl WsPool {
                 let body: BodyStream = Box::pin(Plain::new(futures_util::stream::once(async move { Ok(body) })));
                 Connected::Answer(Ok(UpstreamResponse { status, headers, body }))
             }
-            Err(e) => Connected::Answer(Err(e)),
+            Err(e) => Connected::Failed(e),
         }
     }
 
@@ -568,6 +589,8 @@ enum Connected {
     Open(Conn, HeaderMap),
     Full,
     Refused,
+    /// The upstream was reached, but its WebSocket could not be opened (the switch failed or was not one).
+    Failed(TransportError),
     Answer(Result<UpstreamResponse, TransportError>),
 }
 

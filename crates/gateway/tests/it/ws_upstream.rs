@@ -95,6 +95,33 @@ async fn an_origin_without_the_websocket_is_served_over_http() {
     assert_eq!(env.fake.ws_connections_opened(), 0);
 }
 
+/// A WebSocket broken where the origin is reached (a proxy or middlebox in front of the backend), while HTTP works:
+/// the request goes over HTTP with nothing for the client to see, and the conversation stays there a while, as the
+/// official client falls back from WebSockets to HTTPS for the rest of its session. Another conversation tries
+/// the WebSocket again. Before, every such request failed (and was failed over to the next account).
+#[tokio::test]
+async fn a_websocket_that_fails_where_the_origin_is_reached_falls_back_to_http() {
+    for (fault, connections) in [(fake_codex::WsFault::BadSwitch, 0), (fake_codex::WsFault::Closing, 3)] {
+        let env = start(ws_setup(1)).await;
+        env.fake.set_ws_fault(Some(fault));
+        for stream in [true, false] {
+            let (status, _, text) = env.post("/v1/responses", &turn("conv-a", "hi", stream)).await;
+            assert!(answered(status, &text), "{fault:?} stream={stream}: {status} {text}");
+        }
+        // The first request tried it (three connections that closed at once), the second went straight to HTTP.
+        assert_eq!(env.fake.ws_connections_opened(), connections, "{fault:?}");
+        assert_eq!(transports(&env).len(), 2, "{fault:?}: {:?}", transports(&env));
+        assert!(transports(&env).iter().all(|t| t != "websocket"), "{fault:?}: {:?}", transports(&env));
+        env.fake.set_ws_fault(None);
+        let (status, _, text) = env.post("/v1/responses", &turn("conv-a", "again", true)).await;
+        assert!(answered(status, &text), "{fault:?}: {status} {text}");
+        assert_ne!(transports(&env).last().map(String::as_str), Some("websocket"), "{fault:?}: remembered");
+        let (status, _, text) = env.post("/v1/responses", &turn("conv-b", "hi", true)).await;
+        assert!(answered(status, &text), "{fault:?}: {status} {text}");
+        assert_eq!(transports(&env).last().map(String::as_str), Some("websocket"), "{fault:?}: another conversation");
+    }
+}
+
 #[tokio::test]
 async fn a_connection_past_its_time_limit_is_replaced_transparently_between_turns() {
     let env = start(ws_setup(1)).await;
