@@ -20,7 +20,7 @@
 //! for a while, as the official client's session does once it fell back.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,26 @@ pub const MAX_MESSAGE_HEADER: &str = "x-codex-websocket-max-message-bytes";
 const TOO_LARGE: &str = "websocket_message_too_large";
 /// Attempts at one request when connections turn out closed or past their time limit before answering.
 const ATTEMPTS: usize = 3;
+
+/// Why a request went over HTTP after its WebSocket failed where the upstream was reached ([`WsPool::fall_back`]).
+#[derive(Clone, Copy)]
+enum Fallback {
+    /// The switch failed or was not one (a proxy or middlebox that breaks upgrades).
+    Switch = 0,
+    /// Connection after connection closed before answering.
+    Closing = 1,
+}
+
+/// Fallbacks to HTTP since start, by [`Fallback`] (relaxed: a statistic).
+static FALLBACKS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Requests that went over HTTP because the upstream WebSocket failed where the upstream was reached, since start,
+/// by why: `switch` (the handshake), `closing` (connections that closed before answering). The
+/// `upstream_websocket_fallbacks` metric and `/admin/status`.
+pub fn fallbacks() -> [(&'static str, u64); 2] {
+    let count = |why: Fallback| FALLBACKS[why as usize].load(Ordering::Relaxed);
+    [("switch", count(Fallback::Switch)), ("closing", count(Fallback::Closing))]
+}
 /// The largest message read: tungstenite's default, which the pool had before (a `response.completed` repeats
 /// the whole output).
 const MAX_MESSAGE: usize = 64 << 20;
@@ -203,7 +223,7 @@ impl WsPool {
                         self.refused.lock().insert(owner.id().to_string(), Instant::now() + REFUSAL_MEMORY);
                         return Outcome::UseSse;
                     }
-                    Connected::Failed(e) => return self.fall_back(key, e),
+                    Connected::Failed(e) => return self.fall_back(key, Fallback::Switch, e),
                     Connected::Answer(answer) => return Outcome::Answer(answer),
                 },
             };
@@ -263,7 +283,7 @@ impl WsPool {
         }
         let last = last
             .unwrap_or_else(|| TransportError::described(TransportKind::Reset, "the upstream WebSocket kept closing"));
-        self.fall_back(key, last)
+        self.fall_back(key, Fallback::Closing, last)
     }
 
     /// The WebSocket failed where the upstream was reached (its switch, or connections that closed before
@@ -272,7 +292,8 @@ impl WsPool {
     /// fail (codex-rs `core/src/client.rs`, `try_switch_fallback_transport`). A connection that could not be made
     /// at all (refused, TLS, its deadline) is not this: HTTP goes to the same host, and the failure is the
     /// exchange's to decide.
-    fn fall_back(&self, key: Key, failure: TransportError) -> Outcome {
+    fn fall_back(&self, key: Key, why: Fallback, failure: TransportError) -> Outcome {
+        FALLBACKS[why as usize].fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             account = %key.account,
             "the upstream WebSocket failed ({failure}); the conversation goes over HTTP for the next {} minutes",

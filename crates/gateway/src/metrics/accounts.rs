@@ -251,6 +251,13 @@ impl PoolGauges {
             "HTTP/2 streams the gateway reset toward the upstream (a client that left, a deadline, an answer's end that never came)",
             &one(crate::upstream::http2_resets_sent() as f64),
         )?;
+        let fallbacks =
+            crate::upstream::websocket_fallbacks().map(|(why, n)| (vec![("reason", why.to_string())], n as f64));
+        out.counter(
+            "upstream_websocket_fallbacks",
+            "Requests sent over HTTP because the upstream WebSocket failed where the upstream was reached, by reason",
+            &fallbacks,
+        )?;
         Ok(())
     }
 }

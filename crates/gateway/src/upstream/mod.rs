@@ -28,6 +28,7 @@ use upstream_transport::{tls, ws_pool};
 pub use classify::classify;
 pub use client::{CallContext, Upstream, build_http_client, build_http_client_with_proxy};
 pub use identity::CODEX_CLIENT_VERSION;
+pub use upstream_transport::ws_pool::fallbacks as websocket_fallbacks;
 pub use upstream_transport::{
     Body, BodyStream, Plain, TransportError, UpstreamResponse, http2_resets_sent, with_causes,
 };

@@ -92,6 +92,10 @@ async fn counters_follow_the_records_and_gauges_follow_the_pool() {
     assert_eq!(bounds, documented, "{text}");
     // Process-wide (other tests stream beside this one): present, not a fixed value.
     assert!(text.lines().any(|l| l.starts_with("codex_gateway_active_streams ")), "{text}");
+    for reason in ["switch", "closing"] {
+        let series = format!(r#"codex_gateway_upstream_websocket_fallbacks_total{{reason="{reason}"}}"#);
+        assert!(sample(&text, &series).is_some(), "{series}: {text}");
+    }
     // Every account is named by its id (no labels set, emails not configured) and can serve.
     let stored: Vec<String> = records.iter().filter_map(|r| r.account.clone()).collect();
     for account in &stored {

@@ -103,6 +103,13 @@ async fn an_origin_without_the_websocket_is_served_over_http() {
 async fn a_websocket_that_fails_where_the_origin_is_reached_falls_back_to_http() {
     for (fault, connections) in [(fake_codex::WsFault::BadSwitch, 0), (fake_codex::WsFault::Closing, 3)] {
         let env = start(ws_setup(1)).await;
+        let reason = match fault {
+            fake_codex::WsFault::BadSwitch => "switch",
+            fake_codex::WsFault::Closing => "closing",
+        };
+        // Counted since start, across this binary's tests: only this test breaks WebSockets.
+        let fallbacks = async || env.get_json("/admin/status").await["upstream_websocket_fallbacks"][reason].as_u64();
+        let before = fallbacks().await.expect("counted by reason");
         env.fake.set_ws_fault(Some(fault));
         for stream in [true, false] {
             let (status, _, text) = env.post("/v1/responses", &turn("conv-a", "hi", stream)).await;
@@ -112,6 +119,8 @@ async fn a_websocket_that_fails_where_the_origin_is_reached_falls_back_to_http()
         assert_eq!(env.fake.ws_connections_opened(), connections, "{fault:?}");
         assert_eq!(transports(&env).len(), 2, "{fault:?}: {:?}", transports(&env));
         assert!(transports(&env).iter().all(|t| t != "websocket"), "{fault:?}: {:?}", transports(&env));
+        // One fallback: the second request went to HTTP by the conversation's memory, without trying.
+        assert!(fallbacks().await.unwrap_or_default() > before, "{fault:?}: counted as {reason}");
         env.fake.set_ws_fault(None);
         let (status, _, text) = env.post("/v1/responses", &turn("conv-a", "again", true)).await;
         assert!(answered(status, &text), "{fault:?}: {status} {text}");

@@ -89,6 +89,8 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
         "unknown_upstream_events": crate::relay::reader::unknown_events(),
         // HTTP/2 streams the gateway reset toward the upstream, since start (upstream/http2/body.rs).
         "upstream_http2_resets_sent": crate::upstream::http2_resets_sent(),
+        // Requests sent over HTTP after the upstream WebSocket failed, by reason (docs/protocol.md, "Broken WebSocket").
+        "upstream_websocket_fallbacks": crate::upstream::websocket_fallbacks().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         // Request records the usage ledger could not keep (channel full, or a batch that failed to commit).
         "usage_records_dropped": s.ledger.records_dropped(),
         // Conversations held on their account (docs/accounts.md, "Risk signals").
