@@ -220,7 +220,7 @@ impl WsPool {
                     Connected::Open(conn, handshake) => (conn, handshake),
                     Connected::Full => return Outcome::UseSse,
                     Connected::Refused => {
-                        self.refused.lock().insert(owner.id().to_string(), Instant::now() + REFUSAL_MEMORY);
+                        self.remember(&self.refused, owner.id().to_string());
                         return Outcome::UseSse;
                     }
                     Connected::Failed(e) => return self.fall_back(key, Fallback::Switch, e),
@@ -238,7 +238,7 @@ impl WsPool {
             drop(whole);
             // Over the size the connection takes: not sent (the official client checks before it sends).
             if let Some(max) = conn.max_message.filter(|max| message.len() > *max) {
-                self.on_http.lock().insert(key, Instant::now() + REFUSAL_MEMORY);
+                self.remember(&self.on_http, key);
                 let (status, headers, body) = too_large(message.len(), max);
                 return Outcome::Refused { status, headers, body };
             }
@@ -272,7 +272,7 @@ impl WsPool {
                 }
                 First::Refused { status, headers, body } => {
                     if memchr::memmem::find(&body, TOO_LARGE.as_bytes()).is_some() {
-                        self.on_http.lock().insert(key, Instant::now() + REFUSAL_MEMORY);
+                        self.remember(&self.on_http, key);
                     }
                     return Outcome::Refused { status, headers, body };
                 }
@@ -299,7 +299,7 @@ impl WsPool {
             "the upstream WebSocket failed ({failure}); the conversation goes over HTTP for the next {} minutes",
             REFUSAL_MEMORY.as_secs() / 60
         );
-        self.on_http.lock().insert(key, Instant::now() + REFUSAL_MEMORY);
+        self.remember(&self.on_http, key);
         Outcome::UseSse
     }
 
@@ -339,6 +339,18 @@ impl WsPool {
     /// Keep a connection whose answer ended cleanly for the conversation's next turn.
     fn put_idle(&self, key: Key, conn: Conn) {
         self.idle.lock().entry(key).or_default().push((conn, Instant::now()));
+        self.start_sweeping();
+    }
+
+    /// Send an account's (`refused`) or a conversation's (`on_http`) requests over HTTP for [`REFUSAL_MEMORY`].
+    fn remember<K: std::hash::Hash + Eq>(&self, memory: &Mutex<HashMap<K, Instant>>, key: K) {
+        memory.lock().insert(key, Instant::now() + REFUSAL_MEMORY);
+        self.start_sweeping();
+    }
+
+    /// The sweeper, once: idle connections and past memories go (a conversation that never comes back would
+    /// otherwise be remembered for the process's life).
+    fn start_sweeping(&self) {
         if !self.sweeping.swap(true, Ordering::Relaxed) {
             let me = self.me.clone();
             let period = (self.settings.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(30));
@@ -352,9 +364,11 @@ impl WsPool {
         }
     }
 
-    /// Close the connections idle for longer than the idle timeout.
+    /// Close the connections idle for longer than the idle timeout; forget the memories that have passed.
     fn sweep(&self) {
         let now = Instant::now();
+        self.refused.lock().retain(|_, until| *until > now);
+        self.on_http.lock().retain(|_, until| *until > now);
         let limit = self.settings.idle_timeout;
         // Dropped outside the lock: each releases its account's slot.
         let mut closed = Vec::new();
@@ -745,6 +759,23 @@ mod tests {
             let status = StatusCode::from_u16(status).unwrap_or_default();
             assert_eq!(no_websocket_here(status), http, "{status}");
         }
+    }
+
+    /// A conversation sent to HTTP that never comes back, and an account whose refusal has passed, are forgotten
+    /// by the sweep, not kept for the process's life; a memory still running is kept.
+    #[test]
+    fn the_sweep_forgets_past_memories() -> anyhow::Result<()> {
+        let settings = WsSettings::resolve(None, None, None)?;
+        let pool =
+            WsPool::new(settings, "http://127.0.0.1:9/backend-api/codex/responses", crate::tls::client_config(None)?);
+        let key = |session: &str| Key { account: "acc".into(), session: session.into() };
+        pool.on_http.lock().insert(key("past"), Instant::now());
+        pool.on_http.lock().insert(key("running"), Instant::now() + REFUSAL_MEMORY);
+        pool.refused.lock().insert("acc".into(), Instant::now());
+        pool.sweep();
+        assert_eq!(pool.on_http.lock().keys().map(|k| k.session.as_str()).collect::<Vec<_>>(), ["running"]);
+        assert!(pool.refused.lock().is_empty());
+        Ok(())
     }
 
     #[test]
