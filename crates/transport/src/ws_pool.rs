@@ -47,6 +47,14 @@ const TOO_LARGE: &str = "websocket_message_too_large";
 /// Attempts at one request when connections turn out closed or past their time limit before answering.
 const ATTEMPTS: usize = 3;
 
+/// The largest message read: tungstenite's default, which the pool had before (a `response.completed` repeats
+/// the whole output).
+const MAX_MESSAGE: usize = 64 << 20;
+/// The socket buffers' starting size (the crate's default is 8 KB each): a paced stream's messages are a few hundred
+/// bytes, and a larger one grows its buffer as before. 14 KB less a stream on the default path, no CPU cost paired
+/// (docs/performance.md, "Small WebSocket buffers").
+const SOCKET_BUFFER: usize = 1024;
+
 /// Why a request went over HTTP after its WebSocket failed where the upstream was reached ([`WsPool::fall_back`]).
 #[derive(Clone, Copy)]
 enum Fallback {
@@ -66,13 +74,6 @@ pub fn fallbacks() -> [(&'static str, u64); 2] {
     let count = |why: Fallback| FALLBACKS[why as usize].load(Ordering::Relaxed);
     [("switch", count(Fallback::Switch)), ("closing", count(Fallback::Closing))]
 }
-/// The largest message read: tungstenite's default, which the pool had before (a `response.completed` repeats
-/// the whole output).
-const MAX_MESSAGE: usize = 64 << 20;
-/// The socket buffers' starting size (the crate's default is 8 KB each): a paced stream's messages are a few hundred
-/// bytes, and a larger one grows its buffer as before. 14 KB less a stream on the default path, no CPU cost paired
-/// (docs/performance.md, "Small WebSocket buffers").
-const SOCKET_BUFFER: usize = 1024;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
