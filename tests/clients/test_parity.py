@@ -498,6 +498,10 @@ def test_the_gateway_sends_what_the_official_client_sends(world, scenario, trans
     straight = [r for r in straight if r["body"].get("generate") is not False]
     via = [r for r in via if r["body"].get("generate") is not False]
     assert straight, "the official client sent no turn"
+    # Members are compared in order at every depth only if fake-codex records them in the order they came (its
+    # JSON maps keep insertion order): the CLI's own body does not list its members sorted.
+    members = list(straight[0]["body"])
+    assert members != sorted(members), f"fake-codex recorded the CLI's members sorted, not as sent: {members}"
     diffs: list[tuple[str, Any, Any]] = []
     if len(warm) != len(warm_via):
         diffs.append(("websocket.warm-up", len(warm), len(warm_via)))

@@ -199,8 +199,8 @@ struct Writer {
     framing: Framing,
 }
 
-/// The bytes of one `response.output_text.delta` frame around its delta, fields in the order a JSON object
-/// map serialises them (sorted), so the frame equals that of the generic path. Written by hand because
+/// The bytes of one `response.output_text.delta` frame around its delta, fields in the backend's order (`type`,
+/// then the rest sorted: [`Writer::emit`]), so the frame equals that of the generic path. Written by hand because
 /// 200-delta benchmark streams are mostly these: only the delta is escaped per event, the rest once per item.
 struct TextDeltaFrame {
     /// `,"item_id":…,"logprobs":[],"output_index":N,"sequence_number":`
@@ -208,8 +208,9 @@ struct TextDeltaFrame {
 }
 
 impl TextDeltaFrame {
-    const HEAD: &'static [u8] = b"event: response.output_text.delta\ndata: {\"content_index\":0,\"delta\":";
-    const TAIL: &'static [u8] = b",\"type\":\"response.output_text.delta\"}\n\n";
+    const HEAD: &'static [u8] =
+        b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"content_index\":0,\"delta\":";
+    const TAIL: &'static [u8] = b"}\n\n";
 
     fn new(item_id: &str, output_index: usize) -> Self {
         let id = Value::from(item_id).to_string();
@@ -247,11 +248,13 @@ impl Writer {
     }
 
     /// `event: <ty>\ndata: <json>\n\n` with `type` and `sequence_number` added, serialised straight into the
-    /// current burst.
+    /// current burst: `type` first, then the other members sorted, as the backend writes its events (the
+    /// recorded streams in the shared replay set).
     fn emit(&mut self, ty: &str, mut payload: Value) {
         if let Value::Object(map) = &mut payload {
-            map.insert("type".into(), json!(ty));
             map.insert("sequence_number".into(), json!(self.seq));
+            map.sort_keys();
+            map.shift_insert(0, "type".into(), json!(ty));
         }
         let start = self.burst.len();
         self.burst.extend_from_slice(b"event: ");

@@ -149,7 +149,7 @@ impl RecordedRequest {
     pub fn answered_body(&self) -> serde_json::Value {
         let mut body = self.body.clone();
         if let (Some(input), Some(obj)) = (&self.chained_input, body.as_object_mut()) {
-            obj.remove("previous_response_id");
+            obj.shift_remove("previous_response_id");
             obj.insert("input".into(), input.clone());
         }
         body

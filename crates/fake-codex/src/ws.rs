@@ -323,7 +323,7 @@ async fn answer(
     };
     // Recorded as the client sent it (`previous_response_id` and only the new items, when it chains).
     let mut sent: Map<String, Value> = serde_json::from_str(text).unwrap_or_default();
-    sent.remove("type");
+    sent.shift_remove("type");
     let input: Vec<Value> = body.get("input").and_then(Value::as_array).cloned().unwrap_or_default();
     let model = body.get("model").cloned().unwrap_or(Value::Null);
     let raw = Value::Object(body).to_string();

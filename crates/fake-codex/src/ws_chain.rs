@@ -71,18 +71,18 @@ impl Chain {
         let Ok(Value::Object(mut body)) = serde_json::from_str::<Value>(text) else {
             return Err(Refused::NotJson);
         };
-        match body.remove("type") {
+        match body.shift_remove("type") {
             Some(Value::String(t)) if t == "response.create" => {}
             Some(Value::String(t)) if t == "response.processed" => return Ok(Message::Processed),
             Some(Value::String(t)) => return Err(Refused::UnknownType(t)),
             Some(_) | None => return Err(Refused::UnknownType(String::new())),
         }
-        let generate = match body.remove("generate") {
+        let generate = match body.shift_remove("generate") {
             None => true,
             Some(Value::Bool(b)) => b,
             Some(_) => return Err(Refused::BadField("generate")),
         };
-        let previous = match body.remove("previous_response_id") {
+        let previous = match body.shift_remove("previous_response_id") {
             None | Some(Value::Null) => None,
             Some(Value::String(id)) => Some(id),
             Some(_) => return Err(Refused::BadField("previous_response_id")),
@@ -92,7 +92,7 @@ impl Chain {
             let Some(last) = self.last.as_ref().filter(|l| l.id == id) else {
                 return Err(Refused::PreviousNotFound(id));
             };
-            let new = match body.remove("input") {
+            let new = match body.shift_remove("input") {
                 None => Vec::new(),
                 Some(Value::Array(items)) => items,
                 Some(_) => return Err(Refused::BadField("input")),

@@ -352,7 +352,7 @@ fn assistant_message(b: &mut InputBuilder, content: Content, at: &str) -> Result
                     None | Some(Value::Null) => "{}".to_string(),
                     Some(input) => input.to_string(),
                 };
-                items.push(json!({"type":"function_call","call_id":id,"name":name,"arguments":arguments}));
+                items.push(json!({"type":"function_call","name":name,"arguments":arguments,"call_id":id}));
                 b.pending.push(id);
             }
             // Web searches the gateway ran earlier come back as server tool blocks. The backend's own

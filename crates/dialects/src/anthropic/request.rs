@@ -284,7 +284,7 @@ fn translate_format(format: &Value) -> Result<Value, GatewayError> {
     match format.get("type").and_then(Value::as_str) {
         Some("json_schema") => {
             let schema = format.get("schema").cloned().unwrap_or_else(|| json!({"type":"object"}));
-            Ok(json!({"type":"json_schema","name":"output","schema":schema,"strict":false}))
+            Ok(json!({"type":"json_schema","strict":false,"schema":schema,"name":"output"}))
         }
         other => Err(GatewayError::invalid_param(
             "output_config.format.type",
@@ -337,11 +337,11 @@ fn translate_tool(tool: Value, at: &str) -> Result<Tool, GatewayError> {
             if let Some(d) = tool.get("description").filter(|d| d.is_string()) {
                 out["description"] = d.clone();
             }
+            out["strict"] = Value::Bool(tool.get("strict").and_then(Value::as_bool) == Some(true));
             out["parameters"] = match tool.get("input_schema") {
                 Some(p @ Value::Object(_)) => p.clone(),
                 _ => json!({"type":"object","properties":{}}),
             };
-            out["strict"] = Value::Bool(tool.get("strict").and_then(Value::as_bool) == Some(true));
             Ok(Tool::Function(out))
         }
         Some(kind) if kind.starts_with("web_search_") => {

@@ -266,7 +266,7 @@ fn translate_messages(messages: &[ChatMessage]) -> Result<(String, Vec<Value>), 
                 if let Some(fc) = &m.function_call {
                     let call_id = format!("call_legacy_{i}");
                     legacy_call_ids.push(call_id.clone());
-                    input.push(json!({"type":"function_call","call_id":call_id,"name":fc.name,"arguments":arguments_string(fc.arguments.as_ref())}));
+                    input.push(json!({"type":"function_call","name":fc.name,"arguments":arguments_string(fc.arguments.as_ref()),"call_id":call_id}));
                 }
             }
             "tool" => {
@@ -341,7 +341,7 @@ fn translate_tool_call(call: &ToolCall, at: &str) -> Result<Value, GatewayError>
             Ok(json!({"type":"custom_tool_call","call_id":call.id,"name":c.name,"input":c.input}))
         }
         (_, Some(f), _) => Ok(json!({
-            "type":"function_call","call_id":call.id,"name":f.name,"arguments":arguments_string(f.arguments.as_ref())
+            "type":"function_call","name":f.name,"arguments":arguments_string(f.arguments.as_ref()),"call_id":call.id
         })),
         _ => Err(GatewayError::invalid_param(at, "A tool call needs a `function` with a `name`")),
     }
@@ -496,11 +496,11 @@ fn function_tool(f: &Value, at: &str) -> Result<Value, GatewayError> {
     if let Some(d) = f.get("description").filter(|d| d.is_string()) {
         out["description"] = d.clone();
     }
+    out["strict"] = Value::Bool(f.get("strict").and_then(Value::as_bool).unwrap_or(false));
     out["parameters"] = match f.get("parameters") {
         Some(p @ Value::Object(_)) => p.clone(),
         _ => json!({"type":"object","properties":{}}),
     };
-    out["strict"] = Value::Bool(f.get("strict").and_then(Value::as_bool).unwrap_or(false));
     Ok(out)
 }
 
@@ -533,8 +533,8 @@ fn translate_response_format(format: Option<&Value>) -> Result<Option<Value>, Ga
             })?;
             let schema = js.get("schema").cloned().unwrap_or_else(|| json!({"type":"object"}));
             let name = js.get("name").and_then(Value::as_str).unwrap_or("response");
-            let mut out = json!({"type":"json_schema","name":name,"schema":schema});
-            out["strict"] = Value::Bool(js.get("strict").and_then(Value::as_bool).unwrap_or(false));
+            let strict = js.get("strict").and_then(Value::as_bool).unwrap_or(false);
+            let mut out = json!({"type":"json_schema","strict":strict,"schema":schema,"name":name});
             if let Some(d) = js.get("description") {
                 out["description"] = d.clone();
             }

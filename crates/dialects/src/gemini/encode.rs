@@ -33,8 +33,8 @@ pub enum Framing {
 }
 
 /// Streaming encoder: a pure state machine fed upstream events, writing Gemini chunks.
-// Typed text chunk. Field order is the key order a JSON object map serialises (sorted), which is also the order
-// `chunk` builds them in, so both paths give the same bytes (`typed_chunk_tests` compares them).
+// Typed text chunk. Field order is the order `chunk` builds them in, so both paths give the same bytes
+// (`typed_chunk_tests` compares them).
 #[derive(Serialize)]
 struct TextChunk<'a> {
     candidates: [TextCandidate<'a>; 1],

@@ -354,7 +354,7 @@ fn text_format(c: &GenerationConfig) -> Option<Value> {
     let json_mime = c.response_mime_type.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
     let schema = c.response_json_schema.as_ref().or(c.response_schema.as_ref()).map(openapi_to_json_schema);
     match schema {
-        Some(schema) => Some(json!({"type":"json_schema","name":"response","schema":schema,"strict":false})),
+        Some(schema) => Some(json!({"type":"json_schema","strict":false,"schema":schema,"name":"response"})),
         None if json_mime => Some(json!({"type":"json_object"})),
         None => None,
     }
@@ -437,7 +437,7 @@ fn model_turn(
                 None | Some(Value::Null) => "{}".to_string(),
                 Some(args) => args.to_string(),
             };
-            items.push(json!({"type":"function_call","call_id":call_id,"name":call.name,"arguments":arguments}));
+            items.push(json!({"type":"function_call","name":call.name,"arguments":arguments,"call_id":call_id}));
         } else if let Some(t) = &part.text {
             text.push_str(t);
         } else if part.function_response.is_some() {
@@ -600,10 +600,12 @@ fn translate_tools(tools: &[Tool]) -> Result<Vec<Value>, GatewayError> {
                 (Some(s @ Value::Object(_)), _) | (_, Some(s @ Value::Object(_))) => openapi_to_json_schema(s),
                 _ => json!({"type":"object","properties":{}}),
             };
-            let mut t = json!({"type":"function","name":f.name,"parameters":parameters,"strict":false});
+            let mut t = json!({"type":"function","name":f.name});
             if let Some(d) = &f.description {
                 t["description"] = Value::String(d.clone());
             }
+            t["strict"] = Value::Bool(false);
+            t["parameters"] = parameters;
             out.push(t);
         }
         for key in tool.other.keys() {

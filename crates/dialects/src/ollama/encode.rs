@@ -43,28 +43,28 @@ pub fn error_body(err: &GatewayError) -> (u16, Value) {
 /// Nanoseconds since the request arrived; injected so the encoder stays pure and testable.
 pub type Clock = Box<dyn FnMut() -> u64 + Send>;
 
-// Typed text lines. Field order is the key order of a JSON object map (sorted), so the bytes equal those of the
-// generic `Map` path (`typed_line_tests` compares them).
+// Typed text lines. Field order is Ollama's own (the order the generic `Map` path inserts its members), so the
+// bytes equal those of that path (`typed_line_tests` compares them).
 #[derive(serde::Serialize)]
 struct ChatTextLine<'a> {
-    created_at: &'a str,
-    done: bool,
-    message: TextMessage<'a>,
     model: &'a str,
+    created_at: &'a str,
+    message: TextMessage<'a>,
+    done: bool,
 }
 
 #[derive(serde::Serialize)]
 struct TextMessage<'a> {
-    content: &'a str,
     role: &'static str,
+    content: &'a str,
 }
 
 #[derive(serde::Serialize)]
 struct GenerateTextLine<'a> {
-    created_at: &'a str,
-    done: bool,
     model: &'a str,
+    created_at: &'a str,
     response: &'a str,
+    done: bool,
 }
 
 crate::encoder::delegate!(OllamaEncoder);
@@ -125,19 +125,19 @@ impl OllamaEncoder {
                 Endpoint::Chat => crate::sse::write_json(
                     out,
                     &ChatTextLine {
-                        created_at: &self.created_at,
-                        done: false,
-                        message: TextMessage { content, role: "assistant" },
                         model: &self.model,
+                        created_at: &self.created_at,
+                        message: TextMessage { role: "assistant", content },
+                        done: false,
                     },
                 ),
                 Endpoint::Generate => crate::sse::write_json(
                     out,
                     &GenerateTextLine {
-                        created_at: &self.created_at,
-                        done: false,
                         model: &self.model,
+                        created_at: &self.created_at,
                         response: content,
+                        done: false,
                     },
                 ),
             };

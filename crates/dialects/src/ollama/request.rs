@@ -121,7 +121,7 @@ pub struct OllamaOptions {
 #[derive(Debug)]
 pub enum Decoded {
     Load { model: String },
-    Request(UpstreamRequest, OllamaOptions),
+    Request(Box<UpstreamRequest>, OllamaOptions),
 }
 
 pub fn decode_chat(body: &[u8]) -> Result<Decoded, GatewayError> {
@@ -149,7 +149,7 @@ pub fn decode_chat(body: &[u8]) -> Result<Decoded, GatewayError> {
         conversation_key: None,
         limits: limits(req.options),
     };
-    Ok(Decoded::Request(req_out, opts))
+    Ok(Decoded::Request(Box::new(req_out), opts))
 }
 
 pub fn decode_generate(body: &[u8]) -> Result<Decoded, GatewayError> {
@@ -183,7 +183,7 @@ pub fn decode_generate(body: &[u8]) -> Result<Decoded, GatewayError> {
         conversation_key: None,
         limits: limits(req.options),
     };
-    Ok(Decoded::Request(req_out, opts))
+    Ok(Decoded::Request(Box::new(req_out), opts))
 }
 
 fn required_model(name: &str) -> Result<ModelRef, GatewayError> {
@@ -233,7 +233,7 @@ fn common(
         Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) if s == "json" => Some(json!({"type":"json_object"})),
         Some(schema @ Value::Object(_)) => {
-            Some(json!({"type":"json_schema","name":"response","schema":schema,"strict":false}))
+            Some(json!({"type":"json_schema","strict":false,"schema":schema,"name":"response"}))
         }
         Some(_) => {
             return Err(GatewayError::invalid_param("format", "format must be \"json\" or a JSON schema object"));
@@ -300,7 +300,7 @@ fn translate_messages(messages: &[Message]) -> Result<(String, Vec<Value>), Gate
                         Some(Value::String(s)) => s.clone(),
                         Some(v) => v.to_string(),
                     };
-                    input.push(json!({"type":"function_call","call_id":call_id,"name":name,"arguments":arguments}));
+                    input.push(json!({"type":"function_call","name":name,"arguments":arguments,"call_id":call_id}));
                 }
             }
             "tool" => {
@@ -362,13 +362,14 @@ fn function_tool(tool: &Value, at: &str) -> Result<Value, GatewayError> {
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
         .ok_or_else(|| GatewayError::invalid_param(at, "A tool needs `function.name`"))?;
-    let mut out = json!({"type":"function","name":name,"strict":false});
+    let mut out = json!({"type":"function","name":name});
+    if let Some(d) = f.get("description").filter(|d| d.is_string()) {
+        out["description"] = d.clone();
+    }
+    out["strict"] = Value::Bool(false);
     out["parameters"] = match f.get("parameters") {
         Some(p @ Value::Object(_)) => p.clone(),
         _ => json!({"type":"object","properties":{}}),
     };
-    if let Some(d) = f.get("description").filter(|d| d.is_string()) {
-        out["description"] = d.clone();
-    }
     Ok(out)
 }

@@ -71,7 +71,7 @@ pub fn decode(body: &[u8]) -> Result<(UpstreamRequest, Chain), GatewayError> {
     if src.get("background").and_then(Value::as_bool) == Some(true) {
         return Err(GatewayError::invalid_param("background", "Background responses are not supported"));
     }
-    let previous_response_id = match src.remove("previous_response_id") {
+    let previous_response_id = match src.shift_remove("previous_response_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(id)) => Some(id),
         Some(_) => {
@@ -81,7 +81,7 @@ pub fn decode(body: &[u8]) -> Result<(UpstreamRequest, Chain), GatewayError> {
             ));
         }
     };
-    let store = match src.remove("store") {
+    let store = match src.shift_remove("store") {
         None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => b,
         Some(_) => return Err(GatewayError::invalid_param("store", "Invalid type for 'store': expected a boolean.")),
@@ -95,27 +95,27 @@ pub fn decode(body: &[u8]) -> Result<(UpstreamRequest, Chain), GatewayError> {
 
     let mut body = Map::new();
     for key in PASSED {
-        if let Some(v) = src.remove(key)
+        if let Some(v) = src.shift_remove(key)
             && !v.is_null()
         {
             body.insert(key.to_string(), v);
         }
     }
     for key in DROPPED {
-        src.remove(key);
+        src.shift_remove(key);
     }
     // The warm-up (`generate: false`, the official client's first message on a WebSocket): kept, for the gateway
     // to pass on over the upstream WebSocket or to answer itself (`generate: true` is every request's default).
-    match src.remove("generate") {
+    match src.shift_remove("generate") {
         None | Some(Value::Null) | Some(Value::Bool(true)) => {}
         Some(Value::Bool(false)) => {
             body.insert("generate".into(), Value::Bool(false));
         }
         Some(_) => return Err(GatewayError::invalid_param("generate", "`generate` must be a boolean")),
     }
-    src.remove("max_output_tokens");
-    src.remove("background");
-    src.remove("conversation");
+    src.shift_remove("max_output_tokens");
+    src.shift_remove("background");
+    src.shift_remove("conversation");
     if let Some((unknown, _)) = src.iter().next() {
         return Err(GatewayError::invalid_param(unknown, format!("Unsupported parameter: `{unknown}`")));
     }
@@ -126,7 +126,7 @@ pub fn decode(body: &[u8]) -> Result<(UpstreamRequest, Chain), GatewayError> {
     if let Some(Value::String(tier)) = body.get("service_tier")
         && tier != "priority"
     {
-        body.remove("service_tier");
+        body.shift_remove("service_tier");
     }
     let conversation_key = body.get("prompt_cache_key").and_then(Value::as_str).map(str::to_string);
     let req = UpstreamRequest {
@@ -162,7 +162,7 @@ fn normalize_reasoning(body: &mut Map<String, Value>) -> Result<(), GatewayError
         r.insert("effort".into(), json!(mapped));
     }
     if r.get("context").is_some_and(Value::is_null) {
-        r.remove("context");
+        r.shift_remove("context");
     }
     Ok(())
 }
@@ -177,14 +177,14 @@ pub fn has_reasoning_context(req: &UpstreamRequest) -> bool {
 /// default, so the request keeps its meaning where the backend would refuse it.
 pub fn drop_reasoning_context(req: &mut UpstreamRequest) {
     if let Some(Value::Object(r)) = req.body.get_mut("reasoning") {
-        r.remove("context");
+        r.shift_remove("context");
     }
 }
 
 /// String input -> one user message; `system` role -> `developer` (the backend refuses system messages);
 /// role-only "easy" messages get `type: message`.
 fn normalize_input(body: &mut Map<String, Value>) -> Result<(), GatewayError> {
-    let input = body.remove("input").unwrap_or(Value::Array(Vec::new()));
+    let input = body.shift_remove("input").unwrap_or(Value::Array(Vec::new()));
     let mut items = match input {
         Value::String(s) => vec![json!({"type":"message","role":"user","content":[{"type":"input_text","text":s}]})],
         Value::Array(a) => a,

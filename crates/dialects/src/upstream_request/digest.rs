@@ -32,8 +32,7 @@ pub fn settings_digest(body: &Map<String, Value>) -> Digest {
         h.update(key.as_bytes());
         h.update([0]);
         if let Some(v) = body.get(*key) {
-            // `to_writer` into the hash: members are sorted by `serde_json`, so equal values write equal bytes.
-            let _ = serde_json::to_writer(&mut HashWriter(&mut h), v);
+            sorted_json(&mut h, v);
         }
         h.update([0xff]);
     }
@@ -59,7 +58,7 @@ pub fn item_digest(item: &Value) -> Digest {
                             "input_image" => part(&mut h, "image", text("image_url")),
                             other => {
                                 part(&mut h, other, "");
-                                let _ = serde_json::to_writer(&mut HashWriter(&mut h), &without_ids(p));
+                                sorted_json(&mut h, &without_ids(p));
                             }
                         }
                     }
@@ -79,21 +78,21 @@ pub fn item_digest(item: &Value) -> Digest {
             h.update([0]);
             h.update(item.get("call_id").and_then(Value::as_str).unwrap_or_default().as_bytes());
             h.update([0]);
-            let _ = serde_json::to_writer(&mut HashWriter(&mut h), item.get("output").unwrap_or(&Value::Null));
+            sorted_json(&mut h, item.get("output").unwrap_or(&Value::Null));
         }
         "reasoning" => {
             h.update(b"reasoning\0");
             match item.get("encrypted_content").and_then(Value::as_str) {
                 Some(sealed) => h.update(sealed.as_bytes()),
                 None => {
-                    let _ = serde_json::to_writer(&mut HashWriter(&mut h), item.get("summary").unwrap_or(&Value::Null));
+                    sorted_json(&mut h, item.get("summary").unwrap_or(&Value::Null));
                 }
             }
         }
         other => {
             h.update(other.as_bytes());
             h.update([0]);
-            let _ = serde_json::to_writer(&mut HashWriter(&mut h), &without_ids(item));
+            sorted_json(&mut h, &without_ids(item));
         }
     }
     finish(h)
@@ -126,17 +125,52 @@ fn finish(h: Sha256) -> Digest {
     out
 }
 
-/// `serde_json` writes into the hash directly.
-struct HashWriter<'a>(&'a mut Sha256);
+/// A value written into the hash as compact JSON with every object's members sorted, whatever order they arrived
+/// in (maps keep their members' order, so that bodies go upstream as written): the same value in another member
+/// order is the same meaning. The bytes are those `serde_json` wrote with sorted maps.
+fn sorted_json(h: &mut Sha256, v: &Value) {
+    match v {
+        Value::Object(m) => {
+            let mut members: Vec<(&String, &Value)> = m.iter().collect();
+            members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            h.update(b"{");
+            for (i, (k, v)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    h.update(b",");
+                }
+                scalar(h, k);
+                h.update(b":");
+                sorted_json(h, v);
+            }
+            h.update(b"}");
+        }
+        Value::Array(items) => {
+            h.update(b"[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    h.update(b",");
+                }
+                sorted_json(h, item);
+            }
+            h.update(b"]");
+        }
+        other => scalar(h, other),
+    }
+}
 
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
+fn scalar<T: serde::Serialize + ?Sized>(h: &mut Sha256, v: &T) {
+    /// `serde_json` writes into the hash directly.
+    struct HashWriter<'a>(&'a mut Sha256);
+    impl std::io::Write for HashWriter<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    let _ = serde_json::to_writer(&mut HashWriter(h), v);
 }
 
 #[cfg(test)]
@@ -161,5 +195,26 @@ mod tests {
         let s1 = settings_digest(&object(json!({"model": "m", "client_metadata": {"a": 1}})));
         let s2 = settings_digest(&object(json!({"model": "m", "client_metadata": {"a": 2}, "input": [1]})));
         assert_eq!(s1, s2, "members the official client does not compare do not count");
+    }
+
+    /// Maps keep their members in the order they arrived: the same value in another order digests the same, and
+    /// as the sorted JSON it stands for.
+    #[test]
+    fn member_order_does_not_change_a_digest() {
+        let a = json!({"type": "web_search_call", "action": {"type": "search", "query": "q"}, "status": "x"});
+        let b = json!({"action": {"query": "q", "type": "search"}, "type": "web_search_call"});
+        assert_eq!(item_digest(&a), item_digest(&b));
+        let t1 = object(
+            json!({"model": "m", "tools": [{"type": "function", "name": "f", "parameters": {"b": 1, "a": [2]}}]}),
+        );
+        let t2 = object(
+            json!({"tools": [{"parameters": {"a": [2], "b": 1}, "name": "f", "type": "function"}], "model": "m"}),
+        );
+        assert_eq!(settings_digest(&t1), settings_digest(&t2));
+        let mut h = Sha256::new();
+        sorted_json(&mut h, &json!({"b": {"d": "\"", "c": null}, "a": [1.5, true]}));
+        let mut plain = Sha256::new();
+        plain.update(br#"{"a":[1.5,true],"b":{"c":null,"d":"\""}}"#);
+        assert_eq!(finish(h), finish(plain));
     }
 }

@@ -32,10 +32,10 @@ pub fn shape(body: &mut Map<String, Value>, item_id: impl FnOnce() -> String) {
     );
     if !already {
         let mut leading = Vec::with_capacity(2);
-        if let Some(tools) = lite_tools(body.remove("tools")) {
+        if let Some(tools) = lite_tools(body.shift_remove("tools")) {
             leading.push(json!({"type": "additional_tools", "id": item_id(), "role": "developer", "tools": tools}));
         }
-        if let Some(Value::String(text)) = body.remove("instructions")
+        if let Some(Value::String(text)) = body.shift_remove("instructions")
             && !text.is_empty()
         {
             leading.push(json!({
@@ -81,7 +81,7 @@ fn strip_image_details(item: &mut Value) {
             if part.get("type").and_then(Value::as_str) == Some("input_image")
                 && let Value::Object(part) = part
             {
-                part.remove("detail");
+                part.shift_remove("detail");
             }
         }
     }

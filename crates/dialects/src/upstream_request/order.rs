@@ -1,26 +1,28 @@
 //! The upstream body's bytes: a Responses body written with its top-level members in the official client's order
-//! (its request struct's field order, codex-rs `codex-api/src/common.rs`), once per request, with where each
-//! input item lies in it (what chaining a turn on the upstream WebSocket cuts the body by: [`super::chain`]) and
-//! how long the members written after `client_metadata` are (the gateway puts `client_metadata` before them at
-//! send time).
+//! (as Codex CLI 0.171 writes them, which the parity suite compares: `tests/clients/test_parity.py`), once per
+//! request, with where each input item lies in it (what chaining a turn on the upstream WebSocket cuts the body
+//! by: [`super::chain`]) and how long the members written after `client_metadata` are (the gateway puts
+//! `client_metadata` before them at send time).
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 /// The top-level members of a Responses body in the order the official client writes them; members it does not
-/// write follow, sorted.
+/// write follow, in the order the body has them.
 pub const BODY_ORDER: &[&str] = &[
     "model",
     "instructions",
+    // Codex CLI 0.171 writes these two right after the model (an older source of its request type lists them
+    // after `store`); chaining's `previous_response_id` goes right before `input`, as the CLI's does.
+    "stream",
+    "service_tier",
     "input",
     "tools",
     "tool_choice",
     "parallel_tool_calls",
     "reasoning",
     "store",
-    "stream",
     "include",
-    "service_tier",
     "prompt_cache_key",
     "text",
     // Codex CLI 0.169+ (its request type's field names, in its binary's order): the GPT-6 prompt cache's lifetime.
@@ -94,7 +96,8 @@ pub fn official_order_with_items(
 }
 
 /// A Responses body serialized with its top-level members in the official client's order (the members inside
-/// are written as `serde_json` keeps them: sorted).
+/// are written in the order they have: the client's own for what it sent, the official client's for what the
+/// gateway writes).
 pub fn official_order(body: &Map<String, Value>) -> serde_json::Result<Vec<u8>> {
     struct InOrder<'a>(&'a Map<String, Value>);
     impl Serialize for InOrder<'_> {
@@ -140,7 +143,7 @@ mod tests {
         let written = body.as_object().map(official_order).and_then(Result::ok).unwrap_or_default();
         assert_eq!(
             String::from_utf8_lossy(&written),
-            r#"{"model":"m","input":[],"stream":true,"text":{"a":2,"b":1},"zz":1}"#
+            r#"{"model":"m","stream":true,"input":[],"text":{"b":1,"a":2},"zz":1}"#
         );
     }
 

@@ -56,7 +56,7 @@ impl UpstreamRequest {
 /// developer message. A body's instructions are moved there, so every dialect's request has the official client's
 /// shape (an empty one is dropped).
 fn instructions_as_developer_message(body: &mut Map<String, Value>) {
-    let text = match body.remove("instructions") {
+    let text = match body.shift_remove("instructions") {
         Some(Value::String(text)) if !text.is_empty() => text,
         Some(_) | None => return,
     };

@@ -49,7 +49,8 @@ pub fn shape(tree: &mut Map<String, Value>, facts: &ModelFacts<'_>, lite_item_id
     {
         match tree.entry("text").or_insert_with(|| Value::Object(Map::new())) {
             Value::Object(text) => {
-                text.insert("verbosity".into(), Value::String(verbosity.to_string()));
+                // First, as the official client writes it (before `format`).
+                text.shift_insert(0, "verbosity".into(), Value::String(verbosity.to_string()));
             }
             // A `text` that is not an object was refused by the decoder; nothing to add to.
             Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Array(_) => {}

@@ -228,7 +228,7 @@ impl Dialect for Ollama {
             Decoded::Request(req, opts) => {
                 let model = req.model.requested.clone();
                 Ok(dialect::Decoded::Relay(
-                    req,
+                    *req,
                     OllamaAnswer { endpoint, model, created_at, think: opts.think, started },
                 ))
             }

@@ -125,7 +125,7 @@ fn call_context(
     slug: &str,
     facts: &TurnFacts,
 ) -> CallContext {
-    let client_metadata = match tree.remove("client_metadata") {
+    let client_metadata = match tree.shift_remove("client_metadata") {
         Some(Value::Object(m)) => Some(m),
         Some(_) | None => None,
     };

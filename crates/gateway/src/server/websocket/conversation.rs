@@ -93,25 +93,25 @@ impl Conversation {
         let Ok(Value::Object(mut body)) = serde_json::from_str::<Value>(text) else {
             return Err(MessageError::NotJson);
         };
-        match body.remove("type") {
+        match body.shift_remove("type") {
             Some(Value::String(t)) if t == "response.create" => {}
             Some(Value::String(t)) if t == "response.processed" => return Ok(Message::Processed),
             Some(Value::String(t)) => return Err(MessageError::UnknownType(t)),
             Some(_) | None => return Err(MessageError::UnknownType(String::new())),
         }
         // `generate` and `store`: true unless the client says false.
-        let mut flag = |name: &'static str| match body.remove(name) {
+        let mut flag = |name: &'static str| match body.shift_remove(name) {
             None | Some(Value::Null) => Ok(true),
             Some(Value::Bool(b)) => Ok(b),
             Some(_) => Err(MessageError::BadField(name)),
         };
         let (generate, store) = (flag("generate")?, flag("store")?);
-        let previous = match body.remove("previous_response_id") {
+        let previous = match body.shift_remove("previous_response_id") {
             None | Some(Value::Null) => None,
             Some(Value::String(id)) => Some(id),
             Some(_) => return Err(MessageError::BadField("previous_response_id")),
         };
-        let input = match body.remove("input") {
+        let input = match body.shift_remove("input") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items,
             // A bare string is one user message, as on the HTTP route.

@@ -145,7 +145,7 @@ impl Turn {
             let mut metadata = i.client_metadata.take().unwrap_or_default();
             // The turn metadata: the body's copy (it has the tool namespaces; over the WebSocket it is the turn's
             // own, while the handshake's header is the warm-up's), else the header.
-            let carried = match metadata.remove(TURN_METADATA_KEY) {
+            let carried = match metadata.shift_remove(TURN_METADATA_KEY) {
                 Some(Value::String(text)) => Some(text),
                 _ => header(&TURN_METADATA).and_then(|v| v.to_str().ok().map(str::to_string)),
             };
@@ -153,9 +153,9 @@ impl Turn {
                 Some(w) => w.to_str().unwrap_or_default().to_string(),
                 None => default_window(i.thread_id),
             };
-            metadata.remove(INSTALLATION);
+            metadata.shift_remove(INSTALLATION);
             for key in WEBSOCKET_MEMBERS {
-                metadata.remove(key);
+                metadata.shift_remove(key);
             }
             // What the official client adds on every ChatGPT-login turn, whatever provider setup the caller had.
             metadata.entry("guardian_credits_requested").or_insert_with(|| "true".into());
@@ -285,6 +285,8 @@ impl Turn {
             }
             m.insert(STREAM_START.into(), ws.now_ms.to_string().into());
         }
+        // The official client writes these members in key order.
+        m.sort_keys();
         // A map of strings and JSON values always serializes.
         let _ = serde_json::to_writer(out, &m);
     }
