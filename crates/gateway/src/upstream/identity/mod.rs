@@ -9,7 +9,6 @@
 //! `relay/exchange/prepare.rs` decides the version per request, `catalog/entry.rs` owns [`ClientVersion`].
 
 pub mod efforts;
-mod ordered;
 pub mod side;
 pub mod turn;
 

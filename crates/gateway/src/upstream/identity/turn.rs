@@ -17,8 +17,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::ordered::Ordered;
-
 /// What a request is, in the turn metadata's `request_kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestKind {
@@ -160,10 +158,11 @@ impl Turn {
             // What the official client adds on every ChatGPT-login turn, whatever provider setup the caller had.
             metadata.entry("guardian_credits_requested").or_insert_with(|| "true".into());
             metadata.entry("mcp_attribution").or_insert_with(|| r#"{"status":"none"}"#.into());
-            let (header_members, body_members) = match carried.and_then(|t| serde_json::from_str::<Ordered>(&t).ok()) {
+            let carried = carried.and_then(|t| serde_json::from_str::<Map<String, Value>>(&t).ok());
+            let (header_members, body_members) = match carried {
                 Some(mut m) => {
-                    m.remove("installation_id");
-                    (m.members_but("tool_namespaces_info"), m.members_but("installation_id"))
+                    m.shift_remove("installation_id");
+                    (members_but(&m, "tool_namespaces_info"), members_but(&m, "installation_id"))
                 }
                 None => {
                     let members = written_turn_metadata(&i, &window, id);
@@ -297,6 +296,13 @@ impl Turn {
         self.write_client_metadata(&mut out, installation_id, websocket);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// A JSON object's members but `skip`, in their order, as JSON text without the braces (`"a":1,"b":2`): the turn
+/// metadata is a header whose member order is part of what it looks like.
+fn members_but(m: &Map<String, Value>, skip: &str) -> String {
+    let members = m.iter().filter(|(k, _)| k.as_str() != skip);
+    members.map(|(k, v)| format!("{}:{v}", Value::from(k.as_str()))).collect::<Vec<_>>().join(",")
 }
 
 /// The turn metadata's JSON text: the installation id first, then `members`.
@@ -437,12 +443,22 @@ mod tests {
         // Members in key order, the WebSocket's own among them.
         for ws in [None, Some(WebsocketTurn { turn_state: Some("ts"), now_ms: 9, lite: false })] {
             let text = turn.client_metadata("inst-a", ws);
-            let ordered: Ordered = serde_json::from_str(&text).unwrap_or_default();
-            let mut sorted = ordered.keys();
+            let ordered: Map<String, Value> = serde_json::from_str(&text).unwrap_or_default();
+            let keys: Vec<&String> = ordered.keys().collect();
+            let mut sorted = keys.clone();
             sorted.sort_unstable();
-            assert_eq!(ordered.keys(), sorted, "{text}");
-            assert_eq!(ordered.keys().len(), if ws.is_some() { 11 } else { 9 }, "{text}");
+            assert_eq!(keys, sorted, "{text}");
+            assert_eq!(keys.len(), if ws.is_some() { 11 } else { 9 }, "{text}");
         }
+    }
+
+    #[test]
+    fn carried_members_keep_their_order_and_one_can_be_left_out() {
+        let parsed: Map<String, Value> =
+            serde_json::from_str(r#"{"zeta":1,"alpha":{"b":2,"a":1},"installation_id":"old"}"#).unwrap_or_default();
+        assert_eq!(members_but(&parsed, "installation_id"), r#""zeta":1,"alpha":{"b":2,"a":1}"#);
+        let read: Map<String, Value> = serde_json::from_str(r#"{"b":"x\"y","a":3}"#).unwrap_or_default();
+        assert_eq!(members_but(&read, "a"), r#""b":"x\"y""#);
     }
 
     #[test]
