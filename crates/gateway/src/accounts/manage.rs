@@ -330,7 +330,7 @@ mod tests {
         assert_eq!(other.get_account(&row.id)?.and_then(|a| a.policy).as_deref(), Some("preserve:40"));
         // An export without one (an older build's) keeps what the store has; an unknown one is refused.
         let mut older = doc.clone();
-        older["accounts"][0].as_object_mut().map(|a| a.remove("policy"));
+        older["accounts"][0].as_object_mut().map(|a| a.shift_remove("policy"));
         assert_eq!(from_export(&older)?[0].policy, None);
         let mut newer = doc;
         newer["accounts"][0]["policy"] = json!("lend:10");

@@ -118,7 +118,7 @@ fn render(body: &Body, path: &str) -> Vec<u8> {
         Body::Json(v) => return serde_json::to_vec(v).unwrap_or_default(),
         Body::Replace(i, v) => t[key(*i)] = v.clone(),
         Body::Drop(i) => {
-            t.as_object_mut().map(|m| m.remove(&key(*i)));
+            t.as_object_mut().map(|m| m.shift_remove(&key(*i)));
         }
         Body::Add(k, v) => t[k.as_str()] = v.clone(),
     }

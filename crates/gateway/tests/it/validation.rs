@@ -229,7 +229,7 @@ async fn reasoning_items_without_id_round_trip_through_the_passthrough() {
         .and_then(|o| o.iter().find(|i| i["type"] == "reasoning").cloned())
         .unwrap_or_else(|| panic!("no reasoning item: {v}"));
     if let Some(item) = reasoning.as_object_mut() {
-        item.remove("id");
+        item.shift_remove("id");
     }
     let second = json!({"model":"gpt-5.4","reasoning":{"effort":"low"},"include":["reasoning.encrypted_content"],
         "input":[{"role":"user","content":"think"}, reasoning.clone(),

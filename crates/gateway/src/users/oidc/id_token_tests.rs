@@ -119,7 +119,7 @@ fn a_wrong_or_missing_nonce_is_refused() {
     c["nonce"] = json!("another-sign-in");
     assert_eq!(check(&sign(&c, &sk, "k1"), &jwks), Err(IdTokenError::Nonce));
     if let Some(o) = c.as_object_mut() {
-        o.remove("nonce");
+        o.shift_remove("nonce");
     }
     assert_eq!(check(&sign(&c, &sk, "k1"), &jwks), Err(IdTokenError::Nonce));
 }
