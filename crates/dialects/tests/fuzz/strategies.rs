@@ -295,7 +295,7 @@ fn edit(node: &mut Value, op: &Op) {
         Op::Remove => match node {
             Value::Object(m) if !m.is_empty() => {
                 let key = m.keys().next().cloned().unwrap_or_default();
-                m.remove(&key);
+                m.shift_remove(&key);
             }
             Value::Array(a) if !a.is_empty() => {
                 a.remove(0);

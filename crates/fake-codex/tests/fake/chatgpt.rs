@@ -82,7 +82,7 @@ async fn every_catalog_entry_has_what_the_official_client_requires_to_read_it() 
 async fn a_body_without_instructions_is_served_as_the_official_client_sends_it() {
     let (fake, c) = start().await;
     let mut b = body();
-    b.as_object_mut().unwrap().remove("instructions");
+    b.as_object_mut().unwrap().shift_remove("instructions");
     b["input"] = json!([
         {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "base instructions"}]},
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
@@ -128,7 +128,7 @@ async fn turn(socket: &mut Socket, msg: Value) -> Vec<Value> {
 
 fn create(mut b: Value, extra: Value) -> Value {
     b["type"] = json!("response.create");
-    b.as_object_mut().unwrap().remove("instructions");
+    b.as_object_mut().unwrap().shift_remove("instructions");
     for (k, v) in extra.as_object().unwrap() {
         b[k] = v.clone();
     }

@@ -173,7 +173,7 @@ async fn prompt_cache_per_account_and_key() {
     k2["prompt_cache_key"] = json!("conv-2");
     assert_eq!(cached(&events(&fake, &c, &k2).await), 0);
     let mut nokey = b2.clone();
-    nokey.as_object_mut().unwrap().remove("prompt_cache_key");
+    nokey.as_object_mut().unwrap().shift_remove("prompt_cache_key");
     assert_eq!(cached(&events(&fake, &c, &nokey).await), 0);
     // Changed instructions break the prefix.
     let mut changed = b2.clone();

@@ -19,7 +19,7 @@ async fn strict_rejections() {
         (Box::new(|b| b["store"] = json!(true)), "Store must be set to false"),
         (
             Box::new(|b| {
-                b.as_object_mut().unwrap().remove("store");
+                b.as_object_mut().unwrap().shift_remove("store");
             }),
             "Store must be set to false",
         ),
@@ -191,7 +191,7 @@ async fn reasoning_items_without_id_are_accepted() {
     first["include"] = json!(["reasoning.encrypted_content"]);
     let evs = events(&fake, &c, &first).await;
     let mut reasoning = done_items(&evs).into_iter().find(|i| i["type"] == "reasoning").unwrap();
-    reasoning.as_object_mut().unwrap().remove("id");
+    reasoning.as_object_mut().unwrap().shift_remove("id");
     let mut second = first.clone();
     second["input"] = json!([
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
@@ -297,7 +297,7 @@ async fn a_compaction_trigger_yields_exactly_one_compaction_item() {
 async fn additional_tools_only_for_a_model_the_catalog_flags_lite() {
     let (fake, c) = start().await;
     let mut b = body();
-    b.as_object_mut().unwrap().remove("tools");
+    b.as_object_mut().unwrap().shift_remove("tools");
     let tools = json!([{"type": "namespace", "name": "functions", "description": "",
         "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": false}]}]);
     let item = json!({"type": "additional_tools", "id": "at_1", "role": "developer", "tools": tools});
