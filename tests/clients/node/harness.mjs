@@ -282,7 +282,7 @@ export async function startStack({ accounts = 1, gatewayEnv = {}, ollama = false
 /**
  * One stack per test file: started before the first test (then `onStart(stack)` runs), stopped after the last
  * (its work directory kept when a test failed). Returns `gwTest(name, fn)`, a bounded test that resets the
- * fake's request log first and appends both processes' logs to a failure.
+ * fake's request log first, hands `fn` the test's context (for `t.skip`) and appends both processes' logs to a failure.
  */
 export function useStack(options = {}, onStart = () => {}) {
   let stack;
@@ -295,10 +295,10 @@ export function useStack(options = {}, onStart = () => {}) {
     if (stack) await stack.stop({ keep: failed });
   });
   return function gwTest(name, fn) {
-    test(name, { timeout: 120_000 }, async () => {
+    test(name, { timeout: 120_000 }, async (t) => {
       await stack.fake.resetRequests();
       try {
-        await fn();
+        await fn(t);
       } catch (e) {
         failed = true;
         e.message = `${e.message}\n${stack.describe()}`;
