@@ -282,7 +282,8 @@ export async function startStack({ accounts = 1, gatewayEnv = {}, ollama = false
 /**
  * One stack per test file: started before the first test (then `onStart(stack)` runs), stopped after the last
  * (its work directory kept when a test failed). Returns `gwTest(name, fn)`, a bounded test that resets the
- * fake's request log first, hands `fn` the test's context (for `t.skip`) and appends both processes' logs to a failure.
+ * fake's request log first, hands `fn` the test's context (for `t.skip`) and appends both processes' logs to a
+ * failure.
  */
 export function useStack(options = {}, onStart = () => {}) {
   let stack;
