@@ -31,7 +31,15 @@ use crate::logging;
 #[command(
     name = "codex-gateway",
     version,
-    long_version = concat!(env!("CARGO_PKG_VERSION"), "\nbuild: ", env!("CODEX_GATEWAY_BUILD")),
+    long_version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        "\ntarget: ",
+        env!("CODEX_GATEWAY_TARGET"),
+        "\ncommit: ",
+        env!("CODEX_GATEWAY_COMMIT"),
+        "\nbuild: ",
+        env!("CODEX_GATEWAY_BUILD")
+    ),
     about = "Use the Codex models of your ChatGPT subscription from any AI client"
 )]
 pub struct Cli {
@@ -219,6 +227,7 @@ async fn serve(config: Config, log_file: Option<&std::path::Path>) -> anyhow::Re
     crate::server::run(config, listener, shutdown_signal()).await
 }
 
+#[cfg(unix)]
 async fn shutdown_signal() {
     let term = async {
         let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
@@ -227,6 +236,32 @@ async fn shutdown_signal() {
         s.recv().await;
     };
     tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
+}
+
+/// Windows has no SIGTERM: Ctrl-C or Ctrl-Break, the console window closed, or the machine shutting down begin the
+/// same graceful shutdown (after a close or a shutdown Windows ends the process itself within seconds). A handler
+/// that cannot be installed never fires, rather than stopping the gateway at once.
+#[cfg(windows)]
+async fn shutdown_signal() {
+    use tokio::signal::windows as console;
+    macro_rules! event {
+        ($listen:expr) => {
+            async {
+                match $listen {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            }
+        };
+    }
+    tokio::select! {
+        _ = event!(console::ctrl_c()) => {}
+        _ = event!(console::ctrl_break()) => {}
+        _ = event!(console::ctrl_close()) => {}
+        _ = event!(console::ctrl_shutdown()) => {}
+    }
 }
 
 /// Where a command on this machine reaches the gateway: `http://` and the listen address, an unspecified one

@@ -103,8 +103,9 @@ fn the_docker_image_builds_where_a_daemon_answers() {
     say("packaging: built and ran the Docker image");
 }
 
-/// `--version` names how the binary was optimised (crates/gateway/build.rs reads the rustflags it was built with):
-/// the profile-guided release build of scripts/build-release, or not; `-V` stays the bare version.
+/// `--version` names the target, the commit and how the binary was optimised (crates/gateway/build.rs reads the
+/// rustflags it was built with): the profile-guided release build of scripts/build-release, or not; `-V` stays the
+/// bare version.
 #[test]
 fn the_version_names_the_build() {
     let run = |flag: &str| {
@@ -123,6 +124,11 @@ fn the_version_names_the_build() {
         "{long}"
     );
     assert_eq!(run("-V").trim(), concat!("codex-gateway ", env!("CARGO_PKG_VERSION")));
+    // The target triple of this very build: its architecture and operating system lead and follow the vendor.
+    let target = long.lines().find_map(|l| l.strip_prefix("target: ")).unwrap_or_default();
+    assert!(target.starts_with(std::env::consts::ARCH) && target.contains(std::env::consts::OS), "{long}");
+    let commit = long.lines().find_map(|l| l.strip_prefix("commit: ")).unwrap_or_default();
+    assert!(!commit.is_empty(), "{long}");
 }
 
 /// Without Docker (hadolint is not here either): the Dockerfile is read as Docker's parser reads it (comments,
