@@ -14,7 +14,8 @@ An sdist would have to build the Rust workspace on the user's machine, which is 
 what these wheels exist to avoid; a platform without a wheel is told to use another way
 of installing instead of starting a surprise compile.
 
-The wheels are reproducible: fixed timestamps and modes, entries in a fixed order.
+The wheels are reproducible: timestamps from SOURCE_DATE_EPOCH (else 1980), fixed modes, entries in a fixed
+order.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import base64
 import csv
 import hashlib
 import io
+import os
 import re
 import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -48,8 +51,16 @@ ARCHIVE_RE = re.compile(r"^codex-gateway-(?P<target>.+?)\.(?P<ext>tar\.gz|zip)$"
 # Versions this builder accepts: the PEP 440 forms the workspace would use (1.2.3, 1.2.3rc1, ...).
 VERSION_RE = re.compile(r"^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?$")
 
-# 1980-01-01, the earliest time a zip entry can carry: every build of the same inputs is byte-identical.
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+# Entry times: SOURCE_DATE_EPOCH (scripts/dist sets it to the commit's time), else 1980-01-01, the earliest a
+# zip entry can carry; either way every build of the same inputs is byte-identical.
+ZIP_EARLIEST = 315532800  # 1980-01-01T00:00:00Z
+
+
+def zip_time() -> tuple[int, int, int, int, int, int]:
+    stamp = max(int(os.environ.get("SOURCE_DATE_EPOCH", ZIP_EARLIEST)), ZIP_EARLIEST)
+    return time.gmtime(stamp)[:6]
+
+
 MODE_FILE = 0o100644
 MODE_EXEC = 0o100755
 
@@ -240,9 +251,10 @@ def wheel_entries(version: str, tag: str, files: dict[str, bytes], exe: str) -> 
 
 def write_wheel(path: Path, entries: list[tuple[str, bytes, int]]) -> None:
     tmp = path.with_name(path.name + ".tmp")
+    stamp = zip_time()
     with zipfile.ZipFile(tmp, "w") as z:
         for name, data, mode in entries:
-            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info = zipfile.ZipInfo(name, date_time=stamp)
             info.create_system = 3  # unix, so installers read the mode below
             info.external_attr = mode << 16
             info.compress_type = zipfile.ZIP_DEFLATED

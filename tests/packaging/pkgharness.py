@@ -46,7 +46,10 @@ WHEEL_TAG = {
     "x86_64-apple-darwin": "macosx_10_12_x86_64",
     "aarch64-apple-darwin": "macosx_11_0_arm64",
 }.get(TARGET, "win_amd64")
-ARCHIVE = f"codex-gateway-{TARGET}.tar.gz"
+WINDOWS = sys.platform == "win32"
+ARCHIVE = f"codex-gateway-{TARGET}" + (".zip" if WINDOWS else ".tar.gz")
+EXE = ".exe" if WINDOWS else ""
+SCRIPTS = "Scripts" if WINDOWS else "bin"  # a venv's folder of executables
 
 
 def dist_dir() -> Path:
@@ -87,6 +90,7 @@ def clean_env(home: Path) -> dict[str, str]:
     env["PATH"] = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not is_rust_dir(p))
     env.update(
         HOME=str(home),
+        USERPROFILE=str(home),
         XDG_CONFIG_HOME=str(home / ".config"),
         XDG_DATA_HOME=str(home / ".local/share"),
         XDG_CACHE_HOME=str(home / ".cache"),
@@ -105,6 +109,13 @@ def clean_env(home: Path) -> dict[str, str]:
     return env
 
 
+def command(name: str, env: dict[str, str]) -> str:
+    """NAME as found on env's PATH (npm and npx are .cmd files on Windows, which need their full name)."""
+    found = shutil.which(name, path=env["PATH"])
+    assert found, f"{name} is not on PATH"
+    return found
+
+
 def base_python() -> str:
     """A real interpreter (not a pyenv shim, which needs the real HOME) to make fresh venvs with."""
     return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
@@ -116,9 +127,11 @@ class Gateway:
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path | None = None):
         self.log = Path(env["HOME"]) / f"gateway-{time.monotonic_ns()}.err"
         self._err = self.log.open("wb")
+        # Its own process group: teardown reaches npx's and node's children too.
+        group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if WINDOWS else {"start_new_session": True}
         self.proc = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err,
-            start_new_session=True,  # its own process group: teardown reaches npx's and node's children too
+            [command(argv[0], env), *argv[1:]], env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=self._err, **group,
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -160,6 +173,12 @@ class Gateway:
             time.sleep(0.02)
 
     def stop(self) -> None:
+        if WINDOWS:
+            # The tree under the process started (npx.cmd -> node -> codex-gateway.exe), by its id.
+            subprocess.run(["taskkill", "/T", "/F", "/PID", str(self.proc.pid)], capture_output=True)
+            self.proc.wait()
+            self._err.close()
+            return
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -213,7 +232,7 @@ def serve_folder():
 
 def run(argv: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120,
         check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+    result = subprocess.run([command(argv[0], env), *argv[1:]], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                             stdin=subprocess.DEVNULL)
     if check and result.returncode != 0:
         raise AssertionError(f"{argv} exited {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}")
