@@ -8,6 +8,7 @@ the release workflow's Windows runner is what runs it (same cases: install, tamp
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -116,3 +117,8 @@ def test_install_sh_version_picks_that_release_of_the_default_url(tmp_path: Path
 @pytest.mark.parametrize("shell", SHELLS)
 def test_install_sh_is_valid_syntax(shell: str):
     run([shell, "-n", str(INSTALL_SH)], {"PATH": "/usr/bin:/bin"})
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="no shellcheck on PATH")
+def test_install_sh_passes_shellcheck_as_posix_sh():
+    run(["shellcheck", "-s", "sh", str(INSTALL_SH)], {"PATH": os.environ["PATH"]})
