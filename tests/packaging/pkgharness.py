@@ -70,8 +70,11 @@ def dist() -> Path:
 
 @pytest.fixture(scope="session")
 def version(dist: Path) -> str:
+    """The packages' version, read off this platform's wheel."""
     wheels = sorted((dist / "python").glob(f"codex_gateway-*-py3-none-{WHEEL_TAG}.whl"))
-    assert wheels, f"no wheel for {WHEEL_TAG} in {dist / 'python'}: scripts/dist runs packaging/python/build-wheels.py"
+    if not wheels:
+        pytest.skip(f"no wheel for {WHEEL_TAG} in {dist / 'python'}: scripts/dist makes the wheels and npm packages "
+                    "unless given --no-packages")
     return wheels[0].name.split("-")[1]
 
 
