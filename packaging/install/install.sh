@@ -155,12 +155,13 @@ mkdir -p "$install_dir" || die "cannot create $install_dir; set CODEX_GATEWAY_IN
 staged="$install_dir/.codex-gateway.tmp.$$"
 cp "$binary" "$staged" || die "cannot write to $install_dir; set CODEX_GATEWAY_INSTALL_DIR to a folder you can write"
 chmod 755 "$staged"
-if ! installed_version="$("$staged" --version 2>&1)"; then
+if ! version_output="$("$staged" --version 2>&1)"; then
     err "the downloaded binary does not run on this machine:"
-    printf '%s\n' "$installed_version" >&2
+    printf '%s\n' "$version_output" >&2
     [ "$os" != Linux ] || err "(the Linux binaries need glibc 2.17 or newer)"
     die "nothing was installed"
 fi
+installed_version="$(printf '%s\n' "$version_output" | head -n 1)"  # "codex-gateway X.Y.Z"; then target, commit
 mv -f "$staged" "$install_dir/codex-gateway"
 staged=""
 say "Installed $installed_version to $install_dir/codex-gateway"

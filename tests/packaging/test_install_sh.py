@@ -8,14 +8,16 @@ the release workflow's Windows runner is what runs it (same cases: install, tamp
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from pkgharness import ARCHIVE, REPO, clean_env, run
+from pkgharness import ARCHIVE, REPO, TARGET, clean_env, run, write_fake_archive
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="install.sh is for Linux and macOS; install.ps1 is "
                                 "run by the release workflow's Windows step")
@@ -44,6 +46,7 @@ def test_install_sh_installs_a_binary_that_runs(dist: Path, serve_folder, tmp_pa
     target = tmp_path / "new" / "bin"  # created by the script
     result, env = install(base, target, tmp_path / "home", shell)
     assert "Checksum verified" in result.stdout
+    assert re.search(r"^Installed codex-gateway \S+ to \S+codex-gateway$", result.stdout, re.M), result.stdout
     assert "not on your PATH" in result.stdout
     assert f"{target}/codex-gateway serve" in result.stdout
     assert "connect claude-code" in result.stdout
@@ -122,3 +125,17 @@ def test_install_sh_is_valid_syntax(shell: str):
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="no shellcheck on PATH")
 def test_install_sh_passes_shellcheck_as_posix_sh():
     run(["shellcheck", "-s", "sh", str(INSTALL_SH)], {"PATH": os.environ["PATH"]})
+
+
+def test_install_sh_refuses_a_binary_that_does_not_run_here(serve_folder, tmp_path: Path):
+    # A checksum-correct archive whose binary fails (as a glibc too old would make it): nothing installed.
+    folder = tmp_path / "dist"
+    folder.mkdir()
+    archive = write_fake_archive(folder, TARGET, b"#!/bin/sh\necho 'cannot run here' >&2\nexit 3\n")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    (folder / "SHA256SUMS").write_text(f"{digest}  {archive.name}\n")
+    target = tmp_path / "bin"
+    result, _ = install(serve_folder(folder), target, tmp_path / "home", check=False)
+    assert result.returncode != 0
+    assert "does not run on this machine" in result.stderr and "cannot run here" in result.stderr
+    assert list(target.iterdir()) == [], "the staged copy was left behind"
