@@ -127,6 +127,7 @@ fn write_auth_json(path: &Path, c: &AccountCreds) -> std::io::Result<()> {
     });
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
+    // Windows has no modes: the file takes its folder's ACL, as the official client's own auth.json does there.
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

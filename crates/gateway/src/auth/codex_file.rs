@@ -81,7 +81,8 @@ pub fn write_tokens(path: &Path, tokens: &Tokens) -> anyhow::Result<()> {
     write_private_atomic(path, &bytes)
 }
 
-/// Write `bytes` to `path` via a temp file in the same directory, fsync, rename; mode 0600.
+/// Write `bytes` to `path` via a temp file in the same directory, fsync, rename; mode 0600 (on Windows the
+/// folder's ACL: store::private_options).
 pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("path has no parent directory")?;
     std::fs::create_dir_all(dir)?;

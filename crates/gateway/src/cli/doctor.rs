@@ -198,6 +198,7 @@ fn store_checks(r: &mut Report, config: &Config) -> Option<Vec<StoredAccount>> {
         r.ok("store", "data dir", format!("{} does not exist yet (made at first start)", dir.display()));
         return None;
     }
+    #[cfg(unix)]
     match mode(dir) {
         Some(m) if m & 0o077 != 0 => r.warn(
             "store",
@@ -207,11 +208,15 @@ fn store_checks(r: &mut Report, config: &Config) -> Option<Vec<StoredAccount>> {
         ),
         _ => r.ok("store", "data dir mode", format!("{} is private", dir.display())),
     }
+    // Windows has no modes: a folder's ACL decides, and one in the user's profile is the user's alone.
+    #[cfg(windows)]
+    r.ok("store", "data dir mode", format!("{}: not checked on Windows (its ACL decides)", dir.display()));
     let db = config.db_path();
     if !db.exists() {
         r.ok("store", "database", format!("{} does not exist yet (made at first start)", db.display()));
         return None;
     }
+    #[cfg(unix)]
     for file in
         [db.clone(), PathBuf::from(format!("{}-wal", db.display())), PathBuf::from(format!("{}-shm", db.display()))]
     {
@@ -260,6 +265,7 @@ fn store_checks(r: &mut Report, config: &Config) -> Option<Vec<StoredAccount>> {
     None
 }
 
+#[cfg(unix)]
 fn mode(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)

@@ -1,22 +1,32 @@
 //! `codex-gateway reload`: make the running gateway read its configuration file again (app/reload.rs): one started
 //! with `start` is signalled (SIGHUP) and its report read from `GET /admin/reload`; another is asked with `POST
-//! /admin/reload`. Exit codes: 0 reloaded, 1 the file was refused (or no answer), 3 no gateway runs.
+//! /admin/reload`. Exit codes: 0 reloaded, 1 the file was refused (or no answer), 3 no gateway runs. Windows has
+//! no SIGHUP: there every gateway is asked with `POST /admin/reload`.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(unix)]
+use std::time::Instant;
 
-use anyhow::{Context, bail};
+#[cfg(unix)]
+use anyhow::Context;
+use anyhow::bail;
 use serde::Deserialize;
 
-use super::service::{Files, Reach, Running, reach, running_pid, signal};
+#[cfg(unix)]
+use super::service::signal;
+use super::service::{Files, Reach, Running, reach, running_pid};
 use crate::config::{Config, Overrides, ProcessEnv};
 
 /// How long to wait for the signalled gateway's report.
+#[cfg(unix)]
 const REPORT_WAIT: Duration = Duration::from_secs(10);
 
 /// The part of `app::reload::Report` printed here.
 #[derive(Deserialize, Debug)]
 struct Report {
+    // Compared only after a SIGHUP (unix), to tell the new report from the last one.
+    #[cfg_attr(windows, allow(dead_code))]
     seq: u64,
     ok: bool,
     #[serde(default)]
@@ -39,6 +49,7 @@ pub(crate) async fn run(base: &Overrides) -> anyhow::Result<ExitCode> {
     let files = Files::in_dir(&config.data_dir);
     let Reach { base: address, key } = reach(&config);
     let report = match running_pid(&files) {
+        #[cfg(unix)]
         Running::Yes(pid) => {
             let before = call(reqwest::Method::GET, &address, key.as_deref()).await.ok().map(|r| r.seq);
             signal(pid, libc::SIGHUP).with_context(|| format!("cannot signal pid {pid}"))?;
@@ -50,18 +61,32 @@ pub(crate) async fn run(base: &Overrides) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Running::Stale(_) | Running::No => match call(reqwest::Method::POST, &address, key.as_deref()).await {
-            Ok(r) => r,
-            Err(e) if e.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_connect) => {
-                say!("codex-gateway is not running (nothing answers on {address})");
-                return Ok(ExitCode::from(3));
-            }
-            Err(e) => return Err(e),
+        #[cfg(windows)]
+        Running::Yes(_) => match asked(&address, key.as_deref()).await? {
+            Some(r) => r,
+            None => return Ok(ExitCode::from(3)),
+        },
+        Running::Stale(_) | Running::No => match asked(&address, key.as_deref()).await? {
+            Some(r) => r,
+            None => return Ok(ExitCode::from(3)),
         },
     };
     Ok(print(&report))
 }
 
+/// `POST /admin/reload`: its report, or none when nothing answers (said here).
+async fn asked(address: &str, key: Option<&str>) -> anyhow::Result<Option<Report>> {
+    match call(reqwest::Method::POST, address, key).await {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_connect) => {
+            say!("codex-gateway is not running (nothing answers on {address})");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(unix)]
 async fn wait_for_report(address: &str, key: Option<&str>, before: u64) -> anyhow::Result<Report> {
     let began = Instant::now();
     loop {

@@ -1,7 +1,9 @@
 //! The gateway as a background service: `start` (spawn `serve` detached, with its pid file, its last options and
 //! its log in the data directory; return once `/health` answers), `stop` (SIGTERM, then wait for the graceful
 //! shutdown), `restart` (the last start's options) and `status` (LSB exit codes; what the running gateway says
-//! in `/admin/status`, `/admin/accounts` and `/metrics`). `serve` (cli.rs) stays the foreground command.
+//! in `/admin/status`, `/admin/accounts` and `/metrics`). `serve` (cli.rs) stays the foreground command. On
+//! Windows the pid is checked and `stop` ends the process through its handle (service/windows.rs): no graceful
+//! shutdown there.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// What `stop` adds to the gateway's own bounds (streams, then the ledger drain) before it kills.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(50);
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows::{alive, is_gateway};
 
 /// The files of a background gateway, in the data directory.
 pub(crate) struct Files {
@@ -313,6 +320,8 @@ async fn spawn(options: &StartOptions) -> anyhow::Result<State> {
     // directory to pin (a relative path was made absolute above).
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    #[cfg(windows)]
+    std::os::windows::process::CommandExt::creation_flags(&mut cmd, windows::DETACHED);
     cmd.current_dir("/");
     let mut child = cmd.spawn().context("cannot start the gateway process")?;
     let pid = child.id();
@@ -347,6 +356,7 @@ async fn spawn(options: &StartOptions) -> anyhow::Result<State> {
 
 /// SIGTERM, then wait: the gateway stops accepting, lets open streams finish up to `shutdown_timeout_secs`,
 /// drains the usage ledger (bounded the same), and exits. Past both bounds and a grace, it is killed.
+#[cfg(unix)]
 async fn terminate(files: &Files, pid: u32, config: &Config) -> anyhow::Result<()> {
     signal(pid, libc::SIGTERM).with_context(|| format!("cannot signal pid {pid}"))?;
     let bound = config.timeouts.shutdown * 2 + STOP_GRACE;
@@ -361,6 +371,23 @@ async fn terminate(files: &Files, pid: u32, config: &Config) -> anyhow::Result<(
     }
     let _ = std::fs::remove_file(&files.pid);
     say!("codex-gateway stopped (pid {pid})");
+    Ok(())
+}
+
+/// Windows: the process is ended at once (service/windows.rs says why), then awaited so a `restart` does not
+/// find its port still taken.
+#[cfg(windows)]
+async fn terminate(files: &Files, pid: u32, _config: &Config) -> anyhow::Result<()> {
+    windows::kill(pid).with_context(|| format!("cannot end pid {pid}"))?;
+    let began = Instant::now();
+    while alive(pid) {
+        if began.elapsed() > STOP_GRACE {
+            bail!("codex-gateway (pid {pid}) was ended but still runs after {} s", STOP_GRACE.as_secs());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let _ = std::fs::remove_file(&files.pid);
+    say!("codex-gateway stopped (pid {pid}; on Windows it is ended at once: open streams were cut)");
     Ok(())
 }
 
@@ -406,6 +433,7 @@ pub(crate) fn running_pid(files: &Files) -> Running {
 
 /// The process exists and is not a zombie (a gateway whose parent, `start`, is gone is reaped by init, but a
 /// container's init may not reap).
+#[cfg(unix)]
 fn alive(pid: u32) -> bool {
     // Signal 0 only checks that the process exists and may be signalled.
     signal(pid, 0).is_ok()
@@ -417,6 +445,7 @@ fn alive(pid: u32) -> bool {
 }
 
 /// The pid is a codex-gateway (a pid file outliving its process may name a reused pid). Without /proc: assume so.
+#[cfg(unix)]
 fn is_gateway(pid: u32) -> bool {
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
         Ok(cmdline) => cmdline
@@ -428,6 +457,7 @@ fn is_gateway(pid: u32) -> bool {
     }
 }
 
+#[cfg(unix)]
 pub(crate) fn signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: kill(2) takes plain integers; the pid was checked to be a running codex-gateway.

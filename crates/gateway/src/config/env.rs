@@ -30,6 +30,12 @@ impl Env for std::collections::HashMap<String, String> {
 
 /// `$HOME`, else the working directory.
 pub fn home(env: &dyn Env) -> PathBuf {
+    // Windows sets no HOME: the profile folder (`C:\Users\NAME`), where the official client keeps `.codex` too,
+    // and whose ACL keeps the data directory private to the user.
+    #[cfg(windows)]
+    if let Some(profile) = env.get("HOME").or_else(|| env.get("USERPROFILE")) {
+        return PathBuf::from(profile);
+    }
     env.get("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
 }
 

@@ -88,8 +88,10 @@ impl Store {
 }
 
 /// Options that create a file private to the gateway's user (0600 on Unix, as everything in the data directory);
-/// the caller adds how it opens it (create, truncate, append).
+/// the caller adds how it opens it (create, truncate, append). Windows has no modes: the file takes its folder's
+/// ACL, and the data directory is in the user's profile, whose ACL already admits only the user (and admins).
 pub(crate) fn private_options() -> std::fs::OpenOptions {
+    #[cfg_attr(windows, allow(unused_mut))]
     let mut options = std::fs::OpenOptions::new();
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
@@ -104,6 +106,8 @@ pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
+    // Windows: no mode, the folder takes its parent's ACL (private_options says why that suffices).
+    #[cfg_attr(windows, allow(unused_mut))]
     let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
     {
