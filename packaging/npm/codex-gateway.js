@@ -64,13 +64,18 @@ function binaryPath() {
 
 function run() {
   const binary = binaryPath();
-  const child = spawn(binary, process.argv.slice(2), { stdio: 'inherit', windowsHide: false });
 
+  // The handlers go in before the child starts: a signal that arrives as soon as the child is running (a
+  // supervisor that saw it print) would otherwise meet the default action and kill this process alone.
+  // Handlers run on the event loop, so none runs before `child` below is set.
+  let child;
   const forwarded = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   const forward = (signal) => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    if (child && child.exitCode === null && child.signalCode === null) child.kill(signal);
   };
   for (const signal of forwarded) process.on(signal, forward);
+
+  child = spawn(binary, process.argv.slice(2), { stdio: 'inherit' });
 
   child.on('error', (err) => {
     fail(`cannot run ${binary}: ${err.message}`);
