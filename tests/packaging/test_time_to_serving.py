@@ -7,6 +7,7 @@ install-to-serving.json in pytest's temp folder; docs quote them.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -65,3 +66,24 @@ def test_npm_to_serving(dist: Path, version: str, gateways, tmp_path: Path, timi
     installed = time.monotonic()
     healthy = gateways(["npx", "--no-install", "codex-gateway", "serve", "--port", "0"], env, cwd=project).wait_healthy()
     report(timings, "npm", start, healthy, {"npm install": installed - start, "serve": healthy - installed})
+
+
+def _uv() -> str | None:
+    """uv from scripts/dist's tools (.venv-dist, packaging/dist-requirements.txt), else one on PATH."""
+    local = REPO / ".venv-dist" / SCRIPTS / f"uv{EXE}"
+    return str(local) if local.is_file() else shutil.which("uv")
+
+
+def test_uvx_to_serving(dist: Path, version: str, gateways, tmp_path: Path, timings):
+    """The README's first line, `uvx codex-gateway serve`, with the wheel given as a local file and uv offline."""
+    uv = _uv()
+    if uv is None:
+        pytest.skip("no uv (scripts/setup-test-deps puts it in .venv-dist)")
+    env = clean_env(tmp_path / "home")
+    env.update(UV_CACHE_DIR=str(tmp_path / "uv-cache"), UV_OFFLINE="1", UV_PYTHON_DOWNLOADS="never",
+               UV_NO_CONFIG="1", UV_PYTHON=base_python())
+    wheel = dist / "python" / f"codex_gateway-{version}-py3-none-{WHEEL_TAG}.whl"
+    start = time.monotonic()
+    healthy = gateways([uv, "tool", "run", "--from", str(wheel), "codex-gateway", "serve", "--port", "0"],
+                       env).wait_healthy()
+    report(timings, "uvx", start, healthy, {"uvx to healthy": healthy - start})
