@@ -1,5 +1,6 @@
 //! The command line: `serve` (the main job, in the foreground), `start` / `stop` / `restart` / `status` (in the
-//! background, cli/service.rs), `reload` (cli/reload.rs), `doctor`, `connect`, `completions`, `man`, `login`, `accounts ...`, `keys ...`, `usage`, `audit ...`.
+//! background, cli/service.rs), `service install|uninstall|status` (at login: cli/autostart.rs), `reload`
+//! (cli/reload.rs), `doctor`, `connect`, `completions`, `man`, `login`, `accounts ...`, `keys ...`, `usage`, `audit ...`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod accounts;
 mod audit;
+mod autostart;
 mod connect;
 mod destination;
 mod doctor;
@@ -76,6 +78,10 @@ pub enum Command {
     Stop,
     /// Stop the background gateway if it runs, then start it with the options of the last `start`.
     Restart,
+    /// Start the gateway at login for this user (and now): `service install [OPTIONS]` writes a systemd user unit,
+    /// a launchd agent or a scheduled task running `serve` with them; `service uninstall`, `service status`.
+    #[command(subcommand)]
+    Service(autostart::ServiceCommand),
     /// Make the running gateway read its config file again: live settings apply at once, the rest is reported
     /// as needing a restart, a file that does not load is refused (exit 1) and the old configuration stays.
     Reload,
@@ -184,6 +190,7 @@ async fn dispatch(Cli { config, data_dir, log_format, database_url, command }: C
         Command::Start(args) => service::start(&base, args).await?,
         Command::Stop => service::stop(&base).await?,
         Command::Restart => service::restart(&base).await?,
+        Command::Service(cmd) => return autostart::run(&base, cmd).await,
         Command::Reload => return reload::run(&base).await,
         Command::Status { verbose, quiet } => return service::status(&base, verbose, quiet).await,
         Command::Doctor(args) => return doctor::run(&base, args).await,

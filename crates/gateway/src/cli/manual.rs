@@ -87,6 +87,7 @@ mod tests {
                 "stop",
                 "restart",
                 "status",
+                "service",
                 "doctor",
                 "accounts",
                 "completions",
@@ -137,9 +138,13 @@ mod tests {
         }
         let dir = std::env::temp_dir().join(format!("cgw-man-{}", uuid::Uuid::new_v4().simple()));
         man(ManArgs { dir: Some(dir.clone()) })?;
-        for page in
-            ["codex-gateway.1", "codex-gateway-start.1", "codex-gateway-doctor.1", "codex-gateway-accounts-import.1"]
-        {
+        for page in [
+            "codex-gateway.1",
+            "codex-gateway-start.1",
+            "codex-gateway-doctor.1",
+            "codex-gateway-accounts-import.1",
+            "codex-gateway-service-install.1",
+        ] {
             assert!(dir.join(page).is_file(), "{page}");
         }
         std::fs::remove_dir_all(&dir)?;

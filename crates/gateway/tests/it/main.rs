@@ -5,6 +5,7 @@ mod harness;
 mod admin;
 mod anthropic;
 mod audit;
+mod autostart;
 mod budgets;
 mod chain;
 mod chat;
