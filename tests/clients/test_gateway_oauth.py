@@ -66,13 +66,23 @@ def _cookies(req: urllib.request.Request) -> dict[str, str]:
         return out
 
 
+# What would let a process reach a keyring: the session D-Bus (the Secret Service) and where its socket is found.
+# Every process here runs without them, as on a server over SSH or in a container.
+NO_KEYRING = ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR", "DISPLAY", "WAYLAND_DISPLAY")
+
+
+def keyringless_env(extra: dict[str, str]) -> dict[str, str]:
+    env = harness.child_env(extra)
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_API_KEY", "RUST_LOG", *NO_KEYRING):
+        env.pop(name, None)
+    return env
+
+
 class AppServer:
     """`codex app-server` on stdio: JSON-RPC requests and the notifications it sends."""
 
     def __init__(self, codex_home: Path, home: Path):
-        env = harness.child_env({"HOME": str(home), "CODEX_HOME": str(codex_home), "NO_COLOR": "1"})
-        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_API_KEY", "RUST_LOG"):
-            env.pop(name, None)
+        env = keyringless_env({"HOME": str(home), "CODEX_HOME": str(codex_home), "NO_COLOR": "1"})
         self.proc = subprocess.Popen(
             [str(harness.node_bin("codex")), "app-server"], env=env, cwd=str(home),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(home / "app-server.log", "ab"),
@@ -126,10 +136,14 @@ class AppServer:
                                     "capabilities": {"experimentalApi": True, "explicitGatewayOauth": True}})
         self.send({"method": "initialized"})
 
-    def signed_in(self) -> None:
+    def sign_in_result(self) -> dict:
         m = self.wait(lambda m: m.get("method") == "account/gatewayOAuth/changed"
                       and m["params"]["status"] in ("succeeded", "failed"), "sign-in result")
-        assert m["params"]["status"] == "succeeded", m
+        return m["params"]
+
+    def signed_in(self) -> None:
+        result = self.sign_in_result()
+        assert result["status"] == "succeeded", result
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -137,28 +151,33 @@ class AppServer:
             self.proc.wait(timeout=10)
 
 
-def write_provider(gw, config: Path, codex_home: Path, home: Path) -> dict:
-    """`connect codex --write --sign-in`, plus the offline switches the tests use everywhere."""
+def connect(gw, config: Path, codex_home: Path, home: Path, *args: str, env: dict | None = None):
+    """`codex-gateway connect codex --write --sign-in ARGS` on a machine without a keyring."""
     port = gw.url.rsplit(":", 1)[1]
-    env = harness.child_env({"HOME": str(home), "CODEX_HOME": str(codex_home), "CODEX_GATEWAY_PORT": port,
-                             "CODEX_GATEWAY_CONFIG": str(config)})
-    proc = subprocess.run([str(harness.binary("codex-gateway")), "connect", "codex", "--write", "--sign-in"],
-                          env=env, capture_output=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    env = keyringless_env({"HOME": str(home), "CODEX_HOME": str(codex_home), "CODEX_GATEWAY_PORT": port,
+                           "CODEX_GATEWAY_CONFIG": str(config), **(env or {})})
+    return subprocess.run([str(harness.binary("codex-gateway")), "connect", "codex", "--write", "--sign-in", *args],
+                          env=env, capture_output=True, timeout=60, text=True)
+
+
+def offline(codex_home: Path) -> dict:
+    """The switches the tests use everywhere, so nothing reaches beyond 127.0.0.1; the provider stays as written."""
     path = codex_home / "config.toml"
-    text = path.read_text()
-    # The secrets in a file of CODEX_HOME (no keyring here), and nothing that reaches beyond 127.0.0.1.
-    text = text.replace("[model_providers.codex-gateway.gateway_oauth]\n",
-                        "[model_providers.codex-gateway.gateway_oauth]\ncredentials_store = \"file\"\n")
-    text += "\n[analytics]\nenabled = false\n\n[features]\nplugins = false\n"
+    text = path.read_text() + "\n[analytics]\nenabled = false\n\n[features]\nplugins = false\n"
     path.write_text(text)
     return tomllib.loads(text)
 
 
+def write_provider(gw, config: Path, codex_home: Path, home: Path) -> dict:
+    """`connect codex --write --sign-in` (it chooses the file store here: no keyring), plus the offline switches."""
+    proc = connect(gw, config, codex_home, home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return offline(codex_home)
+
+
 def codex_exec(codex_home: Path, home: Path, prompt: str) -> subprocess.CompletedProcess:
-    env = harness.child_env({"HOME": str(home), "CODEX_HOME": str(codex_home), "NO_COLOR": "1"})
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_API_KEY", "CODEX_GATEWAY_API_KEY", "RUST_LOG"):
-        env.pop(name, None)
+    env = keyringless_env({"HOME": str(home), "CODEX_HOME": str(codex_home), "NO_COLOR": "1"})
+    env.pop("CODEX_GATEWAY_API_KEY", None)
     work = home / "work"
     work.mkdir(exist_ok=True)
     return subprocess.run([str(harness.node_bin("codex")), "exec", "--skip-git-repo-check", prompt], cwd=str(work),
@@ -271,3 +290,61 @@ def test_device_and_browser_sign_in_a_turn_as_the_user_and_a_disabled_user_refus
                                              "refresh_token": stored_token(codex_home)["refresh_token"]}).encode(),
                      headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert (r.status, r.json()["error"]) == (400, "invalid_grant"), r.text
+
+
+def device_sign_in(gw, codex_home: Path, home: Path, cookie: str, csrf: str) -> dict:
+    """The CLI's device-code sign-in, approved by the test as the dashboard user: the CLI's result."""
+    app = AppServer(codex_home, home)
+    try:
+        app.start()
+        prompt = app.request("account/gatewayOAuth/login", {"deviceAuth": True})["prompt"]
+        r = harness.http("POST", gw.url + "/dashboard/api/oauth/device",
+                         {"user_code": prompt["userCode"], "approve": True},
+                         headers={"Cookie": cookie, "X-CSRF-Token": csrf})
+        assert r.status == 200, r.text
+        return app.sign_in_result()
+    finally:
+        app.stop()
+
+
+def test_connects_sign_in_config_works_with_no_keyring_and_asks_for_no_client_key(signed_stack, tmp_path):
+    """Issue 88: `connect codex --write --sign-in` where the gateway requires client keys exited 1 asking for a key
+    it then wrote nowhere; and it wrote no `credentials_store`, so a CLI with no keyring got its token (200) and
+    failed to keep it. Here: no D-Bus session, no keyring, CODEX_GATEWAY_API_KEY set; connect's file as written."""
+    stack, config = signed_stack
+    gw = stack.gateway
+    r = admin(gw, "POST", "/admin/users", {"name": "ana", "role": "member", "password": PASSWORD})
+    assert r.status == 201, r.text
+    cookie, csrf = dashboard_session(gw, "ana")
+    home = tmp_path / "home"
+    home.mkdir()
+
+    # The control: the keyring store (the CLI's default) cannot keep the token on this machine.
+    keyring_home = tmp_path / "codex-home-keyring"
+    keyring_home.mkdir()
+    proc = connect(gw, config, keyring_home, home, "--credentials-store", "keyring")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    offline(keyring_home)
+    result = device_sign_in(gw, keyring_home, home, cookie, csrf)
+    assert result["status"] == "failed", f"a keyring was found here, so this test proves nothing: {result}"
+
+    # connect as a developer runs it where the gateway requires client keys: no key asked for, none written.
+    codex_home = tmp_path / "codex-home"
+    codex_home.mkdir()
+    proc = connect(gw, config, codex_home, home, env={"CODEX_GATEWAY_API_KEY": "a-client-key-4f1e"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'credentials_store = "file"' in proc.stdout, proc.stdout
+    text = (codex_home / "config.toml").read_text()
+    assert "a-client-key-4f1e" not in text
+    provider = tomllib.loads(text)["model_providers"]["codex-gateway"]
+    assert "env_key" not in provider and provider["gateway_oauth"]["credentials_store"] == "file"
+    offline(codex_home)
+
+    result = device_sign_in(gw, codex_home, home, cookie, csrf)
+    assert result["status"] == "succeeded", result
+    assert stored_token(codex_home)["access_token"].startswith("cga_")
+
+    stack.fake.reset_requests()
+    done = codex_exec(codex_home, home, "say hi")
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode() + stack.describe()
+    assert stack.fake.requests("responses"), "the turn reached the backend"

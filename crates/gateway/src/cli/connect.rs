@@ -3,6 +3,7 @@
 //! other setting stays, the old file is kept as `FILE.bak`, and a second `--write` finds nothing to change.
 
 mod continue_yaml;
+mod credentials_store;
 
 use std::path::{Path, PathBuf};
 
@@ -11,13 +12,15 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
 use crate::config::{Config, Env, ProcessEnv, home};
+use credentials_store::{CredentialsStore, StoreFlag};
 
 #[derive(Args, Debug)]
 pub struct ConnectArgs {
     /// The client to configure.
     client: Client,
     /// The client key it sends (default: any string on a keyless loopback gateway; required when the gateway
-    /// requires keys, since configured keys are never printed).
+    /// requires keys, since configured keys are never printed; not with the Codex sign-in, whose token stands in
+    /// for it).
     #[arg(long)]
     key: Option<String>,
     /// The model it asks for.
@@ -30,6 +33,10 @@ pub struct ConnectArgs {
     /// gateway's users (by default only when its store has users).
     #[arg(long)]
     sign_in: bool,
+    /// Codex sign-in: where the CLI keeps its gateway token (`auto`: chosen for this machine, `file` where it has no
+    /// keyring: no D-Bus Secret Service, a container, WSL, SSH).
+    #[arg(long, value_enum, default_value = "auto")]
+    credentials_store: StoreFlag,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,15 +86,29 @@ enum Merge {
 
 pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()> {
     let base = super::service::reach(config).base;
-    let key = match (&args.key, super::keys::requires_a_key(config)) {
-        (Some(k), _) => k.clone(),
-        (None, false) => "unused".to_string(),
-        (None, true) if args.write => bail!("this gateway requires a client key: pass it with --key"),
-        (None, true) => "<your client key>".to_string(),
-    };
     let sign_in = args.client == Client::Codex && (args.sign_in || has_users(config).await);
+    // With the sign-in the CLI sends the user's gateway token, never a client key: none is asked for or written.
+    let key = match (&args.key, sign_in, super::keys::requires_a_key(config)) {
+        (Some(_), true, _) => {
+            eprintln!("note: --key is not written: with the sign-in the Codex CLI sends the user's own token");
+            String::new()
+        }
+        (None, true, _) => String::new(),
+        (Some(k), false, _) => k.clone(),
+        (None, false, false) => "unused".to_string(),
+        (None, false, true) if args.write => bail!("this gateway requires a client key: pass it with --key"),
+        (None, false, true) => "<your client key>".to_string(),
+    };
+    let store = sign_in
+        .then(|| credentials_store::choose(args.credentials_store, &credentials_store::Machine::here(&ProcessEnv)));
     let oauth = sign_in.then_some(&config.oauth);
-    let to = Gateway { base: &base, key: &key, websocket: config.inbound_ws.enabled, oauth };
+    let to = Gateway {
+        base: &base,
+        key: &key,
+        websocket: config.inbound_ws.enabled,
+        oauth,
+        store: store.as_ref().map(|(s, _)| *s),
+    };
     for plan in plans(args.client, &to, &args.model, &ProcessEnv) {
         if args.write {
             write(&plan)?;
@@ -99,7 +120,19 @@ pub(crate) async fn run(config: &Config, args: ConnectArgs) -> anyhow::Result<()
             say!("{}", plan.note);
         }
     }
+    if let Some((store, why)) = store {
+        say!("# the CLI keeps its gateway token in {}: {why}", where_kept(store));
+    }
     Ok(())
+}
+
+/// Where a store keeps the CLI's token, for `connect`'s output.
+fn where_kept(store: CredentialsStore) -> String {
+    let how = match store {
+        CredentialsStore::File => "a file of CODEX_HOME (secrets/gateway_oauth.json, this user only)",
+        CredentialsStore::Keyring => "a file of CODEX_HOME encrypted with a key in the OS keyring",
+    };
+    format!("{how} (credentials_store = \"{}\")", store.as_str())
 }
 
 /// Whether the configured store has users; a store that is not there (this machine is not the gateway's) has none.
@@ -120,6 +153,8 @@ struct Gateway<'a> {
     websocket: bool,
     /// Users sign the Codex CLI in (oauth/): its `gateway_oauth` settings.
     oauth: Option<&'a crate::config::OAuthConfig>,
+    /// Where the signed-in CLI keeps its token (credentials_store.rs); `None`: the CLI's default.
+    store: Option<CredentialsStore>,
 }
 
 fn plans(client: Client, to: &Gateway, model: &str, env: &dyn Env) -> Vec<Plan> {
@@ -238,18 +273,19 @@ fn codex_plan(to: &Gateway, model: &str, env: &dyn Env, home: &std::path::Path) 
         Some(o) => {
             let endpoint = |p: &str| toml_edit::Value::from(format!("{base}/dashboard/oauth/{p}"));
             let delivery = [("kind", "header"), ("name", o.header.as_str()), ("scheme", "Bearer")];
-            tables.push((
-                [path, vec!["gateway_oauth"]].concat(),
-                vec![
-                    ("authorization_url", endpoint("authorize")),
-                    ("token_url", endpoint("token")),
-                    ("device_authorization_url", endpoint("device/code")),
-                    ("client_id", o.client_id.as_str().into()),
-                    ("scopes", toml_edit::Array::from_iter(["models"]).into()),
-                    ("redirect_port", i64::from(o.redirect_port).into()),
-                    ("delivery", toml_edit::InlineTable::from_iter(delivery).into()),
-                ],
-            ));
+            let mut oauth = vec![
+                ("authorization_url", endpoint("authorize")),
+                ("token_url", endpoint("token")),
+                ("device_authorization_url", endpoint("device/code")),
+                ("client_id", o.client_id.as_str().into()),
+                ("scopes", toml_edit::Array::from_iter(["models"]).into()),
+                ("redirect_port", i64::from(o.redirect_port).into()),
+                ("delivery", toml_edit::InlineTable::from_iter(delivery).into()),
+            ];
+            if let Some(store) = to.store {
+                oauth.push(("credentials_store", store.as_str().into()));
+            }
+            tables.push(([path, vec!["gateway_oauth"]].concat(), oauth));
             "# then: codex (it signs you in to the gateway with your own user the first time)".into()
         }
         None => format!("# then: CODEX_GATEWAY_API_KEY={key} codex"),
@@ -379,7 +415,8 @@ mod tests {
         }
     }
 
-    const GATEWAY: Gateway = Gateway { base: "http://127.0.0.1:9", key: "k-1", websocket: true, oauth: None };
+    const GATEWAY: Gateway =
+        Gateway { base: "http://127.0.0.1:9", key: "k-1", websocket: true, oauth: None, store: None };
 
     /// With users, the Codex provider signs each developer in (`gateway_oauth`, as the official client parses it)
     /// and sends no client key.
@@ -387,7 +424,7 @@ mod tests {
     fn the_codex_provider_signs_users_in_when_the_gateway_has_users() -> anyhow::Result<()> {
         let env = Home(PathBuf::from("/nonexistent"));
         let oauth = Config::resolve(Default::default(), &Default::default(), &env)?.oauth;
-        let to = Gateway { oauth: Some(&oauth), ..GATEWAY };
+        let to = Gateway { oauth: Some(&oauth), store: Some(CredentialsStore::File), ..GATEWAY };
         let plan = plans(Client::Codex, &to, "gpt-5.4", &env).remove(0);
         let parsed: toml::Value = toml::from_str(&merged("", &plan.merge)?)?;
         let provider = &parsed["model_providers"]["codex-gateway"];
@@ -402,6 +439,7 @@ mod tests {
         assert_eq!(g["delivery"]["kind"].as_str(), Some("header"));
         assert_eq!(g["delivery"]["name"].as_str(), Some("x-gateway-token"));
         assert_eq!(g["delivery"]["scheme"].as_str(), Some("Bearer"));
+        assert_eq!(g["credentials_store"].as_str(), Some("file"));
         // Merged again into its own output: nothing changes.
         let once = merged("", &plan.merge)?;
         assert_eq!(merged(&once, &plan.merge)?, once);
