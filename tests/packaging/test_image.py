@@ -78,7 +78,8 @@ def test_the_image_is_small_non_root_and_self_checking(image: str, podman) -> No
     config = info["Config"]
     assert config["User"] == "65532:65532", config
     assert config["Entrypoint"] == ["/usr/local/bin/codex-gateway"], config
-    health = config.get("Healthcheck", {}).get("Test", [])
+    # podman keeps the health check beside Config (Docker inside it).
+    health = (info.get("Healthcheck") or config.get("Healthcheck") or {}).get("Test", [])
     assert health == ["CMD", "/usr/local/bin/codex-gateway", "status", "--quiet"], health
     assert info["Architecture"] == "amd64"
     # No shell: the health check and everything else are the binary's own.

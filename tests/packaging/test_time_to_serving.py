@@ -45,10 +45,11 @@ def test_wheel_to_serving(dist: Path, version: str, gateways, tmp_path: Path, ti
     venv = tmp_path / "venv"
     scripts = venv / SCRIPTS
     start = time.monotonic()
-    # What `pipx install` does: a venv of its own, then the wheel into it.
-    run([base_python(), "-m", "venv", str(venv)], env)
+    # What `pipx install` does: a venv of its own without a pip of its own (pipx keeps one shared pip), then the
+    # wheel into it with that pip.
+    run([base_python(), "-m", "venv", "--without-pip", str(venv)], env)
     made = time.monotonic()
-    run([str(scripts / "python"), "-m", "pip", "install", "--no-index", str(wheel)], env)
+    run([base_python(), "-m", "pip", "--python", str(scripts / "python"), "install", "--no-index", str(wheel)], env)
     installed = time.monotonic()
     healthy = gateways([str(scripts / f"codex-gateway{EXE}"), "serve", "--port", "0"], env).wait_healthy()
     report(timings, "wheel", start, healthy,
