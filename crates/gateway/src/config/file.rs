@@ -115,6 +115,7 @@ pub struct RawMetrics {
     pub public: Option<bool>,
     pub email_labels: Option<bool>,
     pub user_labels: Option<usize>,
+    pub scrape_key: Option<String>,
 }
 
 /// `[dashboard]`.

@@ -161,6 +161,8 @@ impl Config {
         let effort = env.get("CODEX_GATEWAY_DEFAULT_REASONING_EFFORT").or(raw.default_reasoning_effort.take());
         let upstream = raw.upstream.take().unwrap_or_default();
         // The settings are checked in the order written here: a file with two mistakes is refused for the first.
+        let metrics = MetricsConfig::resolve(raw.metrics.take(), env)?;
+        validate::scrape_key(metrics.scrape_key.as_deref(), &api_keys, &access)?;
         Ok(Config {
             data_dir: flags::data_dir(o, env, raw.data_dir.take()),
             codex_home: env::codex_home(env, raw.codex_home.take()),
@@ -172,7 +174,7 @@ impl Config {
             timeouts: Timeouts::resolve(&raw)?,
             routing: Routing::resolve(raw.routing.take(), env)?,
             ollama: OllamaBridge::resolve(raw.ollama.take(), env)?,
-            metrics: MetricsConfig::resolve(raw.metrics.take(), env)?,
+            metrics,
             dashboard: DashboardConfig::resolve(raw.dashboard.take(), env)?,
             oauth: OAuthConfig::resolve(raw.oauth.take())?,
             log_format: LogFormat::parse(flags::log_format(o, env, raw.log_format.take()).as_deref())?,

@@ -134,6 +134,8 @@ pub struct MetricsConfig {
     pub email_labels: bool,
     /// The most users the per-user metrics name; any further user counts as `other` (docs/operations.md).
     pub user_labels: usize,
+    /// A key that reads `/metrics` and nothing else (a scraper's), besides the admin key and an admin's session.
+    pub scrape_key: Option<String>,
 }
 
 /// `[metrics] user_labels` unless set.
@@ -152,6 +154,10 @@ impl MetricsConfig {
                 Some(n) if n > MAX_USER_LABELS => bail!("[metrics] user_labels may be at most {MAX_USER_LABELS}"),
                 Some(n) => n,
                 None => DEFAULT_USER_LABELS,
+            },
+            scrape_key: match env.get("CODEX_GATEWAY_METRICS_KEY").or(raw.scrape_key).map(|k| k.trim().to_string()) {
+                Some(k) if k.is_empty() => bail!("[metrics] scrape_key is empty: remove it, or set a real key"),
+                k => k,
             },
         })
     }

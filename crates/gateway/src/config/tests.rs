@@ -11,7 +11,13 @@ fn log_format_and_metrics_settings_resolve() {
     assert!(LogFormat::parse(Some("JSON")).is_err());
     let env: HashMap<String, String> =
         [("CODEX_GATEWAY_METRICS_PUBLIC".to_string(), "1".to_string())].into_iter().collect();
-    let raw = RawMetrics { enabled: Some(false), public: None, email_labels: Some(true), user_labels: None };
+    let raw = RawMetrics {
+        enabled: Some(false),
+        public: None,
+        email_labels: Some(true),
+        user_labels: None,
+        scrape_key: None,
+    };
     let m = MetricsConfig::resolve(Some(raw), &env).unwrap_or_else(|e| panic!("{e}"));
     assert!(!m.enabled && m.public && m.email_labels);
     let bad: HashMap<String, String> =

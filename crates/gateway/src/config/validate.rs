@@ -111,6 +111,19 @@ pub(super) fn refuse_public_without_key(ip: IpAddr, api_keys: &[String], access:
 }
 
 /// The default reasoning effort, in the backend's spelling.
+/// `[metrics] scrape_key` opens `/metrics` alone: a client or admin key with the same text would blur which right a
+/// credential carries.
+pub(super) fn scrape_key(key: Option<&str>, api_keys: &[String], access: &Access) -> anyhow::Result<()> {
+    let Some(key) = key else { return Ok(()) };
+    if key.len() < 16 {
+        bail!("[metrics] scrape_key must be at least 16 characters (CODEX_GATEWAY_METRICS_KEY)");
+    }
+    if api_keys.iter().any(|k| k == key) || access.admin_key.as_deref() == Some(key) {
+        bail!("[metrics] scrape_key is also a client or admin key: give the scraper a key of its own");
+    }
+    Ok(())
+}
+
 pub(super) fn reasoning_effort(effort: Option<String>) -> anyhow::Result<Option<String>> {
     let Some(e) = effort else { return Ok(None) };
     match dialects::models::normalize_effort(&e) {

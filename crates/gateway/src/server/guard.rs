@@ -58,6 +58,8 @@ pub struct Policy {
     token_header: Option<header::HeaderName>,
     /// `[metrics] public`: `/metrics` needs no key (a scraper on a private network).
     metrics_public: bool,
+    /// `[metrics] scrape_key`: a key for `/metrics` alone (server/scrape.rs).
+    scrape_key: Option<Box<str>>,
     listener: Listener,
     /// The error shape of a refusal, by path: the listener's routes decide (routes.rs `shape_of` on the main
     /// port; the bridge's own).
@@ -111,6 +113,7 @@ impl Policy {
         p.shared = state.live.shared_keys.clone();
         p.users = Some(state.users.clone());
         p.metrics_public = state.config.metrics.public;
+        p.scrape_key = state.config.metrics.scrape_key.as_deref().map(Box::from);
         p
     }
 
@@ -144,6 +147,7 @@ impl Policy {
             token_header: header::HeaderName::from_bytes(config.oauth.header.as_bytes()).ok(),
             records: Some(state.records.clone()),
             metrics_public: false,
+            scrape_key: None,
             listener,
             shape_of,
         }
@@ -212,6 +216,18 @@ impl Policy {
         let session = presented[0].is_some_and(|t| t.starts_with(crate::users::SESSION_PREFIX));
         if path == SIGN_IN || (session && path.starts_with("/admin/")) {
             return Ok(());
+        }
+        // `/metrics`: the scraper's key opens it alone; a user's session (the bearer token or the dashboard's
+        // cookie) goes on to the route, which looks it up and refuses any role but admin (server/scrape.rs).
+        if path == "/metrics" {
+            let scrape =
+                |p: &str| self.scrape_key.as_deref().is_some_and(|k| constant_time_eq(p.as_bytes(), k.as_bytes()));
+            if presented.iter().flatten().any(|p| scrape(p))
+                || session
+                || super::scrape::session_cookie(req.headers()).is_some()
+            {
+                return Ok(());
+            }
         }
         if shared.admin_keys.is_empty() {
             // Keyless as before, until keys or users exist: then a client could drop its key and manage keys
@@ -588,6 +604,7 @@ pub(crate) mod tests {
             token_header: None,
             records: None,
             metrics_public: false,
+            scrape_key: None,
             listener: Listener::Main,
             shape_of,
         }

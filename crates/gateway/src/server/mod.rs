@@ -39,6 +39,7 @@ mod ollama;
 mod openai;
 mod others;
 mod routes;
+mod scrape;
 mod websocket;
 
 use errors::error_response;
@@ -165,7 +166,10 @@ pub async fn run_with_sinks(
 
 /// `GET /metrics`: the Prometheus exposition (OpenMetrics text). The guard asks for the admin credential unless
 /// `[metrics] public = true`.
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = scrape::may_read(&state, &headers).await {
+        return error_response(openai::SHAPE, &e, &crate::app::request_id(&headers));
+    }
     match &state.metrics {
         Some(m) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
             .into_response(),

@@ -67,6 +67,8 @@ pub enum Action {
     /// Use the models with a user's own credential: the model routes with a Codex CLI token, and the pages that
     /// give the CLI one (oauth/).
     Models,
+    /// Read `/metrics` with a session (server/scrape.rs): its per-user series name every user.
+    Metrics,
 }
 
 /// What [`decide`] allows.
@@ -92,7 +94,7 @@ pub fn decide(role: Role, action: Action) -> Decision {
             Role::Member,
             Overview | AccountsRead | AccountsWrite | AccountsExport | ReloadRead | Reload | KeysUpdate
             | ConversationsRead | ConversationsWrite | AuditRead | UsersRead | UsersWrite | SettingsRead
-            | SettingsWrite,
+            | SettingsWrite | Metrics,
         ) => Refuse,
         (
             Role::Viewer,
@@ -102,7 +104,7 @@ pub fn decide(role: Role, action: Action) -> Decision {
         (
             Role::Viewer,
             AccountsWrite | AccountsExport | Reload | KeysWrite | KeysUpdate | ConversationsWrite | UsersRead
-            | UsersWrite | SettingsRead | SettingsWrite | Models,
+            | UsersWrite | SettingsRead | SettingsWrite | Models | Metrics,
         ) => Refuse,
     }
 }
@@ -232,13 +234,14 @@ mod tests {
             (SettingsRead,        Allow, Refuse, Refuse),
             (SettingsWrite,       Allow, Refuse, Refuse),
             (Models,              Allow, Allow,  Refuse),
+            (Metrics,             Allow, Refuse, Refuse),
         ];
         for &(action, admin, member, viewer) in table {
             assert_eq!(decide(Role::Admin, action), admin, "admin {action:?}");
             assert_eq!(decide(Role::Member, action), member, "member {action:?}");
             assert_eq!(decide(Role::Viewer, action), viewer, "viewer {action:?}");
         }
-        assert_eq!(table.len(), 22, "every action is in the table");
+        assert_eq!(table.len(), 23, "every action is in the table");
     }
 
     #[test]

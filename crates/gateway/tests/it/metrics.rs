@@ -126,3 +126,66 @@ async fn metrics_can_be_turned_off() {
     let resp = env.http.get(env.url("/metrics")).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(resp.status().as_u16(), 404);
 }
+
+const SCRAPE: &str = "scrape-key-for-prometheus-51c9";
+
+/// GET /metrics with `headers`: the status and the body.
+async fn scrape_with(env: &crate::harness::TestEnv, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut req = crate::users::client().get(env.url("/metrics"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{e}"));
+    (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+}
+
+/// Issue 88: `/metrics` answered the admin key only. An admin user's session (the admin API's bearer token or the
+/// dashboard's cookie) and the scraper's own key read it now; a member's session is refused with 403 in the
+/// gateway's error shape, and the scraper's key opens nothing else.
+#[tokio::test]
+async fn an_admins_session_and_the_scrape_key_read_metrics_and_a_members_session_is_refused() {
+    use crate::users::{ADMIN, add_user, dashboard_sign_in, sign_in};
+    let env = start(Setup {
+        accounts: 0,
+        linked: false,
+        env: vec![("CODEX_GATEWAY_ADMIN_KEY", ADMIN.to_string())],
+        config_toml: Some(format!("[metrics]\nscrape_key = \"{SCRAPE}\"\n")),
+        ..Setup::default()
+    })
+    .await;
+    add_user(&env, "ada", "admin", json!({})).await;
+    add_user(&env, "mo", "member", json!({})).await;
+    let metric = "codex_gateway_";
+    let bearer = |t: &str| format!("Bearer {t}");
+
+    let (s, body) = scrape_with(&env, &[("authorization", &bearer(ADMIN))]).await;
+    assert!(s == 200 && body.contains(metric), "the admin key as before: {s} {body}");
+    let ada = sign_in(&env, "ada").await;
+    let (s, body) = scrape_with(&env, &[("authorization", &bearer(&ada))]).await;
+    assert!(s == 200 && body.contains(metric), "an admin's session token: {s} {body}");
+    let (ada_cookie, _) = dashboard_sign_in(&env, "ada", None).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let (s, body) = scrape_with(&env, &[("cookie", &ada_cookie)]).await;
+    assert!(s == 200 && body.contains(metric), "an admin's dashboard session: {s} {body}");
+    let (s, body) = scrape_with(&env, &[("authorization", &bearer(SCRAPE))]).await;
+    assert!(s == 200 && body.contains(metric), "the scrape key: {s} {body}");
+
+    // A member's session, either way: 403 role_forbidden in the gateway's JSON error shape.
+    let mo = sign_in(&env, "mo").await;
+    let (mo_cookie, _) = dashboard_sign_in(&env, "mo", None).await.unwrap_or_else(|e| panic!("{e:?}"));
+    for h in [("authorization", bearer(&mo)), ("cookie", mo_cookie.clone())] {
+        let (s, body) = scrape_with(&env, &[(h.0, &h.1)]).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(s, 403, "{body}");
+        assert_eq!(v["error"]["code"], "role_forbidden", "{body}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("member")), "{body}");
+        assert!(!body.contains(metric), "{body}");
+    }
+    // A session that ended, nothing at all, and the scrape key where it has no right.
+    let (s, body) = scrape_with(&env, &[("authorization", &bearer("cgs_not-a-session"))]).await;
+    assert!(s == 401 && body.contains("session_ended"), "{s} {body}");
+    assert_eq!(scrape_with(&env, &[]).await.0, 401);
+    let (s, _) = crate::users::call(&env, SCRAPE, reqwest::Method::GET, "/admin/status", None).await;
+    assert_eq!(s, 401, "the scrape key opens /metrics alone");
+    let (s, _) = crate::users::call(&env, SCRAPE, reqwest::Method::POST, "/v1/responses", Some(json!({}))).await;
+    assert_eq!(s, 401, "nor the models");
+}
