@@ -162,7 +162,7 @@ pub async fn usage_of_user(ledger: &Arc<Ledger>, raw: Option<&str>, user_id: &st
     answer(ledger, q, csv).await
 }
 
-/// The `key` parameter of a requests query, if any (a member must name one of theirs).
+/// The `key` parameter of a requests query, if any (a member may name only one of theirs).
 pub fn requests_key(raw: Option<&str>) -> Option<String> {
     url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).find(|(k, _)| k == "key").map(|(_, v)| v.into_owned())
 }
@@ -170,6 +170,30 @@ pub fn requests_key(raw: Option<&str>) -> Option<String> {
 /// `GET /admin/requests`: one page of request rows for the query string `raw`, as JSON or CSV.
 pub async fn requests(ledger: &Arc<Ledger>, raw: Option<&str>) -> Result<Response, GatewayError> {
     let (q, csv) = parse_requests(raw, now_ms())?;
+    page_of_requests(ledger, q, csv).await
+}
+
+/// `GET /admin/requests` for one user (a member: their own requests only): the requests made for `user_id`, with
+/// any of their keys or their Codex CLI sign-in, unless `key=` narrows them; naming another user is refused (the
+/// caller has checked that a named key is theirs).
+pub async fn requests_of_user(
+    ledger: &Arc<Ledger>,
+    raw: Option<&str>,
+    user_id: &str,
+) -> Result<Response, GatewayError> {
+    let (mut q, csv) = parse_requests(raw, now_ms())?;
+    if q.user.as_deref().is_some_and(|u| u != user_id) {
+        return Err(GatewayError::new(
+            dialects::ErrorKind::PermissionDenied,
+            "A member lists their own requests only.",
+        )
+        .with_code("not_your_usage"));
+    }
+    q.user = Some(user_id.to_string());
+    page_of_requests(ledger, q, csv).await
+}
+
+async fn page_of_requests(ledger: &Arc<Ledger>, q: RequestsQuery, csv: bool) -> Result<Response, GatewayError> {
     let page = ledger.requests(q).await.map_err(failed)?;
     Ok(match csv {
         true => csv_response(query::requests_csv(&page).map_err(failed)?, page.next.as_deref()),

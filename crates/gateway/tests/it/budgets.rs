@@ -231,3 +231,38 @@ async fn the_users_command_sets_a_budget_and_audits_it() {
     assert_eq!(budgets, 2, "{rows:#?}");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Issue 88: a member's `/admin/requests` needed `key=` one of their keys. Without it now: the member's own requests
+/// across all their keys, none of anyone else's; naming another user's key (or user) is refused.
+#[tokio::test]
+async fn a_member_lists_their_own_requests_across_their_keys_without_naming_one() {
+    let env = gateway(None).await;
+    let (ana, ana_token, ana_key, ana_secret) = member_with_key(&env, "ana@example.com").await;
+    let (s, k2) = call(&env, &ana_token, Method::POST, "/admin/keys", Some(json!({"name": "ana desktop"}))).await;
+    assert_eq!(s, 201, "{k2}");
+    let (ana_key2, ana_secret2) = (k2["id"].as_str().unwrap_or_default(), k2["secret"].as_str().unwrap_or_default());
+    let (bob, _, bob_key, bob_secret) = member_with_key(&env, "bob@example.com").await;
+    for (secret, id) in [(&ana_secret, "a1"), (&ana_secret2.to_string(), "a2"), (&bob_secret, "b1")] {
+        assert_eq!(chat(&env, secret, id).await, 200, "{id}");
+    }
+    eventually(&env, ADMIN, "/admin/requests", |v| v["requests"].as_array().is_some_and(|r| r.len() == 3)).await;
+
+    let (s, mine) = call(&env, &ana_token, Method::GET, "/admin/requests", None).await;
+    let rows = mine["requests"].as_array().cloned().unwrap_or_default();
+    assert_eq!((s, rows.len()), (200, 2), "{mine}");
+    assert!(rows.iter().all(|r| r["user"] == json!(ana)), "{mine}");
+    let keys: Vec<&Value> = rows.iter().map(|r| &r["key"]).collect();
+    assert!(keys.contains(&&json!(ana_key)) && keys.contains(&&json!(ana_key2)), "both of ana's keys: {mine}");
+    // Narrowed to one of theirs, and the CSV form.
+    let (s, one) = call(&env, &ana_token, Method::GET, &format!("/admin/requests?key={ana_key2}"), None).await;
+    assert_eq!((s, one["requests"].as_array().map(Vec::len)), (200, Some(1)), "{one}");
+    let csv = env.http.get(env.url("/admin/requests?format=csv")).bearer_auth(&ana_token).send().await;
+    let csv = csv.unwrap_or_else(|e| panic!("{e}")).text().await.unwrap_or_default();
+    assert_eq!(csv.lines().count(), 3, "a header and ana's two rows: {csv}");
+    assert!(!csv.contains(&bob_key), "{csv}");
+    // Someone else's: refused, not emptied.
+    let (s, v) = call(&env, &ana_token, Method::GET, &format!("/admin/requests?key={bob_key}"), None).await;
+    assert_eq!((s, &v["error"]["code"]), (403, &json!("not_your_key")), "{v}");
+    let (s, v) = call(&env, &ana_token, Method::GET, &format!("/admin/requests?user={bob}"), None).await;
+    assert_eq!((s, &v["error"]["code"]), (403, &json!("not_your_usage")), "{v}");
+}

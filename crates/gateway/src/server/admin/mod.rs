@@ -293,23 +293,24 @@ async fn usage(State(s): State<Arc<AppState>>, asking: Asking, RawQuery(raw): Ra
     }
 }
 
-/// `GET /admin/requests` (usage/api.rs); a member names one of their keys (`key=`).
+/// `GET /admin/requests` (usage/api.rs); a member gets their own requests, across all their keys unless `key=`
+/// names one of theirs.
 async fn requests(State(s): State<Arc<AppState>>, asking: Asking, RawQuery(raw): RawQuery) -> Answer<Response> {
     if let Some(user) = asking.only_own() {
-        let key = crate::usage::api::requests_key(raw.as_deref());
         // Any key the user owns, revoked ones included (their past use is the user's).
-        let owned = |k: String| {
+        let owned = |k: &str| {
             let rows = s.keys.store().list_keys();
             rows.is_ok_and(|rows| rows.iter().any(|r| r.id == k && r.owner.as_deref() == Some(user.id.as_str())))
         };
-        if !key.is_some_and(owned) {
+        if crate::usage::api::requests_key(raw.as_deref()).is_some_and(|k| !owned(&k)) {
             return Err(GatewayError::new(
                 ErrorKind::PermissionDenied,
-                "A member lists the requests of their own keys: add key=<one of your key ids>.",
+                "A member lists the requests of their own keys: leave out key= for all of them, or name one of yours.",
             )
             .with_code("not_your_key")
             .into());
         }
+        return Ok(crate::usage::api::requests_of_user(&s.ledger, raw.as_deref(), &user.id).await?);
     }
     Ok(crate::usage::api::requests(&s.ledger, raw.as_deref()).await?)
 }
