@@ -69,7 +69,8 @@ impl AppState {
         let keys = Arc::new(Keys::load(store.clone())?);
         keys.set_configured(&config.configured_keys)?;
         keys.set_policy_limit(config.routing.policy_refusals_per_key);
-        let users = Arc::new(crate::users::Users::load(store.clone(), config.dashboard.session)?);
+        let users =
+            Arc::new(crate::users::Users::load(store.clone(), config.dashboard.session, config.dashboard.attempts)?);
         seed_budgets(&keys, &store)?;
         let mut all: Vec<Arc<dyn RecordSink>> = vec![Arc::new(AccessLog)];
         // Client keys: token budgets are charged from each record, and policy refusals counted; and each

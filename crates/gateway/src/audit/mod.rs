@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::store::Store;
 use crate::store::audit::AuditRow;
 
+pub mod bursts;
 pub mod chain;
 pub mod export;
 pub mod query;

@@ -50,6 +50,8 @@ pub enum UsersCommand {
     Passwd { name: String },
     /// Enrol one-time codes (TOTP): prints the otpauth:// URI for the user's authenticator app, this once.
     Totp { name: String },
+    /// Lift a user's lockout after failed sign-ins (and forget their count), on every instance.
+    Unlock { name: String },
     /// Remove a user: their sessions end and their keys are revoked first.
     Remove { name: String },
 }
@@ -192,6 +194,19 @@ fn run_blocking(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
             audited(&store, "user.totp_enrol", manage::note(&row, &Ended::default()));
             eprintln!("Add this to {}'s authenticator app now: it is not shown again.", row.name);
             say!("{uri}");
+        }
+        UsersCommand::Unlock { name } => {
+            let (row, had) = manage::unlock(&store, &name)?;
+            audited(
+                &store,
+                "user.unlock",
+                Note::target(row.id.clone()).with("name", row.name.clone()).with("had_failures", had),
+            );
+            if had {
+                say!("{} is unlocked: their failed sign-ins are forgotten", row.name);
+            } else {
+                say!("{} had no failed sign-ins", row.name);
+            }
         }
         UsersCommand::Remove { name } => {
             let (row, e) = manage::remove(&store, &name, now)?;

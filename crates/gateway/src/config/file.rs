@@ -128,6 +128,7 @@ pub struct RawDashboard {
     pub quota_warn_percent: Option<f64>,
     pub quota_critical_percent: Option<f64>,
     pub oidc: Option<super::oidc::RawOidc>,
+    pub attempts: Option<super::attempts::RawAttempts>,
 }
 
 /// `[server]`: which `Host` names and browser origins the listeners accept (docs/security.md).

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
+mod attempts;
 mod env;
 mod file;
 mod flags;
@@ -16,6 +17,7 @@ mod oidc;
 mod sections;
 mod validate;
 
+pub use attempts::{AttemptLimits, RawAttempts};
 pub use env::{Env, ProcessEnv, default_config_path, home};
 pub(crate) use file::read_raw;
 pub use file::{

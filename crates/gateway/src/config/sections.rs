@@ -198,12 +198,15 @@ pub struct DashboardConfig {
     pub quota: QuotaThresholds,
     /// `[dashboard.oidc]`: single sign-on.
     pub oidc: Option<super::oidc::OidcConfig>,
+    /// `[dashboard.attempts]`: failed sign-ins and device codes limited (users/limits.rs).
+    pub attempts: super::AttemptLimits,
 }
 
 impl DashboardConfig {
     pub(super) fn resolve(raw: Option<RawDashboard>, env: &dyn super::Env) -> anyhow::Result<DashboardConfig> {
         let mut raw = raw.unwrap_or_default();
         let oidc = super::oidc::OidcConfig::resolve(raw.oidc.take(), env)?;
+        let attempts = super::AttemptLimits::resolve(raw.attempts.take())?;
         let hours = raw.session_hours.unwrap_or(12.0);
         if !(hours.is_finite() && hours > 0.0 && hours <= 24.0 * 366.0) {
             bail!("[dashboard] session_hours = {hours} must be more than 0 and at most a year");
@@ -220,6 +223,7 @@ impl DashboardConfig {
             session: Duration::from_secs_f64(hours * 3600.0),
             quota,
             oidc,
+            attempts,
         })
     }
 }

@@ -58,6 +58,10 @@ pub(crate) async fn layer(
 
 /// Append `entry` with the answer's outcome, status and [`Note`] (the admin API's layer too).
 pub(crate) async fn append_answered(app: &AppState, mut entry: Entry, resp: &mut Response) {
+    // A refused sign-in counted into its burst: the burst's summary will say it (audit/bursts.rs).
+    if resp.extensions_mut().remove::<audit::bursts::InBurst>().is_some() {
+        return;
+    }
     entry.outcome = Outcome::of_status(resp.status());
     entry.details.insert("status".into(), resp.status().as_u16().into());
     if let Some(note) = resp.extensions_mut().remove::<Note>() {
@@ -104,6 +108,7 @@ fn action(route: &str, act: Option<&str>, flow: Option<&str>) -> String {
             "password" => "user.password".into(),
             "totp" => "user.totp_enrol".into(),
             "totp_remove" => "user.totp_remove".into(),
+            "unlock" => "user.unlock".into(),
             "remove" => "user.remove".into(),
             _ => "user.unknown_action".into(),
         },

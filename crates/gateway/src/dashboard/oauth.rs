@@ -19,11 +19,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::session::{ApiWrite, who};
+use super::signin::{Surface, failure_delay, refused, too_many};
 use super::{Answer, St, json_error, json_response};
 use crate::audit::{self, Actor, Entry, Note, Outcome};
 use crate::oauth::OAuthError;
 use crate::oauth::error::no_store;
 use crate::oauth::flows::{self, AuthorizeError, DeviceDecisionError};
+use crate::users::limits::address_key;
 use crate::users::{Principal, SignedIn, blocking};
 
 /// `GET /dashboard/oauth/authorize?response_type=code&client_id&redirect_uri&code_challenge&code_challenge_method=S256&state&scope`.
@@ -93,7 +95,12 @@ fn message(dash: &St, status: StatusCode, text: &str) -> Response {
 }
 
 /// `GET /dashboard/oauth/device[?user_code=...]`: the page where a signed-in user enters the CLI's code.
-pub(crate) async fn device_page(State(dash): State<St>, headers: HeaderMap, RawQuery(query): RawQuery) -> Answer {
+pub(crate) async fn device_page(
+    State(dash): State<St>,
+    headers: HeaderMap,
+    ext: axum::http::Extensions,
+    RawQuery(query): RawQuery,
+) -> Answer {
     let query = query.unwrap_or_default();
     let back = if query.is_empty() {
         "/dashboard/oauth/device".to_string()
@@ -101,6 +108,15 @@ pub(crate) async fn device_page(State(dash): State<St>, headers: HeaderMap, RawQ
         format!("/dashboard/oauth/device?{query}")
     };
     let s = signed_in_user(&dash, &headers, &back).await?;
+    // A session or address that typed too many wrong codes is told so here too, in the page's own shape.
+    let (now, guards) = (std::time::Instant::now(), &dash.app.users.guards);
+    let source = audit::source_of(&ext);
+    let waiting = guards.code_sessions.waiting(&s.token_sha256, now);
+    if let Some(wait) = waiting.or_else(|| guards.code_addresses.waiting(address_key(source.as_deref()), now)) {
+        let mut page = message(&dash, StatusCode::TOO_MANY_REQUESTS, &wait.message());
+        page.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from(wait.seconds()));
+        return Err(page);
+    }
     let typed = flows::form(query.as_bytes()).ok().and_then(|q| q.get("user_code").cloned()).unwrap_or_default();
     let mut ctx = super::pages::base_for(&Principal::User(s.clone()), &s.csrf, "Codex sign-in", "");
     ctx.insert("device".into(), true.into());
@@ -115,34 +131,77 @@ pub(crate) struct Decision {
 }
 
 /// `POST /dashboard/api/oauth/device` `{"user_code", "approve"}` (with the CSRF token): the signed-in user
-/// approves or denies the CLI's code.
-pub(crate) async fn device_decide(State(dash): State<St>, ApiWrite(who): ApiWrite, body: Bytes) -> Response {
+/// approves or denies the CLI's code. Wrong codes are counted per session and per client address (RFC 8628 §5.1:
+/// the codes are short enough to guess only without a limit): past the allowance, 429 with `Retry-After`, the
+/// right code too, until the wait is over (signin.rs, users/limits.rs).
+pub(crate) async fn device_decide(
+    State(dash): State<St>,
+    ApiWrite(who): ApiWrite,
+    ext: axum::http::Extensions,
+    body: Bytes,
+) -> Response {
     let Principal::User(s) = who else {
         return json_error(StatusCode::FORBIDDEN, "Codex signs in as a user: sign in with your own name.");
     };
     let Ok(d) = serde_json::from_slice::<Decision>(&body) else {
         return json_error(StatusCode::BAD_REQUEST, "Send {\"user_code\": ..., \"approve\": true|false} as JSON.");
     };
+    let note =
+        Note::target(s.user.id.clone()).action(if d.approve { "oauth.device.approve" } else { "oauth.device.deny" });
+    let source = audit::source_of(&ext);
+    let started = std::time::Instant::now();
+    let guards = &dash.app.users.guards;
+    let session = guards.code_sessions.admit(&s.token_sha256, started);
+    let address = guards.code_addresses.admit(address_key(source.as_deref()), started);
+    let (session, address) = match (session, address) {
+        (Ok(session), Ok(address)) => (session, address),
+        (session, address) => {
+            // Whichever was let through is given back: the attempt was not made.
+            let wait =
+                [&session, &address].iter().filter_map(|r| r.as_ref().err()).max_by_key(|w| w.retry_after).copied();
+            session.into_iter().for_each(|c| guards.code_sessions.refund(c));
+            address.into_iter().for_each(|c| guards.code_addresses.refund(c));
+            let wait = wait.unwrap_or(crate::users::limits::Wait {
+                retry_after: std::time::Duration::from_secs(1),
+                locked: false,
+            });
+            let in_burst =
+                refused(&dash.app, Surface::DeviceCode, source.as_deref(), Some(&s.user.name), wait.reason()).await;
+            return super::audit::noted(
+                (in_burst, too_many(&wait)).into_response(),
+                note.with("reason", wait.reason()),
+            );
+        }
+    };
     let users = dash.app.users.clone();
     let user = s.user.clone();
     let approve = d.approve;
     let done = blocking("approval", move || flows::device_decide(&users, &user, &d.user_code, approve)).await;
-    let note =
-        Note::target(s.user.id.clone()).action(if approve { "oauth.device.approve" } else { "oauth.device.deny" });
+    if !matches!(done, Err(DeviceDecisionError::UnknownCode)) {
+        // Only a wrong code is a guess.
+        guards.code_sessions.refund(session);
+        guards.code_addresses.refund(address);
+    }
+    let mut in_burst = None;
     let resp = match done {
         Ok(()) if approve => json_response(
             StatusCode::OK,
             json!({"ok": true, "message": "Approved: Codex is signed in. You can go back to your terminal."}),
         ),
         Ok(()) => json_response(StatusCode::OK, json!({"ok": true, "message": "Denied: Codex was not signed in."})),
-        Err(e @ DeviceDecisionError::UnknownCode) => json_error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ DeviceDecisionError::UnknownCode) => {
+            in_burst =
+                refused(&dash.app, Surface::DeviceCode, source.as_deref(), Some(&s.user.name), "unknown_code").await;
+            failure_delay(&dash.app, started).await;
+            json_error(StatusCode::BAD_REQUEST, e.to_string())
+        }
         Err(e @ DeviceDecisionError::NotAllowed) => json_error(StatusCode::FORBIDDEN, e.to_string()),
         Err(DeviceDecisionError::Internal(e)) => {
             tracing::error!("oauth: a device approval failed: {e:#}");
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "The approval could not be saved.")
         }
     };
-    super::audit::noted(resp, note)
+    super::audit::noted((in_burst, resp).into_response(), note)
 }
 
 /// `POST /dashboard/oauth/token` (a form): the three grants.

@@ -1,7 +1,8 @@
 //! The dashboard's gate: the admin credential (`Config::admin_keys`) exchanged for a session cookie
 //! (HttpOnly, SameSite=Strict, Secure behind TLS), a CSRF token per session that every state-changing call
-//! carries (`X-CSRF-Token`), a delay after each failed login (attempts are serialised, so parallel guesses
-//! wait their turn), logout, and the session lifetime (`[dashboard] session_hours`).
+//! carries (`X-CSRF-Token`), a delay after each failed login served to that attempt alone and a limit per client
+//! address (signin.rs, users/limits.rs: no attempt waits on another), logout, and the session lifetime
+//! (`[dashboard] session_hours`).
 //!
 //! With `[dashboard] loopback_without_login = true`, a request to a loopback-bound gateway by a loopback name
 //! gets a session without logging in (still with its CSRF token). With no admin credential and no user at all,
@@ -24,6 +25,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::signin::{Surface, refused, succeeded};
 use super::{St, json_error, json_response};
 use crate::audit::Actor;
 use crate::hosts::{host_name, is_loopback_name};
@@ -33,8 +35,8 @@ use crate::users::{Principal, SESSION_PREFIX, blocking, ct_eq, random_token};
 pub const SESSION_COOKIE: &str = "cgw_session";
 /// The login form's CSRF cookie (double submit: the form carries the same value).
 const LOGIN_COOKIE: &str = "cgw_login";
-/// How long a failed login waits before it answers (and holds up the next attempt).
-pub const LOGIN_DELAY: Duration = Duration::from_secs(1);
+/// How long a failed login waits before it answers by default (`[dashboard.attempts] failure_delay_ms`).
+pub const LOGIN_DELAY: Duration = crate::users::SIGN_IN_DELAY;
 /// Sessions kept at once; the oldest go first beyond it.
 const MAX_SESSIONS: usize = 256;
 
@@ -48,8 +50,6 @@ struct Session {
 pub(crate) struct Sessions {
     map: Mutex<HashMap<String, Session>>,
     pub(super) lifetime: Duration,
-    /// Held by a login attempt through its delay.
-    login: tokio::sync::Mutex<()>,
 }
 
 /// A request the gate let through.
@@ -76,7 +76,7 @@ fn is_admin(config: &crate::config::Config, presented: &str) -> bool {
 
 impl Sessions {
     pub fn new(lifetime: Duration) -> Sessions {
-        Sessions { map: Mutex::new(HashMap::new()), lifetime, login: tokio::sync::Mutex::new(()) }
+        Sessions { map: Mutex::new(HashMap::new()), lifetime }
     }
 
     fn create(&self, opened: Principal) -> (String, String) {
@@ -342,8 +342,14 @@ pub(crate) struct LoginBody {
 }
 
 /// `POST /dashboard/login` `{"key", "csrf"}` or `{"name", "password", "code"?, "csrf"}`: a session cookie, or
-/// 401 after [`LOGIN_DELAY`].
-pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+/// 401 after [`LOGIN_DELAY`], or 429 while the client address or the name must wait (signin.rs).
+pub(crate) async fn login(
+    State(dash): State<St>,
+    headers: HeaderMap,
+    ext: axum::http::Extensions,
+    body: axum::body::Bytes,
+) -> Response {
+    let source = crate::audit::source_of(&ext);
     let Ok(b) = serde_json::from_slice::<LoginBody>(&body) else {
         return json_error(
             StatusCode::BAD_REQUEST,
@@ -355,7 +361,8 @@ pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum
     }
     if let (Some(name), Some(password)) = (&b.name, &b.password) {
         let next = safe_next(b.next.as_deref());
-        return super::signin::user_login(&dash, &headers, name, password, b.code.as_deref(), next).await;
+        let login = (name.as_str(), password.as_str(), b.code.as_deref());
+        return super::signin::user_login(&dash, &headers, source.as_deref(), login, next).await;
     }
     let Some(key) = b.key else {
         return json_error(StatusCode::BAD_REQUEST, "Send the admin key, or a user name and password.");
@@ -363,15 +370,24 @@ pub(crate) async fn login(State(dash): State<St>, headers: HeaderMap, body: axum
     if dash.app.config.admin_keys().is_empty() {
         return json_error(StatusCode::UNAUTHORIZED, "No admin key is set: sign in with a user name and password.");
     }
-    // One attempt at a time, each failure holding the line for the delay: guessing costs LOGIN_DELAY a try.
-    let turn = dash.sessions.login.lock().await;
+    // Counted against the client address as a password is (signin.rs); a failure waits alone, holding nothing.
+    let started = std::time::Instant::now();
+    let addresses = &dash.app.users.guards.sign_in_addresses;
+    let charge = match addresses.admit(crate::users::limits::address_key(source.as_deref()), started) {
+        Ok(charge) => charge,
+        Err(wait) => {
+            let in_burst = refused(&dash.app, Surface::Password, source.as_deref(), None, wait.reason()).await;
+            return (in_burst, super::signin::too_many(&wait)).into_response();
+        }
+    };
     if !is_admin(&dash.app.config, key.trim()) {
-        tokio::time::sleep(LOGIN_DELAY).await;
-        drop(turn);
         tracing::warn!("dashboard: a login with a wrong admin key was refused");
-        return json_error(StatusCode::UNAUTHORIZED, "Wrong admin key.");
+        let in_burst = refused(&dash.app, Surface::Password, source.as_deref(), None, "wrong_admin_key").await;
+        super::signin::failure_delay(&dash.app, started).await;
+        return (in_burst, json_error(StatusCode::UNAUTHORIZED, "Wrong admin key.")).into_response();
     }
-    drop(turn);
+    addresses.refund(charge);
+    succeeded(&dash.app, Surface::Password, source.as_deref()).await;
     let (id, _) = dash.sessions.create(Principal::DashboardAdminKey);
     logged_in(&headers, &id, dash.sessions.lifetime, safe_next(b.next.as_deref()).unwrap_or("/dashboard"))
 }

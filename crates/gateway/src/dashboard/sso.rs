@@ -10,9 +10,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::session::{SESSION_COOKIE, cookie, cookie_with, login_form, over_tls, safe_next, set_cookie, with_cookies};
+use super::signin::{Surface, failure_delay, refused, succeeded};
 use super::{St, html_response};
 use crate::audit::{self, Actor, Entry, Outcome};
 use crate::auth::login::html_escape;
+use crate::users::limits::address_key;
 use crate::users::oidc::{self, CALLBACK_PATH, Callback, SsoError};
 
 /// The cookie that holds a started sign-in's state until the provider's answer.
@@ -59,6 +61,16 @@ async fn record(dash: &St, source: Option<String>, actor: Actor, who: Option<Str
     super::audit::append(&dash.app, entry).await;
 }
 
+/// A callback refused at once for the address's failures, as one of the first of its burst.
+async fn record_limited(dash: &St, source: Option<String>, reason: &str) {
+    let mut entry = Entry::new(Actor::Anonymous, "user.sign_in");
+    entry.source = source;
+    entry.outcome = Outcome::Refused;
+    entry.details.insert("method".into(), "oidc".into());
+    entry.details.insert("reason".into(), reason.into());
+    super::audit::append(&dash.app, entry).await;
+}
+
 /// The login page with the refusal in place of the button's silence.
 fn refused_page(dash: &St, headers: &HeaderMap, e: &SsoError) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -94,21 +106,44 @@ pub(crate) async fn start(State(dash): State<St>, req: Request) -> Response {
     }
 }
 
-/// `GET /dashboard/sso/callback`: the provider's answer; a session, or the login page saying why not.
+/// `GET /dashboard/sso/callback`: the provider's answer; a session, or the login page saying why not. Refusals are
+/// counted per client address (signin.rs, users/limits.rs): past the allowance the answer is 429 with `Retry-After`
+/// at once, before the provider is asked anything, and each refusal waits `failure_delay_ms` alone.
 pub(crate) async fn callback(State(dash): State<St>, req: Request) -> Response {
     let headers = req.headers().clone();
     let source = audit::source_of(req.extensions());
+    let started = std::time::Instant::now();
+    let addresses = &dash.app.users.guards.sso_addresses;
+    let charge = match addresses.admit(address_key(source.as_deref()), started) {
+        Ok(charge) => charge,
+        Err(wait) => {
+            let in_burst = refused(&dash.app, Surface::Sso, source.as_deref(), None, wait.reason()).await;
+            if in_burst.is_none() {
+                record_limited(&dash, source.clone(), wait.reason()).await;
+            }
+            let mut resp =
+                (StatusCode::TOO_MANY_REQUESTS, login_form(&dash, &headers, Some(&wait.message()))).into_response();
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.seconds()));
+            return with_cookies(resp, [sso_cookie(&headers, STATE_COOKIE, "", std::time::Duration::ZERO)]);
+        }
+    };
     let answer = Query::<Callback>::try_from_uri(req.uri()).map(|q| q.0).unwrap_or_default();
     let result = match &dash.sso {
         None => Err(oidc::Failed { error: SsoError::NotConfigured, who: None }),
         Some(p) => oidc::finish(p, &dash.app.users, cookie(&headers, STATE_COOKIE), &answer).await,
     };
+    // Only a refusal of the answer counts: not a success, nor the provider or the gateway failing (5xx).
+    let counts = matches!(&result, Err(f) if !matches!(f.error, SsoError::NotConfigured) && f.error.status() < 500);
+    if !counts {
+        addresses.refund(charge);
+    }
     let resp = match result {
         Ok(done) => {
             let name = done.signed.user.name.clone();
             if done.created {
                 tracing::info!("dashboard: a user was made at their first single sign-on");
             }
+            succeeded(&dash.app, Surface::Sso, source.as_deref()).await;
             record(&dash, source, Actor::User { name: name.clone() }, Some(name), Ok(done.created)).await;
             let asked = cookie(&headers, NEXT_COOKIE).and_then(|v| {
                 url::form_urlencoded::parse(format!("n={v}").as_bytes()).next().map(|(_, n)| n.into_owned())
@@ -129,7 +164,12 @@ pub(crate) async fn callback(State(dash): State<St>, req: Request) -> Response {
         Err(failed) if matches!(failed.error, SsoError::NotConfigured) => refused_page(&dash, &headers, &failed.error),
         Err(failed) => {
             tracing::warn!("dashboard: a single sign-on was refused ({})", failed.error.reason());
-            record(&dash, source, Actor::Anonymous, failed.who, Err(&failed.error)).await;
+            let reason = failed.error.reason();
+            let in_burst = refused(&dash.app, Surface::Sso, source.as_deref(), failed.who.as_deref(), reason).await;
+            if in_burst.is_none() {
+                record(&dash, source, Actor::Anonymous, failed.who, Err(&failed.error)).await;
+            }
+            failure_delay(&dash.app, started).await;
             refused_page(&dash, &headers, &failed.error)
         }
     };

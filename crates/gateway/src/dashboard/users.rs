@@ -1,7 +1,7 @@
 //! The Users page (admins only: dashboard/access.rs): people who sign in, their roles, and what an admin does to
 //! them, through users/manage.rs as `/admin/users` does: create, change a role or a key maximum, disable or
 //! enable, reset a password, enrol a TOTP second factor (its `otpauth://` URI shown this once) or take it away,
-//! remove. Disabling and removing end the user's sessions and revoke their keys, everywhere.
+//! lift a lockout after failed sign-ins (users/limits.rs), remove. Disabling and removing end the user's sessions and revoke their keys, everywhere.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -42,10 +42,13 @@ async fn changed<T: Send + 'static>(
 /// `GET /dashboard/users`.
 pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess) -> Answer {
     let store = dash.app.users.store().clone();
-    let rows = blocking("store", move || store.list_users()).await.map_err(|e| refused(UserError::Store(e)))?;
+    let read = blocking("store", move || Ok::<_, anyhow::Error>((store.list_users()?, store.all_sign_in_failures()?)));
+    let (rows, failures) = read.await.map_err(|e| refused(UserError::Store(e)))?;
+    let failures: std::collections::HashMap<String, _> = failures.into_iter().collect();
+    let lockout_after = dash.app.config.dashboard.attempts.lockout_failures;
     let now = now_unix();
     let shown = rows.iter().map(|row| {
-        let mut v = manage::summary(row);
+        let mut v = manage::with_failures(manage::summary(row), failures.get(&row.id).copied(), lockout_after);
         if let Some(b) = dash.app.keys.user_budget(&row.id) {
             let (day, month, _) = b.usage(now);
             v["usage"] = json!({"tokens_today": day, "tokens_this_month": month});
@@ -98,7 +101,7 @@ struct PasswordForm {
     password: String,
 }
 
-/// `POST /dashboard/api/users/{id}/{password|totp|totp_remove|remove}`.
+/// `POST /dashboard/api/users/{id}/{password|totp|totp_remove|unlock|remove}`.
 pub(crate) async fn act(
     State(dash): State<St>,
     _: ApiWrite,
@@ -122,6 +125,11 @@ pub(crate) async fn act(
         "totp_remove" => changed(&dash, move |store| manage::drop_totp(store, &id))
             .await
             .map(|row| (manage::summary(&row), manage::note(&row, &Ended::default())))?,
+        "unlock" => changed(&dash, move |store| manage::unlock(store, &id)).await.map(|(row, had)| {
+            let mut v = manage::summary(&row);
+            v["was_locked"] = had.into();
+            (v, crate::audit::Note::target(row.id.clone()).with("name", row.name.clone()).with("had_failures", had))
+        })?,
         "remove" => changed(&dash, move |store| manage::remove(store, &id, now)).await.map(|(row, ended)| {
             let mut v = manage::summary(&row);
             v["removed"] = true.into();

@@ -134,6 +134,11 @@ pub async fn run_with_sinks(
         StoreHealth::Team { .. } => state.config.upkeep_interval,
     };
     tasks.push(tokio::spawn(state.users.clone().follow_store(users_poll)));
+    // Refused sign-in attempts: the summaries of bursts that went quiet (audit/bursts.rs).
+    tasks.push(tokio::spawn(crate::users::limits::sum_up_bursts(
+        state.users.clone(),
+        std::time::Duration::from_secs(5),
+    )));
     // Team store (docs/team.md): re-read accounts and keys within a second of a change another instance made;
     // pull the conversations the others decided into the pool's affinity map; count what the other instances'
     // keys spent against the token budgets (keys/team.rs). Nothing on a local store.

@@ -44,6 +44,31 @@ CREATE TRIGGER user_sessions_changed AFTER INSERT OR UPDATE OR DELETE ON user_se
     FOR EACH STATEMENT EXECUTE FUNCTION bump_store_changes();
 ";
 
+/// Migration 17 (SQLite) and 20 (PostgreSQL): each user's consecutive failed sign-ins and the time (unix ms) before
+/// which the next attempt is refused (a pause, or a lockout once the count reaches `[dashboard.attempts]
+/// lockout_failures`: users/limits.rs). Kept with the user, so every instance of a team holds the same count and
+/// lockout, and an admin's unlock on one instance lifts it on all.
+pub(crate) const SIGN_IN_FAILURES: &str = "
+ALTER TABLE users ADD COLUMN failed_sign_ins BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN sign_in_wait_until BIGINT;
+";
+
+/// A user's failed sign-ins ([`SIGN_IN_FAILURES`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignInFailures {
+    /// Consecutive failures since the last sign-in (or unlock).
+    pub failures: u32,
+    /// Unix ms before which an attempt is refused.
+    pub wait_until_ms: Option<i64>,
+}
+
+fn failures_of(r: &dyn Cells) -> anyhow::Result<SignInFailures> {
+    Ok(SignInFailures {
+        failures: r.int(0)?.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        wait_until_ms: r.int(1)?,
+    })
+}
+
 /// One row of `users`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredUser {
@@ -159,6 +184,39 @@ impl Store {
         self.exec("DELETE FROM user_sessions WHERE user_id = ?1", vec![text(id)])?;
         self.exec("DELETE FROM user_identities WHERE user_id = ?1", vec![text(id)])?;
         Ok(self.exec("DELETE FROM users WHERE id = ?1", vec![text(id)])? == 1)
+    }
+
+    /// The failed sign-ins of the user `id` (none: no such user).
+    pub fn sign_in_failures(&self, id: &str) -> anyhow::Result<Option<SignInFailures>> {
+        let sql = "SELECT failed_sign_ins, sign_in_wait_until FROM users WHERE id = ?1";
+        self.query_opt(sql, vec![text(id)], failures_of)
+    }
+
+    /// Count one more failure of the user `id`, if the count is still `seen` (a compare-and-set: two attempts
+    /// at once on two instances are not both let through on the same count). Whether it was counted.
+    pub fn count_sign_in_failure(&self, id: &str, seen: u32, now: SignInFailures) -> anyhow::Result<bool> {
+        let sql =
+            "UPDATE users SET failed_sign_ins = ?3, sign_in_wait_until = ?4 WHERE id = ?1 AND failed_sign_ins = ?2";
+        let values = vec![text(id), int(i64::from(seen)), int(i64::from(now.failures)), Val::Int(now.wait_until_ms)];
+        Ok(self.exec(sql, values)? == 1)
+    }
+
+    /// Put back the count `before` of the user `id` if it is still `counted` (an attempt that was no failure).
+    pub fn restore_sign_in_failures(&self, id: &str, counted: u32, before: SignInFailures) -> anyhow::Result<bool> {
+        self.count_sign_in_failure(id, counted, before)
+    }
+
+    /// Forget the failed sign-ins of the user `id` (a sign-in, an admin's unlock). Whether there were any.
+    pub fn clear_sign_in_failures(&self, id: &str) -> anyhow::Result<bool> {
+        let sql = "UPDATE users SET failed_sign_ins = 0, sign_in_wait_until = NULL \
+                   WHERE id = ?1 AND (failed_sign_ins <> 0 OR sign_in_wait_until IS NOT NULL)";
+        Ok(self.exec(sql, vec![text(id)])? == 1)
+    }
+
+    /// Every user with failed sign-ins: id and failures (the Users page, `users list`).
+    pub fn all_sign_in_failures(&self) -> anyhow::Result<Vec<(String, SignInFailures)>> {
+        let sql = "SELECT failed_sign_ins, sign_in_wait_until, id FROM users WHERE failed_sign_ins > 0";
+        self.query(sql, vec![], |r| Ok((need(r.text(2)?, "users.id")?, failures_of(r)?)))
     }
 
     pub fn insert_session(&self, s: &StoredSession) -> anyhow::Result<()> {

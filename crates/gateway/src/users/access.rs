@@ -142,7 +142,11 @@ pub fn admin_action(method: &Method, route: &str) -> Option<Action> {
         (false, "DELETE", "/admin/conversations/{key}/hold") => ConversationsWrite,
         (true, _, "/admin/audit") => AuditRead,
         (true, _, "/admin/users" | "/admin/users/{id}") => UsersRead,
-        (false, "POST", "/admin/users" | "/admin/users/{id}/password" | "/admin/users/{id}/totp") => UsersWrite,
+        (
+            false,
+            "POST",
+            "/admin/users" | "/admin/users/{id}/password" | "/admin/users/{id}/totp" | "/admin/users/{id}/unlock",
+        ) => UsersWrite,
         (false, "PATCH" | "DELETE", "/admin/users/{id}") | (false, "DELETE", "/admin/users/{id}/totp") => UsersWrite,
         (false, "POST", "/admin/sign-in") => Public,
         (false, "POST", "/admin/sign-out") | (true, _, "/admin/me") => OwnSession,

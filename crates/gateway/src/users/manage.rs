@@ -186,6 +186,14 @@ pub fn drop_totp(store: &Store, id: &str) -> Result<StoredUser, UserError> {
     Ok(row)
 }
 
+/// Forget a user's failed sign-ins and lift their lockout (users/limits.rs), on every instance: the user, and
+/// whether there were any.
+pub fn unlock(store: &Store, id: &str) -> Result<(StoredUser, bool), UserError> {
+    let row = find(store, id)?;
+    let had = store.clear_sign_in_failures(&row.id)?;
+    Ok((row, had))
+}
+
 /// End every session of a user and revoke every key they own that is not revoked yet.
 pub fn end(store: &Store, user_id: &str, now: i64) -> Result<Ended, UserError> {
     // The Codex CLI's refresh tokens first: its access tokens are sessions, ended with the others.
@@ -218,6 +226,17 @@ pub fn summary(u: &StoredUser) -> Value {
         "daily_tokens": u.limits.daily_tokens,
         "monthly_tokens": u.limits.monthly_tokens,
     })
+}
+
+/// `summary` with the user's failed sign-ins (users/limits.rs): `sign_in_failures`, and `locked_until` (RFC 3339)
+/// while a lockout after `lockout_after` failures holds.
+pub fn with_failures(mut v: Value, f: Option<crate::store::users::SignInFailures>, lockout_after: u32) -> Value {
+    let f = f.unwrap_or_default();
+    let now = crate::usage::when::now_ms();
+    let locked = f.wait_until_ms.filter(|until| *until > now && f.failures >= lockout_after);
+    v["sign_in_failures"] = f.failures.into();
+    v["locked_until"] = locked.map(|ms| crate::auth::codex_file::format_rfc3339(ms.div_euclid(1000) + 1)).into();
+    v
 }
 
 /// What the audit trail keeps of a change to a user (never a secret).

@@ -17,6 +17,8 @@ use crate::store::Store;
 use crate::store::users::{StoredSession, StoredUser};
 
 pub mod access;
+pub mod attempt;
+pub mod limits;
 pub mod manage;
 pub mod oidc;
 pub mod password;
@@ -33,7 +35,8 @@ pub const ACCESS_PREFIX: &str = "cga_";
 pub const DEFAULT_MAX_KEYS: u32 = 10;
 /// How often a gateway on a local store re-reads the users and sessions (what `codex-gateway users` changed).
 pub const USERS_POLL: Duration = Duration::from_secs(2);
-/// How long a failed sign-in waits before it answers (and holds up the next attempt).
+/// How long a failed sign-in waits before it answers, unless `[dashboard.attempts] failure_delay_ms` says otherwise:
+/// that request alone waits (users/limits.rs; no attempt holds up another).
 pub const SIGN_IN_DELAY: Duration = Duration::from_secs(1);
 
 /// A user as the gates see one: no secret in it.
@@ -142,6 +145,9 @@ pub enum SignInRefused {
     CodeNeeded,
     #[error("wrong one-time code")]
     WrongCode,
+    /// Too many failures of the name or the client address: refused before anything is checked.
+    #[error("{}", .0.message())]
+    Limited(limits::Wait),
     #[error(transparent)]
     Store(#[from] anyhow::Error),
 }
@@ -154,6 +160,7 @@ impl SignInRefused {
             SignInRefused::NotAllowed => "disabled_or_no_role",
             SignInRefused::CodeNeeded => "code_needed",
             SignInRefused::WrongCode => "wrong_code",
+            SignInRefused::Limited(wait) => wait.reason(),
             SignInRefused::Store(_) => "store_error",
         }
     }
@@ -172,8 +179,8 @@ pub struct Users {
     any: AtomicBool,
     lifetime: Duration,
     reloading: parking_lot::Mutex<()>,
-    /// Held by a sign-in through its delay: guesses wait their turn.
-    turn: tokio::sync::Mutex<()>,
+    /// Failed attempts at the sign-in pages, per name, address and session (limits.rs).
+    pub guards: limits::Guards,
 }
 
 impl std::fmt::Debug for Users {
@@ -196,7 +203,7 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
 /// 256 random bits, base64url: the body of a session or access token.
 pub use crate::auth::login::random_state as random_token;
 
-fn user_of(u: &StoredUser) -> Option<User> {
+pub(crate) fn user_of(u: &StoredUser) -> Option<User> {
     let role = Role::parse(&u.role)?;
     (u.disabled_at.is_none()).then(|| User {
         id: u.id.clone(),
@@ -217,15 +224,15 @@ fn signed_in(user: User, s: &StoredSession) -> Arc<SignedIn> {
 }
 
 impl Users {
-    /// Read the users and live sessions of `store`; sessions last `lifetime`.
-    pub fn load(store: Arc<Store>, lifetime: Duration) -> anyhow::Result<Users> {
+    /// Read the users and live sessions of `store`; sessions last `lifetime`; failed attempts limited by `limits`.
+    pub fn load(store: Arc<Store>, lifetime: Duration, limits: crate::config::AttemptLimits) -> anyhow::Result<Users> {
         let users = Users {
             store,
             snapshot: ArcSwap::default(),
             any: AtomicBool::new(false),
             lifetime,
             reloading: parking_lot::Mutex::new(()),
-            turn: tokio::sync::Mutex::new(()),
+            guards: limits::Guards::new(limits),
         };
         users.reload()?;
         Ok(users)
@@ -314,31 +321,6 @@ impl Users {
             sessions.insert(s.token_sha256.clone(), s.clone());
             Snapshot { users: old.users.clone(), sessions }
         });
-    }
-
-    /// Check a name, password and one-time code (if enrolled). Blocking; callers take [`Users::turn`] first.
-    pub fn check(&self, name: &str, password: &str, code: Option<&str>) -> Result<StoredUser, SignInRefused> {
-        let row = self.store.find_user(name.trim())?.filter(|u| u.name == name.trim());
-        if !password::verify(row.as_ref().and_then(|u| u.password_hash.as_deref()), password) {
-            return Err(SignInRefused::WrongNameOrPassword);
-        }
-        let Some(row) = row else { return Err(SignInRefused::WrongNameOrPassword) };
-        if user_of(&row).is_none() {
-            return Err(SignInRefused::NotAllowed);
-        }
-        if let Some(secret) = &row.totp_secret {
-            match code.map(str::trim).filter(|c| !c.is_empty()) {
-                None => return Err(SignInRefused::CodeNeeded),
-                Some(c) if !totp::verify(secret, c, now_unix()) => return Err(SignInRefused::WrongCode),
-                Some(_) => {}
-            }
-        }
-        Ok(row)
-    }
-
-    /// One sign-in attempt at a time (held through the delay of a failure).
-    pub async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.turn.lock().await
     }
 
     /// Open a session for `user`, however they proved who they are: the token (shown once) and the session.

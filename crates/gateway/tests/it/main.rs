@@ -19,6 +19,7 @@ mod errors;
 mod failure;
 mod fuzz_http;
 mod gemini;
+mod guessing;
 mod identity;
 mod images;
 mod interop;

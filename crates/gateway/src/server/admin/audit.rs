@@ -80,6 +80,7 @@ fn action(method: &Method, route: &str) -> String {
         ("POST", "/admin/users/{id}/password") => "user.password",
         ("POST", "/admin/users/{id}/totp") => "user.totp_enrol",
         ("DELETE", "/admin/users/{id}/totp") => "user.totp_remove",
+        ("POST", "/admin/users/{id}/unlock") => "user.unlock",
         _ => return format!("admin.{} {route}", method.as_str().to_ascii_lowercase()),
     };
     named.to_string()

@@ -36,6 +36,7 @@ pub fn routes() -> RouteTable<Arc<AppState>> {
         .post("/admin/users/{id}/password", password)
         .post("/admin/users/{id}/totp", enrol_totp)
         .delete("/admin/users/{id}/totp", drop_totp)
+        .post("/admin/users/{id}/unlock", unlock)
 }
 
 /// A change of the users' store, off the async workers; the registries follow the store before the answer goes
@@ -60,19 +61,26 @@ struct SignInBody {
     code: Option<String>,
 }
 
-/// `POST /admin/sign-in`: `{"token", "expires_at", "user"}`, or 401 after a delay (one attempt at a time).
-async fn sign_in(State(s): State<Arc<AppState>>, AdminJson(b): AdminJson<SignInBody>) -> Response {
+/// `POST /admin/sign-in`: `{"token", "expires_at", "user"}`, or 401 after a delay, or 429 while the client address
+/// or the name must wait (dashboard/signin.rs: the login form's checks and limits).
+async fn sign_in(
+    State(s): State<Arc<AppState>>,
+    ext: axum::http::Extensions,
+    AdminJson(b): AdminJson<SignInBody>,
+) -> Response {
     let name: String = b.name.trim().chars().take(200).collect();
     let note = Note::target(name.clone()).action("user.sign_in");
-    let (token, signed) =
-        match crate::dashboard::signin::sign_in(&s.users, &b.name, &b.password, b.code.as_deref()).await {
-            Ok(done) => done,
-            Err(refused) => {
-                tracing::warn!("admin API: a sign-in was refused ({refused:?})");
-                let resp = AdminError::from(sign_in_error(&refused)).into_response();
-                return (Extension(Actor::Anonymous), note.with("reason", refused.reason()), resp).into_response();
-            }
-        };
+    let source = crate::audit::source_of(&ext);
+    let tried = crate::dashboard::signin::sign_in(&s, &b.name, &b.password, b.code.as_deref(), source.as_deref()).await;
+    let (token, signed) = match tried.result {
+        Ok(done) => done,
+        Err(refused) => {
+            tracing::warn!("admin API: a sign-in was refused ({})", refused.reason());
+            let resp = AdminError::from(sign_in_error(&refused)).into_response();
+            let note = note.with("reason", refused.reason());
+            return (Extension(Actor::Anonymous), note, tried.in_burst, resp).into_response();
+        }
+    };
     let body = json!({
         "token": token,
         "expires_at": signed.expires_at,
@@ -87,6 +95,12 @@ fn sign_in_error(r: &SignInRefused) -> GatewayError {
         SignInRefused::WrongNameOrPassword | SignInRefused::NotAllowed => "sign_in_failed",
         SignInRefused::CodeNeeded => "code_needed",
         SignInRefused::WrongCode => "wrong_code",
+        SignInRefused::Limited(wait) => {
+            let code = if wait.locked { "account_locked" } else { "too_many_attempts" };
+            return GatewayError::new(ErrorKind::RateLimited, format!("Sign-in refused: {r}"))
+                .with_code(code)
+                .with_retry_after(wait.seconds());
+        }
         SignInRefused::Store(_) => {
             let message = "The sign-in could not be checked: see the gateway's log.";
             return GatewayError::new(ErrorKind::Internal, message).with_code("store_error");
@@ -126,10 +140,16 @@ fn with_usage(s: &AppState, row: &crate::store::users::StoredUser) -> Value {
     v
 }
 
+/// Every user, with their budget's use and failed sign-ins (`sign_in_failures`, `locked_until`).
 async fn list(State(s): State<Arc<AppState>>) -> Result<Json<Value>, AdminError> {
     let store = s.users.store().clone();
-    let rows = blocking("store", move || store.list_users()).await?;
-    Ok(Json(Value::Array(rows.iter().map(|r| with_usage(&s, r)).collect())))
+    let read = blocking("store", move || Ok::<_, anyhow::Error>((store.list_users()?, store.all_sign_in_failures()?)));
+    let (rows, failures) = read.await?;
+    let failures: std::collections::HashMap<String, _> = failures.into_iter().collect();
+    let lockout_after = s.config.dashboard.attempts.lockout_failures;
+    let shown =
+        rows.iter().map(|r| manage::with_failures(with_usage(&s, r), failures.get(&r.id).copied(), lockout_after));
+    Ok(Json(Value::Array(shown.collect())))
 }
 
 async fn one(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, AdminError> {
@@ -205,4 +225,12 @@ fn with_ended(row: &crate::store::users::StoredUser, ended: &Ended) -> Value {
     v["sessions_ended"] = ended.sessions.into();
     v["keys_revoked"] = ended.keys.clone().into();
     v
+}
+
+/// `POST /admin/users/{id}/unlock`: the user's failed sign-ins are forgotten and a lockout lifted, on every instance
+/// (they are kept in the store: users/limits.rs). `{"user", "was_locked"}`.
+async fn unlock(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, AdminError> {
+    let (row, had) = changed(&s, move |store| manage::unlock(store, &id)).await?;
+    let note = Note::target(row.id.clone()).with("name", row.name.clone()).with("had_failures", had);
+    Ok((note, Json(json!({"user": manage::summary(&row), "was_locked": had}))).into_response())
 }

@@ -101,6 +101,8 @@ CREATE TABLE instances (
     crate::store::identities::SCHEMA,
     // 19: the Codex CLI's sign-in: codes, device codes and refresh tokens (store/oauth.rs, oauth/).
     crate::store::oauth::SCHEMA,
+    // 20: each user's failed sign-ins and lockout, held for the team (store/users.rs, users/limits.rs).
+    crate::store::users::SIGN_IN_FAILURES,
 ];
 
 /// The schema version a current PostgreSQL store has.

@@ -54,6 +54,8 @@ ALTER TABLE accounts ADD COLUMN models TEXT;
     super::identities::SCHEMA,
     // 16: the Codex CLI's sign-in: codes, device codes and refresh tokens (store/oauth.rs, oauth/).
     super::oauth::SCHEMA,
+    // 17: each user's failed sign-ins and lockout (store/users.rs, users/limits.rs).
+    super::users::SIGN_IN_FAILURES,
 ];
 
 /// One SQLite file and the connection the store's calls share.
