@@ -88,6 +88,7 @@ mod tests {
         ("POST",   "/admin/users/{id}/password",                  [A, R, R]),
         ("POST",   "/admin/users/{id}/totp",                      [A, R, R]),
         ("DELETE", "/admin/users/{id}/totp",                      [A, R, R]),
+        ("POST",   "/admin/users/{id}/unlock",                    [A, R, R]),
         ("GET",    "/dashboard",                                  [A, R, A]),
         ("GET",    "/dashboard/accounts",                         [A, R, A]),
         ("GET",    "/dashboard/keys",                             [A, O, A]),
