@@ -220,6 +220,14 @@ fn logged(base: &Overrides) -> anyhow::Result<Config> {
 
 async fn serve(config: Config, log_file: Option<&std::path::Path>) -> anyhow::Result<()> {
     logging::init(&config, log_file)?;
+    // Before anything opens a descriptor it could run out of (docs/operations.md, "Open files"); the listener then
+    // holds connections to what the limit allows.
+    let upstream = crate::descriptors::Upstream::of(&config);
+    let raised = crate::descriptors::raise();
+    raised.log(upstream);
+    if let Some(streams) = raised.limits().and_then(|l| crate::descriptors::streams_allowed(&l, upstream)) {
+        crate::server::listen::limit_connections(usize::try_from(streams).unwrap_or(usize::MAX));
+    }
     // One serving gateway per local store (store/serving.rs); the team store coordinates its own instances.
     let single = config.store_at().single_server();
     let _serving = single.then(|| crate::store::serving::take(&config.data_dir)).transpose()?;

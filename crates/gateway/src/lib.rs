@@ -21,6 +21,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
+pub mod descriptors;
 pub mod hosts;
 pub mod keys;
 pub mod logging;

@@ -91,6 +91,7 @@ pub(crate) async fn run(base: &Overrides, args: DoctorArgs) -> anyhow::Result<Ex
         clock_from_tokens(&mut r, &probes, now);
         started_check(&mut r, &config).await;
         port_check(&mut r, "port", config.listen).await;
+        descriptor_check(&mut r, &config);
         match config.ollama.enabled {
             true => port_check(&mut r, "ollama bridge port", config.ollama.listen).await,
             false => r.skip("ports", "ollama bridge port", "the Ollama bridge is off ([ollama] enabled)"),
@@ -463,6 +464,40 @@ async fn started_check(r: &mut Report, config: &Config) {
 }
 
 /// A codex-gateway answers `/health` at `url` (its answer names a version), within 2 seconds.
+/// The open files limit a started gateway gets: this process's, raised as `serve` raises its own (descriptors.rs),
+/// and the concurrent streams it allows on the configured transport.
+fn descriptor_check(r: &mut Report, config: &Config) {
+    use crate::descriptors::{self, FEW_STREAMS, Raise, show};
+    let upstream = descriptors::Upstream::of(config);
+    let raised = descriptors::raise();
+    let Some(limits) = raised.limits() else {
+        match raised {
+            Raise::Unknown(e) => r.warn("limits", "open files", format!("cannot be read: {e}"), descriptors::FIX),
+            _ => r.ok("limits", "open files", "no limit on this system"),
+        }
+        return;
+    };
+    let Some(streams) = descriptors::streams_allowed(&limits, upstream) else {
+        return r.ok("limits", "open files", "unlimited");
+    };
+    let detail = format!(
+        "soft limit {} (hard {}{}): about {streams} concurrent streams, {} descriptors each ({})",
+        show(limits.soft),
+        show(limits.hard),
+        match raised {
+            Raise::Raised { from, .. } => format!(", raised from {} as the gateway raises it", show(from)),
+            Raise::Failed { error, .. } => format!(", cannot be raised: {error}"),
+            _ => String::new(),
+        },
+        upstream.per_stream(),
+        upstream.describe(),
+    );
+    match streams < FEW_STREAMS {
+        true => r.warn("limits", "open files", format!("{detail}; fewer than {FEW_STREAMS}"), descriptors::FIX),
+        false => r.ok("limits", "open files", detail),
+    }
+}
+
 async fn answers_as_gateway(url: &str) -> bool {
     let Ok(http) = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(2)).build() else {
         return false;

@@ -187,6 +187,9 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
         say!("client keys:   {keys}");
         let auth = config.codex_auth_file();
         say!("codex login:   {} ({})", auth.display(), if auth.exists() { "present" } else { "absent" });
+        if code == 0 {
+            open_files(&config, &address).await;
+        }
         say!();
         super::accounts::run(&config, super::AccountsCommand::List { json: false }).await?;
     }
@@ -217,6 +220,29 @@ async fn live_summary(config: &Config, address: &str) {
             say!("open streams:  {}", open.map_or("-".into(), |n| format!("{n:.0}")));
         }
         Err(_) => say!("open streams:  - (/metrics unavailable)"),
+    }
+}
+
+/// The running gateway's open files limit and the concurrent streams it allows (`open_files` in `/admin/status`;
+/// docs/operations.md, "Open files"), with the fix when they are few.
+async fn open_files(config: &Config, address: &str) {
+    let status = admin(config, address, "/admin/status").await.and_then(|b| Ok(serde_json::from_str::<Value>(&b)?));
+    let o = match status {
+        Ok(s) if s["open_files"].is_object() => s["open_files"].clone(),
+        Ok(_) => return say!("open files:    - (not reported by this gateway)"),
+        Err(e) => return say!("open files:    unknown ({e:#})"),
+    };
+    let limit = |v: &Value| v.as_u64().map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+    let streams = o["streams_allowed"].as_u64();
+    say!(
+        "open files:    soft limit {} (hard {}): {} concurrent streams ({} descriptors each)",
+        limit(&o["soft"]),
+        limit(&o["hard"]),
+        streams.map_or_else(|| "no limit on".to_string(), |n| format!("about {n}")),
+        o["descriptors_per_stream"],
+    );
+    if streams.is_some_and(|n| n < crate::descriptors::FEW_STREAMS) {
+        say!("               warning: fewer than {}; {}", crate::descriptors::FEW_STREAMS, crate::descriptors::FIX);
     }
 }
 

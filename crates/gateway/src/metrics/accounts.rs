@@ -258,6 +258,13 @@ impl PoolGauges {
             "Requests sent over HTTP because the upstream WebSocket failed where the upstream was reached, by reason",
             &fallbacks,
         )?;
+        let refused =
+            crate::metrics::accepts::refusals().map(|(why, n)| (vec![("cause", why.as_str().to_string())], n as f64));
+        out.counter(
+            "accepts_refused",
+            "Times the listener waited before accepting: at the connection limit the open files limit sets (limit), out of descriptors (descriptors), or another accept error (other)",
+            &refused,
+        )?;
         Ok(())
     }
 }

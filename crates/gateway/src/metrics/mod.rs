@@ -19,6 +19,7 @@ use crate::accounts::Pool;
 use crate::record::{Api, RecordSink, RequestRecord};
 use crate::usage::Ledger;
 
+pub mod accepts;
 mod accounts;
 pub mod streams;
 mod users;

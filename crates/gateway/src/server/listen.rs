@@ -11,8 +11,8 @@ use std::future::{Future, Ready, ready};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 use tracing::{debug, warn};
@@ -33,11 +34,14 @@ use tracing::{debug, warn};
 use super::errors::BodyTimedOut;
 use super::guard::{Guard, Policy};
 use crate::app::Drain;
+use crate::metrics::accepts::Cause;
 
+mod refusals;
 mod socket;
 #[cfg(test)]
 mod tests;
 
+use refusals::Refusals;
 use socket::Socket;
 
 /// How long a client may take to send a request's head, counted from when the connection waits for one (an idle
@@ -85,20 +89,57 @@ async fn accept(
     // Body chunks are written from the handler's own bytes (`writev`), not copied into a buffer that grows.
     http.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_BUF).writev(true);
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut refusals = Refusals::default();
+    let slots = SLOTS.get().map(|(slots, _)| slots);
+    // Cancelled when the loop finds no free slot: the connections accepted until then close once their response is
+    // written, an idle keep-alive one at once (nginx closes its idle keep-alive connections when it runs out of
+    // connections, `ngx_drain_connections`), so a waiting connection is not held up by idle ones until their
+    // header deadline. A fresh token for those accepted after.
+    let mut pressure = slots.map(|_| CancellationToken::new());
     loop {
+        // A slot first, when the process has a connection limit: at the limit, connections wait in the kernel's
+        // backlog (refusals.rs says so once per interval) rather than be accepted to fail for want of an upstream
+        // descriptor.
+        let slot = match slots.map(|s| s.clone().try_acquire_owned()) {
+            None => None,
+            Some(Ok(slot)) => Some(slot),
+            Some(Err(_)) => {
+                if let Some(pressed) = pressure.replace(CancellationToken::new()) {
+                    pressed.cancel();
+                }
+                if let Some(line) = refusals.failed(Cause::Limit, std::time::Instant::now()) {
+                    refusals::log(&line, None);
+                }
+                tokio::select! {
+                    slot = wait_for_slot(slots) => slot,
+                    () = &mut shutdown => break,
+                }
+            }
+        };
+        let summary_due = refusals.due_at();
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    refusals.accepted();
+                    accepted
+                }
                 Err(e) => {
-                    on_accept_error(e).await;
+                    on_accept_error(&mut refusals, e).await;
                     continue;
                 }
             },
+            () = until(summary_due) => {
+                if let Some(line) = refusals.summary(std::time::Instant::now()) {
+                    refusals::log(&line, None);
+                }
+                continue;
+            }
             () = &mut shutdown => break,
         };
         // Small SSE writes must go out at once, not wait for the client's delayed ACK (Nagle).
         let _ = tcp.set_nodelay(true);
-        tracker.spawn(connection(tcp, peer, &http, front.clone(), draining.clone(), stop.clone()));
+        let held = Held { slot, pressure: pressure.clone() };
+        tracker.spawn(connection(tcp, held, peer, &http, front.clone(), draining.clone(), stop.clone()));
     }
     drop(listener);
     drain.begin();
@@ -112,30 +153,53 @@ async fn accept(
     }
 }
 
-/// Serve one connection until the client closes it, it fails, the drain has it close after its response, or the
-/// shutdown's bound drops it (with the response, and its upstream stream, it was writing).
+/// A connection's place under the process's connection limit (`None`s: no limit): its slot, and the token that
+/// asks it to close after its response when the listener needs the slot.
+struct Held {
+    slot: Option<OwnedSemaphorePermit>,
+    pressure: Option<CancellationToken>,
+}
+
+/// Serve one connection until the client closes it, it fails, the drain (or the connection limit: [`Held`]) has it
+/// close after its response, or the shutdown's bound drops it (with the response, and its upstream stream, it was
+/// writing).
 fn connection(
     tcp: TcpStream,
+    Held { slot, pressure }: Held,
     peer: SocketAddr,
     http: &http1::Builder,
     front: Front,
     draining: CancellationToken,
     stop: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let (socket, heads) = Socket::new(tcp, draining.clone());
-    let service = PerConnection { front, peer, ambiguous_at: heads, calls: AtomicU32::new(0) };
+    let (socket, heads) = Socket::new(tcp, slot, draining.clone());
+    let calls = Arc::new(AtomicU32::new(0));
+    let service = PerConnection { front, peer, ambiguous_at: heads, calls: calls.clone() };
     let conn = http.serve_connection(TokioIo::new(socket), service).with_upgrades();
     async move {
         let mut conn = std::pin::pin!(conn);
         let mut on_drain = std::pin::pin!(draining.cancelled());
         let mut on_stop = std::pin::pin!(stop.cancelled());
+        let mut on_pressure = std::pin::pin!(async {
+            match &pressure {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        });
         let (mut watching, mut drained) = (false, false);
         let served = std::future::poll_fn(|cx| {
             // The tokens are polled once, to register this task's waker (it stays registered until they fire), then
             // only read: polled on every wake-up, they would lock the list of waiters all connections share once
             // per event a stream relays.
             let draining_now = if watching { draining.is_cancelled() } else { on_drain.as_mut().poll(cx).is_ready() };
-            if draining_now && !drained {
+            let pressed = match watching {
+                true => pressure.as_ref().is_some_and(CancellationToken::is_cancelled),
+                false => on_pressure.as_mut().poll(cx).is_ready(),
+            };
+            // Pressed, a connection closes once it has had a request: one that has not, its first request perhaps
+            // on its way, would close without an answer.
+            let pressed = pressed && calls.load(Ordering::Relaxed) > 0;
+            if (draining_now || pressed) && !drained {
                 drained = true;
                 // hyper finishes the response in flight and closes; an idle connection closes at once.
                 conn.as_mut().graceful_shutdown();
@@ -155,14 +219,44 @@ fn connection(
 }
 
 /// Errors of one incoming connection (reset before it was accepted) are skipped at once; anything else (out of
-/// file descriptors, most often) is logged and retried after a pause instead of spinning.
-async fn on_accept_error(e: io::Error) {
-    use io::ErrorKind::*;
-    if matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted) {
-        return;
+/// file descriptors, most often) is counted and retried after a pause instead of spinning, and logged at most once
+/// per interval (refusals.rs): a retry every 100 ms logged each time made 79 lines in 8 s.
+async fn on_accept_error(refusals: &mut Refusals, e: io::Error) {
+    let Some(cause) = refusals::cause(&e) else { return };
+    if let Some(line) = refusals.failed(cause, std::time::Instant::now()) {
+        refusals::log(&line, Some(&e));
     }
-    warn!(error = %e, "cannot accept a connection; retrying in 100 ms");
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// Connections the process holds at once, set by `serve` from the open files limit (descriptors.rs,
+/// [`limit_connections`]); unset (the tests' in-process servers), no limit. One for every listener of the
+/// process, as the limit is the process's. A slot is held by the socket (socket.rs), so it is given back when the
+/// descriptor closes, after an upgraded WebSocket session too.
+static SLOTS: OnceLock<(Arc<Semaphore>, usize)> = OnceLock::new();
+
+/// Hold the process to `connections` open client connections (the streams its open files limit allows, each
+/// with its upstream connection: descriptors.rs). Set once, before serving; a second call changes nothing.
+pub fn limit_connections(connections: usize) {
+    let connections = connections.clamp(1, Semaphore::MAX_PERMITS);
+    let _ = SLOTS.set((Arc::new(Semaphore::new(connections)), connections));
+}
+
+/// A slot of `slots` once one is free (`None`: no limit).
+async fn wait_for_slot(slots: Option<&Arc<Semaphore>>) -> Option<OwnedSemaphorePermit> {
+    match slots {
+        // The semaphore is never closed.
+        Some(s) => s.clone().acquire_owned().await.ok(),
+        None => None,
+    }
+}
+
+/// Resolves at `at`; never when `None`.
+async fn until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The service of one connection: a request whose head gave its body's length twice is refused (socket.rs
@@ -175,7 +269,7 @@ struct PerConnection {
     /// The index of the connection's first head that gave its body's length twice (`u32::MAX`: none yet).
     ambiguous_at: Arc<AtomicU32>,
     /// Requests hyper has handed over so far: the index of the next one.
-    calls: AtomicU32,
+    calls: Arc<AtomicU32>,
 }
 
 type Guarded = <Guard<Router> as Service<Request<TimedBody>>>::Future;

@@ -13,6 +13,7 @@ mod client_version;
 mod compact;
 mod crash;
 mod dashboard;
+mod descriptors;
 mod doctor;
 mod efforts;
 mod errors;

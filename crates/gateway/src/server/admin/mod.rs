@@ -97,6 +97,14 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
         "conversations_held": s.pool.held_total(),
         // Audit trail entries that could not be written (audit/: logged, the change itself stands).
         "audit_append_failures": crate::audit::append_failures(),
+        // This process's open files limit and the concurrent streams it allows (docs/operations.md, "Open files").
+        "open_files": crate::descriptors::current()
+            .map(|l| crate::descriptors::Report::new(&l, crate::descriptors::Upstream::of(&s.config))),
+        // Failed accepts since start, by cause (server/listen/refusals.rs).
+        "accepts_refused": crate::metrics::accepts::refusals()
+            .map(|(why, n)| (why.as_str(), n))
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
     }))
 }
 

@@ -14,6 +14,7 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::MAX_BUF;
@@ -23,6 +24,9 @@ const MAX_HEADERS: usize = 100;
 
 pub struct Socket {
     tcp: TcpStream,
+    /// The connection's slot under the process's connection limit (listen.rs `SLOTS`), given back with the
+    /// descriptor.
+    _slot: Option<OwnedSemaphorePermit>,
     /// Until the first byte arrives: the drain, which ends a connection that sent nothing.
     fresh: Option<CancellationToken>,
     heads: Heads,
@@ -30,10 +34,14 @@ pub struct Socket {
 
 impl Socket {
     /// The socket, and where its [`Heads`] note the first ambiguous head's index (`u32::MAX`: none).
-    pub fn new(tcp: TcpStream, draining: CancellationToken) -> (Socket, Arc<AtomicU32>) {
+    pub fn new(
+        tcp: TcpStream,
+        slot: Option<OwnedSemaphorePermit>,
+        draining: CancellationToken,
+    ) -> (Socket, Arc<AtomicU32>) {
         let ambiguous_at = Arc::new(AtomicU32::new(u32::MAX));
         let heads = Heads { state: State::Head, carry: Vec::new(), seen: 0, ambiguous_at: ambiguous_at.clone() };
-        (Socket { tcp, fresh: Some(draining), heads }, ambiguous_at)
+        (Socket { tcp, _slot: slot, fresh: Some(draining), heads }, ambiguous_at)
     }
 }
 
