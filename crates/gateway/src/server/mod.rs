@@ -134,6 +134,11 @@ pub async fn run_with_sinks(
         StoreHealth::Team { .. } => state.config.upkeep_interval,
     };
     tasks.push(tokio::spawn(state.users.clone().follow_store(users_poll)));
+    // Expired refresh tokens, codes and sessions: by the leader of a team, always on the SQLite file.
+    tasks.push(tokio::spawn(crate::users::prune::prune_expired(
+        state.pool.store().clone(),
+        crate::users::prune::PRUNE_EVERY,
+    )));
     // Refused sign-in attempts: the summaries of bursts that went quiet (audit/bursts.rs).
     tasks.push(tokio::spawn(crate::users::limits::sum_up_bursts(
         state.users.clone(),

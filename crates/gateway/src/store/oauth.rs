@@ -81,6 +81,24 @@ pub struct StoredRefresh {
     pub used_at: Option<i64>,
 }
 
+/// How long a grant is kept past its expiry (each lives minutes): a used code that comes back meanwhile still
+/// revokes what it was exchanged for (RFC 6749 §4.1.2), rather than being refused as unknown.
+pub const GRANT_KEPT_SECS: i64 = 86_400;
+
+/// What one [`Store::prune_expired_sign_ins`] deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub refresh_tokens: u64,
+    pub grants: u64,
+    pub sessions: u64,
+}
+
+impl Pruned {
+    pub fn total(&self) -> u64 {
+        self.refresh_tokens + self.grants + self.sessions
+    }
+}
+
 const GRANT_COLUMNS: &str = "id_sha256, kind, user_code_sha256, client_id, user_id, redirect_uri, code_challenge, \
                              scope, state, family, created_at, expires_at, polled_at";
 const REFRESH_COLUMNS: &str =
@@ -120,9 +138,9 @@ fn refresh_of(r: &dyn Cells) -> anyhow::Result<StoredRefresh> {
 
 /// The OAuth tables on the store's backend.
 impl Store {
-    /// Insert a code or device grant; grants that expired a day ago are deleted on the way (each lives minutes).
+    /// Insert a code or device grant (old ones go in [`Store::prune_expired_sign_ins`], not here: a sign-in
+    /// nobody starts again would keep them).
     pub fn insert_grant(&self, g: &StoredGrant) -> anyhow::Result<()> {
-        self.exec("DELETE FROM oauth_grants WHERE expires_at < ?1", vec![int(g.created_at - 86_400)])?;
         let sql = insert("oauth_grants", GRANT_COLUMNS);
         let values = vec![
             text(&g.id_sha256),
@@ -227,6 +245,18 @@ impl Store {
         self.exec("DELETE FROM oauth_refresh_tokens WHERE family = ?1", vec![text(family)])
     }
 
+    /// Delete what expired at `now` (unix seconds), in three statements: refresh tokens past their expiry (one
+    /// presented later is refused as unknown rather than as expired: `invalid_grant` either way), grants
+    /// [`GRANT_KEPT_SECS`] past theirs, and the expired sessions, access tokens included ([`Store::prune_sessions`]).
+    /// Run every few minutes by the leader of a team, always on the SQLite file (users/prune.rs).
+    pub fn prune_expired_sign_ins(&self, now: i64) -> anyhow::Result<Pruned> {
+        Ok(Pruned {
+            refresh_tokens: self.exec("DELETE FROM oauth_refresh_tokens WHERE expires_at <= ?1", vec![int(now)])?,
+            grants: self.exec("DELETE FROM oauth_grants WHERE expires_at < ?1", vec![int(now - GRANT_KEPT_SECS)])?,
+            sessions: self.prune_sessions(now)?,
+        })
+    }
+
     /// Revoke every refresh token of a user (disabled, removed, a new password); their access tokens are sessions,
     /// which the caller ends with the others.
     pub fn revoke_refresh_of(&self, user_id: &str) -> anyhow::Result<u64> {
@@ -287,6 +317,66 @@ mod tests {
         assert_eq!(store.revoke_family("fam")?, 1);
         assert_eq!(store.find_session(&session.token_sha256, 150)?, None, "its access token went with it");
         assert_eq!(store.find_refresh(&r.token_sha256)?, None);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn a_prune_deletes_expired_refresh_tokens_old_grants_and_expired_sessions_only() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cgw-oauth-prune-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("gateway.db"))?;
+        let now = 1_000_000;
+        let grant = |id: &str, expires_at: i64| StoredGrant {
+            id_sha256: id.repeat(32),
+            kind: "device".into(),
+            user_code_sha256: None,
+            client_id: "codex-cli".into(),
+            user_id: None,
+            redirect_uri: None,
+            code_challenge: None,
+            scope: None,
+            state: "pending".into(),
+            family: None,
+            created_at: expires_at - 600,
+            expires_at,
+            polled_at: None,
+        };
+        let refresh = |id: &str, expires_at: i64| StoredRefresh {
+            token_sha256: id.repeat(32),
+            family: "fam".into(),
+            user_id: "usr_1".into(),
+            client_id: "codex-cli".into(),
+            scope: None,
+            access_sha256: "00".repeat(32),
+            created_at: 0,
+            expires_at,
+            used_at: None,
+        };
+        let session = |id: &str, expires_at: i64| StoredSession {
+            token_sha256: id.repeat(32),
+            user_id: "usr_1".into(),
+            method: "oauth".into(),
+            created_at: 0,
+            expires_at,
+        };
+        // Gone: a grant more than a day past its expiry, a refresh token and a session past theirs.
+        store.insert_grant(&grant("g1", now - GRANT_KEPT_SECS - 1))?;
+        store.insert_refresh(&refresh("r1", now))?;
+        store.insert_session(&session("s1", now))?;
+        // Kept: a grant that expired within the day, live ones.
+        store.insert_grant(&grant("g2", now - 60))?;
+        store.insert_grant(&grant("g3", now + 60))?;
+        store.insert_refresh(&refresh("r2", now + 1))?;
+        store.insert_session(&session("s2", now + 1))?;
+        let pruned = store.prune_expired_sign_ins(now)?;
+        assert_eq!(pruned, Pruned { refresh_tokens: 1, grants: 1, sessions: 1 });
+        assert_eq!(store.find_grant(&"g1".repeat(32))?, None);
+        assert!(store.find_grant(&"g2".repeat(32))?.is_some() && store.find_grant(&"g3".repeat(32))?.is_some());
+        assert_eq!(store.find_refresh(&"r1".repeat(32))?, None);
+        assert!(store.find_refresh(&"r2".repeat(32))?.is_some());
+        assert_eq!(store.find_session(&"s1".repeat(32), now - 1)?, None, "deleted, not only expired");
+        assert!(store.find_session(&"s2".repeat(32), now)?.is_some());
+        assert_eq!(store.prune_expired_sign_ins(now)?.total(), 0, "nothing left to prune");
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }

@@ -158,6 +158,13 @@ impl Store {
         })
     }
 
+    /// Whether this instance runs the team's single-instance jobs now: always on the SQLite file; on a team store
+    /// while it holds the leader lease (which the pool's upkeep takes and renews). Jobs outside the upkeep loop ask
+    /// this (users/prune.rs), as the ledger's writer asks its own.
+    pub fn leads(&self) -> bool {
+        self.team().is_none_or(|pg| pg.leads())
+    }
+
     /// Take account `id`'s refresh lease for `ttl` unless another instance holds an unexpired one
     /// (`postgres/lease.rs`).
     pub async fn take_refresh_lease(&self, id: &str, ttl: Duration) -> anyhow::Result<RefreshLease> {

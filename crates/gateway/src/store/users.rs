@@ -227,17 +227,23 @@ impl Store {
         Ok(())
     }
 
-    /// Sessions that have not expired at `now` (unix seconds); expired ones are deleted on the way, only when
-    /// there are some: on PostgreSQL any DELETE moves the change counter, and every instance re-reads on it (a
-    /// DELETE of nothing at each re-read would have them re-read each other forever).
+    /// Sessions that have not expired at `now` (unix seconds). A read only: the expired ones are deleted by
+    /// [`Store::prune_sessions`] (on a team store by the leader alone, not by every instance at every re-read).
     pub fn live_sessions(&self, now: i64) -> anyhow::Result<Vec<StoredSession>> {
-        let expired =
-            self.query_opt("SELECT count(*) FROM user_sessions WHERE expires_at <= ?1", vec![int(now)], count)?;
-        if expired.unwrap_or(0) > 0 {
-            self.exec("DELETE FROM user_sessions WHERE expires_at <= ?1", vec![int(now)])?;
-        }
         let sql = format!("SELECT {SESSION_COLUMNS} FROM user_sessions WHERE expires_at > ?1");
         self.query(&sql, vec![int(now)], session_of)
+    }
+
+    /// Delete the sessions expired at `now`; how many. Only when there are some: on PostgreSQL any DELETE moves
+    /// the change counter and every instance re-reads on it (a DELETE of nothing each round would have the team
+    /// re-read for nothing).
+    pub fn prune_sessions(&self, now: i64) -> anyhow::Result<u64> {
+        let expired =
+            self.query_opt("SELECT count(*) FROM user_sessions WHERE expires_at <= ?1", vec![int(now)], count)?;
+        if expired.unwrap_or(0) == 0 {
+            return Ok(0);
+        }
+        self.exec("DELETE FROM user_sessions WHERE expires_at <= ?1", vec![int(now)])
     }
 
     /// The session whose token hashes to `token_sha256`, unless it expired at `now`.

@@ -22,6 +22,7 @@ pub mod limits;
 pub mod manage;
 pub mod oidc;
 pub mod password;
+pub mod prune;
 pub mod table;
 pub mod totp;
 

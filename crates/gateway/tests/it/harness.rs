@@ -30,6 +30,8 @@ pub struct Setup {
     pub token_ttls: Vec<u64>,
     /// Record sinks besides the access log (`records::Collect` gathers the records of a test).
     pub record_sinks: Vec<std::sync::Arc<dyn codex_gateway::record::RecordSink>>,
+    /// Rows to put in the gateway's store (its SQLite file) before it starts.
+    pub seed: Option<fn(&codex_gateway::store::Store)>,
 }
 
 impl Default for Setup {
@@ -48,6 +50,7 @@ impl Default for Setup {
             models: None,
             token_ttls: Vec::new(),
             record_sinks: Vec::new(),
+            seed: None,
         }
     }
 }
@@ -131,6 +134,9 @@ pub async fn start(setup: Setup) -> TestEnv {
         for c in &accounts {
             store.upsert_account(&stored(c)).unwrap_or_else(|e| panic!("{e}"));
         }
+    }
+    if let Some(seed) = setup.seed {
+        seed(&codex_gateway::store::Store::open(&dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e}")));
     }
     let mut env: HashMap<String, String> = HashMap::new();
     let mut put = |k: &str, v: String| {

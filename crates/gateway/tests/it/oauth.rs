@@ -5,6 +5,8 @@
 //! (tests/clients/test_gateway_oauth.py drives the official CLI itself through the same endpoints.)
 
 use base64::Engine;
+use codex_gateway::store::Store;
+use codex_gateway::store::users::StoredSession;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -384,4 +386,90 @@ async fn a_token_is_refused_once_its_user_is_disabled_or_made_a_viewer() {
     .await;
     assert_eq!(s, 200);
     assert_eq!(model_call(&env, &access).await, (401, "invalid_token".into()));
+}
+
+/// Rows of the Codex CLI's sign-in and sessions tagged `tag`, in `store`: expired ones at `now` (a refresh token, a
+/// device code two days past its expiry, a dashboard session and an access token) and as many live ones.
+pub(crate) fn put_sign_ins(store: &Store, tag: &str, now: i64) {
+    use codex_gateway::store::oauth::{StoredGrant, StoredRefresh};
+    for (state, expires_at, grant_expires_at) in
+        [("expired", now - 1, now - 2 * 86_400), ("live", now + 3600, now + 600)]
+    {
+        let id = |what: &str| format!("{tag}-{state}-{what}");
+        let put = store
+            .insert_grant(&StoredGrant {
+                id_sha256: id("grant"),
+                kind: "device".into(),
+                user_code_sha256: Some(id("user-code")),
+                client_id: "codex-cli".into(),
+                user_id: None,
+                redirect_uri: None,
+                code_challenge: None,
+                scope: None,
+                state: "pending".into(),
+                family: None,
+                created_at: grant_expires_at - 600,
+                expires_at: grant_expires_at,
+                polled_at: None,
+            })
+            .and_then(|()| {
+                store.insert_refresh(&StoredRefresh {
+                    token_sha256: id("refresh"),
+                    family: id("family"),
+                    user_id: "usr_gone".into(),
+                    client_id: "codex-cli".into(),
+                    scope: None,
+                    access_sha256: id("oauth"),
+                    created_at: now - 86_400,
+                    expires_at,
+                    used_at: None,
+                })
+            });
+        put.unwrap_or_else(|e| panic!("{e:#}"));
+        for method in ["password", "oauth"] {
+            let session = StoredSession {
+                token_sha256: id(method),
+                user_id: "usr_gone".into(),
+                method: method.into(),
+                created_at: now - 86_400,
+                expires_at,
+            };
+            store.insert_session(&session).unwrap_or_else(|e| panic!("{e:#}"));
+        }
+    }
+}
+
+/// How many of [`put_sign_ins`]'s rows tagged `tag` are left in `store`: (expired, live), four of each put.
+pub(crate) fn sign_ins_left(store: &Store, tag: &str) -> (usize, usize) {
+    let left = |state: &str| {
+        let id = |what: &str| format!("{tag}-{state}-{what}");
+        let found = [
+            store.find_grant(&id("grant")).map(|g| g.is_some()),
+            store.find_refresh(&id("refresh")).map(|r| r.is_some()),
+            store.find_session(&id("password"), 0).map(|s| s.is_some()),
+            store.find_session(&id("oauth"), 0).map(|s| s.is_some()),
+        ];
+        found.into_iter().map(|f| f.unwrap_or_else(|e| panic!("{e:#}"))).filter(|f| *f).count()
+    };
+    (left("expired"), left("live"))
+}
+
+pub(crate) fn now_unix() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map(|d| d.as_secs() as i64).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// issue 88: expired refresh tokens were never deleted, device and authorization codes only when a new one was
+/// made, sessions only at a re-read. The gateway on its own file prunes them when it starts (and every few minutes):
+/// the expired rows go, the live ones stay.
+#[tokio::test]
+async fn expired_refresh_tokens_codes_and_sessions_are_pruned_and_live_ones_kept() {
+    let env = start(Setup { seed: Some(|store| put_sign_ins(store, "file", now_unix())), ..Setup::default() }).await;
+    let store = Store::open(&env.dir.join("data/gateway.db")).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(sign_ins_left(&store, "file").1, 4, "seeded");
+    let started = std::time::Instant::now();
+    while sign_ins_left(&store, "file").0 > 0 && started.elapsed() < std::time::Duration::from_secs(5) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(sign_ins_left(&store, "file"), (0, 4), "expired rows pruned, live ones kept");
 }

@@ -8,7 +8,8 @@ use base64::Engine;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{ADMIN, Instance, http, instance_with, seed};
+use super::{ADMIN, Instance, ONE_TEAM, SHARED, chat_status, http, instance_with, seed, within};
+use crate::oauth::{now_unix, put_sign_ins, sign_ins_left};
 
 const PASSWORD: &str = "team member password";
 const VERIFIER: &str = "team-verifier-of-enough-length-0123456789-abcdefghij";
@@ -157,4 +158,41 @@ async fn a_cli_token_issued_on_one_instance_is_honoured_everywhere_and_refused_e
         .unwrap_or_else(|e| panic!("{e}"));
     let v: Value = r.json().await.unwrap_or(Value::Null);
     assert_eq!(v["error"], "invalid_grant", "{v}");
+}
+
+/// issue 88: expired refresh tokens were never deleted, codes only when a new one was made, sessions by every
+/// instance at each re-read. Now the leader prunes them (when it takes the lease, then every few minutes): A,
+/// alone, prunes the first expired rows; B, started while A leads, leaves the second ones alone (its re-reads
+/// delete nothing either); when A stops, B takes the lease over and prunes them. Live rows stay throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expired_sign_ins_are_pruned_by_the_leader_only_and_by_the_next_one() {
+    let _one_team_at_a_time = ONE_TEAM.lock().await;
+    let (fake, _creds, db) = seed(fake_codex::FakeConfig::default(), 1).await;
+    let scratch = std::env::temp_dir().join(format!("cgw-team-prune-{}", uuid::Uuid::new_v4().simple()));
+    let store = codex_gateway::store::Store::open_with(&scratch.join("gateway.db"), Some(&db))
+        .unwrap_or_else(|e| panic!("open the team store: {e:#}"));
+    let fast = "upkeep_interval_secs = 0.2";
+    put_sign_ins(&store, "first", now_unix());
+    let a = instance_with(&fake, &db, fast).await;
+    let pruned = within(Duration::from_secs(5), || async { sign_ins_left(&store, "first").0 == 0 }).await;
+    assert!(pruned.is_some(), "the leader did not prune: {:?} left", sign_ins_left(&store, "first"));
+    put_sign_ins(&store, "second", now_unix());
+    let b = instance_with(&fake, &db, fast).await;
+    // B is up (it serves) and has had several upkeep rounds and prune looks, had it been allowed to prune.
+    let http = http();
+    let serving = within(Duration::from_secs(5), || async { chat_status(&http, &b, SHARED).await == 200 }).await;
+    assert!(serving.is_some(), "B did not serve");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        sign_ins_left(&store, "second"),
+        (4, 4),
+        "pruned by B (not the leader), or by A again within its period"
+    );
+    drop(a);
+    let taken = within(Duration::from_secs(8), || async { sign_ins_left(&store, "second").0 == 0 }).await;
+    assert!(taken.is_some(), "B did not take the pruning over when A stopped");
+    assert_eq!((sign_ins_left(&store, "first").1, sign_ins_left(&store, "second").1), (4, 4), "live rows kept");
+    drop(b);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&scratch);
 }
