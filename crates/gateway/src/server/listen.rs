@@ -40,9 +40,11 @@ mod refusals;
 mod socket;
 #[cfg(test)]
 mod tests;
+mod unread;
 
 use refusals::Refusals;
 use socket::Socket;
+use unread::{CloseIfUnread, Tracked};
 
 /// How long a client may take to send a request's head, counted from when the connection waits for one (an idle
 /// keep-alive connection is closed after it too): the slowloris guard (docs/security.md).
@@ -174,7 +176,7 @@ fn connection(
 ) -> impl Future<Output = ()> + Send + 'static {
     let (socket, heads) = Socket::new(tcp, slot, draining.clone());
     let calls = Arc::new(AtomicU32::new(0));
-    let service = PerConnection { front, peer, ambiguous_at: heads, calls: calls.clone() };
+    let service = PerConnection { front, peer, ambiguous_at: heads, calls: calls.clone(), body: Tracked::default() };
     let conn = http.serve_connection(TokioIo::new(socket), service).with_upgrades();
     async move {
         let mut conn = std::pin::pin!(conn);
@@ -270,6 +272,8 @@ struct PerConnection {
     ambiguous_at: Arc<AtomicU32>,
     /// Requests hyper has handed over so far: the index of the next one.
     calls: Arc<AtomicU32>,
+    /// Whether the current request's body was read to its end: an answer before says `Connection: close` (unread.rs).
+    body: Tracked,
 }
 
 type Guarded = <Guard<Router> as Service<Request<TimedBody>>>::Future;
@@ -277,7 +281,7 @@ type Guarded = <Guard<Router> as Service<Request<TimedBody>>>::Future;
 impl hyper::service::Service<Request<Incoming>> for PerConnection {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<Ready<Result<Response, Infallible>>, Guarded>;
+    type Future = Either<Ready<Result<Response, Infallible>>, CloseIfUnread<Guarded>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         // hyper hands requests over in the order of their heads, each read (and looked at by socket.rs) before.
@@ -288,9 +292,11 @@ impl hyper::service::Service<Request<Incoming>> for PerConnection {
         let limit = self.front.body_timeout;
         let mut req = req;
         req.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
-        let req = detach_from_read_buffer(req).map(|inner| TimedBody { inner, limit, timer: None });
+        self.body.start(req.body().is_end_stream());
+        let body = self.body.clone();
+        let req = detach_from_read_buffer(req).map(|inner| TimedBody { inner, limit, timer: None, read: body });
         // axum's router is always ready (its `poll_ready` returns `Ready` at once), and so the guard in front.
-        Either::Right(self.front.guard.clone().call(req))
+        Either::Right(CloseIfUnread { inner: self.front.guard.clone().call(req), body: self.body.clone() })
     }
 }
 
@@ -321,6 +327,8 @@ struct TimedBody {
     inner: Incoming,
     limit: Duration,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Marked when the body's end is read (unread.rs).
+    read: Tracked,
 }
 
 impl Body for TimedBody {
@@ -330,6 +338,9 @@ impl Body for TimedBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if frame.is_none() || (matches!(frame, Some(Ok(_))) && this.inner.is_end_stream()) {
+                this.read.ended();
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         let limit = this.limit;

@@ -10,6 +10,7 @@ mod budgets;
 mod chain;
 mod chat;
 mod client_version;
+mod closing;
 mod compact;
 mod crash;
 mod dashboard;
