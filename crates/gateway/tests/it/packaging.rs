@@ -209,6 +209,9 @@ fn the_dockerfile_and_compose_file_parse() {
         .unwrap_or_else(|e| panic!("compose.yaml is not YAML: {e}"));
     let service = &compose[0]["services"]["codex-gateway"];
     assert_eq!(service["build"]["dockerfile"].as_str(), Some("packaging/Dockerfile"));
+    // The released image first (packaging/image/Containerfile); `--build` makes it from source instead.
+    let image = service["image"].as_str().unwrap_or_default();
+    assert!(image.starts_with("ghcr.io/codex-gateway/codex-gateway:"), "{image}");
     assert_eq!(service["ports"][0].as_str(), Some("127.0.0.1:8765:8765"), "loopback only");
     assert!(service["volumes"][0].as_str().is_some_and(|v| v.ends_with(":/data")));
     assert!(!compose[0]["volumes"]["codex-gateway-data"].is_badvalue());
