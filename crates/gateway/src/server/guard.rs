@@ -7,7 +7,8 @@
 //!
 //! It runs on every request of the hot path, so it is a synchronous look at the request head: a few header
 //! lookups and byte comparisons, no allocation when the request passes, and a future that is either the inner
-//! service's own or a ready refusal (no boxing, unlike `axum::middleware::from_fn` or a router layer).
+//! service's own or a ready refusal (no boxing, unlike `axum::middleware::from_fn` or a router layer). Only a Codex
+//! CLI token this instance has not seen yet (another instance issued it) pays for a boxed look-up (guard/token.rs).
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -31,6 +32,8 @@ use crate::server::dialect::Shape;
 use crate::server::errors::{error_response, error_response_with_status};
 use crate::server::gemini;
 use crate::server::routes::shape_of;
+
+mod token;
 
 /// Who may talk to one listener. Built once at start-up from the configuration.
 #[derive(Debug)]
@@ -247,18 +250,32 @@ impl Policy {
 
     /// The user of a Codex CLI token in the `[oauth] header` (`Bearer <token>`), as the users' snapshot knows
     /// them now (users/ follows the store: a user disabled or removed anywhere is refused from the next re-read),
-    /// served under the key `ClientKey::signed_in` makes; `None` when the header is absent.
+    /// served under the key `ClientKey::signed_in` makes; `None` when the header is absent. A token the snapshot
+    /// lacks is refused here; `Guard::call` may then look it up (token.rs).
     fn token_caller<B>(&self, req: &Request<B>) -> Result<Option<Caller>, Refusal> {
-        let (Some(name), Some(users)) = (&self.token_header, &self.users) else { return Ok(None) };
-        let Some(value) = req.headers().get(name) else { return Ok(None) };
-        let token = value.to_str().ok().map(str::trim);
-        let token = token.map(|t| t.strip_prefix("Bearer ").or_else(|| t.strip_prefix("bearer ")).unwrap_or(t).trim());
+        let Some(users) = &self.users else { return Ok(None) };
+        let Some(token) = self.presented_token(req) else { return Ok(None) };
         let signed = token.and_then(|t| users.access(t)).ok_or(Refusal::TokenInvalid)?;
+        self.caller_of(&signed, req).map(Some)
+    }
+
+    /// The token in the `[oauth] header`, without its `Bearer `: `None` without the header, `Some(None)` when
+    /// its value is not text.
+    fn presented_token<'r, B>(&self, req: &'r Request<B>) -> Option<Option<&'r str>> {
+        let value = req.headers().get(self.token_header.as_ref()?)?;
+        let token = value.to_str().ok().map(str::trim);
+        Some(token.map(|t| t.strip_prefix("Bearer ").or_else(|| t.strip_prefix("bearer ")).unwrap_or(t).trim()))
+    }
+
+    /// The caller a signed-in Codex CLI token serves as, if its user's role may use the models.
+    fn caller_of<B>(&self, signed: &crate::users::SignedIn, req: &Request<B>) -> Result<Caller, Refusal> {
         if !crate::oauth::flows::may_use_models(&signed.user) {
-            audit_refusal(users, &signed.user, req.uri().path());
+            if let Some(users) = &self.users {
+                audit_refusal(users, &signed.user, req.uri().path());
+            }
             return Err(Refusal::RoleForbidden);
         }
-        Ok(Some(Caller(Arc::new(crate::keys::ClientKey::signed_in(&signed.user)))))
+        Ok(Caller(Arc::new(crate::keys::ClientKey::signed_in(&signed.user))))
     }
 
     fn host_allowed(&self, host: &[u8]) -> bool {
@@ -548,11 +565,15 @@ impl<S> Guard<S> {
 
 impl<S, B> Service<Request<B>> for Guard<S>
 where
-    S: Service<Request<B>, Response = Response, Error = Infallible>,
+    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+    /// A refusal, the inner service's own future, or (a Codex CLI token this instance has not seen) a boxed
+    /// look-up in the store before either.
+    type Future = Either<Either<Ready<Result<Response, Infallible>>, S::Future>, token::LookUp>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -563,13 +584,17 @@ where
             super::forwarded::adopt_client(&mut req, &self.policy.trusted_proxies);
         }
         match self.policy.admit(&req) {
-            Ok(None) => Either::Right(self.inner.call(req)),
+            Ok(None) => Either::Left(Either::Right(self.inner.call(req))),
             // Only requests with a created key pay for the extension (one small allocation).
             Ok(Some(caller)) => {
                 req.extensions_mut().insert(caller);
-                Either::Right(self.inner.call(req))
+                Either::Left(Either::Right(self.inner.call(req)))
             }
-            Err(refusal) => Either::Left(ready(Ok(self.policy.refuse(refusal, &req)))),
+            Err(Refusal::TokenInvalid) => match self.policy.unseen_token(&req) {
+                Some((users, token)) => Either::Right(self.look_up(users, token, req)),
+                None => Either::Left(Either::Left(ready(Ok(self.policy.refuse(Refusal::TokenInvalid, &req))))),
+            },
+            Err(refusal) => Either::Left(Either::Left(ready(Ok(self.policy.refuse(refusal, &req))))),
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod password;
 pub mod prune;
 pub mod table;
 pub mod totp;
+pub mod unseen;
 
 pub use access::Role;
 
@@ -182,6 +183,8 @@ pub struct Users {
     reloading: parking_lot::Mutex<()>,
     /// Failed attempts at the sign-in pages, per name, address and session (limits.rs).
     pub guards: limits::Guards,
+    /// The Codex CLI's tokens this instance has not seen, looked up in the store (unseen.rs).
+    unseen: unseen::Unseen,
 }
 
 impl std::fmt::Debug for Users {
@@ -234,6 +237,7 @@ impl Users {
             lifetime,
             reloading: parking_lot::Mutex::new(()),
             guards: limits::Guards::new(limits),
+            unseen: unseen::Unseen::default(),
         };
         users.reload()?;
         Ok(users)

@@ -1,6 +1,7 @@
-//! The Codex CLI's sign-in on the team store: a token issued on one instance is accepted on the others once they
-//! re-read the sessions (the change counter: within a poll), and the user disabled on one instance is refused on
-//! every other within seconds, the refresh token with it.
+//! The Codex CLI's sign-in on the team store: a token issued on one instance is accepted on the others at once
+//! (one they have not seen is looked up in the store), revoked and expired ones stay refused, and the user disabled
+//! on one instance is refused on every other within seconds, the refresh token with it. And the leader's prune of
+//! what expired.
 
 use std::time::Duration;
 
@@ -71,6 +72,60 @@ async fn until(within: Duration, mut f: impl AsyncFnMut() -> bool) -> Option<Dur
     None
 }
 
+/// The tokens of a code flow: authorized in the browser with `cookie` on `browser`, the code exchanged on `exchange`.
+async fn tokens_by_code(browser: &Instance, exchange: &Instance, cookie: &str) -> Value {
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()));
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "code"),
+            ("client_id", "codex-cli"),
+            ("redirect_uri", REDIRECT),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("state", "s"),
+        ])
+        .finish();
+    let r = no_redirects()
+        .get(browser.url(&format!("/dashboard/oauth/authorize?{query}")))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let back = url::Url::parse(&location).unwrap_or_else(|e| panic!("{location}: {e}"));
+    let code = back.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.to_string()).unwrap_or_default();
+    token_grant(
+        exchange,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "codex-cli"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
+}
+
+/// POST a grant to `at`'s token endpoint: its JSON answer.
+async fn token_grant(at: &Instance, pairs: &[(&str, &str)]) -> Value {
+    let form: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+    let r = http()
+        .post(at.url("/dashboard/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    r.json().await.unwrap_or(Value::Null)
+}
+
+/// A refresh of `refresh_token` on `at`: the new pair (or the error).
+async fn refresh_on(at: &Instance, refresh_token: &str) -> Value {
+    token_grant(at, &[("grant_type", "refresh_token"), ("client_id", "codex-cli"), ("refresh_token", refresh_token)])
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cli_token_issued_on_one_instance_is_honoured_everywhere_and_refused_everywhere_once_disabled() {
     let (fake, _creds, db) = seed(fake_codex::FakeConfig::default(), 1).await;
@@ -87,43 +142,7 @@ async fn a_cli_token_issued_on_one_instance_is_honoured_everywhere_and_refused_e
     let id = user["id"].as_str().unwrap_or_default().to_string();
     // The browser signed in on B, the code exchanged on C (a load balancer in front of the three).
     let cookie = dashboard_cookie(&b, "dev").await;
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()));
-    let query: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("response_type", "code"),
-            ("client_id", "codex-cli"),
-            ("redirect_uri", REDIRECT),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-            ("state", "s"),
-        ])
-        .finish();
-    let r = no_redirects()
-        .get(b.url(&format!("/dashboard/oauth/authorize?{query}")))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let back = url::Url::parse(&location).unwrap_or_else(|e| panic!("{location}: {e}"));
-    let code = back.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.to_string()).unwrap_or_default();
-    let form: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("grant_type", "authorization_code"),
-            ("client_id", "codex-cli"),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ])
-        .finish();
-    let r = http()
-        .post(c.url("/dashboard/oauth/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let tokens: Value = r.json().await.unwrap_or(Value::Null);
+    let tokens = tokens_by_code(&b, &c, &cookie).await;
     let access = tokens["access_token"].as_str().unwrap_or_else(|| panic!("{tokens}")).to_string();
     for at in [&a, &b, &c] {
         let took = until(Duration::from_secs(5), async || model_status(at, &access).await == 200).await;
@@ -195,4 +214,77 @@ async fn expired_sign_ins_are_pruned_by_the_leader_only_and_by_the_next_one() {
     drop(b);
     drop(store);
     let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// issue 88: a token issued on one instance was accepted on another only after that one's next re-read of the
+/// sessions (the change counter's 500 ms poll, then the re-read): a CLI whose next request landed elsewhere was
+/// refused 401 for up to a second. Now an instance looks a token it has not seen up in the store at once: each of
+/// five tokens, issued on A by a refresh, is accepted on B at the first try, right after its issue. A token whose
+/// family was revoked (a reused refresh token), a made-up one and an expired one are refused, and stay refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cli_token_issued_on_one_instance_is_accepted_on_another_at_once_and_revoked_or_expired_ones_stay_refused() {
+    let _one_team_at_a_time = ONE_TEAM.lock().await;
+    let (fake, _creds, db) = seed(fake_codex::FakeConfig::default(), 1).await;
+    // Access tokens live the least the configuration allows, so the test sees one expire.
+    let short = "[oauth]\naccess_token_secs = 5";
+    let (a, b, c) = (
+        instance_with(&fake, &db, short).await,
+        instance_with(&fake, &db, short).await,
+        instance_with(&fake, &db, short).await,
+    );
+    let r = http()
+        .post(a.url("/admin/users"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "dev", "role": "member", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 201);
+    let cookie = dashboard_cookie(&a, "dev").await;
+    let first = tokens_by_code(&a, &a, &cookie).await;
+    let mut pair = first.clone();
+    let mut took = Vec::new();
+    for round in 0..5 {
+        let used = pair["refresh_token"].as_str().unwrap_or_else(|| panic!("{pair}")).to_string();
+        pair = refresh_on(&a, &used).await;
+        let issued = std::time::Instant::now();
+        let access = pair["access_token"].as_str().unwrap_or_else(|| panic!("{pair}")).to_string();
+        let status = model_status(&b, &access).await;
+        took.push(issued.elapsed());
+        assert_eq!(status, 200, "token {round} refused on B at the first try, {:?} after its issue", issued.elapsed());
+    }
+    let slowest = took.iter().max().copied().unwrap_or_default();
+    // Well inside the 500 ms poll after which B would have re-read (16–30 ms here, the model call included).
+    assert!(slowest < Duration::from_millis(300), "accepted on B only {took:?} after issue");
+    // C, which saw none of them either.
+    let access = pair["access_token"].as_str().unwrap_or_default().to_string();
+    assert_eq!(model_status(&c, &access).await, 200);
+    // A made-up token of the issued shape: refused (looked up once, then from memory).
+    let made_up = format!("cga_{}", "A".repeat(43));
+    assert_eq!((model_status(&b, &made_up).await, model_status(&b, &made_up).await), (401, 401));
+    // The first refresh token again: its family is revoked, the newest access token with it, on every instance.
+    let v = refresh_on(&b, first["refresh_token"].as_str().unwrap_or_default()).await;
+    assert_eq!(v["error"], "invalid_grant", "{v}");
+    for at in [&a, &b, &c] {
+        let refused = until(Duration::from_secs(5), async || model_status(at, &access).await == 401).await;
+        assert!(
+            refused.is_some_and(|t| t < Duration::from_secs(3)),
+            "revoked but honoured on {} ({refused:?})",
+            at.base
+        );
+    }
+    for _ in 0..3 {
+        for at in [&a, &b, &c] {
+            assert_eq!(model_status(at, &access).await, 401, "a revoked token came back on {}", at.base);
+        }
+    }
+    // A new sign-in's token, accepted on C at once, then expired: refused on every instance, B never having seen it.
+    let fresh = tokens_by_code(&a, &a, &cookie).await;
+    let issued = std::time::Instant::now();
+    let access = fresh["access_token"].as_str().unwrap_or_else(|| panic!("{fresh}")).to_string();
+    assert_eq!(model_status(&c, &access).await, 200);
+    tokio::time::sleep(Duration::from_millis(5200).saturating_sub(issued.elapsed())).await;
+    for at in [&a, &b, &c] {
+        assert_eq!(model_status(at, &access).await, 401, "expired but honoured on {}", at.base);
+    }
 }
