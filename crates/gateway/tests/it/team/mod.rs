@@ -738,7 +738,8 @@ async fn a_team_store_of_the_previous_schema_gains_policies_and_opportunistic_ke
     drop(open().await.unwrap_or_else(|e| panic!("{e}")));
     // Back to version 10: the columns of migrations 11 and 12 gone (12's report indexes with its ledger
     // columns), 13's table of kept responses, 14's audit trail and 15's users (16 their triggers), 17's user
-    // columns and rollup keys, 18's single sign-on tables, 19's Codex CLI sign-in tables, the rows of the older schema in place.
+    // columns and rollup keys, 18's single sign-on tables, 19's Codex CLI sign-in tables, 20's sign-in failures (on the
+    // users table, gone with it), the rows of the older schema in place.
     db_query(
         &db,
         "ALTER TABLE usage_requests DROP COLUMN user_id;
@@ -755,7 +756,7 @@ async fn a_team_store_of_the_previous_schema_gains_policies_and_opportunistic_ke
          DROP TABLE users; DROP TABLE user_sessions; ALTER TABLE client_keys DROP COLUMN owner;
          DROP TABLE user_identities; DROP TABLE sso_pending;
          DROP TABLE oauth_grants; DROP TABLE oauth_refresh_tokens;
-         DELETE FROM schema_migrations WHERE version IN (11, 12, 13, 14, 15, 16, 17, 18, 19);
+         DELETE FROM schema_migrations WHERE version IN (11, 12, 13, 14, 15, 16, 17, 18, 19, 20);
          INSERT INTO accounts (id, kind, api_key, status, created_at) VALUES ('k', 'api_key', 'sk-1', 'active', 1);
          INSERT INTO client_keys (id, name, prefix, secret_sha256, created_at, suspended_at, suspended_reason)
              VALUES ('key_1', 'ci', 'cgw_', 'ab', 1, 2, 'policy refusals')",
