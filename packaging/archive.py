@@ -5,17 +5,59 @@ lack the GNU options a shell version would need):
     archive.py pack FOLDER OUT.tar.gz|OUT.zip   one folder, entries sorted, owned by 0:0, dated SOURCE_DATE_EPOCH,
                                                 so the same commit gives the same bytes; modes kept (0755 binary)
     archive.py sums DIR                         DIR/SHA256SUMS over every file below DIR, as `sha256sum -c` reads it
+
+And, imported by the wheel and npm builders (packaging/python, packaging/npm), the reading side: which files of a
+dist folder are archives, for which target, and what an archive holds.
 """
 import gzip
 import hashlib
 import io
 import os
+import re
 import sys
 import tarfile
 import time
 import zipfile
 
+ARCHIVE_RE = re.compile(r"^codex-gateway-(?P<target>.+?)\.(?P<ext>tar\.gz|zip)$")
 EPOCH = max(int(os.environ.get("SOURCE_DATE_EPOCH", "315532800")), 315532800)  # zip cannot date before 1980
+
+
+def archives_in(dist):
+    """(path, target) of every archive scripts/dist wrote into the folder `dist` (a pathlib.Path), by name."""
+    found = sorted(p for p in dist.iterdir() if p.is_file() and ARCHIVE_RE.match(p.name))
+    return [(p, ARCHIVE_RE.match(p.name)["target"]) for p in found]
+
+
+def read_archive(path, target):
+    """The files of the archive's single top folder `codex-gateway-<target>/`, by their name inside it."""
+    top = f"codex-gateway-{target}/"
+    files = {}
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if not info.is_dir() and info.filename.startswith(top):
+                    files[info.filename[len(top):]] = z.read(info)
+    else:
+        with tarfile.open(path, "r:gz") as t:
+            for member in t.getmembers():
+                name = member.name.removeprefix("./")
+                if member.isfile() and name.startswith(top):
+                    f = t.extractfile(member)
+                    if f is not None:
+                        files[name[len(top):]] = f.read()
+    return files
+
+
+def workspace_version():
+    """The workspace's version, `[workspace.package] version` in the repository's Cargo.toml."""
+    cargo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Cargo.toml")
+    with open(cargo, encoding="utf-8") as f:
+        section = f.read().split("[workspace.package]", 1)[-1].split("\n[", 1)[0]
+    match = re.search(r'^version\s*=\s*"([^"]+)"', section, re.M)
+    if match is None:
+        raise SystemExit(f"no [workspace.package] version in {cargo}")
+    return match.group(1)
 
 
 def files_under(folder):

@@ -16,16 +16,17 @@ Publishing order: the platform packages first, then the main one (it names them 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
-import zipfile
 from pathlib import Path
+
+# The archives' names and contents, shared with scripts/dist (packaging/archive.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from archive import archives_in, read_archive, workspace_version  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SCOPE = "@codex-gateway"
@@ -46,7 +47,6 @@ PLATFORMS = {
 # Every platform package the main package depends on, whether or not this dist folder has its archive.
 ALL_PLATFORMS = sorted({f"{os_}-{cpu}" for os_, cpu, _ in PLATFORMS.values()})
 
-ARCHIVE_RE = re.compile(r"^codex-gateway-(?P<target>.+?)\.(?P<ext>tar\.gz|zip)$")
 # npm versions are semver: 1.2.3, 1.2.3-rc.1
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
 
@@ -79,26 +79,6 @@ PLATFORM_README = """\
 The `codex-gateway` binary for {platform}. Install `codex-gateway` instead: it depends on this
 package and runs the binary (`npx codex-gateway serve`).
 """
-
-
-def read_archive(path: Path, target: str) -> dict[str, bytes]:
-    """The files of the archive's single top folder `codex-gateway-<target>/`, by their name inside it."""
-    top = f"codex-gateway-{target}/"
-    files: dict[str, bytes] = {}
-    if path.name.endswith(".zip"):
-        with zipfile.ZipFile(path) as z:
-            for info in z.infolist():
-                if not info.is_dir() and info.filename.startswith(top):
-                    files[info.filename[len(top):]] = z.read(info)
-    else:
-        with tarfile.open(path, "r:gz") as t:
-            for member in t.getmembers():
-                name = member.name.removeprefix("./")
-                if member.isfile() and name.startswith(top):
-                    f = t.extractfile(member)
-                    assert f is not None
-                    files[name[len(top):]] = f.read()
-    return files
 
 
 def common_fields(version: str) -> dict:
@@ -178,15 +158,6 @@ def stage_main(root: Path, version: str, license_text: bytes | None) -> Path:
     return folder
 
 
-def workspace_version() -> str:
-    cargo = HERE.parents[1] / "Cargo.toml"
-    section = cargo.read_text().split("[workspace.package]", 1)[1].split("\n[", 1)[0]
-    match = re.search(r'^version\s*=\s*"([^"]+)"', section, re.M)
-    if match is None:
-        raise SystemExit(f"build-packages: no [workspace.package] version in {cargo}")
-    return match.group(1)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build codex-gateway npm packages from a dist folder's archives.")
     parser.add_argument("dist", type=Path, help="the dist folder scripts/dist wrote")
@@ -199,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         print("build-packages: the npm command is needed (npm pack)", file=sys.stderr)
         return 1
 
-    archives = sorted(p for p in args.dist.iterdir() if p.is_file() and ARCHIVE_RE.match(p.name))
+    archives = archives_in(args.dist)
     if not archives:
         print(f"build-packages: no codex-gateway-<target> archives in {args.dist}", file=sys.stderr)
         return 1
@@ -210,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="codex-gateway-npm-") as tmp:
         root = Path(tmp)
         folders = []
-        for archive in archives:
-            target = ARCHIVE_RE.match(archive.name)["target"]
+        for archive, target in archives:
             if target not in PLATFORMS:
                 print(f"build-packages: no npm platform for target {target} ({archive.name})", file=sys.stderr)
                 return 1

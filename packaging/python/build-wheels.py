@@ -28,10 +28,13 @@ import io
 import os
 import re
 import sys
-import tarfile
 import time
 import zipfile
 from pathlib import Path
+
+# The archives' names and contents, shared with scripts/dist (packaging/archive.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from archive import archives_in, read_archive, workspace_version  # noqa: E402
 
 NAME = "codex-gateway"
 DIST_NAME = "codex_gateway"  # the name as wheel file names and .dist-info folders spell it
@@ -47,7 +50,6 @@ PLATFORM_TAGS = {
     "x86_64-pc-windows-gnu": "win_amd64",  # a cross build from Linux: the same platform
 }
 
-ARCHIVE_RE = re.compile(r"^codex-gateway-(?P<target>.+?)\.(?P<ext>tar\.gz|zip)$")
 # Versions this builder accepts: the PEP 440 forms the workspace would use (1.2.3, 1.2.3rc1, ...).
 VERSION_RE = re.compile(r"^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?$")
 
@@ -179,26 +181,6 @@ def record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def read_archive(path: Path, target: str) -> dict[str, bytes]:
-    """The files of the archive's single top folder `codex-gateway-<target>/`, by their name inside it."""
-    top = f"codex-gateway-{target}/"
-    files: dict[str, bytes] = {}
-    if path.name.endswith(".zip"):
-        with zipfile.ZipFile(path) as z:
-            for info in z.infolist():
-                if not info.is_dir() and info.filename.startswith(top):
-                    files[info.filename[len(top):]] = z.read(info)
-    else:
-        with tarfile.open(path, "r:gz") as t:
-            for member in t.getmembers():
-                name = member.name.removeprefix("./")
-                if member.isfile() and name.startswith(top):
-                    f = t.extractfile(member)
-                    assert f is not None
-                    files[name[len(top):]] = f.read()
-    return files
-
-
 def wheel_entries(version: str, tag: str, files: dict[str, bytes], exe: str) -> list[tuple[str, bytes, int]]:
     """(name, content, unix mode) of every wheel entry, RECORD last."""
     dist_info = f"{DIST_NAME}-{version}.dist-info"
@@ -262,17 +244,6 @@ def write_wheel(path: Path, entries: list[tuple[str, bytes, int]]) -> None:
     tmp.replace(path)
 
 
-def workspace_version() -> str:
-    cargo = Path(__file__).resolve().parents[2] / "Cargo.toml"
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11: the one line is enough
-        section = cargo.read_text().split("[workspace.package]", 1)[1].split("\n[", 1)[0]
-        return re.search(r'^version\s*=\s*"([^"]+)"', section, re.M).group(1)
-    with cargo.open("rb") as f:
-        return tomllib.load(f)["workspace"]["package"]["version"]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build codex-gateway wheels from a dist folder's archives.")
     parser.add_argument("dist", type=Path, help="the dist folder scripts/dist wrote")
@@ -282,15 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     if not VERSION_RE.match(version):
         parser.error(f"version {version!r} is not a plain PEP 440 version (like 1.2.3 or 1.2.3rc1)")
 
-    archives = sorted(p for p in args.dist.iterdir() if p.is_file() and ARCHIVE_RE.match(p.name))
+    archives = archives_in(args.dist)
     if not archives:
         print(f"build-wheels: no codex-gateway-<target> archives in {args.dist}", file=sys.stderr)
         return 1
     out = args.dist / "python"
     out.mkdir(exist_ok=True)
     made: dict[str, str] = {}
-    for archive in archives:
-        target = ARCHIVE_RE.match(archive.name)["target"]
+    for archive, target in archives:
         tag = PLATFORM_TAGS.get(target)
         if tag is None:
             print(f"build-wheels: no wheel platform tag for target {target} ({archive.name})", file=sys.stderr)

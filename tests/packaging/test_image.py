@@ -57,14 +57,20 @@ def podman(tmp_path_factory):
     return run
 
 
+def _build(podman, dist: Path, arch: str) -> str:
+    """The image of `arch` from the dist folder's root filesystem, as the release workflow builds it; its tag."""
+    tag = f"localhost/codex-gateway-test:{arch}-{uuid.uuid4().hex[:12]}"
+    podman("build", "--format", "docker", "--platform", f"linux/{arch}", "--build-arg", f"TARGETARCH={arch}",
+           "-f", str(REPO / "packaging/image/Containerfile"), "-t", tag, str(dist), timeout=300)
+    return tag
+
+
 @pytest.fixture(scope="module")
 def image(dist: Path, podman) -> str:
     rootfs = dist / f"image-rootfs-{ARCH}.tar"
     if not rootfs.is_file():
         pytest.skip(f"no {rootfs.name} in {dist}: scripts/dist writes it (packaging/image/rootfs)")
-    tag = f"localhost/codex-gateway-test:{uuid.uuid4().hex[:12]}"
-    podman("build", "--format", "docker", "--platform", f"linux/{ARCH}", "--build-arg", f"TARGETARCH={ARCH}",
-           "-f", str(REPO / "packaging/image/Containerfile"), "-t", tag, str(dist), timeout=300)
+    tag = _build(podman, dist, ARCH)
     yield tag
     podman("rmi", "-f", tag, check=False)
 
@@ -138,9 +144,7 @@ def test_the_other_architectures_image_builds(dist: Path, podman, tmp_path: Path
     rootfs = dist / f"image-rootfs-{OTHER}.tar"
     if not rootfs.is_file():
         pytest.skip(f"no {rootfs.name} in {dist}: `scripts/dist --linux` writes it")
-    tag = f"localhost/codex-gateway-test:{OTHER}-{uuid.uuid4().hex[:12]}"
-    podman("build", "--format", "docker", "--platform", f"linux/{OTHER}", "--build-arg", f"TARGETARCH={OTHER}",
-           "-f", str(REPO / "packaging/image/Containerfile"), "-t", tag, str(dist), timeout=300)
+    tag = _build(podman, dist, OTHER)
     try:
         info = json.loads(podman("image", "inspect", tag).stdout)[0]
         assert info["Architecture"] == OTHER
