@@ -15,6 +15,16 @@ pub trait Body: Stream<Item = Result<Bytes, TransportError>> + Send {
     /// end by itself rather than cancel it: HTTP/2 reads on to END_STREAM for a moment (`http2/body.rs`). A
     /// body dropped without this call is cancelled at once (the client left, a deadline passed).
     fn answered(self: Pin<&mut Self>) {}
+
+    /// Whether a piece of this body that is not ready now may be once the reading task has yielded, with no new
+    /// I/O: true where another task hands the pieces over one at a time. hyper's HTTP/1.1 client connection decodes
+    /// a chunk, passes it through a channel that holds one, and decodes the next only after the reader took it, so
+    /// a burst that arrived in one read of the socket reaches the reader one wake-up per chunk
+    /// (docs/performance.md, "Bursts"). HTTP/2 (h2 queues every frame of a read on its stream) and the WebSocket
+    /// (read on the reader's own task) have their pieces ready at once.
+    fn handed_over_one_at_a_time(&self) -> bool {
+        false
+    }
 }
 
 /// The response body as it arrives.
@@ -25,12 +35,19 @@ pin_project_lite::pin_project! {
     pub struct Plain<S> {
         #[pin]
         stream: S,
+        one_at_a_time: bool,
     }
 }
 
 impl<S> Plain<S> {
     pub fn new(stream: S) -> Plain<S> {
-        Plain { stream }
+        Plain { stream, one_at_a_time: false }
+    }
+
+    /// A body whose pieces another task hands over one at a time (hyper's HTTP/1.1 `Incoming`, and reqwest's on
+    /// it): see [`Body::handed_over_one_at_a_time`].
+    pub fn one_at_a_time(stream: S) -> Plain<S> {
+        Plain { stream, one_at_a_time: true }
     }
 }
 
@@ -42,7 +59,11 @@ impl<S: Stream<Item = Result<Bytes, TransportError>> + Send> Stream for Plain<S>
     }
 }
 
-impl<S: Stream<Item = Result<Bytes, TransportError>> + Send> Body for Plain<S> {}
+impl<S: Stream<Item = Result<Bytes, TransportError>> + Send> Body for Plain<S> {
+    fn handed_over_one_at_a_time(&self) -> bool {
+        self.one_at_a_time
+    }
+}
 
 /// An upstream response whose headers have arrived; the body streams.
 pub struct UpstreamResponse {

@@ -141,6 +141,10 @@ impl Body for Decoded {
     fn answered(self: Pin<&mut Self>) {
         self.get_mut().inner.as_mut().answered();
     }
+
+    fn handed_over_one_at_a_time(&self) -> bool {
+        self.inner.handed_over_one_at_a_time()
+    }
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ pub async fn post_via_reqwest(
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.bytes_stream().map_err(TransportError::from);
-    Ok(UpstreamResponse { status, headers, body: Box::pin(Plain::new(body)) })
+    Ok(UpstreamResponse { status, headers, body: Box::pin(Plain::one_at_a_time(body)) })
 }
 
 #[cfg(test)]

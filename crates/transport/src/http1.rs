@@ -66,7 +66,11 @@ impl Http1Connections {
         let response = self.client.request(request).await.map_err(failure)?;
         let (parts, body) = response.into_parts();
         let body = body.into_data_stream().map_err(TransportError::of);
-        Ok(UpstreamResponse { status: parts.status, headers: parts.headers, body: Box::pin(Plain::new(body)) })
+        Ok(UpstreamResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body: Box::pin(Plain::one_at_a_time(body)),
+        })
     }
 }
 

@@ -36,6 +36,18 @@ fn limiter_for(limits: OutputLimits, input_estimate: u64) -> Option<Limiter> {
     l.is_active().then_some(l)
 }
 
+/// A chunk held across a yield (see `Pump::poll_chunk`).
+#[derive(Default)]
+struct Held {
+    out: Vec<u8>,
+    /// When the chunk's first progress arrived.
+    progress_at: Option<Instant>,
+    /// Polls in a row that brought nothing since the last event: the first may be the connection's own poll again
+    /// before any other task ran (hyper's HTTP/1.1 server polls a pending body twice when nothing is left to flush),
+    /// so the chunk goes out at the second.
+    empty_polls: u8,
+}
+
 /// The streaming response body: a dialect encoder fed from the upstream's events (see `poll_chunk`).
 struct Pump<E: StreamEncoder> {
     /// Yield once before the next chunk, so the connection writes the first chunk it was just given (see
@@ -44,6 +56,9 @@ struct Pump<E: StreamEncoder> {
     done: bool,
     /// Whether the first chunk of the body went out (see `poll_chunk`).
     started: bool,
+    /// A chunk begun, held across a yield while the upstream's connection hands over what it already read (see
+    /// `poll_chunk`).
+    held: Option<Held>,
     /// When the client is due a keepalive: `keepalive` after the last output, on the client's clock.
     keepalive_due: Instant,
     /// When the stream has made no progress for `idle_timeout` (only meaningful events move it, see
@@ -70,8 +85,15 @@ impl<E: StreamEncoder> Pump<E> {
     /// pending) writes it before the rest of an upstream burst is translated. On the default path the burst
     /// arrives in one read after the first events (docs/performance.md, "Early first chunk").
     ///
+    /// Where another task hands the upstream's pieces over one at a time (HTTP/1.1: hyper's connection passes one
+    /// chunk and decodes the next only once it was taken), "already there" needs that task to run: while events
+    /// keep arriving, the pump yields between them, holding its chunk, instead of handing each one over. A yield
+    /// is not a wait: it ends as soon as the tasks queued before it ran, and when that brought nothing the chunk
+    /// goes out (an event that came alone is handed over one scheduler turn later, with no timer; `Held`).
+    ///
     /// A poll, not an async fn: nothing lives across a pending poll but the pump itself (the chunk is begun only
-    /// once an event arrived), so the body is the pump, polled in place, with no state machine or second box.
+    /// once an event arrived, and held only across a yield), so the body is the pump, polled in place, with no
+    /// state machine or second box.
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         if self.yield_first {
             // Pending now (the connection writes what it was given), polled again at once.
@@ -80,11 +102,11 @@ impl<E: StreamEncoder> Pump<E> {
             return Poll::Pending;
         }
         // Allocated only once something arrived, and never held across a wait: an idle stream (waiting on a slow
-        // upstream) holds no buffer.
-        let mut out = Vec::new();
-        // When this chunk's first progress arrived: one clock read per chunk, not per event (the rest of a burst
-        // arrived with it).
-        let mut progress_at: Option<Instant> = None;
+        // upstream) holds no buffer. When this chunk's first progress arrived: one clock read per chunk, not per
+        // event (the rest of a burst arrived with it).
+        let Held { mut out, mut progress_at, empty_polls } = self.held.take().unwrap_or_default();
+        // Whether an event arrived in this poll: only then may one more yield bring another.
+        let mut arrived = false;
         while !self.done {
             let read = if out.is_empty() {
                 let Poll::Ready(read) = self.ex.reader.poll_next_until(cx, self.keepalive_due.min(self.idle_deadline))
@@ -100,9 +122,16 @@ impl<E: StreamEncoder> Pump<E> {
             } else {
                 match self.ex.reader.next_ready(cx) {
                     Some(read) => read,
+                    None if (arrived || empty_polls == 0) && self.ex.reader.more_after_a_yield() => {
+                        let empty_polls = if arrived { 0 } else { empty_polls + 1 };
+                        self.held = Some(Held { out, progress_at, empty_polls });
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
                     None => break,
                 }
             };
+            arrived = true;
             self.on_read(read, &mut out, &mut progress_at);
             if self.encoder.is_finished() {
                 self.done = true;
@@ -259,6 +288,7 @@ pub fn stream_body<E: StreamEncoder>(
         usage: None,
         record: Some(record),
         started: false,
+        held: None,
         yield_first: false,
         _open: OpenStream::open(),
     };

@@ -274,6 +274,12 @@ impl EventReader {
         None
     }
 
+    /// Whether a frame that is not ready now may be once this task has yielded, with no new I/O: the body's
+    /// pieces are handed over by another task one at a time (HTTP/1.1, `Body::handed_over_one_at_a_time`).
+    pub fn more_after_a_yield(&self) -> bool {
+        self.late.is_none() && !self.eof && self.body.handed_over_one_at_a_time()
+    }
+
     /// A frame already parsed, or the end once the body is over.
     ///
     /// Received bytes are parsed a piece at a time, as frames are asked for, not a whole read at once: the

@@ -7,6 +7,7 @@ mod anthropic;
 mod audit;
 mod autostart;
 mod budgets;
+mod bursts;
 mod chain;
 mod chat;
 mod client_version;
