@@ -55,11 +55,18 @@ struct Load {
     stream: bool,
     timeout: Duration,
     connect_gate: Semaphore,
+    /// Workers started this many a second (`--ramp`), the first request of each waiting its turn.
+    ramp: Option<f64>,
 }
 
 /// One connection sending requests back to back until `stop`; returns the connection for the next phase.
-async fn worker(load: Arc<Load>, mut conn: Option<Conn>, stop: Stop) -> (Option<Conn>, Collected) {
+async fn worker(load: Arc<Load>, mut conn: Option<Conn>, stop: Stop, index: usize) -> (Option<Conn>, Collected) {
     let mut col = Collected::default();
+    if let Some(rate) = load.ramp.filter(|r| *r > 0.0)
+        && conn.is_none()
+    {
+        tokio::time::sleep(Duration::from_secs_f64(index as f64 / rate)).await;
+    }
     while stop.claim() {
         let reusable = match conn.as_mut() {
             Some(c) => c.ready().await,
@@ -104,7 +111,8 @@ async fn phase(
     stop: Stop,
 ) -> anyhow::Result<(Vec<Option<Conn>>, Collected, Duration)> {
     let started = Instant::now();
-    let tasks: Vec<_> = conns.into_iter().map(|c| tokio::spawn(worker(load.clone(), c, stop.clone()))).collect();
+    let tasks: Vec<_> =
+        conns.into_iter().enumerate().map(|(i, c)| tokio::spawn(worker(load.clone(), c, stop.clone(), i))).collect();
     let mut all = Collected::default();
     let mut back = Vec::with_capacity(tasks.len());
     for t in tasks {
@@ -132,6 +140,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
         stream: a.req.stream,
         timeout: Duration::from_secs_f64(a.request_timeout),
         connect_gate: Semaphore::new(a.connect_burst.max(1)),
+        ramp: a.ramp,
     });
     let mut conns: Vec<Option<Conn>> = (0..a.concurrency.max(1)).map(|_| None).collect();
     if a.warmup > 0.0 {

@@ -102,6 +102,10 @@ pub struct RunArgs {
     /// Connections opened at the same time while ramping up.
     #[arg(long, default_value_t = 128)]
     pub connect_burst: usize,
+    /// Start this many connections' first requests a second, not all at once: many long streams opened no faster
+    /// than the stand-in backend, on the load core, can take their upstream connections (TLS handshakes).
+    #[arg(long)]
+    pub ramp: Option<f64>,
     /// Watch a process: `name=pid` (repeatable): CPU time, peak and current RSS over the measured run.
     #[arg(long = "watch")]
     pub watch: Vec<String>,
