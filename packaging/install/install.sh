@@ -4,14 +4,15 @@
 #   curl -fsSL https://github.com/codex-gateway/codex-gateway/releases/latest/download/install.sh | sh
 #   sh install.sh [--version vX.Y.Z]
 #
-# It downloads codex-gateway-<target>.tar.gz and SHA256SUMS from the release, refuses to go on
-# unless the archive's SHA-256 matches its line in SHA256SUMS, and puts the binary into the
-# install folder (replacing an older one in a single rename).
+# It downloads codex-gateway-<target>.tar.xz (the .tar.gz where xz is missing) and SHA256SUMS from the
+# release, refuses to go on unless the archive's SHA-256 matches its line in SHA256SUMS, and puts the
+# binary into the install folder (replacing an older one in a single rename).
 #
 # Environment:
 #   CODEX_GATEWAY_INSTALL_DIR   where the binary goes (default: $HOME/.local/bin)
 #   CODEX_GATEWAY_DOWNLOAD_URL  the folder holding the archives and SHA256SUMS (default: the latest
 #                               GitHub release; --version picks another release of the default)
+#   CODEX_GATEWAY_ARCHIVE_FORMAT  tar.xz or tar.gz (default: tar.xz where tar can open it)
 #
 # POSIX sh: runs under dash, bash and macOS's sh.
 set -eu
@@ -32,7 +33,8 @@ usage: install.sh [--version vX.Y.Z]
   -h, --help        this text
 
 Environment: CODEX_GATEWAY_INSTALL_DIR (default \$HOME/.local/bin),
-CODEX_GATEWAY_DOWNLOAD_URL (default $REPO_URL/releases/latest/download).
+CODEX_GATEWAY_DOWNLOAD_URL (default $REPO_URL/releases/latest/download),
+CODEX_GATEWAY_ARCHIVE_FORMAT (tar.xz or tar.gz; default tar.xz where tar can open it).
 EOF
 }
 
@@ -78,7 +80,18 @@ case "$os" in
         die "on Windows, run install.ps1 in PowerShell instead: irm $REPO_URL/releases/latest/download/install.ps1 | iex" ;;
     *) die "no prebuilt binary for $os; build from source: $REPO_URL" ;;
 esac
-archive="codex-gateway-$target.tar.gz"
+# The smaller .tar.xz where tar can open it (macOS's tar reads xz itself; GNU tar runs `xz`), else the .tar.gz;
+# CODEX_GATEWAY_ARCHIVE_FORMAT=tar.gz or tar.xz chooses.
+format="${CODEX_GATEWAY_ARCHIVE_FORMAT:-}"
+if [ -z "$format" ]; then
+    if [ "$os" = Darwin ] || command -v xz >/dev/null 2>&1; then format=tar.xz; else format=tar.gz; fi
+fi
+case "$format" in
+    tar.xz) unpack_flag=-xJf ;;
+    tar.gz) unpack_flag=-xzf ;;
+    *) die "CODEX_GATEWAY_ARCHIVE_FORMAT must be tar.gz or tar.xz, not $format" ;;
+esac
+archive="codex-gateway-$target.$format"
 
 if [ -n "${CODEX_GATEWAY_DOWNLOAD_URL:-}" ]; then
     base="${CODEX_GATEWAY_DOWNLOAD_URL%/}"
@@ -145,7 +158,7 @@ fi
 say "Checksum verified (sha256 $actual)"
 
 mkdir "$tmp/x"
-tar -xzf "$tmp/$archive" -C "$tmp/x" || die "could not unpack $archive"
+tar "$unpack_flag" "$tmp/$archive" -C "$tmp/x" || die "could not unpack $archive"
 binary="$tmp/x/codex-gateway-$target/codex-gateway"
 [ -f "$binary" ] || die "$archive has no codex-gateway-$target/codex-gateway"
 

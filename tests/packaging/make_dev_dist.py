@@ -48,11 +48,12 @@ def main() -> int:
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)
     top = f"codex-gateway-{args.target}"
-    with tarfile.open(args.out / f"{top}.tar.gz", "w:gz") as tar:
-        add(tar, f"{top}/codex-gateway", args.binary.read_bytes(), 0o755)
-        add(tar, f"{top}/README.md", b"# codex-gateway (dev dist)\n", 0o644)
-        add(tar, f"{top}/LICENSE", b"MIT License (dev dist)\n", 0o644)
-        add(tar, f"{top}/codex-gateway.example.toml", b"# example\n", 0o644)
+    for ext, mode in (("tar.gz", "w:gz"), ("tar.xz", "w:xz")):  # as packaging/archive.py packs them
+        with tarfile.open(args.out / f"{top}.{ext}", mode) as tar:
+            add(tar, f"{top}/codex-gateway", args.binary.read_bytes(), 0o755)
+            add(tar, f"{top}/README.md", b"# codex-gateway (dev dist)\n", 0o644)
+            add(tar, f"{top}/LICENSE", b"MIT License (dev dist)\n", 0o644)
+            add(tar, f"{top}/codex-gateway.example.toml", b"# example\n", 0o644)
     if not args.no_builders:
         for builder in ("packaging/python/build-wheels.py", "packaging/npm/build-packages.py"):
             subprocess.run([sys.executable, str(REPO / builder), str(args.out)], check=True)

@@ -1,6 +1,6 @@
-"""packaging/install/install.sh against the dist folder served on 127.0.0.1: it installs a binary that runs, and
-refuses (non-zero, nothing installed, an older binary left alone) a tampered archive or one SHA256SUMS does
-not list.
+"""packaging/install/install.sh against the dist folder served on 127.0.0.1: it installs a binary that runs, from
+the .tar.xz where `xz` is installed and from the .tar.gz when asked, and refuses (non-zero, nothing installed, an
+older binary left alone) a tampered archive or one SHA256SUMS does not list, in either format.
 
 install.ps1 is not run here: PowerShell is not in Debian's archive and cannot be fetched on this machine, so
 the release workflow's Windows runner is what runs it (same cases: install, tampered, missing entry).
@@ -26,17 +26,24 @@ INSTALL_SH = REPO / "packaging" / "install" / "install.sh"
 SHELLS = [s for s in ("sh", "dash", "bash") if shutil.which(s)]
 
 
-def install(base_url: str, install_dir: Path, home: Path, shell: str = "sh", *args: str, check: bool = True):
+ARCHIVE_XZ = ARCHIVE.removesuffix(".tar.gz") + ".tar.xz"
+FORMATS = {"tar.gz": ARCHIVE, "tar.xz": ARCHIVE_XZ}
+
+
+def install(base_url: str, install_dir: Path, home: Path, shell: str = "sh", *args: str, check: bool = True,
+            fmt: str | None = None):
     env = clean_env(home)
     env.update(CODEX_GATEWAY_DOWNLOAD_URL=base_url, CODEX_GATEWAY_INSTALL_DIR=str(install_dir))
+    if fmt is not None:
+        env["CODEX_GATEWAY_ARCHIVE_FORMAT"] = fmt
     return run([shell, str(INSTALL_SH), *args], env, check=check), env
 
 
 def copy_of_dist(dist: Path, to: Path) -> Path:
-    """The archive and SHA256SUMS only: all install.sh fetches."""
+    """The archives and SHA256SUMS only: all install.sh fetches."""
     to.mkdir()
-    shutil.copy(dist / ARCHIVE, to / ARCHIVE)
-    shutil.copy(dist / "SHA256SUMS", to / "SHA256SUMS")
+    for name in (*FORMATS.values(), "SHA256SUMS"):
+        shutil.copy(dist / name, to / name)
     return to
 
 
@@ -46,6 +53,8 @@ def test_install_sh_installs_a_binary_that_runs(dist: Path, serve_folder, tmp_pa
     target = tmp_path / "new" / "bin"  # created by the script
     result, env = install(base, target, tmp_path / "home", shell)
     assert "Checksum verified" in result.stdout
+    # xz is installed here: the smaller archive is the one taken.
+    assert f"Downloading {ARCHIVE_XZ}" in result.stdout, result.stdout
     assert re.search(r"^Installed codex-gateway \S+ to \S+codex-gateway$", result.stdout, re.M), result.stdout
     assert "not on your PATH" in result.stdout
     assert f"{target}/codex-gateway serve" in result.stdout
@@ -68,16 +77,33 @@ def test_install_sh_says_when_the_folder_is_on_path_and_replaces_an_older_binary
     assert (target / "codex-gateway").read_bytes() != b"old"
 
 
-def test_install_sh_refuses_a_tampered_archive_and_installs_nothing(dist: Path, serve_folder, tmp_path: Path):
+def test_install_sh_installs_from_the_tar_gz_when_asked(dist: Path, serve_folder, tmp_path: Path):
+    target = tmp_path / "bin"
+    result, env = install(serve_folder(dist), target, tmp_path / "home", fmt="tar.gz")
+    assert f"Downloading {ARCHIVE}" in result.stdout, result.stdout
+    assert run([str(target / "codex-gateway"), "--version"], env).stdout.startswith("codex-gateway ")
+
+
+def test_the_two_archives_hold_the_same_files(dist: Path):
+    sys.path.insert(0, str(REPO / "packaging"))
+    from archive import read_archive
+
+    assert read_archive(dist / ARCHIVE, TARGET) == read_archive(dist / ARCHIVE_XZ, TARGET)
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_install_sh_refuses_a_tampered_archive_and_installs_nothing(dist: Path, serve_folder, tmp_path: Path,
+                                                                    fmt: str):
     copy = copy_of_dist(dist, tmp_path / "dist")
-    data = bytearray((copy / ARCHIVE).read_bytes())
+    name = FORMATS[fmt]
+    data = bytearray((copy / name).read_bytes())
     middle = len(data) // 2
     data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
-    (copy / ARCHIVE).write_bytes(bytes(data))
+    (copy / name).write_bytes(bytes(data))
     target = tmp_path / "bin"
     target.mkdir()
     (target / "codex-gateway").write_text("old")
-    result, _ = install(serve_folder(copy), target, tmp_path / "home", check=False)
+    result, _ = install(serve_folder(copy), target, tmp_path / "home", check=False, fmt=fmt)
     assert result.returncode != 0
     assert "checksum mismatch" in result.stderr
     assert "nothing was installed" in result.stderr
@@ -85,14 +111,16 @@ def test_install_sh_refuses_a_tampered_archive_and_installs_nothing(dist: Path, 
     assert (target / "codex-gateway").read_text() == "old"
 
 
-def test_install_sh_refuses_an_archive_sha256sums_does_not_list(dist: Path, serve_folder, tmp_path: Path):
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_install_sh_refuses_an_archive_sha256sums_does_not_list(dist: Path, serve_folder, tmp_path: Path, fmt: str):
     copy = copy_of_dist(dist, tmp_path / "dist")
     sums = copy / "SHA256SUMS"
-    sums.write_text("".join(line for line in sums.read_text().splitlines(True) if ARCHIVE not in line))
+    name = FORMATS[fmt]
+    sums.write_text("".join(line for line in sums.read_text().splitlines(True) if name not in line))
     target = tmp_path / "bin"
-    result, _ = install(serve_folder(copy), target, tmp_path / "home", check=False)
+    result, _ = install(serve_folder(copy), target, tmp_path / "home", check=False, fmt=fmt)
     assert result.returncode != 0
-    assert f"SHA256SUMS has no entry for {ARCHIVE}" in result.stderr
+    assert f"SHA256SUMS has no entry for {name}" in result.stderr
     assert not target.exists()
 
 
@@ -135,7 +163,7 @@ def test_install_sh_refuses_a_binary_that_does_not_run_here(serve_folder, tmp_pa
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     (folder / "SHA256SUMS").write_text(f"{digest}  {archive.name}\n")
     target = tmp_path / "bin"
-    result, _ = install(serve_folder(folder), target, tmp_path / "home", check=False)
+    result, _ = install(serve_folder(folder), target, tmp_path / "home", check=False, fmt="tar.gz")
     assert result.returncode != 0
     assert "does not run on this machine" in result.stderr and "cannot run here" in result.stderr
     assert list(target.iterdir()) == [], "the staged copy was left behind"
