@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 /// The Ollama version the bridge reports (clients check for a minimum).
 pub const VERSION: &str = "0.13.0";
@@ -85,27 +86,12 @@ pub fn show_response(name: &str, slug: &str, context_window: u64, thinking: bool
     })
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` for a Unix time (UTC), as Ollama writes `created_at`.
+/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` for a Unix time (UTC), as Ollama writes `created_at`; 1970 past the year 9999.
 pub fn rfc3339(unix_secs: u64, nanos: u32) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let rem = unix_secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Days since 1970-01-01 -> (year, month, day) in the proleptic Gregorian calendar (era arithmetic: 400-year
-/// cycles of 146097 days, years starting in March so the leap day comes last).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let t = i64::try_from(unix_secs).ok().and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok());
+    let t = t.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let (y, m, d) = t.to_calendar_date();
+    format!("{y:04}-{:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", u8::from(m), t.hour(), t.minute(), t.second())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::auth::codex_file::{civil_from_days, days_from_civil};
+use time::{Duration, OffsetDateTime, Time};
 
 pub use crate::store::Limits;
 
@@ -164,16 +164,19 @@ impl PolicyRefusals {
 
 /// 00:00 UTC of `now`'s day and of the first day of its month (unix seconds): where the budgets' periods start.
 pub fn period_starts(now: i64) -> (i64, i64) {
-    let day = now.div_euclid(86_400);
-    let (y, m, _) = civil_from_days(day);
-    (day * 86_400, days_from_civil(y, m, 1) * 86_400)
+    let day = now - now.rem_euclid(86_400);
+    (day, first_of_month(now).map_or(day, OffsetDateTime::unix_timestamp))
 }
 
-/// 00:00 UTC on the first day of the month after `now`'s.
+/// 00:00 UTC on the first day of the month after `now`'s: the 1st plus 31 days is always in the next month.
 fn next_month(now: i64) -> i64 {
-    let (y, m, _) = civil_from_days(now.div_euclid(86_400));
-    let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    days_from_civil(y, m, 1) * 86_400
+    let next = first_of_month(now).and_then(|t| t.checked_add(Duration::days(31))?.replace_day(1).ok());
+    next.map_or(now - now.rem_euclid(86_400) + 86_400, OffsetDateTime::unix_timestamp)
+}
+
+/// 00:00 UTC on the 1st of `now`'s month; `None` outside the years `time` covers (±9999): callers fall back to days.
+fn first_of_month(now: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(now).ok()?.replace_time(Time::MIDNIGHT).replace_day(1).ok()
 }
 
 /// Requests of a key in flight: an atomic, as the slot is given back from `Drop` wherever the request ends.
@@ -197,21 +200,22 @@ impl InFlight {
 
 /// `2027-01-31` (the end of that day, UTC) or a full RFC 3339 time -> unix seconds.
 pub fn parse_expiry(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
-        let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-        let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        if !(1..=12).contains(&m) || !(1..=31).contains(&d) || civil_from_days(days_from_civil(y, m, d)) != (y, m, d) {
-            return None;
-        }
-        return Some((days_from_civil(y, m, d) + 1) * 86_400);
+    match s.len() {
+        10 => crate::auth::codex_file::parse_rfc3339(&format!("{s}T00:00:00Z")).map(|t| t + 86_400),
+        _ => crate::auth::codex_file::parse_rfc3339(s),
     }
-    crate::auth::codex_file::parse_rfc3339(s)
 }
 
 #[cfg(test)]
 mod tests {
+    use time::{Date, Month};
+
     use super::*;
+
+    /// 00:00 UTC on a date.
+    fn utc(year: i32, month: Month, day: u8) -> i64 {
+        Date::from_calendar_date(year, month, day).map_or(i64::MIN, |d| d.midnight().assume_utc().unix_timestamp())
+    }
 
     #[test]
     fn policy_refusals_count_over_the_last_day_only() {
@@ -268,14 +272,14 @@ mod tests {
     fn budgets_reset_at_utc_day_and_month_boundaries() {
         let limits = Limits { daily_tokens: Some(100), monthly_tokens: Some(150), ..Default::default() };
         // 2026-11-30 23:00:00 UTC.
-        let t = days_from_civil(2026, 11, 30) * 86_400 + 23 * 3600;
+        let t = utc(2026, Month::November, 30) + 23 * 3600;
         let mut s = Spent::default();
         assert_eq!(s.check(&limits, t), Ok(()));
         s.charge(99, t);
         assert_eq!(s.check(&limits, t), Ok(()));
         // The request that crosses the budget has already run; the next one is refused.
         s.charge(30, t);
-        let midnight = days_from_civil(2026, 12, 1) * 86_400;
+        let midnight = utc(2026, Month::December, 1);
         assert_eq!(
             s.check(&limits, t),
             Err(Refused::Budget { budget: Budget::Daily, limit: 100, used: 129, resets_at: midnight })
@@ -288,7 +292,7 @@ mod tests {
         s.charge(90, midnight + 60);
         s.charge(70, dec2);
         assert_eq!(s.used(dec2), (70, 160));
-        let jan1 = days_from_civil(2027, 1, 1) * 86_400;
+        let jan1 = utc(2027, Month::January, 1);
         assert_eq!(
             s.check(&limits, dec2),
             Err(Refused::Budget { budget: Budget::Monthly, limit: 150, used: 160, resets_at: jan1 })
@@ -296,9 +300,24 @@ mod tests {
     }
 
     #[test]
+    fn month_windows_follow_the_calendar() {
+        let (jan, feb, mar, dec) = (Month::January, Month::February, Month::March, Month::December);
+        for (now, start, next) in [
+            (utc(2027, jan, 31) + 86_399, utc(2027, jan, 1), utc(2027, feb, 1)),
+            (utc(2027, feb, 28) + 86_399, utc(2027, feb, 1), utc(2027, mar, 1)),
+            (utc(2028, feb, 29) + 1, utc(2028, feb, 1), utc(2028, mar, 1)),
+            (utc(2026, dec, 31) + 86_399, utc(2026, dec, 1), utc(2027, jan, 1)),
+            (-1, utc(1969, dec, 1), 0),
+        ] {
+            assert_eq!(period_starts(now), (now - now.rem_euclid(86_400), start), "{now}");
+            assert_eq!(next_month(now), next, "{now}");
+        }
+    }
+
+    #[test]
     fn seeded_use_counts_only_in_its_period() {
         let limits = Limits { daily_tokens: Some(10), ..Default::default() };
-        let t = days_from_civil(2026, 11, 22) * 86_400 + 5;
+        let t = utc(2026, Month::November, 22) + 5;
         let mut s = Spent::default();
         s.seed(10, 500, t);
         assert!(s.check(&limits, t).is_err());
@@ -307,7 +326,7 @@ mod tests {
 
     #[test]
     fn raised_use_never_goes_down_and_starts_a_new_period_from_the_team() {
-        let t = days_from_civil(2026, 11, 22) * 86_400 + 5;
+        let t = utc(2026, Month::November, 22) + 5;
         let mut s = Spent::default();
         s.charge(40, t);
         // The team's ledger has less than this instance counted (its own last requests are not in yet).
@@ -339,10 +358,11 @@ mod tests {
 
     #[test]
     fn expiry_dates() {
-        let end_of_jan31 = days_from_civil(2027, 2, 1) * 86_400;
+        let end_of_jan31 = utc(2027, Month::February, 1);
         assert_eq!(parse_expiry("2027-01-31"), Some(end_of_jan31));
         assert_eq!(parse_expiry("2027-01-31T12:00:00Z"), Some(end_of_jan31 - 12 * 3600));
-        for bad in ["2027-02-30", "2027-13-01", "31/01/2027", "tomorrow", ""] {
+        assert_eq!(parse_expiry("2028-02-29"), Some(utc(2028, Month::March, 1)), "a leap day");
+        for bad in ["2027-02-30", "2027-02-29", "2027-13-01", "31/01/2027", "2027/01/31", "tomorrow", ""] {
             assert_eq!(parse_expiry(bad), None, "{bad}");
         }
     }
