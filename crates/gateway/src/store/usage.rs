@@ -1,8 +1,8 @@
 //! The usage ledger as both backends store it: its tables (migration 3, report indexes in 5, cache writes and
-//! budget units in SQLite's 11 and PostgreSQL's 12), what it stores of a
-//! request ([`LedgerEntry`], which `usage/` makes from the request's record), the rollups a batch adds to (summed
-//! in memory the same way for both), and the ranges and filters queries read the rows by. The writes are
-//! `sqlite/usage.rs`' and `postgres/usage.rs`'; the queries `usage::query`'s.
+//! budget units in SQLite's 11 and PostgreSQL's 12), its request row ([`RequestRow`]: what `usage/` makes of a
+//! request's record, and what a query reads back), the rollups a batch adds to (summed in memory the same way for
+//! both), and the ranges and filters queries read the rows by. The writes are `sqlite/usage.rs`' and
+//! `postgres/usage.rs`'; the queries `usage::query`'s.
 //!
 //! Daily rollups exist for queries over weeks and months: summing a month of hourly rollups means reading up to
 //! 720 times the combinations of an hour (bench/results/ledger.md); a month of daily ones, 30 times.
@@ -318,31 +318,39 @@ pub(crate) fn rollup_upsert(table: &str, column: &str, rows: &str) -> String {
     )
 }
 
-/// One request as the ledger stores it, borrowed from what the request path recorded (`usage/writer.rs`).
-#[derive(Debug, Clone, Copy)]
-pub struct LedgerEntry<'a> {
-    pub request_id: &'a str,
+/// One request row of the ledger, its fields named as `/admin/requests` shows them (JSON, and the CSV's columns):
+/// written borrowed from the request's record ([`LedgerEntry`], `usage/writer.rs`), read back owned (the
+/// default, `usage::query`) with the three fields only a read has: its id, its start as text and its cost.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RequestRow<S = String, L = Vec<String>> {
+    /// The row's id (0 until the database makes it).
+    pub id: i64,
+    pub request_id: S,
     /// Unix milliseconds.
     pub started_at: i64,
+    /// `started_at` as text, when read (empty when written).
+    pub started_time: String,
     /// The client API (`chat`, `responses`, ...).
-    pub api: &'a str,
+    pub api: S,
     /// The route's path pattern.
-    pub route: &'a str,
-    pub client_key: Option<&'a str>,
+    pub route: S,
+    #[serde(rename = "key")]
+    pub client_key: Option<S>,
     /// The user the request was for (a key they own, their own token; `None`: nobody's).
-    pub user_id: Option<&'a str>,
-    pub model_requested: Option<&'a str>,
-    pub model: Option<&'a str>,
-    pub effort: Option<&'a str>,
+    #[serde(rename = "user")]
+    pub user_id: Option<S>,
+    pub model_requested: Option<S>,
+    pub model: Option<S>,
+    pub effort: Option<S>,
     pub stream: bool,
-    pub account: Option<&'a str>,
-    pub accounts_tried: &'a [String],
+    pub account: Option<S>,
+    pub accounts_tried: L,
     pub attempts: u32,
     pub failovers: u32,
     pub status: u16,
     /// The name of the error the client saw, and its code.
-    pub error: Option<&'a str>,
-    pub error_code: Option<&'a str>,
+    pub error: Option<S>,
+    pub error_code: Option<S>,
     pub ttfb_ms: Option<i64>,
     pub duration_ms: i64,
     pub input_tokens: u64,
@@ -351,16 +359,22 @@ pub struct LedgerEntry<'a> {
     pub cache_write_tokens: u64,
     pub output_tokens: u64,
     pub reasoning_tokens: u64,
-    /// The backend's budget units for the request, when it gave them.
+    /// The backend's budget units for the request (`codex_rollout_budget_units`), when it gave them.
     pub budget_units: Option<f64>,
     pub client_disconnected: bool,
-    /// The account the conversation moved from, when this request moved it.
-    pub moved_from: Option<&'a str>,
-    /// The usage-policy refusal the upstream gave the request.
-    pub refusal: Option<&'a str>,
-    /// Why the request's conversation is held, when the request was refused for it.
-    pub held: Option<&'a str>,
+    /// The account the conversation moved from, when this request moved it to `account`.
+    pub moved_from: Option<S>,
+    /// The usage-policy refusal the upstream gave the request (`cyber`, `content_filter`, ...).
+    pub refusal: Option<S>,
+    /// Why the request's conversation is held, when the request was refused for it (`policy:cyber`, `deactivated`).
+    pub held: Option<S>,
+    /// What the request cost at the configured prices, when read and its model has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
+
+/// A request row as the writer stores it, borrowed from what the request path recorded.
+pub type LedgerEntry<'a> = RequestRow<&'a str, &'a [String]>;
 
 impl LedgerEntry<'_> {
     /// A request counts as an error when the client saw one: an error status, or an error inside a 200 stream.

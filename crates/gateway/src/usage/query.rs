@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::pricing::{Cost, Prices, Tokens};
 use super::when::format_ms;
 use crate::store::sql::Val;
-pub use crate::store::usage::{Before, Bucket, RequestsQuery, StatusFilter};
+pub use crate::store::usage::{Before, Bucket, RequestRow, RequestsQuery, StatusFilter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupBy {
@@ -280,49 +280,6 @@ fn cell(column: &str, v: &serde_json::Value) -> String {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct RequestRow {
-    pub id: i64,
-    pub request_id: String,
-    pub started_at: i64,
-    pub started_time: String,
-    pub api: String,
-    pub route: String,
-    pub key: Option<String>,
-    /// The user the request was for.
-    pub user: Option<String>,
-    pub model_requested: Option<String>,
-    pub model: Option<String>,
-    pub effort: Option<String>,
-    pub stream: bool,
-    pub account: Option<String>,
-    pub accounts_tried: Vec<String>,
-    pub attempts: u32,
-    pub failovers: u32,
-    pub status: u16,
-    pub error: Option<String>,
-    pub error_code: Option<String>,
-    pub ttfb_ms: Option<i64>,
-    pub duration_ms: i64,
-    pub input_tokens: u64,
-    pub cached_tokens: u64,
-    /// Input tokens written to the prompt cache (part of `input_tokens`).
-    pub cache_write_tokens: u64,
-    pub output_tokens: u64,
-    pub reasoning_tokens: u64,
-    /// The backend's budget units for the request (`codex_rollout_budget_units`), when it gave them.
-    pub budget_units: Option<f64>,
-    pub client_disconnected: bool,
-    /// The account the conversation moved from, when this request moved it to `account`.
-    pub moved_from: Option<String>,
-    /// The usage-policy refusal the upstream gave the request (`cyber`, `content_filter`, ...).
-    pub refusal: Option<String>,
-    /// Why the request's conversation is held, when the request was refused for it (`policy:cyber`, `deactivated`).
-    pub held: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cost_usd: Option<f64>,
-}
-
 #[derive(Debug, Serialize)]
 pub struct RequestsPage {
     pub requests: Vec<RequestRow>,
@@ -374,7 +331,7 @@ fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow
             started_time: format_ms(started_at),
             api: r.get(3)?,
             route: r.get(4)?,
-            key: r.get(5)?,
+            client_key: r.get(5)?,
             model_requested: r.get(6)?,
             model: r.get(7)?,
             effort: r.get(8)?,
@@ -398,7 +355,7 @@ fn rows(conn: &Connection, q: &RequestsQuery) -> rusqlite::Result<Vec<RequestRow
             held: r.get(26)?,
             cache_write_tokens: count(r.get(27)?),
             budget_units: r.get(28)?,
-            user: r.get(29)?,
+            user_id: r.get(29)?,
             cost_usd: None,
         })
     })?;

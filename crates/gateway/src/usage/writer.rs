@@ -215,8 +215,10 @@ impl<'a> From<&'a RequestRecord> for LedgerEntry<'a> {
     fn from(r: &'a RequestRecord) -> LedgerEntry<'a> {
         let u = &r.usage;
         LedgerEntry {
+            id: 0,
             request_id: &r.request_id,
             started_at: unix_ms(r.started_at),
+            started_time: String::new(),
             api: r.api.as_str(),
             route: &r.route,
             client_key: r.client_key.as_deref(),
@@ -244,6 +246,7 @@ impl<'a> From<&'a RequestRecord> for LedgerEntry<'a> {
             moved_from: r.moved_from.as_deref(),
             refusal: r.refusal.map(dialects::failure::PolicyKind::name),
             held: r.held.as_ref().map(crate::accounts::Hold::as_str),
+            cost_usd: None,
         }
     }
 }
