@@ -5,28 +5,8 @@ use serde_json::{Map, Value, json};
 use crate::error::GatewayError;
 use crate::models::{ModelRef, normalize_effort};
 use crate::outcome::upstream_failure;
+use crate::upstream_request::members::MEMBERS;
 use crate::upstream_request::{OutputLimits, UpstreamRequest};
-
-/// Top-level fields the backend accepts; everything else is handled by the policy below. The last three are sent by
-/// Codex CLI 0.169+ (its request type's fields) and go on as a client sent them; the gateway never adds them.
-const PASSED: [&str; 16] = [
-    "model",
-    "instructions",
-    "input",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "reasoning",
-    "include",
-    "service_tier",
-    "prompt_cache_key",
-    "text",
-    "client_metadata",
-    "truncation",
-    "prompt_cache_options",
-    "access_programs",
-    "request_country",
-];
 
 /// Fields dropped silently (documented in docs/parameter-policy.md): sampling knobs and bookkeeping the
 /// backend rejects. `store` is read first ([`Chain`]): the gateway keeps the response, the backend never does.
@@ -94,7 +74,8 @@ pub fn decode(body: &[u8]) -> Result<(UpstreamRequest, Chain), GatewayError> {
     }
 
     let mut body = Map::new();
-    for key in PASSED {
+    // The members the backend accepts (`upstream_request::members`); everything else is handled by the policy here.
+    for key in MEMBERS.iter().filter(|m| m.passed).map(|m| m.name) {
         if let Some(v) = src.shift_remove(key)
             && !v.is_null()
         {

@@ -5,33 +5,19 @@
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
+use super::members::MEMBERS;
+
 /// A 16-byte digest of an item's meaning, or of a request's settings.
 pub type Digest = [u8; 16];
 
-/// The request members the official client compares before it chains (an item of the input or a member it
+/// The digest of a request's settings (the members the official client compares; an input item or a member it
 /// does not compare, such as `client_metadata`, may differ).
-const SETTINGS: &[&str] = &[
-    "model",
-    "instructions",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "reasoning",
-    "store",
-    "stream",
-    "include",
-    "service_tier",
-    "prompt_cache_key",
-    "text",
-];
-
-/// The digest of a request's settings (the members the official client compares).
 pub fn settings_digest(body: &Map<String, Value>) -> Digest {
     let mut h = Sha256::new();
-    for key in SETTINGS {
+    for key in MEMBERS.iter().filter(|m| m.compared).map(|m| m.name) {
         h.update(key.as_bytes());
         h.update([0]);
-        if let Some(v) = body.get(*key) {
+        if let Some(v) = body.get(key) {
             sorted_json(&mut h, v);
         }
         h.update([0xff]);

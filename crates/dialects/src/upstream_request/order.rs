@@ -7,43 +7,18 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
-/// The top-level members of a Responses body in the order the official client writes them; members it does not
-/// write follow, in the order the body has them.
-pub const BODY_ORDER: &[&str] = &[
-    "model",
-    "instructions",
-    // Codex CLI 0.171 writes these two right after the model (an older source of its request type lists them
-    // after `store`); chaining's `previous_response_id` goes right before `input`, as the CLI's does.
-    "stream",
-    "service_tier",
-    "input",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "reasoning",
-    "store",
-    "include",
-    "prompt_cache_key",
-    "text",
-    // Codex CLI 0.169+ (its request type's field names, in its binary's order): the GPT-6 prompt cache's lifetime.
-    "prompt_cache_options",
-];
+use super::members::{self, Place};
 
-/// Members the official client writes after `client_metadata` (0.171), which the gateway adds last at send time:
-/// written at the very end, in this order, so that `client_metadata` can go before them.
-pub const AFTER_CLIENT_METADATA: &[&str] = &["access_programs", "request_country"];
-
-/// Whether a member is written in the body's own order (else it is one of [`AFTER_CLIENT_METADATA`]).
+/// Whether a member is written in the body's own order (between the front and the tail members).
 fn in_front(key: &str) -> bool {
-    !BODY_ORDER.contains(&key) && !AFTER_CLIENT_METADATA.contains(&key)
+    members::place(key) == Place::Body
 }
 
 /// The length of what [`official_order`] writes after the last member `client_metadata` goes behind: each
-/// member of [`AFTER_CLIENT_METADATA`] the body has, as `,"name":value` (0 when it has none).
+/// tail member the body has, as `,"name":value` (0 when it has none).
 pub fn tail_len(body: &Map<String, Value>) -> usize {
-    AFTER_CLIENT_METADATA
-        .iter()
-        .filter_map(|key| body.get(*key).map(|v| (key, v)))
+    members::at(Place::Tail)
+        .filter_map(|key| body.get(key).map(|v| (key, v)))
         .map(|(key, v)| key.len() + 4 + serde_json::to_vec(v).map_or(0, |b| b.len()))
         .sum()
 }
@@ -78,16 +53,16 @@ pub fn official_order_with_items(
             other => serde_json::to_writer(&mut *out, other),
         }
     };
-    for key in BODY_ORDER {
-        if let Some(v) = body.get(*key) {
+    for key in members::at(Place::Front) {
+        if let Some(v) = body.get(key) {
             member(&mut out, key, v)?;
         }
     }
     for (k, v) in body.iter().filter(|(k, _)| in_front(k)) {
         member(&mut out, k, v)?;
     }
-    for key in AFTER_CLIENT_METADATA {
-        if let Some(v) = body.get(*key) {
+    for key in members::at(Place::Tail) {
+        if let Some(v) = body.get(key) {
             member(&mut out, key, v)?;
         }
     }
@@ -103,16 +78,16 @@ pub fn official_order(body: &Map<String, Value>) -> serde_json::Result<Vec<u8>> 
     impl Serialize for InOrder<'_> {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let mut map = s.serialize_map(Some(self.0.len()))?;
-            for key in BODY_ORDER {
-                if let Some(v) = self.0.get(*key) {
+            for key in members::at(Place::Front) {
+                if let Some(v) = self.0.get(key) {
                     map.serialize_entry(key, v)?;
                 }
             }
             for (k, v) in self.0.iter().filter(|(k, _)| in_front(k)) {
                 map.serialize_entry(k, v)?;
             }
-            for key in AFTER_CLIENT_METADATA {
-                if let Some(v) = self.0.get(*key) {
+            for key in members::at(Place::Tail) {
+                if let Some(v) = self.0.get(key) {
                     map.serialize_entry(key, v)?;
                 }
             }
