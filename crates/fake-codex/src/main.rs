@@ -115,6 +115,9 @@ async fn run(args: Args) -> std::io::Result<()> {
 }
 
 fn write_auth_json(path: &Path, c: &AccountCreds) -> std::io::Result<()> {
+    // Now in RFC 3339 UTC, whole seconds (`2026-01-02T03:04:05Z`).
+    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).map_err(std::io::Error::other)?;
+    let last_refresh = now.format(&time::format_description::well_known::Rfc3339).map_err(std::io::Error::other)?;
     let doc = serde_json::json!({
         "OPENAI_API_KEY": null,
         "tokens": {
@@ -123,7 +126,7 @@ fn write_auth_json(path: &Path, c: &AccountCreds) -> std::io::Result<()> {
             "refresh_token": c.refresh_token,
             "account_id": c.account_id,
         },
-        "last_refresh": rfc3339_now(),
+        "last_refresh": last_refresh,
     });
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -141,21 +144,4 @@ fn write_auth_json(path: &Path, c: &AccountCreds) -> std::io::Result<()> {
     }
     let text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
     f.write_all(text.as_bytes())
-}
-
-/// Now as RFC 3339 UTC (`2026-01-02T03:04:05Z`), without a date library.
-fn rfc3339_now() -> String {
-    let secs = fake_codex::tokens::now_secs();
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }

@@ -205,7 +205,9 @@ async fn binary_prints_and_writes_auth_json() {
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&auth).unwrap()).unwrap();
     assert_eq!(doc["tokens"]["account_id"], json!(id));
     assert!(doc["OPENAI_API_KEY"].is_null());
-    assert!(doc["last_refresh"].as_str().unwrap().ends_with('Z'));
+    // RFC 3339 UTC in whole seconds: `2026-01-02T03:04:05Z`.
+    let last = doc["last_refresh"].as_str().unwrap();
+    assert!(last.len() == 20 && last.ends_with('Z') && &last[10..11] == "T" && &last[4..5] == "-", "{last}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
