@@ -15,7 +15,6 @@ pub enum Place {
 }
 
 /// One top-level member of a Responses body.
-#[derive(Debug)]
 pub struct Member {
     pub name: &'static str,
     pub place: Place,
@@ -58,7 +57,7 @@ pub fn at(place: Place) -> impl Iterator<Item = &'static str> {
     MEMBERS.iter().filter(move |m| m.place == place).map(|m| m.name)
 }
 
-/// Where a member goes: its place in [`MEMBERS`], else in the body's order.
+/// Where a member is written: its place in [`MEMBERS`], else in the body's order (between front and tail).
 pub fn place(name: &str) -> Place {
     MEMBERS.iter().find(|m| m.name == name).map_or(Body, |m| m.place)
 }

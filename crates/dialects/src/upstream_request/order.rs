@@ -9,11 +9,6 @@ use serde_json::{Map, Value};
 
 use super::members::{self, Place};
 
-/// Whether a member is written in the body's own order (between the front and the tail members).
-fn in_front(key: &str) -> bool {
-    members::place(key) == Place::Body
-}
-
 /// The length of what [`official_order`] writes after the last member `client_metadata` goes behind: each
 /// tail member the body has, as `,"name":value` (0 when it has none).
 pub fn tail_len(body: &Map<String, Value>) -> usize {
@@ -58,7 +53,7 @@ pub fn official_order_with_items(
             member(&mut out, key, v)?;
         }
     }
-    for (k, v) in body.iter().filter(|(k, _)| in_front(k)) {
+    for (k, v) in body.iter().filter(|(k, _)| members::place(k) == Place::Body) {
         member(&mut out, k, v)?;
     }
     for key in members::at(Place::Tail) {
@@ -83,7 +78,7 @@ pub fn official_order(body: &Map<String, Value>) -> serde_json::Result<Vec<u8>> 
                     map.serialize_entry(key, v)?;
                 }
             }
-            for (k, v) in self.0.iter().filter(|(k, _)| in_front(k)) {
+            for (k, v) in self.0.iter().filter(|(k, _)| members::place(k) == Place::Body) {
                 map.serialize_entry(k, v)?;
             }
             for key in members::at(Place::Tail) {
