@@ -186,7 +186,7 @@ pub async fn finish(
     answer: &Callback,
 ) -> Result<Done, Failed> {
     if let Some(e) = &answer.error {
-        return Err(SsoError::ProviderRefused(e.chars().filter(|c| c.is_ascii_graphic()).take(64).collect()).into());
+        return Err(SsoError::ProviderRefused(provider::short(e)).into());
     }
     let state = match (cookie_state, answer.state.as_deref()) {
         (Some(c), Some(s)) if !s.is_empty() && ct_eq(c, s) => s.to_string(),

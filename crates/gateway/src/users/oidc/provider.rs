@@ -183,7 +183,7 @@ impl Provider {
 }
 
 /// A provider's error code, cut short and kept to the characters RFC 6749 allows in it.
-fn short(s: &str) -> String {
+pub(super) fn short(s: &str) -> String {
     s.chars().filter(|c| c.is_ascii_graphic()).take(64).collect()
 }
 
