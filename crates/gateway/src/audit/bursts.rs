@@ -82,8 +82,8 @@ impl Burst {
     }
 }
 
-/// On an answer: the request's refusal is counted into a burst, so the surface's audit layer leaves it out
-/// (dashboard/audit.rs `append_answered`).
+/// On an answer: the request's refusal is counted into a burst, so the audit layer leaves it out
+/// (users/trail.rs).
 #[derive(Debug, Clone, Copy)]
 pub struct InBurst;
 

@@ -1,19 +1,22 @@
-//! Roles on the dashboard: a route layer asks `users::access` whether the visitor's role may take the route's
-//! action (pages and JSON calls alike), and answers a refusal page (403, with the pages the role may open) or, for
-//! a JSON call, the dashboard's JSON error, when not. A visitor without a session goes on to the handler, whose
-//! gate sends them to the login (session.rs). For a member limited to their own things the layer hands the handler
-//! an [`Own`] extension (keys, usage, requests).
+//! Roles on the dashboard: a route layer asks `users::access` whether the visitor's role may take the action the
+//! route is declared with (users/table.rs; pages and JSON calls alike), and answers a refusal page (403, with the
+//! pages the role may open) or, for a JSON call, the dashboard's JSON error, when not. A visitor without a session
+//! goes on to the handler, whose gate sends them to the login (session.rs). For a member limited to their own
+//! things the layer hands the handler an [`Own`] extension (keys, usage, requests). On the answer it puts who made
+//! a change, for the audit layer (users/trail.rs).
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{St, json_error, session};
+use crate::audit::Actor;
 use crate::users::access::{self, Action, Decision};
-use crate::users::{Principal, Role, User};
+use crate::users::table::RouteEntry;
+use crate::users::{Principal, User, trail};
 
 /// The user whose own things the handler shows and changes (`None`: everything, for an admin or a viewer).
 #[derive(Debug, Clone, Default)]
@@ -27,22 +30,36 @@ impl<S: Send + Sync> FromRequestParts<S> for Own {
     }
 }
 
-pub(crate) async fn layer(
-    State(dash): State<St>,
-    matched: Option<MatchedPath>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let route = matched.as_ref().map(MatchedPath::as_str).unwrap_or("").to_string();
-    let action = access::dashboard_action(req.method(), &route);
+pub(crate) async fn layer(State(dash): State<St>, req: Request, next: Next) -> Response {
+    // Looked up before the handler runs, for the audit trail: a logout ends the session it is recorded under.
+    let session = (!trail::is_read(req.method())).then(|| session::actor_of(&dash, req.headers())).flatten();
+    let mut resp = decided(&dash, req, next).await;
+    // Who made the change, unless the handler said (a sign-in): the session's actor, the admin key's login, or a
+    // session the gate opened for this very request (loopback without a login).
+    if resp.extensions().get::<Actor>().is_none() {
+        let login = resp.extensions_mut().remove::<Principal>().map(|p| p.actor());
+        let opened = || {
+            let mut cookies = resp.headers().get_all(header::SET_COOKIE).iter();
+            cookies.any(|c| c.as_bytes().starts_with(b"cgw_session=")).then_some(Actor::DashboardLoopback)
+        };
+        if let Some(actor) = session.or(login).or_else(opened) {
+            resp.extensions_mut().insert(actor);
+        }
+    }
+    resp
+}
+
+/// The handler's answer, or the refusal when the role may not take the route's action.
+async fn decided(dash: &St, mut req: Request, next: Next) -> Response {
+    let action = req.extensions().get::<RouteEntry>().map(|e| e.action);
     if action == Some(Action::Public) {
         return next.run(req).await;
     }
-    let Some(who) = session::who(&dash, req.headers()).await else {
+    let Some(who) = session::who(dash, req.headers()).await else {
         return next.run(req).await;
     };
-    match decide(who.role(), action) {
-        Decision::Refuse => refused(&dash, &who, &route),
+    match access::decide_route(who.role(), action) {
+        Decision::Refuse => refused(dash, &who, &req),
         Decision::Own => {
             req.extensions_mut().insert(Own(who.user().cloned()));
             next.run(req).await
@@ -51,22 +68,11 @@ pub(crate) async fn layer(
     }
 }
 
-/// What `role` may do on a route of `action` (the admin API's layer too): a route missing from the table is an
-/// admin's only (the table test catches it first).
-pub(crate) fn decide(role: Role, action: Option<Action>) -> Decision {
-    match action {
-        Some(a) => access::decide(role, a),
-        None => match role {
-            Role::Admin => Decision::Allow,
-            Role::Member | Role::Viewer => Decision::Refuse,
-        },
-    }
-}
-
-/// 403: the JSON error for a call, the refusal page for a page.
-fn refused(dash: &St, who: &Principal, route: &str) -> Response {
+/// 403: the JSON error for a call (any method but GET, or a path under `/dashboard/api/`), the refusal page for a
+/// page.
+fn refused(dash: &St, who: &Principal, req: &Request) -> Response {
     let role = who.role().as_str();
-    if route.starts_with("/dashboard/api/") || route == "/dashboard/logout" {
+    if !trail::is_read(req.method()) || req.uri().path().starts_with("/dashboard/api/") {
         return json_error(StatusCode::FORBIDDEN, format!("The {role} role may not do this."));
     }
     let csrf = match who {

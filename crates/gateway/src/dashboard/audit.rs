@@ -1,120 +1,16 @@
-//! The dashboard in the audit trail (audit/): one layer records every request that may change state (a login,
-//! successful or not, a logout, account actions and imports, logins started, keys, settings) with the session's
-//! actor (how it was opened: session.rs), the client's address, the action and target its route names, and its
-//! outcome; handlers add non-secret details with an [`audit::Note`]. The Audit page reads the trail with the
-//! admin API's filters.
+//! The dashboard in the audit trail (audit/): the changes made through it (a login, successful or not, a logout,
+//! account actions and imports, logins started, keys, settings) are recorded by the layer it shares with the admin
+//! API (users/trail.rs), with the session's actor (access.rs); handlers add non-secret details with an
+//! [`audit::Note`] ([`noted`]). Here: the login jobs' end, and the Audit page, which reads the trail with the admin
+//! API's filters.
 
-use axum::extract::{MatchedPath, RawPathParams, RawQuery, Request, State};
-use axum::http::{Method, header};
-use axum::middleware::Next;
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::St;
-use super::session::{PageAccess, actor_of};
-use crate::app::AppState;
+use super::session::PageAccess;
 use crate::audit::{self, Actor, Entry, Note, Outcome};
-
-/// The layer: the request runs, then its entry is appended (off the async workers) before the answer goes out.
-pub(crate) async fn layer(
-    State(dash): State<St>,
-    matched: Option<MatchedPath>,
-    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(req).await;
-    }
-    let route = matched.as_ref().map(MatchedPath::as_str).unwrap_or("").to_string();
-    let params: Vec<(String, String)> =
-        params.map(|p| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).unwrap_or_default();
-    let source = audit::source_of(req.extensions());
-    // Looked up before the handler runs: a logout ends the session it is recorded under.
-    let session = actor_of(&dash, req.headers());
-    let mut resp = next.run(req).await;
-    // A sign-in says who it was (or that it was nobody); otherwise the session's actor.
-    let actor = match resp.extensions_mut().remove::<Actor>().or(session) {
-        Some(a) => a,
-        None if route == "/dashboard/login" && resp.status().is_success() => Actor::DashboardAdminKey,
-        // A session the gate opened for this very request (loopback without a login).
-        None if resp
-            .headers()
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .any(|c| c.as_bytes().starts_with(b"cgw_session=")) =>
-        {
-            Actor::DashboardLoopback
-        }
-        None => Actor::Anonymous,
-    };
-    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let mut entry = Entry::new(actor, action(&route, param("action").as_deref(), param("flow").as_deref()));
-    entry.source = source;
-    entry.target = param("id").or_else(|| param("job"));
-    append_answered(&dash.app, entry, &mut resp).await;
-    resp
-}
-
-/// Append `entry` with the answer's outcome, status and [`Note`] (the admin API's layer too).
-pub(crate) async fn append_answered(app: &AppState, mut entry: Entry, resp: &mut Response) {
-    // A refused sign-in counted into its burst: the burst's summary will say it (audit/bursts.rs).
-    if resp.extensions_mut().remove::<audit::bursts::InBurst>().is_some() {
-        return;
-    }
-    entry.outcome = Outcome::of_status(resp.status());
-    entry.details.insert("status".into(), resp.status().as_u16().into());
-    if let Some(note) = resp.extensions_mut().remove::<Note>() {
-        note.apply(&mut entry);
-    }
-    append(app, entry).await;
-}
-
-/// Append `entry` off the async workers, before the answer goes out.
-pub(crate) async fn append(app: &AppState, entry: Entry) {
-    let store = app.pool.store().clone();
-    if let Err(e) = tokio::task::spawn_blocking(move || audit::record(&store, entry)).await {
-        tracing::error!("the audit trail's append did not complete: {e}");
-    }
-}
-
-/// The action a dashboard route is (the admin API's names where it is the same change).
-fn action(route: &str, act: Option<&str>, flow: Option<&str>) -> String {
-    match route {
-        "/dashboard/login" => "dashboard.login".into(),
-        "/dashboard/logout" => "dashboard.logout".into(),
-        "/dashboard/api/accounts/add" => "account.add".into(),
-        "/dashboard/api/accounts/{id}/{action}" => match act.unwrap_or_default() {
-            "clear_cooldowns" => "account.cooldowns_clear".into(),
-            "release_holds" => "account.holds_release".into(),
-            a @ ("enable" | "disable" | "label" | "policy" | "proxy" | "check" | "refresh" | "remove") => {
-                format!("account.{a}")
-            }
-            // Not an action (actions.rs answers 404): the path's text is the caller's, not a name to keep.
-            _ => "account.unknown_action".into(),
-        },
-        "/dashboard/api/login/{flow}" => match flow.unwrap_or_default() {
-            f @ ("device" | "browser" | "paste") => format!("account.login_start.{f}"),
-            _ => "account.login_start.unknown".into(),
-        },
-        "/dashboard/api/login/job/{job}/paste" => "account.login_paste".into(),
-        "/dashboard/api/settings" => "settings.save".into(),
-        "/dashboard/api/keys" => "key.create".into(),
-        "/dashboard/api/keys/{id}" => "key.update".into(),
-        "/dashboard/api/keys/{id}/revoke" => "key.revoke".into(),
-        "/dashboard/api/users" => "user.create".into(),
-        "/dashboard/api/users/{id}" => "user.update".into(),
-        "/dashboard/api/users/{id}/{action}" => match act.unwrap_or_default() {
-            "password" => "user.password".into(),
-            "totp" => "user.totp_enrol".into(),
-            "totp_remove" => "user.totp_remove".into(),
-            "unlock" => "user.unlock".into(),
-            "remove" => "user.remove".into(),
-            _ => "user.unknown_action".into(),
-        },
-        other => format!("dashboard.post {other}"),
-    }
-}
 
 /// `resp` with `note` for the layer.
 pub(crate) fn noted(resp: Response, note: Note) -> Response {
@@ -168,17 +64,4 @@ async fn rows(dash: &St, raw: Option<&str>) -> Result<Vec<crate::store::audit::A
         tracing::error!("dashboard: the audit trail could not be read: {e:#}");
         "The audit trail could not be read; see the gateway's log.".to_string()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_name_their_actions() {
-        assert_eq!(action("/dashboard/api/accounts/{id}/{action}", Some("disable"), None), "account.disable");
-        assert_eq!(action("/dashboard/api/login/{flow}", None, Some("device")), "account.login_start.device");
-        assert_eq!(action("/dashboard/login", None, None), "dashboard.login");
-        assert_eq!(action("/dashboard/api/accounts/{id}/{action}", Some("<x>"), None), "account.unknown_action");
-    }
 }

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::config::Config;
-use crate::users::table::RouteTable;
+use crate::users::access::Action::*;
+use crate::users::table::{Audit, RouteEntry, RouteTable};
 
 pub(crate) mod access;
 mod actions;
@@ -70,12 +71,11 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         templates: std::sync::OnceLock::new(),
         app,
     });
-    table()
-        .into_router()
-        // Inside the audit layer: a refusal by role is recorded as any other answer.
-        .route_layer(axum::middleware::from_fn_with_state(dash.clone(), access::layer))
-        .route_layer(axum::middleware::from_fn_with_state(dash.clone(), audit::layer))
-        .with_state(dash)
+    // Inside the audit layer: a refusal by role is recorded as any other answer.
+    let layers = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn_with_state(dash.app.pool.store().clone(), crate::users::trail::layer))
+        .layer(axum::middleware::from_fn_with_state(dash.clone(), access::layer));
+    table().into_router(layers).with_state(dash)
 }
 
 /// The provider of `[dashboard.oidc]`, reached with the gateway's HTTP client settings (proxy, CA bundle).
@@ -93,45 +93,103 @@ fn sso_provider(config: &Config) -> Option<crate::users::oidc::Provider> {
     }
 }
 
-/// Every dashboard route, listed as registered (the access table test walks them: server/access_table.rs).
+/// Every dashboard route, its action and audit name (the access table test walks them: server/access_table.rs),
+/// and the pages of the main navigation, in its order.
 pub(crate) fn table() -> RouteTable<St> {
     RouteTable::new()
-        .get("/dashboard", pages::overview)
-        .get("/dashboard/accounts", pages::accounts)
-        .get("/dashboard/keys", keys::page)
-        .get("/dashboard/usage", ledger::usage_page)
-        .get("/dashboard/requests", ledger::requests_page)
-        .get("/dashboard/setup", pages::setup)
-        .get("/dashboard/settings", pages::settings)
-        .get("/dashboard/audit", audit::page)
-        .get("/dashboard/users", users::page)
-        .get("/dashboard/login", session::login_page)
-        .post("/dashboard/login", session::login)
-        .post("/dashboard/logout", session::logout)
-        .get("/dashboard/sso/start", sso::start)
-        .get("/dashboard/sso/callback", sso::callback)
-        .get("/dashboard/assets/{name}", asset)
-        .get("/dashboard/api/overview", pages::overview_json)
-        .get("/dashboard/api/accounts/export", actions::export)
-        .post("/dashboard/api/accounts/add", actions::add)
-        .post("/dashboard/api/accounts/{id}/{action}", actions::act)
-        .post("/dashboard/api/login/{flow}", logins::start)
-        .get("/dashboard/api/login/job/{job}", logins::status)
-        .post("/dashboard/api/login/job/{job}/paste", logins::paste)
-        .post("/dashboard/api/settings", settings::save)
-        .get("/dashboard/api/usage.csv", ledger::usage_csv)
-        .get("/dashboard/api/requests.csv", ledger::requests_csv)
-        .post("/dashboard/api/keys", keys::create)
-        .post("/dashboard/api/keys/{id}", keys::update)
-        .post("/dashboard/api/keys/{id}/revoke", keys::revoke)
-        .post("/dashboard/api/users", users::create)
-        .post("/dashboard/api/users/{id}", users::update)
-        .post("/dashboard/api/users/{id}/{action}", users::act)
-        .get("/dashboard/oauth/authorize", oauth::authorize)
-        .get("/dashboard/oauth/device", oauth::device_page)
-        .post("/dashboard/api/oauth/device", oauth::device_decide)
-        .post("/dashboard/oauth/token", oauth::token)
-        .post("/dashboard/oauth/device/code", oauth::device_code)
+        .get("/dashboard", Overview, pages::overview)
+        .nav("overview", "Overview")
+        .get("/dashboard/accounts", AccountsRead, pages::accounts)
+        .nav("accounts", "Accounts")
+        .get("/dashboard/keys", KeysRead, keys::page)
+        .nav("keys", "Keys")
+        .get("/dashboard/usage", UsageRead, ledger::usage_page)
+        .nav("usage", "Usage")
+        .get("/dashboard/requests", RequestsRead, ledger::requests_page)
+        .nav("requests", "Requests")
+        .get("/dashboard/setup", Setup, pages::setup)
+        .nav("setup", "Setup")
+        .get("/dashboard/settings", SettingsRead, pages::settings)
+        .nav("settings", "Settings")
+        .get("/dashboard/users", UsersRead, users::page)
+        .nav("users", "Users")
+        .get("/dashboard/audit", AuditRead, audit::page)
+        .nav("audit", "Audit")
+        .get("/dashboard/login", Public, session::login_page)
+        .post("/dashboard/login", Public, "dashboard.login", session::login)
+        .post("/dashboard/logout", OwnSession, "dashboard.logout", session::logout)
+        // Single sign-on: its start and the provider's answer need no session (sso.rs).
+        .get("/dashboard/sso/start", Public, sso::start)
+        .get("/dashboard/sso/callback", Public, sso::callback)
+        .get("/dashboard/assets/{name}", Public, asset)
+        .get("/dashboard/api/overview", Overview, pages::overview_json)
+        .get("/dashboard/api/accounts/export", AccountsExport, actions::export)
+        .post("/dashboard/api/accounts/add", AccountsWrite, "account.add", actions::add)
+        .post(
+            "/dashboard/api/accounts/{id}/{action}",
+            AccountsWrite,
+            Audit::ByParam("action", account_action),
+            actions::act,
+        )
+        .post("/dashboard/api/login/{flow}", AccountsWrite, Audit::ByParam("flow", login_flow), logins::start)
+        .get("/dashboard/api/login/job/{job}", AccountsWrite, logins::status)
+        .post("/dashboard/api/login/job/{job}/paste", AccountsWrite, "account.login_paste", logins::paste)
+        .post("/dashboard/api/settings", SettingsWrite, "settings.save", settings::save)
+        .get("/dashboard/api/usage.csv", UsageRead, ledger::usage_csv)
+        .get("/dashboard/api/requests.csv", RequestsRead, ledger::requests_csv)
+        .post("/dashboard/api/keys", KeysWrite, "key.create", keys::create)
+        .post("/dashboard/api/keys/{id}", KeysUpdate, "key.update", keys::update)
+        .post("/dashboard/api/keys/{id}/revoke", KeysWrite, "key.revoke", keys::revoke)
+        .post("/dashboard/api/users", UsersWrite, "user.create", users::create)
+        .post("/dashboard/api/users/{id}", UsersWrite, "user.update", users::update)
+        .post("/dashboard/api/users/{id}/{action}", UsersWrite, Audit::ByParam("action", user_action), users::act)
+        // The Codex CLI's sign-in (oauth/): the pages that give the CLI a token need a session that may use the
+        // models; its token and device endpoints answer the CLI, which has none. Their handlers name their entries.
+        .get("/dashboard/oauth/authorize", Models, oauth::authorize)
+        .get("/dashboard/oauth/device", Models, oauth::device_page)
+        .post("/dashboard/api/oauth/device", Models, Audit::ByHandler, oauth::device_decide)
+        .post("/dashboard/oauth/token", Public, Audit::ByHandler, oauth::token)
+        .post("/dashboard/oauth/device/code", Public, Audit::ByHandler, oauth::device_code)
+}
+
+/// The pages of the main navigation, as the table declares them.
+pub(crate) fn nav() -> &'static [RouteEntry] {
+    static NAV: std::sync::OnceLock<Vec<RouteEntry>> = std::sync::OnceLock::new();
+    NAV.get_or_init(|| table().entries().filter(|e| e.nav.is_some()).cloned().collect())
+}
+
+/// The audit name of an account action (the admin API's names where it is the same change).
+fn account_action(action: &str) -> String {
+    match action {
+        "clear_cooldowns" => "account.cooldowns_clear".into(),
+        "release_holds" => "account.holds_release".into(),
+        a @ ("enable" | "disable" | "label" | "policy" | "proxy" | "check" | "refresh" | "remove") => {
+            format!("account.{a}")
+        }
+        // Not an action (actions.rs answers 404): the path's text is the caller's, not a name to keep.
+        _ => "account.unknown_action".into(),
+    }
+}
+
+/// The audit name of a login started.
+fn login_flow(flow: &str) -> String {
+    match flow {
+        f @ ("device" | "browser" | "paste") => format!("account.login_start.{f}"),
+        _ => "account.login_start.unknown".into(),
+    }
+}
+
+/// The audit name of a user action.
+fn user_action(action: &str) -> String {
+    let name = match action {
+        "password" => "user.password",
+        "totp" => "user.totp_enrol",
+        "totp_remove" => "user.totp_remove",
+        "unlock" => "user.unlock",
+        "remove" => "user.remove",
+        _ => "user.unknown_action",
+    };
+    name.into()
 }
 
 fn templates() -> minijinja::Environment<'static> {

@@ -63,7 +63,7 @@ pub(crate) async fn authorize(State(dash): State<St>, parts: Parts) -> Answer {
     if let Some(state) = q.get("state") {
         back.query_pairs_mut().append_pair("state", state);
     }
-    super::audit::append(&dash.app, entry).await;
+    crate::users::trail::append(dash.app.pool.store(), entry).await;
     Ok(answer.unwrap_or_else(|| Redirect::to(back.as_str()).into_response()))
 }
 

@@ -14,6 +14,7 @@ use crate::config::Strategy;
 use crate::store::team::StoreHealth;
 use crate::users::Principal;
 use crate::users::access;
+use crate::users::table::RouteEntry;
 
 /// A page of the main navigation: [`base_for`] the gate's visitor with the fields of `extra`, rendered from
 /// `<nav>.html`, the session cookie on it when the gate made one.
@@ -25,28 +26,13 @@ pub(crate) fn page(dash: &St, a: Authed, title: &str, nav: &str, extra: Value) -
     a.finish(dash.render(&format!("{nav}.html"), Value::Object(ctx)))
 }
 
-/// The main navigation: id, label, page.
-const NAV: &[(&str, &str, &str)] = &[
-    ("overview", "Overview", "/dashboard"),
-    ("accounts", "Accounts", "/dashboard/accounts"),
-    ("keys", "Keys", "/dashboard/keys"),
-    ("usage", "Usage", "/dashboard/usage"),
-    ("requests", "Requests", "/dashboard/requests"),
-    ("setup", "Setup", "/dashboard/setup"),
-    ("settings", "Settings", "/dashboard/settings"),
-    ("users", "Users", "/dashboard/users"),
-    ("audit", "Audit", "/dashboard/audit"),
-];
-
 /// The page context every template gets: title, active nav entry, CSRF token, the pages the visitor's role may
 /// open and who they are (the refusal page has no gate's [`Authed`], hence the visitor and token).
 pub(crate) fn base_for(who: &Principal, csrf: &str, title: &str, nav: &str) -> serde_json::Map<String, Value> {
     let role = who.role();
-    let open = |href: &str| {
-        access::dashboard_action(&axum::http::Method::GET, href)
-            .is_some_and(|a| access::decide(role, a) != access::Decision::Refuse)
-    };
-    let items: Vec<Value> = NAV.iter().filter(|(_, _, href)| open(href)).map(|(id, l, h)| json!([id, l, h])).collect();
+    let open = |e: &&RouteEntry| access::decide(role, e.action) != access::Decision::Refuse;
+    let items: Vec<Value> =
+        super::nav().iter().filter(open).filter_map(|e| e.nav.map(|(id, label)| json!([id, label, e.path]))).collect();
     let mut m = serde_json::Map::new();
     m.insert("title".into(), title.into());
     m.insert("nav".into(), nav.into());

@@ -389,7 +389,9 @@ pub(crate) async fn login(
     addresses.refund(charge);
     succeeded(&dash.app, Surface::Password, source.as_deref()).await;
     let (id, _) = dash.sessions.create(Principal::DashboardAdminKey);
-    logged_in(&headers, &id, dash.sessions.lifetime, safe_next(b.next.as_deref()).unwrap_or("/dashboard"))
+    let resp = logged_in(&headers, &id, dash.sessions.lifetime, safe_next(b.next.as_deref()).unwrap_or("/dashboard"));
+    // The audit trail's actor when the request came without a session (access.rs).
+    (axum::Extension(Principal::DashboardAdminKey), resp).into_response()
 }
 
 /// The answer to a login that worked: the session cookie, the login form's cookie cleared.

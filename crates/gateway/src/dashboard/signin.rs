@@ -57,7 +57,7 @@ impl Surface {
 /// Append `entries` to the audit trail, in order.
 async fn write(app: &AppState, entries: impl IntoIterator<Item = Entry>) {
     for e in entries {
-        super::audit::append(app, e).await;
+        crate::users::trail::append(app.pool.store(), e).await;
     }
 }
 

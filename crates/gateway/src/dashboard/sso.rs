@@ -58,7 +58,7 @@ async fn record(dash: &St, source: Option<String>, actor: Actor, who: Option<Str
             entry.details.insert("reason".into(), e.reason().into());
         }
     }
-    super::audit::append(&dash.app, entry).await;
+    crate::users::trail::append(dash.app.pool.store(), entry).await;
 }
 
 /// A callback refused at once for the address's failures, as one of the first of its burst.
@@ -68,7 +68,7 @@ async fn record_limited(dash: &St, source: Option<String>, reason: &str) {
     entry.outcome = Outcome::Refused;
     entry.details.insert("method".into(), "oidc".into());
     entry.details.insert("reason".into(), reason.into());
-    super::audit::append(&dash.app, entry).await;
+    crate::users::trail::append(dash.app.pool.store(), entry).await;
 }
 
 /// The login page with the refusal in place of the button's silence.

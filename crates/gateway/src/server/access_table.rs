@@ -1,11 +1,11 @@
-//! Every route of the admin API and the dashboard, as their routers register them (`users::table::RouteTable`),
-//! with the action `users::access` gives it: what the access table test below holds, for every role, against
-//! a table written out by hand, and what the integration tests (tests/it/users.rs) walk over HTTP. A route added
-//! to either router without its entry in `users/access.rs` fails here.
+//! Every route of the admin API and the dashboard, as their tables declare them (`users::table::RouteTable`), with
+//! the action each is declared with: what the access table test below holds, for every role, against a table
+//! written out by hand, and what the integration tests (tests/it/users.rs) walk over HTTP.
 
 use axum::http::Method;
 
-use crate::users::access::{self, Action};
+use crate::users::access::Action;
+use crate::users::table::RouteEntry;
 
 /// Which surface a route is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,25 +14,21 @@ pub enum Surface {
     Dashboard,
 }
 
-/// Every route: its surface, method and path, as registered.
-pub fn routes() -> Vec<(Surface, Method, &'static str)> {
-    let admin = super::admin::table();
-    let dashboard = crate::dashboard::table();
-    let tag = |surface: Surface| move |(m, p): &(Method, &'static str)| (surface, m.clone(), *p);
-    admin
-        .listed()
-        .iter()
-        .map(tag(Surface::Admin))
-        .chain(dashboard.listed().iter().map(tag(Surface::Dashboard)))
-        .collect()
+/// Every route: its surface and its entry, as declared.
+pub fn entries() -> Vec<(Surface, RouteEntry)> {
+    let admin = super::admin::table().entries().map(|e| (Surface::Admin, e.clone())).collect::<Vec<_>>();
+    let dashboard = crate::dashboard::table().entries().map(|e| (Surface::Dashboard, e.clone())).collect::<Vec<_>>();
+    admin.into_iter().chain(dashboard).collect()
 }
 
-/// The action of a route (`None`: not in the table).
+/// Every route: its surface, method and path.
+pub fn routes() -> Vec<(Surface, Method, &'static str)> {
+    entries().into_iter().map(|(surface, e)| (surface, e.method, e.path)).collect()
+}
+
+/// The action a route is declared with (`None`: no such route).
 pub fn action_of(surface: Surface, method: &Method, path: &str) -> Option<Action> {
-    match surface {
-        Surface::Admin => access::admin_action(method, path),
-        Surface::Dashboard => access::dashboard_action(method, path),
-    }
+    entries().into_iter().find(|(s, e)| *s == surface && e.method == method && e.path == path).map(|(_, e)| e.action)
 }
 
 #[cfg(test)]
@@ -40,6 +36,7 @@ mod tests {
     use super::*;
     use crate::users::Role;
     use crate::users::access::{Decision, decide};
+    use crate::users::table::Audit;
 
     const A: Decision = Decision::Allow;
     const O: Decision = Decision::Own;
@@ -127,37 +124,60 @@ mod tests {
         ("POST",   "/dashboard/oauth/device/code",                [A, A, A]),
     ];
 
-    /// The routers' routes and the table are the same set: a route registered without a line here (or a line for
-    /// a route that went away) fails, and so does a route the access table has no action for.
+    /// The routers' routes and the table are the same set: a route declared without a line here (or a line for a
+    /// route that went away) fails.
     #[test]
-    fn every_route_of_the_routers_is_in_the_table_and_has_an_action() {
+    fn every_route_of_the_routers_is_in_the_table() {
         let served = routes();
-        for (surface, method, path) in &served {
-            assert!(action_of(*surface, method, path).is_some(), "{method} {path} has no action in users/access.rs");
-            assert!(
-                TABLE.iter().any(|(m, p, _)| *m == method.as_str() && p == path),
-                "{method} {path} is served but not in the table"
-            );
+        for (_, method, path) in &served {
+            let listed = TABLE.iter().any(|(m, p, _)| *m == method.as_str() && p == path);
+            assert!(listed, "{method} {path} is served but not in the table");
         }
         for (m, p, _) in TABLE {
             assert!(served.iter().any(|(_, method, path)| method.as_str() == *m && path == p), "{m} {p} is not served");
         }
-        assert_eq!(served.len(), TABLE.len(), "a route is registered twice");
+        assert_eq!(served.len(), TABLE.len(), "a route is declared twice");
     }
 
-    /// Every route x every role decides as the table says.
+    /// Every route x every role decides as the table says, on the action the route is declared with.
     #[test]
     fn every_route_decides_for_every_role_as_the_table_says() {
-        for (surface, method, path) in routes() {
-            let (_, _, want) = TABLE.iter().find(|(m, p, _)| *m == method.as_str() && *p == path).copied().unwrap_or((
-                "",
-                "",
-                [R, R, R],
-            ));
-            let Some(action) = action_of(surface, &method, path) else { continue };
+        for (_, e) in entries() {
+            let Some((_, _, want)) = TABLE.iter().find(|(m, p, _)| *m == e.method.as_str() && *p == e.path) else {
+                continue;
+            };
             for (i, role) in Role::ALL.iter().enumerate() {
-                assert_eq!(decide(*role, action), want[i], "{role:?} {method} {path}");
+                assert_eq!(decide(*role, e.action), want[i], "{role:?} {} {}", e.method, e.path);
             }
         }
+    }
+
+    /// The audit names the routes are declared with: a read is never recorded, a change always is, and the
+    /// dashboard's actions in a path get the admin API's names.
+    #[test]
+    fn routes_are_declared_with_their_audit_names() {
+        let name = |surface: Surface, method: Method, path: &str, param: &str| {
+            let (_, e) = entries().into_iter().find(|(s, e)| *s == surface && e.method == method && e.path == path)?;
+            match e.audit {
+                Audit::Read => None,
+                Audit::Named(n) => Some(n.to_string()),
+                Audit::ByParam(_, name_of) => Some(name_of(param)),
+                Audit::ByHandler => Some("by handler".into()),
+            }
+        };
+        for (_, e) in entries() {
+            assert_eq!(matches!(e.audit, Audit::Read), e.method == Method::GET, "{} {}", e.method, e.path);
+        }
+        let (admin, dash) = (Surface::Admin, Surface::Dashboard);
+        let disable = name(admin, Method::POST, "/admin/accounts/{id}/disable", "");
+        assert_eq!(disable.as_deref(), Some("account.disable"));
+        assert_eq!(name(admin, Method::PATCH, "/admin/keys/{id}", "").as_deref(), Some("key.update"));
+        let act = "/dashboard/api/accounts/{id}/{action}";
+        assert_eq!(name(dash, Method::POST, act, "disable").as_deref(), Some("account.disable"));
+        assert_eq!(name(dash, Method::POST, act, "<x>").as_deref(), Some("account.unknown_action"));
+        let login = name(dash, Method::POST, "/dashboard/api/login/{flow}", "device");
+        assert_eq!(login.as_deref(), Some("account.login_start.device"));
+        assert_eq!(name(dash, Method::POST, "/dashboard/login", "").as_deref(), Some("dashboard.login"));
+        assert_eq!(name(dash, Method::GET, "/dashboard/audit", ""), None);
     }
 }

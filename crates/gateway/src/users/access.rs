@@ -1,7 +1,5 @@
-//! Who may do what: every admin route and dashboard page is one [`Action`], and [`decide`] says, for a [`Role`] and
-//! an action, whether it is allowed, allowed on the caller's own things only, or refused.
-
-use axum::http::Method;
+//! Who may do what: every admin route and dashboard page is declared with one [`Action`] (table.rs), and [`decide`]
+//! says, for a [`Role`] and an action, whether it is allowed, allowed on the caller's own things only, or refused.
 
 /// A person's role (`users.role`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,91 +107,13 @@ pub fn decide(role: Role, action: Action) -> Decision {
     }
 }
 
-/// The action of an admin route (`route` as the router matched it); `None` for a route not in the table,
-/// which the layer refuses to everyone but an admin.
-pub fn admin_action(method: &Method, route: &str) -> Option<Action> {
-    use Action::*;
-    let get = *method == Method::GET || *method == Method::HEAD;
-    Some(match (get, method.as_str(), route) {
-        (true, _, "/admin/status" | "/admin/forecast") => Overview,
-        (true, _, "/admin/accounts" | "/admin/accounts/{id}") => AccountsRead,
-        (true, _, "/admin/accounts/export") => AccountsExport,
-        (false, "POST", "/admin/accounts") | (false, "DELETE", "/admin/accounts/{id}") => AccountsWrite,
-        (
-            false,
-            "POST",
-            "/admin/accounts/{id}/enable"
-            | "/admin/accounts/{id}/disable"
-            | "/admin/accounts/{id}/label"
-            | "/admin/accounts/{id}/policy"
-            | "/admin/accounts/{id}/proxy"
-            | "/admin/accounts/{id}/refresh"
-            | "/admin/accounts/{id}/check",
-        ) => AccountsWrite,
-        (false, "DELETE", "/admin/accounts/{id}/cooldowns" | "/admin/accounts/{id}/holds") => AccountsWrite,
-        (true, _, "/admin/reload") => ReloadRead,
-        (false, "POST", "/admin/reload") => Reload,
-        (true, _, "/admin/usage") => UsageRead,
-        (true, _, "/admin/requests") => RequestsRead,
-        (true, _, "/admin/keys" | "/admin/keys/{id}") => KeysRead,
-        (false, "POST", "/admin/keys" | "/admin/keys/{id}/revoke") => KeysWrite,
-        (false, "PATCH", "/admin/keys/{id}") => KeysUpdate,
-        (true, _, "/admin/conversations/held") => ConversationsRead,
-        (false, "DELETE", "/admin/conversations/{key}/hold") => ConversationsWrite,
-        (true, _, "/admin/audit") => AuditRead,
-        (true, _, "/admin/users" | "/admin/users/{id}") => UsersRead,
-        (
-            false,
-            "POST",
-            "/admin/users" | "/admin/users/{id}/password" | "/admin/users/{id}/totp" | "/admin/users/{id}/unlock",
-        ) => UsersWrite,
-        (false, "PATCH" | "DELETE", "/admin/users/{id}") | (false, "DELETE", "/admin/users/{id}/totp") => UsersWrite,
-        (false, "POST", "/admin/sign-in") => Public,
-        (false, "POST", "/admin/sign-out") | (true, _, "/admin/me") => OwnSession,
-        _ => return None,
-    })
-}
-
-/// The action of a dashboard route; `None` for a route not in the table (refused to everyone but an admin).
-pub fn dashboard_action(method: &Method, route: &str) -> Option<Action> {
-    use Action::*;
-    let get = *method == Method::GET || *method == Method::HEAD;
-    Some(match (get, route) {
-        (true, "/dashboard" | "/dashboard/api/overview") => Overview,
-        (true, "/dashboard/accounts") => AccountsRead,
-        (true, "/dashboard/api/accounts/export") => AccountsExport,
-        (
-            false,
-            "/dashboard/api/accounts/add"
-            | "/dashboard/api/accounts/{id}/{action}"
-            | "/dashboard/api/login/{flow}"
-            | "/dashboard/api/login/job/{job}/paste",
-        ) => AccountsWrite,
-        (true, "/dashboard/api/login/job/{job}") => AccountsWrite,
-        (true, "/dashboard/keys") => KeysRead,
-        (false, "/dashboard/api/keys" | "/dashboard/api/keys/{id}/revoke") => KeysWrite,
-        (false, "/dashboard/api/keys/{id}") => KeysUpdate,
-        (true, "/dashboard/usage" | "/dashboard/api/usage.csv") => UsageRead,
-        (true, "/dashboard/requests" | "/dashboard/api/requests.csv") => RequestsRead,
-        (true, "/dashboard/setup") => Setup,
-        (true, "/dashboard/settings") => SettingsRead,
-        (false, "/dashboard/api/settings") => SettingsWrite,
-        (true, "/dashboard/audit") => AuditRead,
-        (true, "/dashboard/users") => UsersRead,
-        (false, "/dashboard/api/users" | "/dashboard/api/users/{id}" | "/dashboard/api/users/{id}/{action}") => {
-            UsersWrite
-        }
-        (_, "/dashboard/login" | "/dashboard/assets/{name}") => Public,
-        // Single sign-on: its start and the provider's answer need no session (dashboard/sso.rs).
-        (true, "/dashboard/sso/start" | "/dashboard/sso/callback") => Public,
-        // The Codex CLI's sign-in (oauth/): its token and device endpoints answer the CLI, which has no session.
-        (false, "/dashboard/oauth/token" | "/dashboard/oauth/device/code") => Public,
-        (true, "/dashboard/oauth/authorize" | "/dashboard/oauth/device") | (false, "/dashboard/api/oauth/device") => {
-            Models
-        }
-        (false, "/dashboard/logout") => OwnSession,
-        _ => return None,
-    })
+/// What `role` may do on a route of `action` (`None`: a method its path does not serve, an admin's only).
+pub fn decide_route(role: Role, action: Option<Action>) -> Decision {
+    match (role, action) {
+        (_, Some(a)) => decide(role, a),
+        (Role::Admin, None) => Decision::Allow,
+        (Role::Member | Role::Viewer, None) => Decision::Refuse,
+    }
 }
 
 /// Where a role lands after signing in: the first page it may see.

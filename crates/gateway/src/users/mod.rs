@@ -25,6 +25,7 @@ pub mod password;
 pub mod prune;
 pub mod table;
 pub mod totp;
+pub mod trail;
 pub mod unseen;
 
 pub use access::Role;

@@ -551,3 +551,32 @@ async fn a_viewer_sees_accounts_without_their_controls() {
         assert_eq!(html.contains("data-act="), controls, "{name}'s page: {html:.3000}");
     }
 }
+
+/// A method a route's path does not serve passes the role check and the audit layer as an admin's only route: a
+/// member is refused, an admin gets the 405 with its `Allow`, and both are recorded by method and path.
+#[tokio::test]
+async fn a_method_the_path_does_not_serve_is_checked_and_recorded() {
+    let env = gateway().await;
+    add_user(&env, "mia", "member", json!({})).await;
+    let token = sign_in(&env, "mia").await;
+    let (s, v) = call(&env, &token, Method::PUT, "/admin/keys", None).await;
+    assert_eq!((s, &v["error"]["code"]), (403, &json!("role_forbidden")), "{v}");
+    let r = client().request(Method::PUT, env.url("/admin/keys")).bearer_auth(ADMIN).send().await;
+    let r = r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers().get("allow").and_then(|v| v.to_str().ok()), Some("GET,HEAD,POST"));
+    let (_, v) = call(&env, ADMIN, Method::GET, "/admin/audit?action=admin.put", None).await;
+    let seen: Vec<(&str, &str, u64)> = v["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or(""),
+                e["actor"].as_str().unwrap_or(""),
+                e["details"]["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("admin.put /admin/keys", "user:mia", 403), ("admin.put /admin/keys", "admin-key", 405)]);
+}

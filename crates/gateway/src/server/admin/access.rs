@@ -1,13 +1,14 @@
 //! Roles on the admin API: a route layer finds out who is asking (the admin key, a user's session token sent as
 //! `Authorization: Bearer cgs_...`, or nobody on a keyless single-user install), asks `users::access` whether that
-//! role may take the route's action, and refuses with 403 `role_forbidden` in the admin API's error shape when
-//! not. What it found goes on as an [`Asking`] request extension (handlers that serve a member their own things
-//! read it) and on the answer (the audit layer's actor). The guard (server/guard.rs) has already refused wrong
-//! keys; a session token it lets through to here, where the store can be asked about it.
+//! role may take the action the route is declared with (users/table.rs), and refuses with 403 `role_forbidden` in
+//! the admin API's error shape when not. What it found goes on as an [`Asking`] request extension (handlers that
+//! serve a member their own things read it) and on the answer (the audit layer's actor, users/trail.rs). The guard
+//! (server/guard.rs) has already refused wrong keys; a session token it lets through to here, where the store can
+//! be asked about it.
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -17,6 +18,7 @@ use dialects::{ErrorKind, GatewayError};
 use super::error::AdminError;
 use crate::app::AppState;
 use crate::users::access::{self, Action, Decision};
+use crate::users::table::RouteEntry;
 use crate::users::{Principal, SESSION_PREFIX, User};
 
 /// Who is asking and what the table allowed them.
@@ -71,14 +73,8 @@ async fn identify(s: &Arc<AppState>, headers: &HeaderMap) -> Result<Option<Princ
     Ok(open.then_some(Principal::AdminOpen))
 }
 
-pub async fn layer(
-    State(s): State<Arc<AppState>>,
-    matched: Option<MatchedPath>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let route = matched.as_ref().map(MatchedPath::as_str).unwrap_or("");
-    let action = access::admin_action(req.method(), route);
+pub async fn layer(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let action = req.extensions().get::<RouteEntry>().map(|e| e.action);
     let principal = match identify(&s, req.headers()).await {
         Ok(p) => p,
         // An ended session sent along to the sign-in does not stand in the way of a new one.
@@ -92,7 +88,7 @@ pub async fn layer(
                 .with_code("invalid_api_key");
             return AdminError::from(e).into_response();
         }
-        (Some(p), action) => crate::dashboard::access::decide(p.role(), action),
+        (Some(p), action) => access::decide_route(p.role(), action),
     };
     let Some(principal) = principal else {
         // A public route with nobody signed in.

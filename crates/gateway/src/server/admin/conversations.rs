@@ -13,13 +13,14 @@ use serde_json::{Value, json};
 use super::error::AdminError;
 use crate::app::AppState;
 use crate::audit::Note;
+use crate::users::access::Action::*;
 use crate::users::table::RouteTable;
 
 pub fn routes() -> RouteTable<Arc<AppState>> {
     RouteTable::new()
-        .get("/admin/conversations/held", held)
-        .delete("/admin/conversations/{key}/hold", release)
-        .delete("/admin/accounts/{id}/holds", release_account)
+        .get("/admin/conversations/held", ConversationsRead, held)
+        .delete("/admin/conversations/{key}/hold", ConversationsWrite, "conversation.release", release)
+        .delete("/admin/accounts/{id}/holds", AccountsWrite, "account.holds_release", release_account)
 }
 
 /// `{"held": [{"key", "account", "reason", "since"}], "count"}`: the conversations this instance holds (with a

@@ -18,15 +18,16 @@ use crate::auth::now_unix;
 use crate::keys::manage::{self, KeyPatch, KeySpec, ManageError};
 use crate::keys::stored_with_usage;
 use crate::store::StoredKey;
+use crate::users::access::Action::*;
 use crate::users::table::RouteTable;
 
 pub fn routes() -> RouteTable<Arc<AppState>> {
     RouteTable::new()
-        .get("/admin/keys", list)
-        .post("/admin/keys", create)
-        .get("/admin/keys/{id}", one)
-        .patch("/admin/keys/{id}", update)
-        .post("/admin/keys/{id}/revoke", revoke)
+        .get("/admin/keys", KeysRead, list)
+        .post("/admin/keys", KeysWrite, "key.create", create)
+        .get("/admin/keys/{id}", KeysRead, one)
+        .patch("/admin/keys/{id}", KeysUpdate, "key.update", update)
+        .post("/admin/keys/{id}/revoke", KeysWrite, "key.revoke", revoke)
 }
 
 /// A member sees their own keys only (`asking`: server/admin/access.rs); an admin every key.

@@ -17,6 +17,7 @@ use crate::app::AppState;
 use crate::app::reload::{Trigger, reload_logged};
 use crate::audit::Note;
 use crate::auth::now_unix;
+use crate::users::access::Action::*;
 use crate::users::table::RouteTable;
 
 mod access;
@@ -30,38 +31,39 @@ use access::Asking;
 use error::{AdminError, AdminJson};
 
 /// The admin API's routes: the accounts, the reload, the usage ledger, the client keys (keys.rs), the audit trail
-/// (audit.rs), whose layer records every change made through them.
+/// (audit.rs), each behind the role check (access.rs) and the audit layer that records every change made through
+/// them (users/trail.rs).
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
-    table()
-        .into_router()
-        // Inside the audit layer: a refusal by role is recorded as any other answer.
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::layer))
-        .route_layer(axum::middleware::from_fn_with_state(state, audit::layer))
+    // Inside the audit layer: a refusal by role is recorded as any other answer.
+    let layers = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn_with_state(state.pool.store().clone(), crate::users::trail::layer))
+        .layer(axum::middleware::from_fn_with_state(state, access::layer));
+    table().into_router(layers)
 }
 
-/// Every admin route, listed as registered (the access table test walks them: server/access_table.rs).
+/// Every admin route, its action and audit name (the access table test walks them: server/access_table.rs).
 pub fn table() -> RouteTable<Arc<AppState>> {
     RouteTable::new()
-        .get("/admin/status", status)
-        .get("/admin/forecast", forecast)
-        .get("/admin/accounts", list)
-        .post("/admin/accounts", add)
-        .get("/admin/accounts/export", export)
-        .get("/admin/accounts/{id}", one)
-        .delete("/admin/accounts/{id}", remove)
-        .post("/admin/accounts/{id}/enable", set_enabled::<true>)
-        .post("/admin/accounts/{id}/disable", set_enabled::<false>)
-        .post("/admin/accounts/{id}/label", label)
-        .post("/admin/accounts/{id}/policy", policy)
-        .post("/admin/accounts/{id}/proxy", proxy)
-        .post("/admin/accounts/{id}/refresh", refresh)
-        .post("/admin/accounts/{id}/check", check)
-        .delete("/admin/accounts/{id}/cooldowns", clear_cooldowns)
-        .get("/admin/reload", last_reload)
-        .post("/admin/reload", reload_now)
+        .get("/admin/status", Overview, status)
+        .get("/admin/forecast", Overview, forecast)
+        .get("/admin/accounts", AccountsRead, list)
+        .post("/admin/accounts", AccountsWrite, "account.add", add)
+        .get("/admin/accounts/export", AccountsExport, export)
+        .get("/admin/accounts/{id}", AccountsRead, one)
+        .delete("/admin/accounts/{id}", AccountsWrite, "account.remove", remove)
+        .post("/admin/accounts/{id}/enable", AccountsWrite, "account.enable", set_enabled::<true>)
+        .post("/admin/accounts/{id}/disable", AccountsWrite, "account.disable", set_enabled::<false>)
+        .post("/admin/accounts/{id}/label", AccountsWrite, "account.label", label)
+        .post("/admin/accounts/{id}/policy", AccountsWrite, "account.policy", policy)
+        .post("/admin/accounts/{id}/proxy", AccountsWrite, "account.proxy", proxy)
+        .post("/admin/accounts/{id}/refresh", AccountsWrite, "account.refresh", refresh)
+        .post("/admin/accounts/{id}/check", AccountsWrite, "account.check", check)
+        .delete("/admin/accounts/{id}/cooldowns", AccountsWrite, "account.cooldowns_clear", clear_cooldowns)
+        .get("/admin/reload", ReloadRead, last_reload)
+        .post("/admin/reload", Reload, "config.reload", reload_now)
         // The usage ledger (usage/api.rs).
-        .get("/admin/usage", usage)
-        .get("/admin/requests", requests)
+        .get("/admin/usage", UsageRead, usage)
+        .get("/admin/requests", RequestsRead, requests)
         .merge(keys::routes())
         .merge(conversations::routes())
         .merge(audit::routes())

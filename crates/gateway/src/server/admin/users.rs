@@ -19,24 +19,25 @@ use super::error::{AdminError, AdminJson};
 use crate::app::AppState;
 use crate::audit::{Actor, Note};
 use crate::auth::now_unix;
+use crate::users::access::Action::*;
 use crate::users::manage::{self, Ended, NewUser, UserError, UserPatch};
 use crate::users::table::RouteTable;
 use crate::users::{Principal, SignInRefused, blocking};
 
 pub fn routes() -> RouteTable<Arc<AppState>> {
     RouteTable::new()
-        .post("/admin/sign-in", sign_in)
-        .post("/admin/sign-out", sign_out)
-        .get("/admin/me", me)
-        .get("/admin/users", list)
-        .post("/admin/users", create)
-        .get("/admin/users/{id}", one)
-        .patch("/admin/users/{id}", update)
-        .delete("/admin/users/{id}", remove)
-        .post("/admin/users/{id}/password", password)
-        .post("/admin/users/{id}/totp", enrol_totp)
-        .delete("/admin/users/{id}/totp", drop_totp)
-        .post("/admin/users/{id}/unlock", unlock)
+        .post("/admin/sign-in", Public, "user.sign_in", sign_in)
+        .post("/admin/sign-out", OwnSession, "user.sign_out", sign_out)
+        .get("/admin/me", OwnSession, me)
+        .get("/admin/users", UsersRead, list)
+        .post("/admin/users", UsersWrite, "user.create", create)
+        .get("/admin/users/{id}", UsersRead, one)
+        .patch("/admin/users/{id}", UsersWrite, "user.update", update)
+        .delete("/admin/users/{id}", UsersWrite, "user.remove", remove)
+        .post("/admin/users/{id}/password", UsersWrite, "user.password", password)
+        .post("/admin/users/{id}/totp", UsersWrite, "user.totp_enrol", enrol_totp)
+        .delete("/admin/users/{id}/totp", UsersWrite, "user.totp_remove", drop_totp)
+        .post("/admin/users/{id}/unlock", UsersWrite, "user.unlock", unlock)
 }
 
 /// A change of the users' store, off the async workers; the registries follow the store before the answer goes
