@@ -86,6 +86,9 @@ pub struct Limits {
     pub monthly_tokens: Option<u64>,
 }
 
+/// The largest `rpm` a key may have: bounds the window's memory at 8 MB.
+pub const MAX_RPM: u32 = 1_000_000;
+
 /// How a write that claims a key's name went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameClaim {
