@@ -15,8 +15,8 @@ use serde_json::{Map, Value};
 
 pub use crate::accounts::manage::accounts_detail;
 use crate::store::Store;
-pub use crate::store::audit::{Note, redact_url};
 use crate::store::audit::AuditRow;
+pub use crate::store::audit::{Note, redact_url};
 
 pub mod bursts;
 pub mod chain;

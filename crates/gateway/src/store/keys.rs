@@ -105,7 +105,9 @@ impl Limits {
     /// Why these limits cannot be set, if they cannot: a key's and a user's alike.
     pub fn check(&self) -> Result<(), String> {
         if self.rpm == Some(0) || self.concurrency == Some(0) {
-            return Err("rpm and concurrency must be at least 1 (leave a limit out, or set it to null, for none)".into());
+            return Err(
+                "rpm and concurrency must be at least 1 (leave a limit out, or set it to null, for none)".into()
+            );
         }
         if self.rpm.is_some_and(|r| r > MAX_RPM) {
             return Err(format!("rpm may be at most {MAX_RPM}"));
