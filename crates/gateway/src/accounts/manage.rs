@@ -7,10 +7,10 @@ use planner::Policy;
 use serde_json::{Value, json};
 
 use super::{Pool, stored_from_api_key, stored_from_tokens};
-use crate::audit::Note;
 use crate::auth::codex_file::{AuthFile, FileCredentials};
 use crate::auth::refresh::{RefreshReason, TokenCall, refresh};
 use crate::auth::{Tokens, now_unix};
+use crate::store::audit::{Note, redact_url};
 use crate::store::{AccountKind, AccountStatus, Store, StoredAccount};
 
 const EXPORT_VERSION: u64 = 1;
@@ -91,7 +91,13 @@ pub fn save(pool: &Pool, from: &str, rows: &[StoredAccount]) -> anyhow::Result<N
     }
     pool.reload()?;
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    Ok(Note::target(ids.join(",")).with("from", from).with("accounts", crate::audit::accounts_detail(rows)))
+    Ok(Note::target(ids.join(",")).with("from", from).with("accounts", accounts_detail(rows)))
+}
+
+/// The accounts an import wrote: id, kind, email and label of each (their tokens and keys stay out).
+pub fn accounts_detail(rows: &[StoredAccount]) -> Value {
+    let one = |r: &StoredAccount| serde_json::json!({"id": r.id, "kind": r.kind.as_str(), "email": r.email, "label": r.label, "base_url": r.base_url.as_deref().map(redact_url)});
+    Value::Array(rows.iter().map(one).collect())
 }
 
 fn from_export(v: &Value) -> anyhow::Result<Vec<StoredAccount>> {

@@ -13,8 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::response::{IntoResponseParts, ResponseParts};
 use serde_json::{Map, Value};
 
+pub use crate::accounts::manage::accounts_detail;
 use crate::store::Store;
 use crate::store::audit::AuditRow;
+pub use crate::store::audit::{Note, redact_url};
 
 pub mod bursts;
 pub mod chain;
@@ -167,31 +169,8 @@ pub fn record(store: &Store, mut e: Entry) {
     }
 }
 
-/// What a handler adds to its surface's record of the request (server/admin/audit.rs, dashboard/audit.rs), as a
-/// response extension: the target when the path does not name it, non-secret details, a more precise action.
-#[derive(Debug, Clone, Default)]
-pub struct Note {
-    pub action: Option<String>,
-    pub target: Option<String>,
-    pub details: Map<String, Value>,
-}
-
+// The note itself is the store's (store/audit.rs), so the accounts below the trail may answer one.
 impl Note {
-    pub fn target(target: impl Into<String>) -> Note {
-        Note { target: Some(target.into()), ..Note::default() }
-    }
-
-    pub fn action(mut self, action: impl Into<String>) -> Note {
-        self.action = Some(action.into());
-        self
-    }
-
-    /// A non-secret detail (a secret-looking name is dropped when the entry is recorded).
-    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Note {
-        self.details.insert(name.to_string(), value.into());
-        self
-    }
-
     pub fn apply(self, e: &mut Entry) {
         if let Some(a) = self.action {
             e.action = a;
@@ -223,12 +202,6 @@ pub fn import_kind(source: &crate::accounts::manage::ImportSource) -> &'static s
     }
 }
 
-/// The accounts an import wrote: id, kind, email and label of each (their tokens and keys stay out).
-pub fn accounts_detail(rows: &[crate::store::StoredAccount]) -> Value {
-    let one = |r: &crate::store::StoredAccount| serde_json::json!({"id": r.id, "kind": r.kind.as_str(), "email": r.email, "label": r.label, "base_url": r.base_url.as_deref().map(redact_url)});
-    Value::Array(rows.iter().map(one).collect())
-}
-
 /// A client key's settings after a change: its name and limits (never its secret, its hash or its prefix).
 pub fn key_note(row: &crate::store::StoredKey) -> Note {
     let l = &row.limits;
@@ -244,25 +217,6 @@ pub fn key_note(row: &crate::store::StoredKey) -> Note {
         .with("revoked", row.revoked_at.is_some())
         .with("suspended", row.suspended.is_some())
         .with("owner", row.owner.clone())
-}
-
-/// A URL without its user name, password, query and fragment (a proxy's or a relay's credentials may be there).
-pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) => {
-            let had_user = !u.username().is_empty() || u.password().is_some();
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.set_fragment(None);
-            let text = u.to_string();
-            match (had_user, text.split_once("://")) {
-                (true, Some((scheme, rest))) => format!("{scheme}://***@{rest}"),
-                _ => text,
-            }
-        }
-        Err(_) => "(unparsable URL)".into(),
-    }
 }
 
 /// The client's address as the listener gave it (axum's `ConnectInfo`), for the trail's `source`.

@@ -155,7 +155,7 @@ pub struct RawUsage {
     pub retention_days: Option<u32>,
     pub rollup_retention_days: Option<u32>,
     pub channel_capacity: Option<usize>,
-    pub prices: Option<HashMap<String, crate::usage::pricing::Price>>,
+    pub prices: Option<HashMap<String, super::prices::Price>>,
 }
 
 /// `[store]`: the team store (docs/team.md).

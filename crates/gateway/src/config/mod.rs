@@ -9,11 +9,13 @@ use std::time::Duration;
 use anyhow::bail;
 
 mod attempts;
+pub mod client;
 mod env;
 mod file;
 mod flags;
 mod oauth;
 mod oidc;
+pub mod prices;
 mod sections;
 mod validate;
 
@@ -71,7 +73,7 @@ pub struct Config {
     pub usage: UsageSettings,
     pub store: StoreConfig,
     /// `[upstream]`: the Codex client version and User-Agent presented upstream.
-    pub client: crate::upstream::identity::ClientIdentity,
+    pub client: client::ClientIdentity,
     /// `[upstream] transport` and the WebSocket connections' limits.
     pub upstream_ws: upstream_transport::ws::WsSettings,
     pub configured_keys: Vec<ConfiguredKey>,
@@ -187,7 +189,7 @@ impl Config {
                 upstream.websocket_max_per_account,
                 upstream.websocket_idle_timeout_secs,
             )?,
-            client: crate::upstream::identity::ClientIdentity::resolve(upstream.client_version, upstream.user_agent)?,
+            client: client::ClientIdentity::resolve(upstream.client_version, upstream.user_agent)?,
             upkeep_interval: seconds("upkeep_interval_secs", raw.upkeep_interval_secs, 30.0)?,
             listen,
             api_keys,

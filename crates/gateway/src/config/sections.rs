@@ -16,7 +16,7 @@ pub struct ConfiguredKey {
     pub name: String,
     pub secret: String,
     pub models: Option<Vec<String>>,
-    pub limits: crate::keys::limits::Limits,
+    pub limits: crate::store::Limits,
     /// `opportunistic = true`: served only from quota that would otherwise expire.
     pub opportunistic: bool,
 }
@@ -318,7 +318,7 @@ pub struct UsageSettings {
     pub rollup_retention: Duration,
     /// Records waiting for the writer; more are dropped (and counted), never waited for.
     pub channel_capacity: usize,
-    pub prices: crate::usage::pricing::Prices,
+    pub prices: super::prices::Prices,
 }
 
 impl UsageSettings {
@@ -341,7 +341,7 @@ impl UsageSettings {
         let rollups =
             number("CODEX_GATEWAY_USAGE_ROLLUP_RETENTION_DAYS", raw.rollup_retention_days.map(u64::from), 365)?;
         let capacity = number("CODEX_GATEWAY_USAGE_CHANNEL_CAPACITY", raw.channel_capacity.map(|c| c as u64), 16_384)?;
-        let prices = crate::usage::pricing::Prices::new(raw.prices.unwrap_or_default())?;
+        let prices = super::prices::Prices::new(raw.prices.unwrap_or_default())?;
         Ok(UsageSettings {
             enabled,
             retention: Duration::from_secs(retention.saturating_mul(day)),

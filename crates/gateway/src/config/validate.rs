@@ -34,13 +34,13 @@ pub(super) fn configured_keys(
         if shared.contains(&secret) || out.iter().any(|o| o.secret == secret) {
             bail!("[keys.{name}] secret is also another key's: every key needs its own secret");
         }
-        if rpm.is_some_and(|r| r == 0 || r > crate::keys::limits::MAX_RPM) {
-            bail!("[keys.{name}] rpm must be between 1 and {}", crate::keys::limits::MAX_RPM);
+        if rpm.is_some_and(|r| r == 0 || r > crate::store::MAX_RPM) {
+            bail!("[keys.{name}] rpm must be between 1 and {}", crate::store::MAX_RPM);
         }
         if concurrency == Some(0) || daily_tokens == Some(0) || monthly_tokens == Some(0) {
             bail!("[keys.{name}] a limit of 0 would refuse every request: remove it, or set at least 1");
         }
-        let limits = crate::keys::limits::Limits { rpm, concurrency, daily_tokens, monthly_tokens };
+        let limits = crate::store::Limits { rpm, concurrency, daily_tokens, monthly_tokens };
         let opportunistic = opportunistic.unwrap_or(false);
         out.push(ConfiguredKey { name, secret, models, limits, opportunistic });
     }

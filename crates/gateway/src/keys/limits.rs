@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use time::{Duration, OffsetDateTime, Time};
 
-pub use crate::store::Limits;
+pub use crate::store::{Limits, MAX_RPM};
 
 /// Which token budget ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +42,6 @@ pub struct Rate {
     /// Admission times in milliseconds on the caller's clock, oldest first.
     times: VecDeque<u64>,
 }
-
-/// The largest `rpm` a key may have: bounds the window's memory at 8 MB.
-pub const MAX_RPM: u32 = 1_000_000;
 
 impl Rate {
     /// Admit a request at `now_ms`, or say in how many milliseconds one would be admitted.

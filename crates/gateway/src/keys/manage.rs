@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::limits::{Limits, parse_expiry};
 use crate::auth::codex_file::format_rfc3339;
 use crate::store::{NameClaim, Store, StoredKey};
+use crate::users::manage::some;
 
 /// Characters of the secret kept as its visible prefix (`cgw_` and 8 random ones).
 const PREFIX_LEN: usize = 12;
@@ -53,11 +54,6 @@ pub struct KeyPatch {
     pub suspended: Option<bool>,
 }
 
-/// A present field (even `null`) is `Some`; a missing one stays `None` through `#[serde(default)]`.
-pub(crate) fn some<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
-
 /// Why a key could not be created or changed: the caller's input, or the store.
 #[derive(Debug, thiserror::Error)]
 pub enum ManageError {
@@ -80,15 +76,8 @@ fn expiry(s: &str) -> Result<i64, ManageError> {
         .ok_or_else(|| ManageError::Invalid(format!("expires `{s}` is not a date (2027-01-31) or an RFC 3339 time")))
 }
 
-pub(crate) fn check_limits(models: &Option<Vec<String>>, limits: &Limits) -> Result<(), ManageError> {
-    if limits.rpm == Some(0) || limits.concurrency == Some(0) {
-        return Err(ManageError::Invalid(
-            "rpm and concurrency must be at least 1 (leave a limit out, or set it to null, for none)".into(),
-        ));
-    }
-    if limits.rpm.is_some_and(|r| r > super::limits::MAX_RPM) {
-        return Err(ManageError::Invalid(format!("rpm may be at most {}", super::limits::MAX_RPM)));
-    }
+fn check_limits(models: &Option<Vec<String>>, limits: &Limits) -> Result<(), ManageError> {
+    limits.check().map_err(ManageError::Invalid)?;
     if models.as_ref().is_some_and(|m| m.is_empty() || m.iter().any(|m| m.trim().is_empty())) {
         return Err(ManageError::Invalid("models must name at least one model, and no empty name".into()));
     }

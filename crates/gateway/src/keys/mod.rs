@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::codex_file::format_rfc3339;
 use crate::auth::now_unix;
+pub use crate::record::Permit;
 use crate::record::{RecordSink, RequestRecord};
 use crate::store::{Store, StoredKey, Suspension};
 
@@ -133,18 +134,18 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Caller {
     }
 }
 
-/// The concurrency slots of a request (its key's, its user's), held until the request's record ends.
-#[derive(Debug, Default)]
-pub struct Permit {
-    key: Option<Arc<KeyState>>,
-    user: Option<Arc<KeyState>>,
+impl crate::record::Slot for KeyState {
+    fn release(&self) {
+        self.in_flight.release();
+    }
 }
 
-impl Drop for Permit {
-    fn drop(&mut self) {
-        for state in [&self.key, &self.user].into_iter().flatten() {
-            state.in_flight.release();
-        }
+// Here rather than in record/, which sits under the keys.
+impl crate::record::Recorder {
+    /// Who the request is for, as the guard found it: its key, and the user it is attributed to ([`Caller::user`]).
+    pub fn set_caller(&mut self, caller: Option<&Caller>) {
+        let (key, user) = caller.map_or((None, None), |c| (Some(c.0.id.clone()), c.user()));
+        self.attribute(key, user);
     }
 }
 

@@ -30,7 +30,7 @@ impl RecordSink for AccessLog {
             account = r.account.as_deref(),
             moved_from = r.moved_from.as_deref(),
             refusal = r.refusal.map(dialects::failure::PolicyKind::name),
-            held = r.held.as_ref().map(crate::accounts::Hold::as_str),
+            held = r.held.as_ref().map(super::Hold::as_str),
             attempts = r.attempts,
             failovers = r.failovers,
             input_tokens = r.usage.input_tokens,
@@ -93,7 +93,7 @@ mod tests {
             refused.error(&policy.to_error());
             refused.finish(400);
             let mut held = Recorder::new(sinks.clone(), Api::named("chat"), "/v1/chat/completions", "req-held".into());
-            held.held(&crate::accounts::Hold::Policy(dialects::failure::PolicyKind::Cyber));
+            held.held(&crate::record::Hold::Policy(dialects::failure::PolicyKind::Cyber));
             held.finish(403);
         });
         let lines: Vec<&str> = text.lines().collect();

@@ -11,12 +11,10 @@ use std::time::{Duration, SystemTime};
 use dialects::failure::PolicyKind;
 use dialects::{ErrorKind, GatewayError, UpstreamFailure, Usage};
 
-use crate::accounts::Hold;
-
 pub mod access_log;
 mod recorder;
 
-pub use recorder::Recorder;
+pub use recorder::{Permit, Recorder, Slot};
 
 /// Which client API a request spoke: its name in records, the usage ledger and the metrics. A dialect names
 /// itself (`Dialect::API`, server/dialect.rs), so a new one needs nothing here; the names below are the gateway's own
@@ -40,6 +38,52 @@ impl Api {
 
     pub fn as_str(self) -> &'static str {
         self.0
+    }
+}
+
+/// Why a conversation is held on its account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// The upstream refused one of its turns under its usage policy.
+    Policy(PolicyKind),
+    /// The upstream deactivated its account.
+    Deactivated,
+    /// A hold a newer build wrote to the team's table, kept as it was written: still a hold, since moving a
+    /// conversation someone held on a guess is what holds exist to prevent.
+    Unrecognized(String),
+}
+
+impl Hold {
+    /// Its stable name (records, the ledger, the team's table): `policy:cyber`, `deactivated`, ...
+    pub fn as_str(&self) -> &str {
+        match self {
+            Hold::Policy(PolicyKind::Cyber) => "policy:cyber",
+            Hold::Policy(PolicyKind::Bio) => "policy:bio",
+            Hold::Policy(PolicyKind::InvalidPrompt) => "policy:invalid_prompt",
+            Hold::Policy(PolicyKind::Misalignment) => "policy:misalignment",
+            Hold::Policy(PolicyKind::ContentFilter) => "policy:content_filter",
+            Hold::Deactivated => "deactivated",
+            Hold::Unrecognized(text) => text,
+        }
+    }
+
+    pub fn parse(text: &str) -> Hold {
+        match text.strip_prefix("policy:").and_then(PolicyKind::from_name) {
+            Some(kind) => Hold::Policy(kind),
+            None if text == "deactivated" => Hold::Deactivated,
+            None => Hold::Unrecognized(text.to_string()),
+        }
+    }
+
+    /// Why, in words, for the client and the operator.
+    pub(crate) fn why(&self) -> String {
+        match self {
+            Hold::Policy(kind) => {
+                format!("the upstream refused one of its turns under its usage policy ({})", kind.name())
+            }
+            Hold::Deactivated => "the upstream deactivated that account".into(),
+            Hold::Unrecognized(text) => format!("of a hold this version does not know (`{text}`)"),
+        }
     }
 }
 

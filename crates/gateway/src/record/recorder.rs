@@ -3,17 +3,36 @@
 //! request's future or its response body was dropped with it).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use dialects::failure::{PolicyKind, RiskSignal};
 use dialects::{GatewayError, UpstreamFailure, Usage};
 
-use super::{Api, RecordError, RequestRecord, Sinks};
-use crate::accounts::Hold;
-use crate::keys::Permit;
+use super::{Api, Hold, RecordError, RequestRecord, Sinks};
 
 /// Status recorded when the client left before any status line was sent (nginx's "client closed request").
 pub const CLIENT_CLOSED: u16 = 499;
+
+/// A concurrency slot a request takes (its key's, its user's: keys/), given back when the request's record ends.
+pub trait Slot: Send + Sync + std::fmt::Debug {
+    fn release(&self);
+}
+
+/// The concurrency slots of a request, held until the request's record ends.
+#[derive(Debug, Default)]
+pub struct Permit {
+    pub(crate) key: Option<Arc<dyn Slot>>,
+    pub(crate) user: Option<Arc<dyn Slot>>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        for slot in [&self.key, &self.user].into_iter().flatten() {
+            slot.release();
+        }
+    }
+}
 
 pub struct Recorder {
     /// Boxed: the record rides in every request's future and stream body, which should carry a pointer. `None`
@@ -84,10 +103,9 @@ impl Recorder {
         self.record.as_deref().map_or("", |r| &r.request_id)
     }
 
-    /// Who the request is for, as the guard found it: the client key, and the user it is attributed to (read in
-    /// one place, [`crate::keys::Caller::user`], so the ledger, the log and the metrics agree).
-    pub fn set_caller(&mut self, caller: Option<&crate::keys::Caller>) {
-        let (key, user) = caller.map_or((None, None), |c| (Some(c.0.id.clone()), c.user()));
+    /// Who the request is for: the client key, and the user it is attributed to (`set_caller`, keys/mod.rs, reads
+    /// both from the guard's caller in one place, so the ledger, the log and the metrics agree).
+    pub fn attribute(&mut self, key: Option<Arc<str>>, user: Option<Arc<str>>) {
         self.with(|r| {
             r.client_key = key;
             r.user = user;

@@ -1,10 +1,58 @@
 //! The `audit_log` table: the audit trail's rows (audit/ builds and checks them), append-only. Each append reads
 //! the last row and inserts the next under one lock for every writer of the store (SQLite's write lock, a
 //! PostgreSQL advisory lock), so gateways and commands sharing a store extend one chain. There is no update or
-//! delete call: a row changed behind the store's back is what `audit::verify` finds.
+//! delete call: a row changed behind the store's back is what `audit::verify` finds. The note a change answers
+//! ([`Note`]) is here too, under the accounts that answer one.
+
+use serde_json::{Map, Value};
 
 use super::sql::{Cells, Val, insert, int, need, opt, pg_exec, pg_query, sqlite_exec, sqlite_query, text};
 use super::{Backend, Store};
+
+/// What a handler adds to its surface's record of the request (server/admin/audit.rs, dashboard/audit.rs), as a
+/// response extension: the target when the path does not name it, non-secret details, a more precise action.
+#[derive(Debug, Clone, Default)]
+pub struct Note {
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub details: Map<String, Value>,
+}
+
+impl Note {
+    pub fn target(target: impl Into<String>) -> Note {
+        Note { target: Some(target.into()), ..Note::default() }
+    }
+
+    pub fn action(mut self, action: impl Into<String>) -> Note {
+        self.action = Some(action.into());
+        self
+    }
+
+    /// A non-secret detail (a secret-looking name is dropped when the entry is recorded).
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Note {
+        self.details.insert(name.to_string(), value.into());
+        self
+    }
+}
+
+/// A URL without its user name, password, query and fragment (a proxy's or a relay's credentials may be there).
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            let had_user = !u.username().is_empty() || u.password().is_some();
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            let text = u.to_string();
+            match (had_user, text.split_once("://")) {
+                (true, Some((scheme, rest))) => format!("{scheme}://***@{rest}"),
+                _ => text,
+            }
+        }
+        Err(_) => "(unparsable URL)".into(),
+    }
+}
 
 /// Migration 12 (SQLite) and 14 (PostgreSQL), one text (plain types both read). Ids are given by the append
 /// (the last id + 1 under the lock), so a missing row shows as a gap.

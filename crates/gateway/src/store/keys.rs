@@ -86,6 +86,9 @@ pub struct Limits {
     pub monthly_tokens: Option<u64>,
 }
 
+/// The largest `rpm` a key may have: bounds the window's memory at 8 MB.
+pub const MAX_RPM: u32 = 1_000_000;
+
 /// How a write that claims a key's name went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameClaim {
@@ -99,6 +102,19 @@ pub enum NameClaim {
 }
 
 impl Limits {
+    /// Why these limits cannot be set, if they cannot: a key's and a user's alike.
+    pub fn check(&self) -> Result<(), String> {
+        if self.rpm == Some(0) || self.concurrency == Some(0) {
+            return Err(
+                "rpm and concurrency must be at least 1 (leave a limit out, or set it to null, for none)".into()
+            );
+        }
+        if self.rpm.is_some_and(|r| r > MAX_RPM) {
+            return Err(format!("rpm may be at most {MAX_RPM}"));
+        }
+        Ok(())
+    }
+
     /// The limits of a row whose `rpm, concurrency, daily_tokens, monthly_tokens` start at column `at`.
     pub(super) fn read(r: &dyn Cells, at: usize) -> anyhow::Result<Limits> {
         let small = |n: Option<i64>| n.map(|n| u32::try_from(n).unwrap_or(u32::MAX));

@@ -28,7 +28,7 @@ pub mod usage;
 pub mod users;
 
 pub use accounts::{AccountKind, AccountStatus, StoredAccount, Tokens, UnknownKind, UnknownStatus, redact};
-pub use keys::{Limits, NameClaim, StoredKey, Suspension};
+pub use keys::{Limits, MAX_RPM, NameClaim, StoredKey, Suspension};
 use postgres::PgStore;
 use sqlite::SqliteStore;
 

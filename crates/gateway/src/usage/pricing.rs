@@ -1,22 +1,7 @@
-//! The optional price table (`[usage.prices."MODEL"]`, USD per million tokens) and the API-equivalent cost it
-//! gives. A model without a price has no cost: the ledger never guesses one.
+//! The API-equivalent cost the price table (config/prices.rs, `[usage.prices."MODEL"]`) gives. A model without a
+//! price has no cost: the ledger never guesses one.
 
-use std::collections::HashMap;
-
-use anyhow::bail;
-use serde::Deserialize;
-
-/// One model's prices, USD per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Price {
-    /// Uncached input tokens.
-    pub input: f64,
-    /// Cached input tokens; the input price when absent (no discount is assumed).
-    pub cached_input: Option<f64>,
-    /// Output tokens, reasoning included.
-    pub output: f64,
-}
+pub use crate::config::prices::{Price, Prices};
 
 /// Token counts in the ledger's convention: `input` includes `cached`, `output` includes reasoning.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,50 +11,14 @@ pub struct Tokens {
     pub output: u64,
 }
 
-impl Price {
-    pub fn cost(&self, t: Tokens) -> f64 {
-        let cached = t.cached.min(t.input);
-        let per = 1_000_000.0;
-        ((t.input - cached) as f64 * self.input
-            + cached as f64 * self.cached_input.unwrap_or(self.input)
-            + t.output as f64 * self.output)
-            / per
-    }
-}
-
-/// The configured prices by model (the resolved Codex model name, as the ledger stores it).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Prices(HashMap<String, Price>);
-
-impl Prices {
-    /// Refuses negative or non-finite prices (a typo would otherwise print nonsense costs).
-    pub fn new(table: HashMap<String, Price>) -> anyhow::Result<Prices> {
-        for (model, p) in &table {
-            for (name, v) in [("input", Some(p.input)), ("cached_input", p.cached_input), ("output", Some(p.output))] {
-                if let Some(v) = v
-                    && !(v.is_finite() && v >= 0.0)
-                {
-                    bail!("[usage.prices.\"{model}\"] {name} = {v} is not a price (USD per million tokens, >= 0)");
-                }
-            }
-        }
-        Ok(Prices(table))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn get(&self, model: &str) -> Option<&Price> {
-        self.0.get(model)
-    }
-
-    /// Every model's price, by model name (the dashboard's Settings list them).
-    pub fn sorted(&self) -> Vec<(&str, Price)> {
-        let mut v: Vec<(&str, Price)> = self.0.iter().map(|(m, p)| (m.as_str(), *p)).collect();
-        v.sort_by(|a, b| a.0.cmp(b.0));
-        v
-    }
+/// What `t` costs at `price`.
+pub fn cost(price: &Price, t: Tokens) -> f64 {
+    let cached = t.cached.min(t.input);
+    let per = 1_000_000.0;
+    ((t.input - cached) as f64 * price.input
+        + cached as f64 * price.cached_input.unwrap_or(price.input)
+        + t.output as f64 * price.output)
+        / per
 }
 
 /// A cost summed over several models: what the priced ones cost, and whether tokens of an unpriced model were
@@ -86,7 +35,7 @@ impl Cost {
     pub fn add(&mut self, price: Option<&Price>, t: Tokens) {
         match price {
             Some(p) => {
-                self.usd += p.cost(t);
+                self.usd += cost(p, t);
                 self.priced = true;
             }
             None => self.incomplete |= t != Tokens::default(),
@@ -102,6 +51,8 @@ impl Cost {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     #[test]
@@ -121,7 +72,7 @@ mod tests {
         c.merge(other);
         assert!(c.priced && c.incomplete);
         let no_cache: HashMap<String, Price> = toml::from_str("[m]\ninput = 2.0\noutput = 0.0")?;
-        let c = Prices::new(no_cache)?.get("m").map(|p| p.cost(Tokens { input: 10, cached: 5, output: 0 }));
+        let c = Prices::new(no_cache)?.get("m").map(|p| cost(p, Tokens { input: 10, cached: 5, output: 0 }));
         assert_eq!(c, Some(20.0 / 1e6));
         let bad: HashMap<String, Price> = toml::from_str("[m]\ninput = -1.0\noutput = 1.0")?;
         assert!(Prices::new(bad).is_err());

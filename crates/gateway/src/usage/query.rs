@@ -312,7 +312,7 @@ pub fn requests(conn: &Connection, q: &RequestsQuery, prices: &Prices) -> rusqli
     for r in &mut requests {
         let model = r.model.as_deref().or(r.model_requested.as_deref()).unwrap_or("");
         let tokens = Tokens { input: r.input_tokens, cached: r.cached_tokens, output: r.output_tokens };
-        r.cost_usd = prices.get(model).map(|p| p.cost(tokens));
+        r.cost_usd = prices.get(model).map(|p| super::pricing::cost(p, tokens));
     }
     Ok(RequestsPage { requests, next })
 }

@@ -3,9 +3,7 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-pub fn now_ms() -> i64 {
-    crate::store::usage::unix_ms(std::time::SystemTime::now())
-}
+pub use crate::auth::now_ms;
 
 /// A duration back from now: `30m`, `24h`, `7d`, `2w`; `None` when `s` is not one.
 pub fn parse_ago(s: &str) -> Option<i64> {

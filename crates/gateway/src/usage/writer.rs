@@ -245,7 +245,7 @@ impl<'a> From<&'a RequestRecord> for LedgerEntry<'a> {
             client_disconnected: r.client_disconnected,
             moved_from: r.moved_from.as_deref(),
             refusal: r.refusal.map(dialects::failure::PolicyKind::name),
-            held: r.held.as_ref().map(crate::accounts::Hold::as_str),
+            held: r.held.as_ref().map(crate::record::Hold::as_str),
             cost_usd: None,
         }
     }

@@ -38,6 +38,12 @@ pub struct NewUser {
     pub max_keys: Option<u32>,
 }
 
+/// A present field (even `null`) is `Some`; a missing one stays `None` through `#[serde(default)]` (a key's
+/// patch reads its fields so too).
+pub(crate) fn some<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 /// `PATCH /admin/users/{id}`: a field left out stays; a budget's limit set to `null` is removed (as a key's).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,13 +52,13 @@ pub struct UserPatch {
     pub disabled: Option<bool>,
     pub max_keys: Option<u32>,
     /// The user's budget across all their keys (keys/users.rs).
-    #[serde(default, deserialize_with = "crate::keys::manage::some")]
+    #[serde(default, deserialize_with = "some")]
     pub rpm: Option<Option<u32>>,
-    #[serde(default, deserialize_with = "crate::keys::manage::some")]
+    #[serde(default, deserialize_with = "some")]
     pub concurrency: Option<Option<u32>>,
-    #[serde(default, deserialize_with = "crate::keys::manage::some")]
+    #[serde(default, deserialize_with = "some")]
     pub daily_tokens: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "crate::keys::manage::some")]
+    #[serde(default, deserialize_with = "some")]
     pub monthly_tokens: Option<Option<u64>>,
 }
 
@@ -135,8 +141,8 @@ pub fn update(store: &Store, id: &str, patch: UserPatch, now: i64) -> Result<(St
     patch.concurrency.into_iter().for_each(|v| l.concurrency = v);
     patch.daily_tokens.into_iter().for_each(|v| l.daily_tokens = v);
     patch.monthly_tokens.into_iter().for_each(|v| l.monthly_tokens = v);
-    // The same bounds as a key's limits (keys/manage.rs).
-    crate::keys::manage::check_limits(&None, &row.limits).map_err(|e| UserError::Invalid(e.to_string()))?;
+    // The same bounds as a key's limits.
+    row.limits.check().map_err(UserError::Invalid)?;
     let disabling = patch.disabled == Some(true) && row.disabled_at.is_none();
     match patch.disabled {
         Some(true) => row.disabled_at = row.disabled_at.or(Some(now)),

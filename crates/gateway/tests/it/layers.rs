@@ -67,20 +67,50 @@ const RULES: &[Rule] = &[
         allowed: &[],
         why: "the app state is built from the layers under it: none of them reaches back up",
     },
+    // The middle band, top to bottom: keys, users, audit, usage, then accounts, upstream and auth (which still
+    // import one another), then record. Each rank reaches none above it.
+    Rule {
+        from: Modules::These(&["users", "audit", "usage", "accounts", "upstream", "auth", "record"]),
+        never: Modules::These(&["keys"]),
+        allowed: &[],
+        why: "a client key is a user's, so the keys build on the users, never the other way",
+    },
+    Rule {
+        from: Modules::These(&["audit", "usage", "accounts", "upstream", "auth", "record"]),
+        never: Modules::These(&["users"]),
+        allowed: &[],
+        why: "the people who sign in are recorded in the trail and the ledger, which know nothing of them",
+    },
+    Rule {
+        from: Modules::These(&["usage", "accounts", "upstream", "auth", "record"]),
+        never: Modules::These(&["audit"]),
+        allowed: &[],
+        why: "the trail records the changes of the layers under it; a change's note is the store's",
+    },
+    Rule {
+        from: Modules::These(&["accounts", "upstream", "auth", "record"]),
+        never: Modules::These(&["usage"]),
+        allowed: &[],
+        why: "the ledger is fed by records; the pool and the upstream know nothing of it",
+    },
+    Rule {
+        from: Modules::These(&["record"]),
+        never: Modules::These(&["accounts", "upstream", "auth"]),
+        allowed: &[],
+        why: "a record is filled by the layers above it: what it carries (a hold, a key's permit) is its own",
+    },
     Rule {
         from: Modules::These(&["config"]),
-        never: Modules::AllBut(&["config", "store"]),
-        allowed: &[
-            // Resolved (and so checked) when the file loads; the layers above are to build them from plain
-            // settings.
-            "crate::upstream::identity::ClientIdentity",
-            "crate::keys::limits::Limits",
-            "crate::keys::limits::MAX_RPM",
-            "crate::usage::pricing::Price",
-            "crate::usage::pricing::Prices",
-        ],
-        why: "the configuration describes (and names the store it opens): the layers above build their own types \
-              from it",
+        never: Modules::AllBut(&["config", "catalog", "store"]),
+        allowed: &[],
+        why: "the configuration describes (and names the store it opens, and the client version it presents, \
+              from the catalog's versions): the layers above build their own types from it",
+    },
+    Rule {
+        from: Modules::These(&["catalog"]),
+        never: Modules::AllBut(&["catalog", "store"]),
+        allowed: &[],
+        why: "the model catalog's types are under the configuration, which names them",
     },
     Rule {
         from: Modules::These(&["store"]),
