@@ -162,11 +162,7 @@ mod tests {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("gateway.db");
         {
-            let conn = rusqlite::Connection::open(&path)?;
-            for sql in &crate::store::sqlite::MIGRATIONS[..13] {
-                conn.execute_batch(sql)?;
-            }
-            conn.pragma_update(None, "user_version", 13)?;
+            let conn = crate::store::migrations::tests::old_sqlite_file(&path, 13)?;
             conn.execute_batch(
                 "INSERT INTO usage_daily (day, account, model, client_key, api, status, requests, errors, input_tokens,
                     cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens, budget_units)
