@@ -235,7 +235,7 @@ fn store_checks(r: &mut Report, config: &Config) -> Option<Vec<StoredAccount>> {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let version = rusqlite::Connection::open_with_flags(&db, flags)
         .map_err(anyhow::Error::from)
-        .and_then(|c| crate::store::migrations::sqlite_version(&c));
+        .and_then(|c| crate::store::migrations::sqlite_state(&c).map(|(v, _)| v));
     let current = crate::store::migrations::SCHEMA_VERSION as i64;
     match version {
         Err(e) => r.fail(

@@ -6,8 +6,8 @@
 use super::sql::{Cells, Val, insert, int, need, opt, pg_exec, pg_query, sqlite_exec, sqlite_query, text};
 use super::{Backend, Store};
 
-/// Migration 12 (SQLite) and 14 (PostgreSQL), one text (plain types both read). Ids are given by the append
-/// (the last id + 1 under the lock), so a missing row shows as a gap.
+/// Migration 17, one text (plain types both read). Ids are given by the append (the last id + 1 under the lock), so a
+/// missing row shows as a gap.
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE audit_log (
     id BIGINT PRIMARY KEY,

@@ -1,41 +1,49 @@
-//! The store's schema, one numbered list for both backends: each step's text on the SQLite file and on a team's
-//! PostgreSQL (one text where they agree, none where a backend has nothing to do), applied in order by one loop
-//! per backend, a step per transaction taken under the backend's write lock (SQLite's `BEGIN IMMEDIATE`, a
-//! PostgreSQL advisory lock, so instances that start together migrate once), each version recorded as a row of
-//! `schema_history` on both. A new step is one entry at the end of [`MIGRATIONS`].
-//!
-//! Until issue 90 each backend had a list and a numbering of its own (SQLite's `PRAGMA user_version`,
-//! PostgreSQL's `schema_migrations` table); a store recorded that way is taken over once, through
-//! [`SQLITE_BEFORE`] and [`POSTGRES_BEFORE`], in the transaction of its first step here.
+//! The store's schema, one numbered list for both backends: each step's SQLite and PostgreSQL text, applied in
+//! order by one loop per backend, a step per transaction under the backend's write lock (`BEGIN IMMEDIATE`; an
+//! advisory lock, so instances that start together migrate once), each version a row of `schema_history`. A
+//! new step is one entry at the end of [`MIGRATIONS`]. The numberings of before issue 90 (SQLite's
+//! `user_version`, PostgreSQL's `schema_migrations`) are taken over once through [`SQLITE_BEFORE`] and
+//! [`POSTGRES_BEFORE`].
+
+use std::time::SystemTime;
 
 use anyhow::Context;
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::postgres::{affinity, responses};
 use super::usage as ledger;
+use super::{attribution, audit, identities, keys, oauth, users};
 
-/// One step of the schema: its text on each backend; `None` where that backend has nothing to do (the version
-/// is recorded all the same, so both count alike).
+/// One step of the schema: its version, what it makes, and its text on each backend; `None` where that backend
+/// has nothing to do (the version is recorded all the same, so both count alike).
 pub struct Migration {
+    pub version: usize,
+    pub what: &'static str,
     pub sqlite: Option<&'static str>,
     pub postgres: Option<&'static str>,
 }
 
-const fn both(sql: &'static str) -> Migration {
-    Migration { sqlite: Some(sql), postgres: Some(sql) }
+const fn both(version: usize, what: &'static str, sql: &'static str) -> Migration {
+    Migration { version, what, sqlite: Some(sql), postgres: Some(sql) }
 }
 
-const fn sqlite(sql: &'static str) -> Migration {
-    Migration { sqlite: Some(sql), postgres: None }
+const fn sqlite(version: usize, what: &'static str, sql: &'static str) -> Migration {
+    Migration { version, what, sqlite: Some(sql), postgres: None }
 }
 
-const fn postgres(sql: &'static str) -> Migration {
-    Migration { sqlite: None, postgres: Some(sql) }
+const fn postgres(version: usize, what: &'static str, sql: &'static str) -> Migration {
+    Migration { version, what, sqlite: None, postgres: Some(sql) }
 }
 
-/// Each entry moves the schema one version forward (its place is its number); never edit one once released.
+const fn each(version: usize, what: &'static str, sqlite: &'static str, postgres: &'static str) -> Migration {
+    Migration { version, what, sqlite: Some(sqlite), postgres: Some(postgres) }
+}
+
+/// Each entry moves the schema one version forward, numbered in order; never edit one once released.
 pub const MIGRATIONS: &[Migration] = &[
-    // 1: accounts; on PostgreSQL with the token version and the refresh lease, client keys and the change counter.
     Migration {
+        version: 1,
+        what: "accounts; on PostgreSQL with the token version and refresh lease, client keys, the change counter",
         sqlite: Some(concat!("CREATE TABLE accounts (", super::accounts::accounts_columns!(), "\n);")),
         postgres: Some(concat!(
             "CREATE TABLE accounts (",
@@ -50,7 +58,7 @@ pub const MIGRATIONS: &[Migration] = &[
     refresh_lease_until BIGINT
 );
 CREATE TABLE client_keys ("#,
-            super::keys::client_keys_columns!("BIGINT"),
+            keys::client_keys_columns!("BIGINT"),
             r#"
 );
 -- One counter every write to accounts or client_keys bumps: instances poll it (watch.rs) and re-read the
@@ -73,10 +81,14 @@ CREATE TRIGGER client_keys_changed AFTER INSERT OR UPDATE OR DELETE ON client_ke
 "#
         )),
     },
-    // 2: an account's proxy and models (PostgreSQL's accounts were made with them).
-    sqlite("\nALTER TABLE accounts ADD COLUMN proxy TEXT;\nALTER TABLE accounts ADD COLUMN models TEXT;\n"),
-    // 3: cooldowns learned by one instance (postgres/shared.rs), named leases for background jobs (leader.rs).
+    sqlite(
+        2,
+        "an account's proxy and models",
+        "\nALTER TABLE accounts ADD COLUMN proxy TEXT;\nALTER TABLE accounts ADD COLUMN models TEXT;\n",
+    ),
     postgres(
+        3,
+        "cooldowns learned by one instance (postgres/shared.rs), named leases (leader.rs)",
         r#"
 CREATE TABLE account_cooldowns (
     account_id TEXT NOT NULL,
@@ -96,14 +108,12 @@ CREATE TABLE leases (
 );
 "#,
     ),
-    // 4: the usage ledger (store/usage.rs), PostgreSQL's with a generated id.
-    Migration { sqlite: Some(ledger::SCHEMA), postgres: Some(ledger::POSTGRES_SCHEMA) },
-    // 5: client keys (store/keys.rs; PostgreSQL's are step 1's).
-    sqlite(concat!("\nCREATE TABLE client_keys (", super::keys::client_keys_columns!("INTEGER"), "\n);\n")),
-    // 6: covering indexes for the usage reports' range scans (store/usage.rs; PostgreSQL's came with step 15).
-    sqlite(ledger::ROLLUP_COVER),
-    // 7: live instances (postgres/watch.rs): each instance's heartbeat, so a key's limits can be shared out.
+    each(4, "the usage ledger (usage.rs)", ledger::SCHEMA, ledger::POSTGRES_SCHEMA),
+    sqlite(5, "client keys", concat!("\nCREATE TABLE client_keys (", keys::client_keys_columns!("INTEGER"), "\n);\n")),
+    sqlite(6, "the usage reports' covering indexes (PostgreSQL's came with 15)", ledger::ROLLUP_COVER),
     postgres(
+        7,
+        "live instances: each one's heartbeat, by which a key's limits are shared out (postgres/watch.rs)",
         r#"
 CREATE TABLE instances (
     id TEXT PRIMARY KEY,
@@ -112,38 +122,22 @@ CREATE TABLE instances (
 );
 "#,
     ),
-    // 8: conversation affinity shared by the team (postgres/affinity.rs).
-    postgres(super::postgres::affinity::SCHEMA),
-    // 9: each account's installation id (upstream/identity; `Store::installation_id`).
-    both("ALTER TABLE accounts ADD COLUMN installation_id TEXT;"),
-    // 10: the account a conversation moved from (relay/moves.rs).
-    both(ledger::MOVED_FROM),
-    // 11: a request's policy refusal and held conversation (docs/accounts.md, "Risk signals").
-    both(ledger::RISK),
-    // 12: a held conversation, and the account that got its own identifiers (postgres/affinity.rs).
-    postgres(super::postgres::affinity::HOLD_AND_ORIGIN),
-    // 13: a client key suspended after repeated policy refusals (keys/).
-    both(super::keys::SUSPENSION),
-    // 14: each account's owner policy (accounts/steward.rs) and opportunistic client keys (keys/).
-    both(super::POLICIES),
-    // 15: the usage ledger's cache writes and budget units, the reports' covering indexes with them (issue 72).
-    both(ledger::CACHE_WRITES_AND_BUDGET),
-    // 16: kept Responses answers shared by the team, for `previous_response_id` on any instance.
-    postgres(super::postgres::responses::SCHEMA),
-    // 17: the audit trail (store/audit.rs, audit/), one chain for a team.
-    both(super::audit::SCHEMA),
-    // 18: users, their sessions, and each client key's owner (store/users.rs, users/).
-    both(super::users::SCHEMA),
-    // 19: users and sessions move the change counter, so a revoked session is refused on every instance.
-    postgres(super::users::POSTGRES_TRIGGERS),
-    // 20: who each request was for, in the ledger and its rollups, and each user's limits (store/attribution.rs).
-    Migration { sqlite: Some(super::attribution::SQLITE), postgres: Some(super::attribution::POSTGRES) },
-    // 21: single sign-on: provider identities linked to users, sign-ins started (store/identities.rs).
-    both(super::identities::SCHEMA),
-    // 22: the Codex CLI's sign-in: codes, device codes and refresh tokens (store/oauth.rs, oauth/).
-    both(super::oauth::SCHEMA),
-    // 23: each user's failed sign-ins and lockout (store/users.rs, users/limits.rs).
-    both(super::users::SIGN_IN_FAILURES),
+    postgres(8, "conversation affinity shared by the team (postgres/affinity.rs)", affinity::SCHEMA),
+    both(9, "each account's installation id", "ALTER TABLE accounts ADD COLUMN installation_id TEXT;"),
+    both(10, "the account a conversation moved from (relay/moves.rs)", ledger::MOVED_FROM),
+    both(11, "a request's policy refusal and held conversation", ledger::RISK),
+    postgres(12, "a held conversation and the account with its identifiers", affinity::HOLD_AND_ORIGIN),
+    both(13, "a client key's suspension after repeated policy refusals", keys::SUSPENSION),
+    both(14, "accounts' owner policies, opportunistic client keys", super::POLICIES),
+    both(15, "the ledger's cache writes and budget units (issue 72)", ledger::CACHE_WRITES_AND_BUDGET),
+    postgres(16, "kept Responses answers shared by the team", responses::SCHEMA),
+    both(17, "the audit trail (audit.rs), one chain for a team", audit::SCHEMA),
+    both(18, "users, their sessions, each client key's owner (users.rs)", users::SCHEMA),
+    postgres(19, "users and sessions move the change counter", users::POSTGRES_TRIGGERS),
+    each(20, "who a request was for, users' limits (attribution.rs)", attribution::SQLITE, attribution::POSTGRES),
+    both(21, "single sign-on: linked provider identities, sign-ins started", identities::SCHEMA),
+    both(22, "the Codex CLI's sign-in: codes, device codes, refresh tokens (oauth.rs)", oauth::SCHEMA),
+    both(23, "each user's failed sign-ins and lockout (users/limits.rs)", users::SIGN_IN_FAILURES),
 ];
 
 /// The schema version a current store has, on either backend (`doctor` compares).
@@ -158,6 +152,7 @@ pub const POSTGRES_BEFORE: [usize; 21] = [0, 1, 3, 4, 7, 8, 9, 10, 11, 12, 13, 1
 const HISTORY: &str = "CREATE TABLE schema_history (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)";
 const LATEST: &str = "SELECT coalesce(max(version), 0) FROM schema_history";
 const RECORD: &str = "INSERT INTO schema_history (version, applied_at) VALUES ($1, $2)";
+const OLD_LATEST: &str = "SELECT coalesce(max(version), 0)::bigint FROM schema_migrations";
 
 /// Any fixed number: the PostgreSQL advisory lock that serializes migrations across instances.
 const LOCK: i64 = 0x636f_6465_7867_7731;
@@ -168,33 +163,26 @@ fn taken_over(before: &[usize], old: i64) -> anyhow::Result<usize> {
     known.with_context(|| format!("schema version {old} of the old numbering is not one this build knows"))
 }
 
-fn now_ms() -> i64 {
-    ledger::unix_ms(std::time::SystemTime::now())
-}
-
-fn has_history(conn: &Connection) -> rusqlite::Result<bool> {
+/// The version a SQLite file is at (read only: `doctor` asks too), and whether `schema_history` records it yet
+/// (else it is the old `user_version`, taken over).
+pub fn sqlite_state(conn: &Connection) -> anyhow::Result<(i64, bool)> {
     let sql = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_history'";
-    conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n > 0)
-}
-
-/// The version a SQLite file is at (read only: `doctor` asks too), its old `user_version` taken over if need be.
-pub fn sqlite_version(conn: &Connection) -> anyhow::Result<i64> {
-    if has_history(conn)? {
-        return Ok(conn.query_row(LATEST, [], |r| r.get(0))?);
+    if conn.query_row(sql, [], |r| r.get::<_, i64>(0))? > 0 {
+        return Ok((conn.query_row(LATEST, [], |r| r.get(0))?, true));
     }
     let old: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    Ok(taken_over(&SQLITE_BEFORE, old)? as i64)
+    Ok((taken_over(&SQLITE_BEFORE, old)? as i64, false))
 }
 
 /// Bring the SQLite file to [`SCHEMA_VERSION`]: one step per transaction, the version read under the lock.
 pub(crate) fn on_sqlite(conn: &mut Connection) -> anyhow::Result<()> {
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let done = sqlite_version(&tx)?;
-        if !has_history(&tx)? {
+        let (done, recorded) = sqlite_state(&tx)?;
+        if !recorded {
             tx.execute_batch(HISTORY)?;
             for version in 1..=done {
-                tx.execute(RECORD, (version, now_ms()))?;
+                tx.execute(RECORD, (version, ledger::unix_ms(SystemTime::now())))?;
             }
             // One record: the old one is cleared, so a build of the old numbering refuses the file (its first
             // step fails) rather than reading a version that no longer means what it did.
@@ -204,9 +192,9 @@ pub(crate) fn on_sqlite(conn: &mut Connection) -> anyhow::Result<()> {
             return Ok(tx.commit()?);
         };
         if let Some(sql) = step.sqlite {
-            tx.execute_batch(sql).with_context(|| format!("migration {} failed", done + 1))?;
+            tx.execute_batch(sql).with_context(|| format!("migration {} ({}) failed", step.version, step.what))?;
         }
-        tx.execute(RECORD, (done + 1, now_ms()))?;
+        tx.execute(RECORD, (step.version, ledger::unix_ms(SystemTime::now())))?;
         tx.commit()?;
     }
 }
@@ -221,15 +209,11 @@ pub(crate) async fn on_postgres(mut client: deadpool_postgres::Object) -> anyhow
         let done = if found.get(0) {
             i64::from(tx.query_one(LATEST, &[]).await?.get::<_, i32>(0))
         } else {
-            let old = if found.get(1) {
-                tx.query_one("SELECT coalesce(max(version), 0)::bigint FROM schema_migrations", &[]).await?.get(0)
-            } else {
-                0
-            };
+            let old = if found.get(1) { tx.query_one(OLD_LATEST, &[]).await?.get(0) } else { 0 };
             let done = taken_over(&POSTGRES_BEFORE, old)?;
             tx.batch_execute(HISTORY).await?;
             for version in 1..=done {
-                tx.execute(RECORD, &[&i32::try_from(version)?, &now_ms()]).await?;
+                tx.execute(RECORD, &[&i32::try_from(version)?, &ledger::unix_ms(SystemTime::now())]).await?;
             }
             // One record, as on SQLite.
             tx.batch_execute("DROP TABLE IF EXISTS schema_migrations").await?;
@@ -239,9 +223,11 @@ pub(crate) async fn on_postgres(mut client: deadpool_postgres::Object) -> anyhow
             return Ok(tx.commit().await?);
         };
         if let Some(sql) = step.postgres {
-            tx.batch_execute(sql).await.with_context(|| format!("migration {} failed", done + 1))?;
+            tx.batch_execute(sql)
+                .await
+                .with_context(|| format!("migration {} ({}) failed", step.version, step.what))?;
         }
-        tx.execute(RECORD, &[&i32::try_from(done + 1)?, &now_ms()]).await?;
+        tx.execute(RECORD, &[&i32::try_from(step.version)?, &ledger::unix_ms(SystemTime::now())]).await?;
         tx.commit().await?;
     }
 }
@@ -252,7 +238,7 @@ pub(crate) mod tests {
 
     use rusqlite::Connection;
 
-    use super::{MIGRATIONS, Migration, POSTGRES_BEFORE, SCHEMA_VERSION, SQLITE_BEFORE, sqlite_version};
+    use super::{MIGRATIONS, Migration, POSTGRES_BEFORE, SCHEMA_VERSION, SQLITE_BEFORE, sqlite_state};
     use crate::store::Store;
 
     /// A file as the old SQLite runner left it at its version `old`: its first `old` statements applied (the
@@ -266,11 +252,13 @@ pub(crate) mod tests {
         Ok(conn)
     }
 
-    /// Each old version is the step here that made it, with exactly that many steps of its backend up to it
-    /// (what takes a store over without applying anything twice or skipping anything), and both old lists end at
-    /// this one's end.
+    /// The steps are numbered 1, 2, ... in order. Each old version is the step here that made it, with exactly
+    /// that many steps of its backend up to it (what takes a store over without applying anything twice or
+    /// skipping anything), and both old lists end at this one's end.
     #[test]
     fn the_old_numberings_map_onto_this_one() {
+        let versions: Vec<usize> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>(), "numbered in order, each once");
         let check = |before: &[usize], text: fn(&Migration) -> Option<&'static str>| {
             for (old, &new) in before.iter().enumerate() {
                 let applied = MIGRATIONS[..new].iter().filter(|m| text(m).is_some()).count();
@@ -320,9 +308,10 @@ pub(crate) mod tests {
                     let history =
                         c.query_row("SELECT count(DISTINCT version) FROM schema_history", [], |r| r.get(0))?;
                     let marker = c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?;
-                    Ok((history, marker, sqlite_version(c)))
+                    Ok((history, marker, sqlite_state(c)))
                 })?;
-                assert_eq!((history, marker, version?), (SCHEMA_VERSION as i64, 0, SCHEMA_VERSION as i64), "v{old}");
+                let want_state = (SCHEMA_VERSION as i64, 0, (SCHEMA_VERSION as i64, true));
+                assert_eq!((history, marker, version?), want_state, "v{old}");
                 assert_eq!(store.with_conn(|c| Ok(schema(c)))??, want, "v{old}");
                 assert_eq!(store.get_account("k")?.map(|a| a.api_key), (old >= 1).then(|| Some("sk".into())), "v{old}");
                 assert_eq!(store.get_key("key_1")?.map(|k| k.name), (old >= 4).then(|| "ci".into()), "v{old}");

@@ -121,7 +121,7 @@ mod tests {
         Ok(())
     }
 
-    /// A store written by the previous schema (version 9, the risk signals' key suspension, before policies) opens
+    /// A store the old runner left at its version 9 (the risk signals' key suspension, before policies) opens
     /// migrated: its account reads as `normal`, its key as not opportunistic (a suspended one still suspended), and
     /// both can be set and read back.
     #[test]
@@ -142,7 +142,7 @@ mod tests {
             )?;
         }
         let store = Store::open(&path)?;
-        let version = store.with_conn(|c| Ok(crate::store::migrations::sqlite_version(c)))??;
+        let (version, _) = store.with_conn(|c| Ok(crate::store::migrations::sqlite_state(c)))??;
         assert_eq!(version, crate::store::migrations::SCHEMA_VERSION as i64);
         assert_eq!(store.get_account("k")?.and_then(|a| a.policy).as_deref(), Some("normal"));
         let suspension = crate::store::Suspension { at: 2, reason: "policy refusals".into() };

@@ -87,11 +87,8 @@ async fn a_team_store_of_the_old_numbering_is_taken_over() {
                 (account, store.get_key("key_1").unwrap_or_else(|e| panic!("{e:#}")).map(|k| k.name))
             })
             .await;
-            assert_eq!(
-                (account.as_deref(), key.as_deref()),
-                (old >= 1).then_some((Some("sk"), Some("ci"))).unwrap_or_default(),
-                "v{old}"
-            );
+            let kept = if old >= 1 { (Some("sk"), Some("ci")) } else { (None, None) };
+            assert_eq!((account.as_deref(), key.as_deref()), kept, "v{old}");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
