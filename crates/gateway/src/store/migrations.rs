@@ -3,7 +3,9 @@
 //! advisory lock, so instances that start together migrate once), each version a row of `schema_history`. A
 //! new step is one entry at the end of [`MIGRATIONS`]. The numberings of before issue 90 (SQLite's
 //! `user_version`, PostgreSQL's `schema_migrations`) are taken over once through [`SQLITE_BEFORE`] and
-//! [`POSTGRES_BEFORE`].
+//! [`POSTGRES_BEFORE`], and left as they were: a build of before then still opens a store whose old record
+//! reaches its own last step (as it opened a newer store), and refuses one taken over earlier (the next step it
+//! runs finds its work done, and rolls back).
 
 use std::time::SystemTime;
 
@@ -184,9 +186,6 @@ pub(crate) fn on_sqlite(conn: &mut Connection) -> anyhow::Result<()> {
             for version in 1..=done {
                 tx.execute(RECORD, (version, ledger::unix_ms(SystemTime::now())))?;
             }
-            // One record: the old one is cleared, so a build of the old numbering refuses the file (its first
-            // step fails) rather than reading a version that no longer means what it did.
-            tx.pragma_update(None, "user_version", 0)?;
         }
         let Some(step) = usize::try_from(done).ok().and_then(|d| MIGRATIONS.get(d)) else {
             return Ok(tx.commit()?);
@@ -215,8 +214,6 @@ pub(crate) async fn on_postgres(mut client: deadpool_postgres::Object) -> anyhow
             for version in 1..=done {
                 tx.execute(RECORD, &[&i32::try_from(version)?, &ledger::unix_ms(SystemTime::now())]).await?;
             }
-            // One record, as on SQLite.
-            tx.batch_execute("DROP TABLE IF EXISTS schema_migrations").await?;
             done as i64
         };
         let Some(step) = usize::try_from(done).ok().and_then(|d| MIGRATIONS.get(d)) else {
@@ -279,8 +276,8 @@ pub(crate) mod tests {
     }
 
     /// A file the old runner left at any of its versions opens here: the same schema as a new file's, every
-    /// version recorded once in `schema_history`, the old record cleared, its rows kept; opened again, nothing
-    /// moves.
+    /// version recorded once in `schema_history`, the old record left as it was, its rows kept; opened again,
+    /// nothing moves.
     #[test]
     fn a_file_of_the_old_numbering_is_taken_over() -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("cg-store-old-{}", uuid::Uuid::new_v4()));
@@ -310,7 +307,7 @@ pub(crate) mod tests {
                     let marker = c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?;
                     Ok((history, marker, sqlite_state(c)))
                 })?;
-                let want_state = (SCHEMA_VERSION as i64, 0, (SCHEMA_VERSION as i64, true));
+                let want_state = (SCHEMA_VERSION as i64, old as i64, (SCHEMA_VERSION as i64, true));
                 assert_eq!((history, marker, version?), want_state, "v{old}");
                 assert_eq!(store.with_conn(|c| Ok(schema(c)))??, want, "v{old}");
                 assert_eq!(store.get_account("k")?.map(|a| a.api_key), (old >= 1).then(|| Some("sk".into())), "v{old}");
