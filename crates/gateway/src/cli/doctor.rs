@@ -234,8 +234,9 @@ fn store_checks(r: &mut Report, config: &Config) -> Option<Vec<StoredAccount>> {
     }
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let version = rusqlite::Connection::open_with_flags(&db, flags)
-        .and_then(|c| c.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0)));
-    let current = crate::store::sqlite::SCHEMA_VERSION as i64;
+        .map_err(anyhow::Error::from)
+        .and_then(|c| crate::store::migrations::sqlite_state(&c).map(|(v, _)| v));
+    let current = crate::store::migrations::SCHEMA_VERSION as i64;
     match version {
         Err(e) => r.fail(
             "store",

@@ -5,10 +5,10 @@
 use super::sql::{Cells, Val, int, need, opt, text};
 use super::{Backend, Store};
 
-/// The `accounts` table's columns as both backends first created them, written once: SQLite's first migration
-/// and PostgreSQL's (`sqlite/mod.rs`, `postgres/migrations.rs`) are this text inside `CREATE TABLE accounts (...)`,
-/// PostgreSQL's with its own columns after it. A macro, not a `const`, so `concat!` can join it at compile time.
-/// (SQLite reads `BIGINT` with integer affinity, as `INTEGER`.)
+/// The `accounts` table's columns as both backends first created them, written once: migration 1's texts
+/// (`migrations.rs`) are this text inside `CREATE TABLE accounts (...)`, PostgreSQL's with its own columns after it. A
+/// macro, not a `const`, so `concat!` can join it at compile time. (SQLite reads `BIGINT` with integer affinity, as
+/// `INTEGER`.)
 macro_rules! accounts_columns {
     () => {
         "

@@ -1,11 +1,11 @@
-//! Migration 14 (SQLite) and 17 (PostgreSQL), one step: who a request was for, and each user's budget
-//! (docs/configuration.md, "User budgets"). The ledger's request rows and both rollups gain `user_id` (old rows
-//! have none: `NULL` in a request row, `''` in a rollup, as for a request without a client key), and the
-//! rollups' primary key takes it in, so requests of two users that share every other dimension (a user's own
-//! token, which has no client key) are summed apart. The users gain the same four limits a client key has.
+//! Migration 20, one step: who a request was for, and each user's budget (docs/configuration.md, "User budgets"). The
+//! ledger's request rows and both rollups gain `user_id` (old rows have none: `NULL` in a request row, `''` in a
+//! rollup, as for a request without a client key), and the rollups' primary key takes it in, so requests of two users
+//! that share every other dimension (a user's own token, which has no client key) are summed apart. The users gain the
+//! same four limits a client key has.
 //!
 //! SQLite cannot change a table's primary key, so its rollups are made again and their rows copied across;
-//! PostgreSQL swaps the constraint in place. The reports' covering indexes (store/usage.rs, migration 5 and the
+//! PostgreSQL swaps the constraint in place. The reports' covering indexes (store/usage.rs, migration 6 and the
 //! cache writes' migration) are made again with the user, so a report grouped by user still reads the index
 //! alone.
 
@@ -128,11 +128,7 @@ CREATE INDEX usage_daily_user ON usage_daily (user_id, day);
     };
 }
 
-/// The SQLite ledger's part (also the in-memory ledger a team store's reports are read from: `postgres/usage.rs`).
-pub const SQLITE_LEDGER: &str =
-    concat!(request_user!(), rebuilt_rollup!("usage_hourly", "hour"), rebuilt_rollup!("usage_daily", "day"), cover!());
-
-/// Migration 14 of the SQLite file.
+/// Migration 20 on the SQLite file.
 pub const SQLITE: &str = concat!(
     user_limits!(),
     request_user!(),
@@ -141,7 +137,7 @@ pub const SQLITE: &str = concat!(
     cover!()
 );
 
-/// Migration 17 of the team's PostgreSQL store.
+/// Migration 20 on the team's PostgreSQL store.
 pub const POSTGRES: &str = concat!(
     user_limits!(),
     request_user!(),
@@ -154,19 +150,15 @@ pub const POSTGRES: &str = concat!(
 mod tests {
     use crate::store::Store;
 
-    /// A file at version 13 keeps its ledger through migration 14: its rollup rows are copied into the rebuilt
-    /// tables under no user, and afterwards two users' rows that share every other dimension stay apart.
+    /// A file of the old runner's version 13 keeps its ledger through migration 20: its rollup rows are copied
+    /// into the rebuilt tables under no user, and afterwards two users' rows that share every other dimension stay apart.
     #[test]
     fn the_rollups_keep_their_rows_and_take_the_user_into_their_key() -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("cg-store-v13-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("gateway.db");
         {
-            let conn = rusqlite::Connection::open(&path)?;
-            for sql in &crate::store::sqlite::MIGRATIONS[..13] {
-                conn.execute_batch(sql)?;
-            }
-            conn.pragma_update(None, "user_version", 13)?;
+            let conn = crate::store::migrations::tests::old_sqlite_file(&path, 13)?;
             conn.execute_batch(
                 "INSERT INTO usage_daily (day, account, model, client_key, api, status, requests, errors, input_tokens,
                     cached_tokens, output_tokens, reasoning_tokens, duration_ms, cache_write_tokens, budget_units)

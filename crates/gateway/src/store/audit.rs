@@ -54,8 +54,8 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
-/// Migration 12 (SQLite) and 14 (PostgreSQL), one text (plain types both read). Ids are given by the append
-/// (the last id + 1 under the lock), so a missing row shows as a gap.
+/// Migration 17, one text (plain types both read). Ids are given by the append (the last id + 1 under the lock), so a
+/// missing row shows as a gap.
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE audit_log (
     id BIGINT PRIMARY KEY,

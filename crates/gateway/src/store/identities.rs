@@ -8,7 +8,7 @@
 use super::Store;
 use super::sql::{Cells, count, int, need, text};
 
-/// Migration 15 (SQLite) and 18 (PostgreSQL).
+/// Migration 21.
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE user_identities (
     issuer TEXT NOT NULL,

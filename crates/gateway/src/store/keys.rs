@@ -40,8 +40,8 @@ pub struct Suspension {
     pub reason: String,
 }
 
-/// The `client_keys` table's columns as both backends first created them (SQLite's migration 4, PostgreSQL's
-/// first), written once; `$int` is the type of the request limits. A macro, as `accounts_columns` is.
+/// The `client_keys` table's columns as both backends first created them (SQLite's migration 5, PostgreSQL's 1),
+/// written once; `$int` is the type of the request limits. A macro, as `accounts_columns` is.
 macro_rules! client_keys_columns {
     ($int:literal) => {
         concat!(
@@ -67,7 +67,7 @@ macro_rules! client_keys_columns {
 }
 pub(super) use client_keys_columns;
 
-/// Migration 9 (SQLite) and 10 (PostgreSQL): a key's suspension.
+/// Migration 13: a key's suspension.
 pub const SUSPENSION: &str = r#"
 ALTER TABLE client_keys ADD COLUMN suspended_at BIGINT;
 ALTER TABLE client_keys ADD COLUMN suspended_reason TEXT;

@@ -18,6 +18,7 @@ pub mod attribution;
 pub mod audit;
 pub mod identities;
 mod keys;
+pub mod migrations;
 pub mod oauth;
 pub mod postgres;
 pub mod serving;
@@ -32,7 +33,7 @@ pub use keys::{Limits, MAX_RPM, NameClaim, StoredKey, Suspension};
 use postgres::PgStore;
 use sqlite::SqliteStore;
 
-/// Migration 10 (SQLite) and 11 (PostgreSQL), one text (plain types both read): each account's owner policy, as
+/// Migration 14 (`migrations.rs`), one text (plain types both read): each account's owner policy, as
 /// `planner::Policy::as_text` writes it (`normal`, `burn_first`, `preserve:N`), and whether a client key is
 /// opportunistic (served only from quota that would otherwise expire). Rows that exist keep the behaviour they
 /// had: `normal`, not opportunistic.

@@ -7,8 +7,8 @@
 use super::Store;
 use super::sql::{Cells, Val, insert, int, need, opt, text};
 
-/// Migration 16 (SQLite) and 19 (PostgreSQL): the gateway's OAuth authorization server for the Codex CLI
-/// (docs/dashboard.md, "The Codex CLI's sign-in").
+/// Migration 22: the gateway's OAuth authorization server for the Codex CLI (docs/dashboard.md, "The Codex CLI's
+/// sign-in").
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE oauth_grants (
     id_sha256 TEXT PRIMARY KEY,

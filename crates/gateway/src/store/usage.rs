@@ -1,8 +1,15 @@
+<<<<<<< HEAD
 //! The usage ledger as both backends store it: its tables (migration 3, report indexes in 5, cache writes and
 //! budget units in SQLite's 11 and PostgreSQL's 12), its request row ([`RequestRow`]: what `usage/` makes of a
 //! request's record, and what a query reads back), the rollups a batch adds to (summed in memory the same way for
 //! both), and the ranges and filters queries read the rows by. The writes are `sqlite/usage.rs`' and
 //! `postgres/usage.rs`'; the queries `usage::query`'s.
+=======
+//! The usage ledger as both backends store it: its tables (migration 4, report indexes in 6, cache writes and budget
+//! units in 15), what it stores of a request ([`LedgerEntry`], which `usage/` makes from the request's record), the
+//! rollups a batch adds to (summed in memory the same way for both), and the ranges and filters queries read the rows
+//! by. The writes are `sqlite/usage.rs`' and `postgres/usage.rs`'; the queries `usage::query`'s.
+>>>>>>> i90-store
 //!
 //! Daily rollups exist for queries over weeks and months: summing a month of hourly rollups means reading up to
 //! 720 times the combinations of an hour (bench/results/ledger.md); a month of daily ones, 30 times.
@@ -23,7 +30,7 @@ use super::sql::{Val, int, need, text};
 use super::sqlite::usage as file;
 use super::{Backend, Store};
 
-/// One rollup table of migration 3: `$table`'s rows summed by `$time` (an hour or a day, unix ms).
+/// One rollup table of migration 4: `$table`'s rows summed by `$time` (an hour or a day, unix ms).
 macro_rules! rollup_table {
     ($table:literal, $time:literal) => {
         concat!(
@@ -53,7 +60,7 @@ macro_rules! rollup_table {
     };
 }
 
-/// The ledger's tables (migration 3 of both backends): one row per request, hourly and daily rollups. One text;
+/// The ledger's tables (migration 4 of both backends): one row per request, hourly and daily rollups. One text;
 /// the backends differ only in how a request row's id is made, which `$id` gives.
 macro_rules! ledger_schema {
     ($id:literal) => {
@@ -103,9 +110,9 @@ pub const SCHEMA: &str = ledger_schema!("INTEGER PRIMARY KEY");
 /// The PostgreSQL ledger (`postgres/usage.rs`): a generated id.
 pub const POSTGRES_SCHEMA: &str = ledger_schema!("BIGSERIAL PRIMARY KEY");
 
-/// Migration 5: the usage reports read every rollup row of a range (`usage::query::usage`). Through the primary
-/// key's index alone each row costs a lookup in the table, scattered over pages the reader's small cache keeps
-/// losing: 111 ms for a week of hourly rows at 1,000,000 requests (bench/results/ledger.md). An index holding
+/// Migration 6 (SQLite's): the usage reports read every rollup row of a range (`usage::query::usage`). Through the
+/// primary key's index alone each row costs a lookup in the table, scattered over pages the reader's small cache
+/// keeps losing: 111 ms for a week of hourly rows at 1,000,000 requests (bench/results/ledger.md). An index holding
 /// every column the report reads is scanned in order instead, without the table. It costs the writer one more
 /// index entry per rollup upsert (off the request path) and about the rollup tables' size again on disk.
 pub const ROLLUP_COVER: &str = r#"
@@ -115,11 +122,11 @@ CREATE INDEX usage_daily_report ON usage_daily (day, account, model, client_key,
     input_tokens, cached_tokens, output_tokens, reasoning_tokens, duration_ms);
 "#;
 
-/// Migration 7: the account a conversation moved from, on a request served by another account than the one that
+/// Migration 10: the account a conversation moved from, on a request served by another account than the one that
 /// held the conversation (relay/moves.rs; docs/protocol.md "Long sessions"). NULL on every other request.
 pub const MOVED_FROM: &str = "ALTER TABLE usage_requests ADD COLUMN moved_from TEXT;";
 
-/// Migration 8: the account stewardship of a request (docs/accounts.md, "Risk signals"): the usage-policy refusal
+/// Migration 11: the account stewardship of a request (docs/accounts.md, "Risk signals"): the usage-policy refusal
 /// the upstream gave it (`cyber`, `bio`, `invalid_prompt`, `misalignment`, `content_filter`), and why its
 /// conversation is held when it was refused for that (`policy:cyber`, `deactivated`). NULL on every other request.
 pub const RISK: &str = r#"
@@ -127,12 +134,12 @@ ALTER TABLE usage_requests ADD COLUMN refusal TEXT;
 ALTER TABLE usage_requests ADD COLUMN held TEXT;
 "#;
 
-/// Migration 11 of the SQLite ledger, 12 of PostgreSQL's (issue 72): usage as the 0.171 backend reports it. The
-/// input tokens a request wrote to the prompt cache (`input_tokens_details.cache_write_tokens`, part of the input
-/// like the cached ones), and what it cost in the backend's budget units (`codex_rollout_budget_units`: opaque,
-/// fractional; NULL on a request the backend gave none for), on each request row and summed in the rollups.
-/// The reports' covering indexes (migration 5) are made again with the new columns, so the reports still read
-/// the rollups from their indexes alone. `DOUBLE PRECISION` is a REAL in SQLite and a float8 in PostgreSQL.
+/// Migration 15 (issue 72): usage as the 0.171 backend reports it. The input tokens a request wrote to the prompt cache
+/// (`input_tokens_details.cache_write_tokens`, part of the input like the cached ones), and what it cost in the
+/// backend's budget units (`codex_rollout_budget_units`: opaque, fractional; NULL on a request the backend gave none
+/// for), on each request row and summed in the rollups. The reports' covering indexes (migration 6) are made again with
+/// the new columns, so the reports still read the rollups from their indexes alone. `DOUBLE PRECISION` is a REAL in
+/// SQLite and a float8 in PostgreSQL.
 pub const CACHE_WRITES_AND_BUDGET: &str = r#"
 ALTER TABLE usage_requests ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE usage_requests ADD COLUMN budget_units DOUBLE PRECISION;

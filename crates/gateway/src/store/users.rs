@@ -11,8 +11,8 @@
 use super::Store;
 use super::sql::{Cells, Val, count, insert, int, need, opt, text};
 
-/// Migration 13 (SQLite) and 15 (PostgreSQL): users, their sessions, and who owns a client key (`NULL`: the
-/// gateway, as for every key made before users existed).
+/// Migration 18: users, their sessions, and who owns a client key (`NULL`: the gateway, as for every key made before
+/// users existed).
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
@@ -35,7 +35,7 @@ CREATE INDEX user_sessions_user ON user_sessions (user_id);
 ALTER TABLE client_keys ADD COLUMN owner TEXT;
 ";
 
-/// Migration 16 (PostgreSQL only): users and sessions move the change counter, as accounts and keys do (a key's
+/// Migration 19 (PostgreSQL only): users and sessions move the change counter, as accounts and keys do (a key's
 /// owner is a column of `client_keys`, whose trigger already moves it).
 pub(crate) const POSTGRES_TRIGGERS: &str = "
 CREATE TRIGGER users_changed AFTER INSERT OR UPDATE OR DELETE ON users
@@ -44,10 +44,10 @@ CREATE TRIGGER user_sessions_changed AFTER INSERT OR UPDATE OR DELETE ON user_se
     FOR EACH STATEMENT EXECUTE FUNCTION bump_store_changes();
 ";
 
-/// Migration 17 (SQLite) and 20 (PostgreSQL): each user's consecutive failed sign-ins and the time (unix ms) before
-/// which the next attempt is refused (a pause, or a lockout once the count reaches `[dashboard.attempts]
-/// lockout_failures`: users/limits.rs). Kept with the user, so every instance of a team holds the same count and
-/// lockout, and an admin's unlock on one instance lifts it on all.
+/// Migration 23: each user's consecutive failed sign-ins and the time (unix ms) before which the next attempt is
+/// refused (a pause, or a lockout once the count reaches `[dashboard.attempts] lockout_failures`: users/limits.rs).
+/// Kept with the user, so every instance of a team holds the same count and lockout, and an admin's unlock on one
+/// instance lifts it on all.
 pub(crate) const SIGN_IN_FAILURES: &str = "
 ALTER TABLE users ADD COLUMN failed_sign_ins BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN sign_in_wait_until BIGINT;
@@ -87,7 +87,7 @@ pub struct StoredUser {
     pub totp_secret: Option<String>,
     /// Client keys the user may hold at once (`None`: the default).
     pub max_keys: Option<u32>,
-    /// The user's budget across all their keys: a key's kinds of limit (migration 14 / 17, store/attribution.rs).
+    /// The user's budget across all their keys: a key's kinds of limit (migration 20, store/attribution.rs).
     pub limits: super::Limits,
 }
 

@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{DB_NOW_MS, PgStore};
 use crate::store::team::AskedAffinity;
 
-/// Migration 5: one row per conversation key, the account that holds it, who wrote it and when (database clock).
+/// Migration 8: one row per conversation key, the account that holds it, who wrote it and when (database clock).
 pub const SCHEMA: &str = r#"
 CREATE TABLE conversation_affinity (
     key TEXT PRIMARY KEY,
@@ -48,7 +48,7 @@ CREATE TABLE conversation_affinity (
 CREATE INDEX conversation_affinity_at ON conversation_affinity (at);
 "#;
 
-/// Migration 9: why a conversation may not leave its account (NULL: it may), and the account that got its own
+/// Migration 12: why a conversation may not leave its account (NULL: it may), and the account that got its own
 /// identifiers when that is another one (NULL: `account_id` did), as the gateway writes them.
 pub const HOLD_AND_ORIGIN: &str = r#"
 ALTER TABLE conversation_affinity ADD COLUMN hold TEXT;

@@ -23,13 +23,10 @@ mod budgets;
 pub mod copy;
 pub mod leader;
 pub mod lease;
-mod migrations;
 pub mod responses;
 pub mod shared;
 pub mod usage;
 pub mod watch;
-
-pub use migrations::SCHEMA_VERSION;
 
 /// How long a statement may wait for a pooled connection, or a new connection may take: an unreachable
 /// database must fail calls quickly (the gateway keeps serving from memory), never hang them.
@@ -112,7 +109,7 @@ impl PgStore {
             _stop: stop,
         });
         store
-            .block(migrations::migrate)
+            .block(crate::store::migrations::on_postgres)
             .with_context(|| format!("cannot open the PostgreSQL store {}", redact_url(url)))?;
         Ok(store)
     }

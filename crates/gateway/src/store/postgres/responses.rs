@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::{DB_NOW_MS, PgStore};
 
-/// Migration 13: one row per kept response: who may name it, its conversation as JSON text, its size, and when it
+/// Migration 16: one row per kept response: who may name it, its conversation as JSON text, its size, and when it
 /// was written (database clock).
 pub const SCHEMA: &str = r#"
 CREATE TABLE stored_responses (

@@ -214,13 +214,9 @@ fn cell(r: &tokio_postgres::Row, i: usize) -> anyhow::Result<Val> {
     })
 }
 
-/// An empty ledger in memory, for a query's rows.
+/// An empty ledger in memory, for a query's rows: a new SQLite file's schema, so it follows every migration.
 fn memory_ledger() -> anyhow::Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open_in_memory()?;
-    conn.execute_batch(crate::store::usage::SCHEMA)?;
-    conn.execute_batch(crate::store::usage::MOVED_FROM)?;
-    conn.execute_batch(crate::store::usage::RISK)?;
-    conn.execute_batch(crate::store::usage::CACHE_WRITES_AND_BUDGET)?;
-    conn.execute_batch(crate::store::attribution::SQLITE_LEDGER)?;
+    let mut conn = rusqlite::Connection::open_in_memory()?;
+    crate::store::migrations::on_sqlite(&mut conn)?;
     Ok(conn)
 }

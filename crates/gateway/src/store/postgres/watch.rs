@@ -1,5 +1,5 @@
 //! Propagation between instances: every write to `accounts` or `client_keys` bumps one counter (a trigger,
-//! `migrations.rs`); each instance polls it every [`POLL`] and re-reads the tables when it moved. A change made
+//! `store/migrations.rs`); each instance polls it every [`POLL`] and re-reads the tables when it moved. A change made
 //! on one instance (an account added, a status learned, a key created or revoked, rotated tokens) reaches the
 //! others within one poll plus one re-read, with no database round trip on the request path. While the database
 //! is unreachable the instance keeps serving from what it read last and logs the outage once.

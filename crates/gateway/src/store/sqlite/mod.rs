@@ -1,4 +1,4 @@
-//! The store in one SQLite file in the data directory (WAL, file mode 0600), numbered migrations: a single
+//! The store in one SQLite file in the data directory (WAL, file mode 0600, migrated by `migrations.rs`): a single
 //! instance's accounts, tokens and client keys (their statements, shared with PostgreSQL, are `store/`'s) and its
 //! usage ledger (`usage.rs`). Used unless the instance shares a team store (docs/team.md); the file is opened and
 //! migrated either way.
@@ -11,52 +11,7 @@ use anyhow::Context;
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
-use super::usage as ledger;
-
 pub mod usage;
-
-/// The schema version a current store has (`PRAGMA user_version` after every migration; `doctor` compares).
-pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
-
-/// Each entry moves the schema one version forward; never edit an entry once released.
-pub(crate) const MIGRATIONS: &[&str] = &[
-    concat!("CREATE TABLE accounts (", super::accounts::accounts_columns!(), "\n);"),
-    r#"
-ALTER TABLE accounts ADD COLUMN proxy TEXT;
-ALTER TABLE accounts ADD COLUMN models TEXT;
-"#,
-    // 3: the usage ledger (store/usage.rs, written by usage.rs).
-    ledger::SCHEMA,
-    // 4: client keys (store/keys.rs).
-    concat!("\nCREATE TABLE client_keys (", super::keys::client_keys_columns!("INTEGER"), "\n);\n"),
-    // 5: covering indexes for the usage reports' range scans (store/usage.rs).
-    ledger::ROLLUP_COVER,
-    // 6: each account's installation id, the official client's per-machine id the backend sees in every turn's
-    // metadata (upstream/identity; one per account, made at its first use: Store::installation_id).
-    "ALTER TABLE accounts ADD COLUMN installation_id TEXT;",
-    // 7: the account a conversation moved from (relay/moves.rs).
-    ledger::MOVED_FROM,
-    // 8: a request's policy refusal and held conversation (docs/accounts.md, "Risk signals").
-    ledger::RISK,
-    // 9: a client key suspended after repeated policy refusals (keys/).
-    super::keys::SUSPENSION,
-    // 10: each account's owner policy (accounts/steward.rs) and opportunistic client keys (keys/).
-    super::POLICIES,
-    // 11: the usage ledger's cache writes and budget units, the reports' covering indexes with them (issue 72).
-    ledger::CACHE_WRITES_AND_BUDGET,
-    // 12: the audit trail (store/audit.rs, audit/).
-    super::audit::SCHEMA,
-    // 13: users, their sessions, and each client key's owner (store/users.rs, users/).
-    super::users::SCHEMA,
-    // 14: who each request was for, in the ledger and its rollups, and each user's limits (store/attribution.rs).
-    super::attribution::SQLITE,
-    // 15: single sign-on: provider identities linked to users, sign-ins started (store/identities.rs).
-    super::identities::SCHEMA,
-    // 16: the Codex CLI's sign-in: codes, device codes and refresh tokens (store/oauth.rs, oauth/).
-    super::oauth::SCHEMA,
-    // 17: each user's failed sign-ins and lockout (store/users.rs, users/limits.rs).
-    super::users::SIGN_IN_FAILURES,
-];
 
 /// One SQLite file and the connection the store's calls share.
 pub struct SqliteStore {
@@ -84,7 +39,8 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let store = SqliteStore { conn: Mutex::new(conn), path: path.to_path_buf() };
-        store.migrate().with_context(|| format!("cannot migrate database {}", path.display()))?;
+        super::migrations::on_sqlite(&mut store.conn.lock())
+            .with_context(|| format!("cannot migrate database {}", path.display()))?;
         Ok(store)
     }
 
@@ -110,18 +66,6 @@ impl SqliteStore {
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
-    }
-
-    fn migrate(&self) -> anyhow::Result<()> {
-        let mut conn = self.conn.lock();
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(sql).with_context(|| format!("migration {} failed", i + 1))?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
-        }
-        Ok(())
     }
 }
 
@@ -177,7 +121,7 @@ mod tests {
         Ok(())
     }
 
-    /// A store written by the previous schema (version 9, the risk signals' key suspension, before policies) opens
+    /// A store the old runner left at its version 9 (the risk signals' key suspension, before policies) opens
     /// migrated: its account reads as `normal`, its key as not opportunistic (a suspended one still suspended), and
     /// both can be set and read back.
     #[test]
@@ -186,11 +130,7 @@ mod tests {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("gateway.db");
         {
-            let conn = rusqlite::Connection::open(&path)?;
-            for sql in &super::MIGRATIONS[..9] {
-                conn.execute_batch(sql)?;
-            }
-            conn.pragma_update(None, "user_version", 9)?;
+            let conn = crate::store::migrations::tests::old_sqlite_file(&path, 9)?;
             conn.execute(
                 "INSERT INTO accounts (id, kind, api_key, status, created_at) VALUES ('k', 'api_key', 'sk-1', 'active', 1)",
                 [],
@@ -202,8 +142,8 @@ mod tests {
             )?;
         }
         let store = Store::open(&path)?;
-        let version: i64 = store.with_conn(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))?;
-        assert_eq!(version, super::SCHEMA_VERSION as i64);
+        let (version, _) = store.with_conn(|c| Ok(crate::store::migrations::sqlite_state(c)))??;
+        assert_eq!(version, crate::store::migrations::SCHEMA_VERSION as i64);
         assert_eq!(store.get_account("k")?.and_then(|a| a.policy).as_deref(), Some("normal"));
         let suspension = crate::store::Suspension { at: 2, reason: "policy refusals".into() };
         assert_eq!(store.get_key("key_1")?.map(|k| (k.opportunistic, k.suspended)), Some((false, Some(suspension))));

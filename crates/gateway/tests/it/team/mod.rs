@@ -14,6 +14,7 @@ use crate::harness::stored;
 mod audit;
 mod budgets;
 mod conversations;
+mod migrations;
 mod oauth;
 mod recipe;
 mod sso;
@@ -721,72 +722,6 @@ async fn a_policy_set_on_a_is_applied_on_b() {
     })
     .await;
     assert!(took.is_some(), "B did not apply the policy A set within 2 s");
-}
-
-/// A team store of the previous schema (version 10, the risk signals' key suspension, before policies) is migrated
-/// when an instance opens it: its accounts read as `normal`, its keys as not opportunistic (a suspended one still
-/// suspended), and both can be set.
-#[tokio::test]
-async fn a_team_store_of_the_previous_schema_gains_policies_and_opportunistic_keys() {
-    use codex_gateway::store::Store;
-    let db = crate::pg::fresh_database().await;
-    let dir = std::env::temp_dir().join(format!("cgw-pg-v10-{}", uuid::Uuid::new_v4().simple()));
-    let open = || {
-        let (path, db) = (dir.join("gateway.db"), db.clone());
-        tokio::task::spawn_blocking(move || Store::open_with(&path, Some(&db)).unwrap_or_else(|e| panic!("{e:#}")))
-    };
-    drop(open().await.unwrap_or_else(|e| panic!("{e}")));
-    // Back to version 10: the columns of migrations 11 and 12 gone (12's report indexes with its ledger
-    // columns), 13's table of kept responses, 14's audit trail and 15's users (16 their triggers), 17's user
-    // columns and rollup keys, 18's single sign-on tables, 19's Codex CLI sign-in tables, 20's sign-in failures (on the
-    // users table, gone with it), the rows of the older schema in place.
-    db_query(
-        &db,
-        "ALTER TABLE usage_requests DROP COLUMN user_id;
-         ALTER TABLE usage_hourly DROP COLUMN user_id;
-         ALTER TABLE usage_hourly ADD PRIMARY KEY (hour, account, model, client_key, api, status);
-         ALTER TABLE usage_daily DROP COLUMN user_id;
-         ALTER TABLE usage_daily ADD PRIMARY KEY (day, account, model, client_key, api, status);
-         ALTER TABLE accounts DROP COLUMN policy; ALTER TABLE client_keys DROP COLUMN opportunistic;
-         ALTER TABLE usage_requests DROP COLUMN cache_write_tokens, DROP COLUMN budget_units;
-         ALTER TABLE usage_hourly DROP COLUMN cache_write_tokens, DROP COLUMN budget_units;
-         ALTER TABLE usage_daily DROP COLUMN cache_write_tokens, DROP COLUMN budget_units;
-         DROP TABLE stored_responses;
-         DROP TABLE audit_log;
-         DROP TABLE users; DROP TABLE user_sessions; ALTER TABLE client_keys DROP COLUMN owner;
-         DROP TABLE user_identities; DROP TABLE sso_pending;
-         DROP TABLE oauth_grants; DROP TABLE oauth_refresh_tokens;
-         DELETE FROM schema_migrations WHERE version IN (11, 12, 13, 14, 15, 16, 17, 18, 19, 20);
-         INSERT INTO accounts (id, kind, api_key, status, created_at) VALUES ('k', 'api_key', 'sk-1', 'active', 1);
-         INSERT INTO client_keys (id, name, prefix, secret_sha256, created_at, suspended_at, suspended_reason)
-             VALUES ('key_1', 'ci', 'cgw_', 'ab', 1, 2, 'policy refusals')",
-    )
-    .await;
-    assert_eq!(db_query(&db, "SELECT max(version) FROM schema_migrations").await, 10);
-    let store = open().await.unwrap_or_else(|e| panic!("{e}"));
-    let version = db_query(&db, "SELECT max(version) FROM schema_migrations").await;
-    assert_eq!(version, codex_gateway::store::postgres::SCHEMA_VERSION as i64);
-    let (store, account, key) = tokio::task::spawn_blocking(move || {
-        let account = store.get_account("k").unwrap_or_else(|e| panic!("{e:#}")).and_then(|a| a.policy);
-        let key = store.get_key("key_1").unwrap_or_else(|e| panic!("{e:#}")).map(|k| (k.opportunistic, k.suspended));
-        (store, account, key)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let suspension = codex_gateway::store::Suspension { at: 2, reason: "policy refusals".into() };
-    assert_eq!((account.as_deref(), key), (Some("normal"), Some((false, Some(suspension)))));
-    let (account, key) = tokio::task::spawn_blocking(move || {
-        assert!(store.set_policy("k", "burn_first").unwrap_or_else(|e| panic!("{e:#}")));
-        let mut key = store.get_key("key_1").ok().flatten().unwrap_or_else(|| panic!("key_1 missing"));
-        key.opportunistic = true;
-        assert!(store.update_key(&key).unwrap_or_else(|e| panic!("{e:#}")));
-        let account = store.get_account("k").ok().flatten().and_then(|a| a.policy);
-        (account, store.get_key("key_1").ok().flatten().map(|k| k.opportunistic))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((account.as_deref(), key), (Some("burn_first"), Some(true)));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An instance on a runtime of its own, so that the test can kill it as SIGKILL would: every task it runs
