@@ -1,15 +1,7 @@
-<<<<<<< HEAD
-//! The usage ledger as both backends store it: its tables (migration 3, report indexes in 5, cache writes and
-//! budget units in SQLite's 11 and PostgreSQL's 12), its request row ([`RequestRow`]: what `usage/` makes of a
-//! request's record, and what a query reads back), the rollups a batch adds to (summed in memory the same way for
-//! both), and the ranges and filters queries read the rows by. The writes are `sqlite/usage.rs`' and
-//! `postgres/usage.rs`'; the queries `usage::query`'s.
-=======
 //! The usage ledger as both backends store it: its tables (migration 4, report indexes in 6, cache writes and budget
-//! units in 15), what it stores of a request ([`LedgerEntry`], which `usage/` makes from the request's record), the
-//! rollups a batch adds to (summed in memory the same way for both), and the ranges and filters queries read the rows
-//! by. The writes are `sqlite/usage.rs`' and `postgres/usage.rs`'; the queries `usage::query`'s.
->>>>>>> i90-store
+//! units in 15), its request row ([`RequestRow`]: what `usage/` makes of a request's record, and what a query reads
+//! back), the rollups a batch adds to (summed in memory the same way for both), and the ranges and filters queries
+//! read the rows by. The writes are `sqlite/usage.rs`' and `postgres/usage.rs`'; the queries `usage::query`'s.
 //!
 //! Daily rollups exist for queries over weeks and months: summing a month of hourly rollups means reading up to
 //! 720 times the combinations of an hour (bench/results/ledger.md); a month of daily ones, 30 times.
