@@ -330,31 +330,18 @@ async fn collect_unboxed(
 ) -> Result<Collected, GatewayError> {
     let mut collected = Collected::new();
     let mut limiter = limiter_for(limits, ex.input_estimate);
-    let mut idle = IdleClock::new(idle_timeout);
-    loop {
-        match ex.reader.next_until(idle.deadline).await {
-            Read::Frame(frame) => {
-                let event = ex.reader.event(&frame);
-                note_event(&event, &ex, record);
-                if let Err(failure) = idle.after(ex.reader.is_progress(&frame, &event)) {
-                    return Err(failed(failure, &ex, record));
-                }
-                match &mut limiter {
-                    Some(l) => l.apply(event, &mut |e| collected.on_event(e)),
-                    None => collected.on_event(event),
-                }
-                if let Some(e) = collected.error.take() {
-                    return Err(e);
-                }
-                if collected.finish.is_some() {
-                    return Ok(collected);
-                }
-            }
-            Read::Idle => return Err(failed(UpstreamFailure::Idle, &ex, record)),
-            Read::End => return Err(failed(UpstreamFailure::StreamCut, &ex, record)),
-            Read::Error(failure) => return Err(failed(*failure, &ex, record)),
+    read_events(&mut ex, idle_timeout, record, |_, event| {
+        match &mut limiter {
+            Some(l) => l.apply(event, &mut |e| collected.on_event(e)),
+            None => collected.on_event(event),
         }
-    }
+        match collected.error.take() {
+            Some(e) => Some(Err(e)),
+            None => collected.finish.is_some().then_some(Ok(())),
+        }
+    })
+    .await?;
+    Ok(collected)
 }
 
 /// Read the whole response, handing each raw payload to `f` (Responses passthrough); returns the usage the
@@ -376,30 +363,49 @@ async fn drain_raw_unboxed(
 ) -> Result<Usage, GatewayError> {
     // The Responses passthrough: frames are handed on as they are (see `EventReader::forwards_raw`).
     ex.reader.set_forwards_raw(true);
-    let mut idle = IdleClock::new(idle_timeout);
-    loop {
-        match ex.reader.next_until(idle.deadline).await {
-            Read::Frame(frame) => {
-                let event = ex.reader.event(&frame);
-                note_event(&event, &ex, record);
-                if let Err(failure) = idle.after(ex.reader.is_progress(&frame, &event)) {
-                    return Err(failed(failure, &ex, record));
-                }
-                if let Ok(v) = serde_json::from_str(&frame.data) {
-                    f(v);
-                }
-                if let Event::Finished { usage, .. } = &event {
-                    return Ok(usage.unwrap_or_default());
-                }
-                if event.is_terminal() {
-                    return Ok(Usage::default());
-                }
-            }
-            Read::Idle => return Err(failed(UpstreamFailure::Idle, &ex, record)),
-            Read::End => return Err(failed(UpstreamFailure::StreamCut, &ex, record)),
-            Read::Error(failure) => return Err(failed(*failure, &ex, record)),
+    read_events(&mut ex, idle_timeout, record, |frame, event| {
+        if let Ok(v) = serde_json::from_str(&frame.data) {
+            f(v);
         }
-    }
+        match &event {
+            Event::Finished { usage, .. } => Some(Ok(usage.unwrap_or_default())),
+            _ if event.is_terminal() => Some(Ok(Usage::default())),
+            _ => None,
+        }
+    })
+    .await
+}
+
+/// Read the frames of a non-streaming answer, each event noted (`note_event`), until `step` says it is done
+/// (`Some`); the end of the body, a failure or a silence past the idle timeout (only progress moves it: see
+/// `EventReader::is_progress`) is the client's error (`failed`).
+async fn read_events<T>(
+    ex: &mut Exchange,
+    idle_timeout: Duration,
+    record: &mut Recorder,
+    mut step: impl FnMut(&SseFrame, Event<'_>) -> Option<Result<T, GatewayError>>,
+) -> Result<T, GatewayError> {
+    let mut deadline = Instant::now() + idle_timeout;
+    let failure = loop {
+        let frame = match ex.reader.next_until(deadline).await {
+            Read::Frame(frame) => frame,
+            Read::Idle => break UpstreamFailure::Idle,
+            Read::End => break UpstreamFailure::StreamCut,
+            Read::Error(failure) => break *failure,
+        };
+        let event = ex.reader.event(&frame);
+        note_event(&event, ex, record);
+        let now = Instant::now();
+        if ex.reader.is_progress(&frame, &event) {
+            deadline = now + idle_timeout;
+        } else if now >= deadline {
+            break UpstreamFailure::Idle;
+        }
+        if let Some(done) = step(&frame, event) {
+            return done;
+        }
+    };
+    Err(failed(failure, ex, record))
 }
 
 /// What an event of the answer says beyond its translation: a failure event is kept in the record (the renderers
@@ -435,29 +441,4 @@ fn failed(failure: UpstreamFailure, ex: &Exchange, record: &mut Recorder) -> Gat
     ex.report_failure(&failure);
     record.upstream_failure(&failure);
     failure.to_error()
-}
-
-/// The idle timeout of a non-streaming read: only progress moves it (see `EventReader::is_progress`).
-struct IdleClock {
-    limit: Duration,
-    deadline: Instant,
-}
-
-impl IdleClock {
-    fn new(limit: Duration) -> IdleClock {
-        IdleClock { limit, deadline: Instant::now() + limit }
-    }
-
-    /// After a frame: progress moves the deadline; anything else is checked against it.
-    fn after(&mut self, progress: bool) -> Result<(), UpstreamFailure> {
-        let now = Instant::now();
-        if progress {
-            self.deadline = now + self.limit;
-            Ok(())
-        } else if now >= self.deadline {
-            Err(UpstreamFailure::Idle)
-        } else {
-            Ok(())
-        }
-    }
 }

@@ -186,11 +186,6 @@ impl Limiter {
         let slot = slots.peek(key)?;
         (slot.until > now).then(|| Wait { retry_after: slot.until - now, locked: self.policy.locks(slot.failures) })
     }
-
-    /// Whether `charge`, a failure, made a lockout begin.
-    pub fn locked_by(&self, charge: &Charge) -> bool {
-        self.policy.lockout_begins(charge.failures)
-    }
 }
 
 /// Every limiter of the sign-in surfaces, and the audit trail's bursts (one instance's).
