@@ -53,6 +53,34 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A change of the users' store (users/manage.rs), off the async workers; the registries (users, keys) follow
+    /// the store before the caller answers (`/admin/users`, the dashboard's Users page).
+    pub async fn change_users<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, crate::users::manage::UserError> + Send + 'static,
+    ) -> Result<T, crate::users::manage::UserError> {
+        let store = self.users.store().clone();
+        let done = crate::users::blocking("store", move || f(&store)).await?;
+        self.users.reload().and_then(|()| self.keys.reload())?;
+        Ok(done)
+    }
+
+    /// Every user, each shown by `show` and then with their failed sign-ins (`manage::with_failures`).
+    pub async fn users_listed(
+        &self,
+        show: impl Fn(&crate::store::users::StoredUser) -> serde_json::Value,
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
+        let store = self.users.store().clone();
+        let read =
+            crate::users::blocking("store", move || anyhow::Ok((store.list_users()?, store.all_sign_in_failures()?)));
+        let (rows, failures) = read.await?;
+        let failures: std::collections::HashMap<String, _> = failures.into_iter().collect();
+        let lockout_after = self.config.dashboard.attempts.lockout_failures;
+        let with_failures =
+            |r| crate::users::manage::with_failures(show(r), failures.get(&r.id).copied(), lockout_after);
+        Ok(rows.iter().map(with_failures).collect())
+    }
+
     /// Open the store, build the HTTP client and load the account pool.
     pub fn new(config: Config) -> anyhow::Result<AppState> {
         AppState::with_sinks(config, Vec::new())

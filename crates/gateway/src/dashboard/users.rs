@@ -13,7 +13,6 @@ use super::audit::noted;
 use super::session::{ApiWrite, PageAccess};
 use super::{Answer, St, json_body, json_error, json_response};
 use crate::auth::now_unix;
-use crate::users::blocking;
 use crate::users::manage::{self, Ended, NewUser, UserError, UserPatch};
 
 fn refused(e: UserError) -> Response {
@@ -28,34 +27,27 @@ fn refused(e: UserError) -> Response {
     }
 }
 
-/// Run the blocking change, then have the registries (users, keys) follow the store before answering.
+/// The change (`AppState::change_users`), or the page's refusal.
 async fn changed<T: Send + 'static>(
     dash: &St,
     f: impl FnOnce(&crate::store::Store) -> Result<T, UserError> + Send + 'static,
 ) -> Result<T, Response> {
-    let store = dash.app.users.store().clone();
-    let done = blocking("store", move || f(&store)).await.map_err(refused)?;
-    dash.app.users.reload().and_then(|()| dash.app.keys.reload()).map_err(|e| refused(UserError::Store(e)))?;
-    Ok(done)
+    dash.app.change_users(f).await.map_err(refused)
 }
 
 /// `GET /dashboard/users`.
 pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess) -> Answer {
-    let store = dash.app.users.store().clone();
-    let read = blocking("store", move || Ok::<_, anyhow::Error>((store.list_users()?, store.all_sign_in_failures()?)));
-    let (rows, failures) = read.await.map_err(|e| refused(UserError::Store(e)))?;
-    let failures: std::collections::HashMap<String, _> = failures.into_iter().collect();
-    let lockout_after = dash.app.config.dashboard.attempts.lockout_failures;
     let now = now_unix();
-    let shown = rows.iter().map(|row| {
-        let mut v = manage::with_failures(manage::summary(row), failures.get(&row.id).copied(), lockout_after);
+    let shown = dash.app.users_listed(|row| {
+        let mut v = manage::summary(row);
         if let Some(b) = dash.app.keys.user_budget(&row.id) {
             let (day, month, _) = b.usage(now);
             v["usage"] = json!({"tokens_today": day, "tokens_this_month": month});
         }
         v
     });
-    let extra = json!({"users": shown.collect::<Vec<_>>(), "default_max_keys": crate::users::DEFAULT_MAX_KEYS});
+    let users = shown.await.map_err(|e| refused(UserError::Store(e)))?;
+    let extra = json!({"users": users, "default_max_keys": crate::users::DEFAULT_MAX_KEYS});
     Ok(super::pages::page(&dash, a, "Users", "users", extra))
 }
 

@@ -20,7 +20,7 @@ use crate::app::AppState;
 use crate::audit::{Actor, Note};
 use crate::auth::now_unix;
 use crate::users::access::Action::*;
-use crate::users::manage::{self, Ended, NewUser, UserError, UserPatch};
+use crate::users::manage::{self, Ended, NewUser, UserPatch};
 use crate::users::table::RouteTable;
 use crate::users::{Principal, SignInRefused, blocking};
 
@@ -38,19 +38,6 @@ pub fn routes() -> RouteTable<Arc<AppState>> {
         .post("/admin/users/{id}/totp", UsersWrite, "user.totp_enrol", enrol_totp)
         .delete("/admin/users/{id}/totp", UsersWrite, "user.totp_remove", drop_totp)
         .post("/admin/users/{id}/unlock", UsersWrite, "user.unlock", unlock)
-}
-
-/// A change of the users' store, off the async workers; the registries follow the store before the answer goes
-/// out.
-async fn changed<T: Send + 'static>(
-    s: &AppState,
-    f: impl FnOnce(&crate::store::Store) -> Result<T, UserError> + Send + 'static,
-) -> Result<T, AdminError> {
-    let store = s.users.store().clone();
-    let done = blocking("store", move || f(&store)).await?;
-    s.users.reload()?;
-    s.keys.reload()?;
-    Ok(done)
 }
 
 #[derive(Deserialize)]
@@ -143,14 +130,7 @@ fn with_usage(s: &AppState, row: &crate::store::users::StoredUser) -> Value {
 
 /// Every user, with their budget's use and failed sign-ins (`sign_in_failures`, `locked_until`).
 async fn list(State(s): State<Arc<AppState>>) -> Result<Json<Value>, AdminError> {
-    let store = s.users.store().clone();
-    let read = blocking("store", move || Ok::<_, anyhow::Error>((store.list_users()?, store.all_sign_in_failures()?)));
-    let (rows, failures) = read.await?;
-    let failures: std::collections::HashMap<String, _> = failures.into_iter().collect();
-    let lockout_after = s.config.dashboard.attempts.lockout_failures;
-    let shown =
-        rows.iter().map(|r| manage::with_failures(with_usage(&s, r), failures.get(&r.id).copied(), lockout_after));
-    Ok(Json(Value::Array(shown.collect())))
+    Ok(Json(Value::Array(s.users_listed(|r| with_usage(&s, r)).await?)))
 }
 
 async fn one(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, AdminError> {
@@ -163,7 +143,7 @@ async fn create(
     State(s): State<Arc<AppState>>,
     AdminJson(new): AdminJson<NewUser>,
 ) -> Result<(StatusCode, Note, Json<Value>), AdminError> {
-    let row = changed(&s, move |store| manage::create(store, new, now_unix())).await?;
+    let row = s.change_users(move |store| manage::create(store, new, now_unix())).await?;
     Ok((StatusCode::CREATED, manage::note(&row, &Ended::default()), Json(manage::summary(&row))))
 }
 
@@ -176,7 +156,7 @@ async fn update(
     AdminJson(patch): AdminJson<UserPatch>,
 ) -> Result<(Note, Json<Value>), AdminError> {
     let action = if patch.sets_budget() { "user.budget" } else { "user.update" };
-    let (row, ended) = changed(&s, move |store| manage::update(store, &id, patch, now_unix())).await?;
+    let (row, ended) = s.change_users(move |store| manage::update(store, &id, patch, now_unix())).await?;
     let mut v = with_ended(&row, &ended);
     if let Some(usage) = with_usage(&s, &row).get("usage") {
         v["usage"] = usage.clone();
@@ -186,7 +166,7 @@ async fn update(
 
 /// Ends the user's sessions and revokes their keys, then removes the user.
 async fn remove(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<(Note, Json<Value>), AdminError> {
-    let (row, ended) = changed(&s, move |store| manage::remove(store, &id, now_unix())).await?;
+    let (row, ended) = s.change_users(move |store| manage::remove(store, &id, now_unix())).await?;
     let mut v = with_ended(&row, &ended);
     v["removed"] = true.into();
     Ok((manage::note(&row, &ended).action("user.remove"), Json(v)))
@@ -204,20 +184,20 @@ async fn password(
     Path(id): Path<String>,
     AdminJson(b): AdminJson<PasswordBody>,
 ) -> Result<(Note, Json<Value>), AdminError> {
-    let (row, ended) = changed(&s, move |store| manage::set_password(store, &id, &b.password)).await?;
+    let (row, ended) = s.change_users(move |store| manage::set_password(store, &id, &b.password)).await?;
     Ok((manage::note(&row, &ended).action("user.password"), Json(with_ended(&row, &ended))))
 }
 
 /// A new TOTP secret: `{"otpauth_uri"}`, shown this once (the secret is in it), for the user's authenticator app.
 async fn enrol_totp(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<(Note, Json<Value>), AdminError> {
-    let (row, uri) = changed(&s, move |store| manage::enrol_totp(store, &id)).await?;
+    let (row, uri) = s.change_users(move |store| manage::enrol_totp(store, &id)).await?;
     let mut v = manage::summary(&row);
     v["otpauth_uri"] = uri.into();
     Ok((manage::note(&row, &Ended::default()).action("user.totp_enrol"), Json(v)))
 }
 
 async fn drop_totp(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<(Note, Json<Value>), AdminError> {
-    let row = changed(&s, move |store| manage::drop_totp(store, &id)).await?;
+    let row = s.change_users(move |store| manage::drop_totp(store, &id)).await?;
     Ok((manage::note(&row, &Ended::default()).action("user.totp_remove"), Json(manage::summary(&row))))
 }
 
@@ -231,7 +211,7 @@ fn with_ended(row: &crate::store::users::StoredUser, ended: &Ended) -> Value {
 /// `POST /admin/users/{id}/unlock`: the user's failed sign-ins are forgotten and a lockout lifted, on every instance
 /// (they are kept in the store: users/limits.rs). `{"user", "was_locked"}`.
 async fn unlock(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, AdminError> {
-    let (row, had) = changed(&s, move |store| manage::unlock(store, &id)).await?;
+    let (row, had) = s.change_users(move |store| manage::unlock(store, &id)).await?;
     let note = Note::target(row.id.clone()).with("name", row.name.clone()).with("had_failures", had);
     Ok((note, Json(json!({"user": manage::summary(&row), "was_locked": had}))).into_response())
 }
