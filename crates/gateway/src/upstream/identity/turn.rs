@@ -307,11 +307,16 @@ fn members_but(m: &Map<String, Value>, skip: &str) -> String {
 
 /// The turn metadata's JSON text: the installation id first, then `members`.
 fn turn_metadata(installation_id: &str, members: &str) -> String {
-    let id = Value::from(installation_id);
-    match members {
-        "" => format!(r#"{{"installation_id":{id}}}"#),
-        members => format!(r#"{{"installation_id":{id},{members}}}"#),
+    let mut out = Vec::with_capacity(members.len() + installation_id.len() + 24);
+    out.extend_from_slice(br#"{"installation_id":"#);
+    // Writing a string into a vector cannot fail.
+    let _ = serde_json::to_writer(&mut out, installation_id);
+    if !members.is_empty() {
+        out.push(b',');
+        out.extend_from_slice(members.as_bytes());
     }
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `text` with every `from` replaced by its `to`, pair after pair.
@@ -359,30 +364,58 @@ pub struct WebsocketTurn<'a> {
 fn written_turn_metadata(i: &TurnInputs<'_>, window: &str, turn_id: &str) -> String {
     let mut context = uuid::Uuid::encode_buffer();
     let context = context_window_id(i.thread_id, &mut context);
-    let mut members: Vec<(&str, Value)> = vec![
-        ("session_id", i.thread_id.into()),
-        ("thread_id", i.thread_id.into()),
-        ("agent_name", "/root".into()),
-        ("turn_id", turn_id.into()),
-        ("window_id", window.into()),
-        ("window_number", 0.into()),
-        ("context_window_id", context.into()),
-        ("request_kind", i.kind.as_str().into()),
-        ("history_initialization", "new".into()),
-        ("root_turn_id", turn_id.into()),
-        ("thread_source", "user".into()),
-        ("sandbox", "seccomp".into()),
-        ("sandbox_mode", "workspace-write".into()),
-        ("auto_review_enabled", false.into()),
-        ("node_repl_auto_review_required", false.into()),
-        ("node_repl_disabled", false.into()),
-        ("turn_started_at_unix_ms", i.now_ms.into()),
-        ("analytics_enabled", true.into()),
-        ("model", i.slug.into()),
+    let members: [(&str, Member<'_>); 19] = [
+        ("session_id", Member::Text(i.thread_id)),
+        ("thread_id", Member::Text(i.thread_id)),
+        ("agent_name", Member::Text("/root")),
+        ("turn_id", Member::Text(turn_id)),
+        ("window_id", Member::Text(window)),
+        ("window_number", Member::Number(0)),
+        ("context_window_id", Member::Text(context)),
+        ("request_kind", Member::Text(i.kind.as_str())),
+        ("history_initialization", Member::Text("new")),
+        ("root_turn_id", Member::Text(turn_id)),
+        ("thread_source", Member::Text("user")),
+        ("sandbox", Member::Text("seccomp")),
+        ("sandbox_mode", Member::Text("workspace-write")),
+        ("auto_review_enabled", Member::Flag(false)),
+        ("node_repl_auto_review_required", Member::Flag(false)),
+        ("node_repl_disabled", Member::Flag(false)),
+        ("turn_started_at_unix_ms", Member::Number(i.now_ms)),
+        ("analytics_enabled", Member::Flag(true)),
+        ("model", Member::Text(i.slug)),
     ];
-    members.extend(i.effort.map(|effort| ("reasoning_effort", effort.into())));
-    let text: Vec<String> = members.iter().map(|(k, v)| format!("{}:{v}", Value::from(*k))).collect();
-    text.join(",")
+    let effort = i.effort.map(|effort| ("reasoning_effort", Member::Text(effort)));
+    // One buffer for the whole text: it is written for every request of a caller that sent no turn metadata.
+    let mut out = Vec::with_capacity(640);
+    for (n, (key, value)) in members.into_iter().chain(effort).enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        value.write(&mut out, key);
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A value of the written turn metadata.
+enum Member<'a> {
+    Text(&'a str),
+    Number(i64),
+    Flag(bool),
+}
+
+impl Member<'_> {
+    /// `"key":value` appended to `out` (strings escaped as JSON).
+    fn write(&self, out: &mut Vec<u8>, key: &str) {
+        // Writing strings, numbers and booleans into a vector cannot fail.
+        let _ = serde_json::to_writer(&mut *out, key);
+        out.push(b':');
+        let _ = match self {
+            Member::Text(text) => serde_json::to_writer(&mut *out, text),
+            Member::Number(n) => serde_json::to_writer(&mut *out, n),
+            Member::Flag(b) => serde_json::to_writer(&mut *out, b),
+        };
+    }
 }
 
 /// The context window's id, stable for the conversation's window 0 (the gateway has no state to number windows).
