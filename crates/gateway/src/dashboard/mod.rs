@@ -202,6 +202,7 @@ fn templates() -> minijinja::Environment<'static> {
         ("overview.html", include_str!("templates/overview.html")),
         ("accounts.html", include_str!("templates/accounts.html")),
         ("setup.html", include_str!("templates/setup.html")),
+        ("cards.html", include_str!("templates/cards.html")),
         ("keys.html", include_str!("templates/keys.html")),
         ("usage.html", include_str!("templates/usage.html")),
         ("requests.html", include_str!("templates/requests.html")),

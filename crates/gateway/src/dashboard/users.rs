@@ -37,16 +37,7 @@ async fn changed<T: Send + 'static>(
 
 /// `GET /dashboard/users`.
 pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess) -> Answer {
-    let now = now_unix();
-    let shown = dash.app.users_listed(|row| {
-        let mut v = manage::summary(row);
-        if let Some(b) = dash.app.keys.user_budget(&row.id) {
-            let (day, month, _) = b.usage(now);
-            v["usage"] = json!({"tokens_today": day, "tokens_this_month": month});
-        }
-        v
-    });
-    let users = shown.await.map_err(|e| refused(UserError::Store(e)))?;
+    let users = dash.app.users_listed().await.map_err(|e| refused(UserError::Store(e)))?;
     let extra = json!({"users": users, "default_max_keys": crate::users::DEFAULT_MAX_KEYS});
     Ok(super::pages::page(&dash, a, "Users", "users", extra))
 }

@@ -15,7 +15,7 @@ pub mod turn;
 // What goes upstream in the body (its member order, the Responses Lite shape) is `dialects::upstream_request`'s.
 pub use dialects::upstream_request::lite;
 pub use dialects::upstream_request::order::official_order;
-pub use turn::{RequestKind, Turn, TurnInputs, WebsocketTurn};
+pub use turn::{RequestKind, Turn, TurnInputs, WebsocketTurn, official};
 
 // The configured identity is resolved (and checked) with the file: config/client.rs.
 pub use crate::config::client::{CODEX_CLIENT_VERSION, ClientIdentity, ORIGINATOR};
