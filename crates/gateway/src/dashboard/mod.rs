@@ -264,6 +264,12 @@ pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Resp
     json_response(status, json!({"error": message.into()}))
 }
 
+/// A failure of the gateway's own (the store, a reload): its cause logged under `what`, the page told `message`.
+pub(crate) fn failed(what: &str, e: impl std::fmt::Display, message: &'static str) -> Response {
+    tracing::error!("dashboard {what}: {e:#}");
+    json_error(StatusCode::INTERNAL_SERVER_ERROR, message)
+}
+
 /// A handler's answer, its refusals returned early with `?`.
 pub(crate) type Answer = Result<Response, Response>;
 
