@@ -94,6 +94,23 @@ pub fn save(pool: &Pool, from: &str, rows: &[StoredAccount]) -> anyhow::Result<N
     Ok(Note::target(ids.join(",")).with("from", from).with("accounts", accounts_detail(rows)))
 }
 
+/// A login committed to the store (`save_login`).
+#[derive(Debug)]
+pub struct SavedLogin {
+    pub account: StoredAccount,
+    /// The store already held this identity (a re-login): its tokens were replaced.
+    pub replaced: bool,
+}
+
+/// Commit a fresh login (a flow of `auth/login/`); a re-login replaces its tokens and keeps its label unless a
+/// new one is given.
+pub fn save_login(store: &Store, tokens: Tokens, label: Option<String>) -> anyhow::Result<SavedLogin> {
+    let account = stored_from_tokens(tokens, label);
+    let replaced = store.get_account(&account.id)?.is_some();
+    store.upsert_account(&account)?;
+    Ok(SavedLogin { account, replaced })
+}
+
 /// The accounts an import wrote: id, kind, email and label of each (their tokens and keys stay out).
 pub fn accounts_detail(rows: &[StoredAccount]) -> Value {
     let one = |r: &StoredAccount| serde_json::json!({"id": r.id, "kind": r.kind.as_str(), "email": r.email, "label": r.label, "base_url": r.base_url.as_deref().map(redact_url)});

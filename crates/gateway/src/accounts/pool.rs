@@ -18,9 +18,9 @@ use tracing::{info, warn};
 
 use super::{Account, Source};
 use crate::auth::codex_file::{self, FileCredentials};
+use crate::auth::side::{SideCall, SideCredentials, side_headers};
 use crate::config::{Config, Strategy};
 use crate::store::{AccountKind, AccountStatus, Store, StoredAccount};
-use crate::upstream::identity::side::{SideCall, SideCredentials, side_headers};
 
 pub struct Pool {
     pub(super) accounts: ArcSwap<Vec<Arc<Account>>>,
@@ -291,7 +291,7 @@ impl Pool {
 }
 
 /// A side call (the catalog, `wham/*`) through the account's own connection (its proxy, if any), with the
-/// official client's headers for that call (`upstream::identity::side`).
+/// official client's headers for that call (`auth::side`).
 pub(super) fn side_request(
     account: &Account,
     client: &crate::upstream::identity::ClientIdentity,

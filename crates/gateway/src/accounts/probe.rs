@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::pool::side_request;
 use super::{Account, Pool, RefreshBudget};
+use crate::auth::side::SideCall;
 use crate::store::AccountKind;
-use crate::upstream::identity::side::SideCall;
 
 impl Pool {
     /// Reachability and latency of the upstream through this account's connection (its proxy, if any): the

@@ -12,9 +12,9 @@ use tracing::warn;
 use super::pool::side_request;
 use super::{Account, AccountCatalog, Pool, RefreshBudget, quota};
 use crate::auth::now_unix;
+use crate::auth::side::{self, SideCall};
 use crate::catalog::entry::ModelsAnswer;
 use crate::store::AccountKind;
-use crate::upstream::identity::side::{self, SideCall};
 
 /// How long a fetched model catalog is trusted.
 const CATALOG_TTL: Duration = Duration::from_secs(600);

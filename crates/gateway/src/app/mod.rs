@@ -19,6 +19,7 @@ use crate::record::{RecordSink, Sinks, access_log::AccessLog};
 use crate::store::Store;
 use crate::stored_responses::{Bounds, StoredResponses};
 use crate::upstream::{Upstream, build_http_client};
+use crate::users::manage::with_failures;
 
 mod drain;
 pub mod reload;
@@ -65,20 +66,17 @@ impl AppState {
         Ok(done)
     }
 
-    /// Every user, each shown by `show` and then with their failed sign-ins (`manage::with_failures`).
-    pub async fn users_listed(
-        &self,
-        show: impl Fn(&crate::store::users::StoredUser) -> serde_json::Value,
-    ) -> anyhow::Result<Vec<serde_json::Value>> {
+    /// Every user, each with their budget's use (`Keys::user_with_usage`) and failed sign-ins
+    /// (`manage::with_failures`).
+    pub async fn users_listed(&self) -> anyhow::Result<Vec<serde_json::Value>> {
         let store = self.users.store().clone();
         let read =
             crate::users::blocking("store", move || anyhow::Ok((store.list_users()?, store.all_sign_in_failures()?)));
         let (rows, failures) = read.await?;
         let failures: std::collections::HashMap<String, _> = failures.into_iter().collect();
         let lockout_after = self.config.dashboard.attempts.lockout_failures;
-        let with_failures =
-            |r| crate::users::manage::with_failures(show(r), failures.get(&r.id).copied(), lockout_after);
-        Ok(rows.iter().map(with_failures).collect())
+        let shown = |r| with_failures(self.keys.user_with_usage(r), failures.get(&r.id).copied(), lockout_after);
+        Ok(rows.iter().map(shown).collect())
     }
 
     /// Open the store, build the HTTP client and load the account pool.

@@ -4,6 +4,7 @@ pub mod codex_file;
 pub mod jwt;
 pub mod login;
 pub mod refresh;
+pub mod side;
 
 pub use crate::store::{Tokens, redact};
 

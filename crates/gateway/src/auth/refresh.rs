@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::side;
 use super::{CLIENT_ID, Tokens, jwt, now_unix, oauth_error_code as error_code};
-use crate::upstream::identity::ClientIdentity;
-use crate::upstream::identity::side;
+use crate::config::client::ClientIdentity;
 
 /// Why a refresh failed.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -5,11 +5,12 @@
 use serde_json::json;
 
 use super::destination::Live;
+use crate::accounts::manage::save_login;
 use crate::accounts::stored_from_tokens;
 use crate::auth::Tokens;
 use crate::auth::codex_file::format_rfc3339;
 use crate::auth::login::{
-    LoginMode, LoginOptions, Prompt, browser_available, browser_login, device_login, paste_login, save,
+    LoginMode, LoginOptions, Prompt, browser_available, browser_login, device_login, paste_login,
 };
 use crate::config::{Config, ProcessEnv};
 
@@ -35,7 +36,7 @@ pub(crate) async fn run(config: &Config, mode: LoginMode, label: Option<String>)
         None => {
             let (id, email, label_) = (account.id.clone(), account.email.clone(), label.clone());
             let saved = tokio::task::spawn_blocking(move || {
-                let saved = save(&store, tokens, label);
+                let saved = save_login(&store, tokens, label);
                 let note = crate::audit::Note::default().with("email", email).with("label", label_);
                 super::destination::audit(&store, "account.login", Some(&id), &saved, note);
                 saved
@@ -61,7 +62,7 @@ pub(crate) async fn run(config: &Config, mode: LoginMode, label: Option<String>)
 }
 
 /// Give the login to the running gateway as a Codex auth.json (`POST /admin/accounts`, the import path: the
-/// same row as [`save`] makes, a re-login keeping its label); says whether the identity was known.
+/// same row as [`save_login`] makes, a re-login keeping its label); says whether the identity was known.
 async fn hand_over(live: &Live, id: &str, tokens: &Tokens, label: Option<String>) -> anyhow::Result<bool> {
     let known = live.call(reqwest::Method::GET, &format!("/admin/accounts/{id}"), None).await.is_ok();
     let auth_json = json!({

@@ -9,6 +9,11 @@ use crate::catalog::entry::ClientVersion;
 pub const CODEX_CLIENT_VERSION: &str = "0.169.0";
 /// The `originator` of the official CLI, first word of its User-Agent.
 pub const ORIGINATOR: &str = "codex_cli_rs";
+/// The first official client that asks for compressed answers on every HTTP call, its Responses requests and the
+/// calls beside them (`accept-encoding: zstd,gzip`, after the other headers; docs/protocol.md "Identity").
+pub const ASKS_COMPRESSED: ClientVersion = ClientVersion { major: 0, minor: 171, patch: 0 };
+/// What those clients accept.
+pub const ACCEPTED_CODINGS: &str = "zstd,gzip";
 
 /// The configured client identity.
 #[derive(Debug, Clone, PartialEq)]

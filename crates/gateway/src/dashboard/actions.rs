@@ -28,8 +28,7 @@ struct ActBody {
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!("dashboard action: {e:#}");
-    json_error(StatusCode::INTERNAL_SERVER_ERROR, "The gateway could not do that; its log says why.")
+    super::failed("action", e, "The gateway could not do that; its log says why.")
 }
 
 /// `POST /dashboard/api/accounts/{id}/{action}`.

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::access::Own;
 use super::audit::noted;
 use super::session::{ApiWrite, PageAccess};
-use super::{Answer, St, json_body, json_error, json_response};
+use super::{Answer, St, failed, json_body, json_error, json_response};
 use crate::auth::now_unix;
 use crate::keys::manage::{self, KeyPatch, KeySpec, ManageError};
 use crate::keys::stored_with_usage;
@@ -24,20 +24,14 @@ fn refused(e: ManageError) -> Response {
         ManageError::NotFound(id) => json_error(StatusCode::NOT_FOUND, format!("No client key `{id}`.")),
         e @ ManageError::NameTaken { .. } => json_error(StatusCode::CONFLICT, format!("{e}.")),
         e @ ManageError::TooManyKeys { .. } => json_error(StatusCode::FORBIDDEN, format!("{e}.")),
-        ManageError::Store(e) => {
-            tracing::error!("dashboard keys: {e:#}");
-            json_error(StatusCode::INTERNAL_SERVER_ERROR, "The key store failed; the gateway's log says why.")
-        }
+        ManageError::Store(e) => failed("keys", e, "The key store failed; the gateway's log says why."),
     }
 }
 
 /// The key after a change, noted for the audit trail; the registry follows the store before the answer goes out
 /// (a revoke applies to the next request).
 fn changed(dash: &St, status: StatusCode, row: &StoredKey, secret: Option<String>) -> Answer {
-    dash.app.keys.reload().map_err(|e| {
-        tracing::error!("dashboard keys: reload: {e:#}");
-        json_error(StatusCode::INTERNAL_SERVER_ERROR, "The key registry could not be reloaded.")
-    })?;
+    dash.app.keys.reload().map_err(|e| failed("keys: reload", e, "The key registry could not be reloaded."))?;
     let mut v = stored_with_usage(Some(&dash.app.keys), row);
     if let Some(secret) = secret {
         v["secret"] = secret.into();

@@ -16,10 +16,11 @@ use serde_json::json;
 
 use super::session::{ApiRead, ApiWrite};
 use super::{Answer, St, json_error, json_response};
+use crate::accounts::manage::save_login;
 use crate::auth::Tokens;
 use crate::auth::login::{
     DEFAULT_CALLBACK_PORTS, LoginError, LoginOptions, Pkce, Prompt, authorize_url, browser_login,
-    callback_redirect_uri, code_from_paste, device_login, exchange_code, random_state, save,
+    callback_redirect_uri, code_from_paste, device_login, exchange_code, random_state,
 };
 
 /// Jobs kept at once (finished ones are dropped after [`KEEP`]).
@@ -137,9 +138,9 @@ pub(crate) async fn start(
 /// Save the login's tokens and add the account to the pool, or note why it failed.
 fn finish(dash: &St, id: &str, result: Result<Tokens, LoginError>, actor: crate::audit::Actor) {
     let label = dash.logins.0.lock().get(id).and_then(|j| j.label.clone());
+    let pool = &dash.app.pool;
     let state = match result {
-        Ok(tokens) => match save(dash.app.pool.store(), tokens, label).and_then(|s| dash.app.pool.reload().map(|()| s))
-        {
+        Ok(tokens) => match save_login(pool.store(), tokens, label).and_then(|s| pool.reload().map(|()| s)) {
             Ok(saved) => {
                 let a = &saved.account;
                 super::audit::login_finished(dash, actor, Ok(a));

@@ -202,6 +202,7 @@ fn templates() -> minijinja::Environment<'static> {
         ("overview.html", include_str!("templates/overview.html")),
         ("accounts.html", include_str!("templates/accounts.html")),
         ("setup.html", include_str!("templates/setup.html")),
+        ("cards.html", include_str!("templates/cards.html")),
         ("keys.html", include_str!("templates/keys.html")),
         ("usage.html", include_str!("templates/usage.html")),
         ("requests.html", include_str!("templates/requests.html")),
@@ -261,6 +262,12 @@ pub(crate) fn json_response(status: StatusCode, v: Value) -> Response {
 /// An error for the page's script to show in place: `{"error": message}`.
 pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
     json_response(status, json!({"error": message.into()}))
+}
+
+/// A failure of the gateway's own (the store, a reload): its cause logged under `what`, the page told `message`.
+pub(crate) fn failed(what: &str, e: impl std::fmt::Display, message: &'static str) -> Response {
+    tracing::error!("dashboard {what}: {e:#}");
+    json_error(StatusCode::INTERNAL_SERVER_ERROR, message)
 }
 
 /// A handler's answer, its refusals returned early with `?`.

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::audit::noted;
 use super::session::{ApiWrite, PageAccess};
-use super::{Answer, St, json_body, json_error, json_response};
+use super::{Answer, St, failed, json_body, json_error, json_response};
 use crate::auth::now_unix;
 use crate::users::manage::{self, Ended, NewUser, UserError, UserPatch};
 
@@ -20,10 +20,7 @@ fn refused(e: UserError) -> Response {
         UserError::NotFound(id) => json_error(StatusCode::NOT_FOUND, format!("No user `{id}`.")),
         e @ UserError::NameTaken(_) => json_error(StatusCode::CONFLICT, format!("{e}.")),
         e @ (UserError::Invalid(_) | UserError::Password(_)) => json_error(StatusCode::BAD_REQUEST, format!("{e}.")),
-        UserError::Store(e) => {
-            tracing::error!("dashboard users: {e:#}");
-            json_error(StatusCode::INTERNAL_SERVER_ERROR, "The store failed; the gateway's log says why.")
-        }
+        UserError::Store(e) => failed("users", e, "The store failed; the gateway's log says why."),
     }
 }
 
@@ -37,16 +34,7 @@ async fn changed<T: Send + 'static>(
 
 /// `GET /dashboard/users`.
 pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess) -> Answer {
-    let now = now_unix();
-    let shown = dash.app.users_listed(|row| {
-        let mut v = manage::summary(row);
-        if let Some(b) = dash.app.keys.user_budget(&row.id) {
-            let (day, month, _) = b.usage(now);
-            v["usage"] = json!({"tokens_today": day, "tokens_this_month": month});
-        }
-        v
-    });
-    let users = shown.await.map_err(|e| refused(UserError::Store(e)))?;
+    let users = dash.app.users_listed().await.map_err(|e| refused(UserError::Store(e)))?;
     let extra = json!({"users": users, "default_max_keys": crate::users::DEFAULT_MAX_KEYS});
     Ok(super::pages::page(&dash, a, "Users", "users", extra))
 }

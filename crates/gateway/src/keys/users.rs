@@ -54,6 +54,17 @@ impl Keys {
         self.snapshot.load().users.get(id).cloned()
     }
 
+    /// A user as `/admin/users` and the Users page show one (`users::manage::summary`), with their budget's use on
+    /// this instance's counters (raised to the team's spend once a second on a team store: team.rs).
+    pub fn user_with_usage(&self, row: &StoredUser) -> serde_json::Value {
+        let mut v = crate::users::manage::summary(row);
+        if let Some(b) = self.user_budget(&row.id) {
+            let (day, month, in_flight) = b.usage(now_unix());
+            v["usage"] = serde_json::json!({"tokens_today": day, "tokens_this_month": month, "in_flight": in_flight});
+        }
+        v
+    }
+
     /// Add a finished request's tokens to its user's budget.
     pub(super) fn charge_user(&self, user_id: &str, tokens: u64) {
         if let Some(u) = self.user_budget(user_id) {

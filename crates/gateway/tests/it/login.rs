@@ -154,8 +154,12 @@ async fn browser_login_end_to_end_then_the_stored_account_serves_a_request() {
     // Into the store, and back out after reopening it.
     let dir = temp_dir();
     let db = dir.join("data/gateway.db");
-    let saved = login::save(&Store::open(&db).unwrap_or_else(|e| panic!("{e}")), tokens.clone(), Some("work".into()))
-        .unwrap_or_else(|e| panic!("save: {e:#}"));
+    let saved = codex_gateway::accounts::manage::save_login(
+        &Store::open(&db).unwrap_or_else(|e| panic!("{e}")),
+        tokens.clone(),
+        Some("work".into()),
+    )
+    .unwrap_or_else(|e| panic!("save: {e:#}"));
     assert!(!saved.replaced);
     let store = Store::open(&db).unwrap_or_else(|e| panic!("{e}"));
     let back = store.get_account(&saved.account.id).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("gone"));
@@ -166,7 +170,8 @@ async fn browser_login_end_to_end_then_the_stored_account_serves_a_request() {
     assert!(back.email.is_some());
     assert_eq!(back.status, AccountStatus::Active);
     // A re-login of the same identity replaces the tokens and keeps the label.
-    let again = login::save(&store, tokens.clone(), None).unwrap_or_else(|e| panic!("{e:#}"));
+    let again =
+        codex_gateway::accounts::manage::save_login(&store, tokens.clone(), None).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(again.replaced);
     let back = store.get_account(&saved.account.id).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("gone"));
     assert_eq!(back.label.as_deref(), Some("work"));

@@ -4,10 +4,6 @@
 
 use std::time::Duration;
 
-use super::Tokens;
-use crate::accounts::stored_from_tokens;
-use crate::store::{Store, StoredAccount};
-
 mod browser;
 mod device;
 mod oauth;
@@ -140,22 +136,6 @@ fn human(d: Duration) -> String {
         s if s % 60 == 0 && s >= 60 => format!("{} minute{}", s / 60, if s == 60 { "" } else { "s" }),
         s => format!("{s} second{}", if s == 1 { "" } else { "s" }),
     }
-}
-
-/// A login committed to the store.
-#[derive(Debug)]
-pub struct Saved {
-    pub account: StoredAccount,
-    /// The store already held this identity (a re-login): its tokens were replaced.
-    pub replaced: bool,
-}
-
-/// Commit a fresh login; a re-login replaces its tokens and keeps its label unless a new one is given.
-pub fn save(store: &Store, tokens: Tokens, label: Option<String>) -> anyhow::Result<Saved> {
-    let account = stored_from_tokens(tokens, label);
-    let replaced = store.get_account(&account.id)?.is_some();
-    store.upsert_account(&account)?;
-    Ok(Saved { account, replaced })
 }
 
 #[cfg(test)]

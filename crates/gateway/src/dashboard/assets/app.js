@@ -32,6 +32,35 @@
     if (kind) el.classList.add(kind);
   }
 
+  // A form's fields (data-key) as the JSON the Keys and Users calls take: a checkbox's state, a data-bool's "true",
+  // a number, or an empty number left out (null where data-nullable: a budget's empty field removes that limit).
+  function read(form) {
+    const v = {};
+    for (const el of $$("[data-key]", form)) {
+      const k = el.dataset.key;
+      if (el.dataset.bool !== undefined) v[k] = el.value === "true";
+      else if (el.type === "checkbox") v[k] = el.checked;
+      else if (el.type !== "number") v[k] = el.value;
+      else if (el.value.trim() !== "") v[k] = Number(el.value);
+      else if (el.dataset.nullable !== undefined) v[k] = null;
+    }
+    return v;
+  }
+
+  // Copy the text of `code` (the clipboard, else it is selected for Ctrl+C), saying which in `out`.
+  async function copy(code, out) {
+    try {
+      await navigator.clipboard.writeText(code.textContent);
+      show(out, "Copied.", "good");
+    } catch {
+      const range = document.createRange();
+      range.selectNodeContents(code);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      show(out, "Selected: press Ctrl+C to copy.");
+    }
+  }
+
   // Times: "in 2 h 5 min" for resets, "3 min ago" for last use; refreshed every second.
   function span(secs) {
     const s = Math.abs(Math.round(secs));
@@ -330,18 +359,7 @@
     const model = root.dataset.model;
     for (const card of $$("section.client")) {
       const out = $(".result", card);
-      $("button[data-copy]", card).addEventListener("click", async () => {
-        try {
-          await navigator.clipboard.writeText($("code", card).textContent);
-          show(out, "Copied.", "good");
-        } catch {
-          const range = document.createRange();
-          range.selectNodeContents($("code", card));
-          getSelection().removeAllRanges();
-          getSelection().addRange(range);
-          show(out, "Selected: press Ctrl+C to copy.");
-        }
-      });
+      $("button[data-copy]", card).addEventListener("click", () => copy($("code", card), out));
       $("button[data-test]", card).addEventListener("click", async (ev) => {
         const btn = ev.currentTarget;
         btn.disabled = true;
@@ -477,16 +495,6 @@
 
   // Keys: create (the secret shown once), edit, revoke.
   function keys() {
-    const read = (form) => {
-      const v = {};
-      for (const el of $$("[data-key]", form)) {
-        const k = el.dataset.key;
-        if (el.type === "number") v[k] = el.value.trim() === "" ? null : Number(el.value);
-        else if (el.type === "checkbox") v[k] = el.checked;
-        else v[k] = el.value;
-      }
-      return v;
-    };
     const create = $("#create-key");
     create?.addEventListener("submit", async (e) => {
       e.preventDefault();
@@ -506,19 +514,7 @@
         show(err, x.message, "bad");
       }
     });
-    $("#copy-secret")?.addEventListener("click", async () => {
-      const out = $("#secret-box .result");
-      try {
-        await navigator.clipboard.writeText($("#new-secret").textContent);
-        show(out, "Copied.", "good");
-      } catch {
-        const range = document.createRange();
-        range.selectNodeContents($("#new-secret"));
-        getSelection().removeAllRanges();
-        getSelection().addRange(range);
-        show(out, "Selected: press Ctrl+C to copy.");
-      }
-    });
+    $("#copy-secret")?.addEventListener("click", () => copy($("#new-secret"), $("#secret-box .result")));
     $("#secret-done")?.addEventListener("click", () => {
       $("#new-secret").textContent = "";
       location.reload();
@@ -555,19 +551,8 @@
         e.preventDefault();
         if (form.dataset.confirm && !confirm(form.dataset.confirm)) return;
         const out = $(".result", card);
-        const body = {};
-        for (const el of $$("[data-key]", form)) {
-          const k = el.dataset.key;
-          if (el.dataset.bool !== undefined) body[k] = el.value === "true";
-          else if (el.type === "number") {
-            // A budget's empty field removes that limit (null); other empty numbers are left out.
-            if (el.value.trim() !== "") body[k] = Number(el.value);
-            else if (el.dataset.nullable !== undefined) body[k] = null;
-          }
-          else body[k] = el.value;
-        }
         try {
-          const r = await call("POST", form.dataset.api, body);
+          const r = await call("POST", form.dataset.api, read(form));
           if (r && r.otpauth_uri) {
             $(".otp-uri", card).textContent = r.otpauth_uri;
             $(".otp", card).hidden = false;

@@ -17,7 +17,7 @@ use crate::app::{AppState, request_id};
 use crate::catalog::TurnFacts;
 use crate::keys::ClientKey;
 use crate::record::Recorder;
-use crate::upstream::identity::{self, Turn};
+use crate::upstream::identity::{self, Turn, official};
 use crate::upstream::{CallContext, Chaining};
 
 pub use dialects::upstream_request::{account_thread_id, thread_id_for};
@@ -107,11 +107,6 @@ async fn check_model(state: &AppState, req: &mut UpstreamRequest) -> Result<(), 
         checked = state.catalog.check(&req.model.slug).await;
     }
     checked.map_err(StartError::UnknownModel)
-}
-
-/// The caller is itself the official client.
-fn official(headers: &HeaderMap) -> bool {
-    headers.get("originator").and_then(|v| v.to_str().ok()).is_some_and(|o| o.starts_with("codex_"))
 }
 
 /// What the upstream headers need (the body's chain and tail are added once it is written): the turn's identity

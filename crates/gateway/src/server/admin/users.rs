@@ -117,25 +117,14 @@ async fn me(asking: Asking) -> Json<Value> {
     }))
 }
 
-/// A user as the API shows one, with their budget's use on this instance's counters (keys/users.rs: raised to the
-/// team's spend once a second on a team store).
-fn with_usage(s: &AppState, row: &crate::store::users::StoredUser) -> Value {
-    let mut v = manage::summary(row);
-    if let Some(b) = s.keys.user_budget(&row.id) {
-        let (day, month, in_flight) = b.usage(now_unix());
-        v["usage"] = json!({"tokens_today": day, "tokens_this_month": month, "in_flight": in_flight});
-    }
-    v
-}
-
 /// Every user, with their budget's use and failed sign-ins (`sign_in_failures`, `locked_until`).
 async fn list(State(s): State<Arc<AppState>>) -> Result<Json<Value>, AdminError> {
-    Ok(Json(Value::Array(s.users_listed(|r| with_usage(&s, r)).await?)))
+    Ok(Json(Value::Array(s.users_listed().await?)))
 }
 
 async fn one(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, AdminError> {
     let store = s.users.store().clone();
-    Ok(Json(with_usage(&s, &blocking("store", move || manage::find(&store, &id)).await?)))
+    Ok(Json(s.keys.user_with_usage(&blocking("store", move || manage::find(&store, &id)).await?)))
 }
 
 /// Body `{"name", "role", "password"?, "max_keys"?}`: 201 with the user.
@@ -158,7 +147,7 @@ async fn update(
     let action = if patch.sets_budget() { "user.budget" } else { "user.update" };
     let (row, ended) = s.change_users(move |store| manage::update(store, &id, patch, now_unix())).await?;
     let mut v = with_ended(&row, &ended);
-    if let Some(usage) = with_usage(&s, &row).get("usage") {
+    if let Some(usage) = s.keys.user_with_usage(&row).get("usage") {
         v["usage"] = usage.clone();
     }
     Ok((manage::note(&row, &ended).action(action), Json(v)))

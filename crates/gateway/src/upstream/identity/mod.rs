@@ -9,27 +9,20 @@
 //! `relay/exchange/prepare.rs` decides the version per request, `catalog/entry.rs` owns [`ClientVersion`].
 
 pub mod efforts;
-pub mod side;
 pub mod turn;
 
 // What goes upstream in the body (its member order, the Responses Lite shape) is `dialects::upstream_request`'s.
 pub use dialects::upstream_request::lite;
 pub use dialects::upstream_request::order::official_order;
-pub use turn::{RequestKind, Turn, TurnInputs, WebsocketTurn};
+pub use turn::{RequestKind, Turn, TurnInputs, WebsocketTurn, official};
 
 // The configured identity is resolved (and checked) with the file: config/client.rs.
-pub use crate::config::client::{CODEX_CLIENT_VERSION, ClientIdentity, ORIGINATOR};
+pub use crate::config::client::{ACCEPTED_CODINGS, ASKS_COMPRESSED, CODEX_CLIENT_VERSION, ClientIdentity, ORIGINATOR};
 
 use axum::http::header::USER_AGENT;
 use axum::http::{HeaderMap, HeaderName};
 
 use crate::catalog::entry::ClientVersion;
-
-/// The first official client that asks for compressed answers on every HTTP call, its Responses requests and the
-/// calls beside them (`accept-encoding: zstd,gzip`, after the other headers; docs/protocol.md "Identity").
-pub const ASKS_COMPRESSED: ClientVersion = ClientVersion { major: 0, minor: 171, patch: 0 };
-/// What those clients accept.
-pub const ACCEPTED_CODINGS: &str = "zstd,gzip";
 
 /// An official caller's User-Agent presenting `version` instead of its own (every mention of its own version,
 /// `codex_exec/0.160.0 (...) unknown (codex_exec; 0.160.0)`, is replaced).

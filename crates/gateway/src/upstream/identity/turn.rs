@@ -127,8 +127,7 @@ pub struct TurnInputs<'a> {
 impl Turn {
     pub fn new(mut i: TurnInputs<'_>) -> Turn {
         let turn_id = uuid::Uuid::now_v7();
-        let official =
-            i.headers.get(&ORIGINATOR).and_then(|v| v.to_str().ok()).is_some_and(|o| o.starts_with("codex_"));
+        let official = official(i.headers);
         let mut id = uuid::Uuid::encode_buffer();
         let id = turn_id.hyphenated().encode_lower(&mut id);
         let header = |name: &HeaderName| i.headers.get(name).cloned();
@@ -296,6 +295,12 @@ impl Turn {
         self.write_client_metadata(&mut out, installation_id, websocket);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// The caller is itself the official client: its `originator` is one of the official client's (`codex_cli_rs`,
+/// `codex_exec`, ...).
+pub fn official(headers: &HeaderMap) -> bool {
+    headers.get(&ORIGINATOR).and_then(|v| v.to_str().ok()).is_some_and(|o| o.starts_with("codex_"))
 }
 
 /// A JSON object's members but `skip`, in their order, as JSON text without the braces (`"a":1,"b":2`): the turn

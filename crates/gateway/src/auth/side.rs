@@ -11,7 +11,7 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
-use super::{ACCEPTED_CODINGS, ASKS_COMPRESSED, ClientIdentity, ORIGINATOR};
+use crate::config::client::{ACCEPTED_CODINGS, ASKS_COMPRESSED, ClientIdentity, ORIGINATOR};
 
 /// Which side call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,8 +83,8 @@ pub async fn answer(resp: Response) -> Result<(StatusCode, Bytes), AnswerError> 
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.bytes().await.map_err(|e| AnswerError::Transport(e.without_url()))?;
-    let body = crate::upstream::transport::decode::decode_whole(&headers, body, MOST_DECODED)
-        .map_err(AnswerError::Undecodable)?;
+    let body =
+        upstream_transport::decode::decode_whole(&headers, body, MOST_DECODED).map_err(AnswerError::Undecodable)?;
     Ok((status, body))
 }
 
