@@ -58,6 +58,37 @@ impl Direct {
     }
 }
 
+/// A reqwest client: pooled connections, HTTP/2 where offered (or by prior knowledge with `h2c`), rustls with the
+/// roots of [`crate::tls::client_config`], and `proxy` when given. `honor_no_proxy`: the global proxy from the
+/// environment skips the hosts `NO_PROXY` names; an account's own proxy carries all of its traffic.
+pub fn reqwest_client(
+    ca_bundle: Option<&std::path::Path>,
+    proxy: Option<&str>,
+    honor_no_proxy: bool,
+    h2c: bool,
+) -> anyhow::Result<reqwest::Client> {
+    use anyhow::Context;
+    let mut tls = crate::tls::client_config(ca_bundle)?;
+    // What reqwest offers by itself when it builds its own TLS configuration.
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut b = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .tcp_nodelay(true)
+        .no_proxy();
+    if h2c {
+        b = b.http2_prior_knowledge();
+    }
+    if let Some(p) = proxy {
+        let proxy = reqwest::Proxy::all(p).with_context(|| "invalid proxy URL (HTTPS_PROXY / ALL_PROXY / proxy)")?;
+        let proxy = if honor_no_proxy { proxy.no_proxy(reqwest::NoProxy::from_env()) } else { proxy };
+        b = b.proxy(proxy);
+    }
+    b.build().context("cannot build the HTTP client")
+}
+
 /// POST through reqwest (a proxied account's client).
 pub async fn post_via_reqwest(
     client: &reqwest::Client,

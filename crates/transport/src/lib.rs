@@ -28,6 +28,8 @@ pub mod ws_handshake;
 pub mod ws_pool;
 
 pub use body::{Body, BodyStream, Plain, UpstreamResponse};
-pub use direct::{CONNECT_TIMEOUT, Direct, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, post_via_reqwest};
+pub use direct::{
+    CONNECT_TIMEOUT, Direct, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, post_via_reqwest, reqwest_client,
+};
 pub use error::{TransportError, TransportKind, with_causes};
 pub use http2::resets_sent as http2_resets_sent;

@@ -56,7 +56,7 @@ pub async fn resolve(
     label: Option<String>,
     http: &reqwest::Client,
     issuer: &str,
-    client: &crate::upstream::identity::ClientIdentity,
+    client: &crate::config::client::ClientIdentity,
 ) -> anyhow::Result<Vec<StoredAccount>> {
     let label = checked_label(label.as_deref())?;
     Ok(match source {

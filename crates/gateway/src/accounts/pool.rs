@@ -92,7 +92,14 @@ impl Pool {
 
     fn build(&self, stored: StoredAccount, source: Source) -> Arc<Account> {
         let http = match &stored.proxy {
-            Some(p) => crate::upstream::build_http_client_with_proxy(&self.config, Some(p)).unwrap_or_else(|e| {
+            Some(p) => upstream_transport::reqwest_client(
+                self.config.ca_bundle.as_deref(),
+                Some(p),
+                // An account's own proxy carries all of its traffic: `NO_PROXY` applies to the global one only.
+                false,
+                self.config.upstream_h2c,
+            )
+            .unwrap_or_else(|e| {
                 warn!(account = %stored.id, "invalid proxy, using the global client: {e:#}");
                 self.base_http.clone()
             }),
@@ -294,7 +301,7 @@ impl Pool {
 /// official client's headers for that call (`auth::side`).
 pub(super) fn side_request(
     account: &Account,
-    client: &crate::upstream::identity::ClientIdentity,
+    client: &crate::config::client::ClientIdentity,
     call: SideCall,
     url: &str,
     token: &str,

@@ -42,7 +42,7 @@ impl Pool {
             }),
             // With its causes: "error sending request" alone does not say that the proxy refused the connection.
             Err(e) => {
-                serde_json::json!({"id": account.id, "ok": false, "error": crate::upstream::with_causes(&e.without_url()),
+                serde_json::json!({"id": account.id, "ok": false, "error": upstream_transport::with_causes(&e.without_url()),
                 "latency_ms": started.elapsed().as_millis() as u64})
             }
         }

@@ -384,7 +384,7 @@ impl Pool {
                 | RefreshError::Undecodable(_)),
             ) => {
                 // The failure and its causes (a refused connection, the parser's complaint), in one line.
-                let e = crate::upstream::with_causes(&e);
+                let e = upstream_transport::with_causes(&e);
                 warn!(account = %account.id, error = %e, "token refresh failed; the login is kept");
                 Err(GatewayError::new(
                     ErrorKind::UpstreamUnavailable,

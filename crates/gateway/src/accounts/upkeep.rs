@@ -107,7 +107,7 @@ impl Pool {
             Ok(r) if r.status().is_success() => match side::answer(r).await {
                 Ok((_, body)) => serde_json::from_slice::<Value>(&body).ok(),
                 Err(e) => {
-                    warn!(account = %account.id, "quota answer unreadable: {}", crate::upstream::with_causes(&e));
+                    warn!(account = %account.id, "quota answer unreadable: {}", upstream_transport::with_causes(&e));
                     None
                 }
             },
@@ -116,7 +116,7 @@ impl Pool {
                 None
             }
             Err(e) => {
-                warn!(account = %account.id, "quota endpoint unreachable: {}", crate::upstream::with_causes(&e));
+                warn!(account = %account.id, "quota endpoint unreachable: {}", upstream_transport::with_causes(&e));
                 None
             }
         };

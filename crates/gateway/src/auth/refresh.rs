@@ -395,7 +395,7 @@ mod tests {
         let tokens = tokens_with_exp(None, 0);
         let err = refresh_within(&client(), to(&format!("http://127.0.0.1:{port}")), &tokens, LIMIT).await.err();
         let Some(err @ RefreshError::Transport(_)) = err else { panic!("not a transport failure: {err:?}") };
-        let text = crate::upstream::with_causes(&err);
+        let text = upstream_transport::with_causes(&err);
         assert!(text.starts_with("cannot reach the token endpoint: "), "{text}");
         assert!(text.to_lowercase().contains("refused"), "{text}");
         let mut source = std::error::Error::source(&err);

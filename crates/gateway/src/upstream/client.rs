@@ -3,17 +3,13 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::http::Uri;
 use bytes::Bytes;
 use reqwest::header::{
     ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT,
 };
 
-use super::transport::{
-    CONNECT_TIMEOUT, Direct, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, TransportError, UpstreamResponse,
-    post_via_reqwest,
-};
+use super::transport::{Direct, TransportError, UpstreamResponse, post_via_reqwest};
 use crate::accounts::Account;
 use crate::config::Config;
 use crate::store::AccountKind;
@@ -24,37 +20,9 @@ use dialects::failure::TransportFallback;
 /// One reqwest client: pooled connections, HTTP/2 where offered, rustls with the gateway's roots
 /// ([`super::tls::client_config`]), the configured proxy. It carries the OAuth calls, the usage and catalog
 /// requests, and the Responses requests of accounts behind a proxy (the others go through
-/// [`super::transport::Direct`]).
+/// [`super::transport::Direct`]). An account's own proxy: `upstream_transport::reqwest_client` (accounts/pool.rs).
 pub fn build_http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
-    build_client(config, config.proxy.as_deref(), true)
-}
-
-/// The same client with an account's own proxy. It carries all of that account's traffic: `NO_PROXY`, which
-/// applies to the global proxy from the environment, does not apply here.
-pub fn build_http_client_with_proxy(config: &Config, proxy: Option<&str>) -> anyhow::Result<reqwest::Client> {
-    build_client(config, proxy, false)
-}
-
-fn build_client(config: &Config, proxy: Option<&str>, honor_no_proxy: bool) -> anyhow::Result<reqwest::Client> {
-    let mut tls = super::tls::client_config(config.ca_bundle.as_deref())?;
-    // What reqwest offers by itself when it builds its own TLS configuration.
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let mut b = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-        .tcp_nodelay(true)
-        .no_proxy();
-    if config.upstream_h2c {
-        b = b.http2_prior_knowledge();
-    }
-    if let Some(p) = proxy {
-        let proxy = reqwest::Proxy::all(p).with_context(|| "invalid proxy URL (HTTPS_PROXY / ALL_PROXY / proxy)")?;
-        let proxy = if honor_no_proxy { proxy.no_proxy(reqwest::NoProxy::from_env()) } else { proxy };
-        b = b.proxy(proxy);
-    }
-    b.build().context("cannot build the HTTP client")
+    upstream_transport::reqwest_client(config.ca_bundle.as_deref(), config.proxy.as_deref(), true, config.upstream_h2c)
 }
 
 /// Per-request details that shape the upstream headers.

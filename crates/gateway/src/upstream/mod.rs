@@ -26,7 +26,7 @@ pub use upstream_transport::ws;
 use upstream_transport::{tls, ws_pool};
 
 pub use classify::classify;
-pub use client::{CallContext, Upstream, build_http_client, build_http_client_with_proxy};
+pub use client::{CallContext, Upstream, build_http_client};
 pub use identity::CODEX_CLIENT_VERSION;
 pub use upstream_transport::ws_pool::fallbacks as websocket_fallbacks;
 pub use upstream_transport::{

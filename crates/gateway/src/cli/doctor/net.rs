@@ -113,7 +113,7 @@ async fn route_checks(r: &mut Report, config: &Config, route: &Route) -> Option<
         return None;
     };
     let http = match &route.proxy {
-        Some(p) => crate::upstream::build_http_client_with_proxy(config, Some(p)),
+        Some(p) => upstream_transport::reqwest_client(config.ca_bundle.as_deref(), Some(p), false, config.upstream_h2c),
         None => crate::upstream::build_http_client(config),
     };
     let http = match http {
