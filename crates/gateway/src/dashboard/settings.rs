@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
-use toml_edit::{DocumentMut, Item, Table, Value};
+use toml_edit::{DocumentMut, InlineTable, Item, Table, TableLike, Value};
 
 use super::prices::{self, PriceRow};
 use super::session::{ApiWrite, PageAccess};
@@ -84,7 +84,7 @@ fn in_force(dash: &St) -> Config {
     now
 }
 
-pub(crate) fn table<'a>(doc: &'a mut DocumentMut, name: &str) -> &'a mut Item {
+fn table<'a>(doc: &'a mut DocumentMut, name: &str) -> &'a mut Item {
     let item = doc.entry(name).or_insert(Item::Table(Table::new()));
     if let Some(t) = item.as_table_mut() {
         // A table created here only for its keys, not an empty `[name]` header of its own when left empty.
@@ -93,13 +93,20 @@ pub(crate) fn table<'a>(doc: &'a mut DocumentMut, name: &str) -> &'a mut Item {
     item
 }
 
+/// A new table of the file, without a header of its own while it has no keys (only sub-tables).
+fn table_item() -> Item {
+    let mut t = Table::new();
+    t.set_implicit(true);
+    Item::Table(t)
+}
+
 fn not_table(f: &str, name: &str) -> Invalid {
     Invalid::new(f.into(), format!("`{name}` in the file is not a table"))
 }
 
 /// Set `key` to `v` (`Item::None`: remove it); an existing key keeps its comments (`insert` would replace the key
 /// with its decor).
-pub(crate) fn put(t: &mut dyn toml_edit::TableLike, key: &str, v: Item) {
+fn put(t: &mut dyn TableLike, key: &str, v: Item) {
     if v.is_none() {
         t.remove(key);
         return;
@@ -118,31 +125,49 @@ pub(crate) fn put(t: &mut dyn toml_edit::TableLike, key: &str, v: Item) {
     }
 }
 
-/// Write the dotted `key` of the page's field `f` (`None`: remove it). A table's entries are merged into the
-/// file's table, so it keeps its form (inline or a table of its own) and a kept entry its comments.
-fn write(doc: &mut DocumentMut, key: &str, v: Option<Value>, f: &str) -> Result<(), Invalid> {
-    let (t, key) = match key.split_once('.') {
-        None => (doc.as_table_mut() as &mut dyn toml_edit::TableLike, key),
-        Some((name, key)) => (table(doc, name).as_table_like_mut().ok_or_else(|| not_table(f, name))?, key),
+/// Write the dotted `key` of the page's field `f` (`None`: remove it).
+pub(super) fn write(doc: &mut DocumentMut, dotted: &str, v: Option<Value>, f: &str) -> Result<(), Invalid> {
+    let (item, name, key) = match dotted.split_once('.') {
+        None => (doc.as_item_mut(), "", dotted),
+        Some((name, key)) => (table(doc, name), name, key),
     };
-    let Some(Value::InlineTable(new)) = v else {
-        put(t, key, v.map(Item::Value).unwrap_or_default());
-        return Ok(());
-    };
-    let item = t.entry(key).or_insert(Item::Table(Table::new()));
-    let t = item.as_table_like_mut().ok_or_else(|| not_table(f, key))?;
-    let old: Vec<String> = t.iter().map(|(k, _)| k.to_string()).filter(|k| !new.contains_key(k)).collect();
-    old.iter().for_each(|k| drop(t.remove(k)));
+    let inline = item.is_inline_table();
+    let t = item.as_table_like_mut().ok_or_else(|| not_table(f, name))?;
+    match v {
+        Some(Value::InlineTable(new)) => merge(t, inline, key, &new).ok_or_else(|| not_table(f, dotted)),
+        v => Ok(put(t, key, v.map(Item::Value).unwrap_or_default())),
+    }
+}
+
+/// Make `t.key` hold exactly `new` (empty: no key), keeping the file's form: entries it no longer has removed,
+/// kept ones changed in place with their comments, a table entry merged in turn, a new one in its parent's form
+/// (inline, or a table of its own). `None`: an entry the file has is not a table.
+fn merge(t: &mut dyn TableLike, inline: bool, key: &str, new: &InlineTable) -> Option<()> {
+    if new.is_empty() {
+        t.remove(key);
+        return Some(());
+    }
+    let item = t.entry(key).or_insert_with(|| match inline {
+        true => Item::Value(InlineTable::new().into()),
+        false => table_item(),
+    });
+    let inline = item.is_inline_table();
+    let t = item.as_table_like_mut()?;
+    let gone: Vec<String> = t.iter().map(|(k, _)| k.to_string()).filter(|k| !new.contains_key(k)).collect();
+    gone.iter().for_each(|k| drop(t.remove(k)));
     for (k, v) in new.iter() {
-        if t.get(k).and_then(|i| i.as_value()).map(|o| o.to_string().trim().to_string()) != Some(v.to_string()) {
-            put(t, k, Item::Value(v.clone()));
+        match v {
+            Value::InlineTable(sub) => merge(t, inline, k, sub)?,
+            // An equal string keeps its quoting.
+            v if v.as_str().is_some() && t.get(k).and_then(Item::as_str) == v.as_str() => {}
+            v => put(t, k, Item::Value(v.clone())),
         }
     }
     // An inline table's entries get uniform spacing (new entries would otherwise inherit the last one's).
     if let Some(inline) = item.as_inline_table_mut() {
         inline.fmt();
     }
-    Ok(())
+    Some(())
 }
 
 /// Apply the changed values of `b` to the document; `now` is the configuration in force ([`in_force`]). Returns
@@ -181,7 +206,7 @@ pub(crate) fn edit(
         let table = prices::parse(rows)?;
         let p = prices::to_prices(&table)?;
         if p != now.usage.prices {
-            prices::write(doc, &table)?;
+            write(doc, "usage.prices", Some(prices::to_value(&table)), "prices")?;
             ch.applied.push("price table");
             new_prices = Some(p);
         }
