@@ -134,9 +134,10 @@ pub(super) fn write(doc: &mut DocumentMut, dotted: &str, v: Option<Value>, f: &s
     let inline = item.is_inline_table();
     let t = item.as_table_like_mut().ok_or_else(|| not_table(f, name))?;
     match v {
-        Some(Value::InlineTable(new)) => merge(t, inline, key, &new).ok_or_else(|| not_table(f, dotted)),
-        v => Ok(put(t, key, v.map(Item::Value).unwrap_or_default())),
+        Some(Value::InlineTable(new)) => return merge(t, inline, key, &new).ok_or_else(|| not_table(f, dotted)),
+        v => put(t, key, v.map(Item::Value).unwrap_or_default()),
     }
+    Ok(())
 }
 
 /// Make `t.key` hold exactly `new` (empty: no key), keeping the file's form: entries it no longer has removed,
