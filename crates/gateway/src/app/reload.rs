@@ -157,14 +157,9 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
         client,
         upstream_ws,
     } = next;
-    let (mut live, mut restart) = (Vec::new(), Vec::new());
+    let [mut live, routing_restart] = routing.changes(&old.routing);
+    let mut restart = Vec::new();
     let mut live_if = |changed: bool, name: &'static str| live.extend(changed.then_some(name));
-    live_if(routing.strategy != old.routing.strategy, "routing.strategy");
-    live_if(
-        routing.max_accounts_per_request != old.routing.max_accounts_per_request,
-        "routing.max_accounts_per_request",
-    );
-    live_if(routing.policy_refusals_per_key != old.routing.policy_refusals_per_key, "routing.policy_refusals_per_key");
     live_if(*api_keys != old.api_keys, "api_keys");
     live_if(*configured_keys != old.configured_keys, "keys");
     live_if(*keepalive != old.keepalive, "keepalive_secs");
@@ -195,16 +190,7 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
     restart_if(*upstream_ws != old.upstream_ws, "upstream.transport / websocket_*");
     restart_if(*ollama != old.ollama, "ollama");
     restart_if(*oauth != old.oauth, "oauth");
-    let r = &old.routing;
-    restart_if(routing.plan_priority != r.plan_priority, "routing.plan_priority");
-    restart_if(
-        routing.max_concurrent_per_account != r.max_concurrent_per_account,
-        "routing.max_concurrent_per_account",
-    );
-    restart_if(routing.queue_per_account != r.queue_per_account, "routing.queue_per_account");
-    restart_if(routing.queue_timeout != r.queue_timeout, "routing.queue_timeout_secs");
-    restart_if(routing.affinity_capacity != r.affinity_capacity, "routing.affinity_capacity");
-    restart_if(routing.usage_poll != r.usage_poll, "routing.usage_poll_secs");
+    routing_restart.into_iter().for_each(|name| restart_if(true, name));
     restart_if(*access != old.access, "server (allowed_hosts, allowed_origins, trusted_proxies, admin_key)");
     restart_if(*watch_config != old.watch_config, "server.watch_config");
     restart_if(*inbound_ws != old.inbound_ws, "server.websocket*");
@@ -238,9 +224,7 @@ fn apply(state: &AppState, next: Config, trigger: Trigger) -> Report {
         return finish(state, trigger, Err(format!("{e:#}")));
     }
     let mut running = (*old).clone();
-    running.routing.strategy = next.routing.strategy;
-    running.routing.max_accounts_per_request = next.routing.max_accounts_per_request;
-    running.routing.policy_refusals_per_key = next.routing.policy_refusals_per_key;
+    running.routing.keep_live(&next.routing);
     running.api_keys = next.api_keys;
     running.configured_keys = next.configured_keys;
     running.keepalive = next.keepalive;

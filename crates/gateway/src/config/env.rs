@@ -2,12 +2,10 @@
 //! and the settings the environment gives or overrides.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use super::file::RawConfig;
-use super::validate::seconds;
 
 /// Environment lookups go through this so tests can pass a map instead of mutating the process.
 pub trait Env {
@@ -114,13 +112,4 @@ pub(super) fn body_limit(env: &dyn Env, file_mb: Option<u64>) -> anyhow::Result<
         None => file_mb.unwrap_or(64),
     };
     Ok((mb as usize).saturating_mul(1024 * 1024))
-}
-
-/// The keepalive period: `CODEX_GATEWAY_KEEPALIVE_SECS`, else `keepalive_secs`, else 15 s; at least 50 ms.
-pub(super) fn keepalive(env: &dyn Env, file_secs: Option<f64>) -> anyhow::Result<Duration> {
-    let secs = match env.get("CODEX_GATEWAY_KEEPALIVE_SECS") {
-        Some(v) => Some(v.parse().with_context(|| format!("CODEX_GATEWAY_KEEPALIVE_SECS={v} is not a number"))?),
-        None => file_secs,
-    };
-    Ok(seconds("keepalive_secs", secs, 15.0)?.max(Duration::from_millis(50)))
 }

@@ -37,10 +37,10 @@ pub struct RawConfig {
     pub default_reasoning_effort: Option<String>,
     pub log: Option<String>,
     pub log_format: Option<String>,
-    pub ollama: Option<RawOllama>,
-    pub gemini: Option<RawAliases>,
-    pub anthropic: Option<RawAliases>,
-    pub routing: Option<RawRouting>,
+    pub ollama: Option<super::ollama::RawOllama>,
+    pub gemini: Option<super::aliases::RawAliases>,
+    pub anthropic: Option<super::aliases::RawAliases>,
+    pub routing: Option<super::routing::RawRouting>,
     pub server: Option<RawServer>,
     pub metrics: Option<RawMetrics>,
     pub dashboard: Option<RawDashboard>,
@@ -73,38 +73,6 @@ pub struct RawKey {
     pub daily_tokens: Option<u64>,
     pub monthly_tokens: Option<u64>,
     pub opportunistic: Option<bool>,
-}
-
-/// `[routing]`: how the account pool chooses (docs/accounts.md).
-#[derive(Debug, Default, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawRouting {
-    pub strategy: Option<String>,
-    pub plan_priority: Option<Vec<String>>,
-    pub max_concurrent_per_account: Option<usize>,
-    pub queue_per_account: Option<usize>,
-    pub queue_timeout_secs: Option<u64>,
-    pub affinity_capacity: Option<usize>,
-    pub usage_poll_secs: Option<u64>,
-    pub max_accounts_per_request: Option<usize>,
-    pub policy_refusals_per_key: Option<u32>,
-}
-
-/// `[ollama]`: the Ollama-compatible bridge.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawOllama {
-    pub enabled: Option<bool>,
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub allow_remote: Option<bool>,
-}
-
-/// `[gemini]` and `[anthropic]`: a client family's model ids -> Codex models.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAliases {
-    pub model_aliases: Option<HashMap<String, String>>,
 }
 
 /// `[metrics]`: the Prometheus endpoint (docs/operations.md).

@@ -8,31 +8,37 @@ use std::time::Duration;
 
 use anyhow::bail;
 
+pub(crate) mod aliases;
 mod attempts;
 pub mod client;
 mod env;
+pub(crate) mod field;
 mod file;
 mod flags;
 mod oauth;
 mod oidc;
+pub(crate) mod ollama;
 pub mod prices;
+pub(crate) mod routing;
 mod sections;
+pub(crate) mod timeouts;
 mod validate;
 
+pub use aliases::RawAliases;
 pub use attempts::{AttemptLimits, RawAttempts};
 pub use env::{Env, ProcessEnv, default_config_path, home};
 pub(crate) use file::read_raw;
-pub use file::{
-    RawAliases, RawConfig, RawDashboard, RawKey, RawMetrics, RawOllama, RawRouting, RawServer, RawStore, RawUpstream,
-    RawUsage,
-};
+pub use file::{RawConfig, RawDashboard, RawKey, RawMetrics, RawServer, RawStore, RawUpstream, RawUsage};
 pub use flags::Overrides;
 pub use oauth::{OAuthConfig, RawOAuth};
 pub use oidc::{CLIENT_SECRET_ENV as OIDC_CLIENT_SECRET_ENV, OidcConfig, RawOidc};
+pub use ollama::{OllamaBridge, RawOllama};
+pub use routing::{RawRouting, Routing, Strategy};
 pub use sections::{
-    Access, ConfiguredKey, DashboardConfig, LogFormat, MetricsConfig, OllamaBridge, QuotaThresholds, Routing,
-    StoreConfig, StoredResponseSettings, Strategy, UsageSettings, WebSocketSettings,
+    Access, ConfiguredKey, DashboardConfig, LogFormat, MetricsConfig, QuotaThresholds, StoreConfig,
+    StoredResponseSettings, UsageSettings, WebSocketSettings,
 };
+pub use timeouts::Timeouts;
 use validate::seconds;
 
 /// The validated configuration every part of the gateway reads.
@@ -84,41 +90,6 @@ pub struct Config {
     pub stored_responses: StoredResponseSettings,
     /// The command-line values this configuration was resolved with, so a reload resolves the file with them.
     pub overrides: Overrides,
-}
-
-/// Bounds on waits that have no natural end (docs/configuration.md, "Timeouts").
-#[derive(Debug, Clone, PartialEq)]
-pub struct Timeouts {
-    /// From sending an upstream request to its response headers, per attempt (then another account, or 504).
-    pub upstream_headers: Duration,
-    /// Reading an upstream error answer's body (classified with what arrived).
-    pub upstream_error_body: Duration,
-    /// One token refresh call, connect to last byte (a timeout is transient: the login stays).
-    pub token_refresh: Duration,
-    /// One model-catalog fetch (a failure is remembered for a while, see `accounts::upkeep`).
-    pub catalog: Duration,
-    /// Reading a client's request body, from when it first has to wait for bytes.
-    pub request_body: Duration,
-    /// Graceful shutdown: open connections are dropped after this.
-    pub shutdown: Duration,
-}
-
-impl Timeouts {
-    /// The file's `*_secs` timeouts, each with its default.
-    fn resolve(raw: &RawConfig) -> anyhow::Result<Timeouts> {
-        Ok(Timeouts {
-            upstream_headers: seconds("upstream_header_timeout_secs", raw.upstream_header_timeout_secs, 60.0)?,
-            upstream_error_body: seconds(
-                "upstream_error_body_timeout_secs",
-                raw.upstream_error_body_timeout_secs,
-                5.0,
-            )?,
-            token_refresh: seconds("token_refresh_timeout_secs", raw.token_refresh_timeout_secs, 30.0)?,
-            catalog: seconds("catalog_timeout_secs", raw.catalog_timeout_secs, 5.0)?,
-            request_body: seconds("request_body_timeout_secs", raw.request_body_timeout_secs, 60.0)?,
-            shutdown: seconds("shutdown_timeout_secs", raw.shutdown_timeout_secs, 30.0)?,
-        })
-    }
 }
 
 impl Config {
@@ -173,7 +144,7 @@ impl Config {
             upstream_h2c: env::env_flag(env, "CODEX_GATEWAY_UPSTREAM_H2C", raw.upstream_h2c)?,
             default_reasoning_effort: validate::reasoning_effort(effort)?,
             body_limit: env::body_limit(env, raw.body_limit_mb)?,
-            keepalive: env::keepalive(env, raw.keepalive_secs)?,
+            keepalive: timeouts::keepalive(env, raw.keepalive_secs)?,
             upstream_idle_timeout: seconds("upstream_idle_timeout_secs", raw.upstream_idle_timeout_secs, 300.0)?,
             timeouts: Timeouts::resolve(&raw)?,
             routing: Routing::resolve(raw.routing.take(), env)?,
@@ -201,8 +172,8 @@ impl Config {
             proxy: endpoints.proxy,
             ca_bundle: endpoints.ca_bundle,
             log: env.get("RUST_LOG").or(raw.log).unwrap_or_else(|| "info".into()),
-            gemini_model_aliases: raw.gemini.and_then(|g| g.model_aliases).unwrap_or_default(),
-            anthropic_model_aliases: raw.anthropic.and_then(|a| a.model_aliases).unwrap_or_default(),
+            gemini_model_aliases: aliases::resolve(raw.gemini),
+            anthropic_model_aliases: aliases::resolve(raw.anthropic),
             access,
             config_file: flags::config_file(o, env),
             configured_keys,

@@ -1,13 +1,12 @@
 //! The resolved tables of the configuration, each made from its raw table in file.rs and the environment.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use super::env::{Env, env_flag};
-use super::file::{RawDashboard, RawMetrics, RawOllama, RawRouting, RawServer, RawStore, RawUsage};
-use super::flags::{Overrides, database_url, socket};
+use super::file::{RawDashboard, RawMetrics, RawServer, RawStore, RawUsage};
+use super::flags::{Overrides, database_url};
 use super::validate::{normalize_host, normalize_origin, parse_proxy, seconds};
 
 /// A resolved `[keys.NAME]`: its id is `config:NAME` in records and the usage ledger.
@@ -31,78 +30,6 @@ impl std::fmt::Debug for ConfiguredKey {
             .field("limits", &self.limits)
             .field("opportunistic", &self.opportunistic)
             .finish()
-    }
-}
-
-/// How the pool orders accounts (docs/accounts.md, "Routing").
-pub use planner::Strategy;
-
-/// Resolved `[routing]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Routing {
-    pub strategy: Strategy,
-    /// Plans in order of preference (e.g. `["plus", "pro"]`); unlisted plans come after.
-    pub plan_priority: Vec<String>,
-    pub max_concurrent_per_account: usize,
-    pub queue_per_account: usize,
-    pub queue_timeout: Duration,
-    pub affinity_capacity: usize,
-    pub usage_poll: Duration,
-    /// The most accounts one request is tried on: a request every account fails is not sent to the whole pool.
-    pub max_accounts_per_request: usize,
-    /// Policy refusals within 24 hours after which a created client key is suspended (`None`: never).
-    pub policy_refusals_per_key: Option<u32>,
-}
-
-impl Routing {
-    /// `[routing]`, the strategy also from `CODEX_GATEWAY_STRATEGY`, with the bounds that keep the pool working.
-    pub(super) fn resolve(raw: Option<RawRouting>, env: &dyn Env) -> anyhow::Result<Routing> {
-        let r = raw.unwrap_or_default();
-        let strategy_name = env.get("CODEX_GATEWAY_STRATEGY").or(r.strategy).unwrap_or_else(|| "planner".into());
-        let strategy = Strategy::parse(&strategy_name).with_context(|| {
-            let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
-            format!("routing strategy `{strategy_name}` is not one of {}", names.join(", "))
-        })?;
-        Ok(Routing {
-            strategy,
-            plan_priority: r.plan_priority.unwrap_or_default(),
-            max_concurrent_per_account: r.max_concurrent_per_account.unwrap_or(planner::defaults::MAX_IN_FLIGHT).max(1),
-            queue_per_account: r.queue_per_account.unwrap_or(planner::defaults::QUEUE_PER_ACCOUNT),
-            queue_timeout: Duration::from_secs(r.queue_timeout_secs.unwrap_or(planner::defaults::QUEUE_TIMEOUT_SECS)),
-            affinity_capacity: r.affinity_capacity.unwrap_or(10_000).max(16),
-            usage_poll: Duration::from_secs(r.usage_poll_secs.unwrap_or(300).max(30)),
-            max_accounts_per_request: r.max_accounts_per_request.unwrap_or(3).max(1),
-            policy_refusals_per_key: r.policy_refusals_per_key.filter(|n| *n > 0),
-        })
-    }
-}
-
-/// The resolved Ollama bridge settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OllamaBridge {
-    pub enabled: bool,
-    pub listen: SocketAddr,
-    /// The bridge may bind a non-loopback address (it has no authentication).
-    pub allow_remote: bool,
-}
-
-impl OllamaBridge {
-    /// File, then env (`CODEX_GATEWAY_OLLAMA_ENABLED`, `_HOST`, `_PORT`, `_ALLOW_REMOTE`).
-    pub(super) fn resolve(raw: Option<RawOllama>, env: &dyn Env) -> anyhow::Result<OllamaBridge> {
-        let raw = raw.unwrap_or_default();
-        let enabled = env_flag(env, "CODEX_GATEWAY_OLLAMA_ENABLED", raw.enabled)?;
-        let allow_remote = env_flag(env, "CODEX_GATEWAY_OLLAMA_ALLOW_REMOTE", raw.allow_remote)?;
-        let host = env.get("CODEX_GATEWAY_OLLAMA_HOST").or(raw.host).unwrap_or_else(|| "127.0.0.1".into());
-        let listen = socket("ollama.host", &host, None, (env, "CODEX_GATEWAY_OLLAMA_PORT"), raw.port.unwrap_or(11434))?;
-        let ip = listen.ip();
-        if enabled && !ip.is_loopback() && !allow_remote {
-            bail!(
-                "refusing to run the Ollama bridge on {ip}: it has no authentication, so anyone who can reach it \
-                 can use your ChatGPT plan. Bind 127.0.0.1, or set `allow_remote = true` in [ollama] \
-                 (CODEX_GATEWAY_OLLAMA_ALLOW_REMOTE=1) if you really mean it."
-            );
-        }
-        Ok(OllamaBridge { enabled, listen, allow_remote })
     }
 }
 

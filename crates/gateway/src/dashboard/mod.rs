@@ -109,7 +109,7 @@ pub(crate) fn table() -> RouteTable<St> {
         .nav("requests", "Requests")
         .get("/dashboard/setup", Setup, pages::setup)
         .nav("setup", "Setup")
-        .get("/dashboard/settings", SettingsRead, pages::settings)
+        .get("/dashboard/settings", SettingsRead, settings::page)
         .nav("settings", "Settings")
         .get("/dashboard/users", UsersRead, users::page)
         .nav("users", "Users")

@@ -1,5 +1,6 @@
-//! The dashboard's pages: Overview (pool health and traffic, with its JSON for the live update), Accounts,
-//! Setup and Settings. Each handler passes the gate (session.rs), gathers plain values and renders a template.
+//! The dashboard's pages: Overview (pool health and traffic, with its JSON for the live update), Accounts and
+//! Setup (Settings: settings.rs). Each handler passes the gate (session.rs), gathers plain values and renders a
+//! template.
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -10,7 +11,6 @@ use serde_json::{Value, json};
 use super::session::{ApiRead, Authed, PageAccess};
 use super::{St, json_response, setup};
 use crate::auth::now_unix;
-use crate::config::Strategy;
 use crate::store::team::StoreHealth;
 use crate::users::Principal;
 use crate::users::access;
@@ -184,32 +184,4 @@ pub(crate) async fn setup(
         "clients": clients,
     });
     page(&dash, a, "Setup", "setup", extra)
-}
-
-/// `GET /dashboard/settings`: the values in force, and which apply at once.
-pub(crate) async fn settings(State(dash): State<St>, PageAccess(a): PageAccess) -> Response {
-    let c = dash.app.live.config();
-    let aliases = |m: &std::collections::HashMap<String, String>| {
-        let mut lines: Vec<String> = m.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-        lines.sort();
-        lines.join("\n")
-    };
-    let s = json!({
-        "strategy": dash.app.pool.strategy().as_str(),
-        "strategies": Strategy::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "plan_priority": c.routing.plan_priority.join(", "),
-        "affinity_capacity": c.routing.affinity_capacity,
-        "keepalive_secs": c.keepalive.as_secs_f64(),
-        "ollama_enabled": c.ollama.enabled,
-        "ollama_port": c.ollama.listen.port(),
-        "anthropic_aliases": aliases(&c.anthropic_model_aliases),
-        "gemini_aliases": aliases(&c.gemini_model_aliases),
-        "config_file": c.config_file.display().to_string(),
-        "quota": *dash.quota.read(),
-        // The configured prices, then an empty row to add one.
-        "prices": dash.app.ledger.prices().sorted().into_iter().map(|(model, p)| json!({
-            "model": model, "input": p.input, "cached_input": p.cached_input, "output": p.output,
-        })).chain([json!({"model": "", "input": null, "cached_input": null, "output": null})]).collect::<Vec<_>>(),
-    });
-    page(&dash, a, "Settings", "settings", json!({"s": s}))
 }

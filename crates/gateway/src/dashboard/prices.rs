@@ -1,12 +1,12 @@
 //! The Settings page's price table (`[usage.prices."MODEL"]`, USD per million tokens): the rows the page sends
-//! read into a checked [`Prices`], and the file's table brought to match it with toml_edit (models kept keep
-//! their comments and form, removed ones go, new ones are added in the file's style). settings.rs calls this and
-//! applies the result to the ledger (`Ledger::set_prices`).
+//! read into a checked [`Prices`] and into the value settings.rs merges into the file (models kept keep their
+//! comments and form, removed ones go, new ones are added in the file's style); settings.rs applies the result
+//! to the ledger (`Ledger::set_prices`).
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
-use toml_edit::{DocumentMut, InlineTable, Item, Table, value};
+use toml_edit::Value;
 
 use super::settings::Invalid;
 use crate::usage::pricing::{Price, Prices};
@@ -64,49 +64,24 @@ pub(crate) fn to_prices(table: &BTreeMap<String, Price>) -> Result<Prices, Inval
     Prices::new(map).map_err(|e| Invalid::new("prices".into(), format!("price table: {e}")))
 }
 
-/// Make `[usage.prices]` in the document hold exactly `table`.
-pub(crate) fn write(doc: &mut DocumentMut, table: &BTreeMap<String, Price>) -> Result<(), Invalid> {
-    let bad = |m: &str| Invalid::new("prices".into(), m.to_string());
-    let usage = super::settings::table(doc, "usage")
-        .as_table_like_mut()
-        .ok_or_else(|| bad("`usage` in the file is not a table"))?;
-    if table.is_empty() {
-        usage.remove("prices");
-        return Ok(());
-    }
-    let item = usage.entry("prices").or_insert_with(|| {
-        let mut t = Table::new();
-        t.set_implicit(true);
-        Item::Table(t)
-    });
-    let inline_parent = item.is_inline_table();
-    let prices = item.as_table_like_mut().ok_or_else(|| bad("`usage.prices` in the file is not a table"))?;
-    let old: Vec<String> = prices.iter().map(|(k, _)| k.to_string()).collect();
-    for k in old.iter().filter(|k| !table.contains_key(*k)) {
-        prices.remove(k);
-    }
-    for (model, p) in table {
-        let entry = prices.entry(model).or_insert_with(|| match inline_parent {
-            true => value(InlineTable::new()),
-            false => Item::Table(Table::new()),
-        });
-        let t = entry.as_table_like_mut().ok_or_else(|| bad(&format!("`usage.prices.\"{model}\"` is not a table")))?;
-        super::settings::put(t, "input", value(p.input));
-        super::settings::put(t, "cached_input", p.cached_input.map(value).unwrap_or_default());
-        super::settings::put(t, "output", value(p.output));
-        if let Some(inline) = entry.as_inline_table_mut() {
-            inline.fmt();
-        }
-    }
-    if let Some(inline) = item.as_inline_table_mut() {
-        inline.fmt();
-    }
-    Ok(())
+/// The checked table as the file writes it (settings.rs merges it into `[usage.prices]`).
+pub(crate) fn to_value(table: &BTreeMap<String, Price>) -> Value {
+    let row = |p: &Price| {
+        let cached = p.cached_input.map(|c| ("cached_input", Value::from(c)));
+        [("input", p.input.into())].into_iter().chain(cached).chain([("output", p.output.into())]).collect()
+    };
+    Value::InlineTable(table.iter().map(|(m, p)| (m, Value::InlineTable(row(p)))).collect())
 }
 
 #[cfg(test)]
 mod tests {
+    use toml_edit::DocumentMut;
+
     use super::*;
+
+    fn write(doc: &mut DocumentMut, table: &BTreeMap<String, Price>) -> Result<(), Invalid> {
+        super::super::settings::write(doc, "usage.prices", Some(to_value(table)), "prices")
+    }
 
     fn row(model: &str, input: Option<f64>, cached: Option<f64>, output: Option<f64>) -> PriceRow {
         PriceRow { model: model.into(), input, cached_input: cached, output }

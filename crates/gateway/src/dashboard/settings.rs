@@ -1,41 +1,57 @@
-//! The Settings page's save: the changed values written into the configuration file with toml_edit (the
-//! user's comments, order and layout stay), the file checked to load before it replaces the old one, then
+//! The Settings page, drawn and saved from the fields each feature's config module declares (config/field.rs),
+//! besides the page's own quota thresholds and price table (prices.rs). A save writes the changed values into the
+//! configuration file with toml_edit (the user's comments, order and layout stay), the file checked to load before it replaces the old one, then
 //! reloaded through the one apply function of every reload (app/reload.rs): what applies live (the strategy,
 //! keepalive, aliases, the price table) is in force at once, the other settings are reported as needing a
 //! restart. The quota warning thresholds are the dashboard's own and change at once; the strategy chosen here is
 //! put in force even when the environment names another (until the next reload). A refused value names its
 //! field, which the page marks in place.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::json;
-use toml_edit::{Array, DocumentMut, Item, Table, value};
+use serde_json::{Value as Json, json};
+use toml_edit::{DocumentMut, InlineTable, Item, Table, TableLike, Value};
 
 use super::prices::{self, PriceRow};
-use super::session::ApiWrite;
+use super::session::{ApiWrite, PageAccess};
 use super::{Answer, St, json_body, json_error, json_response};
-use crate::config::{QuotaThresholds, RawConfig, Strategy};
+use crate::config::field::{Field, Group};
+use crate::config::{self, Config, QuotaThresholds, RawConfig, Strategy};
 use crate::usage::pricing::Prices;
+
+/// The page's fieldsets in order: each feature's fields as its module declares them, and the page's own rows.
+enum Part {
+    Fields(&'static Group),
+    Quota,
+    Prices,
+}
+
+const PAGE: [Part; 6] = [
+    Part::Fields(&config::routing::SETTINGS),
+    Part::Quota,
+    Part::Prices,
+    Part::Fields(&config::timeouts::SETTINGS),
+    Part::Fields(&config::ollama::SETTINGS),
+    Part::Fields(&config::aliases::SETTINGS),
+];
+
+fn fields() -> impl Iterator<Item = &'static Field> {
+    PAGE.iter().flat_map(|p| if let Part::Fields(g) = p { g.fields } else { &[] })
+}
 
 #[derive(Deserialize, Debug, Default)]
 pub(crate) struct SettingsBody {
-    strategy: Option<String>,
-    plan_priority: Option<String>,
-    affinity_capacity: Option<usize>,
-    keepalive_secs: Option<f64>,
-    ollama_enabled: Option<bool>,
-    ollama_port: Option<u16>,
-    anthropic_aliases: Option<String>,
-    gemini_aliases: Option<String>,
     quota_warn_percent: Option<f64>,
     quota_critical_percent: Option<f64>,
     /// The whole price table (rows the page shows); absent: unchanged.
     prices: Option<Vec<PriceRow>>,
+    /// The [`Field`]s' values by id; absent or null: unchanged.
+    #[serde(flatten)]
+    fields: serde_json::Map<String, Json>,
 }
 
 /// A refused value: the message, and the id of the page's field it is about.
@@ -51,13 +67,6 @@ impl Invalid {
     }
 }
 
-/// Settings that apply at once, as they are in force now (the file may say otherwise until a restart).
-pub(crate) struct Live {
-    pub strategy: Strategy,
-    pub quota: QuotaThresholds,
-    pub prices: std::sync::Arc<Prices>,
-}
-
 /// What a save changed: applied now, or read at the next start.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Changes {
@@ -65,21 +74,17 @@ pub(crate) struct Changes {
     pub restart: Vec<&'static str>,
 }
 
-/// `alias = model` lines (blank lines and `#` comments skipped).
-fn parse_aliases(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut out = BTreeMap::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        match line.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
-                out.insert(k.trim().trim_matches('"').to_string(), v.trim().trim_matches('"').to_string());
-            }
-            _ => return Err(format!("`{line}` is not `alias = model`")),
-        }
-    }
-    Ok(out)
+/// The configuration with what the page changes at once as it is in force now (the file may say otherwise
+/// until a restart): the pool's strategy, the page's quota thresholds, the ledger's prices.
+fn in_force(dash: &St) -> Config {
+    let mut now = Config::clone(&dash.app.live.config());
+    now.routing.strategy = dash.app.pool.strategy();
+    now.dashboard.quota = *dash.quota.read();
+    now.usage.prices = (*dash.app.ledger.prices()).clone();
+    now
 }
 
-pub(crate) fn table<'a>(doc: &'a mut DocumentMut, name: &str) -> &'a mut Item {
+fn table<'a>(doc: &'a mut DocumentMut, name: &str) -> &'a mut Item {
     let item = doc.entry(name).or_insert(Item::Table(Table::new()));
     if let Some(t) = item.as_table_mut() {
         // A table created here only for its keys, not an empty `[name]` header of its own when left empty.
@@ -88,15 +93,11 @@ pub(crate) fn table<'a>(doc: &'a mut DocumentMut, name: &str) -> &'a mut Item {
     item
 }
 
-/// Set `key` in the table `name` (a `[name]` table or an inline one, whichever the file has) for the page's field
-/// `f`.
-fn set(doc: &mut DocumentMut, name: Option<&str>, key: &str, v: Item, f: &str) -> Result<(), Invalid> {
-    let t = match name {
-        None => doc.as_table_mut() as &mut dyn toml_edit::TableLike,
-        Some(n) => table(doc, n).as_table_like_mut().ok_or_else(|| not_table(f, n))?,
-    };
-    put(t, key, v);
-    Ok(())
+/// A new table of the file, without a header of its own while it has no keys (only sub-tables).
+fn table_item() -> Item {
+    let mut t = Table::new();
+    t.set_implicit(true);
+    Item::Table(t)
 }
 
 fn not_table(f: &str, name: &str) -> Invalid {
@@ -105,7 +106,7 @@ fn not_table(f: &str, name: &str) -> Invalid {
 
 /// Set `key` to `v` (`Item::None`: remove it); an existing key keeps its comments (`insert` would replace the key
 /// with its decor).
-pub(crate) fn put(t: &mut dyn toml_edit::TableLike, key: &str, v: Item) {
+fn put(t: &mut dyn TableLike, key: &str, v: Item) {
     if v.is_none() {
         t.remove(key);
         return;
@@ -124,46 +125,80 @@ pub(crate) fn put(t: &mut dyn toml_edit::TableLike, key: &str, v: Item) {
     }
 }
 
-/// Replace the aliases in `[name] model_aliases`, keeping its form (inline or a table of its own).
-fn set_aliases(doc: &mut DocumentMut, name: &str, aliases: &BTreeMap<String, String>, f: &str) -> Result<(), Invalid> {
-    let section = table(doc, name).as_table_like_mut().ok_or_else(|| not_table(f, name))?;
-    let item = section.entry("model_aliases").or_insert(Item::Table(Table::new()));
-    let t = item.as_table_like_mut().ok_or_else(|| not_table(f, &format!("{name}.model_aliases")))?;
-    let old: Vec<String> = t.iter().map(|(k, _)| k.to_string()).collect();
-    for k in old.iter().filter(|k| !aliases.contains_key(*k)) {
-        t.remove(k);
+/// Write the dotted `key` of the page's field `f` (`None`: remove it).
+pub(super) fn write(doc: &mut DocumentMut, dotted: &str, v: Option<Value>, f: &str) -> Result<(), Invalid> {
+    let (item, name, key) = match dotted.split_once('.') {
+        None => (doc.as_item_mut(), "", dotted),
+        Some((name, key)) => (table(doc, name), name, key),
+    };
+    let inline = item.is_inline_table();
+    let t = item.as_table_like_mut().ok_or_else(|| not_table(f, name))?;
+    match v {
+        Some(Value::InlineTable(new)) => return merge(t, inline, key, &new).ok_or_else(|| not_table(f, dotted)),
+        v => put(t, key, v.map(Item::Value).unwrap_or_default()),
     }
-    for (k, v) in aliases {
-        if t.get(k).and_then(|i| i.as_str()) != Some(v.as_str()) {
-            put(t, k, value(v.as_str()));
+    Ok(())
+}
+
+/// Make `t.key` hold exactly `new` (empty: no key), keeping the file's form: entries it no longer has removed,
+/// kept ones changed in place with their comments, a table entry merged in turn, a new one in its parent's form
+/// (inline, or a table of its own). `None`: an entry the file has is not a table.
+fn merge(t: &mut dyn TableLike, inline: bool, key: &str, new: &InlineTable) -> Option<()> {
+    if new.is_empty() {
+        t.remove(key);
+        return Some(());
+    }
+    let item = t.entry(key).or_insert_with(|| match inline {
+        true => Item::Value(InlineTable::new().into()),
+        false => table_item(),
+    });
+    let inline = item.is_inline_table();
+    let t = item.as_table_like_mut()?;
+    let gone: Vec<String> = t.iter().map(|(k, _)| k.to_string()).filter(|k| !new.contains_key(k)).collect();
+    gone.iter().for_each(|k| drop(t.remove(k)));
+    for (k, v) in new.iter() {
+        match v {
+            Value::InlineTable(sub) => merge(t, inline, k, sub)?,
+            // An equal string keeps its quoting.
+            v if v.as_str().is_some() && t.get(k).and_then(Item::as_str) == v.as_str() => {}
+            v => put(t, k, Item::Value(v.clone())),
         }
     }
     // An inline table's entries get uniform spacing (new entries would otherwise inherit the last one's).
     if let Some(inline) = item.as_inline_table_mut() {
         inline.fmt();
     }
-    Ok(())
+    Some(())
 }
 
-/// Apply the changed values of `b` to the document; `current` is what the gateway started with, `live` what
-/// applies at once as it is now. Returns what changed, and the new price table when it did.
+/// Apply the changed values of `b` to the document; `now` is the configuration in force ([`in_force`]). Returns
+/// what changed, and the new price table when it did.
 pub(crate) fn edit(
     doc: &mut DocumentMut,
     b: &SettingsBody,
-    current: &crate::config::Config,
-    live: &Live,
+    now: &Config,
 ) -> Result<(Changes, Option<Prices>), Invalid> {
-    let mut ch = edit_restart(doc, b, current, live.strategy)?;
+    let mut ch = Changes::default();
+    for f in fields() {
+        let Some(sent) = b.fields.get(f.id).filter(|v| !v.is_null()) else { continue };
+        let new = f.kind.parse(sent).map_err(|e| Invalid::new(f.id.into(), format!("{}: {e}", f.key)))?;
+        let old = f.kind.parse(&(f.shown)(now)).ok().flatten();
+        if new.as_ref().map(Value::to_string) != old.as_ref().map(Value::to_string) {
+            write(doc, f.key, new, f.id)?;
+            if f.live { ch.applied.push(f.id) } else { ch.restart.push(f.id) }
+        }
+    }
     if b.quota_warn_percent.is_some() || b.quota_critical_percent.is_some() {
-        let warn = b.quota_warn_percent.unwrap_or(live.quota.warn);
-        let critical = b.quota_critical_percent.unwrap_or(live.quota.critical);
+        let live = now.dashboard.quota;
+        let warn = b.quota_warn_percent.unwrap_or(live.warn);
+        let critical = b.quota_critical_percent.unwrap_or(live.critical);
         let q = QuotaThresholds::new(warn, critical).map_err(|e| {
             let f = if e.starts_with("quota_critical") { "quota_critical_percent" } else { "quota_warn_percent" };
             Invalid::new(f.into(), format!("quota thresholds: {e}"))
         })?;
-        if q != live.quota {
-            set(doc, Some("dashboard"), "quota_warn_percent", value(q.warn), "quota_warn_percent")?;
-            set(doc, Some("dashboard"), "quota_critical_percent", value(q.critical), "quota_critical_percent")?;
+        if q != live {
+            write(doc, "dashboard.quota_warn_percent", Some(q.warn.into()), "quota_warn_percent")?;
+            write(doc, "dashboard.quota_critical_percent", Some(q.critical.into()), "quota_critical_percent")?;
             ch.applied.push("quota thresholds");
         }
     }
@@ -171,95 +206,13 @@ pub(crate) fn edit(
     if let Some(rows) = &b.prices {
         let table = prices::parse(rows)?;
         let p = prices::to_prices(&table)?;
-        if p != *live.prices {
-            prices::write(doc, &table)?;
+        if p != now.usage.prices {
+            write(doc, "usage.prices", Some(prices::to_value(&table)), "prices")?;
             ch.applied.push("price table");
             new_prices = Some(p);
         }
     }
     Ok((ch, new_prices))
-}
-
-/// The settings read at start-up (and the strategy): the document edited, what changed listed.
-fn edit_restart(
-    doc: &mut DocumentMut,
-    b: &SettingsBody,
-    current: &crate::config::Config,
-    strategy_now: Strategy,
-) -> Result<Changes, Invalid> {
-    let mut ch = Changes::default();
-    if let Some(s) = &b.strategy {
-        let parsed = Strategy::parse(s).ok_or_else(|| {
-            let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
-            Invalid::new("strategy".into(), format!("`{s}` is not one of {}", names.join(", ")))
-        })?;
-        if parsed != strategy_now {
-            set(doc, Some("routing"), "strategy", value(parsed.as_str()), "strategy")?;
-            ch.applied.push("strategy");
-        }
-    }
-    if let Some(p) = &b.plan_priority {
-        let plans: Vec<String> =
-            p.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
-        if plans.iter().any(|p| !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
-            return Err(Invalid::new(
-                "plan_priority".into(),
-                "plan priority: plan names are letters, digits, `-` and `_`, separated by commas",
-            ));
-        }
-        if plans != current.routing.plan_priority {
-            let item = if plans.is_empty() { Item::None } else { value(plans.iter().collect::<Array>()) };
-            set(doc, Some("routing"), "plan_priority", item, "plan_priority")?;
-            ch.restart.push("plan_priority");
-        }
-    }
-    if let Some(n) = b.affinity_capacity
-        && n != current.routing.affinity_capacity
-    {
-        if !(16..=10_000_000).contains(&n) {
-            return Err(Invalid::new(
-                "affinity_capacity".into(),
-                "affinity capacity: between 16 and 10000000 conversations",
-            ));
-        }
-        set(doc, Some("routing"), "affinity_capacity", value(n as i64), "affinity_capacity")?;
-        ch.restart.push("affinity_capacity");
-    }
-    if let Some(k) = b.keepalive_secs
-        && (k - current.keepalive.as_secs_f64()).abs() > 1e-9
-    {
-        if !(k.is_finite() && (0.05..=3600.0).contains(&k)) {
-            return Err(Invalid::new("keepalive_secs".into(), "keepalive: between 0.05 and 3600 seconds"));
-        }
-        set(doc, None, "keepalive_secs", value(k), "keepalive_secs")?;
-        ch.restart.push("keepalive_secs");
-    }
-    if let Some(e) = b.ollama_enabled
-        && e != current.ollama.enabled
-    {
-        set(doc, Some("ollama"), "enabled", value(e), "ollama_enabled")?;
-        ch.restart.push("ollama.enabled");
-    }
-    if let Some(p) = b.ollama_port
-        && p != current.ollama.listen.port()
-    {
-        set(doc, Some("ollama"), "port", value(i64::from(p)), "ollama_port")?;
-        ch.restart.push("ollama.port");
-    }
-    let sorted =
-        |m: &HashMap<String, String>| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>();
-    for (name, id, text, now) in [
-        ("anthropic", "anthropic_aliases", &b.anthropic_aliases, &current.anthropic_model_aliases),
-        ("gemini", "gemini_aliases", &b.gemini_aliases, &current.gemini_model_aliases),
-    ] {
-        let Some(text) = text else { continue };
-        let aliases = parse_aliases(text).map_err(|e| Invalid::new(id.into(), format!("{name} aliases: {e}")))?;
-        if aliases != sorted(now) {
-            set_aliases(doc, name, &aliases, id)?;
-            ch.restart.push(if name == "anthropic" { "anthropic.model_aliases" } else { "gemini.model_aliases" });
-        }
-    }
-    Ok(ch)
 }
 
 /// Write `text` to `path` through a temporary file in the same folder (0600 when new: it may hold keys).
@@ -289,8 +242,8 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 /// `POST /dashboard/api/settings`.
 pub(crate) async fn save(State(dash): State<St>, _: ApiWrite, body: axum::body::Bytes) -> Answer {
     let b: SettingsBody = json_body(&body, "Unreadable settings")?;
-    let config = dash.app.live.config.load_full();
-    let path = &config.config_file;
+    let now = in_force(&dash);
+    let path = &now.config_file;
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -301,8 +254,7 @@ pub(crate) async fn save(State(dash): State<St>, _: ApiWrite, body: axum::body::
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e| json_error(StatusCode::CONFLICT, format!("{} is not valid TOML: {e}", path.display())))?;
-    let live = Live { strategy: dash.app.pool.strategy(), quota: *dash.quota.read(), prices: dash.app.ledger.prices() };
-    let (changes, new_prices) = edit(&mut doc, &b, &config, &live).map_err(invalid)?;
+    let (changes, new_prices) = edit(&mut doc, &b, &now).map_err(invalid)?;
     if changes == Changes::default() {
         let nothing = json!({"ok": true, "applied": [], "restart": [], "message": "Nothing changed."});
         return Ok(json_response(StatusCode::OK, nothing));
@@ -317,11 +269,7 @@ pub(crate) async fn save(State(dash): State<St>, _: ApiWrite, body: axum::body::
     if let Some(e) = report.error {
         return Err(json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("Saved, but the reload failed: {e}")));
     }
-    // What this save changed, with the settings the reload put into force moved to `applied`.
-    let (mut applied, mut restart) = (changes.applied, Vec::new());
-    for name in changes.restart {
-        if report.applied.contains(&name) { applied.push(name) } else { restart.push(name) }
-    }
+    let Changes { applied, restart } = changes;
     apply(&dash, &b, new_prices);
     let note = crate::audit::Note::default().with("applied", applied.clone()).with("restart", restart.clone());
     let v = json!({"ok": true, "applied": applied, "restart": restart, "file": path.display().to_string()});
@@ -330,7 +278,8 @@ pub(crate) async fn save(State(dash): State<St>, _: ApiWrite, body: axum::body::
 
 /// What applies at once, once the file holds it.
 fn apply(dash: &St, b: &SettingsBody, prices: Option<Prices>) {
-    if let Some(s) = b.strategy.as_deref().and_then(Strategy::parse) {
+    // The strategy chosen here is put in force even when the environment names another (until the next reload).
+    if let Some(s) = b.fields.get("strategy").and_then(Json::as_str).and_then(Strategy::parse) {
         dash.app.pool.set_strategy(s);
         tracing::info!("dashboard: rotation strategy is now {}", s.as_str());
     }
@@ -348,6 +297,34 @@ fn apply(dash: &St, b: &SettingsBody, prices: Option<Prices>) {
     }
 }
 
+/// `GET /dashboard/settings`: each part of [`PAGE`] with the values in force.
+pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess) -> Response {
+    let now = in_force(&dash);
+    let parts: Vec<Json> = PAGE
+        .iter()
+        .map(|p| match p {
+            Part::Fields(g) => {
+                let fields = g.fields.iter().map(|f| {
+                    let mut v = f.kind.describe();
+                    v["id"] = f.id.into();
+                    v["label"] = f.label.into();
+                    v["live"] = f.live.into();
+                    v["value"] = (f.shown)(&now);
+                    v
+                });
+                json!({"legend": g.legend, "fields": fields.collect::<Vec<_>>()})
+            }
+            Part::Quota => json!({"quota": now.dashboard.quota}),
+            // The configured prices, then an empty row to add one.
+            Part::Prices => json!({"prices": now.usage.prices.sorted().into_iter().map(|(model, p)| json!({
+                "model": model, "input": p.input, "cached_input": p.cached_input, "output": p.output,
+            })).chain([json!({"model": "", "input": null, "cached_input": null, "output": null})]).collect::<Vec<_>>()}),
+        })
+        .collect();
+    let s = json!({"config_file": now.config_file.display().to_string(), "parts": parts});
+    super::pages::page(&dash, a, "Settings", "settings", json!({"s": s}))
+}
+
 /// A refused value: 400 with the message and the field the page marks.
 fn invalid(e: Invalid) -> Response {
     json_response(StatusCode::BAD_REQUEST, json!({"error": e.message, "field": e.field}))
@@ -355,26 +332,32 @@ fn invalid(e: Invalid) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::config::{Config, Overrides};
+    use std::collections::HashMap;
 
+    use super::*;
+    use crate::config::Overrides;
+
+    /// The defaults, with the strategy in force `least_used`.
     fn config() -> Config {
         let env = HashMap::<String, String>::from([("HOME".into(), "/nonexistent".into())]);
-        Config::resolve(RawConfig::default(), &Overrides::default(), &env).unwrap_or_else(|e| panic!("{e}"))
+        let mut c =
+            Config::resolve(RawConfig::default(), &Overrides::default(), &env).unwrap_or_else(|e| panic!("{e}"));
+        c.routing.strategy = Strategy::LeastUsed;
+        c
+    }
+
+    fn body(v: Json) -> SettingsBody {
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
     fn comments_and_layout_survive_a_save() {
         let text = "# my gateway\nport = 9000 # the port\n\n[routing]\n# how to rotate\nstrategy = \"least_used\" # was\n\n[anthropic]\nmodel_aliases = { opus = \"gpt-5.5\" } # inline\n";
         let mut doc: DocumentMut = text.parse().unwrap_or_else(|e| panic!("{e}"));
-        let b = SettingsBody {
-            strategy: Some("round_robin".into()),
-            anthropic_aliases: Some("opus = gpt-5.5\nhaiku = gpt-5.4-mini".into()),
-            ..SettingsBody::default()
-        };
-        let ch = edit_restart(&mut doc, &b, &config(), Strategy::LeastUsed).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(ch.applied, vec!["strategy"]);
-        assert_eq!(ch.restart, vec!["anthropic.model_aliases"]);
+        let b = body(json!({"strategy": "round_robin", "anthropic_aliases": "opus = gpt-5.5\nhaiku = gpt-5.4-mini"}));
+        let (ch, _) = edit(&mut doc, &b, &config()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(ch.applied, vec!["strategy", "anthropic_aliases"]);
+        assert!(ch.restart.is_empty());
         let out = doc.to_string();
         assert!(out.starts_with("# my gateway\nport = 9000 # the port\n"), "{out}");
         assert!(out.contains("# how to rotate\nstrategy = \"round_robin\" # was\n"), "{out}");
@@ -383,18 +366,48 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_values_are_not_written() {
+    fn every_field_is_written_where_the_file_reads_it() {
         let mut doc = DocumentMut::new();
-        let b = SettingsBody {
-            strategy: Some("least_used".into()),
-            keepalive_secs: Some(15.0),
-            plan_priority: Some(String::new()),
-            ..SettingsBody::default()
-        };
-        assert_eq!(edit_restart(&mut doc, &b, &config(), Strategy::LeastUsed), Ok(Changes::default()));
+        let b = body(json!({
+            "plan_priority": "Pro, plus", "affinity_capacity": 20000, "keepalive_secs": 2.5, "ollama_enabled": true,
+            "ollama_port": 11500, "gemini_aliases": "pro = gpt-5.5\n# a comment\n\nflash = gpt-5.4",
+        }));
+        let (ch, _) = edit(&mut doc, &b, &config()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(ch.applied, ["keepalive_secs", "gemini_aliases"]);
+        assert_eq!(ch.restart, ["plan_priority", "affinity_capacity", "ollama_enabled", "ollama_port"]);
+        let out = doc.to_string();
+        let raw: RawConfig = toml::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let env = HashMap::<String, String>::from([("HOME".into(), "/nonexistent".into())]);
+        let c = Config::resolve(raw, &Overrides::default(), &env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.routing.plan_priority, ["pro", "plus"]);
+        assert_eq!((c.routing.affinity_capacity, c.keepalive.as_secs_f64()), (20000, 2.5));
+        assert_eq!((c.ollama.enabled, c.ollama.listen.port()), (true, 11500));
+        assert_eq!(c.gemini_model_aliases.get("flash").map(String::as_str), Some("gpt-5.4"));
+        assert!(out.contains("[gemini.model_aliases]\nflash = \"gpt-5.4\"\npro = \"gpt-5.5\"\n"), "{out}");
+        // The same values again change nothing; a removed alias goes.
+        let (again, _) = edit(&mut doc, &b, &c).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(again, Changes::default());
+        let fewer = body(json!({"gemini_aliases": "pro = gpt-5.5"}));
+        assert_eq!(edit(&mut doc, &fewer, &c).map(|r| r.0.applied), Ok(vec!["gemini_aliases"]));
+        assert!(doc.to_string().contains("[gemini.model_aliases]\npro = \"gpt-5.5\"\n"), "{doc}");
+    }
+
+    #[test]
+    fn unchanged_values_are_not_written_and_refusals_name_their_field() {
+        let mut doc = DocumentMut::new();
+        let b = body(json!({"strategy": "least_used", "keepalive_secs": 15, "plan_priority": "", "ollama_port": null}));
+        assert_eq!(edit(&mut doc, &b, &config()).map(|r| r.0), Ok(Changes::default()));
         assert_eq!(doc.to_string(), "");
-        let bad = SettingsBody { strategy: Some("fastest".into()), ..SettingsBody::default() };
-        assert!(edit_restart(&mut doc, &bad, &config(), Strategy::LeastUsed).is_err());
-        assert!(parse_aliases("opus gpt").is_err());
+        for (sent, field) in [
+            (json!({"strategy": "fastest"}), "strategy"),
+            (json!({"plan_priority": "plus; pro"}), "plan_priority"),
+            (json!({"affinity_capacity": 8}), "affinity_capacity"),
+            (json!({"affinity_capacity": 100.5}), "affinity_capacity"),
+            (json!({"keepalive_secs": "soon"}), "keepalive_secs"),
+            (json!({"anthropic_aliases": "opus gpt"}), "anthropic_aliases"),
+        ] {
+            let refused = edit(&mut doc, &body(sent.clone()), &config()).map(|r| r.0).err();
+            assert_eq!(refused.map(|e| e.field), Some(field.to_string()), "{sent}");
+        }
     }
 }

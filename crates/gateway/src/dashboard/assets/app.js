@@ -432,7 +432,6 @@
     if (!form) return;
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
-      const num = (id) => { const v = $(id).value.trim(); return v === "" ? null : Number(v); };
       const cell = (el) => (el.value.trim() === "" ? null : Number(el.value));
       const prices = $$("tr[data-price-row]").map((tr) => ({
         model: $('[data-col="model"]', tr).value,
@@ -442,19 +441,11 @@
       }));
       for (const el of $$("[aria-invalid]", form)) el.removeAttribute("aria-invalid");
       for (const el of $$(".field-error", form)) show(el, "");
-      const body = {
-        quota_warn_percent: num("#quota_warn_percent"),
-        quota_critical_percent: num("#quota_critical_percent"),
-        prices,
-        strategy: $("#strategy").value,
-        plan_priority: $("#plan_priority").value,
-        affinity_capacity: num("#affinity_capacity"),
-        keepalive_secs: num("#keepalive_secs"),
-        ollama_enabled: $("#ollama_enabled").checked,
-        ollama_port: num("#ollama_port"),
-        anthropic_aliases: $("#anthropic_aliases").value,
-        gemini_aliases: $("#gemini_aliases").value,
-      };
+      // Every input the server declared (data-setting), by its id: the JSON member the save reads.
+      const body = { prices };
+      for (const el of $$("[data-setting]", form)) {
+        body[el.id] = el.type === "checkbox" ? el.checked : el.type === "number" ? cell(el) : el.value;
+      }
       show($("#settings-error"), "");
       show($("#settings-result"), "Saving…");
       try {
