@@ -35,6 +35,7 @@ pub(crate) mod signin;
 mod sso;
 mod users;
 
+pub(crate) use session::cookie;
 pub use session::{LOGIN_DELAY, SESSION_COOKIE};
 
 /// A path the dashboard serves (the guard skips the client key for these: the dashboard has its own gate).

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use dialects::{ErrorKind, GatewayError};
 
 use crate::app::AppState;
@@ -17,16 +17,7 @@ use crate::users::access::{Action, Decision, decide};
 
 /// The dashboard's session cookie, when it holds a user's session token.
 pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
-    let name = crate::dashboard::SESSION_COOKIE;
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-        .filter(|v| v.starts_with(SESSION_PREFIX))
+    crate::dashboard::cookie(headers, crate::dashboard::SESSION_COOKIE).filter(|v| v.starts_with(SESSION_PREFIX))
 }
 
 /// Whether the request may read `/metrics`; the refusal in the gateway's error shape otherwise.
@@ -78,7 +69,7 @@ fn unauthorized() -> GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, header};
 
     #[test]
     fn the_session_cookie_is_found_among_others_and_only_a_session_token() {
