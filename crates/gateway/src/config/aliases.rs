@@ -24,13 +24,13 @@ pub(super) fn resolve(raw: Option<RawAliases>) -> HashMap<String, String> {
 pub(crate) const SETTINGS: Group = Group {
     legend: "Model aliases",
     fields: &[
-        Field::new(
+        Field::named(
             "anthropic_aliases",
             "anthropic.model_aliases",
             "Anthropic clients: one <code>alias = model</code> per line",
         )
         .live(Kind::Aliases { placeholder: "opus = gpt-5.5" }, |c| lines(&c.anthropic_model_aliases)),
-        Field::new("gemini_aliases", "gemini.model_aliases", "Gemini clients")
+        Field::named("gemini_aliases", "gemini.model_aliases", "Gemini clients")
             .live(Kind::Aliases { placeholder: "pro = gpt-5.5-high" }, |c| lines(&c.gemini_model_aliases)),
     ],
 };

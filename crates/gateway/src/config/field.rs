@@ -27,7 +27,7 @@ pub struct Field {
 
 impl Field {
     /// A field by its input id, file key and label; [`Named::live`] or [`Named::at_restart`] completes it.
-    pub const fn new(id: &'static str, key: &'static str, label: &'static str) -> Named {
+    pub const fn named(id: &'static str, key: &'static str, label: &'static str) -> Named {
         Named { id, key, label }
     }
 }

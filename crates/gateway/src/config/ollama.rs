@@ -34,9 +34,9 @@ pub struct OllamaBridge {
 pub(crate) const SETTINGS: Group = Group {
     legend: "Ollama bridge",
     fields: &[
-        Field::new("ollama_enabled", "ollama.enabled", "Serve the Ollama bridge")
+        Field::named("ollama_enabled", "ollama.enabled", "Serve the Ollama bridge")
             .at_restart(Kind::Switch, |c| json!(c.ollama.enabled)),
-        Field::new("ollama_port", "ollama.port", "Bridge port")
+        Field::named("ollama_port", "ollama.port", "Bridge port")
             .at_restart(Kind::Number { min: 1.0, max: 65535.0, whole: true }, |c| json!(c.ollama.listen.port())),
     ],
 };

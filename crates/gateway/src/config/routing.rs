@@ -49,12 +49,16 @@ pub struct Routing {
 pub(crate) const SETTINGS: Group = Group {
     legend: "Routing",
     fields: &[
-        Field::new("strategy", "routing.strategy", "Rotation strategy")
+        Field::named("strategy", "routing.strategy", "Rotation strategy")
             .live(Kind::Choice(strategy_names), |c| json!(c.routing.strategy.as_str())),
-        Field::new("plan_priority", "routing.plan_priority", "Plan priority (comma-separated, preferred first)")
+        Field::named("plan_priority", "routing.plan_priority", "Plan priority (comma-separated, preferred first)")
             .at_restart(Kind::Names { placeholder: "plus, pro" }, |c| json!(c.routing.plan_priority.join(", "))),
-        Field::new("affinity_capacity", "routing.affinity_capacity", "Conversation affinity: conversations remembered")
-            .at_restart(Kind::Number { min: 16.0, max: 1e7, whole: true }, |c| json!(c.routing.affinity_capacity)),
+        Field::named(
+            "affinity_capacity",
+            "routing.affinity_capacity",
+            "Conversation affinity: conversations remembered",
+        )
+        .at_restart(Kind::Number { min: 16.0, max: 1e7, whole: true }, |c| json!(c.routing.affinity_capacity)),
     ],
 };
 

@@ -31,7 +31,7 @@ pub struct Timeouts {
 /// The Settings page's Streaming fieldset.
 pub(crate) const SETTINGS: Group = Group {
     legend: "Streaming",
-    fields: &[Field::new("keepalive_secs", "keepalive_secs", "Keepalive interval, seconds")
+    fields: &[Field::named("keepalive_secs", "keepalive_secs", "Keepalive interval, seconds")
         .live(Kind::Number { min: 0.05, max: 3600.0, whole: false }, |c| json!(c.keepalive.as_secs_f64()))],
 };
 
