@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::AppState;
-use crate::config::{Config, ProcessEnv};
+use crate::config::{Config, ProcessEnv, UsageSettings};
 
 /// How often `[server] watch_config` looks at the file. A poll of its metadata rather than inotify (the `notify`
 /// crate): inotify misses a file replaced by an editor's rename unless the directory is watched, and sees nothing
@@ -198,12 +198,8 @@ fn classify(old: &Config, next: &Config) -> (Vec<&'static str>, Vec<&'static str
     restart_if(*metrics != old.metrics, "metrics");
     restart_if(*dashboard != old.dashboard, "dashboard");
     restart_if(*config_file != old.config_file || *overrides != old.overrides, "the config file's path");
-    let u = &old.usage;
-    let usage_rest = usage.enabled != u.enabled
-        || usage.retention != u.retention
-        || usage.rollup_retention != u.rollup_retention
-        || usage.channel_capacity != u.channel_capacity;
-    restart_if(usage_rest, "usage (other than prices)");
+    let usage_rest = UsageSettings { prices: old.usage.prices.clone(), ..usage.clone() };
+    restart_if(usage_rest != old.usage, "usage (other than prices)");
     (live, restart)
 }
 

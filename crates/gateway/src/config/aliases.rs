@@ -24,22 +24,14 @@ pub(super) fn resolve(raw: Option<RawAliases>) -> HashMap<String, String> {
 pub(crate) const SETTINGS: Group = Group {
     legend: "Model aliases",
     fields: &[
-        Field {
-            id: "anthropic_aliases",
-            label: "Anthropic clients: one <code>alias = model</code> per line",
-            key: "anthropic.model_aliases",
-            kind: Kind::Aliases { placeholder: "opus = gpt-5.5" },
-            live: true,
-            shown: |c| lines(&c.anthropic_model_aliases),
-        },
-        Field {
-            id: "gemini_aliases",
-            label: "Gemini clients",
-            key: "gemini.model_aliases",
-            kind: Kind::Aliases { placeholder: "pro = gpt-5.5-high" },
-            live: true,
-            shown: |c| lines(&c.gemini_model_aliases),
-        },
+        Field::named(
+            "anthropic_aliases",
+            "anthropic.model_aliases",
+            "Anthropic clients: one <code>alias = model</code> per line",
+        )
+        .live(Kind::Aliases { placeholder: "opus = gpt-5.5" }, |c| lines(&c.anthropic_model_aliases)),
+        Field::named("gemini_aliases", "gemini.model_aliases", "Gemini clients")
+            .live(Kind::Aliases { placeholder: "pro = gpt-5.5-high" }, |c| lines(&c.gemini_model_aliases)),
     ],
 };
 

@@ -61,17 +61,13 @@ impl AttemptLimits {
             Some(v) if v <= most => Ok(Duration::from_millis(v)),
             Some(v) => bail!("[dashboard.attempts] {name} = {v} must be at most {most}"),
         };
+        let backoff_max_ms = raw.backoff_max_secs.map(|s| s.saturating_mul(1000));
         let limits = AttemptLimits {
             failure_delay: ms("failure_delay_ms", raw.failure_delay_ms, d.failure_delay, 10_000)?,
             free_failures: raw.free_failures.unwrap_or(d.free_failures),
             address_free_failures: raw.address_free_failures.unwrap_or(d.address_free_failures),
             backoff: ms("backoff_ms", raw.backoff_ms, d.backoff, 3_600_000)?,
-            backoff_max: ms(
-                "backoff_max_secs",
-                raw.backoff_max_secs.map(|s| s.saturating_mul(1000)),
-                d.backoff_max,
-                86_400_000,
-            )?,
+            backoff_max: ms("backoff_max_secs", backoff_max_ms, d.backoff_max, 86_400_000)?,
             lockout_failures: raw.lockout_failures.unwrap_or(d.lockout_failures),
             lockout: match raw.lockout_minutes {
                 None => d.lockout,

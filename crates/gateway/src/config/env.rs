@@ -77,13 +77,9 @@ impl Endpoints {
         let pick = |key: &str, file: Option<String>, default: &str| -> String {
             env.get(key).or(file).unwrap_or_else(|| default.to_string()).trim_end_matches('/').to_string()
         };
-        let proxy = env
-            .get("CODEX_GATEWAY_PROXY")
-            .or(raw.proxy.take())
-            .or_else(|| env.get("HTTPS_PROXY"))
-            .or_else(|| env.get("https_proxy"))
-            .or_else(|| env.get("ALL_PROXY"))
-            .or_else(|| env.get("all_proxy"));
+        let proxy = env.get("CODEX_GATEWAY_PROXY").or(raw.proxy.take()).or_else(|| {
+            ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"].into_iter().find_map(|key| env.get(key))
+        });
         let ca_bundle = env
             .get("CODEX_GATEWAY_CA_BUNDLE")
             .map(PathBuf::from)

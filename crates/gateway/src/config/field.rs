@@ -25,6 +25,32 @@ pub struct Field {
     pub shown: fn(&Config) -> Json,
 }
 
+impl Field {
+    /// A field by its input id, file key and label; [`Named::live`] or [`Named::at_restart`] completes it.
+    pub const fn named(id: &'static str, key: &'static str, label: &'static str) -> Named {
+        Named { id, key, label }
+    }
+}
+
+/// A [`Field`]'s names, before its input.
+pub struct Named {
+    id: &'static str,
+    key: &'static str,
+    label: &'static str,
+}
+
+impl Named {
+    /// A field a reload puts in force.
+    pub const fn live(self, kind: Kind, shown: fn(&Config) -> Json) -> Field {
+        Field { id: self.id, label: self.label, key: self.key, kind, live: true, shown }
+    }
+
+    /// A field read at the next start.
+    pub const fn at_restart(self, kind: Kind, shown: fn(&Config) -> Json) -> Field {
+        Field { live: false, ..self.live(kind, shown) }
+    }
+}
+
 /// One feature's fields: a fieldset of the page.
 pub struct Group {
     pub legend: &'static str,
@@ -53,29 +79,19 @@ pub enum Kind {
 }
 
 /// Why a value the page sent is refused.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, thiserror::Error)]
 pub enum Refusal {
     /// Not the JSON type the input sends.
+    #[error("not a value this field takes")]
     Type,
+    #[error("`{0}` is not one of {names}", names = .1.join(", "))]
     NotOneOf(String, Vec<&'static str>),
+    #[error("names are letters, digits, `-` and `_`, separated by commas")]
     BadName,
-    OutOfRange {
-        min: f64,
-        max: f64,
-    },
+    #[error("between {min} and {max}")]
+    OutOfRange { min: f64, max: f64 },
+    #[error("`{0}` is not `alias = model`")]
     NotAlias(String),
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::Type => write!(f, "not a value this field takes"),
-            Refusal::NotOneOf(s, names) => write!(f, "`{s}` is not one of {}", names.join(", ")),
-            Refusal::BadName => write!(f, "names are letters, digits, `-` and `_`, separated by commas"),
-            Refusal::OutOfRange { min, max } => write!(f, "between {min} and {max}"),
-            Refusal::NotAlias(line) => write!(f, "`{line}` is not `alias = model`"),
-        }
-    }
 }
 
 impl Kind {

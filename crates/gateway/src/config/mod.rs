@@ -96,16 +96,12 @@ impl Config {
     /// Load the file (a given path must exist, the default one may be absent, but not unreadable: its settings
     /// would be dropped without a word), then env, then flags.
     pub fn load(overrides: &Overrides, env: &dyn Env) -> anyhow::Result<Config> {
-        let raw = match flags::explicit_config_file(overrides, env) {
-            Some(path) => read_raw(&path)?,
-            None => {
-                let path = default_config_path(env);
-                match path.try_exists() {
-                    Ok(true) => read_raw(&path)?,
-                    Ok(false) => RawConfig::default(),
-                    Err(e) => bail!("cannot read config file {}: {e}", path.display()),
-                }
-            }
+        let explicit = flags::explicit_config_file(overrides, env).is_some();
+        let path = flags::config_file(overrides, env);
+        let raw = match path.try_exists() {
+            Ok(false) if !explicit => RawConfig::default(),
+            Err(e) if !explicit => bail!("cannot read config file {}: {e}", path.display()),
+            _ => read_raw(&path)?,
         };
         Self::resolve(raw, overrides, env)
     }

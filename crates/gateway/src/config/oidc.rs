@@ -140,10 +140,7 @@ impl OidcConfig {
         let role_map = (raw.role_map.unwrap_or_default().into_iter())
             .map(|(group, r)| role(&format!("role_map.{group}"), &r).map(|r| (group, r)))
             .collect::<anyhow::Result<_>>()?;
-        let allowed_domains = raw
-            .allowed_domains
-            .unwrap_or_default()
-            .iter()
+        let allowed_domains = (raw.allowed_domains.unwrap_or_default().iter())
             .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
             .filter(|d| !d.is_empty())
             .collect();

@@ -34,22 +34,10 @@ pub struct OllamaBridge {
 pub(crate) const SETTINGS: Group = Group {
     legend: "Ollama bridge",
     fields: &[
-        Field {
-            id: "ollama_enabled",
-            label: "Serve the Ollama bridge",
-            key: "ollama.enabled",
-            kind: Kind::Switch,
-            live: false,
-            shown: |c| json!(c.ollama.enabled),
-        },
-        Field {
-            id: "ollama_port",
-            label: "Bridge port",
-            key: "ollama.port",
-            kind: Kind::Number { min: 1.0, max: 65535.0, whole: true },
-            live: false,
-            shown: |c| json!(c.ollama.listen.port()),
-        },
+        Field::named("ollama_enabled", "ollama.enabled", "Serve the Ollama bridge")
+            .at_restart(Kind::Switch, |c| json!(c.ollama.enabled)),
+        Field::named("ollama_port", "ollama.port", "Bridge port")
+            .at_restart(Kind::Number { min: 1.0, max: 65535.0, whole: true }, |c| json!(c.ollama.listen.port())),
     ],
 };
 

@@ -49,32 +49,22 @@ pub struct Routing {
 pub(crate) const SETTINGS: Group = Group {
     legend: "Routing",
     fields: &[
-        Field {
-            id: "strategy",
-            label: "Rotation strategy",
-            key: "routing.strategy",
-            kind: Kind::Choice(|| Strategy::ALL.iter().map(|s| s.as_str()).collect()),
-            live: true,
-            shown: |c| json!(c.routing.strategy.as_str()),
-        },
-        Field {
-            id: "plan_priority",
-            label: "Plan priority (comma-separated, preferred first)",
-            key: "routing.plan_priority",
-            kind: Kind::Names { placeholder: "plus, pro" },
-            live: false,
-            shown: |c| json!(c.routing.plan_priority.join(", ")),
-        },
-        Field {
-            id: "affinity_capacity",
-            label: "Conversation affinity: conversations remembered",
-            key: "routing.affinity_capacity",
-            kind: Kind::Number { min: 16.0, max: 1e7, whole: true },
-            live: false,
-            shown: |c| json!(c.routing.affinity_capacity),
-        },
+        Field::named("strategy", "routing.strategy", "Rotation strategy")
+            .live(Kind::Choice(strategy_names), |c| json!(c.routing.strategy.as_str())),
+        Field::named("plan_priority", "routing.plan_priority", "Plan priority (comma-separated, preferred first)")
+            .at_restart(Kind::Names { placeholder: "plus, pro" }, |c| json!(c.routing.plan_priority.join(", "))),
+        Field::named(
+            "affinity_capacity",
+            "routing.affinity_capacity",
+            "Conversation affinity: conversations remembered",
+        )
+        .at_restart(Kind::Number { min: 16.0, max: 1e7, whole: true }, |c| json!(c.routing.affinity_capacity)),
     ],
 };
+
+fn strategy_names() -> Vec<&'static str> {
+    Strategy::ALL.iter().map(|s| s.as_str()).collect()
+}
 
 impl Routing {
     /// `[routing]`, the strategy also from `CODEX_GATEWAY_STRATEGY`, with the bounds that keep the pool working.
@@ -82,8 +72,7 @@ impl Routing {
         let r = raw.unwrap_or_default();
         let strategy_name = env.get("CODEX_GATEWAY_STRATEGY").or(r.strategy).unwrap_or_else(|| "planner".into());
         let strategy = Strategy::parse(&strategy_name).with_context(|| {
-            let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
-            format!("routing strategy `{strategy_name}` is not one of {}", names.join(", "))
+            format!("routing strategy `{strategy_name}` is not one of {}", strategy_names().join(", "))
         })?;
         Ok(Routing {
             strategy,

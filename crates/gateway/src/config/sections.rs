@@ -139,11 +139,9 @@ impl DashboardConfig {
             bail!("[dashboard] session_hours = {hours} must be more than 0 and at most a year");
         }
         let d = QuotaThresholds::DEFAULT;
-        let quota = QuotaThresholds::new(
-            raw.quota_warn_percent.unwrap_or(d.warn),
-            raw.quota_critical_percent.unwrap_or(d.critical.max(raw.quota_warn_percent.unwrap_or(0.0))),
-        )
-        .map_err(|e| anyhow::anyhow!("[dashboard] {e}"))?;
+        let warn = raw.quota_warn_percent.unwrap_or(d.warn);
+        let critical = raw.quota_critical_percent.unwrap_or(d.critical.max(raw.quota_warn_percent.unwrap_or(0.0)));
+        let quota = QuotaThresholds::new(warn, critical).map_err(|e| anyhow::anyhow!("[dashboard] {e}"))?;
         Ok(DashboardConfig {
             enabled: raw.enabled.unwrap_or(true),
             loopback_without_login: raw.loopback_without_login.unwrap_or(false),
@@ -192,10 +190,8 @@ impl StoredResponseSettings {
             .checked_mul(1 << 20)
             .and_then(|b| usize::try_from(b).ok())
             .ok_or_else(|| anyhow::anyhow!("server.stored_responses_mb is too large: {mb}"))?;
-        Ok(StoredResponseSettings {
-            responses: raw.and_then(|s| s.stored_responses).unwrap_or(Self::DEFAULT_RESPONSES),
-            bytes,
-        })
+        let responses = raw.and_then(|s| s.stored_responses).unwrap_or(Self::DEFAULT_RESPONSES);
+        Ok(StoredResponseSettings { responses, bytes })
     }
 }
 

@@ -31,14 +31,8 @@ pub struct Timeouts {
 /// The Settings page's Streaming fieldset.
 pub(crate) const SETTINGS: Group = Group {
     legend: "Streaming",
-    fields: &[Field {
-        id: "keepalive_secs",
-        label: "Keepalive interval, seconds",
-        key: "keepalive_secs",
-        kind: Kind::Number { min: 0.05, max: 3600.0, whole: false },
-        live: true,
-        shown: |c| json!(c.keepalive.as_secs_f64()),
-    }],
+    fields: &[Field::named("keepalive_secs", "keepalive_secs", "Keepalive interval, seconds")
+        .live(Kind::Number { min: 0.05, max: 3600.0, whole: false }, |c| json!(c.keepalive.as_secs_f64()))],
 };
 
 impl Timeouts {

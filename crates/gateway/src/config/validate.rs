@@ -110,7 +110,6 @@ pub(super) fn refuse_public_without_key(ip: IpAddr, api_keys: &[String], access:
     Ok(())
 }
 
-/// The default reasoning effort, in the backend's spelling.
 /// `[metrics] scrape_key` opens `/metrics` alone: a client or admin key with the same text would blur which right a
 /// credential carries.
 pub(super) fn scrape_key(key: Option<&str>, api_keys: &[String], access: &Access) -> anyhow::Result<()> {
@@ -124,6 +123,7 @@ pub(super) fn scrape_key(key: Option<&str>, api_keys: &[String], access: &Access
     Ok(())
 }
 
+/// The default reasoning effort, in the backend's spelling.
 pub(super) fn reasoning_effort(effort: Option<String>) -> anyhow::Result<Option<String>> {
     let Some(e) = effort else { return Ok(None) };
     match dialects::models::normalize_effort(&e) {

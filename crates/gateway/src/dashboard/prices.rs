@@ -37,18 +37,15 @@ pub(crate) fn parse(rows: &[PriceRow]) -> Result<BTreeMap<String, Price>, Invali
             return Err(Invalid::new(field("model"), format!("price table: {model} is listed twice")));
         }
         let check = |col: &str, v: Option<f64>, required: bool| -> Result<Option<f64>, Invalid> {
-            match v {
-                Some(v) if v.is_finite() && v >= 0.0 => Ok(Some(v)),
-                Some(v) => Err(Invalid::new(
-                    field(col),
-                    format!("price table: {model} {col} = {v} is not a price (USD per million tokens, 0 or more)"),
-                )),
-                None if required => Err(Invalid::new(
-                    field(col),
-                    format!("price table: {model} needs a price for {col} (USD per million tokens)"),
-                )),
-                None => Ok(None),
-            }
+            let why = match v {
+                Some(v) if v.is_finite() && v >= 0.0 => return Ok(Some(v)),
+                Some(v) => {
+                    format!("price table: {model} {col} = {v} is not a price (USD per million tokens, 0 or more)")
+                }
+                None if required => format!("price table: {model} needs a price for {col} (USD per million tokens)"),
+                None => return Ok(None),
+            };
+            Err(Invalid::new(field(col), why))
         };
         let input = check("input", r.input, true)?.unwrap_or(0.0);
         let cached_input = check("cached_input", r.cached_input, false)?;

@@ -104,24 +104,18 @@ fn not_table(f: &str, name: &str) -> Invalid {
     Invalid::new(f.into(), format!("`{name}` in the file is not a table"))
 }
 
-/// Set `key` to `v` (`Item::None`: remove it); an existing key keeps its comments (`insert` would replace the key
-/// with its decor).
-fn put(t: &mut dyn TableLike, key: &str, v: Item) {
-    if v.is_none() {
-        t.remove(key);
-        return;
-    }
+/// Set `key` to `v` (`None`: remove it); an existing key keeps its comments (`insert` would replace the key with
+/// its decor).
+fn put(t: &mut dyn TableLike, key: &str, v: Option<Value>) {
+    let Some(mut v) = v else { return drop(t.remove(key)) };
     match t.get_mut(key) {
         Some(old) => {
-            let decor = old.as_value().map(|v| v.decor().clone());
-            *old = v;
-            if let (Some(d), Some(new)) = (decor, old.as_value_mut()) {
-                *new.decor_mut() = d;
+            if let Some(decor) = old.as_value().map(Value::decor) {
+                *v.decor_mut() = decor.clone();
             }
+            *old = Item::Value(v);
         }
-        None => {
-            t.insert(key, v);
-        }
+        None => drop(t.insert(key, Item::Value(v))),
     }
 }
 
@@ -135,7 +129,7 @@ pub(super) fn write(doc: &mut DocumentMut, dotted: &str, v: Option<Value>, f: &s
     let t = item.as_table_like_mut().ok_or_else(|| not_table(f, name))?;
     match v {
         Some(Value::InlineTable(new)) => return merge(t, inline, key, &new).ok_or_else(|| not_table(f, dotted)),
-        v => put(t, key, v.map(Item::Value).unwrap_or_default()),
+        v => put(t, key, v),
     }
     Ok(())
 }
@@ -161,7 +155,7 @@ fn merge(t: &mut dyn TableLike, inline: bool, key: &str, new: &InlineTable) -> O
             Value::InlineTable(sub) => merge(t, inline, k, sub)?,
             // An equal string keeps its quoting.
             v if v.as_str().is_some() && t.get(k).and_then(Item::as_str) == v.as_str() => {}
-            v => put(t, k, Item::Value(v.clone())),
+            v => put(t, k, Some(v.clone())),
         }
     }
     // An inline table's entries get uniform spacing (new entries would otherwise inherit the last one's).
