@@ -182,7 +182,7 @@ pub(crate) fn launchd_plist(l: &Launch) -> String {
 /// `user` (DOMAIN\name) limits the trigger to this user's logon; without it the trigger is any user's, which
 /// needs an administrator.
 pub(crate) fn task_xml(l: &Launch, user: Option<&str>) -> String {
-    let user_id = |indent: &str| user.map(|u| format!("{indent}<UserId>{}</UserId>\n", xml(u))).unwrap_or_default();
+    let user_id = user.map(|u| format!("      <UserId>{}</UserId>\n", xml(u))).unwrap_or_default();
     let args: Vec<String> = l.args.iter().map(|a| windows_arg(a)).collect();
     format!(
         r#"<?xml version="1.0" encoding="UTF-16"?>
@@ -194,11 +194,11 @@ pub(crate) fn task_xml(l: &Launch, user: Option<&str>) -> String {
   <Triggers>
     <LogonTrigger>
       <Enabled>true</Enabled>
-{trigger_user}    </LogonTrigger>
+{user_id}    </LogonTrigger>
   </Triggers>
   <Principals>
     <Principal id="Author">
-{principal_user}      <LogonType>InteractiveToken</LogonType>
+{user_id}      <LogonType>InteractiveToken</LogonType>
       <RunLevel>LeastPrivilege</RunLevel>
     </Principal>
   </Principals>
@@ -233,8 +233,6 @@ pub(crate) fn task_xml(l: &Launch, user: Option<&str>) -> String {
   </Actions>
 </Task>
 "#,
-        trigger_user = user_id("      "),
-        principal_user = user_id("      "),
         command = xml(&windows_arg(&l.program)),
         args = xml(&args.join(" ")),
     )
@@ -271,18 +269,7 @@ pub(crate) fn windows_arg(a: &str) -> String {
 
 /// Text as XML character data or an attribute value.
 fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::auth::login::html_escape(s).replace('\'', "&apos;")
 }
 
 #[cfg(test)]
