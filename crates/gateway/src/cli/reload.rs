@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 #[cfg(unix)]
 use super::service::signal;
-use super::service::{Files, Reach, Running, reach, running_pid};
+use super::service::{Files, Reach, reach, running_pid};
 use crate::config::{Config, Overrides, ProcessEnv};
 
 /// How long to wait for the signalled gateway's report.
@@ -50,7 +50,7 @@ pub(crate) async fn run(base: &Overrides) -> anyhow::Result<ExitCode> {
     let Reach { base: address, key } = reach(&config);
     let report = match running_pid(&files) {
         #[cfg(unix)]
-        Running::Yes(pid) => {
+        super::service::Running::Yes(pid) => {
             let before = call(reqwest::Method::GET, &address, key.as_deref()).await.ok().map(|r| r.seq);
             signal(pid, libc::SIGHUP).with_context(|| format!("cannot signal pid {pid}"))?;
             match before {
@@ -61,12 +61,8 @@ pub(crate) async fn run(base: &Overrides) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        #[cfg(windows)]
-        Running::Yes(_) => match asked(&address, key.as_deref()).await? {
-            Some(r) => r,
-            None => return Ok(ExitCode::from(3)),
-        },
-        Running::Stale(_) | Running::No => match asked(&address, key.as_deref()).await? {
+        // Not started by `start` (or on Windows, any gateway): asked.
+        _ => match asked(&address, key.as_deref()).await? {
             Some(r) => r,
             None => return Ok(ExitCode::from(3)),
         },
