@@ -145,6 +145,13 @@ pub struct ServeArgs {
     pub log_file: Option<PathBuf>,
 }
 
+impl ServeArgs {
+    /// `base` with these options over it (the log file is not a configuration setting).
+    fn overrides(&self, base: &Overrides) -> Overrides {
+        Overrides { host: self.host.clone(), port: self.port, api_key: self.api_key.clone(), ..base.clone() }
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match runtime_builder().enable_all().build() {
@@ -183,9 +190,7 @@ async fn dispatch(Cli { config, data_dir, log_format, database_url, command }: C
     let base = Overrides { config, data_dir, log_format, database_url, ..Default::default() };
     match command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => {
-            let log_file = args.log_file;
-            let o = Overrides { host: args.host, port: args.port, api_key: args.api_key, ..base };
-            serve(Config::load(&o, &ProcessEnv)?, log_file.as_deref()).await?;
+            serve(Config::load(&args.overrides(&base), &ProcessEnv)?, args.log_file.as_deref()).await?
         }
         Command::Start(args) => service::start(&base, args).await?,
         Command::Stop => service::stop(&base).await?,

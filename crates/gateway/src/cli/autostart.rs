@@ -128,12 +128,7 @@ pub(crate) async fn run(base: &Overrides, cmd: ServiceCommand) -> anyhow::Result
 
 async fn install(base: &Overrides, target: Target, args: InstallArgs) -> anyhow::Result<()> {
     let env = ProcessEnv;
-    let given = Overrides {
-        host: args.serve.host.clone(),
-        port: args.serve.port,
-        api_key: args.serve.api_key.clone(),
-        ..base.clone()
-    };
+    let given = args.serve.overrides(base);
     // A configuration that does not load is refused here, with its reason, before anything is written.
     let config = Config::load(&given, &env)?;
     let (real, program) = program(&env)?;

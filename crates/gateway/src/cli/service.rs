@@ -83,7 +83,7 @@ pub(crate) struct State {
 }
 
 pub(crate) async fn start(base: &Overrides, args: ServeArgs) -> anyhow::Result<()> {
-    let overrides = Overrides { host: args.host, port: args.port, api_key: args.api_key, ..base.clone() };
+    let overrides = args.overrides(base);
     // A configuration that does not load is refused here, with its reason, before anything is spawned.
     let config = Config::load(&overrides, &ProcessEnv)?;
     let options = StartOptions {
