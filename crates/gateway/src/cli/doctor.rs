@@ -453,7 +453,7 @@ async fn started_check(r: &mut Report, config: &Config) {
         true => String::new(),
         false => format!(" (not the configured {configured}: `start --host/--port`)"),
     };
-    match answers_as_gateway(&format!("{address}/health")).await {
+    match answers_as_gateway(&address).await {
         true => r.ok("ports", "started gateway", format!("pid {pid} answers at {address}{moved}")),
         false => r.fail(
             "ports",
@@ -464,7 +464,6 @@ async fn started_check(r: &mut Report, config: &Config) {
     }
 }
 
-/// A codex-gateway answers `/health` at `url` (its answer names a version), within 2 seconds.
 /// The open files limit a started gateway gets: this process's, raised as `serve` raises its own (descriptors.rs),
 /// and the concurrent streams it allows on the configured transport.
 fn descriptor_check(r: &mut Report, config: &Config) {
@@ -499,11 +498,12 @@ fn descriptor_check(r: &mut Report, config: &Config) {
     }
 }
 
-async fn answers_as_gateway(url: &str) -> bool {
+/// A codex-gateway answers `/health` at `address` (its answer names a version), within 2 seconds.
+async fn answers_as_gateway(address: &str) -> bool {
     let Ok(http) = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(2)).build() else {
         return false;
     };
-    let Ok(resp) = http.get(url).send().await else { return false };
+    let Ok(resp) = http.get(format!("{address}/health")).send().await else { return false };
     resp.json::<serde_json::Value>().await.is_ok_and(|v| v["version"].is_string())
 }
 
@@ -517,18 +517,15 @@ async fn port_check(r: &mut Report, check: &'static str, addr: std::net::SocketA
         Err(e) => e,
     };
     match err.kind() {
-        std::io::ErrorKind::AddrInUse => {
-            let url = format!("{}/health", crate::cli::local_url(addr));
-            match answers_as_gateway(&url).await {
-                true => r.ok("ports", check, format!("{addr} is held by a running codex-gateway")),
-                false => r.fail(
-                    "ports",
-                    check,
-                    format!("{addr} is in use by another program"),
-                    "stop that program, or choose another port (--port, CODEX_GATEWAY_PORT, `port` in the config)",
-                ),
-            }
-        }
+        std::io::ErrorKind::AddrInUse => match answers_as_gateway(&crate::cli::local_url(addr)).await {
+            true => r.ok("ports", check, format!("{addr} is held by a running codex-gateway")),
+            false => r.fail(
+                "ports",
+                check,
+                format!("{addr} is in use by another program"),
+                "stop that program, or choose another port (--port, CODEX_GATEWAY_PORT, `port` in the config)",
+            ),
+        },
         std::io::ErrorKind::PermissionDenied => r.fail(
             "ports",
             check,
