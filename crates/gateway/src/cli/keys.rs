@@ -69,21 +69,29 @@ pub struct LimitArgs {
     /// Models the key may use, comma-separated (default: any).
     #[arg(long)]
     models: Option<String>,
-    /// Requests per minute.
-    #[arg(long)]
-    rpm: Option<String>,
-    /// Requests in flight at once.
-    #[arg(long)]
-    concurrency: Option<String>,
-    /// Tokens (input + output) per UTC day.
-    #[arg(long)]
-    daily_tokens: Option<String>,
-    /// Tokens (input + output) per UTC month.
-    #[arg(long)]
-    monthly_tokens: Option<String>,
+    #[command(flatten)]
+    budget: Budget,
     /// Last day the key works (2027-01-31, UTC) or an RFC 3339 time.
     #[arg(long)]
     expires: Option<String>,
+}
+
+/// A budget's limits as flags (text, so `none` can remove one): a key's, or a user's across their keys
+/// (cli/users.rs, which words the first two for a user).
+#[derive(clap::Args, Debug, Default)]
+pub struct Budget {
+    /// Requests per minute.
+    #[arg(long)]
+    pub(super) rpm: Option<String>,
+    /// Requests in flight at once.
+    #[arg(long)]
+    pub(super) concurrency: Option<String>,
+    /// Tokens (input + output) per UTC day.
+    #[arg(long)]
+    pub(super) daily_tokens: Option<String>,
+    /// Tokens (input + output) per UTC month.
+    #[arg(long)]
+    pub(super) monthly_tokens: Option<String>,
 }
 
 impl LimitArgs {
@@ -97,11 +105,12 @@ impl LimitArgs {
             let list: Vec<&str> = m.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
             body.insert("models".into(), if m == "none" { Value::Null } else { json!(list) });
         }
+        let b = &self.budget;
         for (flag, key, v) in [
-            ("rpm", "rpm", &self.rpm),
-            ("concurrency", "concurrency", &self.concurrency),
-            ("daily-tokens", "daily_tokens", &self.daily_tokens),
-            ("monthly-tokens", "monthly_tokens", &self.monthly_tokens),
+            ("rpm", "rpm", &b.rpm),
+            ("concurrency", "concurrency", &b.concurrency),
+            ("daily-tokens", "daily_tokens", &b.daily_tokens),
+            ("monthly-tokens", "monthly_tokens", &b.monthly_tokens),
         ] {
             if let Some(v) = v {
                 body.insert(key.into(), number(flag, v)?);
@@ -288,10 +297,8 @@ mod tests {
     fn flags_become_the_admin_apis_json_and_none_clears() -> anyhow::Result<()> {
         let args = LimitArgs {
             models: Some("gpt-5.4, gpt-5.2".into()),
-            rpm: Some("none".into()),
-            daily_tokens: Some("1000".into()),
+            budget: Budget { rpm: Some("none".into()), daily_tokens: Some("1000".into()), ..Default::default() },
             expires: Some("2027-01-31".into()),
-            ..Default::default()
         };
         let mut body = Map::new();
         args.to_json(&mut body)?;
@@ -302,7 +309,10 @@ mod tests {
         // The same JSON is what the store path deserializes: `null` removes, an absent field stays.
         let patch: KeyPatch = serde_json::from_value(Value::Object(body))?;
         assert_eq!((patch.rpm, patch.daily_tokens, patch.concurrency), (Some(None), Some(Some(1000)), None));
-        let bad = LimitArgs { concurrency: Some("two".into()), ..Default::default() };
+        let bad = LimitArgs {
+            budget: Budget { concurrency: Some("two".into()), ..Default::default() },
+            ..Default::default()
+        };
         assert!(bad.to_json(&mut Map::new()).is_err());
         let none = LimitArgs { models: Some("none".into()), ..Default::default() };
         let mut body = Map::new();

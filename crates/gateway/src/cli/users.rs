@@ -8,6 +8,7 @@ use std::io::BufRead;
 use anyhow::Context;
 use clap::Subcommand;
 
+use super::keys::Budget;
 use super::output::{Align, table};
 use crate::audit::Note;
 use crate::auth::now_unix;
@@ -37,10 +38,12 @@ pub enum UsersCommand {
     SetRole { name: String, role: String },
     /// Set a user's budget, held across all their keys on every instance: the limits a key has; `none` removes
     /// one (`--daily-tokens none`).
+    #[command(mut_arg("rpm", |a| a.help("Requests per minute, across the user's keys")))]
+    #[command(mut_arg("concurrency", |a| a.help("Requests in flight at once, across the user's keys")))]
     SetBudget {
         name: String,
         #[command(flatten)]
-        budget: BudgetArgs,
+        budget: Budget,
     },
     /// Disable a user: their sessions end and their keys are revoked, everywhere.
     Disable { name: String },
@@ -56,24 +59,7 @@ pub enum UsersCommand {
     Remove { name: String },
 }
 
-/// A user's budget as flags (text, so `none` can remove a limit), the kinds of limit a key has.
-#[derive(clap::Args, Debug, Default)]
-pub struct BudgetArgs {
-    /// Requests per minute, across the user's keys.
-    #[arg(long)]
-    rpm: Option<String>,
-    /// Requests in flight at once, across the user's keys.
-    #[arg(long)]
-    concurrency: Option<String>,
-    /// Tokens (input + output) per UTC day.
-    #[arg(long)]
-    daily_tokens: Option<String>,
-    /// Tokens (input + output) per UTC month.
-    #[arg(long)]
-    monthly_tokens: Option<String>,
-}
-
-impl BudgetArgs {
+impl Budget {
     /// The patch these flags make (`PATCH /admin/users/{id}`'s fields).
     fn patch(&self) -> anyhow::Result<UserPatch> {
         fn limit<T: std::str::FromStr>(flag: &str, v: &Option<String>) -> anyhow::Result<Option<Option<T>>> {
