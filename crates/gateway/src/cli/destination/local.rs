@@ -71,11 +71,6 @@ pub(crate) fn audit<T>(store: &Store, action: &str, target: Option<&str>, result
     crate::audit::record(store, e);
 }
 
-fn changed(found: bool, id: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(found, "no account `{id}` in the store");
-    Ok(())
-}
-
 impl AccountsTarget for Local<'_> {
     async fn account_names(&self) -> anyhow::Result<Vec<AccountName>> {
         Ok(self.store()?.list_accounts()?.into_iter().map(|a| [Some(a.id), a.label, a.email]).collect())
@@ -108,7 +103,8 @@ impl AccountsTarget for Local<'_> {
 
     async fn remove(&self, id: &str) -> anyhow::Result<()> {
         let store = self.store()?;
-        let done = store.remove_account(id).and_then(|found| changed(found, id));
+        let missing = || format!("no account `{id}` in the store");
+        let done = store.remove_account(id).and_then(|found| found.then_some(()).with_context(missing));
         audit(&store, "account.remove", Some(id), &done, Note::default());
         done
     }
