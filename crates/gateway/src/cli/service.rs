@@ -131,38 +131,29 @@ pub(crate) async fn restart(base: &Overrides) -> anyhow::Result<()> {
 pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(base, &ProcessEnv)?;
     let files = Files::in_dir(&config.data_dir);
-    if quiet {
-        let address = crate::cli::local_url(config.listen);
-        return Ok(ExitCode::from(match running_pid(&files) {
-            Running::Yes(_) => 0,
-            Running::Stale(_) => 1,
-            Running::No if http_get(&address, "/health", None).await.is_ok() => 0,
-            Running::No => 3,
-        }));
-    }
+    let configured = crate::cli::local_url(config.listen);
     let state = read_state(&files).ok();
     let (address, pid, code) = match running_pid(&files) {
-        Running::Yes(pid) => {
-            let address = state.as_ref().map(|s| s.address.clone());
-            (address.unwrap_or_else(|| crate::cli::local_url(config.listen)), Some(pid), 0)
-        }
+        Running::Yes(pid) => (state.as_ref().map_or(configured, |s| s.address.clone()), Some(pid), 0),
         Running::Stale(pid) => {
-            say!("codex-gateway: not running (pid {pid} in {} is gone)", files.pid.display());
-            print_tail(&files.out);
+            if !quiet {
+                say!("codex-gateway: not running (pid {pid} in {} is gone)", files.pid.display());
+                print_tail(&files.out);
+            }
             (String::new(), None, 1)
         }
         // Not started by `start`, but maybe by `serve` (a terminal, systemd, a container) on the configured address.
+        Running::No if http_get(&configured, "/health", None).await.is_ok() => (configured, None, 0),
         Running::No => {
-            let address = crate::cli::local_url(config.listen);
-            match admin(&config, &address, "/health").await {
-                Ok(_) => (address, None, 0),
-                Err(_) => {
-                    say!("codex-gateway: not running");
-                    (String::new(), None, 3)
-                }
+            if !quiet {
+                say!("codex-gateway: not running");
             }
+            (String::new(), None, 3)
         }
     };
+    if quiet {
+        return Ok(ExitCode::from(code));
+    }
     if code == 0 {
         say!("codex-gateway: running");
         match pid {
