@@ -189,22 +189,20 @@ pub(crate) async fn status(base: &Overrides, verbose: bool, quiet: bool) -> anyh
 
 /// What the running gateway says about itself: version, accounts, the soonest quota reset, open streams.
 async fn live_summary(config: &Config, address: &str) {
-    let json =
-        |path| async move { admin(config, address, path).await.and_then(|b| Ok(serde_json::from_str::<Value>(&b)?)) };
-    match json("/admin/status").await {
+    match admin(config, address, "/admin/status").await {
         Ok(s) => {
             say!("version:       {}", s["version"].as_str().unwrap_or("-"));
             say!("accounts:      {} of {} can serve", s["usable"], s["accounts"]);
         }
         Err(e) => say!("accounts:      unknown ({e:#})"),
     }
-    if let Ok(list) = json("/admin/accounts").await {
+    if let Ok(list) = admin(config, address, "/admin/accounts").await {
         say!("soonest reset: {}", soonest_reset(&list, crate::auth::now_unix()).map_or("-".into(), when));
     }
-    if let Ok(f) = json("/admin/forecast").await {
+    if let Ok(f) = admin(config, address, "/admin/forecast").await {
         say!("quota:         {}", forecast_line(&f["pool"]));
     }
-    match admin(config, address, "/metrics").await {
+    match http_get(address, "/metrics", config.admin_keys().first()).await {
         Ok(text) => {
             // A gauge is written as a float ("2.0").
             let open = metric(&text, "codex_gateway_active_streams").and_then(|v| v.parse::<f64>().ok());
@@ -217,8 +215,7 @@ async fn live_summary(config: &Config, address: &str) {
 /// The running gateway's open files limit and the concurrent streams it allows (`open_files` in `/admin/status`;
 /// docs/operations.md, "Open files"), with the fix when they are few.
 async fn open_files(config: &Config, address: &str) {
-    let status = admin(config, address, "/admin/status").await.and_then(|b| Ok(serde_json::from_str::<Value>(&b)?));
-    let o = match status {
+    let o = match admin(config, address, "/admin/status").await {
         Ok(s) if s["open_files"].is_object() => s["open_files"].clone(),
         Ok(_) => return say!("open files:    - (not reported by this gateway)"),
         Err(e) => return say!("open files:    unknown ({e:#})"),
@@ -237,9 +234,9 @@ async fn open_files(config: &Config, address: &str) {
     }
 }
 
-/// A GET on the gateway with the admin credential (config.admin_keys), the body as text.
-async fn admin(config: &Config, address: &str, path: &str) -> anyhow::Result<String> {
-    http_get(address, path, config.admin_keys().first()).await
+/// A GET on the gateway with the admin credential (config.admin_keys), the body as JSON.
+async fn admin(config: &Config, address: &str, path: &str) -> anyhow::Result<Value> {
+    Ok(serde_json::from_str(&http_get(address, path, config.admin_keys().first()).await?)?)
 }
 
 /// A GET on the gateway at `address` (within 3 s), the body of a success as text.
