@@ -142,7 +142,7 @@ async fn install(base: &Overrides, target: Target, args: InstallArgs) -> anyhow:
     if let Running::Yes(pid) = running_pid(&Files::in_dir(&config.data_dir)) {
         return Err(Refusal::Running { pid }.into());
     }
-    let explicit_config = given.config.clone().or_else(|| env.get("CODEX_GATEWAY_CONFIG").map(PathBuf::from));
+    let explicit_config = crate::config::explicit_config_file(&given, &env);
     let default_config = crate::config::default_config_path(&env);
     let wanted = Wanted {
         program: plain_windows_path(&program.to_string_lossy()),

@@ -149,7 +149,7 @@ const READABLE_FIX: &str = "let the gateway's user read it and enter its directo
 /// The file (found, parses: unknown keys are refused by the parser), then the values. Returns the configuration
 /// the other checks use: the file's, or the defaults when it does not load; `None` when not even those resolve.
 fn config_checks(r: &mut Report, base: &Overrides, env: &dyn Env) -> Option<Config> {
-    let explicit = base.config.clone().or_else(|| env.get("CODEX_GATEWAY_CONFIG").map(PathBuf::from));
+    let explicit = crate::config::explicit_config_file(base, env);
     let path = explicit.clone().unwrap_or_else(|| crate::config::default_config_path(env));
     let raw = match path.try_exists() {
         // It may exist, behind a directory this user cannot enter: the gateway refuses to start then.

@@ -81,7 +81,7 @@ pub(super) fn data_dir(o: &Overrides, env: &dyn Env, file: Option<PathBuf>) -> P
 }
 
 /// The configuration file given (`--config`, else `CODEX_GATEWAY_CONFIG`), if one was.
-pub(super) fn explicit_config_file(o: &Overrides, env: &dyn Env) -> Option<PathBuf> {
+pub(crate) fn explicit_config_file(o: &Overrides, env: &dyn Env) -> Option<PathBuf> {
     o.config.clone().or_else(|| env.get("CODEX_GATEWAY_CONFIG").map(PathBuf::from))
 }
 

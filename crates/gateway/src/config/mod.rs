@@ -30,6 +30,7 @@ pub use env::{Env, ProcessEnv, default_config_path, home};
 pub(crate) use file::read_raw;
 pub use file::{RawConfig, RawDashboard, RawKey, RawMetrics, RawServer, RawStore, RawUpstream, RawUsage};
 pub use flags::Overrides;
+pub(crate) use flags::explicit_config_file;
 pub use oauth::{OAuthConfig, RawOAuth};
 pub use oidc::{CLIENT_SECRET_ENV as OIDC_CLIENT_SECRET_ENV, OidcConfig, RawOidc};
 pub use ollama::{OllamaBridge, RawOllama};
