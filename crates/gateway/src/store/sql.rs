@@ -6,9 +6,9 @@ use rusqlite::Connection;
 
 use super::{Backend, Store};
 
-/// A bound value.
-pub(crate) enum Val {
-    Text(Option<String>),
+/// A bound value: its text owned, or borrowed (`Val<&str>`: a ledger row's cells, `store/usage.rs`).
+pub(crate) enum Val<S = String> {
+    Text(Option<S>),
     Int(Option<i64>),
     /// A PostgreSQL `INTEGER` (four bytes; SQLite's integers are all one kind).
     Small(i32),
@@ -16,7 +16,7 @@ pub(crate) enum Val {
     Bool(bool),
 }
 
-impl Val {
+impl<S: rusqlite::ToSql + tokio_postgres::types::ToSql + Sync> Val<S> {
     pub(crate) fn sqlite(&self) -> &dyn rusqlite::ToSql {
         self.both().0
     }

@@ -426,24 +426,7 @@ impl LedgerEntry<'_> {
 
 /// A value of a ledger row as both backends write it: the SQLite file binds a row's cells, PostgreSQL a batch's
 /// as column arrays (`postgres/usage.rs`).
-pub(crate) enum Cell<'a> {
-    Text(Option<&'a str>),
-    Int(Option<i64>),
-    /// An `INTEGER` column (four bytes in PostgreSQL; SQLite's integers are all one kind).
-    Small(i32),
-    Real(Option<f64>),
-}
-
-impl rusqlite::ToSql for Cell<'_> {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        match self {
-            Cell::Text(s) => s.to_sql(),
-            Cell::Int(n) => n.to_sql(),
-            Cell::Small(n) => n.to_sql(),
-            Cell::Real(f) => f.to_sql(),
-        }
-    }
-}
+pub(crate) type Cell<'a> = Val<&'a str>;
 
 /// A rollup row: its time, then [`ROLLUP_COLUMNS`]' order.
 pub(crate) fn rollup_cells<'a>(key: &RollupKey<'a>, s: &Sums) -> [Cell<'a>; 16] {
