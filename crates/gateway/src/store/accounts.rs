@@ -97,12 +97,8 @@ impl AccountKind {
     /// `chatgpt` sent another kind's credentials to the Codex backend. `unrecognized` describes a row; nobody
     /// stores it.
     pub fn parse(s: &str) -> Result<AccountKind, UnknownKind> {
-        match s {
-            "chatgpt" => Ok(AccountKind::Chatgpt),
-            "api_key" => Ok(AccountKind::ApiKey),
-            "relay" => Ok(AccountKind::Relay),
-            other => Err(UnknownKind(other.to_string())),
-        }
+        let known = [AccountKind::Chatgpt, AccountKind::ApiKey, AccountKind::Relay];
+        known.into_iter().find(|k| k.as_str() == s).ok_or_else(|| UnknownKind(s.to_string()))
     }
 }
 
@@ -139,12 +135,8 @@ impl AccountStatus {
     /// `active` put accounts a newer version had parked (or a typo) back into service. `unrecognized` is not
     /// accepted either: it describes a row, it is not a status anyone sets.
     pub fn parse(s: &str) -> Result<AccountStatus, UnknownStatus> {
-        match s {
-            "active" => Ok(AccountStatus::Active),
-            "needs_login" => Ok(AccountStatus::NeedsLogin),
-            "disabled" => Ok(AccountStatus::Disabled),
-            other => Err(UnknownStatus(other.to_string())),
-        }
+        let known = [AccountStatus::Active, AccountStatus::NeedsLogin, AccountStatus::Disabled];
+        known.into_iter().find(|k| k.as_str() == s).ok_or_else(|| UnknownStatus(s.to_string()))
     }
 }
 

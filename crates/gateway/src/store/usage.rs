@@ -176,11 +176,7 @@ pub enum Bucket {
 
 impl Bucket {
     pub fn parse(s: &str) -> Option<Bucket> {
-        match s {
-            "hour" => Some(Bucket::Hour),
-            "day" => Some(Bucket::Day),
-            _ => None,
-        }
+        [Bucket::Hour, Bucket::Day].into_iter().find(|b| b.as_str() == s)
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -580,10 +576,7 @@ impl LedgerWriter {
     /// Whether a batch that keeps failing is given up at last: the file's is; the team's never while the gateway
     /// runs (an outage must not lose the queued rows; the bounded channel caps what waits).
     pub fn gives_up(&self) -> bool {
-        match &self.0 {
-            Writer::Sqlite(_) => true,
-            Writer::Postgres(_) => false,
-        }
+        matches!(self.0, Writer::Sqlite(_))
     }
 
     /// Delete request rows older than `requests_before` and rollups older than `rollups_before` (unix ms); the
