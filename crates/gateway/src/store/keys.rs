@@ -173,9 +173,7 @@ fn key_values(k: &StoredKey) -> Vec<Val> {
 
 /// What [`Store::update_key`] writes.
 fn update_values(k: &StoredKey) -> Vec<Val> {
-    let mut values = key_values(k);
-    values.truncate(10);
-    values
+    key_values(k).into_iter().take(10).collect()
 }
 
 fn key_of(r: &dyn Cells) -> anyhow::Result<StoredKey> {
