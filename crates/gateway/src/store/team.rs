@@ -143,7 +143,7 @@ impl Store {
     /// Take or renew the leader lease for `ttl` (`postgres/leader.rs`).
     pub async fn lead(&self, ttl: Duration) -> anyhow::Result<Leadership> {
         let Some(pg) = self.team() else { return Ok(Leadership::Alone) };
-        Ok(match pg.hold_lease(super::postgres::leader::LEADER, ttl).await? {
+        Ok(match pg.hold_lease(ttl).await? {
             true => Leadership::Leads,
             false => Leadership::Follows,
         })
