@@ -18,10 +18,10 @@ use crate::store::team::StoreHealth;
 use crate::usage::Ledger;
 
 pub struct PoolGauges {
-    pool: Arc<Pool>,
+    pub(super) pool: Arc<Pool>,
     /// For the count of records the ledger could not take.
-    ledger: Arc<Ledger>,
-    email_labels: bool,
+    pub(super) ledger: Arc<Ledger>,
+    pub(super) email_labels: bool,
 }
 
 /// The collector trait asks for `Debug`; the pool has nothing useful to print here.
@@ -32,10 +32,6 @@ impl std::fmt::Debug for PoolGauges {
 }
 
 impl PoolGauges {
-    pub fn new(pool: Arc<Pool>, ledger: Arc<Ledger>, email_labels: bool) -> PoolGauges {
-        PoolGauges { pool, ledger, email_labels }
-    }
-
     /// The `account` label: its label, else (when configured) its email, else its id.
     fn name(&self, a: &Account) -> String {
         match (a.label(), &a.email) {

@@ -76,7 +76,6 @@ impl Metrics {
     /// accounts by email when they have no label (off by default: an email is personal data); `user_labels`: the
     /// most users named in the per-user metrics.
     pub fn new(pool: Arc<Pool>, ledger: Arc<Ledger>, config: &crate::config::MetricsConfig) -> Metrics {
-        let email_labels = config.email_labels;
         let mut registry = Registry::with_prefix("codex_gateway");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -113,7 +112,7 @@ impl Metrics {
             conversation_moves.clone(),
         );
         let users = users::UserMetrics::register(&mut registry, config.user_labels);
-        registry.register_collector(Box::new(accounts::PoolGauges::new(pool, ledger, email_labels)));
+        registry.register_collector(Box::new(accounts::PoolGauges { pool, ledger, email_labels: config.email_labels }));
         Metrics {
             registry,
             requests,

@@ -97,12 +97,8 @@ impl AccountKind {
     /// `chatgpt` sent another kind's credentials to the Codex backend. `unrecognized` describes a row; nobody
     /// stores it.
     pub fn parse(s: &str) -> Result<AccountKind, UnknownKind> {
-        match s {
-            "chatgpt" => Ok(AccountKind::Chatgpt),
-            "api_key" => Ok(AccountKind::ApiKey),
-            "relay" => Ok(AccountKind::Relay),
-            other => Err(UnknownKind(other.to_string())),
-        }
+        let known = [AccountKind::Chatgpt, AccountKind::ApiKey, AccountKind::Relay];
+        known.into_iter().find(|k| k.as_str() == s).ok_or_else(|| UnknownKind(s.to_string()))
     }
 }
 
@@ -139,12 +135,8 @@ impl AccountStatus {
     /// `active` put accounts a newer version had parked (or a typo) back into service. `unrecognized` is not
     /// accepted either: it describes a row, it is not a status anyone sets.
     pub fn parse(s: &str) -> Result<AccountStatus, UnknownStatus> {
-        match s {
-            "active" => Ok(AccountStatus::Active),
-            "needs_login" => Ok(AccountStatus::NeedsLogin),
-            "disabled" => Ok(AccountStatus::Disabled),
-            other => Err(UnknownStatus(other.to_string())),
-        }
+        let known = [AccountStatus::Active, AccountStatus::NeedsLogin, AccountStatus::Disabled];
+        known.into_iter().find(|k| k.as_str() == s).ok_or_else(|| UnknownStatus(s.to_string()))
     }
 }
 
@@ -254,22 +246,22 @@ impl Store {
         let values = vec![
             text(&a.id),
             text(a.kind.as_str()),
-            opt(&a.label),
-            opt(&a.email),
-            opt(&a.plan),
+            opt(a.label.as_deref()),
+            opt(a.email.as_deref()),
+            opt(a.plan.as_deref()),
             Val::Text(t.map(|t| t.account_id.clone())),
             Val::Text(t.map(|t| t.id_token.clone())),
             Val::Text(t.map(|t| t.access_token.clone())),
             Val::Text(t.map(|t| t.refresh_token.clone())),
-            opt(&a.api_key),
-            opt(&a.base_url),
+            opt(a.api_key.as_deref()),
+            opt(a.base_url.as_deref()),
             int(t.map(|t| t.last_refresh).unwrap_or(0)),
             text(a.status.as_str()),
-            opt(&a.status_reason),
+            opt(a.status_reason.as_deref()),
             int(a.created_at),
-            opt(&a.proxy),
+            opt(a.proxy.as_deref()),
             Val::Text(a.models.as_ref().and_then(|m| serde_json::to_string(m).ok())),
-            opt(&a.policy),
+            opt(a.policy.as_deref()),
         ];
         self.exec(&sql, values)?;
         Ok(())
@@ -298,15 +290,11 @@ impl Store {
     }
 
     pub fn set_label(&self, id: &str, label: Option<&str>) -> anyhow::Result<bool> {
-        Ok(self
-            .exec("UPDATE accounts SET label=?2 WHERE id=?1", vec![text(id), Val::Text(label.map(str::to_string))])?
-            == 1)
+        Ok(self.exec("UPDATE accounts SET label=?2 WHERE id=?1", vec![text(id), opt(label)])? == 1)
     }
 
     pub fn set_proxy(&self, id: &str, proxy: Option<&str>) -> anyhow::Result<bool> {
-        Ok(self
-            .exec("UPDATE accounts SET proxy=?2 WHERE id=?1", vec![text(id), Val::Text(proxy.map(str::to_string))])?
-            == 1)
+        Ok(self.exec("UPDATE accounts SET proxy=?2 WHERE id=?1", vec![text(id), opt(proxy)])? == 1)
     }
 
     /// Write the owner's policy (the caller checked it: `accounts::manage::set_policy`); false when no account
@@ -331,7 +319,7 @@ impl Store {
     }
 
     pub fn set_status(&self, id: &str, status: AccountStatus, reason: Option<&str>) -> anyhow::Result<()> {
-        let values = vec![text(id), text(status.as_str()), Val::Text(reason.map(str::to_string))];
+        let values = vec![text(id), text(status.as_str()), opt(reason)];
         self.exec("UPDATE accounts SET status=?2, status_reason=?3 WHERE id=?1", values)?;
         Ok(())
     }

@@ -6,8 +6,8 @@
 
 use serde_json::{Map, Value};
 
-use super::sql::{Cells, Val, insert, int, need, opt, pg_exec, pg_query, sqlite_exec, sqlite_query, text};
-use super::{Backend, Store};
+use super::Store;
+use super::sql::{Cells, Val, insert, int, need, opt, text};
 
 /// What a handler adds to its surface's record of the request (server/admin/audit.rs, dashboard/audit.rs), as a
 /// response extension: the target when the path does not name it, non-secret details, a more precise action.
@@ -118,23 +118,12 @@ const AUDIT_LOCK: i64 = 0x636f_6465_7861_7564;
 impl Store {
     /// Append `row` (its id, `prev_hash` and `hash` are set here) and return it as written.
     pub fn append_audit(&self, mut row: AuditRow, seal: Seal) -> anyhow::Result<AuditRow> {
-        match &self.backend {
-            // IMMEDIATE: the write lock from the read of the last row on, so another process (a command beside the
-            // gateway) cannot append between the read and the insert.
-            Backend::Sqlite => self.file.immediate(|c| {
-                link(&mut row, sqlite_query(c, LAST, &[], last_of)?.pop(), seal);
-                sqlite_exec(c, &insert("audit_log", COLUMNS), &values(&row))?;
-                Ok(row)
-            }),
-            Backend::Postgres(pg) => pg.block(move |mut client| async move {
-                let tx = client.transaction().await?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK]).await?;
-                link(&mut row, pg_query(&tx, LAST, &[], last_of).await?.pop(), seal);
-                pg_exec(&tx, &insert("audit_log", COLUMNS), &values(&row)).await?;
-                tx.commit().await?;
-                Ok(row)
-            }),
-        }
+        // Under the lock from the read of the last row on, so another process (a command beside the gateway) cannot
+        // append between the read and the insert.
+        self.read_then_write(AUDIT_LOCK, (LAST, vec![]), last_of, move |mut last| {
+            link(&mut row, last.pop(), seal);
+            (Some((insert("audit_log", COLUMNS), values(&row))), row)
+        })
     }
 
     /// The rows `f` lets through, oldest first (the newest `limit` of them).
@@ -157,9 +146,9 @@ fn values(row: &AuditRow) -> Vec<Val> {
         int(row.id),
         int(row.at_ms),
         text(&row.actor),
-        opt(&row.source),
+        opt(row.source.as_deref()),
         text(&row.action),
-        opt(&row.target),
+        opt(row.target.as_deref()),
         text(&row.details),
         text(&row.outcome),
         text(&row.prev_hash),

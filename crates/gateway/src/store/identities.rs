@@ -6,7 +6,7 @@
 //! backends, as store/users.rs.
 
 use super::Store;
-use super::sql::{Cells, count, int, need, text};
+use super::sql::{Cells, count, insert, int, need, text};
 
 /// Migration 21.
 pub(crate) const SCHEMA: &str = "
@@ -67,6 +67,8 @@ fn identity_of(r: &dyn Cells) -> anyhow::Result<Identity> {
     })
 }
 
+const PENDING_COLUMNS: &str = "state_sha256, nonce, verifier, redirect_uri, expires_at";
+
 fn pending_of(r: &dyn Cells) -> anyhow::Result<PendingSignIn> {
     Ok(PendingSignIn {
         state_sha256: need(r.text(0)?, "sso_pending.state_sha256")?,
@@ -85,19 +87,16 @@ impl Store {
         if self.query_opt("SELECT count(*) FROM sso_pending", vec![], count)?.unwrap_or(0) >= MAX_PENDING {
             return Ok(false);
         }
-        let sql = "INSERT INTO sso_pending (state_sha256, nonce, verifier, redirect_uri, expires_at) \
-                   VALUES (?1, ?2, ?3, ?4, ?5)";
         let values =
             vec![text(&p.state_sha256), text(&p.nonce), text(&p.verifier), text(&p.redirect_uri), int(p.expires_at)];
-        Ok(self.exec(sql, values)? == 1)
+        Ok(self.exec(&insert("sso_pending", PENDING_COLUMNS), values)? == 1)
     }
 
     /// Take the sign-in whose state hashes to `state_sha256`: deleted as it is read, so only one callback gets
     /// it. `None` when there is none (never started, already taken) or it expired at `now`.
     pub fn take_pending_sign_in(&self, state_sha256: &str, now: i64) -> anyhow::Result<Option<PendingSignIn>> {
-        let sql = "DELETE FROM sso_pending WHERE state_sha256 = ?1 \
-                   RETURNING state_sha256, nonce, verifier, redirect_uri, expires_at";
-        Ok(self.query_opt(sql, vec![text(state_sha256)], pending_of)?.filter(|p| p.expires_at > now))
+        let sql = format!("DELETE FROM sso_pending WHERE state_sha256 = ?1 RETURNING {PENDING_COLUMNS}");
+        Ok(self.query_opt(&sql, vec![text(state_sha256)], pending_of)?.filter(|p| p.expires_at > now))
     }
 
     /// The gateway user linked to the provider's user `subject` at `issuer`.

@@ -1,8 +1,8 @@
 //! The `client_keys` table: client keys the admin created (keys/mod.rs keeps them in memory for lookups). Only
 //! the SHA-256 of a key's secret is stored, never the secret; plain column types so the schema fits PostgreSQL.
 
-use super::sql::{Cells, Map, Val, insert, int, need, opt, pg_exec, pg_query, sqlite_exec, sqlite_query, text};
-use super::{Backend, Store};
+use super::Store;
+use super::sql::{Cells, Map, Val, insert, int, need, opt, text};
 
 /// One row of `client_keys`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,16 +166,14 @@ fn key_values(k: &StoredKey) -> Vec<Val> {
         int(k.created_at),
         Val::Int(k.suspended.as_ref().map(|s| s.at)),
         Val::Text(k.suspended.as_ref().map(|s| s.reason.clone())),
-        opt(&k.owner),
+        opt(k.owner.as_deref()),
     ]);
     values
 }
 
 /// What [`Store::update_key`] writes.
 fn update_values(k: &StoredKey) -> Vec<Val> {
-    let mut values = key_values(k);
-    values.truncate(10);
-    values
+    key_values(k).into_iter().take(10).collect()
 }
 
 fn key_of(r: &dyn Cells) -> anyhow::Result<StoredKey> {
@@ -242,7 +240,7 @@ impl Store {
                 (None, _) => None,
             }
         };
-        let check = (check.as_str(), vec![text(&k.name), text(&k.id), opt(&k.owner)]);
+        let check = (check.as_str(), vec![text(&k.name), text(&k.id), opt(k.owner.as_deref())]);
         self.claim(
             check,
             |r| Ok((r.text(0)?, need(r.int(1)?, "count")?)),
@@ -265,33 +263,19 @@ impl Store {
     }
 
     /// Run the `check` statement and, unless `verdict` of its rows refuses, `write`: one step for every gateway on
-    /// the store (SQLite's write lock, a PostgreSQL advisory lock), so two writes at once cannot both pass it.
+    /// the store ([`Store::read_then_write`]), so two writes at once cannot both pass it.
     fn claim<C: Send + 'static>(
         &self,
-        (check, args): (&str, Vec<Val>),
+        check: (&str, Vec<Val>),
         map: Map<C>,
         verdict: impl FnOnce(Vec<C>) -> Option<NameClaim> + Send + 'static,
         (write, values): (&str, Vec<Val>),
     ) -> anyhow::Result<NameClaim> {
-        match &self.backend {
-            Backend::Sqlite => self.file.immediate(|c| match verdict(sqlite_query(c, check, &args, map)?) {
-                Some(refused) => Ok(refused),
-                None => sqlite_exec(c, write, &values).map(|_| NameClaim::Written),
-            }),
-            Backend::Postgres(pg) => {
-                let (check, write) = (check.to_string(), write.to_string());
-                pg.block(move |mut client| async move {
-                    let tx = client.transaction().await?;
-                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&KEY_NAMES_LOCK]).await?;
-                    if let Some(refused) = verdict(pg_query(&tx, &check, &args, map).await?) {
-                        return Ok(refused);
-                    }
-                    pg_exec(&tx, &write, &values).await?;
-                    tx.commit().await?;
-                    Ok(NameClaim::Written)
-                })
-            }
-        }
+        let write = (write.to_string(), values);
+        self.read_then_write(KEY_NAMES_LOCK, check, map, move |rows| match verdict(rows) {
+            Some(refused) => (None, refused),
+            None => (Some(write), NameClaim::Written),
+        })
     }
 }
 

@@ -82,9 +82,9 @@ impl Store {
         self.file.path()
     }
 
-    /// Run `f` on the SQLite file's connection (short reads, e.g. `usage::tokens_since`).
+    /// Run `f` on the SQLite file's connection (a direct read or write of the file).
     pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
-        self.file.with_conn(f)
+        Ok(f(&self.file.lock())?)
     }
 }
 

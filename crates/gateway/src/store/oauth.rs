@@ -145,14 +145,14 @@ impl Store {
         let values = vec![
             text(&g.id_sha256),
             text(&g.kind),
-            opt(&g.user_code_sha256),
+            opt(g.user_code_sha256.as_deref()),
             text(&g.client_id),
-            opt(&g.user_id),
-            opt(&g.redirect_uri),
-            opt(&g.code_challenge),
-            opt(&g.scope),
+            opt(g.user_id.as_deref()),
+            opt(g.redirect_uri.as_deref()),
+            opt(g.code_challenge.as_deref()),
+            opt(g.scope.as_deref()),
             text(&g.state),
-            opt(&g.family),
+            opt(g.family.as_deref()),
             int(g.created_at),
             int(g.expires_at),
             Val::Int(g.polled_at),
@@ -188,13 +188,7 @@ impl Store {
     ) -> anyhow::Result<bool> {
         let sql = "UPDATE oauth_grants SET state = ?3, user_id = COALESCE(?4, user_id), family = COALESCE(?5, family) \
                    WHERE id_sha256 = ?1 AND state = ?2";
-        let values = vec![
-            text(id_sha256),
-            text(from),
-            text(to),
-            Val::Text(user_id.map(str::to_string)),
-            Val::Text(family.map(str::to_string)),
-        ];
+        let values = vec![text(id_sha256), text(from), text(to), opt(user_id), opt(family)];
         Ok(self.exec(sql, values)? == 1)
     }
 
@@ -211,7 +205,7 @@ impl Store {
             text(&r.family),
             text(&r.user_id),
             text(&r.client_id),
-            opt(&r.scope),
+            opt(r.scope.as_deref()),
             text(&r.access_sha256),
             int(r.created_at),
             int(r.expires_at),

@@ -6,9 +6,9 @@ use rusqlite::Connection;
 
 use super::{Backend, Store};
 
-/// A bound value.
-pub(crate) enum Val {
-    Text(Option<String>),
+/// A bound value: its text owned, or borrowed (`Val<&str>`: a ledger row's cells, `store/usage.rs`).
+pub(crate) enum Val<S = String> {
+    Text(Option<S>),
     Int(Option<i64>),
     /// A PostgreSQL `INTEGER` (four bytes; SQLite's integers are all one kind).
     Small(i32),
@@ -16,7 +16,7 @@ pub(crate) enum Val {
     Bool(bool),
 }
 
-impl Val {
+impl<S: rusqlite::ToSql + tokio_postgres::types::ToSql + Sync> Val<S> {
     pub(crate) fn sqlite(&self) -> &dyn rusqlite::ToSql {
         self.both().0
     }
@@ -44,8 +44,8 @@ pub(crate) fn int(n: i64) -> Val {
     Val::Int(Some(n))
 }
 
-pub(super) fn opt(s: &Option<String>) -> Val {
-    Val::Text(s.clone())
+pub(super) fn opt(s: Option<&str>) -> Val {
+    Val::Text(s.map(str::to_string))
 }
 
 /// `INSERT INTO table (columns) VALUES (?1, ...)`, a placeholder per column.
@@ -98,11 +98,11 @@ pub(super) fn count(r: &dyn Cells) -> anyhow::Result<i64> {
 }
 
 /// Rows changed by `sql` on a SQLite connection (or transaction).
-pub(super) fn sqlite_exec(c: &Connection, sql: &str, values: &[Val]) -> anyhow::Result<u64> {
+fn sqlite_exec(c: &Connection, sql: &str, values: &[Val]) -> anyhow::Result<u64> {
     Ok(c.prepare_cached(sql)?.execute(rusqlite::params_from_iter(values.iter().map(Val::sqlite)))? as u64)
 }
 
-pub(super) fn sqlite_query<T>(c: &Connection, sql: &str, values: &[Val], map: Map<T>) -> anyhow::Result<Vec<T>> {
+fn sqlite_query<T>(c: &Connection, sql: &str, values: &[Val], map: Map<T>) -> anyhow::Result<Vec<T>> {
     let mut stmt = c.prepare_cached(sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(values.iter().map(Val::sqlite)))?;
     let mut out = Vec::new();
@@ -113,17 +113,12 @@ pub(super) fn sqlite_query<T>(c: &Connection, sql: &str, values: &[Val], map: Ma
 }
 
 /// Rows changed by `sql` on a PostgreSQL connection (or transaction).
-pub(super) async fn pg_exec(c: &impl GenericClient, sql: &str, values: &[Val]) -> anyhow::Result<u64> {
+async fn pg_exec(c: &impl GenericClient, sql: &str, values: &[Val]) -> anyhow::Result<u64> {
     let params: Vec<_> = values.iter().map(Val::postgres).collect();
     Ok(c.execute(&sql.replace('?', "$"), &params).await?)
 }
 
-pub(super) async fn pg_query<T>(
-    c: &impl GenericClient,
-    sql: &str,
-    values: &[Val],
-    map: Map<T>,
-) -> anyhow::Result<Vec<T>> {
+async fn pg_query<T>(c: &impl GenericClient, sql: &str, values: &[Val], map: Map<T>) -> anyhow::Result<Vec<T>> {
     let params: Vec<_> = values.iter().map(Val::postgres).collect();
     let rows = c.query(&sql.replace('?', "$"), &params).await?;
     rows.iter().map(|r| map(r)).collect()
@@ -148,6 +143,40 @@ impl Store {
             Backend::Postgres(pg) => {
                 let sql = sql.to_string();
                 pg.block(move |c| async move { pg_query(&c, &sql, &values, map).await })
+            }
+        }
+    }
+
+    /// Read, then write what `then` makes of the rows read (a statement, or none) and answer, under one lock for
+    /// every writer of the store (SQLite's write lock, the PostgreSQL advisory lock `lock`): no other write comes
+    /// between the read and the write.
+    pub(super) fn read_then_write<C: Send + 'static, T: Send + 'static>(
+        &self,
+        lock: i64,
+        (read, args): (&str, Vec<Val>),
+        map: Map<C>,
+        then: impl FnOnce(Vec<C>) -> (Option<(String, Vec<Val>)>, T) + Send + 'static,
+    ) -> anyhow::Result<T> {
+        match &self.backend {
+            Backend::Sqlite => self.file.immediate(|c| {
+                let (write, out) = then(sqlite_query(c, read, &args, map)?);
+                if let Some((sql, values)) = write {
+                    sqlite_exec(c, &sql, &values)?;
+                }
+                Ok(out)
+            }),
+            Backend::Postgres(pg) => {
+                let read = read.to_string();
+                pg.block(move |mut client| async move {
+                    let tx = client.transaction().await?;
+                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock]).await?;
+                    let (write, out) = then(pg_query(&tx, &read, &args, map).await?);
+                    if let Some((sql, values)) = write {
+                        pg_exec(&tx, &sql, &values).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(out)
+                })
             }
         }
     }

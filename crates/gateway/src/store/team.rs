@@ -93,31 +93,22 @@ pub enum StoreHealth {
     },
 }
 
-/// The tasks that follow the other instances of a team ([`Store::follow_team`]).
-pub struct Following(Followers);
-
-enum Followers {
-    /// A local store: nobody to follow.
-    Alone,
-    Team(Vec<JoinHandle<()>>),
-}
+/// The tasks that follow the other instances of a team ([`Store::follow_team`]; `None`: a local store, nobody to
+/// follow).
+pub struct Following(Option<Vec<JoinHandle<()>>>);
 
 impl Following {
     /// Run `task` (a loop that reads what the other instances share) beside the change watcher. On a local store
     /// there is nobody to follow: `task` is dropped unrun.
     pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
-        match &mut self.0 {
-            Followers::Alone => {}
-            Followers::Team(tasks) => tasks.push(tokio::spawn(task)),
+        if let Some(tasks) = &mut self.0 {
+            tasks.push(tokio::spawn(task));
         }
     }
 
     /// Stop every task (shutdown).
     pub fn stop(self) {
-        match self.0 {
-            Followers::Alone => {}
-            Followers::Team(tasks) => tasks.iter().for_each(JoinHandle::abort),
-        }
+        self.0.iter().flatten().for_each(JoinHandle::abort);
     }
 }
 
@@ -152,7 +143,7 @@ impl Store {
     /// Take or renew the leader lease for `ttl` (`postgres/leader.rs`).
     pub async fn lead(&self, ttl: Duration) -> anyhow::Result<Leadership> {
         let Some(pg) = self.team() else { return Ok(Leadership::Alone) };
-        Ok(match pg.hold_lease(super::postgres::leader::LEADER, ttl).await? {
+        Ok(match pg.hold_lease(ttl).await? {
             true => Leadership::Leads,
             false => Leadership::Follows,
         })
@@ -275,7 +266,7 @@ impl Store {
     where
         F: Fn() -> anyhow::Result<()> + Send + Sync + 'static,
     {
-        Following(self.team().map_or(Followers::Alone, |pg| Followers::Team(vec![pg.follow(on_change)])))
+        Following(self.team().map(|pg| vec![pg.follow(on_change)]))
     }
 }
 

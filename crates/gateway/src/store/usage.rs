@@ -176,11 +176,7 @@ pub enum Bucket {
 
 impl Bucket {
     pub fn parse(s: &str) -> Option<Bucket> {
-        match s {
-            "hour" => Some(Bucket::Hour),
-            "day" => Some(Bucket::Day),
-            _ => None,
-        }
+        [Bucket::Hour, Bucket::Day].into_iter().find(|b| b.as_str() == s)
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -426,24 +422,7 @@ impl LedgerEntry<'_> {
 
 /// A value of a ledger row as both backends write it: the SQLite file binds a row's cells, PostgreSQL a batch's
 /// as column arrays (`postgres/usage.rs`).
-pub(crate) enum Cell<'a> {
-    Text(Option<&'a str>),
-    Int(Option<i64>),
-    /// An `INTEGER` column (four bytes in PostgreSQL; SQLite's integers are all one kind).
-    Small(i32),
-    Real(Option<f64>),
-}
-
-impl rusqlite::ToSql for Cell<'_> {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        match self {
-            Cell::Text(s) => s.to_sql(),
-            Cell::Int(n) => n.to_sql(),
-            Cell::Small(n) => n.to_sql(),
-            Cell::Real(f) => f.to_sql(),
-        }
-    }
-}
+pub(crate) type Cell<'a> = Val<&'a str>;
 
 /// A rollup row: its time, then [`ROLLUP_COLUMNS`]' order.
 pub(crate) fn rollup_cells<'a>(key: &RollupKey<'a>, s: &Sums) -> [Cell<'a>; 16] {
@@ -597,10 +576,7 @@ impl LedgerWriter {
     /// Whether a batch that keeps failing is given up at last: the file's is; the team's never while the gateway
     /// runs (an outage must not lose the queued rows; the bounded channel caps what waits).
     pub fn gives_up(&self) -> bool {
-        match &self.0 {
-            Writer::Sqlite(_) => true,
-            Writer::Postgres(_) => false,
-        }
+        matches!(self.0, Writer::Sqlite(_))
     }
 
     /// Delete request rows older than `requests_before` and rollups older than `rollups_before` (unix ms); the

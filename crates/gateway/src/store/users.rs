@@ -270,8 +270,8 @@ fn user_values(u: &StoredUser) -> Vec<Val> {
         text(&u.role),
         int(u.created_at),
         Val::Int(u.disabled_at),
-        opt(&u.password_hash),
-        opt(&u.totp_secret),
+        opt(u.password_hash.as_deref()),
+        opt(u.totp_secret.as_deref()),
         Val::Int(u.max_keys.map(i64::from)),
     ];
     values.extend(u.limits.values());

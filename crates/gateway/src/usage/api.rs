@@ -153,13 +153,18 @@ async fn answer(ledger: &Arc<Ledger>, q: UsageQuery, csv: bool) -> Result<Respon
 /// key unless another grouping is asked for; naming another user is refused.
 pub async fn usage_of_user(ledger: &Arc<Ledger>, raw: Option<&str>, user_id: &str) -> Result<Response, GatewayError> {
     let (mut q, csv) = parse_usage(raw, now_ms())?;
-    if q.user.as_deref().is_some_and(|u| u != user_id) {
-        return Err(GatewayError::new(dialects::ErrorKind::PermissionDenied, "A member reads their own usage only.")
-            .with_code("not_your_usage"));
-    }
-    q.user = Some(user_id.to_string());
+    own(&mut q.user, user_id, "A member reads their own usage only.")?;
     q.group_by = q.group_by.or(Some(GroupBy::Key));
     answer(ledger, q, csv).await
+}
+
+/// A member's query narrowed to their own requests (`user_id`); naming another user is refused with `refusal`.
+fn own(user: &mut Option<String>, user_id: &str, refusal: &str) -> Result<(), GatewayError> {
+    if user.as_deref().is_some_and(|u| u != user_id) {
+        return Err(GatewayError::new(dialects::ErrorKind::PermissionDenied, refusal).with_code("not_your_usage"));
+    }
+    *user = Some(user_id.to_string());
+    Ok(())
 }
 
 /// The `key` parameter of a requests query, if any (a member may name only one of theirs).
@@ -182,14 +187,7 @@ pub async fn requests_of_user(
     user_id: &str,
 ) -> Result<Response, GatewayError> {
     let (mut q, csv) = parse_requests(raw, now_ms())?;
-    if q.user.as_deref().is_some_and(|u| u != user_id) {
-        return Err(GatewayError::new(
-            dialects::ErrorKind::PermissionDenied,
-            "A member lists their own requests only.",
-        )
-        .with_code("not_your_usage"));
-    }
-    q.user = Some(user_id.to_string());
+    own(&mut q.user, user_id, "A member lists their own requests only.")?;
     page_of_requests(ledger, q, csv).await
 }
 

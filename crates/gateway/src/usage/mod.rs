@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use parking_lot::Mutex;
-use rusqlite::Connection;
 
 use crate::config::UsageSettings;
 use crate::record::{RecordSink, RequestRecord};
@@ -190,35 +189,29 @@ impl Ledger {
         self.prices.store(Arc::new(prices));
     }
 
-    /// Run a read of `rows` off the async workers (a query may take a while).
+    /// Run a read of the ledger off the async workers (a query may take a while).
     async fn read<T: Send + 'static>(
         self: &Arc<Self>,
-        rows: LedgerRows,
-        f: impl FnOnce(&Connection, &pricing::Prices) -> anyhow::Result<T> + Send + 'static,
+        f: impl FnOnce(&LedgerReader, &pricing::Prices) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.reader.read(&rows, |c| f(c, &me.prices.load())))
-            .await
-            .context("ledger query failed")?
+        tokio::task::spawn_blocking(move || f(&me.reader, &me.prices.load())).await.context("ledger query failed")?
     }
 
     /// Usage over time (`query::usage`).
     pub async fn usage(self: &Arc<Self>, q: query::UsageQuery) -> anyhow::Result<query::UsageReport> {
         let rows = LedgerRows::Rollups { bucket: q.bucket, from: q.from, to: q.to };
-        self.read(rows, move |c, p| Ok(query::usage(c, &q, p)?)).await
+        self.read(move |r, p| r.read(&rows, |c| Ok(query::usage(c, &q, p)?))).await
     }
 
     /// Requests started in each minute of `[from, to)`.
     pub async fn requests_per_minute(self: &Arc<Self>, from: i64, to: i64) -> anyhow::Result<Vec<u32>> {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || me.reader.requests_per_minute(from, to))
-            .await
-            .context("ledger query failed")?
+        self.read(move |r, _| r.requests_per_minute(from, to)).await
     }
 
     /// A page of request rows (`query::requests`).
     pub async fn requests(self: &Arc<Self>, q: query::RequestsQuery) -> anyhow::Result<query::RequestsPage> {
-        self.read(LedgerRows::Requests(q.clone()), move |c, p| Ok(query::requests(c, &q, p)?)).await
+        self.read(move |r, p| r.read(&LedgerRows::Requests(q.clone()), |c| Ok(query::requests(c, &q, p)?))).await
     }
 }
 

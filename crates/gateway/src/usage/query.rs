@@ -147,6 +147,19 @@ fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
 }
 
+/// The value of `key` in `list`, made by `make` when it has none: a short scan of borrowed names, no hashing, and
+/// no copy of a name already there.
+fn entry<'l, T>(list: &'l mut Vec<(String, T)>, key: &str, make: impl FnOnce() -> T) -> &'l mut T {
+    let i = match list.iter().position(|(k, _)| k == key) {
+        Some(i) => i,
+        None => {
+            list.push((key.to_string(), make()));
+            list.len() - 1
+        }
+    };
+    &mut list[i].1
+}
+
 /// The rollup rows of the range are read in key order and summed here rather than by a SQL `GROUP BY`: the range
 /// scan streams from the covering index (migration 5), while grouping by a column that is not its prefix made
 /// SQLite sort every row first (bench/results/ledger.md). Rows arrive in bucket order, so each group's points are
@@ -181,25 +194,9 @@ pub fn usage(conn: &Connection, q: &UsageQuery, prices: &Prices) -> rusqlite::Re
         };
         let tokens = Tokens { input: t.input_tokens, cached: t.cached_tokens, output: t.output_tokens };
         let model = text(r, 2)?;
-        let price = match models.iter().find(|(m, _)| m == model) {
-            Some((_, p)) => *p,
-            None => {
-                let p = prices.get(model).copied();
-                models.push((model.to_string(), p));
-                p
-            }
-        };
-        t.cost.add(price.as_ref(), tokens);
-        let g = text(r, 1)?;
-        let i = match groups.iter().position(|(name, _)| name == g) {
-            Some(i) => i,
-            None => {
-                groups.push((g.to_string(), Vec::new()));
-                groups.len() - 1
-            }
-        };
+        t.cost.add(entry(&mut models, model, || prices.get(model).copied()).as_ref(), tokens);
         let start: i64 = r.get(0)?;
-        let points = &mut groups[i].1;
+        let points = entry(&mut groups, text(r, 1)?, Vec::new);
         match points.last_mut() {
             Some((s, sum)) if *s == start => sum.merge(&t),
             // Not in bucket order (never from the index, kept correct anyway): found and merged, else added.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use dialects::Usage;
+use rusqlite::Connection;
 
 use super::api::{parse_requests, parse_usage};
 use super::pricing::Prices;

@@ -164,33 +164,28 @@ fn commit(
     let began = Instant::now();
     let entries: Vec<LedgerEntry<'_>> = batch.iter().map(|r| LedgerEntry::from(&**r)).collect();
     match ledger.commit(&entries) {
-        Ok(()) => {
-            tracing::debug!(
-                records = batch.len(),
-                ms = began.elapsed().as_secs_f64() * 1000.0,
-                waiting = shared.queued.load(Ordering::Relaxed),
-                "usage ledger: batch committed"
-            );
-            batch.clear();
-            *first_at = None;
-            *failures = 0;
-        }
+        Ok(()) => tracing::debug!(
+            records = batch.len(),
+            ms = began.elapsed().as_secs_f64() * 1000.0,
+            waiting = shared.queued.load(Ordering::Relaxed),
+            "usage ledger: batch committed"
+        ),
         Err(e) => {
             *failures += 1;
             // Once per outage, then every ATTEMPTS tries: a long PostgreSQL outage must not flood the log.
             if *failures % ATTEMPTS == 1 {
                 tracing::warn!("usage ledger: cannot save {} request records: {e:#}", batch.len());
             }
-            if (ledger.gives_up() && *failures >= ATTEMPTS) || stopping {
-                shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                batch.clear();
-                *first_at = None;
-                *failures = 0;
-            } else {
+            if !(stopping || (ledger.gives_up() && *failures >= ATTEMPTS)) {
                 std::thread::sleep(FLUSH);
+                return;
             }
+            shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
     }
+    batch.clear();
+    *first_at = None;
+    *failures = 0;
 }
 
 /// When a record's request ended, on the monotonic clock (now, if its end looks later than now).

@@ -9,20 +9,35 @@ use std::time::{Duration, Instant};
 use super::{DB_NOW_MS, PgStore};
 
 /// The leader lease's name.
-pub const LEADER: &str = "upkeep";
+const LEADER: &str = "upkeep";
 
 impl PgStore {
-    /// Take or renew the lease `name` for `ttl`; whether this instance holds it now.
-    pub async fn hold_lease(&self, name: &'static str, ttl: Duration) -> anyhow::Result<bool> {
+    /// Take or renew the leader lease for `ttl`; whether this instance holds it now.
+    pub async fn hold_lease(&self, ttl: Duration) -> anyhow::Result<bool> {
         // Counted from before the statement: the database's lease ends later than this, never earlier.
         let asked = Instant::now();
-        let held = self.ask_lease(name, ttl).await;
-        if name == LEADER {
-            *self.leader_until.lock() = match held {
-                Ok(true) => Some(asked + ttl),
-                Ok(false) | Err(_) => None,
-            };
-        }
+        let me = self.instance.clone();
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
+        let held = self
+            .run(move |client| async move {
+                let held = client
+                    .query_opt(
+                        &format!(
+                            "INSERT INTO leases (name, owner, until) VALUES ($1, $2, {DB_NOW_MS} + $3)
+                             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+                             WHERE leases.owner = excluded.owner OR leases.until < {DB_NOW_MS}
+                             RETURNING owner"
+                        ),
+                        &[&LEADER, &me, &ttl_ms],
+                    )
+                    .await?;
+                Ok(held.is_some())
+            })
+            .await;
+        *self.leader_until.lock() = match held {
+            Ok(true) => Some(asked + ttl),
+            Ok(false) | Err(_) => None,
+        };
         held
     }
 
@@ -30,25 +45,5 @@ impl PgStore {
     /// (false once it lapsed here, even if no renewal has been tried since, so two instances never both lead).
     pub fn leads(&self) -> bool {
         self.leader_until.lock().is_some_and(|until| Instant::now() < until)
-    }
-
-    async fn ask_lease(&self, name: &'static str, ttl: Duration) -> anyhow::Result<bool> {
-        let me = self.instance.clone();
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
-        self.run(move |client| async move {
-            let held = client
-                .query_opt(
-                    &format!(
-                        "INSERT INTO leases (name, owner, until) VALUES ($1, $2, {DB_NOW_MS} + $3)
-                         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
-                         WHERE leases.owner = excluded.owner OR leases.until < {DB_NOW_MS}
-                         RETURNING owner"
-                    ),
-                    &[&name, &me, &ttl_ms],
-                )
-                .await?;
-            Ok(held.is_some())
-        })
-        .await
     }
 }

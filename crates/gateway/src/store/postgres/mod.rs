@@ -101,7 +101,8 @@ impl PgStore {
             rt,
             instance,
             held_versions: Mutex::new(Default::default()),
-            reachable: watch::reachable_flag(),
+            // Starts true: the store was reachable when it opened (the migration below fails `open` otherwise).
+            reachable: std::sync::atomic::AtomicBool::new(true),
             live_instances: std::sync::atomic::AtomicU32::new(1),
             leader_until: Mutex::new(None),
             affinity,

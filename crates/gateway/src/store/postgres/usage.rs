@@ -24,6 +24,7 @@ enum Column {
     Int(Vec<Option<i64>>),
     Small(Vec<i32>),
     Real(Vec<Option<f64>>),
+    Bool(Vec<bool>),
 }
 
 impl Column {
@@ -33,6 +34,7 @@ impl Column {
             Cell::Int(_) => Column::Int(Vec::new()),
             Cell::Small(_) => Column::Small(Vec::new()),
             Cell::Real(_) => Column::Real(Vec::new()),
+            Cell::Bool(_) => Column::Bool(Vec::new()),
         }
     }
 
@@ -42,6 +44,7 @@ impl Column {
             (Column::Int(v), Cell::Int(n)) => v.push(n),
             (Column::Small(v), Cell::Small(n)) => v.push(n),
             (Column::Real(v), Cell::Real(f)) => v.push(f),
+            (Column::Bool(v), Cell::Bool(b)) => v.push(b),
             _ => anyhow::bail!("a ledger column was given values of two types"),
         }
         Ok(())
@@ -53,6 +56,7 @@ impl Column {
             Column::Int(v) => v,
             Column::Small(v) => v,
             Column::Real(v) => v,
+            Column::Bool(v) => v,
         }
     }
 
@@ -63,6 +67,7 @@ impl Column {
             Column::Int(_) => "bigint",
             Column::Small(_) => "int",
             Column::Real(_) => "float8",
+            Column::Bool(_) => "boolean",
         }
     }
 }

@@ -9,7 +9,7 @@
 //! as before.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -112,9 +112,4 @@ impl PgStore {
             }
         })
     }
-}
-
-/// Starts true: the store was reachable when it opened.
-pub(super) fn reachable_flag() -> AtomicBool {
-    AtomicBool::new(true)
 }

@@ -49,11 +49,6 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Run `f` on the store's connection (short reads, e.g. `usage::tokens_since`).
-    pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
-        Ok(f(&self.conn.lock())?)
-    }
-
     pub(super) fn lock(&self) -> parking_lot::MutexGuard<'_, Connection> {
         self.conn.lock()
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rusqlite::{Connection, Transaction, params, params_from_iter};
 
+use crate::store::sql::Val;
 use crate::store::usage::{
     DAY_MS, LedgerEntry, MINUTE_MS, REQUEST_COLUMNS, minutes, rollup_cells, rollup_upsert, rollups,
 };
@@ -36,13 +37,13 @@ pub(crate) fn open_reader(db: &Path) -> anyhow::Result<Connection> {
 pub fn insert_batch(tx: &Transaction<'_>, entries: &[LedgerEntry<'_>]) -> rusqlite::Result<()> {
     let mut insert = tx.prepare_cached(&crate::store::sql::insert("usage_requests", REQUEST_COLUMNS))?;
     for r in entries {
-        insert.execute(params_from_iter(r.cells(&r.tried())))?;
+        insert.execute(params_from_iter(r.cells(&r.tried()).iter().map(Val::sqlite)))?;
     }
     for (table, column, rows) in rollups(entries) {
         let values = "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
         let mut upsert = tx.prepare_cached(&rollup_upsert(table, column, values))?;
         for (key, s) in &rows {
-            upsert.execute(params_from_iter(rollup_cells(key, s)))?;
+            upsert.execute(params_from_iter(rollup_cells(key, s).iter().map(Val::sqlite)))?;
         }
     }
     Ok(())
