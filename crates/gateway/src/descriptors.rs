@@ -71,47 +71,37 @@ impl Raise {
 
     /// Say once, at start, what was done and what it allows; at warn when the limit stays below [`FEW_STREAMS`].
     pub fn log(&self, upstream: Upstream) {
-        let allows = |l: &Limits| match streams_allowed(l, upstream) {
-            Some(n) => format!(
-                "about {n} concurrent streams ({} descriptors each, {})",
-                upstream.per_stream(),
-                upstream.describe()
-            ),
+        let Some(l) = self.limits() else {
+            if let Raise::Unknown(error) = self {
+                tracing::warn!("open files: the limit cannot be read ({error})");
+            }
+            return;
+        };
+        let streams = streams_allowed(&l, upstream);
+        let allows = match streams {
+            Some(n) => {
+                format!(
+                    "about {n} concurrent streams ({} descriptors each, {})",
+                    upstream.per_stream(),
+                    upstream.describe()
+                )
+            }
             None => "no limit on concurrent streams".to_string(),
         };
-        let few = |l: &Limits| streams_allowed(l, upstream).is_some_and(|n| n < FEW_STREAMS);
-        match self {
-            Raise::Raised { from, now } if few(now) => tracing::warn!(
-                "open files: soft limit raised from {} to {} (hard limit {}): only {}; {FIX}",
-                show(*from),
-                show(now.soft),
-                show(now.hard),
-                allows(now)
-            ),
-            Raise::Raised { from, now } => tracing::info!(
-                "open files: soft limit raised from {} to {} (hard limit {}): {}",
-                show(*from),
-                show(now.soft),
-                show(now.hard),
-                allows(now)
-            ),
-            Raise::Unchanged(l) if few(l) => tracing::warn!(
-                "open files: soft limit {} (hard limit {}): only {}; {FIX}",
-                show(l.soft),
-                show(l.hard),
-                allows(l)
-            ),
-            Raise::Unchanged(l) => {
-                tracing::info!("open files: soft limit {} (hard limit {}): {}", show(l.soft), show(l.hard), allows(l))
+        let (soft, hard) = (show(l.soft), show(l.hard));
+        let head = match self {
+            Raise::Failed { error, .. } => {
+                return tracing::warn!(
+                    "open files: the soft limit {soft} could not be raised to the hard limit {hard} ({error}): {allows}"
+                );
             }
-            Raise::Failed { limits: l, error } => tracing::warn!(
-                "open files: the soft limit {} could not be raised to the hard limit {} ({error}): {}",
-                show(l.soft),
-                show(l.hard),
-                allows(l)
-            ),
-            Raise::Unknown(error) => tracing::warn!("open files: the limit cannot be read ({error})"),
-            Raise::NoLimit => {}
+            Raise::Raised { from, .. } => format!("soft limit raised from {} to {soft}", show(*from)),
+            _ => format!("soft limit {soft}"),
+        };
+        if streams.is_some_and(|n| n < FEW_STREAMS) {
+            tracing::warn!("open files: {head} (hard limit {hard}): only {allows}; {FIX}");
+        } else {
+            tracing::info!("open files: {head} (hard limit {hard}): {allows}");
         }
     }
 }

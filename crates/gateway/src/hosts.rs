@@ -6,10 +6,7 @@ use std::net::Ipv4Addr;
 /// The host part of a `Host` value or URL authority: `a.example:8080` -> `a.example`, `[::1]:80` -> `[::1]`.
 pub fn host_name(authority: &str) -> &str {
     if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(end) => &authority[..=end],
-            None => authority,
-        };
+        return authority.find(']').map_or(authority, |end| &authority[..=end]);
     }
     match authority.rsplit_once(':') {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,

@@ -70,20 +70,13 @@ impl Stored {
 
 /// Two JSON arrays' text joined into one array: `[a,b]` and `[c]` give `[a,b,c]`.
 pub fn join_arrays(first: &str, second: &str) -> String {
-    let inner = |s: &str| -> String {
+    fn inner(s: &str) -> &str {
         let s = s.trim();
-        s.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or_default().trim().to_string()
-    };
-    let (a, b) = (inner(first), inner(second));
-    let mut out = String::with_capacity(a.len() + b.len() + 3);
-    out.push('[');
-    out.push_str(&a);
-    if !a.is_empty() && !b.is_empty() {
-        out.push(',');
+        s.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or_default().trim()
     }
-    out.push_str(&b);
-    out.push(']');
-    out
+    let (a, b) = (inner(first), inner(second));
+    let comma = if a.is_empty() || b.is_empty() { "" } else { "," };
+    format!("[{a}{comma}{b}]")
 }
 
 /// How much may be kept: both bounds hold at once; either at 0 keeps nothing.
@@ -168,11 +161,10 @@ impl StoredResponses {
         if let Some(old) = inner.map.pop(&id) {
             inner.bytes -= old.size(&id);
         }
-        while inner.map.len() + 1 > self.bounds.responses || inner.bytes + size > self.bounds.bytes {
-            match inner.map.pop_lru() {
-                Some((old_id, old)) => inner.bytes -= old.size(&old_id),
-                None => break,
-            }
+        while (inner.map.len() + 1 > self.bounds.responses || inner.bytes + size > self.bounds.bytes)
+            && let Some((old_id, old)) = inner.map.pop_lru()
+        {
+            inner.bytes -= old.size(&old_id);
         }
         inner.bytes += size;
         inner.map.put(id, stored);

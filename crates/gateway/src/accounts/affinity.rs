@@ -104,8 +104,8 @@ const SETTLE_MS: i64 = 300;
 enum Pulled {
     /// Nothing: the same account.
     Known,
-    /// This instance decided otherwise within [`SETTLE_MS`]: share that again instead.
-    Reshare(String),
+    /// This instance decided otherwise within [`SETTLE_MS`]: share that (its row) again instead.
+    Reshare(AffinityRow),
     /// Take it.
     Adopt,
 }
@@ -119,7 +119,7 @@ fn on_pulled(local: Option<&Affine>, row: &AffinityRow, now_ms: i64) -> Pulled {
         {
             Pulled::Known
         }
-        Some(a) if a.local && now_ms - a.shared_ms < SETTLE_MS => Pulled::Reshare(a.account.clone()),
+        Some(a) if a.local && now_ms - a.shared_ms < SETTLE_MS => Pulled::Reshare(a.row(&row.key)),
         Some(_) | None => Pulled::Adopt,
     }
 }
@@ -242,11 +242,7 @@ impl Pool {
             for row in pulled {
                 match on_pulled(map.peek(&row.key), &row, now) {
                     Pulled::Known => {}
-                    Pulled::Reshare(_) => {
-                        if let Some(mine) = map.peek(&row.key) {
-                            reshare.push(mine.row(&row.key));
-                        }
-                    }
+                    Pulled::Reshare(mine) => reshare.push(mine),
                     Pulled::Adopt => {
                         // Dated when this instance first knew it (the team's table keeps no date).
                         let known = map.peek(&row.key).and_then(|a| a.hold.as_ref()).map(|h| h.since);
@@ -314,7 +310,7 @@ mod tests {
         assert_eq!(on_pulled(None, &b, now), Pulled::Adopt);
         assert_eq!(on_pulled(Some(&affine("b", now - 10, true)), &b, now), Pulled::Known);
         // Two instances routed the conversation at once: the young local decision is shared again.
-        assert_eq!(on_pulled(Some(&affine("a", now - 100, true)), &b, now), Pulled::Reshare("a".into()));
+        assert_eq!(on_pulled(Some(&affine("a", now - 100, true)), &b, now), Pulled::Reshare(row("a", None)));
         // Settled: the team's newer decision wins (a move on another instance, say).
         assert_eq!(on_pulled(Some(&affine("a", now - SETTLE_MS, true)), &b, now), Pulled::Adopt);
         // A pulled entry never holds out against a newer pulled one.

@@ -162,10 +162,7 @@ fn from_export(v: &Value) -> anyhow::Result<Vec<StoredAccount>> {
             created_at: a.get("created_at").and_then(Value::as_i64).unwrap_or_else(now_unix),
             // No policy (an export of a build before policies): the account's own, or `normal` when it is new. An
             // unknown one is refused, not guessed.
-            policy: match s("policy") {
-                None => None,
-                Some(text) => Some(parse_policy(&text).with_context(at)?.as_text()),
-            },
+            policy: s("policy").map(|text| parse_policy(&text).with_context(at).map(|p| p.as_text())).transpose()?,
         });
     }
     Ok(out)

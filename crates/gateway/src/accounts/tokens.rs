@@ -120,15 +120,11 @@ impl Pool {
     ) -> Result<String, GatewayError> {
         let now = now_unix();
         // The common case, every request: the current token is fresh. Read it without copying the other tokens.
-        let fresh = match account.creds.read().access_token(now) {
-            None => None,
-            Some((token, due)) => match after_401 {
-                Some(refused) => (token != refused).then(|| token.to_string()),
-                None => (!due).then(|| token.to_string()),
-            },
-        };
-        if let Some(token) = fresh {
-            return Ok(token);
+        if let Some((token, _)) = account.creds.read().access_token(now).filter(|&(token, due)| match after_401 {
+            Some(refused) => token != refused,
+            None => !due,
+        }) {
+            return Ok(token.to_string());
         }
         if account.tokens().is_none() {
             return account.api_key().ok_or_else(|| GatewayError::internal("account has no credentials"));
@@ -248,10 +244,7 @@ impl Pool {
         let outcome = self.attempt(account, stale, current, reason, deadline).await;
         // Whoever waits for this attempt takes its outcome (and wakes now, not when the lock comes its way).
         account.refresh.end(outcome.as_ref().err().cloned());
-        match outcome {
-            Ok(token) => Ok(token),
-            Err(failure) => budget.fail(failure),
-        }
+        outcome.or_else(|failure| budget.fail(failure))
     }
 
     /// Wait until `deadline` for `account`'s refresh lock, or for an attempt to answer the caller: one that

@@ -134,10 +134,7 @@ pub async fn refresh_within(
     current: &Tokens,
     limit: Duration,
 ) -> Result<Tokens, RefreshError> {
-    match tokio::time::timeout(limit, call(http, to, current)).await {
-        Ok(result) => result,
-        Err(_) => Err(RefreshError::TimedOut(limit)),
-    }
+    tokio::time::timeout(limit, call(http, to, current)).await.unwrap_or(Err(RefreshError::TimedOut(limit)))
 }
 
 async fn call(http: &reqwest::Client, to: TokenCall<'_>, current: &Tokens) -> Result<Tokens, RefreshError> {

@@ -158,10 +158,7 @@ impl RecordError {
 
     /// A stable name for logs and the ledger: the upstream failure's when there is one, else the error kind's.
     pub fn name(&self) -> &'static str {
-        match &self.failure {
-            Some(f) => f.name(),
-            None => self.kind.name(),
-        }
+        self.failure.as_ref().map_or(self.kind.name(), UpstreamFailure::name)
     }
 }
 

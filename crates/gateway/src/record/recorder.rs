@@ -134,13 +134,10 @@ impl Recorder {
     pub fn attempt(&mut self, account: &str) {
         let Some(r) = self.record.as_deref_mut() else { return };
         r.attempts += 1;
-        match r.accounts_tried.last() {
-            Some(last) if last == account => {}
-            Some(_) => {
-                r.failovers += 1;
-                r.accounts_tried.push(account.to_string());
-            }
-            None => r.accounts_tried.push(account.to_string()),
+        let last = r.accounts_tried.last();
+        if last.is_none_or(|last| last != account) {
+            r.failovers += u32::from(last.is_some());
+            r.accounts_tried.push(account.to_string());
         }
     }
 

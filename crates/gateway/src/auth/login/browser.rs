@@ -49,26 +49,20 @@ struct CallbackState {
 
 impl CallbackServer {
     async fn bind(ports: &[u16], expected_state: String) -> Result<CallbackServer, LoginError> {
-        let mut last_error = String::from("no port to try");
-        let mut bound = None;
+        let mut bound = Err(String::from("no port to try"));
         for &port in ports {
             // Loopback only: the callback carries a live authorization code.
-            match tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
-                Ok(l) => {
-                    bound = Some(l);
-                    break;
-                }
-                Err(e) => last_error = e.to_string(),
+            bound = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await.map_err(|e| e.to_string());
+            if bound.is_ok() {
+                break;
             }
         }
-        let ports_text = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
-        let Some(listener) = bound else {
-            return Err(LoginError::CallbackPortsBusy { ports: ports_text, reason: last_error });
+        let busy = |reason| {
+            let ports = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+            LoginError::CallbackPortsBusy { ports, reason }
         };
-        let port = listener
-            .local_addr()
-            .map_err(|e| LoginError::CallbackPortsBusy { ports: ports_text, reason: e.to_string() })?
-            .port();
+        let listener = bound.map_err(busy)?;
+        let port = listener.local_addr().map_err(|e| busy(e.to_string()))?.port();
         let (tx, results) = mpsc::channel(1);
         let (stop, stopped) = oneshot::channel::<()>();
         let app = axum::Router::new()
