@@ -2,8 +2,20 @@
 //! the file loads; `upstream/identity/` presents it (a newer caller's or model minimum's version per request).
 
 use anyhow::bail;
+use serde::Deserialize;
 
 use crate::catalog::entry::ClientVersion;
+
+/// `[upstream]`: the client identity presented upstream and the upstream transport.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub client_version: Option<String>,
+    pub user_agent: Option<String>,
+    pub transport: Option<upstream_transport::ws::Transport>,
+    pub websocket_max_per_account: Option<usize>,
+    pub websocket_idle_timeout_secs: Option<f64>,
+}
 
 /// The Codex CLI version whose wire behaviour the gateway follows (spec/real-clients.md); the default version.
 pub const CODEX_CLIENT_VERSION: &str = "0.169.0";

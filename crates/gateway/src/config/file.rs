@@ -1,7 +1,6 @@
-//! The configuration file as written (docs/configuration.md): every table's raw serde struct, every key optional
-//! and unknown keys refused, and reading it.
+//! The configuration file as written (docs/configuration.md): its top level, every key optional and unknown keys
+//! refused (each table's raw struct sits with its feature: sections.rs and the feature modules), and reading it.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -41,96 +40,14 @@ pub struct RawConfig {
     pub gemini: Option<super::aliases::RawAliases>,
     pub anthropic: Option<super::aliases::RawAliases>,
     pub routing: Option<super::routing::RawRouting>,
-    pub server: Option<RawServer>,
-    pub metrics: Option<RawMetrics>,
-    pub dashboard: Option<RawDashboard>,
+    pub server: Option<super::sections::RawServer>,
+    pub metrics: Option<super::sections::RawMetrics>,
+    pub dashboard: Option<super::sections::RawDashboard>,
     pub oauth: Option<super::oauth::RawOAuth>,
-    pub usage: Option<RawUsage>,
-    pub store: Option<RawStore>,
-    pub upstream: Option<RawUpstream>,
-    pub keys: Option<std::collections::BTreeMap<String, RawKey>>,
-}
-
-/// `[upstream]`: the client identity presented upstream and the upstream transport.
-#[derive(Debug, Default, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawUpstream {
-    pub client_version: Option<String>,
-    pub user_agent: Option<String>,
-    pub transport: Option<upstream_transport::ws::Transport>,
-    pub websocket_max_per_account: Option<usize>,
-    pub websocket_idle_timeout_secs: Option<f64>,
-}
-
-/// `[keys.NAME]`: a client key written in the configuration file.
-#[derive(Debug, Default, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawKey {
-    pub secret: String,
-    pub models: Option<Vec<String>>,
-    pub rpm: Option<u32>,
-    pub concurrency: Option<u32>,
-    pub daily_tokens: Option<u64>,
-    pub monthly_tokens: Option<u64>,
-    pub opportunistic: Option<bool>,
-}
-
-/// `[metrics]`: the Prometheus endpoint (docs/operations.md).
-#[derive(Debug, Default, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawMetrics {
-    pub enabled: Option<bool>,
-    pub public: Option<bool>,
-    pub email_labels: Option<bool>,
-    pub user_labels: Option<usize>,
-    pub scrape_key: Option<String>,
-}
-
-/// `[dashboard]`.
-#[derive(Debug, Default, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawDashboard {
-    pub enabled: Option<bool>,
-    pub loopback_without_login: Option<bool>,
-    pub session_hours: Option<f64>,
-    pub quota_warn_percent: Option<f64>,
-    pub quota_critical_percent: Option<f64>,
-    pub oidc: Option<super::oidc::RawOidc>,
-    pub attempts: Option<super::attempts::RawAttempts>,
-}
-
-/// `[server]`: which `Host` names and browser origins the listeners accept (docs/security.md).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawServer {
-    pub allowed_hosts: Option<Vec<String>>,
-    pub allowed_origins: Option<Vec<String>>,
-    pub trusted_proxies: Option<Vec<String>>,
-    pub admin_key: Option<String>,
-    pub watch_config: Option<bool>,
-    pub websocket: Option<bool>,
-    pub websocket_idle_secs: Option<f64>,
-    pub websocket_max_secs: Option<f64>,
-    pub stored_responses: Option<usize>,
-    pub stored_responses_mb: Option<u64>,
-}
-
-/// `[usage]`: the usage ledger (docs/operations.md, "Usage ledger").
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawUsage {
-    pub enabled: Option<bool>,
-    pub retention_days: Option<u32>,
-    pub rollup_retention_days: Option<u32>,
-    pub channel_capacity: Option<usize>,
-    pub prices: Option<HashMap<String, super::prices::Price>>,
-}
-
-/// `[store]`: the team store (docs/team.md).
-#[derive(Debug, Default, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawStore {
-    pub url: Option<String>,
+    pub usage: Option<super::sections::RawUsage>,
+    pub store: Option<super::sections::RawStore>,
+    pub upstream: Option<super::client::RawUpstream>,
+    pub keys: Option<std::collections::BTreeMap<String, super::sections::RawKey>>,
 }
 
 /// The file at `path`, which must exist.

@@ -26,9 +26,10 @@ mod validate;
 
 pub use aliases::RawAliases;
 pub use attempts::{AttemptLimits, RawAttempts};
+pub use client::RawUpstream;
 pub use env::{Env, ProcessEnv, default_config_path, home};
+pub use file::RawConfig;
 pub(crate) use file::read_raw;
-pub use file::{RawConfig, RawDashboard, RawKey, RawMetrics, RawServer, RawStore, RawUpstream, RawUsage};
 pub use flags::Overrides;
 pub(crate) use flags::explicit_config_file;
 pub use oauth::{OAuthConfig, RawOAuth};
@@ -36,8 +37,8 @@ pub use oidc::{CLIENT_SECRET_ENV as OIDC_CLIENT_SECRET_ENV, OidcConfig, RawOidc}
 pub use ollama::{OllamaBridge, RawOllama};
 pub use routing::{RawRouting, Routing, Strategy};
 pub use sections::{
-    Access, ConfiguredKey, DashboardConfig, LogFormat, MetricsConfig, QuotaThresholds, StoreConfig,
-    StoredResponseSettings, UsageSettings, WebSocketSettings,
+    Access, ConfiguredKey, DashboardConfig, LogFormat, MetricsConfig, QuotaThresholds, RawDashboard, RawKey,
+    RawMetrics, RawServer, RawStore, RawUsage, StoreConfig, StoredResponseSettings, UsageSettings, WebSocketSettings,
 };
 pub use timeouts::Timeouts;
 use validate::seconds;

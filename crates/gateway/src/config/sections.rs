@@ -1,13 +1,29 @@
-//! The resolved tables of the configuration, each made from its raw table in file.rs and the environment.
+//! The tables of the configuration that are not a feature module of their own (`[keys.NAME]`, `[metrics]`,
+//! `[dashboard]`, `[server]`, `[usage]`, `[store]`): each raw table as the file holds it, beside its resolved
+//! struct and the resolve that makes one from the other and the environment.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use serde::Deserialize;
 
 use super::env::{Env, env_flag};
-use super::file::{RawDashboard, RawMetrics, RawServer, RawStore, RawUsage};
 use super::flags::{Overrides, database_url};
 use super::validate::{normalize_host, normalize_origin, parse_proxy, seconds};
+
+/// `[keys.NAME]`: a client key written in the configuration file.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub secret: String,
+    pub models: Option<Vec<String>>,
+    pub rpm: Option<u32>,
+    pub concurrency: Option<u32>,
+    pub daily_tokens: Option<u64>,
+    pub monthly_tokens: Option<u64>,
+    pub opportunistic: Option<bool>,
+}
 
 /// A resolved `[keys.NAME]`: its id is `config:NAME` in records and the usage ledger.
 #[derive(Clone, PartialEq, Eq)]
@@ -48,6 +64,17 @@ impl LogFormat {
             other => bail!("log_format `{other}` is not one of: text, json"),
         }
     }
+}
+
+/// `[metrics]`: the Prometheus endpoint (docs/operations.md).
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub enabled: Option<bool>,
+    pub public: Option<bool>,
+    pub email_labels: Option<bool>,
+    pub user_labels: Option<usize>,
+    pub scrape_key: Option<String>,
 }
 
 /// Resolved `[metrics]`.
@@ -114,6 +141,19 @@ impl QuotaThresholds {
     }
 }
 
+/// `[dashboard]`.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawDashboard {
+    pub enabled: Option<bool>,
+    pub loopback_without_login: Option<bool>,
+    pub session_hours: Option<f64>,
+    pub quota_warn_percent: Option<f64>,
+    pub quota_critical_percent: Option<f64>,
+    pub oidc: Option<super::oidc::RawOidc>,
+    pub attempts: Option<super::attempts::RawAttempts>,
+}
+
 /// Resolved `[dashboard]` (docs/dashboard.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DashboardConfig {
@@ -151,6 +191,22 @@ impl DashboardConfig {
             attempts,
         })
     }
+}
+
+/// `[server]`: which `Host` names and browser origins the listeners accept (docs/security.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub allowed_hosts: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub admin_key: Option<String>,
+    pub watch_config: Option<bool>,
+    pub websocket: Option<bool>,
+    pub websocket_idle_secs: Option<f64>,
+    pub websocket_max_secs: Option<f64>,
+    pub stored_responses: Option<usize>,
+    pub stored_responses_mb: Option<u64>,
 }
 
 /// Resolved `[server] websocket*` settings.
@@ -231,6 +287,17 @@ fn list<T>(env: Option<String>, file: Option<Vec<String>>, f: fn(&str) -> anyhow
     }
 }
 
+/// `[usage]`: the usage ledger (docs/operations.md, "Usage ledger").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsage {
+    pub enabled: Option<bool>,
+    pub retention_days: Option<u32>,
+    pub rollup_retention_days: Option<u32>,
+    pub channel_capacity: Option<usize>,
+    pub prices: Option<HashMap<String, super::prices::Price>>,
+}
+
 /// Resolved `[usage]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageSettings {
@@ -273,6 +340,13 @@ impl UsageSettings {
             prices,
         })
     }
+}
+
+/// `[store]`: the team store (docs/team.md).
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub url: Option<String>,
 }
 
 /// Resolved `[store]`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use super::file::RawKey;
+use super::sections::RawKey;
 use super::sections::{Access, ConfiguredKey};
 
 /// A `*_secs` setting as a duration: `default` when absent; fractions allowed; zero, negative or absurd values
