@@ -17,6 +17,7 @@ use crate::auth::codex_file::format_rfc3339;
 use crate::auth::now_unix;
 pub use crate::record::Permit;
 use crate::record::{RecordSink, RequestRecord};
+use crate::store::usage::Spender;
 use crate::store::{Store, StoredKey, Suspension};
 
 pub mod limits;
@@ -59,6 +60,14 @@ struct KeyState {
     suspending: AtomicBool,
 }
 
+impl KeyState {
+    /// Tokens used today and this month (UTC), and requests in flight, on this instance's counters.
+    fn usage(&self, now: i64) -> (u64, u64, u32) {
+        let (day, month) = self.counters.lock().spent.used(now);
+        (day, month, self.in_flight.count())
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     rate: Rate,
@@ -84,8 +93,7 @@ impl ClientKey {
 
     /// Tokens used today and this month (UTC), and requests in flight.
     pub fn usage(&self, now: i64) -> (u64, u64, u32) {
-        let (day, month) = self.state.counters.lock().spent.used(now);
-        (day, month, self.state.in_flight.count())
+        self.state.usage(now)
     }
 
     /// Its requests refused under the upstream's usage policy in the last 24 hours, on this instance.
@@ -298,10 +306,26 @@ impl Keys {
         &self.store
     }
 
-    /// Set a key's use today and this month (UTC), e.g. from the usage ledger at start.
-    pub fn seed(&self, key_id: &str, day_tokens: u64, month_tokens: u64) {
-        if let Some(k) = self.get(key_id) {
-            k.state.counters.lock().spent.seed(day_tokens, month_tokens, now_unix());
+    /// The counters of a key, or of a user's budget.
+    fn state_of(&self, by: Spender, id: &str) -> Option<Arc<KeyState>> {
+        let snapshot = self.snapshot.load();
+        match by {
+            Spender::Key => snapshot.by_id.get(id).map(|k| k.state.clone()),
+            Spender::User => snapshot.users.get(id).map(|u| u.state.clone()),
+        }
+    }
+
+    /// Set a key's or a user's use today and this month (UTC), e.g. from the usage ledger at start.
+    pub fn seed(&self, by: Spender, id: &str, day_tokens: u64, month_tokens: u64) {
+        if let Some(state) = self.state_of(by, id) {
+            state.counters.lock().spent.seed(day_tokens, month_tokens, now_unix());
+        }
+    }
+
+    /// Add a finished request's tokens to a key's or a user's budget.
+    fn charge(&self, by: Spender, id: &str, tokens: u64) {
+        if let Some(state) = self.state_of(by, id) {
+            state.counters.lock().spent.charge(tokens, now_unix());
         }
     }
 
@@ -485,11 +509,10 @@ impl RecordSink for BudgetSink {
         if tokens == 0 {
             return;
         }
-        if let Some(key) = record.client_key.as_deref().and_then(|id| self.0.get(id)) {
-            key.state.counters.lock().spent.charge(tokens, now_unix());
-        }
-        if let Some(user) = record.user.as_deref() {
-            self.0.charge_user(user, tokens);
+        for (by, id) in [(Spender::Key, &record.client_key), (Spender::User, &record.user)] {
+            if let Some(id) = id {
+                self.0.charge(by, id, tokens);
+            }
         }
     }
 }
@@ -616,7 +639,7 @@ mod tests {
         assert_eq!(denied.as_deref(), Some("model_not_allowed"));
         // A Gemini or Anthropic name is allowed by what it resolves to.
         assert!(keys.admit(&key, "gemini-2.5-flash", "gpt-5.4").is_ok());
-        keys.seed(&key.id, 60, 60);
+        keys.seed(Spender::Key, &key.id, 60, 60);
         keys.reload().unwrap_or_else(|e| panic!("{e}"));
         let key = keys.get(&key.id).unwrap_or_else(|| panic!("gone"));
         assert_eq!(key.usage(now_unix()).0, 60);
