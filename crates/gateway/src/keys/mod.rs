@@ -61,10 +61,11 @@ struct KeyState {
 }
 
 impl KeyState {
-    /// Tokens used today and this month (UTC), and requests in flight, on this instance's counters.
-    fn usage(&self, now: i64) -> (u64, u64, u32) {
+    /// Tokens used today and this month (UTC), and requests in flight, on this instance's counters, as the admin
+    /// API shows them.
+    fn usage(&self, now: i64) -> serde_json::Value {
         let (day, month) = self.counters.lock().spent.used(now);
-        (day, month, self.in_flight.count())
+        serde_json::json!({"tokens_today": day, "tokens_this_month": month, "in_flight": self.in_flight.count()})
     }
 }
 
@@ -89,11 +90,6 @@ impl ClientKey {
             (false, Some(t)) if now >= t => Standing::Expired,
             (false, _) => Standing::Usable,
         }
-    }
-
-    /// Tokens used today and this month (UTC), and requests in flight.
-    pub fn usage(&self, now: i64) -> (u64, u64, u32) {
-        self.state.usage(now)
     }
 
     /// Its requests refused under the upstream's usage policy in the last 24 hours, on this instance.
@@ -537,8 +533,9 @@ fn decode_hash(hex: &str) -> Option<[u8; 32]> {
 pub fn stored_with_usage(keys: Option<&Keys>, row: &StoredKey) -> serde_json::Value {
     let now = now_unix();
     let key = keys.and_then(|k| k.get(&row.id));
-    let mut summary = manage::summary(row, key.as_ref().map(|k| k.usage(now)), now);
+    let mut summary = manage::summary(row, now);
     if let Some(k) = key {
+        summary["usage"] = k.state.usage(now);
         summary["usage"]["policy_refusals_24h"] = serde_json::json!(k.policy_refusals(now));
         // Suspended on this instance, its row not written yet.
         if k.is_suspended() && row.revoked_at.is_none() {
@@ -622,7 +619,7 @@ mod tests {
         let rate = keys.admit(&key, "gpt-5.4", "gpt-5.4").err();
         assert_eq!(rate.as_ref().and_then(|e| e.code.as_deref()), Some("key_rate_limit_exceeded"));
         assert!(rate.and_then(|e| e.retry_after).is_some_and(|s| (1..=60).contains(&s)));
-        assert_eq!(key.usage(now_unix()).2, 0);
+        assert_eq!(key.state.usage(now_unix())["in_flight"], 0);
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -642,7 +639,7 @@ mod tests {
         keys.seed(Spender::Key, &key.id, 60, 60);
         keys.reload().unwrap_or_else(|e| panic!("{e}"));
         let key = keys.get(&key.id).unwrap_or_else(|| panic!("gone"));
-        assert_eq!(key.usage(now_unix()).0, 60);
+        assert_eq!(key.state.usage(now_unix())["tokens_today"], 60);
         let usage = dialects::Usage { input_tokens: 30, output_tokens: 15, ..Default::default() };
         // The charge comes from the request's record when it ends.
         let keys = Arc::new(keys);
@@ -653,7 +650,7 @@ mod tests {
         record.usage(usage);
         record.finish(200);
         let key = keys.get(&key.id).unwrap_or_else(|| panic!("gone"));
-        assert_eq!(key.usage(now_unix()).0, 105);
+        assert_eq!(key.state.usage(now_unix())["tokens_today"], 105);
         let over = keys.admit(&key, "gpt-5.4", "gpt-5.4").err();
         assert_eq!(over.as_ref().and_then(|e| e.code.as_deref()), Some("daily_token_budget_exceeded"));
         assert!(over.is_some_and(|e| e.message.contains("105 of 100 tokens") && e.message.contains("T00:00:00Z")));
