@@ -182,6 +182,16 @@ pub fn update(store: &Store, id: &str, patch: KeyPatch) -> Result<StoredKey, Man
     Ok(row)
 }
 
+/// Whether `user` sees `row`: a member (their id) their own keys only; `None` (an admin, a viewer) every key.
+pub fn visible(row: &StoredKey, user: Option<&str>) -> bool {
+    user.is_none_or(|u| row.owner.as_deref() == Some(u))
+}
+
+/// The key `id` if `user` sees it ([`visible`]): another user's is as absent as a key that never was.
+pub fn find_visible(store: &Store, id: &str, user: Option<&str>) -> Result<StoredKey, ManageError> {
+    store.get_key(id)?.filter(|row| visible(row, user)).ok_or_else(|| ManageError::NotFound(id.to_string()))
+}
+
 /// Revoke a key (kept in the store, so past requests stay attributed to it). Revoking twice is no error.
 pub fn revoke(store: &Store, id: &str, now: i64) -> Result<StoredKey, ManageError> {
     let mut row = store.get_key(id)?.ok_or_else(|| ManageError::NotFound(id.to_string()))?;
