@@ -35,11 +35,10 @@ impl Keys {
             tick.tick().await;
             let (today, month) = super::limits::period_starts(now_unix());
             for by in [Spender::Key, Spender::User] {
-                let ids = self.budget_ids(by);
+                let ids: Vec<String> = self.budget_ids(by).iter().map(|id| id.to_string()).collect();
                 if ids.is_empty() {
                     continue;
                 }
-                let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
                 match self.store.team_spend(by, ids, today * 1000, month * 1000).await {
                     // Never lowered: this instance's last requests may not be in the ledger yet.
                     Ok(spent) => {
