@@ -140,14 +140,12 @@ fn seed_budgets(keys: &Keys, store: &Store) -> anyhow::Result<()> {
     let get = |m: &std::collections::HashMap<String, u64>, id: &str| m.get(id).copied().unwrap_or(0);
     // Users' budgets the same way as the keys', from the ledger's user column.
     use crate::store::usage::Spender;
-    type Seed = fn(&Keys, &str, u64, u64);
-    let spenders: [(Vec<Arc<str>>, Spender, Seed); 2] =
-        [(keys.ids(), Spender::Key, Keys::seed), (keys.budget_user_ids(), Spender::User, Keys::seed_user)];
-    for (ids, by, seed) in spenders.into_iter().filter(|(ids, ..)| !ids.is_empty()) {
+    let spenders = [(keys.ids(), Spender::Key), (keys.budget_ids(Spender::User), Spender::User)];
+    for (ids, by) in spenders.into_iter().filter(|(ids, _)| !ids.is_empty()) {
         let tokens_since = |since_s: i64| crate::usage::tokens_since(store, by, since_s * 1000);
         let (today, month) = (tokens_since(day_start)?, tokens_since(month_start)?);
         for id in ids {
-            seed(keys, &id, get(&today, &id), get(&month, &id));
+            keys.seed(by, &id, get(&today, &id), get(&month, &id));
         }
     }
     Ok(())

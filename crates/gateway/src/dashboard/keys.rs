@@ -43,7 +43,8 @@ fn changed(dash: &St, status: StatusCode, row: &StoredKey, secret: Option<String
 pub(crate) async fn page(State(dash): State<St>, PageAccess(a): PageAccess, own: Own) -> Answer {
     let keys = &dash.app.keys;
     let rows = keys.store().list_keys().map_err(|e| refused(e.into()))?;
-    let list: Vec<Value> = rows.iter().filter(|r| visible(&own, r)).map(|r| stored_with_usage(Some(keys), r)).collect();
+    let list: Vec<Value> =
+        rows.iter().filter(|r| manage::visible(r, owner(&own))).map(|r| stored_with_usage(Some(keys), r)).collect();
     let role = a.who.role();
     let may = |action| access::decide(role, action) != access::Decision::Refuse;
     let models: Vec<String> = dash.app.catalog.entries().await.iter().map(|e| e.slug.clone()).collect();
@@ -64,9 +65,9 @@ fn manageable(dash: &St) -> bool {
     !dash.app.config.admin_keys().is_empty() || dash.app.users.any()
 }
 
-/// A member sees and revokes their own keys only.
-fn visible(own: &Own, row: &StoredKey) -> bool {
-    own.0.as_ref().is_none_or(|u| row.owner.as_deref() == Some(u.id.as_str()))
+/// A member sees and revokes their own keys only: their id.
+fn owner(own: &Own) -> Option<&str> {
+    own.0.as_ref().map(|u| u.id.as_str())
 }
 
 /// The form's fields: numbers and lists as the page sends them (empty: no limit).
@@ -149,11 +150,7 @@ pub(crate) async fn update(
 
 /// `POST /dashboard/api/keys/{id}/revoke`.
 pub(crate) async fn revoke(State(dash): State<St>, _: ApiWrite, own: Own, Path(id): Path<String>) -> Answer {
-    match dash.app.keys.store().get_key(&id) {
-        Ok(Some(row)) if visible(&own, &row) => {}
-        Ok(_) => return Err(refused(ManageError::NotFound(id))),
-        Err(e) => return Err(refused(ManageError::Store(e))),
-    }
+    manage::find_visible(dash.app.keys.store(), &id, owner(&own)).map_err(refused)?;
     let row = manage::revoke(dash.app.keys.store(), &id, now_unix()).map_err(refused)?;
     changed(&dash, StatusCode::OK, &row, None)
 }

@@ -244,10 +244,7 @@ pub(crate) async fn token(State(dash): State<St>, body: Bytes) -> Answer {
 fn with_note(resp: Response, action: &str, target: Option<String>, details: &[(&str, &str)]) -> Response {
     let mut note = Note::default().action(action);
     note.target = target;
-    for (k, v) in details {
-        note = note.with(k, *v);
-    }
-    (note, resp).into_response()
+    (details.iter().fold(note, |note, (k, v)| note.with(k, *v)), resp).into_response()
 }
 
 /// `POST /dashboard/oauth/device/code` (a form: `client_id`, `scope`): a device code and the page to approve it.

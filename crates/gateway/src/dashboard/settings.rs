@@ -67,11 +67,13 @@ impl Invalid {
     }
 }
 
-/// What a save changed: applied now, or read at the next start.
+/// What a save changed: applied now, or read at the next start; the new thresholds and prices, when they changed.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Changes {
     pub applied: Vec<&'static str>,
     pub restart: Vec<&'static str>,
+    pub quota: Option<QuotaThresholds>,
+    pub prices: Option<Prices>,
 }
 
 /// The configuration with what the page changes at once as it is in force now (the file may say otherwise
@@ -166,12 +168,8 @@ fn merge(t: &mut dyn TableLike, inline: bool, key: &str, new: &InlineTable) -> O
 }
 
 /// Apply the changed values of `b` to the document; `now` is the configuration in force ([`in_force`]). Returns
-/// what changed, and the new price table when it did.
-pub(crate) fn edit(
-    doc: &mut DocumentMut,
-    b: &SettingsBody,
-    now: &Config,
-) -> Result<(Changes, Option<Prices>), Invalid> {
+/// what changed.
+pub(crate) fn edit(doc: &mut DocumentMut, b: &SettingsBody, now: &Config) -> Result<Changes, Invalid> {
     let mut ch = Changes::default();
     for f in fields() {
         let Some(sent) = b.fields.get(f.id).filter(|v| !v.is_null()) else { continue };
@@ -194,19 +192,19 @@ pub(crate) fn edit(
             write(doc, "dashboard.quota_warn_percent", Some(q.warn.into()), "quota_warn_percent")?;
             write(doc, "dashboard.quota_critical_percent", Some(q.critical.into()), "quota_critical_percent")?;
             ch.applied.push("quota thresholds");
+            ch.quota = Some(q);
         }
     }
-    let mut new_prices = None;
     if let Some(rows) = &b.prices {
         let table = prices::parse(rows)?;
         let p = prices::to_prices(&table)?;
         if p != now.usage.prices {
             write(doc, "usage.prices", Some(prices::to_value(&table)), "prices")?;
             ch.applied.push("price table");
-            new_prices = Some(p);
+            ch.prices = Some(p);
         }
     }
-    Ok((ch, new_prices))
+    Ok(ch)
 }
 
 /// Write `text` to `path` through a temporary file in the same folder (0600 when new: it may hold keys).
@@ -248,7 +246,7 @@ pub(crate) async fn save(State(dash): State<St>, _: ApiWrite, body: axum::body::
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e| json_error(StatusCode::CONFLICT, format!("{} is not valid TOML: {e}", path.display())))?;
-    let (changes, new_prices) = edit(&mut doc, &b, &now).map_err(invalid)?;
+    let changes = edit(&mut doc, &b, &now).map_err(invalid)?;
     if changes == Changes::default() {
         let nothing = json!({"ok": true, "applied": [], "restart": [], "message": "Nothing changed."});
         return Ok(json_response(StatusCode::OK, nothing));
@@ -263,28 +261,23 @@ pub(crate) async fn save(State(dash): State<St>, _: ApiWrite, body: axum::body::
     if let Some(e) = report.error {
         return Err(json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("Saved, but the reload failed: {e}")));
     }
-    let Changes { applied, restart } = changes;
-    apply(&dash, &b, new_prices);
+    let Changes { applied, restart, quota, prices } = changes;
+    apply(&dash, &b, quota, prices);
     let note = crate::audit::Note::default().with("applied", applied.clone()).with("restart", restart.clone());
     let v = json!({"ok": true, "applied": applied, "restart": restart, "file": path.display().to_string()});
     Ok(super::audit::noted(json_response(StatusCode::OK, v), note))
 }
 
 /// What applies at once, once the file holds it.
-fn apply(dash: &St, b: &SettingsBody, prices: Option<Prices>) {
+fn apply(dash: &St, b: &SettingsBody, quota: Option<QuotaThresholds>, prices: Option<Prices>) {
     // The strategy chosen here is put in force even when the environment names another (until the next reload).
     if let Some(s) = b.fields.get("strategy").and_then(Json::as_str).and_then(Strategy::parse) {
         dash.app.pool.set_strategy(s);
         tracing::info!("dashboard: rotation strategy is now {}", s.as_str());
     }
-    let mut quota = dash.quota.write();
-    let (warn, critical) =
-        (b.quota_warn_percent.unwrap_or(quota.warn), b.quota_critical_percent.unwrap_or(quota.critical));
-    // Checked by `edit` already.
-    if let Ok(q) = QuotaThresholds::new(warn, critical) {
-        *quota = q;
+    if let Some(q) = quota {
+        *dash.quota.write() = q;
     }
-    drop(quota);
     if let Some(p) = prices {
         dash.app.ledger.set_prices(p);
         tracing::info!("dashboard: the price table was changed");
@@ -349,7 +342,7 @@ mod tests {
         let text = "# my gateway\nport = 9000 # the port\n\n[routing]\n# how to rotate\nstrategy = \"least_used\" # was\n\n[anthropic]\nmodel_aliases = { opus = \"gpt-5.5\" } # inline\n";
         let mut doc: DocumentMut = text.parse().unwrap_or_else(|e| panic!("{e}"));
         let b = body(json!({"strategy": "round_robin", "anthropic_aliases": "opus = gpt-5.5\nhaiku = gpt-5.4-mini"}));
-        let (ch, _) = edit(&mut doc, &b, &config()).unwrap_or_else(|e| panic!("{e:?}"));
+        let ch = edit(&mut doc, &b, &config()).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(ch.applied, vec!["strategy", "anthropic_aliases"]);
         assert!(ch.restart.is_empty());
         let out = doc.to_string();
@@ -366,7 +359,7 @@ mod tests {
             "plan_priority": "Pro, plus", "affinity_capacity": 20000, "keepalive_secs": 2.5, "ollama_enabled": true,
             "ollama_port": 11500, "gemini_aliases": "pro = gpt-5.5\n# a comment\n\nflash = gpt-5.4",
         }));
-        let (ch, _) = edit(&mut doc, &b, &config()).unwrap_or_else(|e| panic!("{e:?}"));
+        let ch = edit(&mut doc, &b, &config()).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(ch.applied, ["keepalive_secs", "gemini_aliases"]);
         assert_eq!(ch.restart, ["plan_priority", "affinity_capacity", "ollama_enabled", "ollama_port"]);
         let out = doc.to_string();
@@ -379,10 +372,10 @@ mod tests {
         assert_eq!(c.gemini_model_aliases.get("flash").map(String::as_str), Some("gpt-5.4"));
         assert!(out.contains("[gemini.model_aliases]\nflash = \"gpt-5.4\"\npro = \"gpt-5.5\"\n"), "{out}");
         // The same values again change nothing; a removed alias goes.
-        let (again, _) = edit(&mut doc, &b, &c).unwrap_or_else(|e| panic!("{e:?}"));
+        let again = edit(&mut doc, &b, &c).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(again, Changes::default());
         let fewer = body(json!({"gemini_aliases": "pro = gpt-5.5"}));
-        assert_eq!(edit(&mut doc, &fewer, &c).map(|r| r.0.applied), Ok(vec!["gemini_aliases"]));
+        assert_eq!(edit(&mut doc, &fewer, &c).map(|r| r.applied), Ok(vec!["gemini_aliases"]));
         assert!(doc.to_string().contains("[gemini.model_aliases]\npro = \"gpt-5.5\"\n"), "{doc}");
     }
 
@@ -390,7 +383,7 @@ mod tests {
     fn unchanged_values_are_not_written_and_refusals_name_their_field() {
         let mut doc = DocumentMut::new();
         let b = body(json!({"strategy": "least_used", "keepalive_secs": 15, "plan_priority": "", "ollama_port": null}));
-        assert_eq!(edit(&mut doc, &b, &config()).map(|r| r.0), Ok(Changes::default()));
+        assert_eq!(edit(&mut doc, &b, &config()), Ok(Changes::default()));
         assert_eq!(doc.to_string(), "");
         for (sent, field) in [
             (json!({"strategy": "fastest"}), "strategy"),
@@ -400,7 +393,7 @@ mod tests {
             (json!({"keepalive_secs": "soon"}), "keepalive_secs"),
             (json!({"anthropic_aliases": "opus gpt"}), "anthropic_aliases"),
         ] {
-            let refused = edit(&mut doc, &body(sent.clone()), &config()).map(|r| r.0).err();
+            let refused = edit(&mut doc, &body(sent.clone()), &config()).err();
             assert_eq!(refused.map(|e| e.field), Some(field.to_string()), "{sent}");
         }
     }

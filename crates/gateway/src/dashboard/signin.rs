@@ -135,13 +135,10 @@ pub(crate) async fn sign_in(
                 Ok::<_, SignInRefused>((opened, attempt.locked_out))
             })
             .await;
-            let opened = match checked {
-                Ok((opened, locked)) => {
-                    locked_out = locked;
-                    opened
-                }
-                Err(e) => Err(e),
-            };
+            let opened = checked.and_then(|(opened, locked)| {
+                locked_out = locked;
+                opened
+            });
             // The address is charged for guesses only: a right password, or a store that failed, is given back.
             if matches!(opened, Ok(_) | Err(SignInRefused::CodeNeeded | SignInRefused::Store(_))) {
                 guards.sign_in_addresses.refund(charge);
@@ -200,6 +197,7 @@ pub(super) async fn user_login(
         }
         Err(refused) => {
             tracing::warn!("dashboard: a sign-in was refused ({})", refused.reason());
+            let note = note.with("reason", refused.reason());
             let (status, message) = match &refused {
                 SignInRefused::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "The sign-in could not be checked."),
                 SignInRefused::CodeNeeded => (StatusCode::UNAUTHORIZED, "Enter the code from your authenticator app."),
@@ -208,12 +206,10 @@ pub(super) async fn user_login(
                     (StatusCode::UNAUTHORIZED, "Wrong name or password.")
                 }
                 SignInRefused::Limited(wait) => {
-                    let note = note.with("reason", refused.reason());
                     return (Extension(Actor::Anonymous), note, in_burst, too_many(wait)).into_response();
                 }
             };
             let body = json!({"error": message, "code_needed": matches!(refused, SignInRefused::CodeNeeded)});
-            let note = note.with("reason", refused.reason());
             (Extension(Actor::Anonymous), note, in_burst, json_response(status, body)).into_response()
         }
     }

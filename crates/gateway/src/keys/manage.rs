@@ -182,6 +182,16 @@ pub fn update(store: &Store, id: &str, patch: KeyPatch) -> Result<StoredKey, Man
     Ok(row)
 }
 
+/// Whether `user` sees `row`: a member (their id) their own keys only; `None` (an admin, a viewer) every key.
+pub fn visible(row: &StoredKey, user: Option<&str>) -> bool {
+    user.is_none_or(|u| row.owner.as_deref() == Some(u))
+}
+
+/// The key `id` if `user` sees it ([`visible`]): another user's is as absent as a key that never was.
+pub fn find_visible(store: &Store, id: &str, user: Option<&str>) -> Result<StoredKey, ManageError> {
+    store.get_key(id)?.filter(|row| visible(row, user)).ok_or_else(|| ManageError::NotFound(id.to_string()))
+}
+
 /// Revoke a key (kept in the store, so past requests stay attributed to it). Revoking twice is no error.
 pub fn revoke(store: &Store, id: &str, now: i64) -> Result<StoredKey, ManageError> {
     let mut row = store.get_key(id)?.ok_or_else(|| ManageError::NotFound(id.to_string()))?;
@@ -193,14 +203,14 @@ pub fn revoke(store: &Store, id: &str, now: i64) -> Result<StoredKey, ManageErro
 }
 
 /// A key as the admin API and `keys list --json` show it: never the secret or its hash.
-pub fn summary(row: &StoredKey, usage: Option<(u64, u64, u32)>, now: i64) -> Value {
+pub fn summary(row: &StoredKey, now: i64) -> Value {
     let status = match (row.revoked_at, row.expires_at, &row.suspended) {
         (Some(_), _, _) => "revoked",
         (None, Some(t), _) if now >= t => "expired",
         (None, _, Some(_)) => "suspended",
         (None, _, None) => "active",
     };
-    let mut v = json!({
+    json!({
         "id": row.id,
         "name": row.name,
         "prefix": row.prefix,
@@ -217,11 +227,7 @@ pub fn summary(row: &StoredKey, usage: Option<(u64, u64, u32)>, now: i64) -> Val
         "suspended_at": row.suspended.as_ref().map(|s| format_rfc3339(s.at)),
         "suspended_reason": row.suspended.as_ref().map(|s| s.reason.clone()),
         "owner": row.owner,
-    });
-    if let Some((day, month, in_flight)) = usage {
-        v["usage"] = json!({"tokens_today": day, "tokens_this_month": month, "in_flight": in_flight});
-    }
-    v
+    })
 }
 
 /// `cgw_` + 256 random bits from the OS (base64url): the secret cannot be guessed, so its unsalted SHA-256 is safe.
@@ -246,7 +252,7 @@ mod tests {
         assert_eq!(secret_a.len(), 4 + 43);
         assert!(secret_a.starts_with(&a.prefix));
         assert_eq!(a.secret_sha256, crate::users::sha256_hex(&secret_a));
-        let shown = summary(&a, None, 1_700_000_000).to_string();
+        let shown = summary(&a, 1_700_000_000).to_string();
         assert!(!shown.contains(&secret_a) && !shown.contains(&a.secret_sha256), "{shown}");
         // A patch changes what it names; null removes a limit.
         let patch: KeyPatch = serde_json::from_str(r#"{"rpm": null, "daily_tokens": 10}"#)?;
@@ -256,10 +262,10 @@ mod tests {
         let bad: KeyPatch = serde_json::from_str(r#"{"concurrency": 0}"#)?;
         assert!(matches!(update(&store, &a.id, bad), Err(ManageError::Invalid(_))));
         // Opportunistic: off unless asked, set and cleared by a patch, shown in the summary; `null` is no value.
-        assert!(!a.opportunistic && summary(&a, None, 1)["opportunistic"] == false);
+        assert!(!a.opportunistic && summary(&a, 1)["opportunistic"] == false);
         let on: KeyPatch = serde_json::from_str(r#"{"opportunistic": true}"#)?;
         let c = update(&store, &a.id, on)?;
-        assert!(c.opportunistic && summary(&c, None, 1)["opportunistic"] == true);
+        assert!(c.opportunistic && summary(&c, 1)["opportunistic"] == true);
         assert!(update(&store, &a.id, KeyPatch::default())?.opportunistic, "left out: it stays");
         let off: KeyPatch = serde_json::from_str(r#"{"opportunistic": false}"#)?;
         assert!(!update(&store, &a.id, off)?.opportunistic);
@@ -269,7 +275,7 @@ mod tests {
         let (spare, _) = create(&store, spec, None, 1_700_000_000)?;
         assert_eq!(store.get_key(&spare.id)?.map(|k| k.opportunistic), Some(true));
         let r = revoke(&store, &a.id, 1_700_000_500)?;
-        assert_eq!(summary(&r, None, 1_700_000_600)["status"], "revoked");
+        assert_eq!(summary(&r, 1_700_000_600)["status"], "revoked");
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }

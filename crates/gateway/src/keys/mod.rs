@@ -17,6 +17,7 @@ use crate::auth::codex_file::format_rfc3339;
 use crate::auth::now_unix;
 pub use crate::record::Permit;
 use crate::record::{RecordSink, RequestRecord};
+use crate::store::usage::Spender;
 use crate::store::{Store, StoredKey, Suspension};
 
 pub mod limits;
@@ -59,6 +60,15 @@ struct KeyState {
     suspending: AtomicBool,
 }
 
+impl KeyState {
+    /// Tokens used today and this month (UTC), and requests in flight, on this instance's counters, as the admin
+    /// API shows them.
+    fn usage(&self, now: i64) -> serde_json::Value {
+        let (day, month) = self.counters.lock().spent.used(now);
+        serde_json::json!({"tokens_today": day, "tokens_this_month": month, "in_flight": self.in_flight.count()})
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     rate: Rate,
@@ -80,12 +90,6 @@ impl ClientKey {
             (false, Some(t)) if now >= t => Standing::Expired,
             (false, _) => Standing::Usable,
         }
-    }
-
-    /// Tokens used today and this month (UTC), and requests in flight.
-    pub fn usage(&self, now: i64) -> (u64, u64, u32) {
-        let (day, month) = self.state.counters.lock().spent.used(now);
-        (day, month, self.state.in_flight.count())
     }
 
     /// Its requests refused under the upstream's usage policy in the last 24 hours, on this instance.
@@ -298,10 +302,26 @@ impl Keys {
         &self.store
     }
 
-    /// Set a key's use today and this month (UTC), e.g. from the usage ledger at start.
-    pub fn seed(&self, key_id: &str, day_tokens: u64, month_tokens: u64) {
-        if let Some(k) = self.get(key_id) {
-            k.state.counters.lock().spent.seed(day_tokens, month_tokens, now_unix());
+    /// The counters of a key, or of a user's budget.
+    fn state_of(&self, by: Spender, id: &str) -> Option<Arc<KeyState>> {
+        let snapshot = self.snapshot.load();
+        match by {
+            Spender::Key => snapshot.by_id.get(id).map(|k| k.state.clone()),
+            Spender::User => snapshot.users.get(id).map(|u| u.state.clone()),
+        }
+    }
+
+    /// Set a key's or a user's use today and this month (UTC), e.g. from the usage ledger at start.
+    pub fn seed(&self, by: Spender, id: &str, day_tokens: u64, month_tokens: u64) {
+        if let Some(state) = self.state_of(by, id) {
+            state.counters.lock().spent.seed(day_tokens, month_tokens, now_unix());
+        }
+    }
+
+    /// Add a finished request's tokens to a key's or a user's budget.
+    fn charge(&self, by: Spender, id: &str, tokens: u64) {
+        if let Some(state) = self.state_of(by, id) {
+            state.counters.lock().spent.charge(tokens, now_unix());
         }
     }
 
@@ -485,11 +505,10 @@ impl RecordSink for BudgetSink {
         if tokens == 0 {
             return;
         }
-        if let Some(key) = record.client_key.as_deref().and_then(|id| self.0.get(id)) {
-            key.state.counters.lock().spent.charge(tokens, now_unix());
-        }
-        if let Some(user) = record.user.as_deref() {
-            self.0.charge_user(user, tokens);
+        for (by, id) in [(Spender::Key, &record.client_key), (Spender::User, &record.user)] {
+            if let Some(id) = id {
+                self.0.charge(by, id, tokens);
+            }
         }
     }
 }
@@ -514,8 +533,9 @@ fn decode_hash(hex: &str) -> Option<[u8; 32]> {
 pub fn stored_with_usage(keys: Option<&Keys>, row: &StoredKey) -> serde_json::Value {
     let now = now_unix();
     let key = keys.and_then(|k| k.get(&row.id));
-    let mut summary = manage::summary(row, key.as_ref().map(|k| k.usage(now)), now);
+    let mut summary = manage::summary(row, now);
     if let Some(k) = key {
+        summary["usage"] = k.state.usage(now);
         summary["usage"]["policy_refusals_24h"] = serde_json::json!(k.policy_refusals(now));
         // Suspended on this instance, its row not written yet.
         if k.is_suspended() && row.revoked_at.is_none() {
@@ -599,7 +619,7 @@ mod tests {
         let rate = keys.admit(&key, "gpt-5.4", "gpt-5.4").err();
         assert_eq!(rate.as_ref().and_then(|e| e.code.as_deref()), Some("key_rate_limit_exceeded"));
         assert!(rate.and_then(|e| e.retry_after).is_some_and(|s| (1..=60).contains(&s)));
-        assert_eq!(key.usage(now_unix()).2, 0);
+        assert_eq!(key.state.usage(now_unix())["in_flight"], 0);
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -616,10 +636,10 @@ mod tests {
         assert_eq!(denied.as_deref(), Some("model_not_allowed"));
         // A Gemini or Anthropic name is allowed by what it resolves to.
         assert!(keys.admit(&key, "gemini-2.5-flash", "gpt-5.4").is_ok());
-        keys.seed(&key.id, 60, 60);
+        keys.seed(Spender::Key, &key.id, 60, 60);
         keys.reload().unwrap_or_else(|e| panic!("{e}"));
         let key = keys.get(&key.id).unwrap_or_else(|| panic!("gone"));
-        assert_eq!(key.usage(now_unix()).0, 60);
+        assert_eq!(key.state.usage(now_unix())["tokens_today"], 60);
         let usage = dialects::Usage { input_tokens: 30, output_tokens: 15, ..Default::default() };
         // The charge comes from the request's record when it ends.
         let keys = Arc::new(keys);
@@ -630,7 +650,7 @@ mod tests {
         record.usage(usage);
         record.finish(200);
         let key = keys.get(&key.id).unwrap_or_else(|| panic!("gone"));
-        assert_eq!(key.usage(now_unix()).0, 105);
+        assert_eq!(key.state.usage(now_unix())["tokens_today"], 105);
         let over = keys.admit(&key, "gpt-5.4", "gpt-5.4").err();
         assert_eq!(over.as_ref().and_then(|e| e.code.as_deref()), Some("daily_token_budget_exceeded"));
         assert!(over.is_some_and(|e| e.message.contains("105 of 100 tokens") && e.message.contains("T00:00:00Z")));

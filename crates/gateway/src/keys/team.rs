@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Keys;
+use super::limits::Limits;
 use crate::auth::now_unix;
 use crate::store::usage::Spender;
 
@@ -14,13 +15,16 @@ use crate::store::usage::Spender;
 pub const BUDGET_POLL: Duration = Duration::from_secs(1);
 
 impl Keys {
-    /// The keys with a daily or monthly token budget (revoked ones are refused anyway).
-    pub fn budget_ids(&self) -> Vec<Arc<str>> {
+    /// The keys (revoked ones are refused anyway) or the users with a daily or monthly token budget.
+    pub fn budget_ids(&self, by: Spender) -> Vec<Arc<str>> {
         let snapshot = self.snapshot.load();
-        let budgeted = |k: &&Arc<super::ClientKey>| {
-            !k.revoked && (k.limits.daily_tokens.is_some() || k.limits.monthly_tokens.is_some())
-        };
-        snapshot.by_id.values().filter(budgeted).map(|k| k.id.clone()).collect()
+        let budgeted = |l: &Limits| l.daily_tokens.is_some() || l.monthly_tokens.is_some();
+        match by {
+            Spender::Key => {
+                snapshot.by_id.values().filter(|k| !k.revoked && budgeted(&k.limits)).map(|k| k.id.clone()).collect()
+            }
+            Spender::User => snapshot.users.values().filter(|u| budgeted(&u.limits)).map(|u| u.id.clone()).collect(),
+        }
     }
 
     /// With a team store: read the team's spend of the keys and users with a budget every [`BUDGET_POLL`], forever.
@@ -31,23 +35,15 @@ impl Keys {
             tick.tick().await;
             let (today, month) = super::limits::period_starts(now_unix());
             for by in [Spender::Key, Spender::User] {
-                let ids = match by {
-                    Spender::Key => self.budget_ids(),
-                    Spender::User => self.budget_user_ids(),
-                };
+                let ids: Vec<String> = self.budget_ids(by).iter().map(|id| id.to_string()).collect();
                 if ids.is_empty() {
                     continue;
                 }
-                let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
                 match self.store.team_spend(by, ids, today * 1000, month * 1000).await {
                     // Never lowered: this instance's last requests may not be in the ledger yet.
                     Ok(spent) => {
                         for (id, day, month) in spent {
-                            let state = match by {
-                                Spender::Key => self.get(&id).map(|k| k.state.clone()),
-                                Spender::User => self.user_budget(&id).map(|u| u.state.clone()),
-                            };
-                            if let Some(state) = state {
+                            if let Some(state) = self.state_of(by, &id) {
                                 state.counters.lock().spent.raise(day, month, now_unix());
                             }
                         }

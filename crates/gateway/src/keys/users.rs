@@ -25,16 +25,6 @@ impl UserBudget {
     pub(super) fn limited(&self) -> (Whose<'_>, &Limits, &Arc<KeyState>) {
         (Whose::User(&self.name), &self.limits, &self.state)
     }
-
-    /// Tokens used today and this month (UTC), and requests in flight, on this instance's counters.
-    pub fn usage(&self, now: i64) -> (u64, u64, u32) {
-        let (day, month) = self.state.counters.lock().spent.used(now);
-        (day, month, self.state.in_flight.count())
-    }
-
-    fn has_budget(&self) -> bool {
-        self.limits.daily_tokens.is_some() || self.limits.monthly_tokens.is_some()
-    }
 }
 
 /// The users of the next snapshot, each keeping the counters it had in `old`.
@@ -59,29 +49,9 @@ impl Keys {
     pub fn user_with_usage(&self, row: &StoredUser) -> serde_json::Value {
         let mut v = crate::users::manage::summary(row);
         if let Some(b) = self.user_budget(&row.id) {
-            let (day, month, in_flight) = b.usage(now_unix());
-            v["usage"] = serde_json::json!({"tokens_today": day, "tokens_this_month": month, "in_flight": in_flight});
+            v["usage"] = b.state.usage(now_unix());
         }
         v
-    }
-
-    /// Add a finished request's tokens to its user's budget.
-    pub(super) fn charge_user(&self, user_id: &str, tokens: u64) {
-        if let Some(u) = self.user_budget(user_id) {
-            u.state.counters.lock().spent.charge(tokens, now_unix());
-        }
-    }
-
-    /// Set a user's use today and this month (UTC), from the usage ledger at start.
-    pub fn seed_user(&self, user_id: &str, day_tokens: u64, month_tokens: u64) {
-        if let Some(u) = self.user_budget(user_id) {
-            u.state.counters.lock().spent.seed(day_tokens, month_tokens, now_unix());
-        }
-    }
-
-    /// The users with a daily or monthly token budget (the team's spend is read for them: team.rs).
-    pub fn budget_user_ids(&self) -> Vec<Arc<str>> {
-        self.snapshot.load().users.values().filter(|u| u.has_budget()).map(|u| u.id.clone()).collect()
     }
 }
 
@@ -90,6 +60,7 @@ mod tests {
     use super::*;
     use crate::keys::manage::{KeySpec, Owner, create};
     use crate::store::Store;
+    use crate::store::usage::Spender;
 
     /// Two keys of one user share the user's budget and rate; a key of another user does not.
     #[test]
@@ -127,13 +98,17 @@ mod tests {
         assert_eq!(refused.as_deref(), Some("user_rate_limit_exceeded"));
         assert!(keys.admit(&b1, "gpt-5.4", "gpt-5.4").is_ok(), "another user's key is not held by it");
         // The budget: charged through one key, refused on the other.
-        keys.charge_user("usr_ana", 100);
+        keys.charge(Spender::User, "usr_ana", 100);
         keys.reload()?;
         let over = keys.admit(&a2, "gpt-5.4", "gpt-5.4").err();
         assert_eq!(over.as_ref().and_then(|e| e.code.as_deref()), Some("user_daily_token_budget_exceeded"));
         assert!(over.is_some_and(|e| e.message.contains("ana@example.com") && e.message.contains("100 of 100")));
-        assert_eq!(keys.user_budget("usr_ana").map(|u| u.usage(now_unix()).0), Some(100), "kept by the reload");
-        assert_eq!(keys.budget_user_ids(), vec![Arc::<str>::from("usr_ana")]);
+        assert_eq!(
+            keys.user_budget("usr_ana").map(|u| u.state.usage(now_unix())["tokens_today"] == 100),
+            Some(true),
+            "kept by the reload"
+        );
+        assert_eq!(keys.budget_ids(Spender::User), vec![Arc::<str>::from("usr_ana")]);
         // A key whose owner is gone is refused at the next re-read, revoked or not.
         store.delete_user("usr_bob")?;
         keys.reload()?;

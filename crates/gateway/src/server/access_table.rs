@@ -2,9 +2,6 @@
 //! the action each is declared with: what the access table test below holds, for every role, against a table
 //! written out by hand, and what the integration tests (tests/it/users.rs) walk over HTTP.
 
-use axum::http::Method;
-
-use crate::users::access::Action;
 use crate::users::table::RouteEntry;
 
 /// Which surface a route is on.
@@ -21,18 +18,10 @@ pub fn entries() -> Vec<(Surface, RouteEntry)> {
     admin.into_iter().chain(dashboard).collect()
 }
 
-/// Every route: its surface, method and path.
-pub fn routes() -> Vec<(Surface, Method, &'static str)> {
-    entries().into_iter().map(|(surface, e)| (surface, e.method, e.path)).collect()
-}
-
-/// The action a route is declared with (`None`: no such route).
-pub fn action_of(surface: Surface, method: &Method, path: &str) -> Option<Action> {
-    entries().into_iter().find(|(s, e)| *s == surface && e.method == method && e.path == path).map(|(_, e)| e.action)
-}
-
 #[cfg(test)]
 mod tests {
+    use axum::http::Method;
+
     use super::*;
     use crate::users::Role;
     use crate::users::access::{Decision, decide};
@@ -128,13 +117,13 @@ mod tests {
     /// route that went away) fails.
     #[test]
     fn every_route_of_the_routers_is_in_the_table() {
-        let served = routes();
-        for (_, method, path) in &served {
-            let listed = TABLE.iter().any(|(m, p, _)| *m == method.as_str() && p == path);
-            assert!(listed, "{method} {path} is served but not in the table");
+        let served = entries();
+        for (_, e) in &served {
+            let listed = TABLE.iter().any(|(m, p, _)| *m == e.method.as_str() && *p == e.path);
+            assert!(listed, "{} {} is served but not in the table", e.method, e.path);
         }
         for (m, p, _) in TABLE {
-            assert!(served.iter().any(|(_, method, path)| method.as_str() == *m && path == p), "{m} {p} is not served");
+            assert!(served.iter().any(|(_, e)| e.method.as_str() == *m && e.path == *p), "{m} {p} is not served");
         }
         assert_eq!(served.len(), TABLE.len(), "a route is declared twice");
     }

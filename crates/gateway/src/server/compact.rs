@@ -119,13 +119,10 @@ async fn run(
     let call = |auth| state.upstream.compact(&account, auth, body.clone(), &ctx);
     let answer = unary::send(state, &account, &mut refresh, call).await;
     drop(lease);
-    let (status, upstream_headers, bytes) = match answer {
-        Ok(ok) => ok,
-        Err(failure) => {
-            state.pool.record_failure(&account, &model, conversation, &failure);
-            return Err(failure.to_error());
-        }
-    };
+    let (status, upstream_headers, bytes) = answer.map_err(|failure| {
+        state.pool.record_failure(&account, &model, conversation, &failure);
+        failure.to_error()
+    })?;
     state.pool.record_success(&account, &upstream_headers);
     let mut response = (status, bytes).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -32,6 +32,7 @@ use crate::server::dialect::Shape;
 use crate::server::errors::{error_response, error_response_with_status};
 use crate::server::gemini;
 use crate::server::routes::shape_of;
+use crate::users::ct_eq;
 
 mod token;
 
@@ -223,8 +224,7 @@ impl Policy {
         // `/metrics`: the scraper's key opens it alone; a user's session (the bearer token or the dashboard's
         // cookie) goes on to the route, which looks it up and refuses any role but admin (server/scrape.rs).
         if path == "/metrics" {
-            let scrape =
-                |p: &str| self.scrape_key.as_deref().is_some_and(|k| constant_time_eq(p.as_bytes(), k.as_bytes()));
+            let scrape = |p: &str| self.scrape_key.as_deref().is_some_and(|k| ct_eq(p, k));
             if presented.iter().flatten().any(|p| scrape(p))
                 || session
                 || super::scrape::session_cookie(req.headers()).is_some()
@@ -503,9 +503,19 @@ pub(crate) fn presented_in(h: &HeaderMap) -> [Option<&str>; 3] {
     [bearer, header_key(&X_API_KEY), header_key(&X_GOOG_API_KEY)]
 }
 
+/// A user's session token the guard let through that opens nothing any more (the admin API's layer and
+/// `/metrics` look it up).
+pub(crate) fn session_ended() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::Unauthorized,
+        "This session has ended (signed out, expired, or the user was disabled or removed): sign in again.",
+    )
+    .with_code("session_ended")
+}
+
 /// Constant-time against each configured key (the comparison's time does not depend on where bytes differ).
 pub(crate) fn any_equal(keys: &[String], presented: &str) -> bool {
-    keys.iter().any(|k| constant_time_eq(k.as_bytes(), presented.as_bytes()))
+    keys.iter().any(|k| ct_eq(k, presented))
 }
 
 /// The values of the `key` parameters of the request's query (Gemini's clients send their key there).
@@ -544,10 +554,6 @@ pub fn is_browser_simple(content_type: &[u8]) -> bool {
     [&b"text/plain"[..], b"application/x-www-form-urlencoded", b"multipart/form-data"]
         .iter()
         .any(|t| essence.eq_ignore_ascii_case(t))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A [`Policy`] in front of a service (server/listen.rs puts one in front of the router for each request).

@@ -44,19 +44,18 @@ async fn handle(state: Arc<AppState>, op: Operation, route: &'static str, req: R
     let mut record = Recorder::new(state.records.clone(), Api::Images, route, rid.clone());
     let caller = req.extensions().get::<Caller>().cloned();
     record.set_caller(caller.as_ref());
-    match serve(&state, op, req, caller, &mut record).await {
+    let response = match serve(&state, op, req, caller, &mut record).await {
         Ok((response, usage)) => {
             record.usage(usage);
-            record.finish(response.status().as_u16());
             response
         }
         Err(err) => {
             record.error(&err);
-            let response = error_response(openai::SHAPE, &err, &rid);
-            record.finish(response.status().as_u16());
-            response
+            error_response(openai::SHAPE, &err, &rid)
         }
-    }
+    };
+    record.finish(response.status().as_u16());
+    response
 }
 
 async fn serve(

@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use dialects::{ErrorKind, GatewayError};
 
 use crate::app::AppState;
-use crate::server::guard::{any_equal, presented_in};
+use crate::server::guard::{any_equal, presented_in, session_ended};
 use crate::users::SESSION_PREFIX;
 use crate::users::access::{Action, Decision, decide};
 
@@ -38,13 +38,7 @@ pub(super) async fn may_read(state: &Arc<AppState>, headers: &HeaderMap) -> Resu
         let open = shared.admin_keys.is_empty() && state.keys.is_empty() && !state.users.any();
         return if open { Ok(()) } else { Err(unauthorized()) };
     };
-    let Some(signed) = state.users.resolve(token).await else {
-        return Err(GatewayError::new(
-            ErrorKind::Unauthorized,
-            "This session has ended (signed out, expired, or the user was disabled or removed): sign in again.",
-        )
-        .with_code("session_ended"));
-    };
+    let Some(signed) = state.users.resolve(token).await else { return Err(session_ended()) };
     match decide(signed.user.role, Action::Metrics) {
         Decision::Allow => Ok(()),
         Decision::Own | Decision::Refuse => Err(GatewayError::new(

@@ -144,10 +144,8 @@ pub fn update(store: &Store, id: &str, patch: UserPatch, now: i64) -> Result<(St
     // The same bounds as a key's limits.
     row.limits.check().map_err(UserError::Invalid)?;
     let disabling = patch.disabled == Some(true) && row.disabled_at.is_none();
-    match patch.disabled {
-        Some(true) => row.disabled_at = row.disabled_at.or(Some(now)),
-        Some(false) => row.disabled_at = None,
-        None => {}
+    if let Some(disabled) = patch.disabled {
+        row.disabled_at = if disabled { row.disabled_at.or(Some(now)) } else { None };
     }
     if !store.update_user(&row)? {
         return Err(UserError::NotFound(id.to_string()));

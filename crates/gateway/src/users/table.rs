@@ -74,6 +74,19 @@ impl<S: Clone + Send + Sync + 'static> RouteTable<S> {
         self.add(Method::GET, path, action, Audit::Read, get(h))
     }
 
+    /// A GET that is a page of the dashboard's main navigation: its id (the page's template) and label.
+    pub fn page<H: Handler<T, S>, T: 'static>(
+        self,
+        path: &'static str,
+        action: Action,
+        nav: (&'static str, &'static str),
+        h: H,
+    ) -> Self {
+        let mut table = self.get(path, action, h);
+        table.routes.last_mut().into_iter().for_each(|(entry, _)| entry.nav = Some(nav));
+        table
+    }
+
     pub fn post<H: Handler<T, S>, T: 'static>(
         self,
         path: &'static str,
@@ -102,14 +115,6 @@ impl<S: Clone + Send + Sync + 'static> RouteTable<S> {
         h: H,
     ) -> Self {
         self.add(Method::DELETE, path, action, Audit::Named(audit), delete(h))
-    }
-
-    /// The route declared last is a page of the dashboard's main navigation.
-    pub fn nav(mut self, id: &'static str, label: &'static str) -> Self {
-        if let Some((entry, _)) = self.routes.last_mut() {
-            entry.nav = Some((id, label));
-        }
-        self
     }
 
     pub fn merge(mut self, other: RouteTable<S>) -> Self {

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
-use sha2::{Digest, Sha256};
 
 use super::{ACCESS_PREFIX, Method, SignedIn, Users, blocking, sha256_hex};
+use crate::keys::sha256;
 
 /// How long a token the store did not have is refused without asking again. A token is in the store before it
 /// is handed out, so a miss cannot be a token that is merely early; the bound only saves the store a statement
@@ -65,15 +65,11 @@ pub fn well_formed(token: &str) -> bool {
     })
 }
 
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
 impl Users {
     /// Whether a token [`Users::access`] did not find is worth asking the store for: well-formed, and not missed
     /// there within [`MISS_TTL`]. Synchronous (the guard decides by it whether to go asynchronous at all).
     pub fn worth_a_look_up(&self, token: &str) -> bool {
-        well_formed(token) && !self.unseen.recently_missed(&digest(token), Instant::now())
+        well_formed(token) && !self.unseen.recently_missed(&sha256(token), Instant::now())
     }
 
     /// [`Users::access`], else the store (a token issued on another instance since this one's last re-read),
@@ -85,7 +81,7 @@ impl Users {
         if let Some(s) = self.access(token) {
             return Some(s);
         }
-        let key = digest(token);
+        let key = sha256(token);
         if self.unseen.recently_missed(&key, Instant::now()) {
             return None;
         }
@@ -138,7 +134,7 @@ mod tests {
     #[test]
     fn a_miss_is_remembered_for_a_while_then_asked_again() {
         let unseen = Unseen::default();
-        let (key, t0) = (digest("cga_x"), Instant::now());
+        let (key, t0) = (sha256("cga_x"), Instant::now());
         assert!(!unseen.recently_missed(&key, t0));
         unseen.missed(key, t0);
         assert!(unseen.recently_missed(&key, t0 + MISS_TTL - Duration::from_millis(1)));
@@ -146,9 +142,9 @@ mod tests {
         assert!(!unseen.recently_missed(&key, t0 + Duration::from_millis(1)), "and forgotten");
         // Bounded: the oldest of more than MISSES misses is forgotten.
         for i in 0..=MISSES {
-            unseen.missed(digest(&format!("cga_{i}")), t0);
+            unseen.missed(sha256(&format!("cga_{i}")), t0);
         }
-        assert!(!unseen.recently_missed(&digest("cga_0"), t0));
-        assert!(unseen.recently_missed(&digest(&format!("cga_{MISSES}")), t0));
+        assert!(!unseen.recently_missed(&sha256("cga_0"), t0));
+        assert!(unseen.recently_missed(&sha256(&format!("cga_{MISSES}")), t0));
     }
 }

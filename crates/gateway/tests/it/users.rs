@@ -141,14 +141,12 @@ async fn every_route_and_page_answers_each_role_as_the_table_decides() {
     for (role, name) in [(Role::Admin, "ada"), (Role::Member, "mia"), (Role::Viewer, "vic")] {
         let token = sign_in(&env, name).await;
         let (cookie, csrf) = dashboard_sign_in(&env, name, None).await.unwrap_or_else(|e| panic!("{e:?}"));
-        for (surface, method, route) in access_table::routes() {
+        for (surface, entry) in access_table::entries() {
+            let (method, route, action) = (entry.method, entry.path, entry.action);
             // Signing out would end the session the walk goes on with (sign-out is tested on its own).
             if matches!(route, "/admin/sign-out" | "/dashboard/logout") {
                 continue;
             }
-            let Some(action) = access_table::action_of(surface, &method, route) else {
-                panic!("{method} {route} has no action")
-            };
             let refused = codex_gateway::users::access::decide(role, action) == Decision::Refuse;
             let path = concrete(route);
             let body = (method != Method::GET).then(|| json!({}));

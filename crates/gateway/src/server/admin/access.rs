@@ -56,12 +56,7 @@ async fn identify(s: &Arc<AppState>, headers: &HeaderMap) -> Result<Option<Princ
     if let Some(token) = presented[0].filter(|t| t.starts_with(SESSION_PREFIX)) {
         return match s.users.resolve(token).await {
             Some(signed) => Ok(Some(Principal::User(signed))),
-            None => Err(GatewayError::new(
-                ErrorKind::Unauthorized,
-                "This session has ended (signed out, expired, or the user was disabled or removed): sign in again.",
-            )
-            .with_code("session_ended")
-            .into()),
+            None => Err(crate::server::guard::session_ended().into()),
         };
     }
     let shared = s.live.shared_keys.load();

@@ -17,7 +17,6 @@ use crate::audit::Note;
 use crate::auth::now_unix;
 use crate::keys::manage::{self, KeyPatch, KeySpec, ManageError};
 use crate::keys::stored_with_usage;
-use crate::store::StoredKey;
 use crate::users::access::Action::*;
 use crate::users::table::RouteTable;
 
@@ -30,23 +29,15 @@ pub fn routes() -> RouteTable<Arc<AppState>> {
         .post("/admin/keys/{id}/revoke", KeysWrite, "key.revoke", revoke)
 }
 
-/// A member sees their own keys only (`asking`: server/admin/access.rs); an admin every key.
-fn visible(asking: &Asking, row: &StoredKey) -> bool {
-    asking.only_own().is_none_or(|u| row.owner.as_deref() == Some(u.id.as_str()))
+/// A member sees their own keys only (`asking`: server/admin/access.rs): their id; an admin every key.
+fn own(asking: &Asking) -> Option<&str> {
+    asking.only_own().map(|u| u.id.as_str())
 }
 
 async fn list(State(s): State<Arc<AppState>>, asking: Asking) -> Result<Json<Value>, AdminError> {
     let rows = s.keys.store().list_keys().map_err(ManageError::from)?;
-    let shown = rows.iter().filter(|row| visible(&asking, row));
+    let shown = rows.iter().filter(|row| manage::visible(row, own(&asking)));
     Ok(Json(Value::Array(shown.map(|row| stored_with_usage(Some(&s.keys), row)).collect())))
-}
-
-/// The key with this id, if the caller may see it (another user's is as absent as a key that never was).
-fn get_visible(s: &AppState, asking: &Asking, id: String) -> Result<StoredKey, AdminError> {
-    match s.keys.store().get_key(&id).map_err(ManageError::from)? {
-        Some(row) if visible(asking, &row) => Ok(row),
-        Some(_) | None => Err(ManageError::NotFound(id).into()),
-    }
 }
 
 async fn one(
@@ -54,7 +45,7 @@ async fn one(
     asking: Asking,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AdminError> {
-    Ok(Json(stored_with_usage(Some(&s.keys), &get_visible(&s, &asking, id)?)))
+    Ok(Json(stored_with_usage(Some(&s.keys), &manage::find_visible(s.keys.store(), &id, own(&asking))?)))
 }
 
 /// Body: `{"name": "...", "models"?: [...], "rpm"?, "concurrency"?, "daily_tokens"?, "monthly_tokens"?,
@@ -99,7 +90,7 @@ async fn revoke(
     asking: Asking,
     Path(id): Path<String>,
 ) -> Result<(Note, Json<Value>), AdminError> {
-    let id = get_visible(&s, &asking, id)?.id;
+    let id = manage::find_visible(s.keys.store(), &id, own(&asking))?.id;
     let row = manage::revoke(s.keys.store(), &id, now_unix())?;
     s.keys.reload()?;
     Ok((crate::audit::key_note(&row), Json(stored_with_usage(Some(&s.keys), &row))))

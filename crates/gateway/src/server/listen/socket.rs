@@ -206,8 +206,7 @@ impl Heads {
         let index = self.seen;
         self.seen = self.seen.saturating_add(1);
         let next = match framing(&req) {
-            Framing::None => State::Head,
-            Framing::Length(0) => State::Head,
+            Framing::None | Framing::Length(0) => State::Head,
             Framing::Length(n) => State::Body(n),
             Framing::Chunked => State::ChunkSize,
             Framing::Stop => State::Done,
@@ -240,10 +239,7 @@ fn framing(req: &httparse::Request) -> Framing {
         };
     }
     match named("content-length").next() {
-        Some(length) => match content_length(length.value) {
-            Some(n) => Framing::Length(n),
-            None => Framing::Stop,
-        },
+        Some(length) => content_length(length.value).map_or(Framing::Stop, Framing::Length),
         None => Framing::None,
     }
 }
