@@ -65,7 +65,7 @@ async fn decide(env: &TestEnv, cookie: &str, csrf: &str, code: &str) -> (u16, Op
 #[tokio::test]
 async fn wrong_device_codes_from_one_session_are_refused_with_429_until_the_wait_is_over() {
     let env =
-        gateway("[dashboard.attempts]\nfailure_delay_ms = 0\nbackoff_ms = 1500\naddress_free_failures = 100\n").await;
+        gateway("[dashboard.attempts]\nfailure_delay_ms = 0\nbackoff_ms = 4000\naddress_free_failures = 100\n").await;
     add_user(&env, "mia", "member", json!({})).await;
     let (mia, csrf) = dashboard_sign_in(&env, "mia", None).await.unwrap_or_else(|e| panic!("{e:?}"));
     let form = [("client_id", "codex-cli"), ("scope", "models")];
@@ -83,13 +83,14 @@ async fn wrong_device_codes_from_one_session_are_refused_with_429_until_the_wait
     let mut limited = 0;
     for _ in 0..20 {
         let (s, retry, v) = decide(&env, &mia, &csrf, "BCDF-GHJP").await;
-        assert!(s == 429 && retry.is_some_and(|r| (1..=2).contains(&r)), "{s} {retry:?} {v}");
+        assert!(s == 429 && retry.is_some_and(|r| (1..=4).contains(&r)), "{s} {retry:?} {v}");
         assert!(v["error"].as_str().unwrap_or_default().contains("try again"), "{v}");
         limited += 1;
     }
     let (s, retry, v) = decide(&env, &mia, &csrf, &right).await;
     assert!(s == 429 && retry.is_some(), "the right code is refused while the session waits: {s} {v}");
-    assert!(started.elapsed() < Duration::from_millis(1200), "the refusals come at once: {:?}", started.elapsed());
+    // Well inside the 4 s wait even on a loaded machine (a debug build beside the rest of the suite).
+    assert!(started.elapsed() < Duration::from_millis(3500), "the refusals come at once: {:?}", started.elapsed());
     // The verification page says so too, as a page.
     let page = client()
         .get(env.url(&format!("/dashboard/oauth/device?user_code={right}")))
@@ -100,7 +101,7 @@ async fn wrong_device_codes_from_one_session_are_refused_with_429_until_the_wait
     assert_eq!((page.status().as_u16(), page.headers().contains_key("retry-after")), (429, true));
     assert!(page.text().await.unwrap_or_default().contains("Too many failed attempts"));
 
-    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(started.elapsed()) + Duration::from_millis(100))
+    tokio::time::sleep(Duration::from_millis(4000).saturating_sub(started.elapsed()) + Duration::from_millis(100))
         .await;
     let (s, _, v) = decide(&env, &mia, &csrf, &right).await;
     assert_eq!(s, 200, "after the wait the right code is taken: {v}");
