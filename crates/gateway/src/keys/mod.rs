@@ -11,7 +11,6 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use dialects::{ErrorKind, GatewayError};
 use parking_lot::Mutex;
-use sha2::{Digest, Sha256};
 
 use crate::auth::codex_file::format_rfc3339;
 use crate::auth::now_unix;
@@ -19,6 +18,7 @@ pub use crate::record::Permit;
 use crate::record::{RecordSink, RequestRecord};
 use crate::store::usage::Spender;
 use crate::store::{Store, StoredKey, Suspension};
+use crate::users::sha256;
 
 pub mod limits;
 pub mod manage;
@@ -511,10 +511,6 @@ impl RecordSink for BudgetSink {
             }
         }
     }
-}
-
-pub fn sha256(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
 }
 
 /// The 32 bytes of a stored SHA-256 written as 64 hex digits (`None` for anything else).

@@ -195,6 +195,11 @@ impl std::fmt::Debug for Users {
     }
 }
 
+/// The SHA-256 of `text` (a client key's or a token's digest, as looked up).
+pub fn sha256(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
 /// Lower-case hex SHA-256 of `text`.
 pub fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()

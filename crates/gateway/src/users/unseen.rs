@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use super::{ACCESS_PREFIX, Method, SignedIn, Users, blocking, sha256_hex};
-use crate::keys::sha256;
+use super::{ACCESS_PREFIX, Method, SignedIn, Users, blocking, sha256, sha256_hex};
 
 /// How long a token the store did not have is refused without asking again. A token is in the store before it
 /// is handed out, so a miss cannot be a token that is merely early; the bound only saves the store a statement
