@@ -14,6 +14,20 @@ pub struct SseFrame {
     pub data: String,
 }
 
+impl SseFrame {
+    /// The frame of one whole event's JSON, as the upstream WebSocket hands them over (one per text frame): named
+    /// from the `type` the backend writes first, as the HTTP endpoint's `event:` line names it. Unnamed when the
+    /// `type` is not first (the event's parse reads it then, as for an SSE event without an `event:` line).
+    pub fn of_event(data: String) -> SseFrame {
+        let event = data
+            .strip_prefix(r#"{"type":""#)
+            .and_then(|rest| rest.split_once('"'))
+            .filter(|(kind, _)| !kind.ends_with('\\'))
+            .map(|(kind, _)| event_name(kind.as_bytes()));
+        SseFrame { event, data }
+    }
+}
+
 /// Event names the Codex backend sends, so a frame's name needs no allocation.
 const KNOWN_EVENTS: [&str; 24] = [
     "response.output_text.delta",
@@ -245,6 +259,20 @@ pub fn write_event_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, event: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A WebSocket event's JSON becomes the frame its SSE event would have been, named by its leading `type`.
+    #[test]
+    fn an_events_json_is_named_by_its_leading_type() {
+        let delta = r#"{"type":"response.output_text.delta","delta":"hi"}"#;
+        let frame = SseFrame::of_event(delta.to_string());
+        assert_eq!(frame.event.as_deref(), Some("response.output_text.delta"));
+        assert!(matches!(frame.event, Some(Cow::Borrowed(_))), "a known name is not allocated");
+        assert_eq!(frame.data, delta);
+        assert_eq!(SseFrame::of_event(r#"{"type":"x.new","a":1}"#.into()).event.as_deref(), Some("x.new"));
+        // Not first, or escaped: unnamed, and the parse reads the type.
+        assert_eq!(SseFrame::of_event(r#"{"delta":"a","type":"response.output_text.delta"}"#.into()).event, None);
+        assert_eq!(SseFrame::of_event(r#"{"type":"a\"b","x":1}"#.into()).event, None);
+    }
 
     fn parse_all(chunks: &[&[u8]]) -> Vec<SseFrame> {
         let mut p = SseParser::default();

@@ -25,6 +25,13 @@ pub trait Body: Stream<Item = Result<Bytes, TransportError>> + Send {
     fn handed_over_one_at_a_time(&self) -> bool {
         false
     }
+
+    /// Whether each piece is one whole event's JSON (the upstream WebSocket's text frames) rather than bytes of an
+    /// SSE stream: the reader then takes each piece as an event, with no SSE text made and parsed in between
+    /// (docs/performance.md, "Bursts").
+    fn pieces_are_events(&self) -> bool {
+        false
+    }
 }
 
 /// The response body as it arrives.
@@ -35,19 +42,35 @@ pin_project_lite::pin_project! {
     pub struct Plain<S> {
         #[pin]
         stream: S,
-        one_at_a_time: bool,
+        pieces: Pieces,
     }
+}
+
+/// What a [`Plain`] body's pieces are and how they come.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pieces {
+    /// SSE bytes, ready as they were read.
+    Ready,
+    /// SSE bytes another task hands over one at a time ([`Body::handed_over_one_at_a_time`]).
+    OneAtATime,
+    /// One whole event's JSON each ([`Body::pieces_are_events`]).
+    Events,
 }
 
 impl<S> Plain<S> {
     pub fn new(stream: S) -> Plain<S> {
-        Plain { stream, one_at_a_time: false }
+        Plain { stream, pieces: Pieces::Ready }
     }
 
     /// A body whose pieces another task hands over one at a time (hyper's HTTP/1.1 `Incoming`, and reqwest's on
     /// it): see [`Body::handed_over_one_at_a_time`].
     pub fn one_at_a_time(stream: S) -> Plain<S> {
-        Plain { stream, one_at_a_time: true }
+        Plain { stream, pieces: Pieces::OneAtATime }
+    }
+
+    /// A body whose every piece is one event's JSON: see [`Body::pieces_are_events`].
+    pub fn events(stream: S) -> Plain<S> {
+        Plain { stream, pieces: Pieces::Events }
     }
 }
 
@@ -61,7 +84,11 @@ impl<S: Stream<Item = Result<Bytes, TransportError>> + Send> Stream for Plain<S>
 
 impl<S: Stream<Item = Result<Bytes, TransportError>> + Send> Body for Plain<S> {
     fn handed_over_one_at_a_time(&self) -> bool {
-        self.one_at_a_time
+        self.pieces == Pieces::OneAtATime
+    }
+
+    fn pieces_are_events(&self) -> bool {
+        self.pieces == Pieces::Events
     }
 }
 

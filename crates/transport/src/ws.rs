@@ -2,8 +2,8 @@
 //! client speaks them (codex-rs `core/src/client.rs`, `codex-api/src/endpoint/responses_websocket.rs`): the
 //! handshake's `OpenAI-Beta` value, the `response.create` message, and the frames that come back (events one
 //! per text frame, `codex.rate_limits` frames, the backend's wrapped error frames, the connection time limit).
-//! Pure functions only; the connections live in `ws_pool.rs`, which turns frames into the same SSE bytes the
-//! HTTP transports hand to the relay.
+//! Pure functions only; the connections live in `ws_pool.rs`, which hands each event frame's JSON to the relay as
+//! one piece of the answer's body.
 
 use std::time::Duration;
 
@@ -288,27 +288,6 @@ fn rate_limit_headers(text: &str) -> HeaderMap {
     out
 }
 
-/// An event frame as the SSE event the HTTP endpoint would have sent: `event: <type>` (so the reader can leave
-/// deltas unparsed, as it does for SSE) and the frame's JSON as `data`. One buffer per event.
-pub fn sse_event(kind: &str, text: &str) -> Bytes {
-    let mut out = BytesMut::with_capacity(kind.len() + text.len() + 16);
-    if !kind.is_empty() {
-        out.put_slice(b"event: ");
-        out.put_slice(kind.as_bytes());
-        out.put_u8(b'\n');
-    }
-    out.put_slice(b"data: ");
-    if memchr::memchr(b'\n', text.as_bytes()).is_some() {
-        // A line break in JSON is whitespace outside strings (inside them it must be escaped): a space keeps
-        // the event one `data` line.
-        out.put_slice(text.replace('\n', " ").as_bytes());
-    } else {
-        out.put_slice(text.as_bytes());
-    }
-    out.put_slice(b"\n\n");
-    out.freeze()
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -384,12 +363,6 @@ mod tests {
         let other = r#"{"type":"codex.rate_limits","metered_limit_name":"codex_other","rate_limits":{"primary":{"used_percent":80}}}"#;
         let Frame::RateLimits(h) = classify(other) else { panic!("not rate limits") };
         assert!(h.contains_key("x-codex-other-primary-used-percent"));
-    }
-
-    #[test]
-    fn an_event_frame_becomes_the_sse_event() {
-        assert_eq!(&sse_event("response.created", r#"{"a":1}"#)[..], b"event: response.created\ndata: {\"a\":1}\n\n");
-        assert_eq!(&sse_event("", "{\n\"a\":1}")[..], b"data: { \"a\":1}\n\n");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! derives for affinity, sent as `session-id`), reused across its turns while it lives, a bounded number per
 //! account, idle ones closed. A request over the WebSocket gives the same [`UpstreamResponse`] as the HTTP
 //! transports: a refusal (a wrapped error frame before any event, or a refused handshake) as the status and
-//! JSON body the HTTP endpoint would have answered, a stream as status 200 whose body is the SSE the HTTP
-//! endpoint would have sent (`ws::sse_event`), so the relay (failover before the first byte, keepalives, idle
-//! timeout, the request record) cannot tell the transports apart. A dropped body drops the connection, which
+//! JSON body the HTTP endpoint would have answered, a stream as status 200 whose body hands over the events the HTTP
+//! endpoint would have sent, each frame's JSON as one piece (`Body::pieces_are_events`: no SSE text is made for the
+//! reader to parse again), so the relay (failover before the first byte, keepalives, idle timeout, the request
+//! record) treats the transports alike. A dropped body drops the connection, which
 //! cancels the upstream response as closing an HTTP stream does.
 //!
 //! Between turns: a connection the backend closed, or that reached its time limit, is replaced and the request
@@ -246,9 +247,8 @@ impl WsPool {
             match self.first(conn, message, handshake).await {
                 First::Stream(conn, headers, first, end) => {
                     let mut tracker = turn;
-                    if let Some(t) = &mut tracker {
-                        let (kind, data) = event_parts(&first);
-                        t.see(kind, data);
+                    if let (Some(t), Frame::Event { kind, .. }) = (&mut tracker, ws::classify(first.as_str())) {
+                        t.see(kind, first.as_str());
                     }
                     // An answer that ended with its first event leaves the connection free at once (or closes it,
                     // after an error); nothing more is read for it.
@@ -488,7 +488,7 @@ impl WsPool {
             return First::Gone(ws_failure(e));
         }
         loop {
-            let text = match received(conn.socket.next_frame().await) {
+            let frame = match received(conn.socket.next_frame().await) {
                 Received::Text(t) => t,
                 Received::Control => continue,
                 Received::Binary => return First::Failed(binary()),
@@ -500,7 +500,7 @@ impl WsPool {
                 }
                 Received::Failed(e) => return First::Gone(e),
             };
-            let text = text.as_str();
+            let text = frame.as_str();
             match ws::classify(text) {
                 Frame::RateLimits(limits) | Frame::Metadata(limits) => headers.extend(limits),
                 // The previous turn's timing, read before this turn's first event.
@@ -521,44 +521,43 @@ impl WsPool {
                     ));
                 }
                 Frame::Event { kind, terminal } => {
-                    let first = ws::sse_event(kind, text);
                     let end = match (terminal, kind) {
                         (false, _) => End::Open,
                         (true, "error") => End::Failed,
                         (true, _) => End::Done,
                     };
-                    return First::Stream(conn, headers, first, end);
+                    return First::Stream(conn, headers, frame.clone(), end);
                 }
             }
         }
     }
 
-    /// The answer's body: each event frame as its SSE event, until the response's terminal event (then the
+    /// The answer's body: each event frame's JSON as one piece, until the response's terminal event (then the
     /// connection waits for the conversation's next turn) or the end of the connection.
     fn body(
         &self,
         conn: Option<Conn>,
-        first: Bytes,
+        first: Utf8Bytes,
         key: Key,
         owner: Arc<dyn Owner>,
         tracker: Option<Box<dyn Turn>>,
     ) -> BodyStream {
         struct State {
             conn: Option<Conn>,
-            first: Option<Bytes>,
+            first: Option<Utf8Bytes>,
             key: Key,
             owner: Arc<dyn Owner>,
             pool: Weak<WsPool>,
             tracker: Option<Box<dyn Turn>>,
         }
         let state = State { conn, first: Some(first), key, owner, pool: self.me.clone(), tracker };
-        Box::pin(Plain::new(futures_util::stream::unfold(state, |mut s| async move {
+        Box::pin(Plain::events(futures_util::stream::unfold(state, |mut s| async move {
             if let Some(first) = s.first.take() {
-                return Some((Ok(first), s));
+                return Some((Ok(Bytes::from(first)), s));
             }
             loop {
                 let conn = s.conn.as_mut()?;
-                let text = match received(conn.socket.next_frame().await) {
+                let frame = match received(conn.socket.next_frame().await) {
                     Received::Text(t) => t,
                     Received::Control => continue,
                     Received::Binary => {
@@ -572,7 +571,7 @@ impl WsPool {
                         return Some((Err(e), s));
                     }
                 };
-                let text = text.as_str();
+                let text = frame.as_str();
                 let (kind, terminal) = match ws::classify(text) {
                     Frame::Event { kind, terminal } => (kind, terminal),
                     // Mid-stream limits: the account's quota, as an HTTP answer's headers update it.
@@ -589,17 +588,15 @@ impl WsPool {
                 if let Some(t) = &mut s.tracker {
                     t.see(kind, text);
                 }
-                let event = ws::sse_event(kind, text);
+                let clean = kind != "error";
                 if terminal {
                     let conn = s.conn.take();
-                    if kind != "error"
-                        && let (Some(mut conn), Some(pool)) = (conn, s.pool.upgrade())
-                    {
+                    if clean && let (Some(mut conn), Some(pool)) = (conn, s.pool.upgrade()) {
                         conn.lineage = s.tracker.take().and_then(Turn::finish);
                         pool.put_idle(s.key.clone(), conn);
                     }
                 }
-                return Some((Ok(event), s));
+                return Some((Ok(Bytes::from(frame)), s));
             }
         })))
     }
@@ -631,8 +628,8 @@ enum Connected {
 }
 
 enum First {
-    /// The first event, and whether it ended the response.
-    Stream(Conn, HeaderMap, Bytes, End),
+    /// The first event's JSON, and whether it ended the response.
+    Stream(Conn, HeaderMap, Utf8Bytes, End),
     Refused {
         status: StatusCode,
         headers: HeaderMap,
@@ -716,21 +713,6 @@ fn too_large(bytes: usize, max: usize) -> (StatusCode, HeaderMap, Bytes) {
 /// Whether a refusal is the backend's "no such previous response".
 fn previous_not_found(body: &[u8]) -> bool {
     memchr::memmem::find(body, b"previous_response_not_found").is_some()
-}
-
-/// The event type and the JSON data of an SSE event the pool made of a frame (`ws::sse_event`).
-fn event_parts(event: &[u8]) -> (&str, &str) {
-    let text = std::str::from_utf8(event).unwrap_or_default();
-    let mut kind = "";
-    let mut data = "";
-    for line in text.lines() {
-        if let Some(k) = line.strip_prefix("event: ") {
-            kind = k;
-        } else if let Some(d) = line.strip_prefix("data: ") {
-            data = d;
-        }
-    }
-    (kind, data)
 }
 
 /// Whether a handshake answer says this origin serves no WebSocket here, so the account's requests go over HTTP

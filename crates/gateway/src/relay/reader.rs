@@ -1,5 +1,6 @@
-//! Reading the upstream SSE body as a sequence of (frame, event), with bounded waits: each wait ends at a
-//! deadline the caller sets, however many bytes (comments, events nobody reads) arrive meanwhile.
+//! Reading the upstream answer (SSE bytes, or the WebSocket's events one JSON per piece) as a sequence of (frame,
+//! event), with bounded waits: each wait ends at a deadline the caller sets, however many bytes (comments, events
+//! nobody reads) arrive meanwhile.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -352,6 +353,13 @@ impl EventReader {
     /// Take what the body yielded; `Some` for an error (frames and the end are reported by `buffered`).
     fn on_bytes(&mut self, item: Option<Result<Bytes, TransportError>>) -> Option<Read> {
         match item {
+            // One event's JSON (the upstream WebSocket): a frame as it is, no SSE lines to parse.
+            Some(Ok(bytes)) if self.body.pieces_are_events() => {
+                let data = String::from_utf8(Vec::from(bytes))
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                self.frames.push_back(SseFrame::of_event(data));
+                None
+            }
             Some(Ok(bytes)) => {
                 // Only asked for once everything received before was parsed (`buffered` came back empty).
                 self.pending = bytes;
@@ -458,6 +466,29 @@ mod tests {
         assert!(matches!(reader.event(&second), Event::TextDelta { delta, .. } if delta == "2 "));
         drop(tx);
         assert!(matches!(reader.next(wait).await, Read::End));
+    }
+
+    /// A body whose pieces are events (the upstream WebSocket) gives one frame per piece, named by its `type`, with
+    /// no SSE lines around them; a piece of several lines stays one event.
+    #[tokio::test]
+    async fn event_pieces_are_frames_as_they_are() {
+        let pieces = [
+            r#"{"type":"response.output_text.delta","item_id":"m","delta":"a"}"#,
+            "{\n\"type\":\"response.output_text.delta\",\n\"item_id\":\"m\",\"delta\":\"b\"}",
+        ];
+        let body = futures_util::stream::iter(pieces.map(|p| Ok(Bytes::from(p))));
+        let mut reader = EventReader::new(Box::pin(Plain::events(body)));
+        let mut deltas = Vec::new();
+        while let Read::Frame(frame) = reader.next(Duration::from_secs(5)).await {
+            if deltas.is_empty() {
+                assert_eq!(frame.event.as_deref(), Some("response.output_text.delta"));
+            }
+            match reader.event(&frame) {
+                Event::TextDelta { delta, .. } => deltas.push(delta.to_string()),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+        assert_eq!(deltas, ["a", "b"]);
     }
 
     /// A large read is parsed a piece at a time as frames are asked for, and every frame still comes out whole
