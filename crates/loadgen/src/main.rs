@@ -49,7 +49,8 @@ enum Command {
     /// Loopback TCP round trip between two threads, across two cores and within one.
     Pingpong(PingpongArgs),
     /// Relay bytes to one address, no HTTP parsing: the cost of any proxy in the gateway's place; with
-    /// --websocket, HTTP requests over the upstream's Responses WebSocket (the default path's floor).
+    /// --websocket, HTTP requests over the upstream's Responses WebSocket (the default path's floor); with --hyper,
+    /// through hyper's server and client (the floor of a proxy on the ecosystem's HTTP crates).
     Relay(RelayArgs),
     /// Turn one `scripts/bench` run's JSON files into latest.md and latest.json.
     Report(ReportArgs),
@@ -194,6 +195,13 @@ pub struct RelayArgs {
     /// the floor of the gateway's default path. Needs --upstream.
     #[arg(long, requires = "upstream", conflicts_with = "to")]
     pub websocket: bool,
+    /// Relay through hyper's HTTP/1.1 server and hyper's client to --to (HTTP/1.1, or HTTP/2 with --h2), bodies
+    /// handed on as they come and nothing parsed: the floor of a proxy built from the ecosystem's HTTP crates.
+    #[arg(long, requires = "to", conflicts_with = "websocket")]
+    pub hyper: bool,
+    /// With --hyper: reach --to over HTTP/2 with prior knowledge (h2c), one connection for every request.
+    #[arg(long, requires = "hyper")]
+    pub h2: bool,
     /// The WebSocket endpoint for --websocket, e.g. wss://127.0.0.1:PORT/backend-api/codex/responses.
     #[arg(long)]
     pub upstream: Option<String>,

@@ -6,6 +6,7 @@
 //!
 //! With `--websocket` it is the floor of the default path instead (`relay/websocket.rs`): HTTP from the client,
 //! the Responses WebSocket with permessage-deflate over TLS to the upstream, as the gateway's default transport.
+//! With `--hyper` it goes through hyper's server and client instead of copying bytes (`relay/hyper_relay.rs`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -15,11 +16,15 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::RelayArgs;
 
+mod hyper_relay;
 mod websocket;
 
 pub async fn relay(a: RelayArgs) -> anyhow::Result<()> {
     if a.websocket {
         return websocket::relay(a).await;
+    }
+    if a.hyper {
+        return hyper_relay::relay(a).await;
     }
     let to = a.to.as_deref().context("--to host:port is needed (or --websocket with --upstream)")?;
     let to: SocketAddr = to.parse().with_context(|| format!("--to wants host:port, got {to}"))?;

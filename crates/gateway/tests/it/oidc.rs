@@ -68,16 +68,34 @@ fn idp_with(port: u16, gateway: &str, alg: &str, accounts: Value, userinfo_only:
         .current_dir(&dir)
         .env("OIDC_TEST_CONFIG", config.to_string())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("node: {e}"));
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-    let mut line = String::new();
-    let mut stdout = BufReader::new(stdout);
-    let _ = stdout.read_line(&mut line);
-    assert!(line.starts_with("listening"), "the provider did not start: {line:?}");
+    // Its first line is read on a thread of its own and waited for with a bound: the tests run on a
+    // current-thread runtime, which a read with no end would stop for good (a CI run once hung so).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let mut stdout = BufReader::new(stdout);
+        let _ = stdout.read_line(&mut line);
+        let _ = tx.send((line, stdout));
+    });
+    let Ok((line, stdout)) = rx.recv_timeout(PROVIDER_START) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the provider printed nothing in {PROVIDER_START:?}")
+    };
+    if !line.starts_with("listening") {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the provider did not start: {line:?}");
+    }
     Idp { child, port, _stdout: stdout }
 }
+
+/// How long the provider may take to listen (node loads `oidc-provider` and makes its keys; seconds on a loaded host).
+const PROVIDER_START: Duration = Duration::from_secs(60);
 
 /// A gateway with `[dashboard.oidc]` for the provider on `port` (discovered at the first sign-in), and a provider
 /// for it.

@@ -58,6 +58,16 @@ pub(super) fn section(dir: &Path, read: fn(&Path, &str) -> Value) -> DefaultPath
             "x",
             "<= 1.5x",
         ));
+        // The floor under the HTTP/2 burst row: hyper's server and h2 client passing the bytes on, nothing parsed
+        // (`loadgen relay --hyper --h2`), against the same byte relay; what no proxy on these crates goes below.
+        let floor = (key == "h2").then(|| read(dir, "dp.burst.h2.hyper.pair"));
+        if let Some(floor) = &floor {
+            checks.push(info(
+                format!("{title}: burst, a hyper pass-through's CPU per request / the byte relay's (paired, median)"),
+                num(floor, "/median"),
+                "x",
+            ));
+        }
         checks.push(streams_open(title, &many));
         // Reported, not ground down: what each more open stream holds, beside what the protocol obliges.
         let slope = slope_kb(&few, &many);
@@ -76,8 +86,8 @@ pub(super) fn section(dir: &Path, read: fn(&Path, &str) -> Value) -> DefaultPath
         checks.push(at_most(format!("{title}: c=1 added TTFB p50"), added, ADDED_TTFB_MS, "ms", "<= 1 ms"));
         rows.insert(
             key.to_string(),
-            json!({"paced20_pair": paced, "burst_pair": burst, "c1": c1, "paced_streams": many,
-                   "paced_streams_few": few, "rss_slope_kb_per_stream": slope}),
+            json!({"paced20_pair": paced, "burst_pair": burst, "burst_hyper_floor_pair": floor, "c1": c1,
+                   "paced_streams": many, "paced_streams_few": few, "rss_slope_kb_per_stream": slope}),
         );
     }
     // Side by side with the strongest peer that runs here (scripts/bench-peer): how many times lighter.

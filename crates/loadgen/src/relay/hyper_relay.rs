@@ -1,0 +1,200 @@
+//! `relay --hyper`: the floor of an HTTP proxy built from the ecosystem's crates, as the gateway is (issue 89:
+//! "no own HTTP code"). hyper's HTTP/1.1 server takes the client's request; hyper's client sends it on, over
+//! HTTP/2 with prior knowledge (`--h2`: one connection shared by every request, as the gateway's HTTP/2 upstream)
+//! or HTTP/1.1 (one upstream connection per client connection); the upstream's answer goes back as it comes, the
+//! body's frames already read handed on together as one (so a burst leaves in one write, as the gateway's pump
+//! does). Nothing is parsed, checked or translated: what is left between this relay and the byte relay is what the
+//! two HTTP stacks cost, which any proxy on these crates pays before its own work.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use anyhow::Context;
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::client::conn::{http1 as client1, http2 as client2};
+use hyper::header::{CONNECTION, HOST, HeaderValue, TRANSFER_ENCODING};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+
+use crate::RelayArgs;
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Where requests go: one shared HTTP/2 connection, or a new HTTP/1.1 connection per client connection.
+enum Upstream {
+    H2(client2::SendRequest<Incoming>),
+    H1(SocketAddr),
+}
+
+pub async fn relay(a: RelayArgs) -> anyhow::Result<()> {
+    let to = a.to.as_deref().context("--hyper needs --to host:port")?;
+    let to: SocketAddr = to.parse().with_context(|| format!("--to wants host:port, got {to}"))?;
+    let upstream = match a.h2 {
+        true => {
+            let tcp = TcpStream::connect(to).await.with_context(|| format!("connecting to {to}"))?;
+            tcp.set_nodelay(true)?;
+            let (send, conn) = client2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .context("the HTTP/2 handshake with the upstream")?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    eprintln!("loadgen relay --hyper: the upstream connection ended: {e}");
+                }
+            });
+            Upstream::H2(send)
+        }
+        false => Upstream::H1(to),
+    };
+    let upstream = Arc::new(upstream);
+    let listener = TcpListener::bind(("127.0.0.1", a.port)).await.context("binding the relay's port")?;
+    let local = listener.local_addr()?;
+    // The same line as the gateway and the fake print, for the scripts' `listening_url`.
+    println!("listening on http://{local}");
+    std::io::stdout().flush()?;
+    loop {
+        let (client, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("loadgen relay --hyper: accept failed: {e}");
+                continue;
+            }
+        };
+        let _ = client.set_nodelay(true);
+        let upstream = upstream.clone();
+        tokio::spawn(async move {
+            // This client connection's HTTP/1.1 upstream, opened at its first request.
+            let h1: Arc<Mutex<Option<client1::SendRequest<Incoming>>>> = Arc::default();
+            let service = hyper::service::service_fn(move |req| {
+                let (upstream, h1) = (upstream.clone(), h1.clone());
+                async move { Ok::<_, std::convert::Infallible>(forward(&upstream, &h1, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(client), service).await;
+        });
+    }
+}
+
+/// The request sent on as it is (its body streamed), the answer handed back as it is; 502 when the upstream fails.
+async fn forward(
+    upstream: &Upstream,
+    h1: &Mutex<Option<client1::SendRequest<Incoming>>>,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let answer = match upstream {
+        Upstream::H2(send) => {
+            let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let authority = req.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+            match Uri::try_from(format!("http://{authority}{path}")) {
+                Ok(uri) => *req.uri_mut() = uri,
+                Err(e) => return failed(&format!("a request target: {e}")),
+            }
+            for name in [HOST, CONNECTION, TRANSFER_ENCODING] {
+                req.headers_mut().remove(name);
+            }
+            *req.version_mut() = hyper::Version::HTTP_2;
+            send.clone().send_request(req).await.map_err(|e| e.to_string())
+        }
+        Upstream::H1(to) => {
+            let mut slot = h1.lock().await;
+            if slot.as_ref().is_none_or(|s| s.is_closed()) {
+                *slot = match open_h1(*to).await {
+                    Ok(s) => Some(s),
+                    Err(e) => return failed(&format!("{e:#}")),
+                };
+            }
+            match slot.as_mut() {
+                Some(send) => match send.ready().await {
+                    Ok(()) => send.send_request(req).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+                None => Err("no upstream connection".to_string()),
+            }
+        }
+    };
+    match answer {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            parts.version = hyper::Version::HTTP_11;
+            Response::from_parts(parts, Merged { inner: body, ended: false }.boxed())
+        }
+        Err(e) => failed(&e),
+    }
+}
+
+async fn open_h1(to: SocketAddr) -> anyhow::Result<client1::SendRequest<Incoming>> {
+    let tcp = TcpStream::connect(to).await.with_context(|| format!("connecting to {to}"))?;
+    tcp.set_nodelay(true)?;
+    let (send, conn) = client1::handshake(TokioIo::new(tcp)).await.context("the upstream connection")?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(send)
+}
+
+fn failed(why: &str) -> Response<Body> {
+    eprintln!("loadgen relay --hyper: {why}");
+    let mut resp = Response::new(Full::new(Bytes::from(why.to_string())).map_err(|e| match e {}).boxed());
+    *resp.status_mut() = StatusCode::BAD_GATEWAY;
+    resp.headers_mut().insert("content-type", HeaderValue::from_static("text/plain"));
+    resp
+}
+
+/// The upstream's body with every data frame already read handed on as one.
+struct Merged {
+    inner: Incoming,
+    ended: bool,
+}
+
+impl hyper::body::Body for Merged {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        // One frame is handed on as it is; a second one read at once starts a merged copy.
+        let mut first: Option<Bytes> = None;
+        let mut merged = BytesMut::new();
+        loop {
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    // The upstream sends no trailers; any other frame than data is not handed on.
+                    let Ok(data) = frame.into_data() else { continue };
+                    match first.take() {
+                        None if merged.is_empty() => first = Some(data),
+                        one => {
+                            merged.extend_from_slice(one.as_deref().unwrap_or_default());
+                            merged.extend_from_slice(&data);
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    self.ended = true;
+                    break;
+                }
+                Poll::Pending if first.is_none() && merged.is_empty() => return Poll::Pending,
+                Poll::Pending => break,
+            }
+        }
+        match first {
+            Some(one) => Poll::Ready(Some(Ok(Frame::data(one)))),
+            None if merged.is_empty() => Poll::Ready(None),
+            None => Poll::Ready(Some(Ok(Frame::data(merged.freeze())))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+}
