@@ -196,8 +196,9 @@ pub struct RelayArgs {
     #[arg(long, requires = "upstream", conflicts_with = "to")]
     pub websocket: bool,
     /// Relay through hyper's HTTP/1.1 server and hyper's client to --to (HTTP/1.1, or HTTP/2 with --h2), bodies
-    /// handed on as they come and nothing parsed: the floor of a proxy built from the ecosystem's HTTP crates.
-    #[arg(long, requires = "to", conflicts_with = "websocket")]
+    /// handed on as they come and nothing parsed: the floor of a proxy built from the ecosystem's HTTP crates. With
+    /// --websocket: hyper's server in front of the same WebSocket relay.
+    #[arg(long)]
     pub hyper: bool,
     /// With --hyper: reach --to over HTTP/2 with prior knowledge (h2c), one connection for every request.
     #[arg(long, requires = "hyper")]

@@ -3,7 +3,7 @@
 //! HTTP/2 with prior knowledge (`--h2`: one connection shared by every request, as the gateway's HTTP/2 upstream)
 //! or HTTP/1.1 (one upstream connection per client connection); the upstream's answer goes back as it comes, the
 //! body's frames already read handed on together as one (so a burst leaves in one write, as the gateway's pump
-//! does). Nothing is parsed, checked or translated: what is left between this relay and the byte relay is what the
+//! does, with the same hold across a yield over HTTP/1.1: `Merged`). Nothing is parsed, checked or translated: what is left between this relay and the byte relay is what the
 //! two HTTP stacks cost, which any proxy on these crates pays before its own work.
 
 use std::io::Write;
@@ -121,7 +121,8 @@ async fn forward(
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             parts.version = hyper::Version::HTTP_11;
-            Response::from_parts(parts, Merged { inner: body, ended: false }.boxed())
+            let hold = matches!(upstream, Upstream::H1(_));
+            Response::from_parts(parts, Merged::new(body, hold).boxed())
         }
         Err(e) => failed(&e),
     }
@@ -145,10 +146,23 @@ fn failed(why: &str) -> Response<Body> {
     resp
 }
 
-/// The upstream's body with every data frame already read handed on as one.
+/// The upstream's body with every data frame already read handed on as one. hyper's HTTP/1.1 client connection is a
+/// task of its own that hands the body over one chunk at a time, decoding the next only once this one was taken: with
+/// `hold`, a frame begun is held across a yield while frames keep arriving and handed on at the second poll in a row
+/// that brought nothing (hyper's server polls a pending body again before other tasks run), as the gateway's pump
+/// holds its chunk (docs/performance.md, "Bursts"). No timer: a lone frame goes one scheduler turn later.
 struct Merged {
     inner: Incoming,
+    hold: bool,
+    held: BytesMut,
+    empty_polls: u8,
     ended: bool,
+}
+
+impl Merged {
+    fn new(inner: Incoming, hold: bool) -> Merged {
+        Merged { inner, hold, held: BytesMut::new(), empty_polls: 0, ended: false }
+    }
 }
 
 impl hyper::body::Body for Merged {
@@ -159,42 +173,36 @@ impl hyper::body::Body for Merged {
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        // One frame is handed on as it is; a second one read at once starts a merged copy.
-        let mut first: Option<Bytes> = None;
-        let mut merged = BytesMut::new();
-        loop {
-            match Pin::new(&mut self.inner).poll_frame(cx) {
+        let this = &mut *self;
+        let mut arrived = false;
+        while !this.ended {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     // The upstream sends no trailers; any other frame than data is not handed on.
-                    let Ok(data) = frame.into_data() else { continue };
-                    match first.take() {
-                        None if merged.is_empty() => first = Some(data),
-                        one => {
-                            merged.extend_from_slice(one.as_deref().unwrap_or_default());
-                            merged.extend_from_slice(&data);
-                        }
+                    if let Ok(data) = frame.into_data() {
+                        this.held.extend_from_slice(&data);
+                        arrived = true;
                     }
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(None) => {
-                    self.ended = true;
-                    break;
+                Poll::Ready(None) => this.ended = true,
+                Poll::Pending if this.held.is_empty() => return Poll::Pending,
+                Poll::Pending if this.hold && (arrived || this.empty_polls == 0) => {
+                    this.empty_polls = if arrived { 0 } else { this.empty_polls + 1 };
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
-                Poll::Pending if first.is_none() && merged.is_empty() => return Poll::Pending,
                 Poll::Pending => break,
             }
         }
-        match first {
-            Some(one) => Poll::Ready(Some(Ok(Frame::data(one)))),
-            None if merged.is_empty() => Poll::Ready(None),
-            None => Poll::Ready(Some(Ok(Frame::data(merged.freeze())))),
+        this.empty_polls = 0;
+        match this.held.is_empty() {
+            true => Poll::Ready(None),
+            false => Poll::Ready(Some(Ok(Frame::data(this.held.split().freeze())))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended
+        self.ended && self.held.is_empty()
     }
 }

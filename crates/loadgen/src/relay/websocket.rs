@@ -12,6 +12,10 @@
 //!
 //! Nothing is parsed beyond the `type` the backend writes first (to end the answer and to drop the backend's own
 //! frames around a turn, which no client expects); nothing is translated.
+//!
+//! The client's side is a few lines of its own over httparse; with `--hyper` it is hyper's HTTP/1.1 server instead
+//! (`websocket/hyper_server.rs`), as in the gateway, which has no HTTP code of its own: the floor of a proxy on the
+//! ecosystem's crates.
 
 use std::fmt::Write as _;
 use std::future::poll_fn;
@@ -32,6 +36,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use yawc::{Frame, OpCode, Options, Role, WebSocket};
 
 use crate::RelayArgs;
+
+mod hyper_server;
 
 /// The handshake's `OpenAI-Beta` value, added when the request has none (fake-codex requires it).
 const BETA: &str = "responses_websockets=2026-02-06";
@@ -96,11 +102,18 @@ pub async fn relay(a: RelayArgs) -> anyhow::Result<()> {
             }
         };
         let up = up.clone();
-        tokio::spawn(async move {
-            if let Err(e) = serve(client, &up).await {
-                eprintln!("loadgen relay: {e:#}");
+        match a.hyper {
+            true => {
+                tokio::spawn(hyper_server::serve(client, up));
             }
-        });
+            false => {
+                tokio::spawn(async move {
+                    if let Err(e) = serve(client, &up).await {
+                        eprintln!("loadgen relay: {e:#}");
+                    }
+                });
+            }
+        }
     }
 }
 

@@ -58,16 +58,15 @@ pub(super) fn section(dir: &Path, read: fn(&Path, &str) -> Value) -> DefaultPath
             "x",
             "<= 1.5x",
         ));
-        // The floor under the HTTP/2 burst row: hyper's server and h2 client passing the bytes on, nothing parsed
-        // (`loadgen relay --hyper --h2`), against the same byte relay; what no proxy on these crates goes below.
-        let floor = (key == "h2").then(|| read(dir, "dp.burst.h2.hyper.pair"));
-        if let Some(floor) = &floor {
-            checks.push(info(
-                format!("{title}: burst, a hyper pass-through's CPU per request / the byte relay's (paired, median)"),
-                num(floor, "/median"),
-                "x",
-            ));
-        }
+        // The floor under the burst row: the same relay with hyper's server on the client's side, and on HTTP/2
+        // hyper's h2 client instead of a byte copy (`loadgen relay --hyper`), nothing parsed, against the relay:
+        // what no proxy on these crates goes below (bench/notes.md, "2026-11-29 — The floor of a proxy on hyper").
+        let floor = read(dir, &format!("dp.burst.{key}.hyper.pair"));
+        checks.push(info(
+            format!("{title}: burst, a hyper pass-through's CPU per request / the byte relay's (paired, median)"),
+            num(&floor, "/median"),
+            "x",
+        ));
         checks.push(streams_open(title, &many));
         // Reported, not ground down: what each more open stream holds, beside what the protocol obliges.
         let slope = slope_kb(&few, &many);
