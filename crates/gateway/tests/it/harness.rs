@@ -259,6 +259,34 @@ impl TestEnv {
     }
 }
 
+/// The first line a helper process (an OpenID provider, a WebSocket origin) prints on its standard output once it
+/// listens, and that output, held open (a closed pipe would end some helpers). Waited for with a bound on a thread of
+/// its own: the tests run on a current-thread runtime, which a read with no end would stop for good (a CI run once
+/// hung so). The child is killed and the test fails when nothing comes in `within`.
+pub fn first_line(
+    child: &mut std::process::Child,
+    within: std::time::Duration,
+    what: &str,
+) -> (String, std::io::BufReader<std::process::ChildStdout>) {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("{what}: its standard output is not piped"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let mut stdout = std::io::BufReader::new(stdout);
+        let _ = stdout.read_line(&mut line);
+        let _ = tx.send((line, stdout));
+    });
+    match rx.recv_timeout(within) {
+        Ok(first) => first,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} printed nothing in {within:?}")
+        }
+    }
+}
+
 pub fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }

@@ -5,7 +5,7 @@
 //! disabled user, and every refusal in the audit trail with its reason.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{Setup, TestEnv, start};
+use crate::harness::{Setup, TestEnv, first_line, start};
 
 pub(crate) const ADMIN_KEY: &str = "oidc-admin-key-5c1e";
 pub(crate) const CLIENT_ID: &str = "codex-gateway";
@@ -71,21 +71,7 @@ fn idp_with(port: u16, gateway: &str, alg: &str, accounts: Value, userinfo_only:
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("node: {e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-    // Its first line is read on a thread of its own and waited for with a bound: the tests run on a
-    // current-thread runtime, which a read with no end would stop for good (a CI run once hung so).
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let mut stdout = BufReader::new(stdout);
-        let _ = stdout.read_line(&mut line);
-        let _ = tx.send((line, stdout));
-    });
-    let Ok((line, stdout)) = rx.recv_timeout(PROVIDER_START) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the provider printed nothing in {PROVIDER_START:?}")
-    };
+    let (line, stdout) = first_line(&mut child, PROVIDER_START, "the OpenID provider");
     if !line.starts_with("listening") {
         let _ = child.kill();
         let _ = child.wait();

@@ -43,10 +43,7 @@ fn origin(record: &Path, plain: bool) -> Origin {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("ws_origin.py: {e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-        .unwrap_or_else(|e| panic!("ws_origin.py: {e}"));
+    let (line, _) = crate::harness::first_line(&mut child, Duration::from_secs(60), "ws_origin.py");
     assert_eq!(
         line.trim(),
         "listening",
