@@ -28,24 +28,33 @@ pub async fn relay(a: RelayArgs) -> anyhow::Result<()> {
     }
     let to = a.to.as_deref().context("--to host:port is needed (or --websocket with --upstream)")?;
     let to: SocketAddr = to.parse().with_context(|| format!("--to wants host:port, got {to}"))?;
-    let listener = TcpListener::bind(("127.0.0.1", a.port)).await.context("binding the relay's port")?;
-    let local = listener.local_addr()?;
-    // The same line as the gateway and the fake print, for scripts/bench's `listening_url`.
-    println!("listening on http://{local}");
-    std::io::stdout().flush()?;
+    let listener = listen(a.port).await?;
     loop {
-        let (client, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("loadgen relay: accept failed: {e}");
-                continue;
-            }
-        };
+        let client = accept(&listener).await;
         tokio::spawn(async move {
             if let Err(e) = pipe(client, to).await {
                 eprintln!("loadgen relay: {e:#}");
             }
         });
+    }
+}
+
+/// The relay's listener on 127.0.0.1:`port`, announced with the line the gateway and the fake print too (for the
+/// scripts' `listening_url`).
+async fn listen(port: u16) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.context("binding the relay's port")?;
+    println!("listening on http://{}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    Ok(listener)
+}
+
+/// The next client connection (a failed accept is said and the next one taken).
+async fn accept(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((client, _)) => return client,
+            Err(e) => eprintln!("loadgen relay: accept failed: {e}"),
+        }
     }
 }
 

@@ -6,7 +6,6 @@
 //! does, with the same hold across a yield over HTTP/1.1: `Merged`). Nothing is parsed, checked or translated: what is left between this relay and the byte relay is what the
 //! two HTTP stacks cost, which any proxy on these crates pays before its own work.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use hyper::client::conn::{http1 as client1, http2 as client2};
 use hyper::header::{CONNECTION, HOST, HeaderValue, TRANSFER_ENCODING};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 use crate::RelayArgs;
@@ -53,19 +52,9 @@ pub async fn relay(a: RelayArgs) -> anyhow::Result<()> {
         false => Upstream::H1(to),
     };
     let upstream = Arc::new(upstream);
-    let listener = TcpListener::bind(("127.0.0.1", a.port)).await.context("binding the relay's port")?;
-    let local = listener.local_addr()?;
-    // The same line as the gateway and the fake print, for the scripts' `listening_url`.
-    println!("listening on http://{local}");
-    std::io::stdout().flush()?;
+    let listener = super::listen(a.port).await?;
     loop {
-        let (client, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("loadgen relay --hyper: accept failed: {e}");
-                continue;
-            }
-        };
+        let client = super::accept(&listener).await;
         let _ = client.set_nodelay(true);
         let upstream = upstream.clone();
         tokio::spawn(async move {

@@ -19,7 +19,6 @@
 
 use std::fmt::Write as _;
 use std::future::poll_fn;
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::task::Poll;
@@ -30,7 +29,7 @@ use futures_util::SinkExt;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use yawc::{Frame, OpCode, Options, Role, WebSocket};
@@ -88,19 +87,9 @@ struct Upstream {
 pub async fn relay(a: RelayArgs) -> anyhow::Result<()> {
     let url = a.upstream.as_deref().context("--websocket needs --upstream wss://HOST:PORT/PATH")?;
     let up = Arc::new(upstream(url, a.ca.as_deref())?);
-    let listener = TcpListener::bind(("127.0.0.1", a.port)).await.context("binding the relay's port")?;
-    let local = listener.local_addr()?;
-    // The same line as the gateway and the fake print, for the scripts' `listening_url`.
-    println!("listening on http://{local}");
-    std::io::stdout().flush()?;
+    let listener = super::listen(a.port).await?;
     loop {
-        let (client, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("loadgen relay: accept failed: {e}");
-                continue;
-            }
-        };
+        let client = super::accept(&listener).await;
         let up = up.clone();
         match a.hyper {
             true => {
