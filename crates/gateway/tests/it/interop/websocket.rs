@@ -1,7 +1,7 @@
 //! The upstream Responses WebSocket against Python's `websockets` (`ws_origin.py`), an implementation of RFC 6455
 //! and RFC 7692 the gateway did not write: the gateway offers permessage-deflate as the official client does,
-//! compresses what it sends with the window the server asked for, and inflates what the server compressed, over
-//! the turns of one connection (context takeover both ways).
+//! compresses each message it sends on its own with the window the server asked for, and inflates what the server
+//! compressed with its context, over the turns of one connection.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -131,7 +131,7 @@ async fn permessage_deflate_with_python_websockets() {
         first_size > 20_000 && first_wire * 5 < first_size,
         "turn 1: {first_wire} B on the wire for {first_size} B"
     );
-    // Compressed against the first turn's context: the second costs what it adds.
+    // The second turn is chained (only its new items), compressed on its own: it costs what it adds.
     let second_wire = seen[1]["wire"].as_u64().unwrap_or(u64::MAX);
     assert!(second_wire * 10 < first_size, "turn 2: {second_wire} B on the wire against turn 1's {first_size} B");
 }
