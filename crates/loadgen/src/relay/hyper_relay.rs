@@ -2,9 +2,10 @@
 //! "no own HTTP code"). hyper's HTTP/1.1 server takes the client's request; hyper's client sends it on, over
 //! HTTP/2 with prior knowledge (`--h2`: one connection shared by every request, as the gateway's HTTP/2 upstream)
 //! or HTTP/1.1 (one upstream connection per client connection); the upstream's answer goes back as it comes, the
-//! body's frames already read handed on together as one (so a burst leaves in one write, as the gateway's pump
-//! does, with the same hold across a yield over HTTP/1.1: `Merged`). Nothing is parsed, checked or translated: what is left between this relay and the byte relay is what the
-//! two HTTP stacks cost, which any proxy on these crates pays before its own work.
+//! body's frames already read handed on together as one, so a burst leaves in one write as it does from the
+//! gateway's pump (over HTTP/1.1 with the same hold across a yield: `Merged`). Nothing is parsed, checked or
+//! translated: what is left between this relay and the byte relay is what the two HTTP stacks cost, which any proxy
+//! on these crates pays before its own work.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
